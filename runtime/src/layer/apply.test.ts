@@ -1,0 +1,96 @@
+import { mkdtemp, readFile, readdir, lstat, readlink, rm, writeFile, mkdir, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { pack, type Header } from 'tar-stream';
+import { afterEach, describe, expect, test } from 'vitest';
+import { applyLayer } from './apply.js';
+
+type Entry = Header & { body?: string };
+
+async function tarOf(entries: readonly Entry[]): Promise<Buffer> {
+  const p = pack();
+  for (const { body, ...h } of entries) p.entry({ mtime: new Date('2024-01-01T00:00:00Z'), ...h }, body ?? '');
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const dirs: string[] = [];
+async function tmp(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'kiln-apply-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+describe('applyLayer', () => {
+  test('writes files, modes, owners, mtimes, symlinks and hardlinks', async () => {
+    const dir = await tmp();
+    const tar = await tarOf([
+      { name: 'a/', type: 'directory', mode: 0o750, uid: 12, gid: 34 },
+      { name: 'a/f.txt', mode: 0o4755, uid: 5, gid: 6, body: 'hello' },
+      { name: 'a/l', type: 'symlink', linkname: 'f.txt' },
+      { name: 'a/h', type: 'link', linkname: 'a/f.txt' },
+    ]);
+    const r = await applyLayer(dir, Readable.from([gzipSync(tar)]));
+    expect(r.compression).toBe('gzip');
+    expect(r.entries).toBe(4);
+    expect(await readFile(join(dir, 'a/f.txt'), 'utf8')).toBe('hello');
+    const st = await lstat(join(dir, 'a/f.txt'));
+    expect(st.mode & 0o7777).toBe(0o4755);
+    expect([st.uid, st.gid]).toEqual([5, 6]);
+    expect(st.nlink).toBe(2);
+    expect(st.mtime.toISOString()).toBe('2024-01-01T00:00:00.000Z');
+    const d = await lstat(join(dir, 'a'));
+    expect(d.mode & 0o7777).toBe(0o750);
+    expect(d.mtime.toISOString()).toBe('2024-01-01T00:00:00.000Z');
+    expect(await readlink(join(dir, 'a/l'))).toBe('f.txt');
+  });
+
+  test('whiteouts and opaque directories delete lower content but not same-layer content', async () => {
+    const dir = await tmp();
+    await mkdir(join(dir, 'keep'), { recursive: true });
+    await writeFile(join(dir, 'gone.txt'), 'x');
+    await mkdir(join(dir, 'opq/sub'), { recursive: true });
+    await writeFile(join(dir, 'opq/old'), 'x');
+    await writeFile(join(dir, 'keep/k'), 'k');
+    const tar = await tarOf([
+      { name: 'opq/', type: 'directory', mode: 0o755 },
+      { name: 'opq/new', body: 'n' },
+      { name: 'opq/.wh..wh..opq' },
+      { name: '.wh.gone.txt' },
+    ]);
+    await applyLayer(dir, Readable.from([tar]));
+    expect((await readdir(dir)).sort()).toEqual(['keep', 'opq']);
+    expect(await readdir(join(dir, 'opq'))).toEqual(['new']);
+    expect(await readFile(join(dir, 'keep/k'), 'utf8')).toBe('k');
+  });
+
+  test('refuses paths escaping the root and does not follow symlinks out of it', async () => {
+    const dir = await tmp();
+    const outside = await tmp();
+    await expect(applyLayer(dir, Readable.from([await tarOf([{ name: '../evil', body: 'x' }])]))).rejects.toMatchObject({
+      code: 'PATH_ESCAPE',
+    });
+    await symlink(outside, join(dir, 'esc'));
+    await applyLayer(dir, Readable.from([await tarOf([{ name: 'esc/pwn', body: 'x' }])]));
+    expect(await readdir(outside)).toEqual([]);
+    // the symlink is resolved inside the root: /tmp/... becomes <dir>/tmp/...
+    expect(await readFile(join(dir, outside, 'pwn'), 'utf8')).toBe('x');
+  });
+
+  test('zstd layers are decoded', async () => {
+    const dir = await tmp();
+    const tar = await tarOf([{ name: 'z.txt', body: 'zstd!' }]);
+    const { execFileSync } = await import('node:child_process');
+    const z = execFileSync('zstd', ['-c', '-q'], { input: tar });
+    const r = await applyLayer(dir, Readable.from([z]));
+    expect(r.compression).toBe('zstd');
+    expect(await readFile(join(dir, 'z.txt'), 'utf8')).toBe('zstd!');
+  });
+});
