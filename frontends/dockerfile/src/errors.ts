@@ -1,0 +1,171 @@
+/**
+ * Errors raised by the Dockerfile frontend (parser, shell lexer, instruction layer).
+ *
+ * Every error has a stable `code` (table below), a one-line message, and, when it can be tied to the
+ * Dockerfile, a 1-based {@link SourceLocation} plus the instruction as written.
+ *
+ * | code    | meaning |
+ * | ------- | ------- |
+ * | KLN0101 | file with no instructions |
+ * | KLN0102 | invalid or duplicate parser directive (`# escape=x`, two `# syntax=`) |
+ * | KLN0103 | JSON array holds something other than strings |
+ * | KLN0104 | ENV/LABEL without a value, or a word without `=` |
+ * | KLN0105 | unterminated heredoc |
+ * | KLN0106 | malformed instruction flags or heredoc word |
+ * | KLN0201 | shell word expansion failed (unterminated quote, bad substitution, `${VAR:?}` …) |
+ * | KLN0401 | unknown instruction |
+ * | KLN0402 | unknown flag |
+ * | KLN0403 | bad flag value (wrong type, missing value, duplicate) |
+ * | KLN0404 | wrong number of arguments |
+ * | KLN0405 | invalid argument value (port, duration, signal, platform, chmod …) |
+ * | KLN0406 | instruction not allowed here (before FROM, ONBUILD of FROM …) |
+ * | KLN0407 | invalid stage name |
+ * | KLN0408 | duplicate stage name |
+ * | KLN0411 | malformed `--mount` spec |
+ * | KLN0412 | unknown mount type |
+ * | KLN0413 | unknown mount option |
+ * | KLN0414 | mount target missing or not absolute |
+ * | KLN0415 | invalid mount option value |
+ * | KLN0421 | invalid `--network` / `--security` value |
+ */
+export type DockerfileErrorCode =
+  | 'KLN0101'
+  | 'KLN0102'
+  | 'KLN0103'
+  | 'KLN0104'
+  | 'KLN0105'
+  | 'KLN0106'
+  | 'KLN0201'
+  | 'KLN0401'
+  | 'KLN0402'
+  | 'KLN0403'
+  | 'KLN0404'
+  | 'KLN0405'
+  | 'KLN0406'
+  | 'KLN0407'
+  | 'KLN0408'
+  | 'KLN0411'
+  | 'KLN0412'
+  | 'KLN0413'
+  | 'KLN0414'
+  | 'KLN0415'
+  | 'KLN0421';
+
+/** A point in a Dockerfile: 1-based line and column (columns count UTF-16 code units). */
+export interface Position {
+  readonly line: number;
+  readonly column: number;
+}
+
+/** Where an error happened. `file` is the Dockerfile name as the user knows it (may be empty). */
+export interface SourceLocation extends Position {
+  readonly file: string;
+}
+
+/** Options accepted by {@link KilnError}. */
+export interface KilnErrorOptions {
+  location?: SourceLocation | undefined;
+  /** The instruction as written (continuations joined), shown above the message. */
+  source?: string | undefined;
+  hint?: string | undefined;
+  cause?: unknown;
+}
+
+/**
+ * The error every Dockerfile frontend API throws. `code` is stable and meant for programs;
+ * `message` is one line for people; `hint` says what to do.
+ */
+export class KilnError extends Error {
+  override readonly name = 'KilnError';
+  readonly code: DockerfileErrorCode;
+  /** Location in the Dockerfile, when known. */
+  location: SourceLocation | undefined;
+  /** The instruction text as written, when known. */
+  source: string | undefined;
+  readonly hint: string | undefined;
+
+  constructor(code: DockerfileErrorCode, message: string, options: KilnErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.location = options.location;
+    this.source = options.source;
+    this.hint = options.hint;
+  }
+
+  /**
+   * Attach a location and source text unless already set (wrap, don't replace: the innermost
+   * layer that knows a precise position wins). Returns `this`.
+   */
+  withLocation(location: SourceLocation, source?: string): this {
+    if (this.location === undefined) this.location = location;
+    else if (this.location.file === '' && location.file !== '') this.location = { ...this.location, file: location.file };
+    if (this.source === undefined && source !== undefined) this.source = source;
+    return this;
+  }
+}
+
+/**
+ * Format an error for people, as the CLI prints it:
+ *
+ * ```
+ * Dockerfile:7:5: RUN --mount=type=cach,target=/root/.cache pip install .
+ * error KLN0412: unknown mount type "cach" (did you mean "cache"?)
+ * hint: use one of bind, cache, tmpfs, secret, ssh
+ * ```
+ *
+ * Without a source line the first line is `FILE:LINE:COL: message`. Non-KilnErrors give their message.
+ */
+export function formatError(err: unknown, fileFallback = 'Dockerfile'): string {
+  if (!(err instanceof KilnError)) return err instanceof Error ? err.message : String(err);
+  const lines: string[] = [];
+  const loc = err.location;
+  const where = loc === undefined ? '' : `${loc.file === '' ? fileFallback : loc.file}:${loc.line}:${loc.column}: `;
+  if (err.source !== undefined && err.source !== '') {
+    lines.push(`${where}${firstLine(err.source)}`);
+    lines.push(`error ${err.code}: ${err.message}`);
+  } else {
+    lines.push(`${where}${err.message}`);
+    lines.push(`error ${err.code}`);
+  }
+  if (err.hint !== undefined) lines.push(`hint: ${err.hint}`);
+  return lines.join('\n');
+}
+
+function firstLine(s: string): string {
+  const i = s.indexOf('\n');
+  return (i < 0 ? s : s.slice(0, i)).trim();
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] ?? 0;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j] ?? 0;
+      prev[j] = Math.min((prev[j] ?? 0) + 1, (prev[j - 1] ?? 0) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length] ?? 0;
+}
+
+/**
+ * The closest candidate to `value` (case-insensitive), like BuildKit's util/suggest: at most a
+ * third of the length (minimum 2 edits) away. Returns undefined when nothing is close.
+ */
+export function suggest(value: string, candidates: readonly string[]): string | undefined {
+  const v = value.toLowerCase();
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = distance(v, c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  const max = Math.max(2, Math.floor(v.length / 3));
+  return bestD <= max && bestD > 0 ? best : undefined;
+}
