@@ -4,3 +4,17 @@ export { WorkerError, type WorkerErrorCode, type WorkerErrorOptions } from './ap
 export type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, SnapshotOptions, MountedSnapshot } from './api/snapshot.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerResult } from './layer/apply.js';
 export { detectCompression, LAYER_MEDIA_TYPES, type LayerCompression } from './layer/compression.js';
+export { resolveKilnRoot, type KilnRoot, type KilnRootSource, type ResolveKilnRootOptions } from './root.js';
+export { ImageStoreError, type ImageStoreErrorOptions, type RuntimeErrorCode } from './content/errors.js';
+export { parseDigest, isDigest, digestOf, digestHex, Digester, type Digest } from './content/digest.js';
+export { ContentStore, BlobWriter, type BlobInfo, type ByteSource, type IngestOptions, type ContentUsage } from './content/store.js';
+export { writeFileAtomic, writeDirAtomic } from './content/atomic-file.js';
+export { MediaTypes, AnnotationRefName, AnnotationImageName, AnnotationCreated, isIndexMediaType, isManifestMediaType, layerCompression, layerMediaType, type BlobCompression, type ImageFormat } from './image/media-types.js';
+export type { Platform, Descriptor, ImageManifest, ImageIndex, ImageConfig, ContainerConfig, HealthConfig, HistoryEntry } from './image/types.js';
+export { normalizePlatform, parsePlatform, formatPlatform, hostPlatform, compatiblePlatforms, platformEquals, selectPlatformManifest } from './image/platform.js';
+export { parseManifest, parseDescriptor, parseImageConfig, jsonBytes, type ParsedManifest } from './image/manifest.js';
+export { resolveImage, storeFetcher, type BlobFetcher, type ResolvedImage } from './image/resolve.js';
+export { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider, type CopyGraphOptions } from './image/copy.js';
+export { ImageStore, type ImageRecord } from './image/image-store.js';
+export { openOciLayout, findLayoutImage, importOciLayout, layoutIndex, writeOciLayoutDir, writeOciLayoutTar, layoutTarEntries, type OciLayout, type LayoutImage, type LayoutTarOptions } from './image/oci-layout.js';
+export { packTar, readTar, type PackEntry, type TarHeader } from './image/tar-pack.js';

@@ -1,0 +1,57 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+
+/** A temp path next to `dest` (same filesystem, so rename is atomic). */
+export function siblingTempPath(dest: string): string {
+  return join(dirname(dest), `.${basename(dest)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Writes a file atomically: streams into a sibling temp file, fsyncs, renames over `dest`.
+ * On failure the temp file is removed and `dest` is untouched.
+ */
+export async function writeFileAtomic(dest: string, data: Uint8Array | AsyncIterable<Uint8Array>, mode = 0o644): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  const tmp = siblingTempPath(dest);
+  try {
+    const src = data instanceof Uint8Array ? Readable.from([data]) : Readable.from(data);
+    await pipeline(src, createWriteStream(tmp, { mode }));
+    const fh = await open(tmp, 'r+');
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, dest);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * Fills a fresh sibling temp directory with `fill`, then swaps it into `dest` (an existing `dest`
+ * is renamed away and removed afterwards). On failure the temp directory is removed.
+ */
+export async function writeDirAtomic(dest: string, fill: (dir: string) => Promise<void>): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  const tmp = siblingTempPath(dest);
+  await mkdir(tmp);
+  try {
+    await fill(tmp);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  let old: string | undefined;
+  try {
+    await stat(dest);
+    old = siblingTempPath(dest);
+    await rename(dest, old);
+  } catch {
+    old = undefined;
+  }
+  await rename(tmp, dest);
+  if (old !== undefined) await rm(old, { recursive: true, force: true });
+}

@@ -1,0 +1,198 @@
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js';
+import { ImageStoreError } from '../content/errors.js';
+import type { ContentStore } from '../content/store.js';
+import { writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
+import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from './copy.js';
+import { parseManifest, jsonBytes } from './manifest.js';
+import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
+import { storeFetcher } from './resolve.js';
+import { packTar, readTar, type PackEntry } from './tar-pack.js';
+import type { Descriptor, ImageIndex, Platform } from './types.js';
+
+/** An opened OCI image layout: its `index.json` and a way to read its blobs. */
+export interface OciLayout {
+  readonly index: ImageIndex;
+  readonly provider: BlobProvider;
+}
+
+const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+
+function verified(desc: Descriptor, b: Buffer): Buffer {
+  const d = digestOf(b);
+  if (d !== desc.digest) throw new ImageStoreError('DIGEST_MISMATCH', `layout blob ${desc.digest} has digest ${d}`);
+  return b;
+}
+
+/**
+ * Opens an OCI layout directory in place, or a layout tarball (`.tar`) by streaming its blobs into
+ * `store` (digest-verified). Throws `LAYOUT_INVALID` if `oci-layout` / `index.json` are missing.
+ */
+export async function openOciLayout(path: string, store: ContentStore): Promise<OciLayout> {
+  const st = await stat(path).catch((e: unknown) => {
+    throw new ImageStoreError('LAYOUT_INVALID', `OCI layout ${path} does not exist`, { cause: e });
+  });
+  if (st.isDirectory()) {
+    let indexBytes: Buffer;
+    try {
+      await readFile(join(path, 'oci-layout'));
+      indexBytes = await readFile(join(path, 'index.json'));
+    } catch (e) {
+      throw new ImageStoreError('LAYOUT_INVALID', `${path} is not an OCI layout (needs oci-layout and index.json)`, { cause: e });
+    }
+    const blob = (d: Descriptor): string => join(path, 'blobs', 'sha256', digestHex(d.digest));
+    return {
+      index: parseIndex(indexBytes, path),
+      provider: {
+        fetch: async (d) => verified(d, await readFile(blob(d))),
+        open: async (d) => createReadStream(blob(d)),
+      },
+    };
+  }
+  let indexBytes: Buffer | undefined;
+  let sawLayout = false;
+  await readTar(createReadStream(path), async (h, body) => {
+    const name = h.name.replace(/^\.\//, '');
+    if (name === 'index.json') indexBytes = await collect(body);
+    else if (name === 'oci-layout') sawLayout = true;
+    else {
+      const m = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(name);
+      const d = `sha256:${m?.[1] ?? ''}`;
+      if (m !== null && isDigest(d) && h.type === 'file' && !(await store.has(d))) await store.ingest(body, { expected: d as Digest });
+    }
+  });
+  if (indexBytes === undefined || !sawLayout) throw new ImageStoreError('LAYOUT_INVALID', `${path} is not an OCI layout tarball (needs oci-layout and index.json)`);
+  return { index: parseIndex(indexBytes, path), provider: storeProvider(store, storeFetcher(store)) };
+}
+
+async function collect(r: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+function parseIndex(bytes: Buffer, path: string): ImageIndex {
+  const p = parseManifest(bytes, MediaTypes.ociIndex);
+  if (p.kind !== 'index') throw new ImageStoreError('LAYOUT_INVALID', `${path}/index.json is not an image index`);
+  return p.index;
+}
+
+/**
+ * Finds an image in a layout's index by tag (`org.opencontainers.image.ref.name`, or the tag of
+ * `io.containerd.image.name`) or by digest. Without a ref, a layout with one entry yields it.
+ */
+export function findLayoutImage(index: ImageIndex, ref?: string): Descriptor {
+  if (ref === undefined || ref === '') {
+    const first = index.manifests[0];
+    if (index.manifests.length === 1 && first !== undefined) return first;
+    const named = index.manifests.find((m) => m.annotations?.[AnnotationRefName] === 'latest');
+    if (named !== undefined) return named;
+    throw new ImageStoreError('IMAGE_NOT_FOUND', `OCI layout has ${index.manifests.length} images; name one by tag or digest`);
+  }
+  const hit = index.manifests.find(
+    (m) =>
+      m.digest === ref ||
+      m.annotations?.[AnnotationRefName] === ref ||
+      m.annotations?.[AnnotationImageName] === ref ||
+      (m.annotations?.[AnnotationImageName] ?? '').endsWith(`:${ref}`),
+  );
+  if (hit === undefined) {
+    const tags = index.manifests.map((m) => m.annotations?.[AnnotationRefName]).filter((x) => x !== undefined);
+    throw new ImageStoreError('IMAGE_NOT_FOUND', `no image "${ref}" in OCI layout (tags: ${tags.join(', ') || 'none'})`);
+  }
+  return hit;
+}
+
+/** Copies one image of a layout into the store (optionally only one platform); returns its descriptor. */
+export async function importOciLayout(
+  layout: OciLayout,
+  store: ContentStore,
+  opts: { ref?: string; platform?: Platform } = {},
+): Promise<Descriptor> {
+  const desc = findLayoutImage(layout.index, opts.ref);
+  const { annotations: _a, ...plain } = desc;
+  await copyImageGraph(layout.provider, plain, store, { platform: opts.platform });
+  return plain;
+}
+
+/** One image to write into a layout, with the names it is tagged as. */
+export interface LayoutImage {
+  readonly descriptor: Descriptor;
+  /** Full references (`docker.io/library/x:1`) or bare tags; each becomes one index entry. */
+  readonly names?: ReadonlyArray<string> | undefined;
+}
+
+/** The `index.json` BuildKit writes: one entry per name, with containerd's and OCI's name annotations. */
+export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
+  const manifests: Descriptor[] = [];
+  for (const img of images) {
+    const { annotations: _drop, ...base } = img.descriptor;
+    const names = img.names ?? [];
+    if (names.length === 0) manifests.push(base);
+    for (const n of names) {
+      const tag = tagOf(n);
+      const annotations: Record<string, string> = {};
+      if (n !== tag) annotations[AnnotationImageName] = n;
+      annotations[AnnotationRefName] = tag;
+      manifests.push({ ...base, annotations });
+    }
+  }
+  return { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests };
+}
+
+function tagOf(name: string): string {
+  const noDigest = name.split('@')[0] ?? name;
+  const slash = noDigest.lastIndexOf('/');
+  const colon = noDigest.lastIndexOf(':');
+  return colon > slash ? noDigest.slice(colon + 1) : slash >= 0 || name.includes('@') ? 'latest' : noDigest;
+}
+
+async function collectBlobs(store: ContentStore, images: ReadonlyArray<LayoutImage>): Promise<Descriptor[]> {
+  const fetcher = storeFetcher(store);
+  const all = new Map<string, Descriptor>();
+  for (const img of images) for (const d of await listImageBlobs(fetcher, store, img.descriptor)) all.set(d.digest, d);
+  return [...all.values()].sort((a, b) => (a.digest < b.digest ? -1 : 1));
+}
+
+/** Writes images from the store as an OCI layout directory (atomically replacing `dest`). */
+export async function writeOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>): Promise<void> {
+  const blobs = await collectBlobs(store, images);
+  await writeDirAtomic(dest, async (dir) => {
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    for (const b of blobs) await copyFile(store.blobPath(b.digest), join(dir, 'blobs', 'sha256', digestHex(b.digest)));
+    await writeFile(join(dir, 'oci-layout'), LAYOUT_FILE);
+    await writeFile(join(dir, 'index.json'), jsonBytes(layoutIndex(images)));
+  });
+}
+
+/** Options for tarball layouts. */
+export interface LayoutTarOptions {
+  /** Entry mtime (default: the epoch, for reproducible tarballs; pass SOURCE_DATE_EPOCH here). */
+  readonly mtime?: Date | undefined;
+  /** Extra entries written after `index.json` (the docker exporter adds `manifest.json`, `repositories`). */
+  readonly extra?: ReadonlyArray<{ readonly name: string; readonly data: Uint8Array }> | undefined;
+}
+
+/** The tar entries of a layout tarball, in a deterministic order. */
+export async function layoutTarEntries(store: ContentStore, images: ReadonlyArray<LayoutImage>, opts: LayoutTarOptions = {}): Promise<PackEntry[]> {
+  const mtime = opts.mtime ?? new Date(0);
+  const blobs = await collectBlobs(store, images);
+  const file = (name: string, data: Uint8Array): PackEntry => ({ header: { name, type: 'file', mode: 0o644, mtime, size: data.length, uid: 0, gid: 0 }, data });
+  const dir = (name: string): PackEntry => ({ header: { name, type: 'directory', mode: 0o755, mtime, uid: 0, gid: 0 } });
+  const entries: PackEntry[] = [dir('blobs/'), dir('blobs/sha256/')];
+  for (const b of blobs) {
+    const size = (await store.info(b.digest)).size;
+    entries.push({ header: { name: `blobs/sha256/${digestHex(b.digest)}`, type: 'file', mode: 0o644, mtime, size, uid: 0, gid: 0 }, file: store.blobPath(b.digest) });
+  }
+  entries.push(file('oci-layout', Buffer.from(LAYOUT_FILE)));
+  entries.push(file('index.json', jsonBytes(layoutIndex(images))));
+  for (const x of opts.extra ?? []) entries.push(file(x.name, x.data));
+  return entries;
+}
+
+/** Writes images from the store as an OCI layout tarball at `dest` (temp file, then rename). */
+export async function writeOciLayoutTar(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>, opts: LayoutTarOptions = {}): Promise<void> {
+  await writeFileAtomic(dest, packTar(await layoutTarEntries(store, images, opts)));
+}

@@ -1,0 +1,67 @@
+import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { extract as tarExtract, pack as tarPack } from 'tar-stream';
+import type { Header } from 'tar-stream';
+
+/** A tar header to write (`name` required, the rest defaulted by tar-stream). */
+export type TarHeader = Partial<Header> & { name: string };
+
+/** One entry to pack: a header and, for regular files, the bytes or a file path to stream from. */
+export interface PackEntry {
+  readonly header: TarHeader;
+  readonly data?: Uint8Array | undefined;
+  readonly file?: string | undefined;
+}
+
+/**
+ * Packs entries into a tar stream, one at a time (file bodies are streamed, never buffered whole).
+ * The returned Readable errors if an entry fails.
+ */
+export function packTar(entries: AsyncIterable<PackEntry> | Iterable<PackEntry>): Readable {
+  return Readable.from(packTarRaw(entries));
+}
+
+function packTarRaw(entries: AsyncIterable<PackEntry> | Iterable<PackEntry>): AsyncIterable<Uint8Array> {
+  const pack = tarPack();
+  void (async () => {
+    try {
+      for await (const e of entries) {
+        if (e.file !== undefined) {
+          await new Promise<void>((resolve, reject) => {
+            const w = pack.entry(e.header, (err) => (err ? reject(err) : resolve()));
+            pipeline(createReadStream(e.file as string), w).catch(reject);
+          });
+        } else {
+          await new Promise<void>((resolve, reject) => {
+            pack.entry(e.header, Buffer.from(e.data ?? new Uint8Array()), (err) => (err ? reject(err) : resolve()));
+          });
+        }
+      }
+      pack.finalize();
+    } catch (err) {
+      pack.destroy(err instanceof Error ? err : new Error(String(err)));
+    }
+  })();
+  return pack as unknown as AsyncIterable<Uint8Array>;
+}
+
+/** Reads every entry of a tar stream, calling `onEntry` (which must consume or ignore the body). */
+export async function readTar(
+  source: AsyncIterable<Uint8Array>,
+  onEntry: (header: Header, body: AsyncIterable<Uint8Array>) => Promise<void>,
+): Promise<void> {
+  const extract = tarExtract();
+  const done = pipeline(Readable.from(source), extract);
+  try {
+    for await (const entry of extract) {
+      await onEntry(entry.header, entry as unknown as AsyncIterable<Uint8Array>);
+      entry.resume(); // drain what onEntry did not read
+    }
+  } catch (e) {
+    extract.destroy();
+    await done.catch(() => undefined);
+    throw e;
+  }
+  await done;
+}
