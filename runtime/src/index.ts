@@ -4,6 +4,8 @@ export { WorkerError, type WorkerErrorCode, type WorkerErrorOptions } from './ap
 export type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, SnapshotOptions, MountedSnapshot } from './api/snapshot.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerResult } from './layer/apply.js';
 export { detectCompression, LAYER_MEDIA_TYPES, type LayerCompression } from './layer/compression.js';
+export { LocalSnapshotter, type LocalSnapshotterOptions, type DiffSource } from './snapshot/local.js';
+export { unpackLayer, type UnpackLayerOptions } from './layer/unpack.js';
 export { resolveKilnRoot, type KilnRoot, type KilnRootSource, type ResolveKilnRootOptions } from './root.js';
 export { ImageStoreError, type ImageStoreErrorOptions, type RuntimeErrorCode } from './content/errors.js';
 export { parseDigest, isDigest, digestOf, digestHex, Digester, type Digest } from './content/digest.js';

@@ -1,0 +1,381 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, rmdir, symlink, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { WorkerError, throwIfAborted } from '../api/errors.js';
+import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter } from '../api/snapshot.js';
+import { mountAt, unmount } from './mount.js';
+
+const execFileP = promisify(execFile);
+
+/** Stored form of a snapshot, `<root>/snapshots/<dir>/meta.json`. */
+interface SnapshotMeta extends SnapshotInfo {
+  /** Directory name under `<root>/snapshots`. */
+  readonly dir: string;
+  /**
+   * Layer directories (relative to `<root>/snapshots`, topmost first) a child stacks on, for a
+   * committed snapshot: its own `fs` plus its parent's chain, or its `flat` copy once flattened.
+   */
+  readonly chain: readonly string[];
+}
+
+/** Options for {@link LocalSnapshotter}. */
+export interface LocalSnapshotterOptions {
+  /** The kiln root; snapshots live in `<root>/snapshots`, temporary mount points in `<root>/mounts`. */
+  readonly root: string;
+  /** Force a driver instead of probing overlayfs once. */
+  readonly driver?: 'overlay' | 'copy';
+  /** Flatten a committed chain deeper than this many layer dirs (overlay allows ~500; option length is the tighter limit). */
+  readonly maxDepth?: number;
+}
+
+/** What a diff needs to know about a snapshot; see {@link LocalSnapshotter.diffSource}. */
+export type DiffSource =
+  | { readonly driver: 'overlay'; readonly upper: string; readonly lowers: readonly string[] }
+  | { readonly driver: 'copy'; readonly dir: string; readonly parentDir: string | undefined };
+
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+/** mount(2) data is one page; keep lowerdir well below it. */
+const MAX_OPTION_BYTES = 3000;
+
+/**
+ * Overlayfs snapshots on the local disk, with a copying fallback when overlay cannot mount.
+ *
+ * Layout: `<root>/snapshots/by-id/<id>` is a symlink to the snapshot's directory `<root>/snapshots/<dir>`
+ * (8 random hex chars, keeping overlay's `lowerdir=` short), which holds `meta.json`, `fs/` (the
+ * layer dir: a committed layer, or the upper dir of an active snapshot) and `work/` (overlay workdir).
+ * Metadata is written to a temp file and renamed into place; creating the id symlink is the atomic,
+ * exclusive step that makes a snapshot exist, so two processes cannot create the same id.
+ */
+export class LocalSnapshotter implements Snapshotter {
+  readonly #root: string;
+  readonly #snapRoot: string;
+  readonly #byId: string;
+  readonly #mountRoot: string;
+  readonly #maxDepth: number;
+  #driver: 'overlay' | 'copy' | undefined;
+  #ready: Promise<void> | undefined;
+
+  constructor(opts: LocalSnapshotterOptions) {
+    this.#root = opts.root;
+    this.#snapRoot = join(opts.root, 'snapshots');
+    this.#byId = join(this.#snapRoot, 'by-id');
+    this.#mountRoot = join(opts.root, 'mounts');
+    this.#maxDepth = opts.maxDepth ?? 64;
+    this.#driver = opts.driver;
+  }
+
+  /** The driver in use; call {@link LocalSnapshotter.init} (or any method) first when not forced. */
+  get driver(): 'overlay' | 'copy' {
+    return this.#driver ?? 'copy';
+  }
+
+  /** Creates the directories and probes overlayfs once (idempotent). */
+  init(): Promise<void> {
+    this.#ready ??= (async () => {
+      await mkdir(this.#byId, { recursive: true });
+      await mkdir(this.#mountRoot, { recursive: true });
+      this.#driver ??= (await probeOverlay(this.#snapRoot)) ? 'overlay' : 'copy';
+    })();
+    return this.#ready;
+  }
+
+  async prepare(id: string, parent?: string, opts: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    await this.init();
+    throwIfAborted(opts.signal);
+    const p = parent === undefined ? undefined : await this.#committed(parent);
+    const dir = await this.#newDir();
+    try {
+      if (this.driver === 'copy' && p !== undefined) {
+        await copyTree(this.#abs(p.chain[0] as string), join(this.#snapRoot, dir, 'fs'), opts.signal);
+      }
+      return await this.#create(id, dir, 'active', p, opts.labels ?? {});
+    } catch (e) {
+      await rm(join(this.#snapRoot, dir), { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async view(id: string, parent: string, opts: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    await this.init();
+    const p = await this.#committed(parent);
+    const dir = await this.#newDir();
+    try {
+      return await this.#create(id, dir, 'view', p, opts.labels ?? {});
+    } catch (e) {
+      await rm(join(this.#snapRoot, dir), { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async commit(id: string, activeId: string, opts: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    await this.init();
+    assertId(id);
+    const a = await this.#load(activeId);
+    if (a.kind !== 'active') throw new WorkerError('SNAPSHOT_STATE', `snapshot ${activeId} is ${a.kind}, not active`);
+    const own = `${a.dir}/fs`;
+    const parentChain = a.parent === undefined ? [] : (await this.#committed(a.parent)).chain;
+    let chain: string[] = this.driver === 'copy' ? [own] : [own, ...parentChain];
+    if (chain.length > this.#maxDepth || this.#lowerOption(chain).length > MAX_OPTION_BYTES) {
+      chain = [await this.#flatten(a.dir, chain, opts.signal)];
+    }
+    const meta: SnapshotMeta = {
+      ...a,
+      id,
+      kind: 'committed',
+      labels: { ...a.labels, ...(opts.labels ?? {}) },
+      chain,
+    };
+    await this.#writeMeta(meta);
+    try {
+      await symlink(`../${a.dir}`, join(this.#byId, id));
+    } catch (e) {
+      await this.#writeMeta(a);
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new WorkerError('SNAPSHOT_EXISTS', `snapshot ${id} already exists`);
+      throw e;
+    }
+    await unlink(join(this.#byId, activeId)).catch(() => undefined);
+    await rm(join(this.#snapRoot, a.dir, 'work'), { recursive: true, force: true });
+    return publicInfo(meta);
+  }
+
+  async mounts(id: string): Promise<readonly Mount[]> {
+    await this.init();
+    const m = await this.#load(id);
+    switch (m.kind) {
+      case 'committed':
+        return [this.#readOnly(m.chain)];
+      case 'view':
+        return [this.#readOnly((await this.#committed(m.parent ?? '')).chain)];
+      case 'active': {
+        const upper = join(this.#snapRoot, m.dir, 'fs');
+        if (this.driver === 'copy' || m.parent === undefined) return [{ type: 'bind', source: upper, options: ['rbind', 'rw'] }];
+        const lowers = (await this.#committed(m.parent)).chain;
+        return [
+          {
+            type: 'overlay',
+            source: 'overlay',
+            options: [this.#lowerOption(lowers), `upperdir=${upper}`, `workdir=${join(this.#snapRoot, m.dir, 'work')}`],
+          },
+        ];
+      }
+    }
+  }
+
+  async mount(id: string, signal?: AbortSignal): Promise<MountedSnapshot> {
+    const ms = await this.mounts(id);
+    throwIfAborted(signal);
+    const target = await mkdtemp(join(this.#mountRoot, 'm-'));
+    const done: string[] = [];
+    try {
+      for (const m of ms) {
+        await mountAt(m, target);
+        done.push(target);
+      }
+      throwIfAborted(signal);
+    } catch (e) {
+      for (const t of done.reverse()) await unmount(t);
+      await rmdir(target).catch(() => undefined);
+      throw e;
+    }
+    let released = false;
+    return {
+      path: target,
+      release: async () => {
+        if (released) return;
+        released = true;
+        for (const t of done.reverse()) await unmount(t);
+        await rmdir(target).catch(() => undefined);
+      },
+    };
+  }
+
+  async stat(id: string): Promise<SnapshotInfo> {
+    await this.init();
+    return publicInfo(await this.#load(id));
+  }
+
+  async list(): Promise<readonly SnapshotInfo[]> {
+    await this.init();
+    const out: SnapshotInfo[] = [];
+    for (const id of (await readdir(this.#byId)).sort()) {
+      try {
+        out.push(publicInfo(await this.#load(id)));
+      } catch {
+        // A half-created or half-removed entry: not a snapshot.
+      }
+    }
+    return out;
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.init();
+    const m = await this.#load(id);
+    if (m.kind === 'committed') {
+      const children = (await this.list()).filter((s) => s.parent === id);
+      if (children.length > 0) {
+        throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} has ${children.length} child snapshot(s)`, {
+          hint: `remove ${children.map((c) => c.id).join(', ')} first`,
+        });
+      }
+    }
+    await unlink(join(this.#byId, id));
+    await rm(join(this.#snapRoot, m.dir), { recursive: true, force: true });
+  }
+
+  /** Where the changes of `id` (active or committed) against its parent live, for the differ. */
+  async diffSource(id: string): Promise<DiffSource> {
+    await this.init();
+    const m = await this.#load(id);
+    if (m.kind === 'view') throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} is a view; it has no changes`);
+    const parentChain = m.parent === undefined ? [] : (await this.#committed(m.parent)).chain;
+    const upper = join(this.#snapRoot, m.dir, 'fs');
+    if (this.driver === 'copy') {
+      const pc = parentChain[0];
+      return { driver: 'copy', dir: upper, parentDir: pc === undefined ? undefined : this.#abs(pc) };
+    }
+    return { driver: 'overlay', upper, lowers: parentChain.map((c) => this.#abs(c)) };
+  }
+
+  /** The kiln root this snapshotter lives in. */
+  get root(): string {
+    return this.#root;
+  }
+
+  #abs(rel: string): string {
+    return join(this.#snapRoot, rel);
+  }
+
+  #lowerOption(chain: readonly string[]): string {
+    return `lowerdir=${chain.map((c) => this.#abs(c)).join(':')}`;
+  }
+
+  #readOnly(chain: readonly string[]): Mount {
+    if (chain.length === 1) return { type: 'bind', source: this.#abs(chain[0] as string), options: ['rbind', 'ro'] };
+    return { type: 'overlay', source: 'overlay', options: [this.#lowerOption(chain)] };
+  }
+
+  async #flatten(dir: string, chain: readonly string[], signal: AbortSignal | undefined): Promise<string> {
+    const target = await mkdtemp(join(this.#mountRoot, 'flat-'));
+    const flat = `${dir}/flat`;
+    try {
+      await mountAt(this.#readOnly(chain), target);
+      try {
+        await copyTree(target, this.#abs(flat), signal);
+      } finally {
+        await unmount(target);
+      }
+    } finally {
+      await rmdir(target).catch(() => undefined);
+    }
+    return flat;
+  }
+
+  async #newDir(): Promise<string> {
+    for (;;) {
+      const dir = randomBytes(4).toString('hex');
+      try {
+        await mkdir(join(this.#snapRoot, dir));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        throw e;
+      }
+      await mkdir(join(this.#snapRoot, dir, 'fs'), { mode: 0o755 });
+      if (this.driver === 'overlay') await mkdir(join(this.#snapRoot, dir, 'work'), { mode: 0o700 });
+      return dir;
+    }
+  }
+
+  async #create(
+    id: string,
+    dir: string,
+    kind: SnapshotKind,
+    parent: SnapshotMeta | undefined,
+    labels: Readonly<Record<string, string>>,
+  ): Promise<SnapshotInfo> {
+    assertId(id);
+    const meta: SnapshotMeta = {
+      id,
+      kind,
+      parent: parent?.id,
+      depth: (parent?.depth ?? 0) + (kind === 'view' ? 0 : 1),
+      createdAt: new Date().toISOString(),
+      labels,
+      dir,
+      chain: [],
+    };
+    await this.#writeMeta(meta);
+    try {
+      await symlink(`../${dir}`, join(this.#byId, id));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new WorkerError('SNAPSHOT_EXISTS', `snapshot ${id} already exists`);
+      throw e;
+    }
+    return publicInfo(meta);
+  }
+
+  async #writeMeta(meta: SnapshotMeta): Promise<void> {
+    const file = join(this.#snapRoot, meta.dir, 'meta.json');
+    const tmp = `${file}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`;
+    await writeFile(tmp, JSON.stringify(meta));
+    await rename(tmp, file);
+  }
+
+  async #load(id: string): Promise<SnapshotMeta> {
+    assertId(id);
+    let dir: string;
+    try {
+      dir = (await readlink(join(this.#byId, id))).replace(/^\.\.\//, '');
+      const meta = JSON.parse(await readFile(join(this.#snapRoot, dir, 'meta.json'), 'utf8')) as SnapshotMeta;
+      if (meta.id === id) return meta;
+    } catch {
+      // fall through
+    }
+    throw new WorkerError('SNAPSHOT_NOT_FOUND', `snapshot ${id} not found`);
+  }
+
+  async #committed(id: string): Promise<SnapshotMeta> {
+    const m = await this.#load(id);
+    if (m.kind !== 'committed') throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} is ${m.kind}, not committed`);
+    return m;
+  }
+}
+
+function publicInfo(m: SnapshotMeta): SnapshotInfo {
+  return { id: m.id, kind: m.kind, parent: m.parent, depth: m.depth, createdAt: m.createdAt, labels: m.labels };
+}
+
+function assertId(id: string): void {
+  if (!ID_RE.test(id)) throw new WorkerError('SNAPSHOT_STATE', `invalid snapshot id ${JSON.stringify(id)}`);
+}
+
+/** Copies a tree keeping owners, modes, times, hardlinks and xattrs; reflinks when the fs can. */
+async function copyTree(src: string, dst: string, signal: AbortSignal | undefined): Promise<void> {
+  await mkdir(dst, { recursive: true });
+  await execFileP('cp', ['-a', '--reflink=auto', `${src}/.`, `${dst}/`], signal ? { signal } : {});
+}
+
+/** Tries one tiny overlay mount (two lowers, an upper) under `dir`. */
+async function probeOverlay(dir: string): Promise<boolean> {
+  const probe = await mkdtemp(join(dir, '.probe-'));
+  const names = ['l1', 'l2', 'u', 'w', 'm'];
+  for (const n of names) await mkdir(join(probe, n));
+  const m = join(probe, 'm');
+  try {
+    await mountAt(
+      {
+        type: 'overlay',
+        source: 'overlay',
+        options: [`lowerdir=${join(probe, 'l1')}:${join(probe, 'l2')}`, `upperdir=${join(probe, 'u')}`, `workdir=${join(probe, 'w')}`],
+      },
+      m,
+    );
+    await unmount(m);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(probe, { recursive: true, force: true });
+  }
+}
