@@ -1,2 +1,23 @@
-/** Placeholder until the package lands. */
-export const PACKAGE = '@kiln/dockerfile';
+/**
+ * @kiln/dockerfile — the Dockerfile frontend.
+ *
+ * Layers (each consumes the previous one's typed output):
+ * 1. {@link parse}: text → instruction {@link Node}s with positions (BuildKit's `parser` package).
+ * 2. {@link ShellLex}: word expansion (BuildKit's `shell` package), used by the converter.
+ * 3. {@link parseStages} / {@link parseInstruction}: nodes → typed {@link Command}s grouped in
+ *    {@link Stage}s (BuildKit's `instructions` package). Variable expansion happens later.
+ *
+ * @packageDocumentation
+ */
+export { KilnError, formatError, suggest } from './errors.js';
+export type { DockerfileErrorCode, KilnErrorOptions, Position, SourceLocation } from './errors.js';
+
+export { parse, parseHeredoc, chompHeredocContent } from './parser/parser.js';
+export type { ParseOptions, ParseResult } from './parser/parser.js';
+export type { Heredoc, Node, ParseWarning, Range, Word } from './parser/ast.js';
+export { DirectiveParser, detectSyntax, parseDirective, discardBOM, DIRECTIVE_KEYS } from './parser/directives.js';
+export type { DetectedSyntax, Directive, DirectiveKey } from './parser/directives.js';
+export { dump, dumpNode } from './parser/dump.js';
+
+export { ShellLex, goQuote, isGoSpace } from './shell/lex.js';
+export type { EnvGetter, LexOptions, ProcessWordResult } from './shell/lex.js';
