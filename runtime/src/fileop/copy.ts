@@ -1,0 +1,334 @@
+import type { BigIntStats } from 'node:fs';
+import { constants } from 'node:fs';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
+import { Limiter } from './limiter.js';
+import { matchUnder, splitWildcards } from './match.js';
+import { devNumbers, makeSpecial, nsToSeconds, type Seconds } from './meta.js';
+import { mkdirAllInRoot } from './mkdir-all.js';
+import type { ModeSet } from './mode.js';
+import { IncludeMatcher, PatternMatcher } from './patterns.js';
+import { cleanInRoot, inRootPath, resolveInRoot } from './resolve.js';
+import type { Owner } from './types.js';
+
+/** Settings of one copy (fsutil's CopyInfo). */
+export interface CopyInfo {
+  readonly owner: Owner | undefined;
+  readonly time: Seconds | undefined;
+  readonly mode: number | undefined;
+  readonly modeSet: ModeSet | undefined;
+  readonly followLinks: boolean;
+  readonly copyDirContents: boolean;
+  readonly includePatterns: ReadonlyArray<string>;
+  readonly excludePatterns: ReadonlyArray<string>;
+  readonly alwaysReplaceExistingDestPaths: boolean;
+  readonly signal: AbortSignal | undefined;
+  readonly concurrency: number;
+}
+
+/** Resolves a source path: parents always followed, the last component only with `followLinks`. */
+export async function sourcePath(root: string, p: string, followLinks: boolean): Promise<string> {
+  return resolveInRoot(root, cleanInRoot(p), { followFinal: followLinks });
+}
+
+/**
+ * Copies one source path (no wildcards) from `srcRoot` to `dest` in `destRoot` with fsutil
+ * `copy.Copy` semantics (`cp -a` like, trailing-slash and existing-directory rules of
+ * prepareTargetDir).
+ */
+export async function copyPath(srcRoot: string, src: string, destRoot: string, dest: string, ci: CopyInfo): Promise<void> {
+  // fsutil: a dest ending in `/` or `/.` is a directory to create; otherwise its parent.
+  const lastSlash = dest.lastIndexOf('/');
+  const destBase = dest.slice(lastSlash + 1);
+  const ensure = destBase !== '' && destBase !== '.' ? dest.slice(0, lastSlash + 1) : dest;
+  if (ensure !== '') {
+    await mkdirAllInRoot(destRoot, await resolveInRoot(destRoot, cleanInRoot(ensure)), 0o755, ci.owner, ci.time);
+  }
+  const destHost = await resolveInRoot(destRoot, cleanInRoot(dest));
+  const srcFollowed = await sourcePath(srcRoot, src, ci.followLinks);
+  const c = new Copier(srcRoot, destRoot, ci);
+  const target = await c.prepareTargetDir(srcFollowed, src, destHost);
+  await c.copyTop(srcFollowed, target);
+}
+
+interface Entry {
+  readonly path: string;
+  readonly st: BigIntStats;
+}
+
+class Copier {
+  private readonly include: IncludeMatcher | undefined;
+  private readonly exclude: PatternMatcher | undefined;
+  private readonly limiter: Limiter;
+  /** First target of each multiply-linked source inode, for hardlink preservation. */
+  private readonly inodes = new Map<string, Promise<string>>();
+  private srcTop = '';
+  private targetTop = '';
+
+  constructor(
+    private readonly srcRoot: string,
+    private readonly destRoot: string,
+    private readonly ci: CopyInfo,
+  ) {
+    this.include = ci.includePatterns.length > 0 ? new IncludeMatcher(ci.includePatterns) : undefined;
+    this.exclude = ci.excludePatterns.length > 0 ? new PatternMatcher(ci.excludePatterns) : undefined;
+    this.limiter = new Limiter(Math.max(1, ci.concurrency));
+  }
+
+  private destName(host: string): string {
+    return inRootPath(this.destRoot, host);
+  }
+
+  async prepareTargetDir(srcFollowed: string, src: string, destPath: string): Promise<string> {
+    let fiSrc: BigIntStats;
+    try {
+      fiSrc = await lstat(srcFollowed, { bigint: true });
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') {
+        throw new FileOpError('FILEOP_NOT_FOUND', cleanInRoot(src), `copy source "${cleanInRoot(src)}" not found in the source snapshot`, {
+          cause: err,
+        });
+      }
+      throw wrapOsError(err, cleanInRoot(src), 'copy source');
+    }
+    let destIsDir: boolean | undefined;
+    try {
+      destIsDir = (await stat(destPath)).isDirectory();
+    } catch (err) {
+      const code = errnoCode(err);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw wrapOsError(err, this.destName(destPath), 'copy destination');
+    }
+    const srcIsDir = fiSrc.isDirectory();
+    let target = destPath;
+    if ((!this.ci.copyDirContents && srcIsDir && destIsDir !== undefined) || (!srcIsDir && destIsDir === true)) {
+      // basename of the cleaned source: never `..`, so the join stays below destPath.
+      target = join(destPath, posix.basename(cleanInRoot(src)));
+    }
+    let parent = dirname(target);
+    if (this.ci.copyDirContents && srcIsDir && destIsDir === undefined) parent = target;
+    // Copying a directory's contents onto the root itself: there is no parent to create.
+    if (parent === this.destRoot || parent.startsWith(this.destRoot + '/')) {
+      await mkdirAllInRoot(this.destRoot, parent, 0o755, this.ci.owner, this.ci.time);
+    }
+    return target;
+  }
+
+  async copyTop(src: string, target: string): Promise<void> {
+    this.srcTop = src;
+    this.targetTop = target;
+    const pending: Array<Promise<void>> = [];
+    await this.copy(src, '', target, false, this.include === undefined, pending);
+    await Promise.all(pending);
+  }
+
+  /**
+   * fsutil copier.copy. Regular-file contents and their metadata are pushed to `pending` (run
+   * through the limiter); everything else is done before returning.
+   */
+  private async copy(
+    src: string,
+    rel: string,
+    target: string,
+    overwriteTargetMetadata: boolean,
+    skipInclude: boolean,
+    pending: Array<Promise<void>>,
+  ): Promise<void> {
+    checkAborted(this.ci.signal, this.destName(target));
+    const st = await lstat(src, { bigint: true });
+    const isDir = st.isDirectory();
+    let included = false;
+    if (rel !== '') {
+      if (!skipInclude && this.include !== undefined) {
+        const m = this.include.match(rel, isDir);
+        if (!m.full && !(isDir && m.partial)) return;
+        included = true;
+        skipInclude = m.full;
+      }
+      if (this.excluded(rel, isDir)) return;
+    }
+    if (!isDir) {
+      if (included) await this.createParentDirs(rel, overwriteTargetMetadata);
+      await this.ensureEmptyFileTarget(target);
+    } else if (skipInclude && this.include !== undefined) {
+      await this.createParentDirs(rel, overwriteTargetMetadata);
+    }
+
+    const entry: Entry = { path: src, st };
+    if (isDir) {
+      const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude);
+      const applyInfo = overwriteTargetMetadata && skipInclude ? true : created;
+      if (applyInfo) await this.copyFileInfo(entry, target);
+      return;
+    }
+    if (st.isFile()) {
+      pending.push(this.copyRegular(entry, target));
+      return;
+    }
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(src), target);
+    } else if (st.isFIFO()) {
+      await makeSpecial(target, 'p', Number(st.mode));
+    } else if (st.isBlockDevice() || st.isCharacterDevice()) {
+      const [major, minor] = devNumbers(Number(st.rdev));
+      await makeSpecial(target, st.isBlockDevice() ? 'b' : 'c', Number(st.mode), major, minor);
+    } else {
+      throw new FileOpError('FILEOP_UNSUPPORTED', rel === '' ? '/' : rel, `cannot copy "${rel}": sockets are not supported`);
+    }
+    await this.copyFileInfo(entry, target);
+  }
+
+  private copyRegular(entry: Entry, target: string): Promise<void> {
+    const st = entry.st;
+    if (st.nlink > 1n) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = this.inodes.get(key);
+      if (first !== undefined) {
+        // Hardlink within the copy: link to the first copy once it exists.
+        return first.then((t) => link(t, target));
+      }
+      const p = this.limiter.run(async () => {
+        await this.copyContents(entry, target);
+        return target;
+      });
+      this.inodes.set(key, p);
+      return p.then(() => undefined);
+    }
+    return this.limiter.run(() => this.copyContents(entry, target));
+  }
+
+  private async copyContents(entry: Entry, target: string): Promise<void> {
+    checkAborted(this.ci.signal, this.destName(target));
+    // EXCL: the target was just removed, so never write through something that appeared there.
+    // FICLONE: reflink where the filesystem can, else copy_file_range/sendfile in libuv.
+    await copyFile(entry.path, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+    await this.copyFileInfo(entry, target);
+  }
+
+  private excluded(rel: string, isDir: boolean): boolean {
+    const ex = this.exclude;
+    if (ex === undefined || !ex.matches(rel)) return false;
+    if (isDir && ex.hasExclusions) {
+      // A `!` pattern below this directory may re-include something: walk it (fsutil).
+      const dirSlash = rel + '/';
+      for (const p of ex.patterns) {
+        if (p.exclusion && (p.text + '/').startsWith(dirSlash)) return false;
+      }
+    }
+    return true;
+  }
+
+  /** Delayed creation of the parents of an included path (fsutil createParentDirs). */
+  private async createParentDirs(rel: string, overwriteTargetMetadata: boolean): Promise<void> {
+    const comps = rel.split('/');
+    for (let i = 1; i < comps.length; i++) {
+      const sub = comps.slice(0, i).join('/');
+      const s = join(this.srcTop, sub);
+      const t = join(this.targetTop, sub);
+      const st = await stat(s, { bigint: true });
+      if (!st.isDirectory()) {
+        throw new FileOpError('FILEOP_NOT_A_DIRECTORY', sub, `copy source "${sub}" is not a directory`);
+      }
+      const created = await this.copyDirectoryOnly(t, st, overwriteTargetMetadata);
+      if (created) await this.copyFileInfo({ path: s, st }, t);
+    }
+  }
+
+  private async copyDirectory(
+    src: string,
+    rel: string,
+    dst: string,
+    st: BigIntStats,
+    overwriteTargetMetadata: boolean,
+    skipInclude: boolean,
+  ): Promise<boolean> {
+    let created = false;
+    // With include patterns, a directory is created only once something below it matches.
+    if (skipInclude) created = await this.copyDirectoryOnly(dst, st, overwriteTargetMetadata);
+    const names = (await readdir(src)).sort();
+    const pending: Array<Promise<void>> = [];
+    try {
+      for (const name of names) {
+        await this.copy(join(src, name), rel === '' ? name : `${rel}/${name}`, join(dst, name), true, skipInclude, pending);
+      }
+    } finally {
+      // Children finish before the directory's own metadata (mtime) is set.
+      const results = await Promise.allSettled(pending);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    }
+    return created;
+  }
+
+  private async copyDirectoryOnly(dst: string, st: BigIntStats, overwriteTargetMetadata: boolean): Promise<boolean> {
+    let cur: BigIntStats | undefined;
+    try {
+      cur = await lstat(dst, { bigint: true });
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    if (cur !== undefined && !cur.isDirectory()) {
+      if (!this.ci.alwaysReplaceExistingDestPaths) {
+        throw new FileOpError('FILEOP_CANNOT_REPLACE', this.destName(dst), `cannot copy a directory onto non-directory "${this.destName(dst)}"`, {
+          hint: 'remove the path first, or set alwaysReplaceExistingDestPaths',
+        });
+      }
+      await unlink(dst);
+      cur = undefined;
+    }
+    if (cur === undefined) {
+      await mkdir(dst, Number(st.mode) & 0o7777);
+      return true;
+    }
+    if (overwriteTargetMetadata) await chmod(dst, Number(st.mode) & 0o7777);
+    return false;
+  }
+
+  private async ensureEmptyFileTarget(dst: string): Promise<void> {
+    let cur: BigIntStats;
+    try {
+      cur = await lstat(dst, { bigint: true });
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return;
+      throw err;
+    }
+    if (cur.isDirectory()) {
+      if (!this.ci.alwaysReplaceExistingDestPaths) {
+        throw new FileOpError('FILEOP_CANNOT_REPLACE', this.destName(dst), `cannot replace directory "${this.destName(dst)}" with a file`, {
+          hint: 'remove the directory first, or set alwaysReplaceExistingDestPaths',
+        });
+      }
+      await rm(dst, { recursive: true, force: true });
+      return;
+    }
+    await unlink(dst);
+  }
+
+  /** Owner, mode, times of `target` from the source entry and the copy's overrides. */
+  private async copyFileInfo(entry: Entry, target: string): Promise<void> {
+    const st = entry.st;
+    const uid = this.ci.owner?.uid ?? Number(st.uid);
+    const gid = this.ci.owner?.gid ?? Number(st.gid);
+    await lchown(target, uid, gid);
+    if (!st.isSymbolicLink()) {
+      let m = Number(st.mode) & 0o7777;
+      if (this.ci.mode !== undefined) m = (m & ~0o777) | (this.ci.mode & 0o777);
+      else if (this.ci.modeSet !== undefined) m = this.ci.modeSet(m, st.isDirectory()) & 0o7777;
+      // After chown: chown clears set-id bits.
+      await chmod(target, m);
+    }
+    if (this.ci.time !== undefined) await lutimes(target, this.ci.time, this.ci.time);
+    else await lutimes(target, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
+  }
+}
+
+/**
+ * fsutil ResolveWildcards: the in-root paths (relative, as fsutil returns them) matching `src`,
+ * or `[src]` when it holds no wildcard.
+ */
+export async function resolveWildcards(root: string, src: string, followLinks: boolean): Promise<string[]> {
+  const [d1, d2] = splitWildcards(src);
+  if (d2 === '') return [d1];
+  const base = await sourcePath(root, d1, followLinks);
+  const rels = await matchUnder(base, d2);
+  return rels.map((r) => inRootPath(root, join(base, r)));
+}

@@ -1,0 +1,178 @@
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { extract, type Header } from 'tar-stream';
+import { checkAborted, errnoCode, FileOpError } from './errors.js';
+import { decompressedStream, detectCompression, isTarHeader, readHead } from './decompress.js';
+import { makeSpecial, type Seconds } from './meta.js';
+import { mkdirAllInRoot } from './mkdir-all.js';
+import { cleanInRoot, pathComponents, resolveInRoot } from './resolve.js';
+import type { Owner } from './types.js';
+
+/**
+ * Whether the host file is a local tar archive (plain, gzip, bzip2, xz or zstd), detected by
+ * content as BuildKit's isArchivePath: a regular file whose (decompressed) first block is a tar
+ * header.
+ */
+export async function isArchive(hostPath: string): Promise<boolean> {
+  let regular = false;
+  try {
+    regular = (await lstat(hostPath)).isFile();
+  } catch {
+    return false;
+  }
+  if (!regular) return false;
+  const compression = await detectCompression(hostPath);
+  const head = await readHead(decompressedStream(hostPath, compression), 512);
+  return isTarHeader(head);
+}
+
+/** Lexically resolves `rel` under an archive root; `undefined` when `..` climbs out (a breakout). */
+function archivePath(rel: string): string | undefined {
+  const out: string[] = [];
+  for (const c of pathComponents(rel)) {
+    if (c === '..') {
+      if (out.length === 0) return undefined;
+      out.pop();
+    } else out.push(c);
+  }
+  return out.join('/');
+}
+
+/**
+ * ADD's archive handling (BuildKit file/unpack.go): when `src` in `srcRoot` is a local archive,
+ * extracts it into the directory `dest` of `destRoot` (created with `owner` and `time`) and
+ * returns true; otherwise returns false and does nothing. Entries keep the archive's owners,
+ * modes and mtimes. The extraction is confined to `dest` as Docker's chrootarchive: entries or
+ * hardlinks naming paths above it, and relative symlinks pointing above it, are rejected;
+ * symlinks already extracted are followed only inside `dest`.
+ */
+export async function unpackArchive(
+  srcRoot: string,
+  src: string,
+  destRoot: string,
+  dest: string,
+  owner: Owner | undefined,
+  time: Seconds | undefined,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const srcHost = await resolveInRoot(srcRoot, cleanInRoot(src));
+  if (!(await isArchive(srcHost))) return false;
+  const destHost = await resolveInRoot(destRoot, cleanInRoot(dest));
+  await mkdirAllInRoot(destRoot, destHost, 0o755, owner, time);
+  const st = await lstat(destHost);
+  if (!st.isDirectory()) {
+    throw new FileOpError('FILEOP_NOT_A_DIRECTORY', cleanInRoot(dest), `cannot extract "${cleanInRoot(src)}" into "${cleanInRoot(dest)}": not a directory`);
+  }
+  const compression = await detectCompression(srcHost);
+  // Go's archive/tar also reads pre-POSIX (v7) headers.
+  const exOpts: Parameters<typeof extract>[0] & { allowUnknownFormat: boolean } = { allowUnknownFormat: true };
+  const ex = extract(exOpts);
+  const input = decompressedStream(srcHost, compression);
+  const done = pipeline(input, ex).catch((err: unknown) => {
+    throw new FileOpError('FILEOP_ARCHIVE_INVALID', cleanInRoot(src), `cannot read archive "${cleanInRoot(src)}"`, { cause: err });
+  });
+  const dirs: Array<[string, Header]> = [];
+  const srcName = cleanInRoot(src);
+  try {
+    for await (const entry of ex) {
+      checkAborted(signal, srcName);
+      // streamx streams are async-iterable at runtime; its typings omit it.
+      await extractEntry(destHost, entry.header, entry as unknown as AsyncIterable<Buffer>, srcName, dirs);
+      entry.resume();
+    }
+    await done;
+  } catch (err) {
+    input.destroy();
+    await done.catch(() => undefined);
+    throw err;
+  }
+  // Directory times last, deepest first, as children change them (Docker's Unpack).
+  for (const [p, h] of dirs.reverse()) {
+    const t = (h.mtime ?? new Date(0)).getTime() / 1000;
+    await lutimes(p, t, t);
+  }
+  return true;
+}
+
+async function extractEntry(
+  root: string,
+  h: Header,
+  body: AsyncIterable<Buffer>,
+  srcName: string,
+  dirs: Array<[string, Header]>,
+): Promise<void> {
+  const type: string = h.type;
+  const rel = archivePath(h.name);
+  const breakout = (what: string): FileOpError =>
+    new FileOpError('FILEOP_ARCHIVE_INVALID', srcName, `archive "${srcName}": ${what} "${h.name}" points outside the extraction directory`);
+  if (rel === undefined) throw breakout('entry');
+  if (rel === '') return;
+  const slash = rel.lastIndexOf('/');
+  const parentRel = slash === -1 ? '' : rel.slice(0, slash);
+  const base = rel.slice(slash + 1);
+  const parentHost = await resolveInRoot(root, parentRel);
+  await mkdirAllInRoot(root, parentHost, 0o755, undefined, undefined);
+  const path = join(parentHost, base);
+  const mode = (h.mode ?? 0o644) & 0o7777;
+
+  let existing: Awaited<ReturnType<typeof lstat>> | undefined;
+  try {
+    existing = await lstat(path);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+  if (existing !== undefined && !(existing.isDirectory() && type === 'directory')) {
+    await rm(path, { recursive: true, force: true });
+    existing = undefined;
+  }
+
+  switch (type) {
+    case 'directory':
+      if (existing === undefined) await mkdir(path, mode);
+      dirs.push([path, h]);
+      break;
+    case 'file':
+    case 'contiguous-file':
+      await writeBody(path, mode, body);
+      break;
+    case 'link': {
+      const target = archivePath(h.linkname ?? '');
+      if (target === undefined || target === '') throw breakout('hardlink target of');
+      await link(await resolveInRoot(root, target, { followFinal: false }), path);
+      break;
+    }
+    case 'symlink': {
+      const linkname = h.linkname ?? '';
+      // Docker rejects a relative link whose lexical target leaves the directory.
+      if (!linkname.startsWith('/') && archivePath(`${parentRel}/${linkname}`) === undefined) throw breakout('symlink');
+      await symlink(linkname, path);
+      break;
+    }
+    case 'fifo':
+      await makeSpecial(path, 'p', mode);
+      break;
+    case 'character-device':
+    case 'block-device':
+      await makeSpecial(path, type === 'block-device' ? 'b' : 'c', mode, h.devmajor ?? 0, h.devminor ?? 0);
+      break;
+    default:
+      return;
+  }
+  await lchown(path, h.uid, h.gid);
+  if (type !== 'symlink') await chmod(path, mode);
+  if (type !== 'directory') {
+    const t = (h.mtime ?? new Date(0)).getTime() / 1000;
+    await lutimes(path, t, t);
+  }
+}
+
+/** Streams an entry's body into a new file (`wx`: never through an existing path). */
+async function writeBody(path: string, mode: number, body: AsyncIterable<Buffer>): Promise<void> {
+  const fh = await open(path, 'wx', mode);
+  try {
+    for await (const chunk of body) await fh.write(chunk);
+  } finally {
+    await fh.close();
+  }
+}
