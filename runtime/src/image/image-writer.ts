@@ -1,0 +1,125 @@
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip, constants as zc } from 'node:zlib';
+import { Writable } from 'node:stream';
+import type { Digest } from '../content/digest.js';
+import { ImageStoreError } from '../content/errors.js';
+import type { ContentStore } from '../content/store.js';
+import { jsonBytes } from './manifest.js';
+import { layerCompression, layerMediaType, MediaTypes, type BlobCompression, type ImageFormat } from './media-types.js';
+import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
+
+/** A layer blob in the content store and the digest of its uncompressed tar. */
+export interface LayerRef {
+  readonly descriptor: Descriptor;
+  readonly diffID: Digest;
+}
+
+/** What {@link writeImage} produced. */
+export interface WrittenImage {
+  readonly manifest: Descriptor;
+  readonly config: Descriptor;
+  readonly manifestBytes: Buffer;
+  readonly configBytes: Buffer;
+}
+
+/** An image config before its layers are known: `rootfs` is filled in by {@link writeImage}. */
+export interface ImageConfigDraft {
+  readonly os: string;
+  readonly architecture: string;
+  readonly variant?: string | undefined;
+  readonly rootfs?: ImageConfig['rootfs'] | undefined;
+  readonly [extra: string]: unknown;
+}
+
+/** Options for {@link writeImage}. */
+export interface WriteImageOptions {
+  /** `oci` (default) or Docker schema 2 media types. */
+  readonly format?: ImageFormat | undefined;
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
+}
+
+/**
+ * Writes an image config and manifest for `layers` (already in the store) into the store.
+ * `rootfs.diff_ids` is set from the layers; layer media types follow `format`. The returned
+ * manifest descriptor carries the config's platform.
+ */
+export async function writeImage(
+  store: ContentStore,
+  layers: ReadonlyArray<LayerRef>,
+  config: ImageConfigDraft,
+  opts: WriteImageOptions = {},
+): Promise<WrittenImage> {
+  const format = opts.format ?? 'oci';
+  for (const l of layers) {
+    if (!(await store.has(l.descriptor.digest))) throw new ImageStoreError('BLOB_NOT_FOUND', `layer ${l.descriptor.digest} is not in the content store`);
+  }
+  const { rootfs: _ignored, ...rest } = config;
+  const fullConfig = { ...rest, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) } };
+  const configBytes = jsonBytes(fullConfig);
+  const configInfo = await store.writeBlob(configBytes);
+  const configDesc: Descriptor = {
+    mediaType: format === 'docker' ? MediaTypes.dockerConfig : MediaTypes.ociConfig,
+    digest: configInfo.digest,
+    size: configInfo.size,
+  };
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: format === 'docker' ? MediaTypes.dockerManifest : MediaTypes.ociManifest,
+    config: configDesc,
+    layers: layers.map((l) => {
+      const comp = layerCompression(l.descriptor.mediaType);
+      if (comp === undefined) throw new ImageStoreError('MANIFEST_INVALID', `${l.descriptor.mediaType} is not a layer media type`);
+      const d: Descriptor = { mediaType: layerMediaType(format, comp), digest: l.descriptor.digest, size: l.descriptor.size };
+      return l.descriptor.annotations !== undefined && format === 'oci' ? { ...d, annotations: l.descriptor.annotations } : d;
+    }),
+    ...(opts.annotations !== undefined && format === 'oci' ? { annotations: opts.annotations } : {}),
+  };
+  const manifestBytes = jsonBytes(manifest);
+  const m = await store.writeBlob(manifestBytes);
+  const platform: { os: string; architecture: string; variant?: string } = { os: config.os, architecture: config.architecture };
+  if (config.variant !== undefined) platform.variant = config.variant;
+  return { manifest: { mediaType: manifest.mediaType ?? MediaTypes.ociManifest, digest: m.digest, size: m.size, platform }, config: configDesc, manifestBytes, configBytes };
+}
+
+/** Writes an image index (or Docker manifest list) over platform manifests. */
+export async function writeIndex(
+  store: ContentStore,
+  manifests: ReadonlyArray<Descriptor & { platform: Platform }>,
+  opts: WriteImageOptions = {},
+): Promise<Descriptor> {
+  const format = opts.format ?? 'oci';
+  const index: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: format === 'docker' ? MediaTypes.dockerManifestList : MediaTypes.ociIndex,
+    manifests: manifests.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: m.platform })),
+    ...(opts.annotations !== undefined && format === 'oci' ? { annotations: opts.annotations } : {}),
+  };
+  const info = await store.writeBlob(jsonBytes(index));
+  return { mediaType: index.mediaType ?? MediaTypes.ociIndex, digest: info.digest, size: info.size };
+}
+
+/**
+ * Re-encodes a layer blob as gzip or uncompressed (streaming). Decompressing verifies that the
+ * result matches the diffID. Returns the layer unchanged if it already has that compression.
+ */
+export async function convertLayer(store: ContentStore, layer: LayerRef, to: Exclude<BlobCompression, 'zstd'>, opts: { gzipLevel?: number } = {}): Promise<LayerRef> {
+  const from = layerCompression(layer.descriptor.mediaType);
+  if (from === to) return layer;
+  if (from === 'zstd' || from === undefined) throw new ImageStoreError('EXPORT_FAILED', `cannot convert a ${layer.descriptor.mediaType} layer`);
+  const w = await store.openWriter();
+  try {
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        w.write(chunk).then(() => cb(), cb);
+      },
+    });
+    const z = to === 'gzip' ? createGzip({ level: opts.gzipLevel ?? zc.Z_DEFAULT_COMPRESSION }) : createGunzip();
+    await pipeline(await store.readStream(layer.descriptor.digest), z, sink);
+    const info = await w.commit(to === 'uncompressed' ? layer.diffID : undefined);
+    const mediaType = layer.descriptor.mediaType.startsWith('application/vnd.docker') ? layerMediaType('docker', to) : layerMediaType('oci', to);
+    return { descriptor: { mediaType, digest: info.digest, size: info.size }, diffID: layer.diffID };
+  } catch (e) {
+    await w.abort();
+    throw e;
+  }
+}
