@@ -67,3 +67,5 @@ export {
   validateDefinition,
   linkOps,
 } from './graph.js';
+export { definitionToJsonLines, opJson, opMetadataJson } from './json-view.js';
+export { definitionToDot } from './dot-view.js';
