@@ -1,0 +1,231 @@
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { join } from 'node:path';
+import { SolverError } from '../errors.js';
+import { cleanPath } from './clean-path.js';
+import { NO_MATCH_INFO, PatternMatcher, type MatchInfo, type Pattern } from './pattern-matcher.js';
+
+/** The stat fields the solver keeps for a file of a local source (from an `lstat`). */
+export interface LocalStat {
+  /** Unix st_mode (type and permission bits). */
+  readonly mode: number;
+  readonly size: number;
+  /** Modification time in nanoseconds since the epoch (a bigint: needs ns precision). */
+  readonly mtimeNs: bigint;
+  readonly ino: bigint;
+  readonly uid: number;
+  readonly gid: number;
+  readonly rdev: number;
+  /** Symlink target for symlinks, else ''. */
+  readonly linkname: string;
+}
+
+/** One path produced by {@link walkLocal}: `path` is relative to the root, slash-separated. */
+export interface LocalEntry {
+  readonly path: string;
+  readonly stat: LocalStat;
+}
+
+/** Filters of an LLB local source (`local.includepattern`, `local.excludepatterns`, `local.followpaths`). */
+export interface LocalFilter {
+  readonly includePatterns?: readonly string[];
+  readonly excludePatterns?: readonly string[];
+  readonly followPaths?: readonly string[];
+}
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+export function toLocalStat(st: BigIntStats, abs: string): LocalStat {
+  const mode = Number(st.mode);
+  return {
+    mode,
+    size: Number(st.size),
+    mtimeNs: st.mtimeNs,
+    ino: st.ino,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    rdev: Number(st.rdev),
+    linkname: (mode & S_IFMT) === S_IFLNK ? readlinkSync(abs) : '',
+  };
+}
+
+const PATTERN_CHARS = /[*[\]?^\\]/;
+
+function withoutTrailingGlob(p: Pattern): string {
+  let s = p.cleaned;
+  if (s.endsWith('/**')) s = s.slice(0, -3);
+  if (s.endsWith('/*')) s = s.slice(0, -2);
+  return s;
+}
+
+interface VisitedDir {
+  readonly entry: LocalEntry;
+  readonly pathWithSep: string;
+  includeInfo: MatchInfo;
+  excludeInfo: MatchInfo;
+  emitted: boolean;
+}
+
+/**
+ * Walks `root` in lexical order like tonistiigi/fsutil's Walk: include patterns keep only
+ * matching paths (plus the directories leading to them), exclude patterns drop paths (`!`
+ * exceptions re-include), follow paths are added to the includes together with the targets of
+ * the symlinks on them. Directories that no pattern can reach are not descended into.
+ * The root itself is not returned.
+ */
+export function walkLocal(root: string, filter: LocalFilter = {}): LocalEntry[] {
+  let includePatterns = filter.includePatterns === undefined ? undefined : [...filter.includePatterns];
+  if (filter.followPaths !== undefined && filter.followPaths.length > 0) {
+    includePatterns = dedupePaths([...(includePatterns ?? []), ...followLinks(root, filter.followPaths)]);
+  }
+  const include = includePatterns !== undefined && includePatterns.length > 0 ? new PatternMatcher(includePatterns) : undefined;
+  const exclude = filter.excludePatterns !== undefined && filter.excludePatterns.length > 0 ? new PatternMatcher(filter.excludePatterns) : undefined;
+  const onlyPrefixIncludes = include === undefined || include.patterns.every((p) => p.exclusion || !PATTERN_CHARS.test(withoutTrailingGlob(p)));
+  const onlyPrefixExcludeExceptions = exclude === undefined || exclude.patterns.every((p) => !p.exclusion || !PATTERN_CHARS.test(withoutTrailingGlob(p)));
+
+  const out: LocalEntry[] = [];
+  const parents: VisitedDir[] = [];
+  const filtered = include !== undefined || exclude !== undefined;
+
+  const visit = (rel: string, abs: string): void => {
+    let st: BigIntStats;
+    try {
+      st = lstatSync(abs, { bigint: true });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    const stat = toLocalStat(st, abs);
+    const isDir = (stat.mode & S_IFMT) === S_IFDIR;
+    const entry: LocalEntry = { path: rel, stat };
+    if (filtered) {
+      while (parents.length > 0) {
+        const last = parents[parents.length - 1];
+        if (last !== undefined && rel.startsWith(last.pathWithSep)) break;
+        parents.pop();
+      }
+    }
+    const parent = parents[parents.length - 1];
+    const dir: VisitedDir | undefined = isDir ? { entry, pathWithSep: `${rel}/`, includeInfo: NO_MATCH_INFO, excludeInfo: NO_MATCH_INFO, emitted: false } : undefined;
+    let skip = false;
+    if (include !== undefined) {
+      const r = include.matchesUsingParentResults(rel, parent?.includeInfo ?? NO_MATCH_INFO);
+      if (dir !== undefined) dir.includeInfo = r.info;
+      if (!r.matched) {
+        if (isDir && onlyPrefixIncludes) {
+          const dirSlash = `${rel}/`;
+          const reachable = include.patterns.some((p) => !p.exclusion && `${withoutTrailingGlob(p)}/`.startsWith(dirSlash));
+          if (!reachable) return;
+        }
+        skip = true;
+      }
+    }
+    if (exclude !== undefined) {
+      const r = exclude.matchesUsingParentResults(rel, parent?.excludeInfo ?? NO_MATCH_INFO);
+      if (dir !== undefined) dir.excludeInfo = r.info;
+      if (r.matched) {
+        if (isDir && onlyPrefixExcludeExceptions) {
+          if (!exclude.exclusions) return;
+          const dirSlash = `${rel}/`;
+          const reachable = exclude.patterns.some((p) => p.exclusion && `${withoutTrailingGlob(p)}/`.startsWith(dirSlash));
+          if (!reachable) return;
+        }
+        skip = true;
+      }
+    }
+    if (!skip) {
+      if (filtered) {
+        for (const p of parents) {
+          if (!p.emitted) {
+            out.push(p.entry);
+            p.emitted = true;
+          }
+        }
+      }
+      out.push(entry);
+      if (dir !== undefined) dir.emitted = true;
+    }
+    if (dir !== undefined) {
+      if (filtered) parents.push(dir);
+      for (const name of readNames(abs)) visit(`${rel}/${name}`, join(abs, name));
+    }
+  };
+  for (const name of readNames(root)) visit(name, join(root, name));
+  return out;
+}
+
+/** Directory entry names in Go's lexical (byte) order. */
+function readNames(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+  return names.sort(compareBytes);
+}
+
+/** Compares two strings by their UTF-8 bytes (Go's string order). */
+export function compareBytes(a: string, b: string): number {
+  if (a === b) return 0;
+  // Code-unit order equals UTF-8 byte order except around surrogates; fall back to bytes there.
+  if (/[\ud800-\udfff]/.test(a + b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  return a < b ? -1 : 1;
+}
+
+/**
+ * The paths `paths` name plus the targets of every symlink met on the way, relative to `root`
+ * (fsutil.FollowLinks). Used for LLB `followpaths` (e.g. a Dockerfile that is a symlink).
+ */
+export function followLinks(root: string, paths: readonly string[]): string[] {
+  const resolved = new Set<string>();
+  const add = (p: string, depth: number): void => {
+    if (depth > 40) throw new SolverError('SOLVER_TOO_MANY_LINKS', `too many links resolving ${p}`);
+    const parts = cleanPath(p).split('/').filter((s) => s !== '.' && s !== '');
+    let current = '';
+    for (let i = 0; i < parts.length; i++) {
+      current = current === '' ? (parts[i] ?? '') : `${current}/${parts[i] ?? ''}`;
+      const rest = parts.slice(i + 1).join('/');
+      let target: string | undefined;
+      try {
+        const st = lstatSync(join(root, current));
+        if (st.isSymbolicLink()) target = readlinkSync(join(root, current));
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      if (target !== undefined) {
+        if (resolved.has(current) && rest === '') return;
+        resolved.add(current);
+        const base = target.startsWith('/') ? target : `${current.split('/').slice(0, -1).join('/')}/${target}`;
+        const next = cleanPath(rest === '' ? base : `${base}/${rest}`).replace(/^\/+/, '');
+        if (next === '.' || next.startsWith('..')) return;
+        add(next, depth + 1);
+        return;
+      }
+      if (rest === '') {
+        resolved.add(current);
+        return;
+      }
+    }
+  };
+  for (const p of paths) add(p, 0);
+  return dedupePaths([...resolved].sort(compareBytes));
+}
+
+/** Drops paths that lie under another path of the list (fsutil's dedupePaths); keeps order. */
+export function dedupePaths(paths: readonly string[]): string[] {
+  const sorted = [...new Set(paths)].sort(compareBytes);
+  const out: string[] = [];
+  for (const p of sorted) {
+    if (out.some((q) => p === q || p.startsWith(`${q}/`))) continue;
+    out.push(p);
+  }
+  return out;
+}
+
+function isNotFound(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && (err.code === 'ENOENT' || err.code === 'ENOTDIR');
+}
