@@ -39,7 +39,9 @@ export async function fileMkdir(root: string, action: FileActionMkDir, opts: Fil
   const p = await resolveInRoot(root, action.path);
   try {
     if (action.makeParents) {
-      await mkdirAllInRoot(root, p, mode, owner, time);
+      const created = await mkdirAllInRoot(root, p, mode, owner, time);
+      // Each mkdir bumps its parent's mtime: re-stamp deepest first so the tree is reproducible.
+      for (const d of created.reverse()) await utimesIf(d, time);
       return;
     }
     try {

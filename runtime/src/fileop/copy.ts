@@ -42,14 +42,22 @@ export async function copyPath(srcRoot: string, src: string, destRoot: string, d
   const lastSlash = dest.lastIndexOf('/');
   const destBase = dest.slice(lastSlash + 1);
   const ensure = destBase !== '' && destBase !== '.' ? dest.slice(0, lastSlash + 1) : dest;
+  const created: string[] = [];
   if (ensure !== '') {
-    await mkdirAllInRoot(destRoot, await resolveInRoot(destRoot, cleanInRoot(ensure)), 0o755, ci.owner, ci.time);
+    created.push(...(await mkdirAllInRoot(destRoot, await resolveInRoot(destRoot, cleanInRoot(ensure)), 0o755, ci.owner, ci.time)));
   }
   const destHost = await resolveInRoot(destRoot, cleanInRoot(dest));
   const srcFollowed = await sourcePath(srcRoot, src, ci.followLinks);
   const c = new Copier(srcRoot, destRoot, ci);
-  const target = await c.prepareTargetDir(srcFollowed, src, destHost);
+  const target = await c.prepareTargetDir(srcFollowed, src, destHost, created);
   await c.copyTop(srcFollowed, target);
+  if (ci.time !== undefined) {
+    // fsutil stamps created parents before filling them, so their mtime ends up "now"; we
+    // re-stamp them last (deepest first) so a timestamp override gives a reproducible tree.
+    for (const d of created.reverse()) {
+      if (d !== target) await lutimes(d, ci.time, ci.time);
+    }
+  }
 }
 
 interface Entry {
@@ -80,7 +88,7 @@ class Copier {
     return inRootPath(this.destRoot, host);
   }
 
-  async prepareTargetDir(srcFollowed: string, src: string, destPath: string): Promise<string> {
+  async prepareTargetDir(srcFollowed: string, src: string, destPath: string, created: string[]): Promise<string> {
     let fiSrc: BigIntStats;
     try {
       fiSrc = await lstat(srcFollowed, { bigint: true });
@@ -109,7 +117,7 @@ class Copier {
     if (this.ci.copyDirContents && srcIsDir && destIsDir === undefined) parent = target;
     // Copying a directory's contents onto the root itself: there is no parent to create.
     if (parent === this.destRoot || parent.startsWith(this.destRoot + '/')) {
-      await mkdirAllInRoot(this.destRoot, parent, 0o755, this.ci.owner, this.ci.time);
+      created.push(...(await mkdirAllInRoot(this.destRoot, parent, 0o755, this.ci.owner, this.ci.time)));
     }
     return target;
   }

@@ -9,7 +9,7 @@ import type { Owner } from './types.js';
  * fsutil's MkdirAll on a host path already resolved inside `root`: creates each missing directory
  * of `hostPath` with `mode`, and gives only the created ones `owner` and `time`. Existing
  * components must be directories (a symlink is refused, never followed).
- * Returns the host path of the first directory created, if any.
+ * Returns the host paths of the directories it created, outermost first.
  */
 export async function mkdirAllInRoot(
   root: string,
@@ -17,11 +17,11 @@ export async function mkdirAllInRoot(
   mode: number,
   owner: Owner | undefined,
   time: Seconds | undefined,
-): Promise<string | undefined> {
+): Promise<string[]> {
   const rel = inRootPath(root, hostPath);
   const comps = rel.split('/').filter((c) => c !== '');
   let cur = root;
-  let first: string | undefined;
+  const created: string[] = [];
   for (const c of comps) {
     cur = join(cur, c);
     let exists = false;
@@ -44,7 +44,7 @@ export async function mkdirAllInRoot(
     await chmod(cur, mode); // exact bits, independent of the process umask
     await chownIf(cur, owner);
     await utimesIf(cur, time);
-    first ??= cur;
+    created.push(cur);
   }
-  return first;
+  return created;
 }

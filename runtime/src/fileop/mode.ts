@@ -21,12 +21,12 @@ export function parseModeStr(modeStr: string): ModeSet {
   const clauses = s.split(',');
   const ops: Array<(mode: number, isDir: boolean) => number> = [];
   for (const clause of clauses) {
-    const m = /^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$/.exec(clause);
+    const m = /^([ugoa]*)((?:[-+=](?:[ugo]|[rwxXst]*))+)$/.exec(clause);
     if (m === null) throw bad();
     const whoStr = m[1] === '' || m[1] === undefined ? 'a' : m[1];
     let who = 0;
     for (const w of whoStr) who |= w === 'a' ? 0o7777 : (WHO_BITS[w] ?? 0);
-    const actions = (m[2] ?? '').match(/[-+=](?:[rwxXst]*|[ugo])/g) ?? [];
+    const actions = (m[2] ?? '').match(/[-+=](?:[ugo]|[rwxXst]*)/g) ?? [];
     for (const act of actions) {
       const op = act[0];
       const perm = act.slice(1);
