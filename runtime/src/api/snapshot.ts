@@ -1,3 +1,5 @@
+import type { DiffOptions, LayerDescriptor } from './layer.js';
+
 /**
  * A filesystem mount as the kernel (or runc's config.json) sees it, like containerd's mount.Mount.
  * `bind` mounts `source` (add `ro` to `options` for read-only); `overlay` carries its
@@ -66,6 +68,11 @@ export interface Snapshotter {
   mount(id: string, signal?: AbortSignal): Promise<MountedSnapshot>;
   stat(id: string): Promise<SnapshotInfo>;
   list(): Promise<readonly SnapshotInfo[]>;
+  /**
+   * Writes the changes of active or committed `id` against its parent as an OCI layer blob
+   * (sorted, deterministic headers; whiteouts for deletions), hashing diffID and digest in the same pass.
+   */
+  diff(id: string, opts: DiffOptions): Promise<LayerDescriptor>;
   /** Removes a snapshot; refused for a committed snapshot that still has children. */
   remove(id: string): Promise<void>;
 }

@@ -8,7 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { extract, type Header } from 'tar-stream';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
-import { decompress, type LayerCompression } from './compression.js';
+import type { LayerCompression } from '../api/layer.js';
+import { decompress } from './compression.js';
 import { cleanRelative, resolveInRoot } from './root-path.js';
 
 const execFileP = promisify(execFile);

@@ -2,9 +2,7 @@ import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { WorkerError } from '../api/errors.js';
-
-/** Layer compressions kiln reads. */
-export type LayerCompression = 'gzip' | 'zstd' | 'none';
+import type { LayerCompression } from '../api/layer.js';
 
 /** OCI media types of layers, by compression. */
 export const LAYER_MEDIA_TYPES: Readonly<Record<LayerCompression, string>> = {

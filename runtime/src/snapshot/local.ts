@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter } from '../api/snapshot.js';
+import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
+import { changes } from '../layer/changes.js';
+import { writeLayer } from '../layer/export.js';
 import { mountAt, unmount } from './mount.js';
 
 const execFileP = promisify(execFile);
@@ -222,6 +225,11 @@ export class LocalSnapshotter implements Snapshotter {
     }
     await unlink(join(this.#byId, id));
     await rm(join(this.#snapRoot, m.dir), { recursive: true, force: true });
+  }
+
+  async diff(id: string, opts: DiffOptions): Promise<LayerDescriptor> {
+    const src = await this.diffSource(id);
+    return writeLayer(changes(src, this.#mountRoot, opts.signal), opts);
   }
 
   /** Where the changes of `id` (active or committed) against its parent live, for the differ. */

@@ -1,0 +1,162 @@
+import { lstat, mkdtemp, readdir, rmdir } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { join } from 'node:path';
+import type { Mount } from '../api/snapshot.js';
+import { mountAt, unmount } from '../snapshot/mount.js';
+import type { DiffSource } from '../snapshot/local.js';
+
+/**
+ * One entry of a layer, in tar order (a directory before its contents, names in byte order).
+ * `whiteout` deletes `path` from the layers below; `opaque` hides everything below in directory `path`.
+ */
+export type Change =
+  | { readonly kind: 'add'; readonly path: string; readonly host: string; readonly stat: Stats }
+  | { readonly kind: 'whiteout'; readonly path: string }
+  | { readonly kind: 'opaque'; readonly path: string };
+
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+async function sortedNames(dir: string): Promise<string[]> {
+  return (await readdir(dir)).sort(byteOrder);
+}
+
+async function tryLstat(p: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The changes of a snapshot against its parent. With overlayfs this walks only the upper dir:
+ * overlay whiteouts (0/0 char devices) become OCI whiteouts, and opaque directories are found
+ * without reading `trusted.overlay.opaque` (Node has no getxattr): a directory is opaque when a name
+ * its parent view has, that the upper neither has nor whites out, is missing from the merged view.
+ * The copy driver compares the two full trees (type, mode, owner, size, mtime, link target).
+ */
+export async function* changes(src: DiffSource, scratch: string, signal?: AbortSignal): AsyncGenerator<Change> {
+  if (src.driver === 'copy') {
+    yield* walkCopy(src.dir, src.parentDir, '', signal);
+    return;
+  }
+  if (src.lowers.length === 0) {
+    yield* walkUpper(src.upper, '', undefined, signal);
+    return;
+  }
+  const views = await mountViews(src.upper, src.lowers, scratch);
+  try {
+    yield* walkUpper(src.upper, '', views, signal);
+  } finally {
+    await views.release();
+  }
+}
+
+interface Views {
+  readonly parent: string;
+  readonly merged: string;
+  release(): Promise<void>;
+}
+
+function readOnly(dirs: readonly string[]): Mount {
+  if (dirs.length === 1) return { type: 'bind', source: dirs[0] as string, options: ['ro'] };
+  return { type: 'overlay', source: 'overlay', options: [`lowerdir=${dirs.join(':')}`] };
+}
+
+async function mountViews(upper: string, lowers: readonly string[], scratch: string): Promise<Views> {
+  const parent = await mkdtemp(join(scratch, 'diff-p-'));
+  const merged = await mkdtemp(join(scratch, 'diff-m-'));
+  const mounted: string[] = [];
+  const release = async (): Promise<void> => {
+    for (const m of mounted.splice(0).reverse()) await unmount(m);
+    await rmdir(parent).catch(() => undefined);
+    await rmdir(merged).catch(() => undefined);
+  };
+  try {
+    await mountAt(readOnly(lowers), parent);
+    mounted.push(parent);
+    await mountAt(readOnly([upper, ...lowers]), merged);
+    mounted.push(merged);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return { parent, merged, release };
+}
+
+async function* walkUpper(upper: string, rel: string, views: Views | undefined, signal?: AbortSignal): AsyncGenerator<Change> {
+  const dir = join(upper, rel);
+  const names = await sortedNames(dir);
+  for (const name of names) {
+    signal?.throwIfAborted();
+    const path = rel === '' ? name : `${rel}/${name}`;
+    const host = join(upper, path);
+    const st = await lstat(host);
+    if (st.isCharacterDevice() && st.rdev === 0) {
+      if (views !== undefined) yield { kind: 'whiteout', path };
+      continue;
+    }
+    yield { kind: 'add', path, host, stat: st };
+    if (!st.isDirectory()) continue;
+    if (views !== undefined && (await isOpaque(upper, path, views))) yield { kind: 'opaque', path };
+    yield* walkUpper(upper, path, views, signal);
+  }
+}
+
+async function isOpaque(upper: string, path: string, views: Views): Promise<boolean> {
+  const lowerSt = await tryLstat(join(views.parent, path));
+  if (lowerSt === undefined || !lowerSt.isDirectory()) return false;
+  const mine = new Set(await readdir(join(upper, path)));
+  for (const name of await readdir(join(views.parent, path))) {
+    if (mine.has(name)) continue;
+    // Visible through the merged view unless the directory is opaque.
+    return (await tryLstat(join(views.merged, path, name))) === undefined;
+  }
+  // Everything below is replaced or whited out already: opaque or not, the result is the same.
+  return false;
+}
+
+function sameEntry(a: Stats, b: Stats): boolean {
+  return (
+    a.mode === b.mode &&
+    a.uid === b.uid &&
+    a.gid === b.gid &&
+    (a.isDirectory() || (a.size === b.size && a.mtimeMs === b.mtimeMs)) &&
+    a.rdev === b.rdev
+  );
+}
+
+async function* walkCopy(dir: string, parentDir: string | undefined, rel: string, signal?: AbortSignal): AsyncGenerator<Change> {
+  const here = join(dir, rel);
+  const there = parentDir === undefined ? undefined : join(parentDir, rel);
+  const mine = await sortedNames(here);
+  const theirs = there === undefined ? [] : await sortedNames(there).catch(() => []);
+  const all = [...new Set([...mine, ...theirs])].sort(byteOrder);
+  const mineSet = new Set(mine);
+  for (const name of all) {
+    signal?.throwIfAborted();
+    const path = rel === '' ? name : `${rel}/${name}`;
+    if (!mineSet.has(name)) {
+      yield { kind: 'whiteout', path };
+      continue;
+    }
+    const host = join(dir, path);
+    const st = await lstat(host);
+    const old = parentDir === undefined ? undefined : await tryLstat(join(parentDir, path));
+    if (st.isDirectory()) {
+      const oldDir = old?.isDirectory() === true;
+      // Children are compared against the parent only when it had a directory here.
+      const sub: Change[] = [];
+      for await (const c of walkCopy(dir, oldDir ? parentDir : undefined, path, signal)) sub.push(c);
+      if (!oldDir || !sameEntry(st, old) || sub.length > 0) {
+        yield { kind: 'add', path, host, stat: st };
+        yield* sub;
+      }
+      continue;
+    }
+    if (old !== undefined && old.isDirectory() === false && sameEntry(st, old)) continue;
+    yield { kind: 'add', path, host, stat: st };
+  }
+}

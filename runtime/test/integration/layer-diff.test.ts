@@ -1,0 +1,130 @@
+import { execFileSync } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { chmod, link, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile, lstat, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import { LocalSnapshotter, unpackLayer, type Snapshotter } from '@kiln/runtime';
+
+const BUSYBOX_LAYER = new URL(
+  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
+  import.meta.url,
+).pathname;
+
+const roots: string[] = [];
+afterEach(async () => {
+  for (const r of roots.splice(0)) {
+    const info = await readFile('/proc/self/mountinfo', 'utf8');
+    expect(info.split('\n').filter((l) => (l.split(' ')[4] ?? '').startsWith(r))).toEqual([]);
+    await rm(r, { recursive: true, force: true });
+  }
+});
+
+async function setup(driver: 'overlay' | 'copy'): Promise<{ s: Snapshotter; root: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'kiln-diff-'));
+  roots.push(root);
+  const s = new LocalSnapshotter({ root, driver });
+  await unpackLayer(s, 'base', undefined, createReadStream(BUSYBOX_LAYER));
+  await s.prepare('work', 'base');
+  const m = await s.mount('work');
+  try {
+    await writeFile(join(m.path, 'etc/motd'), 'hello\n');
+    await link(join(m.path, 'etc/motd'), join(m.path, 'etc/motd.hard'));
+    await rm(join(m.path, 'etc/group'));
+    await rm(join(m.path, 'home'), { recursive: true });
+    await mkdir(join(m.path, 'home'));
+    await writeFile(join(m.path, 'home/fresh'), 'f');
+    await chmod(join(m.path, 'tmp'), 0o1775);
+    await symlink('/etc/motd', join(m.path, 'root/link'));
+    await mkdir(join(m.path, 'opt/deep/er'), { recursive: true });
+    await writeFile(join(m.path, 'opt/deep/er/x.bin'), Buffer.alloc(600_000, 7));
+    const future = new Date('2030-01-01T00:00:00Z');
+    await utimes(join(m.path, 'home/fresh'), future, future);
+  } finally {
+    await m.release();
+  }
+  return { s, root };
+}
+
+function sha256File(p: string): string {
+  return `sha256:${execFileSync('sha256sum', [p]).toString().split(' ')[0] ?? ''}`;
+}
+
+describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
+  test('diff writes an OCI layer that real tools read and that reproduces the snapshot', async () => {
+    const { s, root } = await setup(driver);
+    const out = join(root, 'layer.tar.gz');
+    const desc = await s.diff('work', { output: out, sourceDateEpoch: 1_700_000_000 });
+    expect(desc.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+    expect(desc.digest).toBe(sha256File(out));
+    expect(desc.size).toBe((await lstat(out)).size);
+    const tarPath = join(root, 'layer.tar');
+    execFileSync('sh', ['-c', `gzip -dc ${out} > ${tarPath}`]);
+    expect(desc.diffID).toBe(sha256File(tarPath));
+    const listing = execFileSync('tar', ['-tvf', tarPath, '--numeric-owner']).toString();
+    const names = execFileSync('tar', ['-tf', tarPath]).toString().trim().split('\n');
+    expect(names).toEqual([
+      'etc/',
+      'etc/.wh.group',
+      'etc/motd',
+      'etc/motd.hard',
+      'home/',
+      // overlay marks the recreated directory opaque; the copy driver sees a deleted child
+      ...(driver === 'overlay' ? ['home/.wh..wh..opq'] : ['home/.wh.app']),
+      'home/fresh',
+      'opt/',
+      'opt/deep/',
+      'opt/deep/er/',
+      'opt/deep/er/x.bin',
+      'root/',
+      'root/link',
+      'tmp/',
+    ]);
+    expect(listing).toMatch(/hrw-r--r-- 0\/0 .* etc\/motd.hard link to etc\/motd/);
+    expect(listing).toMatch(/drwxrwxr-t 0\/0 .* tmp\//);
+    // SOURCE_DATE_EPOCH clamps the 2030 mtime
+    expect(listing).toMatch(/2023-11-1[45] \d\d:\d\d home\/fresh/);
+    // deterministic
+    const again = await s.diff('work', { output: join(root, 'again.tar.gz'), sourceDateEpoch: 1_700_000_000 });
+    expect(again.digest).toBe(desc.digest);
+
+    // Apply base + diff with our apply on a fresh snapshotter: same tree as the mounted snapshot.
+    const s2 = new LocalSnapshotter({ root: join(root, 'other'), driver });
+    await unpackLayer(s2, 'base', undefined, createReadStream(BUSYBOX_LAYER));
+    const applied = await unpackLayer(s2, 'top', 'base', createReadStream(out));
+    expect(applied.layer.diffID).toBe(desc.diffID);
+    const a = await s.mount('work');
+    const b = await s2.mount('top');
+    try {
+      expect(await readdir(join(b.path, 'etc'))).toEqual(await readdir(join(a.path, 'etc')));
+      expect(await readdir(join(b.path, 'home'))).toEqual(['fresh']);
+      expect(await readFile(join(b.path, 'opt/deep/er/x.bin'))).toEqual(Buffer.alloc(600_000, 7));
+      expect((await lstat(join(b.path, 'etc/motd'))).nlink).toBe(2);
+    } finally {
+      await a.release();
+      await b.release();
+    }
+  });
+
+  test('a committed snapshot diffs the same as while active, and zstd/none work', async () => {
+    const { s, root } = await setup(driver);
+    const active = await s.diff('work', { output: join(root, 'a.tar'), compression: 'none' });
+    await s.commit('done', 'work');
+    const committed = await s.diff('done', { output: join(root, 'c.tar'), compression: 'none' });
+    expect(committed.diffID).toBe(active.diffID);
+    expect(committed.digest).toBe(committed.diffID);
+    const z = await s.diff('done', { output: join(root, 'c.tar.zst'), compression: 'zstd' });
+    expect(z.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+    expect(z.diffID).toBe(active.diffID);
+    expect(z.digest).toBe(sha256File(join(root, 'c.tar.zst')));
+  });
+
+  test('a cancelled diff leaves no file and no mount', async () => {
+    const { s, root } = await setup(driver);
+    const ac = new AbortController();
+    const p = s.diff('work', { output: join(root, 'x.tar.gz'), signal: ac.signal });
+    ac.abort();
+    await expect(p).rejects.toBeInstanceOf(Error);
+    expect((await readdir(root)).filter((n) => n.startsWith('x.tar.gz'))).toEqual([]);
+  });
+});
