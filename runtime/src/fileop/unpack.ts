@@ -2,7 +2,7 @@ import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink } from 'n
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extract, type Header } from 'tar-stream';
-import { checkAborted, errnoCode, FileOpError } from './errors.js';
+import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
 import { decompressedStream, detectCompression, isTarHeader, readHead } from './decompress.js';
 import { makeSpecial, type Seconds } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
@@ -69,11 +69,10 @@ export async function unpackArchive(
   const exOpts: Parameters<typeof extract>[0] & { allowUnknownFormat: boolean } = { allowUnknownFormat: true };
   const ex = extract(exOpts);
   const input = decompressedStream(srcHost, compression);
-  const done = pipeline(input, ex).catch((err: unknown) => {
-    throw new FileOpError('FILEOP_ARCHIVE_INVALID', cleanInRoot(src), `cannot read archive "${cleanInRoot(src)}"`, { cause: err });
-  });
-  const dirs: Array<[string, Header]> = [];
   const srcName = cleanInRoot(src);
+  const done = pipeline(input, ex);
+  done.catch(() => undefined); // awaited below; don't report it as unhandled meanwhile
+  const dirs: Array<[string, Header]> = [];
   try {
     for await (const entry of ex) {
       checkAborted(signal, srcName);
@@ -85,7 +84,12 @@ export async function unpackArchive(
   } catch (err) {
     input.destroy();
     await done.catch(() => undefined);
-    throw err;
+    if (err instanceof FileOpError) throw err;
+    // A failing syscall is reported as such; anything else comes from decoding the archive.
+    if (typeof err === 'object' && err !== null && 'syscall' in err) throw wrapOsError(err, cleanInRoot(dest), 'extract into');
+    throw new FileOpError('FILEOP_ARCHIVE_INVALID', srcName, `cannot read archive "${srcName}": ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
   // Directory times last, deepest first, as children change them (Docker's Unpack).
   for (const [p, h] of dirs.reverse()) {
