@@ -21,3 +21,45 @@ export { dump, dumpNode } from './parser/dump.js';
 
 export { ShellLex, goQuote, isGoSpace } from './shell/lex.js';
 export type { EnvGetter, LexOptions, ProcessWordResult } from './shell/lex.js';
+
+export { parseInstruction, parseStages, INSTRUCTION_NAMES } from './instructions/parse.js';
+export type { InstructionOptions } from './instructions/parse.js';
+export type {
+  AddCommand,
+  ArgCommand,
+  CmdCommand,
+  Command,
+  CommandBase,
+  CommandName,
+  CopyCommand,
+  EntrypointCommand,
+  EnvCommand,
+  ExposeCommand,
+  FromCommand,
+  HealthCheckCommand,
+  HealthConfig,
+  Instruction,
+  KeyValuePair,
+  KeyValuePairOptional,
+  LabelCommand,
+  MaintainerCommand,
+  NetworkMode,
+  OnbuildCommand,
+  RunCommand,
+  SecurityMode,
+  ShellCommand,
+  ShellDependantCmdLine,
+  ShellInlineFile,
+  SourceContent,
+  SourcesAndDest,
+  Stage,
+  Stages,
+  StopSignalCommand,
+  UserCommand,
+  VolumeCommand,
+  WorkdirCommand,
+} from './instructions/commands.js';
+export { parseMount, resolveMountTarget, DEFER, MOUNT_TYPES, SHARE_MODES, cleanPath, parseGoBool, ramInBytes, csvFields } from './instructions/mount.js';
+export type { MountExpander, MountSpec, MountType, ShareMode } from './instructions/mount.js';
+export { parseGoDuration, formatGoDuration } from './instructions/duration.js';
+export { BFlags, Flag } from './instructions/bflags.js';

@@ -1,0 +1,114 @@
+/** Instruction flags (`--name=value`), as BuildKit's instructions/bflag.go. */
+import { KilnError, suggest } from '../errors.js';
+import type { Position, Word } from '../parser/ast.js';
+
+type FlagType = 'bool' | 'string' | 'strings';
+
+/** One declared flag and what was given for it. */
+export class Flag {
+  /** Bool flags: `'true'`/`'false'`; string flags: the value (or default). */
+  value: string;
+  /** Repeatable flags: every value, in order. */
+  readonly values: string[] = [];
+  /** Where each given occurrence starts. */
+  readonly positions: Position[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly type: FlagType,
+    def: string,
+  ) {
+    this.value = def;
+  }
+
+  /** Bool flags: whether the value is true. */
+  isTrue(): boolean {
+    return this.value === 'true';
+  }
+}
+
+/** The flag set of one instruction: declare flags, then {@link BFlags.parse}. */
+export class BFlags {
+  private readonly flags = new Map<string, Flag>();
+  private readonly used = new Map<string, Flag>();
+
+  constructor(private readonly args: readonly Word[]) {}
+
+  /** Declare a boolean flag. */
+  addBool(name: string, def: boolean): Flag {
+    return this.add(new Flag(name, 'bool', def ? 'true' : 'false'));
+  }
+  /** Declare a string flag. */
+  addString(name: string, def: string): Flag {
+    return this.add(new Flag(name, 'string', def));
+  }
+  /** Declare a repeatable string flag. */
+  addStrings(name: string): Flag {
+    return this.add(new Flag(name, 'strings', ''));
+  }
+
+  private add(f: Flag): Flag {
+    if (this.flags.has(f.name)) throw new Error(`internal: duplicate flag defined: ${f.name}`);
+    this.flags.set(f.name, f);
+    return f;
+  }
+
+  /** Whether the flag was given. */
+  isUsed(name: string): boolean {
+    return this.used.has(name);
+  }
+
+  /** Names of the flags that were given, in declaration order of use. */
+  usedNames(): string[] {
+    return [...this.used.keys()];
+  }
+
+  /** Check the given words against the declared flags. Throws KilnError KLN0402/KLN0403 at the flag. */
+  parse(): void {
+    for (const w of this.args) {
+      const at = (code: 'KLN0402' | 'KLN0403', msg: string, hint?: string): KilnError =>
+        new KilnError(code, msg, { location: { file: '', ...w.position }, hint });
+      let arg = w.value;
+      if (!arg.startsWith('--')) throw at('KLN0403', `arg should start with -- : ${arg}`);
+      if (arg === '--') return;
+      arg = arg.slice(2);
+      let value = '';
+      const index = arg.indexOf('=');
+      if (index >= 0) {
+        value = arg.slice(index + 1);
+        arg = arg.slice(0, index);
+      }
+      const flag = this.flags.get(arg);
+      if (flag === undefined) {
+        const names = [...this.flags.keys()];
+        const s = suggest(arg, names);
+        throw at(
+          'KLN0402',
+          `unknown flag: ${arg}${s === undefined ? '' : ` (did you mean ${s}?)`}`,
+          names.length === 0 ? 'this instruction takes no flags' : `valid flags: ${names.map((n) => `--${n}`).join(', ')}`,
+        );
+      }
+      if (this.used.has(arg) && flag.type !== 'strings') throw at('KLN0403', `duplicate flag specified: ${arg}`);
+      this.used.set(arg, flag);
+      flag.positions.push(w.position);
+      switch (flag.type) {
+        case 'bool': {
+          if (index >= 0 && value === '') throw at('KLN0403', `missing a value on flag: ${arg}`);
+          const lower = value.toLowerCase();
+          if (lower === '') flag.value = 'true';
+          else if (lower === 'true' || lower === 'false') flag.value = lower;
+          else throw at('KLN0403', `expecting boolean value for flag ${arg}, not: ${value}`);
+          break;
+        }
+        case 'string':
+          if (index < 0) throw at('KLN0403', `missing a value on flag: ${arg}`, `write --${arg}=VALUE`);
+          flag.value = value;
+          break;
+        case 'strings':
+          if (index < 0) throw at('KLN0403', `missing a value on flag: ${arg}`, `write --${arg}=VALUE`);
+          flag.values.push(value);
+          break;
+      }
+    }
+  }
+}
