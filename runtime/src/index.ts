@@ -28,3 +28,9 @@ export { applyFileAction, fileCopy, fileMkdir, fileMkfile, fileRm, fileSymlink, 
 export { writeImage, writeIndex, convertLayer, type LayerRef, type WrittenImage, type WriteImageOptions, type ImageConfigDraft } from './image/image-writer.js';
 export { ustarHeader, packUstar } from './image/ustar.js';
 export { createBusyboxImage, type BusyboxImageOptions, type BusyboxImage } from './image/busybox.js';
+export { parseReference, formatReference, familiarReference, repositoryName, withTarget, isLocalhost, DOCKER_HUB_DOMAIN, DOCKER_HUB_API_HOST, type ImageReference } from './registry/reference.js';
+export { parseWwwAuthenticate, dockerConfigCredentials, staticCredentials, basicAuthorization, type RegistryCredentials, type CredentialProvider, type AuthChallenge } from './registry/auth.js';
+export { RegistryTransport, type RegistryTransportOptions, type RegistryHostOptions, type RegistryRequest, type RequestBody } from './registry/transport.js';
+export { RegistryClient, MANIFEST_ACCEPT, pullScope, pushScope, type RegistryClientOptions, type ResolvedReference, type PullOptions } from './registry/client.js';
+export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, type BlobPushStatus } from './registry/push.js';
+export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, type ImageMetaResolver, type ResolvedImageConfig, type ResolveImageConfigOptions } from './registry/meta-resolver.js';

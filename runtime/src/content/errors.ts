@@ -20,7 +20,7 @@ export type RuntimeErrorCode =
 
 /** Options for {@link ImageStoreError}. */
 export interface ImageStoreErrorOptions {
-  readonly hint?: string;
+  readonly hint?: string | undefined;
   readonly cause?: unknown;
 }
 

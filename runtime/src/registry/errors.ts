@@ -1,0 +1,29 @@
+import { ImageStoreError, type RuntimeErrorCode } from '../content/errors.js';
+
+/** Turns a failed registry response into an {@link ImageStoreError} with a stable code. */
+export async function registryError(res: Response, what: string, notFound: RuntimeErrorCode = 'REGISTRY_ERROR'): Promise<ImageStoreError> {
+  let detail = '';
+  let regCode = '';
+  try {
+    const text = await res.text();
+    const body = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
+    const first = body.errors?.[0];
+    if (first !== undefined) {
+      regCode = typeof first.code === 'string' ? first.code : '';
+      detail = typeof first.message === 'string' ? first.message : '';
+    }
+  } catch {
+    // not a distribution error body
+  }
+  const suffix = `${res.status}${regCode !== '' ? ` ${regCode}` : ''}${detail !== '' ? `: ${detail}` : ''}`;
+  if (res.status === 401) {
+    return new ImageStoreError('UNAUTHORIZED', `${what}: authentication required (${suffix})`, {
+      hint: 'add credentials for this registry to ~/.docker/config.json (docker login)',
+    });
+  }
+  if (res.status === 403) return new ImageStoreError('DENIED', `${what}: access denied (${suffix})`, { hint: 'the credentials lack permission for this repository' });
+  if (res.status === 404 || regCode === 'MANIFEST_UNKNOWN' || regCode === 'BLOB_UNKNOWN' || regCode === 'NAME_UNKNOWN') {
+    return new ImageStoreError(notFound, `${what}: not found (${suffix})`);
+  }
+  return new ImageStoreError('REGISTRY_ERROR', `${what}: registry error (${suffix})`);
+}

@@ -1,0 +1,218 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ImageStoreError } from '../content/errors.js';
+import { basicAuthorization, parseWwwAuthenticate, type AuthChallenge, type CredentialProvider, type RegistryCredentials } from './auth.js';
+import { DOCKER_HUB_API_HOST, DOCKER_HUB_DOMAIN, isLocalhost } from './reference.js';
+
+/** Per-registry settings. */
+export interface RegistryHostOptions {
+  /** Talk plain http (as Docker's `insecure-registries`). Localhost is always plain http. */
+  readonly plainHttp?: boolean | undefined;
+}
+
+/** Options shared by the registry transport and client. */
+export interface RegistryTransportOptions {
+  readonly credentials?: CredentialProvider | undefined;
+  /** Settings keyed by registry host (`myreg:5000`). */
+  readonly hosts?: Readonly<Record<string, RegistryHostOptions>> | undefined;
+  /** Attempts after the first on 5xx/429 and dropped connections (default 4). */
+  readonly retries?: number | undefined;
+  /** First backoff delay; doubles each attempt (default 200 ms). */
+  readonly retryBaseMs?: number | undefined;
+  /** The fetch implementation (default: Node's global fetch). */
+  readonly fetch?: typeof globalThis.fetch | undefined;
+  readonly userAgent?: string | undefined;
+}
+
+/** A request the transport may send several times, so bodies come from a factory. */
+export interface RegistryRequest {
+  readonly method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+  /** `/v2/...` relative to the registry, or an absolute URL (upload `Location`s). */
+  readonly url: string;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  readonly body?: (() => Promise<RequestBody>) | undefined;
+  /** Token scopes, e.g. `repository:library/busybox:pull`. */
+  readonly scopes: ReadonlyArray<string>;
+  readonly signal?: AbortSignal | undefined;
+  /** Set false for requests that must not be repeated (a non-idempotent PATCH). Default true. */
+  readonly retry?: boolean | undefined;
+}
+
+/** A request body: bytes or a stream of chunks. */
+export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | undefined;
+
+interface HostAuth {
+  challenge?: AuthChallenge;
+  tokens: Map<string, { token: string; expires: number }>;
+}
+
+const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
+
+/**
+ * HTTP for the distribution API: picks http/https per host, authenticates from
+ * `WWW-Authenticate` challenges (basic, or bearer tokens fetched from the realm per scope and
+ * cached), and retries with exponential backoff on 5xx/429 and network errors.
+ */
+export class RegistryTransport {
+  private readonly auth = new Map<string, HostAuth>();
+  private readonly fetchImpl: typeof globalThis.fetch;
+
+  constructor(private readonly opts: RegistryTransportOptions = {}) {
+    this.fetchImpl = opts.fetch ?? globalThis.fetch;
+  }
+
+  /** `http(s)://host` for a reference domain (Docker Hub → registry-1.docker.io). */
+  baseUrl(domain: string): string {
+    const host = domain === DOCKER_HUB_DOMAIN ? DOCKER_HUB_API_HOST : domain;
+    const plain = this.opts.hosts?.[domain]?.plainHttp ?? isLocalhost(domain);
+    return `${plain ? 'http' : 'https'}://${host}`;
+  }
+
+  /** Sends a request, handling auth and retries. The caller consumes or cancels the body. */
+  async request(domain: string, req: RegistryRequest): Promise<Response> {
+    const url = req.url.startsWith('http://') || req.url.startsWith('https://') ? req.url : `${this.baseUrl(domain)}${req.url}`;
+    const maxRetries = req.retry === false ? 0 : (this.opts.retries ?? 4);
+    let authRetried = false;
+    let attempt = 0;
+    for (;;) {
+      req.signal?.throwIfAborted();
+      const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kiln', ...req.headers };
+      const authz = await this.authorization(domain, req.scopes);
+      if (authz !== undefined) headers['authorization'] = authz;
+      const body = req.body !== undefined ? await req.body() : undefined;
+      let res: Response;
+      try {
+        const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'follow' };
+        if (body !== undefined) {
+          init.body = body as unknown as NonNullable<RequestInit['body']>;
+          if (!(body instanceof Uint8Array)) init.duplex = 'half';
+        }
+        if (req.signal !== undefined) init.signal = req.signal;
+        res = await this.fetchImpl(url, init);
+      } catch (e) {
+        if (req.signal?.aborted === true) throw e;
+        if (attempt < maxRetries) {
+          await sleep(this.backoff(attempt++));
+          continue;
+        }
+        throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: ${errorText(e)}`, {
+          cause: e,
+          hint: url.startsWith('https:') ? `if ${domain} speaks plain http, configure it as an insecure (plain-http) registry` : undefined,
+        });
+      }
+      if (res.status === 401 && !authRetried) {
+        const header = res.headers.get('www-authenticate');
+        const challenge = header !== null ? pickChallenge(parseWwwAuthenticate(header)) : undefined;
+        if (challenge !== undefined) {
+          await res.body?.cancel().catch(() => undefined);
+          const st = this.hostAuth(domain);
+          st.challenge = challenge;
+          st.tokens.delete(scopeKey(req.scopes));
+          authRetried = true;
+          continue;
+        }
+      }
+      if (RETRY_STATUS.has(res.status) && attempt < maxRetries) {
+        await res.body?.cancel().catch(() => undefined);
+        await sleep(this.backoff(attempt++, res.headers.get('retry-after')));
+        continue;
+      }
+      return res;
+    }
+  }
+
+  private backoff(attempt: number, retryAfter?: string | null): number {
+    const ra = retryAfter !== undefined && retryAfter !== null ? Number(retryAfter) : Number.NaN;
+    if (Number.isFinite(ra) && ra >= 0) return Math.min(ra * 1000, 10_000);
+    const base = (this.opts.retryBaseMs ?? 200) * 2 ** attempt;
+    return base / 2 + Math.random() * (base / 2);
+  }
+
+  private hostAuth(domain: string): HostAuth {
+    let st = this.auth.get(domain);
+    if (st === undefined) {
+      st = { tokens: new Map() };
+      this.auth.set(domain, st);
+    }
+    return st;
+  }
+
+  private async authorization(domain: string, scopes: ReadonlyArray<string>): Promise<string | undefined> {
+    const st = this.auth.get(domain);
+    if (st?.challenge === undefined) return undefined;
+    const creds = await this.opts.credentials?.(domain);
+    if (st.challenge.scheme === 'basic') {
+      if (creds?.kind !== 'basic') return undefined;
+      return basicAuthorization(creds.username, creds.password);
+    }
+    if (st.challenge.scheme !== 'bearer') return undefined;
+    const key = scopeKey(scopes);
+    const cached = st.tokens.get(key);
+    if (cached !== undefined && cached.expires > Date.now()) return `Bearer ${cached.token}`;
+    const tok = await this.fetchToken(domain, st.challenge, scopes, creds);
+    st.tokens.set(key, tok);
+    return `Bearer ${tok.token}`;
+  }
+
+  private async fetchToken(
+    domain: string,
+    challenge: AuthChallenge,
+    scopes: ReadonlyArray<string>,
+    creds: RegistryCredentials | undefined,
+  ): Promise<{ token: string; expires: number }> {
+    const realm = challenge.params['realm'];
+    if (realm === undefined) throw new ImageStoreError('UNAUTHORIZED', `${domain}: bearer challenge without realm`);
+    const service = challenge.params['service'];
+    const allScopes = [...new Set([...scopes, ...(challenge.params['scope']?.split(' ').filter((s) => s !== '') ?? [])])];
+    let res: Response;
+    try {
+      if (creds?.kind === 'token') {
+        const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'kiln' });
+        if (service !== undefined) form.set('service', service);
+        if (allScopes.length > 0) form.set('scope', allScopes.join(' '));
+        res = await this.fetchImpl(realm, { method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      } else {
+        const u = new URL(realm);
+        if (service !== undefined) u.searchParams.set('service', service);
+        for (const s of allScopes) u.searchParams.append('scope', s);
+        const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kiln' };
+        if (creds?.kind === 'basic') headers['authorization'] = basicAuthorization(creds.username, creds.password);
+        res = await this.fetchImpl(u, { headers });
+      }
+    } catch (e) {
+      throw new ImageStoreError('REGISTRY_UNREACHABLE', `${domain}: token service ${redact(realm)} unreachable: ${errorText(e)}`, { cause: e });
+    }
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      throw new ImageStoreError(res.status === 403 ? 'DENIED' : 'UNAUTHORIZED', `${domain}: token service refused ${creds === undefined ? 'anonymous ' : ''}access (${res.status})`, {
+        hint: creds === undefined ? `log in: add credentials for ${domain} to ~/.docker/config.json` : `check the credentials for ${domain}`,
+      });
+    }
+    const body = (await res.json()) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
+    if (token === undefined) throw new ImageStoreError('UNAUTHORIZED', `${domain}: token service returned no token`);
+    const ttl = typeof body.expires_in === 'number' ? body.expires_in : 60;
+    return { token, expires: Date.now() + Math.max(10, ttl - 10) * 1000 };
+  }
+}
+
+function pickChallenge(cs: AuthChallenge[]): AuthChallenge | undefined {
+  return cs.find((c) => c.scheme === 'bearer') ?? cs.find((c) => c.scheme === 'basic');
+}
+
+function scopeKey(scopes: ReadonlyArray<string>): string {
+  return [...scopes].sort().join(' ');
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const c = (e as Error & { cause?: unknown }).cause;
+    return c instanceof Error ? `${e.message} (${c.message})` : e.message;
+  }
+  return String(e);
+}
+
+/** Drops query strings (upload state, tokens) from URLs shown to users. */
+function redact(url: string): string {
+  const i = url.indexOf('?');
+  return i < 0 ? url : url.slice(0, i);
+}
