@@ -27,3 +27,4 @@ export { walkLocal, followLinks, type LocalEntry, type LocalStat, type LocalFilt
 export { ContentHashTree, hashFile, type ChecksumOptions, type HashedEntry, type RecordType } from './contenthash/tree.js';
 export { tarsumHeaderHash, headerDigest, EMPTY_DIGEST } from './contenthash/tarsum.js';
 export { goPathMatch } from './contenthash/go-path-match.js';
+export { syncLocalSource, type SyncLocalOptions, type SyncLocalResult, type SyncLocalStats } from './local/sync.js';

@@ -75,15 +75,19 @@ export class ContentHashTree {
    * header digest: BuildKit uses sha256("") for a local source (synced files) and the real
    * header for a snapshot it scans. Entries without a digest are hashed from `root` on demand.
    */
-  static fromEntries(entries: readonly HashedEntry[], opts: { root?: string; rootHeaderDigest: string }): ContentHashTree {
+  static fromEntries(
+    entries: readonly HashedEntry[],
+    opts: { root?: string; rootHeaderDigest: string; dirDigests?: Readonly<Record<string, string>> },
+  ): ContentHashTree {
     const t = new ContentHashTree(opts.root);
-    t.#records.set('', { type: 'dir', digest: undefined, linkname: '' });
+    const known = opts.dirDigests ?? {};
+    t.#records.set('', { type: 'dir', digest: known[''], linkname: '' });
     t.#records.set('\0', { type: 'dirHeader', digest: opts.rootHeaderDigest, linkname: '' });
     for (const e of entries) {
       const k = toKey(`/${e.path}`);
       const fmt = e.stat.mode & S_IFMT;
       if (fmt === S_IFDIR) {
-        t.#records.set(k, { type: 'dir', digest: undefined, linkname: '' });
+        t.#records.set(k, { type: 'dir', digest: known[e.path], linkname: '' });
         t.#records.set(`${k}\0`, { type: 'dirHeader', digest: e.digest, linkname: '' });
       } else if (fmt === S_IFLNK) {
         t.#records.set(k, { type: 'symlink', digest: e.digest, linkname: e.stat.linkname });
@@ -94,7 +98,19 @@ export class ContentHashTree {
     return t;
   }
 
-  /** Number of paths (records minus directory-content records). */
+  /**
+   * The directory-content digests computed so far, by relative path (`''` is the root); feed
+   * them back through `fromEntries({dirDigests})` when the tree is known to be unchanged.
+   */
+  dirDigests(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, r] of this.#records) {
+      if (r.type === 'dir' && r.digest !== undefined) out[toPath(k).slice(1)] = r.digest;
+    }
+    return out;
+  }
+
+  /** Number of records (a directory has two). */
   get size(): number {
     return this.#records.size;
   }

@@ -1,0 +1,278 @@
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmod, lchown, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { throwIfCancelled } from '../errors.js';
+import { ContentHashTree, type HashedEntry } from '../contenthash/tree.js';
+import { EMPTY_DIGEST, digestOf, headerDigest, tarsumHeaderHash } from '../contenthash/tarsum.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, walkLocal, type LocalFilter, type LocalStat } from './walk.js';
+
+/** Options of {@link syncLocalSource}. */
+export interface SyncLocalOptions {
+  /** The directory on the client side (the build context). */
+  readonly src: string;
+  /** The mirror directory to bring up to date (kept between builds, like BuildKit's shared-key mutable ref). */
+  readonly dest: string;
+  /** Where the per-file stat/digest index is persisted between builds (a JSON file). */
+  readonly statePath: string;
+  readonly filter?: LocalFilter;
+  readonly signal?: AbortSignal;
+  /** Small files copied between two yields to the event loop. Default 256. */
+  readonly batchSize?: number;
+}
+
+/** What a sync did; `hashed` counts files whose bytes were read (unchanged files are not). */
+export interface SyncLocalStats {
+  readonly entries: number;
+  readonly hashed: number;
+  readonly copied: number;
+  readonly removed: number;
+  readonly unchanged: number;
+  readonly bytes: number;
+}
+
+/** The result of {@link syncLocalSource}: the content-hash tree of the synced files and counters. */
+export interface SyncLocalResult {
+  readonly tree: ContentHashTree;
+  /** BuildKit checksum of `/` (the whole filtered context). */
+  readonly rootDigest: string;
+  readonly stats: SyncLocalStats;
+}
+
+type StateRow = [mode: number, size: number, mtimeNs: string, ino: string, uid: number, gid: number, linkname: string, digest: string];
+interface StateFile {
+  readonly version: 1;
+  readonly entries: Record<string, StateRow>;
+  /** Directory-content digests of the synced tree (valid while nothing changes). */
+  readonly dirs?: Record<string, string>;
+}
+
+function sameStat(row: StateRow | undefined, st: LocalStat): row is StateRow {
+  return (
+    row !== undefined &&
+    row[0] === st.mode &&
+    row[1] === st.size &&
+    row[2] === st.mtimeNs.toString() &&
+    row[3] === st.ino.toString() &&
+    row[4] === st.uid &&
+    row[5] === st.gid &&
+    row[6] === st.linkname
+  );
+}
+
+function loadState(path: string): StateFile | undefined {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && parsed.version === 1 && 'entries' in parsed) {
+      return parsed as StateFile;
+    }
+  } catch {
+    // missing or unreadable: a cold sync
+  }
+  return undefined;
+}
+
+/**
+ * Brings `dest` up to date with the filtered files of `src` (BuildKit's local source transfer),
+ * incrementally: a file whose size, mtime (ns), inode, mode, uid and gid match the persisted
+ * index is neither read, hashed nor copied again; changed files are read once, hashed (BuildKit
+ * tarsum record) and written; files gone from `src` are removed from `dest`. Ownership, modes and
+ * mtimes are preserved. The index is written atomically at the end, so a killed sync is simply
+ * redone next time.
+ */
+export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocalResult> {
+  const { src, dest, statePath, signal } = opts;
+  throwIfCancelled(signal);
+  const entries = walkLocal(src, opts.filter);
+  let destOk = true;
+  try {
+    destOk = lstatSync(dest).isDirectory();
+  } catch {
+    destOk = false;
+  }
+  const old = destOk ? loadState(statePath) : undefined;
+  const oldRows = old?.entries ?? {};
+  if (!destOk) {
+    rmSync(dest, { recursive: true, force: true });
+    mkdirSync(dest, { recursive: true });
+  }
+  const rows: Record<string, StateRow> = {};
+  const hashed: HashedEntry[] = [];
+  const present = new Set<string>();
+  let nHashed = 0;
+  let nCopied = 0;
+  let nUnchanged = 0;
+  let bytes = 0;
+  const copies: Array<() => Promise<void>> = [];
+  const dirsToFix: Array<{ path: string; stat: LocalStat }> = [];
+
+  // Paths whose type changed must go before anything is written in their place.
+  for (const e of entries) {
+    present.add(e.path);
+    const prev = oldRows[e.path];
+    if (prev !== undefined && (prev[0] & S_IFMT) !== (e.stat.mode & S_IFMT)) {
+      await rm(join(dest, e.path), { recursive: true, force: true });
+      delete oldRows[e.path];
+    }
+  }
+  let removed = 0;
+  for (const p of Object.keys(oldRows).sort().reverse()) {
+    if (!present.has(p)) {
+      await rm(join(dest, p), { recursive: true, force: true });
+      removed++;
+    }
+  }
+
+  for (const e of entries) {
+    const fmt = e.stat.mode & S_IFMT;
+    const prev = oldRows[e.path];
+    const target = join(dest, e.path);
+    if (fmt === S_IFDIR) {
+      const digest = headerDigest(e.stat);
+      rows[e.path] = row(e.stat, digest);
+      hashed.push({ ...e, digest });
+      if (sameStat(prev, e.stat)) {
+        nUnchanged++;
+        continue;
+      }
+      await mkdir(target, { recursive: true });
+      dirsToFix.push({ path: target, stat: e.stat });
+      continue;
+    }
+    if (sameStat(prev, e.stat)) {
+      rows[e.path] = prev;
+      hashed.push({ ...e, digest: prev[7] });
+      nUnchanged++;
+      continue;
+    }
+    if (fmt === S_IFREG) {
+      const abs = join(src, e.path);
+      const stat = e.stat;
+      const index = hashed.length;
+      hashed.push(e);
+      copies.push(async () => {
+        const digest = stat.size > LARGE_FILE ? await copyLarge(abs, target, stat, signal) : copySmall(abs, target, stat);
+        hashed[index] = { path: e.path, stat, digest };
+        rows[e.path] = row(stat, digest);
+        nHashed++;
+        nCopied++;
+        bytes += stat.size;
+      });
+      continue;
+    }
+    if (fmt === S_IFLNK) {
+      await rm(target, { force: true });
+      await mkdir(dirname(target), { recursive: true });
+      await symlink(e.stat.linkname, target);
+      await lchown(target, e.stat.uid, e.stat.gid);
+      const t = Number(e.stat.mtimeNs / 1000n) / 1e6;
+      await lutimes(target, t, t);
+      const digest = headerDigest(e.stat);
+      rows[e.path] = row(e.stat, digest);
+      hashed.push({ ...e, digest });
+      nCopied++;
+      continue;
+    }
+    // Devices, fifos and sockets are recorded (for the checksum) but not recreated.
+    const digest = headerDigest(e.stat);
+    rows[e.path] = row(e.stat, digest);
+    hashed.push({ ...e, digest });
+  }
+
+  await runPool(copies, opts.batchSize ?? 256, signal);
+  // Directory attributes last: writing children changes a directory's mtime.
+  for (const d of dirsToFix.reverse()) {
+    await chmod(d.path, d.stat.mode & 0o7777);
+    await lchown(d.path, d.stat.uid, d.stat.gid);
+    const t = Number(d.stat.mtimeNs / 1000n) / 1e6;
+    await lutimes(d.path, t, t);
+  }
+
+  const unchanged = old !== undefined && nCopied === 0 && removed === 0 && dirsToFix.length === 0 && nUnchanged === entries.length;
+  // BuildKit's local source fakes the root header as sha256("") (HandleChange never sees "/").
+  const tree = ContentHashTree.fromEntries(hashed, {
+    root: dest,
+    rootHeaderDigest: EMPTY_DIGEST,
+    ...(unchanged && old.dirs !== undefined ? { dirDigests: old.dirs } : {}),
+  });
+  const rootDigest = await tree.checksum('/');
+  if (!unchanged || old.dirs === undefined) {
+    const state: StateFile = { version: 1, entries: rows, dirs: tree.dirDigests() };
+    mkdirSync(dirname(statePath), { recursive: true });
+    const tmp = `${statePath}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state));
+    renameSync(tmp, statePath);
+  }
+  return {
+    tree,
+    rootDigest,
+    stats: { entries: entries.length, hashed: nHashed, copied: nCopied, removed, unchanged: nUnchanged, bytes },
+  };
+}
+
+function row(st: LocalStat, digest: string): StateRow {
+  return [st.mode, st.size, st.mtimeNs.toString(), st.ino.toString(), st.uid, st.gid, st.linkname, digest];
+}
+
+/**
+ * Runs the copies: small files synchronously in batches (a handful of syscalls each; going
+ * through libuv's thread pool per call costs more than the work), yielding to the event loop
+ * between batches so progress and other vertices keep moving.
+ */
+async function runPool(tasks: ReadonlyArray<() => Promise<void>>, batch: number, signal: AbortSignal | undefined): Promise<void> {
+  for (let i = 0; i < tasks.length; i += batch) {
+    throwIfCancelled(signal);
+    for (let j = i; j < Math.min(tasks.length, i + batch); j++) {
+      const t = tasks[j];
+      if (t !== undefined) await t();
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+const LARGE_FILE = 8 << 20;
+
+/** Copies one small regular file with sync calls, returning its BuildKit record digest. */
+function copySmall(abs: string, target: string, stat: LocalStat): string {
+  const h = tarsumHeaderHash(stat);
+  const buf = stat.size > 0 ? readFileSync(abs) : Buffer.alloc(0);
+  h.update(buf);
+  const fd = openSync(target, 'w', stat.mode & 0o7777);
+  try {
+    if (buf.length > 0) writeSync(fd, buf);
+    fchmodSync(fd, stat.mode & 0o7777);
+    fchownSync(fd, stat.uid, stat.gid);
+    const t = Number(stat.mtimeNs / 1000n) / 1e6;
+    futimesSync(fd, t, t);
+  } finally {
+    closeSync(fd);
+  }
+  return digestOf(h);
+}
+
+/** Streams a large regular file through the hash into `target`. */
+async function copyLarge(abs: string, target: string, stat: LocalStat, signal: AbortSignal | undefined): Promise<string> {
+  const h = tarsumHeaderHash(stat);
+  const fh = await open(abs, 'r');
+  try {
+    const out = await open(target, 'w', stat.mode & 0o7777);
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (;;) {
+        throwIfCancelled(signal);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        h.update(buf.subarray(0, bytesRead));
+        await out.write(buf, 0, bytesRead);
+      }
+      await out.chmod(stat.mode & 0o7777);
+      await out.chown(stat.uid, stat.gid);
+      const t = Number(stat.mtimeNs / 1000n) / 1e6;
+      await out.utimes(t, t);
+    } finally {
+      await out.close();
+    }
+  } finally {
+    await fh.close();
+  }
+  return digestOf(h);
+}
