@@ -81,7 +81,7 @@ function err(code: DockerfileErrorCode, message: string, hint?: string, at?: Wor
 const errAtLeastOne = (c: string): KilnError => err('KLN0404', `${c} requires at least one argument`);
 const errExactlyOne = (c: string): KilnError => err('KLN0404', `${c} requires exactly one argument`, `quote the value if it contains spaces`);
 const errNoDest = (c: string): KilnError =>
-  err('KLN0404', `${c} requires at least two arguments, but only one was provided. Destination could not be determined.`, `write ${c} <src>... <dest>`);
+  err('KLN0404', `${c} requires at least two arguments, but only one was provided. Destination could not be determined`, `write ${c} <src>... <dest>`);
 
 function getComment(comments: readonly string[], name: string): string {
   if (name === '') return '';
@@ -201,6 +201,10 @@ function parseMaintainer(req: Req): MaintainerCommand {
 
 function parseSourcesAndDest(req: Req, cmd: string): SourcesAndDest {
   if (req.args.length < 2) throw errNoDest(cmd);
+  const dest = req.args[req.args.length - 1] ?? '';
+  if (parseHeredoc(dest) !== undefined) {
+    throw err('KLN0404', `${cmd} cannot accept a heredoc as a destination`, 'heredocs can only be sources', req.node.args[req.node.args.length - 1]);
+  }
   const bodies = new Map<string, string>();
   for (const h of req.node.heredocs) bodies.set(h.name, h.content);
   const sourcePaths: string[] = [];
@@ -215,7 +219,7 @@ function parseSourcesAndDest(req: Req, cmd: string): SourcesAndDest {
       sourcePaths.push(arg);
     }
   }
-  return { destPath: req.args[req.args.length - 1] ?? '', sourcePaths, sourceContents };
+  return { destPath: dest, sourcePaths, sourceContents };
 }
 
 function parseAdd(req: Req): AddCommand {
@@ -454,7 +458,7 @@ function parseVolume(req: Req): VolumeCommand {
 
 function parseStopSignal(req: Req): StopSignalCommand {
   if (req.args.length !== 1) throw errExactlyOne('STOPSIGNAL');
-  req.flags.parse();
+  // BuildKit does not check STOPSIGNAL's flags.
   return done(req, true, { name: 'stopsignal', signal: req.args[0] ?? '' });
 }
 
@@ -464,6 +468,7 @@ function parseArg(req: Req): ArgCommand {
   const args = req.args.map((a) => {
     const eq = a.indexOf('=');
     const key = eq < 0 ? a : a.slice(0, eq);
+    if (eq === 0) throw err('KLN0404', 'ARG names can not be blank');
     return { key, value: eq < 0 ? undefined : a.slice(eq + 1), comment: getComment(req.node.prevComment, key) };
   });
   return done(req, true, { name: 'arg', args });

@@ -125,6 +125,20 @@ describe('parse', () => {
     expect([e2.code, e2.location?.line]).toEqual(['KLN0104', 2]);
   });
 
+  it('continues only on an escape not preceded by another escape (BuildKit regex)', () => {
+    const r = parse('FROM a\nRUN a\\\\\\\nRUN b\\\\\nRUN c \\\n\\\nd\n');
+    expect(dump(r.children)).toBe('(from "a")\n(run "a\\\\\\\\\\\\")\n(run "b\\\\\\\\")\n(run "c d")');
+  });
+
+  it('collects comments above an instruction, without directives', () => {
+    const r = parse('# syntax=x\n# hello\n  # two\n\n# V the version\nFROM a\n');
+    // as BuildKit: blank lines don't reset, an empty `#` does; the text is the line minus its first byte
+    expect(r.children[0]?.prevComment).toEqual(['hello', '# two', 'V the version']);
+    expect(parse('# a\n#\n# b\nFROM a\n').children[0]?.prevComment).toEqual(['b']);
+    const r2 = parse('# syntax=x\n# hello\nFROM a\n');
+    expect(r2.children[0]?.prevComment).toEqual(['hello']);
+  });
+
   it('handles a BOM and CRLF', () => {
     const r = parse('\uFEFFFROM a\r\nRUN b \\\r\n c\r\n');
     expect(dump(r.children)).toBe('(from "a")\n(run "b  c")');

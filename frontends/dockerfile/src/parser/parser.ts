@@ -57,7 +57,8 @@ class Directives {
   escapeToken = '\\';
   readonly parser = new DirectiveParser();
 
-  possible(line: string, lineNo: number): void {
+  /** Returns true when the line was a directive. */
+  possible(line: string, lineNo: number): boolean {
     let d: Directive | undefined;
     try {
       d = this.parser.parseLine(line);
@@ -75,6 +76,7 @@ class Directives {
       }
       this.escapeToken = d.value;
     }
+    return d !== undefined;
   }
 }
 
@@ -102,13 +104,16 @@ function isComment(raw: string): boolean {
   return trimLeadingWhitespace(trimNewline(raw)).startsWith('#');
 }
 
-/** Returns [line without the continuation escape, isEndOfLine]. An odd run of escapes continues. */
+/**
+ * Returns [line without the continuation escape, isEndOfLine]. BuildKit's rule: the escape token
+ * is the last non-blank character and is either alone on the line or preceded by a character
+ * other than the escape token (`foo\\\\` is not a continuation, `foo\\` and `\\` are).
+ */
 function trimContinuation(line: string, escape: string): [string, boolean] {
   let end = line.length;
   while (end > 0 && (line[end - 1] === ' ' || line[end - 1] === '\t')) end--;
-  let n = 0;
-  while (end - n > 0 && line[end - n - 1] === escape) n++;
-  if (n % 2 === 1) return [line.slice(0, end - 1), false];
+  if (end === 0 || line[end - 1] !== escape) return [line, true];
+  if (end === 1 || line[end - 2] !== escape) return [line.slice(0, end - 1), false];
   return [line, true];
 }
 
@@ -145,13 +150,13 @@ export function parse(text: string, options: ParseOptions = {}): ParseResult {
       raw = nb;
     }
     if (isComment(raw)) {
-      const c = trimLeadingWhitespace(trimNewline(raw)).slice(1).trim();
+      const c = goTrimSpace(raw.slice(1)).text;
       comments = c === '' ? [] : [...comments, c];
     }
     const trimmed = trimNewline(raw);
     const stripped = trimLeadingWhitespace(trimmed);
     try {
-      d.possible(stripped, phys.line);
+      if (d.possible(stripped, phys.line)) comments = comments.slice(0, -1);
     } catch (e) {
       fail(e, phys.line, 1);
     }
@@ -585,7 +590,7 @@ function canContainHeredoc(node: Node): boolean {
 type PendingHeredoc = Omit<Heredoc, 'content' | 'location'>;
 
 const HEREDOC_RE = /^(\d*)<<(-?)([^<]*)$/;
-const rawLex = new ShellLex('\\', { rawQuotes: true, rawEscapes: true });
+const rawLex = new ShellLex('\\', { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true });
 
 function heredocsFromLine(line: string): PendingHeredoc[] {
   let words: string[];
