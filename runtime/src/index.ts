@@ -34,3 +34,7 @@ export { RegistryTransport, type RegistryTransportOptions, type RegistryHostOpti
 export { RegistryClient, MANIFEST_ACCEPT, pullScope, pushScope, type RegistryClientOptions, type ResolvedReference, type PullOptions } from './registry/client.js';
 export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, type BlobPushStatus } from './registry/push.js';
 export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, type ImageMetaResolver, type ResolvedImageConfig, type ResolveImageConfigOptions } from './registry/meta-resolver.js';
+export type { Executor, ExecRequest, ExecResult, ExecMount, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode } from './api/executor.js';
+export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
+export { resolveUser, parsePasswd, parseGroup, type ResolvedUser } from './executor/user.js';
+export { buildSpec, DEFAULT_CAPABILITIES, ALL_CAPABILITIES, type SpecInput, type OciMount } from './executor/spec.js';

@@ -1,0 +1,98 @@
+import type { Mount } from './snapshot.js';
+
+/** `none`: a fresh network namespace with only `lo` (up); `host`: the host's namespace. */
+export type NetworkMode = 'none' | 'host';
+
+/** `sandbox`: Docker's default capability set and masked /proc paths; `insecure`: every capability. */
+export type SecurityMode = 'sandbox' | 'insecure';
+
+/** The process to run, in BuildKit's ExecOp.Meta terms. */
+export interface ProcessSpec {
+  readonly args: readonly string[];
+  /** `KEY=value` entries, passed as they are. */
+  readonly env: readonly string[];
+  /** Working directory inside the container; created (owned by the user) if missing. Default `/`. */
+  readonly cwd?: string;
+  /** `name`, `name:group`, `uid`, `uid:gid` (names resolved in the rootfs' /etc/passwd, /etc/group). Default root. */
+  readonly user?: string;
+}
+
+/** An extra `/etc/hosts` line (BuildKit's `--add-host`). */
+export interface HostEntry {
+  readonly host: string;
+  readonly ip: string;
+}
+
+/**
+ * A mount inside the container.
+ * - `snapshot`: the mounts of a snapshot (`Snapshotter.mounts`). `ro` is read-only, `rw` writes
+ *   into the snapshot (commit it afterwards for an output), `rw-discard` gets a throw-away overlay on top.
+ * - `bind`: a host directory (cache mounts), read-only or read-write.
+ * - `tmpfs`: a fresh tmpfs; `size` in bytes.
+ * - `secret`: a file held in memory: written to a private tmpfs outside the rootfs and bound read-only.
+ * - `ssh`: a unix socket inside the container forwarding to the agent at `socket` on the host.
+ */
+export type ExecMount =
+  | { readonly kind: 'snapshot'; readonly target: string; readonly mounts: readonly Mount[]; readonly mode: 'ro' | 'rw' | 'rw-discard' }
+  | { readonly kind: 'bind'; readonly target: string; readonly source: string; readonly readonly: boolean }
+  | { readonly kind: 'tmpfs'; readonly target: string; readonly size?: number }
+  | {
+      readonly kind: 'secret';
+      readonly target: string;
+      readonly data: Uint8Array;
+      readonly mode?: number;
+      readonly uid?: number;
+      readonly gid?: number;
+    }
+  | {
+      readonly kind: 'ssh';
+      readonly target: string;
+      readonly socket: string;
+      readonly mode?: number;
+      readonly uid?: number;
+      readonly gid?: number;
+    };
+
+/** One line of process output; `line` has no trailing newline. */
+export interface OutputLine {
+  readonly stream: 'stdout' | 'stderr';
+  readonly line: string;
+  /** Milliseconds since the epoch when the line was read. */
+  readonly time: number;
+}
+
+/** What {@link Executor.run} needs. */
+export interface ExecRequest {
+  /** The root filesystem: `Snapshotter.mounts(activeId)` (or of a view, with `readonlyRootfs`). */
+  readonly rootfs: readonly Mount[];
+  readonly readonlyRootfs?: boolean;
+  readonly process: ProcessSpec;
+  readonly mounts?: readonly ExecMount[];
+  /** Default `none`. */
+  readonly network?: NetworkMode;
+  /** Default `sandbox`. */
+  readonly security?: SecurityMode;
+  /** Default `buildkitsandbox`, as BuildKit. */
+  readonly hostname?: string;
+  readonly extraHosts?: readonly HostEntry[];
+  readonly signal?: AbortSignal;
+  /** Called for every complete line of output as it arrives (a last unterminated line too). */
+  readonly onOutput?: (line: OutputLine) => void;
+}
+
+/** How the process ended. */
+export interface ExecResult {
+  /** The exit status; 128+n when killed by signal n. */
+  readonly exitCode: number;
+  readonly durationMs: number;
+}
+
+/**
+ * Runs one process in a container, like BuildKit's executor.Executor.Run. The call resolves when the
+ * process has exited and every mount and piece of runtime state made for it is gone; it rejects
+ * with `CANCELLED` when `signal` aborts (the container is killed first). A non-zero exit is a result,
+ * not an error: the caller decides (and names the command and line).
+ */
+export interface Executor {
+  run(req: ExecRequest): Promise<ExecResult>;
+}

@@ -1,0 +1,324 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { promisify } from 'node:util';
+import { WorkerError, throwIfAborted } from '../api/errors.js';
+import type { ExecMount, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
+import type { Mount } from '../api/snapshot.js';
+import { cleanRelative, resolveInRoot } from '../layer/root-path.js';
+import { mountAt, unmount } from '../snapshot/mount.js';
+import { splitLines } from './output.js';
+import { buildSpec, type OciMount } from './spec.js';
+import { startSshProxy } from './ssh-proxy.js';
+import { recordStubs, removeStubs } from './stubs.js';
+import { resolveUser } from './user.js';
+
+const execFileP = promisify(execFile);
+
+/** Options for {@link RuncExecutor}. */
+export interface RuncExecutorOptions {
+  /** The kiln root: bundles go to `<root>/executor`, runc state to `<root>/runc` (`runc --root`). */
+  readonly root: string;
+  /** The runc binary; default `runc` from PATH. */
+  readonly runc?: string;
+  /** The resolv.conf copied into containers; default `/etc/resolv.conf`. */
+  readonly resolvConf?: string;
+}
+
+type Cleanup = () => Promise<void>;
+
+/**
+ * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
+ * bundle dir `<root>/executor/<id>` (config, hosts, resolv.conf), the rootfs mounted there only
+ * when it is an overlay (a bind rootfs is used in place), a private tmpfs for secret files, and
+ * ssh-agent proxies. Other mounts are performed by runc inside the container's mount namespace,
+ * so they vanish with it. Everything is undone before {@link RuncExecutor.run} settles.
+ */
+export class RuncExecutor implements Executor {
+  readonly #root: string;
+  readonly #runc: string;
+  readonly #state: string;
+  readonly #resolvConf: string;
+
+  constructor(opts: RuncExecutorOptions) {
+    this.#root = opts.root;
+    this.#runc = opts.runc ?? 'runc';
+    this.#state = join(opts.root, 'runc');
+    this.#resolvConf = opts.resolvConf ?? '/etc/resolv.conf';
+  }
+
+  async run(req: ExecRequest): Promise<ExecResult> {
+    const { signal } = req;
+    throwIfAborted(signal);
+    const started = Date.now();
+    const id = `kiln-${randomBytes(6).toString('hex')}`;
+    const bundle = join(this.#root, 'executor', id);
+    await mkdir(bundle, { recursive: true, mode: 0o711 });
+    const cleanups: Cleanup[] = [];
+    let stubs: Awaited<ReturnType<typeof recordStubs>> = [];
+    let rootPath = '';
+    try {
+      rootPath = await this.#rootfs(req.rootfs, bundle, cleanups);
+      const user = await resolveUser(rootPath, req.process.user);
+      const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
+      const extra = req.mounts ?? [];
+      const network = req.network ?? 'none';
+      const readonlyRoot = req.readonlyRootfs === true || (req.rootfs.length === 1 && req.rootfs[0]?.options.includes('ro') === true);
+      const destinations = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', ...extra.map((m) => m.target)];
+      if (!readonlyRoot) {
+        stubs = await recordStubs(rootPath, destinations);
+        await makeCwd(rootPath, cwd, user.uid, user.gid);
+      }
+      const hostsFile = join(bundle, 'hosts');
+      const hostname = req.hostname ?? 'buildkitsandbox';
+      await writeFile(hostsFile, hostsContent(hostname, req.extraHosts ?? []));
+      const resolvConfFile = join(bundle, 'resolv.conf');
+      await writeFile(resolvConfFile, await readFile(this.#resolvConf).catch(() => Buffer.from('nameserver 8.8.8.8\n')));
+      const env = [...req.process.env];
+      const mounts = await this.#mounts(extra, bundle, cleanups, env);
+      const spec = buildSpec({
+        rootPath,
+        readonlyRoot,
+        args: req.process.args,
+        env,
+        cwd,
+        user,
+        hostname,
+        network,
+        security: req.security ?? 'sandbox',
+        hostsFile,
+        resolvConfFile,
+        mounts,
+      });
+      await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+      throwIfAborted(signal);
+      const exitCode = await this.#runc_run(id, bundle, req.onOutput, signal);
+      return { exitCode, durationMs: Date.now() - started };
+    } finally {
+      for (const c of cleanups.slice(1).reverse()) await c().catch(() => undefined);
+      if (stubs.length > 0) await removeStubs(stubs);
+      // The rootfs mount (first cleanup, if any) goes last: stubs are removed through it.
+      if (cleanups[0] !== undefined) await cleanups[0]().catch(() => undefined);
+      await rm(bundle, { recursive: true, force: true });
+    }
+  }
+
+  async #rootfs(rootfs: readonly Mount[], bundle: string, cleanups: Cleanup[]): Promise<string> {
+    const only = rootfs[0];
+    if (rootfs.length === 1 && only !== undefined && only.type === 'bind') {
+      cleanups.push(async () => undefined);
+      return only.source;
+    }
+    const target = join(bundle, 'rootfs');
+    await mkdir(target);
+    const done: string[] = [];
+    cleanups.push(async () => {
+      for (const t of done.reverse()) await unmount(t);
+    });
+    for (const m of rootfs) {
+      await mountAt(m, target);
+      done.push(target);
+    }
+    return target;
+  }
+
+  async #mounts(extra: readonly ExecMount[], bundle: string, cleanups: Cleanup[], env: string[]): Promise<OciMount[]> {
+    const out: OciMount[] = [];
+    const secrets = extra.filter((m) => m.kind === 'secret');
+    let secretDir: string | undefined;
+    if (secrets.length > 0) {
+      // Secrets live in memory only: a private tmpfs outside the rootfs, removed after the run.
+      secretDir = join(bundle, 'secrets');
+      await mkdir(secretDir, { mode: 0o700 });
+      const bytes = secrets.reduce((n, s) => n + s.data.length + 4096, 0);
+      await mountAt({ type: 'tmpfs', source: 'tmpfs', options: [`size=${bytes + 65536}`, 'mode=0700', 'nosuid', 'nodev', 'noexec'] }, secretDir);
+      const dir = secretDir;
+      cleanups.push(() => unmount(dir));
+    }
+    let n = 0;
+    for (const m of extra) {
+      n += 1;
+      const destination = posix.normalize(`/${m.target}`);
+      switch (m.kind) {
+        case 'bind':
+          out.push({ destination, type: 'bind', source: m.source, options: ['rbind', m.readonly ? 'ro' : 'rw'] });
+          break;
+        case 'tmpfs':
+          out.push({
+            destination,
+            type: 'tmpfs',
+            source: 'tmpfs',
+            options: ['nosuid', 'nodev', 'mode=1777', ...(m.size === undefined ? [] : [`size=${m.size}`])],
+          });
+          break;
+        case 'snapshot':
+          out.push(...(await this.#snapshotMount(m.mounts, m.mode, destination, bundle, n)));
+          break;
+        case 'secret': {
+          const file = join(secretDir as string, `s${n}`);
+          await writeFile(file, m.data, { mode: 0o600 });
+          await chown(file, m.uid ?? 0, m.gid ?? 0);
+          await chmod(file, m.mode ?? 0o400);
+          out.push({ destination, type: 'bind', source: file, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+          break;
+        }
+        case 'ssh': {
+          const dir = join(bundle, 'ssh');
+          await mkdir(dir, { recursive: true, mode: 0o711 });
+          const proxy = await startSshProxy(join(dir, `${n}.sock`), m.socket, m.mode ?? 0o600, m.uid ?? 0, m.gid ?? 0);
+          cleanups.push(() => proxy.close());
+          out.push({ destination, type: 'bind', source: proxy.path, options: ['rbind'] });
+          if (!env.some((e) => e.startsWith('SSH_AUTH_SOCK='))) env.push(`SSH_AUTH_SOCK=${destination}`);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  async #snapshotMount(mounts: readonly Mount[], mode: 'ro' | 'rw' | 'rw-discard', destination: string, bundle: string, n: number): Promise<OciMount[]> {
+    const m = mounts[0];
+    if (m === undefined || mounts.length !== 1) throw new WorkerError('MOUNT_FAILED', `snapshot mount at ${destination} needs exactly one mount`);
+    if (mode === 'rw-discard') {
+      // A throw-away upper on top: lowers are the snapshot's layers (an active snapshot's upper included).
+      const lowers =
+        m.type === 'bind'
+          ? [m.source]
+          : [
+              ...m.options.filter((o) => o.startsWith('upperdir=')).map((o) => o.slice('upperdir='.length)),
+              ...m.options
+                .filter((o) => o.startsWith('lowerdir='))
+                .flatMap((o) => o.slice('lowerdir='.length).split(':')),
+            ];
+      const scratch = join(bundle, `discard${n}`);
+      await mkdir(join(scratch, 'upper'), { recursive: true });
+      await mkdir(join(scratch, 'work'));
+      return [
+        {
+          destination,
+          type: 'overlay',
+          source: 'overlay',
+          options: [`lowerdir=${lowers.join(':')}`, `upperdir=${join(scratch, 'upper')}`, `workdir=${join(scratch, 'work')}`],
+        },
+      ];
+    }
+    const ro = mode === 'ro';
+    if (m.type === 'bind') {
+      return [{ destination, type: 'bind', source: m.source, options: ['rbind', ro ? 'ro' : 'rw'] }];
+    }
+    return [{ destination, type: m.type, source: m.source, options: [...m.options, ...(ro ? ['ro'] : [])] }];
+  }
+
+  async #runc_run(
+    id: string,
+    bundle: string,
+    onOutput: ((l: OutputLine) => void) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    await mkdir(this.#state, { recursive: true, mode: 0o700 });
+    const log = join(bundle, 'runc.log');
+    const child = spawn(this.#runc, ['--root', this.#state, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const emit = onOutput ?? ((): void => undefined);
+    const streams = Promise.all([splitLines(child.stdout, 'stdout', emit), splitLines(child.stderr, 'stderr', emit)]);
+    let cancelled = false;
+    const onAbort = (): void => {
+      cancelled = true;
+      void this.#kill(id, child);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const code = await new Promise<number>((resolve, reject) => {
+        child.once('error', (e: NodeJS.ErrnoException) =>
+          reject(
+            e.code === 'ENOENT'
+              ? new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' })
+              : e,
+          ),
+        );
+        child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
+      });
+      await streams;
+      if (cancelled) {
+        await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+        throw new WorkerError('CANCELLED', 'process cancelled', { cause: signal?.reason });
+      }
+      if (code !== 0) {
+        const err = await runcError(log);
+        if (err !== undefined) {
+          await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+          throw new WorkerError('EXEC_FAILED', `runc: ${err}`);
+        }
+      }
+      return code;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Kills the container; retried while runc is still creating it. */
+  async #kill(id: string, child: ReturnType<typeof spawn>): Promise<void> {
+    for (let i = 0; i < 100 && child.exitCode === null && child.signalCode === null; i++) {
+      try {
+        await execFileP(this.#runc, ['--root', this.#state, 'kill', id, 'KILL']);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+}
+
+async function runcError(log: string): Promise<string | undefined> {
+  const text = await readFile(log, 'utf8').catch(() => '');
+  for (const line of text.split('\n').reverse()) {
+    if (line === '') continue;
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.level === 'error' || entry.level === 'fatal') return entry.msg ?? line;
+    } catch {
+      // not JSON: ignore
+    }
+  }
+  return undefined;
+}
+
+function signalNumber(sig: NodeJS.Signals): number {
+  const map: Partial<Record<NodeJS.Signals, number>> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 };
+  return map[sig] ?? 0;
+}
+
+function hostsContent(hostname: string, extra: readonly HostEntry[]): string {
+  const lines = [
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    `127.0.0.1\t${hostname}`,
+    ...extra.map((h) => `${h.ip}\t${h.host}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Creates `cwd` inside the rootfs (root-scoped) with 0755, owned by the process user, as BuildKit does. */
+async function makeCwd(rootfs: string, cwd: string, uid: number, gid: number): Promise<void> {
+  const rel = cleanRelative(cwd);
+  if (rel === '') return;
+  const host = await resolveInRoot(rootfs, rel);
+  const missing: string[] = [];
+  let p = host;
+  while (p.startsWith(rootfs) && p !== rootfs) {
+    try {
+      await lstat(p);
+      break;
+    } catch {
+      missing.unshift(p);
+      p = posix.dirname(p);
+    }
+  }
+  for (const d of missing) {
+    await mkdir(d, { mode: 0o755 }).catch(() => undefined);
+    await chown(d, uid, gid).catch(() => undefined);
+  }
+}
+
