@@ -1,0 +1,44 @@
+/** Where a command reads and writes; tests can swap these for buffers. */
+export interface CliIo {
+  readonly stdin: AsyncIterable<Uint8Array>;
+  readonly stdout: { write(chunk: string | Uint8Array): unknown };
+  readonly stderr: { write(chunk: string | Uint8Array): unknown };
+}
+
+/** The real process streams. */
+export function processIo(): CliIo {
+  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+}
+
+/** Reads a whole stream into one buffer. */
+export async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of stream) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+/** An error a user can act on, with a stable code and optional hint. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Prints one line (`kiln: error CODE: message`), an optional hint, and the stack only with --debug. */
+export function reportError(io: CliIo, e: unknown, debug: boolean): void {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    const hint = (e as { hint?: unknown }).hint;
+    const firstLine = e.message.split('\n')[0] ?? '';
+    io.stderr.write(`kiln: error${typeof code === 'string' ? ` ${code}` : ''}: ${firstLine}\n`);
+    if (typeof hint === 'string' && hint) io.stderr.write(`hint: ${hint}\n`);
+    if (debug && e.stack) io.stderr.write(`${e.stack}\n`);
+  } else {
+    io.stderr.write(`kiln: error: ${String(e)}\n`);
+  }
+}

@@ -1,0 +1,83 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, test } from 'vitest';
+
+const repo = join(import.meta.dirname, '../../..');
+const bin = join(repo, 'cli/bin/kiln.js');
+const conf = join(repo, '../shared/conformance');
+
+const cases = [
+  ...readdirSync(join(conf, 'llb-ops'))
+    .filter((f) => f.endsWith('.pb'))
+    .map((f) => ({ name: `llb-ops/${f}`, pb: join(conf, 'llb-ops', f), json: join(conf, 'llb-ops', f.replace(/\.pb$/, '.json')) })),
+  ...readdirSync(join(conf, 'dockerfile2llb'))
+    .filter((d) => existsSync(join(conf, 'dockerfile2llb', d, 'llb.pb')))
+    .map((d) => ({
+      name: `dockerfile2llb/${d}`,
+      pb: join(conf, 'dockerfile2llb', d, 'llb.pb'),
+      json: join(conf, 'dockerfile2llb', d, 'llb.json'),
+    })),
+];
+
+function kiln(args: string[], input?: Uint8Array): { status: number; stdout: Buffer; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], { input, maxBuffer: 64 << 20 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+beforeAll(() => {
+  // Build the CLI and the packages it references, as a user would before running it.
+  execFileSync('npx', ['tsc', '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
+});
+
+describe('kiln dump-llb', () => {
+  test.for(cases)('$name: json, dot and pb', (c) => {
+    const json = kiln(['dump-llb', c.pb]);
+    expect(json.stderr).toBe('');
+    expect(json.status).toBe(0);
+    const parse = (s: string): unknown[] => s.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown);
+    expect(parse(json.stdout.toString())).toEqual(parse(readFileSync(c.json, 'utf8')));
+
+    const pb = kiln(['dump-llb', '--format', 'pb', '-'], readFileSync(c.pb));
+    expect(pb.status).toBe(0);
+    expect(pb.stdout.equals(readFileSync(c.pb))).toBe(true);
+
+    const dot = kiln(['dump-llb', '--format', 'dot', c.pb]);
+    expect(dot.status).toBe(0);
+    const text = dot.stdout.toString();
+    expect(text.startsWith('digraph {\n') && text.endsWith('}\n')).toBe(true);
+    const nodes = text.split('\n').filter((l) => /^ {2}"sha256:[a-f0-9]{64}" \[label=/.test(l));
+    expect(nodes.length).toBe(parse(readFileSync(c.json, 'utf8')).length);
+  });
+
+  test('reads stdin when no file is given', () => {
+    const c = cases[0] as (typeof cases)[number];
+    const r = kiln(['dump-llb'], readFileSync(c.pb));
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toBe(readFileSync(c.json, 'utf8'));
+  });
+
+  test('a truncated definition fails with one line and exit 1', () => {
+    const pb = readFileSync(join(conf, 'llb-ops/exec-mounts.pb'));
+    const r = kiln(['dump-llb', '-'], pb.subarray(0, pb.length - 5));
+    expect(r.status).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    expect(r.stderr).toMatch(/^kiln: error LLB_TRUNCATED: .+\n$/);
+    expect(r.stderr).not.toMatch(/\bat .+\.js:\d+/);
+  });
+
+  test('garbage and a missing file fail cleanly', () => {
+    const g = kiln(['dump-llb'], new Uint8Array([0x0a, 0xff, 0xff, 0x01, 0x02]));
+    expect(g.status).toBe(1);
+    expect(g.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    const m = kiln(['dump-llb', join(conf, 'does-not-exist.pb')]);
+    expect(m.status).toBe(1);
+    expect(m.stderr).toContain('no such file');
+  });
+
+  test('an unknown format is rejected', () => {
+    const r = kiln(['dump-llb', '--format', 'xml', '-'], new Uint8Array());
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('xml');
+  });
+});
