@@ -63,3 +63,5 @@ export { parseMount, resolveMountTarget, DEFER, MOUNT_TYPES, SHARE_MODES, cleanP
 export type { MountExpander, MountSpec, MountType, ShareMode } from './instructions/mount.js';
 export { parseGoDuration, formatGoDuration } from './instructions/duration.js';
 export { BFlags, Flag } from './instructions/bflags.js';
+export { expandCommand, wordExpander, rawExpander } from './instructions/expand.js';
+export type { CommandExpanders, WordExpander } from './instructions/expand.js';

@@ -142,7 +142,10 @@ export type SecurityMode = 'sandbox' | 'insecure';
 /** `RUN [flags] command`. */
 export interface RunCommand extends CommandBase, ShellDependantCmdLine {
   readonly name: 'run';
-  /** `--mount` values as written (re-parse with an expander via parseMount in the converter). */
+  /**
+   * `--mount` values as written, without the `--mount=` prefix, each at its flag's position
+   * (the converter re-parses them with an expander: parseMount or expandCommand).
+   */
   readonly mountSpecs: readonly Word[];
   /**
    * `--mount`s parsed without variables: options whose value holds `$` are left at their

@@ -139,7 +139,7 @@ describe('RUN --mount', () => {
     const r = run('--mount=type=cache,target=$HOME/.cache,id="$ID"');
     expect(r.mounts[0]?.deferred).toEqual(['target', 'id']);
     expect(r.mounts[0]?.target).toBe('');
-    expect(r.mountSpecs[0]?.value).toBe('--mount=type=cache,target=$HOME/.cache,id=$ID');
+    expect(r.mountSpecs[0]?.value).toBe('type=cache,target=$HOME/.cache,id=$ID');
   });
 
   it.for([

@@ -333,10 +333,11 @@ function parseRun(req: Req): RunCommand {
   const security = req.flags.addString('security', 'sandbox');
   req.flags.parse();
   const cmd = shellDependent(req, false);
-  const mountWords = req.node.flags.filter((f) => /^--mount=/.test(f.value));
+  const mountFlags = req.node.flags.filter((f) => /^--mount=/.test(f.value));
+  const mountWords: Word[] = mount.values.map((value, i) => ({ value, position: mountFlags[i]?.position ?? req.node.location.start }));
   const mounts: MountSpec[] = [];
   mount.values.forEach((spec, i) => {
-    const at = mountWords[i];
+    const at = mountFlags[i];
     try {
       parseMount(spec); // BuildKit's parse-time check (from)
       mounts.push(parseMount(spec, staticExpander(req.escapeToken)));

@@ -21,6 +21,8 @@ export interface LexOptions {
   rawEscapes?: boolean;
   /** Leave unset variables as written (`$X`, `${X:-y}`) instead of expanding them. */
   skipUnsetEnv?: boolean;
+  /** Treat quotes as ordinary characters (BuildKit's SkipProcessQuotes, used for heredoc bodies). */
+  skipProcessQuotes?: boolean;
 }
 
 /** Result of {@link ShellLex.processWordWithMatches}, like BuildKit's ProcessWordResult. */
@@ -161,7 +163,7 @@ class ShellWord {
         this.next();
         return [result, words.getWords()];
       }
-      if (ch === "'" || ch === '"' || ch === '$') {
+      if (ch === '$' || ((ch === "'" || ch === '"') && this.opts.skipProcessQuotes !== true)) {
         const tmp = ch === "'" ? this.processSingleQuote() : ch === '"' ? this.processDoubleQuote() : this.processDollar();
         result += tmp;
         if (ch === '$') words.addString(tmp);
