@@ -141,8 +141,11 @@ class Copier {
     overwriteTargetMetadata: boolean,
     skipInclude: boolean,
     pending: Array<Promise<void>>,
+    fresh = false,
   ): Promise<void> {
     checkAborted(this.ci.signal, this.destName(target));
+    // Same root for source and destination (`/` copied to `/sub`): never walk into our own output.
+    if (rel !== '' && src === this.targetTop) return;
     const st = await lstat(src, { bigint: true });
     const isDir = st.isDirectory();
     let included = false;
@@ -157,14 +160,15 @@ class Copier {
     }
     if (!isDir) {
       if (included) await this.createParentDirs(rel, overwriteTargetMetadata);
-      await this.ensureEmptyFileTarget(target);
+      // In a directory this copy just created nothing can be in the way: save the lstat.
+      if (!fresh) await this.ensureEmptyFileTarget(target);
     } else if (skipInclude && this.include !== undefined) {
       await this.createParentDirs(rel, overwriteTargetMetadata);
     }
 
     const entry: Entry = { path: src, st };
     if (isDir) {
-      const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude);
+      const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude, fresh);
       const applyInfo = overwriteTargetMetadata && skipInclude ? true : created;
       if (applyInfo) await this.copyFileInfo(entry, target);
       return;
@@ -249,15 +253,24 @@ class Copier {
     st: BigIntStats,
     overwriteTargetMetadata: boolean,
     skipInclude: boolean,
+    fresh: boolean,
   ): Promise<boolean> {
     let created = false;
     // With include patterns, a directory is created only once something below it matches.
-    if (skipInclude) created = await this.copyDirectoryOnly(dst, st, overwriteTargetMetadata);
+    if (skipInclude) {
+      if (fresh) {
+        await mkdir(dst, Number(st.mode) & 0o7777);
+        created = true;
+      } else {
+        created = await this.copyDirectoryOnly(dst, st, overwriteTargetMetadata);
+      }
+    }
     const names = (await readdir(src)).sort();
     const pending: Array<Promise<void>> = [];
     try {
       for (const name of names) {
-        await this.copy(join(src, name), rel === '' ? name : `${rel}/${name}`, join(dst, name), true, skipInclude, pending);
+        const r = rel === '' ? name : `${rel}/${name}`;
+        await this.copy(join(src, name), r, join(dst, name), true, skipInclude, pending, created && this.include === undefined);
       }
     } finally {
       // Children finish before the directory's own metadata (mtime) is set.

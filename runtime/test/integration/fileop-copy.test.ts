@@ -63,6 +63,12 @@ describe('copy: destination rules (fsutil prepareTargetDir)', () => {
     expect(await readTree(dest)).toEqual({ x: '1', d: 'dir', 'd/x': '1' });
   });
 
+  test('copying a tree into itself (same root) does not recurse into the copy', async () => {
+    const { src } = await roots({ 'a/f': '1', g: '2' });
+    await fileCopy(src, src, copyAction('/', '/a/copy', { dirCopyContents: true }));
+    expect(await readTree(join(src, 'a/copy'))).toEqual({ a: 'dir', 'a/f': '1', g: '2' });
+  });
+
   test('createDestPath: without it a missing parent fails, with it parents are made', async () => {
     const { src, dest } = await roots({ f: 'F' });
     await expect(fileCopy(src, dest, copyAction('/f', '/a/b/f'))).rejects.toMatchObject({ code: 'FILEOP_NOT_FOUND', path: '/a/b/f' });
