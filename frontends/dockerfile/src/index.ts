@@ -65,3 +65,4 @@ export { parseGoDuration, formatGoDuration } from './instructions/duration.js';
 export { BFlags, Flag } from './instructions/bflags.js';
 export { expandCommand, wordExpander, rawExpander } from './instructions/expand.js';
 export type { CommandExpanders, WordExpander } from './instructions/expand.js';
+export { parsePortSpecs, parseSignal } from './instructions/validate.js';
