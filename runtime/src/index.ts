@@ -37,4 +37,9 @@ export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, ty
 export type { Executor, ExecRequest, ExecResult, ExecMount, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode } from './api/executor.js';
 export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
 export { resolveUser, parsePasswd, parseGroup, type ResolvedUser } from './executor/user.js';
-export { buildSpec, DEFAULT_CAPABILITIES, ALL_CAPABILITIES, type SpecInput, type OciMount } from './executor/spec.js';
+export { buildSpec, boundingCapabilities, DEFAULT_CAPABILITIES, ALL_CAPABILITIES, type SpecInput, type OciMount } from './executor/spec.js';
+export { parseOutputSpec, EXPORT_TYPES, type ExportSpec, type ExportCompression } from './exporter/spec.js';
+export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';
+export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings } from './exporter/image-exporters.js';
+export { packDirectory, type PackDirectoryOptions } from './exporter/fs-tar.js';
+export { copyTree, walkTree, type TreeEntry } from './exporter/fs-tree.js';

@@ -9,7 +9,7 @@ import type { Mount } from '../api/snapshot.js';
 import { cleanRelative, resolveInRoot } from '../layer/root-path.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { splitLines } from './output.js';
-import { buildSpec, type OciMount } from './spec.js';
+import { boundingCapabilities, buildSpec, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
 import { recordStubs, removeStubs } from './stubs.js';
 import { resolveUser } from './user.js';
@@ -40,6 +40,7 @@ export class RuncExecutor implements Executor {
   readonly #runc: string;
   readonly #state: string;
   readonly #resolvConf: string;
+  #insecureCaps: Promise<string[]> | undefined;
 
   constructor(opts: RuncExecutorOptions) {
     this.#root = opts.root;
@@ -87,6 +88,7 @@ export class RuncExecutor implements Executor {
         hostname,
         network,
         security: req.security ?? 'sandbox',
+        insecureCapabilities: req.security === 'insecure' ? await this.#boundingCaps() : [],
         hostsFile,
         resolvConfFile,
         mounts,
@@ -102,6 +104,11 @@ export class RuncExecutor implements Executor {
       if (cleanups[0] !== undefined) await cleanups[0]().catch(() => undefined);
       await rm(bundle, { recursive: true, force: true });
     }
+  }
+
+  #boundingCaps(): Promise<string[]> {
+    this.#insecureCaps ??= readFile('/proc/self/status', 'utf8').then(boundingCapabilities);
+    return this.#insecureCaps;
   }
 
   async #rootfs(rootfs: readonly Mount[], bundle: string, cleanups: Cleanup[]): Promise<string> {

@@ -55,6 +55,17 @@ const READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/pro
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/**
+ * The capabilities in a `/proc/<pid>/status` text's `CapBnd` mask, by name: runc cannot grant a
+ * container more than kiln holds (a root in a restricted sandbox may lack some).
+ */
+export function boundingCapabilities(status: string): string[] {
+  const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (hex === undefined) return [...DEFAULT_CAPABILITIES];
+  const mask = BigInt(`0x${hex}`);
+  return ALL_CAPABILITIES.filter((_c, n) => ((mask >> BigInt(n)) & 1n) === 1n);
+}
+
 /** Inputs of {@link buildSpec}, already resolved on the host. */
 export interface SpecInput {
   readonly rootPath: string;
@@ -68,6 +79,8 @@ export interface SpecInput {
   readonly security: SecurityMode;
   readonly hostsFile: string;
   readonly resolvConfFile: string;
+  /** What `insecure` grants: every capability the caller holds ({@link boundingCapabilities}). */
+  readonly insecureCapabilities: readonly string[];
   /** Mounts after the standard ones, in order. */
   readonly mounts: readonly OciMount[];
 }
@@ -94,7 +107,7 @@ export function standardMounts(network: NetworkMode): OciMount[] {
 
 /** Builds the OCI runtime spec (config.json) runc runs. Pure. */
 export function buildSpec(i: SpecInput): Record<string, unknown> {
-  const caps = i.security === 'insecure' ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES;
+  const caps = i.security === 'insecure' ? i.insecureCapabilities : DEFAULT_CAPABILITIES;
   const env = i.env.some((e) => e.startsWith('PATH=')) ? [...i.env] : [DEFAULT_PATH, ...i.env];
   const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   // A network namespace without a path: runc creates it and brings `lo` up.
@@ -109,7 +122,6 @@ export function buildSpec(i: SpecInput): Record<string, unknown> {
       env,
       cwd: i.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
       noNewPrivileges: false,
     },
     root: { path: i.rootPath, readonly: i.readonlyRoot },

@@ -98,9 +98,25 @@ async function* walkUpper(upper: string, rel: string, views: Views | undefined, 
       if (views !== undefined) yield { kind: 'whiteout', path };
       continue;
     }
+    if (!st.isDirectory()) {
+      yield { kind: 'add', path, host, stat: st };
+      continue;
+    }
+    const opaque = views !== undefined && (await isOpaque(upper, path, views));
+    const lower = views === undefined || opaque ? undefined : await tryLstat(join(views.parent, path));
+    if (lower !== undefined && lower.isDirectory() && sameEntry(st, lower) && st.mtimeMs === lower.mtimeMs) {
+      // Copied up only because something below changed (or a mount stub came and went): the
+      // directory itself is emitted only when something below it is.
+      const sub: Change[] = [];
+      for await (const c of walkUpper(upper, path, views, signal)) sub.push(c);
+      if (sub.length > 0) {
+        yield { kind: 'add', path, host, stat: st };
+        yield* sub;
+      }
+      continue;
+    }
     yield { kind: 'add', path, host, stat: st };
-    if (!st.isDirectory()) continue;
-    if (views !== undefined && (await isOpaque(upper, path, views))) yield { kind: 'opaque', path };
+    if (opaque) yield { kind: 'opaque', path };
     yield* walkUpper(upper, path, views, signal);
   }
 }

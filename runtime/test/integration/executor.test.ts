@@ -1,0 +1,303 @@
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, lstat, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import {
+  LocalSnapshotter,
+  RuncExecutor,
+  changes,
+  unpackLayer,
+  type ExecRequest,
+  type ExecResult,
+  type OutputLine,
+} from '@kiln/runtime';
+
+const BUSYBOX_LAYER = new URL(
+  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
+  import.meta.url,
+).pathname;
+
+let root = '';
+let snapshotter: LocalSnapshotter;
+let executor: RuncExecutor;
+let counter = 0;
+
+beforeAll(async () => {
+  try {
+    execFileSync('runc', ['--version']);
+  } catch {
+    throw new Error('runc is required for these tests: apt-get install runc');
+  }
+  root = await mkdtemp(join(tmpdir(), 'kiln-exec-'));
+  snapshotter = new LocalSnapshotter({ root });
+  executor = new RuncExecutor({ root });
+  await unpackLayer(snapshotter, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
+});
+
+afterAll(async () => {
+  expect(await mountsUnder(root)).toEqual([]);
+  await rm(root, { recursive: true, force: true });
+});
+
+async function mountsUnder(prefix: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(prefix));
+}
+
+interface Run {
+  readonly result: ExecResult;
+  readonly lines: OutputLine[];
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly snapshot: string;
+}
+
+async function run(args: string[], opts: Partial<Omit<ExecRequest, 'rootfs' | 'process'>> & { user?: string; cwd?: string; env?: string[] } = {}): Promise<Run> {
+  const snapshot = `s${++counter}`;
+  await snapshotter.prepare(snapshot, 'busybox');
+  const lines: OutputLine[] = [];
+  const { user, cwd, env, ...rest } = opts;
+  const result = await executor.run({
+    rootfs: await snapshotter.mounts(snapshot),
+    process: { args, env: env ?? [], ...(user === undefined ? {} : { user }), ...(cwd === undefined ? {} : { cwd }) },
+    onOutput: (l) => lines.push(l),
+    ...rest,
+  });
+  const pick = (s: string): string => lines.filter((l) => l.stream === s).map((l) => `${l.line}\n`).join('');
+  return { result, lines, stdout: pick('stdout'), stderr: pick('stderr'), snapshot };
+}
+
+describe('runc executor', () => {
+  test('echo streams stdout and exits 0; the snapshot has no leftovers (mount stubs removed)', async () => {
+    const r = await run(['echo', 'hello', 'world']);
+    expect(r.result.exitCode).toBe(0);
+    expect(r.stdout).toBe('hello world\n');
+    const left: string[] = [];
+    for await (const c of changes(await snapshotter.diffSource(r.snapshot), join(root, 'mounts'))) left.push(c.path);
+    expect(left).toEqual([]);
+  });
+
+  test('exit codes and stderr', async () => {
+    const r = await run(['sh', '-c', 'echo oops >&2; exit 3']);
+    expect(r.result.exitCode).toBe(3);
+    expect(r.stderr).toBe('oops\n');
+    expect((await run(['false'])).result.exitCode).toBe(1);
+  });
+
+  test('a missing command fails with runc error', async () => {
+    await expect(run(['/no/such/binary'])).rejects.toMatchObject({ code: 'EXEC_FAILED' });
+  });
+
+  test('output is streamed as it happens', async () => {
+    const r = await run(['sh', '-c', 'echo first; sleep 1; echo second']);
+    const [a, b] = r.lines;
+    expect([a?.line, b?.line]).toEqual(['first', 'second']);
+    expect((b?.time ?? 0) - (a?.time ?? 0)).toBeGreaterThanOrEqual(800);
+  });
+
+  test('env, cwd (created, owned by the user) and user by name', async () => {
+    const r = await run(['sh', '-c', 'id -u; id -g; id -G; pwd; echo "$FOO"; echo "$PATH"'], {
+      user: 'app',
+      cwd: '/work/dir',
+      env: ['FOO=bar baz'],
+    });
+    expect(r.result.exitCode).toBe(0);
+    expect(r.stdout).toBe('1000\n1000\n1000\n/work/dir\nbar baz\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
+    const m = await snapshotter.mount(r.snapshot);
+    try {
+      const st = await lstat(join(m.path, 'work/dir'));
+      expect([st.uid, st.gid, st.mode & 0o777]).toEqual([1000, 1000, 0o755]);
+    } finally {
+      await m.release();
+    }
+  });
+
+  test.for([
+    ['nobody:app', '65534:1000'],
+    ['app:0', '1000:0'],
+    ['123:456', '123:456'],
+    ['1000', '1000:1000'],
+    ['', '0:0'],
+  ])('user %s runs as %s', async ([user, expected]) => {
+    const r = await run(['sh', '-c', 'echo "$(id -u):$(id -g)"'], { user });
+    expect(r.stdout.trim()).toBe(expected);
+  });
+
+  test('unknown users and groups are refused', async () => {
+    await expect(run(['true'], { user: 'ghost' })).rejects.toMatchObject({ code: 'USER_NOT_FOUND' });
+    await expect(run(['true'], { user: 'app:ghosts' })).rejects.toMatchObject({ code: 'USER_NOT_FOUND' });
+  });
+
+  test('network none has only a loopback interface, and it is up', async () => {
+    const r = await run(['sh', '-c', 'ls /sys/class/net; ip -o link']);
+    const [names, ...links] = r.stdout.trim().split('\n');
+    expect(names).toBe('lo');
+    expect(links).toHaveLength(1);
+    expect(links[0]).toMatch(/lo: <LOOPBACK,UP,LOWER_UP>/);
+  });
+
+  test('network host shares the host interfaces', async () => {
+    const r = await run(['ls', '/sys/class/net'], { network: 'host' });
+    expect(r.stdout.trim().split('\n').sort()).toEqual((await readdir('/sys/class/net')).sort());
+  });
+
+  test('hostname, /etc/hosts extra hosts and resolv.conf', async () => {
+    const r = await run(['sh', '-c', 'hostname; cat /etc/hosts; cat /etc/resolv.conf'], {
+      hostname: 'kiln-box',
+      extraHosts: [{ host: 'registry.test', ip: '10.1.2.3' }],
+    });
+    const [name, ...rest] = r.stdout.split('\n');
+    expect(name).toBe('kiln-box');
+    expect(rest.join('\n')).toContain('10.1.2.3\tregistry.test');
+    expect(rest.join('\n')).toContain('127.0.0.1\tkiln-box');
+    expect(r.stdout).toContain(await readFile('/etc/resolv.conf', 'utf8'));
+  });
+
+  test('capabilities: Docker defaults, everything when insecure', async () => {
+    const sandbox = await run(['sh', '-c', 'grep CapEff /proc/self/status']);
+    // chown dac_override fowner fsetid kill setgid setuid setpcap net_bind_service net_raw sys_chroot mknod audit_write setfcap
+    expect(sandbox.stdout.trim()).toBe('CapEff:\t00000000a80425fb');
+    const insecure = await run(['sh', '-c', 'grep CapEff /proc/self/status'], { security: 'insecure' });
+    // every capability kiln itself holds (its bounding set), which is all of them when run as real root
+    const bounding = /CapBnd:\t([0-9a-f]+)/.exec(await readFile('/proc/self/status', 'utf8'))?.[1];
+    expect(insecure.stdout.trim()).toBe(`CapEff:\t${bounding}`);
+  });
+
+  test('/sys and a committed rootfs are read-only; /dev has the standard devices', async () => {
+    const r = await run(['sh', '-c', 'touch /sys/x 2>/dev/null || echo sys-ro; ls /dev; echo x > /dev/null && echo ok']);
+    expect(r.stdout).toContain('sys-ro');
+    for (const d of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'ptmx']) expect(r.stdout).toContain(d);
+    const lines: OutputLine[] = [];
+    const ro = await executor.run({
+      rootfs: await snapshotter.mounts('busybox'),
+      process: { args: ['sh', '-c', 'touch /newfile || echo refused'], env: [] },
+      onOutput: (l) => lines.push(l),
+    });
+    expect(ro.exitCode).toBe(0);
+    expect(lines.map((l) => l.line)).toContain('refused');
+  });
+
+  test('snapshot mounts: ro refuses writes, rw writes through, rw-discard keeps nothing', async () => {
+    await snapshotter.prepare('input-rw', 'busybox');
+    const r = await run(
+      [
+        'sh',
+        '-c',
+        'touch /ro/x 2>/dev/null || echo ro-refused; echo data > /rw/etc/written; echo tmp > /discard/etc/gone; cat /discard/etc/gone',
+      ],
+      {
+        mounts: [
+          { kind: 'snapshot', target: '/ro', mounts: await snapshotter.mounts('busybox'), mode: 'ro' },
+          { kind: 'snapshot', target: '/rw', mounts: await snapshotter.mounts('input-rw'), mode: 'rw' },
+          { kind: 'snapshot', target: '/discard', mounts: await snapshotter.mounts('busybox'), mode: 'rw-discard' },
+        ],
+      },
+    );
+    expect(r.stdout).toBe('ro-refused\ntmp\n');
+    const m = await snapshotter.mount('input-rw');
+    try {
+      expect(await readFile(join(m.path, 'etc/written'), 'utf8')).toBe('data\n');
+    } finally {
+      await m.release();
+    }
+    const b = await snapshotter.mount('busybox');
+    try {
+      expect(existsSync(join(b.path, 'etc/gone'))).toBe(false);
+    } finally {
+      await b.release();
+    }
+  });
+
+  test('cache directories are plain binds that keep their content', async () => {
+    const cache = join(root, 'cache-dir');
+    await mkdir(cache);
+    await writeFile(join(cache, 'seed'), 'seed');
+    const r = await run(['sh', '-c', 'cat /cache/seed; echo more > /cache/more'], {
+      mounts: [{ kind: 'bind', target: '/cache', source: cache, readonly: false }],
+    });
+    expect(r.stdout).toBe('seed\n');
+    expect(await readFile(join(cache, 'more'), 'utf8')).toBe('more\n');
+  });
+
+  test('tmpfs with size', async () => {
+    const r = await run(['sh', '-c', 'df -k /scratch | tail -1'], {
+      mounts: [{ kind: 'tmpfs', target: '/scratch', size: 4 * 1024 * 1024 }],
+    });
+    expect(r.stdout).toMatch(/^tmpfs\s+4096\s/);
+  });
+
+  test('secret files: mode/uid/gid, from memory, nowhere on disk or in the snapshot afterwards', async () => {
+    const secret = `s3cr3t-${Math.random().toString(36).slice(2)}`;
+    const r = await run(['sh', '-c', 'stat -c "%a %u %g" /run/secrets/token; cat /run/secrets/token; echo; grep /run/secrets /proc/mounts'], {
+      user: 'app',
+      mounts: [{ kind: 'secret', target: '/run/secrets/token', data: Buffer.from(secret), mode: 0o440, uid: 1000, gid: 1000 }],
+    });
+    const [modeLine, value, mountLine] = r.stdout.split('\n');
+    expect(modeLine).toBe('440 1000 1000');
+    expect(value).toBe(secret);
+    expect(mountLine).toMatch(/^tmpfs \/run\/secrets\/token tmpfs ro/);
+    // not under the kiln root (snapshots, executor bundles, anything) and not in the snapshot
+    const grep = spawn('grep', ['-r', '-l', '-a', secret, root]);
+    const found = await new Promise<string>((resolve) => {
+      let out = '';
+      grep.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      grep.on('close', () => resolve(out));
+    });
+    expect(found).toBe('');
+    const m = await snapshotter.mount(r.snapshot);
+    try {
+      expect(existsSync(join(m.path, 'run'))).toBe(false);
+    } finally {
+      await m.release();
+    }
+  });
+
+  test('ssh: a forwarded agent socket lists the key of a real ssh-agent', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-'));
+    const sock = join(dir, 'agent.sock');
+    const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'key')]);
+      execFileSync('ssh-add', [join(dir, 'key')], { env: { SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const fingerprint = execFileSync('ssh-keygen', ['-lf', join(dir, 'key.pub')]).toString().split(' ')[1] ?? '';
+      const sshAdd = execFileSync('which', ['ssh-add']).toString().trim();
+      const libs = '/usr/lib/x86_64-linux-gnu';
+      const r = await run(['sh', '-c', 'test -S "$SSH_AUTH_SOCK" && echo "sock $SSH_AUTH_SOCK"; /opt/ssh-add -l'], {
+        user: 'app',
+        mounts: [
+          { kind: 'ssh', target: '/run/buildkit/ssh_agent.0', socket: sock, uid: 1000, gid: 1000 },
+          // ssh-add from the host and what it links against, so the test image needs nothing else
+          { kind: 'bind', target: '/opt/ssh-add', source: sshAdd, readonly: true },
+          { kind: 'bind', target: libs, source: libs, readonly: true },
+          { kind: 'bind', target: '/lib/x86_64-linux-gnu', source: libs, readonly: true },
+          { kind: 'bind', target: '/lib64', source: '/lib64', readonly: true },
+        ],
+      });
+      expect(r.stdout.split('\n')[0]).toBe('sock /run/buildkit/ssh_agent.0');
+      expect(r.stdout).toContain(fingerprint);
+      expect(r.result.exitCode).toBe(0);
+    } finally {
+      agent.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('cancel kills a sleeping container quickly and leaves no mounts and no runc state', async () => {
+    const ac = new AbortController();
+    const started = Date.now();
+    const p = run(['sleep', '100'], { signal: ac.signal, mounts: [{ kind: 'secret', target: '/s', data: Buffer.from('x') }] });
+    setTimeout(() => ac.abort(), 500);
+    await expect(p).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await mountsUnder(root)).toEqual([]);
+    expect(await readdir(join(root, 'runc'))).toEqual([]);
+    expect(await readdir(join(root, 'executor'))).toEqual([]);
+    expect(spawnSync('pgrep', ['-x', 'sleep']).status).toBe(1);
+  });
+});
