@@ -60,6 +60,9 @@ export async function copyPath(srcRoot: string, src: string, destRoot: string, d
   }
 }
 
+/** How many directory entries are stat'ed concurrently. */
+const STAT_BATCH = 32;
+
 interface Entry {
   readonly path: string;
   readonly st: BigIntStats;
@@ -142,11 +145,12 @@ class Copier {
     skipInclude: boolean,
     pending: Array<Promise<void>>,
     fresh = false,
+    known?: BigIntStats,
   ): Promise<void> {
     checkAborted(this.ci.signal, this.destName(target));
     // Same root for source and destination (`/` copied to `/sub`): never walk into our own output.
     if (rel !== '' && src === this.targetTop) return;
-    const st = await lstat(src, { bigint: true });
+    const st = known ?? (await lstat(src, { bigint: true }));
     const isDir = st.isDirectory();
     let included = false;
     if (rel !== '') {
@@ -268,9 +272,15 @@ class Copier {
     const names = (await readdir(src)).sort();
     const pending: Array<Promise<void>> = [];
     try {
-      for (const name of names) {
-        const r = rel === '' ? name : `${rel}/${name}`;
-        await this.copy(join(src, name), r, join(dst, name), true, skipInclude, pending, created && this.include === undefined);
+      for (let i = 0; i < names.length; i += STAT_BATCH) {
+        // Stat a batch of entries at once: the libuv pool works on them in parallel.
+        const batch = names.slice(i, i + STAT_BATCH);
+        const stats = await Promise.all(batch.map((n) => lstat(join(src, n), { bigint: true })));
+        for (const [k, name] of batch.entries()) {
+          const r = rel === '' ? name : `${rel}/${name}`;
+          const fresh = created && this.include === undefined;
+          await this.copy(join(src, name), r, join(dst, name), true, skipInclude, pending, fresh, stats[k]);
+        }
       }
     } finally {
       // Children finish before the directory's own metadata (mtime) is set.
