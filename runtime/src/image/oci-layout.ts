@@ -184,12 +184,13 @@ export async function layoutTarEntries(store: ContentStore, images: ReadonlyArra
   const entries: PackEntry[] = [dir('blobs/'), dir('blobs/sha256/')];
   for (const b of blobs) {
     const size = (await store.info(b.digest)).size;
-    entries.push({ header: { name: `blobs/sha256/${digestHex(b.digest)}`, type: 'file', mode: 0o644, mtime, size, uid: 0, gid: 0 }, file: store.blobPath(b.digest) });
+    entries.push({ header: { name: `blobs/sha256/${digestHex(b.digest)}`, type: 'file', mode: 0o444, mtime, size, uid: 0, gid: 0 }, file: store.blobPath(b.digest) });
   }
   entries.push(file('oci-layout', Buffer.from(LAYOUT_FILE)));
   entries.push(file('index.json', jsonBytes(layoutIndex(images))));
   for (const x of opts.extra ?? []) entries.push(file(x.name, x.data));
-  return entries;
+  // Sorted by name, as containerd's archive exporter writes them.
+  return entries.sort((a, b) => (a.header.name < b.header.name ? -1 : a.header.name > b.header.name ? 1 : 0));
 }
 
 /** Writes images from the store as an OCI layout tarball at `dest` (temp file, then rename). */

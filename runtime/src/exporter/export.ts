@@ -1,0 +1,97 @@
+import type { Digest } from '../content/digest.js';
+import { ImageStoreError } from '../content/errors.js';
+import { writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
+import type { ContentStore } from '../content/store.js';
+import type { ImageStore } from '../image/image-store.js';
+import type { Descriptor } from '../image/types.js';
+import { RegistryClient } from '../registry/client.js';
+import { pushImage } from '../registry/push.js';
+import { parseReference } from '../registry/reference.js';
+import { stat } from 'node:fs/promises';
+import { packDirectory } from './fs-tar.js';
+import { copyTree } from './fs-tree.js';
+import { exportDockerArchive, exportOciLayout, materializeImage, normalizeNames, type ExportImage } from './image-exporters.js';
+import type { ExportSpec } from './spec.js';
+
+/** What an exporter gets: an image (oci/docker/image) or a root filesystem directory (local/tar). */
+export interface ExportInput {
+  readonly image?: ExportImage | undefined;
+  /** A snapshot's directory; copied (local) or packed (tar) as is. */
+  readonly rootfs?: string | undefined;
+}
+
+/** Services an exporter may use; passed explicitly. */
+export interface ExportContext {
+  readonly store: ContentStore;
+  /** Image records to update for `type=image` (and every exporter that has names). */
+  readonly images?: ImageStore | undefined;
+  /** Registry client for `push=true` (a fresh one is made when absent). */
+  readonly registry?: RegistryClient | undefined;
+  /** SOURCE_DATE_EPOCH (seconds): tar entry times. */
+  readonly sourceDateEpoch?: number | undefined;
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** What was exported. */
+export interface ExportResult {
+  readonly type: ExportSpec['type'];
+  readonly dest?: string | undefined;
+  /** Root manifest / index digest (image exporters), like BuildKit's `containerimage.digest`. */
+  readonly digest?: Digest | undefined;
+  readonly descriptor?: Descriptor | undefined;
+  readonly names: ReadonlyArray<string>;
+  readonly pushed: ReadonlyArray<string>;
+}
+
+/**
+ * Runs one exporter. Outputs appear atomically: files and directories are written to a temp path
+ * and renamed, so a failure leaves nothing half-written. `type=local` into an existing directory
+ * merges into it (like BuildKit), each file replaced atomically.
+ */
+export async function runExport(spec: ExportSpec, input: ExportInput, ctx: ExportContext): Promise<ExportResult> {
+  ctx.signal?.throwIfAborted();
+  switch (spec.type) {
+    case 'local':
+    case 'tar': {
+      if (input.rootfs === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs a filesystem result`);
+      const rootfs = input.rootfs;
+      if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectory(rootfs, { sourceDateEpoch: ctx.sourceDateEpoch }));
+      else if (await exists(spec.dest)) await copyTree(rootfs, spec.dest);
+      else await writeDirAtomic(spec.dest, (tmp) => copyTree(rootfs, tmp));
+      return { type: spec.type, dest: spec.dest, names: [], pushed: [] };
+    }
+    case 'oci':
+    case 'docker':
+    case 'image': {
+      if (input.image === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs an image result`);
+      const root = await materializeImage(ctx.store, input.image, { ...spec, annotations: ctx.annotations });
+      const names = normalizeNames(spec.names);
+      const mtime = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined;
+      let pushed: string[] = [];
+      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, mtime });
+      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { mtime });
+      else if (spec.push) {
+        const hosts: Record<string, { plainHttp: boolean }> = {};
+        if (spec.insecure) for (const n of names) hosts[parseReference(n).domain] = { plainHttp: true };
+        const client = ctx.registry ?? new RegistryClient({ hosts });
+        pushed = [...(await pushImage(client, ctx.store, root, names, { signal: ctx.signal })).refs];
+      }
+      for (const n of names) await ctx.images?.put(n, root);
+      return { type: spec.type, ...('dest' in spec ? { dest: spec.dest } : {}), digest: root.digest, descriptor: root, names, pushed };
+    }
+    default: {
+      const never: never = spec;
+      throw new ImageStoreError('OUTPUT_SPEC_INVALID', `unknown exporter ${(never as { type: string }).type}`);
+    }
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,45 @@
+import { readlink } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { packTar, type PackEntry, type TarHeader } from '../image/tar-pack.js';
+import { walkTree } from './fs-tree.js';
+
+/** Options for {@link packDirectory}. */
+export interface PackDirectoryOptions {
+  /** Clamp every mtime to this (seconds since the epoch), as BuildKit does with SOURCE_DATE_EPOCH. */
+  readonly sourceDateEpoch?: number | undefined;
+}
+
+/**
+ * A tar stream of a directory tree: deterministic order (sorted, directories before contents),
+ * modes, owners (numeric, no user names), symlinks, hard links, fifos and device nodes preserved.
+ */
+export function packDirectory(dir: string, opts: PackDirectoryOptions = {}): Readable {
+  return packTar(directoryEntries(dir, opts));
+}
+
+async function* directoryEntries(dir: string, opts: PackDirectoryOptions): AsyncIterable<PackEntry> {
+  const seen = new Map<string, string>();
+  const clamp = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : undefined;
+  for await (const e of walkTree(dir)) {
+    const st = e.stat;
+    const mtime = clamp !== undefined && st.mtime > clamp ? clamp : new Date(Math.floor(st.mtimeMs / 1000) * 1000);
+    const h: TarHeader = { name: e.path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, uname: '', gname: '' };
+    if (st.isDirectory()) yield { header: { ...h, name: `${e.path}/`, type: 'directory' } };
+    else if (st.isSymbolicLink()) {
+      yield { header: { ...h, type: 'symlink', linkname: await readlink(e.abs) } };
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? seen.get(key) : undefined;
+      if (first !== undefined) yield { header: { ...h, type: 'link', linkname: first } };
+      else {
+        if (st.nlink > 1) seen.set(key, e.path);
+        yield { header: { ...h, type: 'file', size: st.size }, file: e.abs };
+      }
+    } else if (st.isFIFO()) yield { header: { ...h, type: 'fifo' } };
+    else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
+      const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
+      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor } };
+    }
+  }
+}

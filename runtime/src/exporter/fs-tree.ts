@@ -1,0 +1,78 @@
+import { copyFile, link, lchown, lstat, lutimes, mkdir, readdir, readlink, symlink, chmod, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { join } from 'node:path';
+import type { Stats } from 'node:fs';
+
+/** One filesystem entry of a tree, relative path with `/` separators. */
+export interface TreeEntry {
+  readonly path: string;
+  readonly abs: string;
+  readonly stat: Stats;
+}
+
+/**
+ * Walks a directory tree without following symlinks, in a deterministic order: entries sorted by
+ * byte order of their names, each directory before its contents.
+ */
+export async function* walkTree(rootDir: string, rel = ''): AsyncIterable<TreeEntry> {
+  const names = (await readdir(rel === '' ? rootDir : join(rootDir, rel))).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  for (const name of names) {
+    const path = rel === '' ? name : `${rel}/${name}`;
+    const abs = join(rootDir, path);
+    const st = await lstat(abs);
+    yield { path, abs, stat: st };
+    if (st.isDirectory()) yield* walkTree(rootDir, path);
+  }
+}
+
+/**
+ * Copies a tree preserving modes (incl. setuid/sticky), owners (when running as root), symlinks,
+ * hard links and mtimes. Sockets, fifos and device nodes are skipped (Node cannot create them).
+ * Existing files at the destination are replaced.
+ */
+export async function copyTree(src: string, dest: string): Promise<void> {
+  await mkdir(dest, { recursive: true });
+  const rootSt = await lstat(src);
+  const links = new Map<string, string>();
+  const dirs: TreeEntry[] = [];
+  const asRoot = process.getuid?.() === 0;
+  for await (const e of walkTree(src)) {
+    const to = join(dest, e.path);
+    const st = e.stat;
+    if (st.isDirectory()) {
+      await mkdir(to, { recursive: true });
+      dirs.push(e);
+      continue;
+    }
+    await rm(to, { force: true, recursive: false }).catch(() => undefined);
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(e.abs), to);
+    } else if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? links.get(key) : undefined;
+      if (first !== undefined) {
+        await link(first, to);
+        continue;
+      }
+      if (st.nlink > 1) links.set(key, to);
+      await copyFile(e.abs, to, constants.COPYFILE_FICLONE);
+      // chown before chmod: chown clears setuid/setgid bits.
+      if (asRoot) await lchown(to, st.uid, st.gid);
+      await chmod(to, st.mode & 0o7777);
+      await lutimes(to, st.atime, st.mtime);
+      continue;
+    } else {
+      continue;
+    }
+    if (asRoot) await lchown(to, st.uid, st.gid);
+    await lutimes(to, st.atime, st.mtime);
+  }
+  // Directories last (deepest first) so adding entries does not disturb their mtimes.
+  for (const e of dirs.reverse()) {
+    const to = join(dest, e.path);
+    if (asRoot) await lchown(to, e.stat.uid, e.stat.gid);
+    await chmod(to, e.stat.mode & 0o7777);
+    await lutimes(to, e.stat.atime, e.stat.mtime);
+  }
+  await chmod(dest, rootSt.mode & 0o7777);
+}

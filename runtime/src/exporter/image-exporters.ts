@@ -1,0 +1,96 @@
+import { digestHex } from '../content/digest.js';
+import { ImageStoreError } from '../content/errors.js';
+import type { ContentStore } from '../content/store.js';
+import { convertLayer, writeImage, writeIndex, type ImageConfigDraft, type LayerRef } from '../image/image-writer.js';
+import { jsonBytes, parseManifest } from '../image/manifest.js';
+import { isIndexMediaType } from '../image/media-types.js';
+import { writeOciLayoutDir, writeOciLayoutTar } from '../image/oci-layout.js';
+import type { Descriptor, Platform } from '../image/types.js';
+import { familiarReference, formatReference, parseReference } from '../registry/reference.js';
+import type { ExportCompression } from './spec.js';
+
+/** One platform's image to export: layers already in the content store and a config draft. */
+export interface ExportImageSource {
+  readonly layers: ReadonlyArray<LayerRef>;
+  readonly config: ImageConfigDraft;
+}
+
+/** An image for image exporters: per-platform sources (written now) or an existing descriptor. */
+export type ExportImage = ExportImageSource | ReadonlyArray<ExportImageSource> | { readonly descriptor: Descriptor };
+
+/** How to write manifests. */
+export interface ImageWriteSettings {
+  readonly ociMediaTypes: boolean;
+  readonly compression: ExportCompression;
+  readonly forceCompression: boolean;
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
+}
+
+/**
+ * Writes the config(s), manifest(s) and, for several platforms, an index into the store. Every
+ * layer is written in the requested compression (re-encoded, streaming, when it differs).
+ */
+export async function materializeImage(store: ContentStore, image: ExportImage, s: ImageWriteSettings): Promise<Descriptor> {
+  if ('descriptor' in image) return image.descriptor;
+  const sources: ReadonlyArray<ExportImageSource> = Array.isArray(image) ? image : [image as ExportImageSource];
+  if (sources.length === 0) throw new ImageStoreError('EXPORT_FAILED', 'nothing to export: no image');
+  const format = s.ociMediaTypes ? 'oci' : 'docker';
+  const written: (Descriptor & { platform: Platform })[] = [];
+  for (const src of sources) {
+    const layers: LayerRef[] = [];
+    for (const l of src.layers) {
+      const isGzip = l.descriptor.mediaType.endsWith('gzip');
+      const wantGzip = s.compression === 'gzip';
+      layers.push(isGzip === wantGzip ? l : await convertLayer(store, l, s.compression));
+    }
+    const img = await writeImage(store, layers, src.config, { format, annotations: s.annotations });
+    written.push({ ...img.manifest, platform: img.manifest.platform ?? { os: src.config.os, architecture: src.config.architecture } });
+  }
+  if (written.length === 1) {
+    const { platform: _p, ...single } = written[0] as Descriptor;
+    return single;
+  }
+  return writeIndex(store, written, { format, annotations: s.annotations });
+}
+
+/** Normalises names for index annotations (`app` → `docker.io/library/app:latest`). */
+export function normalizeNames(names: ReadonlyArray<string>): string[] {
+  return names.map((n) => formatReference(parseReference(n)));
+}
+
+/** `type=oci`: an OCI layout tarball (or directory with `tar=false`). */
+export async function exportOciLayout(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { tar: boolean; mtime?: Date | undefined }): Promise<void> {
+  const images = [{ descriptor: root, names: normalizeNames(names) }];
+  if (opts.tar) await writeOciLayoutTar(store, dest, images, { mtime: opts.mtime });
+  else await writeOciLayoutDir(store, dest, images);
+}
+
+/**
+ * `type=docker`: a tarball `docker load` accepts, as BuildKit writes it: an OCI layout plus
+ * `manifest.json` (Config, RepoTags, Layers → `blobs/sha256/…`) and `repositories`.
+ * Multi-platform images cannot be loaded into Docker and are rejected.
+ */
+export async function exportDockerArchive(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { mtime?: Date | undefined } = {}): Promise<void> {
+  if (isIndexMediaType(root.mediaType)) {
+    throw new ImageStoreError('EXPORT_FAILED', 'type=docker cannot export a multi-platform image', { hint: 'build one --platform, or use type=oci' });
+  }
+  const parsed = parseManifest(await store.readBlob(root.digest), root.mediaType);
+  if (parsed.kind !== 'manifest') throw new ImageStoreError('EXPORT_FAILED', 'type=docker needs an image manifest');
+  const refs = names.map((n) => parseReference(n));
+  const repoTags = refs.map((r) => familiarReference({ domain: r.domain, path: r.path, tag: r.tag ?? 'latest' }));
+  const manifestJson = [
+    {
+      Config: `blobs/sha256/${digestHex(parsed.manifest.config.digest)}`,
+      RepoTags: repoTags,
+      Layers: parsed.manifest.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`),
+    },
+  ];
+  const repositories: Record<string, Record<string, string>> = {};
+  for (const r of refs) {
+    const repo = familiarReference({ domain: r.domain, path: r.path });
+    repositories[repo] = { ...repositories[repo], [r.tag ?? 'latest']: digestHex(parsed.manifest.config.digest) };
+  }
+  const extra = [{ name: 'manifest.json', data: jsonBytes(manifestJson) }];
+  if (refs.length > 0) extra.push({ name: 'repositories', data: jsonBytes(repositories) });
+  await writeOciLayoutTar(store, dest, [{ descriptor: root, names: normalizeNames(names) }], { mtime: opts.mtime, extra });
+}

@@ -1,0 +1,116 @@
+import { ImageStoreError } from '../content/errors.js';
+
+/** Layer compression an exporter writes. */
+export type ExportCompression = 'gzip' | 'uncompressed';
+
+interface ImageSpecBase {
+  /** Image names (`name=a,b`). */
+  readonly names: ReadonlyArray<string>;
+  readonly compression: ExportCompression;
+  /** Layer and manifest media types: OCI or Docker schema 2. */
+  readonly ociMediaTypes: boolean;
+  /** Re-compress layers already stored in another compression (`force-compression=true`). */
+  readonly forceCompression: boolean;
+}
+
+/** A parsed `--output` spec, as buildx understands it. */
+export type ExportSpec =
+  | ({ readonly type: 'oci'; readonly dest: string; readonly tar: boolean } & ImageSpecBase)
+  | ({ readonly type: 'docker'; readonly dest: string } & ImageSpecBase)
+  | ({ readonly type: 'image'; readonly push: boolean; readonly insecure: boolean } & ImageSpecBase)
+  | { readonly type: 'local'; readonly dest: string }
+  | { readonly type: 'tar'; readonly dest: string };
+
+/** Exporter types kiln implements. */
+export const EXPORT_TYPES = ['oci', 'docker', 'image', 'registry', 'local', 'tar'] as const;
+
+function invalid(spec: string, why: string, hint?: string): ImageStoreError {
+  return new ImageStoreError('OUTPUT_SPEC_INVALID', `invalid --output "${spec}": ${why}`, {
+    hint: hint ?? 'e.g. type=oci,dest=out.tar  type=docker,dest=img.tar,name=app  type=image,name=localhost:5000/app:1,push=true  type=local,dest=dir  type=tar,dest=fs.tar',
+  });
+}
+
+/** Splits buildx's CSV: `"k=a,b"` quoting; a field without `=` continues the previous value (`name=a,b`). */
+function splitFields(spec: string): [string, string][] {
+  const raw: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of spec) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === ',' && !quoted) {
+      raw.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  raw.push(cur);
+  const out: [string, string][] = [];
+  for (const f of raw.map((x) => x.trim()).filter((x) => x !== '')) {
+    const i = f.indexOf('=');
+    const last = out[out.length - 1];
+    if (i < 0 && last !== undefined) last[1] += `,${f}`;
+    else if (i < 0) out.push([f, '']);
+    else out.push([f.slice(0, i).trim().toLowerCase(), f.slice(i + 1).trim()]);
+  }
+  return out;
+}
+
+function bool(spec: string, key: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (v === '' || v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw invalid(spec, `${key} must be true or false`);
+}
+
+/**
+ * Parses one `--output` value the way buildx does: `type=…` plus attributes; a bare path means
+ * `type=local,dest=PATH`. `type=registry` is `type=image,push=true`. Defaults follow BuildKit:
+ * `oci` uses OCI media types, `docker`/`image` Docker schema 2; layers gzip.
+ */
+export function parseOutputSpec(spec: string): ExportSpec {
+  if (!spec.includes('=')) {
+    if (spec === '' || spec === '-') throw invalid(spec, 'an output path is required (stdout is not supported)');
+    return { type: 'local', dest: spec };
+  }
+  const attrs = new Map<string, string>();
+  for (const [k, v] of splitFields(spec)) attrs.set(k, v);
+  const type = attrs.get('type');
+  if (type === undefined) throw invalid(spec, 'missing type=');
+  const dest = attrs.get('dest');
+  const names = (attrs.get('name') ?? attrs.get('names') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  const compression = attrs.get('compression') ?? 'gzip';
+  if (compression !== 'gzip' && compression !== 'uncompressed') {
+    throw invalid(spec, `compression "${compression}" is not supported`, 'use compression=gzip or compression=uncompressed');
+  }
+  const needDest = (): string => {
+    if (dest === undefined || dest === '') throw invalid(spec, `type=${type} needs dest=PATH`);
+    if (dest === '-') throw invalid(spec, 'dest=- (stdout) is not supported');
+    return dest;
+  };
+  const base = (ociDefault: boolean): ImageSpecBase => ({
+    names,
+    compression,
+    ociMediaTypes: bool(spec, 'oci-mediatypes', attrs.get('oci-mediatypes'), ociDefault),
+    forceCompression: bool(spec, 'force-compression', attrs.get('force-compression'), false),
+  });
+  switch (type) {
+    case 'oci':
+      return { type: 'oci', dest: needDest(), tar: bool(spec, 'tar', attrs.get('tar'), true), ...base(true) };
+    case 'docker':
+      return { type: 'docker', dest: needDest(), ...base(false) };
+    case 'image':
+    case 'registry': {
+      const b = base(false);
+      if (b.names.length === 0) throw invalid(spec, `type=${type} needs name=NAME[,NAME…]`);
+      return { type: 'image', push: type === 'registry' || bool(spec, 'push', attrs.get('push'), false), insecure: bool(spec, 'registry.insecure', attrs.get('registry.insecure'), false), ...b };
+    }
+    case 'local':
+      return { type: 'local', dest: needDest() };
+    case 'tar':
+      return { type: 'tar', dest: needDest() };
+    default:
+      throw invalid(spec, `unknown exporter type "${type}"`, `use one of ${EXPORT_TYPES.join(', ')}`);
+  }
+}

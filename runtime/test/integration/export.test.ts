@@ -1,0 +1,178 @@
+import { execFile } from 'node:child_process';
+import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import {
+  ContentStore,
+  ImageStore,
+  createBusyboxImage,
+  digestOf,
+  parseOutputSpec,
+  readTar,
+  runExport,
+  type BusyboxImage,
+  type ExportImageSource,
+} from '@kiln/runtime';
+import { registryTest as test } from '../helpers/registry.js';
+
+const run = promisify(execFile);
+
+let root: string;
+let store: ContentStore;
+let images: ImageStore;
+let bb: BusyboxImage;
+let source: ExportImageSource;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'kiln-export-it-'));
+  store = await ContentStore.open(join(root, 'state'));
+  images = await ImageStore.open(join(root, 'state'));
+  bb = await createBusyboxImage(store);
+  source = {
+    layers: [{ descriptor: bb.layer, diffID: bb.diffID }],
+    config: { os: 'linux', architecture: 'amd64', config: { Env: ['PATH=/bin', 'HELLO=kiln'], Cmd: ['sh'], WorkingDir: '/tmp' } },
+  };
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function skopeo(...args: string[]): Promise<string> {
+  return (await run('skopeo', args, { maxBuffer: 1 << 24 })).stdout;
+}
+
+describe('image exporters checked with skopeo and umoci', () => {
+  test('type=oci tarball: skopeo inspect oci-archive accepts it, same manifest digest', async () => {
+    const dest = join(root, 'oci.tar');
+    const res = await runExport(parseOutputSpec(`type=oci,dest=${dest},name=kiln/app:v1`), { image: source }, { store, images });
+    const info = JSON.parse(await skopeo('inspect', `oci-archive:${dest}`)) as { Digest: string; Env: string[]; Architecture: string };
+    expect(info.Digest).toBe(res.digest);
+    expect(info.Env).toEqual(['PATH=/bin', 'HELLO=kiln']);
+    expect(digestOf(await skopeo('inspect', '--raw', `oci-archive:${dest}:v1`))).toBe(res.digest);
+    expect((await images.mustGet('docker.io/kiln/app:v1')).target.digest).toBe(res.digest);
+    // deterministic bytes
+    const again = join(root, 'oci2.tar');
+    await runExport(parseOutputSpec(`type=oci,dest=${again},name=kiln/app:v1`), { image: source }, { store });
+    expect(digestOf(await readFile(again))).toBe(digestOf(await readFile(dest)));
+  });
+
+  test('type=docker tarball: skopeo inspect docker-archive accepts it, manifest.json + repositories', async () => {
+    const dest = join(root, 'docker.tar');
+    await runExport(parseOutputSpec(`type=docker,dest=${dest},"name=app:1,registry.local:5000/team/app:2"`), { image: source }, { store });
+    const info = JSON.parse(await skopeo('inspect', `docker-archive:${dest}`)) as { RepoTags: string[]; Env: string[]; Layers: string[] };
+    expect(info.Env).toEqual(['PATH=/bin', 'HELLO=kiln']);
+    // docker-archive reports layers by their uncompressed digest (diff_id).
+    expect(info.Layers).toEqual([bb.diffID]);
+    const entries = new Map<string, Buffer>();
+    await readTar((await import('node:fs')).createReadStream(dest), async (h, body) => {
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(Buffer.from(c));
+      entries.set(h.name, Buffer.concat(chunks));
+    });
+    const manifest = JSON.parse(entries.get('manifest.json')?.toString() ?? 'null') as { Config: string; RepoTags: string[]; Layers: string[] }[];
+    expect(manifest[0]?.RepoTags).toEqual(['app:1', 'registry.local:5000/team/app:2']);
+    expect(digestOf(entries.get(manifest[0]?.Config ?? '') ?? Buffer.alloc(0))).toBe(`sha256:${manifest[0]?.Config.split('/').pop()}`);
+    expect(Object.keys(JSON.parse(entries.get('repositories')?.toString() ?? '{}') as object)).toEqual(['app', 'registry.local:5000/team/app']);
+    expect(entries.has('oci-layout')).toBe(true);
+  });
+
+  test('type=oci,tar=false + umoci unpack yields the busybox files; uncompressed layers', async () => {
+    const dest = join(root, 'layout');
+    const res = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/bb:v1,compression=uncompressed`), { image: source }, { store });
+    const m = JSON.parse((await readFile(join(dest, 'blobs', 'sha256', (res.digest ?? '').slice(7)))).toString()) as { layers: { mediaType: string; digest: string }[] };
+    expect(m.layers[0]?.mediaType).toBe('application/vnd.oci.image.layer.v1.tar');
+    expect(m.layers[0]?.digest).toBe(bb.diffID);
+    const bundle = join(root, 'bundle');
+    await run('umoci', ['unpack', '--image', `${dest}:v1`, bundle]);
+    const rootfs = join(bundle, 'rootfs');
+    expect((await lstat(join(rootfs, 'bin', 'busybox'))).mode & 0o777).toBe(0o755);
+    expect(await readlink(join(rootfs, 'bin', 'sh'))).toBe('/bin/busybox');
+    expect((await lstat(join(rootfs, 'tmp'))).mode & 0o7777).toBe(0o1777);
+    expect((await lstat(join(rootfs, 'home', 'app'))).uid).toBe(1000);
+    expect(await readFile(join(rootfs, 'etc', 'passwd'), 'utf8')).toContain('nobody:x:65534:65534');
+    const cfg = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { process: { env: string[]; cwd: string } };
+    expect(cfg.process.env).toContain('HELLO=kiln');
+    expect(cfg.process.cwd).toBe('/tmp');
+  });
+
+  test('type=image,push=true to several names: skopeo pulls back the same digest', async ({ registry }) => {
+    const spec = parseOutputSpec(`type=image,name=${registry.host}/kiln/app:1,${registry.host}/kiln/app:latest,${registry.host}/other/app:1,push=true`);
+    const res = await runExport(spec, { image: source }, { store, images });
+    expect(res.pushed.length).toBe(3);
+    for (const name of ['kiln/app:1', 'kiln/app:latest', 'other/app:1']) {
+      expect(digestOf(await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/${name}`))).toBe(res.digest);
+    }
+    const out = join(root, 'copied');
+    await skopeo('copy', '--src-tls-verify=false', `docker://${registry.host}/other/app:1`, `dir:${out}`);
+    expect(digestOf(await readFile(join(out, 'manifest.json')))).toBe(res.digest);
+    // Docker schema 2 media types by default for type=image (BuildKit's default).
+    expect(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'))).toMatchObject({ mediaType: 'application/vnd.docker.distribution.manifest.v2+json' });
+    expect((await images.mustGet(`${registry.host}/kiln/app:1`)).target.digest).toBe(res.digest);
+  });
+
+  test('multi-platform: type=oci writes an index; type=docker refuses it', async () => {
+    const arm: ExportImageSource = { ...source, config: { ...source.config, architecture: 'arm64' } };
+    const dest = join(root, 'multi.tar');
+    const res = await runExport(parseOutputSpec(`type=oci,dest=${dest}`), { image: [source, arm] }, { store });
+    expect(res.descriptor?.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    const info = JSON.parse(await skopeo('inspect', '--override-arch', 'arm64', `oci-archive:${dest}`)) as { Architecture: string };
+    expect(info.Architecture).toBe('arm64');
+    await expect(runExport(parseOutputSpec(`type=docker,dest=${join(root, 'no.tar')}`), { image: [source, arm] }, { store })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+    await expect(lstat(join(root, 'no.tar'))).rejects.toThrow();
+  });
+});
+
+describe('filesystem exporters', () => {
+  let tree: string;
+  beforeAll(async () => {
+    tree = join(root, 'tree');
+    await mkdir(join(tree, 'dir', 'sub'), { recursive: true });
+    await writeFile(join(tree, 'dir', 'a.txt'), 'alpha\n');
+    await writeFile(join(tree, 'dir', 'sub', 'run.sh'), '#!/bin/sh\n');
+    await chmod(join(tree, 'dir', 'sub', 'run.sh'), 0o4755);
+    await symlink('../dir/a.txt', join(tree, 'dir', 'sub', 'link'));
+    await link(join(tree, 'dir', 'a.txt'), join(tree, 'hard'));
+    await writeFile(join(tree, 'owned'), 'x');
+    await chown(join(tree, 'owned'), 1234, 5678);
+    await mkdir(join(tree, 'sticky'));
+    await chmod(join(tree, 'sticky'), 0o1777);
+  });
+
+  test('type=local copies the tree preserving modes, owners, symlinks and hard links', async () => {
+    const dest = join(root, 'local-out');
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: tree }, { store });
+    expect(await readFile(join(dest, 'dir', 'a.txt'), 'utf8')).toBe('alpha\n');
+    expect((await lstat(join(dest, 'dir', 'sub', 'run.sh'))).mode & 0o7777).toBe(0o4755);
+    expect(await readlink(join(dest, 'dir', 'sub', 'link'))).toBe('../dir/a.txt');
+    expect((await lstat(join(dest, 'hard'))).ino).toBe((await lstat(join(dest, 'dir', 'a.txt'))).ino);
+    expect(await lstat(join(dest, 'owned'))).toMatchObject({ uid: 1234, gid: 5678 });
+    expect((await lstat(join(dest, 'sticky'))).mode & 0o7777).toBe(0o1777);
+    // a bare path means type=local
+    expect(parseOutputSpec('out-dir')).toEqual({ type: 'local', dest: 'out-dir' });
+    expect((await readdir(root)).filter((f) => f.includes('.tmp'))).toEqual([]);
+  });
+
+  test('type=tar writes a deterministic tar of the tree', async () => {
+    const dest = join(root, 'fs.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree }, { store, sourceDateEpoch: 1_700_000_000 });
+    const { stdout } = await run('tar', ['--numeric-owner', '-tvf', dest]);
+    const lines = stdout.trim().split('\n');
+    expect(lines.map((l) => l.split(/\s+/).slice(5).join(' '))).toEqual([
+      'dir/',
+      'dir/a.txt',
+      'dir/sub/',
+      'dir/sub/link -> ../dir/a.txt',
+      'dir/sub/run.sh',
+      'hard link to dir/a.txt',
+      'owned',
+      'sticky/',
+    ]);
+    expect(lines[4]).toMatch(/^-rwsr-xr-x 0\/0/);
+    expect(lines[6]).toMatch(/^-rw-r--r-- 1234\/5678/);
+    expect(lines[7]).toMatch(/^drwxrwxrwt/);
+    const second = join(root, 'fs2.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${second}`), { rootfs: tree }, { store, sourceDateEpoch: 1_700_000_000 });
+    expect(digestOf(await readFile(second))).toBe(digestOf(await readFile(dest)));
+  });
+});
