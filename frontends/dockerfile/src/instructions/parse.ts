@@ -117,7 +117,7 @@ export function parseInstruction(node: Node, options: InstructionOptions = {}): 
 }
 
 function done<T extends { name: string }>(req: Req, expands: boolean, body: T): T & CommandBase {
-  return { ...req.base, expands, flagsUsed: req.flags.usedNames(), ...body };
+  return Object.assign(body, req.base, { expands, flagsUsed: req.flags.usedNames() });
 }
 
 function dispatch(req: Req): Instruction {
