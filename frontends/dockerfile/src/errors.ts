@@ -104,28 +104,42 @@ export class KilnError extends Error {
   }
 }
 
+/** Options of {@link formatError}. */
+export interface FormatErrorOptions {
+  /** Name used when the error has no file name (default `Dockerfile`). */
+  file?: string;
+  /** The Dockerfile text: when given, the offending physical line is shown with a caret. */
+  text?: string;
+}
+
 /**
- * Format an error for people, as the CLI prints it:
+ * Format an error for people, as the CLI prints it. The first line is always
+ * `FILE:LINE:COL: message [CODE]`; then the offending line (the physical line with a caret when
+ * `text` is given, else the instruction as written), then the hint:
  *
  * ```
- * Dockerfile:7:5: RUN --mount=type=cach,target=/root/.cache pip install .
- * error KLN0412: unknown mount type "cach" (did you mean "cache"?)
+ * Dockerfile:7:5: unknown mount type "cach" (did you mean "cache"?) [KLN0412]
+ *   7 | RUN --mount=type=cach,target=/root/.cache pip install .
+ *     |     ^
  * hint: use one of bind, cache, tmpfs, secret, ssh
  * ```
  *
- * Without a source line the first line is `FILE:LINE:COL: message`. Non-KilnErrors give their message.
+ * Errors that are not KilnErrors give their message only (never a stack).
  */
-export function formatError(err: unknown, fileFallback = 'Dockerfile'): string {
+export function formatError(err: unknown, options: FormatErrorOptions = {}): string {
   if (!(err instanceof KilnError)) return err instanceof Error ? err.message : String(err);
   const lines: string[] = [];
   const loc = err.location;
-  const where = loc === undefined ? '' : `${loc.file === '' ? fileFallback : loc.file}:${loc.line}:${loc.column}: `;
-  if (err.source !== undefined && err.source !== '') {
-    lines.push(`${where}${firstLine(err.source)}`);
-    lines.push(`error ${err.code}: ${err.message}`);
-  } else {
-    lines.push(`${where}${err.message}`);
-    lines.push(`error ${err.code}`);
+  const where = loc === undefined ? '' : `${loc.file === '' ? (options.file ?? 'Dockerfile') : loc.file}:${loc.line}:${loc.column}: `;
+  lines.push(`${where}${err.message} [${err.code}]`);
+  const physical = loc !== undefined && options.text !== undefined ? options.text.split('\n')[loc.line - 1] : undefined;
+  if (loc !== undefined && physical !== undefined) {
+    const gutter = String(loc.line);
+    lines.push(`  ${gutter} | ${physical.replace(/\r$/, '')}`);
+    lines.push(`  ${' '.repeat(gutter.length)} | ${' '.repeat(Math.max(0, loc.column - 1))}^`);
+  } else if (err.source !== undefined && err.source.trim() !== '') {
+    const gutter = loc === undefined ? '' : String(loc.line);
+    lines.push(`  ${gutter} | ${firstLine(err.source)}`);
   }
   if (err.hint !== undefined) lines.push(`hint: ${err.hint}`);
   return lines.join('\n');

@@ -10,7 +10,7 @@
  * @packageDocumentation
  */
 export { KilnError, formatError, suggest } from './errors.js';
-export type { DockerfileErrorCode, KilnErrorOptions, Position, SourceLocation } from './errors.js';
+export type { DockerfileErrorCode, FormatErrorOptions, KilnErrorOptions, Position, SourceLocation } from './errors.js';
 
 export { parse, parseHeredoc, chompHeredocContent } from './parser/parser.js';
 export type { ParseOptions, ParseResult } from './parser/parser.js';

@@ -71,9 +71,13 @@ describe('instruction errors carry code, line and column', () => {
     const e = failure('FROM a\n  RUNN echo\n');
     expect([e.code, e.location?.line, e.location?.column]).toEqual(['KLN0401', 2, 3]);
     expect(e.message).toBe('unknown instruction: RUNN (did you mean RUN?)');
-    expect(formatError(e)).toBe(
-      'Dockerfile:2:3: RUNN echo\nerror KLN0401: unknown instruction: RUNN (did you mean RUN?)\nhint: instructions are ADD, ARG, CMD, COPY, ENTRYPOINT, ENV, EXPOSE, FROM, HEALTHCHECK, LABEL, MAINTAINER, ONBUILD, RUN, SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR',
+    expect(formatError(e, { text: 'FROM a\n  RUNN echo\n' })).toBe(
+      'Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?) [KLN0401]\n  2 |   RUNN echo\n    |   ^\nhint: instructions are ADD, ARG, CMD, COPY, ENTRYPOINT, ENV, EXPOSE, FROM, HEALTHCHECK, LABEL, MAINTAINER, ONBUILD, RUN, SHELL, STOPSIGNAL, USER, VOLUME, WORKDIR',
     );
+    expect(formatError(e, { file: 'app.Dockerfile' }).split('\n').slice(0, 2)).toEqual([
+      'Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?) [KLN0401]',
+      '  2 | RUNN echo',
+    ]);
   });
 
   it('unknown flag points at the flag', () => {
@@ -160,7 +164,7 @@ describe('RUN --mount', () => {
     expect(e.code).toBe(code);
     expect(e.message).toBe(message);
     expect([e.location?.line, e.location?.column]).toEqual([3, 3]);
-    expect(formatError(e).split('\n')[0]).toBe(`Dockerfile:3:3: RUN   ${flag} true`);
+    expect(formatError(e).split('\n').slice(0, 2)).toEqual([`Dockerfile:3:3: ${message} [${code}]`, `  3 | RUN   ${flag} true`]);
   });
 });
 

@@ -114,7 +114,7 @@ describe('parse', () => {
     const e = parseError('FROM a\n\nRUN <<EOF\nx\n');
     expect([e.code, e.location?.line, e.location?.column]).toEqual(['KLN0105', 3, 1]);
     expect(formatError(e)).toBe(
-      'Dockerfile:3:1: RUN <<EOF\nerror KLN0105: unterminated heredoc EOF\nhint: end the heredoc with a line that holds only "EOF"',
+      'Dockerfile:3:1: unterminated heredoc EOF [KLN0105]\n  3 | RUN <<EOF\nhint: end the heredoc with a line that holds only "EOF"',
     );
   });
 
