@@ -1,7 +1,8 @@
 import { chmod, lstat, mkdir as fsMkdir, open, rm as fsRm, symlink as fsSymlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
-import { copyPath, resolveWildcards, type CopyInfo } from './copy.js';
+import { copyPath, type CopyInfo } from './copy.js';
+import { resolveWildcards } from './wildcards.js';
 import { chownIf, timestampToSeconds, utimesIf } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
 import { parseModeStr } from './mode.js';

@@ -4,11 +4,11 @@ import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink
 import { dirname, join, posix } from 'node:path';
 import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
 import { Limiter } from './limiter.js';
-import { matchUnder, splitWildcards } from './match.js';
 import { devNumbers, makeSpecial, nsToSeconds, type Seconds } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
 import type { ModeSet } from './mode.js';
 import { IncludeMatcher, PatternMatcher } from './patterns.js';
+import { sourcePath } from './wildcards.js';
 import { cleanInRoot, inRootPath, resolveInRoot } from './resolve.js';
 import type { Owner } from './types.js';
 
@@ -25,11 +25,6 @@ export interface CopyInfo {
   readonly alwaysReplaceExistingDestPaths: boolean;
   readonly signal: AbortSignal | undefined;
   readonly concurrency: number;
-}
-
-/** Resolves a source path: parents always followed, the last component only with `followLinks`. */
-export async function sourcePath(root: string, p: string, followLinks: boolean): Promise<string> {
-  return resolveInRoot(root, cleanInRoot(p), { followFinal: followLinks });
 }
 
 /**
@@ -350,16 +345,4 @@ class Copier {
     if (this.ci.time !== undefined) await lutimes(target, this.ci.time, this.ci.time);
     else await lutimes(target, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
   }
-}
-
-/**
- * fsutil ResolveWildcards: the in-root paths (relative, as fsutil returns them) matching `src`,
- * or `[src]` when it holds no wildcard.
- */
-export async function resolveWildcards(root: string, src: string, followLinks: boolean): Promise<string[]> {
-  const [d1, d2] = splitWildcards(src);
-  if (d2 === '') return [d1];
-  const base = await sourcePath(root, d1, followLinks);
-  const rels = await matchUnder(base, d2);
-  return rels.map((r) => inRootPath(root, join(base, r)));
 }

@@ -8,7 +8,7 @@ export type Seconds = number;
 
 /** Converts a unix-nanosecond LLB timestamp to seconds, or `undefined` for `-1` (keep). */
 export function timestampToSeconds(ts: Timestamp): Seconds | undefined {
-  const ns = BigInt(ts);
+  const ns = typeof ts === 'bigint' ? ts : BigInt(Math.trunc(ts));
   if (ns === -1n) return undefined;
   const sec = ns / 1_000_000_000n;
   const rem = ns % 1_000_000_000n;
