@@ -15,8 +15,8 @@ export type { DockerfileErrorCode, FormatErrorOptions, KilnErrorOptions, Positio
 export { parse, parseHeredoc, chompHeredocContent } from './parser/parser.js';
 export type { ParseOptions, ParseResult } from './parser/parser.js';
 export type { Heredoc, Node, ParseWarning, Range, Word } from './parser/ast.js';
-export { DirectiveParser, detectSyntax, parseDirective, discardBOM, DIRECTIVE_KEYS } from './parser/directives.js';
-export type { DetectedSyntax, Directive, DirectiveKey } from './parser/directives.js';
+export { DirectiveParser, detectSyntax, parseDirective, parseCheckDirective, discardBOM, DIRECTIVE_KEYS } from './parser/directives.js';
+export type { CheckConfig, DetectedSyntax, Directive, DirectiveKey } from './parser/directives.js';
 export { dump, dumpNode } from './parser/dump.js';
 
 export { ShellLex, goQuote, isGoSpace } from './shell/lex.js';

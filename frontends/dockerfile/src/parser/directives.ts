@@ -140,3 +140,59 @@ export function parseDirective(key: DirectiveKey, text: string): DetectedSyntax 
   const l = line + 1;
   return { ref: v, cmdline: v, location: { start: { line: l, column: 1 }, end: { line: l, column: 1 } } };
 }
+
+/** The `# check=` directive (BuildKit's linter.Config). */
+export interface CheckConfig {
+  /** Rule names to skip (`skip=A,B`). */
+  readonly skip: readonly string[];
+  /** `skip=all`. */
+  readonly skipAll: boolean;
+  /** Experimental rules to enable. */
+  readonly experimental: readonly string[];
+  /** `experimental=all`. */
+  readonly experimentalAll: boolean;
+  /** `error=true`: lint warnings fail the build. */
+  readonly error: boolean;
+}
+
+/**
+ * Parse a `# check=` value (`skip=JSONArgsRecommended,StageNameCasing;error=true`), as
+ * BuildKit's linter.ParseLintOptions. Throws KilnError KLN0102 on an invalid option.
+ */
+export function parseCheckDirective(value: string): CheckConfig {
+  const out = { skip: [] as string[], skipAll: false, experimental: [] as string[], experimentalAll: false, error: false };
+  const v = value.trim();
+  if (v === '') return out;
+  const parts = v.split(';');
+  const limited = parts.length > 3 ? [...parts.slice(0, 2), parts.slice(2).join(';')] : parts;
+  for (const p of limited) {
+    const eq = p.indexOf('=');
+    if (eq < 0) throw new KilnError('KLN0102', `invalid check option ${JSON.stringify(p)}`, { hint: 'use skip=RULE,…;error=true' });
+    const k = p.slice(0, eq).trim();
+    const val = p.slice(eq + 1).trim();
+    switch (k) {
+      case 'skip':
+      case 'experimental': {
+        const all = val === 'all';
+        const list = all ? [] : val.split(',').map((r) => r.trim());
+        if (k === 'skip') {
+          out.skipAll = all;
+          out.skip = list;
+        } else {
+          out.experimentalAll = all;
+          out.experimental = list;
+        }
+        break;
+      }
+      case 'error': {
+        const b = ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(val) ? true : ['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(val) ? false : undefined;
+        if (b === undefined) throw new KilnError('KLN0102', `failed to parse check option ${JSON.stringify(p)}: invalid syntax`);
+        out.error = b;
+        break;
+      }
+      default:
+        throw new KilnError('KLN0102', `invalid check option ${JSON.stringify(k)}`, { hint: 'options are skip, experimental, error' });
+    }
+  }
+  return out;
+}

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KilnError, formatError } from '../errors.js';
-import { detectSyntax } from './directives.js';
+import { detectSyntax, parseCheckDirective } from './directives.js';
 import { dump } from './dump.js';
 import { chompHeredocContent, parse } from './parser.js';
 
@@ -172,5 +172,18 @@ describe('detectSyntax', () => {
     '# escape=`\n',
   ])('none in case %#', (text) => {
     expect(detectSyntax(text)).toBeUndefined();
+  });
+});
+
+describe('parseCheckDirective', () => {
+  it('parses skip, experimental and error', () => {
+    expect(parseCheckDirective(' skip=JSONArgsRecommended, StageNameCasing ;error=true')).toEqual({
+      skip: ['JSONArgsRecommended', 'StageNameCasing'], skipAll: false, experimental: [], experimentalAll: false, error: true,
+    });
+    expect(parseCheckDirective('skip=all;experimental=all')).toMatchObject({ skipAll: true, experimentalAll: true, error: false });
+    expect(parseCheckDirective('')).toMatchObject({ skip: [], error: false });
+  });
+  it.for(['skip', 'nope=1', 'error=maybe'])('rejects %j', (v) => {
+    expect(() => parseCheckDirective(v)).toThrow(KilnError);
   });
 });
