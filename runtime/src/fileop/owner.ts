@@ -32,8 +32,8 @@ async function readDb(root: string, file: string): Promise<DbEntry[]> {
 const isNumeric = (s: string): boolean => /^[0-9]+$/.test(s);
 
 /**
- * Resolves a {@link ChownOpt} to numeric ids, reading names from `root`'s /etc/passwd and
- * /etc/group (BuildKit's readUser): a user by name brings its primary group, a user by id
+ * Resolves a {@link ChownOpt} to numeric ids, reading names from /etc/passwd and /etc/group of
+ * the name's own `root` or else `root` (BuildKit's readUser): a user by name brings its primary group, a user by id
  * brings gid = uid, a group overrides either. A numeric name that is not in the file is used as
  * the id, as libcontainer's user lookup does. Returns `undefined` when `owner` is undefined.
  */
@@ -47,7 +47,7 @@ export async function resolveOwner(owner: ChownOpt | undefined, root: string): P
       uid = u.byID;
       gid = u.byID;
     } else {
-      const e = (await readDb(root, '/etc/passwd')).find((x) => x.name === u.byName);
+      const e = (await readDb(u.root ?? root, '/etc/passwd')).find((x) => x.name === u.byName);
       if (e !== undefined && Number.isInteger(e.gid)) {
         uid = e.id;
         gid = e.gid;
@@ -67,7 +67,7 @@ export async function resolveOwner(owner: ChownOpt | undefined, root: string): P
 
 async function resolveGroup(g: UserOpt, root: string): Promise<number> {
   if ('byID' in g) return g.byID;
-  const e = (await readDb(root, '/etc/group')).find((x) => x.name === g.byName);
+  const e = (await readDb(g.root ?? root, '/etc/group')).find((x) => x.name === g.byName);
   if (e !== undefined) return e.id;
   if (isNumeric(g.byName)) return Number(g.byName);
   throw new FileOpError('FILEOP_GROUP_NOT_FOUND', g.byName, `unable to find group "${g.byName}" in /etc/group`, {

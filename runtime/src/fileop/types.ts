@@ -4,8 +4,12 @@
  * `timestampToTime`). Modes are numeric permission bits (only `0o7777` is used).
  */
 
-/** A user or group, by name (looked up in the owner root's /etc/passwd or /etc/group) or by id. */
-export type UserOpt = { readonly byName: string } | { readonly byID: number };
+/**
+ * A user or group, by name or by id. A name is looked up in /etc/passwd or /etc/group of `root`
+ * (BuildKit: the mount of NamedUserOpt.input), else of {@link FileOpOptions.ownerRoot}, else of
+ * the destination root.
+ */
+export type UserOpt = { readonly byName: string; readonly root?: string } | { readonly byID: number };
 
 /** pb.ChownOpt: the owner to set; a missing group means the user's primary group (by name) or the uid (by id). */
 export interface ChownOpt {

@@ -262,6 +262,12 @@ describe('copy: metadata', () => {
     await fileCopy(src, dest, copyAction('/f', '/f', { owner: { user: { byName: 'svc' } } }), { ownerRoot: users });
     const st = await stat(join(dest, 'f'));
     expect([st.uid, st.gid]).toEqual([3000, 3001]);
+    // User and group names may each come from their own root (NamedUserOpt.input).
+    const groups = await tempDir('groups');
+    await writeTree(groups, { 'etc/group': 'ops:x:4000:\n' });
+    await fileCopy(src, dest, copyAction('/f', '/g', { owner: { user: { byName: 'svc', root: users }, group: { byName: 'ops', root: groups } } }));
+    const g = await stat(join(dest, 'g'));
+    expect([g.uid, g.gid]).toEqual([3000, 4000]);
   });
 
   test('hardlinks inside one copy stay hardlinks', async () => {
