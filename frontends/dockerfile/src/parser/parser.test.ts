@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KilnError, formatError } from '../errors.js';
-import { detectSyntax, parseCheckDirective } from './directives.js';
+import { DirectiveParser, detectSyntax, parseCheckDirective, parseDirective } from './directives.js';
 import { dump } from './dump.js';
 import { chompHeredocContent, parse } from './parser.js';
 
@@ -185,5 +185,40 @@ describe('parseCheckDirective', () => {
   });
   it.for(['skip', 'nope=1', 'error=maybe'])('rejects %j', (v) => {
     expect(() => parseCheckDirective(v)).toThrow(KilnError);
+  });
+});
+
+// Inputs from BuildKit's parser/directives_test.go (TestDetectSyntax, TestParseDirective).
+describe('detectSyntax / parseDirective: BuildKit cases', () => {
+  type Case = [key: 'syntax' | 'check', text: string, ref: string | undefined, cmdline?: string, line?: number];
+  const cases: Case[] = [
+    ['syntax', '# syntax = dockerfile:experimental // opts\nFROM busybox\n', 'dockerfile:experimental', 'dockerfile:experimental // opts', 1],
+    ['syntax', '#!/bin/sh\n# syntax = dockerfile:experimental\nFROM busybox\n', 'dockerfile:experimental', 'dockerfile:experimental', 2],
+    ['syntax', '#!/bin/sh\n\n# syntax = dockerfile:experimental\n', undefined],
+    ['syntax', 'FROM busybox\nRUN ls\n', undefined],
+    ['syntax', '//syntax=foo\n//key=value', 'foo'],
+    ['syntax', '#!/bin/sh\n//syntax=x', 'x'],
+    ['syntax', '{"syntax": "foo"}', 'foo'],
+    ['syntax', '{"syntax": "foo"', undefined],
+    ['syntax', '{"syntax": "foo"}\n# syntax=bar', undefined],
+    ['check', '#check = skip=all // opts\nFROM busybox\n', 'skip=all', 'skip=all // opts', 1],
+    ['check', '#!/bin/sh\n# check = skip=all\nFROM busybox\n', 'skip=all', 'skip=all', 2],
+    ['check', '#!/bin/sh\n\n# check = skip=all\n', undefined],
+    ['check', '//check=skip=all\n//key=value', 'skip=all'],
+    ['check', '{"check": "skip=all"}', 'skip=all'],
+  ];
+  it.for(cases.map((c, i) => [i, c] as const))('case %i', ([, [key, text, ref, cmdline, line]]) => {
+    const d = parseDirective(key, text);
+    expect(d?.ref).toBe(ref);
+    if (cmdline !== undefined) expect(d?.cmdline).toBe(cmdline);
+    if (line !== undefined) expect([d?.location.start.line, d?.location.end.line]).toEqual([line, line]);
+  });
+
+  it('DirectiveParser stops at the first non-directive and lower-cases keys', () => {
+    for (const text of ['#escape=\\\n# key = FOO bar\n\n# smth\n', '# EScape=\\\n# KEY = FOO bar\n\n# smth\n']) {
+      const p = new DirectiveParser();
+      const d = p.parseAll(text);
+      expect(d.map((x) => [x.name, x.value])).toEqual([['escape', '\\']]);
+    }
   });
 });
