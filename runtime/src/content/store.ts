@@ -30,6 +30,7 @@ export interface ContentUsage {
 }
 
 const TMP_SUFFIX = '.tmp';
+const WRITE_COALESCE = 1 << 20;
 
 /**
  * A content-addressed blob store under `<root>/content/blobs/sha256/<hex>`.
@@ -85,7 +86,7 @@ export class ContentStore {
   }
 
   /** Streams a blob (optionally a byte range, `end` inclusive). Throws `BLOB_NOT_FOUND` if absent. */
-  async readStream(digest: Digest, range: { start?: number; end?: number } = {}): Promise<ReadStream> {
+  async readStream(digest: Digest, range: { start?: number; end?: number; highWaterMark?: number } = {}): Promise<ReadStream> {
     await this.info(digest);
     return createReadStream(this.blobPath(digest), range);
   }
@@ -210,6 +211,8 @@ export class ContentStore {
 export class BlobWriter {
   private readonly digester = new Digester();
   private done = false;
+  private pending: Uint8Array[] = [];
+  private pendingSize = 0;
 
   /** @internal */
   constructor(
@@ -225,11 +228,31 @@ export class BlobWriter {
 
   async write(chunk: Uint8Array): Promise<void> {
     this.digester.update(chunk);
+    if (chunk.length >= WRITE_COALESCE) {
+      await this.flush();
+      await this.writeAll(chunk);
+      return;
+    }
+    // Coalesce small network chunks into ~1 MiB writes (fewer syscalls). Copied: callers may reuse buffers.
+    this.pending.push(Buffer.from(chunk));
+    this.pendingSize += chunk.length;
+    if (this.pendingSize >= WRITE_COALESCE) await this.flush();
+  }
+
+  private async writeAll(buf: Uint8Array): Promise<void> {
     let off = 0;
-    while (off < chunk.length) {
-      const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off);
+    while (off < buf.length) {
+      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off);
       off += bytesWritten;
     }
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingSize === 0) return;
+    const buf = this.pending.length === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingSize = 0;
+    await this.writeAll(buf);
   }
 
   /** fsyncs, verifies and renames into place. Throws `DIGEST_MISMATCH`/`SIZE_MISMATCH` (and removes the temp file). */
@@ -247,6 +270,7 @@ export class BlobWriter {
           hint: 'the source served different bytes than its digest promises',
         });
       }
+      await this.flush();
       await this.fh.sync();
       await this.fh.close();
       await this.store._commit(this.tmp, digest);

@@ -9,6 +9,9 @@ import type { RegistryClient } from './client.js';
 import { registryError } from './errors.js';
 import { formatReference, parseReference, repositoryName, type ImageReference } from './reference.js';
 
+/** Read size for upload bodies: large chunks keep undici's per-chunk overhead low. */
+const UPLOAD_READ_CHUNK = 1 << 20;
+
 /** Options for {@link pushImage}. */
 export interface PushOptions {
   /** Parallel blob uploads (default 4). */
@@ -140,7 +143,7 @@ export async function pushBlob(
         method: 'PATCH',
         url: url.toString(),
         headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${end}`, 'content-length': String(end - start + 1) },
-        body: async () => store.readStream(desc.digest, { start, end }),
+        body: async () => store.readStream(desc.digest, { start, end, highWaterMark: UPLOAD_READ_CHUNK }),
         scopes: [push],
         retry: false,
         signal: opts.signal,
@@ -160,7 +163,7 @@ export async function pushBlob(
     method: 'PUT',
     url: url.toString(),
     headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-    body: async () => store.readStream(desc.digest),
+    body: async () => store.readStream(desc.digest, { highWaterMark: UPLOAD_READ_CHUNK }),
     scopes: [push],
     retry: false,
     signal: opts.signal,
