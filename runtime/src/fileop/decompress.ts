@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { FileOpError } from './errors.js';
 
 /** Compression of an archive, detected by magic bytes as Docker's `DecompressStream`. */
 export type Compression = 'none' | 'gzip' | 'bzip2' | 'xz' | 'zstd';
@@ -44,7 +45,14 @@ export function decompressedStream(path: string, compression: Compression): Read
   const proc = spawn(tool, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  proc.on('error', (e) => out.destroy(new Error(`cannot run ${tool} to decompress: ${e.message} (apt-get install ${tool})`)));
+  proc.on('error', (e) =>
+    out.destroy(
+      new FileOpError('FILEOP_UNSUPPORTED', path, `cannot decompress ${compression} archive: ${tool} is not available`, {
+        cause: e,
+        hint: `apt-get install ${tool}`,
+      }),
+    ),
+  );
   proc.stdin.on('error', () => undefined); // EPIPE when we stop reading early
   file.on('error', (e) => out.destroy(e));
   file.pipe(proc.stdin);
@@ -70,8 +78,9 @@ export async function readHead(stream: Readable, n: number): Promise<Buffer> {
       len += b.length;
       if (len >= n) break;
     }
-  } catch {
-    // A broken stream is simply "not an archive".
+  } catch (err) {
+    // A broken stream is simply "not an archive"; a missing decompressor is not.
+    if (err instanceof FileOpError) throw err;
   } finally {
     stream.destroy();
   }

@@ -93,6 +93,18 @@ describe('ADD-style unpack (attemptUnpackDockerCompatibility)', () => {
     expect(t['pkg/bin/tool']).toBe('#!/bin/sh\n');
   });
 
+  test('a missing decompressor is an error with an install hint, not a silent plain copy', async () => {
+    const src = await tempDir('src');
+    await makeArchive(src, 'a.txz', 'xz');
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      await expect(isArchive(join(src, 'a.txz'))).rejects.toMatchObject({ code: 'FILEOP_UNSUPPORTED', hint: 'apt-get install xz' });
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
   test('a truncated compressed archive fails with FILEOP_ARCHIVE_INVALID', async () => {
     const src = await tempDir('src');
     const dest = await tempDir('dest');
