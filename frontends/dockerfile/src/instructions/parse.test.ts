@@ -233,3 +233,40 @@ describe('commands', () => {
     expect(arg.location.start).toEqual({ line: 10, column: 1 });
   });
 });
+
+describe('BuildKit instructions/parse_test cases', () => {
+  const first = (text: string): KilnError => {
+    try {
+      parseStages(parse(`FROM a\n${text}`));
+    } catch (e) {
+      if (e instanceof KilnError) return e;
+      throw e;
+    }
+    throw new Error(`no error for ${text}`);
+  };
+  it.for(['MAINTAINER', 'WORKDIR', 'USER', 'STOPSIGNAL'])('%s requires exactly one argument', (c) => {
+    expect(first(c).message).toBe(`${c} requires exactly one argument`);
+  });
+  it.for(['ENV', 'LABEL', 'ONBUILD', 'HEALTHCHECK', 'EXPOSE', 'VOLUME'])('%s requires at least one argument', (c) => {
+    expect(first(c).message).toBe(`${c} requires at least one argument`);
+  });
+  it.for(['ADD', 'COPY'])('%s without destination', (c) => {
+    expect(first(`${c} arg1`).message).toBe(`${c} requires at least two arguments, but only one was provided. Destination could not be determined`);
+  });
+  it('other error cases', () => {
+    expect(first('COPY\t\n\t\tquux \\\n      bar').message).toMatch(/^COPY requires at least two arguments/);
+    expect(first('ONBUILD FROM scratch').message).toBe("FROM isn't allowed as an ONBUILD trigger");
+    expect(first('MAINTAINER --boo joe@example.com').message).toBe('unknown flag: boo');
+    expect(first('ONBUILD ONBUILD RUN touch foobar').message).toBe("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+    expect(first('foo bar').message).toBe('unknown instruction: foo');
+    expect(first('ENV =x').message).toBe('ENV names can not be blank');
+  });
+  it('HEALTHCHECK shell form joins args; interval bounds', () => {
+    expect(cmd('FROM a\nHEALTHCHECK CMD hello world', 0, 0, 'healthcheck').health.test).toEqual(['CMD-SHELL', 'hello world']);
+    expect(first('HEALTHCHECK --interval=50ns CMD x').message).toMatch(/cannot be less than 1ms/);
+    expect(cmd('FROM a\nHEALTHCHECK --interval=0ms --timeout=1ms CMD x', 0, 0, 'healthcheck').health).toMatchObject({ interval: 0, timeout: 1e6 });
+  });
+  it('RUN reports flags used', () => {
+    expect(cmd('FROM a\nRUN --mount=type=tmpfs,target=/foo/ echo hello', 0, 0, 'run').flagsUsed).toEqual(['mount']);
+  });
+});
