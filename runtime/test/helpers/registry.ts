@@ -19,6 +19,8 @@ export interface TestRegistry {
 export interface StartRegistryOptions {
   /** An htpasswd file (bcrypt lines) to require basic auth. */
   readonly htpasswd?: string;
+  /** Token auth (distribution's `auth.token`): bearer tokens from `realm`, verified against `rootCertBundle`. */
+  readonly token?: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootCertBundle: string };
   readonly binary?: string;
 }
 
@@ -36,8 +38,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-function config(dir: string, port: number, htpasswd: string | undefined): string {
-  const auth = htpasswd !== undefined ? `auth:\n  htpasswd:\n    realm: kiln-test\n    path: ${htpasswd}\n` : '';
+function config(dir: string, port: number, opts: StartRegistryOptions): string {
+  let auth = opts.htpasswd !== undefined ? `auth:\n  htpasswd:\n    realm: kiln-test\n    path: ${opts.htpasswd}\n` : '';
+  if (opts.token !== undefined) {
+    const t = opts.token;
+    auth = `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.rootCertBundle}\n`;
+  }
   return `version: 0.1
 log:
   level: error
@@ -86,7 +92,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const cfg = join(dir, 'config.yml');
-    await writeFile(cfg, config(dir, port, opts.htpasswd));
+    await writeFile(cfg, config(dir, port, opts));
     const child = spawn(binary, ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr?.on('data', (d: Buffer) => {
