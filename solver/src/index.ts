@@ -28,3 +28,15 @@ export { ContentHashTree, hashFile, type ChecksumOptions, type HashedEntry, type
 export { tarsumHeaderHash, headerDigest, EMPTY_DIGEST } from './contenthash/tarsum.js';
 export { goPathMatch } from './contenthash/go-path-match.js';
 export { syncLocalSource, type SyncLocalOptions, type SyncLocalResult, type SyncLocalStats } from './local/sync.js';
+export { CacheKey, rootKey, slowCacheKey, digestFromBytes, type CacheKeyWithSelector } from './cache/cache-key.js';
+export { CacheManager, type CacheMatch } from './cache/cache-manager.js';
+export {
+  CacheStore,
+  type CacheStoreOptions,
+  type CacheLink,
+  type CacheResultRecord,
+  type CacheRecordKind,
+  type DiskUsageRecord,
+  type PruneOptions,
+  type ReleaseSnapshotHook,
+} from './cache/store.js';

@@ -1,0 +1,97 @@
+import type { CacheKey } from './cache-key.js';
+import type { CacheRecordKind, CacheResultRecord, CacheStore, CacheLink } from './store.js';
+
+/** A stored result found for a key. */
+export interface CacheMatch {
+  /** The key id the result is stored under. */
+  readonly keyId: string;
+  readonly record: CacheResultRecord;
+}
+
+/**
+ * BuildKit's cacheManager over a {@link CacheStore}: resolves a {@link CacheKey} to the key ids
+ * it matches (a root key is its rootKey; a key with inputs is every id reachable from all of
+ * its inputs' ids through links {input, output, digest, selector}), loads results and saves new
+ * ones, creating the links that make the next build find them.
+ */
+export class CacheManager {
+  readonly store: CacheStore;
+  readonly #ids = new WeakMap<CacheKey, string[]>();
+
+  constructor(store: CacheStore) {
+    this.store = store;
+  }
+
+  /** Every stored key id `key` matches (may be empty for a key with inputs never saved). */
+  ids(key: CacheKey): string[] {
+    const memo = this.#ids.get(key);
+    if (memo !== undefined && memo.length > 0) return memo;
+    let ids: string[];
+    if (key.isRoot) {
+      ids = [key.rootId];
+    } else {
+      let matches: Set<string> | undefined;
+      key.deps.forEach((deps, input) => {
+        if (matches !== undefined && matches.size === 0) return;
+        const found = new Set<string>();
+        for (const dep of deps) {
+          const link: CacheLink = { input, output: key.output, digest: key.digest, selector: dep.selector };
+          for (const src of this.ids(dep.key)) for (const dst of this.store.walkLinks(src, link)) found.add(dst);
+        }
+        matches = matches === undefined ? found : new Set([...matches].filter((m) => found.has(m)));
+      });
+      ids = [...(matches ?? [])];
+    }
+    if (ids.length > 0) this.#ids.set(key, ids);
+    return ids;
+  }
+
+  /** The newest stored result for `key`, if any (and marks it used). */
+  load(key: CacheKey): CacheMatch | undefined {
+    let best: CacheMatch | undefined;
+    for (const id of this.ids(key)) {
+      const r = this.store.results(id)[0];
+      if (r !== undefined && (best === undefined || r.created > best.record.created)) best = { keyId: id, record: r };
+    }
+    if (best !== undefined) this.store.touch(best.keyId, best.record.id);
+    return best;
+  }
+
+  /**
+   * Stores `snapshot` as the result of `key`: the key gets its existing id (or a new one), every
+   * input key is made persistent, and links from each input id to it are added, all in one
+   * transaction per key.
+   */
+  save(key: CacheKey, result: { snapshot: string; size: number; description: string; kind?: CacheRecordKind }): CacheResultRecord {
+    const id = this.#ensure(key);
+    const links = this.#linksTo(key);
+    return this.store.save(id, links, { id: this.store.newId(), ...result });
+  }
+
+  /** Makes `key` (and its inputs) persistent without a result: returns its id. */
+  #ensure(key: CacheKey): string {
+    const existing = this.ids(key)[0];
+    if (existing !== undefined) {
+      if (!key.isRoot) {
+        const missing = this.#linksTo(key).filter((l) => !this.store.hasLink(l.src, l, existing));
+        if (missing.length > 0) this.store.addLinks(missing.map((l) => ({ ...l, dst: existing })));
+      }
+      return existing;
+    }
+    const id = this.store.newId();
+    this.store.addLinks(this.#linksTo(key).map((l) => ({ ...l, dst: id })));
+    this.#ids.set(key, [id]);
+    return id;
+  }
+
+  #linksTo(key: CacheKey): Array<CacheLink & { src: string }> {
+    const out: Array<CacheLink & { src: string }> = [];
+    key.deps.forEach((deps, input) => {
+      for (const dep of deps) {
+        const src = this.#ensure(dep.key);
+        out.push({ src, input, output: key.output, digest: key.digest, selector: dep.selector });
+      }
+    });
+    return out;
+  }
+}

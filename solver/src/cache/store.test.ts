@@ -1,0 +1,138 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import ts from 'typescript';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, test } from 'vitest';
+import { CacheKey, rootKey, slowCacheKey } from './cache-key.js';
+import { CacheManager } from './cache-manager.js';
+import { CacheStore } from './store.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const tmp = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'kiln-store-'));
+  dirs.push(d);
+  return d;
+};
+
+const D = (c: string): string => `sha256:${c.repeat(64).slice(0, 64)}`;
+
+describe('rootKey', () => {
+  test('is sha256 of "<digest>@<output>" (BuildKit solver/cachekey.go), checked with sha256sum', () => {
+    const expected = execFileSync('sh', ['-c', `printf '%s' '${D('a')}@0' | sha256sum`], { encoding: 'utf8' }).split(' ')[0];
+    expect(rootKey(D('a'), 0)).toBe(`sha256:${expected}`);
+    expect(rootKey(D('a'), 0)).not.toBe(rootKey(D('a'), 1));
+    expect(rootKey('random:abc', 0).startsWith('random:')).toBe(true);
+  });
+});
+
+describe('CacheManager over CacheStore', () => {
+  test('a chain of keys saved in one process is found after reopening the database', () => {
+    const path = join(tmp(), 'cache.db');
+    const src = new CacheKey(D('1'), 0);
+    const run = new CacheKey(D('2'), 0, [[{ selector: '', key: src }]]);
+    {
+      const m = new CacheManager(CacheStore.open({ path }));
+      expect(m.load(run)).toBeUndefined();
+      m.save(src, { snapshot: 'snap-src', size: 10, description: 'FROM x' });
+      m.save(run, { snapshot: 'snap-run', size: 20, description: 'RUN y' });
+      m.store.close();
+    }
+    const m2 = new CacheManager(CacheStore.open({ path }));
+    const srcAgain = new CacheKey(D('1'), 0);
+    const runAgain = new CacheKey(D('2'), 0, [[{ selector: '', key: srcAgain }]]);
+    expect(m2.load(runAgain)?.record.snapshot).toBe('snap-run');
+    expect(m2.load(srcAgain)?.record.snapshot).toBe('snap-src');
+    // A different op digest on the same input, or a different input, misses.
+    expect(m2.load(new CacheKey(D('3'), 0, [[{ selector: '', key: srcAgain }]]))).toBeUndefined();
+    expect(m2.load(new CacheKey(D('2'), 0, [[{ selector: '', key: new CacheKey(D('9'), 0) }]]))).toBeUndefined();
+    m2.store.close();
+  });
+
+  test('a content ("slow") key lets a changed definition key hit, and selectors narrow links', () => {
+    const m = new CacheManager(CacheStore.open({ path: ':memory:' }));
+    const ctxA = new CacheKey(D('a'), 0);
+    const content = slowCacheKey(D('c'));
+    const copy = (ctx: CacheKey, c: CacheKey): CacheKey =>
+      new CacheKey(D('f'), 0, [[{ selector: D('5'), key: ctx }, { selector: '', key: c }]]);
+    m.save(copy(ctxA, content), { snapshot: 's1', size: 1, description: 'COPY' });
+    // New context key (another session) but same content digest: hit through the slow key.
+    expect(m.load(copy(new CacheKey(D('b'), 0), slowCacheKey(D('c'))))?.record.snapshot).toBe('s1');
+    // Same context key, different content: the def key still matches, but BuildKit only probes
+    // the definition key alone before computing content; with both keys given, any match hits.
+    expect(m.load(new CacheKey(D('f'), 0, [[{ selector: D('6'), key: new CacheKey(D('b'), 0) }]]))).toBeUndefined();
+    // A two-input key needs both inputs to match.
+    const two = new CacheKey(D('m'), 0, [[{ selector: '', key: ctxA }], [{ selector: '', key: content }]]);
+    m.save(two, { snapshot: 's2', size: 1, description: 'MERGE' });
+    expect(m.load(new CacheKey(D('m'), 0, [[{ selector: '', key: ctxA }], [{ selector: '', key: slowCacheKey(D('d')) }]]))).toBeUndefined();
+    expect(m.load(new CacheKey(D('m'), 0, [[{ selector: '', key: new CacheKey(D('a'), 0) }], [{ selector: '', key: slowCacheKey(D('c')) }]]))?.record.snapshot).toBe('s2');
+  });
+
+  test('du and prune: LRU order, keepStorage, in-use leases, release hook', async () => {
+    let now = 1000;
+    const released: string[] = [];
+    const store = CacheStore.open({ path: ':memory:', now: () => now, releaseSnapshot: async (s) => void released.push(s) });
+    const m = new CacheManager(store);
+    for (const [i, size] of [100, 200, 300].entries()) {
+      now += 10;
+      m.save(new CacheKey(D(String(i)), 0), { snapshot: `s${i}`, size, description: `op ${i}` });
+    }
+    now += 10;
+    m.load(new CacheKey(D('0'), 0)); // s0 becomes most recently used
+    expect(store.du().map((u) => u.snapshot)).toEqual(['s0', 's2', 's1']);
+    const lease = store.lease('s1');
+    expect((await store.prune({ keepStorage: 350 })).map((v) => v.snapshot)).toEqual(['s2']); // s1 in use
+    expect(released).toEqual(['s2']);
+    lease();
+    expect((await store.prune({ all: true })).map((v) => v.snapshot).sort()).toEqual(['s0', 's1']);
+    expect(store.du()).toEqual([]);
+    expect(m.load(new CacheKey(D('0'), 0))).toBeUndefined();
+  });
+
+  test('a process killed while saving leaves a consistent database', async () => {
+    const dir = tmp();
+    const path = join(dir, 'cache.db');
+    // Node 20 cannot import .ts: transpile store.ts and errors.ts next to the repo's node_modules.
+    const solverDir = fileURLToPath(new URL('../..', import.meta.url));
+    const out = mkdtempSync(join(solverDir, '.test-tmp-'));
+    dirs.push(out);
+    mkdirSync(join(out, 'cache'));
+    for (const f of ['cache/store.ts', 'errors.ts']) {
+      const src = readFileSync(join(solverDir, 'src', f), 'utf8');
+      const js = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+      writeFileSync(join(out, f.replace(/\.ts$/, '.js')), js);
+    }
+    writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+    const storeUrl = new URL(`file://${join(out, 'cache/store.js')}`).href;
+    const script = `
+      const { CacheStore } = await import(${JSON.stringify(storeUrl)});
+      const s = CacheStore.open({ path: ${JSON.stringify(path)} });
+      process.stdout.write('ready\\n');
+      for (let i = 0; ; i++) {
+        const links = Array.from({ length: 20 }, (_, j) => ({ src: 'k' + i + '-' + j, input: 0, output: 0, digest: 'd', selector: '' }));
+        s.save('key' + i, links, { id: 'r' + i, snapshot: 'snap' + i, size: i, description: 'x' });
+      }`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: out,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    await new Promise((r) => setTimeout(r, 300));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const s = CacheStore.open({ path });
+    const du = s.du();
+    expect(du.length).toBeGreaterThan(0);
+    // Every stored result has all of its 20 links: transactions were all-or-nothing.
+    const perKey = new Map<string, number>();
+    for (const l of s.links()) perKey.set(l.dst, (perKey.get(l.dst) ?? 0) + 1);
+    for (const u of du) expect(perKey.get(`key${u.snapshot.slice(4)}`)).toBe(20);
+    expect(perKey.size).toBe(du.length);
+    s.close();
+  });
+});

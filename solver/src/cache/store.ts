@@ -1,0 +1,277 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { SolverError } from '../errors.js';
+
+type SqliteDb = InstanceType<typeof Database>;
+
+/** The kind of a cache record, as BuildKit's cache record types (used by prune filters and `du`). */
+export type CacheRecordKind = 'regular' | 'source.local' | 'exec.cachemount' | 'internal' | 'frontend';
+
+/** A link from an input key id to a key id (BuildKit's CacheInfoLink plus its target). */
+export interface CacheLink {
+  readonly input: number;
+  readonly output: number;
+  readonly digest: string;
+  readonly selector: string;
+}
+
+/** One stored result: the snapshot an op produced for a cache key id. */
+export interface CacheResultRecord {
+  readonly key: string;
+  readonly id: string;
+  readonly snapshot: string;
+  readonly size: number;
+  /** ms since the epoch. */
+  readonly created: number;
+  readonly lastUsed: number;
+  readonly description: string;
+  readonly kind: CacheRecordKind;
+}
+
+/** `du` output: one row per snapshot (results sharing a snapshot are counted once). */
+export interface DiskUsageRecord {
+  readonly snapshot: string;
+  readonly size: number;
+  readonly created: number;
+  readonly lastUsed: number;
+  readonly description: string;
+  readonly kind: CacheRecordKind;
+  readonly keys: number;
+  readonly inUse: boolean;
+}
+
+/** Options of {@link CacheStore.prune}. */
+export interface PruneOptions {
+  /** Remove every record kind (default keeps `internal` and `frontend` records, like buildctl prune). */
+  readonly all?: boolean;
+  /** Keep up to this many bytes, removing least recently used snapshots first. */
+  readonly keepStorage?: number;
+}
+
+/** Called for every snapshot no cache record refers to any more; the worker deletes it. */
+export type ReleaseSnapshotHook = (snapshotId: string) => Promise<void>;
+
+/** Options of {@link CacheStore.open}. */
+export interface CacheStoreOptions {
+  /** The sqlite file (e.g. `<kiln root>/cache/solver.db`); `:memory:` for tests. */
+  readonly path: string;
+  readonly releaseSnapshot?: ReleaseSnapshotHook;
+  /** Clock in ms (tests). */
+  readonly now?: () => number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS links (
+  src TEXT NOT NULL, input INTEGER NOT NULL, output INTEGER NOT NULL, digest TEXT NOT NULL,
+  selector TEXT NOT NULL, dst TEXT NOT NULL,
+  PRIMARY KEY (src, input, output, digest, selector, dst)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_dst ON links(dst);
+CREATE TABLE IF NOT EXISTS results (
+  key TEXT NOT NULL, id TEXT NOT NULL, snapshot TEXT NOT NULL, size INTEGER NOT NULL,
+  created INTEGER NOT NULL, last_used INTEGER NOT NULL, description TEXT NOT NULL, kind TEXT NOT NULL,
+  PRIMARY KEY (key, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS results_snapshot ON results(snapshot);
+`;
+
+interface ResultRow {
+  key: string;
+  id: string;
+  snapshot: string;
+  size: number;
+  created: number;
+  last_used: number;
+  description: string;
+  kind: string;
+}
+
+const toRecord = (r: ResultRow): CacheResultRecord => ({
+  key: r.key,
+  id: r.id,
+  snapshot: r.snapshot,
+  size: r.size,
+  created: r.created,
+  lastUsed: r.last_used,
+  description: r.description,
+  kind: r.kind as CacheRecordKind,
+});
+
+/**
+ * The persistent solver cache: links between cache key ids (BuildKit's cache storage model) and
+ * results (key id → snapshot, size, created, last used). Backed by SQLite in WAL mode: every
+ * change is one transaction, so a killed process leaves either the old or the new state.
+ * Snapshots are owned by the store once saved; when the last record of a snapshot goes (prune),
+ * the release hook runs after the transaction commits. A snapshot whose release did not run
+ * (crash) is reported by {@link referencedSnapshots} as unreferenced, so the worker can collect it.
+ */
+export class CacheStore {
+  readonly #db: SqliteDb;
+  readonly #release: ReleaseSnapshotHook | undefined;
+  readonly #now: () => number;
+  readonly #inUse = new Map<string, number>();
+
+  private constructor(db: SqliteDb, opts: CacheStoreOptions) {
+    this.#db = db;
+    this.#release = opts.releaseSnapshot;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** Opens (creating if needed) the store; throws SOLVER_CACHE_STORE if the file is not a usable database. */
+  static open(opts: CacheStoreOptions): CacheStore {
+    try {
+      if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+      const db = new Database(opts.path, { timeout: 10_000 });
+      db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode is durable across process kills (not power loss) and much faster.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.exec(SCHEMA);
+      db.prepare(`INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1')`).run();
+      return new CacheStore(db, opts);
+    } catch (err) {
+      throw new SolverError('SOLVER_CACHE_STORE', `cannot open the cache store at ${opts.path}`, {
+        cause: err,
+        hint: 'remove the file to start with an empty cache, or check its permissions',
+      });
+    }
+  }
+
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  /** A new random key id (for keys with inputs that match nothing stored yet). */
+  newId(): string {
+    return randomBytes(16).toString('hex');
+  }
+
+  /** Ids linked from `src` through `link`. */
+  walkLinks(src: string, link: CacheLink): string[] {
+    const rows = this.#db
+      .prepare('SELECT dst FROM links WHERE src = ? AND input = ? AND output = ? AND digest = ? AND selector = ?')
+      .all(src, link.input, link.output, link.digest, link.selector) as Array<{ dst: string }>;
+    return rows.map((r) => r.dst);
+  }
+
+  hasLink(src: string, link: CacheLink, dst: string): boolean {
+    return (
+      this.#db
+        .prepare('SELECT 1 FROM links WHERE src = ? AND input = ? AND output = ? AND digest = ? AND selector = ? AND dst = ?')
+        .get(src, link.input, link.output, link.digest, link.selector, dst) !== undefined
+    );
+  }
+
+  /** All links (for cache export). */
+  links(): Array<CacheLink & { src: string; dst: string }> {
+    return this.#db.prepare('SELECT src, input, output, digest, selector, dst FROM links').all() as Array<CacheLink & { src: string; dst: string }>;
+  }
+
+  /** Results stored for key id `key`, newest first. */
+  results(key: string): CacheResultRecord[] {
+    return (this.#db.prepare('SELECT * FROM results WHERE key = ? ORDER BY created DESC').all(key) as ResultRow[]).map(toRecord);
+  }
+
+  /** Marks a result as used now (LRU for prune). */
+  touch(key: string, id: string): void {
+    this.#db.prepare('UPDATE results SET last_used = ? WHERE key = ? AND id = ?').run(this.#now(), key, id);
+  }
+
+  /**
+   * Atomically adds `links` (src → dst) and the result of key id `key`: either everything is
+   * stored or nothing.
+   */
+  save(
+    key: string,
+    links: ReadonlyArray<CacheLink & { src: string }>,
+    result: { id: string; snapshot: string; size: number; description: string; kind?: CacheRecordKind },
+  ): CacheResultRecord {
+    const now = this.#now();
+    const addLink = this.#db.prepare('INSERT OR IGNORE INTO links (src, input, output, digest, selector, dst) VALUES (?, ?, ?, ?, ?, ?)');
+    const addResult = this.#db.prepare(
+      'INSERT OR REPLACE INTO results (key, id, snapshot, size, created, last_used, description, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    const tx = this.#db.transaction(() => {
+      for (const l of links) addLink.run(l.src, l.input, l.output, l.digest, l.selector, key);
+      addResult.run(key, result.id, result.snapshot, result.size, now, now, result.description, result.kind ?? 'regular');
+    });
+    tx();
+    return { key, id: result.id, snapshot: result.snapshot, size: result.size, created: now, lastUsed: now, description: result.description, kind: result.kind ?? 'regular' };
+  }
+
+  /** Adds links only (e.g. connecting a definition key to a content key that already has results). */
+  addLinks(links: ReadonlyArray<CacheLink & { src: string; dst: string }>): void {
+    const addLink = this.#db.prepare('INSERT OR IGNORE INTO links (src, input, output, digest, selector, dst) VALUES (?, ?, ?, ?, ?, ?)');
+    this.#db.transaction(() => {
+      for (const l of links) addLink.run(l.src, l.input, l.output, l.digest, l.selector, l.dst);
+    })();
+  }
+
+  /** Protects `snapshot` from prune while a build uses it; returns the release function. */
+  lease(snapshot: string): () => void {
+    this.#inUse.set(snapshot, (this.#inUse.get(snapshot) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.#inUse.get(snapshot) ?? 1) - 1;
+      if (n <= 0) this.#inUse.delete(snapshot);
+      else this.#inUse.set(snapshot, n);
+    };
+  }
+
+  /** Disk usage per snapshot, most recently used first. */
+  du(): DiskUsageRecord[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT snapshot, MAX(size) AS size, MIN(created) AS created, MAX(last_used) AS last_used,
+                MIN(description) AS description, MIN(kind) AS kind, COUNT(*) AS keys
+           FROM results GROUP BY snapshot ORDER BY last_used DESC`,
+      )
+      .all() as Array<{ snapshot: string; size: number; created: number; last_used: number; description: string; kind: string; keys: number }>;
+    return rows.map((r) => ({
+      snapshot: r.snapshot,
+      size: r.size,
+      created: r.created,
+      lastUsed: r.last_used,
+      description: r.description,
+      kind: r.kind as CacheRecordKind,
+      keys: r.keys,
+      inUse: this.#inUse.has(r.snapshot),
+    }));
+  }
+
+  /** Every snapshot some result refers to (a worker may delete snapshots outside this set). */
+  referencedSnapshots(): Set<string> {
+    return new Set((this.#db.prepare('SELECT DISTINCT snapshot FROM results').all() as Array<{ snapshot: string }>).map((r) => r.snapshot));
+  }
+
+  /**
+   * Removes cache records and releases their snapshots: with `keepStorage`, least recently used
+   * snapshots go first until the total fits; otherwise every eligible one. Snapshots in use by a
+   * running build are kept. Links whose target has no result left are dropped too.
+   * Returns the removed snapshots.
+   */
+  async prune(opts: PruneOptions = {}): Promise<DiskUsageRecord[]> {
+    const usage = this.du();
+    const eligible = usage.filter((u) => !u.inUse && (opts.all === true || (u.kind !== 'internal' && u.kind !== 'frontend')));
+    let total = usage.reduce((n, u) => n + u.size, 0);
+    const victims: DiskUsageRecord[] = [];
+    // Oldest use first.
+    for (const u of [...eligible].sort((a, b) => a.lastUsed - b.lastUsed)) {
+      if (opts.keepStorage !== undefined && total <= opts.keepStorage) break;
+      victims.push(u);
+      total -= u.size;
+    }
+    const delResults = this.#db.prepare('DELETE FROM results WHERE snapshot = ?');
+    this.#db.transaction(() => {
+      for (const v of victims) delResults.run(v.snapshot);
+      this.#db.exec('DELETE FROM links WHERE dst NOT IN (SELECT key FROM results) AND dst NOT IN (SELECT src FROM links)');
+    })();
+    for (const v of victims) await this.#release?.(v.snapshot);
+    return victims;
+  }
+}
