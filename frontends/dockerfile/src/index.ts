@@ -22,8 +22,8 @@ export { dump, dumpNode } from './parser/dump.js';
 export { ShellLex, goQuote, isGoSpace } from './shell/lex.js';
 export type { EnvGetter, LexOptions, ProcessWordResult } from './shell/lex.js';
 
-export { parseInstruction, parseStages, INSTRUCTION_NAMES } from './instructions/parse.js';
-export type { InstructionOptions } from './instructions/parse.js';
+export { parseInstruction, parseStages, parseDockerfile, findStage, INSTRUCTION_NAMES } from './instructions/parse.js';
+export type { InstructionOptions, ParsedDockerfile } from './instructions/parse.js';
 export type {
   AddCommand,
   ArgCommand,

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { KilnError, formatError } from '../errors.js';
 import { parse } from '../parser/parser.js';
 import type { Command, RunCommand, Stages } from './commands.js';
-import { parseStages } from './parse.js';
+import { findStage, parseDockerfile, parseStages } from './parse.js';
 
 const D2L = '/work/shared/conformance/dockerfile2llb';
 
@@ -268,5 +268,25 @@ describe('BuildKit instructions/parse_test cases', () => {
   });
   it('RUN reports flags used', () => {
     expect(cmd('FROM a\nRUN --mount=type=tmpfs,target=/foo/ echo hello', 0, 0, 'run').flagsUsed).toEqual(['mount']);
+  });
+});
+
+describe('parseDockerfile / findStage', () => {
+  it('parses text to stages and finds stages by name or index', () => {
+    const d = parseDockerfile('# escape=`\nFROM a AS Build\nRUN x `\n  y\nFROM b\nCOPY --from=build / /\n', { file: 'ctx/Dockerfile.dev' });
+    expect(d.ast.escapeToken).toBe('`');
+    expect(d.stages.map((s) => s.name)).toEqual(['build', '']);
+    expect(findStage(d.stages, 'BUILD')?.index).toBe(0);
+    expect(findStage(d.stages, '1')?.baseName).toBe('b');
+    expect(findStage(d.stages, '1', 1)).toBeUndefined();
+    expect(findStage(d.stages, 'nope')).toBeUndefined();
+  });
+  it('puts the file name in locations', () => {
+    try {
+      parseDockerfile('FROM a\nRUN --bad x\n', { file: 'ctx/Dockerfile.dev' });
+      expect.unreachable();
+    } catch (e) {
+      expect(formatError(e).split('\n')[0]).toBe('ctx/Dockerfile.dev:2:5: unknown flag: bad [KLN0402]');
+    }
   });
 });

@@ -7,6 +7,7 @@ import type { DockerfileErrorCode } from '../errors.js';
 import type { Node, Word } from '../parser/ast.js';
 import { dumpNode } from '../parser/dump.js';
 import { chompHeredocContent, parseHeredoc } from '../parser/parser.js';
+import { parse } from '../parser/parser.js';
 import type { ParseResult } from '../parser/parser.js';
 import { ShellLex } from '../shell/lex.js';
 import { BFlags } from './bflags.js';
@@ -528,4 +529,34 @@ export function parseStages(ast: ParseResult | readonly Node[], options: Instruc
     current.commands.push(cmd);
   }
   return { metaArgs, stages: stages.map((s) => ({ ...s.stage, commands: s.commands })) };
+}
+
+/** Result of {@link parseDockerfile}: the AST plus its stages. */
+export interface ParsedDockerfile extends Stages {
+  /** The parser's output (directives, escape token, warnings, nodes). */
+  readonly ast: ParseResult;
+}
+
+/**
+ * Parse Dockerfile text all the way to stages: {@link parse} then {@link parseStages}.
+ * Throws {@link KilnError} with `file:line:column`.
+ */
+export function parseDockerfile(text: string, options: InstructionOptions = {}): ParsedDockerfile {
+  const ast = parse(text, options.file === undefined ? {} : { file: options.file });
+  return { ast, ...parseStages(ast, options) };
+}
+
+/**
+ * Find a stage by name (case-insensitive, as BuildKit's HasStage) or by index (`"0"`).
+ * Only stages before `before` (exclusive) are searched when given, as `COPY --from` requires.
+ */
+export function findStage(stages: readonly Stage[], nameOrIndex: string, before = stages.length): Stage | undefined {
+  const lower = nameOrIndex.toLowerCase();
+  const byName = stages.slice(0, before).find((s) => s.name !== '' && s.name === lower);
+  if (byName !== undefined) return byName;
+  if (/^\d+$/.test(nameOrIndex)) {
+    const i = Number.parseInt(nameOrIndex, 10);
+    return i < before ? stages[i] : undefined;
+  }
+  return undefined;
 }

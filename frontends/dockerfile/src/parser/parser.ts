@@ -44,11 +44,15 @@ class LineMap {
   }
 
   at(off: number): Position {
-    let seg = this.segs[0] ?? { off: 0, line: 1, column: 1 };
-    for (const s of this.segs) {
-      if (s.off <= off) seg = s;
-      else break;
+    // last segment starting at or before `off` (binary search: long continued RUN lines)
+    let lo = 0;
+    let hi = this.segs.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.segs[mid]?.off ?? 0) <= off) lo = mid;
+      else hi = mid - 1;
     }
+    const seg = this.segs[lo] ?? { off: 0, line: 1, column: 1 };
     return { line: seg.line, column: seg.column + (off - seg.off) };
   }
 }
