@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
 
 /** Options for {@link ParallelGzip}. */
 export interface ParallelGzipOptions {
@@ -13,54 +13,54 @@ export interface ParallelGzipOptions {
   readonly workers?: number;
   /**
    * Store blocks whose first 64 KiB do not shrink by 2% at `level` (already-compressed or random
-   * data) instead of compressing them: same output format, skips work that buys nothing. Default true.
+   * data) instead of deflating them: same format, skips work that buys nothing. Default true.
    */
   readonly storeIncompressible?: boolean;
 }
 
 // Runs in each worker (eval'd source, so it works from both the TS sources and dist).
+// Gets {id, buf, len}; answers {id, out, buf} and hands the input buffer back for reuse.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 parentPort.on('message', (m) => {
-  const buf = Buffer.from(m.buf.buffer, m.buf.byteOffset, m.buf.byteLength);
-  let out;
-  if (m.probe > 0 && buf.length > m.probe * 2) {
-    const sample = zlib.deflateRawSync(buf.subarray(0, m.probe), { level: m.level });
-    if (sample.length > m.probe * 0.98) out = zlib.gzipSync(buf, { level: 0 });
-  }
-  if (out === undefined) out = zlib.gzipSync(buf, { level: m.level });
+  const out = zlib.gzipSync(m.buf.subarray(0, m.len), { level: m.level });
   const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-  parentPort.postMessage({ id: m.id, out }, whole ? [out.buffer] : []);
+  parentPort.postMessage({ id: m.id, out, buf: m.buf }, whole ? [out.buffer, m.buf.buffer] : [m.buf.buffer]);
 });
 `;
 
 const PROBE = 64 * 1024;
+const STORED_MAX = 65535;
 
 interface Job {
   readonly id: number;
   readonly buf: Uint8Array;
+  readonly len: number;
 }
 
 /**
  * A gzip compressor that deflates independent blocks on worker threads, like pigz without the
  * shared dictionary: the output is a series of gzip members, which every gzip reader (Go's
- * `compress/gzip`, `gzip -d`, zlib) reads as one stream. Members are emitted in input order.
- * Workers start only once a second block exists, so small layers cost no thread start-up.
+ * `compress/gzip`, `gzip -d`, zlib) reads as one stream. Members are emitted in input order and
+ * the bytes do not depend on the number of workers. Incompressible blocks are framed as stored
+ * deflate blocks on the main thread without copying. Block buffers are pooled: fresh memory costs
+ * page faults, which are slow in VMs.
  */
 export class ParallelGzip extends Transform {
   readonly #level: number;
   readonly #blockSize: number;
   readonly #nWorkers: number;
-  readonly #probe: number;
+  readonly #probe: boolean;
   #pending: Buffer[] = [];
   #pendingLen = 0;
   #nextId = 0;
   #nextOut = 0;
-  #done = new Map<number, Buffer>();
+  #done = new Map<number, Buffer[]>();
   #queue: Job[] = [];
   #idle: Worker[] = [];
   #workers: Worker[] = [];
+  #pool: Uint8Array[] = [];
   #inflight = 0;
   #waiter: (() => void) | undefined;
   #failed: Error | undefined;
@@ -70,48 +70,28 @@ export class ParallelGzip extends Transform {
     this.#level = opts.level ?? 1;
     this.#blockSize = opts.blockSize ?? 1 << 20;
     this.#nWorkers = Math.max(1, opts.workers ?? availableParallelism());
-    this.#probe = opts.storeIncompressible === false ? 0 : PROBE;
+    this.#probe = opts.storeIncompressible !== false;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.#pending.push(chunk);
-    this.#pendingLen += chunk.length;
-    if (this.#pendingLen < this.#blockSize) {
-      cb();
-      return;
-    }
-    const all = Buffer.concat(this.#pending, this.#pendingLen);
-    this.#pending = [];
-    this.#pendingLen = 0;
     let off = 0;
-    while (all.length - off >= this.#blockSize) {
-      this.#submit(all.subarray(off, off + this.#blockSize));
-      off += this.#blockSize;
+    while (off < chunk.length) {
+      const take = Math.min(this.#blockSize - this.#pendingLen, chunk.length - off);
+      this.#pending.push(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take));
+      this.#pendingLen += take;
+      off += take;
+      if (this.#pendingLen === this.#blockSize) this.#block();
     }
-    if (off < all.length) {
-      this.#pending.push(Buffer.from(all.subarray(off)));
-      this.#pendingLen = all.length - off;
-    }
-    this.#whenBelow(this.#nWorkers * 2).then(() => cb(this.#failed), cb);
+    if (this.#inflight < this.#nWorkers * 2) cb(this.#failed);
+    else this.#whenBelow(this.#nWorkers * 2).then(() => cb(this.#failed), cb);
   }
 
   override _flush(cb: TransformCallback): void {
-    const finish = (): void => {
+    if (this.#pendingLen > 0 || this.#nextId === 0) this.#block();
+    this.#whenBelow(1).then(() => {
       void this.#stopWorkers();
       cb(this.#failed);
-    };
-    if (this.#pendingLen > 0 || this.#nextId === 0) {
-      const last = Buffer.concat(this.#pending, this.#pendingLen);
-      this.#pending = [];
-      if (this.#nextId === 0) {
-        // One block in total: compress inline.
-        this.push(gzipSync(last, { level: this.#level }));
-        finish();
-        return;
-      }
-      this.#submit(last);
-    }
-    this.#whenBelow(1).then(finish, cb);
+    }, cb);
   }
 
   override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
@@ -119,39 +99,49 @@ export class ParallelGzip extends Transform {
     cb(err);
   }
 
-  #submit(block: Uint8Array): void {
-    // A private copy we can transfer to the worker.
-    const copy = new Uint8Array(block.length);
-    copy.set(block);
-    this.#queue.push({ id: this.#nextId++, buf: copy });
+  #block(): void {
+    const parts = this.#pending;
+    const len = this.#pendingLen;
+    this.#pending = [];
+    this.#pendingLen = 0;
+    const id = this.#nextId++;
     this.#inflight += 1;
+    if (this.#probe && len > PROBE && incompressible(parts, this.#level)) {
+      this.#complete(id, storedMember(parts, len));
+      return;
+    }
+    if (this.#nextId === 1 && len < this.#blockSize) {
+      // A layer smaller than one block: compress inline, never start a thread.
+      this.#complete(id, [gzipSync(Buffer.concat(parts, len), { level: this.#level })]);
+      return;
+    }
+    const buf = this.#pool.pop() ?? new Uint8Array(this.#blockSize);
+    let o = 0;
+    for (const p of parts) {
+      buf.set(p, o);
+      o += p.length;
+    }
+    this.#queue.push({ id, buf, len });
     this.#pump();
   }
 
   #pump(): void {
     while (this.#queue.length > 0) {
       let w = this.#idle.pop();
-      if (w === undefined && this.#workers.length < this.#nWorkers && this.#nextId > 1) w = this.#spawn();
-      if (w === undefined) {
-        if (this.#workers.length === 0) {
-          // The very first block is compressed inline: a one-block layer never pays for a thread start.
-          const job = this.#queue.shift() as Job;
-          this.#complete(job.id, gzipSync(job.buf, { level: this.#level }));
-          continue;
-        }
-        return;
-      }
+      if (w === undefined && this.#workers.length < this.#nWorkers) w = this.#spawn();
+      if (w === undefined) return;
       const job = this.#queue.shift() as Job;
-      w.postMessage({ id: job.id, buf: job.buf, level: this.#level, probe: this.#probe }, [job.buf.buffer as ArrayBuffer]);
+      w.postMessage({ id: job.id, buf: job.buf, len: job.len, level: this.#level }, [job.buf.buffer as ArrayBuffer]);
     }
   }
 
   #spawn(): Worker {
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
-    w.on('message', (m: { id: number; out: Uint8Array }) => {
+    w.on('message', (m: { id: number; out: Uint8Array; buf: Uint8Array }) => {
       this.#idle.push(w);
-      this.#complete(m.id, Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
+      this.#pool.push(m.buf);
+      this.#complete(m.id, [Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength)]);
       this.#pump();
     });
     w.on('error', (e) => {
@@ -162,11 +152,11 @@ export class ParallelGzip extends Transform {
     return w;
   }
 
-  #complete(id: number, out: Buffer): void {
+  #complete(id: number, out: Buffer[]): void {
     this.#done.set(id, out);
     this.#inflight -= 1;
-    while (this.#done.has(this.#nextOut)) {
-      this.push(this.#done.get(this.#nextOut));
+    for (let next = this.#done.get(this.#nextOut); next !== undefined; next = this.#done.get(this.#nextOut)) {
+      for (const b of next) this.push(b);
       this.#done.delete(this.#nextOut);
       this.#nextOut += 1;
     }
@@ -189,6 +179,35 @@ export class ParallelGzip extends Transform {
     const ws = this.#workers;
     this.#workers = [];
     this.#idle = [];
+    this.#pool = [];
     await Promise.all(ws.map((w) => w.terminate()));
   }
+}
+
+/** Whether the first 64 KiB of a block shrink by less than 2% at `level`. */
+function incompressible(parts: readonly Buffer[], level: number): boolean {
+  const first = parts[0];
+  const sample = first !== undefined && first.length >= PROBE ? first.subarray(0, PROBE) : Buffer.concat(parts).subarray(0, PROBE);
+  return deflateRawSync(sample, { level }).length > PROBE * 0.98;
+}
+
+/** A gzip member of stored deflate blocks over `parts`, without copying them. */
+function storedMember(parts: readonly Buffer[], len: number): Buffer[] {
+  const out: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])];
+  const pieces: Buffer[] = [];
+  for (const p of parts) for (let o = 0; o < p.length; o += STORED_MAX) pieces.push(p.subarray(o, o + STORED_MAX));
+  let crc = 0;
+  pieces.forEach((piece, i) => {
+    const h = Buffer.allocUnsafe(5);
+    h[0] = i === pieces.length - 1 ? 1 : 0;
+    h.writeUInt16LE(piece.length, 1);
+    h.writeUInt16LE(~piece.length & 0xffff, 3);
+    out.push(h, piece);
+    crc = crc32(piece, crc);
+  });
+  const trailer = Buffer.allocUnsafe(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(len >>> 0, 4);
+  out.push(trailer);
+  return out;
 }
