@@ -22,6 +22,8 @@ export type RuntimeErrorCode =
 export interface ImageStoreErrorOptions {
   readonly hint?: string | undefined;
   readonly cause?: unknown;
+  /** HTTP status, for registry errors. */
+  readonly status?: number | undefined;
 }
 
 /**
@@ -31,11 +33,13 @@ export interface ImageStoreErrorOptions {
 export class ImageStoreError extends Error {
   readonly code: RuntimeErrorCode;
   readonly hint: string | undefined;
+  readonly status: number | undefined;
 
   constructor(code: RuntimeErrorCode, message: string, opts: ImageStoreErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'ImageStoreError';
     this.code = code;
     this.hint = opts.hint;
+    this.status = opts.status;
   }
 }

@@ -16,14 +16,17 @@ export async function registryError(res: Response, what: string, notFound: Runti
     // not a distribution error body
   }
   const suffix = `${res.status}${regCode !== '' ? ` ${regCode}` : ''}${detail !== '' ? `: ${detail}` : ''}`;
-  if (res.status === 401) {
+  const status = res.status;
+  if (status === 401) {
     return new ImageStoreError('UNAUTHORIZED', `${what}: authentication required (${suffix})`, {
       hint: 'add credentials for this registry to ~/.docker/config.json (docker login)',
+      status,
     });
   }
-  if (res.status === 403) return new ImageStoreError('DENIED', `${what}: access denied (${suffix})`, { hint: 'the credentials lack permission for this repository' });
-  if (res.status === 404 || regCode === 'MANIFEST_UNKNOWN' || regCode === 'BLOB_UNKNOWN' || regCode === 'NAME_UNKNOWN') {
-    return new ImageStoreError(notFound, `${what}: not found (${suffix})`);
+  if (status === 403) return new ImageStoreError('DENIED', `${what}: access denied (${suffix})`, { hint: 'the credentials lack permission for this repository', status });
+  if (regCode === 'DIGEST_INVALID') return new ImageStoreError('DIGEST_MISMATCH', `${what}: the registry rejected the content digest (${suffix})`, { status });
+  if (status === 404 || regCode === 'MANIFEST_UNKNOWN' || regCode === 'BLOB_UNKNOWN' || regCode === 'NAME_UNKNOWN') {
+    return new ImageStoreError(notFound, `${what}: not found (${suffix})`, { status });
   }
-  return new ImageStoreError('REGISTRY_ERROR', `${what}: registry error (${suffix})`);
+  return new ImageStoreError('REGISTRY_ERROR', `${what}: registry error (${suffix})`, { status });
 }

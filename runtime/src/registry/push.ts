@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
@@ -11,6 +12,8 @@ import { formatReference, parseReference, repositoryName, type ImageReference } 
 
 /** Read size for upload bodies: large chunks keep undici's per-chunk overhead low. */
 const UPLOAD_READ_CHUNK = 1 << 20;
+/** Whole-upload attempts for a blob. */
+const UPLOAD_ATTEMPTS = 3;
 
 /** Options for {@link pushImage}. */
 export interface PushOptions {
@@ -109,6 +112,28 @@ export async function pushBlob(
 ): Promise<BlobPushStatus> {
   const push = `repository:${ref.path}:pull,push`;
   if (await client.hasBlob(ref, desc.digest, [push])) return 'exists';
+  // An upload session cannot be resumed after a failed PUT/PATCH, so retry the whole upload.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await uploadBlob(client, store, ref, desc, mountFrom, opts);
+    } catch (e) {
+      const retryable = e instanceof ImageStoreError && (e.code === 'REGISTRY_UNREACHABLE' || (e.status !== undefined && e.status >= 500));
+      if (!retryable || attempt >= UPLOAD_ATTEMPTS - 1) throw e;
+      opts.signal?.throwIfAborted();
+      await sleep(200 * 2 ** attempt);
+    }
+  }
+}
+
+async function uploadBlob(
+  client: RegistryClient,
+  store: ContentStore,
+  ref: ImageReference,
+  desc: Descriptor,
+  mountFrom: ReadonlyArray<ImageReference>,
+  opts: Pick<PushOptions, 'chunkSize' | 'signal'>,
+): Promise<BlobPushStatus> {
+  const push = `repository:${ref.path}:pull,push`;
   const t = client.transport;
   let location: string | undefined;
   for (const src of mountFrom) {
