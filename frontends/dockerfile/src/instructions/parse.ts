@@ -547,12 +547,14 @@ export function parseDockerfile(text: string, options: InstructionOptions = {}):
 }
 
 /**
- * Find a stage by name (case-insensitive, as BuildKit's HasStage) or by index (`"0"`).
+ * Find a stage by name (case-insensitive; with duplicate names the last one, as BuildKit's
+ * statesByName) or by index (`"0"`).
  * Only stages before `before` (exclusive) are searched when given, as `COPY --from` requires.
  */
 export function findStage(stages: readonly Stage[], nameOrIndex: string, before = stages.length): Stage | undefined {
   const lower = nameOrIndex.toLowerCase();
-  const byName = stages.slice(0, before).find((s) => s.name !== '' && s.name === lower);
+  // the last stage with that name wins, as BuildKit's statesByName map
+  const byName = stages.slice(0, before).findLast((s) => s.name !== '' && s.name === lower);
   if (byName !== undefined) return byName;
   if (/^\d+$/.test(nameOrIndex)) {
     const i = Number.parseInt(nameOrIndex, 10);
