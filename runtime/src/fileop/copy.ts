@@ -9,6 +9,7 @@ import { mkdirAllInRoot } from './mkdir-all.js';
 import type { ModeSet } from './mode.js';
 import { IncludeMatcher, PatternMatcher } from './patterns.js';
 import { sourcePath } from './wildcards.js';
+import { copyXattrs } from './xattrs.js';
 import { cleanInRoot, inRootPath, resolveInRoot } from './resolve.js';
 import type { Owner } from './types.js';
 
@@ -67,6 +68,8 @@ class Copier {
   private readonly include: IncludeMatcher | undefined;
   private readonly exclude: PatternMatcher | undefined;
   private readonly limiter: Limiter;
+  /** Relative paths copied so far (`''` is the top), for {@link copyXattrs}. */
+  readonly copied = new Set<string>();
   /** First target of each multiply-linked source inode, for hardlink preservation. */
   private readonly inodes = new Map<string, Promise<string>>();
   private srcTop = '';
@@ -126,6 +129,7 @@ class Copier {
     const pending: Array<Promise<void>> = [];
     await this.copy(src, '', target, false, this.include === undefined, pending);
     await Promise.all(pending);
+    await copyXattrs(src, target, this.copied);
   }
 
   /**
@@ -167,11 +171,14 @@ class Copier {
 
     const entry: Entry = { path: src, st };
     if (isDir) {
+      // With include patterns, a directory only partly matched exists only if something below did.
+      if (skipInclude) this.copied.add(rel);
       const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude, fresh);
       const applyInfo = overwriteTargetMetadata && skipInclude ? true : created;
       if (applyInfo) await this.copyFileInfo(entry, target);
       return;
     }
+    this.copied.add(rel);
     if (st.isFile()) {
       pending.push(this.copyRegular(entry, target));
       return;
@@ -241,7 +248,10 @@ class Copier {
         throw new FileOpError('FILEOP_NOT_A_DIRECTORY', sub, `copy source "${sub}" is not a directory`);
       }
       const created = await this.copyDirectoryOnly(t, st, overwriteTargetMetadata);
-      if (created) await this.copyFileInfo({ path: s, st }, t);
+      if (created) {
+        await this.copyFileInfo({ path: s, st }, t);
+        this.copied.add(sub);
+      }
     }
   }
 

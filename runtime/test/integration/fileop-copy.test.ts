@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, chown, link, lstat, readFile, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
@@ -294,6 +295,34 @@ describe('copy: metadata', () => {
     expect(n.rdev).toBe((await lstat('/dev/null')).rdev);
   });
 });
+
+describe('copy: extended attributes', () => {
+  test('user, security (file capabilities) and trusted xattrs are copied; excluded entries are not touched', async () => {
+    const { src, dest } = await roots({ 'd/ping': 'bin', 'd/sub/f': 'f', 'd/l': { link: 'ping' }, 'd/skip.log': 's' });
+    await writeTree(dest, { 'o/skip.log': 'old' });
+    const cap = '0x0100000200200000000000000000000000000000'; // cap_net_raw+ep
+    run('setfattr', ['-n', 'security.capability', '-v', cap, join(src, 'd/ping')]);
+    run('setfattr', ['-n', 'user.mime', '-v', 'text/plain', join(src, 'd/sub/f')]);
+    run('setfattr', ['-n', 'user.dir', '-v', 'yes', join(src, 'd/sub')]);
+    run('setfattr', ['-h', '-n', 'trusted.link', '-v', 'L', join(src, 'd/l')]);
+    run('setfattr', ['-n', 'user.skip', '-v', 'no', join(src, 'd/skip.log')]);
+    run('setfattr', ['-n', 'user.weird', '-v', '1', join(src, 'd/sub')]);
+    await writeTree(src, { 'd/sub/we ird\\näme': 'w' });
+    run('setfattr', ['-n', 'user.w', '-v', '2', join(src, 'd/sub/we ird\\näme')]);
+    await fileCopy(src, dest, copyAction('/d', '/o', { dirCopyContents: true, excludePatterns: ['*.log'], owner: { user: { byID: 1 } } }));
+    const dump = (p: string): string => getfattr(join(dest, p));
+    expect(dump('o/ping')).toContain(`security.capability=${cap}`);
+    expect(dump('o/sub/f')).toContain('user.mime=0x746578742f706c61696e');
+    expect(dump('o/sub')).toContain('user.dir=0x796573');
+    expect(dump('o/l')).toContain('trusted.link=0x4c');
+    expect(dump('o/sub/we ird\\näme')).toContain('user.w=0x32');
+    expect(dump('o/skip.log')).toBe('');
+  });
+});
+
+function getfattr(p: string): string {
+  return execFileSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' });
+}
 
 describe('copy: volume', () => {
   test('many files in parallel and a large file stream through intact', async () => {

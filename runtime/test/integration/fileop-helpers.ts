@@ -81,11 +81,13 @@ export function copyAction(src: string, dest: string, over: Partial<FileActionCo
   };
 }
 
-/** Runs a system command (tar, bzip2, xz) needed to build fixtures; fails with the install hint. */
+const PACKAGE_OF: Readonly<Record<string, string>> = { setfattr: 'attr', getfattr: 'attr', mkfifo: 'coreutils', mknod: 'coreutils', zstd: 'zstd' };
+
+/** Runs a system command (tar, bzip2, xz, setfattr) needed to build fixtures; fails with the install hint. */
 export function run(cmd: string, args: string[], cwd?: string): void {
   try {
     execFileSync(cmd, args, { cwd, stdio: 'pipe' });
   } catch (err) {
-    throw new Error(`${cmd} ${args.join(' ')} failed (is it installed? apt-get install ${cmd}): ${String(err)}`);
+    throw new Error(`${cmd} ${args.join(' ')} failed (is it installed? apt-get install ${PACKAGE_OF[cmd] ?? cmd}): ${String(err)}`);
   }
 }

@@ -1,0 +1,82 @@
+import { spawn } from 'node:child_process';
+
+/** One file's extended attributes, values hex-encoded as getfattr prints them (`0x…`). */
+interface XattrBlock {
+  readonly path: string;
+  readonly lines: string[];
+}
+
+/** getfattr's escaping of a file name: `\` and non-printable bytes become `\ooo`. */
+function escapeName(p: string): string {
+  let out = '';
+  for (const byte of Buffer.from(p, 'utf8')) {
+    out += byte === 0x5c || byte < 0x21 || byte > 0x7e ? `\\${byte.toString(8).padStart(3, '0')}` : String.fromCharCode(byte);
+  }
+  // Spaces are printed verbatim by getfattr; only the characters above must be escaped.
+  return out.replace(/\\040/g, ' ');
+}
+
+function unescapeName(s: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\' && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 4), 8));
+      i += 3;
+    } else {
+      bytes.push(s.charCodeAt(i)); // the output is read as latin1: one char per byte
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** Runs a tool; resolves with stdout, or `undefined` when the tool is not installed. */
+function runTool(cmd: string, args: string[], input?: string): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+    const chunks: Buffer[] = [];
+    p.stdout.on('data', (d: Buffer) => chunks.push(d));
+    p.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? resolve(undefined) : reject(err)));
+    p.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    p.stdin.on('error', () => undefined);
+    p.stdin.end(input ?? '');
+  });
+}
+
+/** Extended attributes of every file below (and including) `top` that has any, symlinks not followed. */
+async function readXattrs(top: string): Promise<XattrBlock[] | undefined> {
+  const out = await runTool('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', top]);
+  if (out === undefined) return undefined;
+  const blocks: XattrBlock[] = [];
+  let cur: XattrBlock | undefined;
+  for (const line of out.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      cur = { path: unescapeName(line.slice('# file: '.length)), lines: [] };
+      blocks.push(cur);
+    } else if (line !== '' && cur !== undefined) cur.lines.push(line);
+  }
+  return blocks;
+}
+
+/**
+ * Copies the extended attributes (user.*, security.* such as file capabilities, trusted.*,
+ * ACLs) of the copied entries from the source tree at `srcTop` to `targetTop`, using one
+ * `getfattr` and one `setfattr` process per copy (Node has no xattr API). `copied` holds the
+ * relative paths that were copied (`''` is the top). Like BuildKit's FileOp, which logs and
+ * ignores xattr errors, a missing tool or an attribute the target filesystem refuses is not an
+ * error; the return value says whether attributes were applied.
+ */
+export async function copyXattrs(srcTop: string, targetTop: string, copied: ReadonlySet<string>): Promise<boolean> {
+  const blocks = await readXattrs(srcTop);
+  if (blocks === undefined) return false;
+  let restore = '';
+  for (const b of blocks) {
+    let rel: string | undefined;
+    if (b.path === srcTop) rel = '';
+    else if (b.path.startsWith(srcTop + '/')) rel = b.path.slice(srcTop.length + 1);
+    if (rel === undefined || !copied.has(rel) || b.lines.length === 0) continue;
+    const target = rel === '' ? targetTop : `${targetTop}/${rel}`;
+    restore += `# file: ${escapeName(target)}\n${b.lines.join('\n')}\n\n`;
+  }
+  if (restore === '') return true;
+  return (await runTool('setfattr', ['-h', '--restore=-'], restore)) !== undefined;
+}
