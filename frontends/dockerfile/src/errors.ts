@@ -77,13 +77,16 @@ export interface KilnErrorOptions {
  */
 export class KilnError extends Error {
   override readonly name = 'KilnError';
+  /** Stable error code (see the table at the top of this module). */
   readonly code: DockerfileErrorCode;
   /** Location in the Dockerfile, when known. */
   location: SourceLocation | undefined;
   /** The instruction text as written, when known. */
   source: string | undefined;
+  /** What the user can do about it. */
   readonly hint: string | undefined;
 
+  /** Create an error; see {@link KilnErrorOptions}. */
   constructor(code: DockerfileErrorCode, message: string, options: KilnErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;

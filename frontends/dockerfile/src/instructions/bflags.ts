@@ -13,6 +13,7 @@ export class Flag {
   /** Where each given occurrence starts. */
   readonly positions: Position[] = [];
 
+  /** @param name flag name without `--`; @param type value kind; @param def default value */
   constructor(
     readonly name: string,
     readonly type: FlagType,
@@ -32,6 +33,7 @@ export class BFlags {
   private readonly flags = new Map<string, Flag>();
   private readonly used = new Map<string, Flag>();
 
+  /** @param args the instruction's flag words as the parser returned them */
   constructor(private readonly args: readonly Word[]) {}
 
   /** Declare a boolean flag. */

@@ -57,9 +57,12 @@ function shellError(message: string): KilnError {
  * stateless between calls.
  */
 export class ShellLex {
+  /** `\\` or `` ` ``. */
   readonly escapeToken: string;
+  /** The lexer modes. */
   readonly options: Readonly<LexOptions>;
 
+  /** A lexer for one escape token and mode set. */
   constructor(escapeToken = '\\', options: LexOptions = {}) {
     this.escapeToken = escapeToken;
     this.options = options;
