@@ -15,6 +15,7 @@ import {
   parseReference,
   pushImage,
   registryMetaResolver,
+  ensureImage,
   digestOf,
   type Descriptor,
 } from '@kiln/runtime';
@@ -108,6 +109,20 @@ describe('registry client against docker-registry', () => {
     expect(arm.manifestDigest).toBe('sha256:91767b7582beea2a41c166632be0dfd12a8fbb3062a2415012bb08326135ea0d');
     const pinned = await resolver.resolveImageConfig(`${registry.host}/meta/files@${readmeDigest('files')}`, { platform: parsePlatform('linux/arm64') });
     expect(pinned.digest).toBe(readmeDigest('files'));
+  });
+
+  test('ensureImage pulls one platform from the registry, then serves it locally', async ({ registry }) => {
+    const client = new RegistryClient();
+    await pushImage(client, store, layouts.get('files') as Descriptor, [`${registry.host}/ensure/files:latest`]);
+    const st = await ContentStore.open(join(root, 'ensure'));
+    const images = await ImageStore.open(join(root, 'ensure'));
+    const opts = { store: st, images, registry: client, platform: parsePlatform('linux/arm64') };
+    const first = await ensureImage(`${registry.host}/ensure/files`, opts);
+    expect(first.source).toBe('registry');
+    expect(first.root.digest).toBe(readmeDigest('files'));
+    expect(first.manifestDescriptor.digest).toBe('sha256:91767b7582beea2a41c166632be0dfd12a8fbb3062a2415012bb08326135ea0d');
+    expect((await ensureImage(`${registry.host}/ensure/files:latest`, opts)).source).toBe('local');
+    expect((await ensureImage(`${registry.host}/ensure/files:latest`, { ...opts, resolveMode: 'pull' })).source).toBe('registry');
   });
 
   test('clear errors: unknown manifest, unknown repo, digest-pinned mismatch', async ({ registry }) => {
