@@ -43,9 +43,4 @@ export { runExport, type ExportInput, type ExportContext, type ExportResult } fr
 export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings } from './exporter/image-exporters.js';
 export { packDirectory, type PackDirectoryOptions } from './exporter/fs-tar.js';
 export { copyTree, walkTree, type TreeEntry } from './exporter/fs-tree.js';
-export { parseOutputSpec, EXPORT_TYPES, type ExportSpec, type ExportCompression } from './exporter/spec.js';
-export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';
-export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings } from './exporter/image-exporters.js';
-export { packDirectory, type PackDirectoryOptions } from './exporter/fs-tar.js';
-export { copyTree, walkTree, type TreeEntry } from './exporter/fs-tree.js';
 export { ensureImage, type EnsureImageOptions, type EnsuredImage, type ImageResolveMode } from './registry/ensure-image.js';
