@@ -40,3 +40,19 @@ export {
   type PruneOptions,
   type ReleaseSnapshotHook,
 } from './cache/store.js';
+export { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
+export { Semaphore } from './scheduler/semaphore.js';
+export { VertexError, type VertexErrorInfo } from './scheduler/vertex-error.js';
+export type {
+  SolverVertex,
+  SolverEdge,
+  VertexOptions,
+  WorkerRef,
+  CacheMap,
+  CacheMapDep,
+  OpContext,
+  Op,
+  ResolveOp,
+  BuildOptions,
+  BuildResult,
+} from './scheduler/types.js';

@@ -1,0 +1,214 @@
+import { describe, expect, test } from 'vitest';
+import { CacheManager } from '../cache/cache-manager.js';
+import { CacheStore } from '../cache/store.js';
+import { ProgressStream } from '../progress/events.js';
+import { Scheduler } from './scheduler.js';
+import type { CacheMapDep, Op, SolverEdge, SolverVertex, WorkerRef } from './types.js';
+import { VertexError } from './vertex-error.js';
+
+/** What a fake vertex does: its op payload. */
+interface FakeOp {
+  readonly kind: string;
+  readonly delay?: number;
+  readonly fail?: { exitCode: number; output: string };
+  readonly deps?: readonly CacheMapDep[];
+  readonly cacheable?: boolean;
+  /** Content the op "produces": a content digest input for children's slow keys. */
+  readonly content?: string;
+}
+
+const D = (s: string): string => `sha256:${Buffer.from(s).toString('hex').padEnd(64, '0').slice(0, 64)}`;
+
+function vertex(name: string, op: FakeOp, inputs: SolverVertex<FakeOp>[] = [], ignoreCache = false): SolverVertex<FakeOp> {
+  return {
+    digest: D(name),
+    name,
+    inputs: inputs.map((v) => ({ vertex: v, index: 0 })),
+    options: { ignoreCache, locations: [{ file: 'Dockerfile', line: 3, column: 1 }] },
+    op,
+  };
+}
+const edge = (v: SolverVertex<FakeOp>): SolverEdge => ({ vertex: v, index: 0 });
+
+/** A fake worker: counts execs per vertex and records when each ran. */
+class FakeWorker {
+  readonly execs = new Map<string, number>();
+  readonly spans: Array<{ name: string; start: number; end: number }> = [];
+  running = 0;
+  maxRunning = 0;
+  total(): number {
+    return [...this.execs.values()].reduce((a, b) => a + b, 0);
+  }
+  resolve = (v: SolverVertex): Op => {
+    const op = v.op as FakeOp;
+    return {
+      cacheable: op.cacheable ?? true,
+      cacheMap: async () => ({ digest: op.cacheable === false ? `random:${Math.random()}` : v.digest, deps: op.deps ?? v.inputs.map(() => ({})) }),
+      exec: async (ctx, inputs): Promise<WorkerRef[]> => {
+        const n = (this.execs.get(v.name) ?? 0) + 1;
+        this.execs.set(v.name, n);
+        this.running++;
+        this.maxRunning = Math.max(this.maxRunning, this.running);
+        const start = performance.now();
+        try {
+          ctx.log(1, `running ${v.name}\n`);
+          if (op.delay !== undefined) {
+            await new Promise<void>((resolve, reject) => {
+              const t = setTimeout(resolve, op.delay);
+              ctx.signal.addEventListener('abort', () => {
+                clearTimeout(t);
+                reject(new Error('killed'));
+              });
+            });
+          }
+          if (op.fail !== undefined) {
+            ctx.log(2, op.fail.output);
+            throw Object.assign(new Error('exit status'), { exitCode: op.fail.exitCode, command: '/bin/sh -c false' });
+          }
+          return [{ snapshot: `${v.name}#${n}<${inputs.map((i) => i.snapshot).join(',')}>`, size: 1 }];
+        } finally {
+          this.running--;
+          this.spans.push({ name: v.name, start, end: performance.now() });
+        }
+      },
+    };
+  };
+}
+
+function setup(parallelism = 4): { w: FakeWorker; s: Scheduler; store: CacheStore } {
+  const w = new FakeWorker();
+  const store = CacheStore.open({ path: ':memory:' });
+  return { w, store, s: new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(store), parallelism }) };
+}
+
+describe('Scheduler', () => {
+  test('a second build of the same graph is a cache hit that runs zero execs', async () => {
+    const { w, s } = setup();
+    const base = vertex('base', { kind: 'source' });
+    const run = vertex('run', { kind: 'exec' }, [base]);
+    const r1 = await s.build(edge(run));
+    expect(r1.cached).toBe(false);
+    expect(w.total()).toBe(2);
+    const progress = new ProgressStream();
+    const r2 = await s.build(edge(vertex('run', { kind: 'exec' }, [vertex('base', { kind: 'source' })])), { progress });
+    progress.close();
+    expect(w.total()).toBe(2);
+    expect(r2.cached).toBe(true);
+    expect(r2.ref.snapshot).toBe(r1.ref.snapshot);
+    expect(progress.events().filter((e) => e.kind === 'vertex.cached').map((e) => (e.kind === 'vertex.cached' ? e.name : ''))).toEqual(['base', 'run']);
+  });
+
+  test('a diamond runs its shared vertex once; an independent pair overlaps in time', async () => {
+    const { w, s } = setup(4);
+    const root = vertex('root', { kind: 'source', delay: 20 });
+    const left = vertex('left', { kind: 'exec', delay: 200 }, [root]);
+    const right = vertex('right', { kind: 'exec', delay: 200 }, [root]);
+    const join = vertex('join', { kind: 'merge' }, [left, right]);
+    const t0 = performance.now();
+    await s.build(edge(join));
+    const elapsed = performance.now() - t0;
+    expect(Object.fromEntries(w.execs)).toEqual({ root: 1, left: 1, right: 1, join: 1 });
+    expect(w.maxRunning).toBe(2);
+    const l = w.spans.find((x) => x.name === 'left');
+    const r = w.spans.find((x) => x.name === 'right');
+    expect(l !== undefined && r !== undefined && l.start < r.end && r.start < l.end).toBe(true);
+    expect(elapsed).toBeLessThan(380); // sequential would be > 420ms
+  });
+
+  test('parallelism bounds how many ops run at once', async () => {
+    const { w, s } = setup(2);
+    const leaves = ['a', 'b', 'c', 'd', 'e'].map((n) => vertex(n, { kind: 'exec', delay: 30 }));
+    await s.build(edge(vertex('all', { kind: 'merge' }, leaves)));
+    expect(w.maxRunning).toBe(2);
+    expect(w.total()).toBe(6);
+  });
+
+  test('concurrent builds share identical vertices', async () => {
+    const { w, s } = setup();
+    const mk = (tail: string): SolverVertex<FakeOp> => vertex(tail, { kind: 'exec' }, [vertex('slow-base', { kind: 'exec', delay: 100 })]);
+    const [a, b] = await Promise.all([s.build(edge(mk('x'))), s.build(edge(mk('y')))]);
+    expect(w.execs.get('slow-base')).toBe(1);
+    expect(a.ref.snapshot).toContain('slow-base#1');
+    expect(b.ref.snapshot).toContain('slow-base#1');
+    expect(s.activeVertices).toBe(0);
+  });
+
+  test('noCache re-runs everything, noCacheFilter only the filtered vertex, and results are still stored', async () => {
+    const { w, s } = setup();
+    const g = (): SolverVertex<FakeOp> => vertex('b', { kind: 'exec' }, [vertex('a', { kind: 'exec' })]);
+    await s.build(edge(g()));
+    await s.build(edge(g()), { noCache: true });
+    expect(Object.fromEntries(w.execs)).toEqual({ a: 2, b: 2 });
+    await s.build(edge(g()), { noCacheFilter: (v) => v.name === 'b' });
+    expect(Object.fromEntries(w.execs)).toEqual({ a: 2, b: 3 });
+    const r = await s.build(edge(g()));
+    expect(r.cached).toBe(true);
+    expect(w.total()).toBe(5);
+  });
+
+  test('content keys: a new source key with unchanged content still hits the child', async () => {
+    const { w, s } = setup();
+    let content = 'v1';
+    const build = (): Promise<unknown> => {
+      // A local source: never cached itself; the copy keys it by the content it selects.
+      const ctx = vertex('context', { kind: 'source', cacheable: false });
+      const copy = vertex('copy', { kind: 'file', deps: [{ selector: D('sel'), computeDigest: async () => D(content) }] }, [ctx]);
+      return s.build(edge(vertex('run', { kind: 'exec' }, [copy])));
+    };
+    await build();
+    await build();
+    expect(Object.fromEntries(w.execs)).toEqual({ context: 2, copy: 1, run: 1 });
+    content = 'v2';
+    await build();
+    expect(Object.fromEntries(w.execs)).toEqual({ context: 3, copy: 2, run: 2 });
+  });
+
+  test('a failing vertex reports op, location, command, exit code and last output lines', async () => {
+    const { s } = setup();
+    const bad = vertex('[stage 2/2] RUN false', { kind: 'exec', fail: { exitCode: 1, output: 'line one\nline two\n' } }, [vertex('base', { kind: 'source' })]);
+    const progress = new ProgressStream();
+    const p = s.build(edge(bad), { progress });
+    await expect(p).rejects.toBeInstanceOf(VertexError);
+    await expect(p).rejects.toMatchObject({
+      code: 'SOLVER_EXEC_FAILED',
+      message: 'process "/bin/sh -c false" did not complete successfully: exit code: 1',
+      exitCode: 1,
+      command: '/bin/sh -c false',
+      op: 'exec',
+      location: { file: 'Dockerfile', line: 3, column: 1 },
+      logTail: ['running [stage 2/2] RUN false', 'line one', 'line two'],
+    });
+    progress.close();
+    expect(progress.events().some((e) => e.kind === 'vertex.error')).toBe(true);
+    expect(s.activeVertices).toBe(0);
+  });
+
+  test('aborting a build stops its running op, rejects with SOLVER_CANCELLED and stores nothing for it', async () => {
+    const { w, s, store } = setup();
+    const ctl = new AbortController();
+    const long = vertex('long', { kind: 'exec', delay: 5_000 }, [vertex('base', { kind: 'source' })]);
+    const p = s.build(edge(long), { signal: ctl.signal });
+    setTimeout(() => ctl.abort(), 50);
+    const t0 = performance.now();
+    await expect(p).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    expect(performance.now() - t0).toBeLessThan(1000);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(w.running).toBe(0);
+    expect(store.du().map((u) => u.description)).toEqual(['base']);
+    // The next build runs it again (the failed state is not reused).
+    const r = await s.build(edge(vertex('long2', { kind: 'exec' }, [vertex('base', { kind: 'source' })])));
+    expect(r.cached).toBe(false);
+  });
+
+  test('a vertex shared with another build keeps running when one of the builds is aborted', async () => {
+    const { w, s } = setup();
+    const shared = (): SolverVertex<FakeOp> => vertex('shared', { kind: 'exec', delay: 150 });
+    const ctl = new AbortController();
+    const a = s.build(edge(vertex('a', { kind: 'exec' }, [shared()])), { signal: ctl.signal });
+    const b = s.build(edge(vertex('b', { kind: 'exec' }, [shared()])));
+    setTimeout(() => ctl.abort(), 30);
+    await expect(a).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    expect((await b).cached).toBe(false);
+    expect(w.execs.get('shared')).toBe(1);
+  });
+});

@@ -1,0 +1,322 @@
+import { availableParallelism } from 'node:os';
+import { CacheKey, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
+import type { CacheManager, CacheMatch } from '../cache/cache-manager.js';
+import { SolverError, throwIfCancelled } from '../errors.js';
+import type { ProgressEvent, ProgressSink } from '../progress/events.js';
+import { Semaphore } from './semaphore.js';
+import type { BuildOptions, BuildResult, CacheMap, Op, OpContext, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
+import { VertexError, execDetails } from './vertex-error.js';
+
+/** Options of a {@link Scheduler}. */
+export interface SchedulerOptions {
+  readonly resolveOp: ResolveOp;
+  readonly cache: CacheManager;
+  /** Ops running at once across all builds. Default: number of CPUs. */
+  readonly parallelism?: number;
+  /** Clock in ms (tests). */
+  readonly now?: () => number;
+  /** Output lines kept for a failed vertex's error. Default 20. */
+  readonly logTailLines?: number;
+}
+
+interface EdgeKey {
+  readonly key: CacheKey;
+  readonly hit: CacheMatch | undefined;
+}
+
+interface Job {
+  readonly signal: AbortSignal | undefined;
+  readonly progress: ProgressSink | undefined;
+  readonly states: Set<VertexState>;
+  readonly leases: Array<() => void>;
+}
+
+/** The shared state of one vertex while some build needs it (BuildKit's sharedOp). */
+class VertexState {
+  readonly id: string;
+  readonly vertex: SolverVertex;
+  readonly ignoreCache: boolean;
+  readonly jobs = new Set<Job>();
+  readonly history: ProgressEvent[] = [];
+  readonly logTail: string[] = [];
+  readonly controller = new AbortController();
+  op: Op | undefined;
+  cacheMap: Promise<CacheMap> | undefined;
+  readonly keys = new Map<number, Promise<EdgeKey>>();
+  readonly slowDigests = new Map<number, Promise<string>>();
+  exec: Promise<readonly WorkerRef[]> | undefined;
+  cachedEmitted = false;
+  failed = false;
+  partial = '';
+
+  constructor(id: string, vertex: SolverVertex, ignoreCache: boolean) {
+    this.id = id;
+    this.vertex = vertex;
+    this.ignoreCache = ignoreCache;
+  }
+}
+
+/**
+ * Runs vertex graphs: merges identical vertices (same digest) within a build and across
+ * concurrent builds, computes BuildKit-model cache keys (definition keys first, content keys when
+ * those miss), loads hits from the cache store and executes misses on the ops, at most
+ * `parallelism` at a time. Independent vertices run concurrently. Aborting a build's signal
+ * stops the ops only that build needed; the store is only written after an op succeeded.
+ */
+export class Scheduler {
+  readonly #resolveOp: ResolveOp;
+  readonly #cache: CacheManager;
+  readonly #sem: Semaphore;
+  readonly #now: () => number;
+  readonly #tailLines: number;
+  readonly #actives = new Map<string, VertexState>();
+
+  constructor(opts: SchedulerOptions) {
+    this.#resolveOp = opts.resolveOp;
+    this.#cache = opts.cache;
+    this.#sem = new Semaphore(opts.parallelism ?? availableParallelism());
+    this.#now = opts.now ?? Date.now;
+    this.#tailLines = opts.logTailLines ?? 20;
+  }
+
+  /** Number of vertices currently shared by running builds. */
+  get activeVertices(): number {
+    return this.#actives.size;
+  }
+
+  /** Builds `target` and returns its result; throws a {@link VertexError} if a vertex fails. */
+  async build(target: SolverEdge, opts: BuildOptions = {}): Promise<BuildResult> {
+    const job: Job = { signal: opts.signal, progress: opts.progress, states: new Set(), leases: [] };
+    const onAbort = (): void => {
+      for (const st of job.states) this.#leave(st, job);
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      throwIfCancelled(opts.signal);
+      const root = this.#state(target.vertex, job, opts);
+      const cancelled = new Promise<never>((_, reject) => {
+        if (opts.signal === undefined) return;
+        const fail = (): void => reject(new SolverError('SOLVER_CANCELLED', 'build cancelled', { cause: opts.signal?.reason }));
+        if (opts.signal.aborted) fail();
+        else opts.signal.addEventListener('abort', fail, { once: true });
+      });
+      cancelled.catch(() => undefined);
+      const { ref, cached } = await Promise.race([this.#result(root, target.index, job, opts), cancelled]);
+      job.leases.push(this.#cache.store.lease(ref.snapshot));
+      const leases = job.leases.splice(0);
+      return { ref, cached, release: () => leases.forEach((l) => l()) };
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      for (const st of [...job.states]) this.#leave(st, job);
+      for (const l of job.leases) l();
+    }
+  }
+
+  #state(v: SolverVertex, job: Job, opts: BuildOptions): VertexState {
+    const ignore = v.options.ignoreCache === true || opts.noCache === true || opts.noCacheFilter?.(v) === true;
+    // A vertex that ignores the cache is different work from the same vertex using it (BuildKit
+    // gives it another digest), so they are not merged.
+    const id = ignore ? `${v.digest}+nocache` : v.digest;
+    let st = this.#actives.get(id);
+    if (st === undefined || st.failed) {
+      st = new VertexState(id, v, ignore);
+      this.#actives.set(id, st);
+    }
+    if (!st.jobs.has(job)) {
+      st.jobs.add(job);
+      job.states.add(st);
+      // Late joiners see what already happened to a shared vertex.
+      if (job.progress !== undefined) for (const ev of st.history) job.progress.emit(ev);
+    }
+    return st;
+  }
+
+  #leave(st: VertexState, job: Job): void {
+    if (!st.jobs.delete(job)) return;
+    job.states.delete(st);
+    if (st.jobs.size === 0) {
+      st.controller.abort(job.signal?.reason);
+      if (this.#actives.get(st.id) === st) this.#actives.delete(st.id);
+    }
+  }
+
+  #emit(st: VertexState, ev: ProgressEvent): void {
+    st.history.push(ev);
+    for (const j of st.jobs) j.progress?.emit(ev);
+  }
+
+  #ctx(st: VertexState): OpContext {
+    return {
+      signal: st.controller.signal,
+      vertex: st.vertex,
+      log: (stream, data) => {
+        const lines = (st.partial + data).split('\n');
+        st.partial = lines.pop() ?? '';
+        st.logTail.push(...lines);
+        if (st.logTail.length > this.#tailLines) st.logTail.splice(0, st.logTail.length - this.#tailLines);
+        this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data, time: this.#now() });
+      },
+      status: (id, current, total, done) => {
+        const t = this.#now();
+        this.#emit(st, {
+          kind: 'status',
+          vertex: st.vertex.digest,
+          id,
+          current,
+          ...(total === undefined ? {} : { total }),
+          ...(done === true ? { completed: t } : {}),
+          time: t,
+        });
+      },
+    };
+  }
+
+  #op(st: VertexState): Op {
+    st.op ??= this.#resolveOp(st.vertex);
+    return st.op;
+  }
+
+  /** The cache key of output `index` of `st`, and a stored result if one matches. */
+  #edgeKey(st: VertexState, index: number, job: Job, opts: BuildOptions): Promise<EdgeKey> {
+    let p = st.keys.get(index);
+    if (p === undefined) {
+      p = this.#computeEdgeKey(st, index, job, opts);
+      p.catch(noop); // failures surface where the key is awaited; never as an unhandled rejection
+      st.keys.set(index, p);
+    }
+    return p;
+  }
+
+  async #computeEdgeKey(st: VertexState, index: number, job: Job, opts: BuildOptions): Promise<EdgeKey> {
+    const v = st.vertex;
+    const op = this.#op(st);
+    if (st.cacheMap === undefined) {
+      st.cacheMap = op.cacheMap(this.#ctx(st));
+      st.cacheMap.catch(noop);
+    }
+    const [cm, inputKeys] = await Promise.all([
+      st.cacheMap,
+      Promise.all(v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts))),
+    ]);
+    const deps: CacheKeyWithSelector[][] = inputKeys.map((ik, i) => [{ selector: cm.deps[i]?.selector ?? '', key: ik.key }]);
+    const usesCache = !st.ignoreCache && op.cacheable !== false;
+    const fast = new CacheKey(cm.digest, index, deps);
+    if (usesCache) {
+      const hit = this.#cache.load(fast);
+      if (hit !== undefined) return this.#hit(st, fast, hit);
+    }
+    const slow = cm.deps.map((d, i) => ({ d, i })).filter(({ d }) => d.computeDigest !== undefined);
+    if (slow.length === 0) return { key: fast, hit: undefined };
+    // The definition key missed: key the inputs by content (BuildKit's slow cache).
+    const withSlow = deps.map((d) => [...d]);
+    await Promise.all(
+      slow.map(async ({ d, i }) => {
+        const input = v.inputs[i];
+        const compute = d.computeDigest;
+        if (input === undefined || compute === undefined) return;
+        let dg = st.slowDigests.get(i);
+        if (dg === undefined) {
+          dg = (async () => {
+            const inState = this.#state(input.vertex, job, opts);
+            const { ref } = await this.#result(inState, input.index, job, opts);
+            return compute(ref, st.controller.signal);
+          })();
+          dg.catch(noop);
+          st.slowDigests.set(i, dg);
+        }
+        withSlow[i]?.push({ selector: '', key: slowCacheKey(await dg) });
+      }),
+    );
+    const full = new CacheKey(cm.digest, index, withSlow);
+    if (usesCache) {
+      const hit = this.#cache.load(full);
+      if (hit !== undefined) return this.#hit(st, full, hit);
+    }
+    return { key: full, hit: undefined };
+  }
+
+  /** Reports a cache hit (once per vertex, like BuildKit's `#N CACHED`). */
+  #hit(st: VertexState, key: CacheKey, hit: CacheMatch): EdgeKey {
+    if (!st.cachedEmitted) {
+      st.cachedEmitted = true;
+      this.#emit(st, { kind: 'vertex.cached', vertex: st.vertex.digest, name: st.vertex.name, time: this.#now() });
+    }
+    return { key, hit };
+  }
+
+  /** The result of output `index` of `st`: from the cache or by running the op. */
+  async #result(st: VertexState, index: number, job: Job, opts: BuildOptions): Promise<{ ref: WorkerRef; cached: boolean }> {
+    const { hit } = await this.#edgeKey(st, index, job, opts);
+    if (hit !== undefined) {
+      job.leases.push(this.#cache.store.lease(hit.record.snapshot));
+      return { ref: { snapshot: hit.record.snapshot, size: hit.record.size }, cached: true };
+    }
+    if (st.exec === undefined) {
+      st.exec = this.#exec(st, job, opts);
+      st.exec.catch(noop);
+    }
+    const refs = await st.exec;
+    const ref = refs[index];
+    if (ref === undefined) {
+      throw new SolverError('SOLVER_INVALID_DEFINITION', `vertex ${st.vertex.name} has no output ${index}`);
+    }
+    return { ref, cached: false };
+  }
+
+  async #exec(st: VertexState, job: Job, opts: BuildOptions): Promise<readonly WorkerRef[]> {
+    const v = st.vertex;
+    const op = this.#op(st);
+    try {
+      const inputs = await Promise.all(v.inputs.map(async (e) => (await this.#result(this.#state(e.vertex, job, opts), e.index, job, opts)).ref));
+      const release = await this.#sem.acquire(st.controller.signal);
+      let refs: readonly WorkerRef[];
+      try {
+        throwIfCancelled(st.controller.signal);
+        this.#emit(st, { kind: 'vertex.started', vertex: v.digest, name: v.name, inputs: v.inputs.map((e) => e.vertex.digest), time: this.#now() });
+        refs = await op.exec(this.#ctx(st), inputs);
+      } finally {
+        release();
+      }
+      if (op.cacheable !== false) {
+        for (const [i, ref] of refs.entries()) {
+          const { key } = await this.#edgeKey(st, i, job, opts);
+          this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: v.name, ...(op.recordKind === undefined ? {} : { kind: op.recordKind }) });
+        }
+      }
+      this.#emit(st, { kind: 'vertex.done', vertex: v.digest, time: this.#now() });
+      return refs;
+    } catch (err) {
+      st.failed = true;
+      if (err instanceof VertexError) throw err; // an input failed; it reported itself
+      const cancelled = st.controller.signal.aborted || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED');
+      if (st.partial !== '') st.logTail.push(st.partial);
+      const details = execDetails(err);
+      const verr = cancelled
+        ? new SolverError('SOLVER_CANCELLED', `${v.name}: cancelled`, { cause: err })
+        : new VertexError(
+            {
+              vertex: v.digest,
+              name: v.name,
+              op: opKindOf(v),
+              locations: v.options.locations ?? [],
+              command: details.command,
+              exitCode: details.exitCode,
+              logTail: [...st.logTail],
+            },
+            err,
+          );
+      this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
+      throw verr;
+    }
+  }
+}
+
+function noop(): void {
+  // intentionally empty
+}
+
+function opKindOf(v: SolverVertex): string | undefined {
+  const op = v.op;
+  if (typeof op === 'object' && op !== null && 'kind' in op && typeof op.kind === 'string') return op.kind;
+  return undefined;
+}

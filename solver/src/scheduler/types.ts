@@ -1,0 +1,104 @@
+import type { CacheRecordKind } from '../cache/store.js';
+import type { SourceLocation } from '../errors.js';
+import type { ProgressSink } from '../progress/events.js';
+
+/**
+ * A vertex of the build graph (BuildKit's solver.Vertex): identified by `digest`, with input
+ * edges, options and an opaque `op` payload the {@link ResolveOp} function understands.
+ * Two vertices with the same digest are the same work and run once.
+ */
+export interface SolverVertex<O = unknown> {
+  readonly digest: string;
+  /** Display name for progress, e.g. `[stage 2/4] RUN make`. */
+  readonly name: string;
+  readonly inputs: readonly SolverEdge[];
+  readonly options: VertexOptions;
+  readonly op: O;
+}
+
+/** One output of a vertex (BuildKit's Edge: vertex + output index). */
+export interface SolverEdge<O = unknown> {
+  readonly vertex: SolverVertex<O>;
+  readonly index: number;
+}
+
+/** Per-vertex options (BuildKit's VertexOptions). */
+export interface VertexOptions {
+  /** Never use a cached result for this vertex (LLB metadata `ignore_cache`). */
+  readonly ignoreCache?: boolean;
+  /** LLB metadata description (`llb.customname`, …). */
+  readonly description?: Readonly<Record<string, string>>;
+  /** Where the vertex comes from (the Definition's source map), for errors. */
+  readonly locations?: readonly SourceLocation[];
+  readonly progressGroup?: string;
+}
+
+/**
+ * A result an op produced: a committed snapshot of the worker. The cache store owns snapshots
+ * saved in it; `cacheable: false` results (a local source mirror) stay owned by the worker.
+ */
+export interface WorkerRef {
+  readonly snapshot: string;
+  readonly size: number;
+}
+
+/** How one input takes part in the cache key (BuildKit's CacheMap.Deps[i]). */
+export interface CacheMapDep {
+  /** Narrows which part of the input matters (digest of the selected paths); '' or undefined for all of it. */
+  readonly selector?: string;
+  /**
+   * Content-based digest of the input's result (BuildKit's ComputeDigestFunc), used when the
+   * definition-based key misses: e.g. the checksum of the files a COPY selects.
+   */
+  readonly computeDigest?: (ref: WorkerRef, signal: AbortSignal) => Promise<string>;
+}
+
+/** BuildKit's CacheMap: the op's own digest (inputs left out) and one entry per input. */
+export interface CacheMap {
+  readonly digest: string;
+  readonly deps: readonly CacheMapDep[];
+}
+
+/** What an op sees while computing its cache map or running. */
+export interface OpContext {
+  readonly signal: AbortSignal;
+  readonly vertex: SolverVertex;
+  /** Output of the running op, shown as `#N 0.123 text` and kept for error reports. */
+  log(stream: 1 | 2, data: string): void;
+  /** Progress of a sub-task (pull, transfer): current/total bytes or items. */
+  status(id: string, current: number, total?: number, done?: boolean): void;
+}
+
+/**
+ * The solver's view of one op (BuildKit's solver.Op): `cacheMap` is called before anything
+ * runs, `exec` only on a cache miss, with the results of the inputs in order.
+ */
+export interface Op {
+  cacheMap(ctx: OpContext): Promise<CacheMap>;
+  exec(ctx: OpContext, inputs: readonly WorkerRef[]): Promise<readonly WorkerRef[]>;
+  /** False for results that must not be stored (a local source: it is re-synced every build). Default true. */
+  readonly cacheable?: boolean;
+  /** Cache record kind for `du`/`prune`. Default `regular`. */
+  readonly recordKind?: CacheRecordKind;
+}
+
+/** Turns a vertex into its {@link Op} (BuildKit's ResolveOpFunc). */
+export type ResolveOp = (vertex: SolverVertex) => Op;
+
+/** Options of one build ({@link Scheduler.build}). */
+export interface BuildOptions {
+  readonly signal?: AbortSignal;
+  readonly progress?: ProgressSink;
+  /** `--no-cache`: every vertex ignores the cache (results are still stored). */
+  readonly noCache?: boolean;
+  /** `--no-cache-filter`: vertices for which this returns true ignore the cache. */
+  readonly noCacheFilter?: (vertex: SolverVertex) => boolean;
+}
+
+/** The result of a build: the target's ref and whether it came from the cache. */
+export interface BuildResult {
+  readonly ref: WorkerRef;
+  readonly cached: boolean;
+  /** Ends this build's lease on the result (it may be pruned afterwards). */
+  release(): void;
+}
