@@ -142,6 +142,7 @@ describe('parse', () => {
   it('handles a BOM and CRLF', () => {
     const r = parse('\uFEFFFROM a\r\nRUN b \\\r\n c\r\n');
     expect(dump(r.children)).toBe('(from "a")\n(run "b  c")');
+    expect(r.children[0]?.location.start).toEqual({ line: 1, column: 1 });
   });
 
   it('nests ONBUILD with its flags', () => {

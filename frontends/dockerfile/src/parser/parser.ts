@@ -147,12 +147,8 @@ export function parse(text: string, options: ParseOptions = {}): ParseResult {
     const phys = lines[i++];
     if (phys === undefined) break;
     let raw = phys.raw;
-    let bomShift = 0;
-    if (currentLine === 0) {
-      const nb = discardBOM(raw);
-      bomShift = raw.length - nb.length;
-      raw = nb;
-    }
+    // the BOM is dropped before columns are counted: editors don't show it as a column
+    if (currentLine === 0) raw = discardBOM(raw);
     if (isComment(raw)) {
       const c = goTrimSpace(raw.slice(1)).text;
       comments = c === '' ? [] : [...comments, c];
@@ -171,7 +167,7 @@ export function parse(text: string, options: ParseOptions = {}): ParseResult {
     const [first, firstEnd] = trimContinuation(token, d.escapeToken);
     let isEnd = firstEnd;
     if (isEnd && first === '') continue;
-    lm.add(first, phys.line, bomShift + trimmed.length - stripped.length + 1);
+    lm.add(first, phys.line, trimmed.length - stripped.length + 1);
     let lastLine = phys;
     let hasEmptyContinuation = false;
     while (!isEnd && i < lines.length) {
