@@ -36,7 +36,7 @@ export {
   type FileActionRm,
   type FileActionSymlink,
   type FileActionBody,
-  type FileAction,
+  type FileOpAction,
   type FileOp,
   type BuildInput,
   type BuildOp,
@@ -69,3 +69,80 @@ export {
 } from './graph.js';
 export { definitionToJsonLines, opJson, opMetadataJson } from './json-view.js';
 export { definitionToDot } from './dot-view.js';
+export {
+  type Platform,
+  parsePlatform,
+  formatPlatform,
+  normalizePlatform,
+  defaultPlatform,
+  platformToPb,
+  platformFromPb,
+  platformEquals,
+} from './platform.js';
+export {
+  type ImageConfig,
+  type ImageConfigConfig,
+  type HealthConfig,
+  type ImageHistory,
+  type ResolveMode,
+  type ResolvedImageConfig,
+  type ResolveImageConfigOptions,
+  type ImageMetaResolver,
+  parseImageConfig,
+} from './image-config.js';
+export {
+  type ImageReference,
+  parseImageReference,
+  formatImageReference,
+  tagNameOnly,
+  normalizeImageReference,
+} from './reference.js';
+export {
+  State,
+  ExecState,
+  scratch,
+  type StateValues,
+  type NetworkMode,
+  type SecurityModeName,
+  type ExtraHost,
+  type UlimitSpec,
+} from './state/state.js';
+export type { ConstraintsOptions } from './state/constraints.js';
+export type { RunOptions, MountSpec, SecretSpec, SSHSpec, CacheSharing } from './state/exec.js';
+export { defaultPathEnv } from './state/exec.js';
+export {
+  FileAction,
+  FileActionWithState,
+  mkdir,
+  mkfile,
+  rm,
+  copy,
+  symlink,
+  type ChownSpec,
+  type CreatedTime,
+  type MkdirOptions,
+  type MkfileOptions,
+  type RmOptions,
+  type SymlinkOptions,
+  type CopyOptions,
+} from './state/file.js';
+export {
+  image,
+  resolveImage,
+  local,
+  git,
+  http,
+  ociLayout,
+  type ImageOptions,
+  type ResolveImageOptions,
+  type LocalOptions,
+  type GitOptions,
+  type HttpOptions,
+  type OCILayoutOptions,
+} from './state/source.js';
+export { merge, diff } from './state/merge-diff.js';
+export type { BuildOptions } from './state/build.js';
+export type { MarshalOptions } from './state/marshal.js';
+export { Caps, CAPS_V0_11_6 } from './state/caps.js';
+export { Attr, Scheme } from './state/attrs.js';
+export { shlexSplit } from './state/shlex.js';

@@ -11,7 +11,7 @@ import type {
   ChownOpt,
   Definition,
   ExecOp,
-  FileAction,
+  FileOpAction,
   Meta,
   Mount,
   Op,
@@ -178,7 +178,7 @@ const jUser = (u: UserOpt): string => {
 };
 const jChown = (c: ChownOpt): string => new Obj().obj('user', c.user, jUser).obj('group', c.group, jUser).toString();
 
-const jAction = (a: FileAction): string => {
+const jAction = (a: FileOpAction): string => {
   const o = new Obj().num0('input', a.input).num0('secondaryInput', a.secondaryInput).num0('output', a.output);
   const act = a.action;
   switch (act.kind) {

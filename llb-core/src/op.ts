@@ -218,7 +218,7 @@ export interface FileActionSymlink {
   readonly timestamp?: bigint;
 }
 
-/** The `action` oneof of `pb.FileAction`. */
+/** The `action` oneof of `pb.FileOpAction`. */
 export type FileActionBody =
   | { readonly kind: 'copy'; readonly copy: FileActionCopy }
   | { readonly kind: 'mkfile'; readonly mkfile: FileActionMkFile }
@@ -228,11 +228,11 @@ export type FileActionBody =
   | { readonly kind: 'none' };
 
 /**
- * `pb.FileAction`. `input`/`secondaryInput` index the op's inputs, or, at
+ * `pb.FileOpAction`. `input`/`secondaryInput` index the op's inputs, or, at
  * `inputs.length + i`, the result of action `i`; -1 means none/scratch.
  * `output` -1 means the action's result is not an op output.
  */
-export interface FileAction {
+export interface FileOpAction {
   readonly input?: number;
   readonly secondaryInput?: number;
   readonly output?: number;
@@ -241,7 +241,7 @@ export interface FileAction {
 
 /** `pb.FileOp`. */
 export interface FileOp {
-  readonly actions?: readonly FileAction[];
+  readonly actions?: readonly FileOpAction[];
 }
 
 /** `pb.BuildInput`. */

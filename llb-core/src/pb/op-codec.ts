@@ -13,7 +13,7 @@ import type {
   ChownOpt,
   DiffOp,
   ExecOp,
-  FileAction,
+  FileOpAction,
   FileActionBody,
   FileActionCopy,
   FileActionMkDir,
@@ -794,7 +794,7 @@ function decSymlink(r: Reader, end: number): FileActionSymlink {
   return m;
 }
 
-function decFileAction(r: Reader, end: number): FileAction {
+function decFileAction(r: Reader, end: number): FileOpAction {
   const a: { input?: number; secondaryInput?: number; output?: number } = {};
   let action: FileActionBody = { kind: 'none' };
   while (r.pos < end) {
@@ -815,7 +815,7 @@ function decFileAction(r: Reader, end: number): FileAction {
   return { ...a, action };
 }
 
-function encFileAction(w: PbWriter, a: FileAction): void {
+function encFileAction(w: PbWriter, a: FileOpAction): void {
   if (a.input) w.int(1, a.input);
   if (a.secondaryInput) w.int(2, a.secondaryInput);
   if (a.output) w.int(3, a.output);
@@ -863,7 +863,7 @@ function encFileAction(w: PbWriter, a: FileAction): void {
 }
 
 function decFile(r: Reader, end: number): FileOp {
-  let actions: FileAction[] | undefined;
+  let actions: FileOpAction[] | undefined;
   while (r.pos < end) {
     const tag = readTag(r);
     if (tag === 18) (actions ??= []).push(decFileAction(r, readLength(r)));

@@ -1,0 +1,131 @@
+/**
+ * Per-op and marshal-level constraints (client/llb `Constraints`): platform, worker
+ * filters, local unique ID and op metadata, merged the way `MarshalConstraints` does.
+ */
+import type { OpMetadata, PbPlatform, ProgressGroup } from '../op.js';
+import { defaultPlatform, normalizePlatform, platformToPb, toPlatform, type Platform } from '../platform.js';
+
+/**
+ * Options every op accepts (Go `ConstraintsOpt`s): custom name and description,
+ * cache control, progress group, worker filters and platform.
+ */
+export interface ConstraintsOptions {
+  /** The op's platform (Go `llb.Platform`). */
+  readonly platform?: Platform | string;
+  /** Name shown in progress output (`llb.customname`). */
+  readonly customName?: string;
+  /** Extra description entries (Go `WithDescription`). */
+  readonly description?: Readonly<Record<string, string>>;
+  /** Always re-run this op (Go `IgnoreCache`). */
+  readonly ignoreCache?: boolean;
+  /** Force (`true`) or suppress (`false`) cache export for this op (Go `WithExportCache`/`WithoutExportCache`). */
+  readonly exportCache?: boolean;
+  /** Progress group the op belongs to (Go `ProgressGroup`). */
+  readonly progressGroup?: ProgressGroup;
+  /** containerd-style worker filters (Go `Require`). */
+  readonly workerConstraints?: readonly string[];
+  /** `local.unique` for local sources without a session (Go `LocalUniqueID`). */
+  readonly localUniqueId?: string;
+}
+
+/** Mutable metadata used while building an op (Go `pb.OpMetadata` value semantics). */
+export interface MetaBuilder {
+  ignoreCache: boolean;
+  description: Map<string, string> | undefined;
+  exportCache: { value: boolean } | undefined;
+  caps: Set<string> | undefined;
+  progressGroup: ProgressGroup | undefined;
+}
+
+/** Internal constraints (Go `llb.Constraints`). */
+export interface Constraints {
+  platform: Platform | undefined;
+  workerConstraints: string[];
+  metadata: MetaBuilder;
+  localUniqueId: string | undefined;
+}
+
+export function emptyMeta(): MetaBuilder {
+  return { ignoreCache: false, description: undefined, exportCache: undefined, caps: undefined, progressGroup: undefined };
+}
+
+export function cloneMeta(m: MetaBuilder): MetaBuilder {
+  return {
+    ignoreCache: m.ignoreCache,
+    description: m.description ? new Map(m.description) : undefined,
+    exportCache: m.exportCache,
+    caps: m.caps ? new Set(m.caps) : undefined,
+    progressGroup: m.progressGroup,
+  };
+}
+
+/** Builds constraints from user options. */
+export function constraintsFrom(opts: ConstraintsOptions | undefined): Constraints {
+  const c: Constraints = { platform: undefined, workerConstraints: [], metadata: emptyMeta(), localUniqueId: undefined };
+  if (!opts) return c;
+  if (opts.platform !== undefined) c.platform = toPlatform(opts.platform);
+  if (opts.description) {
+    c.metadata.description = new Map(Object.entries(opts.description));
+  }
+  if (opts.customName !== undefined) (c.metadata.description ??= new Map()).set('llb.customname', opts.customName);
+  if (opts.ignoreCache) c.metadata.ignoreCache = true;
+  if (opts.exportCache !== undefined) c.metadata.exportCache = { value: opts.exportCache };
+  if (opts.progressGroup) c.metadata.progressGroup = opts.progressGroup;
+  if (opts.workerConstraints) c.workerConstraints = [...opts.workerConstraints];
+  if (opts.localUniqueId !== undefined) c.localUniqueId = opts.localUniqueId;
+  return c;
+}
+
+export function cloneConstraints(c: Constraints): Constraints {
+  return { ...c, workerConstraints: [...c.workerConstraints], metadata: cloneMeta(c.metadata) };
+}
+
+/** Go `addCap`. */
+export function addCap(c: Constraints, cap: string): void {
+  (c.metadata.caps ??= new Set()).add(cap);
+}
+
+/** Go `mergeMetadata(m1, m2)`: m2's settings win; caps and descriptions accumulate. */
+export function mergeMetadata(m1: MetaBuilder, m2: MetaBuilder): MetaBuilder {
+  const out = cloneMeta(m1);
+  if (m2.ignoreCache) out.ignoreCache = true;
+  if (m2.description && m2.description.size > 0) {
+    out.description ??= new Map();
+    for (const [k, v] of m2.description) out.description.set(k, v);
+  }
+  if (m2.exportCache) out.exportCache = m2.exportCache;
+  if (m2.caps) {
+    out.caps ??= new Set();
+    for (const k of m2.caps) out.caps.add(k);
+  }
+  if (m2.progressGroup) out.progressGroup = m2.progressGroup;
+  return out;
+}
+
+/** Converts builder metadata to the wire model. */
+export function metaToPb(m: MetaBuilder): OpMetadata {
+  const out: { -readonly [K in keyof OpMetadata]: OpMetadata[K] } = {};
+  if (m.ignoreCache) out.ignoreCache = true;
+  if (m.description) out.description = new Map(m.description);
+  if (m.exportCache) out.exportCache = m.exportCache.value ? { value: true } : {};
+  if (m.caps) out.caps = new Map([...m.caps].map((k) => [k, true] as const));
+  if (m.progressGroup) out.progressGroup = m.progressGroup;
+  return out;
+}
+
+/** What `MarshalConstraints` puts on an op, plus the op's merged metadata. */
+export interface MarshaledConstraints {
+  platform: PbPlatform;
+  workerConstraints: string[];
+  metadata: MetaBuilder;
+}
+
+/** Go `MarshalConstraints(base, override)`. */
+export function marshalConstraints(base: Constraints, override: Constraints): MarshaledConstraints {
+  const platform = override.platform ?? base.platform ?? normalizePlatform(defaultPlatform());
+  return {
+    platform: platformToPb(platform),
+    workerConstraints: [...base.workerConstraints, ...override.workerConstraints],
+    metadata: mergeMetadata(base.metadata, override.metadata),
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * Marshaling a {@link State} to a {@link Definition} (client/llb `State.Marshal`).
+ */
+import type { Digest } from '../digest.js';
+import { digestOf } from '../digest.js';
+import type { Definition, Locations, Op, OpMetadata } from '../op.js';
+import { encodeOp } from '../pb/op-codec.js';
+import { Caps } from './caps.js';
+import { constraintsFrom, emptyMeta, mergeMetadata, metaToPb, type ConstraintsOptions, type MetaBuilder } from './constraints.js';
+import type { State } from './state.js';
+import { MarshalContext, type Vertex } from './vertex.js';
+
+/** Marshal-level options: constraints applied to every op, plus the LLB cap set. */
+export interface MarshalOptions extends ConstraintsOptions {
+  /**
+   * The caps the target BuildKit supports (Go `WithCaps`). When given, execs record
+   * `exec.meta.setsdefaultpath` if present, or get an explicit default `PATH` if not.
+   */
+  readonly caps?: Iterable<string>;
+}
+
+/** @internal */
+export function marshalState(st: State, opts: MarshalOptions): Definition {
+  if (st.error) throw st.error;
+  if (!st.output) return { def: [], metadata: new Map() };
+  const ctx = new MarshalContext(constraintsFrom(opts), opts.caps === undefined ? undefined : new Set(opts.caps));
+  const def: Uint8Array[] = [];
+  const metadata = new Map<Digest, MetaBuilder>();
+  const seenDigests = new Set<Digest>();
+  const seenVertices = new Set<Vertex>();
+  const locations = new Map<string, Locations>();
+
+  // Depth-first post-order from the terminal, inputs in listed order (iterative: deep graphs).
+  const rootVertex = st.output.vertex;
+  const stack: { v: Vertex; i: number }[] = [{ v: rootVertex, i: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1] as { v: Vertex; i: number };
+    const m = ctx.marshal(top.v);
+    if (top.i < m.inputVertices.length) {
+      const next = m.inputVertices[top.i++] as Vertex;
+      if (!seenVertices.has(next)) stack.push({ v: next, i: 0 });
+      continue;
+    }
+    stack.pop();
+    if (seenVertices.has(top.v)) continue;
+    seenVertices.add(top.v);
+    metadata.set(m.digest, mergeMetadata(metadata.get(m.digest) ?? emptyMeta(), m.metadata));
+    if (!seenDigests.has(m.digest)) {
+      seenDigests.add(m.digest);
+      def.push(m.bytes);
+      locations.set(m.digest, {});
+    }
+  }
+
+  const { input } = ctx.toInput(st.output);
+  const terminal: Op = { kind: 'none', inputs: [input] };
+  const tbytes = encodeOp(terminal);
+  const tdigest = digestOf(tbytes);
+  def.push(tbytes);
+  const tmeta = metadata.get(tdigest) ?? emptyMeta();
+  const caps = new Set<string>(tmeta.caps ?? []);
+  caps.add(Caps.constraints);
+  caps.add(Caps.platform);
+  for (const m of metadata.values()) {
+    if (m.ignoreCache) caps.add(Caps.metaIgnoreCache);
+    if (m.description !== undefined) caps.add(Caps.metaDescription);
+    if (m.exportCache !== undefined) caps.add(Caps.metaExportCache);
+  }
+  metadata.set(tdigest, { ...tmeta, caps });
+
+  const out = new Map<Digest, OpMetadata>();
+  for (const [d, m] of metadata) out.set(d, metaToPb(m));
+  return { def, metadata: out, source: { locations } };
+}
