@@ -4,7 +4,7 @@ import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink
 import { dirname, join, posix } from 'node:path';
 import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
 import { Limiter } from './limiter.js';
-import { devNumbers, makeSpecial, nsToSeconds, type Seconds } from './meta.js';
+import { devNumbers, makeSpecial, nsToSeconds, preserveOwner, type Seconds } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
 import type { ModeSet } from './mode.js';
 import { IncludeMatcher, PatternMatcher } from './patterns.js';
@@ -344,7 +344,8 @@ class Copier {
     const st = entry.st;
     const uid = this.ci.owner?.uid ?? Number(st.uid);
     const gid = this.ci.owner?.gid ?? Number(st.gid);
-    await lchown(target, uid, gid);
+    if (this.ci.owner !== undefined) await lchown(target, uid, gid);
+    else await preserveOwner(target, uid, gid);
     if (!st.isSymbolicLink()) {
       let m = Number(st.mode) & 0o7777;
       if (this.ci.mode !== undefined) m = (m & ~0o777) | (this.ci.mode & 0o777);

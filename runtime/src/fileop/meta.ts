@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { Stats, BigIntStats } from 'node:fs';
 import { lchown, lutimes } from 'node:fs/promises';
+import { errnoCode } from './errors.js';
 import type { Owner, Timestamp } from './types.js';
 
 /** A point in time as seconds (with fraction) for `fs.lutimes`. */
@@ -56,4 +57,18 @@ export function devNumbers(rdev: number): [number, number] {
   const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
   const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
   return [major, minor];
+}
+
+/**
+ * Preserves an entry's recorded owner (`cp -a`). Without root only our own ids can be set, so
+ * an EPERM then leaves the file owned by us (rootless use) instead of failing the copy; an
+ * explicit owner from the action goes through {@link chownIf} and fails loudly.
+ */
+export async function preserveOwner(path: string, uid: number, gid: number): Promise<void> {
+  try {
+    await lchown(path, uid, gid);
+  } catch (err) {
+    if (errnoCode(err) === 'EPERM' && process.getuid?.() !== 0) return;
+    throw err;
+  }
 }

@@ -1,10 +1,10 @@
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
+import { chmod, link, lstat, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extract, type Header } from 'tar-stream';
 import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
 import { decompressedStream, detectCompression, isTarHeader, readHead } from './decompress.js';
-import { makeSpecial, type Seconds } from './meta.js';
+import { makeSpecial, preserveOwner, type Seconds } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
 import { cleanInRoot, pathComponents, resolveInRoot } from './resolve.js';
 import type { Owner } from './types.js';
@@ -163,7 +163,7 @@ async function extractEntry(
     default:
       return;
   }
-  await lchown(path, h.uid, h.gid);
+  await preserveOwner(path, h.uid, h.gid);
   if (type !== 'symlink') await chmod(path, mode);
   if (type !== 'directory') {
     const t = (h.mtime ?? new Date(0)).getTime() / 1000;

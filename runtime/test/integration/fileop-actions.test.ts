@@ -158,6 +158,37 @@ describe('applyFileAction', () => {
     expect(await readTree(dest)).toEqual({ app: 'dir', 'app/app.js': 'console.log(1)', 'app/main.js': '-> app.js' });
   });
 
+  test('aborting a running copy stops it between files', async () => {
+    const src = await tempDir('src');
+    const dest = await tempDir('dest');
+    const tree: Record<string, string> = {};
+    for (let i = 0; i < 200; i++) tree[`d/f${i}`] = String(i);
+    await writeTree(src, tree);
+    const ac = new AbortController();
+    const p = applyFileAction(
+      {
+        kind: 'copy',
+        src: '/d',
+        dest: '/d',
+        mode: -1,
+        followSymlink: false,
+        dirCopyContents: false,
+        attemptUnpackDockerCompatibility: false,
+        createDestPath: false,
+        allowWildcard: false,
+        allowEmptyWildcard: false,
+        timestamp: -1,
+        alwaysReplaceExistingDestPaths: false,
+      },
+      { src, dest },
+      { signal: ac.signal },
+    );
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: 'FILEOP_CANCELLED' });
+    const copied = (await exists(join(dest, 'd'))) ? Object.keys(await readTree(join(dest, 'd'))).length : 0;
+    expect(copied).toBeLessThan(200);
+  });
+
   test('an aborted signal cancels with FILEOP_CANCELLED', async () => {
     const root = await tempDir();
     await writeTree(root, { f: 'x' });
