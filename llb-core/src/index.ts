@@ -146,3 +146,14 @@ export type { MarshalOptions } from './state/marshal.js';
 export { Caps, CAPS_V0_11_6 } from './state/caps.js';
 export { Attr, Scheme } from './state/attrs.js';
 export { shlexSplit } from './state/shlex.js';
+export {
+  type FileStat,
+  type ReadFileOptions,
+  type Ref,
+  type SolveRequest,
+  type FrontendResult,
+  type FrontendWarning,
+  type FrontendClient,
+  type Frontend,
+  ResultMetadataKey,
+} from './frontend.js';

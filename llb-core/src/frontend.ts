@@ -1,0 +1,95 @@
+/**
+ * The frontend contract: what a frontend (Dockerfile, Buildpacks, TypeScript DSL) sees of
+ * the gateway, shaped like BuildKit's Go `frontend/gateway/client.Client`. Frontends depend
+ * on this module only, never on the solver, so every frontend plugs in the same way.
+ */
+import type { Definition } from './op.js';
+import type { ImageMetaResolver } from './image-config.js';
+
+/** Metadata of one file in a solved result, like BuildKit's `fstypes.Stat`. */
+export interface FileStat {
+  /** Path relative to the directory that was listed (or the path asked for). */
+  readonly path: string;
+  /** Go `os.FileMode` bits: permission bits plus type bits (dir `1 << 31`, symlink `1 << 27`). */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  /** Modification time in Unix nanoseconds. */
+  readonly modTime: bigint;
+  /** Symlink target, when the file is a symlink. */
+  readonly linkname?: string;
+}
+
+/** Options of {@link Ref.readFile}: an optional byte range. */
+export interface ReadFileOptions {
+  readonly offset?: number;
+  readonly length?: number;
+}
+
+/**
+ * A handle on a solved (or lazily solvable) result inside the gateway. Reading from it forces
+ * the solve of its graph. Refs live until the frontend returns.
+ */
+export interface Ref {
+  /** Reads a file of the result; throws when the path is missing or not a regular file. */
+  readFile(path: string, options?: ReadFileOptions): Promise<Uint8Array>;
+  /** Lists a directory of the result, optionally filtered by a glob include pattern. */
+  readDir(path: string, include?: string): Promise<readonly FileStat[]>;
+  /** Stats one path of the result (symlinks are not followed). */
+  statFile(path: string): Promise<FileStat>;
+  /** The LLB this ref stands for, so a frontend can keep building on it. */
+  readonly definition: Definition;
+}
+
+/** A solve request from a frontend: a raw Definition to evaluate. */
+export interface SolveRequest {
+  readonly definition: Definition;
+  /** Force evaluation now, so errors surface at this call rather than on first read. */
+  readonly evaluate?: boolean;
+}
+
+/**
+ * What a frontend returns: one ref, or refs per platform key, plus metadata such as
+ * `containerimage.config` (the image config JSON) as BuildKit's gateway `Result` carries.
+ */
+export interface FrontendResult {
+  readonly ref?: Ref;
+  readonly refs?: ReadonlyMap<string, Ref>;
+  readonly metadata: ReadonlyMap<string, Uint8Array>;
+}
+
+/** A lint-style warning with an optional source location. */
+export interface FrontendWarning {
+  readonly message: string;
+  readonly file?: string;
+  readonly line?: number;
+  readonly column?: number;
+}
+
+/**
+ * The client a frontend works through. `opts` are BuildKit's frontend options
+ * (`filename`, `target`, `platform`, `build-arg:NAME`, `context:NAME`, `no-cache`, …);
+ * `inputs` are named contexts handed over as LLB (`context`, `dockerfile`, or `--build-context` names).
+ */
+export interface FrontendClient extends ImageMetaResolver {
+  readonly opts: ReadonlyMap<string, string>;
+  readonly inputs: ReadonlyMap<string, Definition>;
+  /** Solves a Definition and returns a ref to its result. */
+  solve(request: SolveRequest): Promise<Ref>;
+  /** Reports a warning to the user (progress output); never fails the build. */
+  warn(warning: FrontendWarning): void;
+  /** Cancels the frontend's work when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/** A frontend: compiles a build description into a result through the {@link FrontendClient}. */
+export type Frontend = (client: FrontendClient) => Promise<FrontendResult>;
+
+/** Well-known metadata keys of a {@link FrontendResult}. */
+export const ResultMetadataKey = {
+  /** The image config JSON (`containerimage.config`). */
+  imageConfig: 'containerimage.config',
+  /** JSON list of platforms when `refs` is per-platform (`refs.platforms`). */
+  platforms: 'refs.platforms',
+} as const;
