@@ -120,7 +120,8 @@ describe('parse', () => {
 
   it('names the line of a bad JSON array and of ENV without value', () => {
     const e = parseError('FROM a\n  CMD ["a", 1]\n');
-    expect([e.code, e.location?.line, e.location?.column]).toEqual(['KLN0103', 2, 3]);
+    // located at the offending element
+    expect([e.code, e.location?.line, e.location?.column]).toEqual(['KLN0103', 2, 13]);
     const e2 = parseError('FROM a\nLABEL a=b c\n');
     expect([e2.code, e2.location?.line]).toEqual(['KLN0104', 2]);
   });

@@ -8,6 +8,7 @@ import { ShellLex, isGoSpace } from '../shell/lex.js';
 import type { Heredoc, Node, ParseWarning, Range, Word } from './ast.js';
 import { DirectiveParser, discardBOM } from './directives.js';
 import type { Directive } from './directives.js';
+import { parseJsonArray } from './json.js';
 import { splitLines } from './lexer.js';
 
 /** Options of {@link parse}. */
@@ -323,14 +324,14 @@ function dispatch(cmd: string, rest: string, off: number, lm: LineMap, d: Direct
     case 'add':
     case 'copy':
     case 'volume':
-      return parseMaybeJSONToList(rest, off);
+      return parseMaybeJSONToList(rest, off, lm);
     case 'arg':
       return { args: parseWords(rest, off, d.escapeToken), json: false };
     case 'cmd':
     case 'entrypoint':
     case 'run':
     case 'shell':
-      return parseMaybeJSON(rest, off);
+      return parseMaybeJSON(rest, off, lm);
     case 'env':
       return parseNameVal(rest, off, 'ENV', d.escapeToken);
     case 'label':
@@ -339,7 +340,7 @@ function dispatch(cmd: string, rest: string, off: number, lm: LineMap, d: Direct
     case 'from':
       return { args: splitWhitespace(rest, off), json: false };
     case 'healthcheck':
-      return parseHealthConfig(rest, off);
+      return parseHealthConfig(rest, off, lm);
     case 'maintainer':
     case 'stopsignal':
     case 'user':
@@ -430,50 +431,48 @@ function splitWhitespace(rest: string, off: number): OffWord[] {
   return out;
 }
 
-class NotStringArray extends Error {}
+class NotStringArray extends Error {
+  constructor(readonly off: number) {
+    super('not a string array');
+  }
+}
 
 function parseJSON(rest: string, off: number): OffWord[] | undefined {
   const t = trimLeadingWhitespace(rest);
   if (!t.startsWith('[')) return undefined;
-  let v: unknown;
-  try {
-    v = JSON.parse(t);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(v)) return undefined;
+  const arr = parseJsonArray(t);
+  if (arr === undefined) return undefined;
   const start = off + (rest.length - t.length);
-  return v.map((x: unknown) => {
-    if (typeof x !== 'string') throw new NotStringArray();
-    return { value: x, off: start };
-  });
+  if (arr.nonString !== undefined) throw new NotStringArray(start + arr.nonString);
+  return arr.elements.map((e) => ({ value: e.value, off: start + e.offset }));
 }
 
-function notStringArray(): KilnError {
+function notStringArray(e: NotStringArray, lm: LineMap): KilnError {
   return new KilnError('KLN0103', 'when using JSON array syntax, arrays must be comprised of strings only', {
+    location: { file: '', ...lm.at(e.off) },
     hint: 'quote every element, e.g. ["echo", "hello"]',
   });
 }
 
-function parseMaybeJSON(rest: string, off: number): ArgsResult {
+function parseMaybeJSON(rest: string, off: number, lm: LineMap): ArgsResult {
   if (rest === '') return { args: [], json: false };
   let j: OffWord[] | undefined;
   try {
     j = parseJSON(rest, off);
   } catch (e) {
-    if (e instanceof NotStringArray) throw notStringArray();
+    if (e instanceof NotStringArray) throw notStringArray(e, lm);
     throw e;
   }
   if (j !== undefined) return { args: j, json: true };
   return { args: [{ value: rest, off }], json: false };
 }
 
-function parseMaybeJSONToList(rest: string, off: number): ArgsResult {
+function parseMaybeJSONToList(rest: string, off: number, lm: LineMap): ArgsResult {
   let j: OffWord[] | undefined;
   try {
     j = parseJSON(rest, off);
   } catch (e) {
-    if (e instanceof NotStringArray) throw notStringArray();
+    if (e instanceof NotStringArray) throw notStringArray(e, lm);
     throw e;
   }
   if (j !== undefined) return { args: j, json: true };
@@ -571,13 +570,13 @@ function parseNameVal(rest: string, off: number, key: 'ENV' | 'LABEL', escape: s
   return { args, json: false };
 }
 
-function parseHealthConfig(rest: string, off: number): ArgsResult {
+function parseHealthConfig(rest: string, off: number, lm: LineMap): ArgsResult {
   let sep = 0;
   while (sep < rest.length && !isGoSpace(rest[sep] ?? '')) sep++;
   let next = sep;
   while (next < rest.length && isGoSpace(rest[next] ?? '')) next++;
   if (sep === 0) return { args: [], json: false };
-  const cmd = parseMaybeJSON(rest.slice(next), off + next);
+  const cmd = parseMaybeJSON(rest.slice(next), off + next, lm);
   return { args: [{ value: rest.slice(0, sep), off }, ...cmd.args], json: cmd.json };
 }
 

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { parseJsonArray } from './json.js';
+
+/** What BuildKit's parseJSON gives, computed with JSON.parse (the oracle). */
+function oracle(text: string): { elements: string[]; nonString: boolean } | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(v)) return undefined;
+  return { elements: v.filter((x): x is string => typeof x === 'string'), nonString: v.some((x) => typeof x !== 'string') };
+}
+
+describe('parseJsonArray', () => {
+  it('keeps element offsets and finds the first non-string', () => {
+    expect(parseJsonArray('[ "a",  "b\\u00e9" ]')).toEqual({ elements: [{ value: 'a', offset: 2 }, { value: 'bé', offset: 8 }], nonString: undefined });
+    expect(parseJsonArray('["a", {"k": [1]}, 2]')?.nonString).toBe(6);
+    expect(parseJsonArray('[]')).toEqual({ elements: [], nonString: undefined });
+  });
+
+  it.for([
+    "['echo','single quotes are invalid JSON']",
+    '[ "echo", "unterminated',
+    '[ "a" "b" ]',
+    '[ "a", ]',
+    '["a"] x',
+    '["\\x"]',
+    '["tab\there"]',
+    '[01]',
+    '{"a": "b"}',
+  ])('rejects %j like JSON.parse', (text) => {
+    expect(parseJsonArray(text)).toBeUndefined();
+    expect(oracle(text)).toBeUndefined();
+  });
+
+  it('agrees with JSON.parse on 20000 random inputs', () => {
+    const alphabet = ['[', ']', '{', '}', ',', ':', '"', '\\', 'a', 'u', '0', '1', '-', '.', 'e', ' ', '\t', '\n', 'true', 'null', 'false', 'é', '"x"', '"\\u00e9"'];
+    let seed = 42;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    let accepted = 0;
+    for (let i = 0; i < 20000; i++) {
+      let s = '[';
+      const len = rnd(12);
+      for (let j = 0; j < len; j++) s += alphabet[rnd(alphabet.length)];
+      if (rnd(2) === 0) s += ']';
+      const want = oracle(s);
+      const got = parseJsonArray(s);
+      if (want === undefined) {
+        expect(got, s).toBeUndefined();
+      } else {
+        accepted++;
+        expect(got?.elements.map((e) => e.value), s).toEqual(want.elements);
+        expect(got?.nonString !== undefined, s).toBe(want.nonString);
+      }
+    }
+    expect(accepted).toBeGreaterThan(100);
+  });
+});

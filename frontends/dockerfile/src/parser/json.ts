@@ -1,0 +1,108 @@
+/**
+ * The JSON (exec) form of instruction arguments: a chevrotain grammar for JSON values that keeps
+ * the offset of every array element, so a non-string element can be reported at its column.
+ * It accepts exactly what `JSON.parse` (and Go's encoding/json) accept.
+ */
+import { EmbeddedActionsParser, Lexer, createToken } from 'chevrotain';
+import type { IToken } from 'chevrotain';
+
+const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\n\r]+/, group: Lexer.SKIPPED });
+const LSquare = createToken({ name: 'LSquare', pattern: /\[/ });
+const RSquare = createToken({ name: 'RSquare', pattern: /]/ });
+const LCurly = createToken({ name: 'LCurly', pattern: /{/ });
+const RCurly = createToken({ name: 'RCurly', pattern: /}/ });
+const Comma = createToken({ name: 'Comma', pattern: /,/ });
+const Colon = createToken({ name: 'Colon', pattern: /:/ });
+const StringLiteral = createToken({
+  name: 'StringLiteral',
+  pattern: /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/,
+});
+const NumberLiteral = createToken({ name: 'NumberLiteral', pattern: /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/ });
+const True = createToken({ name: 'True', pattern: /true/ });
+const False = createToken({ name: 'False', pattern: /false/ });
+const Null = createToken({ name: 'Null', pattern: /null/ });
+
+const allTokens = [WhiteSpace, LSquare, RSquare, LCurly, RCurly, Comma, Colon, StringLiteral, NumberLiteral, True, False, Null];
+const jsonLexer = new Lexer(allTokens, { positionTracking: 'onlyOffset' });
+
+/** One parsed JSON value with the offset of its first character. */
+type JsonNode = { kind: 'string'; value: string; offset: number } | { kind: 'other'; offset: number } | { kind: 'array'; items: JsonNode[]; offset: number };
+
+class JsonParser extends EmbeddedActionsParser {
+  constructor() {
+    super(allTokens, { recoveryEnabled: false, maxLookahead: 1 });
+    this.performSelfAnalysis();
+  }
+
+  readonly value = this.RULE('value', (): JsonNode =>
+    this.OR([
+      { ALT: () => this.SUBRULE(this.array) },
+      { ALT: () => this.SUBRULE(this.object) },
+      {
+        ALT: () => {
+          const t = this.CONSUME(StringLiteral);
+          return { kind: 'string', value: this.ACTION(() => decodeString(t)), offset: t.startOffset };
+        },
+      },
+      { ALT: () => ({ kind: 'other', offset: this.CONSUME(NumberLiteral).startOffset }) },
+      { ALT: () => ({ kind: 'other', offset: this.CONSUME(True).startOffset }) },
+      { ALT: () => ({ kind: 'other', offset: this.CONSUME(False).startOffset }) },
+      { ALT: () => ({ kind: 'other', offset: this.CONSUME(Null).startOffset }) },
+    ]),
+  );
+
+  private readonly array = this.RULE('array', (): JsonNode => {
+    const open = this.CONSUME(LSquare);
+    const items: JsonNode[] = [];
+    this.MANY_SEP({ SEP: Comma, DEF: () => items.push(this.SUBRULE(this.value)) });
+    this.CONSUME(RSquare);
+    return { kind: 'array', items, offset: open.startOffset };
+  });
+
+  private readonly object = this.RULE('object', (): JsonNode => {
+    const open = this.CONSUME(LCurly);
+    this.MANY_SEP({
+      SEP: Comma,
+      DEF: () => {
+        this.CONSUME(StringLiteral);
+        this.CONSUME(Colon);
+        this.SUBRULE(this.value);
+      },
+    });
+    this.CONSUME(RCurly);
+    return { kind: 'other', offset: open.startOffset };
+  });
+}
+
+function decodeString(t: IToken): string {
+  // the token matched JSON's string grammar, so JSON.parse cannot fail here
+  return JSON.parse(t.image) as string;
+}
+
+const parser = new JsonParser();
+
+/** A JSON array of strings with element offsets (relative to the parsed text). */
+export interface JsonArray {
+  readonly elements: readonly { readonly value: string; readonly offset: number }[];
+  /** Offset of the first element that is not a string, when there is one. */
+  readonly nonString: number | undefined;
+}
+
+/**
+ * Parse `text` as a JSON array. Undefined when it is not valid JSON or not an array (the caller
+ * then falls back to the shell form, as BuildKit does).
+ */
+export function parseJsonArray(text: string): JsonArray | undefined {
+  const lexed = jsonLexer.tokenize(text);
+  if (lexed.errors.length > 0) return undefined;
+  parser.input = lexed.tokens;
+  const v = parser.value();
+  if (parser.errors.length > 0 || v.kind !== 'array') return undefined;
+  const elements: { value: string; offset: number }[] = [];
+  let nonString: number | undefined;
+  for (const item of v.items) {
+    if (item.kind === 'string') elements.push({ value: item.value, offset: item.offset });
+    else if (nonString === undefined) nonString = item.offset;
+  }
+  return { elements, nonString };
+}
