@@ -1,17 +1,17 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import type { ExecMount, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
 import type { Mount } from '../api/snapshot.js';
-import { cleanRelative, resolveInRoot } from '../layer/root-path.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
+import { rootLayout } from './rootfs.js';
 import { splitLines } from './output.js';
 import { boundingCapabilities, buildSpec, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
-import { recordStubs, removeStubs } from './stubs.js';
+import { RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
 
 const execFileP = promisify(execFile);
@@ -30,10 +30,11 @@ type Cleanup = () => Promise<void>;
 
 /**
  * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
- * bundle dir `<root>/executor/<id>` (config, hosts, resolv.conf), the rootfs mounted there only
- * when it is an overlay (a bind rootfs is used in place), a private tmpfs for secret files, and
- * ssh-agent proxies. Other mounts are performed by runc inside the container's mount namespace,
- * so they vanish with it. Everything is undone before {@link RuncExecutor.run} settles.
+ * bundle dir `<root>/executor/<id>` (config, hosts, resolv.conf), a private tmpfs for secret
+ * files, and ssh-agent proxies. The rootfs and every other mount are mounted by runc inside the
+ * container's mount namespace (an overlay rootfs goes on `/` first), so nothing is mounted on the
+ * host for them and they vanish with the container. Mount stubs runc creates in a writable rootfs
+ * are removed afterwards. Everything is undone before {@link RuncExecutor.run} settles.
  */
 export class RuncExecutor implements Executor {
   readonly #root: string;
@@ -57,20 +58,20 @@ export class RuncExecutor implements Executor {
     const bundle = join(this.#root, 'executor', id);
     await mkdir(bundle, { recursive: true, mode: 0o711 });
     const cleanups: Cleanup[] = [];
-    let stubs: Awaited<ReturnType<typeof recordStubs>> = [];
-    let rootPath = '';
+    let view: RootView | undefined;
+    let stubs: Stub[] = [];
     try {
-      rootPath = await this.#rootfs(req.rootfs, bundle, cleanups);
-      const user = await resolveUser(rootPath, req.process.user);
+      const root = await rootLayout(req, bundle);
+      view = root.view;
+      const user = await resolveUser((p) => root.view.readFile(p), req.process.user);
       const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
       const extra = req.mounts ?? [];
       const network = req.network ?? 'none';
-      const readonlyRoot = req.readonlyRootfs === true || (req.rootfs.length === 1 && req.rootfs[0]?.options.includes('ro') === true);
-      const destinations = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', ...extra.map((m) => m.target)];
-      if (!readonlyRoot) {
-        stubs = await recordStubs(rootPath, destinations);
-        await makeCwd(rootPath, cwd, user.uid, user.gid);
+      if (root.keepChanges) {
+        const destinations = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', ...extra.map((m) => m.target)];
+        stubs = await root.view.stubs(destinations);
       }
+      await root.view.mkdirAll(cwd, user.uid, user.gid);
       const hostsFile = join(bundle, 'hosts');
       const hostname = req.hostname ?? 'buildkitsandbox';
       await writeFile(hostsFile, hostsContent(hostname, req.extraHosts ?? []));
@@ -79,8 +80,9 @@ export class RuncExecutor implements Executor {
       const env = [...req.process.env];
       const mounts = await this.#mounts(extra, bundle, cleanups, env);
       const spec = buildSpec({
-        rootPath,
-        readonlyRoot,
+        rootPath: root.path,
+        readonlyRoot: root.readonly,
+        ...(root.mount === undefined ? {} : { rootMount: root.mount }),
         args: req.process.args,
         env,
         cwd,
@@ -98,10 +100,8 @@ export class RuncExecutor implements Executor {
       const exitCode = await this.#runc_run(id, bundle, req.onOutput, signal);
       return { exitCode, durationMs: Date.now() - started };
     } finally {
-      for (const c of cleanups.slice(1).reverse()) await c().catch(() => undefined);
-      if (stubs.length > 0) await removeStubs(stubs);
-      // The rootfs mount (first cleanup, if any) goes last: stubs are removed through it.
-      if (cleanups[0] !== undefined) await cleanups[0]().catch(() => undefined);
+      for (const c of cleanups.reverse()) await c().catch(() => undefined);
+      if (view !== undefined && stubs.length > 0) await view.removeStubs(stubs);
       await rm(bundle, { recursive: true, force: true });
     }
   }
@@ -109,25 +109,6 @@ export class RuncExecutor implements Executor {
   #boundingCaps(): Promise<string[]> {
     this.#insecureCaps ??= readFile('/proc/self/status', 'utf8').then(boundingCapabilities);
     return this.#insecureCaps;
-  }
-
-  async #rootfs(rootfs: readonly Mount[], bundle: string, cleanups: Cleanup[]): Promise<string> {
-    const only = rootfs[0];
-    if (rootfs.length === 1 && only !== undefined && only.type === 'bind') {
-      cleanups.push(async () => undefined);
-      return only.source;
-    }
-    const target = join(bundle, 'rootfs');
-    await mkdir(target);
-    const done: string[] = [];
-    cleanups.push(async () => {
-      for (const t of done.reverse()) await unmount(t);
-    });
-    for (const m of rootfs) {
-      await mountAt(m, target);
-      done.push(target);
-    }
-    return target;
   }
 
   async #mounts(extra: readonly ExecMount[], bundle: string, cleanups: Cleanup[], env: string[]): Promise<OciMount[]> {
@@ -306,26 +287,3 @@ function hostsContent(hostname: string, extra: readonly HostEntry[]): string {
   ];
   return `${lines.join('\n')}\n`;
 }
-
-/** Creates `cwd` inside the rootfs (root-scoped) with 0755, owned by the process user, as BuildKit does. */
-async function makeCwd(rootfs: string, cwd: string, uid: number, gid: number): Promise<void> {
-  const rel = cleanRelative(cwd);
-  if (rel === '') return;
-  const host = await resolveInRoot(rootfs, rel);
-  const missing: string[] = [];
-  let p = host;
-  while (p.startsWith(rootfs) && p !== rootfs) {
-    try {
-      await lstat(p);
-      break;
-    } catch {
-      missing.unshift(p);
-      p = posix.dirname(p);
-    }
-  }
-  for (const d of missing) {
-    await mkdir(d, { mode: 0o755 }).catch(() => undefined);
-    await chown(d, uid, gid).catch(() => undefined);
-  }
-}
-

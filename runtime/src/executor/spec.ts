@@ -81,6 +81,8 @@ export interface SpecInput {
   readonly resolvConfFile: string;
   /** What `insecure` grants: every capability the caller holds ({@link boundingCapabilities}). */
   readonly insecureCapabilities: readonly string[];
+  /** Mounted by runc at `/` before anything else (an overlay rootfs kiln does not mount on the host). */
+  readonly rootMount?: OciMount;
   /** Mounts after the standard ones, in order. */
   readonly mounts: readonly OciMount[];
 }
@@ -127,6 +129,7 @@ export function buildSpec(i: SpecInput): Record<string, unknown> {
     root: { path: i.rootPath, readonly: i.readonlyRoot },
     hostname: i.hostname,
     mounts: [
+      ...(i.rootMount === undefined ? [] : [i.rootMount]),
       ...standardMounts(i.network),
       { destination: '/etc/hosts', type: 'bind', source: i.hostsFile, options: ['rbind', 'ro'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: i.resolvConfFile, options: ['rbind', 'ro'] },

@@ -1,6 +1,4 @@
-import { readFile } from 'node:fs/promises';
 import { WorkerError } from '../api/errors.js';
-import { resolveInRoot } from '../layer/root-path.js';
 
 /** A resolved process identity. */
 export interface ResolvedUser {
@@ -28,13 +26,8 @@ function isNumeric(s: string): boolean {
   return /^\d+$/.test(s);
 }
 
-async function readRootFile(rootfs: string, path: string): Promise<string> {
-  try {
-    return await readFile(await resolveInRoot(rootfs, path), 'utf8');
-  } catch {
-    return '';
-  }
-}
+/** Reads a file of the container's root filesystem by absolute path; `''` when missing. */
+export type RootFileReader = (path: string) => Promise<string>;
 
 /** Parses /etc/passwd lines (`name:x:uid:gid:gecos:home:shell`); malformed lines are skipped. */
 export function parsePasswd(text: string): PasswdEntry[] {
@@ -64,18 +57,18 @@ export function parseGroup(text: string): GroupEntry[] {
 
 /**
  * Resolves `user` (`name`, `name:group`, `uid`, `uid:gid`, or empty for root) against the rootfs'
- * /etc/passwd and /etc/group (read through root-scoped symlink resolution), as BuildKit does:
+ * /etc/passwd and /etc/group (read with `read`), as BuildKit does:
  * a numeric uid without an entry gets gid 0; a name that does not exist is `USER_NOT_FOUND`.
  */
-export async function resolveUser(rootfs: string, user: string | undefined): Promise<ResolvedUser> {
+export async function resolveUser(read: RootFileReader, user: string | undefined): Promise<ResolvedUser> {
   const spec = user ?? '';
   if (spec === '') return { uid: 0, gid: 0, additionalGids: [], home: '/root' };
   const colon = spec.indexOf(':');
   const u = colon < 0 ? spec : spec.slice(0, colon);
   const g = colon < 0 ? undefined : spec.slice(colon + 1);
-  const passwd = parsePasswd(await readRootFile(rootfs, '/etc/passwd'));
+  const passwd = parsePasswd(await read('/etc/passwd'));
   const needGroups = (g !== undefined && !isNumeric(g)) || !isNumeric(u) || colon < 0;
-  const groups = needGroups ? parseGroup(await readRootFile(rootfs, '/etc/group')) : [];
+  const groups = needGroups ? parseGroup(await read('/etc/group')) : [];
   const entry = isNumeric(u) ? passwd.find((p) => p.uid === Number(u)) : passwd.find((p) => p.name === u);
   if (entry === undefined && !isNumeric(u)) {
     throw new WorkerError('USER_NOT_FOUND', `unable to find user ${u}: no matching entries in passwd file`);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   LocalSnapshotter,
   RuncExecutor,
+  applyLayer,
   changes,
   unpackLayer,
   type ExecRequest,
@@ -80,6 +81,30 @@ describe('runc executor', () => {
     const left: string[] = [];
     for await (const c of changes(await snapshotter.diffSource(r.snapshot), join(root, 'mounts'))) left.push(c.path);
     expect(left).toEqual([]);
+  });
+
+  test('a writable rootfs without parent (plain directory) is used in place and stays clean', async () => {
+    await snapshotter.prepare('flat');
+    const m = await snapshotter.mount('flat');
+    try {
+      await applyLayer(m.path, createReadStream(BUSYBOX_LAYER));
+    } finally {
+      await m.release();
+    }
+    const lines: OutputLine[] = [];
+    const r = await executor.run({
+      rootfs: await snapshotter.mounts('flat'),
+      process: { args: ['sh', '-c', 'echo out > /out.txt; cat /out.txt'], env: [], cwd: '/new/dir' },
+      onOutput: (l) => lines.push(l),
+    });
+    expect([r.exitCode, lines.map((l) => l.line)]).toEqual([0, ['out']]);
+    const v = await snapshotter.mount('flat');
+    try {
+      expect((await readdir(v.path)).sort()).toEqual(['bin', 'etc', 'home', 'new', 'out.txt', 'root', 'sbin', 'tmp', 'usr']);
+      expect((await readdir(join(v.path, 'etc'))).sort()).toEqual(['group', 'passwd']);
+    } finally {
+      await v.release();
+    }
   });
 
   test('exit codes and stderr', async () => {
@@ -180,6 +205,14 @@ describe('runc executor', () => {
     });
     expect(ro.exitCode).toBe(0);
     expect(lines.map((l) => l.line)).toContain('refused');
+    // runc's mount points went to a throw-away layer, not into the committed snapshot
+    const b = await snapshotter.mount('busybox');
+    try {
+      expect((await readdir(b.path)).sort()).toEqual(['bin', 'etc', 'home', 'root', 'sbin', 'tmp', 'usr']);
+      expect((await readdir(join(b.path, 'etc'))).sort()).toEqual(['group', 'passwd']);
+    } finally {
+      await b.release();
+    }
   });
 
   test('snapshot mounts: ro refuses writes, rw writes through, rw-discard keeps nothing', async () => {

@@ -1,0 +1,74 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WorkerError } from '../api/errors.js';
+import type { ExecRequest } from '../api/executor.js';
+import { RootView } from './root-view.js';
+import type { OciMount } from './spec.js';
+
+/** How the container's root is put together. */
+export interface RootLayout {
+  /** `root.path` of config.json. */
+  readonly path: string;
+  /** An overlay runc mounts on `/` first, if any. */
+  readonly mount: OciMount | undefined;
+  readonly readonly: boolean;
+  /** Whether writes land in the caller's snapshot (then mount stubs must be cleaned up). */
+  readonly keepChanges: boolean;
+  readonly view: RootView;
+}
+
+function layersOf(options: readonly string[]): { upper: string | undefined; lowers: string[] } {
+  const upper = options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+  const lowers = options
+    .filter((o) => o.startsWith('lowerdir='))
+    .flatMap((o) => o.slice('lowerdir='.length).split(':'))
+    .filter((l) => l !== '');
+  return { upper, lowers };
+}
+
+/**
+ * Chooses the root for a run from the snapshot's mounts:
+ * - a writable bind (an active snapshot without parent): used in place;
+ * - a writable overlay: runc mounts it on `/`;
+ * - anything read-only: the layers become lowers of an overlay with a throw-away upper in the
+ *   bundle (runc needs somewhere to create mount points), and the root is remounted read-only.
+ */
+export async function rootLayout(req: ExecRequest, bundle: string): Promise<RootLayout> {
+  const m = req.rootfs[0];
+  if (m === undefined || req.rootfs.length !== 1 || m.type === 'tmpfs') {
+    throw new WorkerError('MOUNT_FAILED', 'the rootfs must be one bind or overlay mount (Snapshotter.mounts)');
+  }
+  const emptyRoot = join(bundle, 'rootfs');
+  await mkdir(emptyRoot);
+  const { upper, lowers } = m.type === 'bind' ? { upper: m.source, lowers: [] as string[] } : layersOf(m.options);
+  const readonly = req.readonlyRootfs === true || m.options.includes('ro') || upper === undefined;
+  if (!readonly && m.type === 'bind') {
+    return { path: m.source, mount: undefined, readonly: false, keepChanges: true, view: new RootView(m.source, []) };
+  }
+  if (!readonly && upper !== undefined) {
+    return {
+      path: emptyRoot,
+      mount: { destination: '/', type: 'overlay', source: 'overlay', options: m.options },
+      readonly: false,
+      keepChanges: true,
+      view: new RootView(upper, lowers),
+    };
+  }
+  const all = [...(upper === undefined ? [] : [upper]), ...lowers];
+  const scratch = join(bundle, 'ro-upper');
+  const work = join(bundle, 'ro-work');
+  await mkdir(scratch);
+  await mkdir(work);
+  return {
+    path: emptyRoot,
+    mount: {
+      destination: '/',
+      type: 'overlay',
+      source: 'overlay',
+      options: [`lowerdir=${all.join(':')}`, `upperdir=${scratch}`, `workdir=${work}`],
+    },
+    readonly: true,
+    keepChanges: false,
+    view: new RootView(scratch, all),
+  };
+}
