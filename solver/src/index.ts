@@ -56,3 +56,8 @@ export type {
   BuildOptions,
   BuildResult,
 } from './scheduler/types.js';
+export { Solver, type SolverOptions } from './solver.js';
+export { loadGraph, defaultName, type LoadedGraph } from './llb/load.js';
+export { resolveLlbOp } from './llb/ops.js';
+export { ExecFailedError, type Worker, type WorkerOpContext } from './llb/worker.js';
+export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';

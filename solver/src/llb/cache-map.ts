@@ -1,0 +1,214 @@
+import { opJson, type ChownOpt, type ExecOp, type FileOp, type FileOpAction, type Op, type PbPlatform } from '@kiln/llb-core';
+import { digestFromBytes } from '../cache/cache-key.js';
+import type { ChecksumOptions } from '../contenthash/tree.js';
+import { cleanPath } from '../local/clean-path.js';
+import type { CacheMap, CacheMapDep, WorkerRef } from '../scheduler/types.js';
+
+/** A path selection of one input (BuildKit's opsutils.Selector). */
+export interface Selector {
+  readonly path: string;
+  readonly wildcard?: boolean;
+  readonly followLinks?: boolean;
+  readonly includePatterns?: readonly string[];
+  readonly excludePatterns?: readonly string[];
+}
+
+/** Computes a content checksum of a path in a result (the worker's contenthash). */
+export type ChecksumFn = (ref: WorkerRef, path: string, opts: ChecksumOptions, signal: AbortSignal) => Promise<string>;
+
+/**
+ * BuildKit's NewContentHashFunc: the checksum of every selector (`/` when none), joined by NUL
+ * and hashed again.
+ */
+export function contentHashFunc(selectors: readonly Selector[], checksum: ChecksumFn): (ref: WorkerRef, signal: AbortSignal) => Promise<string> {
+  const sels = selectors.length === 0 ? [{ path: '' }] : selectors;
+  return async (ref, signal) => {
+    const dgsts = await Promise.all(
+      sels.map((s) =>
+        checksum(ref, cleanPath(`/${s.path}`), {
+          ...(s.wildcard === true ? { wildcard: true } : {}),
+          ...(s.followLinks === true ? { followLinks: true } : {}),
+          ...(s.includePatterns === undefined ? {} : { includePatterns: s.includePatterns }),
+          ...(s.excludePatterns === undefined ? {} : { excludePatterns: s.excludePatterns }),
+        }, signal),
+      ),
+    );
+    return digestFromBytes(dgsts.join('\0'));
+  };
+}
+
+/** The JSON text inside `{"<kind>":…}` of an op's Op field, from llb-core's Go encoding/json view. */
+function innerJson(op: Op, kind: string): string {
+  const { platform: _platform, constraints: _constraints, ...rest } = op;
+  const text = opJson({ ...rest, inputs: [] } as Op);
+  const prefix = `{"Op":{"${kind}":`;
+  if (!text.startsWith(prefix) || !text.endsWith('}}')) throw new Error(`unexpected op JSON for ${kind}`);
+  return text.slice(prefix.length, -2);
+}
+
+/** Default platform of the host in BuildKit terms (platforms.DefaultSpec). */
+export function defaultPlatform(): PbPlatform {
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
+  return { os: 'linux', architecture: arch, ...(arch === 'arm' ? { variant: 'v7' } : {}) };
+}
+
+/**
+ * BuildKit v0.11 ops/exec.go CacheMap: sha256 of Go's JSON of
+ * `{Type:"buildkit.exec.v0", Exec:<ExecOp without mount selectors, extra-host IPs, proxy env>, OS, Arch, Variant?}`;
+ * per input the digest of its mount selectors, and a content hash only for read-only, non-root
+ * mounts (writable and root mounts have NoContentBasedHash).
+ */
+export function execCacheMap(op: Op & { kind: 'exec' }, checksum: ChecksumFn): CacheMap {
+  const e = op.exec;
+  const stripped: ExecOp = {
+    ...e,
+    ...(e.meta === undefined
+      ? {}
+      : {
+          meta: {
+            ...e.meta,
+            proxyEnv: undefined,
+            ...(e.meta.extraHosts === undefined ? {} : { extraHosts: e.meta.extraHosts.map((h) => ({ ...h, ip: undefined })) }),
+          },
+        }),
+    ...(e.mounts === undefined ? {} : { mounts: e.mounts.map((m) => ({ ...m, selector: undefined })) }),
+  } as ExecOp;
+  const execJson = innerJson({ ...op, exec: stripped }, 'exec');
+  const p = op.platform ?? defaultPlatform();
+  const variant = p.variant !== undefined && p.variant !== '' ? `,"Variant":${JSON.stringify(p.variant)}` : '';
+  const json = `{"Type":"buildkit.exec.v0","Exec":${execJson},"OS":${JSON.stringify(p.os ?? '')},"Arch":${JSON.stringify(p.architecture ?? '')}${variant}}`;
+  const n = op.inputs.length;
+  const selectors: string[][] = Array.from({ length: n }, () => []);
+  const noContent: boolean[] = new Array<boolean>(n).fill(false);
+  for (const m of e.mounts ?? []) {
+    const i = m.input ?? 0;
+    if (i < 0 || i >= n) continue;
+    if (m.selector !== undefined && m.selector !== '') selectors[i]?.push(cleanPath(`/${m.selector}`));
+    if ((m.readonly !== true || m.dest === '/') && (m.output ?? 0) !== -1) noContent[i] = true;
+  }
+  const deps: CacheMapDep[] = selectors.map((sels, i) => ({
+    ...(sels.length > 0 ? { selector: digestFromBytes(sels.join('\0')) } : {}),
+    ...(noContent[i] === true ? {} : { computeDigest: contentHashFunc([...new Set(sels)].map((path) => ({ path })), checksum) }),
+  }));
+  return { digest: digestFromBytes(json), deps };
+}
+
+function actionJson(a: FileOpAction): string {
+  const op = { kind: 'file', inputs: [], file: { actions: [{ ...a, input: 0, secondaryInput: 0, output: 0 }] } } as unknown as Op;
+  const text = opJson(op);
+  const kind = a.action.kind;
+  const marker = `"Action":{"${kind}":`;
+  const at = text.indexOf(marker);
+  if (at < 0) return 'null';
+  return text.slice(at + marker.length, -'}}]}}}'.length);
+}
+
+/** BuildKit's isDefaultIndexes: actions chained in order with the conventional input/output numbering. */
+function isDefaultIndexes(idxs: ReadonlyArray<readonly [number, number, number]>, numInputs: number): boolean {
+  if (idxs.length === 0) return false;
+  let next = numInputs;
+  return idxs.every(([input, secondary, output], i) => {
+    if (i === 0 ? input !== 0 : input !== next + i - 1) return false;
+    if (secondary !== -1 && secondary !== i + 1) return false;
+    if (i === idxs.length - 1 ? output !== 0 : output !== -1) return false;
+    return true;
+  });
+}
+
+/**
+ * BuildKit v0.11 ops/file.go CacheMap: sha256 of `{"Type":"buildkit.file.v0","Actions":[<base64 of
+ * each action's JSON, copy sources reduced to their base name>],"indexes":…}`; each copy source
+ * input gets a selector (digest of its source paths) and a content hash of those paths.
+ */
+export function fileCacheMap(op: Op & { kind: 'file' }, checksum: ChecksumFn): CacheMap {
+  const f: FileOp = op.file;
+  const n = op.inputs.length;
+  const selectors = new Map<number, Selector[]>();
+  const invalid = new Set<number>();
+  const add = (i: number, s: Selector): void => {
+    const list = selectors.get(i) ?? [];
+    list.push(s);
+    selectors.set(i, list);
+  };
+  const owner = (o: ChownOpt | undefined): void => {
+    for (const [u, file] of [
+      [o?.user, '/etc/passwd'],
+      [o?.group, '/etc/group'],
+    ] as const) {
+      if (u?.kind === 'byName' && (u.byName.input ?? 0) >= 0 && (u.byName.input ?? 0) < n) add(u.byName.input ?? 0, { path: file });
+    }
+  };
+  const actions: string[] = [];
+  const indexes: Array<[number, number, number]> = [];
+  for (const a of f.actions ?? []) {
+    const input = a.input ?? 0;
+    const secondary = a.secondaryInput ?? 0;
+    if (input !== -1) invalid.add(input);
+    let body = a;
+    switch (a.action.kind) {
+      case 'mkdir':
+        owner(a.action.mkdir.owner);
+        break;
+      case 'mkfile':
+        owner(a.action.mkfile.owner);
+        break;
+      case 'symlink':
+        owner(a.action.symlink.owner);
+        break;
+      case 'copy': {
+        const c = a.action.copy;
+        owner(c.owner);
+        if (secondary !== -1 && secondary < n) {
+          add(secondary, {
+            path: c.src ?? '',
+            ...(c.allowWildcard === true ? { wildcard: true } : {}),
+            ...(c.followSymlink === true ? { followLinks: true } : {}),
+            ...(c.includePatterns === undefined ? {} : { includePatterns: c.includePatterns }),
+            ...(c.excludePatterns === undefined ? {} : { excludePatterns: c.excludePatterns }),
+          });
+          body = { ...a, action: { kind: 'copy', copy: { ...c, src: basename(c.src ?? '') } } };
+        }
+        break;
+      }
+      default:
+    }
+    actions.push(Buffer.from(actionJson(body), 'utf8').toString('base64'));
+    indexes.push([input, secondary, a.output ?? 0]);
+  }
+  const idx = isDefaultIndexes(indexes, n) ? '' : `,"indexes":[${indexes.map((t) => `[${t.join(',')}]`).join(',')}]`;
+  const json = `{"Type":"buildkit.file.v0","Actions":[${actions.map((s) => JSON.stringify(s)).join(',')}]${idx}}`;
+  const deps: CacheMapDep[] = Array.from({ length: n }, (_, i) => {
+    const sels = selectors.get(i);
+    if (sels === undefined || invalid.has(i)) return {};
+    return { selector: digestFromBytes(sels.map((s) => s.path).join('\0')), computeDigest: contentHashFunc(dedupeSelectors(sels), checksum) };
+  });
+  return { digest: digestFromBytes(json), deps };
+}
+
+function basename(p: string): string {
+  const c = cleanPath(p);
+  const i = c.lastIndexOf('/');
+  return i >= 0 && c !== '/' ? c.slice(i + 1) : c;
+}
+
+function dedupeSelectors(sels: readonly Selector[]): Selector[] {
+  const seen = new Set<string>();
+  return sels.filter((s) => {
+    const k = JSON.stringify(s);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** BuildKit source CacheMap: sha256("buildkit.source.v0:" + key); `session:` keys become `random:` (never cached). */
+export function sourceCacheMap(key: string): CacheMap {
+  const d = digestFromBytes(`buildkit.source.v0:${key}`);
+  return { digest: key.startsWith('session:') ? `random:${d.slice('sha256:'.length)}` : d, deps: [] };
+}
+
+/** merge/diff/build: sha256 of a typed JSON of the op body; inputs keyed by definition only. */
+export function plainCacheMap(op: Op, type: string): CacheMap {
+  const body = op.kind === 'none' ? 'null' : innerJson(op, op.kind);
+  return { digest: digestFromBytes(`{"Type":${JSON.stringify(type)},"Op":${body}}`), deps: op.inputs.map(() => ({})) };
+}
