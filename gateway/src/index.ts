@@ -1,2 +1,11 @@
-/** Placeholder until the package lands. */
-export const PACKAGE = '@kiln/gateway';
+/**
+ * @kiln/gateway: picks a frontend (`--frontend`, `build-arg:BUILDKIT_SYNTAX` or the entry
+ * file's `# syntax=` line), serves it a {@link GatewayClient} in process, and hands the LLB it
+ * produces to the solver through a {@link SolveBackend}.
+ * @packageDocumentation
+ */
+export { GatewayError, type GatewayErrorCode } from './errors.js';
+export { FrontendRegistry, DOCKERFILE_FRONTEND, canonicalFrontendName } from './registry.js';
+export type { SolveBackend, SolvedRef, BackendSolveOptions } from './backend.js';
+export { GatewayClient, GatewayRef, type GatewayClientOptions } from './client.js';
+export { Gateway, type GatewayRequest, type GatewayResult } from './gateway.js';

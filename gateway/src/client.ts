@@ -1,0 +1,96 @@
+import type {
+  Definition,
+  FileStat,
+  FrontendClient,
+  FrontendWarning,
+  ReadFileOptions,
+  Ref,
+  ResolveImageConfigOptions,
+  ResolvedImageConfig,
+  SolveRequest,
+} from '@kiln/llb-core';
+import type { SolveBackend, SolvedRef } from './backend.js';
+
+/**
+ * A {@link Ref} handed to a frontend: the Definition it stands for, solved on first read (or at
+ * once when the frontend asked to evaluate). The solve runs once however often it is read.
+ */
+export class GatewayRef implements Ref {
+  readonly definition: Definition;
+  readonly #backend: SolveBackend;
+  readonly #signal: AbortSignal | undefined;
+  #solved: Promise<SolvedRef> | undefined;
+
+  constructor(backend: SolveBackend, definition: Definition, signal: AbortSignal | undefined) {
+    this.#backend = backend;
+    this.definition = definition;
+    this.#signal = signal;
+  }
+
+  /** The solver's result for this ref (solving it now if nothing has yet). */
+  solved(): Promise<SolvedRef> {
+    this.#solved ??= this.#backend.solve(this.definition, this.#signal === undefined ? {} : { signal: this.#signal });
+    return this.#solved;
+  }
+
+  async readFile(path: string, options?: ReadFileOptions): Promise<Uint8Array> {
+    return (await this.solved()).readFile(path, options);
+  }
+
+  async readDir(path: string, include?: string): Promise<readonly FileStat[]> {
+    return (await this.solved()).readDir(path, include);
+  }
+
+  async statFile(path: string): Promise<FileStat> {
+    return (await this.solved()).statFile(path);
+  }
+}
+
+/** Construction options of {@link GatewayClient}. */
+export interface GatewayClientOptions {
+  readonly backend: SolveBackend;
+  readonly opts: ReadonlyMap<string, string>;
+  readonly inputs: ReadonlyMap<string, Definition>;
+  readonly onWarning?: (warning: FrontendWarning) => void;
+  readonly signal?: AbortSignal;
+  /** Refs by Definition, shared by the clients of one build so an input is solved once. */
+  readonly refs?: WeakMap<Definition, GatewayRef>;
+}
+
+/** The in-process {@link FrontendClient}: every call goes straight to the solver backend. */
+export class GatewayClient implements FrontendClient {
+  readonly opts: ReadonlyMap<string, string>;
+  readonly inputs: ReadonlyMap<string, Definition>;
+  readonly signal?: AbortSignal;
+  readonly #backend: SolveBackend;
+  readonly #onWarning: ((warning: FrontendWarning) => void) | undefined;
+  readonly #refs: WeakMap<Definition, GatewayRef>;
+
+  constructor(options: GatewayClientOptions) {
+    this.#backend = options.backend;
+    this.opts = options.opts;
+    this.inputs = options.inputs;
+    this.#onWarning = options.onWarning;
+    this.#refs = options.refs ?? new WeakMap();
+    if (options.signal !== undefined) this.signal = options.signal;
+  }
+
+  async solve(request: SolveRequest): Promise<GatewayRef> {
+    let ref = this.#refs.get(request.definition);
+    if (ref === undefined) {
+      ref = new GatewayRef(this.#backend, request.definition, this.signal);
+      this.#refs.set(request.definition, ref);
+    }
+    if (request.evaluate === true) await ref.solved();
+    return ref;
+  }
+
+  resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
+    const signal = options.signal ?? this.signal;
+    return this.#backend.resolveImageConfig(ref, signal === undefined ? options : { ...options, signal });
+  }
+
+  warn(warning: FrontendWarning): void {
+    this.#onWarning?.(warning);
+  }
+}

@@ -1,0 +1,118 @@
+import { describe, expect, test } from 'vitest';
+import { scratch, type Definition, type FileStat, type Frontend, type FrontendClient } from '@kiln/llb-core';
+import { Gateway, FrontendRegistry, canonicalFrontendName, type SolveBackend, type SolvedRef } from '@kiln/gateway';
+
+/** A backend whose every solve yields the same in-memory files; counts solves. */
+function fakeBackend(files: Record<string, string>): SolveBackend & { solves: number } {
+  const ref: SolvedRef = {
+    readFile: async (path) => {
+      const text = files[path];
+      if (text === undefined) throw new Error(`${path}: not found`);
+      return new TextEncoder().encode(text);
+    },
+    readDir: async () => [],
+    statFile: async (path): Promise<FileStat> => ({ path, mode: 0o644, uid: 0, gid: 0, size: 0, modTime: 0n }),
+  };
+  const backend = {
+    solves: 0,
+    async solve(): Promise<SolvedRef> {
+      backend.solves++;
+      return ref;
+    },
+    async resolveImageConfig(): Promise<never> {
+      throw new Error('not used');
+    },
+  };
+  return backend;
+}
+
+async function contextDefinition(): Promise<Definition> {
+  return scratch().marshal();
+}
+
+/** A frontend that records the options it was served and returns its input as the result. */
+function recorder(seen: Array<{ name: string; opts: ReadonlyMap<string, string> }>, name: string): Frontend {
+  return async (client: FrontendClient) => {
+    seen.push({ name, opts: client.opts });
+    const definition = client.inputs.get('context');
+    if (definition === undefined) throw new Error('no context');
+    return { ref: await client.solve({ definition }), metadata: new Map() };
+  };
+}
+
+describe('frontend selection', () => {
+  const setup = (files: Record<string, string>) => {
+    const seen: Array<{ name: string; opts: ReadonlyMap<string, string> }> = [];
+    const registry = new FrontendRegistry()
+      .register('dockerfile.v0', recorder(seen, 'dockerfile'))
+      .register('kiln/ts', recorder(seen, 'ts'));
+    const backend = fakeBackend(files);
+    return { seen, backend, gateway: new Gateway(backend, registry) };
+  };
+
+  test('a syntax directive naming another frontend forwards to it with source and cmdline', async () => {
+    const { seen, gateway } = setup({ Dockerfile: '# syntax=kiln/ts extra words\nFROM x\n' });
+    const context = await contextDefinition();
+    const result = await gateway.build({ opts: new Map(), inputs: new Map([['context', context]]) });
+    expect(result.frontend).toBe('kiln/ts');
+    expect(seen.map((s) => s.name)).toEqual(['ts']);
+    expect(seen[0]?.opts.get('source')).toBe('kiln/ts');
+    expect(seen[0]?.opts.get('cmdline')).toBe('kiln/ts extra words');
+  });
+
+  test.for([
+    'docker/dockerfile:1',
+    'docker/dockerfile:1.7',
+    'docker.io/docker/dockerfile:1.4-labs',
+    'docker/dockerfile',
+    'dockerfile.v0',
+  ])('%s stays on the built-in Dockerfile frontend', async (syntax) => {
+    const { seen, gateway } = setup({ 'build.Dockerfile': `#syntax=${syntax}\nFROM x\n` });
+    const inputs = new Map([['context', await contextDefinition()]]);
+    const result = await gateway.build({ opts: new Map([['filename', 'build.Dockerfile']]), inputs });
+    expect(result.frontend).toBe('dockerfile.v0');
+    expect(seen[0]?.opts.has('cmdline')).toBe(false);
+  });
+
+  test('build-arg BUILDKIT_SYNTAX wins over the directive; a forwarded request is not forwarded again', async () => {
+    const { seen, gateway } = setup({ Dockerfile: '# syntax=docker/dockerfile:1\n' });
+    const inputs = new Map([['context', await contextDefinition()]]);
+    await gateway.build({ opts: new Map([['build-arg:BUILDKIT_SYNTAX', 'kiln/ts']]), inputs });
+    await gateway.build({ opts: new Map([['cmdline', 'kiln/ts'], ['build-arg:BUILDKIT_SYNTAX', 'kiln/ts']]), inputs });
+    expect(seen.map((s) => s.name)).toEqual(['ts', 'dockerfile']);
+  });
+
+  test('an unknown frontend is a clear error that lists the known ones', async () => {
+    const { gateway } = setup({ Dockerfile: '# syntax=example.com/custom/frontend:2\nFROM x\n' });
+    const inputs = new Map([['context', await contextDefinition()]]);
+    await expect(gateway.build({ opts: new Map(), inputs })).rejects.toMatchObject({
+      code: 'KLN0601',
+      message: 'unknown frontend "example.com/custom/frontend:2"',
+    });
+  });
+
+  test('a missing entry file names the file', async () => {
+    const { gateway } = setup({});
+    const inputs = new Map([['context', await contextDefinition()]]);
+    await expect(gateway.build({ opts: new Map([['filename', 'Nope']]), inputs })).rejects.toMatchObject({
+      code: 'KLN0602',
+      message: 'cannot read Nope from the build input',
+    });
+  });
+
+  test('a ref is solved once however often it is read', async () => {
+    const { backend, gateway } = setup({ Dockerfile: 'FROM x\n' });
+    const inputs = new Map([['context', await contextDefinition()]]);
+    const before = backend.solves;
+    const result = await gateway.build({ frontend: 'dockerfile.v0', opts: new Map(), inputs });
+    await result.ref?.readFile('Dockerfile');
+    await result.ref?.readFile('Dockerfile');
+    expect(backend.solves - before).toBe(1);
+  });
+});
+
+test('canonical names drop registry, tag and digest of the dockerfile image only', () => {
+  expect(canonicalFrontendName('docker.io/docker/dockerfile:1@sha256:abc')).toBe('dockerfile.v0');
+  expect(canonicalFrontendName('docker/dockerfile-upstream:master')).toBe('dockerfile.v0');
+  expect(canonicalFrontendName('kiln/ts')).toBe('kiln/ts');
+});

@@ -1,0 +1,113 @@
+import type { Definition, FrontendResult, FrontendWarning, Ref } from '@kiln/llb-core';
+import { detectSyntax } from '@kiln/dockerfile';
+import type { SolveBackend, SolvedRef } from './backend.js';
+import { GatewayClient, GatewayRef } from './client.js';
+import { GatewayError } from './errors.js';
+import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
+
+/** One build request: which frontend (or detect it), its options and named inputs. */
+export interface GatewayRequest {
+  /** `--frontend`; when absent the entry file's `# syntax=` line decides, else `dockerfile.v0`. */
+  readonly frontend?: string;
+  /** BuildKit frontend options: `filename`, `target`, `platform`, `build-arg:NAME`, … */
+  readonly opts: ReadonlyMap<string, string>;
+  /** Named inputs: `context`, `dockerfile`, and `--build-context` names. */
+  readonly inputs: ReadonlyMap<string, Definition>;
+  readonly onWarning?: (warning: FrontendWarning) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** What a build through the gateway produced: solved refs plus the frontend's metadata. */
+export interface GatewayResult {
+  /** The frontend that ran, after syntax selection. */
+  readonly frontend: string;
+  readonly ref?: SolvedRef;
+  readonly refs: ReadonlyMap<string, SolvedRef>;
+  readonly metadata: ReadonlyMap<string, Uint8Array>;
+}
+
+/**
+ * Picks and serves a frontend in process, then hands its LLB to the solver backend. Selection
+ * follows BuildKit's dockerfile builder: an explicit frontend wins; a forwarded request (opts
+ * carry `cmdline`) is never forwarded again; then `build-arg:BUILDKIT_SYNTAX`; then the entry
+ * file's syntax directive.
+ */
+export class Gateway {
+  readonly #backend: SolveBackend;
+  readonly #registry: FrontendRegistry;
+
+  constructor(backend: SolveBackend, registry: FrontendRegistry) {
+    this.#backend = backend;
+    this.#registry = registry;
+  }
+
+  async build(request: GatewayRequest): Promise<GatewayResult> {
+    const base = {
+      backend: this.#backend,
+      inputs: request.inputs,
+      refs: new WeakMap<Definition, GatewayRef>(),
+      ...(request.onWarning === undefined ? {} : { onWarning: request.onWarning }),
+      ...(request.signal === undefined ? {} : { signal: request.signal }),
+    };
+    const { name, opts } = await this.#select(request, new GatewayClient({ ...base, opts: request.opts }));
+    const frontend = this.#registry.resolve(name);
+    const client = new GatewayClient({ ...base, opts });
+    const result = await frontend(client);
+    return { frontend: name, ...(await solveResult(result)) };
+  }
+
+  async #select(request: GatewayRequest, client: GatewayClient): Promise<{ name: string; opts: ReadonlyMap<string, string> }> {
+    const requested = request.frontend ?? DOCKERFILE_FRONTEND;
+    if (canonicalFrontendName(requested) !== DOCKERFILE_FRONTEND || request.opts.has('cmdline')) {
+      return { name: requested, opts: request.opts };
+    }
+    let cmdline = request.opts.get('build-arg:BUILDKIT_SYNTAX');
+    if (cmdline === undefined) {
+      const text = await readEntryFile(client, request.opts.get('filename') ?? 'Dockerfile');
+      cmdline = text === undefined ? undefined : detectSyntax(text)?.cmdline;
+    }
+    if (cmdline === undefined) return { name: requested, opts: request.opts };
+    const ref = cmdline.split(/\s/, 1)[0] ?? cmdline;
+    if (canonicalFrontendName(ref) === DOCKERFILE_FRONTEND) return { name: DOCKERFILE_FRONTEND, opts: request.opts };
+    const opts = new Map(request.opts);
+    opts.set('source', ref);
+    opts.set('cmdline', cmdline);
+    return { name: ref, opts };
+  }
+}
+
+/** Reads the entry file from the `dockerfile` input (else `context`); undefined when there is no such input. */
+async function readEntryFile(client: GatewayClient, filename: string): Promise<string | undefined> {
+  const definition = client.inputs.get('dockerfile') ?? client.inputs.get('context');
+  if (definition === undefined) return undefined;
+  const ref = await client.solve({ definition });
+  try {
+    return new TextDecoder().decode(await ref.readFile(filename));
+  } catch (cause) {
+    throw new GatewayError('KLN0602', `cannot read ${filename} from the build input`, {
+      hint: 'check the -f/--file path and the build context',
+      cause,
+    });
+  }
+}
+
+async function solveResult(result: FrontendResult): Promise<Omit<GatewayResult, 'frontend'>> {
+  const refs = new Map<string, SolvedRef>();
+  if (result.refs !== undefined) {
+    const solved = await Promise.all([...result.refs].map(async ([k, r]) => [k, await solveRef(r)] as const));
+    for (const [k, r] of solved) refs.set(k, r);
+  }
+  if (result.ref === undefined && refs.size === 0 && !result.metadata.has('containerimage.config')) {
+    throw new GatewayError('KLN0603', 'the frontend returned no result');
+  }
+  return {
+    ...(result.ref === undefined ? {} : { ref: await solveRef(result.ref) }),
+    refs,
+    metadata: result.metadata,
+  };
+}
+
+function solveRef(ref: Ref): Promise<SolvedRef> {
+  if (ref instanceof GatewayRef) return ref.solved();
+  throw new GatewayError('KLN0603', 'the frontend returned a ref the gateway did not create');
+}
