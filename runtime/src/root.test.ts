@@ -13,3 +13,23 @@ describe('resolveKilnRoot', () => {
     expect(resolveKilnRoot(opts)).toEqual({ path, source });
   });
 });
+
+describe('openKilnStores', () => {
+  test('creates content and image stores under the root', async () => {
+    const { mkdtemp, rm, stat } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openKilnStores } = await import('./root.js');
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-root-'));
+    try {
+      const s = await openKilnStores(dir);
+      const blob = await s.content.writeBlob(Buffer.from('x'));
+      expect((await stat(join(dir, 'content', 'blobs', 'sha256', blob.digest.slice(7)))).size).toBe(1);
+      await s.images.put('docker.io/library/x:latest', { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...blob });
+      expect((await stat(join(dir, 'images'))).isDirectory()).toBe(true);
+      expect((await s.images.list()).map((r) => r.name)).toEqual(['docker.io/library/x:latest']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import { ContentStore } from './content/store.js';
+import { ImageStore } from './image/image-store.js';
 
 /** Where the kiln root comes from, for diagnostics (`kiln du` prints it). */
 export type KilnRootSource = 'option' | 'env' | 'default-root' | 'default-user';
@@ -36,4 +38,16 @@ export function resolveKilnRoot(opts: ResolveKilnRootOptions = {}): KilnRoot {
   const home = opts.home ?? env['HOME'];
   if (home === undefined || home === '') return { path: '/var/lib/kiln', source: 'default-root' };
   return { path: join(home, '.local', 'share', 'kiln'), source: 'default-user' };
+}
+
+/** The content store and image records under one kiln root. */
+export interface KilnStores {
+  readonly root: string;
+  readonly content: ContentStore;
+  readonly images: ImageStore;
+}
+
+/** Opens (creating if needed) `<root>/content` and `<root>/images`. */
+export async function openKilnStores(root: string): Promise<KilnStores> {
+  return { root, content: await ContentStore.open(root), images: await ImageStore.open(root) };
 }

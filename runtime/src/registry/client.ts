@@ -29,6 +29,8 @@ export interface PullOptions {
   readonly images?: ImageStore | undefined;
   readonly concurrency?: number | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** Progress: called once per blob (`skipped` when it was already in the store). */
+  readonly onBlob?: ((desc: Descriptor, status: 'done' | 'skipped') => void) | undefined;
 }
 
 const MAX_MANIFEST = 4 * 1024 * 1024;
@@ -143,7 +145,7 @@ export class RegistryClient {
    */
   async pull(reference: string | ImageReference, store: ContentStore, opts: PullOptions = {}): Promise<ResolvedReference> {
     const { ref, descriptor } = await this.resolve(reference, opts.signal);
-    await copyImageGraph(this.provider(ref, opts.signal), descriptor, store, { platform: opts.platform, concurrency: opts.concurrency, signal: opts.signal });
+    await copyImageGraph(this.provider(ref, opts.signal), descriptor, store, { platform: opts.platform, concurrency: opts.concurrency, signal: opts.signal, onBlob: opts.onBlob });
     await opts.images?.put(formatReference(ref), descriptor);
     return { ref, descriptor };
   }

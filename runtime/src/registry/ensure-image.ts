@@ -24,6 +24,8 @@ export interface EnsureImageOptions {
   readonly platform?: Platform | undefined;
   readonly resolveMode?: ImageResolveMode | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** Progress: called once per blob copied or found. */
+  readonly onBlob?: ((desc: Descriptor, status: 'done' | 'skipped') => void) | undefined;
 }
 
 /** An image whose manifest, config and layers for one platform are in the content store. */
@@ -67,14 +69,14 @@ export async function ensureImage(reference: string, opts: EnsureImageOptions): 
   if (layoutPath !== undefined) {
     const layout = await openOciLayout(layoutPath, opts.store);
     const { annotations: _a, ...desc } = findLayoutImage(layout.index, ref.digest ?? ref.tag);
-    await copyImageGraph(layout.provider, desc, opts.store, { platform, signal: opts.signal });
+    await copyImageGraph(layout.provider, desc, opts.store, { platform, signal: opts.signal, onBlob: opts.onBlob });
     root = desc;
     source = 'layout';
   } else if (mode === 'local') {
     throw new ImageStoreError('IMAGE_NOT_FOUND', `image ${name} is not in the kiln store`, { hint: `pull it first, or drop the local-only resolve mode` });
   } else {
     if (opts.registry === undefined) throw new ImageStoreError('IMAGE_NOT_FOUND', `image ${name} is not in the kiln store and no registry client was given`);
-    root = (await opts.registry.pull(ref, opts.store, { platform, signal: opts.signal })).descriptor;
+    root = (await opts.registry.pull(ref, opts.store, { platform, signal: opts.signal, onBlob: opts.onBlob })).descriptor;
     source = 'registry';
   }
   await opts.images.put(name, root);
