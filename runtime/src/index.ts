@@ -45,4 +45,5 @@ export { packDirectory, type PackDirectoryOptions } from './exporter/fs-tar.js';
 export { copyTree, walkTree, type TreeEntry } from './exporter/fs-tree.js';
 export { ensureImage, type EnsureImageOptions, type EnsuredImage, type ImageResolveMode } from './registry/ensure-image.js';
 export { pruneContent, type PruneContentOptions, type PruneContentResult } from './image/content-gc.js';
+export { exportLayerToStore } from './layer/store-export.js';
 export { openKilnStores, type KilnStores } from './root.js';

@@ -17,7 +17,7 @@ export interface LayerDescriptor {
 
 /** How to write a layer; see {@link Snapshotter.diff}. */
 export interface DiffOptions {
-  /** A file path (written to a temp file, renamed on success) or a stream (not ended on failure). */
+  /** A file path (written to a temp file, renamed on success) or a stream (ended on success, destroyed on failure). */
   readonly output: string | Writable;
   /** Default `gzip`. */
   readonly compression?: LayerCompression;

@@ -61,7 +61,8 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
   let stop: (e: unknown) => void = () => undefined;
   const stopped = new Promise<never>((_r, reject) => (stop = reject));
   stopped.catch(() => undefined);
-  const flowing = pipeline(stages, ...(opts.signal ? [{ signal: opts.signal, end: tmp !== undefined }] : [{ end: tmp !== undefined }]));
+  // The sink is ended on success (its 'finish' means every byte was taken) and destroyed on failure.
+  const flowing = pipeline(stages, ...(opts.signal ? [{ signal: opts.signal }] : []));
   flowing.catch((e: unknown) => stop(e));
   // The producer stops at its next entry once the pipeline fails, which closes `entries` (and so
   // releases any mount the change walker holds) before writeLayer returns.

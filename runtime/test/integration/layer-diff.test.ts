@@ -4,7 +4,7 @@ import { chmod, link, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { LocalSnapshotter, unpackLayer, type Snapshotter } from '@kiln/runtime';
+import { ContentStore, LocalSnapshotter, exportLayerToStore, unpackLayer, type Snapshotter } from '@kiln/runtime';
 
 const BUSYBOX_LAYER = new URL(
   '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
@@ -117,6 +117,18 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
     expect(z.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
     expect(z.diffID).toBe(active.diffID);
     expect(z.digest).toBe(sha256File(join(root, 'c.tar.zst')));
+  });
+
+  test('exportLayerToStore writes the blob into the content store in one pass', async () => {
+    const { s, root } = await setup(driver);
+    const store = await ContentStore.open(root);
+    const ref = await exportLayerToStore(s, 'work', store, { sourceDateEpoch: 1_700_000_000 });
+    const file = store.blobPath(ref.descriptor.digest);
+    expect(ref.descriptor.digest).toBe(sha256File(file));
+    expect(ref.descriptor.size).toBe((await lstat(file)).size);
+    execFileSync('sh', ['-c', `gzip -dc ${file} > ${root}/x.tar`]);
+    expect(ref.diffID).toBe(sha256File(`${root}/x.tar`));
+    expect(await readdir(join(root, 'content/ingest'))).toEqual([]);
   });
 
   test('a cancelled diff leaves no file and no mount', async () => {
