@@ -4,8 +4,13 @@
  * Layers (each consumes the previous one's typed output):
  * 1. {@link parse}: text → instruction {@link Node}s with positions (BuildKit's `parser` package).
  * 2. {@link ShellLex}: word expansion (BuildKit's `shell` package), used by the converter.
- * 3. {@link parseStages} / {@link parseInstruction}: nodes → typed {@link Command}s grouped in
- *    {@link Stage}s (BuildKit's `instructions` package). Variable expansion happens later.
+ * 3. {@link parseStages} / {@link parseInstruction} (or {@link parseDockerfile} for text → stages):
+ *    nodes → typed {@link Command}s grouped in {@link Stage}s (BuildKit's `instructions` package).
+ *    Nothing is expanded there; the converter calls {@link expandCommand} per command with the
+ *    stage environment, as BuildKit's dispatch calls `Expand`.
+ *
+ * Every failure is a {@link KilnError} (stable `code`, `location` file:line:column, `source`,
+ * `hint`); {@link formatError} renders it as `FILE:LINE:COL: message [CODE]`.
  *
  * @packageDocumentation
  */
