@@ -27,6 +27,14 @@
  * | KLN0414 | mount target missing or not absolute |
  * | KLN0415 | invalid mount option value |
  * | KLN0421 | invalid `--network` / `--security` value |
+ * | KLN0501 | build stage or target not found (`--target`, `COPY --from=<index>`) |
+ * | KLN0502 | circular dependency between stages (`COPY --from`, `RUN --mount=from=`) |
+ * | KLN0503 | base image could not be resolved |
+ * | KLN0504 | invalid or blank image reference |
+ * | KLN0505 | invalid platform |
+ * | KLN0506 | source not allowed here (URL or git for COPY, `--checksum` misuse) |
+ * | KLN0507 | invalid COPY/ADD option value (`--chmod`, `--checksum`) |
+ * | KLN0508 | empty Dockerfile or no stages |
  */
 export type DockerfileErrorCode =
   | 'KLN0101'
@@ -49,7 +57,15 @@ export type DockerfileErrorCode =
   | 'KLN0413'
   | 'KLN0414'
   | 'KLN0415'
-  | 'KLN0421';
+  | 'KLN0421'
+  | 'KLN0501'
+  | 'KLN0502'
+  | 'KLN0503'
+  | 'KLN0504'
+  | 'KLN0505'
+  | 'KLN0506'
+  | 'KLN0507'
+  | 'KLN0508';
 
 /** A point in a Dockerfile: 1-based line and column (columns count UTF-16 code units). */
 export interface Position {
