@@ -13,6 +13,8 @@ import { formatReference, parseReference, repositoryName } from './reference.js'
 export interface ResolveImageConfigOptions {
   /** Platform to pick from an index (default: the host's). */
   readonly platform?: Platform | undefined;
+  /** Accepted for the frontend contract (`image.resolvemode`); each resolver has one source. */
+  readonly resolveMode?: 'default' | 'pull' | 'local' | undefined;
   readonly signal?: AbortSignal | undefined;
 }
 
