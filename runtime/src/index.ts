@@ -47,3 +47,4 @@ export { ensureImage, type EnsureImageOptions, type EnsuredImage, type ImageReso
 export { pruneContent, type PruneContentOptions, type PruneContentResult } from './image/content-gc.js';
 export { exportLayerToStore } from './layer/store-export.js';
 export { openKilnStores, type KilnStores } from './root.js';
+export { runStreaming, type StreamingRun } from './executor/stream.js';

@@ -3,15 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { pack, type Header } from 'tar-stream';
+import { pack, type Pack } from 'tar-stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { applyLayer } from './apply.js';
 
-type Entry = Header & { body?: string };
+type Entry = Parameters<Pack['entry']>[0] & { body?: string };
 
 async function tarOf(entries: readonly Entry[]): Promise<Buffer> {
   const p = pack();
-  for (const { body, ...h } of entries) p.entry({ mtime: new Date('2024-01-01T00:00:00Z'), ...h }, body ?? '');
+  for (const { body, ...h } of entries) p.entry({ ...h, mtime: h.mtime ?? new Date('2024-01-01T00:00:00Z') }, body ?? '');
   p.finalize();
   const chunks: Buffer[] = [];
   for await (const c of p) chunks.push(c as Buffer);

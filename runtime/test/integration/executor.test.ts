@@ -9,6 +9,7 @@ import {
   RuncExecutor,
   applyLayer,
   changes,
+  runStreaming,
   unpackLayer,
   type ExecRequest,
   type ExecResult,
@@ -118,11 +119,22 @@ describe('runc executor', () => {
     await expect(run(['/no/such/binary'])).rejects.toMatchObject({ code: 'EXEC_FAILED' });
   });
 
-  test('output is streamed as it happens', async () => {
-    const r = await run(['sh', '-c', 'echo first; sleep 1; echo second']);
-    const [a, b] = r.lines;
-    expect([a?.line, b?.line]).toEqual(['first', 'second']);
-    expect((b?.time ?? 0) - (a?.time ?? 0)).toBeGreaterThanOrEqual(800);
+  test('output is streamed as it happens (callback and AsyncIterable)', async () => {
+    await snapshotter.prepare('streaming', 'busybox');
+    const started = Date.now();
+    const { output, result } = runStreaming(executor, {
+      rootfs: await snapshotter.mounts('streaming'),
+      process: { args: ['sh', '-c', 'echo first; sleep 1; echo second >&2'], env: [] },
+    });
+    const seen: [string, string, number][] = [];
+    for await (const l of output) seen.push([l.stream, l.line, Date.now() - started]);
+    expect((await result).exitCode).toBe(0);
+    expect(seen.map(([s, l]) => [s, l])).toEqual([
+      ['stdout', 'first'],
+      ['stderr', 'second'],
+    ]);
+    // the first line was read about a second before the process ended
+    expect((seen[1]?.[2] ?? 0) - (seen[0]?.[2] ?? 0)).toBeGreaterThanOrEqual(800);
   });
 
   test('env, cwd (created, owned by the user) and user by name', async () => {
@@ -148,7 +160,7 @@ describe('runc executor', () => {
     ['123:456', '123:456'],
     ['1000', '1000:1000'],
     ['', '0:0'],
-  ])('user %s runs as %s', async ([user, expected]) => {
+  ] as const)('user %s runs as %s', async ([user, expected]) => {
     const r = await run(['sh', '-c', 'echo "$(id -u):$(id -g)"'], { user });
     expect(r.stdout.trim()).toBe(expected);
   });

@@ -1,0 +1,56 @@
+import { describe, expect, test } from 'vitest';
+import { boundingCapabilities, buildSpec, DEFAULT_CAPABILITIES, type SpecInput } from './spec.js';
+
+const base: SpecInput = {
+  rootPath: '/r',
+  readonlyRoot: false,
+  args: ['sh'],
+  env: ['A=1'],
+  cwd: '/',
+  user: { uid: 1, gid: 2, additionalGids: [3], home: '/' },
+  hostname: 'h',
+  network: 'none',
+  security: 'sandbox',
+  insecureCapabilities: ['CAP_SYS_ADMIN'],
+  hostsFile: '/b/hosts',
+  resolvConfFile: '/b/resolv.conf',
+  mounts: [],
+};
+
+type Spec = {
+  process: { env: string[]; user: unknown; capabilities: { effective: string[] } };
+  linux: { namespaces: { type: string }[]; maskedPaths?: string[] };
+  mounts: { destination: string; type: string }[];
+};
+
+describe('buildSpec', () => {
+  test('sandbox: default caps, masked paths, own netns, default PATH added', () => {
+    const s = buildSpec(base) as unknown as Spec;
+    expect(s.process.capabilities.effective).toEqual(DEFAULT_CAPABILITIES);
+    expect(s.process.env[0]).toMatch(/^PATH=/);
+    expect(s.process.user).toEqual({ uid: 1, gid: 2, additionalGids: [3] });
+    expect(s.linux.namespaces.map((n) => n.type)).toEqual(['pid', 'ipc', 'uts', 'mount', 'network']);
+    expect(s.linux.maskedPaths).toContain('/proc/kcore');
+    expect(s.mounts.find((m) => m.destination === '/sys')?.type).toBe('sysfs');
+  });
+
+  test('host network binds /sys and shares the netns; insecure has the given caps and no masks', () => {
+    const s = buildSpec({ ...base, network: 'host', security: 'insecure', env: ['PATH=/x'] }) as unknown as Spec;
+    expect(s.linux.namespaces.map((n) => n.type)).not.toContain('network');
+    expect(s.mounts.find((m) => m.destination === '/sys')?.type).toBe('bind');
+    expect(s.process.capabilities.effective).toEqual(['CAP_SYS_ADMIN']);
+    expect(s.linux.maskedPaths).toBeUndefined();
+    expect(s.process.env).toEqual(['PATH=/x']);
+  });
+
+  test('a root overlay comes before every other mount', () => {
+    const s = buildSpec({ ...base, rootMount: { destination: '/', type: 'overlay', source: 'overlay', options: [] } }) as unknown as Spec;
+    expect(s.mounts[0]?.destination).toBe('/');
+    expect(s.mounts[1]?.destination).toBe('/proc');
+  });
+});
+
+test('boundingCapabilities decodes CapBnd', () => {
+  expect(boundingCapabilities('CapBnd:\t0000000000000003\n')).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE']);
+  expect(boundingCapabilities('CapBnd:\t000001fffeffffff\n')).not.toContain('CAP_SYS_RESOURCE');
+});
