@@ -61,3 +61,6 @@ export { loadGraph, defaultName, type LoadedGraph } from './llb/load.js';
 export { resolveLlbOp } from './llb/ops.js';
 export { ExecFailedError, type Worker, type WorkerOpContext } from './llb/worker.js';
 export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';
+export { RuntimeWorker } from './worker/runtime-worker.js';
+export type { RuntimeWorkerDeps } from './worker/deps.js';
+export { chainIds } from './worker/sources.js';

@@ -1,0 +1,47 @@
+import type {
+  ContentStore,
+  EnsuredImage,
+  EnsureImageOptions,
+  Executor,
+  FileAction as RuntimeFileAction,
+  FileActionRoots,
+  FileOpOptions,
+  Platform,
+  Snapshotter,
+  SnapshotInfo,
+  UnpackLayerOptions,
+} from '@kiln/runtime';
+
+/**
+ * The runtime services a {@link RuntimeWorker} uses, injected by the CLI (the one place that
+ * wires @kiln/runtime into the solver; the solver itself only imports runtime types).
+ */
+export interface RuntimeWorkerDeps {
+  /** The kiln root: local-source mirrors and cache mounts live under `<root>/solver`. */
+  readonly root: string;
+  readonly snapshotter: Snapshotter;
+  readonly executor: Executor;
+  readonly content: ContentStore;
+  /** Runtime's ensureImage bound to its stores/registry/layouts: makes an image's blobs local. */
+  ensureImage(reference: string, opts: Pick<EnsureImageOptions, 'platform' | 'resolveMode' | 'signal'>): Promise<EnsuredImage>;
+  /** Runtime's unpackLayer. */
+  unpackLayer(
+    snapshotter: Snapshotter,
+    id: string,
+    parent: string | undefined,
+    layer: AsyncIterable<Uint8Array>,
+    opts?: UnpackLayerOptions,
+  ): Promise<{ readonly snapshot: SnapshotInfo }>;
+  /** Runtime's applyFileAction. */
+  applyFileAction(action: RuntimeFileAction, roots: FileActionRoots, opts?: FileOpOptions): Promise<void>;
+  /** Build context directories by local source name (`context`, `dockerfile`, named contexts). */
+  readonly localDirs: Readonly<Record<string, string>>;
+  /** Secret values by id (`--secret`); never logged or stored. */
+  readonly secrets?: Readonly<Record<string, Uint8Array>>;
+  /** ssh-agent sockets by id (`--ssh`). */
+  readonly ssh?: Readonly<Record<string, string>>;
+  /** Allow `--security=insecure` execs (`--allow security.insecure`). */
+  readonly allowInsecure?: boolean;
+  /** Platform for images without an explicit one. */
+  readonly platform?: Platform;
+}

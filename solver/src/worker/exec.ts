@@ -1,0 +1,180 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CacheSharingOpt, MountType, NetMode, SecurityMode, type ExecOp, type Mount as LlbMount } from '@kiln/llb-core';
+import type { ExecMount, NetworkMode } from '@kiln/runtime';
+import { SolverError } from '../errors.js';
+import { ExecFailedError, type WorkerOpContext } from '../llb/worker.js';
+import type { WorkerRef } from '../scheduler/types.js';
+import type { RuntimeWorkerDeps } from './deps.js';
+import { emptySnapshot, } from './sources.js';
+import { newSnapshotId, snapshotSize } from './snapshots.js';
+
+/** Per-id locks and use counts of cache mounts (`sharing=locked|private`). */
+export class CacheMounts {
+  readonly #root: string;
+  readonly #locked = new Map<string, Promise<void>>();
+  readonly #inUse = new Map<string, number>();
+
+  constructor(root: string) {
+    this.#root = join(root, 'solver', 'cachemounts');
+  }
+
+  /** Acquires the directory of cache mount `id`; returns it and the release function. */
+  async acquire(id: string, sharing: number): Promise<{ dir: string; release: () => Promise<void> }> {
+    const safe = id.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+    const dir = join(this.#root, safe);
+    await mkdir(dir, { recursive: true });
+    if (sharing === CacheSharingOpt.LOCKED) {
+      const prev = this.#locked.get(dir) ?? Promise.resolve();
+      let unlock: () => void = () => undefined;
+      const mine = new Promise<void>((r) => (unlock = r));
+      this.#locked.set(dir, prev.then(() => mine));
+      await prev;
+      return { dir, release: async () => unlock() };
+    }
+    if (sharing === CacheSharingOpt.PRIVATE && (this.#inUse.get(dir) ?? 0) > 0) {
+      // Another build holds it: this one gets a private, throw-away directory (BuildKit creates a new ref).
+      const tmp = await mkdtemp(join(this.#root, `${safe}.private-`));
+      return { dir: tmp, release: () => rm(tmp, { recursive: true, force: true }) };
+    }
+    this.#inUse.set(dir, (this.#inUse.get(dir) ?? 0) + 1);
+    return {
+      dir,
+      release: async () => {
+        this.#inUse.set(dir, (this.#inUse.get(dir) ?? 1) - 1);
+      },
+    };
+  }
+}
+
+interface Prepared {
+  readonly mount: LlbMount;
+  readonly active?: string;
+}
+
+/**
+ * Runs an ExecOp on the runtime: the root mount and every writable mount with an output get an
+ * active snapshot on top of their input (committed afterwards, one ref per output index);
+ * read-only inputs are mounted from their committed snapshots; cache mounts bind persistent
+ * directories; tmpfs, secret and ssh mounts come from the runtime. A non-zero exit is an
+ * ExecFailedError; every active snapshot is removed on failure.
+ */
+export async function runExec(
+  deps: RuntimeWorkerDeps,
+  cacheMounts: CacheMounts,
+  op: ExecOp,
+  inputs: readonly WorkerRef[],
+  ctx: WorkerOpContext,
+): Promise<WorkerRef[]> {
+  const s = deps.snapshotter;
+  const meta = op.meta ?? {};
+  const args = meta.args ?? [];
+  if (args.length === 0) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no command');
+  if (op.security === SecurityMode.INSECURE && deps.allowInsecure !== true) {
+    throw new SolverError('SOLVER_UNSUPPORTED', 'security.insecure is not allowed', { hint: 'pass --allow security.insecure' });
+  }
+  const prepared: Prepared[] = [];
+  const releases: Array<() => Promise<void>> = [];
+  const actives: string[] = [];
+  const mounts: ExecMount[] = [];
+  let rootfs: readonly import('@kiln/runtime').Mount[] | undefined;
+  let readonlyRoot = false;
+  try {
+    for (const m of op.mounts ?? []) {
+      const dest = m.dest ?? '/';
+      const type = m.mountType ?? MountType.BIND;
+      const input = m.input ?? 0;
+      if (type === MountType.CACHE) {
+        const c = await cacheMounts.acquire(m.cacheOpt?.id ?? dest, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED);
+        releases.push(c.release);
+        mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
+        prepared.push({ mount: m });
+        continue;
+      }
+      if (type === MountType.TMPFS) {
+        const size = m.tmpfsOpt?.size;
+        mounts.push({ kind: 'tmpfs', target: dest, ...(size === undefined || size === 0n ? {} : { size: Number(size) }) });
+        prepared.push({ mount: m });
+        continue;
+      }
+      if (type === MountType.SECRET) {
+        const id = m.secretOpt?.id ?? '';
+        const data = deps.secrets?.[id];
+        if (data === undefined) {
+          if (m.secretOpt?.optional === true) continue;
+          throw new SolverError('SOLVER_INVALID_DEFINITION', `secret ${id} not found`, { hint: `pass --secret id=${id},src=FILE` });
+        }
+        mounts.push({ kind: 'secret', target: dest, data, ...(m.secretOpt?.mode === undefined ? {} : { mode: m.secretOpt.mode }), ...(m.secretOpt?.uid === undefined ? {} : { uid: m.secretOpt.uid }), ...(m.secretOpt?.gid === undefined ? {} : { gid: m.secretOpt.gid }) });
+        prepared.push({ mount: m });
+        continue;
+      }
+      if (type === MountType.SSH) {
+        const id = m.sshOpt?.id ?? 'default';
+        const socket = deps.ssh?.[id];
+        if (socket === undefined) {
+          if (m.sshOpt?.optional === true) continue;
+          throw new SolverError('SOLVER_INVALID_DEFINITION', `no SSH key ${id} forwarded`, { hint: `pass --ssh ${id}` });
+        }
+        mounts.push({ kind: 'ssh', target: dest, socket, ...(m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode }), ...(m.sshOpt?.uid === undefined ? {} : { uid: m.sshOpt.uid }), ...(m.sshOpt?.gid === undefined ? {} : { gid: m.sshOpt.gid }) });
+        prepared.push({ mount: m });
+        continue;
+      }
+      // A bind of an input (or scratch).
+      if (m.selector !== undefined && m.selector !== '' && m.selector !== '/') {
+        throw new SolverError('SOLVER_UNSUPPORTED', `mounting a subpath (${m.selector}) of an input is not supported yet`);
+      }
+      const parent = input >= 0 ? inputs[input]?.snapshot : await emptySnapshot(deps);
+      if (parent === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', `mount ${dest} refers to missing input ${input}`);
+      const writable = m.readonly !== true;
+      if (writable) {
+        const active = newSnapshotId('exec');
+        await s.prepare(active, parent);
+        actives.push(active);
+        prepared.push({ mount: m, active });
+        if (dest === '/') rootfs = await s.mounts(active);
+        else mounts.push({ kind: 'snapshot', target: dest, mounts: await s.mounts(active), mode: (m.output ?? 0) >= 0 ? 'rw' : 'rw-discard' });
+      } else {
+        prepared.push({ mount: m });
+        if (dest === '/') {
+          rootfs = await s.mounts(parent);
+          readonlyRoot = true;
+        } else mounts.push({ kind: 'snapshot', target: dest, mounts: await s.mounts(parent), mode: 'ro' });
+      }
+    }
+    if (rootfs === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no root mount');
+    const network: NetworkMode = op.network === NetMode.NONE ? 'none' : 'host';
+    const result = await deps.executor.run({
+      rootfs,
+      readonlyRootfs: readonlyRoot,
+      process: { args, env: meta.env ?? [], ...(meta.cwd === undefined ? {} : { cwd: meta.cwd }), ...(meta.user === undefined || meta.user === '' ? {} : { user: meta.user }) },
+      mounts,
+      network,
+      security: op.security === SecurityMode.INSECURE ? 'insecure' : 'sandbox',
+      ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }),
+      extraHosts: (meta.extraHosts ?? []).map((h) => ({ host: h.host ?? '', ip: h.ip ?? '' })),
+      signal: ctx.signal,
+      onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, `${l.line}\n`),
+    });
+    const valid = meta.validExitCodes ?? [0];
+    if (!valid.includes(result.exitCode)) throw new ExecFailedError(args.join(' '), result.exitCode);
+    const outputs: WorkerRef[] = [];
+    for (const p of prepared) {
+      const out = p.mount.output ?? 0;
+      if (out < 0) continue;
+      if (p.active === undefined) {
+        // A read-only mount with an output passes its input through.
+        const inRef = inputs[p.mount.input ?? 0];
+        if (inRef !== undefined) outputs[out] = inRef;
+        continue;
+      }
+      const id = newSnapshotId('exec');
+      await s.commit(id, p.active);
+      actives.splice(actives.indexOf(p.active), 1);
+      outputs[out] = { snapshot: id, size: await snapshotSize(s, id) };
+    }
+    return outputs;
+  } finally {
+    for (const a of actives) await s.remove(a).catch(() => undefined);
+    for (const r of releases) await r();
+  }
+}

@@ -1,0 +1,111 @@
+import { lstat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { DiffOp, ExecOp, FileOp, MergeOp, SourceOp } from '@kiln/llb-core';
+import { ContentHashTree, type ChecksumOptions } from '../contenthash/tree.js';
+import { headerDigest } from '../contenthash/tarsum.js';
+import { SolverError } from '../errors.js';
+import { toLocalStat, walkLocal } from '../local/walk.js';
+import type { Worker, WorkerOpContext } from '../llb/worker.js';
+import type { WorkerRef } from '../scheduler/types.js';
+import type { RuntimeWorkerDeps } from './deps.js';
+import { CacheMounts, runExec } from './exec.js';
+import { runFileOp } from './file.js';
+import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './sources.js';
+import { newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
+
+const execFileP = promisify(execFile);
+
+/**
+ * A {@link Worker} on kiln's runtime: images are unpacked into chain-id snapshots, local sources
+ * are synced incrementally and snapshotted by content, execs run with runc, file ops use the
+ * runtime's file actions, merges copy their inputs into one snapshot. Release snapshots the cache
+ * store drops with {@link RuntimeWorker.releaseSnapshot}.
+ */
+export class RuntimeWorker implements Worker {
+  readonly #deps: RuntimeWorkerDeps;
+  readonly #images: ImageSources;
+  readonly #locals: LocalSources;
+  readonly #cacheMounts: CacheMounts;
+
+  constructor(deps: RuntimeWorkerDeps) {
+    this.#deps = deps;
+    this.#images = new ImageSources(deps);
+    this.#locals = new LocalSources(deps);
+    this.#cacheMounts = new CacheMounts(deps.root);
+  }
+
+  async sourceCacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
+    const { scheme } = parseIdentifier(op);
+    switch (scheme) {
+      case 'docker-image':
+        return this.#images.cacheKey(op, ctx);
+      case 'local':
+        // Like BuildKit's session-bound local source: never a cache hit by itself; what COPY
+        // selects from it is keyed by content.
+        return `session:${op.identifier ?? ''}:${Date.now()}:${Math.random()}`;
+      default:
+        throw new SolverError('SOLVER_UNSUPPORTED', `source ${scheme}:// is not supported by this worker`);
+    }
+  }
+
+  async source(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
+    const { scheme } = parseIdentifier(op);
+    if (scheme === 'docker-image') return this.#images.snapshot(op, ctx);
+    if (scheme === 'local') return this.#locals.snapshot(op, ctx);
+    throw new SolverError('SOLVER_UNSUPPORTED', `source ${scheme}:// is not supported by this worker`);
+  }
+
+  exec(op: ExecOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<readonly WorkerRef[]> {
+    return runExec(this.#deps, this.#cacheMounts, op, inputs, ctx);
+  }
+
+  file(op: FileOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<readonly WorkerRef[]> {
+    return runFileOp(this.#deps, op, inputs, ctx);
+  }
+
+  /** Copies every input, in order, into one new snapshot (later inputs win). */
+  async merge(op: MergeOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef> {
+    const s = this.#deps.snapshotter;
+    const active = newSnapshotId('merge');
+    await s.prepare(active, await emptySnapshot(this.#deps));
+    try {
+      await withMounted(s, active, ctx.signal, async (dest) => {
+        for (const m of op.inputs ?? []) {
+          const ref = inputs[m.input ?? 0];
+          if (ref === undefined) continue;
+          await withMounted(s, ref.snapshot, ctx.signal, (src) => execFileP('cp', ['-a', '--reflink=auto', `${src}/.`, `${dest}/`]).then(() => undefined));
+        }
+      });
+      const id = newSnapshotId('merge');
+      await s.commit(id, active);
+      return { snapshot: id, size: await snapshotSize(s, id) };
+    } catch (err) {
+      await s.remove(active).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async diff(_op: DiffOp, _inputs: readonly WorkerRef[], _ctx: WorkerOpContext): Promise<WorkerRef> {
+    throw new SolverError('SOLVER_UNSUPPORTED', 'DiffOp is not supported by the runtime worker yet');
+  }
+
+  /**
+   * BuildKit's contenthash checksum of `path` in a result. Local sources answer from the tree of
+   * their sync (no file is read); other snapshots are mounted and scanned once, hashing only
+   * the files the selection needs.
+   */
+  async checksum(ref: WorkerRef, path: string, opts: ChecksumOptions, signal: AbortSignal): Promise<string> {
+    const local = this.#locals.trees.get(ref.snapshot);
+    if (local !== undefined) return local.checksum(path, opts);
+    return withMounted(this.#deps.snapshotter, ref.snapshot, signal, async (root) => {
+      const tree = ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(await lstat(root, { bigint: true }), root)) });
+      return tree.checksum(path, opts);
+    });
+  }
+
+  /** The cache store's release hook: removes a snapshot (ignored while others build on it). */
+  async releaseSnapshot(id: string): Promise<void> {
+    await this.#deps.snapshotter.remove(id).catch(() => undefined);
+  }
+}

@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import type { EnsuredImage, Platform } from '@kiln/runtime';
+import type { SourceOp } from '@kiln/llb-core';
+import { SolverError } from '../errors.js';
+import { syncLocalSource, type SyncLocalResult } from '../local/sync.js';
+import type { LocalFilter } from '../local/walk.js';
+import type { WorkerOpContext } from '../llb/worker.js';
+import type { WorkerRef } from '../scheduler/types.js';
+import type { RuntimeWorkerDeps } from './deps.js';
+import { hasSnapshot, withMounted } from './snapshots.js';
+
+const execFileP = promisify(execFile);
+
+/** OCI ChainID of a list of diffIDs: ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
+  }
+  return out;
+}
+
+/** Parses `docker-image://ref` / `local://name`. */
+export function parseIdentifier(op: SourceOp): { scheme: string; rest: string } {
+  const id = op.identifier ?? '';
+  const i = id.indexOf('://');
+  if (i < 0) throw new SolverError('SOLVER_INVALID_DEFINITION', `invalid source identifier ${JSON.stringify(id)}`);
+  return { scheme: id.slice(0, i), rest: id.slice(i + 3) };
+}
+
+function platformOf(ctx: WorkerOpContext, fallback: Platform | undefined): Platform | undefined {
+  const p = ctx.platform;
+  if (p?.os === undefined || p.architecture === undefined) return fallback;
+  return { os: p.os, architecture: p.architecture, ...(p.variant === undefined ? {} : { variant: p.variant }) } as Platform;
+}
+
+/** Resolves (pulling if needed) an image; memoized per reference+platform for one worker. */
+export class ImageSources {
+  readonly #deps: RuntimeWorkerDeps;
+  readonly #resolved = new Map<string, Promise<EnsuredImage>>();
+
+  constructor(deps: RuntimeWorkerDeps) {
+    this.#deps = deps;
+  }
+
+  resolve(op: SourceOp, ctx: WorkerOpContext): Promise<EnsuredImage> {
+    const { rest } = parseIdentifier(op);
+    const platform = platformOf(ctx, this.#deps.platform);
+    const mode = op.attrs?.get('image.resolvemode');
+    const k = `${rest}|${JSON.stringify(platform ?? null)}|${mode ?? ''}`;
+    let p = this.#resolved.get(k);
+    if (p === undefined) {
+      p = this.#deps.ensureImage(rest, {
+        ...(platform === undefined ? {} : { platform }),
+        resolveMode: mode === 'pull' ? 'pull' : mode === 'local' ? 'local' : 'default',
+        signal: ctx.signal,
+      });
+      p.catch(() => this.#resolved.delete(k));
+      this.#resolved.set(k, p);
+    }
+    return p;
+  }
+
+  /** BuildKit's image cache key: the chain id of the rootfs (the image's content identity). */
+  async cacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
+    const img = await this.resolve(op, ctx);
+    const ids = chainIds(img.config.rootfs.diff_ids);
+    return ids[ids.length - 1] ?? img.manifestDescriptor.digest;
+  }
+
+  /** Unpacks the layers into snapshots named by chain id (shared by every image with that prefix). */
+  async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
+    const img = await this.resolve(op, ctx);
+    const s = this.#deps.snapshotter;
+    const diffIds = img.config.rootfs.diff_ids;
+    const chain = chainIds(diffIds);
+    let parent: string | undefined;
+    let size = 0;
+    for (const [i, layer] of img.manifest.layers.entries()) {
+      const id = `layer-${(chain[i] ?? layer.digest).replace('sha256:', '')}`;
+      size += layer.size;
+      if (!(await hasSnapshot(s, id))) {
+        ctx.status(layer.digest, 0, layer.size);
+        const stream = await this.#deps.content.readStream(layer.digest);
+        await this.#deps.unpackLayer(s, id, parent, stream, {
+          signal: ctx.signal,
+          ...(diffIds[i] === undefined ? {} : { expectedDiffID: diffIds[i] }),
+        });
+        ctx.status(layer.digest, layer.size, layer.size, true);
+      }
+      parent = id;
+    }
+    if (parent === undefined) parent = await emptySnapshot(this.#deps);
+    return { snapshot: parent, size };
+  }
+}
+
+/** The shared empty committed snapshot (scratch). */
+export async function emptySnapshot(deps: RuntimeWorkerDeps): Promise<string> {
+  const id = 'scratch-empty';
+  if (await hasSnapshot(deps.snapshotter, id)) return id;
+  const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+  await deps.snapshotter.prepare(tmp);
+  try {
+    await deps.snapshotter.commit(id, tmp);
+  } catch (err) {
+    await deps.snapshotter.remove(tmp).catch(() => undefined);
+    if (!(await hasSnapshot(deps.snapshotter, id))) throw err;
+  }
+  return id;
+}
+
+function jsonList(v: string | undefined): string[] | undefined {
+  if (v === undefined || v === '') return undefined;
+  const parsed: unknown = JSON.parse(v);
+  return Array.isArray(parsed) ? parsed.filter((x): x is string => typeof x === 'string') : undefined;
+}
+
+/**
+ * Local sources (`local://name`): the directory is synced incrementally into a persistent mirror
+ * (`<root>/solver/local/<name>`), and the result is a committed snapshot named by the BuildKit
+ * content digest of what was synced, so an unchanged context reuses the previous snapshot without
+ * copying anything.
+ */
+export class LocalSources {
+  readonly #deps: RuntimeWorkerDeps;
+  /** Content trees of local snapshots, for checksums without re-reading files. */
+  readonly trees = new Map<string, SyncLocalResult['tree']>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(deps: RuntimeWorkerDeps) {
+    this.#deps = deps;
+  }
+
+  async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
+    const { rest: name } = parseIdentifier(op);
+    const dir = this.#deps.localDirs[name];
+    if (dir === undefined) {
+      throw new SolverError('SOLVER_INVALID_DEFINITION', `no local directory was given for local source ${JSON.stringify(name)}`, {
+        hint: 'pass the build context (or --build-context NAME=path) for it',
+      });
+    }
+    const attrs = op.attrs;
+    const filter: LocalFilter = {
+      ...(jsonList(attrs?.get('local.includepattern')) === undefined ? {} : { includePatterns: jsonList(attrs?.get('local.includepattern')) ?? [] }),
+      ...(jsonList(attrs?.get('local.excludepatterns')) === undefined ? {} : { excludePatterns: jsonList(attrs?.get('local.excludepatterns')) ?? [] }),
+      ...(jsonList(attrs?.get('local.followpaths')) === undefined ? {} : { followPaths: jsonList(attrs?.get('local.followpaths')) ?? [] }),
+    };
+    const filterKey = createHash('sha256').update(`${dir}\0${JSON.stringify(filter)}`).digest('hex').slice(0, 24);
+    const base = join(this.#deps.root, 'solver', 'local', `${name.replace(/[^A-Za-z0-9._-]/g, '_')}-${filterKey}`);
+    // One sync per mirror at a time (concurrent builds of the same context share the mirror).
+    const prev = this.#locks.get(base) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(async () => {
+      ctx.status('transferring context', 0);
+      const synced = await syncLocalSource({ src: dir, dest: join(base, 'mirror'), statePath: join(base, 'state.json'), filter, signal: ctx.signal });
+      ctx.status('transferring context', synced.stats.bytes, undefined, true);
+      const id = `local-${synced.rootDigest.replace('sha256:', '').slice(0, 48)}`;
+      const s = this.#deps.snapshotter;
+      if (!(await hasSnapshot(s, id))) {
+        const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+        await s.prepare(tmp);
+        try {
+          await withMounted(s, tmp, ctx.signal, async (path) => {
+            await execFileP('cp', ['-a', '--reflink=auto', `${join(base, 'mirror')}/.`, `${path}/`]);
+          });
+          await s.commit(id, tmp);
+        } catch (err) {
+          await s.remove(tmp).catch(() => undefined);
+          if (!(await hasSnapshot(s, id))) throw err;
+        }
+      }
+      this.trees.set(id, synced.tree);
+      return { snapshot: id, size: synced.stats.bytes };
+    });
+    this.#locks.set(base, run);
+    return run;
+  }
+}

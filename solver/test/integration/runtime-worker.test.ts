@@ -1,0 +1,140 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
+import {
+  ContentStore,
+  ImageStore,
+  LocalSnapshotter,
+  RuncExecutor,
+  applyFileAction,
+  createBusyboxImage,
+  ensureImage,
+  unpackLayer,
+  type ExecRequest,
+} from '@kiln/runtime';
+import { CacheStore, RuntimeWorker, Solver, type BuildResult } from '@kiln/solver';
+
+let root = '';
+let ctxDir = '';
+let runs = 0;
+let solver: Solver;
+let snapshotter: LocalSnapshotter;
+
+beforeAll(async () => {
+  try {
+    execFileSync('runc', ['--version']);
+  } catch {
+    throw new Error('runc is required for these tests: apt-get install runc busybox-static');
+  }
+  root = await mkdtemp(join(tmpdir(), 'kiln-solver-it-'));
+  ctxDir = await mkdtemp(join(tmpdir(), 'kiln-solver-ctx-'));
+  await writeFile(join(ctxDir, 'app.txt'), 'v1\n');
+  await writeFile(join(ctxDir, 'other.txt'), 'unrelated\n');
+  const content = await ContentStore.open(join(root, 'content'));
+  const images = await ImageStore.open(join(root, 'images'));
+  await createBusyboxImage(content, { names: ['localhost:5000/busybox:latest'], images });
+  snapshotter = new LocalSnapshotter({ root });
+  const runc = new RuncExecutor({ root });
+  const executor = {
+    run: (req: ExecRequest) => {
+      runs++;
+      return runc.run(req);
+    },
+  };
+  const worker = new RuntimeWorker({
+    root,
+    snapshotter,
+    executor,
+    content,
+    ensureImage: (ref, o) => ensureImage(ref, { store: content, images, ...o }),
+    unpackLayer,
+    applyFileAction,
+    localDirs: { context: ctxDir },
+  });
+  const store = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id) => worker.releaseSnapshot(id) });
+  solver = new Solver({ worker, store, parallelism: 2 });
+}, 120_000);
+
+afterAll(async () => {
+  solver?.store.close();
+  await rm(root, { recursive: true, force: true });
+  await rm(ctxDir, { recursive: true, force: true });
+});
+
+function definition(ops: Op[], names: Record<number, string>): Definition {
+  const def: Uint8Array[] = [];
+  const metadata = new Map<string, OpMetadata>();
+  ops.forEach((op, i) => {
+    const bytes = encodeOp(op);
+    def.push(bytes);
+    const name = names[i];
+    if (name !== undefined) metadata.set(digestOf(bytes), { description: new Map([['llb.customname', name]]) });
+  });
+  def.push(encodeOp({ kind: 'none', inputs: [{ digest: digestOf(def[def.length - 1] as Uint8Array), index: 0 }] }));
+  return { def, metadata };
+}
+const ref = (ops: Op[], i: number): { digest: ReturnType<typeof digestOf>; index: number } => ({ digest: digestOf(encodeOp(ops[i] as Op)), index: 0 });
+const ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+
+function graph(lastCmd = 'cat /app.txt /base.txt > /result.txt'): Definition {
+  const ops: Op[] = [
+    { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
+    { kind: 'source', inputs: [], source: { identifier: 'local://context' } },
+  ];
+  ops.push({ kind: 'exec', inputs: [ref(ops, 0)], exec: { meta: { args: ['/bin/sh', '-c', 'echo base > /base.txt'], env: ENV, cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] } });
+  ops.push({
+    kind: 'file',
+    inputs: [ref(ops, 2), ref(ops, 1)],
+    file: { actions: [{ input: 0, secondaryInput: 1, output: 0, action: { kind: 'copy', copy: { src: '/app.txt', dest: '/app.txt', createDestPath: true, mode: -1, timestamp: -1n } } }] },
+  });
+  ops.push({ kind: 'exec', inputs: [ref(ops, 3)], exec: { meta: { args: ['/bin/sh', '-c', lastCmd], env: ENV, cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] } });
+  return definition(ops, { 0: '[1/4] FROM busybox', 2: '[2/4] RUN echo base', 3: '[3/4] COPY app.txt /app.txt', 4: `[4/4] RUN ${lastCmd}` });
+}
+
+async function readResult(r: BuildResult | undefined, path: string): Promise<string> {
+  if (r === undefined) throw new Error('no result');
+  const m = await snapshotter.mount(r.ref.snapshot);
+  try {
+    return await readFile(join(m.path, path), 'utf8');
+  } finally {
+    await m.release();
+  }
+}
+
+describe('RuntimeWorker + Solver with real runc', () => {
+  test('build, unchanged rebuild without containers, unrelated change, one-file change', async () => {
+    const r1 = await solver.solve(graph());
+    expect(runs).toBe(2);
+    expect(await readResult(r1, 'result.txt')).toBe('v1\nbase\n');
+
+    const r2 = await solver.solve(graph());
+    expect(runs).toBe(2); // no container started
+    expect(r2?.cached).toBe(true);
+
+    await writeFile(join(ctxDir, 'other.txt'), 'changed but not copied\n');
+    const r3 = await solver.solve(graph());
+    expect(runs).toBe(2); // COPY selects app.txt only: its content key is unchanged
+    expect(r3?.cached).toBe(true);
+
+    await writeFile(join(ctxDir, 'app.txt'), 'v2\n');
+    await utimes(join(ctxDir, 'app.txt'), new Date(), new Date(Date.now() + 2000));
+    const r4 = await solver.solve(graph());
+    expect(runs).toBe(3); // only the last RUN re-ran; RUN echo base stayed cached
+    expect(await readResult(r4, 'result.txt')).toBe('v2\nbase\n');
+    expect(solver.du().length).toBeGreaterThan(0);
+  }, 120_000);
+
+  test('a failing RUN reports command, exit code and its output', async () => {
+    const p = solver.solve(graph('echo oops >&2; exit 3'));
+    await expect(p).rejects.toMatchObject({
+      code: 'SOLVER_EXEC_FAILED',
+      exitCode: 3,
+      command: '/bin/sh -c echo oops >&2; exit 3',
+      message: 'process "/bin/sh -c echo oops >&2; exit 3" did not complete successfully: exit code: 3',
+      logTail: ['oops'],
+    });
+  }, 120_000);
+});
