@@ -271,8 +271,8 @@ export interface DiffOp {
 /** Fields every op kind shares (`pb.Op` outside the oneof). */
 export interface OpCommon {
   readonly inputs: readonly Input[];
-  readonly platform?: PbPlatform;
-  readonly constraints?: WorkerConstraints;
+  readonly platform?: PbPlatform | undefined;
+  readonly constraints?: WorkerConstraints | undefined;
 }
 
 /**

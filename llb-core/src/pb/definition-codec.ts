@@ -23,6 +23,7 @@ import {
   newReader,
   readBool,
   readBytes,
+  readBytesView,
   readInt32,
   readLength,
   readString,
@@ -298,13 +299,13 @@ function encSource(w: PbWriter, s: Source): void {
 // Definition
 
 /** Decodes a Definition body occupying `[r.pos, end)`. */
-export function decodeDefinitionFrom(r: Reader, end: number): Definition {
+export function decodeDefinitionFrom(r: Reader, end: number, owned = false): Definition {
   const def: Uint8Array[] = [];
   const metadata = new Map<Digest, OpMetadata>();
   let source: Source | undefined;
   while (r.pos < end) {
     const tag = readTag(r);
-    if (tag === 10) def.push(readBytes(r));
+    if (tag === 10) def.push(owned ? readBytesView(r) : readBytes(r));
     else if (tag === 18) {
       const e = readLength(r);
       let k = '';
@@ -352,17 +353,23 @@ setDefinitionHooks({ encode: encodeDefinitionTo, decode: decodeDefinitionFrom })
  * Throws {@link LlbError} on malformed bytes.
  */
 export function decodeDefinition(bytes: Uint8Array): Definition {
-  return guard('decode definition', () => decodeDefinitionFrom(newReader(bytes), bytes.length));
+  // One private copy of the input; the op byte strings in `def` are views into it.
+  const own = new Uint8Array(bytes);
+  return guard('decode definition', () => decodeDefinitionFrom(newReader(own), own.length, true));
 }
 
 /** Marshals a Definition exactly as BuildKit does (metadata sorted by digest). */
 export function encodeDefinition(d: Definition): Uint8Array {
-  let size = 64;
-  for (const b of d.def) size += b.length + 6;
-  const w = new PbWriter(size + d.metadata.size * 96);
+  // A reused scratch buffer (encoding is synchronous), then one exact-size copy.
+  const w = defWriter;
+  w.reset();
   encodeDefinitionTo(w, d);
-  return w.finish();
+  const out = w.finish();
+  if (w.buf.length > 1 << 24) defWriter = new PbWriter(1 << 16);
+  return out;
 }
+
+let defWriter = new PbWriter(1 << 16);
 
 /** Decodes a marshaled `pb.OpMetadata`. */
 export function decodeOpMetadata(bytes: Uint8Array): OpMetadata {

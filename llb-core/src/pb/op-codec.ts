@@ -43,7 +43,7 @@ import type {
 import { PbWriter, sortedKeys } from './writer.js';
 import {
   type Reader,
-  newReader,
+  readerFor,
   readBool,
   readBytes,
   readInt32,
@@ -906,27 +906,39 @@ export function decodeOpFrom(r: Reader, end: number): Op {
   const inputs: Input[] = [];
   let platform: PbPlatform | undefined;
   let constraints: WorkerConstraints | undefined;
-  let body: Record<string, unknown> & { kind: Op['kind'] } = { kind: 'none' };
+  let kind = 0;
+  let exec: ExecOp | undefined;
+  let source: SourceOp | undefined;
+  let file: FileOp | undefined;
+  let build: BuildOp | undefined;
+  let merge: MergeOp | undefined;
+  let diff: DiffOp | undefined;
   while (r.pos < end) {
     const tag = readTag(r);
     switch (tag) {
       case 10: inputs.push(decInput(r, readLength(r))); break;
-      case 18: body = { kind: 'exec', exec: decExec(r, readLength(r)) }; break;
-      case 26: body = { kind: 'source', source: decSource(r, readLength(r)) }; break;
-      case 34: body = { kind: 'file', file: decFile(r, readLength(r)) }; break;
-      case 42: body = { kind: 'build', build: decBuild(r, readLength(r)) }; break;
-      case 50: body = { kind: 'merge', merge: decMerge(r, readLength(r)) }; break;
-      case 58: body = { kind: 'diff', diff: decDiff(r, readLength(r)) }; break;
+      case 18: kind = 2; exec = decExec(r, readLength(r)); break;
+      case 26: kind = 3; source = decSource(r, readLength(r)); break;
+      case 34: kind = 4; file = decFile(r, readLength(r)); break;
+      case 42: kind = 5; build = decBuild(r, readLength(r)); break;
+      case 50: kind = 6; merge = decMerge(r, readLength(r)); break;
+      case 58: kind = 7; diff = decDiff(r, readLength(r)); break;
       case 82: platform = decPlatform(r, readLength(r)); break;
       case 90: constraints = decConstraints(r, readLength(r)); break;
       default: other(r, tag, 11, 'Op');
     }
   }
   endCheck(r, end, 'Op');
-  const op: Record<string, unknown> = { ...body, inputs };
-  if (platform) op['platform'] = platform;
-  if (constraints) op['constraints'] = constraints;
-  return op as unknown as Op;
+  // One literal per kind with a fixed key order keeps V8 object shapes monomorphic.
+  switch (kind) {
+    case 2: return { kind: 'exec', inputs, exec: exec as ExecOp, platform, constraints };
+    case 3: return { kind: 'source', inputs, source: source as SourceOp, platform, constraints };
+    case 4: return { kind: 'file', inputs, file: file as FileOp, platform, constraints };
+    case 5: return { kind: 'build', inputs, build: build as BuildOp, platform, constraints };
+    case 6: return { kind: 'merge', inputs, merge: merge as MergeOp, platform, constraints };
+    case 7: return { kind: 'diff', inputs, diff: diff as DiffOp, platform, constraints };
+    default: return { kind: 'none', inputs, platform, constraints };
+  }
 }
 
 /** Encodes `op` into `w` (no length prefix). */
@@ -1016,10 +1028,14 @@ const sharedWriter = new PbWriter(4096);
  * `LLB_INT_RANGE`) on malformed bytes; never returns a partial op.
  */
 export function decodeOp(bytes: Uint8Array): Op {
-  return guard('decode op', () => {
-    const r = newReader(bytes);
-    return decodeOpFrom(r, bytes.length);
-  });
+  try {
+    const { r, end } = readerFor(bytes);
+    return decodeOpFrom(r, end);
+  } catch (e) {
+    return guard('decode op', () => {
+      throw e;
+    });
+  }
 }
 
 /** Marshals `op` exactly as BuildKit's deterministic gogo marshaler would. */

@@ -103,30 +103,34 @@ export function readLength(r: Reader): number {
   return r.pos + LO;
 }
 
-const decoder = new TextDecoder('utf-8');
+/** Node's native UTF-8 slice (undocumented on the type, present on every Buffer since Node 0.x). */
+interface FastBuffer extends Uint8Array {
+  utf8Slice(start: number, end: number): string;
+}
 
 export function readString(r: Reader): string {
   const end = readLength(r);
-  const buf = r.buf;
   const start = r.pos;
   r.pos = end;
-  // ASCII fast path avoids TextDecoder call overhead for the short strings LLB is full of.
-  if (end - start < 64) {
-    let s = '';
-    for (let i = start; i < end; i++) {
-      const c = buf[i] as number;
-      if (c >= 128) return decoder.decode(buf.subarray(start, end));
-      s += String.fromCharCode(c);
-    }
-    return s;
-  }
-  return decoder.decode(buf.subarray(start, end));
+  if (end === start) return '';
+  // newReader always hands protobufjs a Buffer view, so the native slice is available.
+  return (r.buf as FastBuffer).utf8Slice(start, end);
 }
 
-/** Reads a bytes field as a copy (decoded values never alias the input buffer). */
+/** Reads a bytes field as a copy (decoded values never alias the caller's buffer). */
 export function readBytes(r: Reader): Uint8Array {
   const end = readLength(r);
-  const out = r.buf.slice(r.pos, end);
+  const buf = r.buf;
+  const out = new Uint8Array(buf.buffer, buf.byteOffset + r.pos, end - r.pos).slice();
+  r.pos = end;
+  return out;
+}
+
+/** Reads a bytes field as a view of the reader's buffer; only for buffers the decoder owns. */
+export function readBytesView(r: Reader): Uint8Array {
+  const end = readLength(r);
+  const buf = r.buf;
+  const out = new Uint8Array(buf.buffer, buf.byteOffset + r.pos, end - r.pos);
   r.pos = end;
   return out;
 }
@@ -166,7 +170,33 @@ export function wrongWireType(message: string, tag: number): never {
   throw new LlbError('LLB_DECODE', `${message}: wrong wire type ${tag & 7} for field ${tag >>> 3}`);
 }
 
-/** Makes a protobufjs Reader over `bytes`. */
+let lastArrayBuffer: ArrayBufferLike | undefined;
+let lastView: Buffer | undefined;
+const shared = new Reader(Buffer.alloc(0));
+
+/**
+ * Positions a protobufjs Reader over `bytes` and returns it with the absolute end
+ * offset. The Reader spans the whole underlying ArrayBuffer (a Buffer view, cached for
+ * the last ArrayBuffer seen) so decoding the many op byte strings of one Definition
+ * creates no per-op buffers. The Reader is shared: decoding is synchronous and not
+ * re-entrant across calls.
+ */
+export function readerFor(bytes: Uint8Array): { r: Reader; end: number } {
+  const ab = bytes.buffer;
+  let view = lastView;
+  if (ab !== lastArrayBuffer || view === undefined) {
+    view = Buffer.from(ab, 0, ab.byteLength);
+    lastArrayBuffer = ab;
+    lastView = view;
+  }
+  shared.buf = view;
+  shared.pos = bytes.byteOffset;
+  shared.len = bytes.byteOffset + bytes.byteLength;
+  return { r: shared, end: shared.len };
+}
+
+/** Makes a fresh protobufjs Reader over `bytes` (positions are relative to `bytes`). */
 export function newReader(bytes: Uint8Array): Reader {
-  return new Reader(bytes);
+  const view = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return new Reader(view);
 }

@@ -4,14 +4,22 @@
  * the body) only when a body reaches 128 bytes. This keeps encoding allocation-light
  * (one buffer per message), which matters for the digest-heavy solver paths.
  */
-const encoder = new TextEncoder();
+/** Node's native UTF-8 writer on Buffer (undocumented on the type; present since Node 0.x). */
+interface FastBuffer extends Uint8Array {
+  utf8Write(s: string, offset: number, length?: number): number;
+}
+
+function alloc(n: number): FastBuffer {
+  // allocUnsafe: no zero-fill; every byte up to `pos` is written before it is read.
+  return Buffer.allocUnsafe(n) as unknown as FastBuffer;
+}
 
 export class PbWriter {
-  buf: Uint8Array;
+  buf: FastBuffer;
   pos = 0;
 
   constructor(initial = 256) {
-    this.buf = new Uint8Array(initial);
+    this.buf = alloc(initial);
   }
 
   /** Resets the writer for reuse (keeps the buffer). */
@@ -22,7 +30,7 @@ export class PbWriter {
   private grow(n: number): void {
     let size = this.buf.length * 2;
     while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
+    const next = alloc(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
   }
@@ -106,28 +114,36 @@ export class PbWriter {
   string(field: number, s: string): void {
     this.tag(field, 2);
     const n = s.length;
-    // ASCII fast path: the byte length equals the string length.
-    let ascii = true;
-    for (let i = 0; i < n; i++) {
-      if (s.charCodeAt(i) >= 128) {
-        ascii = false;
-        break;
+    if (n <= 24) {
+      // Short strings: a JS loop beats the native call; bail out on the first non-ASCII.
+      this.ensure(n + 1);
+      const buf = this.buf;
+      const start = this.pos + 1;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 128) break;
+        buf[start + i] = c;
+      }
+      if (i === n) {
+        buf[this.pos] = n;
+        this.pos = start + n;
+        return;
       }
     }
-    if (ascii) {
-      this.uvarint(n);
-      this.ensure(n);
-      const buf = this.buf;
-      const start = this.pos;
-      for (let i = 0; i < n; i++) buf[start + i] = s.charCodeAt(i);
-      this.pos = start + n;
+    if (n <= 42) {
+      // At most 126 UTF-8 bytes: the length fits one byte, so write in place.
+      this.ensure(1 + n * 3);
+      const written = this.buf.utf8Write(s, this.pos + 1);
+      this.buf[this.pos] = written;
+      this.pos += 1 + written;
       return;
     }
-    const bytes = encoder.encode(s);
-    this.uvarint(bytes.length);
-    this.ensure(bytes.length);
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
+    const len = Buffer.byteLength(s, 'utf8');
+    this.uvarint(len);
+    this.ensure(len);
+    this.buf.utf8Write(s, this.pos, len);
+    this.pos += len;
   }
 
   bytes(field: number, b: Uint8Array): void {
@@ -167,9 +183,16 @@ export class PbWriter {
     buf[p] = v;
   }
 
-  /** Returns a copy of the written bytes. */
+  /** Returns the written bytes as a plain Uint8Array view (no copy; for writers not reused). */
+  view(): Uint8Array {
+    return new Uint8Array(this.buf.buffer, this.buf.byteOffset, this.pos);
+  }
+
+  /** Returns a copy of the written bytes as a plain Uint8Array. */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    const out = new Uint8Array(this.pos);
+    out.set(this.buf.subarray(0, this.pos));
+    return out;
   }
 }
 
@@ -192,7 +215,14 @@ export function compareGoStrings(a: string, b: string): number {
 
 /** The keys of `m` in Go's deterministic marshal order. */
 export function sortedKeys(m: ReadonlyMap<string, unknown>): string[] {
-  const keys = [...m.keys()];
-  if (keys.length > 1) keys.sort(compareGoStrings);
+  if (m.size === 1) return [m.keys().next().value as string];
+  const keys = Array.from(m.keys());
+  // Maps built in order or decoded from Go's sorted wire are usually sorted already.
+  for (let i = 1; i < keys.length; i++) {
+    if (compareGoStrings(keys[i - 1] as string, keys[i] as string) > 0) {
+      keys.sort(compareGoStrings);
+      break;
+    }
+  }
   return keys;
 }
