@@ -277,11 +277,11 @@ export class Scheduler {
       } finally {
         release();
       }
-      if (op.cacheable !== false) {
-        for (const [i, ref] of refs.entries()) {
-          const { key } = await this.#edgeKey(st, i, job, opts);
-          this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: v.name, ...(op.recordKind === undefined ? {} : { kind: op.recordKind }) });
-        }
+      // Uncacheable results (a local source) are recorded too, under their never-matching
+      // random key, so `du` lists them and `prune` can release their snapshots.
+      for (const [i, ref] of refs.entries()) {
+        const { key } = await this.#edgeKey(st, i, job, opts);
+        this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: v.name, ...(op.recordKind === undefined ? {} : { kind: op.recordKind }) });
       }
       this.#emit(st, { kind: 'vertex.done', vertex: v.digest, time: this.#now() });
       return refs;

@@ -34,8 +34,9 @@ export interface VertexOptions {
 }
 
 /**
- * A result an op produced: a committed snapshot of the worker. The cache store owns snapshots
- * saved in it; `cacheable: false` results (a local source mirror) stay owned by the worker.
+ * A result an op produced: a committed snapshot of the worker. Every result is recorded in the
+ * cache store, which owns it (prune releases it); `cacheable: false` results are recorded under
+ * a key that never matches, so they are listed and pruned but never reused.
  */
 export interface WorkerRef {
   readonly snapshot: string;
@@ -76,7 +77,7 @@ export interface OpContext {
 export interface Op {
   cacheMap(ctx: OpContext): Promise<CacheMap>;
   exec(ctx: OpContext, inputs: readonly WorkerRef[]): Promise<readonly WorkerRef[]>;
-  /** False for results that must not be stored (a local source: it is re-synced every build). Default true. */
+  /** False for results that must never be reused (a local source: it is re-synced every build). Default true. */
   readonly cacheable?: boolean;
   /** Cache record kind for `du`/`prune`. Default `regular`. */
   readonly recordKind?: CacheRecordKind;

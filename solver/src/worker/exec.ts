@@ -6,7 +6,7 @@ import { SolverError } from '../errors.js';
 import { ExecFailedError, type WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { emptySnapshot, } from './sources.js';
+import { emptySnapshot } from './sources.js';
 import { newSnapshotId, snapshotSize } from './snapshots.js';
 
 /** Per-id locks and use counts of cache mounts (`sharing=locked|private`). */
@@ -45,6 +45,13 @@ export class CacheMounts {
       },
     };
   }
+}
+
+/** A mount selector as a relative path inside the snapshot ('' for its root). */
+function cleanSelector(sel: string | undefined): string {
+  const parts = (sel ?? '').split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new SolverError('SOLVER_INVALID_DEFINITION', `mount selector ${JSON.stringify(sel)} leaves the input`);
+  return parts.join('/');
 }
 
 interface Prepared {
@@ -120,12 +127,33 @@ export async function runExec(
         continue;
       }
       // A bind of an input (or scratch).
-      if (m.selector !== undefined && m.selector !== '' && m.selector !== '/') {
-        throw new SolverError('SOLVER_UNSUPPORTED', `mounting a subpath (${m.selector}) of an input is not supported yet`);
-      }
       const parent = input >= 0 ? inputs[input]?.snapshot : await emptySnapshot(deps);
       if (parent === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', `mount ${dest} refers to missing input ${input}`);
       const writable = m.readonly !== true;
+      const selector = cleanSelector(m.selector);
+      if (selector !== '' && dest !== '/') {
+        // A subpath of an input (RUN --mount=type=bind,source=…): mount the snapshot on the host
+        // and bind the subdirectory; a writable one gets a throw-away snapshot (changes discarded).
+        if (writable && (m.output ?? 0) >= 0) {
+          throw new SolverError('SOLVER_UNSUPPORTED', `a writable mount of a subpath (${selector}) with an output is not supported`);
+        }
+        let host: string;
+        if (writable) {
+          const scratchpad = newSnapshotId('bind');
+          await s.prepare(scratchpad, parent);
+          actives.push(scratchpad);
+          const mnt = await s.mount(scratchpad, ctx.signal);
+          releases.push(() => mnt.release());
+          host = mnt.path;
+        } else {
+          const mnt = await s.mount(parent, ctx.signal);
+          releases.push(() => mnt.release());
+          host = mnt.path;
+        }
+        mounts.push({ kind: 'bind', target: dest, source: join(host, selector), readonly: !writable });
+        prepared.push({ mount: { ...m, output: -1 } });
+        continue;
+      }
       if (writable) {
         const active = newSnapshotId('exec');
         await s.prepare(active, parent);
@@ -174,7 +202,8 @@ export async function runExec(
     }
     return outputs;
   } finally {
+    // Unmount first (host mounts of snapshots), then drop uncommitted snapshots.
+    for (const r of releases.reverse()) await r().catch(() => undefined);
     for (const a of actives) await s.remove(a).catch(() => undefined);
-    for (const r of releases) await r();
   }
 }

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
+import { MountType, digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
 import {
   ContentStore,
   ImageStore,
@@ -33,6 +33,8 @@ beforeAll(async () => {
   ctxDir = await mkdtemp(join(tmpdir(), 'kiln-solver-ctx-'));
   await writeFile(join(ctxDir, 'app.txt'), 'v1\n');
   await writeFile(join(ctxDir, 'other.txt'), 'unrelated\n');
+  await mkdir(join(ctxDir, 'sub'));
+  await writeFile(join(ctxDir, 'sub', 'f.txt'), 'from sub\n');
   const content = await ContentStore.open(join(root, 'content'));
   const images = await ImageStore.open(join(root, 'images'));
   await createBusyboxImage(content, { names: ['localhost:5000/busybox:latest'], images });
@@ -136,5 +138,33 @@ describe('RuntimeWorker + Solver with real runc', () => {
       message: 'process "/bin/sh -c echo oops >&2; exit 3" did not complete successfully: exit code: 3',
       logTail: ['oops'],
     });
+  }, 120_000);
+
+  test('bind mount of a context subpath and a cache mount that persists across builds', async () => {
+    const run = (tag: string): Definition => {
+      const ops: Op[] = [
+        { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
+        { kind: 'source', inputs: [], source: { identifier: 'local://context' } },
+      ];
+      ops.push({
+        kind: 'exec',
+        inputs: [ref(ops, 0), ref(ops, 1)],
+        exec: {
+          meta: { args: ['/bin/sh', '-c', `cat /src/f.txt > /out; echo ${tag} >> /cache/stamp; wc -l < /cache/stamp > /count; touch /src/ignored || true`], env: ENV, cwd: '/' },
+          mounts: [
+            { input: 0, dest: '/', output: 0 },
+            { input: 1, dest: '/src', selector: '/sub', readonly: true, output: -1 },
+            { input: -1, dest: '/cache', mountType: MountType.CACHE, cacheOpt: { id: 'it-cache' }, output: -1 },
+          ],
+        },
+      });
+      return definition(ops, { 2: `RUN ${tag}` });
+    };
+    const a = await solver.solve(run('first'));
+    expect(await readResult(a, 'out')).toBe('from sub\n');
+    expect((await readResult(a, 'count')).trim()).toBe('1');
+    const b = await solver.solve(run('second'));
+    expect((await readResult(b, 'count')).trim()).toBe('2');
+    await expect(readFile(join(ctxDir, 'sub', 'ignored'))).rejects.toMatchObject({ code: 'ENOENT' });
   }, 120_000);
 });
