@@ -60,8 +60,11 @@ export type ResolveMode = 'default' | 'pull' | 'local';
 
 /** What an {@link ImageMetaResolver} returns. */
 export interface ResolvedImageConfig {
-  /** The manifest digest the reference resolved to (pinned into the LLB when asked). */
-  readonly digest: Digest;
+  /**
+   * The manifest digest the reference resolved to (pinned into the LLB when asked).
+   * A plain string so resolvers can return digests branded by other packages.
+   */
+  readonly digest: Digest | string;
   /** The raw image config JSON bytes. */
   readonly config: Uint8Array;
   /** The reference actually resolved, when the resolver rewrote it. */

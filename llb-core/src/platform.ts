@@ -9,9 +9,9 @@ import type { PbPlatform } from './op.js';
 export interface Platform {
   readonly os: string;
   readonly architecture: string;
-  readonly variant?: string;
-  readonly osVersion?: string;
-  readonly osFeatures?: readonly string[];
+  readonly variant?: string | undefined;
+  readonly osVersion?: string | undefined;
+  readonly osFeatures?: readonly string[] | undefined;
 }
 
 function normalizeOs(os: string): string {
