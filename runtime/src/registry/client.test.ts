@@ -73,6 +73,9 @@ describe('RegistryClient auth', () => {
     expect(seenScopes).toEqual(['repository:team/app:pull']);
     await client.resolve(`${s.host}/team/app:v2`);
     expect(tokenRequests).toBe(1);
+    // parallel requests for a new scope share one token fetch
+    await Promise.all(Array.from({ length: 5 }, (_, i) => client.resolve(`${s.host}/team/other:v${i}`)));
+    expect(tokenRequests).toBe(2);
   });
 
   test('bearer without credentials the token service refuses → UNAUTHORIZED with a login hint', async () => {

@@ -42,7 +42,8 @@ export type RequestBody = Uint8Array | AsyncIterable<Uint8Array> | undefined;
 
 interface HostAuth {
   challenge?: AuthChallenge;
-  tokens: Map<string, { token: string; expires: number }>;
+  /** Token per scope set; a pending fetch is shared so parallel layer requests ask once. */
+  tokens: Map<string, Promise<{ token: string; expires: number }>>;
 }
 
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
@@ -146,11 +147,17 @@ export class RegistryTransport {
     }
     if (st.challenge.scheme !== 'bearer') return undefined;
     const key = scopeKey(scopes);
-    const cached = st.tokens.get(key);
-    if (cached !== undefined && cached.expires > Date.now()) return `Bearer ${cached.token}`;
-    const tok = await this.fetchToken(domain, st.challenge, scopes, creds);
-    st.tokens.set(key, tok);
-    return `Bearer ${tok.token}`;
+    let pending = st.tokens.get(key);
+    if (pending !== undefined) {
+      const cached = await pending.catch(() => undefined);
+      if (cached === undefined || cached.expires <= Date.now()) pending = undefined;
+    }
+    if (pending === undefined) {
+      pending = this.fetchToken(domain, st.challenge, scopes, creds);
+      st.tokens.set(key, pending);
+      pending.catch(() => st.tokens.delete(key));
+    }
+    return `Bearer ${(await pending).token}`;
   }
 
   private async fetchToken(
