@@ -71,3 +71,6 @@ export { BFlags, Flag } from './instructions/bflags.js';
 export { expandCommand, wordExpander, rawExpander } from './instructions/expand.js';
 export type { CommandExpanders, WordExpander } from './instructions/expand.js';
 export { parsePortSpecs, parseSignal } from './instructions/validate.js';
+
+export { convertDockerfile } from './convert/convert.js';
+export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';

@@ -1,0 +1,328 @@
+/**
+ * Dockerfile → LLB, as BuildKit v0.11.6's dockerfile2llb: parse, expand meta ARGs, build the
+ * stage graph, resolve reachable base images, dispatch every reachable stage, marshal the
+ * target with the target platform and caps, and return the image config beside the LLB.
+ */
+import { CAPS_V0_11_6, defaultPathEnv, local } from '@kiln/llb-core';
+import type { Definition, Digest, Locations, Platform, Range as PbRange, ResolvedImageConfig, State } from '@kiln/llb-core';
+import { KilnError, suggest } from '../errors.js';
+import { parseDockerfile } from '../instructions/parse.js';
+import type { Range } from '../parser/ast.js';
+import { ShellLex } from '../shell/lex.js';
+import { dispatchUser } from './config.js';
+import { dispatch, dispatchOnBuildTriggers, locate } from './dispatch.js';
+import { DispatchState, DispatchStates, type ArgValue, type DispatchOptions, type ProxyEnvValues } from './dispatch-state.js';
+import { cloneImage, emptyImage, goJson, imageToJson, parseDockerImage, parseKeyValue, type DockerImage } from './image.js';
+import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
+import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
+import { resolveStageBase } from './resolve.js';
+import { reachableStages, toCommand, validateCircularDependency } from './stage-graph.js';
+import { dispatchWorkdir } from './workdir.js';
+
+function toMap(m: ConvertOptions['buildArgs']): Map<string, string> {
+  if (m === undefined) return new Map();
+  return m instanceof Map ? new Map(m) : new Map(Object.entries(m as Readonly<Record<string, string>>));
+}
+
+function proxyEnv(args: ReadonlyMap<string, string>): ProxyEnvValues | undefined {
+  const pe: ProxyEnvValues = {};
+  let set = false;
+  for (const [k, v] of args) {
+    switch (k.toLowerCase()) {
+      case 'http_proxy': pe.httpProxy = v; set = true; break;
+      case 'https_proxy': pe.httpsProxy = v; set = true; break;
+      case 'ftp_proxy': pe.ftpProxy = v; set = true; break;
+      case 'no_proxy': pe.noProxy = v; set = true; break;
+      case 'all_proxy': pe.allProxy = v; set = true; break;
+      default:
+    }
+  }
+  return set ? pe : undefined;
+}
+
+/** Context paths → `local.followpaths` (BuildKit normalizeContextPaths); undefined = everything. */
+function followPaths(paths: ReadonlySet<string>): string[] | undefined {
+  if (paths.size === 0 || paths.has('/')) return undefined;
+  return [...paths].map((p) => p.replace(/^\/+/, '')).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+interface Snapshot {
+  readonly d: DispatchState;
+  readonly state: State;
+  readonly image: DockerImage;
+  readonly platform: Platform | undefined;
+  readonly cmdIndex: number;
+  readonly dispatched: boolean;
+}
+
+/**
+ * Convert a Dockerfile to LLB and its image config. Throws {@link KilnError} located at the
+ * offending instruction (`file:line:column`).
+ */
+export async function convertDockerfile(source: string | Uint8Array, options: ConvertOptions = {}): Promise<ConvertResult> {
+  const file = options.file ?? 'Dockerfile';
+  const text = typeof source === 'string' ? source : new TextDecoder().decode(source);
+  if (text.length === 0) throw new KilnError('KLN0508', 'the Dockerfile cannot be empty', { location: { file, line: 1, column: 1 } });
+  const parsed = parseDockerfile(text, { file });
+  if (parsed.stages.length === 0) {
+    throw new KilnError('KLN0508', 'dockerfile contains no stages to build', { location: { file, line: 1, column: 1 }, hint: 'add a FROM instruction' });
+  }
+  const platforms = platformOptions(options.targetPlatform, options.buildPlatforms);
+  const buildArgs = toMap(options.buildArgs);
+  const shlex = new ShellLex(parsed.ast.escapeToken);
+  const namedContexts = options.namedContexts ?? new Map<string, NamedContext>();
+  const multiPlatform = options.multiPlatform === true;
+
+  // Meta ARGs: platform args, then the ARGs before the first FROM (build args override).
+  const metaArgs: ArgValue[] = platformArgs(platforms).map((a) => (buildArgs.has(a.key) ? { key: a.key, value: buildArgs.get(a.key) } : a));
+  for (const cmd of parsed.metaArgs) {
+    for (const arg of cmd.args) {
+      let value = arg.value;
+      if (value !== undefined) {
+        try {
+          value = shlex.processWord(value, argsEnv(metaArgs));
+        } catch (e) {
+          throw locate(e, file, { location: cmd.location, source: cmd.node.original });
+        }
+      }
+      metaArgs.push(buildArgs.has(arg.key) ? { key: arg.key, value: buildArgs.get(arg.key) } : { key: arg.key, value });
+    }
+  }
+  const metaEnv = argsEnv(metaArgs);
+
+  const states = new DispatchStates();
+  parsed.stages.forEach((stage, i) => {
+    const at = { location: stage.location, source: stage.node.original };
+    let baseName: string;
+    try {
+      baseName = shlex.processWord(stage.baseName, metaEnv);
+    } catch (e) {
+      throw locate(e, file, at);
+    }
+    if (baseName === '') throw locate(new KilnError('KLN0504', `base name (${stage.baseName}) should not be blank`, { hint: 'declare the ARG before FROM or pass --build-arg' }), file, at);
+    const ds = new DispatchState(stage, { baseName, stageName: stage.name });
+    if (stage.platform !== '') {
+      let p: string;
+      try {
+        p = shlex.processWord(stage.platform, metaEnv);
+      } catch (e) {
+        throw locate(e, file, at);
+      }
+      if (p === '') throw locate(new KilnError('KLN0505', `empty platform value from expression ${stage.platform}`), file, at);
+      try {
+        ds.platform = toPlatformOption(p);
+      } catch (e) {
+        throw locate(e, file, at);
+      }
+    }
+    if (stage.name !== '') {
+      const nc = namedContexts.get(stage.name);
+      if (nc !== undefined) {
+        ds.state = nc.state;
+        ds.image = nc.imageConfig === undefined ? emptyImage(platforms.targetPlatform) : parseDockerImage(nc.imageConfig);
+        ds.dispatched = true;
+        ds.fromNamedContext = true;
+        states.add(ds);
+        ds.base = undefined;
+        return;
+      }
+    }
+    if (stage.name === '') ds.stageName = `stage-${i}`;
+    states.add(ds);
+    let total = baseName !== 'scratch' && ds.base === undefined ? 1 : 0;
+    for (const c of stage.commands) if (c.name === 'add' || c.name === 'copy' || c.name === 'run' || c.name === 'workdir') total++;
+    ds.cmdTotal = total;
+  });
+
+  let target: DispatchState | undefined;
+  if (options.target === undefined || options.target === '') target = states.states[states.states.length - 1];
+  else {
+    target = states.findByName(options.target);
+    if (target === undefined) {
+      const s = suggest(options.target, states.names());
+      throw new KilnError('KLN0501', `target stage ${JSON.stringify(options.target)} could not be found${s === undefined ? '' : ` (did you mean ${s}?)`}`, {
+        hint: states.names().length > 0 ? `stages are ${states.names().join(', ')}` : 'name a stage with FROM <image> AS <name>',
+      });
+    }
+  }
+  if (target === undefined) throw new KilnError('KLN0508', 'dockerfile contains no stages to build');
+
+  for (const d of [...states.states]) {
+    d.commands = d.stage.commands.map((cmd) => {
+      let sc;
+      try {
+        sc = toCommand(cmd, states);
+      } catch (e) {
+        throw locate(e, file, { location: cmd.location, source: cmd.node.original });
+      }
+      for (const src of sc.sources) {
+        if (src === undefined) continue;
+        d.deps.set(src, cmd);
+        if (src.unregistered) states.add(src);
+      }
+      return sc;
+    });
+  }
+  validateCircularDependency(states.states, file);
+  if (states.states.length === 1) (states.states[0] as DispatchState).stageName = '';
+
+  const reachable = reachableStages(target);
+  const locations = new Map<string, Range[]>();
+  const recordLocation = (name: string, ranges: readonly Range[]): void => {
+    locations.set(name, [...(locations.get(name) ?? []), ...ranges]);
+  };
+
+  const cache = new Map<string, Promise<ResolvedImageConfig>>();
+  await Promise.all(
+    states.states
+      .filter((d) => d.base === undefined && !d.fromNamedContext)
+      .map(async (d) => {
+        await resolveStageBase(d, reachable.has(d), {
+          file,
+          platforms,
+          metaResolver: options.metaResolver,
+          resolveMode: options.resolveMode,
+          multiPlatform,
+          namedContexts,
+          stageNames: states.names(),
+          signal: options.signal,
+          location: (name, ds) => recordLocation(name, [ds.stage.location]),
+          cache,
+        });
+        if (d.unregistered) d.dispatched = true;
+      }),
+  );
+
+  const snapshots: Snapshot[] = states.states.map((d) => ({
+    d,
+    state: d.state,
+    image: d.image === undefined ? emptyImage(platforms.targetPlatform) : cloneImage(d.image),
+    platform: d.platform,
+    cmdIndex: d.cmdIndex,
+    dispatched: d.dispatched,
+  }));
+
+  const contextName = options.contextName ?? 'context';
+  const contextOverride = namedContexts.get(contextName);
+  const buildContext = (paths: string[] | undefined): State =>
+    contextOverride?.state ??
+    local(contextName, {
+      ...(options.sessionId ? { sessionId: options.sessionId } : {}),
+      ...(options.excludePatterns ? { excludePatterns: options.excludePatterns } : {}),
+      sharedKeyHint: contextName,
+      customName: '[internal] load build context',
+      ...(paths === undefined ? {} : { followPaths: paths }),
+    });
+
+  const caps = new Set(options.caps ?? CAPS_V0_11_6);
+  const runPass = (context: State): Set<string> => {
+    for (const s of snapshots) {
+      s.d.state = s.state;
+      s.d.image = cloneImage(s.image);
+      s.d.platform = s.platform;
+      s.d.cmdIndex = s.cmdIndex;
+      s.d.dispatched = s.dispatched;
+      s.d.buildArgs = [];
+      s.d.ctxPaths.clear();
+      s.d.cmdSet = false;
+    }
+    locations.clear();
+    let pg = 0;
+    const opt: DispatchOptions = {
+      file,
+      states,
+      metaArgs,
+      buildArgValues: buildArgs,
+      shlex,
+      buildContext: context,
+      proxyEnv: proxyEnv(buildArgs),
+      cacheIdNamespace: options.cacheIdNamespace ?? '',
+      targetPlatform: platforms.targetPlatform,
+      buildPlatforms: platforms.buildPlatforms,
+      caps,
+      multiPlatform,
+      location: recordLocation,
+      nextProgressGroup: () => `progress-group-${pg++}`,
+    };
+    const ctxPaths = new Set<string>();
+    for (const d of states.states) {
+      if (!reachable.has(d) || d.dispatched) continue;
+      dispatchStage(d, opt, platforms);
+      for (const p of d.ctxPaths) ctxPaths.add(p);
+    }
+    return ctxPaths;
+  };
+
+  let ctxPaths = runPass(buildContext(undefined));
+  const paths = followPaths(ctxPaths);
+  if (paths !== undefined && contextOverride === undefined) ctxPaths = runPass(buildContext(paths));
+
+  const img = target.image;
+  if (options.labels !== undefined && Object.keys(options.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...options.labels };
+  if (!platforms.implicitTarget) {
+    img.os = platforms.targetPlatform.os;
+    img.architecture = platforms.targetPlatform.architecture;
+    if (platforms.targetPlatform.variant) img.variant = platforms.targetPlatform.variant;
+    else delete img.variant;
+  }
+  let definition: Definition;
+  try {
+    definition = target.state.marshalSync({
+      platform: platforms.targetPlatform,
+      caps,
+      ...(options.localUniqueId === undefined ? {} : { localUniqueId: options.localUniqueId }),
+    });
+  } catch (e) {
+    throw locate(e, file, { location: target.stage.location, source: target.stage.node.original });
+  }
+  if (options.sourceMap !== false) definition = withSourceMap(definition, file, text, locations);
+  const imageConfig = imageToJson(img);
+  return { definition, imageConfig, imageConfigJson: goJson(imageConfig), state: target.state, targetPlatform: platforms.targetPlatform };
+}
+
+/** Inherit the base (stage or image config), run ONBUILD triggers, then every command. */
+function dispatchStage(d: DispatchState, opt: DispatchOptions, platforms: PlatformOptions): void {
+  d.dispatched = true;
+  if (d.base !== undefined) {
+    d.state = d.base.state;
+    d.platform = d.base.platform;
+    d.image = cloneImage(d.base.image);
+  }
+  const at = { location: d.stage.location, source: d.stage.node.original };
+  const env = d.image.config.Env ?? [];
+  if (!env.some((e) => parseKeyValue(e)[0] === 'PATH')) {
+    d.image.config.Env = [...env, `PATH=${defaultPathEnv(d.platform?.os ?? platforms.targetPlatform.os)}`];
+  }
+  for (const e of d.image.config.Env ?? []) {
+    const [k, v] = parseKeyValue(e);
+    d.state = d.state.addEnv(k, v);
+  }
+  try {
+    if (d.image.config.WorkingDir) dispatchWorkdir(d, { path: d.image.config.WorkingDir });
+    if (d.image.config.User) dispatchUser(d, { user: d.image.config.User }, false);
+  } catch (e) {
+    throw locate(e, opt.file, at);
+  }
+  dispatchOnBuildTriggers(d, d.image.config.OnBuild ?? [], opt);
+  d.image.config.OnBuild = null;
+  for (const sc of d.commands) dispatch(d, sc, opt);
+}
+
+function toPbRange(r: Range): PbRange {
+  return { start: { line: r.start.line, character: r.start.column - 1 }, end: { line: r.end.line, character: r.end.column } };
+}
+
+/** Attach the Dockerfile as source 0 and the ranges of each op's instruction (by progress name). */
+function withSourceMap(def: Definition, file: string, text: string, locations: ReadonlyMap<string, readonly Range[]>): Definition {
+  const out = new Map<string, Locations>();
+  for (const digest of def.source?.locations?.keys() ?? []) {
+    const meta = def.metadata.get(digest as Digest);
+    const name = meta?.description?.get('llb.customname') ?? meta?.progressGroup?.name;
+    const ranges = name === undefined ? undefined : locations.get(name);
+    out.set(digest, ranges === undefined ? {} : { locations: [{ sourceIndex: 0, ranges: ranges.map(toPbRange) }] });
+  }
+  return {
+    ...def,
+    source: { locations: out, infos: [{ filename: file, data: new TextEncoder().encode(text), language: 'Dockerfile' }] },
+  };
+}

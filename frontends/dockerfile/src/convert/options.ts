@@ -1,0 +1,62 @@
+/** Options and result of {@link convertDockerfile} (BuildKit's ConvertOpt and its outputs). */
+import type { Definition, ImageMetaResolver, Platform, ResolveMode, State } from '@kiln/llb-core';
+
+/** A named build context (`--build-context NAME=…`): an LLB state and, for images, its config. */
+export interface NamedContext {
+  readonly state: State;
+  /** Image config JSON for image contexts (env, workdir… are then inherited). */
+  readonly imageConfig?: Uint8Array | string;
+}
+
+/** Options of {@link convertDockerfile}. Everything is optional. */
+export interface ConvertOptions {
+  /** Dockerfile name for error locations and the source map (default `Dockerfile`). */
+  readonly file?: string;
+  /** `--build-arg` values. */
+  readonly buildArgs?: Readonly<Record<string, string>> | ReadonlyMap<string, string>;
+  /** Stage to build (default: the last one). */
+  readonly target?: string;
+  /** Target platform (default: the first build platform). */
+  readonly targetPlatform?: Platform | string;
+  /** Build platforms (default: the target platform, else the host). */
+  readonly buildPlatforms?: readonly (Platform | string)[];
+  /** Session serving local sources (`local.session`). Without it sources get `local.unique`. */
+  readonly sessionId?: string;
+  /** Name of the build context local source (default `context`). */
+  readonly contextName?: string;
+  /** Resolves base images to digest and config; required when a reachable stage uses an image. */
+  readonly metaResolver?: ImageMetaResolver;
+  /** Named contexts replacing stages, images or the build context (`context`) by name. */
+  readonly namedContexts?: ReadonlyMap<string, NamedContext>;
+  /** LLB caps of the target BuildKit (default: every v0.11.6 cap, `CAPS_V0_11_6`). */
+  readonly caps?: Iterable<string>;
+  /** `local.unique` for session-less local sources (default: derived from the identifier). */
+  readonly localUniqueId?: string;
+  /** `.dockerignore` patterns for the build context. */
+  readonly excludePatterns?: readonly string[];
+  /** Labels added to the final image config. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Image resolve mode recorded on image sources (default `default`). */
+  readonly resolveMode?: ResolveMode;
+  /** Cache mount ID namespace (cache IDs become `<namespace>/<id>`). */
+  readonly cacheIdNamespace?: string;
+  /** Prefix progress names with the platform (multi-platform builds). */
+  readonly multiPlatform?: boolean;
+  /** Attach a source map to the Definition (default true). */
+  readonly sourceMap?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+/** What {@link convertDockerfile} returns. */
+export interface ConvertResult {
+  /** The marshaled LLB of the target stage. */
+  readonly definition: Definition;
+  /** The image config (BuildKit's struct as Go's encoding/json writes it: history, OnBuild null…). */
+  readonly imageConfig: Record<string, unknown>;
+  /** `imageConfig` as Go `json.Marshal` text (`containerimage.config`). */
+  readonly imageConfigJson: string;
+  /** The target stage's state (to keep building on it). */
+  readonly state: State;
+  /** The target platform used. */
+  readonly targetPlatform: Platform;
+}

@@ -1,0 +1,124 @@
+/**
+ * Base images of stages: resolve reachable ones through the meta resolver, pin them by digest
+ * and build their source ops (the image-resolution part of BuildKit's toDispatchState).
+ */
+import { formatImageReference, image, parseImageReference, scratch, tagNameOnly } from '@kiln/llb-core';
+import type { ImageMetaResolver, ImageReference, Platform, ResolvedImageConfig, ResolveMode } from '@kiln/llb-core';
+import { KilnError, suggest } from '../errors.js';
+import { prefixCommand, type DispatchState } from './dispatch-state.js';
+import { emptyImage, parseDockerImage } from './image.js';
+import type { NamedContext } from './options.js';
+import type { PlatformOptions } from './platform-args.js';
+import { DOCKERFILE_COMMAND } from './run.js';
+import { SCRATCH } from './stage-graph.js';
+
+/** What resolution needs from the conversion. */
+export interface ResolveContext {
+  readonly file: string;
+  readonly platforms: PlatformOptions;
+  readonly metaResolver: ImageMetaResolver | undefined;
+  readonly resolveMode: ResolveMode | undefined;
+  readonly multiPlatform: boolean;
+  readonly namedContexts: ReadonlyMap<string, NamedContext>;
+  readonly stageNames: readonly string[];
+  readonly signal: AbortSignal | undefined;
+  /** Records the location of the FROM op (by its progress name). */
+  readonly location: (name: string, d: DispatchState) => void;
+  /** De-duplicates lookups within one conversion. */
+  readonly cache: Map<string, Promise<ResolvedImageConfig>>;
+}
+
+function autoDetectPlatform(os: string, arch: string, target: Platform, supported: readonly Platform[]): Platform {
+  if (target.os === os && target.architecture === arch) return target;
+  return supported.find((p) => p.os === os && p.architecture === arch) ?? target;
+}
+
+function locationOf(d: DispatchState, file: string): { file: string; line: number; column: number } {
+  return { file, ...d.stage.location.start };
+}
+
+function resolveOnce(ctx: ResolveContext, ref: string, platform: Platform): Promise<ResolvedImageConfig> {
+  const resolver = ctx.metaResolver;
+  if (resolver === undefined) {
+    return Promise.reject(new KilnError('KLN0503', `no image resolver configured to look up ${ref}`, { hint: 'pass metaResolver (a registry or OCI-layout resolver)' }));
+  }
+  const key = `${ref}\0${platform.os}/${platform.architecture}/${platform.variant ?? ''}\0${ctx.resolveMode ?? ''}`;
+  let p = ctx.cache.get(key);
+  if (p === undefined) {
+    p = resolver.resolveImageConfig(ref, {
+      platform,
+      ...(ctx.resolveMode !== undefined && ctx.resolveMode !== 'default' ? { resolveMode: ctx.resolveMode } : {}),
+      ...(ctx.signal === undefined ? {} : { signal: ctx.signal }),
+    });
+    ctx.cache.set(key, p);
+  }
+  return p;
+}
+
+/** Resolve the base of a stage whose base is not another stage. */
+export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx: ResolveContext): Promise<void> {
+  const target = ctx.platforms.targetPlatform;
+  if (d.baseName === SCRATCH) {
+    d.state = scratch();
+    d.image = emptyImage(target);
+    return;
+  }
+  const origName = d.baseName;
+  let ref: ImageReference;
+  try {
+    ref = parseImageReference(d.baseName);
+  } catch (e) {
+    throw new KilnError('KLN0504', `failed to parse stage name ${JSON.stringify(d.baseName)}: ${(e as Error).message}`, {
+      location: locationOf(d, ctx.file),
+      source: d.stage.node.original,
+      hint: 'write a reference such as registry.example.com/repo:tag, or the name of an earlier stage',
+    });
+  }
+  let platform = d.platform ?? target;
+  d.baseName = formatImageReference(tagNameOnly(ref));
+  const named = ctx.namedContexts.get(d.baseName) ?? ctx.namedContexts.get(origName);
+  if (named !== undefined) {
+    d.image = named.imageConfig === undefined ? emptyImage(target) : parseDockerImage(named.imageConfig);
+    d.state = named.state.platform(platform);
+    d.platform = platform;
+    d.fromNamedContext = true;
+    return;
+  }
+  let isScratch = false;
+  d.image = emptyImage(target);
+  if (reachable) {
+    let res: ResolvedImageConfig;
+    try {
+      res = await resolveOnce(ctx, d.baseName, platform);
+    } catch (e) {
+      const s = suggest(origName, ctx.stageNames);
+      throw new KilnError('KLN0503', `${origName}: ${e instanceof Error ? e.message : String(e)}`, {
+        location: locationOf(d, ctx.file),
+        source: d.stage.node.original,
+        hint: s === undefined ? 'check the image name and that the registry is reachable' : `did you mean the stage ${JSON.stringify(s)}?`,
+        cause: e,
+      });
+    }
+    const img = parseDockerImage(res.config);
+    if (d.platform === undefined && ctx.platforms.implicitTarget) {
+      platform = autoDetectPlatform(img.os, img.architecture, platform, ctx.platforms.buildPlatforms);
+    }
+    if (res.digest !== '') ref = { ...ref, digest: res.digest };
+    d.baseName = formatImageReference(ref);
+    if ((img.rootfs.diff_ids ?? []).length === 0) isScratch = !(img.history ?? []).some((h) => h.empty_layer !== true);
+    d.image = img;
+  }
+  if (isScratch) {
+    d.state = scratch();
+  } else {
+    const name = prefixCommand(d, `FROM ${d.baseName}`, ctx.multiPlatform, platform);
+    d.state = image(d.baseName, {
+      platform,
+      customName: name,
+      description: { [DOCKERFILE_COMMAND]: d.stage.sourceCode },
+      ...(ctx.resolveMode === undefined ? {} : { resolveMode: ctx.resolveMode }),
+    });
+    ctx.location(name, d);
+  }
+  d.platform = platform;
+}

@@ -1,0 +1,103 @@
+/**
+ * The stage graph: which stages a command reads (`COPY --from`, `RUN --mount=from=`), implicit
+ * stages for images named there, cycle detection and reachability from the target (BuildKit's
+ * toCommand, detectRunMount, validateCircularDependency, isReachable).
+ */
+import { KilnError } from '../errors.js';
+import type { Command, Stage } from '../instructions/commands.js';
+import { DispatchState, type DispatchStates, type StageCommand } from './dispatch-state.js';
+
+/** Empty image name. */
+export const SCRATCH = 'scratch';
+
+function implicitStage(baseName: string, cmd: Command): DispatchState {
+  const stage: Stage = {
+    name: '',
+    index: -1,
+    baseName,
+    platform: '',
+    sourceCode: '',
+    comment: '',
+    commands: [],
+    location: cmd.location,
+    node: cmd.node,
+  };
+  return new DispatchState(stage, { baseName, stageName: '', unregistered: true });
+}
+
+/**
+ * Link a command to the stages it reads. Unknown names become implicit image stages, as in
+ * BuildKit. Throws KLN0501 for an out-of-range `COPY --from=<index>`.
+ */
+export function toCommand(cmd: Command, states: DispatchStates): StageCommand {
+  if (cmd.name === 'copy' && cmd.from !== '') {
+    let src: DispatchState | undefined;
+    if (/^[+-]?\d+$/.test(cmd.from)) {
+      const index = Number.parseInt(cmd.from, 10);
+      src = states.findByIndex(index);
+      if (src === undefined) {
+        throw new KilnError('KLN0501', `invalid stage index ${index}`, {
+          hint: `COPY --from=<n> counts stages from 0; this Dockerfile has ${states.states.length}`,
+        });
+      }
+    } else {
+      src = states.findByName(cmd.from) ?? implicitStage(cmd.from, cmd);
+    }
+    return { command: cmd, sources: [src] };
+  }
+  if (cmd.name === 'run') {
+    const sources = cmd.mounts.map((m) => {
+      const from = m.from === '' && m.type === 'cache' ? SCRATCH : m.from;
+      if (from === '' || m.type === 'tmpfs') return undefined;
+      return states.findByName(from) ?? implicitStage(from, cmd);
+    });
+    return { command: cmd, sources };
+  }
+  return { command: cmd, sources: [] };
+}
+
+/**
+ * BuildKit's validateCircularDependency: a depth-first walk over `deps`; the error carries the
+ * location of the command that closes the cycle.
+ */
+export function validateCircularDependency(states: readonly DispatchState[], file: string): void {
+  const visited = new Set<DispatchState>();
+  const path = new Set<DispatchState>();
+  const visit = (s: DispatchState, current: Command[]): Command[] | undefined => {
+    if (visited.has(s)) return undefined;
+    visited.add(s);
+    path.add(s);
+    for (const [dep, c] of s.deps) {
+      const next = [...current, c];
+      if (path.has(dep)) return next;
+      const found = visit(dep, next);
+      if (found !== undefined) return found;
+    }
+    path.delete(s);
+    return undefined;
+  };
+  for (const s of states) {
+    const cmds = visit(s, []);
+    if (cmds !== undefined) {
+      const last = cmds[cmds.length - 1];
+      throw new KilnError('KLN0502', `circular dependency detected on stage: ${s.stageName}`, {
+        ...(last === undefined ? {} : { location: { file, ...last.location.start }, source: last.node.original }),
+        hint: 'a stage cannot COPY --from or mount a stage that (indirectly) depends on it',
+      });
+    }
+  }
+}
+
+/** Every stage the target needs (its base chain and everything it copies or mounts from). */
+export function reachableStages(target: DispatchState): Set<DispatchState> {
+  const out = new Set<DispatchState>();
+  const stack = [target];
+  while (stack.length > 0) {
+    const s = stack.pop() as DispatchState;
+    if (out.has(s)) continue;
+    out.add(s);
+    if (s.base !== undefined) stack.push(s.base);
+    for (const d of s.deps.keys()) stack.push(d);
+  }
+  return out;
+}
