@@ -110,7 +110,7 @@ export async function run() {
     await writeFile(join(bundle, 'config.json'), JSON.stringify(cfg));
     const bare = [];
     for (let i = 0; i < N; i++) {
-      bare.push((await timed(() => sh(`runc --root ${root}/bare-state run --bundle ${bundle} bare${i} </dev/null`))).ms);
+      bare.push((await timed(() => exec('runc', ['--root', `${root}/bare-state`, 'run', '--bundle', bundle, `bare${i}`]))).ms);
     }
     rows.push(['bare runc run true (median of 10)', `${median(bare).toFixed(0)} ms`, '']);
     rows.push(['kiln run true, overlay rootfs (median of 10)', `${median(ours).toFixed(0)} ms`, `+${(median(ours) - median(bare)).toFixed(0)} ms`]);

@@ -1,5 +1,4 @@
-import type { Stats } from 'node:fs';
-import { chown, lstat, mkdir, readFile, readdir, readlink, rmdir, unlink, utimes } from 'node:fs/promises';
+import { chownSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmdirSync, unlinkSync, utimesSync, type Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import { cleanRelative } from '../layer/root-path.js';
 
@@ -20,12 +19,8 @@ function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
 }
 
-async function tryLstat(p: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(p);
-  } catch {
-    return undefined;
-  }
+function tryLstat(p: string): Stats | undefined {
+  return lstatSync(p, { throwIfNoEntry: false });
 }
 
 /**
@@ -36,6 +31,9 @@ async function tryLstat(p: string): Promise<Stats | undefined> {
  * does not recreate. Lets the executor resolve users, create the working directory and clean up
  * mount stubs while runc itself mounts the overlay inside the container's mount namespace, saving
  * a host mount and unmount per run.
+ *
+ * Uses synchronous fs calls on purpose: a run makes a few dozen lstat calls on local paths, and
+ * thread-pool round trips for each cost more (tens of ms under load) than the calls themselves.
  */
 export class RootView {
   readonly #layers: readonly string[];
@@ -47,19 +45,19 @@ export class RootView {
   }
 
   /** lstat of root-relative `rel` in the merged view. */
-  async lstat(rel: string): Promise<Found | undefined> {
+  lstat(rel: string): Found | undefined {
     const clean = cleanRelative(rel);
     if (clean === '') {
-      const st = await lstat(this.upper);
+      const st = lstatSync(this.upper);
       return { stat: st, layer: this.upper };
     }
     const parts = clean.split('/');
     for (const layer of this.#layers) {
-      const st = await tryLstat(join(layer, clean));
+      const st = tryLstat(join(layer, clean));
       if (st !== undefined) return isWhiteout(st) ? undefined : { stat: st, layer };
       // A whiteout or a non-directory on the way hides everything below in lower layers.
       for (let i = 1; i < parts.length; i++) {
-        const a = await tryLstat(join(layer, ...parts.slice(0, i)));
+        const a = tryLstat(join(layer, ...parts.slice(0, i)));
         if (a === undefined) break;
         if (isWhiteout(a) || !a.isDirectory()) return undefined;
       }
@@ -68,18 +66,18 @@ export class RootView {
   }
 
   /** Reads a file following symlinks inside the root; `''` when it does not exist. */
-  async readFile(path: string): Promise<string> {
+  readFile(path: string): string {
     let rel = cleanRelative(path);
     for (let hops = 0; hops < 16; hops++) {
-      const f = await this.lstat(rel);
+      const f = this.lstat(rel);
       if (f === undefined) return '';
       if (f.stat.isSymbolicLink()) {
-        const target = await readlink(join(f.layer, rel));
+        const target = readlinkSync(join(f.layer, rel));
         rel = cleanRelative(target.startsWith('/') ? target : posix.join(posix.dirname(rel), target));
         continue;
       }
       if (!f.stat.isFile()) return '';
-      return readFile(join(f.layer, rel), 'utf8');
+      return readFileSync(join(f.layer, rel), 'utf8');
     }
     return '';
   }
@@ -89,36 +87,36 @@ export class RootView {
    * directories with their mode, owner and times as overlayfs would. A symlink or file on the way
    * stops it (runc then reports the bad cwd).
    */
-  async mkdirAll(rel: string, uid: number, gid: number): Promise<void> {
+  mkdirAll(rel: string, uid: number, gid: number): void {
     const parts = cleanRelative(rel).split('/').filter((p) => p !== '');
     for (let i = 1; i <= parts.length; i++) {
       const sub = parts.slice(0, i).join('/');
       const host = join(this.upper, sub);
-      const found = await this.lstat(sub);
+      const found = this.lstat(sub);
       if (found !== undefined && !found.stat.isDirectory()) return;
       if (found?.layer === this.upper) continue;
       if (found !== undefined) {
-        await mkdir(host, { mode: found.stat.mode & 0o7777 });
-        await chown(host, found.stat.uid, found.stat.gid);
-        await utimes(host, found.stat.atime, found.stat.mtime);
+        mkdirSync(host, { mode: found.stat.mode & 0o7777 });
+        chownSync(host, found.stat.uid, found.stat.gid);
+        utimesSync(host, found.stat.atime, found.stat.mtime);
       } else {
-        await mkdir(host, { mode: 0o755 });
-        await chown(host, uid, gid);
+        mkdirSync(host, { mode: 0o755 });
+        chownSync(host, uid, gid);
       }
     }
   }
 
   /** The destinations that do not exist yet: the first missing component of each. */
-  async stubs(destinations: readonly string[]): Promise<Stub[]> {
+  stubs(destinations: readonly string[]): Stub[] {
     const out = new Map<string, Stub>();
     for (const d of destinations) {
       const parts = cleanRelative(d).split('/').filter((p) => p !== '');
       for (let i = 1; i <= parts.length; i++) {
         const sub = parts.slice(0, i).join('/');
-        const found = await this.lstat(sub);
+        const found = this.lstat(sub);
         if (found === undefined) {
           const parent = parts.slice(0, i - 1).join('/');
-          const p = await this.lstat(parent);
+          const p = this.lstat(parent);
           if (p !== undefined && !out.has(sub)) out.set(sub, { path: sub, parent, atime: p.stat.atime, mtime: p.stat.mtime });
           break;
         }
@@ -129,24 +127,34 @@ export class RootView {
   }
 
   /** Removes stubs (from the upper layer) that are still empty and restores their parents' times. */
-  async removeStubs(stubs: readonly Stub[]): Promise<void> {
+  removeStubs(stubs: readonly Stub[]): void {
     for (const s of [...stubs].sort((a, b) => b.path.length - a.path.length)) {
-      await removeIfEmpty(join(this.upper, s.path));
-      await utimes(join(this.upper, s.parent), s.atime, s.mtime).catch(() => undefined);
+      removeIfEmpty(join(this.upper, s.path));
+      try {
+        utimesSync(join(this.upper, s.parent), s.atime, s.mtime);
+      } catch {
+        // the parent went away with the process's own changes
+      }
     }
   }
 }
 
-async function removeIfEmpty(p: string): Promise<boolean> {
-  const st = await tryLstat(p);
+function removeIfEmpty(p: string): boolean {
+  const st = tryLstat(p);
   if (st === undefined) return true;
-  if (st.isDirectory()) {
-    let empty = true;
-    for (const name of await readdir(p).catch(() => [])) {
-      if (!(await removeIfEmpty(join(p, name)))) empty = false;
+  try {
+    if (st.isDirectory()) {
+      let empty = true;
+      for (const name of readdirSync(p)) if (!removeIfEmpty(join(p, name))) empty = false;
+      if (empty) rmdirSync(p);
+      return empty;
     }
-    return empty ? rmdir(p).then(() => true, () => false) : false;
+    if (st.isFile() && st.size === 0) {
+      unlinkSync(p);
+      return true;
+    }
+  } catch {
+    // leave what cannot be removed
   }
-  if (st.isFile() && st.size === 0) return unlink(p).then(() => true, () => false);
   return false;
 }

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkerError } from '../api/errors.js';
 import type { ExecRequest } from '../api/executor.js';
@@ -39,7 +39,7 @@ export async function rootLayout(req: ExecRequest, bundle: string): Promise<Root
     throw new WorkerError('MOUNT_FAILED', 'the rootfs must be one bind or overlay mount (Snapshotter.mounts)');
   }
   const emptyRoot = join(bundle, 'rootfs');
-  await mkdir(emptyRoot);
+  mkdirSync(emptyRoot);
   const { upper, lowers } = m.type === 'bind' ? { upper: m.source, lowers: [] as string[] } : layersOf(m.options);
   const readonly = req.readonlyRootfs === true || m.options.includes('ro') || upper === undefined;
   if (!readonly && m.type === 'bind') {
@@ -57,8 +57,8 @@ export async function rootLayout(req: ExecRequest, bundle: string): Promise<Root
   const all = [...(upper === undefined ? [] : [upper]), ...lowers];
   const scratch = join(bundle, 'ro-upper');
   const work = join(bundle, 'ro-work');
-  await mkdir(scratch);
-  await mkdir(work);
+  mkdirSync(scratch);
+  mkdirSync(work);
   return {
     path: emptyRoot,
     mount: {

@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
@@ -56,27 +57,28 @@ export class RuncExecutor implements Executor {
     const started = Date.now();
     const id = `kiln-${randomBytes(6).toString('hex')}`;
     const bundle = join(this.#root, 'executor', id);
-    await mkdir(bundle, { recursive: true, mode: 0o711 });
+    mkdirSync(bundle, { recursive: true, mode: 0o711 });
     const cleanups: Cleanup[] = [];
     let view: RootView | undefined;
     let stubs: Stub[] = [];
     try {
       const root = await rootLayout(req, bundle);
       view = root.view;
-      const user = await resolveUser((p) => root.view.readFile(p), req.process.user);
+      const user = await resolveUser(async (p) => root.view.readFile(p), req.process.user);
       const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
       const extra = req.mounts ?? [];
       const network = req.network ?? 'none';
       if (root.keepChanges) {
         const destinations = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', ...extra.map((m) => m.target)];
-        stubs = await root.view.stubs(destinations);
+        stubs = root.view.stubs(destinations);
       }
-      await root.view.mkdirAll(cwd, user.uid, user.gid);
+      root.view.mkdirAll(cwd, user.uid, user.gid);
       const hostsFile = join(bundle, 'hosts');
       const hostname = req.hostname ?? 'buildkitsandbox';
-      await writeFile(hostsFile, hostsContent(hostname, req.extraHosts ?? []));
+      // Small files: synchronous calls skip thread-pool round trips that dominate at this size.
+      writeFileSync(hostsFile, hostsContent(hostname, req.extraHosts ?? []));
       const resolvConfFile = join(bundle, 'resolv.conf');
-      await writeFile(resolvConfFile, await readFile(this.#resolvConf).catch(() => Buffer.from('nameserver 8.8.8.8\n')));
+      writeFileSync(resolvConfFile, this.#hostResolvConf());
       const env = [...req.process.env];
       const mounts = await this.#mounts(extra, bundle, cleanups, env);
       const spec = buildSpec({
@@ -95,14 +97,22 @@ export class RuncExecutor implements Executor {
         resolvConfFile,
         mounts,
       });
-      await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
       throwIfAborted(signal);
       const exitCode = await this.#runc_run(id, bundle, req.onOutput, signal);
       return { exitCode, durationMs: Date.now() - started };
     } finally {
       for (const c of cleanups.reverse()) await c().catch(() => undefined);
-      if (view !== undefined && stubs.length > 0) await view.removeStubs(stubs);
-      await rm(bundle, { recursive: true, force: true });
+      if (view !== undefined && stubs.length > 0) view.removeStubs(stubs);
+      rmSync(bundle, { recursive: true, force: true });
+    }
+  }
+
+  #hostResolvConf(): Buffer {
+    try {
+      return readFileSync(this.#resolvConf);
+    } catch {
+      return Buffer.from('nameserver 8.8.8.8\n');
     }
   }
 
@@ -204,7 +214,7 @@ export class RuncExecutor implements Executor {
     onOutput: ((l: OutputLine) => void) | undefined,
     signal: AbortSignal | undefined,
   ): Promise<number> {
-    await mkdir(this.#state, { recursive: true, mode: 0o700 });
+    mkdirSync(this.#state, { recursive: true, mode: 0o700 });
     const log = join(bundle, 'runc.log');
     const child = spawn(this.#runc, ['--root', this.#state, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id], {
       stdio: ['ignore', 'pipe', 'pipe'],
