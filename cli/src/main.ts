@@ -1,5 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { registerDumpLlb } from './commands/dump-llb.js';
+import { registerBuild } from './commands/build.js';
+import { registerSolve } from './commands/solve.js';
+import { registerDu } from './commands/du.js';
+import { registerPrune } from './commands/prune.js';
+import { ReportedError } from './engine/cli-support.js';
 import { reportError, type CliIo, processIo } from './io.js';
 
 /**
@@ -16,11 +21,16 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       writeErr: (s) => io.stderr.write(s),
     });
   registerDumpLlb(program, io);
+  registerBuild(program, io);
+  registerSolve(program, io);
+  registerDu(program, io);
+  registerPrune(program, io);
   try {
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof ReportedError) return e.exitCode;
     reportError(io, e, program.opts<{ debug?: boolean }>().debug === true);
     return 1;
   }

@@ -1,0 +1,155 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { parseOutputSpec, type ExportSpec } from '@kiln/runtime';
+import { readAll, type CliIo } from '../io.js';
+import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
+import { KilnEngine } from '../engine/engine.js';
+import { EngineError } from '../engine/errors.js';
+import { runBuild, type BuildRequest } from '../engine/build.js';
+import { formatBuildError } from '../engine/report.js';
+import { parseBuildArg, parseBuildContext, parseSecrets, parseSsh } from '../engine/session.js';
+
+/** Parsed flags of `kiln build`. */
+export interface BuildFlags {
+  readonly file?: string;
+  readonly target?: string;
+  readonly buildArg: string[];
+  readonly platform?: string;
+  readonly secret: string[];
+  readonly ssh: string[];
+  readonly output: string[];
+  readonly tag: string[];
+  readonly progress: string;
+  readonly cache: boolean;
+  readonly noCacheFilter: string[];
+  readonly buildContext: string[];
+  readonly allow: string[];
+  readonly frontend?: string;
+  readonly root?: string;
+  readonly push?: boolean;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/**
+ * Registers `kiln build [CONTEXT]` with buildx's flags. `-t` without `--output` stores the image
+ * in kiln's image store (like `--output type=image,name=…`); `--push` pushes the tags.
+ */
+export function registerBuild(program: Command, io: CliIo): void {
+  program
+    .command('build')
+    .description('build an image from a Dockerfile (buildx-compatible flags)')
+    .argument('[context]', 'build context directory', '.')
+    .option('-f, --file <file>', 'Dockerfile path (default CONTEXT/Dockerfile; - reads stdin)')
+    .option('--target <stage>', 'build this stage')
+    .option('--build-arg <key=value>', 'set a build argument (repeatable)', collect, [])
+    .option('--platform <platform>', 'target platform, e.g. linux/amd64')
+    .option('--secret <spec>', 'secret to expose: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect, [])
+    .option('--ssh <spec>', 'ssh agent to forward: default, ID=SOCKET or ID=KEYFILE (repeatable)', collect, [])
+    .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable)', collect, [])
+    .option('-t, --tag <name>', 'image name (repeatable)', collect, [])
+    .option('--push', 'push the tagged image (same as --output type=registry)')
+    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
+    .option('--no-cache', 'do not use the cache')
+    .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
+    .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
+    .option('--allow <entitlement>', 'allow an entitlement: security.insecure (repeatable)', collect, [])
+    .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
+    .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
+    .action(async (context: string, flags: BuildFlags, cmd: Command) => {
+      const debug = cmd.optsWithGlobals<{ debug?: boolean }>().debug === true;
+      await buildCommand(context, flags, io, debug);
+    });
+}
+
+/** Runs `kiln build` with parsed flags; failures are printed and thrown as {@link ReportedError}. */
+export async function buildCommand(context: string, flags: BuildFlags, io: CliIo, debug = false): Promise<void> {
+  let dockerfileText: string | undefined;
+  let dockerfileName = 'Dockerfile';
+  const cleanup: (() => Promise<void>)[] = [];
+  let progress: ReturnType<typeof startProgress> | undefined;
+  let engine: KilnEngine | undefined;
+  try {
+    const req = await parseFlags(context, flags, io, cleanup);
+    dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
+    dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
+    engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path) });
+    const display = startProgress(flags.progress, io);
+    progress = display;
+    const e = engine;
+    const report = await withInterrupt((signal) => runBuild(e, { ...req, progress: display.sink, signal, onWarning: (w) => io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}: `}${w.message}\n`) }));
+    await display.finish();
+    progress = undefined;
+    for (const ex of report.exports) {
+      if (ex.digest !== undefined) io.stderr.write(`${ex.type}${ex.dest === undefined ? '' : ` ${ex.dest}`}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
+      for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
+    }
+    if (req.outputs.length === 0) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
+  } catch (e) {
+    await progress?.finish().catch(() => undefined);
+    io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
+    if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
+    const interrupted = (e as { code?: unknown }).code === 'KLN0705';
+    throw new ReportedError(interrupted ? 130 : 1, e instanceof Error ? e.message : String(e));
+  } finally {
+    engine?.close();
+    for (const c of cleanup) await c().catch(() => undefined);
+  }
+}
+
+async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {
+  const ctx = resolve(context);
+  const st = await stat(ctx).catch(() => undefined);
+  if (context === '-' || /^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory`);
+  if (st === undefined || !st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
+  let dockerfile: string | undefined;
+  let dockerfileText: string | undefined;
+  if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
+  else if (flags.file !== undefined) dockerfile = resolve(flags.file);
+  const target = dockerfile ?? join(ctx, 'Dockerfile');
+  if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
+    throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
+  }
+  const env = process.env;
+  const buildArgs = new Map<string, string>();
+  for (const a of flags.buildArg) {
+    const kv = parseBuildArg(a, env);
+    if (kv !== undefined) buildArgs.set(kv[0], kv[1]);
+  }
+  for (const a of flags.allow) {
+    if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure' });
+  }
+  const outputs = outputSpecs(flags);
+  const secrets = await parseSecrets(flags.secret, env);
+  const ssh = await parseSsh(flags.ssh, env);
+  cleanup.push(ssh.close);
+  return {
+    context: ctx,
+    ...(dockerfile === undefined ? {} : { dockerfile }),
+    ...(dockerfileText === undefined ? {} : { dockerfileText }),
+    ...(flags.target === undefined ? {} : { target: flags.target }),
+    buildArgs,
+    ...(flags.platform === undefined ? {} : { platform: flags.platform }),
+    secrets,
+    ssh: ssh.sockets,
+    outputs,
+    noCache: !flags.cache,
+    noCacheFilter: flags.noCacheFilter,
+    buildContexts: flags.buildContext.map(parseBuildContext),
+    allowInsecure: flags.allow.includes('security.insecure'),
+    ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
+  };
+}
+
+/** buildx's output rules: `-t` names every image output that has none; `-t` alone means type=image. */
+function outputSpecs(flags: BuildFlags): ExportSpec[] {
+  const specs = flags.output.map((o) => parseOutputSpec(o));
+  if (flags.push === true) {
+    if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME');
+    specs.push(parseOutputSpec(`type=image,push=true,name=${flags.tag.join(',')}`));
+  } else if (specs.length === 0 && flags.tag.length > 0) {
+    specs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
+  }
+  return specs.map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
+}

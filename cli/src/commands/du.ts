@@ -1,0 +1,102 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { CacheStore, formatBytes, type DiskUsageRecord } from '@kiln/solver';
+import type { CliIo } from '../io.js';
+import { kilnRoot } from '../engine/cli-support.js';
+
+/** One row of `kiln du`. */
+export interface UsageRow {
+  readonly id: string;
+  readonly kind: string;
+  readonly size: number;
+  readonly reclaimable: boolean;
+  readonly lastUsed: number;
+  readonly description: string;
+}
+
+/** Cache records of the solver plus cache mounts (`RUN --mount=type=cache`) under `root`. */
+export async function diskUsage(root: string): Promise<UsageRow[]> {
+  const store = CacheStore.open({ path: join(root, 'cache', 'solver.db') });
+  let records: DiskUsageRecord[];
+  try {
+    records = store.du();
+  } finally {
+    store.close();
+  }
+  const rows: UsageRow[] = records.map((r) => ({
+    id: r.snapshot,
+    kind: r.kind,
+    size: r.size,
+    reclaimable: !r.inUse,
+    lastUsed: r.lastUsed,
+    description: r.description,
+  }));
+  for (const m of await cacheMounts(root)) rows.push(m);
+  return rows.sort((a, b) => b.lastUsed - a.lastUsed);
+}
+
+/** The cache-mount directories (`<root>/solver/cachemounts/<id>`), sized on disk. */
+export async function cacheMounts(root: string): Promise<UsageRow[]> {
+  const dir = join(root, 'solver', 'cachemounts');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const out: UsageRow[] = [];
+  for (const n of names) {
+    const p = join(dir, n);
+    const st = await stat(p).catch(() => undefined);
+    if (st === undefined || !st.isDirectory()) continue;
+    out.push({ id: `cachemount:${n}`, kind: 'exec.cachemount', size: await dirSize(p), reclaimable: true, lastUsed: st.mtimeMs, description: `cache mount ${n}` });
+  }
+  return out;
+}
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += await dirSize(p);
+    else if (e.isFile()) total += (await stat(p).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+/** Registers `kiln du [--verbose]`: build cache usage, like `buildctl du`. */
+export function registerDu(program: Command, io: CliIo): void {
+  program
+    .command('du')
+    .description('show build cache disk usage')
+    .option('-v, --verbose', 'show descriptions and last use')
+    .option('--root <dir>', 'kiln state directory')
+    .action(async (flags: { verbose?: boolean; root?: string }) => {
+      const root = resolve(kilnRoot(flags.root).path);
+      const rows = await diskUsage(root);
+      io.stdout.write(renderUsage(rows, flags.verbose === true));
+    });
+}
+
+/** Renders rows as `buildctl du` does: ID, RECLAIMABLE, SIZE, LAST ACCESSED, then totals. */
+export function renderUsage(rows: readonly UsageRow[], verbose: boolean): string {
+  const lines: string[] = [];
+  const idw = Math.max(2, ...rows.map((r) => Math.min(r.id.length, 40)));
+  lines.push(`${'ID'.padEnd(idw)}  ${'KIND'.padEnd(15)}  RECLAIMABLE  ${'SIZE'.padStart(10)}  LAST ACCESSED${verbose ? '           DESCRIPTION' : ''}`);
+  for (const r of rows) {
+    const id = r.id.length > 40 ? `${r.id.slice(0, 37)}...` : r.id;
+    lines.push(
+      `${id.padEnd(idw)}  ${r.kind.padEnd(15)}  ${String(r.reclaimable).padEnd(11)}  ${formatBytes(r.size).padStart(10)}  ${ago(r.lastUsed)}${verbose ? `  ${r.description}` : ''}`,
+    );
+  }
+  const total = rows.reduce((n, r) => n + r.size, 0);
+  const reclaimable = rows.filter((r) => r.reclaimable).reduce((n, r) => n + r.size, 0);
+  lines.push(`Reclaimable:\t${formatBytes(reclaimable)}`);
+  lines.push(`Total:\t\t${formatBytes(total)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function ago(ms: number): string {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} seconds ago`.padEnd(22);
+  if (s < 3600) return `${Math.round(s / 60)} minutes ago`.padEnd(22);
+  if (s < 86400) return `${Math.round(s / 3600)} hours ago`.padEnd(22);
+  return `${Math.round(s / 86400)} days ago`.padEnd(22);
+}

@@ -1,0 +1,112 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { decodeDefinition, type Definition } from '@kiln/llb-core';
+import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
+import { readAll, type CliIo } from '../io.js';
+import { SolverBackend } from '../engine/backend.js';
+import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
+import { KilnEngine } from '../engine/engine.js';
+import { EngineError } from '../engine/errors.js';
+import { exportOutputs } from '../engine/export.js';
+import { formatBuildError } from '../engine/report.js';
+import { parseSecrets, parseSsh } from '../engine/session.js';
+
+/** Parsed flags of `kiln solve`. */
+export interface SolveFlags {
+  readonly output: string[];
+  readonly local: string[];
+  readonly secret: string[];
+  readonly ssh: string[];
+  readonly allow: string[];
+  readonly tag: string[];
+  readonly platform?: string;
+  readonly progress: string;
+  readonly cache: boolean;
+  readonly root?: string;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/**
+ * Registers `kiln solve [FILE|-]`: runs a marshaled LLB Definition from any producer (kiln's State
+ * API, `buildctl`-style Go clients, `kiln llb`), with `--local NAME=DIR` for its local sources.
+ */
+export function registerSolve(program: Command, io: CliIo): void {
+  program
+    .command('solve')
+    .description('run a raw LLB definition (pb bytes, e.g. from `go run … | kiln solve -`)')
+    .argument('[file]', 'definition file, or - for stdin (default)')
+    .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable)', collect, [])
+    .option('--local <name=dir>', 'directory for local source NAME (repeatable)', collect, [])
+    .option('--secret <spec>', 'secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect, [])
+    .option('--ssh <spec>', 'ssh agent: default, ID=SOCKET or ID=KEYFILE (repeatable)', collect, [])
+    .option('--allow <entitlement>', 'allow security.insecure (repeatable)', collect, [])
+    .option('-t, --tag <name>', 'image name for image outputs (repeatable)', collect, [])
+    .option('--platform <platform>', 'platform recorded in an exported image config')
+    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
+    .option('--no-cache', 'do not use the cache')
+    .option('--root <dir>', 'kiln state directory')
+    .action(async (file: string | undefined, flags: SolveFlags, cmd: Command) => {
+      await solveCommand(file, flags, io, cmd.optsWithGlobals<{ debug?: boolean }>().debug === true);
+    });
+}
+
+/** Runs `kiln solve`; failures are printed and thrown as {@link ReportedError}. */
+export async function solveCommand(file: string | undefined, flags: SolveFlags, io: CliIo, debug = false): Promise<void> {
+  let engine: KilnEngine | undefined;
+  let progress: ReturnType<typeof startProgress> | undefined;
+  let closeSsh: (() => Promise<void>) | undefined;
+  try {
+    const def = await readDefinition(file, io);
+    const localDirs: Record<string, string> = {};
+    for (const l of flags.local) {
+      const i = l.indexOf('=');
+      if (i <= 0) throw new EngineError('KLN0702', `invalid --local "${l}": expected NAME=DIR`);
+      localDirs[l.slice(0, i)] = resolve(l.slice(i + 1));
+    }
+    const outputs = flags.output.map((o) => parseOutputSpec(o)).map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
+    if (outputs.length === 0 && flags.tag.length > 0) outputs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
+    const secrets = await parseSecrets(flags.secret, process.env);
+    const ssh = await parseSsh(flags.ssh, process.env);
+    closeSsh = ssh.close;
+    const platform = flags.platform === undefined ? hostPlatform() : parsePlatform(flags.platform);
+    const e = (engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path) }));
+    const display = (progress = startProgress(flags.progress, io));
+    const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), platform });
+    await withInterrupt(async (signal) => {
+      const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
+      try {
+        const ref = await backend.solve(def, { signal });
+        if (outputs.length > 0) await exportOutputs(e, outputs, { ref, platform }, { progress: display.sink, signal });
+      } finally {
+        await backend.release();
+      }
+    });
+    progress = undefined;
+    await display.finish();
+  } catch (e) {
+    await progress?.finish().catch(() => undefined);
+    io.stderr.write(formatBuildError(e));
+    if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
+    throw new ReportedError((e as { code?: unknown }).code === 'KLN0705' ? 130 : 1, e instanceof Error ? e.message : String(e));
+  } finally {
+    engine?.close();
+    await closeSsh?.();
+  }
+}
+
+async function readDefinition(file: string | undefined, io: CliIo): Promise<Definition> {
+  let bytes: Uint8Array;
+  try {
+    bytes = file === undefined || file === '-' ? await readAll(io.stdin) : await readFile(file);
+  } catch (cause) {
+    throw new EngineError('KLN0706', `cannot read ${file}: ${(cause as { code?: string }).code === 'ENOENT' ? 'no such file' : String(cause)}`);
+  }
+  if (bytes.length === 0) throw new EngineError('KLN0706', 'the LLB definition is empty', { hint: 'pipe a marshaled Definition (pb bytes) into `kiln solve -`' });
+  try {
+    return decodeDefinition(bytes);
+  } catch (cause) {
+    throw new EngineError('KLN0706', 'the input is not a marshaled LLB Definition', { cause, hint: 'kiln solve reads pb bytes (llb.Definition.ToPB().Marshal()), not JSON' });
+  }
+}

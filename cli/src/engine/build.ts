@@ -1,0 +1,181 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
+import { Gateway, type GatewayResult } from '@kiln/gateway';
+import { readDockerignore, type ProgressSink, type SolverVertex } from '@kiln/solver';
+import {
+  formatPlatform,
+  formatReference,
+  hostPlatform,
+  importOciLayout,
+  openOciLayout,
+  parsePlatform,
+  parseReference,
+  type ExportResult,
+  type ExportSpec,
+  type Platform,
+} from '@kiln/runtime';
+import { SolverBackend } from './backend.js';
+import type { KilnEngine } from './engine.js';
+import { EngineError } from './errors.js';
+import { exportOutputs, type BuildOutput } from './export.js';
+import { createFrontendRegistry } from './frontends.js';
+import type { BuildContext } from './session.js';
+import { SnapshotRef } from './snapshot-ref.js';
+
+/** One `kiln build`, already parsed from the command line. */
+export interface BuildRequest {
+  /** The build context directory. */
+  readonly context: string;
+  /** Path of the Dockerfile (default `<context>/Dockerfile`), or its text (`-f -`). */
+  readonly dockerfile?: string;
+  readonly dockerfileText?: string;
+  readonly target?: string;
+  readonly buildArgs?: ReadonlyMap<string, string>;
+  readonly platform?: string;
+  readonly secrets?: Readonly<Record<string, Uint8Array>>;
+  readonly ssh?: Readonly<Record<string, string>>;
+  readonly outputs: readonly ExportSpec[];
+  readonly noCache?: boolean;
+  readonly noCacheFilter?: readonly string[];
+  readonly buildContexts?: readonly BuildContext[];
+  readonly allowInsecure?: boolean;
+  readonly frontend?: string;
+  readonly progress?: ProgressSink;
+  readonly signal?: AbortSignal;
+  readonly onWarning?: (w: FrontendWarning) => void;
+}
+
+/** What a build produced. */
+export interface BuildReport {
+  readonly frontend: string;
+  readonly exports: readonly ExportResult[];
+  /** The Dockerfile text (for error reports). */
+  readonly dockerfileText?: string;
+}
+
+/**
+ * Runs one Dockerfile build: the context goes to the frontend as local source `context` (with
+ * `.dockerignore` / `<Dockerfile>.dockerignore` applied), the Dockerfile's directory as
+ * `dockerfile`; the gateway picks the frontend; the result is exported to every output.
+ */
+export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<BuildReport> {
+  const contextDir = resolve(req.context);
+  let tmp: string | undefined;
+  let dockerfilePath = resolve(req.dockerfile ?? join(contextDir, 'Dockerfile'));
+  if (req.dockerfileText !== undefined) {
+    tmp = await mkdtemp(join(tmpdir(), 'kiln-dockerfile-'));
+    dockerfilePath = join(tmp, 'Dockerfile');
+    await writeFile(dockerfilePath, req.dockerfileText);
+  }
+  const platform: Platform = req.platform === undefined ? hostPlatform() : parsePlatform(req.platform);
+  const localDirs: Record<string, string> = { context: contextDir, dockerfile: dirname(dockerfilePath) };
+  const opts = new Map<string, string>();
+  const inputs = new Map<string, Definition>();
+  const filename = basename(dockerfilePath);
+  opts.set('filename', filename);
+  if (req.target !== undefined) opts.set('target', req.target);
+  if (req.platform !== undefined) opts.set('platform', formatPlatform(platform));
+  for (const [k, v] of req.buildArgs ?? []) opts.set(`build-arg:${k}`, v);
+  if (req.noCache === true) opts.set('no-cache', '');
+  else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
+
+  const ignore = await readDockerignore(contextDir, dockerfilePath);
+  inputs.set('context', await local('context', { sharedKeyHint: 'context', ...(ignore.patterns.length > 0 ? { excludePatterns: ignore.patterns } : {}) }).marshal());
+  inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', includePatterns: [filename, `${filename}.dockerignore`] }).marshal());
+  for (const c of req.buildContexts ?? []) {
+    switch (c.kind) {
+      case 'local':
+        localDirs[c.name] = resolve(c.path);
+        opts.set(`context:${c.name}`, `local:${c.name}`);
+        inputs.set(c.name, await local(c.name, { sharedKeyHint: c.name }).marshal());
+        break;
+      case 'image':
+        opts.set(`context:${c.name}`, `docker-image://${c.ref}`);
+        break;
+      case 'oci-layout': {
+        // Imported into kiln's store under a local name, then used like an image (offline).
+        const layout = await openOciLayout(resolve(c.path), engine.content);
+        const desc = await importOciLayout(layout, engine.content, { ...(c.ref === undefined ? {} : { ref: c.ref }), platform });
+        const name = formatReference(parseReference(`kiln.local/oci-layout/${c.name.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}:latest`));
+        await engine.images.put(name, desc);
+        opts.set(`context:${c.name}`, `docker-image://${name}@${desc.digest}`);
+        break;
+      }
+    }
+  }
+
+  const filter = noCacheFilter(req.noCacheFilter);
+  const solver = engine.solver({
+    localDirs,
+    ...(req.secrets === undefined ? {} : { secrets: req.secrets }),
+    ...(req.ssh === undefined ? {} : { ssh: req.ssh }),
+    allowInsecure: req.allowInsecure === true,
+    platform,
+  });
+  const backend = new SolverBackend(engine, solver, {
+    ...(req.progress === undefined ? {} : { progress: req.progress }),
+    ...(req.signal === undefined ? {} : { signal: req.signal }),
+    ...(req.noCache === true ? { noCache: true } : {}),
+    ...(filter === undefined ? {} : { noCacheFilter: filter }),
+  });
+  const gateway = new Gateway(backend, createFrontendRegistry());
+  try {
+    const result = await gateway.build({
+      ...(req.frontend === undefined ? {} : { frontend: req.frontend }),
+      opts,
+      inputs,
+      ...(req.onWarning === undefined ? {} : { onWarning: req.onWarning }),
+      ...(req.signal === undefined ? {} : { signal: req.signal }),
+    });
+    const outputs = buildOutputs(result, platform);
+    const exports: ExportResult[] = [];
+    const first = outputs[0];
+    if (req.outputs.length > 0 && first === undefined) throw new EngineError('KLN0704', 'the build produced no result to export');
+    if (first !== undefined) {
+      exports.push(
+        ...(await exportOutputs(engine, req.outputs, first, {
+          ...(req.progress === undefined ? {} : { progress: req.progress }),
+          ...(req.signal === undefined ? {} : { signal: req.signal }),
+        })),
+      );
+    }
+    return { frontend: result.frontend, exports };
+  } finally {
+    await backend.release();
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The per-platform results of a frontend: `ref` + `containerimage.config`, or `refs` keyed by platform. */
+function buildOutputs(result: GatewayResult, platform: Platform): BuildOutput[] {
+  const out: BuildOutput[] = [];
+  if (result.ref instanceof SnapshotRef) {
+    const config = result.metadata.get(ResultMetadataKey.imageConfig);
+    out.push({ ref: result.ref, platform, ...(config === undefined ? {} : { config }) });
+  }
+  for (const [key, ref] of result.refs) {
+    if (!(ref instanceof SnapshotRef)) continue;
+    const config = result.metadata.get(`${ResultMetadataKey.imageConfig}/${key}`) ?? result.metadata.get(ResultMetadataKey.imageConfig);
+    let p = platform;
+    try {
+      p = parsePlatform(key);
+    } catch {
+      // Not a platform key: keep the build platform.
+    }
+    out.push({ ref, platform: p, ...(config === undefined ? {} : { config }) });
+  }
+  return out;
+}
+
+/**
+ * `--no-cache-filter STAGE`: the Dockerfile frontend gets `no-cache=STAGE,…` (BuildKit's way);
+ * kiln also matches the vertex names it prints (`[STAGE n/m] …`), so the filter holds for
+ * frontends that only name their vertices.
+ */
+function noCacheFilter(stages: readonly string[] | undefined): ((v: SolverVertex) => boolean) | undefined {
+  if (stages === undefined || stages.length === 0) return undefined;
+  const prefixes = stages.map((s) => `[${s} `);
+  return (v) => prefixes.some((p) => v.name.startsWith(p));
+}

@@ -1,0 +1,85 @@
+import { homedir } from 'node:os';
+import { resolveKilnRoot, type KilnRoot } from '@kiln/runtime';
+import { createRenderer, ProgressStream, renderProgress, type ProgressMode } from '@kiln/solver';
+import type { CliIo } from '../io.js';
+import { EngineError } from './errors.js';
+
+/**
+ * An error already printed to stderr; the dispatcher only turns it into the exit code.
+ * Used for build failures, which print a multi-line report.
+ */
+export class ReportedError extends Error {
+  override readonly name = 'ReportedError';
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The kiln root from `--root`, `KILN_ROOT`, or the default for this user. */
+export function kilnRoot(root: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): KilnRoot {
+  return resolveKilnRoot({ root, env, uid: process.getuid?.(), home: homedir() });
+}
+
+/** A live progress display on stderr: events go to `sink`; `finish` flushes it. */
+export interface ProgressDisplay {
+  readonly sink: ProgressStream;
+  finish(): Promise<void>;
+}
+
+/** Starts rendering progress in `mode` to the CLI's stderr. */
+export function startProgress(mode: string, io: CliIo): ProgressDisplay {
+  if (!['auto', 'plain', 'tty', 'rawjson', 'quiet'].includes(mode)) {
+    throw new EngineError('KLN0707', `invalid --progress "${mode}"`, { hint: 'use auto, plain, tty, rawjson or quiet' });
+  }
+  const sink = new ProgressStream();
+  const stderr = io.stderr as { write(s: string): unknown; isTTY?: boolean; columns?: number; rows?: number };
+  if (mode === 'quiet') {
+    const drain = (async () => {
+      for await (const _ of sink) {
+        // Discarded: --progress=quiet prints nothing but the result.
+      }
+    })();
+    return { sink, finish: async () => (sink.close(), drain) };
+  }
+  const renderer = createRenderer(mode as ProgressMode, {
+    write: (s) => void stderr.write(s),
+    isTTY: stderr.isTTY === true,
+    columns: stderr.columns,
+    rows: stderr.rows,
+  });
+  const done = renderProgress(sink, renderer);
+  return {
+    sink,
+    finish: async () => {
+      sink.close();
+      await done;
+    },
+  };
+}
+
+/**
+ * An AbortSignal fired by SIGINT/SIGTERM while `fn` runs: the build cancels (running containers
+ * are killed, the cache store stays consistent) instead of the process dying mid-write.
+ * A second Ctrl-C exits at once.
+ */
+export async function withInterrupt<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (ac.signal.aborted) process.exit(130);
+    ac.abort(new EngineError('KLN0705', `interrupted (${sig})`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await fn(ac.signal);
+  } catch (e) {
+    if (ac.signal.aborted) throw ac.signal.reason;
+    throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

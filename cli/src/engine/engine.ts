@@ -1,0 +1,128 @@
+import { join } from 'node:path';
+import { CacheStore, RuntimeWorker, Solver, type RuntimeWorkerDeps } from '@kiln/solver';
+import {
+  ContentStore,
+  ImageStore,
+  LocalSnapshotter,
+  RegistryClient,
+  RuncExecutor,
+  applyFileAction,
+  ensureImage,
+  hostPlatform,
+  unpackLayer,
+  type EnsuredImage,
+  type Platform,
+  type RegistryClientOptions,
+} from '@kiln/runtime';
+import { StoreFirstMetaResolver } from './image-meta.js';
+import { LayerCache } from './layers.js';
+
+/** Options of {@link KilnEngine.open}. */
+export interface EngineOptions {
+  /** The kiln root (resolved by the caller: `--root`, `KILN_ROOT`, or the default). */
+  readonly root: string;
+  /** Ops running at once (default: number of CPUs). */
+  readonly parallelism?: number;
+  /** Registry client options (credentials, plain-HTTP hosts). Localhost registries use plain HTTP. */
+  readonly registry?: RegistryClientOptions;
+  /** The runc binary (default `runc` from PATH). */
+  readonly runc?: string;
+}
+
+/**
+ * What one build hands the worker: local directories by source name, secrets and ssh agents
+ * (kept in memory, never written under the kiln root), and the `--allow` entitlements.
+ */
+export interface BuildSession {
+  readonly localDirs: Readonly<Record<string, string>>;
+  readonly secrets?: Readonly<Record<string, Uint8Array>>;
+  readonly ssh?: Readonly<Record<string, string>>;
+  readonly allowInsecure?: boolean;
+  readonly platform?: Platform;
+}
+
+/**
+ * The runtime wired into the solver under one kiln root: content and image stores, the overlay
+ * snapshotter, the runc executor, the registry client, the persistent cache store and the layer
+ * cache exporters use. One per process; {@link KilnEngine.solver} makes a solver for one build session.
+ *
+ * Layout of the root: `content/`, `images/` (runtime stores), `snapshots/`, `mounts/`,
+ * `executor/`, `runc/` (runtime), `cache/solver.db` (cache store), `solver/` (local-source
+ * mirrors and cache mounts), `engine/layers/` (snapshot → layer blob records).
+ */
+export class KilnEngine {
+  readonly root: string;
+  readonly content: ContentStore;
+  readonly images: ImageStore;
+  readonly snapshotter: LocalSnapshotter;
+  readonly executor: RuncExecutor;
+  readonly registry: RegistryClient;
+  readonly cache: CacheStore;
+  readonly layers: LayerCache;
+  readonly meta: StoreFirstMetaResolver;
+  readonly #parallelism: number | undefined;
+  #release: ((id: string) => Promise<void>) | undefined;
+
+  private constructor(opts: EngineOptions, content: ContentStore, images: ImageStore, snapshotter: LocalSnapshotter) {
+    this.root = opts.root;
+    this.content = content;
+    this.images = images;
+    this.snapshotter = snapshotter;
+    this.executor = new RuncExecutor({ root: opts.root, ...(opts.runc === undefined ? {} : { runc: opts.runc }) });
+    this.registry = new RegistryClient(opts.registry ?? {});
+    this.cache = CacheStore.open({
+      path: join(opts.root, 'cache', 'solver.db'),
+      // Snapshots the cache store drops are removed (kept while a child still stacks on them).
+      releaseSnapshot: async (id) => {
+        if (this.#release !== undefined) await this.#release(id);
+        else await this.snapshotter.remove(id).catch(() => undefined);
+      },
+    });
+    this.layers = new LayerCache(opts.root, content, snapshotter);
+    this.meta = new StoreFirstMetaResolver(images, content, this.registry);
+    this.#parallelism = opts.parallelism;
+  }
+
+  /** Opens (creating if needed) every store under `opts.root`. */
+  static async open(opts: EngineOptions): Promise<KilnEngine> {
+    const [content, images] = await Promise.all([ContentStore.open(opts.root), ImageStore.open(opts.root)]);
+    const snapshotter = new LocalSnapshotter({ root: opts.root });
+    await snapshotter.init();
+    return new KilnEngine(opts, content, images, snapshotter);
+  }
+
+  /** A solver whose worker runs ops of one build session on this engine's runtime. */
+  solver(session: BuildSession): Solver {
+    const worker = new RuntimeWorker(this.workerDeps(session));
+    this.#release = (id) => worker.releaseSnapshot(id);
+    return new Solver({ worker, store: this.cache, ...(this.#parallelism === undefined ? {} : { parallelism: this.#parallelism }) });
+  }
+
+  /** The runtime services the solver's worker uses (the one place they are bound). */
+  workerDeps(session: BuildSession): RuntimeWorkerDeps {
+    const platform = session.platform ?? hostPlatform();
+    return {
+      root: this.root,
+      snapshotter: this.snapshotter,
+      executor: this.executor,
+      content: this.content,
+      ensureImage: async (reference, o): Promise<EnsuredImage> => {
+        const img = await ensureImage(reference, { ...o, store: this.content, images: this.images, registry: this.registry });
+        await this.layers.rememberImage(img);
+        return img;
+      },
+      unpackLayer,
+      applyFileAction,
+      localDirs: session.localDirs,
+      ...(session.secrets === undefined ? {} : { secrets: session.secrets }),
+      ...(session.ssh === undefined ? {} : { ssh: session.ssh }),
+      ...(session.allowInsecure === undefined ? {} : { allowInsecure: session.allowInsecure }),
+      platform,
+    };
+  }
+
+  /** Closes the cache store. */
+  close(): void {
+    this.cache.close();
+  }
+}

@@ -1,0 +1,22 @@
+/** Stable codes of errors raised while wiring a build (the CLI's engine). */
+export type EngineErrorCode =
+  | 'KLN0701' // a path asked of a solved result does not exist or is not the right kind
+  | 'KLN0702' // bad --secret / --ssh / --build-context / --build-arg / --allow value
+  | 'KLN0703' // a prerequisite (runc, overlay, busybox) is missing
+  | 'KLN0704' // the build produced nothing to export
+  | 'KLN0705' // the build was interrupted (Ctrl-C)
+  | 'KLN0706' // the LLB input of `kiln solve` is unreadable
+  | 'KLN0707'; // a size or option value is malformed
+
+/** An error the user can act on: stable code, one-line message, optional hint. */
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+  readonly code: EngineErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: EngineErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.hint = opts.hint;
+  }
+}

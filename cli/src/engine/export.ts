@@ -1,0 +1,128 @@
+import { runExport, type ExportResult, type ExportSpec, type ImageConfigDraft, type Platform } from '@kiln/runtime';
+import type { ProgressSink } from '@kiln/solver';
+import type { KilnEngine } from './engine.js';
+import { EngineError } from './errors.js';
+import type { SnapshotRef } from './snapshot-ref.js';
+
+/** One platform's result of a build: its snapshot and the frontend's image config (if any). */
+export interface BuildOutput {
+  readonly ref: SnapshotRef;
+  /** `containerimage.config` bytes from the frontend; absent for raw LLB. */
+  readonly config?: Uint8Array;
+  readonly platform: Platform;
+}
+
+interface HistoryEntry {
+  created?: string;
+  created_by?: string;
+  comment?: string;
+  empty_layer?: boolean;
+  [k: string]: unknown;
+}
+
+/**
+ * Runs every `--output` on the result: image exporters get the snapshot chain as layers (cached
+ * per snapshot) and the config with `rootfs`/`history` matched to them, as BuildKit's image
+ * exporter normalises them; `local`/`tar` get the mounted root filesystem.
+ */
+export async function exportOutputs(
+  engine: KilnEngine,
+  specs: readonly ExportSpec[],
+  output: BuildOutput,
+  opts: { readonly progress?: ProgressSink; readonly signal?: AbortSignal; readonly sourceDateEpoch?: number } = {},
+): Promise<ExportResult[]> {
+  const results: ExportResult[] = [];
+  for (const [i, spec] of specs.entries()) {
+    const vertex = `export-${i}`;
+    const name = exportName(spec);
+    const t0 = Date.now();
+    opts.progress?.emit({ kind: 'vertex.started', vertex, name, time: t0 });
+    try {
+      let result: ExportResult;
+      if (spec.type === 'local' || spec.type === 'tar') {
+        result = await runExport(spec, { rootfs: await output.ref.path() }, ctx(engine, opts));
+      } else {
+        opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, time: Date.now() });
+        const layers = await engine.layers.layersOf(output.ref.snapshot, opts.signal);
+        opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: layers.length, total: layers.length, completed: Date.now(), time: Date.now() });
+        const config = imageConfig(output, layers.length);
+        result = await runExport(spec, { image: { layers, config } }, ctx(engine, opts));
+        if (result.digest !== undefined) opts.progress?.emit({ kind: 'status', vertex, id: `manifest ${result.digest}`, current: 1, total: 1, completed: Date.now(), time: Date.now() });
+      }
+      opts.progress?.emit({ kind: 'vertex.done', vertex, time: Date.now() });
+      results.push(result);
+    } catch (e) {
+      opts.progress?.emit({ kind: 'vertex.error', vertex, error: e instanceof Error ? e.message : String(e), time: Date.now() });
+      throw e;
+    }
+  }
+  return results;
+}
+
+function ctx(engine: KilnEngine, opts: { readonly signal?: AbortSignal; readonly sourceDateEpoch?: number }) {
+  return {
+    store: engine.content,
+    images: engine.images,
+    registry: engine.registry,
+    ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+    ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }),
+  };
+}
+
+function exportName(spec: ExportSpec): string {
+  switch (spec.type) {
+    case 'oci':
+      return `exporting to oci image format ${spec.dest}`;
+    case 'docker':
+      return `exporting to docker image format ${spec.dest}`;
+    case 'image':
+      return spec.push ? `exporting to image and pushing ${spec.names.join(', ')}` : `exporting to image ${spec.names.join(', ')}`;
+    case 'local':
+      return `copying files to ${spec.dest}`;
+    case 'tar':
+      return `sending tarball ${spec.dest}`;
+  }
+}
+
+/**
+ * The image config for `layers` layers: the frontend's config (or a bare one for raw LLB) with
+ * history made to agree with the layers, like BuildKit's normalizeLayersAndHistory: missing
+ * entries are added as `created by buildkit`, extra non-empty ones are marked empty.
+ */
+export function imageConfig(output: BuildOutput, layerCount: number): ImageConfigDraft {
+  let parsed: Record<string, unknown> = {};
+  if (output.config !== undefined) {
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(output.config)) as Record<string, unknown>;
+    } catch (cause) {
+      throw new EngineError('KLN0704', 'the frontend returned an image config that is not JSON', { cause });
+    }
+  }
+  const os = typeof parsed['os'] === 'string' ? parsed['os'] : output.platform.os;
+  const architecture = typeof parsed['architecture'] === 'string' ? parsed['architecture'] : output.platform.architecture;
+  const history: HistoryEntry[] = Array.isArray(parsed['history']) ? (parsed['history'] as HistoryEntry[]).map((h) => ({ ...h })) : [];
+  const created = typeof parsed['created'] === 'string' ? parsed['created'] : new Date().toISOString();
+  let nonEmpty = history.filter((h) => h.empty_layer !== true).length;
+  if (nonEmpty > layerCount) {
+    for (let i = history.length - 1; i >= 0 && nonEmpty > layerCount; i--) {
+      const h = history[i];
+      if (h !== undefined && h.empty_layer !== true) {
+        h.empty_layer = true;
+        nonEmpty--;
+      }
+    }
+  }
+  // Layers without a history entry get BuildKit's placeholder, appended (as BuildKit does).
+  const missing: HistoryEntry[] = [];
+  for (; nonEmpty < layerCount; nonEmpty++) missing.push({ created, created_by: 'created by buildkit', comment: 'buildkit.exporter.image.v0' });
+  const { rootfs: _r, ...rest } = parsed;
+  const draft: ImageConfigDraft = {
+    ...rest,
+    created,
+    architecture,
+    os,
+    ...(output.platform.variant === undefined || parsed['variant'] !== undefined ? {} : { variant: output.platform.variant }),
+    history: [...history, ...missing],
+  };
+  return draft;
+}

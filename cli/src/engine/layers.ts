@@ -1,0 +1,99 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  exportLayerToStore,
+  parseDigest,
+  writeFileAtomic,
+  type ContentStore,
+  type EnsuredImage,
+  type LayerRef,
+  type Snapshotter,
+} from '@kiln/runtime';
+
+interface StoredLayer {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly diffID: string;
+}
+
+/**
+ * Remembers which layer blob a committed snapshot's diff became, so an image is exported from a
+ * result snapshot without re-taring unchanged layers. Entries live in `<root>/engine/layers/`
+ * (one JSON file each, written atomically): by snapshot id for built snapshots, and by diffID for
+ * snapshots unpacked from an image (labelled `kiln.diffID`), which reuse the image's own blob.
+ * An entry whose blob is gone from the content store is ignored and recomputed.
+ */
+export class LayerCache {
+  readonly #dir: string;
+  readonly #store: ContentStore;
+  readonly #snapshotter: Snapshotter;
+  readonly #inflight = new Map<string, Promise<LayerRef>>();
+
+  constructor(root: string, store: ContentStore, snapshotter: Snapshotter) {
+    this.#dir = join(root, 'engine', 'layers');
+    this.#store = store;
+    this.#snapshotter = snapshotter;
+  }
+
+  /** Records the blobs of an image's layers by diffID (called for every image the worker ensures). */
+  async rememberImage(img: EnsuredImage): Promise<void> {
+    const diffIds = img.config.rootfs.diff_ids;
+    await mkdir(this.#dir, { recursive: true });
+    for (const [i, l] of img.manifest.layers.entries()) {
+      const diffID = diffIds[i];
+      if (diffID === undefined) continue;
+      const file = join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`);
+      if ((await this.#read(file)) !== undefined) continue;
+      await writeFileAtomic(file, Buffer.from(JSON.stringify({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffID })));
+    }
+  }
+
+  /** The layers (root first) of committed snapshot `id` and its parents, as OCI layer blobs in the store. */
+  async layersOf(id: string, signal?: AbortSignal): Promise<LayerRef[]> {
+    const chain: { id: string; diffID: string | undefined }[] = [];
+    for (let cur: string | undefined = id; cur !== undefined; ) {
+      const info = await this.#snapshotter.stat(cur);
+      chain.unshift({ id: info.id, diffID: info.labels['kiln.diffID'] });
+      cur = info.parent;
+    }
+    return Promise.all(chain.map((s) => this.#layer(s.id, s.diffID, signal)));
+  }
+
+  #layer(id: string, diffID: string | undefined, signal: AbortSignal | undefined): Promise<LayerRef> {
+    let p = this.#inflight.get(id);
+    if (p === undefined) {
+      p = this.#compute(id, diffID, signal);
+      this.#inflight.set(id, p);
+      p.catch(() => this.#inflight.delete(id));
+    }
+    return p;
+  }
+
+  async #compute(id: string, diffID: string | undefined, signal: AbortSignal | undefined): Promise<LayerRef> {
+    if (diffID !== undefined) {
+      const hit = await this.#read(join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`));
+      if (hit !== undefined) return hit;
+    }
+    const file = join(this.#dir, `snap-${id}.json`);
+    const hit = await this.#read(file);
+    if (hit !== undefined) return hit;
+    const ref = await exportLayerToStore(this.#snapshotter, id, this.#store, { compression: 'gzip', ...(signal === undefined ? {} : { signal }) });
+    await mkdir(this.#dir, { recursive: true });
+    const stored: StoredLayer = { mediaType: ref.descriptor.mediaType, digest: ref.descriptor.digest, size: ref.descriptor.size, diffID: ref.diffID };
+    await writeFileAtomic(file, Buffer.from(JSON.stringify(stored)));
+    return ref;
+  }
+
+  async #read(file: string): Promise<LayerRef | undefined> {
+    let s: StoredLayer;
+    try {
+      s = JSON.parse(await readFile(file, 'utf8')) as StoredLayer;
+    } catch {
+      return undefined;
+    }
+    const digest = parseDigest(s.digest);
+    if (!(await this.#store.has(digest))) return undefined;
+    return { descriptor: { mediaType: s.mediaType, digest, size: s.size }, diffID: parseDigest(s.diffID) };
+  }
+}

@@ -1,0 +1,64 @@
+import { formatError, KilnError } from '@kiln/dockerfile';
+import { VertexError } from '@kiln/solver';
+
+/** Options of {@link formatBuildError}. */
+export interface FormatBuildErrorOptions {
+  /** The Dockerfile text, to quote the failing line. */
+  readonly dockerfileText?: string;
+  /** The Dockerfile name shown in `FILE:LINE:COL`. */
+  readonly dockerfileName?: string;
+  /** Output lines of a failed RUN to show (default 10). */
+  readonly tailLines?: number;
+}
+
+/**
+ * Renders a build failure for the terminal, BuildKit-style but in one block:
+ * Dockerfile problems as `FILE:LINE:COL: message [CODE]` with the line and a caret; a failed
+ * RUN with its Dockerfile location, the command, the exit code and its last output lines.
+ * Never includes a stack trace (the caller adds it under `--debug`).
+ */
+export function formatBuildError(e: unknown, opts: FormatBuildErrorOptions = {}): string {
+  if (e instanceof KilnError) {
+    return `kiln: error: ${formatError(e, { ...(opts.dockerfileText === undefined ? {} : { text: opts.dockerfileText }), ...(opts.dockerfileName === undefined ? {} : { file: opts.dockerfileName }) })}\n`;
+  }
+  const vertexError = findCause(e, VertexError);
+  if (vertexError !== undefined) return formatVertexError(vertexError, opts);
+  const dockerfileError = findCause(e, KilnError);
+  if (dockerfileError !== undefined) return formatBuildError(dockerfileError, opts);
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = (err as { code?: unknown }).code;
+  const hint = (err as { hint?: unknown }).hint;
+  let out = `kiln: error${typeof code === 'string' ? ` ${code}` : ''}: ${(err.message.split('\n')[0] ?? '').trim()}\n`;
+  const cause = err.cause instanceof Error ? err.cause.message.split('\n')[0] : undefined;
+  if (cause !== undefined && cause !== '' && !err.message.includes(cause)) out += `cause: ${cause}\n`;
+  if (typeof hint === 'string' && hint !== '') out += `hint: ${hint}\n`;
+  return out;
+}
+
+function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): string {
+  const loc = e.locations[0];
+  const lines: string[] = [];
+  const file = loc === undefined ? undefined : loc.file === '' ? (opts.dockerfileName ?? 'Dockerfile') : loc.file;
+  const where = loc === undefined ? '' : `${file}:${loc.line}:${loc.column}: `;
+  lines.push(`kiln: error ${e.code}: ${where}${e.message}`);
+  const text = loc === undefined ? undefined : (loc.source ?? opts.dockerfileText?.split('\n')[loc.line - 1]);
+  if (loc !== undefined && text !== undefined) lines.push(`  ${loc.line} | ${text.split('\n')[0]?.replace(/\r$/, '') ?? ''}`);
+  else lines.push(`  in ${e.vertexName}`);
+  if (e.command !== undefined) lines.push(`command: ${e.command}`);
+  if (e.exitCode !== undefined) lines.push(`exit code: ${e.exitCode}`);
+  const tail = e.logTail.slice(-(opts.tailLines ?? 10));
+  if (tail.length > 0) {
+    lines.push(`last output lines:`);
+    for (const l of tail) lines.push(`  > ${l}`);
+  }
+  if (e.command === undefined && e.cause instanceof Error && e.cause.message !== e.message) lines.push(`cause: ${e.cause.message.split('\n')[0] ?? ''}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function findCause<T>(e: unknown, cls: abstract new (...args: never[]) => T): T | undefined {
+  for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 8; depth++) {
+    if (cur instanceof cls) return cur;
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return undefined;
+}
