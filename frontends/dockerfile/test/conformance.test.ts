@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { convertDockerfile, KilnError } from '@kiln/dockerfile';
-import { decodeOp } from '@kiln/llb-core';
+import { decodeOp, definitionToJsonLines } from '@kiln/llb-core';
 import { layoutResolver } from './helpers/oci-layout-resolver.js';
 
 const root = fileURLToPath(new URL('../../../../shared/conformance/', import.meta.url));
@@ -31,7 +31,7 @@ function args(dir: string): Args {
   return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as Args) : {};
 }
 
-async function convert(dir: string) {
+async function convert(dir: string, sourceMap = true) {
   const a = args(dir);
   return convertDockerfile(readFileSync(join(dir, 'Dockerfile')), {
     buildArgs: a.buildArgs ?? {},
@@ -40,6 +40,7 @@ async function convert(dir: string) {
     buildPlatforms: ['linux/amd64'],
     sessionId: 'kiln-conformance',
     metaResolver: layoutResolver(join(root, 'images')),
+    sourceMap,
   });
 }
 
@@ -80,5 +81,21 @@ describe('dockerfile2llb conformance (BuildKit v0.11.6)', () => {
     expect(got.length).toBe(expected.length);
     const config = JSON.parse(readFileSync(join(dir, 'image-config.json'), 'utf8')) as unknown;
     expect(res.imageConfig).toEqual(config);
+  });
+
+  // Metadata (progress names, caps, progress groups) is informative in the README, but kiln
+  // matches it too: checked per op digest against llb.json.
+  test.for(cases.filter((c) => existsSync(join(casesDir, c, 'llb.json'))))('%s: op metadata', async (name) => {
+    const dir = join(casesDir, name);
+    const res = await convert(dir, false);
+    const mine = new Map<string, unknown>();
+    for (const l of definitionToJsonLines(res.definition).split('\n').filter((x) => x !== '')) {
+      const o = JSON.parse(l) as { Digest: string; OpMetadata: unknown };
+      mine.set(o.Digest, o.OpMetadata);
+    }
+    for (const l of readFileSync(join(dir, 'llb.json'), 'utf8').split('\n').filter((x) => x !== '')) {
+      const o = JSON.parse(l) as { Digest: string; OpMetadata: unknown };
+      expect({ digest: o.Digest, meta: mine.get(o.Digest) }).toEqual({ digest: o.Digest, meta: o.OpMetadata });
+    }
   });
 });

@@ -46,9 +46,10 @@ export function toCommand(cmd: Command, states: DispatchStates): StageCommand {
     return { command: cmd, sources: [src] };
   }
   if (cmd.name === 'run') {
+    // BuildKit v0.11.6 gives every mount a source stage (scratch when it has no `from`, or is
+    // a tmpfs); only mounts with a `from` (cache: implicitly scratch) read it.
     const sources = cmd.mounts.map((m) => {
-      const from = m.from === '' && m.type === 'cache' ? SCRATCH : m.from;
-      if (from === '' || m.type === 'tmpfs') return undefined;
+      const from = m.from === '' || m.type === 'tmpfs' ? SCRATCH : m.from;
       return states.findByName(from) ?? implicitStage(from, cmd);
     });
     return { command: cmd, sources };
