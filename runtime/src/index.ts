@@ -48,3 +48,4 @@ export { pruneContent, type PruneContentOptions, type PruneContentResult } from 
 export { exportLayerToStore } from './layer/store-export.js';
 export { openKilnStores, type KilnStores } from './root.js';
 export { runStreaming, type StreamingRun } from './executor/stream.js';
+export { normalizeHistory } from './image/image-writer.js';

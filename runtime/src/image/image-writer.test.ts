@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { ContentStore } from '../content/store.js';
 import { digestOf } from '../content/digest.js';
-import { convertLayer, writeImage, writeIndex } from './image-writer.js';
+import { convertLayer, normalizeHistory, writeImage, writeIndex } from './image-writer.js';
 import { parseImageConfig, parseManifest } from './manifest.js';
 import { MediaTypes } from './media-types.js';
 import { resolveImage, storeFetcher } from './resolve.js';
@@ -51,6 +51,20 @@ describe('writeImage / writeIndex / convertLayer', () => {
     expect(await convertLayer(store, plain, 'uncompressed')).toBe(plain);
     // A wrong diffID is caught when decompressing.
     await expect(convertLayer(store, { ...layer, diffID: digestOf('x') }, 'uncompressed')).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
+  test('history is made to agree with the layers (as BuildKit normalizeLayersAndHistory)', () => {
+    expect(normalizeHistory(undefined, 2, undefined)).toBeUndefined();
+    const grown = normalizeHistory([{ created_by: 'RUN x' }, { created_by: 'ENV a=b', empty_layer: true }], 3, '2024-01-01T00:00:00Z');
+    expect(grown?.map((h) => [h.created_by, h.empty_layer === true])).toEqual([
+      ['', false],
+      ['', false],
+      ['RUN x', false],
+      ['ENV a=b', true],
+    ]);
+    expect(grown?.[0]?.created).toBe('2024-01-01T00:00:00Z');
+    const shrunk = normalizeHistory([{ created_by: 'a' }, { created_by: 'b' }, { created_by: 'c' }], 1, undefined);
+    expect(shrunk?.map((h) => h.empty_layer === true)).toEqual([true, true, false]);
   });
 
   test('missing layer blobs are rejected', async () => {

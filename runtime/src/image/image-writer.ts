@@ -6,7 +6,7 @@ import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { jsonBytes } from './manifest.js';
 import { layerCompression, layerMediaType, MediaTypes, type BlobCompression, type ImageFormat } from './media-types.js';
-import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
+import type { Descriptor, HistoryEntry, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
 
 /** A layer blob in the content store and the digest of its uncompressed tar. */
 export interface LayerRef {
@@ -54,7 +54,8 @@ export async function writeImage(
     if (!(await store.has(l.descriptor.digest))) throw new ImageStoreError('BLOB_NOT_FOUND', `layer ${l.descriptor.digest} is not in the content store`);
   }
   const { rootfs: _ignored, ...rest } = config;
-  const fullConfig = { ...rest, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) } };
+  const history = normalizeHistory(config['history'], layers.length, typeof config['created'] === 'string' ? config['created'] : undefined);
+  const fullConfig = { ...rest, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) }, ...(history !== undefined ? { history } : {}) };
   const configBytes = jsonBytes(fullConfig);
   const configInfo = await store.writeBlob(configBytes);
   const configDesc: Descriptor = {
@@ -122,4 +123,26 @@ export async function convertLayer(store: ContentStore, layer: LayerRef, to: Exc
     await w.abort();
     throw e;
   }
+}
+
+/**
+ * Makes `history` agree with the layers, as BuildKit's exporter does (normalizeLayersAndHistory):
+ * missing entries for base layers are prepended (comment `kiln.exporter.image.v0`); surplus
+ * non-empty entries are marked `empty_layer`, oldest first.
+ */
+export function normalizeHistory(history: unknown, layerCount: number, created: string | undefined): HistoryEntry[] | undefined {
+  if (!Array.isArray(history)) return undefined;
+  const entries = history.filter((h): h is HistoryEntry => typeof h === 'object' && h !== null).map((h) => ({ ...h }));
+  let nonEmpty = entries.filter((h) => h.empty_layer !== true).length;
+  const missing: HistoryEntry[] = [];
+  for (; nonEmpty < layerCount; nonEmpty++) missing.push({ ...(created !== undefined ? { created } : {}), created_by: '', comment: 'kiln.exporter.image.v0' });
+  const out: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] }[] = [...missing, ...entries];
+  for (const h of out) {
+    if (nonEmpty <= layerCount) break;
+    if (h.empty_layer !== true) {
+      h.empty_layer = true;
+      nonEmpty--;
+    }
+  }
+  return out;
 }
