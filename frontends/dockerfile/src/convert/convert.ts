@@ -227,6 +227,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       s.d.cmdSet = false;
     }
     locations.clear();
+    for (const [k, v] of fromLocations) locations.set(k, [...v]);
     let pg = 0;
     const opt: DispatchOptions = {
       file,
@@ -253,6 +254,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     return ctxPaths;
   };
 
+  const fromLocations = new Map(locations);
   let ctxPaths = runPass(buildContext(undefined));
   const paths = followPaths(ctxPaths);
   if (paths !== undefined && contextOverride === undefined) ctxPaths = runPass(buildContext(paths));

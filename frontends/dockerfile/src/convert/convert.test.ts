@@ -1,0 +1,215 @@
+import { describe, expect, test } from 'vitest';
+import { decodeOp } from '@kiln/llb-core';
+import type { Digest, ImageMetaResolver, Op } from '@kiln/llb-core';
+import { KilnError, formatError } from '../errors.js';
+import { convertDockerfile } from './convert.js';
+import type { ConvertOptions } from './options.js';
+
+const DIGEST = `sha256:${'ab'.repeat(32)}` as Digest;
+
+/** A resolver double: every image is a one-layer linux image with PATH and `app` as user. */
+function fakeResolver(calls: string[] = [], fail?: RegExp): ImageMetaResolver {
+  return {
+    resolveImageConfig(ref) {
+      calls.push(ref);
+      if (fail?.test(ref)) return Promise.reject(new Error('manifest unknown'));
+      const config = {
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [DIGEST] },
+        config: { Env: ['PATH=/bin'], WorkingDir: '/home/app', Cmd: ['sh'] },
+      };
+      return Promise.resolve({ digest: DIGEST, config: new TextEncoder().encode(JSON.stringify(config)) });
+    },
+  };
+}
+
+async function convert(text: string, opts: ConvertOptions = {}) {
+  return convertDockerfile(text, { metaResolver: fakeResolver(), targetPlatform: 'linux/amd64', sessionId: 's', ...opts });
+}
+
+const ops = (res: Awaited<ReturnType<typeof convert>>): Op[] => res.definition.def.slice(0, -1).map((b) => decodeOp(b));
+
+async function rejection(p: Promise<unknown>): Promise<KilnError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof KilnError) return e;
+    throw e;
+  }
+  throw new Error('expected a KilnError');
+}
+
+describe('conversion errors', () => {
+  test('unknown --target names the stages', async () => {
+    const e = await rejection(convert('FROM busybox AS build\nFROM busybox AS final\n', { target: 'buidl' }));
+    expect(e).toMatchObject({ code: 'KLN0501' });
+    expect(e.message).toContain('did you mean build?');
+  });
+
+  test('COPY --from an index out of range points at the COPY', async () => {
+    const e = await rejection(convert('FROM busybox\nRUN true\nCOPY --from=3 /a /b\n'));
+    expect(e).toMatchObject({ code: 'KLN0501', location: { file: 'Dockerfile', line: 3, column: 1 } });
+  });
+
+  test('COPY --from cycle', async () => {
+    const text = 'FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n';
+    const e = await rejection(convert(text));
+    expect(e).toMatchObject({ code: 'KLN0502' });
+    expect(e.message).toBe('circular dependency detected on stage: a');
+    expect(e.location?.line).toBe(4);
+  });
+
+  test('COPY --from a stage defined later', async () => {
+    const e = await rejection(convert('FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nRUN true\n', { target: 'a' }));
+    expect(e).toMatchObject({ code: 'KLN0501', location: { line: 2, column: 1 } });
+  });
+
+  test('undefined required variable ${VAR:?} names the line', async () => {
+    const e = await rejection(convert('FROM busybox\nWORKDIR /src\nCOPY ${SRC:?required} /dst\n'));
+    expect(e).toMatchObject({ code: 'KLN0201', location: { line: 3, column: 1 } });
+    const text = formatError(e, { text: 'FROM busybox\nWORKDIR /src\nCOPY ${SRC:?required} /dst\n' });
+    expect(text.split('\n')[0]).toMatch(/^Dockerfile:3:1: .*SRC: required/);
+    expect(text).toContain('3 | COPY ${SRC:?required} /dst');
+  });
+
+  test('blank base name from an undefined ARG', async () => {
+    const e = await rejection(convert('ARG BASE\nFROM ${BASE}\n'));
+    expect(e).toMatchObject({ code: 'KLN0504', location: { line: 2, column: 1 } });
+  });
+
+  test('an image that cannot be resolved points at FROM', async () => {
+    const e = await rejection(convertDockerfile('FROM busybox\n\nFROM nope/missing\nRUN x\n', { metaResolver: fakeResolver([], /missing/) }));
+    expect(e).toMatchObject({ code: 'KLN0503', location: { line: 3, column: 1 } });
+    expect(e.message).toContain('nope/missing: manifest unknown');
+  });
+
+  test('invalid FROM --platform', async () => {
+    const e = await rejection(convert('FROM --platform=linux/a/b/c busybox\n'));
+    expect(e).toMatchObject({ code: 'KLN0505', location: { line: 1 } });
+  });
+
+  test('COPY of a URL is rejected (ADD only)', async () => {
+    const e = await rejection(convert('FROM busybox\nCOPY http://example.com/x /x\n'));
+    expect(e).toMatchObject({ code: 'KLN0506', location: { line: 2, column: 1 } });
+  });
+
+  test('--checksum on a non-HTTP source', async () => {
+    const e = await rejection(convert('FROM busybox\nADD --checksum=sha256:abc local.txt /x\n'));
+    expect(e).toMatchObject({ code: 'KLN0506', location: { line: 2 } });
+  });
+
+  test('bad --chmod', async () => {
+    const e = await rejection(convert('FROM busybox\nCOPY --chmod=u+x a /a\n'));
+    expect(e).toMatchObject({ code: 'KLN0507', location: { line: 2 } });
+  });
+
+  test('parser errors keep their position (unknown instruction)', async () => {
+    const e = await rejection(convert('FROM busybox\nRUN true\nCOPPY a b\n'));
+    expect(e).toMatchObject({ code: 'KLN0401', location: { line: 3, column: 1 } });
+  });
+
+  test('a bad mount option after expansion points at the flag', async () => {
+    const e = await rejection(convert('FROM busybox\nARG S=bogus\nRUN --mount=type=cache,target=/c,sharing=$S true\n'));
+    expect(e).toMatchObject({ code: 'KLN0415', location: { line: 3 } });
+  });
+
+  test('an inherited ONBUILD trigger that fails points at FROM', async () => {
+    const resolver: ImageMetaResolver = {
+      resolveImageConfig: () =>
+        Promise.resolve({
+          digest: DIGEST,
+          config: new TextEncoder().encode(JSON.stringify({ os: 'linux', architecture: 'amd64', rootfs: { diff_ids: [DIGEST] }, config: { OnBuild: ['EXPOSE notaport'] } })),
+        }),
+    };
+    const e = await rejection(convertDockerfile('# base\nFROM base\nRUN true\n', { metaResolver: resolver }));
+    expect(e).toMatchObject({ code: 'KLN0405', location: { line: 2, column: 1 } });
+  });
+
+  test('empty Dockerfile', async () => {
+    await expect(convert('')).rejects.toMatchObject({ code: 'KLN0508' });
+  });
+});
+
+describe('conversion', () => {
+  test('unreachable stages are not resolved', async () => {
+    const calls: string[] = [];
+    await convertDockerfile('FROM unused-image AS unused\nFROM busybox\nRUN true\n', { metaResolver: fakeResolver(calls) });
+    expect(calls).toEqual(['docker.io/library/busybox:latest']);
+  });
+
+  test('the base image is pinned and its config inherited', async () => {
+    const res = await convert('FROM busybox\nRUN pwd\n');
+    const [img, run] = ops(res);
+    expect(img).toMatchObject({ kind: 'source', source: { identifier: `docker-image://docker.io/library/busybox@${DIGEST}` } });
+    expect(run).toMatchObject({ kind: 'exec', exec: { meta: { cwd: '/home/app', env: ['PATH=/bin'] } } });
+    expect(res.imageConfig).toMatchObject({ config: { WorkingDir: '/home/app', Cmd: ['sh'], OnBuild: null } });
+  });
+
+  test('source map: the RUN op points at its line', async () => {
+    const text = 'FROM busybox\n\nRUN echo hi\n';
+    const res = await convert(text);
+    const src = res.definition.source;
+    expect(src?.infos?.[0]).toMatchObject({ filename: 'Dockerfile', language: 'Dockerfile' });
+    const ranges = [...(src?.locations?.values() ?? [])].flatMap((l) => l.locations ?? []).flatMap((l) => l.ranges ?? []);
+    expect(ranges.map((r) => r.start.line).sort()).toEqual([1, 3]);
+  });
+
+  test('build context follow paths are sorted and deduplicated', async () => {
+    const res = await convert('FROM busybox\nCOPY b.txt a.txt /x/\nRUN --mount=type=bind,source=c,target=/c true\nCOPY a.txt /y\n');
+    const local = ops(res).find((o) => o.kind === 'source' && o.source.identifier === 'local://context');
+    expect(local?.kind === 'source' ? Object.fromEntries(local.source.attrs ?? []) : {}).toEqual({
+      'local.followpaths': '["a.txt","b.txt","c"]',
+      'local.session': 's',
+      'local.sharedkeyhint': 'context',
+    });
+  });
+
+  test('COPY --parents and --exclude use today\'s file-op fields', async () => {
+    const res = await convert('FROM busybox\nCOPY --parents --exclude=*.tmp src/./app/*.go /out/\n');
+    const file = ops(res).find((o) => o.kind === 'file');
+    const action = file?.kind === 'file' ? file.file.actions[0]?.action : undefined;
+    expect(action).toMatchObject({ kind: 'copy', copy: { src: '/src', includePatterns: ['app/*.go'], excludePatterns: ['*.tmp'] } });
+  });
+
+  test('ADD <git url> with --keep-git-dir (labs syntax always on)', async () => {
+    const res = await convert('FROM busybox\nADD --keep-git-dir=true https://example.com/repo.git#v1:sub /src\n');
+    const git = ops(res).find((o) => o.kind === 'source' && o.source.identifier.startsWith('git://'));
+    expect(git).toMatchObject({ source: { identifier: 'git://example.com/repo.git#v1:sub' } });
+    expect(git?.kind === 'source' ? git.source.attrs?.get('git.keepgitdir') : undefined).toBe('true');
+  });
+
+  test('ADD --checksum pins the HTTP source', async () => {
+    const sum = `sha256:${'cd'.repeat(32)}`;
+    const res = await convert(`FROM busybox\nADD --checksum=${sum} https://example.com/f.tgz /f.tgz\n`);
+    const src = ops(res).find((o) => o.kind === 'source' && o.source.identifier.startsWith('https://'));
+    expect(src?.kind === 'source' ? src.source.attrs?.get('http.checksum') : undefined).toBe(sum);
+  });
+
+  test('secret as env and a #! heredoc script', async () => {
+    const res = await convert('FROM busybox\nRUN --mount=type=secret,id=tok,env=TOKEN <<EOF\n#!/bin/sh\necho $TOKEN\nEOF\n');
+    const exec = ops(res).find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ exec: { meta: { args: ['/bin/sh', '-c', '/dev/pipes/EOF'] }, secretenv: [{ id: 'tok', name: 'TOKEN', optional: true }] } });
+    expect(exec?.kind === 'exec' ? exec.exec.mounts.map((m) => m.dest) : []).toEqual(['/', '/dev/pipes/']);
+  });
+
+  test('named contexts replace images and the build context', async () => {
+    const { local } = await import('@kiln/llb-core');
+    const calls: string[] = [];
+    const res = await convertDockerfile('FROM alpine\nCOPY x /x\n', {
+      metaResolver: fakeResolver(calls),
+      namedContexts: new Map([
+        ['docker.io/library/alpine:latest', { state: local('alpine-dir') }],
+        ['context', { state: local('other') }],
+      ]),
+    });
+    expect(calls).toEqual([]);
+    const ids = ops(res).flatMap((o) => (o.kind === 'source' ? [o.source.identifier] : []));
+    expect(ids.sort()).toEqual(['local://alpine-dir', 'local://other']);
+  });
+
+  test('HEALTHCHECK --start-interval is kept', async () => {
+    const res = await convert('FROM busybox\nHEALTHCHECK --interval=5s --start-interval=1s CMD true\n');
+    expect(res.imageConfig).toMatchObject({ config: { Healthcheck: { Test: ['CMD-SHELL', 'true'], Interval: 5e9, StartInterval: 1e9 } } });
+  });
+});
