@@ -107,7 +107,7 @@ export {
   type ExtraHost,
   type UlimitSpec,
 } from './state/state.js';
-export type { ConstraintsOptions } from './state/constraints.js';
+export { SourceMap, type SourceLocation, type ConstraintsOptions } from './state/constraints.js';
 export type { RunOptions, MountSpec, SecretSpec, SSHSpec, CacheSharing } from './state/exec.js';
 export { defaultPathEnv } from './state/exec.js';
 export {

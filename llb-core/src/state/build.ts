@@ -39,7 +39,7 @@ class BuildVertex extends Vertex {
       platform: mc.platform,
       constraints: mc.workerConstraints.length > 0 ? { filter: mc.workerConstraints } : {},
     };
-    return finishVertex(op, mc.metadata, [vertex]);
+    return finishVertex(op, mc.metadata, [vertex], c.sourceLocations);
   }
 }
 

@@ -2,7 +2,8 @@
  * Per-op and marshal-level constraints (client/llb `Constraints`): platform, worker
  * filters, local unique ID and op metadata, merged the way `MarshalConstraints` does.
  */
-import type { OpMetadata, PbPlatform, ProgressGroup } from '../op.js';
+import type { Definition, OpMetadata, PbPlatform, ProgressGroup, Range } from '../op.js';
+import type { State } from './state.js';
 import { defaultPlatform, normalizePlatform, platformToPb, toPlatform, type Platform } from '../platform.js';
 
 /**
@@ -26,6 +27,32 @@ export interface ConstraintsOptions {
   readonly workerConstraints?: readonly string[];
   /** `local.unique` for local sources without a session (Go `LocalUniqueID`). */
   readonly localUniqueId?: string;
+  /** Where this op comes from in a source file (Go `SourceMap.Location`); see {@link SourceMap}. */
+  readonly sourceLocations?: readonly SourceLocation[];
+}
+
+/**
+ * A source file that ops can point into (Go `llb.SourceMap`), recorded in
+ * `Definition.source` so errors can be mapped back to lines. `definition` or `state`
+ * optionally describes where the file itself comes from.
+ */
+export class SourceMap {
+  constructor(
+    readonly filename: string,
+    readonly data: Uint8Array,
+    readonly options: { readonly language?: string; readonly state?: State; readonly definition?: Definition } = {},
+  ) {}
+
+  /** A location in this file covering `ranges` (1-based lines, as BuildKit records them). */
+  location(ranges: readonly Range[]): SourceLocation {
+    return { sourceMap: this, ranges };
+  }
+}
+
+/** One op's position in a {@link SourceMap}. */
+export interface SourceLocation {
+  readonly sourceMap: SourceMap;
+  readonly ranges: readonly Range[];
 }
 
 /** Mutable metadata used while building an op (Go `pb.OpMetadata` value semantics). */
@@ -43,6 +70,7 @@ export interface Constraints {
   workerConstraints: string[];
   metadata: MetaBuilder;
   localUniqueId: string | undefined;
+  sourceLocations: SourceLocation[];
 }
 
 export function emptyMeta(): MetaBuilder {
@@ -61,7 +89,13 @@ export function cloneMeta(m: MetaBuilder): MetaBuilder {
 
 /** Builds constraints from user options. */
 export function constraintsFrom(opts: ConstraintsOptions | undefined): Constraints {
-  const c: Constraints = { platform: undefined, workerConstraints: [], metadata: emptyMeta(), localUniqueId: undefined };
+  const c: Constraints = {
+    platform: undefined,
+    workerConstraints: [],
+    metadata: emptyMeta(),
+    localUniqueId: undefined,
+    sourceLocations: [],
+  };
   if (!opts) return c;
   if (opts.platform !== undefined) c.platform = toPlatform(opts.platform);
   if (opts.description) {
@@ -73,11 +107,12 @@ export function constraintsFrom(opts: ConstraintsOptions | undefined): Constrain
   if (opts.progressGroup) c.metadata.progressGroup = opts.progressGroup;
   if (opts.workerConstraints) c.workerConstraints = [...opts.workerConstraints];
   if (opts.localUniqueId !== undefined) c.localUniqueId = opts.localUniqueId;
+  if (opts.sourceLocations) c.sourceLocations = [...opts.sourceLocations];
   return c;
 }
 
 export function cloneConstraints(c: Constraints): Constraints {
-  return { ...c, workerConstraints: [...c.workerConstraints], metadata: cloneMeta(c.metadata) };
+  return { ...c, workerConstraints: [...c.workerConstraints], metadata: cloneMeta(c.metadata), sourceLocations: [...c.sourceLocations] };
 }
 
 /** Go `addCap`. */

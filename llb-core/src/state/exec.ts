@@ -329,7 +329,7 @@ export class ExecVertex extends Vertex {
       platform: mc.platform,
       constraints: mc.workerConstraints.length > 0 ? { filter: mc.workerConstraints } : {},
     };
-    return finishVertex(op, mc.metadata, inputVertices);
+    return finishVertex(op, mc.metadata, inputVertices, c.sourceLocations);
   }
 }
 

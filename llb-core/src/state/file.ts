@@ -274,7 +274,7 @@ class FileVertex extends Vertex {
       platform: mc.platform,
       constraints: mc.workerConstraints.length > 0 ? { filter: mc.workerConstraints } : {},
     };
-    return finishVertex(op, mc.metadata, inputVertices);
+    return finishVertex(op, mc.metadata, inputVertices, c.sourceLocations);
   }
 }
 

@@ -3,10 +3,18 @@
  */
 import type { Digest } from '../digest.js';
 import { digestOf } from '../digest.js';
-import type { Definition, Locations, Op, OpMetadata } from '../op.js';
+import type { Definition, Location, Locations, Op, OpMetadata, SourceInfo } from '../op.js';
 import { encodeOp } from '../pb/op-codec.js';
 import { Caps } from './caps.js';
-import { constraintsFrom, emptyMeta, mergeMetadata, metaToPb, type ConstraintsOptions, type MetaBuilder } from './constraints.js';
+import {
+  constraintsFrom,
+  emptyMeta,
+  mergeMetadata,
+  metaToPb,
+  type ConstraintsOptions,
+  type MetaBuilder,
+  type SourceMap,
+} from './constraints.js';
 import type { State } from './state.js';
 import { MarshalContext, type Vertex } from './vertex.js';
 
@@ -29,6 +37,8 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
   const seenDigests = new Set<Digest>();
   const seenVertices = new Set<Vertex>();
   const locations = new Map<string, Locations>();
+  const maps: SourceMap[] = [];
+  const mapIndex = new Map<SourceMap, number>();
 
   // Depth-first post-order from the terminal, inputs in listed order (iterative: deep graphs).
   const rootVertex = st.output.vertex;
@@ -48,7 +58,17 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
     if (!seenDigests.has(m.digest)) {
       seenDigests.add(m.digest);
       def.push(m.bytes);
-      locations.set(m.digest, {});
+      // Go's sourceMapCollector: every op gets an entry, empty without locations.
+      const locs: Location[] = m.sourceLocations.map((l) => {
+        let idx = mapIndex.get(l.sourceMap);
+        if (idx === undefined) {
+          idx = maps.length;
+          maps.push(l.sourceMap);
+          mapIndex.set(l.sourceMap, idx);
+        }
+        return idx ? { sourceIndex: idx, ranges: l.ranges } : { ranges: l.ranges };
+      });
+      locations.set(m.digest, locs.length > 0 ? { locations: locs } : {});
     }
   }
 
@@ -70,5 +90,14 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
 
   const out = new Map<Digest, OpMetadata>();
   for (const [d, m] of metadata) out.set(d, metaToPb(m));
-  return { def, metadata: out, source: { locations } };
+  const infos: SourceInfo[] = maps.map((sm) => {
+    const def2 = sm.options.definition ?? (sm.options.state ? marshalState(sm.options.state, opts) : undefined);
+    return {
+      filename: sm.filename,
+      data: sm.data,
+      ...(def2 ? { definition: def2 } : {}),
+      ...(sm.options.language ? { language: sm.options.language } : {}),
+    };
+  });
+  return { def, metadata: out, source: infos.length > 0 ? { locations, infos } : { locations } };
 }

@@ -35,7 +35,7 @@ class MergeVertex extends Vertex {
       merge: mergeOp,
       constraints: mc.workerConstraints.length > 0 ? { filter: mc.workerConstraints } : {},
     };
-    return finishVertex(op, mc.metadata, inputVertices);
+    return finishVertex(op, mc.metadata, inputVertices, this.constraints.sourceLocations);
   }
 }
 
@@ -83,7 +83,7 @@ class DiffVertex extends Vertex {
       diff: { lower, upper },
       constraints: mc.workerConstraints.length > 0 ? { filter: mc.workerConstraints } : {},
     };
-    return finishVertex(op, mc.metadata, inputVertices);
+    return finishVertex(op, mc.metadata, inputVertices, this.constraints.sourceLocations);
   }
 }
 

@@ -47,7 +47,7 @@ class SourceVertex extends Vertex {
       ...(platformSpecific ? { platform: mc.platform } : {}),
       constraints: mc.workerConstraints.length > 0 ? { filter: mc.workerConstraints } : {},
     };
-    return finishVertex(op, mc.metadata, []);
+    return finishVertex(op, mc.metadata, [], c.sourceLocations);
   }
 }
 

@@ -156,3 +156,26 @@ describe('helpers', () => {
     expect(formatIP('::ffff:1.2.3.4')).toBe('1.2.3.4');
   });
 });
+
+describe('source maps', () => {
+  test('op locations land in Definition.source and survive a round trip', async () => {
+    const { SourceMap } = await import('./constraints.js');
+    const { encodeDefinition, decodeDefinition } = await import('../pb/definition-codec.js');
+    const df = new SourceMap('Dockerfile', new TextEncoder().encode('FROM busybox\nRUN true\n'), { language: 'Dockerfile' });
+    const other = new SourceMap('other.txt', new Uint8Array([1]));
+    const st = image('busybox', { sourceLocations: [df.location([{ start: { line: 1 }, end: { line: 1 } }])] }).run({
+      args: ['true'],
+      sourceLocations: [other.location([{ start: { line: 3, character: 2 }, end: { line: 4 } }]), df.location([{ start: { line: 2 }, end: { line: 2 } }])],
+    });
+    const d = await st.marshal(M);
+    expect(d.source?.infos?.map((i) => i.filename)).toEqual(['Dockerfile', 'other.txt']);
+    expect(d.source?.infos?.[0]?.language).toBe('Dockerfile');
+    const [srcDigest, execDigest] = d.def.map((b) => b);
+    expect(srcDigest && execDigest).toBeTruthy();
+    const locs = [...(d.source?.locations ?? new Map()).values()];
+    expect(locs.map((l) => l.locations?.map((x) => x.sourceIndex ?? 0))).toEqual([[0], [1, 0]]);
+    const again = decodeDefinition(encodeDefinition(d));
+    expect(encodeDefinition(again)).toEqual(encodeDefinition(d));
+    expect(again.source?.infos?.[1]?.data).toEqual(new Uint8Array([1]));
+  });
+});

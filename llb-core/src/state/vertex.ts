@@ -8,7 +8,7 @@ import { LlbError } from '../errors.js';
 import type { Input, Op } from '../op.js';
 import { encodeOp } from '../pb/op-codec.js';
 import type { Platform } from '../platform.js';
-import type { Constraints, MetaBuilder } from './constraints.js';
+import type { Constraints, MetaBuilder, SourceLocation } from './constraints.js';
 
 /** The marshal result of one vertex. */
 export interface MarshaledVertex {
@@ -18,6 +18,8 @@ export interface MarshaledVertex {
   readonly metadata: MetaBuilder;
   /** The vertices behind `op.inputs`, index-aligned. */
   readonly inputVertices: readonly Vertex[];
+  /** The op's source locations (op-level constraints only, as in Go). */
+  readonly sourceLocations: readonly SourceLocation[];
 }
 
 /** Per-marshal state: the marshal-level constraints and a memo of marshaled vertices. */
@@ -67,7 +69,12 @@ export class Output {
 }
 
 /** Finishes a vertex: encodes the op and digests it. */
-export function finishVertex(op: Op, metadata: MetaBuilder, inputVertices: readonly Vertex[]): MarshaledVertex {
+export function finishVertex(
+  op: Op,
+  metadata: MetaBuilder,
+  inputVertices: readonly Vertex[],
+  sourceLocations: readonly SourceLocation[],
+): MarshaledVertex {
   const bytes = encodeOp(op);
-  return { digest: digestOf(bytes), bytes, op, metadata, inputVertices };
+  return { digest: digestOf(bytes), bytes, op, metadata, inputVertices, sourceLocations };
 }
