@@ -40,7 +40,7 @@ function make(changes: readonly string[]): string {
 }
 
 function tree(root: string): ContentHashTree {
-  return ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(lstatSync(root, { bigint: true }), root)) });
+  return ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(lstatSync(root), root)) });
 }
 
 describe('ContentHashTree (BuildKit checksum_test vectors)', () => {

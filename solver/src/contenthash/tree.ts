@@ -195,7 +195,7 @@ export class ContentHashTree {
   async #hashFromDisk(p: string): Promise<string> {
     if (this.#root === undefined) throw new SolverError('SOLVER_NOT_FOUND', `no content for ${p}`);
     const fp = join(this.#root, p);
-    const st = await lstat(fp, { bigint: true });
+    const st = await lstat(fp);
     return hashFile(fp, toLocalStat(st, fp));
   }
 

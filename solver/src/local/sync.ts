@@ -38,9 +38,9 @@ export interface SyncLocalResult {
   readonly stats: SyncLocalStats;
 }
 
-type StateRow = [mode: number, size: number, mtimeNs: string, ino: string, uid: number, gid: number, linkname: string, digest: string];
+type StateRow = [mode: number, size: number, mtimeMs: number, ino: number, uid: number, gid: number, linkname: string, digest: string];
 interface StateFile {
-  readonly version: 1;
+  readonly version: 2;
   readonly entries: Record<string, StateRow>;
   /** Directory-content digests of the synced tree (valid while nothing changes). */
   readonly dirs?: Record<string, string>;
@@ -51,8 +51,8 @@ function sameStat(row: StateRow | undefined, st: LocalStat): row is StateRow {
     row !== undefined &&
     row[0] === st.mode &&
     row[1] === st.size &&
-    row[2] === st.mtimeNs.toString() &&
-    row[3] === st.ino.toString() &&
+    row[2] === st.mtimeMs &&
+    row[3] === st.ino &&
     row[4] === st.uid &&
     row[5] === st.gid &&
     row[6] === st.linkname
@@ -62,7 +62,7 @@ function sameStat(row: StateRow | undefined, st: LocalStat): row is StateRow {
 function loadState(path: string): StateFile | undefined {
   try {
     const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
-    if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && parsed.version === 1 && 'entries' in parsed) {
+    if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && parsed.version === 2 && 'entries' in parsed) {
       return parsed as StateFile;
     }
   } catch {
@@ -73,7 +73,7 @@ function loadState(path: string): StateFile | undefined {
 
 /**
  * Brings `dest` up to date with the filtered files of `src` (BuildKit's local source transfer),
- * incrementally: a file whose size, mtime (ns), inode, mode, uid and gid match the persisted
+ * incrementally: a file whose size, mtime, inode, mode, uid and gid match the persisted
  * index is neither read, hashed nor copied again; changed files are read once, hashed (BuildKit
  * tarsum record) and written; files gone from `src` are removed from `dest`. Ownership, modes and
  * mtimes are preserved. The index is written atomically at the end, so a killed sync is simply
@@ -164,7 +164,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
       await mkdir(dirname(target), { recursive: true });
       await symlink(e.stat.linkname, target);
       await lchown(target, e.stat.uid, e.stat.gid);
-      const t = Number(e.stat.mtimeNs / 1000n) / 1e6;
+      const t = e.stat.mtimeMs / 1000;
       await lutimes(target, t, t);
       const digest = headerDigest(e.stat);
       rows[e.path] = row(e.stat, digest);
@@ -183,7 +183,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   for (const d of dirsToFix.reverse()) {
     await chmod(d.path, d.stat.mode & 0o7777);
     await lchown(d.path, d.stat.uid, d.stat.gid);
-    const t = Number(d.stat.mtimeNs / 1000n) / 1e6;
+    const t = d.stat.mtimeMs / 1000;
     await lutimes(d.path, t, t);
   }
 
@@ -196,7 +196,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   });
   const rootDigest = await tree.checksum('/');
   if (!unchanged || old.dirs === undefined) {
-    const state: StateFile = { version: 1, entries: rows, dirs: tree.dirDigests() };
+    const state: StateFile = { version: 2, entries: rows, dirs: tree.dirDigests() };
     mkdirSync(dirname(statePath), { recursive: true });
     const tmp = `${statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(state));
@@ -210,7 +210,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
 }
 
 function row(st: LocalStat, digest: string): StateRow {
-  return [st.mode, st.size, st.mtimeNs.toString(), st.ino.toString(), st.uid, st.gid, st.linkname, digest];
+  return [st.mode, st.size, st.mtimeMs, st.ino, st.uid, st.gid, st.linkname, digest];
 }
 
 /**
@@ -241,7 +241,7 @@ function copySmall(abs: string, target: string, stat: LocalStat): string {
     if (buf.length > 0) writeSync(fd, buf);
     fchmodSync(fd, stat.mode & 0o7777);
     fchownSync(fd, stat.uid, stat.gid);
-    const t = Number(stat.mtimeNs / 1000n) / 1e6;
+    const t = stat.mtimeMs / 1000;
     futimesSync(fd, t, t);
   } finally {
     closeSync(fd);
@@ -266,7 +266,7 @@ async function copyLarge(abs: string, target: string, stat: LocalStat, signal: A
       }
       await out.chmod(stat.mode & 0o7777);
       await out.chown(stat.uid, stat.gid);
-      const t = Number(stat.mtimeNs / 1000n) / 1e6;
+      const t = stat.mtimeMs / 1000;
       await out.utimes(t, t);
     } finally {
       await out.close();

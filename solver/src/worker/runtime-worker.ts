@@ -99,7 +99,7 @@ export class RuntimeWorker implements Worker {
     const local = this.#locals.trees.get(ref.snapshot);
     if (local !== undefined) return local.checksum(path, opts);
     return withMounted(this.#deps.snapshotter, ref.snapshot, signal, async (root) => {
-      const tree = ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(await lstat(root, { bigint: true }), root)) });
+      const tree = ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(await lstat(root), root)) });
       return tree.checksum(path, opts);
     });
   }
