@@ -42,12 +42,13 @@ export async function exportOutputs(
       if (spec.type === 'local' || spec.type === 'tar') {
         result = await runExport(spec, { rootfs: await output.ref.path() }, ctx(engine, opts));
       } else {
-        opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, time: Date.now() });
+        const started = Date.now();
+        opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, time: started });
         const layers = await engine.layers.layersOf(output.ref.snapshot, opts.signal);
-        opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: layers.length, total: layers.length, completed: Date.now(), time: Date.now() });
+        opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, completed: Date.now(), time: Date.now() });
         const config = imageConfig(output, layers.length);
         result = await runExport(spec, { image: { layers, config } }, ctx(engine, opts));
-        if (result.digest !== undefined) opts.progress?.emit({ kind: 'status', vertex, id: `manifest ${result.digest}`, current: 1, total: 1, completed: Date.now(), time: Date.now() });
+        if (result.digest !== undefined) opts.progress?.emit({ kind: 'status', vertex, id: `writing image ${result.digest}`, current: 0, started: Date.now(), completed: Date.now(), time: Date.now() });
       }
       opts.progress?.emit({ kind: 'vertex.done', vertex, time: Date.now() });
       results.push(result);
