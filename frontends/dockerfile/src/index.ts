@@ -74,3 +74,5 @@ export { parsePortSpecs, parseSignal } from './instructions/validate.js';
 
 export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
+export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
+export type { DockerfileFrontendOptions } from './frontend.js';

@@ -1,0 +1,54 @@
+import { describe, expect, test } from 'vitest';
+import { decodeOp, ResultMetadataKey } from '@kiln/llb-core';
+import type { Definition, Digest, FrontendClient, Ref } from '@kiln/llb-core';
+import { dockerfileFrontend } from './frontend.js';
+
+const DIGEST = `sha256:${'ab'.repeat(32)}` as Digest;
+
+/** A FrontendClient double: serves one Dockerfile, records solved definitions. */
+function client(files: Record<string, string>, opts: Record<string, string>) {
+  const solved: Definition[] = [];
+  const c: FrontendClient = {
+    opts: new Map(Object.entries(opts)),
+    inputs: new Map(),
+    solve({ definition }) {
+      solved.push(definition);
+      const ref: Ref = {
+        definition,
+        readFile: (p) => (files[p] === undefined ? Promise.reject(new Error(`${p}: not found`)) : Promise.resolve(new TextEncoder().encode(files[p]))),
+        readDir: () => Promise.resolve([]),
+        statFile: () => Promise.reject(new Error('not implemented')),
+      };
+      return Promise.resolve(ref);
+    },
+    warn() {},
+    resolveImageConfig: () =>
+      Promise.resolve({ digest: DIGEST, config: new TextEncoder().encode(JSON.stringify({ os: 'linux', architecture: 'arm64', rootfs: { diff_ids: [DIGEST] }, config: {} })) }),
+  };
+  return { c, solved };
+}
+
+describe('dockerfileFrontend', () => {
+  test('reads the file named by `filename`, applies build args and target, returns the image config', async () => {
+    const { c, solved } = client(
+      { 'build.Dockerfile': 'FROM busybox AS a\nARG MSG\nRUN echo $MSG\nFROM busybox AS b\nRUN false\n' },
+      { filename: 'build.Dockerfile', target: 'a', 'build-arg:MSG': 'hi', platform: 'linux/arm64' },
+    );
+    const res = await dockerfileFrontend(c);
+    expect(solved).toHaveLength(2);
+    const first = solved[0] as Definition;
+    const src = decodeOp(first.def[0] as Uint8Array);
+    expect(src).toMatchObject({ kind: 'source', source: { identifier: 'local://dockerfile' } });
+    const def = solved[1] as Definition;
+    const exec = def.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ exec: { meta: { args: ['/bin/sh', '-c', 'echo $MSG'], env: expect.arrayContaining(['MSG=hi']) } }, platform: { architecture: 'arm64' } });
+    const cfg = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.imageConfig))) as { architecture: string; history: unknown[] };
+    expect(cfg.architecture).toBe('arm64');
+    expect(res.ref?.definition).toBe(def);
+  });
+
+  test('a missing Dockerfile fails', async () => {
+    const { c } = client({}, {});
+    await expect(dockerfileFrontend(c)).rejects.toThrow('Dockerfile: not found');
+  });
+});

@@ -1,0 +1,93 @@
+/**
+ * The Dockerfile {@link Frontend}: reads the Dockerfile through the client (the `dockerfile`
+ * input, else the `context` input, else a `dockerfile` local source), converts it with the
+ * client's frontend options (BuildKit's keys: `filename`, `target`, `platform`,
+ * `build-arg:NAME`, `context:NAME`) and returns the solved ref plus `containerimage.config`.
+ * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
+ */
+import { ResultMetadataKey, formatPlatform, image, local, parsePlatform } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
+import { KilnError } from './errors.js';
+import { convertDockerfile } from './convert/convert.js';
+import type { ConvertOptions, NamedContext } from './convert/options.js';
+
+/** Defaults the frontend cannot get from the client options. */
+export interface DockerfileFrontendOptions {
+  /** Session serving the local sources (`local.session`). */
+  readonly sessionId?: string;
+  /** Extra conversion options (caps, localUniqueId, …). */
+  readonly convert?: Omit<ConvertOptions, 'buildArgs' | 'target' | 'targetPlatform' | 'metaResolver' | 'file' | 'namedContexts'>;
+}
+
+const BUILD_ARG = 'build-arg:';
+const CONTEXT = 'context:';
+
+/** `context:NAME` values: `docker-image://REF` or `local:DIR` (as BuildKit's dockerui accepts). */
+function namedContexts(opts: ReadonlyMap<string, string>, sessionId: string | undefined): Map<string, NamedContext> {
+  const out = new Map<string, NamedContext>();
+  for (const [k, v] of opts) {
+    if (!k.startsWith(CONTEXT)) continue;
+    const name = k.slice(CONTEXT.length);
+    if (v.startsWith('docker-image://')) out.set(name, { state: image(v.slice('docker-image://'.length)) });
+    else if (v.startsWith('local:')) out.set(name, { state: local(v.slice('local:'.length), sessionId === undefined ? {} : { sessionId }) });
+    else throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF or local:NAME' });
+  }
+  return out;
+}
+
+async function readDockerfile(client: FrontendClient, filename: string, sessionId: string | undefined): Promise<Uint8Array> {
+  let def: Definition | undefined = client.inputs.get('dockerfile') ?? client.inputs.get('context');
+  if (def === undefined) {
+    def = await local('dockerfile', {
+      ...(sessionId === undefined ? {} : { sessionId }),
+      followPaths: [filename],
+      sharedKeyHint: 'dockerfile',
+      customName: `[internal] load build definition from ${filename}`,
+    }).marshal();
+  }
+  const ref = await client.solve({ definition: def });
+  return ref.readFile(filename);
+}
+
+/** Build a Dockerfile frontend with defaults the client options do not carry. */
+export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {}): Frontend {
+  return async (client: FrontendClient): Promise<FrontendResult> => {
+    const opts = client.opts;
+    const filename = opts.get('filename') ?? 'Dockerfile';
+    const dockerfile = await readDockerfile(client, filename, defaults.sessionId);
+    const buildArgs = new Map<string, string>();
+    for (const [k, v] of opts) if (k.startsWith(BUILD_ARG)) buildArgs.set(k.slice(BUILD_ARG.length), v);
+    const platforms = (opts.get('platform') ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+    const base: ConvertOptions = {
+      ...defaults.convert,
+      file: filename,
+      buildArgs,
+      metaResolver: client,
+      namedContexts: namedContexts(opts, defaults.sessionId),
+      ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
+      ...(opts.get('target') ? { target: opts.get('target') as string } : {}),
+      ...(client.signal === undefined ? {} : { signal: client.signal }),
+    };
+    const enc = new TextEncoder();
+    if (platforms.length <= 1) {
+      const res = await convertDockerfile(dockerfile, { ...base, ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }) });
+      const ref = await client.solve({ definition: res.definition });
+      return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, enc.encode(res.imageConfigJson)]]) };
+    }
+    const refs = new Map<string, Ref>();
+    const metadata = new Map<string, Uint8Array>();
+    const keys: string[] = [];
+    for (const p of platforms) {
+      const key = formatPlatform(parsePlatform(p));
+      const res = await convertDockerfile(dockerfile, { ...base, targetPlatform: p, multiPlatform: true });
+      refs.set(key, await client.solve({ definition: res.definition }));
+      metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(res.imageConfigJson));
+      keys.push(key);
+    }
+    metadata.set(ResultMetadataKey.platforms, enc.encode(JSON.stringify({ platforms: keys.map((id) => ({ id, platform: parsePlatform(id) })) })));
+    return { refs, metadata };
+  };
+}
+
+/** The Dockerfile frontend with default options (see {@link createDockerfileFrontend}). */
+export const dockerfileFrontend: Frontend = createDockerfileFrontend();
