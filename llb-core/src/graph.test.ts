@@ -91,3 +91,33 @@ describe('decode errors', () => {
     expect(g.root?.vertex.inputs.map((i) => i.index)).toEqual([1, 2]);
   });
 });
+
+describe('fuzzed definitions', () => {
+  test('random byte mutations of every vector fail only with LlbError', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { definitionToJsonLines } = await import('./json-view.js');
+    const dir = join(import.meta.dirname, '../../../shared/conformance/llb-ops');
+    let seed = 7;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    let failures = 0;
+    let llbErrors = 0;
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.pb'))) {
+      const orig = readFileSync(join(dir, f));
+      for (let i = 0; i < 60; i++) {
+        const b = new Uint8Array(orig);
+        for (let k = 0; k < 3; k++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+        try {
+          const d = decodeDefinition(b);
+          definitionToJsonLines(d);
+          encodeDefinition(d);
+          loadDefinition(d);
+        } catch (e) {
+          if ((e as { name?: string }).name === 'LlbError') llbErrors++;
+          else failures++;
+        }
+      }
+    }
+    expect(failures).toBe(0);
+    expect(llbErrors).toBeGreaterThan(100);
+  });
+});
