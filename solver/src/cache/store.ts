@@ -202,6 +202,20 @@ export class CacheStore {
     return { key, id: result.id, snapshot: result.snapshot, size: result.size, created: now, lastUsed: now, description: result.description, kind: result.kind ?? 'regular' };
   }
 
+  /**
+   * Records (or refreshes) something that lives outside the key graph but should show in `du` and
+   * go with `prune`, e.g. a cache mount directory (`kind: 'exec.cachemount'`): one record per
+   * `snapshot` name; the release hook gets that name.
+   */
+  upsertRecord(rec: { snapshot: string; size: number; description: string; kind: CacheRecordKind }): void {
+    const now = this.#now();
+    const key = `${rec.kind}:${rec.snapshot}`;
+    const existing = this.#db.prepare('SELECT created FROM results WHERE key = ? AND id = ?').get(key, key) as { created: number } | undefined;
+    this.#db
+      .prepare('INSERT OR REPLACE INTO results (key, id, snapshot, size, created, last_used, description, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(key, key, rec.snapshot, rec.size, existing?.created ?? now, now, rec.description, rec.kind);
+  }
+
   /** Adds links only (e.g. connecting a definition key to a content key that already has results). */
   addLinks(links: ReadonlyArray<CacheLink & { src: string; dst: string }>): void {
     const addLink = this.#db.prepare('INSERT OR IGNORE INTO links (src, input, output, digest, selector, dst) VALUES (?, ?, ?, ?, ?, ?)');

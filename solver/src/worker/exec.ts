@@ -7,7 +7,7 @@ import { ExecFailedError, type WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { emptySnapshot } from './sources.js';
-import { newSnapshotId, snapshotSize } from './snapshots.js';
+import { dirSize, newSnapshotId, snapshotSize } from './snapshots.js';
 
 /** Per-id locks and use counts of cache mounts (`sharing=locked|private`). */
 export class CacheMounts {
@@ -19,9 +19,14 @@ export class CacheMounts {
     this.#root = join(root, 'solver', 'cachemounts');
   }
 
+  /** The directory of cache mount `id`. */
+  dirOf(id: string): string {
+    return join(this.#root, safeName(id));
+  }
+
   /** Acquires the directory of cache mount `id`; returns it and the release function. */
   async acquire(id: string, sharing: number): Promise<{ dir: string; release: () => Promise<void> }> {
-    const safe = id.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+    const safe = safeName(id);
     const dir = join(this.#root, safe);
     await mkdir(dir, { recursive: true });
     if (sharing === CacheSharingOpt.LOCKED) {
@@ -52,6 +57,10 @@ function cleanSelector(sel: string | undefined): string {
   const parts = (sel ?? '').split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new SolverError('SOLVER_INVALID_DEFINITION', `mount selector ${JSON.stringify(sel)} leaves the input`);
   return parts.join('/');
+}
+
+function safeName(id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
 }
 
 interface Prepared {
@@ -92,8 +101,14 @@ export async function runExec(
       const type = m.mountType ?? MountType.BIND;
       const input = m.input ?? 0;
       if (type === MountType.CACHE) {
-        const c = await cacheMounts.acquire(m.cacheOpt?.id ?? dest, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED);
-        releases.push(c.release);
+        const cacheId = m.cacheOpt?.id ?? dest;
+        const c = await cacheMounts.acquire(cacheId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED);
+        releases.push(async () => {
+          await c.release();
+          if (deps.recordUsage !== undefined) {
+            deps.recordUsage({ snapshot: `cachemount:${cacheId}`, size: await dirSize(cacheMounts.dirOf(cacheId)), description: `cache mount ${cacheId}`, kind: 'exec.cachemount' });
+          }
+        });
         mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
         prepared.push({ mount: m });
         continue;

@@ -1,4 +1,4 @@
-import { lstat } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { DiffOp, ExecOp, FileOp, MergeOp, SourceOp } from '@kiln/llb-core';
@@ -104,8 +104,15 @@ export class RuntimeWorker implements Worker {
     });
   }
 
-  /** The cache store's release hook: removes a snapshot (ignored while others build on it). */
+  /**
+   * The cache store's release hook: removes a snapshot (ignored while others build on it), or a
+   * cache mount directory for `cachemount:<id>`.
+   */
   async releaseSnapshot(id: string): Promise<void> {
+    if (id.startsWith('cachemount:')) {
+      await rm(this.#cacheMounts.dirOf(id.slice('cachemount:'.length)), { recursive: true, force: true });
+      return;
+    }
     await this.#deps.snapshotter.remove(id).catch(() => undefined);
   }
 }

@@ -41,7 +41,8 @@ export async function snapshotSize(s: Snapshotter, id: string): Promise<number> 
   }
 }
 
-async function dirSize(dir: string): Promise<number> {
+/** Total bytes of the files under `dir`. */
+export async function dirSize(dir: string): Promise<number> {
   let total = 0;
   const stack = [dir];
   while (stack.length > 0) {

@@ -55,8 +55,9 @@ beforeAll(async () => {
     unpackLayer,
     applyFileAction,
     localDirs: { context: ctxDir },
+    recordUsage: (r) => store.upsertRecord(r),
   });
-  const store = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id) => worker.releaseSnapshot(id) });
+  const store: CacheStore = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id) => worker.releaseSnapshot(id) });
   solver = new Solver({ worker, store, parallelism: 2 });
 }, 120_000);
 
@@ -96,6 +97,13 @@ function graph(lastCmd = 'cat /app.txt /base.txt > /result.txt'): Definition {
   return definition(ops, { 0: '[1/4] FROM busybox', 2: '[2/4] RUN echo base', 3: '[3/4] COPY app.txt /app.txt', 4: `[4/4] RUN ${lastCmd}` });
 }
 
+const held: BuildResult[] = [];
+async function solve(def: Definition): Promise<BuildResult | undefined> {
+  const r = await solver.solve(def);
+  if (r !== undefined) held.push(r);
+  return r;
+}
+
 async function readResult(r: BuildResult | undefined, path: string): Promise<string> {
   if (r === undefined) throw new Error('no result');
   const m = await snapshotter.mount(r.ref.snapshot);
@@ -108,29 +116,29 @@ async function readResult(r: BuildResult | undefined, path: string): Promise<str
 
 describe('RuntimeWorker + Solver with real runc', () => {
   test('build, unchanged rebuild without containers, unrelated change, one-file change', async () => {
-    const r1 = await solver.solve(graph());
+    const r1 = await solve(graph());
     expect(runs).toBe(2);
     expect(await readResult(r1, 'result.txt')).toBe('v1\nbase\n');
 
-    const r2 = await solver.solve(graph());
+    const r2 = await solve(graph());
     expect(runs).toBe(2); // no container started
     expect(r2?.cached).toBe(true);
 
     await writeFile(join(ctxDir, 'other.txt'), 'changed but not copied\n');
-    const r3 = await solver.solve(graph());
+    const r3 = await solve(graph());
     expect(runs).toBe(2); // COPY selects app.txt only: its content key is unchanged
     expect(r3?.cached).toBe(true);
 
     await writeFile(join(ctxDir, 'app.txt'), 'v2\n');
     await utimes(join(ctxDir, 'app.txt'), new Date(), new Date(Date.now() + 2000));
-    const r4 = await solver.solve(graph());
+    const r4 = await solve(graph());
     expect(runs).toBe(3); // only the last RUN re-ran; RUN echo base stayed cached
     expect(await readResult(r4, 'result.txt')).toBe('v2\nbase\n');
     expect(solver.du().length).toBeGreaterThan(0);
   }, 120_000);
 
   test('a failing RUN reports command, exit code and its output', async () => {
-    const p = solver.solve(graph('echo oops >&2; exit 3'));
+    const p = solve(graph('echo oops >&2; exit 3'));
     await expect(p).rejects.toMatchObject({
       code: 'SOLVER_EXEC_FAILED',
       exitCode: 3,
@@ -160,11 +168,26 @@ describe('RuntimeWorker + Solver with real runc', () => {
       });
       return definition(ops, { 2: `RUN ${tag}` });
     };
-    const a = await solver.solve(run('first'));
+    const a = await solve(run('first'));
     expect(await readResult(a, 'out')).toBe('from sub\n');
     expect((await readResult(a, 'count')).trim()).toBe('1');
-    const b = await solver.solve(run('second'));
+    const b = await solve(run('second'));
     expect((await readResult(b, 'count')).trim()).toBe('2');
     await expect(readFile(join(ctxDir, 'sub', 'ignored'))).rejects.toMatchObject({ code: 'ENOENT' });
+  }, 120_000);
+
+  test('du lists the cache mount; prune --all releases every snapshot and the cache mount directory', async () => {
+    const du = solver.du();
+    expect(du.find((u) => u.kind === 'exec.cachemount')).toMatchObject({ snapshot: 'cachemount:it-cache' });
+    expect(du.find((u) => u.kind === 'exec.cachemount')?.size).toBeGreaterThan(0);
+    // Results still held by a caller are in use and survive a prune.
+    expect((await solver.prune({ all: true })).length).toBe(du.filter((u) => !u.inUse).length);
+    for (const r of held.splice(0)) r.release();
+    await solver.prune({ all: true });
+    expect(solver.du()).toEqual([]);
+    await expect(readFile(join(root, 'solver', 'cachemounts', 'it-cache', 'stamp'))).rejects.toMatchObject({ code: 'ENOENT' });
+    // A rebuild after prune runs again and still works.
+    const r = await solve(graph());
+    expect(r?.cached).toBe(false);
   }, 120_000);
 });
