@@ -49,3 +49,4 @@ export { exportLayerToStore } from './layer/store-export.js';
 export { openKilnStores, type KilnStores } from './root.js';
 export { runStreaming, type StreamingRun } from './executor/stream.js';
 export { normalizeHistory } from './image/image-writer.js';
+export { zstdTransform } from './image/zstd.js';

@@ -3,7 +3,7 @@ import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { convertLayer, writeImage, writeIndex, type ImageConfigDraft, type LayerRef } from '../image/image-writer.js';
 import { jsonBytes, parseManifest } from '../image/manifest.js';
-import { isIndexMediaType } from '../image/media-types.js';
+import { isIndexMediaType, layerCompression } from '../image/media-types.js';
 import { writeOciLayoutDir, writeOciLayoutTar } from '../image/oci-layout.js';
 import type { Descriptor, Platform } from '../image/types.js';
 import { familiarReference, formatReference, parseReference } from '../registry/reference.js';
@@ -39,9 +39,8 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
   for (const src of sources) {
     const layers: LayerRef[] = [];
     for (const l of src.layers) {
-      const isGzip = l.descriptor.mediaType.endsWith('gzip');
-      const wantGzip = s.compression === 'gzip';
-      layers.push(isGzip === wantGzip ? l : await convertLayer(store, l, s.compression));
+      const want = s.compression === 'uncompressed' ? 'uncompressed' : s.compression;
+      layers.push(layerCompression(l.descriptor.mediaType) === want ? l : await convertLayer(store, l, want));
     }
     const img = await writeImage(store, layers, src.config, { format, annotations: s.annotations });
     written.push({ ...img.manifest, platform: img.manifest.platform ?? { os: src.config.os, architecture: src.config.architecture } });

@@ -19,6 +19,7 @@ describe('parseOutputSpec (buildx --output)', () => {
     expect(parseOutputSpec('type=image,name=a,b,push=true')).toMatchObject({ names: ['a', 'b'], push: true });
     expect(parseOutputSpec('type=registry,name=r/a')).toMatchObject({ type: 'image', push: true });
     expect(parseOutputSpec('type=oci,dest=d,tar=false,oci-mediatypes=false')).toMatchObject({ tar: false, ociMediaTypes: false });
+    expect(parseOutputSpec('type=docker,dest=d,compression=zstd')).toMatchObject({ compression: 'zstd', ociMediaTypes: true });
   });
   test('local / tar / bare path', () => {
     expect(parseOutputSpec('type=local,dest=out')).toEqual({ type: 'local', dest: 'out' });
@@ -29,7 +30,7 @@ describe('parseOutputSpec (buildx --output)', () => {
     ['type=oci', 'needs dest'],
     ['type=image,push=true', 'needs name'],
     ['type=foo,dest=x', 'unknown exporter type'],
-    ['type=oci,dest=x,compression=zstd', 'compression'],
+    ['type=oci,dest=x,compression=lz4', 'compression'],
     ['type=oci,dest=-', 'stdout'],
     ['type=oci,dest=x,tar=maybe', 'true or false'],
     ['dest=x', 'missing type'],

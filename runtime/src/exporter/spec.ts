@@ -1,7 +1,7 @@
 import { ImageStoreError } from '../content/errors.js';
 
 /** Layer compression an exporter writes. */
-export type ExportCompression = 'gzip' | 'uncompressed';
+export type ExportCompression = 'gzip' | 'uncompressed' | 'zstd';
 
 interface ImageSpecBase {
   /** Image names (`name=a,b`). */
@@ -81,8 +81,8 @@ export function parseOutputSpec(spec: string): ExportSpec {
     .map((s) => s.trim())
     .filter((s) => s !== '');
   const compression = attrs.get('compression') ?? 'gzip';
-  if (compression !== 'gzip' && compression !== 'uncompressed') {
-    throw invalid(spec, `compression "${compression}" is not supported`, 'use compression=gzip or compression=uncompressed');
+  if (compression !== 'gzip' && compression !== 'uncompressed' && compression !== 'zstd') {
+    throw invalid(spec, `compression "${compression}" is not supported`, 'use compression=gzip, zstd or uncompressed');
   }
   const needDest = (): string => {
     if (dest === undefined || dest === '') throw invalid(spec, `type=${type} needs dest=PATH`);
@@ -92,7 +92,8 @@ export function parseOutputSpec(spec: string): ExportSpec {
   const base = (ociDefault: boolean): ImageSpecBase => ({
     names,
     compression,
-    ociMediaTypes: bool(spec, 'oci-mediatypes', attrs.get('oci-mediatypes'), ociDefault),
+    // zstd layers only exist as OCI media types; BuildKit switches to OCI for them too.
+    ociMediaTypes: compression === 'zstd' || bool(spec, 'oci-mediatypes', attrs.get('oci-mediatypes'), ociDefault),
     forceCompression: bool(spec, 'force-compression', attrs.get('force-compression'), false),
   });
   switch (type) {

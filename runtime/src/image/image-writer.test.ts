@@ -49,8 +49,13 @@ describe('writeImage / writeIndex / convertLayer', () => {
     const back = await convertLayer(store, plain, 'gzip');
     expect(back.descriptor.mediaType).toBe(MediaTypes.ociLayerGzip);
     expect(await convertLayer(store, plain, 'uncompressed')).toBe(plain);
+    const z = await convertLayer(store, layer, 'zstd');
+    expect(z.descriptor.mediaType).toBe(MediaTypes.ociLayerZstd);
+    expect([...(await store.readBlob(z.descriptor.digest)).subarray(0, 4)]).toEqual([0x28, 0xb5, 0x2f, 0xfd]);
+    expect((await convertLayer(store, z, 'uncompressed')).descriptor.digest).toBe(digestOf(tar));
     // A wrong diffID is caught when decompressing.
     await expect(convertLayer(store, { ...layer, diffID: digestOf('x') }, 'uncompressed')).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    await expect(convertLayer(store, { ...layer, diffID: digestOf('x') }, 'zstd')).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
 
   test('history is made to agree with the layers (as BuildKit normalizeLayersAndHistory)', () => {

@@ -1,11 +1,11 @@
-import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip, constants as zc } from 'node:zlib';
-import { Writable } from 'node:stream';
-import type { Digest } from '../content/digest.js';
+import { Readable, type Transform } from 'node:stream';
+import { Digester, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { jsonBytes } from './manifest.js';
 import { layerCompression, layerMediaType, MediaTypes, type BlobCompression, type ImageFormat } from './media-types.js';
+import { zstdTransform } from './zstd.js';
 import type { Descriptor, HistoryEntry, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
 
 /** A layer blob in the content store and the digest of its uncompressed tar. */
@@ -100,23 +100,38 @@ export async function writeIndex(
 }
 
 /**
- * Re-encodes a layer blob as gzip or uncompressed (streaming). Decompressing verifies that the
- * result matches the diffID. Returns the layer unchanged if it already has that compression.
+ * Re-encodes a layer blob as gzip, zstd or uncompressed (streaming; zstd through the `zstd`
+ * binary). The uncompressed bytes are hashed on the way and must match the diffID. Returns the
+ * layer unchanged if it already has that compression.
  */
-export async function convertLayer(store: ContentStore, layer: LayerRef, to: Exclude<BlobCompression, 'zstd'>, opts: { gzipLevel?: number } = {}): Promise<LayerRef> {
+export async function convertLayer(store: ContentStore, layer: LayerRef, to: BlobCompression, opts: { gzipLevel?: number; zstdLevel?: number } = {}): Promise<LayerRef> {
   const from = layerCompression(layer.descriptor.mediaType);
   if (from === to) return layer;
-  if (from === 'zstd' || from === undefined) throw new ImageStoreError('EXPORT_FAILED', `cannot convert a ${layer.descriptor.mediaType} layer`);
+  if (from === undefined) throw new ImageStoreError('EXPORT_FAILED', `cannot convert a ${layer.descriptor.mediaType} layer`);
   const w = await store.openWriter();
+  const diff = new Digester();
   try {
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        w.write(chunk).then(() => cb(), cb);
-      },
-    });
-    const z = to === 'gzip' ? createGzip({ level: opts.gzipLevel ?? zc.Z_DEFAULT_COMPRESSION }) : createGunzip();
-    await pipeline(await store.readStream(layer.descriptor.digest), z, sink);
-    const info = await w.commit(to === 'uncompressed' ? layer.diffID : undefined);
+    const gunzip = (src: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> => through(src, createGunzip());
+    const decode = (src: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> =>
+      from === 'gzip' ? gunzip(src) : from === 'zstd' ? zstdTransform(src, ['-d']) : src;
+    const hash = async function* (src: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+      for await (const c of src) {
+        diff.update(c);
+        yield c;
+      }
+    };
+    const encode = (src: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> =>
+      to === 'gzip'
+        ? through(src, createGzip({ level: opts.gzipLevel ?? zc.Z_DEFAULT_COMPRESSION }))
+        : to === 'zstd'
+          ? zstdTransform(src, [`-${opts.zstdLevel ?? 3}`, '-T0'])
+          : src;
+    for await (const c of encode(hash(decode(await store.readStream(layer.descriptor.digest))))) await w.write(c);
+    const got = diff.digest();
+    if (got !== layer.diffID) {
+      throw new ImageStoreError('DIGEST_MISMATCH', `layer ${layer.descriptor.digest}: uncompressed digest ${got} does not match diffID ${layer.diffID}`);
+    }
+    const info = await w.commit();
     const mediaType = layer.descriptor.mediaType.startsWith('application/vnd.docker') ? layerMediaType('docker', to) : layerMediaType('oci', to);
     return { descriptor: { mediaType, digest: info.digest, size: info.size }, diffID: layer.diffID };
   } catch (e) {
@@ -145,4 +160,11 @@ export function normalizeHistory(history: unknown, layerCount: number, created: 
     }
   }
   return out;
+}
+
+/** Runs an async iterable through a zlib transform, propagating errors both ways. */
+function through(src: AsyncIterable<Uint8Array>, t: Transform): AsyncIterable<Uint8Array> {
+  const input = Readable.from(src);
+  input.on('error', (e) => t.destroy(e));
+  return input.pipe(t);
 }

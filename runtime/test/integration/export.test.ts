@@ -96,6 +96,19 @@ describe('image exporters checked with skopeo and umoci', () => {
     expect(cfg.process.cwd).toBe('/tmp');
   });
 
+  test('compression=zstd: OCI zstd layers that skopeo reads and decompresses to the diff_id', async () => {
+    const dest = join(root, 'zstd-layout');
+    const res = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/z:v1,compression=zstd`), { image: source }, { store });
+    const m = JSON.parse((await readFile(join(dest, 'blobs', 'sha256', (res.digest ?? '').slice(7)))).toString()) as { layers: { mediaType: string }[] };
+    expect(m.layers[0]?.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+    const info = JSON.parse(await skopeo('inspect', `oci:${dest}:v1`)) as { Digest: string };
+    expect(info.Digest).toBe(res.digest);
+    // umoci 0.4.7 cannot read zstd layers; skopeo decompresses them with its own decoder.
+    const out = join(root, 'zstd-dir');
+    await skopeo('copy', '--dest-decompress', `oci:${dest}:v1`, `dir:${out}`);
+    expect(digestOf(await readFile(join(out, bb.diffID.slice(7))))).toBe(bb.diffID);
+  });
+
   test('type=image,push=true to several names: skopeo pulls back the same digest', async ({ registry }) => {
     const spec = parseOutputSpec(`type=image,name=${registry.host}/kiln/app:1,${registry.host}/kiln/app:latest,${registry.host}/other/app:1,push=true`);
     const res = await runExport(spec, { image: source }, { store, images });
