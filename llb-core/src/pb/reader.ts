@@ -60,6 +60,14 @@ function varint64(r: Reader): void {
 
 /** Reads an int64 that must fit a JS safe integer (indexes, sizes of lists). */
 export function readInt64Number(r: Reader): number {
+  const pos = r.pos;
+  if (pos < r.len) {
+    const b = r.buf[pos] as number;
+    if (b < 128) {
+      r.pos = pos + 1;
+      return b;
+    }
+  }
   varint64(r);
   if (HI & 0x80000000) {
     const lo = (~LO + 1) >>> 0;
@@ -80,12 +88,28 @@ export function readInt64Big(r: Reader): bigint {
 
 /** Reads a varint as int32 (Go truncates a sign-extended 10-byte varint the same way). */
 export function readInt32(r: Reader): number {
+  const pos = r.pos;
+  if (pos < r.len) {
+    const b = r.buf[pos] as number;
+    if (b < 128) {
+      r.pos = pos + 1;
+      return b;
+    }
+  }
   varint64(r);
   return LO | 0;
 }
 
 /** Reads a varint as uint32. */
 export function readUint32(r: Reader): number {
+  const pos = r.pos;
+  if (pos < r.len) {
+    const b = r.buf[pos] as number;
+    if (b < 128) {
+      r.pos = pos + 1;
+      return b;
+    }
+  }
   varint64(r);
   return LO;
 }
@@ -98,6 +122,15 @@ export function readBool(r: Reader): boolean {
 
 /** Reads a length prefix and returns the end offset of the delimited body. */
 export function readLength(r: Reader): number {
+  const pos = r.pos;
+  if (pos < r.len) {
+    const b = r.buf[pos] as number;
+    if (b < 128) {
+      if (b > r.len - pos - 1) truncated();
+      r.pos = pos + 1;
+      return pos + 1 + b;
+    }
+  }
   varint64(r);
   if (HI !== 0 || LO > r.len - r.pos) truncated();
   return r.pos + LO;
@@ -137,6 +170,14 @@ export function readBytesView(r: Reader): Uint8Array {
 
 /** Reads a field tag; returns field number * 8 + wire type. */
 export function readTag(r: Reader): number {
+  const pos = r.pos;
+  if (pos < r.len) {
+    const b = r.buf[pos] as number;
+    if (b < 128 && b >= 8) {
+      r.pos = pos + 1;
+      return b;
+    }
+  }
   varint64(r);
   if (HI !== 0 || LO >>> 3 === 0) throw new LlbError('LLB_DECODE', `invalid field tag at offset ${r.pos}`);
   return LO;
