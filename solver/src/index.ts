@@ -56,7 +56,7 @@ export type {
   BuildOptions,
   BuildResult,
 } from './scheduler/types.js';
-export { Solver, type SolverOptions } from './solver.js';
+export { Solver, type SolverOptions, type SolveOptions } from './solver.js';
 export { loadGraph, defaultName, type LoadedGraph } from './llb/load.js';
 export { resolveLlbOp } from './llb/ops.js';
 export { ExecFailedError, type Worker, type WorkerOpContext } from './llb/worker.js';

@@ -78,7 +78,8 @@ class FakeWorker {
 function setup(parallelism = 4): { w: FakeWorker; s: Scheduler; store: CacheStore } {
   const w = new FakeWorker();
   const store = CacheStore.open({ path: ':memory:' });
-  return { w, store, s: new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(store), parallelism }) };
+  const sessionBound = (v: SolverVertex): boolean => (v.op as FakeOp).kind === 'local';
+  return { w, store, s: new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(store), parallelism, sessionBound }) };
 }
 
 describe('Scheduler', () => {
@@ -210,5 +211,16 @@ describe('Scheduler', () => {
     await expect(a).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
     expect((await b).cached).toBe(false);
     expect(w.execs.get('shared')).toBe(1);
+  });
+
+  test('session-bound vertices (local sources) are shared only within a session', async () => {
+    const { w, s } = setup();
+    const g = (): SolverVertex<FakeOp> =>
+      vertex('use', { kind: 'exec', cacheable: false }, [vertex('ctx', { kind: 'local', delay: 80, cacheable: false }), vertex('img', { kind: 'source', delay: 80 })]);
+    await Promise.all([s.build(edge(g()), { session: 'a' }), s.build(edge(g()), { session: 'b' })]);
+    expect(w.execs.get('ctx')).toBe(2);
+    expect(w.execs.get('img')).toBe(1);
+    await Promise.all([s.build(edge(g()), { session: 'c' }), s.build(edge(g()), { session: 'c' })]);
+    expect(w.execs.get('ctx')).toBe(3);
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { CacheKey, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
 import type { CacheManager, CacheMatch } from '../cache/cache-manager.js';
@@ -9,7 +10,10 @@ import { VertexError, execDetails } from './vertex-error.js';
 
 /** Options of a {@link Scheduler}. */
 export interface SchedulerOptions {
+  /** The default op resolver (a build may bring its own). */
   readonly resolveOp: ResolveOp;
+  /** True for a vertex whose result depends on the build's session (a local source). */
+  readonly sessionBound?: (vertex: SolverVertex) => boolean;
   readonly cache: CacheManager;
   /** Ops running at once across all builds. Default: number of CPUs. */
   readonly parallelism?: number;
@@ -25,6 +29,8 @@ interface EdgeKey {
 }
 
 interface Job {
+  readonly resolveOp: ResolveOp;
+  readonly session: string;
   readonly signal: AbortSignal | undefined;
   readonly progress: ProgressSink | undefined;
   readonly states: Set<VertexState>;
@@ -65,6 +71,8 @@ class VertexState {
  */
 export class Scheduler {
   readonly #resolveOp: ResolveOp;
+  readonly #sessionBound: (vertex: SolverVertex) => boolean;
+  readonly #bound = new WeakMap<SolverVertex, boolean>();
   readonly #cache: CacheManager;
   readonly #sem: Semaphore;
   readonly #now: () => number;
@@ -73,6 +81,7 @@ export class Scheduler {
 
   constructor(opts: SchedulerOptions) {
     this.#resolveOp = opts.resolveOp;
+    this.#sessionBound = opts.sessionBound ?? (() => false);
     this.#cache = opts.cache;
     this.#sem = new Semaphore(opts.parallelism ?? availableParallelism());
     this.#now = opts.now ?? Date.now;
@@ -86,7 +95,15 @@ export class Scheduler {
 
   /** Builds `target` and returns its result; throws a {@link VertexError} if a vertex fails. */
   async build(target: SolverEdge, opts: BuildOptions = {}): Promise<BuildResult> {
-    const job: Job = { signal: opts.signal, progress: opts.progress, states: new Set(), leases: [] };
+    const job: Job = {
+      resolveOp: opts.resolveOp ?? this.#resolveOp,
+      // Without a session, a build shares session-bound vertices with nobody.
+      session: opts.session ?? randomUUID(),
+      signal: opts.signal,
+      progress: opts.progress,
+      states: new Set(),
+      leases: [],
+    };
     const onAbort = (): void => {
       for (const st of job.states) this.#leave(st, job);
     };
@@ -116,7 +133,9 @@ export class Scheduler {
     const ignore = v.options.ignoreCache === true || opts.noCache === true || opts.noCacheFilter?.(v) === true;
     // A vertex that ignores the cache is different work from the same vertex using it (BuildKit
     // gives it another digest), so they are not merged.
-    const id = ignore ? `${v.digest}+nocache` : v.digest;
+    // Session-bound work (and everything built on it) is only shared within its session.
+    const scope = this.#isBound(v) ? `@${job.session}` : '';
+    const id = `${v.digest}${ignore ? '+nocache' : ''}${scope}`;
     let st = this.#actives.get(id);
     if (st === undefined || st.failed) {
       st = new VertexState(id, v, ignore);
@@ -129,6 +148,15 @@ export class Scheduler {
       if (job.progress !== undefined) for (const ev of st.history) job.progress.emit(ev);
     }
     return st;
+  }
+
+  #isBound(v: SolverVertex): boolean {
+    let b = this.#bound.get(v);
+    if (b === undefined) {
+      b = this.#sessionBound(v) || v.inputs.some((e) => this.#isBound(e.vertex));
+      this.#bound.set(v, b);
+    }
+    return b;
   }
 
   #leave(st: VertexState, job: Job): void {
@@ -171,8 +199,8 @@ export class Scheduler {
     };
   }
 
-  #op(st: VertexState): Op {
-    st.op ??= this.#resolveOp(st.vertex);
+  #op(st: VertexState, job: Job): Op {
+    st.op ??= job.resolveOp(st.vertex);
     return st.op;
   }
 
@@ -189,7 +217,7 @@ export class Scheduler {
 
   async #computeEdgeKey(st: VertexState, index: number, job: Job, opts: BuildOptions): Promise<EdgeKey> {
     const v = st.vertex;
-    const op = this.#op(st);
+    const op = this.#op(st, job);
     if (st.cacheMap === undefined) {
       st.cacheMap = op.cacheMap(this.#ctx(st));
       st.cacheMap.catch(noop);
@@ -265,7 +293,7 @@ export class Scheduler {
 
   async #exec(st: VertexState, job: Job, opts: BuildOptions): Promise<readonly WorkerRef[]> {
     const v = st.vertex;
-    const op = this.#op(st);
+    const op = this.#op(st, job);
     try {
       const inputs = await Promise.all(v.inputs.map(async (e) => (await this.#result(this.#state(e.vertex, job, opts), e.index, job, opts)).ref));
       const release = await this.#sem.acquire(st.controller.signal);

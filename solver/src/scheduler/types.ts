@@ -94,6 +94,13 @@ export interface BuildOptions {
   readonly noCache?: boolean;
   /** `--no-cache-filter`: vertices for which this returns true ignore the cache. */
   readonly noCacheFilter?: (vertex: SolverVertex) => boolean;
+  /** Resolves ops for this build (e.g. a worker bound to this build's local directories). */
+  readonly resolveOp?: ResolveOp;
+  /**
+   * This build's session id. Vertices that depend on a session-bound source (a local directory)
+   * are merged only with builds of the same session; all others merge across builds.
+   */
+  readonly session?: string;
 }
 
 /** The result of a build: the target's ref and whether it came from the cache. */
