@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Digest } from '../content/digest.js';
+import { digestOf, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { listImageBlobs } from '../image/copy.js';
@@ -97,8 +97,13 @@ export async function putManifest(client: RegistryClient, ref: ImageReference, t
     scopes: [`repository:${ref.path}:pull,push`],
     signal,
   });
-  if (!res.ok) throw await registryError(res, `push manifest ${formatReference({ domain: ref.domain, path: ref.path, tag: target })}`);
+  const what = `push manifest ${formatReference({ domain: ref.domain, path: ref.path, tag: target })}`;
+  if (!res.ok) throw await registryError(res, what);
   await res.body?.cancel().catch(() => undefined);
+  const dcd = res.headers.get('docker-content-digest');
+  if (dcd !== null && dcd !== digestOf(bytes)) {
+    throw new ImageStoreError('DIGEST_MISMATCH', `${what}: registry stored digest ${dcd}, expected ${digestOf(bytes)}`);
+  }
 }
 
 /** Pushes one blob to `ref`'s repository: skip if present, else mount, else upload. */
