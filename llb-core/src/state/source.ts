@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { LlbError } from '../errors.js';
 import type { Op } from '../op.js';
 import type { ImageMetaResolver, ResolveMode } from '../image-config.js';
-import { defaultPlatform, normalizePlatform, type Platform } from '../platform.js';
+import { defaultPlatform, normalizePlatform, toPlatform, type Platform } from '../platform.js';
 import { formatImageReference, parseImageReference, tagNameOnly } from '../reference.js';
 import { Attr, Scheme } from './attrs.js';
 import { Caps } from './caps.js';
@@ -124,8 +124,7 @@ export interface ResolveImageOptions extends ImageOptions {
 export async function resolveImage(ref: string, opts: ResolveImageOptions): Promise<State> {
   const base = image(ref, opts);
   if (base.error) return base;
-  const p = opts.platform ?? opts.defaultPlatform ?? normalizePlatform(defaultPlatform());
-  const platform = typeof p === 'string' ? (await import('../platform.js')).parsePlatform(p) : p;
+  const platform = toPlatform(opts.platform ?? opts.defaultPlatform ?? normalizePlatform(defaultPlatform()));
   const normalized = formatImageReference(tagNameOnly(parseImageReference(ref)));
   const res = await opts.metaResolver.resolveImageConfig(normalized, {
     platform,
