@@ -3,7 +3,7 @@
  * the offset of every array element, so a non-string element can be reported at its column.
  * It accepts exactly what `JSON.parse` (and Go's encoding/json) accept.
  */
-import { EmbeddedActionsParser, Lexer, createToken } from 'chevrotain';
+import { EmbeddedActionsParser, Lexer, createToken } from './chevrotain.js';
 import type { IToken } from 'chevrotain';
 
 const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\n\r]+/, group: Lexer.SKIPPED });

@@ -2,7 +2,7 @@
  * The lexer edge of the parser: chevrotain splits the text into physical lines with 1-based
  * positions. Everything after this works on {@link PhysicalLine}s, so positions are converted once.
  */
-import { Lexer, createToken } from 'chevrotain';
+import { Lexer, createToken } from './chevrotain.js';
 
 const Newline = createToken({ name: 'Newline', pattern: /\n/, line_breaks: true });
 const LineText = createToken({ name: 'LineText', pattern: /[^\n]+/ });
