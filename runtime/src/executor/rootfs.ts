@@ -30,10 +30,10 @@ function layersOf(options: readonly string[]): { upper: string | undefined; lowe
  * Chooses the root for a run from the snapshot's mounts:
  * - a writable bind (an active snapshot without parent): used in place;
  * - a writable overlay: runc mounts it on `/`;
- * - anything read-only: the layers become lowers of an overlay with a throw-away upper in the
- *   bundle (runc needs somewhere to create mount points), and the root is remounted read-only.
+ * - anything read-only: the layers become lowers of an overlay with a throw-away upper in
+ *   `scratchDir` (runc needs somewhere to create mount points), and the root is remounted read-only.
  */
-export async function rootLayout(req: ExecRequest, bundle: string): Promise<RootLayout> {
+export async function rootLayout(req: ExecRequest, bundle: string, scratchDir: string): Promise<RootLayout> {
   const m = req.rootfs[0];
   if (m === undefined || req.rootfs.length !== 1 || m.type === 'tmpfs') {
     throw new WorkerError('MOUNT_FAILED', 'the rootfs must be one bind or overlay mount (Snapshotter.mounts)');
@@ -55,9 +55,10 @@ export async function rootLayout(req: ExecRequest, bundle: string): Promise<Root
     };
   }
   const all = [...(upper === undefined ? [] : [upper]), ...lowers];
-  const scratch = join(bundle, 'ro-upper');
-  const work = join(bundle, 'ro-work');
-  mkdirSync(scratch);
+  // On disk, not in the (tmpfs) bundle: a process may write a lot before it is thrown away.
+  const scratch = join(scratchDir, 'ro-upper');
+  const work = join(scratchDir, 'ro-work');
+  mkdirSync(scratch, { recursive: true });
   mkdirSync(work);
   return {
     path: emptyRoot,

@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, readFile, statfs, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
@@ -17,6 +17,9 @@ import { resolveUser } from './user.js';
 
 const execFileP = promisify(execFile);
 
+/** statfs(2) f_type of tmpfs. */
+const TMPFS_MAGIC = 0x01021994;
+
 /** Options for {@link RuncExecutor}. */
 export interface RuncExecutorOptions {
   /** The kiln root: bundles go to `<root>/executor`, runc state to `<root>/runc` (`runc --root`). */
@@ -25,14 +28,20 @@ export interface RuncExecutorOptions {
   readonly runc?: string;
   /** The resolv.conf copied into containers; default `/etc/resolv.conf`. */
   readonly resolvConf?: string;
+  /**
+   * Where per-run bundles (config.json, which holds the process environment; hosts; secret files;
+   * ssh sockets) and runc's state (`runc --root`) live. Should be a tmpfs so none of it reaches a
+   * disk; secret files get a private tmpfs when it is not. Default `/dev/shm/kiln-<hash of root>`.
+   */
+  readonly runtimeDir?: string;
 }
 
 type Cleanup = () => Promise<void>;
 
 /**
  * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
- * bundle dir `<root>/executor/<id>` (config, hosts, resolv.conf), a private tmpfs for secret
- * files, and ssh-agent proxies. The rootfs and every other mount are mounted by runc inside the
+ * bundle dir in the runtime dir (config, hosts, resolv.conf, secret files, ssh-agent proxy
+ * sockets), and on disk `<root>/executor/<id>` only for throw-away overlay uppers. The rootfs and every other mount are mounted by runc inside the
  * container's mount namespace (an overlay rootfs goes on `/` first), so nothing is mounted on the
  * host for them and they vanish with the container. Mount stubs runc creates in a writable rootfs
  * are removed afterwards. Everything is undone before {@link RuncExecutor.run} settles.
@@ -41,13 +50,19 @@ export class RuncExecutor implements Executor {
   readonly #root: string;
   readonly #runc: string;
   readonly #state: string;
+  readonly #bundles: string;
   readonly #resolvConf: string;
+  /** Where bundles and runc state live (see {@link RuncExecutorOptions.runtimeDir}). */
+  readonly runtimeDir: string;
   #insecureCaps: Promise<string[]> | undefined;
+  #inMemory: boolean | undefined;
 
   constructor(opts: RuncExecutorOptions) {
     this.#root = opts.root;
     this.#runc = opts.runc ?? 'runc';
-    this.#state = join(opts.root, 'runc');
+    this.runtimeDir = opts.runtimeDir ?? join('/dev/shm', `kiln-${createHash('sha256').update(opts.root).digest('hex').slice(0, 12)}`);
+    this.#state = join(this.runtimeDir, 'runc');
+    this.#bundles = join(this.runtimeDir, 'bundles');
     this.#resolvConf = opts.resolvConf ?? '/etc/resolv.conf';
   }
 
@@ -56,13 +71,14 @@ export class RuncExecutor implements Executor {
     throwIfAborted(signal);
     const started = Date.now();
     const id = `kiln-${randomBytes(6).toString('hex')}`;
-    const bundle = join(this.#root, 'executor', id);
+    const bundle = join(this.#bundles, id);
+    const scratch = join(this.#root, 'executor', id);
     mkdirSync(bundle, { recursive: true, mode: 0o711 });
     const cleanups: Cleanup[] = [];
     let view: RootView | undefined;
     let stubs: Stub[] = [];
     try {
-      const root = await rootLayout(req, bundle);
+      const root = await rootLayout(req, bundle, scratch);
       view = root.view;
       const user = await resolveUser(async (p) => root.view.readFile(p), req.process.user);
       const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
@@ -80,7 +96,7 @@ export class RuncExecutor implements Executor {
       const resolvConfFile = join(bundle, 'resolv.conf');
       writeFileSync(resolvConfFile, this.#hostResolvConf());
       const env = [...req.process.env];
-      const mounts = await this.#mounts(extra, bundle, cleanups, env);
+      const mounts = await this.#mounts(extra, bundle, scratch, cleanups, env);
       const spec = buildSpec({
         rootPath: root.path,
         readonlyRoot: root.readonly,
@@ -105,7 +121,16 @@ export class RuncExecutor implements Executor {
       for (const c of cleanups.reverse()) await c().catch(() => undefined);
       if (view !== undefined && stubs.length > 0) view.removeStubs(stubs);
       rmSync(bundle, { recursive: true, force: true });
+      rmSync(scratch, { recursive: true, force: true });
     }
+  }
+
+  async #bundlesInMemory(): Promise<boolean> {
+    if (this.#inMemory === undefined) {
+      const st = await statfs(this.#bundles).catch(() => undefined);
+      this.#inMemory = st?.type === TMPFS_MAGIC;
+    }
+    return this.#inMemory;
   }
 
   #hostResolvConf(): Buffer {
@@ -121,14 +146,17 @@ export class RuncExecutor implements Executor {
     return this.#insecureCaps;
   }
 
-  async #mounts(extra: readonly ExecMount[], bundle: string, cleanups: Cleanup[], env: string[]): Promise<OciMount[]> {
+  async #mounts(extra: readonly ExecMount[], bundle: string, scratch: string, cleanups: Cleanup[], env: string[]): Promise<OciMount[]> {
     const out: OciMount[] = [];
     const secrets = extra.filter((m) => m.kind === 'secret');
     let secretDir: string | undefined;
     if (secrets.length > 0) {
-      // Secrets live in memory only: a private tmpfs outside the rootfs, removed after the run.
+      // Secrets live in memory only, outside the rootfs: the bundle when it is on a tmpfs,
+      // otherwise a private tmpfs mounted for this run.
       secretDir = join(bundle, 'secrets');
       await mkdir(secretDir, { mode: 0o700 });
+    }
+    if (secretDir !== undefined && !(await this.#bundlesInMemory())) {
       const bytes = secrets.reduce((n, s) => n + s.data.length + 4096, 0);
       await mountAt({ type: 'tmpfs', source: 'tmpfs', options: [`size=${bytes + 65536}`, 'mode=0700', 'nosuid', 'nodev', 'noexec'] }, secretDir);
       const dir = secretDir;
@@ -151,7 +179,7 @@ export class RuncExecutor implements Executor {
           });
           break;
         case 'snapshot':
-          out.push(...(await this.#snapshotMount(m.mounts, m.mode, destination, bundle, n)));
+          out.push(...(await this.#snapshotMount(m.mounts, m.mode, destination, scratch, n)));
           break;
         case 'secret': {
           const file = join(secretDir as string, `s${n}`);
@@ -175,7 +203,7 @@ export class RuncExecutor implements Executor {
     return out;
   }
 
-  async #snapshotMount(mounts: readonly Mount[], mode: 'ro' | 'rw' | 'rw-discard', destination: string, bundle: string, n: number): Promise<OciMount[]> {
+  async #snapshotMount(mounts: readonly Mount[], mode: 'ro' | 'rw' | 'rw-discard', destination: string, scratchRoot: string, n: number): Promise<OciMount[]> {
     const m = mounts[0];
     if (m === undefined || mounts.length !== 1) throw new WorkerError('MOUNT_FAILED', `snapshot mount at ${destination} needs exactly one mount`);
     if (mode === 'rw-discard') {
@@ -189,7 +217,7 @@ export class RuncExecutor implements Executor {
                 .filter((o) => o.startsWith('lowerdir='))
                 .flatMap((o) => o.slice('lowerdir='.length).split(':')),
             ];
-      const scratch = join(bundle, `discard${n}`);
+      const scratch = join(scratchRoot, `discard${n}`);
       await mkdir(join(scratch, 'upper'), { recursive: true });
       await mkdir(join(scratch, 'work'));
       return [

@@ -40,7 +40,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   expect(await mountsUnder(root)).toEqual([]);
+  expect(await mountsUnder(executor.runtimeDir)).toEqual([]);
   await rm(root, { recursive: true, force: true });
+  await rm(executor.runtimeDir, { recursive: true, force: true });
 });
 
 async function mountsUnder(prefix: string): Promise<string[]> {
@@ -106,6 +108,29 @@ describe('runc executor', () => {
     } finally {
       await v.release();
     }
+  });
+
+  test('snapshots of the copying fallback driver run too', async () => {
+    const copyRoot = join(root, 'copy-driver');
+    const cs = new LocalSnapshotter({ root: copyRoot, driver: 'copy' });
+    await unpackLayer(cs, 'bb', undefined, createReadStream(BUSYBOX_LAYER));
+    await cs.prepare('w', 'bb');
+    const lines: OutputLine[] = [];
+    const r = await executor.run({
+      rootfs: await cs.mounts('w'),
+      process: { args: ['sh', '-c', 'echo copy > /home/app/copied; cat /home/app/copied'], env: [], user: 'app:app' },
+      onOutput: (l) => lines.push(l),
+    });
+    expect([r.exitCode, lines.map((l) => l.line)]).toEqual([0, ['copy']]);
+    await cs.commit('done', 'w');
+    const names: string[] = [];
+    for await (const c of changes(await cs.diffSource('done'), join(copyRoot, 'mounts'))) names.push(c.path);
+    expect(names).toEqual(['home', 'home/app', 'home/app/copied']);
+  });
+
+  test('bundles and runc state are kept in memory (tmpfs)', async () => {
+    const { statfs } = await import('node:fs/promises');
+    expect((await statfs(executor.runtimeDir)).type).toBe(0x01021994);
   });
 
   test('exit codes and stderr', async () => {
@@ -285,7 +310,7 @@ describe('runc executor', () => {
     const [modeLine, value, mountLine] = r.stdout.split('\n');
     expect(modeLine).toBe('440 1000 1000');
     expect(value).toBe(secret);
-    expect(mountLine).toMatch(/^tmpfs \/run\/secrets\/token tmpfs ro/);
+    expect(mountLine).toMatch(/^\S+ \/run\/secrets\/token tmpfs ro/);
     // not under the kiln root (snapshots, executor bundles, anything) and not in the snapshot
     const grep = spawn('grep', ['-r', '-l', '-a', secret, root]);
     const found = await new Promise<string>((resolve) => {
@@ -294,6 +319,8 @@ describe('runc executor', () => {
       grep.on('close', () => resolve(out));
     });
     expect(found).toBe('');
+    // the bundle that held it (in memory) is gone too
+    expect(await readdir(join(executor.runtimeDir, 'bundles'))).toEqual([]);
     const m = await snapshotter.mount(r.snapshot);
     try {
       expect(existsSync(join(m.path, 'run'))).toBe(false);
@@ -336,13 +363,15 @@ describe('runc executor', () => {
   test('cancel kills a sleeping container quickly and leaves no mounts and no runc state', async () => {
     const ac = new AbortController();
     const started = Date.now();
-    const p = run(['sleep', '100'], { signal: ac.signal, mounts: [{ kind: 'secret', target: '/s', data: Buffer.from('x') }] });
+    const p = run(['sleep', '1007'], { signal: ac.signal, mounts: [{ kind: 'secret', target: '/s', data: Buffer.from('x') }] });
     setTimeout(() => ac.abort(), 500);
     await expect(p).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await mountsUnder(root)).toEqual([]);
-    expect(await readdir(join(root, 'runc'))).toEqual([]);
+    expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
+    expect(await readdir(join(executor.runtimeDir, 'bundles'))).toEqual([]);
     expect(await readdir(join(root, 'executor'))).toEqual([]);
-    expect(spawnSync('pgrep', ['-x', 'sleep']).status).toBe(1);
+    // the container's process is gone (1007: a duration nothing else on the machine sleeps)
+    expect(spawnSync('pgrep', ['-f', '^sleep 1007$']).status).toBe(1);
   });
 });
