@@ -31,3 +31,42 @@ test('the busybox conformance layer applies with its recorded diff_id', async ()
   expect((await readdir(join(dir, 'bin'))).length).toBe(77);
   expect(r.entries).toBe(280);
 });
+
+/** Every (layer blob, diff_id) pair the conformance layouts declare, found by walking index → manifest → config. */
+async function conformanceLayers(): Promise<[string, string, string][]> {
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const imagesDir = new URL('../../../../shared/conformance/images/', import.meta.url).pathname;
+  const out: [string, string, string][] = [];
+  for (const image of readdirSync(imagesDir).filter((d) => !d.includes('.'))) {
+    const blob = (d: string): string => join(imagesDir, image, 'blobs/sha256', d.replace('sha256:', ''));
+    const json = (d: string): Record<string, unknown> => JSON.parse(readFileSync(blob(d), 'utf8')) as Record<string, unknown>;
+    const seen = new Set<string>();
+    const visit = (d: string): void => {
+      if (seen.has(d)) return;
+      seen.add(d);
+      const doc = json(d);
+      if (Array.isArray(doc['manifests'])) for (const m of doc['manifests'] as { digest: string }[]) visit(m.digest);
+      if (Array.isArray(doc['layers'])) {
+        const config = json((doc['config'] as { digest: string }).digest) as { rootfs: { diff_ids: string[] } };
+        (doc['layers'] as { digest: string }[]).forEach((l, i) => out.push([`${image} ${l.digest.slice(7, 19)}`, blob(l.digest), config.rootfs.diff_ids[i] ?? '']));
+      }
+    };
+    const index = JSON.parse(readFileSync(join(imagesDir, image, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    for (const m of index.manifests) visit(m.digest);
+  }
+  return out;
+}
+
+const LAYERS = await conformanceLayers();
+
+test('the conformance layouts declare layers', () => {
+  expect(LAYERS.length).toBeGreaterThanOrEqual(3);
+});
+
+test.for(LAYERS)('conformance layer %s applies with its config diff_id', async ([, path, diffID]) => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-conf-'));
+  dirs.push(dir);
+  const r = await applyLayer(dir, createReadStream(path));
+  expect(r.diffID).toBe(diffID);
+  expect(r.entries).toBeGreaterThan(0);
+});
