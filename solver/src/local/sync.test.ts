@@ -86,10 +86,15 @@ describe('syncLocalSource', () => {
     expect(await r3.tree.checksum('a.txt')).toBe(await r1.tree.checksum('a.txt'));
     expect(await r3.tree.checksum('dir/b.txt')).not.toBe(await r1.tree.checksum('dir/b.txt'));
     expect(readFileSync(join(opts.dest, 'dir/b.txt'), 'utf8')).toBe('changed');
+    // Reused directory digests equal a from-scratch sync of the same tree.
+    const fresh = async (tag: string): Promise<string> =>
+      (await syncLocalSource({ src, dest: join(work, `fresh-${tag}`), statePath: join(work, `fresh-${tag}.json`) })).rootDigest;
+    expect(r3.rootDigest).toBe(await fresh('r3'));
 
     rmSync(join(src, 'dir/sub'), { recursive: true });
     const r4 = await syncLocalSource(opts);
     expect(r4.stats.removed).toBe(2);
+    expect(r4.rootDigest).toBe(await fresh('r4'));
     expect(existsSync(join(opts.dest, 'dir/sub'))).toBe(false);
   });
 

@@ -104,12 +104,25 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   let bytes = 0;
   const copies: Array<() => Promise<void>> = [];
   const dirsToFix: Array<{ path: string; stat: LocalStat }> = [];
+  // Directories whose content digest must be recomputed: every ancestor of a change.
+  const dirty = new Set<string>();
+  const markDirty = (p: string, self: boolean): void => {
+    let q = p;
+    if (self) dirty.add(q);
+    while (q !== '') {
+      const i = q.lastIndexOf('/');
+      q = i < 0 ? '' : q.slice(0, i);
+      if (dirty.has(q)) return;
+      dirty.add(q);
+    }
+  };
 
   // Paths whose type changed must go before anything is written in their place.
   for (const e of entries) {
     present.add(e.path);
     const prev = oldRows[e.path];
     if (prev !== undefined && (prev[0] & S_IFMT) !== (e.stat.mode & S_IFMT)) {
+      markDirty(e.path, true);
       await rm(join(dest, e.path), { recursive: true, force: true });
       delete oldRows[e.path];
     }
@@ -117,6 +130,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   let removed = 0;
   for (const p of Object.keys(oldRows).sort().reverse()) {
     if (!present.has(p)) {
+      markDirty(p, true);
       await rm(join(dest, p), { recursive: true, force: true });
       removed++;
     }
@@ -134,6 +148,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
         nUnchanged++;
         continue;
       }
+      markDirty(e.path, true);
       await mkdir(target, { recursive: true });
       dirsToFix.push({ path: target, stat: e.stat });
       continue;
@@ -144,6 +159,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
       nUnchanged++;
       continue;
     }
+    markDirty(e.path, false);
     if (fmt === S_IFREG) {
       const abs = join(src, e.path);
       const stat = e.stat;
@@ -187,13 +203,12 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     await lutimes(d.path, t, t);
   }
 
-  const unchanged = old !== undefined && nCopied === 0 && removed === 0 && dirsToFix.length === 0 && nUnchanged === entries.length;
+  const unchanged = old !== undefined && dirty.size === 0 && nUnchanged === entries.length;
+  // Directory digests of untouched subtrees are reused; only ancestors of changes are recomputed.
+  const known: Record<string, string> = {};
+  for (const [p, d] of Object.entries(old?.dirs ?? {})) if (!dirty.has(p)) known[p] = d;
   // BuildKit's local source fakes the root header as sha256("") (HandleChange never sees "/").
-  const tree = ContentHashTree.fromEntries(hashed, {
-    root: dest,
-    rootHeaderDigest: EMPTY_DIGEST,
-    ...(unchanged && old.dirs !== undefined ? { dirDigests: old.dirs } : {}),
-  });
+  const tree = ContentHashTree.fromEntries(hashed, { root: dest, rootHeaderDigest: EMPTY_DIGEST, dirDigests: known });
   const rootDigest = await tree.checksum('/');
   if (!unchanged || old.dirs === undefined) {
     const state: StateFile = { version: 2, entries: rows, dirs: tree.dirDigests() };
