@@ -163,10 +163,11 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     if (fmt === S_IFREG) {
       const abs = join(src, e.path);
       const stat = e.stat;
+      const fresh = prev === undefined;
       const index = hashed.length;
       hashed.push(e);
       copies.push(async () => {
-        const digest = stat.size > LARGE_FILE ? await copyLarge(abs, target, stat, signal) : copySmall(abs, target, stat);
+        const digest = stat.size > LARGE_FILE ? await copyLarge(abs, target, stat, signal) : copySmall(abs, target, stat, fresh);
         hashed[index] = { path: e.path, stat, digest };
         rows[e.path] = row(stat, digest);
         nHashed++;
@@ -245,9 +246,11 @@ async function runPool(tasks: ReadonlyArray<() => Promise<void>>, batch: number,
 }
 
 const LARGE_FILE = 8 << 20;
+const OWN_UID = process.getuid?.() ?? -1;
+const OWN_GID = process.getgid?.() ?? -1;
 
 /** Copies one small regular file with sync calls, returning its BuildKit record digest. */
-function copySmall(abs: string, target: string, stat: LocalStat): string {
+function copySmall(abs: string, target: string, stat: LocalStat, fresh: boolean): string {
   const h = tarsumHeaderHash(stat);
   const buf = stat.size > 0 ? readFileSync(abs) : Buffer.alloc(0);
   h.update(buf);
@@ -255,7 +258,8 @@ function copySmall(abs: string, target: string, stat: LocalStat): string {
   try {
     if (buf.length > 0) writeSync(fd, buf);
     fchmodSync(fd, stat.mode & 0o7777);
-    fchownSync(fd, stat.uid, stat.gid);
+    // A file we just created already belongs to us; chown only when the owner differs.
+    if (!fresh || stat.uid !== OWN_UID || stat.gid !== OWN_GID) fchownSync(fd, stat.uid, stat.gid);
     const t = stat.mtimeMs / 1000;
     futimesSync(fd, t, t);
   } finally {
