@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerDumpLlb } from './commands/dump-llb.js';
+import { registerLlb } from './commands/llb.js';
 import { registerBuild } from './commands/build.js';
 import { registerSolve } from './commands/solve.js';
 import { registerDu } from './commands/du.js';
@@ -21,6 +22,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       writeErr: (s) => io.stderr.write(s),
     });
   registerDumpLlb(program, io);
+  registerLlb(program, io);
   registerBuild(program, io);
   registerSolve(program, io);
   registerDu(program, io);
