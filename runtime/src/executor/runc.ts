@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, statfs, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
@@ -70,7 +70,8 @@ export class RuncExecutor implements Executor {
     const { signal } = req;
     throwIfAborted(signal);
     const started = Date.now();
-    const id = `kiln-${randomBytes(6).toString('hex')}`;
+    // The pid in the id lets recover() tell a crashed run's leftovers from another process's live run.
+    const id = `kiln-${process.pid}-${randomBytes(4).toString('hex')}`;
     const bundle = join(this.#bundles, id);
     const scratch = join(this.#root, 'executor', id);
     mkdirSync(bundle, { recursive: true, mode: 0o711 });
@@ -123,6 +124,31 @@ export class RuncExecutor implements Executor {
       rmSync(bundle, { recursive: true, force: true });
       rmSync(scratch, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Cleans up after runs of processes that died (crash, SIGKILL): kills and deletes their runc
+   * containers and removes their bundles and scratch dirs. Runs of live processes are left alone.
+   * Returns the number of runs cleaned. Call once at start-up (and from `kiln prune`).
+   */
+  async recover(): Promise<number> {
+    const ids = new Set<string>();
+    for (const dir of [this.#state, this.#bundles, join(this.#root, 'executor')]) {
+      for (const name of await readdir(dir).catch(() => [] as string[])) ids.add(name);
+    }
+    let cleaned = 0;
+    for (const id of ids) {
+      const pid = Number(/^kiln-(\d+)-[0-9a-f]+$/.exec(id)?.[1] ?? NaN);
+      if (Number.isNaN(pid) || processAlive(pid)) continue;
+      await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+      const secrets = join(this.#bundles, id, 'secrets');
+      await unmount(secrets).catch(() => undefined);
+      rmSync(join(this.#bundles, id), { recursive: true, force: true });
+      rmSync(join(this.#root, 'executor', id), { recursive: true, force: true });
+      rmSync(join(this.#state, id), { recursive: true, force: true });
+      cleaned += 1;
+    }
+    return cleaned;
   }
 
   async #bundlesInMemory(): Promise<boolean> {
@@ -324,4 +350,13 @@ function hostsContent(hostname: string, extra: readonly HostEntry[]): string {
     ...extra.map((h) => `${h.ip}\t${h.host}`),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, rmdir, symlink, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, rmdir, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
@@ -8,7 +8,7 @@ import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOption
 import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
 import { writeLayer } from '../layer/export.js';
-import { mountAt, unmount } from './mount.js';
+import { mountAt, mountsUnder, unmount } from './mount.js';
 
 const execFileP = promisify(execFile);
 
@@ -230,6 +230,43 @@ export class LocalSnapshotter implements Snapshotter {
   async diff(id: string, opts: DiffOptions): Promise<LayerDescriptor> {
     const src = await this.diffSource(id);
     return writeLayer(changes(src, this.#mountRoot, opts.signal), opts);
+  }
+
+  /**
+   * Cleans up after a crashed process: unmounts and removes leftover mount points under
+   * `<root>/mounts` and overlay probes, drops ids whose directory is gone, and removes snapshot
+   * directories no id points to once they are older than `olderThanMs` (default one hour, so a
+   * snapshot another process is creating right now is safe). Returns what it removed.
+   */
+  async recover(opts: { readonly olderThanMs?: number } = {}): Promise<{ mounts: number; ids: number; dirs: number }> {
+    await this.init();
+    const result = { mounts: 0, ids: 0, dirs: 0 };
+    for (const mp of (await mountsUnder(this.#mountRoot)).sort((a, b) => b.length - a.length)) {
+      await unmount(mp);
+      result.mounts += 1;
+    }
+    for (const name of await readdir(this.#mountRoot)) await rmdir(join(this.#mountRoot, name)).catch(() => undefined);
+    const referenced = new Set<string>();
+    for (const id of await readdir(this.#byId)) {
+      try {
+        const m = await this.#load(id);
+        referenced.add(m.dir);
+      } catch {
+        await unlink(join(this.#byId, id)).catch(() => undefined);
+        result.ids += 1;
+      }
+    }
+    const cutoff = Date.now() - (opts.olderThanMs ?? 3_600_000);
+    for (const name of await readdir(this.#snapRoot)) {
+      if (name === 'by-id' || referenced.has(name)) continue;
+      const dir = join(this.#snapRoot, name);
+      const st = await lstat(dir).catch(() => undefined);
+      if (st === undefined || !st.isDirectory() || st.mtimeMs > cutoff) continue;
+      for (const mp of await mountsUnder(dir)) await unmount(mp);
+      await rm(dir, { recursive: true, force: true });
+      result.dirs += 1;
+    }
+    return result;
   }
 
   /** Where the changes of `id` (active or committed) against its parent live, for the differ. */

@@ -374,4 +374,30 @@ describe('runc executor', () => {
     // the container's process is gone (1007: a duration nothing else on the machine sleeps)
     expect(spawnSync('pgrep', ['-f', '^sleep 1007$']).status).toBe(1);
   });
+
+  test('recover() removes the container, bundle and state of a run whose process died', async () => {
+    const dead = spawnSync('true').pid ?? 999_999;
+    const id = `kiln-${dead}-deadbeef`;
+    const bundle = join(executor.runtimeDir, 'bundles', id);
+    await mkdir(bundle, { recursive: true });
+    execFileSync('runc', ['spec'], { cwd: bundle });
+    const cfg = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
+      process: { terminal: boolean; args: string[] };
+      root: { path: string; readonly: boolean };
+    };
+    cfg.process.terminal = false;
+    cfg.process.args = ['sleep', '1008'];
+    cfg.root = { path: (await snapshotter.mounts('busybox'))[0]?.source ?? '', readonly: true };
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(cfg));
+    execFileSync('runc', ['--root', join(executor.runtimeDir, 'runc'), 'run', '-d', '--bundle', bundle, id], { stdio: 'ignore' });
+    expect(spawnSync('pgrep', ['-f', '^sleep 1008$']).status).toBe(0);
+    // a live process's run is not touched
+    const live = join(executor.runtimeDir, 'bundles', `kiln-${process.pid}-00000000`);
+    await mkdir(live);
+    expect(await new RuncExecutor({ root }).recover()).toBe(1);
+    expect(spawnSync('pgrep', ['-f', '^sleep 1008$']).status).toBe(1);
+    expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
+    expect(await readdir(join(executor.runtimeDir, 'bundles'))).toEqual([`kiln-${process.pid}-00000000`]);
+    await rm(live, { recursive: true });
+  });
 });

@@ -160,3 +160,25 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
     expect(await s.list()).toEqual([]);
   });
 });
+
+test('recover() cleans up after a crashed process and keeps what is valid', async () => {
+  const root = await newRoot();
+  const s = new LocalSnapshotter({ root });
+  await unpackLayer(s, 'base', undefined, await layerOf({ a: 'a' }));
+  await s.prepare('act', 'base');
+  await s.mount('act'); // never released: the "crash"
+  const { symlink: mkLink, mkdir: mk, utimes } = await import('node:fs/promises');
+  await mkLink('../gone0000', join(root, 'snapshots/by-id/dangling'));
+  await mk(join(root, 'snapshots/0rphan00/fs'), { recursive: true });
+  await utimes(join(root, 'snapshots/0rphan00'), new Date(0), new Date(0));
+  const r = await new LocalSnapshotter({ root }).recover();
+  expect(r).toEqual({ mounts: 1, ids: 1, dirs: 1 });
+  expect(await mountsUnder(root)).toEqual([]);
+  expect((await s.list()).map((i) => i.id)).toEqual(['act', 'base']);
+  const m = await s.mount('act');
+  try {
+    expect(await readdir(m.path)).toEqual(['a']);
+  } finally {
+    await m.release();
+  }
+});
