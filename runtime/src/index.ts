@@ -36,8 +36,7 @@ export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, ty
 export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, type ImageMetaResolver, type ResolvedImageConfig, type ResolveImageConfigOptions } from './registry/meta-resolver.js';
 export type { Executor, ExecRequest, ExecResult, ExecMount, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode } from './api/executor.js';
 export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
-export { resolveUser, parsePasswd, parseGroup, type ResolvedUser, type RootFileReader } from './executor/user.js';
-export { buildSpec, boundingCapabilities, DEFAULT_CAPABILITIES, ALL_CAPABILITIES, type SpecInput, type OciMount } from './executor/spec.js';
+export { DEFAULT_CAPABILITIES } from './executor/spec.js';
 export { parseOutputSpec, EXPORT_TYPES, type ExportSpec, type ExportCompression } from './exporter/spec.js';
 export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';
 export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings } from './exporter/image-exporters.js';
