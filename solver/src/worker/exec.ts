@@ -7,7 +7,11 @@ import { ExecFailedError, type WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { emptySnapshot } from './sources.js';
-import { dirSize, newSnapshotId, snapshotSize } from './snapshots.js';
+import { dirSize, newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
 
 /** Per-id locks and use counts of cache mounts (`sharing=locked|private`). */
 export class CacheMounts {
@@ -24,27 +28,33 @@ export class CacheMounts {
     return join(this.#root, safeName(id));
   }
 
-  /** Acquires the directory of cache mount `id`; returns it and the release function. */
-  async acquire(id: string, sharing: number): Promise<{ dir: string; release: () => Promise<void> }> {
+  /**
+   * Acquires the directory of cache mount `id` (BuildKit's sharing modes): `shared` hands the same
+   * directory to every concurrent user; `locked` waits until the current user releases it;
+   * `private` hands a concurrent user a fresh throw-away directory. `created` is true when the
+   * directory is new (empty), so a `from` input can seed it.
+   */
+  async acquire(id: string, sharing: number): Promise<{ dir: string; created: boolean; release: () => Promise<void> }> {
     const safe = safeName(id);
     const dir = join(this.#root, safe);
-    await mkdir(dir, { recursive: true });
+    const created = (await mkdir(dir, { recursive: true })) !== undefined;
     if (sharing === CacheSharingOpt.LOCKED) {
       const prev = this.#locked.get(dir) ?? Promise.resolve();
       let unlock: () => void = () => undefined;
       const mine = new Promise<void>((r) => (unlock = r));
       this.#locked.set(dir, prev.then(() => mine));
       await prev;
-      return { dir, release: async () => unlock() };
+      return { dir, created, release: async () => unlock() };
     }
     if (sharing === CacheSharingOpt.PRIVATE && (this.#inUse.get(dir) ?? 0) > 0) {
       // Another build holds it: this one gets a private, throw-away directory (BuildKit creates a new ref).
       const tmp = await mkdtemp(join(this.#root, `${safe}.private-`));
-      return { dir: tmp, release: () => rm(tmp, { recursive: true, force: true }) };
+      return { dir: tmp, created: true, release: () => rm(tmp, { recursive: true, force: true }) };
     }
     this.#inUse.set(dir, (this.#inUse.get(dir) ?? 0) + 1);
     return {
       dir,
+      created,
       release: async () => {
         this.#inUse.set(dir, (this.#inUse.get(dir) ?? 1) - 1);
       },
@@ -109,6 +119,15 @@ export async function runExec(
             deps.recordUsage({ snapshot: `cachemount:${cacheId}`, size: await dirSize(cacheMounts.dirOf(cacheId)), description: `cache mount ${cacheId}`, kind: 'exec.cachemount' });
           }
         });
+        if (c.created && input >= 0) {
+          // `from`/`source`: a new cache directory starts as a copy of the input's subpath.
+          const from = inputs[input];
+          if (from !== undefined) {
+            await withMounted(s, from.snapshot, ctx.signal, (path) =>
+              execFileP('cp', ['-a', `${join(path, cleanSelector(m.selector))}/.`, `${c.dir}/`]).then(() => undefined),
+            );
+          }
+        }
         mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
         prepared.push({ mount: m });
         continue;
@@ -185,11 +204,21 @@ export async function runExec(
       }
     }
     if (rootfs === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no root mount');
+    // Secrets exposed as environment variables of this exec only (RUN --mount=type=secret,env=…).
+    const env = [...(meta.env ?? [])];
+    for (const se of op.secretenv ?? []) {
+      const data = deps.secrets?.[se.id ?? ''];
+      if (data === undefined) {
+        if (se.optional === true) continue;
+        throw new SolverError('SOLVER_INVALID_DEFINITION', `secret ${se.id ?? ''} not found`, { hint: `pass --secret id=${se.id ?? ''},src=FILE` });
+      }
+      env.push(`${se.name ?? ''}=${Buffer.from(data).toString('utf8')}`);
+    }
     const network: NetworkMode = op.network === NetMode.NONE ? 'none' : 'host';
     const result = await deps.executor.run({
       rootfs,
       readonlyRootfs: readonlyRoot,
-      process: { args, env: meta.env ?? [], ...(meta.cwd === undefined ? {} : { cwd: meta.cwd }), ...(meta.user === undefined || meta.user === '' ? {} : { user: meta.user }) },
+      process: { args, env, ...(meta.cwd === undefined ? {} : { cwd: meta.cwd }), ...(meta.user === undefined || meta.user === '' ? {} : { user: meta.user }) },
       mounts,
       network,
       security: op.security === SecurityMode.INSECURE ? 'insecure' : 'sandbox',

@@ -55,6 +55,7 @@ beforeAll(async () => {
     unpackLayer,
     applyFileAction,
     localDirs: { context: ctxDir },
+    secrets: { tok: new TextEncoder().encode('sekrit') },
     recordUsage: (r) => store.upsertRecord(r),
   });
   const store: CacheStore = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id) => worker.releaseSnapshot(id) });
@@ -176,10 +177,30 @@ describe('RuntimeWorker + Solver with real runc', () => {
     await expect(readFile(join(ctxDir, 'sub', 'ignored'))).rejects.toMatchObject({ code: 'ENOENT' });
   }, 120_000);
 
+  test('secret as an env var of one RUN, and a cache mount seeded from an input', async () => {
+    const ops: Op[] = [{ kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } }];
+    ops.push({
+      kind: 'exec',
+      inputs: [ref(ops, 0)],
+      exec: {
+        meta: { args: ['/bin/sh', '-c', 'test "$TOKEN" = sekrit && echo ok > /ok; cat /seed/passwd | head -1 > /seeded'], env: ENV, cwd: '/' },
+        mounts: [
+          { input: 0, dest: '/', output: 0 },
+          { input: 0, selector: '/etc', dest: '/seed', mountType: MountType.CACHE, cacheOpt: { id: 'seeded' }, output: -1 },
+        ],
+        secretenv: [{ id: 'tok', name: 'TOKEN' }],
+      },
+    });
+    const r = await solve(definition(ops, {}));
+    expect(await readResult(r, 'ok')).toBe('ok\n');
+    expect(await readResult(r, 'seeded')).toBe('root:x:0:0:root:/root:/bin/sh\n');
+  }, 120_000);
+
   test('du lists the cache mount; prune --all releases every snapshot and the cache mount directory', async () => {
     const du = solver.du();
-    expect(du.find((u) => u.kind === 'exec.cachemount')).toMatchObject({ snapshot: 'cachemount:it-cache' });
-    expect(du.find((u) => u.kind === 'exec.cachemount')?.size).toBeGreaterThan(0);
+    const mountsDu = du.filter((u) => u.kind === 'exec.cachemount');
+    expect(mountsDu.map((u) => u.snapshot).sort()).toEqual(['cachemount:it-cache', 'cachemount:seeded']);
+    expect(mountsDu.every((u) => u.size > 0)).toBe(true);
     // Results still held by a caller are in use and survive a prune.
     expect((await solver.prune({ all: true })).length).toBe(du.filter((u) => !u.inUse).length);
     for (const r of held.splice(0)) r.release();
