@@ -65,6 +65,14 @@ describe('PlainRenderer', () => {
     );
   });
 
+  test('a cancelled vertex prints CANCELED', () => {
+    const out = run([
+      { kind: 'vertex.started', vertex: A, name: 'RUN sleep 100', time: T },
+      { kind: 'vertex.error', vertex: A, error: 'cancelled', time: T + 500 },
+    ]);
+    expect(out).toBe('#1 RUN sleep 100\n#1 CANCELED\n');
+  });
+
   test('a vertex reported twice (shared between builds) prints DONE once', () => {
     const out = run([
       { kind: 'vertex.started', vertex: A, name: 'a', time: T },

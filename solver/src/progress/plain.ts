@@ -90,7 +90,8 @@ export class PlainRenderer implements ProgressRenderer {
         v.finished = true;
         this.#focus(ev.vertex, v);
         this.#flushPartial(v, ev.time);
-        this.#out.write(`#${v.index} ERROR: ${ev.error}\n`);
+        // BuildKit prints a vertex stopped by cancellation as CANCELED, not as an error.
+        this.#out.write(ev.error === 'cancelled' ? `#${v.index} CANCELED\n` : `#${v.index} ERROR: ${ev.error}\n`);
         return;
       }
       case 'log': {
