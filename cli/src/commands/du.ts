@@ -1,4 +1,3 @@
-import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CacheStore, formatBytes, type DiskUsageRecord } from '@kiln/solver';
@@ -15,7 +14,10 @@ export interface UsageRow {
   readonly description: string;
 }
 
-/** Cache records of the solver plus cache mounts (`RUN --mount=type=cache`) under `root`. */
+/**
+ * Cache records under `root`: op results, local-source snapshots and cache mounts
+ * (`RUN --mount=type=cache`, kind `exec.cachemount`), most recently used first.
+ */
 export async function diskUsage(root: string): Promise<UsageRow[]> {
   const store = CacheStore.open({ path: join(root, 'cache', 'solver.db') });
   let records: DiskUsageRecord[];
@@ -24,41 +26,9 @@ export async function diskUsage(root: string): Promise<UsageRow[]> {
   } finally {
     store.close();
   }
-  const rows: UsageRow[] = records.map((r) => ({
-    id: r.snapshot,
-    kind: r.kind,
-    size: r.size,
-    reclaimable: !r.inUse,
-    lastUsed: r.lastUsed,
-    description: r.description,
-  }));
-  for (const m of await cacheMounts(root)) rows.push(m);
-  return rows.sort((a, b) => b.lastUsed - a.lastUsed);
-}
-
-/** The cache-mount directories (`<root>/solver/cachemounts/<id>`), sized on disk. */
-export async function cacheMounts(root: string): Promise<UsageRow[]> {
-  const dir = join(root, 'solver', 'cachemounts');
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const out: UsageRow[] = [];
-  for (const n of names) {
-    const p = join(dir, n);
-    const st = await stat(p).catch(() => undefined);
-    if (st === undefined || !st.isDirectory()) continue;
-    out.push({ id: `cachemount:${n}`, kind: 'exec.cachemount', size: await dirSize(p), reclaimable: true, lastUsed: st.mtimeMs, description: `cache mount ${n}` });
-  }
-  return out;
-}
-
-async function dirSize(dir: string): Promise<number> {
-  let total = 0;
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) total += await dirSize(p);
-    else if (e.isFile()) total += (await stat(p).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
+  return records
+    .map((r) => ({ id: r.snapshot, kind: r.kind, size: r.size, reclaimable: !r.inUse, lastUsed: r.lastUsed, description: r.description }))
+    .sort((a, b) => b.lastUsed - a.lastUsed);
 }
 
 /** Registers `kiln du [--verbose]`: build cache usage, like `buildctl du`. */

@@ -16,6 +16,7 @@ import {
 } from '@kiln/runtime';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
+import { normalizingWorker } from './worker.js';
 
 /** Options of {@link KilnEngine.open}. */
 export interface EngineOptions {
@@ -61,7 +62,8 @@ export class KilnEngine {
   readonly layers: LayerCache;
   readonly meta: StoreFirstMetaResolver;
   readonly #parallelism: number | undefined;
-  #release: ((id: string) => Promise<void>) | undefined;
+  /** Deletes what the cache store drops: snapshots, and `cachemount:<id>` directories. */
+  readonly #releaser: RuntimeWorker;
 
   private constructor(opts: EngineOptions, content: ContentStore, images: ImageStore, snapshotter: LocalSnapshotter) {
     this.root = opts.root;
@@ -73,14 +75,12 @@ export class KilnEngine {
     this.cache = CacheStore.open({
       path: join(opts.root, 'cache', 'solver.db'),
       // Snapshots the cache store drops are removed (kept while a child still stacks on them).
-      releaseSnapshot: async (id) => {
-        if (this.#release !== undefined) await this.#release(id);
-        else await this.snapshotter.remove(id).catch(() => undefined);
-      },
+      releaseSnapshot: (id) => this.#releaser.releaseSnapshot(id),
     });
     this.layers = new LayerCache(opts.root, content, snapshotter);
     this.meta = new StoreFirstMetaResolver(images, content, this.registry);
     this.#parallelism = opts.parallelism;
+    this.#releaser = new RuntimeWorker(this.workerDeps({ localDirs: {} }));
   }
 
   /** Opens (creating if needed) every store under `opts.root`. */
@@ -94,8 +94,7 @@ export class KilnEngine {
   /** A solver whose worker runs ops of one build session on this engine's runtime. */
   solver(session: BuildSession): Solver {
     const worker = new RuntimeWorker(this.workerDeps(session));
-    this.#release = (id) => worker.releaseSnapshot(id);
-    return new Solver({ worker, store: this.cache, ...(this.#parallelism === undefined ? {} : { parallelism: this.#parallelism }) });
+    return new Solver({ worker: normalizingWorker(worker), store: this.cache, ...(this.#parallelism === undefined ? {} : { parallelism: this.#parallelism }) });
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */
@@ -117,6 +116,8 @@ export class KilnEngine {
       ...(session.secrets === undefined ? {} : { secrets: session.secrets }),
       ...(session.ssh === undefined ? {} : { ssh: session.ssh }),
       ...(session.allowInsecure === undefined ? {} : { allowInsecure: session.allowInsecure }),
+      // Cache mounts are listed by `kiln du` and removed by `kiln prune` through the cache store.
+      recordUsage: (rec) => this.cache.upsertRecord(rec),
       platform,
     };
   }

@@ -1,0 +1,150 @@
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
+
+/** The repository root and the CLI entry a user runs. */
+export const repo = join(import.meta.dirname, '../../..');
+export const kilnBin = join(repo, 'cli/bin/kiln.js');
+
+/** Fails with the install command when a tool the end-to-end tests use is missing. */
+export function requireTools(): void {
+  const need: Array<[string, string]> = [
+    ['runc', 'runc'],
+    ['skopeo', 'skopeo'],
+    ['umoci', 'umoci'],
+    ['docker-registry', 'docker-registry'],
+  ];
+  const missing = need.filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0).map(([, pkg]) => pkg);
+  if (!existsSync('/bin/busybox')) missing.push('busybox-static');
+  if (missing.length > 0) throw new Error(`missing prerequisites: apt-get install -y ${missing.join(' ')}`);
+  if (process.getuid?.() !== 0) throw new Error('the end-to-end build tests run runc and mount overlayfs: run them as root');
+}
+
+/** Compiles the CLI and what it references (incremental), as a user would before running it. */
+export function compileCli(): void {
+  execFileSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
+}
+
+/** A temp dir that holds a kiln root with the busybox base image (`busybox`) and a logging runc. */
+export interface KilnSandbox {
+  readonly dir: string;
+  readonly root: string;
+  /** Where the runc wrapper appends one line per invocation. */
+  readonly runcLog: string;
+  /** PATH with the runc wrapper first. */
+  readonly path: string;
+  /** `runc run` invocations logged so far (containers started). */
+  containersStarted(): Promise<number>;
+  cleanup(): Promise<void>;
+}
+
+/** Makes a sandbox: temp dir, kiln root, busybox image from busybox-static, runc wrapper. */
+export async function makeSandbox(): Promise<KilnSandbox> {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-e2e-'));
+  const root = join(dir, 'root');
+  const content = await ContentStore.open(root);
+  const images = await ImageStore.open(root);
+  await createBusyboxImage(content, { names: ['docker.io/library/busybox:latest'], images });
+  const binDir = join(dir, 'bin');
+  await mkdir(binDir);
+  const runcLog = join(dir, 'runc.log');
+  const realRunc = execFileSync('sh', ['-c', 'command -v runc'], { encoding: 'utf8' }).trim();
+  await writeFile(join(binDir, 'runc'), `#!/bin/sh\necho "$*" >> ${runcLog}\nexec ${realRunc} "$@"\n`);
+  await chmod(join(binDir, 'runc'), 0o755);
+  return {
+    dir,
+    root,
+    runcLog,
+    path: `${binDir}:${process.env['PATH'] ?? ''}`,
+    async containersStarted() {
+      const text = await readFile(runcLog, 'utf8').catch(() => '');
+      return text.split('\n').filter((l) => / run --bundle /.test(` ${l}`)).length;
+    },
+    async cleanup() {
+      // Leftover mounts would make rm fail; the engine unmounts everything it mounted.
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Writes files (path → content) under `dir`. */
+export async function writeTree(dir: string, files: Readonly<Record<string, string>>): Promise<void> {
+  for (const [p, content] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, p)), { recursive: true });
+    await writeFile(join(dir, p), content);
+  }
+}
+
+/** The outcome of one `node cli/bin/kiln.js …` process. */
+export interface KilnRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the real CLI as a separate process with the sandbox's PATH (logging runc). */
+export function runKiln(sb: KilnSandbox, args: readonly string[], opts: { env?: Record<string, string>; onStderr?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {}): Promise<KilnRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [kilnBin, ...args], {
+      env: { ...process.env, PATH: sb.path, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      opts.onStderr?.(stderr, child);
+    });
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** One vertex of a `--progress rawjson` stream, merged over its updates. */
+export interface RawVertex {
+  readonly digest: string;
+  readonly name: string;
+  readonly started?: number;
+  readonly completed?: number;
+  readonly cached: boolean;
+  readonly error?: string;
+}
+
+/** Parses `--progress rawjson` output (BuildKit SolveStatus lines) into vertices by digest. */
+export function parseRawJson(text: string): RawVertex[] {
+  const byDigest = new Map<string, { digest: string; name: string; started?: number; completed?: number; cached: boolean; error?: string }>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const obj = JSON.parse(line) as { vertexes?: Array<{ digest: string; name: string; started?: string; completed?: string; cached?: boolean; error?: string }> };
+    for (const v of obj.vertexes ?? []) {
+      const cur = byDigest.get(v.digest) ?? { digest: v.digest, name: v.name, cached: false };
+      if (v.started !== undefined) cur.started = Date.parse(v.started);
+      if (v.completed !== undefined) cur.completed = Date.parse(v.completed);
+      if (v.cached === true) cur.cached = true;
+      if (v.error !== undefined) cur.error = v.error;
+      byDigest.set(v.digest, cur);
+    }
+  }
+  return [...byDigest.values()];
+}
+
+/** Decoded log lines of a rawjson stream, by vertex digest. */
+export function rawJsonLogs(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const obj = JSON.parse(line) as { logs?: Array<{ vertex: string; data: string }> };
+    for (const l of obj.logs ?? []) out.set(l.vertex, (out.get(l.vertex) ?? '') + Buffer.from(l.data, 'base64').toString());
+  }
+  return out;
+}
+
+/** A unique token so each test's Dockerfile has its own cache keys in a shared root. */
+export function token(): string {
+  return `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}

@@ -1,0 +1,232 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ImageStore } from '@kiln/runtime';
+import { startRegistry } from '../../../runtime/test/helpers/registry.js';
+import { compileCli, makeSandbox, parseRawJson, rawJsonLogs, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+
+let sb: KilnSandbox;
+
+beforeAll(async () => {
+  requireTools();
+  compileCli();
+  sb = await makeSandbox();
+}, 300_000);
+
+afterAll(async () => {
+  await sb?.cleanup();
+});
+
+/** Overlap of two [started, completed] intervals in ms (negative: none). */
+function overlapMs(a: { started?: number; completed?: number }, b: { started?: number; completed?: number }): number {
+  if (a.started === undefined || a.completed === undefined || b.started === undefined || b.completed === undefined) return -1;
+  return Math.min(a.completed, b.completed) - Math.max(a.started, b.started);
+}
+
+describe('kiln build (real runc, busybox base from busybox-static)', () => {
+  test('independent stages run in parallel; result checked with umoci; unchanged rebuild starts no container', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `multi-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: [
+        'FROM busybox AS left',
+        `RUN sleep 1 && echo left-${t} > /left.txt`,
+        'FROM busybox AS right',
+        `RUN sleep 1 && echo right-${t} > /right.txt`,
+        'FROM busybox',
+        'COPY --from=left /left.txt /out/',
+        'COPY --from=right /right.txt /out/',
+        'CMD ["cat", "/out/left.txt"]',
+        '',
+      ].join('\n'),
+    });
+    const layout = join(sb.dir, `multi-${t}.oci`);
+    const before = await sb.containersStarted();
+    const first = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--output', `type=oci,dest=${layout},tar=false,name=multi:${t}`]);
+    expect(first.stderr).not.toMatch(/\n\s+at /);
+    expect(first.code).toBe(0);
+    expect((await sb.containersStarted()) - before).toBe(2);
+
+    // Evidence of parallelism from the progress stream: both RUN vertices' intervals overlap.
+    const vertices = parseRawJson(first.stderr);
+    const left = vertices.find((v) => v.name.startsWith('[left ') && v.name.includes('RUN'));
+    const right = vertices.find((v) => v.name.startsWith('[right ') && v.name.includes('RUN'));
+    expect(left?.cached).toBe(false);
+    expect(right?.cached).toBe(false);
+    expect(overlapMs(left ?? {}, right ?? {})).toBeGreaterThan(500);
+
+    // umoci unpacks the exported layout: the files of both stages are in the final image.
+    const bundle = join(sb.dir, `bundle-${t}`);
+    execFileSync('umoci', ['unpack', '--image', `${layout}:${`multi:${t}`.split(':')[1]}`, bundle], { stdio: 'pipe' });
+    expect(await readFile(join(bundle, 'rootfs/out/left.txt'), 'utf8')).toBe(`left-${t}\n`);
+    expect(await readFile(join(bundle, 'rootfs/out/right.txt'), 'utf8')).toBe(`right-${t}\n`);
+    expect((await readdir(join(bundle, 'rootfs/bin'))).includes('busybox')).toBe(true);
+    const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[] } };
+    expect(config.process.args).toEqual(['cat', '/out/left.txt']);
+
+    // Unchanged rebuild: every op vertex CACHED and no container started.
+    const again = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson']);
+    expect(again.code).toBe(0);
+    // Local sources are re-synced every build (BuildKit's `[internal] load build context`); ops are cached.
+    const ops = parseRawJson(again.stderr).filter((v) => !v.name.startsWith('[internal]') && !v.name.startsWith('local://') && !v.name.startsWith('exporting'));
+    expect(ops.length).toBeGreaterThanOrEqual(5);
+    expect(ops.filter((v) => !v.cached).map((v) => v.name)).toEqual([]);
+    expect((await sb.containersStarted()) - before).toBe(2);
+  });
+
+  test('a one-file context change re-runs only the steps that depend on it', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `change-${t}`);
+    await writeTree(ctx, {
+      'a.txt': `a-${t}\n`,
+      'b.txt': `b-${t}\n`,
+      'unrelated.txt': 'never copied\n',
+      Dockerfile: [
+        'FROM busybox',
+        'COPY a.txt /a.txt',
+        `RUN cat /a.txt > /a.out # ${t}`,
+        'COPY b.txt /b.txt',
+        'RUN cat /b.txt > /b.out',
+        '',
+      ].join('\n'),
+    });
+    const out1 = join(sb.dir, `change-${t}-1`);
+    const first = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--output', `type=local,dest=${out1}`]);
+    expect(first.code).toBe(0);
+    expect(await readFile(join(out1, 'b.out'), 'utf8')).toBe(`b-${t}\n`);
+
+    // An unrelated file changes: still everything cached.
+    await writeFile(join(ctx, 'unrelated.txt'), 'changed, but nothing copies it\n');
+    const n0 = await sb.containersStarted();
+    const unrelated = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson']);
+    expect(unrelated.code).toBe(0);
+    expect(await sb.containersStarted()).toBe(n0);
+
+    // b.txt changes: COPY b.txt and the RUN after it re-run; the a-steps stay cached.
+    await writeFile(join(ctx, 'b.txt'), `b-changed-${t}\n`);
+    const out2 = join(sb.dir, `change-${t}-2`);
+    const second = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--output', `type=local,dest=${out2}`]);
+    expect(second.code).toBe(0);
+    const vs = parseRawJson(second.stderr);
+    const named = (s: string): boolean | undefined => vs.find((v) => v.name.includes(s))?.cached;
+    expect(named('COPY a.txt')).toBe(true);
+    expect(named('RUN cat /a.txt')).toBe(true);
+    expect(named('COPY b.txt')).toBe(false);
+    expect(named('RUN cat /b.txt')).toBe(false);
+    expect((await sb.containersStarted()) - n0).toBe(1);
+    expect(await readFile(join(out2, 'b.out'), 'utf8')).toBe(`b-changed-${t}\n`);
+    expect(await readFile(join(out2, 'a.out'), 'utf8')).toBe(`a-${t}\n`);
+  });
+
+  test('a failing RUN: Dockerfile line, command, exit code and last output, exit status 1, no stack trace', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `fail-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: ['FROM busybox', `RUN echo ok-${t}`, `RUN echo "first line ${t}" && echo "last words ${t}" >&2 && exit 3`, 'RUN echo never', ''].join('\n'),
+    });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain']);
+    expect(r.code).toBe(1);
+    const report = r.stderr.slice(r.stderr.indexOf('kiln: error'));
+    expect(report).toContain('Dockerfile:3:');
+    expect(report).toContain(`RUN echo "first line ${t}"`);
+    expect(report).toContain(`/bin/sh -c echo "first line ${t}" && echo "last words ${t}" >&2 && exit 3`);
+    expect(report).toContain('exit code: 3');
+    expect(report).toContain(`last words ${t}`);
+    expect(report).toContain(`first line ${t}`);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  test('a Dockerfile error points at FILE:LINE:COL and exits 1', async () => {
+    const ctx = join(sb.dir, `syntax-${token()}`);
+    await writeTree(ctx, { 'build.Dockerfile': 'FROM busybox\nRUNN echo hi\n' });
+    const r = await runKiln(sb, ['build', ctx, '-f', join(ctx, 'build.Dockerfile'), '--root', sb.root, '--progress', 'plain']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/build\.Dockerfile:2:1: .*RUNN/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  test('-t stores the image in the kiln image store; --secret and --build-arg reach the RUN; the secret stays out of the image', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `tag-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: [
+        'FROM busybox',
+        'ARG WHO',
+        `RUN --mount=type=secret,id=tok test "$(sha256sum < /run/secrets/tok | cut -d' ' -f1)" = "${createHash('sha256').update(`s3cr3t-${t}`).digest('hex')}" && echo "hello $WHO" > /who.txt`,
+        '',
+      ].join('\n'),
+    });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', `tagged-${t}:v1`, '--build-arg', `WHO=${t}`, '--secret', 'id=tok,env=KILN_TEST_TOKEN'], {
+      env: { KILN_TEST_TOKEN: `s3cr3t-${t}` },
+    });
+    expect(r.stderr).not.toContain(`s3cr3t-${t}`);
+    expect(r.code).toBe(0);
+    const images = await ImageStore.open(sb.root);
+    const rec = await images.get(`docker.io/library/tagged-${t}:v1`);
+    expect(rec?.target.digest).toMatch(/^sha256:/);
+    const layout = join(sb.dir, `tag-${t}.oci`);
+    const exp = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-arg', `WHO=${t}`, '--secret', 'id=tok,env=KILN_TEST_TOKEN', '--output', `type=oci,dest=${layout},tar=false,name=x:1`], {
+      env: { KILN_TEST_TOKEN: `s3cr3t-${t}` },
+    });
+    expect(exp.code).toBe(0);
+    const bundle = join(sb.dir, `tag-bundle-${t}`);
+    execFileSync('umoci', ['unpack', '--image', `${layout}:1`, bundle], { stdio: 'pipe' });
+    expect(await readFile(join(bundle, 'rootfs/who.txt'), 'utf8')).toBe(`hello ${t}\n`);
+    // The secret is in no exported byte (layers are gzip: search the unpacked rootfs too) and not under the kiln root.
+    const grep = execFileSync('sh', ['-c', `grep -r -l -a "s3cr3t-${t}" ${layout} ${bundle} ${sb.root} || true`], { encoding: 'utf8' });
+    expect(grep).toBe('');
+  });
+
+  test('push to a real registry, pull back with skopeo', async () => {
+    const registry = await startRegistry();
+    try {
+      const t = token();
+      const ctx = join(sb.dir, `push-${t}`);
+      await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN echo pushed-${t} > /pushed.txt`, 'CMD ["cat", "/pushed.txt"]', ''].join('\n') });
+      const ref = `${registry.host}/kiln/e2e:${t}`;
+      const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', ref, '--push']);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain(`pushed ${ref}`);
+      const inspect = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', '--config', `docker://${ref}`], { encoding: 'utf8' })) as { config: { Cmd: string[] } };
+      expect(inspect.config.Cmd).toEqual(['cat', '/pushed.txt']);
+      const pulled = join(sb.dir, `pulled-${t}`);
+      execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${pulled}:${t}`], { stdio: 'pipe' });
+      const bundle = join(sb.dir, `pulled-bundle-${t}`);
+      execFileSync('umoci', ['unpack', '--image', `${pulled}:${t}`, bundle], { stdio: 'pipe' });
+      expect(await readFile(join(bundle, 'rootfs/pushed.txt'), 'utf8')).toBe(`pushed-${t}\n`);
+    } finally {
+      await registry.stop();
+    }
+  });
+
+  test('Ctrl-C (SIGINT) aborts the build: exit 130, no container left, the next build works', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `sigint-${t}`);
+    await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN echo started-${t} && sleep 60`, ''].join('\n') });
+    let sent = false;
+    const t0 = Date.now();
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson'], {
+      onStderr: (text, child) => {
+        if (sent) return;
+        const logs = [...rawJsonLogs(text).values()].join('');
+        if (logs.includes(`started-${t}`)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      },
+    });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(130);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(r.stderr).toContain('interrupted');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const list = execFileSync('runc', ['--root', join(sb.root, 'runc'), 'list', '-q'], { encoding: 'utf8' });
+    expect(list.trim()).toBe('');
+    // The cache store is still usable.
+    const next = await runKiln(sb, ['du', '--root', sb.root]);
+    expect(next.code).toBe(0);
+    expect(next.stdout).toContain('Total:');
+  });
+});
