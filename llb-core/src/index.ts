@@ -157,3 +157,4 @@ export {
   type Frontend,
   ResultMetadataKey,
 } from './frontend.js';
+export { fromDefinition } from './state/definition-op.js';
