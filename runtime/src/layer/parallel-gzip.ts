@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { crc32, deflateRawSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 
 /** Options for {@link ParallelGzip}. */
 export interface ParallelGzipOptions {
@@ -20,11 +20,23 @@ export interface ParallelGzipOptions {
 
 // Runs in each worker (eval'd source, so it works from both the TS sources and dist).
 // Gets {id, buf, len}; answers {id, out, buf} and hands the input buffer back for reuse.
+// Runs in each worker (eval'd source, so it works from both the TS sources and dist).
+// Gets {id, buf, len, level, probe}; answers {id, out, buf} with the deflated member, or
+// {id, stored: true, crc, buf} when the block does not compress (the main thread frames it from
+// its own copy). The input buffer is handed back for reuse either way.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const zlib = require('node:zlib');
 parentPort.on('message', (m) => {
-  const out = zlib.gzipSync(m.buf.subarray(0, m.len), { level: m.level });
+  const data = m.buf.subarray(0, m.len);
+  if (m.probe > 0 && m.len > m.probe && typeof zlib.crc32 === 'function') {
+    const sample = zlib.deflateRawSync(data.subarray(0, m.probe), { level: m.level });
+    if (sample.length > m.probe * 0.98) {
+      parentPort.postMessage({ id: m.id, stored: true, crc: zlib.crc32(data), buf: m.buf }, [m.buf.buffer]);
+      return;
+    }
+  }
+  const out = zlib.gzipSync(data, { level: m.level });
   const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
   parentPort.postMessage({ id: m.id, out, buf: m.buf }, whole ? [out.buffer, m.buf.buffer] : [m.buf.buffer]);
 });
@@ -37,15 +49,17 @@ interface Job {
   readonly id: number;
   readonly buf: Uint8Array;
   readonly len: number;
+  /** The block as it arrived, kept to frame a stored member without another copy. */
+  readonly parts: readonly Buffer[];
 }
 
 /**
  * A gzip compressor that deflates independent blocks on worker threads, like pigz without the
  * shared dictionary: the output is a series of gzip members, which every gzip reader (Go's
  * `compress/gzip`, `gzip -d`, zlib) reads as one stream. Members are emitted in input order and
- * the bytes do not depend on the number of workers. Incompressible blocks are framed as stored
- * deflate blocks on the main thread without copying. Block buffers are pooled: fresh memory costs
- * page faults, which are slow in VMs.
+ * the bytes do not depend on the number of workers. Workers also detect incompressible blocks
+ * (and CRC them); those are framed as stored deflate blocks from the main thread's own chunks.
+ * Block buffers are pooled: fresh memory costs page faults, which are slow in VMs.
  */
 export class ParallelGzip extends Transform {
   readonly #level: number;
@@ -58,6 +72,7 @@ export class ParallelGzip extends Transform {
   #nextOut = 0;
   #done = new Map<number, Buffer[]>();
   #queue: Job[] = [];
+  #running = new Map<number, Job>();
   #idle: Worker[] = [];
   #workers: Worker[] = [];
   #pool: Uint8Array[] = [];
@@ -106,10 +121,6 @@ export class ParallelGzip extends Transform {
     this.#pendingLen = 0;
     const id = this.#nextId++;
     this.#inflight += 1;
-    if (this.#probe && len > PROBE && incompressible(parts, this.#level)) {
-      this.#complete(id, storedMember(parts, len));
-      return;
-    }
     if (this.#nextId === 1 && len < this.#blockSize) {
       // A layer smaller than one block: compress inline, never start a thread.
       this.#complete(id, [gzipSync(Buffer.concat(parts, len), { level: this.#level })]);
@@ -121,7 +132,7 @@ export class ParallelGzip extends Transform {
       buf.set(p, o);
       o += p.length;
     }
-    this.#queue.push({ id, buf, len });
+    this.#queue.push({ id, buf, len, parts });
     this.#pump();
   }
 
@@ -131,17 +142,24 @@ export class ParallelGzip extends Transform {
       if (w === undefined && this.#workers.length < this.#nWorkers) w = this.#spawn();
       if (w === undefined) return;
       const job = this.#queue.shift() as Job;
-      w.postMessage({ id: job.id, buf: job.buf, len: job.len, level: this.#level }, [job.buf.buffer as ArrayBuffer]);
+      this.#running.set(job.id, job);
+      w.postMessage(
+        { id: job.id, buf: job.buf, len: job.len, level: this.#level, probe: this.#probe ? PROBE : 0 },
+        [job.buf.buffer as ArrayBuffer],
+      );
     }
   }
 
   #spawn(): Worker {
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
-    w.on('message', (m: { id: number; out: Uint8Array; buf: Uint8Array }) => {
+    w.on('message', (m: { id: number; buf: Uint8Array; out?: Uint8Array; stored?: boolean; crc?: number }) => {
       this.#idle.push(w);
       this.#pool.push(m.buf);
-      this.#complete(m.id, [Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength)]);
+      const job = this.#running.get(m.id);
+      this.#running.delete(m.id);
+      if (m.stored === true && job !== undefined) this.#complete(m.id, storedMember(job.parts, job.len, m.crc ?? 0));
+      else if (m.out !== undefined) this.#complete(m.id, [Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength)]);
       this.#pump();
     });
     w.on('error', (e) => {
@@ -184,26 +202,17 @@ export class ParallelGzip extends Transform {
   }
 }
 
-/** Whether the first 64 KiB of a block shrink by less than 2% at `level`. */
-function incompressible(parts: readonly Buffer[], level: number): boolean {
-  const first = parts[0];
-  const sample = first !== undefined && first.length >= PROBE ? first.subarray(0, PROBE) : Buffer.concat(parts).subarray(0, PROBE);
-  return deflateRawSync(sample, { level }).length > PROBE * 0.98;
-}
-
 /** A gzip member of stored deflate blocks over `parts`, without copying them. */
-function storedMember(parts: readonly Buffer[], len: number): Buffer[] {
+function storedMember(parts: readonly Buffer[], len: number, crc: number): Buffer[] {
   const out: Buffer[] = [Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])];
   const pieces: Buffer[] = [];
   for (const p of parts) for (let o = 0; o < p.length; o += STORED_MAX) pieces.push(p.subarray(o, o + STORED_MAX));
-  let crc = 0;
   pieces.forEach((piece, i) => {
     const h = Buffer.allocUnsafe(5);
     h[0] = i === pieces.length - 1 ? 1 : 0;
     h.writeUInt16LE(piece.length, 1);
     h.writeUInt16LE(~piece.length & 0xffff, 3);
     out.push(h, piece);
-    crc = crc32(piece, crc);
   });
   const trailer = Buffer.allocUnsafe(8);
   trailer.writeUInt32LE(crc >>> 0, 0);
