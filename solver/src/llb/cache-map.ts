@@ -1,7 +1,7 @@
 import { opJson, type ChownOpt, type ExecOp, type FileOp, type FileOpAction, type Op, type PbPlatform } from '@kiln/llb-core';
 import { digestFromBytes } from '../cache/cache-key.js';
 import type { ChecksumOptions } from '../contenthash/tree.js';
-import { cleanPath } from '../local/clean-path.js';
+import { basePath, cleanPath } from '../local/clean-path.js';
 import type { CacheMap, CacheMapDep, WorkerRef } from '../scheduler/types.js';
 
 /** A path selection of one input (BuildKit's opsutils.Selector). */
@@ -88,7 +88,7 @@ export function execCacheMap(op: Op & { kind: 'exec' }, checksum: ChecksumFn): C
   }
   const deps: CacheMapDep[] = selectors.map((sels, i) => ({
     ...(sels.length > 0 ? { selector: digestFromBytes(sels.join('\0')) } : {}),
-    ...(noContent[i] === true ? {} : { computeDigest: contentHashFunc([...new Set(sels)].map((path) => ({ path })), checksum) }),
+    ...(noContent[i] === true ? {} : { computeDigest: contentHashFunc(dedupePathList(sels).map((path) => ({ path })), checksum) }),
   }));
   return { digest: digestFromBytes(json), deps };
 }
@@ -103,16 +103,43 @@ function actionJson(a: FileOpAction): string {
   return text.slice(at + marker.length, -'}}]}}}'.length);
 }
 
-/** BuildKit's isDefaultIndexes: actions chained in order with the conventional input/output numbering. */
-function isDefaultIndexes(idxs: ReadonlyArray<readonly [number, number, number]>, numInputs: number): boolean {
+/**
+ * BuildKit's isDefaultIndexes (ops/file.go), kept bug-for-bug: the common chain keeps the old
+ * checksum without indexes. Note it compares later inputs with `len(actions) + i - 1`.
+ */
+function isDefaultIndexes(idxs: ReadonlyArray<readonly [number, number, number]>): boolean {
   if (idxs.length === 0) return false;
-  let next = numInputs;
   return idxs.every(([input, secondary, output], i) => {
-    if (i === 0 ? input !== 0 : input !== next + i - 1) return false;
-    if (secondary !== -1 && secondary !== i + 1) return false;
-    if (i === idxs.length - 1 ? output !== 0 : output !== -1) return false;
+    if (i === 0 && input !== 0) return false;
+    if (i !== 0 && input !== idxs.length + (i - 1)) return false;
+    if (secondary !== -1 && secondary !== 1) return false;
+    if (i === idxs.length - 1 && output !== 0) return false;
+    if (i !== idxs.length - 1 && output !== -1) return false;
     return true;
   });
+}
+
+/** BuildKit's containsWildcards (Unix: `\` escapes the next byte). */
+function containsWildcards(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const ch = name[i];
+    if (ch === '\\') i++;
+    else if (ch === '*' || ch === '?' || ch === '[') return true;
+  }
+  return false;
+}
+
+const hasWildcardOrFilters = (s: Selector): boolean =>
+  s.wildcard === true || (s.includePatterns?.length ?? 0) > 0 || (s.excludePatterns?.length ?? 0) > 0;
+
+/** llbsolver dedupePaths: drops paths under another path of the list; sorted. */
+function dedupePathList(inp: readonly string[]): string[] {
+  const set = [...new Set(inp)];
+  return set.filter((p1) => !set.some((p2) => p1 !== p2 && p1.startsWith(`${p2}/`))).sort(goLess);
+}
+
+function goLess(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 /**
@@ -135,7 +162,7 @@ export function fileCacheMap(op: Op & { kind: 'file' }, checksum: ChecksumFn): C
       [o?.user, '/etc/passwd'],
       [o?.group, '/etc/group'],
     ] as const) {
-      if (u?.kind === 'byName' && (u.byName.input ?? 0) >= 0 && (u.byName.input ?? 0) < n) add(u.byName.input ?? 0, { path: file });
+      if (u?.kind === 'byName' && (u.byName.input ?? 0) >= 0 && (u.byName.input ?? 0) < n) add(u.byName.input ?? 0, { path: file, followLinks: true });
     }
   };
   const actions: string[] = [];
@@ -161,12 +188,12 @@ export function fileCacheMap(op: Op & { kind: 'file' }, checksum: ChecksumFn): C
         if (secondary !== -1 && secondary < n) {
           add(secondary, {
             path: c.src ?? '',
-            ...(c.allowWildcard === true ? { wildcard: true } : {}),
+            ...(c.allowWildcard === true && containsWildcards(c.src ?? '') ? { wildcard: true } : {}),
             ...(c.followSymlink === true ? { followLinks: true } : {}),
             ...(c.includePatterns === undefined ? {} : { includePatterns: c.includePatterns }),
             ...(c.excludePatterns === undefined ? {} : { excludePatterns: c.excludePatterns }),
           });
-          body = { ...a, action: { kind: 'copy', copy: { ...c, src: basename(c.src ?? '') } } };
+          body = { ...a, action: { kind: 'copy', copy: { ...c, src: basePath(c.src ?? '') } } };
         }
         break;
       }
@@ -175,30 +202,25 @@ export function fileCacheMap(op: Op & { kind: 'file' }, checksum: ChecksumFn): C
     actions.push(Buffer.from(actionJson(body), 'utf8').toString('base64'));
     indexes.push([input, secondary, a.output ?? 0]);
   }
-  const idx = isDefaultIndexes(indexes, n) ? '' : `,"indexes":[${indexes.map((t) => `[${t.join(',')}]`).join(',')}]`;
+  const idx = isDefaultIndexes(indexes) ? '' : `,"indexes":[${indexes.map((t) => `[${t.join(',')}]`).join(',')}]`;
   const json = `{"Type":"buildkit.file.v0","Actions":[${actions.map((s) => JSON.stringify(s)).join(',')}]${idx}}`;
   const deps: CacheMapDep[] = Array.from({ length: n }, (_, i) => {
     const sels = selectors.get(i);
     if (sels === undefined || invalid.has(i)) return {};
-    return { selector: digestFromBytes(sels.map((s) => s.path).join('\0')), computeDigest: contentHashFunc(dedupeSelectors(sels), checksum) };
+    // Selector digest: the paths in descending byte order, NUL-joined (ops/file.go sorts with `> 0`).
+    const paths = sels.map((s) => s.path).sort((a, b) => goLess(b, a));
+    return { selector: digestFromBytes(paths.join('\0')), computeDigest: contentHashFunc(dedupeSelectors(sels), checksum) };
   });
   return { digest: digestFromBytes(json), deps };
 }
 
-function basename(p: string): string {
-  const c = cleanPath(p);
-  const i = c.lastIndexOf('/');
-  return i >= 0 && c !== '/' ? c.slice(i + 1) : c;
-}
-
+/** ops/file.go dedupeSelectors: plain paths deduped (followLinks ones separately), then the filtered ones; by path. */
 function dedupeSelectors(sels: readonly Selector[]): Selector[] {
-  const seen = new Set<string>();
-  return sels.filter((s) => {
-    const k = JSON.stringify(s);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
+  const plain = dedupePathList(sels.filter((s) => !hasWildcardOrFilters(s) && s.followLinks !== true).map((s) => s.path));
+  const follow = dedupePathList(sels.filter((s) => !hasWildcardOrFilters(s) && s.followLinks === true).map((s) => s.path));
+  const out: Selector[] = [...plain.map((path) => ({ path })), ...follow.map((path) => ({ path, followLinks: true }))];
+  out.push(...sels.filter(hasWildcardOrFilters));
+  return out.sort((a, b) => goLess(a.path, b.path));
 }
 
 /** BuildKit source CacheMap: sha256("buildkit.source.v0:" + key); `session:` keys become `random:` (never cached). */
