@@ -2,6 +2,9 @@ import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { OutputLine } from '../api/executor.js';
 
+/** A line longer than this is emitted in pieces, so output without newlines cannot exhaust memory. */
+const MAX_LINE = 1 << 20;
+
 /** Calls `emit` for each line of `stream` as soon as its newline arrives; resolves at end of stream. */
 export function splitLines(stream: Readable, name: OutputLine['stream'], emit: (l: OutputLine) => void): Promise<void> {
   const decoder = new StringDecoder('utf8');
@@ -13,6 +16,10 @@ export function splitLines(stream: Readable, name: OutputLine['stream'], emit: (
       partial = parts.pop() ?? '';
       const time = Date.now();
       for (const line of parts) emit({ stream: name, line, time });
+      while (partial.length >= MAX_LINE) {
+        emit({ stream: name, line: partial.slice(0, MAX_LINE), time });
+        partial = partial.slice(MAX_LINE);
+      }
     });
     const end = (): void => {
       const rest = partial + decoder.end();
