@@ -55,8 +55,8 @@ export function defaultPlatform(): PbPlatform {
 /**
  * BuildKit v0.11 ops/exec.go CacheMap: sha256 of Go's JSON of
  * `{Type:"buildkit.exec.v0", Exec:<ExecOp without mount selectors, extra-host IPs, proxy env>, OS, Arch, Variant?}`;
- * per input the digest of its mount selectors, and a content hash only for read-only, non-root
- * mounts (writable and root mounts have NoContentBasedHash).
+ * per input the digest of its mount selectors, and a content hash (of the selected paths, links
+ * followed) unless a writable or root mount with an output uses it (NoContentBasedHash).
  */
 export function execCacheMap(op: Op & { kind: 'exec' }, checksum: ChecksumFn): CacheMap {
   const e = op.exec;
@@ -88,7 +88,7 @@ export function execCacheMap(op: Op & { kind: 'exec' }, checksum: ChecksumFn): C
   }
   const deps: CacheMapDep[] = selectors.map((sels, i) => ({
     ...(sels.length > 0 ? { selector: digestFromBytes(sels.join('\0')) } : {}),
-    ...(noContent[i] === true ? {} : { computeDigest: contentHashFunc(dedupePathList(sels).map((path) => ({ path })), checksum) }),
+    ...(noContent[i] === true ? {} : { computeDigest: contentHashFunc(dedupePathList(sels).map((path) => ({ path, followLinks: true })), checksum) }),
   }));
   return { digest: digestFromBytes(json), deps };
 }
