@@ -102,6 +102,9 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
     await unpackLayer(s, 'l1', undefined, await layerOf({ 'd/': null, 'd/a': 'a', 'd/b': 'b', 'x': 'x' }));
     await unpackLayer(s, 'l2', 'l1', await layerOf({ 'd/': null, 'd/.wh..wh..opq': '', 'd/c': 'c', '.wh.x': '' }));
     const s2 = new LocalSnapshotter({ root, driver });
+    const u = await s2.usage('l1');
+    expect(u.inodes).toBeGreaterThanOrEqual(4); // d, d/a, d/b, x (+ meta.json)
+    expect(u.size).toBeGreaterThan(0);
     expect((await s2.list()).map((i) => [i.id, i.parent ?? null])).toEqual([
       ['l1', null],
       ['l2', 'l1'],
