@@ -5,8 +5,20 @@ export interface CliIo {
   readonly stderr: { write(chunk: string | Uint8Array): unknown };
 }
 
-/** The real process streams. */
+let epipeHandled = false;
+
+/**
+ * The real process streams. A closed stdout pipe (`kiln dump-llb x | head`) ends the
+ * process quietly instead of crashing with an unhandled EPIPE.
+ */
 export function processIo(): CliIo {
+  if (!epipeHandled) {
+    epipeHandled = true;
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
 }
 

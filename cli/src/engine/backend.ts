@@ -49,14 +49,15 @@ export class SolverBackend implements SolveBackend {
     const side = new AbortController();
     const onAbort = (): void => side.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    const prefetched = root === undefined ? [] : joinInputs(root).map((edge) => this.#solver.build(edge, { ...common, signal: side.signal, ...(progress === undefined ? {} : { progress }) }));
+    // Their failures surface through the main build (it needs the same vertices); never unhandled.
+    const prefetched = root === undefined ? [] : joinInputs(root).map((edge) => this.#solver.build(edge, { ...common, signal: side.signal, ...(progress === undefined ? {} : { progress }) }).then((r) => r, () => undefined));
     let result;
     try {
       result = root === undefined ? undefined : await this.#solver.build(root, { ...common, ...(signal === undefined ? {} : { signal }), ...(progress === undefined ? {} : { progress }) });
     } finally {
       signal?.removeEventListener('abort', onAbort);
       side.abort();
-      for (const p of prefetched) p.then((r) => r.release(), () => undefined);
+      for (const p of prefetched) void p.then((r) => r?.release());
     }
     const ref =
       result === undefined

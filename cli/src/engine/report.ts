@@ -52,6 +52,8 @@ function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): strin
     for (const l of tail) lines.push(`  > ${l}`);
   }
   if (e.command === undefined && e.cause instanceof Error && e.cause.message !== e.message) lines.push(`cause: ${e.cause.message.split('\n')[0] ?? ''}`);
+  const hint = firstHint(e);
+  if (hint !== undefined) lines.push(`hint: ${hint}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -59,6 +61,14 @@ function findCause<T>(e: unknown, cls: abstract new (...args: never[]) => T): T 
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 8; depth++) {
     if (cur instanceof cls) return cur;
     cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return undefined;
+}
+
+function firstHint(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 8; depth++, cur = cur.cause) {
+    const h = (cur as { hint?: unknown }).hint;
+    if (typeof h === 'string' && h !== '') return h;
   }
   return undefined;
 }
