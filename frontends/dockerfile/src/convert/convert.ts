@@ -17,6 +17,7 @@ import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
 import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
 import { resolveStageBase } from './resolve.js';
 import { reachableStages, toCommand, validateCircularDependency } from './stage-graph.js';
+import { followPaths, predictContextPaths, sameFollowPaths } from './context-paths.js';
 import { dispatchWorkdir } from './workdir.js';
 
 function toMap(m: ConvertOptions['buildArgs']): Map<string, string> {
@@ -38,12 +39,6 @@ function proxyEnv(args: ReadonlyMap<string, string>): ProxyEnvValues | undefined
     }
   }
   return set ? pe : undefined;
-}
-
-/** Context paths → `local.followpaths` (BuildKit normalizeContextPaths); undefined = everything. */
-function followPaths(paths: ReadonlySet<string>): string[] | undefined {
-  if (paths.size === 0 || paths.has('/')) return undefined;
-  return [...paths].map((p) => p.replace(/^\/+/, '')).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 interface Snapshot {
@@ -255,9 +250,10 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   };
 
   const fromLocations = new Map(locations);
-  let ctxPaths = runPass(buildContext(undefined));
-  const paths = followPaths(ctxPaths);
-  if (paths !== undefined && contextOverride === undefined) ctxPaths = runPass(buildContext(paths));
+  const toDispatch = states.states.filter((d) => reachable.has(d) && !d.dispatched);
+  const predicted = followPaths(predictContextPaths(toDispatch, shlex));
+  const actual = followPaths(runPass(buildContext(predicted)));
+  if (!sameFollowPaths(predicted, actual) && contextOverride === undefined) runPass(buildContext(actual));
 
   const img = target.image;
   if (options.labels !== undefined && Object.keys(options.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...options.labels };

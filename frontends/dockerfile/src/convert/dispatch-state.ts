@@ -67,10 +67,13 @@ export class DispatchState {
 /** All stages, with the lookup rules of BuildKit's dispatchStates. */
 export class DispatchStates {
   readonly states: DispatchState[] = [];
+  /** Implicit stages (`COPY --from=<image>`, mount sources) by base name. */
+  readonly implicit = new Map<string, DispatchState>();
   private readonly byName = new Map<string, DispatchState>();
 
   /** Adds a stage; a stage whose base names an earlier stage gets it as `base`. */
   add(ds: DispatchState): void {
+    if (this.states.includes(ds)) return;
     this.states.push(ds);
     const base = this.byName.get(ds.baseName);
     if (base !== undefined) ds.base = base;
@@ -125,8 +128,16 @@ export interface ProxyEnvValues {
 
 /** The environment of a state as the shell lexer sees it. */
 export function envOf(state: State): Map<string, string> {
-  return new Map(state.values.env.map(([k, v]) => [k, v] as const));
+  // States share their values object until a value changes: one Map per distinct env.
+  const values = state.values;
+  let m = envCache.get(values);
+  if (m === undefined) {
+    m = new Map(values.env.map(([k, v]) => [k, v] as const));
+    envCache.set(values, m);
+  }
+  return m;
 }
+const envCache = new WeakMap<State['values'], Map<string, string>>();
 
 /** BuildKit's uppercaseCmd: upper-case the first word. */
 export function uppercaseCmd(s: string): string {

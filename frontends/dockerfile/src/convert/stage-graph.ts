@@ -10,7 +10,11 @@ import { DispatchState, type DispatchStates, type StageCommand } from './dispatc
 /** Empty image name. */
 export const SCRATCH = 'scratch';
 
-function implicitStage(baseName: string, cmd: Command): DispatchState {
+function implicitStage(baseName: string, cmd: Command, states: DispatchStates): DispatchState {
+  // BuildKit makes a new implicit stage per reference; they are indistinguishable (same base,
+  // no commands), so one per name is kept: it resolves the image once.
+  const known = states.implicit.get(baseName);
+  if (known !== undefined) return known;
   const stage: Stage = {
     name: '',
     index: -1,
@@ -22,7 +26,9 @@ function implicitStage(baseName: string, cmd: Command): DispatchState {
     location: cmd.location,
     node: cmd.node,
   };
-  return new DispatchState(stage, { baseName, stageName: '', unregistered: true });
+  const ds = new DispatchState(stage, { baseName, stageName: '', unregistered: true });
+  states.implicit.set(baseName, ds);
+  return ds;
 }
 
 /**
@@ -41,7 +47,7 @@ export function toCommand(cmd: Command, states: DispatchStates): StageCommand {
         });
       }
     } else {
-      src = states.findByName(cmd.from) ?? implicitStage(cmd.from, cmd);
+      src = states.findByName(cmd.from) ?? implicitStage(cmd.from, cmd, states);
     }
     return { command: cmd, sources: [src] };
   }
@@ -50,7 +56,7 @@ export function toCommand(cmd: Command, states: DispatchStates): StageCommand {
     // a tmpfs); only mounts with a `from` (cache: implicitly scratch) read it.
     const sources = cmd.mounts.map((m) => {
       const from = m.from === '' || m.type === 'tmpfs' ? SCRATCH : m.from;
-      return states.findByName(from) ?? implicitStage(from, cmd);
+      return states.findByName(from) ?? implicitStage(from, cmd, states);
     });
     return { command: cmd, sources };
   }
