@@ -38,6 +38,7 @@ function sh(cmd) {
 export async function run() {
   const root = await mkdtemp(join(tmpdir(), 'kiln-bench-layers-'));
   const rows = [];
+  let runtimeDir;
   try {
     const s = new LocalSnapshotter({ root });
     await s.prepare('big', undefined);
@@ -55,8 +56,10 @@ export async function run() {
         ['pigz -1 (reference)', `pigz -1 -c ${file} > /dev/null`],
       ]) {
         try {
-          const { ms } = await timed(() => sh(cmd));
-          rows.push([name, `${mbps(SIZE, ms)} MB/s`, `${ms.toFixed(0)} ms`]);
+          const a = await timed(() => sh(cmd));
+          const b = await timed(() => sh(cmd));
+          const ms = Math.min(a.ms, b.ms);
+          rows.push([`${name}, best of 2`, `${mbps(SIZE, ms)} MB/s`, `${ms.toFixed(0)} ms`]);
         } catch (e) {
           rows.push([name, 'n/a', String(e.message)]);
         }
@@ -64,16 +67,25 @@ export async function run() {
     } finally {
       await m.release();
     }
-    const out = join(root, 'layer.tar.gz');
-    const exp = await timed(() => s.diff('big', { output: out }));
-    rows.push(['kiln export gzip (stores incompressible blocks)', `${mbps(SIZE, exp.ms)} MB/s`, `${exp.ms.toFixed(0)} ms, ${(exp.value.size / MB).toFixed(1)} MB`]);
-    const exp2 = await timed(() => s.diff('big', { output: join(root, 'layer2.tar.gz'), storeIncompressible: false }));
-    rows.push(['kiln export gzip -1 (deflate every block, workers)', `${mbps(SIZE, exp2.ms)} MB/s`, `${exp2.ms.toFixed(0)} ms, ${(exp2.value.size / MB).toFixed(1)} MB`]);
-    const exp3 = await timed(() => s.diff('big', { output: join(root, 'layer3.tar.gz'), storeIncompressible: false, workers: 1 }));
-    rows.push(['kiln export gzip -1 (1 worker)', `${mbps(SIZE, exp3.ms)} MB/s`, `${exp3.ms.toFixed(0)} ms`]);
-    const exp4 = await timed(() => s.diff('big', { output: join(root, 'layer.tar'), compression: 'none' }));
-    rows.push(['kiln export uncompressed (tar + sha256)', `${mbps(SIZE, exp4.ms)} MB/s`, `${exp4.ms.toFixed(0)} ms`]);
-
+    // Exports: best of 3 each (the machine is shared; the minimum is the least disturbed run).
+    const variants = [
+      ['kiln export gzip (default: stores incompressible blocks)', 'layer.tar.gz', {}],
+      ['kiln export gzip -1, deflate every block, worker threads', 'layer2.tar.gz', { storeIncompressible: false }],
+      ['kiln export gzip -1, deflate every block, 1 worker', 'layer3.tar.gz', { storeIncompressible: false, workers: 1 }],
+      ['kiln export uncompressed (tar + sha256)', 'layer.tar', { compression: 'none' }],
+    ];
+    const best = new Map();
+    for (let rep = 0; rep < 3; rep++) {
+      for (const [name, file, o] of variants) {
+        const r = await timed(() => s.diff('big', { output: join(root, file), ...o }));
+        const prev = best.get(name);
+        if (prev === undefined || r.ms < prev.ms) best.set(name, r);
+      }
+    }
+    for (const [name] of variants) {
+      const r = best.get(name);
+      rows.push([name, `${mbps(SIZE, r.ms)} MB/s`, `${r.ms.toFixed(0)} ms, blob ${(r.value.size / MB).toFixed(1)} MB`]);
+    }
     const target = join(root, 'apply');
     await mkdir(target);
     const ap = await timed(() => applyLayer(target, createReadStream(join(root, 'layer2.tar.gz'))));
@@ -85,21 +97,10 @@ export async function run() {
     await rm(target, { recursive: true, force: true });
     await s.remove('big');
 
-    // Latency of `true`.
+    // Latency of `true`: bare runc and kiln interleaved, so load changes hit all of them alike.
     await unpackLayer(s, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
     const ex = new RuncExecutor({ root });
-    const N = 10;
-    const ours = [];
-    const oursView = [];
-    for (let i = 0; i < N; i++) {
-      await s.prepare(`t${i}`, 'busybox');
-      const rootfs = await s.mounts(`t${i}`);
-      ours.push((await timed(() => ex.run({ rootfs, process: { args: ['true'], env: [] } }))).ms);
-      await s.remove(`t${i}`);
-      const ro = await s.mounts('busybox');
-      oursView.push((await timed(() => ex.run({ rootfs: ro, process: { args: ['true'], env: [] } }))).ms);
-    }
-    // Bare runc: `runc spec` bundle over an extracted busybox rootfs.
+    runtimeDir = ex.runtimeDir;
     const bundle = join(root, 'bare');
     await mkdir(join(bundle, 'rootfs'), { recursive: true });
     await sh(`tar xzf ${BUSYBOX_LAYER} -C ${bundle}/rootfs && cd ${bundle} && runc spec`);
@@ -108,15 +109,25 @@ export async function run() {
     cfg.process.terminal = false;
     cfg.process.args = ['true'];
     await writeFile(join(bundle, 'config.json'), JSON.stringify(cfg));
+    const N = 15;
     const bare = [];
+    const ours = [];
+    const oursView = [];
     for (let i = 0; i < N; i++) {
       bare.push((await timed(() => exec('runc', ['--root', `${root}/bare-state`, 'run', '--bundle', bundle, `bare${i}`]))).ms);
+      await s.prepare(`t${i}`, 'busybox');
+      const rootfs = await s.mounts(`t${i}`);
+      ours.push((await timed(() => ex.run({ rootfs, process: { args: ['true'], env: [] } }))).ms);
+      await s.remove(`t${i}`);
+      const ro = await s.mounts('busybox');
+      oursView.push((await timed(() => ex.run({ rootfs: ro, process: { args: ['true'], env: [] } }))).ms);
     }
-    rows.push(['bare runc run true (median of 10)', `${median(bare).toFixed(0)} ms`, '']);
-    rows.push(['kiln run true, overlay rootfs (median of 10)', `${median(ours).toFixed(0)} ms`, `+${(median(ours) - median(bare)).toFixed(0)} ms`]);
-    rows.push(['kiln run true, read-only committed rootfs (median)', `${median(oursView).toFixed(0)} ms`, `+${(median(oursView) - median(bare)).toFixed(0)} ms`]);
+    rows.push([`bare runc run true (median of ${N})`, `${median(bare).toFixed(0)} ms`, '']);
+    rows.push([`kiln run true, overlay rootfs (median of ${N})`, `${median(ours).toFixed(0)} ms`, `${(median(ours) - median(bare)).toFixed(0)} ms vs bare`]);
+    rows.push([`kiln run true, read-only rootfs (median of ${N})`, `${median(oursView).toFixed(0)} ms`, `${(median(oursView) - median(bare)).toFixed(0)} ms vs bare`]);
   } finally {
     await rm(root, { recursive: true, force: true });
+    if (runtimeDir !== undefined) await rm(runtimeDir, { recursive: true, force: true });
   }
   const w = Math.max(...rows.map((r) => r[0].length));
   for (const [a, b, c] of rows) process.stdout.write(`${a.padEnd(w)}  ${b.padStart(12)}  ${c}\n`);
