@@ -35,6 +35,14 @@ export interface SyncLocalResult {
   readonly tree: ContentHashTree;
   /** BuildKit checksum of `/` (the whole filtered context). */
   readonly rootDigest: string;
+  /** The root digest the mirror had before this sync (undefined on a cold sync). */
+  readonly previousRootDigest: string | undefined;
+  /**
+   * What changed in the mirror since the previous sync: written paths (directories whose
+   * attributes changed, files, symlinks; parents first) and removed paths. Applying these to a
+   * copy of the previous result gives this one.
+   */
+  readonly changes: { readonly updated: readonly string[]; readonly removed: readonly string[] };
   readonly stats: SyncLocalStats;
 }
 
@@ -98,6 +106,8 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   const rows: Record<string, StateRow> = {};
   const hashed: HashedEntry[] = [];
   const present = new Set<string>();
+  const updated: string[] = [];
+  const removedPaths: string[] = [];
   let nHashed = 0;
   let nCopied = 0;
   let nUnchanged = 0;
@@ -124,6 +134,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     if (prev !== undefined && (prev[0] & S_IFMT) !== (e.stat.mode & S_IFMT)) {
       markDirty(e.path, true);
       await rm(join(dest, e.path), { recursive: true, force: true });
+      removedPaths.push(e.path);
       delete oldRows[e.path];
     }
   }
@@ -132,6 +143,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     if (!present.has(p)) {
       markDirty(p, true);
       await rm(join(dest, p), { recursive: true, force: true });
+      removedPaths.push(p);
       removed++;
     }
   }
@@ -149,6 +161,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
         continue;
       }
       markDirty(e.path, true);
+      updated.push(e.path);
       await mkdir(target, { recursive: true });
       dirsToFix.push({ path: target, stat: e.stat });
       continue;
@@ -160,6 +173,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
       continue;
     }
     markDirty(e.path, false);
+    updated.push(e.path);
     if (fmt === S_IFREG) {
       const abs = join(src, e.path);
       const stat = e.stat;
@@ -221,6 +235,8 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   return {
     tree,
     rootDigest,
+    previousRootDigest: old?.dirs?.[''],
+    changes: { updated, removed: removedPaths },
     stats: { entries: entries.length, hashed: nHashed, copied: nCopied, removed, unchanged: nUnchanged, bytes },
   };
 }

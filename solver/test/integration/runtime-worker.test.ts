@@ -22,6 +22,7 @@ let ctxDir = '';
 let runs = 0;
 let solver: Solver;
 let snapshotter: LocalSnapshotter;
+let worker: RuntimeWorker;
 
 beforeAll(async () => {
   try {
@@ -46,7 +47,7 @@ beforeAll(async () => {
       return runc.run(req);
     },
   };
-  const worker = new RuntimeWorker({
+  worker = new RuntimeWorker({
     root,
     snapshotter,
     executor,
@@ -194,6 +195,49 @@ describe('RuntimeWorker + Solver with real runc', () => {
     const r = await solve(definition(ops, {}));
     expect(await readResult(r, 'ok')).toBe('ok\n');
     expect(await readResult(r, 'seeded')).toBe('root:x:0:0:root:/root:/bin/sh\n');
+  }, 120_000);
+
+  test('local source snapshots stack a change on the previous snapshot and match the context exactly', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-solver-local-'));
+    try {
+      await mkdir(join(dir, 'a/b'), { recursive: true });
+      await writeFile(join(dir, 'a/b/keep.txt'), 'keep');
+      await writeFile(join(dir, 'gone.txt'), 'gone');
+      await writeFile(join(dir, 'edit.txt'), 'v1');
+      const w = new RuntimeWorker({
+        root,
+        snapshotter,
+        executor: { run: () => Promise.reject(new Error('no exec here')) },
+        content: await ContentStore.open(join(root, 'content')),
+        ensureImage: () => Promise.reject(new Error('no images here')),
+        unpackLayer,
+        applyFileAction,
+        localDirs: { ctx: dir },
+      });
+      const ctx = { signal: new AbortController().signal, vertex: undefined as never, platform: undefined, log: () => undefined, status: () => undefined };
+      const op = { identifier: 'local://ctx' };
+      const first = await w.source(op, ctx);
+      await rm(join(dir, 'gone.txt'));
+      await writeFile(join(dir, 'edit.txt'), 'v2');
+      await utimes(join(dir, 'edit.txt'), new Date(), new Date(Date.now() + 3000));
+      await mkdir(join(dir, 'new'));
+      await writeFile(join(dir, 'new/n.txt'), 'n');
+      const second = await w.source(op, ctx);
+      expect(second.snapshot).not.toBe(first.snapshot);
+      expect((await snapshotter.stat(second.snapshot)).parent).toBe(first.snapshot); // incremental
+      const m = await snapshotter.mount(second.snapshot);
+      try {
+        const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: m.path, encoding: 'utf8' }).trim().split('\n').sort();
+        expect(list).toEqual(['./a', './a/b', './a/b/keep.txt', './edit.txt', './new', './new/n.txt']);
+        expect(await readFile(join(m.path, 'edit.txt'), 'utf8')).toBe('v2');
+      } finally {
+        await m.release();
+      }
+      // Same content again: the same snapshot, nothing copied.
+      expect((await w.source(op, ctx)).snapshot).toBe(second.snapshot);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 
   test('du lists the cache mount; prune --all releases every snapshot and the cache mount directory', async () => {
