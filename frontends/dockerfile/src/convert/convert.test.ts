@@ -167,13 +167,14 @@ describe('conversion', () => {
 
   test('context paths known only after expansion still end up exact', async () => {
     const res = await convert('FROM busybox\nARG F=conf\nENV D=data\nCOPY $F/app.ini ${D}/ /x/\n');
-    const local = ops(res).find((o) => o.kind === 'source' && o.source.identifier === 'local://context');
+    const all = ops(res);
+    const local = all.find((o) => o.kind === 'source' && o.source.identifier === 'local://context');
     expect(local?.kind === 'source' ? local.source.attrs?.get('local.followpaths') : undefined).toBe('["conf/app.ini","data"]');
     // the copy reads exactly that source op (no stale context from a first guess)
-    const localBytes = res.definition.def[ops(res).indexOf(local as Op)] as Uint8Array;
-    const file = ops(res).find((o) => o.kind === 'file');
+    const localBytes = res.definition.def[all.indexOf(local as Op)] as Uint8Array;
+    const file = all.find((o) => o.kind === 'file');
     expect(file?.inputs.map((i) => i.digest)).toContain(digestOf(localBytes));
-    expect(ops(res).filter((o) => o.kind === 'source' && o.source.identifier === 'local://context')).toHaveLength(1);
+    expect(all.filter((o) => o.kind === 'source' && o.source.identifier === 'local://context')).toHaveLength(1);
   });
 
   test('COPY --parents and --exclude use today\'s file-op fields', async () => {
