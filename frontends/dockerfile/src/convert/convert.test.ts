@@ -225,3 +225,17 @@ describe('conversion', () => {
     expect(res.imageConfig).toMatchObject({ config: { Healthcheck: { Test: ['CMD-SHELL', 'true'], Interval: 5e9, StartInterval: 1e9 } } });
   });
 });
+
+describe('ONBUILD', () => {
+  test('an ONBUILD COPY --from=<image> trigger resolves that image before dispatch', async () => {
+    const calls: string[] = [];
+    const res = await convertDockerfile('FROM busybox AS x\nONBUILD COPY --from=example.com/assets:1 /data /data\nFROM x\nRUN ls\n', {
+      metaResolver: fakeResolver(calls),
+      targetPlatform: 'linux/amd64',
+    });
+    expect(calls.sort()).toEqual(['docker.io/library/busybox:latest', 'example.com/assets:1']);
+    const ids = ops(res).flatMap((o) => (o.kind === 'source' ? [o.source.identifier] : []));
+    expect(ids).toContain(`docker-image://example.com/assets:1@${DIGEST}`);
+    expect(res.imageConfig).toMatchObject({ config: { OnBuild: null } });
+  });
+});

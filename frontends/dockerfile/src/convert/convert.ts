@@ -6,7 +6,8 @@
 import { CAPS_V0_11_6, defaultPathEnv, local } from '@kiln/llb-core';
 import type { Definition, Digest, Locations, Platform, Range as PbRange, ResolvedImageConfig, State } from '@kiln/llb-core';
 import { KilnError, suggest } from '../errors.js';
-import { parseDockerfile } from '../instructions/parse.js';
+import { parseDockerfile, parseInstruction } from '../instructions/parse.js';
+import { parse } from '../parser/parser.js';
 import type { Range } from '../parser/ast.js';
 import { ShellLex } from '../shell/lex.js';
 import { dispatchUser } from './config.js';
@@ -168,25 +169,45 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   };
 
   const cache = new Map<string, Promise<ResolvedImageConfig>>();
-  await Promise.all(
-    states.states
-      .filter((d) => d.base === undefined && !d.fromNamedContext)
-      .map(async (d) => {
-        await resolveStageBase(d, reachable.has(d), {
-          file,
-          platforms,
-          metaResolver: options.metaResolver,
-          resolveMode: options.resolveMode,
-          multiPlatform,
-          namedContexts,
-          stageNames: states.names(),
-          signal: options.signal,
-          location: (name, ds) => recordLocation(name, [ds.stage.location]),
-          cache,
-        });
-        if (d.unregistered) d.dispatched = true;
-      }),
-  );
+  const resolved = new Set<DispatchState>();
+  const resolveAll = async (): Promise<void> => {
+    await Promise.all(
+      states.states
+        .filter((d) => d.base === undefined && !d.fromNamedContext && !resolved.has(d))
+        .map(async (d) => {
+          resolved.add(d);
+          await resolveStageBase(d, reachable.has(d), {
+            file,
+            platforms,
+            metaResolver: options.metaResolver,
+            resolveMode: options.resolveMode,
+            multiPlatform,
+            namedContexts,
+            stageNames: states.names(),
+            signal: options.signal,
+            location: (name, ds) => recordLocation(name, [ds.stage.location]),
+            cache,
+          });
+          if (d.unregistered) d.dispatched = true;
+        }),
+    );
+  };
+  await resolveAll();
+  // ONBUILD triggers may read other images (`ONBUILD COPY --from=<image>`): register and
+  // resolve those before dispatching, as today's BuildKit does.
+  for (let round = 0; round < 10; round++) {
+    const before = states.states.length;
+    for (const d of [...reachable]) {
+      for (const trigger of onbuildTriggers(d)) {
+        for (const src of triggerSources(trigger, states, file)) {
+          if (src.unregistered) states.add(src);
+          if (!reachable.has(src)) reachable.add(src);
+        }
+      }
+    }
+    if (states.states.length === before) break;
+    await resolveAll();
+  }
 
   const snapshots: Snapshot[] = states.states.map((d) => ({
     d,
@@ -323,4 +344,27 @@ function withSourceMap(def: Definition, file: string, text: string, locations: R
     ...def,
     source: { locations: out, infos: [{ filename: file, data: new TextEncoder().encode(text), language: 'Dockerfile' }] },
   };
+}
+
+/**
+ * Triggers a stage will run: its base stage's own ONBUILD lines (the base ran the ones it
+ * inherited and cleared them), or its base image's OnBuild.
+ */
+function onbuildTriggers(d: DispatchState): string[] {
+  if (d.base !== undefined) return d.base.stage.commands.flatMap((c) => (c.name === 'onbuild' ? [c.expression] : []));
+  return [...((d.image as DockerImage | undefined)?.config.OnBuild ?? [])];
+}
+
+/** The stages an ONBUILD trigger reads (`COPY --from`, mount `from`); unparsable triggers read none here. */
+function triggerSources(trigger: string, states: DispatchStates, file: string): DispatchState[] {
+  try {
+    const ast = parse(trigger, { file });
+    const node = ast.children[0];
+    if (ast.children.length !== 1 || node === undefined) return [];
+    const ic = parseInstruction(node, { file, escapeToken: ast.escapeToken });
+    if (ic.name === 'from') return [];
+    return toCommand(ic, states).sources.filter((s): s is DispatchState => s !== undefined);
+  } catch {
+    return []; // reported with its location when the trigger is dispatched
+  }
 }
