@@ -1,0 +1,108 @@
+// `kiln build` end to end: whole-process wall times of `node cli/bin/kiln.js build …` (run after
+// `npm run build`, as root, with runc and busybox-static installed), for the targets of issue #5.
+// BuildKit v0.11.6 measured on the same machine with the same runc and overlayfs in brackets.
+// Each case uses a fresh kiln root in a temp dir with the busybox base made from busybox-static.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+const kiln = join(repo, 'cli', 'bin', 'kiln.js');
+
+async function freshRoot(work, name) {
+  const root = join(work, `root-${name}`);
+  await createBusyboxImage(await ContentStore.open(root), { names: ['docker.io/library/busybox:latest'], images: await ImageStore.open(root) });
+  return root;
+}
+
+function ctxDir(work, name, files) {
+  const dir = join(work, `ctx-${name}`);
+  for (const [p, content] of Object.entries(files)) {
+    mkdirSync(join(dir, p, '..'), { recursive: true });
+    writeFileSync(join(dir, p), content);
+  }
+  return dir;
+}
+
+/** One whole `kiln build` process; returns wall ms (fails loudly on a non-zero exit). */
+function build(root, ctx, extra = []) {
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [kiln, 'build', ctx, '--root', root, '--progress', 'quiet', ...extra], { encoding: 'utf8' });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`kiln build ${ctx} failed (${r.status}):\n${r.stderr}`);
+  return ms;
+}
+
+const rows = [];
+const row = (name, ms, target, buildkit) => rows.push({ name, ms, target, buildkit });
+
+export async function run() {
+  if (process.getuid?.() !== 0) throw new Error('bench/build needs root (runc, overlayfs)');
+  const work = mkdtempSync(join(tmpdir(), 'kiln-bench-build-'));
+  try {
+    // 1. Four independent `sleep 1` stages joined by a final stage; then the unchanged rebuild.
+    {
+      const root = await freshRoot(work, 'parallel');
+      const stages = ['a', 'b', 'c', 'd'];
+      const df = [...stages.flatMap((s) => [`FROM busybox AS ${s}`, `RUN sleep 1 && echo ${s} > /${s}`]), 'FROM busybox', ...stages.map((s) => `COPY --from=${s} /${s} /${s}`), ''].join('\n');
+      const ctx = ctxDir(work, 'parallel', { Dockerfile: df });
+      row('4 parallel stages of `sleep 1`', build(root, ctx), 1500, 1670);
+      row('unchanged rebuild (same 4 stages)', build(root, ctx), 150, 130);
+    }
+    // 2. 50 chained RUN steps.
+    {
+      const root = await freshRoot(work, 'chain');
+      const df = ['FROM busybox', ...Array.from({ length: 50 }, (_, i) => `RUN echo ${i} > /step-${i}`), ''].join('\n');
+      row('50 chained RUN steps', build(root, ctxDir(work, 'chain', { Dockerfile: df })), 4000, 6000);
+    }
+    // 3. A 5,000-file context: cold, unchanged, one file changed.
+    {
+      const root = await freshRoot(work, 'ctx5k');
+      const files = { Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /count\n' };
+      for (let i = 0; i < 5000; i++) files[`d${i % 50}/s${i % 7}/f${i}.txt`] = `file ${i}\n`.repeat(20 + (i % 100));
+      const ctx = ctxDir(work, 'ctx5k', files);
+      row('5,000-file context: cold', build(root, ctx), 3000, 4000);
+      row('5,000-file context: unchanged', build(root, ctx), 300, 520);
+      writeFileSync(join(ctx, 'd7/s0/f7.txt'), 'changed\n');
+      row('5,000-file context: one file changed', build(root, ctx), 1500, 2300);
+    }
+    // 4. A 200 MB incompressible file exported as an OCI tarball (cold).
+    {
+      const root = await freshRoot(work, 'big');
+      const ctx = ctxDir(work, 'big', { Dockerfile: 'FROM busybox\nCOPY big.bin /big.bin\n' });
+      const big = Buffer.allocUnsafe(200 * 1024 * 1024);
+      for (let off = 0; off < big.length; off += 1 << 20) randomBytes(1 << 20).copy(big, off);
+      writeFileSync(join(ctx, 'big.bin'), big);
+      row('200 MB incompressible file → OCI tarball (cold)', build(root, ctx, ['--output', `type=oci,dest=${join(work, 'big.oci.tar')}`]), 9000, 17500);
+    }
+    // 5. A 50 MB cache mount re-used after a change that re-runs the step.
+    {
+      const root = await freshRoot(work, 'cachemount');
+      const ctx = ctxDir(work, 'cachemount', {
+        'trigger.txt': '0\n',
+        Dockerfile: [
+          'FROM busybox',
+          'COPY trigger.txt /trigger.txt',
+          'RUN --mount=type=cache,id=bench50,target=/cache sh -c "test -f /cache/blob || dd if=/dev/urandom of=/cache/blob bs=1M count=50 2>/dev/null; wc -c < /cache/blob > /size"',
+          '',
+        ].join('\n'),
+      });
+      build(root, ctx);
+      writeFileSync(join(ctx, 'trigger.txt'), '1\n');
+      row('50 MB cache mount re-used after a change', build(root, ctx), 600, 760);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const w = Math.max(...rows.map((r) => r.name.length));
+  console.log(`${'case'.padEnd(w)}  ${'kiln'.padStart(9)}  ${'target'.padStart(9)}  ${'BuildKit'.padStart(9)}`);
+  for (const r of rows) {
+    console.log(`${r.name.padEnd(w)}  ${`${(r.ms / 1000).toFixed(2)} s`.padStart(9)}  ${`< ${(r.target / 1000).toFixed(2)} s`.padStart(9)}  ${`${(r.buildkit / 1000).toFixed(2)} s`.padStart(9)}  ${r.ms < r.target ? 'ok' : 'MISS'}`);
+  }
+  return rows;
+}
