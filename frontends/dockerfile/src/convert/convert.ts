@@ -4,10 +4,9 @@
  * target with the target platform and caps, and return the image config beside the LLB.
  */
 import { CAPS_V0_11_6, defaultPathEnv, local } from '@kiln/llb-core';
-import type { Definition, Digest, Locations, Platform, Range as PbRange, ResolvedImageConfig, State } from '@kiln/llb-core';
+import type { Definition, Platform, ResolvedImageConfig, State } from '@kiln/llb-core';
 import { KilnError, suggest } from '../errors.js';
-import { parseDockerfile, parseInstruction } from '../instructions/parse.js';
-import { parse } from '../parser/parser.js';
+import { parseDockerfile } from '../instructions/parse.js';
 import type { Range } from '../parser/ast.js';
 import { ShellLex } from '../shell/lex.js';
 import { dispatchUser } from './config.js';
@@ -17,7 +16,8 @@ import { cloneImage, emptyImage, goJson, imageToJson, parseDockerImage, parseKey
 import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
 import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
 import { resolveStageBase } from './resolve.js';
-import { reachableStages, toCommand, validateCircularDependency } from './stage-graph.js';
+import { onbuildTriggers, reachableStages, toCommand, triggerSources, validateCircularDependency } from './stage-graph.js';
+import { withSourceMap } from './source-map.js';
 import { followPaths, predictContextPaths, sameFollowPaths } from './context-paths.js';
 import { dispatchWorkdir } from './workdir.js';
 
@@ -325,46 +325,4 @@ function dispatchStage(d: DispatchState, opt: DispatchOptions, platforms: Platfo
   dispatchOnBuildTriggers(d, d.image.config.OnBuild ?? [], opt);
   d.image.config.OnBuild = null;
   for (const sc of d.commands) dispatch(d, sc, opt);
-}
-
-function toPbRange(r: Range): PbRange {
-  return { start: { line: r.start.line, character: r.start.column - 1 }, end: { line: r.end.line, character: r.end.column } };
-}
-
-/** Attach the Dockerfile as source 0 and the ranges of each op's instruction (by progress name). */
-function withSourceMap(def: Definition, file: string, text: string, locations: ReadonlyMap<string, readonly Range[]>): Definition {
-  const out = new Map<string, Locations>();
-  for (const digest of def.source?.locations?.keys() ?? []) {
-    const meta = def.metadata.get(digest as Digest);
-    const name = meta?.description?.get('llb.customname') ?? meta?.progressGroup?.name;
-    const ranges = name === undefined ? undefined : locations.get(name);
-    out.set(digest, ranges === undefined ? {} : { locations: [{ sourceIndex: 0, ranges: ranges.map(toPbRange) }] });
-  }
-  return {
-    ...def,
-    source: { locations: out, infos: [{ filename: file, data: new TextEncoder().encode(text), language: 'Dockerfile' }] },
-  };
-}
-
-/**
- * Triggers a stage will run: its base stage's own ONBUILD lines (the base ran the ones it
- * inherited and cleared them), or its base image's OnBuild.
- */
-function onbuildTriggers(d: DispatchState): string[] {
-  if (d.base !== undefined) return d.base.stage.commands.flatMap((c) => (c.name === 'onbuild' ? [c.expression] : []));
-  return [...((d.image as DockerImage | undefined)?.config.OnBuild ?? [])];
-}
-
-/** The stages an ONBUILD trigger reads (`COPY --from`, mount `from`); unparsable triggers read none here. */
-function triggerSources(trigger: string, states: DispatchStates, file: string): DispatchState[] {
-  try {
-    const ast = parse(trigger, { file });
-    const node = ast.children[0];
-    if (ast.children.length !== 1 || node === undefined) return [];
-    const ic = parseInstruction(node, { file, escapeToken: ast.escapeToken });
-    if (ic.name === 'from') return [];
-    return toCommand(ic, states).sources.filter((s): s is DispatchState => s !== undefined);
-  } catch {
-    return []; // reported with its location when the trigger is dispatched
-  }
 }

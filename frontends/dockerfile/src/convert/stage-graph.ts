@@ -4,6 +4,9 @@
  * toCommand, detectRunMount, validateCircularDependency, isReachable).
  */
 import { KilnError } from '../errors.js';
+import { parseInstruction } from '../instructions/parse.js';
+import { parse } from '../parser/parser.js';
+import type { DockerImage } from './image.js';
 import type { Command, Stage } from '../instructions/commands.js';
 import { DispatchState, type DispatchStates, type StageCommand } from './dispatch-state.js';
 
@@ -107,4 +110,27 @@ export function reachableStages(target: DispatchState): Set<DispatchState> {
     for (const d of s.deps.keys()) stack.push(d);
   }
   return out;
+}
+
+/**
+ * Triggers a stage will run: its base stage's own ONBUILD lines (the base ran the ones it
+ * inherited and cleared them), or its base image's OnBuild.
+ */
+export function onbuildTriggers(d: DispatchState): string[] {
+  if (d.base !== undefined) return d.base.stage.commands.flatMap((c) => (c.name === 'onbuild' ? [c.expression] : []));
+  return [...((d.image as DockerImage | undefined)?.config.OnBuild ?? [])];
+}
+
+/** The stages an ONBUILD trigger reads (`COPY --from`, mount `from`); unparsable triggers read none here. */
+export function triggerSources(trigger: string, states: DispatchStates, file: string): DispatchState[] {
+  try {
+    const ast = parse(trigger, { file });
+    const node = ast.children[0];
+    if (ast.children.length !== 1 || node === undefined) return [];
+    const ic = parseInstruction(node, { file, escapeToken: ast.escapeToken });
+    if (ic.name === 'from') return [];
+    return toCommand(ic, states).sources.filter((s): s is DispatchState => s !== undefined);
+  } catch {
+    return []; // reported with its location when the trigger is dispatched
+  }
 }
