@@ -4,7 +4,7 @@
 // solver's share measured in-process).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, utimesSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { digestOf, encodeOp } from '@kiln/llb-core';
@@ -114,18 +114,21 @@ async function runcChain(work) {
   const warm = await time(() => solver.solve(def(50, 'true')));
   row('runc: 50 chained RUN true, cold', cold.ms, '< 4000', 'solver+runtime, in-process');
   row('runc: 50 chained RUN true, unchanged', warm.ms, '< 150', 'no container started');
-  const parDef = () => {
+  const parDef = (tag = '') => {
     const base = encodeOp({ kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } });
     const leaves = [1, 2, 3, 4].map((i) =>
-      encodeOp({ kind: 'exec', inputs: [{ digest: digestOf(base), index: 0 }], exec: { meta: { args: ['/bin/sh', '-c', `sleep 1; echo ${i} > /f`], env: ['PATH=/bin'], cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] } }),
+      encodeOp({ kind: 'exec', inputs: [{ digest: digestOf(base), index: 0 }], exec: { meta: { args: ['/bin/sh', '-c', `sleep 1; echo ${tag}${i} > /f`], env: ['PATH=/bin'], cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] } }),
     );
     const merge = encodeOp({ kind: 'merge', inputs: leaves.map((l) => ({ digest: digestOf(l), index: 0 })), merge: { inputs: leaves.map((_, i) => ({ input: i })) } });
     return { def: [base, ...leaves, merge, encodeOp({ kind: 'none', inputs: [{ digest: digestOf(merge), index: 0 }] })], metadata: new Map() };
   };
   const par = await time(() => solver.solve(parDef()));
-  row('runc: 4 parallel stages of sleep 1 (+merge)', par.ms, '< 1500', `parallelism ${solver ? 'cores' : ''}`);
+  row('runc: 4 parallel stages of sleep 1 (+merge)', par.ms, '< 1500', `default parallelism = ${availableParallelism()} cores`);
   const parWarm = await time(() => solver.solve(parDef()));
   row('runc: 4 parallel stages, unchanged', parWarm.ms, '< 150', '');
+  const wide = new Solver({ worker, store, parallelism: 4 });
+  const par4 = await time(() => wide.solve(parDef('p4-')));
+  row('runc: 4 parallel stages of sleep 1 (+merge)', par4.ms, '< 1500', 'parallelism 4');
   store.close();
 }
 
