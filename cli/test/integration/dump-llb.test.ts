@@ -75,6 +75,20 @@ describe('kiln dump-llb', () => {
     expect(m.stderr).toContain('no such file');
   });
 
+  test('a closed stdout pipe ends quietly', async () => {
+    const { image, encodeDefinition } = await import('@kiln/llb-core');
+    let st = image('busybox');
+    for (let i = 0; i < 2000; i++) st = st.run({ args: ['echo', String(i)] });
+    const big = encodeDefinition(await st.marshal({ platform: 'linux/amd64' }));
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${bin}" dump-llb - | head -c 10 >/dev/null`], {
+      input: big,
+    });
+    expect(r.stderr.toString()).toBe('');
+    const direct = kiln(['dump-llb', '--format', 'pb', '-'], big);
+    expect(direct.status).toBe(0);
+    expect(direct.stdout.equals(Buffer.from(big))).toBe(true);
+  });
+
   test('an unknown format is rejected', () => {
     const r = kiln(['dump-llb', '--format', 'xml', '-'], new Uint8Array());
     expect(r.status).not.toBe(0);

@@ -23,6 +23,10 @@ class BuildVertex extends Vertex {
     super();
     this.output = new Output(this, () => 0, undefined);
   }
+  inputs(): readonly Vertex[] {
+    return this.source.output ? [this.source.output.vertex] : [];
+  }
+
   marshal(ctx: MarshalContext): MarshaledVertex {
     if (this.source.error) throw this.source.error;
     if (!this.source.output) throw new LlbError('LLB_INVALID_STATE', 'build: the definition source cannot be scratch');

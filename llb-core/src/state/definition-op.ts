@@ -23,9 +23,14 @@ function metaFromPb(m: OpMetadata): MetaBuilder {
 
 class DefinitionVertex extends Vertex {
   private readonly result: MarshaledVertex;
+  private readonly deps: readonly DefinitionVertex[];
   constructor(digest: Digest, bytes: Uint8Array, op: Op, metadata: OpMetadata, inputs: readonly DefinitionVertex[]) {
     super();
+    this.deps = inputs;
     this.result = { digest, bytes, op, metadata: metaFromPb(metadata), inputVertices: inputs, sourceLocations: [] };
+  }
+  inputs(): readonly Vertex[] {
+    return this.deps;
   }
   marshal(): MarshaledVertex {
     return this.result;

@@ -204,6 +204,12 @@ export class ExecVertex extends Vertex {
     return this.mounts.find((m) => m.target === target)?.output;
   }
 
+  inputs(): readonly Vertex[] {
+    const out: Vertex[] = [];
+    for (const m of this.mounts) if (m.source && !out.includes(m.source.vertex)) out.push(m.source.vertex);
+    return out;
+  }
+
   marshal(ctx: MarshalContext): MarshaledVertex {
     if (this.error) throw this.error;
     const v = this.base.values;

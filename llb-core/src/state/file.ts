@@ -215,6 +215,28 @@ class FileVertex extends Vertex {
     this.output = new Output(this, () => 0, undefined);
   }
 
+  inputs(): readonly Vertex[] {
+    const out: Vertex[] = [];
+    const seen = new Set<FileAction>();
+    const add = (s: State | undefined): void => {
+      const v = s?.output?.vertex;
+      if (v && !out.includes(v)) out.push(v);
+    };
+    const stack: FileAction[] = [this.action];
+    while (stack.length > 0) {
+      const fa = stack.pop() as FileAction;
+      if (seen.has(fa)) continue;
+      seen.add(fa);
+      add(fa.state);
+      if (fa.spec.kind === 'copy') {
+        if (fa.spec.from instanceof FileActionWithState) stack.push(fa.spec.from.action);
+        else add(fa.spec.from);
+      }
+      if (fa.prev) stack.push(fa.prev);
+    }
+    return out;
+  }
+
   marshal(ctx: MarshalContext): MarshaledVertex {
     const c = cloneConstraints(this.constraints);
     addCap(c, Caps.fileBase);

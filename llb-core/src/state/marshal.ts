@@ -40,8 +40,27 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
   const maps: SourceMap[] = [];
   const mapIndex = new Map<SourceMap, number>();
 
-  // Depth-first post-order from the terminal, inputs in listed order (iterative: deep graphs).
+  // Marshal every reachable vertex inputs-first, iteratively, so that no vertex's
+  // marshal recurses into its inputs (a long chain would overflow the stack).
   const rootVertex = st.output.vertex;
+  {
+    const done = new Set<Vertex>();
+    const work: { v: Vertex; i: number; deps: readonly Vertex[] }[] = [{ v: rootVertex, i: 0, deps: rootVertex.inputs() }];
+    while (work.length > 0) {
+      const top = work[work.length - 1] as { v: Vertex; i: number; deps: readonly Vertex[] };
+      if (top.i < top.deps.length) {
+        const next = top.deps[top.i++] as Vertex;
+        if (!done.has(next)) work.push({ v: next, i: 0, deps: next.inputs() });
+        continue;
+      }
+      work.pop();
+      if (!done.has(top.v)) {
+        done.add(top.v);
+        ctx.marshal(top.v);
+      }
+    }
+  }
+  // Depth-first post-order from the terminal, inputs in listed order (iterative: deep graphs).
   const stack: { v: Vertex; i: number }[] = [{ v: rootVertex, i: 0 }];
   while (stack.length > 0) {
     const top = stack[stack.length - 1] as { v: Vertex; i: number };

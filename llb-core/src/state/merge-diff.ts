@@ -10,18 +10,22 @@ import { finishVertex, Output, Vertex, type MarshalContext, type MarshaledVertex
 class MergeVertex extends Vertex {
   readonly output: Output;
   constructor(
-    private readonly inputs: readonly State[],
+    private readonly states: readonly State[],
     private readonly constraints: Constraints,
   ) {
     super();
     this.output = new Output(this, () => 0, undefined);
   }
+  inputs(): readonly Vertex[] {
+    return this.states.flatMap((s) => (s.output ? [s.output.vertex] : []));
+  }
+
   marshal(ctx: MarshalContext): MarshaledVertex {
     const mc = marshalConstraints(ctx.constraints, cloneConstraints(this.constraints));
     const inputs: Input[] = [];
     const inputVertices: Vertex[] = [];
     const merge: { input: number }[] = [];
-    for (const s of this.inputs) {
+    for (const s of this.states) {
       if (s.error) throw s.error;
       merge.push({ input: inputs.length });
       const { input, vertex } = ctx.toInput(s.output as Output);
@@ -63,6 +67,10 @@ class DiffVertex extends Vertex {
     super();
     this.output = new Output(this, () => 0, undefined);
   }
+  inputs(): readonly Vertex[] {
+    return [this.lower, this.upper].flatMap((s) => (s.output ? [s.output.vertex] : []));
+  }
+
   marshal(ctx: MarshalContext): MarshaledVertex {
     const mc = marshalConstraints(ctx.constraints, cloneConstraints(this.constraints));
     const inputs: Input[] = [];

@@ -28,6 +28,10 @@ class SourceVertex extends Vertex {
     this.output = new Output(this, () => 0, constraints.platform);
   }
 
+  inputs(): readonly Vertex[] {
+    return [];
+  }
+
   marshal(ctx: MarshalContext): MarshaledVertex {
     if (this.error) throw this.error;
     if (this.id === '') throw new LlbError('LLB_INVALID_STATE', "source identifier can't be empty");

@@ -52,6 +52,11 @@ export class MarshalContext {
 export abstract class Vertex {
   /** Builds this vertex's op under `ctx`; called once per marshal via {@link MarshalContext.marshal}. */
   abstract marshal(ctx: MarshalContext): MarshaledVertex;
+  /**
+   * The vertices this one reads (Go `Vertex.Inputs`), so marshal can visit them first
+   * without recursion (deep graphs would overflow the stack).
+   */
+  abstract inputs(): readonly Vertex[];
 }
 
 /** An output of a vertex (Go `llb.Output`): the vertex, a lazily computed index, and its platform. */
