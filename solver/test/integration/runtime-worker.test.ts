@@ -240,6 +240,21 @@ describe('RuntimeWorker + Solver with real runc', () => {
     }
   }, 120_000);
 
+  test('aborting a solve kills the running container and stores nothing for it', async () => {
+    const ctl = new AbortController();
+    const t0 = Date.now();
+    const p = solver.solve(graph('sleep 30'), { signal: ctl.signal });
+    // Abort once the container is running (the output-less sleep started).
+    await new Promise((r) => setTimeout(r, 1500));
+    ctl.abort();
+    await expect(p).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const containers = execFileSync('runc', ['--root', join(root, 'runc'), 'list', '-q'], { encoding: 'utf8' }).trim();
+    expect(containers).toBe('');
+    expect(solver.du().some((u) => u.description.includes('sleep 30'))).toBe(false);
+  }, 120_000);
+
   test('du lists the cache mount; prune --all releases every snapshot and the cache mount directory', async () => {
     const du = solver.du();
     const mountsDu = du.filter((u) => u.kind === 'exec.cachemount');
