@@ -207,13 +207,13 @@ export class CacheStore {
    * go with `prune`, e.g. a cache mount directory (`kind: 'exec.cachemount'`): one record per
    * `snapshot` name; the release hook gets that name.
    */
-  upsertRecord(rec: { snapshot: string; size: number; description: string; kind: CacheRecordKind }): void {
+  upsertRecord(rec: { snapshot: string; size?: number | undefined; description: string; kind: CacheRecordKind }): void {
     const now = this.#now();
     const key = `${rec.kind}:${rec.snapshot}`;
-    const existing = this.#db.prepare('SELECT created FROM results WHERE key = ? AND id = ?').get(key, key) as { created: number } | undefined;
+    const existing = this.#db.prepare('SELECT created, size FROM results WHERE key = ? AND id = ?').get(key, key) as { created: number; size: number } | undefined;
     this.#db
       .prepare('INSERT OR REPLACE INTO results (key, id, snapshot, size, created, last_used, description, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(key, key, rec.snapshot, rec.size, existing?.created ?? now, now, rec.description, rec.kind);
+      .run(key, key, rec.snapshot, rec.size ?? existing?.size ?? 0, existing?.created ?? now, now, rec.description, rec.kind);
   }
 
   /** Adds links only (e.g. connecting a definition key to a content key that already has results). */

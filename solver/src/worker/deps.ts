@@ -43,11 +43,12 @@ export interface RuntimeWorkerDeps {
   /** Allow `--security=insecure` execs (`--allow security.insecure`). */
   readonly allowInsecure?: boolean;
   /**
-   * Called after a cache mount was used, with its directory's size: wire it to
+   * Called after a cache mount was used (`size` undefined: keep the last known size), and again once its
+   * size was measured in the background: wire it to
    * `CacheStore.upsertRecord` so `du` lists cache mounts and `prune` removes them (the release hook
    * gets `snapshot` = `cachemount:<id>`, which {@link RuntimeWorker.releaseSnapshot} deletes).
    */
-  readonly recordUsage?: (rec: { snapshot: string; size: number; description: string; kind: 'exec.cachemount' }) => void;
+  readonly recordUsage?: (rec: { snapshot: string; size?: number | undefined; description: string; kind: 'exec.cachemount' }) => void;
   /** Platform for images without an explicit one. */
   readonly platform?: Platform;
 }

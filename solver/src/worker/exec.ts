@@ -115,8 +115,14 @@ export async function runExec(
         const c = await cacheMounts.acquire(cacheId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED);
         releases.push(async () => {
           await c.release();
-          if (deps.recordUsage !== undefined) {
-            deps.recordUsage({ snapshot: `cachemount:${cacheId}`, size: await dirSize(cacheMounts.dirOf(cacheId)), description: `cache mount ${cacheId}`, kind: 'exec.cachemount' });
+          const record = deps.recordUsage;
+          if (record !== undefined) {
+            const rec = { snapshot: `cachemount:${cacheId}`, description: `cache mount ${cacheId}`, kind: 'exec.cachemount' as const };
+            record(rec);
+            // Measuring a big cache can take a while: do it off the build's critical path.
+            void dirSize(cacheMounts.dirOf(cacheId))
+              .then((size) => record({ ...rec, size }))
+              .catch(() => undefined);
           }
         });
         if (c.created && input >= 0) {
