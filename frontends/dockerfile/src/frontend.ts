@@ -2,7 +2,7 @@
  * The Dockerfile {@link Frontend}: reads the Dockerfile through the client (the `dockerfile`
  * input, else the `context` input, else a `dockerfile` local source), converts it with the
  * client's frontend options (BuildKit's keys: `filename`, `target`, `platform`,
- * `build-arg:NAME`, `context:NAME`) and returns the solved ref plus `containerimage.config`.
+ * `build-arg:NAME`, `context:NAME`, `no-cache`) and returns the solved ref plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
 import { ResultMetadataKey, formatPlatform, image, local, parsePlatform } from '@kiln/llb-core';
@@ -66,6 +66,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       namedContexts: namedContexts(opts, defaults.sessionId),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
       ...(opts.get('target') ? { target: opts.get('target') as string } : {}),
+      ...(opts.has('no-cache') ? { noCache: (opts.get('no-cache') ?? '') === '' ? true : (opts.get('no-cache') ?? '').split(',') } : {}),
       ...(client.signal === undefined ? {} : { signal: client.signal }),
     };
     const enc = new TextEncoder();

@@ -226,6 +226,16 @@ describe('conversion', () => {
   });
 });
 
+describe('no-cache', () => {
+  test('only the named stage ignores the cache (RUN and COPY ops)', async () => {
+    const res = await convert('FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\nCOPY --from=a /x /x\n', { noCache: ['b'] });
+    const byName = new Map([...res.definition.metadata.values()].map((m) => [m.description?.get('llb.customname') ?? '', m.ignoreCache === true]));
+    expect(byName.get('[a 2/2] RUN one')).toBe(false);
+    expect(byName.get('[b 2/3] RUN two')).toBe(true);
+    expect(byName.get('[b 3/3] COPY --from=a /x /x')).toBe(true);
+  });
+});
+
 describe('ONBUILD', () => {
   test('an ONBUILD COPY --from=<image> trigger resolves that image before dispatch', async () => {
     const calls: string[] = [];

@@ -128,6 +128,8 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     let total = baseName !== 'scratch' && ds.base === undefined ? 1 : 0;
     for (const c of stage.commands) if (c.name === 'add' || c.name === 'copy' || c.name === 'run' || c.name === 'workdir') total++;
     ds.cmdTotal = total;
+    const nc = options.noCache;
+    ds.ignoreCache = nc === true || (Array.isArray(nc) && (nc.length === 0 || nc.includes(stage.name)));
   });
 
   let target: DispatchState | undefined;

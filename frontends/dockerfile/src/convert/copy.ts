@@ -132,10 +132,12 @@ export function dispatchCopy(d: DispatchState, cfg: CopyConfig, opt: DispatchOpt
     const linked = scratch().file(a, { progressGroup: { id: pgID, name: groupName, weak: true } });
     d.cmdIndex--;
     const linkName = prefixCommand(d, `LINK ${name}`, opt.multiPlatform, platform, env);
-    d.state = d.state.withOutput(merge([d.state, linked], { progressGroup: { id: pgID, name: groupName }, customName: linkName }).output);
+    d.state = d.state.withOutput(
+      merge([d.state, linked], { progressGroup: { id: pgID, name: groupName }, customName: linkName, ...(d.ignoreCache ? { ignoreCache: true } : {}) }).output,
+    );
     opt.location(linkName, [c.location]);
   } else {
-    d.state = d.state.file(a, { customName: pgName });
+    d.state = d.state.file(a, { customName: pgName, ...(d.ignoreCache ? { ignoreCache: true } : {}) });
     opt.location(pgName, [c.location]);
   }
   commitToHistory(d.image, msg, true, true);

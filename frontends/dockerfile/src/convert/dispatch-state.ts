@@ -46,6 +46,8 @@ export class DispatchState {
   cmdTotal = 0;
   /** A CMD was seen (ENTRYPOINT then keeps it). */
   cmdSet = false;
+  /** `--no-cache` for this stage: its RUN and COPY/ADD ops ignore the cache. */
+  ignoreCache = false;
   /** True when the base came from a named context (no image resolution). */
   fromNamedContext = false;
 

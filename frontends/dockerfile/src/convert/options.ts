@@ -42,6 +42,11 @@ export interface ConvertOptions {
   readonly cacheIdNamespace?: string;
   /** Prefix progress names with the platform (multi-platform builds). */
   readonly multiPlatform?: boolean;
+  /**
+   * `--no-cache`: `true` for every stage, or the stage names whose RUN and COPY/ADD ops must
+   * ignore the cache (BuildKit's IgnoreCache; an empty list means every stage).
+   */
+  readonly noCache?: boolean | readonly string[];
   /** Attach a source map to the Definition (default true). */
   readonly sourceMap?: boolean;
   readonly signal?: AbortSignal;

@@ -66,6 +66,7 @@ export function dispatchRun(d: DispatchState, c: RunCommand, sources: readonly (
     args,
     description: { [DOCKERFILE_COMMAND]: c.code },
     customName: name,
+    ...(d.ignoreCache ? { ignoreCache: true } : {}),
     mounts: [...extraMounts, ...runMounts.mounts],
     ...(runMounts.secrets.length > 0 ? { secrets: runMounts.secrets } : {}),
     ...(runMounts.ssh.length > 0 ? { ssh: runMounts.ssh } : {}),
