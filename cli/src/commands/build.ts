@@ -22,7 +22,8 @@ export interface BuildFlags {
   readonly tag: string[];
   readonly progress: string;
   readonly cache: boolean;
-  readonly noCacheFilter: string[];
+  /** `--no-cache-filter` values (commander names a `--no-` option after what follows it). */
+  readonly cacheFilter: string[];
   readonly buildContext: string[];
   readonly allow: string[];
   readonly frontend?: string;
@@ -135,7 +136,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ssh: ssh.sockets,
     outputs,
     noCache: !flags.cache,
-    noCacheFilter: flags.noCacheFilter,
+    noCacheFilter: flags.cacheFilter,
     buildContexts: flags.buildContext.map(parseBuildContext),
     allowInsecure: flags.allow.includes('security.insecure'),
     ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendSolveOptions, SolveBackend } from '@kiln/gateway';
 import { loadGraph, type ProgressSink, type Solver, type SolverEdge, type SolverVertex } from '@kiln/solver';
@@ -47,6 +48,7 @@ export class SolverBackend implements SolveBackend {
     // scheduler sends to each job of a shared vertex (the same event object).
     const progress = this.#progress;
     const side = new AbortController();
+    setMaxListeners(0, side.signal);
     const onAbort = (): void => side.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     // Their failures surface through the main build (it needs the same vertices); never unhandled.

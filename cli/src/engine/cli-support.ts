@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { homedir } from 'node:os';
 import { resolveKilnRoot, type KilnRoot } from '@kiln/runtime';
 import { createRenderer, ProgressStream, renderProgress, type ProgressMode } from '@kiln/solver';
@@ -67,6 +68,8 @@ export function startProgress(mode: string, io: CliIo): ProgressDisplay {
  */
 export async function withInterrupt<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
+  // Every solve, prefetch and container of the build listens on this one signal.
+  setMaxListeners(0, ac.signal);
   const onSignal = (sig: NodeJS.Signals): void => {
     if (ac.signal.aborted) process.exit(130);
     ac.abort(new EngineError('KLN0705', `interrupted (${sig})`));

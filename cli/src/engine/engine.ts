@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { CacheStore, RuntimeWorker, Solver, type RuntimeWorkerDeps } from '@kiln/solver';
 import {
@@ -22,7 +23,11 @@ import { normalizingWorker } from './worker.js';
 export interface EngineOptions {
   /** The kiln root (resolved by the caller: `--root`, `KILN_ROOT`, or the default). */
   readonly root: string;
-  /** Ops running at once (default: number of CPUs). */
+  /**
+   * Ops running at once (default: twice the CPUs, at least 4). Most ops wait on containers and
+   * disks rather than burn CPU, and BuildKit itself does not cap them by default; the solver's own
+   * default (the CPU count) would run 4 independent `sleep 1` stages in 2 s on a 2-core machine.
+   */
   readonly parallelism?: number;
   /** Registry client options (credentials, plain-HTTP hosts). Localhost registries use plain HTTP. */
   readonly registry?: RegistryClientOptions;
@@ -61,7 +66,7 @@ export class KilnEngine {
   readonly cache: CacheStore;
   readonly layers: LayerCache;
   readonly meta: StoreFirstMetaResolver;
-  readonly #parallelism: number | undefined;
+  readonly #parallelism: number;
   /** Deletes what the cache store drops: snapshots, and `cachemount:<id>` directories. */
   readonly #releaser: RuntimeWorker;
 
@@ -79,7 +84,7 @@ export class KilnEngine {
     });
     this.layers = new LayerCache(opts.root, content, snapshotter);
     this.meta = new StoreFirstMetaResolver(images, content, this.registry);
-    this.#parallelism = opts.parallelism;
+    this.#parallelism = opts.parallelism ?? Math.max(4, 2 * availableParallelism());
     this.#releaser = new RuntimeWorker(this.workerDeps({ localDirs: {} }));
   }
 
@@ -94,7 +99,7 @@ export class KilnEngine {
   /** A solver whose worker runs ops of one build session on this engine's runtime. */
   solver(session: BuildSession): Solver {
     const worker = new RuntimeWorker(this.workerDeps(session));
-    return new Solver({ worker: normalizingWorker(worker), store: this.cache, ...(this.#parallelism === undefined ? {} : { parallelism: this.#parallelism }) });
+    return new Solver({ worker: normalizingWorker(worker), store: this.cache, parallelism: this.#parallelism });
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */

@@ -120,6 +120,25 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(await readFile(join(out2, 'a.out'), 'utf8')).toBe(`a-${t}\n`);
   });
 
+  test('--no-cache-filter STAGE ignores the cache for that stage only; --no-cache re-runs everything', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `nocache-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: ['FROM busybox AS one', `RUN echo one-${t} > /one`, 'FROM busybox AS two', `RUN echo two-${t} > /two`, 'FROM busybox AS final', 'COPY --from=one /one /one', 'COPY --from=two /two /two', `RUN cat /one /two > /both`, ''].join('\n'),
+    });
+    expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain'])).code).toBe(0);
+    const n0 = await sb.containersStarted();
+    const filtered = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--no-cache-filter', 'final']);
+    expect(filtered.code).toBe(0);
+    const vs = parseRawJson(filtered.stderr);
+    expect(vs.filter((v) => v.name.startsWith('[final ') && !v.name.includes('FROM')).map((v) => v.cached)).toEqual([false, false, false]);
+    expect(vs.filter((v) => (v.name.startsWith('[one ') || v.name.startsWith('[two ')) && v.name.includes('RUN')).map((v) => v.cached)).toEqual([true, true]);
+    expect((await sb.containersStarted()) - n0).toBe(1);
+    const n1 = await sb.containersStarted();
+    expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache'])).code).toBe(0);
+    expect((await sb.containersStarted()) - n1).toBe(3);
+  });
+
   test('a failing RUN: Dockerfile line, command, exit code and last output, exit status 1, no stack trace', async () => {
     const t = token();
     const ctx = join(sb.dir, `fail-${t}`);
