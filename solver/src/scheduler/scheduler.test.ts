@@ -223,4 +223,23 @@ describe('Scheduler', () => {
     await Promise.all([s.build(edge(g()), { session: 'c' }), s.build(edge(g()), { session: 'c' })]);
     expect(w.execs.get('ctx')).toBe(3);
   });
+
+  test('a failing cache map (e.g. an unresolvable image) is reported as that vertex\'s error', async () => {
+    const store = CacheStore.open({ path: ':memory:' });
+    const s = new Scheduler({
+      cache: new CacheManager(store),
+      resolveOp: (v) => ({
+        cacheMap: async () => {
+          if (v.name === 'FROM nope') throw new Error('image nope not found');
+          return { digest: v.digest, deps: v.inputs.map(() => ({})) };
+        },
+        exec: async () => [{ snapshot: v.name, size: 0 }],
+      }),
+    });
+    const progress = new ProgressStream();
+    const p = s.build(edge(vertex('RUN x', { kind: 'exec' }, [vertex('FROM nope', { kind: 'source' })])), { progress });
+    await expect(p).rejects.toMatchObject({ code: 'SOLVER_EXEC_FAILED', message: 'image nope not found', vertexName: 'FROM nope' });
+    progress.close();
+    expect(progress.events().filter((e) => e.kind === 'vertex.error').length).toBe(1);
+  });
 });

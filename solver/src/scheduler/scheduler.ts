@@ -53,6 +53,7 @@ class VertexState {
   exec: Promise<readonly WorkerRef[]> | undefined;
   cachedEmitted = false;
   failed = false;
+  error: unknown;
   partial = '';
 
   constructor(id: string, vertex: SolverVertex, ignoreCache: boolean) {
@@ -222,8 +223,12 @@ export class Scheduler {
       st.cacheMap = op.cacheMap(this.#ctx(st));
       st.cacheMap.catch(noop);
     }
+    const cacheMap = st.cacheMap;
     const [cm, inputKeys] = await Promise.all([
-      st.cacheMap,
+      // A failing cache map (an image that cannot be resolved) is this vertex's error.
+      cacheMap.catch((err: unknown) => {
+        throw this.#fail(st, err);
+      }),
       Promise.all(v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts))),
     ]);
     const deps: CacheKeyWithSelector[][] = inputKeys.map((ik, i) => [{ selector: cm.deps[i]?.selector ?? '', key: ik.key }]);
@@ -314,28 +319,42 @@ export class Scheduler {
       this.#emit(st, { kind: 'vertex.done', vertex: v.digest, time: this.#now() });
       return refs;
     } catch (err) {
-      st.failed = true;
-      if (err instanceof VertexError) throw err; // an input failed; it reported itself
-      const cancelled = st.controller.signal.aborted || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED');
-      if (st.partial !== '') st.logTail.push(st.partial);
-      const details = execDetails(err);
-      const verr = cancelled
-        ? new SolverError('SOLVER_CANCELLED', `${v.name}: cancelled`, { cause: err })
-        : new VertexError(
-            {
-              vertex: v.digest,
-              name: v.name,
-              op: opKindOf(v),
-              locations: v.options.locations ?? [],
-              command: details.command,
-              exitCode: details.exitCode,
-              logTail: [...st.logTail],
-            },
-            err,
-          );
-      this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
-      throw verr;
+      throw this.#fail(st, err);
     }
+  }
+
+  /**
+   * Turns an op's failure into the error the build reports (once per vertex): a VertexError
+   * with location, command, exit code and output tail, or SOLVER_CANCELLED. Errors of inputs
+   * pass through unchanged (they reported themselves).
+   */
+  #fail(st: VertexState, err: unknown): unknown {
+    st.failed = true;
+    if (err instanceof VertexError || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED' && st.error === undefined && !st.controller.signal.aborted)) {
+      return err;
+    }
+    if (st.error !== undefined) return st.error;
+    const v = st.vertex;
+    const cancelled = st.controller.signal.aborted || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED');
+    if (st.partial !== '') st.logTail.push(st.partial);
+    const details = execDetails(err);
+    const verr = cancelled
+      ? new SolverError('SOLVER_CANCELLED', `${v.name}: cancelled`, { cause: err })
+      : new VertexError(
+          {
+            vertex: v.digest,
+            name: v.name,
+            op: opKindOf(v),
+            locations: v.options.locations ?? [],
+            command: details.command,
+            exitCode: details.exitCode,
+            logTail: [...st.logTail],
+          },
+          err,
+        );
+    st.error = verr;
+    this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
+    return verr;
   }
 }
 
