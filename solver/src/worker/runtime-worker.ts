@@ -1,11 +1,14 @@
+import { lstatSync } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { DiffOp, ExecOp, FileOp, MergeOp, SourceOp } from '@kiln/llb-core';
-import { ContentHashTree, type ChecksumOptions } from '../contenthash/tree.js';
+import { ContentHashTree, splitWildcards, type ChecksumOptions } from '../contenthash/tree.js';
 import { headerDigest } from '../contenthash/tarsum.js';
 import { SolverError } from '../errors.js';
-import { toLocalStat, walkLocal } from '../local/walk.js';
+import { toLocalStat, walkLocal, type LocalEntry } from '../local/walk.js';
+import { cleanPath } from '../local/clean-path.js';
 import type { Worker, WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
@@ -15,6 +18,37 @@ import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './so
 import { newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
 
 const execFileP = promisify(execFile);
+
+/**
+ * The entries a checksum of `path` needs: only the selected subtree and its ancestors when no
+ * component on the way is a symlink (the common `COPY --from=stage /app/bin` case), else the
+ * whole tree. Digests of a subtree do not depend on anything outside it.
+ */
+function scopedEntries(root: string, path: string, opts: ChecksumOptions): LocalEntry[] {
+  const target = opts.wildcard === true ? splitWildcards(cleanPath(`/${path}`))[0] : cleanPath(`/${path}`);
+  const parts = target.split('/').filter((p) => p !== '');
+  if (parts.length === 0) return walkLocal(root);
+  const out: LocalEntry[] = [];
+  let rel = '';
+  for (const [i, part] of parts.entries()) {
+    rel = rel === '' ? part : `${rel}/${part}`;
+    let st;
+    try {
+      st = lstatSync(join(root, rel));
+    } catch {
+      return walkLocal(root); // let the full tree report what is missing
+    }
+    const last = i === parts.length - 1;
+    if (st.isSymbolicLink() && !(last && opts.followLinks !== true)) return walkLocal(root);
+    out.push({ path: rel, stat: toLocalStat(st, join(root, rel)) });
+    if (!st.isDirectory() && !last) return walkLocal(root);
+  }
+  const top = out[out.length - 1];
+  if (top !== undefined && (top.stat.mode & 0o170000) === 0o040000) {
+    for (const e of walkLocal(join(root, rel))) out.push({ path: `${rel}/${e.path}`, stat: e.stat });
+  }
+  return out;
+}
 
 /**
  * A {@link Worker} on kiln's runtime: images are unpacked into chain-id snapshots, local sources
@@ -99,7 +133,7 @@ export class RuntimeWorker implements Worker {
     const local = this.#locals.trees.get(ref.snapshot);
     if (local !== undefined) return local.checksum(path, opts);
     return withMounted(this.#deps.snapshotter, ref.snapshot, signal, async (root) => {
-      const tree = ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(await lstat(root), root)) });
+      const tree = ContentHashTree.fromEntries(scopedEntries(root, path, opts), { root, rootHeaderDigest: headerDigest(toLocalStat(await lstat(root), root)) });
       return tree.checksum(path, opts);
     });
   }
