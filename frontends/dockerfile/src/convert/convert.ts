@@ -18,6 +18,7 @@ import { argsEnv, platformArgs, platformOptions, toPlatformOption, type Platform
 import { resolveStageBase } from './resolve.js';
 import { onbuildTriggers, reachableStages, toCommand, triggerSources, validateCircularDependency } from './stage-graph.js';
 import { withSourceMap } from './source-map.js';
+import { InternalName } from './names.js';
 import { followPaths, predictContextPaths, sameFollowPaths } from './context-paths.js';
 import { dispatchWorkdir } from './workdir.js';
 
@@ -228,7 +229,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       ...(options.sessionId ? { sessionId: options.sessionId } : {}),
       ...(options.excludePatterns ? { excludePatterns: options.excludePatterns } : {}),
       sharedKeyHint: contextName,
-      customName: '[internal] load build context',
+      customName: InternalName.loadBuildContext,
       ...(paths === undefined ? {} : { followPaths: paths }),
     });
 

@@ -12,6 +12,7 @@ import { envOf, prefixCommand, processCmdEnv, uppercaseCmd, type DispatchOptions
 import { commitToHistory } from './image.js';
 import { parseGitRef } from './git-ref.js';
 import { rootJoin } from './run-mounts.js';
+import { DOCKERFILE_COMMAND, InternalName } from './names.js';
 
 /** What dispatchCopy needs from a COPY or ADD. */
 interface CopyConfig {
@@ -92,7 +93,7 @@ export function dispatchCopy(d: DispatchState, cfg: CopyConfig, opt: DispatchOpt
     } else if (isHTTPSource(src)) {
       if (!cfg.isAdd) throw new KilnError('KLN0506', "source can't be a URL for COPY", { hint: 'use ADD to download a URL' });
       const f = httpFilename(src);
-      const st = http(src, { filename: f, ...(cfg.checksum !== '' ? { checksum: cfg.checksum } : {}), description: { 'com.docker.dockerfile.v1.command': '' } });
+      const st = http(src, { filename: f, ...(cfg.checksum !== '' ? { checksum: cfg.checksum } : {}), description: { [DOCKERFILE_COMMAND]: '' } });
       add(st, f, { ...common, createDestPath: true });
     } else {
       let from = src;
@@ -117,7 +118,7 @@ export function dispatchCopy(d: DispatchState, cfg: CopyConfig, opt: DispatchOpt
   }
   for (const src of c.sourceContents) {
     msg += ` <<${src.path}`;
-    const st = scratch().dir('/').file(mkfile(src.path, 0o664, src.data), { customName: '[internal] preparing inline document' });
+    const st = scratch().dir('/').file(mkfile(src.path, 0o664, src.data), { customName: InternalName.inlineDocument });
     add(st, src.path, { ...common, createDestPath: true });
   }
   msg += ` ${c.destPath}`;

@@ -9,7 +9,7 @@ import { prefixCommand, type DispatchState } from './dispatch-state.js';
 import { emptyImage, parseDockerImage } from './image.js';
 import type { NamedContext } from './options.js';
 import type { PlatformOptions } from './platform-args.js';
-import { DOCKERFILE_COMMAND } from './run.js';
+import { DOCKERFILE_COMMAND } from './names.js';
 import { SCRATCH } from './stage-graph.js';
 
 /** What resolution needs from the conversion. */

@@ -9,6 +9,7 @@ import { cleanPath } from '../instructions/mount.js';
 import type { MountSpec } from '../instructions/mount.js';
 import type { RunCommand } from '../instructions/commands.js';
 import type { DispatchOptions, DispatchState } from './dispatch-state.js';
+import { InternalName } from './names.js';
 
 /** The run options contributed by `--mount`s. */
 export interface RunMounts {
@@ -63,7 +64,7 @@ function dispatchSSH(m: MountSpec): SSHSpec {
 
 function setCacheUIDGID(m: MountSpec, st: State): State {
   return st.file(mkdir('/cache', m.mode ?? 0o755, { chown: { user: m.uid ?? 0, group: m.gid ?? 0 } }), {
-    customName: '[internal] settings cache mount permissions',
+    customName: InternalName.cacheMountPermissions,
   });
 }
 

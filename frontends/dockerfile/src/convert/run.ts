@@ -12,9 +12,8 @@ import { envOf, prefixCommand, processCmdEnv, runNameLex, uppercaseCmd, type Arg
 import { commitToHistory } from './image.js';
 import { withShell } from './config.js';
 import { dispatchRunMounts } from './run-mounts.js';
+import { DOCKERFILE_COMMAND, InternalName } from './names.js';
 
-/** The description key BuildKit puts the instruction text under. */
-export const DOCKERFILE_COMMAND = 'com.docker.dockerfile.v1.command';
 
 function summarizeHeredoc(doc: string): string {
   const lines = doc.trim().replace(/\r\n/g, '\n').split('\n');
@@ -44,7 +43,7 @@ export function dispatchRun(d: DispatchState, c: RunCommand, sources: readonly (
       if (d.image.os !== 'windows' && first.data.startsWith('#!')) {
         const st = scratch()
           .dir('/')
-          .file(mkfile(first.name, 0o755, data), { customName: '[internal] preparing inline document' });
+          .file(mkfile(first.name, 0o755, data), { customName: InternalName.inlineDocument });
         extraMounts.push({ target: '/dev/pipes/', source: st, sourcePath: '/', readonly: true });
         args = [`/dev/pipes/${first.name}`];
       } else {
