@@ -51,4 +51,18 @@ describe('dockerfileFrontend', () => {
     const { c } = client({}, {});
     await expect(dockerfileFrontend(c)).rejects.toThrow('Dockerfile: not found');
   });
+
+  test('several platforms give one ref per platform, the image configs and refs.platforms', async () => {
+    const { c, solved } = client({ Dockerfile: 'FROM busybox\nARG TARGETARCH\nRUN echo $TARGETARCH\n' }, { platform: 'linux/amd64,linux/arm64', 'no-cache': '' });
+    const res = await dockerfileFrontend(c);
+    expect([...(res.refs?.keys() ?? [])]).toEqual(['linux/amd64', 'linux/arm64']);
+    expect(solved).toHaveLength(3);
+    const arm = res.refs?.get('linux/arm64')?.definition;
+    const exec = arm?.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ exec: { meta: { env: expect.arrayContaining(['TARGETARCH=arm64']) } } });
+    expect([...(arm?.metadata.values() ?? [])].some((m) => m.ignoreCache === true)).toBe(true);
+    const platforms = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.platforms))) as { platforms: { id: string }[] };
+    expect(platforms.platforms.map((p) => p.id)).toEqual(['linux/amd64', 'linux/arm64']);
+    expect(res.metadata.has(`${ResultMetadataKey.imageConfig}/linux/arm64`)).toBe(true);
+  });
 });
