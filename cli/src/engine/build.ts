@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
 import { Gateway, type GatewayResult } from '@kiln/gateway';
-import { readDockerignore, type ProgressSink, type SolverVertex } from '@kiln/solver';
+import { readDockerignore, type ProgressSink } from '@kiln/solver';
 import {
   formatPlatform,
   formatReference,
@@ -82,14 +82,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
 
   const ignore = await readDockerignore(contextDir, dockerfilePath);
-  inputs.set('context', await local('context', { sharedKeyHint: 'context', ...(ignore.patterns.length > 0 ? { excludePatterns: ignore.patterns } : {}) }).marshal());
-  inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', includePatterns: [filename, `${filename}.dockerignore`] }).marshal());
+  // `--no-cache-filter` reaches the frontend as BuildKit's `no-cache=STAGE,…` (it marks those
+  // stages' ops IgnoreCache); the Dockerfile is read from the `dockerfile` input.
+  inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', includePatterns: [filename], customName: `[internal] load build definition from ${filename}` }).marshal());
   for (const c of req.buildContexts ?? []) {
     switch (c.kind) {
       case 'local':
         localDirs[c.name] = resolve(c.path);
         opts.set(`context:${c.name}`, `local:${c.name}`);
-        inputs.set(c.name, await local(c.name, { sharedKeyHint: c.name }).marshal());
         break;
       case 'image':
         opts.set(`context:${c.name}`, `docker-image://${c.ref}`);
@@ -106,7 +106,6 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     }
   }
 
-  const filter = noCacheFilter(req.noCacheFilter);
   const solver = engine.solver({
     localDirs,
     ...(req.secrets === undefined ? {} : { secrets: req.secrets }),
@@ -118,9 +117,8 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     ...(req.progress === undefined ? {} : { progress: req.progress }),
     ...(req.signal === undefined ? {} : { signal: req.signal }),
     ...(req.noCache === true ? { noCache: true } : {}),
-    ...(filter === undefined ? {} : { noCacheFilter: filter }),
   });
-  const gateway = new Gateway(backend, createFrontendRegistry());
+  const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   try {
     const result = await gateway.build({
       ...(req.frontend === undefined ? {} : { frontend: req.frontend }),
@@ -167,15 +165,4 @@ function buildOutputs(result: GatewayResult, platform: Platform): BuildOutput[] 
     out.push({ ref, platform: p, ...(config === undefined ? {} : { config }) });
   }
   return out;
-}
-
-/**
- * `--no-cache-filter STAGE`: the Dockerfile frontend gets `no-cache=STAGE,…` (BuildKit's way);
- * kiln also matches the vertex names it prints (`[STAGE n/m] …`), so the filter holds for
- * frontends that only name their vertices.
- */
-function noCacheFilter(stages: readonly string[] | undefined): ((v: SolverVertex) => boolean) | undefined {
-  if (stages === undefined || stages.length === 0) return undefined;
-  const prefixes = stages.map((s) => `[${s} `);
-  return (v) => prefixes.some((p) => v.name.startsWith(p));
 }

@@ -25,7 +25,8 @@ export function requireTools(): void {
 
 /** Compiles the CLI and what it references (incremental), as a user would before running it. */
 export function compileCli(): void {
-  execFileSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
+  // Test files run in parallel workers: one tsc at a time (concurrent builds race on .tsbuildinfo).
+  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
 }
 
 /** A temp dir that holds a kiln root with the busybox base image (`busybox`) and a logging runc. */
