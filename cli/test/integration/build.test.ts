@@ -198,6 +198,34 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(grep).toBe('');
   });
 
+  test('.dockerignore applies to the context; --build-context NAME=dir and NAME=oci-layout:// replace stages', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `ignore-${t}`);
+    const extra = join(sb.dir, `extra-${t}`);
+    await writeTree(extra, { 'note.txt': `extra-${t}\n` });
+    // An OCI layout holding the busybox image, exported by kiln itself from a first build.
+    const layoutDir = join(sb.dir, `layout-${t}`);
+    await writeTree(join(sb.dir, `base-${t}`), { Dockerfile: `FROM busybox\nRUN echo from-layout-${t} > /layout.txt\n` });
+    const base = await runKiln(sb, ['build', join(sb.dir, `base-${t}`), '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layoutDir},tar=false,name=base:v1`]);
+    expect(base.code).toBe(0);
+    await writeTree(ctx, {
+      '.dockerignore': '*.secret\nbuild/\n!build/keep.txt\n',
+      'app.txt': 'app\n',
+      'token.secret': 'do not send\n',
+      'build/out.o': 'object\n',
+      'build/keep.txt': 'kept\n',
+      Dockerfile: ['FROM base', 'COPY . /ctx', 'COPY --from=extra note.txt /note.txt', ''].join('\n'),
+    });
+    const out = join(sb.dir, `ignore-out-${t}`);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-context', `extra=${extra}`, '--build-context', `base=oci-layout://${layoutDir}:v1`, '--output', `type=local,dest=${out}`]);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.code).toBe(0);
+    expect((await readdir(join(out, 'ctx'))).sort()).toEqual(['.dockerignore', 'Dockerfile', 'app.txt', 'build']);
+    expect(await readdir(join(out, 'ctx/build'))).toEqual(['keep.txt']);
+    expect(await readFile(join(out, 'note.txt'), 'utf8')).toBe(`extra-${t}\n`);
+    expect(await readFile(join(out, 'layout.txt'), 'utf8')).toBe(`from-layout-${t}\n`);
+  });
+
   test('push to a real registry, pull back with skopeo', async () => {
     const registry = await startRegistry();
     try {
