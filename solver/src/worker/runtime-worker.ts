@@ -13,6 +13,7 @@ import type { Worker, WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { CacheMounts, runExec } from './exec.js';
+import { HttpSources } from './http.js';
 import { runFileOp } from './file.js';
 import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './sources.js';
 import { newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
@@ -61,12 +62,14 @@ export class RuntimeWorker implements Worker {
   readonly #images: ImageSources;
   readonly #locals: LocalSources;
   readonly #cacheMounts: CacheMounts;
+  readonly #http: HttpSources;
 
   constructor(deps: RuntimeWorkerDeps) {
     this.#deps = deps;
     this.#images = new ImageSources(deps);
     this.#locals = new LocalSources(deps);
     this.#cacheMounts = new CacheMounts(deps.root);
+    this.#http = new HttpSources(deps);
   }
 
   async sourceCacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
@@ -74,6 +77,9 @@ export class RuntimeWorker implements Worker {
     switch (scheme) {
       case 'docker-image':
         return this.#images.cacheKey(op, ctx);
+      case 'http':
+      case 'https':
+        return this.#http.cacheKey(op, ctx);
       case 'local':
         // Like BuildKit's session-bound local source: never a cache hit by itself; what COPY
         // selects from it is keyed by content.
@@ -87,6 +93,7 @@ export class RuntimeWorker implements Worker {
     const { scheme } = parseIdentifier(op);
     if (scheme === 'docker-image') return this.#images.snapshot(op, ctx);
     if (scheme === 'local') return this.#locals.snapshot(op, ctx);
+    if (scheme === 'http' || scheme === 'https') return this.#http.snapshot(op, ctx);
     throw new SolverError('SOLVER_UNSUPPORTED', `source ${scheme}:// is not supported by this worker`);
   }
 

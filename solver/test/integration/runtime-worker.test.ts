@@ -1,5 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { lstat, mkdir, mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -253,6 +256,45 @@ describe('RuntimeWorker + Solver with real runc', () => {
     const containers = execFileSync('runc', ['--root', join(root, 'runc'), 'list', '-q'], { encoding: 'utf8' }).trim();
     expect(containers).toBe('');
     expect(solver.du().some((u) => u.description.includes('sleep 30'))).toBe(false);
+  }, 120_000);
+
+  test('http source: downloaded, keyed like BuildKit, snapshotted with perm and Last-Modified', async () => {
+    let hits = 0;
+    const server = createServer((req, res) => {
+      hits++;
+      if (req.url === '/files/config.yaml') {
+        res.writeHead(200, { 'last-modified': 'Wed, 21 Oct 2015 07:28:00 GMT', 'content-type': 'text/plain' });
+        res.end('key: value\n');
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const ctx = { signal: new AbortController().signal, vertex: undefined as never, platform: undefined, log: () => undefined, status: () => undefined };
+      const op = { identifier: `http://127.0.0.1:${port}/files/config.yaml`, attrs: new Map([['http.perm', '0644']]) };
+      const key = await worker.sourceCacheKey(op, ctx);
+      const expected = createHash('sha256')
+        .update(`{"Filename":"config.yaml","Perm":420,"UID":0,"GID":0,"Checksum":"sha256:${createHash('sha256').update('key: value\n').digest('hex')}","LastModTime":"Wed, 21 Oct 2015 07:28:00 GMT"}`)
+        .digest('hex');
+      expect(key).toBe(`sha256:${expected}`);
+      const r = await worker.source(op, ctx);
+      expect(hits).toBe(1); // the key's download is reused for the snapshot
+      const m = await snapshotter.mount(r.snapshot);
+      try {
+        const st = await lstat(join(m.path, 'config.yaml'));
+        expect(st.mode & 0o777).toBe(0o644);
+        expect(st.mtime.toISOString()).toBe('2015-10-21T07:28:00.000Z');
+        expect(await readFile(join(m.path, 'config.yaml'), 'utf8')).toBe('key: value\n');
+      } finally {
+        await m.release();
+      }
+      await expect(worker.sourceCacheKey({ identifier: `http://127.0.0.1:${port}/missing` }, ctx)).rejects.toMatchObject({ code: 'SOLVER_NOT_FOUND' });
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   }, 120_000);
 
   test('du lists the cache mount; prune --all releases every snapshot and the cache mount directory', async () => {

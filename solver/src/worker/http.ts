@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { chmod, copyFile, lchown, mkdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable, Transform } from 'node:stream';
+import type { SourceOp } from '@kiln/llb-core';
+import { digestFromBytes } from '../cache/cache-key.js';
+import { SolverError } from '../errors.js';
+import { basePath } from '../local/clean-path.js';
+import type { WorkerOpContext } from '../llb/worker.js';
+import type { WorkerRef } from '../scheduler/types.js';
+import type { RuntimeWorkerDeps } from './deps.js';
+import { hasSnapshot, withMounted } from './snapshots.js';
+
+interface Download {
+  readonly file: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly lastModified: string;
+  readonly filename: string;
+}
+
+interface HttpAttrs {
+  readonly url: string;
+  readonly checksum: string | undefined;
+  readonly filename: string | undefined;
+  readonly perm: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+function attrsOf(op: SourceOp): HttpAttrs {
+  const a = op.attrs;
+  const int = (k: string): number => {
+    const v = a?.get(k);
+    if (v === undefined || v === '') return 0;
+    // Go strconv.ParseInt(v, 0, 64): a leading 0 means octal.
+    return /^0[0-7]+$/.test(v) ? parseInt(v, 8) : Number(v);
+  };
+  return {
+    url: op.identifier ?? '',
+    checksum: a?.get('http.checksum'),
+    filename: a?.get('http.filename'),
+    perm: int('http.perm'),
+    uid: int('http.uid'),
+    gid: int('http.gid'),
+  };
+}
+
+/** BuildKit getFileName: the `http.filename` attr, else Content-Disposition, else the URL path's base ("index" for none). */
+function fileName(a: HttpAttrs, disposition: string | null): string {
+  if (a.filename !== undefined && a.filename !== '') return a.filename;
+  const m = disposition === null ? null : /filename="?([^";]+)"?/i.exec(disposition);
+  if (m?.[1] !== undefined) return basePath(m[1]);
+  const base = basePath(new URL(a.url).pathname);
+  return base === '/' || base === '.' || base === '' ? 'index' : base;
+}
+
+/**
+ * BuildKit's http source cache key (source/http/httpsource.go formatCacheKey): sha256 of Go's JSON
+ * `{"Filename":…,"Perm":…,"UID":…,"GID":…,"Checksum":…,"LastModTime":…}` (LastModTime omitted when empty).
+ */
+export function httpCacheKey(filename: string, a: Pick<HttpAttrs, 'perm' | 'uid' | 'gid'>, checksum: string, lastModTime: string): string {
+  const lm = lastModTime === '' ? '' : `,"LastModTime":${JSON.stringify(lastModTime)}`;
+  return digestFromBytes(`{"Filename":${JSON.stringify(filename)},"Perm":${a.perm},"UID":${a.uid},"GID":${a.gid},"Checksum":${JSON.stringify(checksum)}${lm}}`);
+}
+
+/**
+ * `http://` / `https://` sources (ADD <url>): the file is downloaded once per build (hashed while
+ * streaming to disk), keyed as BuildKit keys it, and snapshotted as `/<filename>` with the
+ * requested permissions and owner, its mtime from Last-Modified.
+ */
+export class HttpSources {
+  readonly #deps: RuntimeWorkerDeps;
+  readonly #downloads = new Map<string, Promise<Download>>();
+
+  constructor(deps: RuntimeWorkerDeps) {
+    this.#deps = deps;
+  }
+
+  #download(op: SourceOp, ctx: WorkerOpContext): Promise<Download> {
+    const a = attrsOf(op);
+    let p = this.#downloads.get(a.url);
+    if (p === undefined) {
+      p = this.#fetch(a, ctx);
+      p.catch(() => this.#downloads.delete(a.url));
+      this.#downloads.set(a.url, p);
+    }
+    return p;
+  }
+
+  async #fetch(a: HttpAttrs, ctx: WorkerOpContext): Promise<Download> {
+    const dir = join(this.#deps.root, 'solver', 'http');
+    await mkdir(dir, { recursive: true });
+    let res: Response;
+    try {
+      res = await fetch(a.url, { signal: ctx.signal, redirect: 'follow' });
+    } catch (err) {
+      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (!res.ok || res.body === null) throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: HTTP ${res.status}`);
+    const total = Number(res.headers.get('content-length') ?? '0') || undefined;
+    const tmp = join(dir, `dl-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+    const h = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        h.update(chunk);
+        size += chunk.length;
+        ctx.status(a.url, size, total);
+        cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), meter, createWriteStream(tmp), { signal: ctx.signal });
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    ctx.status(a.url, size, total ?? size, true);
+    const digest = `sha256:${h.digest('hex')}`;
+    if (a.checksum !== undefined && a.checksum !== '' && a.checksum !== digest) {
+      await rm(tmp, { force: true });
+      throw new SolverError('SOLVER_NOT_FOUND', `digest mismatch for ${a.url}: ${digest} != ${a.checksum}`);
+    }
+    const file = join(dir, digest.replace('sha256:', ''));
+    await rename(tmp, file);
+    return { file, digest, size, lastModified: res.headers.get('last-modified') ?? '', filename: fileName(a, res.headers.get('content-disposition')) };
+  }
+
+  async cacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
+    const a = attrsOf(op);
+    if (a.checksum !== undefined && a.checksum !== '') {
+      const name = a.filename !== undefined && a.filename !== '' ? a.filename : fileName(a, null);
+      return httpCacheKey(name, a, a.checksum, '');
+    }
+    const d = await this.#download(op, ctx);
+    return httpCacheKey(d.filename, a, d.digest, d.lastModified);
+  }
+
+  async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
+    const a = attrsOf(op);
+    const d = await this.#download(op, ctx);
+    const key = httpCacheKey(d.filename, a, d.digest, d.lastModified);
+    const id = `http-${key.replace('sha256:', '').slice(0, 48)}`;
+    const s = this.#deps.snapshotter;
+    if (!(await hasSnapshot(s, id))) {
+      const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+      await s.prepare(tmp);
+      try {
+        await withMounted(s, tmp, ctx.signal, async (root) => {
+          const target = join(root, d.filename);
+          await copyFile(d.file, target);
+          await chmod(target, a.perm === 0 ? 0o600 : a.perm);
+          await lchown(target, a.uid, a.gid);
+          const lm = d.lastModified === '' ? undefined : new Date(d.lastModified);
+          if (lm !== undefined && !Number.isNaN(lm.getTime())) await utimes(target, lm, lm);
+        });
+        await s.commit(id, tmp);
+      } catch (err) {
+        await s.remove(tmp).catch(() => undefined);
+        if (!(await hasSnapshot(s, id))) throw err;
+      }
+    }
+    const size = (await stat(d.file)).size;
+    return { snapshot: id, size };
+  }
+}
