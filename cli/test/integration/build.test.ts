@@ -226,6 +226,24 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(await readFile(join(out, 'layout.txt'), 'utf8')).toBe(`from-layout-${t}\n`);
   });
 
+  test('--ssh ID=KEYFILE starts a private agent for the build (socket in the RUN) and stops it afterwards', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `ssh-${t}`);
+    const key = join(sb.dir, `key-${t}`);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN --mount=type=ssh,id=deploy,required=true test -S "$SSH_AUTH_SOCK" && echo agent-${t} > /ssh.txt`, ''].join('\n') });
+    const before = execFileSync('sh', ['-c', 'pgrep -x ssh-agent | sort'], { encoding: 'utf8' });
+    const out = join(sb.dir, `ssh-out-${t}`);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--ssh', `deploy=${key}`, '--output', `type=local,dest=${out}`]);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(out, 'ssh.txt'), 'utf8')).toBe(`agent-${t}\n`);
+    expect(execFileSync('sh', ['-c', 'pgrep -x ssh-agent | sort'], { encoding: 'utf8' })).toBe(before);
+    // Without --ssh the mount is required: a clear error at the RUN's line (when it runs).
+    const missing = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/Dockerfile:2:1: .*deploy/);
+  });
+
   test('push to a real registry, pull back with skopeo', async () => {
     const registry = await startRegistry();
     try {
