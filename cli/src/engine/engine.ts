@@ -1,8 +1,10 @@
-import { availableParallelism } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import { CacheStore, RuntimeWorker, Solver, type RuntimeWorkerDeps } from '@kiln/solver';
 import {
   ContentStore,
+  writeFileAtomic,
   ImageStore,
   LocalSnapshotter,
   RegistryClient,
@@ -91,8 +93,7 @@ export class KilnEngine {
   /** Opens (creating if needed) every store under `opts.root`. */
   static async open(opts: EngineOptions): Promise<KilnEngine> {
     const [content, images] = await Promise.all([ContentStore.open(opts.root), ImageStore.open(opts.root)]);
-    const snapshotter = new LocalSnapshotter({ root: opts.root });
-    await snapshotter.init();
+    const snapshotter = await openSnapshotter(opts.root);
     return new KilnEngine(opts, content, images, snapshotter);
   }
 
@@ -131,4 +132,24 @@ export class KilnEngine {
   close(): void {
     this.cache.close();
   }
+}
+
+/**
+ * The snapshotter of `root`. Probing overlayfs mounts a test overlay (tens to hundreds of ms per
+ * process), so the outcome is remembered in `<root>/engine/snapshot-driver` together with the
+ * kernel release, and probed again only when the kernel changes.
+ */
+async function openSnapshotter(root: string): Promise<LocalSnapshotter> {
+  const file = join(root, 'engine', 'snapshot-driver');
+  const remembered = await readFile(file, 'utf8').catch(() => '');
+  const [driver, kernel] = remembered.trim().split(' ');
+  if ((driver === 'overlay' || driver === 'copy') && kernel === release()) {
+    const s = new LocalSnapshotter({ root, driver });
+    await s.init();
+    return s;
+  }
+  const s = new LocalSnapshotter({ root });
+  await s.init();
+  await writeFileAtomic(file, Buffer.from(`${s.driver} ${release()}\n`));
+  return s;
 }
