@@ -72,4 +72,16 @@ describe('kiln llb (runLlb)', () => {
   test('a missing Dockerfile is a CLI error', async () => {
     await expect(runLlb(join(dir, 'nope'), opts({}), bufferIo(), resolver)).rejects.toMatchObject({ code: 'KLN_CLI_READ' });
   });
+
+  test('CONTEXT/.dockerignore becomes local.excludepatterns', async () => {
+    const ctx = join(dir, 'ignored');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(ctx, { recursive: true });
+    await writeFile(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY . /\n');
+    await writeFile(join(ctx, '.dockerignore'), '*.log\n!keep.log\n');
+    const io = bufferIo();
+    await runLlb(ctx, opts({ sessionId: 's' }), io, resolver);
+    const first = JSON.parse(io.out().toString().split('\n')[0] ?? '{}') as { Op: { Op: { source: { attrs: Record<string, string> } } } };
+    expect(first.Op.Op.source.attrs['local.excludepatterns']).toBe('["*.log","!keep.log"]');
+  });
 });

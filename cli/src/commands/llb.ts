@@ -3,7 +3,7 @@ import { dirname, join, resolve as resolvePath } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
 import { defaultPlatform, definitionToDot, definitionToJsonLines, encodeDefinition, parseDigest } from '@kiln/llb-core';
 import type { ImageMetaResolver } from '@kiln/llb-core';
-import { KilnError, convertDockerfile, formatError } from '@kiln/dockerfile';
+import { KilnError, convertDockerfile, formatError, parseDockerignore } from '@kiln/dockerfile';
 import { RegistryClient, registryMetaResolver } from '@kiln/runtime';
 import { CliError, readAll, type CliIo } from '../io.js';
 
@@ -66,6 +66,10 @@ export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo
     throw new CliError('KLN_CLI_READ', `cannot read ${file}: ${reason}`, opts.file === undefined ? 'pass the Dockerfile with -f FILE' : undefined);
   }
   const name = file === '-' ? 'Dockerfile' : file;
+  // `<Dockerfile>.dockerignore` next to the Dockerfile wins over CONTEXT/.dockerignore (as BuildKit).
+  const ignore = (file === '-' ? undefined : await readFile(`${file}.dockerignore`, 'utf8').catch(() => undefined)) ??
+    (await readFile(join(context, '.dockerignore'), 'utf8').catch(() => undefined));
+  const excludePatterns = ignore === undefined ? [] : parseDockerignore(ignore);
   try {
     const res = await convertDockerfile(text, {
       file: name,
@@ -76,6 +80,7 @@ export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo
       buildPlatforms: [defaultPlatform()],
       ...(opts.sessionId === undefined ? {} : { sessionId: opts.sessionId }),
       metaResolver: resolver,
+      ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
     });
     const out = opts.format === 'dot' ? definitionToDot(res.definition) : opts.format === 'pb' ? encodeDefinition(res.definition) : definitionToJsonLines(res.definition);
     if (opts.imageConfig !== undefined) await writeAtomic(resolvePath(opts.imageConfig), res.imageConfigJson);

@@ -35,11 +35,11 @@ describe('dockerfileFrontend', () => {
       { filename: 'build.Dockerfile', target: 'a', 'build-arg:MSG': 'hi', platform: 'linux/arm64' },
     );
     const res = await dockerfileFrontend(c);
-    expect(solved).toHaveLength(2);
+    expect(solved).toHaveLength(3); // the Dockerfile, the context's .dockerignore, the build
     const first = solved[0] as Definition;
     const src = decodeOp(first.def[0] as Uint8Array);
     expect(src).toMatchObject({ kind: 'source', source: { identifier: 'local://dockerfile' } });
-    const def = solved[1] as Definition;
+    const def = solved[2] as Definition;
     const exec = def.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
     expect(exec).toMatchObject({ exec: { meta: { args: ['/bin/sh', '-c', 'echo $MSG'], env: expect.arrayContaining(['MSG=hi']) } }, platform: { architecture: 'arm64' } });
     const cfg = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.imageConfig))) as { architecture: string; history: unknown[] };
@@ -56,7 +56,7 @@ describe('dockerfileFrontend', () => {
     const { c, solved } = client({ Dockerfile: 'FROM busybox\nARG TARGETARCH\nRUN echo $TARGETARCH\n' }, { platform: 'linux/amd64,linux/arm64', 'no-cache': '' });
     const res = await dockerfileFrontend(c);
     expect([...(res.refs?.keys() ?? [])]).toEqual(['linux/amd64', 'linux/arm64']);
-    expect(solved).toHaveLength(3);
+    expect(solved).toHaveLength(4);
     const arm = res.refs?.get('linux/arm64')?.definition;
     const exec = arm?.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
     expect(exec).toMatchObject({ exec: { meta: { env: expect.arrayContaining(['TARGETARCH=arm64']) } } });
@@ -64,5 +64,12 @@ describe('dockerfileFrontend', () => {
     const platforms = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.platforms))) as { platforms: { id: string }[] };
     expect(platforms.platforms.map((p) => p.id)).toEqual(['linux/amd64', 'linux/arm64']);
     expect(res.metadata.has(`${ResultMetadataKey.imageConfig}/linux/arm64`)).toBe(true);
+  });
+
+  test('.dockerignore patterns become the context source\'s excludes', async () => {
+    const { c } = client({ Dockerfile: 'FROM busybox\nCOPY . /src\n', '.dockerignore': '# deps\nnode_modules\n!node_modules/keep\n' }, { 'build-arg:X': '1' });
+    const res = await dockerfileFrontend(c);
+    const ctx = res.ref?.definition.def.map((b) => decodeOp(b)).find((o) => o.kind === 'source' && o.source.identifier === 'local://context');
+    expect(ctx?.kind === 'source' ? ctx.source.attrs?.get('local.excludepatterns') : undefined).toBe('["node_modules","!node_modules/keep"]');
   });
 });

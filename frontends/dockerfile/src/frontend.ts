@@ -10,6 +10,7 @@ import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
+import { parseDockerignore } from './convert/dockerignore.js';
 
 /** Defaults the frontend cannot get from the client options. */
 export interface DockerfileFrontendOptions {
@@ -35,18 +36,35 @@ function namedContexts(opts: ReadonlyMap<string, string>, sessionId: string | un
   return out;
 }
 
-async function readDockerfile(client: FrontendClient, filename: string, sessionId: string | undefined): Promise<Uint8Array> {
+async function readDockerfile(client: FrontendClient, filename: string, sessionId: string | undefined): Promise<{ dockerfile: Uint8Array; ignore: Uint8Array | undefined }> {
   let def: Definition | undefined = client.inputs.get('dockerfile') ?? client.inputs.get('context');
   if (def === undefined) {
     def = await local('dockerfile', {
       ...(sessionId === undefined ? {} : { sessionId }),
-      followPaths: [filename],
+      followPaths: [filename, `${filename}.dockerignore`],
       sharedKeyHint: 'dockerfile',
       customName: `[internal] load build definition from ${filename}`,
     }).marshal();
   }
   const ref = await client.solve({ definition: def });
-  return ref.readFile(filename);
+  const dockerfile = await ref.readFile(filename);
+  // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's .dockerignore.
+  const ignore = await ref.readFile(`${filename}.dockerignore`).catch(() => undefined);
+  return { dockerfile, ignore };
+}
+
+/** The build context's `.dockerignore`, when there is one (BuildKit's dockerui reads it the same way). */
+async function readContextIgnore(client: FrontendClient, sessionId: string | undefined): Promise<Uint8Array | undefined> {
+  const def =
+    client.inputs.get('context') ??
+    (await local('context', {
+      ...(sessionId === undefined ? {} : { sessionId }),
+      followPaths: ['.dockerignore'],
+      sharedKeyHint: 'context-.dockerignore',
+      customName: '[internal] load .dockerignore',
+    }).marshal());
+  const ref = await client.solve({ definition: def });
+  return ref.readFile('.dockerignore').catch(() => undefined);
 }
 
 /** Build a Dockerfile frontend with defaults the client options do not carry. */
@@ -54,7 +72,9 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     const opts = client.opts;
     const filename = opts.get('filename') ?? 'Dockerfile';
-    const dockerfile = await readDockerfile(client, filename, defaults.sessionId);
+    const { dockerfile, ignore } = await readDockerfile(client, filename, defaults.sessionId);
+    const ignoreFile = ignore ?? (await readContextIgnore(client, defaults.sessionId));
+    const excludePatterns = ignoreFile === undefined ? [] : parseDockerignore(new TextDecoder().decode(ignoreFile));
     const buildArgs = new Map<string, string>();
     for (const [k, v] of opts) if (k.startsWith(BUILD_ARG)) buildArgs.set(k.slice(BUILD_ARG.length), v);
     const platforms = (opts.get('platform') ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
@@ -64,6 +84,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       buildArgs,
       metaResolver: client,
       namedContexts: namedContexts(opts, defaults.sessionId),
+      ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
       ...(opts.get('target') ? { target: opts.get('target') as string } : {}),
       ...(opts.has('no-cache') ? { noCache: (opts.get('no-cache') ?? '') === '' ? true : (opts.get('no-cache') ?? '').split(',') } : {}),

@@ -76,3 +76,4 @@ export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
 export type { DockerfileFrontendOptions } from './frontend.js';
+export { parseDockerignore } from './convert/dockerignore.js';
