@@ -18,7 +18,9 @@ export type LlbErrorCode =
  */
 export class LlbError extends Error {
   override readonly name = 'LlbError';
+  /** Stable machine-readable error code. */
   readonly code: LlbErrorCode;
+  /** What the user can do about it, if known. */
   readonly hint: string | undefined;
 
   constructor(code: LlbErrorCode, message: string, options?: { hint?: string; cause?: unknown }) {

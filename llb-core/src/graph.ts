@@ -11,18 +11,23 @@ import { decodeOp } from './pb/op-codec.js';
 
 /** An edge to output `index` of `vertex`. */
 export interface VertexInput {
+  /** The input vertex. */
   readonly vertex: LlbVertex;
+  /** Which output of it. */
   readonly index: number;
 }
 
 /** One op of a loaded definition, with its inputs resolved to vertices. */
 export interface LlbVertex {
+  /** The op's digest (sha256 of `bytes`). */
   readonly digest: Digest;
+  /** The decoded op. */
   readonly op: Op;
   /** The exact marshaled op bytes from `Definition.def`. */
   readonly bytes: Uint8Array;
   /** Metadata for this digest, `{}` when the definition has none. */
   readonly metadata: OpMetadata;
+  /** The op's inputs, resolved to vertices, in `op.inputs` order. */
   readonly inputs: readonly VertexInput[];
 }
 
@@ -36,6 +41,7 @@ export interface LoadedDefinition {
   readonly terminal: LlbVertex | undefined;
   /** The build result (`terminal.inputs[0]`); undefined for an empty definition. */
   readonly root: VertexInput | undefined;
+  /** The definition's source map, if any. */
   readonly source: Source | undefined;
 }
 

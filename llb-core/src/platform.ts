@@ -7,10 +7,15 @@ import type { PbPlatform } from './op.js';
 
 /** An OCI image-spec platform. Field names follow the OCI JSON (`os.version` → `osVersion`). */
 export interface Platform {
+  /** Operating system, e.g. `linux`. */
   readonly os: string;
+  /** CPU architecture, e.g. `amd64`, `arm64`. */
   readonly architecture: string;
+  /** Architecture variant, e.g. `v7` for 32-bit ARM. */
   readonly variant?: string | undefined;
+  /** OS version (Windows build), e.g. `10.0.17763.1234`. */
   readonly osVersion?: string | undefined;
+  /** Required OS features. */
   readonly osFeatures?: readonly string[] | undefined;
 }
 

@@ -11,7 +11,9 @@ export interface ImageReference {
   readonly domain: string;
   /** Repository path, e.g. `library/busybox`. */
   readonly path: string;
+  /** Tag, e.g. `latest`. */
   readonly tag?: string;
+  /** Digest, e.g. `sha256:…`. */
   readonly digest?: string;
 }
 

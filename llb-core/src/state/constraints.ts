@@ -38,8 +38,11 @@ export interface ConstraintsOptions {
  */
 export class SourceMap {
   constructor(
+    /** File name shown in errors. */
     readonly filename: string,
+    /** File contents. */
     readonly data: Uint8Array,
+    /** Language, and where the file comes from (a State or Definition). */
     readonly options: { readonly language?: string; readonly state?: State; readonly definition?: Definition } = {},
   ) {}
 
@@ -51,7 +54,9 @@ export class SourceMap {
 
 /** One op's position in a {@link SourceMap}. */
 export interface SourceLocation {
+  /** The file. */
   readonly sourceMap: SourceMap;
+  /** Line ranges in it. */
   readonly ranges: readonly Range[];
 }
 

@@ -44,12 +44,19 @@ export interface MountSpec {
  * target (or env name). Mode defaults to 0400.
  */
 export interface SecretSpec {
+  /** Secret ID (defaults to the target or env name). */
   readonly id?: string;
+  /** Mount the secret as a file at this path. */
   readonly target?: string;
+  /** Expose the secret as this environment variable. */
   readonly env?: string;
+  /** Owner UID of the file. */
   readonly uid?: number;
+  /** Owner GID of the file. */
   readonly gid?: number;
+  /** File mode (default 0400). */
   readonly mode?: number;
+  /** Do not fail when the secret is missing. */
   readonly optional?: boolean;
 }
 
@@ -59,11 +66,17 @@ export interface SecretSpec {
  * `SSH_AUTH_SOCK` unless the env has it.
  */
 export interface SSHSpec {
+  /** SSH agent ID (empty: the default agent). */
   readonly id?: string;
+  /** Socket path (default `/run/buildkit/ssh_agent.<n>`). */
   readonly target?: string;
+  /** Socket owner UID. */
   readonly uid?: number;
+  /** Socket owner GID. */
   readonly gid?: number;
+  /** Socket mode (default 0600). */
   readonly mode?: number;
+  /** Do not fail when the agent is missing. */
   readonly optional?: boolean;
 }
 
@@ -73,22 +86,35 @@ export interface RunOptions extends ConstraintsOptions {
   readonly args?: readonly string[];
   /** The command as one string split into words without a shell (Go `Shlex`). */
   readonly shlex?: string;
+  /** Extra environment for this exec. */
   readonly env?: Readonly<Record<string, string>> | readonly (readonly [string, string])[];
+  /** Working directory for this exec (relative joins the state's). */
   readonly dir?: string;
+  /** User for this exec. */
   readonly user?: string;
+  /** Hostname for this exec. */
   readonly hostname?: string;
+  /** Network mode for this exec. */
   readonly network?: NetworkMode;
+  /** Security mode for this exec. */
   readonly security?: SecurityModeName;
+  /** Extra /etc/hosts entries for this exec. */
   readonly extraHosts?: readonly ExtraHost[];
+  /** Resource limits for this exec. */
   readonly ulimits?: readonly UlimitSpec[];
+  /** cgroup parent for this exec. */
   readonly cgroupParent?: string;
+  /** Exit codes treated as success (upstream field). */
   readonly validExitCodes?: readonly number[];
   /** Proxy variables passed to the exec outside its env (Go `WithProxy`). */
   readonly proxy?: ProxyEnv;
   /** Mount the root filesystem read-only; the root then has no output (Go `ReadonlyRootFS`). */
   readonly readonlyRootfs?: boolean;
+  /** Extra mounts, sorted by target in the op. */
   readonly mounts?: readonly MountSpec[];
+  /** Secrets as files or environment variables. */
   readonly secrets?: readonly SecretSpec[];
+  /** SSH agent sockets. */
   readonly ssh?: readonly SSHSpec[];
 }
 

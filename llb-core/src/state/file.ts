@@ -23,41 +23,59 @@ export type CreatedTime = Date | bigint;
 
 /** Options of {@link mkdir}. */
 export interface MkdirOptions {
+  /** Create missing parent directories. */
   readonly parents?: boolean;
+  /** Owner of the new directory. */
   readonly chown?: ChownSpec;
+  /** Timestamp of the new directory. */
   readonly createdTime?: CreatedTime;
 }
 /** Options of {@link mkfile}. */
 export interface MkfileOptions {
+  /** Owner of the new file. */
   readonly chown?: ChownSpec;
+  /** Timestamp of the new file. */
   readonly createdTime?: CreatedTime;
 }
 /** Options of {@link rm}. */
 export interface RmOptions {
+  /** Succeed when the path does not exist. */
   readonly allowNotFound?: boolean;
+  /** Treat the path as a wildcard pattern. */
   readonly allowWildcard?: boolean;
 }
 /** Options of {@link symlink}. */
 export interface SymlinkOptions {
+  /** Owner of the link. */
   readonly chown?: ChownSpec;
+  /** Timestamp of the link. */
   readonly createdTime?: CreatedTime;
 }
 /** Every Go `CopyInfo` option. */
 export interface CopyOptions {
   /** Permission bits for copied files; unset keeps the source's. */
   readonly mode?: number;
+  /** Resolve symlinks in the source path. */
   readonly followSymlinks?: boolean;
   /** Copy a directory's contents rather than the directory itself. */
   readonly copyDirContentsOnly?: boolean;
+  /** Copy only paths matching one of these patterns. */
   readonly includePatterns?: readonly string[];
+  /** Skip paths matching any of these patterns. */
   readonly excludePatterns?: readonly string[];
   /** Unpack archives like Docker's ADD. */
   readonly attemptUnpack?: boolean;
+  /** Create missing parent directories of the destination. */
   readonly createDestPath?: boolean;
+  /** Treat the source as a wildcard pattern. */
   readonly allowWildcard?: boolean;
+  /** Succeed when the wildcard matches nothing. */
   readonly allowEmptyWildcard?: boolean;
+  /** Owner of the copied files. */
   readonly chown?: ChownSpec;
+  /** Timestamp of the copied files. */
   readonly createdTime?: CreatedTime;
+  /** Replace destination paths of a different type instead of failing. */
   readonly alwaysReplaceExistingDestPaths?: boolean;
 }
 

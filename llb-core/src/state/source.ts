@@ -117,6 +117,7 @@ export interface ResolveImageOptions extends ImageOptions {
   readonly resolveDigest?: boolean;
   /** Platform to resolve for when `platform` is unset (the marshal platform); default: host. */
   readonly defaultPlatform?: Platform | string;
+  /** Cancels the lookup. */
   readonly signal?: AbortSignal;
 }
 
@@ -144,8 +145,11 @@ export async function resolveImage(ref: string, opts: ResolveImageOptions): Prom
 export interface LocalOptions extends ConstraintsOptions {
   /** Session that serves the directory (`local.session`). */
   readonly sessionId?: string;
+  /** Transfer only paths matching these patterns. */
   readonly includePatterns?: readonly string[];
+  /** Do not transfer paths matching these patterns. */
   readonly excludePatterns?: readonly string[];
+  /** Paths (and symlink targets) the build needs. */
   readonly followPaths?: readonly string[];
   /** Cache key hint shared across sessions (`local.sharedkeyhint`). */
   readonly sharedKeyHint?: string;
@@ -192,6 +196,7 @@ function goJsonStrings(list: readonly string[]): string {
 
 /** Options of {@link git}. */
 export interface GitOptions extends ConstraintsOptions {
+  /** Keep the `.git` directory in the checkout. */
   readonly keepGitDir?: boolean;
   /** Secret name holding an auth token (default `GIT_AUTH_TOKEN`). */
   readonly authTokenSecret?: string;
@@ -276,7 +281,9 @@ export interface HttpOptions extends ConstraintsOptions {
   readonly filename?: string;
   /** Permission bits (`http.perm`, written in octal). */
   readonly chmod?: number;
+  /** Owner UID of the downloaded file. */
   readonly uid?: number;
+  /** Owner GID of the downloaded file. */
   readonly gid?: number;
 }
 
@@ -307,8 +314,11 @@ export function http(url: string, opts: HttpOptions = {}): State {
 
 /** Options of {@link ociLayout}. */
 export interface OCILayoutOptions extends ConstraintsOptions {
+  /** Session that serves the layout store. */
   readonly sessionId?: string;
+  /** Store ID within the session. */
   readonly storeId?: string;
+  /** Only use the first N layers. */
   readonly layerLimit?: number;
 }
 

@@ -24,29 +24,46 @@ export type SecurityModeName = 'sandbox' | 'insecure';
 
 /** An /etc/hosts entry added to execs. */
 export interface ExtraHost {
+  /** Host name. */
   readonly host: string;
+  /** IPv4 or IPv6 address (printed the way Go's net.IP does). */
   readonly ip: string;
 }
 /** A resource limit for execs (`RLIMIT_*` name in lowercase without prefix, e.g. `nofile`). */
 export interface UlimitSpec {
+  /** Limit name, e.g. `nofile`. */
   readonly name: string;
+  /** Soft limit. */
   readonly soft: number | bigint;
+  /** Hard limit. */
   readonly hard: number | bigint;
 }
 
 /** The values a State carries for the ops built on it (Go state keys). */
 export interface StateValues {
+  /** Environment variables, in order. */
   readonly env: readonly (readonly [string, string])[];
+  /** Working directory (`/` by default). */
   readonly dir: string;
+  /** User execs run as. */
   readonly user: string | undefined;
+  /** Hostname of execs. */
   readonly hostname: string | undefined;
+  /** Platform of the ops built on this state; undefined means the marshal platform. */
   readonly platform: Platform | undefined;
+  /** `pb.NetMode` of execs. */
   readonly network: number | undefined;
+  /** `pb.SecurityMode` of execs. */
   readonly security: number | undefined;
+  /** Extra /etc/hosts entries. */
   readonly extraHosts: readonly ExtraHost[];
+  /** Resource limits. */
   readonly ulimits: readonly UlimitSpec[];
+  /** cgroup parent of execs. */
   readonly cgroupParent: string | undefined;
+  /** Command of the next exec. */
   readonly args: readonly string[] | undefined;
+  /** Exit codes treated as success. */
   readonly validExitCodes: readonly number[] | undefined;
 }
 
