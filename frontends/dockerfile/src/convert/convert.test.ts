@@ -236,6 +236,30 @@ describe('no-cache', () => {
   });
 });
 
+describe('run-wide options', () => {
+  test('hostname, extra hosts, shm size, ulimits, cgroup parent and forced network reach every exec', async () => {
+    const res = await convert('FROM busybox\nRUN a\nRUN --network=none b\n', {
+      hostname: 'builder',
+      extraHosts: [{ host: 'db', ip: '10.0.0.2' }],
+      shmSize: 64 * 1024 * 1024,
+      ulimits: [{ name: 'nofile', soft: 1024, hard: 2048 }],
+      cgroupParent: 'kiln.slice',
+      forceNetworkMode: 'host',
+    });
+    const execs = ops(res).filter((o) => o.kind === 'exec');
+    expect(execs).toHaveLength(2);
+    expect(execs[0]).toMatchObject({
+      exec: {
+        meta: { hostname: 'builder', extraHosts: [{ host: 'db', ip: '10.0.0.2' }], cgroupParent: 'kiln.slice', ulimit: [{ name: 'nofile' }] },
+        network: 1,
+      },
+    });
+    expect(execs[1]).toMatchObject({ exec: { network: 2 } });
+    const shm = execs[0]?.kind === 'exec' ? execs[0].exec.mounts.find((m) => m.dest === '/dev/shm') : undefined;
+    expect(shm).toMatchObject({ mountType: 4, tmpfsOpt: { size: 64n * 1024n * 1024n } });
+  });
+});
+
 describe('ONBUILD', () => {
   test('an ONBUILD COPY --from=<image> trigger resolves that image before dispatch', async () => {
     const calls: string[] = [];

@@ -262,12 +262,16 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       caps,
       multiPlatform,
       location: recordLocation,
+      extraHosts: options.extraHosts ?? [],
+      shmSize: options.shmSize ?? 0,
+      ulimits: options.ulimits ?? [],
+      cgroupParent: options.cgroupParent ?? '',
       nextProgressGroup: () => `progress-group-${pg++}`,
     };
     const ctxPaths = new Set<string>();
     for (const d of states.states) {
       if (!reachable.has(d) || d.dispatched) continue;
-      dispatchStage(d, opt, platforms);
+      dispatchStage(d, opt, platforms, options);
       for (const p of d.ctxPaths) ctxPaths.add(p);
     }
     return ctxPaths;
@@ -303,7 +307,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
 }
 
 /** Inherit the base (stage or image config), run ONBUILD triggers, then every command. */
-function dispatchStage(d: DispatchState, opt: DispatchOptions, platforms: PlatformOptions): void {
+function dispatchStage(d: DispatchState, opt: DispatchOptions, platforms: PlatformOptions, options: ConvertOptions): void {
   d.dispatched = true;
   if (d.base !== undefined) {
     d.state = d.base.state;
@@ -319,12 +323,14 @@ function dispatchStage(d: DispatchState, opt: DispatchOptions, platforms: Platfo
     const [k, v] = parseKeyValue(e);
     d.state = d.state.addEnv(k, v);
   }
+  if (options.hostname) d.state = d.state.hostname(options.hostname);
   try {
     if (d.image.config.WorkingDir) dispatchWorkdir(d, { path: d.image.config.WorkingDir });
     if (d.image.config.User) dispatchUser(d, { user: d.image.config.User }, false);
   } catch (e) {
     throw locate(e, opt.file, at);
   }
+  if (options.forceNetworkMode !== undefined) d.state = d.state.network(options.forceNetworkMode);
   dispatchOnBuildTriggers(d, d.image.config.OnBuild ?? [], opt);
   d.image.config.OnBuild = null;
   for (const sc of d.commands) dispatch(d, sc, opt);

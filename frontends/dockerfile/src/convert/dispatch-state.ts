@@ -2,7 +2,7 @@
  * Per-stage conversion state (BuildKit's dispatchState) and what every dispatcher shares
  * (dispatchOpt): the build context, meta ARGs, build args, the shell lexer and caps.
  */
-import type { Platform, State } from '@kiln/llb-core';
+import type { Platform, State, UlimitSpec } from '@kiln/llb-core';
 import { formatPlatform } from '@kiln/llb-core';
 import type { Range } from '../parser/ast.js';
 import { ShellLex } from '../shell/lex.js';
@@ -115,6 +115,10 @@ export interface DispatchOptions {
   readonly caps: ReadonlySet<string>;
   readonly multiPlatform: boolean;
   readonly location: LocationSink;
+  readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
+  readonly shmSize: number;
+  readonly ulimits: readonly UlimitSpec[];
+  readonly cgroupParent: string;
   /** Next `COPY --link` progress group id. */
   nextProgressGroup(): string;
 }

@@ -1,5 +1,5 @@
 /** Options and result of {@link convertDockerfile} (BuildKit's ConvertOpt and its outputs). */
-import type { Definition, ImageMetaResolver, Platform, ResolveMode, State } from '@kiln/llb-core';
+import type { Definition, ImageMetaResolver, NetworkMode, Platform, ResolveMode, State, UlimitSpec } from '@kiln/llb-core';
 
 /** A named build context (`--build-context NAME=…`): an LLB state and, for images, its config. */
 export interface NamedContext {
@@ -47,6 +47,18 @@ export interface ConvertOptions {
    * ignore the cache (BuildKit's IgnoreCache; an empty list means every stage).
    */
   readonly noCache?: boolean | readonly string[];
+  /** Hostname of every RUN (`--hostname`). */
+  readonly hostname?: string;
+  /** `/etc/hosts` entries for every RUN (`--add-host host:ip`). */
+  readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];
+  /** Size of a tmpfs on /dev/shm for every RUN, in bytes (`--shm-size`). */
+  readonly shmSize?: number;
+  /** Resource limits of every RUN (`--ulimit`). */
+  readonly ulimits?: readonly UlimitSpec[];
+  /** cgroup parent of every RUN (`--cgroup-parent`). */
+  readonly cgroupParent?: string;
+  /** Network mode forced on every RUN (`--network`; a RUN's own `--network` still wins). */
+  readonly forceNetworkMode?: NetworkMode;
   /** Attach a source map to the Definition (default true). */
   readonly sourceMap?: boolean;
   readonly signal?: AbortSignal;

@@ -3,7 +3,7 @@
  * `#!` heredoc becomes a file mounted at /dev/pipes/), mounts, network and security modes,
  * proxy build args, the progress name and the `RUN |n K=V … # buildkit` history entry.
  */
-import { mkfile, scratch } from '@kiln/llb-core';
+import { Caps, mkfile, scratch } from '@kiln/llb-core';
 import type { MountSpec as LlbMount, NetworkMode, RunOptions } from '@kiln/llb-core';
 import { KilnError } from '../errors.js';
 import { chompHeredocContent, parseHeredoc } from '../parser/parser.js';
@@ -61,12 +61,16 @@ export function dispatchRun(d: DispatchState, c: RunCommand, sources: readonly (
   const runMounts = dispatchRunMounts(d, c, sources, opt);
   const name = prefixCommand(d, uppercaseCmd(processCmdEnv(runNameLex(opt.shlex), customname, env)), opt.multiPlatform, d.state.getPlatform(), env);
   const network = networkModes[c.network];
+  const shm: LlbMount[] = opt.shmSize > 0 && opt.caps.has(Caps.execMountTmpfsSize) ? [{ target: '/dev/shm', source: scratch(), tmpfs: { size: opt.shmSize } }] : [];
   const runOpts: RunOptions = {
     args,
     description: { [DOCKERFILE_COMMAND]: c.code },
     customName: name,
     ...(d.ignoreCache ? { ignoreCache: true } : {}),
-    mounts: [...extraMounts, ...runMounts.mounts],
+    mounts: [...extraMounts, ...runMounts.mounts, ...shm],
+    ...(opt.extraHosts.length > 0 ? { extraHosts: opt.extraHosts } : {}),
+    ...(opt.ulimits.length > 0 && opt.caps.has(Caps.execMetaUlimit) ? { ulimits: opt.ulimits } : {}),
+    ...(opt.cgroupParent !== '' && opt.caps.has(Caps.execMetaCgroupParent) ? { cgroupParent: opt.cgroupParent } : {}),
     ...(runMounts.secrets.length > 0 ? { secrets: runMounts.secrets } : {}),
     ...(runMounts.ssh.length > 0 ? { ssh: runMounts.ssh } : {}),
     ...(opt.proxyEnv === undefined ? {} : { proxy: opt.proxyEnv }),
