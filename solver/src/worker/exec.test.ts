@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { CacheSharingOpt } from '@kiln/llb-core';
-import { CacheMounts } from './exec.js';
+import { CacheMounts } from './cache-mounts.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -59,5 +60,34 @@ describe('CacheMounts sharing modes', () => {
     expect(order).toEqual(['a releasing', 'b acquired']);
     expect(b.dir).toBe(a.dir);
     await b.release();
+  });
+
+  test('other processes count: a live foreign user makes locked wait and private go elsewhere', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'kiln-cm-'));
+    dirs.push(root);
+    const cm = new CacheMounts(root, { pollMs: 20 });
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const dir = cm.dirOf('shared-id');
+      mkdirSync(`${dir}.users`, { recursive: true });
+      writeFileSync(join(`${dir}.users`, `${other.pid}-foreign`), '');
+      const priv = await cm.acquire('shared-id', CacheSharingOpt.PRIVATE);
+      expect(priv.dir).not.toBe(dir);
+      await priv.release();
+      let got = false;
+      const lockedP = cm.acquire('shared-id', CacheSharingOpt.LOCKED).then((l) => {
+        got = true;
+        return l;
+      });
+      await new Promise((r) => setTimeout(r, 150));
+      expect(got).toBe(false);
+      other.kill('SIGKILL');
+      await new Promise((r) => other.once('exit', r));
+      const locked = await lockedP;
+      expect(locked.dir).toBe(dir);
+      await locked.release();
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 });

@@ -1,4 +1,3 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CacheSharingOpt, MountType, NetMode, SecurityMode, type ExecOp, type Mount as LlbMount } from '@kiln/llb-core';
 import type { ExecMount, NetworkMode } from '@kiln/runtime';
@@ -7,70 +6,18 @@ import { ExecFailedError, type WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { emptySnapshot } from './sources.js';
+import type { CacheMounts } from './cache-mounts.js';
 import { dirSize, newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const execFileP = promisify(execFile);
 
-/** Per-id locks and use counts of cache mounts (`sharing=locked|private`). */
-export class CacheMounts {
-  readonly #root: string;
-  readonly #locked = new Map<string, Promise<void>>();
-  readonly #inUse = new Map<string, number>();
-
-  constructor(root: string) {
-    this.#root = join(root, 'solver', 'cachemounts');
-  }
-
-  /** The directory of cache mount `id`. */
-  dirOf(id: string): string {
-    return join(this.#root, safeName(id));
-  }
-
-  /**
-   * Acquires the directory of cache mount `id` (BuildKit's sharing modes): `shared` hands the same
-   * directory to every concurrent user; `locked` waits until the current user releases it;
-   * `private` hands a concurrent user a fresh throw-away directory. `created` is true when the
-   * directory is new (empty), so a `from` input can seed it.
-   */
-  async acquire(id: string, sharing: number): Promise<{ dir: string; created: boolean; release: () => Promise<void> }> {
-    const safe = safeName(id);
-    const dir = join(this.#root, safe);
-    const created = (await mkdir(dir, { recursive: true })) !== undefined;
-    if (sharing === CacheSharingOpt.LOCKED) {
-      const prev = this.#locked.get(dir) ?? Promise.resolve();
-      let unlock: () => void = () => undefined;
-      const mine = new Promise<void>((r) => (unlock = r));
-      this.#locked.set(dir, prev.then(() => mine));
-      await prev;
-      return { dir, created, release: async () => unlock() };
-    }
-    if (sharing === CacheSharingOpt.PRIVATE && (this.#inUse.get(dir) ?? 0) > 0) {
-      // Another build holds it: this one gets a private, throw-away directory (BuildKit creates a new ref).
-      const tmp = await mkdtemp(join(this.#root, `${safe}.private-`));
-      return { dir: tmp, created: true, release: () => rm(tmp, { recursive: true, force: true }) };
-    }
-    this.#inUse.set(dir, (this.#inUse.get(dir) ?? 0) + 1);
-    return {
-      dir,
-      created,
-      release: async () => {
-        this.#inUse.set(dir, (this.#inUse.get(dir) ?? 1) - 1);
-      },
-    };
-  }
-}
-
 /** A mount selector as a relative path inside the snapshot ('' for its root). */
 function cleanSelector(sel: string | undefined): string {
   const parts = (sel ?? '').split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw new SolverError('SOLVER_INVALID_DEFINITION', `mount selector ${JSON.stringify(sel)} leaves the input`);
   return parts.join('/');
-}
-
-function safeName(id: string): string {
-  return id.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
 }
 
 interface Prepared {
@@ -112,7 +59,7 @@ export async function runExec(
       const input = m.input ?? 0;
       if (type === MountType.CACHE) {
         const cacheId = m.cacheOpt?.id ?? dest;
-        const c = await cacheMounts.acquire(cacheId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED);
+        const c = await cacheMounts.acquire(cacheId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED, ctx.signal);
         releases.push(async () => {
           await c.release();
           const record = deps.recordUsage;

@@ -12,7 +12,8 @@ import { cleanPath } from '../local/clean-path.js';
 import type { Worker, WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { CacheMounts, runExec } from './exec.js';
+import { CacheMounts } from './cache-mounts.js';
+import { runExec } from './exec.js';
 import { HttpSources } from './http.js';
 import { runFileOp } from './file.js';
 import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './sources.js';
@@ -151,7 +152,7 @@ export class RuntimeWorker implements Worker {
    */
   async releaseSnapshot(id: string): Promise<void> {
     if (id.startsWith('cachemount:')) {
-      await rm(this.#cacheMounts.dirOf(id.slice('cachemount:'.length)), { recursive: true, force: true });
+      await this.#cacheMounts.remove(id.slice('cachemount:'.length));
       return;
     }
     await this.#deps.snapshotter.remove(id).catch(() => undefined);

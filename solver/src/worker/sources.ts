@@ -12,6 +12,7 @@ import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { hasSnapshot, withMounted } from './snapshots.js';
+import { withFileLock } from './file-lock.js';
 
 const execFileP = promisify(execFile);
 
@@ -169,7 +170,7 @@ function jsonList(v: string | undefined): string[] | undefined {
 
 /**
  * Local sources (`local://name`): the directory is synced incrementally into a persistent mirror
- * (`<root>/solver/local/<name>`), and the result is a committed snapshot named by the BuildKit
+ * (`<root>/solver/local/<name>`; one sync at a time per mirror, across processes too), and the result is a committed snapshot named by the BuildKit
  * content digest of what was synced, so an unchanged context reuses the previous snapshot without
  * copying anything.
  */
@@ -202,39 +203,44 @@ export class LocalSources {
     // One sync per mirror at a time (concurrent builds of the same context share the mirror).
     const prev = this.#locks.get(base) ?? Promise.resolve();
     const run = prev.catch(() => undefined).then(async () => {
-      ctx.status('transferring context', 0);
-      const synced = await syncLocalSource({ src: dir, dest: join(base, 'mirror'), statePath: join(base, 'state.json'), filter, signal: ctx.signal });
-      ctx.status('transferring context', synced.stats.bytes, undefined, true);
-      const id = `local-${synced.rootDigest.replace('sha256:', '').slice(0, 48)}`;
-      const s = this.#deps.snapshotter;
-      const mirror = join(base, 'mirror');
-      if (!(await hasSnapshot(s, id))) {
-        // Incremental: when the previous snapshot of this mirror is the state this sync started
-        // from, stack the changes on it instead of copying the whole context again.
-        const prev = await readLast(join(base, 'snapshot.json'));
-        const incremental =
-          prev !== undefined && prev.rootDigest === synced.previousRootDigest && (await hasSnapshot(s, prev.id)) ? prev.id : undefined;
-        const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-        await s.prepare(tmp, incremental);
-        try {
-          await withMounted(s, tmp, ctx.signal, async (path) => {
-            if (incremental === undefined) {
-              await execFileP('cp', ['-a', '--reflink=auto', `${mirror}/.`, `${path}/`]);
-            } else {
-              await applyChanges(mirror, path, synced.changes);
-            }
-          });
-          await s.commit(id, tmp);
-        } catch (err) {
-          await s.remove(tmp).catch(() => undefined);
-          if (!(await hasSnapshot(s, id))) throw err;
-        }
-      }
-      await writeFileAtomic(join(base, 'snapshot.json'), JSON.stringify({ id, rootDigest: synced.rootDigest }));
-      this.trees.set(id, synced.tree);
-      return { snapshot: id, size: synced.stats.bytes };
+      await mkdir(join(base, '..'), { recursive: true });
+      return withFileLock(`${base}.lock`, ctx.signal, () => this.#sync(ctx, dir, filter, base));
     });
     this.#locks.set(base, run);
     return run;
+  }
+
+  async #sync(ctx: WorkerOpContext, dir: string, filter: LocalFilter, base: string): Promise<WorkerRef> {
+    ctx.status('transferring context', 0);
+    const synced = await syncLocalSource({ src: dir, dest: join(base, 'mirror'), statePath: join(base, 'state.json'), filter, signal: ctx.signal });
+    ctx.status('transferring context', synced.stats.bytes, undefined, true);
+    const id = `local-${synced.rootDigest.replace('sha256:', '').slice(0, 48)}`;
+    const s = this.#deps.snapshotter;
+    const mirror = join(base, 'mirror');
+    if (!(await hasSnapshot(s, id))) {
+      // Incremental: when the previous snapshot of this mirror is the state this sync started
+      // from, stack the changes on it instead of copying the whole context again.
+      const prev = await readLast(join(base, 'snapshot.json'));
+      const incremental =
+        prev !== undefined && prev.rootDigest === synced.previousRootDigest && (await hasSnapshot(s, prev.id)) ? prev.id : undefined;
+      const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+      await s.prepare(tmp, incremental);
+      try {
+        await withMounted(s, tmp, ctx.signal, async (path) => {
+          if (incremental === undefined) {
+            await execFileP('cp', ['-a', '--reflink=auto', `${mirror}/.`, `${path}/`]);
+          } else {
+            await applyChanges(mirror, path, synced.changes);
+          }
+        });
+        await s.commit(id, tmp);
+      } catch (err) {
+        await s.remove(tmp).catch(() => undefined);
+        if (!(await hasSnapshot(s, id))) throw err;
+      }
+    }
+    await writeFileAtomic(join(base, 'snapshot.json'), JSON.stringify({ id, rootDigest: synced.rootDigest }));
+    this.trees.set(id, synced.tree);
+    return { snapshot: id, size: synced.stats.bytes };
   }
 }

@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readdir, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CacheSharingOpt } from '@kiln/llb-core';
+import { throwIfCancelled } from '../errors.js';
+import { pidAlive, withFileLock } from './file-lock.js';
+
+/** A cache mount directory handed to one exec. */
+export interface AcquiredCacheMount {
+  readonly dir: string;
+  /** True when the directory is new (empty): a `from` input may seed it. */
+  readonly created: boolean;
+  release(): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Persistent cache mount directories (`RUN --mount=type=cache`) under `<root>/solver/cachemounts`,
+ * with BuildKit's sharing modes working across processes (concurrent `kiln build`s), not only
+ * within one: every user holds a marker file `<dir>.users/<pid>-<random>` and changes to the
+ * marker set happen under a short exclusive lock file. `shared` users use the directory together;
+ * a `locked` user waits until no one else uses it; a `private` user that finds it in use gets a
+ * fresh throw-away directory. Markers of dead processes are ignored and removed.
+ */
+export class CacheMounts {
+  readonly #root: string;
+  readonly #pollMs: number;
+
+  constructor(root: string, opts: { pollMs?: number } = {}) {
+    this.#root = join(root, 'solver', 'cachemounts');
+    this.#pollMs = opts.pollMs ?? 50;
+  }
+
+  /** The directory of cache mount `id`. */
+  dirOf(id: string): string {
+    return join(this.#root, safeName(id));
+  }
+
+  /** Removes a cache mount (prune). */
+  async remove(id: string): Promise<void> {
+    const dir = this.dirOf(id);
+    await rm(dir, { recursive: true, force: true });
+    await rm(`${dir}.users`, { recursive: true, force: true });
+  }
+
+  async acquire(id: string, sharing: number, signal?: AbortSignal): Promise<AcquiredCacheMount> {
+    const dir = this.dirOf(id);
+    const users = `${dir}.users`;
+    const created = (await mkdir(dir, { recursive: true })) !== undefined;
+    await mkdir(users, { recursive: true });
+    const marker = join(users, `${process.pid}-${randomBytes(6).toString('hex')}`);
+    const mine: AcquiredCacheMount = { dir, created, release: () => unlink(marker).catch(() => undefined) };
+    for (;;) {
+      throwIfCancelled(signal);
+      const outcome = await withFileLock(`${dir}.lock`, signal, async () => {
+        const busy = (await this.#liveUsers(users)) > 0;
+        if (busy && sharing === CacheSharingOpt.LOCKED) return 'wait' as const;
+        if (busy && sharing === CacheSharingOpt.PRIVATE) return 'private' as const;
+        await (await open(marker, 'wx')).close();
+        return 'mine' as const;
+      });
+      if (outcome === 'mine') return mine;
+      if (outcome === 'private') {
+        // In use elsewhere: this exec gets a private, throw-away directory (BuildKit makes a new ref).
+        const tmp = await mkdtemp(join(this.#root, `${safeName(id)}.private-`));
+        return { dir: tmp, created: true, release: () => rm(tmp, { recursive: true, force: true }) };
+      }
+      await sleep(this.#pollMs);
+    }
+  }
+
+  async #liveUsers(users: string): Promise<number> {
+    let n = 0;
+    for (const name of await readdir(users).catch(() => [] as string[])) {
+      if (pidAlive(Number(name.split('-')[0]))) n++;
+      else await unlink(join(users, name)).catch(() => undefined);
+    }
+    return n;
+  }
+}
+
+function safeName(id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+}

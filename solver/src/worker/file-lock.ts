@@ -1,0 +1,44 @@
+import { open, readFile, unlink } from 'node:fs/promises';
+import { throwIfCancelled } from '../errors.js';
+
+/** Whether a process with this pid exists (EPERM: exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `fn` holding the exclusive lock file `lock` across processes (created with O_EXCL, holding
+ * the owner's pid). A lock whose owner process is gone is broken; waiting polls every `pollMs`
+ * and honours `signal`.
+ */
+export async function withFileLock<T>(lock: string, signal: AbortSignal | undefined, fn: () => Promise<T>, pollMs = 10): Promise<T> {
+  for (;;) {
+    throwIfCancelled(signal);
+    try {
+      const fh = await open(lock, 'wx');
+      try {
+        await fh.writeFile(String(process.pid));
+      } finally {
+        await fh.close();
+      }
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
+      // An empty file is a lock being written right now; only a dead owner's lock is broken.
+      if (owner > 0 && !pidAlive(owner)) await unlink(lock).catch(() => undefined);
+      else await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
