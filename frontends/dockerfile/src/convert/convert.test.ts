@@ -84,6 +84,11 @@ describe('conversion errors', () => {
     expect(e.message).toContain('nope/missing: manifest unknown');
   });
 
+  test('COPY --from an image that does not exist points at the flag', async () => {
+    const e = await rejection(convertDockerfile('FROM busybox AS builder\nFROM busybox\nCOPY  --from=buidler /out /out\n', { metaResolver: fakeResolver([], /buidler/) }));
+    expect(e).toMatchObject({ code: 'KLN0503', location: { line: 3, column: 7 }, hint: 'did you mean the stage "builder"?' });
+  });
+
   test('invalid FROM --platform', async () => {
     const e = await rejection(convert('FROM --platform=linux/a/b/c busybox\n'));
     expect(e).toMatchObject({ code: 'KLN0505', location: { line: 1 } });

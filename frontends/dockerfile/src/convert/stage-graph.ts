@@ -8,12 +8,13 @@ import { parseInstruction } from '../instructions/parse.js';
 import { parse } from '../parser/parser.js';
 import type { DockerImage } from './image.js';
 import type { Command, Stage } from '../instructions/commands.js';
+import type { Position } from '../parser/ast.js';
 import { DispatchState, type DispatchStates, type StageCommand } from './dispatch-state.js';
 
 /** Empty image name. */
 export const SCRATCH = 'scratch';
 
-function implicitStage(baseName: string, cmd: Command, states: DispatchStates): DispatchState {
+function implicitStage(baseName: string, cmd: Command, states: DispatchStates, at?: Position): DispatchState {
   // BuildKit makes a new implicit stage per reference; they are indistinguishable (same base,
   // no commands), so one per name is kept: it resolves the image once.
   const known = states.implicit.get(baseName);
@@ -26,7 +27,8 @@ function implicitStage(baseName: string, cmd: Command, states: DispatchStates): 
     sourceCode: '',
     comment: '',
     commands: [],
-    location: cmd.location,
+    // errors about the image (not found, bad reference) point at the flag that names it
+    location: at === undefined ? cmd.location : { start: at, end: at },
     node: cmd.node,
   };
   const ds = new DispatchState(stage, { baseName, stageName: '', unregistered: true });
@@ -50,16 +52,16 @@ export function toCommand(cmd: Command, states: DispatchStates): StageCommand {
         });
       }
     } else {
-      src = states.findByName(cmd.from) ?? implicitStage(cmd.from, cmd, states);
+      src = states.findByName(cmd.from) ?? implicitStage(cmd.from, cmd, states, cmd.node.flags.find((f) => f.value.startsWith('--from'))?.position);
     }
     return { command: cmd, sources: [src] };
   }
   if (cmd.name === 'run') {
     // BuildKit v0.11.6 gives every mount a source stage (scratch when it has no `from`, or is
     // a tmpfs); only mounts with a `from` (cache: implicitly scratch) read it.
-    const sources = cmd.mounts.map((m) => {
+    const sources = cmd.mounts.map((m, i) => {
       const from = m.from === '' || m.type === 'tmpfs' ? SCRATCH : m.from;
-      return states.findByName(from) ?? implicitStage(from, cmd, states);
+      return states.findByName(from) ?? implicitStage(from, cmd, states, cmd.mountSpecs[i]?.position);
     });
     return { command: cmd, sources };
   }
