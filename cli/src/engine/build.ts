@@ -129,11 +129,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     });
     const outputs = buildOutputs(result, platform);
     const exports: ExportResult[] = [];
-    const first = outputs[0];
-    if (req.outputs.length > 0 && first === undefined) throw new EngineError('KLN0704', 'the build produced no result to export');
-    if (first !== undefined) {
+    if (req.outputs.length > 0) {
       exports.push(
-        ...(await exportOutputs(engine, req.outputs, first, {
+        ...(await exportOutputs(engine, req.outputs, outputs, {
           ...(req.progress === undefined ? {} : { progress: req.progress }),
           ...(req.signal === undefined ? {} : { signal: req.signal }),
         })),

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { runExport, type ExportResult, type ExportSpec, type ImageConfigDraft, type Platform } from '@kiln/runtime';
 import type { ProgressSink } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
@@ -28,9 +29,12 @@ interface HistoryEntry {
 export async function exportOutputs(
   engine: KilnEngine,
   specs: readonly ExportSpec[],
-  output: BuildOutput,
+  outputs: BuildOutput | readonly BuildOutput[],
   opts: { readonly progress?: ProgressSink; readonly signal?: AbortSignal; readonly sourceDateEpoch?: number } = {},
 ): Promise<ExportResult[]> {
+  const list: readonly BuildOutput[] = Array.isArray(outputs) ? outputs : [outputs as BuildOutput];
+  const first = list[0];
+  if (first === undefined) throw new EngineError('KLN0704', 'the build produced no result to export');
   const results: ExportResult[] = [];
   for (const [i, spec] of specs.entries()) {
     const vertex = `export-${i}`;
@@ -40,14 +44,23 @@ export async function exportOutputs(
     try {
       let result: ExportResult;
       if (spec.type === 'local' || spec.type === 'tar') {
-        result = await runExport(spec, { rootfs: await output.ref.path() }, ctx(engine, opts));
+        if (list.length > 1 && spec.type === 'tar') throw new EngineError('KLN0704', 'type=tar cannot export a multi-platform result', { hint: 'use type=local (one directory per platform) or type=oci' });
+        if (list.length > 1) {
+          // BuildKit's local exporter writes one directory per platform (`linux_amd64/`).
+          for (const o of list) result = await runExport({ ...spec, dest: join(spec.dest, platformDir(o.platform)) }, { rootfs: await o.ref.path() }, ctx(engine, opts));
+          result = { type: spec.type, dest: spec.dest, names: [], pushed: [] };
+        } else result = await runExport(spec, { rootfs: await first.ref.path() }, ctx(engine, opts));
       } else {
         const started = Date.now();
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, time: started });
-        const layers = await engine.layers.layersOf(output.ref.snapshot, opts.signal);
+        const sources = await Promise.all(
+          list.map(async (o) => {
+            const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal);
+            return { layers, config: imageConfig(o, layers.length) };
+          }),
+        );
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, completed: Date.now(), time: Date.now() });
-        const config = imageConfig(output, layers.length);
-        result = await runExport(spec, { image: { layers, config } }, ctx(engine, opts));
+        result = await runExport(spec, { image: sources.length === 1 ? (sources[0] as (typeof sources)[number]) : sources }, ctx(engine, opts));
         if (result.digest !== undefined) opts.progress?.emit({ kind: 'status', vertex, id: `writing image ${result.digest}`, current: 0, started: Date.now(), completed: Date.now(), time: Date.now() });
       }
       opts.progress?.emit({ kind: 'vertex.done', vertex, time: Date.now() });
@@ -68,6 +81,10 @@ function ctx(engine: KilnEngine, opts: { readonly signal?: AbortSignal; readonly
     ...(opts.signal === undefined ? {} : { signal: opts.signal }),
     ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }),
   };
+}
+
+function platformDir(p: Platform): string {
+  return [p.os, p.architecture, ...(p.variant === undefined ? [] : [p.variant])].join('_');
 }
 
 function exportName(spec: ExportSpec): string {
