@@ -84,4 +84,11 @@ describe('kiln llb (runLlb)', () => {
     const first = JSON.parse(io.out().toString().split('\n')[0] ?? '{}') as { Op: { Op: { source: { attrs: Record<string, string> } } } };
     expect(first.Op.Op.source.attrs['local.excludepatterns']).toBe('["*.log","!keep.log"]');
   });
+
+  test('-f - reads the Dockerfile from stdin', async () => {
+    const io = { ...bufferIo(), stdin: (async function* () { yield new TextEncoder().encode('FROM scratch\nCOPY x /x\n'); })() };
+    const out: Buffer[] = [];
+    await runLlb(dir, opts({ file: '-', sessionId: 's' }), { ...io, stdout: { write: (c: string | Uint8Array) => out.push(Buffer.from(c)) } }, resolver);
+    expect(Buffer.concat(out).toString()).toContain('"local.followpaths":"[\\"x\\"]"');
+  });
 });
