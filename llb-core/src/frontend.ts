@@ -12,8 +12,11 @@ export interface FileStat {
   readonly path: string;
   /** Go `os.FileMode` bits: permission bits plus type bits (dir `1 << 31`, symlink `1 << 27`). */
   readonly mode: number;
+  /** Owner user id. */
   readonly uid: number;
+  /** Owner group id. */
   readonly gid: number;
+  /** Size in bytes (0 for directories). */
   readonly size: number;
   /** Modification time in Unix nanoseconds. */
   readonly modTime: bigint;
@@ -23,7 +26,9 @@ export interface FileStat {
 
 /** Options of {@link Ref.readFile}: an optional byte range. */
 export interface ReadFileOptions {
+  /** First byte to read. */
   readonly offset?: number;
+  /** Bytes to read at most. */
   readonly length?: number;
 }
 
@@ -44,6 +49,7 @@ export interface Ref {
 
 /** A solve request from a frontend: a raw Definition to evaluate. */
 export interface SolveRequest {
+  /** The LLB to evaluate. */
   readonly definition: Definition;
   /** Force evaluation now, so errors surface at this call rather than on first read. */
   readonly evaluate?: boolean;
@@ -54,16 +60,23 @@ export interface SolveRequest {
  * `containerimage.config` (the image config JSON) as BuildKit's gateway `Result` carries.
  */
 export interface FrontendResult {
+  /** The single result. */
   readonly ref?: Ref;
+  /** Results by key (a platform string for multi-platform builds). */
   readonly refs?: ReadonlyMap<string, Ref>;
+  /** Exporter metadata, see {@link ResultMetadataKey}. */
   readonly metadata: ReadonlyMap<string, Uint8Array>;
 }
 
 /** A lint-style warning with an optional source location. */
 export interface FrontendWarning {
+  /** What is wrong, in one line. */
   readonly message: string;
+  /** The file it is in. */
   readonly file?: string;
+  /** 1-based line. */
   readonly line?: number;
+  /** 1-based column. */
   readonly column?: number;
 }
 
@@ -73,7 +86,9 @@ export interface FrontendWarning {
  * `inputs` are named contexts handed over as LLB (`context`, `dockerfile`, or `--build-context` names).
  */
 export interface FrontendClient extends ImageMetaResolver {
+  /** Frontend options (BuildKit's `FrontendOpt`). */
   readonly opts: ReadonlyMap<string, string>;
+  /** Named inputs as LLB. */
   readonly inputs: ReadonlyMap<string, Definition>;
   /** Solves a Definition and returns a ref to its result. */
   solve(request: SolveRequest): Promise<Ref>;
