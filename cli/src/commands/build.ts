@@ -57,6 +57,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
     .option('--allow <entitlement>', 'allow an entitlement: security.insecure (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
+    .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .action(async (context: string, flags: BuildFlags, cmd: Command) => {
       const debug = cmd.optsWithGlobals<{ debug?: boolean }>().debug === true;

@@ -46,6 +46,7 @@ export function registerSolve(program: Command, io: CliIo): void {
     .option('--platform <platform>', 'platform recorded in an exported image config')
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
     .option('--no-cache', 'do not use the cache')
+    .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory')
     .action(async (file: string | undefined, flags: SolveFlags, cmd: Command) => {
       await solveCommand(file, flags, io, cmd.optsWithGlobals<{ debug?: boolean }>().debug === true);
