@@ -9,7 +9,7 @@
  * expectation is the in-process conversion through the independent OCI-layout resolver.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -114,11 +114,28 @@ async function pushFixtures(host: string): Promise<void> {
   }
 }
 
+/**
+ * The test runs the built CLI. It does not build it itself (a concurrent `tsc -b` would rewrite
+ * dist files other tests are loading); a missing or stale build fails with the command to run.
+ */
+function requireBuiltCli(): void {
+  const pairs = [
+    ['cli/dist/commands/llb.js', 'cli/src/commands/llb.ts'],
+    ['frontends/dockerfile/dist/convert/convert.js', 'frontends/dockerfile/src/convert/convert.ts'],
+  ];
+  for (const [built, source] of pairs as [string, string][]) {
+    const b = join(repo, built);
+    if (!existsSync(b) || statSync(b).mtimeMs < statSync(join(repo, source)).mtimeMs) {
+      throw new Error(`${built} is missing or older than ${source}: run \`npx tsc -b\` first`);
+    }
+  }
+}
+
 const test = base.extend<{ registry: Registry }>({
   registry: [
     // eslint-disable-next-line no-empty-pattern
     async ({}, use) => {
-      await run('npx', ['tsc', '-b', 'cli'], { cwd: repo });
+      requireBuiltCli();
       const r = await startRegistry();
       try {
         await pushFixtures(r.host);
