@@ -8,8 +8,8 @@
  * 5000 is taken, the registry gets a free port, the references are rewritten to it, and the
  * expectation is the in-process conversion through the independent OCI-layout resolver.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -115,27 +115,18 @@ async function pushFixtures(host: string): Promise<void> {
 }
 
 /**
- * The test runs the built CLI. It does not build it itself (a concurrent `tsc -b` would rewrite
- * dist files other tests are loading); a missing or stale build fails with the command to run.
+ * Compiles the CLI and what it references (incremental, a no-op when up to date), under the same
+ * lock the CLI's own integration tests use: concurrent `tsc -b` runs race on .tsbuildinfo.
  */
-function requireBuiltCli(): void {
-  const pairs = [
-    ['cli/dist/commands/llb.js', 'cli/src/commands/llb.ts'],
-    ['frontends/dockerfile/dist/convert/convert.js', 'frontends/dockerfile/src/convert/convert.ts'],
-  ];
-  for (const [built, source] of pairs as [string, string][]) {
-    const b = join(repo, built);
-    if (!existsSync(b) || statSync(b).mtimeMs < statSync(join(repo, source)).mtimeMs) {
-      throw new Error(`${built} is missing or older than ${source}: run \`npx tsc -b\` first`);
-    }
-  }
+function compileCli(): void {
+  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
 }
 
 const test = base.extend<{ registry: Registry }>({
   registry: [
     // eslint-disable-next-line no-empty-pattern
     async ({}, use) => {
-      requireBuiltCli();
+      compileCli();
       const r = await startRegistry();
       try {
         await pushFixtures(r.host);
