@@ -13,6 +13,7 @@ export function normalizingWorker(inner: RuntimeWorker): Worker {
   return {
     sourceCacheKey: (op, ctx) => inner.sourceCacheKey(op, ctx),
     source: (op, ctx) => inner.source(op, ctx),
+    validateExec: (op) => inner.validateExec(op),
     exec: (op, inputs, ctx) => inner.exec(normalizeExec(op), inputs, ctx),
     file: (op, inputs, ctx) => inner.file(op, inputs, ctx),
     merge: (op, inputs, ctx) => inner.merge(op, inputs, ctx),

@@ -33,7 +33,11 @@ export function resolveLlbOp(worker: Worker): ResolveOp {
       }
       case 'exec':
         return {
-          cacheMap: async () => execCacheMap(op, checksum),
+          resourceClass: 'exec',
+          cacheMap: async () => {
+            worker.validateExec?.(op.exec);
+            return execCacheMap(op, checksum);
+          },
           exec: (ctx, inputs) => worker.exec(op.exec, inputs, wctx(ctx)),
         };
       case 'file':

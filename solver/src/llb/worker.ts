@@ -28,6 +28,11 @@ export interface Worker {
   diff(op: DiffOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef>;
   /** BuildKit contenthash.Checksum of `path` inside a result. */
   checksum(ref: WorkerRef, path: string, opts: ChecksumOptions, signal: AbortSignal): Promise<string>;
+  /**
+   * Throws when an exec needs an entitlement this build was not granted (e.g. security.insecure).
+   * Called before the exec's cache key is looked up, so a cached step is refused too. Optional.
+   */
+  validateExec?(op: ExecOp): void;
   /** Runs a nested definition (BuildOp); optional. */
   build?(def: Definition, ctx: WorkerOpContext): Promise<WorkerRef>;
 }

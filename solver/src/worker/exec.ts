@@ -20,6 +20,17 @@ function cleanSelector(sel: string | undefined): string {
   return parts.join('/');
 }
 
+/**
+ * Refuses an exec that needs an entitlement the build was not granted (BuildKit's
+ * ValidateEntitlements, which runs on the whole definition before anything is solved or looked up
+ * in the cache, so a cached insecure step is refused too).
+ */
+export function validateExecEntitlements(deps: Pick<RuntimeWorkerDeps, 'allowInsecure'>, op: ExecOp): void {
+  if (op.security === SecurityMode.INSECURE && deps.allowInsecure !== true) {
+    throw new SolverError('SOLVER_UNSUPPORTED', 'security.insecure is not allowed', { hint: 'pass --allow security.insecure' });
+  }
+}
+
 interface Prepared {
   readonly mount: LlbMount;
   readonly active?: string;
@@ -43,9 +54,7 @@ export async function runExec(
   const meta = op.meta ?? {};
   const args = meta.args ?? [];
   if (args.length === 0) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no command');
-  if (op.security === SecurityMode.INSECURE && deps.allowInsecure !== true) {
-    throw new SolverError('SOLVER_UNSUPPORTED', 'security.insecure is not allowed', { hint: 'pass --allow security.insecure' });
-  }
+  validateExecEntitlements(deps, op);
   const prepared: Prepared[] = [];
   const releases: Array<() => Promise<void>> = [];
   const actives: string[] = [];

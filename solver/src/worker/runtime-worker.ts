@@ -13,7 +13,7 @@ import type { Worker, WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { CacheMounts } from './cache-mounts.js';
-import { runExec } from './exec.js';
+import { runExec, validateExecEntitlements } from './exec.js';
 import { HttpSources } from './http.js';
 import { runFileOp } from './file.js';
 import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './sources.js';
@@ -96,6 +96,10 @@ export class RuntimeWorker implements Worker {
     if (scheme === 'local') return this.#locals.snapshot(op, ctx);
     if (scheme === 'http' || scheme === 'https') return this.#http.snapshot(op, ctx);
     throw new SolverError('SOLVER_UNSUPPORTED', `source ${scheme}:// is not supported by this worker`);
+  }
+
+  validateExec(op: ExecOp): void {
+    validateExecEntitlements(this.#deps, op);
   }
 
   exec(op: ExecOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<readonly WorkerRef[]> {
