@@ -40,7 +40,7 @@ export {
   type PruneOptions,
   type ReleaseSnapshotHook,
 } from './cache/store.js';
-export { Scheduler, type SchedulerOptions } from './scheduler/scheduler.js';
+export { Scheduler, defaultParallelism, type SchedulerOptions } from './scheduler/scheduler.js';
 export { Semaphore } from './scheduler/semaphore.js';
 export { VertexError, type VertexErrorInfo } from './scheduler/vertex-error.js';
 export type {
@@ -52,6 +52,7 @@ export type {
   CacheMapDep,
   OpContext,
   Op,
+  OpResourceClass,
   ResolveOp,
   BuildOptions,
   BuildResult,

@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import type { Definition, Op as LlbOp } from '@kiln/llb-core';
 import { CacheManager } from './cache/cache-manager.js';
 import type { CacheStore, DiskUsageRecord, PruneOptions } from './cache/store.js';
@@ -14,8 +13,16 @@ export interface SolverOptions {
   /** The default worker; a solve may bring its own (see {@link SolveOptions.worker}). */
   readonly worker: Worker;
   readonly store: CacheStore;
-  /** Ops running at once across all solves. Default: number of CPUs. */
+  /**
+   * Ops of kiln's own CPU-heavy work (file ops, sources, merges) running at once across all
+   * solves. Default: the number of CPUs.
+   */
   readonly parallelism?: number;
+  /**
+   * Exec ops (containers) running at once across all solves, bounded separately. Default:
+   * `max(8, 4 × CPUs)` ({@link defaultParallelism}): containers mostly wait or use their own CPU.
+   */
+  readonly execParallelism?: number;
 }
 
 /** Options of one {@link Solver.solve}. */
@@ -49,7 +56,8 @@ export class Solver {
       resolveOp: resolveLlbOp(opts.worker),
       sessionBound: isLocalSource,
       cache: new CacheManager(opts.store),
-      parallelism: opts.parallelism ?? availableParallelism(),
+      ...(opts.parallelism === undefined ? {} : { parallelism: opts.parallelism }),
+      ...(opts.execParallelism === undefined ? {} : { execParallelism: opts.execParallelism }),
     });
   }
 

@@ -3,7 +3,7 @@ import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { parseOutputSpec, type ExportSpec } from '@kiln/runtime';
 import { readAll, type CliIo } from '../io.js';
-import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
+import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
@@ -28,6 +28,8 @@ export interface BuildFlags {
   readonly allow: string[];
   readonly frontend?: string;
   readonly root?: string;
+  /** `--parallelism <n>`: containers at once (CPU-bound ops: at most min(n, CPUs)). */
+  readonly parallelism?: number;
   readonly push?: boolean;
 }
 
@@ -59,6 +61,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
+    .option('--parallelism <n>', 'containers run at once (CPU-bound steps: at most the CPU count); default max(8, 4 x CPUs)', parsePositiveInt)
     .action(async (context: string, flags: BuildFlags, cmd: Command) => {
       const debug = cmd.optsWithGlobals<{ debug?: boolean }>().debug === true;
       await buildCommand(context, flags, io, debug);
@@ -76,7 +79,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const req = await parseFlags(context, flags, io, cleanup);
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
-    engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path) });
+    engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
     const display = startProgress(flags.progress, io);
     progress = display;
     const e = engine;

@@ -5,7 +5,7 @@ import { decodeDefinition, type Definition } from '@kiln/llb-core';
 import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
 import { readAll, type CliIo } from '../io.js';
 import { SolverBackend } from '../engine/backend.js';
-import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
+import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import { exportOutputs } from '../engine/export.js';
@@ -24,6 +24,8 @@ export interface SolveFlags {
   readonly progress: string;
   readonly cache: boolean;
   readonly root?: string;
+  /** `--parallelism <n>`: containers at once (CPU-bound ops: at most min(n, CPUs)). */
+  readonly parallelism?: number;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -48,6 +50,7 @@ export function registerSolve(program: Command, io: CliIo): void {
     .option('--no-cache', 'do not use the cache')
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory')
+    .option('--parallelism <n>', 'containers run at once (CPU-bound steps: at most the CPU count); default max(8, 4 x CPUs)', parsePositiveInt)
     .action(async (file: string | undefined, flags: SolveFlags, cmd: Command) => {
       await solveCommand(file, flags, io, cmd.optsWithGlobals<{ debug?: boolean }>().debug === true);
     });
@@ -72,7 +75,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     const ssh = await parseSsh(flags.ssh, process.env);
     closeSsh = ssh.close;
     const platform = flags.platform === undefined ? hostPlatform() : parsePlatform(flags.platform);
-    const e = (engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path) }));
+    const e = (engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) }));
     const display = (progress = startProgress(flags.progress, io));
     const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), platform });
     await withInterrupt(async (signal) => {

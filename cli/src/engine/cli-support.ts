@@ -19,6 +19,13 @@ export class ReportedError extends Error {
   }
 }
 
+/** Parses `--parallelism <n>` (a positive integer) for commander. */
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new EngineError('KLN0707', `invalid --parallelism "${value}"`, { hint: 'use a positive integer' });
+  return n;
+}
+
 /** The kiln root from `--root`, `KILN_ROOT`, or the default for this user. */
 export function kilnRoot(root: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): KilnRoot {
   return resolveKilnRoot({ root, env, uid: process.getuid?.(), home: homedir() });

@@ -26,9 +26,11 @@ export interface EngineOptions {
   /** The kiln root (resolved by the caller: `--root`, `KILN_ROOT`, or the default). */
   readonly root: string;
   /**
-   * Ops running at once (default: twice the CPUs, at least 4). Most ops wait on containers and
-   * disks rather than burn CPU, and BuildKit itself does not cap them by default; the solver's own
-   * default (the CPU count) would run 4 independent `sleep 1` stages in 2 s on a 2-core machine.
+   * `--parallelism N`: at most N containers (exec ops) and at most min(N, CPUs) of kiln's own
+   * CPU-bound ops (file ops, sources, merges) at once. Default: the solver's bounds
+   * (`defaultParallelism`: containers `max(8, 4 × CPUs)`, CPU-bound ops the CPU count), so 4
+   * independent `sleep 1` stages overlap fully on a 2-core machine, as in BuildKit, which does
+   * not cap ops by core count.
    */
   readonly parallelism?: number;
   /** Registry client options (credentials, plain-HTTP hosts). Localhost registries use plain HTTP. */
@@ -68,7 +70,7 @@ export class KilnEngine {
   readonly cache: CacheStore;
   readonly layers: LayerCache;
   readonly meta: StoreFirstMetaResolver;
-  readonly #parallelism: number;
+  readonly #parallelism: number | undefined;
   /** Deletes what the cache store drops: snapshots, and `cachemount:<id>` directories. */
   readonly #releaser: RuntimeWorker;
 
@@ -86,7 +88,7 @@ export class KilnEngine {
     });
     this.layers = new LayerCache(opts.root, content, snapshotter);
     this.meta = new StoreFirstMetaResolver(images, content, this.registry);
-    this.#parallelism = opts.parallelism ?? Math.max(4, 2 * availableParallelism());
+    this.#parallelism = opts.parallelism;
     this.#releaser = new RuntimeWorker(this.workerDeps({ localDirs: {} }));
   }
 
@@ -100,7 +102,9 @@ export class KilnEngine {
   /** A solver whose worker runs ops of one build session on this engine's runtime. */
   solver(session: BuildSession): Solver {
     const worker = new RuntimeWorker(this.workerDeps(session));
-    return new Solver({ worker: normalizingWorker(worker), store: this.cache, parallelism: this.#parallelism });
+    const n = this.#parallelism;
+    const bounds = n === undefined ? {} : { execParallelism: n, parallelism: Math.min(n, availableParallelism()) };
+    return new Solver({ worker: normalizingWorker(worker), store: this.cache, ...bounds });
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { CacheManager } from '../cache/cache-manager.js';
 import { CacheStore } from '../cache/store.js';
 import { ProgressStream } from '../progress/events.js';
-import { Scheduler } from './scheduler.js';
+import { Scheduler, defaultParallelism } from './scheduler.js';
 import type { CacheMapDep, Op, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError } from './vertex-error.js';
 
@@ -13,6 +13,8 @@ interface FakeOp {
   readonly fail?: { exitCode: number; output: string };
   readonly deps?: readonly CacheMapDep[];
   readonly cacheable?: boolean;
+  /** The op's resource class (a fake container is `exec`). */
+  readonly resourceClass?: 'cpu' | 'exec';
   /** Content the op "produces": a content digest input for children's slow keys. */
   readonly content?: string;
 }
@@ -43,6 +45,7 @@ class FakeWorker {
     const op = v.op as FakeOp;
     return {
       cacheable: op.cacheable ?? true,
+      ...(op.resourceClass === undefined ? {} : { resourceClass: op.resourceClass }),
       cacheMap: async () => ({ digest: op.cacheable === false ? `random:${Math.random()}` : v.digest, deps: op.deps ?? v.inputs.map(() => ({})) }),
       exec: async (ctx, inputs): Promise<WorkerRef[]> => {
         const n = (this.execs.get(v.name) ?? 0) + 1;
@@ -122,6 +125,41 @@ describe('Scheduler', () => {
     await s.build(edge(vertex('all', { kind: 'merge' }, leaves)));
     expect(w.maxRunning).toBe(2);
     expect(w.total()).toBe(6);
+  });
+
+  test('with the default bounds on a 2-core machine, 4 independent exec vertices overlap while cpu ops stay at 2', async () => {
+    const w = new FakeWorker();
+    const s = new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(CacheStore.open({ path: ':memory:' })), cpus: 2 });
+    const execs = ['a', 'b', 'c', 'd'].map((n) => vertex(`run-${n}`, { kind: 'exec', resourceClass: 'exec', delay: 200 }));
+    const t0 = performance.now();
+    await s.build(edge(vertex('join', { kind: 'merge' }, execs)));
+    expect(w.maxRunning).toBe(4);
+    expect(performance.now() - t0).toBeLessThan(395); // 2 at a time would take > 400ms
+    const all = execs.map((v) => w.spans.find((x) => x.name === v.name));
+    const lastStart = Math.max(...all.map((x) => x?.start ?? Infinity));
+    const firstEnd = Math.min(...all.map((x) => x?.end ?? -Infinity));
+    expect(lastStart).toBeLessThan(firstEnd); // all four ran at the same moment
+
+    // kiln's own CPU-bound ops keep the core-count bound, independently of running execs.
+    const w2 = new FakeWorker();
+    const s2 = new Scheduler({ resolveOp: w2.resolve, cache: new CacheManager(CacheStore.open({ path: ':memory:' })), cpus: 2 });
+    const copies = ['a', 'b', 'c', 'd'].map((n) => vertex(`copy-${n}`, { kind: 'file', delay: 30 }));
+    await s2.build(edge(vertex('join2', { kind: 'merge' }, copies)));
+    expect(w2.maxRunning).toBe(2);
+  });
+
+  test('execParallelism bounds exec ops separately from cpu ops', async () => {
+    const w = new FakeWorker();
+    const s = new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(CacheStore.open({ path: ':memory:' })), parallelism: 1, execParallelism: 3 });
+    const leaves = [
+      ...['a', 'b', 'c', 'd', 'e'].map((n) => vertex(`run-${n}`, { kind: 'exec', resourceClass: 'exec', delay: 60 })),
+      vertex('copy', { kind: 'file', delay: 60 }),
+    ];
+    await s.build(edge(vertex('all', { kind: 'merge' }, leaves)));
+    // 3 containers plus the one cpu op at the same time, never more.
+    expect(w.maxRunning).toBe(4);
+    expect(defaultParallelism(2)).toEqual({ cpu: 2, exec: 8 });
+    expect(defaultParallelism(4)).toEqual({ cpu: 4, exec: 16 });
   });
 
   test('concurrent builds share identical vertices', async () => {

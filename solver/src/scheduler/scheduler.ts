@@ -5,8 +5,17 @@ import type { CacheManager, CacheMatch } from '../cache/cache-manager.js';
 import { SolverError, throwIfCancelled } from '../errors.js';
 import type { ProgressEvent, ProgressSink } from '../progress/events.js';
 import { Semaphore } from './semaphore.js';
-import type { BuildOptions, BuildResult, CacheMap, Op, OpContext, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
+import type { BuildOptions, BuildResult, CacheMap, Op, OpContext, OpResourceClass, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError, execDetails } from './vertex-error.js';
+
+/**
+ * The default bounds of a {@link Scheduler} on a machine with `cpus` CPUs: `cpu`-class ops at
+ * most `cpus` at once, `exec`-class ops (containers) at most `max(8, 4 × cpus)` at once.
+ */
+export function defaultParallelism(cpus: number): { readonly cpu: number; readonly exec: number } {
+  const n = Math.max(1, Math.floor(cpus));
+  return { cpu: n, exec: Math.max(8, 4 * n) };
+}
 
 /** Options of a {@link Scheduler}. */
 export interface SchedulerOptions {
@@ -15,8 +24,19 @@ export interface SchedulerOptions {
   /** True for a vertex whose result depends on the build's session (a local source). */
   readonly sessionBound?: (vertex: SolverVertex) => boolean;
   readonly cache: CacheManager;
-  /** Ops running at once across all builds. Default: number of CPUs. */
+  /**
+   * `cpu`-class ops (file ops, sources, merges: kiln's own hashing, copying and compression)
+   * running at once across all builds. Default: the number of CPUs ({@link SchedulerOptions.cpus}).
+   */
   readonly parallelism?: number;
+  /**
+   * `exec`-class ops (containers) running at once across all builds, counted separately from
+   * {@link SchedulerOptions.parallelism}. Default: `max(8, 4 × CPUs)` — a container mostly waits
+   * or uses its own CPU, so 4 independent `sleep 1` stages take 1 s, not 2 s, on 2 cores.
+   */
+  readonly execParallelism?: number;
+  /** The CPU count the defaults derive from. Default `os.availableParallelism()` (tests set it). */
+  readonly cpus?: number;
   /** Clock in ms (tests). */
   readonly now?: () => number;
   /** Output lines kept for a failed vertex's error. Default 20. */
@@ -66,8 +86,9 @@ class VertexState {
 /**
  * Runs vertex graphs: merges identical vertices (same digest) within a build and across
  * concurrent builds, computes BuildKit-model cache keys (definition keys first, content keys when
- * those miss), loads hits from the cache store and executes misses on the ops, at most
- * `parallelism` at a time. Independent vertices run concurrently. Aborting a build's signal
+ * those miss), loads hits from the cache store and executes misses on the ops: at most
+ * `parallelism` `cpu`-class and `execParallelism` `exec`-class ops at a time (two separate
+ * bounds, see {@link defaultParallelism}). Independent vertices run concurrently. Aborting a build's signal
  * stops the ops only that build needed; the store is only written after an op succeeded.
  */
 export class Scheduler {
@@ -75,7 +96,7 @@ export class Scheduler {
   readonly #sessionBound: (vertex: SolverVertex) => boolean;
   readonly #bound = new WeakMap<SolverVertex, boolean>();
   readonly #cache: CacheManager;
-  readonly #sem: Semaphore;
+  readonly #sems: Readonly<Record<OpResourceClass, Semaphore>>;
   readonly #now: () => number;
   readonly #tailLines: number;
   readonly #actives = new Map<string, VertexState>();
@@ -84,7 +105,11 @@ export class Scheduler {
     this.#resolveOp = opts.resolveOp;
     this.#sessionBound = opts.sessionBound ?? (() => false);
     this.#cache = opts.cache;
-    this.#sem = new Semaphore(opts.parallelism ?? availableParallelism());
+    const bounds = defaultParallelism(opts.cpus ?? availableParallelism());
+    this.#sems = {
+      cpu: new Semaphore(opts.parallelism ?? bounds.cpu),
+      exec: new Semaphore(opts.execParallelism ?? bounds.exec),
+    };
     this.#now = opts.now ?? Date.now;
     this.#tailLines = opts.logTailLines ?? 20;
   }
@@ -301,7 +326,7 @@ export class Scheduler {
     const op = this.#op(st, job);
     try {
       const inputs = await Promise.all(v.inputs.map(async (e) => (await this.#result(this.#state(e.vertex, job, opts), e.index, job, opts)).ref));
-      const release = await this.#sem.acquire(st.controller.signal);
+      const release = await this.#sems[op.resourceClass ?? 'cpu'].acquire(st.controller.signal);
       let refs: readonly WorkerRef[];
       try {
         throwIfCancelled(st.controller.signal);

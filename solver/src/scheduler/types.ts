@@ -81,7 +81,22 @@ export interface Op {
   readonly cacheable?: boolean;
   /** Cache record kind for `du`/`prune`. Default `regular`. */
   readonly recordKind?: CacheRecordKind;
+  /**
+   * Which parallelism bound the op counts against while it runs (see
+   * {@link OpResourceClass}). Default `cpu`.
+   */
+  readonly resourceClass?: OpResourceClass;
 }
+
+/**
+ * What an op mostly spends its time on, for the scheduler's bounds:
+ * - `cpu`: kiln's own work in this process or its helpers (hashing, file copies, unpacking and
+ *   compressing layers), bounded by the CPU count;
+ * - `exec`: a container process, which mostly waits (sleep, network, disk) or burns its own CPU
+ *   under the kernel's scheduler; BuildKit does not cap these by core count at all, so they get
+ *   a larger bound of their own.
+ */
+export type OpResourceClass = 'cpu' | 'exec';
 
 /** Turns a vertex into its {@link Op} (BuildKit's ResolveOpFunc). */
 export type ResolveOp = (vertex: SolverVertex) => Op;
