@@ -54,3 +54,17 @@ export function reportError(io: CliIo, e: unknown, debug: boolean): void {
     io.stderr.write(`kiln: error: ${String(e)}\n`);
   }
 }
+
+/**
+ * An error already printed to stderr; the dispatcher only turns it into the exit code.
+ * Used for build failures, which print a multi-line report.
+ */
+export class ReportedError extends Error {
+  override readonly name = 'ReportedError';
+  constructor(
+    readonly exitCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}

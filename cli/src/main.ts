@@ -1,17 +1,22 @@
 import { Command, CommanderError } from 'commander';
-import { registerDumpLlb } from './commands/dump-llb.js';
-import { registerLlb } from './commands/llb.js';
-import { registerBuild } from './commands/build.js';
-import { registerSolve } from './commands/solve.js';
-import { registerDu } from './commands/du.js';
-import { registerPrune } from './commands/prune.js';
-import { ReportedError } from './engine/cli-support.js';
-import { reportError, type CliIo, processIo } from './io.js';
+import { ReportedError, reportError, type CliIo, processIo } from './io.js';
+
+type Register = (program: Command, io: CliIo) => void;
 
 /**
- * Runs the kiln command line and resolves to the process exit code. Each command lives
- * in its own module under `commands/` and registers itself on the program.
+ * The commands, each in its own module under `commands/`. Modules load lazily: a run of
+ * `kiln llb` does not pay for loading the solver and runtime that `kiln build` needs.
  */
+const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Register>]> = [
+  ['dump-llb', async () => (await import('./commands/dump-llb.js')).registerDumpLlb],
+  ['llb', async () => (await import('./commands/llb.js')).registerLlb],
+  ['build', async () => (await import('./commands/build.js')).registerBuild],
+  ['solve', async () => (await import('./commands/solve.js')).registerSolve],
+  ['du', async () => (await import('./commands/du.js')).registerDu],
+  ['prune', async () => (await import('./commands/prune.js')).registerPrune],
+];
+
+/** Runs the kiln command line and resolves to the process exit code. */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const program = new Command('kiln')
     .description('Build container images from LLB, Dockerfiles and TypeScript.')
@@ -21,13 +26,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
     });
-  registerDumpLlb(program, io);
-  registerLlb(program, io);
-  registerBuild(program, io);
-  registerSolve(program, io);
-  registerDu(program, io);
-  registerPrune(program, io);
   try {
+    // Only the named command is loaded; help and unknown commands load them all.
+    const named = argv.slice(2).find((a) => !a.startsWith('-'));
+    const wanted = COMMANDS.filter(([name]) => name === named);
+    for (const [, load] of wanted.length > 0 ? wanted : COMMANDS) (await load())(program, io);
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendSolveOptions, SolveBackend } from '@kiln/gateway';
@@ -26,6 +27,7 @@ export class SolverBackend implements SolveBackend {
   readonly #opts: BackendOptions;
   readonly #refs: SnapshotRef[] = [];
   readonly #progress: ProgressSink | undefined;
+  readonly #session = randomUUID();
 
   constructor(engine: KilnEngine, solver: Solver, opts: BackendOptions = {}) {
     this.#engine = engine;
@@ -37,6 +39,9 @@ export class SolverBackend implements SolveBackend {
   async solve(definition: Definition, options: BackendSolveOptions = {}): Promise<SnapshotRef> {
     const signal = options.signal ?? this.#opts.signal;
     const common = {
+      // One session per build: its local sources (and what depends on them) are shared by the
+      // main solve and the join prefetches, and by every solve the frontend makes.
+      session: this.#session,
       ...(this.#opts.noCache === undefined ? {} : { noCache: this.#opts.noCache }),
       ...(this.#opts.noCacheFilter === undefined ? {} : { noCacheFilter: this.#opts.noCacheFilter }),
     };

@@ -5,19 +5,7 @@ import { createRenderer, ProgressStream, renderProgress, type ProgressMode } fro
 import type { CliIo } from '../io.js';
 import { EngineError } from './errors.js';
 
-/**
- * An error already printed to stderr; the dispatcher only turns it into the exit code.
- * Used for build failures, which print a multi-line report.
- */
-export class ReportedError extends Error {
-  override readonly name = 'ReportedError';
-  constructor(
-    readonly exitCode: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { ReportedError } from '../io.js';
 
 /** Parses `--parallelism <n>` (a positive integer) for commander. */
 export function parsePositiveInt(value: string): number {
