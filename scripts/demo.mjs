@@ -39,12 +39,12 @@ const skopeo = has('skopeo');
 console.log(`root ok, runc ok, busybox-static ok${skopeo ? ', skopeo ok' : ' (skopeo not installed: apt-get install -y skopeo for the inspect step)'}`);
 console.log(`kiln root: ${relative(process.cwd(), root) || root}${process.env.KILN_ROOT ? ' (KILN_ROOT)' : ''}`);
 
-const cliMain = join(repo, 'cli', 'dist', 'main.js');
-if (!existsSync(cliMain) || process.env.KILN_DEMO_REBUILD === '1') {
-  step('compiling kiln (tsc -b)');
-  const tsc = spawnSync(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-b'], { cwd: repo, stdio: 'inherit' });
-  if (tsc.status !== 0) fail('tsc -b failed', 'run npm ci first');
-}
+// Incremental: a no-op when dist/ is up to date, a rebuild after a checkout changed the sources.
+step('compiling kiln (tsc -b cli)');
+const tscBin = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
+if (!existsSync(tscBin)) fail('node_modules is missing', 'run npm ci first');
+const tsc = spawnSync(process.execPath, [tscBin, '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
+if (tsc.status !== 0) fail('tsc -b cli failed');
 
 const runtime = await import(join(repo, 'runtime', 'dist', 'index.js'));
 step('creating the busybox base image from /bin/busybox');
