@@ -1,0 +1,197 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Socket } from 'node:net';
+
+/**
+ * mount(2) and umount2(2) without a process per call. Node cannot make these system calls, and
+ * spawning `mount`/`umount` costs 15–70 ms each (a fork of the Node process plus util-linux's
+ * start-up), several times per file op. One long-lived `perl` co-process (perl-base is Essential
+ * on Debian) makes the calls with `syscall()` and answers over a pipe: about 1 ms per call.
+ * Requests are answered in order. Callers fall back to the binaries when this is unavailable
+ * (no perl, an unknown architecture, or the helper died).
+ */
+
+/** mount(2) flags (linux/mount.h). */
+export const MS = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  REMOUNT: 32,
+  BIND: 4096,
+  REC: 16384,
+} as const;
+
+/** umount2(2) MNT_DETACH. */
+export const MNT_DETACH = 2;
+
+/** Syscall numbers of mount and umount2 per architecture. */
+const SYSCALLS: Readonly<Record<string, readonly [number, number]>> = {
+  x64: [165, 166],
+  arm64: [40, 39],
+};
+
+// Fields arrive hex-encoded (any byte in a path is safe); "-" stands for a NULL pointer.
+// Answers: "0" or "<errno> <message>".
+const SCRIPT = `
+$| = 1;
+my ($SYS_MOUNT, $SYS_UMOUNT2) = @ARGV;
+sub arg { my $h = shift; return $h eq '-' ? 0 : pack('H*', $h); }
+while (my $line = <STDIN>) {
+  chomp $line;
+  my @f = split / /, $line;
+  my $r;
+  if ($f[0] eq 'm') {
+    my ($src, $tgt, $type, $data) = (arg($f[1]), arg($f[2]), arg($f[3]), arg($f[5]));
+    $r = syscall($SYS_MOUNT, $src, $tgt, $type, $f[4] + 0, $data);
+  } elsif ($f[0] eq 'u') {
+    my $tgt = arg($f[1]);
+    $r = syscall($SYS_UMOUNT2, $tgt, $f[2] + 0);
+  } else {
+    $r = -1; $! = 22;
+  }
+  if ($r == 0) { print "0\\n"; } else { printf "%d %s\\n", $! + 0, "$!"; }
+}
+`;
+
+/** A failed system call: `errno` and the C library's message. */
+export class SyscallError extends Error {
+  readonly errno: number;
+  constructor(errno: number, message: string) {
+    super(message);
+    this.name = 'SyscallError';
+    this.errno = errno;
+  }
+}
+
+/** errno values the callers look at. */
+export const ERRNO = { ENOENT: 2, EBUSY: 16, EINVAL: 22 } as const;
+
+interface Pending {
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+/** The co-process; one per Node process, started on first use, never keeps the process alive while idle. */
+class MountHelper {
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #pending: Pending[] = [];
+  #buf = '';
+  #dead: Error | undefined;
+
+  constructor(sys: readonly [number, number]) {
+    this.#child = spawn('perl', ['-e', SCRIPT, String(sys[0]), String(sys[1])], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child.on('error', (e) => this.#die(e));
+    this.#child.on('exit', () => this.#die(new Error('mount helper exited')));
+    this.#child.stdin.on('error', (e) => this.#die(e));
+    this.#child.stdout.setEncoding('utf8');
+    this.#child.stdout.on('data', (chunk: string) => this.#onData(chunk));
+    this.#child.stderr.resume();
+    this.#idle();
+  }
+
+  get dead(): boolean {
+    return this.#dead !== undefined;
+  }
+
+  call(fields: readonly string[]): Promise<void> {
+    if (this.#dead !== undefined) return Promise.reject(this.#dead);
+    return new Promise((resolve, reject) => {
+      if (this.#pending.length === 0) this.#busy();
+      this.#pending.push({ resolve, reject });
+      this.#child.stdin.write(`${fields.join(' ')}\n`);
+    });
+  }
+
+  #onData(chunk: string): void {
+    this.#buf += chunk;
+    for (let i = this.#buf.indexOf('\n'); i >= 0; i = this.#buf.indexOf('\n')) {
+      const line = this.#buf.slice(0, i);
+      this.#buf = this.#buf.slice(i + 1);
+      const p = this.#pending.shift();
+      if (this.#pending.length === 0) this.#idle();
+      if (p === undefined) continue;
+      if (line === '0') p.resolve();
+      else {
+        const sp = line.indexOf(' ');
+        p.reject(new SyscallError(Number(line.slice(0, sp)), line.slice(sp + 1)));
+      }
+    }
+  }
+
+  #die(e: Error): void {
+    if (this.#dead !== undefined) return;
+    this.#dead = e;
+    for (const p of this.#pending.splice(0)) p.reject(e);
+  }
+
+  // Keep the event loop alive only while an answer is outstanding.
+  #busy(): void {
+    this.#child.ref();
+    (this.#child.stdout as Socket).ref();
+  }
+
+  #idle(): void {
+    this.#child.unref();
+    for (const s of [this.#child.stdout, this.#child.stdin, this.#child.stderr]) (s as Socket).unref();
+  }
+}
+
+let helper: MountHelper | undefined;
+let unavailable = false;
+
+function hex(s: string | undefined): string {
+  return s === undefined ? '-' : Buffer.from(s).toString('hex');
+}
+
+function get(): MountHelper | undefined {
+  if (unavailable) return undefined;
+  if (helper === undefined || helper.dead) {
+    const sys = SYSCALLS[process.arch];
+    if (sys === undefined) {
+      unavailable = true;
+      return undefined;
+    }
+    helper = new MountHelper(sys);
+  }
+  return helper;
+}
+
+/** Whether a helper call failed because the helper itself is missing or broken (not the syscall). */
+function helperBroken(e: unknown): boolean {
+  return !(e instanceof SyscallError);
+}
+
+/**
+ * mount(2) through the helper. Resolves `false` when the helper is unavailable (the caller uses
+ * the `mount` binary), rejects with a {@link SyscallError} when the call fails.
+ */
+export async function sysMount(source: string, target: string, fstype: string | undefined, flags: number, data: string | undefined): Promise<boolean> {
+  const h = get();
+  if (h === undefined) return false;
+  try {
+    await h.call(['m', hex(source), hex(target), hex(fstype), String(flags), hex(data === '' ? undefined : data)]);
+    return true;
+  } catch (e) {
+    if (helperBroken(e)) {
+      unavailable = true;
+      return false;
+    }
+    throw e;
+  }
+}
+
+/** umount2(2) through the helper; like {@link sysMount}, `false` means "use the binary". */
+export async function sysUmount(target: string, flags: number): Promise<boolean> {
+  const h = get();
+  if (h === undefined) return false;
+  try {
+    await h.call(['u', hex(target), String(flags)]);
+    return true;
+  } catch (e) {
+    if (helperBroken(e)) {
+      unavailable = true;
+      return false;
+    }
+    throw e;
+  }
+}

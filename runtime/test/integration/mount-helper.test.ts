@@ -1,0 +1,56 @@
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { mountAt, mountsUnder, unmount } from '../../src/snapshot/mount.js';
+
+describe('mountAt / unmount (mount helper)', () => {
+  test('overlay, read-only bind and unmount of a non-mount point; errors carry the errno message', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-mount-'));
+    try {
+      for (const d of ['l1', 'l2', 'u', 'w', 'm', 'b']) await mkdir(join(dir, d));
+      await writeFile(join(dir, 'l1', 'a'), 'from l1');
+      await writeFile(join(dir, 'l2', 'a'), 'from l2');
+      await writeFile(join(dir, 'l2', 'b'), 'only l2');
+      const m = join(dir, 'm');
+      await mountAt({ type: 'overlay', source: 'overlay', options: [`lowerdir=${join(dir, 'l1')}:${join(dir, 'l2')}`, `upperdir=${join(dir, 'u')}`, `workdir=${join(dir, 'w')}`] }, m);
+      expect(await mountsUnder(dir)).toEqual([m]);
+      expect(await readFile(join(m, 'a'), 'utf8')).toBe('from l1');
+      await writeFile(join(m, 'c'), 'new');
+      await unmount(m);
+      expect(await mountsUnder(dir)).toEqual([]);
+      expect(await readFile(join(dir, 'u', 'c'), 'utf8')).toBe('new');
+
+      const b = join(dir, 'b');
+      await mountAt({ type: 'bind', source: join(dir, 'l2'), options: ['rbind', 'ro'] }, b);
+      expect(await readFile(join(b, 'b'), 'utf8')).toBe('only l2');
+      await expect(writeFile(join(b, 'x'), 'no')).rejects.toMatchObject({ code: 'EROFS' });
+      await unmount(b);
+      await unmount(b); // not mounted any more: fine
+      await expect(mountAt({ type: 'overlay', source: 'overlay', options: [`lowerdir=${join(dir, 'missing')}`] }, m)).rejects.toMatchObject({
+        code: 'MOUNT_FAILED',
+        message: expect.stringMatching(/No such file or directory/),
+      });
+    } finally {
+      for (const mp of await mountsUnder(dir)) await unmount(mp);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('many concurrent mounts and unmounts are answered in order', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-mount-'));
+    try {
+      await mkdir(join(dir, 'src'));
+      await writeFile(join(dir, 'src', 'f'), 'x');
+      const targets = Array.from({ length: 20 }, (_, i) => join(dir, `t${i}`));
+      for (const t of targets) await mkdir(t);
+      await Promise.all(targets.map((t) => mountAt({ type: 'bind', source: join(dir, 'src'), options: ['ro'] }, t)));
+      expect((await mountsUnder(dir)).sort()).toEqual([...targets].sort());
+      await Promise.all(targets.map((t) => unmount(t)));
+      expect(await mountsUnder(dir)).toEqual([]);
+    } finally {
+      for (const mp of await mountsUnder(dir)) await unmount(mp);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
