@@ -1,4 +1,4 @@
-import { lstat, open, readdir } from 'node:fs/promises';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Stats } from 'node:fs';
 import type { FileStat, ReadFileOptions } from '@kiln/llb-core';
@@ -79,18 +79,22 @@ export class SnapshotRef implements SolvedRef {
     const out: FileStat[] = [];
     for (const name of names.sort()) {
       if (include !== undefined && include !== '' && !goMatch(include, name)) continue;
-      out.push(toFileStat(name, await lstat(join(dir, name), { bigint: false }), await mtimeNs(join(dir, name))));
+      const p = join(dir, name);
+      const st = await lstat(p);
+      out.push(toFileStat(name, st, await mtimeNs(p), st.isSymbolicLink() ? await readlink(p) : undefined));
     }
     return out;
   }
 
   async statFile(path: string): Promise<FileStat> {
     const file = await resolveInRoot(await this.path(), path, { followFinal: false });
+    let st: Stats;
     try {
-      return toFileStat(posix.normalize(path), await lstat(file), await mtimeNs(file));
+      st = await lstat(file);
     } catch {
       throw notFound(path);
     }
+    return toFileStat(posix.normalize(path), st, await mtimeNs(file), st.isSymbolicLink() ? await readlink(file) : undefined);
   }
 
   /** Unmounts (if mounted) and ends the build's lease on the result. Idempotent. */
@@ -112,7 +116,7 @@ async function mtimeNs(file: string): Promise<bigint> {
   return (await lstat(file, { bigint: true })).mtimeNs;
 }
 
-function toFileStat(path: string, st: Stats, modTime: bigint): FileStat {
+function toFileStat(path: string, st: Stats, modTime: bigint, linkname: string | undefined): FileStat {
   let mode = st.mode & 0o777;
   if (st.mode & 0o4000) mode += MODE_SETUID;
   if (st.mode & 0o2000) mode += MODE_SETGID;
@@ -123,6 +127,5 @@ function toFileStat(path: string, st: Stats, modTime: bigint): FileStat {
   else if (st.isSocket()) mode += MODE_SOCKET;
   else if (st.isCharacterDevice()) mode += MODE_DEVICE + MODE_CHARDEV;
   else if (st.isBlockDevice()) mode += MODE_DEVICE;
-  const base: FileStat = { path, mode, uid: st.uid, gid: st.gid, size: st.isFile() ? st.size : 0, modTime };
-  return base;
+  return { path, mode, uid: st.uid, gid: st.gid, size: st.isFile() ? st.size : 0, modTime, ...(linkname === undefined ? {} : { linkname }) };
 }
