@@ -77,7 +77,7 @@ function sshToolsContext(): string {
   return dir;
 }
 
-describe('RUN --mount=type=secret', () => {
+describe('RUN --mount=type=secret', { timeout: 180_000 }, () => {
   test('every --secret form; default path and target; mode/uid/gid; env= only for that RUN; optional secret absent', async () => {
     const t = token();
     const ctx = join(sb.dir, `secret-${t}`);
@@ -137,7 +137,7 @@ describe('RUN --mount=type=secret', () => {
   });
 });
 
-describe('RUN --mount=type=ssh (real ssh-agent, ssh-add -l inside the container)', () => {
+describe('RUN --mount=type=ssh (real ssh-agent, ssh-add -l inside the container)', { timeout: 180_000 }, () => {
   test('--ssh default (SSH_AUTH_SOCK), ID=SOCKET and ID=KEYFILE each forward the right agent; target and SSH_AUTH_SOCK; mode/uid', async () => {
     const t = token();
     const def = await startAgentWithKey(`default-${t}`);
@@ -194,7 +194,7 @@ describe('RUN --mount=type=ssh (real ssh-agent, ssh-add -l inside the container)
   });
 });
 
-describe('RUN --mount=type=bind and type=tmpfs', () => {
+describe('RUN --mount=type=bind and type=tmpfs', { timeout: 180_000 }, () => {
   test('bind from the context, a stage and an image; source subpath; read-only by default; rw changes discarded', async () => {
     const t = token();
     const ctx = join(sb.dir, `bind-${t}`);
@@ -256,7 +256,7 @@ describe('RUN --mount=type=bind and type=tmpfs', () => {
   });
 });
 
-describe('RUN --network and --security', () => {
+describe('RUN --network and --security', { timeout: 180_000 }, () => {
   test('--network=none has only lo; host and default see the host interfaces', async () => {
     const t = token();
     const ctx = join(sb.dir, `net-${t}`);
