@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { pruneContent } from '@kiln/runtime';
 import { formatBytes } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
@@ -17,14 +18,23 @@ export interface PruneFlags {
 /**
  * Removes build cache, like `buildctl prune`: least recently used first until `--keep-storage`
  * is met, otherwise everything not in use (`--all` includes internal/frontend records). Cache
- * mounts are records too; their directories go with them. Returns what was removed.
+ * mounts are records too; their directories go with them. Content-store blobs nothing refers
+ * to any more (exported layers of removed results) are deleted too. Returns what was removed.
  */
 export async function prune(root: string, flags: PruneFlags): Promise<UsageRow[]> {
   const engine = await KilnEngine.open({ root });
   try {
     const keep = flags.keepStorage === undefined ? undefined : parseSize(flags.keepStorage);
     const victims = await engine.cache.prune({ ...(flags.all === true ? { all: true } : {}), ...(keep === undefined ? {} : { keepStorage: keep }) });
-    return victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description }));
+    const removed: UsageRow[] = victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description }));
+    // Then the content store: blobs no image record and no remaining cache result needs (exported
+    // layers of pruned results). Blobs younger than a minute are left to builds still running.
+    const live = await engine.layers.retain(engine.cache.referencedSnapshots());
+    const gc = await pruneContent(engine.content, engine.images, { keep: live, minAgeMs: 60_000 });
+    if (gc.deleted.length > 0) {
+      removed.push({ id: `content (${gc.deleted.length} blobs)`, kind: 'content', size: gc.reclaimedBytes, reclaimable: true, lastUsed: Date.now(), description: 'unreferenced content-store blobs' });
+    }
+    return removed;
   } finally {
     engine.close();
   }

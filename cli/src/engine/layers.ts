@@ -1,10 +1,11 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   exportLayerToStore,
   parseDigest,
   writeFileAtomic,
   type ContentStore,
+  type Digest,
   type EnsuredImage,
   type LayerRef,
   type Snapshotter,
@@ -83,6 +84,26 @@ export class LayerCache {
     const stored: StoredLayer = { mediaType: ref.descriptor.mediaType, digest: ref.descriptor.digest, size: ref.descriptor.size, diffID: ref.diffID };
     await writeFileAtomic(file, Buffer.from(JSON.stringify(stored)));
     return ref;
+  }
+
+  /**
+   * Forgets the layers of snapshots no longer in `live` and returns the blobs of the others (to
+   * keep them through a content-store sweep). Image layers (by diffID) are kept by image records.
+   */
+  async retain(live: ReadonlySet<string>): Promise<Digest[]> {
+    const names = await readdir(this.#dir).catch(() => [] as string[]);
+    const keep: Digest[] = [];
+    for (const n of names) {
+      if (!n.startsWith('snap-') || !n.endsWith('.json')) continue;
+      const id = n.slice('snap-'.length, -'.json'.length);
+      if (!live.has(id)) {
+        await rm(join(this.#dir, n), { force: true });
+        continue;
+      }
+      const l = await this.#read(join(this.#dir, n));
+      if (l !== undefined) keep.push(l.descriptor.digest);
+    }
+    return keep;
   }
 
   async #read(file: string): Promise<LayerRef | undefined> {
