@@ -57,7 +57,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--no-cache', 'do not use the cache')
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
-    .option('--allow <entitlement>', 'allow an entitlement: security.insecure (repeatable)', collect, [])
+    .option('--allow <entitlement>', 'allow an entitlement: security.insecure, network.host (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
@@ -123,7 +123,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     if (kv !== undefined) buildArgs.set(kv[0], kv[1]);
   }
   for (const a of flags.allow) {
-    if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure' });
+    if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
   const outputs = outputSpecs(flags);
   const secrets = await parseSecrets(flags.secret, env);
@@ -143,6 +143,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     noCacheFilter: flags.cacheFilter,
     buildContexts: flags.buildContext.map(parseBuildContext),
     allowInsecure: flags.allow.includes('security.insecure'),
+    allowNetworkHost: flags.allow.includes('network.host'),
     ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
   };
 }

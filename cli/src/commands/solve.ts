@@ -43,7 +43,7 @@ export function registerSolve(program: Command, io: CliIo): void {
     .option('--local <name=dir>', 'directory for local source NAME (repeatable)', collect, [])
     .option('--secret <spec>', 'secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect, [])
     .option('--ssh <spec>', 'ssh agent: default, ID=SOCKET or ID=KEYFILE (repeatable)', collect, [])
-    .option('--allow <entitlement>', 'allow security.insecure (repeatable)', collect, [])
+    .option('--allow <entitlement>', 'allow security.insecure or network.host (repeatable)', collect, [])
     .option('-t, --tag <name>', 'image name for image outputs (repeatable)', collect, [])
     .option('--platform <platform>', 'platform recorded in an exported image config')
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
@@ -77,7 +77,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     const platform = flags.platform === undefined ? hostPlatform() : parsePlatform(flags.platform);
     const e = (engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) }));
     const display = (progress = startProgress(flags.progress, io));
-    const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), platform });
+    const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform });
     await withInterrupt(async (signal) => {
       const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
       try {

@@ -41,6 +41,8 @@ export interface BuildRequest {
   readonly noCacheFilter?: readonly string[];
   readonly buildContexts?: readonly BuildContext[];
   readonly allowInsecure?: boolean;
+  /** `--allow network.host`: RUN --network=host may run. */
+  readonly allowNetworkHost?: boolean;
   readonly frontend?: string;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
@@ -111,6 +113,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     ...(req.secrets === undefined ? {} : { secrets: req.secrets }),
     ...(req.ssh === undefined ? {} : { ssh: req.ssh }),
     allowInsecure: req.allowInsecure === true,
+    allowNetworkHost: req.allowNetworkHost === true,
     platform,
   });
   const backend = new SolverBackend(engine, solver, {

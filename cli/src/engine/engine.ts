@@ -48,6 +48,7 @@ export interface BuildSession {
   readonly secrets?: Readonly<Record<string, Uint8Array>>;
   readonly ssh?: Readonly<Record<string, string>>;
   readonly allowInsecure?: boolean;
+  readonly allowNetworkHost?: boolean;
   readonly platform?: Platform;
 }
 
@@ -126,6 +127,7 @@ export class KilnEngine {
       ...(session.secrets === undefined ? {} : { secrets: session.secrets }),
       ...(session.ssh === undefined ? {} : { ssh: session.ssh }),
       ...(session.allowInsecure === undefined ? {} : { allowInsecure: session.allowInsecure }),
+      ...(session.allowNetworkHost === undefined ? {} : { allowNetworkHost: session.allowNetworkHost }),
       // Cache mounts are listed by `kiln du` and removed by `kiln prune` through the cache store.
       recordUsage: (rec) => this.cache.upsertRecord(rec),
       platform,

@@ -257,7 +257,7 @@ describe('RUN --mount=type=bind and type=tmpfs', { timeout: 180_000 }, () => {
 });
 
 describe('RUN --network and --security', { timeout: 180_000 }, () => {
-  test('--network=none has only lo; host and default see the host interfaces', async () => {
+  test('--network=none has only lo; host (needs --allow network.host, as buildx) and default see the host interfaces', async () => {
     const t = token();
     const ctx = join(sb.dir, `net-${t}`);
     await writeTree(ctx, {
@@ -270,6 +270,11 @@ describe('RUN --network and --security', { timeout: 180_000 }, () => {
         '',
       ].join('\n'),
     });
+    const refused = await buildLocal(ctx);
+    noStack(refused.r.stderr);
+    expect(refused.r.code).toBe(1);
+    expect(refused.r.stderr).toMatch(/Dockerfile:3:1: .*network\.host is not allowed/);
+    expect(refused.r.stderr).toMatch(/--allow network\.host/);
     const { r, out } = await buildLocal(ctx, ['--allow', 'network.host']);
     noStack(r.stderr);
     expect(r.code).toBe(0);

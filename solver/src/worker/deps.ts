@@ -42,6 +42,8 @@ export interface RuntimeWorkerDeps {
   readonly ssh?: Readonly<Record<string, string>>;
   /** Allow `--security=insecure` execs (`--allow security.insecure`). */
   readonly allowInsecure?: boolean;
+  /** Allow `--network=host` execs (`--allow network.host`). */
+  readonly allowNetworkHost?: boolean;
   /**
    * Called after a cache mount was used (`size` undefined: keep the last known size), and again once its
    * size was measured in the background: wire it to

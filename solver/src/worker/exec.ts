@@ -25,9 +25,12 @@ function cleanSelector(sel: string | undefined): string {
  * ValidateEntitlements, which runs on the whole definition before anything is solved or looked up
  * in the cache, so a cached insecure step is refused too).
  */
-export function validateExecEntitlements(deps: Pick<RuntimeWorkerDeps, 'allowInsecure'>, op: ExecOp): void {
+export function validateExecEntitlements(deps: Pick<RuntimeWorkerDeps, 'allowInsecure' | 'allowNetworkHost'>, op: ExecOp): void {
   if (op.security === SecurityMode.INSECURE && deps.allowInsecure !== true) {
     throw new SolverError('SOLVER_UNSUPPORTED', 'security.insecure is not allowed', { hint: 'pass --allow security.insecure' });
+  }
+  if (op.network === NetMode.HOST && deps.allowNetworkHost !== true) {
+    throw new SolverError('SOLVER_UNSUPPORTED', 'network.host is not allowed', { hint: 'pass --allow network.host' });
   }
 }
 
