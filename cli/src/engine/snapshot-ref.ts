@@ -35,11 +35,24 @@ export class SnapshotRef implements SolvedRef {
     this.#onRelease = onRelease;
   }
 
-  /** The host directory of the mounted snapshot (mounted on first call). */
+  /**
+   * The host directory of the snapshot. A snapshot that is one plain directory (a single
+   * committed layer, e.g. a local source) is read in place; others are mounted on first call.
+   */
   async path(): Promise<string> {
     if (this.#released) throw new Error('snapshot ref used after release');
-    this.#mounted ??= this.#snapshotter.mount(this.snapshot);
+    this.#mounted ??= this.#open();
     return (await this.#mounted).path;
+  }
+
+  async #open(): Promise<MountedSnapshot> {
+    const mounts = await this.#snapshotter.mounts(this.snapshot);
+    const only = mounts.length === 1 ? mounts[0] : undefined;
+    if (only !== undefined && only.type === 'bind' && only.options.includes('ro')) {
+      // Saves a mount(8)/umount(8) pair per read: the directory is immutable by contract.
+      return { path: only.source, release: async () => undefined };
+    }
+    return this.#snapshotter.mount(this.snapshot);
   }
 
   async readFile(path: string, options: ReadFileOptions = {}): Promise<Uint8Array> {

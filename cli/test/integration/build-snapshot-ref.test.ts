@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -9,6 +9,7 @@ import { SnapshotRef } from '../../src/engine/snapshot-ref.js';
 // resolve inside the snapshot whatever its symlinks say, as BuildKit's ReadFile does.
 let dir: string;
 let ref: SnapshotRef;
+let layered: SnapshotRef;
 let released = 0;
 
 beforeAll(async () => {
@@ -29,10 +30,20 @@ beforeAll(async () => {
   }
   await s.commit('snap', 'active');
   ref = new SnapshotRef(s, 'snap', () => void released++);
+  await s.prepare('active2', 'snap');
+  const m2 = await s.mount('active2');
+  try {
+    await writeFile(join(m2.path, 'top.txt'), 'top\n');
+  } finally {
+    await m2.release();
+  }
+  await s.commit('snap2', 'active2');
+  layered = new SnapshotRef(s, 'snap2', () => undefined);
 });
 
 afterAll(async () => {
   await ref?.release();
+  await layered?.release();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -59,12 +70,19 @@ describe('SnapshotRef', () => {
     expect(st.linkname).toBe('sub');
   });
 
-  test('release unmounts once and ends the lease once', async () => {
-    const path = await ref.path();
+  test('a layered snapshot is mounted (both layers visible) and unmounted on release; the lease ends once', async () => {
+    expect(new TextDecoder().decode(await layered.readFile('top.txt'))).toBe('top\n');
+    expect(new TextDecoder().decode(await layered.readFile('abs'))).toBe('inside\n');
+    const path = await layered.path();
+    expect(path).toContain(join(dir, 'root', 'mounts'));
+    expect(await readFile('/proc/self/mounts', 'utf8')).toContain(path);
+    await layered.release();
+    expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(path);
+    // A single-layer snapshot is read in place (no mount), inside the kiln root.
+    expect(await ref.path()).toContain(join(dir, 'root', 'snapshots'));
     await ref.release();
     await ref.release();
     expect(released).toBe(1);
     await expect(ref.path()).rejects.toThrow(/after release/);
-    expect(path).toContain(join(dir, 'root', 'mounts'));
   });
 });
