@@ -179,6 +179,33 @@ describe('RUN --mount=type=ssh (real ssh-agent, ssh-add -l inside the container)
     expect(execFileSync('sh', ['-c', `ps -eo args | grep -c "[s]sh-agent -D -a /tmp/kiln-ssh-" || true`], { encoding: 'utf8' }).trim()).toBe('0');
   });
 
+  test('a non-root USER reads a secret and uses the agent only when uid= gives them to it', async () => {
+    const t = token();
+    const agent = await startAgentWithKey(`user-${t}`);
+    await writeTree(sb.dir, { [`user-${t}.secret`]: `user-secret-${t}` });
+    const ctx = join(sb.dir, `user-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: [
+        'FROM busybox',
+        'COPY --from=sshtools / /',
+        `RUN mkdir /out && chown 1000:1000 /out # ${t}`,
+        'USER 1000:1000',
+        'RUN --mount=type=secret,id=s,uid=1000 sh -c \'cat /run/secrets/s | sha256sum > /out/s.sum\'',
+        'RUN --mount=type=secret,id=s sh -c \'(cat /run/secrets/s > /dev/null 2>&1 && echo readable || echo denied) > /out/s.default\'',
+        'RUN --mount=type=ssh,uid=1000 sh -c \'ssh-add -l > /out/fp.txt\'',
+        'RUN --mount=type=ssh sh -c \'ssh-add -l > /dev/null 2>&1; echo $? > /out/ssh.default\'',
+        '',
+      ].join('\n'),
+    });
+    const { r, out } = await buildLocal(ctx, ['--build-context', `sshtools=${sshToolsContext()}`, '--secret', `id=s,src=${join(sb.dir, `user-${t}.secret`)}`, '--ssh', `default=${agent.socket}`]);
+    noStack(r.stderr);
+    expect(r.code).toBe(0);
+    expect(await read(out, 'out/s.sum')).toBe(sumLine(`user-secret-${t}`));
+    expect(await read(out, 'out/s.default')).toBe('denied\n'); // 0400 root:root by default
+    expect(await read(out, 'out/fp.txt')).toContain(agent.fingerprint);
+    expect(await read(out, 'out/ssh.default')).toBe('2\n'); // ssh-add: cannot connect (0600 root socket)
+  });
+
   test('required=true without --ssh fails clearly; --ssh default without SSH_AUTH_SOCK fails clearly', async () => {
     const t = token();
     const ctx = join(sb.dir, `ssh-req-${t}`);
@@ -322,6 +349,31 @@ describe('RUN --network and --security', { timeout: 180_000 }, () => {
     const again = await buildLocal(ctx);
     expect(again.r.code).toBe(1);
     expect(again.r.stderr).toMatch(/security\.insecure is not allowed/);
+  });
+});
+
+describe('cli/MOUNTS.md', { timeout: 180_000 }, () => {
+  test('the example Dockerfile builds with the documented command; the cache count goes up on the next build', async () => {
+    const doc = readFileSync(join(import.meta.dirname, '../../MOUNTS.md'), 'utf8');
+    const dockerfile = /```dockerfile\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(dockerfile).toContain('--mount=type=ssh');
+    const command = /^kiln build .*$/m.exec(doc)?.[0];
+    expect(command).toBe('kiln build . --secret id=api_token,src=token.txt --ssh default --output type=local,dest=out');
+    const t = token();
+    const ctx = join(sb.dir, `doc-${t}`);
+    // A unique cache target per run: the count starts at 1 in this shared root.
+    await writeTree(ctx, { Dockerfile: (dockerfile ?? '').replaceAll('/var/cache/app', `/var/cache/app-${t}`), 'token.txt': `doc-token-${t}` });
+    const agent = await startAgentWithKey(`doc-${t}`);
+    const args = (command ?? '').split(' ').slice(1).map((a) => (a === '.' ? ctx : a.startsWith('type=local') ? `type=local,dest=${join(ctx, 'out')}` : a.startsWith('id=api_token') ? `id=api_token,src=${join(ctx, 'token.txt')}` : a));
+    for (const expected of ['1', '2']) {
+      const r = await runKiln(sb, [...args, '--root', sb.root, '--progress', 'plain', '--no-cache'], { env: { SSH_AUTH_SOCK: agent.socket } });
+      noStack(r.stderr);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await read(join(ctx, 'out'), 'builds.txt')).trim()).toBe(expected);
+    }
+    expect(await read(join(ctx, 'out'), 'token.txt')).toBe('token present\n');
+    expect(await read(join(ctx, 'out'), 'env.txt')).toBe('env present\n');
+    expect(await read(join(ctx, 'out'), 'ssh.txt')).toBe('agent forwarded\n');
   });
 });
 

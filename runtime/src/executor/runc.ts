@@ -114,7 +114,8 @@ export class RuncExecutor implements Executor {
         resolvConfFile,
         mounts,
       });
-      writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+      // The spec holds the process environment (secrets exposed with env=): root-only.
+      writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
       throwIfAborted(signal);
       const exitCode = await this.#runc_run(id, bundle, req.onOutput, signal);
       return { exitCode, durationMs: Date.now() - started };
