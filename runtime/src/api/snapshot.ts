@@ -75,4 +75,17 @@ export interface Snapshotter {
   diff(id: string, opts: DiffOptions): Promise<LayerDescriptor>;
   /** Removes a snapshot; refused for a committed snapshot that still has children. */
   remove(id: string): Promise<void>;
+  /**
+   * Creates committed snapshot `id` from `parents` merged in order, as if their layers were
+   * applied on top of one another (BuildKit's MergeOp: later parents win, their deletions apply)
+   * without copying files. Optional; resolves `undefined` when the snapshotter would have to copy
+   * (the caller then copies the parents' files itself).
+   */
+  merge?(id: string, parents: readonly string[], opts?: SnapshotOptions): Promise<SnapshotInfo | undefined>;
+  /**
+   * Creates committed snapshot `id` holding what `upper` adds on top of `lower` (BuildKit's
+   * DiffOp; `lower` undefined means scratch) without copying files. Optional; resolves
+   * `undefined` when `lower` is not a base of `upper`.
+   */
+  diffLayers?(id: string, lower: string | undefined, upper: string, opts?: SnapshotOptions): Promise<SnapshotInfo | undefined>;
 }

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rename, rm, rmdir, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
 import { writeLayer } from '../layer/export.js';
 import { mountAt, mountsUnder, unmount } from './mount.js';
+import { commonBase, diffStacks, mergeStacks, type StackLayer } from './layer-stack.js';
 
 const execFileP = promisify(execFile);
 
@@ -21,6 +23,15 @@ interface SnapshotMeta extends SnapshotInfo {
    * committed snapshot: its own `fs` plus its parent's chain, or its `flat` copy once flattened.
    */
   readonly chain: readonly string[];
+  /**
+   * The own layer dir (relative) when it is another snapshot's: a merge or diff result stacks the
+   * layer dirs of its inputs instead of copying them. Default `<dir>/fs`.
+   */
+  readonly layer?: string;
+  /** The snapshot owning {@link SnapshotMeta.layer}; it is not removed while this one exists. */
+  readonly layerOwner?: string;
+  /** An intermediate snapshot of a merge: removed together with its last child. */
+  readonly mergePart?: boolean;
 }
 
 /** Options for {@link LocalSnapshotter}. */
@@ -37,6 +48,9 @@ export interface LocalSnapshotterOptions {
 export type DiffSource =
   | { readonly driver: 'overlay'; readonly upper: string; readonly lowers: readonly string[] }
   | { readonly driver: 'copy'; readonly dir: string; readonly parentDir: string | undefined };
+
+/** An always-empty dir (relative to the snapshots root) under a single read-only layer that may hold whiteouts. */
+const EMPTY_LOWER = 'empty-lower';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 /** mount(2) data is one page; keep lowerdir well below it. */
@@ -79,6 +93,7 @@ export class LocalSnapshotter implements Snapshotter {
     this.#ready ??= (async () => {
       await mkdir(this.#byId, { recursive: true });
       await mkdir(this.#mountRoot, { recursive: true });
+      await mkdir(this.#abs(EMPTY_LOWER), { recursive: true, mode: 0o755 });
       this.#driver ??= (await probeOverlay(this.#snapRoot)) ? 'overlay' : 'copy';
     })();
     return this.#ready;
@@ -148,9 +163,11 @@ export class LocalSnapshotter implements Snapshotter {
     const m = await this.#load(id);
     switch (m.kind) {
       case 'committed':
-        return [this.#readOnly(m.chain)];
-      case 'view':
-        return [this.#readOnly((await this.#committed(m.parent ?? '')).chain)];
+        return [this.#readOnly(m.chain, m.layer !== undefined)];
+      case 'view': {
+        const p = await this.#committed(m.parent ?? '');
+        return [this.#readOnly(p.chain, p.layer !== undefined)];
+      }
       case 'active': {
         const upper = join(this.#snapRoot, m.dir, 'fs');
         if (this.driver === 'copy' || m.parent === undefined) return [{ type: 'bind', source: upper, options: ['rbind', 'rw'] }];
@@ -216,15 +233,145 @@ export class LocalSnapshotter implements Snapshotter {
     await this.init();
     const m = await this.#load(id);
     if (m.kind === 'committed') {
-      const children = (await this.list()).filter((s) => s.parent === id);
-      if (children.length > 0) {
-        throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} has ${children.length} child snapshot(s)`, {
-          hint: `remove ${children.map((c) => c.id).join(', ')} first`,
+      const users = await this.#users(id);
+      if (users.length > 0) {
+        throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} has ${users.length} child snapshot(s)`, {
+          hint: `remove ${users.join(', ')} first`,
         });
       }
     }
     await unlink(join(this.#byId, id));
     await rm(join(this.#snapRoot, m.dir), { recursive: true, force: true });
+    // Intermediate snapshots of a merge go with their last user.
+    if (m.parent !== undefined) {
+      const p = await this.#load(m.parent).catch(() => undefined);
+      if (p?.mergePart === true && (await this.#users(p.id)).length === 0) await this.remove(p.id).catch(() => undefined);
+    }
+  }
+
+  /** Snapshots that stack on `id`: its children, and merge/diff results that reuse its layer dir. */
+  async #users(id: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const name of await readdir(this.#byId)) {
+      const m = await this.#load(name).catch(() => undefined);
+      if (m !== undefined && (m.parent === id || m.layerOwner === id)) out.push(m.id);
+    }
+    return out;
+  }
+
+  /**
+   * Creates committed snapshot `id` holding `parents` merged in order (BuildKit's MergeOp): as if
+   * the layers of every parent were applied on top of one another, so later parents win and their
+   * deletions (whiteouts, opaque directories) hide what earlier parents have. With overlayfs
+   * nothing is copied: the parents' layer dirs are stacked (a shared base only once, at its
+   * topmost place), new snapshots referencing them are created above the longest common base,
+   * and each keeps its layer's labels (`kiln.diffID`) so exports reuse the layer blobs. The
+   * parents cannot be removed while the result exists.
+   *
+   * Resolves `undefined` when this cannot be done without copying (the copy driver, a flattened
+   * parent, or a stack too deep for one overlay mount): the caller copies instead.
+   */
+  async merge(id: string, parents: readonly string[], opts: SnapshotOptions = {}): Promise<SnapshotInfo | undefined> {
+    await this.init();
+    assertId(id);
+    if (this.driver === 'copy') return undefined;
+    const stacks: StackLayer[][] = [];
+    for (const p of parents) {
+      const st = await this.#stack(p);
+      if (st === undefined) return undefined;
+      stacks.push(st);
+    }
+    const merged = mergeStacks(stacks);
+    if (!this.#stackable(merged)) return undefined;
+    const base = commonBase(merged, stacks);
+    return this.#stackLayers(id, merged.slice(0, merged.length - (base?.length ?? 0)), base?.snapshot, opts);
+  }
+
+  /**
+   * Creates committed snapshot `id` holding what `upper` adds on top of `lower` (BuildKit's
+   * DiffOp; `lower` undefined is scratch, which makes `id` equal to `upper`): the layers of
+   * `upper` above `lower`, stacked without copying. Resolves `undefined` when `lower` is not the
+   * base of `upper` (or on the copy driver), which would need a file-by-file comparison.
+   */
+  async diffLayers(id: string, lower: string | undefined, upper: string, opts: SnapshotOptions = {}): Promise<SnapshotInfo | undefined> {
+    await this.init();
+    assertId(id);
+    if (this.driver === 'copy') return undefined;
+    const up = await this.#stack(upper);
+    const low = lower === undefined ? [] : await this.#stack(lower);
+    if (up === undefined || low === undefined) return undefined;
+    const layers = diffStacks(low, up);
+    if (layers === undefined || !this.#stackable(layers)) return undefined;
+    return this.#stackLayers(id, layers, undefined, opts);
+  }
+
+  /** The layer stack (top-first) of committed `id`; undefined if any part was flattened. */
+  async #stack(id: string): Promise<StackLayer[] | undefined> {
+    const out: StackLayer[] = [];
+    let cur: SnapshotMeta | undefined = await this.#committed(id);
+    while (cur !== undefined) {
+      const own = ownLayer(cur);
+      if (cur.chain[0] !== own) return undefined; // flattened: its deletions are gone
+      // Empty layer dirs (scratch) add nothing to a stack.
+      if (readdirSync(this.#abs(own)).length > 0) out.push({ dir: own, owner: cur.layerOwner ?? cur.id, snapshot: cur.id, labels: cur.labels });
+      cur = cur.parent === undefined ? undefined : await this.#committed(cur.parent);
+    }
+    return out;
+  }
+
+  #stackable(layers: readonly StackLayer[]): boolean {
+    return layers.length <= this.#maxDepth && this.#lowerOption(layers.map((l) => l.dir)).length <= MAX_OPTION_BYTES;
+  }
+
+  /** Commits `layers` (top-first) as snapshots referencing their dirs, on top of `base`; the top one is `id`. */
+  async #stackLayers(id: string, layers: readonly StackLayer[], base: string | undefined, opts: SnapshotOptions): Promise<SnapshotInfo> {
+    let parent = base === undefined ? undefined : await this.#committed(base);
+    if (layers.length === 0) {
+      // Nothing above the base: a snapshot with an empty layer of its own on top of it.
+      const tmp = `${id.slice(0, 150)}.empty-${randomBytes(4).toString('hex')}`;
+      await this.prepare(tmp, parent?.id, opts);
+      return this.commit(id, tmp, opts);
+    }
+    const created: string[] = [];
+    try {
+      for (let j = layers.length - 1; j >= 0; j--) {
+        const l = layers[j] as StackLayer;
+        const top = j === 0;
+        const sid = top ? id : `${id.slice(0, 150)}.part-${randomBytes(4).toString('hex')}`;
+        const dir = await this.#newDir(false);
+        const meta: SnapshotMeta = {
+          id: sid,
+          kind: 'committed',
+          parent: parent?.id,
+          depth: (parent?.depth ?? 0) + 1,
+          createdAt: new Date().toISOString(),
+          labels: top ? { ...l.labels, ...(opts.labels ?? {}) } : l.labels,
+          dir,
+          chain: [l.dir, ...(parent?.chain ?? [])],
+          layer: l.dir,
+          layerOwner: l.owner,
+          ...(top ? {} : { mergePart: true }),
+        };
+        await this.#writeMeta(meta);
+        try {
+          await symlink(`../${dir}`, join(this.#byId, sid));
+        } catch (e) {
+          await rm(join(this.#snapRoot, dir), { recursive: true, force: true });
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new WorkerError('SNAPSHOT_EXISTS', `snapshot ${sid} already exists`);
+          throw e;
+        }
+        created.push(sid);
+        parent = meta;
+      }
+      return publicInfo(parent as SnapshotMeta);
+    } catch (e) {
+      for (const sid of created.reverse()) {
+        const m = await this.#load(sid).catch(() => undefined);
+        await unlink(join(this.#byId, sid)).catch(() => undefined);
+        if (m !== undefined) await rm(join(this.#snapRoot, m.dir), { recursive: true, force: true });
+      }
+      throw e;
+    }
   }
 
   async diff(id: string, opts: DiffOptions): Promise<LayerDescriptor> {
@@ -286,7 +433,7 @@ export class LocalSnapshotter implements Snapshotter {
     }
     const cutoff = Date.now() - (opts.olderThanMs ?? 3_600_000);
     for (const name of await readdir(this.#snapRoot)) {
-      if (name === 'by-id' || referenced.has(name)) continue;
+      if (name === 'by-id' || name === EMPTY_LOWER || referenced.has(name)) continue;
       const dir = join(this.#snapRoot, name);
       const st = await lstat(dir).catch(() => undefined);
       if (st === undefined || !st.isDirectory() || st.mtimeMs > cutoff) continue;
@@ -303,7 +450,7 @@ export class LocalSnapshotter implements Snapshotter {
     const m = await this.#load(id);
     if (m.kind === 'view') throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} is a view; it has no changes`);
     const parentChain = m.parent === undefined ? [] : (await this.#committed(m.parent)).chain;
-    const upper = join(this.#snapRoot, m.dir, 'fs');
+    const upper = this.#abs(ownLayer(m));
     if (this.driver === 'copy') {
       const pc = parentChain[0];
       return { driver: 'copy', dir: upper, parentDir: pc === undefined ? undefined : this.#abs(pc) };
@@ -324,9 +471,15 @@ export class LocalSnapshotter implements Snapshotter {
     return `lowerdir=${chain.map((c) => this.#abs(c)).join(':')}`;
   }
 
-  #readOnly(chain: readonly string[]): Mount {
-    if (chain.length === 1) return { type: 'bind', source: this.#abs(chain[0] as string), options: ['rbind', 'ro'] };
-    return { type: 'overlay', source: 'overlay', options: [this.#lowerOption(chain)] };
+  /**
+   * A read-only mount of `chain`. One layer dir is bind-mounted, unless it may hold whiteouts (a
+   * diff result's bottom layer), which only overlayfs hides; overlay needs two lowers, so an
+   * empty dir goes below it.
+   */
+  #readOnly(chain: readonly string[], whiteoutsAtBottom = false): Mount {
+    if (chain.length === 1 && !whiteoutsAtBottom) return { type: 'bind', source: this.#abs(chain[0] as string), options: ['rbind', 'ro'] };
+    const lowers = chain.length === 1 ? [...chain, EMPTY_LOWER] : chain;
+    return { type: 'overlay', source: 'overlay', options: [this.#lowerOption(lowers)] };
   }
 
   async #flatten(dir: string, chain: readonly string[], signal: AbortSignal | undefined): Promise<string> {
@@ -345,7 +498,7 @@ export class LocalSnapshotter implements Snapshotter {
     return flat;
   }
 
-  async #newDir(): Promise<string> {
+  async #newDir(withFs = true): Promise<string> {
     for (;;) {
       const dir = randomBytes(4).toString('hex');
       try {
@@ -354,6 +507,7 @@ export class LocalSnapshotter implements Snapshotter {
         if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
         throw e;
       }
+      if (!withFs) return dir;
       await mkdir(join(this.#snapRoot, dir, 'fs'), { mode: 0o755 });
       if (this.driver === 'overlay') await mkdir(join(this.#snapRoot, dir, 'work'), { mode: 0o700 });
       return dir;
@@ -413,6 +567,11 @@ export class LocalSnapshotter implements Snapshotter {
     if (m.kind !== 'committed') throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} is ${m.kind}, not committed`);
     return m;
   }
+}
+
+/** The layer dir (relative) a committed snapshot adds over its parent. */
+function ownLayer(m: SnapshotMeta): string {
+  return m.layer ?? `${m.dir}/fs`;
 }
 
 function publicInfo(m: SnapshotMeta): SnapshotInfo {

@@ -110,20 +110,25 @@ export class RuntimeWorker implements Worker {
     return runFileOp(this.#deps, op, inputs, ctx);
   }
 
-  /** Copies every input, in order, into one new snapshot (later inputs win). */
+  /**
+   * MergeOp: the inputs' layers applied on top of one another in order (later inputs win, their
+   * deletions apply). The snapshotter stacks the inputs' layer dirs when it can (overlayfs: no
+   * file is copied, and the result owns no data of its own, so its size is 0); otherwise every
+   * input is copied, in order, into one new snapshot (the copy driver).
+   */
   async merge(op: MergeOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef> {
     const s = this.#deps.snapshotter;
+    const parents = (op.inputs ?? []).map((m) => inputs[m.input ?? 0]?.snapshot).filter((p): p is string => p !== undefined);
+    const id = newSnapshotId('merge');
+    if (s.merge !== undefined && (await s.merge(id, parents, { signal: ctx.signal })) !== undefined) return { snapshot: id, size: 0 };
     const active = newSnapshotId('merge');
     await s.prepare(active, await emptySnapshot(this.#deps));
     try {
       await withMounted(s, active, ctx.signal, async (dest) => {
-        for (const m of op.inputs ?? []) {
-          const ref = inputs[m.input ?? 0];
-          if (ref === undefined) continue;
-          await withMounted(s, ref.snapshot, ctx.signal, (src) => execFileP('cp', ['-a', '--reflink=auto', `${src}/.`, `${dest}/`]).then(() => undefined));
+        for (const src of parents) {
+          await withMounted(s, src, ctx.signal, (dir) => execFileP('cp', ['-a', '--reflink=auto', `${dir}/.`, `${dest}/`]).then(() => undefined));
         }
       });
-      const id = newSnapshotId('merge');
       await s.commit(id, active);
       return { snapshot: id, size: await snapshotSize(s, id) };
     } catch (err) {
@@ -132,8 +137,23 @@ export class RuntimeWorker implements Worker {
     }
   }
 
-  async diff(_op: DiffOp, _inputs: readonly WorkerRef[], _ctx: WorkerOpContext): Promise<WorkerRef> {
-    throw new SolverError('SOLVER_UNSUPPORTED', 'DiffOp is not supported by the runtime worker yet');
+  /**
+   * DiffOp: what `upper` adds on top of `lower` (input -1: scratch). Supported when `lower` is a
+   * base of `upper` (BuildKit's "known chain"): the layers between them are stacked, nothing
+   * is copied.
+   */
+  async diff(op: DiffOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef> {
+    const s = this.#deps.snapshotter;
+    const ref = (i: number | undefined): string | undefined => (i === undefined || i < 0 ? undefined : inputs[i]?.snapshot);
+    const lower = ref(op.lower?.input);
+    const upper = ref(op.upper?.input);
+    // Diff(X, X) and Diff(scratch, scratch) are empty.
+    if (lower === upper) return { snapshot: await emptySnapshot(this.#deps), size: 0 };
+    const id = newSnapshotId('diff');
+    if (upper !== undefined && s.diffLayers !== undefined && (await s.diffLayers(id, lower, upper, { signal: ctx.signal })) !== undefined) return { snapshot: id, size: 0 };
+    throw new SolverError('SOLVER_UNSUPPORTED', 'DiffOp is only supported when the lower input is a base of the upper one (on overlayfs)', {
+      hint: 'diff a state against one of its ancestors, e.g. llb.Diff(base, base.Run(...).Root())',
+    });
   }
 
   /**

@@ -1,0 +1,216 @@
+import { lstat, mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { createReadStream } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+import { join } from 'node:path';
+import { extract } from 'tar-stream';
+import { afterEach, describe, expect, test } from 'vitest';
+import { LocalSnapshotter } from '@kiln/runtime';
+import { mountsUnder } from '../../src/snapshot/mount.js';
+
+const roots: string[] = [];
+afterEach(async () => {
+  for (const r of roots.splice(0)) {
+    expect(await mountsUnder(r)).toEqual([]);
+    await rm(r, { recursive: true, force: true });
+  }
+});
+
+async function setup(): Promise<LocalSnapshotter> {
+  const root = await mkdtemp(join(tmpdir(), 'kiln-merge-'));
+  roots.push(root);
+  const s = new LocalSnapshotter({ root, driver: 'overlay' });
+  await s.init();
+  return s;
+}
+
+/** Commits `id` on top of `parent` after `change` ran on the mounted active snapshot. */
+async function commitWith(s: LocalSnapshotter, id: string, parent: string | undefined, change: (dir: string) => Promise<void>): Promise<void> {
+  await s.prepare(`${id}-active`, parent);
+  const m = await s.mount(`${id}-active`);
+  try {
+    await change(m.path);
+  } finally {
+    await m.release();
+  }
+  await s.commit(id, `${id}-active`, { labels: { 'kiln.diffID': `sha256:${id}` } });
+}
+
+/** The files (path → content, directories as `/`) of a committed snapshot, read through its mount. */
+async function tree(s: LocalSnapshotter, id: string): Promise<Record<string, string>> {
+  const m = await s.mount(id);
+  const out: Record<string, string> = {};
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    for (const name of (await readdir(dir)).sort()) {
+      const p = join(dir, name);
+      const r = rel === '' ? name : `${rel}/${name}`;
+      const st = await lstat(p);
+      if (st.isDirectory()) {
+        out[`${r}/`] = '';
+        await walk(p, r);
+      } else if (st.isFile()) out[r] = await readFile(p, 'utf8');
+      else out[r] = `<${st.isCharacterDevice() ? 'char' : 'other'}>`;
+    }
+  };
+  try {
+    await walk(m.path, '');
+  } finally {
+    await m.release();
+  }
+  return out;
+}
+
+/**
+ * base: shared=base, base-only, dir/x
+ * A = base + a.txt, shared=A, dir/a-in-dir
+ * C = base − base-only (whiteout), + c.txt, shared=C, dir made opaque holding only y
+ */
+async function fixture(s: LocalSnapshotter): Promise<void> {
+  await commitWith(s, 'base', undefined, async (d) => {
+    await writeFile(join(d, 'shared'), 'base');
+    await writeFile(join(d, 'base-only'), 'base');
+    await mkdir(join(d, 'dir'));
+    await writeFile(join(d, 'dir', 'x'), 'x');
+  });
+  await commitWith(s, 'A', 'base', async (d) => {
+    await writeFile(join(d, 'a.txt'), 'a');
+    await writeFile(join(d, 'shared'), 'A');
+    await writeFile(join(d, 'dir', 'a-in-dir'), 'a');
+  });
+  await commitWith(s, 'C', 'base', async (d) => {
+    await rm(join(d, 'base-only'));
+    await writeFile(join(d, 'c.txt'), 'c');
+    await writeFile(join(d, 'shared'), 'C');
+    await rm(join(d, 'dir'), { recursive: true });
+    await mkdir(join(d, 'dir'));
+    await writeFile(join(d, 'dir', 'y'), 'y');
+  });
+}
+
+describe('LocalSnapshotter.merge on overlayfs', () => {
+  test('later inputs win; a whiteout or opaque dir in a later input hides what an earlier input has', async () => {
+    const s = await setup();
+    await fixture(s);
+    await s.merge('AC', ['A', 'C']);
+    expect(await tree(s, 'AC')).toEqual({
+      'a.txt': 'a',
+      'c.txt': 'c',
+      'dir/': '',
+      'dir/y': 'y', // C's opaque dir hides base's x and A's a-in-dir
+      shared: 'C',
+      // base-only: deleted in C, though A (through base) has it
+    });
+    // The other order re-applies base (A's bottom layer) above C: base-only and x come back,
+    // C's opaque dir only hides what lies below it.
+    await s.merge('CA', ['C', 'A']);
+    expect(await tree(s, 'CA')).toEqual({
+      'a.txt': 'a',
+      'base-only': 'base',
+      'c.txt': 'c',
+      'dir/': '',
+      'dir/a-in-dir': 'a',
+      'dir/x': 'x',
+      'dir/y': 'y',
+      shared: 'A',
+    });
+  });
+
+  test('BuildKit\'s documented deletion example: a deletion in a later input\'s chain applies; reversed, the file wins', async () => {
+    const s = await setup();
+    await commitWith(s, 'foo', undefined, async (d) => writeFile(join(d, 'foo'), ''));
+    await commitWith(s, 'rmFoo', 'foo', async (d) => rm(join(d, 'foo')));
+    await commitWith(s, 'bar', 'rmFoo', async (d) => writeFile(join(d, 'bar'), ''));
+    await s.merge('foo-bar', ['foo', 'bar']);
+    expect(await tree(s, 'foo-bar')).toEqual({ bar: '' });
+    await s.merge('bar-foo', ['bar', 'foo']);
+    expect(await tree(s, 'bar-foo')).toEqual({ bar: '', foo: '' });
+    // Diff(foo, rmFoo) holds only a deletion: mounted, it is empty.
+    await s.diffLayers('onlyDelete', 'foo', 'rmFoo');
+    expect(await tree(s, 'onlyDelete')).toEqual({});
+  });
+
+  test('nothing is copied: the merge stacks the inputs\' layer dirs above their common base and keeps their labels', async () => {
+    const s = await setup();
+    await fixture(s);
+    const info = await s.merge('AC', ['A', 'C'], { labels: { note: 'merged' } });
+    expect(info).toMatchObject({ id: 'AC', kind: 'committed', labels: { 'kiln.diffID': 'sha256:C', note: 'merged' } });
+    expect(await s.usage('AC')).toMatchObject({ inodes: 1 }); // meta.json only
+    const c = await s.diffSource('C');
+    const ac = await s.diffSource('AC');
+    expect(ac.driver === 'overlay' && c.driver === 'overlay' && ac.upper === c.upper).toBe(true);
+    // Below C's layer: base's layer re-applied above A's (A's bottom layer is base; only the
+    // topmost copy of a shared layer is kept), each an intermediate snapshot keeping its labels.
+    const part = await s.stat(info?.parent ?? '');
+    expect(part.labels).toEqual({ 'kiln.diffID': 'sha256:base' });
+    const bottom = await s.stat(part.parent ?? '');
+    expect(bottom).toMatchObject({ labels: { 'kiln.diffID': 'sha256:A' }, parent: undefined });
+    // COPY --link shape: merge(image, layer on scratch) stacks one snapshot right on the image.
+    await commitWith(s, 'copied', undefined, async (d) => writeFile(join(d, 'new'), 'n'));
+    const link = await s.merge('link', ['A', 'copied']);
+    expect(link?.parent).toBe('A');
+    expect(await tree(s, 'link')).toMatchObject({ new: 'n', 'a.txt': 'a', shared: 'A' });
+  });
+
+  test('inputs cannot be removed while a merge uses them; removing the merge removes its intermediate snapshots', async () => {
+    const s = await setup();
+    await fixture(s);
+    const info = await s.merge('AC', ['A', 'C']);
+    await expect(s.remove('C')).rejects.toMatchObject({ code: 'SNAPSHOT_STATE' });
+    await expect(s.remove('A')).rejects.toMatchObject({ code: 'SNAPSHOT_STATE' });
+    await s.remove('AC');
+    await expect(s.stat(info?.parent ?? '')).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
+    await s.remove('C');
+    await s.remove('A');
+    expect((await s.list()).map((x) => x.id)).toEqual(['base']);
+  });
+
+  test('the merged snapshot exports as a layer with a whiteout for what its top input deleted', async () => {
+    const s = await setup();
+    await fixture(s);
+    await s.merge('AC', ['A', 'C']);
+    const out = join(roots[0] as string, 'layer.tar.gz');
+    await s.diff('AC', { output: out });
+    const names: string[] = [];
+    const ex = extract();
+    createReadStream(out).pipe(createGunzip()).pipe(ex);
+    for await (const e of ex) {
+      names.push(e.header.name);
+      e.resume();
+    }
+    expect(names).toEqual(expect.arrayContaining(['.wh.base-only', 'c.txt', 'dir/', 'dir/.wh..wh..opq', 'dir/y', 'shared']));
+  });
+
+  test('a parent as the first input and a shared base deduplicate; a child of a merge builds on it', async () => {
+    const s = await setup();
+    await fixture(s);
+    await s.merge('baseA', ['base', 'A']);
+    expect((await s.stat('baseA')).parent).toBe('A'); // stack equals A's
+    await commitWith(s, 'child', 'baseA', async (d) => writeFile(join(d, 'child'), 'k'));
+    expect(await tree(s, 'child')).toMatchObject({ child: 'k', 'a.txt': 'a', shared: 'A', 'base-only': 'base' });
+  });
+});
+
+describe('LocalSnapshotter.diffLayers on overlayfs', () => {
+  test('the layers of upper above lower, with deletions hidden from the mounted result; not a base: undefined', async () => {
+    const s = await setup();
+    await fixture(s);
+    await s.diffLayers('dA', 'base', 'A');
+    expect(await tree(s, 'dA')).toEqual({ 'a.txt': 'a', 'dir/': '', 'dir/a-in-dir': 'a', shared: 'A' });
+    await s.diffLayers('dC', 'base', 'C');
+    expect(await tree(s, 'dC')).toEqual({ 'c.txt': 'c', 'dir/': '', 'dir/y': 'y', shared: 'C' });
+    // Merging the diff back onto A applies C's changes, deletions included.
+    await s.merge('A-dC', ['A', 'dC']);
+    expect(await tree(s, 'A-dC')).toEqual({ 'a.txt': 'a', 'c.txt': 'c', 'dir/': '', 'dir/y': 'y', shared: 'C' });
+    expect(await s.diffLayers('x', 'A', 'C')).toBeUndefined();
+    await s.diffLayers('whole', undefined, 'A');
+    expect(await tree(s, 'whole')).toEqual(await tree(s, 'A'));
+  });
+});
+
+test('the copy driver does not merge in place (the caller copies)', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'kiln-merge-'));
+  roots.push(root);
+  const s = new LocalSnapshotter({ root, driver: 'copy' });
+  await commitWith(s, 'a', undefined, async (d) => writeFile(join(d, 'f'), '1'));
+  expect(await s.merge('m', ['a', 'a'])).toBeUndefined();
+});
