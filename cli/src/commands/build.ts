@@ -105,9 +105,10 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
 
 async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {
   const ctx = resolve(context);
-  const st = await stat(ctx).catch(() => undefined);
   if (context === '-' || /^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory`);
-  if (st === undefined || !st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
+  const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
+  if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
+  if (!st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
   let dockerfile: string | undefined;
   let dockerfileText: string | undefined;
   if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
