@@ -134,6 +134,24 @@ describe('RUN --mount=type=cache', { timeout: 180_000 }, () => {
     expect(found).toBe('');
   });
 
+  test('a cache seeded from= is keyed by id and seed: a changed seed starts a new cache, the old one comes back with the old seed', async () => {
+    const t = token();
+    const df = (seed: string): string =>
+      [
+        'FROM busybox AS seed',
+        `RUN mkdir /s && echo ${seed} > /s/f`,
+        'FROM busybox',
+        `RUN --mount=type=cache,id=seeded-${t},target=/c,from=seed,source=/s sh -c 'echo used >> /c/f; cp /c/f /f.txt' # ${token()}`,
+        '',
+      ].join('\n');
+    const v1 = await build('seed-v1', df(`v1-${t}`));
+    expect(lines(await read(v1.out, 'f.txt'))).toEqual([`v1-${t}`, 'used']);
+    const v2 = await build('seed-v2', df(`v2-${t}`));
+    expect(lines(await read(v2.out, 'f.txt'))).toEqual([`v2-${t}`, 'used']);
+    const v1again = await build('seed-v1-again', df(`v1-${t}`));
+    expect(lines(await read(v1again.out, 'f.txt'))).toEqual([`v1-${t}`, 'used', 'used']);
+  });
+
   test('sharing=shared: two concurrent builds use the same directory at the same time', async () => {
     const r = await twins('shared');
     expect(r.A.report).toBe('saw');

@@ -71,22 +71,25 @@ export async function runExec(
       const input = m.input ?? 0;
       if (type === MountType.CACHE) {
         const cacheId = m.cacheOpt?.id ?? dest;
-        const c = await cacheMounts.acquire(cacheId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED, ctx.signal);
+        const from = input >= 0 ? inputs[input] : undefined;
+        // A cache seeded `from` an input is keyed by its id and that input's snapshot, as BuildKit's
+        // getRefCacheDir keys it by id and ref ID: a changed seed starts a new cache directory.
+        const dirId = from === undefined ? cacheId : `${cacheId}:${from.snapshot}`;
+        const c = await cacheMounts.acquire(dirId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED, ctx.signal);
         releases.push(async () => {
           await c.release();
           const record = deps.recordUsage;
           if (record !== undefined) {
-            const rec = { snapshot: `cachemount:${cacheId}`, description: `cache mount ${cacheId}`, kind: 'exec.cachemount' as const };
+            const rec = { snapshot: `cachemount:${dirId}`, description: `cache mount ${cacheId}`, kind: 'exec.cachemount' as const };
             record(rec);
             // Measuring a big cache can take a while: do it off the build's critical path.
-            void dirSize(cacheMounts.dirOf(cacheId))
+            void dirSize(cacheMounts.dirOf(dirId))
               .then((size) => record({ ...rec, size }))
               .catch(() => undefined);
           }
         });
-        if (c.created && input >= 0) {
+        if (c.created) {
           // `from`/`source`: a new cache directory starts as a copy of the input's subpath.
-          const from = inputs[input];
           if (from !== undefined) {
             await withMounted(s, from.snapshot, ctx.signal, (path) =>
               execFileP('cp', ['-a', `${join(path, cleanSelector(m.selector))}/.`, `${c.dir}/`]).then(() => undefined),
