@@ -120,6 +120,20 @@ describe('RUN --mount=type=secret', { timeout: 180_000 }, () => {
     for (const v of Object.values(vals)) expect(r.stderr + r.stdout).not.toContain(v);
   });
 
+  test('the secret value is not part of the cache key (a new value hits the cache, as BuildKit); deep targets leave no stub dirs', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `secret-key-${t}`);
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN --mount=type=secret,id=k,target=/deep/er/k sh -c 'test -s /deep/er/k && echo ${t} > /done.txt'\n` });
+    const first = await buildLocal(ctx, ['--secret', 'id=k,env=KILN_K'], { KILN_K: `first-${t}` });
+    expect(first.r.code, first.r.stderr).toBe(0);
+    expect(first.r.stderr).not.toMatch(/#\d+ CACHED/);
+    expect(existsSync(join(first.out, 'deep'))).toBe(false);
+    const second = await buildLocal(ctx, ['--secret', 'id=k,env=KILN_K'], { KILN_K: `second-${t}` });
+    expect(second.r.code, second.r.stderr).toBe(0);
+    expect(second.r.stderr).toMatch(/RUN --mount=type=secret,id=k,[^\n]*\n#\d+ CACHED/);
+    expect(await read(second.out, 'done.txt')).toBe(`${t}\n`);
+  });
+
   test('required=true without --secret: clear error at the RUN line, exit 1', async () => {
     const t = token();
     const ctx = join(sb.dir, `secret-req-${t}`);
