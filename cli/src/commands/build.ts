@@ -119,6 +119,8 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   }
   const env = process.env;
   const buildArgs = new Map<string, string>();
+  const sde = env['SOURCE_DATE_EPOCH'];
+  if (sde !== undefined && sde !== '') buildArgs.set('SOURCE_DATE_EPOCH', sde);
   for (const a of flags.buildArg) {
     const kv = parseBuildArg(a, env);
     if (kv !== undefined) buildArgs.set(kv[0], kv[1]);

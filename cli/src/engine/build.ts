@@ -76,6 +76,10 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const opts = new Map<string, string>();
   const inputs = new Map<string, Definition>();
   const filename = basename(dockerfilePath);
+  // BuildKit's reproducible builds: the SOURCE_DATE_EPOCH build arg sets the image `created`
+  // time and the timestamps of exported tar entries (buildx passes the env variable as the arg).
+  const epochArg = req.buildArgs?.get('SOURCE_DATE_EPOCH');
+  const epoch = epochArg === undefined || !/^\d+$/.test(epochArg) ? undefined : Number(epochArg);
   opts.set('filename', filename);
   if (req.target !== undefined) opts.set('target', req.target);
   if (req.platform !== undefined) opts.set('platform', formatPlatform(platform));
@@ -137,6 +141,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
         ...(await exportOutputs(engine, req.outputs, outputs, {
           ...(req.progress === undefined ? {} : { progress: req.progress }),
           ...(req.signal === undefined ? {} : { signal: req.signal }),
+          ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
         })),
       );
     }

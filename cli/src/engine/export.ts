@@ -55,8 +55,8 @@ export async function exportOutputs(
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, time: started });
         const sources = await Promise.all(
           list.map(async (o) => {
-            const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal);
-            return { layers, config: imageConfig(o, layers.length) };
+            const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch);
+            return { layers, config: imageConfig(o, layers.length, opts.sourceDateEpoch) };
           }),
         );
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, completed: Date.now(), time: Date.now() });
@@ -107,7 +107,7 @@ function exportName(spec: ExportSpec): string {
  * history made to agree with the layers, like BuildKit's normalizeLayersAndHistory: missing
  * entries are added as `created by buildkit`, extra non-empty ones are marked empty.
  */
-export function imageConfig(output: BuildOutput, layerCount: number): ImageConfigDraft {
+export function imageConfig(output: BuildOutput, layerCount: number, sourceDateEpoch?: number): ImageConfigDraft {
   let parsed: Record<string, unknown> = {};
   if (output.config !== undefined) {
     try {
@@ -119,7 +119,9 @@ export function imageConfig(output: BuildOutput, layerCount: number): ImageConfi
   const os = typeof parsed['os'] === 'string' ? parsed['os'] : output.platform.os;
   const architecture = typeof parsed['architecture'] === 'string' ? parsed['architecture'] : output.platform.architecture;
   const history: HistoryEntry[] = Array.isArray(parsed['history']) ? (parsed['history'] as HistoryEntry[]).map((h) => ({ ...h })) : [];
-  const created = typeof parsed['created'] === 'string' ? parsed['created'] : new Date().toISOString();
+  // Go's RFC 3339 (time.Time JSON) drops a zero fraction, as BuildKit writes it.
+  const epoch = sourceDateEpoch === undefined ? undefined : new Date(sourceDateEpoch * 1000).toISOString().replace('.000Z', 'Z');
+  const created = epoch ?? (typeof parsed['created'] === 'string' ? parsed['created'] : new Date().toISOString());
   let nonEmpty = history.filter((h) => h.empty_layer !== true).length;
   if (nonEmpty > layerCount) {
     for (let i = history.length - 1; i >= 0 && nonEmpty > layerCount; i--) {

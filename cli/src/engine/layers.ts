@@ -51,35 +51,41 @@ export class LayerCache {
   }
 
   /** The layers (root first) of committed snapshot `id` and its parents, as OCI layer blobs in the store. */
-  async layersOf(id: string, signal?: AbortSignal): Promise<LayerRef[]> {
+  async layersOf(id: string, signal?: AbortSignal, sourceDateEpoch?: number): Promise<LayerRef[]> {
     const chain: { id: string; diffID: string | undefined }[] = [];
     for (let cur: string | undefined = id; cur !== undefined; ) {
       const info = await this.#snapshotter.stat(cur);
       chain.unshift({ id: info.id, diffID: info.labels['kiln.diffID'] });
       cur = info.parent;
     }
-    return Promise.all(chain.map((s) => this.#layer(s.id, s.diffID, signal)));
+    return Promise.all(chain.map((s) => this.#layer(s.id, s.diffID, signal, sourceDateEpoch)));
   }
 
-  #layer(id: string, diffID: string | undefined, signal: AbortSignal | undefined): Promise<LayerRef> {
-    let p = this.#inflight.get(id);
+  #layer(id: string, diffID: string | undefined, signal: AbortSignal | undefined, sde: number | undefined): Promise<LayerRef> {
+    const key = sde === undefined ? id : `${id}-sde${sde}`;
+    let p = this.#inflight.get(key);
     if (p === undefined) {
-      p = this.#compute(id, diffID, signal);
-      this.#inflight.set(id, p);
-      p.catch(() => this.#inflight.delete(id));
+      p = this.#compute(id, key, diffID, signal, sde);
+      this.#inflight.set(key, p);
+      p.catch(() => this.#inflight.delete(key));
     }
     return p;
   }
 
-  async #compute(id: string, diffID: string | undefined, signal: AbortSignal | undefined): Promise<LayerRef> {
+  async #compute(id: string, key: string, diffID: string | undefined, signal: AbortSignal | undefined, sde: number | undefined): Promise<LayerRef> {
+    // Image layers keep their blobs (SOURCE_DATE_EPOCH applies to what the build made).
     if (diffID !== undefined) {
       const hit = await this.#read(join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`));
       if (hit !== undefined) return hit;
     }
-    const file = join(this.#dir, `snap-${id}.json`);
+    const file = join(this.#dir, `snap-${key}.json`);
     const hit = await this.#read(file);
     if (hit !== undefined) return hit;
-    const ref = await exportLayerToStore(this.#snapshotter, id, this.#store, { compression: 'gzip', ...(signal === undefined ? {} : { signal }) });
+    const ref = await exportLayerToStore(this.#snapshotter, id, this.#store, {
+      compression: 'gzip',
+      ...(signal === undefined ? {} : { signal }),
+      ...(sde === undefined ? {} : { sourceDateEpoch: sde }),
+    });
     await mkdir(this.#dir, { recursive: true });
     const stored: StoredLayer = { mediaType: ref.descriptor.mediaType, digest: ref.descriptor.digest, size: ref.descriptor.size, diffID: ref.diffID };
     await writeFileAtomic(file, Buffer.from(JSON.stringify(stored)));
@@ -95,7 +101,7 @@ export class LayerCache {
     const keep: Digest[] = [];
     for (const n of names) {
       if (!n.startsWith('snap-') || !n.endsWith('.json')) continue;
-      const id = n.slice('snap-'.length, -'.json'.length);
+      const id = n.slice('snap-'.length, -'.json'.length).replace(/-sde\d+$/, '');
       if (!live.has(id)) {
         await rm(join(this.#dir, n), { force: true });
         continue;

@@ -258,6 +258,21 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(index.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
   });
 
+  test('SOURCE_DATE_EPOCH: two --no-cache builds export byte-identical OCI tarballs with that created time', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `sde-${t}`);
+    await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN echo ${t} > /made.txt && mkdir -p /var/made`, ''].join('\n') });
+    const tars = [join(sb.dir, `sde-${t}-1.tar`), join(sb.dir, `sde-${t}-2.tar`)];
+    for (const tar of tars) {
+      const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache', '--output', `type=oci,dest=${tar}`], { env: { SOURCE_DATE_EPOCH: '1700000000' } });
+      expect(r.code).toBe(0);
+    }
+    const sha = (f: string): string => execFileSync('sha256sum', [f], { encoding: 'utf8' }).split(' ')[0] ?? '';
+    expect(sha(tars[0] ?? '')).toBe(sha(tars[1] ?? ''));
+    const cfg = JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci-archive:${tars[0] ?? ''}`], { encoding: 'utf8' })) as { created: string };
+    expect(cfg.created).toBe('2023-11-14T22:13:20Z');
+  });
+
   test('push to a real registry, pull back with skopeo', async () => {
     const registry = await startRegistry();
     try {
