@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { parseOutputSpec, type ExportSpec } from '@kiln/runtime';
+import { parseOutputSpec, writeFileAtomic, type ExportResult, type ExportSpec } from '@kiln/runtime';
 import { readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
@@ -31,6 +31,8 @@ export interface BuildFlags {
   /** `--parallelism <n>`: containers at once (CPU-bound ops: at most min(n, CPUs)). */
   readonly parallelism?: number;
   readonly push?: boolean;
+  readonly metadataFile?: string;
+  readonly iidfile?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -53,6 +55,8 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable)', collect, [])
     .option('-t, --tag <name>', 'image name (repeatable)', collect, [])
     .option('--push', 'push the tagged image (same as --output type=registry)')
+    .option('--metadata-file <file>', 'write build result metadata (image digest, config digest, names) as JSON')
+    .option('--iidfile <file>', 'write the image ID (config digest) to the file')
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
     .option('--no-cache', 'do not use the cache')
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
@@ -91,6 +95,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
     if (req.outputs.length === 0) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
+    if (flags.metadataFile !== undefined || flags.iidfile !== undefined) await writeResultFiles(e, report.exports, flags);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
@@ -161,4 +166,28 @@ function outputSpecs(flags: BuildFlags): ExportSpec[] {
     specs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
   }
   return specs.map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
+}
+
+/**
+ * buildx's `--metadata-file` (`containerimage.digest`, `containerimage.config.digest`,
+ * `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
+ * image output. Written atomically.
+ */
+async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], flags: BuildFlags): Promise<void> {
+  const image = exports.find((x) => x.digest !== undefined);
+  const meta: Record<string, string> = {};
+  let configDigest: string | undefined;
+  if (image?.digest !== undefined) {
+    meta['containerimage.digest'] = image.digest;
+    const manifest = JSON.parse((await engine.content.readBlob(image.digest)).toString('utf8')) as { config?: { digest?: string } };
+    configDigest = manifest.config?.digest;
+    if (configDigest !== undefined) meta['containerimage.config.digest'] = configDigest;
+    if (image.names.length > 0) meta['image.name'] = image.names.join(',');
+  }
+  if (flags.metadataFile !== undefined) await writeFileAtomic(resolve(flags.metadataFile), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
+  if (flags.iidfile !== undefined) {
+    const id = configDigest ?? image?.digest;
+    if (id === undefined) throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
+    await writeFileAtomic(resolve(flags.iidfile), Buffer.from(id));
+  }
 }

@@ -166,7 +166,7 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  test('-t stores the image in the kiln image store; --secret and --build-arg reach the RUN; the secret stays out of the image', async () => {
+  test('-t stores the image in the kiln image store (--metadata-file, --iidfile); --secret and --build-arg reach the RUN; the secret stays out of the image', async () => {
     const t = token();
     const ctx = join(sb.dir, `tag-${t}`);
     await writeTree(ctx, {
@@ -177,7 +177,9 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
         '',
       ].join('\n'),
     });
-    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', `tagged-${t}:v1`, '--build-arg', `WHO=${t}`, '--secret', 'id=tok,env=KILN_TEST_TOKEN'], {
+    const metaFile = join(sb.dir, `meta-${t}.json`);
+    const iidFile = join(sb.dir, `iid-${t}`);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', `tagged-${t}:v1`, '--build-arg', `WHO=${t}`, '--secret', 'id=tok,env=KILN_TEST_TOKEN', '--metadata-file', metaFile, '--iidfile', iidFile], {
       env: { KILN_TEST_TOKEN: `s3cr3t-${t}` },
     });
     expect(r.stderr).not.toContain(`s3cr3t-${t}`);
@@ -185,6 +187,10 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     const images = await ImageStore.open(sb.root);
     const rec = await images.get(`docker.io/library/tagged-${t}:v1`);
     expect(rec?.target.digest).toMatch(/^sha256:/);
+    const meta = JSON.parse(await readFile(metaFile, 'utf8')) as Record<string, string>;
+    expect(meta['containerimage.digest']).toBe(rec?.target.digest);
+    expect(meta['image.name']).toBe(`docker.io/library/tagged-${t}:v1`);
+    expect(await readFile(iidFile, 'utf8')).toBe(meta['containerimage.config.digest']);
     const layout = join(sb.dir, `tag-${t}.oci`);
     const exp = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-arg', `WHO=${t}`, '--secret', 'id=tok,env=KILN_TEST_TOKEN', '--output', `type=oci,dest=${layout},tar=false,name=x:1`], {
       env: { KILN_TEST_TOKEN: `s3cr3t-${t}` },
