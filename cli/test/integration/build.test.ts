@@ -204,7 +204,7 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(grep).toBe('');
   });
 
-  test('.dockerignore applies to the context; --build-context NAME=dir and NAME=oci-layout:// replace stages', async () => {
+  test('.dockerignore applies to the context; --build-context NAME=dir, NAME=oci-layout:// and NAME=docker-image:// replace stages', async () => {
     const t = token();
     const ctx = join(sb.dir, `ignore-${t}`);
     const extra = join(sb.dir, `extra-${t}`);
@@ -220,16 +220,17 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
       'token.secret': 'do not send\n',
       'build/out.o': 'object\n',
       'build/keep.txt': 'kept\n',
-      Dockerfile: ['FROM base', 'COPY . /ctx', 'COPY --from=extra note.txt /note.txt', ''].join('\n'),
+      Dockerfile: ['FROM base', 'COPY . /ctx', 'COPY --from=extra note.txt /note.txt', 'COPY --from=tools /etc/passwd /tools-passwd', ''].join('\n'),
     });
     const out = join(sb.dir, `ignore-out-${t}`);
-    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-context', `extra=${extra}`, '--build-context', `base=oci-layout://${layoutDir}:v1`, '--output', `type=local,dest=${out}`]);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-context', `extra=${extra}`, '--build-context', `base=oci-layout://${layoutDir}:v1`, '--build-context', 'tools=docker-image://busybox', '--output', `type=local,dest=${out}`]);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.code).toBe(0);
     expect((await readdir(join(out, 'ctx'))).sort()).toEqual(['.dockerignore', 'Dockerfile', 'app.txt', 'build']);
     expect(await readdir(join(out, 'ctx/build'))).toEqual(['keep.txt']);
     expect(await readFile(join(out, 'note.txt'), 'utf8')).toBe(`extra-${t}\n`);
     expect(await readFile(join(out, 'layout.txt'), 'utf8')).toBe(`from-layout-${t}\n`);
+    expect(await readFile(join(out, 'tools-passwd'), 'utf8')).toMatch(/^root:x:0:0:/);
   });
 
   test('--ssh ID=KEYFILE starts a private agent for the build (socket in the RUN) and stops it afterwards', async () => {
