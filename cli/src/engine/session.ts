@@ -81,6 +81,10 @@ export async function parseSsh(values: readonly string[], env: Readonly<Record<s
         if (sock === undefined || sock === '') {
           throw new EngineError('KLN0702', `--ssh ${id}: SSH_AUTH_SOCK is not set`, { hint: 'start an agent (eval $(ssh-agent); ssh-add) or pass --ssh ID=/path/to/socket-or-key' });
         }
+        // buildx stats it too: a stale SSH_AUTH_SOCK fails here, not as an agent error inside a RUN.
+        if (!(await stat(sock).then((st) => st.isSocket(), () => false))) {
+          throw new EngineError('KLN0702', `--ssh ${id}: SSH_AUTH_SOCK ${sock} is not a socket`, { hint: 'start an agent (eval $(ssh-agent); ssh-add) or pass --ssh ID=/path/to/socket-or-key' });
+        }
         sockets[id] = sock;
         continue;
       }

@@ -232,6 +232,10 @@ describe('RUN --mount=type=ssh (real ssh-agent, ssh-add -l inside the container)
     const noSock = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--ssh', 'default'], { env: { SSH_AUTH_SOCK: '' } });
     expect(noSock.code).toBe(1);
     expect(noSock.stderr).toMatch(/--ssh default: SSH_AUTH_SOCK is not set/);
+    const stale = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--ssh', 'default'], { env: { SSH_AUTH_SOCK: join(sb.dir, 'no-agent.sock') } });
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(/--ssh default: SSH_AUTH_SOCK \S+no-agent\.sock is not a socket/);
+    noStack(stale.stderr);
   });
 });
 
