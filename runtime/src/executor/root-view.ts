@@ -24,6 +24,29 @@ function tryLstat(p: string): Stats | undefined {
 }
 
 /**
+ * lstat results of paths inside lower layers, shared by the runs of one executor. Lower layers
+ * are committed snapshots, immutable by contract, so a chain of RUN steps does not re-check the
+ * same mount destinations in every layer below (O(depth) lstat calls per step otherwise).
+ */
+export class LowerStatCache {
+  readonly #stats = new Map<string, Stats | null>();
+  readonly #max: number;
+
+  constructor(max = 50_000) {
+    this.#max = max;
+  }
+
+  lstat(p: string): Stats | undefined {
+    const have = this.#stats.get(p);
+    if (have !== undefined) return have ?? undefined;
+    const st = tryLstat(p);
+    if (this.#stats.size >= this.#max) this.#stats.clear();
+    this.#stats.set(p, st ?? null);
+    return st;
+  }
+}
+
+/**
  * The container's root filesystem as seen from the host *without mounting it*: a writable top
  * layer (`upper`) over read-only `lowers`, merged the way overlayfs merges them (a 0/0 character
  * device whites a name out). Opaque directories cannot be seen without getxattr and are treated
@@ -37,11 +60,19 @@ function tryLstat(p: string): Stats | undefined {
  */
 export class RootView {
   readonly #layers: readonly string[];
+  readonly #lowerStats: LowerStatCache | undefined;
   readonly upper: string;
 
-  constructor(upper: string, lowers: readonly string[]) {
+  /** `lowerStats` remembers lstat results in `lowers` across runs (they must be immutable). */
+  constructor(upper: string, lowers: readonly string[], lowerStats?: LowerStatCache) {
     this.upper = upper;
     this.#layers = [upper, ...lowers];
+    this.#lowerStats = lowerStats;
+  }
+
+  #lstatIn(layer: string, rel: string): Stats | undefined {
+    const p = join(layer, rel);
+    return layer === this.upper || this.#lowerStats === undefined ? tryLstat(p) : this.#lowerStats.lstat(p);
   }
 
   /** lstat of root-relative `rel` in the merged view. */
@@ -53,11 +84,11 @@ export class RootView {
     }
     const parts = clean.split('/');
     for (const layer of this.#layers) {
-      const st = tryLstat(join(layer, clean));
+      const st = this.#lstatIn(layer, clean);
       if (st !== undefined) return isWhiteout(st) ? undefined : { stat: st, layer };
       // A whiteout or a non-directory on the way hides everything below in lower layers.
       for (let i = 1; i < parts.length; i++) {
-        const a = tryLstat(join(layer, ...parts.slice(0, i)));
+        const a = this.#lstatIn(layer, parts.slice(0, i).join('/'));
         if (a === undefined) break;
         if (isWhiteout(a) || !a.isDirectory()) return undefined;
       }

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkerError } from '../api/errors.js';
 import type { ExecRequest } from '../api/executor.js';
-import { RootView } from './root-view.js';
+import { RootView, type LowerStatCache } from './root-view.js';
 import type { OciMount } from './spec.js';
 
 /** How the container's root is put together. */
@@ -33,7 +33,7 @@ function layersOf(options: readonly string[]): { upper: string | undefined; lowe
  * - anything read-only: the layers become lowers of an overlay with a throw-away upper in
  *   `scratchDir` (runc needs somewhere to create mount points), and the root is remounted read-only.
  */
-export async function rootLayout(req: ExecRequest, bundle: string, scratchDir: string): Promise<RootLayout> {
+export async function rootLayout(req: ExecRequest, bundle: string, scratchDir: string, lowerStats?: LowerStatCache): Promise<RootLayout> {
   const m = req.rootfs[0];
   if (m === undefined || req.rootfs.length !== 1 || m.type === 'tmpfs') {
     throw new WorkerError('MOUNT_FAILED', 'the rootfs must be one bind or overlay mount (Snapshotter.mounts)');
@@ -51,7 +51,7 @@ export async function rootLayout(req: ExecRequest, bundle: string, scratchDir: s
       mount: { destination: '/', type: 'overlay', source: 'overlay', options: m.options },
       readonly: false,
       keepChanges: true,
-      view: new RootView(upper, lowers),
+      view: new RootView(upper, lowers, lowerStats),
     };
   }
   const all = [...(upper === undefined ? [] : [upper]), ...lowers];
@@ -70,6 +70,7 @@ export async function rootLayout(req: ExecRequest, bundle: string, scratchDir: s
     },
     readonly: true,
     keepChanges: false,
-    view: new RootView(scratch, all),
+    // An active snapshot's upper among the layers may still change: no shared lstat cache then.
+    view: new RootView(scratch, all, upper === undefined ? lowerStats : undefined),
   };
 }

@@ -12,7 +12,7 @@ import { rootLayout } from './rootfs.js';
 import { splitLines } from './output.js';
 import { boundingCapabilities, buildSpec, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
-import { RootView, type Stub } from './root-view.js';
+import { LowerStatCache, RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
 
 const execFileP = promisify(execFile);
@@ -55,6 +55,7 @@ export class RuncExecutor implements Executor {
   /** Where bundles and runc state live (see {@link RuncExecutorOptions.runtimeDir}). */
   readonly runtimeDir: string;
   #insecureCaps: Promise<string[]> | undefined;
+  readonly #lowerStats = new LowerStatCache();
   #inMemory: boolean | undefined;
 
   constructor(opts: RuncExecutorOptions) {
@@ -79,7 +80,7 @@ export class RuncExecutor implements Executor {
     let view: RootView | undefined;
     let stubs: Stub[] = [];
     try {
-      const root = await rootLayout(req, bundle, scratch);
+      const root = await rootLayout(req, bundle, scratch, this.#lowerStats);
       view = root.view;
       const user = await resolveUser(async (p) => root.view.readFile(p), req.process.user);
       const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);

@@ -17,6 +17,7 @@ export interface CacheMatch {
 export class CacheManager {
   readonly store: CacheStore;
   readonly #ids = new WeakMap<CacheKey, string[]>();
+  readonly #ensured = new WeakMap<CacheKey, string>();
 
   constructor(store: CacheStore) {
     this.store = store;
@@ -63,24 +64,39 @@ export class CacheManager {
    * transaction per key.
    */
   save(key: CacheKey, result: { snapshot: string; size: number; description: string; kind?: CacheRecordKind }): CacheResultRecord {
-    const id = this.#ensure(key);
+    // The inputs are made persistent first; this key's own links and its result then go in one
+    // transaction (links are INSERT OR IGNORE), instead of one for the links and one for the result.
     const links = this.#linksTo(key);
-    return this.store.save(id, links, { id: this.store.newId(), ...result });
+    let id = this.#ensured.get(key) ?? this.ids(key)[0];
+    if (id === undefined) {
+      id = this.store.newId();
+      this.#ids.set(key, [id]);
+    }
+    const rec = this.store.save(id, links, { id: this.store.newId(), ...result });
+    this.#ensured.set(key, id);
+    return rec;
   }
 
   /** Makes `key` (and its inputs) persistent without a result: returns its id. */
   #ensure(key: CacheKey): string {
+    // A key made persistent once (with its inputs, recursively) stays so: without this memo every
+    // save re-walked and re-checked the links of all its ancestors, O(depth) queries per step of
+    // a chain and O(n²) for the build.
+    const done = this.#ensured.get(key);
+    if (done !== undefined) return done;
     const existing = this.ids(key)[0];
     if (existing !== undefined) {
       if (!key.isRoot) {
         const missing = this.#linksTo(key).filter((l) => !this.store.hasLink(l.src, l, existing));
         if (missing.length > 0) this.store.addLinks(missing.map((l) => ({ ...l, dst: existing })));
       }
+      this.#ensured.set(key, existing);
       return existing;
     }
     const id = this.store.newId();
     this.store.addLinks(this.#linksTo(key).map((l) => ({ ...l, dst: id })));
     this.#ids.set(key, [id]);
+    this.#ensured.set(key, id);
     return id;
   }
 
