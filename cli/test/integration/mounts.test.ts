@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -273,6 +273,40 @@ describe('RUN --mount=type=bind and type=tmpfs', { timeout: 180_000 }, () => {
     expect(existsSync(join(ctx, 'sub/new.txt'))).toBe(false);
     expect(existsSync(join(out, 'ctx/f.txt'))).toBe(false);
     expect(existsSync(join(out, 'img/busybox'))).toBe(false);
+  });
+
+  test('a source that is a symlink resolves inside its stage, never on the host (bind ro/rw, cache from=)', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `bind-link-${t}`);
+    const escape = `/etc/kiln-escape-${t}`;
+    await writeTree(ctx, {
+      Dockerfile: [
+        'FROM busybox AS s',
+        `RUN mkdir -p /etc && echo stage-${t} > /etc/marker && ln -s /etc /abs && ln -s ../../../../../../../../etc /up`,
+        'FROM busybox',
+        'RUN --mount=type=bind,from=s,source=/abs,target=/x sh -c \'ls /x > /abs.ls\'',
+        'RUN --mount=type=bind,from=s,source=/up,target=/y sh -c \'ls /y > /up.ls\'',
+        `RUN --mount=type=bind,from=s,source=/abs,target=/z,rw sh -c 'touch /z/kiln-escape-${t}; ls /z > /rw.ls'`,
+        `RUN --mount=type=cache,id=link-${t},target=/c,from=s,source=/up sh -c 'ls /c > /cache.ls'`,
+        '',
+      ].join('\n'),
+    });
+    const { r, out } = await buildLocal(ctx);
+    const escaped = existsSync(escape);
+    if (escaped) rmSync(escape, { force: true });
+    noStack(r.stderr);
+    expect(r.code, r.stderr).toBe(0);
+    expect(escaped).toBe(false);
+    // The stage's /etc (busybox's few files plus the marker), not the host's.
+    const hostEtc = readdirSync('/etc');
+    expect(hostEtc).toContain('hostname');
+    for (const f of ['abs.ls', 'up.ls', 'cache.ls', 'rw.ls']) {
+      const names = (await read(out, f)).split('\n').filter(Boolean);
+      expect(names, f).toContain('marker');
+      expect(names, f).not.toContain('hostname');
+      expect(names.length, f).toBeLessThan(hostEtc.length);
+    }
+    expect((await read(out, 'rw.ls')).split('\n')).toContain(`kiln-escape-${t}`);
   });
 
   test('tmpfs with size: df shows the limit; nothing reaches the image', async () => {

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { CacheSharingOpt, MountType, NetMode, SecurityMode, type ExecOp, type Mount as LlbMount } from '@kiln/llb-core';
 import type { ExecMount, NetworkMode } from '@kiln/runtime';
 import { SolverError } from '../errors.js';
@@ -7,6 +6,7 @@ import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { emptySnapshot } from './sources.js';
 import type { CacheMounts } from './cache-mounts.js';
+import { rootPath } from './root-path.js';
 import { dirSize, newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -91,9 +91,9 @@ export async function runExec(
         if (c.created) {
           // `from`/`source`: a new cache directory starts as a copy of the input's subpath.
           if (from !== undefined) {
-            await withMounted(s, from.snapshot, ctx.signal, (path) =>
-              execFileP('cp', ['-a', `${join(path, cleanSelector(m.selector))}/.`, `${c.dir}/`]).then(() => undefined),
-            );
+            await withMounted(s, from.snapshot, ctx.signal, async (path) => {
+              await execFileP('cp', ['-a', `${await rootPath(path, cleanSelector(m.selector))}/.`, `${c.dir}/`]);
+            });
           }
         }
         mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
@@ -152,7 +152,8 @@ export async function runExec(
           releases.push(() => mnt.release());
           host = mnt.path;
         }
-        mounts.push({ kind: 'bind', target: dest, source: join(host, selector), readonly: !writable });
+        // Symlinks in the selector resolve inside the snapshot, never to host paths.
+        mounts.push({ kind: 'bind', target: dest, source: await rootPath(host, selector), readonly: !writable });
         prepared.push({ mount: { ...m, output: -1 } });
         continue;
       }
