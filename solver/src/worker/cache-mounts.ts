@@ -80,6 +80,11 @@ export class CacheMounts {
   }
 }
 
+/**
+ * One directory name per id, inside the cache mounts root: every character but [A-Za-z0-9_-] is
+ * %-encoded, `.` included, so an id from a raw LLB (`.`, `..`, `x.lock`, `x.users`) can neither
+ * leave the root nor collide with the lock and marker names kiln adds.
+ */
 function safeName(id: string): string {
-  return id.replace(/[^A-Za-z0-9._-]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+  return id.replace(/[^A-Za-z0-9_-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -1,0 +1,36 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CacheSharingOpt } from '@kiln/llb-core';
+import { CacheMounts } from './cache-mounts.js';
+
+let root: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'kiln-cachemounts-'));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('CacheMounts ids', () => {
+  test('ids from a raw LLB never leave the cache mounts root or collide with lock/marker names', async () => {
+    const cm = new CacheMounts(root);
+    const base = join(root, 'solver', 'cachemounts');
+    const ids = ['.', '..', '../..', 'a/../..', '/root/.npm', 'x', 'x.lock', 'x.users', 'x.private-1'];
+    const dirs = ids.map((id) => cm.dirOf(id));
+    for (const d of dirs) expect(dirname(d)).toBe(base);
+    expect(new Set(dirs).size).toBe(ids.length);
+    for (const id of ids) {
+      const c = await cm.acquire(id, CacheSharingOpt.SHARED);
+      expect(dirname(c.dir)).toBe(base);
+      await c.release();
+    }
+    // Each id got its own directory, plus one `.users` marker dir and one `.lock` at most per id.
+    const names = await readdir(base);
+    expect(names.filter((n) => !n.endsWith('.users') && !n.endsWith('.lock')).length).toBe(ids.length);
+    expect(names).not.toContain('solver');
+  });
+});
