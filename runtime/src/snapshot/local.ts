@@ -10,6 +10,7 @@ import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
 import { writeLayer } from '../layer/export.js';
 import { mountAt, mountsUnder, unmount } from './mount.js';
+import { warmMountHelper } from './mount-helper.js';
 import { commonBase, diffStacks, mergeStacks, type StackLayer } from './layer-stack.js';
 
 const execFileP = promisify(execFile);
@@ -97,6 +98,9 @@ export class LocalSnapshotter implements Snapshotter {
       await mkdir(this.#mountRoot, { recursive: true });
       await mkdir(this.#abs(EMPTY_LOWER), { recursive: true, mode: 0o755 });
       this.#driver ??= (await probeOverlay(this.#snapRoot)) ? 'overlay' : 'copy';
+      // Start the mount helper now, off the critical path of the first mount (its start-up is a
+      // process spawn: 20-200 ms under load).
+      if (this.#driver === 'overlay') warmMountHelper();
     })();
     return this.#ready;
   }
@@ -193,6 +197,12 @@ export class LocalSnapshotter implements Snapshotter {
   async mount(id: string, signal?: AbortSignal): Promise<MountedSnapshot> {
     const ms = await this.mounts(id);
     throwIfAborted(signal);
+    const only = ms[0];
+    if (ms.length === 1 && only?.type === 'bind' && only.options.includes('rw')) {
+      // A writable snapshot without parent is its own directory: a bind mount of it would show
+      // exactly the same thing (unpacking a base layer, a file op on scratch), so none is made.
+      return { path: only.source, release: async () => undefined };
+    }
     const target = await mkdtemp(join(this.#mountRoot, 'm-'));
     const done: string[] = [];
     try {

@@ -156,6 +156,11 @@ function get(): MountHelper | undefined {
   return helper;
 }
 
+/** Starts the helper process (if available) without waiting for it; later calls find it running. */
+export function warmMountHelper(): void {
+  get();
+}
+
 /** Whether a helper call failed because the helper itself is missing or broken (not the syscall). */
 function helperBroken(e: unknown): boolean {
   return !(e instanceof SyscallError);
