@@ -240,7 +240,7 @@ describe('RUN --mount=type=ssh (real ssh-agent, ssh-add -l inside the container)
 });
 
 describe('RUN --mount=type=bind and type=tmpfs', { timeout: 180_000 }, () => {
-  test('bind from the context, a stage and an image; source subpath; read-only by default; rw changes discarded', async () => {
+  test('bind from the context, a stage, an image and a named context; source subpath; read-only by default; rw changes discarded', async () => {
     const t = token();
     const ctx = join(sb.dir, `bind-${t}`);
     await writeTree(ctx, {
@@ -253,14 +253,18 @@ describe('RUN --mount=type=bind and type=tmpfs', { timeout: 180_000 }, () => {
         'RUN --mount=type=bind,target=/whole ls /whole > /whole.txt',
         'RUN --mount=type=bind,from=data,source=/data/deep,target=/s cat /s/s.txt > /from-stage.txt',
         'RUN --mount=type=bind,from=busybox,source=/bin,target=/img ls /img/busybox > /from-image.txt',
+        'RUN --mount=type=bind,from=extra,source=note.txt,target=/n.txt cp /n.txt /from-named.txt',
         'RUN --mount=type=bind,source=sub,target=/ctx,rw sh -c \'echo changed > /ctx/f.txt && echo new > /ctx/new.txt && cat /ctx/f.txt > /rw-saw.txt\'',
         'RUN --mount=type=bind,source=sub,target=/ctx sh -c \'cat /ctx/f.txt > /after-rw.txt; ls /ctx > /after-rw.ls\'',
         '',
       ].join('\n'),
     });
-    const { r, out } = await buildLocal(ctx);
+    const extra = join(sb.dir, `bind-extra-${t}`);
+    await writeTree(extra, { 'note.txt': `named-${t}\n` });
+    const { r, out } = await buildLocal(ctx, ['--build-context', `extra=${extra}`]);
     noStack(r.stderr);
     expect(r.code).toBe(0);
+    expect(await read(out, 'from-named.txt')).toBe(`named-${t}\n`);
     expect(await read(out, 'from-ctx.txt')).toBe(`ctx-${t}\n`);
     expect(await read(out, 'ro.txt')).toBe('read-only\n');
     expect((await read(out, 'whole.txt')).split('\n').filter(Boolean).sort()).toEqual(['Dockerfile', 'sub']);
