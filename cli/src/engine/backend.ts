@@ -90,7 +90,7 @@ export async function emptySnapshot(engine: KilnEngine): Promise<string> {
   const id = 'scratch-empty';
   const s = engine.snapshotter;
   if (await s.stat(id).then(() => true, () => false)) return id;
-  const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${id}.tmp-${process.pid}-${randomUUID()}`;
   await s.prepare(tmp);
   try {
     await s.commit(id, tmp);

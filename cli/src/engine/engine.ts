@@ -17,6 +17,7 @@ import {
   type Platform,
   type RegistryClientOptions,
 } from '@kiln/runtime';
+import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
 import { normalizingWorker } from './worker.js';
@@ -97,7 +98,11 @@ export class KilnEngine {
   static async open(opts: EngineOptions): Promise<KilnEngine> {
     const [content, images] = await Promise.all([ContentStore.open(opts.root), ImageStore.open(opts.root)]);
     const snapshotter = await openSnapshotter(opts.root);
-    return new KilnEngine(opts, content, images, snapshotter);
+    const engine = new KilnEngine(opts, content, images, snapshotter);
+    // The shared empty snapshot (scratch) exists before any op asks for it, so concurrent first
+    // uses (one per platform of a multi-platform build) do not race to create it.
+    await emptySnapshot(engine);
+    return engine;
   }
 
   /** A solver whose worker runs ops of one build session on this engine's runtime. */

@@ -109,7 +109,7 @@ describe('kiln solve runs Definitions marshaled by BuildKit v0.11.6 Go client/ll
     const r = await runKiln(
       sb,
       [
-        'solve', join(repo, '../shared/conformance/llb-ops', `${name}.pb`), '--root', sb.root, '--progress', 'plain', '--allow', 'security.insecure',
+        'solve', join(repo, '../shared/conformance/llb-ops', `${name}.pb`), '--root', sb.root, '--progress', 'plain', '--allow', 'security.insecure', '--allow', 'network.host',
         '--local', `context=${ctx}`, '--local', `dockerfile=${ctx}`, '--secret', `id=/run/secrets/a,src=${join(ctx, 'secret-a')}`, '--secret', 'id=token-id,env=KILN_TEST_TOKEN', '--ssh', 'default',
       ],
       { env: { KILN_TEST_TOKEN: 'token', SSH_AUTH_SOCK: agent?.sock ?? '' } },
