@@ -73,9 +73,11 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
     };
     const needles = Object.values(secret).flatMap((v) => [v, Buffer.from(v).toString('hex'), Buffer.from(v).toString('base64')]);
     const ctx = join(sb.dir, `leak-${t}`);
-    await writeTree(sb.dir, { [`leak-${t}.s1`]: secret.s1, [`leak-${t}.s4`]: secret.s4 });
+    await writeTree(sb.dir, { [`leak-${t}.s4`]: secret.s4 });
     await writeTree(ctx, {
       'app.txt': 'app\n',
+      // A secret file inside the build context (not COPYed): the context transfer must not pick it up.
+      's1.txt': secret.s1,
       Dockerfile: [
         '# syntax=docker/dockerfile:1',
         'ARG BASE=busybox',
@@ -94,7 +96,7 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
       ].join('\n'),
     });
     const secretFlags = [
-      '--secret', `id=s1,src=${join(sb.dir, `leak-${t}.s1`)}`,
+      '--secret', `id=s1,src=${join(ctx, 's1.txt')}`,
       '--secret', 'id=s2,env=LEAK_S2',
       '--secret', 'type=env,id=s3,env=LEAK_S3',
       '--secret', `type=file,id=s4,src=${join(sb.dir, `leak-${t}.s4`)}`,
@@ -171,7 +173,7 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
     expect(existsSync(join(bundle, 'rootfs/out/derived4'))).toBe(true);
 
     // The search itself finds a secret where it is: the plain source file, and gzip-compressed.
-    expect(hits([join(sb.dir, `leak-${t}.s1`)], needles)).toHaveLength(1);
+    expect(hits([join(ctx, 's1.txt')], needles)).toHaveLength(1);
     await writeFile(join(sb.dir, `leak-${t}.gz`), gzipSync(Buffer.from(`x${secret.s4}y`)));
     expect(hits([join(sb.dir, `leak-${t}.gz`)], needles)).toHaveLength(1);
 
