@@ -55,7 +55,8 @@ function scopedEntries(root: string, path: string, opts: ChecksumOptions): Local
 /**
  * A {@link Worker} on kiln's runtime: images are unpacked into chain-id snapshots, local sources
  * are synced incrementally and snapshotted by content, execs run with runc, file ops use the
- * runtime's file actions, merges copy their inputs into one snapshot. Release snapshots the cache
+ * runtime's file actions, merges and diffs stack their inputs' layers (copying only where the
+ * snapshotter cannot). Release snapshots the cache
  * store drops with {@link RuntimeWorker.releaseSnapshot}.
  */
 export class RuntimeWorker implements Worker {
