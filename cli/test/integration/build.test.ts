@@ -280,7 +280,7 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(cfg.created).toBe('2023-11-14T22:13:20Z');
   });
 
-  test('push to a real registry, pull back with skopeo', async () => {
+  test('push to a real registry, pull back with skopeo; a fresh root builds FROM it through the registry', async () => {
     const registry = await startRegistry();
     try {
       const t = token();
@@ -297,6 +297,15 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
       const bundle = join(sb.dir, `pulled-bundle-${t}`);
       execFileSync('umoci', ['unpack', '--image', `${pulled}:${t}`, bundle], { stdio: 'pipe' });
       expect(await readFile(join(bundle, 'rootfs/pushed.txt'), 'utf8')).toBe(`pushed-${t}\n`);
+
+      // A fresh kiln root (nothing in its store) builds FROM the pushed image: resolved and pulled from the registry.
+      const fresh = join(sb.dir, `fresh-root-${t}`);
+      const ctx2 = join(sb.dir, `from-registry-${t}`);
+      await writeTree(ctx2, { Dockerfile: [`FROM ${ref}`, 'RUN cat /pushed.txt > /again.txt', ''].join('\n') });
+      const out = join(sb.dir, `from-registry-out-${t}`);
+      const pulled2 = await runKiln(sb, ['build', ctx2, '--root', fresh, '--progress', 'plain', '--output', `type=local,dest=${out}`]);
+      expect(pulled2.code, pulled2.stderr.slice(-1500)).toBe(0);
+      expect(await readFile(join(out, 'again.txt'), 'utf8')).toBe(`pushed-${t}\n`);
     } finally {
       await registry.stop();
     }
