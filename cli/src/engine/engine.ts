@@ -102,6 +102,9 @@ export class KilnEngine {
     // The shared empty snapshot (scratch) exists before any op asks for it, so concurrent first
     // uses (one per platform of a multi-platform build) do not race to create it.
     await emptySnapshot(engine);
+    // Containers, bundles and cache-mount users of kiln processes that died (SIGKILL, crash) are
+    // cleaned up first: an orphaned container must not keep using a locked cache mount.
+    await engine.executor.recover().catch(() => 0);
     return engine;
   }
 

@@ -4,12 +4,13 @@
  * readonly, the exported image, `kiln du` / `kiln prune`, and the three sharing modes shown with
  * two `kiln build` processes running at once, by what each container found in the files.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileCli, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+import { compileCli, kilnBin, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
 
 let sb: KilnSandbox;
 
@@ -181,6 +182,31 @@ describe('RUN --mount=type=cache', { timeout: 180_000 }, () => {
     expect(r.B.log).toEqual(['B-in', 'B-out']);
     // Only the user that got the persistent directory left its lines there.
     expect([['A-in', 'A-out'], ['B-in', 'B-out']]).toContainEqual(r.final);
+  });
+
+  test('a kiln process killed (SIGKILL) inside a locked cache step: the next build cleans up its container and gets the cache', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `killed-${t}`);
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN --mount=type=cache,id=k-${t},target=/c,sharing=locked sh -c 'echo in > /c/started; echo inside-${t}; sleep 20; echo done > /c/finished'\n` });
+    // The victim writes to a file, as on a terminal.
+    const logFile = join(sb.dir, `killed-${t}.log`);
+    const fd = openSync(logFile, 'w');
+    const victim = spawn(process.execPath, [kilnBin, 'build', ctx, '--root', sb.root, '--progress', 'plain'], { stdio: ['ignore', fd, fd], env: { ...process.env, PATH: sb.path } });
+    closeSync(fd);
+    // Wait for the container's own output line (`#N 0.123 inside-…`), not the step's name.
+    const inside = new RegExp(`#\\d+ \\d+\\.\\d+ inside-${t}`);
+    for (let i = 0; i < 300 && !inside.test(readFileSync(logFile, 'utf8')); i++) await new Promise((r) => setTimeout(r, 100));
+    const pid = victim.pid ?? 0;
+    const runtimeDir = `/dev/shm/kiln-${createHash('sha256').update(sb.root).digest('hex').slice(0, 12)}`;
+    victim.kill('SIGKILL');
+    await new Promise((r) => victim.once('exit', r));
+    // The orphaned container still runs (it holds the locked cache) until a kiln process cleans up.
+    const orphan = (): boolean => execFileSync('ps', ['-ww', '-eo', 'args'], { encoding: 'utf8' }).split('\n').some((l) => l.startsWith('sh -c echo in') && l.includes(`inside-${t}`));
+    expect(orphan()).toBe(true);
+    const next = await build('killed-next', `FROM busybox\nRUN --mount=type=cache,id=k-${t},target=/c,sharing=locked sh -c 'ls /c > /ls.txt' # ${token()}\n`);
+    expect(await read(next.out, 'ls.txt')).toBe('started\n');
+    expect(orphan()).toBe(false);
+    expect(readdirSync(join(runtimeDir, 'bundles')).filter((b) => b.startsWith(`kiln-${pid}-`))).toEqual([]);
   });
 
   test('kiln du lists cache mounts; kiln prune removes them (the next build starts empty)', async () => {
