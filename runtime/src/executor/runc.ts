@@ -14,6 +14,8 @@ import { boundingCapabilities, buildSpec, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
 import { LowerStatCache, RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
+import { spawnViaHelper, warmProcessHelper } from './process-helper.js';
+import type { Readable } from 'node:stream';
 
 const execFileP = promisify(execFile);
 
@@ -65,6 +67,8 @@ export class RuncExecutor implements Executor {
     this.#state = join(this.runtimeDir, 'runc');
     this.#bundles = join(this.runtimeDir, 'bundles');
     this.#resolvConf = opts.resolvConf ?? '/etc/resolv.conf';
+    // Started while this process is still small (forking it is cheap), ready for the first run.
+    warmProcessHelper();
   }
 
   async run(req: ExecRequest): Promise<ExecResult> {
@@ -272,9 +276,7 @@ export class RuncExecutor implements Executor {
   ): Promise<number> {
     mkdirSync(this.#state, { recursive: true, mode: 0o700 });
     const log = join(bundle, 'runc.log');
-    const child = spawn(this.#runc, ['--root', this.#state, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = await this.#start(['--root', this.#state, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id]);
     const emit = onOutput ?? ((): void => undefined);
     const streams = Promise.all([splitLines(child.stdout, 'stdout', emit), splitLines(child.stderr, 'stderr', emit)]);
     let cancelled = false;
@@ -283,17 +285,9 @@ export class RuncExecutor implements Executor {
       void this.#kill(id, child);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted === true) onAbort();
     try {
-      const code = await new Promise<number>((resolve, reject) => {
-        child.once('error', (e: NodeJS.ErrnoException) =>
-          reject(
-            e.code === 'ENOENT'
-              ? new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' })
-              : e,
-          ),
-        );
-        child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
-      });
+      const code = await child.exit;
       await streams;
       if (cancelled) {
         await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
@@ -313,8 +307,8 @@ export class RuncExecutor implements Executor {
   }
 
   /** Kills the container; retried while runc is still creating it. */
-  async #kill(id: string, child: ReturnType<typeof spawn>): Promise<void> {
-    for (let i = 0; i < 100 && child.exitCode === null && child.signalCode === null; i++) {
+  async #kill(id: string, child: Started): Promise<void> {
+    for (let i = 0; i < 100 && child.running(); i++) {
       try {
         await execFileP(this.#runc, ['--root', this.#state, 'kill', id, 'KILL']);
         return;
@@ -323,6 +317,42 @@ export class RuncExecutor implements Executor {
       }
     }
   }
+
+  /**
+   * Starts runc with `args`: through the process helper (no fork of this Node process, whose
+   * cost grows with its memory and blocks the event loop: 10-40 ms per container), or with
+   * `child_process.spawn` when the helper is unavailable.
+   */
+  async #start(args: readonly string[]): Promise<Started> {
+    const missing = (): WorkerError => new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
+    const hp = spawnViaHelper(this.#runc, args);
+    if (hp !== undefined) {
+      try {
+        await hp.pid;
+        const exit = hp.exit.then((r) => r.code ?? 128 + (r.signal ?? 0));
+        return { stdout: hp.stdout, stderr: hp.stderr, exit, running: () => !hp.done };
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (code === 'ENOENT') throw missing();
+        if (code !== 'EHELPER') throw e;
+      }
+    }
+    const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exit = new Promise<number>((resolve, reject) => {
+      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
+      child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
+    });
+    return { stdout: child.stdout, stderr: child.stderr, exit, running: () => child.exitCode === null && child.signalCode === null };
+  }
+}
+
+/** A started runc process. */
+interface Started {
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Exit code (128 + signal number when killed by a signal). */
+  readonly exit: Promise<number>;
+  running(): boolean;
 }
 
 async function runcError(log: string): Promise<string | undefined> {

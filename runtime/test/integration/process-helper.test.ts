@@ -1,0 +1,38 @@
+import { describe, expect, test } from 'vitest';
+import type { Readable } from 'node:stream';
+import { spawnViaHelper } from '../../src/executor/process-helper.js';
+
+async function text(r: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+describe('spawnViaHelper', () => {
+  test('streams stdout and stderr separately and reports the exit code', async () => {
+    const p = spawnViaHelper('/bin/sh', ['-c', 'printf "out 1\\nout 2\\n"; echo err >&2; head -c 300000 /dev/zero | tr "\\0" x; exit 3']);
+    expect(p).toBeDefined();
+    if (p === undefined) return;
+    expect(await p.pid).toBeGreaterThan(1);
+    const [out, err, exit] = await Promise.all([text(p.stdout), text(p.stderr), p.exit]);
+    expect(out.startsWith('out 1\nout 2\n')).toBe(true);
+    expect(out.length).toBe(12 + 300000);
+    expect(err).toBe('err\n');
+    expect(exit).toEqual({ code: 3, signal: null });
+    expect(p.done).toBe(true);
+  });
+
+  test('a signal ends the process with that signal; concurrent processes are kept apart', async () => {
+    const ps = Array.from({ length: 6 }, (_, i) => spawnViaHelper('/bin/sh', ['-c', `echo ${i}; exit ${i}`]));
+    const killed = spawnViaHelper('/bin/sh', ['-c', 'kill -TERM $$; sleep 5']);
+    const results = await Promise.all(ps.map(async (p) => (p === undefined ? undefined : { out: await text(p.stdout), exit: await p.exit })));
+    expect(results).toEqual(Array.from({ length: 6 }, (_, i) => ({ out: `${i}\n`, exit: { code: i, signal: null } })));
+    expect(await killed?.exit).toEqual({ code: null, signal: 15 });
+  });
+
+  test('a missing program rejects with ENOENT', async () => {
+    const p = spawnViaHelper('/nonexistent/prog', []);
+    await expect(p?.pid).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(p?.exit).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
