@@ -120,7 +120,7 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(await readFile(join(out2, 'a.out'), 'utf8')).toBe(`a-${t}\n`);
   });
 
-  test('--no-cache-filter STAGE ignores the cache for that stage only; --no-cache re-runs everything', async () => {
+  test('--no-cache-filter STAGE ignores the cache for that stage only; --no-cache re-runs everything; --target', async () => {
     const t = token();
     const ctx = join(sb.dir, `nocache-${t}`);
     await writeTree(ctx, {
@@ -137,6 +137,11 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     const n1 = await sb.containersStarted();
     expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache'])).code).toBe(0);
     expect((await sb.containersStarted()) - n1).toBe(3);
+    // --target builds only that stage.
+    const out = join(sb.dir, `nocache-target-${t}`);
+    expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--target', 'two', '-o', `type=local,dest=${out}`])).code).toBe(0);
+    expect(await readFile(join(out, 'two'), 'utf8')).toBe(`two-${t}\n`);
+    await expect(readFile(join(out, 'one'), 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   test('a failing RUN: Dockerfile line, command, exit code and last output, exit status 1, no stack trace', async () => {
