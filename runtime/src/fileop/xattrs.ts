@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { spawnViaHelper } from '../executor/process-helper.js';
 
 /** One file's extended attributes, values hex-encoded as getfattr prints them (`0x…`). */
 interface XattrBlock {
@@ -31,6 +32,26 @@ function unescapeName(s: string): string {
 
 /** Runs a tool; resolves with stdout, or `undefined` when the tool is not installed. */
 function runTool(cmd: string, args: string[], input?: string): Promise<string | undefined> {
+  // Without input, through the process helper: no fork of this (large) Node process per copy.
+  const hp = input === undefined ? spawnViaHelper(cmd, args) : undefined;
+  if (hp !== undefined) {
+    hp.stderr.resume();
+    const chunks: Buffer[] = [];
+    hp.stdout.on('data', (d: Buffer) => chunks.push(d));
+    const ended = new Promise<void>((resolve) => hp.stdout.once('end', resolve).once('close', resolve));
+    return Promise.all([hp.exit, ended]).then(
+      () => Buffer.concat(chunks).toString('latin1'),
+      (err: { code?: unknown }) => {
+        if (err.code === 'ENOENT') return undefined;
+        if (err.code === 'EHELPER') return runSpawned(cmd, args, input);
+        throw err;
+      },
+    );
+  }
+  return runSpawned(cmd, args, input);
+}
+
+function runSpawned(cmd: string, args: string[], input: string | undefined): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] });
     const chunks: Buffer[] = [];
