@@ -20,7 +20,6 @@ import {
 import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
-import { normalizingWorker } from './worker.js';
 
 /** Options of {@link KilnEngine.open}. */
 export interface EngineOptions {
@@ -113,7 +112,7 @@ export class KilnEngine {
     const worker = new RuntimeWorker(this.workerDeps(session));
     const n = this.#parallelism;
     const bounds = n === undefined ? {} : { execParallelism: n, parallelism: Math.min(n, availableParallelism()) };
-    return new Solver({ worker: normalizingWorker(worker), store: this.cache, ...bounds });
+    return new Solver({ worker, store: this.cache, ...bounds });
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */

@@ -201,7 +201,9 @@ export async function runExec(
     const outputs: WorkerRef[] = [];
     for (const p of prepared) {
       const out = p.mount.output ?? 0;
-      if (out < 0) continue;
+      // Only bind mounts have outputs (BuildKit llbsolver PrepareMounts): secret and ssh mounts
+      // are marshaled with output unset, which reads as 0 but means none.
+      if (out < 0 || (p.mount.mountType ?? MountType.BIND) !== MountType.BIND) continue;
       if (p.active === undefined) {
         // A read-only mount with an output passes its input through.
         const inRef = inputs[p.mount.input ?? 0];
