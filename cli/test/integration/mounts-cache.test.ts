@@ -7,7 +7,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileCli, kilnBin, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
@@ -207,6 +207,27 @@ describe('RUN --mount=type=cache', { timeout: 180_000 }, () => {
     expect(await read(next.out, 'ls.txt')).toBe('started\n');
     expect(orphan()).toBe(false);
     expect(readdirSync(join(runtimeDir, 'bundles')).filter((b) => b.startsWith(`kiln-${pid}-`))).toEqual([]);
+  });
+
+  test('kiln prune while another build uses a cache mount leaves that cache alone', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `prune-busy-${t}`);
+    const run = `RUN --mount=type=cache,id=busy-${t},target=/c sh -c 'echo keep > /c/keep; touch /c/ready; i=0; while [ ! -e /c/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; cat /c/keep > /kept.txt'`;
+    // A first build records the cache mount in the store (as prune candidate); the host dir is where the test signals.
+    await build('prune-busy-first', `FROM busybox\n${run} # first\n`.replace('while [ ! -e /c/go ]', 'while false'));
+    const host = join(sb.root, 'solver', 'cachemounts', `%2fbusy-${t}`);
+    expect(existsSync(join(host, 'keep'))).toBe(true);
+    await rm(join(host, 'ready'));
+    await writeTree(ctx, { Dockerfile: `FROM busybox\n${run} # second\n` });
+    const busy = runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--output', `type=local,dest=${ctx}-out`]);
+    for (let i = 0; i < 300 && !existsSync(join(host, 'ready')); i++) await new Promise((r) => setTimeout(r, 100));
+    const pruned = await runKiln(sb, ['prune', '--root', sb.root, '--verbose']);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(existsSync(join(host, 'keep'))).toBe(true);
+    await writeFile(join(host, 'go'), '');
+    const r = await busy;
+    expect(r.code, r.stderr).toBe(0);
+    expect(await read(`${ctx}-out`, 'kept.txt')).toBe('keep\n');
   });
 
   test('kiln du lists cache mounts; kiln prune removes them (the next build starts empty)', async () => {

@@ -37,30 +37,40 @@ export class CacheMounts {
     return join(this.#root, safeName(id));
   }
 
-  /** Removes a cache mount (prune). */
-  async remove(id: string): Promise<void> {
+  /**
+   * Removes a cache mount (prune), unless a live process is using it right now (a running build
+   * in another `kiln` process): then it is kept and false is returned. Checked under the same lock
+   * {@link CacheMounts.acquire} takes, so a directory is never deleted under a running container.
+   */
+  async remove(id: string): Promise<boolean> {
     const dir = this.dirOf(id);
-    await rm(dir, { recursive: true, force: true });
-    await rm(`${dir}.users`, { recursive: true, force: true });
+    await mkdir(this.#root, { recursive: true });
+    return withFileLock(`${dir}.lock`, undefined, async () => {
+      if ((await this.#liveUsers(`${dir}.users`)) > 0) return false;
+      await rm(dir, { recursive: true, force: true });
+      await rm(`${dir}.users`, { recursive: true, force: true });
+      return true;
+    });
   }
 
   async acquire(id: string, sharing: number, signal?: AbortSignal): Promise<AcquiredCacheMount> {
     const dir = this.dirOf(id);
     const users = `${dir}.users`;
-    const created = (await mkdir(dir, { recursive: true })) !== undefined;
-    await mkdir(users, { recursive: true });
+    await mkdir(this.#root, { recursive: true });
     const marker = join(users, `${process.pid}-${randomBytes(6).toString('hex')}`);
-    const mine: AcquiredCacheMount = { dir, created, release: () => unlink(marker).catch(() => undefined) };
     for (;;) {
       throwIfCancelled(signal);
       const outcome = await withFileLock(`${dir}.lock`, signal, async () => {
         const busy = (await this.#liveUsers(users)) > 0;
         if (busy && sharing === CacheSharingOpt.LOCKED) return 'wait' as const;
         if (busy && sharing === CacheSharingOpt.PRIVATE) return 'private' as const;
+        // Created under the lock: a concurrent remove() cannot delete it between here and use.
+        const created = (await mkdir(dir, { recursive: true })) !== undefined;
+        await mkdir(users, { recursive: true });
         await (await open(marker, 'wx')).close();
-        return 'mine' as const;
+        return { created };
       });
-      if (outcome === 'mine') return mine;
+      if (typeof outcome === 'object') return { dir, created: outcome.created, release: () => unlink(marker).catch(() => undefined) };
       if (outcome === 'private') {
         // In use elsewhere: this exec gets a private, throw-away directory (BuildKit makes a new ref).
         const tmp = await mkdtemp(join(this.#root, `${safeName(id)}.private-`));
