@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendSolveOptions, SolveBackend } from '@kiln/gateway';
-import { loadGraph, type ProgressSink, type Solver, type SolverEdge, type SolverVertex } from '@kiln/solver';
+import { loadGraph, type ProgressSink, type Solver, type SolverVertex } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 
@@ -40,32 +39,17 @@ export class SolverBackend implements SolveBackend {
     const signal = options.signal ?? this.#opts.signal;
     const common = {
       // One session per build: its local sources (and what depends on them) are shared by the
-      // main solve and the join prefetches, and by every solve the frontend makes.
+      // main solve and by every solve the frontend makes.
       session: this.#session,
       ...(this.#opts.noCache === undefined ? {} : { noCache: this.#opts.noCache }),
       ...(this.#opts.noCacheFilter === undefined ? {} : { noCacheFilter: this.#opts.noCacheFilter }),
     };
     const { root } = loadGraph(definition);
-    // Start the other inputs of every join (COPY --from, RUN --mount=from=…) as their own builds
-    // at once: the scheduler merges them with the main build's vertices, and independent stages
-    // run in parallel even where a content-based cache key would otherwise wait for one input
-    // before looking at the next. All builds share one progress sink that drops the copies the
-    // scheduler sends to each job of a shared vertex (the same event object).
     const progress = this.#progress;
-    const side = new AbortController();
-    setMaxListeners(0, side.signal);
-    const onAbort = (): void => side.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    // Their failures surface through the main build (it needs the same vertices); never unhandled.
-    const prefetched = root === undefined ? [] : joinInputs(root).map((edge) => this.#solver.build(edge, { ...common, signal: side.signal, ...(progress === undefined ? {} : { progress }) }).then((r) => r, () => undefined));
-    let result;
-    try {
-      result = root === undefined ? undefined : await this.#solver.build(root, { ...common, ...(signal === undefined ? {} : { signal }), ...(progress === undefined ? {} : { progress }) });
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      side.abort();
-      for (const p of prefetched) void p.then((r) => r?.release());
-    }
+    const result =
+      root === undefined
+        ? undefined
+        : await this.#solver.build(root, { ...common, ...(signal === undefined ? {} : { signal }), ...(progress === undefined ? {} : { progress }) });
     const ref =
       result === undefined
         ? new SnapshotRef(this.#engine.snapshotter, await emptySnapshot(this.#engine), () => undefined)
@@ -99,21 +83,6 @@ export async function emptySnapshot(engine: KilnEngine): Promise<string> {
     if (!(await s.stat(id).then(() => true, () => false))) throw err;
   }
   return id;
-}
-
-/** The inputs of vertices with several inputs (the joins of independent branches), deduplicated. */
-function joinInputs(root: SolverEdge): SolverEdge[] {
-  const out = new Map<string, SolverEdge>();
-  const seen = new Set<SolverVertex>();
-  const stack: SolverVertex[] = [root.vertex];
-  while (stack.length > 0) {
-    const v = stack.pop() as SolverVertex;
-    if (seen.has(v)) continue;
-    seen.add(v);
-    if (v.inputs.length > 1) for (const e of v.inputs) out.set(`${e.vertex.digest}:${e.index}`, e);
-    for (const e of v.inputs) stack.push(e.vertex);
-  }
-  return [...out.values()];
 }
 
 /** Forwards each event object once (the scheduler hands a shared vertex's events to every job). */

@@ -202,6 +202,23 @@ describe('Scheduler', () => {
     expect(Object.fromEntries(w.execs)).toEqual({ context: 3, copy: 2, run: 2 });
   });
 
+  test('chained COPY --from of two independent stages: both stages run at once (content keys start per input)', async () => {
+    const { w, s } = setup(4);
+    const base = vertex('base', { kind: 'source' });
+    const a = vertex('stage-a', { kind: 'exec', delay: 200 }, [base]);
+    const b = vertex('stage-b', { kind: 'exec', delay: 200 }, [base]);
+    const content = { computeDigest: async (ref: WorkerRef) => D(ref.snapshot) };
+    const copyA = vertex('copy-a', { kind: 'file', deps: [{}, content] }, [base, a]);
+    const copyB = vertex('copy-b', { kind: 'file', deps: [{}, content] }, [copyA, b]);
+    await s.build(edge(copyB));
+    const sa = w.spans.find((x) => x.name === 'stage-a');
+    const sb = w.spans.find((x) => x.name === 'stage-b');
+    expect(sa !== undefined && sb !== undefined && sa.start < sb.end && sb.start < sa.end).toBe(true);
+    // A rebuild is a full hit: the eager content digests never run a stage again.
+    await s.build(edge(copyB));
+    expect(Object.fromEntries(w.execs)).toEqual({ base: 1, 'stage-a': 1, 'stage-b': 1, 'copy-a': 1, 'copy-b': 1 });
+  });
+
   test('a failing vertex reports op, location, command, exit code and last output lines', async () => {
     const { s } = setup();
     const bad = vertex('[stage 2/2] RUN false', { kind: 'exec', fail: { exitCode: 1, output: 'line one\nline two\n' } }, [vertex('base', { kind: 'source' })]);

@@ -249,12 +249,25 @@ export class Scheduler {
       st.cacheMap.catch(noop);
     }
     const cacheMap = st.cacheMap;
+    const inputKeyPromises = v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts));
+    // An input whose own key missed will run whatever happens here (a new input key cannot be part
+    // of a stored key of this vertex), so its content digest is started at once, not after every
+    // other input's key: independent branches joined by a COPY run in parallel (BuildKit's edges
+    // make progress on each dep independently).
+    for (const [i, ikp] of inputKeyPromises.entries()) {
+      void Promise.all([cacheMap, ikp]).then(
+        ([cm, ik]) => {
+          if (ik.hit === undefined && cm.deps[i]?.computeDigest !== undefined) this.#slowDigest(st, i, cm, job, opts);
+        },
+        noop,
+      );
+    }
     const [cm, inputKeys] = await Promise.all([
       // A failing cache map (an image that cannot be resolved) is this vertex's error.
       cacheMap.catch((err: unknown) => {
         throw this.#fail(st, err);
       }),
-      Promise.all(v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts))),
+      Promise.all(inputKeyPromises),
     ]);
     const deps: CacheKeyWithSelector[][] = inputKeys.map((ik, i) => [{ selector: cm.deps[i]?.selector ?? '', key: ik.key }]);
     const usesCache = !st.ignoreCache && op.cacheable !== false;
@@ -268,21 +281,9 @@ export class Scheduler {
     // The definition key missed: key the inputs by content (BuildKit's slow cache).
     const withSlow = deps.map((d) => [...d]);
     await Promise.all(
-      slow.map(async ({ d, i }) => {
-        const input = v.inputs[i];
-        const compute = d.computeDigest;
-        if (input === undefined || compute === undefined) return;
-        let dg = st.slowDigests.get(i);
-        if (dg === undefined) {
-          dg = (async () => {
-            const inState = this.#state(input.vertex, job, opts);
-            const { ref } = await this.#result(inState, input.index, job, opts);
-            return compute(ref, st.controller.signal);
-          })();
-          dg.catch(noop);
-          st.slowDigests.set(i, dg);
-        }
-        withSlow[i]?.push({ selector: '', key: slowCacheKey(await dg) });
+      slow.map(async ({ i }) => {
+        const dg = this.#slowDigest(st, i, cm, job, opts);
+        if (dg !== undefined) withSlow[i]?.push({ selector: '', key: slowCacheKey(await dg) });
       }),
     );
     const full = new CacheKey(cm.digest, index, withSlow);
@@ -291,6 +292,23 @@ export class Scheduler {
       if (hit !== undefined) return this.#hit(st, full, hit);
     }
     return { key: full, hit: undefined };
+  }
+
+  /** The content digest of input `i` (BuildKit's slow cache key), computed once per vertex. */
+  #slowDigest(st: VertexState, i: number, cm: CacheMap, job: Job, opts: BuildOptions): Promise<string> | undefined {
+    const input = st.vertex.inputs[i];
+    const compute = cm.deps[i]?.computeDigest;
+    if (input === undefined || compute === undefined) return undefined;
+    let dg = st.slowDigests.get(i);
+    if (dg === undefined) {
+      dg = (async () => {
+        const { ref } = await this.#result(this.#state(input.vertex, job, opts), input.index, job, opts);
+        return compute(ref, st.controller.signal);
+      })();
+      dg.catch(noop);
+      st.slowDigests.set(i, dg);
+    }
+    return dg;
   }
 
   /** Reports a cache hit (once per vertex, like BuildKit's `#N CACHED`). */
