@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -32,5 +32,22 @@ describe('CacheMounts ids', () => {
     const names = await readdir(base);
     expect(names.filter((n) => !n.endsWith('.users') && !n.endsWith('.lock')).length).toBe(ids.length);
     expect(names).not.toContain('solver');
+  });
+
+  test('a new cache is seeded under the lock: a concurrent user never sees it half-seeded; a failed seed leaves nothing', async () => {
+    const cm = new CacheMounts(root, { pollMs: 5 });
+    const seed = async (dir: string): Promise<void> => {
+      await writeFile(join(dir, 'a'), 'a');
+      await new Promise((r) => setTimeout(r, 200));
+      await writeFile(join(dir, 'b'), 'b');
+    };
+    const [one, two] = await Promise.all([cm.acquire('seeded', CacheSharingOpt.SHARED, undefined, seed), cm.acquire('seeded', CacheSharingOpt.SHARED, undefined, seed)]);
+    expect([one.created, two.created].sort()).toEqual([false, true]);
+    expect((await readdir(two.dir)).sort()).toEqual(['a', 'b']);
+    expect((await readdir(one.dir)).sort()).toEqual(['a', 'b']);
+    await one.release();
+    await two.release();
+    await expect(cm.acquire('broken', CacheSharingOpt.SHARED, undefined, async () => { throw new Error('seed failed'); })).rejects.toThrow('seed failed');
+    expect((await readdir(join(root, 'solver', 'cachemounts'))).filter((n) => n === 'broken')).toEqual([]);
   });
 });

@@ -53,7 +53,12 @@ export class CacheMounts {
     });
   }
 
-  async acquire(id: string, sharing: number, signal?: AbortSignal): Promise<AcquiredCacheMount> {
+  /**
+   * Takes cache mount `id` for one exec with BuildKit's `sharing` mode. `seed` fills a directory
+   * that did not exist yet (`from`/`source`), still under the lock, so a concurrent user never sees
+   * a half-seeded cache; if it fails the directory is removed again.
+   */
+  async acquire(id: string, sharing: number, signal?: AbortSignal, seed?: (dir: string) => Promise<void>): Promise<AcquiredCacheMount> {
     const dir = this.dirOf(id);
     const users = `${dir}.users`;
     await mkdir(this.#root, { recursive: true });
@@ -66,6 +71,14 @@ export class CacheMounts {
         if (busy && sharing === CacheSharingOpt.PRIVATE) return 'private' as const;
         // Created under the lock: a concurrent remove() cannot delete it between here and use.
         const created = (await mkdir(dir, { recursive: true })) !== undefined;
+        if (created && seed !== undefined) {
+          try {
+            await seed(dir);
+          } catch (err) {
+            await rm(dir, { recursive: true, force: true });
+            throw err;
+          }
+        }
         await mkdir(users, { recursive: true });
         await (await open(marker, 'wx')).close();
         return { created };
@@ -74,6 +87,7 @@ export class CacheMounts {
       if (outcome === 'private') {
         // In use elsewhere: this exec gets a private, throw-away directory (BuildKit makes a new ref).
         const tmp = await mkdtemp(join(this.#root, `${safeName(id)}.private-`));
+        if (seed !== undefined) await seed(tmp);
         return { dir: tmp, created: true, release: () => rm(tmp, { recursive: true, force: true }) };
       }
       await sleep(this.#pollMs);

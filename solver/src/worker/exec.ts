@@ -75,7 +75,15 @@ export async function runExec(
         // A cache seeded `from` an input is keyed by its id and that input's snapshot, as BuildKit's
         // getRefCacheDir keys it by id and ref ID: a changed seed starts a new cache directory.
         const dirId = from === undefined ? cacheId : `${cacheId}:${from.snapshot}`;
-        const c = await cacheMounts.acquire(dirId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED, ctx.signal);
+        // `from`/`source`: a new cache directory starts as a copy of the input's subpath.
+        const seed =
+          from === undefined
+            ? undefined
+            : (dir: string): Promise<void> =>
+                withMounted(s, from.snapshot, ctx.signal, async (path) => {
+                  await execFileP('cp', ['-a', `${await rootPath(path, cleanSelector(m.selector))}/.`, `${dir}/`]);
+                });
+        const c = await cacheMounts.acquire(dirId, m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED, ctx.signal, seed);
         releases.push(async () => {
           await c.release();
           const record = deps.recordUsage;
@@ -88,14 +96,6 @@ export async function runExec(
               .catch(() => undefined);
           }
         });
-        if (c.created) {
-          // `from`/`source`: a new cache directory starts as a copy of the input's subpath.
-          if (from !== undefined) {
-            await withMounted(s, from.snapshot, ctx.signal, async (path) => {
-              await execFileP('cp', ['-a', `${await rootPath(path, cleanSelector(m.selector))}/.`, `${c.dir}/`]);
-            });
-          }
-        }
         mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
         prepared.push({ mount: m });
         continue;
