@@ -443,6 +443,10 @@ describe('bad mount specs point at FILE:LINE:COL', () => {
     { name: 'option of another type', run: 'RUN --mount=type=bind,target=/b,size=1m true', message: /unexpected key 'size' for mount type 'bind'/ },
     { name: 'bad mode', run: 'RUN --mount=type=cache,target=/c,mode=999 true', message: /invalid value 999 for mode/ },
     { name: 'bad bool', run: 'RUN --mount=type=bind,target=/b,readonly=maybe true', message: /invalid value for readonly: maybe/ },
+    { name: 'bad tmpfs size', run: 'RUN --mount=type=tmpfs,target=/t,size=lots true', message: /invalid value for size: lots/ },
+    { name: 'relative target that is the root', run: 'RUN --mount=type=tmpfs,target=. true', message: /invalid mount target "\/"/ },
+    { name: 'secret with from', run: 'RUN --mount=type=secret,id=a,from=busybox true', message: /secret mount should not have a from/ },
+    { name: 'field without a value', run: 'RUN --mount=type=cache,target=/c,bogus true', message: /invalid field 'bogus' must be a key=value pair/ },
   ];
   test.for(cases)('$name', async ({ run, message }) => {
     const ctx = join(sb.dir, `bad-${token()}`);
