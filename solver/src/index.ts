@@ -65,3 +65,4 @@ export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashF
 export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';
 export { chainIds } from './worker/sources.js';
+export { withFileLock, pidAlive } from './worker/file-lock.js';

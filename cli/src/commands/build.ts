@@ -84,6 +84,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
     engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
+    await engine.activity.begin();
     const display = startProgress(flags.progress, io);
     progress = display;
     const e = engine;

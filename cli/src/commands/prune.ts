@@ -24,20 +24,24 @@ export interface PruneFlags {
 export async function prune(root: string, flags: PruneFlags): Promise<UsageRow[]> {
   const engine = await KilnEngine.open({ root });
   try {
-    const keep = flags.keepStorage === undefined ? undefined : parseSize(flags.keepStorage);
-    const victims = await engine.cache.prune({ ...(flags.all === true ? { all: true } : {}), ...(keep === undefined ? {} : { keepStorage: keep }) });
-    const removed: UsageRow[] = victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description }));
-    // Then the content store: blobs no image record and no remaining cache result needs (exported
-    // layers of pruned results). Blobs younger than a minute are left to builds still running.
-    const live = await engine.layers.retain(engine.cache.referencedSnapshots());
-    const gc = await pruneContent(engine.content, engine.images, { keep: live, minAgeMs: 60_000 });
-    if (gc.deleted.length > 0) {
-      removed.push({ id: `content (${gc.deleted.length} blobs)`, kind: 'content', size: gc.reclaimedBytes, reclaimable: true, lastUsed: Date.now(), description: 'unreferenced content-store blobs' });
-    }
-    return removed;
+    return await engine.activity.exclusive(() => pruneUnlocked(engine, flags));
   } finally {
     engine.close();
   }
+}
+
+async function pruneUnlocked(engine: KilnEngine, flags: PruneFlags): Promise<UsageRow[]> {
+  const keep = flags.keepStorage === undefined ? undefined : parseSize(flags.keepStorage);
+  const victims = await engine.cache.prune({ ...(flags.all === true ? { all: true } : {}), ...(keep === undefined ? {} : { keepStorage: keep }) });
+  const removed: UsageRow[] = victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description }));
+  // Then the content store: blobs no image record and no remaining cache result needs (exported
+  // layers of pruned results). Blobs younger than a minute are left to builds still running.
+  const live = await engine.layers.retain(engine.cache.referencedSnapshots());
+  const gc = await pruneContent(engine.content, engine.images, { keep: live, minAgeMs: 60_000 });
+  if (gc.deleted.length > 0) {
+    removed.push({ id: `content (${gc.deleted.length} blobs)`, kind: 'content', size: gc.reclaimedBytes, reclaimable: true, lastUsed: Date.now(), description: 'unreferenced content-store blobs' });
+  }
+  return removed;
 }
 
 /** Registers `kiln prune [--all] [--keep-storage SIZE]`. */

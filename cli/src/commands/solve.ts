@@ -76,6 +76,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     closeSsh = ssh.close;
     const platform = flags.platform === undefined ? hostPlatform() : parsePlatform(flags.platform);
     const e = (engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) }));
+    await e.activity.begin();
     const display = (progress = startProgress(flags.progress, io));
     const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform });
     await withInterrupt(async (signal) => {

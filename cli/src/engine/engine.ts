@@ -17,6 +17,7 @@ import {
   type Platform,
   type RegistryClientOptions,
 } from '@kiln/runtime';
+import { RootActivity } from './activity.js';
 import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
@@ -72,6 +73,8 @@ export class KilnEngine {
   readonly layers: LayerCache;
   readonly meta: StoreFirstMetaResolver;
   readonly #parallelism: number | undefined;
+  /** Builds and prunes of this root across processes. */
+  readonly activity: RootActivity;
   /** Deletes what the cache store drops: snapshots, and `cachemount:<id>` directories. */
   readonly #releaser: RuntimeWorker;
 
@@ -90,6 +93,7 @@ export class KilnEngine {
     this.layers = new LayerCache(opts.root, content, snapshotter);
     this.meta = new StoreFirstMetaResolver(images, content, this.registry);
     this.#parallelism = opts.parallelism;
+    this.activity = new RootActivity(opts.root);
     this.#releaser = new RuntimeWorker(this.workerDeps({ localDirs: {} }));
   }
 
@@ -141,8 +145,9 @@ export class KilnEngine {
     };
   }
 
-  /** Closes the cache store. */
+  /** Ends this process's build mark and closes the cache store. */
   close(): void {
+    this.activity.end();
     this.cache.close();
   }
 }

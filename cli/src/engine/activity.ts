@@ -1,0 +1,62 @@
+import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { pidAlive, withFileLock } from '@kiln/solver';
+import { EngineError } from './errors.js';
+
+/**
+ * Builds and `kiln prune` in one kiln root, across processes. A build marks itself in
+ * `<root>/engine/active/<pid>` for its lifetime; prune runs only when no live process is marked.
+ * Both take `<root>/engine/gc.lock` while deciding, so a build that starts during a prune waits
+ * for it to finish instead of building on snapshots being deleted. Marks of dead processes
+ * (SIGKILL) are ignored.
+ */
+export class RootActivity {
+  readonly #dir: string;
+  readonly #lock: string;
+  #mark: string | undefined;
+
+  constructor(root: string) {
+    this.#dir = join(root, 'engine', 'active');
+    this.#lock = join(root, 'engine', 'gc.lock');
+  }
+
+  /** Marks this process as building until {@link RootActivity.end}; waits while a prune runs. */
+  async begin(signal?: AbortSignal): Promise<void> {
+    await mkdir(this.#dir, { recursive: true });
+    const mark = join(this.#dir, String(process.pid));
+    await withFileLock(this.#lock, signal, () => writeFile(mark, ''));
+    this.#mark = mark;
+  }
+
+  /** Removes this process's mark (synchronous, so it also runs on the way out of a failed build). */
+  end(): void {
+    if (this.#mark === undefined) return;
+    try {
+      unlinkSync(this.#mark);
+    } catch {
+      // already gone
+    }
+    this.#mark = undefined;
+  }
+
+  /** Runs `fn` (a prune) only while no other live process builds in this root. */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    await mkdir(this.#dir, { recursive: true });
+    return withFileLock(this.#lock, undefined, async () => {
+      const live: number[] = [];
+      for (const name of await readdir(this.#dir)) {
+        const pid = Number(name);
+        if (pid === process.pid) continue;
+        if (pidAlive(pid)) live.push(pid);
+        else await unlink(join(this.#dir, name)).catch(() => undefined);
+      }
+      if (live.length > 0) {
+        throw new EngineError('KLN0708', `${live.length === 1 ? 'a build is' : `${live.length} builds are`} running in this kiln root (pid ${live.join(', ')})`, {
+          hint: 'prune removes snapshots running builds use: wait for them to finish, then prune again',
+        });
+      }
+      return fn();
+    });
+  }
+}
