@@ -158,3 +158,4 @@ export {
   ResultMetadataKey,
 } from './frontend.js';
 export { fromDefinition } from './state/definition-op.js';
+export { cleanPath, joinPath } from './state/paths.js';

@@ -1,25 +1,7 @@
-/**
- * Go's path.Clean for slash-separated paths (what filepath.Clean does on Linux): collapses
- * repeated slashes, removes `.` elements and `..` with the element before it, drops a trailing
- * slash; the empty result is `.`. Patterns and paths are cleaned this way before matching.
- */
-export function cleanPath(p: string): string {
-  if (p === '') return '.';
-  const rooted = p.startsWith('/');
-  const out: string[] = [];
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
-      else if (!rooted) out.push('..');
-      continue;
-    }
-    out.push(part);
-  }
-  const joined = out.join('/');
-  if (rooted) return `/${joined}`;
-  return joined === '' ? '.' : joined;
-}
+import { cleanPath } from '@kiln/llb-core';
+
+/** Go's path.Clean for slash-separated paths (llb-core's; patterns and paths are cleaned this way before matching). */
+export { cleanPath };
 
 /** Go's path.Dir: everything but the last element, cleaned (`.` for a bare name). */
 export function dirPath(p: string): string {

@@ -2,7 +2,11 @@
  * `RUN --mount` specs, as BuildKit's instructions/commands_runmount.go (parseMount), plus the
  * small Go parsers it relies on (CSV fields, strconv.ParseBool, go-units RAMInBytes).
  */
+import { cleanPath, joinPath } from '@kiln/llb-core';
 import { KilnError, suggest } from '../errors.js';
+
+/** Go's path.Clean (llb-core's). */
+export { cleanPath };
 
 /** Mount types. */
 export const MOUNT_TYPES = ['bind', 'cache', 'tmpfs', 'secret', 'ssh'] as const;
@@ -237,28 +241,6 @@ export function resolveMountTarget(m: MountSpec, workdir: string, sshIndex = 0):
     throw mountError('KLN0414', `invalid mount target ${JSON.stringify(target)}`, 'set target=/some/absolute/path');
   }
   return target;
-}
-
-function joinPath(...parts: string[]): string {
-  return cleanPath(parts.filter((p) => p !== '').join('/'));
-}
-
-/** Go's path.Clean. */
-export function cleanPath(p: string): string {
-  if (p === '') return '.';
-  const rooted = p.startsWith('/');
-  const out: string[] = [];
-  for (const seg of p.split('/')) {
-    if (seg === '' || seg === '.') continue;
-    if (seg === '..') {
-      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
-      else if (!rooted) out.push('..');
-      continue;
-    }
-    out.push(seg);
-  }
-  const s = out.join('/');
-  return rooted ? `/${s}` : s === '' ? '.' : s;
 }
 
 function boolValue(key: string, v: string): boolean {
