@@ -209,7 +209,7 @@ describe('RUN --mount=type=cache', { timeout: 180_000 }, () => {
     expect(readdirSync(join(runtimeDir, 'bundles')).filter((b) => b.startsWith(`kiln-${pid}-`))).toEqual([]);
   });
 
-  test('kiln prune while another build uses a cache mount leaves that cache alone', async () => {
+  test('kiln prune while another build runs refuses (KLN0708) and leaves its cache alone; it runs once the build ends', async () => {
     const t = token();
     const ctx = join(sb.dir, `prune-busy-${t}`);
     const run = `RUN --mount=type=cache,id=busy-${t},target=/c sh -c 'echo keep > /c/keep; touch /c/ready; i=0; while [ ! -e /c/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; cat /c/keep > /kept.txt'`;
@@ -221,13 +221,16 @@ describe('RUN --mount=type=cache', { timeout: 180_000 }, () => {
     await writeTree(ctx, { Dockerfile: `FROM busybox\n${run} # second\n` });
     const busy = runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--output', `type=local,dest=${ctx}-out`]);
     for (let i = 0; i < 300 && !existsSync(join(host, 'ready')); i++) await new Promise((r) => setTimeout(r, 100));
-    const pruned = await runKiln(sb, ['prune', '--root', sb.root, '--verbose']);
-    expect(pruned.code, pruned.stderr).toBe(0);
-    expect(existsSync(join(host, 'keep'))).toBe(true);
+    const refused = await runKiln(sb, ['prune', '--root', sb.root, '--verbose']);
     await writeFile(join(host, 'go'), '');
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain('KLN0708');
+    expect(existsSync(join(host, 'keep'))).toBe(true);
     const r = await busy;
     expect(r.code, r.stderr).toBe(0);
     expect(await read(`${ctx}-out`, 'kept.txt')).toBe('keep\n');
+    const pruned = await runKiln(sb, ['prune', '--root', sb.root, '--verbose']);
+    expect(pruned.code, pruned.stderr).toBe(0);
   });
 
   test('kiln du lists cache mounts; kiln prune removes them (the next build starts empty)', async () => {
