@@ -4,7 +4,8 @@ import { CommanderError, Option, type Command } from 'commander';
 import { defaultPlatform, definitionToDot, definitionToJsonLines, encodeDefinition, parseDigest } from '@kiln/llb-core';
 import type { ImageMetaResolver } from '@kiln/llb-core';
 import { KilnError, convertDockerfile, formatError, parseDockerignore } from '@kiln/dockerfile';
-import { RegistryClient, registryMetaResolver } from '@kiln/runtime';
+import { ContentStore, ImageStore, RegistryClient, registryMetaResolver } from '@kiln/runtime';
+import { StoreFirstMetaResolver } from '../engine/image-meta.js';
 import { CliError, readAll, type CliIo } from '../io.js';
 
 /** Output formats of `kiln llb`. */
@@ -19,18 +20,26 @@ export interface LlbCommandOptions {
   readonly sessionId?: string;
   readonly format: LlbFormat;
   readonly imageConfig?: string;
+  readonly root?: string;
 }
 
-/** The registry resolver, adapted to the frontend's ImageMetaResolver (plain http for localhost). */
-function registryResolver(): ImageMetaResolver {
-  const inner = registryMetaResolver(new RegistryClient());
+/**
+ * The registry resolver, adapted to the frontend's ImageMetaResolver (plain http for localhost);
+ * with a kiln root, images in its store answer first, exactly as `kiln build --root` resolves them.
+ */
+async function imageResolver(root: string | undefined): Promise<ImageMetaResolver> {
+  const registry = new RegistryClient();
+  const inner =
+    root === undefined
+      ? registryMetaResolver(registry)
+      : new StoreFirstMetaResolver(await ImageStore.open(root), await ContentStore.open(root), registry);
   return {
     async resolveImageConfig(ref, opts) {
       const res = await inner.resolveImageConfig(ref, {
         ...(opts.platform === undefined ? {} : { platform: opts.platform }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       });
-      return { digest: parseDigest(String(res.digest)), config: res.config, ref: res.ref };
+      return { digest: parseDigest(String(res.digest)), config: res.config, ...(res.ref === undefined ? {} : { ref: res.ref }) };
     },
   };
 }
@@ -56,7 +65,7 @@ async function writeAtomic(path: string, data: string): Promise<void> {
 }
 
 /** Converts the Dockerfile and writes the LLB in `opts.format` (throws KilnError / CliError). */
-export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo, resolver: ImageMetaResolver = registryResolver()): Promise<void> {
+export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo, resolver?: ImageMetaResolver): Promise<void> {
   const file = opts.file ?? join(context, 'Dockerfile');
   let text: Uint8Array;
   try {
@@ -79,7 +88,7 @@ export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo
       // the worker's platform, as BuildKit's build platforms (BUILDPLATFORM, FROM --platform=$BUILDPLATFORM)
       buildPlatforms: [defaultPlatform()],
       ...(opts.sessionId === undefined ? {} : { sessionId: opts.sessionId }),
-      metaResolver: resolver,
+      metaResolver: resolver ?? (await imageResolver(opts.root)),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
     });
     const out = opts.format === 'dot' ? definitionToDot(res.definition) : opts.format === 'pb' ? encodeDefinition(res.definition) : definitionToJsonLines(res.definition);
@@ -105,6 +114,7 @@ export function registerLlb(program: Command, io: CliIo): void {
     .option('--session-id <id>', 'session of the local sources (local.session); without it they get a stable local.unique')
     .addOption(new Option('--format <format>', 'output format').choices(['json', 'dot', 'pb']).default('json'))
     .option('--image-config <file>', 'also write the image config JSON (history included) to FILE')
+    .option('--root <dir>', "resolve images from this kiln root's image store first, as `kiln build --root` does")
     .action(async (context: string, opts: LlbCommandOptions) => {
       await runLlb(context, opts, io);
     });
