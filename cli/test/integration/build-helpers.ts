@@ -3,6 +3,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
 
 /** The repository root and the CLI entry a user runs. */
@@ -148,4 +149,21 @@ export function rawJsonLogs(text: string): Map<string, string> {
 /** A unique token so each test's Dockerfile has its own cache keys in a shared root. */
 export function token(): string {
   return `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * Registers the usual hooks of an end-to-end test file: tools checked, CLI compiled, one sandbox
+ * (kiln root with busybox) for the file, handed to `use`, and cleaned up afterwards.
+ */
+export function useSandbox(use: (sb: KilnSandbox) => void): void {
+  let sb: KilnSandbox | undefined;
+  beforeAll(async () => {
+    requireTools();
+    compileCli();
+    sb = await makeSandbox();
+    use(sb);
+  }, 300_000);
+  afterAll(async () => {
+    await sb?.cleanup();
+  });
 }

@@ -2,22 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { ImageStore } from '@kiln/runtime';
 import { startRegistry } from '../../../runtime/test/helpers/registry.js';
-import { compileCli, makeSandbox, parseRawJson, rawJsonLogs, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+import { type KilnSandbox, parseRawJson, rawJsonLogs, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
 
 let sb: KilnSandbox;
-
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-
-afterAll(async () => {
-  await sb?.cleanup();
-});
+useSandbox((s) => (sb = s));
 
 /** Overlap of two [started, completed] intervals in ms (negative: none). */
 function overlapMs(a: { started?: number; completed?: number }, b: { started?: number; completed?: number }): number {

@@ -9,20 +9,11 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileCli, kilnBin, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+import { describe, expect, test } from 'vitest';
+import { kilnBin, type KilnSandbox, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
 
 let sb: KilnSandbox;
-
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-
-afterAll(async () => {
-  await sb?.cleanup();
-});
+useSandbox((s) => (sb = s));
 
 const read = (dir: string, p: string): Promise<string> => readFile(join(dir, p), 'utf8');
 const lines = (s: string): string[] => s.split('\n').filter(Boolean);

@@ -13,21 +13,12 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { startRegistry } from '../../../runtime/test/helpers/registry.js';
-import { compileCli, kilnBin, makeSandbox, rawJsonLogs, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, type KilnSandbox, rawJsonLogs, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
 
 let sb: KilnSandbox;
-
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-
-afterAll(async () => {
-  await sb?.cleanup();
-});
+useSandbox((s) => (sb = s));
 
 /** Every regular file under `dir` (no symlinks followed). */
 function walk(dir: string): string[] {

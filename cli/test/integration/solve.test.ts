@@ -4,19 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { copy, encodeDefinition, image, local } from '@kiln/llb-core';
 import { ImageStore } from '@kiln/runtime';
-import { compileCli, kilnBin, makeSandbox, repo, parseRawJson, requireTools, runKiln, token, writeTree, type KilnSandbox, type KilnRun } from './build-helpers.js';
+import { kilnBin, type KilnRun, type KilnSandbox, parseRawJson, repo, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
 
 let sb: KilnSandbox;
-
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-
-afterAll(async () => {
-  await sb?.cleanup();
-});
+useSandbox((s) => (sb = s));
 
 /** Runs `kiln solve -` with `def` on stdin. */
 function solveStdin(args: readonly string[], def: Uint8Array): Promise<KilnRun> {

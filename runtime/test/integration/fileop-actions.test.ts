@@ -2,7 +2,7 @@ import { chmod, lstat, readFile, readlink, stat, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { applyFileAction, fileMkdir, fileMkfile, fileRm, fileSymlink } from '@kiln/runtime';
-import { exists, readTree, requireRoot, tempDir, writeTree } from './fileop-helpers.js';
+import { copyAction, exists, readTree, requireRoot, tempDir, writeTree } from './fileop-helpers.js';
 
 beforeAll(requireRoot);
 
@@ -166,20 +166,7 @@ describe('applyFileAction', () => {
     await writeTree(src, tree);
     const ac = new AbortController();
     const p = applyFileAction(
-      {
-        kind: 'copy',
-        src: '/d',
-        dest: '/d',
-        mode: -1,
-        followSymlink: false,
-        dirCopyContents: false,
-        attemptUnpackDockerCompatibility: false,
-        createDestPath: false,
-        allowWildcard: false,
-        allowEmptyWildcard: false,
-        timestamp: -1,
-        alwaysReplaceExistingDestPaths: false,
-      },
+      { kind: 'copy', ...copyAction('/d', '/d') },
       { src, dest },
       { signal: ac.signal },
     );
