@@ -7,7 +7,7 @@ import { Lexer, createToken } from './chevrotain.js';
 const Newline = createToken({ name: 'Newline', pattern: /\n/, line_breaks: true });
 const LineText = createToken({ name: 'LineText', pattern: /[^\n]+/ });
 
-const lineLexer = new Lexer([Newline, LineText], { positionTracking: 'full', safeMode: true });
+const lineLexer = new Lexer([Newline, LineText], { positionTracking: 'onlyStart' });
 
 /** One physical line of the Dockerfile. */
 export interface PhysicalLine {

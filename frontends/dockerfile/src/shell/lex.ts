@@ -45,7 +45,48 @@ const DIGIT_RE = /^\p{Nd}$/u;
 
 /** Go's unicode.IsSpace. */
 export function isGoSpace(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 0x80) return c === 0x20 || (c >= 0x09 && c <= 0x0d);
   return ch !== '' && SPACE_RE.test(ch);
+}
+
+/** Go's unicode.IsDigit for one character. */
+function isDigitChar(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 0x80) return c >= 0x30 && c <= 0x39;
+  return DIGIT_RE.test(ch);
+}
+
+/** A character that may continue a variable name: Go's unicode.IsLetter, IsDigit, or `_`. */
+function isNameChar(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  if (c < 0x80) return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f;
+  return LETTER_RE.test(ch) || DIGIT_RE.test(ch);
+}
+
+/** Splits on Go whitespace, dropping empty fields (what the lexer does with a word free of `$`, quotes and escapes). */
+function goFields(s: string): string[] {
+  const out: string[] = [];
+  let start = -1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const space = c < 0x80 ? c === 0x20 || (c >= 0x09 && c <= 0x0d) : SPACE_RE.test(s[i] ?? '');
+    if (space) {
+      if (start >= 0) out.push(s.slice(start, i));
+      start = -1;
+    } else if (start < 0) start = i;
+  }
+  if (start >= 0) out.push(s.slice(start));
+  return out;
+}
+
+/** True when `s` has no character the lexer treats specially (so the word expands to itself). */
+function isPlainWord(s: string, escapeToken: string, quotes: boolean): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x24 /* $ */ || (quotes && (c === 0x22 || c === 0x27)) || (c >= 0xd800 && c <= 0xdfff)) return false;
+  }
+  return !s.includes(escapeToken);
 }
 
 function shellError(message: string): KilnError {
@@ -84,6 +125,10 @@ export class ShellLex {
   }
 
   private run(word: string, env: EnvGetter, capture: boolean): ProcessWordResult {
+    if (isPlainWord(word, this.escapeToken, this.options.skipProcessQuotes !== true)) {
+      // Nothing to expand, unquote or unescape: the word is its own result.
+      return { result: word, words: goFields(word), matched: new Set(), unmatched: new Set() };
+    }
     const sw = new ShellWord(word, env, this.escapeToken, this.options, capture);
     try {
       const [result, words] = sw.processStopOn(EOF, this.options.rawEscapes === true);
@@ -116,7 +161,20 @@ class Words {
     this.inWord = true;
   }
   addString(s: string): void {
-    for (const ch of s) this.addChar(ch);
+    let start = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      const space = c < 0x80 ? c === 0x20 || (c >= 0x09 && c <= 0x0d) : SPACE_RE.test(s[i] ?? '');
+      if (!space) continue;
+      if (i > start) this.addRawString(s.slice(start, i));
+      if (this.inWord && this.word.length !== 0) {
+        this.words.push(this.word);
+        this.word = '';
+        this.inWord = false;
+      }
+      start = i + 1;
+    }
+    if (start < s.length) this.addRawString(start === 0 ? s : s.slice(start));
   }
   addRawString(s: string): void {
     this.word += s;
@@ -133,7 +191,8 @@ class Words {
 }
 
 class ShellWord {
-  private readonly chars: string[];
+  /** The word's characters (code points); the string itself when it has no surrogate pairs. */
+  private readonly chars: string | string[];
   private pos = 0;
   readonly matches = new Set<string>();
   readonly nonmatches = new Set<string>();
@@ -145,7 +204,7 @@ class ShellWord {
     private readonly opts: LexOptions,
     private readonly capture: boolean,
   ) {
-    this.chars = Array.from(word);
+    this.chars = /[\ud800-\udfff]/.test(word) ? Array.from(word) : word;
   }
 
   private peek(): string {
@@ -171,6 +230,20 @@ class ShellWord {
         result += tmp;
         if (ch === '$') words.addString(tmp);
         else words.addRawString(tmp);
+        continue;
+      }
+      if (ch !== this.escapeToken) {
+        // a run of ordinary characters, taken at once
+        let end = this.pos + 1;
+        const quotes = this.opts.skipProcessQuotes !== true;
+        for (; end < this.chars.length; end++) {
+          const c = this.chars[end] as string;
+          if (c === stopChar || c === '$' || c === this.escapeToken || (quotes && (c === "'" || c === '"'))) break;
+        }
+        const run = typeof this.chars === 'string' ? this.chars.slice(this.pos, end) : this.chars.slice(this.pos, end).join('');
+        this.pos = end;
+        words.addString(run);
+        result += run;
         continue;
       }
       ch = this.next();
@@ -338,12 +411,12 @@ class ShellWord {
     let name = '';
     while (this.peek() !== EOF) {
       let ch = this.peek();
-      if (name.length === 0 && DIGIT_RE.test(ch)) {
-        while (this.peek() !== EOF && DIGIT_RE.test(this.peek())) name += this.next();
+      if (name.length === 0 && isDigitChar(ch)) {
+        while (this.peek() !== EOF && isDigitChar(this.peek())) name += this.next();
         return name;
       }
       if (name.length === 0 && '@*#?-$!0'.includes(ch)) return this.next();
-      if (!LETTER_RE.test(ch) && !DIGIT_RE.test(ch) && ch !== '_') break;
+      if (!isNameChar(ch)) break;
       ch = this.next();
       name += ch;
     }
