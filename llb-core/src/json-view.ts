@@ -21,6 +21,7 @@ import type {
   UserOpt,
 } from './op.js';
 import { decodeOp } from './pb/op-codec.js';
+import { encodedOp } from './encoded-ops.js';
 import { compareGoStrings } from './pb/writer.js';
 
 /** Quotes a string the way Go's encoding/json does (HTML-safe, U+2028/9 escaped). */
@@ -367,8 +368,10 @@ export function opMetadataJson(m: OpMetadata): string {
 export function definitionToJsonLines(def: Definition): string {
   let out = '';
   for (const bytes of def.def) {
-    const d: Digest = digestOf(bytes);
-    const op = decodeOp(bytes);
+    // ops this process marshaled are printed from the Op they encode (no decode, no re-hash)
+    const known = encodedOp(bytes);
+    const d: Digest = known?.digest ?? digestOf(bytes);
+    const op = known?.op ?? decodeOp(bytes);
     out += `{"Op":${opJson(op)},"Digest":${goJsonString(d)},"OpMetadata":${opMetadataJson(def.metadata.get(d) ?? {})}}\n`;
   }
   return out;

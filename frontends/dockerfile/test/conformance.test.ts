@@ -98,4 +98,13 @@ describe('dockerfile2llb conformance (BuildKit v0.11.6)', () => {
       expect({ digest: o.Digest, meta: mine.get(o.Digest) }).toEqual({ digest: o.Digest, meta: o.OpMetadata });
     }
   });
+
+  // The JSON view prints ops this process marshaled from the Op objects marshal recorded (no
+  // decode); it must print exactly what decoding the bytes prints. Copies of the byte arrays are
+  // not in that record, so they take the decode path.
+  test.for(cases.filter((c) => !existsSync(join(casesDir, c, 'error.txt'))))('%s: JSON view from marshal equals JSON view from bytes', async (name) => {
+    const res = await convert(join(casesDir, name));
+    const copied = { ...res.definition, def: res.definition.def.map((b) => b.slice()) };
+    expect(definitionToJsonLines(res.definition)).toBe(definitionToJsonLines(copied));
+  });
 });

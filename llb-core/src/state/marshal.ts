@@ -5,6 +5,7 @@ import type { Digest } from '../digest.js';
 import { digestOf } from '../digest.js';
 import type { Definition, Location, Locations, Op, OpMetadata, SourceInfo } from '../op.js';
 import { encodeOp } from '../pb/op-codec.js';
+import { rememberEncodedOp } from '../encoded-ops.js';
 import { Caps } from './caps.js';
 import {
   constraintsFrom,
@@ -95,6 +96,7 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
   const terminal: Op = { kind: 'none', inputs: [input] };
   const tbytes = encodeOp(terminal);
   const tdigest = digestOf(tbytes);
+  rememberEncodedOp(tbytes, terminal, tdigest);
   def.push(tbytes);
   const tmeta = metadata.get(tdigest) ?? emptyMeta();
   const caps = new Set<string>(tmeta.caps ?? []);

@@ -7,6 +7,7 @@ import { digestOf } from '../digest.js';
 import { LlbError } from '../errors.js';
 import type { Input, Op } from '../op.js';
 import { encodeOp } from '../pb/op-codec.js';
+import { rememberEncodedOp } from '../encoded-ops.js';
 import type { Platform } from '../platform.js';
 import type { Constraints, MetaBuilder, SourceLocation } from './constraints.js';
 
@@ -81,5 +82,7 @@ export function finishVertex(
   sourceLocations: readonly SourceLocation[],
 ): MarshaledVertex {
   const bytes = encodeOp(op);
-  return { digest: digestOf(bytes), bytes, op, metadata, inputVertices, sourceLocations };
+  const digest = digestOf(bytes);
+  rememberEncodedOp(bytes, op, digest);
+  return { digest, bytes, op, metadata, inputVertices, sourceLocations };
 }
