@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-import { main } from '../dist/main.js';
+// A running `kiln daemon` for this command's root serves it (see cli/src/daemon); otherwise kiln
+// runs in this process. The daemon check loads only Node built-ins.
+import { runViaDaemon } from '../dist/daemon/client.js';
 
-process.exitCode = await main(process.argv);
+const viaDaemon = await runViaDaemon(process.argv);
+process.exitCode = viaDaemon ?? (await (await import('../dist/main.js')).main(process.argv));

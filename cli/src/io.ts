@@ -1,9 +1,59 @@
-/** Where a command reads and writes; tests can swap these for buffers. */
+import { resolve } from 'node:path';
+import type { EngineSource } from './engine/lease.js';
+
+/**
+ * Where a command runs for its caller: the streams it reads and writes, and the caller's working
+ * directory, environment and interrupts. In a plain `kiln` process these are the process's own;
+ * `kiln daemon` serves other processes, so it fills them from the client. Tests swap in buffers.
+ */
 export interface CliIo {
   readonly stdin: AsyncIterable<Uint8Array>;
   readonly stdout: { write(chunk: string | Uint8Array): unknown };
   readonly stderr: { write(chunk: string | Uint8Array): unknown };
+  /** The caller's working directory (default: this process's); relative paths in arguments resolve against it. */
+  readonly cwd?: string;
+  /** The caller's environment (default: this process's): build args, secrets, SSH_AUTH_SOCK, KILN_ROOT. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The caller's Ctrl-C and SIGTERM (default: this process's signals). */
+  readonly interrupts?: Interrupts;
+  /** Where engines come from (default: opened and closed per command; the daemon keeps them open). */
+  readonly engines?: EngineSource;
 }
+
+/** A source of interrupts: `on` subscribes and returns the unsubscribe function. */
+export interface Interrupts {
+  on(listener: (signal: string) => void): () => void;
+  /** A second interrupt while cancelling: give up at once (a process exits 130). */
+  giveUp(): void;
+}
+
+/** The caller's working directory. */
+export function callerCwd(io: CliIo): string {
+  return io.cwd ?? process.cwd();
+}
+
+/** The caller's environment. */
+export function callerEnv(io: CliIo): Readonly<Record<string, string | undefined>> {
+  return io.env ?? process.env;
+}
+
+/** `path` made absolute against the caller's working directory. */
+export function callerPath(io: CliIo, path: string): string {
+  return resolve(callerCwd(io), path);
+}
+
+/** This process's SIGINT and SIGTERM. */
+export const processInterrupts: Interrupts = {
+  on(listener) {
+    process.on('SIGINT', listener);
+    process.on('SIGTERM', listener);
+    return () => {
+      process.off('SIGINT', listener);
+      process.off('SIGTERM', listener);
+    };
+  },
+  giveUp: () => process.exit(130),
+};
 
 let epipeHandled = false;
 

@@ -14,6 +14,13 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['solve', async () => (await import('./commands/solve.js')).registerSolve],
   ['du', async () => (await import('./commands/du.js')).registerDu],
   ['prune', async () => (await import('./commands/prune.js')).registerPrune],
+  [
+    'daemon',
+    async () => {
+      const { registerDaemon } = await import('./commands/daemon.js');
+      return (program, io) => registerDaemon(program, io, main);
+    },
+  ],
 ];
 
 /** Runs the kiln command line and resolves to the process exit code. */

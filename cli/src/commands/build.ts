@@ -1,10 +1,11 @@
 import { readFile, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { parseOutputSpec, writeFileAtomic, type ExportResult, type ExportSpec } from '@kiln/runtime';
-import { readAll, type CliIo } from '../io.js';
+import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
-import { KilnEngine } from '../engine/engine.js';
+import type { KilnEngine } from '../engine/engine.js';
+import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
@@ -78,17 +79,17 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let dockerfileName = 'Dockerfile';
   const cleanup: (() => Promise<void>)[] = [];
   let progress: ReturnType<typeof startProgress> | undefined;
-  let engine: KilnEngine | undefined;
+  let lease: EngineLease | undefined;
   try {
     const req = await parseFlags(context, flags, io, cleanup);
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
-    engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
-    await engine.activity.begin();
+    lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path });
+    await lease.begin();
     const display = startProgress(flags.progress, io);
     progress = display;
-    const e = engine;
-    const report = await withInterrupt((signal) => runBuild(e, { ...req, progress: display.sink, signal, onWarning: (w) => io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}: `}${w.message}\n`) }));
+    const e = lease.engine;
+    const report = await withInterrupt(io, (signal) => runBuild(e, { ...req, progress: display.sink, signal, onWarning: (w) => io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}: `}${w.message}\n`) }));
     await display.finish();
     progress = undefined;
     for (const ex of report.exports) {
@@ -96,7 +97,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
     if (req.outputs.length === 0) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
-    if (flags.metadataFile !== undefined || flags.iidfile !== undefined) await writeResultFiles(e, report.exports, flags);
+    if (flags.metadataFile !== undefined || flags.iidfile !== undefined) await writeResultFiles(e, report.exports, flags, io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
@@ -104,13 +105,13 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const interrupted = (e as { code?: unknown }).code === 'KLN0705';
     throw new ReportedError(interrupted ? 130 : 1, e instanceof Error ? e.message : String(e));
   } finally {
-    engine?.close();
+    lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
   }
 }
 
 async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {
-  const ctx = resolve(context);
+  const ctx = callerPath(io, context);
   if (context === '-' || /^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory`);
   const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
   if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
@@ -118,12 +119,12 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   let dockerfile: string | undefined;
   let dockerfileText: string | undefined;
   if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
-  else if (flags.file !== undefined) dockerfile = resolve(flags.file);
+  else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
   }
-  const env = process.env;
+  const env = callerEnv(io);
   const buildArgs = new Map<string, string>();
   const sde = env['SOURCE_DATE_EPOCH'];
   if (sde !== undefined && sde !== '') buildArgs.set('SOURCE_DATE_EPOCH', sde);
@@ -134,9 +135,9 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
-  const outputs = outputSpecs(flags);
-  const secrets = await parseSecrets(flags.secret, env);
-  const ssh = await parseSsh(flags.ssh, env);
+  const outputs = outputSpecs(flags).map((s) => ('dest' in s && s.dest !== undefined && s.dest !== '-' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
+  const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
   cleanup.push(ssh.close);
   return {
     context: ctx,
@@ -150,10 +151,11 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     outputs,
     noCache: !flags.cache,
     noCacheFilter: flags.cacheFilter,
-    buildContexts: flags.buildContext.map(parseBuildContext),
+    buildContexts: flags.buildContext.map(parseBuildContext).map((c) => (c.kind === 'image' ? c : { ...c, path: callerPath(io, c.path) })),
     allowInsecure: flags.allow.includes('security.insecure'),
     allowNetworkHost: flags.allow.includes('network.host'),
     ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
+    ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
   };
 }
 
@@ -174,7 +176,7 @@ function outputSpecs(flags: BuildFlags): ExportSpec[] {
  * `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
  * image output. Written atomically.
  */
-async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], flags: BuildFlags): Promise<void> {
+async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], flags: BuildFlags, io: CliIo): Promise<void> {
   const image = exports.find((x) => x.digest !== undefined);
   const meta: Record<string, string> = {};
   let configDigest: string | undefined;
@@ -185,10 +187,10 @@ async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResu
     if (configDigest !== undefined) meta['containerimage.config.digest'] = configDigest;
     if (image.names.length > 0) meta['image.name'] = image.names.join(',');
   }
-  if (flags.metadataFile !== undefined) await writeFileAtomic(resolve(flags.metadataFile), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
+  if (flags.metadataFile !== undefined) await writeFileAtomic(callerPath(io, flags.metadataFile), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
   if (flags.iidfile !== undefined) {
     const id = configDigest ?? image?.digest;
     if (id === undefined) throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
-    await writeFileAtomic(resolve(flags.iidfile), Buffer.from(id));
+    await writeFileAtomic(callerPath(io, flags.iidfile), Buffer.from(id));
   }
 }

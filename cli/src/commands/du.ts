@@ -1,4 +1,4 @@
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { CacheStore, formatBytes, type DiskUsageRecord } from '@kiln/solver';
 import type { CliIo } from '../io.js';
@@ -39,7 +39,7 @@ export function registerDu(program: Command, io: CliIo): void {
     .option('-v, --verbose', 'show descriptions and last use')
     .option('--root <dir>', 'kiln state directory')
     .action(async (flags: { verbose?: boolean; root?: string }) => {
-      const root = resolve(kilnRoot(flags.root).path);
+      const root = kilnRoot(flags.root, io).path;
       const rows = await diskUsage(root);
       io.stdout.write(renderUsage(rows, flags.verbose === true));
     });

@@ -1,10 +1,10 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pruneContent } from '@kiln/runtime';
 import { formatBytes } from '@kiln/solver';
-import type { CliIo } from '../io.js';
+import { processIo, type CliIo } from '../io.js';
+import { acquireEngine } from '../engine/lease.js';
 import { kilnRoot } from '../engine/cli-support.js';
-import { KilnEngine } from '../engine/engine.js';
+import type { KilnEngine } from '../engine/engine.js';
 import { parseSize } from '../engine/session.js';
 import type { UsageRow } from './du.js';
 
@@ -21,12 +21,12 @@ export interface PruneFlags {
  * mounts are records too; their directories go with them. Content-store blobs nothing refers
  * to any more (exported layers of removed results) are deleted too. Returns what was removed.
  */
-export async function prune(root: string, flags: PruneFlags): Promise<UsageRow[]> {
-  const engine = await KilnEngine.open({ root });
+export async function prune(root: string, flags: PruneFlags, io: CliIo = processIo()): Promise<UsageRow[]> {
+  const lease = await acquireEngine(io, { root });
   try {
-    return await engine.activity.exclusive(() => pruneUnlocked(engine, flags));
+    return await lease.engine.activity.exclusive(() => pruneUnlocked(lease.engine, flags));
   } finally {
-    engine.close();
+    lease.release();
   }
 }
 
@@ -54,7 +54,7 @@ export function registerPrune(program: Command, io: CliIo): void {
     .option('-v, --verbose', 'list what was removed')
     .option('--root <dir>', 'kiln state directory')
     .action(async (flags: PruneFlags & { verbose?: boolean }) => {
-      const removed = await prune(resolve(kilnRoot(flags.root).path), flags);
+      const removed = await prune(kilnRoot(flags.root, io).path, flags, io);
       if (flags.verbose === true) for (const r of removed) io.stdout.write(`${r.id}\t${formatBytes(r.size)}\t${r.description}\n`);
       io.stdout.write(`Total:\t${formatBytes(removed.reduce((n, r) => n + r.size, 0))}\n`);
     });

@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { decodeDefinition, type Definition } from '@kiln/llb-core';
 import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
-import { readAll, type CliIo } from '../io.js';
+import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { SolverBackend } from '../engine/backend.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
-import { KilnEngine } from '../engine/engine.js';
+import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { EngineError } from '../engine/errors.js';
 import { exportOutputs } from '../engine/export.js';
 import { formatBuildError } from '../engine/report.js';
@@ -58,7 +57,7 @@ export function registerSolve(program: Command, io: CliIo): void {
 
 /** Runs `kiln solve`; failures are printed and thrown as {@link ReportedError}. */
 export async function solveCommand(file: string | undefined, flags: SolveFlags, io: CliIo, debug = false): Promise<void> {
-  let engine: KilnEngine | undefined;
+  let lease: EngineLease | undefined;
   let progress: ReturnType<typeof startProgress> | undefined;
   let closeSsh: (() => Promise<void>) | undefined;
   try {
@@ -67,19 +66,23 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     for (const l of flags.local) {
       const i = l.indexOf('=');
       if (i <= 0) throw new EngineError('KLN0702', `invalid --local "${l}": expected NAME=DIR`);
-      localDirs[l.slice(0, i)] = resolve(l.slice(i + 1));
+      localDirs[l.slice(0, i)] = callerPath(io, l.slice(i + 1));
     }
-    const outputs = flags.output.map((o) => parseOutputSpec(o)).map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
+    const outputs = flags.output
+      .map((o) => parseOutputSpec(o))
+      .map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s))
+      .map((s) => ('dest' in s && s.dest !== undefined && s.dest !== '-' ? { ...s, dest: callerPath(io, s.dest) } : s));
     if (outputs.length === 0 && flags.tag.length > 0) outputs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
-    const secrets = await parseSecrets(flags.secret, process.env);
-    const ssh = await parseSsh(flags.ssh, process.env);
+    const secrets = await parseSecrets(flags.secret, callerEnv(io), callerPath(io, '.'));
+    const ssh = await parseSsh(flags.ssh, callerEnv(io), callerPath(io, '.'));
     closeSsh = ssh.close;
     const platform = flags.platform === undefined ? hostPlatform() : parsePlatform(flags.platform);
-    const e = (engine = await KilnEngine.open({ root: resolve(kilnRoot(flags.root).path), ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) }));
-    await e.activity.begin();
+    lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path });
+    await lease.begin();
+    const e = lease.engine;
     const display = (progress = startProgress(flags.progress, io));
-    const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform });
-    await withInterrupt(async (signal) => {
+    const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform, ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
+    await withInterrupt(io, async (signal) => {
       const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
       try {
         const ref = await backend.solve(def, { signal });
@@ -96,7 +99,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
     throw new ReportedError((e as { code?: unknown }).code === 'KLN0705' ? 130 : 1, e instanceof Error ? e.message : String(e));
   } finally {
-    engine?.close();
+    lease?.release();
     await closeSsh?.();
   }
 }
@@ -104,7 +107,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
 async function readDefinition(file: string | undefined, io: CliIo): Promise<Definition> {
   let bytes: Uint8Array;
   try {
-    bytes = file === undefined || file === '-' ? await readAll(io.stdin) : await readFile(file);
+    bytes = file === undefined || file === '-' ? await readAll(io.stdin) : await readFile(callerPath(io, file));
   } catch (cause) {
     throw new EngineError('KLN0706', `cannot read ${file}: ${(cause as { code?: string }).code === 'ENOENT' ? 'no such file' : String(cause)}`);
   }

@@ -9,12 +9,16 @@ import { EngineError } from './errors.js';
  * `<root>/engine/active/<pid>` for its lifetime; prune runs only when no live process is marked.
  * Both take `<root>/engine/gc.lock` while deciding, so a build that starts during a prune waits
  * for it to finish instead of building on snapshots being deleted. Marks of dead processes
- * (SIGKILL) are ignored.
+ * (SIGKILL) are ignored. One process may run several builds at once (`kiln daemon`): the mark
+ * stays while any of them runs, and a prune in that same process is refused like any other.
  */
 export class RootActivity {
   readonly #dir: string;
   readonly #lock: string;
   #mark: string | undefined;
+  /** Builds of this process in progress; the mark is written for the first and removed after the last. */
+  #builds = 0;
+  #marking: Promise<void> | undefined;
 
   constructor(root: string) {
     this.#dir = join(root, 'engine', 'active');
@@ -23,14 +27,32 @@ export class RootActivity {
 
   /** Marks this process as building until {@link RootActivity.end}; waits while a prune runs. */
   async begin(signal?: AbortSignal): Promise<void> {
+    this.#builds++;
+    try {
+      this.#marking ??= this.#writeMark(signal);
+      await this.#marking;
+    } catch (e) {
+      this.#builds--;
+      this.#marking = undefined;
+      throw e;
+    }
+  }
+
+  async #writeMark(signal: AbortSignal | undefined): Promise<void> {
     await mkdir(this.#dir, { recursive: true });
     const mark = join(this.#dir, String(process.pid));
     await withFileLock(this.#lock, signal, () => writeFile(mark, ''));
     this.#mark = mark;
   }
 
-  /** Removes this process's mark (synchronous, so it also runs on the way out of a failed build). */
+  /**
+   * Ends one build begun with {@link RootActivity.begin}; the last one removes this process's mark
+   * (synchronously, so it also runs on the way out of a failed build).
+   */
   end(): void {
+    if (this.#builds === 0) return;
+    if (--this.#builds > 0) return;
+    this.#marking = undefined;
     if (this.#mark === undefined) return;
     try {
       unlinkSync(this.#mark);
@@ -44,7 +66,7 @@ export class RootActivity {
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     await mkdir(this.#dir, { recursive: true });
     return withFileLock(this.#lock, undefined, async () => {
-      const live: number[] = [];
+      const live: number[] = this.#builds > 0 ? [process.pid] : [];
       for (const name of await readdir(this.#dir)) {
         const pid = Number(name);
         if (pid === process.pid) continue;

@@ -44,6 +44,8 @@ export interface BuildRequest {
   /** `--allow network.host`: RUN --network=host may run. */
   readonly allowNetworkHost?: boolean;
   readonly frontend?: string;
+  /** `--parallelism N` for this build. */
+  readonly parallelism?: number;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
   readonly onWarning?: (w: FrontendWarning) => void;
@@ -119,6 +121,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     allowInsecure: req.allowInsecure === true,
     allowNetworkHost: req.allowNetworkHost === true,
     platform,
+    ...(req.parallelism === undefined ? {} : { parallelism: req.parallelism }),
   });
   const backend = new SolverBackend(engine, solver, {
     ...(req.progress === undefined ? {} : { progress: req.progress }),

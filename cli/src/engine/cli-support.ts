@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { homedir } from 'node:os';
 import { resolveKilnRoot, type KilnRoot } from '@kiln/runtime';
 import { createRenderer, ProgressStream, renderProgress, type ProgressMode } from '@kiln/solver';
-import type { CliIo } from '../io.js';
+import { callerEnv, callerPath, processInterrupts, type CliIo } from '../io.js';
 import { EngineError } from './errors.js';
 
 export { ReportedError } from '../io.js';
@@ -14,9 +14,10 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
-/** The kiln root from `--root`, `KILN_ROOT`, or the default for this user. */
-export function kilnRoot(root: string | undefined, env: Readonly<Record<string, string | undefined>> = process.env): KilnRoot {
-  return resolveKilnRoot({ root, env, uid: process.getuid?.(), home: homedir() });
+/** The kiln root (an absolute path) from `--root`, the caller's `KILN_ROOT`, or the default for this user. */
+export function kilnRoot(root: string | undefined, io: CliIo): KilnRoot {
+  const r = resolveKilnRoot({ root, env: callerEnv(io), uid: process.getuid?.(), home: homedir() });
+  return { ...r, path: callerPath(io, r.path) };
 }
 
 /** A live progress display on stderr: events go to `sink`; `finish` flushes it. */
@@ -57,27 +58,25 @@ export function startProgress(mode: string, io: CliIo): ProgressDisplay {
 }
 
 /**
- * An AbortSignal fired by SIGINT/SIGTERM while `fn` runs: the build cancels (running containers
- * are killed, the cache store stays consistent) instead of the process dying mid-write.
- * A second Ctrl-C exits at once.
+ * An AbortSignal fired by the caller's SIGINT/SIGTERM while `fn` runs: the build cancels (running
+ * containers are killed, the cache store stays consistent) instead of the process dying
+ * mid-write. A second Ctrl-C gives up at once.
  */
-export async function withInterrupt<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterrupt<T>(io: CliIo, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
   // Every solve, prefetch and container of the build listens on this one signal.
   setMaxListeners(0, ac.signal);
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (ac.signal.aborted) process.exit(130);
-    ac.abort(new EngineError('KLN0705', `interrupted (${sig})`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupts = io.interrupts ?? processInterrupts;
+  const off = interrupts.on((sig) => {
+    if (ac.signal.aborted) interrupts.giveUp();
+    else ac.abort(new EngineError('KLN0705', `interrupted (${sig})`));
+  });
   try {
     return await fn(ac.signal);
   } catch (e) {
     if (ac.signal.aborted) throw ac.signal.reason;
     throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    off();
   }
 }

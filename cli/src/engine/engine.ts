@@ -51,6 +51,8 @@ export interface BuildSession {
   readonly allowInsecure?: boolean;
   readonly allowNetworkHost?: boolean;
   readonly platform?: Platform;
+  /** `--parallelism N` for this build (overrides the engine's; see {@link EngineOptions.parallelism}). */
+  readonly parallelism?: number;
 }
 
 /**
@@ -114,7 +116,7 @@ export class KilnEngine {
   /** A solver whose worker runs ops of one build session on this engine's runtime. */
   solver(session: BuildSession): Solver {
     const worker = new RuntimeWorker(this.workerDeps(session));
-    const n = this.#parallelism;
+    const n = session.parallelism ?? this.#parallelism;
     const bounds = n === undefined ? {} : { execParallelism: n, parallelism: Math.min(n, availableParallelism()) };
     return new Solver({ worker, store: this.cache, ...bounds });
   }
@@ -145,7 +147,7 @@ export class KilnEngine {
     };
   }
 
-  /** Ends this process's build mark and closes the cache store. */
+  /** Ends one build mark of this process and closes the cache store. */
   close(): void {
     this.activity.end();
     this.cache.close();

@@ -7,7 +7,8 @@ export type EngineErrorCode =
   | 'KLN0705' // the build was interrupted (Ctrl-C)
   | 'KLN0706' // the LLB input of `kiln solve` is unreadable
   | 'KLN0707' // a size or option value is malformed
-  | 'KLN0708'; // prune refused: builds are running in the kiln root
+  | 'KLN0708' // prune refused: builds are running in the kiln root
+  | 'KLN0709'; // kiln daemon: the socket is taken, or the daemon went away mid-command
 
 /** An error the user can act on: stable code, one-line message, optional hint. */
 export class EngineError extends Error {

@@ -13,7 +13,7 @@ export type SecretMap = Record<string, Uint8Array>;
  * neither `src` nor `env` reads the file `ID` if it exists, else the variable `ID`. Values are
  * read now and never written anywhere.
  */
-export async function parseSecrets(values: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<SecretMap> {
+export async function parseSecrets(values: readonly string[], env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Promise<SecretMap> {
   const out: SecretMap = {};
   for (const value of values) {
     const fields = new Map<string, string>();
@@ -33,7 +33,7 @@ export async function parseSecrets(values: readonly string[], env: Readonly<Reco
     let envName = fields.get('env');
     if (type === 'env' && envName === undefined) envName = src ?? id;
     if (type !== 'env' && src === undefined && envName === undefined) {
-      src = (await stat(id).then((s) => s.isFile(), () => false)) ? id : undefined;
+      src = (await stat(resolve(cwd, id)).then((s) => s.isFile(), () => false)) ? id : undefined;
       if (src === undefined) envName = id;
     }
     if (envName !== undefined && (type === 'env' || src === undefined)) {
@@ -42,7 +42,7 @@ export async function parseSecrets(values: readonly string[], env: Readonly<Reco
       out[id] = Buffer.from(v);
     } else if (src !== undefined) {
       try {
-        out[id] = await readFile(src);
+        out[id] = await readFile(resolve(cwd, src));
       } catch (cause) {
         throw new EngineError('KLN0702', `--secret ${id}: cannot read ${src}`, { cause, hint: 'src= must be a readable file' });
       }
@@ -64,7 +64,7 @@ export interface SshAgents {
  * private temp directory outside the kiln root), loads the keys with `ssh-add`, and stops it
  * with {@link SshAgents.close}.
  */
-export async function parseSsh(values: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<SshAgents> {
+export async function parseSsh(values: readonly string[], env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Promise<SshAgents> {
   const sockets: Record<string, string> = {};
   const cleanups: (() => Promise<void>)[] = [];
   const close = async (): Promise<void> => {
@@ -88,14 +88,15 @@ export async function parseSsh(values: readonly string[], env: Readonly<Record<s
         sockets[id] = sock;
         continue;
       }
-      const first = paths[0] as string;
+      const given = paths[0] as string;
+      const first = resolve(cwd, given);
       const st = await stat(first).catch(() => undefined);
-      if (st === undefined) throw new EngineError('KLN0702', `--ssh ${id}: ${first} does not exist`);
+      if (st === undefined) throw new EngineError('KLN0702', `--ssh ${id}: ${given} does not exist`);
       if (paths.length === 1 && st.isSocket()) {
-        sockets[id] = resolve(first);
+        sockets[id] = first;
         continue;
       }
-      const agent = await startAgent(paths.map((p) => resolve(p)));
+      const agent = await startAgent(paths.map((p) => resolve(cwd, p)));
       cleanups.push(agent.stop);
       sockets[id] = agent.socket;
     }

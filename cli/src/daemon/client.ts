@@ -1,0 +1,91 @@
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { commandOf, DAEMON_COMMANDS, daemonSocketPath, Frame, FrameReader, frame, PROTOCOL_VERSION, type Hello } from './protocol.js';
+
+/**
+ * Runs this `kiln` invocation on a running `kiln daemon`, if there is one for it: the daemon
+ * already has kiln loaded, its engine open and its code warm, so a build costs what the build
+ * costs rather than a Node start-up and module load each time. Resolves to the exit code, or
+ * `undefined` when the command must run in this process (no daemon, `KILN_DAEMON=0`, another
+ * root, a command the daemon does not serve). Only Node built-ins are loaded on this path.
+ */
+export async function runViaDaemon(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
+  if (env['KILN_DAEMON'] === '0') return undefined;
+  const command = commandOf(argv);
+  if (command === undefined || !DAEMON_COMMANDS.has(command)) return undefined;
+  const socket = await tryConnect(daemonSocketPath(env, process.getuid?.(), tmpdir()));
+  if (socket === undefined) return undefined;
+  return session(socket, {
+    version: PROTOCOL_VERSION,
+    argv,
+    cwd: process.cwd(),
+    env,
+    stdout: { isTTY: process.stdout.isTTY === true },
+    stderr: {
+      isTTY: process.stderr.isTTY === true,
+      ...(process.stderr.columns === undefined ? {} : { columns: process.stderr.columns }),
+      ...(process.stderr.rows === undefined ? {} : { rows: process.stderr.rows }),
+    },
+  });
+}
+
+function tryConnect(path: string): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    // No daemon (ENOENT), a stale socket (ECONNREFUSED) or another user's (EACCES): run in-process.
+    socket.once('error', () => resolve(undefined));
+  });
+}
+
+function session(socket: Socket, hello: Hello): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    let done = false;
+    let stdinStarted = false;
+    const finish = (code: number | undefined): void => {
+      if (done) return;
+      done = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      if (stdinStarted) process.stdin.destroy();
+      socket.end();
+      resolve(code);
+    };
+    const onSignal = (sig: NodeJS.Signals): void => void socket.write(frame(Frame.Signal, sig));
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const reader = new FrameReader((kind, payload) => {
+      switch (kind) {
+        case Frame.Stdout:
+          process.stdout.write(payload);
+          break;
+        case Frame.Stderr:
+          process.stderr.write(payload);
+          break;
+        case Frame.WantStdin:
+          if (stdinStarted) break;
+          stdinStarted = true;
+          process.stdin.on('data', (chunk: Buffer) => socket.write(frame(Frame.Stdin, chunk)));
+          process.stdin.once('end', () => socket.write(frame(Frame.StdinEnd)));
+          break;
+        case Frame.Exit:
+          finish(Number(payload.toString('utf8')) || 0);
+          break;
+        case Frame.Decline:
+          finish(undefined);
+          break;
+      }
+    });
+    socket.on('data', (chunk: Buffer) => reader.push(chunk));
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      if (done) return;
+      process.stderr.write('kiln: error KLN0709: the kiln daemon closed the connection before the command finished\n');
+      finish(1);
+    });
+    socket.write(frame(Frame.Hello, JSON.stringify(hello)));
+  });
+}

@@ -1,0 +1,93 @@
+/**
+ * The wire between `kiln` and `kiln daemon`: frames of one kind byte, a 4-byte big-endian
+ * length and the payload, over a unix socket. Only Node built-ins here: the client loads this
+ * before deciding whether it needs the rest of kiln at all.
+ */
+
+/** Frame kinds. Client → daemon: hello, stdin data, stdin end, signal. Daemon → client: the rest. */
+export const Frame = {
+  Hello: 0x68, // 'h' JSON Hello
+  Stdin: 0x69, // 'i' bytes
+  StdinEnd: 0x65, // 'e'
+  Signal: 0x73, // 's' signal name
+  Stdout: 0x6f, // 'o' bytes
+  Stderr: 0x72, // 'r' bytes
+  WantStdin: 0x77, // 'w' the command reads stdin: start sending it
+  Exit: 0x78, // 'x' exit code as decimal text
+  Decline: 0x6e, // 'n' not for this daemon (another root, a command it does not serve): run in-process
+} as const;
+
+/** Protocol version; a daemon declines a client of another version and the client runs in-process. */
+export const PROTOCOL_VERSION = 1;
+
+/** The first frame of a connection: what the client's own process would have run with. */
+export interface Hello {
+  readonly version: number;
+  readonly argv: readonly string[];
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: { readonly isTTY: boolean };
+  readonly stderr: { readonly isTTY: boolean; readonly columns?: number; readonly rows?: number };
+}
+
+/** Commands the daemon serves; the others (and `kiln daemon` itself) always run in-process. */
+export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'solve', 'du', 'prune']);
+
+/** The command name of `argv` (process.argv shape): the first argument that is not an option. */
+export function commandOf(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'));
+}
+
+/** `--root DIR` or `--root=DIR` from argv, if given. */
+export function rootFlagOf(argv: readonly string[]): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--') return undefined;
+    if (a === '--root') return argv[i + 1];
+    if (a.startsWith('--root=')) return a.slice('--root='.length);
+  }
+  return undefined;
+}
+
+/**
+ * The daemon's socket: `KILN_HOST=unix:///path` (like BUILDKIT_HOST), else `/run/kiln/kilnd.sock`
+ * for root and `$XDG_RUNTIME_DIR/kiln/kilnd.sock` (or `/tmp/kiln-UID/kilnd.sock`) for other users.
+ */
+export function daemonSocketPath(env: Readonly<Record<string, string | undefined>>, uid: number | undefined, tmp: string): string {
+  const host = env['KILN_HOST'];
+  if (host !== undefined && host !== '') return host.startsWith('unix://') ? host.slice('unix://'.length) : host;
+  if (uid === 0) return '/run/kiln/kilnd.sock';
+  const runtime = env['XDG_RUNTIME_DIR'];
+  if (runtime !== undefined && runtime !== '') return `${runtime}/kiln/kilnd.sock`;
+  return `${tmp}/kiln-${uid ?? 'user'}/kilnd.sock`;
+}
+
+/** Encodes one frame. */
+export function frame(kind: number, payload: Uint8Array | string = ''): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = kind;
+  out.writeUInt32BE(body.length, 1);
+  out.set(body, 5);
+  return out;
+}
+
+/** Splits a byte stream into frames; `push` calls `onFrame` for every complete one. */
+export class FrameReader {
+  #pending: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly onFrame: (kind: number, payload: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    let buf = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    while (buf.length >= 5) {
+      const len = buf.readUInt32BE(1);
+      if (buf.length < 5 + len) break;
+      const kind = buf[0] as number;
+      const payload = buf.subarray(5, 5 + len);
+      buf = buf.subarray(5 + len);
+      this.onFrame(kind, payload);
+    }
+    this.#pending = buf;
+  }
+}

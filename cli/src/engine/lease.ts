@@ -1,0 +1,43 @@
+import type { CliIo } from '../io.js';
+import { KilnEngine, type EngineOptions } from './engine.js';
+
+/** Where commands get engines: a plain `kiln` process opens one per command; `kiln daemon` keeps them. */
+export interface EngineSource {
+  /** The engine of `root`, opened if needed. */
+  open(opts: EngineOptions): Promise<KilnEngine>;
+  /** Whether engines stay open after a command (the daemon's) or close with it. */
+  readonly keepsOpen: boolean;
+}
+
+/** Opens an engine for each command and closes it after. */
+export const perCommandEngines: EngineSource = { open: (opts) => KilnEngine.open(opts), keepsOpen: false };
+
+/** One command's use of an engine: {@link EngineLease.begin} marks a build; `release` ends the use. */
+export interface EngineLease {
+  readonly engine: KilnEngine;
+  /** Marks a build in this root (a prune waits or is refused meanwhile). */
+  begin(signal?: AbortSignal): Promise<void>;
+  /** Ends the build mark taken by `begin` and, outside the daemon, closes the engine. Idempotent. */
+  release(): void;
+}
+
+/** The engine for `root` from the command's engine source. */
+export async function acquireEngine(io: CliIo, opts: EngineOptions): Promise<EngineLease> {
+  const source = io.engines ?? perCommandEngines;
+  const engine = await source.open(opts);
+  let began = false;
+  let released = false;
+  return {
+    engine,
+    async begin(signal) {
+      await engine.activity.begin(signal);
+      began = true;
+    },
+    release() {
+      if (released) return;
+      released = true;
+      if (began) engine.activity.end();
+      if (!source.keepsOpen) engine.close();
+    },
+  };
+}
