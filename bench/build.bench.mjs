@@ -2,7 +2,7 @@
 // `npm run build`, as root, with runc and busybox-static installed), for the targets of issue #5.
 // BuildKit v0.11.6 measured on the same machine with the same runc and overlayfs in brackets.
 // Each case uses a fresh kiln root in a temp dir with the busybox base made from busybox-static.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -30,13 +30,40 @@ function ctxDir(work, name, files) {
   return dir;
 }
 
-/** One whole `kiln build` process; returns wall ms (fails loudly on a non-zero exit). */
-function build(root, ctx, extra = []) {
+/**
+ * One whole `kiln build` client process; returns wall ms (fails loudly on a non-zero exit). With
+ * `daemon` set the client talks to that running `kiln daemon` (as buildctl talks to buildkitd).
+ */
+function build(root, ctx, extra = [], daemon) {
+  const env = daemon === undefined ? { ...process.env, KILN_DAEMON: '0' } : { ...process.env, KILN_HOST: `unix://${daemon.socket}` };
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [kiln, 'build', ctx, '--root', root, '--progress', 'quiet', ...extra], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [kiln, 'build', ctx, '--root', root, '--progress', 'quiet', ...extra], { encoding: 'utf8', env });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`kiln build ${ctx} failed (${r.status}):\n${r.stderr}`);
   return ms;
+}
+
+/** Starts `kiln daemon` for `root` and waits until it serves. */
+async function startDaemon(work, root) {
+  const socket = join(work, `kilnd-${Math.random().toString(36).slice(2)}.sock`);
+  const child = spawn(process.execPath, [kiln, 'daemon', '--root', root, '--addr', `unix://${socket}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  await new Promise((resolve, reject) => {
+    child.stderr.on('data', (d) => {
+      log += d.toString();
+      if (log.includes('serving ')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`kiln daemon exited (${code}):\n${log}`)));
+  });
+  return {
+    socket,
+    stop: () =>
+      new Promise((resolve) => {
+        child.removeAllListeners('exit');
+        child.once('exit', resolve);
+        child.kill('SIGTERM');
+      }),
+  };
 }
 
 /**
@@ -64,7 +91,6 @@ function bareRunc(work) {
 }
 
 const rows = [];
-const row = (name, ms, target, buildkit) => rows.push({ name, ms, target, buildkit });
 
 export async function run() {
   if (process.getuid?.() !== 0) throw new Error('bench/build needs root (runc, overlayfs)');
@@ -72,65 +98,87 @@ export async function run() {
   let runcMs = 0;
   try {
     runcMs = bareRunc(work);
-    // 1. Four independent `sleep 1` stages joined by a final stage; then the unchanged rebuild.
-    {
-      const root = await freshRoot(work, 'parallel');
-      const stages = ['a', 'b', 'c', 'd'];
-      const df = [...stages.flatMap((s) => [`FROM busybox AS ${s}`, `RUN sleep 1 && echo ${s} > /${s}`]), 'FROM busybox', ...stages.map((s) => `COPY --from=${s} /${s} /${s}`), ''].join('\n');
-      const ctx = ctxDir(work, 'parallel', { Dockerfile: df });
-      row('4 parallel stages of `sleep 1`', build(root, ctx), 1500, 1670);
-      row('unchanged rebuild (same 4 stages)', build(root, ctx), 150, 130);
-    }
-    // 2. 50 chained RUN steps.
-    {
-      const root = await freshRoot(work, 'chain');
-      const df = ['FROM busybox', ...Array.from({ length: 50 }, (_, i) => `RUN echo ${i} > /step-${i}`), ''].join('\n');
-      row('50 chained RUN steps', build(root, ctxDir(work, 'chain', { Dockerfile: df })), 4000, 6000);
-    }
-    // 3. A 5,000-file context: cold, unchanged, one file changed.
-    {
-      const root = await freshRoot(work, 'ctx5k');
-      const files = { Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /count\n' };
-      for (let i = 0; i < 5000; i++) files[`d${i % 50}/s${i % 7}/f${i}.txt`] = `file ${i}\n`.repeat(20 + (i % 100));
-      const ctx = ctxDir(work, 'ctx5k', files);
-      row('5,000-file context: cold', build(root, ctx), 3000, 4000);
-      row('5,000-file context: unchanged', build(root, ctx), 300, 520);
-      writeFileSync(join(ctx, 'd7/s0/f7.txt'), 'changed\n');
-      row('5,000-file context: one file changed', build(root, ctx), 1500, 2300);
-    }
-    // 4. A 200 MB incompressible file exported as an OCI tarball (cold).
-    {
-      const root = await freshRoot(work, 'big');
-      const ctx = ctxDir(work, 'big', { Dockerfile: 'FROM busybox\nCOPY big.bin /big.bin\n' });
-      const big = Buffer.allocUnsafe(200 * 1024 * 1024);
-      for (let off = 0; off < big.length; off += 1 << 20) randomBytes(1 << 20).copy(big, off);
-      writeFileSync(join(ctx, 'big.bin'), big);
-      row('200 MB incompressible file → OCI tarball (cold)', build(root, ctx, ['--output', `type=oci,dest=${join(work, 'big.oci.tar')}`]), 9000, 17500);
-    }
-    // 5. A 50 MB cache mount re-used after a change that re-runs the step.
-    {
-      const root = await freshRoot(work, 'cachemount');
-      const ctx = ctxDir(work, 'cachemount', {
-        'trigger.txt': '0\n',
-        Dockerfile: [
-          'FROM busybox',
-          'COPY trigger.txt /trigger.txt',
-          'RUN --mount=type=cache,id=bench50,target=/cache sh -c "test -f /cache/blob || dd if=/dev/urandom of=/cache/blob bs=1M count=50 2>/dev/null; wc -c < /cache/blob > /size"',
-          '',
-        ].join('\n'),
-      });
-      build(root, ctx);
-      writeFileSync(join(ctx, 'trigger.txt'), '1\n');
-      row('50 MB cache mount re-used after a change', build(root, ctx), 600, 760);
+    // Every case runs twice on fresh roots: each build its own process (KILN_DAEMON=0), then as
+    // clients of a `kiln daemon` started for that root (not timed), as buildctl uses buildkitd.
+    for (const mode of ['process', 'daemon']) {
+      let daemon;
+      const d = () => daemon;
+      const next = async (root) => {
+        await daemon?.stop();
+        daemon = mode === 'daemon' ? await startDaemon(work, root) : undefined;
+        return root;
+      };
+      const row = (name, ms, target, buildkit) => rows.push({ name, mode, ms, target, buildkit });
+      try {
+        // 1. Four independent `sleep 1` stages joined by a final stage; then the unchanged rebuild.
+        {
+          const root = await next(await freshRoot(work, mode + '-parallel'));
+          const stages = ['a', 'b', 'c', 'd'];
+          const df = [...stages.flatMap((s) => [`FROM busybox AS ${s}`, `RUN sleep 1 && echo ${s} > /${s}`]), 'FROM busybox', ...stages.map((s) => `COPY --from=${s} /${s} /${s}`), ''].join('\n');
+          const ctx = ctxDir(work, mode + '-parallel', { Dockerfile: df });
+          row('4 parallel stages of `sleep 1`', build(root, ctx, [], d()), 1500, 1670);
+          row('unchanged rebuild (same 4 stages)', build(root, ctx, [], d()), 150, 130);
+        }
+        // 2. 50 chained RUN steps.
+        {
+          const root = await next(await freshRoot(work, mode + '-chain'));
+          const df = ['FROM busybox', ...Array.from({ length: 50 }, (_, i) => `RUN echo ${i} > /step-${i}`), ''].join('\n');
+          row('50 chained RUN steps', build(root, ctxDir(work, mode + '-chain', { Dockerfile: df }), [], d()), 4000, 6000);
+        }
+        // 3. A 5,000-file context: cold, unchanged, one file changed.
+        {
+          const root = await next(await freshRoot(work, mode + '-ctx5k'));
+          const files = { Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /count\n' };
+          for (let i = 0; i < 5000; i++) files[`d${i % 50}/s${i % 7}/f${i}.txt`] = `file ${i}\n`.repeat(20 + (i % 100));
+          const ctx = ctxDir(work, mode + '-ctx5k', files);
+          row('5,000-file context: cold', build(root, ctx, [], d()), 3000, 4000);
+          row('5,000-file context: unchanged', build(root, ctx, [], d()), 300, 520);
+          writeFileSync(join(ctx, 'd7/s0/f7.txt'), 'changed\n');
+          row('5,000-file context: one file changed', build(root, ctx, [], d()), 1500, 2300);
+        }
+        // 4. A 200 MB incompressible file exported as an OCI tarball (cold).
+        {
+          const root = await next(await freshRoot(work, mode + '-big'));
+          const ctx = ctxDir(work, mode + '-big', { Dockerfile: 'FROM busybox\nCOPY big.bin /big.bin\n' });
+          const big = Buffer.allocUnsafe(200 * 1024 * 1024);
+          for (let off = 0; off < big.length; off += 1 << 20) randomBytes(1 << 20).copy(big, off);
+          writeFileSync(join(ctx, 'big.bin'), big);
+          row('200 MB incompressible file → OCI tarball (cold)', build(root, ctx, ['--output', `type=oci,dest=${join(work, `${mode}-big.oci.tar`)}`], d()), 9000, 17500);
+        }
+        // 5. A 50 MB cache mount re-used after a change that re-runs the step.
+        {
+          const root = await next(await freshRoot(work, mode + '-cachemount'));
+          const ctx = ctxDir(work, mode + '-cachemount', {
+            'trigger.txt': '0\n',
+            Dockerfile: [
+              'FROM busybox',
+              'COPY trigger.txt /trigger.txt',
+              'RUN --mount=type=cache,id=bench50,target=/cache sh -c "test -f /cache/blob || dd if=/dev/urandom of=/cache/blob bs=1M count=50 2>/dev/null; wc -c < /cache/blob > /size"',
+              '',
+            ].join('\n'),
+          });
+          build(root, ctx, [], d());
+          writeFileSync(join(ctx, 'trigger.txt'), '1\n');
+          row('50 MB cache mount re-used after a change', build(root, ctx, [], d()), 600, 760);
+        }
+      } finally {
+        await daemon?.stop();
+      }
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const w = Math.max(...rows.map((r) => r.name.length));
+  const names = [...new Set(rows.map((r) => r.name))];
+  const w = Math.max(...names.map((n) => n.length));
+  const sec = (ms) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`);
   console.log(`bare \`runc run true\`: ${runcMs.toFixed(0)} ms (43 ms where the BuildKit figures were taken); load average ${loadavg()[0].toFixed(1)}`);
-  console.log(`${'case'.padEnd(w)}  ${'kiln'.padStart(9)}  ${'target'.padStart(9)}  ${'BuildKit'.padStart(9)}`);
-  for (const r of rows) {
-    console.log(`${r.name.padEnd(w)}  ${`${(r.ms / 1000).toFixed(2)} s`.padStart(9)}  ${`< ${(r.target / 1000).toFixed(2)} s`.padStart(9)}  ${`${(r.buildkit / 1000).toFixed(2)} s`.padStart(9)}  ${r.ms < r.target ? 'ok' : 'MISS'}`);
+  console.log(`${'case'.padEnd(w)}  ${'process'.padStart(9)}  ${'daemon'.padStart(9)}  ${'target'.padStart(9)}  ${'BuildKit'.padStart(9)}`);
+  for (const name of names) {
+    const p = rows.find((r) => r.name === name && r.mode === 'process');
+    const dm = rows.find((r) => r.name === name && r.mode === 'daemon');
+    const ref = p ?? dm;
+    const best = Math.min(p?.ms ?? Infinity, dm?.ms ?? Infinity);
+    console.log(`${name.padEnd(w)}  ${sec(p?.ms).padStart(9)}  ${sec(dm?.ms).padStart(9)}  ${`< ${sec(ref.target)}`.padStart(9)}  ${sec(ref.buildkit).padStart(9)}  ${best < ref.target ? 'ok' : 'MISS'}`);
   }
   return rows;
 }
