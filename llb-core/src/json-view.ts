@@ -26,6 +26,15 @@ import { compareGoStrings } from './pb/writer.js';
 
 /** Quotes a string the way Go's encoding/json does (HTML-safe, U+2028/9 escaped). */
 export function goJsonString(s: string): string {
+  let plain = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || c === 0x3c || c === 0x3e || c === 0x26 || c >= 0x2028) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return `"${s}"`;
   let out = '"';
   let last = 0;
   for (let i = 0; i < s.length; i++) {
@@ -57,11 +66,14 @@ export function goJsonString(s: string): string {
   return out + s.slice(last) + '"';
 }
 
-/** A tiny ordered JSON object builder following Go's omitempty rules. */
+/**
+ * A tiny ordered JSON object builder following Go's omitempty rules. Keys are this module's
+ * constant field names (plain ASCII, nothing to escape); the text is built by concatenation.
+ */
 class Obj {
-  private parts: string[] = [];
+  private s = '';
   raw(key: string, json: string): this {
-    this.parts.push(`${goJsonString(key)}:${json}`);
+    this.s += this.s === '' ? `"${key}":${json}` : `,"${key}":${json}`;
     return this;
   }
   str(key: string, v: string | undefined): this {
@@ -78,27 +90,35 @@ class Obj {
     return v ? this.raw(key, 'true') : this;
   }
   strs(key: string, v: readonly string[] | undefined): this {
-    return v && v.length > 0 ? this.raw(key, `[${v.map(goJsonString).join(',')}]`) : this;
+    if (!v || v.length === 0) return this;
+    let a = goJsonString(v[0] as string);
+    for (let i = 1; i < v.length; i++) a += `,${goJsonString(v[i] as string)}`;
+    return this.raw(key, `[${a}]`);
   }
   nums(key: string, v: readonly number[] | undefined): this {
     return v && v.length > 0 ? this.raw(key, `[${v.join(',')}]`) : this;
   }
   bytes(key: string, v: Uint8Array | undefined): this {
-    return v && v.length > 0 ? this.raw(key, goJsonString(Buffer.from(v).toString('base64'))) : this;
+    return v && v.length > 0 ? this.raw(key, goJsonString(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'))) : this;
   }
   obj<T>(key: string, v: T | undefined, f: (v: T) => string): this {
     return v !== undefined ? this.raw(key, f(v)) : this;
   }
   list<T>(key: string, v: readonly T[] | undefined, f: (v: T) => string): this {
-    return v && v.length > 0 ? this.raw(key, `[${v.map(f).join(',')}]`) : this;
+    if (!v || v.length === 0) return this;
+    let a = f(v[0] as T);
+    for (let i = 1; i < v.length; i++) a += `,${f(v[i] as T)}`;
+    return this.raw(key, `[${a}]`);
   }
   map<T>(key: string, v: ReadonlyMap<string, T> | undefined, f: (v: T) => string, omitEmpty = true): this {
     if (!v || v.size === 0) return omitEmpty ? this : this.raw(key, 'null');
-    const keys = [...v.keys()].sort(compareGoStrings);
-    return this.raw(key, `{${keys.map((k) => `${goJsonString(k)}:${f(v.get(k) as T)}`).join(',')}}`);
+    const keys = v.size === 1 ? [...v.keys()] : [...v.keys()].sort(compareGoStrings);
+    let a = '';
+    for (const k of keys) a += `${a === '' ? '' : ','}${goJsonString(k)}:${f(v.get(k) as T)}`;
+    return this.raw(key, `{${a}}`);
   }
   toString(): string {
-    return `{${this.parts.join(',')}}`;
+    return `{${this.s}}`;
   }
 }
 
