@@ -106,7 +106,7 @@ export function readRepeatedInt32(r: Reader, tag: number, into: number[]): void 
   } else into.push(readInt32(r));
 }
 
-/** Wraps codec failures (including protobufjs RangeErrors) in an LlbError prefixed with `what`. */
+/** Wraps codec failures (including RangeErrors) in an LlbError prefixed with `what`. */
 export function decodeFailure(what: string, e: unknown): LlbError {
   if (e instanceof LlbError) return new LlbError(e.code, `${what}: ${e.message}`, { cause: e });
   const msg = e instanceof Error ? e.message : String(e);
