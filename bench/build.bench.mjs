@@ -14,6 +14,8 @@ import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const kiln = join(repo, 'cli', 'bin', 'kiln.js');
+/** The `kiln` command users run (the npm bin): the Perl client of a running daemon, else Node. */
+const kilnLauncher = join(repo, 'cli', 'bin', 'kiln');
 
 async function freshRoot(work, name) {
   const root = join(work, `root-${name}`);
@@ -31,13 +33,15 @@ function ctxDir(work, name, files) {
 }
 
 /**
- * One whole `kiln build` client process; returns wall ms (fails loudly on a non-zero exit). With
- * `daemon` set the client talks to that running `kiln daemon` (as buildctl talks to buildkitd).
+ * One whole `kiln build` process; returns wall ms (fails loudly on a non-zero exit). Without a
+ * daemon: `node cli/bin/kiln.js build …` does all the work. With one: the `kiln` command is a
+ * client of that running `kiln daemon`, as buildctl is of buildkitd.
  */
 function build(root, ctx, extra = [], daemon) {
   const env = daemon === undefined ? { ...process.env, KILN_DAEMON: '0' } : { ...process.env, KILN_HOST: `unix://${daemon.socket}` };
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [kiln, 'build', ctx, '--root', root, '--progress', 'quiet', ...extra], { encoding: 'utf8', env });
+  const argv = ['build', ctx, '--root', root, '--progress', 'quiet', ...extra];
+  const r = daemon === undefined ? spawnSync(process.execPath, [kiln, ...argv], { encoding: 'utf8', env }) : spawnSync(kilnLauncher, argv, { encoding: 'utf8', env });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`kiln build ${ctx} failed (${r.status}):\n${r.stderr}`);
   return ms;

@@ -1,0 +1,118 @@
+#!/usr/bin/perl
+# The fast path of `kiln`: when a `kiln daemon` serves this command, talk to it directly. Perl
+# (perl-base, Essential on Debian) starts in a few milliseconds where Node takes 60-150 ms, and
+# the daemon already has kiln loaded, so `kiln build` costs about what the build costs.
+# Otherwise, or when the daemon declines (another root, another protocol), exec Node with kiln.js.
+# The wire format is cli/src/daemon/protocol.ts: [kind byte][u32 BE length][payload].
+use strict;
+use warnings;
+use Socket qw(PF_UNIX SOCK_STREAM pack_sockaddr_un);
+use Cwd qw(getcwd);
+use Errno qw(EINTR EAGAIN);
+
+my %SERVED = map { $_ => 1 } qw(build solve du prune);
+(my $here = Cwd::abs_path($0)) =~ s{/[^/]*$}{};
+
+sub in_process {
+  $ENV{KILN_DAEMON} = '0';
+  exec($ENV{KILN_NODE} // 'node', "$here/kiln.js", @ARGV) or die "kiln: cannot run node: $!\n";
+}
+
+in_process() if ($ENV{KILN_DAEMON} // '') eq '0';
+my ($command) = grep { !/^-/ } @ARGV;
+in_process() unless defined $command && $SERVED{$command};
+
+# Same rules as daemonSocketPath() in protocol.ts.
+my $path;
+if (defined $ENV{KILN_HOST} && $ENV{KILN_HOST} ne '') {
+  ($path = $ENV{KILN_HOST}) =~ s{^unix://}{};
+} elsif ($< == 0) {
+  $path = '/run/kiln/kilnd.sock';
+} elsif (defined $ENV{XDG_RUNTIME_DIR} && $ENV{XDG_RUNTIME_DIR} ne '') {
+  $path = "$ENV{XDG_RUNTIME_DIR}/kiln/kilnd.sock";
+} else {
+  my $tmp = $ENV{TMPDIR} // '/tmp';
+  $tmp =~ s{/+$}{} if length($tmp) > 1;
+  $path = "$tmp/kiln-$</kilnd.sock";
+}
+socket(my $sock, PF_UNIX, SOCK_STREAM, 0) or in_process();
+connect($sock, pack_sockaddr_un($path)) or in_process();
+binmode($sock);
+
+sub json_str {
+  my ($s) = @_;
+  $s =~ s/(["\\])/\\$1/g;
+  $s =~ s/([\x00-\x1f])/sprintf('\\u%04x', ord($1))/ge;
+  return qq("$s");
+}
+sub frame { my ($kind, $payload) = @_; $payload //= ''; return pack('CN', ord($kind), length($payload)) . $payload }
+sub put {
+  my ($fh, $data) = @_;
+  while (length $data) {
+    my $n = syswrite($fh, $data);
+    if (!defined $n) { next if $! == EINTR || $! == EAGAIN; return 0 }
+    substr($data, 0, $n, '');
+  }
+  return 1;
+}
+
+my $err_tty = -t STDERR ? 1 : 0;
+my $size = '';
+if ($err_tty) {
+  my $ws = "\0" x 8;
+  # TIOCGWINSZ (0x5413 on Linux): rows and columns for the live progress display.
+  if (ioctl(STDERR, 0x5413, $ws)) {
+    my ($rows, $cols) = unpack('S2', $ws);
+    $size = qq(,"columns":$cols,"rows":$rows) if $cols;
+  }
+}
+my $env = join(',', map { json_str($_) . ':' . json_str($ENV{$_}) } sort keys %ENV);
+my $argv = join(',', map { json_str($_) } ('kiln', 'kiln', @ARGV));
+my $hello = sprintf('{"version":1,"argv":[%s],"cwd":%s,"env":{%s},"stdout":{"isTTY":%s},"stderr":{"isTTY":%s%s}}',
+  $argv, json_str(getcwd() // '/'), $env, (-t STDOUT ? 'true' : 'false'), ($err_tty ? 'true' : 'false'), $size);
+put($sock, frame('h', $hello)) or in_process();
+
+$SIG{PIPE} = 'IGNORE';
+my @pending_signals;
+$SIG{INT} = sub { push @pending_signals, 'SIGINT' };
+$SIG{TERM} = sub { push @pending_signals, 'SIGTERM' };
+
+my $buf = '';
+my $want_stdin = 0;
+my $stdin_open = 1;
+my $answered = 0;
+binmode(STDOUT);
+binmode(STDERR);
+binmode(STDIN);
+for (;;) {
+  put($sock, frame('s', shift @pending_signals)) while @pending_signals;
+  my $rin = '';
+  vec($rin, fileno($sock), 1) = 1;
+  vec($rin, fileno(STDIN), 1) = 1 if $want_stdin && $stdin_open;
+  my $ready = select(my $rout = $rin, undef, undef, undef);
+  next if $ready < 0;    # a signal: send it above
+  if ($want_stdin && $stdin_open && vec($rout, fileno(STDIN), 1)) {
+    my $n = sysread(STDIN, my $chunk, 65536);
+    if (!defined $n) { next if $! == EINTR }
+    if (!$n) { $stdin_open = 0; put($sock, frame('e')) } else { put($sock, frame('i', $chunk)) }
+  }
+  next unless vec($rout, fileno($sock), 1);
+  my $n = sysread($sock, $buf, 65536, length $buf);
+  if (!defined $n) { next if $! == EINTR; $n = 0 }
+  if ($n == 0) {
+    print STDERR "kiln: error KLN0709: the kiln daemon closed the connection before the command finished\n";
+    exit 1;
+  }
+  while (length($buf) >= 5) {
+    my ($kind, $len) = unpack('CN', $buf);
+    last if length($buf) < 5 + $len;
+    my $payload = substr($buf, 5, $len);
+    substr($buf, 0, 5 + $len, '');
+    $kind = chr($kind);
+    if ($kind eq 'o') { put(\*STDOUT, $payload) }
+    elsif ($kind eq 'r') { put(\*STDERR, $payload) }
+    elsif ($kind eq 'w') { $want_stdin = 1 }
+    elsif ($kind eq 'x') { exit(($payload =~ /^(\d+)$/) ? $1 : 1) }
+    elsif ($kind eq 'n') { close($sock); in_process() }
+  }
+}
