@@ -192,6 +192,7 @@ export async function fileCopy(srcRoot: string, destRoot: string, action: FileAc
     alwaysReplaceExistingDestPaths: action.alwaysReplaceExistingDestPaths,
     signal: opts.signal,
     concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+    copyLinks: opts.copyLinks,
   };
   let sources: string[];
   if (!action.allowWildcard) {

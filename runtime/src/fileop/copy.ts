@@ -11,7 +11,7 @@ import { IncludeMatcher, PatternMatcher } from './patterns.js';
 import { sourcePath } from './wildcards.js';
 import { copyXattrs } from './xattrs.js';
 import { cleanInRoot, inRootPath, resolveInRoot } from './resolve.js';
-import type { Owner } from './types.js';
+import type { FileOpOptions, Owner } from './types.js';
 
 /** Settings of one copy (fsutil's CopyInfo). */
 export interface CopyInfo {
@@ -26,7 +26,11 @@ export interface CopyInfo {
   readonly alwaysReplaceExistingDestPaths: boolean;
   readonly signal: AbortSignal | undefined;
   readonly concurrency: number;
+  /** Regular files to hard-link instead of copy (see {@link FileOpOptions.copyLinks}). */
+  readonly copyLinks: FileOpOptions['copyLinks'];
 }
+
+const OWN_UID = process.getuid?.() ?? 0;
 
 /**
  * Copies one source path (no wildcards) from `srcRoot` to `dest` in `destRoot` with fsutil
@@ -46,7 +50,7 @@ export async function copyPath(srcRoot: string, src: string, destRoot: string, d
   const srcFollowed = await sourcePath(srcRoot, src, ci.followLinks);
   const c = new Copier(srcRoot, destRoot, ci);
   const target = await c.prepareTargetDir(srcFollowed, src, destHost, created);
-  await c.copyTop(srcFollowed, target);
+  await c.copyTop(srcFollowed, target, created.includes(target));
   if (ci.time !== undefined) {
     // fsutil stamps created parents before filling them, so their mtime ends up "now"; we
     // re-stamp them last (deepest first) so a timestamp override gives a reproducible tree.
@@ -72,6 +76,8 @@ class Copier {
   readonly copied = new Set<string>();
   /** First target of each multiply-linked source inode, for hardlink preservation. */
   private readonly inodes = new Map<string, Promise<string>>();
+  /** Target directories that regular files were deferred into as hard links. */
+  private readonly linkedInto = new Set<string>();
   private srcTop = '';
   private targetTop = '';
 
@@ -123,11 +129,12 @@ class Copier {
     return target;
   }
 
-  async copyTop(src: string, target: string): Promise<void> {
+  /** `targetCreated`: `target` is a directory this copy just created (nothing else is in it). */
+  async copyTop(src: string, target: string, targetCreated: boolean): Promise<void> {
     this.srcTop = src;
     this.targetTop = target;
     const pending: Array<Promise<void>> = [];
-    await this.copy(src, '', target, false, this.include === undefined, pending);
+    await this.copy(src, '', target, false, this.include === undefined, pending, false, undefined, targetCreated);
     await Promise.all(pending);
     await copyXattrs(src, target, this.copied);
   }
@@ -145,6 +152,7 @@ class Copier {
     pending: Array<Promise<void>>,
     fresh = false,
     known?: BigIntStats,
+    targetCreated = false,
   ): Promise<void> {
     checkAborted(this.ci.signal, this.destName(target));
     // Same root for source and destination (`/` copied to `/sub`): never walk into our own output.
@@ -173,9 +181,18 @@ class Copier {
     if (isDir) {
       // With include patterns, a directory only partly matched exists only if something below did.
       if (skipInclude) this.copied.add(rel);
-      const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude, fresh);
+      const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude, fresh, targetCreated);
       const applyInfo = overwriteTargetMetadata && skipInclude ? true : created;
       if (applyInfo) await this.copyFileInfo(entry, target);
+      const links = this.ci.copyLinks;
+      if (applyInfo && links !== undefined && this.linkedInto.has(target)) {
+        // The deferred links will bump this directory's mtime: they restore it afterwards.
+        links.stamps.push({ path: links.destLayer + target.slice(this.destRoot.length), atime: nsToSeconds(st.atimeNs), mtime: nsToSeconds(st.mtimeNs) });
+      }
+      return;
+    }
+    if (st.isFile() && fresh && this.linkable(st, target)) {
+      this.deferLink(src, target);
       return;
     }
     this.copied.add(rel);
@@ -194,6 +211,32 @@ class Copier {
       throw new FileOpError('FILEOP_UNSUPPORTED', rel === '' ? '/' : rel, `cannot copy "${rel}": sockets are not supported`);
     }
     await this.copyFileInfo(entry, target);
+  }
+
+  /**
+   * Whether a regular file may be hard-linked (see {@link FileOpOptions.copyLinks}): the copy
+   * would leave the source's owner, mode and times unchanged, so sharing the inode gives the
+   * same file. A link shares the inode's xattrs too, so none are copied for it.
+   */
+  private linkable(st: BigIntStats, target: string): boolean {
+    const ci = this.ci;
+    if (ci.copyLinks === undefined || ci.time !== undefined) return false;
+    if (!target.startsWith(this.destRoot + '/')) return false;
+    const uid = ci.owner?.uid ?? Number(st.uid);
+    const gid = ci.owner?.gid ?? Number(st.gid);
+    if (uid !== Number(st.uid) || gid !== Number(st.gid)) return false;
+    // Without root a copy of someone else's file ends up ours (preserveOwner); a link would not.
+    if (OWN_UID !== 0 && uid !== OWN_UID) return false;
+    // A member of a hardlink group that was copied already: link to that copy instead.
+    if (st.nlink > 1n && this.inodes.has(`${st.dev}:${st.ino}`)) return false;
+    return this.targetMode(st) === (Number(st.mode) & 0o7777);
+  }
+
+  private deferLink(src: string, target: string): void {
+    const links = this.ci.copyLinks;
+    if (links === undefined) return;
+    links.links.push({ from: src, to: links.destLayer + target.slice(this.destRoot.length) });
+    this.linkedInto.add(dirname(target));
   }
 
   private copyRegular(entry: Entry, target: string): Promise<void> {
@@ -263,6 +306,7 @@ class Copier {
     overwriteTargetMetadata: boolean,
     skipInclude: boolean,
     fresh: boolean,
+    targetCreated = false,
   ): Promise<boolean> {
     let created = false;
     // With include patterns, a directory is created only once something below it matches.
@@ -283,7 +327,7 @@ class Copier {
         const stats = await Promise.all(batch.map((n) => lstat(join(src, n), { bigint: true })));
         for (const [k, name] of batch.entries()) {
           const r = rel === '' ? name : `${rel}/${name}`;
-          const fresh = created && this.include === undefined;
+          const fresh = (created || targetCreated) && this.include === undefined;
           await this.copy(join(src, name), r, join(dst, name), true, skipInclude, pending, fresh, stats[k]);
         }
       }
@@ -339,6 +383,14 @@ class Copier {
     await unlink(dst);
   }
 
+  /** The permission bits a copy of `st` gets (the source's, or the copy's mode override). */
+  private targetMode(st: BigIntStats): number {
+    const m = Number(st.mode) & 0o7777;
+    if (this.ci.mode !== undefined) return (m & ~0o777) | (this.ci.mode & 0o777);
+    if (this.ci.modeSet !== undefined) return this.ci.modeSet(m, st.isDirectory()) & 0o7777;
+    return m;
+  }
+
   /** Owner, mode, times of `target` from the source entry and the copy's overrides. */
   private async copyFileInfo(entry: Entry, target: string): Promise<void> {
     const st = entry.st;
@@ -347,11 +399,8 @@ class Copier {
     if (this.ci.owner !== undefined) await lchown(target, uid, gid);
     else await preserveOwner(target, uid, gid);
     if (!st.isSymbolicLink()) {
-      let m = Number(st.mode) & 0o7777;
-      if (this.ci.mode !== undefined) m = (m & ~0o777) | (this.ci.mode & 0o777);
-      else if (this.ci.modeSet !== undefined) m = this.ci.modeSet(m, st.isDirectory()) & 0o7777;
       // After chown: chown clears set-id bits.
-      await chmod(target, m);
+      await chmod(target, this.targetMode(st));
     }
     if (this.ci.time !== undefined) await lutimes(target, this.ci.time, this.ci.time);
     else await lutimes(target, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));

@@ -97,4 +97,21 @@ export interface FileOpOptions {
   readonly signal?: AbortSignal;
   /** Maximum number of file copies in flight (default 8). */
   readonly concurrency?: number;
+  /**
+   * Copy actions only: hard-link regular files instead of copying their bytes. Valid only when
+   * the copy's source root is an immutable directory (a committed snapshot's own layer, never
+   * written in place) on the same filesystem as `destLayer`. A file is linked when the copy
+   * would give it exactly the source's owner, mode and times (no chown, chmod or timestamp
+   * changes it) and it goes into a directory this copy created (so only this copy's own
+   * directories receive links). The links are not made by the copy: they are added to `links`
+   * (and the directories they land in, with the times they must end with, to `stamps`, deepest
+   * first) for the caller to make in `destLayer` once the destination is no longer mounted
+   * (writing to an overlay's upper directory under a mounted overlay is not allowed).
+   */
+  readonly copyLinks?: {
+    /** The destination root's own layer directory on the host: its overlay upperdir, or the root itself. */
+    readonly destLayer: string;
+    readonly links: Array<{ readonly from: string; readonly to: string }>;
+    readonly stamps: Array<{ readonly path: string; readonly atime: number; readonly mtime: number }>;
+  };
 }

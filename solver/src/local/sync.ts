@@ -1,10 +1,10 @@
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { chmod, lchown, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfCancelled } from '../errors.js';
 import { ContentHashTree, type HashedEntry } from '../contenthash/tree.js';
 import { EMPTY_DIGEST, digestOf, headerDigest, tarsumHeaderHash } from '../contenthash/tarsum.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, walkLocal, type LocalFilter, type LocalStat } from './walk.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, walkLocal, type LocalEntry, type LocalFilter, type LocalStat } from './walk.js';
 
 /** Options of {@link syncLocalSource}. */
 export interface SyncLocalOptions {
@@ -43,6 +43,8 @@ export interface SyncLocalResult {
    * copy of the previous result gives this one.
    */
   readonly changes: { readonly updated: readonly string[]; readonly removed: readonly string[] };
+  /** Every synced path (parents first, lexical order) with the stat the mirror now has. */
+  readonly entries: readonly LocalEntry[];
   readonly stats: SyncLocalStats;
 }
 
@@ -103,6 +105,10 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     rmSync(dest, { recursive: true, force: true });
     mkdirSync(dest, { recursive: true });
   }
+  // In a mirror this sync just created no file can be in the way of a new one.
+  const emptyDest = !destOk;
+  // A file created in a set-gid directory takes the directory's group: chown it then too.
+  const setgidDirs = entries.some((e) => (e.stat.mode & S_IFMT) === S_IFDIR && (e.stat.mode & 0o2000) !== 0);
   const rows: Record<string, StateRow> = {};
   const hashed: HashedEntry[] = [];
   const present = new Set<string>();
@@ -177,11 +183,11 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     if (fmt === S_IFREG) {
       const abs = join(src, e.path);
       const stat = e.stat;
-      const fresh = prev === undefined;
       const index = hashed.length;
       hashed.push(e);
       copies.push(async () => {
-        const digest = stat.size > LARGE_FILE ? await copyLarge(abs, target, stat, signal) : copySmall(abs, target, stat, fresh);
+        if (!emptyDest) removeFile(target);
+        const digest = stat.size > LARGE_FILE ? await copyLarge(abs, target, stat, signal) : copySmall(abs, target, stat, setgidDirs);
         hashed[index] = { path: e.path, stat, digest };
         rows[e.path] = row(stat, digest);
         nHashed++;
@@ -237,6 +243,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     rootDigest,
     previousRootDigest: old?.dirs?.[''],
     changes: { updated, removed: removedPaths },
+    entries,
     stats: { entries: entries.length, hashed: nHashed, copied: nCopied, removed, unchanged: nUnchanged, bytes },
   };
 }
@@ -265,17 +272,31 @@ const LARGE_FILE = 8 << 20;
 const OWN_UID = process.getuid?.() ?? -1;
 const OWN_GID = process.getgid?.() ?? -1;
 
-/** Copies one small regular file with sync calls, returning its BuildKit record digest. */
-function copySmall(abs: string, target: string, stat: LocalStat, fresh: boolean): string {
+/**
+ * Unlinks the mirror's old copy of a file before a new one is written. The mirror never changes
+ * a file's inode in place (no truncate, no chmod): local-source snapshots and COPY results
+ * hard-link the mirror's files, so an inode, once written, must stay as it is.
+ */
+function removeFile(target: string): void {
+  try {
+    unlinkSync(target);
+  } catch (err) {
+    if (!(typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT')) throw err;
+  }
+}
+
+/** Copies one small regular file into a new inode with sync calls, returning its BuildKit record digest. */
+function copySmall(abs: string, target: string, stat: LocalStat, setgidDirs: boolean): string {
   const h = tarsumHeaderHash(stat);
   const buf = stat.size > 0 ? readFileSync(abs) : Buffer.alloc(0);
   h.update(buf);
-  const fd = openSync(target, 'w', stat.mode & 0o7777);
+  // `wx` (O_EXCL): always a new inode, never one that a snapshot may share.
+  const fd = openSync(target, 'wx', stat.mode & 0o7777);
   try {
     if (buf.length > 0) writeSync(fd, buf);
     fchmodSync(fd, stat.mode & 0o7777);
     // A file we just created already belongs to us; chown only when the owner differs.
-    if (!fresh || stat.uid !== OWN_UID || stat.gid !== OWN_GID) fchownSync(fd, stat.uid, stat.gid);
+    if (setgidDirs || stat.uid !== OWN_UID || stat.gid !== OWN_GID) fchownSync(fd, stat.uid, stat.gid);
     const t = stat.mtimeMs / 1000;
     futimesSync(fd, t, t);
   } finally {
@@ -289,7 +310,7 @@ async function copyLarge(abs: string, target: string, stat: LocalStat, signal: A
   const h = tarsumHeaderHash(stat);
   const fh = await open(abs, 'r');
   try {
-    const out = await open(target, 'w', stat.mode & 0o7777);
+    const out = await open(target, 'wx', stat.mode & 0o7777);
     try {
       const buf = Buffer.allocUnsafe(1 << 20);
       for (;;) {

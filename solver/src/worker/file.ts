@@ -1,5 +1,7 @@
 import type { ChownOpt as LlbChown, FileOp, FileOpAction, UserOpt as LlbUser } from '@kiln/llb-core';
-import type { ChownOpt, FileAction, UserOpt } from '@kiln/runtime';
+import { chmodSync, constants, copyFileSync, lchownSync, linkSync, lstatSync, lutimesSync } from 'node:fs';
+import type { ChownOpt, FileAction, FileOpOptions, Mount, UserOpt } from '@kiln/runtime';
+import { throwIfCancelled } from '../errors.js';
 import { SolverError } from '../errors.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
@@ -92,10 +94,21 @@ export async function runFileOp(deps: RuntimeWorkerDeps, op: FileOp, inputs: rea
   const toRelease: Array<() => Promise<void>> = [];
   const actives = new Set<string>();
   const readonlyMounts = new Map<string, string>();
+  /** Inputs read in place: committed snapshots that are one plain directory (see mountRO). */
+  const layerDirs = new Set<string>();
   const activeMounts = new Map<string, () => Promise<void>>();
   const mountRO = async (snapshot: string): Promise<string> => {
     const have = readonlyMounts.get(snapshot);
     if (have !== undefined) return have;
+    // A committed snapshot that is one plain directory (a local source, a one-layer image) is
+    // read where it is: no mount, and a copy from it may hard-link its files, because a
+    // committed layer directory is never written to (the snapshotter's contract).
+    const dir = plainLayerDir(await s.mounts(snapshot), 'ro');
+    if (dir !== undefined) {
+      readonlyMounts.set(snapshot, dir);
+      layerDirs.add(dir);
+      return dir;
+    }
     const m = await s.mount(snapshot, ctx.signal);
     toRelease.push(() => m.release());
     readonlyMounts.set(snapshot, m.path);
@@ -138,13 +151,24 @@ export async function runFileOp(deps: RuntimeWorkerDeps, op: FileOp, inputs: rea
       const roots = new Map<number, string | undefined>();
       for (const idx of ownerInputs(a)) roots.set(idx, await ownerRoot(idx));
       const action = toRuntimeAction(a, (idx) => roots.get(idx));
-      await deps.applyFileAction(action, { dest: target.path, ...(src === undefined ? {} : { src }) }, { signal: ctx.signal, ownerRoot: target.path });
-      results[i] = target;
       const out = a.output ?? 0;
+      // A copy out of an immutable layer dir into a result committed right away links its files.
+      let copyLinks: FileOpOptions['copyLinks'];
+      if (action.kind === 'copy' && out >= 0 && src !== undefined && layerDirs.has(src)) {
+        const destLayer = ownLayerDir(await s.mounts(target.active));
+        if (destLayer !== undefined) copyLinks = { destLayer, links: [], stamps: [] };
+      }
+      await deps.applyFileAction(
+        action,
+        { dest: target.path, ...(src === undefined ? {} : { src }) },
+        { signal: ctx.signal, ownerRoot: target.path, ...(copyLinks === undefined ? {} : { copyLinks }) },
+      );
+      results[i] = target;
       if (out >= 0) {
         // Unmount before commit; an action with an output is not built on by later actions.
         await activeMounts.get(target.active)?.();
         activeMounts.delete(target.active);
+        if (copyLinks !== undefined) await makeLinks(copyLinks, ctx.signal);
         const id = newSnapshotId('file');
         await s.commit(id, target.active);
         actives.delete(target.active);
@@ -166,4 +190,54 @@ function ownerInputs(a: FileOpAction): number[] {
   const out: number[] = [];
   for (const u of [o?.user, o?.group]) if (u?.kind === 'byName') out.push(u.byName.input ?? 0);
   return out;
+}
+
+/** The directory of a mount that is a single bind mount with option `opt` (`ro`/`rw`), if it is one. */
+function plainLayerDir(ms: readonly Mount[], opt: 'ro' | 'rw'): string | undefined {
+  const only = ms[0];
+  return ms.length === 1 && only?.type === 'bind' && only.options.includes(opt) ? only.source : undefined;
+}
+
+/** An active snapshot's own layer directory: its overlay upperdir, or the directory itself. */
+function ownLayerDir(ms: readonly Mount[]): string | undefined {
+  const only = ms[0];
+  if (ms.length !== 1 || only === undefined) return undefined;
+  if (only.type === 'overlay') {
+    const upper = only.options.find((o) => o.startsWith('upperdir='));
+    return upper === undefined ? undefined : upper.slice('upperdir='.length);
+  }
+  return plainLayerDir(ms, 'rw');
+}
+
+/** Errors after which a file is copied instead of linked (another filesystem, the link limit, permissions). */
+const LINK_FALLBACK: ReadonlySet<unknown> = new Set<unknown>(['EXDEV', 'EMLINK', 'EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP']);
+
+/**
+ * Makes the hard links a copy deferred (runtime FileOpOptions.copyLinks) in the destination's
+ * layer directory, now that it is not mounted (an overlay's upper dir may be changed offline
+ * only), then restores the mtimes of the directories they went into. A file that cannot be
+ * linked is copied with the source's owner, mode and times.
+ */
+async function makeLinks(plan: NonNullable<FileOpOptions['copyLinks']>, signal: AbortSignal): Promise<void> {
+  for (const [i, l] of plan.links.entries()) {
+    if (i % 1024 === 1023) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      throwIfCancelled(signal);
+    }
+    try {
+      linkSync(l.from, l.to);
+    } catch (err) {
+      if (!LINK_FALLBACK.has(typeof err === 'object' && err !== null && 'code' in err ? err.code : undefined)) throw err;
+      const st = lstatSync(l.from, { bigint: true });
+      copyFileSync(l.from, l.to, constants.COPYFILE_EXCL);
+      lchownSync(l.to, Number(st.uid), Number(st.gid));
+      chmodSync(l.to, Number(st.mode) & 0o7777);
+      lutimesSync(l.to, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
+    }
+  }
+  for (const d of plan.stamps) lutimesSync(d.path, d.atime, d.mtime);
+}
+
+function nsToSeconds(ns: bigint): number {
+  return Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 }

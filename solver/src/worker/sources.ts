@@ -1,20 +1,17 @@
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { chmod, lchown, lstat, lutimes, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { EnsuredImage, Platform } from '@kiln/runtime';
 import type { SourceOp } from '@kiln/llb-core';
 import { SolverError } from '../errors.js';
 import { syncLocalSource, type SyncLocalResult } from '../local/sync.js';
+import { linkTree } from '../local/link-tree.js';
 import type { LocalFilter } from '../local/walk.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { hasSnapshot, withMounted } from './snapshots.js';
 import { withFileLock } from './file-lock.js';
-
-const execFileP = promisify(execFile);
 
 /** OCI ChainID of a list of diffIDs: ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). */
 export function chainIds(diffIds: readonly string[]): string[] {
@@ -116,52 +113,6 @@ export async function emptySnapshot(deps: RuntimeWorkerDeps): Promise<string> {
   return id;
 }
 
-async function readLast(file: string): Promise<{ id: string; rootDigest: string } | undefined> {
-  try {
-    const v: unknown = JSON.parse(await readFile(file, 'utf8'));
-    if (typeof v === 'object' && v !== null && 'id' in v && 'rootDigest' in v && typeof v.id === 'string' && typeof v.rootDigest === 'string') {
-      return { id: v.id, rootDigest: v.rootDigest };
-    }
-  } catch {
-    // none yet
-  }
-  return undefined;
-}
-
-async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, file);
-}
-
-/**
- * Applies a sync's changes to a mounted copy of the previous snapshot: removals first (through
- * the overlay they become whiteouts), then directories (attributes copied), then files and
- * symlinks copied with `cp -a` in batches.
- */
-async function applyChanges(mirror: string, target: string, changes: SyncLocalResult['changes']): Promise<void> {
-  for (const p of changes.removed) await rm(join(target, p), { recursive: true, force: true });
-  const files: string[] = [];
-  const dirs: string[] = [];
-  for (const p of changes.updated) {
-    const st = await lstat(join(mirror, p));
-    if (st.isDirectory()) dirs.push(p);
-    else files.push(p);
-  }
-  for (const d of dirs) await mkdir(join(target, d), { recursive: true });
-  for (let i = 0; i < files.length; i += 200) {
-    const batch = files.slice(i, i + 200);
-    await execFileP('cp', ['-a', '--parents', '--remove-destination', ...batch.map((f) => `./${f}`), target], { cwd: mirror });
-  }
-  // Directory attributes last (writing children changed their mtimes), deepest first.
-  for (const d of dirs.reverse()) {
-    const st = await lstat(join(mirror, d));
-    await chmod(join(target, d), st.mode & 0o7777);
-    await lchown(join(target, d), st.uid, st.gid);
-    await lutimes(join(target, d), st.atime, st.mtime);
-  }
-}
-
 function jsonList(v: string | undefined): string[] | undefined {
   if (v === undefined || v === '') return undefined;
   const parsed: unknown = JSON.parse(v);
@@ -170,9 +121,10 @@ function jsonList(v: string | undefined): string[] | undefined {
 
 /**
  * Local sources (`local://name`): the directory is synced incrementally into a persistent mirror
- * (`<root>/solver/local/<name>`; one sync at a time per mirror, across processes too), and the result is a committed snapshot named by the BuildKit
- * content digest of what was synced, so an unchanged context reuses the previous snapshot without
- * copying anything.
+ * (`<root>/solver/local/<name>`; one sync at a time per mirror, across processes too), and the
+ * result is a committed snapshot named by the BuildKit content digest of what was synced, so an
+ * unchanged context reuses the previous snapshot. A new snapshot hard-links the mirror's files
+ * (see {@link linkTree}): nothing is copied twice.
  */
 export class LocalSources {
   readonly #deps: RuntimeWorkerDeps;
@@ -216,30 +168,19 @@ export class LocalSources {
     ctx.status('transferring context', synced.stats.bytes, undefined, true);
     const id = `local-${synced.rootDigest.replace('sha256:', '').slice(0, 48)}`;
     const s = this.#deps.snapshotter;
-    const mirror = join(base, 'mirror');
     if (!(await hasSnapshot(s, id))) {
-      // Incremental: when the previous snapshot of this mirror is the state this sync started
-      // from, stack the changes on it instead of copying the whole context again.
-      const prev = await readLast(join(base, 'snapshot.json'));
-      const incremental =
-        prev !== undefined && prev.rootDigest === synced.previousRootDigest && (await hasSnapshot(s, prev.id)) ? prev.id : undefined;
+      // The snapshot hard-links the mirror's files (the mirror never changes an inode in place):
+      // no file is copied, and it is one plain directory, so a COPY from it can link again.
       const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-      await s.prepare(tmp, incremental);
+      await s.prepare(tmp);
       try {
-        await withMounted(s, tmp, ctx.signal, async (path) => {
-          if (incremental === undefined) {
-            await execFileP('cp', ['-a', '--reflink=auto', `${mirror}/.`, `${path}/`]);
-          } else {
-            await applyChanges(mirror, path, synced.changes);
-          }
-        });
+        await withMounted(s, tmp, ctx.signal, (path) => linkTree(join(base, 'mirror'), path, synced.entries, ctx.signal));
         await s.commit(id, tmp);
       } catch (err) {
         await s.remove(tmp).catch(() => undefined);
         if (!(await hasSnapshot(s, id))) throw err;
       }
     }
-    await writeFileAtomic(join(base, 'snapshot.json'), JSON.stringify({ id, rootDigest: synced.rootDigest }));
     this.trees.set(id, synced.tree);
     return { snapshot: id, size: synced.stats.bytes };
   }

@@ -200,7 +200,7 @@ describe('RuntimeWorker + Solver with real runc', () => {
     expect(await readResult(r, 'seeded')).toBe('root:x:0:0:root:/root:/bin/sh\n');
   }, 120_000);
 
-  test('local source snapshots stack a change on the previous snapshot and match the context exactly', async () => {
+  test('local source snapshots match the context exactly, and a later sync leaves an earlier one as it was', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kiln-solver-local-'));
     try {
       await mkdir(join(dir, 'a/b'), { recursive: true });
@@ -227,7 +227,14 @@ describe('RuntimeWorker + Solver with real runc', () => {
       await writeFile(join(dir, 'new/n.txt'), 'n');
       const second = await w.source(op, ctx);
       expect(second.snapshot).not.toBe(first.snapshot);
-      expect((await snapshotter.stat(second.snapshot)).parent).toBe(first.snapshot); // incremental
+      // The snapshots hard-link the mirror's files; syncing the change did not touch the first one.
+      const m1 = await snapshotter.mount(first.snapshot);
+      try {
+        expect(await readFile(join(m1.path, 'edit.txt'), 'utf8')).toBe('v1');
+        expect(await readFile(join(m1.path, 'gone.txt'), 'utf8')).toBe('gone');
+      } finally {
+        await m1.release();
+      }
       const m = await snapshotter.mount(second.snapshot);
       try {
         const list = execFileSync('find', ['.', '-mindepth', '1'], { cwd: m.path, encoding: 'utf8' }).trim().split('\n').sort();
