@@ -167,3 +167,25 @@ export function useSandbox(use: (sb: KilnSandbox) => void): void {
     await sb?.cleanup();
   });
 }
+
+/** A `kiln daemon` process started by a test. */
+export interface TestDaemon {
+  readonly child: import('node:child_process').ChildProcess;
+  /** Its stderr so far: one line per command it served. */
+  log(): string;
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `kiln daemon ARGS` with the sandbox's PATH and waits for its "serving" line. */
+export function startDaemon(sb: KilnSandbox, args: readonly string[]): Promise<TestDaemon> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [kilnBin, 'daemon', ...args], { env: { ...process.env, PATH: sb.path }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.stderr.on('data', (d: Buffer) => {
+      log += d.toString();
+      if (log.includes('serving ')) resolve({ child, log: () => log, exited });
+    });
+    void exited.then((code) => reject(new Error(`kiln daemon exited (${code}) before serving:\n${log}`)));
+  });
+}

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { kilnBin, repo, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, repo, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln daemon` end to end: a real daemon process serves `kiln build` clients over its socket
 // with real runc; each test checks the daemon's log to prove which process ran the command.
@@ -24,23 +24,9 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
   let daemonLog: () => string;
   let socket: string;
 
-  /** Starts `kiln daemon` on the sandbox root and waits for its "serving" line. */
-  function startDaemon(args: readonly string[]): Promise<{ child: ChildProcess; log: () => string; exited: Promise<number | null> }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [kilnBin, 'daemon', ...args], { env: { ...process.env, PATH: sb.path }, stdio: ['ignore', 'ignore', 'pipe'] });
-      let log = '';
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      child.stderr?.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (log.includes('serving ')) resolve({ child, log: () => log, exited });
-      });
-      void exited.then((code) => reject(new Error(`kiln daemon exited (${code}) before serving:\n${log}`)));
-    });
-  }
-
   beforeAll(async () => {
     socket = join(sb.dir, `run-${token()}`, 'kilnd.sock');
-    const d = await startDaemon(['--root', sb.root, '--addr', `unix://${socket}`]);
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
     daemon = d.child;
     daemonLog = d.log;
   }, 60_000);
