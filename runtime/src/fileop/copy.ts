@@ -218,6 +218,16 @@ class Copier {
    * would leave the source's owner, mode and times unchanged, so sharing the inode gives the
    * same file. A link shares the inode's xattrs too, so none are copied for it.
    */
+  /**
+   * Every regular file going into a fresh directory is linked: the copy changes no owner, mode
+   * or time. (A source hardlink group with members in both fresh and existing directories then
+   * keeps the source's inode for the former instead of sharing the latter's copy: same content.)
+   */
+  private get linksWithoutStat(): boolean {
+    const ci = this.ci;
+    return ci.copyLinks !== undefined && ci.time === undefined && ci.owner === undefined && ci.mode === undefined && ci.modeSet === undefined && OWN_UID === 0;
+  }
+
   private linkable(st: BigIntStats, target: string): boolean {
     const ci = this.ci;
     if (ci.copyLinks === undefined || ci.time !== undefined) return false;
@@ -318,17 +328,26 @@ class Copier {
         created = await this.copyDirectoryOnly(dst, st, overwriteTargetMetadata);
       }
     }
-    const names = (await readdir(src)).sort();
+    const childrenFresh = (created || targetCreated) && this.include === undefined;
+    // Regular files that will be linked whatever their stat says need none: only their type.
+    const linkFiles = childrenFresh && this.linksWithoutStat;
+    const entries = linkFiles ? await readdir(src, { withFileTypes: true }) : (await readdir(src)).map((name) => ({ name, isFile: () => false }));
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const pending: Array<Promise<void>> = [];
     try {
-      for (let i = 0; i < names.length; i += STAT_BATCH) {
+      for (let i = 0; i < entries.length; i += STAT_BATCH) {
         // Stat a batch of entries at once: the libuv pool works on them in parallel.
-        const batch = names.slice(i, i + STAT_BATCH);
-        const stats = await Promise.all(batch.map((n) => lstat(join(src, n), { bigint: true })));
-        for (const [k, name] of batch.entries()) {
-          const r = rel === '' ? name : `${rel}/${name}`;
-          const fresh = (created || targetCreated) && this.include === undefined;
-          await this.copy(join(src, name), r, join(dst, name), true, skipInclude, pending, fresh, stats[k]);
+        const batch = entries.slice(i, i + STAT_BATCH);
+        const stats = await Promise.all(batch.map((e) => (linkFiles && e.isFile() ? undefined : lstat(join(src, e.name), { bigint: true }))));
+        for (const [k, e] of batch.entries()) {
+          const r = rel === '' ? e.name : `${rel}/${e.name}`;
+          const known = stats[k];
+          if (known === undefined) {
+            checkAborted(this.ci.signal, this.destName(dst));
+            if (!this.excluded(r, false)) this.deferLink(join(src, e.name), join(dst, e.name));
+            continue;
+          }
+          await this.copy(join(src, e.name), r, join(dst, e.name), true, skipInclude, pending, childrenFresh, known);
         }
       }
     } finally {
