@@ -1,9 +1,9 @@
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { syncLocalSource } from './sync.js';
-import { walkLocal } from './walk.js';
+import { walkLocal, type DirListingCache } from './walk.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -111,4 +111,71 @@ describe('syncLocalSource', () => {
     expect(readFileSync(join(opts.dest, 'x/inner'), 'utf8')).toBe('i');
     expect(r.stats.entries).toBe(3);
   });
+
+  test('a file is never rewritten in place: a changed one gets a new inode, so links to the old one keep the old bytes', async () => {
+    const src = tmp();
+    const work = tmp();
+    files(src, { 'a.txt': 'v1', 'b.txt': 'same' });
+    const opts = { src, dest: join(work, 'mirror'), statePath: join(work, 'state.json') };
+    await syncLocalSource(opts);
+    const saved = join(work, 'saved-a');
+    linkSync(join(opts.dest, 'a.txt'), saved);
+    linkSync(join(opts.dest, 'b.txt'), join(work, 'saved-b'));
+    const bMode = lstatSync(join(src, 'b.txt')).mode & 0o7777;
+    writeFileSync(join(src, 'a.txt'), 'v2 is longer');
+    chmodSync(join(src, 'b.txt'), 0o600);
+    await syncLocalSource(opts);
+    expect(readFileSync(saved, 'utf8')).toBe('v1');
+    expect(readFileSync(join(opts.dest, 'a.txt'), 'utf8')).toBe('v2 is longer');
+    // A mode change is a new inode too: the old one keeps its mode.
+    expect(lstatSync(join(work, 'saved-b')).mode & 0o7777).toBe(bMode);
+    expect(lstatSync(join(opts.dest, 'b.txt')).mode & 0o7777).toBe(0o600);
+    // With the state lost, the mirror is rewritten the same way (never truncated in place).
+    rmSync(opts.statePath);
+    linkSync(join(opts.dest, 'a.txt'), join(work, 'saved-a2'));
+    writeFileSync(join(src, 'a.txt'), 'v3');
+    await syncLocalSource(opts);
+    expect(readFileSync(join(work, 'saved-a2'), 'utf8')).toBe('v2 is longer');
+    expect(readFileSync(join(opts.dest, 'a.txt'), 'utf8')).toBe('v3');
+  });
+
+  test('unchanged directories are not listed again; adding, removing or renaming an entry is seen', async () => {
+    const src = tmp();
+    const work = tmp();
+    files(src, { 'd/a.txt': 'a', 'd/e/b.txt': 'b', 'top.txt': 't' });
+    // Listings of directories changed within the last moments are not kept (racy): wait a bit.
+    await new Promise((r) => setTimeout(r, 250));
+    const opts = { src, dest: join(work, 'mirror'), statePath: join(work, 'state.json') };
+    const r1 = await syncLocalSource(opts);
+    const state = JSON.parse(readFileSync(opts.statePath, 'utf8')) as { listings: Record<string, [number, number, string[]]> };
+    expect(Object.fromEntries(Object.entries(state.listings).map(([k, v]) => [k, v[2]]))).toEqual({ '': ['d', 'top.txt'], d: ['a.txt', 'e'], 'd/e': ['b.txt'] });
+    expect((await syncLocalSource(opts)).rootDigest).toBe(r1.rootDigest);
+
+    writeFileSync(join(src, 'd/e/new.txt'), 'n');
+    expect((await syncLocalSource(opts)).entries.map((e) => e.path)).toContain('d/e/new.txt');
+    rmSync(join(src, 'd/a.txt'));
+    expect((await syncLocalSource(opts)).entries.map((e) => e.path)).not.toContain('d/a.txt');
+    renameSync(join(src, 'd/e/b.txt'), join(src, 'd/e/c.txt'));
+    const r = await syncLocalSource(opts);
+    expect(r.entries.map((e) => e.path)).toEqual(['d', 'd/e', 'd/e/c.txt', 'd/e/new.txt', 'top.txt']);
+    expect(readFileSync(join(opts.dest, 'd/e/c.txt'), 'utf8')).toBe('b');
+    expect(existsSync(join(opts.dest, 'd/e/b.txt'))).toBe(false);
+  });
 });
+
+describe('walkLocal listing cache', () => {
+  test('a cached listing is used while inode and ctime match; a racy directory is not cached', () => {
+    const r = tmp();
+    files(r, { 'd/a.txt': 'a', 'd/b.txt': 'b' });
+    const set: string[] = [];
+    const cache: DirListingCache = {
+      // The cache claims `d` holds only a.txt: the walk believes it (no readdir of `d`).
+      get: (rel, ino, ctimeMs) => (rel === 'd' && ino === lstatSync(join(r, 'd')).ino && ctimeMs === lstatSync(join(r, 'd')).ctimeMs ? ['a.txt'] : undefined),
+      set: (rel) => void set.push(rel),
+    };
+    expect(walkLocal(r, {}, cache).map((e) => e.path)).toEqual(['d', 'd/a.txt']);
+    // Just written: too recent to be trusted, so nothing is recorded.
+    expect(set).toEqual([]);
+  });
+});
+

@@ -49,11 +49,15 @@ export interface SyncLocalResult {
 }
 
 type StateRow = [mode: number, size: number, mtimeMs: number, ino: number, uid: number, gid: number, linkname: string, digest: string];
+/** A source directory's sorted names, valid while its inode and ctime are these (see DirListingCache). */
+type ListingRow = [ino: number, ctimeMs: number, names: string[]];
 interface StateFile {
   readonly version: 2;
   readonly entries: Record<string, StateRow>;
   /** Directory-content digests of the synced tree (valid while nothing changes). */
   readonly dirs?: Record<string, string>;
+  /** Listings of the source's directories, so an unchanged directory is not read again. */
+  readonly listings?: Record<string, ListingRow>;
 }
 
 function sameStat(row: StateRow | undefined, st: LocalStat): row is StateRow {
@@ -92,7 +96,6 @@ function loadState(path: string): StateFile | undefined {
 export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocalResult> {
   const { src, dest, statePath, signal } = opts;
   throwIfCancelled(signal);
-  const entries = walkLocal(src, opts.filter);
   let destOk = true;
   try {
     destOk = lstatSync(dest).isDirectory();
@@ -101,6 +104,21 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   }
   const old = destOk ? loadState(statePath) : undefined;
   const oldRows = old?.entries ?? {};
+  const oldListings = old?.listings ?? {};
+  const listings: Record<string, ListingRow> = {};
+  let listingsChanged = false;
+  const entries = walkLocal(src, opts.filter, {
+    get: (rel, ino, ctimeMs) => {
+      const r = oldListings[rel];
+      if (r === undefined || r[0] !== ino || r[1] !== ctimeMs) return undefined;
+      listings[rel] = r;
+      return r[2];
+    },
+    set: (rel, ino, ctimeMs, names) => {
+      listings[rel] = [ino, ctimeMs, [...names]];
+      listingsChanged = true;
+    },
+  });
   if (!destOk) {
     rmSync(dest, { recursive: true, force: true });
     mkdirSync(dest, { recursive: true });
@@ -231,8 +249,8 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   // BuildKit's local source fakes the root header as sha256("") (HandleChange never sees "/").
   const tree = ContentHashTree.fromEntries(hashed, { root: dest, rootHeaderDigest: EMPTY_DIGEST, dirDigests: known });
   const rootDigest = await tree.checksum('/');
-  if (!unchanged || old.dirs === undefined) {
-    const state: StateFile = { version: 2, entries: rows, dirs: tree.dirDigests() };
+  if (!unchanged || old.dirs === undefined || listingsChanged || Object.keys(listings).length !== Object.keys(oldListings).length) {
+    const state: StateFile = { version: 2, entries: rows, dirs: tree.dirDigests(), listings };
     mkdirSync(dirname(statePath), { recursive: true });
     const tmp = `${statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(state));

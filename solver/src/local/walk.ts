@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { SolverError } from '../errors.js';
 import { cleanPath } from './clean-path.js';
@@ -30,6 +30,16 @@ export interface LocalFilter {
   readonly includePatterns?: readonly string[];
   readonly excludePatterns?: readonly string[];
   readonly followPaths?: readonly string[];
+}
+
+/**
+ * Directory listings remembered between walks (see {@link walkLocal}). `get` answers only while
+ * the directory's inode and ctime are the ones recorded with the names: adding, removing or
+ * renaming an entry always sets the directory's ctime, and a program cannot set it back.
+ */
+export interface DirListingCache {
+  get(rel: string, ino: number, ctimeMs: number): readonly string[] | undefined;
+  set(rel: string, ino: number, ctimeMs: number, names: readonly string[]): void;
 }
 
 export const S_IFMT = 0o170000;
@@ -75,7 +85,7 @@ interface VisitedDir {
  * the symlinks on them. Directories that no pattern can reach are not descended into.
  * The root itself is not returned.
  */
-export function walkLocal(root: string, filter: LocalFilter = {}): LocalEntry[] {
+export function walkLocal(root: string, filter: LocalFilter = {}, listings?: DirListingCache): LocalEntry[] {
   let includePatterns = filter.includePatterns === undefined ? undefined : [...filter.includePatterns];
   if (filter.followPaths !== undefined && filter.followPaths.length > 0) {
     includePatterns = dedupePaths([...(includePatterns ?? []), ...followLinks(root, filter.followPaths)]);
@@ -89,6 +99,17 @@ export function walkLocal(root: string, filter: LocalFilter = {}): LocalEntry[] 
   const parents: VisitedDir[] = [];
   const filtered = include !== undefined || exclude !== undefined;
 
+  // With a listing cache, an unchanged directory is not read again (its names come from the cache).
+  const names = (abs: string, rel: string, st: Stats | undefined): readonly string[] => {
+    if (listings === undefined || st === undefined) return readNames(abs);
+    const have = listings.get(rel, st.ino, st.ctimeMs);
+    if (have !== undefined) return have;
+    const t0 = Date.now();
+    const read = readNames(abs);
+    // Racy listings (an entry added in the same clock tick as the ctime we saw) are not kept.
+    if (st.ctimeMs < t0 - RACY_MS) listings.set(rel, st.ino, st.ctimeMs, read);
+    return read;
+  };
   const visit = (rel: string, abs: string): void => {
     let st: Stats;
     try {
@@ -150,12 +171,17 @@ export function walkLocal(root: string, filter: LocalFilter = {}): LocalEntry[] 
     }
     if (dir !== undefined) {
       if (filtered) parents.push(dir);
-      for (const name of readNames(abs)) visit(`${rel}/${name}`, join(abs, name));
+      for (const name of names(abs, rel, st)) visit(`${rel}/${name}`, join(abs, name));
     }
   };
-  for (const name of readNames(root)) visit(name, join(root, name));
+  // The root is followed (readdir follows it too): a symlinked context is listed by its target's ctime.
+  const rootStat = listings === undefined ? undefined : statSync(root, { throwIfNoEntry: false });
+  for (const name of names(root, '', rootStat)) visit(name, join(root, name));
   return out;
 }
+
+/** A directory changed less than this long before it was read may change again within the same ctime tick. */
+const RACY_MS = 100;
 
 /** Directory entry names in Go's lexical (byte) order. */
 function readNames(dir: string): string[] {
