@@ -157,12 +157,19 @@ export class RootView {
     return [...out.values()];
   }
 
-  /** Removes stubs (from the upper layer) that are still empty and restores their parents' times. */
+  /**
+   * Removes stubs (from the upper layer) that are still empty and restores their parents' times
+   * (once per parent, after its last stub went).
+   */
   removeStubs(stubs: readonly Stub[]): void {
+    const parents = new Map<string, Stub>();
     for (const s of [...stubs].sort((a, b) => b.path.length - a.path.length)) {
       removeIfEmpty(join(this.upper, s.path));
+      parents.set(s.parent, s);
+    }
+    for (const [parent, s] of [...parents].sort((a, b) => b[0].length - a[0].length)) {
       try {
-        utimesSync(join(this.upper, s.parent), s.atime, s.mtime);
+        utimesSync(join(this.upper, parent), s.atime, s.mtime);
       } catch {
         // the parent went away with the process's own changes
       }
@@ -170,7 +177,20 @@ export class RootView {
   }
 }
 
+/**
+ * Removes `p` if it is an empty directory tree or an empty file; true when it is gone. Tries
+ * rmdir first: stubs are mostly empty directories, and each extra metadata call on the upper
+ * layer's disk costs 0.3-0.8 ms under load (this runs after every exec).
+ */
 function removeIfEmpty(p: string): boolean {
+  try {
+    rmdirSync(p);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') return false;
+  }
   const st = tryLstat(p);
   if (st === undefined) return true;
   try {

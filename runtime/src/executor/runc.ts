@@ -59,6 +59,7 @@ export class RuncExecutor implements Executor {
   #insecureCaps: Promise<string[]> | undefined;
   readonly #lowerStats = new LowerStatCache();
   #inMemory: boolean | undefined;
+  #stateReady = false;
 
   constructor(opts: RuncExecutorOptions) {
     this.#root = opts.root;
@@ -274,7 +275,10 @@ export class RuncExecutor implements Executor {
     onOutput: ((l: OutputLine) => void) | undefined,
     signal: AbortSignal | undefined,
   ): Promise<number> {
-    mkdirSync(this.#state, { recursive: true, mode: 0o700 });
+    if (!this.#stateReady) {
+      mkdirSync(this.#state, { recursive: true, mode: 0o700 });
+      this.#stateReady = true;
+    }
     const log = join(bundle, 'runc.log');
     const child = await this.#start(['--root', this.#state, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id]);
     const emit = onOutput ?? ((): void => undefined);
@@ -329,7 +333,13 @@ export class RuncExecutor implements Executor {
     if (hp !== undefined) {
       try {
         await hp.pid;
-        const exit = hp.exit.then((r) => r.code ?? 128 + (r.signal ?? 0));
+        // An exec failure reported after the fork (the helper looks the program up first).
+        const exit = hp.exit.then(
+          (r) => r.code ?? 128 + (r.signal ?? 0),
+          (e: unknown) => {
+            throw (e as { code?: unknown }).code === 'ENOENT' ? missing() : e;
+          },
+        );
         return { stdout: hp.stdout, stderr: hp.stderr, exit, running: () => !hp.done };
       } catch (e) {
         const code = (e as { code?: unknown }).code;

@@ -561,11 +561,13 @@ export class LocalSnapshotter implements Snapshotter {
 
   // Metadata is a few hundred bytes: synchronous calls take microseconds, while each thread-pool
   // round trip cost 1-3 ms under load, ~10 of them per exec step (prepare, commit, stat, mounts).
+  // Written in place, without a temp file and rename (a rename on the snapshots' disk cost
+  // 0.3-0.5 ms per call, two per exec): a meta is only ever written while no shared id refers to
+  // its dir — a new dir before its id link exists, or an active snapshot's dir (ids of active
+  // snapshots are private to the process preparing them) before the committed id link exists.
+  // A torn file (crash) reads as "not found" through that private id, and recover() drops it.
   async #writeMeta(meta: SnapshotMeta): Promise<void> {
-    const file = join(this.#snapRoot, meta.dir, 'meta.json');
-    const tmp = `${file}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`;
-    writeFileSync(tmp, JSON.stringify(meta));
-    renameSync(tmp, file);
+    writeFileSync(join(this.#snapRoot, meta.dir, 'meta.json'), JSON.stringify(meta));
     this.#metas.delete(meta.dir);
   }
 

@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { Readable } from 'node:stream';
 import { spawnViaHelper } from '../../src/executor/process-helper.js';
@@ -34,5 +37,38 @@ describe('spawnViaHelper', () => {
     const p = spawnViaHelper('/nonexistent/prog', []);
     await expect(p?.pid).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(p?.exit).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  test('an exec that fails after the fork rejects exit with its errno', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-ph-'));
+    try {
+      const file = join(dir, 'not-executable');
+      writeFileSync(file, '#!/bin/sh\n');
+      chmodSync(file, 0o644);
+      const p = spawnViaHelper(file, []);
+      await expect(p?.exit).rejects.toMatchObject({ code: 'EACCES' });
+      expect(p?.done).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the exit is reported when the process ends, not when it closes its output', async () => {
+    const t0 = Date.now();
+    const p = spawnViaHelper('/bin/sh', ['-c', 'echo before; exec >&- 2>&-; sleep 0.3; exit 4']);
+    expect(await text(p?.stdout as Readable)).toBe('before\n');
+    expect(await p?.exit).toEqual({ code: 4, signal: null });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+  });
+
+  test('large outputs of concurrent processes arrive complete while others exit', async () => {
+    const big = Array.from({ length: 3 }, (_, i) => spawnViaHelper('/bin/sh', ['-c', `head -c ${1_000_000 + i} /dev/zero | tr "\\0" ${i}`]));
+    const small = Array.from({ length: 20 }, (_, i) => spawnViaHelper('/bin/sh', ['-c', `exit ${i % 5}`]));
+    const outs = await Promise.all(big.map((p) => text(p?.stdout as Readable)));
+    outs.forEach((o, i) => {
+      expect(o.length).toBe(1_000_000 + i);
+      expect(o.replaceAll(String(i), '')).toBe('');
+    });
+    expect(await Promise.all(small.map((p) => p?.exit))).toEqual(Array.from({ length: 20 }, (_, i) => ({ code: i % 5, signal: null })));
   });
 });
