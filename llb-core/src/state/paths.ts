@@ -1,7 +1,25 @@
 /** Go's `path` package semantics (slash paths), needed to match client/llb's path handling. */
 
+/** True when `p` is already what Go's `path.Clean` returns (no empty, `.` or `..` elements, no trailing `/`). */
+function isCleanPath(p: string): boolean {
+  const n = p.length;
+  if (n === 0) return false;
+  if (p === '/') return true;
+  if (p.charCodeAt(n - 1) === 0x2f) return false;
+  let start = p.charCodeAt(0) === 0x2f ? 1 : 0;
+  for (let i = start; i <= n; i++) {
+    if (i < n && p.charCodeAt(i) !== 0x2f) continue;
+    const len = i - start;
+    if (len === 0) return false;
+    if (p.charCodeAt(start) === 0x2e && (len === 1 || (len === 2 && p.charCodeAt(start + 1) === 0x2e))) return false;
+    start = i + 1;
+  }
+  return true;
+}
+
 /** Go `path.Clean`. */
 export function cleanPath(p: string): string {
+  if (isCleanPath(p)) return p;
   if (p === '') return '.';
   const rooted = p.startsWith('/');
   const out: string[] = [];
