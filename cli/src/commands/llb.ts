@@ -1,6 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
 import { defaultPlatform, definitionToDot, definitionToJsonLines, encodeDefinition, parseDigest } from '@kiln/llb-core';
@@ -100,8 +99,10 @@ const registryFetch: typeof globalThis.fetch = async (input, init) => {
   let url = new URL(url0);
   for (let hops = 0; ; hops++) {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return globalThis.fetch(url, { ...init, headers });
+    // node:https (and tls) load only for https registries
+    const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
     const msg = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method, headers, ...(init?.signal ? { signal: init.signal } : {}) }, resolve);
+      const req = request(url, { method, headers, ...(init?.signal ? { signal: init.signal } : {}) }, resolve);
       // errors read as fetch's: TypeError('fetch failed') caused by the socket error
       req.once('error', (e) => reject(init?.signal?.aborted === true ? e : new TypeError('fetch failed', { cause: e })));
       req.end();
