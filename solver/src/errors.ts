@@ -7,7 +7,8 @@ export type SolverErrorCode =
   | 'SOLVER_CACHE_STORE' // the persistent cache store cannot be opened or is corrupt
   | 'SOLVER_INVALID_DEFINITION' // a Definition cannot be turned into vertices
   | 'SOLVER_UNSUPPORTED' // an op kind or option the worker cannot run
-  | 'SOLVER_TOO_MANY_LINKS'; // symlink resolution exceeded the limit
+  | 'SOLVER_TOO_MANY_LINKS' // symlink resolution exceeded the limit
+  | 'SOLVER_GIT_FAILED'; // a git source cannot be resolved, fetched or checked out
 
 /** A 1-based position in a source file (a Dockerfile line), from the Definition's source map. */
 export interface SourceLocation {

@@ -15,6 +15,7 @@ import type { RuntimeWorkerDeps } from './deps.js';
 import { CacheMounts } from './cache-mounts.js';
 import { runExec, validateExecEntitlements } from './exec.js';
 import { HttpSources } from './http.js';
+import { GitSources } from './git.js';
 import { runFileOp } from './file.js';
 import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './sources.js';
 import { newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
@@ -65,6 +66,7 @@ export class RuntimeWorker implements Worker {
   readonly #locals: LocalSources;
   readonly #cacheMounts: CacheMounts;
   readonly #http: HttpSources;
+  readonly #git: GitSources;
 
   constructor(deps: RuntimeWorkerDeps) {
     this.#deps = deps;
@@ -72,6 +74,7 @@ export class RuntimeWorker implements Worker {
     this.#locals = new LocalSources(deps);
     this.#cacheMounts = new CacheMounts(deps.root);
     this.#http = new HttpSources(deps);
+    this.#git = new GitSources(deps);
   }
 
   async sourceCacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
@@ -82,6 +85,8 @@ export class RuntimeWorker implements Worker {
       case 'http':
       case 'https':
         return this.#http.cacheKey(op, ctx);
+      case 'git':
+        return this.#git.cacheKey(op, ctx);
       case 'local':
         // Like BuildKit's session-bound local source: never a cache hit by itself; what COPY
         // selects from it is keyed by content.
@@ -96,6 +101,7 @@ export class RuntimeWorker implements Worker {
     if (scheme === 'docker-image') return this.#images.snapshot(op, ctx);
     if (scheme === 'local') return this.#locals.snapshot(op, ctx);
     if (scheme === 'http' || scheme === 'https') return this.#http.snapshot(op, ctx);
+    if (scheme === 'git') return this.#git.snapshot(op, ctx);
     throw new SolverError('SOLVER_UNSUPPORTED', `source ${scheme}:// is not supported by this worker`);
   }
 

@@ -1,0 +1,302 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import type { SourceOp } from '@kiln/llb-core';
+import { SolverError } from '../errors.js';
+import type { WorkerOpContext } from '../llb/worker.js';
+import type { WorkerRef } from '../scheduler/types.js';
+import type { RuntimeWorkerDeps } from './deps.js';
+import { withFileLock } from './file-lock.js';
+import { dirSize, hasSnapshot, withMounted } from './snapshots.js';
+
+/** A git source as BuildKit's GitIdentifier: remote, ref, subdirectory and options. */
+export interface GitSpec {
+  readonly remote: string;
+  /** Branch, tag or full commit sha; empty means the remote's default branch. */
+  readonly ref: string;
+  /** Subdirectory of the repository to use as the root ('' for all of it). */
+  readonly subdir: string;
+  readonly keepGitDir: boolean;
+  /** Secret ids whose values authenticate HTTP(S) fetches (BuildKit's defaults: GIT_AUTH_TOKEN, GIT_AUTH_HEADER). */
+  readonly authTokenSecret: string;
+  readonly authHeaderSecret: string;
+  /** known_hosts lines for ssh remotes ('' means host keys are not checked, as in BuildKit). */
+  readonly knownSshHosts: string;
+  /** ssh agent id to use for ssh remotes ('' for none). */
+  readonly mountSshSock: string;
+}
+
+const GIT_TRANSPORTS = ['http://', 'https://', 'git://', 'ssh://', 'git@'];
+const isGitTransport = (s: string): boolean => GIT_TRANSPORTS.some((p) => s.startsWith(p));
+const isCommitSha = (s: string): boolean => /^[a-f0-9]{40}$/.test(s);
+
+/**
+ * Parses a `git://` source op as BuildKit does: the identifier after `git://` is `remote#ref:subdir`
+ * (a remote without a transport means https), and the `git.fullurl` attribute, when set, is the
+ * remote to fetch (so `git://host/repo` and `http://` remotes keep their transport).
+ */
+export function parseGitSource(op: SourceOp): GitSpec {
+  const id = (op.identifier ?? '').replace(/^git:\/\//, '');
+  const hash = id.indexOf('#');
+  let remote = hash < 0 ? id : id.slice(0, hash);
+  const fragment = hash < 0 ? '' : id.slice(hash + 1);
+  const colon = fragment.indexOf(':');
+  const ref = colon < 0 ? fragment : fragment.slice(0, colon);
+  let subdir = colon < 0 ? '' : fragment.slice(colon + 1);
+  if (subdir !== '') {
+    const clean = posix.normalize(subdir);
+    if (clean === '/' || clean === '.' || clean === './') subdir = '';
+  }
+  if (!isGitTransport(remote)) remote = `https://${remote}`;
+  const attr = (k: string): string => op.attrs?.get(k) ?? '';
+  const full = attr('git.fullurl');
+  if (full !== '') remote = isGitTransport(full) ? full : `https://${full}`;
+  return {
+    remote,
+    ref,
+    subdir,
+    keepGitDir: attr('git.keepgitdir') === 'true',
+    authTokenSecret: attr('git.authtokensecret'),
+    authHeaderSecret: attr('git.authheadersecret'),
+    knownSshHosts: attr('git.knownsshhosts'),
+    mountSshSock: attr('git.mountsshsock'),
+  };
+}
+
+/** BuildKit's git cache key: the commit sha, `.git` when the .git directory is kept, `:subdir` for a subdirectory. */
+export function gitCacheKey(sha: string, spec: Pick<GitSpec, 'keepGitDir' | 'subdir'>): string {
+  return `${sha}${spec.keepGitDir ? '.git' : ''}${spec.subdir === '' ? '' : `:${spec.subdir}`}`;
+}
+
+/** A remote URL with any user:password removed, for messages. */
+export function redactRemote(remote: string): string {
+  return remote.replace(/^([a-z+]+:\/\/)[^@/]*@/i, '$1');
+}
+
+/** How git runs: the repository (GIT_DIR), and an environment carrying auth (never in argv, never on disk). */
+interface GitRun {
+  readonly gitDir: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly signal: AbortSignal | undefined;
+  readonly remote: string;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * `git://` sources (ADD <git url>, llb.Git): the commit a ref names is resolved with `git ls-remote`
+ * for the cache key; the checkout is fetched into one bare repository per remote under
+ * `<root>/solver/git/` (shallow, shared by builds and processes under a file lock) and checked out
+ * into a snapshot named by the cache key, with submodules. As in BuildKit, `keepGitDir` keeps a
+ * `.git` whose origin is the remote, and a subdirectory becomes the snapshot's root.
+ */
+export class GitSources {
+  readonly #deps: RuntimeWorkerDeps;
+  readonly #resolved = new Map<string, Promise<string>>();
+
+  constructor(deps: RuntimeWorkerDeps) {
+    this.#deps = deps;
+  }
+
+  async cacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
+    const spec = parseGitSource(op);
+    return gitCacheKey(await this.#commit(spec, ctx), spec);
+  }
+
+  async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
+    const spec = parseGitSource(op);
+    const sha = await this.#commit(spec, ctx);
+    const key = gitCacheKey(sha, spec);
+    const id = `git-${createHash('sha256').update(`${spec.remote}\n${key}`).digest('hex').slice(0, 48)}`;
+    const s = this.#deps.snapshotter;
+    if (!(await hasSnapshot(s, id))) {
+      await this.#withRepo(spec, ctx, async (git) => {
+        if (await hasSnapshot(s, id)) return;
+        await this.#fetch(git, spec.ref === '' ? sha : spec.ref, sha);
+        const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+        await s.prepare(tmp);
+        try {
+          await withMounted(s, tmp, ctx.signal, (root) => this.#checkout(git, spec, sha, root));
+          await s.commit(id, tmp);
+        } catch (err) {
+          await s.remove(tmp).catch(() => undefined);
+          if (!(await hasSnapshot(s, id))) throw err;
+        }
+      });
+    }
+    const size = await withMounted(s, id, ctx.signal, (root) => dirSize(root)).catch(() => 0);
+    return { snapshot: id, size };
+  }
+
+  /** The commit `spec.ref` names now (a full sha is used as is), once per build and remote#ref. */
+  #commit(spec: GitSpec, ctx: WorkerOpContext): Promise<string> {
+    if (isCommitSha(spec.ref)) return Promise.resolve(spec.ref);
+    const k = `${spec.remote}#${spec.ref}`;
+    let p = this.#resolved.get(k);
+    if (p === undefined) {
+      p = this.#withRepo(spec, ctx, (git) => this.#lsRemote(git, spec.ref));
+      p.catch(() => this.#resolved.delete(k));
+      this.#resolved.set(k, p);
+    }
+    return p;
+  }
+
+  async #lsRemote(git: GitRun, ref: string): Promise<string> {
+    if (ref === '') {
+      const out = await run(git, ['ls-remote', '--symref', 'origin', 'HEAD']);
+      const sym = /^ref: (\S+)\tHEAD$/m.exec(out);
+      const head = /^([a-f0-9]{40})\tHEAD$/m.exec(out);
+      if (head?.[1] !== undefined) return head[1];
+      throw new SolverError('SOLVER_GIT_FAILED', `could not find the default branch of ${redactRemote(git.remote)}${sym === null ? '' : ` (${sym[1]})`}`);
+    }
+    const out = await run(git, ['ls-remote', 'origin', ref]);
+    const tab = out.indexOf('\t');
+    if (tab < 0) throw new SolverError('SOLVER_GIT_FAILED', `repository ${redactRemote(git.remote)} does not contain ref ${ref}`, { hint: 'check the branch or tag after # in the git URL' });
+    const sha = out.slice(0, tab);
+    if (!isCommitSha(sha)) throw new SolverError('SOLVER_GIT_FAILED', `invalid commit sha ${JSON.stringify(sha)} for ${ref}`);
+    return sha;
+  }
+
+  /** Makes `sha` present in the bare repository (a shallow fetch of the ref, or the commit). */
+  async #fetch(git: GitRun, ref: string, sha: string): Promise<void> {
+    const have = await run(git, ['cat-file', '-e', `${sha}^{commit}`]).then(
+      () => true,
+      () => false,
+    );
+    if (have) return;
+    await rm(join(git.gitDir, 'shallow.lock'), { force: true });
+    const args = isCommitSha(ref) ? ['fetch', ...((await exists(join(git.gitDir, 'shallow'))) ? ['--unshallow'] : []), 'origin'] : ['fetch', '--depth=1', '--no-tags', 'origin', '--force', `${ref}:tags/${ref}`];
+    await run(git, args);
+    await run(git, ['reflog', 'expire', '--all', '--expire=now']);
+  }
+
+  async #checkout(git: GitRun, spec: GitSpec, sha: string, root: string): Promise<void> {
+    const subdir = spec.subdir === '' ? '.' : posix.normalize(spec.subdir).replace(/^\/+/, '');
+    if (spec.keepGitDir && subdir === '.') {
+      // A real clone (through file://, which disables the local-clone shortcuts) whose origin
+      // is the remote, checked out at the commit.
+      const dotGit = join(root, '.git');
+      const inTree: GitRun = { ...git, gitDir: dotGit };
+      await run(inTree, ['-c', 'init.defaultBranch=master', 'init'], root);
+      await run(inTree, ['remote', 'add', 'origin', `file://${git.gitDir}`], root);
+      const pull = `refs/kiln/${sha}`;
+      await run(git, ['update-ref', pull, sha]);
+      await run(inTree, ['fetch', '-u', '--depth=1', 'origin', `${pull}:${pull}`], root);
+      await run(inTree, ['checkout', sha], root);
+      await run(inTree, ['remote', 'set-url', 'origin', redactRemote(spec.remote)], root);
+      await run(inTree, ['update-ref', '-d', pull], root);
+      await run(git, ['update-ref', '-d', pull]);
+      await run(inTree, ['reflog', 'expire', '--all', '--expire=now'], root);
+      await rm(join(dotGit, 'FETCH_HEAD'), { force: true });
+      await run(inTree, ['submodule', 'update', '--init', '--recursive', '--depth=1'], root);
+      return;
+    }
+    const into = subdir === '.' ? root : await mkdtemp(join(root, 'checkout'));
+    await run(git, ['--work-tree', into, 'checkout', sha, '--', '.'], into);
+    await run(git, ['--work-tree', into, 'submodule', 'update', '--init', '--recursive', '--depth=1'], into);
+    if (subdir !== '.') {
+      const from = join(into, subdir);
+      let names: string[];
+      try {
+        names = await readdir(from);
+      } catch {
+        throw new SolverError('SOLVER_GIT_FAILED', `${redactRemote(spec.remote)}#${spec.ref}: subdirectory ${spec.subdir} does not exist`);
+      }
+      for (const n of names) await rename(join(from, n), join(root, n));
+      await rm(into, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Runs `fn` with this remote's bare repository, locked against other builds and processes. Auth
+   * from the build's secrets and ssh agents goes into git's environment (GIT_CONFIG_* and
+   * GIT_SSH_COMMAND), so it never reaches argv, the repository config or the cache.
+   */
+  async #withRepo<T>(spec: GitSpec, ctx: WorkerOpContext, fn: (git: GitRun) => Promise<T>): Promise<T> {
+    const base = join(this.#deps.root, 'solver', 'git');
+    const gitDir = join(base, createHash('sha256').update(spec.remote).digest('hex').slice(0, 32));
+    await mkdir(base, { recursive: true });
+    return withFileLock(`${gitDir}.lock`, ctx.signal, async () => {
+      const git = await this.#gitEnv(spec, gitDir, ctx.signal);
+      try {
+        if (!(await exists(join(gitDir, 'HEAD')))) {
+          await rm(gitDir, { recursive: true, force: true });
+          await mkdir(gitDir, { recursive: true });
+          await run(git, ['-c', 'init.defaultBranch=master', 'init', '--bare']);
+          await run(git, ['remote', 'add', 'origin', spec.remote]);
+        } else {
+          await run(git, ['remote', 'set-url', 'origin', spec.remote]);
+        }
+        return await fn(git);
+      } finally {
+        await git.cleanup();
+      }
+    });
+  }
+
+  async #gitEnv(spec: GitSpec, gitDir: string, signal: AbortSignal | undefined): Promise<GitRun> {
+    const home = await mkdtemp(join(tmpdir(), 'kiln-git-'));
+    const config: [string, string][] = [['protocol.file.allow', 'user']];
+    const secrets = this.#deps.secrets ?? {};
+    const header = spec.authHeaderSecret === '' ? undefined : secrets[spec.authHeaderSecret];
+    const token = spec.authTokenSecret === '' ? undefined : secrets[spec.authTokenSecret];
+    const auth = header !== undefined ? Buffer.from(header).toString('utf8') : token !== undefined ? `basic ${Buffer.from(`x-access-token:${Buffer.from(token).toString('utf8')}`).toString('base64')}` : undefined;
+    if (auth !== undefined) config.push([`http.${tokenScope(spec.remote)}.extraheader`, `Authorization: ${auth}`]);
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: home,
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_CONFIG_COUNT: String(config.length),
+    };
+    config.forEach(([k, v], i) => {
+      env[`GIT_CONFIG_KEY_${i}`] = k;
+      env[`GIT_CONFIG_VALUE_${i}`] = v;
+    });
+    const ssh = ['ssh', '-F', '/dev/null'];
+    if (spec.knownSshHosts !== '') {
+      const file = join(home, 'known_hosts');
+      await writeFile(file, spec.knownSshHosts);
+      ssh.push('-o', `UserKnownHostsFile=${file}`);
+    } else {
+      ssh.push('-o', 'StrictHostKeyChecking=no');
+    }
+    env['GIT_SSH_COMMAND'] = ssh.join(' ');
+    if (spec.mountSshSock !== '') {
+      const sock = this.#deps.ssh?.[spec.mountSshSock];
+      if (sock === undefined) throw new SolverError('SOLVER_GIT_FAILED', `no SSH agent "${spec.mountSshSock}" for ${redactRemote(spec.remote)}`, { hint: `pass --ssh ${spec.mountSshSock}` });
+      env['SSH_AUTH_SOCK'] = sock;
+    }
+    return { gitDir, env, signal, remote: spec.remote, cleanup: () => rm(home, { recursive: true, force: true }) };
+  }
+}
+
+/** BuildKit's token scope: any github.com remote shares the github.com token. */
+function tokenScope(remote: string): string {
+  for (const p of ['https://github.com/', 'https://www.github.com/']) if (remote.startsWith(p)) return p;
+  return remote;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Runs git; a failure names the command and git's last stderr line, with credentials redacted. */
+function run(git: GitRun, args: readonly string[], cwd?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('git', args, { env: { ...git.env, GIT_DIR: git.gitDir }, cwd: cwd ?? git.gitDir, maxBuffer: 64 << 20, ...(git.signal === undefined ? {} : { signal: git.signal }) }, (err, stdout, stderr) => {
+      if (err === null) return resolve(stdout);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        return reject(new SolverError('SOLVER_GIT_FAILED', 'git is not installed', { hint: 'apt-get install -y git' }));
+      }
+      if (git.signal?.aborted === true) return reject(new SolverError('SOLVER_CANCELLED', 'build cancelled', { cause: git.signal.reason }));
+      const last = redactRemote(stderr.trim().split('\n').filter((l) => l !== '').pop() ?? err.message);
+      reject(new SolverError('SOLVER_GIT_FAILED', `git ${args[0] === '-c' ? args[2] : args[0]} failed for ${redactRemote(git.remote)}: ${last}`));
+    });
+  });
+}
