@@ -67,7 +67,7 @@ export {
   validateDefinition,
   linkOps,
 } from './graph.js';
-export { definitionToJsonLines, opJson, opMetadataJson } from './json-view.js';
+export { definitionToJsonLines, definitionJsonLineChunks, opJson, opMetadataJson } from './json-view.js';
 export { definitionToDot } from './dot-view.js';
 export {
   type Platform,

@@ -387,12 +387,27 @@ export function opMetadataJson(m: OpMetadata): string {
  */
 export function definitionToJsonLines(def: Definition): string {
   let out = '';
+  for (const chunk of definitionJsonLineChunks(def)) out += chunk;
+  return out;
+}
+
+/**
+ * {@link definitionToJsonLines} in pieces of whole lines, each about `chunkSize` characters
+ * (the last may be shorter), to write as they are made: a large definition's text then never
+ * lives in memory at once. Throws {@link LlbError} if an op does not decode.
+ */
+export function* definitionJsonLineChunks(def: Definition, chunkSize = 1 << 16): Generator<string, void, undefined> {
+  let out = '';
   for (const bytes of def.def) {
     // ops this process marshaled are printed from the Op they encode (no decode, no re-hash)
     const known = encodedOp(bytes);
     const d: Digest = known?.digest ?? digestOf(bytes);
     const op = known?.op ?? decodeOp(bytes);
     out += `{"Op":${opJson(op)},"Digest":${goJsonString(d)},"OpMetadata":${opMetadataJson(def.metadata.get(d) ?? {})}}\n`;
+    if (out.length >= chunkSize) {
+      yield out;
+      out = '';
+    }
   }
-  return out;
+  if (out !== '') yield out;
 }

@@ -2,7 +2,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
-import { defaultPlatform, definitionToDot, definitionToJsonLines, encodeDefinition, parseDigest } from '@kiln/llb-core';
+import { defaultPlatform, definitionJsonLineChunks, definitionToDot, encodeDefinition, parseDigest } from '@kiln/llb-core';
 import type { ImageMetaResolver } from '@kiln/llb-core';
 import { KilnError, convertDockerfile, formatError, parseDockerignore } from '@kiln/dockerfile';
 import { ContentStore, ImageStore, RegistryClient, registryMetaResolver } from '@kiln/runtime';
@@ -190,9 +190,16 @@ export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo
       metaResolver: resolver ?? (await imageResolver(opts.root)),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
     });
-    const out = opts.format === 'dot' ? definitionToDot(res.definition) : opts.format === 'pb' ? encodeDefinition(res.definition) : definitionToJsonLines(res.definition);
-    if (opts.imageConfig !== undefined) await writeAtomic(resolvePath(opts.imageConfig), res.imageConfigJson);
-    io.stdout.write(out);
+    if (opts.format === 'json') {
+      // JSON lines are written as they are made: a big build's text (megabytes) never has to
+      // be held, and survive garbage collections, all at once
+      if (opts.imageConfig !== undefined) await writeAtomic(resolvePath(opts.imageConfig), res.imageConfigJson);
+      for (const chunk of definitionJsonLineChunks(res.definition)) io.stdout.write(chunk);
+    } else {
+      const out = opts.format === 'dot' ? definitionToDot(res.definition) : encodeDefinition(res.definition);
+      if (opts.imageConfig !== undefined) await writeAtomic(resolvePath(opts.imageConfig), res.imageConfigJson);
+      io.stdout.write(out);
+    }
   } catch (e) {
     if (!(e instanceof KilnError)) throw e;
     io.stderr.write(`${formatError(e, { file: name, text: new TextDecoder().decode(text) })}\n`);
