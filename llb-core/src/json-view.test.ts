@@ -2,7 +2,7 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { decodeDefinition } from './pb/definition-codec.js';
-import { definitionToJsonLines } from './json-view.js';
+import { definitionJsonLineChunks, definitionToJsonLines } from './json-view.js';
 import { definitionToDot } from './dot-view.js';
 
 const root = join(import.meta.dirname, '../../../shared/conformance');
@@ -24,6 +24,19 @@ describe('dump-llb JSON view', () => {
     expect(lines(ours)).toEqual(lines(ref));
     // Same text too, line by line (Go's key order and escaping).
     expect(ours).toBe(ref);
+  });
+
+  test('chunks are whole lines of about the asked size that join to the whole text', () => {
+    const c = cases.reduce((a, b) => (readFileSync(b.pb).length > readFileSync(a.pb).length ? b : a));
+    const def = decodeDefinition(new Uint8Array(readFileSync(c.pb)));
+    const whole = definitionToJsonLines(def);
+    const chunks = [...definitionJsonLineChunks(def, 1000)];
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.join('')).toBe(whole);
+    for (const [i, ch] of chunks.entries()) {
+      expect(ch.endsWith('\n')).toBe(true);
+      if (i < chunks.length - 1) expect(ch.length).toBeGreaterThanOrEqual(1000);
+    }
   });
 
   test('DOT view names every op and edge', () => {
