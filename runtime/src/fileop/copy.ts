@@ -1,10 +1,10 @@
 import type { BigIntStats } from 'node:fs';
-import { constants } from 'node:fs';
-import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readlink, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { chmodSync, constants, lchownSync, lstatSync, lutimesSync, mkdirSync, readdirSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
+import { copyFile, link, lutimes, rm, stat } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
 import { Limiter } from './limiter.js';
-import { devNumbers, makeSpecial, nsToSeconds, preserveOwner, type Seconds } from './meta.js';
+import { devNumbers, makeSpecial, nsToSeconds, preserveOwnerSync, type Seconds } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
 import type { ModeSet } from './mode.js';
 import { IncludeMatcher, PatternMatcher } from './patterns.js';
@@ -60,8 +60,8 @@ export async function copyPath(srcRoot: string, src: string, destRoot: string, d
   }
 }
 
-/** How many directory entries are stat'ed concurrently. */
-const STAT_BATCH = 32;
+/** Entries handled between two yields to the event loop (metadata calls are synchronous). */
+const YIELD_EVERY = 256;
 
 interface Entry {
   readonly path: string;
@@ -80,6 +80,7 @@ class Copier {
   private readonly linkedInto = new Set<string>();
   private srcTop = '';
   private targetTop = '';
+  private sinceYield = 0;
 
   constructor(
     private readonly srcRoot: string,
@@ -98,7 +99,7 @@ class Copier {
   async prepareTargetDir(srcFollowed: string, src: string, destPath: string, created: string[]): Promise<string> {
     let fiSrc: BigIntStats;
     try {
-      fiSrc = await lstat(srcFollowed, { bigint: true });
+      fiSrc = lstatSync(srcFollowed, { bigint: true });
     } catch (err) {
       if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') {
         throw new FileOpError('FILEOP_NOT_FOUND', cleanInRoot(src), `copy source "${cleanInRoot(src)}" not found in the source snapshot`, {
@@ -154,10 +155,11 @@ class Copier {
     known?: BigIntStats,
     targetCreated = false,
   ): Promise<void> {
+    await this.maybeYield();
     checkAborted(this.ci.signal, this.destName(target));
     // Same root for source and destination (`/` copied to `/sub`): never walk into our own output.
     if (rel !== '' && src === this.targetTop) return;
-    const st = known ?? (await lstat(src, { bigint: true }));
+    const st = known ?? lstatSync(src, { bigint: true });
     const isDir = st.isDirectory();
     let included = false;
     if (rel !== '') {
@@ -183,7 +185,7 @@ class Copier {
       if (skipInclude) this.copied.add(rel);
       const created = await this.copyDirectory(src, rel, target, st, overwriteTargetMetadata, skipInclude, fresh, targetCreated);
       const applyInfo = overwriteTargetMetadata && skipInclude ? true : created;
-      if (applyInfo) await this.copyFileInfo(entry, target);
+      if (applyInfo) this.copyFileInfo(entry, target);
       const links = this.ci.copyLinks;
       if (applyInfo && links !== undefined && this.linkedInto.has(target)) {
         // The deferred links will bump this directory's mtime: they restore it afterwards.
@@ -201,7 +203,7 @@ class Copier {
       return;
     }
     if (st.isSymbolicLink()) {
-      await symlink(await readlink(src), target);
+      symlinkSync(readlinkSync(src), target);
     } else if (st.isFIFO()) {
       await makeSpecial(target, 'p', Number(st.mode));
     } else if (st.isBlockDevice() || st.isCharacterDevice()) {
@@ -210,7 +212,18 @@ class Copier {
     } else {
       throw new FileOpError('FILEOP_UNSUPPORTED', rel === '' ? '/' : rel, `cannot copy "${rel}": sockets are not supported`);
     }
-    await this.copyFileInfo(entry, target);
+    this.copyFileInfo(entry, target);
+  }
+
+  /**
+   * Metadata calls are synchronous: each is a few microseconds of work, while a thread-pool round
+   * trip per call (four per directory or file) cost far more. Yield now and then instead, so a
+   * big copy does not hold up progress and other vertices.
+   */
+  private async maybeYield(): Promise<void> {
+    if (++this.sinceYield < YIELD_EVERY) return;
+    this.sinceYield = 0;
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   /**
@@ -273,7 +286,7 @@ class Copier {
     // EXCL: the target was just removed, so never write through something that appeared there.
     // FICLONE: reflink where the filesystem can, else copy_file_range/sendfile in libuv.
     await copyFile(entry.path, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-    await this.copyFileInfo(entry, target);
+    this.copyFileInfo(entry, target);
   }
 
   private excluded(rel: string, isDir: boolean): boolean {
@@ -300,9 +313,9 @@ class Copier {
       if (!st.isDirectory()) {
         throw new FileOpError('FILEOP_NOT_A_DIRECTORY', sub, `copy source "${sub}" is not a directory`);
       }
-      const created = await this.copyDirectoryOnly(t, st, overwriteTargetMetadata);
+      const created = this.copyDirectoryOnly(t, st, overwriteTargetMetadata);
       if (created) {
-        await this.copyFileInfo({ path: s, st }, t);
+        this.copyFileInfo({ path: s, st }, t);
         this.copied.add(sub);
       }
     }
@@ -322,33 +335,27 @@ class Copier {
     // With include patterns, a directory is created only once something below it matches.
     if (skipInclude) {
       if (fresh) {
-        await mkdir(dst, Number(st.mode) & 0o7777);
+        mkdirSync(dst, Number(st.mode) & 0o7777);
         created = true;
       } else {
-        created = await this.copyDirectoryOnly(dst, st, overwriteTargetMetadata);
+        created = this.copyDirectoryOnly(dst, st, overwriteTargetMetadata);
       }
     }
     const childrenFresh = (created || targetCreated) && this.include === undefined;
     // Regular files that will be linked whatever their stat says need none: only their type.
     const linkFiles = childrenFresh && this.linksWithoutStat;
-    const entries = linkFiles ? await readdir(src, { withFileTypes: true }) : (await readdir(src)).map((name) => ({ name, isFile: () => false }));
+    const entries = linkFiles ? readdirSync(src, { withFileTypes: true }) : readdirSync(src).map((name) => ({ name, isFile: () => false }));
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const pending: Array<Promise<void>> = [];
     try {
-      for (let i = 0; i < entries.length; i += STAT_BATCH) {
-        // Stat a batch of entries at once: the libuv pool works on them in parallel.
-        const batch = entries.slice(i, i + STAT_BATCH);
-        const stats = await Promise.all(batch.map((e) => (linkFiles && e.isFile() ? undefined : lstat(join(src, e.name), { bigint: true }))));
-        for (const [k, e] of batch.entries()) {
-          const r = rel === '' ? e.name : `${rel}/${e.name}`;
-          const known = stats[k];
-          if (known === undefined) {
-            checkAborted(this.ci.signal, this.destName(dst));
-            if (!this.excluded(r, false)) this.deferLink(join(src, e.name), join(dst, e.name));
-            continue;
-          }
-          await this.copy(join(src, e.name), r, join(dst, e.name), true, skipInclude, pending, childrenFresh, known);
+      for (const e of entries) {
+        const r = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (linkFiles && e.isFile()) {
+          checkAborted(this.ci.signal, this.destName(dst));
+          if (!this.excluded(r, false)) this.deferLink(join(src, e.name), join(dst, e.name));
+          continue;
         }
+        await this.copy(join(src, e.name), r, join(dst, e.name), true, skipInclude, pending, childrenFresh, lstatSync(join(src, e.name), { bigint: true }));
       }
     } finally {
       // Children finish before the directory's own metadata (mtime) is set.
@@ -358,38 +365,29 @@ class Copier {
     return created;
   }
 
-  private async copyDirectoryOnly(dst: string, st: BigIntStats, overwriteTargetMetadata: boolean): Promise<boolean> {
-    let cur: BigIntStats | undefined;
-    try {
-      cur = await lstat(dst, { bigint: true });
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
-    }
+  private copyDirectoryOnly(dst: string, st: BigIntStats, overwriteTargetMetadata: boolean): boolean {
+    const cur0 = lstatSync(dst, { bigint: true, throwIfNoEntry: false });
+    let cur: BigIntStats | undefined = cur0;
     if (cur !== undefined && !cur.isDirectory()) {
       if (!this.ci.alwaysReplaceExistingDestPaths) {
         throw new FileOpError('FILEOP_CANNOT_REPLACE', this.destName(dst), `cannot copy a directory onto non-directory "${this.destName(dst)}"`, {
           hint: 'remove the path first, or set alwaysReplaceExistingDestPaths',
         });
       }
-      await unlink(dst);
+      unlinkSync(dst);
       cur = undefined;
     }
     if (cur === undefined) {
-      await mkdir(dst, Number(st.mode) & 0o7777);
+      mkdirSync(dst, Number(st.mode) & 0o7777);
       return true;
     }
-    if (overwriteTargetMetadata) await chmod(dst, Number(st.mode) & 0o7777);
+    if (overwriteTargetMetadata) chmodSync(dst, Number(st.mode) & 0o7777);
     return false;
   }
 
   private async ensureEmptyFileTarget(dst: string): Promise<void> {
-    let cur: BigIntStats;
-    try {
-      cur = await lstat(dst, { bigint: true });
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return;
-      throw err;
-    }
+    const cur = lstatSync(dst, { bigint: true, throwIfNoEntry: false });
+    if (cur === undefined) return;
     if (cur.isDirectory()) {
       if (!this.ci.alwaysReplaceExistingDestPaths) {
         throw new FileOpError('FILEOP_CANNOT_REPLACE', this.destName(dst), `cannot replace directory "${this.destName(dst)}" with a file`, {
@@ -399,7 +397,7 @@ class Copier {
       await rm(dst, { recursive: true, force: true });
       return;
     }
-    await unlink(dst);
+    unlinkSync(dst);
   }
 
   /** The permission bits a copy of `st` gets (the source's, or the copy's mode override). */
@@ -411,17 +409,17 @@ class Copier {
   }
 
   /** Owner, mode, times of `target` from the source entry and the copy's overrides. */
-  private async copyFileInfo(entry: Entry, target: string): Promise<void> {
+  private copyFileInfo(entry: Entry, target: string): void {
     const st = entry.st;
     const uid = this.ci.owner?.uid ?? Number(st.uid);
     const gid = this.ci.owner?.gid ?? Number(st.gid);
-    if (this.ci.owner !== undefined) await lchown(target, uid, gid);
-    else await preserveOwner(target, uid, gid);
+    if (this.ci.owner !== undefined) lchownSync(target, uid, gid);
+    else preserveOwnerSync(target, uid, gid);
     if (!st.isSymbolicLink()) {
       // After chown: chown clears set-id bits.
-      await chmod(target, this.targetMode(st));
+      chmodSync(target, this.targetMode(st));
     }
-    if (this.ci.time !== undefined) await lutimes(target, this.ci.time, this.ci.time);
-    else await lutimes(target, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
+    if (this.ci.time !== undefined) lutimesSync(target, this.ci.time, this.ci.time);
+    else lutimesSync(target, nsToSeconds(st.atimeNs), nsToSeconds(st.mtimeNs));
   }
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Stats, BigIntStats } from 'node:fs';
+import { lchownSync } from 'node:fs';
 import { lchown, lutimes } from 'node:fs/promises';
 import { errnoCode } from './errors.js';
 import type { Owner, Timestamp } from './types.js';
@@ -67,6 +68,16 @@ export function devNumbers(rdev: number): [number, number] {
 export async function preserveOwner(path: string, uid: number, gid: number): Promise<void> {
   try {
     await lchown(path, uid, gid);
+  } catch (err) {
+    if (errnoCode(err) === 'EPERM' && process.getuid?.() !== 0) return;
+    throw err;
+  }
+}
+
+/** {@link preserveOwner} with a synchronous call (metadata of many small entries). */
+export function preserveOwnerSync(path: string, uid: number, gid: number): void {
+  try {
+    lchownSync(path, uid, gid);
   } catch (err) {
     if (errnoCode(err) === 'EPERM' && process.getuid?.() !== 0) return;
     throw err;

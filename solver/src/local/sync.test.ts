@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -137,6 +137,21 @@ describe('syncLocalSource', () => {
     await syncLocalSource(opts);
     expect(readFileSync(join(work, 'saved-a2'), 'utf8')).toBe('v2 is longer');
     expect(readFileSync(join(opts.dest, 'a.txt'), 'utf8')).toBe('v3');
+  });
+
+  test('owner and set-id bits survive together (chown before chmod), and modes are exact whatever the umask', async () => {
+    const src = tmp();
+    const work = tmp();
+    files(src, { 'suid': '#!/bin/sh\n', 'plain.txt': 'p', 'wide.txt': 'w' });
+    chownSync(join(src, 'suid'), 1234, 1234);
+    chmodSync(join(src, 'suid'), 0o4755);
+    chmodSync(join(src, 'wide.txt'), 0o666);
+    const opts = { src, dest: join(work, 'mirror'), statePath: join(work, 'state.json') };
+    await syncLocalSource(opts);
+    const st = lstatSync(join(opts.dest, 'suid'));
+    expect([st.uid, st.gid, st.mode & 0o7777]).toEqual([1234, 1234, 0o4755]);
+    expect(lstatSync(join(opts.dest, 'wide.txt')).mode & 0o7777).toBe(0o666);
+    expect(lstatSync(join(opts.dest, 'plain.txt')).mode & 0o7777).toBe(lstatSync(join(src, 'plain.txt')).mode & 0o7777);
   });
 
   test('unchanged directories are not listed again; adding, removing or renaming an entry is seen', async () => {

@@ -1,4 +1,4 @@
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { chmod, lchown, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfCancelled } from '../errors.js';
@@ -289,6 +289,35 @@ async function runPool(tasks: ReadonlyArray<() => Promise<void>>, batch: number,
 const LARGE_FILE = 8 << 20;
 const OWN_UID = process.getuid?.() ?? -1;
 const OWN_GID = process.getgid?.() ?? -1;
+/** The process umask (from /proc, without process.umask()'s deprecated getter); undefined if unknown. */
+const UMASK = ((): number | undefined => {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m?.[1] === undefined ? undefined : parseInt(m[1], 8);
+  } catch {
+    return undefined;
+  }
+})();
+
+/**
+ * Reads a file of `size` bytes (from its lstat) in one read, without readFileSync's fstat. Like
+ * readFileSync, a file that grew since is read up to the size it had; one that shrank, to its end.
+ */
+function readSmall(abs: string, size: number): Buffer {
+  const buf = Buffer.allocUnsafe(size);
+  const fd = openSync(abs, 'r');
+  try {
+    let n = 0;
+    while (n < size) {
+      const r = readSync(fd, buf, n, size - n, null);
+      if (r === 0) break;
+      n += r;
+    }
+    return n === size ? buf : buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * Unlinks the mirror's old copy of a file before a new one is written. The mirror never changes
@@ -306,15 +335,18 @@ function removeFile(target: string): void {
 /** Copies one small regular file into a new inode with sync calls, returning its BuildKit record digest. */
 function copySmall(abs: string, target: string, stat: LocalStat, setgidDirs: boolean): string {
   const h = tarsumHeaderHash(stat);
-  const buf = stat.size > 0 ? readFileSync(abs) : Buffer.alloc(0);
+  const buf = stat.size > 0 ? readSmall(abs, stat.size) : Buffer.alloc(0);
   h.update(buf);
+  const mode = stat.mode & 0o7777;
   // `wx` (O_EXCL): always a new inode, never one that a snapshot may share.
-  const fd = openSync(target, 'wx', stat.mode & 0o7777);
+  const fd = openSync(target, 'wx', mode);
   try {
-    if (buf.length > 0) writeSync(fd, buf);
-    fchmodSync(fd, stat.mode & 0o7777);
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
     // A file we just created already belongs to us; chown only when the owner differs.
-    if (setgidDirs || stat.uid !== OWN_UID || stat.gid !== OWN_GID) fchownSync(fd, stat.uid, stat.gid);
+    const chown = setgidDirs || stat.uid !== OWN_UID || stat.gid !== OWN_GID;
+    if (chown) fchownSync(fd, stat.uid, stat.gid);
+    // After chown (it clears set-id bits); not needed when the umask left the mode exact.
+    if (chown || UMASK === undefined || (mode & (UMASK | 0o7000)) !== 0) fchmodSync(fd, mode);
     const t = stat.mtimeMs / 1000;
     futimesSync(fd, t, t);
   } finally {
@@ -338,8 +370,9 @@ async function copyLarge(abs: string, target: string, stat: LocalStat, signal: A
         h.update(buf.subarray(0, bytesRead));
         await out.write(buf, 0, bytesRead);
       }
-      await out.chmod(stat.mode & 0o7777);
       await out.chown(stat.uid, stat.gid);
+      // After chown: chown clears set-id bits.
+      await out.chmod(stat.mode & 0o7777);
       const t = stat.mtimeMs / 1000;
       await out.utimes(t, t);
     } finally {
