@@ -35,6 +35,7 @@
  * | KLN0506 | source not allowed here (URL or git for COPY, `--checksum` misuse) |
  * | KLN0507 | invalid COPY/ADD option value (`--chmod`, `--checksum`) |
  * | KLN0508 | empty Dockerfile or no stages |
+ * | KLN0509 | build checks failed with `# check=error=true` (or `BUILDKIT_DOCKERFILE_CHECK`) |
  */
 export type DockerfileErrorCode =
   | 'KLN0101'
@@ -65,7 +66,8 @@ export type DockerfileErrorCode =
   | 'KLN0505'
   | 'KLN0506'
   | 'KLN0507'
-  | 'KLN0508';
+  | 'KLN0508'
+  | 'KLN0509';
 
 /** A point in a Dockerfile: 1-based line and column (columns count UTF-16 code units). */
 export interface Position {

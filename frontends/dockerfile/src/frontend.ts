@@ -11,6 +11,7 @@ import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
 import { parseDockerignore } from './convert/dockerignore.js';
+import { formatCheckWarning, type CheckWarning } from './lint/linter.js';
 
 /** Defaults the frontend cannot get from the client options. */
 export interface DockerfileFrontendOptions {
@@ -78,10 +79,20 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const buildArgs = new Map<string, string>();
     for (const [k, v] of opts) if (k.startsWith(BUILD_ARG)) buildArgs.set(k.slice(BUILD_ARG.length), v);
     const platforms = (opts.get('platform') ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+    // Build-check warnings go to the client once, even when every platform converts the file.
+    const warned = new Set<string>();
+    const onWarning = (w: CheckWarning): void => {
+      const line = formatCheckWarning(w);
+      const key = `${w.location.line}:${w.location.column}:${line}`;
+      if (warned.has(key)) return;
+      warned.add(key);
+      client.warn({ message: line, file: w.location.file, line: w.location.line, column: w.location.column });
+    };
     const base: ConvertOptions = {
       ...defaults.convert,
       file: filename,
       buildArgs,
+      onWarning,
       metaResolver: client,
       namedContexts: namedContexts(opts, defaults.sessionId),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),

@@ -77,3 +77,9 @@ export type { ConvertOptions, ConvertResult, NamedContext } from './convert/opti
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
 export type { DockerfileFrontendOptions } from './frontend.js';
 export { parseDockerignore } from './convert/dockerignore.js';
+
+export { Rules as CheckRules, checkRules } from './lint/rules.js';
+export type { AnyCheckRule, CheckRule } from './lint/rules.js';
+export { formatCheckWarning } from './lint/linter.js';
+export type { CheckWarning, CheckWarningSink } from './lint/linter.js';
+export { CHECK_BUILD_ARG } from './lint/config.js';

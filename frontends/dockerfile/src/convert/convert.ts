@@ -21,6 +21,7 @@ import { withSourceMap } from './source-map.js';
 import { InternalName } from './names.js';
 import { followPaths, predictContextPaths, sameFollowPaths } from './context-paths.js';
 import { dispatchWorkdir } from './workdir.js';
+import { startChecks } from '../lint/checks.js';
 
 function toMap(m: ConvertOptions['buildArgs']): Map<string, string> {
   if (m === undefined) return new Map();
@@ -67,6 +68,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   const platforms = platformOptions(options.targetPlatform, options.buildPlatforms);
   const buildArgs = toMap(options.buildArgs);
   const shlex = new ShellLex(parsed.ast.escapeToken);
+  const checks = startChecks(parsed, text, { file, buildArgs, onWarning: options.onWarning });
   const namedContexts = options.namedContexts ?? new Map<string, NamedContext>();
   const multiPlatform = options.multiPlatform === true;
 
@@ -86,6 +88,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     }
   }
   const metaEnv = argsEnv(metaArgs);
+  checks.checkFrom(platforms, buildArgs, metaArgs, shlex);
 
   const states = new DispatchStates();
   parsed.stages.forEach((stage, i) => {
@@ -246,6 +249,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       s.d.cmdSet = false;
     }
     locations.clear();
+    checks.commands.beginPass();
     for (const [k, v] of fromLocations) locations.set(k, [...v]);
     let pg = 0;
     const opt: DispatchOptions = {
@@ -267,6 +271,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       ulimits: options.ulimits ?? [],
       cgroupParent: options.cgroupParent ?? '',
       nextProgressGroup: () => `progress-group-${pg++}`,
+      checks: checks.commands,
     };
     const ctxPaths = new Set<string>();
     for (const d of states.states) {
@@ -283,6 +288,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   const actual = followPaths(runPass(buildContext(predicted)));
   if (!sameFollowPaths(predicted, actual) && contextOverride === undefined) runPass(buildContext(actual));
 
+  const checkWarnings = checks.finish();
   const img = target.image;
   if (options.labels !== undefined && Object.keys(options.labels).length > 0) img.config.Labels = { ...(img.config.Labels ?? {}), ...options.labels };
   if (!platforms.implicitTarget) {
@@ -303,7 +309,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   }
   if (options.sourceMap !== false) definition = withSourceMap(definition, file, text, locations);
   const imageConfig = imageToJson(img);
-  return { definition, imageConfig, imageConfigJson: goJson(imageConfig), state: target.state, targetPlatform: platforms.targetPlatform };
+  return { definition, imageConfig, imageConfigJson: goJson(imageConfig), state: target.state, targetPlatform: platforms.targetPlatform, checkWarnings };
 }
 
 /** Inherit the base (stage or image config), run ONBUILD triggers, then every command. */

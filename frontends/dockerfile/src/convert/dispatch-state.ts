@@ -8,6 +8,7 @@ import type { Range } from '../parser/ast.js';
 import { ShellLex } from '../shell/lex.js';
 import type { Command, Stage } from '../instructions/commands.js';
 import type { DockerImage } from './image.js';
+import type { CommandChecks } from '../lint/commands.js';
 
 /** An ARG as seen by a stage: name and value (undefined when declared without any). */
 export interface ArgValue {
@@ -121,6 +122,8 @@ export interface DispatchOptions {
   readonly cgroupParent: string;
   /** Next `COPY --link` progress group id. */
   nextProgressGroup(): string;
+  /** Build checks run on each dispatched command (they never change the state). */
+  readonly checks?: CommandChecks;
 }
 
 /** Proxy build args passed to execs outside their env. */

@@ -52,6 +52,7 @@ export function dispatch(d: DispatchState, sc: StageCommand, opt: DispatchOption
     { word: (w) => opt.shlex.processWord(w, env), raw: (w) => rawLex.processWord(w, env) },
     opt.file,
   );
+  opt.checks?.command(d, sc.command, cmd, env, opt);
   try {
     dispatchExpanded(d, cmd, sc.sources, opt);
   } catch (e) {

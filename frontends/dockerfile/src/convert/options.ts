@@ -1,5 +1,6 @@
 /** Options and result of {@link convertDockerfile} (BuildKit's ConvertOpt and its outputs). */
 import type { Definition, ImageMetaResolver, NetworkMode, Platform, ResolveMode, State, UlimitSpec } from '@kiln/llb-core';
+import type { CheckWarning, CheckWarningSink } from '../lint/linter.js';
 
 /** A named build context (`--build-context NAME=…`): an LLB state and, for images, its config. */
 export interface NamedContext {
@@ -62,6 +63,11 @@ export interface ConvertOptions {
   /** Attach a source map to the Definition (default true). */
   readonly sourceMap?: boolean;
   readonly signal?: AbortSignal;
+  /**
+   * Receives each build-check warning once, as soon as it is found (the checks of `# check=`;
+   * `BUILDKIT_DOCKERFILE_CHECK` in `buildArgs` overrides it). They are also in the result.
+   */
+  readonly onWarning?: CheckWarningSink;
 }
 
 /** What {@link convertDockerfile} returns. */
@@ -76,4 +82,6 @@ export interface ConvertResult {
   readonly state: State;
   /** The target platform used. */
   readonly targetPlatform: Platform;
+  /** Build-check warnings, in the order found (empty when every check passed or was skipped). */
+  readonly checkWarnings: readonly CheckWarning[];
 }

@@ -1,0 +1,124 @@
+/**
+ * The checks BuildKit runs while dispatching a stage's commands (so only for stages the build
+ * reaches, ONBUILD triggers included): JSONArgsRecommended, MultipleInstructionsDisallowed,
+ * LegacyKeyValueFormat, SecretsUsedInArgOrEnv, WorkdirRelativePath, ExposeProtoCasing,
+ * ExposeInvalidFormat and UndefinedVar. They read the stage as it is at that command (SHELL,
+ * environment, declared ARGs) and never change it.
+ */
+import type { Command, ExposeCommand } from '../instructions/commands.js';
+import type { Range } from '../parser/ast.js';
+import type { DispatchOptions, DispatchState } from '../convert/dispatch-state.js';
+import type { Linter } from './linter.js';
+import { Rules } from './rules.js';
+import { isSecretName } from './secrets.js';
+import { checkArgDefaults, checkUndefinedVars } from './undefined-var.js';
+
+/** What one stage's checks remember between its commands. */
+interface StageMemory {
+  /** An absolute WORKDIR was set in this build (this stage or a base stage). */
+  workdirSet: boolean;
+  /** Where the last CMD / ENTRYPOINT / HEALTHCHECK of the stage is. */
+  readonly last: Map<'cmd' | 'entrypoint' | 'healthcheck', Range>;
+}
+
+/** The hook the dispatcher calls for each command (see {@link CommandChecker}). */
+export interface CommandChecks {
+  /** A dispatch pass starts: what earlier passes saw is forgotten. */
+  beginPass(): void;
+  /** `raw` (as written) is about to be dispatched as `expanded`, with `env` the stage's env before it. */
+  command(d: DispatchState, raw: Command, expanded: Command, env: ReadonlyMap<string, string>, opt: DispatchOptions): void;
+}
+
+function isAbs(path: string, os: string): boolean {
+  return os === 'windows' ? /^(?:[a-zA-Z]:)?[\\/]/.test(path) : path.startsWith('/');
+}
+
+/** Runs the dispatch-time checks into a {@link Linter}. */
+export class CommandChecker implements CommandChecks {
+  readonly #lint: Linter;
+  #stages = new WeakMap<DispatchState, StageMemory>();
+
+  constructor(lint: Linter) {
+    this.#lint = lint;
+  }
+
+  beginPass(): void {
+    this.#stages = new WeakMap();
+  }
+
+  #memory(d: DispatchState): StageMemory {
+    let m = this.#stages.get(d);
+    if (m === undefined) {
+      // A stage built FROM another inherits whether a WORKDIR was set (BuildKit's init()).
+      m = { workdirSet: d.base === undefined ? false : this.#memory(d.base).workdirSet, last: new Map() };
+      this.#stages.set(d, m);
+    }
+    return m;
+  }
+
+  /** MultipleInstructionsDisallowed reports the earlier instruction: that is the one ignored. */
+  #usedOnce(d: DispatchState, c: Command & { name: 'cmd' | 'entrypoint' | 'healthcheck' }): void {
+    const last = this.#memory(d).last;
+    const prev = last.get(c.name);
+    if (prev !== undefined) this.#lint.run(Rules.MultipleInstructionsDisallowed, prev, c.node.keyword);
+    last.set(c.name, c.location);
+  }
+
+  #expose(c: ExposeCommand, env: ReadonlyMap<string, string>, opt: DispatchOptions): void {
+    const lint = this.#lint;
+    for (const spec of c.ports) {
+      let ports: string[];
+      try {
+        ports = spec.includes('$') ? opt.shlex.processWords(spec, env) : [spec];
+      } catch {
+        return;
+      }
+      for (const port of ports) {
+        // docker/go-connections nat.ParsePortSpec: [ip:[hostPort]:]containerPort[/proto]
+        const parts = port.split(':');
+        const proto = (parts[parts.length - 1] ?? '').split('/')[1] ?? '';
+        if (proto !== proto.toLowerCase()) lint.run(Rules.ExposeProtoCasing, c.location, port);
+        // an IP or a host port before the container port
+        if (parts.length > 3 || parts.slice(0, -1).some((x) => x !== '')) lint.run(Rules.ExposeInvalidFormat, c.location, port);
+      }
+    }
+  }
+
+  command(d: DispatchState, raw: Command, c: Command, env: ReadonlyMap<string, string>, opt: DispatchOptions): void {
+    const lint = this.#lint;
+    switch (c.name) {
+      case 'cmd':
+      case 'entrypoint':
+        this.#usedOnce(d, c);
+        if (c.prependShell && (d.image.config.Shell ?? []).length === 0) lint.run(Rules.JSONArgsRecommended, c.location, c.node.keyword);
+        break;
+      case 'healthcheck':
+        this.#usedOnce(d, c);
+        break;
+      case 'env':
+        for (const p of c.env) {
+          if (p.noDelim) lint.run(Rules.LegacyKeyValueFormat, c.location, c.node.keyword);
+          if (isSecretName(p.key)) lint.run(Rules.SecretsUsedInArgOrEnv, c.location, 'ENV', p.key);
+        }
+        break;
+      case 'label':
+        for (const p of c.labels) if (p.noDelim) lint.run(Rules.LegacyKeyValueFormat, c.location, c.node.keyword);
+        break;
+      case 'workdir': {
+        const m = this.#memory(d);
+        // Only the first WORKDIR matters: fixing it fixes every relative one after it.
+        if (!m.workdirSet && !isAbs(c.path, d.platform?.os ?? opt.targetPlatform.os)) lint.run(Rules.WorkdirRelativePath, c.location, c.path);
+        m.workdirSet = true;
+        break;
+      }
+      case 'expose':
+        this.#expose(c, env, opt);
+        break;
+      default:
+    }
+    if (raw.name === 'arg') {
+      for (const a of raw.args) if (isSecretName(a.key)) lint.run(Rules.SecretsUsedInArgOrEnv, raw.location, 'ARG', a.key);
+      if (lint.enabled(Rules.UndefinedVar)) checkArgDefaults(d, raw, env, opt, opt.shlex, lint);
+    } else if (lint.enabled(Rules.UndefinedVar)) checkUndefinedVars(d, raw, env, opt.shlex, lint);
+  }
+}
