@@ -6,6 +6,7 @@ import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
+import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
@@ -89,7 +90,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const display = startProgress(flags.progress, io);
     progress = display;
     const e = lease.engine;
-    const report = await withInterrupt(io, (signal) => runBuild(e, { ...req, progress: display.sink, signal, onWarning: (w) => io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}: `}${w.message}\n`) }));
+    const report = await e.credentials.run(callerCredentials(io), () => withInterrupt(io, (signal) => runBuild(e, { ...req, progress: display.sink, signal, onWarning: (w) => io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}: `}${w.message}\n`) })));
     await display.finish();
     progress = undefined;
     for (const ex of report.exports) {

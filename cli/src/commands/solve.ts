@@ -6,6 +6,7 @@ import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { SolverBackend } from '../engine/backend.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
+import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { exportOutputs } from '../engine/export.js';
 import { formatBuildError } from '../engine/report.js';
@@ -82,7 +83,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     const e = lease.engine;
     const display = (progress = startProgress(flags.progress, io));
     const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform, ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
-    await withInterrupt(io, async (signal) => {
+    await e.credentials.run(callerCredentials(io), () => withInterrupt(io, async (signal) => {
       const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
       try {
         const ref = await backend.solve(def, { signal });
@@ -90,7 +91,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
       } finally {
         await backend.release();
       }
-    });
+    }));
     progress = undefined;
     await display.finish();
   } catch (e) {

@@ -18,6 +18,7 @@ import {
   type RegistryClientOptions,
 } from '@kiln/runtime';
 import { RootActivity } from './activity.js';
+import { CallerCredentials } from './credentials.js';
 import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
@@ -74,6 +75,8 @@ export class KilnEngine {
   readonly cache: CacheStore;
   readonly layers: LayerCache;
   readonly meta: StoreFirstMetaResolver;
+  /** Registry credentials of the build being served (see {@link CallerCredentials.run}). */
+  readonly credentials: CallerCredentials;
   readonly #parallelism: number | undefined;
   /** Builds and prunes of this root across processes. */
   readonly activity: RootActivity;
@@ -86,7 +89,8 @@ export class KilnEngine {
     this.images = images;
     this.snapshotter = snapshotter;
     this.executor = new RuncExecutor({ root: opts.root, ...(opts.runc === undefined ? {} : { runc: opts.runc }) });
-    this.registry = new RegistryClient(opts.registry ?? {});
+    this.credentials = new CallerCredentials(opts.registry?.credentials);
+    this.registry = new RegistryClient({ ...opts.registry, credentials: this.credentials.provider });
     this.cache = CacheStore.open({
       path: join(opts.root, 'cache', 'solver.db'),
       // Snapshots the cache store drops are removed (kept while a child still stacks on them).

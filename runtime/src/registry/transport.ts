@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImageStoreError } from '../content/errors.js';
 import { basicAuthorization, parseWwwAuthenticate, type AuthChallenge, type CredentialProvider, type RegistryCredentials } from './auth.js';
@@ -146,7 +147,9 @@ export class RegistryTransport {
       return basicAuthorization(creds.username, creds.password);
     }
     if (st.challenge.scheme !== 'bearer') return undefined;
-    const key = scopeKey(scopes);
+    // Tokens are cached per scope and per identity: one client (a kiln daemon) may serve callers
+    // with different credentials, and one caller's token must not serve another.
+    const key = `${scopeKey(scopes)}|${credentialIdentity(creds)}`;
     let pending = st.tokens.get(key);
     if (pending !== undefined) {
       const cached = await pending.catch(() => undefined);
@@ -222,4 +225,11 @@ function errorText(e: unknown): string {
 function redact(url: string): string {
   const i = url.indexOf('?');
   return i < 0 ? url : url.slice(0, i);
+}
+
+/** A stable, non-secret name for a set of credentials (a hash, never the secret itself). */
+function credentialIdentity(creds: RegistryCredentials | undefined): string {
+  if (creds === undefined) return 'anonymous';
+  const secret = creds.kind === 'basic' ? `basic\0${creds.username}\0${creds.password}` : `token\0${creds.identityToken}`;
+  return createHash('sha256').update(secret).digest('hex').slice(0, 16);
 }

@@ -117,6 +117,18 @@ describe('bearer token auth against docker-registry (auth.token)', () => {
     await expect(pushImage(anon, store, bb.manifest, [`${registry.host}/public/busybox:2`])).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
   });
 
+  test('one client serving callers with different credentials (kiln daemon) does not hand one caller the token of another', async ({ env: { registry, store, bb } }) => {
+    let current: 'alice' | 'anonymous' = 'alice';
+    const alice = staticCredentials({ [registry.host]: { kind: 'basic', username: 'alice', password: 'wonderland' } });
+    const shared = new RegistryClient({ credentials: (host) => (current === 'alice' ? alice(host) : Promise.resolve(undefined)) });
+    await pushImage(shared, store, bb.manifest, [`${registry.host}/private/shared:1`]);
+    expect((await shared.resolve(`${registry.host}/private/shared:1`)).descriptor.digest).toBe(bb.manifest.digest);
+    current = 'anonymous';
+    await expect(shared.resolve(`${registry.host}/private/shared:1`)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    current = 'alice';
+    expect((await shared.resolve(`${registry.host}/private/shared:1`)).descriptor.digest).toBe(bb.manifest.digest);
+  });
+
   test('wrong password: the token service refuses → UNAUTHORIZED without leaking the password', async ({ env: { registry } }) => {
     const mallory = new RegistryClient({ credentials: staticCredentials({ [registry.host]: { kind: 'basic', username: 'alice', password: 'guess-123' } }) });
     const err = await mallory.resolve(`${registry.host}/private/busybox:1`).catch((e: unknown) => e);

@@ -1,0 +1,80 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
+import { runKiln, startDaemon, token, useSandbox, writeTree, type KilnSandbox, type TestDaemon } from './build-helpers.js';
+
+// Registry credentials from the caller's Docker config (DOCKER_CONFIG or ~/.docker/config.json),
+// against a real docker-registry that requires basic auth (htpasswd, bcrypt made by crypt(3)).
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+let registry: TestRegistry;
+let withCreds: string;
+let noCreds: string;
+const PASSWORD = `pw-${token()}`;
+
+beforeAll(async () => {
+  const htpasswd = join(sb.dir, 'htpasswd');
+  const hash = execFileSync('perl', ['-e', 'print crypt($ARGV[0], q($2b$05$) . $ARGV[1])', PASSWORD, 'kilnkilnkilnkilnkilnku'], { encoding: 'utf8' });
+  await writeFile(htpasswd, `alice:${hash}\n`);
+  registry = await startRegistry({ htpasswd });
+  withCreds = join(sb.dir, 'docker-alice');
+  noCreds = join(sb.dir, 'docker-nobody');
+  await mkdir(withCreds, { recursive: true });
+  await mkdir(noCreds, { recursive: true });
+  await writeFile(join(withCreds, 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`alice:${PASSWORD}`).toString('base64') } } }));
+}, 60_000);
+
+afterAll(async () => {
+  await registry.stop();
+});
+
+const inspect = (ref: string): { Digest?: string } => JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', '--creds', `alice:${PASSWORD}`, `docker://${ref}`], { encoding: 'utf8' })) as { Digest?: string };
+
+test('push and pull use the credentials of the caller Docker config; without them the registry refuses, and the password is never printed', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `auth-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /marker\n` });
+  const ref = `${registry.host}/private/app:${t}`;
+
+  const refused = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', ref, '--push'], { env: { DOCKER_CONFIG: noCreds, KILN_DAEMON: '0' } });
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toMatch(/unauthori[sz]ed|credentials/i);
+
+  const pushed = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', ref, '--push'], { env: { DOCKER_CONFIG: withCreds, KILN_DAEMON: '0' } });
+  expect(pushed.stderr).not.toContain('kiln: error');
+  expect(pushed.code).toBe(0);
+  expect(inspect(ref).Digest).toMatch(/^sha256:/);
+  expect(refused.stderr + pushed.stderr).not.toContain(PASSWORD);
+
+  // FROM the private image: resolved and pulled with the caller's credentials.
+  const child = join(sb.dir, `auth-child-${t}`);
+  await writeTree(child, { Dockerfile: `FROM ${ref}\nRUN cat /marker > /copied\n` });
+  const out = join(sb.dir, `auth-out-${t}`);
+  const pulled = await runKiln(sb, ['build', child, '--root', join(sb.dir, `fresh-root-${t}`), '--progress', 'plain', '-o', `type=local,dest=${out}`], { env: { DOCKER_CONFIG: withCreds, KILN_DAEMON: '0' } });
+  expect(pulled.stderr).not.toContain('kiln: error');
+  expect(pulled.code).toBe(0);
+}, 180_000);
+
+test('through kiln daemon each client brings its own Docker config', async () => {
+  const socket = join(sb.dir, `auth-daemon-${token()}`, 'kilnd.sock');
+  const daemon: TestDaemon = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+  try {
+    const t = token();
+    const ctx = join(sb.dir, `auth-d-${t}`);
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /marker\n` });
+    const ref = `${registry.host}/private/daemon:${t}`;
+    const env = { KILN_HOST: `unix://${socket}` };
+    const refused = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', ref, '--push'], { env: { ...env, DOCKER_CONFIG: noCreds } });
+    expect(refused.code).toBe(1);
+    const pushed = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', ref, '--push'], { env: { ...env, DOCKER_CONFIG: withCreds } });
+    expect(pushed.code).toBe(0);
+    expect(inspect(ref).Digest).toMatch(/^sha256:/);
+    expect(daemon.log().split('\n').filter((l) => l.includes(`-t ${ref} --push`))).toHaveLength(2);
+  } finally {
+    daemon.child.kill('SIGTERM');
+    await daemon.exited;
+  }
+}, 180_000);
