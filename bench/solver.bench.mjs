@@ -132,10 +132,97 @@ async function runcChain(work) {
   store.close();
 }
 
+/**
+ * The 5,000-file context case of bench/build.bench.mjs in-process (no Node start-up, no
+ * frontend): `FROM busybox` / `COPY . /ctx` / `RUN find /ctx -type f | wc -l > /count` as LLB
+ * through the Solver and a RuntimeWorker, cold, unchanged and with one file changed. Each build
+ * is split into the worker calls it made (local source = sync + snapshot, COPY checksum, COPY,
+ * RUN; "solver" is the rest: cache-key lookups and cache-store writes); CPU is user+sys of the
+ * whole process, less noisy than wall time on a shared machine.
+ */
+async function contextBuild(work) {
+  try {
+    execFileSync('runc', ['--version']);
+  } catch {
+    row('5,000-file build', NaN, '', 'skipped: apt-get install runc busybox-static');
+    return;
+  }
+  const rt = await import('@kiln/runtime');
+  const root = join(work, 'kiln-ctx');
+  const ctx = join(work, 'ctx-build');
+  makeContext(ctx, 5000);
+  const content = await rt.ContentStore.open(join(root, 'content'));
+  const images = await rt.ImageStore.open(join(root, 'images'));
+  await rt.createBusyboxImage(content, { names: ['localhost:5000/busybox:latest'], images });
+  const inner = new RuntimeWorker({
+    root,
+    snapshotter: new rt.LocalSnapshotter({ root }),
+    executor: new rt.RuncExecutor({ root }),
+    content,
+    ensureImage: (ref, o) => rt.ensureImage(ref, { store: content, images, ...o }),
+    unpackLayer: rt.unpackLayer,
+    applyFileAction: rt.applyFileAction,
+    localDirs: { context: ctx },
+  });
+  let phases = {};
+  const phaseOf = (name, args) => (name === 'source' ? (args[0]?.identifier?.startsWith('local://') ? 'local source' : 'image') : { checksum: 'COPY checksum', file: 'COPY', exec: 'RUN' }[name]);
+  // Times every worker call by phase (the solver awaits them; overlapping calls add up).
+  const worker = new Proxy(inner, {
+    get(target, key) {
+      const v = Reflect.get(target, key);
+      if (typeof v !== 'function') return v;
+      return (...args) => {
+        const phase = phaseOf(key, args);
+        const t0 = performance.now();
+        const r = v.apply(target, args);
+        if (phase === undefined || !(r instanceof Promise)) return r;
+        return r.finally(() => (phases[phase] = (phases[phase] ?? 0) + performance.now() - t0));
+      };
+    },
+  });
+  const store = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id) => inner.releaseSnapshot(id) });
+  const solver = new Solver({ worker, store });
+  const ops = [
+    encodeOp({ kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } }),
+    encodeOp({ kind: 'source', inputs: [], source: { identifier: 'local://context' } }),
+  ];
+  const copy = { src: '/', dest: '/ctx', followSymlink: true, dirCopyContents: true, createDestPath: true, allowWildcard: true, allowEmptyWildcard: true, mode: -1, timestamp: -1n };
+  ops.push(
+    encodeOp({
+      kind: 'file',
+      inputs: [{ digest: digestOf(ops[0]), index: 0 }, { digest: digestOf(ops[1]), index: 0 }],
+      file: { actions: [{ input: 0, secondaryInput: 1, output: 0, action: { kind: 'copy', copy } }] },
+    }),
+  );
+  ops.push(
+    encodeOp({
+      kind: 'exec',
+      inputs: [{ digest: digestOf(ops[2]), index: 0 }],
+      exec: { meta: { args: ['/bin/sh', '-c', 'find /ctx -type f | wc -l > /count'], env: ['PATH=/bin'], cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] },
+    }),
+  );
+  ops.push(encodeOp({ kind: 'none', inputs: [{ digest: digestOf(ops[3]), index: 0 }] }));
+  const build = async (name, target) => {
+    phases = {};
+    const cpu0 = process.cpuUsage();
+    const { ms } = await time(() => solver.solve({ def: ops, metadata: new Map() }));
+    const cpu = process.cpuUsage(cpu0);
+    const named = Object.values(phases).reduce((a, b) => a + b, 0);
+    const parts = Object.entries(phases).map(([k, v]) => `${k} ${v.toFixed(0)}`);
+    row(`5,000-file build in-process: ${name}`, ms, target, `${parts.join(', ')}, solver ${(ms - named).toFixed(0)} ms; CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
+  };
+  await build('cold', '< 2500');
+  await build('unchanged', '< 150');
+  writeFileSync(join(ctx, 'd7', 's0', 'f7.txt'), 'changed\n');
+  await build('one file changed', '< 1000');
+  store.close();
+}
+
 export async function run() {
   const work = mkdtempSync(join(tmpdir(), 'kiln-bench-solver-'));
   try {
     await localContext(work);
+    await contextBuild(work);
     await schedulerHits(work);
     await runcChain(work);
   } finally {
