@@ -86,6 +86,32 @@ describe('runc executor', () => {
     expect(left).toEqual([]);
   });
 
+  test('/proc, /dev and /sys missing from the image come from a layer below it: the writable layer never gets them', async () => {
+    const r = await run(['sh', '-c', 'ls -d /proc /dev /sys && test -f /proc/self/status && test -c /dev/null && echo ok > /written']);
+    expect([r.result.exitCode, r.stdout]).toEqual([0, '/dev\n/proc\n/sys\n']);
+    const src = await snapshotter.diffSource(r.snapshot);
+    if (src.driver !== 'overlay') throw new Error('overlay expected');
+    const top = await readdir(src.upper);
+    expect(top).toContain('written');
+    expect(top.filter((n) => ['proc', 'dev', 'sys'].includes(n))).toEqual([]);
+    // A later run on top of it still sees them and leaves its own layer clean too.
+    await snapshotter.commit(`${r.snapshot}-c`, r.snapshot);
+    await snapshotter.prepare(`${r.snapshot}-2`, `${r.snapshot}-c`);
+    // Not even while it runs (runc creates missing mount points in the writable layer).
+    const src2 = await snapshotter.diffSource(`${r.snapshot}-2`);
+    if (src2.driver !== 'overlay') throw new Error('overlay expected');
+    let during: string[] | undefined;
+    const again = await executor.run({
+      rootfs: await snapshotter.mounts(`${r.snapshot}-2`),
+      process: { args: ['sh', '-c', 'cat /written; sleep 1'], env: [] },
+      onOutput: () => void readdir(src2.upper).then((names) => (during = names)),
+    });
+    expect(again.exitCode).toBe(0);
+    expect(during).toBeDefined();
+    expect((during ?? []).filter((n) => ['proc', 'dev', 'sys'].includes(n))).toEqual([]);
+    expect((await readdir(src2.upper)).filter((n) => ['proc', 'dev', 'sys'].includes(n))).toEqual([]);
+  });
+
   test('a writable rootfs without parent (plain directory) is used in place and stays clean', async () => {
     await snapshotter.prepare('flat');
     const m = await snapshotter.mount('flat');
