@@ -66,3 +66,4 @@ export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';
 export { chainIds } from './worker/sources.js';
 export { withFileLock, pidAlive } from './worker/file-lock.js';
+export { gitRepoUsage, removeGitRepo, type GitRepoUsage } from './worker/git.js';

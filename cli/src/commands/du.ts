@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { CacheStore, formatBytes, type DiskUsageRecord } from '@kiln/solver';
+import { CacheStore, formatBytes, gitRepoUsage, type DiskUsageRecord, type GitRepoUsage } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 
@@ -15,8 +15,9 @@ export interface UsageRow {
 }
 
 /**
- * Cache records under `root`: op results, local-source snapshots and cache mounts
- * (`RUN --mount=type=cache`, kind `exec.cachemount`), most recently used first.
+ * Cache records under `root`: op results, local-source snapshots, cache mounts
+ * (`RUN --mount=type=cache`, kind `exec.cachemount`) and the shared repositories of git sources,
+ * most recently used first.
  */
 export async function diskUsage(root: string): Promise<UsageRow[]> {
   const store = CacheStore.open({ path: join(root, 'cache', 'solver.db') });
@@ -26,9 +27,16 @@ export async function diskUsage(root: string): Promise<UsageRow[]> {
   } finally {
     store.close();
   }
+  const repos = (await gitRepoUsage(root)).map((g) => gitRepoRow(g));
   return records
-    .map((r) => ({ id: r.snapshot, kind: r.kind, size: r.size, reclaimable: !r.inUse, lastUsed: r.lastUsed, description: r.description }))
+    .map((r): UsageRow => ({ id: r.snapshot, kind: r.kind, size: r.size, reclaimable: !r.inUse, lastUsed: r.lastUsed, description: r.description }))
+    .concat(repos)
     .sort((a, b) => b.lastUsed - a.lastUsed);
+}
+
+/** A shared git repository as a `kiln du` row (BuildKit: a regular record, "shared git repo for …"). */
+export function gitRepoRow(g: GitRepoUsage): UsageRow {
+  return { id: g.id, kind: 'regular', size: g.size, reclaimable: true, lastUsed: g.lastUsed, description: `shared git repo for ${g.remote}` };
 }
 
 /** Registers `kiln du [--verbose]`: build cache usage, like `buildctl du`. */

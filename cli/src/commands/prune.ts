@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { pruneContent } from '@kiln/runtime';
-import { formatBytes } from '@kiln/solver';
+import { formatBytes, gitRepoUsage, removeGitRepo } from '@kiln/solver';
 import { processIo, type CliIo } from '../io.js';
 import { acquireEngine } from '../engine/lease.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { parseSize } from '../engine/session.js';
-import type { UsageRow } from './du.js';
+import { gitRepoRow, type UsageRow } from './du.js';
 
 /** Options of {@link prune}. */
 export interface PruneFlags {
@@ -34,6 +34,16 @@ async function pruneUnlocked(engine: KilnEngine, flags: PruneFlags): Promise<Usa
   const keep = flags.keepStorage === undefined ? undefined : parseSize(flags.keepStorage);
   const victims = await engine.cache.prune({ ...(flags.all === true ? { all: true } : {}), ...(keep === undefined ? {} : { keepStorage: keep }) });
   const removed: UsageRow[] = victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description }));
+  // Shared git repositories: all of them, or with --keep-storage the least recently used while
+  // the cache (records and repositories) is still over the limit.
+  const repos = (await gitRepoUsage(engine.root)).sort((a, b) => a.lastUsed - b.lastUsed);
+  let total = keep === undefined ? 0 : engine.cache.du().reduce((n, r) => n + r.size, 0) + repos.reduce((n, r) => n + r.size, 0);
+  for (const repo of repos) {
+    if (keep !== undefined && total <= keep) break;
+    await removeGitRepo(engine.root, repo.id);
+    total -= repo.size;
+    removed.push(gitRepoRow(repo));
+  }
   // Then the content store: blobs no image record and no remaining cache result needs (exported
   // layers of pruned results). Blobs younger than a minute are left to builds still running.
   const live = await engine.layers.retain(engine.cache.referencedSnapshots());

@@ -74,3 +74,18 @@ test('ADD of a missing git ref fails with the Dockerfile line and the ref', asyn
   expect(r.stderr).toContain('does not contain ref no-such-branch');
   expect(r.stderr).toMatch(/Dockerfile:2/);
 }, 120_000);
+
+test('kiln du lists the shared git repository; kiln prune removes it and a later build fetches again', async () => {
+  const ctx = join(sb.dir, `git-du-${token()}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nADD ${url}#main /src\n` });
+  expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet'])).code).toBe(0);
+  const du = await runKiln(sb, ['du', '--root', sb.root, '-v']);
+  expect(du.stdout).toContain(`shared git repo for ${url}`);
+  const pruned = await runKiln(sb, ['prune', '--root', sb.root, '-v']);
+  expect(pruned.code).toBe(0);
+  expect(pruned.stdout).toContain(`shared git repo for ${url}`);
+  expect((await runKiln(sb, ['du', '--root', sb.root, '-v'])).stdout).not.toContain('shared git repo');
+  const again = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain']);
+  expect(again.code).toBe(0);
+  expect((await runKiln(sb, ['du', '--root', sb.root, '-v'])).stdout).toContain(`shared git repo for ${url}`);
+}, 180_000);

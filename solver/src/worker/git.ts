@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { SourceOp } from '@kiln/llb-core';
@@ -214,7 +214,7 @@ export class GitSources {
    * GIT_SSH_COMMAND), so it never reaches argv, the repository config or the cache.
    */
   async #withRepo<T>(spec: GitSpec, ctx: WorkerOpContext, fn: (git: GitRun) => Promise<T>): Promise<T> {
-    const base = join(this.#deps.root, 'solver', 'git');
+    const base = gitReposDir(this.#deps.root);
     const gitDir = join(base, createHash('sha256').update(spec.remote).digest('hex').slice(0, 32));
     await mkdir(base, { recursive: true });
     return withFileLock(`${gitDir}.lock`, ctx.signal, async () => {
@@ -231,6 +231,9 @@ export class GitSources {
         return await fn(git);
       } finally {
         await git.cleanup();
+        // The repository's mtime is its last use, for `kiln du` and `kiln prune --keep-storage`.
+        const now = new Date();
+        await utimes(gitDir, now, now).catch(() => undefined);
       }
     });
   }
@@ -271,6 +274,44 @@ export class GitSources {
     }
     return { gitDir, env, signal, remote: spec.remote, cleanup: () => rm(home, { recursive: true, force: true }) };
   }
+}
+
+/** Where the shared bare repositories of a kiln root live. */
+function gitReposDir(root: string): string {
+  return join(root, 'solver', 'git');
+}
+
+/** One shared bare repository of git sources (BuildKit lists these as "shared git repo for …"). */
+export interface GitRepoUsage {
+  readonly id: string;
+  readonly remote: string;
+  readonly size: number;
+  readonly lastUsed: number;
+}
+
+/** The shared bare repositories under `root`, for `kiln du`. */
+export async function gitRepoUsage(root: string): Promise<GitRepoUsage[]> {
+  const base = gitReposDir(root);
+  const names = await readdir(base).catch(() => [] as string[]);
+  const out: GitRepoUsage[] = [];
+  for (const name of names) {
+    if (!/^[a-f0-9]{32}$/.test(name)) continue;
+    const dir = join(base, name);
+    const config = await readFile(join(dir, 'config'), 'utf8').catch(() => '');
+    const remote = redactRemote(/\[remote "origin"\][^[]*?url = (.*)/.exec(config)?.[1]?.trim() ?? '');
+    const st = await stat(dir).catch(() => undefined);
+    if (st === undefined) continue;
+    out.push({ id: `git-repo-${name}`, remote, size: await dirSize(dir), lastUsed: st.mtimeMs });
+  }
+  return out;
+}
+
+/** Removes one shared repository (by {@link GitRepoUsage.id}), waiting for a build using it. */
+export async function removeGitRepo(root: string, id: string): Promise<void> {
+  const name = id.replace(/^git-repo-/, '');
+  if (!/^[a-f0-9]{32}$/.test(name)) return;
+  const dir = join(gitReposDir(root), name);
+  await withFileLock(`${dir}.lock`, undefined, () => rm(dir, { recursive: true, force: true }));
 }
 
 /** BuildKit's token scope: any github.com remote shares the github.com token. */
