@@ -35,6 +35,10 @@ export interface BuildFlags {
   readonly push?: boolean;
   readonly metadataFile?: string;
   readonly iidfile?: string;
+  readonly label: string[];
+  readonly addHost: string[];
+  readonly pull?: boolean;
+  readonly network?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -63,6 +67,10 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--no-cache', 'do not use the cache')
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
+    .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
+    .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
+    .option('--pull', 'always look up base images in their registry (ignore the local image store)')
+    .option('--network <mode>', 'network of RUN steps without their own --network: default, none or host (host needs --allow network.host)')
     .option('--allow <entitlement>', 'allow an entitlement: security.insecure, network.host (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--debug', 'show stack traces for errors')
@@ -157,6 +165,30 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     allowNetworkHost: flags.allow.includes('network.host'),
     ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
+    ...runFlags(flags),
+  };
+}
+
+/** `--label`, `--add-host`, `--pull`, `--network` as the frontend options buildx sends. */
+function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts' | 'pull' | 'network'> {
+  const labels = new Map<string, string>();
+  for (const l of flags.label) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new EngineError('KLN0702', `invalid --label "${l}"`, { hint: 'use --label KEY=VALUE' });
+    labels.set(l.slice(0, i), l.slice(i + 1));
+  }
+  for (const h of flags.addHost) {
+    if (!/^[^:=\s]+[:=]\S+$/.test(h)) throw new EngineError('KLN0702', `invalid --add-host "${h}"`, { hint: 'use --add-host HOST:IP' });
+  }
+  const network = flags.network === undefined || flags.network === 'default' ? undefined : flags.network;
+  if (network !== undefined && network !== 'none' && network !== 'host') {
+    throw new EngineError('KLN0702', `invalid --network "${flags.network}"`, { hint: 'use --network default, none or host' });
+  }
+  return {
+    ...(labels.size > 0 ? { labels } : {}),
+    ...(flags.addHost.length > 0 ? { extraHosts: flags.addHost } : {}),
+    ...(flags.pull === true ? { pull: true } : {}),
+    ...(network === undefined ? {} : { network }),
   };
 }
 

@@ -46,6 +46,14 @@ export interface BuildRequest {
   readonly frontend?: string;
   /** `--parallelism N` for this build. */
   readonly parallelism?: number;
+  /** `--label KEY=VALUE`: image labels (BuildKit's `label:KEY` options). */
+  readonly labels?: ReadonlyMap<string, string>;
+  /** `--add-host HOST:IP` entries (BuildKit's `add-hosts`). */
+  readonly extraHosts?: readonly string[];
+  /** `--pull`: base images are looked up in their registry (`image-resolve-mode=pull`). */
+  readonly pull?: boolean;
+  /** `--network none|host` for RUN steps without their own (`force-network-mode`). */
+  readonly network?: 'none' | 'host';
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
   readonly onWarning?: (w: FrontendWarning) => void;
@@ -86,6 +94,10 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.target !== undefined) opts.set('target', req.target);
   if (req.platform !== undefined) opts.set('platform', formatPlatform(platform));
   for (const [k, v] of req.buildArgs ?? []) opts.set(`build-arg:${k}`, v);
+  for (const [k, v] of req.labels ?? []) opts.set(`label:${k}`, v);
+  if (req.extraHosts !== undefined && req.extraHosts.length > 0) opts.set('add-hosts', req.extraHosts.join(','));
+  if (req.pull === true) opts.set('image-resolve-mode', 'pull');
+  if (req.network !== undefined) opts.set('force-network-mode', req.network);
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
 

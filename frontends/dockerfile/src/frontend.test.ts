@@ -6,11 +6,11 @@ import { dockerfileFrontend } from './frontend.js';
 const DIGEST = `sha256:${'ab'.repeat(32)}` as Digest;
 
 /** A FrontendClient double: serves one Dockerfile, records solved definitions. */
-function client(files: Record<string, string>, opts: Record<string, string>) {
+function client(files: Record<string, string>, opts: Record<string, string>, inputs: Record<string, Definition> = {}) {
   const solved: Definition[] = [];
   const c: FrontendClient = {
     opts: new Map(Object.entries(opts)),
-    inputs: new Map(),
+    inputs: new Map(Object.entries(inputs)),
     solve({ definition }) {
       solved.push(definition);
       const ref: Ref = {
@@ -71,5 +71,38 @@ describe('dockerfileFrontend', () => {
     const res = await dockerfileFrontend(c);
     const ctx = res.ref?.definition.def.map((b) => decodeOp(b)).find((o) => o.kind === 'source' && o.source.identifier === 'local://context');
     expect(ctx?.kind === 'source' ? ctx.source.attrs?.get('local.excludepatterns') : undefined).toBe('["node_modules","!node_modules/keep"]');
+  });
+
+  test('label:, add-hosts, hostname, image-resolve-mode and force-network-mode options reach the image and every RUN', async () => {
+    const { c } = client(
+      { Dockerfile: 'FROM busybox\nLABEL a=from-dockerfile\nRUN true\n' },
+      { 'label:a': 'from-cli', 'label:org.example.b': 'two', 'add-hosts': 'db=10.0.0.5,cache:10.0.0.6', hostname: 'builder', 'image-resolve-mode': 'pull', 'force-network-mode': 'none' },
+    );
+    const res = await dockerfileFrontend(c);
+    const cfg = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.imageConfig))) as { config: { Labels: Record<string, string> } };
+    expect(cfg.config.Labels).toEqual({ a: 'from-cli', 'org.example.b': 'two' });
+    const ops = res.ref?.definition.def.map((b) => decodeOp(b)) ?? [];
+    const exec = ops.find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ exec: { network: 2, meta: { hostname: 'builder', extraHosts: [{ host: 'db', ip: '10.0.0.5' }, { host: 'cache', ip: '10.0.0.6' }] } } });
+    const img = ops.find((o) => o.kind === 'source' && o.source.identifier?.startsWith('docker-image://') === true);
+    expect(img?.kind === 'source' ? img.source.attrs?.get('image.resolvemode') : undefined).toBe('pull');
+  });
+
+  test('bad add-hosts or resolve mode values are errors that say what to pass', async () => {
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'add-hosts': 'db' }).c)).rejects.toMatchObject({ code: 'KLN0504', hint: expect.stringContaining('HOST=IP') });
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'image-resolve-mode': 'always' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
+  });
+
+  test('context:NAME=input:X takes the Definition the client passed as input X, with its image config', async () => {
+    const base = await (await import('@kiln/llb-core')).image('alpine').run({ args: ['/bin/sh', '-c', 'echo built > /made'] }).root().marshal();
+    const meta = JSON.stringify({ [ResultMetadataKey.imageConfig]: Buffer.from(JSON.stringify({ config: { Env: ['FROM_INPUT=1'], WorkingDir: '/w' } })).toString('base64') });
+    const { c } = client({ Dockerfile: 'FROM base\nRUN pwd\n' }, { 'context:base': 'input:basedef', 'input-metadata:basedef': meta }, { basedef: base });
+    const res = await dockerfileFrontend(c);
+    const ops = res.ref?.definition.def.map((b) => decodeOp(b)) ?? [];
+    const execs = ops.filter((o) => o.kind === 'exec');
+    expect(execs.map((o) => (o.kind === 'exec' ? o.exec.meta?.args?.at(-1) : ''))).toEqual(expect.arrayContaining(['echo built > /made', 'pwd']));
+    const pwd = execs.find((o) => o.kind === 'exec' && o.exec.meta?.args?.at(-1) === 'pwd');
+    expect(pwd).toMatchObject({ exec: { meta: { cwd: '/w', env: expect.arrayContaining(['FROM_INPUT=1']) } } });
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM base\n' }, { 'context:base': 'input:nope' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
   });
 });

@@ -1,11 +1,12 @@
 /**
  * The Dockerfile {@link Frontend}: reads the Dockerfile through the client (the `dockerfile`
  * input, else the `context` input, else a `dockerfile` local source), converts it with the
- * client's frontend options (BuildKit's keys: `filename`, `target`, `platform`,
- * `build-arg:NAME`, `context:NAME`, `no-cache`) and returns the solved ref plus `containerimage.config`.
+ * client's frontend options (BuildKit's dockerui keys: `filename`, `target`, `platform`,
+ * `build-arg:NAME`, `context:NAME`, `label:NAME`, `add-hosts`, `hostname`, `image-resolve-mode`,
+ * `force-network-mode`, `no-cache`) and returns the solved ref plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
-import { ResultMetadataKey, formatPlatform, image, local, parsePlatform } from '@kiln/llb-core';
+import { ResultMetadataKey, formatPlatform, fromDefinition, image, local, parsePlatform } from '@kiln/llb-core';
 import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
@@ -23,18 +24,82 @@ export interface DockerfileFrontendOptions {
 
 const BUILD_ARG = 'build-arg:';
 const CONTEXT = 'context:';
+const LABEL = 'label:';
 
-/** `context:NAME` values: `docker-image://REF` or `local:DIR` (as BuildKit's dockerui accepts). */
-function namedContexts(opts: ReadonlyMap<string, string>, sessionId: string | undefined): Map<string, NamedContext> {
+/**
+ * `context:NAME` values, as BuildKit's dockerui accepts them: `docker-image://REF`, `local:NAME`,
+ * or `input:INPUT` — a Definition the gateway client passed among its inputs (another build's
+ * result, as buildx bake's `target:` contexts), with its image config from `input-metadata:INPUT`.
+ */
+function namedContexts(client: FrontendClient, sessionId: string | undefined): Map<string, NamedContext> {
   const out = new Map<string, NamedContext>();
-  for (const [k, v] of opts) {
+  for (const [k, v] of client.opts) {
     if (!k.startsWith(CONTEXT)) continue;
     const name = k.slice(CONTEXT.length);
     if (v.startsWith('docker-image://')) out.set(name, { state: image(v.slice('docker-image://'.length)) });
     else if (v.startsWith('local:')) out.set(name, { state: local(v.slice('local:'.length), sessionId === undefined ? {} : { sessionId }) });
-    else throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF or local:NAME' });
+    else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
+    else throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME or input:NAME' });
   }
   return out;
+}
+
+function inputContext(client: FrontendClient, name: string, input: string): NamedContext {
+  const def = client.inputs.get(input);
+  if (def === undefined) throw new KilnError('KLN0504', `context ${name}: the client passed no input named ${input}`, { hint: `pass the Definition as input "${input}"` });
+  const meta = client.opts.get(`input-metadata:${input}`);
+  let imageConfig: string | undefined;
+  if (meta !== undefined && meta !== '') {
+    try {
+      const cfg = (JSON.parse(meta) as Record<string, unknown>)[ResultMetadataKey.imageConfig];
+      // BuildKit sends metadata values as base64 of the bytes (Go []byte in JSON).
+      if (typeof cfg === 'string') imageConfig = Buffer.from(cfg, 'base64').toString('utf8');
+    } catch {
+      throw new KilnError('KLN0504', `context ${name}: input-metadata:${input} is not JSON`);
+    }
+  }
+  return { state: fromDefinition(def), ...(imageConfig === undefined ? {} : { imageConfig }) };
+}
+
+/** `add-hosts`: `host=ip` or `host:ip` entries, comma-separated (buildx `--add-host`). */
+function extraHosts(value: string | undefined): { host: string; ip: string }[] {
+  if (value === undefined || value.trim() === '') return [];
+  return value.split(',').map((entry) => {
+    const e = entry.trim();
+    const i = e.includes('=') ? e.indexOf('=') : e.indexOf(':');
+    const host = i < 0 ? '' : e.slice(0, i);
+    const ip = i < 0 ? '' : e.slice(i + 1);
+    if (host === '' || ip === '' || !isIp(ip)) throw new KilnError('KLN0504', `invalid add-host "${e}"`, { hint: 'use HOST=IP or HOST:IP, e.g. --add-host db=10.0.0.5' });
+    return { host, ip };
+  });
+}
+
+function isIp(s: string): boolean {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(s)) return s.split('.').every((o) => Number(o) <= 255);
+  return /^[0-9a-f:]+$/i.test(s) && s.includes(':');
+}
+
+/** The dockerui options that shape every RUN and the image (labels, hosts, network, resolve mode). */
+function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of opts) if (k.startsWith(LABEL)) labels[k.slice(LABEL.length)] = v;
+  const hosts = extraHosts(opts.get('add-hosts'));
+  const hostname = opts.get('hostname');
+  const resolve = opts.get('image-resolve-mode');
+  if (resolve !== undefined && resolve !== 'default' && resolve !== 'pull' && resolve !== 'local') {
+    throw new KilnError('KLN0504', `invalid image-resolve-mode "${resolve}"`, { hint: 'use default, pull or local' });
+  }
+  const net = opts.get('force-network-mode');
+  if (net !== undefined && net !== 'sandbox' && net !== 'host' && net !== 'none') {
+    throw new KilnError('KLN0504', `invalid network mode "${net}"`, { hint: 'use default, none or host' });
+  }
+  return {
+    ...(Object.keys(labels).length > 0 ? { labels } : {}),
+    ...(hosts.length > 0 ? { extraHosts: hosts } : {}),
+    ...(hostname === undefined || hostname === '' ? {} : { hostname }),
+    ...(resolve === undefined ? {} : { resolveMode: resolve }),
+    ...(net === undefined || net === 'sandbox' ? {} : { forceNetworkMode: net }),
+  };
 }
 
 async function readDockerfile(client: FrontendClient, filename: string, sessionId: string | undefined): Promise<{ dockerfile: Uint8Array; ignore: Uint8Array | undefined }> {
@@ -90,11 +155,12 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     };
     const base: ConvertOptions = {
       ...defaults.convert,
+      ...runOptions(opts),
       file: filename,
       buildArgs,
       onWarning,
       metaResolver: client,
-      namedContexts: namedContexts(opts, defaults.sessionId),
+      namedContexts: namedContexts(client, defaults.sessionId),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
       ...(opts.get('target') ? { target: opts.get('target') as string } : {}),

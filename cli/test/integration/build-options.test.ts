@@ -1,0 +1,54 @@
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+
+// buildx's `--label`, `--add-host`, `--network` and `--pull` through `kiln build`, with real runc.
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+test('--label sets image labels over the Dockerfile LABEL; --add-host reaches /etc/hosts of every RUN', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `opts-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nLABEL a=dockerfile keep=yes\nRUN cat /etc/hosts > /hosts && echo ${t}\n` });
+  const oci = join(sb.dir, `opts-${t}.tar`);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--label', 'a=cli', '--label', 'org.example.b=two words', '--add-host', 'db.internal:10.1.2.3', '--add-host', 'cache=10.1.2.4', '-o', `type=oci,dest=${oci}`]);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  const inspected = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${oci}`], { encoding: 'utf8' })) as { Labels: Record<string, string> };
+  expect(inspected.Labels).toEqual({ a: 'cli', keep: 'yes', 'org.example.b': 'two words' });
+  const out = join(sb.dir, `opts-out-${t}`);
+  expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--add-host', 'db.internal:10.1.2.3', '--add-host', 'cache=10.1.2.4', '-o', `type=local,dest=${out}`])).code).toBe(0);
+  const hosts = await readFile(join(out, 'hosts'), 'utf8');
+  expect(hosts).toMatch(/^10\.1\.2\.3\s+db\.internal$/m);
+  expect(hosts).toMatch(/^10\.1\.2\.4\s+cache$/m);
+}, 120_000);
+
+test('--network none isolates RUN steps; --network host needs --allow network.host', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `net-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN ls /sys/class/net > /nets && echo ${t}\n` });
+  const none = join(sb.dir, `net-none-${t}`);
+  expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--network', 'none', '-o', `type=local,dest=${none}`])).code).toBe(0);
+  expect((await readFile(join(none, 'nets'), 'utf8')).trim().split('\n')).toEqual(['lo']);
+  const refused = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--network', 'host']);
+  expect(refused.code).toBe(1);
+  expect(refused.stderr).toContain('network.host');
+  const host = join(sb.dir, `net-host-${t}`);
+  expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--network', 'host', '--allow', 'network.host', '-o', `type=local,dest=${host}`])).code).toBe(0);
+  expect((await readFile(join(host, 'nets'), 'utf8')).trim().split('\n').length).toBeGreaterThan(1);
+  const bad = await runKiln(sb, ['build', ctx, '--root', sb.root, '--network', 'bridge']);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain('invalid --network "bridge"');
+}, 120_000);
+
+test('--pull skips the local image store: an image only kiln has locally is looked up in its registry', async () => {
+  const ctx = join(sb.dir, `pull-${token()}`);
+  await writeTree(ctx, { Dockerfile: 'FROM busybox\n' });
+  expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet'])).code).toBe(0);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--pull']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/registry-1\.docker\.io|docker\.io/);
+}, 120_000);
