@@ -66,13 +66,16 @@ export class RootView {
   /** `lowerStats` remembers lstat results in `lowers` across runs (they must be immutable). */
   constructor(upper: string, lowers: readonly string[], lowerStats?: LowerStatCache) {
     this.upper = upper;
-    this.#layers = [upper, ...lowers];
+    this.#layers = [upper, ...lowers].map((l) => (l.length > 1 ? l.replace(/\/+$/, '') : l));
     this.#lowerStats = lowerStats;
   }
 
+  /** lstat of clean relative `rel` in one layer (a chain of RUN steps asks O(depth) of these per step). */
   #lstatIn(layer: string, rel: string): Stats | undefined {
-    const p = join(layer, rel);
-    return layer === this.upper || this.#lowerStats === undefined ? tryLstat(p) : this.#lowerStats.lstat(p);
+    // Plain concatenation, not path.join: both parts are clean already, and join's normalisation
+    // was most of the cost of a lookup answered from the cache.
+    const p = `${layer}/${rel}`;
+    return layer === this.#layers[0] || this.#lowerStats === undefined ? tryLstat(p) : this.#lowerStats.lstat(p);
   }
 
   /** lstat of root-relative `rel` in the merged view. */
@@ -83,14 +86,16 @@ export class RootView {
       return { stat: st, layer: this.upper };
     }
     const parts = clean.split('/');
+    const ancestors: string[] = [];
+    for (let i = 1; i < parts.length; i++) ancestors.push(parts.slice(0, i).join('/'));
     for (const layer of this.#layers) {
       const st = this.#lstatIn(layer, clean);
-      if (st !== undefined) return isWhiteout(st) ? undefined : { stat: st, layer };
+      if (st !== undefined) return isWhiteout(st) ? undefined : { stat: st, layer: layer === this.#layers[0] ? this.upper : layer };
       // A whiteout or a non-directory on the way hides everything below in lower layers.
-      for (let i = 1; i < parts.length; i++) {
-        const a = this.#lstatIn(layer, parts.slice(0, i).join('/'));
-        if (a === undefined) break;
-        if (isWhiteout(a) || !a.isDirectory()) return undefined;
+      for (const a of ancestors) {
+        const at = this.#lstatIn(layer, a);
+        if (at === undefined) break;
+        if (isWhiteout(at) || !at.isDirectory()) return undefined;
       }
     }
     return undefined;

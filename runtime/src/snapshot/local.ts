@@ -568,14 +568,17 @@ export class LocalSnapshotter implements Snapshotter {
   // A torn file (crash) reads as "not found" through that private id, and recover() drops it.
   async #writeMeta(meta: SnapshotMeta): Promise<void> {
     writeFileSync(join(this.#snapRoot, meta.dir, 'meta.json'), JSON.stringify(meta));
-    this.#metas.delete(meta.dir);
+    // What this process wrote is what the file holds (only it writes a dir's meta while the dir is
+    // private to it, and a committed meta never changes): no read back on the next lookup.
+    this.#metas.set(meta.dir, meta);
   }
 
   async #load(id: string): Promise<SnapshotMeta> {
     assertId(id);
     try {
       // The id link is read every time (another process may remove or re-create an id); the
-      // meta of a committed snapshot never changes in place, so it is kept per directory.
+      // meta of a committed snapshot never changes in place, so it is kept per directory, as is
+      // every meta this process wrote.
       const dir = readlinkSync(join(this.#byId, id)).replace(/^\.\.\//, '');
       const cached = this.#metas.get(dir);
       if (cached !== undefined && cached.id === id) return cached;
