@@ -1,0 +1,57 @@
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { type KilnSandbox, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+/** A Dockerfile that builds fine but breaks two build checks (lines 1 and 3). */
+function dockerfile(t: string, directive = ''): string {
+  return `${directive}FROM busybox as build\nRUN echo ${t} > /built.txt\nCMD cat /built.txt\n`;
+}
+
+const FROM_AS = /WARNING: Dockerfile:1(?::\d+)?: FromAsCasing: 'as' and 'FROM' keywords' casing do not match \(https:\/\/docs\.docker\.com\/go\/dockerfile\/rule\/from-as-casing\/\)\n/;
+const JSON_ARGS = /WARNING: Dockerfile:3(?::\d+)?: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals \(https:\/\/docs\.docker\.com\/go\/dockerfile\/rule\/json-args-recommended\/\)\n/;
+
+describe('kiln build: Dockerfile build checks (real runc)', () => {
+  test('violations print as warnings and the build succeeds; # check=skip= silences them', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `checks-warn-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t) });
+    const before = await sb.containersStarted();
+    const warned = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain']);
+    expect(warned.stderr).not.toMatch(/\n\s+at /);
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toMatch(FROM_AS);
+    expect(warned.stderr).toMatch(JSON_ARGS);
+    expect((await sb.containersStarted()) - before).toBe(1);
+
+    const skipped = join(sb.dir, `checks-skip-${t}`);
+    await writeTree(skipped, { Dockerfile: dockerfile(t, '# check=skip=FromAsCasing,JSONArgsRecommended\n') });
+    const quiet = await runKiln(sb, ['build', skipped, '--root', sb.root, '--progress', 'plain']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).not.toMatch(/WARNING: Dockerfile/);
+
+    // The build arg replaces the directive: here it silences every rule of the first context.
+    const byArg = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-arg', 'BUILDKIT_DOCKERFILE_CHECK=skip=all']);
+    expect(byArg.code).toBe(0);
+    expect(byArg.stderr).not.toMatch(/WARNING: Dockerfile/);
+  });
+
+  test('# check=error=true fails with exit 1, KLN0509 and each violation located, before running anything', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `checks-error-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t, '# check=error=true\n') });
+    const before = await sb.containersStarted();
+    const res = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain']);
+    expect(res.code).toBe(1);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+    expect(res.stderr).toContain('kiln: error: Dockerfile:2:1: lint violation found for rules: FromAsCasing, JSONArgsRecommended (2 violations, check=error=true) [KLN0509]');
+    expect(res.stderr).toContain('  2 | FROM busybox as build');
+    expect(res.stderr).toContain('hint: fix each violation, or skip its rule with `# check=skip=FromAsCasing,JSONArgsRecommended`');
+    expect(res.stderr).toContain("  Dockerfile:2:1: FromAsCasing: 'as' and 'FROM' keywords' casing do not match");
+    expect(res.stderr).toContain('  Dockerfile:4:1: JSONArgsRecommended: JSON arguments recommended for CMD');
+    // the RUN never ran: checks fail the build after conversion, before the solve
+    expect((await sb.containersStarted()) - before).toBe(0);
+  });
+});
