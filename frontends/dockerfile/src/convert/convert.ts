@@ -214,6 +214,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     if (states.states.length === before) break;
     await resolveAll();
   }
+  checks.checkBaseImages(states.states, reachable, metaEnv, shlex);
 
   const snapshots: Snapshot[] = states.states.map((d) => ({
     d,

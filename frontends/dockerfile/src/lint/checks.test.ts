@@ -9,6 +9,11 @@ import type { CheckWarning } from './linter.js';
 const DIGEST = `sha256:${'34'.repeat(32)}` as Digest;
 const IMAGE = new TextEncoder().encode(JSON.stringify({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [DIGEST] }, config: {} }));
 const resolver: ImageMetaResolver = { resolveImageConfig: () => Promise.resolve({ digest: DIGEST, config: IMAGE }) };
+/** A multi-platform image: the config matches the platform asked for. */
+const multiPlatform: ImageMetaResolver = {
+  resolveImageConfig: (_ref, { platform }) =>
+    Promise.resolve({ digest: DIGEST, config: new TextEncoder().encode(JSON.stringify({ os: 'linux', architecture: platform?.architecture ?? 'amd64', rootfs: { type: 'layers', diff_ids: [DIGEST] }, config: {} })) }),
+};
 
 function convert(dockerfile: string, opts: ConvertOptions = {}) {
   return convertDockerfile(dockerfile, { metaResolver: resolver, targetPlatform: 'linux/amd64', ...opts });
@@ -128,7 +133,7 @@ describe('dockerfileFrontend', () => {
         return Promise.resolve(ref);
       },
       warn: (w) => warned.push(w),
-      resolveImageConfig: resolver.resolveImageConfig,
+      resolveImageConfig: multiPlatform.resolveImageConfig,
     };
     await dockerfileFrontend(client);
     expect(warned).toEqual([

@@ -6,8 +6,9 @@
  */
 import type { ParsedDockerfile } from '../instructions/parse.js';
 import type { ShellLex } from '../shell/lex.js';
-import type { ArgValue } from '../convert/dispatch-state.js';
+import type { ArgValue, DispatchState } from '../convert/dispatch-state.js';
 import { platformArgs, type PlatformOptions } from '../convert/platform-args.js';
+import { checkBasePlatforms } from './base-platform.js';
 import { CommandChecker } from './commands.js';
 import { resolveCheckConfig } from './config.js';
 import { checkFromLines } from './from-args.js';
@@ -40,6 +41,11 @@ export class DockerfileChecks {
   checkFrom(platforms: PlatformOptions, buildArgs: ReadonlyMap<string, string>, metaArgs: readonly ArgValue[], shlex: ShellLex): void {
     const pa = platformArgs(platforms).map((a) => (buildArgs.has(a.key) ? { key: a.key, value: buildArgs.get(a.key) } : a));
     checkFromLines(this.#parsed, { platformArgs: pa, metaArgs, shlex }, this.#lint);
+  }
+
+  /** InvalidBaseImagePlatform, once the reachable base images are resolved. */
+  checkBaseImages(states: readonly DispatchState[], reachable: ReadonlySet<DispatchState>, metaEnv: ReadonlyMap<string, string>, shlex: ShellLex): void {
+    checkBasePlatforms(states, reachable, metaEnv, shlex, this.#lint);
   }
 
   /**

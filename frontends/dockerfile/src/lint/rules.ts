@@ -80,6 +80,12 @@ export const Rules = {
     'IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release',
     (port: string) => `EXPOSE instruction should not define an IP address or host-port mapping, found '${port}'`,
   ),
+  InvalidBaseImagePlatform: rule(
+    'InvalidBaseImagePlatform',
+    'invalid-base-image-platform',
+    'Base image platform does not match expected target platform',
+    (image: string, expected: string, actual: string) => `Base image ${image} was pulled with platform ${q(actual)}, expected ${q(expected)} for current build`,
+  ),
   InvalidDefinitionDescription: rule(
     'InvalidDefinitionDescription',
     'invalid-definition-description',
