@@ -14,6 +14,10 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['solve', async () => (await import('./commands/solve.js')).registerSolve],
   ['du', async () => (await import('./commands/du.js')).registerDu],
   ['prune', async () => (await import('./commands/prune.js')).registerPrune],
+  ['images', async () => (await import('./commands/images.js')).registerImages],
+  ['push', async () => (await import('./commands/images.js')).registerImages],
+  ['save', async () => (await import('./commands/images.js')).registerImages],
+  ['rmi', async () => (await import('./commands/images.js')).registerImages],
   [
     'daemon',
     async () => {
@@ -37,7 +41,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     // Only the named command is loaded; help and unknown commands load them all.
     const named = argv.slice(2).find((a) => !a.startsWith('-'));
     const wanted = COMMANDS.filter(([name]) => name === named);
-    for (const [, load] of wanted.length > 0 ? wanted : COMMANDS) (await load())(program, io);
+    // One module may register several commands (images, push, save, rmi): register it once.
+    const registered = new Set<Register>();
+    for (const [, load] of wanted.length > 0 ? wanted : COMMANDS) {
+      const register = await load();
+      if (!registered.has(register)) register(program, io);
+      registered.add(register);
+    }
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {

@@ -30,8 +30,8 @@ export interface Hello {
   readonly stderr: { readonly isTTY: boolean; readonly columns?: number; readonly rows?: number };
 }
 
-/** Commands the daemon serves; the others (and `kiln daemon` itself) always run in-process. */
-export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'solve', 'du', 'prune']);
+/** Commands the daemon serves (keep cli/bin/kiln-client.pl's list the same); the others always run in-process. */
+export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi']);
 
 /** The command name of `argv` (process.argv shape): the first argument that is not an option. */
 export function commandOf(argv: readonly string[]): string | undefined {
