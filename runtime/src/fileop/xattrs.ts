@@ -63,9 +63,28 @@ function runSpawned(cmd: string, args: string[], input: string | undefined): Pro
   });
 }
 
-/** Extended attributes of every file below (and including) `top` that has any, symlinks not followed. */
-async function readXattrs(top: string): Promise<XattrBlock[] | undefined> {
-  const out = await runTool('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', top]);
+/** Paths per getfattr run when they are listed (far below the kernel's argument limit). */
+const LISTED_CHUNK = 1000;
+/** Up to this many copied paths are listed to getfattr; more, and it walks the whole tree. */
+const MAX_LISTED = 4000;
+
+/**
+ * Extended attributes of every file below (and including) `top` that has any, symlinks not
+ * followed; with `paths`, of those files only (no walk of the rest of the tree).
+ */
+async function readXattrs(top: string, paths?: readonly string[]): Promise<XattrBlock[] | undefined> {
+  let out: string | undefined;
+  if (paths === undefined) {
+    out = await runTool('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', top]);
+  } else {
+    out = '';
+    for (let i = 0; i < paths.length; i += LISTED_CHUNK) {
+      // `--` ends the options: a path never reads as one.
+      const part = await runTool('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', ...paths.slice(i, i + LISTED_CHUNK)]);
+      if (part === undefined) return undefined;
+      out += part;
+    }
+  }
   if (out === undefined) return undefined;
   const blocks: XattrBlock[] = [];
   let cur: XattrBlock | undefined;
@@ -87,7 +106,10 @@ async function readXattrs(top: string): Promise<XattrBlock[] | undefined> {
  * error; the return value says whether attributes were applied.
  */
 export async function copyXattrs(srcTop: string, targetTop: string, copied: ReadonlySet<string>): Promise<boolean> {
-  const blocks = await readXattrs(srcTop);
+  if (copied.size === 0) return true;
+  // Few copied entries in a big tree (files hard-linked keep their own xattrs): list them.
+  const listed = copied.size <= MAX_LISTED ? [...copied].map((rel) => (rel === '' ? srcTop : `${srcTop}/${rel}`)) : undefined;
+  const blocks = await readXattrs(srcTop, listed);
   if (blocks === undefined) return false;
   let restore = '';
   for (const b of blocks) {

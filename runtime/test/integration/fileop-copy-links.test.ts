@@ -1,12 +1,13 @@
 // fileCopy with `copyLinks`: which regular files a copy hands back as deferred hard links (only
 // into directories the copy created, only when owner, mode and times stay the source's), and that
 // the tree is complete and exact once the caller has made the links.
+import { execFileSync } from 'node:child_process';
 import { linkSync, lutimesSync } from 'node:fs';
 import { chmod, lstat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { fileCopy, type FileOpOptions } from '@kiln/runtime';
-import { copyAction, exists, readTree, requireRoot, tempDir, writeTree } from './fileop-helpers.js';
+import { copyAction, exists, readTree, requireRoot, run, tempDir, writeTree } from './fileop-helpers.js';
 
 beforeAll(requireRoot);
 
@@ -50,6 +51,19 @@ describe('copy with copyLinks', () => {
     expect([a.ino, a.mode & 0o7777, a.mtime.toISOString()]).toEqual([(await lstat(join(src, 'd/a.txt'))).ino, 0o640, '2020-05-06T07:08:09.000Z']);
     // The stamps put back the mtime the links bumped.
     expect((await lstat(join(dest, 'out/d/sub'))).mtime.toISOString()).toBe('2019-01-01T00:00:00.000Z');
+  });
+
+  test('xattrs: a linked file keeps its own (same inode), a created directory gets its source\'s', async () => {
+    const src = await source();
+    run('setfattr', ['-n', 'user.kiln', '-v', 'file', join(src, 'd/a.txt')]);
+    run('setfattr', ['-n', 'user.kiln', '-v', 'dir', join(src, 'd/sub')]);
+    const dest = await tempDir('dest');
+    const p = plan(dest);
+    await fileCopy(src, dest, copyAction('/', '/out', { dirCopyContents: true, createDestPath: true }), { copyLinks: p });
+    finish(p);
+    const attr = (f: string): string => execFileSync('getfattr', ['--only-values', '-n', 'user.kiln', join(dest, f)], { encoding: 'utf8' });
+    expect(attr('out/d/a.txt')).toBe('file');
+    expect(attr('out/d/sub')).toBe('dir');
   });
 
   test('files going into a directory that already existed are copied', async () => {
