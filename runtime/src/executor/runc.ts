@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -42,8 +42,9 @@ type Cleanup = () => Promise<void>;
 
 /**
  * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
- * bundle dir in the runtime dir (config, hosts, resolv.conf, secret files, ssh-agent proxy
- * sockets), and on disk `<root>/executor/<id>` only for throw-away overlay uppers. The rootfs and every other mount are mounted by runc inside the
+ * bundle dir in the runtime dir (config, secret files, ssh-agent proxy sockets), and on disk
+ * `<root>/executor/<id>` only for throw-away overlay uppers; hosts and resolv.conf files are
+ * shared by content in the runtime dir. The rootfs and every other mount are mounted by runc inside the
  * container's mount namespace (an overlay rootfs goes on `/` first), so nothing is mounted on the
  * host for them and they vanish with the container. Mount stubs runc creates in a writable rootfs
  * are removed afterwards. Everything is undone before {@link RuncExecutor.run} settles.
@@ -96,12 +97,9 @@ export class RuncExecutor implements Executor {
         stubs = root.view.stubs(destinations);
       }
       root.view.mkdirAll(cwd, user.uid, user.gid);
-      const hostsFile = join(bundle, 'hosts');
       const hostname = req.hostname ?? 'buildkitsandbox';
-      // Small files: synchronous calls skip thread-pool round trips that dominate at this size.
-      writeFileSync(hostsFile, hostsContent(hostname, req.extraHosts ?? []));
-      const resolvConfFile = join(bundle, 'resolv.conf');
-      writeFileSync(resolvConfFile, this.#hostResolvConf());
+      const hostsFile = this.#sharedFile(hostsContent(hostname, req.extraHosts ?? []));
+      const resolvConfFile = this.#sharedFile(this.#hostResolvConf());
       const env = [...req.process.env];
       const mounts = await this.#mounts(extra, bundle, scratch, cleanups, env);
       const spec = buildSpec({
@@ -156,6 +154,25 @@ export class RuncExecutor implements Executor {
       cleaned += 1;
     }
     return cleaned;
+  }
+
+  /**
+   * A file holding `content` in the runtime dir, named by its digest and shared read-only by every
+   * run that binds the same bytes (/etc/hosts, /etc/resolv.conf are mostly the same for every
+   * run): made once instead of written and removed per run. Re-made when the runtime dir was
+   * cleaned meanwhile (one stat per call). Small files: synchronous calls skip thread-pool round
+   * trips that dominate at this size.
+   */
+  #sharedFile(content: string | Buffer): string {
+    const file = join(this.runtimeDir, 'files', createHash('sha256').update(content).digest('hex').slice(0, 32));
+    if (!existsSync(file)) {
+      mkdirSync(join(this.runtimeDir, 'files'), { recursive: true, mode: 0o711 });
+      // Complete or absent: a concurrent run (another process) never binds half a file.
+      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      writeFileSync(tmp, content, { mode: 0o644 });
+      renameSync(tmp, file);
+    }
+    return file;
   }
 
   async #bundlesInMemory(): Promise<boolean> {
