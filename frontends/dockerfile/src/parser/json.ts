@@ -30,7 +30,9 @@ type JsonNode = { kind: 'string'; value: string; offset: number } | { kind: 'oth
 
 class JsonParser extends EmbeddedActionsParser {
   constructor() {
-    super(allTokens, { recoveryEnabled: false, maxLookahead: 1 });
+    // chevrotain's grammar-definition checks only guard this fixed grammar against authoring
+    // mistakes (json.test.ts covers what it parses); skipping them saves start-up time
+    super(allTokens, { recoveryEnabled: false, maxLookahead: 1, skipValidations: true });
     this.performSelfAnalysis();
   }
 
@@ -79,7 +81,8 @@ function decodeString(t: IToken): string {
   return JSON.parse(t.image) as string;
 }
 
-const parser = new JsonParser();
+/** Built on first use: a Dockerfile without JSON-form instructions never pays for it. */
+let parser: JsonParser | undefined;
 
 /** A JSON array of strings with element offsets (relative to the parsed text). */
 export interface JsonArray {
@@ -95,6 +98,7 @@ export interface JsonArray {
 export function parseJsonArray(text: string): JsonArray | undefined {
   const lexed = jsonLexer.tokenize(text);
   if (lexed.errors.length > 0) return undefined;
+  parser ??= new JsonParser();
   parser.input = lexed.tokens;
   const v = parser.value();
   if (parser.errors.length > 0 || v.kind !== 'array') return undefined;
