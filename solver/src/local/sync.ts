@@ -1,5 +1,5 @@
-import { closeSync, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { chmod, lchown, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
+import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfCancelled } from '../errors.js';
 import { ContentHashTree, type HashedEntry } from '../contenthash/tree.js';
@@ -163,37 +163,33 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     }
   }
   let removed = 0;
-  for (const p of Object.keys(oldRows).sort().reverse()) {
-    if (!present.has(p)) {
-      markDirty(p, true);
-      await rm(join(dest, p), { recursive: true, force: true });
-      removedPaths.push(p);
-      removed++;
-    }
+  // Children before parents; only the (usually few) missing paths are sorted.
+  for (const p of Object.keys(oldRows).filter((q) => !present.has(q)).sort().reverse()) {
+    markDirty(p, true);
+    await rm(join(dest, p), { recursive: true, force: true });
+    removedPaths.push(p);
+    removed++;
   }
 
   for (const e of entries) {
-    const fmt = e.stat.mode & S_IFMT;
     const prev = oldRows[e.path];
+    if (sameStat(prev, e.stat)) {
+      // Unchanged (a directory's header digest depends only on the stat compared here).
+      rows[e.path] = prev;
+      hashed.push({ path: e.path, stat: e.stat, digest: prev[7] });
+      nUnchanged++;
+      continue;
+    }
+    const fmt = e.stat.mode & S_IFMT;
     const target = join(dest, e.path);
     if (fmt === S_IFDIR) {
       const digest = headerDigest(e.stat);
       rows[e.path] = row(e.stat, digest);
-      hashed.push({ ...e, digest });
-      if (sameStat(prev, e.stat)) {
-        nUnchanged++;
-        continue;
-      }
+      hashed.push({ path: e.path, stat: e.stat, digest });
       markDirty(e.path, true);
       updated.push(e.path);
-      await mkdir(target, { recursive: true });
+      mkdirSync(target, { recursive: true });
       dirsToFix.push({ path: target, stat: e.stat });
-      continue;
-    }
-    if (sameStat(prev, e.stat)) {
-      rows[e.path] = prev;
-      hashed.push({ ...e, digest: prev[7] });
-      nUnchanged++;
       continue;
     }
     markDirty(e.path, false);
@@ -216,11 +212,11 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     }
     if (fmt === S_IFLNK) {
       await rm(target, { force: true });
-      await mkdir(dirname(target), { recursive: true });
-      await symlink(e.stat.linkname, target);
-      await lchown(target, e.stat.uid, e.stat.gid);
+      mkdirSync(dirname(target), { recursive: true });
+      symlinkSync(e.stat.linkname, target);
+      lchownSync(target, e.stat.uid, e.stat.gid);
       const t = e.stat.mtimeMs / 1000;
-      await lutimes(target, t, t);
+      lutimesSync(target, t, t);
       const digest = headerDigest(e.stat);
       rows[e.path] = row(e.stat, digest);
       hashed.push({ ...e, digest });
@@ -234,12 +230,13 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   }
 
   await runPool(copies, opts.batchSize ?? 256, signal);
-  // Directory attributes last: writing children changes a directory's mtime.
+  // Directory attributes last (writing children changes a directory's mtime), with sync calls:
+  // a thread-pool round trip each cost more than the call.
   for (const d of dirsToFix.reverse()) {
-    await chmod(d.path, d.stat.mode & 0o7777);
-    await lchown(d.path, d.stat.uid, d.stat.gid);
+    lchownSync(d.path, d.stat.uid, d.stat.gid);
+    chmodSync(d.path, d.stat.mode & 0o7777);
     const t = d.stat.mtimeMs / 1000;
-    await lutimes(d.path, t, t);
+    lutimesSync(d.path, t, t);
   }
 
   const unchanged = old !== undefined && dirty.size === 0 && nUnchanged === entries.length;
