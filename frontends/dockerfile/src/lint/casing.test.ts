@@ -11,7 +11,7 @@ function lintFrom(text: string): string[] {
 
 function lintCasing(text: string): string[] {
   const lint = new Linter(DEFAULT_CHECK_CONFIG, 'Dockerfile');
-  checkInstructionCasing(parseDockerfile(text).stages, lint);
+  checkInstructionCasing(parseDockerfile(text).ast.children, lint);
   return lint.warnings.map((w) => `${w.location.line}:${w.location.column}: ${w.message}`);
 }
 
@@ -49,7 +49,8 @@ describe('ConsistentInstructionCasing', () => {
   test('a tie goes to upper case', () => {
     expect(lintCasing('from scratch\nCOPY a b\n')).toEqual(["1:1: Command 'from' should match the case of the command majority (uppercase)"]);
   });
-  test('a consistently cased file passes', () => {
+  test('a consistently cased file passes; ARGs before the first FROM and ONBUILD triggers do not count', () => {
     expect(lintCasing('FROM scratch AS a\nCOPY a b\nONBUILD run x\n')).toEqual([]);
+    expect(lintCasing('arg V=1\narg W=2\nFROM scratch\n')).toEqual([]);
   });
 });

@@ -3,15 +3,27 @@
  * parser reports them) and ConsistentInstructionCasing (over the whole file).
  */
 import type { Stage } from '../instructions/commands.js';
+import type { Node } from '../parser/ast.js';
 import type { Linter } from './linter.js';
 import { Rules } from './rules.js';
 
+/** No letter in `from`..`to` (ASCII), or the Unicode answer for other text. */
+function hasNoneOf(s: string, from: number, to: number, unicode: (s: string) => boolean): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return unicode(s);
+    if (c >= from && c <= to) return false;
+  }
+  return true;
+}
+
+// Keywords are ASCII: a char-code scan instead of allocating a case-converted copy per keyword.
 function isLower(s: string): boolean {
-  return s === s.toLowerCase();
+  return hasNoneOf(s, 65, 90, (x) => x === x.toLowerCase());
 }
 
 function isUpper(s: string): boolean {
-  return s === s.toUpperCase();
+  return hasNoneOf(s, 97, 122, (x) => x === x.toUpperCase());
 }
 
 /** StageNameCasing and FromAsCasing for one `FROM image AS name` line, with the words as written. */
@@ -27,28 +39,26 @@ export function checkFromCasing(stage: Stage, lint: Linter): void {
 }
 
 /**
- * ConsistentInstructionCasing: count the keywords (FROM lines and stage commands) that are all
- * lower or all upper case; every keyword not in the majority's case (upper on a tie) is reported.
+ * ConsistentInstructionCasing: count the keywords (FROM lines and stage commands: every node
+ * from the first FROM on) that are all lower or all upper case; every keyword not in the
+ * majority's case (upper on a tie) is reported.
  */
-export function checkInstructionCasing(stages: readonly Stage[], lint: Linter): void {
+export function checkInstructionCasing(nodes: readonly Node[], lint: Linter): void {
   if (!lint.enabled(Rules.ConsistentInstructionCasing)) return;
+  // Nodes, not typed commands: one object shape, so the loops stay cheap on big files.
+  const first = nodes.findIndex((n) => n.value === 'from');
+  if (first < 0) return;
   let lower = 0;
   let upper = 0;
-  const count = (k: string): void => {
+  for (let i = first; i < nodes.length; i++) {
+    const k = (nodes[i] as Node).keyword;
     if (isLower(k)) lower++;
     else if (isUpper(k)) upper++;
-  };
-  for (const s of stages) {
-    count(s.node.keyword);
-    for (const c of s.commands) count(c.node.keyword);
   }
   const majorityLower = lower > upper;
-  const check = (keyword: string, at: Stage['location']): void => {
-    if (majorityLower && !isLower(keyword)) lint.run(Rules.ConsistentInstructionCasing, at, keyword, 'lowercase');
-    else if (!majorityLower && !isUpper(keyword)) lint.run(Rules.ConsistentInstructionCasing, at, keyword, 'uppercase');
-  };
-  for (const s of stages) {
-    check(s.node.keyword, s.location);
-    for (const c of s.commands) check(c.node.keyword, c.location);
+  for (let i = first; i < nodes.length; i++) {
+    const n = nodes[i] as Node;
+    if (majorityLower ? isLower(n.keyword) : isUpper(n.keyword)) continue;
+    lint.run(Rules.ConsistentInstructionCasing, n.location, n.keyword, majorityLower ? 'lowercase' : 'uppercase');
   }
 }

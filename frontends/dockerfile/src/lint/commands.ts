@@ -67,6 +67,8 @@ export class CommandChecker implements CommandChecks {
   #expose(c: ExposeCommand, env: ReadonlyMap<string, string>, opt: DispatchOptions): void {
     const lint = this.#lint;
     for (const spec of c.ports) {
+      // nothing to report without a variable, a colon or an upper-case letter (`80`, `53/udp`)
+      if (!/[$:A-Z]/.test(spec)) continue;
       let ports: string[];
       try {
         ports = spec.includes('$') ? opt.shlex.processWords(spec, env) : [spec];

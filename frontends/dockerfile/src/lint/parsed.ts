@@ -16,15 +16,17 @@ export function checkParsed(parsed: ParsedDockerfile, lint: Linter): void {
     // The parser's only warning today; matched on its text so a future one is not misfiled.
     if (w.short.startsWith('Empty continuation line')) lint.run(Rules.NoEmptyContinuation, w.location);
   }
-  for (const a of parsed.metaArgs) checkArgDescription(a, lint);
-  for (const s of parsed.stages) {
-    checkFromCasing(s, lint);
-    if (s.name !== '') checkDefinitionDescription('FROM', [s.name], s.node.prevComment, s.location, lint);
-    for (const c of s.commands) {
-      if (c.name === 'maintainer') lint.run(Rules.MaintainerDeprecated, c.location);
-      else if (c.name === 'arg') checkArgDescription(c, lint);
+  for (const s of parsed.stages) checkFromCasing(s, lint);
+  if (lint.enabled(Rules.MaintainerDeprecated)) {
+    for (const n of parsed.ast.children) if (n.value === 'maintainer') lint.run(Rules.MaintainerDeprecated, n.location);
+  }
+  if (lint.enabled(Rules.InvalidDefinitionDescription)) {
+    for (const a of parsed.metaArgs) checkArgDescription(a, lint);
+    for (const s of parsed.stages) {
+      if (s.name !== '') checkDefinitionDescription('FROM', [s.name], s.node.prevComment, s.location, lint);
+      for (const c of s.commands) if (c.name === 'arg') checkArgDescription(c, lint);
     }
   }
   checkStageNames(parsed.stages, lint);
-  checkInstructionCasing(parsed.stages, lint);
+  checkInstructionCasing(parsed.ast.children, lint);
 }

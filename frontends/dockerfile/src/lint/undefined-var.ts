@@ -33,8 +33,10 @@ function report(cmd: Command, unmatched: Iterable<string>, declared: ReadonlySet
   }
 }
 
-/** Whether a command mentions `$` at all (most do not: nothing to expand, nothing to check). */
+/** Whether the words the conversion expands hold a `$` (most do not: nothing to check). */
 function mentionsVariable(cmd: Command): boolean {
+  // RUN expands only its --mount options; its command line is the shell's.
+  if (cmd.name === 'run') return cmd.mountSpecs.some((w) => w.value.includes('$'));
   return cmd.node.original.includes('$') || cmd.node.heredocs.some((h) => h.content.includes('$'));
 }
 
