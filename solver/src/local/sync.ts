@@ -73,10 +73,34 @@ function sameStat(row: StateRow | undefined, st: LocalStat): row is StateRow {
   );
 }
 
+/**
+ * The last state read or written per state file, while the file is still that one (same inode,
+ * size, mtime and ctime): a long-lived process (kiln daemon) does not parse it on every build.
+ * States are never changed once made (a sync builds a new one), so sharing them is safe.
+ */
+const stateCache = new Map<string, { readonly key: string; readonly state: StateFile }>();
+const MAX_CACHED_STATES = 16;
+
+function stateKey(path: string): string | undefined {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  return st === undefined ? undefined : `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+function rememberState(path: string, state: StateFile): void {
+  const key = stateKey(path);
+  stateCache.delete(path);
+  if (key === undefined) return;
+  if (stateCache.size >= MAX_CACHED_STATES) stateCache.delete(stateCache.keys().next().value ?? '');
+  stateCache.set(path, { key, state });
+}
+
 function loadState(path: string): StateFile | undefined {
   try {
+    const cached = stateCache.get(path);
+    if (cached !== undefined && cached.key === stateKey(path)) return cached.state;
     const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
     if (typeof parsed === 'object' && parsed !== null && 'version' in parsed && parsed.version === 2 && 'entries' in parsed) {
+      rememberState(path, parsed as StateFile);
       return parsed as StateFile;
     }
   } catch {
@@ -152,6 +176,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   };
 
   // Paths whose type changed must go before anything is written in their place.
+  const typeChanged = new Set<string>();
   for (const e of entries) {
     present.add(e.path);
     const prev = oldRows[e.path];
@@ -159,7 +184,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
       markDirty(e.path, true);
       await rm(join(dest, e.path), { recursive: true, force: true });
       removedPaths.push(e.path);
-      delete oldRows[e.path];
+      typeChanged.add(e.path);
     }
   }
   let removed = 0;
@@ -172,7 +197,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   }
 
   for (const e of entries) {
-    const prev = oldRows[e.path];
+    const prev = typeChanged.size > 0 && typeChanged.has(e.path) ? undefined : oldRows[e.path];
     if (sameStat(prev, e.stat)) {
       // Unchanged (a directory's header digest depends only on the stat compared here).
       rows[e.path] = prev;
@@ -252,6 +277,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     const tmp = `${statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(state));
     renameSync(tmp, statePath);
+    rememberState(statePath, state);
   }
   return {
     tree,
