@@ -148,7 +148,11 @@ export function metaToPb(m: MetaBuilder): OpMetadata {
   if (m.ignoreCache) out.ignoreCache = true;
   if (m.description) out.description = new Map(m.description);
   if (m.exportCache) out.exportCache = m.exportCache.value ? { value: true } : {};
-  if (m.caps) out.caps = new Map([...m.caps].map((k) => [k, true] as const));
+  if (m.caps) {
+    const caps = new Map<string, boolean>();
+    for (const k of m.caps) caps.set(k, true);
+    out.caps = caps;
+  }
   if (m.progressGroup) out.progressGroup = m.progressGroup;
   return out;
 }
@@ -160,12 +164,29 @@ export interface MarshaledConstraints {
   metadata: MetaBuilder;
 }
 
-/** Go `MarshalConstraints(base, override)`. */
+/** True when merging `m` into it would change nothing (Go's zero `pb.OpMetadata`). */
+function isEmptyMeta(m: MetaBuilder): boolean {
+  return !m.ignoreCache && m.description === undefined && m.exportCache === undefined && m.caps === undefined && m.progressGroup === undefined;
+}
+
+/**
+ * `mergeMetadata(m1, m2)` when the caller owns `m2` and drops it afterwards: with nothing in `m1`
+ * the merge is `m2` itself (an empty description map aside, which the merge drops), so no copy.
+ */
+export function mergeOwnedMetadata(m1: MetaBuilder, m2: MetaBuilder): MetaBuilder {
+  if (isEmptyMeta(m1) && (m2.description === undefined || m2.description.size > 0)) return m2;
+  return mergeMetadata(m1, m2);
+}
+
+/**
+ * Go `MarshalConstraints(base, override)`. `override` is the vertex's own copy of its
+ * constraints (callers pass a clone): its metadata may be taken over rather than copied.
+ */
 export function marshalConstraints(base: Constraints, override: Constraints): MarshaledConstraints {
   const platform = override.platform ?? base.platform ?? normalizePlatform(defaultPlatform());
   return {
     platform: platformToPb(platform),
-    workerConstraints: [...base.workerConstraints, ...override.workerConstraints],
-    metadata: mergeMetadata(base.metadata, override.metadata),
+    workerConstraints: base.workerConstraints.length === 0 ? override.workerConstraints : [...base.workerConstraints, ...override.workerConstraints],
+    metadata: mergeOwnedMetadata(base.metadata, override.metadata),
   };
 }

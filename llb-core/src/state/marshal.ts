@@ -10,7 +10,7 @@ import { Caps } from './caps.js';
 import {
   constraintsFrom,
   emptyMeta,
-  mergeMetadata,
+  mergeOwnedMetadata,
   metaToPb,
   type ConstraintsOptions,
   type MetaBuilder,
@@ -74,7 +74,9 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
     stack.pop();
     if (seenVertices.has(top.v)) continue;
     seenVertices.add(top.v);
-    metadata.set(m.digest, mergeMetadata(metadata.get(m.digest) ?? emptyMeta(), m.metadata));
+    // the vertex's metadata is never changed after its marshal (merges copy their first
+    // argument), so the first op with a digest can keep it as is
+    metadata.set(m.digest, mergeOwnedMetadata(metadata.get(m.digest) ?? emptyMeta(), m.metadata));
     if (!seenDigests.has(m.digest)) {
       seenDigests.add(m.digest);
       def.push(m.bytes);
