@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { SourceOp } from '@kiln/llb-core';
@@ -48,6 +48,10 @@ export function parseGitSource(op: SourceOp): GitSpec {
   if (subdir !== '') {
     const clean = posix.normalize(subdir);
     if (clean === '/' || clean === '.' || clean === './') subdir = '';
+    // The checkout is made on the host: a subdirectory must name a place inside the repository.
+    else if (clean.split('/').includes('..')) {
+      throw new SolverError('SOLVER_GIT_FAILED', `git subdirectory ${JSON.stringify(subdir)} leaves the repository`, { hint: 'use a path inside the repository after #ref:' });
+    }
   }
   if (!isGitTransport(remote)) remote = `https://${remote}`;
   const attr = (k: string): string => op.attrs?.get(k) ?? '';
@@ -75,6 +79,20 @@ export function redactRemote(remote: string): string {
   return remote.replace(/^([a-z+]+:\/\/)[^@/]*@/i, '$1');
 }
 
+/** A resolved git ref: the commit, and the ref to fetch it by. */
+interface Resolved {
+  readonly sha: string;
+  readonly ref: string;
+}
+
+/** The remote's default branch name (`ls-remote --symref origin HEAD`). */
+async function defaultBranch(git: GitRun): Promise<string> {
+  const out = await run(git, ['ls-remote', '--symref', 'origin', 'HEAD']);
+  const name = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(out)?.[1];
+  if (name === undefined) throw new SolverError('SOLVER_GIT_FAILED', `could not find the default branch of ${redactRemote(git.remote)}`, { hint: 'name a branch or tag after # in the git URL' });
+  return name;
+}
+
 /** How git runs: the repository (GIT_DIR), and an environment carrying auth (never in argv, never on disk). */
 interface GitRun {
   readonly gitDir: string;
@@ -93,7 +111,8 @@ interface GitRun {
  */
 export class GitSources {
   readonly #deps: RuntimeWorkerDeps;
-  readonly #resolved = new Map<string, Promise<string>>();
+  /** remote#ref → the commit and the ref to fetch it by (the default branch's name for an empty ref). */
+  readonly #resolved = new Map<string, Promise<Resolved>>();
 
   constructor(deps: RuntimeWorkerDeps) {
     this.#deps = deps;
@@ -101,23 +120,23 @@ export class GitSources {
 
   async cacheKey(op: SourceOp, ctx: WorkerOpContext): Promise<string> {
     const spec = parseGitSource(op);
-    return gitCacheKey(await this.#commit(spec, ctx), spec);
+    return gitCacheKey((await this.#resolve(spec, ctx)).sha, spec);
   }
 
   async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
     const spec = parseGitSource(op);
-    const sha = await this.#commit(spec, ctx);
+    const { sha, ref } = await this.#resolve(spec, ctx);
     const key = gitCacheKey(sha, spec);
     const id = `git-${createHash('sha256').update(`${spec.remote}\n${key}`).digest('hex').slice(0, 48)}`;
     const s = this.#deps.snapshotter;
     if (!(await hasSnapshot(s, id))) {
       await this.#withRepo(spec, ctx, async (git) => {
         if (await hasSnapshot(s, id)) return;
-        await this.#fetch(git, spec.ref === '' ? sha : spec.ref, sha);
+        await this.#fetch(git, ref, sha);
         const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
         await s.prepare(tmp);
         try {
-          await withMounted(s, tmp, ctx.signal, (root) => this.#checkout(git, spec, sha, root));
+          await withMounted(s, tmp, ctx.signal, (root) => this.#checkout(git, spec, ref, sha, root));
           await s.commit(id, tmp);
         } catch (err) {
           await s.remove(tmp).catch(() => undefined);
@@ -130,12 +149,16 @@ export class GitSources {
   }
 
   /** The commit `spec.ref` names now (a full sha is used as is), once per build and remote#ref. */
-  #commit(spec: GitSpec, ctx: WorkerOpContext): Promise<string> {
-    if (isCommitSha(spec.ref)) return Promise.resolve(spec.ref);
+  #resolve(spec: GitSpec, ctx: WorkerOpContext): Promise<Resolved> {
+    if (isCommitSha(spec.ref)) return Promise.resolve({ sha: spec.ref, ref: spec.ref });
     const k = `${spec.remote}#${spec.ref}`;
     let p = this.#resolved.get(k);
     if (p === undefined) {
-      p = this.#withRepo(spec, ctx, (git) => this.#lsRemote(git, spec.ref));
+      p = this.#withRepo(spec, ctx, async (git) => {
+        // No ref: the remote's default branch, by name (BuildKit's getDefaultBranch), so the fetch is shallow.
+        const ref = spec.ref === '' ? await defaultBranch(git) : spec.ref;
+        return { sha: await this.#lsRemote(git, ref), ref };
+      });
       p.catch(() => this.#resolved.delete(k));
       this.#resolved.set(k, p);
     }
@@ -143,13 +166,6 @@ export class GitSources {
   }
 
   async #lsRemote(git: GitRun, ref: string): Promise<string> {
-    if (ref === '') {
-      const out = await run(git, ['ls-remote', '--symref', 'origin', 'HEAD']);
-      const sym = /^ref: (\S+)\tHEAD$/m.exec(out);
-      const head = /^([a-f0-9]{40})\tHEAD$/m.exec(out);
-      if (head?.[1] !== undefined) return head[1];
-      throw new SolverError('SOLVER_GIT_FAILED', `could not find the default branch of ${redactRemote(git.remote)}${sym === null ? '' : ` (${sym[1]})`}`);
-    }
     const out = await run(git, ['ls-remote', 'origin', ref]);
     const tab = out.indexOf('\t');
     if (tab < 0) throw new SolverError('SOLVER_GIT_FAILED', `repository ${redactRemote(git.remote)} does not contain ref ${ref}`, { hint: 'check the branch or tag after # in the git URL' });
@@ -171,7 +187,7 @@ export class GitSources {
     await run(git, ['reflog', 'expire', '--all', '--expire=now']);
   }
 
-  async #checkout(git: GitRun, spec: GitSpec, sha: string, root: string): Promise<void> {
+  async #checkout(git: GitRun, spec: GitSpec, ref: string, sha: string, root: string): Promise<void> {
     const subdir = spec.subdir === '' ? '.' : posix.normalize(spec.subdir).replace(/^\/+/, '');
     if (spec.keepGitDir && subdir === '.') {
       // A real clone (through file://, which disables the local-clone shortcuts) whose origin
@@ -180,13 +196,19 @@ export class GitSources {
       const inTree: GitRun = { ...git, gitDir: dotGit };
       await run(inTree, ['-c', 'init.defaultBranch=master', 'init'], root);
       await run(inTree, ['remote', 'add', 'origin', `file://${git.gitDir}`], root);
-      const pull = `refs/kiln/${sha}`;
-      await run(git, ['update-ref', pull, sha]);
-      await run(inTree, ['fetch', '-u', '--depth=1', 'origin', `${pull}:${pull}`], root);
-      await run(inTree, ['checkout', sha], root);
+      // As BuildKit: the branch or tag exists in the clone too (`git describe` works); a commit
+      // is fetched through a temporary ref.
+      const annotated = (await run(git, ['cat-file', '-t', ref]).catch(() => '')).trim() === 'tag';
+      let pull = `${ref}:${ref}`;
+      if (annotated) pull = `${ref}:refs/tags/${ref}`;
+      else if (isCommitSha(ref)) {
+        pull = `refs/kiln/${sha}`;
+        await run(git, ['update-ref', pull, sha]);
+      }
+      await run(inTree, ['fetch', '-u', '--depth=1', 'origin', pull], root);
+      await run(inTree, ['checkout', 'FETCH_HEAD'], root);
       await run(inTree, ['remote', 'set-url', 'origin', redactRemote(spec.remote)], root);
-      await run(inTree, ['update-ref', '-d', pull], root);
-      await run(git, ['update-ref', '-d', pull]);
+      if (isCommitSha(ref)) await run(git, ['update-ref', '-d', pull]);
       await run(inTree, ['reflog', 'expire', '--all', '--expire=now'], root);
       await rm(join(dotGit, 'FETCH_HEAD'), { force: true });
       await run(inTree, ['submodule', 'update', '--init', '--recursive', '--depth=1'], root);
@@ -196,12 +218,12 @@ export class GitSources {
     await run(git, ['--work-tree', into, 'checkout', sha, '--', '.'], into);
     await run(git, ['--work-tree', into, 'submodule', 'update', '--init', '--recursive', '--depth=1'], into);
     if (subdir !== '.') {
-      const from = join(into, subdir);
-      let names: string[];
-      try {
-        names = await readdir(from);
-      } catch {
-        throw new SolverError('SOLVER_GIT_FAILED', `${redactRemote(spec.remote)}#${spec.ref}: subdirectory ${spec.subdir} does not exist`);
+      // Resolved for real: a symlink in the repository must not lead the move out of the checkout.
+      const base = await realpath(into);
+      const from = await realpath(join(into, subdir)).catch(() => undefined);
+      const names = from === undefined || !from.startsWith(`${base}/`) ? undefined : await readdir(from).catch(() => undefined);
+      if (from === undefined || names === undefined) {
+        throw new SolverError('SOLVER_GIT_FAILED', `${redactRemote(spec.remote)}#${spec.ref}: subdirectory ${spec.subdir} is not a directory inside the repository`);
       }
       for (const n of names) await rename(join(from, n), join(root, n));
       await rm(into, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,13 @@ describe('parseGitSource (BuildKit GitIdentifier rules)', () => {
     expect(parseGitSource(source('git://127.0.0.1:9418/r.git#main', { 'git.fullurl': 'git://127.0.0.1:9418/r.git', 'git.keepgitdir': 'true' }))).toMatchObject({ remote: 'git://127.0.0.1:9418/r.git', ref: 'main', subdir: '', keepGitDir: true });
     expect(parseGitSource(source('git://example.com/r.git#:/'))).toMatchObject({ ref: '', subdir: '' });
     expect(parseGitSource(source('git://example.com/r.git', { 'git.fullurl': 'example.com/r.git' })).remote).toBe('https://example.com/r.git');
+  });
+
+  test('a subdirectory that leaves the repository is refused', () => {
+    for (const sub of ['../../etc', 'a/../../x', 'sub/../..']) {
+      expect(() => parseGitSource(source(`git://example.com/r.git#main:${sub}`))).toThrow(/leaves the repository/);
+    }
+    expect(parseGitSource(source('git://example.com/r.git#main:a/../b')).subdir).toBe('a/../b');
   });
 
   test('cache key: the commit, .git when the git dir is kept, :subdir', () => {
@@ -50,9 +57,14 @@ describe('GitSources with git daemon', () => {
     writeFileSync(join(repo, 'hello.txt'), 'v1\n');
     mkdirSync(join(repo, 'sub'));
     writeFileSync(join(repo, 'sub', 'inner.txt'), 'inner v1\n');
+    // A symlink in the repository pointing out of it (at a directory of the host).
+    mkdirSync(join(work, 'host-secret'));
+    writeFileSync(join(work, 'host-secret', 'key'), 'host only\n');
+    symlinkSync(join(work, 'host-secret'), join(repo, 'escape'));
     git(repo, 'add', '.');
     git(repo, 'commit', '-qm', 'one');
     git(repo, 'tag', 'v1');
+    git(repo, 'tag', '-a', 'v1-annotated', '-m', 'annotated');
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
         const p = (s.address() as { port: number }).port;
@@ -87,7 +99,7 @@ describe('GitSources with git daemon', () => {
       const out: Record<string, string> = {};
       const walk = (d: string, rel: string): void => {
         for (const e of readdirSync(d, { withFileTypes: true })) {
-          if (e.name === '.git') continue;
+          if (e.name === '.git' || e.isSymbolicLink()) continue;
           if (e.isDirectory()) walk(join(d, e.name), `${rel}${e.name}/`);
           else out[`${rel}${e.name}`] = readFileSync(join(d, e.name), 'utf8');
         }
@@ -142,6 +154,31 @@ describe('GitSources with git daemon', () => {
       expect(git(m.path, 'remote', 'get-url', 'origin')).toBe(url);
       expect(git(m.path, 'rev-parse', 'HEAD')).toBe(git(repo, 'rev-parse', 'v1'));
       expect(git(m.path, 'status', '--porcelain')).toBe('');
+    } finally {
+      await m.release();
+    }
+  });
+
+  test('a subdirectory that is a symlink out of the repository is refused and the host directory is untouched', async () => {
+    const esc = source(`git://127.0.0.1/repo.git#v1:escape`, { 'git.fullurl': url });
+    await expect(sources.snapshot(esc, ctx)).rejects.toMatchObject({ code: 'SOLVER_GIT_FAILED', message: expect.stringContaining('not a directory inside the repository') });
+    expect(readFileSync(join(work, 'host-secret', 'key'), 'utf8')).toBe('host only\n');
+  });
+
+  test('the default branch is fetched by name, shallow; keep-git-dir keeps the tag so git describe works', async () => {
+    const own = new LocalSnapshotter({ root: join(work, 'root-dflt') });
+    await own.init();
+    const fresh = new GitSources({ root: join(work, 'root-dflt'), snapshotter: own, localDirs: {} } as unknown as RuntimeWorkerDeps);
+    const dflt = source(`git://127.0.0.1/repo.git`, { 'git.fullurl': url });
+    await fresh.snapshot(dflt, ctx);
+    const bare = readdirSync(join(work, 'root-dflt', 'solver', 'git')).find((n) => !n.endsWith('.lock')) as string;
+    const bareDir = join(work, 'root-dflt', 'solver', 'git', bare);
+    expect(git(bareDir, 'rev-list', '--count', '--all'), readdirSync(bareDir).join(' ')).toBe('1');
+    expect(existsSync(join(bareDir, 'shallow'))).toBe(true);
+    const keep = source(`git://127.0.0.1/repo.git#v1-annotated`, { 'git.fullurl': url, 'git.keepgitdir': 'true' });
+    const m = await snapshotter.mount((await sources.snapshot(keep, ctx)).snapshot);
+    try {
+      expect(git(m.path, 'describe', '--tags')).toBe('v1-annotated');
     } finally {
       await m.release();
     }
