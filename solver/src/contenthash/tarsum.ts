@@ -20,6 +20,11 @@ const S_IFSOCK = 0o140000;
  * Extended attributes are not hashed (kiln does not read xattrs; BuildKit would add them).
  */
 export function tarsumHeaderHash(stat: LocalStat): Hash {
+  return createHash('sha256').update(tarsumHeader(stat));
+}
+
+/** The header text {@link tarsumHeaderHash} starts its hash with. */
+export function tarsumHeader(stat: LocalStat): string {
   let fmt = stat.mode & S_IFMT;
   if (fmt === S_IFSOCK) fmt = S_IFREG; // Go clears ModeSocket, leaving a "regular" file
   let mode = stat.mode & 0o7777;
@@ -53,21 +58,19 @@ export function tarsumHeaderHash(stat: LocalStat): Hash {
     default:
       typeflag = '0';
   }
-  const h = createHash('sha256');
-  h.update(
+  return (
     `name` +
-      `mode${mode}` +
-      `uid0` +
-      `gid0` +
-      `size${size}` +
-      `typeflag${typeflag}` +
-      `linkname${linkname}` +
-      `uname` +
-      `gname` +
-      `devmajor${devmajor}` +
-      `devminor${devminor}`,
+    `mode${mode}` +
+    `uid0` +
+    `gid0` +
+    `size${size}` +
+    `typeflag${typeflag}` +
+    `linkname${linkname}` +
+    `uname` +
+    `gname` +
+    `devmajor${devmajor}` +
+    `devminor${devminor}`
   );
-  return h;
 }
 
 /** `sha256:<hex>` of a finished hash. */

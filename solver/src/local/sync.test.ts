@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { syncLocalSource } from './sync.js';
+import { ContentHashTree } from '../contenthash/tree.js';
+import { EMPTY_DIGEST } from '../contenthash/tarsum.js';
 import { walkLocal, type DirListingCache } from './walk.js';
 
 const dirs: string[] = [];
@@ -138,6 +140,27 @@ describe('syncLocalSource', () => {
     expect(readFileSync(join(work, 'saved-a2'), 'utf8')).toBe('v2 is longer');
     expect(readFileSync(join(opts.dest, 'a.txt'), 'utf8')).toBe('v3');
   });
+
+  test('a big cold sync hashes and copies every file exactly', async () => {
+    const src = tmp();
+    const work = tmp();
+    const spec: Record<string, string> = {};
+    for (let i = 0; i < 700; i++) spec[`d${i % 13}/s${i % 5}/f${i}.txt`] = `file ${i}\n`.repeat(i % 40);
+    files(src, spec);
+    chmodSync(join(src, 'd1/s1/f1.txt'), 0o751);
+    chownSync(join(src, 'd2/s2/f2.txt'), 321, 654);
+    const opts = { src, dest: join(work, 'mirror'), statePath: join(work, 'state.json') };
+    const r = await syncLocalSource(opts);
+    expect(r.stats.hashed).toBe(700);
+    // The same digest as hashing every file from disk on this thread.
+    const fromDisk = ContentHashTree.fromEntries(walkLocal(src), { root: src, rootHeaderDigest: EMPTY_DIGEST });
+    expect(r.rootDigest).toBe(await fromDisk.checksum('/'));
+    for (const p of Object.keys(spec)) {
+      expect(readFileSync(join(opts.dest, p), 'utf8')).toBe(spec[p]);
+      const [a, b] = [lstatSync(join(opts.dest, p)), lstatSync(join(src, p))];
+      expect([a.mode, a.uid, a.gid, Math.round(a.mtimeMs)]).toEqual([b.mode, b.uid, b.gid, Math.round(b.mtimeMs)]);
+    }
+  }, 60_000);
 
   test('owner and set-id bits survive together (chown before chmod), and modes are exact whatever the umask', async () => {
     const src = tmp();

@@ -1,9 +1,10 @@
-import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, lutimesSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfCancelled } from '../errors.js';
 import { ContentHashTree, type HashedEntry } from '../contenthash/tree.js';
-import { EMPTY_DIGEST, digestOf, headerDigest, tarsumHeaderHash } from '../contenthash/tarsum.js';
+import { EMPTY_DIGEST, digestOf, headerDigest, tarsumHeader, tarsumHeaderHash } from '../contenthash/tarsum.js';
+import { copySmallFiles, type SmallCopyJob } from './copy-files.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, walkLocal, type LocalEntry, type LocalFilter, type LocalStat } from './walk.js';
 
 /** Options of {@link syncLocalSource}. */
@@ -16,8 +17,6 @@ export interface SyncLocalOptions {
   readonly statePath: string;
   readonly filter?: LocalFilter;
   readonly signal?: AbortSignal;
-  /** Small files copied between two yields to the event loop. Default 256. */
-  readonly batchSize?: number;
 }
 
 /** What a sync did; `hashed` counts files whose bytes were read (unchanged files are not). */
@@ -161,6 +160,8 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   let nUnchanged = 0;
   let bytes = 0;
   const copies: Array<() => Promise<void>> = [];
+  const small: SmallCopyJob[] = [];
+  const smallDone: Array<(digest: string) => void> = [];
   const dirsToFix: Array<{ path: string; stat: LocalStat }> = [];
   // Directories whose content digest must be recomputed: every ancestor of a change.
   const dirty = new Set<string>();
@@ -224,15 +225,22 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
       const stat = e.stat;
       const index = hashed.length;
       hashed.push(e);
-      copies.push(async () => {
-        if (!emptyDest) removeFile(target);
-        const digest = stat.size > LARGE_FILE ? await copyLarge(abs, target, stat, signal) : copySmall(abs, target, stat, setgidDirs);
+      const record = (digest: string): void => {
         hashed[index] = { path: e.path, stat, digest };
         rows[e.path] = row(stat, digest);
         nHashed++;
         nCopied++;
         bytes += stat.size;
-      });
+      };
+      if (stat.size > LARGE_FILE) {
+        copies.push(async () => {
+          if (!emptyDest) removeFile(target);
+          record(await copyLarge(abs, target, stat, signal));
+        });
+      } else {
+        smallDone.push(record);
+        small.push(smallJob(abs, target, stat, !emptyDest, setgidDirs));
+      }
       continue;
     }
     if (fmt === S_IFLNK) {
@@ -254,7 +262,8 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
     hashed.push({ ...e, digest });
   }
 
-  await runPool(copies, opts.batchSize ?? 256, signal);
+  await copySmallFiles(small, (i, digest) => smallDone[i]?.(digest), signal);
+  await runPool(copies, signal);
   // Directory attributes last (writing children changes a directory's mtime), with sync calls:
   // a thread-pool round trip each cost more than the call.
   for (const d of dirsToFix.reverse()) {
@@ -293,19 +302,11 @@ function row(st: LocalStat, digest: string): StateRow {
   return [st.mode, st.size, st.mtimeMs, st.ino, st.uid, st.gid, st.linkname, digest];
 }
 
-/**
- * Runs the copies: small files synchronously in batches (a handful of syscalls each; going
- * through libuv's thread pool per call costs more than the work), yielding to the event loop
- * between batches so progress and other vertices keep moving.
- */
-async function runPool(tasks: ReadonlyArray<() => Promise<void>>, batch: number, signal: AbortSignal | undefined): Promise<void> {
-  for (let i = 0; i < tasks.length; i += batch) {
+/** Runs the copies of large files one after another (each streams in 1 MiB reads). */
+async function runPool(tasks: ReadonlyArray<() => Promise<void>>, signal: AbortSignal | undefined): Promise<void> {
+  for (const t of tasks) {
     throwIfCancelled(signal);
-    for (let j = i; j < Math.min(tasks.length, i + batch); j++) {
-      const t = tasks[j];
-      if (t !== undefined) await t();
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await t();
   }
 }
 
@@ -322,24 +323,26 @@ const UMASK = ((): number | undefined => {
   }
 })();
 
-/**
- * Reads a file of `size` bytes (from its lstat) in one read, without readFileSync's fstat. Like
- * readFileSync, a file that grew since is read up to the size it had; one that shrank, to its end.
- */
-function readSmall(abs: string, size: number): Buffer {
-  const buf = Buffer.allocUnsafe(size);
-  const fd = openSync(abs, 'r');
-  try {
-    let n = 0;
-    while (n < size) {
-      const r = readSync(fd, buf, n, size - n, null);
-      if (r === 0) break;
-      n += r;
-    }
-    return n === size ? buf : buf.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
+/** The copy job of one small file: a new inode, owner and mode set only where needed. */
+function smallJob(abs: string, target: string, stat: LocalStat, unlink: boolean, setgidDirs: boolean): SmallCopyJob {
+  const mode = stat.mode & 0o7777;
+  // A file we just created already belongs to us; chown only when the owner differs (or a
+  // set-gid directory gave it the directory's group).
+  const chown = setgidDirs || stat.uid !== OWN_UID || stat.gid !== OWN_GID;
+  return {
+    abs,
+    target,
+    size: stat.size,
+    mode,
+    uid: stat.uid,
+    gid: stat.gid,
+    mtime: stat.mtimeMs / 1000,
+    header: tarsumHeader(stat),
+    unlink,
+    chown,
+    // After chown (it clears set-id bits); not needed when the umask left the mode exact.
+    chmod: chown || UMASK === undefined || (mode & (UMASK | 0o7000)) !== 0,
+  };
 }
 
 /**
@@ -355,30 +358,7 @@ function removeFile(target: string): void {
   }
 }
 
-/** Copies one small regular file into a new inode with sync calls, returning its BuildKit record digest. */
-function copySmall(abs: string, target: string, stat: LocalStat, setgidDirs: boolean): string {
-  const h = tarsumHeaderHash(stat);
-  const buf = stat.size > 0 ? readSmall(abs, stat.size) : Buffer.alloc(0);
-  h.update(buf);
-  const mode = stat.mode & 0o7777;
-  // `wx` (O_EXCL): always a new inode, never one that a snapshot may share.
-  const fd = openSync(target, 'wx', mode);
-  try {
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
-    // A file we just created already belongs to us; chown only when the owner differs.
-    const chown = setgidDirs || stat.uid !== OWN_UID || stat.gid !== OWN_GID;
-    if (chown) fchownSync(fd, stat.uid, stat.gid);
-    // After chown (it clears set-id bits); not needed when the umask left the mode exact.
-    if (chown || UMASK === undefined || (mode & (UMASK | 0o7000)) !== 0) fchmodSync(fd, mode);
-    const t = stat.mtimeMs / 1000;
-    futimesSync(fd, t, t);
-  } finally {
-    closeSync(fd);
-  }
-  return digestOf(h);
-}
-
-/** Streams a large regular file through the hash into `target`. */
+/** Streams a large regular file through the hash into a new inode at `target`. */
 async function copyLarge(abs: string, target: string, stat: LocalStat, signal: AbortSignal | undefined): Promise<string> {
   const h = tarsumHeaderHash(stat);
   const fh = await open(abs, 'r');
