@@ -13,6 +13,11 @@ export interface Stub {
   readonly parent: string;
   readonly atime: Date;
   readonly mtime: Date;
+  /**
+   * Seen only in the mount point layer below the image, which an opaque directory (invisible
+   * here) may hide from the container: removed only if the run left an empty one in the upper.
+   */
+  readonly ifCreated?: boolean;
 }
 
 function isWhiteout(st: Stats): boolean {
@@ -61,13 +66,19 @@ export class LowerStatCache {
 export class RootView {
   readonly #layers: readonly string[];
   readonly #lowerStats: LowerStatCache | undefined;
+  readonly #mountPoints: string | undefined;
   readonly upper: string;
 
-  /** `lowerStats` remembers lstat results in `lowers` across runs (they must be immutable). */
-  constructor(upper: string, lowers: readonly string[], lowerStats?: LowerStatCache) {
+  /**
+   * `lowerStats` remembers lstat results in `lowers` across runs (they must be immutable).
+   * `mountPointLayer` is the lowest of `lowers` when it only supplies mount points
+   * (see mountPointLayers in rootfs.ts).
+   */
+  constructor(upper: string, lowers: readonly string[], lowerStats?: LowerStatCache, mountPointLayer?: string) {
     this.upper = upper;
     this.#layers = [upper, ...lowers].map((l) => (l.length > 1 ? l.replace(/\/+$/, '') : l));
     this.#lowerStats = lowerStats;
+    this.#mountPoints = mountPointLayer?.replace(/\/+$/, '');
   }
 
   /** lstat of clean relative `rel` in one layer (a chain of RUN steps asks O(depth) of these per step). */
@@ -150,10 +161,16 @@ export class RootView {
       for (let i = 1; i <= parts.length; i++) {
         const sub = parts.slice(0, i).join('/');
         const found = this.lstat(sub);
+        const parent = parts.slice(0, i - 1).join('/');
         if (found === undefined) {
-          const parent = parts.slice(0, i - 1).join('/');
           const p = this.lstat(parent);
           if (p !== undefined && !out.has(sub)) out.set(sub, { path: sub, parent, atime: p.stat.atime, mtime: p.stat.mtime });
+          break;
+        }
+        // Only the mount point layer has it: below an opaque directory runc creates it after all.
+        if (found.layer === this.#mountPoints && parent !== '') {
+          const p = this.lstat(parent);
+          if (p !== undefined && !out.has(sub)) out.set(sub, { path: sub, parent, atime: p.stat.atime, mtime: p.stat.mtime, ifCreated: true });
           break;
         }
         if (!found.stat.isDirectory()) break;
@@ -169,7 +186,15 @@ export class RootView {
   removeStubs(stubs: readonly Stub[]): void {
     const parents = new Map<string, Stub>();
     for (const s of [...stubs].sort((a, b) => b.path.length - a.path.length)) {
-      removeIfEmpty(join(this.upper, s.path));
+      const p = join(this.upper, s.path);
+      if (s.ifCreated === true) {
+        // Usually absent (the mount point layer supplied it). The process cannot have made it: it
+        // is a mount point for the whole run, and the caller does not pass these for runs that
+        // may unmount it (insecure).
+        const st = tryLstat(p);
+        if (st === undefined || !((st.isFile() && st.size === 0) || st.isDirectory())) continue;
+      }
+      removeIfEmpty(p);
       parents.set(s.parent, s);
     }
     for (const [parent, s] of [...parents].sort((a, b) => b[0].length - a[0].length)) {

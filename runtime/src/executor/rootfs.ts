@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkerError } from '../api/errors.js';
 import type { ExecRequest } from '../api/executor.js';
@@ -26,23 +26,42 @@ function layersOf(options: readonly string[]): { upper: string | undefined; lowe
   return { upper, lowers };
 }
 
-/** Top-level mount points of every container (see {@link standardMounts}). */
+/** Mount points of every container (see {@link standardMounts}): directories, then files. */
 const STANDARD_DIRS = ['proc', 'dev', 'sys'];
+const ETC_FILES = ['etc/hosts', 'etc/resolv.conf'];
+
+/** The two variants of the mount point layer ({@link mountPointLayers}). */
+export interface MountPointLayers {
+  /** `proc`, `dev`, `sys`. */
+  readonly dirs: string;
+  /** Those plus empty `etc/hosts` and `etc/resolv.conf`, for images that have an `/etc` directory. */
+  readonly withEtc: string;
+}
 
 /**
- * A read-only layer holding only the empty directories `proc`, `dev` and `sys`, placed *below*
- * all of a run's layers (created once under `dir`). An image without them (a minimal or scratch
- * based one) otherwise makes runc create them in the writable layer on every run, and kiln remove
- * them again afterwards: six metadata operations on the snapshots' disk per exec (3-4 ms under
- * load). At the bottom it hides nothing: any layer that has, or whites out, one of these names
- * wins, and what the run writes never lands in it. The container sees exactly what it saw before
- * (the directories are mount points). Returns the layer's path.
+ * Read-only layers holding only empty mount points, placed *below* all of a run's layers (made
+ * once under `dir`, a tmpfs). An image without them (a minimal one; almost every image lacks
+ * /etc/hosts and /etc/resolv.conf) otherwise makes runc create them in the writable layer on every
+ * run — copying /etc up for the two files — and kiln remove them again afterwards: about ten
+ * metadata operations on the snapshots' disk per exec, several inside the container's start-up.
+ * At the bottom they hide nothing: any layer that has, or whites out, one of these names wins,
+ * and what the run writes never lands in them. The container sees what it saw before (the paths
+ * are mount points). Checked on every run (one stat): the runtime dir may have been cleaned.
  */
-export function standardDirsLayer(dir: string): string {
-  // Checked on every run (one stat on a tmpfs): the runtime dir may have been cleaned meanwhile.
-  if (existsSync(join(dir, STANDARD_DIRS[STANDARD_DIRS.length - 1] as string))) return dir;
-  for (const d of STANDARD_DIRS) mkdirSync(join(dir, d), { recursive: true, mode: 0o755 });
-  return dir;
+export function mountPointLayers(dir: string): MountPointLayers {
+  const layers = { dirs: join(dir, 'dirs'), withEtc: join(dir, 'etc') };
+  if (existsSync(join(layers.withEtc, ETC_FILES[ETC_FILES.length - 1] as string))) return layers;
+  for (const layer of [layers.dirs, layers.withEtc]) {
+    for (const d of STANDARD_DIRS) mkdirSync(join(layer, d), { recursive: true, mode: 0o755 });
+  }
+  mkdirSync(join(layers.withEtc, 'etc'), { recursive: true, mode: 0o755 });
+  // The last file is the marker checked above: written last, each atomically.
+  for (const f of ETC_FILES) {
+    const tmp = join(layers.withEtc, `${f}.${process.pid}.tmp`);
+    writeFileSync(tmp, '', { mode: 0o644 });
+    renameSync(tmp, join(layers.withEtc, f));
+  }
+  return layers;
 }
 
 /**
@@ -57,7 +76,9 @@ export async function rootLayout(
   bundle: string,
   scratchDir: string,
   lowerStats?: LowerStatCache,
-  bottomLayer?: string,
+  mountPoints?: MountPointLayers,
+  /** Whether /etc/hosts and /etc/resolv.conf may come from the mount point layer (not when the process may unmount them: insecure). */
+  etcMountPoints = true,
 ): Promise<RootLayout> {
   const m = req.rootfs[0];
   if (m === undefined || req.rootfs.length !== 1 || m.type === 'tmpfs') {
@@ -70,6 +91,13 @@ export async function rootLayout(
   if (!readonly && m.type === 'bind') {
     return { path: m.source, mount: undefined, readonly: false, keepChanges: true, view: new RootView(m.source, []) };
   }
+  // The /etc variant only under an image's own /etc directory: it never supplies /etc itself.
+  const bottomLayer =
+    mountPoints === undefined
+      ? undefined
+      : etcMountPoints && new RootView(upper ?? emptyRoot, lowers, lowerStats).lstat('etc')?.stat.isDirectory() === true
+        ? mountPoints.withEtc
+        : mountPoints.dirs;
   const bottom = bottomLayer === undefined ? [] : [bottomLayer];
   if (!readonly && upper !== undefined) {
     const options = bottom.length === 0 ? m.options : m.options.map((o) => (o.startsWith('lowerdir=') ? `${o}:${bottom.join(':')}` : o));
@@ -78,7 +106,7 @@ export async function rootLayout(
       mount: { destination: '/', type: 'overlay', source: 'overlay', options },
       readonly: false,
       keepChanges: true,
-      view: new RootView(upper, [...lowers, ...bottom], lowerStats),
+      view: new RootView(upper, [...lowers, ...bottom], lowerStats, bottomLayer),
     };
   }
   const all = [...(upper === undefined ? [] : [upper]), ...lowers, ...bottom];
@@ -98,6 +126,6 @@ export async function rootLayout(
     readonly: true,
     keepChanges: false,
     // An active snapshot's upper among the layers may still change: no shared lstat cache then.
-    view: new RootView(scratch, all, upper === undefined ? lowerStats : undefined),
+    view: new RootView(scratch, all, upper === undefined ? lowerStats : undefined, bottomLayer),
   };
 }

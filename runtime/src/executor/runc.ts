@@ -8,7 +8,7 @@ import { WorkerError, throwIfAborted } from '../api/errors.js';
 import type { ExecMount, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
-import { rootLayout, standardDirsLayer } from './rootfs.js';
+import { mountPointLayers, rootLayout } from './rootfs.js';
 import { splitLines } from './output.js';
 import { boundingCapabilities, buildSpec, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
@@ -86,7 +86,8 @@ export class RuncExecutor implements Executor {
     let view: RootView | undefined;
     let stubs: Stub[] = [];
     try {
-      const root = await rootLayout(req, bundle, scratch, this.#lowerStats, standardDirsLayer(join(this.runtimeDir, 'standard-dirs')));
+      const mountPoints = mountPointLayers(join(this.runtimeDir, 'mount-points'));
+      const root = await rootLayout(req, bundle, scratch, this.#lowerStats, mountPoints, req.security !== 'insecure');
       view = root.view;
       const user = await resolveUser(async (p) => root.view.readFile(p), req.process.user);
       const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
