@@ -35,6 +35,20 @@ if (defined $ENV{KILN_HOST} && $ENV{KILN_HOST} ne '') {
   $tmp =~ s{/+$}{} if length($tmp) > 1;
   $path = "$tmp/kiln-$</kilnd.sock";
 }
+# The hello carries our environment: only to our own socket, in a directory others cannot write
+# to (or a sticky one like /tmp). Same rule as trustedSocket() in protocol.ts.
+{
+  my @s = lstat($path);
+  in_process() unless @s;    # no daemon
+  (my $dir = $path) =~ s{/[^/]*$}{};
+  $dir = '/' if $dir eq '';
+  my @d = lstat($dir);
+  my $open = @d && ($d[2] & 022) && !($d[2] & 01000);
+  if (!(@d && (($s[2] & 0170000) == 0140000) && $s[4] == $< && ($d[2] & 0170000) == 0040000 && ($d[4] == $< || $d[4] == 0) && !$open)) {
+    print STDERR "kiln: warning: not using the daemon socket $path: it or its directory belongs to another user or others can write there\n";
+    in_process();
+  }
+}
 socket(my $sock, PF_UNIX, SOCK_STREAM, 0) or in_process();
 connect($sock, pack_sockaddr_un($path)) or in_process();
 binmode($sock);
@@ -68,8 +82,8 @@ if ($err_tty) {
 }
 my $env = join(',', map { json_str($_) . ':' . json_str($ENV{$_}) } sort keys %ENV);
 my $argv = join(',', map { json_str($_) } ('kiln', 'kiln', @ARGV));
-my $hello = sprintf('{"version":1,"argv":[%s],"cwd":%s,"env":{%s},"stdout":{"isTTY":%s},"stderr":{"isTTY":%s%s}}',
-  $argv, json_str(getcwd() // '/'), $env, (-t STDOUT ? 'true' : 'false'), ($err_tty ? 'true' : 'false'), $size);
+my $hello = sprintf('{"version":1,"pid":%d,"argv":[%s],"cwd":%s,"env":{%s},"stdout":{"isTTY":%s},"stderr":{"isTTY":%s%s}}',
+  $$, $argv, json_str(getcwd() // '/'), $env, (-t STDOUT ? 'true' : 'false'), ($err_tty ? 'true' : 'false'), $size);
 put($sock, frame('h', $hello)) or in_process();
 
 $SIG{PIPE} = 'IGNORE';
@@ -89,8 +103,9 @@ for (;;) {
   my $rin = '';
   vec($rin, fileno($sock), 1) = 1;
   vec($rin, fileno(STDIN), 1) = 1 if $want_stdin && $stdin_open;
-  my $ready = select(my $rout = $rin, undef, undef, undef);
-  next if $ready < 0;    # a signal: send it above
+  # A timeout, so a signal that lands between sending the queue and select() goes out promptly.
+  my $ready = select(my $rout = $rin, undef, undef, 0.25);
+  next if $ready <= 0;    # a signal or the timeout: send pending signals above
   if ($want_stdin && $stdin_open && vec($rout, fileno(STDIN), 1)) {
     my $n = sysread(STDIN, my $chunk, 65536);
     if (!defined $n) { next if $! == EINTR }

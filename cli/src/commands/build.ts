@@ -93,12 +93,19 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const req = await parseFlags(context, flags, io, cleanup);
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
-    lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path });
-    await lease.begin();
+    const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
     const display = startProgress(flags.progress, io);
     progress = display;
-    const e = lease.engine;
-    const report = await e.credentials.run(callerCredentials(io), () => withInterrupt(io, (signal) => runBuild(e, { ...req, progress: display.sink, signal, onWarning: (w) => io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}: `}${w.message}\n`) })));
+    const e = l.engine;
+    const onWarning = (w: { file?: string; line?: number; column?: number; message: string }): void =>
+      void io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}:${w.column ?? 1}: `}${w.message}\n`);
+    const report = await e.credentials.run(callerCredentials(io), () =>
+      withInterrupt(io, async (signal) => {
+        // Inside the interruptible part: waiting for a prune to finish can be cancelled too.
+        await l.begin(signal);
+        return runBuild(e, { ...req, progress: display.sink, signal, onWarning });
+      }),
+    );
     await display.finish();
     progress = undefined;
     for (const ex of report.exports) {

@@ -78,12 +78,12 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     const ssh = await parseSsh(flags.ssh, callerEnv(io), callerPath(io, '.'));
     closeSsh = ssh.close;
     const platform = flags.platform === undefined ? hostPlatform() : parsePlatform(flags.platform);
-    lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path });
-    await lease.begin();
-    const e = lease.engine;
+    const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
+    const e = l.engine;
     const display = (progress = startProgress(flags.progress, io));
     const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform, ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
     await e.credentials.run(callerCredentials(io), () => withInterrupt(io, async (signal) => {
+      await l.begin(signal);
       const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
       try {
         const ref = await backend.solve(def, { signal });

@@ -1,6 +1,8 @@
+import { lstatSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { commandOf, DAEMON_COMMANDS, daemonSocketPath, Frame, FrameReader, frame, PROTOCOL_VERSION, type Hello } from './protocol.js';
+import { dirname } from 'node:path';
+import { commandOf, DAEMON_COMMANDS, daemonSocketPath, Frame, FrameReader, frame, PROTOCOL_VERSION, trustedSocket, type Hello } from './protocol.js';
 
 /**
  * Runs this `kiln` invocation on a running `kiln daemon`, if there is one for it: the daemon
@@ -13,10 +15,13 @@ export async function runViaDaemon(argv: readonly string[], env: NodeJS.ProcessE
   if (env['KILN_DAEMON'] === '0') return undefined;
   const command = commandOf(argv);
   if (command === undefined || !DAEMON_COMMANDS.has(command)) return undefined;
-  const socket = await tryConnect(daemonSocketPath(env, process.getuid?.(), tmpdir()));
+  const path = daemonSocketPath(env, process.getuid?.(), tmpdir());
+  if (!trusted(path)) return undefined;
+  const socket = await tryConnect(path);
   if (socket === undefined) return undefined;
   return session(socket, {
     version: PROTOCOL_VERSION,
+    pid: process.pid,
     argv,
     cwd: process.cwd(),
     env,
@@ -27,6 +32,24 @@ export async function runViaDaemon(argv: readonly string[], env: NodeJS.ProcessE
       ...(process.stderr.rows === undefined ? {} : { rows: process.stderr.rows }),
     },
   });
+}
+
+/**
+ * The hello carries this process's environment: it goes only to a socket of this user in a
+ * directory others cannot write to. A socket that is there but not trusted is reported once.
+ */
+function trusted(path: string): boolean {
+  let sock;
+  let dir;
+  try {
+    sock = lstatSync(path);
+    dir = lstatSync(dirname(path));
+  } catch {
+    return false; // no daemon
+  }
+  if (trustedSocket(sock, dir, process.getuid?.() ?? 0)) return true;
+  process.stderr.write(`kiln: warning: not using the daemon socket ${path}: it or its directory belongs to another user or others can write there\n`);
+  return false;
 }
 
 function tryConnect(path: string): Promise<Socket | undefined> {

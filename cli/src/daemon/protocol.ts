@@ -23,6 +23,8 @@ export const PROTOCOL_VERSION = 1;
 /** The first frame of a connection: what the client's own process would have run with. */
 export interface Hello {
   readonly version: number;
+  /** The client's pid, for the daemon's log. */
+  readonly pid?: number;
   readonly argv: readonly string[];
   readonly cwd: string;
   readonly env: Readonly<Record<string, string | undefined>>;
@@ -38,15 +40,25 @@ export function commandOf(argv: readonly string[]): string | undefined {
   return argv.slice(2).find((a) => !a.startsWith('-'));
 }
 
-/** `--root DIR` or `--root=DIR` from argv, if given. */
+/** `--root DIR` or `--root=DIR` from argv, if given (the last one wins, as in commander). */
 export function rootFlagOf(argv: readonly string[]): string | undefined {
+  let root: string | undefined;
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i] as string;
-    if (a === '--') return undefined;
-    if (a === '--root') return argv[i + 1];
-    if (a.startsWith('--root=')) return a.slice('--root='.length);
+    if (a === '--') break;
+    if (a === '--root') root = argv[++i];
+    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
   }
-  return undefined;
+  return root;
+}
+
+/**
+ * Whether a client may send its environment to the socket at `path`: a socket of this user, in a
+ * directory of this user (or root) that others cannot write to, unless sticky like /tmp.
+ */
+export function trustedSocket(sock: { isSocket(): boolean; uid: number }, dir: { isDirectory(): boolean; uid: number; mode: number }, uid: number): boolean {
+  const open = (dir.mode & 0o022) !== 0 && (dir.mode & 0o1000) === 0;
+  return sock.isSocket() && sock.uid === uid && dir.isDirectory() && (dir.uid === uid || dir.uid === 0) && !open;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { CliIo, Interrupts } from '../io.js';
@@ -46,24 +46,33 @@ export class KilnDaemon {
       throw new EngineError('KLN0709', `a kiln daemon already listens on ${opts.socket}`, { hint: 'stop it first, or pass --addr unix:///other/path' });
     }
     await mkdir(dirname(opts.socket), { recursive: true, mode: 0o700 });
+    await checkSocketDir(dirname(opts.socket));
     await unlink(opts.socket).catch(() => undefined); // a stale socket of a daemon that died
     const engine = await KilnEngine.open({ root: opts.root });
     const server = createServer();
     const daemon = new KilnDaemon(opts, server, engine);
     server.on('connection', (socket) => daemon.#serve(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(opts.socket, () => resolve());
-    });
+    // The socket is created 0600 (umask), not chmod-ed after: no moment where others can connect.
+    const umask = process.umask(0o077);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.socket, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
     await chmod(opts.socket, 0o600);
     return daemon;
   }
 
   /** Stops accepting clients, interrupts running commands, waits for them and closes the engine. */
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    for (const l of this.#interrupts) l('SIGTERM');
+    // server.close() calls back only once every connection ended: interrupt the builds first.
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const l of [...this.#interrupts]) l('SIGTERM');
     await Promise.allSettled([...this.#running]);
+    await closed;
     this.#engine.close();
     await unlink(this.#opts.socket).catch(() => undefined);
   }
@@ -75,7 +84,12 @@ export class KilnDaemon {
       if (request === undefined) {
         if (kind !== Frame.Hello) return void socket.destroy();
         request = new ClientRequest(socket);
-        this.#start(request, payload);
+        try {
+          this.#start(request, payload);
+        } catch {
+          // A malformed hello must not take down the daemon and every other client's build.
+          request.decline('bad hello');
+        }
       } else {
         request.onFrame(kind, payload);
       }
@@ -91,8 +105,8 @@ export class KilnDaemon {
     } catch {
       return req.decline('bad hello');
     }
+    if (!isHello(hello)) return req.decline('bad hello');
     const command = commandOf(hello.argv);
-    if (hello.version !== PROTOCOL_VERSION) return req.decline(`protocol ${hello.version}`);
     if (command === undefined || !DAEMON_COMMANDS.has(command)) return req.decline(`command ${command ?? '(none)'}`);
     const io = req.io(hello, this.#interrupts, this.#engines());
     // A command for another root runs in the client's own process, against that root.
@@ -103,7 +117,8 @@ export class KilnDaemon {
       .catch(() => 1)
       .then((code) => {
         req.exit(code);
-        this.#opts.log?.(`${hello.argv.slice(2).join(' ')} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
+        // Only the command name: arguments can carry values (build args) that must not reach a log.
+        this.#opts.log?.(`${command}: client pid ${hello.pid ?? '?'} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
       })
       .finally(() => this.#running.delete(run));
     this.#running.add(run);
@@ -111,7 +126,45 @@ export class KilnDaemon {
 
   #engines(): EngineSource {
     const engine = this.#engine;
-    return { open: async () => engine, keepsOpen: true };
+    const root = this.#opts.root;
+    return {
+      open: async (opts) => {
+        if (opts.root !== root) throw new EngineError('KLN0709', `this kiln daemon serves ${root}, not ${opts.root}`, { hint: 'pass --root once, or use KILN_DAEMON=0' });
+        return engine;
+      },
+      keepsOpen: true,
+    };
+  }
+}
+
+/** A hello of this protocol version with the fields the daemon reads. */
+function isHello(h: unknown): h is Hello {
+  if (typeof h !== 'object' || h === null) return false;
+  const o = h as Record<string, unknown>;
+  return (
+    o['version'] === PROTOCOL_VERSION &&
+    Array.isArray(o['argv']) &&
+    o['argv'].every((a) => typeof a === 'string') &&
+    typeof o['cwd'] === 'string' &&
+    typeof o['env'] === 'object' &&
+    o['env'] !== null &&
+    typeof o['stdout'] === 'object' &&
+    typeof o['stderr'] === 'object'
+  );
+}
+
+/**
+ * The socket's directory must be the daemon user's and closed to others (or sticky, like /tmp):
+ * otherwise another user could have made it to swap the socket and read clients' environments.
+ */
+async function checkSocketDir(dir: string): Promise<void> {
+  const st = await lstat(dir);
+  const uid = process.getuid?.() ?? 0;
+  const open = (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0;
+  if (!st.isDirectory() || (st.uid !== uid && st.uid !== 0) || open) {
+    throw new EngineError('KLN0709', `unsafe directory for the daemon socket: ${dir} (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`, {
+      hint: 'use a directory only you can write to (--addr unix:///run/user/UID/kilnd.sock)',
+    });
   }
 }
 
@@ -127,7 +180,11 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
-/** One client connection: its streams, stdin on demand, interrupts and the exit frame. */
+/**
+ * One client connection: its streams, stdin on demand, interrupts and the exit frame. A signal
+ * (or the client going away) that comes before the command listens for interrupts is kept and
+ * delivered when it does, and ends a pending stdin read, so no Ctrl-C is lost.
+ */
 class ClientRequest {
   readonly #socket: Socket;
   readonly #stdin: Buffer[] = [];
@@ -135,6 +192,8 @@ class ClientRequest {
   #stdinWanted = false;
   #wake: (() => void) | undefined;
   readonly #listeners = new Set<(sig: string) => void>();
+  /** The first interrupt (signal name, or SIGHUP for a client that went away), once there was one. */
+  #interrupted: string | undefined;
   #finished = false;
 
   constructor(socket: Socket) {
@@ -150,6 +209,8 @@ class ClientRequest {
       on: (listener) => {
         this.#listeners.add(listener);
         registry.add(listener);
+        const late = this.#interrupted;
+        if (late !== undefined) queueMicrotask(() => this.#listeners.has(listener) && listener(late));
         return () => {
           this.#listeners.delete(listener);
           registry.delete(listener);
@@ -175,6 +236,8 @@ class ClientRequest {
       this.#socket.write(frame(Frame.WantStdin));
     }
     for (;;) {
+      // An interrupted or vanished client's input is not "complete": never hand on a truncated stdin.
+      if (this.#interrupted !== undefined) throw new EngineError('KLN0705', `interrupted (${this.#interrupted}) while reading standard input`);
       const chunk = this.#stdin.shift();
       if (chunk !== undefined) {
         yield chunk;
@@ -188,18 +251,26 @@ class ClientRequest {
   onFrame(kind: number, payload: Buffer): void {
     if (kind === Frame.Stdin) this.#stdin.push(payload);
     else if (kind === Frame.StdinEnd) this.#stdinEnded = true;
-    else if (kind === Frame.Signal) for (const l of [...this.#listeners]) l(payload.toString('utf8'));
+    else if (kind === Frame.Signal) this.#interrupt(payload.toString('utf8'));
+    this.#wakeStdin();
+  }
+
+  #interrupt(sig: string): void {
+    this.#interrupted ??= sig;
+    for (const l of [...this.#listeners]) l(sig);
+  }
+
+  #wakeStdin(): void {
     this.#wake?.();
     this.#wake = undefined;
   }
 
   /** The client went away: its command is interrupted as if by Ctrl-C. */
   disconnected(): void {
-    this.#stdinEnded = true;
-    this.#wake?.();
     if (this.#finished) return;
     this.#finished = true;
-    for (const l of [...this.#listeners]) l('SIGHUP');
+    this.#interrupt('SIGHUP');
+    this.#wakeStdin();
   }
 
   decline(reason: string): void {

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { dockerConfigCredentials, type CredentialProvider } from '@kiln/runtime';
-import { callerEnv, type CliIo } from '../io.js';
+import { callerEnv, callerPath, type CliIo } from '../io.js';
 
 /**
  * The Docker config whose `auths` a caller's registry requests use, as the docker CLI and buildx
@@ -16,7 +16,7 @@ export function dockerConfigPath(env: Readonly<Record<string, string | undefined
 
 /** Registry credentials of the command's caller (its environment decides which config file). */
 export function callerCredentials(io: CliIo): CredentialProvider {
-  return dockerConfigCredentials(dockerConfigPath(callerEnv(io)));
+  return dockerConfigCredentials(callerPath(io, dockerConfigPath(callerEnv(io))));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { chownSync, existsSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -40,14 +41,23 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
   });
 
   /** A `kiln` client process: cwd, env and stdin of its own. */
-  function client(args: readonly string[], opts: { cwd?: string; env?: Record<string, string>; stdin?: string; onStderr?: (text: string, child: ChildProcess) => void } = {}): Promise<KilnRun> {
+  /** The run and the client's pid (the daemon logs each command by client pid). */
+  type ClientRun = KilnRun & { readonly pid: number };
+
+  function client(
+    args: readonly string[],
+    opts: { cwd?: string; env?: Record<string, string>; stdin?: string; keepStdinOpen?: boolean; onStderr?: (text: string, child: ChildProcess) => void } = {},
+  ): Promise<ClientRun> {
     return new Promise((resolve, reject) => {
       const child = spawn(launcher[0] as string, [...launcher.slice(1), ...args], {
         cwd: opts.cwd ?? sb.dir,
         env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}`, ...opts.env },
         stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       });
-      if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
+      if (opts.stdin !== undefined) {
+        if (opts.keepStdinOpen === true) child.stdin?.write(opts.stdin);
+        else child.stdin?.end(opts.stdin);
+      }
       let stdout = '';
       let stderr = '';
       child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -56,12 +66,13 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
         opts.onStderr?.(stderr, child);
       });
       child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+      child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, pid: child.pid ?? -1 }));
     });
   }
 
   /** Log lines of the daemon that mention `marker` (one per command it served). */
-  function served(marker: string): string[] {
+  function served(run: { pid: number } | string): string[] {
+    const marker = typeof run === 'string' ? run : `client pid ${run.pid} →`;
     return daemonLog().split('\n').filter((l) => l.includes(marker));
   }
 
@@ -80,8 +91,11 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(await readFile(join(work, 'out', 'made'), 'utf8')).toBe(`env-${t} ${t}\n`);
     // Progress streamed back to the client's stderr.
     expect(r.stderr).toMatch(/#\d+ \[\d\/\d\] RUN echo/);
-    expect(served(`-f ctx/Dockerfile.alt`)).toHaveLength(1);
-    expect(served(`-f ctx/Dockerfile.alt`)[0]).toContain('→ exit 0');
+    expect(served(r)).toHaveLength(1);
+    expect(served(r)[0]).toMatch(/^kiln daemon: build: client pid \d+ → exit 0/);
+    // The log names the command only: argument values (build args) stay out of it.
+    expect(daemonLog()).not.toContain(`env-${t}`);
+    expect(daemonLog()).not.toContain('FROM_ENV');
   }, 120_000);
 
   test('the daemon reads `-f -` from the client stdin, and an unchanged rebuild starts no container', async () => {
@@ -97,7 +111,8 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('CACHED');
     expect(await sb.containersStarted()).toBe(before);
-    expect(served(`build ${ctx} -f -`)).toHaveLength(2);
+    expect(served(first)).toHaveLength(1);
+    expect(served(again)).toHaveLength(1);
   }, 120_000);
 
   test('a failing RUN on the daemon gives the client the report and exit code 1', async () => {
@@ -108,7 +123,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`out-${t}`);
     expect(r.stderr).toMatch(/exit code:? 3/);
-    expect(served(`build ${ctx}`)[0]).toContain('→ exit 1');
+    expect(served(r)[0]).toContain('→ exit 1');
   }, 120_000);
 
   test('Ctrl-C of the client cancels its build on the daemon: exit 130, no container left, and the daemon serves on', async () => {
@@ -127,14 +142,14 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(sent).toBe(true);
     expect(r.code).toBe(130);
     expect(r.stderr).toContain('KLN0705');
-    await expect.poll(() => served(`build ${ctx}`).join('\n'), { timeout: 10_000 }).toContain('→ exit 130');
+    await expect.poll(() => served(r).join('\n'), { timeout: 10_000 }).toContain('→ exit 130');
     const state = join(sb.root, 'runc');
     const left = existsSync(state) ? await readdir(state) : [];
     expect(left).toEqual([]);
     expect(daemon.exitCode).toBeNull();
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
-    expect(served(`du --root ${sb.root}`)).toHaveLength(1);
+    expect(served(next)).toHaveLength(1);
   }, 120_000);
 
   test('prune through the daemon is refused while the daemon builds (KLN0708)', async () => {
@@ -159,22 +174,98 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     const otherRoot = join(sb.dir, `other-${token()}`);
     const other = await client(['du', '--root', otherRoot]);
     expect(other.code).toBe(0);
-    expect(served(`du --root ${otherRoot}`)).toHaveLength(0);
+    expect(served(other)).toHaveLength(0);
     const optOut = await client(['du', '--root', sb.root, '-v'], { env: { KILN_DAEMON: '0' } });
     expect(optOut.code).toBe(0);
-    expect(served(`du --root ${sb.root} -v`)).toHaveLength(0);
+    expect(served(optOut)).toHaveLength(0);
   }, 60_000);
 
-  test('a second daemon on the same socket is refused; SIGTERM stops the daemon and removes its socket', async () => {
+  test('Ctrl-C while the daemon still reads `-f -` ends the command with 130', async () => {
+    const t = token();
+    const child = spawn(launcher[0] as string, [...launcher.slice(1), 'build', sb.dir, '-f', '-', '--root', sb.root, '--progress', 'plain', '-t', `sig-${t}`], {
+      env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}` },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    child.stdin?.write('FROM busybox\n'); // never ended: the daemon is still reading
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    await new Promise((r) => setTimeout(r, 2_000)); // connected, the daemon waiting for the rest of stdin
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    await expect.poll(() => served({ pid: child.pid ?? -1 }).join('\n'), { timeout: 10_000 }).toContain('→ exit 130');
+    expect((await client(['images', '--root', sb.root])).stdout).not.toContain(`sig-${t}`);
+  }, 60_000);
+
+  test('a client killed while sending `-f -` builds nothing: the truncated Dockerfile is not used', async () => {
+    const t = token();
+    const child = spawn(launcher[0] as string, [...launcher.slice(1), 'build', sb.dir, '-f', '-', '--root', sb.root, '--progress', 'plain', '-t', `cut-${t}`], {
+      env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}` },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    child.stdin?.write('FROM busybox\n');
+    await new Promise((r) => setTimeout(r, 1_500));
+    child.kill('SIGKILL');
+    await expect.poll(() => served({ pid: child.pid ?? -1 }).join('\n'), { timeout: 10_000 }).toMatch(/→ exit 130/);
+    expect((await client(['images', '--root', sb.root])).stdout).not.toContain(`cut-${t}`);
+  }, 60_000);
+
+  test('a malformed hello is declined and the daemon serves on', async () => {
+    for (const hello of ['{"version":2,"args":[]}', '{"version":1,"argv":"build"}', 'not json']) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const s = connect(socket);
+        let got = Buffer.alloc(0);
+        s.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+        s.once('close', () => resolve(String.fromCharCode(got[0] ?? 0)));
+        s.once('error', reject);
+        const body = Buffer.from(hello);
+        const head = Buffer.alloc(5);
+        head[0] = 0x68;
+        head.writeUInt32BE(body.length, 1);
+        s.write(Buffer.concat([head, body]));
+      });
+      expect(answer).toBe('n');
+    }
+    expect(daemon.exitCode).toBeNull();
+    expect((await client(['du', '--root', sb.root])).code).toBe(0);
+  }, 60_000);
+
+  test('a socket that is not the caller\'s is not used: the client warns and runs the command itself', async () => {
+    chownSync(socket, 12345, 12345);
+    try {
+      const r = await client(['du', '--root', sb.root]);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain('not using the daemon socket');
+      expect(served(r)).toHaveLength(0);
+    } finally {
+      chownSync(socket, 0, 0);
+    }
+  }, 60_000);
+
+  test('a second daemon on the same socket is refused; SIGTERM interrupts a running build and stops the daemon', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `long-${t}`);
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo long-${t} && sleep 60\n` });
     const second = spawn(process.execPath, [kilnBin, 'daemon', '--root', sb.root, '--addr', `unix://${socket}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     second.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise((r) => second.once('exit', r));
     expect(code).toBe(1);
     expect(err).toContain('KLN0709');
+    let killed = false;
+    const long = client(['build', ctx, '--root', sb.root, '--progress', 'plain'], {
+      onStderr: (text) => {
+        if (!killed && text.includes(`long-${t}`)) {
+          killed = true;
+          daemon.kill('SIGTERM');
+        }
+      },
+    });
     const gone = new Promise<number | null>((r) => daemon.once('exit', (c) => r(c)));
-    daemon.kill('SIGTERM');
+    const t0 = Date.now();
+    const r = await long;
+    expect(killed).toBe(true);
+    expect(r.code).toBe(130);
     expect(await gone).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(30_000);
     expect(existsSync(socket)).toBe(false);
     // No daemon: the client runs the command itself.
     expect((await client(['du', '--root', sb.root])).code).toBe(0);

@@ -70,7 +70,7 @@ function extraHosts(value: string | undefined): { host: string; ip: string }[] {
     const host = i < 0 ? '' : e.slice(0, i);
     const ip = i < 0 ? '' : e.slice(i + 1);
     if (host === '' || ip === '' || !isIp(ip)) throw new KilnError('KLN0504', `invalid add-host "${e}"`, { hint: 'use HOST=IP or HOST:IP, e.g. --add-host db=10.0.0.5' });
-    return { host, ip };
+    return { host: host.toLowerCase(), ip };
   });
 }
 
@@ -90,7 +90,7 @@ function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> 
     throw new KilnError('KLN0504', `invalid image-resolve-mode "${resolve}"`, { hint: 'use default, pull or local' });
   }
   const net = opts.get('force-network-mode');
-  if (net !== undefined && net !== 'sandbox' && net !== 'host' && net !== 'none') {
+  if (net !== undefined && net !== 'default' && net !== 'sandbox' && net !== 'host' && net !== 'none') {
     throw new KilnError('KLN0504', `invalid network mode "${net}"`, { hint: 'use default, none or host' });
   }
   return {
@@ -98,7 +98,7 @@ function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> 
     ...(hosts.length > 0 ? { extraHosts: hosts } : {}),
     ...(hostname === undefined || hostname === '' ? {} : { hostname }),
     ...(resolve === undefined ? {} : { resolveMode: resolve }),
-    ...(net === undefined || net === 'sandbox' ? {} : { forceNetworkMode: net }),
+    ...(net === undefined || net === 'sandbox' || net === 'default' ? {} : { forceNetworkMode: net }),
   };
 }
 

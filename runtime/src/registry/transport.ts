@@ -108,7 +108,8 @@ export class RegistryTransport {
           await res.body?.cancel().catch(() => undefined);
           const st = this.hostAuth(domain);
           st.challenge = challenge;
-          st.tokens.delete(scopeKey(req.scopes));
+          // The rejected token is this identity's for these scopes (the cache key of authorization()).
+          st.tokens.delete(`${scopeKey(req.scopes)}|${credentialIdentity(await this.opts.credentials?.(domain))}`);
           authRetried = true;
           continue;
         }
