@@ -180,8 +180,8 @@ export function walkLocal(root: string, filter: LocalFilter = {}, listings?: Dir
   return out;
 }
 
-/** A directory changed less than this long before it was read may change again within the same ctime tick. */
-const RACY_MS = 100;
+/** A directory changed less than this long before it was read may change again within the same ctime tick (a coarse kernel clock tick is at most 10 ms). */
+const RACY_MS = 50;
 
 /** Directory entry names in Go's lexical (byte) order. */
 function readNames(dir: string): string[] {
