@@ -9,6 +9,9 @@ export interface LinkTreeStats {
   readonly copied: number;
 }
 
+const OWN_UID = process.getuid?.() ?? -1;
+const OWN_GID = process.getgid?.() ?? -1;
+
 /** Errors after which a copy is made instead of a link (another filesystem, too many links, no permission). */
 const LINK_FALLBACK: ReadonlySet<unknown> = new Set<unknown>(['EXDEV', 'EMLINK', 'EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP']);
 
@@ -30,6 +33,9 @@ function errCode(err: unknown): unknown {
  */
 export async function linkTree(from: string, to: string, entries: readonly LocalEntry[], signal?: AbortSignal): Promise<LinkTreeStats> {
   const dirs: LocalEntry[] = [];
+  // Directories made here belong to us (their parents are 0700 until the end, so no set-gid
+  // group is inherited, unless `to` itself is set-gid): chown only where the owner differs.
+  const ownedByUs = (lstatSync(to).mode & 0o2000) === 0;
   let linked = 0;
   let copied = 0;
   for (const [i, e] of entries.entries()) {
@@ -56,7 +62,7 @@ export async function linkTree(from: string, to: string, entries: readonly Local
       copied++;
     }
   }
-  for (const d of dirs.reverse()) setAttrs(join(to, d.path), d.stat);
+  for (const d of dirs.reverse()) setAttrs(join(to, d.path), d.stat, ownedByUs);
   const root = lstatSync(from, { bigint: true });
   lchownSync(to, Number(root.uid), Number(root.gid));
   chmodSync(to, Number(root.mode) & 0o7777);
@@ -65,8 +71,8 @@ export async function linkTree(from: string, to: string, entries: readonly Local
 }
 
 /** Owner, then mode (chown may clear set-id bits), then times: as the mirror has them. */
-function setAttrs(path: string, st: LocalStat): void {
-  lchownSync(path, st.uid, st.gid);
+function setAttrs(path: string, st: LocalStat, ownedByUs = false): void {
+  if (!ownedByUs || st.uid !== OWN_UID || st.gid !== OWN_GID) lchownSync(path, st.uid, st.gid);
   if ((st.mode & S_IFMT) !== S_IFLNK) chmodSync(path, st.mode & 0o7777);
   const t = st.mtimeMs / 1000;
   lutimesSync(path, t, t);

@@ -3,7 +3,7 @@
 // in place, chmod'ed, removed) never changes an earlier snapshot or COPY result, metadata is the
 // source's, and a COPY that changes owner or mode gets its own inodes.
 import { execFileSync } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -69,6 +69,7 @@ beforeAll(async () => {
   await writeFile(join(ctxDir, 'run.sh'), '#!/bin/sh\n');
   await chmod(join(ctxDir, 'run.sh'), 0o750);
   await symlink('a/b/keep.txt', join(ctxDir, 'link'));
+  await chown(join(ctxDir, 'a'), 1234, 5678);
   await utimes(join(ctxDir, 'a/b/keep.txt'), new Date('2020-01-02T03:04:05Z'), new Date('2020-01-02T03:04:05Z'));
   await utimes(join(ctxDir, 'a/b'), new Date('2021-01-02T03:04:05Z'), new Date('2021-01-02T03:04:05Z'));
   snapshotter = new LocalSnapshotter({ root });
