@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -61,6 +61,9 @@ export class RuncExecutor implements Executor {
   readonly #lowerStats = new LowerStatCache();
   #inMemory: boolean | undefined;
   #stateReady = false;
+  #resolv: { readonly key: string; readonly text: string } | undefined;
+  /** Shared file path by content (see #sharedFile). */
+  readonly #shared = new Map<string, string>();
 
   constructor(opts: RuncExecutorOptions) {
     this.#root = opts.root;
@@ -99,8 +102,9 @@ export class RuncExecutor implements Executor {
       }
       root.view.mkdirAll(cwd, user.uid, user.gid);
       const hostname = req.hostname ?? 'buildkitsandbox';
-      const hostsFile = this.#sharedFile(hostsContent(hostname, req.extraHosts ?? []));
-      const resolvConfFile = this.#sharedFile(this.#hostResolvConf());
+      const hostsFile = this.#sharedFile(hostsContent(hostname, req.extraHosts ?? []), 'utf8');
+      // latin1: the host file's bytes as they are.
+      const resolvConfFile = this.#sharedFile(this.#hostResolvConf(), 'latin1');
       const env = [...req.process.env];
       const mounts = await this.#mounts(extra, bundle, scratch, cleanups, env);
       const spec = buildSpec({
@@ -164,13 +168,19 @@ export class RuncExecutor implements Executor {
    * cleaned meanwhile (one stat per call). Small files: synchronous calls skip thread-pool round
    * trips that dominate at this size.
    */
-  #sharedFile(content: string | Buffer): string {
-    const file = join(this.runtimeDir, 'files', createHash('sha256').update(content).digest('hex').slice(0, 32));
+  #sharedFile(content: string, encoding: 'utf8' | 'latin1'): string {
+    const memo = `${encoding}:${content}`;
+    let file = this.#shared.get(memo);
+    if (file === undefined) {
+      file = join(this.runtimeDir, 'files', createHash('sha256').update(content, encoding).digest('hex').slice(0, 32));
+      if (this.#shared.size > 1000) this.#shared.clear();
+      this.#shared.set(memo, file);
+    }
     if (!existsSync(file)) {
       mkdirSync(join(this.runtimeDir, 'files'), { recursive: true, mode: 0o711 });
       // Complete or absent: a concurrent run (another process) never binds half a file.
       const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-      writeFileSync(tmp, content, { mode: 0o644 });
+      writeFileSync(tmp, content, { encoding, mode: 0o644 });
       renameSync(tmp, file);
     }
     return file;
@@ -184,12 +194,20 @@ export class RuncExecutor implements Executor {
     return this.#inMemory;
   }
 
-  #hostResolvConf(): Buffer {
-    try {
-      return readFileSync(this.#resolvConf);
-    } catch {
-      return Buffer.from('nameserver 8.8.8.8\n');
+  /** The host's resolv.conf (latin1: bytes as they are); read again only when its stat changes (one stat per run). */
+  #hostResolvConf(): string {
+    const st = statSync(this.#resolvConf, { throwIfNoEntry: false });
+    const key = st === undefined ? 'missing' : `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    if (this.#resolv?.key !== key) {
+      let text = 'nameserver 8.8.8.8\n';
+      try {
+        text = readFileSync(this.#resolvConf, 'latin1');
+      } catch {
+        // none on the host: a public resolver
+      }
+      this.#resolv = { key, text };
     }
+    return this.#resolv.text;
   }
 
   #boundingCaps(): Promise<string[]> {
