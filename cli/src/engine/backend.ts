@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendSolveOptions, SolveBackend } from '@kiln/gateway';
-import { loadGraph, type ProgressSink, type Solver, type SolverVertex } from '@kiln/solver';
-import type { KilnEngine } from './engine.js';
+import { loadGraph, type ProgressSink, type SolverVertex } from '@kiln/solver';
+import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 
 /** Build-wide options every solve of one build shares. */
@@ -22,13 +22,13 @@ export interface BackendOptions {
  */
 export class SolverBackend implements SolveBackend {
   readonly #engine: KilnEngine;
-  readonly #solver: Solver;
+  readonly #solver: BuildSolver;
   readonly #opts: BackendOptions;
   readonly #refs: SnapshotRef[] = [];
   readonly #progress: ProgressSink | undefined;
   readonly #session = randomUUID();
 
-  constructor(engine: KilnEngine, solver: Solver, opts: BackendOptions = {}) {
+  constructor(engine: KilnEngine, solver: BuildSolver, opts: BackendOptions = {}) {
     this.#engine = engine;
     this.#solver = solver;
     this.#opts = opts;

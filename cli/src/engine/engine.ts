@@ -23,6 +23,9 @@ import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
 
+/** What a build needs of a solver: building a loaded edge (see {@link KilnEngine.solver}). */
+export type BuildSolver = Pick<Solver, 'build'>;
+
 /** Options of {@link KilnEngine.open}. */
 export interface EngineOptions {
   /** The kiln root (resolved by the caller: `--root`, `KILN_ROOT`, or the default). */
@@ -82,6 +85,8 @@ export class KilnEngine {
   readonly activity: RootActivity;
   /** Deletes what the cache store drops: snapshots, and `cachemount:<id>` directories. */
   readonly #releaser: RuntimeWorker;
+  /** Solvers shared by the builds of this engine, one per entitlement set (see {@link KilnEngine.solver}). */
+  readonly #shared = new Map<string, Solver>();
 
   private constructor(opts: EngineOptions, content: ContentStore, images: ImageStore, snapshotter: LocalSnapshotter) {
     this.root = opts.root;
@@ -117,12 +122,25 @@ export class KilnEngine {
     return engine;
   }
 
-  /** A solver whose worker runs ops of one build session on this engine's runtime. */
-  solver(session: BuildSession): Solver {
+  /**
+   * The solver for one build session: its worker runs the session's ops (its local directories,
+   * secrets, ssh agents) on this engine's runtime. Builds share one solver, so identical vertices
+   * of concurrent builds (two `kiln build` clients of a daemon) run once — but only builds with
+   * the same entitlements (`--allow`), since a shared vertex is checked once. A build with its
+   * own `--parallelism` gets a solver of its own.
+   */
+  solver(session: BuildSession): BuildSolver {
     const worker = new RuntimeWorker(this.workerDeps(session));
     const n = session.parallelism ?? this.#parallelism;
-    const bounds = n === undefined ? {} : { execParallelism: n, parallelism: Math.min(n, availableParallelism()) };
-    return new Solver({ worker, store: this.cache, ...bounds });
+    if (n !== undefined) return new Solver({ worker, store: this.cache, execParallelism: n, parallelism: Math.min(n, availableParallelism()) });
+    const key = `${session.allowInsecure === true}|${session.allowNetworkHost === true}`;
+    let shared = this.#shared.get(key);
+    if (shared === undefined) {
+      shared = new Solver({ worker: this.#releaser, store: this.cache });
+      this.#shared.set(key, shared);
+    }
+    const solver = shared;
+    return { build: (edge, opts = {}) => solver.build(edge, { ...opts, worker }) };
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */

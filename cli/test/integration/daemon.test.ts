@@ -152,6 +152,24 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(served(next)).toHaveLength(1);
   }, 120_000);
 
+  test('identical steps of two clients building at the same time run once', async () => {
+    const t = token();
+    const df = `FROM busybox\nRUN sleep 2 && echo merged-${t} > /m\n`;
+    const a = join(sb.dir, `merge-a-${t}`);
+    const b = join(sb.dir, `merge-b-${t}`);
+    await writeTree(a, { Dockerfile: df });
+    await writeTree(b, { Dockerfile: df });
+    const before = await sb.containersStarted();
+    const [ra, rb] = await Promise.all([
+      client(['build', a, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${a}/out`]),
+      client(['build', b, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${b}/out`]),
+    ]);
+    expect([ra.code, rb.code]).toEqual([0, 0]);
+    expect(await sb.containersStarted()).toBe(before + 1);
+    expect(await readFile(join(a, 'out', 'm'), 'utf8')).toBe(`merged-${t}\n`);
+    expect(await readFile(join(b, 'out', 'm'), 'utf8')).toBe(`merged-${t}\n`);
+  }, 120_000);
+
   test('prune through the daemon is refused while the daemon builds (KLN0708)', async () => {
     const t = token();
     const ctx = join(sb.dir, `busy-${t}`);
