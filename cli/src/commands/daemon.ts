@@ -23,8 +23,11 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       const root = kilnRoot(flags.root, io).path;
       const log = (line: string): void => void io.stderr.write(`kiln daemon: ${line}\n`);
       const daemon = await KilnDaemon.listen({ root, socket, run, log });
-      // The commands clients run most, loaded now rather than on the first request.
+      // The commands clients run most, loaded now rather than on the first request, and the
+      // Dockerfile frontend's one-time setup (lexer, JSON grammar) done on a tiny file.
       await Promise.all([import('./build.js'), import('./solve.js')]);
+      const { convertDockerfile } = await import('@kiln/dockerfile');
+      await convertDockerfile('FROM scratch\nENV A=1\nCOPY --from=scratch / /\nCMD ["true"]\n', {}).catch(() => undefined);
       log(`serving ${root} on unix://${socket} (pid ${process.pid})`);
       await new Promise<void>((resolve) => {
         const stop = (sig: NodeJS.Signals): void => {
