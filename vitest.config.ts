@@ -11,6 +11,8 @@ export default defineConfig({
       '@kiln/dockerfile': src('frontends/dockerfile'),
       '@kiln/buildpacks': src('frontends/buildpacks'),
       '@kiln/ts-dsl': src('frontends/ts-dsl'),
+      // More specific first: '@kiln/runtime' would also match '@kiln/runtime/registry' as a prefix.
+      '@kiln/runtime/registry': fileURLToPath(new URL('./runtime/src/registry-entry.ts', import.meta.url)),
       '@kiln/runtime': src('runtime'),
       '@kiln/solver': src('solver'),
       '@kiln/gateway': src('gateway'),

@@ -10,7 +10,7 @@ use Socket qw(PF_UNIX SOCK_STREAM pack_sockaddr_un);
 use Cwd qw(getcwd);
 use Errno qw(EINTR EAGAIN);
 
-my %SERVED = map { $_ => 1 } qw(build solve du prune images push save rmi);    # DAEMON_COMMANDS in protocol.ts
+my %SERVED = map { $_ => 1 } qw(build solve du prune images push save rmi llb dump-llb);    # DAEMON_COMMANDS in protocol.ts
 (my $here = Cwd::abs_path($0)) =~ s{/[^/]*$}{};
 
 sub in_process {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { decodeDefinition, definitionToDot, definitionToJsonLines, encodeDefinition } from '@kiln/llb-core';
-import { CliError, readAll, type CliIo } from '../io.js';
+import { CliError, callerPath, readAll, type CliIo } from '../io.js';
 
 /** Output formats of `kiln dump-llb`. */
 export type DumpLlbFormat = 'json' | 'dot' | 'pb';
@@ -33,7 +33,7 @@ export function registerDumpLlb(program: Command, io: CliIo): void {
         bytes = await readAll(io.stdin);
       } else {
         try {
-          bytes = await readFile(file);
+          bytes = await readFile(callerPath(io, file));
         } catch (e) {
           const reason = (e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message;
           throw new CliError('KLN_CLI_READ', `cannot read ${file}: ${reason}`);

@@ -1,13 +1,15 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
 import { defaultPlatform, definitionJsonLineChunks, definitionToDot, encodeDefinition, parseDigest } from '@kiln/llb-core';
 import type { ImageMetaResolver } from '@kiln/llb-core';
-import { KilnError, convertDockerfile, formatError, parseDockerignore } from '@kiln/dockerfile';
-import { ContentStore, ImageStore, RegistryClient, registryMetaResolver } from '@kiln/runtime';
-import { StoreFirstMetaResolver } from '../engine/image-meta.js';
-import { CliError, readAll, type CliIo } from '../io.js';
+import { KilnError, convertDockerfile, formatCheckWarning, formatError, parseDockerignore } from '@kiln/dockerfile';
+// The registry alone: the full @kiln/runtime (stores, executor, exporters) loads only for --root.
+import { RegistryClient, registryMetaResolver } from '@kiln/runtime/registry';
+import type { Platform } from '@kiln/llb-core';
+import { callerCredentials } from '../engine/credentials.js';
+import { CliError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 
 /** Output formats of `kiln llb`. */
 export type LlbFormat = 'json' | 'dot' | 'pb';
@@ -126,12 +128,16 @@ const registryFetch: typeof globalThis.fetch = async (input, init) => {
  * The registry resolver, adapted to the frontend's ImageMetaResolver (plain http for localhost);
  * with a kiln root, images in its store answer first, exactly as `kiln build --root` resolves them.
  */
-async function imageResolver(root: string | undefined): Promise<ImageMetaResolver> {
-  const registry = new RegistryClient({ fetch: registryFetch });
-  const inner =
-    root === undefined
-      ? registryMetaResolver(registry)
-      : new StoreFirstMetaResolver(await ImageStore.open(root), await ContentStore.open(root), registry);
+async function imageResolver(root: string | undefined, io: CliIo): Promise<ImageMetaResolver> {
+  const registry = new RegistryClient({ fetch: registryFetch, credentials: callerCredentials(io) });
+  /** What both resolvers answer that the frontend needs. */
+  type Inner = { resolveImageConfig(ref: string, opts: { platform?: Platform; signal?: AbortSignal }): Promise<{ digest: unknown; config: Uint8Array; ref?: string | undefined }> };
+  let inner: Inner;
+  if (root === undefined) inner = registryMetaResolver(registry);
+  else {
+    const [{ ContentStore, ImageStore }, { StoreFirstMetaResolver }] = await Promise.all([import('@kiln/runtime'), import('../engine/image-meta.js')]);
+    inner = new StoreFirstMetaResolver(await ImageStore.open(root), await ContentStore.open(root), registry);
+  }
   return {
     async resolveImageConfig(ref, opts) {
       const res = await inner.resolveImageConfig(ref, {
@@ -143,13 +149,13 @@ async function imageResolver(root: string | undefined): Promise<ImageMetaResolve
   };
 }
 
-function parseBuildArgs(list: readonly string[]): Map<string, string> {
+function parseBuildArgs(list: readonly string[], env: Readonly<Record<string, string | undefined>>): Map<string, string> {
   const out = new Map<string, string>();
   for (const kv of list) {
     const i = kv.indexOf('=');
     if (i <= 0) {
       // docker build takes `--build-arg NAME` from the environment
-      const v = i < 0 ? process.env[kv] : undefined;
+      const v = i < 0 ? env[kv] : undefined;
       if (i === 0 || v === undefined) throw new CliError('KLN_CLI_ARG', `invalid --build-arg ${JSON.stringify(kv)}`, 'write --build-arg NAME=value');
       out.set(kv, v);
     } else out.set(kv.slice(0, i), kv.slice(i + 1));
@@ -164,16 +170,19 @@ async function writeAtomic(path: string, data: string): Promise<void> {
 }
 
 /** Converts the Dockerfile and writes the LLB in `opts.format` (throws KilnError / CliError). */
-export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo, resolver?: ImageMetaResolver): Promise<void> {
-  const file = opts.file ?? join(context, 'Dockerfile');
+export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: CliIo, resolver?: ImageMetaResolver): Promise<void> {
+  // Paths are the caller's (a kiln daemon serves other processes); messages keep them as given.
+  const context = callerPath(io, contextArg);
+  const given = opts.file ?? join(contextArg, 'Dockerfile');
+  const file = opts.file === '-' ? '-' : callerPath(io, given);
   let text: Uint8Array;
   try {
     text = file === '-' ? await readAll(io.stdin) : await readFile(file);
   } catch (e) {
     const reason = (e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message;
-    throw new CliError('KLN_CLI_READ', `cannot read ${file}: ${reason}`, opts.file === undefined ? 'pass the Dockerfile with -f FILE' : undefined);
+    throw new CliError('KLN_CLI_READ', `cannot read ${given}: ${reason}`, opts.file === undefined ? 'pass the Dockerfile with -f FILE' : undefined);
   }
-  const name = file === '-' ? 'Dockerfile' : file;
+  const name = file === '-' ? 'Dockerfile' : given;
   // `<Dockerfile>.dockerignore` next to the Dockerfile wins over CONTEXT/.dockerignore (as BuildKit).
   const ignore = (file === '-' ? undefined : await readFile(`${file}.dockerignore`, 'utf8').catch(() => undefined)) ??
     (await readFile(join(context, '.dockerignore'), 'utf8').catch(() => undefined));
@@ -181,23 +190,25 @@ export async function runLlb(context: string, opts: LlbCommandOptions, io: CliIo
   try {
     const res = await convertDockerfile(text, {
       file: name,
-      buildArgs: parseBuildArgs(opts.buildArg),
+      buildArgs: parseBuildArgs(opts.buildArg, callerEnv(io)),
       ...(opts.target === undefined ? {} : { target: opts.target }),
       ...(opts.platform === undefined ? {} : { targetPlatform: opts.platform }),
       // the worker's platform, as BuildKit's build platforms (BUILDPLATFORM, FROM --platform=$BUILDPLATFORM)
       buildPlatforms: [defaultPlatform()],
       ...(opts.sessionId === undefined ? {} : { sessionId: opts.sessionId }),
-      metaResolver: resolver ?? (await imageResolver(opts.root)),
+      metaResolver: resolver ?? (await imageResolver(opts.root === undefined ? undefined : callerPath(io, opts.root), io)),
+      // Build-check warnings, as kiln build prints them (BuildKit's linter).
+      onWarning: (w) => void io.stderr.write(`WARNING: ${w.location.file}:${w.location.line}:${w.location.column}: ${formatCheckWarning(w)}\n`),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
     });
     if (opts.format === 'json') {
       // JSON lines are written as they are made: a big build's text (megabytes) never has to
       // be held, and survive garbage collections, all at once
-      if (opts.imageConfig !== undefined) await writeAtomic(resolvePath(opts.imageConfig), res.imageConfigJson);
+      if (opts.imageConfig !== undefined) await writeAtomic(callerPath(io, opts.imageConfig), res.imageConfigJson);
       for (const chunk of definitionJsonLineChunks(res.definition)) io.stdout.write(chunk);
     } else {
       const out = opts.format === 'dot' ? definitionToDot(res.definition) : encodeDefinition(res.definition);
-      if (opts.imageConfig !== undefined) await writeAtomic(resolvePath(opts.imageConfig), res.imageConfigJson);
+      if (opts.imageConfig !== undefined) await writeAtomic(callerPath(io, opts.imageConfig), res.imageConfigJson);
       io.stdout.write(out);
     }
   } catch (e) {

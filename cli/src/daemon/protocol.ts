@@ -33,7 +33,10 @@ export interface Hello {
 }
 
 /** Commands the daemon serves (keep cli/bin/kiln-client.pl's list the same); the others always run in-process. */
-export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi']);
+export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi', 'llb', 'dump-llb']);
+
+/** Served commands that do not use the daemon's engine, so they are served for any `--root`. */
+export const ROOTLESS_COMMANDS: ReadonlySet<string> = new Set(['llb', 'dump-llb']);
 
 /** The command name of `argv` (process.argv shape): the first argument that is not an option. */
 export function commandOf(argv: readonly string[]): string | undefined {

@@ -6,7 +6,7 @@ import { kilnRoot } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import type { EngineSource } from '../engine/lease.js';
-import { commandOf, DAEMON_COMMANDS, Frame, FrameReader, frame, PROTOCOL_VERSION, rootFlagOf, type Hello } from './protocol.js';
+import { commandOf, DAEMON_COMMANDS, ROOTLESS_COMMANDS, Frame, FrameReader, frame, PROTOCOL_VERSION, rootFlagOf, type Hello } from './protocol.js';
 
 /** Options of {@link KilnDaemon.listen}. */
 export interface DaemonOptions {
@@ -110,7 +110,7 @@ export class KilnDaemon {
     if (command === undefined || !DAEMON_COMMANDS.has(command)) return req.decline(`command ${command ?? '(none)'}`);
     const io = req.io(hello, this.#interrupts, this.#engines());
     // A command for another root runs in the client's own process, against that root.
-    if (kilnRoot(rootFlagOf(hello.argv), io).path !== this.#opts.root) return req.decline('another root');
+    if (!ROOTLESS_COMMANDS.has(command) && kilnRoot(rootFlagOf(hello.argv), io).path !== this.#opts.root) return req.decline('another root');
     const t0 = performance.now();
     const run = this.#opts
       .run(hello.argv, io)

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { dockerConfigCredentials, type CredentialProvider } from '@kiln/runtime';
+import { dockerConfigCredentials, type CredentialProvider } from '@kiln/runtime/registry';
 import { callerEnv, callerPath, type CliIo } from '../io.js';
 
 /**

@@ -152,6 +152,27 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(served(next)).toHaveLength(1);
   }, 120_000);
 
+  test('kiln llb and dump-llb through the daemon print what they print in-process (client cwd, env build args)', async () => {
+    const t = token();
+    const work = join(sb.dir, `llb-${t}`);
+    await writeTree(work, { 'app/Dockerfile': `FROM busybox AS b\nARG FROM_ENV\nRUN echo $FROM_ENV ${t}\nFROM b\nCOPY x /x\n`, 'app/x': 'x' });
+    const args = ['llb', 'app', '--root', sb.root, '--build-arg', 'FROM_ENV', '--format', 'json'];
+    const local = await client(args, { cwd: work, env: { FROM_ENV: `v-${t}`, KILN_DAEMON: '0' } });
+    const remote = await client(args, { cwd: work, env: { FROM_ENV: `v-${t}` } });
+    expect(local.code).toBe(0);
+    expect(remote.code).toBe(0);
+    expect(remote.stdout).toBe(local.stdout);
+    expect(remote.stdout).toContain(`v-${t}`);
+    expect(served(remote)[0]).toMatch(/llb: client pid \d+ → exit 0/);
+    expect(served(local)).toHaveLength(0);
+    // A root the daemon does not own is fine for llb: it only reads that store.
+    const other = await client(['llb', 'app', '--root', join(sb.dir, `empty-root-${t}`)], { cwd: work, env: { FROM_ENV: 'x' } });
+    expect(served(other)).toHaveLength(1);
+    await writeTree(work, { 'def.json': '' });
+    const pb = await client(['llb', 'app', '--root', sb.root, '--format', 'pb'], { cwd: work, env: { KILN_DAEMON: '0' } });
+    expect(pb.code).toBe(0);
+  }, 120_000);
+
   test('identical steps of two clients building at the same time run once', async () => {
     const t = token();
     const df = `FROM busybox\nRUN sleep 2 && echo merged-${t} > /m\n`;

@@ -1,6 +1,6 @@
 import type { Digest } from '../content/digest.js';
 import type { ContentStore } from '../content/store.js';
-import { findLayoutImage, openOciLayout, type OciLayout } from '../image/oci-layout.js';
+import type { OciLayout } from '../image/oci-layout.js';
 import type { ImageStore } from '../image/image-store.js';
 import { hostPlatform } from '../image/platform.js';
 import { resolveImage, storeFetcher, type BlobFetcher } from '../image/resolve.js';
@@ -75,6 +75,8 @@ export function ociLayoutMetaResolver(layouts: Readonly<Record<string, string>>,
       const ref = parseReference(input);
       const path = byRepo.get(repositoryName(ref));
       if (path === undefined) throw new ImageStoreError('IMAGE_NOT_FOUND', `no OCI layout configured for ${repositoryName(ref)}`);
+      // Loaded on use: OCI layouts bring tar-stream, which a registry-only caller does not need.
+      const { findLayoutImage, openOciLayout } = await import('../image/oci-layout.js');
       let layout = opened.get(path);
       if (layout === undefined) {
         layout = openOciLayout(path, store);
