@@ -52,3 +52,15 @@ test('--pull skips the local image store: an image only kiln has locally is look
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/registry-1\.docker\.io|docker\.io/);
 }, 120_000);
+
+test('COPY from the build context gives files owned by 0:0 whoever owns them on the host, as buildx sends a context', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `owner-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nCOPY app /app\nRUN stat -c '%u:%g %a %n' /app /app/run.sh > /owners && echo ${t}\n`, 'app/run.sh': '#!/bin/sh\n' });
+  execFileSync('chown', ['-R', '1000:1000', join(ctx, 'app')]);
+  execFileSync('chmod', ['4750', join(ctx, 'app', 'run.sh')]);
+  const out = join(sb.dir, `owner-out-${t}`);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', `type=local,dest=${out}`]);
+  expect(r.code).toBe(0);
+  expect((await readFile(join(out, 'owners'), 'utf8')).trim().split('\n')).toEqual(['0:0 755 /app', '0:0 4750 /app/run.sh']);
+}, 120_000);

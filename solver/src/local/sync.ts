@@ -130,7 +130,7 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
   const oldListings = old?.listings ?? {};
   const listings: Record<string, ListingRow> = {};
   let listingsChanged = false;
-  const entries = walkLocal(src, opts.filter, {
+  const walked = walkLocal(src, opts.filter, {
     get: (rel, ino, ctimeMs) => {
       const r = oldListings[rel];
       if (r === undefined || r[0] !== ino || r[1] !== ctimeMs) return undefined;
@@ -142,6 +142,9 @@ export async function syncLocalSource(opts: SyncLocalOptions): Promise<SyncLocal
       listingsChanged = true;
     },
   });
+  // As buildx and buildctl send a build context (fsutil with resetUIDAndGID): every file is
+  // owned by 0:0, whoever owns it on the host, so `COPY` without --chown gives root's files.
+  const entries = walked.map((e) => (e.stat.uid === 0 && e.stat.gid === 0 ? e : { path: e.path, stat: { ...e.stat, uid: 0, gid: 0 } }));
   if (!destOk) {
     rmSync(dest, { recursive: true, force: true });
     mkdirSync(dest, { recursive: true });
