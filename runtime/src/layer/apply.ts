@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -80,12 +79,14 @@ export async function applyLayer(
   let entries = 0;
 
   /** Host path of the parent directory of `rel`, created if missing, resolved inside `dir`. */
-  async function parentOf(rel: string): Promise<string> {
+  // Metadata calls are synchronous: each is a few µs, where a promise call costs a thread-pool
+  // round trip; the loop still yields to the event loop at every entry of the tar stream.
+  function parentOf(rel: string): string {
     const parent = posix.dirname(rel);
     if (parent === '.' || parent === '') return dir;
     if (verified.has(parent)) return posix.join(dir, parent);
-    const host = await resolveInRoot(dir, parent);
-    await mkdir(host, { recursive: true, mode: 0o755 });
+    const host = resolveInRoot(dir, parent);
+    mkdirSync(host, { recursive: true, mode: 0o755 });
     if (host === posix.join(dir, parent)) verified.add(parent);
     return host;
   }
@@ -95,25 +96,25 @@ export async function applyLayer(
     for (const v of [...verified]) if (v === rel || v.startsWith(`${rel}/`)) verified.delete(v);
   }
 
-  async function removeExisting(target: string, rel: string, keepDir: boolean): Promise<boolean> {
+  function removeExisting(target: string, rel: string, keepDir: boolean): boolean {
     let st;
     try {
-      st = await lstat(target);
+      st = lstatSync(target);
     } catch {
       return false;
     }
     if (keepDir && st.isDirectory()) return true;
     forget(rel);
-    await rm(target, { recursive: true, force: true });
+    rmSync(target, { recursive: true, force: true });
     return false;
   }
 
-  async function setMeta(target: string, h: Header, isLink: boolean): Promise<void> {
-    if (isRoot) await lchown(target, h.uid ?? 0, h.gid ?? 0);
-    if (!isLink) await chmod(target, (h.mode ?? 0o644) & 0o7777);
+  function setMeta(target: string, h: Header, isLink: boolean): void {
+    if (isRoot) lchownSync(target, h.uid ?? 0, h.gid ?? 0);
+    if (!isLink) chmodSync(target, (h.mode ?? 0o644) & 0o7777);
     const mtime = h.mtime ?? new Date(0);
-    if (isLink) await lutimes(target, mtime, mtime);
-    else await utimes(target, mtime, mtime);
+    if (isLink) lutimesSync(target, mtime, mtime);
+    else utimesSync(target, mtime, mtime);
   }
 
   try {
@@ -132,14 +133,14 @@ export async function applyLayer(
       if (base.startsWith(WHITEOUT_PREFIX)) {
         entry.resume();
         const parentRel = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
-        const parentHost = await parentOf(rel);
+        const parentHost = parentOf(rel);
         if (opts.whiteouts === false) continue;
         if (base === OPAQUE) {
-          for (const name of await readdir(parentHost)) {
+          for (const name of readdirSync(parentHost)) {
             const childRel = parentRel === '' ? name : `${parentRel}/${name}`;
             if (created.has(childRel)) continue;
             forget(childRel);
-            await rm(posix.join(parentHost, name), { recursive: true, force: true });
+            rmSync(posix.join(parentHost, name), { recursive: true, force: true });
           }
         } else {
           const name = base.slice(WHITEOUT_PREFIX.length);
@@ -147,52 +148,52 @@ export async function applyLayer(
           if (name === '' || name === '.' || name === '..') throw new WorkerError('LAYER_INVALID', `bad whiteout ${h.name}`);
           if (!created.has(childRel)) {
             forget(childRel);
-            await rm(posix.join(parentHost, name), { recursive: true, force: true });
+            rmSync(posix.join(parentHost, name), { recursive: true, force: true });
           }
         }
         continue;
       }
-      const parentHost = await parentOf(rel);
+      const parentHost = parentOf(rel);
       const target = posix.join(parentHost, base);
       created.add(rel);
       switch (h.type) {
         case 'directory': {
-          const exists = await removeExisting(target, rel, true);
-          if (!exists) await mkdir(target, { mode: 0o755 });
-          if (isRoot) await lchown(target, h.uid ?? 0, h.gid ?? 0);
-          await chmod(target, (h.mode ?? 0o755) & 0o7777);
+          const exists = removeExisting(target, rel, true);
+          if (!exists) mkdirSync(target, { mode: 0o755 });
+          if (isRoot) lchownSync(target, h.uid ?? 0, h.gid ?? 0);
+          chmodSync(target, (h.mode ?? 0o755) & 0o7777);
           dirTimes.push({ path: target, mtime: h.mtime ?? new Date(0) });
           entry.resume();
           break;
         }
         case 'file':
         case 'contiguous-file': {
-          await removeExisting(target, rel, false);
+          removeExisting(target, rel, false);
           const len = h.size ?? 0;
           if (len <= SMALL_FILE) {
             const chunks: Buffer[] = [];
             for await (const c of entry) chunks.push(c as Buffer);
-            await writeFile(target, Buffer.concat(chunks), { mode: 0o600 });
+            writeFileSync(target, Buffer.concat(chunks), { mode: 0o600 });
           } else {
             await pipeline(entry, createWriteStream(target, { mode: 0o600 }));
           }
-          await setMeta(target, h, false);
+          setMeta(target, h, false);
           break;
         }
         case 'symlink': {
           entry.resume();
-          await removeExisting(target, rel, false);
-          await symlink(h.linkname ?? '', target);
-          await setMeta(target, h, true);
+          removeExisting(target, rel, false);
+          symlinkSync(h.linkname ?? '', target);
+          setMeta(target, h, true);
           break;
         }
         case 'link': {
           entry.resume();
           const linkRel = cleanRelative(h.linkname ?? '');
-          const source = await resolveInRoot(dir, linkRel, false);
-          await removeExisting(target, rel, false);
+          const source = resolveInRoot(dir, linkRel, false);
+          removeExisting(target, rel, false);
           try {
-            await link(source, target);
+            linkSync(source, target);
           } catch (e) {
             throw new WorkerError('LAYER_INVALID', `hardlink ${h.name} -> ${h.linkname ?? ''}: target missing`, { cause: e });
           }
@@ -202,14 +203,14 @@ export async function applyLayer(
         case 'character-device':
         case 'block-device': {
           entry.resume();
-          await removeExisting(target, rel, false);
+          removeExisting(target, rel, false);
           // Node has no mknod(2); these entries are rare in layers, the binary is fine.
           const args =
             h.type === 'fifo'
               ? [target, 'p']
               : [target, h.type === 'block-device' ? 'b' : 'c', String(h.devmajor ?? 0), String(h.devminor ?? 0)];
           await execFileP('mknod', args);
-          await setMeta(target, h, false);
+          setMeta(target, h, false);
           break;
         }
         default:
@@ -224,7 +225,11 @@ export async function applyLayer(
   // Directory mtimes last, children before parents, since writing into a directory bumps its mtime.
   for (let i = dirTimes.length - 1; i >= 0; i--) {
     const d = dirTimes[i] as DirTime;
-    await utimes(d.path, d.mtime, d.mtime).catch(() => undefined);
+    try {
+      utimesSync(d.path, d.mtime, d.mtime);
+    } catch {
+      // gone (a later whiteout removed it)
+    }
   }
   return { diffID: `sha256:${hash.digest('hex')}`, compression, size, entries };
 }

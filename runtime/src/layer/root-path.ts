@@ -1,4 +1,4 @@
-import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, readlinkSync } from 'node:fs';
 import { posix } from 'node:path';
 import { WorkerError } from '../api/errors.js';
 
@@ -28,9 +28,10 @@ export function cleanRelative(p: string): string {
  * Resolves `rel` inside `root` the way the kernel would inside a chroot: every symlink met on the
  * way (including the last component when `followLast`) is followed, but absolute targets and `..`
  * are clamped to `root`, so the result never leaves it (like Go's securejoin).
- * Missing components are kept as they are. Returns a host path under `root`.
+ * Missing components are kept as they are. Returns a host path under `root`. Synchronous: a
+ * layer applies thousands of entries, and an lstat is cheaper than a thread-pool round trip.
  */
-export async function resolveInRoot(root: string, rel: string, followLast = true): Promise<string> {
+export function resolveInRoot(root: string, rel: string, followLast = true): string {
   const parts = cleanRelative(rel).split('/').filter((s) => s !== '');
   const out: string[] = [];
   let links = 0;
@@ -48,7 +49,7 @@ export async function resolveInRoot(root: string, rel: string, followLast = true
     }
     let st;
     try {
-      st = await lstat(candidate);
+      st = lstatSync(candidate);
     } catch {
       out.push(part, ...parts.filter((s) => s !== '.'));
       return posix.join(root, ...collapse(out));
@@ -59,7 +60,7 @@ export async function resolveInRoot(root: string, rel: string, followLast = true
     }
     links += 1;
     if (links > MAX_LINKS) throw new WorkerError('PATH_ESCAPE', `too many symlinks resolving ${JSON.stringify(rel)}`);
-    const target = await readlink(candidate);
+    const target = readlinkSync(candidate);
     if (target.startsWith('/')) out.length = 0;
     parts.unshift(...target.split('/').filter((s) => s !== ''));
   }
