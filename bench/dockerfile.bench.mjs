@@ -141,6 +141,8 @@ export async function run() {
     await exec('skopeo', ['copy', '--quiet', '--preserve-digests', '--dest-tls-verify=false', `oci:${busybox}:latest`, `docker://${reg.host}/busybox:latest`]);
     await writeFile(join(dir, 'Dockerfile'), text);
     const args = [KILN, 'llb', dir, '--build-arg', `REGISTRY=${reg.host}`, '--platform', 'linux/amd64', '--session-id', 'bench'];
+    // The process rows never use a kiln daemon, even when one runs on the default socket.
+    process.env.KILN_DAEMON = '0';
     const first = await exec('node', args, { maxBuffer: 1 << 28 });
     const ops = first.stdout.split('\n').filter((l) => l !== '').length;
     // wall time, plus CPU time (user+sys, via /usr/bin/time when present): CPU time is less
@@ -164,6 +166,31 @@ export async function run() {
     process.stdout.write('\n| process | median wall | min wall | median CPU (user+sys) |\n| --- | --- | --- | --- |\n');
     process.stdout.write(row(`whole \`node cli/bin/kiln.js llb\` process, loopback registry (${ops} ops)`, kiln));
     process.stdout.write(row('bare `node -e 0` start-up, same moment (load indicator)', boot));
+    // 3. the same command as a client of a running `kiln daemon` (started, and used once, untimed)
+    const sock = join(dir, 'kilnd.sock');
+    const daemon = spawn(process.execPath, [KILN, 'daemon', '--root', join(dir, 'root'), '--addr', `unix://${sock}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      await new Promise((resolve, reject) => {
+        let log = '';
+        daemon.stderr.on('data', (d) => {
+          log += d;
+          if (log.includes('serving ')) resolve();
+        });
+        daemon.once('exit', (c) => reject(new Error(`kiln daemon exited ${c}: ${log}`)));
+      });
+      const launcher = join(repo, 'cli/bin/kiln');
+      const viaDaemon = args.slice(1);
+      delete process.env.KILN_DAEMON;
+      process.env.KILN_HOST = `unix://${sock}`;
+      const check = await exec(launcher, viaDaemon, { maxBuffer: 1 << 28 });
+      if (check.stdout !== first.stdout) throw new Error('kiln llb through the daemon printed something else');
+      const warm = [];
+      for (let i = 0; i < 7; i++) warm.push(await timed([launcher, ...viaDaemon]));
+      process.stdout.write(row('the same `kiln llb` as a client of a running `kiln daemon` (same output)', warm));
+    } finally {
+      delete process.env.KILN_HOST;
+      daemon.kill('SIGTERM');
+    }
     process.stdout.write('| BuildKit v0.11.6 dockerfile2llb, whole process (reference, idle machine) | 730 ms | | |\n');
     process.stdout.write(`\nload average at the end: ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
   } finally {
