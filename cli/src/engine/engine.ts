@@ -119,6 +119,8 @@ export class KilnEngine {
     // Containers, bundles and cache-mount users of kiln processes that died (SIGKILL, crash) are
     // cleaned up first: an orphaned container must not keep using a locked cache mount.
     await engine.executor.recover().catch(() => 0);
+    // Snapshot mounts a killed kiln process left behind (they would keep their snapshots busy).
+    await engine.snapshotter.recoverMounts().catch(() => 0);
     return engine;
   }
 

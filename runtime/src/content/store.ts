@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Digester, digestHex, isDigest, type Digest } from './digest.js';
 import { ImageStoreError } from './errors.js';
+import { processAlive } from '../api/process-alive.js';
 
 /** What the store knows about one blob. */
 export interface BlobInfo {
@@ -291,14 +292,6 @@ export class BlobWriter {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function notFound(digest: Digest, cause: unknown): ImageStoreError {
   return new ImageStoreError('BLOB_NOT_FOUND', `blob ${digest} not found in the content store`, { cause });

@@ -16,6 +16,7 @@ import { LowerStatCache, RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
 import { spawnViaHelper, warmProcessHelper } from './process-helper.js';
 import type { Readable } from 'node:stream';
+import { processAlive } from '../api/process-alive.js';
 
 const execFileP = promisify(execFile);
 
@@ -428,13 +429,4 @@ function hostsContent(hostname: string, extra: readonly HostEntry[]): string {
     ...extra.map((h) => `${h.ip}\t${h.host}`),
   ];
   return `${lines.join('\n')}\n`;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

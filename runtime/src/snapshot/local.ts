@@ -5,6 +5,7 @@ import { lstat, mkdir, mkdtemp, readdir, rm, rmdir, symlink, unlink } from 'node
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
+import { processAlive } from '../api/process-alive.js';
 import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter } from '../api/snapshot.js';
 import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
@@ -203,7 +204,8 @@ export class LocalSnapshotter implements Snapshotter {
       // exactly the same thing (unpacking a base layer, a file op on scratch), so none is made.
       return { path: only.source, release: async () => undefined };
     }
-    const target = await mkdtemp(join(this.#mountRoot, 'm-'));
+    // The owner's pid in the name: recoverMounts() of a later process can tell its mounts from live ones.
+    const target = await mkdtemp(join(this.#mountRoot, `m-${process.pid}-`));
     const done: string[] = [];
     try {
       for (const m of ms) {
@@ -425,6 +427,27 @@ export class LocalSnapshotter implements Snapshotter {
   }
 
   /**
+   * Unmounts and removes the mount points under `<root>/mounts` of kiln processes that no longer
+   * run (killed with SIGKILL mid-build), leaving those of live processes alone, so it is safe while
+   * other builds run. Returns how many mounts it removed.
+   */
+  async recoverMounts(): Promise<number> {
+    await this.init();
+    const deadOwner = (name: string): boolean => {
+      const pid = Number(/^(?:m|flat)-(\d+)-/.exec(name)?.[1] ?? Number.NaN);
+      return !Number.isNaN(pid) && pid !== process.pid && !processAlive(pid);
+    };
+    let n = 0;
+    for (const mp of (await mountsUnder(this.#mountRoot)).sort((a, b) => b.length - a.length)) {
+      if (!deadOwner(mp.slice(this.#mountRoot.length + 1).split('/')[0] ?? '')) continue;
+      await unmount(mp);
+      n += 1;
+    }
+    for (const name of await readdir(this.#mountRoot)) if (deadOwner(name)) await rmdir(join(this.#mountRoot, name)).catch(() => undefined);
+    return n;
+  }
+
+  /**
    * Cleans up after a crashed process: unmounts and removes leftover mount points under
    * `<root>/mounts` and overlay probes, drops ids whose directory is gone, and removes snapshot
    * directories no id points to once they are older than `olderThanMs` (default one hour, so a
@@ -500,7 +523,7 @@ export class LocalSnapshotter implements Snapshotter {
   }
 
   async #flatten(dir: string, chain: readonly string[], signal: AbortSignal | undefined): Promise<string> {
-    const target = await mkdtemp(join(this.#mountRoot, 'flat-'));
+    const target = await mkdtemp(join(this.#mountRoot, `flat-${process.pid}-`));
     const flat = `${dir}/flat`;
     try {
       await mountAt(this.#readOnly(chain), target);
