@@ -118,7 +118,7 @@ export class KilnDaemon {
       .then((code) => {
         req.exit(code);
         // Only the command name: arguments can carry values (build args) that must not reach a log.
-        this.#opts.log?.(`${command}: client pid ${hello.pid ?? '?'} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
+        this.#opts.log?.(`${command}: client pid ${Number.isInteger(hello.pid) ? String(hello.pid) : '?'} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
       })
       .finally(() => this.#running.delete(run));
     this.#running.add(run);
