@@ -10,7 +10,7 @@ import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
-import { parseBuildArg, parseBuildContext, parseSecrets, parseSsh } from '../engine/session.js';
+import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
 
 /** Parsed flags of `kiln build`. */
 export interface BuildFlags {
@@ -39,6 +39,9 @@ export interface BuildFlags {
   readonly addHost: string[];
   readonly pull?: boolean;
   readonly network?: string;
+  readonly ulimit: string[];
+  readonly shmSize?: string;
+  readonly cgroupParent?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -70,6 +73,9 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
     .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
     .option('--pull', 'always look up base images in their registry (ignore the local image store)')
+    .option('--ulimit <name=soft[:hard]>', 'resource limit of RUN steps, e.g. nofile=1024:2048 (repeatable)', collect, [])
+    .option('--shm-size <size>', 'size of /dev/shm in RUN steps, e.g. 128m')
+    .option('--cgroup-parent <path>', 'parent cgroup of RUN containers')
     .option('--network <mode>', 'network of RUN steps without their own --network: default, none or host (host needs --allow network.host)')
     .option('--allow <entitlement>', 'allow an entitlement: security.insecure, network.host (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
@@ -177,7 +183,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
 }
 
 /** `--label`, `--add-host`, `--pull`, `--network` as the frontend options buildx sends. */
-function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts' | 'pull' | 'network'> {
+function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts' | 'pull' | 'network' | 'ulimits' | 'shmSize' | 'cgroupParent'> {
   const labels = new Map<string, string>();
   for (const l of flags.label) {
     const i = l.indexOf('=');
@@ -191,7 +197,12 @@ function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts'
   if (network !== undefined && network !== 'none' && network !== 'host') {
     throw new EngineError('KLN0702', `invalid --network "${flags.network}"`, { hint: 'use --network default, none or host' });
   }
+  const shm = flags.shmSize === undefined ? undefined : parseSize(flags.shmSize);
+  if (shm !== undefined && !(shm > 0)) throw new EngineError('KLN0702', `invalid --shm-size "${flags.shmSize}"`, { hint: 'use a size such as 64m or 1g' });
   return {
+    ...(flags.ulimit.length > 0 ? { ulimits: flags.ulimit } : {}),
+    ...(shm === undefined ? {} : { shmSize: shm }),
+    ...(flags.cgroupParent === undefined ? {} : { cgroupParent: flags.cgroupParent }),
     ...(labels.size > 0 ? { labels } : {}),
     ...(flags.addHost.length > 0 ? { extraHosts: flags.addHost } : {}),
     ...(flags.pull === true ? { pull: true } : {}),

@@ -54,6 +54,12 @@ export interface BuildRequest {
   readonly pull?: boolean;
   /** `--network none|host` for RUN steps without their own (`force-network-mode`). */
   readonly network?: 'none' | 'host';
+  /** `--ulimit NAME=SOFT[:HARD]` entries (BuildKit's `ulimit`). */
+  readonly ulimits?: readonly string[];
+  /** `--shm-size` in bytes (`shm-size`). */
+  readonly shmSize?: number;
+  /** `--cgroup-parent` (`cgroup-parent`). */
+  readonly cgroupParent?: string;
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
   readonly onWarning?: (w: FrontendWarning) => void;
@@ -98,6 +104,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.extraHosts !== undefined && req.extraHosts.length > 0) opts.set('add-hosts', req.extraHosts.join(','));
   if (req.pull === true) opts.set('image-resolve-mode', 'pull');
   if (req.network !== undefined) opts.set('force-network-mode', req.network);
+  if (req.ulimits !== undefined && req.ulimits.length > 0) opts.set('ulimit', req.ulimits.join(','));
+  if (req.shmSize !== undefined) opts.set('shm-size', String(req.shmSize));
+  if (req.cgroupParent !== undefined) opts.set('cgroup-parent', req.cgroupParent);
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
 

@@ -64,3 +64,23 @@ test('COPY from the build context gives files owned by 0:0 whoever owns them on 
   expect(r.code).toBe(0);
   expect((await readFile(join(out, 'owners'), 'utf8')).trim().split('\n')).toEqual(['0:0 755 /app', '0:0 4750 /app/run.sh']);
 }, 120_000);
+
+test('--ulimit, --shm-size and --cgroup-parent reach the RUN containers', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `limits-${t}`);
+  await writeTree(ctx, {
+    Dockerfile: `FROM busybox\nRUN (ulimit -Sn; ulimit -Hn; df -k /dev/shm | tail -1 | awk '{print $2}'; grep -c kiln-parent-${t} /proc/self/cgroup) > /limits && echo ${t}\n`,
+  });
+  const out = join(sb.dir, `limits-out-${t}`);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--ulimit', 'nofile=1024:2048', '--shm-size', '32m', '--cgroup-parent', `kiln-parent-${t}`, '-o', `type=local,dest=${out}`]);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  const [soft, hard, shmKb, cgroups] = (await readFile(join(out, 'limits'), 'utf8')).trim().split('\n');
+  expect([soft, hard, shmKb]).toEqual(['1024', '2048', String(32 * 1024)]);
+  expect(Number(cgroups)).toBeGreaterThan(0);
+  // runc makes the parent cgroup and leaves it (empty) behind: remove it from every hierarchy.
+  execFileSync('sh', ['-c', `for d in /sys/fs/cgroup/*/kiln-parent-${t} /sys/fs/cgroup/kiln-parent-${t}; do [ -d "$d" ] && rmdir "$d"; done; true`]);
+  const bad = await runKiln(sb, ['build', ctx, '--root', sb.root, '--ulimit', 'nofile=x']);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain('invalid ulimit "nofile=x"');
+}, 120_000);

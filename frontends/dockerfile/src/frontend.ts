@@ -3,7 +3,7 @@
  * input, else the `context` input, else a `dockerfile` local source), converts it with the
  * client's frontend options (BuildKit's dockerui keys: `filename`, `target`, `platform`,
  * `build-arg:NAME`, `context:NAME`, `label:NAME`, `add-hosts`, `hostname`, `image-resolve-mode`,
- * `force-network-mode`, `no-cache`) and returns the solved ref plus `containerimage.config`.
+ * `force-network-mode`, `shm-size`, `ulimit`, `cgroup-parent`, `no-cache`) and returns the solved ref plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
 import { ResultMetadataKey, formatPlatform, fromDefinition, image, local, parsePlatform } from '@kiln/llb-core';
@@ -79,6 +79,19 @@ function isIp(s: string): boolean {
   return /^[0-9a-f:]+$/i.test(s) && s.includes(':');
 }
 
+/** `ulimit`: `name=soft[:hard]` entries, comma-separated (buildx `--ulimit nofile=1024:2048`). */
+function parseUlimits(value: string | undefined): { name: string; soft: number; hard: number }[] {
+  if (value === undefined || value.trim() === '') return [];
+  return value.split(',').map((entry) => {
+    const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(entry.trim());
+    if (m === null) throw new KilnError('KLN0504', `invalid ulimit "${entry}"`, { hint: 'use NAME=SOFT[:HARD], e.g. --ulimit nofile=1024:2048' });
+    const soft = Number(m[2]);
+    const hard = m[3] === undefined ? soft : Number(m[3]);
+    if (soft > hard && hard !== -1) throw new KilnError('KLN0504', `invalid ulimit "${entry}": the soft limit is above the hard one`);
+    return { name: m[1] as string, soft, hard };
+  });
+}
+
 /** The dockerui options that shape every RUN and the image (labels, hosts, network, resolve mode). */
 function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> {
   const labels: Record<string, string> = {};
@@ -93,7 +106,14 @@ function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> 
   if (net !== undefined && net !== 'default' && net !== 'sandbox' && net !== 'host' && net !== 'none') {
     throw new KilnError('KLN0504', `invalid network mode "${net}"`, { hint: 'use default, none or host' });
   }
+  const shm = opts.get('shm-size');
+  if (shm !== undefined && shm !== '' && !/^\d+$/.test(shm)) throw new KilnError('KLN0504', `invalid shm-size "${shm}"`, { hint: 'a size in bytes, e.g. 134217728' });
+  const ulimits = parseUlimits(opts.get('ulimit'));
+  const cgroupParent = opts.get('cgroup-parent');
   return {
+    ...(shm === undefined || shm === '' || shm === '0' ? {} : { shmSize: Number(shm) }),
+    ...(ulimits.length > 0 ? { ulimits } : {}),
+    ...(cgroupParent === undefined || cgroupParent === '' ? {} : { cgroupParent }),
     ...(Object.keys(labels).length > 0 ? { labels } : {}),
     ...(hosts.length > 0 ? { extraHosts: hosts } : {}),
     ...(hostname === undefined || hostname === '' ? {} : { hostname }),

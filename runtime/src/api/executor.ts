@@ -75,6 +75,10 @@ export interface ExecRequest {
   /** Default `buildkitsandbox`, as BuildKit. */
   readonly hostname?: string;
   readonly extraHosts?: readonly HostEntry[];
+  /** Resource limits of the process (`RUN` with `--ulimit`): `nofile` is RLIMIT_NOFILE. */
+  readonly rlimits?: readonly { readonly name: string; readonly soft: number; readonly hard: number }[];
+  /** cgroup parent (`--cgroup-parent`): the container's cgroup is `<parent>/<container id>`. */
+  readonly cgroupParent?: string;
   readonly signal?: AbortSignal;
   /** Called for every complete line of output as it arrives (a last unterminated line too). */
   readonly onOutput?: (line: OutputLine) => void;

@@ -123,6 +123,8 @@ export class RuncExecutor implements Executor {
         hostsFile,
         resolvConfFile,
         mounts,
+        ...(req.rlimits === undefined ? {} : { rlimits: req.rlimits }),
+        ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
       });
       // The spec holds the process environment (secrets exposed with env=): root-only.
       writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });

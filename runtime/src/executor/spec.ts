@@ -85,6 +85,10 @@ export interface SpecInput {
   readonly rootMount?: OciMount;
   /** Mounts after the standard ones, in order. */
   readonly mounts: readonly OciMount[];
+  /** `RLIMIT_*` limits of the process (names as `ulimit` takes them: nofile, nproc, core …). */
+  readonly rlimits?: readonly { readonly name: string; readonly soft: number; readonly hard: number }[];
+  /** `linux.cgroupsPath` (runc's cgroupfs driver: a path under each controller). */
+  readonly cgroupsPath?: string;
 }
 
 /** The standard container filesystem: /proc, /dev (+pts, shm, mqueue), /sys read-only. */
@@ -125,6 +129,8 @@ export function buildSpec(i: SpecInput): Record<string, unknown> {
       cwd: i.cwd,
       capabilities: { bounding: caps, effective: caps, permitted: caps },
       noNewPrivileges: false,
+      // As BuildKit's oci.WithRlimits: `nofile` becomes RLIMIT_NOFILE.
+      ...(i.rlimits !== undefined && i.rlimits.length > 0 ? { rlimits: i.rlimits.map((r) => ({ type: `RLIMIT_${r.name.toUpperCase()}`, soft: r.soft, hard: r.hard })) } : {}),
     },
     root: { path: i.rootPath, readonly: i.readonlyRoot },
     hostname: i.hostname,
@@ -136,6 +142,7 @@ export function buildSpec(i: SpecInput): Record<string, unknown> {
       ...i.mounts,
     ],
     linux: {
+      ...(i.cgroupsPath === undefined ? {} : { cgroupsPath: i.cgroupsPath }),
       namespaces,
       resources: { devices: [{ allow: !sandbox, access: 'rwm' }] },
       ...(sandbox ? { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS } : {}),

@@ -193,6 +193,8 @@ export async function runExec(
       security: op.security === SecurityMode.INSECURE ? 'insecure' : 'sandbox',
       ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }),
       extraHosts: (meta.extraHosts ?? []).map((h) => ({ host: h.host ?? '', ip: h.ip ?? '' })),
+      ...(meta.ulimit === undefined ? {} : { rlimits: meta.ulimit.map((u) => ({ name: u.name ?? '', soft: Number(u.soft ?? 0n), hard: Number(u.hard ?? 0n) })) }),
+      ...(meta.cgroupParent === undefined || meta.cgroupParent === '' ? {} : { cgroupParent: meta.cgroupParent }),
       signal: ctx.signal,
       onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, `${l.line}\n`),
     });
