@@ -87,7 +87,8 @@ function parseUlimits(value: string | undefined): { name: string; soft: number; 
     if (m === null) throw new KilnError('KLN0504', `invalid ulimit "${entry}"`, { hint: 'use NAME=SOFT[:HARD], e.g. --ulimit nofile=1024:2048' });
     const soft = Number(m[2]);
     const hard = m[3] === undefined ? soft : Number(m[3]);
-    if (soft > hard && hard !== -1) throw new KilnError('KLN0504', `invalid ulimit "${entry}": the soft limit is above the hard one`);
+    const inf = (n: number): number => (n < 0 ? Number.POSITIVE_INFINITY : n);
+    if (inf(soft) > inf(hard)) throw new KilnError('KLN0504', `invalid ulimit "${entry}": the soft limit is above the hard one`);
     return { name: m[1] as string, soft, hard };
   });
 }

@@ -10,7 +10,7 @@ import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { mountPointLayers, rootLayout } from './rootfs.js';
 import { splitLines } from './output.js';
-import { boundingCapabilities, buildSpec, type OciMount } from './spec.js';
+import { boundingCapabilities, buildSpec, specJson, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
 import { LowerStatCache, RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
@@ -127,7 +127,7 @@ export class RuncExecutor implements Executor {
         ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
       });
       // The spec holds the process environment (secrets exposed with env=): root-only.
-      writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+      writeFileSync(join(bundle, 'config.json'), specJson(spec), { mode: 0o600 });
       throwIfAborted(signal);
       const exitCode = await this.#runc_run(id, bundle, req.onOutput, signal);
       return { exitCode, durationMs: Date.now() - started };

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { boundingCapabilities, buildSpec, DEFAULT_CAPABILITIES, type SpecInput } from './spec.js';
+import { boundingCapabilities, buildSpec, DEFAULT_CAPABILITIES, specJson, type SpecInput } from './spec.js';
 
 const base: SpecInput = {
   rootPath: '/r',
@@ -41,6 +41,14 @@ describe('buildSpec', () => {
     expect(s.process.capabilities.effective).toEqual(['CAP_SYS_ADMIN']);
     expect(s.linux.maskedPaths).toBeUndefined();
     expect(s.process.env).toEqual(['PATH=/x']);
+  });
+
+  test('ulimits become RLIMIT_* entries (-1 is RLIM_INFINITY as the exact uint64) and a cgroup parent sets cgroupsPath', () => {
+    const spec = buildSpec({ ...base, rlimits: [{ name: 'nofile', soft: 1024, hard: 2048 }, { name: 'core', soft: -1, hard: -1 }], cgroupsPath: '/builds/kiln-1' });
+    const text = specJson(spec);
+    expect(text).toContain('"rlimits":[{"type":"RLIMIT_NOFILE","soft":1024,"hard":2048},{"type":"RLIMIT_CORE","soft":18446744073709551615,"hard":18446744073709551615}]');
+    expect(text).toContain('"cgroupsPath":"/builds/kiln-1"');
+    expect(specJson(buildSpec(base))).not.toContain('rlimits');
   });
 
   test('a root overlay comes before every other mount', () => {

@@ -111,6 +111,21 @@ export function standardMounts(network: NetworkMode): OciMount[] {
   ];
 }
 
+/**
+ * A limit as config.json carries it: -1 (`ulimit` unlimited) is RLIM_INFINITY, 2^64-1, which a
+ * JavaScript number cannot hold; {@link specJson} writes the placeholder as that exact number.
+ */
+function rlimitValue(n: number): number | string {
+  return n < 0 ? RLIM_INFINITY : n;
+}
+
+const RLIM_INFINITY = '__kiln_rlim_infinity__';
+
+/** The spec as config.json text (RLIM_INFINITY written as the exact unsigned 64-bit number). */
+export function specJson(spec: Record<string, unknown>): string {
+  return JSON.stringify(spec).replaceAll(`"${RLIM_INFINITY}"`, '18446744073709551615');
+}
+
 /** Builds the OCI runtime spec (config.json) runc runs. Pure. */
 export function buildSpec(i: SpecInput): Record<string, unknown> {
   const caps = i.security === 'insecure' ? i.insecureCapabilities : DEFAULT_CAPABILITIES;
@@ -130,7 +145,7 @@ export function buildSpec(i: SpecInput): Record<string, unknown> {
       capabilities: { bounding: caps, effective: caps, permitted: caps },
       noNewPrivileges: false,
       // As BuildKit's oci.WithRlimits: `nofile` becomes RLIMIT_NOFILE.
-      ...(i.rlimits !== undefined && i.rlimits.length > 0 ? { rlimits: i.rlimits.map((r) => ({ type: `RLIMIT_${r.name.toUpperCase()}`, soft: r.soft, hard: r.hard })) } : {}),
+      ...(i.rlimits !== undefined && i.rlimits.length > 0 ? { rlimits: i.rlimits.map((r) => ({ type: `RLIMIT_${r.name.toUpperCase()}`, soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })) } : {}),
     },
     root: { path: i.rootPath, readonly: i.readonlyRoot },
     hostname: i.hostname,
