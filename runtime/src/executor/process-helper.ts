@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
+import { holdHelper } from '../api/helper-ref.js';
 
 /**
  * Starts processes from a small co-process instead of from Node. Node's spawn forks the whole
@@ -156,7 +156,7 @@ class ProcessHelper {
     this.#child.stdout.setEncoding('latin1');
     this.#child.stdout.on('data', (chunk: string) => this.#onData(chunk));
     this.#child.stderr.resume();
-    this.#idle();
+    holdHelper(this.#child, false);
   }
 
   get dead(): boolean {
@@ -172,7 +172,7 @@ class ProcessHelper {
     pid.catch(() => undefined);
     const proc = { done: false };
     const r: Running = { stdout: new PassThrough(), stderr: new PassThrough(), pid: pidRes, exit: exitRes, proc };
-    if (this.#running.size === 0) this.#busy();
+    if (this.#running.size === 0) holdHelper(this.#child, true);
     this.#running.set(tag, r);
     this.#child.stdin.write(`${tag} ${[file, ...args].map((a) => Buffer.from(a).toString('hex')).join(' ')}\n`);
     return {
@@ -223,7 +223,7 @@ class ProcessHelper {
 
   #finish(tag: string, r: Running, result: Error | { code: number | null; signal: number | null }): void {
     this.#running.delete(tag);
-    if (this.#running.size === 0) this.#idle();
+    if (this.#running.size === 0) holdHelper(this.#child, false);
     r.proc.done = true;
     r.stdout.end();
     r.stderr.end();
@@ -239,16 +239,6 @@ class ProcessHelper {
     for (const [tag, r] of [...this.#running]) this.#finish(tag, r, Object.assign(new Error('process helper exited'), { code: 'EHELPER' }));
   }
 
-  // Keep the event loop alive only while a process runs.
-  #busy(): void {
-    this.#child.ref();
-    (this.#child.stdout as Socket).ref();
-  }
-
-  #idle(): void {
-    this.#child.unref();
-    for (const s of [this.#child.stdout, this.#child.stdin, this.#child.stderr]) (s as Socket).unref();
-  }
 }
 
 let helper: ProcessHelper | undefined;

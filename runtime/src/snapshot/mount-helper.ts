@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import type { Socket } from 'node:net';
+import { holdHelper } from '../api/helper-ref.js';
 
 /**
  * mount(2) and umount2(2) without a process per call. Node cannot make these system calls, and
@@ -86,7 +86,7 @@ class MountHelper {
     this.#child.stdout.setEncoding('utf8');
     this.#child.stdout.on('data', (chunk: string) => this.#onData(chunk));
     this.#child.stderr.resume();
-    this.#idle();
+    holdHelper(this.#child, false);
   }
 
   get dead(): boolean {
@@ -96,7 +96,7 @@ class MountHelper {
   call(fields: readonly string[]): Promise<void> {
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     return new Promise((resolve, reject) => {
-      if (this.#pending.length === 0) this.#busy();
+      if (this.#pending.length === 0) holdHelper(this.#child, true);
       this.#pending.push({ resolve, reject });
       this.#child.stdin.write(`${fields.join(' ')}\n`);
     });
@@ -108,7 +108,7 @@ class MountHelper {
       const line = this.#buf.slice(0, i);
       this.#buf = this.#buf.slice(i + 1);
       const p = this.#pending.shift();
-      if (this.#pending.length === 0) this.#idle();
+      if (this.#pending.length === 0) holdHelper(this.#child, false);
       if (p === undefined) continue;
       if (line === '0') p.resolve();
       else {
@@ -124,16 +124,6 @@ class MountHelper {
     for (const p of this.#pending.splice(0)) p.reject(e);
   }
 
-  // Keep the event loop alive only while an answer is outstanding.
-  #busy(): void {
-    this.#child.ref();
-    (this.#child.stdout as Socket).ref();
-  }
-
-  #idle(): void {
-    this.#child.unref();
-    for (const s of [this.#child.stdout, this.#child.stdin, this.#child.stderr]) (s as Socket).unref();
-  }
 }
 
 let helper: MountHelper | undefined;
@@ -170,27 +160,21 @@ function helperBroken(e: unknown): boolean {
  * mount(2) through the helper. Resolves `false` when the helper is unavailable (the caller uses
  * the `mount` binary), rejects with a {@link SyscallError} when the call fails.
  */
-export async function sysMount(source: string, target: string, fstype: string | undefined, flags: number, data: string | undefined): Promise<boolean> {
-  const h = get();
-  if (h === undefined) return false;
-  try {
-    await h.call(['m', hex(source), hex(target), hex(fstype), String(flags), hex(data === '' ? undefined : data)]);
-    return true;
-  } catch (e) {
-    if (helperBroken(e)) {
-      unavailable = true;
-      return false;
-    }
-    throw e;
-  }
+export function sysMount(source: string, target: string, fstype: string | undefined, flags: number, data: string | undefined): Promise<boolean> {
+  return viaHelper(['m', hex(source), hex(target), hex(fstype), String(flags), hex(data === '' ? undefined : data)]);
 }
 
 /** umount2(2) through the helper; like {@link sysMount}, `false` means "use the binary". */
-export async function sysUmount(target: string, flags: number): Promise<boolean> {
+export function sysUmount(target: string, flags: number): Promise<boolean> {
+  return viaHelper(['u', hex(target), String(flags)]);
+}
+
+/** One call through the helper: `true` when done, `false` when the helper cannot be used. */
+async function viaHelper(args: string[]): Promise<boolean> {
   const h = get();
   if (h === undefined) return false;
   try {
-    await h.call(['u', hex(target), String(flags)]);
+    await h.call(args);
     return true;
   } catch (e) {
     if (helperBroken(e)) {
