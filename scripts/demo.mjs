@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run demo`: a real, offline multi-stage build with kiln.
 //  1. checks prerequisites (root, runc, busybox-static, overlayfs tools);
-//  2. compiles the TypeScript packages if needed (tsc -b);
+//  2. compiles the TypeScript packages if needed (tsc -b) and the CLI bundle (cli/scripts/bundle.mjs);
 //  3. creates the busybox base image from the host's static busybox in the demo kiln root
 //     (.kiln-demo/ in the repo, or $KILN_ROOT), under the name `busybox` — no registry needed:
 //     kiln resolves `FROM busybox` from its own image store first;
@@ -40,11 +40,13 @@ console.log(`root ok, runc ok, busybox-static ok${skopeo ? ', skopeo ok' : ' (sk
 console.log(`kiln root: ${relative(process.cwd(), root) || root}${process.env.KILN_ROOT ? ' (KILN_ROOT)' : ''}`);
 
 // Incremental: a no-op when dist/ is up to date, a rebuild after a checkout changed the sources.
-step('compiling kiln (tsc -b cli)');
+step('compiling kiln (tsc -b, then the CLI bundle)');
 const tscBin = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 if (!existsSync(tscBin)) fail('node_modules is missing', 'run npm ci first');
-const tsc = spawnSync(process.execPath, [tscBin, '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
-if (tsc.status !== 0) fail('tsc -b cli failed');
+const tsc = spawnSync(process.execPath, [tscBin, '-b'], { cwd: repo, stdio: 'inherit' });
+if (tsc.status !== 0) fail('tsc -b failed');
+const bundle = spawnSync(process.execPath, [join(repo, 'cli', 'scripts', 'bundle.mjs')], { cwd: repo, stdio: 'inherit' });
+if (bundle.status !== 0) fail('bundling the CLI failed');
 
 const runtime = await import(join(repo, 'runtime', 'dist', 'index.js'));
 step('creating the busybox base image from /bin/busybox');

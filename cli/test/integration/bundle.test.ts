@@ -1,0 +1,120 @@
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileCli, kilnBin, repo } from './build-helpers.js';
+
+// cli/bin/bundle-stamp.js is plain JavaScript next to kiln.js (no types of its own).
+interface BundleStamp {
+  paths(root?: string): { bundle: string; cache: string; stamp: string };
+  stampOf(root?: string): Array<[string, number, number]>;
+  bundleIsFresh(root?: string): boolean;
+}
+const stampModule = (): Promise<BundleStamp> => import(join(repo, 'cli', 'bin', 'bundle-stamp.js')) as Promise<BundleStamp>;
+
+function kiln(args: readonly string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [kilnBin, ...args], { env: { ...process.env, KILN_DAEMON: '0', KILN_DEBUG_LOAD: '1', ...env }, encoding: 'utf8', maxBuffer: 1 << 26 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
+  let dir: string;
+  beforeAll(async () => {
+    compileCli();
+    dir = await mkdtemp(join(tmpdir(), 'kiln-bundle-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is what kiln.js runs after a build, with V8 taking the trained cache', async () => {
+    const { bundleIsFresh, paths } = await stampModule();
+    expect(bundleIsFresh()).toBe(true);
+    expect(existsSync(paths().cache)).toBe(true);
+    const r = kiln(['llb', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('loading cli/dist/kiln.cjs, code cache used');
+  });
+
+  it('prints the same LLB, image config and errors as the unbundled packages', async () => {
+    const ctx = join(dir, 'ctx');
+    await mkdir(ctx);
+    await writeFile(
+      join(ctx, 'Dockerfile'),
+      [
+        'ARG BASE=scratch',
+        'FROM ${BASE} AS build',
+        'ENV A=1',
+        'WORKDIR /src',
+        'COPY --chmod=755 . .',
+        'RUN --mount=type=cache,target=/c --mount=type=secret,id=s,required=false ["/bin/sh", "-c", "make"]',
+        'RUN <<EOF',
+        'echo $A',
+        'EOF',
+        'FROM scratch',
+        'COPY --from=build /src/out /out',
+        'LABEL a=b',
+        'CMD ["/out"]',
+        '',
+      ].join('\n'),
+    );
+    const args = ['llb', ctx, '--build-arg', 'BASE=scratch', '--session-id', 's1', '--platform', 'linux/arm64'];
+    const results = [];
+    for (const env of [{}, { KILN_BUNDLE: '0' }]) {
+      const json = kiln([...args, '--image-config', join(dir, `config-${results.length}.json`)], env);
+      const dot = kiln([...args, '--format', 'dot'], env);
+      results.push({ json, dot });
+    }
+    const [bundled, plain] = results;
+    expect(bundled?.json.stderr).toContain('kiln.cjs');
+    expect(plain?.json.stderr).toContain('main.js');
+    expect(bundled?.json.code).toBe(0);
+    expect(bundled?.json.stdout.split('\n').filter((l) => l !== '').length).toBeGreaterThan(3);
+    expect(bundled?.json.stdout).toBe(plain?.json.stdout);
+    expect(bundled?.dot.stdout).toBe(plain?.dot.stdout);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(dir, 'config-0.json'), 'utf8')).toBe(await readFile(join(dir, 'config-1.json'), 'utf8'));
+
+    await writeFile(join(ctx, 'Dockerfile.bad'), 'FROM scratch\nCOPY --frm=x a b\n');
+    const bad = [kiln(['llb', ctx, '-f', join(ctx, 'Dockerfile.bad')]), kiln(['llb', ctx, '-f', join(ctx, 'Dockerfile.bad')], { KILN_BUNDLE: '0' })];
+    expect(bad[0]?.code).toBe(1);
+    expect(bad[1]?.code).toBe(1);
+    const message = (s: string): string => s.split('\n').filter((l) => !l.startsWith('kiln: loading')).join('\n');
+    expect(message(bad[0]?.stderr ?? '')).toContain('Dockerfile.bad:2:');
+    expect(message(bad[0]?.stderr ?? '')).toBe(message(bad[1]?.stderr ?? ''));
+  });
+
+  it('is stale once tsc rewrote any package, and then kiln.js runs dist/main.js', async () => {
+    const { bundleIsFresh, paths, stampOf } = await stampModule();
+    // A copy of the layout in a temp tree: the checkout's own build is never touched.
+    const root = join(dir, 'tree');
+    for (const [file] of stampOf()) {
+      await mkdir(join(root, file, '..'), { recursive: true });
+      await writeFile(join(root, file), 'x');
+    }
+    const p = paths(root);
+    expect(bundleIsFresh(root)).toBe(false); // no bundle, no stamp
+    await writeFile(p.bundle, '');
+    await writeFile(p.stamp, JSON.stringify(stampOf(root)));
+    expect(bundleIsFresh(root)).toBe(true);
+    const later = new Date(Date.now() + 5000);
+    await utimes(join(root, 'solver', 'dist', '.tsbuildinfo'), later, later);
+    expect(bundleIsFresh(root)).toBe(false);
+    await writeFile(p.stamp, JSON.stringify(stampOf(root)));
+    expect(bundleIsFresh(root)).toBe(true);
+    await rm(join(root, 'frontends', 'ts-dsl', 'dist', '.tsbuildinfo'));
+    await writeFile(p.stamp, JSON.stringify(stampOf(root)));
+    // a package that was never built: never fresh
+    expect(bundleIsFresh(root)).toBe(false);
+  });
+
+  it('runs, compiling as usual, when V8 rejects the code cache', () => {
+    // V8 flags are part of a code cache's identity: with another flag set V8 refuses this one.
+    const r = spawnSync(process.execPath, ['--stack-size=1000', kilnBin, 'llb', '--help'], { env: { ...process.env, KILN_DAEMON: '0', KILN_DEBUG_LOAD: '1' }, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('code cache rejected');
+    expect(r.stdout).toContain('Usage: kiln llb');
+  });
+});
