@@ -17,10 +17,10 @@ const PACKAGES = ['llb-core', 'frontends/dockerfile', 'frontends/buildpacks', 'f
 
 /**
  * The identity of what the bundle is made from, by size and mtime: each package's build info
- * file (`tsc -b` rewrites it whenever it emits) and the bundle script itself.
+ * file (`tsc -b` rewrites it whenever it emits) and the bundle and training scripts.
  */
 export function stampOf(root = repo) {
-  return [...PACKAGES.map((p) => join(p, 'dist', '.tsbuildinfo')), join('cli', 'scripts', 'bundle.mjs')].map((f) => {
+  return [...PACKAGES.map((p) => join(p, 'dist', '.tsbuildinfo')), join('cli', 'scripts', 'bundle.mjs'), join('cli', 'scripts', 'train.mjs')].map((f) => {
     const st = statSync(join(root, f), { throwIfNoEntry: false });
     return [f, st?.size ?? -1, st?.mtimeMs ?? -1];
   });

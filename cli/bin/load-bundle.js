@@ -1,0 +1,41 @@
+// Loads the CLI from the one-file bundle (cli/dist/kiln.cjs) through vm.Script with its V8 code
+// cache, when the bundle matches the current tsc output; see cli/scripts/bundle.mjs. Node
+// built-ins only.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { Script, constants } from 'node:vm';
+import { BUNDLE, CACHE, bundleIsFresh } from './bundle-stamp.js';
+
+/**
+ * The CLI's `main`, from the bundle, or undefined when there is no bundle for the current tsc
+ * output (the caller then imports dist/main.js). `writeCache()` stores V8's code cache of the
+ * bundle as it is now: after commands ran, it holds the bytecode of every function they called.
+ */
+export function loadBundle(debug = () => undefined) {
+  if (!bundleIsFresh()) return undefined;
+  let cachedData;
+  try {
+    cachedData = readFileSync(CACHE);
+  } catch {
+    // none yet: compiled as usual
+  }
+  // latin1: the bundle is ASCII (esbuild's charset=ascii), so no UTF-8 decoding. V8 checks the
+  // cache against this source and this V8 (version, flags) and ignores a mismatch.
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${readFileSync(BUNDLE, 'latin1')}\n})`, {
+    filename: BUNDLE,
+    ...(cachedData === undefined ? {} : { cachedData }),
+    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  });
+  debug(`loading cli/dist/kiln.cjs, code cache ${cachedData === undefined ? 'absent' : script.cachedDataRejected === true ? 'rejected' : 'used'}`);
+  const module = { exports: {} };
+  script.runInThisContext()(module.exports, createRequire(BUNDLE), module, BUNDLE, dirname(BUNDLE));
+  return {
+    main: module.exports.main,
+    writeCache() {
+      const tmp = `${CACHE}.${process.pid}.tmp`;
+      writeFileSync(tmp, script.createCachedData());
+      renameSync(tmp, CACHE);
+    },
+  };
+}
