@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { spawnViaHelper } from '../executor/process-helper.js';
+import { pathsWithXattrs } from '../snapshot/mount-helper.js';
 
 /** One file's extended attributes, values hex-encoded as getfattr prints them (`0x…`). */
 interface XattrBlock {
@@ -108,7 +109,16 @@ async function readXattrs(top: string, paths?: readonly string[]): Promise<Xattr
 export async function copyXattrs(srcTop: string, targetTop: string, copied: ReadonlySet<string>): Promise<boolean> {
   if (copied.size === 0) return true;
   // Few copied entries in a big tree (files hard-linked keep their own xattrs): list them.
-  const listed = copied.size <= MAX_LISTED ? [...copied].map((rel) => (rel === '' ? srcTop : `${srcTop}/${rel}`)) : undefined;
+  let listed = copied.size <= MAX_LISTED ? [...copied].map((rel) => (rel === '' ? srcTop : `${srcTop}/${rel}`)) : undefined;
+  if (listed !== undefined) {
+    // Most files have none: ask the kernel which do (no process), and run getfattr only for those.
+    const which = await pathsWithXattrs(listed);
+    if (which !== undefined) {
+      const from = listed;
+      listed = which.map((i) => from[i]).filter((p): p is string => p !== undefined);
+      if (listed.length === 0) return true;
+    }
+  }
   const blocks = await readXattrs(srcTop, listed);
   if (blocks === undefined) return false;
   let restore = '';

@@ -84,6 +84,60 @@ describe('applyLayer', () => {
     expect(await readFile(join(dir, outside, 'pwn'), 'utf8')).toBe('x');
   });
 
+  test('into an empty root: entries through a symlink made by the layer, an explicit directory after its files, duplicates', async () => {
+    const dir = await tmp();
+    const tar = await tarOf([
+      { name: 'usr/', type: 'directory', mode: 0o755 },
+      { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+      // The parent is reached through the symlink: usr/lib is made implicitly.
+      { name: 'lib/x.so', body: 'x' },
+      { name: 'usr/lib/', type: 'directory', mode: 0o750, uid: 7, gid: 8 },
+      { name: 'usr/lib/y.so', body: 'y' },
+      { name: 'dup', body: 'first' },
+      { name: 'dup', body: 'second', mode: 0o600 },
+      { name: 'd2/f', body: 'f' },
+      { name: 'd2/', type: 'directory', mode: 0o700 },
+    ]);
+    const r = await applyLayer(dir, Readable.from([gzipSync(tar)]));
+    expect(r.entries).toBe(9);
+    expect(await readFile(join(dir, 'usr/lib/x.so'), 'utf8')).toBe('x');
+    expect(await readFile(join(dir, 'usr/lib/y.so'), 'utf8')).toBe('y');
+    const lib = await lstat(join(dir, 'usr/lib'));
+    expect([lib.mode & 0o7777, lib.uid, lib.gid]).toEqual([0o750, 7, 8]);
+    expect(await readlink(join(dir, 'lib'))).toBe('usr/lib');
+    expect(await readFile(join(dir, 'dup'), 'utf8')).toBe('second');
+    expect((await lstat(join(dir, 'dup'))).mode & 0o7777).toBe(0o600);
+    expect((await lstat(join(dir, 'd2'))).mode & 0o7777).toBe(0o700);
+    expect(await readFile(join(dir, 'd2/f'), 'utf8')).toBe('f');
+  });
+
+  test('owners are exact in set-gid directories and over existing content (the chown of new 0:0 nodes is skipped only when it is a no-op)', async () => {
+    const dir = await tmp();
+    await mkdir(join(dir, 'old'), { recursive: true });
+    await writeFile(join(dir, 'old/f'), 'old');
+    const { chown } = await import('node:fs/promises');
+    await chown(join(dir, 'old'), 3, 4);
+    const tar = await tarOf([
+      { name: 'sg/', type: 'directory', mode: 0o2775, uid: 0, gid: 50 },
+      { name: 'sg/file', body: 'f', uid: 0, gid: 0 },
+      { name: 'sg/link', type: 'symlink', linkname: 'file', uid: 0, gid: 0 },
+      { name: 'sg/sub/', type: 'directory', mode: 0o755, uid: 0, gid: 0 },
+      { name: 'old/', type: 'directory', mode: 0o755, uid: 0, gid: 0 },
+      { name: 'old/f', body: 'new', uid: 0, gid: 0 },
+    ]);
+    await applyLayer(dir, Readable.from([tar]));
+    const owner = async (p: string): Promise<number[]> => {
+      const st = await lstat(join(dir, p));
+      return [st.uid, st.gid];
+    };
+    expect(await owner('sg')).toEqual([0, 50]);
+    expect(await owner('sg/file')).toEqual([0, 0]);
+    expect(await owner('sg/link')).toEqual([0, 0]);
+    expect(await owner('sg/sub')).toEqual([0, 0]);
+    expect(await owner('old')).toEqual([0, 0]);
+    expect(await readFile(join(dir, 'old/f'), 'utf8')).toBe('new');
+  });
+
   test('zstd layers are decoded', async () => {
     const dir = await tmp();
     const tar = await tarOf([{ name: 'z.txt', body: 'zstd!' }]);

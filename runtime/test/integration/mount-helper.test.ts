@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { mountAt, mountsUnder, unmount } from '../../src/snapshot/mount.js';
+import { pathsWithXattrs } from '../../src/snapshot/mount-helper.js';
+import { execFileSync } from 'node:child_process';
+import { symlink } from 'node:fs/promises';
 
 describe('mountAt / unmount (mount helper)', () => {
   test('overlay, read-only bind and unmount of a non-mount point; errors carry the errno message', async () => {
@@ -50,6 +53,26 @@ describe('mountAt / unmount (mount helper)', () => {
       expect(await mountsUnder(dir)).toEqual([]);
     } finally {
       for (const mp of await mountsUnder(dir)) await unmount(mp);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('pathsWithXattrs: which paths have extended attributes (llistxattr, symlinks not followed)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-xattr-'));
+    try {
+      for (const f of ['plain', 'user', 'cap', 'target']) await writeFile(join(dir, f), f);
+      await mkdir(join(dir, 'd'));
+      await symlink('target', join(dir, 'link'));
+      execFileSync('setfattr', ['-n', 'user.kiln', '-v', '1', join(dir, 'user')]);
+      execFileSync('setfattr', ['-n', 'security.capability', '-v', '0x0100000200200000000000000000000000000000', join(dir, 'cap')]);
+      execFileSync('setfattr', ['-n', 'user.t', '-v', '1', join(dir, 'target')]);
+      execFileSync('setfattr', ['-n', 'user.d', '-v', '1', join(dir, 'd')]);
+      const names = ['plain', 'user', 'link', 'missing', 'cap', 'd', 'target', 'we ird\\näme'];
+      await writeFile(join(dir, 'we ird\\näme'), 'w');
+      execFileSync('setfattr', ['-n', 'user.w', '-v', '1', join(dir, 'we ird\\näme')]);
+      expect(await pathsWithXattrs(names.map((n) => join(dir, n)))).toEqual([1, 4, 5, 6, 7]);
+      expect(await pathsWithXattrs([])).toEqual([]);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -1,0 +1,147 @@
+import { pack, type Pack } from 'tar-stream';
+import { describe, expect, test } from 'vitest';
+import { TarReader, type TarEntryHeader } from './tar-reader.js';
+
+type Entry = Parameters<Pack['entry']>[0] & { body?: string };
+
+async function tarOf(entries: readonly Entry[]): Promise<Buffer> {
+  const p = pack();
+  for (const { body, ...h } of entries) p.entry({ ...h, mtime: h.mtime ?? new Date('2024-01-01T00:00:00Z') }, body ?? '');
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+interface Seen {
+  readonly header: TarEntryHeader;
+  body: string;
+  ended: boolean;
+}
+
+/** Parses `tar` pushed in pieces of `step` bytes. */
+function parse(tar: Buffer, step = tar.length): { entries: Seen[]; reader: TarReader } {
+  const entries: Seen[] = [];
+  const reader = new TarReader({
+    entry: (header) => entries.push({ header, body: '', ended: false }),
+    data: (chunk) => {
+      const e = entries[entries.length - 1];
+      if (e !== undefined) e.body += chunk.toString('utf8');
+    },
+    end: () => {
+      const e = entries[entries.length - 1];
+      if (e !== undefined) e.ended = true;
+    },
+  });
+  for (let off = 0; off < tar.length; off += step) reader.push(tar.subarray(off, off + step));
+  reader.finish();
+  return { entries, reader };
+}
+
+/** A raw 512-byte header with a valid checksum. */
+function rawHeader(fields: { name: string; type: string; size?: number; uid?: Buffer; magic?: string }): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(fields.name, 0, 100, 'utf8');
+  b.write('0000644\0', 100, 'ascii');
+  if (fields.uid !== undefined) fields.uid.copy(b, 108);
+  else b.write('0000000\0', 108, 'ascii');
+  b.write('0000000\0', 116, 'ascii');
+  b.write(`${(fields.size ?? 0).toString(8).padStart(11, '0')}\0`, 124, 'ascii');
+  b.write('14545702200\0', 136, 'ascii');
+  b.write(fields.type, 156, 'latin1');
+  b.write(fields.magic ?? 'ustar  \0', 257, 'latin1');
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const c of b) sum += c;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+  return b;
+}
+
+function padded(body: string): Buffer {
+  const data = Buffer.from(body);
+  return Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+}
+
+describe('TarReader', () => {
+  test('ustar entries in any chunking: headers, data, PAX long names and link names', async () => {
+    const long = `${'d'.repeat(120)}/${'f'.repeat(130)}`;
+    const tar = await tarOf([
+      { name: 'dir/', type: 'directory', mode: 0o750, uid: 12, gid: 34 },
+      { name: 'dir/a.txt', mode: 0o4755, uid: 5, gid: 6, body: 'hello' },
+      { name: long, body: 'x'.repeat(700) },
+      { name: 'dir/l', type: 'symlink', linkname: `/${'t'.repeat(150)}` },
+      { name: 'dir/h', type: 'link', linkname: 'dir/a.txt' },
+    ]);
+    for (const step of [tar.length, 512, 100, 7]) {
+      const { entries, reader } = parse(tar, step);
+      expect(reader.entries).toBe(5);
+      expect(entries.map((e) => [e.header.name, e.header.type, e.ended])).toEqual([
+        ['dir/', 'directory', true],
+        ['dir/a.txt', 'file', true],
+        [long, 'file', true],
+        ['dir/l', 'symlink', true],
+        ['dir/h', 'link', true],
+      ]);
+      const a = entries[1] as Seen;
+      expect(a.body).toBe('hello');
+      expect([a.header.mode & 0o7777, a.header.uid, a.header.gid, a.header.size]).toEqual([0o4755, 5, 6, 5]);
+      expect(a.header.mtime).toBe(Date.parse('2024-01-01T00:00:00Z') / 1000);
+      expect(entries[2]?.body).toBe('x'.repeat(700));
+      expect(entries[3]?.header.linkname).toBe(`/${'t'.repeat(150)}`);
+      expect(entries[4]?.header.linkname).toBe('dir/a.txt');
+    }
+  });
+
+  test('GNU long names, base-256 numbers, PAX uid/gid/mtime, global PAX headers skipped, old-style directories', () => {
+    const longName = `${'n'.repeat(200)}.txt`;
+    const uid256 = Buffer.from([0x80, 0, 0, 0, 0, 0x01, 0x00, 0x00]); // 65536
+    const paxRecords = (recs: Record<string, string>): string =>
+      Object.entries(recs)
+        .map(([k, v]) => {
+          const body = ` ${k}=${v}\n`;
+          let len = body.length + 1;
+          while (String(len).length + body.length !== len) len = String(len).length + body.length;
+          return `${len}${body}`;
+        })
+        .join('');
+    const pax = paxRecords({ uid: '3000000', gid: '42', mtime: '1700000000.5', path: 'pax/name' });
+    const global = paxRecords({ comment: 'ignored', uid: '7' });
+    const tar = Buffer.concat([
+      rawHeader({ name: '././@LongLink', type: 'L', size: longName.length + 1 }),
+      padded(`${longName}\0`),
+      rawHeader({ name: 'short', type: '0', size: 2 }),
+      padded('hi'),
+      rawHeader({ name: 'big-uid', type: '0', uid: uid256 }),
+      rawHeader({ name: 'pax_global_header', type: 'g', size: global.length, magic: 'ustar\u000000' }),
+      padded(global),
+      rawHeader({ name: 'PaxHeaders/x', type: 'x', size: pax.length, magic: 'ustar\u000000' }),
+      padded(pax),
+      rawHeader({ name: 'ignored-name', type: '0' }),
+      rawHeader({ name: 'olddir/', type: '\0', magic: '\0\0\0\0\0\0' }),
+      Buffer.alloc(1024),
+      Buffer.from('trailing bytes after the end blocks are not parsed'),
+    ]);
+    const { entries, reader } = parse(tar, 64);
+    expect(reader.entries).toBe(4);
+    expect(entries[0]?.header.name).toBe(longName);
+    expect(entries[0]?.body).toBe('hi');
+    expect(entries[1]?.header.uid).toBe(65536);
+    expect(entries[2]?.header).toMatchObject({ name: 'pax/name', uid: 3000000, gid: 42, mtime: 1700000000.5 });
+    expect(entries[3]?.header).toMatchObject({ name: 'olddir/', type: 'directory' });
+  });
+
+  test('corrupt and truncated archives are LAYER_INVALID', async () => {
+    const tar = await tarOf([{ name: 'f', body: 'data' }]);
+    const bad = Buffer.from(tar);
+    bad[10] = 0x41; // a name byte: the checksum no longer matches
+    expect(() => parse(bad)).toThrow(expect.objectContaining({ code: 'LAYER_INVALID', message: expect.stringMatching(/checksum/) }));
+    expect(() => parse(tar.subarray(0, 600))).toThrow(expect.objectContaining({ code: 'LAYER_INVALID', message: expect.stringMatching(/unexpected end/) }));
+    expect(() => parse(tar.subarray(0, 300))).toThrow(expect.objectContaining({ code: 'LAYER_INVALID' }));
+    // One zero block followed by a header: Go's archive/tar refuses it too.
+    const afterZero = Buffer.concat([Buffer.alloc(512), tar]);
+    expect(() => parse(afterZero)).toThrow(expect.objectContaining({ code: 'LAYER_INVALID', message: expect.stringMatching(/end-of-archive/) }));
+    // An archive may end without its end blocks, or after one of them.
+    expect(parse(tar.subarray(0, 1024)).entries.map((e) => e.body)).toEqual(['data']);
+    expect(parse(tar.subarray(0, 1536)).entries.map((e) => e.body)).toEqual(['data']);
+  });
+});
