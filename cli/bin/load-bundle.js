@@ -14,9 +14,10 @@ import { BUNDLE, CACHE, bundleIsFresh } from './bundle-stamp.js';
  */
 export function loadBundle(debug = () => undefined) {
   if (!bundleIsFresh()) return undefined;
+  const cache = cacheFile();
   let cachedData;
   try {
-    cachedData = readFileSync(CACHE);
+    cachedData = readFileSync(cache);
   } catch {
     // none yet: compiled as usual
   }
@@ -32,10 +33,26 @@ export function loadBundle(debug = () => undefined) {
   script.runInThisContext()(module.exports, createRequire(BUNDLE), module, BUNDLE, dirname(BUNDLE));
   return {
     main: module.exports.main,
+    /** No cache V8 could use: writing one after the command helps the next run with these flags. */
+    cacheMissing: cachedData === undefined || script.cachedDataRejected === true,
     writeCache() {
-      const tmp = `${CACHE}.${process.pid}.tmp`;
+      const tmp = `${cache}.${process.pid}.tmp`;
       writeFileSync(tmp, script.createCachedData());
-      renameSync(tmp, CACHE);
+      renameSync(tmp, cache);
     },
   };
+}
+
+/**
+ * The code cache for this process's V8 flags. V8 refuses a cache made under other flags (many of
+ * them: --max-old-space-size, --expose-gc, …), so runs with node options of their own (execArgv,
+ * NODE_OPTIONS) keep theirs next to the trained one, named by a hash of those options.
+ */
+function cacheFile() {
+  const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join('\0');
+  if (flags === '') return CACHE;
+  // FNV-1a: a name, not a security boundary, and node:crypto costs ~10 ms to load.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < flags.length; i++) h = Math.imul(h ^ flags.charCodeAt(i), 0x01000193) >>> 0;
+  return CACHE.replace(/\.cache$/, `.${h.toString(16).padStart(8, '0')}.cache`);
 }

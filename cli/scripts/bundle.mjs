@@ -10,8 +10,8 @@
 // called, so a run skips V8's parser and bytecode compiler for them. Node 20 has no module
 // compile cache (22 has), so the cache goes through vm.Script's cachedData.
 import { spawnSync } from 'node:child_process';
-import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { BUNDLE, CACHE, STAMP, bundleIsFresh, stampOf } from '../bin/bundle-stamp.js';
@@ -59,7 +59,8 @@ await build({
   ],
 });
 renameSync(tmp, BUNDLE);
-rmSync(CACHE, { force: true });
+// Caches of the old bundle (the trained one, and those of runs with other node options).
+for (const f of readdirSync(dirname(BUNDLE))) if (/^kiln\.cjs\.(?:[0-9a-f]{8}\.)?cache$/.test(f)) rmSync(join(dirname(BUNDLE), f), { force: true });
 // Written last: until the stamp names this tsc output, kiln.js keeps running dist/main.js.
 writeFileSync(STAMP, JSON.stringify(stampOf()));
 

@@ -110,11 +110,36 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
     expect(bundleIsFresh(root)).toBe(false);
   });
 
-  it('runs, compiling as usual, when V8 rejects the code cache', () => {
-    // V8 flags are part of a code cache's identity: with another flag set V8 refuses this one.
-    const r = spawnSync(process.execPath, ['--stack-size=1000', kilnBin, 'llb', '--help'], { env: { ...process.env, KILN_DAEMON: '0', KILN_DEBUG_LOAD: '1' }, encoding: 'utf8' });
-    expect(r.status).toBe(0);
-    expect(r.stderr).toContain('code cache rejected');
-    expect(r.stdout).toContain('Usage: kiln llb');
+  it('keeps a cache per node options: V8 refuses one made under other flags, so such a run writes its own', async () => {
+    const { readdir, readFile } = await import('node:fs/promises');
+    const distDir = join(repo, 'cli', 'dist');
+    const flagCaches = async (): Promise<string[]> => (await readdir(distDir)).filter((f) => /^kiln\.cjs\.[0-9a-f]{8}\.cache$/.test(f));
+    for (const f of await flagCaches()) await rm(join(distDir, f));
+    const trained = await readFile(join(distDir, 'kiln.cjs.cache'));
+    const run = (): ReturnType<typeof spawnSync> =>
+      spawnSync(process.execPath, ['--stack-size=1000', kilnBin, 'llb', '--help'], { env: { ...process.env, KILN_DAEMON: '0', KILN_DEBUG_LOAD: '1' }, encoding: 'utf8' });
+    try {
+      const first = run();
+      expect(first.status).toBe(0);
+      expect(first.stdout).toContain('Usage: kiln llb');
+      expect(first.stderr).toContain('code cache absent');
+      expect(first.stderr).toContain('wrote a code cache for these node options');
+      const written = await flagCaches();
+      expect(written).toHaveLength(1);
+      const second = run();
+      expect(second.stderr).toContain('code cache used');
+      expect(second.stderr).not.toContain('wrote');
+      // A cache V8 refuses (another Node, a damaged file) still runs, and is replaced.
+      await writeFile(join(distDir, written[0] as string), 'not a V8 code cache');
+      const third = run();
+      expect(third.status).toBe(0);
+      expect(third.stderr).toContain('code cache rejected');
+      expect(third.stderr).toContain('wrote a code cache');
+      expect(run().stderr).toContain('code cache used');
+      // the trained cache of plain runs is untouched
+      expect((await readFile(join(distDir, 'kiln.cjs.cache'))).equals(trained)).toBe(true);
+    } finally {
+      for (const f of await flagCaches()) await rm(join(distDir, f));
+    }
   });
 });
