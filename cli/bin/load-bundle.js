@@ -1,7 +1,7 @@
 // Loads the CLI from the one-file bundle (cli/dist/kiln.cjs) through vm.Script with its V8 code
 // cache, when the bundle matches the current tsc output; see cli/scripts/bundle.mjs. Node
 // built-ins only.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { Script, constants } from 'node:vm';
@@ -15,6 +15,7 @@ import { BUNDLE, CACHE, bundleIsFresh } from './bundle-stamp.js';
 export function loadBundle(debug = () => undefined) {
   if (!bundleIsFresh()) return undefined;
   const cache = cacheFile();
+  const loaded = identity(cache);
   let cachedData;
   try {
     cachedData = readFileSync(cache);
@@ -35,12 +36,19 @@ export function loadBundle(debug = () => undefined) {
     main: module.exports.main,
     /** No cache V8 could use: writing one after the command helps the next run with these flags. */
     cacheMissing: cachedData === undefined || script.cachedDataRejected === true,
-    writeCache() {
+    /** Writes the cache, unless another process wrote one since this one loaded (a training run's wins). */
+    writeCache(force = false) {
+      if (!force && identity(cache) !== loaded) return;
       const tmp = `${cache}.${process.pid}.tmp`;
       writeFileSync(tmp, script.createCachedData());
       renameSync(tmp, cache);
     },
   };
+}
+
+function identity(file) {
+  const st = statSync(file, { throwIfNoEntry: false });
+  return st === undefined ? 'absent' : `${st.ino}:${st.size}:${st.mtimeMs}`;
 }
 
 /**

@@ -75,7 +75,7 @@ try {
   const args = ['build', ctx, '-f', join(ctx, 'Dockerfile.build'), '--root', join(work, 'root'), '--progress', 'plain', '--output', `type=local,dest=${join(work, 'out')}`];
   const built = await run(bundle.main, args);
   if (built !== 0) process.stderr.write(`kiln bundle training: the kiln build step exited ${built}; the code cache covers kiln llb only\n`);
-  bundle.writeCache();
+  bundle.writeCache(true);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
