@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { dockerConfigCredentials, type CredentialProvider } from '@kiln/runtime/registry';
 import { callerEnv, callerPath, type CliIo } from '../io.js';
+import { dockerCredentialsWithHelpers } from './credential-helpers.js';
 
 /**
  * The Docker config whose `auths` a caller's registry requests use, as the docker CLI and buildx
@@ -14,9 +15,14 @@ export function dockerConfigPath(env: Readonly<Record<string, string | undefined
   return join(env['HOME'] ?? homedir(), '.docker', 'config.json');
 }
 
-/** Registry credentials of the command's caller (its environment decides which config file). */
+/**
+ * Registry credentials of the command's caller: its environment decides which config file, and
+ * its credential helpers (`credsStore`, `credHelpers`) run with that environment.
+ */
 export function callerCredentials(io: CliIo): CredentialProvider {
-  return dockerConfigCredentials(callerPath(io, dockerConfigPath(callerEnv(io))));
+  const env = callerEnv(io);
+  const path = callerPath(io, dockerConfigPath(env));
+  return dockerCredentialsWithHelpers(path, env, dockerConfigCredentials(path));
 }
 
 /**

@@ -78,3 +78,38 @@ test('through kiln daemon each client brings its own Docker config', async () =>
     await daemon.exited;
   }
 }, 180_000);
+
+test('credential helpers: credsStore answers for the registry, a missing helper is a clear error', async () => {
+  const t = token();
+  const helperDir = join(sb.dir, `helpers-${t}`);
+  await mkdir(helperDir, { recursive: true });
+  // A docker-credential-helpers program: the server address on stdin, JSON credentials out.
+  await writeFile(
+    join(helperDir, 'docker-credential-kilntest'),
+    `#!/bin/sh\nread -r server || true\nif [ "$server" = "${registry.host}" ]; then printf '{"ServerURL":"%s","Username":"alice","Secret":"${PASSWORD}"}' "$server"; else echo "credentials not found in native keychain"; exit 1; fi\n`,
+    { mode: 0o755 },
+  );
+  const helped = join(sb.dir, `docker-helper-${t}`);
+  const missing = join(sb.dir, `docker-missing-${t}`);
+  await mkdir(helped, { recursive: true });
+  await mkdir(missing, { recursive: true });
+  await writeFile(join(helped, 'config.json'), JSON.stringify({ credsStore: 'kilntest', auths: { [registry.host]: {} } }));
+  await writeFile(join(missing, 'config.json'), JSON.stringify({ credHelpers: { [registry.host]: 'nosuchhelper' } }));
+  const ctx = join(sb.dir, `auth-helper-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /marker\n` });
+  const ref = `${registry.host}/private/helper:${t}`;
+  const path = `${helperDir}:${sb.path}`;
+
+  const pushed = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', ref, '--push'], { env: { DOCKER_CONFIG: helped, PATH: path, KILN_DAEMON: '0' } });
+  expect(pushed.stderr).not.toContain('kiln: error');
+  expect(pushed.code).toBe(0);
+  expect(inspect(ref).Digest).toMatch(/^sha256:/);
+  expect(pushed.stderr).not.toContain(PASSWORD);
+
+  const started = Date.now();
+  const failed = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', `${ref}-2`, '--push'], { env: { DOCKER_CONFIG: missing, PATH: path, KILN_DAEMON: '0' } });
+  expect(failed.code).toBe(1);
+  // the process ends with the error (no helper timeout left behind keeping it alive)
+  expect(Date.now() - started).toBeLessThan(30_000);
+  expect(failed.stderr).toContain('credential helper docker-credential-nosuchhelper not found in PATH');
+}, 180_000);
