@@ -96,6 +96,14 @@ function bareRunc(work) {
 
 const rows = [];
 
+/**
+ * `KILN_BENCH_CASES=parallel,chain` runs only those cases (parallel, chain, ctx5k, big, cachemount);
+ * `KILN_BENCH_MODES=daemon` only that mode. Default: everything.
+ */
+const onlyCases = process.env.KILN_BENCH_CASES?.split(',').filter((c) => c !== '');
+const onlyModes = process.env.KILN_BENCH_MODES?.split(',').filter((m) => m !== '');
+const wanted = (name) => onlyCases === undefined || onlyCases.length === 0 || onlyCases.includes(name);
+
 export async function run() {
   if (process.getuid?.() !== 0) throw new Error('bench/build needs root (runc, overlayfs)');
   const work = mkdtempSync(join(tmpdir(), 'kiln-bench-build-'));
@@ -104,7 +112,7 @@ export async function run() {
     runcMs = bareRunc(work);
     // Every case runs twice on fresh roots: each build its own process (KILN_DAEMON=0), then as
     // clients of a `kiln daemon` started for that root (not timed), as buildctl uses buildkitd.
-    for (const mode of ['process', 'daemon']) {
+    for (const mode of ['process', 'daemon'].filter((m) => onlyModes === undefined || onlyModes.length === 0 || onlyModes.includes(m))) {
       let daemon;
       const d = () => daemon;
       const next = async (root) => {
@@ -115,7 +123,7 @@ export async function run() {
       const row = (name, ms, target, buildkit) => rows.push({ name, mode, ms, target, buildkit });
       try {
         // 1. Four independent `sleep 1` stages joined by a final stage; then the unchanged rebuild.
-        {
+        if (wanted('parallel')) {
           const root = await next(await freshRoot(work, mode + '-parallel'));
           const stages = ['a', 'b', 'c', 'd'];
           const df = [...stages.flatMap((s) => [`FROM busybox AS ${s}`, `RUN sleep 1 && echo ${s} > /${s}`]), 'FROM busybox', ...stages.map((s) => `COPY --from=${s} /${s} /${s}`), ''].join('\n');
@@ -124,13 +132,13 @@ export async function run() {
           row('unchanged rebuild (same 4 stages)', build(root, ctx, [], d()), 150, 130);
         }
         // 2. 50 chained RUN steps.
-        {
+        if (wanted('chain')) {
           const root = await next(await freshRoot(work, mode + '-chain'));
           const df = ['FROM busybox', ...Array.from({ length: 50 }, (_, i) => `RUN echo ${i} > /step-${i}`), ''].join('\n');
           row('50 chained RUN steps', build(root, ctxDir(work, mode + '-chain', { Dockerfile: df }), [], d()), 4000, 6000);
         }
         // 3. A 5,000-file context: cold, unchanged, one file changed.
-        {
+        if (wanted('ctx5k')) {
           const root = await next(await freshRoot(work, mode + '-ctx5k'));
           const files = { Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /count\n' };
           for (let i = 0; i < 5000; i++) files[`d${i % 50}/s${i % 7}/f${i}.txt`] = `file ${i}\n`.repeat(20 + (i % 100));
@@ -141,7 +149,7 @@ export async function run() {
           row('5,000-file context: one file changed', build(root, ctx, [], d()), 1500, 2300);
         }
         // 4. A 200 MB incompressible file exported as an OCI tarball (cold).
-        {
+        if (wanted('big')) {
           const root = await next(await freshRoot(work, mode + '-big'));
           const ctx = ctxDir(work, mode + '-big', { Dockerfile: 'FROM busybox\nCOPY big.bin /big.bin\n' });
           const big = Buffer.allocUnsafe(200 * 1024 * 1024);
@@ -150,7 +158,7 @@ export async function run() {
           row('200 MB incompressible file → OCI tarball (cold)', build(root, ctx, ['--output', `type=oci,dest=${join(work, `${mode}-big.oci.tar`)}`], d()), 9000, 17500);
         }
         // 5. A 50 MB cache mount re-used after a change that re-runs the step.
-        {
+        if (wanted('cachemount')) {
           const root = await next(await freshRoot(work, mode + '-cachemount'));
           const ctx = ctxDir(work, mode + '-cachemount', {
             'trigger.txt': '0\n',

@@ -1,4 +1,4 @@
-import type { Definition, FileStat, ImageMetaResolver, ReadFileOptions } from '@kiln/llb-core';
+import type { Definition, FileStat, ImageMetaResolver, ReadFileOptions, ResolveImageConfigOptions } from '@kiln/llb-core';
 
 /**
  * A solved result as the gateway needs it: readable, and released when the build is done.
@@ -22,4 +22,12 @@ export interface BackendSolveOptions {
  */
 export interface SolveBackend extends ImageMetaResolver {
   solve(definition: Definition, options: BackendSolveOptions): Promise<SolvedRef>;
+  /**
+   * Optional: start making an image the frontend just resolved ready for the FROM that usually
+   * follows (pull its layers, unpack them), while the frontend is still converting. Called by the
+   * gateway after each successful `resolveImageConfig`, with the same reference and options. Must
+   * return at once and never throw; what it starts must not fail the build or leak when the image
+   * is not used after all.
+   */
+  prefetchImage?(ref: string, options: ResolveImageConfigOptions): void;
 }

@@ -85,9 +85,19 @@ export class GatewayClient implements FrontendClient {
     return ref;
   }
 
-  resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
+  async resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
     const signal = options.signal ?? this.signal;
-    return this.#backend.resolveImageConfig(ref, signal === undefined ? options : { ...options, signal });
+    const opts = signal === undefined ? options : { ...options, signal };
+    const resolved = await this.#backend.resolveImageConfig(ref, opts);
+    // The FROM of this image usually follows: let the backend start on its layers now.
+    if (this.#backend.prefetchImage !== undefined) {
+      try {
+        this.#backend.prefetchImage(ref, opts);
+      } catch {
+        // best effort
+      }
+    }
+    return resolved;
   }
 
   warn(warning: FrontendWarning): void {

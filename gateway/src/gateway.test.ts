@@ -116,3 +116,60 @@ test('canonical names drop registry, tag and digest of the dockerfile image only
   expect(canonicalFrontendName('docker/dockerfile-upstream:master')).toBe('dockerfile.v0');
   expect(canonicalFrontendName('kiln/ts')).toBe('kiln/ts');
 });
+
+describe('image prefetch', () => {
+  const config = new TextEncoder().encode('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+  /** A frontend resolving `refs` (in order), then returning its context. */
+  const resolving = (refs: readonly string[]): Frontend => async (client: FrontendClient) => {
+    for (const r of refs) await client.resolveImageConfig(r, { platform: { os: 'linux', architecture: 'amd64' }, resolveMode: 'pull' });
+    const definition = client.inputs.get('context');
+    if (definition === undefined) throw new Error('no context');
+    return { ref: await client.solve({ definition }), metadata: new Map() };
+  };
+
+  test('every resolved image is handed to the backend to prefetch, after its config resolved, with the same options', async () => {
+    const events: string[] = [];
+    const prefetched: Array<{ ref: string; platform: unknown; resolveMode: unknown; signal: boolean }> = [];
+    const backend: SolveBackend = {
+      ...fakeBackend({ Dockerfile: 'FROM x\n' }),
+      async resolveImageConfig(ref) {
+        events.push(`resolve ${ref}`);
+        if (ref.includes('missing')) throw new Error(`${ref}: not found`);
+        return { digest: 'sha256:' + 'a'.repeat(64), config };
+      },
+      prefetchImage(ref, options) {
+        events.push(`prefetch ${ref}`);
+        prefetched.push({ ref, platform: options.platform, resolveMode: options.resolveMode, signal: options.signal !== undefined });
+      },
+    };
+    const gateway = new Gateway(backend, new FrontendRegistry().register('dockerfile.v0', resolving(['docker.io/library/a:1', 'docker.io/library/b:2'])));
+    const ctl = new AbortController();
+    await gateway.build({ frontend: 'dockerfile.v0', opts: new Map(), inputs: new Map([['context', await contextDefinition()]]), signal: ctl.signal });
+    expect(events).toEqual(['resolve docker.io/library/a:1', 'prefetch docker.io/library/a:1', 'resolve docker.io/library/b:2', 'prefetch docker.io/library/b:2']);
+    expect(prefetched[0]).toEqual({ ref: 'docker.io/library/a:1', platform: { os: 'linux', architecture: 'amd64' }, resolveMode: 'pull', signal: true });
+
+    // An image that cannot be resolved is not prefetched (the frontend gets the error).
+    events.length = 0;
+    const failing = new Gateway(backend, new FrontendRegistry().register('dockerfile.v0', resolving(['docker.io/library/missing:1'])));
+    await expect(failing.build({ frontend: 'dockerfile.v0', opts: new Map(), inputs: new Map([['context', await contextDefinition()]]) })).rejects.toThrow(/not found/);
+    expect(events).toEqual(['resolve docker.io/library/missing:1']);
+  });
+
+  test('a prefetch that throws does not fail the resolve; backends without prefetch still resolve', async () => {
+    const throwing: SolveBackend = {
+      ...fakeBackend({ Dockerfile: 'FROM x\n' }),
+      async resolveImageConfig() {
+        return { digest: 'sha256:' + 'b'.repeat(64), config };
+      },
+      prefetchImage() {
+        throw new Error('prefetch broke');
+      },
+    };
+    const plain: SolveBackend = { ...throwing, prefetchImage: undefined };
+    for (const backend of [throwing, plain]) {
+      const gateway = new Gateway(backend, new FrontendRegistry().register('dockerfile.v0', resolving(['docker.io/library/a:1'])));
+      const r = await gateway.build({ frontend: 'dockerfile.v0', opts: new Map(), inputs: new Map([['context', await contextDefinition()]]) });
+      expect(r.frontend).toBe('dockerfile.v0');
+    }
+  });
+});

@@ -64,6 +64,6 @@ export { ExecFailedError, type Worker, type WorkerOpContext } from './llb/worker
 export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';
 export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';
-export { chainIds } from './worker/sources.js';
+export { chainIds, type PrefetchImageOptions } from './worker/sources.js';
 export { withFileLock, pidAlive } from './worker/file-lock.js';
 export { gitRepoUsage, removeGitRepo, type GitRepoUsage } from './worker/git.js';

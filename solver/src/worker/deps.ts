@@ -48,9 +48,10 @@ export interface RuntimeWorkerDeps {
    * Called after a cache mount was used (`size` undefined: keep the last known size), and again once its
    * size was measured in the background: wire it to
    * `CacheStore.upsertRecord` so `du` lists cache mounts and `prune` removes them (the release hook
-   * gets `snapshot` = `cachemount:<id>`, which {@link RuntimeWorker.releaseSnapshot} deletes).
+   * gets `snapshot` = `cachemount:<id>`, which {@link RuntimeWorker.releaseSnapshot} deletes). Image
+   * layers unpacked by {@link RuntimeWorker.prefetchImage} are recorded the same way (kind `regular`).
    */
-  readonly recordUsage?: (rec: { snapshot: string; size?: number | undefined; description: string; kind: 'exec.cachemount' }) => void;
+  readonly recordUsage?: (rec: { snapshot: string; size?: number | undefined; description: string; kind: 'exec.cachemount' | 'regular' }) => void;
   /** Platform for images without an explicit one. */
   readonly platform?: Platform;
 }

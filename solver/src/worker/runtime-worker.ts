@@ -17,7 +17,7 @@ import { runExec, validateExecEntitlements } from './exec.js';
 import { HttpSources } from './http.js';
 import { GitSources } from './git.js';
 import { runFileOp } from './file.js';
-import { ImageSources, LocalSources, emptySnapshot, parseIdentifier } from './sources.js';
+import { ImageSources, LocalSources, emptySnapshot, parseIdentifier, type PrefetchImageOptions } from './sources.js';
 import { newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
 
 const execFileP = promisify(execFile);
@@ -103,6 +103,16 @@ export class RuntimeWorker implements Worker {
     if (scheme === 'http' || scheme === 'https') return this.#http.snapshot(op, ctx);
     if (scheme === 'git') return this.#git.snapshot(op, ctx);
     throw new SolverError('SOLVER_UNSUPPORTED', `source ${scheme}:// is not supported by this worker`);
+  }
+
+  /**
+   * Starts making `reference`'s layer snapshots ready before a FROM of it runs (call it when a
+   * frontend resolved the image's config): the image is resolved (pulled if needed) and its
+   * layers are unpacked, and a FROM of the same layers in any worker of this process joins that
+   * work instead of starting over. Never rejects; a failure is left for the FROM to report.
+   */
+  prefetchImage(reference: string, opts: PrefetchImageOptions = {}): Promise<void> {
+    return this.#images.prefetch(reference, opts);
   }
 
   validateExec(op: ExecOp): void {

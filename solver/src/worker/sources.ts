@@ -37,6 +37,30 @@ function platformOf(ctx: WorkerOpContext, fallback: Platform | undefined): Platf
   return { os: p.os, architecture: p.architecture, ...(p.variant === undefined ? {} : { variant: p.variant }) } as Platform;
 }
 
+/** Options of {@link RuntimeWorker.prefetchImage}. */
+export interface PrefetchImageOptions {
+  readonly platform?: Platform;
+  readonly resolveMode?: 'default' | 'pull' | 'local';
+  /** Stops the prefetch (a layer being unpacked is discarded); the build's own FROM then does the work. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Layer unpacks in flight per snapshotter (all workers of a process share them): a FROM whose
+ * layer is being unpacked by a prefetch, or by another build, waits for that unpack instead of
+ * starting its own (which would fail to commit the same snapshot id).
+ */
+const unpacking = new WeakMap<object, Map<string, Promise<void>>>();
+
+function unpacksOf(s: object): Map<string, Promise<void>> {
+  let m = unpacking.get(s);
+  if (m === undefined) {
+    m = new Map();
+    unpacking.set(s, m);
+  }
+  return m;
+}
+
 /** Resolves (pulling if needed) an image; memoized per reference+platform for one worker. */
 export class ImageSources {
   readonly #deps: RuntimeWorkerDeps;
@@ -50,18 +74,35 @@ export class ImageSources {
     const { rest } = parseIdentifier(op);
     const platform = platformOf(ctx, this.#deps.platform);
     const mode = op.attrs?.get('image.resolvemode');
-    const k = `${rest}|${JSON.stringify(platform ?? null)}|${mode ?? ''}`;
+    return this.#resolve(rest, platform, mode === 'pull' ? 'pull' : mode === 'local' ? 'local' : 'default', ctx.signal);
+  }
+
+  #resolve(ref: string, platform: Platform | undefined, mode: 'default' | 'pull' | 'local', signal: AbortSignal | undefined): Promise<EnsuredImage> {
+    const k = `${ref}|${JSON.stringify(platform ?? null)}|${mode === 'default' ? '' : mode}`;
     let p = this.#resolved.get(k);
     if (p === undefined) {
-      p = this.#deps.ensureImage(rest, {
-        ...(platform === undefined ? {} : { platform }),
-        resolveMode: mode === 'pull' ? 'pull' : mode === 'local' ? 'local' : 'default',
-        signal: ctx.signal,
-      });
+      p = this.#deps.ensureImage(ref, { ...(platform === undefined ? {} : { platform }), resolveMode: mode, ...(signal === undefined ? {} : { signal }) });
       p.catch(() => this.#resolved.delete(k));
       this.#resolved.set(k, p);
     }
     return p;
+  }
+
+  /**
+   * Makes an image's layer snapshots ready ahead of the FROM that will use them: resolves the
+   * image (pulling it if needed) and unpacks its layers, sharing the work with any FROM of the
+   * same layers that starts meanwhile. Best effort: it never rejects (the FROM reports any
+   * failure itself). The top snapshot is recorded for `du`/`prune` through `recordUsage`, so an
+   * image prefetched but never used is not leaked.
+   */
+  async prefetch(reference: string, opts: PrefetchImageOptions = {}): Promise<void> {
+    try {
+      const img = await this.#resolve(reference, opts.platform ?? this.#deps.platform, opts.resolveMode ?? 'default', opts.signal);
+      const top = await this.#unpack(img, opts.signal, () => undefined);
+      this.#deps.recordUsage?.({ snapshot: top.snapshot, size: top.size, description: `prefetched image ${img.ref}`, kind: 'regular' });
+    } catch {
+      // best effort: the FROM does (and reports) the work itself
+    }
   }
 
   /** BuildKit's image cache key: the chain id of the rootfs (the image's content identity). */
@@ -74,7 +115,12 @@ export class ImageSources {
   /** Unpacks the layers into snapshots named by chain id (shared by every image with that prefix). */
   async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
     const img = await this.resolve(op, ctx);
+    return this.#unpack(img, ctx.signal, ctx.status);
+  }
+
+  async #unpack(img: EnsuredImage, signal: AbortSignal | undefined, status: WorkerOpContext['status']): Promise<WorkerRef> {
     const s = this.#deps.snapshotter;
+    const inflight = unpacksOf(s);
     const diffIds = img.config.rootfs.diff_ids;
     const chain = chainIds(diffIds);
     let parent: string | undefined;
@@ -82,15 +128,34 @@ export class ImageSources {
     for (const [i, layer] of img.manifest.layers.entries()) {
       const id = `layer-${(chain[i] ?? layer.digest).replace('sha256:', '')}`;
       size += layer.size;
-      if (!(await hasSnapshot(s, id))) {
-        ctx.status(layer.digest, 0, layer.size);
-        const stream = await this.#deps.content.readStream(layer.digest);
-        await this.#deps.unpackLayer(s, id, parent, stream, {
-          signal: ctx.signal,
-          ...(diffIds[i] === undefined ? {} : { expectedDiffID: diffIds[i] }),
-        });
-        ctx.status(layer.digest, layer.size, layer.size, true);
+      // Join an unpack of this layer already running (a prefetch, another build); if it failed or
+      // was cancelled, this one unpacks the layer itself.
+      const running = inflight.get(id);
+      if (running !== undefined) {
+        status(layer.digest, 0, layer.size);
+        await running.catch(() => undefined);
       }
+      if (!(await hasSnapshot(s, id))) {
+        status(layer.digest, 0, layer.size);
+        const below = parent;
+        const p = (async (): Promise<void> => {
+          const stream = await this.#deps.content.readStream(layer.digest);
+          await this.#deps.unpackLayer(s, id, below, stream, {
+            ...(signal === undefined ? {} : { signal }),
+            ...(diffIds[i] === undefined ? {} : { expectedDiffID: diffIds[i] }),
+          });
+        })();
+        inflight.set(id, p);
+        try {
+          await p;
+        } catch (err) {
+          // Another process committed the same layer first: it is there, which is all we need.
+          if (!(await hasSnapshot(s, id))) throw err;
+        } finally {
+          if (inflight.get(id) === p) inflight.delete(id);
+        }
+        status(layer.digest, layer.size, layer.size, true);
+      } else if (running !== undefined) status(layer.digest, layer.size, layer.size, true);
       parent = id;
     }
     if (parent === undefined) parent = await emptySnapshot(this.#deps);
