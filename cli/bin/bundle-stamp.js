@@ -16,11 +16,19 @@ export const { bundle: BUNDLE, cache: CACHE, stamp: STAMP } = paths();
 const PACKAGES = ['llb-core', 'frontends/dockerfile', 'frontends/buildpacks', 'frontends/ts-dsl', 'runtime', 'solver', 'gateway', 'cli'];
 
 /**
+ * The bundle also holds the npm dependencies it imports (commander, protobufjs, chevrotain, …):
+ * npm rewrites these lock files when it installs, and a bundle made before is stale. Optional (a
+ * checkout installed by another client has neither).
+ */
+const LOCKS = ['package-lock.json', join('node_modules', '.package-lock.json')];
+
+/**
  * The identity of what the bundle is made from, by size and mtime: each package's build info
- * file (`tsc -b` rewrites it whenever it emits) and the bundle and training scripts.
+ * file (`tsc -b` rewrites it whenever it emits), the npm lock files and the bundle and training
+ * scripts.
  */
 export function stampOf(root = repo) {
-  return [...PACKAGES.map((p) => join(p, 'dist', '.tsbuildinfo')), join('cli', 'scripts', 'bundle.mjs'), join('cli', 'scripts', 'train.mjs')].map((f) => {
+  return [...PACKAGES.map((p) => join(p, 'dist', '.tsbuildinfo')), ...LOCKS, join('cli', 'scripts', 'bundle.mjs'), join('cli', 'scripts', 'train.mjs')].map((f) => {
     const st = statSync(join(root, f), { throwIfNoEntry: false });
     return [f, st?.size ?? -1, st?.mtimeMs ?? -1];
   });
@@ -41,7 +49,7 @@ export function bundleIsFresh(root = repo) {
   return (
     Array.isArray(recorded) &&
     recorded.length === now.length &&
-    now.every((entry, i) => entry[1] !== -1 && entry.every((v, j) => recorded[i]?.[j] === v)) &&
+    now.every((entry, i) => (entry[1] !== -1 || LOCKS.includes(entry[0])) && entry.every((v, j) => recorded[i]?.[j] === v)) &&
     statSync(paths(root).bundle, { throwIfNoEntry: false }) !== undefined
   );
 }

@@ -4,7 +4,7 @@
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { Script, constants } from 'node:vm';
+import vm from 'node:vm';
 import { BUNDLE, CACHE, bundleIsFresh } from './bundle-stamp.js';
 
 /**
@@ -13,34 +13,46 @@ import { BUNDLE, CACHE, bundleIsFresh } from './bundle-stamp.js';
  * bundle as it is now: after commands ran, it holds the bytecode of every function they called.
  */
 export function loadBundle(debug = () => undefined) {
-  if (!bundleIsFresh()) return undefined;
+  // Node 20 before 20.12 has no main-context loader for the bundle's `import()`: dist/main.js.
+  const importModuleDynamically = vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  if (importModuleDynamically === undefined || !bundleIsFresh()) return undefined;
   const cache = cacheFile();
   const loaded = identity(cache);
-  let cachedData;
+  // latin1: the bundle is ASCII (esbuild's charset=ascii), so no UTF-8 decoding.
+  const source = readFileSync(BUNDLE, 'latin1');
+  // Its first line names its content (cli/scripts/bundle.mjs: a hash of the rest).
+  const first = source.slice(0, source.indexOf('\n') + 1);
+  const tag = /^\/\*kiln-bundle [0-9a-f]{64}\*\/\n$/.test(first) ? Buffer.from(first, 'latin1') : undefined;
+  let file;
   try {
-    cachedData = readFileSync(cache);
+    file = readFileSync(cache);
   } catch {
     // none yet: compiled as usual
   }
-  // latin1: the bundle is ASCII (esbuild's charset=ascii), so no UTF-8 decoding. V8 checks the
-  // cache against this source and this V8 (version, flags) and ignores a mismatch.
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${readFileSync(BUNDLE, 'latin1')}\n})`, {
+  // V8 checks a cache against its own version and flags but against the source only by length:
+  // it would run an older bundle's bytecode for a new bundle of the same length (a run of the old
+  // bundle can write its cache after a rebuild removed the old caches). So each cache starts with
+  // the first line of the bundle it was made from, and one made from another bundle is not used.
+  const tagged = tag !== undefined && file !== undefined && file.length > tag.length && file.subarray(0, tag.length).equals(tag);
+  const cachedData = tagged ? file.subarray(tag.length) : undefined;
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: BUNDLE,
     ...(cachedData === undefined ? {} : { cachedData }),
-    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    importModuleDynamically,
   });
-  debug(`loading cli/dist/kiln.cjs, code cache ${cachedData === undefined ? 'absent' : script.cachedDataRejected === true ? 'rejected' : 'used'}`);
+  const rejected = (file !== undefined && !tagged) || script.cachedDataRejected === true;
+  debug(`loading cli/dist/kiln.cjs, code cache ${file === undefined ? 'absent' : rejected ? 'rejected' : 'used'}`);
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(BUNDLE), module, BUNDLE, dirname(BUNDLE));
   return {
     main: module.exports.main,
     /** No cache V8 could use: writing one after the command helps the next run with these flags. */
-    cacheMissing: cachedData === undefined || script.cachedDataRejected === true,
+    cacheMissing: tag !== undefined && (file === undefined || rejected),
     /** Writes the cache, unless another process wrote one since this one loaded (a training run's wins). */
     writeCache(force = false) {
-      if (!force && identity(cache) !== loaded) return;
+      if (tag === undefined || (!force && identity(cache) !== loaded)) return;
       const tmp = `${cache}.${process.pid}.tmp`;
-      writeFileSync(tmp, script.createCachedData());
+      writeFileSync(tmp, Buffer.concat([tag, script.createCachedData()]), { mode: 0o644 });
       renameSync(tmp, cache);
     },
   };

@@ -10,7 +10,8 @@
 // called, so a run skips V8's parser and bytecode compiler for them. Node 20 has no module
 // compile cache (22 has), so the cache goes through vm.Script's cachedData.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -58,6 +59,11 @@ await build({
     },
   ],
 });
+// The first line names the content (a hash of the rest): each code cache starts with the line of
+// the bundle it was made from, and the loader uses only a cache of this very bundle (V8 itself
+// compares only the source length).
+const code = readFileSync(tmp, 'latin1');
+writeFileSync(tmp, `/*kiln-bundle ${createHash('sha256').update(code, 'latin1').digest('hex')}*/\n${code}`, 'latin1');
 renameSync(tmp, BUNDLE);
 // Caches of the old bundle (the trained one, and those of runs with other node options).
 for (const f of readdirSync(dirname(BUNDLE))) if (/^kiln\.cjs\.(?:[0-9a-f]{8}\.)?cache$/.test(f)) rmSync(join(dirname(BUNDLE), f), { force: true });
@@ -66,5 +72,9 @@ writeFileSync(STAMP, JSON.stringify(stampOf()));
 
 // Training (cli/scripts/train.mjs): a few commands run from the bundle, then its code cache is
 // written.
-const r = spawnSync(process.execPath, [join(repo, 'cli', 'scripts', 'train.mjs')], { stdio: ['ignore', 'ignore', 'inherit'] });
+// Without NODE_OPTIONS: the trained cache is the one of plain runs (kiln.cjs.cache); under other
+// flags the training would write a cache only runs with those flags use.
+const env = { ...process.env };
+delete env.NODE_OPTIONS;
+const r = spawnSync(process.execPath, [join(repo, 'cli', 'scripts', 'train.mjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
 if (r.status !== 0) throw new Error(`training run of the bundle failed (${r.status})`);

@@ -104,6 +104,12 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
     expect(bundleIsFresh(root)).toBe(false);
     await writeFile(p.stamp, JSON.stringify(stampOf(root)));
     expect(bundleIsFresh(root)).toBe(true);
+    // npm installed other dependencies (the bundle holds them): stale; no npm lock files: fine
+    await utimes(join(root, 'package-lock.json'), later, later);
+    expect(bundleIsFresh(root)).toBe(false);
+    await rm(join(root, 'node_modules', '.package-lock.json'));
+    await writeFile(p.stamp, JSON.stringify(stampOf(root)));
+    expect(bundleIsFresh(root)).toBe(true);
     await rm(join(root, 'frontends', 'ts-dsl', 'dist', '.tsbuildinfo'));
     await writeFile(p.stamp, JSON.stringify(stampOf(root)));
     // a package that was never built: never fresh
@@ -136,6 +142,22 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
       expect(third.stderr).toContain('code cache rejected');
       expect(third.stderr).toContain('wrote a code cache');
       expect(run().stderr).toContain('code cache used');
+      // V8 compares a cache with the source only by its length and would run an older bundle's
+      // bytecode for a new bundle of the same length: a cache made from another bundle (its first
+      // line names the bundle) is refused even though V8 would take it.
+      const cacheFile = join(distDir, written[0] as string);
+      const good = await readFile(cacheFile);
+      const hexAt = good.indexOf('kiln-bundle ') + 'kiln-bundle '.length;
+      expect(hexAt).toBe('/*kiln-bundle '.length);
+      const foreign = Buffer.from(good);
+      foreign[hexAt] = foreign[hexAt] === 0x30 ? 0x31 : 0x30;
+      await writeFile(cacheFile, foreign);
+      const fourth = run();
+      expect(fourth.status).toBe(0);
+      expect(fourth.stderr).toContain('code cache rejected');
+      expect(fourth.stderr).toContain('wrote a code cache');
+      const line = good.indexOf(0x0a) + 1;
+      expect((await readFile(cacheFile)).subarray(0, line).equals(good.subarray(0, line))).toBe(true);
       // the trained cache of plain runs is untouched
       expect((await readFile(join(distDir, 'kiln.cjs.cache'))).equals(trained)).toBe(true);
     } finally {
