@@ -219,6 +219,37 @@ describe('Scheduler', () => {
     expect(Object.fromEntries(w.execs)).toEqual({ base: 1, 'stage-a': 1, 'stage-b': 1, 'copy-a': 1, 'copy-b': 1 });
   });
 
+  test('a COPY from a stage runs as soon as that stage is done, while a slower stage still runs', async () => {
+    const { w, s } = setup(4);
+    const base = vertex('base', { kind: 'source' });
+    const fast = vertex('stage-fast', { kind: 'exec', delay: 50, resourceClass: 'exec' }, [base]);
+    const slow = vertex('stage-slow', { kind: 'exec', delay: 300, resourceClass: 'exec' }, [base]);
+    const content = { computeDigest: async (ref: WorkerRef) => D(ref.snapshot) };
+    const copyFast = vertex('copy-fast', { kind: 'file', delay: 30, deps: [{}, content] }, [base, fast]);
+    const copySlow = vertex('copy-slow', { kind: 'file', deps: [{}, content] }, [copyFast, slow]);
+    await s.build(edge(copySlow));
+    const span = (n: string): { start: number; end: number } => {
+      const x = w.spans.find((sp) => sp.name === n);
+      if (x === undefined) throw new Error(`${n} did not run`);
+      return x;
+    };
+    expect(span('copy-fast').start).toBeGreaterThanOrEqual(span('stage-fast').end);
+    expect(span('copy-fast').end).toBeLessThan(span('stage-slow').end);
+    expect(span('copy-slow').start).toBeGreaterThanOrEqual(span('stage-slow').end);
+    expect(Object.fromEntries(w.execs)).toEqual({ base: 1, 'stage-fast': 1, 'stage-slow': 1, 'copy-fast': 1, 'copy-slow': 1 });
+    // Unchanged: all hits, nothing starts eagerly.
+    await s.build(edge(copySlow));
+    expect(w.total()).toBe(5);
+    // A failing slow stage still fails the build (with its own error), after the eager COPY ran.
+    const bad = vertex('stage-bad', { kind: 'exec', delay: 100, fail: { exitCode: 3, output: 'boom\n' } }, [base]);
+    const fast2 = vertex('stage-fast2', { kind: 'exec', delay: 10 }, [base]);
+    const c1 = vertex('copy-1', { kind: 'file', deps: [{}, content] }, [base, fast2]);
+    const c2 = vertex('copy-2', { kind: 'file', deps: [{}, content] }, [c1, bad]);
+    await expect(s.build(edge(c2))).rejects.toMatchObject({ code: 'SOLVER_EXEC_FAILED', exitCode: 3, logTail: ['running stage-bad', 'boom'] });
+    expect(w.execs.get('copy-1')).toBe(1);
+    expect(w.execs.get('copy-2')).toBeUndefined();
+  });
+
   test('a failing vertex reports op, location, command, exit code and last output lines', async () => {
     const { s } = setup();
     const bad = vertex('[stage 2/2] RUN false', { kind: 'exec', fail: { exitCode: 1, output: 'line one\nline two\n' } }, [vertex('base', { kind: 'source' })]);

@@ -237,6 +237,13 @@ export class Scheduler {
       p = this.#computeEdgeKey(st, index, job, opts);
       p.catch(noop); // failures surface where the key is awaited; never as an unhandled rejection
       st.keys.set(index, p);
+      // A vertex whose key missed runs in this build whatever else happens: a key built on a new
+      // key is new too, and a content key needs the result. So it starts now, not when the root's
+      // whole key is known: `COPY --from=a` runs as soon as stage a is done, while stage b still
+      // runs (BuildKit's edges progress independently too). Its outcome is awaited where needed.
+      p.then((k) => {
+        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted) this.#result(st, index, job, opts).catch(noop);
+      }, noop);
     }
     return p;
   }
