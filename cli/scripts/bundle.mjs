@@ -26,49 +26,64 @@ const cliDist = join(repo, 'cli', 'dist');
 if (bundleIsFresh() && existsSync(CACHE) && !process.argv.includes('--force')) process.exit(0);
 
 const tmp = `${BUNDLE}.${process.pid}.tmp`;
-await build({
-  entryPoints: [join(cliDist, 'main.js')],
-  outfile: tmp,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  // Class and function names stay as written (error names, messages): esbuild would otherwise
-  // rename colliding top-level names across modules.
-  keepNames: true,
-  // Smaller source to read and hash at start-up; names stay (stack traces, error names).
-  minifyWhitespace: true,
-  minifySyntax: true,
-  // ASCII only (other characters escaped), so kiln.js reads it as latin1: no UTF-8 decoding.
-  charset: 'ascii',
-  // A native addon: loaded from node_modules at run time.
-  external: ['better-sqlite3'],
-  logLevel: 'warning',
-  plugins: [
-    {
-      // The Dockerfile parser loads chevrotain's single-file build with a top-level await (its
-      // package `exports` hide that file from static imports); a CommonJS bundle cannot await
-      // at the top, so here the same file is imported statically.
-      name: 'chevrotain-single-file',
-      setup(b) {
-        b.onLoad({ filter: /[\\/]frontends[\\/]dockerfile[\\/]dist[\\/]parser[\\/]chevrotain\.js$/ }, () => ({
-          contents: `export { EmbeddedActionsParser, Lexer, createToken } from ${JSON.stringify(join(repo, 'node_modules', 'chevrotain', 'lib', 'chevrotain.min.mjs'))};`,
-          loader: 'js',
-        }));
+// The stamp is what the compiled output was before esbuild read it, and it is written only if it
+// still is afterwards: a `tsc -b` running meanwhile (it writes .tsbuildinfo after the .js files)
+// would otherwise leave a bundle of half-old code stamped as the new output.
+let stamp;
+for (let attempt = 1; ; attempt++) {
+  stamp = JSON.stringify(stampOf());
+  await pack();
+  if (JSON.stringify(stampOf()) === stamp) break;
+  rmSync(tmp, { force: true });
+  if (attempt === 3) throw new Error('the compiled output kept changing while bundling (a tsc -b at the same time): run npm run build again');
+}
+
+async function pack() {
+  await build({
+    entryPoints: [join(cliDist, 'main.js')],
+    outfile: tmp,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    // Class and function names stay as written (error names, messages): esbuild would otherwise
+    // rename colliding top-level names across modules.
+    keepNames: true,
+    // Smaller source to read and hash at start-up; names stay (stack traces, error names).
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // ASCII only (other characters escaped), so kiln.js reads it as latin1: no UTF-8 decoding.
+    charset: 'ascii',
+    // A native addon: loaded from node_modules at run time.
+    external: ['better-sqlite3'],
+    logLevel: 'warning',
+    plugins: [
+      {
+        // The Dockerfile parser loads chevrotain's single-file build with a top-level await (its
+        // package `exports` hide that file from static imports); a CommonJS bundle cannot await
+        // at the top, so here the same file is imported statically.
+        name: 'chevrotain-single-file',
+        setup(b) {
+          b.onLoad({ filter: /[\\/]frontends[\\/]dockerfile[\\/]dist[\\/]parser[\\/]chevrotain\.js$/ }, () => ({
+            contents: `export { EmbeddedActionsParser, Lexer, createToken } from ${JSON.stringify(join(repo, 'node_modules', 'chevrotain', 'lib', 'chevrotain.min.mjs'))};`,
+            loader: 'js',
+          }));
+        },
       },
-    },
-  ],
-});
-// The first line names the content (a hash of the rest): each code cache starts with the line of
-// the bundle it was made from, and the loader uses only a cache of this very bundle (V8 itself
-// compares only the source length).
-const code = readFileSync(tmp, 'latin1');
-writeFileSync(tmp, `/*kiln-bundle ${createHash('sha256').update(code, 'latin1').digest('hex')}*/\n${code}`, 'latin1');
+    ],
+  });
+  // The first line names the content (a hash of the rest): each code cache starts with the line of
+  // the bundle it was made from, and the loader uses only a cache of this very bundle (V8 itself
+  // compares only the source length).
+  const code = readFileSync(tmp, 'latin1');
+  writeFileSync(tmp, `/*kiln-bundle ${createHash('sha256').update(code, 'latin1').digest('hex')}*/\n${code}`, 'latin1');
+}
+
 renameSync(tmp, BUNDLE);
 // Caches of the old bundle (the trained one, and those of runs with other node options).
 for (const f of readdirSync(dirname(BUNDLE))) if (/^kiln\.cjs\.(?:[0-9a-f]{8}\.)?cache$/.test(f)) rmSync(join(dirname(BUNDLE), f), { force: true });
 // Written last: until the stamp names this tsc output, kiln.js keeps running dist/main.js.
-writeFileSync(STAMP, JSON.stringify(stampOf()));
+writeFileSync(STAMP, stamp);
 
 // Training (cli/scripts/train.mjs): a few commands run from the bundle, then its code cache is
 // written.
