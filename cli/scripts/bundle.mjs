@@ -92,4 +92,9 @@ writeFileSync(STAMP, stamp);
 const env = { ...process.env };
 delete env.NODE_OPTIONS;
 const r = spawnSync(process.execPath, [join(repo, 'cli', 'scripts', 'train.mjs')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-if (r.status !== 0) throw new Error(`training run of the bundle failed (${r.status})`);
+if (r.status !== 0) {
+  // No stamp: kiln.js keeps running dist/main.js, and the next build bundles and trains again
+  // (a stamped bundle without its trained cache would count as done).
+  rmSync(STAMP, { force: true });
+  throw new Error(`training run of the bundle failed (${r.status})`);
+}
