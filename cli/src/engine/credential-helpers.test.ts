@@ -76,6 +76,12 @@ describe('dockerCredentialsWithHelpers', () => {
     expect(await creds('plain.example')).toEqual({ kind: 'basic', username: 'a', password: 'b' });
     expect((await readFile(join(dir, 'runs'), 'utf8')).trim().split('\n')).toHaveLength(1);
   });
+  it('refuses a config.json that is not JSON (the docker CLI does too); a missing one means no credentials', async () => {
+    await writeFile(config(), '{"auths": {');
+    const creds = dockerCredentialsWithHelpers(config(), env, async () => undefined);
+    await expect(creds('x.example')).rejects.toMatchObject({ code: 'KLN_CLI_CREDS', message: expect.stringContaining('not valid JSON') as unknown });
+    expect(await dockerCredentialsWithHelpers(join(dir, 'absent.json'), env, async () => undefined)('x.example')).toBeUndefined();
+  });
   it('lets credsStore answer for every registry instead of auths', async () => {
     await writeFile(config(), JSON.stringify({ credsStore: 'none', auths: { 'plain.example': {} } }));
     const creds = dockerCredentialsWithHelpers(config(), env, async () => ({ kind: 'basic', username: 'from-auths', password: 'x' }));

@@ -17,11 +17,19 @@ const HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io
 const HELPER_TIMEOUT_MS = 60_000;
 
 async function readHelperConfig(path: string): Promise<HelperConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    // no config (or unreadable): no credentials, as the docker CLI
+    return {};
+  }
   let v: unknown;
   try {
-    v = JSON.parse(await readFile(path, 'utf8'));
-  } catch {
-    return {};
+    v = JSON.parse(text);
+  } catch (e) {
+    // as the docker CLI: a broken config is an error, not silently anonymous
+    throw new CliError('KLN_CLI_CREDS', `${path}: not valid JSON (${e instanceof Error ? e.message : String(e)})`, 'fix or remove the Docker config file, or point DOCKER_CONFIG elsewhere');
   }
   if (typeof v !== 'object' || v === null) return {};
   const o = v as Record<string, unknown>;
