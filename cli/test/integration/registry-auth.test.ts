@@ -106,6 +106,21 @@ test('credential helpers: credsStore answers for the registry, a missing helper 
   expect(inspect(ref).Digest).toMatch(/^sha256:/);
   expect(pushed.stderr).not.toContain(PASSWORD);
 
+  // Through a daemon: the helper comes from the client's PATH and config, not the daemon's.
+  const socket = join(sb.dir, `helper-daemon-${t}`, 'kilnd.sock');
+  const daemon: TestDaemon = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+  try {
+    const viaDaemon = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', `${ref}-d`, '--push'], {
+      env: { DOCKER_CONFIG: helped, PATH: path, KILN_HOST: `unix://${socket}` },
+    });
+    expect(viaDaemon.code).toBe(0);
+    expect(inspect(`${ref}-d`).Digest).toMatch(/^sha256:/);
+    expect(daemon.log()).toContain('build: client pid');
+  } finally {
+    daemon.child.kill('SIGTERM');
+    await daemon.exited;
+  }
+
   const started = Date.now();
   const failed = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-t', `${ref}-2`, '--push'], { env: { DOCKER_CONFIG: missing, PATH: path, KILN_DAEMON: '0' } });
   expect(failed.code).toBe(1);
