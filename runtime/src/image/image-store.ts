@@ -52,16 +52,22 @@ export class ImageStore {
     return r;
   }
 
-  /** Creates or replaces the record for `name`. */
-  async put(name: string, target: Descriptor): Promise<ImageRecord> {
-    const prev = await this.get(name);
+  /**
+   * Creates or replaces the record for `name`. `durable: false` skips the fsync, for records that
+   * can be made again from the content store alone (a name pinned by digest): a killed process
+   * still leaves the old or the new file (the rename is atomic), only a power loss may lose it.
+   */
+  async put(name: string, target: Descriptor, opts: { readonly durable?: boolean } = {}): Promise<ImageRecord> {
+    const prev = await this.get(name).catch(() => undefined);
     const now = new Date().toISOString();
     const rec: ImageRecord = { name, target, createdAt: prev?.createdAt ?? now, updatedAt: now };
     const tmp = join(this.dir, `.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
     await writeFile(tmp, JSON.stringify(rec));
-    const fh = await open(tmp, 'r+');
-    await fh.sync();
-    await fh.close();
+    if (opts.durable !== false) {
+      const fh = await open(tmp, 'r+');
+      await fh.sync();
+      await fh.close();
+    }
     await rename(tmp, this.file(name));
     return rec;
   }

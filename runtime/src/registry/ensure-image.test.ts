@@ -50,4 +50,22 @@ describe('ensureImage', () => {
     await expect(ensureImage('busybox', { store, images, resolveMode: 'local' })).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
     await expect(ensureImage('busybox', { store, images })).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
   });
+
+  test('a name pinned by digest gets a record (written without fsync); a torn one is made again, a torn tag record is an error', async () => {
+    const store = await ContentStore.open(root);
+    const images = await ImageStore.open(root);
+    const first = await ensureImage('localhost:5000/busybox:1.35', { store, images, layouts, platform: parsePlatform('linux/amd64') });
+    const pinned = `localhost:5000/busybox@${first.manifestDescriptor.digest}`;
+    const byDigest = await ensureImage(pinned, { store, images, platform: parsePlatform('linux/amd64') });
+    expect(byDigest).toMatchObject({ source: 'local', ref: pinned });
+    expect((await images.get(pinned))?.target.digest).toBe(first.root.digest);
+    const { writeFile, readdir } = await import('node:fs/promises');
+    expect((await readdir(images.dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // What a power loss can leave of a record written without fsync: an empty file.
+    await writeFile(join(images.dir, `${encodeURIComponent(pinned)}.json`), '');
+    expect((await ensureImage(pinned, { store, images, platform: parsePlatform('linux/amd64') })).source).toBe('local');
+    expect((await images.get(pinned))?.target.digest).toBe(first.root.digest);
+    await writeFile(join(images.dir, `${encodeURIComponent('localhost:5000/busybox:1.35')}.json`), '');
+    await expect(ensureImage('localhost:5000/busybox:1.35', { store, images })).rejects.toThrow();
+  });
 });

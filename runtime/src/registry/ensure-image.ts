@@ -49,7 +49,11 @@ export async function ensureImage(reference: string, opts: EnsureImageOptions): 
   const fetcher = storeFetcher(opts.store);
 
   if (mode !== 'pull') {
-    const rec = await opts.images.get(name);
+    // An unreadable record (a pinned name's, torn by a power loss: see below) is made again.
+    const rec = await opts.images.get(name).catch((e: unknown) => {
+      if (ref.digest === undefined) throw e;
+      return undefined;
+    });
     if (rec !== undefined && (ref.digest === undefined || rec.target.digest === ref.digest)) {
       const local = await complete(opts.store, rec.target, platform);
       if (local !== undefined) return { ...local, ref: name, source: 'local' };
@@ -58,7 +62,9 @@ export async function ensureImage(reference: string, opts: EnsureImageOptions): 
       const desc = await describeLocal(opts.store, ref.digest);
       const local = await complete(opts.store, desc, platform);
       if (local !== undefined) {
-        await opts.images.put(name, desc);
+        // A name pinned by digest says everything its record holds: no fsync (2-10 ms under
+        // load) on the way of every first FROM of an image by digest (what frontends emit).
+        await opts.images.put(name, desc, { durable: false });
         return { ...local, ref: name, source: 'local' };
       }
     }
