@@ -7,7 +7,7 @@ import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { emptySnapshot } from './sources.js';
-import { newSnapshotId, snapshotSize } from './snapshots.js';
+import { newSnapshotId, readableInPlace, snapshotSize } from './snapshots.js';
 
 const NO_TIME = -1n;
 
@@ -97,15 +97,18 @@ export async function runFileOp(deps: RuntimeWorkerDeps, op: FileOp, inputs: rea
   /** Inputs read in place: committed snapshots that are one plain directory (see mountRO). */
   const layerDirs = new Set<string>();
   const activeMounts = new Map<string, () => Promise<void>>();
-  const mountRO = async (snapshot: string): Promise<string> => {
+  const mountRO = async (snapshot: string, copiedFile?: string): Promise<string> => {
     const have = readonlyMounts.get(snapshot);
     if (have !== undefined) return have;
     // A committed snapshot that is one plain directory (a local source, a one-layer image) is
     // read where it is: no mount, and a copy from it may hard-link its files, because a
-    // committed layer directory is never written to (the snapshotter's contract).
-    const dir = plainLayerDir(await s.mounts(snapshot), 'ro');
+    // committed layer directory is never written to (the snapshotter's contract). So is its top
+    // layer for a copy of one file that layer holds (see readableInPlace).
+    const plain = plainLayerDir(await s.mounts(snapshot), 'ro');
+    const dir = plain ?? (copiedFile === undefined ? undefined : await readableInPlace(s, snapshot, copiedFile));
     if (dir !== undefined) {
-      readonlyMounts.set(snapshot, dir);
+      // The top layer shows that one file only: not reused for other paths of the snapshot.
+      if (plain !== undefined) readonlyMounts.set(snapshot, dir);
       layerDirs.add(dir);
       return dir;
     }
@@ -139,7 +142,7 @@ export async function runFileOp(deps: RuntimeWorkerDeps, op: FileOp, inputs: rea
         if (secondary >= n) src = results[secondary - n]?.path;
         else {
           const ref = inputs[secondary];
-          if (ref !== undefined) src = await mountRO(ref.snapshot);
+          if (ref !== undefined) src = await mountRO(ref.snapshot, singleCopiedFile(a));
         }
       }
       const ownerRoot = async (idx: number): Promise<string | undefined> => {
@@ -182,6 +185,21 @@ export async function runFileOp(deps: RuntimeWorkerDeps, op: FileOp, inputs: rea
     for (const r of toRelease.reverse()) await r().catch(() => undefined);
     for (const a of actives) await s.remove(a).catch(() => undefined);
   }
+}
+
+/**
+ * The source path of a copy action that reads exactly one path (no wildcard characters, no
+ * include/exclude patterns, no archive unpacking): such a copy can read it from the top layer
+ * of a snapshot that holds it as a regular file (see readableInPlace).
+ */
+function singleCopiedFile(a: FileOpAction): string | undefined {
+  const act = a.action;
+  if (act.kind !== 'copy') return undefined;
+  const c = act.copy;
+  const src = c.src ?? '';
+  if (src === '' || /[*?[\\]/.test(src)) return undefined;
+  if ((c.includePatterns ?? []).length > 0 || (c.excludePatterns ?? []).length > 0 || c.attemptUnpackDockerCompatibility === true) return undefined;
+  return src;
 }
 
 function ownerInputs(a: FileOpAction): number[] {

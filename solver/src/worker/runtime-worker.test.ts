@@ -25,7 +25,8 @@ describe('RuntimeWorker.checksum of a snapshot', () => {
     writeFileSync(join(root, 'usr/lib/x.so'), 'x');
     symlinkSync('/usr/lib', join(root, 'lib'));
     symlinkSync('app/a.txt', join(root, 'alink'));
-    const snapshotter = { mount: async () => ({ path: root, release: async () => undefined }) } as unknown as Snapshotter;
+    // Mounted (no mount description to read it in place from).
+    const snapshotter = { mounts: async () => [], mount: async () => ({ path: root, release: async () => undefined }) } as unknown as Snapshotter;
     const worker = new RuntimeWorker({
       root,
       snapshotter,

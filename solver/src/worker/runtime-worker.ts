@@ -18,7 +18,7 @@ import { HttpSources } from './http.js';
 import { GitSources } from './git.js';
 import { runFileOp } from './file.js';
 import { ImageSources, LocalSources, emptySnapshot, parseIdentifier, type PrefetchImageOptions } from './sources.js';
-import { newSnapshotId, snapshotSize, withMounted } from './snapshots.js';
+import { newSnapshotId, readableInPlace, snapshotSize, withMounted } from './snapshots.js';
 
 const execFileP = promisify(execFile);
 
@@ -181,10 +181,15 @@ export class RuntimeWorker implements Worker {
   async checksum(ref: WorkerRef, path: string, opts: ChecksumOptions, signal: AbortSignal): Promise<string> {
     const local = this.#locals.trees.get(ref.snapshot);
     if (local !== undefined) return local.checksum(path, opts);
-    return withMounted(this.#deps.snapshotter, ref.snapshot, signal, async (root) => {
+    const sum = async (root: string): Promise<string> => {
       const tree = ContentHashTree.fromEntries(scopedEntries(root, path, opts), { root, rootHeaderDigest: headerDigest(toLocalStat(await lstat(root), root)) });
       return tree.checksum(path, opts);
-    });
+    };
+    // One file of the top layer (or any path of a one-layer snapshot) is read where it is.
+    const literal = (opts.wildcard !== true || !/[*?[\\]/.test(path)) && (opts.includePatterns ?? []).length === 0 && (opts.excludePatterns ?? []).length === 0;
+    const inPlace = await readableInPlace(this.#deps.snapshotter, ref.snapshot, literal ? path : '');
+    if (inPlace !== undefined) return sum(inPlace);
+    return withMounted(this.#deps.snapshotter, ref.snapshot, signal, sum);
   }
 
   /**
