@@ -42,6 +42,12 @@ export interface LocalSnapshotterOptions {
   readonly root: string;
   /** Force a driver instead of probing overlayfs once. */
   readonly driver?: 'overlay' | 'copy';
+  /**
+   * Mount writable overlays with `volatile` (Linux 5.10+): unmounting one then does not sync the
+   * whole filesystem under the snapshots (every exec step unmounts its rootfs overlay when its
+   * container ends). Default: when a probe mount (made in the background by init) accepts it.
+   */
+  readonly volatile?: boolean;
   /** Flatten a committed chain deeper than this many layer dirs (overlay allows ~500; option length is the tighter limit). */
   readonly maxDepth?: number;
 }
@@ -93,6 +99,10 @@ export class LocalSnapshotter implements Snapshotter {
   readonly #mountRoot: string;
   readonly #maxDepth: number;
   #driver: 'overlay' | 'copy' | undefined;
+  readonly #volatileOpt: boolean | undefined;
+  /** Whether writable overlay mounts get `volatile` (see LocalSnapshotterOptions.volatile). */
+  #volatile = false;
+  #volatileProbe: Promise<void> | undefined;
   /** Directories made ahead for prepare (see #makeSpares). */
   readonly #spares: string[] = [];
   #spareTimer: NodeJS.Timeout | undefined;
@@ -107,6 +117,37 @@ export class LocalSnapshotter implements Snapshotter {
     this.#mountRoot = join(opts.root, 'mounts');
     this.#maxDepth = opts.maxDepth ?? 64;
     this.#driver = opts.driver;
+    this.#volatileOpt = opts.volatile;
+  }
+
+  /**
+   * Decides whether writable overlays are mounted `volatile`, without holding up init: a probe
+   * mount runs in the background, mounts made before it answers are plain. Why volatile: the
+   * kernel syncs the upper filesystem (all of its dirty data, other processes' too) when a
+   * writable overlay goes away, 2-3 ms per exec step here and more while others write. Kiln
+   * needs no durability from that: a killed process loses no page cache, and an active snapshot
+   * of a crashed machine is never used again. Its one constraint, that the same upper and work
+   * directories cannot be mounted again after a volatile mount, holds for active snapshots
+   * (mounted once; {@link LocalSnapshotter.mount} clears the marker anyway).
+   */
+  #probeVolatile(): void {
+    if (this.#volatileOpt !== undefined) {
+      this.#volatile = this.#volatileOpt;
+      return;
+    }
+    this.#volatileProbe ??= probeOverlay(this.#snapRoot, ['volatile']).then(
+      (ok) => {
+        this.#volatile = ok;
+      },
+      () => undefined,
+    );
+  }
+
+  /** Resolves once it is known whether writable overlays are mounted `volatile` (tests, diagnostics). */
+  async volatileMounts(): Promise<boolean> {
+    await this.init();
+    await this.#volatileProbe;
+    return this.#volatile;
   }
 
   /** The driver in use; call {@link LocalSnapshotter.init} (or any method) first when not forced. */
@@ -123,7 +164,10 @@ export class LocalSnapshotter implements Snapshotter {
       this.#driver ??= (await probeOverlay(this.#snapRoot)) ? 'overlay' : 'copy';
       // Start the mount helper now, off the critical path of the first mount (its start-up is a
       // process spawn: 20-200 ms under load).
-      if (this.#driver === 'overlay') warmMountHelper();
+      if (this.#driver === 'overlay') {
+        warmMountHelper();
+        this.#probeVolatile();
+      }
     })();
     return this.#ready;
   }
@@ -210,7 +254,7 @@ export class LocalSnapshotter implements Snapshotter {
           {
             type: 'overlay',
             source: 'overlay',
-            options: [this.#lowerOption(lowers), `upperdir=${upper}`, `workdir=${join(this.#snapRoot, m.dir, 'work')}`],
+            options: [this.#lowerOption(lowers), `upperdir=${upper}`, `workdir=${join(this.#snapRoot, m.dir, 'work')}`, ...(this.#volatile ? ['volatile'] : [])],
           },
         ];
       }
@@ -225,6 +269,12 @@ export class LocalSnapshotter implements Snapshotter {
       // A writable snapshot without parent is its own directory: a bind mount of it would show
       // exactly the same thing (unpacking a base layer, a file op on scratch), so none is made.
       return { path: only.source, release: async () => undefined };
+    }
+    // A writable overlay mounted volatile before leaves a marker that refuses the next mount of the
+    // same directories: an active snapshot of this process is intact, so the marker goes.
+    if (only?.type === 'overlay') {
+      const work = only.options.find((o) => o.startsWith('workdir='))?.slice('workdir='.length);
+      if (work !== undefined) rmSync(join(work, 'work', 'incompat'), { recursive: true, force: true });
     }
     // The owner's pid in the name: recoverMounts() of a later process can tell its mounts from live ones.
     const target = await mkdtemp(join(this.#mountRoot, `m-${process.pid}-`));
@@ -705,7 +755,7 @@ async function copyTree(src: string, dst: string, signal: AbortSignal | undefine
 }
 
 /** Tries one tiny overlay mount (two lowers, an upper) under `dir`. */
-async function probeOverlay(dir: string): Promise<boolean> {
+async function probeOverlay(dir: string, extraOptions: readonly string[] = []): Promise<boolean> {
   const probe = await mkdtemp(join(dir, '.probe-'));
   const names = ['l1', 'l2', 'u', 'w', 'm'];
   for (const n of names) await mkdir(join(probe, n));
@@ -715,7 +765,7 @@ async function probeOverlay(dir: string): Promise<boolean> {
       {
         type: 'overlay',
         source: 'overlay',
-        options: [`lowerdir=${join(probe, 'l1')}:${join(probe, 'l2')}`, `upperdir=${join(probe, 'u')}`, `workdir=${join(probe, 'w')}`],
+        options: [`lowerdir=${join(probe, 'l1')}:${join(probe, 'l2')}`, `upperdir=${join(probe, 'u')}`, `workdir=${join(probe, 'w')}`, ...extraOptions],
       },
       m,
     );
