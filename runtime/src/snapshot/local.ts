@@ -45,7 +45,8 @@ export interface LocalSnapshotterOptions {
   /**
    * Mount writable overlays with `volatile` (Linux 5.10+): unmounting one then does not sync the
    * whole filesystem under the snapshots (every exec step unmounts its rootfs overlay when its
-   * container ends). Default: when a probe mount (made in the background by init) accepts it.
+   * container ends). Default: when a probe mount (made in the background by init) accepts it,
+   * unless the environment has KILN_OVERLAY_VOLATILE=0.
    */
   readonly volatile?: boolean;
   /** Flatten a committed chain deeper than this many layer dirs (overlay allows ~500; option length is the tighter limit). */
@@ -131,8 +132,10 @@ export class LocalSnapshotter implements Snapshotter {
    * (mounted once; {@link LocalSnapshotter.mount} clears the marker anyway).
    */
   #probeVolatile(): void {
-    if (this.#volatileOpt !== undefined) {
-      this.#volatile = this.#volatileOpt;
+    // KILN_OVERLAY_VOLATILE=0 turns it off (a kernel that accepts the option but misbehaves).
+    const forced = this.#volatileOpt ?? (process.env['KILN_OVERLAY_VOLATILE'] === '0' ? false : undefined);
+    if (forced !== undefined) {
+      this.#volatile = forced;
       return;
     }
     this.#volatileProbe ??= probeOverlay(this.#snapRoot, ['volatile']).then(
