@@ -64,25 +64,6 @@ const EMPTY_LOWER = 'empty-lower';
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 /** mount(2) data is one page; keep lowerdir well below it. */
 const MAX_OPTION_BYTES = 3000;
-/** Snapshot directories kept made ahead per snapshotter. */
-const SPARE_DIRS = 2;
-
-/** Snapshotters holding spare directories; they are removed when the process exits. */
-const spareOwners = new Set<LocalSnapshotter>();
-let spareCleanup = false;
-function registerSpareCleanup(): void {
-  if (spareCleanup) return;
-  spareCleanup = true;
-  process.once('exit', () => {
-    for (const s of spareOwners) {
-      try {
-        s.dropSpares();
-      } catch {
-        // best effort: recover() removes unreferenced directories
-      }
-    }
-  });
-}
 
 /**
  * Overlayfs snapshots on the local disk, with a copying fallback when overlay cannot mount.
@@ -104,9 +85,6 @@ export class LocalSnapshotter implements Snapshotter {
   /** Whether writable overlay mounts get `volatile` (see LocalSnapshotterOptions.volatile). */
   #volatile = false;
   #volatileProbe: Promise<void> | undefined;
-  /** Directories made ahead for prepare (see #makeSpares). */
-  readonly #spares: string[] = [];
-  #spareTimer: NodeJS.Timeout | undefined;
   /** Metas of committed snapshots by directory (see #load). */
   readonly #metas = new Map<string, SnapshotMeta>();
   #ready: Promise<void> | undefined;
@@ -536,7 +514,7 @@ export class LocalSnapshotter implements Snapshotter {
       result.mounts += 1;
     }
     for (const name of await readdir(this.#mountRoot)) await rmdir(join(this.#mountRoot, name)).catch(() => undefined);
-    const referenced = new Set<string>(this.#spares);
+    const referenced = new Set<string>();
     for (const id of await readdir(this.#byId)) {
       try {
         const m = await this.#load(id);
@@ -616,15 +594,6 @@ export class LocalSnapshotter implements Snapshotter {
   }
 
   async #newDir(withFs = true): Promise<string> {
-    if (withFs) {
-      const spare = this.#spares.pop();
-      this.#makeSpares();
-      if (spare !== undefined) return spare;
-    }
-    return this.#makeDir(withFs);
-  }
-
-  #makeDir(withFs: boolean): string {
     for (;;) {
       const dir = randomBytes(4).toString('hex');
       try {
@@ -640,34 +609,6 @@ export class LocalSnapshotter implements Snapshotter {
     }
   }
 
-  /**
-   * Makes up to {@link SPARE_DIRS} snapshot directories (with `fs/` and `work/`) for the next
-   * prepares, a moment later: while the step that prepared runs (a container), not on the way to
-   * it. Three mkdirs on the snapshots' disk cost 0.2-0.6 ms under load, on every exec step. A spare
-   * has no meta and no id, so a crash leaves only an unreferenced directory (see recover); they
-   * are removed when the process exits.
-   */
-  #makeSpares(): void {
-    if (this.#spareTimer !== undefined || this.#spares.length >= SPARE_DIRS) return;
-    this.#spareTimer = setTimeout(() => {
-      this.#spareTimer = undefined;
-      try {
-        while (this.#spares.length < SPARE_DIRS) this.#spares.push(this.#makeDir(true));
-      } catch {
-        // made on demand instead
-      }
-      spareOwners.add(this);
-      registerSpareCleanup();
-    }, 2);
-    this.#spareTimer.unref();
-  }
-
-  /** Removes the spare directories (process exit). */
-  dropSpares(): void {
-    if (this.#spareTimer !== undefined) clearTimeout(this.#spareTimer);
-    this.#spareTimer = undefined;
-    for (const dir of this.#spares.splice(0)) rmSync(join(this.#snapRoot, dir), { recursive: true, force: true });
-  }
 
   async #create(
     id: string,

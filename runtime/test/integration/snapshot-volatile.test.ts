@@ -1,0 +1,44 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { LocalSnapshotter } from '@kiln/runtime';
+
+// Writable overlays are mounted volatile (no sync of the whole upper filesystem at unmount) when
+// the kernel accepts it; an active snapshot can still be mounted twice.
+
+test('writable overlays are mounted volatile once the probe accepted it; a second mount of the same active works; data survives commit', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'kiln-volatile-'));
+  try {
+    const s = new LocalSnapshotter({ root, driver: 'overlay' });
+    expect(await s.volatileMounts()).toBe(true); // Linux 5.10+ (this machine's kernel)
+    const { writeFile, readFile } = await import('node:fs/promises');
+    await s.prepare('base-a');
+    await writeFile(join((await s.mounts('base-a'))[0]?.source ?? '', 'base.txt'), 'base');
+    await s.commit('base', 'base-a');
+    await s.prepare('child-a', 'base');
+    const [m] = await s.mounts('child-a');
+    expect(m?.options).toContain('volatile');
+    for (const round of [1, 2]) {
+      const mounted = await s.mount('child-a');
+      await writeFile(join(mounted.path, `f${round}.txt`), `round ${round}`);
+      await mounted.release();
+    }
+    await s.commit('child', 'child-a');
+    const ro = await s.mount('child');
+    try {
+      expect(await readFile(join(ro.path, 'f1.txt'), 'utf8')).toBe('round 1');
+      expect(await readFile(join(ro.path, 'f2.txt'), 'utf8')).toBe('round 2');
+      expect(await readFile(join(ro.path, 'base.txt'), 'utf8')).toBe('base');
+    } finally {
+      await ro.release();
+    }
+    // Forced off: plain mounts.
+    const plain = new LocalSnapshotter({ root, driver: 'overlay', volatile: false });
+    await plain.prepare('other-a', 'base');
+    expect((await plain.mounts('other-a'))[0]?.options).not.toContain('volatile');
+    expect(await plain.volatileMounts()).toBe(false);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
