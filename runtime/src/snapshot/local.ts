@@ -106,8 +106,8 @@ export class LocalSnapshotter implements Snapshotter {
    * writable overlay goes away, 2-3 ms per exec step here and more while others write. Kiln
    * needs no durability from that: a killed process loses no page cache, and an active snapshot
    * of a crashed machine is never used again. Its one constraint, that the same upper and work
-   * directories cannot be mounted again after a volatile mount, holds for active snapshots
-   * (mounted once; {@link LocalSnapshotter.mount} clears the marker anyway).
+   * directories cannot be mounted again after a volatile mount, is lifted by
+   * {@link LocalSnapshotter.mounts}, which clears the marker of an active snapshot.
    */
   #probeVolatile(): void {
     // KILN_OVERLAY_VOLATILE=0 turns it off (a kernel that accepts the option but misbehaves).
@@ -231,11 +231,16 @@ export class LocalSnapshotter implements Snapshotter {
         const upper = join(this.#snapRoot, m.dir, 'fs');
         if (this.driver === 'copy' || m.parent === undefined) return [{ type: 'bind', source: upper, options: ['rbind', 'rw'] }];
         const lowers = (await this.#committed(m.parent)).chain;
+        // A volatile mount of these directories before (a look at the snapshot on the host, then a
+        // container on it) leaves a marker that refuses the next mount: the active snapshot is
+        // intact (the machine did not crash, or its process would not hold it), so it goes.
+        const work = join(this.#snapRoot, m.dir, 'work');
+        rmSync(join(work, 'work', 'incompat'), { recursive: true, force: true });
         return [
           {
             type: 'overlay',
             source: 'overlay',
-            options: [this.#lowerOption(lowers), `upperdir=${upper}`, `workdir=${join(this.#snapRoot, m.dir, 'work')}`, ...(this.#volatile ? ['volatile'] : [])],
+            options: [this.#lowerOption(lowers), `upperdir=${upper}`, `workdir=${work}`, ...(this.#volatile ? ['volatile'] : [])],
           },
         ];
       }
@@ -250,12 +255,6 @@ export class LocalSnapshotter implements Snapshotter {
       // A writable snapshot without parent is its own directory: a bind mount of it would show
       // exactly the same thing (unpacking a base layer, a file op on scratch), so none is made.
       return { path: only.source, release: async () => undefined };
-    }
-    // A writable overlay mounted volatile before leaves a marker that refuses the next mount of the
-    // same directories: an active snapshot of this process is intact, so the marker goes.
-    if (only?.type === 'overlay') {
-      const work = only.options.find((o) => o.startsWith('workdir='))?.slice('workdir='.length);
-      if (work !== undefined) rmSync(join(work, 'work', 'incompat'), { recursive: true, force: true });
     }
     // The owner's pid in the name: recoverMounts() of a later process can tell its mounts from live ones.
     const target = await mkdtemp(join(this.#mountRoot, `m-${process.pid}-`));

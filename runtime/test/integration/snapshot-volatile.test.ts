@@ -24,11 +24,23 @@ test('writable overlays are mounted volatile once the probe accepted it; a secon
       await writeFile(join(mounted.path, `f${round}.txt`), `round ${round}`);
       await mounted.release();
     }
+    // Looked at on the host, then mounted by someone else from mounts() (as runc does).
+    const { mountAt, unmount } = await import('../../src/snapshot/mount.js');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(root, 'runc-like'));
+    for (const round of [3, 4]) {
+      const [again] = await s.mounts('child-a');
+      if (again === undefined) throw new Error('no mount');
+      await mountAt(again, join(root, 'runc-like'));
+      await writeFile(join(root, 'runc-like', `f${round}.txt`), `round ${round}`);
+      await unmount(join(root, 'runc-like'));
+    }
     await s.commit('child', 'child-a');
     const ro = await s.mount('child');
     try {
       expect(await readFile(join(ro.path, 'f1.txt'), 'utf8')).toBe('round 1');
       expect(await readFile(join(ro.path, 'f2.txt'), 'utf8')).toBe('round 2');
+      expect(await readFile(join(ro.path, 'f4.txt'), 'utf8')).toBe('round 4');
       expect(await readFile(join(ro.path, 'base.txt'), 'utf8')).toBe('base');
     } finally {
       await ro.release();
