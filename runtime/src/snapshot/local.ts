@@ -45,8 +45,10 @@ export interface LocalSnapshotterOptions {
   /**
    * Mount writable overlays with `volatile` (Linux 5.10+): unmounting one then does not sync the
    * whole filesystem under the snapshots (every exec step unmounts its rootfs overlay when its
-   * container ends). Default: when a probe mount (made in the background by init) accepts it,
-   * unless the environment has KILN_OVERLAY_VOLATILE=0.
+   * container ends), and fsync inside RUN steps is a no-op. Opt-in (this option, or
+   * KILN_OVERLAY_VOLATILE=1 in the environment, where a background probe mount checks the kernel
+   * accepts it): that sync is what makes a committed snapshot's data durable before its cache
+   * record is, so without it a power loss can leave cache entries with lost file contents.
    */
   readonly volatile?: boolean;
   /** Flatten a committed chain deeper than this many layer dirs (overlay allows ~500; option length is the tighter limit). */
@@ -101,17 +103,17 @@ export class LocalSnapshotter implements Snapshotter {
 
   /**
    * Decides whether writable overlays are mounted `volatile`, without holding up init: a probe
-   * mount runs in the background, mounts made before it answers are plain. Why volatile: the
-   * kernel syncs the upper filesystem (all of its dirty data, other processes' too) when a
-   * writable overlay goes away, 2-3 ms per exec step here and more while others write. Kiln
-   * needs no durability from that: a killed process loses no page cache, and an active snapshot
-   * of a crashed machine is never used again. Its one constraint, that the same upper and work
-   * directories cannot be mounted again after a volatile mount, is lifted by
-   * {@link LocalSnapshotter.mounts}, which clears the marker of an active snapshot.
+   * mount runs in the background, mounts made before it answers are plain. What volatile saves:
+   * the kernel syncs the upper filesystem (all of its dirty data, other processes' too) when a
+   * writable overlay goes away, 2-3 ms per exec step here and more while others write. What it
+   * costs: that sync is what puts a step's files on disk before its snapshot is committed and
+   * cached; a killed process loses nothing (the page cache stays), a power loss can. Hence
+   * opt-in, like eatmydata. The same upper and work directories cannot be mounted again after a
+   * volatile mount; {@link LocalSnapshotter.mounts} clears that marker of an active snapshot.
    */
   #probeVolatile(): void {
-    // KILN_OVERLAY_VOLATILE=0 turns it off (a kernel that accepts the option but misbehaves).
-    const forced = this.#volatileOpt ?? (process.env['KILN_OVERLAY_VOLATILE'] === '0' ? false : undefined);
+    // Off unless asked for: KILN_OVERLAY_VOLATILE=1 probes the kernel and uses it if accepted.
+    const forced = this.#volatileOpt ?? (process.env['KILN_OVERLAY_VOLATILE'] === '1' ? undefined : false);
     if (forced !== undefined) {
       this.#volatile = forced;
       return;

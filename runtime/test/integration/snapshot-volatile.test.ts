@@ -4,12 +4,15 @@ import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { LocalSnapshotter } from '@kiln/runtime';
 
-// Writable overlays are mounted volatile (no sync of the whole upper filesystem at unmount) when
-// the kernel accepts it; an active snapshot can still be mounted twice.
+// With KILN_OVERLAY_VOLATILE=1, writable overlays are mounted volatile (no sync of the whole upper
+// filesystem at unmount) when the kernel accepts it; an active snapshot can still be mounted
+// twice. Without it (the default) they are plain: that sync makes committed data durable.
 
-test('writable overlays are mounted volatile once the probe accepted it; a second mount of the same active works; data survives commit', async () => {
+test('KILN_OVERLAY_VOLATILE=1: writable overlays are mounted volatile once the probe accepted it; a second mount of the same active works; data survives commit; plain by default', async () => {
   const root = await mkdtemp(join(tmpdir(), 'kiln-volatile-'));
+  const saved = process.env['KILN_OVERLAY_VOLATILE'];
   try {
+    process.env['KILN_OVERLAY_VOLATILE'] = '1';
     const s = new LocalSnapshotter({ root, driver: 'overlay' });
     expect(await s.volatileMounts()).toBe(true); // Linux 5.10+ (this machine's kernel)
     const { writeFile, readFile } = await import('node:fs/promises');
@@ -45,12 +48,15 @@ test('writable overlays are mounted volatile once the probe accepted it; a secon
     } finally {
       await ro.release();
     }
-    // Forced off: plain mounts.
-    const plain = new LocalSnapshotter({ root, driver: 'overlay', volatile: false });
+    // The default (no option, no environment): plain mounts.
+    delete process.env['KILN_OVERLAY_VOLATILE'];
+    const plain = new LocalSnapshotter({ root, driver: 'overlay' });
     await plain.prepare('other-a', 'base');
     expect((await plain.mounts('other-a'))[0]?.options).not.toContain('volatile');
     expect(await plain.volatileMounts()).toBe(false);
   } finally {
+    if (saved === undefined) delete process.env['KILN_OVERLAY_VOLATILE'];
+    else process.env['KILN_OVERLAY_VOLATILE'] = saved;
     await rm(root, { recursive: true, force: true });
   }
 });
