@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -46,7 +48,12 @@ export class LayerCache {
       if (diffID === undefined) continue;
       const file = join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`);
       if ((await this.#read(file)) !== undefined) continue;
-      await writeFileAtomic(file, Buffer.from(JSON.stringify({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffID })));
+      // Renamed into place (a killed process leaves the old file or the new one) but not fsynced:
+      // on the way to every first FROM, and a record a power loss tears reads as absent and is
+      // written again (#read checks the JSON and that the blob is in the store).
+      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffID }));
+      renameSync(tmp, file);
     }
   }
 
