@@ -310,3 +310,47 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect((await client(['du', '--root', sb.root])).code).toBe(0);
   }, 60_000);
 });
+
+// The launcher finds its files through npm's symlinks without readlink -f, and the Perl client
+// takes the shell's $PWD as the cwd only when it is the process's directory.
+test('the kiln launcher through a chain of relative symlinks, with a true or a stale $PWD, runs in the client cwd', async () => {
+  const t = token();
+  const socket = join(sb.dir, `links-${t}`, 'kilnd.sock');
+  const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+  try {
+    const work = join(sb.dir, `links-work-${t}`);
+    await writeTree(work, { 'app/Dockerfile': `FROM scratch\nCOPY f /f-${t}\n`, 'app/f': 'f' });
+    // bin/kiln -> ../lib/kiln -> <repo>/cli/bin/kiln, as npm links a package's bin.
+    const { symlink } = await import('node:fs/promises');
+    await mkdir(join(sb.dir, `links-${t}`, 'bin'), { recursive: true });
+    await mkdir(join(sb.dir, `links-${t}`, 'lib'), { recursive: true });
+    await symlink(join(repo, 'cli/bin/kiln'), join(sb.dir, `links-${t}`, 'lib', 'kiln'));
+    await symlink('../lib/kiln', join(sb.dir, `links-${t}`, 'bin', 'kiln'));
+    const run = (pwd: string): Promise<KilnRun & { pid: number }> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(join(sb.dir, `links-${t}`, 'bin', 'kiln'), ['llb', 'app', '--session-id', 's'], {
+          cwd: work,
+          env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}`, PWD: pwd },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+        child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        child.once('error', reject);
+        child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, pid: child.pid ?? -1 }));
+      });
+    const truePwd = await run(work);
+    const stalePwd = await run(sb.dir);
+    for (const r of [truePwd, stalePwd]) {
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`/f-${t}`);
+      expect(d.log()).toContain(`llb: client pid ${r.pid} → exit 0`);
+    }
+    expect(stalePwd.stdout).toBe(truePwd.stdout);
+  } finally {
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+}, 60_000);
