@@ -4,6 +4,7 @@ import { callerEnv, callerPath, type CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { daemonSocketPath } from '../daemon/protocol.js';
 import { KilnDaemon } from '../daemon/server.js';
+import { warmUpBuildPath } from '../daemon/warmup.js';
 
 /**
  * Registers `kiln daemon [--root DIR] [--addr unix:///PATH]`: serves this root's builds until
@@ -28,6 +29,8 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       await Promise.all([import('./build.js'), import('./solve.js')]);
       const { convertDockerfile } = await import('@kiln/dockerfile');
       await convertDockerfile('FROM scratch\nENV A=1\nCOPY --from=scratch / /\nCMD ["true"]\n', {}).catch(() => undefined);
+      // And a few small builds on a throw-away root: the first client's build runs warm code.
+      await warmUpBuildPath(run).catch(() => undefined);
       log(`serving ${root} on unix://${socket} (pid ${process.pid})`);
       await new Promise<void>((resolve) => {
         const stop = (sig: NodeJS.Signals): void => {

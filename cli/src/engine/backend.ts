@@ -62,6 +62,16 @@ export class SolverBackend implements SolveBackend {
     return this.#engine.meta.resolveImageConfig(ref, options);
   }
 
+  /** The gateway calls this after a frontend resolved an image: its FROM usually follows. */
+  prefetchImage(ref: string, options: ResolveImageConfigOptions): void {
+    const signal = options.signal ?? this.#opts.signal;
+    this.#solver.prefetchImage?.(ref, {
+      ...(options.platform === undefined ? {} : { platform: options.platform }),
+      ...(options.resolveMode === undefined ? {} : { resolveMode: options.resolveMode }),
+      ...(signal === undefined ? {} : { signal }),
+    });
+  }
+
   /** Unmounts every result and ends the build's leases. */
   async release(): Promise<void> {
     const refs = this.#refs.splice(0);

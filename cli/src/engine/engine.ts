@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
-import { CacheStore, RuntimeWorker, Solver, type RuntimeWorkerDeps } from '@kiln/solver';
+import { CacheStore, RuntimeWorker, Solver, type PrefetchImageOptions, type RuntimeWorkerDeps } from '@kiln/solver';
 import {
   ContentStore,
   writeFileAtomic,
@@ -24,7 +24,10 @@ import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
 
 /** What a build needs of a solver: building a loaded edge (see {@link KilnEngine.solver}). */
-export type BuildSolver = Pick<Solver, 'build'>;
+export type BuildSolver = Pick<Solver, 'build'> & {
+  /** Starts resolving and unpacking an image a FROM will need (see RuntimeWorker.prefetchImage). */
+  prefetchImage?(reference: string, opts: PrefetchImageOptions): void;
+};
 
 /** Options of {@link KilnEngine.open}. */
 export interface EngineOptions {
@@ -133,8 +136,13 @@ export class KilnEngine {
    */
   solver(session: BuildSession): BuildSolver {
     const worker = new RuntimeWorker(this.workerDeps(session));
+    // A frontend resolving a base image's config is about to need its layers: unpack them meanwhile.
+    const prefetchImage = (reference: string, opts: PrefetchImageOptions): void => void worker.prefetchImage(reference, opts);
     const n = session.parallelism ?? this.#parallelism;
-    if (n !== undefined) return new Solver({ worker, store: this.cache, execParallelism: n, parallelism: Math.min(n, availableParallelism()) });
+    if (n !== undefined) {
+      const own = new Solver({ worker, store: this.cache, execParallelism: n, parallelism: Math.min(n, availableParallelism()) });
+      return { build: (edge, opts) => own.build(edge, opts), prefetchImage };
+    }
     const key = `${session.allowInsecure === true}|${session.allowNetworkHost === true}`;
     let shared = this.#shared.get(key);
     if (shared === undefined) {
@@ -142,7 +150,7 @@ export class KilnEngine {
       this.#shared.set(key, shared);
     }
     const solver = shared;
-    return { build: (edge, opts = {}) => solver.build(edge, { ...opts, worker }) };
+    return { build: (edge, opts = {}) => solver.build(edge, { ...opts, worker }), prefetchImage };
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */

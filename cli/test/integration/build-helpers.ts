@@ -181,9 +181,9 @@ export interface TestDaemon {
 }
 
 /** Starts `kiln daemon ARGS` with the sandbox's PATH and waits for its "serving" line. */
-export function startDaemon(sb: KilnSandbox, args: readonly string[]): Promise<TestDaemon> {
+export function startDaemon(sb: KilnSandbox, args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<TestDaemon> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [kilnBin, 'daemon', ...args], { env: { ...process.env, PATH: sb.path }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [kilnBin, 'daemon', ...args], { env: { ...process.env, PATH: sb.path, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.stderr.on('data', (d: Buffer) => {

@@ -354,3 +354,25 @@ test('the kiln launcher through a chain of relative symlinks, with a true or a s
     await d.exited;
   }
 }, 60_000);
+
+test('the warm-up builds before serving leave the daemon root and the temp dir as they were', async () => {
+  const t = token();
+  const root = join(sb.dir, `warm-root-${t}`);
+  const tmp = join(sb.dir, `warm-tmp-${t}`);
+  await mkdir(tmp, { recursive: true });
+  const socket = join(sb.dir, `warm-${t}`, 'kilnd.sock');
+  const d = await startDaemon(sb, ['--root', root, '--addr', `unix://${socket}`], { TMPDIR: tmp });
+  try {
+    expect(d.log()).toContain('serving');
+    // nothing of the warm-up's builds in this root's cache or image store, nothing left in TMPDIR
+    const du = spawn(join(repo, 'cli/bin/kiln'), ['du', '--root', root], { env: { ...process.env, KILN_HOST: `unix://${socket}` } });
+    let out = '';
+    du.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    expect(await new Promise((r) => du.once('close', r))).toBe(0);
+    expect(out).toMatch(/Total:\s+0B/);
+    expect((await readdir(tmp)).filter((f) => f.startsWith('kiln-warmup-'))).toEqual([]);
+  } finally {
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+}, 60_000);
