@@ -27,6 +27,7 @@ export class SolverBackend implements SolveBackend {
   readonly #refs: SnapshotRef[] = [];
   readonly #progress: ProgressSink | undefined;
   readonly #session = randomUUID();
+  readonly #prefetches = new AbortController();
 
   constructor(engine: KilnEngine, solver: BuildSolver, opts: BackendOptions = {}) {
     this.#engine = engine;
@@ -62,18 +63,28 @@ export class SolverBackend implements SolveBackend {
     return this.#engine.meta.resolveImageConfig(ref, options);
   }
 
-  /** The gateway calls this after a frontend resolved an image: its FROM usually follows. */
+  /**
+   * The gateway calls this after a frontend resolved an image: its FROM usually follows. A
+   * prefetch the build never joined stops when the build ends ({@link release}), so it neither
+   * outlives a build that failed early nor keeps a `kiln build` process waiting on a download.
+   */
   prefetchImage(ref: string, options: ResolveImageConfigOptions): void {
-    const signal = options.signal ?? this.#opts.signal;
-    this.#solver.prefetchImage?.(ref, {
+    if (this.#solver.prefetchImage === undefined) return;
+    const outer = options.signal ?? this.#opts.signal;
+    if (outer !== undefined) {
+      if (outer.aborted) return;
+      outer.addEventListener('abort', () => this.#prefetches.abort(), { once: true, signal: this.#prefetches.signal });
+    }
+    this.#solver.prefetchImage(ref, {
       ...(options.platform === undefined ? {} : { platform: options.platform }),
       ...(options.resolveMode === undefined ? {} : { resolveMode: options.resolveMode }),
-      ...(signal === undefined ? {} : { signal }),
+      signal: this.#prefetches.signal,
     });
   }
 
-  /** Unmounts every result and ends the build's leases. */
+  /** Unmounts every result, stops unfinished prefetches and ends the build's leases. */
   async release(): Promise<void> {
+    this.#prefetches.abort();
     const refs = this.#refs.splice(0);
     await Promise.all(refs.map((r) => r.release()));
   }
