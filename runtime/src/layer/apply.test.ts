@@ -3,20 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { pack, type Pack } from 'tar-stream';
 import { afterEach, describe, expect, test } from 'vitest';
+import { tarOf, type TarEntry } from '../../test/helpers/tar.js';
 import { applyLayer } from './apply.js';
 
-type Entry = Parameters<Pack['entry']>[0] & { body?: string };
-
-async function tarOf(entries: readonly Entry[]): Promise<Buffer> {
-  const p = pack();
-  for (const { body, ...h } of entries) p.entry({ ...h, mtime: h.mtime ?? new Date('2024-01-01T00:00:00Z') }, body ?? '');
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+type Entry = TarEntry;
 
 const dirs: string[] = [];
 async function tmp(): Promise<string> {

@@ -155,10 +155,7 @@ export class TarReader {
             }
             continue;
           }
-          const n = Math.min(st.pad, chunk.length - off);
-          st.pad -= n;
-          off += n;
-          if (st.pad === 0) this.#state = { kind: 'header' };
+          off = this.#skipPad(st, chunk.length - off, off);
           continue;
         }
         case 'meta': {
@@ -170,10 +167,7 @@ export class TarReader {
             if (st.remaining === 0) this.#meta(st.flag, Buffer.concat(st.parts, st.size));
             continue;
           }
-          const n = Math.min(st.pad, chunk.length - off);
-          st.pad -= n;
-          off += n;
-          if (st.pad === 0) this.#state = { kind: 'header' };
+          off = this.#skipPad(st, chunk.length - off, off);
           continue;
         }
         case 'skip': {
@@ -314,6 +308,14 @@ export class TarReader {
     } else {
       this.#state = { kind: 'data', remaining: size, pad: dataPad };
     }
+  }
+
+  /** Skips what is left of an entry's padding to its 512-byte block; returns the new offset. */
+  #skipPad(st: { pad: number }, available: number, off: number): number {
+    const n = Math.min(st.pad, available);
+    st.pad -= n;
+    if (st.pad === 0) this.#state = { kind: 'header' };
+    return off + n;
   }
 
   #meta(flag: string, buf: Buffer): void {
