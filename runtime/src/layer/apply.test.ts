@@ -138,4 +138,18 @@ describe('applyLayer', () => {
     expect(r.compression).toBe('zstd');
     expect(await readFile(join(dir, 'z.txt'), 'utf8')).toBe('zstd!');
   });
+
+  test('into an empty root, an entry for an ancestor that an earlier entry created implicitly replaces or keeps it', async () => {
+    const dir = await tmp();
+    const tar = await tarOf([
+      { name: 'a/b/c', body: 'x' },
+      { name: 'a/', type: 'directory', mode: 0o700 },
+      { name: 'p/q/r', body: 'y' },
+      { name: 'p', type: 'symlink', linkname: 'a' },
+    ]);
+    await applyLayer(dir, Readable.from([tar]));
+    expect((await lstat(join(dir, 'a'))).mode & 0o777).toBe(0o700);
+    expect(await readFile(join(dir, 'a/b/c'), 'utf8')).toBe('x');
+    expect(await readlink(join(dir, 'p'))).toBe('a');
+  });
 });

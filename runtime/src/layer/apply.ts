@@ -275,7 +275,11 @@ class LayerApplier implements TarSink {
     if (this.#verified.has(parent)) return `${this.#dir}/${parent}`;
     const host = resolveInRoot(this.#dir, parent);
     mkdirSync(host, { recursive: true, mode: 0o755 });
-    if (host === posix.join(this.#dir, parent)) this.#verified.add(parent);
+    if (host === posix.join(this.#dir, parent)) {
+      // mkdir made the missing ancestors too: mark them all, so that a later entry for one of
+      // them (a layer listing children first) looks at what is there instead of assuming nothing.
+      for (let p = parent; p !== '.' && !this.#verified.has(p); p = posix.dirname(p)) this.#verified.add(p);
+    }
     // Reached through a symlink: directories were made where the bookkeeping of an empty root
     // does not see them, so look before creating from now on.
     else this.#empty = false;
