@@ -135,4 +135,22 @@ describe('TarReader', () => {
     expect(parse(tar.subarray(0, 1024)).entries.map((e) => e.body)).toEqual(['data']);
     expect(parse(tar.subarray(0, 1536)).entries.map((e) => e.body)).toEqual(['data']);
   });
+
+  test('links, directories, devices and fifos have no data section whatever their size field says (as Go)', () => {
+    const tar = Buffer.concat([
+      rawHeader({ name: 'h', type: '1', size: 5 }),
+      rawHeader({ name: 'd', type: '5', size: 700 }),
+      rawHeader({ name: 'old/', type: '\0', size: 3 }),
+      rawHeader({ name: 'f', type: '0', size: 2 }),
+      padded('hi'),
+      Buffer.alloc(1024),
+    ]);
+    const { entries } = parse(tar, 100);
+    expect(entries.map((e) => [e.header.name, e.header.type, e.body, e.ended])).toEqual([
+      ['h', 'link', '', true],
+      ['d', 'directory', '', true],
+      ['old/', 'directory', '', true],
+      ['f', 'file', 'hi', true],
+    ]);
+  });
 });

@@ -45,6 +45,9 @@ const TYPES: Readonly<Record<string, TarEntryType>> = {
   '6': 'fifo',
 };
 
+/** Typeflags of entries without a data section: link, symlink, char, block, directory, fifo. */
+const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+
 type State =
   | { readonly kind: 'header' }
   | { readonly kind: 'data'; remaining: number; pad: number }
@@ -301,12 +304,15 @@ export class TarReader {
       devminor: num(b, at + 337, 8),
     };
     this.#sink.entry(header);
-    const dataPad = (BLOCK - (size % BLOCK)) % BLOCK;
-    if (size === 0) {
+    // Links, directories, devices and fifos carry no data whatever their size field says (Go's
+    // archive/tar isHeaderOnlyType, which BuildKit reads layers with).
+    const dataSize = HEADER_ONLY.has(flag) || (flag === '\0' && type === 'directory') ? 0 : size;
+    const dataPad = (BLOCK - (dataSize % BLOCK)) % BLOCK;
+    if (dataSize === 0) {
       this.#sink.end();
       this.#state = { kind: 'header' };
     } else {
-      this.#state = { kind: 'data', remaining: size, pad: dataPad };
+      this.#state = { kind: 'data', remaining: dataSize, pad: dataPad };
     }
   }
 
