@@ -250,6 +250,19 @@ describe('Scheduler', () => {
     expect(w.execs.get('copy-2')).toBeUndefined();
   });
 
+  test('a vertex whose result was pruned is not started when a later vertex still hits', async () => {
+    const { w, s, store } = setup(4);
+    const base = vertex('base', { kind: 'source' });
+    const x = vertex('x', { kind: 'exec', delay: 30 }, [base]);
+    const r = vertex('r', { kind: 'exec', delay: 30 }, [x]);
+    await s.build(edge(r));
+    // LRU prune keeps only the newest result (r): base and x lose theirs, their keys stay linked.
+    expect((await store.prune({ keepStorage: 1 })).length).toBe(2);
+    await s.build(edge(r));
+    await new Promise((res) => setTimeout(res, 50));
+    expect(Object.fromEntries(w.execs)).toEqual({ base: 1, x: 1, r: 1 });
+  });
+
   test('a failing vertex reports op, location, command, exit code and last output lines', async () => {
     const { s } = setup();
     const bad = vertex('[stage 2/2] RUN false', { kind: 'exec', fail: { exitCode: 1, output: 'line one\nline two\n' } }, [vertex('base', { kind: 'source' })]);

@@ -237,12 +237,16 @@ export class Scheduler {
       p = this.#computeEdgeKey(st, index, job, opts);
       p.catch(noop); // failures surface where the key is awaited; never as an unhandled rejection
       st.keys.set(index, p);
-      // A vertex whose key missed runs in this build whatever else happens: a key built on a new
-      // key is new too, and a content key needs the result. So it starts now, not when the root's
-      // whole key is known: `COPY --from=a` runs as soon as stage a is done, while stage b still
-      // runs (BuildKit's edges progress independently too). Its outcome is awaited where needed.
+      // A vertex whose key is new (never stored) runs in this build whatever else happens: a key
+      // built on a new key is new too, and a content key needs the result. So it starts now, not
+      // when the root's whole key is known: `COPY --from=a` runs as soon as stage a is done, while
+      // stage b still runs (BuildKit's edges progress independently too). Its outcome is awaited
+      // where needed. A known key without a result (pruned) may still lead to a stored result of a
+      // later vertex, which then needs nothing of this one: it waits to be asked.
       p.then((k) => {
-        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted) this.#result(st, index, job, opts).catch(noop);
+        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted && this.#cache.ids(k.key).length === 0) {
+          this.#result(st, index, job, opts).catch(noop);
+        }
       }, noop);
     }
     return p;
