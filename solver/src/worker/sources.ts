@@ -64,7 +64,8 @@ function unpacksOf(s: object): Map<string, Promise<void>> {
 /** Resolves (pulling if needed) an image; memoized per reference+platform for one worker. */
 export class ImageSources {
   readonly #deps: RuntimeWorkerDeps;
-  readonly #resolved = new Map<string, Promise<EnsuredImage>>();
+  /** Resolutions by reference+platform+mode, with the signal of the caller that started each. */
+  readonly #resolved = new Map<string, { readonly p: Promise<EnsuredImage>; readonly signal: AbortSignal | undefined }>();
 
   constructor(deps: RuntimeWorkerDeps) {
     this.#deps = deps;
@@ -79,12 +80,22 @@ export class ImageSources {
 
   #resolve(ref: string, platform: Platform | undefined, mode: 'default' | 'pull' | 'local', signal: AbortSignal | undefined): Promise<EnsuredImage> {
     const k = `${ref}|${JSON.stringify(platform ?? null)}|${mode === 'default' ? '' : mode}`;
-    let p = this.#resolved.get(k);
-    if (p === undefined) {
-      p = this.#deps.ensureImage(ref, { ...(platform === undefined ? {} : { platform }), resolveMode: mode, ...(signal === undefined ? {} : { signal }) });
-      p.catch(() => this.#resolved.delete(k));
-      this.#resolved.set(k, p);
+    const running = this.#resolved.get(k);
+    if (running !== undefined) {
+      if (running.signal === signal || running.signal === undefined) return running.p;
+      // Started by another caller (a prefetch, ended with its build while a FROM that another
+      // build shares still needs the image): its cancellation is not this caller's; redo it then.
+      return running.p.catch((err: unknown) => {
+        if (running.signal?.aborted !== true || signal?.aborted === true) throw err;
+        return this.#resolve(ref, platform, mode, signal);
+      });
     }
+    const p = this.#deps.ensureImage(ref, { ...(platform === undefined ? {} : { platform }), resolveMode: mode, ...(signal === undefined ? {} : { signal }) });
+    const entry = { p, signal };
+    p.catch(() => {
+      if (this.#resolved.get(k) === entry) this.#resolved.delete(k);
+    });
+    this.#resolved.set(k, entry);
     return p;
   }
 

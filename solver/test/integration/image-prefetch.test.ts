@@ -133,6 +133,37 @@ describe('RuntimeWorker.prefetchImage', () => {
     r?.release();
     store.close();
   }, 60_000);
+
+  test("a FROM on the prefetching worker that joined its image resolution is not failed by the prefetch's cancellation", async () => {
+    const { deps, store } = await setup('resolve-abort');
+    let hold: Promise<void> | undefined = new Promise<void>((resolve) => setTimeout(resolve, 300));
+    const worker = new RuntimeWorker({
+      ...deps,
+      // A slow resolution (a pull) that honours its caller's signal, as ensureImage does.
+      ensureImage: async (ref, o) => {
+        const wait = hold;
+        if (wait !== undefined) {
+          await new Promise<void>((resolve, reject) => {
+            void wait.then(resolve);
+            o?.signal?.addEventListener('abort', () => reject(o.signal?.reason as Error), { once: true });
+          });
+        }
+        return deps.ensureImage(ref, o);
+      },
+    });
+    const ctl = new AbortController();
+    const prefetch = worker.prefetchImage(IMAGE, { signal: ctl.signal });
+    // The build (another one sharing this worker's FROM vertex) joins the resolution in flight.
+    const built = new Solver({ worker, store }).solve(fromImage());
+    await new Promise((r) => setTimeout(r, 50));
+    hold = undefined;
+    ctl.abort(new Error('the prefetching build ended'));
+    await expect(prefetch).resolves.toBeUndefined();
+    const r = await built;
+    expect(r?.ref.snapshot).toMatch(/^layer-/);
+    r?.release();
+    store.close();
+  }, 60_000);
 });
 
 const mounts: Array<() => Promise<void>> = [];
