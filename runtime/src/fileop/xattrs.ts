@@ -64,6 +64,9 @@ function runSpawned(cmd: string, args: string[], input: string | undefined): Pro
   });
 }
 
+/** overlayfs's private attributes (`trusted.overlay.*`, or `user.overlay.*` with userxattr). */
+const OVERLAY_PRIVATE = /^(?:trusted|user)\.overlay\./;
+
 /** Paths per getfattr run when they are listed (far below the kernel's argument limit). */
 const LISTED_CHUNK = 1000;
 /** Up to this many copied paths are listed to getfattr; more, and it walks the whole tree. */
@@ -126,9 +129,13 @@ export async function copyXattrs(srcTop: string, targetTop: string, copied: Read
     let rel: string | undefined;
     if (b.path === srcTop) rel = '';
     else if (b.path.startsWith(srcTop + '/')) rel = b.path.slice(srcTop.length + 1);
-    if (rel === undefined || !copied.has(rel) || b.lines.length === 0) continue;
+    if (rel === undefined || !copied.has(rel)) continue;
+    // overlayfs's own bookkeeping (origin, redirect, metacopy …) shows on a file read from a
+    // layer directory rather than through a mount, and means nothing on the copy.
+    const lines = b.lines.filter((l) => !OVERLAY_PRIVATE.test(l));
+    if (lines.length === 0) continue;
     const target = rel === '' ? targetTop : `${targetTop}/${rel}`;
-    restore += `# file: ${escapeName(target)}\n${b.lines.join('\n')}\n\n`;
+    restore += `# file: ${escapeName(target)}\n${lines.join('\n')}\n\n`;
   }
   if (restore === '') return true;
   return (await runTool('setfattr', ['-h', '--restore=-'], restore)) !== undefined;

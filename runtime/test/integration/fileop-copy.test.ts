@@ -318,6 +318,18 @@ describe('copy: extended attributes', () => {
     expect(dump('o/sub/we ird\\näme')).toContain('user.w=0x32');
     expect(dump('o/skip.log')).toBe('');
   });
+
+  test("overlayfs's private attributes (a file read from a layer directory) are not copied; the file's own are", async () => {
+    const { src, dest } = await roots({ 'up/f': 'f', 'up/g': 'g' });
+    run('setfattr', ['-n', 'trusted.overlay.origin', '-v', '0x00fb', join(src, 'up/f')]);
+    run('setfattr', ['-n', 'user.keep', '-v', 'yes', join(src, 'up/f')]);
+    run('setfattr', ['-n', 'trusted.overlay.metacopy', '-v', '0x', join(src, 'up/g')]);
+    await fileCopy(src, dest, copyAction('/up', '/out', { dirCopyContents: true }));
+    const f = getfattr(join(dest, 'out/f'));
+    expect(f).toContain('user.keep=0x796573');
+    expect(f).not.toContain('overlay');
+    expect(getfattr(join(dest, 'out/g'))).toBe('');
+  });
 });
 
 function getfattr(p: string): string {
