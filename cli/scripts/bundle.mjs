@@ -20,8 +20,6 @@ import { BUNDLE, CACHE, STAMP, bundleIsFresh, stampOf } from '../bin/bundle-stam
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const cliDist = join(repo, 'cli', 'dist');
 
-
-
 // Nothing changed since the last bundle (tests call this before every end-to-end file).
 if (bundleIsFresh() && existsSync(CACHE) && !process.argv.includes('--force')) process.exit(0);
 
@@ -49,7 +47,7 @@ async function pack() {
     // Class and function names stay as written (error names, messages): esbuild would otherwise
     // rename colliding top-level names across modules.
     keepNames: true,
-    // Smaller source to read and hash at start-up; names stay (stack traces, error names).
+    // A smaller source to read at start-up; names stay (stack traces, error names).
     minifyWhitespace: true,
     minifySyntax: true,
     // ASCII only (other characters escaped), so kiln.js reads it as latin1: no UTF-8 decoding.

@@ -26,6 +26,20 @@ function wrap(target: LocalSnapshotter, overrides: Partial<Record<keyof Snapshot
   }) as Snapshotter;
 }
 
+/** A worker over `snapshotter` that runs file ops and checksums only (no containers, no images). */
+function fileOpWorker(snapshotter: Snapshotter): RuntimeWorker {
+  return new RuntimeWorker({
+    root,
+    snapshotter,
+    executor: { run: () => Promise.reject(new Error('unused')) },
+    content: undefined as never,
+    ensureImage: () => Promise.reject(new Error('unused')),
+    unpackLayer: () => Promise.reject(new Error('unused')),
+    applyFileAction,
+    localDirs: {},
+  });
+}
+
 /** Commits `id` on `parent` after `fill` wrote into its mounted view. */
 async function layer(id: string, parent: string | undefined, fill: (dir: string) => Promise<void>): Promise<void> {
   await s.prepare(`${id}-active`, parent);
@@ -66,16 +80,7 @@ beforeAll(async () => {
       return s.mount(id, signal);
     },
   });
-  worker = new RuntimeWorker({
-    root,
-    snapshotter: counting,
-    executor: { run: () => Promise.reject(new Error('unused')) },
-    content: undefined as never,
-    ensureImage: () => Promise.reject(new Error('unused')),
-    unpackLayer: () => Promise.reject(new Error('unused')),
-    applyFileAction,
-    localDirs: {},
-  });
+  worker = fileOpWorker(counting);
 }, 60_000);
 
 afterAll(async () => {
@@ -107,19 +112,12 @@ describe('reading a snapshot in place', () => {
       const m = await s.mount('top');
       try {
         // A worker that cannot read in place: the snapshot looks like an active one to it.
-        const w = new RuntimeWorker({
-          root,
-          snapshotter: wrap(s, {
+        const w = fileOpWorker(
+          wrap(s, {
             mounts: async () => [{ type: 'overlay', source: 'overlay', options: ['upperdir=/nonexistent'] }],
             mount: async () => ({ path: m.path, release: async () => undefined }),
           }),
-          executor: { run: () => Promise.reject(new Error('unused')) },
-          content: undefined as never,
-          ensureImage: () => Promise.reject(new Error('unused')),
-          unpackLayer: () => Promise.reject(new Error('unused')),
-          applyFileAction,
-          localDirs: {},
-        });
+        );
         return await w.checksum(ref, p, o, signal);
       } finally {
         await m.release();
