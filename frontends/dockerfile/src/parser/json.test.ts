@@ -56,8 +56,27 @@ describe('parseJsonArray', () => {
         accepted++;
         expect(got?.elements.map((e) => e.value), s).toEqual(want.elements);
         expect(got?.nonString !== undefined, s).toBe(want.nonString);
+        for (const e of got?.elements ?? []) expect(stringAt(s, e.offset), s).toBe(e.value);
       }
     }
     expect(accepted).toBeGreaterThan(100);
   });
+
+  it('gives offsets of strings with escaped quotes and backslashes (the fast path)', () => {
+    const text = `${String.raw` [ "a\\", "\"q\"",`}\n${String.raw`"\\\"" ,"" ] `}`;
+    const got = parseJsonArray(text);
+    expect(got?.elements.map((e) => e.value)).toEqual(JSON.parse(text));
+    for (const e of got?.elements ?? []) expect(stringAt(text, e.offset)).toBe(e.value);
+    // the same offsets as the grammar gives for the array with a number appended
+    const slow = parseJsonArray(text.replace(' ] ', ', 1 ] '));
+    expect(slow?.nonString).toBeDefined();
+    expect(slow?.elements).toEqual(got?.elements);
+  });
 });
+
+/** The JSON string literal that starts at `offset`, decoded. */
+function stringAt(text: string, offset: number): string {
+  const m = /^"(?:[^"\\]|\\.)*"/.exec(text.slice(offset));
+  if (m === null) throw new Error(`no string at ${offset} in ${text}`);
+  return JSON.parse(m[0]) as string;
+}

@@ -23,7 +23,6 @@ const False = createToken({ name: 'False', pattern: /false/ });
 const Null = createToken({ name: 'Null', pattern: /null/ });
 
 const allTokens = [WhiteSpace, LSquare, RSquare, LCurly, RCurly, Comma, Colon, StringLiteral, NumberLiteral, True, False, Null];
-const jsonLexer = new Lexer(allTokens, { positionTracking: 'onlyOffset' });
 
 /** One parsed JSON value with the offset of its first character. */
 type JsonNode = { kind: 'string'; value: string; offset: number } | { kind: 'other'; offset: number } | { kind: 'array'; items: JsonNode[]; offset: number };
@@ -81,7 +80,11 @@ function decodeString(t: IToken): string {
   return JSON.parse(t.image) as string;
 }
 
-/** Built on first use: a Dockerfile without JSON-form instructions never pays for it. */
+/**
+ * Built on first use, and only for text the fast path below does not take: building the lexer
+ * and parser costs about 25 ms of start-up, more than the JSON of a whole Dockerfile.
+ */
+let jsonLexer: InstanceType<typeof Lexer> | undefined;
 let parser: JsonParser | undefined;
 
 /** A JSON array of strings with element offsets (relative to the parsed text). */
@@ -96,6 +99,39 @@ export interface JsonArray {
  * then falls back to the shell form, as BuildKit does).
  */
 export function parseJsonArray(text: string): JsonArray | undefined {
+  return stringArrayFast(text) ?? parseJsonGrammar(text);
+}
+
+/**
+ * The common case: `text` is valid JSON (JSON.parse accepts exactly the grammar above) and an
+ * array of strings only. The offsets then come from a scan that can rely on that validity.
+ * Anything else (invalid JSON, other values) takes the grammar, which tells where it failed.
+ */
+function stringArrayFast(text: string): JsonArray | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(v)) return undefined;
+  const values = v as unknown[];
+  for (const x of values) if (typeof x !== 'string') return undefined;
+  const elements: { value: string; offset: number }[] = [];
+  // valid JSON whose top value is an array of strings: after '[', each element is a '"' after
+  // whitespace or a ',', and a string ends at the first '"' not escaped by a backslash
+  let i = text.indexOf('[') + 1;
+  for (const value of values as string[]) {
+    i = text.indexOf('"', i);
+    elements.push({ value, offset: i });
+    for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    i++;
+  }
+  return { elements, nonString: undefined };
+}
+
+function parseJsonGrammar(text: string): JsonArray | undefined {
+  jsonLexer ??= new Lexer(allTokens, { positionTracking: 'onlyOffset' });
   const lexed = jsonLexer.tokenize(text);
   if (lexed.errors.length > 0) return undefined;
   parser ??= new JsonParser();
