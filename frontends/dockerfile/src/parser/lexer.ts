@@ -4,10 +4,26 @@
  */
 import { Lexer, createToken } from './chevrotain.js';
 
-const Newline = createToken({ name: 'Newline', pattern: /\n/, line_breaks: true });
-const LineText = createToken({ name: 'LineText', pattern: /[^\n]+/ });
+/**
+ * One token per physical line, its newline included, matched by a custom pattern (a search for
+ * the next newline) rather than by regular expressions: chevrotain analyses a regex token's
+ * pattern when the lexer is built, and ran each of them at every line, which cost about 25 ms of a
+ * `kiln llb` for splitting a 2,000-line file where `indexOf` needs half a millisecond.
+ */
+const Line = createToken({
+  name: 'Line',
+  line_breaks: true,
+  pattern: {
+    exec: (text: string, offset: number): [string] | null => {
+      if (offset >= text.length) return null;
+      const nl = text.indexOf('\n', offset);
+      return [text.slice(offset, nl < 0 ? text.length : nl + 1)];
+    },
+  },
+});
 
-const lineLexer = new Lexer([Newline, LineText], { positionTracking: 'onlyStart' });
+// The one token type cannot be written wrongly in the ways chevrotain's validations look for.
+const lineLexer = new Lexer([Line], { positionTracking: 'onlyOffset', skipValidations: true });
 
 /** One physical line of the Dockerfile. */
 export interface PhysicalLine {
@@ -22,15 +38,6 @@ export function splitLines(text: string): PhysicalLine[] {
   const { tokens, errors } = lineLexer.tokenize(text);
   if (errors.length > 0) throw new Error(`internal: line lexer failed: ${errors[0]?.message ?? ''}`);
   const out: PhysicalLine[] = [];
-  let pending: { text: string; line: number } | undefined;
-  for (const t of tokens) {
-    if (t.tokenType === Newline) {
-      out.push({ raw: (pending?.text ?? '') + '\n', line: pending?.line ?? t.startLine ?? out.length + 1 });
-      pending = undefined;
-    } else {
-      pending = { text: t.image, line: t.startLine ?? out.length + 1 };
-    }
-  }
-  if (pending !== undefined) out.push({ raw: pending.text, line: pending.line });
+  for (const t of tokens) out.push({ raw: t.image, line: out.length + 1 });
   return out;
 }
