@@ -22,19 +22,16 @@ import type {
 } from './op.js';
 import { decodeOp } from './pb/op-codec.js';
 import { encodedOp } from './encoded-ops.js';
-import { compareGoStrings } from './pb/writer.js';
+import { sortedKeys } from './pb/writer.js';
+
+/** What {@link goJsonString} escapes, or checks (surrogates), and so must scan for. */
+const NEEDS_ESCAPE = /[\u0000-\u001f"\\<>&\u2028-\uffff]/;
 
 /** Quotes a string the way Go's encoding/json does (HTML-safe, U+2028/9 escaped). */
 export function goJsonString(s: string): string {
-  let plain = true;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || c === 0x3c || c === 0x3e || c === 0x26 || c >= 0x2028) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return `"${s}"`;
+  // a regex test rather than a loop over the characters: it runs as compiled code even in a
+  // short-lived process, where a loop stays in the interpreter (most strings are plain)
+  if (!NEEDS_ESCAPE.test(s)) return `"${s}"`;
   let out = '"';
   let last = 0;
   for (let i = 0; i < s.length; i++) {
@@ -112,7 +109,7 @@ class Obj {
   }
   map<T>(key: string, v: ReadonlyMap<string, T> | undefined, f: (v: T) => string, omitEmpty = true): this {
     if (!v || v.size === 0) return omitEmpty ? this : this.raw(key, 'null');
-    const keys = v.size === 1 ? [...v.keys()] : [...v.keys()].sort(compareGoStrings);
+    const keys = sortedKeys(v);
     let a = '';
     for (const k of keys) a += `${a === '' ? '' : ','}${goJsonString(k)}:${f(v.get(k) as T)}`;
     return this.raw(key, `{${a}}`);
