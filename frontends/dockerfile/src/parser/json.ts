@@ -6,86 +6,105 @@
 import { EmbeddedActionsParser, Lexer, createToken } from './chevrotain.js';
 import type { IToken } from 'chevrotain';
 
-const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\n\r]+/, group: Lexer.SKIPPED });
-const LSquare = createToken({ name: 'LSquare', pattern: /\[/ });
-const RSquare = createToken({ name: 'RSquare', pattern: /]/ });
-const LCurly = createToken({ name: 'LCurly', pattern: /{/ });
-const RCurly = createToken({ name: 'RCurly', pattern: /}/ });
-const Comma = createToken({ name: 'Comma', pattern: /,/ });
-const Colon = createToken({ name: 'Colon', pattern: /:/ });
-const StringLiteral = createToken({
-  name: 'StringLiteral',
-  pattern: /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/,
-});
-const NumberLiteral = createToken({ name: 'NumberLiteral', pattern: /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/ });
-const True = createToken({ name: 'True', pattern: /true/ });
-const False = createToken({ name: 'False', pattern: /false/ });
-const Null = createToken({ name: 'Null', pattern: /null/ });
-
-const allTokens = [WhiteSpace, LSquare, RSquare, LCurly, RCurly, Comma, Colon, StringLiteral, NumberLiteral, True, False, Null];
-
 /** One parsed JSON value with the offset of its first character. */
 type JsonNode = { kind: 'string'; value: string; offset: number } | { kind: 'other'; offset: number } | { kind: 'array'; items: JsonNode[]; offset: number };
 
-class JsonParser extends EmbeddedActionsParser {
-  constructor() {
-    // chevrotain's grammar-definition checks only guard this fixed grammar against authoring
-    // mistakes (json.test.ts covers what it parses); skipping them saves start-up time
-    super(allTokens, { recoveryEnabled: false, maxLookahead: 1, skipValidations: true });
-    this.performSelfAnalysis();
+/** The grammar's lexer and a parse of lexed tokens (undefined when they are not one JSON value). */
+interface Grammar {
+  readonly lexer: InstanceType<typeof Lexer>;
+  parse(tokens: IToken[]): JsonNode | undefined;
+}
+
+/**
+ * Built on first use, and only for text the fast path below does not take: its tokens, lexer and
+ * parser cost about 25 ms of start-up, more than the JSON of a whole Dockerfile.
+ */
+let grammar: Grammar | undefined;
+
+function buildGrammar(): Grammar {
+  const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\n\r]+/, group: Lexer.SKIPPED });
+  const LSquare = createToken({ name: 'LSquare', pattern: /\[/ });
+  const RSquare = createToken({ name: 'RSquare', pattern: /]/ });
+  const LCurly = createToken({ name: 'LCurly', pattern: /{/ });
+  const RCurly = createToken({ name: 'RCurly', pattern: /}/ });
+  const Comma = createToken({ name: 'Comma', pattern: /,/ });
+  const Colon = createToken({ name: 'Colon', pattern: /:/ });
+  const StringLiteral = createToken({
+    name: 'StringLiteral',
+    pattern: /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/,
+  });
+  const NumberLiteral = createToken({ name: 'NumberLiteral', pattern: /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/ });
+  const True = createToken({ name: 'True', pattern: /true/ });
+  const False = createToken({ name: 'False', pattern: /false/ });
+  const Null = createToken({ name: 'Null', pattern: /null/ });
+
+  const allTokens = [WhiteSpace, LSquare, RSquare, LCurly, RCurly, Comma, Colon, StringLiteral, NumberLiteral, True, False, Null];
+
+
+  class JsonParser extends EmbeddedActionsParser {
+    constructor() {
+      // chevrotain's grammar-definition checks only guard this fixed grammar against authoring
+      // mistakes (json.test.ts covers what it parses); skipping them saves start-up time
+      super(allTokens, { recoveryEnabled: false, maxLookahead: 1, skipValidations: true });
+      this.performSelfAnalysis();
+    }
+
+    readonly value = this.RULE('value', (): JsonNode =>
+      this.OR([
+        { ALT: () => this.SUBRULE(this.array) },
+        { ALT: () => this.SUBRULE(this.object) },
+        {
+          ALT: () => {
+            const t = this.CONSUME(StringLiteral);
+            return { kind: 'string', value: this.ACTION(() => decodeString(t)), offset: t.startOffset };
+          },
+        },
+        { ALT: () => ({ kind: 'other', offset: this.CONSUME(NumberLiteral).startOffset }) },
+        { ALT: () => ({ kind: 'other', offset: this.CONSUME(True).startOffset }) },
+        { ALT: () => ({ kind: 'other', offset: this.CONSUME(False).startOffset }) },
+        { ALT: () => ({ kind: 'other', offset: this.CONSUME(Null).startOffset }) },
+      ]),
+    );
+
+    private readonly array = this.RULE('array', (): JsonNode => {
+      const open = this.CONSUME(LSquare);
+      const items: JsonNode[] = [];
+      this.MANY_SEP({ SEP: Comma, DEF: () => items.push(this.SUBRULE(this.value)) });
+      this.CONSUME(RSquare);
+      return { kind: 'array', items, offset: open.startOffset };
+    });
+
+    private readonly object = this.RULE('object', (): JsonNode => {
+      const open = this.CONSUME(LCurly);
+      this.MANY_SEP({
+        SEP: Comma,
+        DEF: () => {
+          this.CONSUME(StringLiteral);
+          this.CONSUME(Colon);
+          this.SUBRULE(this.value);
+        },
+      });
+      this.CONSUME(RCurly);
+      return { kind: 'other', offset: open.startOffset };
+    });
   }
 
-  readonly value = this.RULE('value', (): JsonNode =>
-    this.OR([
-      { ALT: () => this.SUBRULE(this.array) },
-      { ALT: () => this.SUBRULE(this.object) },
-      {
-        ALT: () => {
-          const t = this.CONSUME(StringLiteral);
-          return { kind: 'string', value: this.ACTION(() => decodeString(t)), offset: t.startOffset };
-        },
-      },
-      { ALT: () => ({ kind: 'other', offset: this.CONSUME(NumberLiteral).startOffset }) },
-      { ALT: () => ({ kind: 'other', offset: this.CONSUME(True).startOffset }) },
-      { ALT: () => ({ kind: 'other', offset: this.CONSUME(False).startOffset }) },
-      { ALT: () => ({ kind: 'other', offset: this.CONSUME(Null).startOffset }) },
-    ]),
-  );
-
-  private readonly array = this.RULE('array', (): JsonNode => {
-    const open = this.CONSUME(LSquare);
-    const items: JsonNode[] = [];
-    this.MANY_SEP({ SEP: Comma, DEF: () => items.push(this.SUBRULE(this.value)) });
-    this.CONSUME(RSquare);
-    return { kind: 'array', items, offset: open.startOffset };
-  });
-
-  private readonly object = this.RULE('object', (): JsonNode => {
-    const open = this.CONSUME(LCurly);
-    this.MANY_SEP({
-      SEP: Comma,
-      DEF: () => {
-        this.CONSUME(StringLiteral);
-        this.CONSUME(Colon);
-        this.SUBRULE(this.value);
-      },
-    });
-    this.CONSUME(RCurly);
-    return { kind: 'other', offset: open.startOffset };
-  });
+  const lexer = new Lexer(allTokens, { positionTracking: 'onlyOffset' });
+  const parser = new JsonParser();
+  return {
+    lexer,
+    parse(tokens) {
+      parser.input = tokens;
+      const v = parser.value();
+      return parser.errors.length > 0 ? undefined : v;
+    },
+  };
 }
 
 function decodeString(t: IToken): string {
   // the token matched JSON's string grammar, so JSON.parse cannot fail here
   return JSON.parse(t.image) as string;
 }
-
-/**
- * Built on first use, and only for text the fast path below does not take: building the lexer
- * and parser costs about 25 ms of start-up, more than the JSON of a whole Dockerfile.
- */
-let jsonLexer: InstanceType<typeof Lexer> | undefined;
-let parser: JsonParser | undefined;
 
 /** A JSON array of strings with element offsets (relative to the parsed text). */
 export interface JsonArray {
@@ -131,13 +150,11 @@ function stringArrayFast(text: string): JsonArray | undefined {
 }
 
 function parseJsonGrammar(text: string): JsonArray | undefined {
-  jsonLexer ??= new Lexer(allTokens, { positionTracking: 'onlyOffset' });
-  const lexed = jsonLexer.tokenize(text);
+  grammar ??= buildGrammar();
+  const lexed = grammar.lexer.tokenize(text);
   if (lexed.errors.length > 0) return undefined;
-  parser ??= new JsonParser();
-  parser.input = lexed.tokens;
-  const v = parser.value();
-  if (parser.errors.length > 0 || v.kind !== 'array') return undefined;
+  const v = grammar.parse(lexed.tokens);
+  if (v === undefined || v.kind !== 'array') return undefined;
   const elements: { value: string; offset: number }[] = [];
   let nonString: number | undefined;
   for (const item of v.items) {

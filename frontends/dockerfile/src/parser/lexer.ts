@@ -22,8 +22,9 @@ const Line = createToken({
   },
 });
 
-// The one token type cannot be written wrongly in the ways chevrotain's validations look for.
-const lineLexer = new Lexer([Line], { positionTracking: 'onlyOffset', skipValidations: true });
+// The one token type cannot be written wrongly in the ways chevrotain's validations look for, and
+// with nothing to choose between there is no first-character table worth building (safeMode).
+const lineLexer = new Lexer([Line], { positionTracking: 'onlyOffset', skipValidations: true, safeMode: true });
 
 /** One physical line of the Dockerfile. */
 export interface PhysicalLine {
