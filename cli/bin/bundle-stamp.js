@@ -1,16 +1,16 @@
 // Where the CLI bundle lives and how kiln.js tells that it matches the compiled packages
 // (cli/scripts/bundle.mjs makes it). Node built-ins only: this runs before anything else loads.
-import { readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+'use strict';
+const { readFileSync, statSync } = require('node:fs');
+const { join } = require('node:path');
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const repo = join(__dirname, '..', '..');
 /** The bundle, its V8 code cache and its stamp under a checkout `root`. */
-export function paths(root = repo) {
+function paths(root = repo) {
   const bundle = join(root, 'cli', 'dist', 'kiln.cjs');
-  return { bundle, cache: `${bundle}.cache`, stamp: `${bundle}.stamp.json` };
+  return { bundle, cache: `${bundle}.cache`, stamp: `${bundle}.stamp.json`, client: join(root, 'cli', 'dist', 'client.cjs') };
 }
-export const { bundle: BUNDLE, cache: CACHE, stamp: STAMP } = paths();
+const { bundle: BUNDLE, cache: CACHE, stamp: STAMP, client: CLIENT } = paths();
 
 /** The packages whose compiled output the bundle holds. */
 const PACKAGES = ['llb-core', 'frontends/dockerfile', 'frontends/buildpacks', 'frontends/ts-dsl', 'runtime', 'solver', 'gateway', 'cli'];
@@ -27,7 +27,7 @@ const LOCKS = ['package-lock.json', join('node_modules', '.package-lock.json')];
  * file (`tsc -b` rewrites it whenever it emits), the npm lock files and the bundle and training
  * scripts.
  */
-export function stampOf(root = repo) {
+function stampOf(root = repo) {
   return [...PACKAGES.map((p) => join(p, 'dist', '.tsbuildinfo')), ...LOCKS, join('cli', 'scripts', 'bundle.mjs'), join('cli', 'scripts', 'train.mjs')].map((f) => {
     const st = statSync(join(root, f), { throwIfNoEntry: false });
     return [f, st?.size ?? -1, st?.mtimeMs ?? -1];
@@ -38,7 +38,7 @@ export function stampOf(root = repo) {
  * True when the bundle was made from the tsc output that is there now. A `tsc -b` after
  * `npm run build` (a developer's edit) makes it stale, and kiln.js runs dist/main.js instead.
  */
-export function bundleIsFresh(root = repo) {
+function bundleIsFresh(root = repo) {
   let recorded;
   try {
     recorded = JSON.parse(readFileSync(paths(root).stamp, 'utf8'));
@@ -50,6 +50,9 @@ export function bundleIsFresh(root = repo) {
     Array.isArray(recorded) &&
     recorded.length === now.length &&
     now.every((entry, i) => (entry[1] !== -1 || LOCKS.includes(entry[0])) && entry.every((v, j) => recorded[i]?.[j] === v)) &&
-    statSync(paths(root).bundle, { throwIfNoEntry: false }) !== undefined
+    statSync(paths(root).bundle, { throwIfNoEntry: false }) !== undefined &&
+    statSync(paths(root).client, { throwIfNoEntry: false }) !== undefined
   );
 }
+
+module.exports = { paths, BUNDLE, CACHE, STAMP, CLIENT, stampOf, bundleIsFresh };

@@ -3,15 +3,25 @@
 // runs in this process: from the one-file bundle with its code cache when `npm run build` made
 // one for the current tsc output (cli/bin/load-bundle.js), else from dist/main.js. The daemon
 // check loads only Node built-ins.
-import { runViaDaemon } from '../dist/daemon/client.js';
+//
+// CommonJS (cli/bin/package.json): an ES module entry makes Node load its ES module loader first,
+// about 10 ms of every start. With a fresh bundle nothing here imports an ES module: the daemon
+// client comes from its own small bundle (cli/dist/client.cjs) and the CLI from kiln.cjs.
+'use strict';
+const { CLIENT, bundleIsFresh } = require('./bundle-stamp.js');
 
-const viaDaemon = await runViaDaemon(process.argv);
-process.exitCode = viaDaemon ?? (await runHere(process.argv));
+const fresh = process.env.KILN_BUNDLE !== '0' && bundleIsFresh();
+
+(async () => {
+  const { runViaDaemon } = fresh ? require(CLIENT) : await import('../dist/daemon/client.js');
+  const viaDaemon = await runViaDaemon(process.argv);
+  process.exitCode = viaDaemon ?? (await runHere(process.argv));
+})();
 
 async function runHere(argv) {
   // KILN_DEBUG_LOAD=1 says which way kiln loaded (and whether V8 took the code cache).
   const debug = process.env.KILN_DEBUG_LOAD === '1' ? (s) => process.stderr.write(`kiln: ${s}\n`) : () => undefined;
-  const bundle = process.env.KILN_BUNDLE === '0' ? undefined : (await import('./load-bundle.js')).loadBundle(debug);
+  const bundle = fresh ? require('./load-bundle.js').loadBundle(debug, fresh) : undefined;
   if (bundle === undefined) {
     debug('loading cli/dist/main.js (no bundle for the current tsc output, or KILN_BUNDLE=0)');
     return (await import('../dist/main.js')).main(argv);

@@ -1,21 +1,22 @@
 // Loads the CLI from the one-file bundle (cli/dist/kiln.cjs) through vm.Script with its V8 code
 // cache, when the bundle matches the current tsc output; see cli/scripts/bundle.mjs. Node
 // built-ins only.
-import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import vm from 'node:vm';
-import { BUNDLE, CACHE, bundleIsFresh } from './bundle-stamp.js';
+'use strict';
+const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname } = require('node:path');
+const vm = require('node:vm');
+const { BUNDLE, CACHE, bundleIsFresh } = require('./bundle-stamp.js');
 
 /**
  * The CLI's `main`, from the bundle, or undefined when there is no bundle for the current tsc
  * output (the caller then imports dist/main.js). `writeCache()` stores V8's code cache of the
  * bundle as it is now: after commands ran, it holds the bytecode of every function they called.
  */
-export function loadBundle(debug = () => undefined) {
+function loadBundle(debug = () => undefined, fresh = bundleIsFresh()) {
   // Node 20 before 20.12 has no main-context loader for the bundle's `import()`: dist/main.js.
   const importModuleDynamically = vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  if (importModuleDynamically === undefined || !bundleIsFresh()) return undefined;
+  if (importModuleDynamically === undefined || !fresh) return undefined;
   const cache = cacheFile();
   const loaded = identity(cache);
   // latin1: the bundle is ASCII (esbuild's charset=ascii), so no UTF-8 decoding.
@@ -76,3 +77,5 @@ function cacheFile() {
   for (let i = 0; i < flags.length; i++) h = Math.imul(h ^ flags.charCodeAt(i), 0x01000193) >>> 0;
   return CACHE.replace(/\.cache$/, `.${h.toString(16).padStart(8, '0')}.cache`);
 }
+
+module.exports = { loadBundle };

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSyn
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { BUNDLE, CACHE, STAMP, bundleIsFresh, stampOf } from '../bin/bundle-stamp.js';
+import { BUNDLE, CACHE, CLIENT, STAMP, bundleIsFresh, stampOf } from '../bin/bundle-stamp.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const cliDist = join(repo, 'cli', 'dist');
@@ -24,6 +24,7 @@ const cliDist = join(repo, 'cli', 'dist');
 if (bundleIsFresh() && existsSync(CACHE) && !process.argv.includes('--force')) process.exit(0);
 
 const tmp = `${BUNDLE}.${process.pid}.tmp`;
+const clientTmp = `${CLIENT}.${process.pid}.tmp`;
 // The stamp is what the compiled output was before esbuild read it, and it is written only if it
 // still is afterwards: a `tsc -b` running meanwhile (it writes .tsbuildinfo after the .js files)
 // would otherwise leave a bundle of half-old code stamped as the new output.
@@ -33,10 +34,23 @@ for (let attempt = 1; ; attempt++) {
   await pack();
   if (JSON.stringify(stampOf()) === stamp) break;
   rmSync(tmp, { force: true });
+  rmSync(clientTmp, { force: true });
   if (attempt === 3) throw new Error('the compiled output kept changing while bundling (a tsc -b at the same time): run npm run build again');
 }
 
 async function pack() {
+  // The daemon client alone (cli/bin/kiln.js asks a running daemon before it loads the CLI), so
+  // that kiln.js, CommonJS, can load it without Node's ES module loader.
+  await build({
+    entryPoints: [join(cliDist, 'daemon', 'client.js')],
+    outfile: clientTmp,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    minifyWhitespace: true,
+    logLevel: 'warning',
+  });
   await build({
     entryPoints: [join(cliDist, 'main.js')],
     outfile: tmp,
@@ -77,6 +91,7 @@ async function pack() {
   writeFileSync(tmp, `/*kiln-bundle ${createHash('sha256').update(code, 'latin1').digest('hex')}*/\n${code}`, 'latin1');
 }
 
+renameSync(clientTmp, CLIENT);
 renameSync(tmp, BUNDLE);
 // Caches of the old bundle (the trained one, and those of runs with other node options).
 for (const f of readdirSync(dirname(BUNDLE))) if (/^kiln\.cjs\.(?:[0-9a-f]{8}\.)?cache$/.test(f)) rmSync(join(dirname(BUNDLE), f), { force: true });

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { compileCli, kilnBin, repo } from './build-helpers.js';
 
 // cli/bin/bundle-stamp.js is plain JavaScript next to kiln.js (no types of its own).
 interface BundleStamp {
-  paths(root?: string): { bundle: string; cache: string; stamp: string };
+  paths(root?: string): { bundle: string; cache: string; stamp: string; client: string };
   stampOf(root?: string): Array<[string, number, number]>;
   bundleIsFresh(root?: string): boolean;
 }
@@ -36,6 +36,23 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
     const r = kiln(['llb', '--help']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('loading cli/dist/kiln.cjs, code cache used');
+  });
+
+  it('starts without Node\'s ES module loader (kiln.js and both bundles are CommonJS)', () => {
+    // a preload reports, at exit, whether an ES module was ever loaded (Node loads its module job
+    // code for that; the loader's own entry is there in every process)
+    const probe = join(dir, 'esm-probe.cjs');
+    writeFileSync(
+      probe,
+      "process.on('exit', () => process.stderr.write('esm loader: ' + process.moduleLoadList.includes('NativeModule internal/modules/esm/module_job') + '\\n'));",
+    );
+    const r = kiln(['llb', '--help'], { NODE_OPTIONS: `--require ${probe}` });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('loading cli/dist/kiln.cjs');
+    expect(r.stderr).toContain('esm loader: false');
+    // dist/main.js is ES modules: the same probe sees the loader there (the probe works)
+    const plain = kiln(['llb', '--help'], { NODE_OPTIONS: `--require ${probe}`, KILN_BUNDLE: '0' });
+    expect(plain.stderr).toContain('esm loader: true');
   });
 
   it('prints the same LLB, image config and errors as the unbundled packages', async () => {
@@ -98,6 +115,8 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
     expect(bundleIsFresh(root)).toBe(false); // no bundle, no stamp
     await writeFile(p.bundle, '');
     await writeFile(p.stamp, JSON.stringify(stampOf(root)));
+    expect(bundleIsFresh(root)).toBe(false); // no daemon client bundle
+    await writeFile(p.client, '');
     expect(bundleIsFresh(root)).toBe(true);
     const later = new Date(Date.now() + 5000);
     await utimes(join(root, 'solver', 'dist', '.tsbuildinfo'), later, later);
