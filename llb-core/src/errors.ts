@@ -10,7 +10,8 @@ export type LlbErrorCode =
   | 'LLB_DUPLICATE_OP' // the same op bytes appear twice in def
   | 'LLB_BAD_INPUT_INDEX' // an op refers to an input index it does not have
   | 'LLB_INVALID_STATE' // a State graph cannot be marshaled (held error)
-  | 'LLB_PLATFORM'; // a platform string cannot be parsed
+  | 'LLB_PLATFORM' // a platform string cannot be parsed
+  | 'LLB_BAD_PATTERN'; // a .dockerignore / include / exclude pattern is malformed
 
 /**
  * Error thrown by every llb-core API. `code` is stable and meant for programs;

@@ -159,3 +159,7 @@ export {
 } from './frontend.js';
 export { fromDefinition } from './state/definition-op.js';
 export { cleanPath, joinPath } from './state/paths.js';
+// moby/patternmatcher: .dockerignore and include/exclude patterns, shared by the Dockerfile
+// frontend (the ignore file, the CopyIgnoredFile check) and the solver (local context walks).
+export { PatternMatcher, Pattern, matches, matchesOrParentMatches, NO_MATCH_INFO, type MatchInfo } from './patternmatcher/pattern-matcher.js';
+export { parseDockerignore } from './patternmatcher/ignorefile.js';

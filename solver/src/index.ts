@@ -21,7 +21,6 @@ export { PlainRenderer } from './progress/plain.js';
 export { TtyRenderer, type TtyRendererOptions } from './progress/tty.js';
 export { RawJsonRenderer } from './progress/rawjson.js';
 export { createRenderer, renderProgress, type ProgressMode } from './progress/render.js';
-export { PatternMatcher, Pattern, matches, matchesOrParentMatches, NO_MATCH_INFO, type MatchInfo } from './local/pattern-matcher.js';
 export { parseDockerignore, readDockerignore, type DockerignoreResult } from './local/dockerignore.js';
 export { walkLocal, followLinks, type LocalEntry, type LocalStat, type LocalFilter } from './local/walk.js';
 export { ContentHashTree, hashFile, type ChecksumOptions, type HashedEntry, type RecordType } from './contenthash/tree.js';

@@ -11,7 +11,7 @@ import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
-import { parseDockerignore } from './convert/dockerignore.js';
+import { parseDockerignore } from '@kiln/llb-core';
 import { formatCheckWarning, type CheckWarning } from './lint/linter.js';
 
 /** Defaults the frontend cannot get from the client options. */

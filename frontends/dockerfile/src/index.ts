@@ -76,7 +76,7 @@ export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
 export type { DockerfileFrontendOptions } from './frontend.js';
-export { parseDockerignore } from './convert/dockerignore.js';
+export { parseDockerignore } from '@kiln/llb-core';
 
 export { Rules as CheckRules, checkRules } from './lint/rules.js';
 export type { AnyCheckRule, CheckRule } from './lint/rules.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { SolverError } from '../errors.js';
 import { basePath, cleanPath } from '../local/clean-path.js';
-import { NO_MATCH_INFO, PatternMatcher, type MatchInfo } from '../local/pattern-matcher.js';
+import { NO_MATCH_INFO, PatternMatcher, type MatchInfo } from '@kiln/llb-core';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, toLocalStat, type LocalEntry } from '../local/walk.js';
 import { goPathMatch } from './go-path-match.js';
 import { EMPTY_DIGEST, digestOf, tarsumHeaderHash } from './tarsum.js';

@@ -1,31 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { cleanPath } from './clean-path.js';
+import { parseDockerignore } from '@kiln/llb-core';
 
-/**
- * Parses a `.dockerignore` file the way moby/patternmatcher's ignorefile.ReadAll does: a UTF-8
- * BOM is dropped, lines starting with `#` are comments, lines are trimmed, empty lines skipped,
- * `!` exceptions keep their mark, patterns are cleaned and a leading `/` is removed (the
- * context root is `/`).
- */
-export function parseDockerignore(text: string): string[] {
-  const out: string[] = [];
-  const lines = text.split(/\r?\n/);
-  lines.forEach((raw, i) => {
-    let line = i === 0 && raw.startsWith('\uFEFF') ? raw.slice(1) : raw;
-    if (line.startsWith('#')) return;
-    line = line.trim();
-    if (line === '') return;
-    const invert = line.startsWith('!');
-    if (invert) line = line.slice(1).trim();
-    if (line.length > 0) {
-      line = cleanPath(line);
-      if (line.length > 1 && line.startsWith('/')) line = line.slice(1);
-    }
-    out.push(invert ? `!${line}` : line);
-  });
-  return out;
-}
+export { parseDockerignore };
 
 /** Where the ignore patterns of a build came from. */
 export interface DockerignoreResult {

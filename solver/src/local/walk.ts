@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node
 import { join } from 'node:path';
 import { SolverError } from '../errors.js';
 import { cleanPath } from './clean-path.js';
-import { NO_MATCH_INFO, PatternMatcher, type MatchInfo, type Pattern } from './pattern-matcher.js';
+import { NO_MATCH_INFO, PatternMatcher, type MatchInfo, type Pattern } from '@kiln/llb-core';
 
 /** The stat fields the solver keeps for a file of a local source (from an `lstat`). */
 export interface LocalStat {

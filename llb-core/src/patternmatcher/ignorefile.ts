@@ -1,9 +1,10 @@
 /**
  * `.dockerignore` files (moby/patternmatcher ignorefile.ReadAll): one pattern per line, `#`
  * comments, `!` exceptions; patterns are cleaned and made relative to the context root. The
- * result goes into the build context source as `local.excludepatterns`.
+ * Dockerfile frontend puts the result into the build context source as `local.excludepatterns`,
+ * and the solver reads the same files when it syncs a local context.
  */
-import { cleanPath } from '../instructions/mount.js';
+import { cleanPath } from '../state/paths.js';
 
 /** Parse `.dockerignore` text into exclude patterns, in order. */
 export function parseDockerignore(text: string): string[] {

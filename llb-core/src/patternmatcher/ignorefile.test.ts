@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { parseDockerignore } from './dockerignore.js';
+import { parseDockerignore } from './ignorefile.js';
 
 describe('parseDockerignore', () => {
   test('comments, blanks, exceptions, cleaning, leading slash, CRLF and BOM', () => {

@@ -1,5 +1,5 @@
-import { SolverError } from '../errors.js';
-import { cleanPath } from './clean-path.js';
+import { LlbError } from '../errors.js';
+import { cleanPath } from '../state/paths.js';
 import { isValidGlob } from './glob-syntax.js';
 
 type MatchType = 'exact' | 'prefix' | 'suffix' | 'regexp';
@@ -84,7 +84,7 @@ export class Pattern {
   /** Matches a cleaned slash path; throws SOLVER_BAD_PATTERN for a pattern Go rejects at match time. */
   match(path: string): boolean {
     if (this.#type === undefined) this.#compile();
-    if (this.#bad) throw new SolverError('SOLVER_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(this.cleaned)}`);
+    if (this.#bad) throw new LlbError('LLB_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(this.cleaned)}`);
     switch (this.#type) {
       case 'exact':
         return path === this.cleaned;
@@ -131,12 +131,12 @@ export class PatternMatcher {
       p = cleanPath(p);
       let exclusion = false;
       if (p.startsWith('!')) {
-        if (p.length === 1) throw new SolverError('SOLVER_BAD_PATTERN', 'illegal exclusion pattern: "!"');
+        if (p.length === 1) throw new LlbError('LLB_BAD_PATTERN', 'illegal exclusion pattern: "!"');
         exclusion = true;
         exclusions = true;
         p = p.slice(1);
       }
-      if (!isValidGlob(p)) throw new SolverError('SOLVER_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(p)}`);
+      if (!isValidGlob(p)) throw new LlbError('LLB_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(p)}`);
       out.push(new Pattern(p, exclusion));
     }
     this.patterns = out;
@@ -197,7 +197,7 @@ export class PatternMatcher {
   matchesUsingParentResults(file: string, parent: MatchInfo): { matched: boolean; info: MatchInfo } {
     const pm = parent.parentMatched;
     if (pm.length !== 0 && pm.length !== this.patterns.length) {
-      throw new SolverError('SOLVER_BAD_PATTERN', 'wrong number of values in parentMatched');
+      throw new LlbError('LLB_BAD_PATTERN', 'wrong number of values in parentMatched');
     }
     let matched = false;
     const info: boolean[] = new Array<boolean>(this.patterns.length).fill(false);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { PatternMatcher, matches, NO_MATCH_INFO, type MatchInfo } from './pattern-matcher.js';
-import { parseDockerignore } from './dockerignore.js';
+import { parseDockerignore } from './ignorefile.js';
 
 // Tables from moby/patternmatcher patternmatcher_test.go (TestMatches, TestMatch) and
 // ignorefile_test.go (TestReadAll).
@@ -131,7 +131,7 @@ const goMatch: ReadonlyArray<readonly [string, string, boolean | 'bad']> = [
 describe('Matches (go filepath.Match table)', () => {
   test.for(goMatch)('%s ~ %s', ([pattern, s, want]) => {
     if (want === 'bad') {
-      expect(() => matches(s, [pattern])).toThrow(expect.objectContaining({ code: 'SOLVER_BAD_PATTERN' }));
+      expect(() => matches(s, [pattern])).toThrow(expect.objectContaining({ code: 'LLB_BAD_PATTERN' }));
     } else {
       expect(matches(s, [pattern])).toBe(want);
     }
@@ -147,8 +147,8 @@ describe('Matches (go filepath.Match table)', () => {
     expect(matches('fileutils.go', ['*.go', '!fileutils.go'])).toBe(false);
     expect(matches('.', ['*.go'])).toBe(false);
     expect(matches('/any/path/there', [])).toBe(false);
-    expect(() => matches('fileutils.go', ['!'])).toThrow(expect.objectContaining({ code: 'SOLVER_BAD_PATTERN' }));
-    expect(() => matches('/any/path/there', ['['])).toThrow(expect.objectContaining({ code: 'SOLVER_BAD_PATTERN' }));
+    expect(() => matches('fileutils.go', ['!'])).toThrow(expect.objectContaining({ code: 'LLB_BAD_PATTERN' }));
+    expect(() => matches('/any/path/there', ['['])).toThrow(expect.objectContaining({ code: 'LLB_BAD_PATTERN' }));
   });
 
   test('clean patterns: empty stripped, spaces trimmed, exceptions flagged', () => {
@@ -160,8 +160,8 @@ describe('Matches (go filepath.Match table)', () => {
 
   test('a pattern whose class Go accepts but its regexp rejects fails at match time, repeatedly', () => {
     const pm = new PatternMatcher(['[Local-Only]/']);
-    expect(() => pm.matchesOrParentMatches('x')).toThrow(expect.objectContaining({ code: 'SOLVER_BAD_PATTERN' }));
-    expect(() => pm.matchesOrParentMatches('x')).toThrow(expect.objectContaining({ code: 'SOLVER_BAD_PATTERN' }));
+    expect(() => pm.matchesOrParentMatches('x')).toThrow(expect.objectContaining({ code: 'LLB_BAD_PATTERN' }));
+    expect(() => pm.matchesOrParentMatches('x')).toThrow(expect.objectContaining({ code: 'LLB_BAD_PATTERN' }));
   });
 });
 
