@@ -33,4 +33,10 @@ export interface DiffOptions {
    */
   readonly storeIncompressible?: boolean;
   readonly signal?: AbortSignal;
+  /**
+   * When `output` already hashes every byte it is given (a content-store `BlobWriter`): returns
+   * its sha256 once the layer is written, and the differ skips its own pass over the compressed
+   * bytes. Ignored without compression.
+   */
+  readonly outputDigest?: () => string;
 }

@@ -43,4 +43,8 @@ export class Digester {
   digest(): Digest {
     return `sha256:${this.hash.digest('hex')}` as Digest;
   }
+  /** The digest of the bytes so far, leaving the hash open for more. */
+  peek(): Digest {
+    return `sha256:${this.hash.copy().digest('hex')}` as Digest;
+  }
 }

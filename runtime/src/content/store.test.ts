@@ -47,6 +47,27 @@ describe('ContentStore', () => {
     await expect(store.ingest(Buffer.from('abc'), { expectedSize: 4 })).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
   });
 
+  test('a writer coalesces small chunks into one reused buffer: bytes copied at write time, digest() tracks them', async () => {
+    const store = await ContentStore.open(root);
+    // 3 MiB + a bit in pieces that straddle the 1 MiB coalescing boundary, 5-byte headers between.
+    const data = randomBytes(3 * (1 << 20) + 12345);
+    const w = await store.openWriter();
+    const scratch = Buffer.alloc(65535);
+    for (let off = 0, i = 0; off < data.length; i++) {
+      const n = Math.min(i % 2 === 0 ? 5 : 65535, data.length - off);
+      // The caller reuses its buffer after each write: the stored bytes must be those at write time.
+      data.copy(scratch, 0, off, off + n);
+      await w.write(scratch.subarray(0, n));
+      scratch.fill(0xee);
+      off += n;
+      if (off === 1 << 20 || i === 100) expect(w.digest()).toBe(digestOf(data.subarray(0, off)));
+    }
+    expect(w.digest()).toBe(digestOf(data));
+    const info = await w.commit(digestOf(data), data.length);
+    expect(info).toEqual({ digest: digestOf(data), size: data.length });
+    expect(Buffer.compare(await store.readBlob(info.digest), data)).toBe(0);
+  });
+
   test('concurrent writers of the same blob all succeed with identical bytes', async () => {
     const store = await ContentStore.open(root);
     const data = randomBytes(1 << 20);

@@ -212,7 +212,14 @@ export class ContentStore {
 export class BlobWriter {
   private readonly digester = new Digester();
   private done = false;
-  private pending: Uint8Array[] = [];
+  /**
+   * Small chunks are copied into this one buffer (made on first use, reused for the writer's
+   * life) and written 1 MiB at a time. Per-chunk copies plus a concat per write allocated 2 bytes
+   * of fresh memory per byte stored: for a 200 MB layer of 64 KiB gzip pieces that was ~400 MB of
+   * page-faulting allocations, and about twice as slow in a long-lived `kiln daemon` as in a fresh
+   * process.
+   */
+  private pending: Buffer | undefined;
   private pendingSize = 0;
 
   /** @internal */
@@ -227,6 +234,11 @@ export class BlobWriter {
     return this.digester.size;
   }
 
+  /** The sha256 of the bytes written so far (the digest `commit()` will store the blob under). */
+  digest(): Digest {
+    return this.digester.peek();
+  }
+
   async write(chunk: Uint8Array): Promise<void> {
     this.digester.update(chunk);
     if (chunk.length >= WRITE_COALESCE) {
@@ -234,10 +246,16 @@ export class BlobWriter {
       await this.writeAll(chunk);
       return;
     }
-    // Coalesce small network chunks into ~1 MiB writes (fewer syscalls). Copied: callers may reuse buffers.
-    this.pending.push(Buffer.from(chunk));
-    this.pendingSize += chunk.length;
-    if (this.pendingSize >= WRITE_COALESCE) await this.flush();
+    // Coalesce small chunks into ~1 MiB writes (fewer syscalls). Copied: callers may reuse buffers.
+    let off = 0;
+    while (off < chunk.length) {
+      const buf = (this.pending ??= Buffer.allocUnsafe(WRITE_COALESCE));
+      const n = Math.min(chunk.length - off, WRITE_COALESCE - this.pendingSize);
+      buf.set(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n), this.pendingSize);
+      this.pendingSize += n;
+      off += n;
+      if (this.pendingSize === WRITE_COALESCE) await this.flush();
+    }
   }
 
   private async writeAll(buf: Uint8Array): Promise<void> {
@@ -248,12 +266,12 @@ export class BlobWriter {
     }
   }
 
+  /** Writes the coalesced bytes; the buffer is free again when this resolves. */
   private async flush(): Promise<void> {
-    if (this.pendingSize === 0) return;
-    const buf = this.pending.length === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending);
-    this.pending = [];
+    if (this.pendingSize === 0 || this.pending === undefined) return;
+    const n = this.pendingSize;
     this.pendingSize = 0;
-    await this.writeAll(buf);
+    await this.writeAll(this.pending.subarray(0, n));
   }
 
   /** fsyncs, verifies and renames into place. Throws `DIGEST_MISMATCH`/`SIZE_MISMATCH` (and removes the temp file). */

@@ -39,6 +39,13 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
         cb(null, chunk);
       },
     });
+  const count = (add: (n: number) => void): Transform =>
+    new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        add(chunk.length);
+        cb(null, chunk);
+      },
+    });
   const tarball = pack();
   const compressor: Duplex | undefined =
     compression === 'gzip'
@@ -55,7 +62,7 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | Duplex)[] = [
     Readable.from(tarball),
     tap(diffHash, (n) => (uncompressedSize += n)),
-    ...(compressor ? [compressor, tap(blobHash, (n) => (size += n))] : []),
+    ...(compressor ? [compressor, opts.outputDigest === undefined ? tap(blobHash, (n) => (size += n)) : count((n) => (size += n))] : []),
     sink,
   ];
   let stop: (e: unknown) => void = () => undefined;
@@ -83,7 +90,7 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
   const diffID = `sha256:${diffHash.digest('hex')}`;
   return {
     mediaType: LAYER_MEDIA_TYPES[compression],
-    digest: compressor ? `sha256:${blobHash.digest('hex')}` : diffID,
+    digest: compressor ? (opts.outputDigest?.() ?? `sha256:${blobHash.digest('hex')}`) : diffID,
     size: compressor ? size : uncompressedSize,
     diffID,
     uncompressedSize,

@@ -23,7 +23,8 @@ export async function exportLayerToStore(
         w.write(chunk).then(() => cb(), cb);
       },
     });
-    const desc = await snapshotter.diff(id, { ...opts, output: sink });
+    // The writer hashes what it stores: the differ need not hash the compressed bytes again.
+    const desc = await snapshotter.diff(id, { ...opts, output: sink, outputDigest: () => w.digest() });
     const digest = parseDigest(desc.digest);
     const info = await w.commit(digest, desc.size);
     return { descriptor: { mediaType: desc.mediaType, digest: info.digest, size: info.size }, diffID: parseDigest(desc.diffID) };
