@@ -68,7 +68,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   const platforms = platformOptions(options.targetPlatform, options.buildPlatforms);
   const buildArgs = toMap(options.buildArgs);
   const shlex = new ShellLex(parsed.ast.escapeToken);
-  const checks = startChecks(parsed, text, { file, buildArgs, onWarning: options.onWarning });
+  const checks = startChecks(parsed, text, { file, buildArgs, onWarning: options.onWarning, excludePatterns: options.excludePatterns });
   const namedContexts = options.namedContexts ?? new Map<string, NamedContext>();
   const multiPlatform = options.multiPlatform === true;
 

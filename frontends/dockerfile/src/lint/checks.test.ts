@@ -107,6 +107,31 @@ describe('build checks in convertDockerfile', () => {
     await expect(convert('# check=skip=all;eror=true\nFROM busybox\n')).rejects.toMatchObject({ code: 'KLN0102', location: { line: 1 } });
   });
 
+  test('CopyIgnoredFile (experimental): context sources of COPY and ADD that .dockerignore excludes', async () => {
+    const dockerfile = [
+      '# check=experimental=CopyIgnoredFile',
+      'FROM busybox AS base',
+      'ARG DIR=tmp',
+      'COPY ./${DIR}/hello.txt /hello.txt',
+      'COPY keep/a.txt secrets /dst/',
+      'ADD https://example.com/secrets /x',
+      'ADD secrets/key.pem /k',
+      'FROM busybox',
+      'COPY --from=base /tmp/hello.txt /',
+      '',
+    ].join('\n');
+    const res = await convert(dockerfile, { excludePatterns: ['*/tmp/*', 'tmp', 'secrets'] });
+    expect(res.checkWarnings.map((w) => `${w.location.line} ${w.message}`)).toEqual([
+      '4 Attempting to Copy file "tmp/hello.txt" that is excluded by .dockerignore',
+      '5 Attempting to Copy file "secrets" that is excluded by .dockerignore',
+      '7 Attempting to Add file "secrets/key.pem" that is excluded by .dockerignore',
+    ]);
+    expect(res.checkWarnings[0]?.url).toBe('https://docs.docker.com/go/dockerfile/rule/copy-ignored-file/');
+    // experimental: off unless enabled; and off when the ignore file re-includes paths with `!`
+    expect((await convert(dockerfile.replace('experimental=CopyIgnoredFile', 'skip=none'), { excludePatterns: ['tmp'] })).checkWarnings).toEqual([]);
+    expect((await convert(dockerfile, { excludePatterns: ['tmp', '!tmp/hello.txt'] })).checkWarnings).toEqual([]);
+  });
+
   test('a conversion that dispatches twice (context paths change) reports each violation once', async () => {
     const passes = vi.spyOn(CommandChecker.prototype, 'beginPass');
     const res = await convert('FROM busybox\nARG SRC=a\nCOPY $SRC /\nCMD ["a"]\nCMD ["b"]\n');

@@ -22,6 +22,8 @@ export interface StartChecksOptions {
   readonly buildArgs: ReadonlyMap<string, string>;
   /** Receives each warning once, when found. */
   readonly onWarning?: CheckWarningSink | undefined;
+  /** The build context's `.dockerignore` patterns (for CopyIgnoredFile). */
+  readonly excludePatterns?: readonly string[] | undefined;
 }
 
 /** The checks of one conversion, fed by the converter at each phase. */
@@ -31,10 +33,10 @@ export class DockerfileChecks {
   readonly #lint: Linter;
   readonly #parsed: ParsedDockerfile;
 
-  constructor(parsed: ParsedDockerfile, lint: Linter) {
+  constructor(parsed: ParsedDockerfile, lint: Linter, excludePatterns: readonly string[] = []) {
     this.#parsed = parsed;
     this.#lint = lint;
-    this.commands = new CommandChecker(lint);
+    this.commands = new CommandChecker(lint, excludePatterns);
   }
 
   /** FROM-line rules, once the meta ARGs are known (`metaArgs` as the conversion computed them). */
@@ -66,5 +68,5 @@ export class DockerfileChecks {
 export function startChecks(parsed: ParsedDockerfile, text: string, options: StartChecksOptions): DockerfileChecks {
   const lint = new Linter(resolveCheckConfig(text, options.buildArgs, options.file), options.file, options.onWarning);
   checkParsed(parsed, lint);
-  return new DockerfileChecks(parsed, lint);
+  return new DockerfileChecks(parsed, lint, options.excludePatterns);
 }

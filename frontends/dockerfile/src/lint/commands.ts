@@ -2,10 +2,12 @@
  * The checks BuildKit runs while dispatching a stage's commands (so only for stages the build
  * reaches, ONBUILD triggers included): JSONArgsRecommended, MultipleInstructionsDisallowed,
  * LegacyKeyValueFormat, SecretsUsedInArgOrEnv, WorkdirRelativePath, ExposeProtoCasing,
- * ExposeInvalidFormat and UndefinedVar. They read the stage as it is at that command (SHELL,
+ * ExposeInvalidFormat, UndefinedVar and CopyIgnoredFile. They read the stage as it is at that command (SHELL,
  * environment, declared ARGs) and never change it.
  */
-import type { Command, ExposeCommand } from '../instructions/commands.js';
+import { PatternMatcher, cleanPath } from '@kiln/llb-core';
+import type { AddCommand, Command, CopyCommand, ExposeCommand } from '../instructions/commands.js';
+import { parseGitRef } from '../convert/git-ref.js';
 import type { Range } from '../parser/ast.js';
 import type { DispatchOptions, DispatchState } from '../convert/dispatch-state.js';
 import type { Linter } from './linter.js';
@@ -36,10 +38,13 @@ function isAbs(path: string, os: string): boolean {
 /** Runs the dispatch-time checks into a {@link Linter}. */
 export class CommandChecker implements CommandChecks {
   readonly #lint: Linter;
+  readonly #ignore: readonly string[];
+  #ignoreMatcher: PatternMatcher | undefined;
   #stages = new WeakMap<DispatchState, StageMemory>();
 
-  constructor(lint: Linter) {
+  constructor(lint: Linter, ignore: readonly string[] = []) {
     this.#lint = lint;
+    this.#ignore = ignore;
   }
 
   beginPass(): void {
@@ -86,6 +91,23 @@ export class CommandChecker implements CommandChecks {
     }
   }
 
+  /**
+   * CopyIgnoredFile: a context path a COPY (without --from) or ADD names that `.dockerignore`
+   * excludes, so the build cannot see it. As BuildKit does, nothing is reported when the ignore
+   * file has `!` exceptions: an excluded directory may still hold re-included files.
+   */
+  #copyIgnored(c: CopyCommand | AddCommand): void {
+    if (this.#ignore.length === 0 || !this.#lint.enabled(Rules.CopyIgnoredFile)) return;
+    this.#ignoreMatcher ??= new PatternMatcher(this.#ignore);
+    if (this.#ignoreMatcher.exclusions) return;
+    const cmd = c.name === 'add' ? 'Add' : 'Copy';
+    for (const raw of c.sourcePaths) {
+      if (c.name === 'add' && (/^https?:\/\//.test(raw) || parseGitRef(raw) !== undefined)) continue;
+      const src = cleanPath(raw);
+      if (this.#ignoreMatcher.matchesOrParentMatches(src)) this.#lint.run(Rules.CopyIgnoredFile, c.location, cmd, src);
+    }
+  }
+
   command(d: DispatchState, raw: Command, c: Command, env: ReadonlyMap<string, string>, opt: DispatchOptions): void {
     const lint = this.#lint;
     switch (c.name) {
@@ -115,6 +137,12 @@ export class CommandChecker implements CommandChecks {
       }
       case 'expose':
         this.#expose(c, env, opt);
+        break;
+      case 'copy':
+        if (c.from === '') this.#copyIgnored(c);
+        break;
+      case 'add':
+        this.#copyIgnored(c);
         break;
       default:
     }

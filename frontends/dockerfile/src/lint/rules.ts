@@ -86,6 +86,13 @@ export const Rules = {
     'Base image platform does not match expected target platform',
     (image: string, expected: string, actual: string) => `Base image ${image} was pulled with platform ${q(actual)}, expected ${q(expected)} for current build`,
   ),
+  CopyIgnoredFile: rule(
+    'CopyIgnoredFile',
+    'copy-ignored-file',
+    'Attempting to Copy file that is excluded by .dockerignore',
+    (cmd: 'Copy' | 'Add', file: string) => `Attempting to ${cmd} file ${q(file)} that is excluded by .dockerignore`,
+    true,
+  ),
   InvalidDefinitionDescription: rule(
     'InvalidDefinitionDescription',
     'invalid-definition-description',
