@@ -88,4 +88,11 @@ export interface Snapshotter {
    * `undefined` when `lower` is not a base of `upper`.
    */
   diffLayers?(id: string, lower: string | undefined, upper: string, opts?: SnapshotOptions): Promise<SnapshotInfo | undefined>;
+  /**
+   * Creates committed snapshot `id` holding the changes that turn `lower` into `upper` for any
+   * two snapshots (BuildKit's DiffOp; `undefined` means scratch): files `upper` adds or changes
+   * are copied, and paths of `lower` that `upper` lacks become deletions that apply when the
+   * result is merged or exported. Optional.
+   */
+  diffTrees?(id: string, lower: string | undefined, upper: string | undefined, opts?: SnapshotOptions): Promise<SnapshotInfo>;
 }

@@ -1,4 +1,4 @@
-import { lstat, mkdtemp, readdir, rmdir } from 'node:fs/promises';
+import { lstat, mkdtemp, open, readdir, readlink, rmdir } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { Mount } from '../api/snapshot.js';
@@ -39,11 +39,11 @@ async function tryLstat(p: string): Promise<Stats | undefined> {
  */
 export async function* changes(src: DiffSource, scratch: string, signal?: AbortSignal): AsyncGenerator<Change> {
   if (src.driver === 'copy') {
-    yield* walkCopy(src.dir, src.parentDir, '', signal);
+    yield* walkCopy(src.dir, src.parentDir, '', signal, false);
     return;
   }
   if (src.lowers.length === 0) {
-    yield* walkUpper(src.upper, '', undefined, signal);
+    yield* walkUpper(src.upper, '', undefined, signal, src.whiteoutsAtBottom === true);
     return;
   }
   const views = await mountViews(src.upper, src.lowers, scratch);
@@ -86,7 +86,18 @@ async function mountViews(upper: string, lowers: readonly string[], scratch: str
   return { parent, merged, release };
 }
 
-async function* walkUpper(upper: string, rel: string, views: Views | undefined, signal?: AbortSignal): AsyncGenerator<Change> {
+/**
+ * The changes that turn tree `lower` into tree `upper` (two directories, e.g. mounted snapshots
+ * that need not be related): what `upper` adds or changes, and a whiteout for every path of
+ * `lower` that `upper` lacks, as containerd's double-walking differ finds them for BuildKit's
+ * DiffOp. Entries with equal metadata are equal, except regular files whose mtimes are whole
+ * seconds (as extracted from tar, or clamped to SOURCE_DATE_EPOCH), whose bytes are compared.
+ */
+export function treeChanges(lower: string, upper: string, signal?: AbortSignal): AsyncGenerator<Change> {
+  return walkCopy(upper, lower, '', signal, true);
+}
+
+async function* walkUpper(upper: string, rel: string, views: Views | undefined, signal?: AbortSignal, bottomWhiteouts = false): AsyncGenerator<Change> {
   const dir = join(upper, rel);
   const names = await sortedNames(dir);
   for (const name of names) {
@@ -95,7 +106,9 @@ async function* walkUpper(upper: string, rel: string, views: Views | undefined, 
     const host = join(upper, path);
     const st = await lstat(host);
     if (st.isCharacterDevice() && st.rdev === 0) {
-      if (views !== undefined) yield { kind: 'whiteout', path };
+      // Without lowers, a whiteout hides nothing, unless this layer is a DiffOp result's (its
+      // deletions apply wherever it is merged or exported).
+      if (views !== undefined || bottomWhiteouts) yield { kind: 'whiteout', path };
       continue;
     }
     if (!st.isDirectory()) {
@@ -108,7 +121,7 @@ async function* walkUpper(upper: string, rel: string, views: Views | undefined, 
       // Copied up only because something below changed (or a mount stub came and went): the
       // directory itself is emitted only when something below it is.
       const sub: Change[] = [];
-      for await (const c of walkUpper(upper, path, views, signal)) sub.push(c);
+      for await (const c of walkUpper(upper, path, views, signal, bottomWhiteouts)) sub.push(c);
       if (sub.length > 0) {
         yield { kind: 'add', path, host, stat: st };
         yield* sub;
@@ -117,7 +130,7 @@ async function* walkUpper(upper: string, rel: string, views: Views | undefined, 
     }
     yield { kind: 'add', path, host, stat: st };
     if (opaque) yield { kind: 'opaque', path };
-    yield* walkUpper(upper, path, views, signal);
+    yield* walkUpper(upper, path, views, signal, bottomWhiteouts);
   }
 }
 
@@ -144,7 +157,7 @@ function sameEntry(a: Stats, b: Stats): boolean {
   );
 }
 
-async function* walkCopy(dir: string, parentDir: string | undefined, rel: string, signal?: AbortSignal): AsyncGenerator<Change> {
+async function* walkCopy(dir: string, parentDir: string | undefined, rel: string, signal: AbortSignal | undefined, compareBytes: boolean): AsyncGenerator<Change> {
   const here = join(dir, rel);
   const there = parentDir === undefined ? undefined : join(parentDir, rel);
   const mine = await sortedNames(here);
@@ -165,14 +178,36 @@ async function* walkCopy(dir: string, parentDir: string | undefined, rel: string
       const oldDir = old?.isDirectory() === true;
       // Children are compared against the parent only when it had a directory here.
       const sub: Change[] = [];
-      for await (const c of walkCopy(dir, oldDir ? parentDir : undefined, path, signal)) sub.push(c);
+      for await (const c of walkCopy(dir, oldDir ? parentDir : undefined, path, signal, compareBytes)) sub.push(c);
       if (!oldDir || !sameEntry(st, old) || sub.length > 0) {
         yield { kind: 'add', path, host, stat: st };
         yield* sub;
       }
       continue;
     }
-    if (old !== undefined && old.isDirectory() === false && sameEntry(st, old)) continue;
+    if (old !== undefined && old.isDirectory() === false && sameEntry(st, old)) {
+      const other = join(parentDir as string, path);
+      if (!compareBytes) continue;
+      if (st.isSymbolicLink() ? (await readlink(host)) === (await readlink(other)) : !st.isFile() || st.mtimeMs % 1000 !== 0 || st.size === 0 || (await sameBytes(host, other))) continue;
+    }
     yield { kind: 'add', path, host, stat: st };
+  }
+}
+
+/** Whether two files of the same size hold the same bytes. */
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r')]);
+  try {
+    const size = 1 << 20;
+    const ba = Buffer.allocUnsafe(size);
+    const bb = Buffer.allocUnsafe(size);
+    for (;;) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, size), fb.read(bb, 0, size)]);
+      if (ra.bytesRead !== rb.bytesRead) return false;
+      if (ra.bytesRead === 0) return true;
+      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
   }
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, rm, rmdir, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { writeLayer } from '../layer/export.js';
 import { mountAt, mountsUnder, unmount } from './mount.js';
 import { warmMountHelper } from './mount-helper.js';
 import { commonBase, diffStacks, mergeStacks, type StackLayer } from './layer-stack.js';
+import { writeTreeDiff } from './tree-diff.js';
 
 const execFileP = promisify(execFile);
 
@@ -34,6 +35,8 @@ interface SnapshotMeta extends SnapshotInfo {
   readonly layerOwner?: string;
   /** An intermediate snapshot of a merge: removed together with its last child. */
   readonly mergePart?: boolean;
+  /** Its own layer dir holds whiteouts that matter with nothing below (a DiffOp result's deletions). */
+  readonly whiteouts?: boolean;
 }
 
 /** Options for {@link LocalSnapshotter}. */
@@ -57,7 +60,13 @@ export interface LocalSnapshotterOptions {
 
 /** What a diff needs to know about a snapshot; see {@link LocalSnapshotter.diffSource}. */
 export type DiffSource =
-  | { readonly driver: 'overlay'; readonly upper: string; readonly lowers: readonly string[] }
+  | {
+      readonly driver: 'overlay';
+      readonly upper: string;
+      readonly lowers: readonly string[];
+      /** Without lowers: the layer's whiteouts are changes too (a DiffOp result's deletions). */
+      readonly whiteoutsAtBottom?: boolean;
+    }
   | { readonly driver: 'copy'; readonly dir: string; readonly parentDir: string | undefined };
 
 /** An always-empty dir (relative to the snapshots root) under a single read-only layer that may hold whiteouts. */
@@ -89,6 +98,8 @@ export class LocalSnapshotter implements Snapshotter {
   #volatileProbe: Promise<void> | undefined;
   /** Metas of committed snapshots by directory (see #load). */
   readonly #metas = new Map<string, SnapshotMeta>();
+  /** Whether a layer dir has a skeleton (see #withSkeletons); a committed layer never changes. */
+  readonly #skeletons = new Map<string, boolean>();
   #ready: Promise<void> | undefined;
 
   constructor(opts: LocalSnapshotterOptions) {
@@ -224,10 +235,10 @@ export class LocalSnapshotter implements Snapshotter {
     const m = await this.#load(id);
     switch (m.kind) {
       case 'committed':
-        return [this.#readOnly(m.chain, m.layer !== undefined)];
+        return [this.#readOnly(m.chain, m.layer !== undefined || m.whiteouts === true)];
       case 'view': {
         const p = await this.#committed(m.parent ?? '');
-        return [this.#readOnly(p.chain, p.layer !== undefined)];
+        return [this.#readOnly(p.chain, p.layer !== undefined || p.whiteouts === true)];
       }
       case 'active': {
         const upper = join(this.#snapRoot, m.dir, 'fs');
@@ -315,6 +326,7 @@ export class LocalSnapshotter implements Snapshotter {
     }
     await unlink(join(this.#byId, id));
     await rm(join(this.#snapRoot, m.dir), { recursive: true, force: true });
+    this.#skeletons.delete(`${m.dir}/fs`);
     // Intermediate snapshots of a merge go with their last user.
     if (m.parent !== undefined) {
       const p = await this.#load(m.parent).catch(() => undefined);
@@ -376,6 +388,47 @@ export class LocalSnapshotter implements Snapshotter {
     const layers = diffStacks(low, up);
     if (layers === undefined || !this.#stackable(layers)) return undefined;
     return this.#stackLayers(id, layers, undefined, opts);
+  }
+
+  /**
+   * Creates committed snapshot `id` holding the changes that turn `lower` into `upper` (BuildKit's
+   * DiffOp for any two snapshots; `undefined` is scratch): files `upper` adds or changes are
+   * copied into a new layer, and every path of `lower` that `upper` lacks becomes an overlay
+   * whiteout in it. Mounted alone the result shows the added files only; merged on top of
+   * `lower` it gives `upper`, and its exported layer carries the deletions as OCI whiteouts.
+   * The copy driver cannot hold whiteouts: a diff with deletions fails there (`SNAPSHOT_STATE`).
+   */
+  async diffTrees(id: string, lower: string | undefined, upper: string | undefined, opts: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    await this.init();
+    assertId(id);
+    const tmp = `${id.slice(0, 150)}.diff-${randomBytes(4).toString('hex')}`;
+    const active = await this.prepare(tmp, undefined, opts);
+    try {
+      const a = await this.#load(active.id);
+      const low = lower === undefined ? undefined : await this.mount(lower, opts.signal);
+      try {
+        const up = upper === undefined ? undefined : await this.mount(upper, opts.signal);
+        try {
+          const empty = this.#abs(EMPTY_LOWER);
+          const written = await writeTreeDiff(low?.path ?? empty, up?.path ?? empty, this.#abs(ownLayer(a)), {
+            whiteouts: this.driver === 'overlay',
+            ...(opts.signal ? { signal: opts.signal } : {}),
+          });
+          // Overlayfs hides whiteouts only in directories it merges, so each directory holding
+          // some gets an empty twin in a skeleton layer mounted right below this one.
+          for (const d of written.whiteoutDirs) await mkdir(join(this.#snapRoot, a.dir, 'skel', d), { recursive: true, mode: 0o755 });
+        } finally {
+          await up?.release();
+        }
+      } finally {
+        await low?.release();
+      }
+      await this.#writeMeta({ ...a, whiteouts: true });
+      return await this.commit(id, tmp, opts);
+    } catch (e) {
+      await this.remove(tmp).catch(() => undefined);
+      throw e;
+    }
   }
 
   /** The layer stack (top-first) of committed `id`; undefined if any part was flattened. */
@@ -549,12 +602,33 @@ export class LocalSnapshotter implements Snapshotter {
       const pc = parentChain[0];
       return { driver: 'copy', dir: upper, parentDir: pc === undefined ? undefined : this.#abs(pc) };
     }
-    return { driver: 'overlay', upper, lowers: parentChain.map((c) => this.#abs(c)) };
+    const bottom = parentChain.length === 0 && (m.layer !== undefined || m.whiteouts === true);
+    return { driver: 'overlay', upper, lowers: this.#withSkeletons(parentChain).map((c) => this.#abs(c)), ...(bottom ? { whiteoutsAtBottom: true } : {}) };
   }
 
   /** The kiln root this snapshotter lives in. */
   get root(): string {
     return this.#root;
+  }
+
+  /**
+   * `chain` with the skeleton of each DiffOp result layer right below it (see diffTrees): the
+   * empty directories that hold its whiteouts, so overlayfs sees those directories as merged and
+   * hides the whiteouts from listings even with nothing else below.
+   */
+  #withSkeletons(chain: readonly string[]): string[] {
+    const out: string[] = [];
+    for (const c of chain) {
+      out.push(c);
+      if (!c.endsWith('/fs')) continue;
+      let has = this.#skeletons.get(c);
+      if (has === undefined) {
+        has = existsSync(this.#abs(skeletonOf(c)));
+        this.#skeletons.set(c, has);
+      }
+      if (has) out.push(skeletonOf(c));
+    }
+    return out;
   }
 
   #abs(rel: string): string {
@@ -564,7 +638,7 @@ export class LocalSnapshotter implements Snapshotter {
   }
 
   #lowerOption(chain: readonly string[]): string {
-    return `lowerdir=${chain.map((c) => this.#abs(c)).join(':')}`;
+    return `lowerdir=${this.#withSkeletons(chain).map((c) => this.#abs(c)).join(':')}`;
   }
 
   /**
@@ -681,6 +755,11 @@ export class LocalSnapshotter implements Snapshotter {
 }
 
 /** The layer dir (relative) a committed snapshot adds over its parent. */
+/** The skeleton dir of layer dir `<dir>/fs`: `<dir>/skel`. */
+function skeletonOf(layer: string): string {
+  return `${layer.slice(0, -'/fs'.length)}/skel`;
+}
+
 function ownLayer(m: SnapshotMeta): string {
   return m.layer ?? `${m.dir}/fs`;
 }

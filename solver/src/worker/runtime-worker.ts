@@ -155,22 +155,28 @@ export class RuntimeWorker implements Worker {
   }
 
   /**
-   * DiffOp: what `upper` adds on top of `lower` (input -1: scratch). Supported when `lower` is a
-   * base of `upper` (BuildKit's "known chain"): the layers between them are stacked, nothing
-   * is copied.
+   * DiffOp: the changes that turn `lower` into `upper` (input -1: scratch), so that merging the
+   * result onto `lower` gives `upper`. When `lower` is a base of `upper` (BuildKit's "known
+   * chain") the layers between them are stacked and nothing is copied; otherwise the two trees
+   * are compared and the additions copied, deletions kept as whiteouts.
    */
   async diff(op: DiffOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef> {
     const s = this.#deps.snapshotter;
-    const ref = (i: number | undefined): string | undefined => (i === undefined || i < 0 ? undefined : inputs[i]?.snapshot);
+    // pb.Empty (-1) is scratch; an unset index is proto3's 0, the first input (as in BuildKit).
+    const ref = (i: number | undefined): string | undefined => ((i ?? 0) < 0 ? undefined : inputs[i ?? 0]?.snapshot);
     const lower = ref(op.lower?.input);
     const upper = ref(op.upper?.input);
     // Diff(X, X) and Diff(scratch, scratch) are empty.
     if (lower === upper) return { snapshot: await emptySnapshot(this.#deps), size: 0 };
     const id = newSnapshotId('diff');
     if (upper !== undefined && s.diffLayers !== undefined && (await s.diffLayers(id, lower, upper, { signal: ctx.signal })) !== undefined) return { snapshot: id, size: 0 };
-    throw new SolverError('SOLVER_UNSUPPORTED', 'DiffOp is only supported when the lower input is a base of the upper one (on overlayfs)', {
-      hint: 'diff a state against one of its ancestors, e.g. llb.Diff(base, base.Run(...).Root())',
-    });
+    if (s.diffTrees === undefined) {
+      throw new SolverError('SOLVER_UNSUPPORTED', 'DiffOp is only supported when the lower input is a base of the upper one with this snapshotter', {
+        hint: 'diff a state against one of its ancestors, e.g. llb.Diff(base, base.Run(...).Root())',
+      });
+    }
+    await s.diffTrees(id, lower, upper, { signal: ctx.signal });
+    return { snapshot: id, size: await snapshotSize(s, id) };
   }
 
   /**

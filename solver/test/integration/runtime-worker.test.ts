@@ -142,6 +142,22 @@ describe('RuntimeWorker + Solver with real runc', () => {
     expect(solver.du().length).toBeGreaterThan(0);
   }, 120_000);
 
+  test('DiffOp of siblings (lower not a base of upper): merged onto lower it gives upper, deletions included', async () => {
+    const before = runs;
+    const ops: Op[] = [{ kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } }];
+    const run = (cmd: string, input: number): Op => ({ kind: 'exec', inputs: [ref(ops, input)], exec: { meta: { args: ['/bin/sh', '-c', cmd], env: ENV, cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] } });
+    ops.push(run('echo a > /a.txt && mkdir /d && echo x > /d/x && echo a > /d/a', 0)); // 1: A
+    ops.push(run('echo c > /c.txt && mkdir /d && echo x > /d/x && rm /bin/true', 0)); // 2: C
+    ops.push({ kind: 'diff', inputs: [ref(ops, 1), ref(ops, 2)], diff: { lower: { input: 0 }, upper: { input: 1 } } }); // 3: Diff(A, C)
+    ops.push({ kind: 'merge', inputs: [ref(ops, 1), ref(ops, 3)], merge: { inputs: [{ input: 0 }, { input: 1 }] } }); // 4: Merge(A, Diff(A, C))
+    ops.push(run('ls /d > /d-list; for f in /a.txt /bin/true /c.txt; do test -e $f && echo $f; done > /present', 4));
+    const r = await solve(definition(ops, {}));
+    expect(runs - before).toBe(3);
+    expect(await readResult(r, '/present')).toBe('/c.txt\n');
+    expect(await readResult(r, '/d-list')).toBe('x\n');
+    expect(await readResult(r, '/c.txt')).toBe('c\n');
+  });
+
   test('a failing RUN reports command, exit code and its output', async () => {
     const p = solve(graph('echo oops >&2; exit 3'));
     await expect(p).rejects.toMatchObject({
