@@ -1,17 +1,18 @@
 /** Instruction flags (`--name=value`), as BuildKit's instructions/bflag.go. */
 import { KilnError, suggest } from '../errors.js';
-import type { Position, Word } from '../parser/ast.js';
+import type { Word } from '../parser/ast.js';
 
 type FlagType = 'bool' | 'string' | 'strings';
+
+/** The values of a flag that is not repeatable: never added to. */
+const NO_VALUES: string[] = [];
 
 /** One declared flag and what was given for it. */
 export class Flag {
   /** Bool flags: `'true'`/`'false'`; string flags: the value (or default). */
   value: string;
-  /** Repeatable flags: every value, in order. */
-  readonly values: string[] = [];
-  /** Where each given occurrence starts. */
-  readonly positions: Position[] = [];
+  /** Repeatable flags: every value, in order (other flags share one empty array). */
+  readonly values: string[];
 
   /** @param name flag name without `--`; @param type value kind; @param def default value */
   constructor(
@@ -20,6 +21,7 @@ export class Flag {
     def: string,
   ) {
     this.value = def;
+    this.values = type === 'strings' ? [] : NO_VALUES;
   }
 
   /** Bool flags: whether the value is true. */
@@ -92,7 +94,6 @@ export class BFlags {
       }
       if (this.used.has(arg) && flag.type !== 'strings') throw at('KLN0403', `duplicate flag specified: ${arg}`);
       this.used.set(arg, flag);
-      flag.positions.push(w.position);
       switch (flag.type) {
         case 'bool': {
           if (index >= 0 && value === '') throw at('KLN0403', `missing a value on flag: ${arg}`);

@@ -111,11 +111,14 @@ export class ShellLex {
 
   /** Expand `word` as one word (quotes removed, never split). Throws KilnError KLN0201 on bad syntax. */
   processWord(word: string, env: EnvGetter): string {
+    // most words have nothing to expand: no lexer, no word split, no match sets
+    if (this.#plain(word)) return word;
     return this.run(word, env, true).result;
   }
 
   /** Expand `word` and split it into words on unquoted whitespace (BuildKit's ProcessWords). */
   processWords(word: string, env: EnvGetter): string[] {
+    if (this.#plain(word)) return goFields(word);
     return this.run(word, env, false).words;
   }
 
@@ -124,15 +127,20 @@ export class ShellLex {
     return this.run(word, env, true);
   }
 
+  /** True when `word` has no character the lexer treats specially (it expands to itself). */
+  #plain(word: string): boolean {
+    return isPlainWord(word, this.escapeToken, this.options.skipProcessQuotes !== true);
+  }
+
   private run(word: string, env: EnvGetter, capture: boolean): ProcessWordResult {
-    if (isPlainWord(word, this.escapeToken, this.options.skipProcessQuotes !== true)) {
+    if (this.#plain(word)) {
       // Nothing to expand, unquote or unescape: the word is its own result.
       return { result: word, words: goFields(word), matched: new Set(), unmatched: new Set() };
     }
     const sw = new ShellWord(word, env, this.escapeToken, this.options, capture);
     try {
       const [result, words] = sw.processStopOn(EOF, this.options.rawEscapes === true);
-      return { result, words, matched: sw.matches, unmatched: sw.nonmatches };
+      return { result, words, matched: sw.matches ?? new Set(), unmatched: sw.nonmatches ?? new Set() };
     } catch (e) {
       if (e instanceof KilnError) throw new KilnError(e.code, `failed to process ${goQuote(word)}: ${e.message}`, { cause: e });
       throw e;
@@ -194,8 +202,9 @@ class ShellWord {
   /** The word's characters (code points); the string itself when it has no surrogate pairs. */
   private readonly chars: string | string[];
   private pos = 0;
-  readonly matches = new Set<string>();
-  readonly nonmatches = new Set<string>();
+  /** Variables looked up and found / not set (when capturing); made on the first one. */
+  matches: Set<string> | undefined;
+  nonmatches: Set<string> | undefined;
 
   constructor(
     word: string,
@@ -426,8 +435,8 @@ class ShellWord {
   private getEnv(name: string): string | undefined {
     const v = this.env.get(name);
     if (this.capture) {
-      if (v !== undefined) this.matches.add(name);
-      else this.nonmatches.add(name);
+      if (v !== undefined) (this.matches ??= new Set()).add(name);
+      else (this.nonmatches ??= new Set()).add(name);
     }
     return v;
   }
