@@ -324,8 +324,12 @@ export class LocalSnapshotter implements Snapshotter {
         });
       }
     }
+    // Files first, with the id and meta.json still in place: when that fails (EBUSY: something
+    // is mounted below it) the snapshot still exists, so a later remove can try again.
+    const base = join(this.#snapRoot, m.dir);
+    for (const name of await readdir(base)) if (name !== 'meta.json') await rm(join(base, name), { recursive: true, force: true });
     await unlink(join(this.#byId, id));
-    await rm(join(this.#snapRoot, m.dir), { recursive: true, force: true });
+    await rm(base, { recursive: true, force: true });
     this.#skeletons.delete(`${m.dir}/fs`);
     // Intermediate snapshots of a merge go with their last user.
     if (m.parent !== undefined) {

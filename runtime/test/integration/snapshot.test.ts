@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { LocalSnapshotter, unpackLayer } from '@kiln/runtime';
+import { mountAt, unmount } from '../../src/snapshot/mount.js';
 
 const BUSYBOX_LAYER = new URL(
   '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
@@ -184,4 +185,29 @@ test('recover() cleans up after a crashed process and keeps what is valid', asyn
   } finally {
     await m.release();
   }
+});
+
+test('a remove that fails (EBUSY: a mount below the snapshot) leaves the snapshot in place, and a later remove succeeds', async () => {
+  const root = await newRoot();
+  const s = new LocalSnapshotter({ root });
+  await s.prepare('a-active');
+  const m = await s.mount('a-active');
+  await mkdir(join(m.path, 'sub'));
+  await writeFile(join(m.path, 'f'), 'x');
+  await m.release();
+  await s.commit('a', 'a-active');
+  const src = await s.diffSource('a');
+  const layer = src.driver === 'overlay' ? src.upper : src.dir;
+  const busy = join(layer, 'sub');
+  await mountAt({ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }, busy);
+  try {
+    await expect(s.remove('a')).rejects.toMatchObject({ code: 'EBUSY' });
+    expect((await s.stat('a')).id).toBe('a');
+    expect((await s.list()).map((x) => x.id)).toEqual(['a']);
+  } finally {
+    await unmount(busy);
+  }
+  await s.remove('a');
+  expect(await s.list()).toEqual([]);
+  expect((await readdir(join(root, 'snapshots'))).filter((n) => /^[0-9a-f]{8}$/.test(n))).toEqual([]);
 });

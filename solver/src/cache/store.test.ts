@@ -94,6 +94,55 @@ describe('CacheManager over CacheStore', () => {
     expect(m.load(new CacheKey(D('0'), 0))).toBeUndefined();
   });
 
+  test('a snapshot whose removal fails stays pending: du counts it, later prunes retry it, a reuse cancels it', async () => {
+    let now = 1000;
+    const released: string[] = [];
+    // s0 is a parent of s1's snapshot: refused while s1 exists. s2 is busy once.
+    let busy = true;
+    const store = CacheStore.open({
+      path: ':memory:',
+      now: () => now,
+      releaseSnapshot: async (s) => {
+        if (s === 's0' && !released.includes('s1')) throw Object.assign(new Error('snapshot s0 has 1 child snapshot(s)'), { code: 'SNAPSHOT_STATE' });
+        if (s === 's2' && busy) throw Object.assign(new Error('EBUSY: resource busy or locked'), { code: 'EBUSY' });
+        released.push(s);
+      },
+    });
+    const m = new CacheManager(store);
+    for (const [i, size] of [100, 200, 300].entries()) {
+      now += 10;
+      m.save(new CacheKey(D(String(i)), 0), { snapshot: `s${i}`, size, description: `op ${i}` });
+    }
+    const lease = store.lease('s1');
+    // s0 (oldest) is refused while s1 (leased) lives; s2 is busy: both stay on disk and in du.
+    expect((await store.prune({ all: true })).map((v) => v.snapshot).sort()).toEqual(['s0', 's2']);
+    expect(released).toEqual([]);
+    expect(store.du()).toEqual([
+      expect.objectContaining({ snapshot: 's1', size: 200 }),
+      expect.objectContaining({ snapshot: 's0', size: 100, pendingRemoval: true, keys: 0 }),
+      expect.objectContaining({ snapshot: 's2', size: 300, pendingRemoval: true, keys: 0 }),
+    ]);
+    // keepStorage counts pending bytes: after s2 went, s1 (200) + pending s0 (100) exceed 250.
+    lease();
+    busy = false;
+    // The next prune retries: s2 now goes; s0 goes in a later pass once s1 (its child) went.
+    expect((await store.prune({ keepStorage: 250 })).map((v) => v.snapshot)).toEqual(['s1']);
+    expect(released).toEqual(['s2', 's1', 's0']);
+    expect(store.du()).toEqual([]);
+    // A pending name that is recorded again (a cache mount id) is no longer removed.
+    store.upsertRecord({ snapshot: 'cachemount:x', description: 'cache', kind: 'exec.cachemount' });
+    busy = true;
+    released.length = 0;
+    const flaky = CacheStore.open({ path: ':memory:', now: () => now, releaseSnapshot: async () => Promise.reject(new Error('EBUSY')) });
+    flaky.upsertRecord({ snapshot: 'cachemount:x', description: 'cache', kind: 'exec.cachemount' });
+    await flaky.prune({ all: true });
+    expect(flaky.du()).toEqual([expect.objectContaining({ snapshot: 'cachemount:x', pendingRemoval: true })]);
+    flaky.upsertRecord({ snapshot: 'cachemount:x', description: 'cache', kind: 'exec.cachemount' });
+    expect(flaky.du()).toEqual([expect.objectContaining({ snapshot: 'cachemount:x', keys: 1 })]);
+    expect(flaky.du()[0]?.pendingRemoval).toBeUndefined();
+    expect(await flaky.retryReleases()).toBe(0);
+  });
+
   test('a process killed while saving leaves a consistent database', async () => {
     const dir = tmp();
     const path = join(dir, 'cache.db');

@@ -40,6 +40,11 @@ export interface DiskUsageRecord {
   readonly kind: CacheRecordKind;
   readonly keys: number;
   readonly inUse: boolean;
+  /**
+   * No cache record refers to it any more, but an earlier prune could not remove it (still used
+   * as a parent, or its files busy): it still takes disk space, and every prune retries it.
+   */
+  readonly pendingRemoval?: boolean;
 }
 
 /** Options of {@link CacheStore.prune}. */
@@ -50,7 +55,10 @@ export interface PruneOptions {
   readonly keepStorage?: number;
 }
 
-/** Called for every snapshot no cache record refers to any more; the worker deletes it. */
+/**
+ * Called for every snapshot no cache record refers to any more; the worker deletes it. Rejecting
+ * means the snapshot is still there: the store keeps it pending removal and calls again later.
+ */
 export type ReleaseSnapshotHook = (snapshotId: string) => Promise<void>;
 
 /** Options of {@link CacheStore.open}. */
@@ -76,6 +84,10 @@ CREATE TABLE IF NOT EXISTS results (
   PRIMARY KEY (key, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_snapshot ON results(snapshot);
+CREATE TABLE IF NOT EXISTS pending_release (
+  snapshot TEXT PRIMARY KEY, size INTEGER NOT NULL, since INTEGER NOT NULL, description TEXT NOT NULL,
+  attempts INTEGER NOT NULL, error TEXT NOT NULL
+) WITHOUT ROWID;
 `;
 
 interface ResultRow {
@@ -105,8 +117,9 @@ const toRecord = (r: ResultRow): CacheResultRecord => ({
  * results (key id → snapshot, size, created, last used). Backed by SQLite in WAL mode: every
  * change is one transaction, so a killed process leaves either the old or the new state.
  * Snapshots are owned by the store once saved; when the last record of a snapshot goes (prune),
- * the release hook runs after the transaction commits. A snapshot whose release did not run
- * (crash) is reported by {@link referencedSnapshots} as unreferenced, so the worker can collect it.
+ * it is marked pending removal in the same transaction and the release hook runs after it
+ * commits. A snapshot whose release failed (busy, still a parent) or never ran (crash) stays
+ * pending: `du` counts it and every prune ({@link retryReleases}) tries again.
  */
 export class CacheStore {
   readonly #db: SqliteDb;
@@ -206,6 +219,8 @@ export class CacheStore {
     const tx = this.#db.transaction(() => {
       for (const l of links) addLink.run(l.src, l.input, l.output, l.digest, l.selector, key);
       addResult.run(key, result.id, result.snapshot, result.size, now, now, result.description, result.kind ?? 'regular');
+      // Referred to again (a cache mount name, a shared snapshot): no longer to be removed.
+      this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(result.snapshot);
     });
     tx();
     return { key, id: result.id, snapshot: result.snapshot, size: result.size, created: now, lastUsed: now, description: result.description, kind: result.kind ?? 'regular' };
@@ -220,8 +235,11 @@ export class CacheStore {
     const now = this.#now();
     const key = `${rec.kind}:${rec.snapshot}`;
     const existing = this.#stmt('SELECT created, size FROM results WHERE key = ? AND id = ?').get(key, key) as { created: number; size: number } | undefined;
-    this.#stmt('INSERT OR REPLACE INTO results (key, id, snapshot, size, created, last_used, description, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(key, key, rec.snapshot, rec.size ?? existing?.size ?? 0, existing?.created ?? now, now, rec.description, rec.kind);
+    this.#db.transaction(() => {
+      this.#stmt('INSERT OR REPLACE INTO results (key, id, snapshot, size, created, last_used, description, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(key, key, rec.snapshot, rec.size ?? existing?.size ?? 0, existing?.created ?? now, now, rec.description, rec.kind);
+      this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(rec.snapshot);
+    })();
   }
 
   /** Adds links only (e.g. connecting a definition key to a content key that already has results). */
@@ -245,8 +263,17 @@ export class CacheStore {
     };
   }
 
-  /** Disk usage per snapshot, most recently used first. */
+  /** Disk usage per snapshot, most recently used first; then snapshots pending removal. */
   du(): DiskUsageRecord[] {
+    return [...this.#recordUsage(), ...this.#pendingUsage()];
+  }
+
+  #pendingUsage(): DiskUsageRecord[] {
+    const rows = this.#stmt('SELECT snapshot, size, since, description FROM pending_release ORDER BY since').all() as Array<{ snapshot: string; size: number; since: number; description: string }>;
+    return rows.map((r) => ({ snapshot: r.snapshot, size: r.size, created: r.since, lastUsed: r.since, description: r.description, kind: 'regular', keys: 0, inUse: false, pendingRemoval: true }));
+  }
+
+  #recordUsage(): DiskUsageRecord[] {
     const rows = this.#stmt(
         `SELECT snapshot, MAX(size) AS size, MIN(created) AS created, MAX(last_used) AS last_used,
                 MIN(description) AS description, MIN(kind) AS kind, COUNT(*) AS keys
@@ -277,9 +304,11 @@ export class CacheStore {
    * Returns the removed snapshots.
    */
   async prune(opts: PruneOptions = {}): Promise<DiskUsageRecord[]> {
-    const usage = this.du();
+    // What earlier prunes could not remove goes first (its children may be gone by now).
+    await this.retryReleases();
+    const usage = this.#recordUsage();
     const eligible = usage.filter((u) => !u.inUse && (opts.all === true || (u.kind !== 'internal' && u.kind !== 'frontend')));
-    let total = usage.reduce((n, u) => n + u.size, 0);
+    let total = usage.reduce((n, u) => n + u.size, 0) + this.#pendingUsage().reduce((n, u) => n + u.size, 0);
     const victims: DiskUsageRecord[] = [];
     // Oldest use first.
     for (const u of [...eligible].sort((a, b) => a.lastUsed - b.lastUsed)) {
@@ -288,11 +317,42 @@ export class CacheStore {
       total -= u.size;
     }
     const delResults = this.#stmt('DELETE FROM results WHERE snapshot = ?');
+    const pend = this.#stmt('INSERT OR REPLACE INTO pending_release (snapshot, size, since, description, attempts, error) VALUES (?, ?, ?, ?, 0, ?)');
+    const now = this.#now();
     this.#db.transaction(() => {
-      for (const v of victims) delResults.run(v.snapshot);
+      for (const v of victims) {
+        delResults.run(v.snapshot);
+        pend.run(v.snapshot, v.size, now, v.description, '');
+      }
       this.#db.exec('DELETE FROM links WHERE dst NOT IN (SELECT key FROM results) AND dst NOT IN (SELECT src FROM links)');
     })();
-    for (const v of victims) await this.#release?.(v.snapshot);
+    await this.retryReleases();
     return victims;
+  }
+
+  /**
+   * Runs the release hook for every snapshot pending removal (pruned, not removed yet), in passes
+   * while some succeed, so a parent whose last child goes in this pass goes in the next one. A
+   * snapshot whose release rejects stays pending with the error. Call it at start-up to collect
+   * what a crashed or failed prune left; {@link prune} calls it. Returns how many were removed.
+   */
+  async retryReleases(): Promise<number> {
+    let removed = 0;
+    for (let progress = true; progress; ) {
+      progress = false;
+      const rows = this.#stmt('SELECT snapshot FROM pending_release ORDER BY since, snapshot').all() as Array<{ snapshot: string }>;
+      for (const { snapshot } of rows) {
+        try {
+          await this.#release?.(snapshot);
+        } catch (e) {
+          this.#stmt('UPDATE pending_release SET attempts = attempts + 1, error = ? WHERE snapshot = ?').run(e instanceof Error ? e.message : String(e), snapshot);
+          continue;
+        }
+        this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(snapshot);
+        removed += 1;
+        progress = true;
+      }
+    }
+    return removed;
   }
 }

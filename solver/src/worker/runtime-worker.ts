@@ -199,14 +199,18 @@ export class RuntimeWorker implements Worker {
   }
 
   /**
-   * The cache store's release hook: removes a snapshot (ignored while others build on it), or a
-   * cache mount directory for `cachemount:<id>`.
+   * The cache store's release hook: removes a snapshot, or a cache mount directory for
+   * `cachemount:<id>`. Rejects when the snapshot stays (others still build on it, or its files
+   * could not be removed: EBUSY): the store keeps it pending and retries on its next prune. A
+   * snapshot that is gone already counts as removed.
    */
   async releaseSnapshot(id: string): Promise<void> {
     if (id.startsWith('cachemount:')) {
       await this.#cacheMounts.remove(id.slice('cachemount:'.length));
       return;
     }
-    await this.#deps.snapshotter.remove(id).catch(() => undefined);
+    await this.#deps.snapshotter.remove(id).catch((e: unknown) => {
+      if ((e as { code?: unknown }).code !== 'SNAPSHOT_NOT_FOUND') throw e;
+    });
   }
 }
