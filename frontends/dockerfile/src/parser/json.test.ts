@@ -4,12 +4,17 @@ import { parseJsonArray } from './json.js';
 /** What BuildKit's parseJSON gives, computed with JSON.parse (the oracle). */
 function oracle(text: string): { elements: string[]; nonString: boolean } | undefined {
   let v: unknown;
+  let overflow = false;
   try {
-    v = JSON.parse(text);
+    // Go's Unmarshal fails on a number out of float64's range (JSON.parse makes it Infinity)
+    v = JSON.parse(text, (_k, x: unknown) => {
+      if (typeof x === 'number' && !Number.isFinite(x)) overflow = true;
+      return x;
+    });
   } catch {
     return undefined;
   }
-  if (!Array.isArray(v)) return undefined;
+  if (!Array.isArray(v) || overflow) return undefined;
   return { elements: v.filter((x): x is string => typeof x === 'string'), nonString: v.some((x) => typeof x !== 'string') };
 }
 
@@ -71,6 +76,23 @@ describe('parseJsonArray', () => {
     const slow = parseJsonArray(text.replace(' ] ', ', 1 ] '));
     expect(slow?.nonString).toBeDefined();
     expect(slow?.elements).toEqual(got?.elements);
+  });
+
+  it('decodes escaped lone surrogates to U+FFFD, as Go encoding/json does (both paths)', () => {
+    // Go's unquote: an escaped surrogate that does not pair with the next escape becomes U+FFFD
+    const text = String.raw`["a\ud800b", "\udc00", "\ud83d\ude00", "\ud800\ud83d\ude00", "\ude00\ud83d"]`;
+    const want = ['a\ufffdb', '\ufffd', '\ud83d\ude00', '\ufffd\ud83d\ude00', '\ufffd\ufffd'];
+    expect(parseJsonArray(text)?.elements.map((e) => e.value)).toEqual(want);
+    const slow = parseJsonArray(text.replace(']', ', 1]'));
+    expect(slow?.nonString).toBeDefined();
+    expect(slow?.elements.map((e) => e.value)).toEqual(want);
+  });
+
+  it('is not a JSON array when a number overflows float64 (Go: UnmarshalTypeError, so the shell form)', () => {
+    expect(parseJsonArray('["a", 1e400]')).toBeUndefined();
+    expect(parseJsonArray('["a", {"k": [-1e999]}]')).toBeUndefined();
+    // in range: still an array with a non-string element
+    expect(parseJsonArray('["a", 1e300, 1e-400]')?.nonString).toBe(6);
   });
 });
 

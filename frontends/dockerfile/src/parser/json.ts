@@ -1,7 +1,8 @@
 /**
  * The JSON (exec) form of instruction arguments: a chevrotain grammar for JSON values that keeps
  * the offset of every array element, so a non-string element can be reported at its column.
- * It accepts exactly what `JSON.parse` (and Go's encoding/json) accept.
+ * It accepts exactly what `JSON.parse` (and Go's encoding/json) accept, and decodes as Go's
+ * Unmarshal into `[]interface{}` does (lone surrogates, numbers out of float64's range).
  */
 import { EmbeddedActionsParser, Lexer, createToken } from './chevrotain.js';
 import type { IToken } from 'chevrotain';
@@ -13,6 +14,8 @@ type JsonNode = { kind: 'string'; value: string; offset: number } | { kind: 'oth
 interface Grammar {
   readonly lexer: InstanceType<typeof Lexer>;
   parse(tokens: IToken[]): JsonNode | undefined;
+  /** True when `t` is a number literal outside float64's range. */
+  overflows(t: IToken): boolean;
 }
 
 /**
@@ -98,12 +101,26 @@ function buildGrammar(): Grammar {
       const v = parser.value();
       return parser.errors.length > 0 ? undefined : v;
     },
+    overflows: (t) => t.tokenType === NumberLiteral && !Number.isFinite(Number(t.image)),
   };
 }
 
 function decodeString(t: IToken): string {
   // the token matched JSON's string grammar, so JSON.parse cannot fail here
-  return JSON.parse(t.image) as string;
+  return wellFormed(JSON.parse(t.image) as string);
+}
+
+/** A UTF-16 surrogate that pairs with no neighbour (a lone one). */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const SURROGATE = /[\ud800-\udfff]/;
+
+/**
+ * Go's encoding/json (unquote) decodes an escaped surrogate that does not pair with the escape
+ * after it as U+FFFD; JSON.parse keeps it as a lone UTF-16 unit, which would then reach the
+ * LLB, the image config and the history differently from BuildKit.
+ */
+function wellFormed(s: string): string {
+  return SURROGATE.test(s) ? s.replace(LONE_SURROGATE, '\ufffd') : s;
 }
 
 /** A JSON array of strings with element offsets (relative to the parsed text). */
@@ -142,7 +159,7 @@ function stringArrayFast(text: string): JsonArray | undefined {
   let i = text.indexOf('[') + 1;
   for (const value of values as string[]) {
     i = text.indexOf('"', i);
-    elements.push({ value, offset: i });
+    elements.push({ value: wellFormed(value), offset: i });
     for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
     i++;
   }
@@ -155,6 +172,9 @@ function parseJsonGrammar(text: string): JsonArray | undefined {
   if (lexed.errors.length > 0) return undefined;
   const v = grammar.parse(lexed.tokens);
   if (v === undefined || v.kind !== 'array') return undefined;
+  // Go decodes a number out of float64's range (anywhere in the value) as an UnmarshalTypeError,
+  // not errDockerfileNotStringArray, so BuildKit's parseMaybeJSON takes the shell form
+  for (const t of lexed.tokens) if (grammar.overflows(t)) return undefined;
   const elements: { value: string; offset: number }[] = [];
   let nonString: number | undefined;
   for (const item of v.items) {
