@@ -1,6 +1,7 @@
 /** Stable codes for failures of the snapshotter, layer code and executor. */
 export type WorkerErrorCode =
   | 'LAYER_INVALID'
+  | 'LAYER_UNSUPPORTED'
   | 'PATH_ESCAPE'
   | 'SNAPSHOT_NOT_FOUND'
   | 'SNAPSHOT_EXISTS'

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -59,7 +59,9 @@ interface DirTime {
  * Streams an OCI layer (tar, gzip or zstd, sniffed) into `dir`, which holds the layers below it.
  * OCI whiteouts (`.wh.name`) delete `name`, an opaque marker (`.wh..wh..opq`) empties its directory
  * of what lower layers put there. Modes (incl. setuid), owners (when root), mtimes, symlinks,
- * hardlinks, fifos and devices are kept; xattrs are not applied. Every path is resolved inside
+ * hardlinks, fifos and devices are kept, and so are extended attributes from PAX `SCHILY.xattr.*`
+ * records (file capabilities: `security.capability`), except those the filesystem refuses
+ * (ENOTSUP, EPERM), which containerd's applier skips too. Every path is resolved inside
  * `dir`: `..` or a symlink cannot place a file outside it (`PATH_ESCAPE`). Not atomic: on failure
  * `dir` holds a partial layer and should be discarded by the caller.
  *
@@ -119,7 +121,7 @@ class LayerApplier implements TarSink {
    */
   #empty: boolean;
   /** The open regular file receiving data, with its header. */
-  #file: { readonly fd: number; readonly header: TarEntryHeader; readonly parent: string } | undefined;
+  #file: { readonly fd: number; readonly header: TarEntryHeader; readonly parent: string; readonly target: string } | undefined;
 
   constructor(dir: string, whiteouts: boolean) {
     // Host paths are built by concatenation (path.join's normalisation showed in profiles).
@@ -158,12 +160,13 @@ class LayerApplier implements TarSink {
         chmodSync(target, mode);
         this.#setgid.set(target, (mode & 0o2000) !== 0);
         this.#dirTimes.push({ path: target, mtime: h.mtime });
+        setXattrs(target, h);
         break;
       }
       case 'file': {
         this.#removeExisting(target, rel, false, seen);
         const fd = openSync(target, 'w', 0o600);
-        this.#file = { fd, header: h, parent: parentHost };
+        this.#file = { fd, header: h, parent: parentHost, target };
         break;
       }
       case 'symlink': {
@@ -171,6 +174,7 @@ class LayerApplier implements TarSink {
         symlinkSync(h.linkname, target);
         this.#chown(target, h, true, parentHost);
         lutimesSync(target, h.mtime, h.mtime);
+        setXattrs(target, h);
         break;
       }
       case 'link': {
@@ -184,6 +188,7 @@ class LayerApplier implements TarSink {
         } catch (e) {
           throw new WorkerError('LAYER_INVALID', `hardlink ${h.name} -> ${h.linkname}: target missing`, { cause: e });
         }
+        setXattrs(target, h);
         break;
       }
       case 'fifo':
@@ -197,6 +202,7 @@ class LayerApplier implements TarSink {
         this.#chown(target, h, false, parentHost);
         chmodSync(target, h.mode & 0o7777);
         utimesSync(target, h.mtime, h.mtime);
+        setXattrs(target, h);
         break;
       }
       default:
@@ -225,6 +231,8 @@ class LayerApplier implements TarSink {
     } finally {
       closeSync(f.fd);
     }
+    // After chown and the data, which would clear security.capability again.
+    setXattrs(f.target, f.header);
   }
 
   /** Closes a file left open by a failure. */
@@ -325,5 +333,23 @@ class LayerApplier implements TarSink {
     if (!this.#isRoot) return;
     if (created && this.#ownedAsCreated(h, parentHost)) return;
     lchownSync(target, h.uid, h.gid);
+  }
+}
+
+/**
+ * Sets the entry's PAX xattrs on `target` (not following a symlink). Node has no setxattr(2): one
+ * `setfattr` per attribute, and layers with xattrs are rare. Like containerd's applier, an
+ * attribute the filesystem does not support or allow is skipped; other failures fail the layer.
+ */
+function setXattrs(target: string, h: TarEntryHeader): void {
+  if (h.xattrs === undefined) return;
+  for (const [name, value] of h.xattrs) {
+    const r = spawnSync('setfattr', ['-h', '-n', name, ...(value.length > 0 ? ['-v', `0x${value.toString('hex')}`] : []), target], { encoding: 'utf8' });
+    if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+      throw new WorkerError('PREREQUISITE_MISSING', `layer entry ${h.name} has extended attributes, and setting them needs setfattr`, { hint: 'apt-get install attr' });
+    }
+    if (r.status === 0) continue;
+    if (/Operation not (supported|permitted)/.test(r.stderr)) continue;
+    throw new WorkerError('LAYER_INVALID', `cannot set extended attribute ${name} of ${h.name}: ${(r.stderr || r.error?.message || `exit ${String(r.status)}`).trim()}`);
   }
 }

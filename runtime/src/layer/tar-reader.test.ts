@@ -153,4 +153,86 @@ describe('TarReader', () => {
       ['f', 'file', 'hi', true],
     ]);
   });
+
+  describe('PAX records as Go archive/tar reads them', () => {
+    /** One PAX record, its length prefix counting itself. */
+    const rec = (key: string, value: string | Buffer): Buffer => {
+      const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(value), Buffer.from('\n')]);
+      let len = body.length + 1;
+      while (String(len).length + body.length !== len) len = String(len).length + body.length;
+      return Buffer.concat([Buffer.from(String(len)), body]);
+    };
+    /** An archive of one PAX extended header (raw `records`) and the entry it applies to. */
+    const paxTar = (records: Buffer, entry: { name?: string; type?: string; size?: number; body?: string } = {}): Buffer =>
+      Buffer.concat([
+        rawHeader({ name: 'PaxHeaders/f', type: 'x', size: records.length, magic: 'ustar\x0000' }),
+        records,
+        Buffer.alloc((512 - (records.length % 512)) % 512),
+        rawHeader({ name: entry.name ?? 'f', type: entry.type ?? '0', size: entry.size ?? (entry.body ?? '').length, magic: 'ustar\x0000' }),
+        padded(entry.body ?? ''),
+        Buffer.alloc(1024),
+      ]);
+    const header = (records: Buffer, entry?: Parameters<typeof paxTar>[1]): TarEntryHeader => {
+      const e = parse(paxTar(records, entry)).entries[0];
+      if (e === undefined) throw new Error('no entry');
+      return e.header;
+    };
+    const rejects = (records: Buffer, entry?: Parameters<typeof paxTar>[1]): void => {
+      expect(() => parse(paxTar(records, entry))).toThrow(expect.objectContaining({ code: 'LAYER_INVALID' }));
+    };
+
+    test('numbers are strict decimal (strconv.ParseInt): 0x10, spaces, exponents, fractions rejected; a sign accepted', () => {
+      for (const bad of ['0x10', ' 10', '10 ', '1e2', '1.5', '', '0b1', '1_000']) {
+        if (bad === '') continue; // an empty value keeps the header's field (next test)
+        rejects(rec('uid', bad));
+        rejects(rec('size', bad), { body: '' });
+      }
+      expect(header(rec('uid', '+42')).uid).toBe(42);
+      expect(header(Buffer.concat([rec('gid', '-7'), rec('uid', '0010')])).gid).toBe(-7);
+      expect(header(rec('uid', '0010')).uid).toBe(10);
+      expect(header(rec('size', '3'), { body: 'abc' }).size).toBe(3);
+    });
+
+    test('mtime as parsePAXTime: fraction cut at 9 digits and signed like the seconds', () => {
+      expect(header(rec('mtime', '1700000000.5')).mtime).toBe(1700000000.5);
+      expect(header(rec('mtime', '-1.5')).mtime).toBe(-1.5);
+      expect(header(rec('mtime', '-0.25')).mtime).toBe(-0.25);
+      expect(header(rec('mtime', '1.')).mtime).toBe(1);
+      expect(header(rec('mtime', '2.1234567891234')).mtime).toBeCloseTo(2.123456789, 9);
+      for (const bad of ['.5', '1.5x', '1.-5', '0x10', '1e3', '+.5', '1..2']) rejects(rec('mtime', bad));
+    });
+
+    test('an empty value keeps the ustar field; a negative size is refused only where there is data', () => {
+      const h = header(Buffer.concat([rec('path', ''), rec('size', '')]), { name: 'ustar-name', body: 'xy' });
+      expect([h.name, h.size]).toEqual(['ustar-name', 2]);
+      expect(header(rec('size', '-1'), { name: 'd/', type: '5' }).type).toBe('directory');
+      rejects(rec('size', '-1'), { name: 'f', type: '0' });
+    });
+
+    test('malformed records fail the layer: short length, no newline at the end, no =, NUL in a path', () => {
+      rejects(Buffer.from('3 a\n'));
+      rejects(Buffer.from('11 uid=10\n')); // the length runs past the newline
+      rejects(Buffer.from('9 uid=10X')); // does not end in a newline
+      rejects(Buffer.from('8 uid10\n'));
+      rejects(rec('path', 'a\0b'));
+      rejects(Buffer.from('0x9 uid=1\n'));
+    });
+
+    test('SCHILY.xattr.* records reach the header as raw bytes, NULs and high bytes included', () => {
+      const cap = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+      const h = header(Buffer.concat([rec('SCHILY.xattr.security.capability', cap), rec('SCHILY.xattr.user.note', 'h\u00e9')]), { body: 'x' });
+      expect(h.xattrs?.get('security.capability')).toEqual(cap);
+      expect(h.xattrs?.get('user.note')?.toString('utf8')).toBe('h\u00e9');
+      expect(header(rec('uid', '1')).xattrs).toBeUndefined();
+    });
+
+    test('GNU sparse entries fail with LAYER_UNSUPPORTED naming the file', () => {
+      const sparse = Buffer.concat([rec('GNU.sparse.major', '1'), rec('GNU.sparse.minor', '0'), rec('GNU.sparse.name', 'real/name'), rec('GNU.sparse.realsize', '100')]);
+      expect(() => parse(paxTar(sparse, { name: 'GNUSparseFile.1/name', body: '1\n0\n4\n' }))).toThrow(
+        expect.objectContaining({ code: 'LAYER_UNSUPPORTED', message: expect.stringContaining('"real/name"') }),
+      );
+      const oldGnu = Buffer.concat([rawHeader({ name: 'old-sparse', type: 'S', size: 0 }), Buffer.alloc(1024)]);
+      expect(() => parse(oldGnu)).toThrow(expect.objectContaining({ code: 'LAYER_UNSUPPORTED', message: expect.stringContaining('"old-sparse"') }));
+    });
+  });
 });

@@ -17,6 +17,8 @@ export interface TarEntryHeader {
   readonly mtime: number;
   readonly devmajor: number;
   readonly devminor: number;
+  /** Extended attributes from PAX `SCHILY.xattr.<name>` records (raw value bytes), when any. */
+  readonly xattrs?: ReadonlyMap<string, Buffer>;
 }
 
 /**
@@ -61,6 +63,13 @@ function invalid(msg: string): WorkerError {
   return new WorkerError('LAYER_INVALID', `invalid tar stream: ${msg}`);
 }
 
+/** GNU sparse entries are refused rather than written wrong (their data section is not the file). */
+function sparseError(name: string, kind: string): WorkerError {
+  return new WorkerError('LAYER_UNSUPPORTED', `layer entry ${JSON.stringify(name)} is a GNU sparse file (${kind}), which kiln cannot unpack`, {
+    hint: 'rebuild the layer without sparse files (GNU tar without --sparse / -S)',
+  });
+}
+
 /** A NUL-terminated string field. */
 function str(b: Buffer, off: number, len: number): string {
   let end = off;
@@ -98,27 +107,70 @@ function num(b: Buffer, off: number, len: number): number {
   return digits === 0 ? 0 : v;
 }
 
-/** PAX records `"<len> <key>=<value>\n"`. */
-function parsePax(buf: Buffer): Map<string, string> {
-  const out = new Map<string, string>();
+/** PAX records of one extended header: text values, and `SCHILY.xattr.*` values as bytes. */
+interface PaxRecords {
+  readonly text: Map<string, string>;
+  readonly xattrs: Map<string, Buffer>;
+}
+
+const XATTR_PREFIX = 'SCHILY.xattr.';
+
+/** Go's strconv.ParseInt(s, 10, 64): an optional sign and decimal digits, nothing else. */
+function parseDecimal(s: string): number | undefined {
+  if (!/^[+-]?[0-9]+$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * Go's archive/tar parsePAXTime: seconds, then optionally `.` and digits (nanoseconds, cut at 9
+ * digits); the fraction takes the sign of the seconds (`-1.5` is 1.5 s before the epoch).
+ */
+function parsePaxTime(s: string): number | undefined {
+  const dot = s.indexOf('.');
+  const ss = dot < 0 ? s : s.slice(0, dot);
+  const sn = dot < 0 ? '' : s.slice(dot + 1);
+  const secs = parseDecimal(ss);
+  if (secs === undefined) return undefined;
+  if (sn === '') return secs;
+  if (!/^[0-9]+$/.test(sn)) return undefined;
+  const frac = Number(sn.slice(0, 9).padEnd(9, '0')) / 1e9;
+  return ss.startsWith('-') ? secs - frac : secs + frac;
+}
+
+/**
+ * PAX records `"<len> <key>=<value>\n"`, parsed as Go's archive/tar parsePAXRecord: a decimal
+ * length of at least 5 that ends exactly at a newline, a key with `=`, no NUL in a path or name
+ * value nor in other keys; anything else fails the layer. Later records win.
+ */
+function parsePax(buf: Buffer): PaxRecords {
+  const text = new Map<string, string>();
+  const xattrs = new Map<string, Buffer>();
   let off = 0;
   while (off < buf.length) {
     const sp = buf.indexOf(0x20, off);
-    if (sp < 0) break;
-    const len = Number(buf.toString('latin1', off, sp));
-    if (!Number.isInteger(len) || len <= sp - off || off + len > buf.length) throw invalid('bad PAX record');
-    const rec = buf.toString('utf8', sp + 1, off + len - 1);
-    const eq = rec.indexOf('=');
-    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    if (sp < 0) throw invalid('bad PAX record');
+    const len = parseDecimal(buf.toString('latin1', off, sp));
+    if (len === undefined || len < 5 || off + len > buf.length || off + len <= sp + 1 || buf[off + len - 1] !== 0x0a) throw invalid('bad PAX record');
+    const rec = buf.subarray(sp + 1, off + len - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq <= 0) throw invalid('bad PAX record');
+    const key = rec.toString('utf8', 0, eq);
+    const value = rec.subarray(eq + 1);
+    const nulInValue = key === 'path' || key === 'linkpath' || key === 'uname' || key === 'gname';
+    if ((nulInValue ? value : rec.subarray(0, eq)).includes(0)) throw invalid(`bad PAX record ${JSON.stringify(key)}`);
+    if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), Buffer.from(value));
+    else text.set(key, value.toString('utf8'));
     off += len;
   }
-  return out;
+  return { text, xattrs };
 }
 
 /**
  * An incremental, synchronous tar parser for layers: ustar, GNU (long names and link names) and
- * PAX (`path`, `linkpath`, `size`, `uid`, `gid`, `mtime`) headers, octal and base-256 numbers,
- * checksums verified. Global PAX headers are skipped, as Go's archive/tar returns them as entries
+ * PAX (`path`, `linkpath`, `size`, `uid`, `gid`, `mtime`, `SCHILY.xattr.*`) headers, read as Go's
+ * archive/tar reads them (BuildKit's reader), octal and base-256 numbers, checksums verified. GNU
+ * sparse files (old GNU `S` entries, PAX `GNU.sparse.*`) fail with `LAYER_UNSUPPORTED`. Global PAX headers are skipped, as Go's archive/tar returns them as entries
  * of their own that BuildKit ignores. Push decompressed bytes with {@link TarReader.push}; every
  * entry a chunk completes is handed to the sink before `push` returns (no per-entry promise or
  * stream, which is most of the cost of a layer of small entries).
@@ -130,7 +182,7 @@ export class TarReader {
   #partial: Buffer | undefined;
   #longName: string | undefined;
   #longLink: string | undefined;
-  #pax: Map<string, string> | undefined;
+  #pax: PaxRecords | undefined;
   /** Entries seen (headers other than long-name, PAX and end blocks). */
   entries = 0;
 
@@ -246,8 +298,10 @@ export class TarReader {
     if (want !== unsigned && want !== signed) throw invalid('header checksum mismatch (corrupted, or still compressed?)');
     const flag = String.fromCharCode(b[at + 156] ?? 0);
     let size = num(b, at + 124, 12);
-    if (size < 0) throw invalid('negative entry size');
-    const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+    const pad = size < 0 ? 0 : (BLOCK - (size % BLOCK)) % BLOCK;
+    if (flag === 'L' || flag === 'K' || flag === 'x' || flag === 'g') {
+      if (size < 0) throw invalid('negative entry size');
+    }
     if (flag === 'L' || flag === 'K' || flag === 'x') {
       if (size > MAX_META) throw invalid('extended header exceeds 1 MiB');
       this.#state = { kind: 'meta', flag, parts: [], remaining: size, pad, size };
@@ -270,21 +324,31 @@ export class TarReader {
     if (this.#longName !== undefined) name = this.#longName;
     if (this.#longLink !== undefined) linkname = this.#longLink;
     const pax = this.#pax;
+    let xattrs: ReadonlyMap<string, Buffer> | undefined;
     if (pax !== undefined) {
-      name = pax.get('path') ?? name;
-      linkname = pax.get('linkpath') ?? linkname;
-      const int = (k: string, d: number): number => {
-        const v = pax.get(k);
+      // As Go's mergePAX: an empty value keeps the header's own field; numbers are strict decimal.
+      const get = (k: string): string | undefined => {
+        const v = pax.text.get(k);
+        return v === '' ? undefined : v;
+      };
+      const number = (k: string, d: number, parse: (v: string) => number | undefined): number => {
+        const v = get(k);
         if (v === undefined) return d;
-        const n = Number(v);
-        if (!Number.isFinite(n) || n < 0) throw invalid(`bad PAX ${k} ${JSON.stringify(v)}`);
+        const n = parse(v);
+        if (n === undefined) throw invalid(`bad PAX ${k} ${JSON.stringify(v.slice(0, 40))}`);
         return n;
       };
-      size = Math.floor(int('size', size));
-      uid = Math.floor(int('uid', uid));
-      gid = Math.floor(int('gid', gid));
-      mtime = int('mtime', mtime);
+      name = get('path') ?? name;
+      linkname = get('linkpath') ?? linkname;
+      size = number('size', size, parseDecimal);
+      uid = number('uid', uid, parseDecimal);
+      gid = number('gid', gid, parseDecimal);
+      mtime = number('mtime', mtime, parsePaxTime);
+      if (pax.xattrs.size > 0) xattrs = pax.xattrs;
+      const sparse = [...pax.text.keys()].find((k) => k.startsWith('GNU.sparse.'));
+      if (sparse !== undefined) throw sparseError(get('GNU.sparse.name') ?? name, `PAX ${sparse}`);
     }
+    if (flag === 'S') throw sparseError(this.#longName ?? name, 'old GNU format');
     this.#longName = undefined;
     this.#longLink = undefined;
     this.#pax = undefined;
@@ -302,11 +366,13 @@ export class TarReader {
       mtime,
       devmajor: num(b, at + 329, 8),
       devminor: num(b, at + 337, 8),
+      ...(xattrs === undefined ? {} : { xattrs }),
     };
-    this.#sink.entry(header);
     // Links, directories, devices and fifos carry no data whatever their size field says (Go's
-    // archive/tar isHeaderOnlyType, which BuildKit reads layers with).
+    // archive/tar isHeaderOnlyType, which BuildKit reads layers with); others need a size >= 0.
     const dataSize = HEADER_ONLY.has(flag) || (flag === '\0' && type === 'directory') ? 0 : size;
+    if (dataSize < 0) throw invalid(`negative size for ${JSON.stringify(name)}`);
+    this.#sink.entry(header);
     const dataPad = (BLOCK - (dataSize % BLOCK)) % BLOCK;
     if (dataSize === 0) {
       this.#sink.end();

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdtemp, readFile, readlink, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, expect, test } from 'vitest';
 import { applyLayer } from '@kiln/runtime';
 
@@ -69,4 +70,55 @@ test.for(LAYERS)('conformance layer %s applies with its config diff_id', async (
   const r = await applyLayer(dir, createReadStream(path));
   expect(r.diffID).toBe(diffID);
   expect(r.entries).toBeGreaterThan(0);
+});
+
+/** A tar made by GNU tar (`tar ARGS -C dir NAMES`): real bytes of another implementation. */
+async function gnuTar(dir: string, args: readonly string[], names: readonly string[]): Promise<Buffer> {
+  const { execFileSync } = await import('node:child_process');
+  try {
+    return execFileSync('tar', [...args, '-cf', '-', '-C', dir, ...names], { maxBuffer: 64 << 20 });
+  } catch (e) {
+    throw new Error('GNU tar is required: apt-get install tar', { cause: e });
+  }
+}
+
+test('file capabilities in a layer (PAX SCHILY.xattr.security.capability, by GNU tar --xattrs) are applied', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const src = await mkdtemp(join(tmpdir(), 'kiln-xattr-src-'));
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-xattr-'));
+  dirs.push(src, dir);
+  await mkdir(join(src, 'bin'));
+  await writeFile(join(src, 'bin', 'ping'), 'not really ping\n', { mode: 0o755 });
+  // cap_net_raw+ep, the bytes setcap writes (VFS_CAP_REVISION_2).
+  const cap = '0x0100000200200000000000000000000000000000';
+  execFileSync('setfattr', ['-n', 'security.capability', '-v', cap, join(src, 'bin', 'ping')]);
+  execFileSync('setfattr', ['-n', 'user.origin', '-v', 'layer', join(src, 'bin')]);
+  const tar = await gnuTar(src, ['--xattrs', '--xattrs-include=*', '--format=pax'], ['bin']);
+  expect(tar.includes(Buffer.from('SCHILY.xattr.security.capability='))).toBe(true);
+  await applyLayer(dir, Readable.from([tar]));
+  const dump = execFileSync('getfattr', ['-d', '-m', '-', '-e', 'hex', join(dir, 'bin', 'ping')], { encoding: 'utf8' });
+  expect(dump).toContain(`security.capability=${cap}`);
+  expect(execFileSync('getfattr', ['-n', 'user.origin', '--only-values', join(dir, 'bin')], { encoding: 'utf8' })).toBe('layer');
+  expect(await readFile(join(dir, 'bin', 'ping'), 'utf8')).toBe('not really ping\n');
+  expect((await lstat(join(dir, 'bin', 'ping'))).mode & 0o777).toBe(0o755);
+});
+
+test.for([
+  ['PAX 1.0', ['--sparse', '--format=pax', '--sparse-version=1.0']],
+  ['PAX 0.1', ['--sparse', '--format=pax', '--sparse-version=0.1']],
+  ['PAX 0.0', ['--sparse', '--format=pax', '--sparse-version=0.0']],
+  ['old GNU', ['--sparse', '--format=gnu']],
+] as const)('a GNU sparse file (%s, by GNU tar) fails the layer naming the entry, and is not written', async ([, args]) => {
+  const { truncate, writeFile } = await import('node:fs/promises');
+  const src = await mkdtemp(join(tmpdir(), 'kiln-sparse-src-'));
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-sparse-'));
+  dirs.push(src, dir);
+  await writeFile(join(src, 'before'), 'b');
+  await writeFile(join(src, 'holes'), '');
+  await truncate(join(src, 'holes'), 1 << 20);
+  await writeFile(join(src, 'holes'), 'tail', { flag: 'a' });
+  const tar = await gnuTar(src, args, ['before', 'holes']);
+  await expect(applyLayer(dir, Readable.from([tar]))).rejects.toMatchObject({ code: 'LAYER_UNSUPPORTED', message: expect.stringContaining('holes') });
+  expect(await readdir(dir)).toEqual(['before']);
 });
