@@ -84,7 +84,9 @@ function candidateKeys(host: string): string[] {
  * Reads credentials from a Docker `config.json` (`auths` entries with `auth` = base64 `user:pass`,
  * or `username`/`password`, or `identitytoken`). The path is passed in (usually
  * `~/.docker/config.json`, or `$DOCKER_CONFIG/config.json`); a missing file means no credentials.
- * Credential helpers (`credsStore`) are not supported.
+ * This function reads only `auths`: it runs no credential helper (`credsStore`, `credHelpers`).
+ * The kiln CLI layers the helpers on top of it (cli/src/engine/credential-helpers.ts), so
+ * `kiln build` does use them; other callers of the runtime get `auths` alone.
  */
 export function dockerConfigCredentials(configPath: string): CredentialProvider {
   let loaded: Promise<Record<string, DockerConfigAuth>> | undefined;
