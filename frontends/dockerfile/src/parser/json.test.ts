@@ -72,7 +72,7 @@ describe('parseJsonArray', () => {
     const got = parseJsonArray(text);
     expect(got?.elements.map((e) => e.value)).toEqual(JSON.parse(text));
     for (const e of got?.elements ?? []) expect(stringAt(text, e.offset)).toBe(e.value);
-    // the same offsets as the grammar gives for the array with a number appended
+    // the same offsets as the scan of mixed arrays gives for the array with a number appended
     const slow = parseJsonArray(text.replace(' ] ', ', 1 ] '));
     expect(slow?.nonString).toBeDefined();
     expect(slow?.elements).toEqual(got?.elements);
@@ -93,6 +93,15 @@ describe('parseJsonArray', () => {
     expect(parseJsonArray('["a", {"k": [-1e999]}]')).toBeUndefined();
     // in range: still an array with a non-string element
     expect(parseJsonArray('["a", 1e300, 1e-400]')?.nonString).toBe(6);
+  });
+
+  it('finds the non-string in deeply nested values, and nests at most as deep as Go (10000)', () => {
+    const nested = (n: number): string => `${'['.repeat(n)}${']'.repeat(n)}`;
+    // depth 3000: a non-string element (the grammar overflowed the stack here)
+    expect(parseJsonArray(`["a", ${nested(2999)}, "b"]`)).toEqual({ elements: [{ value: 'a', offset: 1 }, { value: 'b', offset: 6 + 2 * 2999 + 2 }], nonString: 6 });
+    expect(parseJsonArray(`["a", ${'{"k":'.repeat(9999)}1${'}'.repeat(9999)}]`)?.nonString).toBe(6);
+    // depth 10001: Go's scanner fails ("exceeded max depth"), so BuildKit takes the shell form
+    expect(parseJsonArray(`["a", ${nested(10000)}]`)).toBeUndefined();
   });
 });
 
