@@ -81,7 +81,7 @@ export class Pattern {
     this.#type = type;
   }
 
-  /** Matches a cleaned slash path; throws SOLVER_BAD_PATTERN for a pattern Go rejects at match time. */
+  /** Matches a cleaned slash path; throws LLB_BAD_PATTERN for a pattern Go rejects at match time. */
   match(path: string): boolean {
     if (this.#type === undefined) this.#compile();
     if (this.#bad) throw new LlbError('LLB_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(this.cleaned)}`);
@@ -121,7 +121,7 @@ export class PatternMatcher {
   /** True if any pattern is a `!` exception. */
   readonly exclusions: boolean;
 
-  /** Throws SOLVER_BAD_PATTERN for `!` alone or a malformed glob. */
+  /** Throws LLB_BAD_PATTERN for `!` alone or a malformed glob. */
   constructor(patterns: readonly string[]) {
     const out: Pattern[] = [];
     let exclusions = false;
