@@ -77,7 +77,7 @@ async function pack() {
         name: 'chevrotain-single-file',
         setup(b) {
           b.onLoad({ filter: /[\\/]frontends[\\/]dockerfile[\\/]dist[\\/]parser[\\/]chevrotain\.js$/ }, () => ({
-            contents: `export { EmbeddedActionsParser, Lexer, createToken } from ${JSON.stringify(join(repo, 'node_modules', 'chevrotain', 'lib', 'chevrotain.min.mjs'))};`,
+            contents: `export { Lexer, createToken } from ${JSON.stringify(join(repo, 'node_modules', 'chevrotain', 'lib', 'chevrotain.min.mjs'))};`,
             loader: 'js',
           }));
         },

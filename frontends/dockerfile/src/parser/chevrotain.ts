@@ -11,4 +11,4 @@ import type * as Chevrotain from 'chevrotain';
 const entry = createRequire(import.meta.url).resolve('chevrotain'); // …/chevrotain/lib/src/api.js
 const chevrotain = (await import(new URL('../chevrotain.min.mjs', pathToFileURL(entry)).href)) as typeof Chevrotain;
 
-export const { EmbeddedActionsParser, Lexer, createToken } = chevrotain;
+export const { Lexer, createToken } = chevrotain;
