@@ -36,6 +36,7 @@
  * | KLN0507 | invalid COPY/ADD option value (`--chmod`, `--checksum`) |
  * | KLN0508 | empty Dockerfile or no stages |
  * | KLN0509 | build checks failed with `# check=error=true` (or `BUILDKIT_DOCKERFILE_CHECK`) |
+ * | KLN0510 | malformed `.dockerignore` pattern (read for the CopyIgnoredFile check) |
  */
 export type DockerfileErrorCode =
   | 'KLN0101'
@@ -67,7 +68,8 @@ export type DockerfileErrorCode =
   | 'KLN0506'
   | 'KLN0507'
   | 'KLN0508'
-  | 'KLN0509';
+  | 'KLN0509'
+  | 'KLN0510';
 
 /** A point in a Dockerfile: 1-based line and column (columns count UTF-16 code units). */
 export interface Position {

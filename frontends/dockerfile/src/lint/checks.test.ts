@@ -130,6 +130,8 @@ describe('build checks in convertDockerfile', () => {
     // experimental: off unless enabled; and off when the ignore file re-includes paths with `!`
     expect((await convert(dockerfile.replace('experimental=CopyIgnoredFile', 'skip=none'), { excludePatterns: ['tmp'] })).checkWarnings).toEqual([]);
     expect((await convert(dockerfile, { excludePatterns: ['tmp', '!tmp/hello.txt'] })).checkWarnings).toEqual([]);
+    // a malformed pattern is a KilnError that names the file
+    await expect(convert(dockerfile, { excludePatterns: ['['] })).rejects.toMatchObject({ code: 'KLN0510', message: '.dockerignore: syntax error in pattern "["' });
   });
 
   test('a conversion that dispatches twice (context paths change) reports each violation once', async () => {

@@ -5,7 +5,8 @@
  * ExposeInvalidFormat, UndefinedVar and CopyIgnoredFile. They read the stage as it is at that command (SHELL,
  * environment, declared ARGs) and never change it.
  */
-import { PatternMatcher, cleanPath } from '@kiln/llb-core';
+import { LlbError, PatternMatcher, cleanPath } from '@kiln/llb-core';
+import { KilnError } from '../errors.js';
 import type { AddCommand, Command, CopyCommand, ExposeCommand } from '../instructions/commands.js';
 import { parseGitRef } from '../convert/git-ref.js';
 import type { Range } from '../parser/ast.js';
@@ -29,6 +30,16 @@ export interface CommandChecks {
   beginPass(): void;
   /** `raw` (as written) is about to be dispatched as `expanded`, with `env` the stage's env before it. */
   command(d: DispatchState, raw: Command, expanded: Command, env: ReadonlyMap<string, string>, opt: DispatchOptions): void;
+}
+
+/** The `.dockerignore` matcher; a malformed pattern is the user's to fix, so it says where. */
+function ignoreMatcher(patterns: readonly string[]): PatternMatcher {
+  try {
+    return new PatternMatcher(patterns);
+  } catch (e) {
+    if (e instanceof LlbError) throw new KilnError('KLN0510', `.dockerignore: ${e.message}`, { hint: 'fix the pattern (Go filepath.Match syntax plus **) or remove it' });
+    throw e;
+  }
 }
 
 function isAbs(path: string, os: string): boolean {
@@ -98,7 +109,7 @@ export class CommandChecker implements CommandChecks {
    */
   #copyIgnored(c: CopyCommand | AddCommand): void {
     if (this.#ignore.length === 0 || !this.#lint.enabled(Rules.CopyIgnoredFile)) return;
-    this.#ignoreMatcher ??= new PatternMatcher(this.#ignore);
+    this.#ignoreMatcher ??= ignoreMatcher(this.#ignore);
     if (this.#ignoreMatcher.exclusions) return;
     const cmd = c.name === 'add' ? 'Add' : 'Copy';
     for (const raw of c.sourcePaths) {
