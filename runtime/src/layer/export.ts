@@ -140,7 +140,8 @@ async function produce(entries: AsyncIterable<Change>, tarball: Pack, opts: Writ
       if (st.size <= SMALL_FILE) await entry(header, await readFile(c.host));
       else {
         const sink = tarball.entry(header);
-        await Promise.race([pipeline(createReadStream(c.host), sink as unknown as NodeJS.WritableStream), stopped]);
+        // 1 MiB reads, as the compressor's blocks: a sixteenth of the reads and stream turns of 64 KiB.
+        await Promise.race([pipeline(createReadStream(c.host, { highWaterMark: 1 << 20 }), sink as unknown as NodeJS.WritableStream), stopped]);
       }
     } else if (st.isFIFO()) {
       await entry({ ...base, type: 'fifo' });
