@@ -301,11 +301,11 @@ export class CacheStore {
    * Removes cache records and releases their snapshots: with `keepStorage`, least recently used
    * snapshots go first until the total fits; otherwise every eligible one. Snapshots in use by a
    * running build are kept. Links whose target has no result left are dropped too.
-   * Returns the removed snapshots.
+   * Returns the snapshots removed; one whose removal failed stays pending (see {@link retryReleases}).
    */
   async prune(opts: PruneOptions = {}): Promise<DiskUsageRecord[]> {
     // What earlier prunes could not remove goes first (its children may be gone by now).
-    await this.retryReleases();
+    const earlier = await this.#retry();
     const usage = this.#recordUsage();
     const eligible = usage.filter((u) => !u.inUse && (opts.all === true || (u.kind !== 'internal' && u.kind !== 'frontend')));
     let total = usage.reduce((n, u) => n + u.size, 0) + this.#pendingUsage().reduce((n, u) => n + u.size, 0);
@@ -326,8 +326,9 @@ export class CacheStore {
       }
       this.#db.exec('DELETE FROM links WHERE dst NOT IN (SELECT key FROM results) AND dst NOT IN (SELECT src FROM links)');
     })();
-    await this.retryReleases();
-    return victims;
+    // Only what is gone: a victim still pending removal is listed by du, not reported as freed.
+    const byId = new Map(victims.map((v) => [v.snapshot, v]));
+    return [...earlier, ...(await this.#retry()).map((u) => byId.get(u.snapshot) ?? u)];
   }
 
   /**
@@ -337,22 +338,27 @@ export class CacheStore {
    * what a crashed or failed prune left; {@link prune} calls it. Returns how many were removed.
    */
   async retryReleases(): Promise<number> {
-    let removed = 0;
+    return (await this.#retry()).length;
+  }
+
+  async #retry(): Promise<DiskUsageRecord[]> {
+    const removed: DiskUsageRecord[] = [];
     for (let progress = true; progress; ) {
       progress = false;
-      const rows = this.#stmt('SELECT snapshot FROM pending_release ORDER BY since, snapshot').all() as Array<{ snapshot: string }>;
-      for (const { snapshot } of rows) {
+      for (const u of this.#pendingUsage()) {
         try {
-          await this.#release?.(snapshot);
+          await this.#release?.(u.snapshot);
         } catch (e) {
-          this.#stmt('UPDATE pending_release SET attempts = attempts + 1, error = ? WHERE snapshot = ?').run(e instanceof Error ? e.message : String(e), snapshot);
+          this.#stmt('UPDATE pending_release SET attempts = attempts + 1, error = ? WHERE snapshot = ?').run(e instanceof Error ? e.message : String(e), u.snapshot);
           continue;
         }
-        this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(snapshot);
-        removed += 1;
+        this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(u.snapshot);
+        const { pendingRemoval: _p, ...rec } = u;
+        removed.push(rec);
         progress = true;
       }
     }
     return removed;
   }
+
 }
