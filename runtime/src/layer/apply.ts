@@ -5,6 +5,7 @@ import {
   closeSync,
   fchmodSync,
   fchownSync,
+  ftruncateSync,
   futimesSync,
   lchownSync,
   linkSync,
@@ -61,7 +62,8 @@ interface DirTime {
  * of what lower layers put there. Modes (incl. setuid), owners (when root), mtimes, symlinks,
  * hardlinks, fifos and devices are kept, and so are extended attributes from PAX `SCHILY.xattr.*`
  * records (file capabilities: `security.capability`), except those the filesystem refuses
- * (ENOTSUP, EPERM), which containerd's applier skips too. Every path is resolved inside
+ * (ENOTSUP, EPERM), which containerd's applier skips too. GNU sparse files (PAX 0.0/0.1/1.0) are
+ * written with their holes left unwritten. Every path is resolved inside
  * `dir`: `..` or a symlink cannot place a file outside it (`PATH_ESCAPE`). Not atomic: on failure
  * `dir` holds a partial layer and should be discarded by the caller.
  *
@@ -121,7 +123,18 @@ class LayerApplier implements TarSink {
    */
   #empty: boolean;
   /** The open regular file receiving data, with its header. */
-  #file: { readonly fd: number; readonly header: TarEntryHeader; readonly parent: string; readonly target: string } | undefined;
+  #file:
+    | {
+        readonly fd: number;
+        readonly header: TarEntryHeader;
+        readonly parent: string;
+        readonly target: string;
+        /** Where the next data goes (holes of sparse files move it without writing). */
+        pos: number;
+        /** Whether the file ends in a hole, which only a truncate can make. */
+        holeAtEnd: boolean;
+      }
+    | undefined;
 
   constructor(dir: string, whiteouts: boolean) {
     // Host paths are built by concatenation (path.join's normalisation showed in profiles).
@@ -166,7 +179,7 @@ class LayerApplier implements TarSink {
       case 'file': {
         this.#removeExisting(target, rel, false, seen);
         const fd = openSync(target, 'w', 0o600);
-        this.#file = { fd, header: h, parent: parentHost, target };
+        this.#file = { fd, header: h, parent: parentHost, target, pos: 0, holeAtEnd: false };
         break;
       }
       case 'symlink': {
@@ -206,7 +219,7 @@ class LayerApplier implements TarSink {
         break;
       }
       default:
-        // Sockets, sparse files and unknown types are skipped (their data too).
+        // Sockets and unknown types are skipped (their data too).
         break;
     }
   }
@@ -215,7 +228,20 @@ class LayerApplier implements TarSink {
     const f = this.#file;
     if (f === undefined) return;
     let off = 0;
-    while (off < chunk.length) off += writeSync(f.fd, chunk, off, chunk.length - off);
+    while (off < chunk.length) {
+      const n = writeSync(f.fd, chunk, off, chunk.length - off, f.pos);
+      off += n;
+      f.pos += n;
+    }
+    f.holeAtEnd = false;
+  }
+
+  /** A hole in a sparse file: left unwritten (it stays a hole on disk), sized at the end. */
+  skip(n: number): void {
+    const f = this.#file;
+    if (f === undefined) return;
+    f.pos += n;
+    f.holeAtEnd = true;
   }
 
   end(): void {
@@ -224,6 +250,7 @@ class LayerApplier implements TarSink {
     this.#file = undefined;
     try {
       const h = f.header;
+      if (f.holeAtEnd) ftruncateSync(f.fd, f.pos);
       // chown before chmod: chown clears set-uid/set-gid bits.
       if (this.#isRoot && !this.#ownedAsCreated(h, f.parent)) fchownSync(f.fd, h.uid, h.gid);
       fchmodSync(f.fd, h.mode & 0o7777);

@@ -226,10 +226,43 @@ describe('TarReader', () => {
       expect(header(rec('uid', '1')).xattrs).toBeUndefined();
     });
 
-    test('GNU sparse entries fail with LAYER_UNSUPPORTED naming the file', () => {
-      const sparse = Buffer.concat([rec('GNU.sparse.major', '1'), rec('GNU.sparse.minor', '0'), rec('GNU.sparse.name', 'real/name'), rec('GNU.sparse.realsize', '100')]);
-      expect(() => parse(paxTar(sparse, { name: 'GNUSparseFile.1/name', body: '1\n0\n4\n' }))).toThrow(
-        expect.objectContaining({ code: 'LAYER_UNSUPPORTED', message: expect.stringContaining('"real/name"') }),
+    test('GNU sparse PAX 1.0, 0.1 and 0.0 expand to the real name and size, holes as zeros', () => {
+      const expected = Buffer.concat([Buffer.from('abcd'), Buffer.alloc(86), Buffer.from('xyz'), Buffer.alloc(7)]).toString('utf8');
+      const lines = Buffer.from('2\n0\n4\n90\n3\n');
+      const map1 = Buffer.concat([lines, Buffer.alloc(512 - lines.length)]);
+      const v1 = Buffer.concat([rec('GNU.sparse.major', '1'), rec('GNU.sparse.minor', '0'), rec('GNU.sparse.name', 'real/name'), rec('GNU.sparse.realsize', '100')]);
+      for (const step of [1, 7, 512, 4096]) {
+        const tar = paxTar(v1, { name: 'GNUSparseFile.1/name', size: 519, body: `${map1.toString('latin1')}abcdxyz` });
+        const [e, ...rest] = parse(tar, step).entries;
+        expect(rest).toEqual([]);
+        expect(e?.header).toMatchObject({ name: 'real/name', size: 100, type: 'file' });
+        expect(e?.body).toBe(expected);
+        expect(e?.ended).toBe(true);
+      }
+      const v01 = Buffer.concat([rec('GNU.sparse.size', '100'), rec('GNU.sparse.numblocks', '2'), rec('GNU.sparse.name', 'n01'), rec('GNU.sparse.map', '0,4,90,3')]);
+      expect(parse(paxTar(v01, { name: 'GNUSparseFile.2/n01', body: 'abcdxyz' })).entries[0]).toMatchObject({ header: { name: 'n01', size: 100 }, body: expected });
+      const v00 = Buffer.concat([
+        rec('GNU.sparse.size', '100'),
+        rec('GNU.sparse.numblocks', '2'),
+        rec('GNU.sparse.offset', '0'),
+        rec('GNU.sparse.numbytes', '4'),
+        rec('GNU.sparse.offset', '90'),
+        rec('GNU.sparse.numbytes', '3'),
+      ]);
+      expect(parse(paxTar(v00, { name: 'n00', body: 'abcdxyz' })).entries[0]).toMatchObject({ header: { name: 'n00', size: 100 }, body: expected });
+    });
+
+    test('a bad sparse map fails the layer; unknown sparse versions and old GNU S entries are refused by name', () => {
+      const v01 = (map: string, blocks = '2', size = '100'): Buffer =>
+        Buffer.concat([rec('GNU.sparse.size', size), rec('GNU.sparse.numblocks', blocks), rec('GNU.sparse.map', map)]);
+      rejects(v01('0,4,2,3'), { body: 'abcdxyz' }); // overlapping
+      rejects(v01('0,4,98,3'), { body: 'abcdxyz' }); // past the size
+      rejects(v01('0,4,90,3'), { body: 'abcdxy' }); // maps more data than there is
+      rejects(v01('0,4,90,3', '3'), { body: 'abcdxyz' }); // count mismatch
+      rejects(v01('0,4,90,0x3'), { body: 'abcdxyz' });
+      rejects(Buffer.concat([rec('GNU.sparse.numbytes', '4'), rec('GNU.sparse.offset', '0'), rec('GNU.sparse.size', '4')]), { body: 'abcd' }); // 0.0 order
+      expect(() => parse(paxTar(Buffer.concat([rec('GNU.sparse.major', '2'), rec('GNU.sparse.minor', '0'), rec('GNU.sparse.name', 'future')]), { body: 'x' }))).toThrow(
+        expect.objectContaining({ code: 'LAYER_UNSUPPORTED', message: expect.stringContaining('"future"') }),
       );
       const oldGnu = Buffer.concat([rawHeader({ name: 'old-sparse', type: 'S', size: 0 }), Buffer.alloc(1024)]);
       expect(() => parse(oldGnu)).toThrow(expect.objectContaining({ code: 'LAYER_UNSUPPORTED', message: expect.stringContaining('"old-sparse"') }));

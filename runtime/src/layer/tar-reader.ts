@@ -28,6 +28,11 @@ export interface TarEntryHeader {
 export interface TarSink {
   entry(header: TarEntryHeader): void;
   data(chunk: Buffer): void;
+  /**
+   * A hole of `n` zero bytes in a sparse file's data (GNU sparse PAX formats): the next data
+   * goes `n` bytes further on. Without it the reader passes zeros to `data`.
+   */
+  skip?(n: number): void;
   end(): void;
 }
 
@@ -55,18 +60,101 @@ type State =
   | { readonly kind: 'data'; remaining: number; pad: number }
   | { readonly kind: 'meta'; readonly flag: string; readonly parts: Buffer[]; remaining: number; pad: number; readonly size: number }
   | { readonly kind: 'skip'; remaining: number }
+  | SparseState
   /** After one zero block: a second one ends the archive. */
   | { readonly kind: 'zero' }
   | { readonly kind: 'end' };
+
+/** One data fragment of a sparse file: `length` bytes at `offset` of the file. */
+interface SparseEntry {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/**
+ * Reading a GNU sparse file's data section: for format 1.0 first its map (whole blocks of
+ * decimal lines), then the fragments back to back, which go to their offsets; the rest is holes.
+ */
+interface SparseState {
+  readonly kind: 'sparse';
+  readonly name: string;
+  /** Physical bytes of the data section left (map blocks included), and the padding after it. */
+  remaining: number;
+  pad: number;
+  /** The map; undefined while a 1.0 map is still being read (into `mapParts`). */
+  entries: SparseEntry[] | undefined;
+  readonly mapParts: Buffer[];
+  mapLength: number;
+  /** Entry being written, bytes of it left, and the logical position in the file. */
+  index: number;
+  left: number;
+  pos: number;
+  /** The file's logical size. */
+  readonly size: number;
+}
+
+const ZEROS = Buffer.alloc(64 * 1024);
 
 function invalid(msg: string): WorkerError {
   return new WorkerError('LAYER_INVALID', `invalid tar stream: ${msg}`);
 }
 
-/** GNU sparse entries are refused rather than written wrong (their data section is not the file). */
+/**
+ * The GNU sparse PAX headers of an entry, read as Go's readGNUSparsePAXHeaders: version 0.0/0.1
+ * (map in the records) or 1.0 (map at the start of the data, `entries` undefined); the real name
+ * and logical size. Undefined for a plain file. Unknown versions fail rather than being written
+ * as their raw data section.
+ */
+function sparseOf(
+  text: ReadonlyMap<string, string>,
+  name: string,
+  get: (k: string) => string | undefined,
+): { readonly name: string; readonly size: number; readonly entries: SparseEntry[] | undefined } | undefined {
+  const major = text.get('GNU.sparse.major') ?? '';
+  const minor = text.get('GNU.sparse.minor') ?? '';
+  let v1: boolean;
+  if (major === '0' && (minor === '0' || minor === '1')) v1 = false;
+  else if (major === '1' && minor === '0') v1 = true;
+  else if (major !== '' || minor !== '') throw sparseError(get('GNU.sparse.name') ?? name, `PAX version ${major}.${minor}`);
+  else if ((text.get('GNU.sparse.map') ?? '') !== '') v1 = false;
+  else return undefined;
+  const real = get('GNU.sparse.name') ?? name;
+  const sizeText = get('GNU.sparse.size') ?? get('GNU.sparse.realsize');
+  const size = sizeText === undefined ? undefined : parseDecimal(sizeText);
+  if (size === undefined || size < 0) throw invalid(`bad GNU sparse size for ${JSON.stringify(real)}`);
+  if (v1) return { name: real, size, entries: undefined };
+  const count = parseDecimal(text.get('GNU.sparse.numblocks') ?? '');
+  const fields = (text.get('GNU.sparse.map') ?? '').split(',').filter((f, i, all) => !(all.length === 1 && f === ''));
+  if (count === undefined || count < 0 || fields.length !== 2 * count) throw invalid(`bad GNU sparse map for ${JSON.stringify(real)}`);
+  return { name: real, size, entries: pairs(fields, real) };
+}
+
+/** A 1.0 map (`count\n` then `offset\nlength\n` pairs) once `buf` holds all its lines, else undefined. */
+function parseSparseMap1x0(buf: Buffer, name: string): SparseEntry[] | undefined {
+  const lines = buf.toString('latin1').split('\n');
+  if (lines.length < 2) return undefined;
+  const count = parseDecimal(lines[0] as string);
+  if (count === undefined || count < 0) throw invalid(`bad GNU sparse map for ${JSON.stringify(name)}`);
+  // Complete lines are all but the last piece.
+  if (lines.length - 1 < 1 + 2 * count) return undefined;
+  return pairs(lines.slice(1, 1 + 2 * count), name);
+}
+
+function pairs(fields: readonly string[], name: string): SparseEntry[] {
+  const out: SparseEntry[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const offset = parseDecimal(fields[i] as string);
+    const length = parseDecimal(fields[i + 1] as string);
+    if (offset === undefined || length === undefined) throw invalid(`bad GNU sparse map for ${JSON.stringify(name)}`);
+    out.push({ offset, length });
+  }
+  return out;
+}
+
+/** Entries that cannot be unpacked correctly are refused rather than written wrong. */
 function sparseError(name: string, kind: string): WorkerError {
   return new WorkerError('LAYER_UNSUPPORTED', `layer entry ${JSON.stringify(name)} is a GNU sparse file (${kind}), which kiln cannot unpack`, {
-    hint: 'rebuild the layer without sparse files (GNU tar without --sparse / -S)',
+    hint: 'rebuild the layer without sparse files, or with PAX sparse format 0.0, 0.1 or 1.0',
   });
 }
 
@@ -146,6 +234,7 @@ function parsePaxTime(s: string): number | undefined {
 function parsePax(buf: Buffer): PaxRecords {
   const text = new Map<string, string>();
   const xattrs = new Map<string, Buffer>();
+  const sparseMap: string[] = [];
   let off = 0;
   while (off < buf.length) {
     const sp = buf.indexOf(0x20, off);
@@ -160,9 +249,15 @@ function parsePax(buf: Buffer): PaxRecords {
     const nulInValue = key === 'path' || key === 'linkpath' || key === 'uname' || key === 'gname';
     if ((nulInValue ? value : rec.subarray(0, eq)).includes(0)) throw invalid(`bad PAX record ${JSON.stringify(key)}`);
     if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), Buffer.from(value));
-    else text.set(key, value.toString('utf8'));
+    else if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
+      // GNU sparse 0.0 repeats these two in pairs; Go joins them into GNU.sparse.map (0.1's form).
+      const v = value.toString('utf8');
+      if ((sparseMap.length % 2 === 0) !== (key === 'GNU.sparse.offset') || v.includes(',')) throw invalid('bad GNU sparse 0.0 map record order');
+      sparseMap.push(v);
+    } else text.set(key, value.toString('utf8'));
     off += len;
   }
+  if (sparseMap.length > 0) text.set('GNU.sparse.map', sparseMap.join(','));
   return { text, xattrs };
 }
 
@@ -170,7 +265,9 @@ function parsePax(buf: Buffer): PaxRecords {
  * An incremental, synchronous tar parser for layers: ustar, GNU (long names and link names) and
  * PAX (`path`, `linkpath`, `size`, `uid`, `gid`, `mtime`, `SCHILY.xattr.*`) headers, read as Go's
  * archive/tar reads them (BuildKit's reader), octal and base-256 numbers, checksums verified. GNU
- * sparse files (old GNU `S` entries, PAX `GNU.sparse.*`) fail with `LAYER_UNSUPPORTED`. Global PAX headers are skipped, as Go's archive/tar returns them as entries
+ * sparse files in PAX formats 0.0, 0.1 and 1.0 are expanded as Go does (the sink's `skip` gets
+ * the holes); old GNU `S` entries (which BuildKit's applier refuses) and unknown sparse versions
+ * fail with `LAYER_UNSUPPORTED`. Global PAX headers are skipped, as Go's archive/tar returns them as entries
  * of their own that BuildKit ignores. Push decompressed bytes with {@link TarReader.push}; every
  * entry a chunk completes is handed to the sink before `push` returns (no per-entry promise or
  * stream, which is most of the cost of a layer of small entries).
@@ -220,6 +317,14 @@ export class TarReader {
             st.remaining -= n;
             off += n;
             if (st.remaining === 0) this.#meta(st.flag, Buffer.concat(st.parts, st.size));
+            continue;
+          }
+          off = this.#skipPad(st, chunk.length - off, off);
+          continue;
+        }
+        case 'sparse': {
+          if (st.remaining > 0 || st.entries === undefined) {
+            off = this.#sparse(st, chunk, off);
             continue;
           }
           off = this.#skipPad(st, chunk.length - off, off);
@@ -325,6 +430,7 @@ export class TarReader {
     if (this.#longLink !== undefined) linkname = this.#longLink;
     const pax = this.#pax;
     let xattrs: ReadonlyMap<string, Buffer> | undefined;
+    let sparse: { readonly name: string; readonly size: number; readonly entries: SparseEntry[] | undefined } | undefined;
     if (pax !== undefined) {
       // As Go's mergePAX: an empty value keeps the header's own field; numbers are strict decimal.
       const get = (k: string): string | undefined => {
@@ -345,10 +451,11 @@ export class TarReader {
       gid = number('gid', gid, parseDecimal);
       mtime = number('mtime', mtime, parsePaxTime);
       if (pax.xattrs.size > 0) xattrs = pax.xattrs;
-      const sparse = [...pax.text.keys()].find((k) => k.startsWith('GNU.sparse.'));
-      if (sparse !== undefined) throw sparseError(get('GNU.sparse.name') ?? name, `PAX ${sparse}`);
+      sparse = sparseOf(pax.text, name, get);
+      if (sparse !== undefined) name = sparse.name;
     }
-    if (flag === 'S') throw sparseError(this.#longName ?? name, 'old GNU format');
+    // Go's reader expands these too, but BuildKit's applier (containerd) refuses the 'S' type.
+    if (flag === 'S') throw sparseError(name, 'old GNU format');
     this.#longName = undefined;
     this.#longLink = undefined;
     this.#pax = undefined;
@@ -372,6 +479,26 @@ export class TarReader {
     // archive/tar isHeaderOnlyType, which BuildKit reads layers with); others need a size >= 0.
     const dataSize = HEADER_ONLY.has(flag) || (flag === '\0' && type === 'directory') ? 0 : size;
     if (dataSize < 0) throw invalid(`negative size for ${JSON.stringify(name)}`);
+    if (sparse !== undefined) {
+      if (HEADER_ONLY.has(flag) || type !== 'file') throw invalid(`GNU sparse map on ${JSON.stringify(name)}, which is not a regular file`);
+      this.#sink.entry({ ...header, size: sparse.size });
+      const st: SparseState = {
+        kind: 'sparse',
+        name,
+        remaining: dataSize,
+        pad: (BLOCK - (dataSize % BLOCK)) % BLOCK,
+        entries: undefined,
+        mapParts: [],
+        mapLength: 0,
+        index: 0,
+        left: 0,
+        pos: 0,
+        size: sparse.size,
+      };
+      this.#state = st;
+      if (sparse.entries !== undefined) this.#startFragments(st, sparse.entries);
+      return;
+    }
     this.#sink.entry(header);
     const dataPad = (BLOCK - (dataSize % BLOCK)) % BLOCK;
     if (dataSize === 0) {
@@ -380,6 +507,74 @@ export class TarReader {
     } else {
       this.#state = { kind: 'data', remaining: dataSize, pad: dataPad };
     }
+  }
+
+  /** Consumes data-section bytes of a sparse file from `chunk` at `off`; returns the new offset. */
+  #sparse(st: SparseState, chunk: Buffer, off: number): number {
+    if (st.entries === undefined) {
+      // Format 1.0: the map comes first, in whole blocks, read until it has all its lines.
+      if (st.remaining === 0) throw invalid(`GNU sparse map of ${JSON.stringify(st.name)} ends early`);
+      const n = Math.min(BLOCK - (st.mapLength % BLOCK), st.remaining, chunk.length - off);
+      st.mapParts.push(chunk.subarray(off, off + n));
+      st.mapLength += n;
+      st.remaining -= n;
+      if (st.mapLength % BLOCK === 0) {
+        const entries = parseSparseMap1x0(Buffer.concat(st.mapParts, st.mapLength), st.name);
+        if (entries !== undefined) {
+          st.mapParts.length = 0;
+          this.#startFragments(st, entries);
+        } else if (st.mapLength > MAX_META) throw invalid(`GNU sparse map of ${JSON.stringify(st.name)} exceeds 1 MiB`);
+      }
+      return off + n;
+    }
+    const entry = st.entries[st.index];
+    if (entry === undefined) throw invalid(`GNU sparse file ${JSON.stringify(st.name)} has data beyond its map`);
+    const n = Math.min(st.left, chunk.length - off);
+    this.#sink.data(chunk.subarray(off, off + n));
+    st.left -= n;
+    st.pos += n;
+    st.remaining -= n;
+    if (st.left === 0) this.#nextFragment(st);
+    return off + n;
+  }
+
+  /** Checks the map as Go's validateSparseEntries and against the data left, then starts writing. */
+  #startFragments(st: SparseState, entries: SparseEntry[]): void {
+    let end = 0;
+    let data = 0;
+    for (const e of entries) {
+      if (e.offset < 0 || e.length < 0 || e.offset < end || e.offset + e.length > st.size) throw invalid(`bad GNU sparse map for ${JSON.stringify(st.name)}`);
+      end = e.offset + e.length;
+      data += e.length;
+    }
+    if (data !== st.remaining) throw invalid(`GNU sparse map of ${JSON.stringify(st.name)} maps ${data} bytes, its data has ${st.remaining}`);
+    st.entries = entries;
+    st.index = -1;
+    this.#nextFragment(st);
+  }
+
+  /** Moves to the next fragment with data (holes before it skipped); ends the file after the last. */
+  #nextFragment(st: SparseState): void {
+    const entries = st.entries as SparseEntry[];
+    for (st.index += 1; st.index < entries.length; st.index += 1) {
+      const e = entries[st.index] as SparseEntry;
+      this.#hole(e.offset - st.pos);
+      st.pos = e.offset;
+      if (e.length > 0) {
+        st.left = e.length;
+        return;
+      }
+    }
+    this.#hole(st.size - st.pos);
+    st.pos = st.size;
+    this.#sink.end();
+    if (st.pad === 0) this.#state = { kind: 'header' };
+  }
+
+  #hole(n: number): void {
+    if (n <= 0) return;
+    if (this.#sink.skip !== undefined) return this.#sink.skip(n);
+    for (let left = n; left > 0; left -= ZEROS.length) this.#sink.data(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
   }
 
   /** Skips what is left of an entry's padding to its 512-byte block; returns the new offset. */
