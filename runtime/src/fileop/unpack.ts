@@ -106,7 +106,21 @@ async function extractEntry(
   srcName: string,
   dirs: Array<[string, Header]>,
 ): Promise<void> {
-  const type: string = h.type;
+  const type: string | null = h.type;
+  // tar-stream has no GNU sparse support: it would write the sparse map and fragments as the
+  // file (PAX GNU.sparse.*) or drop the entry (old GNU 'S', an unknown type to it). Refused by
+  // name instead; Docker's untar fails on types it does not know too.
+  const pax = (h.pax ?? {}) as Readonly<Record<string, string | undefined>>;
+  const sparse = Object.keys(pax).find((k) => k.startsWith('GNU.sparse.'));
+  if (sparse !== undefined || type === null) {
+    const name = pax['GNU.sparse.name'] ?? h.name;
+    throw new FileOpError(
+      'FILEOP_ARCHIVE_INVALID',
+      srcName,
+      sparse !== undefined ? `archive "${srcName}": "${name}" is a GNU sparse file (${sparse}), which ADD cannot extract` : `archive "${srcName}": "${h.name}" has a tar entry type ADD cannot extract`,
+      { hint: 'create the archive without --sparse' },
+    );
+  }
   const rel = archivePath(h.name);
   const breakout = (what: string): FileOpError =>
     new FileOpError('FILEOP_ARCHIVE_INVALID', srcName, `archive "${srcName}": ${what} "${h.name}" points outside the extraction directory`);

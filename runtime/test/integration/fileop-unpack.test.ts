@@ -118,4 +118,22 @@ describe('ADD-style unpack (attemptUnpackDockerCompatibility)', () => {
       path: '/cut.tgz',
     });
   });
+
+  test.for([
+    ['PAX 1.0', ['--format=pax', '--sparse-version=1.0']],
+    ['PAX 0.0', ['--format=pax', '--sparse-version=0.0']],
+    ['old GNU', ['--format=gnu']],
+  ] as const)('a GNU sparse file (%s) in an ADD archive fails naming it instead of extracting a wrong file', async ([, args]) => {
+    const src = await tempDir('src');
+    const dest = await tempDir('dest');
+    const work = await tempDir('work');
+    await writeFile(join(work, 'holes'), 'head');
+    run('truncate', ['-s', '1M', join(work, 'holes')]);
+    run('tar', ['--sparse', ...args, '-cf', join(src, 'sparse.tar'), '-C', work, 'holes']);
+    await expect(fileCopy(src, dest, copyAction('/sparse.tar', '/o/', { attemptUnpackDockerCompatibility: true, createDestPath: true }))).rejects.toMatchObject({
+      code: 'FILEOP_ARCHIVE_INVALID',
+      message: expect.stringContaining('"holes"'),
+    });
+    expect(await readTree(join(dest, 'o'))).toEqual({});
+  });
 });
