@@ -12,6 +12,8 @@ export interface UsageRow {
   readonly reclaimable: boolean;
   readonly lastUsed: number;
   readonly description: string;
+  /** Dropped from the cache by a prune whose removal of it failed; the next prune retries it. */
+  readonly pendingRemoval?: boolean;
 }
 
 /**
@@ -29,7 +31,17 @@ export async function diskUsage(root: string): Promise<UsageRow[]> {
   }
   const repos = (await gitRepoUsage(root)).map((g) => gitRepoRow(g));
   return records
-    .map((r): UsageRow => ({ id: r.snapshot, kind: r.kind, size: r.size, reclaimable: !r.inUse, lastUsed: r.lastUsed, description: r.description }))
+    .map(
+      (r): UsageRow => ({
+        id: r.snapshot,
+        kind: r.kind,
+        size: r.size,
+        reclaimable: !r.inUse,
+        lastUsed: r.lastUsed,
+        description: r.description,
+        ...(r.pendingRemoval === true ? { pendingRemoval: true } : {}),
+      }),
+    )
     .concat(repos)
     .sort((a, b) => b.lastUsed - a.lastUsed);
 }
@@ -60,8 +72,10 @@ export function renderUsage(rows: readonly UsageRow[], verbose: boolean): string
   lines.push(`${'ID'.padEnd(idw)}  ${'KIND'.padEnd(15)}  RECLAIMABLE  ${'SIZE'.padStart(10)}  LAST ACCESSED${verbose ? '           DESCRIPTION' : ''}`);
   for (const r of rows) {
     const id = r.id.length > 40 ? `${r.id.slice(0, 37)}...` : r.id;
+    // a snapshot a prune could not remove yet: still on disk, freed by the next prune
+    const kind = r.pendingRemoval === true ? 'pending removal' : r.kind;
     lines.push(
-      `${id.padEnd(idw)}  ${r.kind.padEnd(15)}  ${String(r.reclaimable).padEnd(11)}  ${formatBytes(r.size).padStart(10)}  ${ago(r.lastUsed)}${verbose ? `  ${r.description}` : ''}`,
+      `${id.padEnd(idw)}  ${kind.padEnd(15)}  ${String(r.reclaimable).padEnd(11)}  ${formatBytes(r.size).padStart(10)}  ${ago(r.lastUsed)}${verbose ? `  ${r.description}` : ''}`,
     );
   }
   const total = rows.reduce((n, r) => n + r.size, 0);

@@ -124,6 +124,9 @@ export class KilnEngine {
     await engine.executor.recover().catch(() => 0);
     // Snapshot mounts a killed kiln process left behind (they would keep their snapshots busy).
     await engine.snapshotter.recoverMounts().catch(() => 0);
+    // Snapshots an earlier prune dropped but could not remove (busy, or the process died first):
+    // removed now that those mounts are gone; what still fails stays pending for the next try.
+    await engine.cache.retryReleases().catch(() => 0);
     return engine;
   }
 

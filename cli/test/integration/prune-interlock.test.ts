@@ -48,3 +48,25 @@ test('the mark of a process that died (SIGKILL) does not block prune', async () 
   await writeFile(join(root, 'engine', 'active', String(dead)), '');
   expect((await prune()).code).toBe(0);
 });
+
+test('a snapshot an earlier prune could not remove is shown by kiln du as pending removal, and removed when an engine opens', async () => {
+  const { CacheStore } = await import('@kiln/solver');
+  const { diskUsage, renderUsage } = await import('../../src/commands/du.js');
+  const pendingRoot = await mkdtemp(join(tmpdir(), 'kiln-pending-'));
+  try {
+    // A prune whose removal failed (the snapshot was busy) leaves the record pending.
+    const store = CacheStore.open({ path: join(pendingRoot, 'cache', 'solver.db'), releaseSnapshot: () => Promise.reject(new Error('EBUSY')) });
+    store.upsertRecord({ snapshot: 'snap-busy', description: 'RUN make', kind: 'regular' });
+    expect(await store.prune({ all: true })).toEqual([]);
+    store.close();
+    const rows = await diskUsage(pendingRoot);
+    expect(rows).toEqual([expect.objectContaining({ id: 'snap-busy', pendingRemoval: true })]);
+    expect(renderUsage(rows, false)).toMatch(/snap-busy\s+pending removal/);
+    // The next engine to open the root retries it (here the snapshot is already gone: done).
+    const engine = await KilnEngine.open({ root: pendingRoot });
+    engine.close();
+    expect(await diskUsage(pendingRoot)).toEqual([]);
+  } finally {
+    await rm(pendingRoot, { recursive: true, force: true });
+  }
+});
