@@ -2,6 +2,8 @@
 export type WorkerErrorCode =
   | 'LAYER_INVALID'
   | 'LAYER_UNSUPPORTED'
+  /** A layer could not be written from a snapshot (e.g. its extended attributes could not be read). */
+  | 'LAYER_EXPORT_FAILED'
   | 'PATH_ESCAPE'
   | 'SNAPSHOT_NOT_FOUND'
   | 'SNAPSHOT_EXISTS'

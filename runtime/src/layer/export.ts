@@ -12,6 +12,7 @@ import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { LAYER_MEDIA_TYPES } from './compression.js';
 import type { Change } from './changes.js';
 import { ParallelGzip } from './parallel-gzip.js';
+import { withXattrs, xattrPaxBody } from './xattrs.js';
 
 /** Options for {@link writeLayer}. */
 export type WriteLayerOptions = DiffOptions;
@@ -23,7 +24,9 @@ const SMALL_FILE = 256 * 1024;
  * group names, permission bits plus setuid/setgid/sticky, mtime in whole seconds clamped to
  * `sourceDateEpoch`, hardlinks within the layer as link entries), compressed in the same pass, with
  * the diffID and the blob digest both hashed on the fly. Nothing is buffered beyond one block.
- * xattrs are not written (Node cannot read them).
+ * Extended attributes (file capabilities, `user.*`, `trusted.*` …, but never overlayfs's own)
+ * are written as PAX `SCHILY.xattr.<name>` records in name order; an entry without any gets no
+ * PAX header, so a tree without xattrs gives the same bytes as before they were exported.
  */
 export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLayerOptions): Promise<LayerDescriptor> {
   const compression = opts.compression ?? 'gzip';
@@ -98,10 +101,16 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
 }
 
 async function produce(entries: AsyncIterable<Change>, tarball: Pack, opts: WriteLayerOptions, stopped: Promise<never>): Promise<void> {
-  const entry = (h: Header, body?: Buffer): Promise<void> => Promise.race([addEntry(tarball, h, body), stopped]);
+  const paxOf = encodeXattrs(tarball);
+  let xattrs: ReadonlyMap<string, Buffer> | undefined;
+  const entry = (h: Header, body?: Buffer): Promise<void> => {
+    if (xattrs !== undefined) paxOf.set(h, xattrs);
+    return Promise.race([addEntry(tarball, h, body), stopped]);
+  };
   const links = new Map<string, string>();
   const clamp = opts.sourceDateEpoch;
-  for await (const c of entries) {
+  for await (const [c, attrs] of withXattrs(entries)) {
+    xattrs = attrs;
     if (c.kind === 'whiteout' || c.kind === 'opaque') {
       const slash = c.path.lastIndexOf('/');
       const dir = slash < 0 ? '' : `${c.path.slice(0, slash)}/`;
@@ -139,6 +148,7 @@ async function produce(entries: AsyncIterable<Change>, tarball: Pack, opts: Writ
       const header: Header = { ...base, type: 'file', size: st.size };
       if (st.size <= SMALL_FILE) await entry(header, await readFile(c.host));
       else {
+        if (xattrs !== undefined) paxOf.set(header, xattrs);
         const sink = tarball.entry(header);
         // 1 MiB reads, as the compressor's blocks: a sixteenth of the reads and stream turns of 64 KiB.
         await Promise.race([pipeline(createReadStream(c.host, { highWaterMark: 1 << 20 }), sink as unknown as NodeJS.WritableStream), stopped]);
@@ -156,6 +166,61 @@ async function produce(entries: AsyncIterable<Change>, tarball: Pack, opts: Writ
     // Sockets are not representable in tar; skipped like BuildKit does.
   }
   tarball.finalize();
+}
+
+/** tar-stream encodes this type (typeflag `x`) though its typings leave it out. */
+const PAX_HEADER = 'pax-header' as unknown as NonNullable<Header['type']>;
+
+/** The part of tar-stream's Pack that turns one entry's header into blocks (pack.js `_encode`). */
+interface PackEncoder {
+  _encode(header: Header): void;
+  push(chunk: Buffer): boolean;
+}
+
+/**
+ * Makes `tarball` write a PAX extended header with `SCHILY.xattr.*` records before each entry
+ * whose header is in the returned map. tar-stream's own PAX records are strings (UTF-8 encoded),
+ * which would corrupt binary values such as `security.capability`, so the extended header is
+ * written here, in tar-stream's layout (a `PaxHeader` entry of type `x`, then the entry's header),
+ * at the point where the Pack writes the entry's header. Other entries are untouched.
+ */
+function encodeXattrs(tarball: Pack): WeakMap<Header, ReadonlyMap<string, Buffer>> {
+  const paxOf = new WeakMap<Header, ReadonlyMap<string, Buffer>>();
+  const p = tarball as unknown as PackEncoder;
+  const encode = p._encode.bind(p);
+  p._encode = (h: Header): void => {
+    const xattrs = paxOf.get(h);
+    if (xattrs === undefined) {
+      encode(h);
+      return;
+    }
+    const linkname = h.linkname ?? undefined;
+    const body = xattrPaxBody(h.name, linkname, xattrs);
+    encode({ name: 'PaxHeader', mode: h.mode ?? 0o644, uid: h.uid ?? 0, gid: h.gid ?? 0, size: body.length, mtime: h.mtime ?? new Date(0), type: PAX_HEADER, uname: '', gname: '' });
+    p.push(body);
+    if (body.length % 512 !== 0) p.push(Buffer.alloc(512 - (body.length % 512)));
+    // The PAX path and linkpath win over these fields; keep them when ustar can hold them.
+    encode({
+      ...h,
+      name: fitsUstar(h.name) ? h.name : 'PaxHeader',
+      ...(linkname === undefined ? {} : { linkname: Buffer.byteLength(linkname) <= 100 ? linkname : 'PaxHeader' }),
+    });
+  };
+  return paxOf;
+}
+
+/** Whether tar-stream writes `name` in a ustar header (ASCII, as name or prefix/name) rather than PAX. */
+function fitsUstar(name: string): boolean {
+  if (Buffer.byteLength(name) !== name.length) return false;
+  let rest = name;
+  let prefix = '';
+  while (rest.length > 100) {
+    const i = rest.indexOf('/');
+    if (i < 0) return false;
+    prefix += prefix === '' ? rest.slice(0, i) : `/${rest.slice(0, i)}`;
+    rest = rest.slice(i + 1);
+  }
+  return prefix.length <= 155;
 }
 
 function addEntry(tarball: Pack, header: Header, body?: Buffer): Promise<void> {

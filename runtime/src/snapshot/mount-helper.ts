@@ -24,10 +24,10 @@ export const MS = {
 /** umount2(2) MNT_DETACH. */
 export const MNT_DETACH = 2;
 
-/** Syscall numbers of mount, umount2 and llistxattr per architecture. */
-const SYSCALLS: Readonly<Record<string, readonly [number, number, number]>> = {
-  x64: [165, 166, 195],
-  arm64: [40, 39, 12],
+/** Syscall numbers of mount, umount2, llistxattr and lgetxattr per architecture. */
+const SYSCALLS: Readonly<Record<string, readonly [number, number, number, number]>> = {
+  x64: [165, 166, 195, 192],
+  arm64: [40, 39, 12, 9],
 };
 
 // Fields arrive hex-encoded (any byte in a path is safe); "-" stands for a NULL pointer.
@@ -35,9 +35,42 @@ const SYSCALLS: Readonly<Record<string, readonly [number, number, number]>> = {
 // "x <path>…": which paths may have extended attributes, as "0 <i>,<j>,…" (0-based): llistxattr
 // with a zero-size buffer returns the list's length (0: none). ENOENT and ENOTSUP (95) mean none;
 // any other failure counts as "may have" so the caller looks with getfattr.
+// "g <path>…": the extended attributes themselves (llistxattr, then lgetxattr per name; symlinks not
+// followed), as "0 <i>:<name>=<value>,… <j>:…" (hex; only paths that have any). ENOENT/ENOTSUP
+// mean none, ENODATA (61) a name removed meanwhile, ERANGE (34) a list or value that grew: asked
+// again. Any other failure answers the whole request with that errno.
 const SCRIPT = `
 $| = 1;
-my ($SYS_MOUNT, $SYS_UMOUNT2, $SYS_LLISTXATTR) = @ARGV;
+my ($SYS_MOUNT, $SYS_UMOUNT2, $SYS_LLISTXATTR, $SYS_LGETXATTR) = @ARGV;
+sub getx {
+  my $p = shift;
+  my ($n, $list);
+  for (;;) {
+    $n = syscall($SYS_LLISTXATTR, $p, 0, 0);
+    return () if $n < 0 && ($! == 2 || $! == 95);
+    die $! + 0 if $n < 0;
+    return () if $n == 0;
+    $list = "\\0" x $n;
+    $n = syscall($SYS_LLISTXATTR, $p, $list, $n);
+    last if $n >= 0;
+    die $! + 0 if $! != 34;
+  }
+  my @pairs;
+  for my $name (split /\\0/, substr($list, 0, $n)) {
+    next if $name eq '';
+    my ($m, $val);
+    for (;;) {
+      $m = syscall($SYS_LGETXATTR, $p, $name, 0, 0);
+      last if $m <= 0;
+      $val = "\\0" x $m;
+      $m = syscall($SYS_LGETXATTR, $p, $name, $val, $m);
+      last if $m >= 0 || $! != 34;
+    }
+    if ($m < 0) { next if $! == 61; die $! + 0; }
+    push @pairs, unpack('H*', $name) . '=' . ($m > 0 ? unpack('H*', substr($val, 0, $m)) : '');
+  }
+  return @pairs;
+}
 sub arg { my $h = shift; return $h eq '-' ? 0 : pack('H*', $h); }
 while (my $line = <STDIN>) {
   chomp $line;
@@ -57,6 +90,17 @@ while (my $line = <STDIN>) {
     }
     print "0 ", join(',', @hits), "\n";
     next;
+  } elsif ($f[0] eq 'g') {
+    my @items;
+    my $ok = eval {
+      for my $i (1 .. $#f) {
+        my @pairs = getx(arg($f[$i]));
+        push @items, ($i - 1) . ':' . join(',', @pairs) if @pairs;
+      }
+      1;
+    };
+    if ($ok) { print "0 ", join(' ', @items), "\n"; next; }
+    $r = -1; $! = $@ + 0;
   } else {
     $r = -1; $! = 22;
   }
@@ -89,7 +133,7 @@ class MountHelper {
   #buf = '';
   #dead: Error | undefined;
 
-  constructor(sys: readonly [number, number, number]) {
+  constructor(sys: readonly [number, number, number, number]) {
     this.#child = spawn('perl', ['-e', SCRIPT, ...sys.map(String)], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.#child.on('error', (e) => this.#die(e));
     this.#child.on('exit', () => this.#die(new Error('mount helper exited')));
@@ -196,6 +240,37 @@ export async function pathsWithXattrs(paths: readonly string[]): Promise<number[
     if (helperBroken(e)) unavailable = true;
     return undefined;
   }
+}
+
+/**
+ * The extended attributes of each of `paths` (symlinks not followed), read with llistxattr(2) and
+ * lgetxattr(2) through the helper in one request: no process per file. An entry is `undefined`
+ * for a path without any (or gone, or on a filesystem without xattrs). The whole result is
+ * `undefined` when the helper cannot be used; rejects with a {@link SyscallError} when a read fails.
+ */
+export async function readXattrs(paths: readonly string[]): Promise<(Map<string, Buffer> | undefined)[] | undefined> {
+  const h = get();
+  if (h === undefined) return undefined;
+  let out: string;
+  try {
+    out = await h.call(['g', ...paths.map((p) => hex(p))]);
+  } catch (e) {
+    if (!helperBroken(e)) throw e;
+    unavailable = true;
+    return undefined;
+  }
+  const result: (Map<string, Buffer> | undefined)[] = new Array<Map<string, Buffer> | undefined>(paths.length).fill(undefined);
+  if (out === '') return result;
+  for (const item of out.split(' ')) {
+    const colon = item.indexOf(':');
+    const attrs = new Map<string, Buffer>();
+    for (const pair of item.slice(colon + 1).split(',')) {
+      const eq = pair.indexOf('=');
+      attrs.set(Buffer.from(pair.slice(0, eq), 'hex').toString('utf8'), Buffer.from(pair.slice(eq + 1), 'hex'));
+    }
+    result[Number(item.slice(0, colon))] = attrs;
+  }
+  return result;
 }
 
 /** One call through the helper: `true` when done, `false` when the helper cannot be used. */

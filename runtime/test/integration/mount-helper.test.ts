@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { mountAt, mountsUnder, unmount } from '../../src/snapshot/mount.js';
-import { pathsWithXattrs } from '../../src/snapshot/mount-helper.js';
+import { pathsWithXattrs, readXattrs } from '../../src/snapshot/mount-helper.js';
 import { execFileSync } from 'node:child_process';
 import { symlink } from 'node:fs/promises';
 
@@ -72,6 +72,32 @@ describe('mountAt / unmount (mount helper)', () => {
       execFileSync('setfattr', ['-n', 'user.w', '-v', '1', join(dir, 'we ird\\näme')]);
       expect(await pathsWithXattrs(names.map((n) => join(dir, n)))).toEqual([1, 4, 5, 6, 7]);
       expect(await pathsWithXattrs([])).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('readXattrs: names and raw values in one request (symlinks not followed, empty values, missing files)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-xattr-'));
+    try {
+      for (const f of ['plain', 'many', 'target', 'we ird\\näme']) await writeFile(join(dir, f), f);
+      await symlink('target', join(dir, 'link'));
+      execFileSync('setfattr', ['-n', 'user.t', '-v', '1', join(dir, 'target')]);
+      execFileSync('setfattr', ['-n', 'security.capability', '-v', '0x0100000200200000000000000000000000000000', join(dir, 'many')]);
+      execFileSync('setfattr', ['-n', 'user.bin', '-v', '0xff000a20', join(dir, 'many')]);
+      execFileSync('setfattr', ['-n', 'user.empty', join(dir, 'many')]);
+      execFileSync('setfattr', ['-n', 'user.big', '-v', `0x${'ab'.repeat(3000)}`, join(dir, 'we ird\\näme')]);
+      const got = await readXattrs(['plain', 'many', 'link', 'missing', 'we ird\\näme'].map((n) => join(dir, n)));
+      const hex = (m: ReadonlyMap<string, Buffer> | undefined): Record<string, string> | undefined =>
+        m === undefined ? undefined : Object.fromEntries([...m].map(([k, v]) => [k, v.toString('hex')]));
+      expect(got?.map(hex)).toEqual([
+        undefined,
+        { 'security.capability': '0100000200200000000000000000000000000000', 'user.bin': 'ff000a20', 'user.empty': '' },
+        undefined,
+        undefined,
+        { 'user.big': 'ab'.repeat(3000) },
+      ]);
+      expect(await readXattrs([])).toEqual([]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

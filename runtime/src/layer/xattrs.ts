@@ -1,0 +1,126 @@
+import { spawn } from 'node:child_process';
+import { readXattrs } from '../snapshot/mount-helper.js';
+import { WorkerError } from '../api/errors.js';
+import type { Change } from './changes.js';
+
+/** A change with the extended attributes its layer entry carries (none: `undefined`). */
+export type ChangeWithXattrs = readonly [Change, ReadonlyMap<string, Buffer> | undefined];
+
+/**
+ * Attributes that never go into a layer: overlayfs's own bookkeeping (`trusted.overlay.*`, or
+ * `user.overlay.*` with userxattr: origin, redirect, opaque, impure …), which shows on files read
+ * from an upper directory and means nothing elsewhere, and the host's SELinux label, which belongs
+ * to the host's policy, not to the image (BuildKit's differ never exports it either).
+ */
+const NOT_EXPORTED = /^(?:(?:trusted|user)\.overlay\.|security\.selinux$)/;
+
+/** Paths per helper request: one request per this many entries instead of one per file. */
+const BATCH = 256;
+
+/**
+ * Pairs each change with the extended attributes of its file, read in batches (one helper
+ * request per {@link BATCH} entries, see {@link readXattrs}; `getfattr` when the helper cannot be
+ * used), so a tree of thousands of files costs a few requests, not a process per file. Reads at
+ * most one batch ahead of the consumer; closing the result closes `entries`.
+ */
+export async function* withXattrs(entries: AsyncIterable<Change>): AsyncGenerator<ChangeWithXattrs> {
+  let batch: Change[] = [];
+  for await (const c of entries) {
+    batch.push(c);
+    if (batch.length < BATCH) continue;
+    const ready = batch;
+    batch = [];
+    yield* paired(ready, await xattrsOf(ready));
+  }
+  if (batch.length > 0) yield* paired(batch, await xattrsOf(batch));
+}
+
+function* paired(batch: readonly Change[], attrs: readonly (ReadonlyMap<string, Buffer> | undefined)[]): Generator<ChangeWithXattrs> {
+  for (let i = 0; i < batch.length; i++) yield [batch[i] as Change, attrs[i]];
+}
+
+async function xattrsOf(batch: readonly Change[]): Promise<(ReadonlyMap<string, Buffer> | undefined)[]> {
+  const hosts: string[] = [];
+  const at: number[] = [];
+  batch.forEach((c, i) => {
+    if (c.kind === 'add') {
+      hosts.push(c.host);
+      at.push(i);
+    }
+  });
+  const found: (Map<string, Buffer> | undefined)[] = new Array<Map<string, Buffer> | undefined>(batch.length).fill(undefined);
+  if (hosts.length === 0) return found;
+  let read: (Map<string, Buffer> | undefined)[] | undefined;
+  try {
+    read = (await readXattrs(hosts)) ?? (await viaGetfattr(hosts));
+  } catch (e) {
+    throw new WorkerError('LAYER_EXPORT_FAILED', `cannot read extended attributes for the layer: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  read.forEach((attrs, j) => {
+    if (attrs === undefined) return;
+    for (const name of [...attrs.keys()]) if (NOT_EXPORTED.test(name)) attrs.delete(name);
+    if (attrs.size > 0) found[at[j] as number] = attrs;
+  });
+  return found;
+}
+
+/** The fallback without the helper: one `getfattr` per batch; no attributes without the tool. */
+function viaGetfattr(paths: readonly string[]): Promise<(Map<string, Buffer> | undefined)[]> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', ...paths], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const chunks: Buffer[] = [];
+    p.stdout.on('data', (d: Buffer) => chunks.push(d));
+    p.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? resolve(paths.map(() => undefined)) : reject(err)));
+    p.on('close', () => {
+      // Files are printed in argument order, each as "# file: <escaped name>" then name=0x<hex> lines.
+      const byName = new Map<string, Map<string, Buffer>>();
+      let cur: Map<string, Buffer> | undefined;
+      for (const line of Buffer.concat(chunks).toString('latin1').split('\n')) {
+        if (line.startsWith('# file: ')) {
+          cur = new Map();
+          byName.set(unescapeName(line.slice('# file: '.length)), cur);
+        } else if (cur !== undefined && line !== '') {
+          const eq = line.indexOf('=');
+          const name = Buffer.from(eq < 0 ? line : line.slice(0, eq), 'latin1').toString('utf8');
+          const v = eq < 0 ? '' : line.slice(eq + 1);
+          cur.set(name, v.startsWith('0x') ? Buffer.from(v.slice(2), 'hex') : Buffer.from(v.replace(/^"|"$/g, ''), 'latin1'));
+        }
+      }
+      resolve(paths.map((p) => byName.get(p)));
+    });
+  });
+}
+
+/** getfattr's `\ooo` escapes back to the name's bytes (the output is read as latin1). */
+function unescapeName(s: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\' && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 4), 8));
+      i += 3;
+    } else bytes.push(s.charCodeAt(i));
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/**
+ * The body of a PAX extended header for an entry with extended attributes: `path`, `linkpath`
+ * (when the entry has one) and one `SCHILY.xattr.<name>=<raw bytes>` record per attribute, as Go's
+ * archive/tar writes Header.PAXRecords (containerd's and moby's layer writers). Attributes are in
+ * byte order of their names so the same tree always gives the same bytes (Go sorts PAX keys too).
+ */
+export function xattrPaxBody(name: string, linkname: string | undefined, xattrs: ReadonlyMap<string, Buffer>): Buffer {
+  const records: Buffer[] = [record('path', Buffer.from(name))];
+  if (linkname !== undefined && linkname !== '') records.push(record('linkpath', Buffer.from(linkname)));
+  const names = [...xattrs.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  for (const n of names) records.push(record(`SCHILY.xattr.${n}`, xattrs.get(n) as Buffer));
+  return Buffer.concat(records);
+}
+
+/** `"<len> <key>=<value>\n"`, where len counts its own digits (Go's formatPAXRecord). */
+function record(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
+  let len = body.length + String(body.length).length;
+  if (String(len).length !== String(body.length).length) len = body.length + String(len).length;
+  return Buffer.concat([Buffer.from(String(len)), body]);
+}
