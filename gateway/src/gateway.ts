@@ -97,7 +97,8 @@ async function solveResult(result: FrontendResult): Promise<Omit<GatewayResult, 
     const solved = await Promise.all([...result.refs].map(async ([k, r]) => [k, await solveRef(r)] as const));
     for (const [k, r] of solved) refs.set(k, r);
   }
-  if (result.ref === undefined && refs.size === 0 && !result.metadata.has('containerimage.config')) {
+  // metadata alone is a result: an image config, or a subrequest's answer (frontend.lint)
+  if (result.ref === undefined && refs.size === 0 && result.metadata.size === 0) {
     throw new GatewayError('KLN0603', 'the frontend returned no result');
   }
   return {

@@ -42,6 +42,8 @@ export interface BuildFlags {
   readonly ulimit: string[];
   readonly shmSize?: string;
   readonly cgroupParent?: string;
+  readonly check?: boolean;
+  readonly call?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -79,6 +81,8 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--network <mode>', 'network of RUN steps without their own --network: default, none or host (host needs --allow network.host)')
     .option('--allow <entitlement>', 'allow an entitlement: security.insecure, network.host (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
+    .option('--check', 'run the build checks only (no build): print each finding with its lines; exit 1 if any (--call=check)')
+    .addOption(new Option('--call <request>', 'what the frontend does: build (default) or check').choices(['build', 'check']))
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option('--parallelism <n>', 'containers run at once (CPU-bound steps: at most the CPU count); default max(8, 4 x CPUs)', parsePositiveInt)
@@ -95,6 +99,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   const cleanup: (() => Promise<void>)[] = [];
   let progress: ReturnType<typeof startProgress> | undefined;
   let lease: EngineLease | undefined;
+  let checksFailed = false;
   try {
     const req = await parseFlags(context, flags, io, cleanup);
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
@@ -114,12 +119,16 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     );
     await display.finish();
     progress = undefined;
+    if (report.check !== undefined) {
+      io.stdout.write(report.check.text);
+      checksFailed = report.check.failed;
+    }
     for (const ex of report.exports) {
       if (ex.digest !== undefined) io.stderr.write(`${ex.type}${ex.dest === undefined ? '' : ` ${ex.dest}`}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
-    if (req.outputs.length === 0) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
-    if (flags.metadataFile !== undefined || flags.iidfile !== undefined) await writeResultFiles(e, report.exports, flags, io);
+    if (req.outputs.length === 0 && report.check === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
+    if (report.check === undefined && (flags.metadataFile !== undefined || flags.iidfile !== undefined)) await writeResultFiles(e, report.exports, flags, io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
@@ -130,6 +139,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
   }
+  // the check report is printed: only the exit status is left
+  if (checksFailed) throw new ReportedError(1, 'build checks found problems');
 }
 
 async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {
@@ -178,6 +189,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     allowNetworkHost: flags.allow.includes('network.host'),
     ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
+    ...(flags.check === true || flags.call === 'check' ? { check: true } : {}),
     ...runFlags(flags),
   };
 }

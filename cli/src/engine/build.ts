@@ -63,6 +63,8 @@ export interface BuildRequest {
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
   readonly onWarning?: (w: FrontendWarning) => void;
+  /** `--check` (`--call=check`): only the frontend's build checks run (its `frontend.lint` request). */
+  readonly check?: boolean;
 }
 
 /** What a build produced. */
@@ -71,6 +73,8 @@ export interface BuildReport {
   readonly exports: readonly ExportResult[];
   /** The Dockerfile text (for error reports). */
   readonly dockerfileText?: string;
+  /** With `check`: the frontend's report and whether it found anything (exit status 1). */
+  readonly check?: { readonly text: string; readonly failed: boolean };
 }
 
 /**
@@ -107,6 +111,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.ulimits !== undefined && req.ulimits.length > 0) opts.set('ulimit', req.ulimits.join(','));
   if (req.shmSize !== undefined) opts.set('shm-size', String(req.shmSize));
   if (req.cgroupParent !== undefined) opts.set('cgroup-parent', req.cgroupParent);
+  if (req.check === true) opts.set('requestid', 'frontend.lint');
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
 
@@ -158,6 +163,12 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       ...(req.onWarning === undefined ? {} : { onWarning: req.onWarning }),
       ...(req.signal === undefined ? {} : { signal: req.signal }),
     });
+    if (req.check === true) {
+      const text = result.metadata.get('result.txt');
+      if (text === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not run build checks`, { hint: 'build without --check' });
+      const failed = new TextDecoder().decode(result.metadata.get('result.statuscode')) !== '0';
+      return { frontend: result.frontend, exports: [], check: { text: new TextDecoder().decode(text), failed } };
+    }
     const outputs = buildOutputs(result, platform);
     const exports: ExportResult[] = [];
     if (req.outputs.length > 0) {

@@ -54,4 +54,34 @@ describe('kiln build: Dockerfile build checks (real runc)', () => {
     // the RUN never ran: checks fail the build after conversion, before the solve
     expect((await sb.containersStarted()) - before).toBe(0);
   });
+
+  test('--check (--call=check) runs only the checks: a report with the source lines, exit 1 on findings, 0 when clean', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `checks-call-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t) });
+    const before = await sb.containersStarted();
+    const res = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--check']);
+    expect(res.code).toBe(1);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+    expect(res.stdout).toContain('WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/\n');
+    expect(res.stdout).toContain("'as' and 'FROM' keywords' casing do not match\nDockerfile:1\n");
+    expect(res.stdout).toContain(`   3 | >>> CMD cat /built.txt`);
+    expect(res.stdout).toContain('Check complete, 2 warnings have been found!');
+    expect(res.stdout).not.toContain('WARNING: no output specified');
+    // nothing was built: no container ran
+    expect((await sb.containersStarted()) - before).toBe(0);
+
+    const clean = join(sb.dir, `checks-clean-${t}`);
+    await writeTree(clean, { Dockerfile: 'FROM busybox\nCMD ["true"]\n' });
+    const ok = await runKiln(sb, ['build', clean, '--root', sb.root, '--call', 'check']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toBe('Check complete, no warnings found.\n');
+
+    // a Dockerfile that does not convert is reported, located, and fails the check
+    const broken = join(sb.dir, `checks-broken-${t}`);
+    await writeTree(broken, { Dockerfile: 'FROM busybox\nCOPY --from=nowhere /a /b\n' });
+    const bad = await runKiln(sb, ['build', broken, '--root', sb.root, '--check']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/ERROR: .*nowhere.* \[KLN\d+\]\nDockerfile:2\n/);
+  });
 });
