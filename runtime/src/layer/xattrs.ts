@@ -21,18 +21,29 @@ const BATCH = 256;
  * Pairs each change with the extended attributes of its file, read in batches (one helper
  * request per {@link BATCH} entries, see {@link readXattrs}; `getfattr` when the helper cannot be
  * used), so a tree of thousands of files costs a few requests, not a process per file. Reads at
- * most one batch ahead of the consumer; closing the result closes `entries`.
+ * most two batches ahead of the consumer; closing the result closes `entries`.
  */
 export async function* withXattrs(entries: AsyncIterable<Change>): AsyncGenerator<ChangeWithXattrs> {
   let batch: Change[] = [];
-  for await (const c of entries) {
-    batch.push(c);
-    if (batch.length < BATCH) continue;
-    const ready = batch;
-    batch = [];
-    yield* paired(ready, await xattrsOf(ready));
+  // The helper reads one batch while the walker lists the next (it is another process).
+  let pending: { readonly batch: Change[]; readonly attrs: Promise<(ReadonlyMap<string, Buffer> | undefined)[]> } | undefined;
+  try {
+    for await (const c of entries) {
+      batch.push(c);
+      if (batch.length < BATCH) continue;
+      const next = { batch, attrs: xattrsOf(batch) };
+      next.attrs.catch(() => undefined);
+      batch = [];
+      if (pending !== undefined) yield* paired(pending.batch, await pending.attrs);
+      pending = next;
+    }
+    if (pending !== undefined) yield* paired(pending.batch, await pending.attrs);
+    pending = undefined;
+    if (batch.length > 0) yield* paired(batch, await xattrsOf(batch));
+  } finally {
+    // Closed early: let a request in flight finish before the caller moves on (it may unmount).
+    await pending?.attrs.catch(() => undefined);
   }
-  if (batch.length > 0) yield* paired(batch, await xattrsOf(batch));
 }
 
 function* paired(batch: readonly Change[], attrs: readonly (ReadonlyMap<string, Buffer> | undefined)[]): Generator<ChangeWithXattrs> {
