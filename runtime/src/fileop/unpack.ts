@@ -1,13 +1,15 @@
 import { chmod, link, lstat, lutimes, mkdir, open, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { extract, type Header } from 'tar-stream';
+import { extract, type Extract, type Header } from 'tar-stream';
+import { parsePax } from '../layer/pax-records.js';
 import { checkAborted, errnoCode, FileOpError, wrapOsError } from './errors.js';
 import { decompressedStream, detectCompression, isTarHeader, readHead } from './decompress.js';
 import { makeSpecial, preserveOwner, type Seconds } from './meta.js';
 import { mkdirAllInRoot } from './mkdir-all.js';
 import { cleanInRoot, pathComponents, resolveInRoot } from './resolve.js';
 import type { Owner } from './types.js';
+import { setEntryXattrs } from './xattrs.js';
 
 /**
  * Whether the host file is a local tar archive (plain, gzip, bzip2, xz or zstd), detected by
@@ -68,6 +70,7 @@ export async function unpackArchive(
   // Go's archive/tar also reads pre-POSIX (v7) headers.
   const exOpts: Parameters<typeof extract>[0] & { allowUnknownFormat: boolean } = { allowUnknownFormat: true };
   const ex = extract(exOpts);
+  const xattrsOf = captureXattrs(ex);
   const input = decompressedStream(srcHost, compression);
   const srcName = cleanInRoot(src);
   const done = pipeline(input, ex);
@@ -77,7 +80,7 @@ export async function unpackArchive(
     for await (const entry of ex) {
       checkAborted(signal, srcName);
       // streamx streams are async-iterable at runtime; its typings omit it.
-      await extractEntry(destHost, entry.header, entry as unknown as AsyncIterable<Buffer>, srcName, dirs);
+      await extractEntry(destHost, entry.header, entry as unknown as AsyncIterable<Buffer>, srcName, dirs, xattrsOf.get(entry.header));
       entry.resume();
     }
     await done;
@@ -105,6 +108,7 @@ async function extractEntry(
   body: AsyncIterable<Buffer>,
   srcName: string,
   dirs: Array<[string, Header]>,
+  xattrs: ReadonlyMap<string, Buffer> | undefined,
 ): Promise<void> {
   const type: string | null = h.type;
   // tar-stream has no GNU sparse support: it would write the sparse map and fragments as the
@@ -178,11 +182,52 @@ async function extractEntry(
       return;
   }
   await preserveOwner(path, h.uid, h.gid);
+  // After the owner: chown(2) clears security.capability. As Docker's createTarFile does.
+  if (xattrs !== undefined) await setEntryXattrs(path, xattrs, srcName, h.name);
   if (type !== 'symlink') await chmod(path, mode);
   if (type !== 'directory') {
     const t = (h.mtime ?? new Date(0)).getTime() / 1000;
     await lutimes(path, t, t);
   }
+}
+
+/** tar-stream's Extract steps around PAX headers (extract.js), wrapped by {@link captureXattrs}. */
+interface ExtractInternals {
+  _header: Header | null;
+  _decodeLongHeader(buf: Buffer): void;
+  _applyLongHeaders(): void;
+}
+
+/**
+ * The `SCHILY.xattr.*` records of each entry's PAX header, as raw bytes. tar-stream decodes PAX
+ * values as UTF-8 text, which corrupts binary values such as `security.capability`, so the
+ * header block is also parsed here (as Go's archive/tar does, see pax-records.ts) when tar-stream
+ * reads it, and the result is keyed by the header of the entry it belongs to. A header that
+ * does not parse that way gets no xattrs (tar-stream's own, more lenient, reading stands).
+ */
+function captureXattrs(ex: Extract): WeakMap<Header, ReadonlyMap<string, Buffer>> {
+  const xattrsOf = new WeakMap<Header, ReadonlyMap<string, Buffer>>();
+  const x = ex as unknown as ExtractInternals;
+  const decode = x._decodeLongHeader.bind(x);
+  const apply = x._applyLongHeaders.bind(x);
+  let pending: ReadonlyMap<string, Buffer> | undefined;
+  x._decodeLongHeader = (buf: Buffer): void => {
+    if ((x._header?.type as string | null | undefined) === 'pax-header') {
+      try {
+        const found = parsePax(buf).xattrs;
+        pending = found.size > 0 ? found : undefined;
+      } catch {
+        pending = undefined;
+      }
+    }
+    decode(buf);
+  };
+  x._applyLongHeaders = (): void => {
+    apply();
+    if (pending !== undefined && x._header !== null) xattrsOf.set(x._header, pending);
+    pending = undefined;
+  };
+  return xattrsOf;
 }
 
 /** Streams an entry's body into a new file (`wx`: never through an existing path). */

@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { FileOpError } from './errors.js';
 import { spawnViaHelper } from '../executor/process-helper.js';
 import { pathsWithXattrs } from '../snapshot/mount-helper.js';
 
@@ -139,4 +140,25 @@ export async function copyXattrs(srcTop: string, targetTop: string, copied: Read
   }
   if (restore === '') return true;
   return (await runTool('setfattr', ['-h', '--restore=-'], restore)) !== undefined;
+}
+
+/**
+ * Sets an extracted archive entry's extended attributes (PAX `SCHILY.xattr.*`) on `path`, not
+ * following a symlink: one `setfattr` per attribute (Node has no setxattr(2); archives with
+ * xattrs are rare). Like Docker's createTarFile, an attribute the filesystem does not support or
+ * allow is skipped; any other failure fails the extraction.
+ */
+export async function setEntryXattrs(path: string, xattrs: ReadonlyMap<string, Buffer>, srcName: string, entry: string): Promise<void> {
+  for (const [name, value] of xattrs) {
+    const args = ['-h', '-n', name, ...(value.length > 0 ? ['-v', `0x${value.toString('hex')}`] : []), '--', path];
+    const failure = await new Promise<{ code: unknown; stderr: string } | undefined>((resolve) => {
+      execFile('setfattr', args, { encoding: 'utf8' }, (err, _out, stderr) => resolve(err === null ? undefined : { code: (err as NodeJS.ErrnoException).code, stderr }));
+    });
+    if (failure === undefined) continue;
+    if (failure.code === 'ENOENT') {
+      throw new FileOpError('FILEOP_UNSUPPORTED', srcName, `archive "${srcName}": "${entry}" has extended attributes, and setting them needs setfattr`, { hint: 'apt-get install attr' });
+    }
+    if (/Operation not (supported|permitted)/.test(failure.stderr)) continue;
+    throw new FileOpError('FILEOP_IO', srcName, `archive "${srcName}": cannot set extended attribute ${name} of "${entry}": ${failure.stderr.trim()}`);
+  }
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chown, lstat, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -135,5 +136,31 @@ describe('ADD-style unpack (attemptUnpackDockerCompatibility)', () => {
       message: expect.stringContaining('"holes"'),
     });
     expect(await readTree(join(dest, 'o'))).toEqual({});
+  });
+});
+
+describe('ADD-style unpack: extended attributes', () => {
+  test('SCHILY.xattr records (GNU tar --xattrs) are applied: file capabilities after the owner, binary values byte-exact', async () => {
+    const work = await tempDir('work');
+    const src = await tempDir('src');
+    const dest = await tempDir('dest');
+    await writeTree(work, { 'pkg/bin/ping': 'ping', 'pkg/plain': 'plain' });
+    // owned by someone else in the archive: chown on extract would clear a capability set before it
+    await chown(join(work, 'pkg/bin/ping'), 1500, 1600);
+    // CAP_SETUID (7) makes a capability value that is not valid UTF-8 (0x80)
+    run('setcap', ['cap_setuid,cap_net_raw+ep', join(work, 'pkg/bin/ping')]);
+    run('setfattr', ['-n', 'user.bin', '-v', '0xff00fe0a3d', join(work, 'pkg/bin/ping')]);
+    run('setfattr', ['-n', 'user.dir', '-v', 'd', join(work, 'pkg')]);
+    run('tar', ['--xattrs', '--xattrs-include=*', '-cf', join(src, 'caps.tar'), '-C', work, 'pkg']);
+    await fileCopy(src, dest, copyAction('/caps.tar', '/opt/', { attemptUnpackDockerCompatibility: true, createDestPath: true }));
+    const ping = join(dest, 'opt/pkg/bin/ping');
+    expect([(await stat(ping)).uid, (await stat(ping)).gid]).toEqual([1500, 1600]);
+    expect(execFileSync('getcap', [ping]).toString()).toMatch(/cap_setuid,cap_net_raw=ep/);
+    const attr = (p: string, n: string): string => execFileSync('getfattr', ['-h', '--only-values', '-n', n, p], { stdio: ['ignore', 'pipe', 'ignore'] }).toString('hex');
+    expect(attr(ping, 'user.bin')).toBe('ff00fe0a3d');
+    expect(attr(ping, 'security.capability')).toBe(attr(join(work, 'pkg/bin/ping'), 'security.capability'));
+    expect(attr(join(dest, 'opt/pkg'), 'user.dir')).toBe(Buffer.from('d').toString('hex'));
+    expect(execFileSync('getfattr', ['-h', '-d', '-m', '-', join(dest, 'opt/pkg/plain')], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()).toBe('');
+    expect(await readFile(ping, 'utf8')).toBe('ping');
   });
 });
