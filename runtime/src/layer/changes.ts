@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import type { DiffSource } from '../snapshot/local.js';
+import { xattrsDiffer } from './xattrs.js';
 
 /**
  * One entry of a layer, in tar order (a directory before its contents, names in byte order).
@@ -122,7 +123,8 @@ async function* walkUpper(upper: string, rel: string, views: Views | undefined, 
       // directory itself is emitted only when something below it is.
       const sub: Change[] = [];
       for await (const c of walkUpper(upper, path, views, signal, bottomWhiteouts)) sub.push(c);
-      if (sub.length > 0) {
+      // setfattr on a directory copies it up without changing its mtime: compare the attributes.
+      if (sub.length > 0 || (await xattrsDiffer([[host, join((views as Views).parent, path)]]))[0] === true) {
         yield { kind: 'add', path, host, stat: st };
         yield* sub;
       }
@@ -164,6 +166,15 @@ async function* walkCopy(dir: string, parentDir: string | undefined, rel: string
   const theirs = there === undefined ? [] : await sortedNames(there).catch(() => []);
   const all = [...new Set([...mine, ...theirs])].sort(byteOrder);
   const mineSet = new Set(mine);
+  // Extended attributes of the names on both sides, compared in one helper request per
+  // directory: an attribute-only change (setcap, setfattr) leaves the stat fields equal.
+  const theirSet = new Set(theirs);
+  const both = there === undefined ? [] : mine.filter((n) => theirSet.has(n));
+  const differs = new Set<string>();
+  if (there !== undefined) {
+    const flags = await xattrsDiffer(both.map((n) => [join(here, n), join(there, n)] as const));
+    flags.forEach((d, i) => d && differs.add(both[i] as string));
+  }
   for (const name of all) {
     signal?.throwIfAborted();
     const path = rel === '' ? name : `${rel}/${name}`;
@@ -179,13 +190,13 @@ async function* walkCopy(dir: string, parentDir: string | undefined, rel: string
       // Children are compared against the parent only when it had a directory here.
       const sub: Change[] = [];
       for await (const c of walkCopy(dir, oldDir ? parentDir : undefined, path, signal, compareBytes)) sub.push(c);
-      if (!oldDir || !sameEntry(st, old) || sub.length > 0) {
+      if (!oldDir || !sameEntry(st, old) || sub.length > 0 || differs.has(name)) {
         yield { kind: 'add', path, host, stat: st };
         yield* sub;
       }
       continue;
     }
-    if (old !== undefined && old.isDirectory() === false && sameEntry(st, old)) {
+    if (old !== undefined && old.isDirectory() === false && sameEntry(st, old) && !differs.has(name)) {
       const other = join(parentDir as string, path);
       if (!compareBytes) continue;
       if (st.isSymbolicLink() ? (await readlink(host)) === (await readlink(other)) : !st.isFile() || st.mtimeMs % 1000 !== 0 || st.size === 0 || (await sameBytes(host, other))) continue;

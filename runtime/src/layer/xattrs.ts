@@ -75,6 +75,32 @@ async function xattrsOf(batch: readonly Change[]): Promise<(ReadonlyMap<string, 
   return found;
 }
 
+/**
+ * For each pair of paths, whether their exportable extended attributes differ (the same names
+ * with the same bytes are equal; overlayfs's private ones are ignored), read in one helper
+ * request. Containerd's differ compares `security.capability` the same way (continuity
+ * fs.compareCapabilities) so that an attribute-only change (setcap, setfattr) is a change.
+ * All `false` when the helper cannot be used.
+ */
+export async function xattrsDiffer(pairs: readonly (readonly [string, string])[]): Promise<boolean[]> {
+  if (pairs.length === 0) return [];
+  let read: (Map<string, Buffer> | undefined)[] | undefined;
+  try {
+    read = await readXattrs(pairs.flatMap(([a, b]) => [a, b]));
+  } catch (e) {
+    throw new WorkerError('LAYER_EXPORT_FAILED', `cannot compare extended attributes: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  if (read === undefined) return pairs.map(() => false);
+  return pairs.map((_p, i) => !sameExported(read[2 * i], read[2 * i + 1]));
+}
+
+function sameExported(a: ReadonlyMap<string, Buffer> | undefined, b: ReadonlyMap<string, Buffer> | undefined): boolean {
+  const ea = [...(a ?? [])].filter(([n]) => !NOT_EXPORTED.test(n));
+  const eb = new Map([...(b ?? [])].filter(([n]) => !NOT_EXPORTED.test(n)));
+  if (ea.length !== eb.size) return false;
+  return ea.every(([n, v]) => eb.get(n)?.equals(v) === true);
+}
+
 /** The fallback without the helper: one `getfattr` per batch; no attributes without the tool. */
 function viaGetfattr(paths: readonly string[]): Promise<(Map<string, Buffer> | undefined)[]> {
   return new Promise((resolve, reject) => {

@@ -55,6 +55,8 @@ async function setup(driver: 'overlay' | 'copy'): Promise<{ s: Snapshotter; root
     // busybox itself, copied up by overlayfs: a capability on a file of the lower layer
     execFileSync('setcap', ['cap_net_bind_service+ep', join(m.path, 'bin/busybox')]);
     await writeFile(join(m.path, 'etc/plain'), 'no xattrs\n');
+    // an attribute-only change of a directory from the base (its mtime stays)
+    setfattr(join(m.path, 'sbin'), 'user.only', Buffer.from('attr'));
     // recreated directory: overlayfs marks it opaque with trusted.overlay.opaque in the upper dir
     await rm(join(m.path, 'home'), { recursive: true });
     await mkdir(join(m.path, 'home'));
@@ -134,9 +136,9 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
       ['user.bin', BINARY.toString('hex')],
       ['user.test', hex('hello')],
     ]);
-    // An attribute-only change of a file from the base: overlayfs copies it up; the copy driver's
-    // tree comparison does not look at xattrs yet, so it sees no change there.
-    if (driver === 'overlay') expect(Object.keys(ours.get('bin/busybox') ?? {})).toEqual(['security.capability']);
+    // attribute-only changes of a file and a directory of the base are changes
+    expect(Object.keys(ours.get('bin/busybox') ?? {})).toEqual(['security.capability']);
+    expect(py['sbin']).toEqual([['user.only', hex('attr')]]);
     expect(py['home']).toEqual([['user.dir', hex('d')]]);
     expect(ours.get('home/')).toEqual({ 'user.dir': hex('d') });
     // a long, non-ASCII name keeps its path (one PAX header carries path and xattrs)
@@ -151,7 +153,8 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
     expect(JSON.stringify(py)).not.toMatch(/overlay\./);
     // entries without xattrs get no PAX header at all
     expect(ours.has('etc/plain')).toBe(false);
-    expect(Object.keys(py).sort()).toEqual([...(driver === 'overlay' ? ['bin/busybox'] : []), 'bin/rawping', 'home', LONG].sort());
+    expect(Object.keys(py).sort()).toEqual(['bin/busybox', 'bin/rawping', 'home', 'sbin', LONG].sort());
+    expect(execFileSync('tar', ['-tf', out]).toString().split('\n').filter((n) => n.startsWith('sbin'))).toEqual(['sbin/']);
 
     // GNU tar applies them too
     const gnu = join(root, 'gnu');
@@ -168,7 +171,8 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
     const m = await s2.mount('top');
     try {
       expect(getcap(join(m.path, 'bin/rawping'))).toBe('cap_net_raw=ep');
-      if (driver === 'overlay') expect(getcap(join(m.path, 'bin/busybox'))).toBe('cap_net_bind_service=ep');
+      expect(getcap(join(m.path, 'bin/busybox'))).toBe('cap_net_bind_service=ep');
+      expect(getfattr(join(m.path, 'sbin'), 'user.only')).toBe(hex('attr'));
       expect(getcap(join(m.path, LONG))).toBe('cap_chown=ep');
       expect(getfattr(join(m.path, 'bin/rawping'), 'user.test')).toBe(hex('hello'));
       expect(getfattr(join(m.path, 'bin/rawping'), 'user.bin')).toBe(BINARY.toString('hex'));
