@@ -47,6 +47,14 @@ export function sparseOf(
   return { name: real, size, entries: pairs(fields, real) };
 }
 
+/** Lines a 1.0 map has (its count line, then two per entry), from `buf` holding at least its first line. */
+export function sparseMap1x0Lines(buf: Buffer, name: string): number {
+  const nl = buf.indexOf(0x0a);
+  const count = nl < 0 ? undefined : parseDecimal(buf.toString('latin1', 0, nl));
+  if (count === undefined || count < 0) throw invalid(`bad GNU sparse map for ${JSON.stringify(name)}`);
+  return 1 + 2 * count;
+}
+
 /** A 1.0 map (`count\n` then `offset\nlength\n` pairs) once `buf` holds all its lines, else undefined. */
 export function parseSparseMap1x0(buf: Buffer, name: string): SparseEntry[] | undefined {
   const lines = buf.toString('latin1').split('\n');

@@ -1,4 +1,4 @@
-import { MAX_META, invalid, parseDecimal, parsePax, parsePaxTime, parseSparseMap1x0, sparseError, sparseOf, type PaxRecords, type SparseEntry } from './pax-records.js';
+import { MAX_META, invalid, parseDecimal, parsePax, parsePaxTime, parseSparseMap1x0, sparseError, sparseMap1x0Lines, sparseOf, type PaxRecords, type SparseEntry } from './pax-records.js';
 
 /** Entry types a layer can hold (the names tar-stream used; unknown typeflags are `other`). */
 export type TarEntryType = 'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo' | 'other';
@@ -78,6 +78,9 @@ interface SparseState {
   entries: SparseEntry[] | undefined;
   readonly mapParts: Buffer[];
   mapLength: number;
+  /** Newlines read of a 1.0 map, and how many it needs (1 + 2 × count, once its first line is in). */
+  mapLines: number;
+  mapNeed: number | undefined;
   /** Entry being written, bytes of it left, and the logical position in the file. */
   index: number;
   left: number;
@@ -354,6 +357,8 @@ export class TarReader {
         entries: undefined,
         mapParts: [],
         mapLength: 0,
+        mapLines: 0,
+        mapNeed: undefined,
         index: 0,
         left: 0,
         pos: 0,
@@ -379,11 +384,16 @@ export class TarReader {
       // Format 1.0: the map comes first, in whole blocks, read until it has all its lines.
       if (st.remaining === 0) throw invalid(`GNU sparse map of ${JSON.stringify(st.name)} ends early`);
       const n = Math.min(BLOCK - (st.mapLength % BLOCK), st.remaining, chunk.length - off);
-      st.mapParts.push(chunk.subarray(off, off + n));
+      const piece = chunk.subarray(off, off + n);
+      st.mapParts.push(piece);
       st.mapLength += n;
       st.remaining -= n;
+      for (let i = piece.indexOf(0x0a); i >= 0; i = piece.indexOf(0x0a, i + 1)) st.mapLines += 1;
       if (st.mapLength % BLOCK === 0) {
-        const entries = parseSparseMap1x0(Buffer.concat(st.mapParts, st.mapLength), st.name);
+        // Parsed once all its lines are in (Go's feedTokens counts newlines block by block):
+        // re-parsing the whole map at every block made a hostile 1 MiB map cost ~30 s of CPU.
+        if (st.mapNeed === undefined && st.mapLines > 0) st.mapNeed = sparseMap1x0Lines(Buffer.concat(st.mapParts, st.mapLength), st.name);
+        const entries = st.mapNeed !== undefined && st.mapLines >= st.mapNeed ? parseSparseMap1x0(Buffer.concat(st.mapParts, st.mapLength), st.name) : undefined;
         if (entries !== undefined) {
           st.mapParts.length = 0;
           this.#startFragments(st, entries);
