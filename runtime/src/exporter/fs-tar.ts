@@ -1,6 +1,7 @@
 import { readlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { packTar, type PackEntry, type TarHeader } from '../image/tar-pack.js';
+import { withXattrsOf } from '../layer/xattrs.js';
 import { walkTree } from './fs-tree.js';
 
 /** Options for {@link packDirectory}. */
@@ -11,7 +12,9 @@ export interface PackDirectoryOptions {
 
 /**
  * A tar stream of a directory tree: deterministic order (sorted, directories before contents),
- * modes, owners (numeric, no user names), symlinks, hard links, fifos and device nodes preserved.
+ * modes, owners (numeric, no user names), symlinks, hard links, fifos and device nodes preserved,
+ * and extended attributes as PAX `SCHILY.xattr.*` records (as BuildKit's fsutil tar writer; not
+ * overlayfs's own nor the SELinux label), read in batches without a process per file.
  */
 export function packDirectory(dir: string, opts: PackDirectoryOptions = {}): Readable {
   return packTar(directoryEntries(dir, opts));
@@ -20,26 +23,27 @@ export function packDirectory(dir: string, opts: PackDirectoryOptions = {}): Rea
 async function* directoryEntries(dir: string, opts: PackDirectoryOptions): AsyncIterable<PackEntry> {
   const seen = new Map<string, string>();
   const clamp = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : undefined;
-  for await (const e of walkTree(dir)) {
+  for await (const [e, xattrs] of withXattrsOf(walkTree(dir), (t) => t.abs)) {
     const st = e.stat;
     const mtime = clamp !== undefined && st.mtime > clamp ? clamp : new Date(Math.floor(st.mtimeMs / 1000) * 1000);
     const h: TarHeader = { name: e.path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, uname: '', gname: '' };
-    if (st.isDirectory()) yield { header: { ...h, name: `${e.path}/`, type: 'directory' } };
+    const x = { xattrs };
+    if (st.isDirectory()) yield { header: { ...h, name: `${e.path}/`, type: 'directory' }, ...x };
     else if (st.isSymbolicLink()) {
-      yield { header: { ...h, type: 'symlink', linkname: await readlink(e.abs) } };
+      yield { header: { ...h, type: 'symlink', linkname: await readlink(e.abs) }, ...x };
     } else if (st.isFile()) {
       const key = `${st.dev}:${st.ino}`;
       const first = st.nlink > 1 ? seen.get(key) : undefined;
-      if (first !== undefined) yield { header: { ...h, type: 'link', linkname: first } };
+      if (first !== undefined) yield { header: { ...h, type: 'link', linkname: first }, ...x };
       else {
         if (st.nlink > 1) seen.set(key, e.path);
-        yield { header: { ...h, type: 'file', size: st.size }, file: e.abs };
+        yield { header: { ...h, type: 'file', size: st.size }, file: e.abs, ...x };
       }
-    } else if (st.isFIFO()) yield { header: { ...h, type: 'fifo' } };
+    } else if (st.isFIFO()) yield { header: { ...h, type: 'fifo' }, ...x };
     else if (st.isCharacterDevice() || st.isBlockDevice()) {
       const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
       const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
-      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor } };
+      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor }, ...x };
     }
   }
 }

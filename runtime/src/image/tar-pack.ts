@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { extract as tarExtract, pack as tarPack } from 'tar-stream';
 import type { Header } from 'tar-stream';
+import { encodeXattrs } from '../layer/xattr-pack.js';
 
 /** Read size of file bodies. */
 const READ_CHUNK = 1 << 20;
@@ -15,6 +16,8 @@ export interface PackEntry {
   readonly header: TarHeader;
   readonly data?: Uint8Array | undefined;
   readonly file?: string | undefined;
+  /** Extended attributes, written as PAX `SCHILY.xattr.<name>` records (raw bytes, name order). */
+  readonly xattrs?: ReadonlyMap<string, Buffer> | undefined;
 }
 
 /**
@@ -27,9 +30,11 @@ export function packTar(entries: AsyncIterable<PackEntry> | Iterable<PackEntry>)
 
 function packTarRaw(entries: AsyncIterable<PackEntry> | Iterable<PackEntry>): AsyncIterable<Uint8Array> {
   const pack = tarPack();
+  const paxOf = encodeXattrs(pack);
   void (async () => {
     try {
       for await (const e of entries) {
+        if (e.xattrs !== undefined && e.xattrs.size > 0) paxOf.set(e.header, e.xattrs);
         if (e.file !== undefined) {
           await new Promise<void>((resolve, reject) => {
             const w = pack.entry(e.header, (err) => (err ? reject(err) : resolve()));

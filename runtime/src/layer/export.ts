@@ -12,7 +12,8 @@ import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { LAYER_MEDIA_TYPES } from './compression.js';
 import type { Change } from './changes.js';
 import { ParallelGzip } from './parallel-gzip.js';
-import { withXattrs, xattrPaxBody } from './xattrs.js';
+import { withXattrs } from './xattrs.js';
+import { encodeXattrs } from './xattr-pack.js';
 
 /** Options for {@link writeLayer}. */
 export type WriteLayerOptions = DiffOptions;
@@ -166,61 +167,6 @@ async function produce(entries: AsyncIterable<Change>, tarball: Pack, opts: Writ
     // Sockets are not representable in tar; skipped like BuildKit does.
   }
   tarball.finalize();
-}
-
-/** tar-stream encodes this type (typeflag `x`) though its typings leave it out. */
-const PAX_HEADER = 'pax-header' as unknown as NonNullable<Header['type']>;
-
-/** The part of tar-stream's Pack that turns one entry's header into blocks (pack.js `_encode`). */
-interface PackEncoder {
-  _encode(header: Header): void;
-  push(chunk: Buffer): boolean;
-}
-
-/**
- * Makes `tarball` write a PAX extended header with `SCHILY.xattr.*` records before each entry
- * whose header is in the returned map. tar-stream's own PAX records are strings (UTF-8 encoded),
- * which would corrupt binary values such as `security.capability`, so the extended header is
- * written here, in tar-stream's layout (a `PaxHeader` entry of type `x`, then the entry's header),
- * at the point where the Pack writes the entry's header. Other entries are untouched.
- */
-function encodeXattrs(tarball: Pack): WeakMap<Header, ReadonlyMap<string, Buffer>> {
-  const paxOf = new WeakMap<Header, ReadonlyMap<string, Buffer>>();
-  const p = tarball as unknown as PackEncoder;
-  const encode = p._encode.bind(p);
-  p._encode = (h: Header): void => {
-    const xattrs = paxOf.get(h);
-    if (xattrs === undefined) {
-      encode(h);
-      return;
-    }
-    const linkname = h.linkname ?? undefined;
-    const body = xattrPaxBody(h.name, linkname, xattrs);
-    encode({ name: 'PaxHeader', mode: h.mode ?? 0o644, uid: h.uid ?? 0, gid: h.gid ?? 0, size: body.length, mtime: h.mtime ?? new Date(0), type: PAX_HEADER, uname: '', gname: '' });
-    p.push(body);
-    if (body.length % 512 !== 0) p.push(Buffer.alloc(512 - (body.length % 512)));
-    // The PAX path and linkpath win over these fields; keep them when ustar can hold them.
-    encode({
-      ...h,
-      name: fitsUstar(h.name) ? h.name : 'PaxHeader',
-      ...(linkname === undefined ? {} : { linkname: Buffer.byteLength(linkname) <= 100 ? linkname : 'PaxHeader' }),
-    });
-  };
-  return paxOf;
-}
-
-/** Whether tar-stream writes `name` in a ustar header (ASCII, as name or prefix/name) rather than PAX. */
-function fitsUstar(name: string): boolean {
-  if (Buffer.byteLength(name) !== name.length) return false;
-  let rest = name;
-  let prefix = '';
-  while (rest.length > 100) {
-    const i = rest.indexOf('/');
-    if (i < 0) return false;
-    prefix += prefix === '' ? rest.slice(0, i) : `/${rest.slice(0, i)}`;
-    rest = rest.slice(i + 1);
-  }
-  return prefix.length <= 155;
 }
 
 function addEntry(tarball: Pack, header: Header, body?: Buffer): Promise<void> {

@@ -18,20 +18,28 @@ const NOT_EXPORTED = /^(?:(?:trusted|user)\.overlay\.|security\.selinux$)/;
 const BATCH = 256;
 
 /**
- * Pairs each change with the extended attributes of its file, read in batches (one helper
- * request per {@link BATCH} entries, see {@link readXattrs}; `getfattr` when the helper cannot be
- * used), so a tree of thousands of files costs a few requests, not a process per file. Reads at
- * most two batches ahead of the consumer; closing the result closes `entries`.
+ * Pairs each change with the extended attributes of its file, read in batches (see
+ * {@link withXattrsOf}); whiteouts have none.
  */
-export async function* withXattrs(entries: AsyncIterable<Change>): AsyncGenerator<ChangeWithXattrs> {
-  let batch: Change[] = [];
-  // The helper reads one batch while the walker lists the next (it is another process).
-  let pending: { readonly batch: Change[]; readonly attrs: Promise<(ReadonlyMap<string, Buffer> | undefined)[]> } | undefined;
+export function withXattrs(entries: AsyncIterable<Change>): AsyncGenerator<ChangeWithXattrs> {
+  return withXattrsOf(entries, (c) => (c.kind === 'add' ? c.host : undefined));
+}
+
+/**
+ * Pairs each item with the exportable extended attributes of the file `hostOf` names (none when
+ * it names none), read in batches: one helper request per {@link BATCH} items (see
+ * {@link readXattrs}; `getfattr` when the helper cannot be used), so a tree of thousands of files
+ * costs a few requests, not a process per file. The helper reads one batch while the next is
+ * listed; at most two batches are read ahead of the consumer. Closing the result closes `items`.
+ */
+export async function* withXattrsOf<T>(items: AsyncIterable<T>, hostOf: (item: T) => string | undefined): AsyncGenerator<readonly [T, ReadonlyMap<string, Buffer> | undefined]> {
+  let batch: T[] = [];
+  let pending: { readonly batch: T[]; readonly attrs: Promise<(ReadonlyMap<string, Buffer> | undefined)[]> } | undefined;
   try {
-    for await (const c of entries) {
-      batch.push(c);
+    for await (const item of items) {
+      batch.push(item);
       if (batch.length < BATCH) continue;
-      const next = { batch, attrs: xattrsOf(batch) };
+      const next = { batch, attrs: xattrsOf(batch.map(hostOf)) };
       next.attrs.catch(() => undefined);
       batch = [];
       if (pending !== undefined) yield* paired(pending.batch, await pending.attrs);
@@ -39,33 +47,33 @@ export async function* withXattrs(entries: AsyncIterable<Change>): AsyncGenerato
     }
     if (pending !== undefined) yield* paired(pending.batch, await pending.attrs);
     pending = undefined;
-    if (batch.length > 0) yield* paired(batch, await xattrsOf(batch));
+    if (batch.length > 0) yield* paired(batch, await xattrsOf(batch.map(hostOf)));
   } finally {
     // Closed early: let a request in flight finish before the caller moves on (it may unmount).
     await pending?.attrs.catch(() => undefined);
   }
 }
 
-function* paired(batch: readonly Change[], attrs: readonly (ReadonlyMap<string, Buffer> | undefined)[]): Generator<ChangeWithXattrs> {
-  for (let i = 0; i < batch.length; i++) yield [batch[i] as Change, attrs[i]];
+function* paired<T>(batch: readonly T[], attrs: readonly (ReadonlyMap<string, Buffer> | undefined)[]): Generator<readonly [T, ReadonlyMap<string, Buffer> | undefined]> {
+  for (let i = 0; i < batch.length; i++) yield [batch[i] as T, attrs[i]];
 }
 
-async function xattrsOf(batch: readonly Change[]): Promise<(ReadonlyMap<string, Buffer> | undefined)[]> {
+async function xattrsOf(paths: readonly (string | undefined)[]): Promise<(ReadonlyMap<string, Buffer> | undefined)[]> {
   const hosts: string[] = [];
   const at: number[] = [];
-  batch.forEach((c, i) => {
-    if (c.kind === 'add') {
-      hosts.push(c.host);
+  paths.forEach((p, i) => {
+    if (p !== undefined) {
+      hosts.push(p);
       at.push(i);
     }
   });
-  const found: (Map<string, Buffer> | undefined)[] = new Array<Map<string, Buffer> | undefined>(batch.length).fill(undefined);
+  const found: (Map<string, Buffer> | undefined)[] = new Array<Map<string, Buffer> | undefined>(paths.length).fill(undefined);
   if (hosts.length === 0) return found;
   let read: (Map<string, Buffer> | undefined)[] | undefined;
   try {
     read = (await readXattrs(hosts)) ?? (await viaGetfattr(hosts));
   } catch (e) {
-    throw new WorkerError('LAYER_EXPORT_FAILED', `cannot read extended attributes for the layer: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new WorkerError('LAYER_EXPORT_FAILED', `cannot read extended attributes: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   read.forEach((attrs, j) => {
     if (attrs === undefined) return;

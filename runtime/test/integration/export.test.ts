@@ -188,4 +188,34 @@ describe('filesystem exporters', () => {
     await runExport(parseOutputSpec(`type=tar,dest=${second}`), { rootfs: tree }, { store, sourceDateEpoch: 1_700_000_000 });
     expect(digestOf(await readFile(second))).toBe(digestOf(await readFile(dest)));
   });
+
+  test('type=tar keeps extended attributes (file capabilities, user.*) as SCHILY.xattr records', async () => {
+    const dir = join(root, 'xtree');
+    await mkdir(join(dir, 'bin'), { recursive: true });
+    await writeFile(join(dir, 'bin', 'ping'), 'ping');
+    await writeFile(join(dir, 'bin', 'plain'), 'plain');
+    await run('setcap', ['cap_setuid,cap_net_raw+ep', join(dir, 'bin', 'ping')]);
+    await run('setfattr', ['-n', 'user.bin', '-v', '0xff00fe', join(dir, 'bin', 'ping')]);
+    const dest = join(root, 'xfs.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: dir }, { store, sourceDateEpoch: 1_700_000_000 });
+    const py = `
+import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    print(json.dumps({m.name: [[k, v.encode('utf-8', 'surrogateescape').hex()] for k, v in m.pax_headers.items() if k.startswith('SCHILY.xattr.')] for m in t}))
+`;
+    const recs = JSON.parse((await run('python3', ['-c', py, dest])).stdout) as Record<string, [string, string][]>;
+    const cap = (await run('getfattr', ['-h', '--only-values', '-n', 'security.capability', join(dir, 'bin', 'ping')], { encoding: 'buffer' })).stdout.toString('hex');
+    expect(recs).toEqual({
+      bin: [],
+      'bin/ping': [
+        ['SCHILY.xattr.security.capability', cap],
+        ['SCHILY.xattr.user.bin', 'ff00fe'],
+      ],
+      'bin/plain': [],
+    });
+    const out = join(root, 'xfs-out');
+    await mkdir(out);
+    await run('tar', ['--xattrs', '--xattrs-include=*', '-xf', dest, '-C', out]);
+    expect((await run('getcap', [join(out, 'bin', 'ping')])).stdout).toMatch(/cap_setuid,cap_net_raw=ep/);
+  });
 });
