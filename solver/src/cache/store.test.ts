@@ -143,6 +143,38 @@ describe('CacheManager over CacheStore', () => {
     expect(await flaky.retryReleases()).toBe(0);
   });
 
+  test('a retry pass does not release a snapshot recorded again or leased while an earlier release was awaited', async () => {
+    const released: string[] = [];
+    let store: CacheStore | undefined;
+    let lease: (() => void) | undefined;
+    let busy = true;
+    store = CacheStore.open({
+      path: ':memory:',
+      releaseSnapshot: async (s) => {
+        if (busy) throw new Error('EBUSY');
+        if (s === 'a') {
+          // A build running meanwhile: it reuses layer b (recorded again) and leases c.
+          await new Promise((r) => setTimeout(r, 5));
+          store?.upsertRecord({ snapshot: 'b', description: 'image layer', kind: 'regular' });
+          lease = store?.lease('c');
+        }
+        released.push(s);
+      },
+    });
+    for (const s of ['a', 'b', 'c']) store.upsertRecord({ snapshot: s, description: s, kind: 'regular' });
+    await store.prune({ all: true });
+    expect(store.du().map((u) => [u.snapshot, u.pendingRemoval === true])).toEqual([['a', true], ['b', true], ['c', true]]);
+    busy = false;
+    expect(await store.retryReleases()).toBe(1);
+    expect(released).toEqual(['a']);
+    expect(store.du().map((u) => [u.snapshot, u.pendingRemoval === true])).toEqual([['b', false], ['c', true]]);
+    lease?.();
+    // Two retries at once (a prune and an engine start): the snapshot is released once.
+    const [n1, n2] = await Promise.all([store.retryReleases(), store.retryReleases()]);
+    expect(n1 + n2).toBe(1);
+    expect(released).toEqual(['a', 'c']);
+  });
+
   test('a process killed while saving leaves a consistent database', async () => {
     const dir = tmp();
     const path = join(dir, 'cache.db');

@@ -126,6 +126,8 @@ export class CacheStore {
   readonly #release: ReleaseSnapshotHook | undefined;
   readonly #now: () => number;
   readonly #inUse = new Map<string, number>();
+  /** Snapshots whose release hook is running (a retry pass of this process). */
+  readonly #releasing = new Set<string>();
   /** Prepared statements by SQL: preparing one costs more than running it (~0.3 ms per call on every step). */
   readonly #stmts = new Map<string, ReturnType<SqliteDb['prepare']>>();
 
@@ -346,11 +348,19 @@ export class CacheStore {
     for (let progress = true; progress; ) {
       progress = false;
       for (const u of this.#pendingUsage()) {
+        // Looked at again right before its release: while an earlier release of this pass was
+        // awaited, a build may have recorded it again (a reused image layer, a cache mount) or
+        // leased it, and another retry (a concurrent prune) may be removing it already.
+        if (this.#releasing.has(u.snapshot) || this.#inUse.has(u.snapshot)) continue;
+        if (this.#stmt('SELECT 1 FROM pending_release WHERE snapshot = ?').get(u.snapshot) === undefined) continue;
+        this.#releasing.add(u.snapshot);
         try {
           await this.#release?.(u.snapshot);
         } catch (e) {
           this.#stmt('UPDATE pending_release SET attempts = attempts + 1, error = ? WHERE snapshot = ?').run(e instanceof Error ? e.message : String(e), u.snapshot);
           continue;
+        } finally {
+          this.#releasing.delete(u.snapshot);
         }
         this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(u.snapshot);
         const { pendingRemoval: _p, ...rec } = u;
