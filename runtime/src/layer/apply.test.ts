@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, lstat, readlink, rm, writeFile, mkdir, symlink } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, lstat, readlink, rm, writeFile, mkdir, symlink, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -73,6 +73,32 @@ describe('applyLayer', () => {
     expect(await readdir(outside)).toEqual([]);
     // the symlink is resolved inside the root: /tmp/... becomes <dir>/tmp/...
     expect(await readFile(join(dir, outside, 'pwn'), 'utf8')).toBe('x');
+  });
+
+  test('a directory replaced by an absolute symlink later in the layer: its mtime is not set through the link on the host', async () => {
+    const dir = await tmp();
+    const outside = await tmp();
+    const victim = join(outside, 'victim');
+    await writeFile(victim, 'x');
+    await utimes(victim, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    // And a directory below one replaced so: b/c is outside/c through the new link b.
+    await mkdir(join(outside, 'c'));
+    await utimes(join(outside, 'c'), new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    const old = new Date('2001-01-01T00:00:00Z');
+    const tar = await tarOf([
+      { name: 'a/', type: 'directory', mode: 0o755, mtime: old },
+      { name: 'a', type: 'symlink', linkname: victim },
+      { name: 'b/', type: 'directory', mode: 0o755, mtime: old },
+      { name: 'b/c/', type: 'directory', mode: 0o755, mtime: old },
+      { name: 'b', type: 'symlink', linkname: outside },
+      { name: 'd/', type: 'directory', mode: 0o755, mtime: old },
+    ]);
+    await applyLayer(dir, Readable.from([tar]));
+    expect(await readlink(join(dir, 'a'))).toBe(victim);
+    expect((await lstat(victim)).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
+    expect((await lstat(join(outside, 'c'))).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
+    // Directories still in place get their times.
+    expect((await lstat(join(dir, 'd'))).mtime.toISOString()).toBe('2001-01-01T00:00:00.000Z');
   });
 
   test('into an empty root: entries through a symlink made by the layer, an explicit directory after its files, duplicates', async () => {

@@ -52,6 +52,8 @@ export interface ApplyLayerResult {
 
 interface DirTime {
   readonly path: string;
+  /** Root-relative (`''` the root). */
+  readonly rel: string;
   /** Seconds since the epoch. */
   readonly mtime: number;
 }
@@ -117,6 +119,8 @@ class LayerApplier implements TarSink {
   /** Whether a host directory is set-gid (new nodes then take its group): looked up once each. */
   readonly #setgid = new Map<string, boolean>();
   readonly #dirTimes: DirTime[] = [];
+  /** Something was removed: a directory in #dirTimes may be a symlink (or below one) by now. */
+  #replaced = false;
   /**
    * The root was empty when the layer started (a base layer): nothing exists that this layer did
    * not create or whose parent directories it did not make, so no lstat is needed to find out.
@@ -153,7 +157,7 @@ class LayerApplier implements TarSink {
     const base = posix.basename(rel);
     if (rel === '') {
       // The root directory itself: keep it, but take its mtime.
-      if (h.type === 'directory') this.#dirTimes.push({ path: this.#dir, mtime: h.mtime });
+      if (h.type === 'directory') this.#dirTimes.push({ path: this.#dir, rel: '', mtime: h.mtime });
       return;
     }
     if (base.startsWith(WHITEOUT_PREFIX)) {
@@ -172,7 +176,7 @@ class LayerApplier implements TarSink {
         const mode = h.mode & 0o7777;
         chmodSync(target, mode);
         this.#setgid.set(target, (mode & 0o2000) !== 0);
-        this.#dirTimes.push({ path: target, mtime: h.mtime });
+        this.#dirTimes.push({ path: target, rel, mtime: h.mtime });
         setXattrs(target, h);
         break;
       }
@@ -274,7 +278,10 @@ class LayerApplier implements TarSink {
     for (let i = this.#dirTimes.length - 1; i >= 0; i--) {
       const d = this.#dirTimes[i] as DirTime;
       try {
-        utimesSync(d.path, d.mtime, d.mtime);
+        // A later entry may have replaced the directory, or one above it, with a symlink (to an
+        // absolute host path): set times only on what is still a directory at its path in the root.
+        if (this.#replaced && (resolveInRoot(this.#dir, d.rel, false) !== d.path || !lstatSync(d.path).isDirectory())) continue;
+        lutimesSync(d.path, d.mtime, d.mtime);
       } catch {
         // gone (a later whiteout removed it)
       }
@@ -290,6 +297,7 @@ class LayerApplier implements TarSink {
         const childRel = parentRel === '' ? name : `${parentRel}/${name}`;
         if (this.#created.has(childRel)) continue;
         this.#forget(childRel);
+        this.#replaced = true;
         rmSync(posix.join(parentHost, name), { recursive: true, force: true });
       }
       return;
@@ -299,6 +307,7 @@ class LayerApplier implements TarSink {
     if (name === '' || name === '.' || name === '..') throw new WorkerError('LAYER_INVALID', `bad whiteout ${rel}`);
     if (!this.#created.has(childRel)) {
       this.#forget(childRel);
+      this.#replaced = true;
       rmSync(posix.join(parentHost, name), { recursive: true, force: true });
     }
   }
@@ -337,6 +346,7 @@ class LayerApplier implements TarSink {
     if (keepDir && st.isDirectory()) return true;
     this.#forget(rel);
     this.#setgid.delete(target);
+    this.#replaced = true;
     rmSync(target, { recursive: true, force: true });
     return false;
   }
