@@ -55,3 +55,38 @@ describe('RuntimeWorker.checksum of a snapshot', () => {
     await expect(worker.checksum({ snapshot: 's', size: 0 }, '/nope', {}, signal)).rejects.toMatchObject({ code: 'SOLVER_NOT_FOUND' });
   });
 });
+
+describe('RuntimeWorker.diff', () => {
+  test('an input index past the op inputs fails the definition instead of reading as scratch', async () => {
+    const calls: string[] = [];
+    const snapshotter = {
+      diffLayers: async (id: string, lower: string | undefined, upper: string) => {
+        calls.push(`diffLayers ${String(lower)} ${upper}`);
+        return { id, kind: 'committed' };
+      },
+      diffTrees: async (id: string, lower: string | undefined, upper: string | undefined) => {
+        calls.push(`diffTrees ${String(lower)} ${String(upper)}`);
+        return { id, kind: 'committed' };
+      },
+    } as unknown as Snapshotter;
+    const worker = new RuntimeWorker({
+      root: '/nonexistent',
+      snapshotter,
+      executor: { run: () => Promise.reject(new Error('unused')) },
+      content: undefined as never,
+      ensureImage: () => Promise.reject(new Error('unused')),
+      unpackLayer: () => Promise.reject(new Error('unused')),
+      applyFileAction: () => Promise.reject(new Error('unused')),
+      localDirs: {},
+    });
+    const ctx = { signal: new AbortController().signal } as unknown as Parameters<RuntimeWorker['diff']>[2];
+    const inputs = [{ snapshot: 'a', size: 0 }, { snapshot: 'c', size: 0 }];
+    await expect(worker.diff({ lower: { input: 2 }, upper: { input: 1 } }, inputs, ctx)).rejects.toMatchObject({ code: 'SOLVER_INVALID_DEFINITION' });
+    await expect(worker.diff({ lower: { input: 0 }, upper: { input: 5 } }, inputs, ctx)).rejects.toMatchObject({ code: 'SOLVER_INVALID_DEFINITION' });
+    expect(calls).toEqual([]);
+    // In range: unset is input 0, -1 is scratch.
+    await worker.diff({ upper: { input: 1 } }, inputs, ctx);
+    await worker.diff({ lower: { input: -1 }, upper: { input: 1 } }, inputs, ctx);
+    expect(calls).toEqual(['diffLayers a c', 'diffLayers undefined c']);
+  });
+});

@@ -163,7 +163,14 @@ export class RuntimeWorker implements Worker {
   async diff(op: DiffOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef> {
     const s = this.#deps.snapshotter;
     // pb.Empty (-1) is scratch; an unset index is proto3's 0, the first input (as in BuildKit).
-    const ref = (i: number | undefined): string | undefined => ((i ?? 0) < 0 ? undefined : inputs[i ?? 0]?.snapshot);
+    // An index past the inputs is a broken definition, not scratch (BuildKit fails on it too).
+    const ref = (i: number | undefined): string | undefined => {
+      const n = i ?? 0;
+      if (n < 0) return undefined;
+      const input = inputs[n];
+      if (input === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', `DiffOp input index ${n} is out of range (the op has ${inputs.length} input(s))`);
+      return input.snapshot;
+    };
     const lower = ref(op.lower?.input);
     const upper = ref(op.upper?.input);
     // Diff(X, X) and Diff(scratch, scratch) are empty.
