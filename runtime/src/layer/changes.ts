@@ -199,7 +199,13 @@ async function* walkCopy(dir: string, parentDir: string | undefined, rel: string
     if (old !== undefined && old.isDirectory() === false && sameEntry(st, old) && !differs.has(name)) {
       const other = join(parentDir as string, path);
       if (!compareBytes) continue;
-      if (st.isSymbolicLink() ? (await readlink(host)) === (await readlink(other)) : !st.isFile() || st.mtimeMs % 1000 !== 0 || st.size === 0 || (await sameBytes(host, other))) continue;
+      // mtimeMs is a double: mtimes up to ~240 ns apart compare equal. containerd's sameFile
+      // compares nanoseconds, and reads the bytes only when both are whole seconds.
+      const [a, b] = await Promise.all([lstat(host, { bigint: true }), lstat(other, { bigint: true })]);
+      if (a.mtimeNs === b.mtimeNs) {
+        const whole = a.mtimeNs % 1_000_000_000n === 0n;
+        if (st.isSymbolicLink() ? (await readlink(host)) === (await readlink(other)) : !st.isFile() || !whole || st.size === 0 || (await sameBytes(host, other))) continue;
+      }
     }
     yield { kind: 'add', path, host, stat: st };
   }
