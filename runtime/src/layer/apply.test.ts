@@ -82,8 +82,10 @@ describe('applyLayer', () => {
     await writeFile(victim, 'x');
     await utimes(victim, new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
     // And a directory below one replaced so: b/c is outside/c through the new link b.
-    await mkdir(join(outside, 'c'));
-    await utimes(join(outside, 'c'), new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    for (const sub of ['c', 'x']) {
+      await mkdir(join(outside, sub));
+      await utimes(join(outside, sub), new Date('2020-01-01T00:00:00Z'), new Date('2020-01-01T00:00:00Z'));
+    }
     const old = new Date('2001-01-01T00:00:00Z');
     const tar = await tarOf([
       { name: 'a/', type: 'directory', mode: 0o755, mtime: old },
@@ -91,12 +93,18 @@ describe('applyLayer', () => {
       { name: 'b/', type: 'directory', mode: 0o755, mtime: old },
       { name: 'b/c/', type: 'directory', mode: 0o755, mtime: old },
       { name: 'b', type: 'symlink', linkname: outside },
+      // l/x/ is made as real/x/ (l -> real), then real becomes a link out: outside/x.
+      { name: 'real/', type: 'directory', mode: 0o755, mtime: old },
+      { name: 'l', type: 'symlink', linkname: 'real' },
+      { name: 'l/x/', type: 'directory', mode: 0o755, mtime: old },
+      { name: 'real', type: 'symlink', linkname: outside },
       { name: 'd/', type: 'directory', mode: 0o755, mtime: old },
     ]);
     await applyLayer(dir, Readable.from([tar]));
     expect(await readlink(join(dir, 'a'))).toBe(victim);
     expect((await lstat(victim)).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
     expect((await lstat(join(outside, 'c'))).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
+    expect((await lstat(join(outside, 'x'))).mtime.toISOString()).toBe('2020-01-01T00:00:00.000Z');
     // Directories still in place get their times.
     expect((await lstat(join(dir, 'd'))).mtime.toISOString()).toBe('2001-01-01T00:00:00.000Z');
   });

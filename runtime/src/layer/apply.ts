@@ -119,8 +119,11 @@ class LayerApplier implements TarSink {
   /** Whether a host directory is set-gid (new nodes then take its group): looked up once each. */
   readonly #setgid = new Map<string, boolean>();
   readonly #dirTimes: DirTime[] = [];
-  /** Something was removed: a directory in #dirTimes may be a symlink (or below one) by now. */
-  #replaced = false;
+  /**
+   * Host paths removed during the apply: a directory in #dirTimes at or below one of them may be
+   * a symlink (or reached through one) by now.
+   */
+  readonly #removed = new Set<string>();
   /**
    * The root was empty when the layer started (a base layer): nothing exists that this layer did
    * not create or whose parent directories it did not make, so no lstat is needed to find out.
@@ -280,12 +283,19 @@ class LayerApplier implements TarSink {
       try {
         // A later entry may have replaced the directory, or one above it, with a symlink (to an
         // absolute host path): set times only on what is still a directory at its path in the root.
-        if (this.#replaced && (resolveInRoot(this.#dir, d.rel, false) !== d.path || !lstatSync(d.path).isDirectory())) continue;
+        if (this.#maybeReplaced(d.path) && (resolveInRoot(this.#dir, d.rel, false) !== d.path || !lstatSync(d.path).isDirectory())) continue;
         lutimesSync(d.path, d.mtime, d.mtime);
       } catch {
         // gone (a later whiteout removed it)
       }
     }
+  }
+
+  /** Whether host path `p` (under the root) is, or is below, a path removed during the apply. */
+  #maybeReplaced(p: string): boolean {
+    if (this.#removed.size === 0) return false;
+    for (let q = p; q.length > this.#dir.length; q = q.slice(0, q.lastIndexOf('/'))) if (this.#removed.has(q)) return true;
+    return false;
   }
 
   #whiteout(rel: string, base: string): void {
@@ -297,7 +307,7 @@ class LayerApplier implements TarSink {
         const childRel = parentRel === '' ? name : `${parentRel}/${name}`;
         if (this.#created.has(childRel)) continue;
         this.#forget(childRel);
-        this.#replaced = true;
+        this.#removed.add(posix.join(parentHost, name));
         rmSync(posix.join(parentHost, name), { recursive: true, force: true });
       }
       return;
@@ -307,7 +317,7 @@ class LayerApplier implements TarSink {
     if (name === '' || name === '.' || name === '..') throw new WorkerError('LAYER_INVALID', `bad whiteout ${rel}`);
     if (!this.#created.has(childRel)) {
       this.#forget(childRel);
-      this.#replaced = true;
+      this.#removed.add(posix.join(parentHost, name));
       rmSync(posix.join(parentHost, name), { recursive: true, force: true });
     }
   }
@@ -346,7 +356,7 @@ class LayerApplier implements TarSink {
     if (keepDir && st.isDirectory()) return true;
     this.#forget(rel);
     this.#setgid.delete(target);
-    this.#replaced = true;
+    this.#removed.add(target);
     rmSync(target, { recursive: true, force: true });
     return false;
   }
