@@ -19,7 +19,8 @@ function escapeName(p: string): string {
   return out.replace(/\\040/g, ' ');
 }
 
-function unescapeName(s: string): string {
+/** getfattr's `\\ooo` escapes back to the name's bytes (its output is read as latin1). */
+export function unescapeName(s: string): string {
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
     if (s[i] === '\\' && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) {

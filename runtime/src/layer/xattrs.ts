@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readXattrs } from '../snapshot/mount-helper.js';
 import { WorkerError } from '../api/errors.js';
+import { unescapeName } from '../fileop/xattrs.js';
 import type { Change } from './changes.js';
 
 /** A change with the extended attributes its layer entry carries (none: `undefined`). */
@@ -134,18 +135,6 @@ function viaGetfattr(paths: readonly string[]): Promise<(Map<string, Buffer> | u
       resolve(paths.map((p) => byName.get(p)));
     });
   });
-}
-
-/** getfattr's `\ooo` escapes back to the name's bytes (the output is read as latin1). */
-function unescapeName(s: string): string {
-  const bytes: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] === '\\' && /^[0-7]{3}$/.test(s.slice(i + 1, i + 4))) {
-      bytes.push(parseInt(s.slice(i + 1, i + 4), 8));
-      i += 3;
-    } else bytes.push(s.charCodeAt(i));
-  }
-  return Buffer.from(bytes).toString('utf8');
 }
 
 /**
