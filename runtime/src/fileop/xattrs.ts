@@ -19,7 +19,7 @@ function escapeName(p: string): string {
   return out.replace(/\\040/g, ' ');
 }
 
-/** getfattr's `\\ooo` escapes back to the name's bytes (its output is read as latin1). */
+/** getfattr's `\ooo` escapes back to the name's bytes (its output is read as latin1). */
 export function unescapeName(s: string): string {
   const bytes: number[] = [];
   for (let i = 0; i < s.length; i++) {
