@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
 import { Gateway, type GatewayResult } from '@kiln/gateway';
+import { LINT_REQUEST } from '@kiln/dockerfile';
 import { readDockerignore, type ProgressSink } from '@kiln/solver';
 import {
   formatPlatform,
@@ -111,7 +112,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.ulimits !== undefined && req.ulimits.length > 0) opts.set('ulimit', req.ulimits.join(','));
   if (req.shmSize !== undefined) opts.set('shm-size', String(req.shmSize));
   if (req.cgroupParent !== undefined) opts.set('cgroup-parent', req.cgroupParent);
-  if (req.check === true) opts.set('requestid', 'frontend.lint');
+  if (req.check === true) opts.set('requestid', LINT_REQUEST);
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
 
