@@ -73,6 +73,18 @@ export type DiffSource =
 const EMPTY_LOWER = 'empty-lower';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+/** The by-id name of a snapshot whose removal started (not a valid id: lookups never see it). */
+const REMOVING = '.removing-';
+
+/** The directory a trash link points at, or undefined when there is no such link. */
+function trashDir(trash: string): string | undefined {
+  try {
+    return readlinkSync(trash).replace(/^\.\.\//, '');
+  } catch {
+    return undefined;
+  }
+}
 /** mount(2) data is one page; keep lowerdir well below it. */
 const MAX_OPTION_BYTES = 3000;
 
@@ -315,6 +327,15 @@ export class LocalSnapshotter implements Snapshotter {
 
   async remove(id: string): Promise<void> {
     await this.init();
+    assertId(id);
+    // A removal that failed part-way (EBUSY: something mounted below; a killed process) left its
+    // trash link: finish that one. A snapshot created since under the same id is not touched.
+    const trash = join(this.#byId, `${REMOVING}${id}`);
+    const leftover = trashDir(trash);
+    if (leftover !== undefined) {
+      await this.#finishRemoval(trash, leftover);
+      return;
+    }
     const m = await this.#load(id);
     if (m.kind === 'committed') {
       const users = await this.#users(id);
@@ -324,18 +345,24 @@ export class LocalSnapshotter implements Snapshotter {
         });
       }
     }
-    // Files first, with the id and meta.json still in place: when that fails (EBUSY: something
-    // is mounted below it) the snapshot still exists, so a later remove can try again.
-    const base = join(this.#snapRoot, m.dir);
-    for (const name of await readdir(base)) if (name !== 'meta.json') await rm(join(base, name), { recursive: true, force: true });
-    await unlink(join(this.#byId, id));
-    await rm(base, { recursive: true, force: true });
-    this.#skeletons.delete(`${m.dir}/fs`);
+    // The id goes first, in one rename: from then on no lookup finds a half-removed snapshot (a
+    // FROM reusing `layer-<chain>` would stack on missing files), and a new snapshot may take the
+    // id. The trash link keeps the directory findable when deleting its files fails part-way.
+    renameSync(join(this.#byId, id), trash);
+    await this.#finishRemoval(trash, m.dir);
     // Intermediate snapshots of a merge go with their last user.
     if (m.parent !== undefined) {
       const p = await this.#load(m.parent).catch(() => undefined);
       if (p?.mergePart === true && (await this.#users(p.id)).length === 0) await this.remove(p.id).catch(() => undefined);
     }
+  }
+
+  /** Deletes the directory of a snapshot being removed, then its trash link. */
+  async #finishRemoval(trash: string, dir: string): Promise<void> {
+    await rm(join(this.#snapRoot, dir), { recursive: true, force: true });
+    await unlink(trash);
+    this.#metas.delete(dir);
+    this.#skeletons.delete(`${dir}/fs`);
   }
 
   /** Snapshots that stack on `id`: its children, and merge/diff results that reuse its layer dir. */
@@ -574,6 +601,12 @@ export class LocalSnapshotter implements Snapshotter {
     for (const name of await readdir(this.#mountRoot)) await rmdir(join(this.#mountRoot, name)).catch(() => undefined);
     const referenced = new Set<string>();
     for (const id of await readdir(this.#byId)) {
+      if (id.startsWith(REMOVING)) {
+        // a removal a dead process left half done: finish it (or leave it for the next remove)
+        const dir = trashDir(join(this.#byId, id));
+        if (dir !== undefined) await this.#finishRemoval(join(this.#byId, id), dir).catch(() => referenced.add(dir));
+        continue;
+      }
       try {
         const m = await this.#load(id);
         referenced.add(m.dir);

@@ -187,26 +187,39 @@ test('recover() cleans up after a crashed process and keeps what is valid', asyn
   }
 });
 
-test('a remove that fails (EBUSY: a mount below the snapshot) leaves the snapshot in place, and a later remove succeeds', async () => {
+test('a remove that fails part-way (EBUSY: a mount below) hides the snapshot at once; the next remove of the id finishes it, sparing a new snapshot of that id', async () => {
   const root = await newRoot();
   const s = new LocalSnapshotter({ root });
-  await s.prepare('a-active');
-  const m = await s.mount('a-active');
-  await mkdir(join(m.path, 'sub'));
-  await writeFile(join(m.path, 'f'), 'x');
-  await m.release();
-  await s.commit('a', 'a-active');
+  const make = async (id: string, file: string): Promise<void> => {
+    await s.prepare(`${id}-active`);
+    const m = await s.mount(`${id}-active`);
+    await mkdir(join(m.path, 'sub'), { recursive: true });
+    await writeFile(join(m.path, file), 'x');
+    await m.release();
+    await s.commit(id, `${id}-active`);
+  };
+  await make('a', 'old');
   const src = await s.diffSource('a');
   const layer = src.driver === 'overlay' ? src.upper : src.dir;
   const busy = join(layer, 'sub');
   await mountAt({ type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] }, busy);
   try {
     await expect(s.remove('a')).rejects.toMatchObject({ code: 'EBUSY' });
-    expect((await s.stat('a')).id).toBe('a');
-    expect((await s.list()).map((x) => x.id)).toEqual(['a']);
+    // half removed: no lookup finds it (a FROM must not stack on missing files)
+    await expect(s.stat('a')).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
+    expect(await s.list()).toEqual([]);
+    // the id can be taken again meanwhile
+    await make('a', 'new');
   } finally {
     await unmount(busy);
   }
+  // the retry finishes the old directory and leaves the new snapshot alone
+  await s.remove('a');
+  expect((await s.list()).map((x) => x.id)).toEqual(['a']);
+  const now = await s.diffSource('a');
+  const dir = now.driver === 'overlay' ? now.upper : now.dir;
+  expect(await readdir(dir)).toEqual(expect.arrayContaining(['new']));
+  expect(await readdir(join(root, 'snapshots', 'by-id'))).toEqual(['a']);
   await s.remove('a');
   expect(await s.list()).toEqual([]);
   expect((await readdir(join(root, 'snapshots'))).filter((n) => /^[0-9a-f]{8}$/.test(n))).toEqual([]);
