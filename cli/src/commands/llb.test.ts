@@ -53,6 +53,8 @@ describe('kiln llb (runLlb)', () => {
     await runLlb(dir, opts({ format: 'pb' }), pb, resolver);
     const def = decodeDefinition(pb.out());
     expect(def.def.map((b) => decodeOp(b).kind)).toEqual(['source', 'exec', 'none']);
+    // the protobuf form keeps the Dockerfile's source map (JSON and DOT skip making it)
+    expect(def.source?.infos?.[0]?.filename).toBe(join(dir, 'Dockerfile'));
     const dot = bufferIo();
     await runLlb(dir, opts({ format: 'dot' }), dot, resolver);
     expect(dot.out().toString()).toMatch(/^digraph \{/);

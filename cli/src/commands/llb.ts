@@ -200,6 +200,8 @@ export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: Cl
       // Build-check warnings, as kiln build prints them (BuildKit's linter).
       onWarning: (w) => void io.stderr.write(`WARNING: ${w.location.file}:${w.location.line}:${w.location.column}: ${formatCheckWarning(w)}\n`),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
+      // only the protobuf form carries Definition.source: JSON lines and DOT print ops alone
+      ...(opts.format === 'pb' ? {} : { sourceMap: false }),
     });
     if (opts.format === 'json') {
       // JSON lines are written as they are made: a big build's text (megabytes) never has to
