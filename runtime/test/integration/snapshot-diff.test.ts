@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
@@ -7,6 +7,7 @@ import { extract } from 'tar-stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { LocalSnapshotter } from '@kiln/runtime';
 import { mountsUnder } from '../../src/snapshot/mount.js';
+import { commitWith, tree } from './snapshot-helpers.js';
 
 const roots: string[] = [];
 afterEach(async () => {
@@ -22,41 +23,6 @@ async function setup(driver: 'overlay' | 'copy' = 'overlay'): Promise<LocalSnaps
   const s = new LocalSnapshotter({ root, driver });
   await s.init();
   return s;
-}
-
-async function commitWith(s: LocalSnapshotter, id: string, parent: string | undefined, change: (dir: string) => Promise<void>): Promise<void> {
-  await s.prepare(`${id}-active`, parent);
-  const m = await s.mount(`${id}-active`);
-  try {
-    await change(m.path);
-  } finally {
-    await m.release();
-  }
-  await s.commit(id, `${id}-active`);
-}
-
-/** path → content of a committed snapshot through its mount (directories `/`, others `<kind>`). */
-async function tree(s: LocalSnapshotter, id: string): Promise<Record<string, string>> {
-  const m = await s.mount(id);
-  const out: Record<string, string> = {};
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = join(dir, name);
-      const r = rel === '' ? name : `${rel}/${name}`;
-      const st = await lstat(p);
-      if (st.isDirectory()) {
-        out[`${r}/`] = '';
-        await walk(p, r);
-      } else if (st.isFile()) out[r] = await readFile(p, 'utf8');
-      else out[r] = `<${st.isCharacterDevice() ? 'char' : 'other'}>`;
-    }
-  };
-  try {
-    await walk(m.path, '');
-  } finally {
-    await m.release();
-  }
-  return out;
 }
 
 async function layerNames(s: LocalSnapshotter, id: string): Promise<string[]> {

@@ -1,4 +1,4 @@
-import { lstat, mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
@@ -7,6 +7,11 @@ import { extract } from 'tar-stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { LocalSnapshotter } from '@kiln/runtime';
 import { mountsUnder } from '../../src/snapshot/mount.js';
+import { commitWith as commit, tree } from './snapshot-helpers.js';
+
+/** Commits with a diffID label, as image layers have (exports reuse the layer blobs). */
+const commitWith = (s: LocalSnapshotter, id: string, parent: string | undefined, change: (dir: string) => Promise<void>): Promise<void> =>
+  commit(s, id, parent, change, { 'kiln.diffID': `sha256:${id}` });
 
 const roots: string[] = [];
 afterEach(async () => {
@@ -22,42 +27,6 @@ async function setup(): Promise<LocalSnapshotter> {
   const s = new LocalSnapshotter({ root, driver: 'overlay' });
   await s.init();
   return s;
-}
-
-/** Commits `id` on top of `parent` after `change` ran on the mounted active snapshot. */
-async function commitWith(s: LocalSnapshotter, id: string, parent: string | undefined, change: (dir: string) => Promise<void>): Promise<void> {
-  await s.prepare(`${id}-active`, parent);
-  const m = await s.mount(`${id}-active`);
-  try {
-    await change(m.path);
-  } finally {
-    await m.release();
-  }
-  await s.commit(id, `${id}-active`, { labels: { 'kiln.diffID': `sha256:${id}` } });
-}
-
-/** The files (path → content, directories as `/`) of a committed snapshot, read through its mount. */
-async function tree(s: LocalSnapshotter, id: string): Promise<Record<string, string>> {
-  const m = await s.mount(id);
-  const out: Record<string, string> = {};
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    for (const name of (await readdir(dir)).sort()) {
-      const p = join(dir, name);
-      const r = rel === '' ? name : `${rel}/${name}`;
-      const st = await lstat(p);
-      if (st.isDirectory()) {
-        out[`${r}/`] = '';
-        await walk(p, r);
-      } else if (st.isFile()) out[r] = await readFile(p, 'utf8');
-      else out[r] = `<${st.isCharacterDevice() ? 'char' : 'other'}>`;
-    }
-  };
-  try {
-    await walk(m.path, '');
-  } finally {
-    await m.release();
-  }
-  return out;
 }
 
 /**
