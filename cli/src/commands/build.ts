@@ -82,7 +82,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--allow <entitlement>', 'allow an entitlement: security.insecure, network.host (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--check', 'run the build checks only (no build): print each finding with its lines; exit 1 if any (--call=check)')
-    .addOption(new Option('--call <request>', 'what the frontend does: build (default) or check').choices(['build', 'check']))
+    .addOption(new Option('--call <request>', 'what the frontend does: build (default), check (as --check) or targets (list the stages)').choices(['build', 'check', 'targets']))
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option('--parallelism <n>', 'containers run at once (CPU-bound steps: at most the CPU count); default max(8, 4 x CPUs)', parsePositiveInt)
@@ -119,16 +119,16 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     );
     await display.finish();
     progress = undefined;
-    if (report.check !== undefined) {
-      io.stdout.write(report.check.text);
-      checksFailed = report.check.failed;
+    if (report.call !== undefined) {
+      io.stdout.write(report.call.text);
+      checksFailed = report.call.failed;
     }
     for (const ex of report.exports) {
       if (ex.digest !== undefined) io.stderr.write(`${ex.type}${ex.dest === undefined ? '' : ` ${ex.dest}`}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
-    if (req.outputs.length === 0 && report.check === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
-    if (report.check === undefined && (flags.metadataFile !== undefined || flags.iidfile !== undefined)) await writeResultFiles(e, report.exports, flags, io);
+    if (req.outputs.length === 0 && report.call === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
+    if (report.call === undefined && (flags.metadataFile !== undefined || flags.iidfile !== undefined)) await writeResultFiles(e, report.exports, flags, io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
@@ -139,7 +139,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
   }
-  // the check report is printed: only the exit status is left
+  // the answer is printed: only the exit status is left
   if (checksFailed) throw new ReportedError(1, 'build checks found problems');
 }
 
@@ -189,7 +189,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     allowNetworkHost: flags.allow.includes('network.host'),
     ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
-    ...(flags.check === true || flags.call === 'check' ? { check: true } : {}),
+    ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
   };
 }

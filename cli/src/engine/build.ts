@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
 import { Gateway, type GatewayResult } from '@kiln/gateway';
-import { LINT_REQUEST } from '@kiln/dockerfile';
+import { LINT_REQUEST, TARGETS_REQUEST } from '@kiln/dockerfile';
 import { readDockerignore, type ProgressSink } from '@kiln/solver';
 import {
   formatPlatform,
@@ -64,8 +64,11 @@ export interface BuildRequest {
   readonly progress?: ProgressSink;
   readonly signal?: AbortSignal;
   readonly onWarning?: (w: FrontendWarning) => void;
-  /** `--check` (`--call=check`): only the frontend's build checks run (its `frontend.lint` request). */
-  readonly check?: boolean;
+  /**
+   * `--call`: a subrequest instead of the build: `check` runs only the build checks (the
+   * frontend's `frontend.lint`), `targets` lists the stages (`frontend.targets`).
+   */
+  readonly call?: 'check' | 'targets';
 }
 
 /** What a build produced. */
@@ -74,8 +77,8 @@ export interface BuildReport {
   readonly exports: readonly ExportResult[];
   /** The Dockerfile text (for error reports). */
   readonly dockerfileText?: string;
-  /** With `check`: the frontend's report and whether it found anything (exit status 1). */
-  readonly check?: { readonly text: string; readonly failed: boolean };
+  /** With `call`: the frontend's answer, and whether it failed (exit status 1: checks found something). */
+  readonly call?: { readonly text: string; readonly failed: boolean };
 }
 
 /**
@@ -112,7 +115,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.ulimits !== undefined && req.ulimits.length > 0) opts.set('ulimit', req.ulimits.join(','));
   if (req.shmSize !== undefined) opts.set('shm-size', String(req.shmSize));
   if (req.cgroupParent !== undefined) opts.set('cgroup-parent', req.cgroupParent);
-  if (req.check === true) opts.set('requestid', LINT_REQUEST);
+  if (req.call !== undefined) opts.set('requestid', req.call === 'check' ? LINT_REQUEST : TARGETS_REQUEST);
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
 
@@ -164,11 +167,11 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       ...(req.onWarning === undefined ? {} : { onWarning: req.onWarning }),
       ...(req.signal === undefined ? {} : { signal: req.signal }),
     });
-    if (req.check === true) {
+    if (req.call !== undefined) {
       const text = result.metadata.get('result.txt');
-      if (text === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not run build checks`, { hint: 'build without --check' });
+      if (text === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not answer --call=${req.call}`, { hint: 'build without --call' });
       const failed = new TextDecoder().decode(result.metadata.get('result.statuscode')) !== '0';
-      return { frontend: result.frontend, exports: [], check: { text: new TextDecoder().decode(text), failed } };
+      return { frontend: result.frontend, exports: [], call: { text: new TextDecoder().decode(text), failed } };
     }
     const outputs = buildOutputs(result, platform);
     const exports: ExportResult[] = [];

@@ -84,4 +84,16 @@ describe('kiln build: Dockerfile build checks (real runc)', () => {
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/ERROR: .*nowhere.* \[KLN\d+\]\nDockerfile:2\n/);
   });
+
+  test('--call=targets lists the stages with the comment that describes each, the last as default', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `targets-${t}`);
+    await writeTree(ctx, { Dockerfile: '# base the shared base\nFROM busybox AS base\nFROM base AS build\nRUN true\n# app final image\nFROM build AS app\n' });
+    const before = await sb.containersStarted();
+    const res = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call', 'targets']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe('TARGET        DESCRIPTION\nbase          the shared base\nbuild\napp (default) final image\n');
+    expect((await sb.containersStarted()) - before).toBe(0);
+  });
 });
+

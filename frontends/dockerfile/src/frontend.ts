@@ -13,7 +13,7 @@ import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { formatCheckWarning, type CheckWarning } from './lint/linter.js';
-import { LINT_REQUEST, lint } from './lint/check-request.js';
+import { LINT_REQUEST, TARGETS_REQUEST, lint, targets } from './subrequests.js';
 
 /** Defaults the frontend cannot get from the client options. */
 export interface DockerfileFrontendOptions {
@@ -191,6 +191,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     };
     const enc = new TextEncoder();
     if (opts.get('requestid') === LINT_REQUEST) return lint(dockerfile, base, platforms, filename);
+    if (opts.get('requestid') === TARGETS_REQUEST) return targets(dockerfile, filename);
     if (platforms.length <= 1) {
       const res = await convertDockerfile(dockerfile, { ...base, ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }) });
       const ref = await client.solve({ definition: res.definition });

@@ -75,7 +75,7 @@ export { parsePortSpecs, parseSignal } from './instructions/validate.js';
 export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
-export { LINT_REQUEST } from './lint/check-request.js';
+export { LINT_REQUEST, TARGETS_REQUEST } from './subrequests.js';
 export type { DockerfileFrontendOptions } from './frontend.js';
 export { parseDockerignore } from '@kiln/llb-core';
 

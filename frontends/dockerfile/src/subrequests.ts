@@ -1,12 +1,14 @@
 /**
- * `frontend.lint`: the subrequest `buildx build --check` (`kiln build --check`) sends instead of a
- * build. The Dockerfile is converted as for a build, so every check runs, but nothing is solved.
+ * Subrequests: what `buildx build --call=…` (`kiln build --check`, `--call=targets`) asks the
+ * frontend instead of a build. Each answers with metadata only (`result.json`, `result.txt`,
+ * `result.statuscode`); nothing is solved.
  */
 import type { FrontendResult } from '@kiln/llb-core';
-import { KilnError } from '../errors.js';
-import { convertDockerfile } from '../convert/convert.js';
-import type { ConvertOptions } from '../convert/options.js';
-import { formatCheckWarning, type CheckWarning } from './linter.js';
+import { KilnError } from './errors.js';
+import { convertDockerfile } from './convert/convert.js';
+import type { ConvertOptions } from './convert/options.js';
+import { parseDockerfile } from './instructions/parse.js';
+import { formatCheckWarning, type CheckWarning } from './lint/linter.js';
 
 /** The `requestid` frontend option that asks for the checks instead of a build. */
 export const LINT_REQUEST = 'frontend.lint';
@@ -74,4 +76,36 @@ function lintText(warnings: readonly CheckWarning[], error: KilnError | undefine
   const n = warnings.length;
   parts.push(n === 0 ? (error === undefined ? 'Check complete, no warnings found.\n' : 'Check complete, with an error.\n') : `Check complete, ${n} ${n === 1 ? 'warning has' : 'warnings have'} been found!\n`);
   return parts.join('\n');
+}
+
+/** The `requestid` frontend option that asks for the build stages (`--call=targets`). */
+export const TARGETS_REQUEST = 'frontend.targets';
+
+/**
+ * The stages a build can target, as BuildKit's targets subrequest lists them: name, the comment
+ * above FROM that starts with the name (its description), base, platform, and which one is the
+ * default (the last).
+ */
+export function targets(dockerfile: Uint8Array, filename: string): FrontendResult {
+  const parsed = parseDockerfile(new TextDecoder().decode(dockerfile), { file: filename });
+  const last = parsed.stages.length - 1;
+  const list = parsed.stages.map((s, i) => ({
+    name: s.name,
+    ...(s.comment === '' ? {} : { description: s.comment }),
+    ...(i === last ? { default: true } : {}),
+    base: s.baseName,
+    ...(s.platform === '' ? {} : { platform: s.platform }),
+    location: { file: filename, line: s.location.start.line },
+  }));
+  const names = list.map((t) => (t.default === true ? (t.name === '' ? '(default)' : `${t.name} (default)`) : t.name));
+  const width = Math.max('TARGET'.length, ...names.map((n) => n.length));
+  const rows = [`${'TARGET'.padEnd(width)} DESCRIPTION`, ...list.map((t, i) => `${(names[i] ?? '').padEnd(width)} ${t.description ?? ''}`.trimEnd())];
+  const enc = new TextEncoder();
+  return {
+    metadata: new Map([
+      ['result.json', enc.encode(JSON.stringify({ targets: list }))],
+      ['result.txt', enc.encode(`${rows.join('\n')}\n`)],
+      ['result.statuscode', enc.encode('0')],
+    ]),
+  };
 }
