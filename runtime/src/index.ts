@@ -14,7 +14,7 @@ export { resolveKilnRoot, type KilnRoot, type KilnRootSource, type ResolveKilnRo
 export { ImageStoreError, type ImageStoreErrorOptions, type RuntimeErrorCode } from './content/errors.js';
 export { parseDigest, isDigest, digestOf, digestHex, Digester, type Digest } from './content/digest.js';
 export { ContentStore, BlobWriter, type BlobInfo, type ByteSource, type IngestOptions, type ContentUsage } from './content/store.js';
-export { writeFileAtomic, writeDirAtomic } from './content/atomic-file.js';
+export { siblingTempPath, writeFileAtomic, writeDirAtomic } from './content/atomic-file.js';
 export { MediaTypes, AnnotationRefName, AnnotationImageName, AnnotationCreated, isIndexMediaType, isManifestMediaType, layerCompression, layerMediaType, type BlobCompression, type ImageFormat } from './image/media-types.js';
 export type { Platform, Descriptor, ImageManifest, ImageIndex, ImageConfig, ContainerConfig, HealthConfig, HistoryEntry } from './image/types.js';
 export { normalizePlatform, parsePlatform, formatPlatform, hostPlatform, compatiblePlatforms, platformEquals, selectPlatformManifest } from './image/platform.js';

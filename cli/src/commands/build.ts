@@ -99,7 +99,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   const cleanup: (() => Promise<void>)[] = [];
   let progress: ReturnType<typeof startProgress> | undefined;
   let lease: EngineLease | undefined;
-  let checksFailed = false;
+  let callFailed = false;
   try {
     const req = await parseFlags(context, flags, io, cleanup);
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
@@ -121,7 +121,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     progress = undefined;
     if (report.call !== undefined) {
       io.stdout.write(report.call.text);
-      checksFailed = report.call.failed;
+      callFailed = report.call.failed;
     }
     for (const ex of report.exports) {
       if (ex.digest !== undefined) io.stderr.write(`${ex.type}${ex.dest === undefined ? '' : ` ${ex.dest}`}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
@@ -140,7 +140,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     for (const c of cleanup) await c().catch(() => undefined);
   }
   // the answer is printed: only the exit status is left
-  if (checksFailed) throw new ReportedError(1, 'build checks found problems');
+  if (callFailed) throw new ReportedError(1, 'build checks found problems');
 }
 
 async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   exportLayerToStore,
   parseDigest,
+  siblingTempPath,
   writeFileAtomic,
   type ContentStore,
   type Digest,
@@ -51,7 +51,7 @@ export class LayerCache {
       // Renamed into place (a killed process leaves the old file or the new one) but not fsynced:
       // on the way to every first FROM, and a record a power loss tears reads as absent and is
       // written again (#read checks the JSON and that the blob is in the store).
-      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      const tmp = siblingTempPath(file);
       writeFileSync(tmp, JSON.stringify({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffID }));
       renameSync(tmp, file);
     }

@@ -12,7 +12,7 @@ import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
 import { parseDockerignore } from '@kiln/llb-core';
-import { formatCheckWarning, type CheckWarning } from './lint/linter.js';
+import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
 import { LINT_REQUEST, TARGETS_REQUEST, lint, targets } from './subrequests.js';
 
 /** Defaults the frontend cannot get from the client options. */
@@ -169,11 +169,10 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     // Build-check warnings go to the client once, even when every platform converts the file.
     const warned = new Set<string>();
     const onWarning = (w: CheckWarning): void => {
-      const line = formatCheckWarning(w);
-      const key = `${w.location.line}:${w.location.column}:${line}`;
+      const key = checkWarningKey(w);
       if (warned.has(key)) return;
       warned.add(key);
-      client.warn({ message: line, file: w.location.file, line: w.location.line, column: w.location.column });
+      client.warn({ message: formatCheckWarning(w), file: w.location.file, line: w.location.line, column: w.location.column });
     };
     const base: ConvertOptions = {
       ...defaults.convert,

@@ -8,7 +8,7 @@ import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions } from './convert/options.js';
 import { parseDockerfile } from './instructions/parse.js';
-import { formatCheckWarning, type CheckWarning } from './lint/linter.js';
+import { checkWarningKey, type CheckWarning } from './lint/linter.js';
 
 /** The `requestid` frontend option that asks for the checks instead of a build. */
 export const LINT_REQUEST = 'frontend.lint';
@@ -23,13 +23,13 @@ export async function lint(dockerfile: Uint8Array, base: ConvertOptions, platfor
   const seen = new Set<string>();
   let error: KilnError | undefined;
   const source = new TextDecoder().decode(dockerfile);
+  const onWarning = (w: CheckWarning): void => {
+    const key = checkWarningKey(w);
+    if (seen.has(key)) return;
+    seen.add(key);
+    warnings.push(w);
+  };
   for (const p of platforms.length === 0 ? [undefined] : platforms) {
-    const onWarning = (w: CheckWarning): void => {
-      const key = `${w.location.line}:${w.location.column}:${formatCheckWarning(w)}`;
-      if (seen.has(key)) return;
-      seen.add(key);
-      warnings.push(w);
-    };
     try {
       await convertDockerfile(dockerfile, { ...base, onWarning, ...(p === undefined ? {} : { targetPlatform: p, multiPlatform: platforms.length > 1 }) });
     } catch (e) {

@@ -67,7 +67,18 @@ function runSpawned(cmd: string, args: string[], input: string | undefined): Pro
 }
 
 /** overlayfs's private attributes (`trusted.overlay.*`, or `user.overlay.*` with userxattr). */
-const OVERLAY_PRIVATE = /^(?:trusted|user)\.overlay\./;
+export const OVERLAY_PRIVATE = /^(?:trusted|user)\.overlay\./;
+
+/** `setfattr` arguments setting one attribute of `path` to `value`'s bytes, not through a symlink. */
+export function setfattrArgs(name: string, value: Buffer, path: string): string[] {
+  return ['-h', '-n', name, ...(value.length > 0 ? ['-v', `0x${value.toString('hex')}`] : []), '--', path];
+}
+
+/**
+ * setfattr's message for an attribute the filesystem does not support (ENOTSUP) or allow (EPERM):
+ * skipped when applying archives and layers, as containerd's applier and Docker's untar do.
+ */
+export const SETFATTR_REFUSED = /Operation not (supported|permitted)/;
 
 /** Paths per getfattr run when they are listed (far below the kernel's argument limit). */
 const LISTED_CHUNK = 1000;
@@ -151,7 +162,7 @@ export async function copyXattrs(srcTop: string, targetTop: string, copied: Read
  */
 export async function setEntryXattrs(path: string, xattrs: ReadonlyMap<string, Buffer>, srcName: string, entry: string): Promise<void> {
   for (const [name, value] of xattrs) {
-    const args = ['-h', '-n', name, ...(value.length > 0 ? ['-v', `0x${value.toString('hex')}`] : []), '--', path];
+    const args = setfattrArgs(name, value, path);
     const failure = await new Promise<{ code: unknown; stderr: string } | undefined>((resolve) => {
       execFile('setfattr', args, { encoding: 'utf8' }, (err, _out, stderr) => resolve(err === null ? undefined : { code: (err as NodeJS.ErrnoException).code, stderr }));
     });
@@ -159,7 +170,7 @@ export async function setEntryXattrs(path: string, xattrs: ReadonlyMap<string, B
     if (failure.code === 'ENOENT') {
       throw new FileOpError('FILEOP_UNSUPPORTED', srcName, `archive "${srcName}": "${entry}" has extended attributes, and setting them needs setfattr`, { hint: 'apt-get install attr' });
     }
-    if (/Operation not (supported|permitted)/.test(failure.stderr)) continue;
+    if (SETFATTR_REFUSED.test(failure.stderr)) continue;
     throw new FileOpError('FILEOP_IO', srcName, `archive "${srcName}": cannot set extended attribute ${name} of "${entry}": ${failure.stderr.trim()}`);
   }
 }

@@ -26,6 +26,7 @@ import type { LayerCompression } from '../api/layer.js';
 import { decompress } from './compression.js';
 import { cleanRelative, resolveInRoot } from './root-path.js';
 import { TarReader, type TarEntryHeader, type TarSink } from './tar-reader.js';
+import { SETFATTR_REFUSED, setfattrArgs } from '../fileop/xattrs.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -391,12 +392,12 @@ class LayerApplier implements TarSink {
 function setXattrs(target: string, h: TarEntryHeader): void {
   if (h.xattrs === undefined) return;
   for (const [name, value] of h.xattrs) {
-    const r = spawnSync('setfattr', ['-h', '-n', name, ...(value.length > 0 ? ['-v', `0x${value.toString('hex')}`] : []), target], { encoding: 'utf8' });
+    const r = spawnSync('setfattr', setfattrArgs(name, value, target), { encoding: 'utf8' });
     if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
       throw new WorkerError('PREREQUISITE_MISSING', `layer entry ${h.name} has extended attributes, and setting them needs setfattr`, { hint: 'apt-get install attr' });
     }
     if (r.status === 0) continue;
-    if (/Operation not (supported|permitted)/.test(r.stderr)) continue;
+    if (SETFATTR_REFUSED.test(r.stderr)) continue;
     throw new WorkerError('LAYER_INVALID', `cannot set extended attribute ${name} of ${h.name}: ${(r.stderr || r.error?.message || `exit ${String(r.status)}`).trim()}`);
   }
 }

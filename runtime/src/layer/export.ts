@@ -35,18 +35,12 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
   const blobHash = createHash('sha256');
   let uncompressedSize = 0;
   let size = 0;
-  const tap = (h: ReturnType<typeof createHash>, count: (n: number) => void): Transform =>
+  /** Counts the bytes passing, and hashes them with `h` when given. */
+  const tap = (h: ReturnType<typeof createHash> | undefined, count: (n: number) => void): Transform =>
     new Transform({
       transform(chunk: Buffer, _e, cb) {
-        h.update(chunk);
+        h?.update(chunk);
         count(chunk.length);
-        cb(null, chunk);
-      },
-    });
-  const count = (add: (n: number) => void): Transform =>
-    new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        add(chunk.length);
         cb(null, chunk);
       },
     });
@@ -66,7 +60,8 @@ export async function writeLayer(entries: AsyncIterable<Change>, opts: WriteLaye
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | Duplex)[] = [
     Readable.from(tarball),
     tap(diffHash, (n) => (uncompressedSize += n)),
-    ...(compressor ? [compressor, opts.outputDigest === undefined ? tap(blobHash, (n) => (size += n)) : count((n) => (size += n))] : []),
+    // the blob is hashed here unless the caller's sink hashes it (outputDigest)
+    ...(compressor ? [compressor, tap(opts.outputDigest === undefined ? blobHash : undefined, (n) => (size += n))] : []),
     sink,
   ];
   let stop: (e: unknown) => void = () => undefined;

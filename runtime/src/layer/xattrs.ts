@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readXattrs } from '../snapshot/mount-helper.js';
 import { WorkerError } from '../api/errors.js';
-import { unescapeName } from '../fileop/xattrs.js';
+import { OVERLAY_PRIVATE, unescapeName } from '../fileop/xattrs.js';
 import type { Change } from './changes.js';
 
 /** A change with the extended attributes its layer entry carries (none: `undefined`). */
@@ -13,7 +13,7 @@ export type ChangeWithXattrs = readonly [Change, ReadonlyMap<string, Buffer> | u
  * from an upper directory and means nothing elsewhere, and the host's SELinux label, which belongs
  * to the host's policy, not to the image (BuildKit's differ never exports it either).
  */
-const NOT_EXPORTED = /^(?:(?:trusted|user)\.overlay\.|security\.selinux$)/;
+const notExported = (name: string): boolean => OVERLAY_PRIVATE.test(name) || name === 'security.selinux';
 
 /** Paths per helper request: one request per this many entries instead of one per file. */
 const BATCH = 256;
@@ -78,7 +78,7 @@ async function xattrsOf(paths: readonly (string | undefined)[]): Promise<(Readon
   }
   read.forEach((attrs, j) => {
     if (attrs === undefined) return;
-    for (const name of [...attrs.keys()]) if (NOT_EXPORTED.test(name)) attrs.delete(name);
+    for (const name of [...attrs.keys()]) if (notExported(name)) attrs.delete(name);
     if (attrs.size > 0) found[at[j] as number] = attrs;
   });
   return found;
@@ -104,8 +104,8 @@ export async function xattrsDiffer(pairs: readonly (readonly [string, string])[]
 }
 
 function sameExported(a: ReadonlyMap<string, Buffer> | undefined, b: ReadonlyMap<string, Buffer> | undefined): boolean {
-  const ea = [...(a ?? [])].filter(([n]) => !NOT_EXPORTED.test(n));
-  const eb = new Map([...(b ?? [])].filter(([n]) => !NOT_EXPORTED.test(n)));
+  const ea = [...(a ?? [])].filter(([n]) => !notExported(n));
+  const eb = new Map([...(b ?? [])].filter(([n]) => !notExported(n)));
   if (ea.length !== eb.size) return false;
   return ea.every(([n, v]) => eb.get(n)?.equals(v) === true);
 }

@@ -85,6 +85,7 @@ function trashDir(trash: string): string | undefined {
     return undefined;
   }
 }
+
 /** mount(2) data is one page; keep lowerdir well below it. */
 const MAX_OPTION_BYTES = 3000;
 
@@ -791,12 +792,12 @@ export class LocalSnapshotter implements Snapshotter {
   }
 }
 
-/** The layer dir (relative) a committed snapshot adds over its parent. */
 /** The skeleton dir of layer dir `<dir>/fs`: `<dir>/skel`. */
 function skeletonOf(layer: string): string {
   return `${layer.slice(0, -'/fs'.length)}/skel`;
 }
 
+/** The layer dir (relative) a committed snapshot adds over its parent. */
 function ownLayer(m: SnapshotMeta): string {
   return m.layer ?? `${m.dir}/fs`;
 }

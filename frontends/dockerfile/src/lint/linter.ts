@@ -32,6 +32,11 @@ export function formatCheckWarning(w: CheckWarning): string {
   return `${w.rule}: ${w.message} (${w.url})`;
 }
 
+/** The same violation at the same place: reported once when several platforms convert a file. */
+export function checkWarningKey(w: CheckWarning): string {
+  return `${w.location.line}:${w.location.column}:${formatCheckWarning(w)}`;
+}
+
 /** No checks skipped, not fatal: BuildKit's default. */
 export const DEFAULT_CHECK_CONFIG: CheckConfig = { skip: [], skipAll: false, experimental: [], experimentalAll: false, error: false };
 
