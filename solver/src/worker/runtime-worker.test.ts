@@ -8,6 +8,21 @@ import { headerDigest } from '../contenthash/tarsum.js';
 import { toLocalStat, walkLocal } from '../local/walk.js';
 import { RuntimeWorker } from './runtime-worker.js';
 
+/** A worker whose only working part is `snapshotter` (the rest fails if a test reaches it). */
+function snapshotterOnlyWorker(root: string, snapshotter: Snapshotter): RuntimeWorker {
+  const unused = (): Promise<never> => Promise.reject(new Error('unused'));
+  return new RuntimeWorker({
+    root,
+    snapshotter,
+    executor: { run: unused },
+    content: undefined as never,
+    ensureImage: unused,
+    unpackLayer: unused,
+    applyFileAction: unused,
+    localDirs: {},
+  });
+}
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -27,16 +42,7 @@ describe('RuntimeWorker.checksum of a snapshot', () => {
     symlinkSync('app/a.txt', join(root, 'alink'));
     // Mounted (no mount description to read it in place from).
     const snapshotter = { mounts: async () => [], mount: async () => ({ path: root, release: async () => undefined }) } as unknown as Snapshotter;
-    const worker = new RuntimeWorker({
-      root,
-      snapshotter,
-      executor: { run: () => Promise.reject(new Error('unused')) },
-      content: undefined as never,
-      ensureImage: () => Promise.reject(new Error('unused')),
-      unpackLayer: () => Promise.reject(new Error('unused')),
-      applyFileAction: () => Promise.reject(new Error('unused')),
-      localDirs: {},
-    });
+    const worker = snapshotterOnlyWorker(root, snapshotter);
     const full = ContentHashTree.fromEntries(walkLocal(root), { root, rootHeaderDigest: headerDigest(toLocalStat(lstatSync(root), root)) });
     const signal = new AbortController().signal;
     const cases: Array<[string, ChecksumOptions]> = [
@@ -69,16 +75,7 @@ describe('RuntimeWorker.diff', () => {
         return { id, kind: 'committed' };
       },
     } as unknown as Snapshotter;
-    const worker = new RuntimeWorker({
-      root: '/nonexistent',
-      snapshotter,
-      executor: { run: () => Promise.reject(new Error('unused')) },
-      content: undefined as never,
-      ensureImage: () => Promise.reject(new Error('unused')),
-      unpackLayer: () => Promise.reject(new Error('unused')),
-      applyFileAction: () => Promise.reject(new Error('unused')),
-      localDirs: {},
-    });
+    const worker = snapshotterOnlyWorker('/nonexistent', snapshotter);
     const ctx = { signal: new AbortController().signal } as unknown as Parameters<RuntimeWorker['diff']>[2];
     const inputs = [{ snapshot: 'a', size: 0 }, { snapshot: 'c', size: 0 }];
     await expect(worker.diff({ lower: { input: 2 }, upper: { input: 1 } }, inputs, ctx)).rejects.toMatchObject({ code: 'SOLVER_INVALID_DEFINITION' });
