@@ -82,6 +82,16 @@ export interface ExecRequest {
   readonly signal?: AbortSignal;
   /** Called for every complete line of output as it arrives (a last unterminated line too). */
   readonly onOutput?: (line: OutputLine) => void;
+  /** What {@link Executor.prepare} returned for this run, if it was announced; the run uses it up. */
+  readonly prepared?: ExecPreparation;
+}
+
+/**
+ * An announced run ({@link Executor.prepare}). `release()` withdraws it when the run will not
+ * happen after all (an input failed, the build was cancelled); after the run it does nothing.
+ */
+export interface ExecPreparation {
+  release(): void;
 }
 
 /** How the process ended. */
@@ -99,4 +109,10 @@ export interface ExecResult {
  */
 export interface Executor {
   run(req: ExecRequest): Promise<ExecResult>;
+  /**
+   * Announces a run that will come once its inputs are ready, so the executor can start what
+   * does not depend on them (runc starts ahead and waits for its config). Optional: executors
+   * without start-up cost leave it out.
+   */
+  prepare?(): ExecPreparation;
 }

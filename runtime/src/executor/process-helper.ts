@@ -17,6 +17,9 @@ import { holdHelper } from '../api/helper-ref.js';
 // sent without waiting for the exec), "o|e <tag> <hex chunk>", "x <tag> c|s <n>" (exited, after all
 // its output), or instead of "x" "f <tag> <errno> <message>" (could not start; may follow "p").
 // The program is looked up in PATH before forking, so a missing one fails without a fork.
+// "m <tag> <hex path>" makes a FIFO (mode 0600; Node has no mkfifo), answered "k <tag> <errno>" (0: made).
+// A tag starting with "w" starts a waiting process (a pre-started runc that waits for its config):
+// killed if kiln's side goes away before "h <tag>" says it has work, since nobody would feed it.
 const SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
 # A handler (not IGNORE): children are reaped here, and SIGCHLD interrupts select().
@@ -64,7 +67,7 @@ sub start {
     POSIX::_exit(127);
   }
   close $ow; close $ew; close $sw;
-  my $k = { tag => $tag, open => 3 };
+  my $k = { tag => $tag, open => 3, waiting => ($tag =~ /^w/ ? 1 : 0) };
   $kids{$pid} = $k;
   $fds{fileno($or)} = [$k, 'o', $or];
   $fds{fileno($er)} = [$k, 'e', $er];
@@ -84,12 +87,14 @@ while ($stdin_open || %kids) {
   if ($n > 0) {
     if ($stdin_open && vec($rout, 0, 1)) {
       my $r = sysread(STDIN, my $buf, 65536);
-      if (!$r) { $stdin_open = 0; }
+      if (!$r) { $stdin_open = 0; kill 'KILL', grep { $kids{$_}{waiting} } keys %kids; }
       else {
         $in .= $buf;
         while ((my $i = index($in, "\n")) >= 0) {
           my ($tag, @hex) = split / /, substr($in, 0, $i);
           substr($in, 0, $i + 1) = '';
+          if ($tag eq 'm') { my ($t, $p) = @hex; push @q, "k $t " . (POSIX::mkfifo(pack('H*', $p), 0600) ? 0 : $!+0) . "\n"; next; }
+          if ($tag eq 'h') { my ($t) = @hex; $_->{waiting} = 0 for grep { $_->{tag} eq $t } values %kids; next; }
           start($tag, map { pack('H*', $_) } @hex);
         }
       }
@@ -129,6 +134,19 @@ export interface HelperProcess {
   readonly exit: Promise<{ readonly code: number | null; readonly signal: number | null }>;
   /** Whether it has ended (or failed to start). */
   readonly done: boolean;
+  /** Makes a process started with `held: false` keep the event loop alive from now on. */
+  hold(): void;
+}
+
+/** Options of {@link spawnViaHelper}. */
+export interface HelperStartOptions {
+  /**
+   * Whether the process keeps kiln's event loop alive while it runs (default true). A process
+   * that only waits for input kiln may never send (a pre-started runc) is started unheld, so a
+   * finished kiln process never waits for it, and held once it has work. The helper kills an
+   * unheld process when kiln's side of it closes (kiln exited).
+   */
+  readonly held?: boolean;
 }
 
 interface Running {
@@ -136,7 +154,7 @@ interface Running {
   readonly stderr: PassThrough;
   readonly pid: { resolve: (n: number) => void; reject: (e: Error) => void };
   readonly exit: { resolve: (r: { code: number | null; signal: number | null }) => void; reject: (e: Error) => void };
-  readonly proc: { done: boolean };
+  readonly proc: { done: boolean; held: boolean };
 }
 
 const ERRNO_CODES: Readonly<Record<number, string>> = { 2: 'ENOENT', 13: 'EACCES', 8: 'ENOEXEC', 20: 'ENOTDIR' };
@@ -144,6 +162,9 @@ const ERRNO_CODES: Readonly<Record<number, string>> = { 2: 'ENOENT', 13: 'EACCES
 class ProcessHelper {
   readonly #child: ChildProcessWithoutNullStreams;
   readonly #running = new Map<string, Running>();
+  readonly #fifos = new Map<string, { resolve: () => void; reject: (e: Error) => void }>();
+  /** Held processes plus pending FIFO requests: the helper is ref-ed while this is above 0. */
+  #held = 0;
   #buf = '';
   #next = 0;
   #dead = false;
@@ -163,17 +184,23 @@ class ProcessHelper {
     return this.#dead;
   }
 
-  start(file: string, args: readonly string[]): HelperProcess {
-    const tag = String(this.#next++);
+  start(file: string, args: readonly string[], opts: HelperStartOptions = {}): HelperProcess {
+    const tag = `${opts.held === false ? 'w' : ''}${this.#next++}`;
     let pidRes!: Running['pid'];
     let exitRes!: Running['exit'];
     const pid = new Promise<number>((resolve, reject) => (pidRes = { resolve, reject }));
     const exit = new Promise<{ code: number | null; signal: number | null }>((resolve, reject) => (exitRes = { resolve, reject }));
     pid.catch(() => undefined);
-    const proc = { done: false };
+    const proc = { done: false, held: false };
     const r: Running = { stdout: new PassThrough(), stderr: new PassThrough(), pid: pidRes, exit: exitRes, proc };
-    if (this.#running.size === 0) holdHelper(this.#child, true);
     this.#running.set(tag, r);
+    const hold = (): void => {
+      if (proc.held || proc.done) return;
+      proc.held = true;
+      this.#ref(1);
+      if (opts.held === false) this.#child.stdin.write(`h ${tag}\n`);
+    };
+    if (opts.held !== false) hold();
     this.#child.stdin.write(`${tag} ${[file, ...args].map((a) => Buffer.from(a).toString('hex')).join(' ')}\n`);
     return {
       stdout: r.stdout,
@@ -183,7 +210,24 @@ class ProcessHelper {
       get done() {
         return proc.done;
       },
+      hold,
     };
+  }
+
+  /** Makes a FIFO at `path` (mode 0600). */
+  mkfifo(path: string): Promise<void> {
+    const tag = String(this.#next++);
+    return new Promise<void>((resolve, reject) => {
+      this.#fifos.set(tag, { resolve, reject });
+      this.#ref(1);
+      this.#child.stdin.write(`m ${tag} ${Buffer.from(path).toString('hex')}\n`);
+    });
+  }
+
+  #ref(delta: number): void {
+    const before = this.#held;
+    this.#held += delta;
+    if ((before === 0) !== (this.#held === 0)) holdHelper(this.#child, this.#held > 0);
   }
 
   #onData(chunk: string): void {
@@ -193,6 +237,16 @@ class ProcessHelper {
       const line = buf.slice(from, i);
       from = i + 1;
       const [kind, tag, a, ...rest] = line.split(' ');
+      if (kind === 'k') {
+        const f = this.#fifos.get(tag ?? '');
+        if (f === undefined) continue;
+        this.#fifos.delete(tag ?? '');
+        this.#ref(-1);
+        const errno = Number(a);
+        if (errno === 0) f.resolve();
+        else f.reject(Object.assign(new Error(`mkfifo failed (errno ${errno})`), { code: ERRNO_CODES[errno] ?? `E${errno}`, errno }));
+        continue;
+      }
       const r = this.#running.get(tag ?? '');
       if (r === undefined) continue;
       switch (kind) {
@@ -223,7 +277,7 @@ class ProcessHelper {
 
   #finish(tag: string, r: Running, result: Error | { code: number | null; signal: number | null }): void {
     this.#running.delete(tag);
-    if (this.#running.size === 0) holdHelper(this.#child, false);
+    if (r.proc.held) this.#ref(-1);
     r.proc.done = true;
     r.stdout.end();
     r.stderr.end();
@@ -237,6 +291,11 @@ class ProcessHelper {
     if (this.#dead) return;
     this.#dead = true;
     for (const [tag, r] of [...this.#running]) this.#finish(tag, r, Object.assign(new Error('process helper exited'), { code: 'EHELPER' }));
+    for (const [tag, f] of [...this.#fifos]) {
+      this.#fifos.delete(tag);
+      this.#ref(-1);
+      f.reject(Object.assign(new Error('process helper exited'), { code: 'EHELPER' }));
+    }
   }
 
 }
@@ -247,12 +306,21 @@ let helper: ProcessHelper | undefined;
  * Starts `file` with `args` through the helper (stdin /dev/null, stdout and stderr piped).
  * Returns undefined when the helper is not usable; the caller then spawns from Node.
  */
-export function spawnViaHelper(file: string, args: readonly string[]): HelperProcess | undefined {
+export function spawnViaHelper(file: string, args: readonly string[], opts: HelperStartOptions = {}): HelperProcess | undefined {
+  return liveHelper()?.start(file, args, opts);
+}
+
+/** Makes a FIFO (mode 0600) through the helper; undefined when the helper is not usable. */
+export function mkfifoViaHelper(path: string): Promise<void> | undefined {
+  return liveHelper()?.mkfifo(path);
+}
+
+function liveHelper(): ProcessHelper | undefined {
   if (helper === undefined || helper.dead) {
     if (helper?.dead === true) return undefined; // it died once: do not keep respawning it
     helper = new ProcessHelper();
   }
-  return helper.start(file, args);
+  return helper;
 }
 
 /** Starts the helper now so the first container does not wait for it. */

@@ -5,7 +5,7 @@ import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
-import type { ExecMount, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
+import type { ExecMount, ExecPreparation, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { mountPointLayers, rootLayout } from './rootfs.js';
@@ -15,8 +15,9 @@ import { startSshProxy } from './ssh-proxy.js';
 import { LowerStatCache, RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
 import { spawnViaHelper, warmProcessHelper } from './process-helper.js';
-import type { Readable } from 'node:stream';
+import { RuncPrestarter, type PrestartedRunc, type RunDirs, type Started } from './prestart.js';
 import { processAlive } from '../api/process-alive.js';
+import type { Socket } from 'node:net';
 
 const execFileP = promisify(execFile);
 
@@ -65,6 +66,7 @@ export class RuncExecutor implements Executor {
   #resolv: { readonly key: string; readonly text: string } | undefined;
   /** Shared file path by content (see #sharedFile). */
   readonly #shared = new Map<string, string>();
+  readonly #prestart: RuncPrestarter;
 
   constructor(opts: RuncExecutorOptions) {
     this.#root = opts.root;
@@ -75,17 +77,27 @@ export class RuncExecutor implements Executor {
     this.#resolvConf = opts.resolvConf ?? '/etc/resolv.conf';
     // Started while this process is still small (forking it is cheap), ready for the first run.
     warmProcessHelper();
+    this.#prestart = new RuncPrestarter({
+      newRun: () => this.#newRun(),
+      args: (r) => this.#runArgs(r),
+      start: (args, held) => this.#start(args, held),
+    });
+  }
+
+  /** Starts a runc for the announced run now; it waits for its config (see {@link RuncPrestarter}). */
+  prepare(): ExecPreparation {
+    this.#ensureState();
+    return this.#prestart.prepare();
   }
 
   async run(req: ExecRequest): Promise<ExecResult> {
     const { signal } = req;
     throwIfAborted(signal);
     const started = Date.now();
-    // The pid in the id lets recover() tell a crashed run's leftovers from another process's live run.
-    const id = `kiln-${process.pid}-${randomBytes(4).toString('hex')}`;
-    const bundle = join(this.#bundles, id);
+    let pre = await this.#prestart.take(req.prepared);
+    const { id, bundle } = pre ?? this.#newRun();
     const scratch = join(this.#root, 'executor', id);
-    mkdirSync(bundle, { recursive: true, mode: 0o711 });
+    if (pre === undefined) mkdirSync(bundle, { recursive: true, mode: 0o711 });
     const cleanups: Cleanup[] = [];
     let view: RootView | undefined;
     let stubs: Stub[] = [];
@@ -126,12 +138,13 @@ export class RuncExecutor implements Executor {
         ...(req.rlimits === undefined ? {} : { rlimits: req.rlimits }),
         ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
       });
-      // The spec holds the process environment (secrets exposed with env=): root-only.
-      writeFileSync(join(bundle, 'config.json'), specJson(spec), { mode: 0o600 });
       throwIfAborted(signal);
-      const exitCode = await this.#runc_run(id, bundle, req.onOutput, signal);
+      const waiting = pre;
+      pre = undefined;
+      const exitCode = await this.#runc_run({ id, bundle }, specJson(spec), waiting, req.onOutput, signal);
       return { exitCode, durationMs: Date.now() - started };
     } finally {
+      pre?.discard();
       for (const c of cleanups.reverse()) await c().catch(() => undefined);
       if (view !== undefined && stubs.length > 0) view.removeStubs(stubs);
       rmSync(bundle, { recursive: true, force: true });
@@ -308,18 +321,41 @@ export class RuncExecutor implements Executor {
     return [{ destination, type: m.type, source: m.source, options: [...m.options, ...(ro ? ['ro'] : [])] }];
   }
 
-  async #runc_run(
-    id: string,
-    bundle: string,
-    onOutput: ((l: OutputLine) => void) | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<number> {
+  /** A new run's container id and bundle path. */
+  #newRun(): RunDirs {
+    // The pid in the id lets recover() tell a crashed run's leftovers from another process's live run.
+    const id = `kiln-${process.pid}-${randomBytes(4).toString('hex')}`;
+    return { id, bundle: join(this.#bundles, id) };
+  }
+
+  #runArgs(r: RunDirs): string[] {
+    return ['--root', this.#state, '--log', join(r.bundle, 'runc.log'), '--log-format', 'json', 'run', '--bundle', r.bundle, r.id];
+  }
+
+  #ensureState(): void {
     if (!this.#stateReady) {
       mkdirSync(this.#state, { recursive: true, mode: 0o700 });
       this.#stateReady = true;
     }
+  }
+
+  /** Runs the container of `config` with the pre-started runc `pre` when it takes it, else a new runc. */
+  async #runc_run(
+    run: RunDirs,
+    config: string,
+    pre: PrestartedRunc | undefined,
+    onOutput: ((l: OutputLine) => void) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const { id, bundle } = run;
+    this.#ensureState();
     const log = join(bundle, 'runc.log');
-    const child = await this.#start(['--root', this.#state, '--log', log, '--log-format', 'json', 'run', '--bundle', bundle, id]);
+    let child = await pre?.deliver(config);
+    if (child === undefined) {
+      // The spec holds the process environment (secrets exposed with env=): root-only.
+      writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
+      child = await this.#start(this.#runArgs(run));
+    }
     const emit = onOutput ?? ((): void => undefined);
     const streams = Promise.all([splitLines(child.stdout, 'stdout', emit), splitLines(child.stderr, 'stderr', emit)]);
     let cancelled = false;
@@ -331,6 +367,8 @@ export class RuncExecutor implements Executor {
     if (signal?.aborted === true) onAbort();
     try {
       const code = await child.exit;
+      // Kiln's work between this step and the next overlaps the next runc's start-up.
+      this.#prestart.refill();
       await streams;
       if (cancelled) {
         await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
@@ -366,12 +404,12 @@ export class RuncExecutor implements Executor {
    * cost grows with its memory and blocks the event loop: 10-40 ms per container), or with
    * `child_process.spawn` when the helper is unavailable.
    */
-  async #start(args: readonly string[]): Promise<Started> {
+  async #start(args: readonly string[], held = true): Promise<Started> {
     const missing = (): WorkerError => new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
-    const hp = spawnViaHelper(this.#runc, args);
+    const hp = spawnViaHelper(this.#runc, args, { held });
     if (hp !== undefined) {
       try {
-        await hp.pid;
+        const pid = await hp.pid;
         // An exec failure reported after the fork (the helper looks the program up first).
         const exit = hp.exit.then(
           (r) => r.code ?? 128 + (r.signal ?? 0),
@@ -379,7 +417,21 @@ export class RuncExecutor implements Executor {
             throw (e as { code?: unknown }).code === 'ENOENT' ? missing() : e;
           },
         );
-        return { stdout: hp.stdout, stderr: hp.stderr, exit, running: () => !hp.done };
+        return {
+          stdout: hp.stdout,
+          stderr: hp.stderr,
+          exit,
+          running: () => !hp.done,
+          hold: () => hp.hold(),
+          // Not reaped while not done (the helper reaps, then reports): the pid is still runc's.
+          kill: () => {
+            try {
+              if (!hp.done) process.kill(pid, 'SIGKILL');
+            } catch {
+              // gone meanwhile
+            }
+          },
+        };
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (code === 'ENOENT') throw missing();
@@ -391,17 +443,23 @@ export class RuncExecutor implements Executor {
       child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
       child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
     });
-    return { stdout: child.stdout, stderr: child.stderr, exit, running: () => child.exitCode === null && child.signalCode === null };
+    const pipes = [child.stdout, child.stderr] as unknown as Socket[];
+    if (!held) {
+      child.unref();
+      for (const p of pipes) p.unref();
+    }
+    return {
+      stdout: child.stdout,
+      stderr: child.stderr,
+      exit,
+      running: () => child.exitCode === null && child.signalCode === null,
+      hold: () => {
+        child.ref();
+        for (const p of pipes) p.ref();
+      },
+      kill: () => child.kill('SIGKILL'),
+    };
   }
-}
-
-/** A started runc process. */
-interface Started {
-  readonly stdout: Readable;
-  readonly stderr: Readable;
-  /** Exit code (128 + signal number when killed by a signal). */
-  readonly exit: Promise<number>;
-  running(): boolean;
 }
 
 async function runcError(log: string): Promise<string | undefined> {

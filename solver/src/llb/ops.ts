@@ -2,6 +2,7 @@ import type { Op as LlbOp } from '@kiln/llb-core';
 import { SolverError } from '../errors.js';
 import type { Op, ResolveOp, SolverVertex } from '../scheduler/types.js';
 import { execCacheMap, fileCacheMap, plainCacheMap, sourceCacheMap } from './cache-map.js';
+import type { ExecPreparation } from '@kiln/runtime';
 import type { Worker, WorkerOpContext } from './worker.js';
 
 /**
@@ -31,15 +32,22 @@ export function resolveLlbOp(worker: Worker): ResolveOp {
           exec: async (ctx) => [await worker.source(op.source, wctx(ctx))],
         };
       }
-      case 'exec':
+      case 'exec': {
+        let prepared: ExecPreparation | undefined;
         return {
           resourceClass: 'exec',
+          prepare: () => {
+            prepared ??= worker.prepareExec?.();
+            const p = prepared;
+            return p === undefined ? undefined : () => p.release();
+          },
           cacheMap: async () => {
             worker.validateExec?.(op.exec);
             return execCacheMap(op, checksum);
           },
-          exec: (ctx, inputs) => worker.exec(op.exec, inputs, wctx(ctx)),
+          exec: (ctx, inputs) => worker.exec(op.exec, inputs, prepared === undefined ? wctx(ctx) : { ...wctx(ctx), prepared }),
         };
+      }
       case 'file':
         return {
           cacheMap: async () => fileCacheMap(op, checksum),

@@ -1,10 +1,13 @@
 import type { Definition, DiffOp, ExecOp, FileOp, MergeOp, PbPlatform, SourceOp } from '@kiln/llb-core';
+import type { ExecPreparation } from '@kiln/runtime';
 import type { ChecksumOptions } from '../contenthash/tree.js';
 import type { OpContext, WorkerRef } from '../scheduler/types.js';
 
 /** Where an op runs: the op's platform (or the worker's default). */
 export interface WorkerOpContext extends OpContext {
   readonly platform: PbPlatform | undefined;
+  /** The exec's announcement ({@link Worker.prepareExec}), which its run uses up. */
+  readonly prepared?: ExecPreparation;
 }
 
 /**
@@ -33,6 +36,11 @@ export interface Worker {
    * Called before the exec's cache key is looked up, so a cached step is refused too. Optional.
    */
   validateExec?(op: ExecOp): void;
+  /**
+   * Announces an exec that will run once its inputs are ready, so the worker can start what does
+   * not depend on them (the executor's {@link Executor.prepare}). Optional.
+   */
+  prepareExec?(): ExecPreparation | undefined;
   /** Runs a nested definition (BuildOp); optional. */
   build?(def: Definition, ctx: WorkerOpContext): Promise<WorkerRef>;
 }

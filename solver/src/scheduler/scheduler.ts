@@ -353,6 +353,9 @@ export class Scheduler {
   async #exec(st: VertexState, job: Job, opts: BuildOptions): Promise<readonly WorkerRef[]> {
     const v = st.vertex;
     const op = this.#op(st, job);
+    // Announced before the inputs are awaited: in a chain of RUNs the next container's runtime
+    // starts while the current one runs.
+    const unprepare = op.prepare?.();
     try {
       const inputs = await Promise.all(v.inputs.map(async (e) => (await this.#result(this.#state(e.vertex, job, opts), e.index, job, opts)).ref));
       const release = await this.#sems[op.resourceClass ?? 'cpu'].acquire(st.controller.signal);
@@ -374,6 +377,8 @@ export class Scheduler {
       return refs;
     } catch (err) {
       throw this.#fail(st, err);
+    } finally {
+      unprepare?.();
     }
   }
 

@@ -77,6 +77,12 @@ export interface OpContext {
 export interface Op {
   cacheMap(ctx: OpContext): Promise<CacheMap>;
   exec(ctx: OpContext, inputs: readonly WorkerRef[]): Promise<readonly WorkerRef[]>;
+  /**
+   * Called once the op is known to run (its key missed), before its inputs are ready: a chance to
+   * start what does not depend on them. Returns a function the scheduler calls after the run, or
+   * when the run is abandoned (an input failed, cancellation). Optional.
+   */
+  prepare?(): (() => void) | undefined;
   /** False for results that must never be reused (a local source: it is re-synced every build). Default true. */
   readonly cacheable?: boolean;
   /** Cache record kind for `du`/`prune`. Default `regular`. */

@@ -197,6 +197,7 @@ export async function runExec(
       ...(meta.cgroupParent === undefined || meta.cgroupParent === '' ? {} : { cgroupParent: meta.cgroupParent }),
       signal: ctx.signal,
       onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, `${l.line}\n`),
+      ...(ctx.prepared === undefined ? {} : { prepared: ctx.prepared }),
     });
     const valid = meta.validExitCodes ?? [0];
     if (!valid.includes(result.exitCode)) throw new ExecFailedError(args.join(' '), result.exitCode);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { DiffOp, ExecOp, FileOp, MergeOp, SourceOp } from '@kiln/llb-core';
+import type { ExecPreparation } from '@kiln/runtime';
 import { ContentHashTree, splitWildcards, type ChecksumOptions } from '../contenthash/tree.js';
 import { headerDigest } from '../contenthash/tarsum.js';
 import { SolverError } from '../errors.js';
@@ -117,6 +118,10 @@ export class RuntimeWorker implements Worker {
 
   validateExec(op: ExecOp): void {
     validateExecEntitlements(this.#deps, op);
+  }
+
+  prepareExec(): ExecPreparation | undefined {
+    return this.#deps.executor.prepare?.();
   }
 
   exec(op: ExecOp, inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<readonly WorkerRef[]> {
