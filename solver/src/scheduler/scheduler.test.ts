@@ -38,14 +38,23 @@ class FakeWorker {
   readonly spans: Array<{ name: string; start: number; end: number }> = [];
   running = 0;
   maxRunning = 0;
+  /** `prepare:`, `release:`, `start:` and `end:` of exec-kind vertices, in order. */
+  readonly events: string[] = [];
   total(): number {
     return [...this.execs.values()].reduce((a, b) => a + b, 0);
   }
   resolve = (v: SolverVertex): Op => {
     const op = v.op as FakeOp;
+    const note = (what: string): void => {
+      if (op.kind === 'exec') this.events.push(`${what}:${v.name}`);
+    };
     return {
       cacheable: op.cacheable ?? true,
       ...(op.resourceClass === undefined ? {} : { resourceClass: op.resourceClass }),
+      prepare: () => {
+        note('prepare');
+        return () => note('release');
+      },
       cacheMap: async () => ({ digest: op.cacheable === false ? `random:${Math.random()}` : v.digest, deps: op.deps ?? v.inputs.map(() => ({})) }),
       exec: async (ctx, inputs): Promise<WorkerRef[]> => {
         const n = (this.execs.get(v.name) ?? 0) + 1;
@@ -53,6 +62,7 @@ class FakeWorker {
         this.running++;
         this.maxRunning = Math.max(this.maxRunning, this.running);
         const start = performance.now();
+        note('start');
         try {
           ctx.log(1, `running ${v.name}\n`);
           if (op.delay !== undefined) {
@@ -70,6 +80,7 @@ class FakeWorker {
           }
           return [{ snapshot: `${v.name}#${n}<${inputs.map((i) => i.snapshot).join(',')}>`, size: 1 }];
         } finally {
+          note('end');
           this.running--;
           this.spans.push({ name: v.name, start, end: performance.now() });
         }
@@ -117,6 +128,25 @@ describe('Scheduler', () => {
     const r = w.spans.find((x) => x.name === 'right');
     expect(l !== undefined && r !== undefined && l.start < r.end && r.start < l.end).toBe(true);
     expect(elapsed).toBeLessThan(380); // sequential would be > 420ms
+  });
+
+  test('an exec that will run is announced (Op.prepare) while its input still runs, released after its run or when an input fails; a cached one is not', async () => {
+    const { w, s } = setup();
+    const chain = (): SolverVertex<FakeOp> =>
+      vertex('b', { kind: 'exec', delay: 30 }, [vertex('a', { kind: 'exec', delay: 30 }, [vertex('base', { kind: 'source', delay: 30 })])]);
+    await s.build(edge(chain()));
+    const ev = w.events;
+    expect(ev.indexOf('prepare:b')).toBeLessThan(ev.indexOf('end:a'));
+    expect(ev.indexOf('prepare:a')).toBeLessThan(ev.indexOf('start:a'));
+    expect(ev.indexOf('release:a')).toBeGreaterThan(ev.indexOf('end:a'));
+    expect(ev.indexOf('release:b')).toBeGreaterThan(ev.indexOf('end:b'));
+    expect(ev.filter((e) => e.startsWith('prepare:'))).toHaveLength(2);
+    ev.length = 0;
+    await s.build(edge(chain()));
+    expect(ev).toEqual([]);
+    const failing = vertex('c', { kind: 'exec' }, [vertex('broken', { kind: 'source', fail: { exitCode: 1, output: 'no\n' } })]);
+    await expect(s.build(edge(failing))).rejects.toBeInstanceOf(VertexError);
+    expect(ev).toEqual(['prepare:c', 'release:c']);
   });
 
   test('parallelism bounds how many ops run at once', async () => {
