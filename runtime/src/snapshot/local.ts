@@ -39,6 +39,12 @@ interface SnapshotMeta extends SnapshotInfo {
   readonly whiteouts?: boolean;
 }
 
+/** Options of {@link LocalSnapshotter.remove}. */
+export interface SnapshotRemoveOptions {
+  /** Asked right before the snapshot's id is given up; false keeps it (the removal rejects). */
+  readonly confirm?: () => boolean;
+}
+
 /** Options for {@link LocalSnapshotter}. */
 export interface LocalSnapshotterOptions {
   /** The kiln root; snapshots live in `<root>/snapshots`, temporary mount points in `<root>/mounts`. */
@@ -326,7 +332,13 @@ export class LocalSnapshotter implements Snapshotter {
     return out;
   }
 
-  async remove(id: string): Promise<void> {
+  /**
+   * Removes a snapshot (see {@link Snapshotter.remove}). `confirm` is asked synchronously right
+   * before the id is given up, after every await of the removal: when it says false (the cache
+   * store's `stillUnused()`: a build recorded or leased the snapshot meanwhile) nothing is removed
+   * and it rejects with `SNAPSHOT_STATE`.
+   */
+  async remove(id: string, opts: SnapshotRemoveOptions = {}): Promise<void> {
     await this.init();
     assertId(id);
     // A removal that failed part-way (EBUSY: something mounted below; a killed process) left its
@@ -345,6 +357,10 @@ export class LocalSnapshotter implements Snapshotter {
           hint: `remove ${users.join(', ')} first`,
         });
       }
+    }
+    // No await from here to the rename: what confirm() answers still holds when the id goes.
+    if (opts.confirm?.() === false) {
+      throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} is in use again; not removed`, { hint: 'a later prune removes it once nothing uses it' });
     }
     // The id goes first, in one rename: from then on no lookup finds a half-removed snapshot (a
     // FROM reusing `layer-<chain>` would stack on missing files), and a new snapshot may take the

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { CacheKey, rootKey, slowCacheKey } from './cache-key.js';
 import { CacheManager } from './cache-manager.js';
-import { CacheStore } from './store.js';
+import { CacheStore, type ReleaseContext } from './store.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -215,5 +215,118 @@ describe('CacheManager over CacheStore', () => {
     for (const u of du) expect(perKey.get(`key${u.snapshot.slice(4)}`)).toBe(20);
     expect(perKey.size).toBe(du.length);
     s.close();
+  });
+});
+
+/**
+ * A release that is already running while a build records or leases the same snapshot again (an
+ * image layer is named by its chain id: a build that unpacks that image finds `layer-<chain>` and
+ * records it). Driven step by step: the fake snapshotter's removal waits for `gate` after the
+ * store called it, and (like the local snapshotter's remove with `confirm`) asks
+ * `ctx.stillUnused()` right before its irreversible step when `asks` is set.
+ */
+describe('a release in flight vs a build recording or leasing the same snapshot', () => {
+  interface Fake {
+    readonly snapshots: Set<string>;
+    readonly entered: Promise<void>;
+    open(): void;
+    hook(s: string, ctx?: ReleaseContext): Promise<void>;
+  }
+  const fakeSnapshotter = (names: string[], asks: boolean): Fake => {
+    const snapshots = new Set(names);
+    let entered!: () => void;
+    let open!: () => void;
+    const enteredP = new Promise<void>((r) => (entered = r));
+    const gate = new Promise<void>((r) => (open = r));
+    return {
+      snapshots,
+      entered: enteredP,
+      open,
+      async hook(s, ctx) {
+        entered();
+        await gate;
+        if (asks && ctx?.stillUnused() === false) throw new Error(`snapshot ${s} is in use again; not removed`);
+        snapshots.delete(s);
+      },
+    };
+  };
+  /** Every snapshot a record refers to exists (no build can hit a removed snapshot). */
+  const consistent = (store: CacheStore, fake: Fake): void => {
+    for (const s of store.referencedSnapshots()) expect(fake.snapshots.has(s), `record of ${s} without its snapshot`).toBe(true);
+  };
+  const rec = (snapshot: string): { id: string; snapshot: string; size: number; description: string } => ({ id: `r-${snapshot}-${Math.random()}`, snapshot, size: 7, description: 'FROM img' });
+
+  test('recorded again while its removal runs: the removal asks stillUnused() and keeps it', async () => {
+    const fake = fakeSnapshotter(['layer-x'], true);
+    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
+    store.save('k1', [], rec('layer-x'));
+    const pruned = store.prune({ all: true });
+    await fake.entered;
+    // A build of another key unpacks the same image meanwhile and records its layer.
+    store.save('k2', [], rec('layer-x'));
+    fake.open();
+    expect(await pruned).toEqual([]);
+    expect(fake.snapshots.has('layer-x')).toBe(true);
+    consistent(store, fake);
+    expect(store.du()).toEqual([expect.objectContaining({ snapshot: 'layer-x', keys: 1 })]);
+    expect(store.du()[0]?.pendingRemoval).toBeUndefined();
+    store.close();
+  });
+
+  test('a removal that does not ask: records saved meanwhile go with it and the id stays pending for the next prune', async () => {
+    const fake = fakeSnapshotter(['layer-x'], false);
+    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
+    store.save('k1', [], rec('layer-x'));
+    const pruned = store.prune({ all: true });
+    await fake.entered;
+    store.save('k2', [], rec('layer-x'));
+    fake.open();
+    expect((await pruned).map((u) => u.snapshot)).toEqual(['layer-x']);
+    expect(fake.snapshots.has('layer-x')).toBe(false);
+    consistent(store, fake);
+    expect(store.results('k2')).toEqual([]);
+    // Pending, not forgotten: had a new snapshot taken the id meanwhile, it is not leaked.
+    expect(store.du()).toEqual([expect.objectContaining({ snapshot: 'layer-x', pendingRemoval: true })]);
+    fake.snapshots.add('layer-x');
+    expect(await store.retryReleases()).toBe(1);
+    expect(fake.snapshots.has('layer-x')).toBe(false);
+    expect(store.du()).toEqual([]);
+    store.close();
+  });
+
+  test('leased while its removal runs: kept, still pending, removed by the prune after the lease ends', async () => {
+    const fake = fakeSnapshotter(['layer-x'], true);
+    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
+    store.save('k1', [], rec('layer-x'));
+    const pruned = store.prune({ all: true });
+    await fake.entered;
+    const release = store.lease('layer-x');
+    fake.open();
+    expect(await pruned).toEqual([]);
+    expect(fake.snapshots.has('layer-x')).toBe(true);
+    expect(store.du()).toEqual([expect.objectContaining({ snapshot: 'layer-x', pendingRemoval: true })]);
+    expect(await store.retryReleases()).toBe(0);
+    release();
+    expect(await store.retryReleases()).toBe(1);
+    expect(fake.snapshots.has('layer-x')).toBe(false);
+    store.close();
+  });
+
+  test('recorded again through another connection to the database (another kiln process) while the removal runs: kept', async () => {
+    const path = join(tmp(), 'cache.db');
+    const fake = fakeSnapshotter(['layer-x'], true);
+    const pruner = CacheStore.open({ path, releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
+    const builder = CacheStore.open({ path });
+    builder.save('k1', [], rec('layer-x'));
+    const pruned = pruner.prune({ all: true });
+    await fake.entered;
+    builder.save('k2', [], rec('layer-x'));
+    fake.open();
+    expect(await pruned).toEqual([]);
+    expect(fake.snapshots.has('layer-x')).toBe(true);
+    consistent(builder, fake);
+    expect(builder.du()).toEqual([expect.objectContaining({ snapshot: 'layer-x', keys: 1 })]);
+    pruner.close();
+    builder.close();
   });
 });

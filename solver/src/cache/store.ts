@@ -55,11 +55,25 @@ export interface PruneOptions {
   readonly keepStorage?: number;
 }
 
+/** What the store tells a {@link ReleaseSnapshotHook} about the snapshot it releases. */
+export interface ReleaseContext {
+  /**
+   * Whether the snapshot is still unused: no cache record refers to it again (in any process using
+   * this database) and no build of this store leases it. Removal is asynchronous while builds go
+   * on (one may unpack an image layer into the same `layer-<chain>` id and record it meanwhile):
+   * the hook asks this synchronously right before its irreversible step and, on false, keeps the
+   * snapshot and rejects.
+   */
+  stillUnused(): boolean;
+}
+
 /**
  * Called for every snapshot no cache record refers to any more; the worker deletes it. Rejecting
- * means the snapshot is still there: the store keeps it pending removal and calls again later.
+ * means the snapshot is still there: the store keeps it pending removal and calls again later
+ * (unless it was recorded again meanwhile). Resolving means it is gone: records saved for it
+ * while the hook ran are dropped with it.
  */
-export type ReleaseSnapshotHook = (snapshotId: string) => Promise<void>;
+export type ReleaseSnapshotHook = (snapshotId: string, ctx: ReleaseContext) => Promise<void>;
 
 /** Options of {@link CacheStore.open}. */
 export interface CacheStoreOptions {
@@ -345,9 +359,12 @@ export class CacheStore {
 
   async #retry(): Promise<DiskUsageRecord[]> {
     const removed: DiskUsageRecord[] = [];
+    // Recorded again while released: pending again, but not before the next prune.
+    const revived = new Set<string>();
     for (let progress = true; progress; ) {
       progress = false;
       for (const u of this.#pendingUsage()) {
+        if (revived.has(u.snapshot)) continue;
         // Looked at again right before its release: while an earlier release of this pass was
         // awaited, a build may have recorded it again (a reused image layer, a cache mount) or
         // leased it, and another retry (a concurrent prune) may be removing it already.
@@ -355,14 +372,34 @@ export class CacheStore {
         if (this.#stmt('SELECT 1 FROM pending_release WHERE snapshot = ?').get(u.snapshot) === undefined) continue;
         this.#releasing.add(u.snapshot);
         try {
-          await this.#release?.(u.snapshot);
+          await this.#release?.(u.snapshot, { stillUnused: () => this.#unused(u.snapshot) });
         } catch (e) {
+          // Still there. Recorded again meanwhile: its pending row is gone and it stays; only
+          // leased: it stays pending and the next prune tries again.
           this.#stmt('UPDATE pending_release SET attempts = attempts + 1, error = ? WHERE snapshot = ?').run(e instanceof Error ? e.message : String(e), u.snapshot);
           continue;
         } finally {
           this.#releasing.delete(u.snapshot);
         }
-        this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(u.snapshot);
+        // Gone. Records saved for it while the hook ran (after its last stillUnused(), or with a
+        // hook that does not ask) refer to the removed snapshot (a build looked it up just before)
+        // or to a new one made under the same id since: they are dropped, so no build hits a
+        // missing snapshot, and the id stays pending, so a new snapshot is not leaked; the next
+        // prune releases it (a build using it meanwhile leases it or records it again).
+        const recordedAgain = this.#db.transaction(() => {
+          const again = this.#stmt('SELECT size, description FROM results WHERE snapshot = ? ORDER BY created DESC LIMIT 1').get(u.snapshot) as
+            | { size: number; description: string }
+            | undefined;
+          if (again === undefined) {
+            this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(u.snapshot);
+            return false;
+          }
+          this.#stmt('DELETE FROM results WHERE snapshot = ?').run(u.snapshot);
+          this.#stmt('INSERT OR REPLACE INTO pending_release (snapshot, size, since, description, attempts, error) VALUES (?, ?, ?, ?, 0, ?)')
+            .run(u.snapshot, again.size, this.#now(), again.description, 'recorded again while it was being removed');
+          return true;
+        })();
+        if (recordedAgain) revived.add(u.snapshot);
         const { pendingRemoval: _p, ...rec } = u;
         removed.push(rec);
         progress = true;
@@ -371,4 +408,8 @@ export class CacheStore {
     return removed;
   }
 
+  /** Pending removal (no record of any process refers to it) and not leased here. */
+  #unused(snapshot: string): boolean {
+    return !this.#inUse.has(snapshot) && this.#stmt('SELECT 1 FROM pending_release WHERE snapshot = ?').get(snapshot) !== undefined;
+  }
 }
