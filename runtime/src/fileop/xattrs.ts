@@ -74,11 +74,24 @@ export function setfattrArgs(name: string, value: Buffer, path: string): string[
   return ['-h', '-n', name, ...(value.length > 0 ? ['-v', `0x${value.toString('hex')}`] : []), '--', path];
 }
 
+/** Why setfattr could not set an attribute, from its message (run with `LC_ALL=C`). */
+export type XattrRefusal = 'unsupported' | 'not-permitted';
+
 /**
- * setfattr's message for an attribute the filesystem does not support (ENOTSUP) or allow (EPERM):
- * skipped when applying archives and layers, as containerd's applier and Docker's untar do.
+ * ENOTSUP (the filesystem or the namespace of the name is not supported) or EPERM (not allowed:
+ * `user.*` on a symlink or device, `trusted.*` without CAP_SYS_ADMIN, `security.capability`
+ * without CAP_SETFCAP, an immutable file) from setfattr's message; `undefined` for anything else.
  */
-export const SETFATTR_REFUSED = /Operation not (supported|permitted)/;
+export function xattrRefusal(stderr: string): XattrRefusal | undefined {
+  if (/Operation not supported/.test(stderr)) return 'unsupported';
+  if (/Operation not permitted/.test(stderr)) return 'not-permitted';
+  return undefined;
+}
+
+/** setfattr's environment: this process's, with messages in English, which {@link xattrRefusal} reads. */
+export function setfattrEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, LC_ALL: 'C' };
+}
 
 /** Paths per getfattr run when they are listed (far below the kernel's argument limit). */
 const LISTED_CHUNK = 1000;
@@ -157,20 +170,21 @@ export async function copyXattrs(srcTop: string, targetTop: string, copied: Read
 /**
  * Sets an extracted archive entry's extended attributes (PAX `SCHILY.xattr.*`) on `path`, not
  * following a symlink: one `setfattr` per attribute (Node has no setxattr(2); archives with
- * xattrs are rare). Like Docker's createTarFile, an attribute the filesystem does not support or
- * allow is skipped; any other failure fails the extraction.
+ * xattrs are rare). BuildKit's ADD extracts with moby's archive.Untar and `BestEffortXattrs`,
+ * whose createTarFile skips ENOTSUP and EPERM for every name: so does this (layers follow
+ * containerd's stricter rule, see layer/apply.ts). Any other failure fails the extraction.
  */
 export async function setEntryXattrs(path: string, xattrs: ReadonlyMap<string, Buffer>, srcName: string, entry: string): Promise<void> {
   for (const [name, value] of xattrs) {
     const args = setfattrArgs(name, value, path);
     const failure = await new Promise<{ code: unknown; stderr: string } | undefined>((resolve) => {
-      execFile('setfattr', args, { encoding: 'utf8' }, (err, _out, stderr) => resolve(err === null ? undefined : { code: (err as NodeJS.ErrnoException).code, stderr }));
+      execFile('setfattr', args, { encoding: 'utf8', env: setfattrEnv() }, (err, _out, stderr) => resolve(err === null ? undefined : { code: (err as NodeJS.ErrnoException).code, stderr }));
     });
     if (failure === undefined) continue;
     if (failure.code === 'ENOENT') {
       throw new FileOpError('FILEOP_UNSUPPORTED', srcName, `archive "${srcName}": "${entry}" has extended attributes, and setting them needs setfattr`, { hint: 'apt-get install attr' });
     }
-    if (SETFATTR_REFUSED.test(failure.stderr)) continue;
+    if (xattrRefusal(failure.stderr) !== undefined) continue;
     throw new FileOpError('FILEOP_IO', srcName, `archive "${srcName}": cannot set extended attribute ${name} of "${entry}": ${failure.stderr.trim()}`);
   }
 }

@@ -26,7 +26,7 @@ import type { LayerCompression } from '../api/layer.js';
 import { decompress } from './compression.js';
 import { cleanRelative, resolveInRoot } from './root-path.js';
 import { TarReader, type TarEntryHeader, type TarSink } from './tar-reader.js';
-import { SETFATTR_REFUSED, setfattrArgs } from '../fileop/xattrs.js';
+import { setfattrArgs, setfattrEnv, xattrRefusal } from '../fileop/xattrs.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -386,18 +386,33 @@ class LayerApplier implements TarSink {
 
 /**
  * Sets the entry's PAX xattrs on `target` (not following a symlink). Node has no setxattr(2): one
- * `setfattr` per attribute, and layers with xattrs are rare. Like containerd's applier, an
- * attribute the filesystem does not support or allow is skipped; other failures fail the layer.
+ * `setfattr` per attribute, and layers with xattrs are rare. As containerd's applier
+ * (pkg/archive/tar.go createTarFile): an attribute the filesystem does not support (ENOTSUP) is
+ * skipped, and so is EPERM for a `user.*` name on an entry that is neither a regular file nor a
+ * directory (the kernel allows user.* only on those); any other failure, EPERM for `trusted.*` or
+ * `security.*` included, fails the layer: it would be unpacked without what it asks for.
  */
 function setXattrs(target: string, h: TarEntryHeader): void {
   if (h.xattrs === undefined) return;
   for (const [name, value] of h.xattrs) {
-    const r = spawnSync('setfattr', setfattrArgs(name, value, target), { encoding: 'utf8' });
+    const r = spawnSync('setfattr', setfattrArgs(name, value, target), { encoding: 'utf8', env: setfattrEnv() });
     if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
       throw new WorkerError('PREREQUISITE_MISSING', `layer entry ${h.name} has extended attributes, and setting them needs setfattr`, { hint: 'apt-get install attr' });
     }
     if (r.status === 0) continue;
-    if (SETFATTR_REFUSED.test(r.stderr)) continue;
-    throw new WorkerError('LAYER_INVALID', `cannot set extended attribute ${name} of ${h.name}: ${(r.stderr || r.error?.message || `exit ${String(r.status)}`).trim()}`);
+    const refusal = xattrRefusal(r.stderr);
+    if (refusal === 'unsupported') continue;
+    if (refusal === 'not-permitted' && name.startsWith('user.')) {
+      const st = lstatSync(target, { throwIfNoEntry: false });
+      if (st !== undefined && !st.isFile() && !st.isDirectory()) continue;
+    }
+    // setfattr prints "setfattr: <path>: <reason>"; the entry's name says which file.
+    const last = r.stderr.trim().split('\n').pop() ?? '';
+    const why = (last.includes(': ') ? last.slice(last.lastIndexOf(': ') + 2) : last) || r.error?.message || `exit ${String(r.status)}`;
+    const message = `cannot set extended attribute ${name} on layer entry ${JSON.stringify(h.name)}: ${why}`;
+    if (refusal !== 'not-permitted') throw new WorkerError('LAYER_INVALID', message);
+    throw new WorkerError('LAYER_UNSUPPORTED', message, {
+      hint: 'trusted.* needs CAP_SYS_ADMIN and security.* (file capabilities) CAP_SETFCAP in the unpacking process; containerd refuses such a layer too',
+    });
   }
 }
