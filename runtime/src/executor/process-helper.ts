@@ -19,7 +19,8 @@ import { holdHelper } from '../api/helper-ref.js';
 // The program is looked up in PATH before forking, so a missing one fails without a fork.
 // "m <tag> <hex path>" makes a FIFO (mode 0600; Node has no mkfifo), answered "k <tag> <errno>" (0: made).
 // A tag starting with "w" starts a waiting process (a pre-started runc that waits for its config):
-// killed if kiln's side goes away before "h <tag>" says it has work, since nobody would feed it.
+// killed if kiln's side goes away (stdin EOF, or EPIPE writing to it) before "h <tag>" says it has
+// work, since nobody would feed it.
 const SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
 # A handler (not IGNORE): children are reaped here, and SIGCHLD interrupts select().
@@ -37,7 +38,8 @@ sub flush_out {
     # Partial writes (a signal during a blocking write): write the rest.
     while (length $s) {
       my $w = syswrite(STDOUT, $s);
-      if (!defined $w) { next if $!{EINTR}; exit 0; }
+      # Kiln's side is gone (EPIPE): a waiting process would wait for it forever.
+      if (!defined $w) { next if $!{EINTR}; kill 'KILL', grep { $kids{$_}{waiting} } keys %kids; exit 0; }
       substr($s, 0, $w) = '';
     }
   }

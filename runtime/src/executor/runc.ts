@@ -410,19 +410,36 @@ export class RuncExecutor implements Executor {
     if (hp !== undefined) {
       try {
         const pid = await hp.pid;
+        let waiting = !held;
         // An exec failure reported after the fork (the helper looks the program up first).
         const exit = hp.exit.then(
           (r) => r.code ?? 128 + (r.signal ?? 0),
           (e: unknown) => {
+            // The helper died (killed alone) with this runc waiting for its config: the helper
+            // cannot kill it any more, and it may not have opened its FIFO yet (then closing it
+            // would not end it either).
+            if (waiting && (e as { code?: unknown }).code === 'EHELPER') {
+              try {
+                process.kill(pid, 'SIGKILL');
+              } catch {
+                // gone already
+              }
+            }
             throw (e as { code?: unknown }).code === 'ENOENT' ? missing() : e;
           },
         );
+        // A waiting runc's exit is awaited only once it is delivered or discarded: the helper
+        // dying first must not be an unhandled rejection (it ended kiln on Ctrl-C).
+        if (waiting) exit.catch(() => undefined);
         return {
           stdout: hp.stdout,
           stderr: hp.stderr,
           exit,
           running: () => !hp.done,
-          hold: () => hp.hold(),
+          hold: () => {
+            waiting = false;
+            hp.hold();
+          },
           // Not reaped while not done (the helper reaps, then reports): the pid is still runc's.
           kill: () => {
             try {
