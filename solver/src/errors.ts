@@ -8,7 +8,8 @@ export type SolverErrorCode =
   | 'SOLVER_INVALID_DEFINITION' // a Definition cannot be turned into vertices
   | 'SOLVER_UNSUPPORTED' // an op kind or option the worker cannot run
   | 'SOLVER_TOO_MANY_LINKS' // symlink resolution exceeded the limit
-  | 'SOLVER_GIT_FAILED'; // a git source cannot be resolved, fetched or checked out
+  | 'SOLVER_GIT_FAILED' // a git source cannot be resolved, fetched or checked out
+  | 'SOLVER_BUSY'; // a resource is in use and was left alone (a cache mount a running build holds)
 
 /** A 1-based position in a source file (a Dockerfile line), from the Definition's source map. */
 export interface SourceLocation {

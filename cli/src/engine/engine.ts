@@ -102,7 +102,7 @@ export class KilnEngine {
     this.cache = CacheStore.open({
       path: join(opts.root, 'cache', 'solver.db'),
       // Snapshots the cache store drops are removed (kept while a child still stacks on them).
-      releaseSnapshot: (id) => this.#releaser.releaseSnapshot(id),
+      releaseSnapshot: (id, ctx) => this.#releaser.releaseSnapshot(id, ctx),
     });
     this.layers = new LayerCache(opts.root, content, snapshotter);
     this.meta = new StoreFirstMetaResolver(images, content, this.registry);
@@ -126,7 +126,9 @@ export class KilnEngine {
     await engine.snapshotter.recoverMounts().catch(() => 0);
     // Snapshots an earlier prune dropped but could not remove (busy, or the process died first):
     // removed now that those mounts are gone; what still fails stays pending for the next try.
-    await engine.cache.retryReleases().catch(() => 0);
+    // Under the prune lock and only while no other process builds here: a build elsewhere may be
+    // recording one of them again (an image layer unpacked into the same `layer-<chain>` id).
+    if (engine.cache.pendingReleaseCount() > 0) await engine.activity.exclusive(() => engine.cache.retryReleases()).catch(() => 0);
     return engine;
   }
 

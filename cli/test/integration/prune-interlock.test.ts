@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { KilnEngine } from '../../src/engine/engine.js';
@@ -62,6 +62,19 @@ test('a snapshot an earlier prune could not remove is shown by kiln du as pendin
     const rows = await diskUsage(pendingRoot);
     expect(rows).toEqual([expect.objectContaining({ id: 'snap-busy', pendingRemoval: true })]);
     expect(renderUsage(rows, false)).toMatch(/snap-busy\s+pending removal/);
+    // While another live process builds in the root, opening an engine leaves it alone: that
+    // build may be recording the same snapshot id again.
+    const builder = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const mark = join(pendingRoot, 'engine', 'active', String(builder.pid));
+    await mkdir(dirname(mark), { recursive: true });
+    await writeFile(mark, '');
+    try {
+      (await KilnEngine.open({ root: pendingRoot })).close();
+      expect(await diskUsage(pendingRoot)).toEqual([expect.objectContaining({ id: 'snap-busy', pendingRemoval: true })]);
+    } finally {
+      builder.kill();
+    }
+    await rm(mark);
     // The next engine to open the root retries it (here the snapshot is already gone: done).
     const engine = await KilnEngine.open({ root: pendingRoot });
     engine.close();

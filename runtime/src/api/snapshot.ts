@@ -47,6 +47,16 @@ export interface MountedSnapshot {
   release(): Promise<void>;
 }
 
+/** Options of {@link Snapshotter.remove}. */
+export interface SnapshotRemoveOptions {
+  /**
+   * Asked synchronously right before the snapshot's id is given up (nothing awaited in between);
+   * false keeps the snapshot and the removal rejects with `SNAPSHOT_STATE`. The cache store uses
+   * it to spare a snapshot a build recorded or leased again while the removal was on its way.
+   */
+  readonly confirm?: () => boolean;
+}
+
 /**
  * The snapshotter contract the solver uses, shaped after containerd's snapshots.Snapshotter.
  * Ids are chosen by the caller (e.g. cache-record ids) and are `[A-Za-z0-9._-]+`.
@@ -74,7 +84,7 @@ export interface Snapshotter {
    */
   diff(id: string, opts: DiffOptions): Promise<LayerDescriptor>;
   /** Removes a snapshot; refused for a committed snapshot that still has children. */
-  remove(id: string): Promise<void>;
+  remove(id: string, opts?: SnapshotRemoveOptions): Promise<void>;
   /**
    * Creates committed snapshot `id` from `parents` merged in order, as if their layers were
    * applied on top of one another (BuildKit's MergeOp: later parents win, their deletions apply)

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import { processAlive } from '../api/process-alive.js';
-import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, Snapshotter } from '../api/snapshot.js';
+import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotRemoveOptions, Snapshotter } from '../api/snapshot.js';
 import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
 import { writeLayer } from '../layer/export.js';
@@ -37,12 +37,6 @@ interface SnapshotMeta extends SnapshotInfo {
   readonly mergePart?: boolean;
   /** Its own layer dir holds whiteouts that matter with nothing below (a DiffOp result's deletions). */
   readonly whiteouts?: boolean;
-}
-
-/** Options of {@link LocalSnapshotter.remove}. */
-export interface SnapshotRemoveOptions {
-  /** Asked right before the snapshot's id is given up; false keeps it (the removal rejects). */
-  readonly confirm?: () => boolean;
 }
 
 /** Options for {@link LocalSnapshotter}. */

@@ -279,6 +279,11 @@ export class CacheStore {
     };
   }
 
+  /** How many dropped snapshots still wait for their removal (see {@link CacheStore.retryReleases}). */
+  pendingReleaseCount(): number {
+    return (this.#stmt('SELECT COUNT(*) AS n FROM pending_release').get() as { n: number }).n;
+  }
+
   /** Disk usage per snapshot, most recently used first; then snapshots pending removal. */
   du(): DiskUsageRecord[] {
     return [...this.#recordUsage(), ...this.#pendingUsage()];

@@ -8,6 +8,7 @@ import type { ExecPreparation } from '@kiln/runtime';
 import { ContentHashTree, splitWildcards, type ChecksumOptions } from '../contenthash/tree.js';
 import { headerDigest } from '../contenthash/tarsum.js';
 import { SolverError } from '../errors.js';
+import type { ReleaseContext } from '../cache/store.js';
 import { toLocalStat, walkLocal, type LocalEntry } from '../local/walk.js';
 import { cleanPath } from '../local/clean-path.js';
 import type { Worker, WorkerOpContext } from '../llb/worker.js';
@@ -216,12 +217,14 @@ export class RuntimeWorker implements Worker {
    * could not be removed: EBUSY): the store keeps it pending and retries on its next prune. A
    * snapshot that is gone already counts as removed.
    */
-  async releaseSnapshot(id: string): Promise<void> {
+  async releaseSnapshot(id: string, ctx?: ReleaseContext): Promise<void> {
     if (id.startsWith('cachemount:')) {
-      await this.#cacheMounts.remove(id.slice('cachemount:'.length));
+      const dir = id.slice('cachemount:'.length);
+      // In use by a running build (another process): it stays, pending, for the next prune.
+      if (!(await this.#cacheMounts.remove(dir))) throw new SolverError('SOLVER_BUSY', `cache mount ${dir} is in use`);
       return;
     }
-    await this.#deps.snapshotter.remove(id).catch((e: unknown) => {
+    await this.#deps.snapshotter.remove(id, ctx === undefined ? {} : { confirm: () => ctx.stillUnused() }).catch((e: unknown) => {
       if ((e as { code?: unknown }).code !== 'SNAPSHOT_NOT_FOUND') throw e;
     });
   }

@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { lstat, mkdir, mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { MountType, digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
 import {
@@ -62,7 +62,7 @@ beforeAll(async () => {
     secrets: { tok: new TextEncoder().encode('sekrit') },
     recordUsage: (r) => store.upsertRecord(r),
   });
-  const store: CacheStore = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id) => worker.releaseSnapshot(id) });
+  const store: CacheStore = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id, ctx) => worker.releaseSnapshot(id, ctx) });
   solver = new Solver({ worker, store, parallelism: 2 });
 }, 120_000);
 
@@ -320,6 +320,15 @@ describe('RuntimeWorker + Solver with real runc', () => {
     }
   }, 120_000);
 
+  test('a release the cache store calls off at the last moment (the snapshot was recorded again) keeps the snapshot', async () => {
+    await snapshotter.prepare('keep-me-active', undefined);
+    await snapshotter.commit('keep-me', 'keep-me-active');
+    await expect(worker.releaseSnapshot('keep-me', { stillUnused: () => false })).rejects.toMatchObject({ code: 'SNAPSHOT_STATE' });
+    expect((await snapshotter.stat('keep-me')).kind).toBe('committed');
+    await worker.releaseSnapshot('keep-me', { stillUnused: () => true });
+    await expect(snapshotter.stat('keep-me')).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
+  });
+
   test('du lists the cache mount; prune --all releases every snapshot and the cache mount directory', async () => {
     const du = solver.du();
     const mountsDu = du.filter((u) => u.kind === 'exec.cachemount');
@@ -329,9 +338,17 @@ describe('RuntimeWorker + Solver with real runc', () => {
     // Results still held by a caller are in use and survive a prune.
     // A pruned parent of a snapshot still held stays on disk until its child goes: pending
     // removal (listed by du, not reported as removed), and removed by the next prune.
+    // A cache mount a running build uses (another process's marker) is not deleted under it: it
+    // stays on disk, pending removal.
+    const marker = join(root, 'solver', 'cachemounts', 'it-cache.users', `${process.ppid}-busy`);
+    await mkdir(dirname(marker), { recursive: true });
+    await writeFile(marker, '');
     const removed = await solver.prune({ all: true });
     const pending = solver.du().filter((u) => u.pendingRemoval === true);
     expect(removed.length + pending.length).toBe(du.filter((u) => !u.inUse).length);
+    expect(pending.map((u) => u.snapshot)).toContain('cachemount:it-cache');
+    expect(await readFile(join(root, 'solver', 'cachemounts', 'it-cache', 'stamp'), 'utf8')).not.toBe('');
+    await rm(marker);
     for (const r of held.splice(0)) r.release();
     await solver.prune({ all: true });
     expect(solver.du()).toEqual([]);
