@@ -353,10 +353,11 @@ export class Scheduler {
   async #exec(st: VertexState, job: Job, opts: BuildOptions): Promise<readonly WorkerRef[]> {
     const v = st.vertex;
     const op = this.#op(st, job);
-    // Announced before the inputs are awaited: in a chain of RUNs the next container's runtime
-    // starts while the current one runs.
-    const unprepare = op.prepare?.();
+    let unprepare: (() => void) | undefined;
     try {
+      // Announced before the inputs are awaited: in a chain of RUNs the next container's runtime
+      // starts while the current one runs. A failure here is this vertex's, like the run's.
+      unprepare = op.prepare?.();
       const inputs = await Promise.all(v.inputs.map(async (e) => (await this.#result(this.#state(e.vertex, job, opts), e.index, job, opts)).ref));
       const release = await this.#sems[op.resourceClass ?? 'cpu'].acquire(st.controller.signal);
       let refs: readonly WorkerRef[];
