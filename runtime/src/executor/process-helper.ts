@@ -193,6 +193,9 @@ class ProcessHelper {
     const pid = new Promise<number>((resolve, reject) => (pidRes = { resolve, reject }));
     const exit = new Promise<{ code: number | null; signal: number | null }>((resolve, reject) => (exitRes = { resolve, reject }));
     pid.catch(() => undefined);
+    // Callers that saw `pid` reject (a missing program) drop the process: its exit, rejected
+    // alike, must not become an unhandled rejection (it ended kiln on a missing runc).
+    exit.catch(() => undefined);
     const proc = { done: false, held: false };
     const r: Running = { stdout: new PassThrough(), stderr: new PassThrough(), pid: pidRes, exit: exitRes, proc };
     this.#running.set(tag, r);

@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -94,6 +94,25 @@ async function until(what: string, check: () => Promise<boolean> | boolean, ms =
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+describe('pre-started runc when runc is missing', () => {
+  test('an announced run and a run with runc missing: the run rejects PREREQUISITE_MISSING and kiln lives on (no unhandled rejection of the failed spawn)', async () => {
+    const rootfs = join(dir, 'rootfs');
+    await mkdir(rootfs, { recursive: true });
+    const c = kiln(
+      `const prep = e.prepare();
+       await new Promise((r) => setTimeout(r, 300));
+       const req = { rootfs: [{ type: 'bind', source: ${JSON.stringify(rootfs)}, options: ['rbind', 'ro'] }], process: { args: ['true'], env: [] }, prepared: prep };
+       await e.run(req).catch((err) => console.log(err.code));
+       await new Promise((r) => setTimeout(r, 300));
+       console.log('alive');`,
+      join(dir, 'no-such-runc'),
+    );
+    const o = output(c);
+    expect(await o.exit, o.out()).toBe(0);
+    expect(o.out()).toBe('PREREQUISITE_MISSING\nalive\n');
+  });
+});
 
 describe('pre-started runc when the process helper or kiln goes away', () => {
   test('Ctrl-C (SIGINT to the process group: the helper dies with it) while runc processes wait: kiln cancels cleanly instead of crashing on an unhandled rejection', async () => {
