@@ -163,9 +163,21 @@ export class RuncExecutor implements Executor {
       for (const name of await readdir(dir).catch(() => [] as string[])) ids.add(name);
     }
     let cleaned = 0;
+    let waiting: Map<string, number> | undefined;
     for (const id of ids) {
       const pid = Number(/^kiln-(\d+)-[0-9a-f]+$/.exec(id)?.[1] ?? NaN);
       if (Number.isNaN(pid) || processAlive(pid)) continue;
+      // A runc started ahead whose kiln and helper were both killed may still wait to open its
+      // config FIFO (nobody will ever write it): found by its command line.
+      waiting ??= await runcProcessesByBundle(this.#bundles);
+      const stuck = waiting.get(join(this.#bundles, id));
+      if (stuck !== undefined) {
+        try {
+          process.kill(stuck, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
       await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
       const secrets = join(this.#bundles, id, 'secrets');
       await unmount(secrets).catch(() => undefined);
@@ -477,6 +489,19 @@ export class RuncExecutor implements Executor {
       kill: () => child.kill('SIGKILL'),
     };
   }
+}
+
+/** Pids of `runc … run --bundle <dir>` processes with a bundle under `bundles`, by bundle dir. */
+async function runcProcessesByBundle(bundles: string): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const argv = (await readFile(`/proc/${name}/cmdline`, 'latin1').catch(() => '')).split('\0');
+    const i = argv.indexOf('--bundle');
+    const bundle = i >= 0 ? argv[i + 1] : undefined;
+    if (bundle !== undefined && argv.includes('run') && bundle.startsWith(`${bundles}/`)) found.set(bundle, Number(name));
+  }
+  return found;
 }
 
 async function runcError(log: string): Promise<string | undefined> {

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { chmod, lstat, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,14 @@ async function until(what: string, check: () => Promise<boolean> | boolean, ms =
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function readFileSyncSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
   }
 }
 
@@ -137,6 +145,19 @@ describe('runc started ahead for announced runs', () => {
     expect(await run(['sh', '-c', 'echo plain'])).toEqual({ exitCode: 0, stdout: 'plain\n' });
     await new Promise((r) => setTimeout(r, 200));
     expect((await invocations()).length).toBe(before + 1);
+  });
+
+  test('recover() kills a runc of a dead kiln process still waiting to open its config FIFO (kiln and its helper both killed) and removes its bundle', async () => {
+    const dead = spawnSync('true').pid ?? 999_999;
+    const id = `kiln-${dead}-0badf1f0`;
+    const bundle = join(executor.runtimeDir, 'bundles', id);
+    execFileSync('mkdir', ['-p', bundle]);
+    execFileSync('mkfifo', [join(bundle, 'config.json')]);
+    const stuck = spawn(wrapper, ['--root', join(executor.runtimeDir, 'runc'), 'run', '--bundle', bundle, id], { stdio: 'ignore', detached: true });
+    await until('runc to wait on the FIFO', () => runcAlive(id) && readFileSyncSafe(`/proc/${stuck.pid}/wchan`) === 'wait_for_partner');
+    expect(await new RuncExecutor({ root, runc: wrapper }).recover()).toBe(1);
+    await until('the stuck runc to die', () => !runcAlive(id));
+    expect((await readdir(join(executor.runtimeDir, 'bundles'))).includes(id)).toBe(false);
   });
 
   test('a kiln process that exits with a runc waiting takes it along (the process helper kills it); recover() removes its bundle', async () => {
