@@ -63,6 +63,10 @@ export function goJsonString(s: string): string {
   return out + s.slice(last) + '"';
 }
 
+/** Any character outside ASCII. */
+const NON_ASCII = /[^\u0000-\u007f]/;
+const HEX = '0123456789abcdef';
+
 /** `"key":` of each field name, encoded once (field names are ASCII constants). */
 const KEYS = new Map<string, Uint8Array>();
 
@@ -113,8 +117,38 @@ class JsonWriter {
 
   /** Writes `s` as a Go JSON string. */
   quoted(s: string): this {
-    if (NEEDS_ESCAPE.test(s)) return this.raw(goJsonString(s));
-    return this.byte(0x22).raw(s).byte(0x22);
+    if (!NEEDS_ESCAPE.test(s)) return this.byte(0x22).raw(s).byte(0x22);
+    if (NON_ASCII.test(s)) return this.raw(goJsonString(s));
+    // ASCII with something to escape (a shell command's quotes, `>` and `&&`): the bytes go
+    // straight into the buffer rather than through goJsonString's pieces of string
+    this.ensure(s.length * 6 + 2);
+    const buf = this.buf;
+    let pos = this.pos;
+    buf[pos++] = 0x22;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x20 && c !== 0x22 && c !== 0x5c && c !== 0x3c && c !== 0x3e && c !== 0x26) {
+        buf[pos++] = c;
+        continue;
+      }
+      buf[pos++] = 0x5c;
+      if (c === 0x22 || c === 0x5c) buf[pos++] = c;
+      else if (c === 0x0a) buf[pos++] = 0x6e;
+      else if (c === 0x0d) buf[pos++] = 0x72;
+      else if (c === 0x09) buf[pos++] = 0x74;
+      else {
+        // \u00XX with lower-case hex, as Go
+        buf[pos++] = 0x75;
+        buf[pos++] = 0x30;
+        buf[pos++] = 0x30;
+        buf[pos++] = HEX.charCodeAt(c >> 4);
+        buf[pos++] = HEX.charCodeAt(c & 15);
+      }
+    }
+    buf[pos++] = 0x22;
+    this.length += pos - this.pos;
+    this.pos = pos;
+    return this;
   }
 
   /** Starts an object. */
