@@ -476,6 +476,8 @@ export class RuncExecutor implements Executor {
     if (!held) {
       child.unref();
       for (const p of pipes) p.unref();
+      // Awaited only once it is delivered or discarded (as with the helper above).
+      exit.catch(() => undefined);
     }
     return {
       stdout: child.stdout,
