@@ -82,10 +82,14 @@ export function emptyMeta(): MetaBuilder {
   return { ignoreCache: false, description: undefined, exportCache: undefined, caps: undefined, progressGroup: undefined };
 }
 
+/**
+ * A copy of `m` whose caps may be added to. The description map is shared: a description is
+ * complete once built ({@link constraintsFrom}), and {@link mergeMetadata} copies before adding.
+ */
 export function cloneMeta(m: MetaBuilder): MetaBuilder {
   return {
     ignoreCache: m.ignoreCache,
-    description: m.description ? new Map(m.description) : undefined,
+    description: m.description,
     exportCache: m.exportCache,
     caps: m.caps ? new Set(m.caps) : undefined,
     progressGroup: m.progressGroup,
@@ -130,8 +134,10 @@ export function mergeMetadata(m1: MetaBuilder, m2: MetaBuilder): MetaBuilder {
   const out = cloneMeta(m1);
   if (m2.ignoreCache) out.ignoreCache = true;
   if (m2.description && m2.description.size > 0) {
-    out.description ??= new Map();
-    for (const [k, v] of m2.description) out.description.set(k, v);
+    // m1's map is shared (cloneMeta), so the merge writes into a copy
+    const description = new Map(out.description);
+    for (const [k, v] of m2.description) description.set(k, v);
+    out.description = description;
   }
   if (m2.exportCache) out.exportCache = m2.exportCache;
   if (m2.caps) {
@@ -142,11 +148,14 @@ export function mergeMetadata(m1: MetaBuilder, m2: MetaBuilder): MetaBuilder {
   return out;
 }
 
-/** Converts builder metadata to the wire model. */
+/**
+ * Converts builder metadata to the wire model. The description map is shared, not copied:
+ * marshal hands over builders nobody changes afterwards (merges copy their first argument).
+ */
 export function metaToPb(m: MetaBuilder): OpMetadata {
   const out: { -readonly [K in keyof OpMetadata]: OpMetadata[K] } = {};
   if (m.ignoreCache) out.ignoreCache = true;
-  if (m.description) out.description = new Map(m.description);
+  if (m.description) out.description = m.description;
   if (m.exportCache) out.exportCache = m.exportCache.value ? { value: true } : {};
   if (m.caps) {
     const caps = new Map<string, boolean>();
