@@ -354,6 +354,11 @@ function dispatch(cmd: string, rest: string, off: number, lm: LineMap, d: Direct
   }
 }
 
+/** Neither a space nor a quote nor the backslash: a flag word's character taken as is. */
+function isPlainFlagChar(ch: string): boolean {
+  return ch !== "'" && ch !== '"' && ch !== '\\' && !isGoSpace(ch);
+}
+
 /** BuildKit's extractBuilderFlags: leading `--x` words. Returns [rest, restOffset, flags]. */
 function extractBuilderFlags(line: string): [string, number, OffWord[]] {
   const words: OffWord[] = [];
@@ -390,13 +395,17 @@ function extractBuilderFlags(line: string): [string, number, OffWord[]] {
         phase = 'quote';
         continue;
       }
-      let c = ch;
-      if (c === '\\') {
+      if (ch === '\\') {
         if (pos + 1 === line.length) continue;
         pos++;
-        c = line[pos] ?? '';
+        word += line[pos] ?? '';
+        continue;
       }
-      word += c;
+      // a run of plain characters joins the word as one slice, not one string per character
+      let end = pos + 1;
+      while (end < line.length && isPlainFlagChar(line[end] as string)) end++;
+      word += line.slice(pos, end);
+      pos = end - 1;
       continue;
     }
     // in quote
