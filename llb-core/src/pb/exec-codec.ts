@@ -91,8 +91,10 @@ function decMeta(r: Reader, end: number): Meta {
 }
 
 function encMeta(w: PbWriter, m: Meta): void {
-  if (m.args) for (const a of m.args) w.string(1, a);
-  if (m.env) for (const e of m.env) w.string(2, e);
+  // Indexed loops on the per-op paths: until the optimizer runs (in a short-lived `kiln llb`
+  // it mostly doesn't), for..of allocates an iterator and a result object per element.
+  if (m.args) for (let i = 0; i < m.args.length; i++) w.string(1, m.args[i] as string);
+  if (m.env) for (let i = 0; i < m.env.length; i++) w.string(2, m.env[i] as string);
   if (m.cwd) w.string(3, m.cwd);
   if (m.user) w.string(4, m.user);
   if (m.proxyEnv) {
@@ -287,9 +289,9 @@ export function encExec(w: PbWriter, e: ExecOp): void {
     w.end(k);
   }
   if (e.mounts) {
-    for (const m of e.mounts) {
+    for (let i = 0; i < e.mounts.length; i++) {
       const k = w.begin(2);
-      encMount(w, m);
+      encMount(w, e.mounts[i] as Mount);
       w.end(k);
     }
   }

@@ -6,7 +6,7 @@
  */
 import { LlbError } from '../errors.js';
 import { unsafeDigest } from '../digest.js';
-import type { BuildInput, BuildOp, DiffOp, ExecOp, FileOp, Input, MergeOp, Op, PbPlatform, SourceOp, WorkerConstraints } from '../op.js';
+import type { BuildInput, BuildOp, DiffOp, ExecOp, FileOp, FileOpAction, Input, MergeOp, Op, PbPlatform, SourceOp, WorkerConstraints } from '../op.js';
 import { PbWriter, sortedKeys } from './writer.js';
 import { decExec, encExec } from './exec-codec.js';
 import { decFile, encFileAction } from './file-codec.js';
@@ -225,7 +225,9 @@ export function decodeOpFrom(r: Reader, end: number): Op {
 
 /** Encodes `op` into `w` (no length prefix). */
 export function encodeOpTo(w: PbWriter, op: Op): void {
-  for (const inp of op.inputs) {
+  // indexed loops: see encMeta
+  for (let i = 0; i < op.inputs.length; i++) {
+    const inp = op.inputs[i] as Input;
     const k = w.begin(1);
     if (inp.digest) w.string(1, inp.digest);
     if (inp.index) w.int(2, inp.index);
@@ -247,9 +249,9 @@ export function encodeOpTo(w: PbWriter, op: Op): void {
     case 'file': {
       const k = w.begin(4);
       if (op.file.actions) {
-        for (const a of op.file.actions) {
+        for (let i = 0; i < op.file.actions.length; i++) {
           const k2 = w.begin(2);
-          encFileAction(w, a);
+          encFileAction(w, op.file.actions[i] as FileOpAction);
           w.end(k2);
         }
       }

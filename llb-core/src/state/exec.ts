@@ -232,7 +232,11 @@ export class ExecVertex extends Vertex {
 
   inputs(): readonly Vertex[] {
     const out: Vertex[] = [];
-    for (const m of this.mounts) if (m.source && !out.includes(m.source.vertex)) out.push(m.source.vertex);
+    // indexed loops here and in marshal: see encMeta in pb/exec-codec.ts
+    for (let i = 0; i < this.mounts.length; i++) {
+      const m = this.mounts[i] as MountEntry;
+      if (m.source && !out.includes(m.source.vertex)) out.push(m.source.vertex);
+    }
     return out;
   }
 
@@ -280,7 +284,8 @@ export class ExecVertex extends Vertex {
       addCap(c, Caps.execMetaProxy);
     }
     addCap(c, Caps.execMetaBase);
-    for (const m of this.mounts) {
+    for (let i = 0; i < this.mounts.length; i++) {
+      const m = this.mounts[i] as MountEntry;
       if (m.selector) addCap(c, Caps.execMountSelector);
       if (m.cacheId) {
         addCap(c, Caps.execMountCache);
@@ -303,7 +308,8 @@ export class ExecVertex extends Vertex {
     const inputVertices: Vertex[] = [];
     const mounts: Mount[] = [];
     let outIndex = 0;
-    for (const m of this.mounts) {
+    for (let i = 0; i < this.mounts.length; i++) {
+      const m = this.mounts[i] as MountEntry;
       let inputIndex = inputs.length;
       if (m.source) {
         if (m.tmpfs) throw new LlbError('LLB_INVALID_STATE', 'tmpfs mounts must use scratch');

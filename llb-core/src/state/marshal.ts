@@ -104,15 +104,16 @@ export function marshalState(st: State, opts: MarshalOptions): Definition {
   const caps = new Set<string>(tmeta.caps ?? []);
   caps.add(Caps.constraints);
   caps.add(Caps.platform);
-  for (const m of metadata.values()) {
+  // forEach rather than for..of over the maps: no iterator result per entry (see encMeta in pb/exec-codec.ts)
+  metadata.forEach((m) => {
     if (m.ignoreCache) caps.add(Caps.metaIgnoreCache);
     if (m.description !== undefined) caps.add(Caps.metaDescription);
     if (m.exportCache !== undefined) caps.add(Caps.metaExportCache);
-  }
+  });
   metadata.set(tdigest, { ...tmeta, caps });
 
   const out = new Map<Digest, OpMetadata>();
-  for (const [d, m] of metadata) out.set(d, metaToPb(m));
+  metadata.forEach((m, d) => out.set(d, metaToPb(m)));
   const infos: SourceInfo[] = maps.map((sm) => {
     const def2 = sm.options.definition ?? (sm.options.state ? marshalState(sm.options.state, opts) : undefined);
     return {
