@@ -271,6 +271,7 @@ export function parse(text: string, options: ParseOptions = {}): ParseResult {
 interface MutableNode extends Node {
   heredocs: Heredoc[];
   location: Range;
+  next?: Node;
 }
 
 interface OffWord {
@@ -289,34 +290,44 @@ function newNodeFromLine(line: string, base: number, lm: LineMap, d: Directives,
   const off0 = base + start;
   const m = WS_RE.exec(trimmed);
   const cmd = m === null ? trimmed : trimmed.slice(0, m.index);
-  let flags: OffWord[] = [];
+  let flags: readonly OffWord[] = [];
+  let flagsOff = 0;
   let rest = '';
   let restOff = off0 + trimmed.length;
   if (m !== null) {
     const after = m.index + m[0].length;
     const [remaining, remainingOff, fl] = extractBuilderFlags(trimmed.slice(after));
-    flags = fl.map((f) => ({ value: f.value, off: off0 + after + f.off }));
+    flags = fl;
+    flagsOff = off0 + after;
     const t = goTrimSpace(remaining);
     rest = t.text;
     restOff = off0 + after + remainingOff + t.start;
   }
   const value = cmd.toLowerCase();
   const r = dispatch(value, rest, restOff, lm, d);
-  const pos = (w: OffWord): Word => ({ value: w.value, position: lm.at(w.off) });
-  const startPos = lm.at(off0);
   const node: MutableNode = {
     value,
     keyword: cmd,
     original: line,
-    flags: flags.map(pos),
-    args: r.args.map(pos),
+    flags: positioned(flags, flagsOff, lm),
+    args: positioned(r.args, 0, lm),
     json: r.json,
     heredocs: [],
     prevComment: comments,
-    location: { start: startPos, end: lm.at(Math.max(off0, base + line.length - 1)) },
-    ...(r.next !== undefined ? { next: r.next } : {}),
+    location: { start: lm.at(off0), end: lm.at(Math.max(off0, base + line.length - 1)) },
   };
+  if (r.next !== undefined) node.next = r.next;
   return node;
+}
+
+/** The words with their positions (offsets relative to `base`); a loop, not two maps and a closure per node. */
+function positioned(words: readonly OffWord[], base: number, lm: LineMap): Word[] {
+  const out: Word[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i] as OffWord;
+    out.push({ value: w.value, position: lm.at(base + w.off) });
+  }
+  return out;
 }
 
 function dispatch(cmd: string, rest: string, off: number, lm: LineMap, d: Directives): ArgsResult {
