@@ -119,10 +119,27 @@ class JsonWriter {
 
   /** Writes JSON text as is. */
   raw(s: string): this {
+    const n = s.length;
     // a UTF-16 code unit is at most 3 bytes of UTF-8
-    this.ensure(s.length * 3);
+    this.ensure(n * 3);
+    if (n <= 24) {
+      // short strings (most values): a JS loop beats the native call; non-ASCII goes to it
+      const buf = this.buf;
+      const start = this.pos;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[start + i] = c;
+      }
+      if (i === n) {
+        this.pos = start + n;
+        this.length += n;
+        return this;
+      }
+    }
     this.pos += this.buf.write(s, this.pos);
-    this.length += s.length;
+    this.length += n;
     return this;
   }
 
