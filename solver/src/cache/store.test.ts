@@ -256,12 +256,18 @@ describe('a release in flight vs a build recording or leasing the same snapshot'
   };
   const rec = (snapshot: string): { id: string; snapshot: string; size: number; description: string } => ({ id: `r-${snapshot}-${Math.random()}`, snapshot, size: 7, description: 'FROM img' });
 
-  test('recorded again while its removal runs: the removal asks stillUnused() and keeps it', async () => {
-    const fake = fakeSnapshotter(['layer-x'], true);
+  /** A store with `layer-x` recorded under k1 and a prune --all of it stopped inside its removal. */
+  const pruneInFlight = async (asks: boolean): Promise<{ fake: ReturnType<typeof fakeSnapshotter>; store: CacheStore; pruned: ReturnType<CacheStore['prune']> }> => {
+    const fake = fakeSnapshotter(['layer-x'], asks);
     const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
     store.save('k1', [], rec('layer-x'));
     const pruned = store.prune({ all: true });
     await fake.entered;
+    return { fake, store, pruned };
+  };
+
+  test('recorded again while its removal runs: the removal asks stillUnused() and keeps it', async () => {
+    const { fake, store, pruned } = await pruneInFlight(true);
     // A build of another key unpacks the same image meanwhile and records its layer.
     store.save('k2', [], rec('layer-x'));
     fake.open();
@@ -274,11 +280,7 @@ describe('a release in flight vs a build recording or leasing the same snapshot'
   });
 
   test('a removal that does not ask: records saved meanwhile go with it and the id stays pending for the next prune', async () => {
-    const fake = fakeSnapshotter(['layer-x'], false);
-    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
-    store.save('k1', [], rec('layer-x'));
-    const pruned = store.prune({ all: true });
-    await fake.entered;
+    const { fake, store, pruned } = await pruneInFlight(false);
     store.save('k2', [], rec('layer-x'));
     fake.open();
     expect((await pruned).map((u) => u.snapshot)).toEqual(['layer-x']);
@@ -295,11 +297,7 @@ describe('a release in flight vs a build recording or leasing the same snapshot'
   });
 
   test('leased while its removal runs: kept, still pending, removed by the prune after the lease ends', async () => {
-    const fake = fakeSnapshotter(['layer-x'], true);
-    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (s, ctx) => fake.hook(s, ctx) });
-    store.save('k1', [], rec('layer-x'));
-    const pruned = store.prune({ all: true });
-    await fake.entered;
+    const { fake, store, pruned } = await pruneInFlight(true);
     const release = store.lease('layer-x');
     fake.open();
     expect(await pruned).toEqual([]);
