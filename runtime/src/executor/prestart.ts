@@ -64,8 +64,8 @@ export interface PrestartedRunc extends RunDirs {
  * {@link MAX_WAITING}, never more than runs announced and not yet taken, so a build that ends
  * leaves none behind. Taken ones are replaced when a container exits ({@link RuncPrestarter.refill}),
  * not when it starts: runc is CPU-bound, and on two cores a runc starting next to a container that
- * is being created gains nothing (measured: 2 ms a step), while one starting during kiln's work
- * between two steps of a chain gains ~10 ms a step. Off when the process helper is unavailable.
+ * is being created slows that one down (spares started there saved 2 ms a step of a chain; started
+ * at exits, about 5 % of the chain's time in process). Off when the process helper is unavailable.
  */
 export class RuncPrestarter {
   readonly #opts: PrestartOptions;
