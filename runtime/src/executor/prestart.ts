@@ -1,4 +1,4 @@
-import { closeSync, constants, mkdirSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ExecPreparation } from '../api/executor.js';
@@ -57,6 +57,11 @@ export interface PrestartedRunc extends RunDirs {
   deliver(config: string): Promise<Started | undefined>;
   /** Gives it up: it reads {@link DISCARD} and exits; the bundle goes once it has. */
   discard(): void;
+  /**
+   * After a delivered runc exited, in the same turn of the event loop: whether bytes of the
+   * config are still in the FIFO, i.e. runc died before it read it and created nothing.
+   */
+  configUnread(): boolean;
 }
 
 /**
@@ -149,12 +154,18 @@ export class RuncPrestarter {
 
 function waiting(run: RunDirs, fd: number, startedP: Promise<Started | undefined>): PrestartedRunc {
   let fed = false;
+  let open = true;
+  const close = (): void => {
+    if (open) closeSync(fd);
+    open = false;
+  };
   // Closed only once runc has exited: a FIFO drops unread bytes when its last fd closes, and a
-  // runc that has not opened it yet would then wait forever.
+  // runc that has not opened it yet would then wait forever. A turn of the event loop later, so
+  // that the run can still look for an unread config (configUnread) when it sees the exit.
   const closeAfter = (s: Started | undefined): Promise<void> =>
     (s?.exit ?? Promise.resolve()).then(
-      () => closeSync(fd),
-      () => closeSync(fd),
+      () => new Promise<void>((r) => setImmediate(() => r(close()))),
+      () => new Promise<void>((r) => setImmediate(() => r(close()))),
     );
   return {
     ...run,
@@ -190,6 +201,14 @@ function waiting(run: RunDirs, fd: number, startedP: Promise<Started | undefined
         }
       }
       return undefined;
+    },
+    configUnread(): boolean {
+      if (!open) return false;
+      try {
+        return readSync(fd, Buffer.alloc(1), 0, 1, null) > 0;
+      } catch {
+        return false; // EAGAIN: empty, runc read it all
+      }
     },
   };
 }

@@ -351,7 +351,11 @@ export class RuncExecutor implements Executor {
     }
   }
 
-  /** Runs the container of `config` with the pre-started runc `pre` when it takes it, else a new runc. */
+  /**
+   * Runs the container of `config` with the pre-started runc `pre` when it takes it, else a new
+   * runc. A pre-started runc that died before it read its config (killed from outside, crashed at
+   * start) never created the container: the run starts a new runc instead of reporting that exit.
+   */
   async #runc_run(
     run: RunDirs,
     config: string,
@@ -363,6 +367,7 @@ export class RuncExecutor implements Executor {
     this.#ensureState();
     const log = join(bundle, 'runc.log');
     let child = await pre?.deliver(config);
+    const delivered = child === undefined ? undefined : pre;
     if (child === undefined) {
       // The spec holds the process environment (secrets exposed with env=): root-only.
       writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
@@ -371,20 +376,29 @@ export class RuncExecutor implements Executor {
     const emit = onOutput ?? ((): void => undefined);
     const streams = Promise.all([splitLines(child.stdout, 'stdout', emit), splitLines(child.stderr, 'stderr', emit)]);
     let cancelled = false;
+    const started = child;
     const onAbort = (): void => {
       cancelled = true;
-      void this.#kill(id, child);
+      void this.#kill(id, started);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted === true) onAbort();
     try {
       const code = await child.exit;
+      // Asked right away: the FIFO closes once this turn of the event loop is over.
+      const unread = delivered?.configUnread() === true;
       // Kiln's work between this step and the next overlaps the next runc's start-up.
       this.#prestart.refill();
       await streams;
       if (cancelled) {
         await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
         throw new WorkerError('CANCELLED', 'process cancelled', { cause: signal?.reason });
+      }
+      if (unread) {
+        rmSync(join(bundle, 'config.json'), { force: true });
+        rmSync(log, { force: true });
+        signal?.removeEventListener('abort', onAbort);
+        return await this.#runc_run(run, config, undefined, onOutput, signal);
       }
       if (code !== 0) {
         const err = await runcError(log);

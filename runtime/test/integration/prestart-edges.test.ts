@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, readlinkSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,12 +26,10 @@ const children: ChildProcess[] = [];
 beforeAll(async () => {
   const real = execFileSync('sh', ['-c', 'command -v runc || true'], { encoding: 'utf8' }).trim();
   if (real === '') throw new Error('runc is required for these tests: apt-get install runc');
-  // The children run the compiled runtime: it must be built from the sources under test.
-  for (const f of ['prestart', 'process-helper', 'runc']) {
-    const src = statSync(join(RUNTIME, 'src/executor', `${f}.ts`)).mtimeMs;
-    const out = statSync(join(DIST, 'executor', `${f}.js`), { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    if (out < src) throw new Error(`runtime/dist/executor/${f}.js is older than its source: run \`npx tsc -b\` first`);
-  }
+  // The children run the compiled runtime: built from the sources under test (incremental; one
+  // build at a time across test workers, as the CLI tests' compileCli).
+  const tsc = `"${process.execPath}" node_modules/typescript/bin/tsc -b runtime`;
+  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', 'sh', '-c', tsc], { cwd: join(RUNTIME, '..'), stdio: 'inherit' });
   dir = await mkdtemp(join(tmpdir(), 'kiln-prestart-edges-'));
   root = join(dir, 'root');
   log = join(dir, 'runc.log');

@@ -27,6 +27,10 @@ let counter = 0;
 beforeAll(async () => {
   const real = execFileSync('sh', ['-c', 'command -v runc'], { encoding: 'utf8' }).trim();
   if (real === '') throw new Error('runc is required for these tests: apt-get install runc');
+  // One case runs a kiln process from the compiled runtime: built from the sources under test
+  // (incremental; one build at a time across test workers).
+  const tsc = `"${process.execPath}" node_modules/typescript/bin/tsc -b runtime`;
+  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', 'sh', '-c', tsc], { cwd: new URL('../../../', import.meta.url).pathname, stdio: 'inherit' });
   dir = await mkdtemp(join(tmpdir(), 'kiln-prestart-'));
   root = join(dir, 'root');
   log = join(dir, 'runc.log');
@@ -73,11 +77,11 @@ function runcAlive(id: string): boolean {
   return spawnSync('pgrep', ['-f', `run --bundle .*${id}$`]).status === 0;
 }
 
-async function run(args: string[], prepared?: ExecPreparation, env: string[] = []): Promise<{ exitCode: number; stdout: string }> {
+async function run(args: string[], prepared?: ExecPreparation, env: string[] = [], on: RuncExecutor = executor): Promise<{ exitCode: number; stdout: string }> {
   const snapshot = `s${++counter}`;
   await snapshotter.prepare(snapshot, 'busybox');
   const lines: OutputLine[] = [];
-  const result = await executor.run({
+  const result = await on.run({
     rootfs: await snapshotter.mounts(snapshot),
     process: { args, env },
     onOutput: (l) => lines.push(l),
@@ -145,6 +149,24 @@ describe('runc started ahead for announced runs', () => {
     expect(await run(['sh', '-c', 'echo plain'])).toEqual({ exitCode: 0, stdout: 'plain\n' });
     await new Promise((r) => setTimeout(r, 200));
     expect((await invocations()).length).toBe(before + 1);
+  });
+
+  test('a pre-started runc killed before it read its config (the config still in the FIFO): the run starts another runc instead of reporting exit 137', async () => {
+    // runc starts a second after its wrapper: the config is written while nobody reads it yet.
+    const slow = join(dir, 'runc-slow');
+    await writeFile(slow, `#!/bin/sh\necho "$(date +%s%3N) $*" >> ${log}\nsleep 1\nexec ${execFileSync('sh', ['-c', 'command -v runc'], { encoding: 'utf8' }).trim()} "$@"\n`);
+    await chmod(slow, 0o755);
+    const slowExecutor = new RuncExecutor({ root, runc: slow });
+    const before = (await invocations()).length;
+    const prep = slowExecutor.prepare();
+    await until('the pre-started runc', async () => (await invocations()).length === before + 1);
+    const id = (await invocations())[before]?.id ?? '';
+    const pending = run(['sh', '-c', 'echo ok'], prep, [], slowExecutor);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(spawnSync('pkill', ['-KILL', '-f', `run --bundle .*${id}$`]).status).toBe(0);
+    expect(await pending).toEqual({ exitCode: 0, stdout: 'ok\n' });
+    expect((await invocations()).length).toBe(before + 2);
+    expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
   });
 
   test('recover() kills a runc of a dead kiln process still waiting to open its config FIFO (kiln and its helper both killed) and removes its bundle', async () => {
