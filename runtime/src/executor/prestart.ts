@@ -172,12 +172,16 @@ function waiting(run: RunDirs, fd: number, startedP: Promise<Started | undefined
     discard(): void {
       if (fed) return;
       fed = true;
-      void startedP.then(async (s) => {
-        // The pipe is empty (nothing else was written), so these few bytes fit.
-        if (s?.running() === true) writeSync(fd, DISCARD);
-        await closeAfter(s);
-        rmSync(run.bundle, { recursive: true, force: true });
-      });
+      // Held until runc has read the marker and gone (a few ms when it waits already): a kiln
+      // process ending meanwhile would leave the bundle behind until the next recover().
+      void keepAlive(
+        startedP.then(async (s) => {
+          // The pipe is empty (nothing else was written), so these few bytes fit.
+          if (s?.running() === true) writeSync(fd, DISCARD);
+          await closeAfter(s);
+          rmSync(run.bundle, { recursive: true, force: true });
+        }),
+      );
     },
     async deliver(config: string): Promise<Started | undefined> {
       if (fed) throw new Error('pre-started runc used twice');

@@ -169,6 +169,30 @@ describe('runc started ahead for announced runs', () => {
     expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
   });
 
+  test('a kiln process whose last announced run is withdrawn ends only after its waiting runc is gone, bundle removed (nothing left for recover())', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { readFileSync } from 'node:fs';
+         const { RuncExecutor } = await import(${JSON.stringify(RUNTIME_DIST)});
+         const e = new RuncExecutor({ root: ${JSON.stringify(root)}, runc: ${JSON.stringify(wrapper)} });
+         const prep = e.prepare();
+         while (!readFileSync(${JSON.stringify(log)}, 'utf8').includes('kiln-' + process.pid + '-')) await new Promise((r) => setTimeout(r, 20));
+         await new Promise((r) => setTimeout(r, 300));
+         prep.release();`,
+      ],
+      { stdio: 'ignore' },
+    );
+    const code = await new Promise((r) => child.once('exit', r));
+    expect(code).toBe(0);
+    const ids = (await invocations()).map((i) => i.id).filter((id) => id.startsWith(`kiln-${child.pid}-`));
+    expect(ids).toHaveLength(1);
+    expect(runcAlive(ids[0] ?? '')).toBe(false);
+    expect((await readdir(join(executor.runtimeDir, 'bundles'))).filter((n) => n.startsWith(`kiln-${child.pid}-`))).toEqual([]);
+  });
+
   test('recover() kills a runc of a dead kiln process still waiting to open its config FIFO (kiln and its helper both killed) and removes its bundle', async () => {
     const dead = spawnSync('true').pid ?? 999_999;
     const id = `kiln-${dead}-0badf1f0`;
