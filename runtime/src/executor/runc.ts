@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import type { ExecMount, ExecPreparation, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
@@ -64,6 +64,8 @@ export class RuncExecutor implements Executor {
   #inMemory: boolean | undefined;
   #stateReady = false;
   #resolv: { readonly key: string; readonly text: string } | undefined;
+  /** The runtime dir is the default one, in /dev/shm beside those of other roots. */
+  readonly #sharedRuntimeParent: boolean;
   /** Shared file path by content (see #sharedFile). */
   readonly #shared = new Map<string, string>();
   readonly #prestart: RuncPrestarter;
@@ -72,6 +74,7 @@ export class RuncExecutor implements Executor {
     this.#root = opts.root;
     this.#runc = opts.runc ?? 'runc';
     this.runtimeDir = opts.runtimeDir ?? join('/dev/shm', `kiln-${createHash('sha256').update(opts.root).digest('hex').slice(0, 12)}`);
+    this.#sharedRuntimeParent = opts.runtimeDir === undefined;
     this.#state = join(this.runtimeDir, 'runc');
     this.#bundles = join(this.runtimeDir, 'bundles');
     this.#resolvConf = opts.resolvConf ?? '/etc/resolv.conf';
@@ -94,6 +97,7 @@ export class RuncExecutor implements Executor {
     const { signal } = req;
     throwIfAborted(signal);
     const started = Date.now();
+    this.#ensureState();
     let pre = await this.#prestart.take(req.prepared);
     const { id, bundle } = pre ?? this.#newRun();
     const scratch = join(this.#root, 'executor', id);
@@ -186,6 +190,7 @@ export class RuncExecutor implements Executor {
       rmSync(join(this.#state, id), { recursive: true, force: true });
       cleaned += 1;
     }
+    if (this.#sharedRuntimeParent) await dropOrphanedRuntimeDirs(dirname(this.runtimeDir), this.runtimeDir);
     return cleaned;
   }
 
@@ -347,6 +352,8 @@ export class RuncExecutor implements Executor {
   #ensureState(): void {
     if (!this.#stateReady) {
       mkdirSync(this.#state, { recursive: true, mode: 0o700 });
+      // Whose runtime dir this is: recover() of another root drops it once that root is gone.
+      if (this.#sharedRuntimeParent) writeFileSync(join(this.runtimeDir, ROOT_MARKER), this.#root);
       this.#stateReady = true;
     }
   }
@@ -504,6 +511,28 @@ export class RuncExecutor implements Executor {
       },
       kill: () => child.kill('SIGKILL'),
     };
+  }
+}
+
+/** The file in a default runtime dir that names its kiln root. */
+const ROOT_MARKER = 'root';
+
+/**
+ * Removes the default runtime dirs (`/dev/shm/kiln-<hash>`) of kiln roots that no longer exist
+ * (a deleted temp root, a CI cache): small (shared hosts/resolv.conf files, mount-point
+ * skeletons), but in memory, and nothing else ever removes them. Only dirs that name their root
+ * and have no run of a live process.
+ */
+async function dropOrphanedRuntimeDirs(parent: string, own: string): Promise<void> {
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    if (!/^kiln-[0-9a-f]{12}$/.test(name)) continue;
+    const dir = join(parent, name);
+    if (dir === own) continue;
+    const root = await readFile(join(dir, ROOT_MARKER), 'utf8').catch(() => undefined);
+    if (root === undefined || root === '' || existsSync(root)) continue;
+    const runs = await readdir(join(dir, 'bundles')).catch(() => [] as string[]);
+    if (runs.some((id) => processAlive(Number(/^kiln-(\d+)-/.exec(id)?.[1] ?? NaN)))) continue;
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

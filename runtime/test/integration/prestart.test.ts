@@ -193,6 +193,18 @@ describe('runc started ahead for announced runs', () => {
     expect((await readdir(join(executor.runtimeDir, 'bundles'))).filter((n) => n.startsWith(`kiln-${child.pid}-`))).toEqual([]);
   });
 
+  test('recover() drops the runtime dir (/dev/shm) of a kiln root that no longer exists, and keeps those of roots that do', async () => {
+    const goneRoot = await mkdtemp(join(tmpdir(), 'kiln-gone-root-'));
+    const other = new RuncExecutor({ root: goneRoot, runc: wrapper });
+    other.prepare().release();
+    expect(await readFile(join(other.runtimeDir, 'root'), 'utf8')).toBe(goneRoot);
+    await until('the withdrawn runc to go', async () => (await readdir(join(other.runtimeDir, 'bundles')).catch(() => [])).length === 0);
+    await rm(goneRoot, { recursive: true });
+    await executor.recover();
+    await expect(lstat(other.runtimeDir)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await lstat(executor.runtimeDir)).isDirectory()).toBe(true);
+  });
+
   test('recover() kills a runc of a dead kiln process still waiting to open its config FIFO (kiln and its helper both killed) and removes its bundle', async () => {
     const dead = spawnSync('true').pid ?? 999_999;
     const id = `kiln-${dead}-0badf1f0`;
