@@ -1,4 +1,4 @@
-import { closeSync, constants, mkdirSync, openSync, readSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ExecPreparation } from '../api/executor.js';
@@ -51,8 +51,8 @@ const DISCARD = 'kiln: not needed\n';
 export interface PrestartedRunc extends RunDirs {
   /**
    * Writes `config` to the waiting runc and returns it, held. Undefined when that runc is gone: it
-   * has then exited without creating anything, its FIFO and log are removed, and the caller starts
-   * runc itself with the same id and bundle.
+   * has then exited without creating anything, and the caller starts runc itself with the same id
+   * and bundle (replacing the FIFO `config.json` and any log it left).
    */
   deliver(config: string): Promise<Started | undefined>;
   /** Gives it up: it reads {@link DISCARD} and exits; the bundle goes once it has. */
@@ -197,13 +197,6 @@ function waiting(run: RunDirs, fd: number, startedP: Promise<Started | undefined
       const closed = closeAfter(started);
       if (complete) return started;
       await closed;
-      for (const f of ['config.json', 'runc.log']) {
-        try {
-          unlinkSync(join(run.bundle, f));
-        } catch {
-          // not there
-        }
-      }
       return undefined;
     },
     configUnread(): boolean {

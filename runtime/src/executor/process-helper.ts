@@ -31,6 +31,8 @@ my $in = '';
 my $stdin_open = 1;
 my $backoff = 0;
 my @q;
+# Kiln's side is gone: a process waiting for input from it (a pre-started runc) would wait forever.
+sub kill_waiting { kill 'KILL', grep { $kids{$_}{waiting} } keys %kids; }
 sub flush_out {
   while (@q) {
     my $s = shift @q;
@@ -38,8 +40,8 @@ sub flush_out {
     # Partial writes (a signal during a blocking write): write the rest.
     while (length $s) {
       my $w = syswrite(STDOUT, $s);
-      # Kiln's side is gone (EPIPE): a waiting process would wait for it forever.
-      if (!defined $w) { next if $!{EINTR}; kill 'KILL', grep { $kids{$_}{waiting} } keys %kids; exit 0; }
+      # EPIPE: kiln's side is gone.
+      if (!defined $w) { next if $!{EINTR}; kill_waiting(); exit 0; }
       substr($s, 0, $w) = '';
     }
   }
@@ -89,7 +91,7 @@ while ($stdin_open || %kids) {
   if ($n > 0) {
     if ($stdin_open && vec($rout, 0, 1)) {
       my $r = sysread(STDIN, my $buf, 65536);
-      if (!$r) { $stdin_open = 0; kill 'KILL', grep { $kids{$_}{waiting} } keys %kids; }
+      if (!$r) { $stdin_open = 0; kill_waiting(); }
       else {
         $in .= $buf;
         while ((my $i = index($in, "\n")) >= 0) {

@@ -169,19 +169,13 @@ export class RuncExecutor implements Executor {
     let cleaned = 0;
     let waiting: Map<string, number> | undefined;
     for (const id of ids) {
-      const pid = Number(/^kiln-(\d+)-[0-9a-f]+$/.exec(id)?.[1] ?? NaN);
-      if (Number.isNaN(pid) || processAlive(pid)) continue;
+      const pid = ownerPid(id);
+      if (pid === undefined || processAlive(pid)) continue;
       // A runc started ahead whose kiln and helper were both killed may still wait to open its
       // config FIFO (nobody will ever write it): found by its command line.
       waiting ??= await runcProcessesByBundle(this.#bundles);
       const stuck = waiting.get(join(this.#bundles, id));
-      if (stuck !== undefined) {
-        try {
-          process.kill(stuck, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
+      if (stuck !== undefined) killQuietly(stuck);
       await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
       const secrets = join(this.#bundles, id, 'secrets');
       await unmount(secrets).catch(() => undefined);
@@ -369,13 +363,18 @@ export class RuncExecutor implements Executor {
     pre: PrestartedRunc | undefined,
     onOutput: ((l: OutputLine) => void) | undefined,
     signal: AbortSignal | undefined,
+    afterPrestart = pre !== undefined,
   ): Promise<number> {
     const { id, bundle } = run;
-    this.#ensureState();
     const log = join(bundle, 'runc.log');
     let child = await pre?.deliver(config);
     const delivered = child === undefined ? undefined : pre;
     if (child === undefined) {
+      // A pre-started runc that gave up left its FIFO (writing to it would block) and maybe a log.
+      if (afterPrestart) {
+        rmSync(join(bundle, 'config.json'), { force: true });
+        rmSync(log, { force: true });
+      }
       // The spec holds the process environment (secrets exposed with env=): root-only.
       writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
       child = await this.#start(this.#runArgs(run));
@@ -402,10 +401,8 @@ export class RuncExecutor implements Executor {
         throw new WorkerError('CANCELLED', 'process cancelled', { cause: signal?.reason });
       }
       if (unread) {
-        rmSync(join(bundle, 'config.json'), { force: true });
-        rmSync(log, { force: true });
         signal?.removeEventListener('abort', onAbort);
-        return await this.#runc_run(run, config, undefined, onOutput, signal);
+        return await this.#runc_run(run, config, undefined, onOutput, signal, true);
       }
       if (code !== 0) {
         const err = await runcError(log);
@@ -451,13 +448,7 @@ export class RuncExecutor implements Executor {
             // The helper died (killed alone) with this runc waiting for its config: the helper
             // cannot kill it any more, and it may not have opened its FIFO yet (then closing it
             // would not end it either).
-            if (waiting && (e as { code?: unknown }).code === 'EHELPER') {
-              try {
-                process.kill(pid, 'SIGKILL');
-              } catch {
-                // gone already
-              }
-            }
+            if (waiting && (e as { code?: unknown }).code === 'EHELPER') killQuietly(pid);
             throw (e as { code?: unknown }).code === 'ENOENT' ? missing() : e;
           },
         );
@@ -475,11 +466,7 @@ export class RuncExecutor implements Executor {
           },
           // Not reaped while not done (the helper reaps, then reports): the pid is still runc's.
           kill: () => {
-            try {
-              if (!hp.done) process.kill(pid, 'SIGKILL');
-            } catch {
-              // gone meanwhile
-            }
+            if (!hp.done) killQuietly(pid);
           },
         };
       } catch (e) {
@@ -514,6 +501,25 @@ export class RuncExecutor implements Executor {
   }
 }
 
+/** The pid in a run's id (`kiln-<pid>-<hex>`, see #newRun): whose run it is. */
+function ownerPid(id: string): number | undefined {
+  const m = /^kiln-(\d+)-[0-9a-f]+$/.exec(id);
+  return m === null ? undefined : Number(m[1]);
+}
+
+function runOfLiveProcess(id: string): boolean {
+  const pid = ownerPid(id);
+  return pid !== undefined && processAlive(pid);
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
 /** The file in a default runtime dir that names its kiln root. */
 const ROOT_MARKER = 'root';
 
@@ -531,7 +537,7 @@ async function dropOrphanedRuntimeDirs(parent: string, own: string): Promise<voi
     const root = await readFile(join(dir, ROOT_MARKER), 'utf8').catch(() => undefined);
     if (root === undefined || root === '' || existsSync(root)) continue;
     const runs = await readdir(join(dir, 'bundles')).catch(() => [] as string[]);
-    if (runs.some((id) => processAlive(Number(/^kiln-(\d+)-/.exec(id)?.[1] ?? NaN)))) continue;
+    if (runs.some(runOfLiveProcess)) continue;
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -338,12 +338,10 @@ export class CacheStore {
       total -= u.size;
     }
     const delResults = this.#stmt('DELETE FROM results WHERE snapshot = ?');
-    const pend = this.#stmt('INSERT OR REPLACE INTO pending_release (snapshot, size, since, description, attempts, error) VALUES (?, ?, ?, ?, 0, ?)');
-    const now = this.#now();
     this.#db.transaction(() => {
       for (const v of victims) {
         delResults.run(v.snapshot);
-        pend.run(v.snapshot, v.size, now, v.description, '');
+        this.#markPending(v.snapshot, v.size, v.description, '');
       }
       this.#db.exec('DELETE FROM links WHERE dst NOT IN (SELECT key FROM results) AND dst NOT IN (SELECT src FROM links)');
     })();
@@ -373,8 +371,7 @@ export class CacheStore {
         // Looked at again right before its release: while an earlier release of this pass was
         // awaited, a build may have recorded it again (a reused image layer, a cache mount) or
         // leased it, and another retry (a concurrent prune) may be removing it already.
-        if (this.#releasing.has(u.snapshot) || this.#inUse.has(u.snapshot)) continue;
-        if (this.#stmt('SELECT 1 FROM pending_release WHERE snapshot = ?').get(u.snapshot) === undefined) continue;
+        if (this.#releasing.has(u.snapshot) || !this.#unused(u.snapshot)) continue;
         this.#releasing.add(u.snapshot);
         try {
           await this.#release?.(u.snapshot, { stillUnused: () => this.#unused(u.snapshot) });
@@ -400,8 +397,7 @@ export class CacheStore {
             return false;
           }
           this.#stmt('DELETE FROM results WHERE snapshot = ?').run(u.snapshot);
-          this.#stmt('INSERT OR REPLACE INTO pending_release (snapshot, size, since, description, attempts, error) VALUES (?, ?, ?, ?, 0, ?)')
-            .run(u.snapshot, again.size, this.#now(), again.description, 'recorded again while it was being removed');
+          this.#markPending(u.snapshot, again.size, again.description, 'recorded again while it was being removed');
           return true;
         })();
         if (recordedAgain) revived.add(u.snapshot);
@@ -411,6 +407,11 @@ export class CacheStore {
       }
     }
     return removed;
+  }
+
+  /** Records `snapshot` as pending removal (a prune dropped its records), from now. */
+  #markPending(snapshot: string, size: number, description: string, error: string): void {
+    this.#stmt('INSERT OR REPLACE INTO pending_release (snapshot, size, since, description, attempts, error) VALUES (?, ?, ?, ?, 0, ?)').run(snapshot, size, this.#now(), description, error);
   }
 
   /** Pending removal (no record of any process refers to it) and not leased here. */
