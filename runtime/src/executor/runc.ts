@@ -14,7 +14,7 @@ import { boundingCapabilities, buildSpec, specJson, type OciMount } from './spec
 import { startSshProxy } from './ssh-proxy.js';
 import { LowerStatCache, RootView, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
-import { spawnViaHelper, warmProcessHelper } from './process-helper.js';
+import { sealViaHelper, spawnViaHelper, warmProcessHelper } from './process-helper.js';
 import { RuncPrestarter, type PrestartedRunc, type RunDirs, type Started } from './prestart.js';
 import { processAlive } from '../api/process-alive.js';
 import type { Socket } from 'node:net';
@@ -69,6 +69,8 @@ export class RuncExecutor implements Executor {
   /** Shared file path by content (see #sharedFile). */
   readonly #shared = new Map<string, string>();
   readonly #prestart: RuncPrestarter;
+  /** Whether the process helper was asked to run runc from a sealed copy (see sealViaHelper). */
+  #sealed = false;
 
   constructor(opts: RuncExecutorOptions) {
     this.#root = opts.root;
@@ -437,6 +439,12 @@ export class RuncExecutor implements Executor {
   async #start(args: readonly string[], held = true): Promise<Started> {
     const missing = (): WorkerError => new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
     const hp = spawnViaHelper(this.#runc, args, { held });
+    if (!this.#sealed) {
+      this.#sealed = true;
+      // After the first start (the helper answers in order): the copy (~10 ms) is made while
+      // that runc runs, instead of delaying it; the starts after it use the copy.
+      sealViaHelper(this.#runc)?.catch(() => undefined);
+    }
     if (hp !== undefined) {
       try {
         const pid = await hp.pid;

@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, lstat, mkdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, readlink, rm, lstat, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -84,6 +84,24 @@ describe('runc executor', () => {
     const left: string[] = [];
     for await (const c of changes(await snapshotter.diffSource(r.snapshot), join(root, 'mounts'))) left.push(c.path);
     expect(left).toEqual([]);
+  });
+
+  test('runc runs from a sealed in-memory copy of itself (it then skips copying itself on every start)', async () => {
+    // The copy is made after the executor's first start, without delaying it.
+    expect((await run(['true'])).result.exitCode).toBe(0);
+    const running = run(['sh', '-c', 'sleep 0.6']);
+    const exes = new Set<string>();
+    for (let i = 0; i < 100 && exes.size === 0; i++) {
+      for (const pid of await readdir('/proc')) {
+        if (!/^\d+$/.test(pid)) continue;
+        const argv = (await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '')).split('\0');
+        const bundle = argv[argv.indexOf('--bundle') + 1] ?? '';
+        if (argv.includes('run') && bundle.startsWith(executor.runtimeDir)) exes.add(await readlink(`/proc/${pid}/exe`).catch(() => ''));
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await running).result.exitCode).toBe(0);
+    expect([...exes].filter((e) => e !== '')).toEqual([expect.stringMatching(/^\/memfd:kiln-sealed/)]);
   });
 
   test('mount points missing from the image (/proc, /dev, /sys, /etc/hosts, /etc/resolv.conf) come from a layer below it: the writable layer never gets them', async () => {

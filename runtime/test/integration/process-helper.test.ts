@@ -1,9 +1,9 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { Readable } from 'node:stream';
-import { spawnViaHelper } from '../../src/executor/process-helper.js';
+import { sealViaHelper, spawnViaHelper } from '../../src/executor/process-helper.js';
 
 async function text(r: Readable): Promise<string> {
   const chunks: Buffer[] = [];
@@ -70,5 +70,51 @@ describe('spawnViaHelper', () => {
       expect(o.replaceAll(String(i), '')).toBe('');
     });
     expect(await Promise.all(small.map((p) => p?.exit))).toEqual(Array.from({ length: 20 }, (_, i) => ({ code: i % 5, signal: null })));
+  });
+
+  test('a sealed program runs from its in-memory copy until its file is replaced', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-ph-'));
+    try {
+      // busybox picks the applet from argv[0]: the copy keeps the name it was started with.
+      const file = join(dir, 'busybox');
+      copyFileSync('/bin/busybox', file);
+      chmodSync(file, 0o755);
+      await sealViaHelper(file);
+      const exe = async (): Promise<string> => {
+        const p = spawnViaHelper(file, ['readlink', '/proc/self/exe']);
+        const out = await text(p?.stdout as Readable);
+        expect(await p?.exit).toEqual({ code: 0, signal: null });
+        return out.trim();
+      };
+      expect(await exe()).toMatch(/^\/memfd:kiln-sealed/);
+      // Replaced (an upgrade): the new file runs, copied again.
+      writeFileSync(join(dir, 'next'), '');
+      copyFileSync('/bin/busybox', join(dir, 'next'));
+      chmodSync(join(dir, 'next'), 0o755);
+      renameSync(join(dir, 'next'), file);
+      expect(await exe()).toMatch(/^\/memfd:kiln-sealed/);
+      // Replaced by a script, which cannot run from a copy: the file itself runs.
+      writeFileSync(join(dir, 'next'), '#!/bin/sh\necho "script $1"\n', { mode: 0o755 });
+      renameSync(join(dir, 'next'), file);
+      const p = spawnViaHelper(file, ['readlink']);
+      expect(await text(p?.stdout as Readable)).toBe('script readlink\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a script or a missing program is not sealed, and runs (or fails) as before', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-ph-'));
+    try {
+      const script = join(dir, 'script');
+      writeFileSync(script, '#!/bin/sh\necho ran\n', { mode: 0o755 });
+      await expect(sealViaHelper(script)).rejects.toMatchObject({ code: 'ENOEXEC' });
+      await expect(sealViaHelper(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+      const p = spawnViaHelper(script, []);
+      expect(await text(p?.stdout as Readable)).toBe('ran\n');
+      expect(await p?.exit).toEqual({ code: 0, signal: null });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
