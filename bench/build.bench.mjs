@@ -94,6 +94,63 @@ function bareRunc(work) {
   return times.sort((a, b) => a - b)[2];
 }
 
+/**
+ * The floor of the 50-step chain: 50 `runc run`s back to back from a shell loop, no kiln. Each
+ * has the config.json kiln writes for such a step (its own spec builder) and runs on an overlay of
+ * the previous steps' upper dirs, as a chain of RUNs does; the bundles are made before the clock
+ * starts. Returns the total wall ms.
+ */
+async function bareRuncChain(work, steps) {
+  const { buildSpec, specJson } = await import('../runtime/dist/executor/spec.js');
+  const dir = join(work, 'runc-chain');
+  const base = join(dir, 'base');
+  mkdirSync(join(base, 'bin'), { recursive: true });
+  for (const d of ['proc', 'dev', 'sys', 'etc']) mkdirSync(join(base, d), { recursive: true });
+  spawnSync('cp', ['/bin/busybox', join(base, 'bin', 'busybox')]);
+  spawnSync('ln', ['-s', 'busybox', join(base, 'bin', 'sh')]);
+  for (const f of ['hosts', 'resolv.conf']) writeFileSync(join(base, 'etc', f), '');
+  writeFileSync(join(dir, 'hosts'), '127.0.0.1\tlocalhost buildkitsandbox\n');
+  writeFileSync(join(dir, 'resolv.conf'), readFileSync('/etc/resolv.conf'));
+  const uppers = [];
+  const lines = [];
+  for (let i = 0; i < steps; i++) {
+    const step = join(dir, `s${i}`);
+    mkdirSync(join(step, 'rootfs'), { recursive: true });
+    mkdirSync(join(step, 'fs'));
+    mkdirSync(join(step, 'work'));
+    const spec = buildSpec({
+      rootPath: join(step, 'rootfs'),
+      readonlyRoot: false,
+      rootMount: {
+        destination: '/',
+        type: 'overlay',
+        source: 'overlay',
+        options: [`lowerdir=${[...uppers].reverse().concat(base).join(':')}`, `upperdir=${join(step, 'fs')}`, `workdir=${join(step, 'work')}`],
+      },
+      args: ['/bin/sh', '-c', `echo ${i} > /step-${i}`],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      cwd: '/',
+      user: { uid: 0, gid: 0, additionalGids: [], home: '/root' },
+      hostname: 'buildkitsandbox',
+      network: 'host',
+      security: 'sandbox',
+      insecureCapabilities: [],
+      hostsFile: join(dir, 'hosts'),
+      resolvConfFile: join(dir, 'resolv.conf'),
+      mounts: [],
+    });
+    writeFileSync(join(step, 'config.json'), specJson(spec));
+    uppers.push(join(step, 'fs'));
+    lines.push(`runc --root ${join(dir, 'state')} run --bundle ${step} kiln-bench-chain-${process.pid}-${i} >/dev/null || exit 1`);
+  }
+  const t0 = performance.now();
+  const r = spawnSync('sh', ['-c', lines.join('\n')], { stdio: 'ignore' });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error('bare runc chain failed');
+  rmSync(dir, { recursive: true, force: true });
+  return ms;
+}
+
 const rows = [];
 
 /**
@@ -108,8 +165,10 @@ export async function run() {
   if (process.getuid?.() !== 0) throw new Error('bench/build needs root (runc, overlayfs)');
   const work = mkdtempSync(join(tmpdir(), 'kiln-bench-build-'));
   let runcMs = 0;
+  let chainMs;
   try {
     runcMs = bareRunc(work);
+    if (wanted('chain')) chainMs = await bareRuncChain(work, 50);
     // Every case runs twice on fresh roots: each build its own process (KILN_DAEMON=0), then as
     // clients of a `kiln daemon` started for that root (not timed), as buildctl uses buildkitd.
     // (kept across modes: the last case of one mode is dropped before the first of the next)
@@ -196,6 +255,7 @@ export async function run() {
   const w = Math.max(...names.map((n) => n.length));
   const sec = (ms) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`);
   console.log(`bare \`runc run true\`: ${runcMs.toFixed(0)} ms (43 ms where the BuildKit figures were taken); load average ${loadavg()[0].toFixed(1)}`);
+  if (chainMs !== undefined) console.log(`50 \`runc run\`s back to back, no kiln (kiln's config, chained overlays): ${sec(chainMs)}`);
   console.log(`${'case'.padEnd(w)}  ${'process'.padStart(9)}  ${'daemon'.padStart(9)}  ${'target'.padStart(9)}  ${'BuildKit'.padStart(9)}`);
   for (const name of names) {
     const p = rows.find((r) => r.name === name && r.mode === 'process');
