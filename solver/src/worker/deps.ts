@@ -52,6 +52,15 @@ export interface RuntimeWorkerDeps {
    * layers unpacked by {@link RuntimeWorker.prefetchImage} are recorded the same way (kind `regular`).
    */
   readonly recordUsage?: (rec: { snapshot: string; size?: number | undefined; description: string; kind: 'exec.cachemount' | 'regular' }) => void;
+  /**
+   * Protects a snapshot from the cache store's prune until the returned function is called: wire
+   * it to `CacheStore.lease` (of the store the solver using this worker prunes). Image sources
+   * lease each `layer-<chain>` snapshot before they look it up, so a `Solver.prune` running
+   * beside the build cannot remove a layer between that lookup and the scheduler's record of it;
+   * the lease ends when the last build needing the FROM ends. Without it, such a prune can
+   * remove the layer a build is about to use.
+   */
+  readonly leaseSnapshot?: (snapshot: string) => () => void;
   /** Platform for images without an explicit one. */
   readonly platform?: Platform;
 }

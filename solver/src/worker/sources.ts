@@ -113,12 +113,16 @@ export class ImageSources {
    * image prefetched but never used is not leaked.
    */
   async prefetch(reference: string, opts: PrefetchImageOptions = {}): Promise<void> {
+    const leases = new Leases(this.#deps.leaseSnapshot);
     try {
       const img = await this.#resolve(reference, opts.platform ?? this.#deps.platform, opts.resolveMode ?? 'default', opts.signal);
-      const top = await this.#unpack(img, opts.signal, () => undefined);
+      const top = await this.#unpack(img, opts.signal, () => undefined, leases);
       this.#deps.recordUsage?.({ snapshot: top.snapshot, size: top.size, description: `prefetched image ${img.ref}`, kind: 'regular' });
     } catch {
       // best effort: the FROM does (and reports) the work itself
+    } finally {
+      // Recorded now (a FROM of it leases the layers itself).
+      leases.release();
     }
   }
 
@@ -129,13 +133,27 @@ export class ImageSources {
     return ids[ids.length - 1] ?? img.manifestDescriptor.digest;
   }
 
-  /** Unpacks the layers into snapshots named by chain id (shared by every image with that prefix). */
+  /**
+   * Unpacks the layers into snapshots named by chain id (shared by every image with that prefix).
+   * Each layer snapshot is leased ({@link RuntimeWorkerDeps.leaseSnapshot}) before it is looked
+   * up, until `ctx.signal` aborts: the scheduler aborts it when the last build needing this FROM
+   * ends, after it recorded (and that build leased) the result. So a prune running meanwhile
+   * keeps a layer found unpacked, instead of removing it between the lookup and the record.
+   */
   async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
     const img = await this.resolve(op, ctx);
-    return this.#unpack(img, ctx.signal, ctx.status);
+    const leases = new Leases(this.#deps.leaseSnapshot);
+    try {
+      const ref = await this.#unpack(img, ctx.signal, ctx.status, leases);
+      leases.releaseAt(ctx.signal);
+      return ref;
+    } catch (err) {
+      leases.release();
+      throw err;
+    }
   }
 
-  async #unpack(img: EnsuredImage, signal: AbortSignal | undefined, status: WorkerOpContext['status']): Promise<WorkerRef> {
+  async #unpack(img: EnsuredImage, signal: AbortSignal | undefined, status: WorkerOpContext['status'], leases: Leases): Promise<WorkerRef> {
     const diffIds = img.config.rootfs.diff_ids;
     const chain = chainIds(diffIds);
     let parent: string | undefined;
@@ -143,10 +161,17 @@ export class ImageSources {
     for (const [i, layer] of img.manifest.layers.entries()) {
       const id = `layer-${(chain[i] ?? layer.digest).replace('sha256:', '')}`;
       size += layer.size;
+      // Before the lookup: a prune that has not yet given the id up keeps it from now on (its
+      // confirm asks the store, which sees the lease); one that did has renamed it away already,
+      // so the lookup misses and the layer is unpacked again.
+      leases.hold(id);
       await this.#layer(id, parent, layer, diffIds[i], signal, status);
       parent = id;
     }
-    if (parent === undefined) parent = await emptySnapshot(this.#deps);
+    if (parent === undefined) {
+      leases.hold(EMPTY_SNAPSHOT);
+      parent = await emptySnapshot(this.#deps);
+    }
     return { snapshot: parent, size };
   }
 
@@ -217,6 +242,31 @@ export class ImageSources {
   }
 }
 
+/** Leases of the snapshots one caller looks up, released together (no-ops without a lease hook). */
+class Leases {
+  readonly #take: ((snapshot: string) => () => void) | undefined;
+  readonly #held: Array<() => void> = [];
+
+  constructor(take: ((snapshot: string) => () => void) | undefined) {
+    this.#take = take;
+  }
+
+  hold(snapshot: string): void {
+    if (this.#take !== undefined) this.#held.push(this.#take(snapshot));
+  }
+
+  release(): void {
+    for (const r of this.#held.splice(0)) r();
+  }
+
+  /** Releases them when `signal` aborts (now, if it has). One listener, however many layers. */
+  releaseAt(signal: AbortSignal): void {
+    if (this.#held.length === 0) return;
+    if (signal.aborted) this.release();
+    else signal.addEventListener('abort', () => this.release(), { once: true });
+  }
+}
+
 /** `p`, or a cancellation as soon as `signal` aborts (p goes on for whoever else waits on it). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return p;
@@ -243,9 +293,11 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
   });
 }
 
+const EMPTY_SNAPSHOT = 'scratch-empty';
+
 /** The shared empty committed snapshot (scratch). */
 export async function emptySnapshot(deps: RuntimeWorkerDeps): Promise<string> {
-  const id = 'scratch-empty';
+  const id = EMPTY_SNAPSHOT;
   if (await hasSnapshot(deps.snapshotter, id)) return id;
   const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
   await deps.snapshotter.prepare(tmp);
