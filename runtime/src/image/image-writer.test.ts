@@ -62,14 +62,14 @@ describe('writeImage / writeIndex / convertLayer', () => {
     expect(normalizeHistory(undefined, 2, undefined)).toBeUndefined();
     const grown = normalizeHistory([{ created_by: 'RUN x' }, { created_by: 'ENV a=b', empty_layer: true }], 3, '2024-01-01T00:00:00Z');
     expect(grown?.map((h) => [h.created_by, h.empty_layer === true])).toEqual([
-      ['', false],
-      ['', false],
       ['RUN x', false],
       ['ENV a=b', true],
+      ['created by buildkit', false],
+      ['created by buildkit', false],
     ]);
-    expect(grown?.[0]?.created).toBe('2024-01-01T00:00:00Z');
-    const shrunk = normalizeHistory([{ created_by: 'a' }, { created_by: 'b' }, { created_by: 'c' }], 1, undefined);
-    expect(shrunk?.map((h) => h.empty_layer === true)).toEqual([true, true, false]);
+    expect(grown?.[2]?.created).toBe('2024-01-01T00:00:00Z');
+    const shrunk = normalizeHistory([{ created_by: 'a' }, { created_by: 'b', empty_layer: true }, { created_by: 'c' }, { created_by: 'd' }], 2, undefined);
+    expect(shrunk?.map((h) => h.empty_layer === true)).toEqual([false, true, false, true]);
   });
 
   test('missing layer blobs are rejected', async () => {

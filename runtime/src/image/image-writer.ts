@@ -141,23 +141,24 @@ export async function convertLayer(store: ContentStore, layer: LayerRef, to: Blo
 }
 
 /**
- * Makes `history` agree with the layers, as BuildKit's exporter does (normalizeLayersAndHistory):
- * missing entries for base layers are prepended (comment `kiln.exporter.image.v0`); surplus
- * non-empty entries are marked `empty_layer`, oldest first.
+ * Makes `history` agree with the layers exactly as BuildKit's exporter does
+ * (exporter/containerimage/writer.go normalizeLayersAndHistory): when there are more non-empty
+ * entries than layers, the ones past the last layer (walking oldest first) are marked
+ * `empty_layer`; missing entries are appended at the end with BuildKit's fallback description
+ * and comment (`created by buildkit`, `buildkit.exporter.image.v0`).
  */
 export function normalizeHistory(history: unknown, layerCount: number, created: string | undefined): HistoryEntry[] | undefined {
   if (!Array.isArray(history)) return undefined;
-  const entries = history.filter((h): h is HistoryEntry => typeof h === 'object' && h !== null).map((h) => ({ ...h }));
-  let nonEmpty = entries.filter((h) => h.empty_layer !== true).length;
-  const missing: HistoryEntry[] = [];
-  for (; nonEmpty < layerCount; nonEmpty++) missing.push({ ...(created !== undefined ? { created } : {}), created_by: '', comment: 'kiln.exporter.image.v0' });
-  const out: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] }[] = [...missing, ...entries];
+  const out: { -readonly [K in keyof HistoryEntry]: HistoryEntry[K] }[] = history
+    .filter((h): h is HistoryEntry => typeof h === 'object' && h !== null)
+    .map((h) => ({ ...h }));
+  let seen = 0;
   for (const h of out) {
-    if (nonEmpty <= layerCount) break;
-    if (h.empty_layer !== true) {
-      h.empty_layer = true;
-      nonEmpty--;
-    }
+    if (seen >= layerCount) h.empty_layer = true;
+    if (h.empty_layer !== true) seen++;
+  }
+  for (; seen < layerCount; seen++) {
+    out.push({ ...(created !== undefined ? { created } : {}), created_by: 'created by buildkit', comment: 'buildkit.exporter.image.v0' });
   }
   return out;
 }

@@ -1,0 +1,73 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ContentStore, createBusyboxImage, parseOutputSpec, runExport, type BusyboxImage, type ExportImageSource } from '@kiln/runtime';
+
+// Exporter output checked against what BuildKit v0.11.6 writes (exporter/containerimage/writer.go,
+// containerd images/archive/exporter.go, session/filesync/filesync.go), read back with skopeo/umoci.
+
+const run = promisify(execFile);
+
+let root: string;
+let store: ContentStore;
+let bb: BusyboxImage;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'kiln-exporter-bk-'));
+  store = await ContentStore.open(join(root, 'state'));
+  bb = await createBusyboxImage(store);
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+interface Hist {
+  created?: string;
+  created_by?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+/** Exports `source` as an OCI layout directory and returns its raw image config (skopeo finds it by tag). */
+async function exportedConfig(source: ExportImageSource, name: string): Promise<{ history: Hist[]; rootfs: { diff_ids: string[] } }> {
+  const dest = join(root, name);
+  await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/${name}:v1`), { image: source }, { store });
+  const raw = JSON.parse((await run('skopeo', ['inspect', '--raw', `oci:${dest}:v1`])).stdout) as { config: { digest: string } };
+  return JSON.parse(await readFile(join(dest, 'blobs', 'sha256', raw.config.digest.slice(7)), 'utf8')) as { history: Hist[]; rootfs: { diff_ids: string[] } };
+}
+
+describe('image config history (BuildKit normalizeLayersAndHistory)', () => {
+  test('surplus history entries are marked empty_layer from the newest end, oldest kept', async () => {
+    const layer = { descriptor: bb.layer, diffID: bb.diffID };
+    const cfg = await exportedConfig(
+      { layers: [layer], config: { os: 'linux', architecture: 'amd64', history: [{ created_by: 'ADD rootfs' }, { created_by: 'RUN stray' }] } },
+      'hist-surplus',
+    );
+    // writer.go: `if l >= len(remote.Descriptors) { h.EmptyLayer = true }` walking oldest first.
+    expect(cfg.history.map((h) => [h.created_by, h.empty_layer === true])).toEqual([
+      ['ADD rootfs', false],
+      ['RUN stray', true],
+    ]);
+  });
+
+  test('missing history entries are appended after the existing ones with buildkit.exporter.image.v0', async () => {
+    const layer = { descriptor: bb.layer, diffID: bb.diffID };
+    const cfg = await exportedConfig(
+      {
+        layers: [layer, layer],
+        config: { os: 'linux', architecture: 'amd64', created: '2024-01-01T00:00:00Z', history: [{ created_by: 'FROM busybox' }, { created_by: 'ENV A=1', empty_layer: true }] },
+      },
+      'hist-missing',
+    );
+    expect(cfg.rootfs.diff_ids).toEqual([bb.diffID, bb.diffID]);
+    expect(cfg.history.map((h) => [h.created_by, h.empty_layer === true, h.comment])).toEqual([
+      ['FROM busybox', false, undefined],
+      ['ENV A=1', true, undefined],
+      // getRefMetadata's fallback description: kiln keeps no per-layer description.
+      ['created by buildkit', false, 'buildkit.exporter.image.v0'],
+    ]);
+    expect(cfg.history[2]?.created).toBe('2024-01-01T00:00:00Z');
+  });
+});
