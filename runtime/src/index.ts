@@ -41,7 +41,7 @@ export { parseOutputSpec, EXPORT_TYPES, type ExportSpec, type ExportCompression 
 export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';
 export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings } from './exporter/image-exporters.js';
 export { packDirectory, type PackDirectoryOptions } from './exporter/fs-tar.js';
-export { copyTree, walkTree, type TreeEntry } from './exporter/fs-tree.js';
+export { copyTree, walkTree, type CopyTreeOptions, type TreeEntry } from './exporter/fs-tree.js';
 export { ensureImage, type EnsureImageOptions, type EnsuredImage, type ImageResolveMode } from './registry/ensure-image.js';
 export { pruneContent, type PruneContentOptions, type PruneContentResult } from './image/content-gc.js';
 export { exportLayerToStore } from './layer/store-export.js';

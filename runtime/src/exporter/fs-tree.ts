@@ -25,17 +25,29 @@ export async function* walkTree(rootDir: string, rel = ''): AsyncIterable<TreeEn
   }
 }
 
+/** Options for {@link copyTree}. */
+export interface CopyTreeOptions {
+  /**
+   * Keep each entry's uid/gid (when running as root). Default false: every entry is owned by the
+   * calling process's uid/gid, as BuildKit's `type=local` exporter writes files (the client side of
+   * session/filesync sets `st.Uid = os.Getuid(); st.Gid = os.Getgid()` on everything it receives).
+   */
+  readonly preserveOwners?: boolean | undefined;
+}
+
 /**
- * Copies a tree preserving modes (incl. setuid/sticky), owners (when running as root), symlinks,
- * hard links and mtimes. Sockets, fifos and device nodes are skipped (Node cannot create them).
- * Existing files at the destination are replaced.
+ * Copies a tree preserving modes (incl. setuid/sticky), symlinks, hard links and mtimes; owners
+ * per {@link CopyTreeOptions.preserveOwners}. Sockets, fifos and device nodes are skipped (Node
+ * cannot create them). Existing files at the destination are replaced.
  */
-export async function copyTree(src: string, dest: string): Promise<void> {
+export async function copyTree(src: string, dest: string, opts: CopyTreeOptions = {}): Promise<void> {
   await mkdir(dest, { recursive: true });
   const rootSt = await lstat(src);
   const links = new Map<string, string>();
   const dirs: TreeEntry[] = [];
   const asRoot = process.getuid?.() === 0;
+  const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  const owner = (st: Stats): { uid: number; gid: number } => (opts.preserveOwners === true ? st : self);
   for await (const e of walkTree(src)) {
     const to = join(dest, e.path);
     const st = e.stat;
@@ -57,20 +69,20 @@ export async function copyTree(src: string, dest: string): Promise<void> {
       if (st.nlink > 1) links.set(key, to);
       await copyFile(e.abs, to, constants.COPYFILE_FICLONE);
       // chown before chmod: chown clears setuid/setgid bits.
-      if (asRoot) await lchown(to, st.uid, st.gid);
+      if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
       await chmod(to, st.mode & 0o7777);
       await lutimes(to, st.atime, st.mtime);
       continue;
     } else {
       continue;
     }
-    if (asRoot) await lchown(to, st.uid, st.gid);
+    if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
     await lutimes(to, st.atime, st.mtime);
   }
   // Directories last (deepest first) so adding entries does not disturb their mtimes.
   for (const e of dirs.reverse()) {
     const to = join(dest, e.path);
-    if (asRoot) await lchown(to, e.stat.uid, e.stat.gid);
+    if (asRoot) await lchown(to, owner(e.stat).uid, owner(e.stat).gid);
     await chmod(to, e.stat.mode & 0o7777);
     await lutimes(to, e.stat.atime, e.stat.mtime);
   }

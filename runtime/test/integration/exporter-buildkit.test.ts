@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chown, lchown, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -69,5 +69,24 @@ describe('image config history (BuildKit normalizeLayersAndHistory)', () => {
       ['created by buildkit', false, 'buildkit.exporter.image.v0'],
     ]);
     expect(cfg.history[2]?.created).toBe('2024-01-01T00:00:00Z');
+  });
+});
+
+describe('type=local', () => {
+  test('every entry is owned by the exporting process, as BuildKit\'s filesync receiver writes it', async () => {
+    const tree = join(root, 'owned-tree');
+    await mkdir(join(tree, 'home', 'app'), { recursive: true });
+    await writeFile(join(tree, 'home', 'app', 'notes'), 'x');
+    await symlink('notes', join(tree, 'home', 'app', 'link'));
+    await chown(join(tree, 'home', 'app'), 1000, 1000);
+    await chown(join(tree, 'home', 'app', 'notes'), 1234, 5678);
+    await lchown(join(tree, 'home', 'app', 'link'), 1000, 1000);
+    const dest = join(root, 'owned-out');
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: tree }, { store });
+    const self = { uid: process.getuid?.(), gid: process.getgid?.() };
+    for (const p of ['home/app', 'home/app/notes', 'home/app/link']) expect(await lstat(join(dest, p)), p).toMatchObject(self);
+    // Merging into an existing directory takes ownership of what it writes too.
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: tree }, { store });
+    expect(await lstat(join(dest, 'home', 'app', 'notes'))).toMatchObject(self);
   });
 });
