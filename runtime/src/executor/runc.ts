@@ -169,7 +169,7 @@ export class RuncExecutor implements Executor {
       for (const name of await readdir(dir).catch(() => [] as string[])) ids.add(name);
     }
     let cleaned = 0;
-    let waiting: Map<string, number> | undefined;
+    let waiting: Map<string, ObservedProcess> | undefined;
     for (const id of ids) {
       const pid = ownerPid(id);
       if (pid === undefined || processAlive(pid)) continue;
@@ -177,7 +177,7 @@ export class RuncExecutor implements Executor {
       // config FIFO (nobody will ever write it): found by its command line.
       waiting ??= await runcProcessesByBundle(this.#bundles);
       const stuck = waiting.get(join(this.#bundles, id));
-      if (stuck !== undefined) killQuietly(stuck);
+      if (stuck !== undefined) killQuietly(stuck); // unless its pid names another process by now
       await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
       const secrets = join(this.#bundles, id, 'secrets');
       await unmount(secrets).catch(() => undefined);
@@ -448,6 +448,9 @@ export class RuncExecutor implements Executor {
     if (hp !== undefined) {
       try {
         const pid = await hp.pid;
+        // Observed now: the helper may reap it (or, once the helper is gone, init) and the pid go
+        // to another process before a kill below; the kill checks it is still this one.
+        const proc = observeProcess(pid);
         let waiting = !held;
         // An exec failure reported after the fork (the helper looks the program up first).
         const exit = hp.exit.then(
@@ -456,7 +459,7 @@ export class RuncExecutor implements Executor {
             // The helper died (killed alone) with this runc waiting for its config: the helper
             // cannot kill it any more, and it may not have opened its FIFO yet (then closing it
             // would not end it either).
-            if (waiting && (e as { code?: unknown }).code === 'EHELPER') killQuietly(pid);
+            if (waiting && (e as { code?: unknown }).code === 'EHELPER' && proc !== undefined) killQuietly(proc);
             throw (e as { code?: unknown }).code === 'ENOENT' ? missing() : e;
           },
         );
@@ -472,9 +475,10 @@ export class RuncExecutor implements Executor {
             waiting = false;
             hp.hold();
           },
-          // Not reaped while not done (the helper reaps, then reports): the pid is still runc's.
+          // Not reported done: runc's, unless the helper reaped it and its report is on its way
+          // (the start time tells).
           kill: () => {
-            if (!hp.done) killQuietly(pid);
+            if (!hp.done && proc !== undefined) killQuietly(proc);
           },
         };
       } catch (e) {
@@ -520,11 +524,39 @@ function runOfLiveProcess(id: string): boolean {
   return pid !== undefined && processAlive(pid);
 }
 
-function killQuietly(pid: number): void {
+/** A process as observed: its pid and start time, which together name it (a reused pid has another start time). */
+export interface ObservedProcess {
+  readonly pid: number;
+  /** Field 22 of /proc/<pid>/stat: clock ticks after boot (10 ms at USER_HZ 100). */
+  readonly started: string;
+}
+
+/** Process `pid` as it is now, or undefined when there is none (one read of /proc/<pid>/stat). */
+export function observeProcess(pid: number): ObservedProcess | undefined {
+  let stat: string;
   try {
-    process.kill(pid, 'SIGKILL');
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   } catch {
-    // gone already
+    return undefined;
+  }
+  // Field 2 (comm, in parentheses) may hold spaces and ')': fields 3.. follow the last ')'.
+  const started = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  return started === undefined || !/^\d+$/.test(started) ? undefined : { pid, started };
+}
+
+/**
+ * SIGKILLs an observed process if its pid still names it (the same start time, read right before
+ * the kill), so a pid another process took since is left alone. Returns whether it was signalled.
+ * Not atomic: the process could still exit, be reaped and its pid be reused between that read
+ * and the kill, which takes a pid wrap-around in microseconds (a pidfd would close it; Node has none).
+ */
+export function killQuietly(proc: ObservedProcess): boolean {
+  if (observeProcess(proc.pid)?.started !== proc.started) return false;
+  try {
+    process.kill(proc.pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false; // gone already
   }
 }
 
@@ -550,15 +582,23 @@ async function dropOrphanedRuntimeDirs(parent: string, own: string): Promise<voi
   }
 }
 
-/** Pids of `runc … run --bundle <dir>` processes with a bundle under `bundles`, by bundle dir. */
-async function runcProcessesByBundle(bundles: string): Promise<Map<string, number>> {
-  const found = new Map<string, number>();
-  for (const name of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(name)) continue;
-    const argv = (await readFile(`/proc/${name}/cmdline`, 'latin1').catch(() => '')).split('\0');
+/** `runc … run --bundle <dir>` processes with a bundle under `bundles`, by bundle dir. */
+async function runcProcessesByBundle(bundles: string): Promise<Map<string, ObservedProcess>> {
+  const bundleOf = async (pid: string): Promise<string | undefined> => {
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '')).split('\0');
     const i = argv.indexOf('--bundle');
     const bundle = i >= 0 ? argv[i + 1] : undefined;
-    if (bundle !== undefined && argv.includes('run') && bundle.startsWith(`${bundles}/`)) found.set(bundle, Number(name));
+    return bundle !== undefined && argv.includes('run') && bundle.startsWith(`${bundles}/`) ? bundle : undefined;
+  };
+  const found = new Map<string, ObservedProcess>();
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const bundle = await bundleOf(name);
+    if (bundle === undefined) continue;
+    // The start time, then the command line once more: both are the same process's (a pid
+    // reused between the two reads of the command line would not still run this bundle).
+    const proc = observeProcess(Number(name));
+    if (proc !== undefined && (await bundleOf(name)) === bundle) found.set(bundle, proc);
   }
   return found;
 }
