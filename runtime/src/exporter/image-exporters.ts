@@ -65,9 +65,11 @@ export async function exportOciLayout(store: ContentStore, root: Descriptor, des
 }
 
 /**
- * `type=docker`: a tarball `docker load` accepts, as BuildKit writes it: an OCI layout plus
- * `manifest.json` (Config, RepoTags, Layers → `blobs/sha256/…`) and `repositories`.
- * Multi-platform images cannot be loaded into Docker and are rejected.
+ * `type=docker`: a tarball `docker load` accepts, as BuildKit writes it (containerd's archive
+ * exporter): an OCI layout plus `manifest.json` (Config, RepoTags, Layers → `blobs/sha256/…`).
+ * No legacy `repositories` file: containerd writes none, and its values would have to be v1 layer
+ * ids that do not exist in this layout. Multi-platform images cannot be loaded into Docker and are
+ * rejected (BuildKit: "docker exporter does not currently support exporting manifest lists").
  */
 export async function exportDockerArchive(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { mtime?: Date | undefined } = {}): Promise<void> {
   if (isIndexMediaType(root.mediaType)) {
@@ -84,12 +86,6 @@ export async function exportDockerArchive(store: ContentStore, root: Descriptor,
       Layers: parsed.manifest.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`),
     },
   ];
-  const repositories: Record<string, Record<string, string>> = {};
-  for (const r of refs) {
-    const repo = familiarReference({ domain: r.domain, path: r.path });
-    repositories[repo] = { ...repositories[repo], [r.tag ?? 'latest']: digestHex(parsed.manifest.config.digest) };
-  }
   const extra = [{ name: 'manifest.json', data: jsonBytes(manifestJson) }];
-  if (refs.length > 0) extra.push({ name: 'repositories', data: jsonBytes(repositories) });
   await writeOciLayoutTar(store, dest, [{ descriptor: root, names: normalizeNames(names) }], { mtime: opts.mtime, extra });
 }

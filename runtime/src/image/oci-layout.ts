@@ -179,14 +179,15 @@ export interface LayoutTarOptions {
 export async function layoutTarEntries(store: ContentStore, images: ReadonlyArray<LayoutImage>, opts: LayoutTarOptions = {}): Promise<PackEntry[]> {
   const mtime = opts.mtime ?? new Date(0);
   const blobs = await collectBlobs(store, images);
-  const file = (name: string, data: Uint8Array): PackEntry => ({ header: { name, type: 'file', mode: 0o644, mtime, size: data.length, uid: 0, gid: 0 }, data });
+  // Modes as containerd's archive exporter: blobs and oci-layout 0444, index.json/manifest.json 0644.
+  const file = (name: string, data: Uint8Array, mode = 0o644): PackEntry => ({ header: { name, type: 'file', mode, mtime, size: data.length, uid: 0, gid: 0 }, data });
   const dir = (name: string): PackEntry => ({ header: { name, type: 'directory', mode: 0o755, mtime, uid: 0, gid: 0 } });
   const entries: PackEntry[] = [dir('blobs/'), dir('blobs/sha256/')];
   for (const b of blobs) {
     const size = (await store.info(b.digest)).size;
     entries.push({ header: { name: `blobs/sha256/${digestHex(b.digest)}`, type: 'file', mode: 0o444, mtime, size, uid: 0, gid: 0 }, file: store.blobPath(b.digest) });
   }
-  entries.push(file('oci-layout', Buffer.from(LAYOUT_FILE)));
+  entries.push(file('oci-layout', Buffer.from(LAYOUT_FILE), 0o444));
   entries.push(file('index.json', jsonBytes(layoutIndex(images))));
   for (const x of opts.extra ?? []) entries.push(file(x.name, x.data));
   // Sorted by name, as containerd's archive exporter writes them.

@@ -57,7 +57,7 @@ describe('image exporters checked with skopeo and umoci', () => {
     expect(digestOf(await readFile(again))).toBe(digestOf(await readFile(dest)));
   });
 
-  test('type=docker tarball: skopeo inspect docker-archive accepts it, manifest.json + repositories', async () => {
+  test('type=docker tarball: skopeo inspect docker-archive accepts it, manifest.json', async () => {
     const dest = join(root, 'docker.tar');
     await runExport(parseOutputSpec(`type=docker,dest=${dest},"name=app:1,registry.local:5000/team/app:2"`), { image: source }, { store });
     const info = JSON.parse(await skopeo('inspect', `docker-archive:${dest}`)) as { RepoTags: string[]; Env: string[]; Layers: string[] };
@@ -73,7 +73,7 @@ describe('image exporters checked with skopeo and umoci', () => {
     const manifest = JSON.parse(entries.get('manifest.json')?.toString() ?? 'null') as { Config: string; RepoTags: string[]; Layers: string[] }[];
     expect(manifest[0]?.RepoTags).toEqual(['app:1', 'registry.local:5000/team/app:2']);
     expect(digestOf(entries.get(manifest[0]?.Config ?? '') ?? Buffer.alloc(0))).toBe(`sha256:${manifest[0]?.Config.split('/').pop()}`);
-    expect(Object.keys(JSON.parse(entries.get('repositories')?.toString() ?? '{}') as object)).toEqual(['app', 'registry.local:5000/team/app']);
+    expect(entries.has('repositories')).toBe(false); // containerd's archive exporter writes none
     expect(entries.has('oci-layout')).toBe(true);
   });
 

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { chown, lchown, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ContentStore, createBusyboxImage, parseOutputSpec, runExport, type BusyboxImage, type ExportImageSource } from '@kiln/runtime';
+import { ContentStore, createBusyboxImage, parseOutputSpec, readTar, runExport, type BusyboxImage, type ExportImageSource } from '@kiln/runtime';
 
 // Exporter output checked against what BuildKit v0.11.6 writes (exporter/containerimage/writer.go,
 // containerd images/archive/exporter.go, session/filesync/filesync.go), read back with skopeo/umoci.
@@ -88,5 +89,33 @@ describe('type=local', () => {
     // Merging into an existing directory takes ownership of what it writes too.
     await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: tree }, { store });
     expect(await lstat(join(dest, 'home', 'app', 'notes'))).toMatchObject(self);
+  });
+});
+
+/** name → [mode, body] of every entry of a tarball. */
+async function tarEntries(file: string): Promise<Map<string, { mode: number; body: Buffer }>> {
+  const out = new Map<string, { mode: number; body: Buffer }>();
+  await readTar(createReadStream(file), async (h, body) => {
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(Buffer.from(c));
+    out.set(h.name, { mode: h.mode ?? -1, body: Buffer.concat(chunks) });
+  });
+  return out;
+}
+
+describe('archive tarballs (containerd images/archive exporter, as BuildKit v0.11 uses it)', () => {
+  const source = (): ExportImageSource => ({ layers: [{ descriptor: bb.layer, diffID: bb.diffID }], config: { os: 'linux', architecture: 'amd64', config: { Cmd: ['sh'] } } });
+
+  test('type=docker: manifest.json, index.json, oci-layout and blobs only (no legacy repositories file), containerd modes', async () => {
+    const dest = join(root, 'docker.tar');
+    await runExport(parseOutputSpec(`type=docker,dest=${dest},name=app:1`), { image: source() }, { store });
+    const entries = await tarEntries(dest);
+    const names = [...entries.keys()];
+    expect(names.filter((n) => !n.startsWith('blobs/sha256/') || n === 'blobs/sha256/')).toEqual(['blobs/', 'blobs/sha256/', 'index.json', 'manifest.json', 'oci-layout']);
+    const modes = Object.fromEntries([...entries].map(([n, e]) => [n.startsWith('blobs/sha256/') && n.length > 13 ? 'blob' : n, e.mode]));
+    expect(modes).toEqual({ 'blobs/': 0o755, 'blobs/sha256/': 0o755, blob: 0o444, 'index.json': 0o644, 'manifest.json': 0o644, 'oci-layout': 0o444 });
+    expect(JSON.parse(entries.get('manifest.json')?.body.toString() ?? '[]')).toMatchObject([{ RepoTags: ['app:1'] }]);
+    // skopeo finds the image by its RepoTags entry (docker load does the same).
+    expect(JSON.parse((await run('skopeo', ['inspect', `docker-archive:${dest}:docker.io/library/app:1`])).stdout)).toMatchObject({ Architecture: 'amd64' });
   });
 });
