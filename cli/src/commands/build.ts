@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { parseOutputSpec, writeFileAtomic, type ExportResult, type ExportSpec } from '@kiln/runtime';
@@ -102,6 +102,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let callFailed = false;
   try {
     const req = await parseFlags(context, flags, io, cleanup);
+    // buildx removes the file first: a failed build must not leave the previous build's ID there.
+    if (flags.iidfile !== undefined) await rm(callerPath(io, flags.iidfile), { force: true });
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
     const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
@@ -169,6 +171,10 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
   const outputs = outputSpecs(flags).map((s) => ('dest' in s && s.dest !== undefined && s.dest !== '-' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  // Checked before anything runs: the build would otherwise succeed and only then fail here.
+  if (flags.iidfile !== undefined && flags.check !== true && flags.call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
+    throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
+  }
   const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
   const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
   cleanup.push(ssh.close);
