@@ -9,7 +9,7 @@ import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { withFileLock } from './file-lock.js';
-import { dirSize, hasSnapshot, withMounted } from './snapshots.js';
+import { dirSize, hasSnapshot, withLeases, withMounted } from './snapshots.js';
 
 /** A git source as BuildKit's GitIdentifier: remote, ref, subdirectory and options. */
 export interface GitSpec {
@@ -129,23 +129,26 @@ export class GitSources {
     const key = gitCacheKey(sha, spec);
     const id = `git-${createHash('sha256').update(`${spec.remote}\n${key}`).digest('hex').slice(0, 48)}`;
     const s = this.#deps.snapshotter;
-    if (!(await hasSnapshot(s, id))) {
-      await this.#withRepo(spec, ctx, async (git) => {
-        if (await hasSnapshot(s, id)) return;
-        await this.#fetch(git, ref, sha);
-        const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-        await s.prepare(tmp);
-        try {
-          await withMounted(s, tmp, ctx.signal, (root) => this.#checkout(git, spec, ref, sha, root));
-          await s.commit(id, tmp);
-        } catch (err) {
-          await s.remove(tmp).catch(() => undefined);
-          if (!(await hasSnapshot(s, id))) throw err;
-        }
-      });
-    }
-    const size = await withMounted(s, id, ctx.signal, (root) => dirSize(root)).catch(() => 0);
-    return { snapshot: id, size };
+    return withLeases(this.#deps, ctx.signal, async (leases) => {
+      leases.hold(id); // before the lookup: a prune meanwhile keeps it
+      if (!(await hasSnapshot(s, id))) {
+        await this.#withRepo(spec, ctx, async (git) => {
+          if (await hasSnapshot(s, id)) return;
+          await this.#fetch(git, ref, sha);
+          const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+          await s.prepare(tmp);
+          try {
+            await withMounted(s, tmp, ctx.signal, (root) => this.#checkout(git, spec, ref, sha, root));
+            await s.commit(id, tmp);
+          } catch (err) {
+            await s.remove(tmp).catch(() => undefined);
+            if (!(await hasSnapshot(s, id))) throw err;
+          }
+        });
+      }
+      const size = await withMounted(s, id, ctx.signal, (root) => dirSize(root)).catch(() => 0);
+      return { snapshot: id, size };
+    });
   }
 
   /** The commit `spec.ref` names now (a full sha is used as is), once per build and remote#ref. */

@@ -11,7 +11,7 @@ import { basePath } from '../local/clean-path.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { hasSnapshot, withMounted } from './snapshots.js';
+import { hasSnapshot, withLeases, withMounted } from './snapshots.js';
 
 interface Download {
   readonly file: string;
@@ -145,25 +145,28 @@ export class HttpSources {
     const key = httpCacheKey(d.filename, a, d.digest, d.lastModified);
     const id = `http-${key.replace('sha256:', '').slice(0, 48)}`;
     const s = this.#deps.snapshotter;
-    if (!(await hasSnapshot(s, id))) {
-      const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-      await s.prepare(tmp);
-      try {
-        await withMounted(s, tmp, ctx.signal, async (root) => {
-          const target = join(root, d.filename);
-          await copyFile(d.file, target);
-          await chmod(target, a.perm === 0 ? 0o600 : a.perm);
-          await lchown(target, a.uid, a.gid);
-          const lm = d.lastModified === '' ? undefined : new Date(d.lastModified);
-          if (lm !== undefined && !Number.isNaN(lm.getTime())) await utimes(target, lm, lm);
-        });
-        await s.commit(id, tmp);
-      } catch (err) {
-        await s.remove(tmp).catch(() => undefined);
-        if (!(await hasSnapshot(s, id))) throw err;
+    return withLeases(this.#deps, ctx.signal, async (leases) => {
+      leases.hold(id); // before the lookup: a prune meanwhile keeps it
+      if (!(await hasSnapshot(s, id))) {
+        const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+        await s.prepare(tmp);
+        try {
+          await withMounted(s, tmp, ctx.signal, async (root) => {
+            const target = join(root, d.filename);
+            await copyFile(d.file, target);
+            await chmod(target, a.perm === 0 ? 0o600 : a.perm);
+            await lchown(target, a.uid, a.gid);
+            const lm = d.lastModified === '' ? undefined : new Date(d.lastModified);
+            if (lm !== undefined && !Number.isNaN(lm.getTime())) await utimes(target, lm, lm);
+          });
+          await s.commit(id, tmp);
+        } catch (err) {
+          await s.remove(tmp).catch(() => undefined);
+          if (!(await hasSnapshot(s, id))) throw err;
+        }
       }
-    }
-    const size = (await stat(d.file)).size;
-    return { snapshot: id, size };
+      const size = (await stat(d.file)).size;
+      return { snapshot: id, size };
+    });
   }
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Mount, MountedSnapshot, Snapshotter } from '@kiln/runtime';
+import type { RuntimeWorkerDeps } from './deps.js';
 import { lstatSync, readFileSync, readdirSync, type Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +17,51 @@ export async function hasSnapshot(s: Snapshotter, id: string): Promise<boolean> 
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Leases of the snapshots one caller looks up, released together (no-ops without a lease hook). */
+export class Leases {
+  readonly #take: ((snapshot: string) => () => void) | undefined;
+  readonly #held: Array<() => void> = [];
+
+  constructor(take: ((snapshot: string) => () => void) | undefined) {
+    this.#take = take;
+  }
+
+  hold(snapshot: string): void {
+    if (this.#take !== undefined) this.#held.push(this.#take(snapshot));
+  }
+
+  release(): void {
+    for (const r of this.#held.splice(0)) r();
+  }
+
+  /** Releases them when `signal` aborts (now, if it has). One listener, however many layers. */
+  releaseAt(signal: AbortSignal): void {
+    if (this.#held.length === 0) return;
+    if (signal.aborted) this.release();
+    else signal.addEventListener('abort', () => this.release(), { once: true });
+  }
+}
+
+/**
+ * Runs `fn` with leases ({@link RuntimeWorkerDeps.leaseSnapshot}) it takes on the snapshots it
+ * finds by a fixed id (`layer-<chain>`, `local-<digest>`, …) before it looks them up. They are
+ * held until `signal` aborts when `fn` succeeds (the scheduler aborts an op's signal when the
+ * last build needing the op ends, after it recorded the result and that build leased it), and
+ * released at once when it fails. A prune running meanwhile keeps them: otherwise it could
+ * remove a snapshot between the lookup and the record.
+ */
+export async function withLeases<T>(deps: Pick<RuntimeWorkerDeps, 'leaseSnapshot'>, signal: AbortSignal, fn: (leases: Leases) => Promise<T>): Promise<T> {
+  const leases = new Leases(deps.leaseSnapshot);
+  try {
+    const r = await fn(leases);
+    leases.releaseAt(signal);
+    return r;
+  } catch (err) {
+    leases.release();
+    throw err;
   }
 }
 

@@ -10,7 +10,7 @@ import type { LocalFilter } from '../local/walk.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { hasSnapshot, withMounted } from './snapshots.js';
+import { Leases, hasSnapshot, withLeases, withMounted } from './snapshots.js';
 import { withFileLock } from './file-lock.js';
 
 /** OCI ChainID of a list of diffIDs: ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). */
@@ -142,15 +142,7 @@ export class ImageSources {
    */
   async snapshot(op: SourceOp, ctx: WorkerOpContext): Promise<WorkerRef> {
     const img = await this.resolve(op, ctx);
-    const leases = new Leases(this.#deps.leaseSnapshot);
-    try {
-      const ref = await this.#unpack(img, ctx.signal, ctx.status, leases);
-      leases.releaseAt(ctx.signal);
-      return ref;
-    } catch (err) {
-      leases.release();
-      throw err;
-    }
+    return withLeases(this.#deps, ctx.signal, (leases) => this.#unpack(img, ctx.signal, ctx.status, leases));
   }
 
   async #unpack(img: EnsuredImage, signal: AbortSignal | undefined, status: WorkerOpContext['status'], leases: Leases): Promise<WorkerRef> {
@@ -242,31 +234,6 @@ export class ImageSources {
   }
 }
 
-/** Leases of the snapshots one caller looks up, released together (no-ops without a lease hook). */
-class Leases {
-  readonly #take: ((snapshot: string) => () => void) | undefined;
-  readonly #held: Array<() => void> = [];
-
-  constructor(take: ((snapshot: string) => () => void) | undefined) {
-    this.#take = take;
-  }
-
-  hold(snapshot: string): void {
-    if (this.#take !== undefined) this.#held.push(this.#take(snapshot));
-  }
-
-  release(): void {
-    for (const r of this.#held.splice(0)) r();
-  }
-
-  /** Releases them when `signal` aborts (now, if it has). One listener, however many layers. */
-  releaseAt(signal: AbortSignal): void {
-    if (this.#held.length === 0) return;
-    if (signal.aborted) this.release();
-    else signal.addEventListener('abort', () => this.release(), { once: true });
-  }
-}
-
 /** `p`, or a cancellation as soon as `signal` aborts (p goes on for whoever else waits on it). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) return p;
@@ -353,18 +320,19 @@ export class LocalSources {
     const prev = this.#locks.get(base) ?? Promise.resolve();
     const run = prev.catch(() => undefined).then(async () => {
       await mkdir(join(base, '..'), { recursive: true });
-      return withFileLock(`${base}.lock`, ctx.signal, () => this.#sync(ctx, dir, filter, base));
+      return withFileLock(`${base}.lock`, ctx.signal, () => withLeases(this.#deps, ctx.signal, (leases) => this.#sync(ctx, dir, filter, base, leases)));
     });
     this.#locks.set(base, run);
     return run;
   }
 
-  async #sync(ctx: WorkerOpContext, dir: string, filter: LocalFilter, base: string): Promise<WorkerRef> {
+  async #sync(ctx: WorkerOpContext, dir: string, filter: LocalFilter, base: string, leases: Leases): Promise<WorkerRef> {
     ctx.status('transferring context', 0);
     const synced = await syncLocalSource({ src: dir, dest: join(base, 'mirror'), statePath: join(base, 'state.json'), filter, signal: ctx.signal });
     ctx.status('transferring context', synced.stats.bytes, undefined, true);
     const id = `local-${synced.rootDigest.replace('sha256:', '').slice(0, 48)}`;
     const s = this.#deps.snapshotter;
+    leases.hold(id); // before the lookup, as for image layers
     if (!(await hasSnapshot(s, id))) {
       // The snapshot hard-links the mirror's files (the mirror never changes an inode in place):
       // no file is copied, and it is one plain directory, so a COPY from it can link again.

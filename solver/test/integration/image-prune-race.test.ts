@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -93,6 +93,13 @@ async function setup(name: string): Promise<Setup> {
   return { deps, store, snapshotter, unpacks, onLookup, releaseGate };
 }
 
+/** A Definition of one local source (`local://context`). */
+function localContext(): Definition {
+  const op: Op = { kind: 'source', inputs: [], source: { identifier: 'local://context' } };
+  const bytes = encodeOp(op);
+  return { def: [bytes, encodeOp({ kind: 'none', inputs: [{ digest: digestOf(bytes), index: 0 }] })], metadata: new Map() };
+}
+
 /** A Definition of one FROM of the image. */
 function fromImage(): Definition {
   const op: Op = { kind: 'source', inputs: [], source: { identifier: `docker-image://${IMAGE}` } };
@@ -175,6 +182,32 @@ describe('image source vs a concurrent Solver.prune', () => {
     // Recorded now (as a prefetch would): not in use, so no lease of the failed FROM is left.
     store.upsertRecord({ snapshot: top, description: 'probe', kind: 'regular' });
     expect(solver.du()).toEqual([expect.objectContaining({ snapshot: top, inUse: false })]);
+    store.close();
+  }, 60_000);
+
+  test('the same holds for a local source whose content is already snapshotted (local-<digest>)', async () => {
+    const { deps, store, snapshotter, onLookup } = await setup('local-lookup');
+    const ctxDir = join(root, 'local-lookup-context');
+    await mkdir(ctxDir, { recursive: true });
+    await writeFile(join(ctxDir, 'a.txt'), 'hello\n');
+    const solver = new Solver({ worker: new RuntimeWorker({ ...deps, localDirs: { context: ctxDir } }), store });
+    const first = await solver.solve(localContext());
+    const id = first?.ref.snapshot ?? '';
+    expect(id).toMatch(/^local-/);
+    first?.release();
+    // The next build of the same content finds the snapshot; a prune runs inside that lookup.
+    let pruned: string[] | undefined;
+    onLookup.id = id;
+    onLookup.run = async () => {
+      pruned = (await solver.prune()).map((d) => d.snapshot);
+    };
+    const second = await solver.solve(localContext());
+    expect(pruned).toBeDefined();
+    expect(pruned).not.toContain(id);
+    expect(second?.ref.snapshot).toBe(id);
+    await expect(snapshotter.stat(id)).resolves.toMatchObject({ kind: 'committed' });
+    second?.release();
+    expect(solver.du().filter((d) => d.inUse)).toEqual([]);
     store.close();
   }, 60_000);
 });
