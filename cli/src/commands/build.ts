@@ -23,6 +23,8 @@ export interface BuildFlags {
   readonly output: string[];
   readonly tag: string[];
   readonly progress: string;
+  /** `-q`: no progress; the image ID (config digest) on stdout. */
+  readonly quiet?: boolean;
   readonly cache: boolean;
   /** `--no-cache-filter` values (commander names a `--no-` option after what follows it). */
   readonly cacheFilter: string[];
@@ -69,6 +71,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--metadata-file <file>', 'write build result metadata (image digest, config digest, names) as JSON')
     .option('--iidfile <file>', 'write the image ID (config digest) to the file')
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
+    .option('-q, --quiet', 'print nothing but the image ID (config digest) on stdout; errors still go to stderr')
     .option('--no-cache', 'do not use the cache')
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
@@ -107,7 +110,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
     const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
-    const display = startProgress(flags.progress, io);
+    const display = startProgress(flags.quiet === true ? 'quiet' : flags.progress, io);
     progress = display;
     const e = l.engine;
     const onWarning = (w: { file?: string; line?: number; column?: number; message: string }): void =>
@@ -125,12 +128,16 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       io.stdout.write(report.call.text);
       callFailed = report.call.failed;
     }
-    for (const ex of report.exports) {
+    for (const ex of flags.quiet === true ? [] : report.exports) {
       if (ex.digest !== undefined) io.stderr.write(`${ex.type}${ex.dest === undefined ? '' : ` ${ex.dest}`}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
     if (req.outputs.length === 0 && report.call === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
-    if (report.call === undefined && (flags.metadataFile !== undefined || flags.iidfile !== undefined)) await writeResultFiles(e, report.exports, flags, io);
+    if (report.call === undefined && (flags.metadataFile !== undefined || flags.iidfile !== undefined || flags.quiet === true)) {
+      const id = await writeResultFiles(e, report.exports, flags, io);
+      // buildx's -q: the image ID alone (an empty line when the build made no image).
+      if (flags.quiet === true) io.stdout.write(`${id ?? ''}\n`);
+    }
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
@@ -146,6 +153,9 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
 }
 
 async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {
+  if (flags.quiet === true && flags.progress !== 'auto' && flags.progress !== 'quiet') {
+    throw new EngineError('KLN0707', `--progress ${flags.progress} and --quiet cannot be used together`, { hint: 'drop one of them' });
+  }
   const ctx = callerPath(io, context);
   if (context === '-' || /^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory`);
   const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
@@ -245,7 +255,7 @@ function outputSpecs(flags: BuildFlags): ExportSpec[] {
  * `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
  * image output. Written atomically.
  */
-async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], flags: BuildFlags, io: CliIo): Promise<void> {
+async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], flags: BuildFlags, io: CliIo): Promise<string | undefined> {
   const image = exports.find((x) => x.digest !== undefined);
   const meta: Record<string, string> = {};
   let configDigest: string | undefined;
@@ -262,4 +272,5 @@ async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResu
     if (id === undefined) throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
     await writeFileAtomic(callerPath(io, flags.iidfile), Buffer.from(id));
   }
+  return configDigest ?? image?.digest;
 }

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { kilnBin, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
-// What `kiln build` hands back besides the build itself, as buildx does: `--iidfile`.
+// What `kiln build` hands back besides the build itself, as buildx does: `-q` (the image ID on
+// stdout) and `--iidfile`.
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
@@ -37,6 +38,37 @@ function kiln(args: readonly string[], opts: { cwd?: string } = {}): Promise<Bin
 function tarNames(tar: Buffer): string[] {
   return execFileSync('tar', ['-tf', '-'], { input: tar, encoding: 'utf8' }).split('\n').filter((l) => l !== '');
 }
+
+test('-q prints only the image ID (the config digest, as --iidfile) on stdout and no progress; it refuses --progress plain', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `quiet-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /q\n` });
+  const iid = join(sb.dir, `quiet-${t}.iid`);
+  const r = await kiln(['build', ctx, '--root', sb.root, '-q', '-t', `quiet-${t}:1`, '--iidfile', iid]);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  const id = await readFile(iid, 'utf8');
+  expect(id).toMatch(/^sha256:[a-f0-9]{64}$/);
+  expect(r.stdout.toString()).toBe(`${id}\n`);
+  expect(r.stderr).not.toMatch(/^#\d+ /m);
+  expect(r.stderr).not.toContain('RUN echo');
+
+  const long = await kiln(['build', ctx, '--root', sb.root, '--quiet', '-t', `quiet-${t}:1`]);
+  expect(long.code).toBe(0);
+  expect(long.stdout.toString()).toMatch(/^sha256:[a-f0-9]{64}\n$/);
+
+  const clash = await kiln(['build', ctx, '--root', sb.root, '-q', '--progress', 'plain', '-t', `quiet-${t}:1`]);
+  expect(clash.code).toBe(1);
+  expect(clash.stderr).toMatch(/--progress plain and --quiet cannot be used together/);
+  expect(clash.stderr).not.toMatch(/\n\s+at /);
+  expect(clash.stdout.length).toBe(0);
+
+  await writeFile(join(ctx, 'Dockerfile.fail'), `FROM busybox\nRUN echo no-${t} && exit 4\n`);
+  const failed = await kiln(['build', ctx, '-f', join(ctx, 'Dockerfile.fail'), '--root', sb.root, '-q', '-t', `quiet-${t}:2`]);
+  expect(failed.code).toBe(1);
+  expect(failed.stdout.length).toBe(0);
+  expect(failed.stderr).toMatch(/exit code:? 4/);
+});
 
 test('--iidfile: a failed build leaves no stale file; an output without an image is refused before anything runs', async () => {
   const t = token();
