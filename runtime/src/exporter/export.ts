@@ -3,6 +3,7 @@ import { ImageStoreError } from '../content/errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
 import type { ContentStore } from '../content/store.js';
 import type { ImageStore } from '../image/image-store.js';
+import { AnnotationCreated } from '../image/media-types.js';
 import type { Descriptor } from '../image/types.js';
 import { RegistryClient } from '../registry/client.js';
 import { pushImage } from '../registry/push.js';
@@ -69,8 +70,11 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       const names = normalizeNames(spec.names);
       const mtime = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined;
       let pushed: string[] = [];
-      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, mtime });
-      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { mtime });
+      // BuildKit's oci/docker exporter annotates the root descriptor in index.json with its
+      // creation time: SOURCE_DATE_EPOCH if set, else now (RFC 3339, whole seconds, UTC).
+      const created = { [AnnotationCreated]: rfc3339Seconds(mtime ?? new Date()) };
+      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, mtime, annotations: created });
+      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { mtime, annotations: created });
       else if (spec.push) {
         const hosts: Record<string, { plainHttp: boolean }> = {};
         if (spec.insecure) for (const n of names) hosts[parseReference(n).domain] = { plainHttp: true };
@@ -85,6 +89,11 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       throw new ImageStoreError('OUTPUT_SPEC_INVALID', `unknown exporter ${(never as { type: string }).type}`);
     }
   }
+}
+
+/** Go's `time.RFC3339` of a UTC time: no fraction (`2023-11-14T22:13:20Z`). */
+function rfc3339Seconds(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 async function exists(p: string): Promise<boolean> {

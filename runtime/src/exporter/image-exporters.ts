@@ -57,9 +57,17 @@ export function normalizeNames(names: ReadonlyArray<string>): string[] {
   return names.map((n) => formatReference(parseReference(n)));
 }
 
+/** Options of the archive exporters. */
+export interface ArchiveExportOptions {
+  /** Tar entry mtime (default: the epoch). */
+  readonly mtime?: Date | undefined;
+  /** Annotations on the root's `index.json` entries (BuildKit: `org.opencontainers.image.created`). */
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
+}
+
 /** `type=oci`: an OCI layout tarball (or directory with `tar=false`). */
-export async function exportOciLayout(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { tar: boolean; mtime?: Date | undefined }): Promise<void> {
-  const images = [{ descriptor: root, names: normalizeNames(names) }];
+export async function exportOciLayout(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { tar: boolean } & ArchiveExportOptions): Promise<void> {
+  const images = [{ descriptor: root, names: normalizeNames(names), annotations: opts.annotations }];
   if (opts.tar) await writeOciLayoutTar(store, dest, images, { mtime: opts.mtime });
   else await writeOciLayoutDir(store, dest, images);
 }
@@ -71,7 +79,7 @@ export async function exportOciLayout(store: ContentStore, root: Descriptor, des
  * ids that do not exist in this layout. Multi-platform images cannot be loaded into Docker and are
  * rejected (BuildKit: "docker exporter does not currently support exporting manifest lists").
  */
-export async function exportDockerArchive(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { mtime?: Date | undefined } = {}): Promise<void> {
+export async function exportDockerArchive(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: ArchiveExportOptions = {}): Promise<void> {
   if (isIndexMediaType(root.mediaType)) {
     throw new ImageStoreError('EXPORT_FAILED', 'type=docker cannot export a multi-platform image', { hint: 'build one --platform, or use type=oci' });
   }
@@ -87,5 +95,5 @@ export async function exportDockerArchive(store: ContentStore, root: Descriptor,
     },
   ];
   const extra = [{ name: 'manifest.json', data: jsonBytes(manifestJson) }];
-  await writeOciLayoutTar(store, dest, [{ descriptor: root, names: normalizeNames(names) }], { mtime: opts.mtime, extra });
+  await writeOciLayoutTar(store, dest, [{ descriptor: root, names: normalizeNames(names), annotations: opts.annotations }], { mtime: opts.mtime, extra });
 }

@@ -122,24 +122,37 @@ export interface LayoutImage {
   readonly descriptor: Descriptor;
   /** Full references (`docker.io/library/x:1`) or bare tags; each becomes one index entry. */
   readonly names?: ReadonlyArray<string> | undefined;
+  /** Annotations on every index entry of this image (BuildKit's exporters add `org.opencontainers.image.created`). */
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
 }
 
-/** The `index.json` BuildKit writes: one entry per name, with containerd's and OCI's name annotations. */
+/**
+ * The `index.json` BuildKit writes (containerd's archive exporter, WithManifest): one entry per
+ * name with containerd's and OCI's name annotations, plus the image's own annotations; keys are
+ * sorted as Go marshals a map.
+ */
 export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
   const manifests: Descriptor[] = [];
   for (const img of images) {
     const { annotations: _drop, ...base } = img.descriptor;
     const names = img.names ?? [];
-    if (names.length === 0) manifests.push(base);
+    const own = img.annotations ?? {};
+    if (names.length === 0) manifests.push(Object.keys(own).length > 0 ? { ...base, annotations: sortedRecord(own) } : base);
     for (const n of names) {
       const tag = tagOf(n);
-      const annotations: Record<string, string> = {};
+      const annotations: Record<string, string> = { ...own };
       if (n !== tag) annotations[AnnotationImageName] = n;
       annotations[AnnotationRefName] = tag;
-      manifests.push({ ...base, annotations });
+      manifests.push({ ...base, annotations: sortedRecord(annotations) });
     }
   }
   return { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests };
+}
+
+function sortedRecord(r: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(r).sort()) out[k] = r[k] as string;
+  return out;
 }
 
 function tagOf(name: string): string {

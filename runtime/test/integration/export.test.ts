@@ -51,10 +51,13 @@ describe('image exporters checked with skopeo and umoci', () => {
     expect(info.Env).toEqual(['PATH=/bin', 'HELLO=kiln']);
     expect(digestOf(await skopeo('inspect', '--raw', `oci-archive:${dest}:v1`))).toBe(res.digest);
     expect((await images.mustGet('docker.io/kiln/app:v1')).target.digest).toBe(res.digest);
-    // deterministic bytes
+    // deterministic bytes with SOURCE_DATE_EPOCH (index.json carries the creation time, as BuildKit's)
+    const once = join(root, 'oci1.tar');
     const again = join(root, 'oci2.tar');
-    await runExport(parseOutputSpec(`type=oci,dest=${again},name=kiln/app:v1`), { image: source }, { store });
-    expect(digestOf(await readFile(again))).toBe(digestOf(await readFile(dest)));
+    await runExport(parseOutputSpec(`type=oci,dest=${once},name=kiln/app:v1`), { image: source }, { store, sourceDateEpoch: 1_700_000_000 });
+    await new Promise((r) => setTimeout(r, 1100));
+    await runExport(parseOutputSpec(`type=oci,dest=${again},name=kiln/app:v1`), { image: source }, { store, sourceDateEpoch: 1_700_000_000 });
+    expect(digestOf(await readFile(again))).toBe(digestOf(await readFile(once)));
   });
 
   test('type=docker tarball: skopeo inspect docker-archive accepts it, manifest.json', async () => {

@@ -119,3 +119,35 @@ describe('archive tarballs (containerd images/archive exporter, as BuildKit v0.1
     expect(JSON.parse((await run('skopeo', ['inspect', `docker-archive:${dest}:docker.io/library/app:1`])).stdout)).toMatchObject({ Architecture: 'amd64' });
   });
 });
+
+describe('index.json of type=oci / type=docker (BuildKit exporter/oci: created annotation on the root descriptor)', () => {
+  const source = (): ExportImageSource => ({ layers: [{ descriptor: bb.layer, diffID: bb.diffID }], config: { os: 'linux', architecture: 'amd64' } });
+  const indexOf = async (tarball: string): Promise<{ manifests: { digest: string; annotations?: Record<string, string> }[] }> =>
+    JSON.parse((await tarEntries(tarball)).get('index.json')?.body.toString() ?? '{}') as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+
+  test('SOURCE_DATE_EPOCH sets org.opencontainers.image.created next to the name annotations, keys sorted as Go marshals a map', async () => {
+    const dest = join(root, 'created.tar');
+    const res = await runExport(parseOutputSpec(`type=oci,dest=${dest},name=kiln/app:v1,localhost:5000/x`), { image: source() }, { store, sourceDateEpoch: 1_700_000_000 });
+    const idx = await indexOf(dest);
+    expect(idx.manifests.map((m) => [m.digest, m.annotations])).toEqual([
+      [res.digest, { 'io.containerd.image.name': 'docker.io/kiln/app:v1', 'org.opencontainers.image.created': '2023-11-14T22:13:20Z', 'org.opencontainers.image.ref.name': 'v1' }],
+      [res.digest, { 'io.containerd.image.name': 'localhost:5000/x:latest', 'org.opencontainers.image.created': '2023-11-14T22:13:20Z', 'org.opencontainers.image.ref.name': 'latest' }],
+    ]);
+    expect(Object.keys(idx.manifests[0]?.annotations ?? {})).toEqual(['io.containerd.image.name', 'org.opencontainers.image.created', 'org.opencontainers.image.ref.name']);
+    expect(JSON.parse((await run('skopeo', ['inspect', `oci-archive:${dest}:v1`])).stdout)).toMatchObject({ Digest: res.digest });
+  });
+
+  test('without names and without SOURCE_DATE_EPOCH: one entry, created is the export time (RFC 3339, seconds)', async () => {
+    const dest = join(root, 'created-docker.tar');
+    const before = Math.floor(Date.now() / 1000) * 1000;
+    await runExport(parseOutputSpec(`type=docker,dest=${dest}`), { image: source() }, { store });
+    const after = Date.now();
+    const idx = await indexOf(dest);
+    expect(idx.manifests.length).toBe(1);
+    const created = idx.manifests[0]?.annotations?.['org.opencontainers.image.created'] ?? '';
+    expect(created).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(Date.parse(created)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(created)).toBeLessThanOrEqual(after);
+    expect(Object.keys(idx.manifests[0]?.annotations ?? {})).toEqual(['org.opencontainers.image.created']);
+  });
+});
