@@ -11,6 +11,7 @@ import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
+import { parseOutputs, type OutputStream, type StdoutOutput } from '../engine/stdout-output.js';
 
 /** Parsed flags of `kiln build`. */
 export interface BuildFlags {
@@ -65,7 +66,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--platform <platform>', 'target platform, e.g. linux/amd64')
     .option('--secret <spec>', 'secret to expose: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect, [])
     .option('--ssh <spec>', 'ssh agent to forward: default, ID=SOCKET or ID=KEYFILE (repeatable)', collect, [])
-    .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable)', collect, [])
+    .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable); dest=- or -o - writes the archive to stdout', collect, [])
     .option('-t, --tag <name>', 'image name (repeatable)', collect, [])
     .option('--push', 'push the tagged image (same as --output type=registry)')
     .option('--metadata-file <file>', 'write build result metadata (image digest, config digest, names) as JSON')
@@ -104,7 +105,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let lease: EngineLease | undefined;
   let callFailed = false;
   try {
-    const req = await parseFlags(context, flags, io, cleanup);
+    const { req, stdout } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
     if (flags.iidfile !== undefined) await rm(callerPath(io, flags.iidfile), { force: true });
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
@@ -128,8 +129,10 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       io.stdout.write(report.call.text);
       callFailed = report.call.failed;
     }
+    if (stdout !== undefined && report.call === undefined) await stdout.copyTo(io.stdout as OutputStream);
     for (const ex of flags.quiet === true ? [] : report.exports) {
-      if (ex.digest !== undefined) io.stderr.write(`${ex.type}${ex.dest === undefined ? '' : ` ${ex.dest}`}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
+      const dest = ex.dest === undefined ? '' : ` ${ex.dest === stdout?.file ? '-' : ex.dest}`;
+      if (ex.digest !== undefined) io.stderr.write(`${ex.type}${dest}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
     if (req.outputs.length === 0 && report.call === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
@@ -152,7 +155,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   if (callFailed) throw new ReportedError(1, 'build checks found problems');
 }
 
-async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<BuildRequest> {
+async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<{ req: BuildRequest; stdout?: StdoutOutput }> {
   if (flags.quiet === true && flags.progress !== 'auto' && flags.progress !== 'quiet') {
     throw new EngineError('KLN0707', `--progress ${flags.progress} and --quiet cannot be used together`, { hint: 'drop one of them' });
   }
@@ -180,7 +183,10 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
-  const outputs = outputSpecs(flags).map((s) => ('dest' in s && s.dest !== undefined && s.dest !== '-' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  const parsed = await parseOutputs(flags.output, io.stdout as OutputStream);
+  if (parsed.stdout !== undefined) cleanup.push(parsed.stdout.remove);
+  if (parsed.stdout !== undefined && flags.quiet === true) throw new EngineError('KLN0702', '--quiet prints the image ID on stdout: an output cannot go there too', { hint: 'write the output to a file (dest=FILE)' });
+  const outputs = outputSpecs(parsed.specs, flags).map((s) => ('dest' in s && s.dest !== undefined ? { ...s, dest: callerPath(io, s.dest) } : s));
   // Checked before anything runs: the build would otherwise succeed and only then fail here.
   if (flags.iidfile !== undefined && flags.check !== true && flags.call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
     throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
@@ -188,7 +194,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
   const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
   cleanup.push(ssh.close);
-  return {
+  const req: BuildRequest = {
     context: ctx,
     ...(dockerfile === undefined ? {} : { dockerfile }),
     ...(dockerfileText === undefined ? {} : { dockerfileText }),
@@ -198,6 +204,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     secrets,
     ssh: ssh.sockets,
     outputs,
+    ...(parsed.stdout === undefined ? {} : { stdoutFile: parsed.stdout.file }),
     noCache: !flags.cache,
     noCacheFilter: flags.cacheFilter,
     buildContexts: flags.buildContext.map(parseBuildContext).map((c) => (c.kind === 'image' ? c : { ...c, path: callerPath(io, c.path) })),
@@ -208,6 +215,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
   };
+  return parsed.stdout === undefined ? { req } : { req, stdout: parsed.stdout };
 }
 
 /** `--label`, `--add-host`, `--pull`, `--network` as the frontend options buildx sends. */
@@ -239,8 +247,8 @@ function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts'
 }
 
 /** buildx's output rules: `-t` names every image output that has none; `-t` alone means type=image. */
-function outputSpecs(flags: BuildFlags): ExportSpec[] {
-  const specs = flags.output.map((o) => parseOutputSpec(o));
+function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags): ExportSpec[] {
+  const specs = [...parsed];
   if (flags.push === true) {
     if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME');
     specs.push(parseOutputSpec(`type=image,push=true,name=${flags.tag.join(',')}`));

@@ -221,13 +221,27 @@ class ClientRequest {
     };
     return {
       stdin: this.#stdinIterable(),
-      stdout: { write: write(Frame.Stdout), isTTY: hello.stdout.isTTY } as CliIo['stdout'],
+      // `once('drain')`: a command writing much to stdout (an archive) waits for the socket;
+      // a client that went away releases it at once (its writes are dropped).
+      stdout: { write: write(Frame.Stdout), isTTY: hello.stdout.isTTY, once: (event: string, listener: () => void) => this.#once(event, listener) } as CliIo['stdout'],
       stderr: { write: write(Frame.Stderr), ...hello.stderr } as CliIo['stderr'],
       cwd: hello.cwd,
       env: hello.env,
       interrupts,
       engines,
     };
+  }
+
+  #once(event: string, listener: () => void): void {
+    if (event !== 'drain') return;
+    if (this.#finished || this.#socket.destroyed) return void queueMicrotask(listener);
+    const done = (): void => {
+      this.#socket.off('drain', done);
+      this.#socket.off('close', done);
+      listener();
+    };
+    this.#socket.once('drain', done);
+    this.#socket.once('close', done);
   }
 
   async *#stdinIterable(): AsyncGenerator<Uint8Array> {

@@ -30,7 +30,13 @@ export async function exportOutputs(
   engine: KilnEngine,
   specs: readonly ExportSpec[],
   outputs: BuildOutput | readonly BuildOutput[],
-  opts: { readonly progress?: ProgressSink; readonly signal?: AbortSignal; readonly sourceDateEpoch?: number } = {},
+  opts: {
+    readonly progress?: ProgressSink;
+    readonly signal?: AbortSignal;
+    readonly sourceDateEpoch?: number;
+    /** A temporary file that stands for the caller's stdout (`dest=-`): progress shows `-`. */
+    readonly stdoutFile?: string;
+  } = {},
 ): Promise<ExportResult[]> {
   const list: readonly BuildOutput[] = Array.isArray(outputs) ? outputs : [outputs as BuildOutput];
   const first = list[0];
@@ -38,7 +44,7 @@ export async function exportOutputs(
   const results: ExportResult[] = [];
   for (const [i, spec] of specs.entries()) {
     const vertex = `export-${i}`;
-    const name = exportName(spec);
+    const name = exportName('dest' in spec && spec.dest === opts.stdoutFile ? { ...spec, dest: '-' } : spec);
     const t0 = Date.now();
     opts.progress?.emit({ kind: 'vertex.started', vertex, name, time: t0 });
     try {

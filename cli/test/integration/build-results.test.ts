@@ -6,7 +6,7 @@ import { expect, test } from 'vitest';
 import { kilnBin, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // What `kiln build` hands back besides the build itself, as buildx does: `-q` (the image ID on
-// stdout) and `--iidfile`.
+// stdout), `--iidfile`, and outputs written to stdout (`-o -`, `type=tar|oci|docker,dest=-`).
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
@@ -90,3 +90,42 @@ test('--iidfile: a failed build leaves no stale file; an output without an image
   expect(existsSync(out)).toBe(false);
   expect(await sb.containersStarted()).toBe(before);
 });
+
+test('-o - and type=tar,dest=- write the root filesystem tarball to stdout; type=oci,dest=- an OCI archive; type=local,dest=- is refused', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `stdout-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /made && head -c 3000000 /dev/urandom > /big\n` });
+  const dash = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '-o', '-']);
+  expect(dash.stderr).not.toContain('kiln: error');
+  expect(dash.code).toBe(0);
+  const names = tarNames(dash.stdout);
+  expect(names).toContain('made');
+  expect(names).toContain('big');
+  expect(names).toContain('bin/busybox');
+  // Nothing but the archive on stdout; the summary names stdout, not a temporary file.
+  expect(dash.stderr).not.toMatch(/kiln-stdout-/);
+
+  const tar = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', 'type=tar,dest=-']);
+  expect(tar.code).toBe(0);
+  expect(tar.stdout.equals(dash.stdout)).toBe(true);
+
+  const oci = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', 'type=oci,dest=-,name=stdout:1', '--metadata-file', join(sb.dir, `stdout-${t}.json`)]);
+  expect(oci.code).toBe(0);
+  const archive = join(sb.dir, `stdout-${t}.oci.tar`);
+  await writeFile(archive, oci.stdout);
+  const inspected = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${archive}`], { encoding: 'utf8' })) as { Digest: string };
+  const meta = JSON.parse(await readFile(join(sb.dir, `stdout-${t}.json`), 'utf8')) as Record<string, string>;
+  expect(inspected.Digest).toBe(meta['containerimage.digest']);
+
+  const before = await sb.containersStarted();
+  const local = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache', '-o', 'type=local,dest=-']);
+  expect(local.code).toBe(1);
+  expect(local.stderr).toMatch(/type=local cannot write to stdout/);
+  const two = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache', '-o', '-', '-o', 'type=oci,dest=-']);
+  expect(two.code).toBe(1);
+  expect(two.stderr).toMatch(/only one output can be written to stdout/);
+  expect(await sb.containersStarted()).toBe(before);
+  // No temporary archive is left behind.
+  await mkdir(join(sb.dir, 'none'), { recursive: true });
+  expect((await readdir('/tmp')).filter((n) => n.startsWith('kiln-stdout-'))).toEqual([]);
+}, 120_000);

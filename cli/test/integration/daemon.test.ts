@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { chownSync, existsSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
@@ -42,7 +42,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
 
   /** A `kiln` client process: cwd, env and stdin of its own. */
   /** The run and the client's pid (the daemon logs each command by client pid). */
-  type ClientRun = KilnRun & { readonly pid: number };
+  type ClientRun = KilnRun & { readonly pid: number; readonly stdoutBytes: Buffer };
 
   function client(
     args: readonly string[],
@@ -58,15 +58,18 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
         if (opts.keepStdinOpen === true) child.stdin?.write(opts.stdin);
         else child.stdin?.end(opts.stdin);
       }
-      let stdout = '';
+      const out: Buffer[] = [];
       let stderr = '';
-      child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stdout?.on('data', (d: Buffer) => out.push(d));
       child.stderr?.on('data', (d: Buffer) => {
         stderr += d.toString();
         opts.onStderr?.(stderr, child);
       });
       child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, pid: child.pid ?? -1 }));
+      child.once('close', (code, signal) => {
+        const stdoutBytes = Buffer.concat(out);
+        resolve({ code, signal, stdout: stdoutBytes.toString(), stdoutBytes, stderr, pid: child.pid ?? -1 });
+      });
     });
   }
 
@@ -150,6 +153,31 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
     expect(served(next)).toHaveLength(1);
+  }, 120_000);
+
+  test('-q prints the image ID on the client stdout; -o - streams the rootfs tarball there byte for byte (as in-process)', async () => {
+    const t = token();
+    const work = join(sb.dir, `stdout-${t}`);
+    // Random bytes: any re-encoding on the way (UTF-8, frames) changes the archive.
+    await writeTree(work, { 'ctx/Dockerfile': `FROM busybox\nRUN head -c 2500000 /dev/urandom > /rand && echo ${t} > /made\n` });
+    const iid = join(work, 'iid');
+    const quiet = await client(['build', 'ctx', '--root', sb.root, '-q', '-t', `stdout-${t}:1`, '--iidfile', 'iid'], { cwd: work });
+    expect(quiet.stderr).not.toContain('kiln: error');
+    expect(quiet.code).toBe(0);
+    expect(quiet.stdout).toBe(`${await readFile(iid, 'utf8')}\n`);
+    expect(quiet.stdout).toMatch(/^sha256:[a-f0-9]{64}\n$/);
+    expect(served(quiet)).toHaveLength(1);
+
+    const tar = await client(['build', 'ctx', '--root', sb.root, '--progress', 'quiet', '-o', '-'], { cwd: work });
+    expect(tar.code).toBe(0);
+    expect(served(tar)).toHaveLength(1);
+    const local = await client(['build', 'ctx', '--root', sb.root, '--progress', 'quiet', '-o', 'type=tar,dest=-'], { cwd: work, env: { KILN_DAEMON: '0' } });
+    expect(local.code).toBe(0);
+    expect(served(local)).toHaveLength(0);
+    expect(tar.stdoutBytes.length).toBeGreaterThan(2_500_000);
+    expect(tar.stdoutBytes.equals(local.stdoutBytes)).toBe(true);
+    const rand = execFileSync('tar', ['-xOf', '-', 'rand'], { input: tar.stdoutBytes, maxBuffer: 1 << 24 });
+    expect(rand.length).toBe(2_500_000);
   }, 120_000);
 
   test('kiln llb and dump-llb through the daemon print what they print in-process (client cwd, env build args)', async () => {
