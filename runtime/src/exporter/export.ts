@@ -68,13 +68,14 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       if (input.image === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs an image result`);
       const root = await materializeImage(ctx.store, input.image, { ...spec, annotations: ctx.annotations });
       const names = normalizeNames(spec.names);
-      const mtime = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined;
+      const epoch = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined;
       let pushed: string[] = [];
       // BuildKit's oci/docker exporter annotates the root descriptor in index.json with its
-      // creation time: SOURCE_DATE_EPOCH if set, else now (RFC 3339, whole seconds, UTC).
-      const created = { [AnnotationCreated]: rfc3339Seconds(mtime ?? new Date()) };
-      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, mtime, annotations: created });
-      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { mtime, annotations: created });
+      // creation time: SOURCE_DATE_EPOCH if set, else now (RFC 3339, whole seconds, UTC). The
+      // tar entries keep mtime 0 either way (containerd's archive writer sets no ModTime).
+      const created = { [AnnotationCreated]: rfc3339Seconds(epoch ?? new Date()) };
+      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, annotations: created });
+      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { annotations: created });
       else if (spec.push) {
         const hosts: Record<string, { plainHttp: boolean }> = {};
         if (spec.insecure) for (const n of names) hosts[parseReference(n).domain] = { plainHttp: true };

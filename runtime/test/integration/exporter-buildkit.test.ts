@@ -135,6 +135,9 @@ describe('index.json of type=oci / type=docker (BuildKit exporter/oci: created a
     ]);
     expect(Object.keys(idx.manifests[0]?.annotations ?? {})).toEqual(['io.containerd.image.name', 'org.opencontainers.image.created', 'org.opencontainers.image.ref.name']);
     expect(JSON.parse((await run('skopeo', ['inspect', `oci-archive:${dest}:v1`])).stdout)).toMatchObject({ Digest: res.digest });
+    // containerd's archive writer leaves tar.Header.ModTime zero (Go writes 0) whatever SOURCE_DATE_EPOCH is.
+    const { stdout } = await run('tar', ['--numeric-owner', '--full-time', '-tvf', dest], { env: { ...process.env, TZ: 'UTC' } });
+    expect(new Set(stdout.trim().split('\n').map((l) => l.split(/\s+/).slice(3, 5).join(' ')))).toEqual(new Set(['1970-01-01 00:00:00']));
   });
 
   test('without names and without SOURCE_DATE_EPOCH: one entry, created is the export time (RFC 3339, seconds)', async () => {
