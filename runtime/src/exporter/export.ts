@@ -28,7 +28,7 @@ export interface ExportContext {
   readonly images?: ImageStore | undefined;
   /** Registry client for `push=true` (a fresh one is made when absent). */
   readonly registry?: RegistryClient | undefined;
-  /** SOURCE_DATE_EPOCH (seconds): tar entry times. */
+  /** SOURCE_DATE_EPOCH (seconds): `created` annotations, and every file time of type=local/tar output. */
   readonly sourceDateEpoch?: number | undefined;
   readonly annotations?: Readonly<Record<string, string>> | undefined;
   readonly signal?: AbortSignal | undefined;
@@ -57,9 +57,10 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
     case 'tar': {
       if (input.rootfs === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs a filesystem result`);
       const rootfs = input.rootfs;
+      const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined };
       if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectory(rootfs, { sourceDateEpoch: ctx.sourceDateEpoch }));
-      else if (await exists(spec.dest)) await copyTree(rootfs, spec.dest);
-      else await writeDirAtomic(spec.dest, (tmp) => copyTree(rootfs, tmp));
+      else if (await exists(spec.dest)) await copyTree(rootfs, spec.dest, copy);
+      else await writeDirAtomic(spec.dest, (tmp) => copyTree(rootfs, tmp, copy));
       return { type: spec.type, dest: spec.dest, names: [], pushed: [] };
     }
     case 'oci':

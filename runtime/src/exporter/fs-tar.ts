@@ -6,7 +6,10 @@ import { walkTree } from './fs-tree.js';
 
 /** Options for {@link packDirectory}. */
 export interface PackDirectoryOptions {
-  /** Clamp every mtime to this (seconds since the epoch), as BuildKit does with SOURCE_DATE_EPOCH. */
+  /**
+   * SOURCE_DATE_EPOCH (seconds): every entry's mtime is set to it, older ones too, as BuildKit's
+   * tar exporter does (exporter/local/fs.go walk Map: `st.ModTime = opt.Epoch.UnixNano()`).
+   */
   readonly sourceDateEpoch?: number | undefined;
 }
 
@@ -22,10 +25,12 @@ export function packDirectory(dir: string, opts: PackDirectoryOptions = {}): Rea
 
 async function* directoryEntries(dir: string, opts: PackDirectoryOptions): AsyncIterable<PackEntry> {
   const seen = new Map<string, string>();
-  const clamp = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : undefined;
+  const epoch = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : undefined;
   for await (const [e, xattrs] of withXattrsOf(walkTree(dir), (t) => t.abs)) {
     const st = e.stat;
-    const mtime = clamp !== undefined && st.mtime > clamp ? clamp : new Date(Math.floor(st.mtimeMs / 1000) * 1000);
+    // Without the epoch: fsutil.WriteTar leaves the header format unset, so Go's tar.Writer rounds
+    // ModTime to the nearest second (WriteHeader: `ModTime.Round(time.Second)`), not down.
+    const mtime = epoch ?? new Date(Math.round(st.mtimeMs / 1000) * 1000);
     const h: TarHeader = { name: e.path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, uname: '', gname: '' };
     const x = { xattrs };
     if (st.isDirectory()) yield { header: { ...h, name: `${e.path}/`, type: 'directory' }, ...x };

@@ -33,6 +33,11 @@ export interface CopyTreeOptions {
    * session/filesync sets `st.Uid = os.Getuid(); st.Gid = os.Getgid()` on everything it receives).
    */
   readonly preserveOwners?: boolean | undefined;
+  /**
+   * Set every entry's mtime and atime to this (SOURCE_DATE_EPOCH), as BuildKit's local exporter
+   * does; otherwise the source mtime is kept and atime set to it (fsutil's receiver sets both).
+   */
+  readonly mtime?: Date | undefined;
 }
 
 /**
@@ -48,6 +53,7 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
   const asRoot = process.getuid?.() === 0;
   const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   const owner = (st: Stats): { uid: number; gid: number } => (opts.preserveOwners === true ? st : self);
+  const time = (st: Stats): Date => opts.mtime ?? st.mtime;
   for await (const e of walkTree(src)) {
     const to = join(dest, e.path);
     const st = e.stat;
@@ -71,20 +77,20 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
       // chown before chmod: chown clears setuid/setgid bits.
       if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
       await chmod(to, st.mode & 0o7777);
-      await lutimes(to, st.atime, st.mtime);
+      await lutimes(to, time(st), time(st));
       continue;
     } else {
       continue;
     }
     if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
-    await lutimes(to, st.atime, st.mtime);
+    await lutimes(to, time(st), time(st));
   }
   // Directories last (deepest first) so adding entries does not disturb their mtimes.
   for (const e of dirs.reverse()) {
     const to = join(dest, e.path);
     if (asRoot) await lchown(to, owner(e.stat).uid, owner(e.stat).gid);
     await chmod(to, e.stat.mode & 0o7777);
-    await lutimes(to, e.stat.atime, e.stat.mtime);
+    await lutimes(to, time(e.stat), time(e.stat));
   }
   await chmod(dest, rootSt.mode & 0o7777);
 }

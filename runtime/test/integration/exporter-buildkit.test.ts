@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { chown, lchown, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chown, lchown, lstat, lutimes, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -152,5 +152,49 @@ describe('index.json of type=oci / type=docker (BuildKit exporter/oci: created a
     expect(Date.parse(created)).toBeGreaterThanOrEqual(before);
     expect(Date.parse(created)).toBeLessThanOrEqual(after);
     expect(Object.keys(idx.manifests[0]?.annotations ?? {})).toEqual(['org.opencontainers.image.created']);
+  });
+});
+
+describe('SOURCE_DATE_EPOCH in type=local / type=tar (BuildKit #2918: the epoch overwrites every output file time)', () => {
+  const EPOCH = 1_700_000_000;
+  async function timedTree(name: string): Promise<string> {
+    const tree = join(root, name);
+    await mkdir(join(tree, 'd'), { recursive: true });
+    await writeFile(join(tree, 'd', 'old'), 'old');
+    await writeFile(join(tree, 'd', 'new'), 'new');
+    await symlink('old', join(tree, 'd', 'ln'));
+    await utimes(join(tree, 'd', 'old'), new Date('2001-02-03T04:05:06.700Z'), new Date('2001-02-03T04:05:06.700Z'));
+    await utimes(join(tree, 'd', 'new'), new Date('2030-01-01T00:00:00.200Z'), new Date('2030-01-01T00:00:00.200Z'));
+    await lutimes(join(tree, 'd', 'ln'), new Date('2001-01-01T00:00:00Z'), new Date('2001-01-01T00:00:00Z'));
+    await utimes(join(tree, 'd'), new Date('2002-01-01T00:00:00Z'), new Date('2002-01-01T00:00:00Z'));
+    return tree;
+  }
+  const tarTimes = async (file: string): Promise<Record<string, string>> => {
+    const { stdout } = await run('tar', ['--numeric-owner', '--full-time', '-tvf', file], { env: { ...process.env, TZ: 'UTC' } });
+    return Object.fromEntries(stdout.trim().split('\n').map((l) => { const f = l.split(/\s+/); return [f[5] ?? '', `${f[3]} ${f[4]}`]; }));
+  };
+
+  test('type=tar: every entry gets the epoch, older files too (set, not clamped)', async () => {
+    const tree = await timedTree('sde-tar-tree');
+    const dest = join(root, 'sde.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree }, { store, sourceDateEpoch: EPOCH });
+    expect(await tarTimes(dest)).toEqual({ 'd/': '2023-11-14 22:13:20', 'd/ln': '2023-11-14 22:13:20', 'd/new': '2023-11-14 22:13:20', 'd/old': '2023-11-14 22:13:20' });
+  });
+
+  test('type=tar without the epoch: mtimes rounded to the second as Go archive/tar WriteHeader does', async () => {
+    const tree = await timedTree('round-tar-tree');
+    const dest = join(root, 'round.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree }, { store });
+    expect(await tarTimes(dest)).toMatchObject({ 'd/old': '2001-02-03 04:05:07', 'd/new': '2030-01-01 00:00:00', 'd/': '2002-01-01 00:00:00' });
+  });
+
+  test('type=local: every entry gets the epoch as mtime and atime', async () => {
+    const tree = await timedTree('sde-local-tree');
+    const dest = join(root, 'sde-local');
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: tree }, { store, sourceDateEpoch: EPOCH });
+    for (const p of ['d', 'd/old', 'd/new', 'd/ln']) {
+      const st = await lstat(join(dest, p));
+      expect([p, st.mtimeMs, st.atimeMs]).toEqual([p, EPOCH * 1000, EPOCH * 1000]);
+    }
   });
 });
