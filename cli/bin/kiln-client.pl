@@ -134,7 +134,8 @@ for (;;) {
     my $payload = substr($buf, 5, $len);
     substr($buf, 0, 5 + $len, '');
     $kind = chr($kind);
-    if ($kind eq 'o') { put(\*STDOUT, $payload) }
+    # A closed stdout (`kiln … | head`): end quietly, as kiln does in-process; leaving cancels the command.
+    if ($kind eq 'o') { put(\*STDOUT, $payload) or $! != 32 or exit 0 }
     elsif ($kind eq 'r') { put(\*STDERR, $payload) }
     elsif ($kind eq 'w') { $want_stdin = 1 }
     elsif ($kind eq 'x') { exit(($payload =~ /^(\d+)$/) ? $1 : 1) }

@@ -78,6 +78,12 @@ function session(socket: Socket, hello: Hello): Promise<number | undefined> {
       resolve(code);
     };
     const onSignal = (sig: NodeJS.Signals): void => void socket.write(frame(Frame.Signal, sig));
+    // A closed stdout (`kiln … | head`): end quietly, as kiln does in-process, instead of dying on
+    // an unhandled EPIPE with a stack trace. Leaving cancels the command on the daemon.
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') process.stderr.write(`kiln: error: cannot write to standard output: ${e.message}\n`);
+      finish(e.code === 'EPIPE' ? 0 : 1);
+    });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     const reader = new FrameReader((kind, payload) => {

@@ -180,6 +180,26 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(rand.length).toBe(2_500_000);
   }, 120_000);
 
+  test('a closed stdout pipe (| head) ends the client quietly, as in-process: exit 0, no stack trace; the daemon serves on', async () => {
+    const t = token();
+    const work = join(sb.dir, `epipe-${t}`);
+    await writeTree(work, { 'ctx/Dockerfile': `FROM busybox\nRUN head -c 3000000 /dev/urandom > /rand && echo ${t} > /made\n` });
+    const cmd = `${launcher.map((a) => `'${a}'`).join(' ')} build ctx --root '${sb.root}' --progress quiet -o - | head -c 10 > /dev/null; exit \${PIPESTATUS[0]}`;
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn('bash', ['-c', cmd], { cwd: work, env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}` }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stderr }));
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(daemon.exitCode).toBeNull();
+    const next = await client(['du', '--root', sb.root]);
+    expect(next.code).toBe(0);
+    expect(served(next)).toHaveLength(1);
+  }, 120_000);
+
   test('kiln llb and dump-llb through the daemon print what they print in-process (client cwd, env build args)', async () => {
     const t = token();
     const work = join(sb.dir, `llb-${t}`);
