@@ -4,7 +4,7 @@ import type { ContentStore } from '../content/store.js';
 import { convertLayer, writeImage, writeIndex, type ImageConfigDraft, type LayerRef } from '../image/image-writer.js';
 import { jsonBytes, parseManifest } from '../image/manifest.js';
 import { isIndexMediaType, layerCompression } from '../image/media-types.js';
-import { writeOciLayoutDir, writeOciLayoutTar } from '../image/oci-layout.js';
+import { addToOciLayoutDir, writeOciLayoutTar } from '../image/oci-layout.js';
 import type { Descriptor, Platform } from '../image/types.js';
 import { familiarReference, formatReference, parseReference } from '../registry/reference.js';
 import type { ExportCompression } from './spec.js';
@@ -65,11 +65,11 @@ export interface ArchiveExportOptions {
   readonly annotations?: Readonly<Record<string, string>> | undefined;
 }
 
-/** `type=oci`: an OCI layout tarball (or directory with `tar=false`). */
+/** `type=oci`: an OCI layout tarball, or with `tar=false` the image added to the layout directory `dest`. */
 export async function exportOciLayout(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { tar: boolean } & ArchiveExportOptions): Promise<void> {
   const images = [{ descriptor: root, names: normalizeNames(names), annotations: opts.annotations }];
   if (opts.tar) await writeOciLayoutTar(store, dest, images, { mtime: opts.mtime });
-  else await writeOciLayoutDir(store, dest, images);
+  else await addToOciLayoutDir(store, dest, images);
 }
 
 /**

@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
-import { writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
+import { siblingTempPath, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
 import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from './copy.js';
 import { parseManifest, jsonBytes } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
@@ -178,6 +178,51 @@ export async function writeOciLayoutDir(store: ContentStore, dest: string, image
     await writeFile(join(dir, 'oci-layout'), LAYOUT_FILE);
     await writeFile(join(dir, 'index.json'), jsonBytes(layoutIndex(images)));
   });
+}
+
+/**
+ * Adds images to the OCI layout directory `dest` as BuildKit's `type=oci,tar=false` does (the
+ * client copies the blobs into the layout's content store, then ociindex inserts the descriptor):
+ * other images in an existing layout stay, an existing entry with the same
+ * `org.opencontainers.image.ref.name` as a new one is replaced. A missing or empty `dest` is
+ * written as a whole (temp dir, then rename). Blobs are written before `index.json`, which is
+ * replaced atomically, so a failure never leaves an index naming missing blobs.
+ */
+export async function addToOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>): Promise<void> {
+  const existing = await readdir(dest).catch(() => [] as string[]);
+  if (existing.length === 0) {
+    await writeOciLayoutDir(store, dest, images);
+    return;
+  }
+  let index: ImageIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] };
+  const indexPath = join(dest, 'index.json');
+  const old = await readFile(indexPath).catch(() => undefined);
+  if (old !== undefined) index = parseIndex(old, dest);
+  const blobDir = join(dest, 'blobs', 'sha256');
+  await mkdir(blobDir, { recursive: true });
+  for (const b of await collectBlobs(store, images)) {
+    const to = join(blobDir, digestHex(b.digest));
+    if (await stat(to).then((st) => st.size === b.size, () => false)) continue;
+    const tmp = siblingTempPath(to);
+    try {
+      await copyFile(store.blobPath(b.digest), tmp);
+      await rename(tmp, to);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+  const added = layoutIndex(images).manifests;
+  const tags = new Set(added.map((m) => m.annotations?.[AnnotationRefName]).filter((t) => t !== undefined));
+  const kept = index.manifests.filter((m) => !tags.has(m.annotations?.[AnnotationRefName] ?? '\0'));
+  await writeFileAtomic(join(dest, 'oci-layout'), Buffer.from(LAYOUT_FILE));
+  const merged: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: index.mediaType ?? MediaTypes.ociIndex,
+    manifests: [...kept, ...added],
+    ...(index.annotations !== undefined ? { annotations: index.annotations } : {}),
+  };
+  await writeFileAtomic(indexPath, jsonBytes(merged));
 }
 
 /** Options for tarball layouts. */

@@ -198,3 +198,23 @@ describe('SOURCE_DATE_EPOCH in type=local / type=tar (BuildKit #2918: the epoch 
     }
   });
 });
+
+describe('type=oci,tar=false into an existing layout (BuildKit client: content store + ociindex insertDesc)', () => {
+  test('adds the image to the layout: other images stay, an entry with the same tag is replaced', async () => {
+    const dest = join(root, 'shared-layout');
+    const img = (cmd: string): ExportImageSource => ({ layers: [{ descriptor: bb.layer, diffID: bb.diffID }], config: { os: 'linux', architecture: 'amd64', config: { Cmd: [cmd] } } });
+    const a = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/a:v1`), { image: img('a') }, { store });
+    const b = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/b:v2`), { image: img('b') }, { store });
+    const inspect = async (tag: string): Promise<string> => (JSON.parse((await run('skopeo', ['inspect', `oci:${dest}:${tag}`])).stdout) as { Digest: string }).Digest;
+    expect(await inspect('v1')).toBe(a.digest);
+    expect(await inspect('v2')).toBe(b.digest);
+    const c = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/c:v1`), { image: img('c') }, { store });
+    expect(await inspect('v1')).toBe(c.digest);
+    expect(await inspect('v2')).toBe(b.digest);
+    const index = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    expect(index.manifests.map((m) => m.digest)).toEqual([b.digest, c.digest]);
+    // Every blob the index reaches is there (umoci checks the whole graph).
+    await run('umoci', ['stat', '--image', `${dest}:v2`]);
+    await run('umoci', ['stat', '--image', `${dest}:v1`]);
+  });
+});
