@@ -180,6 +180,8 @@ export class KilnEngine {
       ...(session.allowNetworkHost === undefined ? {} : { allowNetworkHost: session.allowNetworkHost }),
       // Cache mounts are listed by `kiln du` and removed by `kiln prune` through the cache store.
       recordUsage: (rec) => this.cache.upsertRecord(rec),
+      // Sources lease a fixed-id snapshot (`layer-<chain>`, `local-<digest>`…) before they look it up.
+      leaseSnapshot: (id) => this.cache.lease(id),
       platform,
     };
   }

@@ -145,9 +145,9 @@ export class Scheduler {
       });
       cancelled.catch(() => undefined);
       const { ref, cached } = await Promise.race([this.#result(root, target.index, job, opts), cancelled]);
-      job.leases.push(this.#cache.store.lease(ref.snapshot));
-      const leases = job.leases.splice(0);
-      return { ref, cached, release: () => leases.forEach((l) => l()) };
+      // The result keeps its own snapshot; the steps' leases end with the build (the snapshots
+      // the result is made of are its parents, which a prune cannot remove while it exists).
+      return { ref, cached, release: this.#cache.store.lease(ref.snapshot) };
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       for (const st of [...job.states]) this.#leave(st, job);
@@ -347,6 +347,7 @@ export class Scheduler {
     if (ref === undefined) {
       throw new SolverError('SOLVER_INVALID_DEFINITION', `vertex ${st.vertex.name} has no output ${index}`);
     }
+    job.leases.push(this.#cache.store.lease(ref.snapshot));
     return { ref, cached: false };
   }
 
@@ -373,6 +374,10 @@ export class Scheduler {
       for (const [i, ref] of refs.entries()) {
         const { key } = await this.#edgeKey(st, i, job, opts);
         this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: v.name, ...(op.recordKind === undefined ? {} : { kind: op.recordKind }) });
+        // Recorded, so prunable: leased for the builds waiting on it from this moment, so that a
+        // prune beside them (a library calling Solver.prune) cannot remove it before the next
+        // step mounts it. Builds that join later lease it where they take it (#result).
+        for (const j of st.jobs) j.leases.push(this.#cache.store.lease(ref.snapshot));
       }
       this.#emit(st, { kind: 'vertex.done', vertex: v.digest, time: this.#now() });
       return refs;
