@@ -2,7 +2,7 @@ import { readlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { packTar, type PackEntry, type TarHeader } from '../image/tar-pack.js';
 import { withXattrsOf } from '../layer/xattrs.js';
-import { walkTree } from './fs-tree.js';
+import { devMajor, devMinor, walkTree } from './fs-tree.js';
 
 /** Options for {@link packDirectory}. */
 export interface PackDirectoryOptions {
@@ -46,9 +46,7 @@ async function* directoryEntries(dir: string, opts: PackDirectoryOptions): Async
       }
     } else if (st.isFIFO()) yield { header: { ...h, type: 'fifo' }, ...x };
     else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn);
-      const minor = Number((BigInt(st.rdev) & 0xffn) | ((BigInt(st.rdev) >> 12n) & 0xfff00n));
-      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor }, ...x };
+      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: devMajor(st.rdev), devminor: devMinor(st.rdev) }, ...x };
     }
   }
 }

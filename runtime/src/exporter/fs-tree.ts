@@ -2,6 +2,18 @@ import { copyFile, link, lchown, lstat, lutimes, mkdir, readdir, readlink, symli
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Stats } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+/** Linux `major(rdev)` / `minor(rdev)` (glibc's encoding). */
+export function devMajor(rdev: number): number {
+  return Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
+}
+export function devMinor(rdev: number): number {
+  return Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & 0xfff00n));
+}
 
 /** One filesystem entry of a tree, relative path with `/` separators. */
 export interface TreeEntry {
@@ -41,9 +53,10 @@ export interface CopyTreeOptions {
 }
 
 /**
- * Copies a tree preserving modes (incl. setuid/sticky), symlinks, hard links and mtimes; owners
- * per {@link CopyTreeOptions.preserveOwners}. Sockets, fifos and device nodes are skipped (Node
- * cannot create them). Existing files at the destination are replaced.
+ * Copies a tree preserving modes (incl. setuid/sticky), symlinks, hard links, fifos, device nodes
+ * (made with coreutils `mknod`; device nodes need root) and mtimes; owners per
+ * {@link CopyTreeOptions.preserveOwners}. Sockets are skipped. Existing files at the destination
+ * are replaced.
  */
 export async function copyTree(src: string, dest: string, opts: CopyTreeOptions = {}): Promise<void> {
   await mkdir(dest, { recursive: true });
@@ -79,8 +92,16 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
       await chmod(to, st.mode & 0o7777);
       await lutimes(to, time(st), time(st));
       continue;
-    } else {
+    } else if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice()) {
+      // fsutil's receiver mknods these (handleTarTypeBlockCharFifo); Node has no mknod, coreutils does.
+      const kind = st.isFIFO() ? ['p'] : [st.isCharacterDevice() ? 'c' : 'b', String(devMajor(st.rdev)), String(devMinor(st.rdev))];
+      await execFileP('mknod', ['-m', '0600', to, ...kind]);
+      if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
+      await chmod(to, st.mode & 0o7777);
+      await lutimes(to, time(st), time(st));
       continue;
+    } else {
+      continue; // sockets
     }
     if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
     await lutimes(to, time(st), time(st));

@@ -218,3 +218,18 @@ describe('type=oci,tar=false into an existing layout (BuildKit client: content s
     await run('umoci', ['stat', '--image', `${dest}:v1`]);
   });
 });
+
+describe('type=local special files (fsutil receiver mknods fifos and device nodes)', () => {
+  test('fifos and character devices are recreated with their mode and device numbers', async () => {
+    const tree = join(root, 'special-tree');
+    await mkdir(join(tree, 'dev'), { recursive: true });
+    await run('mknod', ['-m', '0620', join(tree, 'dev', 'pipe'), 'p']);
+    await run('mknod', ['-m', '0666', join(tree, 'dev', 'null'), 'c', '1', '3']);
+    const dest = join(root, 'special-out');
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: tree }, { store });
+    const pipe = await lstat(join(dest, 'dev', 'pipe'));
+    expect([pipe.isFIFO(), pipe.mode & 0o7777]).toEqual([true, 0o620]);
+    const nul = await lstat(join(dest, 'dev', 'null'));
+    expect([nul.isCharacterDevice(), nul.mode & 0o7777, nul.rdev]).toEqual([true, 0o666, (await lstat(join(tree, 'dev', 'null'))).rdev]);
+  });
+});
