@@ -9,7 +9,8 @@ import { RegistryClient } from '../registry/client.js';
 import { pushImage } from '../registry/push.js';
 import { parseReference } from '../registry/reference.js';
 import { stat } from 'node:fs/promises';
-import { packDirectory } from './fs-tar.js';
+import { join } from 'node:path';
+import { packDirectories, packDirectory, type SubDirectory } from './fs-tar.js';
 import { copyTree } from './fs-tree.js';
 import { exportDockerArchive, exportOciLayout, materializeImage, normalizeNames, type ExportImage } from './image-exporters.js';
 import type { ExportSpec } from './spec.js';
@@ -19,6 +20,12 @@ export interface ExportInput {
   readonly image?: ExportImage | undefined;
   /** A snapshot's directory; copied (local) or packed (tar) as is. */
   readonly rootfs?: string | undefined;
+  /**
+   * A multi-platform result for local/tar: one tree per platform, written under `path`
+   * (`linux_amd64`, BuildKit's `platforms.Format` with `/` → `_`): `dest/<path>/` for local, a
+   * top directory per platform in one tarball for tar.
+   */
+  readonly platforms?: ReadonlyArray<SubDirectory> | undefined;
 }
 
 /** Services an exporter may use; passed explicitly. */
@@ -55,10 +62,25 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
   switch (spec.type) {
     case 'local':
     case 'tar': {
+      const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined };
+      const pack = { sourceDateEpoch: ctx.sourceDateEpoch };
+      if (input.platforms !== undefined && input.platforms.length > 0) {
+        const platforms = input.platforms;
+        for (const p of platforms) {
+          if (p.path === '' || p.path.includes('/') || p.path === '.' || p.path === '..') throw new ImageStoreError('EXPORT_FAILED', `invalid platform directory "${p.path}"`);
+        }
+        if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectories(platforms, pack));
+        else if (await exists(spec.dest)) for (const p of platforms) await copyTree(p.rootfs, join(spec.dest, p.path), copy);
+        else {
+          await writeDirAtomic(spec.dest, async (tmp) => {
+            for (const p of platforms) await copyTree(p.rootfs, join(tmp, p.path), copy);
+          });
+        }
+        return { type: spec.type, dest: spec.dest, names: [], pushed: [] };
+      }
       if (input.rootfs === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs a filesystem result`);
       const rootfs = input.rootfs;
-      const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined };
-      if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectory(rootfs, { sourceDateEpoch: ctx.sourceDateEpoch }));
+      if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectory(rootfs, pack));
       else if (await exists(spec.dest)) await copyTree(rootfs, spec.dest, copy);
       else await writeDirAtomic(spec.dest, (tmp) => copyTree(rootfs, tmp, copy));
       return { type: spec.type, dest: spec.dest, names: [], pushed: [] };

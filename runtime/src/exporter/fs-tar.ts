@@ -23,7 +23,30 @@ export function packDirectory(dir: string, opts: PackDirectoryOptions = {}): Rea
   return packTar(directoryEntries(dir, opts));
 }
 
-async function* directoryEntries(dir: string, opts: PackDirectoryOptions): AsyncIterable<PackEntry> {
+/** One platform's tree in a multi-platform tar: `path` is its top directory (`linux_amd64`). */
+export interface SubDirectory {
+  readonly path: string;
+  readonly rootfs: string;
+}
+
+/**
+ * A tar of several trees, each under its own top directory, as BuildKit's tar exporter writes a
+ * multi-platform result (fsutil.SubDirFS: directories sorted by name, each a 0755 root-owned
+ * entry, then that tree's entries with the prefix). Hard links stay within their own tree.
+ */
+export function packDirectories(dirs: ReadonlyArray<SubDirectory>, opts: PackDirectoryOptions = {}): Readable {
+  const sorted = [...dirs].sort((a, b) => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path)));
+  const mtime = new Date((opts.sourceDateEpoch ?? 0) * 1000);
+  async function* all(): AsyncIterable<PackEntry> {
+    for (const d of sorted) {
+      yield { header: { name: `${d.path}/`, type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime, uname: '', gname: '' } };
+      yield* directoryEntries(d.rootfs, opts, `${d.path}/`);
+    }
+  }
+  return packTar(all());
+}
+
+async function* directoryEntries(dir: string, opts: PackDirectoryOptions, prefix = ''): AsyncIterable<PackEntry> {
   const seen = new Map<string, string>();
   const epoch = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : undefined;
   for await (const [e, xattrs] of withXattrsOf(walkTree(dir), (t) => t.abs)) {
@@ -31,9 +54,10 @@ async function* directoryEntries(dir: string, opts: PackDirectoryOptions): Async
     // Without the epoch: fsutil.WriteTar leaves the header format unset, so Go's tar.Writer rounds
     // ModTime to the nearest second (WriteHeader: `ModTime.Round(time.Second)`), not down.
     const mtime = epoch ?? new Date(Math.round(st.mtimeMs / 1000) * 1000);
-    const h: TarHeader = { name: e.path, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, uname: '', gname: '' };
+    const name = prefix + e.path;
+    const h: TarHeader = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, uname: '', gname: '' };
     const x = { xattrs };
-    if (st.isDirectory()) yield { header: { ...h, name: `${e.path}/`, type: 'directory' }, ...x };
+    if (st.isDirectory()) yield { header: { ...h, name: `${name}/`, type: 'directory' }, ...x };
     else if (st.isSymbolicLink()) {
       yield { header: { ...h, type: 'symlink', linkname: await readlink(e.abs) }, ...x };
     } else if (st.isFile()) {
@@ -41,7 +65,7 @@ async function* directoryEntries(dir: string, opts: PackDirectoryOptions): Async
       const first = st.nlink > 1 ? seen.get(key) : undefined;
       if (first !== undefined) yield { header: { ...h, type: 'link', linkname: first }, ...x };
       else {
-        if (st.nlink > 1) seen.set(key, e.path);
+        if (st.nlink > 1) seen.set(key, name);
         yield { header: { ...h, type: 'file', size: st.size }, file: e.abs, ...x };
       }
     } else if (st.isFIFO()) yield { header: { ...h, type: 'fifo' }, ...x };

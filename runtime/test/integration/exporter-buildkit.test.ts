@@ -233,3 +233,42 @@ describe('type=local special files (fsutil receiver mknods fifos and device node
     expect([nul.isCharacterDevice(), nul.mode & 0o7777, nul.rdev]).toEqual([true, 0o666, (await lstat(join(tree, 'dev', 'null'))).rdev]);
   });
 });
+
+describe('multi-platform type=tar / type=local (BuildKit: one directory per platform, fsutil.SubDirFS)', () => {
+  async function platformTree(name: string, plat: string): Promise<string> {
+    const tree = join(root, name);
+    await mkdir(join(tree, 'etc'), { recursive: true });
+    await writeFile(join(tree, 'etc', 'platform'), `${plat}\n`);
+    return tree;
+  }
+
+  test('type=tar: one tarball holding linux_amd64/ and linux_arm64/, each with its own tree', async () => {
+    const platforms = [
+      { path: 'linux_arm64', rootfs: await platformTree('mp-arm64', 'linux/arm64') },
+      { path: 'linux_amd64', rootfs: await platformTree('mp-amd64', 'linux/amd64') },
+    ];
+    const dest = join(root, 'mp.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { platforms }, { store, sourceDateEpoch: 1_700_000_000 });
+    const { stdout } = await run('tar', ['--numeric-owner', '--full-time', '-tvf', dest], { env: { ...process.env, TZ: 'UTC' } });
+    expect(stdout.trim().split('\n').map((l) => { const f = l.split(/\s+/); return `${f[0]} ${f[1]} ${f[3]} ${f[4]} ${f[5]}`; })).toEqual([
+      'drwxr-xr-x 0/0 2023-11-14 22:13:20 linux_amd64/',
+      'drwxr-xr-x 0/0 2023-11-14 22:13:20 linux_amd64/etc/',
+      '-rw-r--r-- 0/0 2023-11-14 22:13:20 linux_amd64/etc/platform',
+      'drwxr-xr-x 0/0 2023-11-14 22:13:20 linux_arm64/',
+      'drwxr-xr-x 0/0 2023-11-14 22:13:20 linux_arm64/etc/',
+      '-rw-r--r-- 0/0 2023-11-14 22:13:20 linux_arm64/etc/platform',
+    ]);
+    expect((await run('tar', ['-xOf', dest, 'linux_arm64/etc/platform'])).stdout).toBe('linux/arm64\n');
+  });
+
+  test('type=local: dest/linux_amd64 and dest/linux_arm64', async () => {
+    const platforms = [
+      { path: 'linux_amd64', rootfs: await platformTree('mpl-amd64', 'linux/amd64') },
+      { path: 'linux_arm64', rootfs: await platformTree('mpl-arm64', 'linux/arm64') },
+    ];
+    const dest = join(root, 'mp-local');
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { platforms }, { store });
+    expect(await readFile(join(dest, 'linux_amd64', 'etc', 'platform'), 'utf8')).toBe('linux/amd64\n');
+    expect(await readFile(join(dest, 'linux_arm64', 'etc', 'platform'), 'utf8')).toBe('linux/arm64\n');
+  });
+});
