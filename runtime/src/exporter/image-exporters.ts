@@ -27,8 +27,9 @@ export interface ImageWriteSettings {
 }
 
 /**
- * Writes the config(s), manifest(s) and, for several platforms, an index into the store. Every
- * layer is written in the requested compression (re-encoded, streaming, when it differs).
+ * Writes the config(s), manifest(s) and, for several platforms, an index into the store. Layers
+ * are written in the requested compression (re-encoded, streaming, when it differs), except base
+ * image blobs ({@link LayerRef.fromImage}) without `forceCompression`, which are kept as they are.
  */
 export async function materializeImage(store: ContentStore, image: ExportImage, s: ImageWriteSettings): Promise<Descriptor> {
   if ('descriptor' in image) return image.descriptor;
@@ -39,8 +40,10 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
   for (const src of sources) {
     const layers: LayerRef[] = [];
     for (const l of src.layers) {
-      const want = s.compression === 'uncompressed' ? 'uncompressed' : s.compression;
-      layers.push(layerCompression(l.descriptor.mediaType) === want ? l : await convertLayer(store, l, want));
+      // BuildKit: `compression` is for layers made by the build; existing blobs (base image layers)
+      // keep theirs unless `force-compression=true` (cache/remote.go getRemote, Compression.Force).
+      const keep = l.fromImage === true && !s.forceCompression && layerCompression(l.descriptor.mediaType) !== undefined;
+      layers.push(keep || layerCompression(l.descriptor.mediaType) === s.compression ? l : await convertLayer(store, l, s.compression));
     }
     const img = await writeImage(store, layers, src.config, { format, annotations: s.annotations });
     written.push({ ...img.manifest, platform: img.manifest.platform ?? { os: src.config.os, architecture: src.config.architecture } });

@@ -12,6 +12,12 @@ import type { Descriptor, HistoryEntry, ImageConfig, ImageIndex, ImageManifest, 
 export interface LayerRef {
   readonly descriptor: Descriptor;
   readonly diffID: Digest;
+  /**
+   * The blob came with a base image (BuildKit: the ref already had a blob). Exporters keep such a
+   * blob in its compression unless `force-compression=true`; `compression=` applies to the
+   * layers the build made.
+   */
+  readonly fromImage?: boolean | undefined;
 }
 
 /** What {@link writeImage} produced. */

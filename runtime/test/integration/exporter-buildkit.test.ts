@@ -272,3 +272,24 @@ describe('multi-platform type=tar / type=local (BuildKit: one directory per plat
     expect(await readFile(join(dest, 'linux_arm64', 'etc', 'platform'), 'utf8')).toBe('linux/arm64\n');
   });
 });
+
+describe('compression= and force-compression= (BuildKit: compression applies to new layers; force also to existing blobs)', () => {
+  const layersOf = async (dest: string, digest: string | undefined): Promise<{ mediaType: string; digest: string }[]> =>
+    (JSON.parse(await readFile(join(dest, 'blobs', 'sha256', (digest ?? '').slice(7)), 'utf8')) as { layers: { mediaType: string; digest: string }[] }).layers;
+
+  test('a base-image layer keeps its gzip blob under compression=zstd unless force-compression=true; built layers are converted', async () => {
+    const base = { descriptor: bb.layer, diffID: bb.diffID, fromImage: true };
+    const built = { descriptor: bb.layer, diffID: bb.diffID };
+    const source: ExportImageSource = { layers: [base, built], config: { os: 'linux', architecture: 'amd64' } };
+    const plain = join(root, 'zstd-noforce');
+    const r1 = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${plain},compression=zstd`), { image: source }, { store });
+    const l1 = await layersOf(plain, r1.digest);
+    expect(l1.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+zstd']);
+    expect(l1[0]?.digest).toBe(bb.layer.digest);
+    const forced = join(root, 'zstd-force');
+    const r2 = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${forced},compression=zstd,force-compression=true`), { image: source }, { store });
+    expect((await layersOf(forced, r2.digest)).map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+zstd']);
+    // Both load: skopeo reads the mixed-compression image.
+    await run('skopeo', ['inspect', `oci:${plain}`]);
+  });
+});
