@@ -215,6 +215,32 @@ describe('Scheduler', () => {
     expect(w.total()).toBe(5);
   });
 
+  test('below a vertex that ignored the cache nothing hits by definition key: a RUN on it runs again, a COPY from it hits only by unchanged content', async () => {
+    // BuildKit edge.go: an ignore-cache edge probes nothing (probeCache returns false), so it has
+    // no keys for its dependents to probe; they can only match by the content (slow) key of its
+    // result, and a dependent without one has noCacheMatchPossible.
+    const { w, s } = setup();
+    let content = 'v1';
+    const g = (): SolverVertex<FakeOp> => {
+      const a = vertex('a', { kind: 'exec' }, [vertex('base', { kind: 'source' })]);
+      const run = vertex('run', { kind: 'exec' }, [a]);
+      const copy = vertex('copy', { kind: 'file', deps: [{ selector: D('sel'), computeDigest: async () => D(content) }] }, [a]);
+      return vertex('top', { kind: 'file' }, [run, copy]);
+    };
+    const onlyA = { noCacheFilter: (v: SolverVertex): boolean => v.name === 'a' };
+    await s.build(edge(g()));
+    await s.build(edge(g()), onlyA);
+    expect(Object.fromEntries(w.execs)).toEqual({ base: 1, a: 2, run: 2, copy: 1, top: 2 });
+    content = 'v2';
+    await s.build(edge(g()), onlyA);
+    expect(Object.fromEntries(w.execs)).toEqual({ base: 1, a: 3, run: 3, copy: 2, top: 3 });
+    // Without the filter everything hits again, on the newest results.
+    const r = await s.build(edge(g()));
+    expect(r.cached).toBe(true);
+    expect(r.ref.snapshot).toMatch(/^top#3/);
+    expect(w.total()).toBe(12);
+  });
+
   test('content keys: a new source key with unchanged content still hits the child', async () => {
     const { w, s } = setup();
     let content = 'v1';

@@ -44,7 +44,17 @@ export interface SchedulerOptions {
 }
 
 interface EdgeKey {
+  /** The key a result of this output is saved under (every input key, definition and content). */
   readonly key: CacheKey;
+  /**
+   * The key dependents may look up through, or undefined when this output matched nothing that
+   * is stored (BuildKit's edge `keys`, which come only from cache matches): a vertex that ignored
+   * the cache, or one downstream of it that missed, offers no definition key to its dependents,
+   * so they can only match by the content key of its result (solver/edge.go probeCache,
+   * checkDepMatchPossible). Without this, a RUN on a stage rebuilt by --no-cache-filter reused
+   * its old result, made from the stage's old files.
+   */
+  readonly match: CacheKey | undefined;
   readonly hit: CacheMatch | undefined;
 }
 
@@ -244,7 +254,7 @@ export class Scheduler {
       // where needed. A known key without a result (pruned) may still lead to a stored result of a
       // later vertex, which then needs nothing of this one: it waits to be asked.
       p.then((k) => {
-        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted && this.#cache.ids(k.key).length === 0) {
+        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted && (k.match === undefined || this.#cache.ids(k.match).length === 0)) {
           this.#result(st, index, job, opts).catch(noop);
         }
       }, noop);
@@ -281,28 +291,43 @@ export class Scheduler {
       Promise.all(inputKeyPromises),
     ]);
     const deps: CacheKeyWithSelector[][] = inputKeys.map((ik, i) => [{ selector: cm.deps[i]?.selector ?? '', key: ik.key }]);
+    // Lookups go only through the inputs' matchable keys (see EdgeKey.match).
+    const matchDeps: CacheKeyWithSelector[][] = inputKeys.map((ik, i) => (ik.match === undefined ? [] : [{ selector: cm.deps[i]?.selector ?? '', key: ik.match }]));
     const usesCache = !st.ignoreCache && op.cacheable !== false;
     const fast = new CacheKey(cm.digest, index, deps);
-    if (usesCache) {
-      const hit = this.#cache.load(fast);
-      if (hit !== undefined) return this.#hit(st, fast, hit);
+    const fastMatch = matchDeps.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, matchDeps) : undefined;
+    if (usesCache && fastMatch !== undefined) {
+      const hit = this.#cache.load(fastMatch);
+      if (hit !== undefined) return this.#hit(st, fast, fastMatch, hit);
     }
     const slow = cm.deps.map((d, i) => ({ d, i })).filter(({ d }) => d.computeDigest !== undefined);
-    if (slow.length === 0) return { key: fast, hit: undefined };
+    if (slow.length === 0) return { key: fast, match: usesCache ? this.#matched(fastMatch) : undefined, hit: undefined };
     // The definition key missed: key the inputs by content (BuildKit's slow cache).
     const withSlow = deps.map((d) => [...d]);
+    const matchSlow = matchDeps.map((d) => [...d]);
     await Promise.all(
       slow.map(async ({ i }) => {
         const dg = this.#slowDigest(st, i, cm, job, opts);
-        if (dg !== undefined) withSlow[i]?.push({ selector: '', key: slowCacheKey(await dg) });
+        if (dg === undefined) return;
+        const k = { selector: '', key: slowCacheKey(await dg) };
+        withSlow[i]?.push(k);
+        matchSlow[i]?.push(k);
       }),
     );
     const full = new CacheKey(cm.digest, index, withSlow);
-    if (usesCache) {
-      const hit = this.#cache.load(full);
-      if (hit !== undefined) return this.#hit(st, full, hit);
+    const fullMatch = matchSlow.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, matchSlow) : undefined;
+    if (usesCache && fullMatch !== undefined) {
+      const hit = this.#cache.load(fullMatch);
+      if (hit !== undefined) return this.#hit(st, full, fullMatch, hit);
     }
-    return { key: full, hit: undefined };
+    return { key: full, match: usesCache ? this.#matched(fullMatch) : undefined, hit: undefined };
+  }
+
+  /** `key` when it matches a stored key (a result may be gone: pruned), else undefined. */
+  #matched(key: CacheKey | undefined): CacheKey | undefined {
+    if (key === undefined) return undefined;
+    // A root key (a source) is always offered, as BuildKit's Query(nil, …) of a source.
+    return key.isRoot || this.#cache.ids(key).length > 0 ? key : undefined;
   }
 
   /** The content digest of input `i` (BuildKit's slow cache key), computed once per vertex. */
@@ -323,12 +348,12 @@ export class Scheduler {
   }
 
   /** Reports a cache hit (once per vertex, like BuildKit's `#N CACHED`). */
-  #hit(st: VertexState, key: CacheKey, hit: CacheMatch): EdgeKey {
+  #hit(st: VertexState, key: CacheKey, match: CacheKey, hit: CacheMatch): EdgeKey {
     if (!st.cachedEmitted) {
       st.cachedEmitted = true;
       this.#emit(st, { kind: 'vertex.cached', vertex: st.vertex.digest, name: st.vertex.name, time: this.#now() });
     }
-    return { key, hit };
+    return { key, match, hit };
   }
 
   /** The result of output `index` of `st`: from the cache or by running the op. */
