@@ -82,6 +82,17 @@ describe('frontend selection', () => {
     expect(seen.map((s) => s.name)).toEqual(['ts', 'dockerfile']);
   });
 
+  test('BUILDKIT_SYNTAX is trimmed before its reference is taken (builder/build.go: SplitN(TrimSpace(cmdline), " ", 2))', async () => {
+    const { seen, gateway } = setup({ Dockerfile: 'FROM x\n' });
+    const inputs = new Map([['context', await contextDefinition()]]);
+    const result = await gateway.build({ opts: new Map([['build-arg:BUILDKIT_SYNTAX', '  kiln/ts --flag ']]), inputs });
+    expect(result.frontend).toBe('kiln/ts');
+    expect(seen[0]?.opts.get('source')).toBe('kiln/ts');
+    expect(seen[0]?.opts.get('cmdline')).toBe('  kiln/ts --flag ');
+    await gateway.build({ opts: new Map([['build-arg:BUILDKIT_SYNTAX', ' docker/dockerfile:1 ']]), inputs });
+    expect(seen.map((s) => s.name)).toEqual(['ts', 'dockerfile']);
+  });
+
   test('an unknown frontend is a clear error that lists the known ones', async () => {
     const { gateway } = setup({ Dockerfile: '# syntax=example.com/custom/frontend:2\nFROM x\n' });
     const inputs = new Map([['context', await contextDefinition()]]);

@@ -67,7 +67,9 @@ export class Gateway {
       cmdline = text === undefined ? undefined : detectSyntax(text)?.cmdline;
     }
     if (cmdline === undefined) return { name: requested, opts: request.opts };
-    const ref = cmdline.split(/\s/, 1)[0] ?? cmdline;
+    // builder/build.go: the reference is the first space-separated word of the trimmed value;
+    // the value itself is forwarded as written.
+    const ref = cmdline.trim().split(' ', 1)[0] ?? cmdline;
     if (canonicalFrontendName(ref) === DOCKERFILE_FRONTEND) return { name: DOCKERFILE_FRONTEND, opts: request.opts };
     const opts = new Map(request.opts);
     opts.set('source', ref);
