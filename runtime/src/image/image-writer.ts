@@ -3,7 +3,7 @@ import { Readable, type Transform } from 'node:stream';
 import { Digester, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
-import { jsonBytes } from './manifest.js';
+import { goJsonBytes } from './manifest.js';
 import { layerCompression, layerMediaType, MediaTypes, type BlobCompression, type ImageFormat } from './media-types.js';
 import { zstdTransform } from './zstd.js';
 import type { Descriptor, HistoryEntry, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
@@ -61,17 +61,22 @@ export async function writeImage(
   }
   const { rootfs: _ignored, ...rest } = config;
   const history = normalizeHistory(config['history'], layers.length, typeof config['created'] === 'string' ? config['created'] : undefined);
-  const fullConfig = { ...rest, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) }, ...(history !== undefined ? { history } : {}) };
-  const configBytes = jsonBytes(fullConfig);
+  const fullConfig: Record<string, unknown> = { ...rest, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) }, ...(history !== undefined ? { history } : {}) };
+  // BuildKit's patchImageConfig re-marshals the config as a map[string]json.RawMessage: top-level
+  // keys sorted, nested values as given, compact, HTML characters escaped.
+  const sortedConfig: Record<string, unknown> = {};
+  for (const k of Object.keys(fullConfig).sort()) sortedConfig[k] = fullConfig[k];
+  const configBytes = goJsonBytes(sortedConfig);
   const configInfo = await store.writeBlob(configBytes);
   const configDesc: Descriptor = {
     mediaType: format === 'docker' ? MediaTypes.dockerConfig : MediaTypes.ociConfig,
     digest: configInfo.digest,
     size: configInfo.size,
   };
+  // Field order of BuildKit's manifest struct: mediaType (its wrapper), then ocispecs.Manifest.
   const manifest: ImageManifest = {
-    schemaVersion: 2,
     mediaType: format === 'docker' ? MediaTypes.dockerManifest : MediaTypes.ociManifest,
+    schemaVersion: 2,
     config: configDesc,
     layers: layers.map((l) => {
       const comp = layerCompression(l.descriptor.mediaType);
@@ -81,9 +86,9 @@ export async function writeImage(
     }),
     ...(opts.annotations !== undefined && format === 'oci' ? { annotations: opts.annotations } : {}),
   };
-  const manifestBytes = jsonBytes(manifest);
+  const manifestBytes = goJsonBytes(manifest, BUILDKIT_INDENT);
   const m = await store.writeBlob(manifestBytes);
-  const platform: { os: string; architecture: string; variant?: string } = { os: config.os, architecture: config.architecture };
+  const platform: { architecture: string; os: string; variant?: string } = { architecture: config.architecture, os: config.os };
   if (config.variant !== undefined) platform.variant = config.variant;
   return { manifest: { mediaType: manifest.mediaType ?? MediaTypes.ociManifest, digest: m.digest, size: m.size, platform }, config: configDesc, manifestBytes, configBytes };
 }
@@ -96,13 +101,27 @@ export async function writeIndex(
 ): Promise<Descriptor> {
   const format = opts.format ?? 'oci';
   const index: ImageIndex = {
-    schemaVersion: 2,
     mediaType: format === 'docker' ? MediaTypes.dockerManifestList : MediaTypes.ociIndex,
-    manifests: manifests.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: m.platform })),
+    schemaVersion: 2,
+    manifests: manifests.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: goPlatform(m.platform) })),
     ...(opts.annotations !== undefined && format === 'oci' ? { annotations: opts.annotations } : {}),
   };
-  const info = await store.writeBlob(jsonBytes(index));
+  const info = await store.writeBlob(goJsonBytes(index, BUILDKIT_INDENT));
   return { mediaType: index.mediaType ?? MediaTypes.ociIndex, digest: info.digest, size: info.size };
+}
+
+/** BuildKit writes manifests and indexes with `json.MarshalIndent(v, "", "   ")`. */
+const BUILDKIT_INDENT = '   ';
+
+/** A platform with its fields in the order of Go's `ocispecs.Platform` (architecture, os, os.version, os.features, variant). */
+function goPlatform(p: Platform): Platform {
+  return {
+    architecture: p.architecture,
+    os: p.os,
+    ...(p['os.version'] !== undefined ? { 'os.version': p['os.version'] } : {}),
+    ...(p['os.features'] !== undefined ? { 'os.features': p['os.features'] } : {}),
+    ...(p.variant !== undefined ? { variant: p.variant } : {}),
+  };
 }
 
 /**

@@ -114,3 +114,14 @@ export function parseImageConfig(bytes: Uint8Array): ImageConfig {
 export function jsonBytes(v: unknown): Buffer {
   return Buffer.from(JSON.stringify(v), 'utf8');
 }
+
+/**
+ * JSON bytes as Go's `encoding/json` writes them: `<`, `>`, `&`, U+2028 and U+2029 escaped
+ * (`\u003c`…), compact or, with `indent`, as `json.MarshalIndent(v, "", indent)`. Key order is
+ * the objects' own; callers build them in Go's struct order (BuildKit's exporter writes manifests
+ * and indexes with `MarshalIndent(…, "", "   ")`).
+ */
+export function goJsonBytes(v: unknown, indent?: string): Buffer {
+  const text = JSON.stringify(v, null, indent).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return Buffer.from(text, 'utf8');
+}

@@ -293,3 +293,86 @@ describe('compression= and force-compression= (BuildKit: compression applies to 
     await run('skopeo', ['inspect', `oci:${plain}`]);
   });
 });
+
+describe('manifest, index and config bytes as BuildKit v0.11 encodes them (exporter/containerimage/writer.go)', () => {
+  const blob = async (dir: string, digest: string): Promise<string> => readFile(join(dir, 'blobs', 'sha256', digest.slice(7)), 'utf8');
+
+  test('config: top-level keys sorted (patchImageConfig re-marshals a map), compact, <>& escaped as Go does', async () => {
+    const dest = join(root, 'bytes-config');
+    const res = await runExport(
+      parseOutputSpec(`type=oci,tar=false,dest=${dest}`),
+      { image: { layers: [{ descriptor: bb.layer, diffID: bb.diffID }], config: { os: 'linux', architecture: 'amd64', created: '2024-01-01T00:00:00Z', config: { Cmd: ['sh', '-c', 'a && b <c>'] }, history: [{ created: '2024-01-01T00:00:00Z', created_by: 'RUN a && b' }] } } },
+      { store },
+    );
+    const m = JSON.parse(await blob(dest, res.digest ?? '')) as { config: { digest: string } };
+    const text = await blob(dest, m.config.digest);
+    expect(text).toBe(
+      '{"architecture":"amd64","config":{"Cmd":["sh","-c","a \\u0026\\u0026 b \\u003cc\\u003e"]},"created":"2024-01-01T00:00:00Z",' +
+        '"history":[{"created":"2024-01-01T00:00:00Z","created_by":"RUN a \\u0026\\u0026 b"}],"os":"linux",' +
+        `"rootfs":{"type":"layers","diff_ids":["${bb.diffID}"]}}`,
+    );
+  });
+
+  test('manifest: json.MarshalIndent with three spaces, mediaType before schemaVersion', async () => {
+    const dest = join(root, 'bytes-manifest');
+    const res = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest}`), { image: { layers: [{ descriptor: bb.layer, diffID: bb.diffID }], config: { os: 'linux', architecture: 'amd64' } } }, { store });
+    const text = await blob(dest, res.digest ?? '');
+    const cfg = (JSON.parse(text) as { config: { digest: string; size: number } }).config;
+    expect(text).toBe(
+      [
+        '{',
+        '   "mediaType": "application/vnd.oci.image.manifest.v1+json",',
+        '   "schemaVersion": 2,',
+        '   "config": {',
+        '      "mediaType": "application/vnd.oci.image.config.v1+json",',
+        `      "digest": "${cfg.digest}",`,
+        `      "size": ${cfg.size}`,
+        '   },',
+        '   "layers": [',
+        '      {',
+        '         "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",',
+        `         "digest": "${bb.layer.digest}",`,
+        `         "size": ${bb.layer.size}`,
+        '      }',
+        '   ]',
+        '}',
+      ].join('\n'),
+    );
+  });
+
+  test('index: json.MarshalIndent with three spaces, platform fields in Go struct order (architecture, os, variant)', async () => {
+    const dest = join(root, 'bytes-index');
+    const layers = [{ descriptor: bb.layer, diffID: bb.diffID }];
+    const res = await runExport(
+      parseOutputSpec(`type=oci,tar=false,dest=${dest}`),
+      { image: [{ layers, config: { os: 'linux', architecture: 'amd64' } }, { layers, config: { os: 'linux', architecture: 'arm', variant: 'v7' } }] },
+      { store },
+    );
+    const text = await blob(dest, res.digest ?? '');
+    const ms = (JSON.parse(text) as { manifests: { digest: string; size: number }[] }).manifests;
+    const entry = (m: { digest: string; size: number } | undefined, platform: string[]): string[] => [
+      '      {',
+      '         "mediaType": "application/vnd.oci.image.manifest.v1+json",',
+      `         "digest": "${m?.digest}",`,
+      `         "size": ${m?.size},`,
+      '         "platform": {',
+      ...platform,
+      '         }',
+    ];
+    expect(text).toBe(
+      [
+        '{',
+        '   "mediaType": "application/vnd.oci.image.index.v1+json",',
+        '   "schemaVersion": 2,',
+        '   "manifests": [',
+        ...entry(ms[0], ['            "architecture": "amd64",', '            "os": "linux"']),
+        '      },',
+        ...entry(ms[1], ['            "architecture": "arm",', '            "os": "linux",', '            "variant": "v7"']),
+        '      }',
+        '   ]',
+        '}',
+      ].join('\n'),
+    );
+    expect(JSON.parse((await run('skopeo', ['inspect', '--override-arch', 'arm', '--override-variant', 'v7', `oci:${dest}`])).stdout)).toMatchObject({ Architecture: 'arm' });
+  });
+});
