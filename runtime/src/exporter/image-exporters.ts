@@ -93,7 +93,8 @@ export async function exportDockerArchive(store: ContentStore, root: Descriptor,
   const manifestJson = [
     {
       Config: `blobs/sha256/${digestHex(parsed.manifest.config.digest)}`,
-      RepoTags: repoTags,
+      // containerd appends to a nil slice per name: no names marshal as null (docker save does the same).
+      RepoTags: repoTags.length > 0 ? repoTags : null,
       Layers: parsed.manifest.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`),
     },
   ];

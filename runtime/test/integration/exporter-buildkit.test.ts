@@ -118,6 +118,14 @@ describe('archive tarballs (containerd images/archive exporter, as BuildKit v0.1
     // skopeo finds the image by its RepoTags entry (docker load does the same).
     expect(JSON.parse((await run('skopeo', ['inspect', `docker-archive:${dest}:docker.io/library/app:1`])).stdout)).toMatchObject({ Architecture: 'amd64' });
   });
+
+  test('type=docker without a name: RepoTags is null, as Go marshals containerd\'s nil slice', async () => {
+    const dest = join(root, 'docker-noname.tar');
+    await runExport(parseOutputSpec(`type=docker,dest=${dest}`), { image: source() }, { store });
+    const text = (await tarEntries(dest)).get('manifest.json')?.body.toString() ?? '';
+    expect(text).toMatch(/^\[\{"Config":"blobs\/sha256\/[0-9a-f]{64}","RepoTags":null,"Layers":\["blobs\/sha256\/[0-9a-f]{64}"\]\}\]$/);
+    expect(JSON.parse((await run('skopeo', ['inspect', `docker-archive:${dest}`])).stdout)).toMatchObject({ Architecture: 'amd64' });
+  });
 });
 
 describe('index.json of type=oci / type=docker (BuildKit exporter/oci: created annotation on the root descriptor)', () => {
