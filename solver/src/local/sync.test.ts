@@ -57,6 +57,20 @@ describe('walkLocal filters (fsutil semantics)', () => {
     symlinkSync('docs/README.md', join(r, 'link.md'));
     expect(walkLocal(r, { followPaths: ['link.md'] }).map((e) => e.path)).toEqual(['docs', 'docs/README.md', 'link.md']);
   });
+
+  test('follow paths resolve as fsutil FollowLinks: a link target leaving the root is clamped to it, a wildcard follows the links it matches', () => {
+    const r = root();
+    // readSymlink: filepath.Join("/", filepath.Join(filepath.Dir(p), link)) — `..` stops at the root.
+    symlinkSync('../../docs/other.md', join(r, 'escape.md'));
+    expect(walkLocal(r, { followPaths: ['escape.md'] }).map((e) => e.path)).toEqual(['docs', 'docs/other.md', 'escape.md']);
+    // A wildcard base name reads the directory and follows each matching symlink (the pattern stays an include).
+    symlinkSync('docs/README.md', join(r, 'a.link'));
+    writeFileSync(join(r, 'b.link'), 'plain');
+    expect(walkLocal(r, { followPaths: ['*.link'] }).map((e) => e.path)).toEqual(['a.link', 'b.link', 'docs', 'docs/README.md']);
+    // A link to the root itself: fsutil's dedupePaths returns nil, so nothing is filtered.
+    symlinkSync('.', join(r, 'self'));
+    expect(walkLocal(r, { followPaths: ['self'] }).length).toBe(walkLocal(r).length);
+  });
 });
 
 describe('syncLocalSource', () => {

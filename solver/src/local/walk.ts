@@ -2,6 +2,7 @@ import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node
 import { join } from 'node:path';
 import { SolverError } from '../errors.js';
 import { cleanPath } from './clean-path.js';
+import { goPathMatch } from '../contenthash/go-path-match.js';
 import { NO_MATCH_INFO, PatternMatcher, type MatchInfo, type Pattern } from '@kiln/llb-core';
 
 /** The stat fields the solver keeps for a file of a local source (from an `lstat`). */
@@ -205,41 +206,88 @@ export function compareBytes(a: string, b: string): number {
 
 /**
  * The paths `paths` name plus the targets of every symlink met on the way, relative to `root`
- * (fsutil.FollowLinks). Used for LLB `followpaths` (e.g. a Dockerfile that is a symlink).
+ * (fsutil.FollowLinks, the resolver of LLB `followpaths`, e.g. a Dockerfile that is a symlink).
+ * As there: a link's target is resolved against the root, so `..` never leaves it; a wildcard in
+ * a base name follows every symlink it matches in that directory (and stays a path of its own
+ * when none is a link). Empty when a path resolves to the root itself: nothing is filtered.
  */
 export function followLinks(root: string, paths: readonly string[]): string[] {
   const resolved = new Set<string>();
-  const add = (p: string, depth: number): void => {
-    if (depth > 40) throw new SolverError('SOLVER_TOO_MANY_LINKS', `too many links resolving ${p}`);
-    const parts = cleanPath(p).split('/').filter((s) => s !== '.' && s !== '');
-    let current = '';
-    for (let i = 0; i < parts.length; i++) {
-      current = current === '' ? (parts[i] ?? '') : `${current}/${parts[i] ?? ''}`;
-      const rest = parts.slice(i + 1).join('/');
-      let target: string | undefined;
-      try {
-        const st = lstatSync(join(root, current));
-        if (st.isSymbolicLink()) target = readlinkSync(join(root, current));
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-      if (target !== undefined) {
-        if (resolved.has(current) && rest === '') return;
+  let steps = 0;
+  const append = (path: string): void => {
+    let p = goJoin('.', path);
+    let current = '.';
+    for (;;) {
+      if (++steps > 10000) throw new SolverError('SOLVER_TOO_MANY_LINKS', `too many links resolving ${path}`);
+      const slash = p.indexOf('/');
+      current = goJoin(current, slash < 0 ? p : p.slice(0, slash));
+      const targets = readSymlink(root, current, true);
+      p = slash < 0 ? '' : p.slice(slash + 1);
+      if ((p === '' || targets !== undefined) && resolved.has(current)) return;
+      if (targets !== undefined) {
         resolved.add(current);
-        const base = target.startsWith('/') ? target : `${current.split('/').slice(0, -1).join('/')}/${target}`;
-        const next = cleanPath(rest === '' ? base : `${base}/${rest}`).replace(/^\/+/, '');
-        if (next === '.' || next.startsWith('..')) return;
-        add(next, depth + 1);
+        for (const t of targets) append(goJoin(t, p));
         return;
       }
-      if (rest === '') {
+      if (p === '') {
         resolved.add(current);
         return;
       }
     }
   };
-  for (const p of paths) add(p, 0);
+  for (const p of paths) append(p);
+  // fsutil dedupePaths: a path resolving to the root itself means no filter at all (nil).
+  if (resolved.has('.')) return [];
   return dedupePaths([...resolved].sort(compareBytes));
+}
+
+/** Go's filepath.Join: the non-empty elements joined by `/`, cleaned ('' when all are empty). */
+function goJoin(...parts: string[]): string {
+  const kept = parts.filter((s) => s !== '');
+  return kept.length === 0 ? '' : cleanPath(kept.join('/'));
+}
+
+/** fsutil symlinkResolver.readSymlink: the root-relative targets of `p` if it is a link (or, with a wildcard base, of the links it matches). */
+function readSymlink(root: string, p: string, allowWildcard: boolean): string[] | undefined {
+  const slash = p.lastIndexOf('/');
+  const dir = slash < 0 ? '.' : p.slice(0, slash);
+  const base = slash < 0 ? p : p.slice(slash + 1);
+  if (allowWildcard && hasWildcards(base)) {
+    let out: string[] | undefined;
+    for (const name of readNames(join(root, dir))) {
+      let ok = false;
+      try {
+        ok = goPathMatch(base, name);
+      } catch {
+        ok = false; // filepath.Match's ErrBadPattern is ignored there
+      }
+      if (!ok) continue;
+      const t = readSymlink(root, goJoin(dir, name), false);
+      if (t !== undefined) (out ??= []).push(...t);
+    }
+    return out;
+  }
+  let st: Stats;
+  try {
+    st = lstatSync(join(root, p));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+  if (!st.isSymbolicLink()) return undefined;
+  const link = cleanPath(readlinkSync(join(root, p)));
+  if (link.startsWith('/')) return [link];
+  return [goJoin('/', goJoin(dir, link))];
+}
+
+/** fsutil containsWildcards (Unix: `\` escapes the next character). */
+function hasWildcards(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const ch = name[i];
+    if (ch === '\\') i++;
+    else if (ch === '*' || ch === '?' || ch === '[') return true;
+  }
+  return false;
 }
 
 /** Drops paths that lie under another path of the list (fsutil's dedupePaths); keeps order. */
