@@ -1,5 +1,6 @@
-import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
@@ -9,7 +10,7 @@ import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from
 import { parseManifest, jsonBytes } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
 import { storeFetcher } from './resolve.js';
-import { packTar, readTar, type PackEntry } from './tar-pack.js';
+import { packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
 import type { Descriptor, ImageIndex, Platform } from './types.js';
 
 /** An opened OCI image layout: its `index.json` and a way to read its blobs. */
@@ -174,7 +175,7 @@ export async function writeOciLayoutDir(store: ContentStore, dest: string, image
   const blobs = await collectBlobs(store, images);
   await writeDirAtomic(dest, async (dir) => {
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-    for (const b of blobs) await copyFile(store.blobPath(b.digest), join(dir, 'blobs', 'sha256', digestHex(b.digest)));
+    for (const b of blobs) await copyBlobVerified(store, b.digest, join(dir, 'blobs', 'sha256', digestHex(b.digest)));
     await writeFile(join(dir, 'oci-layout'), LAYOUT_FILE);
     await writeFile(join(dir, 'index.json'), jsonBytes(layoutIndex(images)));
   });
@@ -203,14 +204,7 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
   for (const b of await collectBlobs(store, images)) {
     const to = join(blobDir, digestHex(b.digest));
     if (await stat(to).then((st) => st.size === b.size, () => false)) continue;
-    const tmp = siblingTempPath(to);
-    try {
-      await copyFile(store.blobPath(b.digest), tmp);
-      await rename(tmp, to);
-    } catch (e) {
-      await rm(tmp, { force: true });
-      throw e;
-    }
+    await copyBlobVerified(store, b.digest, to);
   }
   const added = layoutIndex(images).manifests;
   const tags = new Set(added.map((m) => m.annotations?.[AnnotationRefName]).filter((t) => t !== undefined));
@@ -223,6 +217,18 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
     ...(index.annotations !== undefined ? { annotations: index.annotations } : {}),
   };
   await writeFileAtomic(indexPath, jsonBytes(merged));
+}
+
+/** Copies a store blob to `to` through a temp file, checking its digest before the rename. */
+async function copyBlobVerified(store: ContentStore, digest: Digest, to: string): Promise<void> {
+  const tmp = siblingTempPath(to);
+  try {
+    await pipeline(createReadStream(store.blobPath(digest), { highWaterMark: 1 << 20 }), verifyingTransform(digest, `blob ${digest}`), createWriteStream(tmp, { mode: 0o644 }));
+    await rename(tmp, to);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
 }
 
 /** Options for tarball layouts. */
@@ -243,7 +249,8 @@ export async function layoutTarEntries(store: ContentStore, images: ReadonlyArra
   const entries: PackEntry[] = [dir('blobs/'), dir('blobs/sha256/')];
   for (const b of blobs) {
     const size = (await store.info(b.digest)).size;
-    entries.push({ header: { name: `blobs/sha256/${digestHex(b.digest)}`, type: 'file', mode: 0o444, mtime, size, uid: 0, gid: 0 }, file: store.blobPath(b.digest) });
+    // Verified while streaming, as containerd's blobRecord does ("unexpected digest … copied").
+    entries.push({ header: { name: `blobs/sha256/${digestHex(b.digest)}`, type: 'file', mode: 0o444, mtime, size, uid: 0, gid: 0 }, file: store.blobPath(b.digest), digest: b.digest });
   }
   entries.push(file('oci-layout', Buffer.from(LAYOUT_FILE), 0o444));
   entries.push(file('index.json', jsonBytes(layoutIndex(images))));

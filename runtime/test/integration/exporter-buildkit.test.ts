@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { chown, lchown, lstat, lutimes, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chown, lchown, lstat, lutimes, mkdir, mkdtemp, open, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -382,5 +382,35 @@ describe('manifest, index and config bytes as BuildKit v0.11 encodes them (expor
       ].join('\n'),
     );
     expect(JSON.parse((await run('skopeo', ['inspect', '--override-arch', 'arm', '--override-variant', 'v7', `oci:${dest}`])).stdout)).toMatchObject({ Architecture: 'arm' });
+  });
+});
+
+describe('a corrupt blob in the store fails the export and leaves nothing half-written (containerd blobRecord verifies digests)', () => {
+  test('oci tarball, docker tarball and tar=false layouts: DIGEST_MISMATCH, no dest, no temp files, an existing layout untouched', async () => {
+    const dir = join(root, 'corrupt');
+    await mkdir(dir);
+    const own = await ContentStore.open(join(dir, 'state'));
+    const img = await createBusyboxImage(own);
+    const source: ExportImageSource = { layers: [{ descriptor: img.layer, diffID: img.diffID }], config: { os: 'linux', architecture: 'amd64' } };
+    // A good layout first, to see that a failed export into it changes nothing.
+    const layout = join(dir, 'layout');
+    await runExport(parseOutputSpec(`type=oci,tar=false,dest=${layout},name=x:good`), { image: source }, { store: own });
+    const indexBefore = await readFile(join(layout, 'index.json'), 'utf8');
+    // A second layer blob the layout does not have yet, then one byte of it flipped: same size, wrong digest.
+    const extra = await own.writeBlob(Buffer.from('not really gzip, never decoded by the exporter '.repeat(20)));
+    const fh = await open(own.blobPath(extra.digest), 'r+');
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, 100);
+    b[0] = (b[0] ?? 0) ^ 0xff;
+    await fh.write(b, 0, 1, 100);
+    await fh.close();
+    const corrupt = { descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: extra.digest, size: extra.size }, diffID: extra.digest };
+    const fresh = { layers: [...source.layers, corrupt], config: { os: 'linux', architecture: 'amd64', config: { Cmd: ['other'] } } };
+    for (const spec of [`type=oci,dest=${join(dir, 'o.tar')}`, `type=docker,dest=${join(dir, 'd.tar')}`, `type=oci,tar=false,dest=${join(dir, 'newlayout')}`, `type=oci,tar=false,dest=${layout},name=x:bad`]) {
+      await expect(runExport(parseOutputSpec(spec), { image: fresh }, { store: own }), spec).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    }
+    expect((await readdir(dir)).sort()).toEqual(['layout', 'state']);
+    expect(await readFile(join(layout, 'index.json'), 'utf8')).toBe(indexBefore);
+    expect((await readdir(join(layout, 'blobs', 'sha256'))).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 });
