@@ -19,14 +19,27 @@ describe('BuildKit v0.11 cache maps (JSON written out by hand from Go encoding/j
       },
     };
     const cm = execCacheMap(op as Op & { kind: 'exec' }, noChecksum);
-    const json =
-      '{"Type":"buildkit.exec.v0","Exec":{"meta":{"args":["/bin/sh","-c","true"],"cwd":"/","extraHosts":[{"Host":"h"}]},' +
-      '"mounts":[{"input":0,"dest":"/","output":0}]},"OS":"linux","Arch":"arm64"}';
+    // A lone writable bind root mount (a Dockerfile RUN) is left out of the key entirely
+    // (ops/exec.go: "Special case for cache compatibility with buggy versions", moby/buildkit#2076).
+    const json = '{"Type":"buildkit.exec.v0","Exec":{"meta":{"args":["/bin/sh","-c","true"],"cwd":"/","extraHosts":[{"Host":"h"}]}},"OS":"linux","Arch":"arm64"}';
     expect(cm.digest).toBe(sha(json));
     // The root mount's input: selector digest of "/ignored", no content hash (writable root).
     expect(cm.deps).toHaveLength(1);
     expect(cm.deps[0]?.selector).toBe(sha('/ignored'));
     expect(cm.deps[0]?.computeDigest).toBeUndefined();
+  });
+
+  test('exec: the root mount stays in the key when it is not a lone writable bind mount', () => {
+    const base = { kind: 'exec' as const, inputs: [{ digest: IN, index: 0 }], platform: { os: 'linux', architecture: 'amd64' } };
+    const key = (mounts: NonNullable<(Op & { kind: 'exec' })['exec']['mounts']>): string =>
+      execCacheMap({ ...base, exec: { meta: { args: ['true'] }, mounts } } as Op & { kind: 'exec' }, noChecksum).digest;
+    const head = '{"Type":"buildkit.exec.v0","Exec":{"meta":{"args":["true"]}';
+    const tail = '},"OS":"linux","Arch":"amd64"}';
+    expect(key([{ input: 0, dest: '/', output: 0, readonly: true }])).toBe(sha(`${head},"mounts":[{"input":0,"dest":"/","output":0,"readonly":true}]${tail}`));
+    expect(key([{ input: 0, dest: '/', output: 0 }, { input: -1, dest: '/tmp', output: 1, mountType: 4 }])).toBe(
+      sha(`${head},"mounts":[{"input":0,"dest":"/","output":0},{"input":-1,"dest":"/tmp","output":1,"mountType":4}]${tail}`),
+    );
+    expect(key([{ input: 0, dest: '/', output: 0 }])).toBe(sha(`${head}${tail}`));
   });
 
   test('exec: a read-only non-root mount is keyed by content', () => {

@@ -54,7 +54,8 @@ export function defaultPlatform(): PbPlatform {
 
 /**
  * BuildKit v0.11 ops/exec.go CacheMap: sha256 of Go's JSON of
- * `{Type:"buildkit.exec.v0", Exec:<ExecOp without mount selectors, extra-host IPs, proxy env>, OS, Arch, Variant?}`;
+ * `{Type:"buildkit.exec.v0", Exec:<ExecOp without mount selectors, extra-host IPs, proxy env, and without
+ * its mounts when the only one is a writable bind of `/`>, OS, Arch, Variant?}`;
  * per input the digest of its mount selectors, and a content hash (of the selected paths, links
  * followed) unless a writable or root mount with an output uses it (NoContentBasedHash).
  */
@@ -71,7 +72,7 @@ export function execCacheMap(op: Op & { kind: 'exec' }, checksum: ChecksumFn): C
             ...(e.meta.extraHosts === undefined ? {} : { extraHosts: e.meta.extraHosts.map((h) => ({ ...h, ip: undefined })) }),
           },
         }),
-    ...(e.mounts === undefined ? {} : { mounts: e.mounts.map((m) => ({ ...m, selector: undefined })) }),
+    ...(e.mounts === undefined ? {} : { mounts: loneRootBind(e.mounts) ? undefined : e.mounts.map((m) => ({ ...m, selector: undefined })) }),
   } as ExecOp;
   const execJson = innerJson({ ...op, exec: stripped }, 'exec');
   const p = op.platform ?? defaultPlatform();
@@ -91,6 +92,26 @@ export function execCacheMap(op: Op & { kind: 'exec' }, checksum: ChecksumFn): C
     ...(noContent[i] === true ? {} : { computeDigest: contentHashFunc(dedupePathList(sels).map((path) => ({ path, followLinks: true })), checksum) }),
   }));
   return { digest: digestFromBytes(json), deps };
+}
+
+/**
+ * ops/exec.go keeps the key of the common case (one writable bind mount on `/`, a Dockerfile RUN)
+ * as versions that dropped every mount from it computed it (moby/buildkit#2076): its mounts are
+ * left out. Selectors are cleared before that check, so a selector does not matter.
+ */
+function loneRootBind(mounts: NonNullable<ExecOp['mounts']>): boolean {
+  const m = mounts[0];
+  return (
+    mounts.length === 1 &&
+    m !== undefined &&
+    m.dest === '/' &&
+    m.readonly !== true &&
+    (m.mountType ?? 0) === 0 &&
+    m.cacheOpt === undefined &&
+    m.sshOpt === undefined &&
+    m.secretOpt === undefined &&
+    (m.resultId ?? '') === ''
+  );
 }
 
 function actionJson(a: FileOpAction): string {
