@@ -170,7 +170,8 @@ export async function convertLayer(store: ContentStore, layer: LayerRef, to: Blo
  * (exporter/containerimage/writer.go normalizeLayersAndHistory): when there are more non-empty
  * entries than layers, the ones past the last layer (walking oldest first) are marked
  * `empty_layer`; missing entries are appended at the end with BuildKit's fallback description
- * and comment (`created by buildkit`, `buildkit.exporter.image.v0`).
+ * and comment (`created by buildkit`, `buildkit.exporter.image.v0`). Entries without `created`
+ * get one as there: layer entries the layer time (here `created`), the rest the first new layer time.
  */
 export function normalizeHistory(history: unknown, layerCount: number, created: string | undefined): HistoryEntry[] | undefined {
   if (!Array.isArray(history)) return undefined;
@@ -184,6 +185,27 @@ export function normalizeHistory(history: unknown, layerCount: number, created: 
   }
   for (; seen < layerCount; seen++) {
     out.push({ ...(created !== undefined ? { created } : {}), created_by: 'created by buildkit', comment: 'buildkit.exporter.image.v0' });
+  }
+  // Layer entries without a time get the layer's: kiln keeps none per layer, so the image's.
+  if (created !== undefined) for (const h of out) if (h.empty_layer !== true && h.created === undefined) h.created = created;
+  // Then BuildKit's fill: entries still without a time take the first new layer's time (the
+  // first time after an entry without one), or the last time seen.
+  let fill: string | undefined;
+  let gap = false;
+  for (const h of out) {
+    if (h.created !== undefined) {
+      fill = h.created;
+      if (gap) break;
+    } else gap = true;
+  }
+  gap = false;
+  for (const h of out) {
+    if (h.created !== undefined) {
+      if (gap) fill = h.created;
+    } else {
+      gap = true;
+      if (fill !== undefined) h.created = fill;
+    }
   }
   return out;
 }

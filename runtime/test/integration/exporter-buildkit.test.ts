@@ -73,6 +73,31 @@ describe('image config history (BuildKit normalizeLayersAndHistory)', () => {
   });
 });
 
+describe('history created times (BuildKit normalizeLayersAndHistory fills them)', () => {
+  test('layer entries without created get the layer time, config-only entries the first new layer time', async () => {
+    const layer = { descriptor: bb.layer, diffID: bb.diffID };
+    const cfg = await exportedConfig(
+      {
+        layers: [layer, layer],
+        config: {
+          os: 'linux',
+          architecture: 'amd64',
+          // kiln has no per-layer creation time: the image's created time stands in for it.
+          created: '2024-06-01T00:00:00Z',
+          history: [{ created: '2024-01-01T00:00:00Z', created_by: 'FROM' }, { created_by: 'ENV A=1', empty_layer: true }, { created_by: 'RUN x' }, { created_by: 'CMD ["sh"]', empty_layer: true }],
+        },
+      },
+      'hist-created',
+    );
+    expect(cfg.history.map((h) => [h.created_by, h.created])).toEqual([
+      ['FROM', '2024-01-01T00:00:00Z'],
+      ['ENV A=1', '2024-06-01T00:00:00Z'],
+      ['RUN x', '2024-06-01T00:00:00Z'],
+      ['CMD ["sh"]', '2024-06-01T00:00:00Z'],
+    ]);
+  });
+});
+
 describe('type=local', () => {
   test('every entry is owned by the exporting process, as BuildKit\'s filesync receiver writes it', async () => {
     const tree = join(root, 'owned-tree');
