@@ -62,6 +62,9 @@ export async function writeImage(
   const { rootfs: _ignored, ...rest } = config;
   const history = normalizeHistory(config['history'], layers.length, typeof config['created'] === 'string' ? config['created'] : undefined);
   const fullConfig: Record<string, unknown> = { ...rest, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffID) }, ...(history !== undefined ? { history } : {}) };
+  // patchImageConfig: a config without `created` gets the last history time (Go writes a nil
+  // *time.Time as null when there is none).
+  if (!('created' in fullConfig)) fullConfig['created'] = [...(history ?? [])].reverse().find((h) => h.created !== undefined)?.created ?? null;
   // BuildKit's patchImageConfig re-marshals the config as a map[string]json.RawMessage: top-level
   // keys sorted, nested values as given, compact, HTML characters escaped.
   const sortedConfig: Record<string, unknown> = {};

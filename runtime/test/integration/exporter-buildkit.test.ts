@@ -98,6 +98,19 @@ describe('history created times (BuildKit normalizeLayersAndHistory fills them)'
   });
 });
 
+describe('config created when the config has none (BuildKit patchImageConfig)', () => {
+  test('the last history time, or null without any', async () => {
+    const layer = { descriptor: bb.layer, diffID: bb.diffID };
+    const withHistory = await exportedConfig(
+      { layers: [layer], config: { os: 'linux', architecture: 'amd64', history: [{ created: '2024-01-01T00:00:00Z', created_by: 'a' }, { created: '2024-02-01T00:00:00Z', created_by: 'b', empty_layer: true }] } },
+      'created-from-history',
+    );
+    expect((withHistory as unknown as { created: unknown }).created).toBe('2024-02-01T00:00:00Z');
+    const bare = await exportedConfig({ layers: [layer], config: { os: 'linux', architecture: 'amd64' } }, 'created-null');
+    expect(Object.entries(bare as unknown as Record<string, unknown>).find(([k]) => k === 'created')).toEqual(['created', null]);
+  });
+});
+
 describe('type=local', () => {
   test('every entry is owned by the exporting process, as BuildKit\'s filesync receiver writes it', async () => {
     const tree = join(root, 'owned-tree');
