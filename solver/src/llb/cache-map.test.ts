@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import type { Op } from '@kiln/llb-core';
-import { execCacheMap, fileCacheMap, sourceCacheMap } from './cache-map.js';
+import { opJson, type Op } from '@kiln/llb-core';
+import { execCacheMap, fileCacheMap, plainCacheMap, sourceCacheMap } from './cache-map.js';
 
 const sha = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const noChecksum = async (): Promise<string> => 'sha256:0';
@@ -81,6 +81,18 @@ describe('BuildKit v0.11 cache maps (JSON written out by hand from Go encoding/j
     };
     const action = Buffer.from('{"path":"/x","mode":493}').toString('base64');
     expect(fileCacheMap(op as Op & { kind: 'file' }, noChecksum).digest).toBe(sha(`{"Type":"buildkit.file.v0","Actions":["${action}"],"indexes":[[-1,-1,0]]}`));
+  });
+
+  test('merge and diff: the JSON itself is the digest (ops/merge.go, diff.go: digest.Digest(dt)); build: sha256 of {Type, Exec}', () => {
+    const merge = { kind: 'merge', inputs: [{ digest: IN, index: 0 }, { digest: IN, index: 1 }], merge: { inputs: [{ input: 0 }, { input: 1 }] } } as Op;
+    expect(plainCacheMap(merge, 'buildkit.merge.v0').digest).toBe('{"Type":"buildkit.merge.v0","Merge":{"inputs":[{"input":0},{"input":1}]}}');
+    const diff = { kind: 'diff', inputs: [{ digest: IN, index: 0 }, { digest: IN, index: 1 }], diff: { lower: { input: 0 }, upper: { input: 1 } } } as Op;
+    const dm = plainCacheMap(diff, 'buildkit.diff.v0');
+    expect(dm.digest).toBe('{"Type":"buildkit.diff.v0","Diff":{"lower":{"input":0},"upper":{"input":1}}}');
+    expect(dm.deps).toHaveLength(2);
+    const build = { kind: 'build', inputs: [], build: { builder: -1 } } as unknown as Op;
+    const body = opJson(build).slice('{"Op":{"build":'.length, -2);
+    expect(plainCacheMap(build, 'buildkit.build.v0').digest).toBe(sha(`{"Type":"buildkit.build.v0","Exec":${body}}`));
   });
 
   test('source: buildkit.source.v0 prefix; session keys never match', () => {

@@ -250,8 +250,15 @@ export function sourceCacheMap(key: string): CacheMap {
   return { digest: key.startsWith('session:') ? `random:${d.slice('sha256:'.length)}` : d, deps: [] };
 }
 
-/** merge/diff/build: sha256 of a typed JSON of the op body; inputs keyed by definition only. */
+/**
+ * merge/diff/build cache maps (BuildKit v0.11 ops/merge.go, diff.go, build.go): Go's JSON of
+ * `{Type, Merge|Diff|Exec: <op body>}`. merge and diff use that JSON text itself as the digest
+ * (`digest.Digest(dt)`, not hashed); build hashes it. Inputs are keyed by definition only.
+ */
 export function plainCacheMap(op: Op, type: string): CacheMap {
   const body = op.kind === 'none' ? 'null' : innerJson(op, op.kind);
-  return { digest: digestFromBytes(`{"Type":${JSON.stringify(type)},"Op":${body}}`), deps: op.inputs.map(() => ({})) };
+  const field = op.kind === 'merge' ? 'Merge' : op.kind === 'diff' ? 'Diff' : 'Exec';
+  const json = `{"Type":${JSON.stringify(type)},"${field}":${body}}`;
+  const raw = op.kind === 'merge' || op.kind === 'diff';
+  return { digest: raw ? json : digestFromBytes(json), deps: op.inputs.map(() => ({})) };
 }
