@@ -66,8 +66,12 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       const pack = { sourceDateEpoch: ctx.sourceDateEpoch };
       if (input.platforms !== undefined && input.platforms.length > 0) {
         const platforms = input.platforms;
+        // fsutil.SubDirFS rejects paths that are not one name, and duplicates.
+        const seen = new Set<string>();
         for (const p of platforms) {
           if (p.path === '' || p.path.includes('/') || p.path === '.' || p.path === '..') throw new ImageStoreError('EXPORT_FAILED', `invalid platform directory "${p.path}"`);
+          if (seen.has(p.path)) throw new ImageStoreError('EXPORT_FAILED', `duplicate platform directory "${p.path}"`);
+          seen.add(p.path);
         }
         if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectories(platforms, pack));
         else if (await exists(spec.dest)) for (const p of platforms) await copyTree(p.rootfs, join(spec.dest, p.path), copy);

@@ -305,6 +305,9 @@ describe('multi-platform type=tar / type=local (BuildKit: one directory per plat
       '-rw-r--r-- 0/0 2023-11-14 22:13:20 linux_arm64/etc/platform',
     ]);
     expect((await run('tar', ['-xOf', dest, 'linux_arm64/etc/platform'])).stdout).toBe('linux/arm64\n');
+    const dup = join(root, 'mp-dup.tar');
+    await expect(runExport(parseOutputSpec(`type=tar,dest=${dup}`), { platforms: [platforms[0] as (typeof platforms)[number], platforms[0] as (typeof platforms)[number]] }, { store })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+    await expect(lstat(dup)).rejects.toThrow();
   });
 
   test('type=local: dest/linux_amd64 and dest/linux_arm64', async () => {
