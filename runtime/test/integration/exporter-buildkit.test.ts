@@ -455,3 +455,33 @@ describe('a corrupt blob in the store fails the export and leaves nothing half-w
     expect((await readdir(join(layout, 'blobs', 'sha256'))).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 });
+
+describe('type=tar owners past the 6-digit octal field (Go archive/tar writes PAX uid/gid records)', () => {
+  test('uid/gid 3000000/4000000 survive, with and without xattrs and long names', async () => {
+    const tree = join(root, 'bigids');
+    const long = 'n'.repeat(150);
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, 'plain'), 'a');
+    await writeFile(join(tree, 'xattr'), 'b');
+    await writeFile(join(tree, long), 'c');
+    await writeFile(join(tree, 'small'), 'd');
+    await run('setfattr', ['-n', 'user.k', '-v', 'v', join(tree, 'xattr')]);
+    for (const f of ['plain', 'xattr', long]) await chown(join(tree, f), 3_000_000, 4_000_000);
+    await chown(join(tree, 'small'), 262_143, 262_144);
+    const dest = join(root, 'bigids.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree }, { store });
+    const py = `
+import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    print(json.dumps({m.name: [m.uid, m.gid, m.pax_headers.get('SCHILY.xattr.user.k')] for m in t}))
+`;
+    expect(JSON.parse((await run('python3', ['-c', py, dest])).stdout)).toEqual({
+      [long]: [3_000_000, 4_000_000, null],
+      plain: [3_000_000, 4_000_000, null],
+      small: [262_143, 262_144, null],
+      xattr: [3_000_000, 4_000_000, 'v'],
+    });
+    const { stdout } = await run('tar', ['--numeric-owner', '-tvf', dest]);
+    expect(stdout).toMatch(/ 3000000\/4000000 .* plain\n/);
+  });
+});
