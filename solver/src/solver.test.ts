@@ -59,6 +59,11 @@ class CountingWorker implements Worker {
   async diff(): Promise<WorkerRef> {
     return this.#ref('diff');
   }
+  /** Cache mount ids pruned per solve, with the exec count at that moment. */
+  readonly pruned: Array<{ ids: readonly string[]; execsBefore: number }> = [];
+  async pruneCacheMounts(ids: readonly string[]): Promise<void> {
+    this.pruned.push({ ids: [...ids], execsBefore: this.calls.exec ?? 0 });
+  }
   async checksum(ref: WorkerRef, path: string): Promise<string> {
     this.calls.checksum = (this.calls.checksum ?? 0) + 1;
     return digestOf(new TextEncoder().encode(`${ref.snapshot.startsWith('source') ? this.localContent : ref.snapshot}:${path}`));
@@ -139,6 +144,36 @@ describe('Solver.solve(definition)', () => {
       location: { file: 'Dockerfile', line: 4, column: 1, source: 'RUN make' },
       logTail: ['ran /bin/sh -c make', 'boom'],
     });
+  });
+
+  test('the cache mounts of an exec that ignores the cache are pruned before the build, as BuildKit does for --no-cache (llbsolver detectPrunedCacheID, Worker.PruneCacheMounts)', async () => {
+    const w = new CountingWorker();
+    const solver = new Solver({ worker: w, store: CacheStore.open({ path: ':memory:' }) });
+    const ops = graph();
+    const run = ops[4];
+    if (run?.kind !== 'exec') throw new Error('graph changed');
+    // A cache mount without an id is keyed by its target (dockerfile2llb, mounts.go).
+    ops[4] = {
+      ...run,
+      exec: {
+        ...run.exec,
+        mounts: [
+          ...(run.exec.mounts ?? []),
+          { input: -1, dest: '/root/.cache/go-build', output: -1, mountType: 3, cacheOpt: { id: 'gocache' } },
+          { input: -1, dest: '/var/cache/apt', output: -1, mountType: 3, cacheOpt: {} },
+        ],
+      },
+    };
+    await solver.solve(definition(ops));
+    expect(w.pruned).toEqual([]);
+    await solver.solve(definition(ops, {}, { 4: { ignoreCache: true } }));
+    expect(w.pruned).toEqual([{ ids: ['gocache', '/var/cache/apt'], execsBefore: 2 }]);
+    expect(w.calls.exec).toBe(3);
+    // --no-cache-filter (a predicate) and --no-cache do the same; an exec that keeps its cache does not.
+    await solver.solve(definition(ops), { noCacheFilter: (v) => v.digest === dg(ops, 4) });
+    await solver.solve(definition(ops), { noCacheFilter: (v) => v.digest === dg(ops, 2) });
+    await solver.solve(definition(ops), { noCache: true });
+    expect(w.pruned.map((p) => p.ids)).toEqual([['gocache', '/var/cache/apt'], ['gocache', '/var/cache/apt'], ['gocache', '/var/cache/apt']]);
   });
 
   test('ignore_cache metadata re-runs a vertex; an empty definition solves to nothing', async () => {

@@ -1,4 +1,4 @@
-import type { Definition, Op as LlbOp } from '@kiln/llb-core';
+import { MountType, type Definition, type Op as LlbOp } from '@kiln/llb-core';
 import { CacheManager } from './cache/cache-manager.js';
 import type { CacheStore, DiskUsageRecord, PruneOptions } from './cache/store.js';
 import { SolverError } from './errors.js';
@@ -42,6 +42,30 @@ function isLocalSource(v: SolverVertex): boolean {
 }
 
 /**
+ * The ids of the cache mounts of every exec under `edge` that ignores the cache (its `ignore_cache`
+ * metadata, `noCache`, or `noCacheFilter`), in graph order; an id defaults to the mount target.
+ */
+function ignoredCacheMountIds(edge: SolverEdge, opts: SolveOptions): string[] {
+  const ids = new Set<string>();
+  const seen = new Set<SolverVertex>();
+  const visit = (v: SolverVertex): void => {
+    if (seen.has(v)) return;
+    seen.add(v);
+    for (const e of v.inputs) visit(e.vertex);
+    const op = v.op as LlbOp;
+    if (op.kind !== 'exec') return;
+    if (v.options.ignoreCache !== true && opts.noCache !== true && opts.noCacheFilter?.(v) !== true) return;
+    for (const m of op.exec.mounts ?? []) {
+      if (m.mountType !== MountType.CACHE || m.cacheOpt === undefined) continue;
+      const id = m.cacheOpt.id ?? '';
+      ids.add(id === '' ? (m.dest ?? '') : id);
+    }
+  };
+  visit(edge.vertex);
+  return [...ids];
+}
+
+/**
  * The LLB solver: loads Definitions into vertices and builds them on a worker with the
  * persistent cache (one instance per process, shared by concurrent solves, so identical vertices
  * of concurrent builds run once).
@@ -49,9 +73,11 @@ function isLocalSource(v: SolverVertex): boolean {
 export class Solver {
   readonly store: CacheStore;
   readonly #scheduler: Scheduler;
+  readonly #worker: Worker;
 
   constructor(opts: SolverOptions) {
     this.store = opts.store;
+    this.#worker = opts.worker;
     this.#scheduler = new Scheduler({
       resolveOp: resolveLlbOp(opts.worker),
       sessionBound: isLocalSource,
@@ -69,8 +95,13 @@ export class Solver {
   }
 
   /** Builds an already loaded edge (e.g. one output of a frontend's graph). */
-  build(edge: SolverEdge, opts: SolveOptions = {}): Promise<BuildResult> {
+  async build(edge: SolverEdge, opts: SolveOptions = {}): Promise<BuildResult> {
     const { worker, ...rest } = opts;
+    // BuildKit (llbsolver detectPrunedCacheID): the cache mounts of execs that ignore the cache
+    // are emptied before the build, so `--no-cache` does not reuse what a cache mount kept.
+    const ids = ignoredCacheMountIds(edge, opts);
+    const w = worker ?? this.#worker;
+    if (ids.length > 0 && w.pruneCacheMounts !== undefined) await w.pruneCacheMounts(ids);
     return this.#scheduler.build(edge, worker === undefined ? rest : { ...rest, resolveOp: resolveLlbOp(worker) });
   }
 

@@ -41,6 +41,11 @@ export interface Worker {
    * not depend on them (the executor's {@link Executor.prepare}). Optional.
    */
   prepareExec?(): ExecPreparation | undefined;
+  /**
+   * Empties the cache mounts with these ids (BuildKit's Worker.PruneCacheMounts): the solver calls
+   * it before a build for the cache mounts of every exec that ignores the cache. Optional.
+   */
+  pruneCacheMounts?(ids: readonly string[]): Promise<void>;
   /** Runs a nested definition (BuildOp); optional. */
   build?(def: Definition, ctx: WorkerOpContext): Promise<WorkerRef>;
 }

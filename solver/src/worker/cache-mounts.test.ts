@@ -50,4 +50,24 @@ describe('CacheMounts ids', () => {
     await expect(cm.acquire('broken', CacheSharingOpt.SHARED, undefined, async () => { throw new Error('seed failed'); })).rejects.toThrow('seed failed');
     expect((await readdir(join(root, 'solver', 'cachemounts'))).filter((n) => n === 'broken')).toEqual([]);
   });
+
+  test('prune(id) empties every directory of that id (seeded ones too) that no running build uses', async () => {
+    const cm = new CacheMounts(root);
+    const base = join(root, 'solver', 'cachemounts');
+    for (const id of ['npm', 'npm:snap-1', 'npmx']) {
+      const c = await cm.acquire(id, CacheSharingOpt.SHARED);
+      await writeFile(join(c.dir, 'f'), id);
+      await c.release();
+    }
+    const busy = await cm.acquire('npm:snap-2', CacheSharingOpt.SHARED);
+    await writeFile(join(busy.dir, 'f'), 'busy');
+    await cm.prune('npm');
+    const left = (await readdir(base)).filter((n) => !n.endsWith('.users') && !n.endsWith('.lock'));
+    expect(left.filter((n) => n.startsWith('npm')).sort()).toEqual([cm.dirOf('npm:snap-2'), cm.dirOf('npmx')].map((d) => d.slice(base.length + 1)).sort());
+    const again = await cm.acquire('npm', CacheSharingOpt.SHARED);
+    expect(again.created).toBe(true);
+    expect(await readdir(again.dir)).toEqual([]);
+    await again.release();
+    await busy.release();
+  });
 });

@@ -54,6 +54,33 @@ export class CacheMounts {
   }
 
   /**
+   * Empties cache mount `id` as BuildKit's Worker.PruneCacheMounts does for an exec that ignores
+   * the cache (`--no-cache`, `--no-cache-filter`): every directory of the id, those seeded `from`
+   * an input (`<id>:<snapshot>`) too, is removed, so the next user starts empty. A directory a
+   * running build uses (another process) is kept as it is: BuildKit hands new users a fresh one
+   * while it is in use; kiln's directories are found by name, so it stays shared.
+   */
+  async prune(id: string): Promise<void> {
+    const name = safeName(id);
+    const seeded = `${safeName(`${id}:`)}`;
+    let names: string[];
+    try {
+      names = await readdir(this.#root);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (n !== name && !(n.startsWith(seeded) && !n.includes('.'))) continue;
+      const dir = join(this.#root, n);
+      await withFileLock(`${dir}.lock`, undefined, async () => {
+        if ((await this.#liveUsers(`${dir}.users`)) > 0) return;
+        await rm(dir, { recursive: true, force: true });
+        await rm(`${dir}.users`, { recursive: true, force: true });
+      });
+    }
+  }
+
+  /**
    * Takes cache mount `id` for one exec with BuildKit's `sharing` mode. `seed` fills a directory
    * that did not exist yet (`from`/`source`), still under the lock, so a concurrent user never sees
    * a half-seeded cache; if it fails the directory is removed again.

@@ -211,6 +211,10 @@ export class RuntimeWorker implements Worker {
     return withMounted(this.#deps.snapshotter, ref.snapshot, signal, sum);
   }
 
+  async pruneCacheMounts(ids: readonly string[]): Promise<void> {
+    for (const id of ids) await this.#cacheMounts.prune(id);
+  }
+
   /**
    * The cache store's release hook: removes a snapshot, or a cache mount directory for
    * `cachemount:<id>`. Rejects when the snapshot stays (others still build on it, or its files
