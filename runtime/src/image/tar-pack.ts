@@ -49,7 +49,7 @@ export function packTar(entries: AsyncIterable<PackEntry> | Iterable<PackEntry>)
 }
 
 /** Largest uid/gid tar-stream writes: it has 6 octal digits and writes 777777 for anything above. */
-const MAX_USTAR_ID = 0o777777;
+export const MAX_USTAR_ID = 0o777777;
 
 function packTarRaw(entries: AsyncIterable<PackEntry> | Iterable<PackEntry>): AsyncIterable<Uint8Array> {
   const pack = tarPack();
@@ -99,8 +99,10 @@ const PAX_HEADER = 'pax-header' as unknown as NonNullable<EntryHeader['type']>;
  * archive/tar does for ids its octal field cannot hold (fsutil.WriteTar, BuildKit's tar exporter);
  * tar-stream alone writes 262143 for them. The entry's xattrs, path and linkpath go into the same
  * extended header (a second one would replace the first). Entries not in the map are untouched.
+ * Register a header here instead of in {@link encodeXattrs}'s map when its uid or gid is above
+ * {@link MAX_USTAR_ID} (layer/export.ts has the same tar-stream limit).
  */
-function encodeLargeIds(tarball: ReturnType<typeof tarPack>): WeakMap<TarHeader, ReadonlyMap<string, Buffer>> {
+export function encodeLargeIds(tarball: ReturnType<typeof tarPack>): WeakMap<TarHeader, ReadonlyMap<string, Buffer>> {
   const ids = new WeakMap<TarHeader, ReadonlyMap<string, Buffer>>();
   const p = tarball as unknown as PackEncoder;
   const encode = p._encode.bind(p);
