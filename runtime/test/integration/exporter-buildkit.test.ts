@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { registryTest } from '../helpers/registry.js';
 import { ContentStore, createBusyboxImage, parseOutputSpec, readTar, runExport, type BusyboxImage, type ExportImageSource } from '@kiln/runtime';
 
 // Exporter output checked against what BuildKit v0.11.6 writes (exporter/containerimage/writer.go,
@@ -483,5 +484,23 @@ with tarfile.open(sys.argv[1]) as t:
     });
     const { stdout } = await run('tar', ['--numeric-owner', '-tvf', dest]);
     expect(stdout).toMatch(/ 3000000\/4000000 .* plain\n/);
+  });
+});
+
+describe('type=image,push=true of a multi-platform image (BuildKit: children by digest, then the index by tag)', () => {
+  registryTest('both names resolve to the manifest list; each platform manifest is fetchable by digest', async ({ registry }) => {
+    const layers = [{ descriptor: bb.layer, diffID: bb.diffID }];
+    const spec = parseOutputSpec(`type=image,name=${registry.host}/mp/a:1,${registry.host}/mp/b:1,push=true`);
+    const res = await runExport(spec, { image: [{ layers, config: { os: 'linux', architecture: 'amd64' } }, { layers, config: { os: 'linux', architecture: 'arm64' } }] }, { store });
+    const raw = async (ref: string): Promise<string> => (await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`])).stdout;
+    const list = JSON.parse(await raw(`${registry.host}/mp/b:1`)) as { mediaType: string; manifests: { digest: string; platform: { architecture: string } }[] };
+    expect(list.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    expect(list.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
+    for (const name of ['mp/a', 'mp/b']) {
+      expect(JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/${name}:1`])).stdout)).toMatchObject({ Digest: res.digest });
+      for (const m of list.manifests) expect(JSON.parse(await raw(`${registry.host}/${name}@${m.digest}`))).toMatchObject({ schemaVersion: 2 });
+    }
+    const arm = JSON.parse((await run('skopeo', ['inspect', '--tls-verify=false', '--override-arch', 'arm64', `docker://${registry.host}/mp/a:1`])).stdout) as { Architecture: string };
+    expect(arm.Architecture).toBe('arm64');
   });
 });
