@@ -18,6 +18,11 @@ export interface CliIo {
   readonly interrupts?: Interrupts;
   /** Where engines come from (default: opened and closed per command; the daemon keeps them open). */
   readonly engines?: EngineSource;
+  /**
+   * The command runs in another process than its caller's (`kiln daemon`): paths that name this
+   * process's own files (`/dev/fd/N`, `/proc/self/…`) would not reach the caller.
+   */
+  readonly remote?: boolean;
 }
 
 /** A source of interrupts: `on` subscribes and returns the unsubscribe function. */

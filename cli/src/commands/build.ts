@@ -1,7 +1,7 @@
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Option, type Command } from 'commander';
-import { parseOutputSpec, writeFileAtomic, type ExportResult, type ExportSpec } from '@kiln/runtime';
+import { parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
 import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
@@ -11,7 +11,8 @@ import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
-import { parseOutputs, type OutputStream, type StdoutOutput } from '../engine/stdout-output.js';
+import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
+import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 
 /** Parsed flags of `kiln build`. */
 export interface BuildFlags {
@@ -66,7 +67,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--platform <platform>', 'target platform, e.g. linux/amd64')
     .option('--secret <spec>', 'secret to expose: id=ID,src=FILE or id=ID,env=VAR (repeatable)', collect, [])
     .option('--ssh <spec>', 'ssh agent to forward: default, ID=SOCKET or ID=KEYFILE (repeatable)', collect, [])
-    .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable); dest=- or -o - writes the archive to stdout', collect, [])
+    .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable); dest=- (or -o -) writes the archive to stdout', collect, [])
     .option('-t, --tag <name>', 'image name (repeatable)', collect, [])
     .option('--push', 'push the tagged image (same as --output type=registry)')
     .option('--metadata-file <file>', 'write build result metadata (image digest, config digest, names) as JSON')
@@ -105,9 +106,9 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let lease: EngineLease | undefined;
   let callFailed = false;
   try {
-    const { req, stdout } = await parseFlags(context, flags, io, cleanup);
+    const { req, outputs, results } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
-    if (flags.iidfile !== undefined) await rm(callerPath(io, flags.iidfile), { force: true });
+    if (results.iid !== undefined) await removeTarget(results.iid);
     dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
     dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
     const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
@@ -129,15 +130,15 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       io.stdout.write(report.call.text);
       callFailed = report.call.failed;
     }
-    if (stdout !== undefined && report.call === undefined) await stdout.copyTo(io.stdout as OutputStream);
+    if (report.call === undefined) await outputs.deliver(io);
     for (const ex of flags.quiet === true ? [] : report.exports) {
-      const dest = ex.dest === undefined ? '' : ` ${ex.dest === stdout?.file ? '-' : ex.dest}`;
+      const dest = ex.dest === undefined ? '' : ` ${req.displayDests?.get(ex.dest) ?? ex.dest}`;
       if (ex.digest !== undefined) io.stderr.write(`${ex.type}${dest}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
     if (req.outputs.length === 0 && report.call === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
-    if (report.call === undefined && (flags.metadataFile !== undefined || flags.iidfile !== undefined || flags.quiet === true)) {
-      const id = await writeResultFiles(e, report.exports, flags, io);
+    if (report.call === undefined && (results.meta !== undefined || results.iid !== undefined || flags.quiet === true)) {
+      const id = await writeResultFiles(e, report.exports, results, io);
       // buildx's -q: the image ID alone (an empty line when the build made no image).
       if (flags.quiet === true) io.stdout.write(`${id ?? ''}\n`);
     }
@@ -155,7 +156,13 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   if (callFailed) throw new ReportedError(1, 'build checks found problems');
 }
 
-async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<{ req: BuildRequest; stdout?: StdoutOutput }> {
+/** Where `--iidfile` and `--metadata-file` go. */
+interface ResultFiles {
+  readonly iid?: FileTarget;
+  readonly meta?: FileTarget;
+}
+
+async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<{ req: BuildRequest; outputs: ParsedOutputs; results: ResultFiles }> {
   if (flags.quiet === true && flags.progress !== 'auto' && flags.progress !== 'quiet') {
     throw new EngineError('KLN0707', `--progress ${flags.progress} and --quiet cannot be used together`, { hint: 'drop one of them' });
   }
@@ -183,14 +190,21 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
-  const parsed = await parseOutputs(flags.output, io.stdout as OutputStream);
-  if (parsed.stdout !== undefined) cleanup.push(parsed.stdout.remove);
-  if (parsed.stdout !== undefined && flags.quiet === true) throw new EngineError('KLN0702', '--quiet prints the image ID on stdout: an output cannot go there too', { hint: 'write the output to a file (dest=FILE)' });
-  const outputs = outputSpecs(parsed.specs, flags).map((s) => ('dest' in s && s.dest !== undefined ? { ...s, dest: callerPath(io, s.dest) } : s));
+  const parsed = await parseOutputs(flags.output, io);
+  cleanup.push(parsed.remove);
+  if (flags.quiet === true && parsed.redirects.some((r) => r.target.kind === 'stdout')) {
+    throw new EngineError('KLN0702', '--quiet prints the image ID on stdout: an output cannot go there too', { hint: 'write the output to a file (dest=FILE)' });
+  }
+  // Destinations are absolute already (the caller's directory).
+  const outputs = outputSpecs(parsed.specs, flags);
   // Checked before anything runs: the build would otherwise succeed and only then fail here.
   if (flags.iidfile !== undefined && flags.check !== true && flags.call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
     throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
   }
+  const results: ResultFiles = {
+    ...(flags.iidfile === undefined ? {} : { iid: await fileTarget(io, '--iidfile', flags.iidfile) }),
+    ...(flags.metadataFile === undefined ? {} : { meta: await fileTarget(io, '--metadata-file', flags.metadataFile) }),
+  };
   const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
   const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
   cleanup.push(ssh.close);
@@ -204,7 +218,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     secrets,
     ssh: ssh.sockets,
     outputs,
-    ...(parsed.stdout === undefined ? {} : { stdoutFile: parsed.stdout.file }),
+    ...(parsed.redirects.length === 0 ? {} : { displayDests: new Map(parsed.redirects.map((r) => [r.file, r.display])) }),
     noCache: !flags.cache,
     noCacheFilter: flags.cacheFilter,
     buildContexts: flags.buildContext.map(parseBuildContext).map((c) => (c.kind === 'image' ? c : { ...c, path: callerPath(io, c.path) })),
@@ -215,7 +229,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
   };
-  return parsed.stdout === undefined ? { req } : { req, stdout: parsed.stdout };
+  return { req, outputs: parsed, results };
 }
 
 /** `--label`, `--add-host`, `--pull`, `--network` as the frontend options buildx sends. */
@@ -263,7 +277,7 @@ function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags): ExportSp
  * `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
  * image output. Written atomically.
  */
-async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], flags: BuildFlags, io: CliIo): Promise<string | undefined> {
+async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], files: ResultFiles, io: CliIo): Promise<string | undefined> {
   const image = exports.find((x) => x.digest !== undefined);
   const meta: Record<string, string> = {};
   let configDigest: string | undefined;
@@ -274,11 +288,11 @@ async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResu
     if (configDigest !== undefined) meta['containerimage.config.digest'] = configDigest;
     if (image.names.length > 0) meta['image.name'] = image.names.join(',');
   }
-  if (flags.metadataFile !== undefined) await writeFileAtomic(callerPath(io, flags.metadataFile), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
-  if (flags.iidfile !== undefined) {
+  if (files.meta !== undefined) await writeTarget(io, files.meta, Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
+  if (files.iid !== undefined) {
     const id = configDigest ?? image?.digest;
     if (id === undefined) throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
-    await writeFileAtomic(callerPath(io, flags.iidfile), Buffer.from(id));
+    await writeTarget(io, files.iid, Buffer.from(id));
   }
   return configDigest ?? image?.digest;
 }

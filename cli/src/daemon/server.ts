@@ -229,6 +229,7 @@ class ClientRequest {
       env: hello.env,
       interrupts,
       engines,
+      remote: true,
     };
   }
 

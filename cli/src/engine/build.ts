@@ -38,8 +38,8 @@ export interface BuildRequest {
   readonly secrets?: Readonly<Record<string, Uint8Array>>;
   readonly ssh?: Readonly<Record<string, string>>;
   readonly outputs: readonly ExportSpec[];
-  /** The output file that stands for the caller's stdout (`dest=-`), named `-` in progress. */
-  readonly stdoutFile?: string;
+  /** Output destinations shown otherwise in progress (temporary files that stand for `dest=-`). */
+  readonly displayDests?: ReadonlyMap<string, string>;
   readonly noCache?: boolean;
   readonly noCacheFilter?: readonly string[];
   readonly buildContexts?: readonly BuildContext[];
@@ -183,7 +183,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(req.progress === undefined ? {} : { progress: req.progress }),
           ...(req.signal === undefined ? {} : { signal: req.signal }),
           ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
-          ...(req.stdoutFile === undefined ? {} : { stdoutFile: req.stdoutFile }),
+          ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
         })),
       );
     }

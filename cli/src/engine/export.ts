@@ -34,8 +34,8 @@ export async function exportOutputs(
     readonly progress?: ProgressSink;
     readonly signal?: AbortSignal;
     readonly sourceDateEpoch?: number;
-    /** A temporary file that stands for the caller's stdout (`dest=-`): progress shows `-`. */
-    readonly stdoutFile?: string;
+    /** Destinations shown otherwise in progress (a temporary file that stands for `dest=-`). */
+    readonly displayDests?: ReadonlyMap<string, string>;
   } = {},
 ): Promise<ExportResult[]> {
   const list: readonly BuildOutput[] = Array.isArray(outputs) ? outputs : [outputs as BuildOutput];
@@ -44,7 +44,8 @@ export async function exportOutputs(
   const results: ExportResult[] = [];
   for (const [i, spec] of specs.entries()) {
     const vertex = `export-${i}`;
-    const name = exportName('dest' in spec && spec.dest === opts.stdoutFile ? { ...spec, dest: '-' } : spec);
+    const shown = spec.type === 'image' ? undefined : opts.displayDests?.get(spec.dest);
+    const name = exportName(shown === undefined || spec.type === 'image' ? spec : { ...spec, dest: shown });
     const t0 = Date.now();
     opts.progress?.emit({ kind: 'vertex.started', vertex, name, time: t0 });
     try {

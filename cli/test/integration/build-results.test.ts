@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { kilnBin, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
@@ -18,7 +19,7 @@ interface BinaryRun {
 }
 
 /** `node cli/bin/kiln.js ARGS` in process (no daemon) with stdout kept as bytes. */
-function kiln(args: readonly string[], opts: { cwd?: string } = {}): Promise<BinaryRun> {
+function kiln(args: readonly string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<BinaryRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, ...args], {
       cwd: opts.cwd ?? sb.dir,
@@ -29,8 +30,13 @@ function kiln(args: readonly string[], opts: { cwd?: string } = {}): Promise<Bin
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // A hung kiln is killed, and fails the test on its exit code rather than at the test timeout.
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
     child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }));
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr });
+    });
   });
 }
 
@@ -103,7 +109,7 @@ test('-o - and type=tar,dest=- write the root filesystem tarball to stdout; type
   expect(names).toContain('big');
   expect(names).toContain('bin/busybox');
   // Nothing but the archive on stdout; the summary names stdout, not a temporary file.
-  expect(dash.stderr).not.toMatch(/kiln-stdout-/);
+  expect(dash.stderr).not.toMatch(/kiln-output-/);
 
   const tar = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', 'type=tar,dest=-']);
   expect(tar.code).toBe(0);
@@ -120,12 +126,55 @@ test('-o - and type=tar,dest=- write the root filesystem tarball to stdout; type
   const before = await sb.containersStarted();
   const local = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache', '-o', 'type=local,dest=-']);
   expect(local.code).toBe(1);
-  expect(local.stderr).toMatch(/type=local cannot write to stdout/);
+  expect(local.stderr).toMatch(/type=local writes a directory and cannot write to stdout/);
   const two = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache', '-o', '-', '-o', 'type=oci,dest=-']);
   expect(two.code).toBe(1);
   expect(two.stderr).toMatch(/only one output can be written to stdout/);
   expect(await sb.containersStarted()).toBe(before);
   // No temporary archive is left behind.
-  await mkdir(join(sb.dir, 'none'), { recursive: true });
-  expect((await readdir('/tmp')).filter((n) => n.startsWith('kiln-stdout-'))).toEqual([]);
+  expect((await readdir(tmpdir())).filter((n) => n.startsWith('kiln-output-'))).toEqual([]);
+}, 120_000);
+
+test('--iidfile and --metadata-file write through a symlink and into a device node or FIFO instead of replacing them; an impossible directory fails before the build', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `targets-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /t\n` });
+  const real = join(sb.dir, `targets-${t}.iid`);
+  await writeFile(real, 'old');
+  const link = join(sb.dir, `targets-${t}.link`);
+  await symlink(real, link);
+  // A character device like /dev/null (as root), and a named pipe a reader waits on.
+  const dev = join(sb.dir, `targets-${t}.null`);
+  execFileSync('mknod', [dev, 'c', '1', '3']);
+  const r = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-t', `targets-${t}:1`, '--iidfile', link, '--metadata-file', dev]);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect((await lstat(link)).isSymbolicLink()).toBe(true);
+  expect(await readFile(real, 'utf8')).toMatch(/^sha256:[a-f0-9]{64}$/);
+  expect((await lstat(dev)).isCharacterDevice()).toBe(true);
+  const toDev = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', `type=tar,dest=${dev}`]);
+  expect(toDev.code).toBe(0);
+  expect((await lstat(dev)).isCharacterDevice()).toBe(true);
+
+  const fifo = join(sb.dir, `targets-${t}.fifo`);
+  execFileSync('mkfifo', [fifo]);
+  const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const read: Buffer[] = [];
+  reader.stdout.on('data', (d: Buffer) => read.push(d));
+  const readerDone = new Promise((res) => reader.once('close', res));
+  const m = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-t', `targets-${t}:1`, '--metadata-file', fifo]);
+  if (reader.exitCode === null) setTimeout(() => reader.kill(), 5000);
+  await readerDone;
+  expect(m.code).toBe(0);
+  expect((await lstat(fifo)).isFIFO()).toBe(true);
+  expect((JSON.parse(Buffer.concat(read).toString()) as Record<string, string>)['image.name']).toBe(`docker.io/library/targets-${t}:1`);
+
+  // Node 20's recursive mkdir never returns for a missing directory under /proc.
+  const before = await sb.containersStarted();
+  const proc = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '--no-cache', '-t', `targets-${t}:2`, '--metadata-file', `/proc/kiln-${t}/m.json`], { timeoutMs: 30_000 });
+  expect(proc.code).toBe(1);
+  expect(proc.stderr).toContain(`/proc/kiln-${t}`);
+  const tar = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '--no-cache', '-o', `type=tar,dest=/proc/kiln-${t}/fs.tar`], { timeoutMs: 30_000 });
+  expect(tar.code).toBe(1);
+  expect(await sb.containersStarted()).toBe(before);
 }, 120_000);

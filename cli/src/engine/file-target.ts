@@ -1,0 +1,93 @@
+import { lstat, mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '@kiln/runtime';
+import { callerPath, type CliIo } from '../io.js';
+import { EngineError } from './errors.js';
+
+/**
+ * Where a file that `kiln build` writes for its caller (`--iidfile`, `--metadata-file`, an
+ * `--output dest=`) goes:
+ * - `stdout` / `stderr`: `/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1` (and 2) are the caller's
+ *   streams, also through a daemon, whose own would be another process's;
+ * - `special`: an existing device, FIFO or socket (`/dev/null`, a named pipe), written in place as
+ *   `os.WriteFile` does for buildx; an atomic rename would replace the node itself;
+ * - `file`: a regular file or a new one, written atomically at the end of its symlinks (the link
+ *   stays a link, as buildx writes through it).
+ */
+export type FileTarget =
+  | { readonly kind: 'stdout' | 'stderr'; readonly given: string }
+  | { readonly kind: 'special'; readonly given: string; readonly path: string }
+  | { readonly kind: 'file'; readonly given: string; readonly path: string };
+
+const STREAMS: Readonly<Record<string, 'stdout' | 'stderr'>> = {
+  '/dev/stdout': 'stdout',
+  '/dev/fd/1': 'stdout',
+  '/proc/self/fd/1': 'stdout',
+  '/dev/stderr': 'stderr',
+  '/dev/fd/2': 'stderr',
+  '/proc/self/fd/2': 'stderr',
+};
+
+/** Resolves `given` (relative to the caller's directory) to a {@link FileTarget}; creates missing parent directories of a new file. */
+export async function fileTarget(io: CliIo, flag: string, given: string): Promise<FileTarget> {
+  const path = callerPath(io, given);
+  const stream = STREAMS[path];
+  if (stream !== undefined) return { kind: stream, given };
+  if (io.remote === true && /^\/(dev\/fd|proc\/(self|thread-self))(\/|$)/.test(path)) {
+    throw new EngineError('KLN0702', `${flag} ${given} names a file of the kiln daemon's process, not of this command`, {
+      hint: 'use a file path, /dev/stdout or /dev/stderr, or run without the daemon (KILN_DAEMON=0)',
+    });
+  }
+  const st = await stat(path).catch(() => undefined);
+  if (st !== undefined && !st.isFile() && !st.isDirectory()) return { kind: 'special', given, path };
+  if (st !== undefined) return { kind: 'file', given, path: await realpath(path) };
+  await makeParents(flag, given, dirname(path));
+  return { kind: 'file', given, path };
+}
+
+/** Writes `data` to `target` (see {@link FileTarget}). */
+export async function writeTarget(io: CliIo, target: FileTarget, data: Uint8Array): Promise<void> {
+  switch (target.kind) {
+    case 'stdout':
+      return void io.stdout.write(data);
+    case 'stderr':
+      return void io.stderr.write(data);
+    case 'special':
+      return writeFile(target.path, data);
+    case 'file':
+      return writeFileAtomic(target.path, data);
+  }
+}
+
+/** Removes a regular file at `target` (only that: never a device, a stream or a link's target directory). */
+export async function removeTarget(target: FileTarget): Promise<void> {
+  if (target.kind !== 'file') return;
+  const st = await lstat(target.path).catch(() => undefined);
+  if (st?.isFile() === true) await rm(target.path, { force: true });
+}
+
+/**
+ * `mkdir -p` that fails where it cannot go on. Node 20's recursive mkdir never returns for a
+ * path under /proc (mkdir answers ENOENT there although the parent exists: it retries forever,
+ * and in a daemon holds a libuv thread at 100 % CPU); the directories are made one by one here.
+ */
+async function makeParents(flag: string, given: string, dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
+    if (!(st instanceof Error)) {
+      if (!st.isDirectory()) throw new EngineError('KLN0702', `cannot write ${flag} ${given}: ${d} is not a directory`);
+      break;
+    }
+    if (st.code !== 'ENOENT' || dirname(d) === d) throw new EngineError('KLN0702', `cannot write ${flag} ${given}: ${st.message}`);
+    missing.push(d);
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await mkdir(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw new EngineError('KLN0702', `cannot write ${flag} ${given}: cannot create ${d}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
