@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { syncLocalSource } from './sync.js';
 import { ContentHashTree } from '../contenthash/tree.js';
 import { EMPTY_DIGEST } from '../contenthash/tarsum.js';
-import { walkLocal, type DirListingCache } from './walk.js';
+import { followLinks, walkLocal, type DirListingCache } from './walk.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -70,6 +70,11 @@ describe('walkLocal filters (fsutil semantics)', () => {
     // A link to the root itself: fsutil's dedupePaths returns nil, so nothing is filtered.
     symlinkSync('.', join(r, 'self'));
     expect(walkLocal(r, { followPaths: ['self'] }).length).toBe(walkLocal(r).length);
+    // Many paths are fine; a link cycle ends (each link is resolved once).
+    symlinkSync('loop-b', join(r, 'loop-a'));
+    symlinkSync('loop-a', join(r, 'loop-b'));
+    const many = Array.from({ length: 6000 }, (_, i) => `docs/x${i}/y/z`);
+    expect(followLinks(r, [...many, 'loop-a/f'])).toContain('loop-a');
   });
 });
 

@@ -213,12 +213,12 @@ export function compareBytes(a: string, b: string): number {
  */
 export function followLinks(root: string, paths: readonly string[]): string[] {
   const resolved = new Set<string>();
-  let steps = 0;
-  const append = (path: string): void => {
+  const append = (path: string, depth: number): void => {
+    // fsutil relies on `resolved` alone to end a cycle; a bound on the hops is a second guard.
+    if (depth > 255) throw new SolverError('SOLVER_TOO_MANY_LINKS', `too many links resolving ${path}`);
     let p = goJoin('.', path);
     let current = '.';
     for (;;) {
-      if (++steps > 10000) throw new SolverError('SOLVER_TOO_MANY_LINKS', `too many links resolving ${path}`);
       const slash = p.indexOf('/');
       current = goJoin(current, slash < 0 ? p : p.slice(0, slash));
       const targets = readSymlink(root, current, true);
@@ -226,7 +226,7 @@ export function followLinks(root: string, paths: readonly string[]): string[] {
       if ((p === '' || targets !== undefined) && resolved.has(current)) return;
       if (targets !== undefined) {
         resolved.add(current);
-        for (const t of targets) append(goJoin(t, p));
+        for (const t of targets) append(goJoin(t, p), depth + 1);
         return;
       }
       if (p === '') {
@@ -235,7 +235,7 @@ export function followLinks(root: string, paths: readonly string[]): string[] {
       }
     }
   };
-  for (const p of paths) append(p);
+  for (const p of paths) append(p, 0);
   // fsutil dedupePaths: a path resolving to the root itself means no filter at all (nil).
   if (resolved.has('.')) return [];
   return dedupePaths([...resolved].sort(compareBytes));
