@@ -11,6 +11,7 @@ import { parseReference } from '../registry/reference.js';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packDirectories, packDirectory, type SubDirectory } from './fs-tar.js';
+import { abortable } from '../image/tar-pack.js';
 import { copyTree } from './fs-tree.js';
 import { exportDockerArchive, exportOciLayout, materializeImage, normalizeNames, type ExportImage } from './image-exporters.js';
 import type { ExportSpec } from './spec.js';
@@ -62,7 +63,7 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
   switch (spec.type) {
     case 'local':
     case 'tar': {
-      const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined };
+      const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined, signal: ctx.signal };
       const pack = { sourceDateEpoch: ctx.sourceDateEpoch };
       if (input.platforms !== undefined && input.platforms.length > 0) {
         const platforms = input.platforms;
@@ -73,7 +74,7 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
           if (seen.has(p.path)) throw new ImageStoreError('EXPORT_FAILED', `duplicate platform directory "${p.path}"`);
           seen.add(p.path);
         }
-        if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectories(platforms, pack));
+        if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectories(platforms, pack), ctx.signal));
         else if (await exists(spec.dest)) for (const p of platforms) await copyTree(p.rootfs, join(spec.dest, p.path), copy);
         else {
           await writeDirAtomic(spec.dest, async (tmp) => {
@@ -84,7 +85,7 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       }
       if (input.rootfs === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs a filesystem result`);
       const rootfs = input.rootfs;
-      if (spec.type === 'tar') await writeFileAtomic(spec.dest, packDirectory(rootfs, pack));
+      if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectory(rootfs, pack), ctx.signal));
       else if (await exists(spec.dest)) await copyTree(rootfs, spec.dest, copy);
       else await writeDirAtomic(spec.dest, (tmp) => copyTree(rootfs, tmp, copy));
       return { type: spec.type, dest: spec.dest, names: [], pushed: [] };
@@ -101,8 +102,8 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       // creation time: SOURCE_DATE_EPOCH if set, else now (RFC 3339, whole seconds, UTC). The
       // tar entries keep mtime 0 either way (containerd's archive writer sets no ModTime).
       const created = { [AnnotationCreated]: rfc3339Seconds(epoch ?? new Date()) };
-      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, annotations: created });
-      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { annotations: created });
+      if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, annotations: created, signal: ctx.signal });
+      else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { annotations: created, signal: ctx.signal });
       else if (spec.push) {
         const hosts: Record<string, { plainHttp: boolean }> = {};
         if (spec.insecure) for (const n of names) hosts[parseReference(n).domain] = { plainHttp: true };

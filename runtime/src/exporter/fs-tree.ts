@@ -50,6 +50,8 @@ export interface CopyTreeOptions {
    * does; otherwise the source mtime is kept and atime set to it (fsutil's receiver sets both).
    */
   readonly mtime?: Date | undefined;
+  /** Checked before each entry: an aborted copy throws the signal's reason. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -68,6 +70,7 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
   const owner = (st: Stats): { uid: number; gid: number } => (opts.preserveOwners === true ? st : self);
   const time = (st: Stats): Date => opts.mtime ?? st.mtime;
   for await (const e of walkTree(src)) {
+    opts.signal?.throwIfAborted();
     const to = join(dest, e.path);
     const st = e.stat;
     if (st.isDirectory()) {

@@ -66,13 +66,15 @@ export interface ArchiveExportOptions {
   readonly mtime?: Date | undefined;
   /** Annotations on the root's `index.json` entries (BuildKit: `org.opencontainers.image.created`). */
   readonly annotations?: Readonly<Record<string, string>> | undefined;
+  /** Stops the export, leaving no output, when aborted. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** `type=oci`: an OCI layout tarball, or with `tar=false` the image added to the layout directory `dest`. */
 export async function exportOciLayout(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: { tar: boolean } & ArchiveExportOptions): Promise<void> {
   const images = [{ descriptor: root, names: normalizeNames(names), annotations: opts.annotations }];
-  if (opts.tar) await writeOciLayoutTar(store, dest, images, { mtime: opts.mtime });
-  else await addToOciLayoutDir(store, dest, images);
+  if (opts.tar) await writeOciLayoutTar(store, dest, images, { mtime: opts.mtime, signal: opts.signal });
+  else await addToOciLayoutDir(store, dest, images, { signal: opts.signal });
 }
 
 /**
@@ -99,5 +101,5 @@ export async function exportDockerArchive(store: ContentStore, root: Descriptor,
     },
   ];
   const extra = [{ name: 'manifest.json', data: jsonBytes(manifestJson) }];
-  await writeOciLayoutTar(store, dest, [{ descriptor: root, names: normalizeNames(names), annotations: opts.annotations }], { mtime: opts.mtime, extra });
+  await writeOciLayoutTar(store, dest, [{ descriptor: root, names: normalizeNames(names), annotations: opts.annotations }], { mtime: opts.mtime, extra, signal: opts.signal });
 }

@@ -10,7 +10,7 @@ import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from
 import { parseManifest, jsonBytes } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
 import { storeFetcher } from './resolve.js';
-import { packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
+import { abortable, packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
 import type { Descriptor, ImageIndex, Platform } from './types.js';
 
 /** An opened OCI image layout: its `index.json` and a way to read its blobs. */
@@ -171,11 +171,14 @@ async function collectBlobs(store: ContentStore, images: ReadonlyArray<LayoutIma
 }
 
 /** Writes images from the store as an OCI layout directory (atomically replacing `dest`). */
-export async function writeOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>): Promise<void> {
+export async function writeOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>, opts: { signal?: AbortSignal | undefined } = {}): Promise<void> {
   const blobs = await collectBlobs(store, images);
   await writeDirAtomic(dest, async (dir) => {
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-    for (const b of blobs) await copyBlobVerified(store, b.digest, join(dir, 'blobs', 'sha256', digestHex(b.digest)));
+    for (const b of blobs) {
+      opts.signal?.throwIfAborted();
+      await copyBlobVerified(store, b.digest, join(dir, 'blobs', 'sha256', digestHex(b.digest)));
+    }
     await writeFile(join(dir, 'oci-layout'), LAYOUT_FILE);
     await writeFile(join(dir, 'index.json'), jsonBytes(layoutIndex(images)));
   });
@@ -189,10 +192,10 @@ export async function writeOciLayoutDir(store: ContentStore, dest: string, image
  * written as a whole (temp dir, then rename). Blobs are written before `index.json`, which is
  * replaced atomically, so a failure never leaves an index naming missing blobs.
  */
-export async function addToOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>): Promise<void> {
+export async function addToOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>, opts: { signal?: AbortSignal | undefined } = {}): Promise<void> {
   const existing = await readdir(dest).catch(() => [] as string[]);
   if (existing.length === 0) {
-    await writeOciLayoutDir(store, dest, images);
+    await writeOciLayoutDir(store, dest, images, opts);
     return;
   }
   let index: ImageIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] };
@@ -202,6 +205,7 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
   const blobDir = join(dest, 'blobs', 'sha256');
   await mkdir(blobDir, { recursive: true });
   for (const b of await collectBlobs(store, images)) {
+    opts.signal?.throwIfAborted();
     const to = join(blobDir, digestHex(b.digest));
     if (await stat(to).then((st) => st.size === b.size, () => false)) continue;
     await copyBlobVerified(store, b.digest, to);
@@ -235,8 +239,10 @@ async function copyBlobVerified(store: ContentStore, digest: Digest, to: string)
 export interface LayoutTarOptions {
   /** Entry mtime (default: the epoch, for reproducible tarballs; pass SOURCE_DATE_EPOCH here). */
   readonly mtime?: Date | undefined;
-  /** Extra entries written after `index.json` (the docker exporter adds `manifest.json`, `repositories`). */
+  /** Extra entries written after `index.json` (the docker exporter adds `manifest.json`). */
   readonly extra?: ReadonlyArray<{ readonly name: string; readonly data: Uint8Array }> | undefined;
+  /** Stops the write (no file is left) when aborted. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** The tar entries of a layout tarball, in a deterministic order. */
@@ -261,5 +267,5 @@ export async function layoutTarEntries(store: ContentStore, images: ReadonlyArra
 
 /** Writes images from the store as an OCI layout tarball at `dest` (temp file, then rename). */
 export async function writeOciLayoutTar(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>, opts: LayoutTarOptions = {}): Promise<void> {
-  await writeFileAtomic(dest, packTar(await layoutTarEntries(store, images, opts)));
+  await writeFileAtomic(dest, abortable(packTar(await layoutTarEntries(store, images, opts)), opts.signal));
 }

@@ -139,6 +139,21 @@ function paxRecord(key: string, value: string): Buffer {
   return Buffer.concat([Buffer.from(String(len)), body]);
 }
 
+/**
+ * Passes `src` through, throwing the signal's reason (an `AbortError`) at the next chunk once it
+ * is aborted, so a writer fed from it stops and cleans up (writeFileAtomic removes its temp file).
+ */
+export async function* abortable(src: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncIterable<Uint8Array> {
+  if (signal === undefined) {
+    yield* src;
+    return;
+  }
+  for await (const c of src) {
+    signal.throwIfAborted();
+    yield c;
+  }
+}
+
 /** Reads every entry of a tar stream, calling `onEntry` (which must consume or ignore the body). */
 export async function readTar(
   source: AsyncIterable<Uint8Array>,

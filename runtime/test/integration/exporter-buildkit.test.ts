@@ -504,3 +504,20 @@ describe('type=image,push=true of a multi-platform image (BuildKit: children by 
     expect(arm.Architecture).toBe('arm64');
   });
 });
+
+describe('an aborted export stops and leaves nothing (the signal reaches the writers)', () => {
+  test('type=tar of a 1 GiB sparse file: aborting after 100 ms rejects soon, no dest, no temp file', async () => {
+    const tree = join(root, 'abort-tree');
+    await mkdir(tree, { recursive: true });
+    await run('truncate', ['-s', '1G', join(tree, 'big')]);
+    const out = join(root, 'abort-out');
+    await mkdir(out);
+    const ac = new AbortController();
+    const t0 = Date.now();
+    setTimeout(() => ac.abort(), 100);
+    await expect(runExport(parseOutputSpec(`type=tar,dest=${join(out, 'fs.tar')}`), { rootfs: tree }, { store, signal: ac.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    // Packing 1 GiB takes over ten seconds here; an abort that is not seen runs to the end.
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(await readdir(out)).toEqual([]);
+  });
+});
