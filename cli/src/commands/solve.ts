@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { decodeDefinition, type Definition } from '@kiln/llb-core';
 import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
 import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
+import { parseOutputs } from '../engine/output-targets.js';
 import { SolverBackend } from '../engine/backend.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
@@ -61,6 +62,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
   let lease: EngineLease | undefined;
   let progress: ReturnType<typeof startProgress> | undefined;
   let closeSsh: (() => Promise<void>) | undefined;
+  let removeOutputs: (() => Promise<void>) | undefined;
   try {
     const def = await readDefinition(file, io);
     const localDirs: Record<string, string> = {};
@@ -69,10 +71,11 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
       if (i <= 0) throw new EngineError('KLN0702', `invalid --local "${l}": expected NAME=DIR`);
       localDirs[l.slice(0, i)] = callerPath(io, l.slice(i + 1));
     }
-    const outputs = flags.output
-      .map((o) => parseOutputSpec(o))
-      .map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s))
-      .map((s) => ('dest' in s && s.dest !== undefined && s.dest !== '-' ? { ...s, dest: callerPath(io, s.dest) } : s));
+    // As kiln build: dest=- (or -o -) is stdout, a device or FIFO is written in place, a symlink through.
+    const parsed = await parseOutputs(flags.output, io);
+    removeOutputs = parsed.remove;
+    const outputs = parsed.specs.map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
+    const displayDests = new Map(parsed.redirects.map((r) => [r.file, r.display]));
     if (outputs.length === 0 && flags.tag.length > 0) outputs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
     const secrets = await parseSecrets(flags.secret, callerEnv(io), callerPath(io, '.'));
     const ssh = await parseSsh(flags.ssh, callerEnv(io), callerPath(io, '.'));
@@ -87,13 +90,14 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
       const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
       try {
         const ref = await backend.solve(def, { signal });
-        if (outputs.length > 0) await exportOutputs(e, outputs, { ref, platform }, { progress: display.sink, signal });
+        if (outputs.length > 0) await exportOutputs(e, outputs, { ref, platform }, { progress: display.sink, signal, displayDests });
       } finally {
         await backend.release();
       }
     }));
     progress = undefined;
     await display.finish();
+    await parsed.deliver(io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e));
@@ -102,6 +106,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
   } finally {
     lease?.release();
     await closeSsh?.();
+    await removeOutputs?.();
   }
 }
 

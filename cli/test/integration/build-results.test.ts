@@ -178,3 +178,20 @@ test('--iidfile and --metadata-file write through a symlink and into a device no
   expect(tar.code).toBe(1);
   expect(await sb.containersStarted()).toBe(before);
 }, 120_000);
+
+test('kiln solve writes outputs as kiln build does: -o - to stdout, a device in place', async () => {
+  const t = token();
+  const { encodeDefinition, image } = await import('@kiln/llb-core');
+  const def = join(sb.dir, `solve-${t}.pb`);
+  await writeFile(def, encodeDefinition(await image('busybox').run({ args: ['/bin/sh', '-c', `echo ${t} > /solved`] }).root().marshal()));
+  const r = await kiln(['solve', def, '--root', sb.root, '--progress', 'plain', '-o', '-']);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(tarNames(r.stdout)).toContain('solved');
+  expect(r.stderr).not.toMatch(/kiln-output-/);
+  const dev = join(sb.dir, `solve-${t}.null`);
+  execFileSync('mknod', [dev, 'c', '1', '3']);
+  const d = await kiln(['solve', def, '--root', sb.root, '--progress', 'quiet', '-o', `type=tar,dest=${dev}`]);
+  expect(d.code).toBe(0);
+  expect((await lstat(dev)).isCharacterDevice()).toBe(true);
+});
