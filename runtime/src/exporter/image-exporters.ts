@@ -48,10 +48,9 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
     const img = await writeImage(store, layers, src.config, { format, annotations: s.annotations });
     written.push({ ...img.manifest, platform: img.manifest.platform ?? { os: src.config.os, architecture: src.config.architecture } });
   }
-  if (written.length === 1) {
-    const { platform: _p, ...single } = written[0] as Descriptor;
-    return single;
-  }
+  // A single platform's manifest descriptor keeps its platform, as BuildKit v0.11's Commit sets
+  // mfstDesc.Platform; it shows in index.json and the exporter's descriptor.
+  if (written.length === 1) return written[0] as Descriptor;
   return writeIndex(store, written, { format, annotations: s.annotations });
 }
 

@@ -135,16 +135,25 @@ export interface LayoutImage {
 export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
   const manifests: Descriptor[] = [];
   for (const img of images) {
-    const { annotations: _drop, ...base } = img.descriptor;
+    const d = img.descriptor;
+    // Fields in Go's ocispecs.Descriptor order; the descriptor's own annotations are replaced.
+    const entry = (annotations: Record<string, string>): Descriptor => ({
+      mediaType: d.mediaType,
+      digest: d.digest,
+      size: d.size,
+      ...(d.urls !== undefined ? { urls: d.urls } : {}),
+      ...(Object.keys(annotations).length > 0 ? { annotations: sortedRecord(annotations) } : {}),
+      ...(d.platform !== undefined ? { platform: d.platform } : {}),
+    });
     const names = img.names ?? [];
     const own = img.annotations ?? {};
-    if (names.length === 0) manifests.push(Object.keys(own).length > 0 ? { ...base, annotations: sortedRecord(own) } : base);
+    if (names.length === 0) manifests.push(entry({ ...own }));
     for (const n of names) {
       const tag = tagOf(n);
       const annotations: Record<string, string> = { ...own };
       if (n !== tag) annotations[AnnotationImageName] = n;
       annotations[AnnotationRefName] = tag;
-      manifests.push({ ...base, annotations: sortedRecord(annotations) });
+      manifests.push(entry(annotations));
     }
   }
   return { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests };

@@ -187,6 +187,21 @@ describe('index.json of type=oci / type=docker (BuildKit exporter/oci: created a
     expect(new Set(stdout.trim().split('\n').map((l) => l.split(/\s+/).slice(3, 5).join(' ')))).toEqual(new Set(['1970-01-01 00:00:00']));
   });
 
+  test('a single-platform root descriptor carries its platform (v0.11 Commit: mfstDesc.Platform), after the annotations', async () => {
+    const dest = join(root, 'platform-entry.tar');
+    const res = await runExport(parseOutputSpec(`type=oci,dest=${dest},name=kiln/p:1`), { image: source() }, { store, sourceDateEpoch: 0 });
+    const text = (await tarEntries(dest)).get('index.json')?.body.toString() ?? '';
+    expect(text).toContain(
+      `{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"${res.digest}","size":${res.descriptor?.size},` +
+        '"annotations":{"io.containerd.image.name":"docker.io/kiln/p:1","org.opencontainers.image.created":"1970-01-01T00:00:00Z","org.opencontainers.image.ref.name":"1"},' +
+        '"platform":{"architecture":"amd64","os":"linux"}}',
+    );
+    // An index root has none (BuildKit's idxDesc).
+    const multi = join(root, 'platform-entry-multi.tar');
+    await runExport(parseOutputSpec(`type=oci,dest=${multi}`), { image: [source(), { ...source(), config: { os: 'linux', architecture: 'arm64' } }] }, { store });
+    expect((await indexOf(multi)).manifests[0]).not.toHaveProperty('platform');
+  });
+
   test('without names and without SOURCE_DATE_EPOCH: one entry, created is the export time (RFC 3339, seconds)', async () => {
     const dest = join(root, 'created-docker.tar');
     const before = Math.floor(Date.now() / 1000) * 1000;
