@@ -284,11 +284,23 @@ function jsonList(v: string | undefined): string[] | undefined {
 }
 
 /**
+ * The name of a local source's snapshot: its content digest and every entry's mtime. The content
+ * digest (contenthash tarsum headers) leaves times out, but the snapshot's files keep them and a
+ * COPY copies them, so a context whose files were only touched must not reuse the snapshot made
+ * with the old times (BuildKit syncs the context with its current times every build).
+ */
+function localSnapshotKey(synced: SyncLocalResult): string {
+  const h = createHash('sha256').update(synced.rootDigest);
+  for (const e of synced.entries) h.update(`\0${e.path}\0${e.stat.mtimeMs}`);
+  return h.digest('hex');
+}
+
+/**
  * Local sources (`local://name`): the directory is synced incrementally into a persistent mirror
  * (`<root>/solver/local/<name>`; one sync at a time per mirror, across processes too), and the
- * result is a committed snapshot named by the BuildKit content digest of what was synced, so an
- * unchanged context reuses the previous snapshot. A new snapshot hard-links the mirror's files
- * (see {@link linkTree}): nothing is copied twice.
+ * result is a committed snapshot named by the BuildKit content digest of what was synced and the
+ * files' mtimes, so an unchanged context reuses the previous snapshot. A new snapshot hard-links
+ * the mirror's files (see {@link linkTree}): nothing is copied twice.
  */
 export class LocalSources {
   readonly #deps: RuntimeWorkerDeps;
@@ -330,7 +342,7 @@ export class LocalSources {
     ctx.status('transferring context', 0);
     const synced = await syncLocalSource({ src: dir, dest: join(base, 'mirror'), statePath: join(base, 'state.json'), filter, signal: ctx.signal });
     ctx.status('transferring context', synced.stats.bytes, undefined, true);
-    const id = `local-${synced.rootDigest.replace('sha256:', '').slice(0, 48)}`;
+    const id = `local-${localSnapshotKey(synced).slice(0, 48)}`;
     const s = this.#deps.snapshotter;
     leases.hold(id); // before the lookup, as for image layers
     if (!(await hasSnapshot(s, id))) {
