@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { packDirectories, packDirectory, type SubDirectory } from './fs-tar.js';
 import { abortable } from '../image/tar-pack.js';
 import { copyTree } from './fs-tree.js';
-import { exportDockerArchive, exportOciLayout, materializeImage, normalizeNames, type ExportImage } from './image-exporters.js';
+import { annotationsFor, exportDockerArchive, exportOciLayout, materializeImage, normalizeNames, type ExportImage } from './image-exporters.js';
 import type { ExportSpec } from './spec.js';
 
 /** What an exporter gets: an image (oci/docker/image) or a root filesystem directory (local/tar). */
@@ -94,14 +94,14 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
     case 'docker':
     case 'image': {
       if (input.image === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs an image result`);
-      const root = await materializeImage(ctx.store, input.image, { ...spec, annotations: ctx.annotations });
+      const root = await materializeImage(ctx.store, input.image, { ...spec, annotations: ctx.annotations, annotationOptions: spec.annotations });
       const names = normalizeNames(spec.names);
       const epoch = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined;
       let pushed: string[] = [];
       // BuildKit's oci/docker exporter annotates the root descriptor in index.json with its
       // creation time: SOURCE_DATE_EPOCH if set, else now (RFC 3339, whole seconds, UTC). The
       // tar entries keep mtime 0 either way (containerd's archive writer sets no ModTime).
-      const created = { [AnnotationCreated]: rfc3339Seconds(epoch ?? new Date()) };
+      const created = { ...annotationsFor(spec.annotations, 'index-descriptor'), [AnnotationCreated]: rfc3339Seconds(epoch ?? new Date()) };
       if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, annotations: created, signal: ctx.signal });
       else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { annotations: created, signal: ctx.signal });
       else if (spec.push) {

@@ -7,7 +7,8 @@ import { isIndexMediaType, layerCompression } from '../image/media-types.js';
 import { addToOciLayoutDir, writeOciLayoutTar } from '../image/oci-layout.js';
 import type { Descriptor, Platform } from '../image/types.js';
 import { familiarReference, formatReference, parseReference } from '../registry/reference.js';
-import type { ExportCompression } from './spec.js';
+import type { ExportAnnotation, ExportAnnotationType, ExportCompression } from './spec.js';
+import { formatPlatform, parsePlatform } from '../image/platform.js';
 
 /** One platform's image to export: layers already in the content store and a config draft. */
 export interface ExportImageSource {
@@ -24,6 +25,27 @@ export interface ImageWriteSettings {
   readonly compression: ExportCompression;
   readonly forceCompression: boolean;
   readonly annotations?: Readonly<Record<string, string>> | undefined;
+  /** `annotation…` output options: manifest, manifest-descriptor and index ones are applied here. */
+  readonly annotationOptions?: ReadonlyArray<ExportAnnotation> | undefined;
+}
+
+/** The options of one type for a platform (global ones, then that platform's), as BuildKit's Annotations.Platform merges them. */
+export function annotationsFor(options: ReadonlyArray<ExportAnnotation> | undefined, type: ExportAnnotationType, platform?: Platform): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  const here = platform !== undefined ? formatPlatform(platform) : undefined;
+  for (const a of options ?? []) if (a.type === type && a.platform === undefined) out[a.key] = a.value;
+  for (const a of options ?? []) if (a.type === type && a.platform !== undefined && here !== undefined && formatPlatform(parsePlatform(a.platform)) === here) out[a.key] = a.value;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function merged(...maps: (Readonly<Record<string, string>> | undefined)[]): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const m of maps) Object.assign(out, m ?? {});
+  const keys = Object.keys(out).sort();
+  if (keys.length === 0) return undefined;
+  const sorted: Record<string, string> = {};
+  for (const k of keys) sorted[k] = out[k] as string;
+  return sorted;
 }
 
 /**
@@ -45,13 +67,28 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
       const keep = l.fromImage === true && !s.forceCompression && layerCompression(l.descriptor.mediaType) !== undefined;
       layers.push(keep || layerCompression(l.descriptor.mediaType) === s.compression ? l : await convertLayer(store, l, s.compression));
     }
-    const img = await writeImage(store, layers, src.config, { format, annotations: s.annotations });
-    written.push({ ...img.manifest, platform: img.manifest.platform ?? { os: src.config.os, architecture: src.config.architecture } });
+    const platform: Platform = { os: src.config.os, architecture: src.config.architecture, ...(src.config.variant !== undefined ? { variant: src.config.variant } : {}) };
+    const manifestAnnotations = merged(s.annotations, annotationsFor(s.annotationOptions, 'manifest', platform));
+    const img = await writeImage(store, layers, src.config, { format, annotations: manifestAnnotations });
+    const descAnnotations = merged(annotationsFor(s.annotationOptions, 'manifest-descriptor', platform));
+    written.push({
+      mediaType: img.manifest.mediaType,
+      digest: img.manifest.digest,
+      size: img.manifest.size,
+      ...(descAnnotations !== undefined ? { annotations: descAnnotations } : {}),
+      platform: img.manifest.platform ?? platform,
+    });
   }
+  const indexAnnotations = merged(s.annotations, annotationsFor(s.annotationOptions, 'index'));
   // A single platform's manifest descriptor keeps its platform, as BuildKit v0.11's Commit sets
   // mfstDesc.Platform; it shows in index.json and the exporter's descriptor.
-  if (written.length === 1) return written[0] as Descriptor;
-  return writeIndex(store, written, { format, annotations: s.annotations });
+  if (written.length === 1) {
+    if (annotationsFor(s.annotationOptions, 'index') !== undefined) {
+      throw new ImageStoreError('EXPORT_FAILED', 'index annotations not supported for single platform export', { hint: 'use annotation-manifest… or build several platforms' });
+    }
+    return written[0] as Descriptor;
+  }
+  return writeIndex(store, written, { format, annotations: indexAnnotations });
 }
 
 /** Normalises names for index annotations (`app` → `docker.io/library/app:latest`). */

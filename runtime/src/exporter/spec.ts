@@ -11,7 +11,24 @@ interface ImageSpecBase {
   readonly ociMediaTypes: boolean;
   /** Re-compress layers already stored in another compression (`force-compression=true`). */
   readonly forceCompression: boolean;
+  /** `annotation…` options, when given. */
+  readonly annotations?: ReadonlyArray<ExportAnnotation> | undefined;
 }
+
+/** Where an `annotation…` option goes (BuildKit exptypes: index, index-descriptor, manifest, manifest-descriptor). */
+export type ExportAnnotationType = 'index' | 'index-descriptor' | 'manifest' | 'manifest-descriptor';
+
+/** One `annotation[-type][[platform]].key=value` option. */
+export interface ExportAnnotation {
+  readonly type: ExportAnnotationType;
+  /** Only for this platform's manifest (`os/arch[/variant]`); all platforms when absent. */
+  readonly platform?: string | undefined;
+  readonly key: string;
+  readonly value: string;
+}
+
+/** BuildKit v0.11 exptypes keyAnnotationRegexp. */
+const ANNOTATION_KEY = /^annotation(?:-([a-z-]+))?(?:\[([A-Za-z0-9_/-]+)\])?\.(\S+)$/;
 
 /** A parsed `--output` spec, as buildx understands it. */
 export type ExportSpec =
@@ -30,7 +47,10 @@ function invalid(spec: string, why: string, hint?: string): ImageStoreError {
   });
 }
 
-/** Splits buildx's CSV: `"k=a,b"` quoting; a field without `=` continues the previous value (`name=a,b`). */
+/**
+ * Splits buildx's CSV: `"k=a,b"` quoting; a field without `=` continues the previous value
+ * (`name=a,b`). Keys are lowercased except annotation keys, whose names are case-sensitive.
+ */
 function splitFields(spec: string): [string, string][] {
   const raw: string[] = [];
   let cur = '';
@@ -49,7 +69,10 @@ function splitFields(spec: string): [string, string][] {
     const last = out[out.length - 1];
     if (i < 0 && last !== undefined) last[1] += `,${f}`;
     else if (i < 0) out.push([f, '']);
-    else out.push([f.slice(0, i).trim().toLowerCase(), f.slice(i + 1).trim()]);
+    else {
+      const key = f.slice(0, i).trim();
+      out.push([key.toLowerCase().startsWith('annotation') ? key : key.toLowerCase(), f.slice(i + 1).trim()]);
+    }
   }
   return out;
 }
@@ -72,7 +95,20 @@ export function parseOutputSpec(spec: string): ExportSpec {
     return { type: 'local', dest: spec };
   }
   const attrs = new Map<string, string>();
-  for (const [k, v] of splitFields(spec)) attrs.set(k, v);
+  const annotations: ExportAnnotation[] = [];
+  for (const [k, v] of splitFields(spec)) {
+    const m = ANNOTATION_KEY.exec(k);
+    if (m === null) {
+      attrs.set(k, v);
+      continue;
+    }
+    // ParseAnnotationKey: no type means manifest; a platform is os/arch[/variant].
+    const type = m[1] ?? 'manifest';
+    if (type !== 'index' && type !== 'index-descriptor' && type !== 'manifest' && type !== 'manifest-descriptor') {
+      throw invalid(spec, `unrecognized annotation type ${type}`, 'use annotation.K, annotation-manifest.K, annotation-manifest-descriptor.K, annotation-index.K or annotation-index-descriptor.K');
+    }
+    annotations.push({ type, ...(m[2] !== undefined ? { platform: m[2] } : {}), key: m[3] ?? '', value: v });
+  }
   const type = attrs.get('type');
   if (type === undefined) throw invalid(spec, 'missing type=');
   const dest = attrs.get('dest');
@@ -95,6 +131,7 @@ export function parseOutputSpec(spec: string): ExportSpec {
     // zstd layers only exist as OCI media types; BuildKit switches to OCI for them too.
     ociMediaTypes: compression === 'zstd' || bool(spec, 'oci-mediatypes', attrs.get('oci-mediatypes'), ociDefault),
     forceCompression: bool(spec, 'force-compression', attrs.get('force-compression'), false),
+    ...(annotations.length > 0 ? { annotations } : {}),
   });
   switch (type) {
     case 'oci':

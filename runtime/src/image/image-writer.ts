@@ -106,7 +106,13 @@ export async function writeIndex(
   const index: ImageIndex = {
     mediaType: format === 'docker' ? MediaTypes.dockerManifestList : MediaTypes.ociIndex,
     schemaVersion: 2,
-    manifests: manifests.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: goPlatform(m.platform) })),
+    manifests: manifests.map((m) => ({
+      mediaType: m.mediaType,
+      digest: m.digest,
+      size: m.size,
+      ...(m.annotations !== undefined && format === 'oci' ? { annotations: m.annotations } : {}),
+      platform: goPlatform(m.platform),
+    })),
     ...(opts.annotations !== undefined && format === 'oci' ? { annotations: opts.annotations } : {}),
   };
   const info = await store.writeBlob(goJsonBytes(index, BUILDKIT_INDENT));

@@ -136,7 +136,8 @@ export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
   const manifests: Descriptor[] = [];
   for (const img of images) {
     const d = img.descriptor;
-    // Fields in Go's ocispecs.Descriptor order; the descriptor's own annotations are replaced.
+    // Fields in Go's ocispecs.Descriptor order; the descriptor's own annotations are kept (BuildKit:
+    // manifest-descriptor annotations of a single-platform image), name ones replaced.
     const entry = (annotations: Record<string, string>): Descriptor => ({
       mediaType: d.mediaType,
       digest: d.digest,
@@ -146,7 +147,7 @@ export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
       ...(d.platform !== undefined ? { platform: d.platform } : {}),
     });
     const names = img.names ?? [];
-    const own = img.annotations ?? {};
+    const own = { ...d.annotations, ...img.annotations };
     if (names.length === 0) manifests.push(entry({ ...own }));
     for (const n of names) {
       const tag = tagOf(n);

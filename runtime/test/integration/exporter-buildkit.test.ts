@@ -536,3 +536,35 @@ describe('an aborted export stops and leaves nothing (the signal reaches the wri
     expect(await readdir(out)).toEqual([]);
   });
 });
+
+describe('annotation options (BuildKit v0.11 exptypes.ParseAnnotationKey: annotation[-type][[platform]].key=value)', () => {
+  test('manifest (default type, per platform), manifest-descriptor, index and index-descriptor land where BuildKit puts them', async () => {
+    const dest = join(root, 'annotated');
+    const layers = [{ descriptor: bb.layer, diffID: bb.diffID }];
+    const spec = parseOutputSpec(
+      `type=oci,tar=false,dest=${dest},annotation.org.opencontainers.image.title=t,annotation[linux/arm64].com.Example.Arch=arm,` +
+        'annotation-manifest-descriptor.m=md,annotation-index.i=ix,annotation-index-descriptor.d=id',
+    );
+    const res = await runExport(spec, { image: [{ layers, config: { os: 'linux', architecture: 'amd64' } }, { layers, config: { os: 'linux', architecture: 'arm64' } }] }, { store, sourceDateEpoch: 0 });
+    const blob = async (d: string): Promise<Record<string, unknown>> => JSON.parse(await readFile(join(dest, 'blobs', 'sha256', d.slice(7)), 'utf8')) as Record<string, unknown>;
+    const index = (await blob(res.digest ?? '')) as { annotations?: Record<string, string>; manifests: { digest: string; annotations?: Record<string, string> }[] };
+    expect(index.annotations).toEqual({ i: 'ix' });
+    expect(index.manifests.map((m) => m.annotations)).toEqual([{ m: 'md' }, { m: 'md' }]);
+    const amd = (await blob(index.manifests[0]?.digest ?? '')) as { annotations?: Record<string, string> };
+    const arm = (await blob(index.manifests[1]?.digest ?? '')) as { annotations?: Record<string, string> };
+    expect(amd.annotations).toEqual({ 'org.opencontainers.image.title': 't' });
+    expect(arm.annotations).toEqual({ 'com.Example.Arch': 'arm', 'org.opencontainers.image.title': 't' });
+    const top = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
+    expect(top.manifests[0]?.annotations).toEqual({ d: 'id', 'org.opencontainers.image.created': '1970-01-01T00:00:00Z' });
+    expect(() => parseOutputSpec('type=oci,dest=x,annotation-bogus.k=v')).toThrow(expect.objectContaining({ code: 'OUTPUT_SPEC_INVALID' }));
+  });
+
+  test('single platform: manifest-descriptor annotations go on the index.json entry; index annotations are refused', async () => {
+    const dest = join(root, 'annotated-single');
+    const image = { layers: [{ descriptor: bb.layer, diffID: bb.diffID }], config: { os: 'linux', architecture: 'amd64' } };
+    await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=a:1,annotation-manifest-descriptor.k=v`), { image }, { store, sourceDateEpoch: 0 });
+    const top = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
+    expect(top.manifests[0]?.annotations).toEqual({ 'io.containerd.image.name': 'docker.io/library/a:1', k: 'v', 'org.opencontainers.image.created': '1970-01-01T00:00:00Z', 'org.opencontainers.image.ref.name': '1' });
+    await expect(runExport(parseOutputSpec(`type=oci,dest=${join(root, 'no-index.tar')},annotation-index.k=v`), { image }, { store })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+  });
+});
