@@ -239,6 +239,13 @@ describe('no-cache', () => {
     expect(byName.get('[b 2/3] RUN two')).toBe(true);
     expect(byName.get('[b 3/3] COPY --from=a /x /x')).toBe(true);
   });
+
+  test('a stage name in the filter matches case-insensitively, as strings.EqualFold does', async () => {
+    const res = await convert('FROM busybox AS builder\nRUN one\nFROM busybox\nRUN two\nCOPY --from=builder /x /x\n', { noCache: ['BUILDER'] });
+    const byName = new Map([...res.definition.metadata.values()].map((m) => [m.description?.get('llb.customname') ?? '', m.ignoreCache === true]));
+    expect(byName.get('[builder 2/2] RUN one')).toBe(true);
+    expect(byName.get('[stage-1 2/3] RUN two')).toBe(false);
+  });
 });
 
 describe('run-wide options', () => {

@@ -133,7 +133,9 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     for (const c of stage.commands) if (c.name === 'add' || c.name === 'copy' || c.name === 'run' || c.name === 'workdir') total++;
     ds.cmdTotal = total;
     const nc = options.noCache;
-    ds.ignoreCache = nc === true || (Array.isArray(nc) && (nc.length === 0 || nc.includes(stage.name)));
+    // Stage names compare case-insensitively (BuildKit: strings.EqualFold).
+    const name = stage.name.toLowerCase();
+    ds.ignoreCache = nc === true || (Array.isArray(nc) && (nc.length === 0 || nc.some((n) => n.toLowerCase() === name)));
   });
 
   let target: DispatchState | undefined;
