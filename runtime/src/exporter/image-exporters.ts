@@ -25,6 +25,8 @@ export interface ImageWriteSettings {
   readonly compression: ExportCompression;
   readonly forceCompression: boolean;
   readonly annotations?: Readonly<Record<string, string>> | undefined;
+  /** `compression-level` for layers the exporter (re)compresses. */
+  readonly compressionLevel?: number | undefined;
   /** `annotation…` output options: manifest, manifest-descriptor and index ones are applied here. */
   readonly annotationOptions?: ReadonlyArray<ExportAnnotation> | undefined;
 }
@@ -36,6 +38,17 @@ export function annotationsFor(options: ReadonlyArray<ExportAnnotation> | undefi
   for (const a of options ?? []) if (a.type === type && a.platform === undefined) out[a.key] = a.value;
   for (const a of options ?? []) if (a.type === type && a.platform !== undefined && here !== undefined && formatPlatform(parsePlatform(a.platform)) === here) out[a.key] = a.value;
   return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/**
+ * Encoder levels for `compression-level`: gzip takes it as is; zstd maps it onto the four speeds of
+ * BuildKit's encoder (toZstdEncoderLevel: negative default, <3 fastest, <7 default, <9 better, else best), given to the zstd
+ * binary as the levels those speeds correspond to (1, 3, 7, 11).
+ */
+function levels(level: number | undefined): { gzipLevel?: number; zstdLevel?: number } {
+  if (level === undefined) return {};
+  const zstdLevel = level < 0 ? 3 : level < 3 ? 1 : level < 7 ? 3 : level < 9 ? 7 : 11;
+  return { gzipLevel: level, zstdLevel };
 }
 
 function merged(...maps: (Readonly<Record<string, string>> | undefined)[]): Record<string, string> | undefined {
@@ -65,7 +78,7 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
       // BuildKit: `compression` is for layers made by the build; existing blobs (base image layers)
       // keep theirs unless `force-compression=true` (cache/remote.go getRemote, Compression.Force).
       const keep = l.fromImage === true && !s.forceCompression && layerCompression(l.descriptor.mediaType) !== undefined;
-      layers.push(keep || layerCompression(l.descriptor.mediaType) === s.compression ? l : await convertLayer(store, l, s.compression));
+      layers.push(keep || layerCompression(l.descriptor.mediaType) === s.compression ? l : await convertLayer(store, l, s.compression, levels(s.compressionLevel)));
     }
     const platform: Platform = { os: src.config.os, architecture: src.config.architecture, ...(src.config.variant !== undefined ? { variant: src.config.variant } : {}) };
     const manifestAnnotations = merged(s.annotations, annotationsFor(s.annotationOptions, 'manifest', platform));

@@ -11,6 +11,8 @@ interface ImageSpecBase {
   readonly ociMediaTypes: boolean;
   /** Re-compress layers already stored in another compression (`force-compression=true`). */
   readonly forceCompression: boolean;
+  /** `compression-level=N`, when given: gzip -1..9; zstd any integer (mapped as BuildKit maps it). */
+  readonly compressionLevel?: number | undefined;
   /** `annotation…` options, when given. */
   readonly annotations?: ReadonlyArray<ExportAnnotation> | undefined;
 }
@@ -120,6 +122,14 @@ export function parseOutputSpec(spec: string): ExportSpec {
   if (compression !== 'gzip' && compression !== 'uncompressed' && compression !== 'zstd') {
     throw invalid(spec, `compression "${compression}" is not supported`, 'use compression=gzip, zstd or uncompressed');
   }
+  // BuildKit parses compression-level as an integer; gzip.NewWriterLevel rejects values outside -1..9.
+  const levelText = attrs.get('compression-level');
+  let compressionLevel: number | undefined;
+  if (levelText !== undefined) {
+    if (!/^-?\d+$/.test(levelText)) throw invalid(spec, `non-integer value ${levelText} specified for compression-level`);
+    compressionLevel = Number(levelText);
+    if (compression === 'gzip' && (compressionLevel < -1 || compressionLevel > 9)) throw invalid(spec, `gzip: invalid compression level: ${compressionLevel}`, 'use compression-level=0..9 with gzip');
+  }
   const needDest = (): string => {
     if (dest === undefined || dest === '') throw invalid(spec, `type=${type} needs dest=PATH`);
     if (dest === '-') throw invalid(spec, 'dest=- (stdout) is not supported');
@@ -131,6 +141,7 @@ export function parseOutputSpec(spec: string): ExportSpec {
     // zstd layers only exist as OCI media types; BuildKit switches to OCI for them too.
     ociMediaTypes: compression === 'zstd' || bool(spec, 'oci-mediatypes', attrs.get('oci-mediatypes'), ociDefault),
     forceCompression: bool(spec, 'force-compression', attrs.get('force-compression'), false),
+    ...(compressionLevel !== undefined ? { compressionLevel } : {}),
     ...(annotations.length > 0 ? { annotations } : {}),
   });
   switch (type) {

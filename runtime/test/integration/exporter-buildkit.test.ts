@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { registryTest } from '../helpers/registry.js';
-import { ContentStore, createBusyboxImage, parseOutputSpec, readTar, runExport, type BusyboxImage, type ExportImageSource } from '@kiln/runtime';
+import { ContentStore, convertLayer, createBusyboxImage, parseOutputSpec, readTar, runExport, type BusyboxImage, type ExportImageSource } from '@kiln/runtime';
 
 // Exporter output checked against what BuildKit v0.11.6 writes (exporter/containerimage/writer.go,
 // containerd images/archive/exporter.go, session/filesync/filesync.go), read back with skopeo/umoci.
@@ -566,5 +566,25 @@ describe('annotation options (BuildKit v0.11 exptypes.ParseAnnotationKey: annota
     const top = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
     expect(top.manifests[0]?.annotations).toEqual({ 'io.containerd.image.name': 'docker.io/library/a:1', k: 'v', 'org.opencontainers.image.created': '1970-01-01T00:00:00Z', 'org.opencontainers.image.ref.name': '1' });
     await expect(runExport(parseOutputSpec(`type=oci,dest=${join(root, 'no-index.tar')},annotation-index.k=v`), { image }, { store })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+  });
+});
+
+describe('compression-level= (BuildKit v0.11: an integer; gzip.NewWriterLevel range, zstd mapped to encoder speeds)', () => {
+  test('applies to layers the exporter compresses; out-of-range levels are refused', async () => {
+    const plain = await convertLayer(store, { descriptor: bb.layer, diffID: bb.diffID }, 'uncompressed');
+    const sizeAt = async (opts: string): Promise<number> => {
+      const dest = join(root, `level-${opts.replace(/[^a-z0-9]/g, '_')}`);
+      const res = await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},${opts}`), { image: { layers: [plain], config: { os: 'linux', architecture: 'amd64' } } }, { store });
+      return (JSON.parse(await readFile(join(dest, 'blobs', 'sha256', (res.digest ?? '').slice(7)), 'utf8')) as { layers: { size: number }[] }).layers[0]?.size ?? -1;
+    };
+    // Level 0 is stored (deflate without compression): bigger than the tar itself.
+    expect(await sizeAt('compression=gzip,compression-level=0')).toBeGreaterThan(plain.descriptor.size);
+    expect(await sizeAt('compression=gzip,compression-level=9')).toBeLessThan(plain.descriptor.size / 1.5);
+    expect(await sizeAt('compression=zstd,compression-level=19')).toBeLessThan(await sizeAt('compression=zstd,compression-level=1'));
+    // zstd takes any level (BuildKit maps it onto four encoder speeds); gzip only -1..9.
+    expect(parseOutputSpec('type=oci,dest=x,compression=zstd,compression-level=23')).toMatchObject({ compressionLevel: 23 });
+    for (const bad of ['compression=gzip,compression-level=10', 'compression-level=x']) {
+      expect(() => parseOutputSpec(`type=oci,dest=x,${bad}`), bad).toThrow(expect.objectContaining({ code: 'OUTPUT_SPEC_INVALID' }));
+    }
   });
 });
