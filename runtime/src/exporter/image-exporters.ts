@@ -140,7 +140,8 @@ export async function exportDockerArchive(store: ContentStore, root: Descriptor,
   const parsed = parseManifest(await store.readBlob(root.digest), root.mediaType);
   if (parsed.kind !== 'manifest') throw new ImageStoreError('EXPORT_FAILED', 'type=docker needs an image manifest');
   const refs = names.map((n) => parseReference(n));
-  const repoTags = refs.map((r) => familiarReference({ domain: r.domain, path: r.path, tag: r.tag ?? 'latest' }));
+  // containerd familiarizeReference: TagNameOnly (latest only for a name without tag or digest), FamiliarString.
+  const repoTags = refs.map((r) => familiarReference({ domain: r.domain, path: r.path, tag: r.tag ?? (r.digest === undefined ? 'latest' : undefined), digest: r.digest }));
   const manifestJson = [
     {
       Config: `blobs/sha256/${digestHex(parsed.manifest.config.digest)}`,

@@ -166,11 +166,20 @@ function sortedRecord(r: Readonly<Record<string, string>>): Record<string, strin
   return out;
 }
 
+/**
+ * The `org.opencontainers.image.ref.name` of a name, as containerd's archive exporter derives it
+ * (reference.Parse(name).Object): for a full reference everything from the first `:` or `@` after
+ * the host, a leading `:` dropped (`v1`, `v1@sha256:…`, `@sha256:…`); `latest` without either. A
+ * bare tag stays itself.
+ */
 function tagOf(name: string): string {
-  const noDigest = name.split('@')[0] ?? name;
-  const slash = noDigest.lastIndexOf('/');
-  const colon = noDigest.lastIndexOf(':');
-  return colon > slash ? noDigest.slice(colon + 1) : slash >= 0 || name.includes('@') ? 'latest' : noDigest;
+  const slash = name.indexOf('/');
+  if (slash < 0) return name;
+  const path = name.slice(slash);
+  const i = path.search(/[:@]/);
+  if (i < 0) return 'latest'; // BuildKit always passes a tag (TagNameOnly); kiln callers may not.
+  const object = path.slice(i);
+  return object.startsWith(':') ? object.slice(1) : object;
 }
 
 async function collectBlobs(store: ContentStore, images: ReadonlyArray<LayoutImage>): Promise<Descriptor[]> {

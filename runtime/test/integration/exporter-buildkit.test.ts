@@ -202,6 +202,19 @@ describe('index.json of type=oci / type=docker (BuildKit exporter/oci: created a
     expect((await indexOf(multi)).manifests[0]).not.toHaveProperty('platform');
   });
 
+  test('names with a digest: ref.name is containerd reference.Parse Object (@sha256:… / v1@sha256:…), RepoTags keep the digest', async () => {
+    const d = `sha256:${'ab'.repeat(32)}`;
+    const oci = join(root, 'digest-names.tar');
+    await runExport(parseOutputSpec(`type=oci,dest=${oci},"name=kiln/app@${d},kiln/app:v1@${d}"`), { image: source() }, { store });
+    expect((await indexOf(oci)).manifests.map((m) => [m.annotations?.['io.containerd.image.name'], m.annotations?.['org.opencontainers.image.ref.name']])).toEqual([
+      [`docker.io/kiln/app@${d}`, `@${d}`],
+      [`docker.io/kiln/app:v1@${d}`, `v1@${d}`],
+    ]);
+    const docker = join(root, 'digest-names-docker.tar');
+    await runExport(parseOutputSpec(`type=docker,dest=${docker},"name=kiln/app@${d},kiln/app:v1@${d}"`), { image: source() }, { store });
+    expect(JSON.parse((await tarEntries(docker)).get('manifest.json')?.body.toString() ?? '[]')).toMatchObject([{ RepoTags: [`kiln/app@${d}`, `kiln/app:v1@${d}`] }]);
+  });
+
   test('without names and without SOURCE_DATE_EPOCH: one entry, created is the export time (RFC 3339, seconds)', async () => {
     const dest = join(root, 'created-docker.tar');
     const before = Math.floor(Date.now() / 1000) * 1000;
