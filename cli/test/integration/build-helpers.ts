@@ -150,6 +150,17 @@ export function rawJsonLogs(text: string): Map<string, string> {
   return out;
 }
 
+/**
+ * Processes whose command line contains `text` (pgrep -f), e.g. a RUN step's shell with the test's
+ * token: a container left running shows up here, wherever its runc keeps its state. The shell
+ * stays only while a command follows (`echo started-T && sleep 60 && echo done-T`): sh execs
+ * the last one in place.
+ */
+export function processesMatching(text: string): string[] {
+  const r = spawnSync('pgrep', ['-af', '--', text], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter((l) => l !== '' && !l.includes('pgrep'));
+}
+
 /** A unique token so each test's Dockerfile has its own cache keys in a shared root. */
 export function token(): string {
   return `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;

@@ -4,7 +4,7 @@ import { chownSync, existsSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { kilnBin, repo, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, repo, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln daemon` end to end: a real daemon process serves `kiln build` clients over its socket
 // with real runc; each test checks the daemon's log to prove which process ran the command.
@@ -132,7 +132,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
   test('Ctrl-C of the client cancels its build on the daemon: exit 130, no container left, and the daemon serves on', async () => {
     const t = token();
     const ctx = join(sb.dir, `int-${t}`);
-    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo started-${t} && sleep 60\n` });
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo started-${t} && sleep 60 && echo done-${t}\n` });
     let sent = false;
     const r = await client(['build', ctx, '--root', sb.root, '--progress', 'plain'], {
       onStderr: (text, child) => {
@@ -146,9 +146,8 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(r.code).toBe(130);
     expect(r.stderr).toContain('KLN0705');
     await expect.poll(() => served(r).join('\n'), { timeout: 10_000 }).toContain('→ exit 130');
-    const state = join(sb.root, 'runc');
-    const left = existsSync(state) ? await readdir(state) : [];
-    expect(left).toEqual([]);
+    // The RUN's shell (its command line has the token) is gone: runc killed the container.
+    await expect.poll(() => processesMatching(`started-${t}`), { timeout: 10_000 }).toEqual([]);
     expect(daemon.exitCode).toBeNull();
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
@@ -194,6 +193,33 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
+    expect(daemon.exitCode).toBeNull();
+    const next = await client(['du', '--root', sb.root]);
+    expect(next.code).toBe(0);
+    expect(served(next)).toHaveLength(1);
+  }, 120_000);
+
+  test('a client killed with SIGKILL mid-RUN: the daemon cancels its build (the container is gone) and serves on', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `kill-${t}`);
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo started-${t} && sleep 60 && echo done-${t}\n` });
+    let killed = false;
+    let running = 0;
+    const r = await client(['build', ctx, '--root', sb.root, '--progress', 'plain'], {
+      onStderr: (text, child) => {
+        // The RUN's own output line (`#5 0.093 started-…`), not its name: the container runs.
+        if (!killed && new RegExp(`#\\d+ \\d+\\.\\d+ started-${t}`).test(text)) {
+          killed = true;
+          running = processesMatching(`started-${t}`).length;
+          child.kill('SIGKILL');
+        }
+      },
+    });
+    expect(killed).toBe(true);
+    expect(running).toBeGreaterThan(0);
+    expect(r.signal).toBe('SIGKILL');
+    await expect.poll(() => served(r).join('\n'), { timeout: 10_000 }).toContain('→ exit 130');
+    await expect.poll(() => processesMatching(`started-${t}`), { timeout: 10_000 }).toEqual([]);
     expect(daemon.exitCode).toBeNull();
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
