@@ -1,7 +1,9 @@
-import { readFile, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { Readable } from 'node:stream';
+import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
+import { applyLayer, parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
 import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
@@ -60,7 +62,7 @@ export function registerBuild(program: Command, io: CliIo): void {
   program
     .command('build')
     .description('build an image from a Dockerfile (buildx-compatible flags)')
-    .argument('[context]', 'build context directory', '.')
+    .argument('[context]', 'build context directory; - reads a tar archive (the context) or a Dockerfile from stdin', '.')
     .option('-f, --file <file>', 'Dockerfile path (default CONTEXT/Dockerfile; - reads stdin)')
     .option('--target <stage>', 'build this stage')
     .option('--build-arg <key=value>', 'set a build argument (repeatable)', collect, [])
@@ -166,15 +168,23 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   if (flags.quiet === true && flags.progress !== 'auto' && flags.progress !== 'quiet') {
     throw new EngineError('KLN0707', `--progress ${flags.progress} and --quiet cannot be used together`, { hint: 'drop one of them' });
   }
-  const ctx = callerPath(io, context);
-  if (context === '-' || /^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory`);
-  const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
-  if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
-  if (!st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
+  if (/^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory or -`);
+  let ctx = callerPath(io, context);
   let dockerfile: string | undefined;
   let dockerfileText: string | undefined;
-  if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
-  else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
+  if (context === '-') {
+    const stdin = await stdinContext(flags, io, cleanup);
+    ctx = stdin.dir;
+    dockerfileText = stdin.dockerfileText;
+    // -f names a file of the archive, as buildx reads it from the tarball.
+    if (flags.file !== undefined) dockerfile = resolve(ctx, flags.file);
+  } else {
+    const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
+    if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
+    if (!st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
+    if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
+    else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
+  }
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
@@ -230,6 +240,30 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ...runFlags(flags),
   };
   return { req, outputs: parsed, results };
+}
+
+/**
+ * buildx's `kiln build -`: standard input is a tar archive (plain, gzip or zstd) to use as the
+ * context, or else a Dockerfile, built with an empty context. Either way it is read whole
+ * before the build; the archive is unpacked (confined to it) into a private temporary directory.
+ */
+async function stdinContext(flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<{ dir: string; dockerfileText?: string }> {
+  if (flags.file === '-') throw new EngineError('KLN0702', 'standard input cannot be both the build context and the Dockerfile (- and -f -)', { hint: 'pass a context directory, or the Dockerfile in the archive' });
+  const bytes = Buffer.from(await readAll(io.stdin));
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-stdin-context-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const head = bytes.subarray(0, 4).toString('hex');
+  const archive = head.startsWith('1f8b') || head === '28b52ffd' || bytes.subarray(257, 262).toString('latin1') === 'ustar';
+  if (!archive) {
+    if (head.startsWith('425a68') || head === 'fd377a58') throw new EngineError('KLN0702', 'the context archive on standard input is bzip2 or xz', { hint: 'send a plain, gzip or zstd tar' });
+    return { dir, dockerfileText: new TextDecoder().decode(bytes) };
+  }
+  try {
+    await applyLayer(dir, Readable.from([bytes]), { whiteouts: false });
+  } catch (cause) {
+    throw new EngineError('KLN0702', 'cannot unpack the context archive on standard input', { cause });
+  }
+  return { dir };
 }
 
 /** `--label`, `--add-host`, `--pull`, `--network` as the frontend options buildx sends. */

@@ -19,13 +19,14 @@ interface BinaryRun {
 }
 
 /** `node cli/bin/kiln.js ARGS` in process (no daemon) with stdout kept as bytes. */
-function kiln(args: readonly string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<BinaryRun> {
+function kiln(args: readonly string[], opts: { cwd?: string; timeoutMs?: number; stdin?: Uint8Array | string } = {}): Promise<BinaryRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, ...args], {
       cwd: opts.cwd ?? sb.dir,
       env: { ...process.env, PATH: sb.path, KILN_DAEMON: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -195,3 +196,36 @@ test('kiln solve writes outputs as kiln build does: -o - to stdout, a device in 
   expect(d.code).toBe(0);
   expect((await lstat(dev)).isCharacterDevice()).toBe(true);
 });
+
+test('kiln build - reads the context as a tar archive (plain or gzip) from stdin, or else a Dockerfile with an empty context', async () => {
+  const t = token();
+  const src = join(sb.dir, `stdin-ctx-${t}`);
+  await writeTree(src, { Dockerfile: `FROM busybox\nCOPY app/ /app/\nRUN cat /app/in.txt > /made\n`, 'app/in.txt': `in-${t}\n`, 'other.Dockerfile': `FROM busybox\nCOPY app/in.txt /other\n` });
+  const tar = execFileSync('tar', ['-cf', '-', '-C', src, '.']);
+  const out = join(sb.dir, `stdin-ctx-${t}-out`);
+  const r = await kiln(['build', '-', '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`], { stdin: tar });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(await readFile(join(out, 'made'), 'utf8')).toBe(`in-${t}\n`);
+
+  // gzip, and -f naming a file of the archive.
+  const tgz = execFileSync('gzip', ['-c'], { input: tar });
+  const out2 = join(sb.dir, `stdin-ctx-${t}-out2`);
+  const g = await kiln(['build', '-', '-f', 'other.Dockerfile', '--root', sb.root, '--progress', 'quiet', '-o', `type=local,dest=${out2}`], { stdin: tgz });
+  expect(g.code).toBe(0);
+  expect(await readFile(join(out2, 'other'), 'utf8')).toBe(`in-${t}\n`);
+
+  // A Dockerfile: no context, so COPY finds nothing.
+  const out3 = join(sb.dir, `stdin-ctx-${t}-out3`);
+  const d = await kiln(['build', '-', '--root', sb.root, '--progress', 'quiet', '-o', `type=local,dest=${out3}`], { stdin: `FROM busybox\nRUN echo df-${t} > /df\n` });
+  expect(d.code).toBe(0);
+  expect(await readFile(join(out3, 'df'), 'utf8')).toBe(`df-${t}\n`);
+  const copy = await kiln(['build', '-', '--root', sb.root, '--progress', 'quiet'], { stdin: `FROM busybox\nCOPY app/in.txt /x\n` });
+  expect(copy.code).toBe(1);
+  expect(copy.stderr).toMatch(/app\/in\.txt/);
+
+  const both = await kiln(['build', '-', '-f', '-', '--root', sb.root], { stdin: 'FROM busybox\n' });
+  expect(both.code).toBe(1);
+  expect(both.stderr).toContain('cannot be both the build context and the Dockerfile');
+  expect((await readdir(tmpdir())).filter((n) => n.startsWith('kiln-stdin-context-'))).toEqual([]);
+}, 120_000);

@@ -46,7 +46,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
 
   function client(
     args: readonly string[],
-    opts: { cwd?: string; env?: Record<string, string>; stdin?: string; keepStdinOpen?: boolean; onStderr?: (text: string, child: ChildProcess) => void } = {},
+    opts: { cwd?: string; env?: Record<string, string>; stdin?: string | Buffer; keepStdinOpen?: boolean; onStderr?: (text: string, child: ChildProcess) => void } = {},
   ): Promise<ClientRun> {
     return new Promise((resolve, reject) => {
       const child = spawn(launcher[0] as string, [...launcher.slice(1), ...args], {
@@ -177,6 +177,21 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(tar.stdoutBytes.equals(local.stdoutBytes)).toBe(true);
     const rand = execFileSync('tar', ['-xOf', '-', 'rand'], { input: tar.stdoutBytes, maxBuffer: 1 << 24 });
     expect(rand.length).toBe(2_500_000);
+  }, 120_000);
+
+  test('kiln build - takes a gzip tar context from the client stdin, byte for byte', async () => {
+    const t = token();
+    const src = join(sb.dir, `stdin-tar-${t}`);
+    // Random bytes in the context: a re-encoded stdin would change their checksum.
+    await writeTree(src, { Dockerfile: `FROM busybox\nCOPY rand /rand\nRUN sha256sum /rand > /sum && echo ${t} >> /sum\n` });
+    execFileSync('sh', ['-c', `head -c 1500000 /dev/urandom > '${join(src, 'rand')}'`]);
+    const tgz = execFileSync('sh', ['-c', `tar -cf - -C '${src}' . | gzip -c`], { maxBuffer: 1 << 24 });
+    const r = await client(['build', '-', '--root', sb.root, '--progress', 'quiet', '-o', 'type=local,dest=out'], { cwd: src, stdin: tgz });
+    expect(r.stderr).not.toContain('kiln: error');
+    expect(r.code).toBe(0);
+    expect(served(r)).toHaveLength(1);
+    const want = execFileSync('sha256sum', [join(src, 'rand')], { encoding: 'utf8' }).split(' ')[0];
+    expect(await readFile(join(src, 'out', 'sum'), 'utf8')).toBe(`${want ?? '?'}  /rand\n${t}\n`);
   }, 120_000);
 
   test('a closed stdout pipe (| head) ends the client quietly, as in-process: exit 0, no stack trace; the daemon serves on', async () => {
