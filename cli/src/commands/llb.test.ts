@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -46,6 +47,20 @@ describe('kiln llb (runLlb)', () => {
     expect(lines[1]?.Op.Op.exec?.meta.env).toEqual(['PATH=/bin', 'V=2']);
     const cfg = JSON.parse(await readFile(join(dir, 'img.json'), 'utf8')) as { history: { created_by: string }[] };
     expect(cfg.history.map((h) => h.created_by)).toEqual(['ARG V=1', 'RUN |1 V=2 /bin/sh -c echo $V # buildkit', 'CMD ["sh"]']);
+  });
+
+  test('--image-config writes through a symlink and into a FIFO instead of replacing them', async () => {
+    await writeFile(join(dir, 'real.json'), '');
+    await symlink(join(dir, 'real.json'), join(dir, 'link.json'));
+    await runLlb(dir, opts({ imageConfig: join(dir, 'link.json') }), bufferIo(), resolver);
+    expect((await lstat(join(dir, 'link.json'))).isSymbolicLink()).toBe(true);
+    expect((JSON.parse(await readFile(join(dir, 'real.json'), 'utf8')) as { os: string }).os).toBe('linux');
+    const fifo = join(dir, 'cfg.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const read = readFile(fifo, 'utf8');
+    await runLlb(dir, opts({ imageConfig: fifo }), bufferIo(), resolver);
+    expect((JSON.parse(await read) as { os: string }).os).toBe('linux');
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
   });
 
   test('pb is a marshaled Definition; dot is a digraph', async () => {

@@ -1,4 +1,4 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { dirname, join } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
@@ -163,7 +163,15 @@ function parseBuildArgs(list: readonly string[], env: Readonly<Record<string, st
   return out;
 }
 
-async function writeAtomic(path: string, data: string): Promise<void> {
+/**
+ * Writes `path` by a rename, so a reader never sees half a file. A rename would replace what the
+ * path names: a device or FIFO (`/dev/stdout`, a named pipe) is written in place instead, and a
+ * symlink at its target.
+ */
+async function writeAtomic(given: string, data: string): Promise<void> {
+  const st = await stat(given).catch(() => undefined);
+  if (st !== undefined && !st.isFile()) return writeFile(given, data);
+  const path = st === undefined ? given : await realpath(given);
   const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.kiln-tmp`);
   await writeFile(tmp, data);
   await rename(tmp, path);
