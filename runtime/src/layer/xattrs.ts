@@ -143,11 +143,17 @@ function viaGetfattr(paths: readonly string[]): Promise<(Map<string, Buffer> | u
  * archive/tar writes Header.PAXRecords (containerd's and moby's layer writers). Attributes are in
  * byte order of their names so the same tree always gives the same bytes (Go sorts PAX keys too).
  */
-export function xattrPaxBody(name: string, linkname: string | undefined, xattrs: ReadonlyMap<string, Buffer>): Buffer {
+export function xattrPaxBody(
+  name: string,
+  linkname: string | undefined,
+  xattrs: ReadonlyMap<string, Buffer>,
+  owner?: { readonly uid: number; readonly gid: number },
+): Buffer {
   const records: Buffer[] = [record('path', Buffer.from(name))];
   if (linkname !== undefined && linkname !== '') records.push(record('linkpath', Buffer.from(linkname)));
   const names = [...xattrs.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   for (const n of names) records.push(record(`SCHILY.xattr.${n}`, xattrs.get(n) as Buffer));
+  if (owner !== undefined) records.push(record('uid', Buffer.from(String(owner.uid))), record('gid', Buffer.from(String(owner.gid))));
   return Buffer.concat(records);
 }
 

@@ -106,6 +106,41 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
     }
   });
 
+  test('owners above 262143 survive in the layer (PAX uid/gid records), and apply back', async () => {
+    const { s, root } = await setup(driver);
+    await s.prepare('owners', 'base');
+    const m = await s.mount('owners');
+    try {
+      await writeFile(join(m.path, 'big-owner'), 'b');
+      execFileSync('chown', ['3000000:4000000', join(m.path, 'big-owner')]);
+      await writeFile(join(m.path, 'mid-owner'), 'm');
+      execFileSync('chown', ['300000:5', join(m.path, 'mid-owner')]);
+      await writeFile(join(m.path, 'big-owner-xattr'), 'x');
+      execFileSync('chown', ['3000001:3000002', join(m.path, 'big-owner-xattr')]);
+      execFileSync('setfattr', ['-n', 'user.kiln', '-v', 'v1', join(m.path, 'big-owner-xattr')]);
+    } finally {
+      await m.release();
+    }
+    const out = join(root, 'owners.tar');
+    await s.diff('owners', { output: out, compression: 'uncompressed' });
+    const listing = execFileSync('tar', ['-tvf', out, '--numeric-owner']).toString();
+    expect(listing).toMatch(/ 3000000\/4000000 .* big-owner\n/);
+    expect(listing).toMatch(/ 300000\/5 .* mid-owner\n/);
+    expect(listing).toMatch(/ 3000001\/3000002 .* big-owner-xattr\n/);
+    const s2 = new LocalSnapshotter({ root: join(root, 'owners-other'), driver });
+    await unpackLayer(s2, 'base', undefined, createReadStream(BUSYBOX_LAYER));
+    await unpackLayer(s2, 'top', 'base', createReadStream(out));
+    const b = await s2.mount('top');
+    try {
+      expect(await lstat(join(b.path, 'big-owner'))).toMatchObject({ uid: 3000000, gid: 4000000 });
+      expect(await lstat(join(b.path, 'mid-owner'))).toMatchObject({ uid: 300000, gid: 5 });
+      expect(await lstat(join(b.path, 'big-owner-xattr'))).toMatchObject({ uid: 3000001, gid: 3000002 });
+      expect(execFileSync('getfattr', ['--only-values', '-n', 'user.kiln', join(b.path, 'big-owner-xattr')]).toString()).toBe('v1');
+    } finally {
+      await b.release();
+    }
+  });
+
   test('a committed snapshot diffs the same as while active, and zstd/none work', async () => {
     const { s, root } = await setup(driver);
     const active = await s.diff('work', { output: join(root, 'a.tar'), compression: 'none' });
