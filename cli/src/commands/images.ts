@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { exportDockerArchive, exportOciLayout, formatReference, isIndexMediaType, parseReference, pushImage, type ContentStore, type Descriptor, type ImageRecord } from '@kiln/runtime';
 import { formatBytes } from '@kiln/solver';
-import { callerPath, type CliIo } from '../io.js';
+import type { CliIo } from '../io.js';
+import { archiveDest } from '../engine/output-targets.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
@@ -38,7 +39,7 @@ export function registerImages(program: Command, io: CliIo): void {
     .command('save')
     .description('write images of the kiln store to an OCI (default) or Docker tarball')
     .argument('<names...>', 'image names in the store')
-    .requiredOption('-o, --output <file>', 'tarball to write')
+    .option('-o, --output <file>', 'tarball to write (default -: stdout, which must not be a terminal)', '-')
     .option('--format <format>', 'oci or docker', 'oci')
     .option(root.flag, root.help)
     .action((names: string[], flags: { output: string; format: string; root?: string }) =>
@@ -49,11 +50,20 @@ export function registerImages(program: Command, io: CliIo): void {
         if (recs.some((r) => r.target.digest !== first.target.digest)) {
           throw new EngineError('KLN0707', 'kiln save writes one image (several names of it are fine)', { hint: 'save each image to its own file' });
         }
-        const dest = callerPath(io, flags.output);
-        const names_ = recs.map((r) => r.name);
-        if (flags.format === 'oci') await exportOciLayout(engine.content, first.target, dest, names_, { tar: true });
-        else await exportDockerArchive(engine.content, first.target, dest, names_);
-        io.stdout.write(`${dest}: ${first.target.digest}\n`);
+        // As docker save: stdout without -o; a device or FIFO is written in place, not replaced.
+        const dest = await archiveDest(io, '--output', flags.output);
+        try {
+          const names_ = recs.map((r) => r.name);
+          if (flags.format === 'oci') await exportOciLayout(engine.content, first.target, dest.path, names_, { tar: true });
+          else await exportDockerArchive(engine.content, first.target, dest.path, names_);
+          await dest.deliver();
+        } finally {
+          await dest.remove();
+        }
+        // The summary goes where the archive does not.
+        const summary = `${dest.target.kind === 'file' ? dest.path : dest.target.given}: ${first.target.digest}\n`;
+        if (dest.target.kind === 'stdout') io.stderr.write(summary);
+        else io.stdout.write(summary);
       }),
     );
   program

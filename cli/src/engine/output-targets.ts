@@ -106,6 +106,39 @@ export async function parseOutputs(values: readonly string[], io: CliIo): Promis
   };
 }
 
+/** Where one archive goes (see {@link archiveDest}). */
+export interface ArchiveDest {
+  /** The path the exporter writes: the destination itself, or a temporary file. */
+  readonly path: string;
+  readonly target: FileTarget;
+  /** Copies a temporary file to the destination (nothing when the exporter wrote it there). */
+  deliver(): Promise<void>;
+  remove(): Promise<void>;
+}
+
+/**
+ * One archive destination (`kiln save -o`): `-` and `/dev/stdout` are the caller's stdout (not a
+ * terminal), a device or FIFO is written in place after the fact, anything else is the path.
+ */
+export async function archiveDest(io: CliIo, flag: string, given: string): Promise<ArchiveDest> {
+  const target: FileTarget = given === '-' ? { kind: 'stdout', given } : await fileTarget(io, flag, given);
+  if (target.kind === 'file') return { path: target.path, target, deliver: async () => undefined, remove: async () => undefined };
+  if (target.kind === 'stdout' && (io.stdout as OutputStream).isTTY === true) {
+    throw new EngineError('KLN0702', `${flag} ${given}: refusing to write an archive to a terminal`, { hint: `redirect standard output (> out.tar) or pass ${flag} FILE` });
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-output-'));
+  const path = join(dir, 'out.tar');
+  return {
+    path,
+    target,
+    deliver: async () => {
+      if (target.kind === 'special') await pipeline(createReadStream(path), createWriteStream(target.path));
+      else await copyFile(path, (target.kind === 'stderr' ? io.stderr : io.stdout) as OutputStream);
+    },
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
 /** Copies `file` to `out` in 1 MiB chunks, waiting for `drain` when the stream is full. */
 async function copyFile(file: string, out: OutputStream): Promise<void> {
   const fh = await open(file, 'r');

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { startRegistry } from '../../../runtime/test/helpers/registry.js';
-import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // `kiln images`, `save`, `push` and `rmi` on what `kiln build -t` stored, checked with skopeo and
 // a real docker-registry.
@@ -29,6 +29,10 @@ test('an image built with -t is listed, saved as OCI and Docker tarballs, pushed
   const docker = join(sb.dir, `img-${t}.docker.tar`);
   expect((await runKiln(sb, ['save', `app-${t}:1`, '-o', docker, '--format', 'docker', '--root', sb.root])).code).toBe(0);
   expect((JSON.parse(execFileSync('skopeo', ['inspect', `docker-archive:${docker}`], { encoding: 'utf8' })) as { Layers: string[] }).Layers.length).toBeGreaterThan(1);
+  // As docker save: without -o (or -o -) the tarball goes to stdout, byte for byte the file's.
+  const piped = join(sb.dir, `img-${t}.piped.tar`);
+  execFileSync('sh', ['-c', `"${process.execPath}" "${kilnBin}" save app-${t}:1 --root "${sb.root}" > "${piped}"`], { env: { ...process.env, PATH: sb.path, KILN_DAEMON: '0' }, stdio: 'pipe' });
+  expect(execFileSync('cmp', [piped, oci]).length).toBe(0);
 
   const registry = await startRegistry();
   try {
