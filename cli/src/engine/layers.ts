@@ -80,10 +80,11 @@ export class LayerCache {
   }
 
   async #compute(id: string, key: string, diffID: string | undefined, signal: AbortSignal | undefined, sde: number | undefined): Promise<LayerRef> {
-    // Image layers keep their blobs (SOURCE_DATE_EPOCH applies to what the build made).
+    // Image layers keep their blobs (SOURCE_DATE_EPOCH applies to what the build made), and
+    // their compression unless the export forces one (BuildKit's force-compression).
     if (diffID !== undefined) {
       const hit = await this.#read(join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`));
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) return { ...hit, fromImage: true };
     }
     const file = join(this.#dir, `snap-${key}.json`);
     const hit = await this.#read(file);
