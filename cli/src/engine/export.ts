@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { runExport, type ExportResult, type ExportSpec, type ImageConfigDraft, type Platform } from '@kiln/runtime';
 import type { ProgressSink } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
@@ -51,12 +50,13 @@ export async function exportOutputs(
     try {
       let result: ExportResult;
       if (spec.type === 'local' || spec.type === 'tar') {
-        if (list.length > 1 && spec.type === 'tar') throw new EngineError('KLN0704', 'type=tar cannot export a multi-platform result', { hint: 'use type=local (one directory per platform) or type=oci' });
-        if (list.length > 1) {
-          // BuildKit's local exporter writes one directory per platform (`linux_amd64/`).
-          for (const o of list) result = await runExport({ ...spec, dest: join(spec.dest, platformDir(o.platform)) }, { rootfs: await o.ref.path() }, ctx(engine, opts));
-          result = { type: spec.type, dest: spec.dest, names: [], pushed: [] };
-        } else result = await runExport(spec, { rootfs: await first.ref.path() }, ctx(engine, opts));
+        // Several platforms: one directory per platform (`linux_amd64/`), in dest or in the
+        // tarball, as BuildKit's local and tar exporters write them.
+        const input =
+          list.length > 1
+            ? { platforms: await Promise.all(list.map(async (o) => ({ path: platformDir(o.platform), rootfs: await o.ref.path() }))) }
+            : { rootfs: await first.ref.path() };
+        result = await runExport(spec, input, ctx(engine, opts));
       } else {
         const started = Date.now();
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, time: started });

@@ -247,16 +247,23 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(missing.stderr).toMatch(/Dockerfile:2:1: .*deploy/);
   });
 
-  test('--platform a,b exports an image index (skopeo) and one local directory per platform', async () => {
+  test('--platform a,b exports an image index (skopeo), one local directory per platform and one tar with a directory per platform', async () => {
     const t = token();
     const ctx = join(sb.dir, `multiplat-${t}`);
     await writeTree(ctx, { 'a.txt': `${t}\n`, Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY a.txt /a-$TARGETARCH.txt\n' });
     const out = join(sb.dir, `multiplat-out-${t}`);
     const layout = join(sb.dir, `multiplat-oci-${t}`);
-    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-o', `type=local,dest=${out}`, '-o', `type=oci,dest=${layout},tar=false,name=mp:${t}`]);
+    const tar = join(sb.dir, `multiplat-${t}.tar`);
+    const r = await runKiln(sb, [
+      'build', ctx, '--root', sb.root, '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64',
+      '-o', `type=local,dest=${out}`, '-o', `type=oci,dest=${layout},tar=false,name=mp:${t}`, '-o', `type=tar,dest=${tar}`,
+    ]);
     expect(r.code, r.stderr.slice(-1500)).toBe(0);
     expect(await readFile(join(out, 'linux_arm64/a-arm64.txt'), 'utf8')).toBe(`${t}\n`);
     expect(await readFile(join(out, 'linux_amd64/a-amd64.txt'), 'utf8')).toBe(`${t}\n`);
+    const entries = execFileSync('tar', ['-tf', tar], { encoding: 'utf8' }).trim().split('\n');
+    expect(entries).toEqual(expect.arrayContaining(['linux_amd64/a-amd64.txt', 'linux_arm64/a-arm64.txt']));
+    expect(execFileSync('tar', ['-xOf', tar, 'linux_arm64/a-arm64.txt'], { encoding: 'utf8' })).toBe(`${t}\n`);
     const index = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci:${layout}:${t}`], { encoding: 'utf8' })) as { manifests: Array<{ platform: { architecture: string } }> };
     expect(index.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
   });
