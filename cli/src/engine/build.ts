@@ -124,7 +124,8 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const ignore = await readDockerignore(contextDir, dockerfilePath);
   // `--no-cache-filter` reaches the frontend as BuildKit's `no-cache=STAGE,…` (it marks those
   // stages' ops IgnoreCache); the Dockerfile is read from the `dockerfile` input.
-  inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', includePatterns: [filename, `${filename}.dockerignore`], customName: `[internal] load build definition from ${filename}` }).marshal());
+  // Follow paths, as BuildKit's dockerui loads it: a Dockerfile that is a symlink brings its target.
+  inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', followPaths: [filename, `${filename}.dockerignore`], customName: `[internal] load build definition from ${filename}` }).marshal());
   for (const c of req.buildContexts ?? []) {
     switch (c.kind) {
       case 'local':

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
@@ -84,3 +84,23 @@ test('--ulimit, --shm-size and --cgroup-parent reach the RUN containers', async 
   expect(bad.code).toBe(1);
   expect(bad.stderr).toContain('invalid ulimit "nofile=x"');
 }, 120_000);
+
+test('a Dockerfile that is a symlink builds from its target (and its .dockerignore next to it), as buildx loads it', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `dfsymlink-${t}`);
+  await writeTree(ctx, {
+    'docker/Dockerfile.real': `FROM busybox\nCOPY . /ctx\nRUN echo ${t} > /id && ls /ctx > /listing\n`,
+    'docker/Dockerfile.real.dockerignore': 'secret.txt\n',
+    'secret.txt': 'no\n',
+    'kept.txt': 'yes\n',
+  });
+  await symlink('docker/Dockerfile.real', join(ctx, 'Dockerfile'));
+  await symlink('docker/Dockerfile.real.dockerignore', join(ctx, 'Dockerfile.dockerignore'));
+  const out = join(sb.dir, `dfsymlink-out-${t}`);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]);
+  expect(r.code, r.stderr.slice(-1500)).toBe(0);
+  expect(await readFile(join(out, 'id'), 'utf8')).toBe(`${t}\n`);
+  const listing = (await readFile(join(out, 'listing'), 'utf8')).split('\n');
+  expect(listing).toContain('kept.txt');
+  expect(listing).not.toContain('secret.txt');
+});
