@@ -6,7 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileCli, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
@@ -409,7 +409,7 @@ describe('RUN --network and --security', { timeout: 180_000 }, () => {
 });
 
 describe('cli/MOUNTS.md', { timeout: 180_000 }, () => {
-  test('the example Dockerfile builds with the documented command; the cache count goes up on the next build', async () => {
+  test('the example Dockerfile builds with the documented command; the cache count goes up when the RUN runs again, --no-cache starts it over', async () => {
     const doc = readFileSync(join(import.meta.dirname, '../../MOUNTS.md'), 'utf8');
     const dockerfile = /```dockerfile\n([\s\S]*?)```/.exec(doc)?.[1];
     expect(dockerfile).toContain('--mount=type=ssh');
@@ -421,8 +421,16 @@ describe('cli/MOUNTS.md', { timeout: 180_000 }, () => {
     await writeTree(ctx, { Dockerfile: (dockerfile ?? '').replaceAll('/var/cache/app', `/var/cache/app-${t}`), 'token.txt': `doc-token-${t}` });
     const agent = await startAgentWithKey(`doc-${t}`);
     const args = (command ?? '').split(' ').slice(1).map((a) => (a === '.' ? ctx : a.startsWith('type=local') ? `type=local,dest=${join(ctx, 'out')}` : a.startsWith('id=api_token') ? `id=api_token,src=${join(ctx, 'token.txt')}` : a));
-    for (const expected of ['1', '2']) {
-      const r = await runKiln(sb, [...args, '--root', sb.root, '--progress', 'plain', '--no-cache'], { env: { SSH_AUTH_SOCK: agent.socket } });
+    const source = (dockerfile ?? '').replaceAll('/var/cache/app', `/var/cache/app-${t}`);
+    // 1; the RUN edited (it runs again, with the cache mount kept): 2; --no-cache empties the mount: 1.
+    for (const [expected, text, flags] of [
+      ['1', source, []],
+      ['2', source.replace('echo build >>', 'echo rebuild >>'), []],
+      ['1', source, ['--no-cache']],
+    ] as const) {
+      expect(text).toContain('>> /var/cache');
+      await writeFile(join(ctx, 'Dockerfile'), text);
+      const r = await runKiln(sb, [...args, '--root', sb.root, '--progress', 'plain', ...flags], { env: { SSH_AUTH_SOCK: agent.socket } });
       noStack(r.stderr);
       expect(r.code, r.stderr).toBe(0);
       expect((await read(join(ctx, 'out'), 'builds.txt')).trim()).toBe(expected);
