@@ -307,19 +307,22 @@ function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags): ExportSp
 }
 
 /**
- * buildx's `--metadata-file` (`containerimage.digest`, `containerimage.config.digest`,
- * `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
+ * buildx's `--metadata-file` (`containerimage.config.digest`, `containerimage.descriptor`,
+ * `containerimage.digest`, `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
  * image output. Written atomically.
  */
 async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], files: ResultFiles, io: CliIo): Promise<string | undefined> {
   const image = exports.find((x) => x.digest !== undefined);
-  const meta: Record<string, string> = {};
+  const meta: Record<string, unknown> = {};
   let configDigest: string | undefined;
   if (image?.digest !== undefined) {
-    meta['containerimage.digest'] = image.digest;
-    const manifest = JSON.parse((await engine.content.readBlob(image.digest)).toString('utf8')) as { config?: { digest?: string } };
+    const bytes = await engine.content.readBlob(image.digest);
+    const manifest = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; config?: { digest?: string } };
     configDigest = manifest.config?.digest;
     if (configDigest !== undefined) meta['containerimage.config.digest'] = configDigest;
+    // buildx also writes the root descriptor (what a registry would serve for the tag).
+    if (manifest.mediaType !== undefined) meta['containerimage.descriptor'] = { mediaType: manifest.mediaType, digest: image.digest, size: bytes.length };
+    meta['containerimage.digest'] = image.digest;
     if (image.names.length > 0) meta['image.name'] = image.names.join(',');
   }
   if (files.meta !== undefined) await writeTarget(io, files.meta, Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));

@@ -121,8 +121,11 @@ test('-o - and type=tar,dest=- write the root filesystem tarball to stdout; type
   const archive = join(sb.dir, `stdout-${t}.oci.tar`);
   await writeFile(archive, oci.stdout);
   const inspected = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${archive}`], { encoding: 'utf8' })) as { Digest: string };
-  const meta = JSON.parse(await readFile(join(sb.dir, `stdout-${t}.json`), 'utf8')) as Record<string, string>;
+  const meta = JSON.parse(await readFile(join(sb.dir, `stdout-${t}.json`), 'utf8')) as Record<string, unknown>;
   expect(inspected.Digest).toBe(meta['containerimage.digest']);
+  // buildx's root descriptor: the manifest skopeo reads, its media type and size.
+  const raw = execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${archive}`]);
+  expect(meta['containerimage.descriptor']).toEqual({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: inspected.Digest, size: raw.length });
 
   const before = await sb.containersStarted();
   const local = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache', '-o', 'type=local,dest=-']);
