@@ -224,7 +224,10 @@ class ProcessHelper {
   #dead = false;
 
   constructor() {
-    this.#child = spawn('perl', ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // Its own process group: a terminal's Ctrl-C goes to kiln's group, and kiln, not the signal,
+    // decides what happens to the containers (it stops them; runc would forward the SIGINT to a
+    // container's pid 1, which ignores it, and a helper killed by it could not stop them any more).
+    this.#child = spawn('perl', ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     this.#child.on('error', () => this.#die());
     this.#child.on('exit', () => this.#die());
     this.#child.stdin.on('error', () => this.#die());

@@ -487,7 +487,8 @@ export class RuncExecutor implements Executor {
         if (code !== 'EHELPER') throw e;
       }
     }
-    const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group (see the process helper): kiln stops containers on Ctrl-C itself.
+    const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const exit = new Promise<number>((resolve, reject) => {
       child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
       child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));

@@ -134,7 +134,9 @@ class MountHelper {
   #dead: Error | undefined;
 
   constructor(sys: readonly [number, number, number, number]) {
-    this.#child = spawn('perl', ['-e', SCRIPT, ...sys.map(String)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // Its own process group, as the process helper's: a terminal's Ctrl-C must not end it while
+    // kiln still unmounts through it.
+    this.#child = spawn('perl', ['-e', SCRIPT, ...sys.map(String)], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     this.#child.on('error', (e) => this.#die(e));
     this.#child.on('exit', () => this.#die(new Error('mount helper exited')));
     this.#child.stdin.on('error', (e) => this.#die(e));
