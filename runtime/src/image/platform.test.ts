@@ -26,6 +26,15 @@ describe('normalizePlatform (containerd rules)', () => {
     expect(() => parsePlatform('linux//amd64')).toThrow(expect.objectContaining({ code: 'PLATFORM_NOT_FOUND' }));
   });
 
+  test('one component is an OS (the host architecture) or an architecture (linux), else rejected, as containerd parses it', () => {
+    expect(() => parsePlatform('bogus')).toThrow(expect.objectContaining({ code: 'PLATFORM_NOT_FOUND', message: expect.stringContaining('unknown operating system or architecture') }));
+    expect(parsePlatform('x86_64')).toEqual({ os: 'linux', architecture: 'amd64' });
+    expect(parsePlatform('linux').os).toBe('linux');
+    expect(parsePlatform('windows')).toMatchObject({ os: 'windows', architecture: parsePlatform('linux').architecture });
+    // Two components are taken as they are (containerd does not check them either).
+    expect(parsePlatform('linux/riscv128')).toEqual({ os: 'linux', architecture: 'riscv128' });
+  });
+
   test('normalisation keeps os.version', () => {
     expect(normalizePlatform({ os: 'windows', architecture: 'x86_64', 'os.version': '10.0' })).toEqual({ os: 'windows', architecture: 'amd64', 'os.version': '10.0' });
   });

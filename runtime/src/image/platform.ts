@@ -48,13 +48,29 @@ export function normalizePlatform(p: Platform): Platform {
   return out;
 }
 
-/** Parses `os/arch[/variant]` (or just `arch`, meaning linux) as in `--platform`. */
+/** Go's GOOS values (containerd's knownOS). */
+const KNOWN_OS = new Set(['aix', 'android', 'darwin', 'dragonfly', 'freebsd', 'hurd', 'illumos', 'ios', 'js', 'linux', 'nacl', 'netbsd', 'openbsd', 'plan9', 'solaris', 'windows', 'zos']);
+/** Go's GOARCH values (containerd's knownArch). */
+const KNOWN_ARCH = new Set([
+  '386', 'amd64', 'amd64p32', 'arm', 'armbe', 'arm64', 'arm64be', 'ppc64', 'ppc64le', 'loong64', 'mips', 'mipsle', 'mips64', 'mips64le',
+  'mips64p32', 'mips64p32le', 'ppc', 'riscv', 'riscv64', 's390', 's390x', 'sparc', 'sparc64', 'wasm',
+]);
+
+/** Parses `os/arch[/variant]`, or one known OS or architecture, as `--platform` takes it. */
 export function parsePlatform(s: string): Platform {
   const parts = s.trim().split('/');
   if (parts.some((x) => x === '') || parts.length > 3 || parts.length === 0) {
     throw new ImageStoreError('PLATFORM_NOT_FOUND', `invalid platform "${s}"`, { hint: 'use os/arch[/variant], e.g. linux/arm64' });
   }
-  if (parts.length === 1) return normalizePlatform({ os: 'linux', architecture: parts[0] ?? '' });
+  if (parts.length === 1) {
+    // containerd's platforms.Parse: a known OS with the host's architecture, else a known
+    // architecture on linux, else an error.
+    const one = (parts[0] ?? '').toLowerCase();
+    if (KNOWN_OS.has(one)) return normalizePlatform({ ...hostPlatform(), os: one });
+    const p = normalizePlatform({ os: 'linux', architecture: one });
+    if (KNOWN_ARCH.has(p.architecture)) return p;
+    throw new ImageStoreError('PLATFORM_NOT_FOUND', `invalid platform "${s}": unknown operating system or architecture`, { hint: 'use os/arch[/variant], e.g. linux/arm64' });
+  }
   return normalizePlatform({ os: parts[0] ?? '', architecture: parts[1] ?? '', variant: parts[2] });
 }
 
