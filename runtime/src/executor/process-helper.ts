@@ -75,7 +75,8 @@ sub seal {
   my $fd = syscall($nr, $name, 0x13);
   $fd = syscall($nr, $name, 0x3) if $fd < 0 && $!{EINVAL};
   return $!+0 if $fd < 0;
-  open(my $m, '+<&=', $fd) or return $!+0;
+  my $m;
+  if (!open($m, '+<&=', $fd)) { my $e = $!+0; POSIX::close($fd); return $e; }
   while (1) {
     my $r = sysread($in, my $buf, 1 << 20);
     return $!+0 unless defined $r;
