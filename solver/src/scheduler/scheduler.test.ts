@@ -232,6 +232,8 @@ describe('Scheduler', () => {
     await s.build(edge(g()), onlyA);
     expect(Object.fromEntries(w.execs)).toEqual({ base: 1, a: 2, run: 2, copy: 1, top: 2 });
     content = 'v2';
+    // "Newest" is by creation time in ms: these fake ops finish within one millisecond.
+    await new Promise((r) => setTimeout(r, 5));
     await s.build(edge(g()), onlyA);
     expect(Object.fromEntries(w.execs)).toEqual({ base: 1, a: 3, run: 3, copy: 2, top: 3 });
     // Without the filter everything hits again, on the newest results.
