@@ -254,7 +254,8 @@ export class Scheduler {
       // where needed. A known key without a result (pruned) may still lead to a stored result of a
       // later vertex, which then needs nothing of this one: it waits to be asked.
       p.then((k) => {
-        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted && (k.match === undefined || this.#cache.ids(k.match).length === 0)) {
+        // (a defined match is a key with stored ids: see #matched)
+        if (k.hit === undefined && !st.failed && !st.controller.signal.aborted && k.match === undefined) {
           this.#result(st, index, job, opts).catch(noop);
         }
       }, noop);
@@ -294,14 +295,17 @@ export class Scheduler {
     // Lookups go only through the inputs' matchable keys (see EdgeKey.match).
     const matchDeps: CacheKeyWithSelector[][] = inputKeys.map((ik, i) => (ik.match === undefined ? [] : [{ selector: cm.deps[i]?.selector ?? '', key: ik.match }]));
     const usesCache = !st.ignoreCache && op.cacheable !== false;
-    const fast = new CacheKey(cm.digest, index, deps);
-    const fastMatch = matchDeps.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, matchDeps) : undefined;
-    if (usesCache && fastMatch !== undefined) {
-      const hit = this.#cache.load(fastMatch);
-      if (hit !== undefined) return this.#hit(st, fast, fastMatch, hit);
-    }
     const slow = cm.deps.map((d, i) => ({ d, i })).filter(({ d }) => d.computeDigest !== undefined);
-    if (slow.length === 0) return { key: fast, match: usesCache ? this.#matched(fastMatch) : undefined, hit: undefined };
+    // Looks `key` up through its matchable form (every input offers a key). A miss that is this
+    // vertex's last probe offers the dependents that form only when something is stored under it.
+    const probe = (key: CacheKey, md: CacheKeyWithSelector[][], last: boolean): EdgeKey => {
+      const match = md.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, md) : undefined;
+      const hit = usesCache && match !== undefined ? this.#cache.load(match) : undefined;
+      if (hit !== undefined && match !== undefined) return this.#hit(st, key, match, hit);
+      return { key, match: usesCache && last ? this.#matched(match) : undefined, hit: undefined };
+    };
+    const fast = probe(new CacheKey(cm.digest, index, deps), matchDeps, slow.length === 0);
+    if (fast.hit !== undefined || slow.length === 0) return fast;
     // The definition key missed: key the inputs by content (BuildKit's slow cache).
     const withSlow = deps.map((d) => [...d]);
     const matchSlow = matchDeps.map((d) => [...d]);
@@ -314,13 +318,7 @@ export class Scheduler {
         matchSlow[i]?.push(k);
       }),
     );
-    const full = new CacheKey(cm.digest, index, withSlow);
-    const fullMatch = matchSlow.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, matchSlow) : undefined;
-    if (usesCache && fullMatch !== undefined) {
-      const hit = this.#cache.load(fullMatch);
-      if (hit !== undefined) return this.#hit(st, full, fullMatch, hit);
-    }
-    return { key: full, match: usesCache ? this.#matched(fullMatch) : undefined, hit: undefined };
+    return probe(new CacheKey(cm.digest, index, withSlow), matchSlow, true);
   }
 
   /** `key` when it matches a stored key (a result may be gone: pruned), else undefined. */
