@@ -2,7 +2,7 @@ import { digestHex } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { convertLayer, writeImage, writeIndex, type ImageConfigDraft, type LayerRef } from '../image/image-writer.js';
-import { jsonBytes, parseManifest } from '../image/manifest.js';
+import { jsonBytes, parseManifest, sortedKeys } from '../image/manifest.js';
 import { isIndexMediaType, layerCompression } from '../image/media-types.js';
 import { addToOciLayoutDir, writeOciLayoutTar } from '../image/oci-layout.js';
 import type { Descriptor, Platform } from '../image/types.js';
@@ -54,11 +54,7 @@ function levels(level: number | undefined): { gzipLevel?: number; zstdLevel?: nu
 function merged(...maps: (Readonly<Record<string, string>> | undefined)[]): Record<string, string> | undefined {
   const out: Record<string, string> = {};
   for (const m of maps) Object.assign(out, m ?? {});
-  const keys = Object.keys(out).sort();
-  if (keys.length === 0) return undefined;
-  const sorted: Record<string, string> = {};
-  for (const k of keys) sorted[k] = out[k] as string;
-  return sorted;
+  return Object.keys(out).length === 0 ? undefined : sortedKeys(out);
 }
 
 /**

@@ -3,7 +3,7 @@ import { Readable, type Transform } from 'node:stream';
 import { Digester, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
-import { goJsonBytes } from './manifest.js';
+import { goJsonBytes, sortedKeys } from './manifest.js';
 import { layerCompression, layerMediaType, MediaTypes, type BlobCompression, type ImageFormat } from './media-types.js';
 import { zstdTransform } from './zstd.js';
 import type { Descriptor, HistoryEntry, ImageConfig, ImageIndex, ImageManifest, Platform } from './types.js';
@@ -67,9 +67,7 @@ export async function writeImage(
   if (!('created' in fullConfig)) fullConfig['created'] = [...(history ?? [])].reverse().find((h) => h.created !== undefined)?.created ?? null;
   // BuildKit's patchImageConfig re-marshals the config as a map[string]json.RawMessage: top-level
   // keys sorted, nested values as given, compact, HTML characters escaped.
-  const sortedConfig: Record<string, unknown> = {};
-  for (const k of Object.keys(fullConfig).sort()) sortedConfig[k] = fullConfig[k];
-  const configBytes = goJsonBytes(sortedConfig);
+  const configBytes = goJsonBytes(sortedKeys(fullConfig));
   const configInfo = await store.writeBlob(configBytes);
   const configDesc: Descriptor = {
     mediaType: format === 'docker' ? MediaTypes.dockerConfig : MediaTypes.ociConfig,

@@ -115,6 +115,13 @@ export function jsonBytes(v: unknown): Buffer {
   return Buffer.from(JSON.stringify(v), 'utf8');
 }
 
+/** A copy of `r` with its keys in sorted order, as Go's `encoding/json` marshals a map. */
+export function sortedKeys<T>(r: Readonly<Record<string, T>>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const k of Object.keys(r).sort()) out[k] = r[k] as T;
+  return out;
+}
+
 /**
  * JSON bytes as Go's `encoding/json` writes them: `<`, `>`, `&`, U+2028 and U+2029 escaped
  * (`\u003c`…), compact or, with `indent`, as `json.MarshalIndent(v, "", indent)`. Key order is

@@ -7,7 +7,7 @@ import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { siblingTempPath, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
 import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from './copy.js';
-import { parseManifest, jsonBytes } from './manifest.js';
+import { parseManifest, jsonBytes, sortedKeys } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
 import { storeFetcher } from './resolve.js';
 import { abortable, packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
@@ -143,7 +143,7 @@ export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
       digest: d.digest,
       size: d.size,
       ...(d.urls !== undefined ? { urls: d.urls } : {}),
-      ...(Object.keys(annotations).length > 0 ? { annotations: sortedRecord(annotations) } : {}),
+      ...(Object.keys(annotations).length > 0 ? { annotations: sortedKeys(annotations) } : {}),
       ...(d.platform !== undefined ? { platform: d.platform } : {}),
     });
     const names = img.names ?? [];
@@ -158,12 +158,6 @@ export function layoutIndex(images: ReadonlyArray<LayoutImage>): ImageIndex {
     }
   }
   return { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests };
-}
-
-function sortedRecord(r: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k of Object.keys(r).sort()) out[k] = r[k] as string;
-  return out;
 }
 
 /**
