@@ -80,9 +80,7 @@ export async function parseOutputs(values: readonly string[], io: CliIo): Promis
       if (target.kind === 'stdout') {
         if (toStdout !== undefined) throw new EngineError('KLN0702', `invalid --output "${value}": only one output can be written to stdout (${toStdout} does)`);
         toStdout = value;
-        if ((io.stdout as OutputStream).isTTY === true) {
-          throw new EngineError('KLN0702', `--output ${value}: refusing to write an archive to a terminal`, { hint: 'redirect standard output (> out.tar) or pass dest=FILE' });
-        }
+        refuseTerminal(io, `--output ${value}`, 'dest=FILE');
       }
       dir ??= await mkdtemp(join(tmpdir(), 'kiln-output-'));
       const file = join(dir, `${redirects.length}.tar`);
@@ -97,10 +95,7 @@ export async function parseOutputs(values: readonly string[], io: CliIo): Promis
     specs,
     redirects,
     deliver: async (io2) => {
-      for (const r of redirects) {
-        if (r.target.kind === 'special') await pipeline(createReadStream(r.file), createWriteStream(r.target.path));
-        else await copyFile(r.file, (r.target.kind === 'stderr' ? io2.stderr : io2.stdout) as OutputStream);
-      }
+      for (const r of redirects) await deliverArchive(io2, r.file, r.target);
     },
     remove,
   };
@@ -123,20 +118,28 @@ export interface ArchiveDest {
 export async function archiveDest(io: CliIo, flag: string, given: string): Promise<ArchiveDest> {
   const target: FileTarget = given === '-' ? { kind: 'stdout', given } : await fileTarget(io, flag, given);
   if (target.kind === 'file') return { path: target.path, target, deliver: async () => undefined, remove: async () => undefined };
-  if (target.kind === 'stdout' && (io.stdout as OutputStream).isTTY === true) {
-    throw new EngineError('KLN0702', `${flag} ${given}: refusing to write an archive to a terminal`, { hint: `redirect standard output (> out.tar) or pass ${flag} FILE` });
-  }
+  if (target.kind === 'stdout') refuseTerminal(io, `${flag} ${given}`, `${flag} FILE`);
   const dir = await mkdtemp(join(tmpdir(), 'kiln-output-'));
   const path = join(dir, 'out.tar');
   return {
     path,
     target,
-    deliver: async () => {
-      if (target.kind === 'special') await pipeline(createReadStream(path), createWriteStream(target.path));
-      else await copyFile(path, (target.kind === 'stderr' ? io.stderr : io.stdout) as OutputStream);
-    },
+    deliver: () => deliverArchive(io, path, target),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** An archive is not written to a terminal (buildx refuses it too). */
+function refuseTerminal(io: CliIo, what: string, instead: string): void {
+  if ((io.stdout as OutputStream).isTTY === true) {
+    throw new EngineError('KLN0702', `${what}: refusing to write an archive to a terminal`, { hint: `redirect standard output (> out.tar) or pass ${instead}` });
+  }
+}
+
+/** Copies the archive the exporter wrote to `file` where `target` names: a device or FIFO, or the caller's stream. */
+async function deliverArchive(io: CliIo, file: string, target: FileTarget): Promise<void> {
+  if (target.kind === 'special') await pipeline(createReadStream(file), createWriteStream(target.path));
+  else await copyFile(file, (target.kind === 'stderr' ? io.stderr : io.stdout) as OutputStream);
 }
 
 /** Copies `file` to `out` in 1 MiB chunks, waiting for `drain` when the stream is full. */
