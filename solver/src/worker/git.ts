@@ -9,7 +9,7 @@ import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { withFileLock } from './file-lock.js';
-import { dirSize, hasSnapshot, withLeases, withMounted } from './snapshots.js';
+import { commitNew, dirSize, hasSnapshot, withLeases, withMounted } from './snapshots.js';
 
 /** A git source as BuildKit's GitIdentifier: remote, ref, subdirectory and options. */
 export interface GitSpec {
@@ -135,15 +135,7 @@ export class GitSources {
         await this.#withRepo(spec, ctx, async (git) => {
           if (await hasSnapshot(s, id)) return;
           await this.#fetch(git, ref, sha);
-          const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-          await s.prepare(tmp);
-          try {
-            await withMounted(s, tmp, ctx.signal, (root) => this.#checkout(git, spec, ref, sha, root));
-            await s.commit(id, tmp);
-          } catch (err) {
-            await s.remove(tmp).catch(() => undefined);
-            if (!(await hasSnapshot(s, id))) throw err;
-          }
+          await commitNew(s, id, ctx.signal, (root) => this.#checkout(git, spec, ref, sha, root));
         });
       }
       const size = await withMounted(s, id, ctx.signal, (root) => dirSize(root)).catch(() => 0);

@@ -11,7 +11,7 @@ import { basePath } from '../local/clean-path.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { hasSnapshot, withLeases, withMounted } from './snapshots.js';
+import { commitNew, hasSnapshot, withLeases } from './snapshots.js';
 
 interface Download {
   readonly file: string;
@@ -148,22 +148,14 @@ export class HttpSources {
     return withLeases(this.#deps, ctx.signal, async (leases) => {
       leases.hold(id); // before the lookup: a prune meanwhile keeps it
       if (!(await hasSnapshot(s, id))) {
-        const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-        await s.prepare(tmp);
-        try {
-          await withMounted(s, tmp, ctx.signal, async (root) => {
-            const target = join(root, d.filename);
-            await copyFile(d.file, target);
-            await chmod(target, a.perm === 0 ? 0o600 : a.perm);
-            await lchown(target, a.uid, a.gid);
-            const lm = d.lastModified === '' ? undefined : new Date(d.lastModified);
-            if (lm !== undefined && !Number.isNaN(lm.getTime())) await utimes(target, lm, lm);
-          });
-          await s.commit(id, tmp);
-        } catch (err) {
-          await s.remove(tmp).catch(() => undefined);
-          if (!(await hasSnapshot(s, id))) throw err;
-        }
+        await commitNew(s, id, ctx.signal, async (root) => {
+          const target = join(root, d.filename);
+          await copyFile(d.file, target);
+          await chmod(target, a.perm === 0 ? 0o600 : a.perm);
+          await lchown(target, a.uid, a.gid);
+          const lm = d.lastModified === '' ? undefined : new Date(d.lastModified);
+          if (lm !== undefined && !Number.isNaN(lm.getTime())) await utimes(target, lm, lm);
+        });
       }
       const size = (await stat(d.file)).size;
       return { snapshot: id, size };

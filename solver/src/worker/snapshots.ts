@@ -65,6 +65,23 @@ export async function withLeases<T>(deps: Pick<RuntimeWorkerDeps, 'leaseSnapshot
   }
 }
 
+/**
+ * Creates committed snapshot `id`, filled by `fill` (given the mounted path; without it, empty):
+ * prepared under a temporary id, then committed as `id`. When that fails because another process
+ * created `id` meanwhile, its snapshot is used.
+ */
+export async function commitNew(s: Snapshotter, id: string, signal: AbortSignal | undefined, fill?: (root: string) => Promise<unknown>): Promise<void> {
+  const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
+  await s.prepare(tmp);
+  try {
+    if (fill !== undefined) await withMounted(s, tmp, signal, fill);
+    await s.commit(id, tmp);
+  } catch (err) {
+    await s.remove(tmp).catch(() => undefined);
+    if (!(await hasSnapshot(s, id))) throw err;
+  }
+}
+
 /** Mounts `id`, runs `fn` with the path, always releases. */
 export async function withMounted<T>(s: Snapshotter, id: string, signal: AbortSignal | undefined, fn: (path: string) => Promise<T>): Promise<T> {
   const m: MountedSnapshot = await s.mount(id, signal);

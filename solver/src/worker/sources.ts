@@ -10,7 +10,7 @@ import type { LocalFilter } from '../local/walk.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { Leases, hasSnapshot, withLeases, withMounted } from './snapshots.js';
+import { Leases, commitNew, hasSnapshot, withLeases } from './snapshots.js';
 import { withFileLock } from './file-lock.js';
 
 /** OCI ChainID of a list of diffIDs: ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). */
@@ -265,15 +265,7 @@ const EMPTY_SNAPSHOT = 'scratch-empty';
 /** The shared empty committed snapshot (scratch). */
 export async function emptySnapshot(deps: RuntimeWorkerDeps): Promise<string> {
   const id = EMPTY_SNAPSHOT;
-  if (await hasSnapshot(deps.snapshotter, id)) return id;
-  const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-  await deps.snapshotter.prepare(tmp);
-  try {
-    await deps.snapshotter.commit(id, tmp);
-  } catch (err) {
-    await deps.snapshotter.remove(tmp).catch(() => undefined);
-    if (!(await hasSnapshot(deps.snapshotter, id))) throw err;
-  }
+  if (!(await hasSnapshot(deps.snapshotter, id))) await commitNew(deps.snapshotter, id, undefined);
   return id;
 }
 
@@ -348,15 +340,7 @@ export class LocalSources {
     if (!(await hasSnapshot(s, id))) {
       // The snapshot hard-links the mirror's files (the mirror never changes an inode in place):
       // no file is copied, and it is one plain directory, so a COPY from it can link again.
-      const tmp = `${id}.tmp-${process.pid}-${Date.now()}`;
-      await s.prepare(tmp);
-      try {
-        await withMounted(s, tmp, ctx.signal, (path) => linkTree(join(base, 'mirror'), path, synced.entries, ctx.signal));
-        await s.commit(id, tmp);
-      } catch (err) {
-        await s.remove(tmp).catch(() => undefined);
-        if (!(await hasSnapshot(s, id))) throw err;
-      }
+      await commitNew(s, id, ctx.signal, (path) => linkTree(join(base, 'mirror'), path, synced.entries, ctx.signal));
     }
     this.trees.set(id, synced.tree);
     return { snapshot: id, size: synced.stats.bytes };
