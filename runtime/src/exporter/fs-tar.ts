@@ -2,7 +2,8 @@ import { readlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { packTar, type PackEntry, type TarHeader } from '../image/tar-pack.js';
 import { withXattrsOf } from '../layer/xattrs.js';
-import { devMajor, devMinor, walkTree } from './fs-tree.js';
+import { walkTree } from './fs-tree.js';
+import { devNumbers } from '../fileop/meta.js';
 
 /** Options for {@link packDirectory}. */
 export interface PackDirectoryOptions {
@@ -70,7 +71,8 @@ async function* directoryEntries(dir: string, opts: PackDirectoryOptions, prefix
       }
     } else if (st.isFIFO()) yield { header: { ...h, type: 'fifo' }, ...x };
     else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: devMajor(st.rdev), devminor: devMinor(st.rdev) }, ...x };
+      const [devmajor, devminor] = devNumbers(st.rdev);
+      yield { header: { ...h, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor, devminor }, ...x };
     }
   }
 }

@@ -2,18 +2,7 @@ import { copyFile, link, lchown, lstat, lutimes, mkdir, readdir, readlink, symli
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import type { Stats } from 'node:fs';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-
-const execFileP = promisify(execFile);
-
-/** Linux `major(rdev)` / `minor(rdev)` (glibc's encoding). */
-export function devMajor(rdev: number): number {
-  return Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
-}
-export function devMinor(rdev: number): number {
-  return Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & 0xfff00n));
-}
+import { devNumbers, makeSpecial } from '../fileop/meta.js';
 
 /** One filesystem entry of a tree, relative path with `/` separators. */
 export interface TreeEntry {
@@ -97,8 +86,7 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
       continue;
     } else if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice()) {
       // fsutil's receiver mknods these (handleTarTypeBlockCharFifo); Node has no mknod, coreutils does.
-      const kind = st.isFIFO() ? ['p'] : [st.isCharacterDevice() ? 'c' : 'b', String(devMajor(st.rdev)), String(devMinor(st.rdev))];
-      await execFileP('mknod', ['-m', '0600', to, ...kind]);
+      await makeSpecial(to, st.isFIFO() ? 'p' : st.isCharacterDevice() ? 'c' : 'b', 0o600, ...devNumbers(st.rdev));
       if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
       await chmod(to, st.mode & 0o7777);
       await lutimes(to, time(st), time(st));
