@@ -14,6 +14,7 @@ import type { Change } from './changes.js';
 import { ParallelGzip } from './parallel-gzip.js';
 import { withXattrs } from './xattrs.js';
 import { encodeXattrs } from './xattr-pack.js';
+import { devNumbers } from '../fileop/meta.js';
 
 /** Options for {@link writeLayer}. */
 export type WriteLayerOptions = DiffOptions;
@@ -155,8 +156,8 @@ async function produce(entries: AsyncIterable<Change>, tarball: Pack, opts: Writ
       await entry({
         ...base,
         type: st.isCharacterDevice() ? 'character-device' : 'block-device',
-        devmajor: Number((BigInt(st.rdev) >> 8n) & 0xfffn),
-        devminor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00),
+        devmajor: devNumbers(st.rdev)[0],
+        devminor: devNumbers(st.rdev)[1],
       });
     }
     // Sockets are not representable in tar; skipped like BuildKit does.
