@@ -3,7 +3,7 @@ import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { SolverError } from '../errors.js';
-import { basePath, cleanPath } from '../local/clean-path.js';
+import { basePath, cleanPath, containsWildcards } from '../local/clean-path.js';
 import { NO_MATCH_INFO, PatternMatcher, type MatchInfo } from '@kiln/llb-core';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, toLocalStat, type LocalEntry } from '../local/walk.js';
 import { goPathMatch } from './go-path-match.js';
@@ -369,14 +369,6 @@ export function splitWildcards(p: string): [string, string] {
   return [join(p1), join(p2)];
 }
 
-function containsWildcards(name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const ch = name[i];
-    if (ch === '\\') i++;
-    else if (ch === '*' || ch === '?' || ch === '[') return true;
-  }
-  return false;
-}
 
 /** Record digest of one file on disk: tarsum header, then the bytes of a non-empty regular file. */
 export async function hashFile(fp: string, stat: import('../local/walk.js').LocalStat): Promise<string> {

@@ -1,7 +1,7 @@
 import { opJson, type ChownOpt, type ExecOp, type FileOp, type FileOpAction, type Op, type PbPlatform } from '@kiln/llb-core';
 import { digestFromBytes } from '../cache/cache-key.js';
 import type { ChecksumOptions } from '../contenthash/tree.js';
-import { basePath, cleanPath } from '../local/clean-path.js';
+import { basePath, cleanPath, containsWildcards } from '../local/clean-path.js';
 import type { CacheMap, CacheMapDep, WorkerRef } from '../scheduler/types.js';
 
 /** A path selection of one input (BuildKit's opsutils.Selector). */
@@ -140,15 +140,6 @@ function isDefaultIndexes(idxs: ReadonlyArray<readonly [number, number, number]>
   });
 }
 
-/** BuildKit's containsWildcards (Unix: `\` escapes the next byte). */
-function containsWildcards(name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const ch = name[i];
-    if (ch === '\\') i++;
-    else if (ch === '*' || ch === '?' || ch === '[') return true;
-  }
-  return false;
-}
 
 const hasWildcardOrFilters = (s: Selector): boolean =>
   s.wildcard === true || (s.includePatterns?.length ?? 0) > 0 || (s.excludePatterns?.length ?? 0) > 0;

@@ -18,3 +18,13 @@ export function basePath(p: string): string {
   const i = s.lastIndexOf('/');
   return i >= 0 ? s.slice(i + 1) : s;
 }
+
+/** fsutil's / BuildKit's containsWildcards (Unix: `\` escapes the next character). */
+export function containsWildcards(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const ch = name[i];
+    if (ch === '\\') i++;
+    else if (ch === '*' || ch === '?' || ch === '[') return true;
+  }
+  return false;
+}

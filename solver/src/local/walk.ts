@@ -1,7 +1,7 @@
 import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { SolverError } from '../errors.js';
-import { cleanPath } from './clean-path.js';
+import { cleanPath, containsWildcards } from './clean-path.js';
 import { goPathMatch } from '../contenthash/go-path-match.js';
 import { NO_MATCH_INFO, PatternMatcher, type MatchInfo, type Pattern } from '@kiln/llb-core';
 
@@ -252,7 +252,7 @@ function readSymlink(root: string, p: string, allowWildcard: boolean): string[] 
   const slash = p.lastIndexOf('/');
   const dir = slash < 0 ? '.' : p.slice(0, slash);
   const base = slash < 0 ? p : p.slice(slash + 1);
-  if (allowWildcard && hasWildcards(base)) {
+  if (allowWildcard && containsWildcards(base)) {
     let out: string[] | undefined;
     for (const name of readNames(join(root, dir))) {
       let ok = false;
@@ -280,15 +280,6 @@ function readSymlink(root: string, p: string, allowWildcard: boolean): string[] 
   return [goJoin('/', goJoin(dir, link))];
 }
 
-/** fsutil containsWildcards (Unix: `\` escapes the next character). */
-function hasWildcards(name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const ch = name[i];
-    if (ch === '\\') i++;
-    else if (ch === '*' || ch === '?' || ch === '[') return true;
-  }
-  return false;
-}
 
 /** Drops paths that lie under another path of the list (fsutil's dedupePaths); keeps order. */
 export function dedupePaths(paths: readonly string[]): string[] {
