@@ -1,2 +1,37 @@
-/** Placeholder until the package lands. */
-export const PACKAGE = '@kiln/ts-dsl';
+/**
+ * @kiln/ts-dsl: builds written in TypeScript. The DSL (`kiln` / `kiln/ts` inside a build
+ * file) lowers onto `@kiln/llb-core`'s State, so the LLB is op-for-op what Go's `client/llb`
+ * writes.
+ * @packageDocumentation
+ */
+export * as dsl from './dsl/index.js';
+export {
+  State,
+  Exec,
+  image,
+  scratch,
+  local,
+  git,
+  http,
+  ociLayout,
+  merge,
+  diff,
+  cache,
+  secret,
+  bind,
+  tmpfs,
+  ssh,
+  sh,
+  Sh,
+  ImageResult,
+  PlatformResults,
+  marshal,
+  type ImageSpec,
+  type Ctx,
+  type Build,
+  type BuildResult,
+  type RunOpts,
+  type Command,
+  type MarshalOpts,
+} from './dsl/index.js';
+export { TsDslError, type TsDslErrorCode, type TsDslLocation } from './errors.js';

@@ -1,0 +1,70 @@
+import { describe, expect, test } from 'vitest';
+import { definitionToJsonLines, parsePlatform } from '@kiln/llb-core';
+import { image, local, marshal, scratch, sh, shellQuote } from './index.js';
+import { imageConfigFor } from './image-result.js';
+
+const ops = async (st: Parameters<typeof marshal>[0]): Promise<Record<string, unknown>[]> =>
+  definitionToJsonLines(await marshal(st, { platform: 'linux/amd64' }))
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { Op: Record<string, unknown> }).Op);
+
+describe('sh', () => {
+  test('quotes interpolations so they stay one word', () => {
+    const name = "it's a file; rm -rf /";
+    expect(sh`cat ${name} ${'plain'} ${['a b', 'c']}`.args).toEqual(['/bin/sh', '-c', `cat 'it'\\''s a file; rm -rf /' plain 'a b' c`]);
+    expect(shellQuote('')).toBe("''");
+    expect(sh`x ${sh`$(date)`}`.script).toBe('x $(date)');
+  });
+});
+
+describe('file batching', () => {
+  test('consecutive file calls are one FileOp, a value change in between starts another', async () => {
+    const one = await ops(scratch().mkdir('/a').mkfile('/a/b', 'x').symlink('/a/b', '/c'));
+    expect(one.filter((o) => JSON.stringify(o).includes('"file"'))).toHaveLength(1);
+    const two = await ops(scratch().mkdir('/a').user('1').mkfile('/a/b', 'x'));
+    expect(two.filter((o) => JSON.stringify(o).includes('"file"'))).toHaveLength(2);
+  });
+
+  test('a State used twice is one vertex', async () => {
+    const base = image('busybox').run(['true']);
+    const list = await ops(base.copy(base, '/x', '/y'));
+    expect(list.filter((o) => JSON.stringify(o).includes('"exec"'))).toHaveLength(1);
+  });
+
+  test('local keeps include/exclude/followPaths as BuildKit attributes', async () => {
+    const [src] = await ops(local('context', { include: ['src/**'], exclude: ['*.log'], followPaths: ['a'] }));
+    const attrs = (src as { Op: { source: { attrs: Record<string, string> } } }).Op.source.attrs;
+    expect(attrs['local.includepattern']).toBe('["src/**"]');
+    expect(attrs['local.excludepatterns']).toBe('["*.log"]');
+    expect(attrs['local.followpaths']).toBe('["a"]');
+  });
+});
+
+describe('image config', () => {
+  const base = {
+    architecture: 'amd64',
+    os: 'linux',
+    rootfs: { type: 'layers', diff_ids: ['sha256:aa'] },
+    config: { Env: ['PATH=/bin', 'A=1'], Cmd: ['sh'], Entrypoint: ['/init'], WorkingDir: '/w', Labels: { a: '1' } },
+  };
+  test('unset fields inherit the base image config', () => {
+    const c = JSON.parse(imageConfigFor(base, { cmd: ['cat', '/hi'], env: { A: '2', B: '3' }, labels: { b: '2' }, exposedPorts: ['8080/tcp', '53/udp'] }, parsePlatform('linux/amd64'))) as typeof base & { config: Record<string, unknown> };
+    expect(c.config).toEqual({
+      Env: ['PATH=/bin', 'A=2', 'B=3'],
+      Cmd: ['cat', '/hi'],
+      Entrypoint: ['/init'],
+      WorkingDir: '/w',
+      Labels: { a: '1', b: '2' },
+      ExposedPorts: { '8080/tcp': {}, '53/udp': {} },
+    });
+    expect(c.rootfs.diff_ids).toEqual(['sha256:aa']);
+  });
+  test('a new entrypoint drops the inherited cmd; scratch gets the default PATH', () => {
+    const c = JSON.parse(imageConfigFor(base, { entrypoint: ['/bin/sh'] }, parsePlatform('linux/amd64'))) as { config: Record<string, unknown> };
+    expect(c.config['Cmd']).toBeUndefined();
+    const s = JSON.parse(imageConfigFor(undefined, {}, parsePlatform('linux/arm64'))) as { architecture: string; config: Record<string, unknown> };
+    expect(s.architecture).toBe('arm64');
+    expect(s.config['Env']).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+  });
+});

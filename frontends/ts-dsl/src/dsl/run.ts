@@ -1,0 +1,131 @@
+/**
+ * `run` options of the DSL, turned into llb-core's RunOptions (Go's `RunOption`s): mounts by
+ * target, secrets as files or environment variables, SSH sockets, and per-exec values.
+ */
+import type { MountSpec, NetworkMode, RunOptions, SecretSpec, SecurityModeName, SSHSpec, State as LlbState } from '@kiln/llb-core';
+import type { LowerContext } from './lower.js';
+import type { Mount, SecretMount, SshMount } from './mounts.js';
+import { Sh } from './sh.js';
+
+/** Something that lowers to an llb-core State (a DSL State). */
+interface Lowerable {
+  lower(c: LowerContext): Promise<LlbState>;
+}
+
+/** A command: argv, a `sh` script, or one string split into words without a shell (Go `Shlex`). */
+export type Command = readonly string[] | Sh | string;
+
+/** Options of `State.run`. */
+export interface RunOpts {
+  /** Mounts by target path: `cache()`, `secret()`, `bind()`, `tmpfs()`, `ssh()`, or a State (writable bind). */
+  readonly mounts?: Readonly<Record<string, Mount | Lowerable>>;
+  /** SSH agent sockets. */
+  readonly ssh?: SshMount | readonly SshMount[];
+  /** Secrets as environment variables: `{ TOKEN: secret("t") }`. */
+  readonly secretEnv?: Readonly<Record<string, SecretMount>>;
+  /** Extra environment of this command. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Working directory of this command. */
+  readonly dir?: string;
+  /** User of this command. */
+  readonly user?: string;
+  /** Hostname of this command. */
+  readonly hostname?: string;
+  /** Exit codes that count as success. */
+  readonly validExitCodes?: readonly number[];
+  /** Network mode of this command. */
+  readonly network?: NetworkMode;
+  /** Security mode of this command. */
+  readonly security?: SecurityModeName;
+  /** Always run, never take a cached result. */
+  readonly ignoreCache?: boolean;
+  /** Name shown in progress output. */
+  readonly name?: string;
+  /** Mount the root filesystem read-only. */
+  readonly readonlyRootfs?: boolean;
+}
+
+const isMount = (v: Mount | Lowerable): v is Mount => 'kind' in v;
+
+function sshSpec(s: SshMount, target?: string): SSHSpec {
+  const t = target ?? s.target;
+  return {
+    ...(s.id === undefined ? {} : { id: s.id }),
+    ...(t === undefined ? {} : { target: t }),
+    ...(s.mode === undefined ? {} : { mode: s.mode }),
+    ...(s.uid === undefined ? {} : { uid: s.uid }),
+    ...(s.gid === undefined ? {} : { gid: s.gid }),
+    ...(s.optional ? { optional: true } : {}),
+  };
+}
+
+function secretSpec(s: SecretMount, where: { target: string } | { env: string }): SecretSpec {
+  return {
+    id: s.id,
+    ...where,
+    ...(s.mode === undefined ? {} : { mode: s.mode }),
+    ...(s.uid === undefined ? {} : { uid: s.uid }),
+    ...(s.gid === undefined ? {} : { gid: s.gid }),
+    ...(s.optional ? { optional: true } : {}),
+  };
+}
+
+/** @internal Lowers the mount sources and builds llb-core's RunOptions. */
+export async function toRunOptions(cmd: Command, o: RunOpts, c: LowerContext): Promise<RunOptions> {
+  const mounts: MountSpec[] = [];
+  const secrets: SecretSpec[] = [];
+  const sshs: SSHSpec[] = [];
+  for (const [target, m] of Object.entries(o.mounts ?? {})) {
+    if (!isMount(m)) {
+      mounts.push({ target, source: await m.lower(c) });
+      continue;
+    }
+    switch (m.kind) {
+      case 'cache':
+        mounts.push({
+          target,
+          cache: { id: m.id, sharing: m.sharing },
+          ...(m.from === undefined ? {} : { source: await m.from.lower(c) }),
+          ...(m.path === undefined ? {} : { sourcePath: m.path }),
+        });
+        break;
+      case 'bind':
+        mounts.push({
+          target,
+          source: await m.from.lower(c),
+          ...(m.path === undefined ? {} : { sourcePath: m.path }),
+          ...(m.readonly ? { readonly: true } : {}),
+        });
+        break;
+      case 'tmpfs':
+        mounts.push({ target, tmpfs: m.size === undefined ? true : { size: m.size } });
+        break;
+      case 'secret':
+        secrets.push(secretSpec(m, { target }));
+        break;
+      case 'ssh':
+        sshs.push(sshSpec(m, target));
+        break;
+    }
+  }
+  for (const [name, s] of Object.entries(o.secretEnv ?? {})) secrets.push(secretSpec(s, { env: name }));
+  const extraSsh = o.ssh === undefined ? [] : Array.isArray(o.ssh) ? (o.ssh as readonly SshMount[]) : [o.ssh as SshMount];
+  for (const s of extraSsh) sshs.push(sshSpec(s));
+  const command = cmd instanceof Sh ? { args: cmd.args } : typeof cmd === 'string' ? { shlex: cmd } : { args: cmd };
+  return {
+    ...command,
+    ...(mounts.length > 0 ? { mounts } : {}),
+    ...(secrets.length > 0 ? { secrets } : {}),
+    ...(sshs.length > 0 ? { ssh: sshs } : {}),
+    ...(o.env === undefined ? {} : { env: o.env }),
+    ...(o.dir === undefined ? {} : { dir: o.dir }),
+    ...(o.user === undefined ? {} : { user: o.user }),
+    ...(o.hostname === undefined ? {} : { hostname: o.hostname }),
+    ...(o.validExitCodes === undefined ? {} : { validExitCodes: o.validExitCodes }),
+    ...(o.network === undefined ? {} : { network: o.network }),
+    ...(o.security === undefined ? {} : { security: o.security }),
+    ...(o.ignoreCache === true ? { ignoreCache: true } : {}),
+    ...(o.name === undefined ? {} : { customName: o.name }),
+    ...(o.readonlyRootfs === true ? { readonlyRootfs: true } : {}),
+  };
+}

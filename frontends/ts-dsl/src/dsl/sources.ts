@@ -1,0 +1,117 @@
+/**
+ * Source states: images, scratch, local directories, git, http and OCI layouts, each one
+ * llb-core source (Go `llb.Image`, `llb.Local`, …) with the DSL's option names.
+ */
+import {
+  git as llbGit,
+  http as llbHttp,
+  image as llbImage,
+  local as llbLocal,
+  ociLayout as llbOciLayout,
+  resolveImage,
+  scratch as llbScratch,
+  LlbError,
+} from '@kiln/llb-core';
+import type { ResolveMode } from '@kiln/llb-core';
+import { State } from './state.js';
+
+/** Options of {@link image}. */
+export interface ImageOpts {
+  /** Platform of the image (`linux/arm64`); default: the build's target platform. */
+  readonly platform?: string;
+  /** Resolve now: pin the digest and take the config's Env and WorkingDir (as Dockerfile's FROM). */
+  readonly resolve?: boolean;
+  /** Registry lookup mode (`pull` always asks the registry, `local` prefers the store). */
+  readonly resolveMode?: ResolveMode;
+  /** Name shown in progress output. */
+  readonly name?: string;
+}
+
+/** An image (`docker-image://…`, the reference normalized as Docker does: `busybox` is `docker.io/library/busybox:latest`). */
+export function image(ref: string, opts: ImageOpts = {}): State {
+  const o = {
+    ...(opts.platform === undefined ? {} : { platform: opts.platform }),
+    ...(opts.resolveMode === undefined ? {} : { resolveMode: opts.resolveMode }),
+    ...(opts.name === undefined ? {} : { customName: opts.name }),
+  };
+  return new State(
+    async (c) => {
+      if (opts.resolve !== true) return llbImage(ref, o);
+      if (c.resolver === undefined) throw new LlbError('LLB_INVALID_STATE', `image ${ref}: resolve needs a build context (marshal it through the kiln/ts frontend)`);
+      return resolveImage(ref, { ...o, metaResolver: c.resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) });
+    },
+    { ref, platform: opts.platform },
+  );
+}
+
+/** The empty filesystem (Go `llb.Scratch`). */
+export function scratch(): State {
+  return new State(async () => llbScratch(), undefined);
+}
+
+/** Options of {@link local}. */
+export interface LocalOpts {
+  /** Transfer only paths matching these patterns. */
+  readonly include?: readonly string[];
+  /** Do not transfer paths matching these patterns. */
+  readonly exclude?: readonly string[];
+  /** Paths (and the symlinks on the way) the build needs. */
+  readonly followPaths?: readonly string[];
+  /** Cache key hint shared across builds. */
+  readonly sharedKeyHint?: string;
+  /** Name shown in progress output. */
+  readonly name?: string;
+}
+
+/** A directory of the client (`local://name`; `context` is the build context). */
+export function local(name: string, opts: LocalOpts = {}): State {
+  const o = {
+    ...(opts.include === undefined ? {} : { includePatterns: opts.include }),
+    ...(opts.exclude === undefined ? {} : { excludePatterns: opts.exclude }),
+    ...(opts.followPaths === undefined ? {} : { followPaths: opts.followPaths }),
+    ...(opts.sharedKeyHint === undefined ? {} : { sharedKeyHint: opts.sharedKeyHint }),
+    ...(opts.name === undefined ? {} : { customName: opts.name }),
+  };
+  return new State(async () => llbLocal(name, o), undefined);
+}
+
+/** Options of {@link git}. */
+export interface GitOpts {
+  /** Branch, tag or commit. */
+  readonly ref?: string;
+  /** Keep the `.git` directory. */
+  readonly keepGitDir?: boolean;
+  /** Only this subdirectory of the checkout. */
+  readonly subdir?: string;
+}
+
+/** A git repository (`git://host/path#ref[:subdir]`). */
+export function git(url: string, opts: GitOpts = {}): State {
+  const ref = opts.subdir === undefined ? (opts.ref ?? '') : `${opts.ref ?? ''}:${opts.subdir}`;
+  return new State(async () => llbGit(url, ref, opts.keepGitDir === true ? { keepGitDir: true } : {}), undefined);
+}
+
+/** Options of {@link http}. */
+export interface HttpOpts {
+  /** Expected digest (`sha256:…`). */
+  readonly checksum?: string;
+  /** File name to save as. */
+  readonly filename?: string;
+  /** Permission bits. */
+  readonly chmod?: number;
+}
+
+/** A file downloaded over HTTP(S). */
+export function http(url: string, opts: HttpOpts = {}): State {
+  const o = {
+    ...(opts.checksum === undefined ? {} : { checksum: opts.checksum }),
+    ...(opts.filename === undefined ? {} : { filename: opts.filename }),
+    ...(opts.chmod === undefined ? {} : { chmod: opts.chmod }),
+  };
+  return new State(async () => llbHttp(url, o), undefined);
+}
+
+/** An image from an OCI layout store of the client (`oci-layout://ref`). */
+export function ociLayout(ref: string, opts: { platform?: string } = {}): State {
+  return new State(async () => llbOciLayout(ref, opts.platform === undefined ? {} : { platform: opts.platform }), undefined);
+}

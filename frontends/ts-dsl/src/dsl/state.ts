@@ -1,0 +1,219 @@
+/**
+ * The DSL {@link State}: an immutable, lazy handle on a point of the build graph with BuildKit's
+ * vocabulary (`addEnv`, `dir`, `run`, `copy`, …). Each method returns a new State. Consecutive
+ * file calls (`copy`, `mkdir`, `mkfile`, `rm`, `symlink`) batch into one FileOp, as Go's chained
+ * `llb.Mkdir(…).Copy(…)` does. Nothing is built until the State is lowered onto an
+ * `@kiln/llb-core` State (see lower.ts), which owns the ops and their marshalling.
+ */
+import { ExecState, copy as llbCopy, mkdir as llbMkdir, mkfile as llbMkfile, rm as llbRm, symlink as llbSymlink } from '@kiln/llb-core';
+import type { ChownSpec, FileAction, NetworkMode, SecurityModeName, State as LlbState } from '@kiln/llb-core';
+import type { LowerContext } from './lower.js';
+import { ImageResult, type ImageSpec } from './image-result.js';
+import { toRunOptions, type Command, type RunOpts } from './run.js';
+
+/** The image a State was built on, so `.image()` can inherit its config. */
+export interface BaseImage {
+  readonly ref: string;
+  readonly platform: string | undefined;
+}
+
+type FileStep = (prev: FileAction | undefined, c: LowerContext) => Promise<FileAction>;
+
+/** @internal Consecutive file calls waiting to become one FileOp on `parent`. */
+interface FileBatch {
+  readonly parent: State;
+  readonly steps: readonly FileStep[];
+}
+
+/** Options of {@link State.copy}; paths follow Docker's COPY (directory contents, destination created). */
+export interface CopyOpts {
+  /** Copy only paths matching these patterns. */
+  readonly include?: readonly string[];
+  /** Skip paths matching these patterns. */
+  readonly exclude?: readonly string[];
+  /** Owner of the copied files (`user[:group]`, names or ids). */
+  readonly chown?: ChownSpec;
+  /** Permission bits of the copied files. */
+  readonly chmod?: number;
+  /** Create missing parents of the destination (default true). */
+  readonly createDestPath?: boolean;
+  /** Copy a directory's contents, not the directory itself (default true, as COPY). */
+  readonly contentsOnly?: boolean;
+  /** Resolve a symlink given as source (default false). */
+  readonly followSymlinks?: boolean;
+  /** Treat the source as a wildcard pattern (default false). */
+  readonly allowWildcard?: boolean;
+}
+
+/** Options of {@link State.mkdir}. */
+export interface MkdirOpts {
+  /** Permission bits (default 0o755). */
+  readonly mode?: number;
+  /** Create missing parents. */
+  readonly parents?: boolean;
+  /** Owner. */
+  readonly chown?: ChownSpec;
+}
+
+/** Options of {@link State.mkfile}. */
+export interface MkfileOpts {
+  /** Permission bits (default 0o644). */
+  readonly mode?: number;
+  /** Owner. */
+  readonly chown?: ChownSpec;
+}
+
+/** Options of {@link State.rm}. */
+export interface RmOpts {
+  /** Succeed when the path does not exist. */
+  readonly allowNotFound?: boolean;
+  /** Treat the path as a wildcard pattern. */
+  readonly allowWildcard?: boolean;
+}
+
+/** A point in the build graph; see the module comment. */
+export class State {
+  /** @internal */
+  constructor(
+    /** @internal Builds the llb-core State (call {@link State.lower}, which memoizes). */
+    readonly lowerFn: (c: LowerContext) => Promise<LlbState>,
+    /** The base image whose config `.image()` inherits (undefined for scratch-based states). */
+    readonly baseImage: BaseImage | undefined,
+    /** @internal The pending file batch this state ends with. */
+    readonly batch: FileBatch | undefined = undefined,
+  ) {}
+
+  /** @internal The llb-core State, built once per lowering context. */
+  lower(c: LowerContext): Promise<LlbState> {
+    return c.once(this, () => this.lowerFn(c));
+  }
+
+  private derive(f: (s: LlbState) => LlbState): State {
+    return new State(async (c) => f(await this.lower(c)), this.baseImage);
+  }
+
+  /** Adds or replaces an environment variable of later `run`s (Go `AddEnv`). */
+  addEnv(key: string, value: string): State {
+    return this.derive((s) => s.addEnv(key, value));
+  }
+
+  /** Sets the working directory; a relative path joins the current one (Go `Dir`). */
+  dir(path: string): State {
+    return this.derive((s) => s.dir(path));
+  }
+
+  /** Sets the user later `run`s run as. */
+  user(user: string): State {
+    return this.derive((s) => s.user(user));
+  }
+
+  /** Sets the platform of the ops built on this state (`linux/arm64`). */
+  platform(platform: string): State {
+    return this.derive((s) => s.platform(platform));
+  }
+
+  /** Sets the network mode of later `run`s. */
+  network(mode: NetworkMode): State {
+    return this.derive((s) => s.network(mode));
+  }
+
+  /** Sets the security mode of later `run`s (`insecure` needs `--allow security.insecure`). */
+  security(mode: SecurityModeName): State {
+    return this.derive((s) => s.security(mode));
+  }
+
+  /** Sets the hostname of later `run`s. */
+  hostname(name: string): State {
+    return this.derive((s) => s.hostname(name));
+  }
+
+  /** Adds an /etc/hosts entry to later `run`s (Go `AddExtraHost`). */
+  addHost(host: string, ip: string): State {
+    return this.derive((s) => s.addExtraHost(host, ip));
+  }
+
+  private file(step: FileStep): State {
+    const parent = this.batch?.parent ?? this;
+    const steps = [...(this.batch?.steps ?? []), step];
+    return new State(
+      async (c) => {
+        const base = await parent.lower(c);
+        let action: FileAction | undefined;
+        for (const s of steps) action = await s(action, c);
+        return base.file(action as FileAction);
+      },
+      parent.baseImage,
+      { parent, steps },
+    );
+  }
+
+  /** Copies `src` of `from` to `dest` (relative paths: `from`'s and this state's working directories). */
+  copy(from: State, src: string, dest: string, opts: CopyOpts = {}): State {
+    const o = {
+      copyDirContentsOnly: opts.contentsOnly ?? true,
+      createDestPath: opts.createDestPath ?? true,
+      ...(opts.followSymlinks === true ? { followSymlinks: true } : {}),
+      ...(opts.allowWildcard === true ? { allowWildcard: true } : {}),
+      ...(opts.include === undefined ? {} : { includePatterns: opts.include }),
+      ...(opts.exclude === undefined ? {} : { excludePatterns: opts.exclude }),
+      ...(opts.chown === undefined ? {} : { chown: opts.chown }),
+      ...(opts.chmod === undefined ? {} : { mode: opts.chmod }),
+    };
+    return this.file(async (prev, c) => {
+      const f = await from.lower(c);
+      return prev === undefined ? llbCopy(f, src, dest, o) : prev.copy(f, src, dest, o);
+    });
+  }
+
+  /** Creates a directory. */
+  mkdir(path: string, opts: MkdirOpts = {}): State {
+    const mode = opts.mode ?? 0o755;
+    const o = { ...(opts.parents === true ? { parents: true } : {}), ...(opts.chown === undefined ? {} : { chown: opts.chown }) };
+    return this.file(async (prev) => (prev === undefined ? llbMkdir(path, mode, o) : prev.mkdir(path, mode, o)));
+  }
+
+  /** Creates a file holding `data`. */
+  mkfile(path: string, data: string | Uint8Array, opts: MkfileOpts = {}): State {
+    const mode = opts.mode ?? 0o644;
+    const o = opts.chown === undefined ? {} : { chown: opts.chown };
+    return this.file(async (prev) => (prev === undefined ? llbMkfile(path, mode, data, o) : prev.mkfile(path, mode, data, o)));
+  }
+
+  /** Removes a path. */
+  rm(path: string, opts: RmOpts = {}): State {
+    const o = { ...(opts.allowNotFound === true ? { allowNotFound: true } : {}), ...(opts.allowWildcard === true ? { allowWildcard: true } : {}) };
+    return this.file(async (prev) => (prev === undefined ? llbRm(path, o) : prev.rm(path, o)));
+  }
+
+  /** Creates a symlink at `path` pointing at `target`. */
+  symlink(target: string, path: string, opts: { chown?: ChownSpec } = {}): State {
+    const o = opts.chown === undefined ? {} : { chown: opts.chown };
+    return this.file(async (prev) => (prev === undefined ? llbSymlink(target, path, o) : prev.symlink(target, path, o)));
+  }
+
+  /**
+   * Runs a command (`string[]` argv, or a shell script from the `sh` tag) on this state. The
+   * returned {@link Exec} is the root filesystem afterwards; `.output(path)` gives a writable
+   * mount's result.
+   */
+  run(cmd: Command, opts: RunOpts = {}): Exec {
+    return new Exec(async (c) => (await this.lower(c)).run(await toRunOptions(cmd, opts, c)), this.baseImage);
+  }
+
+  /** This state as an image: `spec` fields override the base image's config, unset ones inherit it. */
+  image(spec: ImageSpec = {}): ImageResult {
+    return new ImageResult(this, spec);
+  }
+}
+
+/** The result of {@link State.run}: the root filesystem after the command. */
+export class Exec extends State {
+  /** The content of the mount at `target` after the command (Go `GetMount`); writable mounts only. */
+  output(target: string): State {
+    return new State(async (c) => {
+      const e = await this.lower(c);
+      // lowerFn of an Exec always yields llb-core's ExecState (State.run)
+      return e instanceof ExecState ? e.getMount(target) : e;
+    }, undefined);
+  }
+}
