@@ -42,9 +42,9 @@ class CountingWorker implements Worker {
   }
   async exec(op: { meta?: { args?: readonly string[] } }, _inputs: readonly WorkerRef[], ctx: { log(s: 1 | 2, d: string): void }): Promise<WorkerRef[]> {
     const cmd = (op.meta?.args ?? []).join(' ');
-    ctx.log(1, `ran ${cmd}\n`);
+    ctx.log(1, Buffer.from(`ran ${cmd}\n`));
     if (this.failExec !== undefined && cmd.includes(this.failExec)) {
-      ctx.log(2, 'boom\n');
+      ctx.log(2, Buffer.from('boom\n'));
       this.calls.exec = (this.calls.exec ?? 0) + 1;
       throw new ExecFailedError(cmd, 2);
     }

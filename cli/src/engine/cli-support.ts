@@ -32,7 +32,7 @@ export function startProgress(mode: string, io: CliIo): ProgressDisplay {
     throw new EngineError('KLN0707', `invalid --progress "${mode}"`, { hint: 'use auto, plain, tty, rawjson or quiet' });
   }
   const sink = new ProgressStream();
-  const stderr = io.stderr as { write(s: string): unknown; isTTY?: boolean; columns?: number; rows?: number };
+  const stderr = io.stderr as { write(s: string | Uint8Array): unknown; isTTY?: boolean; columns?: number; rows?: number };
   if (mode === 'quiet') {
     const drain = (async () => {
       for await (const _ of sink) {

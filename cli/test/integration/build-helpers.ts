@@ -90,6 +90,8 @@ export interface KilnRun {
   readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** stderr as written (progress passes log bytes through unchanged). */
+  readonly stderrBytes: Buffer;
 }
 
 /** Runs the real CLI as a separate process with the sandbox's PATH (logging runc). */
@@ -101,13 +103,15 @@ export function runKiln(sb: KilnSandbox, args: readonly string[], opts: { env?: 
     });
     let stdout = '';
     let stderr = '';
+    const stderrChunks: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => {
+      stderrChunks.push(d);
       stderr += d.toString();
       opts.onStderr?.(stderr, child);
     });
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, stderrBytes: Buffer.concat(stderrChunks) }));
   });
 }
 

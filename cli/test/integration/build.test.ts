@@ -153,6 +153,21 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  test('RUN output that is not UTF-8 reaches --progress=plain and rawjson byte for byte', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `bytes-${t}`);
+    await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN printf 'caf\\351 ${t}\\n\\377\\376\\n'`, ''].join('\n') });
+    const plain = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache']);
+    expect(plain.code).toBe(0);
+    expect(plain.stderrBytes.includes(Buffer.concat([Buffer.from(' caf'), Buffer.from([0xe9]), Buffer.from(` ${t}\n`)]))).toBe(true);
+    expect(plain.stderrBytes.includes(Buffer.from([0x20, 0xff, 0xfe, 0x0a]))).toBe(true);
+    const raw = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--no-cache']);
+    expect(raw.code).toBe(0);
+    const data = raw.stdout.concat(raw.stderr).split('\n').filter((l) => l.startsWith('{"logs"'));
+    const bytes = Buffer.concat(data.map((l) => Buffer.from((JSON.parse(l) as { logs: [{ data: string }] }).logs[0].data, 'base64')));
+    expect(bytes).toEqual(Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9]), Buffer.from(` ${t}\n`), Buffer.from([0xff, 0xfe, 0x0a])]));
+  });
+
   test('a Dockerfile error points at FILE:LINE:COL and exits 1', async () => {
     const ctx = join(sb.dir, `syntax-${token()}`);
     await writeTree(ctx, { 'build.Dockerfile': 'FROM busybox\nRUNN echo hi\n' });

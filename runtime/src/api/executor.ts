@@ -53,10 +53,13 @@ export type ExecMount =
       readonly gid?: number;
     };
 
-/** One line of process output; `line` has no trailing newline. */
+/** One line of process output. */
 export interface OutputLine {
   readonly stream: 'stdout' | 'stderr';
+  /** The line read as UTF-8, without its newline (invalid bytes become U+FFFD). */
   readonly line: string;
+  /** The bytes as the process wrote them, with the newline when the line had one. */
+  readonly data: Uint8Array;
   /** Milliseconds since the epoch when the line was read. */
   readonly time: number;
 }

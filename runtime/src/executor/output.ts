@@ -1,30 +1,45 @@
 import type { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { OutputLine } from '../api/executor.js';
 
 /** A line longer than this is emitted in pieces, so output without newlines cannot exhaust memory. */
 const MAX_LINE = 1 << 20;
 
-/** Calls `emit` for each line of `stream` as soon as its newline arrives; resolves at end of stream. */
+const NEWLINE = 0x0a;
+
+/**
+ * Calls `emit` for each line of `stream` as soon as its newline arrives; resolves at end of
+ * stream. Lines are cut on bytes, so `data` is exactly what the process wrote (any encoding; a
+ * newline never occurs inside a UTF-8 sequence), and `line` is its UTF-8 reading.
+ */
 export function splitLines(stream: Readable, name: OutputLine['stream'], emit: (l: OutputLine) => void): Promise<void> {
-  const decoder = new StringDecoder('utf8');
-  let partial = '';
+  let partial: Buffer | undefined;
+  const send = (data: Buffer, time: number): void => {
+    const end = data.length > 0 && data[data.length - 1] === NEWLINE ? data.length - 1 : data.length;
+    emit({ stream: name, line: data.toString('utf8', 0, end), data, time });
+  };
   return new Promise((resolve) => {
     stream.on('data', (chunk: Buffer) => {
-      const text = partial + decoder.write(chunk);
-      const parts = text.split('\n');
-      partial = parts.pop() ?? '';
       const time = Date.now();
-      for (const line of parts) emit({ stream: name, line, time });
-      while (partial.length >= MAX_LINE) {
-        emit({ stream: name, line: partial.slice(0, MAX_LINE), time });
-        partial = partial.slice(MAX_LINE);
+      let start = 0;
+      for (let nl = chunk.indexOf(NEWLINE); nl >= 0; nl = chunk.indexOf(NEWLINE, start)) {
+        const piece = chunk.subarray(start, nl + 1);
+        send(partial === undefined ? piece : Buffer.concat([partial, piece]), time);
+        partial = undefined;
+        start = nl + 1;
+      }
+      if (start < chunk.length) {
+        // Copied: the chunk's memory may be reused once this handler returns.
+        const rest = Buffer.from(chunk.subarray(start));
+        partial = partial === undefined ? rest : Buffer.concat([partial, rest]);
+        while (partial !== undefined && partial.length >= MAX_LINE) {
+          send(partial.subarray(0, MAX_LINE), time);
+          partial = partial.length > MAX_LINE ? partial.subarray(MAX_LINE) : undefined;
+        }
       }
     });
     const end = (): void => {
-      const rest = partial + decoder.end();
-      partial = '';
-      if (rest !== '') emit({ stream: name, line: rest, time: Date.now() });
+      if (partial !== undefined) send(partial, Date.now());
+      partial = undefined;
       resolve();
     };
     stream.once('end', end);

@@ -86,6 +86,20 @@ describe('runc executor', () => {
     expect(left).toEqual([]);
   });
 
+  test('output lines carry the bytes as written: Latin-1, a last line without newline, long lines in pieces', async () => {
+    const r = await run(['sh', '-c', "printf 'caf\\351\\n\\342\\230\\203\\n'; head -c 1048580 /dev/zero | tr '\\0' x; printf '\\ntail'"]);
+    expect(r.result.exitCode).toBe(0);
+    const out = r.lines.filter((l) => l.stream === 'stdout');
+    expect(Buffer.from(out[0]?.data ?? [])).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
+    expect(out[0]?.line).toBe('caf\ufffd');
+    expect(out[1]?.line).toBe('\u2603');
+    // A line longer than 1 MiB arrives in pieces; together they are the whole line.
+    const long = out.slice(2, -1);
+    expect(long.length).toBe(2);
+    expect(Buffer.concat(long.map((l) => l.data)).toString()).toBe(`${'x'.repeat(1048580)}\n`);
+    expect(Buffer.from(out.at(-1)?.data ?? []).toString()).toBe('tail');
+  });
+
   test('runc runs from a sealed in-memory copy of itself (it then skips copying itself on every start)', async () => {
     // The copy is made after the executor's first start, without delaying it.
     expect((await run(['true'])).result.exitCode).toBe(0);

@@ -45,12 +45,15 @@ export interface VertexErrorEvent {
   readonly time: number;
 }
 
-/** Output of a running vertex; `stream` 1 is stdout, 2 is stderr (BuildKit's VertexLog.Stream). */
+/**
+ * Output of a running vertex; `stream` 1 is stdout, 2 is stderr, `data` the bytes as written
+ * (BuildKit's VertexLog).
+ */
 export interface VertexLogEvent {
   readonly kind: 'log';
   readonly vertex: string;
   readonly stream: 1 | 2;
-  readonly data: string;
+  readonly data: Uint8Array;
   readonly time: number;
 }
 

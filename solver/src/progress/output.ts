@@ -1,6 +1,7 @@
 /** Where a renderer writes: a stream-like text sink, optionally a terminal with a width. */
 export interface ProgressOutput {
-  write(text: string): void;
+  /** Text, or bytes of a log line passed through as the process wrote them. */
+  write(chunk: string | Uint8Array): void;
   /** Terminal width in columns, when known (a TTY). */
   readonly columns?: number | undefined;
   /** Terminal height in rows, when known (a TTY). */

@@ -21,7 +21,7 @@ describe('PlainRenderer', () => {
   test('sequential vertices: header, logs with offsets, DONE, blank separators, CACHED', () => {
     const out = run([
       { kind: 'vertex.started', vertex: A, name: '[stage 1/2] RUN echo hi', time: T },
-      { kind: 'log', vertex: A, stream: 1, data: 'hi\nthere\n', time: T + 123 },
+      { kind: 'log', vertex: A, stream: 1, data: Buffer.from('hi\nthere\n'), time: T + 123 },
       { kind: 'vertex.done', vertex: A, time: T + 300 },
       { kind: 'vertex.cached', vertex: B, name: '[stage 2/2] COPY a b', time: T + 310 },
     ]);
@@ -34,7 +34,7 @@ describe('PlainRenderer', () => {
     const out = run([
       { kind: 'vertex.started', vertex: A, name: 'a', time: T },
       { kind: 'vertex.started', vertex: B, name: 'b', time: T + 10 },
-      { kind: 'log', vertex: A, stream: 2, data: 'x\n', time: T + 1000 },
+      { kind: 'log', vertex: A, stream: 2, data: Buffer.from('x\n'), time: T + 1000 },
       { kind: 'vertex.done', vertex: A, time: T + 1050 },
       { kind: 'vertex.done', vertex: B, time: T + 1100 },
     ]);
@@ -44,12 +44,26 @@ describe('PlainRenderer', () => {
   test('partial log lines are joined and flushed at DONE; errors print ERROR', () => {
     const out = run([
       { kind: 'vertex.started', vertex: A, name: 'RUN false', time: T },
-      { kind: 'log', vertex: A, stream: 1, data: 'par', time: T + 5 },
-      { kind: 'log', vertex: A, stream: 1, data: 'tial\nend', time: T + 7 },
+      { kind: 'log', vertex: A, stream: 1, data: Buffer.from('par'), time: T + 5 },
+      { kind: 'log', vertex: A, stream: 1, data: Buffer.from('tial\nend'), time: T + 7 },
       { kind: 'vertex.error', vertex: A, error: 'process "/bin/sh -c false" did not complete successfully: exit code: 1', time: T + 20 },
     ]);
     expect(out).toBe(
       '#1 RUN false\n#1 0.007 partial\n#1 0.020 end\n#1 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1\n',
+    );
+  });
+
+  test('log bytes pass through unchanged: Latin-1, a UTF-8 character split across writes, CRLF', () => {
+    const chunks: Buffer[] = [];
+    const r = new PlainRenderer({ write: (t) => void chunks.push(Buffer.from(t)) });
+    r.handle({ kind: 'vertex.started', vertex: A, name: 'RUN x', time: T });
+    r.handle({ kind: 'log', vertex: A, stream: 1, data: Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]), time: T + 1 });
+    const snowman = Buffer.from('\u2603\r\n');
+    r.handle({ kind: 'log', vertex: A, stream: 1, data: snowman.subarray(0, 2), time: T + 2 });
+    r.handle({ kind: 'log', vertex: A, stream: 1, data: snowman.subarray(2), time: T + 3 });
+    r.handle({ kind: 'vertex.done', vertex: A, time: T + 4 });
+    expect(Buffer.concat(chunks)).toEqual(
+      Buffer.concat([Buffer.from('#1 RUN x\n#1 0.001 caf'), Buffer.from([0xe9]), Buffer.from('\n#1 0.003 \u2603\n#1 DONE 0.0s\n')]),
     );
   });
 
@@ -88,7 +102,7 @@ describe('RawJsonRenderer', () => {
     let s = '';
     const r = new RawJsonRenderer({ write: (t) => (s += t) });
     r.handle({ kind: 'vertex.started', vertex: A, name: 'a', time: T });
-    r.handle({ kind: 'log', vertex: A, stream: 1, data: 'hi\n', time: T + 1 });
+    r.handle({ kind: 'log', vertex: A, stream: 1, data: Buffer.from('hi\n'), time: T + 1 });
     r.handle({ kind: 'vertex.done', vertex: A, time: T + 2 });
     const lines = s.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toEqual([
@@ -96,6 +110,15 @@ describe('RawJsonRenderer', () => {
       { logs: [{ vertex: A, stream: 1, data: Buffer.from('hi\n').toString('base64'), timestamp: new Date(T + 1).toISOString() }] },
       { vertexes: [{ digest: A, name: 'a', started: new Date(T).toISOString(), completed: new Date(T + 2).toISOString() }] },
     ]);
+  });
+
+  test('log data is the bytes as written, not a UTF-8 reading of them', () => {
+    let s = '';
+    const r = new RawJsonRenderer({ write: (t) => (s += t) });
+    const bytes = Buffer.from([0xff, 0xfe, 0x00, 0x41, 0x0a]);
+    r.handle({ kind: 'log', vertex: A, stream: 2, data: bytes, time: T });
+    const line = JSON.parse(s) as { logs: [{ data: string }] };
+    expect(Buffer.from(line.logs[0].data, 'base64')).toEqual(bytes);
   });
 });
 
@@ -106,7 +129,7 @@ describe('TtyRenderer', () => {
     const r = new TtyRenderer({ write: (t) => (s += t), columns: 40, isTTY: true }, { now: () => now, throttleMs: 0 });
     r.handle({ kind: 'vertex.started', vertex: A, name: '[stage 1/2] RUN a-very-long-command-that-does-not-fit', time: T });
     now += 500;
-    r.handle({ kind: 'log', vertex: A, stream: 1, data: 'line1\n', time: now });
+    r.handle({ kind: 'log', vertex: A, stream: 1, data: Buffer.from('line1\n'), time: now });
     const running = r.view(false);
     expect(running[1]).toHaveLength(40);
     expect(running[1]?.endsWith('0.5s')).toBe(true);

@@ -1,12 +1,16 @@
 import type { ProgressEvent } from './events.js';
+import { LineBuffer, withoutCarriageReturn } from './lines.js';
 import { formatBytes, formatSeconds, type ProgressOutput, type ProgressRenderer } from './output.js';
+
+const NEWLINE = Buffer.from('\n');
 
 interface PlainVertex {
   readonly index: number;
   readonly name: string;
   started: number | undefined;
   headerPrinted: boolean;
-  partial: string;
+  /** Log output up to its unfinished last line. */
+  readonly log: LineBuffer;
   finished: boolean;
 }
 
@@ -29,7 +33,7 @@ export class PlainRenderer implements ProgressRenderer {
   #vertex(digest: string, name: string | undefined): PlainVertex {
     let v = this.#vertices.get(digest);
     if (v === undefined) {
-      v = { index: this.#vertices.size + 1, name: name ?? digest, started: undefined, headerPrinted: false, partial: '', finished: false };
+      v = { index: this.#vertices.size + 1, name: name ?? digest, started: undefined, headerPrinted: false, log: new LineBuffer(), finished: false };
       this.#vertices.set(digest, v);
     }
     return v;
@@ -39,10 +43,8 @@ export class PlainRenderer implements ProgressRenderer {
   #focus(digest: string, v: PlainVertex): void {
     if (this.#current !== digest) {
       const prev = this.#current === undefined ? undefined : this.#vertices.get(this.#current);
-      if (prev !== undefined && prev.partial !== '') {
-        this.#line(prev, prev.partial, prev.started);
-        prev.partial = '';
-      }
+      const rest = prev?.log.take();
+      if (prev !== undefined && rest !== undefined) this.#line(prev, rest, prev.started);
       if (this.#any) this.#out.write('\n');
       this.#current = digest;
       if (v.headerPrinted) this.#out.write(`#${v.index} ...\n`);
@@ -54,9 +56,10 @@ export class PlainRenderer implements ProgressRenderer {
     this.#any = true;
   }
 
-  #line(v: PlainVertex, text: string, since: number | undefined, at?: number): void {
+  /** A log line, its bytes as the process wrote them (BuildKit prints them unchanged). */
+  #line(v: PlainVertex, text: Buffer, since: number | undefined, at?: number): void {
     const t = since === undefined || at === undefined ? 0 : (at - since) / 1000;
-    this.#out.write(`#${v.index} ${t.toFixed(3)} ${text}\n`);
+    this.#out.write(Buffer.concat([Buffer.from(`#${v.index} ${t.toFixed(3)} `), text, NEWLINE]));
   }
 
   handle(ev: ProgressEvent): void {
@@ -97,10 +100,7 @@ export class PlainRenderer implements ProgressRenderer {
       case 'log': {
         const v = this.#vertex(ev.vertex, undefined);
         this.#focus(ev.vertex, v);
-        const text = v.partial + ev.data;
-        const lines = text.split('\n');
-        v.partial = lines.pop() ?? '';
-        for (const l of lines) this.#line(v, l.replace(/\r$/, ''), v.started, ev.time);
+        for (const l of v.log.push(ev.data)) this.#line(v, withoutCarriageReturn(l), v.started, ev.time);
         return;
       }
       case 'status': {
@@ -123,18 +123,14 @@ export class PlainRenderer implements ProgressRenderer {
   }
 
   #flushPartial(v: PlainVertex, at: number): void {
-    if (v.partial !== '') {
-      this.#line(v, v.partial, v.started, at);
-      v.partial = '';
-    }
+    const rest = v.log.take();
+    if (rest !== undefined) this.#line(v, rest, v.started, at);
   }
 
   finish(): void {
     for (const v of this.#vertices.values()) {
-      if (v.partial !== '') {
-        this.#out.write(`#${v.index} ${v.partial}\n`);
-        v.partial = '';
-      }
+      const rest = v.log.take();
+      if (rest !== undefined) this.#out.write(Buffer.concat([Buffer.from(`#${v.index} `), rest, NEWLINE]));
     }
   }
 }

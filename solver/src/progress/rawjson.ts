@@ -49,7 +49,7 @@ export class RawJsonRenderer implements ProgressRenderer {
         return;
       }
       case 'log':
-        this.#emit({ logs: [{ vertex: ev.vertex, stream: ev.stream, data: Buffer.from(ev.data, 'utf8').toString('base64'), timestamp: iso }] });
+        this.#emit({ logs: [{ vertex: ev.vertex, stream: ev.stream, data: Buffer.from(ev.data.buffer, ev.data.byteOffset, ev.data.byteLength).toString('base64'), timestamp: iso }] });
         return;
       case 'status':
         this.#emit({

@@ -1,4 +1,5 @@
 import type { ProgressEvent } from './events.js';
+import { LineBuffer, withoutCarriageReturn } from './lines.js';
 import { formatBytes, formatSeconds, type ProgressOutput, type ProgressRenderer } from './output.js';
 
 interface TtyVertex {
@@ -9,7 +10,8 @@ interface TtyVertex {
   cached: boolean;
   error: string | undefined;
   logs: string[];
-  partial: string;
+  /** Log output up to its unfinished last line. */
+  readonly log: LineBuffer;
   statuses: Map<string, { label: string; current: number; total: number | undefined; done: boolean }>;
 }
 
@@ -54,7 +56,7 @@ export class TtyRenderer implements ProgressRenderer {
   #vertex(digest: string, name: string | undefined, time: number): TtyVertex {
     let v = this.#vertices.get(digest);
     if (v === undefined) {
-      v = { digest, name: name ?? digest, started: time, completed: undefined, cached: false, error: undefined, logs: [], partial: '', statuses: new Map() };
+      v = { digest, name: name ?? digest, started: time, completed: undefined, cached: false, error: undefined, logs: [], log: new LineBuffer(), statuses: new Map() };
       this.#vertices.set(digest, v);
     }
     return v;
@@ -82,9 +84,8 @@ export class TtyRenderer implements ProgressRenderer {
       }
       case 'log': {
         const v = this.#vertex(ev.vertex, undefined, ev.time);
-        const lines = (v.partial + ev.data).split('\n');
-        v.partial = lines.pop() ?? '';
-        v.logs.push(...lines.map((l) => l.replace(/\r$/, '')));
+        // Shown on a terminal: read as UTF-8 (invalid bytes as U+FFFD, as a terminal would show them).
+        for (const l of v.log.push(ev.data)) v.logs.push(withoutCarriageReturn(l).toString('utf8'));
         if (v.logs.length > 200) v.logs.splice(0, v.logs.length - 200);
         break;
       }

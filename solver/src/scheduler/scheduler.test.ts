@@ -64,7 +64,7 @@ class FakeWorker {
         const start = performance.now();
         note('start');
         try {
-          ctx.log(1, `running ${v.name}\n`);
+          ctx.log(1, Buffer.from(`running ${v.name}\n`));
           if (op.delay !== undefined) {
             await new Promise<void>((resolve, reject) => {
               const t = setTimeout(resolve, op.delay);
@@ -75,7 +75,7 @@ class FakeWorker {
             });
           }
           if (op.fail !== undefined) {
-            ctx.log(2, op.fail.output);
+            ctx.log(2, Buffer.from(op.fail.output));
             throw Object.assign(new Error('exit status'), { exitCode: op.fail.exitCode, command: '/bin/sh -c false' });
           }
           return [{ snapshot: `${v.name}#${n}<${inputs.map((i) => i.snapshot).join(',')}>`, size: 1 }];

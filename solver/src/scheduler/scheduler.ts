@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { CacheKey, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
-import type { CacheManager, CacheMatch } from '../cache/cache-manager.js';
+import type { CacheManager, CacheMatch, ImportedMatch } from '../cache/cache-manager.js';
+import type { ImportedCache } from '../cache/remote-import.js';
 import { SolverError, throwIfCancelled } from '../errors.js';
 import type { ProgressEvent, ProgressSink } from '../progress/events.js';
+import { LineBuffer } from '../progress/lines.js';
 import { Semaphore } from './semaphore.js';
-import type { BuildOptions, BuildResult, CacheMap, Op, OpContext, OpResourceClass, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
+import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError, execDetails } from './vertex-error.js';
 
 /**
@@ -55,7 +57,7 @@ interface EdgeKey {
    * its old result, made from the stage's old files.
    */
   readonly match: CacheKey | undefined;
-  readonly hit: CacheMatch | undefined;
+  readonly hit: CacheMatch | ImportedMatch | undefined;
 }
 
 interface Job {
@@ -65,6 +67,8 @@ interface Job {
   readonly progress: ProgressSink | undefined;
   readonly states: Set<VertexState>;
   readonly leases: Array<() => void>;
+  readonly imports: readonly ImportedCache[];
+  readonly loadImported: LoadImportedResult | undefined;
 }
 
 /** The shared state of one vertex while some build needs it (BuildKit's sharedOp). */
@@ -80,11 +84,14 @@ class VertexState {
   cacheMap: Promise<CacheMap> | undefined;
   readonly keys = new Map<number, Promise<EdgeKey>>();
   readonly slowDigests = new Map<number, Promise<string>>();
+  /** Imported results being fetched, by output. */
+  readonly imported = new Map<number, Promise<WorkerRef>>();
   exec: Promise<readonly WorkerRef[]> | undefined;
   cachedEmitted = false;
   failed = false;
   error: unknown;
-  partial = '';
+  /** The log's unfinished last line, for {@link logTail}. */
+  readonly lines = new LineBuffer();
 
   constructor(id: string, vertex: SolverVertex, ignoreCache: boolean) {
     this.id = id;
@@ -110,6 +117,8 @@ export class Scheduler {
   readonly #now: () => number;
   readonly #tailLines: number;
   readonly #actives = new Map<string, VertexState>();
+  /** The result known for each cache key computed (for cache export, {@link BuildResult.cacheResult}). */
+  readonly #keyResults = new WeakMap<CacheKey, KeyResult>();
 
   constructor(opts: SchedulerOptions) {
     this.#resolveOp = opts.resolveOp;
@@ -139,6 +148,8 @@ export class Scheduler {
       progress: opts.progress,
       states: new Set(),
       leases: [],
+      imports: opts.cacheImports ?? [],
+      loadImported: opts.loadImported,
     };
     const onAbort = (): void => {
       for (const st of job.states) this.#leave(st, job);
@@ -155,9 +166,11 @@ export class Scheduler {
       });
       cancelled.catch(() => undefined);
       const { ref, cached } = await Promise.race([this.#result(root, target.index, job, opts), cancelled]);
+      const { key } = await this.#edgeKey(root, target.index, job, opts);
+      const keyResults = this.#keyResults;
       // The result keeps its own snapshot; the steps' leases end with the build (the snapshots
       // the result is made of are its parents, which a prune cannot remove while it exists).
-      return { ref, cached, release: this.#cache.store.lease(ref.snapshot) };
+      return { ref, cached, release: this.#cache.store.lease(ref.snapshot), cacheKey: key, cacheResult: (k) => keyResults.get(k) };
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       for (const st of [...job.states]) this.#leave(st, job);
@@ -214,9 +227,7 @@ export class Scheduler {
       signal: st.controller.signal,
       vertex: st.vertex,
       log: (stream, data) => {
-        const lines = (st.partial + data).split('\n');
-        st.partial = lines.pop() ?? '';
-        st.logTail.push(...lines);
+        for (const line of st.lines.push(data)) st.logTail.push(line.toString('utf8'));
         if (st.logTail.length > this.#tailLines) st.logTail.splice(0, st.logTail.length - this.#tailLines);
         this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data, time: this.#now() });
       },
@@ -300,9 +311,9 @@ export class Scheduler {
     // vertex's last probe offers the dependents that form only when something is stored under it.
     const probe = (key: CacheKey, md: CacheKeyWithSelector[][], last: boolean): EdgeKey => {
       const match = md.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, md) : undefined;
-      const hit = usesCache && match !== undefined ? this.#cache.load(match) : undefined;
+      const hit = usesCache && match !== undefined ? (this.#cache.load(match) ?? this.#cache.loadImported(match, job.imports)) : undefined;
       if (hit !== undefined && match !== undefined) return this.#hit(st, key, match, hit);
-      return { key, match: usesCache && last ? this.#matched(match) : undefined, hit: undefined };
+      return { key, match: usesCache && last ? this.#matched(match, job) : undefined, hit: undefined };
     };
     const fast = probe(new CacheKey(cm.digest, index, deps), matchDeps, slow.length === 0);
     if (fast.hit !== undefined || slow.length === 0) return fast;
@@ -322,10 +333,10 @@ export class Scheduler {
   }
 
   /** `key` when it matches a stored key (a result may be gone: pruned), else undefined. */
-  #matched(key: CacheKey | undefined): CacheKey | undefined {
+  #matched(key: CacheKey | undefined, job: Job): CacheKey | undefined {
     if (key === undefined) return undefined;
     // A root key (a source) is always offered, as BuildKit's Query(nil, …) of a source.
-    return key.isRoot || this.#cache.ids(key).length > 0 ? key : undefined;
+    return key.isRoot || this.#cache.ids(key, job.imports).length > 0 ? key : undefined;
   }
 
   /** The content digest of input `i` (BuildKit's slow cache key), computed once per vertex. */
@@ -346,7 +357,8 @@ export class Scheduler {
   }
 
   /** Reports a cache hit (once per vertex, like BuildKit's `#N CACHED`). */
-  #hit(st: VertexState, key: CacheKey, match: CacheKey, hit: CacheMatch): EdgeKey {
+  #hit(st: VertexState, key: CacheKey, match: CacheKey, hit: CacheMatch | ImportedMatch): EdgeKey {
+    this.#keyResults.set(key, 'imported' in hit ? { kind: 'imported', result: hit.imported } : { kind: 'snapshot', snapshot: hit.record.snapshot, created: hit.record.created });
     if (!st.cachedEmitted) {
       st.cachedEmitted = true;
       this.#emit(st, { kind: 'vertex.cached', vertex: st.vertex.digest, name: st.vertex.name, time: this.#now() });
@@ -356,7 +368,12 @@ export class Scheduler {
 
   /** The result of output `index` of `st`: from the cache or by running the op. */
   async #result(st: VertexState, index: number, job: Job, opts: BuildOptions): Promise<{ ref: WorkerRef; cached: boolean }> {
-    const { hit } = await this.#edgeKey(st, index, job, opts);
+    const { hit, key } = await this.#edgeKey(st, index, job, opts);
+    if (hit !== undefined && 'imported' in hit) {
+      const ref = await this.#fetchImported(st, index, key, hit, job);
+      job.leases.push(this.#cache.store.lease(ref.snapshot));
+      return { ref, cached: true };
+    }
     if (hit !== undefined) {
       job.leases.push(this.#cache.store.lease(hit.record.snapshot));
       return { ref: { snapshot: hit.record.snapshot, size: hit.record.size }, cached: true };
@@ -372,6 +389,33 @@ export class Scheduler {
     }
     job.leases.push(this.#cache.store.lease(ref.snapshot));
     return { ref, cached: false };
+  }
+
+  /**
+   * Fetches an imported result (once per vertex output) and records it in the local store under
+   * the vertex's key, so the next build finds it locally (BuildKit's combined cache manager saves
+   * a result loaded from an import to the main one).
+   */
+  #fetchImported(st: VertexState, index: number, key: CacheKey, hit: ImportedMatch, job: Job): Promise<WorkerRef> {
+    let p = st.imported.get(index);
+    if (p === undefined) {
+      const load = job.loadImported;
+      p = (async () => {
+        if (load === undefined) throw new SolverError('SOLVER_CACHE_IMPORT', `${st.vertex.name}: no loader for imported cache results`);
+        try {
+          const ref = await load(hit.imported, this.#ctx(st));
+          const rec = this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: st.vertex.name });
+          this.#keyResults.set(key, { kind: 'snapshot', snapshot: rec.snapshot, created: rec.created });
+          for (const j of st.jobs) j.leases.push(this.#cache.store.lease(ref.snapshot));
+          return ref;
+        } catch (err) {
+          throw this.#fail(st, new SolverError('SOLVER_CACHE_IMPORT', `${st.vertex.name}: cannot load the result from cache ${hit.imported.source.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+        }
+      })();
+      p.catch(noop);
+      st.imported.set(index, p);
+    }
+    return p;
   }
 
   async #exec(st: VertexState, job: Job, opts: BuildOptions): Promise<readonly WorkerRef[]> {
@@ -396,7 +440,8 @@ export class Scheduler {
       // random key, so `du` lists them and `prune` can release their snapshots.
       for (const [i, ref] of refs.entries()) {
         const { key } = await this.#edgeKey(st, i, job, opts);
-        this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: v.name, ...(op.recordKind === undefined ? {} : { kind: op.recordKind }) });
+        const rec = this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: v.name, ...(op.recordKind === undefined ? {} : { kind: op.recordKind }) });
+        this.#keyResults.set(key, { kind: 'snapshot', snapshot: rec.snapshot, created: rec.created });
         // Recorded, so prunable: leased for the builds waiting on it from this moment, so that a
         // prune beside them (a library calling Solver.prune) cannot remove it before the next
         // step mounts it. Builds that join later lease it where they take it (#result).
@@ -424,7 +469,8 @@ export class Scheduler {
     if (st.error !== undefined) return st.error;
     const v = st.vertex;
     const cancelled = st.controller.signal.aborted || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED');
-    if (st.partial !== '') st.logTail.push(st.partial);
+    const rest = st.lines.take();
+    if (rest !== undefined) st.logTail.push(rest.toString('utf8'));
     const details = execDetails(err);
     const verr = cancelled
       ? new SolverError('SOLVER_CANCELLED', `${v.name}: cancelled`, { cause: err })

@@ -1,3 +1,5 @@
+import type { CacheKey } from '../cache/cache-key.js';
+import type { ImportedCache, ImportedResult } from '../cache/remote-import.js';
 import type { CacheRecordKind } from '../cache/store.js';
 import type { SourceLocation } from '../errors.js';
 import type { ProgressSink } from '../progress/events.js';
@@ -64,8 +66,11 @@ export interface CacheMap {
 export interface OpContext {
   readonly signal: AbortSignal;
   readonly vertex: SolverVertex;
-  /** Output of the running op, shown as `#N 0.123 text` and kept for error reports. */
-  log(stream: 1 | 2, data: string): void;
+  /**
+   * Output of the running op as it wrote it (any encoding), shown as `#N 0.123 text` and kept
+   * for error reports.
+   */
+  log(stream: 1 | 2, data: Uint8Array): void;
   /** Progress of a sub-task (pull, transfer): current/total bytes or items. */
   status(id: string, current: number, total?: number, done?: boolean): void;
 }
@@ -122,7 +127,26 @@ export interface BuildOptions {
    * are merged only with builds of the same session; all others merge across builds.
    */
   readonly session?: string;
+  /**
+   * Imported caches (`--cache-from`): a key the local store misses is looked up in them; a hit is
+   * fetched only when its result is needed, through {@link BuildOptions.loadImported}, then
+   * recorded in the local store.
+   */
+  readonly cacheImports?: readonly ImportedCache[];
+  /** Fetches and unpacks an imported result into a snapshot (required with `cacheImports`). */
+  readonly loadImported?: LoadImportedResult;
 }
+
+/** Turns an imported result (a layer chain) into a committed snapshot of the worker. */
+export type LoadImportedResult = (result: ImportedResult, ctx: OpContext) => Promise<WorkerRef>;
+
+/**
+ * What a build knows about the result of one cache key (for cache export): a snapshot (run, or
+ * found in the local store) or an imported result that was not needed, so not fetched.
+ */
+export type KeyResult =
+  | { readonly kind: 'snapshot'; readonly snapshot: string; readonly created: number }
+  | { readonly kind: 'imported'; readonly result: ImportedResult };
 
 /** The result of a build: the target's ref and whether it came from the cache. */
 export interface BuildResult {
@@ -130,4 +154,8 @@ export interface BuildResult {
   readonly cached: boolean;
   /** Ends this build's lease on the result (it may be pruned afterwards). */
   release(): void;
+  /** The cache key of the result (its deps are the keys of the inputs, recursively). */
+  readonly cacheKey?: CacheKey;
+  /** The result this build knows for a key of {@link BuildResult.cacheKey}'s graph. */
+  cacheResult?(key: CacheKey): KeyResult | undefined;
 }

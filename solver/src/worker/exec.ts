@@ -196,7 +196,7 @@ export async function runExec(
       ...(meta.ulimit === undefined ? {} : { rlimits: meta.ulimit.map((u) => ({ name: u.name ?? '', soft: Number(u.soft ?? 0n), hard: Number(u.hard ?? 0n) })) }),
       ...(meta.cgroupParent === undefined || meta.cgroupParent === '' ? {} : { cgroupParent: meta.cgroupParent }),
       signal: ctx.signal,
-      onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, `${l.line}\n`),
+      onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, l.data),
       ...(ctx.prepared === undefined ? {} : { prepared: ctx.prepared }),
     });
     const valid = meta.validExitCodes ?? [0];
