@@ -9,7 +9,9 @@ export type SolverErrorCode =
   | 'SOLVER_UNSUPPORTED' // an op kind or option the worker cannot run
   | 'SOLVER_TOO_MANY_LINKS' // symlink resolution exceeded the limit
   | 'SOLVER_GIT_FAILED' // a git source cannot be resolved, fetched or checked out
-  | 'SOLVER_BUSY'; // a resource is in use and was left alone (a cache mount a running build holds)
+  | 'SOLVER_BUSY' // a resource is in use and was left alone (a cache mount a running build holds)
+  | 'SOLVER_CACHE_IMPORT' // a --cache-from source is missing or not a BuildKit cache
+  | 'SOLVER_CACHE_EXPORT'; // a --cache-to export failed
 
 /** A 1-based position in a source file (a Dockerfile line), from the Definition's source map. */
 export interface SourceLocation {

@@ -28,7 +28,30 @@ export { tarsumHeaderHash, headerDigest, EMPTY_DIGEST } from './contenthash/tars
 export { goPathMatch } from './contenthash/go-path-match.js';
 export { syncLocalSource, type SyncLocalOptions, type SyncLocalResult, type SyncLocalStats } from './local/sync.js';
 export { CacheKey, rootKey, slowCacheKey, digestFromBytes, type CacheKeyWithSelector } from './cache/cache-key.js';
-export { CacheManager, type CacheMatch } from './cache/cache-manager.js';
+export { CacheManager, type CacheMatch, type ImportedMatch } from './cache/cache-manager.js';
+export {
+  CACHE_CONFIG_MEDIA_TYPE,
+  INLINE_CACHE_KEY,
+  ANNOTATION_UNCOMPRESSED,
+  ANNOTATION_CREATED_AT,
+  EMPTY_GZ_LAYER,
+  goTime,
+  marshalCacheConfig,
+  marshalCacheRecords,
+  parseCacheConfig,
+  parseCacheRecords,
+  layerChain,
+  type CacheConfig,
+  type CacheConfigLayer,
+  type CacheConfigRecord,
+  type CacheConfigInput,
+  type CacheConfigResult,
+  type CacheLayerAnnotations,
+  type CacheLayerDescriptor,
+} from './cache/remote-config.js';
+export { CacheChains, ChainRecord, sortConfig, type ChainResult, type MarshaledCache } from './cache/remote-chains.js';
+export { ImportedCache, isImportedId, type CacheBlobOpener, type ImportedResult } from './cache/remote-import.js';
+export { addCacheKeyChains, type CacheExportMode, type ResolveChainResult } from './cache/remote-export.js';
 export {
   CacheStore,
   type CacheStoreOptions,
@@ -55,6 +78,8 @@ export type {
   ResolveOp,
   BuildOptions,
   BuildResult,
+  KeyResult,
+  LoadImportedResult,
 } from './scheduler/types.js';
 export { Solver, type SolverOptions, type SolveOptions } from './solver.js';
 export { loadGraph, defaultName, type LoadedGraph } from './llb/load.js';

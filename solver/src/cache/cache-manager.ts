@@ -1,5 +1,6 @@
 import type { CacheKey } from './cache-key.js';
 import type { CacheRecordKind, CacheResultRecord, CacheStore, CacheLink } from './store.js';
+import { isImportedId, type ImportedCache, type ImportedResult } from './remote-import.js';
 
 /** A stored result found for a key. */
 export interface CacheMatch {
@@ -7,6 +8,14 @@ export interface CacheMatch {
   readonly keyId: string;
   readonly record: CacheResultRecord;
 }
+
+/** A result found for a key in an imported cache (not fetched yet). */
+export interface ImportedMatch {
+  readonly keyId: string;
+  readonly imported: ImportedResult;
+}
+
+const NO_IMPORTS: readonly ImportedCache[] = [];
 
 /**
  * BuildKit's cacheManager over a {@link CacheStore}: resolves a {@link CacheKey} to the key ids
@@ -18,14 +27,25 @@ export class CacheManager {
   readonly store: CacheStore;
   readonly #ids = new WeakMap<CacheKey, string[]>();
   readonly #ensured = new WeakMap<CacheKey, string>();
+  readonly #importIds = new WeakMap<readonly ImportedCache[], WeakMap<CacheKey, string[]>>();
 
   constructor(store: CacheStore) {
     this.store = store;
   }
 
-  /** Every stored key id `key` matches (may be empty for a key with inputs never saved). */
-  ids(key: CacheKey): string[] {
-    const memo = this.#ids.get(key);
+  /**
+   * Every stored key id `key` matches (may be empty for a key with inputs never saved). With
+   * `imports`, ids of records of those imported caches count too (BuildKit's combined cache
+   * manager): a root key has the same id everywhere, and a link is walked in the local store and
+   * in every import from any id of the input.
+   */
+  ids(key: CacheKey, imports: readonly ImportedCache[] = NO_IMPORTS): string[] {
+    let memos: WeakMap<CacheKey, string[]> | undefined;
+    if (imports.length > 0) {
+      memos = this.#importIds.get(imports);
+      if (memos === undefined) this.#importIds.set(imports, (memos = new WeakMap()));
+    }
+    const memo = (memos ?? this.#ids).get(key);
     if (memo !== undefined && memo.length > 0) return memo;
     let ids: string[];
     if (key.isRoot) {
@@ -37,14 +57,33 @@ export class CacheManager {
         const found = new Set<string>();
         for (const dep of deps) {
           const link: CacheLink = { input, output: key.output, digest: key.digest, selector: dep.selector };
-          for (const src of this.ids(dep.key)) for (const dst of this.store.walkLinks(src, link)) found.add(dst);
+          for (const src of this.ids(dep.key, imports)) {
+            if (!isImportedId(src)) for (const dst of this.store.walkLinks(src, link)) found.add(dst);
+            for (const imp of imports) for (const dst of imp.walkLinks(src, link)) found.add(dst);
+          }
         }
         matches = matches === undefined ? found : new Set([...matches].filter((m) => found.has(m)));
       });
       ids = [...(matches ?? [])];
     }
-    if (ids.length > 0) this.#ids.set(key, ids);
+    if (ids.length > 0) (memos ?? this.#ids).set(key, ids);
     return ids;
+  }
+
+  /**
+   * The newest result an imported cache has for `key` (only asked after {@link load} missed: the
+   * local store wins, its results need no fetch).
+   */
+  loadImported(key: CacheKey, imports: readonly ImportedCache[]): ImportedMatch | undefined {
+    if (imports.length === 0) return undefined;
+    let best: ImportedMatch | undefined;
+    for (const id of this.ids(key, imports)) {
+      for (const imp of imports) {
+        const r = imp.results(id)[0];
+        if (r !== undefined && (best === undefined || r.createdAt > best.imported.createdAt)) best = { keyId: id, imported: r };
+      }
+    }
+    return best;
   }
 
   /** The newest stored result for `key`, if any (and marks it used). */

@@ -1,0 +1,102 @@
+import { rootKey } from './cache-key.js';
+import { layerChain, type CacheConfig, type CacheLayerDescriptor } from './remote-config.js';
+import type { CacheLink } from './store.js';
+
+/** Opens a blob of an imported cache (a file of a local layout, a registry blob). */
+export type CacheBlobOpener = (desc: CacheLayerDescriptor, signal?: AbortSignal) => Promise<AsyncIterable<Uint8Array>>;
+
+/** A result of an imported cache: its layer chain (bottom first), not fetched yet. */
+export interface ImportedResult {
+  readonly layers: ReadonlyArray<CacheLayerDescriptor>;
+  /** ms since the epoch (0 when the cache did not say). */
+  readonly createdAt: number;
+  readonly source: ImportedCache;
+}
+
+interface ImportedItem {
+  readonly id: string;
+  /** "input\0rootKey(digest, output)\0selector" → target ids (v1/cachestorage.go nlink). */
+  readonly links: Map<string, string[]>;
+  readonly results: ImportedResult[];
+}
+
+let nextImport = 0;
+
+/**
+ * An imported BuildKit cache as the solver's lookups see it (v1/cachestorage.go cacheKeyStorage):
+ * a record without inputs has its digest as id (BuildKit's rootKey, the id kiln's store uses for a
+ * root key too), any other gets an id of its own (`import:N:i`); a link from src to a record is
+ * found by (input, rootKey(digest, output), selector) as WalkLinks computes it (outputKey). Results
+ * are layer chains resolved against the blob descriptors; a result naming a blob the cache does not
+ * have is left out (as inline cache keeps only the image's layers). Immutable.
+ */
+export class ImportedCache {
+  /** Where the cache came from (for progress and warnings), e.g. `type=local,src=dir`. */
+  readonly name: string;
+  readonly open: CacheBlobOpener;
+  readonly #items = new Map<string, ImportedItem>();
+
+  constructor(name: string, config: CacheConfig, blobs: ReadonlyMap<string, CacheLayerDescriptor>, open: CacheBlobOpener) {
+    this.name = name;
+    this.open = open;
+    const n = nextImport++;
+    const ids = config.records.map((r, i) => (r.inputs.every((ins) => ins.length === 0) ? r.digest : `import:${n}:${i}`));
+    const item = (id: string): ImportedItem => {
+      let it = this.#items.get(id);
+      if (it === undefined) this.#items.set(id, (it = { id, links: new Map(), results: [] }));
+      return it;
+    };
+    config.records.forEach((r, i) => {
+      const id = ids[i] as string;
+      const it = item(id);
+      r.inputs.forEach((ins, input) => {
+        for (const l of ins) {
+          const src = ids[l.link];
+          if (src === undefined) continue;
+          const k = `${input}\0${r.digest}\0${l.selector}`;
+          const m = item(src).links;
+          const list = m.get(k) ?? [];
+          if (!list.includes(id)) list.push(id);
+          m.set(k, list);
+        }
+      });
+      for (const res of r.results) {
+        let chain;
+        try {
+          chain = layerChain(config.layers, res.layer).map((l) => blobs.get(l.blob));
+        } catch {
+          continue;
+        }
+        if (chain.some((d) => d === undefined)) continue;
+        const t = Date.parse(res.createdAt);
+        it.results.push({ layers: chain as CacheLayerDescriptor[], createdAt: Number.isNaN(t) ? 0 : t, source: this });
+      }
+      it.results.sort((a, b) => b.createdAt - a.createdAt);
+    });
+  }
+
+  /** Number of records (ids) the cache holds. */
+  get size(): number {
+    return this.#items.size;
+  }
+
+  /** True when the cache has a record with id `id`. */
+  has(id: string): boolean {
+    return this.#items.has(id);
+  }
+
+  /** Ids linked from `src` through `link` (BuildKit's WalkLinks). */
+  walkLinks(src: string, link: CacheLink): string[] {
+    return this.#items.get(src)?.links.get(`${link.input}\0${rootKey(link.digest, link.output)}\0${link.selector}`) ?? [];
+  }
+
+  /** Results of record `id`, newest first. */
+  results(id: string): ReadonlyArray<ImportedResult> {
+    return this.#items.get(id)?.results ?? [];
+  }
+}
+
+/** True for ids {@link ImportedCache} made up (never in the local store). */
+export function isImportedId(id: string): boolean {
+  return id.startsWith('import:');
+}
