@@ -49,3 +49,4 @@ export { openKilnStores, type KilnStores } from './root.js';
 export { runStreaming, type StreamingRun } from './executor/stream.js';
 export { normalizeHistory } from './image/image-writer.js';
 export { zstdTransform } from './image/zstd.js';
+export { cacheManifestList, convertLayerMediaType, writeLocalCache, openLocalCache, openRegistryCache, pushRegistryCache, type CacheSourceReader, type CacheBlob } from './remotecache/remote-cache.js';

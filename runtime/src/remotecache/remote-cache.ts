@@ -1,0 +1,204 @@
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js';
+import { ImageStoreError } from '../content/errors.js';
+import type { ContentStore } from '../content/store.js';
+import { siblingTempPath, writeFileAtomic } from '../content/atomic-file.js';
+import { goJsonBytes, sortedKeys } from '../image/manifest.js';
+import { AnnotationRefName, MediaTypes, isIndexMediaType, layerCompression } from '../image/media-types.js';
+import type { Descriptor, ImageIndex } from '../image/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import { pushBlob, putManifest } from '../registry/push.js';
+import type { ImageReference } from '../registry/reference.js';
+
+/**
+ * Where a cache's blobs come from when it is imported: the root manifest (list) it was found by,
+ * and its blobs, small ones read whole (configs, manifests) and layers streamed.
+ */
+export interface CacheSourceReader {
+  /** e.g. `type=local,src=/tmp/cache` */
+  readonly name: string;
+  readonly root: Descriptor;
+  readonly rootBytes: Buffer;
+  /** Reads a small blob whole (digest checked). */
+  fetch(desc: Descriptor, signal?: AbortSignal): Promise<Buffer>;
+  /** Streams a blob (the consumer checks the digest). */
+  open(desc: Descriptor, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+}
+
+/** The largest config or manifest read whole (remotecache/import.go readBlob: 1 MiB). */
+const MAX_SMALL_BLOB = 1 << 20;
+const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+
+/**
+ * The manifest list BuildKit's cache exporter writes (cache/remotecache/export.go Finalize): the
+ * layer descriptors, media types converted to OCI or Docker ones (compression.ConvertAllLayerMediaTypes),
+ * then the cache config's descriptor, under an OCI index or a Docker manifest list media type.
+ * Descriptor fields in Go's order, annotation keys sorted.
+ */
+export function cacheManifestList(layers: ReadonlyArray<Descriptor>, config: Descriptor, oci: boolean): { bytes: Buffer; descriptor: Descriptor } {
+  const mediaType = oci ? MediaTypes.ociIndex : MediaTypes.dockerManifestList;
+  const desc = (d: Descriptor, mt: string): Record<string, unknown> => ({
+    mediaType: mt,
+    digest: d.digest,
+    size: d.size,
+    ...(d.annotations !== undefined && Object.keys(d.annotations).length > 0 ? { annotations: sortedKeys(d.annotations) } : {}),
+  });
+  const manifests = [...layers.map((l) => desc(l, convertLayerMediaType(l.mediaType, oci))), desc(config, config.mediaType)];
+  const bytes = goJsonBytes({ schemaVersion: 2, mediaType, manifests });
+  return { bytes, descriptor: { mediaType, digest: digestOf(bytes), size: bytes.length } };
+}
+
+/** compression.ConvertAllLayerMediaTypes for one layer: the same compression in the other family. */
+export function convertLayerMediaType(mt: string, oci: boolean): string {
+  const c = layerCompression(mt);
+  if (c === undefined) return mt;
+  if (oci) return c === 'zstd' ? MediaTypes.ociLayerZstd : c === 'gzip' ? MediaTypes.ociLayerGzip : MediaTypes.ociLayer;
+  // Docker has no zstd layer type: BuildKit keeps OCI's.
+  return c === 'zstd' ? MediaTypes.ociLayerZstd : c === 'gzip' ? MediaTypes.dockerLayerGzip : MediaTypes.dockerLayer;
+}
+
+/** A small blob to write beside the layers (the cache config, the manifest list). */
+export interface CacheBlob {
+  readonly descriptor: Descriptor;
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Writes a cache into the OCI layout directory `dest` as buildx's local cache exporter does: the
+ * blobs under `blobs/sha256/`, then `index.json` with the manifest list tagged
+ * `org.opencontainers.image.ref.name=<tag>` (an older entry with that tag is replaced, others
+ * kept). Layers come from `store`; `index.json` is replaced atomically after every blob is in place.
+ * `onBlob` is told about each blob as it is written.
+ */
+export async function writeLocalCache(
+  store: ContentStore,
+  dest: string,
+  tag: string,
+  layers: ReadonlyArray<Descriptor>,
+  small: ReadonlyArray<CacheBlob>,
+  root: Descriptor,
+  onBlob?: (d: Descriptor) => void,
+): Promise<void> {
+  const blobDir = join(dest, 'blobs', 'sha256');
+  await mkdir(blobDir, { recursive: true });
+  for (const l of layers) {
+    onBlob?.(l);
+    const to = join(blobDir, digestHex(l.digest));
+    if (await stat(to).then((st) => st.size === l.size, () => false)) continue;
+    const tmp = siblingTempPath(to);
+    try {
+      await copyFile(store.blobPath(l.digest), tmp);
+      await rename(tmp, to);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+  for (const b of small) {
+    onBlob?.(b.descriptor);
+    await writeFileAtomic(join(blobDir, digestHex(b.descriptor.digest)), Buffer.from(b.bytes));
+  }
+  let index: { manifests: Descriptor[]; rest: Record<string, unknown> } = { manifests: [], rest: {} };
+  const old = await readFile(join(dest, 'index.json')).catch(() => undefined);
+  if (old !== undefined) {
+    try {
+      const parsed = JSON.parse(old.toString('utf8')) as { manifests?: Descriptor[] } & Record<string, unknown>;
+      const { manifests, schemaVersion: _s, mediaType: _m, ...rest } = parsed;
+      index = { manifests: Array.isArray(manifests) ? manifests : [], rest };
+    } catch {
+      // an unreadable index.json is replaced
+    }
+  }
+  const entry: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size, annotations: { [AnnotationRefName]: tag } };
+  const kept = index.manifests.filter((m) => m.annotations?.[AnnotationRefName] !== tag);
+  await writeFileAtomic(join(dest, 'oci-layout'), Buffer.from(LAYOUT_FILE));
+  const out: ImageIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [...kept, entry], ...index.rest };
+  await writeFileAtomic(join(dest, 'index.json'), goJsonBytes(out));
+}
+
+/** Opens the cache tagged `tag` (default `latest`) in the OCI layout directory `src`. */
+export async function openLocalCache(src: string, tag = 'latest', digest?: string): Promise<CacheSourceReader> {
+  const name = `type=local,src=${src}`;
+  let root: Descriptor | undefined;
+  const raw = await readFile(join(src, 'index.json')).catch((cause: unknown) => {
+    throw new ImageStoreError('LAYOUT_INVALID', `${src}: no index.json (not a cache directory)`, { cause });
+  });
+  let index: ImageIndex;
+  try {
+    index = JSON.parse(raw.toString('utf8')) as ImageIndex;
+  } catch (cause) {
+    throw new ImageStoreError('LAYOUT_INVALID', `${src}/index.json is not JSON`, { cause });
+  }
+  const list = Array.isArray(index.manifests) ? index.manifests : [];
+  if (digest !== undefined) root = list.find((m) => m.digest === digest) ?? { mediaType: MediaTypes.ociIndex, digest: digest as Digest, size: 0 };
+  else root = list.find((m) => m.annotations?.[AnnotationRefName] === tag);
+  if (root === undefined) throw new ImageStoreError('IMAGE_NOT_FOUND', `${src}: no cache tagged ${tag}`);
+  if (!isDigest(root.digest)) throw new ImageStoreError('LAYOUT_INVALID', `${src}/index.json: invalid digest ${String(root.digest)}`);
+  const blobPath = (d: Descriptor): string => {
+    if (!isDigest(d.digest)) throw new ImageStoreError('LAYOUT_INVALID', `${src}: invalid digest ${String(d.digest)}`);
+    return join(src, 'blobs', 'sha256', digestHex(d.digest));
+  };
+  const fetch = async (d: Descriptor): Promise<Buffer> => {
+    if (d.size > MAX_SMALL_BLOB) throw new ImageStoreError('MANIFEST_INVALID', `blob ${d.digest} is too large (${d.size} bytes)`);
+    const bytes = await readFile(blobPath(d)).catch((cause: unknown) => {
+      throw new ImageStoreError('BLOB_NOT_FOUND', `${src}: blob ${d.digest} is missing`, { cause });
+    });
+    if (digestOf(bytes) !== d.digest) throw new ImageStoreError('DIGEST_MISMATCH', `${src}: blob ${d.digest} is corrupt`);
+    return bytes;
+  };
+  const rootBytes = await fetch(root);
+  return {
+    name,
+    root: { ...root, size: rootBytes.length },
+    rootBytes,
+    fetch,
+    open: async (d) => {
+      const p = blobPath(d);
+      await stat(p).catch((cause: unknown) => {
+        throw new ImageStoreError('BLOB_NOT_FOUND', `${src}: blob ${d.digest} is missing`, { cause });
+      });
+      return createReadStream(p, { highWaterMark: 1 << 20 });
+    },
+  };
+}
+
+/** Opens the cache (or image with inline cache) at `ref` in its registry. */
+export async function openRegistryCache(client: RegistryClient, ref: ImageReference, signal?: AbortSignal): Promise<CacheSourceReader> {
+  const resolved = await client.resolve(ref, signal);
+  const rootBytes = await client.fetchManifest(ref, resolved.descriptor, signal);
+  return {
+    name: `type=registry,ref=${ref.domain}/${ref.path}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`,
+    root: resolved.descriptor,
+    rootBytes,
+    fetch: (d, s) => (isIndexMediaType(d.mediaType) || d.mediaType === MediaTypes.ociManifest || d.mediaType === MediaTypes.dockerManifest ? client.fetchManifest(ref, d, s ?? signal) : client.fetchBlob(ref, d, s ?? signal)),
+    open: async (d, s) => client.openBlob(ref, d, s ?? signal),
+  };
+}
+
+/**
+ * Pushes a cache to `ref` (cache/remotecache/registry): every layer blob from `store` (skipped
+ * when the repository has it), the small blobs, then the manifest list under the tag.
+ */
+export async function pushRegistryCache(
+  client: RegistryClient,
+  store: ContentStore,
+  ref: ImageReference,
+  layers: ReadonlyArray<Descriptor>,
+  small: ReadonlyArray<CacheBlob>,
+  root: CacheBlob,
+  opts: { signal?: AbortSignal; onBlob?: (d: Descriptor) => void } = {},
+): Promise<void> {
+  for (const l of layers) {
+    opts.onBlob?.(l);
+    await pushBlob(client, store, ref, l, [], opts.signal === undefined ? {} : { signal: opts.signal });
+  }
+  for (const b of small) {
+    opts.onBlob?.(b.descriptor);
+    if (!(await store.has(b.descriptor.digest))) await store.writeBlob(b.bytes, b.descriptor.digest);
+    await pushBlob(client, store, ref, b.descriptor, [], opts.signal === undefined ? {} : { signal: opts.signal });
+  }
+  opts.onBlob?.(root.descriptor);
+  await putManifest(client, ref, ref.tag ?? 'latest', root.bytes, root.descriptor.mediaType, opts.signal);
+}
