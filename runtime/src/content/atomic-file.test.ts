@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -27,6 +27,24 @@ describe('atomic outputs', () => {
     await writeFileAtomic(dest, Buffer.from('new'));
     expect(await readFile(dest, 'utf8')).toBe('new');
     expect(await readdir(root)).toEqual(['out.tar']);
+  });
+
+  test('a symlink at the destination stays a link: the file is written where it points, also when dangling', async () => {
+    await mkdir(join(root, 'real'));
+    await writeFile(join(root, 'real', 'out.tar'), 'previous');
+    await symlink('real/out.tar', join(root, 'link'));
+    await symlink('link', join(root, 'link2'));
+    await writeFileAtomic(join(root, 'link2'), Buffer.from('new'));
+    expect((await lstat(join(root, 'link2'))).isSymbolicLink()).toBe(true);
+    expect((await lstat(join(root, 'link'))).isSymbolicLink()).toBe(true);
+    expect(await readFile(join(root, 'real', 'out.tar'), 'utf8')).toBe('new');
+    await symlink('made/by-write', join(root, 'dangling'));
+    await writeFileAtomic(join(root, 'dangling'), Buffer.from('fresh'));
+    expect(await readlink(join(root, 'dangling'))).toBe('made/by-write');
+    expect(await readFile(join(root, 'made', 'by-write'), 'utf8')).toBe('fresh');
+    await symlink('loop-b', join(root, 'loop-a'));
+    await symlink('loop-a', join(root, 'loop-b'));
+    await expect(writeFileAtomic(join(root, 'loop-a'), Buffer.from('x'))).rejects.toThrow('too many levels of symbolic links');
   });
 
   test('a failing directory fill leaves no directory; a successful one replaces the old', async () => {

@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readlink, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 
@@ -10,11 +10,30 @@ export function siblingTempPath(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/** Links followed at most, as Linux does (ELOOP after 40). */
+const MAX_LINKS = 40;
+
 /**
- * Writes a file atomically: streams into a sibling temp file, fsyncs, renames over `dest`.
- * On failure the temp file is removed and `dest` is untouched.
+ * Where a write to `path` lands: the end of its symlinks (also a dangling one's target), as
+ * open(2) follows them. A rename onto the link itself would replace the link.
  */
-export async function writeFileAtomic(dest: string, data: Uint8Array | AsyncIterable<Uint8Array>, mode = 0o644): Promise<void> {
+async function linkTarget(path: string): Promise<string> {
+  let p = path;
+  for (let i = 0; i < MAX_LINKS; i++) {
+    const st = await lstat(p).catch(() => undefined);
+    if (st?.isSymbolicLink() !== true) return p;
+    p = resolve(dirname(p), await readlink(p));
+  }
+  throw Object.assign(new Error(`too many levels of symbolic links: ${path}`), { code: 'ELOOP' });
+}
+
+/**
+ * Writes a file atomically: streams into a temp file next to it, fsyncs, renames over it. A
+ * symlink at `dest` stays: the file is written where it points. On failure the temp file is
+ * removed and the old file is untouched.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array | AsyncIterable<Uint8Array>, mode = 0o644): Promise<void> {
+  const dest = await linkTarget(path);
   await mkdir(dirname(dest), { recursive: true });
   const tmp = siblingTempPath(dest);
   try {
