@@ -1,0 +1,202 @@
+/**
+ * The evaluator: the entry point of a bundled build, run in a child `node` that may read only
+ * the bundle (Node 20's permission model). It gets `init` on stdin, calls the build file's
+ * default export with a {@link Ctx} whose gateway calls are JSON-RPC requests to the parent,
+ * marshals what the build returns and sends it back. stdout carries the protocol only, so the
+ * build's console output goes to stderr.
+ */
+import { decodeDefinition, encodeDefinition, fromDefinition, parseImageConfig } from '@kiln/llb-core';
+import type { Digest, ImageMetaResolver } from '@kiln/llb-core';
+import { formatPlatform, parsePlatform } from '@kiln/llb-core';
+import { ImageResult, imageConfigFor } from '../dsl/image-result.js';
+import { LowerContext } from '../dsl/lower.js';
+import { marshal } from '../dsl/marshal.js';
+import { local } from '../dsl/sources.js';
+import { State } from '../dsl/state.js';
+import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
+import { buildFrame, CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
+
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+
+/** An error the build code threw through a ctx call: keeps the parent's code. */
+class CallError extends Error {
+  constructor(message: string, readonly code: string | undefined) {
+    super(message);
+  }
+}
+
+class Rpc {
+  #next = 1;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #init: ((p: InitParams) => void) | undefined;
+  readonly init: Promise<InitParams>;
+
+  constructor() {
+    this.init = new Promise((resolve) => (this.#init = resolve));
+    let buf = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.trim() !== '') this.#receive(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+  }
+
+  #receive(msg: Record<string, unknown>): void {
+    if (msg['method'] === 'init') return this.#init?.(msg['params'] as InitParams);
+    const p = this.#pending.get(msg['id'] as number);
+    if (p === undefined) return;
+    this.#pending.delete(msg['id'] as number);
+    const err = msg['error'] as { message: string; data?: { code?: string } } | undefined;
+    if (err !== undefined) p.reject(new CallError(err.message, err.data?.code));
+    else p.resolve(msg['result']);
+  }
+
+  call<M extends keyof Methods>(method: M, params: Methods[M]['params']): Promise<Methods[M]['result']> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`);
+    });
+  }
+
+  notify(n: Notification): void {
+    process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', ...n })}\n`);
+  }
+}
+
+const fromWire = (s: WireStat): FileInfo => ({ ...s, modTime: BigInt(s.modTime) });
+
+/** Warns once per API when the build reads the clock or a random number (results would differ per run). */
+function watchNondeterminism(rpc: Rpc): void {
+  const warned = new Set<string>();
+  const warn = (api: string): void => {
+    if (warned.has(api)) return;
+    warned.add(api);
+    const location = buildFrame(new Error().stack);
+    rpc.notify({ method: 'warn', params: { message: `${api} makes the build nondeterministic (the LLB, and so the cache, can differ per run)`, ...(location ? { location } : {}) } });
+  };
+  const now = Date.now.bind(Date);
+  const random = Math.random.bind(Math);
+  Date.now = () => (warn('Date.now()'), now());
+  Math.random = () => (warn('Math.random()'), random());
+}
+
+function failure(e: unknown): Notification {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const location = buildFrame(err.stack);
+  return { method: 'fail', params: { message: err.message, ...(err instanceof CallError && err.code !== undefined ? { code: err.code } : {}), ...(location ? { location } : {}) } };
+}
+
+/** Runs the bundled build module; called by the bundle's entry code. */
+export function runEvaluator(mod: { readonly default?: unknown }, entry: string): void {
+  // stdout is the protocol: the build's own output goes to stderr.
+  console.log = console.error;
+  console.info = console.error;
+  console.debug = console.error;
+  const rpc = new Rpc();
+  const send = (n: Notification): void => {
+    rpc.notify(n);
+    process.stdin.destroy();
+  };
+  process.on('unhandledRejection', (e) => send(failure(e)));
+  watchNondeterminism(rpc);
+  void rpc.init
+    .then((init) => evaluate(mod, entry, init, rpc))
+    .then((done) => send(done), (e: unknown) => send(failure(e)));
+}
+
+async function evaluate(mod: { readonly default?: unknown }, entry: string, init: InitParams, rpc: Rpc): Promise<Notification> {
+  const build = mod.default;
+  if (typeof build !== 'function') {
+    return { method: 'fail', params: { message: `${entry} has no default export function (export default (ctx) => …)`, location: { file: entry, line: 1, column: 1 } } };
+  }
+  const resolver: ImageMetaResolver = {
+    async resolveImageConfig(ref, opts) {
+      const r = await rpc.call('resolveImageConfig', { ref, ...(opts?.platform ? { platform: formatPlatform(opts.platform) } : {}) });
+      return { digest: r.digest as Digest, config: unb64(r.config) };
+    },
+  };
+  const platform = init.platforms[0] as string;
+  const contexts = new Map<string, LowerContext>();
+  const lowerFor = (p: string): LowerContext => {
+    let c = contexts.get(p);
+    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p))));
+    return c;
+  };
+  const marshalOpts = (p: string) => ({
+    platform: p,
+    lowerContext: lowerFor(p),
+    ...(init.caps === undefined ? {} : { caps: init.caps }),
+    ...(init.localUniqueId === undefined ? {} : { localUniqueId: init.localUniqueId }),
+  });
+  const ctx: Ctx = {
+    args: init.args,
+    target: init.target,
+    platform,
+    targetPlatforms: init.platforms,
+    async platforms(fn) {
+      const results = new Map<string, SingleResult>();
+      for (const p of init.platforms) results.set(p, await fn(p));
+      return new PlatformResults(results);
+    },
+    local(name, opts) {
+      const input = init.inputs[name];
+      if (input === undefined) return local(name, opts);
+      const st = fromDefinition(decodeDefinition(unb64(input)));
+      return new State(async () => st, undefined);
+    },
+    solve(state): Ref {
+      let id: Promise<string> | undefined;
+      const ref = (): Promise<string> =>
+        (id ??= marshal(state, marshalOpts(platform)).then(async (def) => (await rpc.call('solve', { definition: b64(encodeDefinition(def)) })).ref));
+      return {
+        readFile: async (path) => new TextDecoder().decode(unb64((await rpc.call('readFile', { ref: await ref(), path })).data)),
+        readBytes: async (path) => unb64((await rpc.call('readFile', { ref: await ref(), path })).data),
+        readDir: async (path, include) => (await rpc.call('readDir', { ref: await ref(), path, ...(include === undefined ? {} : { include }) })).entries.map(fromWire),
+        stat: async (path) => fromWire((await rpc.call('statFile', { ref: await ref(), path })).stat),
+      };
+    },
+    async resolveImageConfig(ref, opts) {
+      const r = await rpc.call('resolveImageConfig', { ref, platform: opts?.platform ?? platform });
+      return { digest: r.digest, config: JSON.parse(Buffer.from(r.config, 'base64').toString('utf8')) as Record<string, unknown> };
+    },
+    warn(message) {
+      const location = buildFrame(new Error().stack);
+      rpc.notify({ method: 'warn', params: { message, ...(location ? { location } : {}) } });
+    },
+  };
+  const result: unknown = await (build as (c: Ctx) => unknown)(ctx);
+  const one = async (p: string, r: unknown): Promise<WireResult> => {
+    const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
+    if (img === undefined) throw new TypeError(`${entry}: the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`);
+    const def = await marshal(img.state, marshalOpts(p));
+    const base = img.state.baseImage;
+    const baseConfig =
+      base === undefined ? undefined : (JSON.parse(new TextDecoder().decode(parseImageConfigBytes(await resolver.resolveImageConfig(base.ref, { platform: parsePlatform(base.platform ?? p) })))) as Record<string, unknown>);
+    return { platform: p, definition: b64(encodeDefinition(def)), config: imageConfigFor(baseConfig, img.spec, parsePlatform(p)) };
+  };
+  if (result instanceof PlatformResults) {
+    const results: WireResult[] = [];
+    for (const [p, r] of result.results) results.push(await one(p, r));
+    return { method: 'done', params: { multi: true, results } };
+  }
+  return { method: 'done', params: { multi: false, results: [await one(platform, result)] } };
+}
+
+/** The raw config bytes (validated as an image config first). */
+function parseImageConfigBytes(r: { config: Uint8Array }): Uint8Array {
+  parseImageConfig(r.config);
+  return r.config;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined || v === null) return String(v);
+  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
+  return `a ${typeof v}`;
+}
+

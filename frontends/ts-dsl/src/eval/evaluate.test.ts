@@ -1,0 +1,100 @@
+/**
+ * Bundling plus evaluation in a real child `node` under the permission model, with the parent's
+ * handlers answering the ctx calls (no gateway: the handlers are the FrontendClient's stand-in).
+ */
+import { describe, expect, test } from 'vitest';
+import { decodeDefinition, definitionToJsonLines } from '@kiln/llb-core';
+import { bundleBuildFile, type SourceReader } from '../load/bundle.js';
+import { evaluateBundle, type Handlers } from './host.js';
+import type { InitParams } from './protocol.js';
+
+const memory = (files: Record<string, string>): SourceReader => ({
+  async read(path) {
+    const f = files[path];
+    return f === undefined ? undefined : new TextEncoder().encode(f);
+  },
+});
+
+const init: InitParams = { args: { GREETING: 'hi there' }, platforms: ['linux/amd64'], inputs: {} };
+const baseConfig = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: { Env: ['PATH=/bin'], Cmd: ['sh'], WorkingDir: '/' } };
+
+function handlers(log: { warnings: string[]; solved: string[] } = { warnings: [], solved: [] }): Handlers {
+  return {
+    solve: async ({ definition }) => {
+      log.solved.push(definitionToJsonLines(decodeDefinition(new Uint8Array(Buffer.from(definition, 'base64')))));
+      return { ref: 'r1' };
+    },
+    readFile: async ({ ref, path }) => ({ data: Buffer.from(`${ref}:${path}\nb\n`).toString('base64') }),
+    readDir: async () => ({ entries: [] }),
+    statFile: async ({ path }) => ({ stat: { path, mode: 0o644, uid: 0, gid: 0, size: 1, modTime: '1' } }),
+    resolveImageConfig: async () => ({ digest: 'sha256:' + '0'.repeat(64), config: Buffer.from(JSON.stringify(baseConfig)).toString('base64') }),
+    warn: (message, location) => log.warnings.push(`${location ? `${location.file}:${location.line}:${location.column}: ` : ''}${message}`),
+  };
+}
+
+const evaluate = async (files: Record<string, string>, h = handlers()) => evaluateBundle(await bundleBuildFile('kiln.build.ts', memory(files)), init, h);
+
+describe('evaluation', () => {
+  test('a build with a relative import returns its LLB and the inherited image config', async () => {
+    const r = await evaluate({
+      'kiln.build.ts': `import { image, sh, type Ctx } from "kiln";\nimport { who } from "./lib/who.js";\nexport default (ctx: Ctx) => image("busybox").run(sh\`echo \${ctx.args.GREETING} \${who}\`).image({ cmd: ["cat", "/hi"] });\n`,
+      'lib/who.ts': `export const who: string = "kiln";\n`,
+    });
+    expect(r.multi).toBe(false);
+    const json = definitionToJsonLines(decodeDefinition(new Uint8Array(Buffer.from(r.results[0]?.definition ?? '', 'base64'))));
+    expect(json).toContain(`"args":["/bin/sh","-c","echo 'hi there' kiln"]`);
+    const cfg = JSON.parse(r.results[0]?.config ?? '{}') as { config: Record<string, unknown> };
+    expect(cfg.config).toEqual({ Env: ['PATH=/bin'], Cmd: ['cat', '/hi'], WorkingDir: '/' });
+  });
+
+  test('ctx.solve + readFile go to the parent, and ctx.platforms gives one result per platform', async () => {
+    const log = { warnings: [] as string[], solved: [] as string[] };
+    const r = await evaluateBundle(
+      await bundleBuildFile('kiln.build.ts', memory({
+        'kiln.build.ts': `import { image, scratch, type Ctx } from "kiln";\nexport default async (ctx: Ctx) => {\n  const names = (await ctx.solve(ctx.local("context")).readFile("/list.txt")).trim().split("\\n");\n  return ctx.platforms((p) => scratch().mkfile("/n", names.join(",") + p));\n};\n`,
+      })),
+      { ...init, platforms: ['linux/amd64', 'linux/arm64'] },
+      handlers(log),
+    );
+    expect(log.solved[0]).toContain('local://context');
+    expect(r.multi).toBe(true);
+    expect(r.results.map((x) => x.platform)).toEqual(['linux/amd64', 'linux/arm64']);
+    const json = definitionToJsonLines(decodeDefinition(new Uint8Array(Buffer.from(r.results[1]?.definition ?? '', 'base64'))));
+    expect(json).toContain(Buffer.from('r1:/list.txt,blinux/arm64').toString('base64'));
+  });
+
+  test('an error thrown by the build points at the build file line and column', async () => {
+    const p = evaluate({ 'kiln.build.ts': `import { image } from "kiln";\nexport default () => {\n  const x = 1;\n  throw new Error("no image for " + x);\n};\n` });
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 4, column: 9 } });
+    await expect(p).rejects.toThrow(/^kiln\.build\.ts:4:9: no image for 1$/);
+  });
+
+  test('Node built-ins are rejected at bundling, with the import location', async () => {
+    const p = bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `import { scratch } from "kiln";\nimport { readFileSync } from "node:fs";\nexport default () => scratch().mkfile("/x", readFileSync("/etc/hostname"));\n` }));
+    await expect(p).rejects.toMatchObject({ code: 'KLN0802', location: { file: 'kiln.build.ts', line: 2, column: 30 } });
+  });
+
+  test('a syntax error is reported with its location', async () => {
+    const p = bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `export default () => {\n  return (;\n};\n` }));
+    await expect(p).rejects.toMatchObject({ code: 'KLN0801', location: { file: 'kiln.build.ts', line: 2 } });
+  });
+
+  test('the evaluator reads no file but the bundle (permission model)', async () => {
+    const p = evaluate({ 'kiln.build.ts': `import { scratch } from "kiln";\nexport default async () => {\n  const m = "node:" + "fs";\n  const fs = await import(m);\n  fs.readFileSync("/etc/hostname");\n  return scratch();\n};\n` });
+    await expect(p).rejects.toThrow(/ERR_ACCESS_DENIED|Access to this API has been restricted/);
+  });
+
+  // V8 places a call's column at the called property (`now`, `random`).
+  test('Date.now and Math.random warn once with their location', async () => {
+    const log = { warnings: [] as string[], solved: [] as string[] };
+    await evaluate({ 'kiln.build.ts': `import { scratch } from "kiln";\nexport default () => {\n  const t = Date.now() + Date.now();\n  return scratch().mkfile("/r", String(Math.random() > 2 || t > 0));\n};\n` }, handlers(log));
+    expect(log.warnings).toEqual([
+      'kiln.build.ts:3:18: Date.now() makes the build nondeterministic (the LLB, and so the cache, can differ per run)',
+      'kiln.build.ts:4:45: Math.random() makes the build nondeterministic (the LLB, and so the cache, can differ per run)',
+    ]);
+  });
+
+  test('a result that is not a State is an error naming the file', async () => {
+    await expect(evaluate({ 'kiln.build.ts': `export default () => 42;\n` })).rejects.toMatchObject({ code: 'KLN0803', message: expect.stringContaining('returned a number') });
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * The JSON-RPC 2.0 messages between the kiln/ts frontend (parent) and the evaluator (child
+ * `node`), one JSON object per line on stdin/stdout. Bytes travel as base64 (Definitions as
+ * their pb encoding, so the ops' bytes cross unchanged).
+ */
+
+/** What the evaluator knows up front (`init`, parent → child). */
+export interface InitParams {
+  readonly args: Readonly<Record<string, string>>;
+  readonly target?: string;
+  /** Target platforms; the first is `ctx.platform`. Never empty. */
+  readonly platforms: readonly string[];
+  /** Named inputs (base64 pb Definitions) that `ctx.local(name)` returns instead of a local source. */
+  readonly inputs: Readonly<Record<string, string>>;
+  /** LLB caps to marshal with. */
+  readonly caps?: readonly string[];
+  /** Pins `local.unique`. */
+  readonly localUniqueId?: string;
+}
+
+/** A file's metadata on the wire (`modTime` as a decimal string: it is a 64-bit value). */
+export interface WireStat {
+  readonly path: string;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly modTime: string;
+  readonly linkname?: string;
+}
+
+/** Requests the evaluator makes (child → parent), by method. */
+export interface Methods {
+  solve: { params: { definition: string }; result: { ref: string } };
+  readFile: { params: { ref: string; path: string }; result: { data: string } };
+  readDir: { params: { ref: string; path: string; include?: string }; result: { entries: WireStat[] } };
+  statFile: { params: { ref: string; path: string }; result: { stat: WireStat } };
+  resolveImageConfig: { params: { ref: string; platform?: string }; result: { digest: string; config: string } };
+}
+
+/** One built result: its Definition and image config JSON. */
+export interface WireResult {
+  readonly platform: string;
+  readonly definition: string;
+  readonly config: string;
+}
+
+/** A position in a build file. */
+export interface WireLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** Notifications the evaluator sends (child → parent). */
+export type Notification =
+  | { readonly method: 'warn'; readonly params: { message: string; location?: WireLocation } }
+  | { readonly method: 'done'; readonly params: { multi: boolean; results: WireResult[] } }
+  | { readonly method: 'fail'; readonly params: { message: string; code?: string; location?: WireLocation } };
+
+/** The JSON-RPC error code the parent uses for a failed ctx call. */
+export const CALL_FAILED = -32000;
+
+/** The URL scheme build files have in stack traces (esbuild namespace + inline source map). */
+export const BUILD_SCHEME = 'kiln-build:';
+
+/** Finds the first frame of a stack that is in a build file (`kiln-build:<file>:<line>:<col>`). */
+export function buildFrame(stack: string | undefined): WireLocation | undefined {
+  if (stack === undefined) return undefined;
+  for (const line of stack.split('\n')) {
+    const m = /kiln-build:(.+?):(\d+):(\d+)\)?\s*$/.exec(line);
+    if (m) return { file: m[1] as string, line: Number(m[2]), column: Number(m[3]) };
+  }
+  return undefined;
+}
