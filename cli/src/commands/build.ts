@@ -12,6 +12,8 @@ import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
+import { TS_FRONTEND } from '../engine/frontends.js';
+import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
@@ -158,6 +160,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   if (callFailed) throw new ReportedError(1, 'build checks found problems');
 }
 
+const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
+
 /** Where `--iidfile` and `--metadata-file` go. */
 interface ResultFiles {
   readonly iid?: FileTarget;
@@ -185,6 +189,8 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
     else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
   }
+  // kiln/ts: without -f and without a Dockerfile, the context's kiln.build.ts is the build file.
+  if (dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile'))) && (await isFile(join(ctx, DEFAULT_BUILD_FILE)))) dockerfile = join(ctx, DEFAULT_BUILD_FILE);
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
@@ -234,7 +240,8 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     buildContexts: flags.buildContext.map(parseBuildContext).map((c) => (c.kind === 'image' ? c : { ...c, path: callerPath(io, c.path) })),
     allowInsecure: flags.allow.includes('security.insecure'),
     allowNetworkHost: flags.allow.includes('network.host'),
-    ...(flags.frontend === undefined ? {} : { frontend: flags.frontend }),
+    // a .ts build file selects the TypeScript DSL frontend unless --frontend says otherwise
+    ...(flags.frontend !== undefined ? { frontend: flags.frontend } : dockerfile?.endsWith('.ts') === true ? { frontend: TS_FRONTEND } : {}),
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),

@@ -35,3 +35,6 @@ export {
   type MarshalOpts,
 } from './dsl/index.js';
 export { TsDslError, type TsDslErrorCode, type TsDslLocation } from './errors.js';
+export { createTsFrontend, DEFAULT_BUILD_FILE, type TsFrontendOptions } from './frontend.js';
+export { compileBuildFile, directoryReader, type CompileOptions, type CompiledBuild } from './compile.js';
+export type { SourceReader } from './load/bundle.js';

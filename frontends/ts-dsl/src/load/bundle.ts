@@ -5,11 +5,11 @@
  * gateway's solved input, or the disk for `kiln llb`), never from the host directly. Node
  * built-ins and npm packages are rejected: a build is a pure function of its inputs.
  */
-import { builtinModules } from 'node:module';
-import { posix } from 'node:path';
+import { builtinModules, createRequire } from 'node:module';
+import { join, posix } from 'node:path';
 import type { Message, Plugin, PluginBuild } from 'esbuild';
 import { TsDslError } from '../errors.js';
-import { packageModule } from './package-files.js';
+import { packageModule, packageSrcRoot } from './package-files.js';
 
 /** Reads build files by path relative to the entry file's directory; undefined when missing. */
 export interface SourceReader {
@@ -94,15 +94,15 @@ function toError(m: Message | undefined, entry: string): TsDslError {
 
 type Esbuild = typeof import('esbuild');
 
-// Imported by name at run time: the CLI's one-file bundle must not inline esbuild (its JS API
-// starts the native esbuild binary next to its own package).
-const ESBUILD = 'esbuild';
-let esbuild: Promise<Esbuild> | undefined;
+// Required at run time from this package's directory: the CLI's one-file bundle must not inline
+// esbuild (its JS API starts the native binary next to its own package), and that bundle runs in
+// a vm.Script, where a dynamic import() has no loader.
+let esbuild: Esbuild | undefined;
+const loadEsbuild = (): Esbuild => (esbuild ??= createRequire(join(packageSrcRoot(), 'package.json'))('esbuild') as Esbuild);
 
 /** Bundles `entry` (a path relative to the reader's root) with the DSL and the evaluator. */
 export async function bundleBuildFile(entry: string, reader: SourceReader): Promise<Bundle> {
-  esbuild ??= import(ESBUILD) as Promise<Esbuild>;
-  const { build } = await esbuild;
+  const { build } = loadEsbuild();
   const dsl = packageModule('dsl/index');
   const evaluator = packageModule('eval/child');
   try {

@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsDslError } from '../errors.js';
 
-function packageSrcRoot(): string {
+/** The directory holding this package's compiled (dist) or source (src) modules. */
+export function packageSrcRoot(): string {
   const url: unknown = import.meta.url;
   if (typeof url === 'string' && url.startsWith('file:')) return join(dirname(fileURLToPath(url)), '..');
   let dir = dirname(realpathSync(process.argv[1] ?? process.cwd()));
