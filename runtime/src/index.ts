@@ -37,7 +37,7 @@ export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, ty
 export type { Executor, ExecPreparation, ExecRequest, ExecResult, ExecMount, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode } from './api/executor.js';
 export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
 export { DEFAULT_CAPABILITIES } from './executor/spec.js';
-export { parseOutputSpec, EXPORT_TYPES, type ExportSpec, type ExportCompression, type ExportAnnotation, type ExportAnnotationType } from './exporter/spec.js';
+export { parseOutputSpec, splitFields as splitCsvFields, EXPORT_TYPES, type ExportSpec, type ExportCompression, type ExportAnnotation, type ExportAnnotationType } from './exporter/spec.js';
 export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';
 export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings, type ArchiveExportOptions } from './exporter/image-exporters.js';
 export { packDirectory, packDirectories, type PackDirectoryOptions, type SubDirectory } from './exporter/fs-tar.js';

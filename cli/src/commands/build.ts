@@ -16,6 +16,7 @@ import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
+import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
 import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 
 /** Parsed flags of `kiln build`. */
@@ -52,6 +53,10 @@ export interface BuildFlags {
   readonly cgroupParent?: string;
   readonly check?: boolean;
   readonly call?: string;
+  /** `--cache-to` values (buildx CSV: type=local|registry|inline,…). */
+  readonly cacheTo?: string[];
+  /** `--cache-from` values. */
+  readonly cacheFrom?: string[];
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -80,6 +85,8 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('-q, --quiet', 'print nothing but the image ID (config digest) on stdout; errors still go to stderr')
     .option('--no-cache', 'do not use the cache')
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
+    .option('--cache-to <spec>', 'export the build cache: type=local,dest=DIR|type=registry,ref=REF|type=inline[,mode=min|max][,compression=…][,oci-mediatypes=…] (repeatable)', collect, [])
+    .option('--cache-from <spec>', 'import a build cache: type=local,src=DIR[,tag=T]|type=registry,ref=REF (repeatable)', collect, [])
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
     .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
     .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
@@ -125,7 +132,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       withInterrupt(io, async (signal) => {
         // Inside the interruptible part: waiting for a prune to finish can be cancelled too.
         await l.begin(signal);
-        return runBuild(e, { ...req, progress: display.sink, signal, onWarning });
+        return runBuild(e, { ...req, progress: display.sink, signal, onWarning, onCacheWarning: (m) => void io.stderr.write(`WARNING: ${m}\n`) });
       }),
     );
     await display.finish();
@@ -158,6 +165,23 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   }
   // the answer is printed: only the exit status is left
   if (callFailed) throw new ReportedError(1, 'build checks found problems');
+}
+
+/** `--cache-to` / `--cache-from`, local paths taken from the caller's directory; unusable imports are warnings. */
+function cacheFlags(flags: BuildFlags, io: CliIo): Pick<BuildRequest, 'cacheTo' | 'cacheFrom' | 'cacheWarnings'> {
+  const cacheTo = (flags.cacheTo ?? []).map(parseCacheExportSpec).map((s) => (s.type === 'local' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  const cacheFrom: CacheImportSpec[] = [];
+  const cacheWarnings: string[] = [];
+  for (const v of flags.cacheFrom ?? []) {
+    const s = parseCacheImportSpec(v);
+    if ('warning' in s) cacheWarnings.push(s.warning);
+    else cacheFrom.push(s.type === 'local' ? { ...s, src: callerPath(io, s.src) } : s);
+  }
+  return {
+    ...(cacheTo.length === 0 ? {} : { cacheTo }),
+    ...(cacheFrom.length === 0 ? {} : { cacheFrom }),
+    ...(cacheWarnings.length === 0 ? {} : { cacheWarnings }),
+  };
 }
 
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
@@ -245,6 +269,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
+    ...cacheFlags(flags, io),
   };
   return { req, outputs: parsed, results };
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendSolveOptions, SolveBackend } from '@kiln/gateway';
-import { loadGraph, type ProgressSink, type SolverVertex } from '@kiln/solver';
+import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 
@@ -13,6 +13,9 @@ export interface BackendOptions {
   readonly noCache?: boolean;
   /** `--no-cache-filter`: vertices that ignore the cache. */
   readonly noCacheFilter?: (vertex: SolverVertex) => boolean;
+  /** `--cache-from` caches every solve looks keys up in, and how their results are fetched. */
+  readonly cacheImports?: readonly ImportedCache[];
+  readonly loadImported?: LoadImportedResult;
 }
 
 /**
@@ -25,6 +28,7 @@ export class SolverBackend implements SolveBackend {
   readonly #solver: BuildSolver;
   readonly #opts: BackendOptions;
   readonly #refs: SnapshotRef[] = [];
+  readonly #results = new WeakMap<SnapshotRef, BuildResult>();
   readonly #progress: ProgressSink | undefined;
   readonly #session = randomUUID();
   readonly #prefetches = new AbortController();
@@ -44,6 +48,8 @@ export class SolverBackend implements SolveBackend {
       session: this.#session,
       ...(this.#opts.noCache === undefined ? {} : { noCache: this.#opts.noCache }),
       ...(this.#opts.noCacheFilter === undefined ? {} : { noCacheFilter: this.#opts.noCacheFilter }),
+      ...(this.#opts.cacheImports === undefined || this.#opts.cacheImports.length === 0 ? {} : { cacheImports: this.#opts.cacheImports }),
+      ...(this.#opts.loadImported === undefined ? {} : { loadImported: this.#opts.loadImported }),
     };
     const { root } = loadGraph(definition);
     const progress = this.#progress;
@@ -56,7 +62,13 @@ export class SolverBackend implements SolveBackend {
         ? new SnapshotRef(this.#engine.snapshotter, await emptySnapshot(this.#engine), () => undefined)
         : new SnapshotRef(this.#engine.snapshotter, result.ref.snapshot, () => result.release());
     this.#refs.push(ref);
+    if (result !== undefined) this.#results.set(ref, result);
     return ref;
+  }
+
+  /** The solver's result behind a ref this backend returned (its cache key graph, for cache export). */
+  buildResultOf(ref: SnapshotRef): BuildResult | undefined {
+    return this.#results.get(ref);
   }
 
   resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {

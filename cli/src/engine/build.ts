@@ -24,6 +24,8 @@ import { exportOutputs, type BuildOutput } from './export.js';
 import { createFrontendRegistry } from './frontends.js';
 import type { BuildContext } from './session.js';
 import { SnapshotRef } from './snapshot-ref.js';
+import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
+import { exportCache, importCaches, importedResultLoader, inlineCacheRecords } from './remote-cache.js';
 
 /** One `kiln build`, already parsed from the command line. */
 export interface BuildRequest {
@@ -71,6 +73,14 @@ export interface BuildRequest {
    * frontend's `frontend.lint`), `targets` lists the stages (`frontend.targets`).
    */
   readonly call?: 'check' | 'targets';
+  /** `--cache-to` destinations, exported after the outputs. */
+  readonly cacheTo?: readonly CacheExportSpec[];
+  /** `--cache-from` sources, loaded before the build (an unusable one is a warning). */
+  readonly cacheFrom?: readonly CacheImportSpec[];
+  /** Warnings about `--cache-from` values found while parsing them (shown like the import's own). */
+  readonly cacheWarnings?: readonly string[];
+  /** Where cache warnings go (`WARNING: …` on stderr in the CLI). */
+  readonly onCacheWarning?: (message: string) => void;
 }
 
 /** What a build produced. */
@@ -156,10 +166,17 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     platform,
     ...(req.parallelism === undefined ? {} : { parallelism: req.parallelism }),
   });
+  const warn = req.onCacheWarning ?? (() => undefined);
+  for (const w of req.cacheWarnings ?? []) warn(w);
+  const cacheImports =
+    req.cacheFrom === undefined || req.cacheFrom.length === 0
+      ? []
+      : await importCaches(engine, req.cacheFrom, { onWarning: warn, ...(req.progress === undefined ? {} : { progress: req.progress }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
   const backend = new SolverBackend(engine, solver, {
     ...(req.progress === undefined ? {} : { progress: req.progress }),
     ...(req.signal === undefined ? {} : { signal: req.signal }),
     ...(req.noCache === true ? { noCache: true } : {}),
+    ...(cacheImports.length === 0 ? {} : { cacheImports, loadImported: importedResultLoader(engine) }),
   });
   const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   try {
@@ -177,6 +194,11 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       return { frontend: result.frontend, exports: [], call: { text: new TextDecoder().decode(text), failed } };
     }
     const outputs = buildOutputs(result, platform);
+    // The solver's result of the (first) exported ref: its cache key graph is what --cache-to exports.
+    const first = outputs[0];
+    const solved = first === undefined ? undefined : backend.buildResultOf(first.ref);
+    const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }) };
+    const inline = req.cacheTo?.some((c) => c.type === 'inline') === true && solved !== undefined;
     const exports: ExportResult[] = [];
     if (req.outputs.length > 0) {
       exports.push(
@@ -185,8 +207,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(req.signal === undefined ? {} : { signal: req.signal }),
           ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
           ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
+          ...(inline ? { inlineCache: (layers) => inlineCacheRecords(engine, solved, layers, cacheOpts) } : {}),
         })),
       );
+    }
+    for (const [index, spec] of (req.cacheTo ?? []).entries()) {
+      if (spec.type === 'inline') continue;
+      if (solved === undefined) throw new EngineError('KLN0711', 'the build produced no result whose cache could be exported');
+      await exportCache(engine, spec, solved, { index, ...cacheOpts, ...(req.progress === undefined ? {} : { progress: req.progress }) });
     }
     return { frontend: result.frontend, exports };
   } finally {

@@ -8,7 +8,9 @@ export type EngineErrorCode =
   | 'KLN0706' // the LLB input of `kiln solve` is unreadable
   | 'KLN0707' // a size or option value is malformed
   | 'KLN0708' // prune refused: builds are running in the kiln root
-  | 'KLN0709'; // kiln daemon: the socket is taken, or the daemon went away mid-command
+  | 'KLN0709' // kiln daemon: the socket is taken, or the daemon went away mid-command
+  | 'KLN0710' // a --cache-to value is malformed or names an unsupported cache type
+  | 'KLN0711'; // a --cache-to export failed
 
 /** An error the user can act on: stable code, one-line message, optional hint. */
 export class EngineError extends Error {

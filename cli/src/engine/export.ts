@@ -1,4 +1,5 @@
-import { runExport, type ExportResult, type ExportSpec, type ImageConfigDraft, type Platform } from '@kiln/runtime';
+import { runExport, type ExportResult, type ExportSpec, type ImageConfigDraft, type LayerRef, type Platform } from '@kiln/runtime';
+import { INLINE_CACHE_KEY } from '@kiln/solver';
 import type { ProgressSink } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
@@ -35,6 +36,8 @@ export async function exportOutputs(
     readonly sourceDateEpoch?: number;
     /** Destinations shown otherwise in progress (a temporary file that stands for `dest=-`). */
     readonly displayDests?: ReadonlyMap<string, string>;
+    /** `--cache-to type=inline`: the base64 cache records for an image with these layers (BuildKit's `moby.buildkit.cache.v0`). */
+    readonly inlineCache?: (layers: readonly LayerRef[]) => Promise<string | undefined>;
   } = {},
 ): Promise<ExportResult[]> {
   const list: readonly BuildOutput[] = Array.isArray(outputs) ? outputs : [outputs as BuildOutput];
@@ -63,7 +66,9 @@ export async function exportOutputs(
         const sources = await Promise.all(
           list.map(async (o) => {
             const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch);
-            return { layers, config: imageConfig(o, layers.length, opts.sourceDateEpoch) };
+            const config = imageConfig(o, layers.length, opts.sourceDateEpoch);
+            const inline = list.length === 1 ? await opts.inlineCache?.(layers) : undefined;
+            return { layers, config: inline === undefined ? config : { ...config, [INLINE_CACHE_KEY]: inline } };
           }),
         );
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, completed: Date.now(), time: Date.now() });

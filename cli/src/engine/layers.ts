@@ -57,6 +57,20 @@ export class LayerCache {
     }
   }
 
+  /**
+   * Records blobs by diffID for layers unpacked from an imported cache (as {@link rememberImage}
+   * does for an image's layers), so exports of those snapshots reuse the blobs.
+   */
+  async rememberLayers(layers: readonly LayerRef[]): Promise<void> {
+    if (layers.length === 0) return;
+    await mkdir(this.#dir, { recursive: true });
+    for (const l of layers) {
+      const file = join(this.#dir, `diff-${l.diffID.replace('sha256:', '')}.json`);
+      if ((await this.#read(file)) !== undefined) continue;
+      await writeFileAtomic(file, Buffer.from(JSON.stringify({ mediaType: l.descriptor.mediaType, digest: l.descriptor.digest, size: l.descriptor.size, diffID: l.diffID })));
+    }
+  }
+
   /** The layers (root first) of committed snapshot `id` and its parents, as OCI layer blobs in the store. */
   async layersOf(id: string, signal?: AbortSignal, sourceDateEpoch?: number): Promise<LayerRef[]> {
     const chain: { id: string; diffID: string | undefined }[] = [];

@@ -52,8 +52,9 @@ function invalid(spec: string, why: string, hint?: string): ImageStoreError {
 /**
  * Splits buildx's CSV: `"k=a,b"` quoting; a field without `=` continues the previous value
  * (`name=a,b`). Keys are lowercased except annotation keys, whose names are case-sensitive.
+ * Also parses `--cache-to`/`--cache-from` values.
  */
-function splitFields(spec: string): [string, string][] {
+export function splitFields(spec: string): [string, string][] {
   const raw: string[] = [];
   let cur = '';
   let quoted = false;

@@ -1,0 +1,88 @@
+import { splitCsvFields, type ExportCompression } from '@kiln/runtime';
+import type { CacheExportMode } from '@kiln/solver';
+import { EngineError } from './errors.js';
+
+/** A parsed `--cache-to` value (buildx's CSV syntax). */
+export type CacheExportSpec =
+  | ({ readonly type: 'local'; readonly dest: string; readonly tag: string } & CacheExportCommon)
+  | ({ readonly type: 'registry'; readonly ref: string } & CacheExportCommon)
+  | { readonly type: 'inline'; readonly mode: CacheExportMode };
+
+interface CacheExportCommon {
+  readonly mode: CacheExportMode;
+  readonly compression: ExportCompression;
+  /** OCI media types (an OCI index) or Docker's (a manifest list). BuildKit's default: true. */
+  readonly ociMediaTypes: boolean;
+}
+
+/** A parsed `--cache-from` value. */
+export type CacheImportSpec =
+  | { readonly type: 'local'; readonly src: string; readonly tag: string; readonly digest?: string }
+  | { readonly type: 'registry'; readonly ref: string };
+
+const HINT_TO = 'e.g. --cache-to type=local,dest=DIR,mode=max  --cache-to type=registry,ref=HOST/REPO:TAG  --cache-to type=inline';
+const HINT_FROM = 'e.g. --cache-from type=local,src=DIR  --cache-from type=registry,ref=HOST/REPO:TAG';
+
+function bad(flag: string, value: string, why: string, hint: string): EngineError {
+  return new EngineError('KLN0710', `invalid ${flag} "${value}": ${why}`, { hint });
+}
+
+function attrsOf(value: string): Map<string, string> {
+  // buildx: a value without `=` is a registry reference.
+  if (!value.includes('=')) return new Map([['type', 'registry'], ['ref', value]]);
+  return new Map(splitCsvFields(value));
+}
+
+/** Parses one `--cache-to` value; unknown types and attributes are errors (the export could not do what was asked). */
+export function parseCacheExportSpec(value: string): CacheExportSpec {
+  const a = attrsOf(value);
+  const flag = '--cache-to';
+  const mode = a.get('mode') ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw bad(flag, value, `mode must be min or max, not "${mode}"`, HINT_TO);
+  const compression = a.get('compression') ?? 'gzip';
+  if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'uncompressed') throw bad(flag, value, `compression must be gzip, zstd or uncompressed`, HINT_TO);
+  const oci = a.get('oci-mediatypes');
+  if (oci !== undefined && !['true', 'false', '1', '0', ''].includes(oci)) throw bad(flag, value, 'oci-mediatypes must be true or false', HINT_TO);
+  const ociMediaTypes = oci === undefined || oci === 'true' || oci === '1' || oci === '';
+  const type = a.get('type') ?? '';
+  switch (type) {
+    case 'local': {
+      const dest = a.get('dest');
+      if (dest === undefined || dest === '') throw bad(flag, value, 'type=local needs dest=DIR', HINT_TO);
+      return { type, dest, tag: a.get('tag') ?? 'latest', mode, compression, ociMediaTypes };
+    }
+    case 'registry': {
+      const ref = a.get('ref');
+      if (ref === undefined || ref === '') throw bad(flag, value, 'type=registry needs ref=HOST/REPO:TAG', HINT_TO);
+      return { type, ref, mode, compression, ociMediaTypes };
+    }
+    case 'inline':
+      return { type, mode };
+    default:
+      throw bad(flag, value, `cache type "${type}" is not supported (kiln exports local, registry and inline caches)`, HINT_TO);
+  }
+}
+
+/**
+ * Parses one `--cache-from` value. Returns an error message instead of throwing for a type kiln
+ * does not import: buildx warns about an unusable cache source and builds without it.
+ */
+export function parseCacheImportSpec(value: string): CacheImportSpec | { readonly warning: string } {
+  const a = attrsOf(value);
+  const type = a.get('type') ?? '';
+  switch (type) {
+    case 'local': {
+      const src = a.get('src');
+      if (src === undefined || src === '') return { warning: `--cache-from "${value}": type=local needs src=DIR` };
+      const digest = a.get('digest');
+      return { type, src, tag: a.get('tag') ?? 'latest', ...(digest === undefined ? {} : { digest }) };
+    }
+    case 'registry': {
+      const ref = a.get('ref');
+      if (ref === undefined || ref === '') return { warning: `--cache-from "${value}": type=registry needs ref=HOST/REPO:TAG` };
+      return { type, ref };
+    }
+    default:
+      return { warning: `--cache-from "${value}": cache type "${type}" is not supported (kiln imports local and registry caches)` };
+  }
+}
