@@ -1,10 +1,11 @@
 import { readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
 import { defaultPlatform, definitionJsonLineChunks, definitionToDot, encodeDefinition, parseDigest } from '@kiln/llb-core';
 import type { ImageMetaResolver } from '@kiln/llb-core';
 import { KilnError, convertDockerfile, formatCheckWarning, formatError, parseDockerignore } from '@kiln/dockerfile';
+import { DEFAULT_BUILD_FILE, TsDslError, compileBuildFile, directoryReader } from '@kiln/ts-dsl';
 // The registry alone: the full @kiln/runtime (stores, executor, exporters) loads only for --root.
 import { RegistryClient, registryMetaResolver } from '@kiln/runtime/registry';
 import type { Platform } from '@kiln/llb-core';
@@ -24,6 +25,8 @@ export interface LlbCommandOptions {
   readonly format: LlbFormat;
   readonly imageConfig?: string;
   readonly root?: string;
+  /** kiln/ts build files: pins `local.unique` of local sources (BuildKit picks a random one per marshal). */
+  readonly localUniqueId?: string;
 }
 
 /** The part of a fetch `Response` the registry client reads, over a node:http response. */
@@ -181,6 +184,8 @@ async function writeAtomic(given: string, data: string): Promise<void> {
 export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: CliIo, resolver?: ImageMetaResolver): Promise<void> {
   // Paths are the caller's (a kiln daemon serves other processes); messages keep them as given.
   const context = callerPath(io, contextArg);
+  const ts = await tsBuildFile(contextArg, opts, io);
+  if (ts !== undefined) return runTsLlb(ts, opts, io, resolver);
   const given = opts.file ?? join(contextArg, 'Dockerfile');
   const file = opts.file === '-' ? '-' : callerPath(io, given);
   let text: Uint8Array;
@@ -228,12 +233,51 @@ export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: Cl
   }
 }
 
+const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
+
+/**
+ * The TypeScript build file `kiln llb` is asked for, if any: `-f FILE.ts`, `kiln llb FILE.ts`, or a
+ * context holding `kiln.build.ts` and no Dockerfile (as `kiln build` picks it). `given` is for messages.
+ */
+async function tsBuildFile(contextArg: string, opts: LlbCommandOptions, io: CliIo): Promise<{ path: string; given: string } | undefined> {
+  if (opts.file !== undefined) return opts.file.endsWith('.ts') ? { path: callerPath(io, opts.file), given: opts.file } : undefined;
+  if (contextArg.endsWith('.ts') && (await isFile(callerPath(io, contextArg)))) return { path: callerPath(io, contextArg), given: contextArg };
+  const dir = callerPath(io, contextArg);
+  if (!(await isFile(join(dir, 'Dockerfile'))) && (await isFile(join(dir, DEFAULT_BUILD_FILE)))) return { path: join(dir, DEFAULT_BUILD_FILE), given: join(contextArg, DEFAULT_BUILD_FILE) };
+  return undefined;
+}
+
+/** `kiln llb` of a kiln/ts build file: evaluated in the same sandbox as `kiln build` runs it. */
+async function runTsLlb(file: { path: string; given: string }, opts: LlbCommandOptions, io: CliIo, resolver?: ImageMetaResolver): Promise<void> {
+  if (!(await isFile(file.path))) throw new CliError('KLN_CLI_READ', `cannot read ${file.given}: no such file`);
+  try {
+    const [res] = await compileBuildFile(basename(file.path), directoryReader(dirname(file.path)), {
+      args: parseBuildArgs(opts.buildArg, callerEnv(io)),
+      ...(opts.target === undefined ? {} : { target: opts.target }),
+      ...(opts.platform === undefined ? {} : { platform: opts.platform }),
+      ...(opts.localUniqueId === undefined ? {} : { localUniqueId: opts.localUniqueId }),
+      // the image config needs the base image's: looked up only when it is asked for
+      imageConfig: opts.imageConfig !== undefined,
+      resolver: resolver ?? (await imageResolver(opts.root === undefined ? undefined : callerPath(io, opts.root), io)),
+      warn: (message, l) => void io.stderr.write(`WARNING: ${l === undefined ? '' : `${l.file}:${l.line}:${l.column}: `}${message}\n`),
+    });
+    if (res === undefined) throw new CliError('KLN_CLI_READ', `${file.given} produced no result`);
+    if (opts.imageConfig !== undefined) await writeAtomic(callerPath(io, opts.imageConfig), res.imageConfigJson);
+    if (opts.format === 'json') for (const chunk of definitionJsonLineChunks(res.definition)) io.stdout.write(chunk);
+    else io.stdout.write(opts.format === 'dot' ? definitionToDot(res.definition) : encodeDefinition(res.definition));
+  } catch (e) {
+    if (!(e instanceof TsDslError)) throw e;
+    io.stderr.write(`error ${e.code}: ${e.message}\n${e.hint === undefined ? '' : `hint: ${e.hint}\n`}`);
+    throw new CommanderError(1, e.code, e.message);
+  }
+}
+
 /** Registers `kiln llb [CONTEXT] [-f FILE] [--target T] [--build-arg K=V]... [--platform P] [--session-id ID] [--format json|dot|pb] [--image-config FILE]`. */
 export function registerLlb(program: Command, io: CliIo): void {
   program
     .command('llb')
-    .description("print a Dockerfile's LLB (JSON lines like `buildctl debug dump-llb`, DOT, or a marshaled pb.Definition)")
-    .argument('[context]', 'build context directory', '.')
+    .description("print the LLB of a Dockerfile or a kiln/ts build file (FILE.ts) (JSON lines like `buildctl debug dump-llb`, DOT, or a marshaled pb.Definition)")
+    .argument('[context]', 'build context directory, or a .ts build file', '.')
     .option('-f, --file <file>', 'Dockerfile (default: CONTEXT/Dockerfile; - for stdin)')
     .option('--target <stage>', 'stage to build (default: the last)')
     .option('--build-arg <name=value>', 'build argument (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -242,6 +286,7 @@ export function registerLlb(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['json', 'dot', 'pb']).default('json'))
     .option('--image-config <file>', 'also write the image config JSON (history included) to FILE')
     .option('--root <dir>', "resolve images from this kiln root's image store first, as `kiln build --root` does")
+    .option('--local-unique-id <id>', 'kiln/ts build files: local.unique of local sources (default: a stable hash of the source)')
     .action(async (context: string, opts: LlbCommandOptions) => {
       await runLlb(context, opts, io);
     });

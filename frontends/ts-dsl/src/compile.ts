@@ -34,6 +34,8 @@ export interface CompileOptions {
   readonly localUniqueId?: string;
   /** Answers image config lookups (`.image()` inheritance, `resolve: true`). */
   readonly resolver: ImageMetaResolver;
+  /** False: no image configs (no base image lookups); `imageConfigJson` is then empty. */
+  readonly imageConfig?: boolean;
   /** Receives the build's warnings. */
   readonly warn?: (message: string, location: TsDslLocation | undefined) => void;
 }
@@ -55,6 +57,7 @@ export async function compileBuildFile(entry: string, reader: SourceReader, opts
     inputs: {},
     caps: CAPS_V0_11_6,
     ...(opts.localUniqueId === undefined ? {} : { localUniqueId: opts.localUniqueId }),
+    ...(opts.imageConfig === false ? { imageConfig: false } : {}),
   };
   const noSolver = async (): Promise<never> => {
     throw new TsDslError('KLN0805', 'ctx.solve reads built files: it needs a build (kiln build), not kiln llb', { hint: 'run kiln build; kiln llb only prints the graph' });

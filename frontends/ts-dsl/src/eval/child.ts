@@ -175,6 +175,7 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
     const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
     if (img === undefined) throw new TypeError(`${entry}: the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`);
     const def = await marshal(img.state, marshalOpts(p));
+    if (init.imageConfig === false) return { platform: p, definition: b64(encodeDefinition(def)), config: '' };
     const base = img.state.baseImage;
     const baseConfig =
       base === undefined ? undefined : (JSON.parse(new TextDecoder().decode(parseImageConfigBytes(await resolver.resolveImageConfig(base.ref, { platform: parsePlatform(base.platform ?? p) })))) as Record<string, unknown>);

@@ -16,6 +16,8 @@ export interface InitParams {
   readonly caps?: readonly string[];
   /** Pins `local.unique`. */
   readonly localUniqueId?: string;
+  /** False: skip the image configs (and the base image lookups they need); `config` is then empty. */
+  readonly imageConfig?: boolean;
 }
 
 /** A file's metadata on the wire (`modTime` as a decimal string: it is a 64-bit value). */
