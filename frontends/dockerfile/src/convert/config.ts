@@ -3,6 +3,7 @@
  * MAINTAINER, ONBUILD, CMD, ENTRYPOINT, HEALTHCHECK, EXPOSE, USER, VOLUME, STOPSIGNAL, SHELL.
  * History texts are BuildKit's, formatted the way Go's fmt prints them.
  */
+import { KilnError } from '../errors.js';
 import { formatGoDuration } from '../instructions/duration.js';
 import { parsePortSpecs, parseSignal } from '../instructions/validate.js';
 import type {
@@ -147,7 +148,14 @@ export function dispatchUser(d: DispatchState, c: Pick<UserCommand, 'user'>, com
 
 export function dispatchVolume(d: DispatchState, c: VolumeCommand): void {
   const volumes = { ...(d.image.config.Volumes ?? {}) };
-  for (const v of c.volumes) volumes[v] = {};
+  for (const v of c.volumes) {
+    // The parser rejects a blank VOLUME word, but `VOLUME $UNSET` is blank only after
+    // expansion; BuildKit's dispatchVolume checks again (dockerfile2llb/convert.go).
+    if (v === '') {
+      throw new KilnError('KLN0405', 'VOLUME specified can not be an empty string', { hint: 'the variable in this VOLUME expanded to nothing: give it a value (ARG NAME=default or --build-arg)' });
+    }
+    volumes[v] = {};
+  }
   d.image.config.Volumes = volumes;
   commitToHistory(d.image, `VOLUME ${goList(c.volumes)}`, false, false);
 }

@@ -104,6 +104,16 @@ describe('conversion errors', () => {
     expect(e).toMatchObject({ code: 'KLN0506', location: { line: 2 } });
   });
 
+  test('VOLUME whose variable expands to nothing is rejected', async () => {
+    // BuildKit dockerfile2llb/convert.go dispatchVolume: `if v == "" { return errors.New("VOLUME
+    // specified can not be an empty string") }`, checked after expansion (the parser's own check
+    // only sees the unexpanded `$EMPTY`).
+    const e = await rejection(convert('FROM busybox\nARG EMPTY\nVOLUME /data $EMPTY\n'));
+    expect(e).toMatchObject({ code: 'KLN0405', message: 'VOLUME specified can not be an empty string', location: { file: 'Dockerfile', line: 3, column: 1 } });
+    const ok = await convert('FROM busybox\nARG DIR=/data\nVOLUME $DIR\n');
+    expect((ok.imageConfig.config as { Volumes?: unknown }).Volumes).toEqual({ '/data': {} });
+  });
+
   test('bad --chmod', async () => {
     const e = await rejection(convert('FROM busybox\nCOPY --chmod=u+x a /a\n'));
     expect(e).toMatchObject({ code: 'KLN0507', location: { line: 2 } });
