@@ -88,6 +88,21 @@ describe('dockerfileFrontend', () => {
     expect(img?.kind === 'source' ? img.source.attrs?.get('image.resolvemode') : undefined).toBe('pull');
   });
 
+  test('BUILDKIT_CACHE_MOUNT_NS and BUILDKIT_SANDBOX_HOSTNAME build args are read as dockerui options', async () => {
+    // BuildKit frontend/dockerui/config.go: `bc.CacheIDNamespace = opts["build-arg:BUILDKIT_CACHE_MOUNT_NS"]`
+    // and a non-empty `build-arg:BUILDKIT_SANDBOX_HOSTNAME` replaces `hostname`; dockerfile2llb
+    // names a cache mount `<namespace>/<id>` (dispatchRunMounts).
+    const { c } = client(
+      { Dockerfile: 'FROM busybox\nRUN --mount=type=cache,id=deps,target=/deps --mount=type=cache,target=/var/cache true\n' },
+      { 'build-arg:BUILDKIT_CACHE_MOUNT_NS': 'team-a', 'build-arg:BUILDKIT_SANDBOX_HOSTNAME': 'sandbox', hostname: 'builder' },
+    );
+    const res = await dockerfileFrontend(c);
+    const exec = res.ref?.definition.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
+    const caches = exec?.kind === 'exec' ? (exec.exec.mounts ?? []).filter((m) => m.mountType === 3).map((m) => m.cacheOpt?.id) : [];
+    expect(caches).toEqual(['team-a/deps', 'team-a//var/cache']);
+    expect(exec).toMatchObject({ exec: { meta: { hostname: 'sandbox' } } });
+  });
+
   test('bad add-hosts or resolve mode values are errors that say what to pass', async () => {
     await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'add-hosts': 'db' }).c)).rejects.toMatchObject({ code: 'KLN0504', hint: expect.stringContaining('HOST=IP') });
     await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'image-resolve-mode': 'always' }).c)).rejects.toMatchObject({ code: 'KLN0504' });

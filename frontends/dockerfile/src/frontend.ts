@@ -3,7 +3,8 @@
  * input, else the `context` input, else a `dockerfile` local source), converts it with the
  * client's frontend options (BuildKit's dockerui keys: `filename`, `target`, `platform`,
  * `build-arg:NAME`, `context:NAME`, `label:NAME`, `add-hosts`, `hostname`, `image-resolve-mode`,
- * `force-network-mode`, `shm-size`, `ulimit`, `cgroup-parent`, `no-cache`) and returns the solved ref plus `containerimage.config`.
+ * `force-network-mode`, `shm-size`, `ulimit`, `cgroup-parent`, `no-cache`, and the build args
+ * `BUILDKIT_CACHE_MOUNT_NS` and `BUILDKIT_SANDBOX_HOSTNAME`) and returns the solved ref plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
 import { ResultMetadataKey, formatPlatform, fromDefinition, image, local, parsePlatform } from '@kiln/llb-core';
@@ -26,6 +27,10 @@ export interface DockerfileFrontendOptions {
 const BUILD_ARG = 'build-arg:';
 const CONTEXT = 'context:';
 const LABEL = 'label:';
+/** `--build-arg BUILDKIT_CACHE_MOUNT_NS=ns`: cache mount IDs become `ns/<id>`. */
+const CACHE_NS_ARG = `${BUILD_ARG}BUILDKIT_CACHE_MOUNT_NS`;
+/** `--build-arg BUILDKIT_SANDBOX_HOSTNAME=h`: the hostname of every RUN (wins over `hostname`). */
+const HOSTNAME_ARG = `${BUILD_ARG}BUILDKIT_SANDBOX_HOSTNAME`;
 
 /**
  * `context:NAME` values, as BuildKit's dockerui accepts them: `docker-image://REF`, `local:NAME`,
@@ -99,7 +104,8 @@ function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> 
   const labels: Record<string, string> = {};
   for (const [k, v] of opts) if (k.startsWith(LABEL)) labels[k.slice(LABEL.length)] = v;
   const hosts = extraHosts(opts.get('add-hosts'));
-  const hostname = opts.get('hostname');
+  const sandboxHostname = opts.get(HOSTNAME_ARG);
+  const hostname = sandboxHostname !== undefined && sandboxHostname !== '' ? sandboxHostname : opts.get('hostname');
   const resolve = opts.get('image-resolve-mode');
   if (resolve !== undefined && resolve !== 'default' && resolve !== 'pull' && resolve !== 'local') {
     throw new KilnError('KLN0504', `invalid image-resolve-mode "${resolve}"`, { hint: 'use default, pull or local' });
@@ -112,7 +118,11 @@ function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> 
   if (shm !== undefined && shm !== '' && !/^\d+$/.test(shm)) throw new KilnError('KLN0504', `invalid shm-size "${shm}"`, { hint: 'a size in bytes, e.g. 134217728' });
   const ulimits = parseUlimits(opts.get('ulimit'));
   const cgroupParent = opts.get('cgroup-parent');
+  // Build args dockerui reads as options (frontend/dockerui/config.go keyCacheNSArg,
+  // keyHostnameArg); they also stay ordinary build args.
+  const cacheNs = opts.get(CACHE_NS_ARG);
   return {
+    ...(cacheNs === undefined || cacheNs === '' ? {} : { cacheIdNamespace: cacheNs }),
     ...(shm === undefined || shm === '' || shm === '0' ? {} : { shmSize: Number(shm) }),
     ...(ulimits.length > 0 ? { ulimits } : {}),
     ...(cgroupParent === undefined || cgroupParent === '' ? {} : { cgroupParent }),
