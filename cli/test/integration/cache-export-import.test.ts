@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { readFile, readdir, writeFile, rm } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ContentStore, parseDigest } from '@kiln/runtime';
+import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
 import { type KilnSandbox, compileCli, makeSandbox, parseRawJson, requireTools, runKiln, token, writeTree } from './build-helpers.js';
 
 // --cache-to / --cache-from in BuildKit's format, end to end: real runc, a real docker-registry,
@@ -10,16 +12,27 @@ import { type KilnSandbox, compileCli, makeSandbox, parseRawJson, requireTools, 
 
 const sandboxes: KilnSandbox[] = [];
 let a: KilnSandbox;
+let registry: TestRegistry;
 
 beforeAll(async () => {
   requireTools();
   compileCli();
   a = await fresh();
+  registry = await startRegistry();
 }, 300_000);
 
 afterAll(async () => {
+  await registry?.stop();
   for (const s of sandboxes) await s.cleanup();
 });
+
+/** Layer blobs a cache layout lists (the manifest list entries other than the cache config). */
+async function cacheLayers(layout: string): Promise<string[]> {
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  const root = index.manifests[0]?.digest ?? '';
+  const list = JSON.parse(await readFile(join(layout, 'blobs/sha256', root.replace('sha256:', '')), 'utf8')) as { manifests: Array<{ mediaType: string; digest: string }> };
+  return list.manifests.filter((m) => m.mediaType !== 'application/vnd.buildkit.cacheconfig.v0').map((m) => m.digest);
+}
 
 async function fresh(): Promise<KilnSandbox> {
   const s = await makeSandbox();
@@ -77,6 +90,11 @@ describe('cache export/import, type=local', () => {
     expect(runs.length).toBe(2);
     expect(runs.every((v) => v.cached)).toBe(true);
     expect(await manifestDigest(outB)).toBe(await manifestDigest(outA));
+    // Lazily: every layer of the cache but the builder stage's RUN (which nothing needed) was fetched.
+    const store = await ContentStore.open(b.root);
+    const missing: string[] = [];
+    for (const d of await cacheLayers(cache)) if (!(await store.has(parseDigest(d)))) missing.push(d);
+    expect(missing.length).toBe(1);
 
     // One context file changed, in another fresh root: the builder stage and the COPY --from come
     // from the cache, the COPY of app.txt and the RUN after it run.
@@ -96,5 +114,119 @@ describe('cache export/import, type=local', () => {
     // used it is, and so is everything after it.)
     const fourth = await build(c, ctx, []);
     expect(fourth.vertices.filter((v) => v.name.includes(' RUN ') || v.name.includes(' COPY ')).every((v) => v.cached)).toBe(true);
+  }, 300_000);
+});
+
+describe('cache export modes', () => {
+  test('mode=min exports the final stage only: an intermediate stage re-runs from a min cache, not from a max one', async () => {
+    const t = token();
+    const ctx = join(a.dir, `modes-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t), 'app.txt': `app-${t}\n` });
+    const min = join(a.dir, `min-${t}`);
+    const max = join(a.dir, `max-${t}`);
+    await build(a, ctx, ['--cache-to', `type=local,dest=${min}`, '--cache-to', `type=local,dest=${max},mode=max`]);
+    expect((await cacheLayers(max)).length).toBeGreaterThan((await cacheLayers(min)).length);
+
+    // The whole build from the min cache: the final stage is there, nothing runs.
+    const full = await build(await fresh(), ctx, ['--cache-from', `type=local,src=${min}`]);
+    expect(full.containers).toBe(0);
+    // The builder stage alone: its result is only in the max cache.
+    const fromMin = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${min}`]);
+    expect(fromMin.containers).toBe(1);
+    const fromMax = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${max}`]);
+    expect(fromMax.containers).toBe(0);
+  }, 300_000);
+});
+
+describe('cache export/import, type=registry and type=inline', () => {
+  test('a cache pushed to a real registry has BuildKit\'s manifest list, and a fresh root builds from it without a container', async () => {
+    const t = token();
+    const ctx = join(a.dir, `reg-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t), 'app.txt': `app-${t}\n` });
+    const ref = `${registry.host}/cache/app:${t}`;
+    const first = await build(a, ctx, ['--cache-to', `type=registry,ref=${ref},mode=max`]);
+    expect(first.stderr).toMatch(/writing manifest sha256:[0-9a-f]{64}/);
+
+    const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`], { encoding: 'utf8' })) as {
+      schemaVersion: number;
+      mediaType: string;
+      manifests: Array<{ mediaType: string; digest: string; size: number; annotations?: Record<string, string> }>;
+    };
+    expect(raw.schemaVersion).toBe(2);
+    expect(raw.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    const last = raw.manifests[raw.manifests.length - 1];
+    expect(last?.mediaType).toBe('application/vnd.buildkit.cacheconfig.v0');
+    const layers = raw.manifests.slice(0, -1);
+    expect(layers.length).toBeGreaterThanOrEqual(4);
+    for (const l of layers) {
+      expect(l.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+      expect(l.annotations?.['containerd.io/uncompressed']).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(l.annotations?.['buildkit/createdat']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    }
+    // The config blob: records link to records, results point at the listed layers.
+    const res = await fetch(`http://${registry.host}/v2/cache/app/blobs/${last?.digest ?? ''}`);
+    expect(res.status).toBe(200);
+    const cfg = JSON.parse(await res.text()) as {
+      layers: Array<{ blob: string; parent?: number }>;
+      records: Array<{ digest: string; inputs?: Array<Array<{ link: number }>>; layers?: Array<{ layer: number; createdAt: string }> }>;
+    };
+    expect(new Set(cfg.layers.map((l) => l.blob))).toEqual(new Set(layers.map((l) => l.digest)));
+    expect(cfg.records.some((r) => (r.layers ?? []).length > 0 && (r.inputs ?? []).length > 0)).toBe(true);
+
+    const b = await fresh();
+    const second = await build(b, ctx, ['--cache-from', `type=registry,ref=${ref}`]);
+    expect(second.containers).toBe(0);
+    expect(second.vertices.filter((v) => v.name.includes(' RUN ')).every((v) => v.cached)).toBe(true);
+  }, 300_000);
+
+  test('inline cache: an image pushed with --cache-to type=inline is a cache source for a fresh root', async () => {
+    const t = token();
+    const ctx = join(a.dir, `inline-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t), 'app.txt': `app-${t}\n` });
+    const ref = `${registry.host}/inline/app:${t}`;
+    await build(a, ctx, ['--cache-to', 'type=inline', '--output', `type=image,name=${ref},push=true`]);
+    const config = JSON.parse(execFileSync('skopeo', ['inspect', '--config', '--raw', '--tls-verify=false', `docker://${ref}`], { encoding: 'utf8' })) as Record<string, unknown>;
+    const inline = config['moby.buildkit.cache.v0'];
+    expect(typeof inline).toBe('string');
+    const records = JSON.parse(Buffer.from(inline as string, 'base64').toString('utf8')) as Array<{ digest: string; layers?: Array<{ layer: number }> }>;
+    const layerCount = (config['rootfs'] as { diff_ids: string[] }).diff_ids.length;
+    const results = records.flatMap((r) => r.layers ?? []);
+    expect(results.length).toBeGreaterThan(0);
+    expect(results.every((r) => r.layer >= 0 && r.layer < layerCount)).toBe(true);
+
+    const b = await fresh();
+    const second = await build(b, ctx, ['--cache-from', `type=registry,ref=${ref}`]);
+    expect(second.containers).toBe(0);
+    expect(second.vertices.filter((v) => v.name.includes(' RUN ') && v.name.startsWith('[stage-1')).every((v) => v.cached)).toBe(true);
+  }, 300_000);
+});
+
+describe('cache sources and destinations that do not work', () => {
+  test('a missing or corrupt --cache-from is a warning and the build runs; a failing --cache-to fails the build', async () => {
+    const t = token();
+    const ctx = join(a.dir, `bad-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t), 'app.txt': `app-${t}\n` });
+    const corrupt = join(a.dir, `corrupt-${t}`);
+    await writeTree(corrupt, { 'index.json': '{"manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:' + '0'.repeat(64) + '", "size": 2, "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}' });
+    const b = await fresh();
+    const r = await build(b, ctx, ['--cache-from', `type=local,src=${join(a.dir, 'nope')}`, '--cache-from', `type=local,src=${corrupt}`, '--cache-from', 'type=gha']);
+    expect(r.containers).toBe(2);
+    expect(r.stderr).toMatch(/WARNING: failed to import cache type=local,src=.*nope/);
+    expect(r.stderr).toMatch(/WARNING: failed to import cache type=local,src=.*corrupt/);
+    expect(r.stderr).toMatch(/WARNING: --cache-from "type=gha": cache type "gha" is not supported/);
+
+    // A destination that cannot be written: exit 1 with the error, not a stack trace.
+    const blocker = join(a.dir, `file-${t}`);
+    await writeFile(blocker, 'not a directory');
+    const failed = await runKiln(b, ['build', ctx, '--root', b.root, '--progress', 'plain', '--cache-to', `type=local,dest=${join(blocker, 'cache')}`]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('KLN0711');
+    expect(failed.stderr).toContain(`failed to export cache to ${join(blocker, 'cache')}`);
+    expect(failed.stderr).not.toMatch(/\n\s+at /);
+
+    // An unknown --cache-to type is refused before anything runs.
+    const refused = await runKiln(b, ['build', ctx, '--root', b.root, '--cache-to', 'type=s3,bucket=x']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('KLN0710');
   }, 300_000);
 });

@@ -283,14 +283,15 @@ export class Scheduler {
     }
     const cacheMap = st.cacheMap;
     const inputKeyPromises = v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts));
-    // An input whose own key missed will run whatever happens here (a new input key cannot be part
+    // An input whose own key is new will run whatever happens here (a new input key cannot be part
     // of a stored key of this vertex), so its content digest is started at once, not after every
     // other input's key: independent branches joined by a COPY run in parallel (BuildKit's edges
-    // make progress on each dep independently).
+    // make progress on each dep independently). An input whose key is known but has no result (an
+    // imported min-mode record, a pruned result) waits: this vertex's own key may still hit.
     for (const [i, ikp] of inputKeyPromises.entries()) {
       void Promise.all([cacheMap, ikp]).then(
         ([cm, ik]) => {
-          if (ik.hit === undefined && cm.deps[i]?.computeDigest !== undefined) this.#slowDigest(st, i, cm, job, opts);
+          if (ik.hit === undefined && ik.match === undefined && cm.deps[i]?.computeDigest !== undefined) this.#slowDigest(st, i, cm, job, opts);
         },
         noop,
       );
