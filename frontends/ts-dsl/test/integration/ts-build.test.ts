@@ -1,0 +1,236 @@
+/**
+ * kiln/ts end to end: `kiln build` and `kiln llb` of TypeScript build files through the real
+ * CLI, gateway, solver and runc, on the busybox base made from busybox-static. Results are read
+ * from `--output type=local` directories and OCI archives (skopeo for the image config).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { compileCli, fresh, kiln, makeSandbox, repo, requireTools, writeTree, type Sandbox } from './helpers.js';
+
+let sb: Sandbox;
+
+beforeAll(async () => {
+  requireTools();
+  compileCli();
+  sb = await makeSandbox();
+}, 300_000);
+
+afterAll(async () => {
+  await sb?.cleanup();
+});
+
+const noStack = (stderr: string): void => expect(stderr).not.toMatch(/\n\s+at /);
+
+/** Builds `ctx` into a local directory and an OCI archive; returns both and the CLI run. */
+async function build(ctx: string, extra: readonly string[] = []) {
+  const out = fresh(sb, 'out');
+  const oci = `${fresh(sb, 'oci')}.tar`;
+  const r = await kiln(['build', ctx, '--root', sb.root, '--progress', 'plain', '--output', `type=local,dest=${out}`, '--output', `type=oci,dest=${oci}`, ...extra], sb.dir);
+  return { r, out, oci };
+}
+
+interface Config {
+  config: { Cmd?: string[]; Entrypoint?: string[]; Env?: string[]; ExposedPorts?: Record<string, object>; WorkingDir?: string };
+  rootfs: { diff_ids: string[] };
+}
+const configOf = (oci: string): Config => JSON.parse(execFileSync('skopeo', ['inspect', '--config', `oci-archive:${oci}`], { encoding: 'utf8' })) as Config;
+
+describe('kiln build of a kiln.build.ts', { timeout: 240_000 }, () => {
+  test('example 1 (hello): the context kiln.build.ts is picked, the RUN runs in runc, the config inherits the base', async () => {
+    const ctx = join(sb.dir, 'hello');
+    await writeTree(ctx, {
+      'kiln.build.ts': `import { image, sh } from "kiln";\nexport default () => image("kt/busybox").run(sh\`echo hi >/hi\`).image({ cmd: ["cat", "/hi"] });\n`,
+    });
+    const { r, out, oci } = await build(ctx);
+    expect(r.stderr).toContain('/bin/sh -c echo hi >/hi');
+    expect(r.code).toBe(0);
+    expect(await readFile(join(out, 'hi'), 'utf8')).toBe('hi\n');
+    const cfg = configOf(oci);
+    expect(cfg.config.Cmd).toEqual(['cat', '/hi']);
+    expect(cfg.config.Env).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+    expect(cfg.rootfs.diff_ids).toHaveLength(2);
+  });
+
+  test('example 2 (multi-stage with a cache mount) builds what its Dockerfile side-by-side builds', async () => {
+    const ctx = join(sb.dir, 'site');
+    await writeTree(ctx, {
+      'build.sh': 'mkdir -p dist && echo "<h1>site</h1>" > dist/index.html && n=$(cat /cache/n 2>/dev/null || echo 0) && n=$((n+1)) && echo $n > /cache/n && echo $n > dist/builds\n',
+      'kiln.build.ts': [
+        'import { cache, image, sh, type Ctx } from "kiln";',
+        'export default ({ local }: Ctx) => {',
+        '  const b = image("kt/busybox").dir("/src").copy(local("context"), ".", ".")',
+        '    .run(sh`sh build.sh`, { mounts: { "/cache": cache("site") } });',
+        '  return image("kt/busybox").copy(b, "/src/dist", "/www")',
+        '    .image({ cmd: ["httpd", "-f", "-p", "8080", "-h", "/www"], exposedPorts: ["8080/tcp"] });',
+        '};',
+        '',
+      ].join('\n'),
+      'Dockerfile.side': [
+        'FROM kt/busybox AS build',
+        'WORKDIR /src',
+        'COPY . .',
+        'RUN --mount=type=cache,target=/cache sh build.sh',
+        'FROM kt/busybox',
+        'COPY --from=build /src/dist /www',
+        'EXPOSE 8080/tcp',
+        'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
+        '',
+      ].join('\n'),
+    });
+    const ts = await build(ctx);
+    expect(ts.r.stderr).toContain('sh build.sh');
+    expect(ts.r.code).toBe(0);
+    const df = await build(ctx, ['-f', join(ctx, 'Dockerfile.side')]);
+    expect(df.r.code).toBe(0);
+    for (const f of ['index.html', 'builds']) {
+      expect(await readFile(join(ts.out, 'www', f), 'utf8')).toBe(await readFile(join(df.out, 'www', f), 'utf8'));
+    }
+    expect(await readFile(join(ts.out, 'www/index.html'), 'utf8')).toBe('<h1>site</h1>\n');
+    const [a, b] = [configOf(ts.oci).config, configOf(df.oci).config];
+    expect({ Cmd: a.Cmd, Entrypoint: a.Entrypoint, Env: a.Env, ExposedPorts: a.ExposedPorts }).toEqual({ Cmd: b.Cmd, Entrypoint: b.Entrypoint, Env: b.Env, ExposedPorts: b.ExposedPorts });
+    expect(a.ExposedPorts).toEqual({ '8080/tcp': {} });
+    // the cache mount outlives the build: a changed source runs build.sh again on the same cache
+    await writeTree(ctx, { 'extra.txt': 'changed\n' });
+    const again = await build(ctx);
+    expect(again.r.code).toBe(0);
+    expect(await readFile(join(again.out, 'www/builds'), 'utf8')).toBe('2\n');
+  });
+
+  test('example 3 (secret + tmpfs + mount output): the secret is used but never in the LLB or the layers', async () => {
+    const ctx = join(sb.dir, 'secret');
+    const secretValue = 'kiln-ts-secret-7f3a9c';
+    await writeTree(ctx, {
+      'token.txt': secretValue,
+      'kiln.build.ts': [
+        'import { image, scratch, secret, sh, tmpfs } from "kiln";',
+        'export default () => {',
+        '  const dl = image("kt/busybox").run(sh`wc -c < /run/secrets/t > /out/len && echo scratch > /tmp/x && ls /tmp > /out/tmp-list && mount | grep -c " /tmp type tmpfs" > /out/tmpfs`,',
+        '    { mounts: { "/out": scratch(), "/tmp": tmpfs(), "/run/secrets/t": secret("t") } }).output("/out");',
+        '  return scratch().copy(dl, "/", "/");',
+        '};',
+        '',
+      ].join('\n'),
+    });
+    const { r, out, oci } = await build(ctx, ['--secret', `id=t,src=${join(ctx, 'token.txt')}`]);
+    expect(r.stderr).not.toContain(secretValue);
+    expect(r.code).toBe(0);
+    expect((await readFile(join(out, 'len'), 'utf8')).trim()).toBe(String(secretValue.length));
+    expect(await readFile(join(out, 'tmp-list'), 'utf8')).toBe('x\n');
+    expect((await readFile(join(out, 'tmpfs'), 'utf8')).trim()).toBe('1');
+    expect(readdirSync(out).sort()).toEqual(['len', 'tmp-list', 'tmpfs']);
+    // the LLB names the secret by id only
+    const llb = await kiln(['llb', join(ctx, 'kiln.build.ts'), '--format', 'json'], sb.dir);
+    expect(llb.code).toBe(0);
+    expect(llb.stdout).toContain('"secretOpt":{"ID":"t"');
+    expect(llb.stdout).not.toContain(secretValue);
+    // and no layer of the image holds it
+    const layers = execFileSync('tar', ['-tf', oci], { encoding: 'utf8' }).split('\n').filter((p) => /^blobs\/sha256\/[0-9a-f]{64}$/.test(p));
+    expect(layers.length).toBeGreaterThan(0);
+    let sawResult = false;
+    for (const blob of layers) {
+      const bytes = execFileSync('tar', ['-xOf', oci, blob], { maxBuffer: 64 << 20 });
+      const plain = bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes;
+      expect(plain.includes(secretValue)).toBe(false);
+      // the scan does read layer contents: the result's files are found
+      sawResult ||= plain.includes('tmp-list');
+    }
+    expect(sawResult).toBe(true);
+  });
+
+  test('example 5 (dynamic fan-out): ctx.solve + readFile drive the graph', async () => {
+    const ctx = join(sb.dir, 'fanout');
+    await writeTree(ctx, {
+      'services.txt': 'alpha\nbeta\n',
+      'lib/svc.ts': [
+        'import { image, sh, scratch, type State } from "kiln";',
+        'export const svc = async (src: State, n: string): Promise<State> =>',
+        '  image("kt/busybox").run(sh`mkdir -p /out/srv && echo ${n} > /out/srv/${n} && cat /src/services.txt | wc -l > /out/srv/${n}.count`,',
+        '    { mounts: { "/out": scratch(), "/src": src } }).output("/out");',
+        '',
+      ].join('\n'),
+      'kiln.build.ts': [
+        'import { image, merge, type Ctx } from "kiln";',
+        'import { svc } from "./lib/svc.js";',
+        'export default async ({ local, solve }: Ctx) => {',
+        '  const src = local("context");',
+        '  const names = (await solve(src).readFile("/services.txt")).trim().split("\\n");',
+        '  const outs = await Promise.all(names.map((n) => svc(src, n)));',
+        '  return merge([image("kt/busybox"), ...outs]).image({ cmd: ["sh", "/start.sh"] });',
+        '};',
+        '',
+      ].join('\n'),
+    });
+    const { r, out, oci } = await build(ctx);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(out, 'srv/alpha'), 'utf8')).toBe('alpha\n');
+    expect(await readFile(join(out, 'srv/beta'), 'utf8')).toBe('beta\n');
+    expect((await readFile(join(out, 'srv/beta.count'), 'utf8')).trim()).toBe('2');
+    expect(readFileSync(join(out, 'bin/busybox')).length).toBeGreaterThan(100_000);
+    expect(configOf(oci).config.Cmd).toEqual(['sh', '/start.sh']);
+  });
+
+  test('build args, target and platform reach ctx; -f FILE.ts picks kiln/ts', async () => {
+    const ctx = join(sb.dir, 'args');
+    await writeTree(ctx, {
+      'other.ts': `import { scratch, type Ctx } from "kiln";\nexport default (ctx: Ctx) => scratch().mkfile("/info", JSON.stringify({ args: ctx.args, target: ctx.target, platform: ctx.platform }));\n`,
+    });
+    const { r, out } = await build(ctx, ['-f', join(ctx, 'other.ts'), '--build-arg', 'GREETING=hello world', '--target', 'release', '--platform', 'linux/amd64']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(await readFile(join(out, 'info'), 'utf8'))).toEqual({ args: { GREETING: 'hello world' }, target: 'release', platform: 'linux/amd64' });
+  });
+
+  test('// syntax=kiln/ts selects the frontend for a file of any name', async () => {
+    const ctx = join(sb.dir, 'syntax');
+    await writeTree(ctx, { 'build.kiln': `// syntax=kiln/ts\nimport { scratch } from "kiln";\nexport default () => scratch().mkfile("/via", "syntax");\n` });
+    const { r, out } = await build(ctx, ['-f', join(ctx, 'build.kiln')]);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(out, 'via'), 'utf8')).toBe('syntax');
+  });
+
+  test('an error in the build file shows file:line:column and no stack trace', async () => {
+    const ctx = join(sb.dir, 'broken');
+    await writeTree(ctx, { 'kiln.build.ts': `import { image } from "kiln";\nexport default () => {\n  const tag = "1.0";\n  throw new Error(\`no release for \${tag}\`);\n};\n` });
+    const { r } = await build(ctx);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('KLN0803');
+    expect(r.stderr).toContain('kiln.build.ts:4:9: no release for 1.0');
+    noStack(r.stderr);
+    await writeTree(ctx, { 'kiln.build.ts': `import { readFileSync } from "fs";\nexport default () => readFileSync("/etc/passwd");\n` });
+    const b = await build(ctx);
+    expect(b.r.code).not.toBe(0);
+    expect(b.r.stderr).toMatch(/KLN0802: kiln\.build\.ts:1:30: Node built-in "fs" is not available/);
+    noStack(b.r.stderr);
+  });
+});
+
+describe('kiln llb of a .ts file', { timeout: 120_000 }, () => {
+  test('the LLB ops equal the Go client/llb vector (exec-cache-mounts), and --local-unique-id pins local.unique', async () => {
+    const ctx = join(sb.dir, 'llb');
+    await writeTree(ctx, {
+      'vector.ts': [
+        'import { cache, image } from "kiln";',
+        'const bb = () => image("localhost:5000/busybox");',
+        'export default () => bb().run("ls /c1 /c2 /c3", { mounts: {',
+        '  "/c1": cache("cache-shared"), "/c2": cache("cache-private", { sharing: "private" }),',
+        '  "/c3": cache("cache-locked", { sharing: "locked", from: bb(), path: "/etc" }) } });',
+        '',
+      ].join('\n'),
+      'local.ts': `import { local } from "kiln";\nexport default () => local("context", { include: ["src/**"] });\n`,
+    });
+    const r = await kiln(['llb', join(ctx, 'vector.ts'), '--platform', 'linux/amd64'], sb.dir);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const digests = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { Digest: string }).Digest);
+    const expected = readFileSync(join(repo, '../shared/conformance/llb-ops/exec-cache-mounts.digests'), 'utf8').split('\n').filter(Boolean);
+    expect(digests).toEqual(expected);
+    const pb = await kiln(['llb', join(ctx, 'vector.ts'), '--platform', 'linux/amd64', '--format', 'pb'], sb.dir);
+    expect(pb.code).toBe(0);
+    const l = await kiln(['llb', '-f', join(ctx, 'local.ts'), '--local-unique-id', 'pinned-id'], sb.dir);
+    expect(l.code).toBe(0);
+    expect(l.stdout).toContain('"local.unique":"pinned-id"');
+  });
+});
