@@ -108,6 +108,44 @@ describe('dockerfileFrontend', () => {
     await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'image-resolve-mode': 'always' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
   });
 
+  test('context:NAME=docker-image://REF brings the image config, resolved for the stage platform', async () => {
+    // BuildKit frontend/dockerui namedcontext.go (docker-image://): ResolveImageConfig of the
+    // TagNameOnly reference for the requested platform, then the converter uses that config as
+    // the stage's image (Env, WorkingDir, User, Cmd inherited); `scratch` is an empty context.
+    const calls: string[] = [];
+    const cfg = { os: 'linux', architecture: 'amd64', rootfs: { diff_ids: [DIGEST] }, config: { Env: ['PATH=/opt/bin', 'FROM_CTX=1'], WorkingDir: '/srv', User: 'app', Cmd: ['serve'] } };
+    const make = (dockerfile: string, opts: Record<string, string>) => {
+      const { c } = client({ Dockerfile: dockerfile }, opts);
+      return {
+        ...c,
+        resolveImageConfig: (ref: string, o: { platform?: { os: string; architecture: string } }) => {
+          calls.push(`${ref} ${o.platform?.os ?? ''}/${o.platform?.architecture ?? ''}`);
+          return Promise.resolve({ digest: DIGEST, config: new TextEncoder().encode(JSON.stringify(cfg)) });
+        },
+      } satisfies FrontendClient;
+    };
+    const res = await dockerfileFrontend(make('FROM base\nRUN pwd\n', { 'context:base': 'docker-image://alpine:3.18', platform: 'linux/amd64' }));
+    expect(calls).toEqual(['docker.io/library/alpine:3.18 linux/amd64']);
+    const img = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.imageConfig))) as { config: Record<string, unknown> };
+    expect(img.config).toMatchObject({ Env: ['PATH=/opt/bin', 'FROM_CTX=1'], WorkingDir: '/srv', User: 'app', Cmd: ['serve'] });
+    const exec = res.ref?.definition.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ exec: { meta: { cwd: '/srv', user: 'app', env: ['PATH=/opt/bin', 'FROM_CTX=1'] } } });
+
+    // A stage replaced by the context (by its AS name) gets the config too.
+    calls.length = 0;
+    const staged = await dockerfileFrontend(make('FROM busybox AS base\nRUN false\nFROM base\nCMD ["x"]\n', { 'context:base': 'docker-image://alpine' }));
+    expect(calls).toEqual([expect.stringMatching(/^docker\.io\/library\/alpine:latest /)]);
+    const img2 = JSON.parse(new TextDecoder().decode(staged.metadata.get(ResultMetadataKey.imageConfig))) as { config: Record<string, unknown> };
+    expect(img2.config).toMatchObject({ Env: ['PATH=/opt/bin', 'FROM_CTX=1'], WorkingDir: '/srv', User: 'app', Cmd: ['x'] });
+
+    calls.length = 0;
+    const empty = await dockerfileFrontend(make('FROM base\nCOPY a /a\n', { 'context:base': 'docker-image://scratch' }));
+    expect(calls).toEqual([]);
+    const img3 = JSON.parse(new TextDecoder().decode(empty.metadata.get(ResultMetadataKey.imageConfig))) as { config: Record<string, unknown> };
+    expect(img3.config).toMatchObject({ WorkingDir: '/' });
+    expect(empty.ref?.definition.def.map((b) => decodeOp(b)).some((o) => o.kind === 'source' && o.source.identifier?.startsWith('docker-image://') === true)).toBe(false);
+  });
+
   test('context:NAME=input:X takes the Definition the client passed as input X, with its image config', async () => {
     const base = await (await import('@kiln/llb-core')).image('alpine').run({ args: ['/bin/sh', '-c', 'echo built > /made'] }).root().marshal();
     const meta = JSON.stringify({ [ResultMetadataKey.imageConfig]: Buffer.from(JSON.stringify({ config: { Env: ['FROM_INPUT=1'], WorkingDir: '/w' } })).toString('base64') });

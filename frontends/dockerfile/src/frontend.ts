@@ -7,7 +7,7 @@
  * `BUILDKIT_CACHE_MOUNT_NS` and `BUILDKIT_SANDBOX_HOSTNAME`) and returns the solved ref plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
-import { ResultMetadataKey, formatPlatform, fromDefinition, image, local, parsePlatform } from '@kiln/llb-core';
+import { ResultMetadataKey, formatPlatform, fromDefinition, image, local, parsePlatform, scratch } from '@kiln/llb-core';
 import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
@@ -42,12 +42,22 @@ function namedContexts(client: FrontendClient, sessionId: string | undefined): M
   for (const [k, v] of client.opts) {
     if (!k.startsWith(CONTEXT)) continue;
     const name = k.slice(CONTEXT.length);
-    if (v.startsWith('docker-image://')) out.set(name, { state: image(v.slice('docker-image://'.length)) });
+    if (v.startsWith('docker-image://')) out.set(name, imageContext(v.slice('docker-image://'.length)));
     else if (v.startsWith('local:')) out.set(name, { state: local(v.slice('local:'.length), sessionId === undefined ? {} : { sessionId }) });
     else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
     else throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME or input:NAME' });
   }
   return out;
+}
+
+/**
+ * `docker-image://REF`: as BuildKit's dockerui (namedcontext.go), `scratch` is an empty context,
+ * and any other image brings its config (Env, WorkingDir, User, Cmd…), which the converter
+ * resolves for the platform of the stage that uses it.
+ */
+function imageContext(ref: string): NamedContext {
+  if (ref === 'scratch') return { state: scratch() };
+  return { state: image(ref), imageRef: ref };
 }
 
 function inputContext(client: FrontendClient, name: string, input: string): NamedContext {

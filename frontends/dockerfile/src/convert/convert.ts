@@ -15,7 +15,7 @@ import { DispatchState, DispatchStates, type ArgValue, type DispatchOptions, typ
 import { cloneImage, emptyImage, goJson, imageToJson, parseDockerImage, parseKeyValue, type DockerImage } from './image.js';
 import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
 import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
-import { resolveStageBase } from './resolve.js';
+import { namedContextImage, resolveStageBase, type ResolveContext } from './resolve.js';
 import { onbuildTriggers, reachableStages, toCommand, triggerSources, validateCircularDependency } from './stage-graph.js';
 import { withSourceMap } from './source-map.js';
 import { InternalName } from './names.js';
@@ -91,6 +91,8 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   checks.checkFrom(platforms, buildArgs, metaArgs, shlex);
 
   const states = new DispatchStates();
+  // Stages replaced by an image context whose config is still to be resolved.
+  const namedStages: { ds: DispatchState; nc: NamedContext }[] = [];
   parsed.stages.forEach((stage, i) => {
     const at = { location: stage.location, source: stage.node.original };
     let baseName: string;
@@ -120,6 +122,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       if (nc !== undefined) {
         ds.state = nc.state;
         ds.image = nc.imageConfig === undefined ? emptyImage(platforms.targetPlatform) : parseDockerImage(nc.imageConfig);
+        if (nc.imageConfig === undefined && nc.imageRef !== undefined) namedStages.push({ ds, nc });
         ds.dispatched = true;
         ds.fromNamedContext = true;
         states.add(ds);
@@ -178,28 +181,48 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
 
   const cache = new Map<string, Promise<ResolvedImageConfig>>();
   const resolved = new Set<DispatchState>();
+  const resolveCtx = (): ResolveContext => ({
+    file,
+    platforms,
+    metaResolver: options.metaResolver,
+    resolveMode: options.resolveMode,
+    multiPlatform,
+    namedContexts,
+    stageNames: states.names(),
+    signal: options.signal,
+    location: (name, ds) => recordLocation(name, [ds.stage.location]),
+    cache,
+  });
   const resolveAll = async (): Promise<void> => {
     await Promise.all(
       states.states
         .filter((d) => d.base === undefined && !d.fromNamedContext && !resolved.has(d))
         .map(async (d) => {
           resolved.add(d);
-          await resolveStageBase(d, reachable.has(d), {
-            file,
-            platforms,
-            metaResolver: options.metaResolver,
-            resolveMode: options.resolveMode,
-            multiPlatform,
-            namedContexts,
-            stageNames: states.names(),
-            signal: options.signal,
-            location: (name, ds) => recordLocation(name, [ds.stage.location]),
-            cache,
-          });
+          await resolveStageBase(d, reachable.has(d), resolveCtx());
           if (d.unregistered) d.dispatched = true;
         }),
     );
   };
+  // A stage replaced by an image context takes that image's config, and its platform when the
+  // config names one (BuildKit dockerfile2llb: ds.image = *img; ds.platform from img OS/arch).
+  await Promise.all(
+    namedStages
+      .filter(({ ds }) => reachable.has(ds))
+      .map(async ({ ds, nc }) => {
+        let img;
+        try {
+          img = await namedContextImage(resolveCtx(), nc, ds.platform ?? platforms.targetPlatform);
+        } catch (e) {
+          throw locate(e, file, { location: ds.stage.location, source: ds.stage.node.original });
+        }
+        if (img === undefined) return;
+        ds.image = img;
+        if (img.os !== '' && img.architecture !== '') {
+          ds.platform = { os: img.os, architecture: img.architecture, ...(img.variant === undefined || img.variant === '' ? {} : { variant: img.variant }) };
+        }
+      }),
+  );
   await resolveAll();
   // ONBUILD triggers may read other images (`ONBUILD COPY --from=<image>`): register and
   // resolve those before dispatching, as today's BuildKit does.

@@ -7,6 +7,12 @@ export interface NamedContext {
   readonly state: State;
   /** Image config JSON for image contexts (env, workdir… are then inherited). */
   readonly imageConfig?: Uint8Array | string;
+  /**
+   * For an image context given without `imageConfig`: the reference whose config the converter
+   * resolves through `metaResolver` for the platform of the stage that uses it (BuildKit's
+   * dockerui does this for `docker-image://` contexts), when that stage is reachable.
+   */
+  readonly imageRef?: string;
 }
 
 /** Options of {@link convertDockerfile}. Everything is optional. */

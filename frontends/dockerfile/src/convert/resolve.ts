@@ -6,7 +6,7 @@ import { formatImageReference, image, parseImageReference, scratch, tagNameOnly 
 import type { ImageMetaResolver, ImageReference, Platform, ResolvedImageConfig, ResolveMode } from '@kiln/llb-core';
 import { KilnError, suggest } from '../errors.js';
 import { prefixCommand, type DispatchState } from './dispatch-state.js';
-import { emptyImage, parseDockerImage } from './image.js';
+import { emptyImage, parseDockerImage, type DockerImage } from './image.js';
 import type { NamedContext } from './options.js';
 import type { PlatformOptions } from './platform-args.js';
 import { DOCKERFILE_COMMAND } from './names.js';
@@ -55,6 +55,35 @@ function resolveOnce(ctx: ResolveContext, ref: string, platform: Platform): Prom
   return p;
 }
 
+/**
+ * The image config of a named context: its `imageConfig`, else the config of its `imageRef`
+ * resolved for `platform` (BuildKit frontend/dockerui namedcontext.go resolves a
+ * `docker-image://` context's config with ResolveImageConfig, so the stage inherits its Env,
+ * WorkingDir, User, Cmd…), else undefined (the converter then uses an empty image).
+ */
+export async function namedContextImage(ctx: ResolveContext, nc: NamedContext, platform: Platform): Promise<DockerImage | undefined> {
+  if (nc.imageConfig !== undefined) return parseDockerImage(nc.imageConfig);
+  if (nc.imageRef === undefined) return undefined;
+  let ref: string;
+  try {
+    ref = formatImageReference(tagNameOnly(parseImageReference(nc.imageRef)));
+  } catch (e) {
+    throw new KilnError('KLN0504', `invalid image reference ${JSON.stringify(nc.imageRef)} of a named context: ${(e as Error).message}`, {
+      hint: 'pass docker-image://REF with a reference such as registry.example.com/repo:tag',
+    });
+  }
+  let res: ResolvedImageConfig;
+  try {
+    res = await resolveOnce(ctx, ref, platform);
+  } catch (e) {
+    throw new KilnError('KLN0503', `${nc.imageRef}: ${e instanceof Error ? e.message : String(e)}`, {
+      hint: 'check the image name of the build context and that the registry is reachable',
+      cause: e,
+    });
+  }
+  return parseDockerImage(res.config);
+}
+
 /** Resolve the base of a stage whose base is not another stage. */
 export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx: ResolveContext): Promise<void> {
   const target = ctx.platforms.targetPlatform;
@@ -78,7 +107,14 @@ export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx
   d.baseName = formatImageReference(tagNameOnly(ref));
   const named = ctx.namedContexts.get(d.baseName) ?? ctx.namedContexts.get(origName);
   if (named !== undefined) {
-    d.image = named.imageConfig === undefined ? emptyImage(target) : parseDockerImage(named.imageConfig);
+    let img: DockerImage | undefined;
+    try {
+      img = reachable ? await namedContextImage(ctx, named, platform) : undefined;
+    } catch (e) {
+      if (e instanceof KilnError) e.withLocation(locationOf(d, ctx.file), d.stage.node.original);
+      throw e;
+    }
+    d.image = img ?? (named.imageConfig === undefined ? emptyImage(target) : parseDockerImage(named.imageConfig));
     d.state = named.state.platform(platform);
     d.platform = platform;
     d.fromNamedContext = true;
