@@ -4,7 +4,8 @@
  * asks the gateway for the image config (Go blocks in `llb.Image` with a meta resolver; a
  * JavaScript build cannot block, so the lookup waits until the graph is needed).
  */
-import type { ImageMetaResolver, Platform, State as LlbState } from '@kiln/llb-core';
+import type { ImageMetaResolver, Platform, SourceLocation, SourceMap, State as LlbState } from '@kiln/llb-core';
+import type { BuildLocation } from './source-location.js';
 
 /** @internal What lowering needs: a memo (one llb-core State per DSL State) and the resolver. */
 export class LowerContext {
@@ -15,7 +16,17 @@ export class LowerContext {
     readonly resolver: ImageMetaResolver | undefined,
     /** The platform images resolve for when they name none. */
     readonly platform: Platform | undefined,
+    /** Build files by name, for op source locations. */
+    readonly sources: ReadonlyMap<string, SourceMap> = new Map(),
   ) {}
+
+  /** The op source location for a call at `at` (none when the file is not known). */
+  locate(at: BuildLocation | undefined): { sourceLocations?: readonly SourceLocation[] } {
+    const map = at === undefined ? undefined : this.sources.get(at.file);
+    if (at === undefined || map === undefined) return {};
+    // pb.Range: 1-based lines, 0-based characters (client/llb sourcemap.go)
+    return { sourceLocations: [map.location([{ start: { line: at.line, character: at.column - 1 }, end: { line: at.line, character: at.column } }])] };
+  }
 
   /** Lowers `key` once with `fn`. */
   once(key: object, fn: () => Promise<LlbState>): Promise<LlbState> {

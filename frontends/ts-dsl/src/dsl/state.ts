@@ -10,6 +10,7 @@ import type { ChownSpec, FileAction, NetworkMode, SecurityModeName, State as Llb
 import type { LowerContext } from './lower.js';
 import { ImageResult, type ImageSpec } from './image-result.js';
 import { toRunOptions, type Command, type RunOpts } from './run.js';
+import { callerLocation, type BuildLocation } from './source-location.js';
 
 /** The image a State was built on, so `.image()` can inherit its config. */
 export interface BaseImage {
@@ -23,6 +24,8 @@ type FileStep = (prev: FileAction | undefined, c: LowerContext) => Promise<FileA
 interface FileBatch {
   readonly parent: State;
   readonly steps: readonly FileStep[];
+  /** Where the batch's first call is in the build file. */
+  readonly at: BuildLocation | undefined;
 }
 
 /** Options of {@link State.copy}; paths follow Docker's COPY (directory contents, destination created). */
@@ -135,15 +138,17 @@ export class State {
   private file(step: FileStep): State {
     const parent = this.batch?.parent ?? this;
     const steps = [...(this.batch?.steps ?? []), step];
+    // frames: callerLocation, file, copy/mkdir/…, the build file
+    const at = this.batch?.at ?? callerLocation();
     return new State(
       async (c) => {
         const base = await parent.lower(c);
         let action: FileAction | undefined;
         for (const s of steps) action = await s(action, c);
-        return base.file(action as FileAction);
+        return base.file(action as FileAction, c.locate(at));
       },
       parent.baseImage,
-      { parent, steps },
+      { parent, steps, at },
     );
   }
 
@@ -197,7 +202,8 @@ export class State {
    * mount's result.
    */
   run(cmd: Command, opts: RunOpts = {}): Exec {
-    return new Exec(async (c) => (await this.lower(c)).run(await toRunOptions(cmd, opts, c)), this.baseImage);
+    const at = callerLocation();
+    return new Exec(async (c) => (await this.lower(c)).run({ ...(await toRunOptions(cmd, opts, c)), ...c.locate(at) }), this.baseImage);
   }
 
   /** This state as an image: `spec` fields override the base image's config, unset ones inherit it. */

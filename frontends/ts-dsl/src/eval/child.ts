@@ -5,7 +5,7 @@
  * marshals what the build returns and sends it back. stdout carries the protocol only, so the
  * build's console output goes to stderr.
  */
-import { decodeDefinition, encodeDefinition, fromDefinition, parseImageConfig } from '@kiln/llb-core';
+import { SourceMap, decodeDefinition, encodeDefinition, fromDefinition, parseImageConfig } from '@kiln/llb-core';
 import type { Digest, ImageMetaResolver } from '@kiln/llb-core';
 import { formatPlatform, parsePlatform } from '@kiln/llb-core';
 import { ImageResult, imageConfigFor } from '../dsl/image-result.js';
@@ -122,10 +122,12 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
     },
   };
   const platform = init.platforms[0] as string;
+  // one SourceMap per file, shared by every lowering: marshal lists each once in Definition.source
+  const sources = new Map(Object.entries(init.sources ?? {}).map(([f, text]) => [f, new SourceMap(f, new TextEncoder().encode(text), { language: 'TypeScript' })] as const));
   const contexts = new Map<string, LowerContext>();
   const lowerFor = (p: string): LowerContext => {
     let c = contexts.get(p);
-    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p))));
+    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p), sources)));
     return c;
   };
   const marshalOpts = (p: string) => ({

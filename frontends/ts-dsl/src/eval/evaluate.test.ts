@@ -47,6 +47,24 @@ describe('evaluation', () => {
     expect(cfg.config).toEqual({ Env: ['PATH=/bin'], Cmd: ['cat', '/hi'], WorkingDir: '/' });
   });
 
+  test('run and file calls carry their build-file location in the Definition source map; no spurious warnings', async () => {
+    const log = { warnings: [] as string[], solved: [] as string[] };
+    const r = await evaluate({
+      'kiln.build.ts': `import { image } from "kiln";\nimport { step } from "./step.js";\nexport default () =>\n  step(image("busybox")\n    .run(["false"]));\n`,
+      'step.ts': `import type { State } from "kiln";\nexport const step = (s: State): State => s.mkdir("/a").mkfile("/a/b", "x");\n`,
+    }, handlers(log));
+    const def = decodeDefinition(new Uint8Array(Buffer.from(r.results[0]?.definition ?? '', 'base64')));
+    expect(def.source?.infos.map((i) => i.filename).sort()).toEqual(['kiln.build.ts', 'step.ts']);
+    const located = [...(def.source?.locations ?? new Map())].flatMap(([, l]) => l.locations ?? []).map((l) => {
+      const file = def.source?.infos[l.sourceIndex ?? 0]?.filename;
+      const start = l.ranges[0]?.start;
+      return `${file}:${start?.line}:${(start?.character ?? 0) + 1}`;
+    });
+    // the exec at `.run(` (V8 places a call at its property), the one FileOp at its first call
+    expect(located.sort()).toEqual(['kiln.build.ts:5:6', 'step.ts:2:44']);
+    expect(log.warnings).toEqual([]);
+  });
+
   test('ctx.solve + readFile go to the parent, and ctx.platforms gives one result per platform', async () => {
     const log = { warnings: [] as string[], solved: [] as string[] };
     const r = await evaluateBundle(

@@ -39,7 +39,7 @@ export async function evaluateBundle(bundle: Bundle, init: InitParams, handlers:
   const file = join(dir, 'build.mjs');
   try {
     await writeFile(file, bundle.code, { mode: 0o600 });
-    return await run(file, bundle, init, handlers, opts);
+    return await run(file, bundle, { ...init, sources: bundle.sources }, handlers, opts);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -16,6 +16,8 @@ export interface InitParams {
   readonly caps?: readonly string[];
   /** Pins `local.unique`. */
   readonly localUniqueId?: string;
+  /** Build file texts by path, for the op source maps (exec failures then point at the `.run()` line). */
+  readonly sources?: Readonly<Record<string, string>>;
   /** False: skip the image configs (and the base image lookups they need); `config` is then empty. */
   readonly imageConfig?: boolean;
 }
@@ -63,15 +65,4 @@ export type Notification =
 /** The JSON-RPC error code the parent uses for a failed ctx call. */
 export const CALL_FAILED = -32000;
 
-/** The URL scheme build files have in stack traces (esbuild namespace + inline source map). */
-export const BUILD_SCHEME = 'kiln-build:';
-
-/** Finds the first frame of a stack that is in a build file (`kiln-build:<file>:<line>:<col>`). */
-export function buildFrame(stack: string | undefined): WireLocation | undefined {
-  if (stack === undefined) return undefined;
-  for (const line of stack.split('\n')) {
-    const m = /kiln-build:(.+?):(\d+):(\d+)\)?\s*$/.exec(line);
-    if (m) return { file: m[1] as string, line: Number(m[2]), column: Number(m[3]) };
-  }
-  return undefined;
-}
+export { buildFrame } from '../dsl/source-location.js';

@@ -21,6 +21,8 @@ export interface Bundle {
   readonly code: string;
   /** The entry file's name as the user wrote it (shown in locations). */
   readonly entry: string;
+  /** The build files bundled (entry and imports), by path: the op source maps quote them. */
+  readonly sources: Readonly<Record<string, string>>;
 }
 
 /** Namespace of the user's files: paths are relative to the entry file's directory. */
@@ -48,7 +50,7 @@ async function resolveRelative(reader: SourceReader, importer: string, spec: str
   return undefined;
 }
 
-function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evaluator: string): Plugin {
+function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evaluator: string, sources: Record<string, string>): Plugin {
   return {
     name: 'kiln-build-files',
     setup(b: PluginBuild) {
@@ -75,6 +77,7 @@ function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evalu
       b.onLoad({ filter: /.*/, namespace: BUILD_NAMESPACE }, async (a) => {
         const data = await reader.read(a.path);
         if (data === undefined) return { errors: [{ text: `cannot read ${a.path}` }] };
+        sources[a.path] = new TextDecoder().decode(data);
         return { contents: data, loader: loaderOf(a.path) };
       });
     },
@@ -105,6 +108,7 @@ export async function bundleBuildFile(entry: string, reader: SourceReader): Prom
   const { build } = loadEsbuild();
   const dsl = packageModule('dsl/index');
   const evaluator = packageModule('eval/child');
+  const sources: Record<string, string> = {};
   try {
     const out = await build({
       entryPoints: ['kiln-entry'],
@@ -117,11 +121,11 @@ export async function bundleBuildFile(entry: string, reader: SourceReader): Prom
       sourcesContent: false,
       logLevel: 'silent',
       outfile: 'build.mjs',
-      plugins: [buildFilePlugin(reader, posix.normalize(entry), dsl, evaluator)],
+      plugins: [buildFilePlugin(reader, posix.normalize(entry), dsl, evaluator, sources)],
     });
     const file = out.outputFiles[0];
     if (file === undefined) throw new TsDslError('KLN0801', 'esbuild produced no output', { location: { file: entry, line: 1, column: 1 } });
-    return { code: file.text, entry };
+    return { code: file.text, entry, sources };
   } catch (e) {
     if (e instanceof TsDslError) throw e;
     const errors = (e as { errors?: Message[] }).errors;

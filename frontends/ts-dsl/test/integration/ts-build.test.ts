@@ -204,6 +204,13 @@ describe('kiln build of a kiln.build.ts', { timeout: 240_000 }, () => {
     expect(b.r.code).not.toBe(0);
     expect(b.r.stderr).toMatch(/KLN0802: kiln\.build\.ts:1:30: Node built-in "fs" is not available/);
     noStack(b.r.stderr);
+    // a failing command points at its .run() through the Definition's source map
+    await writeTree(ctx, { 'kiln.build.ts': `import { image, sh } from "kiln";\nexport default () =>\n  image("kt/busybox")\n    .run(sh\`echo about to fail; exit 3\`);\n` });
+    const c = await build(ctx);
+    expect(c.r.code).not.toBe(0);
+    expect(c.r.stderr).toContain('kiln.build.ts:4:6: process "/bin/sh -c echo about to fail; exit 3" did not complete successfully: exit code: 3');
+    expect(c.r.stderr).toContain('  4 |     .run(sh`echo about to fail; exit 3`);');
+    noStack(c.r.stderr);
   });
 });
 
