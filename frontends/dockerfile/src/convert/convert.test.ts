@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeOp, digestOf } from '@kiln/llb-core';
+import { decodeOp, digestOf, scratch } from '@kiln/llb-core';
 import type { Digest, ImageMetaResolver, Op } from '@kiln/llb-core';
 import { KilnError, formatError } from '../errors.js';
 import { convertDockerfile } from './convert.js';
@@ -293,5 +293,32 @@ describe('ONBUILD', () => {
     const ids = ops(res).flatMap((o) => (o.kind === 'source' ? [o.source.identifier] : []));
     expect(ids).toContain(`docker-image://example.com/assets:1@${DIGEST}`);
     expect(res.imageConfig).toMatchObject({ config: { OnBuild: null } });
+  });
+});
+
+describe('named image contexts', () => {
+  /** A resolver that knows `kiln.local/base:latest` only by name:tag (as kiln's image store). */
+  function tagOnlyResolver(calls: string[]): ImageMetaResolver {
+    const inner = fakeResolver(calls);
+    return {
+      resolveImageConfig(ref, o) {
+        return ref === 'kiln.local/base:latest' ? inner.resolveImageConfig(ref, o) : (calls.push(ref), Promise.reject(new Error('not found')));
+      },
+    };
+  }
+
+  test('a name:tag@digest context resolves through its name:tag record when the digest matches', async () => {
+    const calls: string[] = [];
+    const namedContexts = new Map([['base', { state: scratch(), imageRef: `kiln.local/base:latest@${DIGEST}` }]]);
+    const res = await convertDockerfile('FROM base\nRUN pwd\n', { metaResolver: tagOnlyResolver(calls), targetPlatform: 'linux/amd64', namedContexts });
+    expect(calls).toEqual([`kiln.local/base:latest@${DIGEST}`, 'kiln.local/base:latest']);
+    expect(res.imageConfig).toMatchObject({ config: { WorkingDir: '/home/app', Env: ['PATH=/bin'], Cmd: ['sh'] } });
+
+    const other = `sha256:${'cd'.repeat(32)}`;
+    const bad = new Map([['base', { state: scratch(), imageRef: `kiln.local/base:latest@${other}` }]]);
+    await expect(convertDockerfile('FROM base\nRUN pwd\n', { metaResolver: tagOnlyResolver([]), targetPlatform: 'linux/amd64', namedContexts: bad })).rejects.toMatchObject({
+      code: 'KLN0503',
+      location: { line: 1, column: 1 },
+    });
   });
 });

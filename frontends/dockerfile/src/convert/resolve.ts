@@ -64,9 +64,9 @@ function resolveOnce(ctx: ResolveContext, ref: string, platform: Platform): Prom
 export async function namedContextImage(ctx: ResolveContext, nc: NamedContext, platform: Platform): Promise<DockerImage | undefined> {
   if (nc.imageConfig !== undefined) return parseDockerImage(nc.imageConfig);
   if (nc.imageRef === undefined) return undefined;
-  let ref: string;
+  let parsed: ImageReference;
   try {
-    ref = formatImageReference(tagNameOnly(parseImageReference(nc.imageRef)));
+    parsed = tagNameOnly(parseImageReference(nc.imageRef));
   } catch (e) {
     throw new KilnError('KLN0504', `invalid image reference ${JSON.stringify(nc.imageRef)} of a named context: ${(e as Error).message}`, {
       hint: 'pass docker-image://REF with a reference such as registry.example.com/repo:tag',
@@ -74,8 +74,14 @@ export async function namedContextImage(ctx: ResolveContext, nc: NamedContext, p
   }
   let res: ResolvedImageConfig;
   try {
-    res = await resolveOnce(ctx, ref, platform);
+    res = await resolveOnce(ctx, formatImageReference(parsed), platform);
   } catch (e) {
+    // A `name:tag@digest` reference (how `kiln build` passes an oci-layout context it imported
+    // into its image store) may be known to the resolver by `name:tag` only: accept that record
+    // when it has exactly the pinned digest.
+    const { digest, ...tagged } = parsed;
+    const retry = digest !== undefined && tagged.tag !== undefined ? await resolveOnce(ctx, formatImageReference(tagged), platform).catch(() => undefined) : undefined;
+    if (retry !== undefined && retry.digest === digest) return parseDockerImage(retry.config);
     throw new KilnError('KLN0503', `${nc.imageRef}: ${e instanceof Error ? e.message : String(e)}`, {
       hint: 'check the image name of the build context and that the registry is reachable',
       cause: e,
