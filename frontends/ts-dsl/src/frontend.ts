@@ -125,7 +125,8 @@ export interface TsFrontendOptions {
 async function frontendResult(client: FrontendClient, ev: Evaluation): Promise<FrontendResult> {
   const enc = new TextEncoder();
   const def = (b64: string): Definition => decodeDefinition(new Uint8Array(Buffer.from(b64, 'base64')));
-  if (!ev.multi) {
+  // one platform is a single result, as the Dockerfile frontend returns it
+  if (!ev.multi || ev.results.length === 1) {
     const r = ev.results[0];
     if (r === undefined) throw new TsDslError('KLN0804', 'the evaluator returned no result');
     const ref = await client.solve({ definition: def(r.definition) });

@@ -4,7 +4,6 @@
  * writes.
  * @packageDocumentation
  */
-export * as dsl from './dsl/index.js';
 export {
   State,
   Exec,
@@ -26,7 +25,21 @@ export {
   ImageResult,
   PlatformResults,
   marshal,
+  shellQuote,
   type ImageSpec,
+  type ImageOpts,
+  type LocalOpts,
+  type GitOpts,
+  type HttpOpts,
+  type CopyOpts,
+  type MkdirOpts,
+  type MkfileOpts,
+  type RmOpts,
+  type Mount,
+  type Ref,
+  type FileInfo,
+  type ResolvedImage,
+  type SingleResult,
   type Ctx,
   type Build,
   type BuildResult,

@@ -173,6 +173,42 @@ describe('kiln build of a kiln.build.ts', { timeout: 240_000 }, () => {
     expect(configOf(oci).config.Cmd).toEqual(['sh', '/start.sh']);
   });
 
+  test('example 4 (merge of diffs; ctx.platforms gives an image per platform)', async () => {
+    const ctx = join(sb.dir, 'platforms');
+    await writeTree(ctx, {
+      'kiln.build.ts': [
+        'import { diff, image, merge, scratch, sh, type Ctx } from "kiln";',
+        'export default (ctx: Ctx) => ctx.platforms((p) => {',
+        '  const files = scratch().mkfile("/platform", p);',
+        '  // only the host platform runs commands here (no emulator)',
+        '  if (p !== "linux/amd64") return files.image({ entrypoint: ["/bin/sh"] });',
+        '  const base = image("kt/busybox", { platform: p });',
+        '  const tool = (n: string) => diff(base, base.run(sh`mkdir -p /opt && echo ${n} > /opt/${n}`));',
+        '  return merge([base, tool("a"), tool("b"), files]).image({ entrypoint: ["/bin/sh"] });',
+        '});',
+        '',
+      ].join('\n'),
+    });
+    const one = await build(ctx);
+    expect(one.r.code).toBe(0);
+    expect(await readFile(join(one.out, 'opt/a'), 'utf8')).toBe('a\n');
+    expect(await readFile(join(one.out, 'opt/b'), 'utf8')).toBe('b\n');
+    expect(await readFile(join(one.out, 'platform'), 'utf8')).toBe('linux/amd64');
+    expect(readFileSync(join(one.out, 'bin/busybox')).length).toBeGreaterThan(100_000);
+    const cfg = configOf(one.oci);
+    expect(cfg.config.Entrypoint).toEqual(['/bin/sh']);
+    // a merge exports its inputs' layers: the base, each diff, the file
+    expect(cfg.rootfs.diff_ids.length).toBeGreaterThanOrEqual(4);
+    const two = await build(ctx, ['--platform', 'linux/amd64,linux/arm64']);
+    expect(two.r.code).toBe(0);
+    const index = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${two.oci}`], { encoding: 'utf8' })) as { manifests: { platform: { architecture: string } }[] };
+    expect(index.manifests.map((m) => m.platform.architecture).sort()).toEqual(['amd64', 'arm64']);
+    const arm = JSON.parse(execFileSync('skopeo', ['inspect', '--config', '--override-arch', 'arm64', `oci-archive:${two.oci}`], { encoding: 'utf8' })) as Config & { architecture: string };
+    expect(arm.architecture).toBe('arm64');
+    expect(arm.config.Entrypoint).toEqual(['/bin/sh']);
+    expect(await readFile(join(two.out, 'linux_arm64/platform'), 'utf8')).toBe('linux/arm64');
+  });
+
   test('build args, target and platform reach ctx; -f FILE.ts picks kiln/ts', async () => {
     const ctx = join(sb.dir, 'args');
     await writeTree(ctx, {
