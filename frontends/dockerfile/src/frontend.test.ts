@@ -146,6 +146,32 @@ describe('dockerfileFrontend', () => {
     expect(empty.ref?.definition.def.map((b) => decodeOp(b)).some((o) => o.kind === 'source' && o.source.identifier?.startsWith('docker-image://') === true)).toBe(false);
   });
 
+  test('context:NAME=local:SOURCE excludes what that directory\'s own .dockerignore lists', async () => {
+    // BuildKit frontend/dockerui namedcontext.go (local): a first local source following only
+    // .dockerignore is read, then the context is llb.Local(SOURCE, ExcludePatterns(those),
+    // SharedKeyHint("context:NAME")).
+    const { c } = client({ Dockerfile: 'FROM busybox\nCOPY --from=assets . /assets\n' }, { 'context:assets': 'local:assets' });
+    const files: Record<string, Record<string, string>> = { assets: { '.dockerignore': '*.tmp\n!keep.tmp\n' }, dockerfile: { Dockerfile: 'FROM busybox\nCOPY --from=assets . /assets\n' } };
+    const solve: FrontendClient['solve'] = ({ definition }) => {
+      const src = decodeOp(definition.def[0] as Uint8Array);
+      const name = src.kind === 'source' ? (src.source.identifier ?? '').replace('local://', '') : '';
+      const own = files[name] ?? {};
+      const ref: Ref = {
+        definition,
+        readFile: (p) => (own[p] === undefined ? Promise.reject(new Error(`${p}: not found`)) : Promise.resolve(new TextEncoder().encode(own[p]))),
+        readDir: () => Promise.resolve([]),
+        statFile: () => Promise.reject(new Error('not implemented')),
+      };
+      return Promise.resolve(ref);
+    };
+    const res = await dockerfileFrontend({ ...c, solve });
+    const srcs = res.ref?.definition.def.map((b) => decodeOp(b)).filter((o) => o.kind === 'source' && o.source.identifier === 'local://assets') ?? [];
+    expect(srcs).toHaveLength(1);
+    const attrs = srcs[0]?.kind === 'source' ? srcs[0].source.attrs : undefined;
+    expect(attrs?.get('local.excludepatterns')).toBe('["*.tmp","!keep.tmp"]');
+    expect(attrs?.get('local.sharedkeyhint')).toBe('context:assets');
+  });
+
   test('context:NAME=input:X takes the Definition the client passed as input X, with its image config', async () => {
     const base = await (await import('@kiln/llb-core')).image('alpine').run({ args: ['/bin/sh', '-c', 'echo built > /made'] }).root().marshal();
     const meta = JSON.stringify({ [ResultMetadataKey.imageConfig]: Buffer.from(JSON.stringify({ config: { Env: ['FROM_INPUT=1'], WorkingDir: '/w' } })).toString('base64') });

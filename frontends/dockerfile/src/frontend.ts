@@ -37,13 +37,13 @@ const HOSTNAME_ARG = `${BUILD_ARG}BUILDKIT_SANDBOX_HOSTNAME`;
  * or `input:INPUT` — a Definition the gateway client passed among its inputs (another build's
  * result, as buildx bake's `target:` contexts), with its image config from `input-metadata:INPUT`.
  */
-function namedContexts(client: FrontendClient, sessionId: string | undefined): Map<string, NamedContext> {
+async function namedContexts(client: FrontendClient, sessionId: string | undefined): Promise<Map<string, NamedContext>> {
   const out = new Map<string, NamedContext>();
   for (const [k, v] of client.opts) {
     if (!k.startsWith(CONTEXT)) continue;
     const name = k.slice(CONTEXT.length);
     if (v.startsWith('docker-image://')) out.set(name, imageContext(v.slice('docker-image://'.length)));
-    else if (v.startsWith('local:')) out.set(name, { state: local(v.slice('local:'.length), sessionId === undefined ? {} : { sessionId }) });
+    else if (v.startsWith('local:')) out.set(name, await localContext(client, name, v.slice('local:'.length), sessionId));
     else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
     else throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME or input:NAME' });
   }
@@ -58,6 +58,33 @@ function namedContexts(client: FrontendClient, sessionId: string | undefined): M
 function imageContext(ref: string): NamedContext {
   if (ref === 'scratch') return { state: scratch() };
   return { state: image(ref), imageRef: ref };
+}
+
+/**
+ * `local:SOURCE`: as BuildKit's dockerui (namedcontext.go), the directory's own `.dockerignore`
+ * is read first (a local source following only that file) and its patterns exclude files from
+ * the context.
+ */
+async function localContext(client: FrontendClient, name: string, source: string, sessionId: string | undefined): Promise<NamedContext> {
+  const session = sessionId === undefined ? {} : { sessionId };
+  const ignoreDef = await local(source, {
+    ...session,
+    followPaths: ['.dockerignore'],
+    sharedKeyHint: `context:${name}-.dockerignore`,
+    customName: `[context ${name}] load .dockerignore`,
+    differ: { type: 'none', required: false },
+  }).marshal();
+  const ref = await client.solve({ definition: ignoreDef });
+  const dt = await ref.readFile('.dockerignore').catch(() => undefined);
+  const excludePatterns = dt === undefined || dt.length === 0 ? [] : parseDockerignore(new TextDecoder().decode(dt));
+  return {
+    state: local(source, {
+      ...session,
+      sharedKeyHint: `context:${name}`,
+      customName: `[context ${name}] load from client`,
+      ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
+    }),
+  };
 }
 
 function inputContext(client: FrontendClient, name: string, input: string): NamedContext {
@@ -201,7 +228,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       buildArgs,
       onWarning,
       metaResolver: client,
-      namedContexts: namedContexts(client, defaults.sessionId),
+      namedContexts: await namedContexts(client, defaults.sessionId),
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
       ...(opts.get('target') ? { target: opts.get('target') as string } : {}),
