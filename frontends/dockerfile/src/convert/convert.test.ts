@@ -307,6 +307,25 @@ describe('named image contexts', () => {
     };
   }
 
+  test('contexts are found by familiar name, a NAME::PLATFORM context first', async () => {
+    // BuildKit frontend/dockerui NamedContext: name = TrimSuffix(FamiliarString(ParseNormalizedNamed(name)),
+    // ":latest"), then context "name::<platforms.Format(platform)>" before "name".
+    const cfg = (wd: string) => JSON.stringify({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [DIGEST] }, config: { WorkingDir: wd } });
+    const calls: string[] = [];
+    const namedContexts = new Map([
+      ['alpine', { state: scratch(), imageConfig: cfg('/plain') }],
+      ['tools::linux/arm64', { state: scratch(), imageConfig: cfg('/arm') }],
+      ['tools', { state: scratch(), imageConfig: cfg('/any') }],
+    ]);
+    const run = async (text: string, targetPlatform: string) =>
+      ((await convertDockerfile(text, { metaResolver: fakeResolver(calls), targetPlatform, namedContexts })).imageConfig.config as { WorkingDir?: string }).WorkingDir;
+    expect(await run('FROM docker.io/library/alpine:latest\n', 'linux/amd64')).toBe('/plain');
+    expect(await run('FROM tools\n', 'linux/arm64')).toBe('/arm');
+    expect(await run('FROM tools\n', 'linux/amd64')).toBe('/any');
+    expect(await run('FROM busybox AS tools\nRUN false\nFROM tools\n', 'linux/arm64')).toBe('/arm');
+    expect(calls).toEqual([]);
+  });
+
   test('a name:tag@digest context resolves through its name:tag record when the digest matches', async () => {
     const calls: string[] = [];
     const namedContexts = new Map([['base', { state: scratch(), imageRef: `kiln.local/base:latest@${DIGEST}` }]]);

@@ -15,7 +15,7 @@ import { DispatchState, DispatchStates, type ArgValue, type DispatchOptions, typ
 import { cloneImage, emptyImage, goJson, imageToJson, parseDockerImage, parseKeyValue, type DockerImage } from './image.js';
 import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
 import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
-import { namedContextImage, resolveStageBase, type ResolveContext } from './resolve.js';
+import { lookupNamedContext, namedContextImage, resolveStageBase, type ResolveContext } from './resolve.js';
 import { onbuildTriggers, reachableStages, toCommand, triggerSources, validateCircularDependency } from './stage-graph.js';
 import { withSourceMap } from './source-map.js';
 import { InternalName } from './names.js';
@@ -118,7 +118,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
       }
     }
     if (stage.name !== '') {
-      const nc = namedContexts.get(stage.name);
+      const nc = lookupNamedContext(namedContexts, stage.name, ds.platform ?? platforms.targetPlatform);
       if (nc !== undefined) {
         ds.state = nc.state;
         ds.image = nc.imageConfig === undefined ? emptyImage(platforms.targetPlatform) : parseDockerImage(nc.imageConfig);

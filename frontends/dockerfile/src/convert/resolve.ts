@@ -2,7 +2,7 @@
  * Base images of stages: resolve reachable ones through the meta resolver, pin them by digest
  * and build their source ops (the image-resolution part of BuildKit's toDispatchState).
  */
-import { formatImageReference, image, parseImageReference, scratch, tagNameOnly } from '@kiln/llb-core';
+import { formatImageReference, formatPlatform, image, normalizePlatform, parseImageReference, scratch, tagNameOnly } from '@kiln/llb-core';
 import type { ImageMetaResolver, ImageReference, Platform, ResolvedImageConfig, ResolveMode } from '@kiln/llb-core';
 import { KilnError, suggest } from '../errors.js';
 import { prefixCommand, type DispatchState } from './dispatch-state.js';
@@ -53,6 +53,26 @@ function resolveOnce(ctx: ResolveContext, ref: string, platform: Platform): Prom
     ctx.cache.set(key, p);
   }
   return p;
+}
+
+/**
+ * Find the named context for `name` as BuildKit's dockerui NamedContext does: by the familiar
+ * name (`docker.io/library/` and a trailing `:latest` dropped: `FROM docker.io/library/alpine`
+ * uses context `alpine`), first suffixed with `::os/arch[/variant]` of `platform`, then alone.
+ * The name as written is tried last (kiln has always accepted it).
+ */
+export function lookupNamedContext(contexts: ReadonlyMap<string, NamedContext>, name: string, platform: Platform): NamedContext | undefined {
+  if (contexts.size === 0) return undefined;
+  let familiar = name;
+  try {
+    const r = parseImageReference(name);
+    const path = r.domain === 'docker.io' && r.path.startsWith('library/') ? r.path.slice('library/'.length) : r.path;
+    familiar = `${r.domain === 'docker.io' ? '' : `${r.domain}/`}${path}${r.tag === undefined ? '' : `:${r.tag}`}${r.digest === undefined ? '' : `@${r.digest}`}`;
+    if (familiar.endsWith(':latest')) familiar = familiar.slice(0, -':latest'.length);
+  } catch {
+    // not a reference (BuildKit fails here); look the name up as written
+  }
+  return contexts.get(`${familiar}::${formatPlatform(normalizePlatform(platform))}`) ?? contexts.get(familiar) ?? contexts.get(name);
 }
 
 /**
@@ -111,7 +131,7 @@ export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx
   }
   let platform = d.platform ?? target;
   d.baseName = formatImageReference(tagNameOnly(ref));
-  const named = ctx.namedContexts.get(d.baseName) ?? ctx.namedContexts.get(origName);
+  const named = lookupNamedContext(ctx.namedContexts, d.baseName, platform) ?? ctx.namedContexts.get(origName);
   if (named !== undefined) {
     let img: DockerImage | undefined;
     try {
