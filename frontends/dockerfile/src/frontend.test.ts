@@ -172,6 +172,25 @@ describe('dockerfileFrontend', () => {
     expect(attrs?.get('local.sharedkeyhint')).toBe('context:assets');
   });
 
+  test('context:NAME=git… and https://… are git sources (keeping .git) or an HTTP download', async () => {
+    // BuildKit frontend/dockerui namedcontext.go: "git" (and git@ without protocol) →
+    // DetectGitContext(v, true) = llb.Git(remote, ref[:subdir], KeepGitDir); "http"/"https" →
+    // DetectGitContext, else llb.HTTP(v); any other scheme is "unsupported context source".
+    const dockerfile = 'FROM busybox\nCOPY --from=src / /src\nCOPY --from=tool / /tool\n';
+    const { c } = client({ Dockerfile: dockerfile }, { 'context:src': 'https://example.com/org/repo.git#v1:sub', 'context:tool': 'https://example.com/tool.tar' });
+    const res = await dockerfileFrontend(c);
+    const sources = (res.ref?.definition.def.map((b) => decodeOp(b)) ?? []).flatMap((o) => (o.kind === 'source' ? [o.source] : []));
+    const gitSrc = sources.find((s) => s.identifier?.startsWith('git://') === true);
+    expect(gitSrc?.identifier).toBe('git://example.com/org/repo.git#v1:sub');
+    expect(gitSrc?.attrs?.get('git.keepgitdir')).toBe('true');
+    expect(sources.some((s) => s.identifier === 'https://example.com/tool.tar')).toBe(true);
+
+    const ssh = await dockerfileFrontend(client({ Dockerfile: 'FROM busybox\nCOPY --from=src / /src\n' }, { 'context:src': 'git@github.com:org/repo.git' }).c);
+    const sshSrc = (ssh.ref?.definition.def.map((b) => decodeOp(b)) ?? []).find((o) => o.kind === 'source' && o.source.identifier?.startsWith('git://') === true);
+    expect(sshSrc?.kind === 'source' ? sshSrc.source.identifier : undefined).toBe('git://github.com/org/repo.git');
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'context:src': 'ftp://example.com/x' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
+  });
+
   test('context:NAME=input:X takes the Definition the client passed as input X, with its image config', async () => {
     const base = await (await import('@kiln/llb-core')).image('alpine').run({ args: ['/bin/sh', '-c', 'echo built > /made'] }).root().marshal();
     const meta = JSON.stringify({ [ResultMetadataKey.imageConfig]: Buffer.from(JSON.stringify({ config: { Env: ['FROM_INPUT=1'], WorkingDir: '/w' } })).toString('base64') });

@@ -7,8 +7,9 @@
  * `BUILDKIT_CACHE_MOUNT_NS` and `BUILDKIT_SANDBOX_HOSTNAME`) and returns the solved ref plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
-import { ResultMetadataKey, formatPlatform, fromDefinition, image, local, parsePlatform, scratch } from '@kiln/llb-core';
-import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
+import { ResultMetadataKey, formatPlatform, fromDefinition, git, http, image, local, parsePlatform, scratch } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendClient, FrontendResult, Ref, State } from '@kiln/llb-core';
+import { parseGitRef } from './convert/git-ref.js';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
@@ -34,6 +35,8 @@ const HOSTNAME_ARG = `${BUILD_ARG}BUILDKIT_SANDBOX_HOSTNAME`;
 
 /**
  * `context:NAME` values, as BuildKit's dockerui accepts them: `docker-image://REF`, `local:NAME`,
+ * `git://…`/`git@…` (a git repository), `http(s)://…` (a git repository when the path ends in
+ * `.git`, else a downloaded file),
  * or `input:INPUT` — a Definition the gateway client passed among its inputs (another build's
  * result, as buildx bake's `target:` contexts), with its image config from `input-metadata:INPUT`.
  */
@@ -45,7 +48,16 @@ async function namedContexts(client: FrontendClient, sessionId: string | undefin
     if (v.startsWith('docker-image://')) out.set(name, imageContext(v.slice('docker-image://'.length)));
     else if (v.startsWith('local:')) out.set(name, await localContext(client, name, v.slice('local:'.length), sessionId));
     else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
-    else throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME or input:NAME' });
+    else if (v.startsWith('git://') || v.startsWith('git@')) {
+      const st = gitContext(v);
+      if (st === undefined) throw new KilnError('KLN0504', `invalid git context ${v}`, { hint: 'use git://HOST/REPO.git[#REF[:DIR]] or git@HOST:REPO.git[#REF[:DIR]]' });
+      out.set(name, { state: st });
+    } else if (v.startsWith('http://') || v.startsWith('https://')) {
+      // A URL that is a git repository (path ending in .git) is cloned; any other is downloaded.
+      out.set(name, { state: gitContext(v) ?? http(v, { customName: `[context ${name}] ${v}` }) });
+    } else {
+      throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME, input:NAME, git://… or https://…' });
+    }
   }
   return out;
 }
@@ -85,6 +97,17 @@ async function localContext(client: FrontendClient, name: string, source: string
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
     }),
   };
+}
+
+/**
+ * dockerui's DetectGitContext for a named context: a git reference (util/gitutil ParseGitRef)
+ * becomes a git source of `REF[:DIR]` that keeps the .git directory; undefined otherwise.
+ */
+function gitContext(ref: string): State | undefined {
+  const g = parseGitRef(ref);
+  if (g === undefined) return undefined;
+  const commit = g.commit + (g.subDir !== '' ? `:${g.subDir}` : '');
+  return git(g.remote, commit, { keepGitDir: true, customName: `[internal] load git source ${ref}` });
 }
 
 function inputContext(client: FrontendClient, name: string, input: string): NamedContext {
