@@ -46,11 +46,24 @@ class Rpc {
     });
   }
 
+  /**
+   * stdin keeps the process alive only while a call waits for its answer: a build whose promise
+   * can never settle then lets node exit (see the exit handler in runEvaluator) instead of hanging.
+   */
+  #keepAlive(): void {
+    if (this.#pending.size > 0) process.stdin.ref();
+    else process.stdin.unref();
+  }
+
   #receive(msg: Record<string, unknown>): void {
-    if (msg['method'] === 'init') return this.#init?.(msg['params'] as InitParams);
+    if (msg['method'] === 'init') {
+      this.#keepAlive();
+      return this.#init?.(msg['params'] as InitParams);
+    }
     const p = this.#pending.get(msg['id'] as number);
     if (p === undefined) return;
     this.#pending.delete(msg['id'] as number);
+    this.#keepAlive();
     const err = msg['error'] as { message: string; data?: { code?: string } } | undefined;
     if (err !== undefined) p.reject(new CallError(err.message, err.data?.code));
     else p.resolve(msg['result']);
@@ -60,6 +73,7 @@ class Rpc {
     const id = this.#next++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#keepAlive();
       process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`);
     });
   }
@@ -99,11 +113,17 @@ export function runEvaluator(mod: { readonly default?: unknown }, entry: string)
   console.info = console.error;
   console.debug = console.error;
   const rpc = new Rpc();
+  let sent = false;
   const send = (n: Notification): void => {
+    if (sent) return;
+    sent = true;
     rpc.notify(n);
     process.stdin.destroy();
   };
   process.on('unhandledRejection', (e) => send(failure(e)));
+  // Nothing left to wait for and no result: the build's promise can never settle. (stdout is a
+  // pipe, written synchronously on Linux, so the notification gets out before the exit.)
+  process.on('exit', () => send({ method: 'fail', params: { message: `the build function of ${entry} returned a promise that never settles (nothing left to wait for)`, location: { file: entry, line: 1, column: 1 } } }));
   watchNondeterminism(rpc);
   void rpc.init
     .then((init) => evaluate(mod, entry, init, rpc))

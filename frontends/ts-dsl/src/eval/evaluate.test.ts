@@ -112,6 +112,20 @@ describe('evaluation', () => {
     ]);
   });
 
+  test('a build whose promise never settles fails instead of hanging', async () => {
+    await expect(evaluate({ 'kiln.build.ts': `export default () => new Promise(() => {});\n` })).rejects.toMatchObject({ code: 'KLN0803', message: expect.stringContaining('never settles') });
+  });
+
+  test('a build waiting on ctx calls is kept alive until they answer', async () => {
+    const slow = handlers();
+    const r = await evaluateBundle(
+      await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `import { scratch, type Ctx } from "kiln";\nexport default async (ctx: Ctx) => scratch().mkfile("/t", await ctx.solve(scratch()).readFile("/x"));\n` })),
+      init,
+      { ...slow, readFile: async (p) => { await new Promise((res) => setTimeout(res, 300)); return slow.readFile(p); } },
+    );
+    expect(r.results).toHaveLength(1);
+  });
+
   test('a result that is not a State is an error naming the file', async () => {
     await expect(evaluate({ 'kiln.build.ts': `export default () => 42;\n` })).rejects.toMatchObject({ code: 'KLN0803', message: expect.stringContaining('returned a number') });
   });

@@ -99,7 +99,10 @@ function run(file: string, bundle: Bundle, init: InitParams, handlers: Handlers,
         },
       );
     };
-    child.on('error', (e) => reject(new TsDslError('KLN0804', `cannot start the evaluator: ${e.message}`, { cause: e })));
+    child.on('error', (e) => {
+      if (opts.signal?.aborted === true) reject(opts.signal.reason instanceof Error ? opts.signal.reason : e);
+      else reject(new TsDslError('KLN0804', `cannot start the evaluator: ${e.message}`, { cause: e }));
+    });
     child.on('close', (status) => {
       if (outcome?.method === 'done') return resolve(outcome.params);
       if (outcome?.method === 'fail') {
