@@ -106,6 +106,9 @@ describe('dockerfileFrontend', () => {
   test('bad add-hosts or resolve mode values are errors that say what to pass', async () => {
     await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'add-hosts': 'db' }).c)).rejects.toMatchObject({ code: 'KLN0504', hint: expect.stringContaining('HOST=IP') });
     await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'image-resolve-mode': 'always' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
+    // dockerui parses `ulimit` with docker/go-units ParseUlimit: "invalid ulimit type: %s" for a
+    // name outside its table (core, cpu, … nofile, nproc, … stack).
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\nRUN true\n' }, { ulimit: 'nofile=10,openfiles=5' }).c)).rejects.toMatchObject({ code: 'KLN0504', message: 'invalid ulimit type: openfiles' });
   });
 
   test('context:NAME=docker-image://REF brings the image config, resolved for the stage platform', async () => {

@@ -145,12 +145,18 @@ function isIp(s: string): boolean {
   return /^[0-9a-f:]+$/i.test(s) && s.includes(':');
 }
 
+/** The names docker/go-units ParseUlimit accepts (dockerui parses `ulimit` with it). */
+const ULIMIT_NAMES: readonly string[] = ['core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'];
+
 /** `ulimit`: `name=soft[:hard]` entries, comma-separated (buildx `--ulimit nofile=1024:2048`). */
 function parseUlimits(value: string | undefined): { name: string; soft: number; hard: number }[] {
   if (value === undefined || value.trim() === '') return [];
   return value.split(',').map((entry) => {
     const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(entry.trim());
     if (m === null) throw new KilnError('KLN0504', `invalid ulimit "${entry}"`, { hint: 'use NAME=SOFT[:HARD], e.g. --ulimit nofile=1024:2048' });
+    if (!ULIMIT_NAMES.includes(m[1] as string)) {
+      throw new KilnError('KLN0504', `invalid ulimit type: ${m[1] as string}`, { hint: `use one of ${ULIMIT_NAMES.join(', ')}` });
+    }
     const soft = Number(m[2]);
     const hard = m[3] === undefined ? soft : Number(m[3]);
     const inf = (n: number): number => (n < 0 ? Number.POSITIVE_INFINITY : n);
