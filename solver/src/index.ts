@@ -51,7 +51,7 @@ export {
 } from './cache/remote-config.js';
 export { CacheChains, ChainRecord, sortConfig, type ChainResult, type MarshaledCache } from './cache/remote-chains.js';
 export { ImportedCache, isImportedId, type CacheBlobOpener, type ImportedResult } from './cache/remote-import.js';
-export { addCacheKeyChains, type CacheExportMode, type ResolveChainResult } from './cache/remote-export.js';
+export { addCacheKeyChains, type BacklinkSource, type CacheExportMode, type ResolveChainResult } from './cache/remote-export.js';
 export {
   CacheStore,
   type CacheStoreOptions,

@@ -20,6 +20,7 @@ import {
   ANNOTATION_UNCOMPRESSED,
   CACHE_CONFIG_MEDIA_TYPE,
   CacheChains,
+  CacheManager,
   INLINE_CACHE_KEY,
   ImportedCache,
   addCacheKeyChains,
@@ -154,8 +155,6 @@ async function inlineCache(reader: CacheSourceReader, manifestBytes: Buffer, ope
   return new ImportedCache(`${reader.name} (inline)`, config, blobs, open);
 }
 
-const unpacking = new Map<string, Promise<void>>();
-
 /**
  * Turns an imported result into snapshots: each layer of the chain becomes the snapshot
  * `layer-<chainID>` (the names image pulls use, so a base image already unpacked is shared), its
@@ -163,6 +162,9 @@ const unpacking = new Map<string, Promise<void>>();
  * remembered by diffID, so an image export reuses them instead of taring the layers again.
  */
 export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
+  // Layers several results of this build share are unpacked once; another process (or build)
+  // committing the same id first is fine (checked after a failed commit).
+  const unpacking = new Map<string, Promise<void>>();
   return async (result: ImportedResult, ctx) => {
     const diffIds = result.layers.map((d, i) => d.annotations?.[ANNOTATION_UNCOMPRESSED] ?? `sha256:${createHash('sha256').update(`blob ${i} ${d.digest}`).digest('hex')}`);
     const chain = chainIds(diffIds);
@@ -250,7 +252,7 @@ export async function collectCache(engine: KilnEngine, result: BuildResult, opts
     }
     if (opts.mode === 'min' && !final && !below.has(kr.snapshot)) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };
-  });
+  }, new CacheManager(engine.cache));
   return chains.marshal();
 }
 

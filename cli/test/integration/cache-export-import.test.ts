@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ContentStore, parseDigest } from '@kiln/runtime';
@@ -80,6 +80,16 @@ describe('cache export/import, type=local', () => {
     // The layout index names the cache manifest list by tag `latest`.
     const index = JSON.parse(await readFile(join(cache, 'index.json'), 'utf8')) as { manifests: Array<{ mediaType: string; annotations?: Record<string, string> }> };
     expect(index.manifests.map((m) => [m.mediaType, m.annotations?.['org.opencontainers.image.ref.name']])).toEqual([['application/vnd.oci.image.index.v1+json', 'latest']]);
+
+    // Deterministic: the unchanged rebuild exports the same cache, byte for byte (same manifest).
+    const cache2 = join(a.dir, `cache2-${t}`);
+    const again = await build(a, ctx, ['--progress', 'plain', '--cache-to', `type=local,dest=${cache2},mode=max`]);
+    expect(again.containers).toBe(0);
+    expect(await manifestDigest(cache2)).toBe(await manifestDigest(cache));
+    expect(again.stderr).toMatch(/exporting cache/);
+    expect(again.stderr).toMatch(/writing layer sha256:[0-9a-f]{64}/);
+    expect(again.stderr).toMatch(/writing config sha256:[0-9a-f]{64}/);
+    expect(again.stderr).toMatch(/writing manifest sha256:[0-9a-f]{64}/);
 
     const b = await fresh();
     const outB = join(b.dir, 'img-b');
@@ -214,6 +224,15 @@ describe('cache sources and destinations that do not work', () => {
     expect(r.stderr).toMatch(/WARNING: failed to import cache type=local,src=.*nope/);
     expect(r.stderr).toMatch(/WARNING: failed to import cache type=local,src=.*corrupt/);
     expect(r.stderr).toMatch(/WARNING: --cache-from "type=gha": cache type "gha" is not supported/);
+
+    // A cache whose layer blobs are gone: every step it matched runs instead, the build succeeds.
+    const gone = join(a.dir, `gone-${t}`);
+    await build(a, ctx, ['--cache-to', `type=local,dest=${gone},mode=max`]);
+    for (const d of await cacheLayers(gone)) await rm(join(gone, 'blobs/sha256', d.replace('sha256:', '')));
+    const c = await fresh();
+    const fallback = await build(c, ctx, ['--cache-from', `type=local,src=${gone}`, '--output', `type=local,dest=${join(c.dir, 'fs')}`]);
+    expect(fallback.containers).toBe(2);
+    expect(await readFile(join(c.dir, 'fs/out/copy.txt'), 'utf8')).toBe(`app-${t}\nran-${t}\n`);
 
     // A destination that cannot be written: exit 1 with the error, not a stack trace.
     const blocker = join(a.dir, `file-${t}`);

@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { CacheManager } from './cache-manager.js';
 import { CacheKey, rootKey } from './cache-key.js';
 import { CacheChains } from './remote-chains.js';
+import { marshalCacheConfig } from './remote-config.js';
 import { addCacheKeyChains } from './remote-export.js';
 import { ImportedCache } from './remote-import.js';
 import { CacheStore } from './store.js';
@@ -96,6 +97,32 @@ describe('ImportedCache lookups (v1/cachestorage.go)', () => {
     // Changed content: nothing.
     const copy3 = new CacheKey(H('p'), 0, [[{ selector: '', key: new CacheKey(H('f'), 0) }], [{ selector: '', key: new CacheKey(H('d'), -1) }]]);
     expect(cm.loadImported(copy3, [imp])).toBeUndefined();
+  });
+});
+
+describe('export backlinks (solver/exporter.go addBacklinks)', () => {
+  test('a content key stored when the step ran is exported with a later key that hit by definition', async () => {
+    const store = CacheStore.open({ path: ':memory:' });
+    const cm = new CacheManager(store);
+    const from = new CacheKey(H('f'), 0);
+    const content = new CacheKey(H('c'), -1);
+    const full = new CacheKey(H('p'), 0, [[{ selector: '', key: from }, { selector: '', key: content }]]);
+    cm.save(full, { snapshot: 's', size: 1, description: 'COPY' });
+    // The next build hits through the definition key alone (no content key computed).
+    const fast = new CacheKey(H('p'), 0, [[{ selector: '', key: new CacheKey(H('f'), 0) }]]);
+    const resolve = async () => ({ layers: [layer('a')], createdAt: 1 });
+    const without = new CacheChains();
+    await addCacheKeyChains(without, fast, resolve);
+    const withBack = new CacheChains();
+    await addCacheKeyChains(withBack, fast, resolve, cm);
+    const digests = (c: CacheChains) => c.marshal().config.records.map((r) => r.digest);
+    expect(digests(without)).not.toContain(rootKey(H('c'), -1));
+    expect(digests(withBack)).toContain(rootKey(H('c'), -1));
+    // The same records as exporting the full key the step ran with.
+    const ran = new CacheChains();
+    await addCacheKeyChains(ran, full, resolve, cm);
+    expect(marshalCacheConfig(withBack.marshal().config)).toBe(marshalCacheConfig(ran.marshal().config));
+    store.close();
   });
 });
 

@@ -203,6 +203,11 @@ export class CacheStore {
     );
   }
 
+  /** Links into key id `dst` (BuildKit's WalkBacklinks), ordered for a deterministic export. */
+  backlinks(dst: string): Array<CacheLink & { src: string }> {
+    return this.#stmt('SELECT src, input, output, digest, selector FROM links WHERE dst = ? ORDER BY src, input, output, digest, selector').all(dst) as Array<CacheLink & { src: string }>;
+  }
+
   /** All links (for cache export). */
   links(): Array<CacheLink & { src: string; dst: string }> {
     return this.#stmt('SELECT src, input, output, digest, selector, dst FROM links').all() as Array<CacheLink & { src: string; dst: string }>;

@@ -85,7 +85,7 @@ class VertexState {
   readonly keys = new Map<number, Promise<EdgeKey>>();
   readonly slowDigests = new Map<number, Promise<string>>();
   /** Imported results being fetched, by output. */
-  readonly imported = new Map<number, Promise<WorkerRef>>();
+  readonly imported = new Map<number, Promise<WorkerRef | undefined>>();
   exec: Promise<readonly WorkerRef[]> | undefined;
   cachedEmitted = false;
   failed = false;
@@ -372,10 +372,11 @@ export class Scheduler {
     const { hit, key } = await this.#edgeKey(st, index, job, opts);
     if (hit !== undefined && 'imported' in hit) {
       const ref = await this.#fetchImported(st, index, key, hit, job);
-      job.leases.push(this.#cache.store.lease(ref.snapshot));
-      return { ref, cached: true };
-    }
-    if (hit !== undefined) {
+      if (ref !== undefined) {
+        job.leases.push(this.#cache.store.lease(ref.snapshot));
+        return { ref, cached: true };
+      }
+    } else if (hit !== undefined) {
       job.leases.push(this.#cache.store.lease(hit.record.snapshot));
       return { ref: { snapshot: hit.record.snapshot, size: hit.record.size }, cached: true };
     }
@@ -395,22 +396,28 @@ export class Scheduler {
   /**
    * Fetches an imported result (once per vertex output) and records it in the local store under
    * the vertex's key, so the next build finds it locally (BuildKit's combined cache manager saves
-   * a result loaded from an import to the main one).
+   * a result loaded from an import to the main one). Undefined when it cannot be loaded (a blob
+   * missing from the cache, a corrupt layer): the reason goes to the vertex's log and the op runs
+   * instead, as a cache source that does not work only costs the build its cache.
    */
-  #fetchImported(st: VertexState, index: number, key: CacheKey, hit: ImportedMatch, job: Job): Promise<WorkerRef> {
+  #fetchImported(st: VertexState, index: number, key: CacheKey, hit: ImportedMatch, job: Job): Promise<WorkerRef | undefined> {
     let p = st.imported.get(index);
     if (p === undefined) {
       const load = job.loadImported;
       p = (async () => {
-        if (load === undefined) throw new SolverError('SOLVER_CACHE_IMPORT', `${st.vertex.name}: no loader for imported cache results`);
         try {
+          if (load === undefined) throw new SolverError('SOLVER_CACHE_IMPORT', 'no loader for imported cache results');
           const ref = await load(hit.imported, this.#ctx(st));
           const rec = this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: st.vertex.name });
           this.#keyResults.set(key, { kind: 'snapshot', snapshot: rec.snapshot, created: rec.created });
           for (const j of st.jobs) j.leases.push(this.#cache.store.lease(ref.snapshot));
           return ref;
         } catch (err) {
-          throw this.#fail(st, new SolverError('SOLVER_CACHE_IMPORT', `${st.vertex.name}: cannot load the result from cache ${hit.imported.source.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+          throwIfCancelled(st.controller.signal);
+          const why = err instanceof Error ? err.message : String(err);
+          this.#ctx(st).log(2, new TextEncoder().encode(`cannot load the result from cache ${hit.imported.source.name}: ${why}; running the step\n`));
+          this.#keyResults.delete(key);
+          return undefined;
         }
       })();
       p.catch(noop);
