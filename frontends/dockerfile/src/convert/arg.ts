@@ -1,10 +1,12 @@
 /**
  * ARG inside a stage (BuildKit v0.11.6 dispatchArg): a build arg overrides the default; a bare
- * ARG takes the meta ARG of the same name; an ARG with a value joins the exec env.
+ * ARG takes the meta ARG of the same name; an ARG with a value joins the exec env (except the
+ * SBOM switches BUILDKIT_SBOM_SCAN_CONTEXT/STAGE, BuildKit's nonEnvArgs).
  */
 import type { ArgCommand } from '../instructions/commands.js';
 import type { ArgValue, DispatchOptions, DispatchState } from './dispatch-state.js';
 import { commitToHistory } from './image.js';
+import { NON_ENV_ARGS } from './names.js';
 
 export function dispatchArg(d: DispatchState, c: ArgCommand, opt: DispatchOptions): void {
   const commitStrs: string[] = [];
@@ -14,7 +16,7 @@ export function dispatchArg(d: DispatchState, c: ArgCommand, opt: DispatchOption
     if (value === undefined) {
       for (const ma of opt.metaArgs) if (ma.key === arg.key) value = ma.value;
     }
-    if (value !== undefined) d.state = d.state.addEnv(arg.key, value);
+    if (value !== undefined && !NON_ENV_ARGS.has(arg.key)) d.state = d.state.addEnv(arg.key, value);
     const buildArg: ArgValue = { key: arg.key, value };
     d.buildArgs.push(buildArg);
   }

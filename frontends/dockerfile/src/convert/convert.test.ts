@@ -241,6 +241,16 @@ describe('conversion', () => {
   });
 });
 
+describe('SBOM scan args', () => {
+  test('ARG BUILDKIT_SBOM_SCAN_STAGE / _CONTEXT stay out of the RUN environment', async () => {
+    // BuildKit dockerfile2llb/convert.go: nonEnvArgs = {BUILDKIT_SBOM_SCAN_CONTEXT,
+    // BUILDKIT_SBOM_SCAN_STAGE}; dispatchArg adds an ARG to the state env only when it is not one.
+    const res = await convert('FROM busybox\nARG BUILDKIT_SBOM_SCAN_STAGE=true\nARG BUILDKIT_SBOM_SCAN_CONTEXT\nARG OTHER=1\nRUN env\n', { buildArgs: { BUILDKIT_SBOM_SCAN_CONTEXT: 'true' } });
+    const exec = ops(res).find((o) => o.kind === 'exec');
+    expect(exec?.kind === 'exec' ? exec.exec.meta?.env : undefined).toEqual(['PATH=/bin', 'OTHER=1']);
+  });
+});
+
 describe('no-cache', () => {
   test('only the named stage ignores the cache (RUN and COPY ops)', async () => {
     const res = await convert('FROM busybox AS a\nRUN one\nFROM busybox AS b\nRUN two\nCOPY --from=a /x /x\n', { noCache: ['b'] });

@@ -9,3 +9,9 @@ export const InternalName = {
   inlineDocument: '[internal] preparing inline document',
   cacheMountPermissions: '[internal] settings cache mount permissions',
 } as const;
+
+/**
+ * Build args that only switch SBOM scanning (BuildKit dockerfile2llb nonEnvArgs): an ARG of
+ * these names never reaches the stage's environment.
+ */
+export const NON_ENV_ARGS: ReadonlySet<string> = new Set(['BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE']);

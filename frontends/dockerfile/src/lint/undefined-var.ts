@@ -9,11 +9,11 @@ import { expandCommand } from '../instructions/expand.js';
 import type { ArgCommand, Command } from '../instructions/commands.js';
 import { ShellLex } from '../shell/lex.js';
 import type { ArgValue, DispatchState } from '../convert/dispatch-state.js';
+import { NON_ENV_ARGS } from '../convert/names.js';
 import type { Linter } from './linter.js';
 import { Rules } from './rules.js';
 
 /** Build args BuildKit keeps out of the environment; never "undefined". */
-const NON_ENV_ARGS: ReadonlySet<string> = new Set(['BUILDKIT_SBOM_SCAN_CONTEXT', 'BUILDKIT_SBOM_SCAN_STAGE']);
 
 const rawLex = new ShellLex('\\', { skipProcessQuotes: true });
 
