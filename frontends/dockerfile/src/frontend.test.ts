@@ -66,6 +66,27 @@ describe('dockerfileFrontend', () => {
     expect(res.metadata.has(`${ResultMetadataKey.imageConfig}/linux/arm64`)).toBe(true);
   });
 
+  test('multi-platform / BUILDKIT_MULTI_PLATFORM return a platform map even for one platform', async () => {
+    // BuildKit frontend/dockerui config.go: MultiPlatformRequested = len(platforms) > 1, or the
+    // `multi-platform` option (the BUILDKIT_MULTI_PLATFORM build arg replaces it when non-empty),
+    // parsed with strconv.ParseBool; false with several platforms is a conflict.
+    const { c } = client({ Dockerfile: 'FROM busybox\nRUN true\n' }, { platform: 'linux/arm64', 'build-arg:BUILDKIT_MULTI_PLATFORM': '1' });
+    const res = await dockerfileFrontend(c);
+    expect(res.ref).toBeUndefined();
+    expect([...(res.refs?.keys() ?? [])]).toEqual(['linux/arm64']);
+    const platforms = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.platforms))) as { platforms: { id: string }[] };
+    expect(platforms.platforms.map((p) => p.id)).toEqual(['linux/arm64']);
+    expect(res.metadata.has(`${ResultMetadataKey.imageConfig}/linux/arm64`)).toBe(true);
+    // the progress names carry the platform, as in a multi-platform build
+    const names = [...(res.refs?.get('linux/arm64')?.definition.metadata.values() ?? [])].map((m) => m.description?.get('llb.customname') ?? '');
+    expect(names.some((n) => n.startsWith('[linux/arm64 '))).toBe(true);
+
+    const single = await dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'multi-platform': 'false' }).c);
+    expect(single.ref).toBeDefined();
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'multi-platform': 'yes' }).c)).rejects.toMatchObject({ code: 'KLN0504', message: 'invalid boolean value for multi-platform: yes' });
+    await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { platform: 'linux/amd64,linux/arm64', 'multi-platform': 'false' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
+  });
+
   test('.dockerignore patterns become the context source\'s excludes', async () => {
     const { c } = client({ Dockerfile: 'FROM busybox\nCOPY . /src\n', '.dockerignore': '# deps\nnode_modules\n!node_modules/keep\n' }, { 'build-arg:X': '1' });
     const res = await dockerfileFrontend(c);

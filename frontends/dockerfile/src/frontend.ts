@@ -10,6 +10,7 @@
 import { ResultMetadataKey, formatPlatform, fromDefinition, git, http, image, local, parsePlatform, scratch } from '@kiln/llb-core';
 import type { Definition, Frontend, FrontendClient, FrontendResult, Ref, State } from '@kiln/llb-core';
 import { parseGitRef } from './convert/git-ref.js';
+import { parseGoBool } from './instructions/mount.js';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, NamedContext } from './convert/options.js';
@@ -32,6 +33,8 @@ const LABEL = 'label:';
 const CACHE_NS_ARG = `${BUILD_ARG}BUILDKIT_CACHE_MOUNT_NS`;
 /** `--build-arg BUILDKIT_SANDBOX_HOSTNAME=h`: the hostname of every RUN (wins over `hostname`). */
 const HOSTNAME_ARG = `${BUILD_ARG}BUILDKIT_SANDBOX_HOSTNAME`;
+/** `--build-arg BUILDKIT_MULTI_PLATFORM=1`: a platform map even for one platform. */
+const MULTI_PLATFORM_ARG = `${BUILD_ARG}BUILDKIT_MULTI_PLATFORM`;
 
 /**
  * `context:NAME` values, as BuildKit's dockerui accepts them: `docker-image://REF`, `local:NAME`,
@@ -231,6 +234,23 @@ async function readContextIgnore(client: FrontendClient, sessionId: string | und
   return ref.readFile('.dockerignore').catch(() => undefined);
 }
 
+/**
+ * Whether the result is a platform map (BuildKit dockerui: more than one target platform, or the
+ * `multi-platform` option / `BUILDKIT_MULTI_PLATFORM` build arg, which wins when non-empty).
+ */
+function multiPlatformRequested(opts: ReadonlyMap<string, string>, platformCount: number): boolean {
+  let multi = platformCount > 1;
+  const arg = opts.get(MULTI_PLATFORM_ARG);
+  const v = arg !== undefined && arg !== '' ? arg : opts.get('multi-platform');
+  if (v !== undefined && v !== '') {
+    const b = parseGoBool(v);
+    if (b === undefined) throw new KilnError('KLN0504', `invalid boolean value for multi-platform: ${v}`, { hint: 'use true or false' });
+    if (!b && multi) throw new KilnError('KLN0504', 'conflicting config: returning multiple target platforms is not allowed', { hint: 'drop multi-platform=false or build one platform' });
+    multi = b;
+  }
+  return multi;
+}
+
 /** Build a Dockerfile frontend with defaults the client options do not carry. */
 export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {}): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
@@ -267,7 +287,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const enc = new TextEncoder();
     if (opts.get('requestid') === LINT_REQUEST) return lint(dockerfile, base, platforms, filename);
     if (opts.get('requestid') === TARGETS_REQUEST) return targets(dockerfile, filename);
-    if (platforms.length <= 1) {
+    if (!multiPlatformRequested(opts, platforms.length)) {
       const res = await convertDockerfile(dockerfile, { ...base, ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }) });
       const ref = await client.solve({ definition: res.definition });
       return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, enc.encode(res.imageConfigJson)]]) };
@@ -275,9 +295,10 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const refs = new Map<string, Ref>();
     const metadata = new Map<string, Uint8Array>();
     const keys: string[] = [];
-    for (const p of platforms) {
-      const key = formatPlatform(parsePlatform(p));
-      const res = await convertDockerfile(dockerfile, { ...base, targetPlatform: p, multiPlatform: true });
+    // No `platform` option: the one default target platform, still returned as a platform map.
+    for (const p of platforms.length > 0 ? platforms : [undefined]) {
+      const res = await convertDockerfile(dockerfile, { ...base, ...(p === undefined ? {} : { targetPlatform: p }), multiPlatform: true });
+      const key = formatPlatform(res.targetPlatform);
       refs.set(key, await client.solve({ definition: res.definition }));
       metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(res.imageConfigJson));
       keys.push(key);
