@@ -69,6 +69,9 @@ async function pack() {
     // A native addon: loaded from node_modules at run time.
     external: ['better-sqlite3'],
     logLevel: 'warning',
+    // @kiln/ts-dsl finds its own files from import.meta.url, and from the running script where a
+    // CommonJS bundle leaves import.meta empty (load/package-files.ts): expected, not worth a warning.
+    logOverride: { 'empty-import-meta': 'silent' },
     plugins: [
       {
         // The Dockerfile parser loads chevrotain's single-file build with a top-level await (its

@@ -39,6 +39,9 @@ const isObj = (v: unknown): v is Json => typeof v === 'object' && v !== null && 
  */
 export function imageConfigFor(base: Json | undefined, spec: ImageSpec, platform: Platform): string {
   const img: Json = base === undefined ? { rootfs: { type: 'layers', diff_ids: null } } : structuredClone(base);
+  // The base image's creation time is not this image's: left for the exporter to set (the build's
+  // time or SOURCE_DATE_EPOCH), as BuildKit's Dockerfile frontend clears it (`img.Created = nil`).
+  delete img['created'];
   img['architecture'] ??= platform.architecture;
   img['os'] ??= platform.os;
   if (platform.variant !== undefined && base === undefined) img['variant'] = platform.variant;
