@@ -84,6 +84,12 @@ describe('conversion errors', () => {
     expect(e.message).toContain('nope/missing: manifest unknown');
   });
 
+  test('an unknown base image close to a well-known one is suggested', async () => {
+    // BuildKit dockerfile2llb: suggest.WrapError(err, origName, append(stage names, commonImageNames()...))
+    const e = await rejection(convertDockerfile('FROM alpnie:latest\nRUN x\n', { metaResolver: fakeResolver([], /alpnie/) }));
+    expect(e).toMatchObject({ code: 'KLN0503', location: { line: 1, column: 1 }, hint: 'did you mean the image "alpine:latest"?' });
+  });
+
   test('COPY --from an image that does not exist points at the flag', async () => {
     const e = await rejection(convertDockerfile('FROM busybox AS builder\nFROM busybox\nCOPY  --from=buidler /out /out\n', { metaResolver: fakeResolver([], /buidler/) }));
     expect(e).toMatchObject({ code: 'KLN0503', location: { line: 3, column: 7 }, hint: 'did you mean the stage "builder"?' });

@@ -12,6 +12,13 @@ import type { PlatformOptions } from './platform-args.js';
 import { DOCKERFILE_COMMAND } from './names.js';
 import { SCRATCH } from './stage-graph.js';
 
+/**
+ * Well-known images a failed base-image lookup is compared with, besides the stage names
+ * (BuildKit dockerfile2llb commonImageNames: alpine, busybox, centos, debian, golang, ubuntu,
+ * fedora, each also with `:latest`).
+ */
+const COMMON_IMAGE_NAMES: readonly string[] = ['alpine', 'busybox', 'centos', 'debian', 'golang', 'ubuntu', 'fedora'].flatMap((n) => [n, `${n}:latest`]);
+
 /** What resolution needs from the conversion. */
 export interface ResolveContext {
   readonly file: string;
@@ -154,10 +161,16 @@ export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx
       res = await resolveOnce(ctx, d.baseName, platform);
     } catch (e) {
       const s = suggest(origName, ctx.stageNames);
+      const img = s === undefined ? suggest(origName, COMMON_IMAGE_NAMES) : undefined;
       throw new KilnError('KLN0503', `${origName}: ${e instanceof Error ? e.message : String(e)}`, {
         location: locationOf(d, ctx.file),
         source: d.stage.node.original,
-        hint: s === undefined ? 'check the image name and that the registry is reachable' : `did you mean the stage ${JSON.stringify(s)}?`,
+        hint:
+          s !== undefined
+            ? `did you mean the stage ${JSON.stringify(s)}?`
+            : img !== undefined
+              ? `did you mean the image ${JSON.stringify(img)}?`
+              : 'check the image name and that the registry is reachable',
         cause: e,
       });
     }
