@@ -220,6 +220,8 @@ function exists(engine: KilnEngine, id: string): Promise<boolean> {
 /** Options of {@link collectCache}. */
 interface CollectOptions {
   readonly mode: CacheExportMode;
+  /** Filled with the blobs that came with an image or an imported cache (kept in their compression). */
+  readonly given?: Set<string>;
   readonly sourceDateEpoch?: number;
   readonly signal?: AbortSignal;
 }
@@ -265,6 +267,7 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
     created.unshift(info.createdAt);
     cur = info.parent;
   }
+  for (const r of refs) if (r.fromImage === true) opts.given?.add(r.descriptor.digest);
   return refs.map((r, i) => ({
     mediaType: r.descriptor.mediaType,
     digest: r.descriptor.digest,
@@ -293,13 +296,16 @@ async function ensureBlobs(engine: KilnEngine, result: BuildResult, cache: Marsh
   }
 }
 
-/** Re-encodes the layers the build made to `compression` (imported or image blobs keep theirs). */
-async function compressLayers(engine: KilnEngine, cache: MarshaledCache, compression: 'gzip' | 'zstd' | 'uncompressed'): Promise<MarshaledCache> {
+/**
+ * Re-encodes the layers the build made to `compression`; blobs that came with an image or an
+ * imported cache keep theirs (BuildKit exports an existing blob unless force-compression is set).
+ */
+async function compressLayers(engine: KilnEngine, cache: MarshaledCache, compression: 'gzip' | 'zstd' | 'uncompressed', given: ReadonlySet<string>): Promise<MarshaledCache> {
   if (compression === 'gzip') return cache;
   const map = new Map<string, CacheLayerDescriptor>();
   for (const l of cache.layers) {
     const diffID = l.annotations?.[ANNOTATION_UNCOMPRESSED];
-    if (diffID === undefined) continue;
+    if (diffID === undefined || given.has(l.digest)) continue;
     const conv = await convertLayer(engine.content, { descriptor: { mediaType: l.mediaType, digest: parseDigest(l.digest), size: l.size }, diffID: parseDigest(diffID) }, compression);
     map.set(l.digest, { ...l, mediaType: conv.descriptor.mediaType, digest: conv.descriptor.digest, size: conv.descriptor.size });
   }
@@ -320,9 +326,10 @@ export async function exportCache(
   const v = progressVertex(opts.progress, `cache-export-${opts.index}`, 'exporting cache');
   try {
     v.status('preparing build cache for export');
-    let cache = await collectCache(engine, result, { mode: spec.mode, ...(opts.signal === undefined ? {} : { signal: opts.signal }), ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }) });
+    const given = new Set<string>();
+    let cache = await collectCache(engine, result, { mode: spec.mode, given, ...(opts.signal === undefined ? {} : { signal: opts.signal }), ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }) });
     await ensureBlobs(engine, result, cache, opts.signal);
-    cache = await compressLayers(engine, cache, spec.compression);
+    cache = await compressLayers(engine, cache, spec.compression, given);
     const configBytes = Buffer.from(marshalCacheConfig(cache.config));
     const configDesc: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: digestOf(configBytes), size: configBytes.length };
     const layers: Descriptor[] = cache.layers.map((l) => ({ mediaType: l.mediaType, digest: parseDigest(l.digest), size: l.size, ...(l.annotations === undefined ? {} : { annotations: l.annotations }) }));

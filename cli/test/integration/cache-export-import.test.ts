@@ -145,6 +145,21 @@ describe('cache export modes', () => {
     expect(fromMin.containers).toBe(1);
     const fromMax = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${max}`]);
     expect(fromMax.containers).toBe(0);
+
+    // compression=zstd, oci-mediatypes=false: a Docker manifest list; the layers the build made
+    // are zstd, the busybox base keeps its gzip blob (as a Docker gzip layer); it imports.
+    const zst = join(a.dir, `zst-${t}`);
+    await build(a, ctx, ['--cache-to', `type=local,dest=${zst},mode=max,compression=zstd,oci-mediatypes=false`]);
+    const zIndex = JSON.parse(await readFile(join(zst, 'index.json'), 'utf8')) as { manifests: Array<{ mediaType: string; digest: string }> };
+    expect(zIndex.manifests[0]?.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    const zList = JSON.parse(await readFile(join(zst, 'blobs/sha256', (zIndex.manifests[0]?.digest ?? '').slice(7)), 'utf8')) as { mediaType: string; manifests: Array<{ mediaType: string }> };
+    expect(zList.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    const types = zList.manifests.map((m) => m.mediaType);
+    expect(types.filter((m) => m === 'application/vnd.docker.image.rootfs.diff.tar.gzip').length).toBe(1);
+    expect(types.filter((m) => m === 'application/vnd.oci.image.layer.v1.tar+zstd').length).toBe(types.length - 2);
+    expect(types[types.length - 1]).toBe('application/vnd.buildkit.cacheconfig.v0');
+    const fromZst = await build(await fresh(), ctx, ['--cache-from', `type=local,src=${zst}`]);
+    expect(fromZst.containers).toBe(0);
   }, 300_000);
 });
 
