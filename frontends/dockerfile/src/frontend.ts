@@ -3,17 +3,18 @@
  * input, else the `context` input, else a `dockerfile` local source), converts it with the
  * client's frontend options (BuildKit's dockerui keys: `filename`, `target`, `platform`,
  * `build-arg:NAME`, `context:NAME`, `label:NAME`, `add-hosts`, `hostname`, `image-resolve-mode`,
- * `force-network-mode`, `shm-size`, `ulimit`, `cgroup-parent`, `no-cache`, and the build args
- * `BUILDKIT_CACHE_MOUNT_NS` and `BUILDKIT_SANDBOX_HOSTNAME`) and returns the solved ref plus `containerimage.config`.
+ * `force-network-mode`, `shm-size`, `ulimit`, `cgroup-parent`, `no-cache`, `multi-platform`, and
+ * the build args `BUILDKIT_CACHE_MOUNT_NS`, `BUILDKIT_SANDBOX_HOSTNAME`, `BUILDKIT_MULTI_PLATFORM`)
+ * and returns the solved ref (or one per platform) plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
-import { ResultMetadataKey, formatPlatform, fromDefinition, git, http, image, local, parsePlatform, scratch } from '@kiln/llb-core';
-import type { Definition, Frontend, FrontendClient, FrontendResult, Ref, State } from '@kiln/llb-core';
-import { parseGitRef } from './convert/git-ref.js';
-import { parseGoBool } from './instructions/mount.js';
+import { ResultMetadataKey, formatPlatform, local, parsePlatform } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
-import type { ConvertOptions, NamedContext } from './convert/options.js';
+import type { ConvertOptions } from './convert/options.js';
+import { parseGoBool } from './instructions/mount.js';
+import { namedContexts } from './named-contexts.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
 import { LINT_REQUEST, TARGETS_REQUEST, lint, targets } from './subrequests.js';
@@ -27,7 +28,6 @@ export interface DockerfileFrontendOptions {
 }
 
 const BUILD_ARG = 'build-arg:';
-const CONTEXT = 'context:';
 const LABEL = 'label:';
 /** `--build-arg BUILDKIT_CACHE_MOUNT_NS=ns`: cache mount IDs become `ns/<id>`. */
 const CACHE_NS_ARG = `${BUILD_ARG}BUILDKIT_CACHE_MOUNT_NS`;
@@ -35,100 +35,6 @@ const CACHE_NS_ARG = `${BUILD_ARG}BUILDKIT_CACHE_MOUNT_NS`;
 const HOSTNAME_ARG = `${BUILD_ARG}BUILDKIT_SANDBOX_HOSTNAME`;
 /** `--build-arg BUILDKIT_MULTI_PLATFORM=1`: a platform map even for one platform. */
 const MULTI_PLATFORM_ARG = `${BUILD_ARG}BUILDKIT_MULTI_PLATFORM`;
-
-/**
- * `context:NAME` values, as BuildKit's dockerui accepts them: `docker-image://REF`, `local:NAME`,
- * `git://…`/`git@…` (a git repository), `http(s)://…` (a git repository when the path ends in
- * `.git`, else a downloaded file),
- * or `input:INPUT` — a Definition the gateway client passed among its inputs (another build's
- * result, as buildx bake's `target:` contexts), with its image config from `input-metadata:INPUT`.
- */
-async function namedContexts(client: FrontendClient, sessionId: string | undefined): Promise<Map<string, NamedContext>> {
-  const out = new Map<string, NamedContext>();
-  for (const [k, v] of client.opts) {
-    if (!k.startsWith(CONTEXT)) continue;
-    const name = k.slice(CONTEXT.length);
-    if (v.startsWith('docker-image://')) out.set(name, imageContext(v.slice('docker-image://'.length)));
-    else if (v.startsWith('local:')) out.set(name, await localContext(client, name, v.slice('local:'.length), sessionId));
-    else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
-    else if (v.startsWith('git://') || v.startsWith('git@')) {
-      const st = gitContext(v);
-      if (st === undefined) throw new KilnError('KLN0504', `invalid git context ${v}`, { hint: 'use git://HOST/REPO.git[#REF[:DIR]] or git@HOST:REPO.git[#REF[:DIR]]' });
-      out.set(name, { state: st });
-    } else if (v.startsWith('http://') || v.startsWith('https://')) {
-      // A URL that is a git repository (path ending in .git) is cloned; any other is downloaded.
-      out.set(name, { state: gitContext(v) ?? http(v, { customName: `[context ${name}] ${v}` }) });
-    } else {
-      throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME, input:NAME, git://… or https://…' });
-    }
-  }
-  return out;
-}
-
-/**
- * `docker-image://REF`: as BuildKit's dockerui (namedcontext.go), `scratch` is an empty context,
- * and any other image brings its config (Env, WorkingDir, User, Cmd…), which the converter
- * resolves for the platform of the stage that uses it.
- */
-function imageContext(ref: string): NamedContext {
-  if (ref === 'scratch') return { state: scratch() };
-  return { state: image(ref), imageRef: ref };
-}
-
-/**
- * `local:SOURCE`: as BuildKit's dockerui (namedcontext.go), the directory's own `.dockerignore`
- * is read first (a local source following only that file) and its patterns exclude files from
- * the context.
- */
-async function localContext(client: FrontendClient, name: string, source: string, sessionId: string | undefined): Promise<NamedContext> {
-  const session = sessionId === undefined ? {} : { sessionId };
-  const ignoreDef = await local(source, {
-    ...session,
-    followPaths: ['.dockerignore'],
-    sharedKeyHint: `context:${name}-.dockerignore`,
-    customName: `[context ${name}] load .dockerignore`,
-    differ: { type: 'none', required: false },
-  }).marshal();
-  const ref = await client.solve({ definition: ignoreDef });
-  const dt = await ref.readFile('.dockerignore').catch(() => undefined);
-  const excludePatterns = dt === undefined || dt.length === 0 ? [] : parseDockerignore(new TextDecoder().decode(dt));
-  return {
-    state: local(source, {
-      ...session,
-      sharedKeyHint: `context:${name}`,
-      customName: `[context ${name}] load from client`,
-      ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
-    }),
-  };
-}
-
-/**
- * dockerui's DetectGitContext for a named context: a git reference (util/gitutil ParseGitRef)
- * becomes a git source of `REF[:DIR]` that keeps the .git directory; undefined otherwise.
- */
-function gitContext(ref: string): State | undefined {
-  const g = parseGitRef(ref);
-  if (g === undefined) return undefined;
-  const commit = g.commit + (g.subDir !== '' ? `:${g.subDir}` : '');
-  return git(g.remote, commit, { keepGitDir: true, customName: `[internal] load git source ${ref}` });
-}
-
-function inputContext(client: FrontendClient, name: string, input: string): NamedContext {
-  const def = client.inputs.get(input);
-  if (def === undefined) throw new KilnError('KLN0504', `context ${name}: the client passed no input named ${input}`, { hint: `pass the Definition as input "${input}"` });
-  const meta = client.opts.get(`input-metadata:${input}`);
-  let imageConfig: string | undefined;
-  if (meta !== undefined && meta !== '') {
-    try {
-      const cfg = (JSON.parse(meta) as Record<string, unknown>)[ResultMetadataKey.imageConfig];
-      // BuildKit sends metadata values as base64 of the bytes (Go []byte in JSON).
-      if (typeof cfg === 'string') imageConfig = Buffer.from(cfg, 'base64').toString('utf8');
-    } catch {
-      throw new KilnError('KLN0504', `context ${name}: input-metadata:${input} is not JSON`);
-    }
-  }
-  return { state: fromDefinition(def), ...(imageConfig === undefined ? {} : { imageConfig }) };
-}
 
 /** `add-hosts`: `host=ip` or `host:ip` entries, comma-separated (buildx `--add-host`). */
 function extraHosts(value: string | undefined): { host: string; ip: string }[] {
