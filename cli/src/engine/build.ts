@@ -25,7 +25,8 @@ import { createFrontendRegistry } from './frontends.js';
 import type { BuildContext } from './session.js';
 import { SnapshotRef } from './snapshot-ref.js';
 import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
-import { exportCache, importCaches, importedResultLoader, inlineCacheRecords } from './remote-cache.js';
+import { exportCache, inlineCacheRecords } from './cache-export.js';
+import { importCaches, importedResultLoader } from './cache-import.js';
 
 /** One `kiln build`, already parsed from the command line. */
 export interface BuildRequest {

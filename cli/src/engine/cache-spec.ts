@@ -21,7 +21,6 @@ export type CacheImportSpec =
   | { readonly type: 'registry'; readonly ref: string };
 
 const HINT_TO = 'e.g. --cache-to type=local,dest=DIR,mode=max  --cache-to type=registry,ref=HOST/REPO:TAG  --cache-to type=inline';
-const HINT_FROM = 'e.g. --cache-from type=local,src=DIR  --cache-from type=registry,ref=HOST/REPO:TAG';
 
 function bad(flag: string, value: string, why: string, hint: string): EngineError {
   return new EngineError('KLN0710', `invalid ${flag} "${value}": ${why}`, { hint });

@@ -1,17 +1,11 @@
-import { createHash } from 'node:crypto';
 import {
   cacheManifestList,
   convertLayer,
   digestOf,
-  isManifestMediaType,
-  openLocalCache,
-  openRegistryCache,
   parseDigest,
   parseReference,
   pushRegistryCache,
-  unpackLayer,
   writeLocalCache,
-  type CacheSourceReader,
   type Descriptor,
   type LayerRef,
 } from '@kiln/runtime';
@@ -21,201 +15,23 @@ import {
   CACHE_CONFIG_MEDIA_TYPE,
   CacheChains,
   CacheManager,
-  INLINE_CACHE_KEY,
-  ImportedCache,
   addCacheKeyChains,
-  chainIds,
   goTime,
   layerChain,
   marshalCacheConfig,
   marshalCacheRecords,
-  parseCacheConfig,
-  parseCacheRecords,
   type BuildResult,
-  type CacheConfig,
   type CacheExportMode,
   type CacheLayerDescriptor,
   type ChainResult,
   type ImportedResult,
-  type LoadImportedResult,
   type MarshaledCache,
   type ProgressSink,
 } from '@kiln/solver';
-import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
+import type { CacheExportSpec } from './cache-spec.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
-
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** One progress vertex with BuildKit-like status lines (`writing layer sha256:…`). */
-function progressVertex(progress: ProgressSink | undefined, vertex: string, name: string) {
-  const t0 = Date.now();
-  progress?.emit({ kind: 'vertex.started', vertex, name, time: t0 });
-  return {
-    status(id: string): void {
-      const t = Date.now();
-      progress?.emit({ kind: 'status', vertex, id, current: 0, started: t, completed: t, time: t });
-    },
-    done(): void {
-      progress?.emit({ kind: 'vertex.done', vertex, time: Date.now() });
-    },
-    fail(e: unknown): void {
-      progress?.emit({ kind: 'vertex.error', vertex, error: e instanceof Error ? e.message : String(e), time: Date.now() });
-    },
-  };
-}
-
-// ---------------------------------------------------------------- import
-
-/**
- * Loads every `--cache-from` source as an {@link ImportedCache}. A source that is missing or not
- * a cache is a warning (`onWarning`) and is skipped, as buildx builds without it.
- */
-export async function importCaches(
-  engine: KilnEngine,
-  specs: readonly CacheImportSpec[],
-  opts: { progress?: ProgressSink; signal?: AbortSignal; onWarning: (msg: string) => void },
-): Promise<ImportedCache[]> {
-  const out: ImportedCache[] = [];
-  for (const [i, spec] of specs.entries()) {
-    const what = spec.type === 'local' ? `type=local,src=${spec.src}` : spec.ref;
-    const v = progressVertex(opts.progress, `cache-import-${i}`, `importing cache manifest from ${what}`);
-    try {
-      const reader = spec.type === 'local' ? await openLocalCache(spec.src, spec.tag, spec.digest) : await openRegistryCache(engine.registry, parseReference(spec.ref), opts.signal);
-      out.push(...(await readCache(reader, opts.signal)));
-      v.done();
-    } catch (e) {
-      v.done();
-      opts.onWarning(`failed to import cache ${what}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-  }
-  return out;
-}
-
-/**
- * The caches a root manifest holds (cache/remotecache/import.go Resolve): a manifest list with a
- * `application/vnd.buildkit.cacheconfig.v0` entry is a cache (its other entries are the layer
- * blobs); otherwise an image (or index of images) is read for inline cache.
- */
-async function readCache(reader: CacheSourceReader, signal?: AbortSignal): Promise<ImportedCache[]> {
-  const root = JSON.parse(reader.rootBytes.toString('utf8')) as unknown;
-  if (!isObj(root)) throw new EngineError('KLN0704', `${reader.name}: the manifest is not a JSON object`);
-  const manifests = Array.isArray(root['manifests']) ? (root['manifests'] as Descriptor[]) : undefined;
-  const open = (d: CacheLayerDescriptor, s?: AbortSignal) => reader.open({ mediaType: d.mediaType, digest: parseDigest(d.digest), size: d.size }, s ?? signal);
-  if (manifests !== undefined) {
-    const cfg = manifests.find((m) => m.mediaType === CACHE_CONFIG_MEDIA_TYPE);
-    if (cfg !== undefined) {
-      const config = parseCacheConfig(await reader.fetch(cfg, signal));
-      const blobs = new Map<string, CacheLayerDescriptor>();
-      for (const m of manifests) {
-        if (m.mediaType !== CACHE_CONFIG_MEDIA_TYPE) blobs.set(m.digest, { mediaType: m.mediaType, digest: m.digest, size: m.size, ...(m.annotations === undefined ? {} : { annotations: m.annotations }) });
-      }
-      return [new ImportedCache(reader.name, config, blobs, open)];
-    }
-    const out: ImportedCache[] = [];
-    for (const m of manifests) {
-      if (!isManifestMediaType(m.mediaType)) continue;
-      const c = await inlineCache(reader, await reader.fetch(m, signal), open, signal);
-      if (c !== undefined) out.push(c);
-    }
-    if (out.length === 0) throw new EngineError('KLN0704', `${reader.name} is neither a cache nor an image with inline cache`);
-    return out;
-  }
-  const c = await inlineCache(reader, reader.rootBytes, open, signal);
-  if (c === undefined) throw new EngineError('KLN0704', `${reader.name} is an image without inline cache`);
-  return [c];
-}
-
-/**
- * Inline cache of an image (import.go importInlineCache): the config's `moby.buildkit.cache.v0`
- * (base64 of the records) over the manifest's layers, each layer's parent the one before it, its
- * diffID and creation time from the config's rootfs and history.
- */
-async function inlineCache(reader: CacheSourceReader, manifestBytes: Buffer, open: ImportedCache['open'], signal?: AbortSignal): Promise<ImportedCache | undefined> {
-  const m = JSON.parse(manifestBytes.toString('utf8')) as { config?: Descriptor; layers?: Descriptor[] };
-  if (m.config === undefined || !Array.isArray(m.layers) || m.layers.length === 0) return undefined;
-  const img = JSON.parse((await reader.fetch(m.config, signal)).toString('utf8')) as Record<string, unknown>;
-  const inline = img[INLINE_CACHE_KEY];
-  if (typeof inline !== 'string') return undefined;
-  const rootfs = isObj(img['rootfs']) ? img['rootfs'] : {};
-  const diffIds = Array.isArray(rootfs['diff_ids']) ? (rootfs['diff_ids'] as string[]) : [];
-  if (diffIds.length !== m.layers.length) return undefined;
-  const history = Array.isArray(img['history']) ? (img['history'] as Array<Record<string, unknown>>) : [];
-  const created = history.filter((h) => h['empty_layer'] !== true).map((h) => (typeof h['created'] === 'string' ? h['created'] : ''));
-  const records = parseCacheRecords(JSON.parse(Buffer.from(inline, 'base64').toString('utf8')) as unknown);
-  const blobs = new Map<string, CacheLayerDescriptor>();
-  const layers = m.layers.map((l, i) => {
-    const annotations: Record<string, string> = { ...l.annotations, [ANNOTATION_UNCOMPRESSED]: diffIds[i] as string };
-    const c = created[i];
-    if (c !== undefined && c !== '') annotations[ANNOTATION_CREATED_AT] = c;
-    blobs.set(l.digest, { mediaType: l.mediaType, digest: l.digest, size: l.size, annotations });
-    return { blob: l.digest, parent: i - 1 };
-  });
-  const config: CacheConfig = { layers, records };
-  return new ImportedCache(`${reader.name} (inline)`, config, blobs, open);
-}
-
-/**
- * Turns an imported result into snapshots: each layer of the chain becomes the snapshot
- * `layer-<chainID>` (the names image pulls use, so a base image already unpacked is shared), its
- * blob fetched into the content store only when that snapshot is missing. The blobs are
- * remembered by diffID, so an image export reuses them instead of taring the layers again.
- */
-export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
-  // Layers several results of this build share are unpacked once; another process (or build)
-  // committing the same id first is fine (checked after a failed commit).
-  const unpacking = new Map<string, Promise<void>>();
-  return async (result: ImportedResult, ctx) => {
-    const diffIds = result.layers.map((d, i) => d.annotations?.[ANNOTATION_UNCOMPRESSED] ?? `sha256:${createHash('sha256').update(`blob ${i} ${d.digest}`).digest('hex')}`);
-    const chain = chainIds(diffIds);
-    let parent: string | undefined;
-    let size = 0;
-    const remember: LayerRef[] = [];
-    for (const [i, d] of result.layers.entries()) {
-      const id = `layer-${(chain[i] as string).replace('sha256:', '')}`;
-      const diffID = d.annotations?.[ANNOTATION_UNCOMPRESSED];
-      const below = parent;
-      size += d.size;
-      let p = unpacking.get(id);
-      if (p === undefined) {
-        p = (async () => {
-          if (await exists(engine, id)) return;
-          const digest = parseDigest(d.digest);
-          if (!(await engine.content.has(digest))) {
-            ctx.status(`pulling ${d.digest}`, 0, d.size);
-            await engine.content.ingest(await result.source.open(d, ctx.signal), { expected: digest, expectedSize: d.size, signal: ctx.signal });
-            ctx.status(`pulling ${d.digest}`, d.size, d.size, true);
-          }
-          try {
-            await unpackLayer(engine.snapshotter, id, below, await engine.content.readStream(digest), { signal: ctx.signal, ...(diffID === undefined ? {} : { expectedDiffID: diffID }) });
-          } catch (e) {
-            if (!(await exists(engine, id))) throw e;
-          }
-        })();
-        unpacking.set(id, p);
-        p.then(
-          () => unpacking.delete(id),
-          () => unpacking.delete(id),
-        );
-      }
-      await p;
-      if (diffID !== undefined) remember.push({ descriptor: { mediaType: d.mediaType, digest: parseDigest(d.digest), size: d.size }, diffID: parseDigest(diffID) });
-      parent = id;
-    }
-    await engine.layers.rememberLayers(remember);
-    if (parent === undefined) throw new EngineError('KLN0704', 'an imported cache result has no layers');
-    return { snapshot: parent, size };
-  };
-}
-
-function exists(engine: KilnEngine, id: string): Promise<boolean> {
-  return engine.snapshotter.stat(id).then(
-    () => true,
-    () => false,
-  );
-}
-
-// ---------------------------------------------------------------- export
+import { progressVertex } from './cache-progress.js';
 
 /** Options of {@link collectCache}. */
 interface CollectOptions {
