@@ -1,0 +1,68 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import { ContentStore } from '../content/store.js';
+import { digestOf, parseDigest } from '../content/digest.js';
+import { cacheManifestList, convertLayerMediaType, openLocalCache, writeLocalCache } from './remote-cache.js';
+
+const H = (c: string) => parseDigest(`sha256:${c.repeat(64).slice(0, 64)}`);
+const dirs: string[] = [];
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+describe('cache manifest list (cache/remotecache/export.go Finalize)', () => {
+  test('layers first (media types converted), the cache config last; Go field order, sorted annotations', () => {
+    const config = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: H('c'), size: 12 };
+    const layer = { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: H('a'), size: 5, annotations: { 'containerd.io/uncompressed': H('d'), 'buildkit/createdat': '2024-01-01T00:00:00Z' } };
+    const oci = cacheManifestList([layer], config, true);
+    expect(oci.bytes.toString()).toBe(
+      `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
+        `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"${H('a')}","size":5,"annotations":{"buildkit/createdat":"2024-01-01T00:00:00Z","containerd.io/uncompressed":"${H('d')}"}},` +
+        `{"mediaType":"application/vnd.buildkit.cacheconfig.v0","digest":"${H('c')}","size":12}]}`,
+    );
+    expect(oci.descriptor).toEqual({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: digestOf(oci.bytes), size: oci.bytes.length });
+    const docker = cacheManifestList([layer], config, false);
+    expect(JSON.parse(docker.bytes.toString())).toMatchObject({ mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json', manifests: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }, {}] });
+  });
+
+  test('compression.ConvertAllLayerMediaTypes: same compression in the other family; zstd stays OCI', () => {
+    expect(convertLayerMediaType('application/vnd.oci.image.layer.v1.tar', false)).toBe('application/vnd.docker.image.rootfs.diff.tar');
+    expect(convertLayerMediaType('application/vnd.docker.image.rootfs.diff.tar', true)).toBe('application/vnd.oci.image.layer.v1.tar');
+    expect(convertLayerMediaType('application/vnd.oci.image.layer.v1.tar+zstd', false)).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+    expect(convertLayerMediaType('application/vnd.buildkit.cacheconfig.v0', true)).toBe('application/vnd.buildkit.cacheconfig.v0');
+  });
+});
+
+describe('local cache layout', () => {
+  test('written blobs and index.json tag read back; a second tag is added, the same tag replaced', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    const store = await ContentStore.open(join(root, 'store'));
+    const blob = await store.writeBlob(Buffer.from('layer bytes'));
+    const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob.digest, size: blob.size };
+    const cfgBytes = Buffer.from('{}');
+    const cfg = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(cfgBytes), size: cfgBytes.length };
+    const dest = join(root, 'cache');
+    const write = async (tag: string) => {
+      const list = cacheManifestList([layer], cfg, true);
+      await writeLocalCache(store, dest, tag, [layer], [{ descriptor: cfg, bytes: cfgBytes }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor);
+      return list.descriptor;
+    };
+    const first = await write('latest');
+    await write('v2');
+    await write('latest');
+    const index = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+    expect(index.manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']).sort()).toEqual(['latest', 'v2']);
+    expect(JSON.parse(await readFile(join(dest, 'oci-layout'), 'utf8'))).toEqual({ imageLayoutVersion: '1.0.0' });
+    const reader = await openLocalCache(dest, 'latest');
+    expect(reader.root.digest).toBe(first.digest);
+    expect((await reader.fetch(cfg)).toString()).toBe('{}');
+    const chunks: Buffer[] = [];
+    for await (const c of await reader.open(layer)) chunks.push(Buffer.from(c));
+    expect(Buffer.concat(chunks).toString()).toBe('layer bytes');
+    await expect(openLocalCache(dest, 'nope')).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
+    await expect(openLocalCache(join(root, 'missing'))).rejects.toMatchObject({ code: 'LAYOUT_INVALID' });
+  });
+});
