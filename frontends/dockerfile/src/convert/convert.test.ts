@@ -342,6 +342,21 @@ describe('named image contexts', () => {
     expect(calls).toEqual([]);
   });
 
+  test('an image context is an image source for the platform of the stage using it', async () => {
+    // BuildKit dockerui namedcontext.go: llb.Image(ref, llb.Platform(opt.Platform)) with
+    // opt.Platform the stage's --platform (else the target); a stage replaced by the context
+    // takes the config's platform (dockerfile2llb: ds.platform from img OS/Architecture).
+    const arm = { resolveImageConfig: () => Promise.resolve({ digest: DIGEST, config: new TextEncoder().encode(JSON.stringify({ os: 'linux', architecture: 'arm64', rootfs: { type: 'layers', diff_ids: [DIGEST] }, config: {} })) }) };
+    const namedContexts = new Map([['base', { state: scratch(), imageRef: 'alpine' }]]);
+    for (const text of ['FROM --platform=linux/arm64 base\nRUN x\n', 'FROM --platform=linux/arm64 busybox AS base\nRUN y\nFROM base\nRUN x\n']) {
+      const res = await convertDockerfile(text, { metaResolver: arm, targetPlatform: 'linux/amd64', namedContexts });
+      const src = ops(res).find((o) => o.kind === 'source');
+      expect(src).toMatchObject({ source: { identifier: 'docker-image://docker.io/library/alpine:latest' }, platform: { os: 'linux', architecture: 'arm64' } });
+      const execs = ops(res).filter((o) => o.kind === 'exec');
+      expect(execs.map((o) => (o.kind === 'exec' ? [o.exec.meta?.args?.at(-1), o.platform?.architecture] : []))).toEqual([['x', 'arm64']]);
+    }
+  });
+
   test('a name:tag@digest context resolves through its name:tag record when the digest matches', async () => {
     const calls: string[] = [];
     const namedContexts = new Map([['base', { state: scratch(), imageRef: `kiln.local/base:latest@${DIGEST}` }]]);

@@ -15,7 +15,7 @@ import { DispatchState, DispatchStates, type ArgValue, type DispatchOptions, typ
 import { cloneImage, emptyImage, goJson, imageToJson, parseDockerImage, parseKeyValue, type DockerImage } from './image.js';
 import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
 import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
-import { lookupNamedContext, namedContextImage, resolveStageBase, type ResolveContext } from './resolve.js';
+import { lookupNamedContext, namedContextImage, namedContextState, resolveStageBase, type ResolveContext } from './resolve.js';
 import { onbuildTriggers, reachableStages, toCommand, triggerSources, validateCircularDependency } from './stage-graph.js';
 import { withSourceMap } from './source-map.js';
 import { InternalName } from './names.js';
@@ -120,7 +120,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     if (stage.name !== '') {
       const nc = lookupNamedContext(namedContexts, stage.name, ds.platform ?? platforms.targetPlatform);
       if (nc !== undefined) {
-        ds.state = nc.state;
+        ds.state = namedContextState(nc, stage.name, ds.platform ?? platforms.targetPlatform);
         ds.image = nc.imageConfig === undefined ? emptyImage(platforms.targetPlatform) : parseDockerImage(nc.imageConfig);
         if (nc.imageConfig === undefined && nc.imageRef !== undefined) namedStages.push({ ds, nc });
         ds.dispatched = true;
@@ -219,7 +219,9 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
         if (img === undefined) return;
         ds.image = img;
         if (img.os !== '' && img.architecture !== '') {
+          // dockerui's st.WithImageConfig: later ops of this state run on the image's platform
           ds.platform = { os: img.os, architecture: img.architecture, ...(img.variant === undefined || img.variant === '' ? {} : { variant: img.variant }) };
+          ds.state = ds.state.platform(ds.platform);
         }
       }),
   );

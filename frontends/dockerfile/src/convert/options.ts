@@ -10,7 +10,8 @@ export interface NamedContext {
   /**
    * For an image context given without `imageConfig`: the reference whose config the converter
    * resolves through `metaResolver` for the platform of the stage that uses it (BuildKit's
-   * dockerui does this for `docker-image://` contexts), when that stage is reachable.
+   * dockerui does this for `docker-image://` contexts), when that stage is reachable. The
+   * converter then also makes the image source itself, for that platform (`state` is not used).
    */
   readonly imageRef?: string;
 }

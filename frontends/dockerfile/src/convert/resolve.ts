@@ -3,7 +3,7 @@
  * and build their source ops (the image-resolution part of BuildKit's toDispatchState).
  */
 import { formatImageReference, formatPlatform, image, normalizePlatform, parseImageReference, scratch, tagNameOnly } from '@kiln/llb-core';
-import type { ImageMetaResolver, ImageReference, Platform, ResolvedImageConfig, ResolveMode } from '@kiln/llb-core';
+import type { ImageMetaResolver, ImageReference, Platform, ResolvedImageConfig, ResolveMode, State } from '@kiln/llb-core';
 import { KilnError, suggest } from '../errors.js';
 import { prefixCommand, type DispatchState } from './dispatch-state.js';
 import { emptyImage, parseDockerImage, type DockerImage } from './image.js';
@@ -83,6 +83,16 @@ export function lookupNamedContext(contexts: ReadonlyMap<string, NamedContext>, 
 }
 
 /**
+ * The state of a named context used with `platform`: an image context (`imageRef`) is an image
+ * source for that platform, as dockerui's llb.Image(ref, llb.Platform(opt.Platform)); any other
+ * context is its own state.
+ */
+export function namedContextState(nc: NamedContext, name: string, platform: Platform): State {
+  if (nc.imageRef === undefined) return nc.state;
+  return image(nc.imageRef, { platform, customName: `[context ${name}] ${nc.imageRef}` });
+}
+
+/**
  * The image config of a named context: its `imageConfig`, else the config of its `imageRef`
  * resolved for `platform` (BuildKit frontend/dockerui namedcontext.go resolves a
  * `docker-image://` context's config with ResolveImageConfig, so the stage inherits its Env,
@@ -148,7 +158,7 @@ export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx
       throw e;
     }
     d.image = img ?? (named.imageConfig === undefined ? emptyImage(target) : parseDockerImage(named.imageConfig));
-    d.state = named.state.platform(platform);
+    d.state = namedContextState(named, origName, platform).platform(platform);
     d.platform = platform;
     d.fromNamedContext = true;
     return;
