@@ -120,10 +120,11 @@ describe('cache export/import, type=local', () => {
     expect(await readFile(join(c.dir, 'fs/out/built.txt'), 'utf8')).toBe(`built-${t}\n`);
 
     // The next build in that root hits its own store: nothing imported, nothing run.
-    // (The builder RUN's result was never fetched, so it is not in this store; the COPY --from that
-    // used it is, and so is everything after it.)
+    // (The builder RUN's result was never fetched, so it is not in this store, and it is not run:
+    // the COPY --from that used it is stored, and so is everything after it.)
     const fourth = await build(c, ctx, []);
     expect(fourth.vertices.filter((v) => v.name.includes(' RUN ') || v.name.includes(' COPY ')).every((v) => v.cached)).toBe(true);
+    expect(fourth.containers).toBe(0);
   }, 300_000);
 });
 
