@@ -213,8 +213,15 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
     else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
   }
-  // kiln/ts: without -f and without a Dockerfile, the context's kiln.build.ts is the build file.
-  if (dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile'))) && (await isFile(join(ctx, DEFAULT_BUILD_FILE)))) dockerfile = join(ctx, DEFAULT_BUILD_FILE);
+  // Without -f: the context's `Dockerfile`, else a lowercase `dockerfile` (BuildKit's dockerui
+  // reads that too), else kiln/ts's `kiln.build.ts`.
+  if (dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile')))) {
+    for (const name of ['dockerfile', DEFAULT_BUILD_FILE]) {
+      if (!(await isFile(join(ctx, name)))) continue;
+      dockerfile = join(ctx, name);
+      break;
+    }
+  }
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });

@@ -104,3 +104,13 @@ test('a Dockerfile that is a symlink builds from its target (and its .dockerigno
   expect(listing).toContain('kept.txt');
   expect(listing).not.toContain('secret.txt');
 });
+
+test('without -f a lowercase dockerfile is the build file when there is no Dockerfile, as BuildKit reads it', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `lower-${t}`);
+  await writeTree(ctx, { dockerfile: `FROM busybox\nRUN echo ${t} > /id\n`, 'kiln.build.ts': 'not used\n' });
+  const out = join(sb.dir, `lower-out-${t}`);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', `type=local,dest=${out}`]);
+  expect(r.code, r.stderr.slice(-1500)).toBe(0);
+  expect(await readFile(join(out, 'id'), 'utf8')).toBe(`${t}\n`);
+});
