@@ -100,10 +100,18 @@ function watchNondeterminism(rpc: Rpc): void {
   Math.random = () => (warn('Math.random()'), random());
 }
 
+/** The specifier of an import the policy manifest refused (see host.ts), if `err` is that. */
+function refusedImport(err: Error): string | undefined {
+  if ((err as { code?: unknown }).code !== 'ERR_MANIFEST_DEPENDENCY_MISSING') return undefined;
+  return /does not list (.+?) as a dependency specifier/.exec(err.message)?.[1];
+}
+
 function failure(e: unknown): Notification {
   const err = e instanceof Error ? e : new Error(String(e));
   const location = buildFrame(err.stack);
-  return { method: 'fail', params: { message: err.message, ...(err instanceof CallError && err.code !== undefined ? { code: err.code } : {}), ...(location ? { location } : {}) } };
+  const refused = refusedImport(err);
+  const message = refused === undefined ? err.message : `import("${refused}") is not available in a build file: a build imports only "kiln" and relative files`;
+  return { method: 'fail', params: { message, ...(err instanceof CallError && err.code !== undefined ? { code: err.code } : {}), ...(location ? { location } : {}) } };
 }
 
 /** Runs the bundled build module; called by the bundle's entry code. */

@@ -1,7 +1,9 @@
 /**
  * The parent side of evaluation: writes the bundle to a private temporary directory, starts
  * `node` on it with Node 20's permission model (`--experimental-permission`, reading only the
- * bundle; no child processes, workers or writes), and answers the evaluator's JSON-RPC calls.
+ * bundle; no child processes, workers, addons or writes) and an import policy (the bundle may
+ * import only the Node modules it was built with, so build code cannot `import()` `node:net`
+ * at run time), limits its heap and its running time, and answers its JSON-RPC calls.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -29,7 +31,19 @@ export interface EvaluateOptions {
   readonly signal?: AbortSignal;
   /** Node binary (default: the running one). */
   readonly node?: string;
+  /**
+   * How long the build code may run, in milliseconds (default {@link DEFAULT_EVAL_TIMEOUT_MS}).
+   * Time spent waiting for ctx calls (solves, reads) does not count: only the evaluator's own work.
+   */
+  readonly timeoutMs?: number;
+  /** The evaluator's V8 heap limit in MB (default {@link DEFAULT_EVAL_MEMORY_MB}). */
+  readonly memoryMb?: number;
 }
+
+/** Default time limit of a build's own code: generous for real builds, finite for endless loops. */
+export const DEFAULT_EVAL_TIMEOUT_MS = 300_000;
+/** Default heap limit of the evaluator. */
+export const DEFAULT_EVAL_MEMORY_MB = 2048;
 
 const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c === 'KLN0802' || c === 'KLN0804' || c === 'KLN0805' ? c : 'KLN0803');
 
@@ -37,22 +51,40 @@ const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c 
 export async function evaluateBundle(bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions = {}): Promise<Evaluation> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-ts-'));
   const file = join(dir, 'build.mjs');
+  const policy = join(dir, 'policy.json');
   try {
     await writeFile(file, bundle.code, { mode: 0o600 });
-    return await run(file, bundle, { ...init, sources: bundle.sources }, handlers, opts);
+    // Node 20 policy manifest: a module may resolve only the specifiers listed, so a computed
+    // import() (or one from a Function body) of anything else throws ERR_MANIFEST_DEPENDENCY_MISSING.
+    const dependencies = Object.fromEntries(bundle.imports.map((i) => [i, true] as const));
+    await writeFile(policy, JSON.stringify({ onerror: 'throw', scopes: { 'file:': { integrity: true, dependencies } } }), { mode: 0o600 });
+    return await run(dir, file, policy, bundle, { ...init, sources: bundle.sources }, handlers, opts);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-function run(file: string, bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions): Promise<Evaluation> {
+function run(dir: string, file: string, policy: string, bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions): Promise<Evaluation> {
+  const memoryMb = opts.memoryMb ?? DEFAULT_EVAL_MEMORY_MB;
   const child = spawn(
     opts.node ?? process.execPath,
-    // --no-warnings: the permission model's ExperimentalWarning would read as a build warning.
-    ['--experimental-permission', `--allow-fs-read=${file}`, '--enable-source-maps', '--no-warnings', file],
-    // An empty environment: the build sees args through ctx, not the host's variables.
-    { stdio: ['pipe', 'pipe', 'pipe'], env: {}, ...(opts.signal === undefined ? {} : { signal: opts.signal }) },
+    [
+      '--experimental-permission',
+      // one flag per path (Node 20.20 no longer splits a comma list)
+      `--allow-fs-read=${file}`,
+      `--allow-fs-read=${policy}`,
+      `--experimental-policy=${policy}`,
+      `--max-old-space-size=${memoryMb}`,
+      '--enable-source-maps',
+      // the ExperimentalWarnings of permissions and policy would read as build warnings
+      '--no-warnings',
+      file,
+    ],
+    // An empty environment (the build sees args through ctx, not the host's variables), and the
+    // private directory as cwd (not the user's).
+    { stdio: ['pipe', 'pipe', 'pipe'], env: {}, cwd: dir, ...(opts.signal === undefined ? {} : { signal: opts.signal }) },
   );
+  const limit = timeLimit(opts.timeoutMs ?? DEFAULT_EVAL_TIMEOUT_MS, () => child.kill('SIGKILL'));
   const write = (msg: object): void => {
     if (child.stdin.writable) child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', ...msg })}\n`);
   };
@@ -90,7 +122,8 @@ function run(file: string, bundle: Bundle, init: InitParams, handlers: Handlers,
       const method = msg.method as keyof Methods;
       const handler = handlers[method] as ((p: unknown) => Promise<unknown>) | undefined;
       if (handler === undefined) return write({ id, error: { code: -32601, message: `unknown method ${String(method)}` } });
-      handler(msg.params).then(
+      limit.pause();
+      handler(msg.params).finally(() => limit.resume()).then(
         (result) => write({ id, result }),
         (e: unknown) => {
           const err = e instanceof Error ? e : new Error(String(e));
@@ -104,15 +137,68 @@ function run(file: string, bundle: Bundle, init: InitParams, handlers: Handlers,
       else reject(new TsDslError('KLN0804', `cannot start the evaluator: ${e.message}`, { cause: e }));
     });
     child.on('close', (status) => {
+      limit.stop();
       if (outcome?.method === 'done') return resolve(outcome.params);
       if (outcome?.method === 'fail') {
         const p = outcome.params;
         return reject(new TsDslError(codeOf(p.code), p.message, p.location === undefined ? {} : { location: p.location }));
       }
       if (opts.signal?.aborted === true) return reject(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('aborted'));
+      if (limit.expired) {
+        return reject(
+          new TsDslError('KLN0804', `${bundle.entry} did not finish within ${limit.seconds} s of its own running time (an endless loop?)`, {
+            location: { file: bundle.entry, line: 1, column: 1 },
+            hint: 'time spent waiting for ctx.solve and reads does not count; look for a loop that never ends',
+          }),
+        );
+      }
+      if (/heap limit|heap out of memory/i.test(stderr)) {
+        return reject(
+          new TsDslError('KLN0804', `${bundle.entry} ran out of memory (${memoryMb} MB) while building the graph`, {
+            location: { file: bundle.entry, line: 1, column: 1 },
+            hint: 'look for a loop or recursion that allocates without end',
+          }),
+        );
+      }
       const last = stderr.trim().split('\n').slice(-3).join(' | ');
       reject(new TsDslError('KLN0804', `the evaluator of ${bundle.entry} exited (${status ?? 'signal'}) without a result${last ? `: ${last}` : ''}`));
     });
     write({ method: 'init', params: init });
   });
+}
+
+/** A time budget that runs only while the child works (paused while a ctx call is answered). */
+function timeLimit(ms: number, onExpire: () => void): { pause(): void; resume(): void; stop(): void; readonly expired: boolean; readonly seconds: string } {
+  let left = ms;
+  let since = Date.now();
+  let paused = 0;
+  let expired = false;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    since = Date.now();
+    timer = setTimeout(() => {
+      expired = true;
+      onExpire();
+    }, left);
+    timer.unref();
+  };
+  arm();
+  return {
+    pause() {
+      if (paused++ > 0 || expired) return;
+      clearTimeout(timer);
+      left -= Date.now() - since;
+    },
+    resume() {
+      if (--paused > 0 || expired) return;
+      arm();
+    },
+    stop() {
+      clearTimeout(timer);
+    },
+    get expired() {
+      return expired;
+    },
+    seconds: String(Math.round(ms / 100) / 10),
+  };
 }

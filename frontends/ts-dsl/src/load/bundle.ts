@@ -23,6 +23,12 @@ export interface Bundle {
   readonly entry: string;
   /** The build files bundled (entry and imports), by path: the op source maps quote them. */
   readonly sources: Readonly<Record<string, string>>;
+  /**
+   * The modules the bundle itself imports (Node built-ins of the DSL and the evaluator): the
+   * evaluator's import policy allows these and nothing else, so build code cannot `import()` a
+   * Node module at run time.
+   */
+  readonly imports: readonly string[];
 }
 
 /** Namespace of the user's files: paths are relative to the entry file's directory. */
@@ -50,13 +56,14 @@ async function resolveRelative(reader: SourceReader, importer: string, spec: str
   return undefined;
 }
 
-function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evaluator: string, sources: Record<string, string>): Plugin {
+function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evaluator: string, prelude: string, sources: Record<string, string>): Plugin {
   return {
     name: 'kiln-build-files',
     setup(b: PluginBuild) {
       b.onResolve({ filter: /^kiln-entry$/ }, () => ({ path: 'entry', namespace: INTERNAL }));
       b.onLoad({ filter: /.*/, namespace: INTERNAL }, () => ({
-        contents: `import * as build from ${JSON.stringify(`${BUILD_NAMESPACE}:${entry}`)};\nimport { runEvaluator } from ${JSON.stringify(evaluator)};\nrunEvaluator(build, ${JSON.stringify(entry)});\n`,
+        // the prelude first: it runs before any module of the build
+        contents: `import ${JSON.stringify(prelude)};\nimport * as build from ${JSON.stringify(`${BUILD_NAMESPACE}:${entry}`)};\nimport { runEvaluator } from ${JSON.stringify(evaluator)};\nrunEvaluator(build, ${JSON.stringify(entry)});\n`,
         loader: 'js',
         resolveDir: posix.dirname(evaluator),
       }));
@@ -108,6 +115,7 @@ export async function bundleBuildFile(entry: string, reader: SourceReader): Prom
   const { build } = loadEsbuild();
   const dsl = packageModule('dsl/index');
   const evaluator = packageModule('eval/child');
+  const prelude = packageModule('eval/prelude');
   const sources: Record<string, string> = {};
   try {
     const out = await build({
@@ -121,11 +129,13 @@ export async function bundleBuildFile(entry: string, reader: SourceReader): Prom
       sourcesContent: false,
       logLevel: 'silent',
       outfile: 'build.mjs',
-      plugins: [buildFilePlugin(reader, posix.normalize(entry), dsl, evaluator, sources)],
+      metafile: true,
+      plugins: [buildFilePlugin(reader, posix.normalize(entry), dsl, evaluator, prelude, sources)],
     });
     const file = out.outputFiles[0];
     if (file === undefined) throw new TsDslError('KLN0801', 'esbuild produced no output', { location: { file: entry, line: 1, column: 1 } });
-    return { code: file.text, entry, sources };
+    const imports = new Set(Object.values(out.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)));
+    return { code: file.text, entry, sources, imports: [...imports].sort() };
   } catch (e) {
     if (e instanceof TsDslError) throw e;
     const errors = (e as { errors?: Message[] }).errors;

@@ -1,0 +1,20 @@
+/**
+ * The first module of every bundled build: it runs before any build code and takes away the
+ * process methods Node 20's permission model leaves open. `process.kill` (and its raw `_kill`)
+ * can signal any process of the user (root, for kiln): SIGUSR1 opens a Node parent's inspector
+ * on 127.0.0.1:9229, which build code could then drive over the network, outside the sandbox;
+ * `_debugProcess` does the same directly. `getBuiltinModule` would hand out `node:net` (unix
+ * sockets such as the daemon's) past the import policy; `binding`, `_linkedBinding` and `dlopen`
+ * reach native code. Each becomes a function that throws, fixed so build code cannot put the
+ * original back.
+ */
+const BLOCKED = ['kill', '_kill', '_debugProcess', '_debugEnd', 'getBuiltinModule', 'binding', '_linkedBinding', 'dlopen'] as const;
+
+for (const name of BLOCKED) {
+  const blocked = (): never => {
+    throw new Error(`process.${name} is not available in a build file`);
+  };
+  Object.defineProperty(process, name, { value: blocked, writable: false, configurable: false, enumerable: false });
+}
+
+export {};

@@ -1,0 +1,75 @@
+/**
+ * What build code may not do in the evaluator (a real child `node`): reach Node modules at run
+ * time, signal other processes (SIGUSR1 opens a Node parent's inspector, which the open network
+ * could then reach), run forever, or take all memory.
+ */
+import { describe, expect, test } from 'vitest';
+import { bundleBuildFile, type SourceReader } from '../load/bundle.js';
+import { evaluateBundle, type EvaluateOptions, type Handlers } from './host.js';
+import type { InitParams } from './protocol.js';
+
+const memory = (files: Record<string, string>): SourceReader => ({
+  async read(path) {
+    const f = files[path];
+    return f === undefined ? undefined : new TextEncoder().encode(f);
+  },
+});
+
+const init: InitParams = { args: {}, platforms: ['linux/amd64'], inputs: {} };
+const refuse = async (): Promise<never> => {
+  throw new Error('not in this test');
+};
+const handlers: Handlers = { solve: refuse, readFile: refuse, readDir: refuse, statFile: refuse, resolveImageConfig: refuse, warn: () => undefined };
+
+/** Evaluates a build whose default export runs `body` (TypeScript) and returns scratch. */
+const run = async (body: string, opts: EvaluateOptions = {}) =>
+  evaluateBundle(await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `import { scratch } from "kiln";\nexport default async () => {\n${body}\n  return scratch();\n};\n` })), init, handlers, opts);
+
+describe('evaluator sandbox', () => {
+  test('process.kill is unavailable (no signal to the parent: SIGUSR1 would open its inspector)', async () => {
+    const p = run(`  (globalThis as any).process.kill((globalThis as any).process.ppid, 0);`);
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3 } });
+    await expect(p).rejects.toThrow(/process\.kill is not available in a build file/);
+  });
+
+  test('process._debugProcess and process._kill are unavailable', async () => {
+    await expect(run(`  (globalThis as any).process._debugProcess((globalThis as any).process.ppid);`)).rejects.toThrow(/process\._debugProcess is not available/);
+    await expect(run(`  (globalThis as any).process._kill((globalThis as any).process.ppid, 0);`)).rejects.toThrow(/process\._kill is not available/);
+  });
+
+  test('a computed import() of a Node module is refused (node:net would reach unix sockets such as the daemon\'s)', async () => {
+    await expect(run(`  const m = "node:" + "net";\n  await import(m);`)).rejects.toThrow(/import\("node:net"\) is not available in a build file/);
+    await expect(run(`  const m = "child_" + "process";\n  await import(m);`)).rejects.toThrow(/import\("child_process"\) is not available/);
+  });
+
+  test('process.getBuiltinModule and data: URL imports are refused', async () => {
+    await expect(run(`  (globalThis as any).process.getBuiltinModule("net");`)).rejects.toThrow(/process\.getBuiltinModule is not available/);
+    await expect(run(`  const u = "data:text/javascript,export default 1";\n  await import(u);`)).rejects.toThrow(/import\("data:text\/javascript,export default 1"\) is not available/);
+  });
+
+  test('an endless loop is stopped after the time limit with a clear error', async () => {
+    const t0 = Date.now();
+    const p = run(`  for (;;) {}`, { timeoutMs: 1500 });
+    await expect(p).rejects.toMatchObject({ code: 'KLN0804', message: expect.stringContaining('did not finish within 1.5 s') });
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  });
+
+  test('time spent waiting on ctx calls does not count against the limit', async () => {
+    const slow: Handlers = {
+      ...handlers,
+      solve: async () => {
+        await new Promise((res) => setTimeout(res, 1500));
+        return { ref: 'r1' };
+      },
+      readFile: async () => ({ data: Buffer.from('x').toString('base64') }),
+    };
+    const bundle = await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `import { scratch, type Ctx } from "kiln";\nexport default async (ctx: Ctx) => scratch().mkfile("/t", await ctx.solve(scratch()).readFile("/x"));\n` }));
+    const r = await evaluateBundle(bundle, init, slow, { timeoutMs: 1000 });
+    expect(r.results).toHaveLength(1);
+  });
+
+  test('a build that allocates without bound fails with an out-of-memory error', async () => {
+    const p = run(`  const a: string[] = [];\n  for (let i = 0; ; i++) a.push("x".repeat(1000) + i);`, { memoryMb: 64 });
+    await expect(p).rejects.toMatchObject({ code: 'KLN0804', message: expect.stringContaining('ran out of memory (64 MB)') });
+  });
+});
