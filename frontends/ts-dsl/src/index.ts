@@ -51,3 +51,4 @@ export { TsDslError, type TsDslErrorCode, type TsDslLocation } from './errors.js
 export { createTsFrontend, DEFAULT_BUILD_FILE, type TsFrontendOptions } from './frontend.js';
 export { compileBuildFile, directoryReader, type CompileOptions, type CompiledBuild } from './compile.js';
 export type { SourceReader } from './load/bundle.js';
+export { checkBuildFile, formatCheckDiagnostic, type CheckDiagnostic } from './check.js';

@@ -1,0 +1,109 @@
+/**
+ * Type-checking a build file (`kiln check`): the TypeScript compiler (5.x, pinned by this
+ * package; npm's `typescript@7` is the native port with another API) checks the entry file and
+ * its relative imports under strict settings, with `kiln` and `kiln/ts` mapped to the DSL's
+ * declarations, as `tsc --noEmit` would with such a tsconfig. Bundling strips types without
+ * checking them; this is where they are checked.
+ */
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, join, relative } from 'node:path';
+import type * as TS from 'typescript';
+import { TsDslError } from './errors.js';
+import { packageSrcRoot } from './load/package-files.js';
+
+/** One compiler diagnostic in a build file (1-based line and column). */
+export interface CheckDiagnostic {
+  /** The file's absolute path. */
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  readonly category: 'error' | 'warning';
+  /** TypeScript's code (`2322` prints as `TS2322`). */
+  readonly code: number;
+  /** The message, nested chains flattened onto indented lines. */
+  readonly message: string;
+}
+
+/** The globals a build file has besides ES2022: the evaluator's console and timers, no Node or DOM. */
+const GLOBALS = `declare var console: {
+  log(...data: unknown[]): void; error(...data: unknown[]): void; warn(...data: unknown[]): void;
+  info(...data: unknown[]): void; debug(...data: unknown[]): void;
+};
+declare function setTimeout(handler: (...args: unknown[]) => void, ms?: number): unknown;
+declare function clearTimeout(id: unknown): void;
+declare class TextEncoder { encode(input?: string): Uint8Array; }
+declare class TextDecoder { constructor(label?: string); decode(input?: Uint8Array): string; }
+`;
+
+type Ts = typeof TS;
+let typescript: Ts | undefined;
+// Required from this package's directory at run time: the CLI's one-file bundle must not inline
+// the compiler (9 MB), and it runs in a vm.Script where import() has no loader.
+const loadTypescript = (): Ts => (typescript ??= createRequire(join(packageSrcRoot(), 'package.json'))('typescript') as Ts);
+
+/** The DSL's declarations (dist `.d.ts`; the `.ts` sources when running from src under vitest). */
+function dslDeclarations(): string {
+  const root = packageSrcRoot();
+  return root.endsWith('/src') ? join(root, 'dsl', 'index.ts') : join(root, 'dsl', 'index.d.ts');
+}
+
+/** Type-checks `file` (an absolute path) and the files it imports; returns the diagnostics in them. */
+export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
+  if (!isAbsolute(file)) throw new TsDslError('KLN0805', `checkBuildFile needs an absolute path, not ${file}`);
+  const ts = loadTypescript();
+  const dsl = dslDeclarations();
+  const globals = join(dirname(file), '__kiln_globals__.d.ts');
+  const host = ts.createCompilerHost({});
+  const exists = host.fileExists.bind(host);
+  host.fileExists = (f) => f === globals || exists(f);
+  const read = host.readFile.bind(host);
+  host.readFile = (f) => (f === globals ? GLOBALS : read(f));
+  const getSource = host.getSourceFile.bind(host);
+  host.getSourceFile = (f, lang, onError, fresh) => (f === globals ? ts.createSourceFile(f, GLOBALS, lang) : getSource(f, lang, onError, fresh));
+  if (!exists(file)) throw new TsDslError('KLN0805', `${file}: no such file`, { hint: 'kiln check FILE.ts (default: kiln.build.ts)' });
+  const program = ts.createProgram({
+    rootNames: [file, globals],
+    options: {
+      strict: true,
+      noEmit: true,
+      target: ts.ScriptTarget.ES2022,
+      lib: ['lib.es2022.d.ts'],
+      module: ts.ModuleKind.ESNext,
+      moduleResolution: ts.ModuleResolutionKind.Bundler,
+      allowImportingTsExtensions: true,
+      exactOptionalPropertyTypes: true,
+      noUncheckedIndexedAccess: true,
+      noFallthroughCasesInSwitch: true,
+      noImplicitOverride: true,
+      isolatedModules: true,
+      verbatimModuleSyntax: true,
+      // the DSL's own declarations are checked by its build; a build file's errors are what matter
+      skipLibCheck: true,
+      types: [],
+      paths: { kiln: [dsl], 'kiln/ts': [dsl] },
+    },
+    host,
+  });
+  const dslRoot = dirname(dirname(dsl));
+  const out: CheckDiagnostic[] = [];
+  for (const d of ts.getPreEmitDiagnostics(program)) {
+    if (d.category !== ts.DiagnosticCategory.Error && d.category !== ts.DiagnosticCategory.Warning) continue;
+    // a diagnostic inside the DSL's sources (running from src) is not the build file's
+    if (d.file !== undefined && !relative(dslRoot, d.file.fileName).startsWith('..')) continue;
+    const pos = d.file !== undefined && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : { line: 0, character: 0 };
+    out.push({
+      file: d.file === undefined ? file : d.file.fileName,
+      line: pos.line + 1,
+      column: pos.character + 1,
+      category: d.category === ts.DiagnosticCategory.Error ? 'error' : 'warning',
+      code: d.code,
+      message: ts.flattenDiagnosticMessageText(d.messageText, '\n'),
+    });
+  }
+  return out;
+}
+
+/** `file:line:col: error TSxxxx: message` (file relative to `base`), as tsc prints with `--pretty false`. */
+export function formatCheckDiagnostic(d: CheckDiagnostic, base: string): string {
+  return `${relative(base, d.file)}:${d.line}:${d.column}: ${d.category} TS${d.code}: ${d.message}`;
+}
