@@ -196,7 +196,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     }
     const outputs = buildOutputs(result, platform);
     // The solver's result of the (first) exported ref: its cache key graph is what --cache-to exports.
-    const first = outputs[0];
+    const first = Array.isArray(outputs) ? outputs[0] : outputs;
     const solved = first === undefined ? undefined : backend.buildResultOf(first.ref);
     const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }) };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') === true && solved !== undefined;
@@ -224,13 +224,17 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   }
 }
 
-/** The per-platform results of a frontend: `ref` + `containerimage.config`, or `refs` keyed by platform. */
-function buildOutputs(result: GatewayResult, platform: Platform): BuildOutput[] {
-  const out: BuildOutput[] = [];
-  if (result.ref instanceof SnapshotRef) {
+/**
+ * The results of a frontend: one `ref` + `containerimage.config`, or a list of `refs` keyed by
+ * platform. A list stays a list with one platform (`BUILDKIT_MULTI_PLATFORM=1`): BuildKit's
+ * exporters then still write an index and a directory per platform.
+ */
+function buildOutputs(result: GatewayResult, platform: Platform): BuildOutput | BuildOutput[] {
+  if (result.ref instanceof SnapshotRef && result.refs.size === 0) {
     const config = result.metadata.get(ResultMetadataKey.imageConfig);
-    out.push({ ref: result.ref, platform, ...(config === undefined ? {} : { config }) });
+    return { ref: result.ref, platform, ...(config === undefined ? {} : { config }) };
   }
+  const out: BuildOutput[] = [];
   for (const [key, ref] of result.refs) {
     if (!(ref instanceof SnapshotRef)) continue;
     const config = result.metadata.get(`${ResultMetadataKey.imageConfig}/${key}`) ?? result.metadata.get(ResultMetadataKey.imageConfig);

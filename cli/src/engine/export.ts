@@ -40,7 +40,10 @@ export async function exportOutputs(
     readonly inlineCache?: (layers: readonly LayerRef[]) => Promise<string | undefined>;
   } = {},
 ): Promise<ExportResult[]> {
-  const list: readonly BuildOutput[] = Array.isArray(outputs) ? outputs : [outputs as BuildOutput];
+  // A list is a multi-platform result even with one platform (BuildKit's `isMap`): an index, a
+  // directory per platform.
+  const multi = Array.isArray(outputs);
+  const list: readonly BuildOutput[] = multi ? outputs : [outputs as BuildOutput];
   const first = list[0];
   if (first === undefined) throw new EngineError('KLN0704', 'the build produced no result to export');
   const results: ExportResult[] = [];
@@ -56,7 +59,7 @@ export async function exportOutputs(
         // Several platforms: one directory per platform (`linux_amd64/`), in dest or in the
         // tarball, as BuildKit's local and tar exporters write them.
         const input =
-          list.length > 1
+          multi
             ? { platforms: await Promise.all(list.map(async (o) => ({ path: platformDir(o.platform), rootfs: await o.ref.path() }))) }
             : { rootfs: await first.ref.path() };
         result = await runExport(spec, input, ctx(engine, opts));
@@ -67,12 +70,12 @@ export async function exportOutputs(
           list.map(async (o) => {
             const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch);
             const config = imageConfig(o, layers.length, opts.sourceDateEpoch);
-            const inline = list.length === 1 ? await opts.inlineCache?.(layers) : undefined;
+            const inline = multi ? undefined : await opts.inlineCache?.(layers);
             return { layers, config: inline === undefined ? config : { ...config, [INLINE_CACHE_KEY]: inline } };
           }),
         );
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, completed: Date.now(), time: Date.now() });
-        result = await runExport(spec, { image: sources.length === 1 ? (sources[0] as (typeof sources)[number]) : sources }, ctx(engine, opts));
+        result = await runExport(spec, { image: multi ? sources : (sources[0] as (typeof sources)[number]) }, ctx(engine, opts));
         if (result.digest !== undefined) opts.progress?.emit({ kind: 'status', vertex, id: `writing image ${result.digest}`, current: 0, started: Date.now(), completed: Date.now(), time: Date.now() });
       }
       opts.progress?.emit({ kind: 'vertex.done', vertex, time: Date.now() });

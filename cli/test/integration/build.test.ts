@@ -283,6 +283,27 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(index.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
   });
 
+  test('BUILDKIT_MULTI_PLATFORM=1 with one platform still exports an index and a directory per platform, as BuildKit does for a multi-platform result', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `oneplat-${t}`);
+    await writeTree(ctx, { 'a.txt': `${t}\n`, Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY a.txt /a-$TARGETARCH.txt\n' });
+    const out = join(sb.dir, `oneplat-out-${t}`);
+    const layout = join(sb.dir, `oneplat-oci-${t}`);
+    const r = await runKiln(sb, [
+      'build', ctx, '--root', sb.root, '--progress', 'plain', '--platform', 'linux/arm64', '--build-arg', 'BUILDKIT_MULTI_PLATFORM=1',
+      '-o', `type=local,dest=${out}`, '-o', `type=oci,dest=${layout},tar=false,name=op:${t}`,
+    ]);
+    expect(r.code, r.stderr.slice(-1500)).toBe(0);
+    expect(await readFile(join(out, 'linux_arm64/a-arm64.txt'), 'utf8')).toBe(`${t}\n`);
+    const index = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci:${layout}:${t}`], { encoding: 'utf8' })) as { mediaType: string; manifests: Array<{ platform: { architecture: string } }> };
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(index.manifests.map((m) => m.platform.architecture)).toEqual(['arm64']);
+    // Without the build arg, one platform is one manifest, and the local output is the root itself.
+    const plain = join(sb.dir, `oneplat-plain-${t}`);
+    expect((await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--platform', 'linux/arm64', '-o', `type=local,dest=${plain}`])).code).toBe(0);
+    expect(await readFile(join(plain, 'a-arm64.txt'), 'utf8')).toBe(`${t}\n`);
+  });
+
   test('SOURCE_DATE_EPOCH: two --no-cache builds export byte-identical OCI tarballs with that created time', async () => {
     const t = token();
     const ctx = join(sb.dir, `sde-${t}`);

@@ -90,8 +90,9 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
   }
   const indexAnnotations = merged(s.annotations, annotationsFor(s.annotationOptions, 'index'));
   // A single platform's manifest descriptor keeps its platform, as BuildKit v0.11's Commit sets
-  // mfstDesc.Platform; it shows in index.json and the exporter's descriptor.
-  if (written.length === 1) {
+  // mfstDesc.Platform; it shows in index.json and the exporter's descriptor. A list of sources is
+  // a multi-platform result, an index even with one entry (Commit's isMap).
+  if (!Array.isArray(image)) {
     if (annotationsFor(s.annotationOptions, 'index') !== undefined) {
       throw new ImageStoreError('EXPORT_FAILED', 'index annotations not supported for single platform export', { hint: 'use annotation-manifest… or build several platforms' });
     }
