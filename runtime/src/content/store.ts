@@ -1,5 +1,5 @@
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { appendFile, mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Digester, digestHex, isDigest, type Digest } from './digest.js';
@@ -47,11 +47,13 @@ export class ContentStore {
   readonly dir: string;
   private readonly blobDir: string;
   private readonly ingestDir: string;
+  private readonly sourceDir: string;
 
   private constructor(root: string) {
     this.dir = join(root, 'content');
     this.blobDir = join(this.dir, 'blobs', 'sha256');
     this.ingestDir = join(this.dir, 'ingest');
+    this.sourceDir = join(this.dir, 'sources', 'sha256');
   }
 
   /** Opens (creating if needed) the store under the kiln root and removes temp files of dead writers. */
@@ -147,14 +149,36 @@ export class ContentStore {
     await rename(tmp, this.blobPath(digest));
   }
 
-  /** Removes a blob; returns false if it was not there. Callers own reference tracking. */
+  /** Removes a blob (and its {@link sourcesOf} record); returns false if it was not there. Callers own reference tracking. */
   async delete(digest: Digest): Promise<boolean> {
+    await rm(join(this.sourceDir, digestHex(digest)), { force: true });
     try {
       await rm(this.blobPath(digest));
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Registry repositories (`host/path`) known to hold the blob: where it was pulled from or
+   * pushed to. A push to another repository of the same registry mounts it from one of them
+   * instead of uploading it, as containerd's `distribution.source` labels let BuildKit do.
+   */
+  async sourcesOf(digest: Digest): Promise<string[]> {
+    const text = await readFile(join(this.sourceDir, digestHex(digest)), 'utf8').catch(() => '');
+    return [...new Set(text.split('\n').filter((l) => l !== ''))];
+  }
+
+  /** Records that repository `source` (`host/path`) holds the blob (see {@link sourcesOf}). */
+  async addSource(digest: Digest, source: string): Promise<void> {
+    if (source.includes('\n') || (await this.sourcesOf(digest)).includes(source)) return;
+    // One short O_APPEND write: concurrent recorders each add a whole line.
+    await appendFile(join(this.sourceDir, digestHex(digest)), `${source}\n`).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      await mkdir(this.sourceDir, { recursive: true });
+      await appendFile(join(this.sourceDir, digestHex(digest)), `${source}\n`);
+    });
   }
 
   /** Lists every stored blob (temp files excluded). */

@@ -145,7 +145,19 @@ export class RegistryClient {
    */
   async pull(reference: string | ImageReference, store: ContentStore, opts: PullOptions = {}): Promise<ResolvedReference> {
     const { ref, descriptor } = await this.resolve(reference, opts.signal);
-    await copyImageGraph(this.provider(ref, opts.signal), descriptor, store, { platform: opts.platform, concurrency: opts.concurrency, signal: opts.signal, onBlob: opts.onBlob });
+    const source = `${ref.domain}/${ref.path}`;
+    const sourced: Promise<void>[] = [];
+    await copyImageGraph(this.provider(ref, opts.signal), descriptor, store, {
+      platform: opts.platform,
+      concurrency: opts.concurrency,
+      signal: opts.signal,
+      onBlob: (d, status) => {
+        // Pulled or already here: either way this repository has it, for later cross-repo mounts.
+        if (!isManifestLike(d.mediaType)) sourced.push(store.addSource(d.digest, source).catch(() => undefined));
+        opts.onBlob?.(d, status);
+      },
+    });
+    await Promise.all(sourced);
     await opts.images?.put(formatReference(ref), descriptor);
     return { ref, descriptor };
   }

@@ -73,7 +73,9 @@ export async function pushImage(
     const worker = async (): Promise<void> => {
       for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
         opts.signal?.throwIfAborted();
-        const st = await pushBlob(client, store, repo, d, sources, opts);
+        const known = (await knownSources(store, d, repo)).filter((k) => !sources.some((s) => s.path === k.path));
+        const st = await pushBlob(client, store, repo, d, [...sources, ...known], opts);
+        await store.addSource(d.digest, `${repo.domain}/${repo.path}`).catch(() => undefined);
         counts[st === 'exists' ? 'existing' : st]++;
         opts.onBlob?.(d, st);
       }
@@ -85,6 +87,21 @@ export async function pushImage(
     mountSources.push(repo);
   }
   return { refs: refs.map((r) => formatReference({ domain: r.domain, path: r.path, tag: r.tag ?? undefined, digest: r.tag === undefined ? root.digest : undefined })), digest: root.digest, ...counts };
+}
+
+/** Mount candidates the store recorded for a blob (pulled from, pushed to): same registry, other repositories. */
+async function knownSources(store: ContentStore, desc: Descriptor, repo: ImageReference): Promise<ImageReference[]> {
+  const out: ImageReference[] = [];
+  for (const s of await store.sourcesOf(desc.digest)) {
+    try {
+      const r = parseReference(s);
+      if (r.domain === repo.domain && r.path !== repo.path) out.push(r);
+    } catch {
+      // not a repository name: ignored
+    }
+  }
+  // A few: each failed mount costs a round trip before the upload.
+  return out.slice(0, 3);
 }
 
 /** PUTs a manifest under a tag or digest and checks the digest the registry computed. */

@@ -83,6 +83,10 @@ describe('registry client against docker-registry', () => {
   test('platform pull, chunked upload, cross-repo mount, HEAD skip', async ({ registry }) => {
     const client = new RegistryClient();
     const bb = layouts.get('busybox') as Descriptor;
+    // A store that never pushed or pulled these blobs: they upload (the first test's store knows
+    // a repository of this registry that has them, and would mount).
+    const store = await ContentStore.open(join(root, 'chunked'));
+    await importOciLayout(await openOciLayout(join(IMAGES, 'busybox'), store), store, { ref: 'latest' });
     const first = await pushImage(client, store, bb, [`${registry.host}/chunked/busybox:v1`], { chunkSize: 100_000 });
     expect(first.uploaded).toBe(2);
     expect(await skopeoDigest(`${registry.host}/chunked/busybox:v1`)).toBe(readmeDigest('busybox'));
@@ -96,6 +100,26 @@ describe('registry client against docker-registry', () => {
     await client.pull(`${registry.host}/files:latest`, onlyArm, { platform: parsePlatform('linux/arm64') });
     expect(await onlyArm.has('sha256:ff596afb9ed5ee2632ae7e7051f2b512b6676be30bbaa9d23aeacc163e934a25' as never)).toBe(true);
     expect(await onlyArm.has('sha256:f4da4d5940300df7f961a948d3956979f8e81e9511bcd6016e9efb0ab87cf9de' as never)).toBe(false);
+  });
+
+  test('the store remembers which repositories hold a blob: a later push to another repository mounts it (pulled from, or pushed before)', async ({ registry }) => {
+    const client = new RegistryClient();
+    const bb = layouts.get('busybox') as Descriptor;
+    const own = await ContentStore.open(join(root, 'sources-push'));
+    await importOciLayout(await openOciLayout(join(IMAGES, 'busybox'), own), own, { ref: 'latest' });
+    expect(await pushImage(client, own, bb, [`${registry.host}/src-a/busybox:v1`])).toMatchObject({ uploaded: 2, mounted: 0 });
+    // Another call, another repository: mounted from src-a, nothing uploaded.
+    expect(await pushImage(client, own, bb, [`${registry.host}/src-b/busybox:v1`])).toMatchObject({ uploaded: 0, mounted: 2 });
+    // A store that pulled from src-b mounts from there when pushing elsewhere.
+    const pulled = await ContentStore.open(join(root, 'sources-pull'));
+    await client.pull(`${registry.host}/src-b/busybox:v1`, pulled);
+    const layer = (JSON.parse((await pulled.readBlob(bb.digest as never)).toString()) as { layers: Array<{ digest: string }> }).layers[0]?.digest;
+    expect(await pulled.sourcesOf(layer as never)).toEqual([`${registry.host}/src-b/busybox`]);
+    expect(await pushImage(client, pulled, bb, [`${registry.host}/src-c/busybox:v1`])).toMatchObject({ uploaded: 0, mounted: 2 });
+    expect(await skopeoDigest(`${registry.host}/src-c/busybox:v1`)).toBe(readmeDigest('busybox'));
+    // A deleted blob forgets its sources.
+    await pulled.delete(layer as never);
+    expect(await pulled.sourcesOf(layer as never)).toEqual([]);
   });
 
   test('image meta resolver: index digest + platform config, as BuildKit', async ({ registry }) => {
