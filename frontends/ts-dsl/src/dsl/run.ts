@@ -6,6 +6,7 @@ import type { MountSpec, NetworkMode, RunOptions, SecretSpec, SecurityModeName, 
 import type { LowerContext } from './lower.js';
 import type { Mount, SecretMount, SshMount } from './mounts.js';
 import { Sh } from './sh.js';
+import { TsDslError } from '../errors.js';
 
 /** Something that lowers to an llb-core State (a DSL State). */
 interface Lowerable {
@@ -68,6 +69,30 @@ function secretSpec(s: SecretMount, where: { target: string } | { env: string })
     ...(s.gid === undefined ? {} : { gid: s.gid }),
     ...(s.optional ? { optional: true } : {}),
   };
+}
+
+/** @internal Throws KLN0805 (at the `.run` call) for an empty or malformed command. */
+export function validateCommand(cmd: Command): void {
+  const hint = 'run(["make", "all"]), run(sh`make all`) or run("make all")';
+  if (cmd instanceof Sh || typeof cmd === 'string') {
+    if ((cmd instanceof Sh ? cmd.script : cmd).trim() === '') throw new TsDslError('KLN0805', 'run: the command is empty', { hint });
+    return;
+  }
+  if (!Array.isArray(cmd)) throw new TsDslError('KLN0805', `run: the command must be a string[], an sh\`…\` script or a string (got ${typeof cmd})`, { hint });
+  if (cmd.length === 0) throw new TsDslError('KLN0805', 'run: the command is empty', { hint });
+  const bad = cmd.findIndex((a) => typeof a !== 'string');
+  if (bad >= 0) throw new TsDslError('KLN0805', `run: argument ${bad} of the command is a ${typeof cmd[bad]}, not a string`, { hint });
+}
+
+/** @internal For `Exec.output`: each mount target, undefined when it has an output, else why not. */
+export function mountOutputs(o: RunOpts): ReadonlyMap<string, string | undefined> {
+  const out = new Map<string, string | undefined>();
+  for (const [target, m] of Object.entries(o.mounts ?? {})) {
+    if (!isMount(m)) out.set(target, undefined);
+    else if (m.kind === 'bind') out.set(target, m.readonly ? 'a read-only bind mount has no output (its content is its source: use that State)' : undefined);
+    else out.set(target, `a ${m.kind} mount has no output`);
+  }
+  return out;
 }
 
 /** @internal Lowers the mount sources and builds llb-core's RunOptions. */

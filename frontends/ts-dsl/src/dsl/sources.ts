@@ -13,7 +13,7 @@ import {
   LlbError,
 } from '@kiln/llb-core';
 import type { ResolveMode } from '@kiln/llb-core';
-import { State } from './state.js';
+import { State, checkPlatform } from './state.js';
 
 /** Options of {@link image}. */
 export interface ImageOpts {
@@ -29,6 +29,7 @@ export interface ImageOpts {
 
 /** An image (`docker-image://…`, the reference normalized as Docker does: `busybox` is `docker.io/library/busybox:latest`). */
 export function image(ref: string, opts: ImageOpts = {}): State {
+  if (opts.platform !== undefined) checkPlatform(opts.platform);
   const o = {
     ...(opts.platform === undefined ? {} : { platform: opts.platform }),
     ...(opts.resolveMode === undefined ? {} : { resolveMode: opts.resolveMode }),
@@ -113,5 +114,6 @@ export function http(url: string, opts: HttpOpts = {}): State {
 
 /** An image from an OCI layout store of the client (`oci-layout://ref`). */
 export function ociLayout(ref: string, opts: { platform?: string } = {}): State {
+  if (opts.platform !== undefined) checkPlatform(opts.platform);
   return new State(async () => llbOciLayout(ref, opts.platform === undefined ? {} : { platform: opts.platform }), undefined);
 }

@@ -5,11 +5,12 @@
  * `llb.Mkdir(…).Copy(…)` does. Nothing is built until the State is lowered onto an
  * `@kiln/llb-core` State (see lower.ts), which owns the ops and their marshalling.
  */
-import { ExecState, copy as llbCopy, mkdir as llbMkdir, mkfile as llbMkfile, rm as llbRm, symlink as llbSymlink } from '@kiln/llb-core';
+import { ExecState, copy as llbCopy, mkdir as llbMkdir, mkfile as llbMkfile, parsePlatform, rm as llbRm, symlink as llbSymlink } from '@kiln/llb-core';
 import type { ChownSpec, FileAction, NetworkMode, SecurityModeName, State as LlbState } from '@kiln/llb-core';
 import type { LowerContext } from './lower.js';
 import { ImageResult, type ImageSpec } from './image-result.js';
-import { toRunOptions, type Command, type RunOpts } from './run.js';
+import { mountOutputs, toRunOptions, validateCommand, type Command, type RunOpts } from './run.js';
+import { TsDslError } from '../errors.js';
 import { callerLocation, type BuildLocation } from './source-location.js';
 
 /** The image a State was built on, so `.image()` can inherit its config. */
@@ -112,6 +113,7 @@ export class State {
 
   /** Sets the platform of the ops built on this state (`linux/arm64`). */
   platform(platform: string): State {
+    checkPlatform(platform);
     return this.derive((s) => s.platform(platform));
   }
 
@@ -154,6 +156,7 @@ export class State {
 
   /** Copies `src` of `from` to `dest` (relative paths: `from`'s and this state's working directories). */
   copy(from: State, src: string, dest: string, opts: CopyOpts = {}): State {
+    if (!(from instanceof State)) throw new TsDslError('KLN0805', `copy: the source must be a State (got ${describeValue(from)})`, { hint: 'copy(image("…"), src, dest) or copy(ctx.local("context"), src, dest)' });
     const o = {
       copyDirContentsOnly: opts.contentsOnly ?? true,
       createDestPath: opts.createDestPath ?? true,
@@ -202,8 +205,9 @@ export class State {
    * mount's result.
    */
   run(cmd: Command, opts: RunOpts = {}): Exec {
+    validateCommand(cmd);
     const at = callerLocation();
-    return new Exec(async (c) => (await this.lower(c)).run({ ...(await toRunOptions(cmd, opts, c)), ...c.locate(at) }), this.baseImage);
+    return new Exec(async (c) => (await this.lower(c)).run({ ...(await toRunOptions(cmd, opts, c)), ...c.locate(at) }), this.baseImage, mountOutputs(opts));
   }
 
   /** This state as an image: `spec` fields override the base image's config, unset ones inherit it. */
@@ -214,12 +218,52 @@ export class State {
 
 /** The result of {@link State.run}: the root filesystem after the command. */
 export class Exec extends State {
-  /** The content of the mount at `target` after the command (Go `GetMount`); writable mounts only. */
+  /** @internal */
+  constructor(
+    lowerFn: (c: LowerContext) => Promise<LlbState>,
+    baseImage: BaseImage | undefined,
+    /** @internal Mount targets: undefined when writable, else why the mount has no output. */
+    private readonly outputs: ReadonlyMap<string, string | undefined>,
+  ) {
+    super(lowerFn, baseImage);
+  }
+
+  /**
+   * The content of the mount at `target` after the command (Go `GetMount`); writable mounts
+   * only (a State or a writable `bind()`), or `/` for the root. Unlike Go, which hands back a
+   * read-only mount's source unchanged, asking for a mount without output is an error: the
+   * command's work would silently be lost.
+   */
   output(target: string): State {
+    if (target === '/') return this;
+    if (!this.outputs.has(target)) {
+      const known = [...this.outputs.keys()];
+      throw new TsDslError('KLN0805', `output("${target}"): the run has no mount at ${target}${known.length > 0 ? ` (its mounts: ${known.join(', ')})` : ''}`, {
+        hint: 'mount a State there: run(cmd, { mounts: { "/out": scratch() } }).output("/out")',
+      });
+    }
+    const why = this.outputs.get(target);
+    if (why !== undefined) throw new TsDslError('KLN0805', `output("${target}"): ${why}`, { hint: 'only writable mounts (a State or bind(state)) have an output' });
     return new State(async (c) => {
       const e = await this.lower(c);
       // lowerFn of an Exec always yields llb-core's ExecState (State.run)
       return e instanceof ExecState ? e.getMount(target) : e;
     }, undefined);
   }
+}
+
+/** Throws KLN0805 for a platform string Go's `platforms.Parse` would refuse. */
+export function checkPlatform(platform: string): void {
+  try {
+    parsePlatform(platform);
+  } catch (e) {
+    throw new TsDslError('KLN0805', e instanceof Error ? e.message : `invalid platform "${platform}"`, { hint: 'os/arch[/variant], e.g. linux/arm64 or linux/arm/v7', cause: e });
+  }
+}
+
+/** A short description of a value of the wrong kind, for messages. */
+export function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
+  return `a ${typeof v}`;
 }

@@ -14,16 +14,31 @@ import { marshal } from '../dsl/marshal.js';
 import { local } from '../dsl/sources.js';
 import { State } from '../dsl/state.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
+import { TsDslError } from '../errors.js';
+import type { BuildLocation } from '../dsl/source-location.js';
 import { buildFrame, CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 
-/** An error the build code threw through a ctx call: keeps the parent's code. */
+/** An error the build code threw through a ctx call: keeps the parent's code, and where the build made the call. */
 class CallError extends Error {
-  constructor(message: string, readonly code: string | undefined) {
+  location: BuildLocation | undefined;
+  constructor(message: string, readonly code: string | undefined, readonly hint?: string) {
     super(message);
   }
+}
+
+/**
+ * Runs a ctx call, remembering (synchronously, while the build file is still on the stack) where
+ * the build made it: a failure from the parent then points at that line.
+ */
+function located<T>(call: () => Promise<T>): Promise<T> {
+  const at = buildFrame(new Error().stack);
+  return call().catch((e: unknown) => {
+    if (e instanceof CallError && e.location === undefined) e.location = at;
+    throw e;
+  });
 }
 
 class Rpc {
@@ -64,8 +79,8 @@ class Rpc {
     if (p === undefined) return;
     this.#pending.delete(msg['id'] as number);
     this.#keepAlive();
-    const err = msg['error'] as { message: string; data?: { code?: string } } | undefined;
-    if (err !== undefined) p.reject(new CallError(err.message, err.data?.code));
+    const err = msg['error'] as { message: string; data?: { code?: string; hint?: string } } | undefined;
+    if (err !== undefined) p.reject(new CallError(err.message, err.data?.code, err.data?.hint));
     else p.resolve(msg['result']);
   }
 
@@ -108,10 +123,20 @@ function refusedImport(err: Error): string | undefined {
 
 function failure(e: unknown): Notification {
   const err = e instanceof Error ? e : new Error(String(e));
-  const location = buildFrame(err.stack);
+  const location = (err instanceof CallError ? err.location : undefined) ?? buildFrame(err.stack);
   const refused = refusedImport(err);
   const message = refused === undefined ? err.message : `import("${refused}") is not available in a build file: a build imports only "kiln" and relative files`;
-  return { method: 'fail', params: { message, ...(err instanceof CallError && err.code !== undefined ? { code: err.code } : {}), ...(location ? { location } : {}) } };
+  // the DSL's own errors (TsDslError, thrown at the call) and the parent's keep their code
+  const code = err instanceof CallError || err instanceof TsDslError ? err.code : undefined;
+  const hint = err instanceof TsDslError || err instanceof CallError ? err.hint : undefined;
+  return { method: 'fail', params: { message, ...(code === undefined ? {} : { code }), ...(hint === undefined ? {} : { hint }), ...(location ? { location } : {}) } };
+}
+
+/** Where the build file's `export default` is (1:1 when it cannot be found). */
+function defaultExportAt(entry: string, text: string | undefined): BuildLocation {
+  const lines = (text ?? '').split('\n');
+  const i = lines.findIndex((l) => /^\s*export\s+default\b/.test(l));
+  return i < 0 ? { file: entry, line: 1, column: 1 } : { file: entry, line: i + 1, column: (lines[i] ?? '').search(/\S/) + 1 };
 }
 
 /** Runs the bundled build module; called by the bundle's entry code. */
@@ -185,16 +210,17 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
       const ref = (): Promise<string> =>
         (id ??= marshal(state, marshalOpts(platform)).then(async (def) => (await rpc.call('solve', { definition: b64(encodeDefinition(def)) })).ref));
       return {
-        readFile: async (path) => new TextDecoder().decode(unb64((await rpc.call('readFile', { ref: await ref(), path })).data)),
-        readBytes: async (path) => unb64((await rpc.call('readFile', { ref: await ref(), path })).data),
-        readDir: async (path, include) => (await rpc.call('readDir', { ref: await ref(), path, ...(include === undefined ? {} : { include }) })).entries.map(fromWire),
-        stat: async (path) => fromWire((await rpc.call('statFile', { ref: await ref(), path })).stat),
+        readFile: (path) => located(async () => new TextDecoder().decode(unb64((await rpc.call('readFile', { ref: await ref(), path })).data))),
+        readBytes: (path) => located(async () => unb64((await rpc.call('readFile', { ref: await ref(), path })).data)),
+        readDir: (path, include) => located(async () => (await rpc.call('readDir', { ref: await ref(), path, ...(include === undefined ? {} : { include }) })).entries.map(fromWire)),
+        stat: (path) => located(async () => fromWire((await rpc.call('statFile', { ref: await ref(), path })).stat)),
       };
     },
-    async resolveImageConfig(ref, opts) {
-      const r = await rpc.call('resolveImageConfig', { ref, platform: opts?.platform ?? platform });
-      return { digest: r.digest, config: JSON.parse(Buffer.from(r.config, 'base64').toString('utf8')) as Record<string, unknown> };
-    },
+    resolveImageConfig: (ref, opts) =>
+      located(async () => {
+        const r = await rpc.call('resolveImageConfig', { ref, platform: opts?.platform ?? platform });
+        return { digest: r.digest, config: JSON.parse(Buffer.from(r.config, 'base64').toString('utf8')) as Record<string, unknown> };
+      }),
     warn(message) {
       const location = buildFrame(new Error().stack);
       rpc.notify({ method: 'warn', params: { message, ...(location ? { location } : {}) } });
@@ -203,7 +229,11 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   const result: unknown = await (build as (c: Ctx) => unknown)(ctx);
   const one = async (p: string, r: unknown): Promise<WireResult> => {
     const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
-    if (img === undefined) throw new TypeError(`${entry}: the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`);
+    if (img === undefined) {
+      throw Object.assign(new CallError(`the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), {
+        location: defaultExportAt(entry, init.sources?.[entry]),
+      });
+    }
     const def = await marshal(img.state, marshalOpts(p));
     if (init.imageConfig === false) return { platform: p, definition: b64(encodeDefinition(def)), config: '' };
     const base = img.state.baseImage;

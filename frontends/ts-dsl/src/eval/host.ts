@@ -128,7 +128,8 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
         (e: unknown) => {
           const err = e instanceof Error ? e : new Error(String(e));
           const code = (err as { code?: unknown }).code;
-          write({ id, error: { code: CALL_FAILED, message: err.message.split('\n')[0], data: typeof code === 'string' ? { code } : {} } });
+          const hint = (err as { hint?: unknown }).hint;
+          write({ id, error: { code: CALL_FAILED, message: err.message.split('\n')[0], data: { ...(typeof code === 'string' ? { code } : {}), ...(typeof hint === 'string' ? { hint } : {}) } } });
         },
       );
     };
@@ -141,7 +142,7 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
       if (outcome?.method === 'done') return resolve(outcome.params);
       if (outcome?.method === 'fail') {
         const p = outcome.params;
-        return reject(new TsDslError(codeOf(p.code), p.message, p.location === undefined ? {} : { location: p.location }));
+        return reject(new TsDslError(codeOf(p.code), p.message, { ...(p.location === undefined ? {} : { location: p.location }), ...(p.hint === undefined ? {} : { hint: p.hint }) }));
       }
       if (opts.signal?.aborted === true) return reject(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('aborted'));
       if (limit.expired) {

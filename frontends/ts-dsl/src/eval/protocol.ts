@@ -60,7 +60,7 @@ export interface WireLocation {
 export type Notification =
   | { readonly method: 'warn'; readonly params: { message: string; location?: WireLocation } }
   | { readonly method: 'done'; readonly params: { multi: boolean; results: WireResult[] } }
-  | { readonly method: 'fail'; readonly params: { message: string; code?: string; location?: WireLocation } };
+  | { readonly method: 'fail'; readonly params: { message: string; code?: string; hint?: string; location?: WireLocation } };
 
 /** The JSON-RPC error code the parent uses for a failed ctx call. */
 export const CALL_FAILED = -32000;

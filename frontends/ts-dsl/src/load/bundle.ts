@@ -77,7 +77,7 @@ function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evalu
         if (a.path.startsWith('./') || a.path.startsWith('../')) {
           const p = await resolveRelative(reader, a.importer, a.path);
           if (p !== undefined) return { path: p, namespace: BUILD_NAMESPACE };
-          return { errors: [{ text: `cannot find "${a.path}" next to ${a.importer} (imports must stay inside the build file's directory)` }] };
+          return { errors: [{ text: `cannot find "${a.path}" next to ${a.importer} (imports must stay inside the build file's directory)`, detail: 'missing' }] };
         }
         return { errors: [{ text: `"${a.path}" cannot be imported: a build file imports only "kiln" and relative files`, detail: 'package' }] };
       });
@@ -96,9 +96,11 @@ function toError(m: Message | undefined, entry: string): TsDslError {
   const text = m?.text ?? 'the build file does not compile';
   const detail: unknown = m?.detail;
   const forbidden = detail === 'builtin' || detail === 'package';
-  return new TsDslError(forbidden ? 'KLN0802' : 'KLN0801', text, {
+  const missing = detail === 'missing';
+  return new TsDslError(forbidden || missing ? 'KLN0802' : 'KLN0801', text, {
     ...(loc ? { location: { file: loc.file.replace(`${BUILD_NAMESPACE}:`, ''), line: loc.line, column: loc.column + 1 } } : { location: { file: entry, line: 1, column: 1 } }),
     ...(forbidden ? { hint: 'builds see only their inputs: read files with ctx.solve(state).readFile(path)' } : {}),
+    ...(missing ? { hint: 'a relative import names a .ts/.js file next to the build file or below it ("./lib.js" finds lib.ts)' } : {}),
   });
 }
 

@@ -1,0 +1,93 @@
+/**
+ * Every user error of a build file is located (file:line:column of the call that is wrong) and
+ * has a stable code: misuse of the DSL is KLN0805 at the call, not a TypeError or an LLB error
+ * at marshal time with no place; a failed ctx call keeps its code and points at the call.
+ */
+import { describe, expect, test } from 'vitest';
+import { bundleBuildFile, type SourceReader } from '../load/bundle.js';
+import { evaluateBundle, type Handlers } from './host.js';
+import type { InitParams } from './protocol.js';
+
+const memory = (files: Record<string, string>): SourceReader => ({
+  async read(path) {
+    const f = files[path];
+    return f === undefined ? undefined : new TextEncoder().encode(f);
+  },
+});
+
+const init: InitParams = { args: {}, platforms: ['linux/amd64'], inputs: {} };
+const baseConfig = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: { Env: ['PATH=/bin'] } };
+const handlers: Handlers = {
+  solve: async () => ({ ref: 'r1' }),
+  readFile: async () => {
+    throw Object.assign(new Error('process "/bin/sh -c exit 3" did not complete successfully: exit code: 3\nmore detail'), { code: 'SOLVER_EXEC_FAILED' });
+  },
+  readDir: async () => ({ entries: [] }),
+  statFile: async ({ path }) => ({ stat: { path, mode: 0, uid: 0, gid: 0, size: 0, modTime: '0' } }),
+  resolveImageConfig: async () => ({ digest: `sha256:${'0'.repeat(64)}`, config: Buffer.from(JSON.stringify(baseConfig)).toString('base64') }),
+  warn: () => undefined,
+};
+
+/** Evaluates a kiln.build.ts made of `lines` (line 1 is the import). */
+const run = async (...lines: string[]) =>
+  evaluateBundle(await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `${lines.join('\n')}\n` })), init, handlers);
+const IMPORT = 'import { bind, cache, image, scratch, secret, tmpfs, type Ctx } from "kiln";';
+
+describe('located errors', () => {
+  test('run with an empty command: KLN0805 at the .run call', async () => {
+    const p = run(IMPORT, 'export default () =>', '  image("busybox").run([]);');
+    await expect(p).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3, column: 20 } });
+    await expect(p).rejects.toThrow(/run: the command is empty/);
+  });
+
+  test('copy from something that is not a State: KLN0805 at the .copy call', async () => {
+    const p = run(IMPORT, 'export default () =>', '  image("busybox").copy("context" as never, "/a", "/b");');
+    await expect(p).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3, column: 20 } });
+    await expect(p).rejects.toThrow(/copy: the source must be a State \(got a string\)/);
+  });
+
+  test('a bad platform string: KLN0805 at image() and at .platform()', async () => {
+    const a = run(IMPORT, 'export default () =>', '  image("busybox", { platform: "linux/amd64/v2/x" }).run(["true"]);');
+    await expect(a).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3, column: 3 } });
+    await expect(a).rejects.toThrow(/invalid platform "linux\/amd64\/v2\/x"/);
+    const b = run(IMPORT, 'export default () =>', '  image("busybox").platform("").run(["true"]);');
+    await expect(b).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3, column: 20 } });
+  });
+
+  test('.output() of a mount that has no output: KLN0805 at the call, naming why', async () => {
+    const ro = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/ro": bind(image("alpine"), { readonly: true }) } })', '    .output("/ro");');
+    await expect(ro).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 4, column: 6 } });
+    await expect(ro).rejects.toThrow(/output\("\/ro"\): a read-only bind mount has no output/);
+    const kinds = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/c": cache("c"), "/t": tmpfs(), "/s": secret("s") } }).output("/t");');
+    await expect(kinds).rejects.toThrow(/output\("\/t"\): a tmpfs mount has no output/);
+    const none = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/out": scratch() } }).output("/nope");');
+    await expect(none).rejects.toThrow(/output\("\/nope"\): the run has no mount at \/nope \(its mounts: \/out\)/);
+  });
+
+  test('.output() of writable mounts and of the root works', async () => {
+    const r = await run(IMPORT, 'export default () => {', '  const e = image("busybox").run(["true"], { mounts: { "/out": scratch(), "/rw": bind(image("alpine")) } });', '  e.output("/rw"); e.output("/");', '  return e.output("/out");', '};');
+    expect(r.results).toHaveLength(1);
+  });
+
+  test('returning something else than a State points at the default export', async () => {
+    const p = run(IMPORT, '', 'export default () => ({ a: 1 });');
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3, column: 1 } });
+  });
+
+  test('a failed ctx call is KLN0803 with the parent\'s first line, at the call in the build file', async () => {
+    const p = run(IMPORT, 'export default async (ctx: Ctx) => {', '  const src = ctx.solve(image("busybox"));', '  await src.readFile("/x");', '  return scratch();', '};');
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 4, column: 13 } });
+    await expect(p).rejects.toThrow(/^kiln\.build\.ts:4:13: process "\/bin\/sh -c exit 3" did not complete successfully: exit code: 3$/);
+  });
+
+  test('a refused ctx call keeps the parent\'s code and hint', async () => {
+    const refusing: Handlers = { ...handlers, solve: async () => { throw Object.assign(new Error('ctx.solve needs a build'), { code: 'KLN0805', hint: 'run kiln build' }); } };
+    const bundle = await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `${IMPORT}\nexport default async (ctx: Ctx) => {\n  await ctx.solve(scratch()).stat("/");\n  return scratch();\n};\n` }));
+    await expect(evaluateBundle(bundle, init, refusing)).rejects.toMatchObject({ code: 'KLN0805', hint: 'run kiln build', location: { line: 3, column: 30 } });
+  });
+
+  test('a missing relative import is KLN0802 (forbidden or missing import)', async () => {
+    const p = run(IMPORT, 'import { x } from "./nope.js";', 'export default () => image(x);');
+    await expect(p).rejects.toMatchObject({ code: 'KLN0802', location: { file: 'kiln.build.ts', line: 2 } });
+  });
+});
