@@ -1,0 +1,51 @@
+import { describe, expect, test } from 'vitest';
+import { readBuildpackToml, readBuildToml, readDetectPlan, readLaunchToml, readLayerToml, readOrderToml, readRunToml, readStoreToml, readSystemToml } from './descriptors.js';
+
+describe('descriptor readers', () => {
+  test('buildpack.toml: component and composite', () => {
+    const c = readBuildpackToml('api = "0.10"\n[buildpack]\nid = "kt/httpd"\nversion = "0.0.1"\nclear-env = true\n[[targets]]\nos = "linux"\n');
+    expect(c).toEqual({ api: '0.10', id: 'kt/httpd', version: '0.0.1', clearEnv: true, targets: [{ os: 'linux' }] });
+    const comp = readBuildpackToml('api = "0.10"\n[buildpack]\nid = "kt/all"\nversion = "1"\n[[order]]\n[[order.group]]\nid = "a"\nversion = "1"\noptional = true\n[[order]]\n[[order.group]]\nid = "b"\n');
+    expect(comp.order).toEqual([[{ id: 'a', version: '1', optional: true }], [{ id: 'b', optional: false }]]);
+  });
+  test('a TOML syntax error is KLN0901 at file:line:col', () => {
+    expect(() => readBuildpackToml('api = "0.10"\n[buildpack\nid = "x"\n', 'kt/x/buildpack.toml')).toThrow(
+      expect.objectContaining({ code: 'KLN0901', location: { file: 'kt/x/buildpack.toml', line: 2, column: expect.any(Number) } }),
+    );
+  });
+  test('wrong shapes name the file and key', () => {
+    expect(() => readBuildpackToml('api = "0.10"\n[buildpack]\nversion = "1"\n', 'b.toml')).toThrow(/b.toml: buildpack.id is required/);
+    expect(() => readBuildpackToml('api = 10\n[buildpack]\nid="a"\nversion = "1"\n', 'b.toml')).toThrow(/api must be a string/);
+    expect(() => readBuildpackToml('api = "0.10"\n[buildpack]\nid = "app"\nversion = "1"\n')).toThrow(/not a valid buildpack id/);
+  });
+  test('order.toml, system.toml and run.toml', () => {
+    expect(readOrderToml('[[order]]\n[[order.group]]\nid = "a"\nversion = "1"\n[[order.group]]\nid = "b"\noptional = true\n')).toEqual([
+      [
+        { id: 'a', version: '1', optional: false },
+        { id: 'b', optional: true },
+      ],
+    ]);
+    expect(readSystemToml('[system.pre]\n[[system.pre.buildpacks]]\nid = "p"\n').pre).toEqual([{ id: 'p', optional: false }]);
+    expect(readRunToml('[[images]]\nimage = "kt/run"\nmirrors = ["m/run"]\n')).toEqual(['kt/run']);
+    expect(readRunToml('[run-image]\nimage = "old/run"\n')).toEqual(['old/run']);
+  });
+  test('detect plan: sections and [[or]]; a top-level version in requires is an error', () => {
+    const p = readDetectPlan('[[provides]]\nname = "a"\n[[requires]]\nname = "a"\n[requires.metadata]\nv = "1"\n[[or]]\n[[or.provides]]\nname = "b"\n');
+    expect(p).toEqual({ sections: { provides: ['a'], requires: [{ name: 'a', metadata: { v: '1' } }] }, or: [{ provides: ['b'], requires: [] }] });
+    expect(() => readDetectPlan('[[requires]]\nname = "a"\nversion = "1"\n', 'plan.toml')).toThrow(expect.objectContaining({ code: 'KLN0901', message: expect.stringContaining('requires[0].version') }));
+    expect(readDetectPlan('')).toEqual({ sections: { provides: [], requires: [] }, or: [] });
+  });
+  test('layer toml, launch.toml, build.toml, store.toml', () => {
+    expect(readLayerToml('[types]\nlaunch = true\ncache = true\n[metadata]\nsum = "x"\n', 'l.toml')).toEqual({ launch: true, build: false, cache: true, metadata: { sum: 'x' } });
+    const l = readLaunchToml('[[labels]]\nkey = "k"\nvalue = "v"\n[[processes]]\ntype = "web"\ncommand = ["serve"]\nargs = ["/x"]\ndefault = true\n[[processes]]\ntype = "old"\ncommand = "run me"\n[[slices]]\npaths = ["*.txt"]\n', 'launch.toml', 'kt/a');
+    expect(l.labels).toEqual([{ key: 'k', value: 'v' }]);
+    expect(l.processes).toEqual([
+      { type: 'web', command: ['serve'], args: ['/x'], direct: true, default: true, buildpackId: 'kt/a' },
+      { type: 'old', command: ['run me'], args: [], direct: true, default: false, buildpackId: 'kt/a' },
+    ]);
+    expect(l.slices).toEqual([['*.txt']]);
+    expect(() => readLaunchToml('[[processes]]\ntype = "a b"\ncommand = ["x"]\n', 'launch.toml', 'kt/a')).toThrow(/processes\[0\].type "a b" may only contain/);
+    expect(readBuildToml('[[unmet]]\nname = "dep"\n', 'build.toml').unmet).toEqual(['dep']);
+    expect(readStoreToml('[metadata]\ncount = 2\n', 'store.toml')).toEqual({ count: 2 });
+  });
+});

@@ -1,0 +1,201 @@
+/**
+ * Readers of the CNB files kiln consumes: buildpack.toml, order.toml, run.toml, and what a
+ * buildpack writes (detect plan, `<layer>.toml`, launch.toml, build.toml, store.toml). Each
+ * takes the file's text and name and returns typed, validated data or throws KLN0901 with the
+ * place (TOML syntax errors carry line and column).
+ */
+import { Fields, parseToml, type Table } from './toml.js';
+
+/** One entry of an order group: a buildpack id, an optional version, optional-ness. */
+export interface GroupEntry {
+  readonly id: string;
+  readonly version?: string;
+  readonly optional: boolean;
+}
+
+/** An order: groups tried in turn. */
+export type Order = readonly (readonly GroupEntry[])[];
+
+/** A buildpack.toml. `order` is set for a composite buildpack. */
+export interface BuildpackDescriptor {
+  readonly api: string;
+  readonly id: string;
+  readonly version: string;
+  readonly name?: string;
+  readonly clearEnv: boolean;
+  readonly order?: Order;
+  readonly targets: readonly { readonly os?: string; readonly arch?: string }[];
+}
+
+const ID_RE = /^[a-zA-Z0-9._/-]+$/;
+const RESERVED_IDS = new Set(['app', 'config', 'sbom']);
+
+function readGroups(f: Fields, key: string): GroupEntry[] {
+  return f.tables(key).map((g) => {
+    const id = g.requiredString('id');
+    const version = g.string('version');
+    return { id, ...(version === undefined || version === '' ? {} : { version }), optional: g.bool('optional') ?? false };
+  });
+}
+
+function readOrder(f: Fields): Order {
+  return f.tables('order').map((o) => readGroups(o, 'group'));
+}
+
+/** Reads a buildpack.toml (Buildpack API 0.7-0.12). */
+export function readBuildpackToml(text: string, file = 'buildpack.toml'): BuildpackDescriptor {
+  const root = new Fields(file, parseToml(text, file));
+  const api = root.requiredString('api');
+  if (!/^\d+\.\d+$/.test(api)) root.fail('api', `must be MAJOR.MINOR, not ${JSON.stringify(api)}`);
+  const bp = root.table_('buildpack') ?? root.fail('buildpack', 'table is required');
+  const id = bp.requiredString('id');
+  if (!ID_RE.test(id) || RESERVED_IDS.has(id)) bp.fail('id', `${JSON.stringify(id)} is not a valid buildpack id`);
+  const order = readOrder(root);
+  const name = bp.string('name');
+  return {
+    api,
+    id,
+    version: bp.requiredString('version'),
+    ...(name === undefined ? {} : { name }),
+    clearEnv: bp.bool('clear-env') ?? false,
+    ...(order.length === 0 ? {} : { order }),
+    targets: root.tables('targets').map((t) => {
+      const os = t.string('os');
+      const arch = t.string('arch');
+      return { ...(os === undefined ? {} : { os }), ...(arch === undefined ? {} : { arch }) };
+    }),
+  };
+}
+
+/** Reads a builder's `/cnb/order.toml` (`[[order]] [[order.group]]`). */
+export function readOrderToml(text: string, file = 'order.toml'): Order {
+  return readOrder(new Fields(file, parseToml(text, file)));
+}
+
+/** A builder's system.toml: groups run before and after every order group. */
+export interface SystemGroups {
+  readonly pre: readonly GroupEntry[];
+  readonly post: readonly GroupEntry[];
+}
+
+/** Reads `/cnb/system.toml` (`[system.pre] [[system.pre.buildpacks]]`). */
+export function readSystemToml(text: string, file = 'system.toml'): SystemGroups {
+  const sys = new Fields(file, parseToml(text, file)).table_('system');
+  return { pre: readGroups(sys?.table_('pre') ?? new Fields(file, {}), 'buildpacks'), post: readGroups(sys?.table_('post') ?? new Fields(file, {}), 'buildpacks') };
+}
+
+/** Reads `/cnb/run.toml` (`[[images]] image, mirrors`; the older `[run-image] image`). Returns the run image references. */
+export function readRunToml(text: string, file = 'run.toml'): readonly string[] {
+  const root = new Fields(file, parseToml(text, file));
+  const images = root.tables('images').map((i) => i.requiredString('image'));
+  const legacy = root.table_('run-image')?.string('image');
+  return legacy === undefined ? images : [...images, legacy];
+}
+
+/** One `[[requires]]` of a detect plan. */
+export interface PlanRequire {
+  readonly name: string;
+  readonly metadata?: Table;
+}
+
+/** Requires and provides of one plan section (the top level or one `[[or]]`). */
+export interface PlanSections {
+  readonly requires: readonly PlanRequire[];
+  readonly provides: readonly string[];
+}
+
+/** The plan a buildpack's detect wrote: the top-level sections, then each `[[or]]`. */
+export interface DetectPlan {
+  readonly sections: PlanSections;
+  readonly or: readonly PlanSections[];
+}
+
+function readSections(f: Fields): PlanSections {
+  return {
+    requires: f.tables('requires').map((r) => {
+      if (r.has('version')) r.fail('version', 'is not allowed at the top level of a require: use metadata.version');
+      const md = r.metadata('metadata');
+      return { name: r.requiredString('name'), ...(md === undefined ? {} : { metadata: md }) };
+    }),
+    provides: f.tables('provides').map((p) => p.requiredString('name')),
+  };
+}
+
+/** Reads the build plan a detect wrote to `$CNB_BUILD_PLAN_PATH` (empty text: nothing). */
+export function readDetectPlan(text: string, file = 'plan.toml'): DetectPlan {
+  const root = new Fields(file, parseToml(text, file));
+  return { sections: readSections(root), or: root.tables('or').map(readSections) };
+}
+
+/** A `<layer>.toml`: the layer's flags and metadata. */
+export interface LayerMetadata {
+  readonly launch: boolean;
+  readonly build: boolean;
+  readonly cache: boolean;
+  readonly metadata: Table;
+}
+
+/** Reads `<layers>/<bp>/<layer>.toml` (API >= 0.6: flags under `[types]`). */
+export function readLayerToml(text: string, file: string): LayerMetadata {
+  const root = new Fields(file, parseToml(text, file));
+  const types = root.table_('types');
+  const md = root.metadata('metadata');
+  return { launch: types?.bool('launch') ?? false, build: types?.bool('build') ?? false, cache: types?.bool('cache') ?? false, metadata: md ?? {} };
+}
+
+/** One `[[processes]]` of launch.toml. */
+export interface ProcessType {
+  readonly type: string;
+  readonly command: readonly string[];
+  readonly args: readonly string[];
+  readonly direct: boolean;
+  readonly default: boolean;
+  readonly workingDir?: string;
+  readonly buildpackId: string;
+}
+
+/** A buildpack's launch.toml. */
+export interface LaunchToml {
+  readonly labels: readonly { readonly key: string; readonly value: string }[];
+  readonly processes: readonly ProcessType[];
+  readonly slices: readonly (readonly string[])[];
+}
+
+const PROCESS_TYPE_RE = /^[a-zA-Z0-9._-]+$/;
+
+/** Reads a launch.toml written by `buildpackId` (API >= 0.9: `command` is an array; a string is accepted for older APIs). */
+export function readLaunchToml(text: string, file: string, buildpackId: string): LaunchToml {
+  const root = new Fields(file, parseToml(text, file));
+  return {
+    labels: root.tables('labels').map((l) => ({ key: l.requiredString('key'), value: l.string('value') ?? '' })),
+    processes: root.tables('processes').map((p) => {
+      const type = p.requiredString('type');
+      if (!PROCESS_TYPE_RE.test(type)) p.fail('type', `${JSON.stringify(type)} may only contain letters, digits, '.', '_' and '-'`);
+      const raw = p.raw('command');
+      const command = (typeof raw === 'string' ? [raw] : p.strings('command')) ?? [];
+      if (command.length === 0) p.fail('command', 'is required');
+      const wd = p.string('working-dir');
+      return {
+        type,
+        command,
+        args: p.strings('args') ?? [],
+        direct: p.bool('direct') ?? true,
+        default: p.bool('default') ?? false,
+        ...(wd === undefined ? {} : { workingDir: wd }),
+        buildpackId,
+      };
+    }),
+    slices: root.tables('slices').map((s) => s.strings('paths') ?? []),
+  };
+}
+
+/** Reads build.toml: the `[[unmet]]` entry names a buildpack did not meet. */
+export function readBuildToml(text: string, file: string): { readonly unmet: readonly string[] } {
+  const root = new Fields(file, parseToml(text, file));
+  return { unmet: root.tables('unmet').map((u) => u.requiredString('name')) };
+}
+
+/** Reads store.toml: its `[metadata]` table. */
+export function readStoreToml(text: string, file: string): Table {
+  return new Fields(file, parseToml(text, file)).metadata('metadata') ?? {};
+}

@@ -1,0 +1,110 @@
+import { describe, expect, test } from 'vitest';
+import type { DetectPlan, GroupEntry, PlanSections } from './descriptors.js';
+import { resolveGroup, type DetectRun } from './detect-resolve.js';
+
+// Table tests after lifecycle phase/detector_test.go ("Resolve" cases), written anew.
+const S = (provides: string[] = [], requires: string[] = []): PlanSections => ({ provides, requires: requires.map((name) => ({ name })) });
+const plan = (sections: PlanSections = S(), ...or: PlanSections[]): DetectPlan => ({ sections, or });
+const bp = (id: string, optional = false): GroupEntry => ({ id, version: 'v1', optional });
+const pass = (p: DetectPlan = plan()): DetectRun => ({ code: 0, plan: p });
+const fail: DetectRun = { code: 100, plan: plan() };
+
+interface Case {
+  name: string;
+  group: GroupEntry[];
+  runs: DetectRun[];
+  kind: 'pass' | 'fail' | 'error';
+  ids?: string[];
+  planOut?: { name: string; providers: string[]; requires: number }[];
+}
+
+const cases: Case[] = [
+  { name: 'empty group fails', group: [], runs: [], kind: 'fail' },
+  { name: 'all members pass without a plan', group: [bp('A'), bp('B')], runs: [pass(), pass()], kind: 'pass', ids: ['A', 'B'], planOut: [] },
+  { name: 'a required member failing fails the group', group: [bp('A'), bp('B')], runs: [pass(), fail], kind: 'fail' },
+  { name: 'an optional member failing is dropped', group: [bp('A'), bp('B', true)], runs: [pass(), fail], kind: 'pass', ids: ['A'] },
+  { name: 'only optional members, none passing: no viable buildpacks', group: [bp('A', true), bp('B', true)], runs: [fail, fail], kind: 'fail' },
+  { name: 'an unexpected status of a required member is an error', group: [bp('A'), bp('B')], runs: [pass(), { code: 3, plan: plan() }], kind: 'error' },
+  { name: 'an unexpected status of an optional member does not fail a passing group', group: [bp('A'), bp('B', true)], runs: [pass(), { code: 3, plan: plan() }], kind: 'pass', ids: ['A'] },
+  { name: 'an erroring optional member turns a failed group into an error', group: [bp('A', true), bp('B')], runs: [{ code: 1, plan: plan() }, fail], kind: 'error' },
+  { name: 'a target mismatch of a required member is an error', group: [bp('A')], runs: [{ code: -1, plan: plan() }], kind: 'error' },
+  {
+    name: 'provide then require resolves one plan entry',
+    group: [bp('A'), bp('B')],
+    runs: [pass(plan(S(['dep1']))), pass(plan(S([], ['dep1'])))],
+    kind: 'pass',
+    ids: ['A', 'B'],
+    planOut: [{ name: 'dep1', providers: ['A'], requires: 1 }],
+  },
+  { name: 'a require before its provide fails', group: [bp('A'), bp('B')], runs: [pass(plan(S([], ['dep1']))), pass(plan(S(['dep1'])))], kind: 'fail' },
+  { name: 'a provide nobody requires fails', group: [bp('A'), bp('B')], runs: [pass(plan(S(['dep1']))), pass()], kind: 'fail' },
+  {
+    name: 'the same buildpack may provide and require',
+    group: [bp('A')],
+    runs: [pass(plan(S(['dep1'], ['dep1'])))],
+    kind: 'pass',
+    ids: ['A'],
+    planOut: [{ name: 'dep1', providers: ['A'], requires: 1 }],
+  },
+  {
+    name: 'optional members with unmet requires or unused provides are dropped and the trial retried',
+    group: [bp('A', true), bp('B'), bp('C', true), bp('D')],
+    runs: [pass(plan(S([], ['missing']))), pass(plan(S(['dep']))), pass(plan(S(['unused']))), pass(plan(S([], ['dep'])))],
+    kind: 'pass',
+    ids: ['B', 'D'],
+    planOut: [{ name: 'dep', providers: ['B'], requires: 1 }],
+  },
+  {
+    name: 'dropping an optional provider leaves its requirer unmet: fail',
+    group: [bp('A', true), bp('B')],
+    runs: [pass(plan(S(['dep'], ['missing']))), pass(plan(S([], ['dep'])))],
+    kind: 'fail',
+  },
+  {
+    name: 'falls back to an [[or]] alternative',
+    group: [bp('A'), bp('B')],
+    runs: [pass(plan(S(['dep1']), S(['dep2']))), pass(plan(S([], ['dep2'])))],
+    kind: 'pass',
+    ids: ['A', 'B'],
+    planOut: [{ name: 'dep2', providers: ['A'], requires: 1 }],
+  },
+  {
+    name: 'options of later members vary first (depth-first)',
+    group: [bp('A'), bp('B')],
+    runs: [pass(plan(S(['x']), S(['y']))), pass(plan(S([], ['y']), S([], ['x'])))],
+    kind: 'pass',
+    ids: ['A', 'B'],
+    planOut: [{ name: 'x', providers: ['A'], requires: 1 }],
+  },
+  {
+    name: 'only the last option keeps optional: an optional member whose first option fails uses its last and may be dropped',
+    group: [bp('A'), bp('B', true)],
+    runs: [pass(), pass(plan(S([], ['never']), S(['unused'])))],
+    kind: 'pass',
+    ids: ['A'],
+  },
+  {
+    name: 'several providers of one name: the require collects all earlier ones',
+    group: [bp('A'), bp('B'), bp('C'), bp('D')],
+    runs: [pass(plan(S(['dep']))), pass(plan(S(['dep']))), pass(plan(S([], ['dep']))), pass(plan(S([], ['dep'])))],
+    kind: 'pass',
+    ids: ['A', 'B', 'C', 'D'],
+    planOut: [{ name: 'dep', providers: ['A', 'B'], requires: 2 }],
+  },
+];
+
+describe('resolveGroup', () => {
+  test.for(cases)('$name', (c) => {
+    const r = resolveGroup(c.group, c.runs);
+    expect(r.kind).toBe(c.kind);
+    if (r.kind !== 'pass') return;
+    if (c.ids !== undefined) expect(r.group.map((e) => e.id)).toEqual(c.ids);
+    expect(r.group.every((e) => !e.optional)).toBe(true);
+    if (c.planOut !== undefined) expect(r.plan.map((p) => ({ name: p.name, providers: p.providers.map((e) => e.id), requires: p.requires.length }))).toEqual(c.planOut);
+  });
+
+  test('plan requires keep their metadata', () => {
+    const r = resolveGroup([bp('A'), bp('B')], [pass(plan(S(['dep']))), pass(plan({ provides: [], requires: [{ name: 'dep', metadata: { version: '1.2' } }] }))]);
+    expect(r).toMatchObject({ kind: 'pass', plan: [{ name: 'dep', requires: [{ name: 'dep', metadata: { version: '1.2' } }] }] });
+  });
+});

@@ -1,0 +1,52 @@
+import { describe, expect, test } from 'vitest';
+import { applyEnvOps, BUILD_ROOT_DIRS, envDirOps, LAUNCH_ROOT_DIRS, rootDirOps, withPlatformEnv } from './env.js';
+
+const files = (o: Record<string, string>): Map<string, string> => new Map(Object.entries(o));
+const base = new Map([
+  ['PATH', '/usr/bin:/bin'],
+  ['A', 'a'],
+  ['P', 'p'],
+]);
+
+describe('env engine', () => {
+  test.for([
+    { name: 'no suffix overrides', f: { A: 'x' }, want: { A: 'x' } },
+    { name: '.override overrides', f: { 'A.override': 'x' }, want: { A: 'x' } },
+    { name: '.default sets only when unset', f: { 'A.default': 'x', 'NEW.default': 'n' }, want: { A: 'a', NEW: 'n' } },
+    { name: '.append without delim concatenates', f: { 'A.append': 'x' }, want: { A: 'ax' } },
+    { name: '.append with delim', f: { 'A.append': 'x', 'A.delim': ':' }, want: { A: 'a:x' } },
+    { name: '.prepend with delim', f: { 'P.prepend': 'x', 'P.delim': ';' }, want: { P: 'x;p' } },
+    { name: '.append to an unset variable sets it', f: { 'NEW.append': 'x', 'NEW.delim': ':' }, want: { NEW: 'x' } },
+    { name: 'files apply in name order (override, then append)', f: { B: '1', 'B.append': '2' }, want: { B: '12' } },
+  ])('$name', ({ f, want }) => {
+    const env = applyEnvOps(base, envDirOps(files(f)));
+    for (const [k, v] of Object.entries(want)) expect(env.get(k)).toBe(v);
+  });
+
+  test('layer root dirs prepend in layer order: the later layer comes first', () => {
+    const ops = [
+      ...rootDirOps('/layers/a/x', new Set(['bin', 'lib']), BUILD_ROOT_DIRS),
+      ...rootDirOps('/layers/b/y', new Set(['bin', 'include', 'pkgconfig']), BUILD_ROOT_DIRS),
+    ];
+    const env = applyEnvOps(base, ops);
+    expect(env.get('PATH')).toBe('/layers/b/y/bin:/layers/a/x/bin:/usr/bin:/bin');
+    expect(env.get('LD_LIBRARY_PATH')).toBe('/layers/a/x/lib');
+    expect(env.get('LIBRARY_PATH')).toBe('/layers/a/x/lib');
+    expect(env.get('CPATH')).toBe('/layers/b/y/include');
+    expect(env.get('PKG_CONFIG_PATH')).toBe('/layers/b/y/pkgconfig');
+  });
+
+  test('launch root dirs: bin and lib only', () => {
+    const ops = rootDirOps('/l', new Set(['bin', 'lib', 'include']), LAUNCH_ROOT_DIRS);
+    expect(ops.map((o) => o.name)).toEqual(['PATH', 'LD_LIBRARY_PATH']);
+  });
+
+  test('platform env: path variables are prepended, others replaced', () => {
+    const env = withPlatformEnv(base, [
+      ['PATH', '/mine'],
+      ['A', 'user'],
+    ]);
+    expect(env.get('PATH')).toBe('/mine:/usr/bin:/bin');
+    expect(env.get('A')).toBe('user');
+  });
+});

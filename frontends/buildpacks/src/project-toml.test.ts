@@ -1,0 +1,34 @@
+import { describe, expect, test } from 'vitest';
+import { gitignoreToPatterns, readProjectToml } from './project-toml.js';
+
+describe('project.toml', () => {
+  test('schema 0.1: [build], [[build.buildpacks]], [[build.env]]', () => {
+    const p = readProjectToml('# syntax=kiln/buildpacks\n[project]\nid = "x"\n[build]\nexclude = ["*.md"]\n[[build.buildpacks]]\nid = "kt/a"\nversion = "1"\n[[build.buildpacks]]\nuri = "./bp"\n[[build.env]]\nname = "K"\nvalue = "v"\n');
+    expect(p).toMatchObject({ schemaVersion: '0.1', exclude: ['*.md'], include: [], group: [{ id: 'kt/a', version: '1' }, { uri: './bp' }], env: [['K', 'v']], project: { id: 'x' } });
+  });
+  test('schema 0.2/0.3: [io.buildpacks] group, pre/post, env, builder, inline script', () => {
+    const text = (v: string) =>
+      `[_]\nschema-version = "${v}"\nid = "app"\n[io.buildpacks]\nbuilder = "kt/builder"\ninclude = ["src/"]\n[[io.buildpacks.pre.group]]\nid = "kt/pre"\n[[io.buildpacks.group]]\nid = "kt/inline"\n[io.buildpacks.group.script]\napi = "0.10"\ninline = "echo hi"\n[[io.buildpacks.post.group]]\nid = "kt/post"\n[[io.buildpacks.build.env]]\nname = "A"\nvalue = "1"\n`;
+    for (const v of ['0.2', '0.3'] as const) {
+      expect(readProjectToml(text(v))).toMatchObject({
+        schemaVersion: v,
+        builder: 'kt/builder',
+        include: ['src/'],
+        pre: [{ id: 'kt/pre' }],
+        group: [{ id: 'kt/inline', script: { api: '0.10', inline: 'echo hi', shell: '/bin/sh' } }],
+        post: [{ id: 'kt/post' }],
+        env: [['A', '1']],
+        project: { id: 'app' },
+      });
+    }
+  });
+  test('errors: unknown schema, include with exclude, bad TOML located', () => {
+    expect(() => readProjectToml('[_]\nschema-version = "0.9"\n')).toThrow(expect.objectContaining({ code: 'KLN0901', message: expect.stringContaining('"0.9" is not supported') }));
+    expect(() => readProjectToml('[build]\ninclude = ["a"]\nexclude = ["b"]\n')).toThrow(/include and exclude cannot both be set/);
+    expect(() => readProjectToml('# syntax=kiln/buildpacks\n[[build.buildpacks]]\nid = \n')).toThrow(expect.objectContaining({ code: 'KLN0901', location: expect.objectContaining({ file: 'project.toml', line: 3 }) }));
+    expect(() => readProjectToml('[[build.buildpacks]]\nversion = "1"\n')).toThrow(/build.buildpacks\[0\].id or uri is required/);
+  });
+  test('gitignore patterns become local-source patterns', () => {
+    expect(gitignoreToPatterns(['*.go', '/vendor', 'docs/', 'a/b.txt', '!keep.md', '# c', ''])).toEqual(['**/*.go', 'vendor', '**/docs', 'a/b.txt', '!**/keep.md']);
+  });
+});

@@ -1,0 +1,109 @@
+/**
+ * project.toml (the project descriptor), schemas 0.1, 0.2 and 0.3 as pack reads them:
+ * 0.1 keeps everything under `[build]`; 0.2 and 0.3 (`[_] schema-version`) under `[io.buildpacks]`.
+ */
+import { BuildpacksError } from './errors.js';
+import { Fields, parseToml } from './toml.js';
+
+/** A buildpack the project asks for: from the builder (`id[@version]`), a `uri`, or an inline script. */
+export interface ProjectBuildpack {
+  readonly id?: string;
+  readonly version?: string;
+  readonly uri?: string;
+  readonly script?: { readonly api: string; readonly inline: string; readonly shell: string };
+}
+
+/** What kiln uses of a project.toml. */
+export interface ProjectDescriptor {
+  readonly schemaVersion: '0.1' | '0.2' | '0.3';
+  readonly include: readonly string[];
+  readonly exclude: readonly string[];
+  readonly group: readonly ProjectBuildpack[];
+  readonly pre: readonly ProjectBuildpack[];
+  readonly post: readonly ProjectBuildpack[];
+  /** Build-time environment (`[[io.buildpacks.build.env]]`, 0.1 `[[build.env]]`), in order. */
+  readonly env: readonly (readonly [string, string])[];
+  readonly builder?: string;
+  /** `[_]` (0.2+) or `[project]` (0.1): id, name, version… as written. */
+  readonly project: Readonly<Record<string, unknown>>;
+}
+
+function readBuildpacks(list: readonly Fields[]): ProjectBuildpack[] {
+  return list.map((b) => {
+    const id = b.string('id');
+    const version = b.string('version');
+    const uri = b.string('uri');
+    const s = b.table_('script');
+    if (id === undefined && uri === undefined) b.fail('id', 'or uri is required');
+    const script = s === undefined ? undefined : { api: s.requiredString('api'), inline: s.requiredString('inline'), shell: s.string('shell') ?? '/bin/sh' };
+    if (script !== undefined && id === undefined) b.fail('id', 'is required with an inline script');
+    return {
+      ...(id === undefined ? {} : { id }),
+      ...(version === undefined || version === '' ? {} : { version }),
+      ...(uri === undefined ? {} : { uri }),
+      ...(script === undefined ? {} : { script }),
+    };
+  });
+}
+
+function readEnv(list: readonly Fields[]): [string, string][] {
+  return list.map((e) => [e.requiredString('name'), e.string('value') ?? '']);
+}
+
+/** Parses a project.toml; invalid TOML and wrong shapes fail with KLN0901 naming the file. */
+export function readProjectToml(text: string, file = 'project.toml'): ProjectDescriptor {
+  const root = new Fields(file, parseToml(text, file));
+  const meta = root.table_('_');
+  const declared = meta?.string('schema-version');
+  const schemaVersion = declared ?? '0.1';
+  if (schemaVersion !== '0.1' && schemaVersion !== '0.2' && schemaVersion !== '0.3') {
+    meta?.fail('schema-version', `${JSON.stringify(schemaVersion)} is not supported (0.1, 0.2 or 0.3)`);
+    throw new BuildpacksError('KLN0901', `${file}: unsupported schema version`);
+  }
+  let section: Fields;
+  let env: [string, string][];
+  let pre: ProjectBuildpack[] = [];
+  let post: ProjectBuildpack[] = [];
+  let group: ProjectBuildpack[];
+  let builder: string | undefined;
+  if (schemaVersion === '0.1') {
+    section = root.table_('build') ?? new Fields(file, {}, 'build');
+    group = readBuildpacks(section.tables('buildpacks'));
+    env = readEnv(section.tables('env'));
+    builder = section.string('builder');
+  } else {
+    section = root.table_('io')?.table_('buildpacks') ?? new Fields(file, {}, 'io.buildpacks');
+    group = readBuildpacks(section.tables('group'));
+    pre = readBuildpacks(section.table_('pre')?.tables('group') ?? []);
+    post = readBuildpacks(section.table_('post')?.tables('group') ?? []);
+    env = readEnv(section.table_('build')?.tables('env') ?? []);
+    builder = section.string('builder');
+  }
+  const include = section.strings('include') ?? [];
+  const exclude = section.strings('exclude') ?? [];
+  if (include.length > 0 && exclude.length > 0) section.fail('include', 'and exclude cannot both be set');
+  const project = schemaVersion === '0.1' ? root.table_('project')?.table : meta?.table;
+  return { schemaVersion, include, exclude, group, pre, post, env, ...(builder === undefined ? {} : { builder }), project: project ?? {} };
+}
+
+/**
+ * Translates gitignore-style patterns (project.toml include/exclude) into kiln's local-source
+ * patterns (moby patternmatcher): a pattern without a slash matches at any depth (`*.go` →
+ * `**\/*.go`), a leading `/` anchors it to the app root, a trailing `/` is dropped (a directory
+ * matches with its contents).
+ */
+export function gitignoreToPatterns(patterns: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const raw of patterns) {
+    let p = raw.trim();
+    if (p === '' || p.startsWith('#')) continue;
+    const negate = p.startsWith('!');
+    if (negate) p = p.slice(1);
+    if (p.endsWith('/')) p = p.slice(0, -1);
+    const anchored = p.startsWith('/') || p.slice(0, -1).includes('/');
+    p = p.replace(/^\/+/, '');
+    const pattern = anchored ? p : `**/${p}`;
+    out.push(negate ? `!${pattern}` : pattern);
+  }
+  return out;
+}
