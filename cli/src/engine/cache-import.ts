@@ -131,6 +131,27 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
   // committing the same id first is fine (checked after a failed commit).
   const unpacking = new Map<string, Promise<void>>();
   return async (result: ImportedResult, ctx) => {
+    // Each layer snapshot is leased before it is looked up, as image sources do (solver
+    // worker/snapshots.ts withLeases): a prune running meanwhile (the daemon's, or one between two
+    // builds of this process) must not remove a layer found unpacked before the step records the
+    // result. Held until the step's signal ends (the scheduler has recorded and leased the result
+    // by then); released at once when the load fails.
+    const held: Array<() => void> = [];
+    const release = (): void => {
+      for (const r of held.splice(0)) r();
+    };
+    try {
+      const ref = await load(result, ctx, held);
+      if (ctx.signal.aborted) release();
+      else ctx.signal.addEventListener('abort', release, { once: true });
+      return ref;
+    } catch (e) {
+      release();
+      throw e;
+    }
+  };
+
+  async function load(result: ImportedResult, ctx: Parameters<LoadImportedResult>[1], held: Array<() => void>) {
     const diffIds = result.layers.map((d, i) => d.annotations?.[ANNOTATION_UNCOMPRESSED] ?? `sha256:${createHash('sha256').update(`blob ${i} ${d.digest}`).digest('hex')}`);
     const chain = chainIds(diffIds);
     let parent: string | undefined;
@@ -141,6 +162,7 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
       const diffID = d.annotations?.[ANNOTATION_UNCOMPRESSED];
       const below = parent;
       size += d.size;
+      held.push(engine.cache.lease(id));
       let p = unpacking.get(id);
       if (p === undefined) {
         p = (async () => {
@@ -170,7 +192,7 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
     await engine.layers.rememberLayers(remember);
     if (parent === undefined) throw new EngineError('KLN0704', 'an imported cache result has no layers');
     return { snapshot: parent, size };
-  };
+  }
 }
 
 function exists(engine: KilnEngine, id: string): Promise<boolean> {
