@@ -45,6 +45,9 @@ export const DEFAULT_EVAL_TIMEOUT_MS = 300_000;
 /** Default heap limit of the evaluator. */
 export const DEFAULT_EVAL_MEMORY_MB = 2048;
 
+const METHODS: ReadonlySet<string> = new Set<keyof Methods>(['solve', 'readFile', 'readDir', 'statFile', 'resolveImageConfig']);
+const isMethod = (m: unknown): m is keyof Methods => typeof m === 'string' && METHODS.has(m);
+
 const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c === 'KLN0802' || c === 'KLN0804' || c === 'KLN0805' ? c : 'KLN0803');
 
 /** Runs a bundled build in a child `node` and returns its result. */
@@ -106,24 +109,33 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
       }
     });
     const onMessage = (line: string): void => {
-      let msg: { id?: number; method?: string; params?: unknown };
+      let parsed: unknown;
       try {
-        msg = JSON.parse(line) as typeof msg;
+        parsed = JSON.parse(line);
       } catch {
         return void (stderr += `\n${line}`);
       }
+      // not a JSON-RPC object (build code can write to stdout too): kept like other output
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return void (stderr += `\n${line}`);
+      const msg = parsed as { id?: unknown; method?: unknown; params?: unknown };
       if (msg.id === undefined) {
         const n = msg as Notification;
-        if (n.method === 'warn') handlers.warn(n.params.message, n.params.location);
-        else outcome = n;
+        if (n.method === 'warn') {
+          const p: unknown = n.params;
+          if (typeof p === 'object' && p !== null && typeof (p as { message?: unknown }).message === 'string') handlers.warn(n.params.message, n.params.location);
+        } else if (n.method === 'done' || n.method === 'fail') outcome ??= n;
         return;
       }
       const id = msg.id;
-      const method = msg.method as keyof Methods;
-      const handler = handlers[method] as ((p: unknown) => Promise<unknown>) | undefined;
-      if (handler === undefined) return write({ id, error: { code: -32601, message: `unknown method ${String(method)}` } });
+      // The child is untrusted: only the ctx calls are methods (a forged "warn" or "constructor"
+      // request used to call a non-async property and throw in this stream handler, crashing kiln).
+      if (!isMethod(msg.method)) return write({ id, error: { code: -32601, message: `unknown method ${String(msg.method)}` } });
+      const handler = handlers[msg.method] as (p: unknown) => Promise<unknown>;
       limit.pause();
-      handler(msg.params).finally(() => limit.resume()).then(
+      Promise.resolve()
+        .then(() => handler(msg.params))
+        .finally(() => limit.resume())
+        .then(
         (result) => write({ id, result }),
         (e: unknown) => {
           const err = e instanceof Error ? e : new Error(String(e));

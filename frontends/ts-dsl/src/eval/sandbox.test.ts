@@ -47,6 +47,16 @@ describe('evaluator sandbox', () => {
     await expect(run(`  const u = "data:text/javascript,export default 1";\n  await import(u);`)).rejects.toThrow(/import\("data:text\/javascript,export default 1"\) is not available/);
   });
 
+  test('a forged request on stdout for a method that is no ctx call is refused, not run (it crashed the parent)', async () => {
+    const lines = [...['warn', 'constructor', 'toString'].map((method) => JSON.stringify({ jsonrpc: '2.0', id: 99, method, params: {} })), 'null', '{"jsonrpc":"2.0","method":"warn"}'];
+    for (const forged of lines) {
+      const r = await run(`  (globalThis as any).process.stdout.write(${JSON.stringify(`${forged}
+`)});
+  await new Promise((res) => setTimeout(res, 100));`);
+      expect(r.results).toHaveLength(1);
+    }
+  });
+
   test('an endless loop is stopped after the time limit with a clear error', async () => {
     const t0 = Date.now();
     const p = run(`  for (;;) {}`, { timeoutMs: 1500 });
