@@ -156,7 +156,7 @@ export async function exportCache(
       else v.status(`writing layer ${d.digest}`);
     };
     if (spec.type === 'local') {
-      await writeLocalCache(engine.content, spec.dest, spec.tag, layers, [{ descriptor: configDesc, bytes: configBytes }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor, onBlob);
+      await writeLocalCache(engine.content, spec.dest, spec.tag, layers, [{ descriptor: configDesc, bytes: configBytes }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor, onBlob, opts.signal);
     } else {
       await pushRegistryCache(engine.registry, engine.content, parseReference(spec.ref), layers, [{ descriptor: configDesc, bytes: configBytes }], { descriptor: list.descriptor, bytes: list.bytes }, {
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),

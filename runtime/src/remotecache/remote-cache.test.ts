@@ -65,4 +65,25 @@ describe('local cache layout', () => {
     await expect(openLocalCache(dest, 'nope')).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
     await expect(openLocalCache(join(root, 'missing'))).rejects.toMatchObject({ code: 'LAYOUT_INVALID' });
   });
+
+  test('concurrent exports into one directory keep every tag (index.json is updated under a lock)', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    const store = await ContentStore.open(join(root, 'store'));
+    const dest = join(root, 'cache');
+    const tags = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+    await Promise.all(
+      tags.map(async (tag) => {
+        const blob = await store.writeBlob(Buffer.from(`layer ${tag}`));
+        const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob.digest, size: blob.size };
+        const cfgBytes = Buffer.from(`{"t":"${tag}"}`);
+        const cfg = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(cfgBytes), size: cfgBytes.length };
+        const list = cacheManifestList([layer], cfg, true);
+        await writeLocalCache(store, dest, tag, [layer], [{ descriptor: cfg, bytes: cfgBytes }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor);
+      }),
+    );
+    const index = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: Array<{ annotations: Record<string, string> }> };
+    expect(index.manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']).sort()).toEqual(tags);
+    for (const tag of tags) expect((await openLocalCache(dest, tag)).root.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+  });
 });

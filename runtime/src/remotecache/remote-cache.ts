@@ -5,6 +5,7 @@ import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { siblingTempPath, writeFileAtomic } from '../content/atomic-file.js';
+import { withLayoutLock } from './layout-lock.js';
 import { goJsonBytes, sortedKeys } from '../image/manifest.js';
 import { AnnotationRefName, MediaTypes, isIndexMediaType, layerCompression } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
@@ -69,8 +70,10 @@ export interface CacheBlob {
  * Writes a cache into the OCI layout directory `dest` as buildx's local cache exporter does: the
  * blobs under `blobs/sha256/`, then `index.json` with the manifest list tagged
  * `org.opencontainers.image.ref.name=<tag>` (an older entry with that tag is replaced, others
- * kept). Layers come from `store`; `index.json` is replaced atomically after every blob is in place.
- * `onBlob` is told about each blob as it is written.
+ * kept). Layers come from `store`; `index.json` is replaced atomically after every blob is in place
+ * (an export interrupted before leaves the directory's earlier caches as they were; blobs are only
+ * ever added), read and replaced under a lock file so concurrent exports keep each other's tags.
+ * `onBlob` is told about each blob as it is written; `signal` stops the export between blobs.
  */
 export async function writeLocalCache(
   store: ContentStore,
@@ -80,10 +83,12 @@ export async function writeLocalCache(
   small: ReadonlyArray<CacheBlob>,
   root: Descriptor,
   onBlob?: (d: Descriptor) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const blobDir = join(dest, 'blobs', 'sha256');
   await mkdir(blobDir, { recursive: true });
   for (const l of layers) {
+    signal?.throwIfAborted();
     onBlob?.(l);
     const to = join(blobDir, digestHex(l.digest));
     if (await stat(to).then((st) => st.size === l.size, () => false)) continue;
@@ -97,9 +102,21 @@ export async function writeLocalCache(
     }
   }
   for (const b of small) {
+    signal?.throwIfAborted();
     onBlob?.(b.descriptor);
     await writeFileAtomic(join(blobDir, digestHex(b.descriptor.digest)), Buffer.from(b.bytes));
   }
+  await writeFileAtomic(join(dest, 'oci-layout'), Buffer.from(LAYOUT_FILE));
+  // Read, change and replace index.json under a lock: a concurrent export into this directory
+  // (another tag, another CI job) would otherwise write its index from the same old one and drop
+  // this tag, or this one drop its.
+  await withLayoutLock(join(dest, INDEX_LOCK), signal, () => updateIndex(dest, tag, root));
+}
+
+/** The lock file of a cache directory's index.json (see {@link writeLocalCache}). */
+const INDEX_LOCK = '.index.json.lock';
+
+async function updateIndex(dest: string, tag: string, root: Descriptor): Promise<void> {
   let index: { manifests: Descriptor[]; rest: Record<string, unknown> } = { manifests: [], rest: {} };
   const old = await readFile(join(dest, 'index.json')).catch(() => undefined);
   if (old !== undefined) {
@@ -113,7 +130,6 @@ export async function writeLocalCache(
   }
   const entry: Descriptor = { mediaType: root.mediaType, digest: root.digest, size: root.size, annotations: { [AnnotationRefName]: tag } };
   const kept = index.manifests.filter((m) => m.annotations?.[AnnotationRefName] !== tag);
-  await writeFileAtomic(join(dest, 'oci-layout'), Buffer.from(LAYOUT_FILE));
   const out: ImageIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [...kept, entry], ...index.rest };
   await writeFileAtomic(join(dest, 'index.json'), goJsonBytes(out));
 }

@@ -1,0 +1,42 @@
+import { open, readFile, unlink } from 'node:fs/promises';
+
+/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `fn` holding the lock file `lock` (created with O_EXCL, holding the owner's pid), across
+ * processes and within one: two exports into one cache directory update its `index.json` one
+ * after the other, so neither drops the other's tag. A lock whose owner process is gone is broken.
+ */
+export async function withLayoutLock<T>(lock: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  for (;;) {
+    signal?.throwIfAborted();
+    try {
+      const fh = await open(lock, 'wx');
+      try {
+        await fh.writeFile(String(process.pid));
+      } finally {
+        await fh.close();
+      }
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
+      // An empty file is a lock being written right now; only a dead owner's lock is broken.
+      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) await unlink(lock).catch(() => undefined);
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(lock).catch(() => undefined);
+  }
+}
