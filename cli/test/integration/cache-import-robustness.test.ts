@@ -103,6 +103,45 @@ describe('importedResultLoader', () => {
   }, 120_000);
 });
 
+describe('a hostile or corrupt cache', () => {
+  test('a blob whose bytes do not match its digest is refused and nothing is stored or unpacked under that digest', async () => {
+    const good = await layer({ 'a.txt': `a ${Date.now()}` });
+    const other = await layer({ 'a.txt': 'something else' });
+    // The cache claims good's digest and diffID but serves other's bytes: of another size, then of the same size.
+    const cache = cacheOf([{ desc: good.desc, blob: other.blob }]);
+    await expect(importedResultLoader(engine)(resultOf(cache), ctxOf(new AbortController().signal))).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    const sameSize = Buffer.from(good.blob);
+    sameSize[sameSize.length - 1] = (sameSize[sameSize.length - 1] ?? 0) ^ 0xff;
+    await expect(importedResultLoader(engine)(resultOf(cacheOf([{ desc: good.desc, blob: sameSize }])), ctxOf(new AbortController().signal))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    const { parseDigest } = await import('@kiln/runtime');
+    expect(await engine.content.has(parseDigest(good.desc.digest))).toBe(false);
+    expect(await exists(layerId([good.desc], 0))).toBe(false);
+  });
+
+  test('a layer whose content does not match its diffID is refused: no layer-<chainID> snapshot is made from it', async () => {
+    const real = await layer({ 'b.txt': `b ${Date.now()}` });
+    const claimed = await layer({ 'b.txt': 'what the cache says it is' });
+    const lying = { blob: real.blob, desc: { ...real.desc, annotations: { 'containerd.io/uncompressed': claimed.desc.annotations?.['containerd.io/uncompressed'] ?? '' } } };
+    await expect(importedResultLoader(engine)(resultOf(cacheOf([lying])), ctxOf(new AbortController().signal))).rejects.toMatchObject({ code: 'LAYER_INVALID' });
+    expect(await exists(layerId([lying.desc], 0))).toBe(false);
+  });
+
+  test('a layer with ../ paths and an absolute symlink target writes nothing outside its snapshot', async () => {
+    const t = `${process.pid}-${Date.now()}`;
+    const outside = join(tmpdir(), `kiln-escape-${t}`);
+    const tar = await tarOf([
+      { name: `../../../../../../..${outside}`, body: 'escaped' },
+      { name: 'link', type: 'symlink', linkname: '/tmp' },
+      { name: `link/kiln-escape-link-${t}`, body: 'escaped through a link' },
+    ]);
+    const blob = gzipSync(tar);
+    const l = { blob, desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(blob), size: blob.length, annotations: { 'containerd.io/uncompressed': sha(tar) } } };
+    await importedResultLoader(engine)(resultOf(cacheOf([l])), ctxOf(new AbortController().signal)).catch(() => undefined);
+    expect(await stat(outside).then(() => true, () => false)).toBe(false);
+    expect(await stat(join(tmpdir(), `kiln-escape-link-${t}`)).then(() => true, () => false)).toBe(false);
+  });
+});
+
 function resultOf(c: ImportedCache) {
   const r = c.results(RECORD)[0];
   if (r === undefined) throw new Error('no result in the test cache');

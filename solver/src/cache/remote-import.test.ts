@@ -54,6 +54,45 @@ describe('ImportedCache lookups (v1/cachestorage.go)', () => {
     expect(imp.walkLinks(fromId, { input: 1, output: 0, digest: H('r'), selector: '' })).toEqual([]);
   });
 
+  test('a hostile config (links out of range or negative, link cycles, looping or dangling layers) loads without throwing and answers only what is consistent', () => {
+    const from = rootKey(H('f'), 0);
+    const imp = new ImportedCache(
+      't',
+      {
+        layers: [
+          { blob: H('a'), parent: -1 },
+          { blob: H('b'), parent: 2 },
+          { blob: H('c'), parent: 1 },
+          { blob: H('d'), parent: 99 },
+        ],
+        records: [
+          { digest: from, inputs: [], results: [] },
+          // 1 and 2 link each other (a cycle), 1 also from the root
+          { digest: rootKey(H('1'), 0), inputs: [[{ selector: '', link: 0 }, { selector: '', link: 2 }]], results: [{ layer: 0, createdAt: '2024-01-01T00:00:00Z' }] },
+          { digest: rootKey(H('2'), 0), inputs: [[{ selector: '', link: 1 }]], results: [{ layer: 1, createdAt: '2024-01-01T00:00:00Z' }] },
+          { digest: rootKey(H('3'), 0), inputs: [[{ selector: '', link: 7 }, { selector: '', link: -1 }]], results: [{ layer: 3, createdAt: 'not a time' }, { layer: -5, createdAt: '' }] },
+        ],
+      },
+      new Map(['a', 'b', 'c', 'd'].map((c) => [H(c), layer(c)])),
+      noOpen,
+    );
+    const [one] = imp.walkLinks(from, { input: 0, output: 0, digest: H('1'), selector: '' });
+    expect(one).toBeDefined();
+    expect(imp.results(one as string).map((r) => r.layers.map((l) => l.digest))).toEqual([[H('a')]]);
+    // The cycle is only a pair of links; the looping layer chain (1 → 2 → 1) gives no result.
+    const [two] = imp.walkLinks(one as string, { input: 0, output: 0, digest: H('2'), selector: '' });
+    expect(two).toBeDefined();
+    expect(imp.results(two as string)).toEqual([]);
+    expect(imp.walkLinks(two as string, { input: 0, output: 0, digest: H('1'), selector: '' })).toEqual([one]);
+    // Links out of range lead nowhere; a chain through a missing layer is no result.
+    expect(imp.size).toBe(4);
+    const m = new CacheManager(CacheStore.open({ path: ':memory:' }));
+    const key1 = new CacheKey(H('1'), 0, [[{ selector: '', key: new CacheKey(H('f'), 0) }]]);
+    expect(m.loadImported(key1, [imp])?.imported.layers.map((l) => l.digest)).toEqual([H('a')]);
+    const key3 = new CacheKey(H('3'), 0, [[{ selector: '', key: new CacheKey(H('f'), 0) }]]);
+    expect(m.loadImported(key3, [imp])).toBeUndefined();
+  });
+
   test('a result naming a blob the cache does not list is left out', () => {
     const imp = new ImportedCache('t', { layers: [{ blob: H('a'), parent: -1 }], records: [{ digest: H('1'), inputs: [], results: [{ layer: 0, createdAt: '' }] }] }, new Map(), noOpen);
     expect(imp.results(H('1'))).toEqual([]);
