@@ -34,11 +34,20 @@ export function initParams(client: Pick<FrontendClient, 'opts' | 'inputs'>, extr
   const inputs: Record<string, string> = {};
   for (const [k, def] of client.inputs) if (k !== 'dockerfile') inputs[k] = Buffer.from(encodeDefinition(def)).toString('base64');
   const target = client.opts.get('target');
+  // named contexts as BuildKit's dockerui reads them (docker-image:// and local: forms)
+  const contexts: Record<string, { image: string } | { local: string }> = {};
+  for (const [k, v] of client.opts) {
+    if (!k.startsWith('context:')) continue;
+    const name = k.slice('context:'.length);
+    if (v.startsWith('docker-image://')) contexts[name] = { image: v.slice('docker-image://'.length) };
+    else if (v.startsWith('local:')) contexts[name] = { local: v.slice('local:'.length) };
+  }
   return {
     args,
     ...(target === undefined || target === '' ? {} : { target }),
     platforms: platformsOf(client.opts.get('platform')),
     inputs,
+    ...(Object.keys(contexts).length > 0 ? { contexts } : {}),
     caps: CAPS_V0_11_6,
     ...(extra.localUniqueId === undefined ? {} : { localUniqueId: extra.localUniqueId }),
   };
@@ -121,6 +130,28 @@ export interface TsFrontendOptions {
   readonly localUniqueId?: string;
 }
 
+/**
+ * Frontend options dockerui applies to every RUN or image source, which a DSL build sets in its
+ * own code instead: [option, flag, what to do]. Each one given is a warning, not silence.
+ */
+const NOT_APPLIED: readonly (readonly [string, string, string])[] = [
+  ['force-network-mode', '--network', 'set network in the build file (run options or .network())'],
+  ['add-hosts', '--add-host', 'set it in the build file (.addHost())'],
+  ['ulimit', '--ulimit', 'the DSL has no ulimit option'],
+  ['shm-size', '--shm-size', 'mount a tmpfs at /dev/shm in the build file'],
+  ['cgroup-parent', '--cgroup-parent', 'the DSL has no cgroup parent option'],
+  ['image-resolve-mode', '--pull', 'pass image(ref, { resolveMode: "pull" }) in the build file'],
+];
+
+/** `label:K=V` options (buildx `--label`) added to an image config JSON, over the build's own. */
+function withLabels(config: string, opts: ReadonlyMap<string, string>): string {
+  const labels = [...opts].filter(([k]) => k.startsWith('label:')).map(([k, v]) => [k.slice('label:'.length), v] as const);
+  if (labels.length === 0 || config === '') return config;
+  const img = JSON.parse(config) as { config?: { Labels?: Record<string, string> } };
+  img.config = { ...img.config, Labels: { ...img.config?.Labels, ...Object.fromEntries(labels) } };
+  return JSON.stringify(img);
+}
+
 /** The result the gateway expects from an {@link Evaluation}: solved refs plus image configs. */
 async function frontendResult(client: FrontendClient, ev: Evaluation): Promise<FrontendResult> {
   const enc = new TextEncoder();
@@ -130,14 +161,14 @@ async function frontendResult(client: FrontendClient, ev: Evaluation): Promise<F
     const r = ev.results[0];
     if (r === undefined) throw new TsDslError('KLN0804', 'the evaluator returned no result');
     const ref = await client.solve({ definition: def(r.definition) });
-    return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, enc.encode(r.config)]]) };
+    return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, enc.encode(withLabels(r.config, client.opts))]]) };
   }
   const refs = new Map<string, Ref>();
   const metadata = new Map<string, Uint8Array>();
   for (const r of ev.results) {
     const key = formatPlatform(parsePlatform(r.platform));
     refs.set(key, await client.solve({ definition: def(r.definition) }));
-    metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(r.config));
+    metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(withLabels(r.config, client.opts)));
   }
   const ids = [...refs.keys()];
   metadata.set(ResultMetadataKey.platforms, enc.encode(JSON.stringify({ platforms: ids.map((id) => ({ id, platform: parsePlatform(id) })) })));
@@ -148,6 +179,9 @@ async function frontendResult(client: FrontendClient, ev: Evaluation): Promise<F
 export function createTsFrontend(options: TsFrontendOptions = {}): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     const filename = client.opts.get('filename') ?? DEFAULT_BUILD_FILE;
+    for (const [opt, flag, todo] of NOT_APPLIED) {
+      if (client.opts.has(opt)) client.warn({ message: `the kiln/ts frontend does not apply ${flag} (${opt}): ${todo}` });
+    }
     const bundle = await bundleBuildFile(filename, clientReader(client, filename));
     const ev = await evaluateBundle(bundle, initParams(client, options), clientHandlers(client), client.signal === undefined ? {} : { signal: client.signal });
     return frontendResult(client, ev);

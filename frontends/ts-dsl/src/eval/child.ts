@@ -11,7 +11,7 @@ import { formatPlatform, parsePlatform } from '@kiln/llb-core';
 import { ImageResult, imageConfigFor } from '../dsl/image-result.js';
 import { LowerContext } from '../dsl/lower.js';
 import { marshal } from '../dsl/marshal.js';
-import { local } from '../dsl/sources.js';
+import { image, local } from '../dsl/sources.js';
 import { State } from '../dsl/state.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
@@ -200,6 +200,8 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
       return new PlatformResults(results);
     },
     local(name, opts) {
+      const named = init.contexts?.[name];
+      if (named !== undefined) return 'image' in named ? image(named.image) : local(named.local, opts);
       const input = init.inputs[name];
       if (input === undefined) return local(name, opts);
       const st = fromDefinition(decodeDefinition(unb64(input)));

@@ -12,6 +12,11 @@ export interface InitParams {
   readonly platforms: readonly string[];
   /** Named inputs (base64 pb Definitions) that `ctx.local(name)` returns instead of a local source. */
   readonly inputs: Readonly<Record<string, string>>;
+  /**
+   * Named contexts (`--build-context NAME=…`, frontend option `context:NAME`) that `ctx.local(name)`
+   * returns: an image reference (`docker-image://REF`) or another local name (`local:NAME`).
+   */
+  readonly contexts?: Readonly<Record<string, { readonly image: string } | { readonly local: string }>>;
   /** LLB caps to marshal with. */
   readonly caps?: readonly string[];
   /** Pins `local.unique`. */
