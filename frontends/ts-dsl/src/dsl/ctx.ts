@@ -65,8 +65,12 @@ export interface Ctx {
   platforms(fn: (platform: string) => SingleResult | Promise<SingleResult>): Promise<PlatformResults>;
   /** A directory of the client: `context` is the build context. */
   local(name: string, opts?: LocalOpts): State;
-  /** Solves a state now, so the build can read its files. */
-  solve(state: State): Ref;
+  /**
+   * Solves a state now, so the build can read its files. Ops that name no platform get
+   * `opts.platform`, else (inside {@link Ctx.platforms}) the platform being built, else
+   * {@link Ctx.platform}.
+   */
+  solve(state: State, opts?: { readonly platform?: string }): Ref;
   /** Looks up an image's config in the registry or store. */
   resolveImageConfig(ref: string, opts?: { platform?: string }): Promise<ResolvedImage>;
   /** Shows a warning to the user. */

@@ -12,7 +12,7 @@ import { ImageResult, imageConfigFor } from '../dsl/image-result.js';
 import { LowerContext } from '../dsl/lower.js';
 import { marshal } from '../dsl/marshal.js';
 import { image, local } from '../dsl/sources.js';
-import { State } from '../dsl/state.js';
+import { State, checkPlatform } from '../dsl/state.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
 import type { BuildLocation } from '../dsl/source-location.js';
@@ -189,6 +189,8 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
     ...(init.caps === undefined ? {} : { caps: init.caps }),
     ...(init.localUniqueId === undefined ? {} : { localUniqueId: init.localUniqueId }),
   });
+  /** The platform ctx.platforms is building (undefined outside its callback). */
+  let building: string | undefined;
   const ctx: Ctx = {
     args: init.args,
     target: init.target,
@@ -196,7 +198,15 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
     targetPlatforms: init.platforms,
     async platforms(fn) {
       const results = new Map<string, SingleResult>();
-      for (const p of init.platforms) results.set(p, await fn(p));
+      // one platform at a time, so ctx.solve inside fn knows which one it is building for
+      for (const p of init.platforms) {
+        building = p;
+        try {
+          results.set(p, await fn(p));
+        } finally {
+          building = undefined;
+        }
+      }
       return new PlatformResults(results);
     },
     local(name, opts) {
@@ -207,10 +217,12 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
       const st = fromDefinition(decodeDefinition(unb64(input)));
       return new State(async () => st, undefined);
     },
-    solve(state): Ref {
+    solve(state, opts): Ref {
+      if (opts?.platform !== undefined) checkPlatform(opts.platform);
+      const p = opts?.platform === undefined ? (building ?? platform) : formatPlatform(parsePlatform(opts.platform));
       let id: Promise<string> | undefined;
       const ref = (): Promise<string> =>
-        (id ??= marshal(state, marshalOpts(platform)).then(async (def) => (await rpc.call('solve', { definition: b64(encodeDefinition(def)) })).ref));
+        (id ??= marshal(state, marshalOpts(p)).then(async (def) => (await rpc.call('solve', { definition: b64(encodeDefinition(def)) })).ref));
       return {
         readFile: (path) => located(async () => new TextDecoder().decode(unb64((await rpc.call('readFile', { ref: await ref(), path })).data))),
         readBytes: (path) => located(async () => unb64((await rpc.call('readFile', { ref: await ref(), path })).data)),

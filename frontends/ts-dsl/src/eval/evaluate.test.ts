@@ -81,6 +81,22 @@ describe('evaluation', () => {
     expect(json).toContain(Buffer.from('r1:/list.txt,blinux/arm64').toString('base64'));
   });
 
+  test('ctx.solve inside ctx.platforms marshals for that platform (not the first); solve(st, { platform }) picks one', async () => {
+    const log = { warnings: [] as string[], solved: [] as string[] };
+    await evaluateBundle(
+      await bundleBuildFile('kiln.build.ts', memory({
+        'kiln.build.ts': `import { image, scratch, type Ctx } from "kiln";\nexport default async (ctx: Ctx) => {\n  await ctx.solve(image("busybox").run(["a"]), { platform: "linux/arm/v7" }).readFile("/x");\n  return ctx.platforms(async (p) => scratch().mkfile("/n", await ctx.solve(image("busybox").run(["b"])).readFile("/x")));\n};\n`,
+      })),
+      { ...init, platforms: ['linux/amd64', 'linux/arm64'] },
+      handlers(log),
+    );
+    const archOf = (json: string | undefined): string[] => [...(json ?? '').matchAll(/"Architecture":"(\w+)"(,"OS":"linux","Variant":"(\w+)")?/g)].map((m) => m[1] + (m[3] ?? ''));
+    expect(log.solved).toHaveLength(3);
+    expect(new Set(archOf(log.solved[0]))).toEqual(new Set(['armv7']));
+    expect(new Set(archOf(log.solved[1]))).toEqual(new Set(['amd64']));
+    expect(new Set(archOf(log.solved[2]))).toEqual(new Set(['arm64']));
+  });
+
   test('an error thrown by the build points at the build file line and column', async () => {
     const p = evaluate({ 'kiln.build.ts': `import { image } from "kiln";\nexport default () => {\n  const x = 1;\n  throw new Error("no image for " + x);\n};\n` });
     await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 4, column: 9 } });
