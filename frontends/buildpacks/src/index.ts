@@ -30,3 +30,6 @@ export { readProjectToml, gitignoreToPatterns, type ProjectDescriptor, type Proj
 export { resolveOrder, lookupIn, entryKey, type BuildpackLookup, type ResolvedEntry, type OrderInput } from './order.js';
 export { resolveGroup, DETECT_PASS, DETECT_FAIL, type DetectRun, type PlanEntry, type GroupResolution } from './detect-resolve.js';
 export { applyEnvOps, envDirOps, rootDirOps, withPlatformEnv, BUILD_ROOT_DIRS, LAUNCH_ROOT_DIRS, PATH_VARS, BUILD_ENV_ALLOWLIST, type EnvOp } from './env.js';
+export { launcherScript, type LauncherSpec } from './launcher.js';
+export { createBuildpacksFrontend } from './frontend.js';
+export { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE } from './wire.js';

@@ -1,0 +1,172 @@
+/**
+ * Build: one ExecOp per buildpack of the chosen group, in order, each on the previous one's
+ * root, `/workspace` and `/layers`. After each, the buildpack's layer tomls and
+ * launch/build/store.toml are read, so later buildpacks see the env of earlier build layers.
+ * Cache layers are restored from a cache mount before the buildpack runs and saved by a helper
+ * exec after it.
+ */
+import { mkfile, scratch } from '@kiln/llb-core';
+import type { Ref, State } from '@kiln/llb-core';
+import { readBuildToml, readLaunchToml, readLayerToml, readStoreToml, type LaunchToml, type LayerMetadata } from './descriptors.js';
+import type { PlanEntry } from './detect-resolve.js';
+import { buildpackDir, buildpackEnv, type LifecycleContext } from './detect.js';
+import { BUILD_ROOT_DIRS, envDirOps, rootDirOps, type EnvOp } from './env.js';
+import { BuildpacksError } from './errors.js';
+import { listOptional, readOptional, solveState } from './client-io.js';
+import type { ResolvedEntry } from './order.js';
+import { toToml, type Table } from './toml.js';
+import { Paths, escapeId, shQuote } from './wire.js';
+
+/** One layer a buildpack left in `/layers/<bp>/<name>`. */
+export interface BuiltLayer {
+  readonly name: string;
+  readonly metadata: LayerMetadata;
+  /** The layer directory exists (a toml may describe a layer without one). */
+  readonly hasDir: boolean;
+}
+
+/** What one buildpack's build produced. */
+export interface BuiltBuildpack {
+  readonly entry: ResolvedEntry;
+  readonly layers: readonly BuiltLayer[];
+  readonly launch: LaunchToml;
+  readonly store?: Table;
+}
+
+/** The build's outputs. */
+export interface BuildOutput {
+  readonly buildpacks: readonly BuiltBuildpack[];
+  readonly workspace: State;
+  readonly layers: State;
+}
+
+const RESERVED_LAYER_NAMES = new Set(['launch', 'build', 'store']);
+
+// Restore the cache (layer dirs and their types-less tomls), then run bin/build with its
+// positional arguments (layers dir, platform dir, plan), which every Buildpack API accepts.
+const BUILD_WRAPPER = 'mkdir -p "$2" && { cp -a /kiln/cache/. "$2"/ 2>/dev/null || true; } && exec "$@"';
+
+/** Options of {@link build}. */
+export interface BuildOptions {
+  readonly cacheId: string;
+  /** The group's layers dir, the CNB user's (from the prepare step). */
+  readonly layers: State;
+}
+
+/** Runs the build phase for the detected group. */
+export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry[], plan: readonly PlanEntry[], opts: BuildOptions): Promise<BuildOutput> {
+  let root = ctx.root;
+  let workspace = ctx.app;
+  let layers = opts.layers;
+  const met = new Set<string>();
+  const envOps: EnvOp[] = [];
+  const built: BuiltBuildpack[] = [];
+  for (const e of group) {
+    const esc = escapeId(e.id);
+    const layersDir = `${Paths.layers}/${esc}`;
+    const entries = plan.filter((p) => !met.has(p.name) && p.providers.some((g) => g.id === e.id));
+    const planToml = toToml({ entries: entries.flatMap((p) => p.requires.map((r) => ({ name: r.name, ...(r.metadata === undefined ? {} : { metadata: r.metadata }) }))) });
+    const planState = scratch().file(mkfile('/plan.toml', 0o644, planToml), { customName: `[internal] build plan of ${e.id}` });
+    const cacheMountId = `kiln-cnb/${opts.cacheId}/${esc}`;
+    const exec = root.run({
+      args: ['/bin/sh', '-c', BUILD_WRAPPER, 'build', `${buildpackDir(e)}/bin/build`, layersDir, Paths.platform, `${Paths.kilnPlan}/plan.toml`],
+      dir: Paths.workspace,
+      user: ctx.user,
+      env: buildpackEnv(ctx, e, { CNB_LAYERS_DIR: layersDir, CNB_BP_PLAN_PATH: `${Paths.kilnPlan}/plan.toml` }, envOps),
+      mounts: [
+        { target: Paths.workspace, source: workspace },
+        { target: Paths.layers, source: layers },
+        { target: Paths.platform, source: ctx.platform, readonly: true },
+        { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
+        { target: Paths.kilnPlan, source: planState, readonly: true },
+        { target: Paths.kilnCache, cache: { id: cacheMountId, sharing: 'locked' } },
+      ],
+      customName: `[build] ${e.id}@${e.version}`,
+    });
+    root = exec.root();
+    workspace = exec.getMount(Paths.workspace);
+    layers = exec.getMount(Paths.layers);
+    const ref = await solveState(ctx.client, layers);
+    const out = await readBuildpackOutput(ref, e);
+    const unmet = new Set(out.unmet);
+    for (const p of entries) if (!unmet.has(p.name)) met.add(p.name);
+    for (const l of out.layers) {
+      if (!l.metadata.build || !l.hasDir) continue;
+      const dir = `${layersDir}/${l.name}`;
+      const present = new Set((await listOptional(ref, `/${esc}/${l.name}`)).filter((x) => x.dir).map((x) => x.name));
+      envOps.push(...rootDirOps(dir, present, BUILD_ROOT_DIRS));
+      for (const sub of ['env', 'env.build']) if (present.has(sub)) envOps.push(...envDirOps(await readEnvDir(ref, `/${esc}/${l.name}/${sub}`)));
+    }
+    await saveCache(ctx, layers, e, out.layers, out.store, cacheMountId);
+    built.push({ entry: e, layers: out.layers, launch: out.launch, ...(out.store === undefined ? {} : { store: out.store }) });
+  }
+  return { buildpacks: built, workspace, layers };
+}
+
+/** Reads an env directory's files (name → content). */
+export async function readEnvDir(ref: Ref, path: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const f of await listOptional(ref, path)) {
+    if (f.dir) continue;
+    const text = await readOptional(ref, `${path}/${f.name}`);
+    if (text !== undefined) files.set(f.name, text);
+  }
+  return files;
+}
+
+async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table }> {
+  const esc = escapeId(e.id);
+  const listing = await listOptional(ref, `/${esc}`);
+  const dirs = new Set(listing.filter((x) => x.dir).map((x) => x.name));
+  const layers: BuiltLayer[] = [];
+  for (const f of listing.filter((x) => !x.dir && x.name.endsWith('.toml')).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const name = f.name.slice(0, -'.toml'.length);
+    if (RESERVED_LAYER_NAMES.has(name)) continue;
+    const file = `${e.id}: layers/${esc}/${f.name}`;
+    const metadata = readLayerToml((await readOptional(ref, `/${esc}/${f.name}`)) ?? '', file);
+    if ((metadata.build || metadata.cache) && !dirs.has(name)) {
+      throw new BuildpacksError('KLN0905', `${file}: layer ${name} has a toml but no directory`);
+    }
+    layers.push({ name, metadata, hasDir: dirs.has(name) });
+  }
+  const launchText = await readOptional(ref, `/${esc}/launch.toml`);
+  const launch = launchText === undefined ? { labels: [], processes: [], slices: [] } : readLaunchToml(launchText, `${e.id}: launch.toml`, e.id);
+  const defaults = launch.processes.filter((p) => p.default);
+  if (defaults.length > 1) throw new BuildpacksError('KLN0905', `${e.id}: launch.toml marks ${defaults.length} processes as default (at most one)`);
+  const buildText = await readOptional(ref, `/${esc}/build.toml`);
+  const storeText = await readOptional(ref, `/${esc}/store.toml`);
+  return {
+    layers,
+    launch,
+    unmet: buildText === undefined ? [] : readBuildToml(buildText, `${e.id}: build.toml`).unmet,
+    ...(storeText === undefined ? {} : { store: readStoreToml(storeText, `${e.id}: store.toml`) }),
+  };
+}
+
+/**
+ * Copies the buildpack's `cache=true` layers (and store.toml) into its cache mount, each with a
+ * toml that keeps the metadata but not `[types]`: a restored layer must be claimed again by
+ * the buildpack (Buildpack API >= 0.6). The exec takes the build output as input, so it reruns
+ * exactly when the build did.
+ */
+async function saveCache(ctx: LifecycleContext, layers: State, e: ResolvedEntry, built: readonly BuiltLayer[], store: Table | undefined, cacheMountId: string): Promise<void> {
+  const esc = escapeId(e.id);
+  const cached = built.filter((l) => l.metadata.cache && l.hasDir);
+  const lines = ['set -e', 'find /kiln/cache -mindepth 1 -maxdepth 1 -exec rm -rf {} \\;'];
+  for (const l of cached) {
+    lines.push(`cp -a ${shQuote(`${Paths.layers}/${esc}/${l.name}`)} /kiln/cache/`);
+    lines.push(`printf '%s' ${shQuote(toToml({ metadata: l.metadata.metadata }))} >${shQuote(`/kiln/cache/${l.name}.toml`)}`);
+  }
+  if (store !== undefined) lines.push(`printf '%s' ${shQuote(toToml({ metadata: store }))} >/kiln/cache/store.toml`);
+  if (cached.length === 0 && store === undefined) return;
+  const exec = ctx.root.run({
+    args: ['/bin/sh', '-c', lines.join('\n')],
+    user: '0:0',
+    mounts: [
+      { target: Paths.layers, source: layers, readonly: true },
+      { target: Paths.kilnCache, cache: { id: cacheMountId, sharing: 'locked' } },
+    ],
+    customName: `[cache] save ${e.id}@${e.version} (${cached.map((l) => l.name).join(', ')}${store === undefined ? '' : cached.length > 0 ? ', store.toml' : 'store.toml'})`,
+  });
+  await ctx.client.solve({ definition: await exec.root().marshal(), evaluate: true });
+}

@@ -1,0 +1,44 @@
+/**
+ * Small helpers over the FrontendClient: solving a State, reading optional files and
+ * resolving image configs with kiln's reference normalization.
+ */
+import { formatImageReference, parseImageConfig, parseImageReference, tagNameOnly } from '@kiln/llb-core';
+import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
+import { BuildpacksError } from './errors.js';
+
+/** Solves a State and returns its ref. */
+export async function solveState(client: FrontendClient, state: State): Promise<Ref> {
+  return client.solve({ definition: await state.marshal() });
+}
+
+/** A file's text, or undefined when it is missing. */
+export async function readOptional(ref: Ref, path: string): Promise<string | undefined> {
+  try {
+    return new TextDecoder().decode(await ref.readFile(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Names in a directory, or [] when it is missing. */
+export async function listOptional(ref: Ref, path: string): Promise<{ name: string; dir: boolean }[]> {
+  try {
+    // Go os.FileMode: directory bit 1 << 31
+    return (await ref.readDir(path)).map((s) => ({ name: s.path.replace(/^.*\//, ''), dir: (s.mode & 0x80000000) !== 0 }));
+  } catch {
+    return [];
+  }
+}
+
+/** `docker.io/library/x:latest` for `x`. */
+export const normalizeRef = (ref: string): string => formatImageReference(tagNameOnly(parseImageReference(ref)));
+
+/** Resolves an image's config; a failure is KLN0907 naming the option that chose the image. */
+export async function resolveConfig(client: FrontendClient, ref: string, what: string): Promise<ImageConfig> {
+  try {
+    const r = await client.resolveImageConfig(normalizeRef(ref), client.signal === undefined ? {} : { signal: client.signal });
+    return parseImageConfig(r.config);
+  } catch (cause) {
+    throw new BuildpacksError('KLN0907', `cannot resolve the ${what} image ${ref}`, { cause, hint: `check the ${what} reference (kiln images ls)` });
+  }
+}

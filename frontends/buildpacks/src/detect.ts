@@ -1,0 +1,109 @@
+/**
+ * Detect: one ExecOp per component buildpack, run through a wrapper that records the exit
+ * status in a file (so exit 100 neither fails the solve nor defeats caching), groups tried in
+ * order with results memoised by `id@version`, each group resolved by {@link resolveGroup}.
+ */
+import type { FrontendClient, State } from '@kiln/llb-core';
+import { readDetectPlan } from './descriptors.js';
+import { resolveGroup, type DetectRun, type PlanEntry } from './detect-resolve.js';
+import { applyEnvOps, withPlatformEnv } from './env.js';
+import { BuildpacksError } from './errors.js';
+import { readOptional, solveState } from './client-io.js';
+import { entryKey, type ResolvedEntry } from './order.js';
+import { Paths, escapeId } from './wire.js';
+
+/** What detect and build share: the build image, its user, the ro mounts and the base env. */
+export interface LifecycleContext {
+  readonly client: FrontendClient;
+  /** The build image (the builder). */
+  readonly root: State;
+  readonly user: string;
+  /** Builder env after the allowlist. */
+  readonly env: ReadonlyMap<string, string>;
+  /** Platform env (`/platform/env`), applied unless a buildpack sets clear-env. */
+  readonly platformEnv: readonly (readonly [string, string])[];
+  readonly platform: State;
+  readonly buildpacks: State;
+  /** `CNB_TARGET_*` of the run image. */
+  readonly targetEnv: ReadonlyMap<string, string>;
+  /** The app, owned by the CNB user. */
+  readonly app: State;
+  /** An empty `/kiln/out` owned by the CNB user, for detect outputs. */
+  readonly kiln: State;
+}
+
+const DETECT_WRAPPER = ': >/kiln/out/plan.toml; "$@" >/kiln/out/output 2>&1; echo $? >/kiln/out/status; cat /kiln/out/output';
+
+/** The directory of a buildpack inside `/cnb/buildpacks`. */
+export const buildpackDir = (e: { readonly id: string; readonly version: string }): string => `${Paths.buildpacks}/${escapeId(e.id)}/${e.version}`;
+
+/** The env of a buildpack process: allowlisted image env, then `ops`, platform env unless clear-env, then the CNB variables. */
+export function buildpackEnv(ctx: LifecycleContext, e: ResolvedEntry, extra: Readonly<Record<string, string>>, ops: Parameters<typeof applyEnvOps>[1] = []): [string, string][] {
+  let env = applyEnvOps(ctx.env, ops);
+  if (!e.descriptor.clearEnv) env = withPlatformEnv(env, ctx.platformEnv);
+  env.set('CNB_BUILDPACK_DIR', buildpackDir(e));
+  env.set('CNB_PLATFORM_DIR', Paths.platform);
+  for (const [k, v] of ctx.targetEnv) env.set(k, v);
+  for (const [k, v] of Object.entries(extra)) env.set(k, v);
+  return [...env];
+}
+
+/** The result of detect: the chosen group and its build plan. */
+export interface DetectResult {
+  readonly group: readonly ResolvedEntry[];
+  readonly plan: readonly PlanEntry[];
+}
+
+/** Runs detect over `groups` and returns the first group that passes. */
+export async function detect(ctx: LifecycleContext, groups: readonly (readonly ResolvedEntry[])[]): Promise<DetectResult> {
+  if (groups.length === 0) throw new BuildpacksError('KLN0903', 'no buildpack groups to detect', { hint: 'the builder has no /cnb/order.toml and project.toml names no buildpacks' });
+  const runs = new Map<string, Promise<DetectRun & { output: string }>>();
+  const runOf = (e: ResolvedEntry): Promise<DetectRun & { output: string }> => {
+    const key = entryKey(e);
+    let r = runs.get(key);
+    if (r === undefined) runs.set(key, (r = runDetect(ctx, e)));
+    return r;
+  };
+  const errors: string[] = [];
+  for (const group of groups) {
+    const results = await Promise.all(group.map(runOf));
+    const res = resolveGroup(group, results);
+    if (res.kind === 'pass') {
+      const chosen = res.group.map((g) => group.find((e) => e.id === g.id) as ResolvedEntry);
+      return { group: chosen, plan: res.plan };
+    }
+    if (res.kind === 'error') {
+      const failing = group.map((e, i) => ({ e, r: results[i] })).find(({ r }) => r !== undefined && r.code !== 0 && r.code !== 100);
+      errors.push(`${res.reason}${failing?.r?.output ? `: ${failing.r.output.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+    }
+  }
+  if (errors.length > 0) {
+    throw new BuildpacksError('KLN0904', `buildpack detect failed: ${errors[0]}`, { hint: 'a detect program must exit 0 (pass) or 100 (does not apply)' });
+  }
+  const tried = groups.map((g) => `[${g.map((e) => `${e.id}${e.optional ? '?' : ''}`).join(', ')}]`).join(' ');
+  throw new BuildpacksError('KLN0903', `no buildpack group passed detection (tried ${tried})`, { hint: 'check that the app has what the buildpacks look for' });
+}
+
+async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectRun & { output: string }> {
+  const plan = '/kiln/out/plan.toml';
+  const exec = ctx.root.run({
+    args: ['/bin/sh', '-c', DETECT_WRAPPER, 'detect', `${buildpackDir(e)}/bin/detect`, Paths.platform, plan],
+    dir: Paths.workspace,
+    user: ctx.user,
+    env: buildpackEnv(ctx, e, { CNB_BUILD_PLAN_PATH: plan }),
+    mounts: [
+      { target: Paths.workspace, source: ctx.app, readonly: true },
+      { target: Paths.platform, source: ctx.platform, readonly: true },
+      { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
+      { target: Paths.kiln, source: ctx.kiln },
+    ],
+    customName: `[detect] ${e.id}@${e.version}`,
+  });
+  const ref = await solveState(ctx.client, exec.getMount(Paths.kiln));
+  const status = (await readOptional(ref, '/out/status'))?.trim();
+  const output = (await readOptional(ref, '/out/output')) ?? '';
+  if (status === undefined || !/^\d+$/.test(status)) throw new BuildpacksError('KLN0904', `detect of ${e.id}@${e.version} did not run (no status)`, { hint: output });
+  const code = Number(status);
+  const planText = code === 0 ? ((await readOptional(ref, '/out/plan.toml')) ?? '') : '';
+  return { code, plan: readDetectPlan(planText, `${e.id}@${e.version} detect plan`), output };
+}

@@ -1,0 +1,137 @@
+/**
+ * Export: the app image as a merge of the run image, the launch layers (group order, then
+ * alphabetical), the app, and the launcher with its config, plus the image config and labels.
+ */
+import { copy, image, merge, mkdir, scratch } from '@kiln/llb-core';
+import type { ImageConfig, Ref, State } from '@kiln/llb-core';
+import type { BuildOutput } from './build.js';
+import { readEnvDir } from './build.js';
+import type { ProcessType } from './descriptors.js';
+import { envDirOps, envMap, LAUNCH_ROOT_DIRS, rootDirOps, type EnvOp } from './env.js';
+import { BuildpacksError } from './errors.js';
+import { listOptional, normalizeRef } from './client-io.js';
+import { launcherScript, processLink } from './launcher.js';
+import { toToml } from './toml.js';
+import { Label, Paths, PLATFORM_API, escapeId } from './wire.js';
+
+/** Inputs of {@link exportImage}. */
+export interface ExportInput {
+  readonly build: BuildOutput;
+  /** A solved ref of the final `/layers` (to read env dirs of launch layers). */
+  readonly layersRef: Ref;
+  readonly runImage: string;
+  readonly runConfig: ImageConfig;
+  /** `process-type` option: the default process. */
+  readonly processType?: string;
+  readonly project: Readonly<Record<string, unknown>>;
+}
+
+/** The image's filesystem and config. */
+export interface ExportedImage {
+  readonly state: State;
+  readonly config: ImageConfig;
+  readonly processes: readonly ProcessType[];
+  readonly defaultType?: string;
+}
+
+/** Builds the app image from the build output. */
+export async function exportImage(input: ExportInput): Promise<ExportedImage> {
+  const { build, layersRef } = input;
+  const layerStates: State[] = [];
+  const launchEnv: EnvOp[] = [];
+  const processEnv = new Map<string, EnvOp[]>();
+  const layerDirs: string[] = [];
+  const lifecycleBps: Record<string, unknown>[] = [];
+  const processes = new Map<string, ProcessType>();
+  let defaultType: string | undefined;
+  const labels: Record<string, string> = {};
+  for (const bp of build.buildpacks) {
+    const esc = escapeId(bp.entry.id);
+    const layerMeta: Record<string, unknown> = {};
+    for (const l of bp.layers) {
+      if (!l.metadata.launch) continue;
+      if (!l.hasDir) throw new BuildpacksError('KLN0906', `${bp.entry.id}: launch layer ${l.name} has no directory (reusing a layer from a previous image is not supported)`);
+      const path = `${Paths.layers}/${esc}/${l.name}`;
+      layerStates.push(scratch().file(copy(build.layers, `/${esc}/${l.name}`, path, { copyDirContentsOnly: true, createDestPath: true }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
+      layerDirs.push(path);
+      layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
+      const present = new Set((await listOptional(layersRef, `/${esc}/${l.name}`)).filter((x) => x.dir).map((x) => x.name));
+      launchEnv.push(...rootDirOps(path, present, LAUNCH_ROOT_DIRS));
+      for (const sub of ['env', 'env.launch']) if (present.has(sub)) launchEnv.push(...envDirOps(await readEnvDir(layersRef, `/${esc}/${l.name}/${sub}`)));
+      if (present.has('env.launch')) {
+        for (const d of (await listOptional(layersRef, `/${esc}/${l.name}/env.launch`)).filter((x) => x.dir)) {
+          const ops = envDirOps(await readEnvDir(layersRef, `/${esc}/${l.name}/env.launch/${d.name}`));
+          processEnv.set(d.name, [...(processEnv.get(d.name) ?? []), ...ops]);
+        }
+      }
+    }
+    for (const p of bp.launch.processes) {
+      processes.delete(p.type); // a later buildpack's process of the same type replaces it
+      processes.set(p.type, p);
+      if (p.default) defaultType = p.type;
+    }
+    for (const l of bp.launch.labels) labels[l.key] = l.value;
+    lifecycleBps.push({ key: bp.entry.id, version: bp.entry.version, layers: layerMeta, ...(bp.store === undefined ? {} : { store: { metadata: bp.store } }) });
+  }
+  if (input.processType !== undefined) {
+    if (!processes.has(input.processType)) throw new BuildpacksError('KLN0907', `process-type ${input.processType} is not a process of this build (${[...processes.keys()].join(', ') || 'none'})`);
+    defaultType = input.processType;
+  }
+  const procs = [...processes.values()];
+  const script = launcherScript({ processes: procs, ...(defaultType === undefined ? {} : { defaultType }), env: launchEnv, processEnv, layerDirs });
+  const metadataToml = toToml({
+    buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
+    processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, 'buildpack-id': p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
+  });
+  let action = mkdir('/cnb/lifecycle', 0o755, { parents: true })
+    .mkfile(Paths.launcher, 0o755, script)
+    .mkdir(Paths.processDir, 0o755)
+    .mkdir('/layers/config', 0o755, { parents: true })
+    .mkfile('/layers/config/metadata.toml', 0o644, metadataToml);
+  for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type));
+  const launcher = scratch().file(action, { customName: '[export] launcher and config' });
+  const app = scratch().file(copy(build.workspace, '/', Paths.workspace, { copyDirContentsOnly: true, createDestPath: true }), { customName: '[export] app' });
+  const run = image(normalizeRef(input.runImage));
+  const state = merge([run, ...layerStates, app, launcher], { customName: '[export] app image' });
+
+  const rc = input.runConfig.config ?? {};
+  const env = envMap(rc.Env ?? []);
+  env.set('CNB_LAYERS_DIR', Paths.layers);
+  env.set('CNB_APP_DIR', Paths.workspace);
+  env.set('CNB_PLATFORM_API', PLATFORM_API);
+  env.set('CNB_DEPRECATION_MODE', 'quiet');
+  env.set('PATH', `${Paths.processDir}:/cnb/lifecycle:${env.get('PATH') ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`);
+  const buildMetadata = {
+    buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
+    launcher: { version: 'kiln', source: { git: { repository: 'kiln/buildpacks' } } },
+    processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, buildpackID: p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
+  };
+  // shas are the diffIDs only the exporter knows; kiln's exporter does not fill them yet
+  const lifecycleMetadata = {
+    app: [{ sha: '' }],
+    config: { sha: '' },
+    launcher: { sha: '' },
+    buildpacks: lifecycleBps,
+    runImage: { topLayer: '', reference: '', image: input.runImage },
+  };
+  const { Cmd: _cmd, ...rest } = rc;
+  // the exporter sets `created` (build time or SOURCE_DATE_EPOCH) and the rootfs
+  const { created: _created, ...runConfig } = input.runConfig;
+  const config: ImageConfig = {
+    ...runConfig,
+    config: {
+      ...rest,
+      Env: [...env].map(([k, v]) => `${k}=${v}`),
+      Entrypoint: [defaultType === undefined ? Paths.launcher : processLink(defaultType)],
+      WorkingDir: Paths.workspace,
+      Labels: {
+        ...(rc.Labels ?? {}),
+        ...labels,
+        [Label.buildMetadata]: JSON.stringify(buildMetadata),
+        [Label.lifecycleMetadata]: JSON.stringify(lifecycleMetadata),
+        [Label.projectMetadata]: JSON.stringify(input.project),
+      },
+    },
+  };
+  return { state, config, processes: procs, ...(defaultType === undefined ? {} : { defaultType }) };
+}

@@ -1,0 +1,86 @@
+/**
+ * The `kiln/buildpacks` {@link Frontend}: kiln as the CNB lifecycle. Reads project.toml, the
+ * builder and its buildpacks through the client; runs detect (one ExecOp per buildpack, groups
+ * in order) and build (sequential ExecOps) as LLB; returns the app image (run image + launch
+ * layers + app + launcher) and its `containerimage.config`.
+ */
+import { ResultMetadataKey, scratch } from '@kiln/llb-core';
+import type { Frontend, FrontendClient, FrontendResult } from '@kiln/llb-core';
+import { build } from './build.js';
+import { resolveConfig, solveState } from './client-io.js';
+import { detect, type LifecycleContext } from './detect.js';
+import { BuildpacksError } from './errors.js';
+import { exportImage } from './export.js';
+import { appSource, loadBuilder, loadProject, optOf, platformDir, projectBuildpacks } from './inputs.js';
+import { lookupIn, resolveOrder } from './order.js';
+import { Opt, Paths } from './wire.js';
+
+/** Creates the `kiln/buildpacks` frontend. */
+export function createBuildpacksFrontend(): Frontend {
+  return async (client: FrontendClient): Promise<FrontendResult> => {
+    const { project } = await loadProject(client);
+    const builderRef = optOf(client, Opt.builder) ?? project.builder;
+    if (builderRef === undefined || builderRef === '') {
+      throw new BuildpacksError('KLN0907', 'no builder: set io.buildpacks.builder in project.toml or pass --build-arg builder=IMAGE');
+    }
+    const { builder } = await loadBuilder(client, builderRef);
+    const runImage = optOf(client, Opt.runImage) ?? builder.runImages[0];
+    if (runImage === undefined) throw new BuildpacksError('KLN0907', `the builder ${builderRef} names no run image (/cnb/run.toml)`, { hint: 'pass --build-arg run-image=IMAGE' });
+    const runConfig = await resolveConfig(client, runImage, 'run');
+    const targetEnv = new Map<string, string>([
+      ['CNB_TARGET_OS', runConfig.os],
+      ['CNB_TARGET_ARCH', runConfig.architecture],
+    ]);
+    if (runConfig.variant !== undefined) targetEnv.set('CNB_TARGET_ARCH_VARIANT', runConfig.variant);
+    const distro = runConfig.config?.Labels ?? {};
+    if (distro['io.buildpacks.base.distro.name'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_NAME', distro['io.buildpacks.base.distro.name']);
+    if (distro['io.buildpacks.base.distro.version'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_VERSION', distro['io.buildpacks.base.distro.version']);
+
+    const user = `${builder.uid}:${builder.gid}`;
+    const appLocal = appSource(project);
+    // The app, /layers and kiln's detect output dir, owned by the CNB user (as lifecycle's
+    // platform prepares them): one root exec, cached by the app's content.
+    const prepare = builder.state.run({
+      args: ['/bin/sh', '-c', 'chown -R "$1" /workspace /layers /kiln && mkdir -p /kiln/out && chown "$1" /kiln/out', 'prepare', user],
+      user: '0:0',
+      mounts: [
+        { target: Paths.workspace, source: appLocal },
+        { target: Paths.layers, source: scratch() },
+        { target: Paths.kiln, source: scratch() },
+      ],
+      customName: '[prepare] app and layers for the CNB user',
+    });
+    const app = prepare.getMount(Paths.workspace);
+    const bps = await projectBuildpacks(client, project, builder, appLocal);
+    const platform = platformDir(client, project);
+    const ctx: LifecycleContext = {
+      client,
+      root: builder.state,
+      user,
+      env: builder.env,
+      platformEnv: platform.env,
+      platform: platform.state,
+      buildpacks: bps.state,
+      targetEnv,
+      app,
+      kiln: prepare.getMount(Paths.kiln),
+    };
+    const groups = resolveOrder(
+      bps.group.length > 0 ? { order: [bps.group], pre: bps.pre, post: bps.post } : { order: builder.order, pre: bps.pre.length > 0 ? bps.pre : builder.pre, post: bps.post.length > 0 ? bps.post : builder.post },
+      lookupIn(bps.descriptors),
+    );
+    const detected = await detect(ctx, groups);
+    const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', layers: prepare.getMount(Paths.layers) });
+    const processType = optOf(client, Opt.processType);
+    const img = await exportImage({
+      build: out,
+      layersRef: await solveState(client, out.layers),
+      runImage,
+      runConfig,
+      ...(processType === undefined ? {} : { processType }),
+      project: project.project,
+    });
+    const ref = await solveState(client, img.state);
+    return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, new TextEncoder().encode(JSON.stringify(img.config))]]) };
+  };
+}

@@ -1,0 +1,175 @@
+/**
+ * The frontend's inputs: project.toml, the app, the builder (its order, run image, buildpacks)
+ * and the platform directory, as States and parsed descriptors.
+ */
+import { local, mkdir, scratch, copy, image } from '@kiln/llb-core';
+import type { Definition, FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
+import { readBuildpackToml, readOrderToml, readRunToml, readSystemToml, type BuildpackDescriptor, type GroupEntry, type Order } from './descriptors.js';
+import { BuildpacksError } from './errors.js';
+import { listOptional, normalizeRef, readOptional, resolveConfig, solveState } from './client-io.js';
+import { gitignoreToPatterns, readProjectToml, type ProjectBuildpack, type ProjectDescriptor } from './project-toml.js';
+import { BUILD_ENV_ALLOWLIST, envMap } from './env.js';
+import { DEFAULT_PROJECT_FILE, Opt, Paths, escapeId } from './wire.js';
+
+/** A frontend option, also accepted as `build-arg:<name>` (what `kiln build --build-arg` sends). */
+export const optOf = (client: FrontendClient, name: string): string | undefined => client.opts.get(name) ?? client.opts.get(`build-arg:${name}`);
+
+/** Reads project.toml from the `dockerfile` input (else the context). Missing: an empty project. */
+export async function loadProject(client: FrontendClient): Promise<{ project: ProjectDescriptor; filename: string }> {
+  const filename = client.opts.get(Opt.filename) ?? DEFAULT_PROJECT_FILE;
+  const input: Definition | undefined = client.inputs.get('dockerfile');
+  const ref = await client.solve({
+    definition: input ?? (await local('dockerfile', { followPaths: [filename], sharedKeyHint: 'dockerfile', customName: `[internal] load build definition from ${filename}` }).marshal()),
+  });
+  const text = await readOptional(ref, filename);
+  return { project: readProjectToml(text ?? '', filename), filename };
+}
+
+/** The builder: its image, config, order, run images and buildpack descriptors. */
+export interface Builder {
+  readonly ref: string;
+  readonly state: State;
+  readonly config: ImageConfig;
+  readonly uid: number;
+  readonly gid: number;
+  /** The builder config env a buildpack sees (lifecycle's allowlist). */
+  readonly env: ReadonlyMap<string, string>;
+  readonly order: Order;
+  readonly pre: readonly GroupEntry[];
+  readonly post: readonly GroupEntry[];
+  readonly runImages: readonly string[];
+  readonly descriptors: readonly BuildpackDescriptor[];
+}
+
+const intEnv = (env: ReadonlyMap<string, string>, name: string, fallback: number): number => {
+  const v = env.get(name);
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
+};
+
+/** Loads the builder image's metadata through the client. */
+export async function loadBuilder(client: FrontendClient, ref: string): Promise<{ builder: Builder; bpRef: Ref }> {
+  const config = await resolveConfig(client, ref, 'builder');
+  const state = image(normalizeRef(ref));
+  const bref = await solveState(client, state);
+  const all = envMap(config.config?.Env ?? []);
+  const user = (config.config?.User ?? '').split(':');
+  const uid = intEnv(all, 'CNB_USER_ID', /^\d+$/.test(user[0] ?? '') ? Number(user[0]) : 0);
+  const gid = intEnv(all, 'CNB_GROUP_ID', /^\d+$/.test(user[1] ?? '') ? Number(user[1]) : 0);
+  const env = new Map([...all].filter(([k]) => BUILD_ENV_ALLOWLIST.has(k)));
+  const orderText = await readOptional(bref, Paths.orderToml);
+  const runText = await readOptional(bref, Paths.runToml);
+  const systemText = await readOptional(bref, Paths.systemToml);
+  const system = systemText === undefined ? { pre: [], post: [] } : readSystemToml(systemText, `${ref}:${Paths.systemToml}`);
+  const descriptors: BuildpackDescriptor[] = [];
+  const ids = await listOptional(bref, Paths.buildpacks);
+  await Promise.all(
+    ids
+      .filter((i) => i.dir)
+      .map(async (i) => {
+        for (const v of (await listOptional(bref, `${Paths.buildpacks}/${i.name}`)).filter((x) => x.dir)) {
+          const file = `${Paths.buildpacks}/${i.name}/${v.name}/buildpack.toml`;
+          const text = await readOptional(bref, file);
+          if (text !== undefined) descriptors.push(readBuildpackToml(text, `${ref}:${file}`));
+        }
+      }),
+  );
+  descriptors.sort((a, b) => (a.id === b.id ? a.version.localeCompare(b.version) : a.id.localeCompare(b.id)));
+  return {
+    builder: {
+      ref,
+      state,
+      config,
+      uid,
+      gid,
+      env,
+      order: orderText === undefined ? [] : readOrderToml(orderText, `${ref}:${Paths.orderToml}`),
+      pre: system.pre,
+      post: system.post,
+      runImages: runText === undefined ? [] : readRunToml(runText, `${ref}:${Paths.runToml}`),
+      descriptors,
+    },
+    bpRef: bref,
+  };
+}
+
+/** The app as a local source, with project.toml's include/exclude translated. */
+export function appSource(project: ProjectDescriptor): State {
+  const include = gitignoreToPatterns(project.include);
+  const exclude = gitignoreToPatterns(project.exclude);
+  return local('context', {
+    sharedKeyHint: 'context',
+    ...(include.length === 0 ? {} : { includePatterns: include }),
+    ...(exclude.length === 0 ? {} : { excludePatterns: exclude }),
+    customName: '[internal] load app',
+  });
+}
+
+/** The project's buildpacks that are not the builder's: inline scripts and local directories. */
+export interface ProjectBuildpacks {
+  /** `/cnb/buildpacks` contents: the builder's plus the project's. */
+  readonly state: State;
+  readonly descriptors: readonly BuildpackDescriptor[];
+  /** The project group as order entries. */
+  readonly group: readonly GroupEntry[];
+  readonly pre: readonly GroupEntry[];
+  readonly post: readonly GroupEntry[];
+}
+
+/** Adds the project's buildpacks (inline `script`, `uri` = a directory of the app) to the builder's. */
+export async function projectBuildpacks(client: FrontendClient, project: ProjectDescriptor, builder: Builder, app: State): Promise<ProjectBuildpacks> {
+  let state = scratch().file(copy(builder.state, Paths.buildpacks, '/', { copyDirContentsOnly: true, allowEmptyWildcard: true }), { customName: '[internal] buildpacks of the builder' });
+  const descriptors = [...builder.descriptors];
+  let appRef: Ref | undefined;
+  const toEntries = async (list: readonly ProjectBuildpack[]): Promise<GroupEntry[]> => {
+    const out: GroupEntry[] = [];
+    for (const b of list) {
+      if (b.script !== undefined && b.id !== undefined) {
+        const version = b.version ?? '0.0.0';
+        const dir = `/${escapeId(b.id)}/${version}`;
+        const toml = `api = ${JSON.stringify(b.script.api)}\n[buildpack]\nid = ${JSON.stringify(b.id)}\nversion = ${JSON.stringify(version)}\n`;
+        // pack's inline buildpack: detect always passes, build runs the script with the shell
+        state = state.file(
+          mkdir(`${dir}/bin`, 0o755, { parents: true })
+            .mkfile(`${dir}/buildpack.toml`, 0o644, toml)
+            .mkfile(`${dir}/bin/detect`, 0o755, '#!/bin/sh\nexit 0\n')
+            .mkfile(`${dir}/bin/build`, 0o755, `#!${b.script.shell}\n${b.script.inline}\n`),
+          { customName: `[internal] inline buildpack ${b.id}` },
+        );
+        descriptors.push(readBuildpackToml(toml, `project.toml inline ${b.id}`));
+        out.push({ id: b.id, version, optional: false });
+      } else if (b.uri !== undefined) {
+        if (/^[a-z][a-z0-9+.-]*:/i.test(b.uri) || /\.(cnb|tgz|tar|tar\.gz)$/.test(b.uri)) {
+          throw new BuildpacksError('KLN0906', `buildpack uri ${b.uri} is not supported`, { hint: 'use a buildpack of the builder (id) or a directory of the app (uri = "./path")' });
+        }
+        const path = `/${b.uri.replace(/^\.\//, '').replace(/\/+$/, '')}`;
+        appRef ??= await solveState(client, app);
+        const text = await readOptional(appRef, `${path}/buildpack.toml`);
+        if (text === undefined) throw new BuildpacksError('KLN0902', `buildpack uri ${b.uri}: no buildpack.toml in that directory of the app`);
+        const d = readBuildpackToml(text, `${b.uri}/buildpack.toml`);
+        state = state.file(copy(app, path, `/${escapeId(d.id)}/${d.version}`, { copyDirContentsOnly: true, createDestPath: true }), { customName: `[internal] buildpack ${b.uri}` });
+        descriptors.push(d);
+        out.push({ id: d.id, version: d.version, optional: false });
+      } else if (b.id !== undefined) {
+        out.push({ id: b.id, ...(b.version === undefined ? {} : { version: b.version }), optional: false });
+      }
+    }
+    return out;
+  };
+  return { state, descriptors, group: await toEntries(project.group), pre: await toEntries(project.pre), post: await toEntries(project.post) };
+}
+
+/** `/platform`: `env/NAME` files from project.toml's build env and `env:NAME=value` options. */
+export function platformDir(client: FrontendClient, project: ProjectDescriptor): { state: State; env: [string, string][] } {
+  const env: [string, string][] = project.env.map(([k, v]) => [k, v]);
+  for (const [k, v] of client.opts) {
+    const key = k.startsWith('build-arg:') ? k.slice('build-arg:'.length) : k;
+    if (!key.startsWith(Opt.envPrefix)) continue;
+    env.push([key.slice(Opt.envPrefix.length), v]);
+  }
+  let state = scratch().file(mkdir('/env', 0o755), { customName: '[internal] platform dir' });
+  for (const [name, value] of env) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new BuildpacksError('KLN0907', `build env name ${JSON.stringify(name)} is not a valid variable name`);
+    state = state.file(mkdir('/env', 0o755, { parents: true }).mkfile(`/env/${name}`, 0o644, value));
+  }
+  return { state, env };
+}

@@ -1,0 +1,61 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { launcherScript } from './launcher.js';
+
+// Runs the generated script with the host's /bin/sh (busybox ash or dash): behaviour, not text.
+const dir = mkdtempSync(join(tmpdir(), 'kiln-launcher-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const layer = join(dir, 'layers/bp/tools');
+mkdirSync(join(layer, 'exec.d/web'), { recursive: true });
+writeFileSync(join(layer, 'exec.d/a-global'), '#!/bin/sh\nprintf \'EXECD = "ok"\\nBAD KEY = "x"\\nQUOTED="a b"\\n\' >&3\n');
+writeFileSync(join(layer, 'exec.d/web/only-web'), '#!/bin/sh\necho \'WEBONLY = "yes"\' >&3\n');
+chmodSync(join(layer, 'exec.d/a-global'), 0o755);
+chmodSync(join(layer, 'exec.d/web/only-web'), 0o755);
+const script = launcherScript({
+  processes: [
+    { type: 'web', command: ['sh', '-c', 'echo "web:$*:$GREETING:$EXECD:$QUOTED:${WEBONLY-}:$PATH:$(pwd)"', 'x'], args: ["it's", 'default'], direct: true, default: true, buildpackId: 'bp' },
+    { type: 'worker', command: ['sh', '-c', 'echo "worker:$*:${WEBONLY-unset}:$ONLYWORKER"', 'x'], args: [], direct: true, default: false, workingDir: '/', buildpackId: 'bp' },
+  ],
+  defaultType: 'web',
+  env: [
+    { op: 'prepend', name: 'PATH', value: '/layers/bp/tools/bin', delim: ':' },
+    { op: 'default', name: 'GREETING', value: 'hello $HOME `x`' },
+  ],
+  processEnv: new Map([['worker', [{ op: 'override', name: 'ONLYWORKER', value: 'w' }]]]),
+  layerDirs: [layer],
+  appDir: dir,
+});
+const launcher = join(dir, 'launcher');
+writeFileSync(launcher, script, { mode: 0o755 });
+mkdirSync(join(dir, 'process'));
+symlinkSync(launcher, join(dir, 'process/web'));
+symlinkSync(launcher, join(dir, 'process/worker'));
+
+const run = (bin: string, args: string[], env: Record<string, string> = {}): { out: string; code: number | null } => {
+  const r = spawnSync(bin, args, { env: { PATH: '/usr/bin:/bin', HOME: '/root', ...env }, cwd: dir, encoding: 'utf8' });
+  return { out: r.stdout.trim() + r.stderr.trim(), code: r.status };
+};
+
+describe('launcher script', () => {
+  test('default process: default args, literal env values (no expansion), path prepend, exec.d (global and per type), app dir', () => {
+    expect(run(join(dir, 'process/web'), [])).toEqual({ out: `web:it's default:hello $HOME \`x\`:ok:a b:yes:/layers/bp/tools/bin:/usr/bin:/bin:${dir}`, code: 0 });
+  });
+  test('user args replace the process args; a user value wins over a default', () => {
+    expect(run(join(dir, 'process/web'), ['mine'], { GREETING: 'user' }).out).toMatch(/^web:mine:user:ok:/);
+  });
+  test('another process: its own env and working dir, no exec.d of other types', () => {
+    expect(run(join(dir, 'process/worker'), ['one', 'two'])).toEqual({ out: 'worker:one two:unset:w', code: 0 });
+  });
+  test('launcher without arguments runs the default; launcher <type>; launcher <command> runs in the app env', () => {
+    expect(run(launcher, []).out).toMatch(/^web:it's default:/);
+    expect(run(launcher, ['worker', 'a']).out).toBe('worker:a:unset:w');
+    expect(run(launcher, ['sh', '-c', 'echo "$EXECD|$QUOTED|$0|$(pwd)"', 'z']).out).toBe(`ok|a b|z|${dir}`);
+  });
+  test('an unknown process type fails', () => {
+    symlinkSync(launcher, join(dir, 'process/nope'));
+    expect(run(join(dir, 'process/nope'), [])).toEqual({ out: 'launcher: unknown process type nope', code: 1 });
+  });
+});

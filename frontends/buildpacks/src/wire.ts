@@ -1,0 +1,54 @@
+/**
+ * Paths, option keys and label names of the `kiln/buildpacks` frontend, in one place.
+ */
+
+/** The frontend's name in kiln's registry and in `# syntax=`. */
+export const BUILDPACKS_FRONTEND = 'kiln/buildpacks';
+
+/** The entry file when the client names none. */
+export const DEFAULT_PROJECT_FILE = 'project.toml';
+
+/** Container paths (the CNB platform layout). */
+export const Paths = {
+  workspace: '/workspace',
+  layers: '/layers',
+  platform: '/platform',
+  buildpacks: '/cnb/buildpacks',
+  launcher: '/cnb/lifecycle/launcher',
+  processDir: '/cnb/process',
+  orderToml: '/cnb/order.toml',
+  runToml: '/cnb/run.toml',
+  systemToml: '/cnb/system.toml',
+  /** kiln's scratch mount for detect outputs (status, plan, output). */
+  kiln: '/kiln',
+  kilnPlan: '/kiln/plan',
+  kilnCache: '/kiln/cache',
+} as const;
+
+/** Frontend options (also read as `build-arg:<name>`, which is how `kiln build --build-arg` passes them). */
+export const Opt = {
+  builder: 'builder',
+  runImage: 'run-image',
+  processType: 'process-type',
+  cacheId: 'cache-id',
+  filename: 'filename',
+  /** `env:NAME=value` → `/platform/env/NAME`. */
+  envPrefix: 'env:',
+} as const;
+
+/** Image labels the exporter writes (CNB platform spec). */
+export const Label = {
+  buildMetadata: 'io.buildpacks.build.metadata',
+  lifecycleMetadata: 'io.buildpacks.lifecycle.metadata',
+  projectMetadata: 'io.buildpacks.project.metadata',
+  builderMetadata: 'io.buildpacks.builder.metadata',
+} as const;
+
+/** The Platform API whose semantics kiln follows. */
+export const PLATFORM_API = '0.14';
+
+/** A buildpack id as a directory name (`/` → `_`), as lifecycle escapes it. */
+export const escapeId = (id: string): string => id.replaceAll('/', '_');
+
+/** Single-quotes a word for POSIX sh. */
+export const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
