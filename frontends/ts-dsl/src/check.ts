@@ -97,10 +97,20 @@ export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
       column: pos.character + 1,
       category: d.category === ts.DiagnosticCategory.Error ? 'error' : 'warning',
       code: d.code,
-      message: ts.flattenDiagnosticMessageText(d.messageText, '\n'),
+      message: nodeHint(d.code, ts.flattenDiagnosticMessageText(d.messageText, '\n')),
     });
   }
   return out;
+}
+
+/**
+ * TypeScript suggests installing @types/node for `process`, `require`, `Buffer`… (TS2580,
+ * TS2591, TS2592); a build file has no Node globals at all, so say that instead.
+ */
+function nodeHint(code: number, message: string): string {
+  if (code !== 2580 && code !== 2591 && code !== 2592) return message;
+  const name = /Cannot find name '([^']+)'/.exec(message)?.[1] ?? 'it';
+  return `Cannot find name '${name}': a build file runs without Node's globals and modules (it sees its inputs through ctx).`;
 }
 
 /** `file:line:col: error TSxxxx: message` (file relative to `base`), as tsc prints with `--pretty false`. */

@@ -1,0 +1,41 @@
+/**
+ * checkBuildFile (the core of `kiln check`) on files on disk: the globals a build file has,
+ * `kiln` and `kiln/ts` resolving to the DSL, relative imports followed, strict options on.
+ */
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { checkBuildFile, formatCheckDiagnostic } from './check.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kiln-check-unit-'));
+  await mkdir(join(dir, 'lib'));
+  await writeFile(join(dir, 'lib/names.ts'), 'export const names: readonly string[] = ["a", "b"];\n');
+  await writeFile(
+    join(dir, 'good.ts'),
+    `import { image, merge, sh, type Ctx, type State } from "kiln/ts";\nimport { names } from "./lib/names.js";\nexport default async (ctx: Ctx) => {\n  console.log(ctx.platform);\n  const parts: State[] = names.map((n) => image("busybox").run(sh\`make \${n}\`));\n  const text = new TextDecoder().decode(await ctx.solve(parts[0] ?? image("busybox")).readBytes("/x"));\n  return merge(parts).image({ labels: { text } });\n};\n`,
+  );
+  await writeFile(
+    join(dir, 'bad.ts'),
+    `import { image } from "kiln";\nexport default () => {\n  const e = (globalThis as unknown as { process: unknown }).process;\n  const p = process.env;\n  return image("busybox").run(["a"], { network: "bridge" });\n};\n`,
+  );
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('checkBuildFile', () => {
+  test('a correct file (kiln/ts, relative import, console, TextDecoder) has no diagnostics', () => {
+    expect(checkBuildFile(join(dir, 'good.ts'))).toEqual([]);
+  });
+
+  test('no Node globals, and a wrong option value, each located', () => {
+    const lines = checkBuildFile(join(dir, 'bad.ts')).map((d) => formatCheckDiagnostic(d, dir));
+    expect(lines).toEqual([
+      "bad.ts:4:13: error TS2591: Cannot find name 'process': a build file runs without Node's globals and modules (it sees its inputs through ctx).",
+      `bad.ts:5:40: error TS2322: Type '"bridge"' is not assignable to type 'NetworkMode | undefined'.`,
+    ]);
+  });
+});
