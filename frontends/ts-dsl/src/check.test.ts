@@ -21,6 +21,7 @@ beforeAll(async () => {
     join(dir, 'bad.ts'),
     `import { image } from "kiln";\nexport default () => {\n  const e = (globalThis as unknown as { process: unknown }).process;\n  const p = process.env;\n  return image("busybox").run(["a"], { network: "bridge" });\n};\n`,
   );
+  await writeFile(join(dir, 'build.kiln'), `// syntax=kiln/ts\nimport { image } from "kiln";\nimport { names } from "./lib/names.js";\nexport default () => image(names);\n`);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -29,6 +30,11 @@ afterAll(async () => {
 describe('checkBuildFile', () => {
   test('a correct file (kiln/ts, relative import, console, TextDecoder) has no diagnostics', () => {
     expect(checkBuildFile(join(dir, 'good.ts'))).toEqual([]);
+  });
+
+  test('a build file with another extension (// syntax=kiln/ts) is checked as TypeScript under its own name', () => {
+    const lines = checkBuildFile(join(dir, 'build.kiln')).map((d) => formatCheckDiagnostic(d, dir));
+    expect(lines).toEqual([`build.kiln:4:28: error TS2345: Argument of type 'readonly string[]' is not assignable to parameter of type 'string'.`]);
   });
 
   test('no Node globals, and a wrong option value, each located', () => {

@@ -53,16 +53,24 @@ export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
   const ts = loadTypescript();
   const dsl = dslDeclarations();
   const globals = join(dirname(file), '__kiln_globals__.d.ts');
+  // A build file named otherwise (`build.kiln` with `// syntax=kiln/ts`) is checked as `<name>.ts`
+  // next to it, so its relative imports resolve the same; diagnostics name the real file.
+  const root = /\.[mc]?tsx?$|\.[mc]?js$/.test(file) ? file : `${file}.ts`;
   const host = ts.createCompilerHost({});
   const exists = host.fileExists.bind(host);
-  host.fileExists = (f) => f === globals || exists(f);
   const read = host.readFile.bind(host);
-  host.readFile = (f) => (f === globals ? GLOBALS : read(f));
   const getSource = host.getSourceFile.bind(host);
-  host.getSourceFile = (f, lang, onError, fresh) => (f === globals ? ts.createSourceFile(f, GLOBALS, lang) : getSource(f, lang, onError, fresh));
+  host.fileExists = (f) => f === globals || exists(f === root ? file : f);
+  host.readFile = (f) => (f === globals ? GLOBALS : read(f === root ? file : f));
+  host.getSourceFile = (f, lang, onError, fresh) => {
+    if (f === globals) return ts.createSourceFile(f, GLOBALS, lang);
+    if (f !== root || root === file) return getSource(f, lang, onError, fresh);
+    const text = read(file);
+    return text === undefined ? undefined : ts.createSourceFile(f, text, lang);
+  };
   if (!exists(file)) throw new TsDslError('KLN0805', `${file}: no such file`, { hint: 'kiln check FILE.ts (default: kiln.build.ts)' });
   const program = ts.createProgram({
-    rootNames: [file, globals],
+    rootNames: [root, globals],
     options: {
       strict: true,
       noEmit: true,
@@ -92,7 +100,7 @@ export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
     if (d.file !== undefined && !relative(dslRoot, d.file.fileName).startsWith('..')) continue;
     const pos = d.file !== undefined && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : { line: 0, character: 0 };
     out.push({
-      file: d.file === undefined ? file : d.file.fileName,
+      file: d.file === undefined || d.file.fileName === root ? file : d.file.fileName,
       line: pos.line + 1,
       column: pos.character + 1,
       category: d.category === ts.DiagnosticCategory.Error ? 'error' : 'warning',
