@@ -14,6 +14,7 @@ import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
+import { DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@kiln/buildpacks';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
@@ -221,6 +222,9 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
       dockerfile = join(ctx, name);
       break;
     }
+    // then a project.toml whose first line is `# syntax=kiln/buildpacks` (Cloud Native Buildpacks)
+    const project = join(ctx, DEFAULT_PROJECT_FILE);
+    if (dockerfile === undefined && selectsBuildpacks(await readFile(project, 'utf8').catch(() => ''))) dockerfile = project;
   }
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {

@@ -32,4 +32,4 @@ export { resolveGroup, DETECT_PASS, DETECT_FAIL, type DetectRun, type PlanEntry,
 export { applyEnvOps, envDirOps, rootDirOps, withPlatformEnv, BUILD_ROOT_DIRS, LAUNCH_ROOT_DIRS, PATH_VARS, BUILD_ENV_ALLOWLIST, type EnvOp } from './env.js';
 export { launcherScript, type LauncherSpec } from './launcher.js';
 export { createBuildpacksFrontend } from './frontend.js';
-export { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE } from './wire.js';
+export { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from './wire.js';

@@ -52,3 +52,6 @@ export const escapeId = (id: string): string => id.replaceAll('/', '_');
 
 /** Single-quotes a word for POSIX sh. */
 export const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/** True when a project.toml's first line selects this frontend (`# syntax=kiln/buildpacks`). */
+export const selectsBuildpacks = (text: string): boolean => /^(?:\uFEFF)?#\s*syntax\s*=\s*kiln\/buildpacks(?:\s|$)/i.test(text);

@@ -1,0 +1,88 @@
+import { execFileSync } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { PROJECT_TOML, compileCli, freePort, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+
+let sb: Sandbox;
+beforeAll(async () => {
+  requireTools();
+  compileCli();
+  sb = await makeSandbox();
+}, 300_000);
+afterAll(async () => sb?.cleanup());
+
+describe('kiln/buildpacks: static site', () => {
+  test('g2 chosen (httpd + static-site, probe dropped); the image serves index.html on loopback; rebuild all cached, same digest', async () => {
+    const app = join(sb.dir, 'site');
+    const page = '<h1>hello from kiln buildpacks</h1>\n';
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'index.html': page, 'about.html': '<p>about</p>\n' });
+    const layout = join(sb.dir, 'site.oci');
+    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout},tar=false,name=site:1`], sb.dir);
+    expect(r.stderr).toContain('[detect] kt/probe@0.0.1');
+    expect(r.code, r.stderr).toBe(0);
+
+    const cfg = await imageConfig(layout);
+    expect(cfg.config.Entrypoint).toEqual(['/cnb/process/web']);
+    expect(cfg.config.Cmd).toBeUndefined();
+    expect(cfg.config.WorkingDir).toBe('/workspace');
+    expect(cfg.config.User).toBe('1002:1001');
+    expect(cfg.config.Env).toEqual([
+      'PATH=/cnb/process:/cnb/lifecycle:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'HOME=/home/cnb',
+      'CNB_LAYERS_DIR=/layers',
+      'CNB_APP_DIR=/workspace',
+      'CNB_PLATFORM_API=0.14',
+      'CNB_DEPRECATION_MODE=quiet',
+    ]);
+    const buildMd = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[]; processes: { type: string; buildpackID: string; command: string[] }[] };
+    expect(buildMd.buildpacks.map((b) => b.id)).toEqual(['kt/httpd', 'kt/static-site']);
+    expect(buildMd.processes).toMatchObject([{ type: 'web', buildpackID: 'kt/static-site', command: ['serve'] }]);
+    const lifecycleMd = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as { buildpacks: { key: string; layers: Record<string, { launch: boolean; data: unknown }> }[] };
+    expect(lifecycleMd.buildpacks).toMatchObject([
+      { key: 'kt/httpd', layers: { httpd: { launch: true, data: { server: 'busybox httpd' } } } },
+      { key: 'kt/static-site', layers: { site: { launch: true } } },
+    ]);
+    // run image (2 layers) + httpd + site + app + launcher
+    expect(cfg.rootfs.diff_ids).toHaveLength(6);
+
+    const bundle = join(sb.dir, 'site-bundle');
+    const spec = await unpack(layout, '1', bundle);
+    expect(spec.process.args).toEqual(['/cnb/process/web']);
+    expect(spec.process.cwd).toBe('/workspace');
+    const rootfs = join(bundle, 'rootfs');
+    expect(await readFile(join(rootfs, 'workspace/index.html'), 'utf8')).toBe(page);
+    expect(await readFile(join(rootfs, 'layers/kt_static-site/site/index.html'), 'utf8')).toBe(page);
+    expect((await readdir(join(rootfs, 'layers/kt_httpd/httpd/bin'))).sort()).toEqual(['serve']);
+    expect(await readFile(join(rootfs, 'layers/config/metadata.toml'), 'utf8')).toContain('type = "web"');
+    expect(execFileSync('readlink', [join(rootfs, 'cnb/process/web')], { encoding: 'utf8' }).trim()).toBe('/cnb/lifecycle/launcher');
+
+    // the default process: httpd on 127.0.0.1:PORT (the PORT default overridden by the user env)
+    const port = await freePort();
+    const id = `kiln-cnb-site-${process.pid}`;
+    const server = runBundle(bundle, { id, env: [`PORT=${port}`] });
+    try {
+      let body = '';
+      for (let i = 0; i < 50 && body === ''; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        try {
+          body = execFileSync('busybox', ['wget', '-qO-', `http://127.0.0.1:${port}/index.html`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+        } catch {
+          body = '';
+        }
+      }
+      expect(body).toBe(page);
+    } finally {
+      execFileSync('runc', ['kill', id, 'KILL'], { stdio: 'ignore' });
+      await server;
+      execFileSync('runc', ['delete', '-f', id], { stdio: 'ignore' });
+    }
+
+    // same inputs: every step cached, same image
+    const again = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout}-2,tar=false,name=site:1`], sb.dir);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/^#\d+ \[(detect|build|prepare)\][^\n]*\n(?!#\d+ CACHED)/m);
+    const digest = async (l: string): Promise<string> => (JSON.parse(await readFile(join(l, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]?.digest ?? '';
+    expect(await digest(`${layout}-2`)).toBe(await digest(layout));
+  }, 300_000);
+});
