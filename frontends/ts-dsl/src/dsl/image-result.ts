@@ -5,6 +5,7 @@
  */
 import { defaultPathEnv, type Platform } from '@kiln/llb-core';
 import type { State } from './state.js';
+import type { BuildLocation } from './source-location.js';
 
 /** The image config fields a build can set (OCI `config`). */
 export interface ImageSpec {
@@ -27,6 +28,8 @@ export class ImageResult {
     readonly state: State,
     /** The config fields set by the build. */
     readonly spec: ImageSpec,
+    /** @internal Where `.image()` was called (base image lookup failures point there). */
+    readonly at: BuildLocation | undefined = undefined,
   ) {}
 }
 

@@ -26,3 +26,19 @@ export function buildFrame(stack: string | undefined): BuildLocation | undefined
 export function callerLocation(): BuildLocation | undefined {
   return buildFrame(new Error().stack);
 }
+
+/**
+ * Records on `e` where the build made the call it failed for (a call whose failure comes later,
+ * from the parent or at lowering, when the build file is no longer on the stack). The first
+ * location recorded wins; returns `e`.
+ */
+export function withBuildLocation(e: unknown, at: BuildLocation | undefined): unknown {
+  if (at !== undefined && e instanceof Error && buildLocationOf(e) === undefined) Object.defineProperty(e, 'buildLocation', { value: at, enumerable: false });
+  return e;
+}
+
+/** The location {@link withBuildLocation} recorded, if any. */
+export function buildLocationOf(e: Error): BuildLocation | undefined {
+  const at = (e as { buildLocation?: unknown }).buildLocation;
+  return typeof at === 'object' && at !== null ? (at as BuildLocation) : undefined;
+}

@@ -14,6 +14,7 @@ import {
 } from '@kiln/llb-core';
 import type { ResolveMode } from '@kiln/llb-core';
 import { State, checkPlatform } from './state.js';
+import { callerLocation, withBuildLocation } from './source-location.js';
 
 /** Options of {@link image}. */
 export interface ImageOpts {
@@ -35,11 +36,15 @@ export function image(ref: string, opts: ImageOpts = {}): State {
     ...(opts.resolveMode === undefined ? {} : { resolveMode: opts.resolveMode }),
     ...(opts.name === undefined ? {} : { customName: opts.name }),
   };
+  const at = opts.resolve === true ? callerLocation() : undefined;
   return new State(
     async (c) => {
       if (opts.resolve !== true) return llbImage(ref, o);
       if (c.resolver === undefined) throw new LlbError('LLB_INVALID_STATE', `image ${ref}: resolve needs a build context (marshal it through the kiln/ts frontend)`);
-      return resolveImage(ref, { ...o, metaResolver: c.resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) });
+      const resolver = c.resolver;
+      return resolveImage(ref, { ...o, metaResolver: resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) }).catch((e: unknown) => {
+        throw withBuildLocation(e, at);
+      });
     },
     { ref, platform: opts.platform },
   );

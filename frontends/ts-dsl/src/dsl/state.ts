@@ -212,7 +212,7 @@ export class State {
 
   /** This state as an image: `spec` fields override the base image's config, unset ones inherit it. */
   image(spec: ImageSpec = {}): ImageResult {
-    return new ImageResult(this, spec);
+    return new ImageResult(this, spec, callerLocation());
   }
 }
 

@@ -15,15 +15,14 @@ import { image, local } from '../dsl/sources.js';
 import { State, checkPlatform } from '../dsl/state.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
-import type { BuildLocation } from '../dsl/source-location.js';
+import { buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
 import { buildFrame, CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 
-/** An error the build code threw through a ctx call: keeps the parent's code, and where the build made the call. */
+/** An error the build code threw through a ctx call: keeps the parent's code and hint. */
 class CallError extends Error {
-  location: BuildLocation | undefined;
   constructor(message: string, readonly code: string | undefined, readonly hint?: string) {
     super(message);
   }
@@ -36,8 +35,7 @@ class CallError extends Error {
 function located<T>(call: () => Promise<T>): Promise<T> {
   const at = buildFrame(new Error().stack);
   return call().catch((e: unknown) => {
-    if (e instanceof CallError && e.location === undefined) e.location = at;
-    throw e;
+    throw withBuildLocation(e, at);
   });
 }
 
@@ -123,7 +121,7 @@ function refusedImport(err: Error): string | undefined {
 
 function failure(e: unknown): Notification {
   const err = e instanceof Error ? e : new Error(String(e));
-  const location = (err instanceof CallError ? err.location : undefined) ?? buildFrame(err.stack);
+  const location = buildLocationOf(err) ?? buildFrame(err.stack);
   const refused = refusedImport(err);
   const message = refused === undefined ? err.message : `import("${refused}") is not available in a build file: a build imports only "kiln" and relative files`;
   // the DSL's own errors (TsDslError, thrown at the call) and the parent's keep their code
@@ -244,15 +242,21 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   const one = async (p: string, r: unknown): Promise<WireResult> => {
     const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
     if (img === undefined) {
-      throw Object.assign(new CallError(`the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), {
-        location: defaultExportAt(entry, init.sources?.[entry]),
-      });
+      throw withBuildLocation(new CallError(`the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), defaultExportAt(entry, init.sources?.[entry]));
     }
     const def = await marshal(img.state, marshalOpts(p));
     if (init.imageConfig === false) return { platform: p, definition: b64(encodeDefinition(def)), config: '' };
     const base = img.state.baseImage;
-    const baseConfig =
-      base === undefined ? undefined : (JSON.parse(new TextDecoder().decode(parseImageConfigBytes(await resolver.resolveImageConfig(base.ref, { platform: parsePlatform(base.platform ?? p) })))) as Record<string, unknown>);
+    const lookup = async (ref: string, bp: string): Promise<Record<string, unknown>> => {
+      try {
+        return JSON.parse(new TextDecoder().decode(parseImageConfigBytes(await resolver.resolveImageConfig(ref, { platform: parsePlatform(bp) })))) as Record<string, unknown>;
+      } catch (e) {
+        // the lookup runs after the build returned: point at the .image() call
+        const err = e instanceof Error ? e : new Error(String(e));
+        throw withBuildLocation(new CallError(`base image ${ref}: ${err.message}`, err instanceof CallError ? err.code : undefined, err instanceof CallError ? err.hint : undefined), img.at);
+      }
+    };
+    const baseConfig = base === undefined ? undefined : await lookup(base.ref, base.platform ?? p);
     return { platform: p, definition: b64(encodeDefinition(def)), config: imageConfigFor(baseConfig, img.spec, parsePlatform(p)) };
   };
   if (result instanceof PlatformResults) {
