@@ -50,8 +50,8 @@ export {
   type CacheLayerDescriptor,
 } from './cache/remote-config.js';
 export { CacheChains, ChainRecord, sortConfig, type ChainResult, type MarshaledCache } from './cache/remote-chains.js';
-export { ImportedCache, isImportedId, type CacheBlobOpener, type ImportedResult } from './cache/remote-import.js';
-export { addCacheKeyChains, type BacklinkSource, type CacheExportMode, type ResolveChainResult } from './cache/remote-export.js';
+export { ImportedCache, isImportedId, type CacheBlobOpener, type ImportedBacklink, type ImportedResult } from './cache/remote-import.js';
+export { addCacheKeyChains, backlinkSource, type BacklinkSource, type CacheExportMode, type ResolveChainResult } from './cache/remote-export.js';
 export {
   CacheStore,
   type CacheStoreOptions,

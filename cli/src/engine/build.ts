@@ -198,7 +198,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     // The solver's result of the (first) exported ref: its cache key graph is what --cache-to exports.
     const first = Array.isArray(outputs) ? outputs[0] : outputs;
     const solved = first === undefined ? undefined : backend.buildResultOf(first.ref);
-    const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }) };
+    const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }), imports: cacheImports };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') === true && solved !== undefined;
     const exports: ExportResult[] = [];
     if (req.outputs.length > 0) {

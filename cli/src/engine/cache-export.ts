@@ -16,6 +16,7 @@ import {
   CacheChains,
   CacheManager,
   addCacheKeyChains,
+  backlinkSource,
   goTime,
   layerChain,
   marshalCacheConfig,
@@ -24,6 +25,7 @@ import {
   type CacheExportMode,
   type CacheLayerDescriptor,
   type ChainResult,
+  type ImportedCache,
   type ImportedResult,
   type MarshaledCache,
   type ProgressSink,
@@ -32,6 +34,7 @@ import type { CacheExportSpec } from './cache-spec.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { progressVertex } from './cache-progress.js';
+import { LABEL_CREATED_AT } from './cache-import.js';
 
 /** Options of {@link collectCache}. */
 interface CollectOptions {
@@ -40,14 +43,16 @@ interface CollectOptions {
   readonly given?: Set<string>;
   readonly sourceDateEpoch?: number;
   readonly signal?: AbortSignal;
+  /** The build's `--cache-from` caches: their links into the build's keys are exported too. */
+  readonly imports?: readonly ImportedCache[];
 }
 
 /**
  * The cache of a build result as BuildKit's exporter sees it: every key of the result's graph a
  * record; results for `max` every key with one, for `min` the final key and the keys whose
  * snapshot is one the final result is stacked on (their layers are the image's: BuildKit's
- * RemoteOnly mode below an exported result), and imported results not fetched (their blobs are
- * known). Each result is the snapshot's layer chain, the blobs the image export made reused.
+ * RemoteOnly mode below an exported result), and imported results not fetched (their blobs exist
+ * in the cache they came from). Each result is the snapshot's layer chain, the blobs the image export made reused.
  */
 export async function collectCache(engine: KilnEngine, result: BuildResult, opts: CollectOptions): Promise<MarshaledCache> {
   const chains = new CacheChains();
@@ -59,18 +64,16 @@ export async function collectCache(engine: KilnEngine, result: BuildResult, opts
     below.add(cur);
     cur = (await engine.snapshotter.stat(cur)).parent;
   }
-  const finalLayers = await layerDescriptors(engine, result.ref.snapshot, opts);
   await addCacheKeyChains(chains, root, async (key, final): Promise<ChainResult | undefined> => {
     const kr = resultOf(key);
     if (kr === undefined) return undefined;
-    if (kr.kind === 'imported') {
-      const isPrefix = kr.result.layers.every((l, i) => finalLayers[i]?.digest === l.digest);
-      if (opts.mode === 'min' && !final && !isPrefix) return undefined;
-      return { layers: kr.result.layers, createdAt: kr.result.createdAt };
-    }
+    // An imported result not fetched is exported in both modes: its layers exist (remotely), and
+    // BuildKit's RemoteOnly mode below an exported result keeps every result whose remote exists
+    // (solver/exporter.go: LoadRemotes of the import's cacheResultStorage returns it).
+    if (kr.kind === 'imported') return { layers: kr.result.layers, createdAt: kr.result.createdAt };
     if (opts.mode === 'min' && !final && !below.has(kr.snapshot)) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };
-  }, new CacheManager(engine.cache));
+  }, backlinkSource(new CacheManager(engine.cache), opts.imports ?? []));
   return chains.marshal();
 }
 
@@ -80,7 +83,7 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
   const created: string[] = [];
   for (let cur: string | undefined = snapshot; cur !== undefined; ) {
     const info = await engine.snapshotter.stat(cur);
-    created.unshift(info.createdAt);
+    created.unshift(info.labels[LABEL_CREATED_AT] ?? info.createdAt);
     cur = info.parent;
   }
   for (const r of refs) if (r.fromImage === true) opts.given?.add(r.descriptor.digest);
@@ -137,13 +140,19 @@ export async function exportCache(
   engine: KilnEngine,
   spec: Exclude<CacheExportSpec, { type: 'inline' }>,
   result: BuildResult,
-  opts: { index: number; progress?: ProgressSink; signal?: AbortSignal; sourceDateEpoch?: number },
+  opts: { index: number; progress?: ProgressSink; signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[] },
 ): Promise<{ readonly manifest: Descriptor }> {
   const v = progressVertex(opts.progress, `cache-export-${opts.index}`, 'exporting cache');
   try {
     v.status('preparing build cache for export');
     const given = new Set<string>();
-    let cache = await collectCache(engine, result, { mode: spec.mode, given, ...(opts.signal === undefined ? {} : { signal: opts.signal }), ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }) });
+    let cache = await collectCache(engine, result, {
+      mode: spec.mode,
+      given,
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }),
+      ...(opts.imports === undefined ? {} : { imports: opts.imports }),
+    });
     await ensureBlobs(engine, result, cache, opts.signal);
     cache = await compressLayers(engine, cache, spec.compression, given);
     const configBytes = Buffer.from(marshalCacheConfig(cache.config));
@@ -178,7 +187,12 @@ export async function exportCache(
  * position of its top layer in the image; the records JSON, base64 as the config key holds it
  * (Go marshals []byte as base64). Undefined when no result matches the image's layers.
  */
-export async function inlineCacheRecords(engine: KilnEngine, result: BuildResult, imageLayers: readonly LayerRef[], opts: { signal?: AbortSignal; sourceDateEpoch?: number }): Promise<string | undefined> {
+export async function inlineCacheRecords(
+  engine: KilnEngine,
+  result: BuildResult,
+  imageLayers: readonly LayerRef[],
+  opts: { signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[] },
+): Promise<string | undefined> {
   const cache = await collectCache(engine, result, { mode: 'min', ...opts });
   let any = false;
   const records = cache.config.records.map((r) => ({

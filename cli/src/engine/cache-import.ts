@@ -30,6 +30,9 @@ import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { progressVertex } from './cache-progress.js';
 
+/** Snapshot label holding the creation time of a layer unpacked from a cache (its `buildkit/createdat`). */
+export const LABEL_CREATED_AT = 'kiln.cache.createdat';
+
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
@@ -174,7 +177,14 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
             ctx.status(`pulling ${d.digest}`, d.size, d.size, true);
           }
           try {
-            await unpackLayer(engine.snapshotter, id, below, await engine.content.readStream(digest), { signal: ctx.signal, ...(diffID === undefined ? {} : { expectedDiffID: diffID }) });
+            // The layer keeps the creation time the cache gives it (BuildKit makes the ref with
+            // the descriptor's buildkit/createdat), which an export of it writes again.
+            const createdAt = d.annotations?.[ANNOTATION_CREATED_AT];
+            await unpackLayer(engine.snapshotter, id, below, await engine.content.readStream(digest), {
+              signal: ctx.signal,
+              ...(diffID === undefined ? {} : { expectedDiffID: diffID }),
+              ...(createdAt === undefined ? {} : { labels: { [LABEL_CREATED_AT]: createdAt } }),
+            });
           } catch (e) {
             if (!(await exists(engine, id))) throw e;
           }

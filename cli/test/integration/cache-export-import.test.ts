@@ -62,6 +62,12 @@ async function build(sb: KilnSandbox, ctx: string, extra: readonly string[]) {
   return { ...r, containers: (await sb.containersStarted()) - before, vertices: parseRawJson(r.stderr) };
 }
 
+/** Digest of the cache config blob a cache layout's manifest list names. */
+async function configDigest(layout: string): Promise<string> {
+  const list = JSON.parse(await readFile(join(layout, 'blobs/sha256', (await manifestDigest(layout)).slice(7)), 'utf8')) as { manifests: Array<{ mediaType: string; digest: string }> };
+  return list.manifests.find((m) => m.mediaType === 'application/vnd.buildkit.cacheconfig.v0')?.digest ?? '';
+}
+
 function manifestDigest(layout: string): Promise<string> {
   return readFile(join(layout, 'index.json'), 'utf8').then((s) => (JSON.parse(s) as { manifests: Array<{ digest: string }> }).manifests[0]?.digest ?? '');
 }
@@ -106,6 +112,18 @@ describe('cache export/import, type=local', () => {
     for (const d of await cacheLayers(cache)) if (!(await store.has(parseDigest(d)))) missing.push(d);
     expect(missing.length).toBe(1);
 
+    // Imported and exported again from a fresh root, the cache is the same: an imported result
+    // keeps its createdAt and its layers their buildkit/createdat (BuildKit's combined cache
+    // manager saves it with the imported CreatedAt), and the import's links into the keys that hit
+    // (the content key of the builder's output, never computed here) are exported as BuildKit's
+    // addBacklinks walks every cache manager's ids. CI caches do not churn when nothing changed.
+    const b2 = await fresh();
+    const cacheB = join(b2.dir, 'cache-b');
+    const reexport = await build(b2, ctx, ['--cache-from', `type=local,src=${cache}`, '--cache-to', `type=local,dest=${cacheB},mode=max`]);
+    expect(reexport.containers).toBe(0);
+    expect(await readFile(join(cacheB, 'blobs/sha256', (await configDigest(cacheB)).slice(7)), 'utf8')).toBe(await readFile(join(cache, 'blobs/sha256', (await configDigest(cache)).slice(7)), 'utf8'));
+    expect(await manifestDigest(cacheB)).toBe(await manifestDigest(cache));
+
     // One context file changed, in another fresh root: the builder stage and the COPY --from come
     // from the cache, the COPY of app.txt and the RUN after it run.
     await writeFile(join(ctx, 'app.txt'), `changed-${t}\n`);
@@ -146,6 +164,12 @@ describe('cache export modes', () => {
     expect(fromMin.containers).toBe(1);
     const fromMax = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${max}`]);
     expect(fromMax.containers).toBe(0);
+    // A min export of a build that imported the max cache keeps the imported results it did not
+    // fetch (the builder's RUN): their layers exist, and BuildKit's RemoteOnly mode keeps those.
+    const reMin = join(a.dir, `remin-${t}`);
+    await build(await fresh(), ctx, ['--cache-from', `type=local,src=${max}`, '--cache-to', `type=local,dest=${reMin}`]);
+    const fromReMin = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${reMin}`]);
+    expect(fromReMin.containers).toBe(0);
 
     // compression=zstd, oci-mediatypes=false: a Docker manifest list; the layers the build made
     // are zstd, the busybox base keeps its gzip blob (as a Docker gzip layer); it imports.

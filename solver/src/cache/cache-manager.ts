@@ -102,7 +102,7 @@ export class CacheManager {
    * input key is made persistent, and links from each input id to it are added, all in one
    * transaction per key.
    */
-  save(key: CacheKey, result: { snapshot: string; size: number; description: string; kind?: CacheRecordKind }): CacheResultRecord {
+  save(key: CacheKey, result: { snapshot: string; size: number; description: string; kind?: CacheRecordKind; created?: number }): CacheResultRecord {
     // The inputs are made persistent first; this key's own links and its result then go in one
     // transaction (links are INSERT OR IGNORE), instead of one for the links and one for the result.
     const links = this.#linksTo(key);

@@ -112,6 +112,19 @@ function normalize(records: ReadonlyArray<ChainRecord>): ChainRecord[] {
   const children = new Map<ChainRecord, Map<string, Set<ChainRecord>>>();
   const out: ChainRecord[] = [];
   let seq = 0;
+  // chains.go validate(): a record one of whose inputs has no link (left) could never be matched;
+  // it goes, and so do the links from it (which may leave another record's input empty).
+  const invalid = new Set<ChainRecord>();
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const r of records) {
+      if (invalid.has(r) || r.inputs.length === 0) continue;
+      if (r.inputs.some((ins) => ins.every((l) => invalid.has(l.src)))) {
+        invalid.add(r);
+        changed = true;
+      }
+    }
+  }
   const visit = (it: ChainRecord): ChainRecord => {
     const done = added.get(it);
     if (done !== undefined) return done;
@@ -126,7 +139,7 @@ function normalize(records: ReadonlyArray<ChainRecord>): ChainRecord[] {
       added.set(it, c);
       return c;
     }
-    const srcs = it.inputs.map((ins) => ins.map((l) => ({ src: visit(l.src), selector: l.selector })));
+    const srcs = it.inputs.map((ins) => ins.filter((l) => !invalid.has(l.src)).map((l) => ({ src: visit(l.src), selector: l.selector })));
     let matches: Set<ChainRecord> | undefined;
     srcs.forEach((ins, i) => {
       const found = new Set<ChainRecord>();
@@ -154,7 +167,7 @@ function normalize(records: ReadonlyArray<ChainRecord>): ChainRecord[] {
     added.set(it, target);
     return target;
   };
-  for (const r of records) visit(r);
+  for (const r of records) if (!invalid.has(r)) visit(r);
   return out;
 }
 

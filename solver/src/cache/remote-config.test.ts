@@ -87,6 +87,17 @@ describe('CacheChains (v1/chains.go, utils.go normalizeItem + sortConfig)', () =
     expect(config.records[0]?.inputs).toEqual([[{ selector: '', link: 1 }]]);
   });
 
+  test('a record with an input left without links is dropped, and records linked only from it (chains.go validate)', () => {
+    const c = new CacheChains();
+    const a = c.add(`sha256:${'a'.repeat(64)}`);
+    const b = c.add(`sha256:${'b'.repeat(64)}`);
+    const d = c.add(`sha256:${'d'.repeat(64)}`);
+    if (a === undefined || b === undefined || d === undefined) throw new Error('not added');
+    b.linkFrom(a, 1, ''); // input 0 has no link
+    d.linkFrom(b, 0, '');
+    expect(c.marshal().config.records.map((r) => r.digest)).toEqual([a.digest]);
+  });
+
   test('the same cache gives the same bytes whatever order records were added in; random keys and the empty layer are left out', () => {
     const build = (reverse: boolean): string => {
       const c = new CacheChains();

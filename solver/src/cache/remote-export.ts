@@ -1,15 +1,34 @@
 import { rootKey, type CacheKey } from './cache-key.js';
-import { isImportedId } from './remote-import.js';
+import type { CacheManager } from './cache-manager.js';
+import { isImportedId, type ImportedBacklink, type ImportedCache } from './remote-import.js';
 import { CacheChains, type ChainRecord, type ChainResult } from './remote-chains.js';
-import type { CacheLink } from './store.js';
 
 /**
- * Where a key's stored links come from for {@link addCacheKeyChains}: the ids a key has in the local
- * store and the links into an id (a CacheManager over its store).
+ * Where a key's known links come from for {@link addCacheKeyChains}: the ids a key has (in the
+ * local store and in the imported caches) and the links into an id, each with the digest of the
+ * record linked to (BuildKit's WalkBacklinks gives the link digest as rootKey(digest, output)).
  */
 export interface BacklinkSource {
   ids(key: CacheKey): string[];
-  readonly store: { backlinks(dst: string): Array<CacheLink & { src: string }> };
+  backlinks(dst: string): ReadonlyArray<ImportedBacklink>;
+}
+
+/**
+ * The {@link BacklinkSource} of a cache manager's store and of `imports`: BuildKit's exporter
+ * walks the backlinks of a key's id in every cache manager it has one in (`k.ids`), imports
+ * included, so a cache re-exported from an import keeps the links the import had (a content key
+ * this build never computed because the step hit by definition key).
+ */
+export function backlinkSource(cache: CacheManager, imports: readonly ImportedCache[] = []): BacklinkSource {
+  return {
+    ids: (key) => cache.ids(key, imports),
+    backlinks: (dst) => {
+      if (!isImportedId(dst)) return cache.store.backlinks(dst).map((l) => ({ src: l.src, input: l.input, selector: l.selector, digest: rootKey(l.digest, l.output) }));
+      const out: ImportedBacklink[] = [];
+      for (const imp of imports) out.push(...imp.backlinks(dst));
+      return out;
+    },
+  };
 }
 
 /**
@@ -44,9 +63,10 @@ export async function addCacheKeyChains(chains: CacheChains, root: CacheKey, res
     const done = byId.get(id);
     if (done !== undefined) return done ?? undefined;
     byId.set(id, null);
-    const links = backlinks?.store.backlinks(id) ?? [];
+    const links = backlinks?.backlinks(id) ?? [];
     const first = links[0];
-    const rec = chains.add(first === undefined ? (digest ?? id) : rootKey(first.digest, first.output));
+    // An imported record with inputs but no usable link (out of range in its config) has no digest to export.
+    const rec = first === undefined && isImportedId(id) ? undefined : chains.add(first === undefined ? (digest ?? id) : first.digest);
     if (rec !== undefined) {
       for (const l of links) {
         const src = idRecord(l.src, undefined);
@@ -77,8 +97,7 @@ export async function addCacheKeyChains(chains: CacheChains, root: CacheKey, res
         });
         if (backlinks !== undefined && !key.isRoot) {
           for (const id of backlinks.ids(key)) {
-            if (isImportedId(id)) continue;
-            for (const l of backlinks.store.backlinks(id)) {
+            for (const l of backlinks.backlinks(id)) {
               const src = idRecord(l.src, undefined);
               if (src !== undefined) rec.linkFrom(src, l.input, l.selector);
             }

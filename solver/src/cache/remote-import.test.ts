@@ -3,7 +3,7 @@ import { CacheManager } from './cache-manager.js';
 import { CacheKey, rootKey } from './cache-key.js';
 import { CacheChains } from './remote-chains.js';
 import { marshalCacheConfig } from './remote-config.js';
-import { addCacheKeyChains } from './remote-export.js';
+import { addCacheKeyChains, backlinkSource } from './remote-export.js';
 import { ImportedCache } from './remote-import.js';
 import { CacheStore } from './store.js';
 import { Scheduler } from '../scheduler/scheduler.js';
@@ -153,15 +153,36 @@ describe('export backlinks (solver/exporter.go addBacklinks)', () => {
     const without = new CacheChains();
     await addCacheKeyChains(without, fast, resolve);
     const withBack = new CacheChains();
-    await addCacheKeyChains(withBack, fast, resolve, cm);
+    await addCacheKeyChains(withBack, fast, resolve, backlinkSource(cm));
     const digests = (c: CacheChains) => c.marshal().config.records.map((r) => r.digest);
     expect(digests(without)).not.toContain(rootKey(H('c'), -1));
     expect(digests(withBack)).toContain(rootKey(H('c'), -1));
     // The same records as exporting the full key the step ran with.
     const ran = new CacheChains();
-    await addCacheKeyChains(ran, full, resolve, cm);
+    await addCacheKeyChains(ran, full, resolve, backlinkSource(cm));
     expect(marshalCacheConfig(withBack.marshal().config)).toBe(marshalCacheConfig(ran.marshal().config));
     store.close();
+  });
+});
+
+describe('export backlinks of an imported cache', () => {
+  test('re-exporting a key that hit in an import keeps the links the import has into it (a content key never computed here)', async () => {
+    const from = new CacheKey(H('f'), 0);
+    const content = new CacheKey(H('c'), -1);
+    const full = new CacheKey(H('p'), 0, [[{ selector: '', key: from }, { selector: H('5'), key: content }]]);
+    const resolve = async () => ({ layers: [layer('a')], createdAt: 1 });
+    // The cache a first build exported (it computed the content key).
+    const first = new CacheChains();
+    await addCacheKeyChains(first, full, resolve);
+    const cfg = first.marshal();
+    const imp = new ImportedCache('t', cfg.config, new Map(cfg.layers.map((l) => [l.digest, l])), noOpen);
+    // A fresh root hits through the definition key alone; exporting it gives the same cache.
+    const cm = new CacheManager(CacheStore.open({ path: ':memory:' }));
+    const fast = new CacheKey(H('p'), 0, [[{ selector: '', key: new CacheKey(H('f'), 0) }]]);
+    expect(cm.loadImported(fast, [imp])).toBeDefined();
+    const again = new CacheChains();
+    await addCacheKeyChains(again, fast, resolve, backlinkSource(cm, [imp]));
+    expect(marshalCacheConfig(again.marshal().config)).toBe(marshalCacheConfig(cfg.config));
   });
 });
 

@@ -13,8 +13,19 @@ export interface ImportedResult {
   readonly source: ImportedCache;
 }
 
+/** A link into a record of an imported cache (see {@link ImportedCache.backlinks}). */
+export interface ImportedBacklink {
+  readonly src: string;
+  readonly input: number;
+  readonly selector: string;
+  /** The digest of the record linked to (a rootKey, as links carry it). */
+  readonly digest: string;
+}
+
 interface ImportedItem {
   readonly id: string;
+  /** Links into this record (v1/cachestorage.go WalkBacklinks). */
+  readonly backlinks: ImportedBacklink[];
   /** "input\0rootKey(digest, output)\0selector" → target ids (v1/cachestorage.go nlink). */
   readonly links: Map<string, string[]>;
   readonly results: ImportedResult[];
@@ -43,7 +54,7 @@ export class ImportedCache {
     const ids = config.records.map((r, i) => (r.inputs.every((ins) => ins.length === 0) ? r.digest : `import:${n}:${i}`));
     const item = (id: string): ImportedItem => {
       let it = this.#items.get(id);
-      if (it === undefined) this.#items.set(id, (it = { id, links: new Map(), results: [] }));
+      if (it === undefined) this.#items.set(id, (it = { id, backlinks: [], links: new Map(), results: [] }));
       return it;
     };
     config.records.forEach((r, i) => {
@@ -56,7 +67,10 @@ export class ImportedCache {
           const k = `${input}\0${r.digest}\0${l.selector}`;
           const m = item(src).links;
           const list = m.get(k) ?? [];
-          if (!list.includes(id)) list.push(id);
+          if (!list.includes(id)) {
+            list.push(id);
+            it.backlinks.push({ src, input, selector: l.selector, digest: r.digest });
+          }
           m.set(k, list);
         }
       });
@@ -88,6 +102,11 @@ export class ImportedCache {
   /** Ids linked from `src` through `link` (BuildKit's WalkLinks). */
   walkLinks(src: string, link: CacheLink): string[] {
     return this.#items.get(src)?.links.get(`${link.input}\0${rootKey(link.digest, link.output)}\0${link.selector}`) ?? [];
+  }
+
+  /** Links into record `id` (BuildKit's WalkBacklinks), for exporting what the import knew about it. */
+  backlinks(id: string): ReadonlyArray<ImportedBacklink> {
+    return this.#items.get(id)?.backlinks ?? [];
   }
 
   /** Results of record `id`, newest first. */

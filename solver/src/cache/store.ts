@@ -230,21 +230,25 @@ export class CacheStore {
   save(
     key: string,
     links: ReadonlyArray<CacheLink & { src: string }>,
-    result: { id: string; snapshot: string; size: number; description: string; kind?: CacheRecordKind },
+    result: { id: string; snapshot: string; size: number; description: string; kind?: CacheRecordKind; created?: number },
   ): CacheResultRecord {
     const now = this.#now();
+    // A result loaded from an imported cache keeps the time it was made (BuildKit's combined
+    // cache manager saves it with the imported record's CreatedAt), so exporting it again gives
+    // the same cache.
+    const created = result.created ?? now;
     const addLink = this.#stmt('INSERT OR IGNORE INTO links (src, input, output, digest, selector, dst) VALUES (?, ?, ?, ?, ?, ?)');
     const addResult = this.#stmt(
       'INSERT OR REPLACE INTO results (key, id, snapshot, size, created, last_used, description, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
     const tx = this.#db.transaction(() => {
       for (const l of links) addLink.run(l.src, l.input, l.output, l.digest, l.selector, key);
-      addResult.run(key, result.id, result.snapshot, result.size, now, now, result.description, result.kind ?? 'regular');
+      addResult.run(key, result.id, result.snapshot, result.size, created, now, result.description, result.kind ?? 'regular');
       // Referred to again (a cache mount name, a shared snapshot): no longer to be removed.
       this.#stmt('DELETE FROM pending_release WHERE snapshot = ?').run(result.snapshot);
     });
     tx();
-    return { key, id: result.id, snapshot: result.snapshot, size: result.size, created: now, lastUsed: now, description: result.description, kind: result.kind ?? 'regular' };
+    return { key, id: result.id, snapshot: result.snapshot, size: result.size, created, lastUsed: now, description: result.description, kind: result.kind ?? 'regular' };
   }
 
   /**

@@ -408,7 +408,8 @@ export class Scheduler {
         try {
           if (load === undefined) throw new SolverError('SOLVER_CACHE_IMPORT', 'no loader for imported cache results');
           const ref = await load(hit.imported, this.#ctx(st));
-          const rec = this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: st.vertex.name });
+          const created = hit.imported.createdAt > 0 ? { created: hit.imported.createdAt } : {};
+          const rec = this.#cache.save(key, { snapshot: ref.snapshot, size: ref.size, description: st.vertex.name, ...created });
           this.#keyResults.set(key, { kind: 'snapshot', snapshot: rec.snapshot, created: rec.created });
           for (const j of st.jobs) j.leases.push(this.#cache.store.lease(ref.snapshot));
           return ref;
