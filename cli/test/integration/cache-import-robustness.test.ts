@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ImportedCache, chainIds, type CacheLayerDescriptor, type OpContext, type SolverVertex } from '@kiln/solver';
+import { cacheManifestList, digestOf, parseDigest, parseReference, pushRegistryCache, writeLocalCache, type Descriptor } from '@kiln/runtime';
+import { ImportedCache, chainIds, marshalCacheConfig, type CacheLayerDescriptor, type OpContext, type SolverVertex } from '@kiln/solver';
 import { tarOf } from '../../../runtime/test/helpers/tar.js';
-import { importedResultLoader } from '../../src/engine/cache-import.js';
+import { importCaches, importedResultLoader } from '../../src/engine/cache-import.js';
+import { startRegistry } from '../../../runtime/test/helpers/registry.js';
 import { KilnEngine } from '../../src/engine/engine.js';
 import { requireTools } from './build-helpers.js';
 
@@ -139,6 +141,82 @@ describe('a hostile or corrupt cache', () => {
     await importedResultLoader(engine)(resultOf(cacheOf([l])), ctxOf(new AbortController().signal)).catch(() => undefined);
     expect(await stat(outside).then(() => true, () => false)).toBe(false);
     expect(await stat(join(tmpdir(), `kiln-escape-link-${t}`)).then(() => true, () => false)).toBe(false);
+  });
+});
+
+/** A cache of one root record whose result is `l`, as the bytes BuildKit would write: config and manifest list. */
+async function storedCache(l: { desc: CacheLayerDescriptor; blob: Buffer }) {
+  await engine.content.writeBlob(l.blob);
+  const configBytes = Buffer.from(marshalCacheConfig({ layers: [{ blob: l.desc.digest, parent: -1 }], records: [{ digest: RECORD, inputs: [], results: [{ layer: 0, createdAt: '2024-01-01T00:00:00Z' }] }] }));
+  const config: Descriptor = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(configBytes), size: configBytes.length };
+  const layerDesc: Descriptor = { mediaType: l.desc.mediaType, digest: parseDigest(l.desc.digest), size: l.desc.size, ...(l.desc.annotations === undefined ? {} : { annotations: l.desc.annotations }) };
+  const list = cacheManifestList([layerDesc], config, true);
+  return { config, configBytes, layerDesc, list };
+}
+
+describe('cache sources that stop working or are not caches', () => {
+  test('a registry that goes down after the import: loading a result fails within seconds with an error (the scheduler then runs the step), no crash', async () => {
+    const registry = await startRegistry();
+    try {
+      const l = await layer({ 'r.txt': `registry ${Date.now()}` });
+      const c = await storedCache(l);
+      const ref = `${registry.host}/cache/down:latest`;
+      await pushRegistryCache(engine.registry, engine.content, parseReference(ref), [c.layerDesc], [{ descriptor: c.config, bytes: c.configBytes }], { descriptor: c.list.descriptor, bytes: c.list.bytes });
+      // A fresh content store would fetch the layer: this one drops it first.
+      await engine.content.delete(parseDigest(l.desc.digest));
+      const warnings: string[] = [];
+      const [imp] = await importCaches(engine, [{ type: 'registry', ref }], { onWarning: (m) => warnings.push(m) });
+      expect(warnings).toEqual([]);
+      if (imp === undefined) throw new Error('not imported');
+      await registry.stop();
+      const t0 = Date.now();
+      const res = imp.results(RECORD)[0];
+      if (res === undefined) throw new Error('no result');
+      await expect(importedResultLoader(engine)(res, ctxOf(new AbortController().signal))).rejects.toBeInstanceOf(Error);
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(await exists(layerId([l.desc], 0))).toBe(false);
+    } finally {
+      await registry.stop();
+    }
+  }, 120_000);
+
+  test('an image layout without a cache manifest, and an index of foreign things, are warnings (no cache), not errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-not-cache-'));
+    try {
+      // An OCI image (no inline cache) tagged latest, written as an image layout.
+      const l = await layer({ 'i.txt': 'image' });
+      await engine.content.writeBlob(l.blob);
+      const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [l.desc.annotations?.['containerd.io/uncompressed']] } }));
+      const cfgDesc: Descriptor = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(cfg), size: cfg.length };
+      const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfgDesc, layers: [{ mediaType: l.desc.mediaType, digest: l.desc.digest, size: l.desc.size }] }));
+      const mDesc: Descriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digestOf(manifest), size: manifest.length };
+      const att = Buffer.from('{"_type":"https://in-toto.io/Statement/v0.1"}');
+      const attDesc: Descriptor = { mediaType: 'application/vnd.in-toto+json', digest: digestOf(att), size: att.length };
+      const foreign = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [attDesc, { mediaType: 'application/vnd.example.unknown', digest: attDesc.digest, size: att.length }] }));
+      const fDesc: Descriptor = { mediaType: 'application/vnd.oci.image.index.v1+json', digest: digestOf(foreign), size: foreign.length };
+      await writeLocalCache(engine.content, dir, 'latest', [{ mediaType: l.desc.mediaType, digest: parseDigest(l.desc.digest), size: l.desc.size }], [{ descriptor: cfgDesc, bytes: cfg }, { descriptor: mDesc, bytes: manifest }], mDesc);
+      await writeLocalCache(engine.content, dir, 'foreign', [], [{ descriptor: attDesc, bytes: att }, { descriptor: fDesc, bytes: foreign }], fDesc);
+      await mkdir(join(dir, 'empty'));
+      await writeFile(join(dir, 'empty', 'index.json'), '{"schemaVersion":2,"manifests":[]}');
+      const warnings: string[] = [];
+      const got = await importCaches(
+        engine,
+        [
+          { type: 'local', src: dir, tag: 'latest' },
+          { type: 'local', src: dir, tag: 'foreign' },
+          { type: 'local', src: join(dir, 'empty'), tag: 'latest' },
+        ],
+        { onWarning: (m) => warnings.push(m) },
+      );
+      expect(got).toEqual([]);
+      expect(warnings).toEqual([
+        expect.stringMatching(/failed to import cache type=local,src=.*: .* is an image without inline cache/),
+        expect.stringMatching(/failed to import cache type=local,src=.*: .* is neither a cache nor an image with inline cache/),
+        expect.stringMatching(/failed to import cache type=local,src=.*empty: .*no cache tagged latest/),
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

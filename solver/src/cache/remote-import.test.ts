@@ -93,6 +93,30 @@ describe('ImportedCache lookups (v1/cachestorage.go)', () => {
     expect(m.loadImported(key3, [imp])).toBeUndefined();
   });
 
+  test('a result whose chain names a blob that is not a layer (a manifest, an attestation listed in the manifest list) is left out', () => {
+    const manifest = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: H('m'), size: 10 };
+    const imp = new ImportedCache(
+      't',
+      {
+        layers: [
+          { blob: H('a'), parent: -1 },
+          { blob: H('m'), parent: 0 },
+        ],
+        records: [
+          { digest: H('1'), inputs: [], results: [{ layer: 1, createdAt: '' }] },
+          { digest: H('2'), inputs: [], results: [{ layer: 0, createdAt: '' }] },
+        ],
+      },
+      new Map([
+        [H('a'), { ...layer('a'), mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }],
+        [H('m'), manifest],
+      ]),
+      noOpen,
+    );
+    expect(imp.results(H('1'))).toEqual([]);
+    expect(imp.results(H('2')).map((r) => r.layers.length)).toEqual([1]);
+  });
+
   test('a result naming a blob the cache does not list is left out', () => {
     const imp = new ImportedCache('t', { layers: [{ blob: H('a'), parent: -1 }], records: [{ digest: H('1'), inputs: [], results: [{ layer: 0, createdAt: '' }] }] }, new Map(), noOpen);
     expect(imp.results(H('1'))).toEqual([]);

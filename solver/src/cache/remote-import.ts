@@ -81,7 +81,9 @@ export class ImportedCache {
         } catch {
           continue;
         }
-        if (chain.some((d) => d === undefined)) continue;
+        // A blob that is not a layer (a manifest or attestation a manifest list also names) could
+        // only fail to unpack later; such a result is no result.
+        if (chain.some((d) => d === undefined || !isLayerMediaType(d.mediaType))) continue;
         const t = Date.parse(res.createdAt);
         it.results.push({ layers: chain as CacheLayerDescriptor[], createdAt: Number.isNaN(t) ? 0 : t, source: this });
       }
@@ -113,6 +115,11 @@ export class ImportedCache {
   results(id: string): ReadonlyArray<ImportedResult> {
     return this.#items.get(id)?.results ?? [];
   }
+}
+
+/** OCI and Docker layer media types (any compression, nondistributable/foreign ones too). */
+function isLayerMediaType(mt: string): boolean {
+  return mt.startsWith('application/vnd.oci.image.layer.') || mt.startsWith('application/vnd.docker.image.rootfs.');
 }
 
 /** True for ids {@link ImportedCache} made up (never in the local store). */
