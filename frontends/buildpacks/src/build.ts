@@ -33,11 +33,12 @@ export interface BuiltBuildpack {
   readonly store?: Table;
 }
 
-/** The build's outputs. */
+/** The build's outputs: the final root filesystem holds `/workspace` and `/layers`. */
 export interface BuildOutput {
   readonly buildpacks: readonly BuiltBuildpack[];
-  readonly workspace: State;
-  readonly layers: State;
+  readonly root: State;
+  /** A solved ref of {@link root}. */
+  readonly rootRef: Ref;
 }
 
 const RESERVED_LAYER_NAMES = new Set(['launch', 'build', 'store']);
@@ -49,15 +50,14 @@ const BUILD_WRAPPER = 'mkdir -p "$2" && { cp -a /kiln/cache/. "$2"/ 2>/dev/null 
 /** Options of {@link build}. */
 export interface BuildOptions {
   readonly cacheId: string;
-  /** The group's layers dir, the CNB user's (from the prepare step). */
-  readonly layers: State;
+  /** The build image with `/workspace` (the app) and `/layers`, owned by the CNB user. */
+  readonly root: State;
 }
 
 /** Runs the build phase for the detected group. */
 export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry[], plan: readonly PlanEntry[], opts: BuildOptions): Promise<BuildOutput> {
-  let root = ctx.root;
-  let workspace = ctx.app;
-  let layers = opts.layers;
+  let root = opts.root;
+  let rootRef: Ref | undefined;
   const met = new Set<string>();
   const envOps: EnvOp[] = [];
   const built: BuiltBuildpack[] = [];
@@ -74,8 +74,6 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
       user: ctx.user,
       env: buildpackEnv(ctx, e, { CNB_LAYERS_DIR: layersDir, CNB_BP_PLAN_PATH: `${Paths.kilnPlan}/plan.toml` }, envOps),
       mounts: [
-        { target: Paths.workspace, source: workspace },
-        { target: Paths.layers, source: layers },
         { target: Paths.platform, source: ctx.platform, readonly: true },
         { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
         { target: Paths.kilnPlan, source: planState, readonly: true },
@@ -84,23 +82,22 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
       customName: `[build] ${e.id}@${e.version}`,
     });
     root = exec.root();
-    workspace = exec.getMount(Paths.workspace);
-    layers = exec.getMount(Paths.layers);
-    const ref = await solveState(ctx.client, layers);
+    const ref = (rootRef = await solveState(ctx.client, root));
     const out = await readBuildpackOutput(ref, e);
     const unmet = new Set(out.unmet);
     for (const p of entries) if (!unmet.has(p.name)) met.add(p.name);
     for (const l of out.layers) {
       if (!l.metadata.build || !l.hasDir) continue;
       const dir = `${layersDir}/${l.name}`;
-      const present = new Set((await listOptional(ref, `/${esc}/${l.name}`)).filter((x) => x.dir).map((x) => x.name));
+      const present = new Set((await listOptional(ref, `${layersDir}/${l.name}`)).filter((x) => x.dir).map((x) => x.name));
       envOps.push(...rootDirOps(dir, present, BUILD_ROOT_DIRS));
-      for (const sub of ['env', 'env.build']) if (present.has(sub)) envOps.push(...envDirOps(await readEnvDir(ref, `/${esc}/${l.name}/${sub}`)));
+      for (const sub of ['env', 'env.build']) if (present.has(sub)) envOps.push(...envDirOps(await readEnvDir(ref, `${layersDir}/${l.name}/${sub}`)));
     }
-    await saveCache(ctx, layers, e, out.layers, out.store, cacheMountId);
+    await saveCache(ctx, root, e, out.layers, out.store, cacheMountId);
     built.push({ entry: e, layers: out.layers, launch: out.launch, ...(out.store === undefined ? {} : { store: out.store }) });
   }
-  return { buildpacks: built, workspace, layers };
+  if (rootRef === undefined) throw new BuildpacksError('KLN0903', 'the detected group is empty');
+  return { buildpacks: built, root, rootRef };
 }
 
 /** Reads an env directory's files (name → content). */
@@ -116,25 +113,26 @@ export async function readEnvDir(ref: Ref, path: string): Promise<Map<string, st
 
 async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table }> {
   const esc = escapeId(e.id);
-  const listing = await listOptional(ref, `/${esc}`);
+  const base = `${Paths.layers}/${esc}`;
+  const listing = await listOptional(ref, base);
   const dirs = new Set(listing.filter((x) => x.dir).map((x) => x.name));
   const layers: BuiltLayer[] = [];
   for (const f of listing.filter((x) => !x.dir && x.name.endsWith('.toml')).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const name = f.name.slice(0, -'.toml'.length);
     if (RESERVED_LAYER_NAMES.has(name)) continue;
     const file = `${e.id}: layers/${esc}/${f.name}`;
-    const metadata = readLayerToml((await readOptional(ref, `/${esc}/${f.name}`)) ?? '', file);
+    const metadata = readLayerToml((await readOptional(ref, `${base}/${f.name}`)) ?? '', file);
     if ((metadata.build || metadata.cache) && !dirs.has(name)) {
       throw new BuildpacksError('KLN0905', `${file}: layer ${name} has a toml but no directory`);
     }
     layers.push({ name, metadata, hasDir: dirs.has(name) });
   }
-  const launchText = await readOptional(ref, `/${esc}/launch.toml`);
+  const launchText = await readOptional(ref, `${base}/launch.toml`);
   const launch = launchText === undefined ? { labels: [], processes: [], slices: [] } : readLaunchToml(launchText, `${e.id}: launch.toml`, e.id);
   const defaults = launch.processes.filter((p) => p.default);
   if (defaults.length > 1) throw new BuildpacksError('KLN0905', `${e.id}: launch.toml marks ${defaults.length} processes as default (at most one)`);
-  const buildText = await readOptional(ref, `/${esc}/build.toml`);
-  const storeText = await readOptional(ref, `/${esc}/store.toml`);
+  const buildText = await readOptional(ref, `${base}/build.toml`);
+  const storeText = await readOptional(ref, `${base}/store.toml`);
   return {
     layers,
     launch,
@@ -149,7 +147,7 @@ async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers
  * the buildpack (Buildpack API >= 0.6). The exec takes the build output as input, so it reruns
  * exactly when the build did.
  */
-async function saveCache(ctx: LifecycleContext, layers: State, e: ResolvedEntry, built: readonly BuiltLayer[], store: Table | undefined, cacheMountId: string): Promise<void> {
+async function saveCache(ctx: LifecycleContext, root: State, e: ResolvedEntry, built: readonly BuiltLayer[], store: Table | undefined, cacheMountId: string): Promise<void> {
   const esc = escapeId(e.id);
   const cached = built.filter((l) => l.metadata.cache && l.hasDir);
   const lines = ['set -e', 'find /kiln/cache -mindepth 1 -maxdepth 1 -exec rm -rf {} \\;'];
@@ -159,11 +157,10 @@ async function saveCache(ctx: LifecycleContext, layers: State, e: ResolvedEntry,
   }
   if (store !== undefined) lines.push(`printf '%s' ${shQuote(toToml({ metadata: store }))} >/kiln/cache/store.toml`);
   if (cached.length === 0 && store === undefined) return;
-  const exec = ctx.root.run({
+  const exec = root.run({
     args: ['/bin/sh', '-c', lines.join('\n')],
     user: '0:0',
     mounts: [
-      { target: Paths.layers, source: layers, readonly: true },
       { target: Paths.kilnCache, cache: { id: cacheMountId, sharing: 'locked' } },
     ],
     customName: `[cache] save ${e.id}@${e.version} (${cached.map((l) => l.name).join(', ')}${store === undefined ? '' : cached.length > 0 ? ', store.toml' : 'store.toml'})`,

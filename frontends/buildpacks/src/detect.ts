@@ -26,7 +26,7 @@ export interface LifecycleContext {
   readonly buildpacks: State;
   /** `CNB_TARGET_*` of the run image. */
   readonly targetEnv: ReadonlyMap<string, string>;
-  /** The app, owned by the CNB user. */
+  /** The app (mounted read-only for detect).*/
   readonly app: State;
   /** An empty `/kiln/out` owned by the CNB user, for detect outputs. */
   readonly kiln: State;

@@ -17,8 +17,6 @@ import { Label, Paths, PLATFORM_API, escapeId } from './wire.js';
 /** Inputs of {@link exportImage}. */
 export interface ExportInput {
   readonly build: BuildOutput;
-  /** A solved ref of the final `/layers` (to read env dirs of launch layers). */
-  readonly layersRef: Ref;
   readonly runImage: string;
   readonly runConfig: ImageConfig;
   /** `process-type` option: the default process. */
@@ -36,7 +34,8 @@ export interface ExportedImage {
 
 /** Builds the app image from the build output. */
 export async function exportImage(input: ExportInput): Promise<ExportedImage> {
-  const { build, layersRef } = input;
+  const { build } = input;
+  const layersRef: Ref = build.rootRef;
   const layerStates: State[] = [];
   const launchEnv: EnvOp[] = [];
   const processEnv = new Map<string, EnvOp[]>();
@@ -52,15 +51,15 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       if (!l.metadata.launch) continue;
       if (!l.hasDir) throw new BuildpacksError('KLN0906', `${bp.entry.id}: launch layer ${l.name} has no directory (reusing a layer from a previous image is not supported)`);
       const path = `${Paths.layers}/${esc}/${l.name}`;
-      layerStates.push(scratch().file(copy(build.layers, `/${esc}/${l.name}`, path, { copyDirContentsOnly: true, createDestPath: true }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
+      layerStates.push(scratch().file(copy(build.root, path, path, { copyDirContentsOnly: true, createDestPath: true }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
       layerDirs.push(path);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
-      const present = new Set((await listOptional(layersRef, `/${esc}/${l.name}`)).filter((x) => x.dir).map((x) => x.name));
+      const present = new Set((await listOptional(layersRef, path)).filter((x) => x.dir).map((x) => x.name));
       launchEnv.push(...rootDirOps(path, present, LAUNCH_ROOT_DIRS));
-      for (const sub of ['env', 'env.launch']) if (present.has(sub)) launchEnv.push(...envDirOps(await readEnvDir(layersRef, `/${esc}/${l.name}/${sub}`)));
+      for (const sub of ['env', 'env.launch']) if (present.has(sub)) launchEnv.push(...envDirOps(await readEnvDir(layersRef, `${path}/${sub}`)));
       if (present.has('env.launch')) {
-        for (const d of (await listOptional(layersRef, `/${esc}/${l.name}/env.launch`)).filter((x) => x.dir)) {
-          const ops = envDirOps(await readEnvDir(layersRef, `/${esc}/${l.name}/env.launch/${d.name}`));
+        for (const d of (await listOptional(layersRef, `${path}/env.launch`)).filter((x) => x.dir)) {
+          const ops = envDirOps(await readEnvDir(layersRef, `${path}/env.launch/${d.name}`));
           processEnv.set(d.name, [...(processEnv.get(d.name) ?? []), ...ops]);
         }
       }
@@ -90,7 +89,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     .mkfile('/layers/config/metadata.toml', 0o644, metadataToml);
   for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type));
   const launcher = scratch().file(action, { customName: '[export] launcher and config' });
-  const app = scratch().file(copy(build.workspace, '/', Paths.workspace, { copyDirContentsOnly: true, createDestPath: true }), { customName: '[export] app' });
+  const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true }), { customName: '[export] app' });
   const run = image(normalizeRef(input.runImage));
   const state = merge([run, ...layerStates, app, launcher], { customName: '[export] app image' });
 

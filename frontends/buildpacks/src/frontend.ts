@@ -4,7 +4,7 @@
  * in order) and build (sequential ExecOps) as LLB; returns the app image (run image + launch
  * layers + app + launcher) and its `containerimage.config`.
  */
-import { ResultMetadataKey, scratch } from '@kiln/llb-core';
+import { ResultMetadataKey, mkdir, scratch } from '@kiln/llb-core';
 import type { Frontend, FrontendClient, FrontendResult } from '@kiln/llb-core';
 import { build } from './build.js';
 import { resolveConfig, solveState } from './client-io.js';
@@ -37,20 +37,15 @@ export function createBuildpacksFrontend(): Frontend {
     if (distro['io.buildpacks.base.distro.version'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_VERSION', distro['io.buildpacks.base.distro.version']);
 
     const user = `${builder.uid}:${builder.gid}`;
+    const chown = { user: builder.uid, group: builder.gid };
     const appLocal = appSource(project);
-    // The app, /layers and kiln's detect output dir, owned by the CNB user (as lifecycle's
-    // platform prepares them): one root exec, cached by the app's content.
-    const prepare = builder.state.run({
-      args: ['/bin/sh', '-c', 'chown -R "$1" /workspace /layers /kiln && mkdir -p /kiln/out && chown "$1" /kiln/out', 'prepare', user],
-      user: '0:0',
-      mounts: [
-        { target: Paths.workspace, source: appLocal },
-        { target: Paths.layers, source: scratch() },
-        { target: Paths.kiln, source: scratch() },
-      ],
-      customName: '[prepare] app and layers for the CNB user',
-    });
-    const app = prepare.getMount(Paths.workspace);
+    // /workspace (the app) and /layers owned by the CNB user, as lifecycle's platform prepares them
+    const buildRoot = builder.state.file(
+      mkdir(Paths.workspace, 0o755, { chown })
+        .copy(appLocal, '/', Paths.workspace, { chown, copyDirContentsOnly: true })
+        .mkdir(Paths.layers, 0o755, { chown }),
+      { customName: '[prepare] app and layers for the CNB user' },
+    );
     const bps = await projectBuildpacks(client, project, builder, appLocal);
     const platform = platformDir(client, project);
     const ctx: LifecycleContext = {
@@ -62,19 +57,18 @@ export function createBuildpacksFrontend(): Frontend {
       platform: platform.state,
       buildpacks: bps.state,
       targetEnv,
-      app,
-      kiln: prepare.getMount(Paths.kiln),
+      app: appLocal,
+      kiln: scratch().file(mkdir('/out', 0o755, { chown }), { customName: '[internal] detect output dir' }),
     };
     const groups = resolveOrder(
       bps.group.length > 0 ? { order: [bps.group], pre: bps.pre, post: bps.post } : { order: builder.order, pre: bps.pre.length > 0 ? bps.pre : builder.pre, post: bps.post.length > 0 ? bps.post : builder.post },
       lookupIn(bps.descriptors),
     );
     const detected = await detect(ctx, groups);
-    const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', layers: prepare.getMount(Paths.layers) });
+    const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildRoot });
     const processType = optOf(client, Opt.processType);
     const img = await exportImage({
       build: out,
-      layersRef: await solveState(client, out.layers),
       runImage,
       runConfig,
       ...(processType === undefined ? {} : { processType }),

@@ -61,10 +61,10 @@ export interface Run {
   readonly stderr: string;
 }
 
-/** Runs `node cli/bin/kiln.js …` in `cwd`. */
-export function kiln(args: readonly string[], cwd: string): Promise<Run> {
+/** Runs `node cli/bin/kiln.js …` in `cwd` (extra env on top of the test's). */
+export function kiln(args: readonly string[], cwd: string, env: Readonly<Record<string, string>> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [kilnBin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [kilnBin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -1,10 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { PROJECT_TOML, compileCli, freePort, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
 
 let sb: Sandbox;
+// reproducible image `created` (the exporter's SOURCE_DATE_EPOCH), so a rebuild can give the same digest
+const EPOCH = { SOURCE_DATE_EPOCH: '315532801' };
 beforeAll(async () => {
   requireTools();
   compileCli();
@@ -18,7 +20,7 @@ describe('kiln/buildpacks: static site', () => {
     const page = '<h1>hello from kiln buildpacks</h1>\n';
     await writeTree(app, { 'project.toml': PROJECT_TOML, 'index.html': page, 'about.html': '<p>about</p>\n' });
     const layout = join(sb.dir, 'site.oci');
-    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout},tar=false,name=site:1`], sb.dir);
+    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout},tar=false,name=site:1`], sb.dir, EPOCH);
     expect(r.stderr).toContain('[detect] kt/probe@0.0.1');
     expect(r.code, r.stderr).toBe(0);
 
@@ -61,26 +63,25 @@ describe('kiln/buildpacks: static site', () => {
     const port = await freePort();
     const id = `kiln-cnb-site-${process.pid}`;
     const server = runBundle(bundle, { id, env: [`PORT=${port}`] });
-    try {
-      let body = '';
-      for (let i = 0; i < 50 && body === ''; i++) {
-        await new Promise((res) => setTimeout(res, 100));
-        try {
-          body = execFileSync('busybox', ['wget', '-qO-', `http://127.0.0.1:${port}/index.html`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-        } catch {
-          body = '';
-        }
+    let body = '';
+    for (let i = 0; i < 50 && body === ''; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      try {
+        body = execFileSync('busybox', ['wget', '-qO-', `http://127.0.0.1:${port}/index.html`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      } catch {
+        body = '';
       }
-      expect(body).toBe(page);
-    } finally {
-      execFileSync('runc', ['kill', id, 'KILL'], { stdio: 'ignore' });
-      await server;
-      execFileSync('runc', ['delete', '-f', id], { stdio: 'ignore' });
     }
+    spawnSync('runc', ['kill', id, 'KILL'], { stdio: 'ignore' });
+    const ran = await server;
+    spawnSync('runc', ['delete', '-f', id], { stdio: 'ignore' });
+    expect(body, `server output: ${ran.stdout}${ran.stderr}`).toBe(page);
 
     // same inputs: every step cached, same image
-    const again = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout}-2,tar=false,name=site:1`], sb.dir);
+    const again = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout}-2,tar=false,name=site:1`], sb.dir, EPOCH);
     expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/\[build\] kt\/static-site@0.0.1\n#\d+ CACHED/);
+    expect(again.stderr).toMatch(/\[detect\] kt\/probe@0.0.1\n#\d+ CACHED/);
     expect(again.stderr).not.toMatch(/^#\d+ \[(detect|build|prepare)\][^\n]*\n(?!#\d+ CACHED)/m);
     const digest = async (l: string): Promise<string> => (JSON.parse(await readFile(join(l, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]?.digest ?? '';
     expect(await digest(`${layout}-2`)).toBe(await digest(layout));
