@@ -38,6 +38,12 @@ export interface EvaluateOptions {
   readonly timeoutMs?: number;
   /** The evaluator's V8 heap limit in MB (default {@link DEFAULT_EVAL_MEMORY_MB}). */
   readonly memoryMb?: number;
+  /**
+   * The kernel's CPU-time limit of the evaluator in seconds (`ulimit -t`; default twice the time
+   * limit plus 10 s). It stops an evaluator whose parent is gone (killed by a signal it did not
+   * pass on), which the time limit, a timer in the parent, cannot.
+   */
+  readonly cpuLimitSeconds?: number;
 }
 
 /** Default time limit of a build's own code: generous for real builds, finite for endless loops. */
@@ -69,9 +75,15 @@ export async function evaluateBundle(bundle: Bundle, init: InitParams, handlers:
 
 function run(dir: string, file: string, policy: string, bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions): Promise<Evaluation> {
   const memoryMb = opts.memoryMb ?? DEFAULT_EVAL_MEMORY_MB;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_EVAL_TIMEOUT_MS;
+  const cpuSeconds = opts.cpuLimitSeconds ?? Math.ceil(timeoutMs / 1000) * 2 + 10;
+  // /bin/sh sets RLIMIT_CPU (soft = hard: the kernel kills at the limit), then execs node in its place
   const child = spawn(
-    opts.node ?? process.execPath,
+    '/bin/sh',
     [
+      '-c',
+      `ulimit -t ${Math.max(1, Math.ceil(cpuSeconds))} && exec "$0" "$@"`,
+      opts.node ?? process.execPath,
       '--experimental-permission',
       // one flag per path (Node 20.20 no longer splits a comma list)
       `--allow-fs-read=${file}`,
@@ -87,7 +99,7 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
     // private directory as cwd (not the user's).
     { stdio: ['pipe', 'pipe', 'pipe'], env: {}, cwd: dir, ...(opts.signal === undefined ? {} : { signal: opts.signal }) },
   );
-  const limit = timeLimit(opts.timeoutMs ?? DEFAULT_EVAL_TIMEOUT_MS, () => child.kill('SIGKILL'));
+  const limit = timeLimit(timeoutMs, () => child.kill('SIGKILL'));
   const write = (msg: object): void => {
     if (child.stdin.writable) child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', ...msg })}\n`);
   };
@@ -149,7 +161,7 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
       if (opts.signal?.aborted === true) reject(opts.signal.reason instanceof Error ? opts.signal.reason : e);
       else reject(new TsDslError('KLN0804', `cannot start the evaluator: ${e.message}`, { cause: e }));
     });
-    child.on('close', (status) => {
+    child.on('close', (status, signal) => {
       limit.stop();
       if (outcome?.method === 'done') return resolve(outcome.params);
       if (outcome?.method === 'fail') {
@@ -162,6 +174,15 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
           new TsDslError('KLN0804', `${bundle.entry} did not finish within ${limit.seconds} s of its own running time (an endless loop?)`, {
             location: { file: bundle.entry, line: 1, column: 1 },
             hint: 'time spent waiting for ctx.solve and reads does not count; look for a loop that never ends',
+          }),
+        );
+      }
+      // SIGKILL that is not ours (timer, abort): RLIMIT_CPU, or the system (the OOM killer)
+      if (signal === 'SIGXCPU' || signal === 'SIGKILL') {
+        return reject(
+          new TsDslError('KLN0804', `the evaluator of ${bundle.entry} was killed (${signal}): it used more than ${cpuSeconds} s of CPU (an endless loop?), or the system stopped it`, {
+            location: { file: bundle.entry, line: 1, column: 1 },
+            hint: 'look for a loop that never ends',
           }),
         );
       }

@@ -64,6 +64,11 @@ describe('evaluator sandbox', () => {
     expect(Date.now() - t0).toBeLessThan(15_000);
   });
 
+  test('a kernel CPU limit stops the evaluator even when the parent cannot (killed, the timer gone)', async () => {
+    const p = run(`  for (;;) {}`, { timeoutMs: 600_000, cpuLimitSeconds: 1 });
+    await expect(p).rejects.toMatchObject({ code: 'KLN0804', message: expect.stringContaining('used more than 1 s of CPU') });
+  });
+
   test('time spent waiting on ctx calls does not count against the limit', async () => {
     const slow: Handlers = {
       ...handlers,
