@@ -41,6 +41,18 @@ describe('file batching', () => {
   });
 });
 
+describe('state values follow Go client/llb meta.go', () => {
+  // dirf: a relative Dir is system.NormalizePath(prev, value); addEnvf: no $VAR expansion, and
+  // EnvList.AddOrReplace deletes the key then appends it; User is taken as written.
+  test('relative dirs join and clean, env values stay literal, a replaced key moves last', async () => {
+    const st = image('busybox').dir('/work').dir('sub/../app').dir('..').dir('srv').addEnv('A', '1').addEnv('B', '$A-${A}').addEnv('A', '2').user('1000:1000');
+    const exec = (await ops(st.run(['env']))).find((o) => JSON.stringify(o).includes('"exec"')) as { Op: { exec: { meta: Record<string, unknown> } } };
+    expect(exec.Op.exec.meta['cwd']).toBe('/work/srv');
+    expect(exec.Op.exec.meta['env']).toEqual(['B=$A-${A}', 'A=2']);
+    expect(exec.Op.exec.meta['user']).toBe('1000:1000');
+  });
+});
+
 describe('image config', () => {
   const base = {
     architecture: 'amd64',
