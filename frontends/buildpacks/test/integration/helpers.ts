@@ -103,7 +103,10 @@ export async function imageConfig(layout: string): Promise<{ config: { Entrypoin
  * reachable, the given args and extra env). `detach` leaves it running: call the returned kill.
  */
 export async function runBundle(bundle: string, opts: { args?: string[]; env?: string[]; id: string }): Promise<Run> {
-  const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as RuntimeSpec;
+  // every run starts from the config umoci wrote (kept aside on the first run)
+  const orig = join(bundle, 'config.orig.json');
+  if (!existsSync(orig)) await writeFile(orig, await readFile(join(bundle, 'config.json')));
+  const spec = JSON.parse(await readFile(orig, 'utf8')) as RuntimeSpec;
   spec.process.terminal = false;
   if (opts.args !== undefined) spec.process.args = opts.args;
   spec.process.env = [...spec.process.env, ...(opts.env ?? [])];

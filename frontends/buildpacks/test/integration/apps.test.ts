@@ -1,0 +1,119 @@
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { PROJECT_TOML, compileCli, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+
+let sb: Sandbox;
+beforeAll(async () => {
+  requireTools();
+  compileCli();
+  sb = await makeSandbox();
+}, 300_000);
+afterAll(async () => sb?.cleanup());
+
+let n = 0;
+/** Builds `app` into a fresh OCI layout and unpacks it; returns the layout, bundle and the CLI run. */
+async function buildAndUnpack(app: string, extra: string[] = []) {
+  const i = ++n;
+  const layout = join(sb.dir, `out-${i}.oci`);
+  const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', ...extra, '--output', `type=oci,dest=${layout},tar=false,name=app:1`], sb.dir);
+  if (r.code !== 0) throw new Error(`build failed:\n${r.stderr}`);
+  const bundle = join(sb.dir, `bundle-${i}`);
+  await unpack(layout, '1', bundle);
+  return { layout, bundle, rootfs: join(bundle, 'rootfs'), run: r };
+}
+
+describe('kiln/buildpacks apps', () => {
+  test('shell app: processes web (default) and worker, arg override, env defaults vs user env, exec.d, label', async () => {
+    const app = join(sb.dir, 'shell');
+    await writeTree(app, {
+      'project.toml': PROJECT_TOML,
+      'app.sh': 'echo "$1 $GREETING ${EXECD-unset} $(tool x) $(pwd)"\nshift\necho "args: $*"\n',
+    });
+    const { layout, bundle } = await buildAndUnpack(app);
+    const cfg = await imageConfig(layout);
+    expect(cfg.config.Entrypoint).toEqual(['/cnb/process/web']);
+    expect(cfg.config.Labels?.['org.example.shell-app']).toBe('yes');
+    const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { processes: { type: string }[] };
+    expect(md.processes.map((p) => p.type)).toEqual(['web', 'worker']);
+
+    const run = async (args: string[] | undefined, env: string[] = []) => {
+      const r = await runBundle(bundle, { id: `kiln-cnb-shell-${process.pid}-${++n}`, ...(args === undefined ? {} : { args }), env });
+      return { code: r.code, out: r.stdout + r.stderr };
+    };
+    expect(await run(undefined)).toEqual({ code: 0, out: 'web hello ok tool says x /workspace\nargs: \n' });
+    expect(await run(['/cnb/process/worker'])).toEqual({ code: 0, out: 'worker hello ok tool says x /workspace\nargs: default-arg\n' });
+    expect(await run(['/cnb/process/worker', 'a', 'b'])).toEqual({ code: 0, out: 'a hello ok tool says x /workspace\nargs: b\n' });
+    expect(await run(undefined, ['GREETING=hi'])).toEqual({ code: 0, out: 'web hi ok tool says x /workspace\nargs: \n' });
+    // the launcher with a command runs it in the app env
+    expect(await run(['/cnb/lifecycle/launcher', 'sh', '-c', 'echo "$GREETING $EXECD"'])).toEqual({ code: 0, out: 'hello ok\n' });
+  }, 300_000);
+
+  test('deps app: build env from earlier layers (PATH order, suffix rules, platform env); cache layer reused after an app-only change, reinstalled after a deps change', async () => {
+    const app = join(sb.dir, 'deps');
+    await writeTree(app, {
+      'project.toml': `${PROJECT_TOML}\n[[io.buildpacks.build.env]]\nname = "PLATFORM_VAR"\nvalue = "pv"\n`,
+      'deps.txt': 'left-pad\n',
+      'main.txt': 'v1\n',
+    });
+    const first = await buildAndUnpack(app);
+    expect(first.run.stderr).toContain('installing deps');
+    const ws = (f: string) => readFile(join(first.rootfs, 'workspace', f), 'utf8');
+    expect(await ws('installs.txt')).toBe('1\n');
+    expect(await ws('tool-output.txt')).toBe('tool from deps: left-pad\n');
+    const dump = await ws('env-dump.txt');
+    expect(dump).toMatch(/^PATH=\/layers\/kt_cache-deps\/deps\/bin:\/usr\/local\/sbin:/m);
+    expect(dump).toContain('DEPS_OVERRIDE=from-deps\nDEPS_DEFAULT=first\nDEPS_LIST=pre,appended\nPLATFORM_VAR=pv\n');
+    // the deps layer is cache+build only: not in the image; uses-deps' launch layer is
+    expect(existsSync(join(first.rootfs, 'layers/kt_cache-deps'))).toBe(false);
+    expect(await readFile(join(first.rootfs, 'layers/kt_uses-deps/marker/used'), 'utf8')).toBe('used\n');
+    const cfg = await imageConfig(first.layout);
+    const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
+    expect(md.buildpacks.map((b) => b.id)).toEqual(['kt/cache-deps', 'kt/uses-deps']);
+
+    await writeFile(join(app, 'main.txt'), 'v2\n');
+    const second = await buildAndUnpack(app);
+    expect(second.run.stderr).toContain('reusing deps');
+    expect(await readFile(join(second.rootfs, 'workspace/installs.txt'), 'utf8')).toBe('1\n');
+    expect(await readFile(join(second.rootfs, 'workspace/main.txt'), 'utf8')).toBe('v2\n');
+
+    await writeFile(join(app, 'deps.txt'), 'left-pad\nright-pad\n');
+    const third = await buildAndUnpack(app);
+    expect(third.run.stderr).toContain('installing deps');
+    expect(await readFile(join(third.rootfs, 'workspace/installs.txt'), 'utf8')).toBe('2\n');
+    expect(await readFile(join(third.rootfs, 'workspace/tool-output.txt'), 'utf8')).toBe('tool from deps: left-pad\nright-pad\n');
+
+    // another cache id: an empty cache, so the layer is installed again (count restarts)
+    const fourth = await buildAndUnpack(app, ['--build-arg', 'cache-id=other']);
+    expect(fourth.run.stderr).toContain('installing deps');
+    expect(await readFile(join(fourth.rootfs, 'workspace/installs.txt'), 'utf8')).toBe('1\n');
+  }, 300_000);
+
+  test('an empty app: no group passes detection (KLN0903)', async () => {
+    const app = join(sb.dir, 'empty');
+    await writeTree(app, { 'project.toml': PROJECT_TOML });
+    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain'], sb.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('KLN0903');
+    expect(r.stderr).toContain('no buildpack group passed detection (tried [kt/static-site, kt/httpd] [kt/httpd, kt/static-site, kt/probe?] [kt/shell-app] [kt/cache-deps, kt/uses-deps])');
+  }, 300_000);
+
+  test('a detect that exits 3 is an error naming the buildpack and its output (KLN0904)', async () => {
+    const app = join(sb.dir, 'crash');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'crash-detect': '' });
+    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain'], sb.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('KLN0904');
+    expect(r.stderr).toContain('kt/httpd detect exited with status 3: httpd detect crashed on purpose');
+  }, 300_000);
+
+  test('without project.toml selecting kiln/buildpacks there is no default entry file', async () => {
+    const app = join(sb.dir, 'plain');
+    await writeTree(app, { 'project.toml': '[_]\nschema-version = "0.2"\n', 'index.html': 'x' });
+    const r = await kiln(['build', app, '--root', sb.root], sb.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('cannot read Dockerfile');
+    expect(await readdir(app)).toEqual(['index.html', 'project.toml']);
+  }, 300_000);
+});
