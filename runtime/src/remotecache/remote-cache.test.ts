@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ContentStore } from '../content/store.js';
 import { digestOf, parseDigest } from '../content/digest.js';
-import { cacheManifestList, convertLayerMediaType, openLocalCache, writeLocalCache } from './remote-cache.js';
+import { cacheManifestList, convertLayerMediaType, openLocalCache, openRegistryCache, pushRegistryCache, writeLocalCache } from './remote-cache.js';
+import { RegistryClient } from '../registry/client.js';
+import { parseReference } from '../registry/reference.js';
+import { startRegistry } from '../../test/helpers/registry.js';
+import { writeFile } from 'node:fs/promises';
 
 const H = (c: string) => parseDigest(`sha256:${c.repeat(64).slice(0, 64)}`);
 const dirs: string[] = [];
@@ -86,4 +90,47 @@ describe('local cache layout', () => {
     expect(index.manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']).sort()).toEqual(tags);
     for (const tag of tags) expect((await openLocalCache(dest, tag)).root.mediaType).toBe('application/vnd.oci.image.index.v1+json');
   });
+
+  test('a config or manifest blob is read whole only up to 1 MiB and its declared size (import.go readBlob): a larger file is refused before it is read', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    const store = await ContentStore.open(join(root, 'store'));
+    const big = Buffer.alloc((1 << 20) + 10, 120);
+    const bigDesc = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(big), size: big.length };
+    const list = cacheManifestList([], bigDesc, true);
+    const dest = join(root, 'cache');
+    await writeLocalCache(store, dest, 'latest', [], [{ descriptor: bigDesc, bytes: big }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor);
+    const reader = await openLocalCache(dest);
+    await expect(reader.fetch(bigDesc)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+    // Declared small, the file is not: refused (not read whole, then found wrong).
+    await expect(reader.fetch({ ...bigDesc, size: 100 })).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    // Same for a file grown on disk after the descriptor was written.
+    const small = Buffer.from('{}');
+    const smallDesc = { ...bigDesc, digest: digestOf(small), size: small.length };
+    await writeFile(join(dest, 'blobs', 'sha256', smallDesc.digest.slice(7)), big);
+    await expect(reader.fetch(smallDesc)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+  });
+});
+
+describe('registry cache reads', () => {
+  test('a config blob larger than 1 MiB, or than its descriptor says, is refused without being buffered whole', async () => {
+    const registry = await startRegistry();
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    try {
+      const store = await ContentStore.open(join(root, 'store'));
+      const client = new RegistryClient({});
+      const big = Buffer.alloc(3 << 20, 120);
+      const bigDesc = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(big), size: big.length };
+      await store.writeBlob(big);
+      const list = cacheManifestList([], bigDesc, true);
+      const ref = parseReference(`${registry.host}/cache/big:latest`);
+      await pushRegistryCache(client, store, ref, [], [{ descriptor: bigDesc, bytes: big }], { descriptor: list.descriptor, bytes: list.bytes });
+      const reader = await openRegistryCache(client, ref);
+      await expect(reader.fetch(bigDesc)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+      await expect(reader.fetch({ ...bigDesc, size: 100 })).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    } finally {
+      await registry.stop();
+    }
+  }, 60_000);
 });

@@ -134,6 +134,19 @@ async function updateIndex(dest: string, tag: string, root: Descriptor): Promise
   await writeFileAtomic(join(dest, 'index.json'), goJsonBytes(out));
 }
 
+/** remotecache/import.go readBlob: configs and manifests read whole are at most 1 MiB. */
+function checkSmall(d: Descriptor): void {
+  if (d.size > MAX_SMALL_BLOB) throw new ImageStoreError('MANIFEST_INVALID', `blob ${d.digest} is too large (${d.size} > ${MAX_SMALL_BLOB} bytes)`);
+}
+
+function sizeMismatch(d: Descriptor, got: number): ImageStoreError {
+  return new ImageStoreError('SIZE_MISMATCH', `blob ${d.digest} is ${got > MAX_SMALL_BLOB ? 'over 1 MiB' : `${got} bytes`}, not the ${d.size} its descriptor says`);
+}
+
+function formatRef(ref: ImageReference): string {
+  return `${ref.domain}/${ref.path}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
+}
+
 /** Opens the cache tagged `tag` (default `latest`) in the OCI layout directory `src`. */
 export async function openLocalCache(src: string, tag = 'latest', digest?: string): Promise<CacheSourceReader> {
   const name = `type=local,src=${src}`;
@@ -157,10 +170,15 @@ export async function openLocalCache(src: string, tag = 'latest', digest?: strin
     return join(src, 'blobs', 'sha256', digestHex(d.digest));
   };
   const fetch = async (d: Descriptor): Promise<Buffer> => {
-    if (d.size > MAX_SMALL_BLOB) throw new ImageStoreError('MANIFEST_INVALID', `blob ${d.digest} is too large (${d.size} bytes)`);
-    const bytes = await readFile(blobPath(d)).catch((cause: unknown) => {
+    checkSmall(d);
+    const p = blobPath(d);
+    const st = await stat(p).catch((cause: unknown) => {
       throw new ImageStoreError('BLOB_NOT_FOUND', `${src}: blob ${d.digest} is missing`, { cause });
     });
+    // Checked before the read: a huge file behind a small descriptor is not buffered whole. (The
+    // root found by `digest=` alone has no known size: size 0.)
+    if (st.size > MAX_SMALL_BLOB || (d.size > 0 && st.size !== d.size)) throw sizeMismatch(d, st.size);
+    const bytes = await readFile(p);
     if (digestOf(bytes) !== d.digest) throw new ImageStoreError('DIGEST_MISMATCH', `${src}: blob ${d.digest} is corrupt`);
     return bytes;
   };
@@ -185,10 +203,26 @@ export async function openRegistryCache(client: RegistryClient, ref: ImageRefere
   const resolved = await client.resolve(ref, signal);
   const rootBytes = await client.fetchManifest(ref, resolved.descriptor, signal);
   return {
-    name: `type=registry,ref=${ref.domain}/${ref.path}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`,
+    name: `type=registry,ref=${formatRef(ref)}`,
     root: resolved.descriptor,
     rootBytes,
-    fetch: (d, s) => (isIndexMediaType(d.mediaType) || d.mediaType === MediaTypes.ociManifest || d.mediaType === MediaTypes.dockerManifest ? client.fetchManifest(ref, d, s ?? signal) : client.fetchBlob(ref, d, s ?? signal)),
+    fetch: async (d, s) => {
+      checkSmall(d);
+      if (isIndexMediaType(d.mediaType) || d.mediaType === MediaTypes.ociManifest || d.mediaType === MediaTypes.dockerManifest) return client.fetchManifest(ref, d, s ?? signal);
+      // Streamed and cut off past the declared size: a registry (or a manifest list) that lies
+      // about a config's size cannot make the import buffer an unbounded body.
+      const chunks: Uint8Array[] = [];
+      let n = 0;
+      for await (const c of client.openBlob(ref, d, s ?? signal)) {
+        n += c.length;
+        if (n > d.size) throw sizeMismatch(d, n);
+        chunks.push(c);
+      }
+      const bytes = Buffer.concat(chunks);
+      if (bytes.length !== d.size) throw sizeMismatch(d, bytes.length);
+      if (digestOf(bytes) !== d.digest) throw new ImageStoreError('DIGEST_MISMATCH', `blob ${d.digest} of ${formatRef(ref)} is corrupt`);
+      return bytes;
+    },
     open: async (d, s) => client.openBlob(ref, d, s ?? signal),
   };
 }
