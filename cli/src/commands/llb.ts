@@ -260,6 +260,8 @@ async function runTsLlb(file: { path: string; given: string }, opts: LlbCommandO
       imageConfig: opts.imageConfig !== undefined,
       resolver: resolver ?? (await imageResolver(opts.root === undefined ? undefined : callerPath(io, opts.root), io)),
       warn: (message, l) => void io.stderr.write(`WARNING: ${l === undefined ? '' : `${l.file}:${l.line}:${l.column}: `}${message}\n`),
+      // the build's console.log, on stderr (stdout is the LLB)
+      log: (line) => void io.stderr.write(`${line}\n`),
     });
     if (res === undefined) throw new CliError('KLN_CLI_READ', `${file.given} produced no result`);
     if (opts.imageConfig !== undefined) await writeAtomic(callerPath(io, opts.imageConfig), res.imageConfigJson);

@@ -38,6 +38,8 @@ export interface CompileOptions {
   readonly imageConfig?: boolean;
   /** Receives the build's warnings. */
   readonly warn?: (message: string, location: TsDslLocation | undefined) => void;
+  /** Receives the lines the build writes to its console (`console.log`). */
+  readonly log?: (line: string) => void;
 }
 
 /** One compiled result. */
@@ -72,6 +74,7 @@ export async function compileBuildFile(entry: string, reader: SourceReader, opts
       return { digest: r.digest, config: Buffer.from(r.config).toString('base64') };
     },
     warn: (message, location) => opts.warn?.(message, location),
+    ...(opts.log === undefined ? {} : { log: opts.log }),
   });
   return ev.results.map((r) => ({ platform: r.platform, definition: decodeDefinition(new Uint8Array(Buffer.from(r.definition, 'base64'))), imageConfigJson: r.config }));
 }

@@ -143,6 +143,17 @@ describe('evaluation', () => {
     expect(r.results).toHaveLength(1);
   });
 
+  test('the build\'s console output reaches the log handler line by line (stdout stays the protocol)', async () => {
+    const lines: string[] = [];
+    const r = await evaluateBundle(
+      await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `import { scratch } from "kiln";\nexport default () => {\n  console.log("building", 2);\n  console.error("to stderr");\n  return scratch();\n};\n` })),
+      init,
+      { ...handlers(), log: (l) => lines.push(l) },
+    );
+    expect(r.results).toHaveLength(1);
+    expect(lines).toEqual(['building 2', 'to stderr']);
+  });
+
   test('a result that is not a State is an error naming the file', async () => {
     await expect(evaluate({ 'kiln.build.ts': `export default () => 42;\n` })).rejects.toMatchObject({ code: 'KLN0803', message: expect.stringContaining('returned a number') });
   });

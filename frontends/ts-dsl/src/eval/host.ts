@@ -17,6 +17,8 @@ import { CALL_FAILED, type InitParams, type Methods, type Notification, type Wir
 export type Handlers = { readonly [M in keyof Methods]: (params: Methods[M]['params']) => Promise<Methods[M]['result']> } & {
   /** A warning of the build (its own `ctx.warn`, or the nondeterminism check). */
   readonly warn: (message: string, location: TsDslLocation | undefined) => void;
+  /** A line the build wrote to the console (`console.log` and friends; the child's stderr). */
+  readonly log?: (line: string) => void;
 };
 
 /** What the build returned. */
@@ -108,8 +110,18 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
     let stderr = '';
     let buf = '';
     child.stderr.setEncoding('utf8');
+    let line = '';
     child.stderr.on('data', (c: string) => {
       stderr = (stderr + c).slice(-8192);
+      if (handlers.log === undefined) return;
+      line += c;
+      for (let nl = line.indexOf('\n'); nl >= 0; nl = line.indexOf('\n')) {
+        handlers.log(line.slice(0, nl));
+        line = line.slice(nl + 1);
+      }
+    });
+    child.stderr.on('end', () => {
+      if (line !== '') handlers.log?.(line);
     });
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
