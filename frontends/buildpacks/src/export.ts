@@ -14,6 +14,9 @@ import { launcherScript, processLink } from './launcher.js';
 import { toToml } from './toml.js';
 import { Label, Paths, PLATFORM_API, escapeId } from './wire.js';
 
+/** mtime of every exported file, as lifecycle's exporter normalizes it (1980-01-01T00:00:01Z). */
+const EXPORT_MTIME = new Date('1980-01-01T00:00:01Z');
+
 /** Inputs of {@link exportImage}. */
 export interface ExportInput {
   readonly build: BuildOutput;
@@ -51,7 +54,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       if (!l.metadata.launch) continue;
       if (!l.hasDir) throw new BuildpacksError('KLN0906', `${bp.entry.id}: launch layer ${l.name} has no directory (reusing a layer from a previous image is not supported)`);
       const path = `${Paths.layers}/${esc}/${l.name}`;
-      layerStates.push(scratch().file(copy(build.root, path, path, { copyDirContentsOnly: true, createDestPath: true }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
+      layerStates.push(scratch().file(copy(build.root, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
       layerDirs.push(path);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
       const present = new Set((await listOptional(layersRef, path)).filter((x) => x.dir).map((x) => x.name));
@@ -82,14 +85,15 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, 'buildpack-id': p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
   });
-  let action = mkdir('/cnb/lifecycle', 0o755, { parents: true })
-    .mkfile(Paths.launcher, 0o755, script)
-    .mkdir(Paths.processDir, 0o755)
-    .mkdir('/layers/config', 0o755, { parents: true })
-    .mkfile('/layers/config/metadata.toml', 0o644, metadataToml);
-  for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type));
+  const t = { createdTime: EXPORT_MTIME };
+  let action = mkdir('/cnb/lifecycle', 0o755, { parents: true, ...t })
+    .mkfile(Paths.launcher, 0o755, script, t)
+    .mkdir(Paths.processDir, 0o755, t)
+    .mkdir('/layers/config', 0o755, { parents: true, ...t })
+    .mkfile('/layers/config/metadata.toml', 0o644, metadataToml, t);
+  for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
   const launcher = scratch().file(action, { customName: '[export] launcher and config' });
-  const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true }), { customName: '[export] app' });
+  const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME }), { customName: '[export] app' });
   const run = image(normalizeRef(input.runImage));
   const state = merge([run, ...layerStates, app, launcher], { customName: '[export] app image' });
 

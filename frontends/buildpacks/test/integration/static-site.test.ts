@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { PROJECT_TOML, compileCli, freePort, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
@@ -85,5 +85,17 @@ describe('kiln/buildpacks: static site', () => {
     expect(again.stderr).not.toMatch(/^#\d+ \[(detect|build|prepare)\][^\n]*\n(?!#\d+ CACHED)/m);
     const digest = async (l: string): Promise<string> => (JSON.parse(await readFile(join(l, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]?.digest ?? '';
     expect(await digest(`${layout}-2`)).toBe(await digest(layout));
+
+    // an app-only change: httpd reruns (its input, the build root, holds the app) but its layer
+    // is the same bytes (exported mtimes are 1980-01-01T00:00:01Z), so the same diffID
+    await writeFile(join(app, 'about.html'), '<p>about, changed</p>\n');
+    const third = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--output', `type=oci,dest=${layout}-3,tar=false,name=site:1`], sb.dir, EPOCH);
+    expect(third.code, third.stderr).toBe(0);
+    const ids = (await imageConfig(`${layout}-3`)).rootfs.diff_ids;
+    const before = cfg.rootfs.diff_ids;
+    expect(ids.slice(0, 3)).toEqual(before.slice(0, 3)); // run image (2) + httpd
+    expect(ids[3]).not.toBe(before[3]); // site: holds about.html
+    expect(ids[4]).not.toBe(before[4]); // app
+    expect(ids[5]).toBe(before[5]); // launcher and config
   }, 300_000);
 });
