@@ -215,7 +215,13 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     for (const [index, spec] of (req.cacheTo ?? []).entries()) {
       if (spec.type === 'inline') continue;
       if (solved === undefined) throw new EngineError('KLN0711', 'the build produced no result whose cache could be exported');
-      await exportCache(engine, spec, solved, { index, ...cacheOpts, ...(req.progress === undefined ? {} : { progress: req.progress }) });
+      try {
+        await exportCache(engine, spec, solved, { index, ...cacheOpts, ...(req.progress === undefined ? {} : { progress: req.progress }) });
+      } catch (e) {
+        // ignore-error=true: the build keeps its outputs; a cancel still cancels.
+        if (spec.ignoreError !== true || req.signal?.aborted === true) throw e;
+        warn(`${e instanceof Error ? e.message : String(e)} (ignored: ignore-error=true)`);
+      }
     }
     return { frontend: result.frontend, exports };
   } finally {

@@ -12,6 +12,10 @@ describe('--cache-to / --cache-from (buildx CSV)', () => {
       ociMediaTypes: false,
     });
     expect(parseCacheExportSpec('type=inline')).toEqual({ type: 'inline', mode: 'min' });
+    expect(parseCacheExportSpec('type=local,dest=/c,ignore-error=true')).toMatchObject({ type: 'local', ignoreError: true });
+    expect(parseCacheExportSpec('type=registry,ref=r/c:1,ignore-error=false')).not.toHaveProperty('ignoreError');
+    // Attributes kiln does not know are ignored, as BuildKit's exporters ignore them.
+    expect(parseCacheExportSpec('type=local,dest=/c,compression-level=3')).toEqual({ type: 'local', dest: '/c', tag: 'latest', mode: 'min', compression: 'gzip', ociMediaTypes: true });
     // A bare value is a registry reference, as buildx reads it; quoted fields keep their commas.
     expect(parseCacheExportSpec('127.0.0.1:5000/c:1')).toMatchObject({ type: 'registry', ref: '127.0.0.1:5000/c:1' });
     expect(parseCacheExportSpec('"type=local","dest=/a,b"')).toMatchObject({ type: 'local', dest: '/a,b' });
@@ -23,6 +27,7 @@ describe('--cache-to / --cache-from (buildx CSV)', () => {
     expect(() => parseCacheExportSpec('type=local,dest=x,mode=all')).toThrow(expect.objectContaining({ code: 'KLN0710' }));
     expect(() => parseCacheExportSpec('type=local,dest=x,compression=lz4')).toThrow(expect.objectContaining({ code: 'KLN0710' }));
     expect(() => parseCacheExportSpec('type=local,dest=x,oci-mediatypes=maybe')).toThrow(expect.objectContaining({ code: 'KLN0710' }));
+    expect(() => parseCacheExportSpec('type=local,dest=x,ignore-error=maybe')).toThrow(expect.objectContaining({ code: 'KLN0710' }));
   });
 
   test('import specs; unusable ones are warnings, not errors', () => {

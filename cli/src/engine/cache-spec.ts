@@ -10,6 +10,8 @@ export type CacheExportSpec =
 
 interface CacheExportCommon {
   readonly mode: CacheExportMode;
+  /** `ignore-error=true` (BuildKit v0.11, moby/buildkit#3430): a failed export is a warning, not a failed build. */
+  readonly ignoreError?: true;
   readonly compression: ExportCompression;
   /** OCI media types (an OCI index) or Docker's (a manifest list). BuildKit's default: true. */
   readonly ociMediaTypes: boolean;
@@ -32,10 +34,20 @@ function attrsOf(value: string): Map<string, string> {
   return new Map(splitCsvFields(value));
 }
 
-/** Parses one `--cache-to` value; unknown types and attributes are errors (the export could not do what was asked). */
+const bool = (v: string | undefined): boolean | undefined => (v === undefined ? undefined : ['true', '1', ''].includes(v) ? true : ['false', '0'].includes(v) ? false : undefined);
+
+/**
+ * Parses one `--cache-to` value; an unknown type or an invalid value of a known attribute is an
+ * error (the export could not do what was asked); other attributes are ignored, as BuildKit's
+ * exporters ignore attributes they do not know.
+ */
 export function parseCacheExportSpec(value: string): CacheExportSpec {
   const a = attrsOf(value);
   const flag = '--cache-to';
+  const ie = a.get('ignore-error');
+  const ignore = bool(ie);
+  if (ie !== undefined && ignore === undefined) throw bad(flag, value, 'ignore-error must be true or false', HINT_TO);
+  const ignoreError = ignore === true ? { ignoreError: true as const } : {};
   const mode = a.get('mode') ?? 'min';
   if (mode !== 'min' && mode !== 'max') throw bad(flag, value, `mode must be min or max, not "${mode}"`, HINT_TO);
   const compression = a.get('compression') ?? 'gzip';
@@ -48,12 +60,12 @@ export function parseCacheExportSpec(value: string): CacheExportSpec {
     case 'local': {
       const dest = a.get('dest');
       if (dest === undefined || dest === '') throw bad(flag, value, 'type=local needs dest=DIR', HINT_TO);
-      return { type, dest, tag: a.get('tag') ?? 'latest', mode, compression, ociMediaTypes };
+      return { type, dest, tag: a.get('tag') ?? 'latest', mode, compression, ociMediaTypes, ...ignoreError };
     }
     case 'registry': {
       const ref = a.get('ref');
       if (ref === undefined || ref === '') throw bad(flag, value, 'type=registry needs ref=HOST/REPO:TAG', HINT_TO);
-      return { type, ref, mode, compression, ociMediaTypes };
+      return { type, ref, mode, compression, ociMediaTypes, ...ignoreError };
     }
     case 'inline':
       return { type, mode };

@@ -91,6 +91,31 @@ describe('local cache layout', () => {
     for (const tag of tags) expect((await openLocalCache(dest, tag)).root.mediaType).toBe('application/vnd.oci.image.index.v1+json');
   });
 
+  test('an export cancelled part way (Ctrl-C) leaves the earlier cache of the directory as it was, and no temp or lock file', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    const store = await ContentStore.open(join(root, 'store'));
+    const dest = join(root, 'cache');
+    const write = async (n: number, signal?: AbortSignal, onBlob?: () => void) => {
+      const blobs = await Promise.all([0, 1, 2].map((i) => store.writeBlob(Buffer.from(`layer ${n} ${i}`))));
+      const layers = blobs.map((b) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: b.digest, size: b.size }));
+      const cfgBytes = Buffer.from(`{"n":${n}}`);
+      const cfg = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(cfgBytes), size: cfgBytes.length };
+      const list = cacheManifestList(layers, cfg, true);
+      await writeLocalCache(store, dest, 'latest', layers, [{ descriptor: cfg, bytes: cfgBytes }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor, onBlob, signal);
+      return list.descriptor;
+    };
+    const before = await write(1);
+    const indexBefore = await readFile(join(dest, 'index.json'), 'utf8');
+    const ac = new AbortController();
+    await expect(write(2, ac.signal, () => ac.abort(new Error('interrupted')))).rejects.toThrow('interrupted');
+    expect(await readFile(join(dest, 'index.json'), 'utf8')).toBe(indexBefore);
+    expect((await openLocalCache(dest)).root.digest).toBe(before.digest);
+    const { readdir } = await import('node:fs/promises');
+    expect((await readdir(dest)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+    expect((await readdir(join(dest, 'blobs', 'sha256'))).filter((f) => f.includes('.tmp'))).toEqual([]);
+  });
+
   test('a config or manifest blob is read whole only up to 1 MiB and its declared size (import.go readBlob): a larger file is refused before it is read', async () => {
     const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
     dirs.push(root);
