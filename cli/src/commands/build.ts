@@ -215,7 +215,9 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
   }
   // Without -f: the context's `Dockerfile`, else a lowercase `dockerfile` (BuildKit's dockerui
-  // reads that too), else kiln/ts's `kiln.build.ts`.
+  // reads that too), else kiln/ts's `kiln.build.ts`; with --frontend kiln/ts, `kiln.build.ts`
+  // (a Dockerfile next to it is not a build file of that frontend).
+  if (dockerfile === undefined && dockerfileText === undefined && flags.frontend === TS_FRONTEND) dockerfile = join(ctx, DEFAULT_BUILD_FILE);
   if (dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile')))) {
     for (const name of ['dockerfile', DEFAULT_BUILD_FILE]) {
       if (!(await isFile(join(ctx, name)))) continue;
@@ -228,6 +230,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   }
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
+    if (flags.frontend === TS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read build file ${join(context, DEFAULT_BUILD_FILE)}: no such file`, { hint: 'pass -f FILE.ts' });
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
   }
   const env = callerEnv(io);

@@ -219,6 +219,18 @@ describe('kiln build of a kiln.build.ts', { timeout: 240_000 }, () => {
     expect(JSON.parse(await readFile(join(out, 'info'), 'utf8'))).toEqual({ args: { GREETING: 'hello world' }, target: 'release', platform: 'linux/amd64' });
   });
 
+  test('--frontend kiln/ts without -f builds the context kiln.build.ts even next to a Dockerfile', async () => {
+    const ctx = join(sb.dir, 'both');
+    await writeTree(ctx, {
+      Dockerfile: 'FROM kt/busybox\nRUN echo from-dockerfile > /which\n',
+      'kiln.build.ts': `import { scratch } from "kiln";\nexport default () => scratch().mkfile("/which", "from-ts\\n");\n`,
+    });
+    const { r, out } = await build(ctx, ['--frontend', 'kiln/ts']);
+    noStack(r.stderr);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(out, 'which'), 'utf8')).toBe('from-ts\n');
+  });
+
   test('// syntax=kiln/ts selects the frontend for a file of any name', async () => {
     const ctx = join(sb.dir, 'syntax');
     await writeTree(ctx, { 'build.kiln': `// syntax=kiln/ts\nimport { scratch } from "kiln";\nexport default () => scratch().mkfile("/via", "syntax");\n` });
