@@ -155,7 +155,11 @@ export async function projectBuildpacks(client: FrontendClient, project: Project
     }
     return out;
   };
-  return { state, descriptors, group: await toEntries(project.group), pre: await toEntries(project.pre), post: await toEntries(project.post) };
+  // entries first: toEntries adds to `state`
+  const group = await toEntries(project.group);
+  const pre = await toEntries(project.pre);
+  const post = await toEntries(project.post);
+  return { state, descriptors, group, pre, post };
 }
 
 /** `/platform`: `env/NAME` files from project.toml's build env and `env:NAME=value` options. */

@@ -1,4 +1,4 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -88,6 +88,55 @@ describe('kiln/buildpacks apps', () => {
     const fourth = await buildAndUnpack(app, ['--build-arg', 'cache-id=other']);
     expect(fourth.run.stderr).toContain('installing deps');
     expect(await readFile(join(fourth.rootfs, 'workspace/installs.txt'), 'utf8')).toBe('1\n');
+  }, 300_000);
+
+  test('project buildpacks (schema 0.1): a uri directory of the app and an inline script, [[build.env]], gitignore-style exclude, builder as a build arg', async () => {
+    const app = join(sb.dir, 'project-bps');
+    const q = "'''";
+    await writeTree(app, {
+      'project.toml': [
+        '# syntax=kiln/buildpacks',
+        '[project]',
+        'id = "bash-script"',
+        '[build]',
+        'exclude = ["*.md", "/secret"]',
+        '[[build.buildpacks]]',
+        'uri = "./my-bp"',
+        '[[build.buildpacks]]',
+        'id = "kt/inline"',
+        '[build.buildpacks.script]',
+        'api = "0.10"',
+        `inline = ${q}`,
+        'printf "%s\\n" "$FROM_PROJECT" > /workspace/inline.txt',
+        `printf '[[processes]]\\ntype = "web"\\ncommand = ["cat", "/workspace/local.txt", "/workspace/inline.txt"]\\ndefault = true\\n' > "$CNB_LAYERS_DIR/launch.toml"`,
+        q,
+        '[[build.env]]',
+        'name = "FROM_PROJECT"',
+        'value = "yes"',
+        '',
+      ].join('\n'),
+      'my-bp/buildpack.toml': 'api = "0.10"\n[buildpack]\nid = "kt/local"\nversion = "1.0.0"\n',
+      'my-bp/bin/detect': '#!/bin/sh\nexit 0\n',
+      'my-bp/bin/build': '#!/bin/sh\necho "local saw $FROM_PROJECT" > /workspace/local.txt\n',
+      'README.md': 'excluded',
+      secret: 'excluded',
+      'docs/x.md': 'excluded',
+      'docs/keep.txt': 'kept',
+    });
+    await chmod(join(app, 'my-bp/bin/detect'), 0o755);
+    await chmod(join(app, 'my-bp/bin/build'), 0o755);
+    const { layout, rootfs, bundle } = await buildAndUnpack(app, ['--build-arg', 'builder=kt/builder']);
+    const md = JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string; version: string }[] };
+    expect(md.buildpacks).toEqual([
+      { id: 'kt/local', version: '1.0.0' },
+      { id: 'kt/inline', version: '0.0.0' },
+    ]);
+    expect(existsSync(join(rootfs, 'workspace/README.md'))).toBe(false);
+    expect(existsSync(join(rootfs, 'workspace/secret'))).toBe(false);
+    expect(existsSync(join(rootfs, 'workspace/docs/x.md'))).toBe(false);
+    expect(await readFile(join(rootfs, 'workspace/docs/keep.txt'), 'utf8')).toBe('kept');
+    const r = await runBundle(bundle, { id: `kiln-cnb-inline-${process.pid}` });
+    expect({ code: r.code, out: r.stdout + r.stderr }).toEqual({ code: 0, out: 'local saw yes\nyes\n' });
   }, 300_000);
 
   test('an empty app: no group passes detection (KLN0903)', async () => {
