@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
 import { defaultPlatform, definitionJsonLineChunks, definitionToDot, encodeDefinition, parseDigest } from '@kiln/llb-core';
 import type { ImageMetaResolver } from '@kiln/llb-core';
-import { KilnError, convertDockerfile, formatCheckWarning, formatError, parseDockerignore } from '@kiln/dockerfile';
+import { KilnError, convertDockerfile, detectSyntax, formatCheckWarning, formatError, parseDockerignore } from '@kiln/dockerfile';
 import { DEFAULT_BUILD_FILE, TsDslError, compileBuildFile, directoryReader } from '@kiln/ts-dsl';
 // The registry alone: the full @kiln/runtime (stores, executor, exporters) loads only for --root.
 import { RegistryClient, registryMetaResolver } from '@kiln/runtime/registry';
@@ -234,14 +234,18 @@ export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: Cl
 }
 
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
+/** The syntax directive value that selects the kiln/ts frontend. */
+const TS_SYNTAX = 'kiln/ts';
 
 /**
  * The TypeScript build file `kiln llb` is asked for, if any: `-f FILE.ts`, `kiln llb FILE.ts`, or a
  * context holding `kiln.build.ts` and no Dockerfile (as `kiln build` picks it). `given` is for messages.
  */
 async function tsBuildFile(contextArg: string, opts: LlbCommandOptions, io: CliIo): Promise<{ path: string; given: string } | undefined> {
-  if (opts.file !== undefined) return opts.file.endsWith('.ts') ? { path: callerPath(io, opts.file), given: opts.file } : undefined;
-  if (contextArg.endsWith('.ts') && (await isFile(callerPath(io, contextArg)))) return { path: callerPath(io, contextArg), given: contextArg };
+  // a file of another name is one when its first line is `// syntax=kiln/ts` (kiln build forwards it so)
+  const selectsTs = async (p: string): Promise<boolean> => p.endsWith('.ts') || detectSyntax(await readFile(p, 'utf8').catch(() => ''))?.cmdline === TS_SYNTAX;
+  if (opts.file !== undefined) return opts.file !== '-' && (await selectsTs(callerPath(io, opts.file))) ? { path: callerPath(io, opts.file), given: opts.file } : undefined;
+  if ((await isFile(callerPath(io, contextArg))) && (await selectsTs(callerPath(io, contextArg)))) return { path: callerPath(io, contextArg), given: contextArg };
   const dir = callerPath(io, contextArg);
   if (!(await isFile(join(dir, 'Dockerfile'))) && (await isFile(join(dir, DEFAULT_BUILD_FILE)))) return { path: join(dir, DEFAULT_BUILD_FILE), given: join(contextArg, DEFAULT_BUILD_FILE) };
   return undefined;

@@ -288,4 +288,15 @@ describe('kiln llb of a .ts file', { timeout: 120_000 }, () => {
     expect(l.code).toBe(0);
     expect(l.stdout).toContain('"local.unique":"pinned-id"');
   });
+
+  test('a file of any name whose first line is // syntax=kiln/ts, with -f or as the argument, as kiln build takes it', async () => {
+    const ctx = join(sb.dir, 'llb-syntax');
+    await writeTree(ctx, { 'build.kiln': `// syntax=kiln/ts\nimport { scratch } from "kiln";\nexport default () => scratch().mkfile("/k", "k");\n` });
+    for (const args of [['llb', '-f', join(ctx, 'build.kiln'), ctx], ['llb', join(ctx, 'build.kiln')]]) {
+      const r = await kiln(args, sb.dir);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('"mkfile":{"path":"/k"');
+    }
+  });
 });
