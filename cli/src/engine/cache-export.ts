@@ -70,7 +70,11 @@ export async function collectCache(engine: KilnEngine, result: BuildResult, opts
     // An imported result not fetched is exported in both modes: its layers exist (remotely), and
     // BuildKit's RemoteOnly mode below an exported result keeps every result whose remote exists
     // (solver/exporter.go: LoadRemotes of the import's cacheResultStorage returns it).
-    if (kr.kind === 'imported') return { layers: kr.result.layers, createdAt: kr.result.createdAt };
+    if (kr.kind === 'imported') {
+      // Its blobs keep their compression (BuildKit converts an existing blob only with force-compression).
+      for (const l of kr.result.layers) opts.given?.add(l.digest);
+      return { layers: kr.result.layers, createdAt: kr.result.createdAt };
+    }
     if (opts.mode === 'min' && !final && !below.has(kr.snapshot)) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };
   }, backlinkSource(new CacheManager(engine.cache), opts.imports ?? []));

@@ -170,6 +170,11 @@ describe('cache export modes', () => {
     await build(await fresh(), ctx, ['--cache-from', `type=local,src=${max}`, '--cache-to', `type=local,dest=${reMin}`]);
     const fromReMin = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${reMin}`]);
     expect(fromReMin.containers).toBe(0);
+    // compression=zstd re-encodes only what the build made: imported blobs keep their gzip (no
+    // force-compression), so exporting a fully imported build keeps every blob of the import.
+    const reZst = join(a.dir, `rezst-${t}`);
+    await build(await fresh(), ctx, ['--cache-from', `type=local,src=${max}`, '--cache-to', `type=local,dest=${reZst},mode=max,compression=zstd`]);
+    expect((await cacheLayers(reZst)).sort()).toEqual((await cacheLayers(max)).sort());
 
     // compression=zstd, oci-mediatypes=false: a Docker manifest list; the layers the build made
     // are zstd, the busybox base keeps its gzip blob (as a Docker gzip layer); it imports.
