@@ -54,6 +54,8 @@ export async function importCaches(
       v.done();
     } catch (e) {
       v.done();
+      // Ctrl-C while a cache is read cancels the build, it is no warning about the cache.
+      opts.signal?.throwIfAborted();
       opts.onWarning(`failed to import cache ${what}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }

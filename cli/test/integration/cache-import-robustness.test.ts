@@ -180,6 +180,15 @@ describe('cache sources that stop working or are not caches', () => {
     }
   }, 120_000);
 
+  test('a cancel while a cache is read cancels, it is not a warning about the cache', async () => {
+    const ac = new AbortController();
+    const reason = new Error('interrupted (SIGINT)');
+    ac.abort(reason);
+    const warnings: string[] = [];
+    await expect(importCaches(engine, [{ type: 'registry', ref: '127.0.0.1:9/cache/x:latest' }], { signal: ac.signal, onWarning: (m) => warnings.push(m) })).rejects.toBe(reason);
+    expect(warnings).toEqual([]);
+  });
+
   test('an image layout without a cache manifest, and an index of foreign things, are warnings (no cache), not errors', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kiln-not-cache-'));
     try {
