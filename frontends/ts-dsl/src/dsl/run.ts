@@ -87,6 +87,8 @@ export function validateCommand(cmd: Command): void {
 /** @internal For `Exec.output`: each mount target, undefined when it has an output, else why not. */
 export function mountOutputs(o: RunOpts): ReadonlyMap<string, string | undefined> {
   const out = new Map<string, string | undefined>();
+  // the root: Go's ReadonlyRootFS hands back the input rootfs, so the command would vanish
+  out.set('/', o.readonlyRootfs === true ? 'the root filesystem is read-only (readonlyRootfs), so it has no output: take a writable mount\'s' : undefined);
   for (const [target, m] of Object.entries(o.mounts ?? {})) {
     if (!isMount(m)) out.set(target, undefined);
     else if (m.kind === 'bind') out.set(target, m.readonly ? 'a read-only bind mount has no output (its content is its source: use that State)' : undefined);

@@ -235,9 +235,9 @@ export class Exec extends State {
    * command's work would silently be lost.
    */
   output(target: string): State {
-    if (target === '/') return this;
+    if (target === '/' && this.outputs.get('/') === undefined) return this;
     if (!this.outputs.has(target)) {
-      const known = [...this.outputs.keys()];
+      const known = [...this.outputs.keys()].filter((t) => t !== '/');
       throw new TsDslError('KLN0805', `output("${target}"): the run has no mount at ${target}${known.length > 0 ? ` (its mounts: ${known.join(', ')})` : ''}`, {
         hint: 'mount a State there: run(cmd, { mounts: { "/out": scratch() } }).output("/out")',
       });

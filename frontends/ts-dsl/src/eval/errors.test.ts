@@ -60,6 +60,8 @@ describe('located errors', () => {
     await expect(ro).rejects.toThrow(/output\("\/ro"\): a read-only bind mount has no output/);
     const kinds = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/c": cache("c"), "/t": tmpfs(), "/s": secret("s") } }).output("/t");');
     await expect(kinds).rejects.toThrow(/output\("\/t"\): a tmpfs mount has no output/);
+    const root = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { readonlyRootfs: true, mounts: { "/out": scratch() } }).output("/");');
+    await expect(root).rejects.toThrow(/output\("\/"\): the root filesystem is read-only \(readonlyRootfs\), so it has no output/);
     const none = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/out": scratch() } }).output("/nope");');
     await expect(none).rejects.toThrow(/output\("\/nope"\): the run has no mount at \/nope \(its mounts: \/out\)/);
   });
