@@ -61,7 +61,7 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
   const runOf = (e: ResolvedEntry): Promise<DetectRun & { output: string }> => {
     const key = entryKey(e);
     let r = runs.get(key);
-    if (r === undefined) runs.set(key, (r = runDetect(ctx, e)));
+    if (r === undefined) runs.set(key, (r = targetMatches(e, ctx.targetEnv) ? runDetect(ctx, e) : Promise.resolve(targetMismatch(e, ctx.targetEnv))));
     return r;
   };
   const errors: string[] = [];
@@ -82,6 +82,25 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
   }
   const tried = groups.map((g) => `[${g.map((e) => `${e.id}${e.optional ? '?' : ''}`).join(', ')}]`).join(' ');
   throw new BuildpacksError('KLN0903', `no buildpack group passed detection (tried ${tried})`, { hint: 'check that the app has what the buildpacks look for' });
+}
+
+/**
+ * Whether a buildpack's `[[targets]]` allow the run image (lifecycle TargetSatisfiedForBuild:
+ * os and arch must match where the buildpack names them; no targets means any).
+ */
+export function targetMatches(e: ResolvedEntry, target: ReadonlyMap<string, string>): boolean {
+  const { targets } = e.descriptor;
+  if (targets.length === 0) return true;
+  const os = target.get('CNB_TARGET_OS');
+  const arch = target.get('CNB_TARGET_ARCH');
+  const fits = (want: string | undefined, have: string | undefined): boolean => want === undefined || want === '' || want === '*' || want === have;
+  return targets.some((t) => fits(t.os, os) && fits(t.arch, arch));
+}
+
+/** A required buildpack whose targets exclude the run image fails its group with an error (lifecycle code -1); an optional one is skipped. */
+function targetMismatch(e: ResolvedEntry, target: ReadonlyMap<string, string>): DetectRun & { output: string } {
+  const want = e.descriptor.targets.map((t) => `${t.os ?? '*'}/${t.arch ?? '*'}`).join(', ');
+  return { code: e.optional ? 100 : -1, plan: { sections: { requires: [], provides: [] }, or: [] }, output: `targets ${want} do not include the run image ${target.get('CNB_TARGET_OS') ?? '?'}/${target.get('CNB_TARGET_ARCH') ?? '?'}` };
 }
 
 async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectRun & { output: string }> {

@@ -25,6 +25,8 @@ export interface ExportInput {
   /** `process-type` option: the default process. */
   readonly processType?: string;
   readonly project: Readonly<Record<string, unknown>>;
+  /** The CNB user and group of the build: exported layers and the app belong to them, as lifecycle writes them. */
+  readonly owner: { readonly uid: number; readonly gid: number };
 }
 
 /** The image's filesystem and config. */
@@ -38,6 +40,7 @@ export interface ExportedImage {
 /** Builds the app image from the build output. */
 export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   const { build } = input;
+  const chown = { user: input.owner.uid, group: input.owner.gid };
   const layersRef: Ref = build.rootRef;
   const layerStates: State[] = [];
   const launchEnv: EnvOp[] = [];
@@ -54,7 +57,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       if (!l.metadata.launch) continue;
       if (!l.hasDir) throw new BuildpacksError('KLN0906', `${bp.entry.id}: launch layer ${l.name} has no directory (reusing a layer from a previous image is not supported)`);
       const path = `${Paths.layers}/${esc}/${l.name}`;
-      layerStates.push(scratch().file(copy(build.root, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
+      layerStates.push(scratch().file(copy(build.root, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
       layerDirs.push(path);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
       const present = new Set((await listOptional(layersRef, path)).filter((x) => x.dir).map((x) => x.name));
@@ -93,7 +96,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     .mkfile('/layers/config/metadata.toml', 0o644, metadataToml, t);
   for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
   const launcher = scratch().file(action, { customName: '[export] launcher and config' });
-  const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME }), { customName: '[export] app' });
+  const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: '[export] app' });
   const run = image(normalizeRef(input.runImage));
   const state = merge([run, ...layerStates, app, launcher], { customName: '[export] app image' });
 

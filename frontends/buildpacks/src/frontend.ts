@@ -73,6 +73,7 @@ export function createBuildpacksFrontend(): Frontend {
       runConfig,
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
+      owner: { uid: builder.uid, gid: builder.gid },
     });
     const ref = await solveState(client, img.state);
     return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, new TextEncoder().encode(JSON.stringify(img.config))]]) };

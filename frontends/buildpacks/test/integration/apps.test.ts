@@ -151,7 +151,8 @@ describe('kiln/buildpacks apps', () => {
   test('a detect that exits 3 is an error naming the buildpack and its output (KLN0904)', async () => {
     const app = join(sb.dir, 'crash');
     await writeTree(app, { 'project.toml': PROJECT_TOML, 'crash-detect': '' });
-    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain'], sb.dir);
+    // -f names the entry file; its syntax line selects the frontend
+    const r = await kiln(['build', app, '-f', join(app, 'project.toml'), '--root', sb.root, '--progress', 'plain'], sb.dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('KLN0904');
     expect(r.stderr).toContain('kt/httpd detect exited with status 3: httpd detect crashed on purpose');
@@ -164,5 +165,9 @@ describe('kiln/buildpacks apps', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('cannot read Dockerfile');
     expect(await readdir(app)).toEqual(['index.html', 'project.toml']);
+    // --frontend picks it explicitly (no syntax line needed); the builder comes as a build arg
+    const ok = await kiln(['build', app, '--frontend', 'kiln/buildpacks', '-f', join(app, 'project.toml'), '--build-arg', 'builder=kt/builder', '--root', sb.root, '--progress', 'plain'], sb.dir);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toContain('[build] kt/static-site@0.0.1');
   }, 300_000);
 });

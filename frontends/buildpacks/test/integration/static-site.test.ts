@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { PROJECT_TOML, compileCli, freePort, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
@@ -57,6 +57,13 @@ describe('kiln/buildpacks: static site', () => {
     expect(await readFile(join(rootfs, 'layers/kt_static-site/site/index.html'), 'utf8')).toBe(page);
     expect((await readdir(join(rootfs, 'layers/kt_httpd/httpd/bin'))).sort()).toEqual(['serve']);
     expect(await readFile(join(rootfs, 'layers/config/metadata.toml'), 'utf8')).toContain('type = "web"');
+    // app and layers belong to the CNB user of the build (1000:1001), the launcher to root
+    const owner = async (p: string): Promise<string> => { const st = await stat(join(rootfs, p)); return `${st.uid}:${st.gid}`; };
+    expect(await owner('workspace')).toBe('1000:1001');
+    expect(await owner('workspace/index.html')).toBe('1000:1001');
+    expect(await owner('layers/kt_httpd/httpd/bin/serve')).toBe('1000:1001');
+    expect(await owner('cnb/lifecycle/launcher')).toBe('0:0');
+    expect((await stat(join(rootfs, 'workspace/index.html'))).mtime.toISOString()).toBe('1980-01-01T00:00:01.000Z');
     expect(execFileSync('readlink', [join(rootfs, 'cnb/process/web')], { encoding: 'utf8' }).trim()).toBe('/cnb/lifecycle/launcher');
 
     // the default process: httpd on 127.0.0.1:PORT (the PORT default overridden by the user env)
