@@ -5,6 +5,7 @@
  */
 import type { CacheSharing } from '@kiln/llb-core';
 import type { State } from './state.js';
+import { TsDslError } from '../errors.js';
 
 /** A persistent cache directory (Go `AsPersistentCacheDir`); its content never reaches the image. */
 export interface CacheMount {
@@ -57,6 +58,8 @@ export type Mount = CacheMount | SecretMount | BindMount | TmpfsMount | SshMount
 
 /** A cache mount shared across builds under `id` (sharing `shared` by default, as BuildKit). */
 export function cache(id: string, opts: { sharing?: CacheSharing; from?: State; path?: string } = {}): CacheMount {
+  // an empty id is no cache at all to BuildKit (a plain writable mount): refuse it
+  if (id === '') throw new TsDslError('KLN0805', 'cache: the id is empty', { hint: 'cache("go-build") names the cache shared across builds' });
   return { kind: 'cache', id, sharing: opts.sharing ?? 'shared', from: opts.from, path: opts.path };
 }
 

@@ -3,6 +3,8 @@
  * llb-core source (Go `llb.Image`, `llb.Local`, …) with the DSL's option names.
  */
 import {
+  parseDigest,
+  parseImageReference,
   git as llbGit,
   http as llbHttp,
   image as llbImage,
@@ -15,6 +17,12 @@ import {
 import type { ResolveMode } from '@kiln/llb-core';
 import { State, checkPlatform } from './state.js';
 import { callerLocation, withBuildLocation } from './source-location.js';
+import { TsDslError } from '../errors.js';
+
+/** Throws KLN0805 (at the DSL call, so the build file line is on the stack) with `what`'s message. */
+function invalid(fn: string, message: string, hint: string): never {
+  throw new TsDslError('KLN0805', `${fn}: ${message}`, { hint });
+}
 
 /** Options of {@link image}. */
 export interface ImageOpts {
@@ -30,6 +38,11 @@ export interface ImageOpts {
 
 /** An image (`docker-image://…`, the reference normalized as Docker does: `busybox` is `docker.io/library/busybox:latest`). */
 export function image(ref: string, opts: ImageOpts = {}): State {
+  try {
+    parseImageReference(ref);
+  } catch (e) {
+    invalid('image', e instanceof Error ? e.message : `invalid image reference "${ref}"`, 'a reference as docker pull takes it: busybox, alpine:3.20, registry:5000/team/app@sha256:…');
+  }
   if (opts.platform !== undefined) checkPlatform(opts.platform);
   const o = {
     ...(opts.platform === undefined ? {} : { platform: opts.platform }),
@@ -71,6 +84,7 @@ export interface LocalOpts {
 
 /** A directory of the client (`local://name`; `context` is the build context). */
 export function local(name: string, opts: LocalOpts = {}): State {
+  if (name === '') invalid('local', 'the name is empty', 'local("context") is the build context; other names are --build-context names');
   const o = {
     ...(opts.include === undefined ? {} : { includePatterns: opts.include }),
     ...(opts.exclude === undefined ? {} : { excludePatterns: opts.exclude }),
@@ -93,6 +107,7 @@ export interface GitOpts {
 
 /** A git repository (`git://host/path#ref[:subdir]`). */
 export function git(url: string, opts: GitOpts = {}): State {
+  if (url.trim() === '') invalid('git', 'the URL is empty', 'git("https://github.com/org/repo.git", { ref: "main" })');
   const ref = opts.subdir === undefined ? (opts.ref ?? '') : `${opts.ref ?? ''}:${opts.subdir}`;
   return new State(async () => llbGit(url, ref, opts.keepGitDir === true ? { keepGitDir: true } : {}), undefined);
 }
@@ -109,6 +124,14 @@ export interface HttpOpts {
 
 /** A file downloaded over HTTP(S). */
 export function http(url: string, opts: HttpOpts = {}): State {
+  if (!/^https?:\/\//.test(url)) invalid('http', `"${url}" is not an http:// or https:// URL`, 'http("https://example.com/file.tgz", { checksum: "sha256:…" })');
+  if (opts.checksum !== undefined) {
+    try {
+      parseDigest(opts.checksum);
+    } catch {
+      invalid('http', `invalid checksum "${opts.checksum}"`, 'a digest: sha256:<64 hex digits>');
+    }
+  }
   const o = {
     ...(opts.checksum === undefined ? {} : { checksum: opts.checksum }),
     ...(opts.filename === undefined ? {} : { filename: opts.filename }),

@@ -54,6 +54,22 @@ describe('located errors', () => {
     await expect(b).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3, column: 20 } });
   });
 
+  test('sources and mounts that cannot work are KLN0805 at the call: bad image ref, empty local/git/cache name, non-http URL, bad checksum', async () => {
+    const cases: readonly (readonly [string, RegExp])[] = [
+      ['image("Bad Ref!!")', /image: invalid image reference "Bad Ref!!"/],
+      ['scratch().copy(local(""), "/", "/")', /local: the name is empty/],
+      ['git("")', /git: the URL is empty/],
+      ['image("busybox").run(["true"], { mounts: { "/c": cache("") } })', /cache: the id is empty/],
+      ['http("ftp://example.com/x")', /http: "ftp:\/\/example.com\/x" is not an http:\/\/ or https:\/\/ URL/],
+      ['http("https://example.com/x", { checksum: "nope" })', /http: invalid checksum "nope"/],
+    ];
+    for (const [expr, message] of cases) {
+      const p = run('import { cache, git, http, image, local, scratch } from "kiln";', 'export default () =>', `  ${expr};`);
+      await expect(p).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3 } });
+      await expect(p).rejects.toThrow(message);
+    }
+  });
+
   test('.output() of a mount that has no output: KLN0805 at the call, naming why', async () => {
     const ro = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/ro": bind(image("alpine"), { readonly: true }) } })', '    .output("/ro");');
     await expect(ro).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 4, column: 6 } });
