@@ -7,7 +7,7 @@ import type { ImageConfig, Ref, State } from '@kiln/llb-core';
 import type { BuildOutput } from './build.js';
 import { readEnvDir } from './build.js';
 import type { ProcessType } from './descriptors.js';
-import { envDirOps, envMap, LAUNCH_ROOT_DIRS, rootDirOps, type EnvOp } from './env.js';
+import { applyEnvOps, envDirOps, envMap, LAUNCH_ROOT_DIRS, rootDirOps, type EnvOp } from './env.js';
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef } from './client-io.js';
 import { launcherScript, processLink } from './launcher.js';
@@ -27,6 +27,8 @@ export interface ExportInput {
   readonly project: Readonly<Record<string, unknown>>;
   /** The CNB user and group of the build: exported layers and the app belong to them, as lifecycle writes them. */
   readonly owner: { readonly uid: number; readonly gid: number };
+  /** `kiln` (default): the sh launcher; `none`: the default process baked into the config (no shell, no exec.d). */
+  readonly launcher?: 'kiln' | 'none';
 }
 
 /** The image's filesystem and config. */
@@ -89,13 +91,13 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, 'buildpack-id': p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
   });
   const t = { createdTime: EXPORT_MTIME };
-  let action = mkdir('/cnb/lifecycle', 0o755, { parents: true, ...t })
-    .mkfile(Paths.launcher, 0o755, script, t)
-    .mkdir(Paths.processDir, 0o755, t)
-    .mkdir('/layers/config', 0o755, { parents: true, ...t })
-    .mkfile('/layers/config/metadata.toml', 0o644, metadataToml, t);
-  for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
-  const launcher = scratch().file(action, { customName: '[export] launcher and config' });
+  const none = input.launcher === 'none';
+  let action = mkdir('/layers/config', 0o755, { parents: true, ...t }).mkfile('/layers/config/metadata.toml', 0o644, metadataToml, t);
+  if (!none) {
+    action = action.mkdir('/cnb/lifecycle', 0o755, { parents: true, ...t }).mkfile(Paths.launcher, 0o755, script, t).mkdir(Paths.processDir, 0o755, t);
+    for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
+  }
+  const launcher = scratch().file(action, { customName: none ? '[export] config' : '[export] launcher and config' });
   const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: '[export] app' });
   const run = image(normalizeRef(input.runImage));
   const state = merge([run, ...layerStates, app, launcher], { customName: '[export] app image' });
@@ -106,10 +108,23 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   env.set('CNB_APP_DIR', Paths.workspace);
   env.set('CNB_PLATFORM_API', PLATFORM_API);
   env.set('CNB_DEPRECATION_MODE', 'quiet');
-  env.set('PATH', `${Paths.processDir}:/cnb/lifecycle:${env.get('PATH') ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`);
+  if (!env.has('PATH')) env.set('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  let proc: { entrypoint: string[]; cmd?: string[]; workingDir: string };
+  if (none) {
+    // launcher=none: the default process's command, args and env are the config itself
+    const p = defaultType === undefined ? undefined : processes.get(defaultType);
+    if (p === undefined) throw new BuildpacksError('KLN0907', 'launcher=none needs a default process (set process-type, or a buildpack marks one default)');
+    const baked = applyEnvOps(env, [...launchEnv, ...(processEnv.get(p.type) ?? [])]);
+    env.clear();
+    for (const [k, v] of baked) env.set(k, v);
+    proc = { entrypoint: [...p.command], ...(p.args.length === 0 ? {} : { cmd: [...p.args] }), workingDir: p.workingDir ?? Paths.workspace };
+  } else {
+    env.set('PATH', `${Paths.processDir}:/cnb/lifecycle:${env.get('PATH') ?? ''}`);
+    proc = { entrypoint: [defaultType === undefined ? Paths.launcher : processLink(defaultType)], workingDir: Paths.workspace };
+  }
   const buildMetadata = {
     buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
-    launcher: { version: 'kiln', source: { git: { repository: 'kiln/buildpacks' } } },
+    launcher: none ? {} : { version: 'kiln', source: { git: { repository: 'kiln/buildpacks' } } },
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, buildpackID: p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
   };
   // shas are the diffIDs only the exporter knows; kiln's exporter does not fill them yet
@@ -128,8 +143,9 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     config: {
       ...rest,
       Env: [...env].map(([k, v]) => `${k}=${v}`),
-      Entrypoint: [defaultType === undefined ? Paths.launcher : processLink(defaultType)],
-      WorkingDir: Paths.workspace,
+      Entrypoint: proc.entrypoint,
+      ...(proc.cmd === undefined ? {} : { Cmd: proc.cmd }),
+      WorkingDir: proc.workingDir,
       Labels: {
         ...(rc.Labels ?? {}),
         ...labels,

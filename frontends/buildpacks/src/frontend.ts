@@ -67,6 +67,8 @@ export function createBuildpacksFrontend(): Frontend {
     const detected = await detect(ctx, groups);
     const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildRoot });
     const processType = optOf(client, Opt.processType);
+    const launcher = optOf(client, Opt.launcher) ?? 'kiln';
+    if (launcher !== 'kiln' && launcher !== 'none') throw new BuildpacksError('KLN0907', `launcher=${launcher} is not supported`, { hint: 'use launcher=kiln (the default) or launcher=none' });
     const img = await exportImage({
       build: out,
       runImage,
@@ -74,6 +76,7 @@ export function createBuildpacksFrontend(): Frontend {
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
       owner: { uid: builder.uid, gid: builder.gid },
+      launcher,
     });
     const ref = await solveState(client, img.state);
     return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, new TextEncoder().encode(JSON.stringify(img.config))]]) };

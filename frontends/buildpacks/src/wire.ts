@@ -31,6 +31,8 @@ export const Opt = {
   runImage: 'run-image',
   processType: 'process-type',
   cacheId: 'cache-id',
+  /** `kiln` (the sh launcher) or `none` (the default process baked into the config). */
+  launcher: 'launcher',
   filename: 'filename',
   /** `env:NAME=value` → `/platform/env/NAME`. */
   envPrefix: 'env:',

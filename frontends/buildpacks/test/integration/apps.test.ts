@@ -139,6 +139,33 @@ describe('kiln/buildpacks apps', () => {
     expect({ code: r.code, out: r.stdout + r.stderr }).toEqual({ code: 0, out: 'local saw yes\nyes\n' });
   }, 300_000);
 
+  test('a composite buildpack from project.toml expands to its order (probe optional, dropped)', async () => {
+    const app = join(sb.dir, 'composite');
+    await writeTree(app, {
+      'project.toml': `${PROJECT_TOML}\n[[io.buildpacks.group]]\nid = "kt/site-meta"\n`,
+      'index.html': '<p>composite</p>\n',
+    });
+    const { layout, rootfs } = await buildAndUnpack(app);
+    const md = JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
+    expect(md.buildpacks.map((b) => b.id)).toEqual(['kt/httpd', 'kt/static-site']);
+    expect(await readFile(join(rootfs, 'layers/kt_static-site/site/index.html'), 'utf8')).toBe('<p>composite</p>\n');
+  }, 300_000);
+
+  test('launcher=none: the default process baked into the config (command, args, launch env), no launcher in the image', async () => {
+    const app = join(sb.dir, 'shell-none');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo "$1 $GREETING ${EXECD-unset} $(tool x) $(pwd)"\n' });
+    const { layout, rootfs, bundle } = await buildAndUnpack(app, ['--build-arg', 'launcher=none', '--build-arg', 'process-type=worker']);
+    const cfg = (await imageConfig(layout)).config;
+    expect(cfg.Entrypoint).toEqual(['sh', '/workspace/app.sh']);
+    expect(cfg.Cmd).toEqual(['worker', 'default-arg']);
+    expect(cfg.WorkingDir).toBe('/workspace');
+    expect(cfg.Env).toContain('GREETING=hello');
+    expect(cfg.Env).toContain('PATH=/layers/kt_shell-app/tools/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+    expect(existsSync(join(rootfs, 'cnb/lifecycle/launcher'))).toBe(false);
+    const r = await runBundle(bundle, { id: `kiln-cnb-none-${process.pid}` });
+    expect({ code: r.code, out: r.stdout + r.stderr }).toEqual({ code: 0, out: 'worker hello unset tool says x /workspace\n' });
+  }, 300_000);
+
   test('an empty app: no group passes detection (KLN0903)', async () => {
     const app = join(sb.dir, 'empty');
     await writeTree(app, { 'project.toml': PROJECT_TOML });
