@@ -71,6 +71,19 @@ export class CacheManager {
   }
 
   /**
+   * True when some id of `key` (locally or in `imports`) has a link `link` out of it: a key of the
+   * vertex `link` describes may be stored through `key` (BuildKit's Query finds its candidates by
+   * walking exactly these links).
+   */
+  linksOut(key: CacheKey, link: CacheLink, imports: readonly ImportedCache[] = NO_IMPORTS): boolean {
+    for (const id of this.ids(key, imports)) {
+      if (!isImportedId(id) && this.store.walkLinks(id, link).length > 0) return true;
+      for (const imp of imports) if (imp.walkLinks(id, link).length > 0) return true;
+    }
+    return false;
+  }
+
+  /**
    * The newest result an imported cache has for `key` (only asked after {@link load} missed: the
    * local store wins, its results need no fetch).
    */

@@ -308,6 +308,21 @@ describe('Scheduler', () => {
     expect(w.execs.get('copy-2')).toBeUndefined();
   });
 
+  test('COPY --from=<image> after a COPY --from=<stage>: the image is fetched while the stage runs (a source key matching nothing stored for this vertex starts its content digest at once)', async () => {
+    const { w, s } = setup(4);
+    const base = vertex('base', { kind: 'source' });
+    const stage = vertex('stage', { kind: 'exec', delay: 200 }, [base]);
+    const image = vertex('image', { kind: 'source', delay: 150 });
+    const content = { computeDigest: async (ref: WorkerRef) => D(ref.snapshot) };
+    const copyStage = vertex('copy-stage', { kind: 'file', deps: [{}, content] }, [base, stage]);
+    const copyImage = vertex('copy-image', { kind: 'file', deps: [{}, content] }, [copyStage, image]);
+    await s.build(edge(copyImage));
+    const sp = (n: string) => w.spans.find((x) => x.name === n);
+    const st = sp('stage');
+    const im = sp('image');
+    expect(st !== undefined && im !== undefined && im.start < st.end).toBe(true);
+  });
+
   test('a vertex whose result was pruned is not started when a later vertex still hits', async () => {
     const { w, s, store } = setup(4);
     const base = vertex('base', { kind: 'source' });

@@ -283,15 +283,21 @@ export class Scheduler {
     }
     const cacheMap = st.cacheMap;
     const inputKeyPromises = v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts));
-    // An input whose own key is new will run whatever happens here (a new input key cannot be part
-    // of a stored key of this vertex), so its content digest is started at once, not after every
-    // other input's key: independent branches joined by a COPY run in parallel (BuildKit's edges
-    // make progress on each dep independently). An input whose key is known but has no result (an
-    // imported min-mode record, a pruned result) waits: this vertex's own key may still hit.
+    // An input without a result whose key cannot lead to a stored key of this vertex (a new key,
+    // or a source key nothing stored for this vertex links from) will run whatever happens here,
+    // so its content digest is started at once, not after every other input's key: independent
+    // branches joined by a COPY run in parallel, and a COPY --from=<image> pulls while an earlier
+    // stage runs (BuildKit's edges make progress on each dep independently). An input whose key
+    // does link to this vertex (an imported min-mode record, a pruned result) waits: this vertex's
+    // own key may still hit, and then the input is never needed.
     for (const [i, ikp] of inputKeyPromises.entries()) {
       void Promise.all([cacheMap, ikp]).then(
         ([cm, ik]) => {
-          if (ik.hit === undefined && ik.match === undefined && cm.deps[i]?.computeDigest !== undefined) this.#slowDigest(st, i, cm, job, opts);
+          const dep = cm.deps[i];
+          if (ik.hit !== undefined || dep?.computeDigest === undefined) return;
+          const link = { input: i, output: index, digest: cm.digest, selector: dep.selector ?? '' };
+          if (ik.match !== undefined && this.#cache.linksOut(ik.match, link, job.imports)) return;
+          this.#slowDigest(st, i, cm, job, opts);
         },
         noop,
       );
