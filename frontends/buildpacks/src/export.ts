@@ -98,9 +98,21 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
   }
   const launcher = scratch().file(action, { customName: none ? '[export] config' : '[export] launcher and config' });
-  const app = scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: '[export] app' });
+  // launch.toml [[slices]]: each slice is its own app layer (paths relative to the app, a file
+  // in an earlier slice is not in a later one), then the rest of the app
+  const slices = build.buildpacks.flatMap((b) => b.launch.slices).filter((paths) => paths.length > 0);
+  const appCopy = (name: string, patterns: { includePatterns?: readonly string[]; excludePatterns?: readonly string[] }): State =>
+    scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown, ...patterns }), { customName: `[export] ${name}` });
+  const appLayers: State[] = [];
+  const taken: string[] = [];
+  slices.forEach((paths, i) => {
+    const include = paths.map(slicePattern);
+    appLayers.push(appCopy(`app slice ${i + 1} (${paths.join(', ')})`, { includePatterns: include, ...(taken.length === 0 ? {} : { excludePatterns: [...taken] }) }));
+    taken.push(...include);
+  });
+  appLayers.push(appCopy('app', taken.length === 0 ? {} : { excludePatterns: taken }));
   const run = image(normalizeRef(input.runImage));
-  const state = merge([run, ...layerStates, app, launcher], { customName: '[export] app image' });
+  const state = merge([run, ...layerStates, ...appLayers, launcher], { customName: '[export] app image' });
 
   const rc = input.runConfig.config ?? {};
   const env = envMap(rc.Env ?? []);
@@ -129,7 +141,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   };
   // shas are the diffIDs only the exporter knows; kiln's exporter does not fill them yet
   const lifecycleMetadata = {
-    app: [{ sha: '' }],
+    app: appLayers.map(() => ({ sha: '' })),
     config: { sha: '' },
     launcher: { sha: '' },
     buildpacks: lifecycleBps,
@@ -156,4 +168,9 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     },
   };
   return { state, config, processes: procs, ...(defaultType === undefined ? {} : { defaultType }) };
+}
+
+/** A slice path (a Go glob relative to the app dir) as a local-copy pattern. */
+function slicePattern(p: string): string {
+  return p.replace(/^\.?\/+/, '').replace(/\/+$/, '');
 }

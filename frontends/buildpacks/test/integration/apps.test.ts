@@ -1,5 +1,6 @@
 import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { PROJECT_TOML, compileCli, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
@@ -13,6 +14,15 @@ beforeAll(async () => {
 afterAll(async () => sb?.cleanup());
 
 let n = 0;
+
+/** The file names in the `index`-th layer of an OCI layout's only image (sorted). */
+function layerFiles(layout: string, index: number): string[] {
+  const blob = (d: string): string => join(layout, 'blobs/sha256', d.replace('sha256:', ''));
+  const idx = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const manifest = JSON.parse(readFileSync(blob(idx.manifests[0]?.digest ?? ''), 'utf8')) as { layers: { digest: string }[] };
+  const out = execFileSync('tar', ['-tf', blob(manifest.layers[index]?.digest ?? '')], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l !== '').sort();
+}
 /** Builds `app` into a fresh OCI layout and unpacks it; returns the layout, bundle and the CLI run. */
 async function buildAndUnpack(app: string, extra: string[] = []) {
   const i = ++n;
@@ -69,6 +79,10 @@ describe('kiln/buildpacks apps', () => {
     expect(existsSync(join(first.rootfs, 'layers/kt_cache-deps'))).toBe(false);
     expect(await readFile(join(first.rootfs, 'layers/kt_uses-deps/marker/used'), 'utf8')).toBe('used\n');
     const cfg = await imageConfig(first.layout);
+    // run (2) + uses-deps marker + app slice *.txt + rest of the app + launcher
+    expect(cfg.rootfs.diff_ids).toHaveLength(6);
+    expect(layerFiles(first.layout, 3).filter((f) => !f.endsWith('/'))).toEqual(['workspace/deps.txt', 'workspace/env-dump.txt', 'workspace/installs.txt', 'workspace/main.txt', 'workspace/tool-output.txt']);
+    expect(layerFiles(first.layout, 4).filter((f) => !f.endsWith('/'))).toEqual(['workspace/project.toml']);
     const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
     expect(md.buildpacks.map((b) => b.id)).toEqual(['kt/cache-deps', 'kt/uses-deps']);
 
