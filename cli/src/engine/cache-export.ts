@@ -87,7 +87,8 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
   const created: string[] = [];
   for (let cur: string | undefined = snapshot; cur !== undefined; ) {
     const info = await engine.snapshotter.stat(cur);
-    created.unshift(info.labels[LABEL_CREATED_AT] ?? info.createdAt);
+    // A layer from a cache keeps its buildkit/createdat as written (Go's nanoseconds included).
+    created.unshift(info.labels[LABEL_CREATED_AT] ?? goTime(Date.parse(info.createdAt) || 0));
     cur = info.parent;
   }
   for (const r of refs) if (r.fromImage === true) opts.given?.add(r.descriptor.digest);
@@ -95,7 +96,7 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
     mediaType: r.descriptor.mediaType,
     digest: r.descriptor.digest,
     size: r.descriptor.size,
-    annotations: { [ANNOTATION_CREATED_AT]: goTime(Date.parse(created[i] ?? '') || 0), [ANNOTATION_UNCOMPRESSED]: r.diffID },
+    annotations: { [ANNOTATION_CREATED_AT]: created[i] ?? goTime(0), [ANNOTATION_UNCOMPRESSED]: r.diffID },
   }));
 }
 
