@@ -49,17 +49,18 @@ export function image(ref: string, opts: ImageOpts = {}): State {
     ...(opts.resolveMode === undefined ? {} : { resolveMode: opts.resolveMode }),
     ...(opts.name === undefined ? {} : { customName: opts.name }),
   };
-  const at = opts.resolve === true ? callerLocation() : undefined;
+  // where the build names the image: a pull failure at solve time points here (op source map)
+  const at = callerLocation();
   return new State(
     async (c) => {
-      if (opts.resolve !== true) return llbImage(ref, o);
+      if (opts.resolve !== true) return llbImage(ref, { ...o, ...c.locate(at) });
       if (c.resolver === undefined) throw new LlbError('LLB_INVALID_STATE', `image ${ref}: resolve needs a build context (marshal it through the kiln/ts frontend)`);
       const resolver = c.resolver;
-      return resolveImage(ref, { ...o, metaResolver: resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) }).catch((e: unknown) => {
+      return resolveImage(ref, { ...o, ...c.locate(at), metaResolver: resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) }).catch((e: unknown) => {
         throw withBuildLocation(e, at);
       });
     },
-    { ref, platform: opts.platform },
+    { ref, platform: opts.platform, at },
   );
 }
 
@@ -92,7 +93,8 @@ export function local(name: string, opts: LocalOpts = {}): State {
     ...(opts.sharedKeyHint === undefined ? {} : { sharedKeyHint: opts.sharedKeyHint }),
     ...(opts.name === undefined ? {} : { customName: opts.name }),
   };
-  return new State(async () => llbLocal(name, o), undefined);
+  const at = callerLocation();
+  return new State(async (c) => llbLocal(name, { ...o, ...c.locate(at) }), undefined);
 }
 
 /** Options of {@link git}. */
@@ -109,7 +111,8 @@ export interface GitOpts {
 export function git(url: string, opts: GitOpts = {}): State {
   if (url.trim() === '') invalid('git', 'the URL is empty', 'git("https://github.com/org/repo.git", { ref: "main" })');
   const ref = opts.subdir === undefined ? (opts.ref ?? '') : `${opts.ref ?? ''}:${opts.subdir}`;
-  return new State(async () => llbGit(url, ref, opts.keepGitDir === true ? { keepGitDir: true } : {}), undefined);
+  const at = callerLocation();
+  return new State(async (c) => llbGit(url, ref, { ...(opts.keepGitDir === true ? { keepGitDir: true } : {}), ...c.locate(at) }), undefined);
 }
 
 /** Options of {@link http}. */
@@ -137,11 +140,13 @@ export function http(url: string, opts: HttpOpts = {}): State {
     ...(opts.filename === undefined ? {} : { filename: opts.filename }),
     ...(opts.chmod === undefined ? {} : { chmod: opts.chmod }),
   };
-  return new State(async () => llbHttp(url, o), undefined);
+  const at = callerLocation();
+  return new State(async (c) => llbHttp(url, { ...o, ...c.locate(at) }), undefined);
 }
 
 /** An image from an OCI layout store of the client (`oci-layout://ref`). */
 export function ociLayout(ref: string, opts: { platform?: string } = {}): State {
   if (opts.platform !== undefined) checkPlatform(opts.platform);
-  return new State(async () => llbOciLayout(ref, opts.platform === undefined ? {} : { platform: opts.platform }), undefined);
+  const at = callerLocation();
+  return new State(async (c) => llbOciLayout(ref, { ...(opts.platform === undefined ? {} : { platform: opts.platform }), ...c.locate(at) }), undefined);
 }

@@ -17,6 +17,8 @@ import { callerLocation, type BuildLocation } from './source-location.js';
 export interface BaseImage {
   readonly ref: string;
   readonly platform: string | undefined;
+  /** @internal Where the build named the image (a failed config lookup points there). */
+  readonly at?: BuildLocation | undefined;
 }
 
 type FileStep = (prev: FileAction | undefined, c: LowerContext) => Promise<FileAction>;

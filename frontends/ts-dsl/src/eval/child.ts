@@ -251,9 +251,9 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
       try {
         return JSON.parse(new TextDecoder().decode(parseImageConfigBytes(await resolver.resolveImageConfig(ref, { platform: parsePlatform(bp) })))) as Record<string, unknown>;
       } catch (e) {
-        // the lookup runs after the build returned: point at the .image() call
+        // the lookup runs after the build returned: point at the image() call, else at .image()
         const err = e instanceof Error ? e : new Error(String(e));
-        throw withBuildLocation(new CallError(`base image ${ref}: ${err.message}`, err instanceof CallError ? err.code : undefined, err instanceof CallError ? err.hint : undefined), img.at);
+        throw withBuildLocation(new CallError(`base image ${ref}: ${err.message}`, err instanceof CallError ? err.code : undefined, err instanceof CallError ? err.hint : undefined), base?.at ?? img.at);
       }
     };
     const baseConfig = base === undefined ? undefined : await lookup(base.ref, base.platform ?? p);

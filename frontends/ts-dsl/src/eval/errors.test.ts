@@ -104,12 +104,15 @@ describe('located errors', () => {
     await expect(evaluateBundle(bundle, init, refusing)).rejects.toMatchObject({ code: 'KLN0805', hint: 'run kiln build', location: { line: 3, column: 30 } });
   });
 
-  test('a base image whose config cannot be looked up points at the .image() call, or at image(ref, { resolve: true })', async () => {
+  test('a base image whose config cannot be looked up points at its image() call (with resolve: true too)', async () => {
     const offline: Handlers = { ...handlers, resolveImageConfig: async () => { throw Object.assign(new Error('HEAD https://registry-1.docker.io/v2/library/busybox/manifests/latest: fetch failed'), { code: 'KLN0503' }); } };
     const evaluate = async (...lines: string[]) => evaluateBundle(await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `${lines.join('\n')}\n` })), init, offline);
     const a = evaluate(IMPORT, 'export default () =>', '  image("busybox").run(["true"])', '    .image({ cmd: ["sh"] });');
-    await expect(a).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 4, column: 6 } });
+    await expect(a).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3, column: 3 } });
     await expect(a).rejects.toThrow(/base image busybox: HEAD https/);
+    // a bare State result (an implicit .image({})) too
+    const bare = evaluate(IMPORT, 'export default () => {', '  const base = image("busybox");', '  return base.run(["true"]);', '};');
+    await expect(bare).rejects.toMatchObject({ location: { file: 'kiln.build.ts', line: 3, column: 16 } });
     const b = evaluate(IMPORT, 'export default () =>', '  image("busybox", { resolve: true }).run(["true"]);');
     await expect(b).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3, column: 3 } });
   });

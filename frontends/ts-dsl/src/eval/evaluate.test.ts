@@ -60,8 +60,9 @@ describe('evaluation', () => {
       const start = l.ranges[0]?.start;
       return `${file}:${start?.line}:${(start?.character ?? 0) + 1}`;
     });
-    // the exec at `.run(` (V8 places a call at its property), the one FileOp at its first call
-    expect(located.sort()).toEqual(['kiln.build.ts:5:6', 'step.ts:2:44']);
+    // the exec at `.run(` (V8 places a call at its property), the one FileOp at its first call,
+    // the image source at `image(`
+    expect(located.sort()).toEqual(['kiln.build.ts:4:8', 'kiln.build.ts:5:6', 'step.ts:2:44']);
     expect(log.warnings).toEqual([]);
   });
 
