@@ -15,6 +15,7 @@ import { BuildpacksError } from './errors.js';
 import { listOptional, readOptional, solveState } from './client-io.js';
 import type { ResolvedEntry } from './order.js';
 import { toToml, type Table } from './toml.js';
+import { HELPERS_DIR } from './helpers.js';
 import { Paths, escapeId, shQuote } from './wire.js';
 
 /** One layer a buildpack left in `/layers/<bp>/<name>`. */
@@ -43,9 +44,6 @@ export interface BuildOutput {
 
 const RESERVED_LAYER_NAMES = new Set(['launch', 'build', 'store']);
 
-// Restore the cache (layer dirs and their types-less tomls), then run bin/build with its
-// positional arguments (layers dir, platform dir, plan), which every Buildpack API accepts.
-const BUILD_WRAPPER = 'mkdir -p "$2" && { cp -a /kiln/cache/. "$2"/ 2>/dev/null || true; } && exec "$@"';
 
 /** Options of {@link build}. */
 export interface BuildOptions {
@@ -69,7 +67,7 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
     const planState = scratch().file(mkfile('/plan.toml', 0o644, planToml), { customName: `[internal] build plan of ${e.id}` });
     const cacheMountId = `kiln-cnb/${opts.cacheId}/${esc}`;
     const exec = root.run({
-      args: ['/bin/sh', '-c', BUILD_WRAPPER, 'build', `${buildpackDir(e)}/bin/build`, layersDir, Paths.platform, `${Paths.kilnPlan}/plan.toml`],
+      args: [`${HELPERS_DIR}/build`, `${buildpackDir(e)}/bin/build`, layersDir, Paths.platform, `${Paths.kilnPlan}/plan.toml`],
       dir: Paths.workspace,
       user: ctx.user,
       env: buildpackEnv(ctx, e, { CNB_LAYERS_DIR: layersDir, CNB_BP_PLAN_PATH: `${Paths.kilnPlan}/plan.toml` }, envOps),
@@ -78,6 +76,7 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
         { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
         { target: Paths.kilnPlan, source: planState, readonly: true },
         { target: Paths.kilnCache, cache: { id: cacheMountId, sharing: 'locked' } },
+        { target: HELPERS_DIR, source: ctx.helpers, readonly: true },
       ],
       customName: `[build] ${e.id}@${e.version}`,
     });

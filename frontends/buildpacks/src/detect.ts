@@ -10,6 +10,7 @@ import { applyEnvOps, withPlatformEnv } from './env.js';
 import { BuildpacksError } from './errors.js';
 import { readOptional, solveState } from './client-io.js';
 import { entryKey, type ResolvedEntry } from './order.js';
+import { HELPERS_DIR } from './helpers.js';
 import { Paths, escapeId } from './wire.js';
 
 /** What detect and build share: the build image, its user, the ro mounts and the base env. */
@@ -30,9 +31,10 @@ export interface LifecycleContext {
   readonly app: State;
   /** An empty `/kiln/out` owned by the CNB user, for detect outputs. */
   readonly kiln: State;
+  /** kiln's helper scripts (helpersState), mounted read-only at `/.kiln`. */
+  readonly helpers: State;
 }
 
-const DETECT_WRAPPER = ': >/kiln/out/plan.toml; "$@" >/kiln/out/output 2>&1; echo $? >/kiln/out/status; cat /kiln/out/output';
 
 /** The directory of a buildpack inside `/cnb/buildpacks`. */
 export const buildpackDir = (e: { readonly id: string; readonly version: string }): string => `${Paths.buildpacks}/${escapeId(e.id)}/${e.version}`;
@@ -106,7 +108,7 @@ function targetMismatch(e: ResolvedEntry, target: ReadonlyMap<string, string>): 
 async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectRun & { output: string }> {
   const plan = '/kiln/out/plan.toml';
   const exec = ctx.root.run({
-    args: ['/bin/sh', '-c', DETECT_WRAPPER, 'detect', `${buildpackDir(e)}/bin/detect`, Paths.platform, plan],
+    args: [`${HELPERS_DIR}/detect`, `${buildpackDir(e)}/bin/detect`, Paths.platform, plan],
     dir: Paths.workspace,
     user: ctx.user,
     env: buildpackEnv(ctx, e, { CNB_BUILD_PLAN_PATH: plan }),
@@ -115,6 +117,7 @@ async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<Detec
       { target: Paths.platform, source: ctx.platform, readonly: true },
       { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
       { target: Paths.kiln, source: ctx.kiln },
+      { target: HELPERS_DIR, source: ctx.helpers, readonly: true },
     ],
     customName: `[detect] ${e.id}@${e.version}`,
   });

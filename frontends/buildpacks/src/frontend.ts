@@ -11,6 +11,7 @@ import { resolveConfig, solveState } from './client-io.js';
 import { detect, type LifecycleContext } from './detect.js';
 import { BuildpacksError } from './errors.js';
 import { exportImage } from './export.js';
+import { helpersState } from './helpers.js';
 import { appSource, loadBuilder, loadProject, optOf, platformDir, projectBuildpacks } from './inputs.js';
 import { lookupIn, resolveOrder } from './order.js';
 import { Opt, Paths } from './wire.js';
@@ -58,6 +59,7 @@ export function createBuildpacksFrontend(): Frontend {
       buildpacks: bps.state,
       targetEnv,
       app: appLocal,
+      helpers: helpersState(),
       kiln: scratch().file(mkdir('/out', 0o755, { chown }), { customName: '[internal] detect output dir' }),
     };
     const groups = resolveOrder(

@@ -199,6 +199,16 @@ describe('kiln/buildpacks apps', () => {
     expect(r.stderr).toContain('kt/httpd detect exited with status 3: httpd detect crashed on purpose');
   }, 300_000);
 
+  test('a failing bin/build fails the build naming the step, the program, its exit code and output', async () => {
+    const app = join(sb.dir, 'fail-build');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo hi\n', 'fail-build': '' });
+    const r = await kiln(['build', app, '--root', sb.root, '--progress', 'plain'], sb.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('process "/.kiln/build /cnb/buildpacks/kt_shell-app/0.0.1/bin/build /layers/kt_shell-app /platform /kiln/plan/plan.toml" did not complete successfully: exit code: 7');
+    expect(r.stderr).toContain('in [build] kt/shell-app@0.0.1');
+    expect(r.stderr).toContain('shell-app build failed on purpose');
+  }, 300_000);
+
   test('without project.toml selecting kiln/buildpacks there is no default entry file', async () => {
     const app = join(sb.dir, 'plain');
     await writeTree(app, { 'project.toml': '[_]\nschema-version = "0.2"\n', 'index.html': 'x' });
