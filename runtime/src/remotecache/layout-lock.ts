@@ -1,4 +1,5 @@
 import { open, readFile, unlink } from 'node:fs/promises';
+import { ImageStoreError } from '../content/errors.js';
 
 /** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
 function pidAlive(pid: number): boolean {
@@ -14,10 +15,19 @@ function pidAlive(pid: number): boolean {
  * Runs `fn` holding the lock file `lock` (created with O_EXCL, holding the owner's pid), across
  * processes and within one: two exports into one cache directory update its `index.json` one
  * after the other, so neither drops the other's tag. A lock whose owner process is gone is broken.
+ * The lock is held for one read and rename of `index.json`: after `maxWaitMs` the lock is taken
+ * for stale (its pid reused by another process after a crash) and the wait fails (EXPORT_FAILED).
  */
-export async function withLayoutLock<T>(lock: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+export async function withLayoutLock<T>(lock: string, signal: AbortSignal | undefined, fn: () => Promise<T>, maxWaitMs = 30_000): Promise<T> {
+  const t0 = Date.now();
   for (;;) {
     signal?.throwIfAborted();
+    if (Date.now() - t0 > maxWaitMs) {
+      const owner = await readFile(lock, 'utf8').catch(() => '?');
+      throw new ImageStoreError('EXPORT_FAILED', `${lock} is held by process ${owner.trim() || '?'} for over ${Math.round(maxWaitMs / 1000)} s`, {
+        hint: `if no kiln export into this directory is running, remove ${lock}`,
+      });
+    }
     try {
       const fh = await open(lock, 'wx');
       try {

@@ -9,6 +9,7 @@ import { RegistryClient } from '../registry/client.js';
 import { parseReference } from '../registry/reference.js';
 import { startRegistry } from '../../test/helpers/registry.js';
 import { writeFile } from 'node:fs/promises';
+import { withLayoutLock } from './layout-lock.js';
 
 const H = (c: string) => parseDigest(`sha256:${c.repeat(64).slice(0, 64)}`);
 const dirs: string[] = [];
@@ -89,6 +90,16 @@ describe('local cache layout', () => {
     const index = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: Array<{ annotations: Record<string, string> }> };
     expect(index.manifests.map((m) => m.annotations['org.opencontainers.image.ref.name']).sort()).toEqual(tags);
     for (const tag of tags) expect((await openLocalCache(dest, tag)).root.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+  });
+
+  test('a lock left by a dead process is broken; one held by a live process that never lets go fails the wait with a hint', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    const lock = join(root, '.index.json.lock');
+    await writeFile(lock, String(2 ** 22 + 17)); // above pid_max: no such process
+    expect(await withLayoutLock(lock, undefined, async () => 'ran')).toBe('ran');
+    await writeFile(lock, '1'); // init: alive, and not an export
+    await expect(withLayoutLock(lock, undefined, async () => 'ran', 200)).rejects.toMatchObject({ code: 'EXPORT_FAILED', hint: expect.stringContaining(lock) as unknown });
   });
 
   test('an export cancelled part way (Ctrl-C) leaves the earlier cache of the directory as it was, and no temp or lock file', async () => {
