@@ -73,7 +73,7 @@ export async function collectCache(engine: KilnEngine, result: BuildResult, opts
     if (kr.kind === 'imported') {
       // Its blobs keep their compression (BuildKit converts an existing blob only with force-compression).
       for (const l of kr.result.layers) opts.given?.add(l.digest);
-      return { layers: kr.result.layers, createdAt: kr.result.createdAt };
+      return { layers: kr.result.layers, createdAt: kr.result.createdAt, createdAtText: kr.result.createdAtText };
     }
     if (opts.mode === 'min' && !final && !below.has(kr.snapshot)) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };

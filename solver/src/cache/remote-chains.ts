@@ -4,6 +4,8 @@ import { EMPTY_GZ_LAYER, goTime, type CacheConfig, type CacheConfigInput, type C
 export interface ChainResult {
   readonly layers: ReadonlyArray<CacheLayerDescriptor>;
   readonly createdAt: number;
+  /** `createdAt` as an imported cache wrote it (nanoseconds kept), written instead when given. */
+  readonly createdAtText?: string | undefined;
 }
 
 /** One record added to {@link CacheChains}: a key digest (rootKey), its input links, a result. */
@@ -92,7 +94,7 @@ export class CacheChains {
       const results = [];
       if (it.result !== undefined) {
         const id = marshalRemote(it.result.layers);
-        if (id !== '') results.push({ layer: chainIndex.get(id) as number, createdAt: goTime(it.result.createdAt) });
+        if (id !== '') results.push({ layer: chainIndex.get(id) as number, createdAt: it.result.createdAtText ?? goTime(it.result.createdAt) });
       }
       const idx = records.length;
       records.push({ digest: it.digest, inputs, results });

@@ -117,6 +117,16 @@ describe('ImportedCache lookups (v1/cachestorage.go)', () => {
     expect(imp.results(H('2')).map((r) => r.layers.length)).toEqual([1]);
   });
 
+  test('a result exported again keeps its createdAt as the cache wrote it (Go nanoseconds)', () => {
+    const at = '2024-01-02T03:04:05.123456789Z';
+    const imp = new ImportedCache('t', { layers: [{ blob: H('a'), parent: -1 }], records: [{ digest: H('1'), inputs: [], results: [{ layer: 0, createdAt: at }] }] }, new Map([[H('a'), layer('a')]]), noOpen);
+    const r = imp.results(H('1'))[0];
+    expect(r?.createdAt).toBe(Date.parse(at));
+    const chains = new CacheChains();
+    chains.add(H('2'))?.addResult({ layers: r?.layers ?? [], createdAt: r?.createdAt ?? 0, createdAtText: r?.createdAtText });
+    expect(chains.marshal().config.records[0]?.results[0]?.createdAt).toBe(at);
+  });
+
   test('a result naming a blob the cache does not list is left out', () => {
     const imp = new ImportedCache('t', { layers: [{ blob: H('a'), parent: -1 }], records: [{ digest: H('1'), inputs: [], results: [{ layer: 0, createdAt: '' }] }] }, new Map(), noOpen);
     expect(imp.results(H('1'))).toEqual([]);

@@ -10,6 +10,8 @@ export interface ImportedResult {
   readonly layers: ReadonlyArray<CacheLayerDescriptor>;
   /** ms since the epoch (0 when the cache did not say). */
   readonly createdAt: number;
+  /** The time as the cache wrote it (Go's RFC 3339 with nanoseconds), exported again as is; undefined when unreadable. */
+  readonly createdAtText: string | undefined;
   readonly source: ImportedCache;
 }
 
@@ -85,7 +87,7 @@ export class ImportedCache {
         // only fail to unpack later; such a result is no result.
         if (chain.some((d) => d === undefined || !isLayerMediaType(d.mediaType))) continue;
         const t = Date.parse(res.createdAt);
-        it.results.push({ layers: chain as CacheLayerDescriptor[], createdAt: Number.isNaN(t) ? 0 : t, source: this });
+        it.results.push({ layers: chain as CacheLayerDescriptor[], createdAt: Number.isNaN(t) ? 0 : t, createdAtText: Number.isNaN(t) ? undefined : res.createdAt, source: this });
       }
       it.results.sort((a, b) => b.createdAt - a.createdAt);
     });
