@@ -46,7 +46,18 @@ export interface EvaluateOptions {
    * pass on), which the time limit, a timer in the parent, cannot.
    */
   readonly cpuLimitSeconds?: number;
+  /**
+   * The longest protocol line the child may send, in bytes (default {@link DEFAULT_MAX_MESSAGE_BYTES}):
+   * build code can write to stdout too, and an endless line would grow a string in kiln until
+   * it hits V8's string limit and crashes the process (the daemon, for everyone).
+   */
+  readonly maxMessageBytes?: number;
 }
+
+/** Default {@link EvaluateOptions.maxMessageBytes}: room for large Definitions, far below V8's string limit. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+/** Console lines longer than this are passed to the log handler in pieces. */
+const MAX_LOG_LINE = 64 * 1024;
 
 /** Default time limit of a build's own code: generous for real builds, finite for endless loops. */
 export const DEFAULT_EVAL_TIMEOUT_MS = 300_000;
@@ -119,17 +130,30 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
         handlers.log(line.slice(0, nl));
         line = line.slice(nl + 1);
       }
+      if (line.length > MAX_LOG_LINE) {
+        handlers.log(line);
+        line = '';
+      }
     });
     child.stderr.on('end', () => {
       if (line !== '') handlers.log?.(line);
     });
     child.stdout.setEncoding('utf8');
+    const maxMessage = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    let tooLong = false;
     child.stdout.on('data', (chunk: string) => {
+      if (tooLong) return;
       buf += chunk;
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (line.trim() !== '') onMessage(line);
+      }
+      // (string length counts UTF-16 units: close enough to bytes for a limit)
+      if (buf.length > maxMessage) {
+        tooLong = true;
+        buf = '';
+        child.kill('SIGKILL');
       }
     });
     const onMessage = (line: string): void => {
@@ -181,6 +205,14 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
         return reject(new TsDslError(codeOf(p.code), p.message, { ...(p.location === undefined ? {} : { location: p.location }), ...(p.hint === undefined ? {} : { hint: p.hint }) }));
       }
       if (opts.signal?.aborted === true) return reject(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('aborted'));
+      if (tooLong) {
+        return reject(
+          new TsDslError('KLN0804', `the evaluator of ${bundle.entry} wrote a line longer than ${Math.round(maxMessage / 1024 / 1024)} MiB to its stdout (the protocol)`, {
+            location: { file: bundle.entry, line: 1, column: 1 },
+            hint: 'a build writes to the console with console.log (stderr), not process.stdout',
+          }),
+        );
+      }
       if (limit.expired) {
         return reject(
           new TsDslError('KLN0804', `${bundle.entry} did not finish within ${limit.seconds} s of its own running time (an endless loop?)`, {

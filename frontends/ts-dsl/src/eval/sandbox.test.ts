@@ -57,6 +57,11 @@ describe('evaluator sandbox', () => {
     }
   });
 
+  test('an endless line on stdout is cut off with an error, not buffered until kiln runs out of memory', async () => {
+    const p = run(`  const chunk = "x".repeat(64 * 1024);\n  for (let i = 0; i < 64; i++) (globalThis as any).process.stdout.write(chunk);\n  await new Promise((res) => setTimeout(res, 200));`, { maxMessageBytes: 1024 * 1024 });
+    await expect(p).rejects.toMatchObject({ code: 'KLN0804', message: expect.stringContaining('longer than 1 MiB') });
+  });
+
   test('an endless loop is stopped after the time limit with a clear error', async () => {
     const t0 = Date.now();
     const p = run(`  for (;;) {}`, { timeoutMs: 1500 });
