@@ -16,7 +16,7 @@ import { Paths, escapeId } from './wire.js';
 /** What detect and build share: the build image, its user, the ro mounts and the base env. */
 export interface LifecycleContext {
   readonly client: FrontendClient;
-  /** The build image (the builder). */
+  /** The build image (the builder) with `/workspace` (the app) and `/layers`, owned by the CNB user. */
   readonly root: State;
   readonly user: string;
   /** Builder env after the allowlist. */
@@ -27,8 +27,6 @@ export interface LifecycleContext {
   readonly buildpacks: State;
   /** `CNB_TARGET_*` of the run image. */
   readonly targetEnv: ReadonlyMap<string, string>;
-  /** The app (mounted read-only for detect).*/
-  readonly app: State;
   /** An empty `/kiln/out` owned by the CNB user, for detect outputs. */
   readonly kiln: State;
   /** kiln's helper scripts (helpersState), mounted read-only at `/.kiln`. */
@@ -113,7 +111,6 @@ async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<Detec
     user: ctx.user,
     env: buildpackEnv(ctx, e, { CNB_BUILD_PLAN_PATH: plan }),
     mounts: [
-      { target: Paths.workspace, source: ctx.app, readonly: true },
       { target: Paths.platform, source: ctx.platform, readonly: true },
       { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
       { target: Paths.kiln, source: ctx.kiln },

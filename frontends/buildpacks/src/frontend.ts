@@ -51,14 +51,13 @@ export function createBuildpacksFrontend(): Frontend {
     const platform = platformDir(client, project);
     const ctx: LifecycleContext = {
       client,
-      root: builder.state,
+      root: buildRoot,
       user,
       env: builder.env,
       platformEnv: platform.env,
       platform: platform.state,
       buildpacks: bps.state,
       targetEnv,
-      app: appLocal,
       helpers: helpersState(),
       kiln: scratch().file(mkdir('/out', 0o755, { chown }), { customName: '[internal] detect output dir' }),
     };
