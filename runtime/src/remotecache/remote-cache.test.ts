@@ -165,6 +165,10 @@ describe('registry cache reads', () => {
       const reader = await openRegistryCache(client, ref);
       await expect(reader.fetch(bigDesc)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
       await expect(reader.fetch({ ...bigDesc, size: 100 })).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+      // A digest that would change the request path is refused before any request.
+      const evil = { ...bigDesc, size: 10, digest: '../../cache/big/manifests/latest' as typeof bigDesc.digest };
+      await expect(reader.fetch(evil)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+      await expect(reader.open(evil)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
     } finally {
       await registry.stop();
     }

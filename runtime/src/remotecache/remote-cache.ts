@@ -134,6 +134,11 @@ async function updateIndex(dest: string, tag: string, root: Descriptor): Promise
   await writeFileAtomic(join(dest, 'index.json'), goJsonBytes(out));
 }
 
+/** A digest from a cache's manifest list goes into a registry URL: only a well-formed one. */
+function checkDigest(d: Descriptor): void {
+  if (!isDigest(d.digest)) throw new ImageStoreError('MANIFEST_INVALID', `invalid digest ${JSON.stringify(String(d.digest)).slice(0, 100)}`);
+}
+
 /** remotecache/import.go readBlob: configs and manifests read whole are at most 1 MiB. */
 function checkSmall(d: Descriptor): void {
   if (d.size > MAX_SMALL_BLOB) throw new ImageStoreError('MANIFEST_INVALID', `blob ${d.digest} is too large (${d.size} > ${MAX_SMALL_BLOB} bytes)`);
@@ -207,6 +212,7 @@ export async function openRegistryCache(client: RegistryClient, ref: ImageRefere
     root: resolved.descriptor,
     rootBytes,
     fetch: async (d, s) => {
+      checkDigest(d);
       checkSmall(d);
       if (isIndexMediaType(d.mediaType) || d.mediaType === MediaTypes.ociManifest || d.mediaType === MediaTypes.dockerManifest) return client.fetchManifest(ref, d, s ?? signal);
       // Streamed and cut off past the declared size: a registry (or a manifest list) that lies
@@ -223,7 +229,10 @@ export async function openRegistryCache(client: RegistryClient, ref: ImageRefere
       if (digestOf(bytes) !== d.digest) throw new ImageStoreError('DIGEST_MISMATCH', `blob ${d.digest} of ${formatRef(ref)} is corrupt`);
       return bytes;
     },
-    open: async (d, s) => client.openBlob(ref, d, s ?? signal),
+    open: async (d, s) => {
+      checkDigest(d);
+      return client.openBlob(ref, d, s ?? signal);
+    },
   };
 }
 
