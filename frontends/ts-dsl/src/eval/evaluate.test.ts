@@ -54,9 +54,9 @@ describe('evaluation', () => {
       'step.ts': `import type { State } from "kiln";\nexport const step = (s: State): State => s.mkdir("/a").mkfile("/a/b", "x");\n`,
     }, handlers(log));
     const def = decodeDefinition(new Uint8Array(Buffer.from(r.results[0]?.definition ?? '', 'base64')));
-    expect(def.source?.infos.map((i) => i.filename).sort()).toEqual(['kiln.build.ts', 'step.ts']);
+    expect(def.source?.infos?.map((i) => i.filename).sort()).toEqual(['kiln.build.ts', 'step.ts']);
     const located = [...(def.source?.locations ?? new Map())].flatMap(([, l]) => l.locations ?? []).map((l) => {
-      const file = def.source?.infos[l.sourceIndex ?? 0]?.filename;
+      const file = def.source?.infos?.[l.sourceIndex ?? 0]?.filename;
       const start = l.ranges[0]?.start;
       return `${file}:${start?.line}:${(start?.character ?? 0) + 1}`;
     });
