@@ -15,6 +15,7 @@ import { BuildpacksError } from './errors.js';
 import { listOptional, readOptional, solveState } from './client-io.js';
 import type { ResolvedEntry } from './order.js';
 import { toToml, type Table } from './toml.js';
+import { restoreActions, type PreviousImage } from './analyze.js';
 import { HELPERS_DIR } from './helpers.js';
 import { Paths, escapeId, shQuote } from './wire.js';
 
@@ -50,6 +51,9 @@ export interface BuildOptions {
   readonly cacheId: string;
   /** The build image with `/workspace` (the app) and `/layers`, owned by the CNB user. */
   readonly root: State;
+  readonly owner: { readonly uid: number; readonly gid: number };
+  /** The previous image's layer metadata and stores, restored before each buildpack builds. */
+  readonly previous?: PreviousImage;
 }
 
 /** Runs the build phase for the detected group. */
@@ -66,6 +70,8 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
     const planToml = toToml({ entries: entries.flatMap((p) => p.requires.map((r) => ({ name: r.name, ...(r.metadata === undefined ? {} : { metadata: r.metadata }) }))) });
     const planState = scratch().file(mkfile('/plan.toml', 0o644, planToml), { customName: `[internal] build plan of ${e.id}` });
     const cacheMountId = `kiln-cnb/${opts.cacheId}/${esc}`;
+    const restore = restoreActions(opts.previous, e.id, opts.owner);
+    if (restore !== undefined) root = root.file(restore, { customName: `[analyze] ${e.id} metadata of ${opts.previous?.ref ?? ''}` });
     const exec = root.run({
       args: [`${HELPERS_DIR}/build`, `${buildpackDir(e)}/bin/build`, layersDir, Paths.platform, `${Paths.kilnPlan}/plan.toml`],
       dir: Paths.workspace,

@@ -3,13 +3,14 @@
  * alphabetical), the app, and the launcher with its config, plus the image config and labels.
  */
 import { copy, image, merge, mkdir, scratch } from '@kiln/llb-core';
-import type { ImageConfig, Ref, State } from '@kiln/llb-core';
+import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
+import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
 import { readEnvDir } from './build.js';
 import type { ProcessType } from './descriptors.js';
 import { applyEnvOps, envDirOps, envMap, LAUNCH_ROOT_DIRS, rootDirOps, type EnvOp } from './env.js';
 import { BuildpacksError } from './errors.js';
-import { listOptional, normalizeRef } from './client-io.js';
+import { listOptional, normalizeRef, solveState } from './client-io.js';
 import { launcherScript, processLink } from './launcher.js';
 import { toToml } from './toml.js';
 import { Label, Paths, PLATFORM_API, escapeId } from './wire.js';
@@ -19,6 +20,7 @@ const EXPORT_MTIME = new Date('1980-01-01T00:00:01Z');
 
 /** Inputs of {@link exportImage}. */
 export interface ExportInput {
+  readonly client: FrontendClient;
   readonly build: BuildOutput;
   readonly runImage: string;
   readonly runConfig: ImageConfig;
@@ -27,6 +29,8 @@ export interface ExportInput {
   readonly project: Readonly<Record<string, unknown>>;
   /** The CNB user and group of the build: exported layers and the app belong to them, as lifecycle writes them. */
   readonly owner: { readonly uid: number; readonly gid: number };
+  /** The previous image: launch layers claimed again without a directory are copied from it. */
+  readonly previous?: PreviousImage;
   /** `kiln` (default): the sh launcher; `none`: the default process baked into the config (no shell, no exec.d). */
   readonly launcher?: 'kiln' | 'none';
 }
@@ -52,22 +56,33 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   const processes = new Map<string, ProcessType>();
   let defaultType: string | undefined;
   const labels: Record<string, string> = {};
+  let prevRef: Ref | undefined;
   for (const bp of build.buildpacks) {
     const esc = escapeId(bp.entry.id);
     const layerMeta: Record<string, unknown> = {};
     for (const l of bp.layers) {
       if (!l.metadata.launch) continue;
-      if (!l.hasDir) throw new BuildpacksError('KLN0906', `${bp.entry.id}: launch layer ${l.name} has no directory (reusing a layer from a previous image is not supported)`);
       const path = `${Paths.layers}/${esc}/${l.name}`;
-      layerStates.push(scratch().file(copy(build.root, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}` }));
+      // a launch layer without a directory is the previous image's, reused as it was
+      let from: State = build.root;
+      let fromRef: Ref = layersRef;
+      if (!l.hasDir) {
+        const prev = input.previous;
+        if (prev === undefined || prev.layers.get(bp.entry.id)?.has(l.name) !== true) {
+          throw new BuildpacksError('KLN0905', `${bp.entry.id}: launch layer ${l.name} has no directory and no previous image has it`, { hint: 'pass --build-arg previous-image=IMAGE, or create the layer directory' });
+        }
+        from = prev.state;
+        fromRef = (prevRef ??= await solveState(input.client, prev.state));
+      }
+      layerStates.push(scratch().file(copy(from, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}${from === build.root ? '' : ' (previous image)'}` }));
       layerDirs.push(path);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
-      const present = new Set((await listOptional(layersRef, path)).filter((x) => x.dir).map((x) => x.name));
+      const present = new Set((await listOptional(fromRef, path)).filter((x) => x.dir).map((x) => x.name));
       launchEnv.push(...rootDirOps(path, present, LAUNCH_ROOT_DIRS));
-      for (const sub of ['env', 'env.launch']) if (present.has(sub)) launchEnv.push(...envDirOps(await readEnvDir(layersRef, `${path}/${sub}`)));
+      for (const sub of ['env', 'env.launch']) if (present.has(sub)) launchEnv.push(...envDirOps(await readEnvDir(fromRef, `${path}/${sub}`)));
       if (present.has('env.launch')) {
-        for (const d of (await listOptional(layersRef, `${path}/env.launch`)).filter((x) => x.dir)) {
-          const ops = envDirOps(await readEnvDir(layersRef, `${path}/env.launch/${d.name}`));
+        for (const d of (await listOptional(fromRef, `${path}/env.launch`)).filter((x) => x.dir)) {
+          const ops = envDirOps(await readEnvDir(fromRef, `${path}/env.launch/${d.name}`));
           processEnv.set(d.name, [...(processEnv.get(d.name) ?? []), ...ops]);
         }
       }

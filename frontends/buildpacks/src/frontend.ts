@@ -6,6 +6,7 @@
  */
 import { ResultMetadataKey, mkdir, scratch } from '@kiln/llb-core';
 import type { Frontend, FrontendClient, FrontendResult } from '@kiln/llb-core';
+import { loadPreviousImage } from './analyze.js';
 import { build } from './build.js';
 import { resolveConfig, solveState } from './client-io.js';
 import { detect, type LifecycleContext } from './detect.js';
@@ -66,7 +67,10 @@ export function createBuildpacksFrontend(): Frontend {
       lookupIn(bps.descriptors),
     );
     const detected = await detect(ctx, groups);
-    const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildRoot });
+    const previousRef = optOf(client, Opt.previousImage);
+    const previous = previousRef === undefined || previousRef === '' ? undefined : await loadPreviousImage(client, previousRef);
+    const owner = { uid: builder.uid, gid: builder.gid };
+    const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildRoot, owner, ...(previous === undefined ? {} : { previous }) });
     const processType = optOf(client, Opt.processType);
     const launcher = optOf(client, Opt.launcher) ?? 'kiln';
     if (launcher !== 'kiln' && launcher !== 'none') throw new BuildpacksError('KLN0907', `launcher=${launcher} is not supported`, { hint: 'use launcher=kiln (the default) or launcher=none' });
@@ -76,7 +80,9 @@ export function createBuildpacksFrontend(): Frontend {
       runConfig,
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
-      owner: { uid: builder.uid, gid: builder.gid },
+      owner,
+      client,
+      ...(previous === undefined ? {} : { previous }),
       launcher,
     });
     const ref = await solveState(client, img.state);

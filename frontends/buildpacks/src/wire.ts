@@ -30,6 +30,8 @@ export const Opt = {
   builder: 'builder',
   runImage: 'run-image',
   processType: 'process-type',
+  /** An image built before (by kiln or pack): its launch layers can be reused. */
+  previousImage: 'previous-image',
   cacheId: 'cache-id',
   /** `kiln` (the sh launcher) or `none` (the default process baked into the config). */
   launcher: 'launcher',

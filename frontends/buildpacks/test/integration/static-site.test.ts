@@ -104,5 +104,22 @@ describe('kiln/buildpacks: static site', () => {
     expect(ids[3]).not.toBe(before[3]); // site: holds about.html
     expect(ids[4]).not.toBe(before[4]); // app
     expect(ids[5]).toBe(before[5]); // launcher and config
+
+    // previous-image: the httpd buildpack finds its layer's metadata, claims it without a
+    // directory, and the export copies it from the previous image (same diffID)
+    const tagged = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'site-prev:1'], sb.dir, EPOCH);
+    expect(tagged.code, tagged.stderr).toBe(0);
+    await writeFile(join(app, 'about.html'), '<p>about, changed again</p>\n');
+    const reuse = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '--build-arg', 'previous-image=site-prev:1', '--output', `type=oci,dest=${layout}-4,tar=false,name=site:1`], sb.dir, EPOCH);
+    expect(reuse.code, reuse.stderr).toBe(0);
+    expect(reuse.stderr).toContain('reusing httpd from the previous image');
+    expect(reuse.stderr).toContain('[export] layer kt/httpd:httpd (previous image)');
+    const reused = await imageConfig(`${layout}-4`);
+    expect(reused.rootfs.diff_ids[2]).toBe(before[2]);
+    const md4 = JSON.parse(reused.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as { buildpacks: { key: string; layers: Record<string, { data: unknown }> }[] };
+    expect(md4.buildpacks[0]).toMatchObject({ key: 'kt/httpd', layers: { httpd: { data: { server: 'busybox httpd' } } } });
+    const bundle4 = join(sb.dir, 'site-bundle-4');
+    await unpack(`${layout}-4`, '1', bundle4);
+    expect((await readdir(join(bundle4, 'rootfs/layers/kt_httpd/httpd/bin'))).sort()).toEqual(['serve']);
   }, 300_000);
 });
