@@ -47,7 +47,7 @@ export function readBuildpackToml(text: string, file = 'buildpack.toml'): Buildp
   const root = new Fields(file, parseToml(text, file));
   const api = root.requiredString('api');
   if (!/^\d+\.\d+$/.test(api)) root.fail('api', `must be MAJOR.MINOR, not ${JSON.stringify(api)}`);
-  const bp = root.table_('buildpack') ?? root.fail('buildpack', 'table is required');
+  const bp = root.subtable('buildpack') ?? root.fail('buildpack', 'table is required');
   const id = bp.requiredString('id');
   if (!ID_RE.test(id) || RESERVED_IDS.has(id)) bp.fail('id', `${JSON.stringify(id)} is not a valid buildpack id`);
   const order = readOrder(root);
@@ -80,15 +80,15 @@ export interface SystemGroups {
 
 /** Reads `/cnb/system.toml` (`[system.pre] [[system.pre.buildpacks]]`). */
 export function readSystemToml(text: string, file = 'system.toml'): SystemGroups {
-  const sys = new Fields(file, parseToml(text, file)).table_('system');
-  return { pre: readGroups(sys?.table_('pre') ?? new Fields(file, {}), 'buildpacks'), post: readGroups(sys?.table_('post') ?? new Fields(file, {}), 'buildpacks') };
+  const sys = new Fields(file, parseToml(text, file)).subtable('system');
+  return { pre: readGroups(sys?.subtable('pre') ?? new Fields(file, {}), 'buildpacks'), post: readGroups(sys?.subtable('post') ?? new Fields(file, {}), 'buildpacks') };
 }
 
 /** Reads `/cnb/run.toml` (`[[images]] image, mirrors`; the older `[run-image] image`). Returns the run image references. */
 export function readRunToml(text: string, file = 'run.toml'): readonly string[] {
   const root = new Fields(file, parseToml(text, file));
   const images = root.tables('images').map((i) => i.requiredString('image'));
-  const legacy = root.table_('run-image')?.string('image');
+  const legacy = root.subtable('run-image')?.string('image');
   return legacy === undefined ? images : [...images, legacy];
 }
 
@@ -138,7 +138,7 @@ export interface LayerMetadata {
 /** Reads `<layers>/<bp>/<layer>.toml` (API >= 0.6: flags under `[types]`). */
 export function readLayerToml(text: string, file: string): LayerMetadata {
   const root = new Fields(file, parseToml(text, file));
-  const types = root.table_('types');
+  const types = root.subtable('types');
   const md = root.metadata('metadata');
   return { launch: types?.bool('launch') ?? false, build: types?.bool('build') ?? false, cache: types?.bool('cache') ?? false, metadata: md ?? {} };
 }

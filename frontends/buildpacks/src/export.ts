@@ -178,7 +178,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
         ...labels,
         [Label.buildMetadata]: JSON.stringify(buildMetadata),
         [Label.lifecycleMetadata]: JSON.stringify(lifecycleMetadata),
-        [Label.projectMetadata]: JSON.stringify(input.project),
+        [Label.projectMetadata]: JSON.stringify(projectMetadata(input.project)),
       },
     },
   };
@@ -188,4 +188,12 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
 /** A slice path (a Go glob relative to the app dir) as a local-copy pattern. */
 function slicePattern(p: string): string {
   return p.replace(/^\.?\/+/, '').replace(/\/+$/, '');
+}
+
+/** `io.buildpacks.project.metadata` from project.toml's `[_]` (0.1: `[project]`), shaped as lifecycle writes it. */
+function projectMetadata(project: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const version = project['version'];
+  const url = project['source-url'];
+  if (typeof version !== 'string' && typeof url !== 'string') return {};
+  return { source: { type: 'project', ...(typeof version === 'string' ? { version: { declared: version } } : {}), ...(typeof url === 'string' ? { metadata: { url } } : {}) } };
 }

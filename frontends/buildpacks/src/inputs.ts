@@ -170,10 +170,11 @@ export function platformDir(client: FrontendClient, project: ProjectDescriptor):
     if (!key.startsWith(Opt.envPrefix)) continue;
     env.push([key.slice(Opt.envPrefix.length), v]);
   }
-  let state = scratch().file(mkdir('/env', 0o755), { customName: '[internal] platform dir' });
+  let action = mkdir('/env', 0o755);
   for (const [name, value] of env) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new BuildpacksError('KLN0907', `build env name ${JSON.stringify(name)} is not a valid variable name`);
-    state = state.file(mkdir('/env', 0o755, { parents: true }).mkfile(`/env/${name}`, 0o644, value));
+    action = action.mkfile(`/env/${name}`, 0o644, value);
   }
+  const state = scratch().file(action, { customName: '[internal] platform dir' });
   return { state, env };
 }

@@ -33,7 +33,7 @@ function readBuildpacks(list: readonly Fields[]): ProjectBuildpack[] {
     const id = b.string('id');
     const version = b.string('version');
     const uri = b.string('uri');
-    const s = b.table_('script');
+    const s = b.subtable('script');
     if (id === undefined && uri === undefined) b.fail('id', 'or uri is required');
     const script = s === undefined ? undefined : { api: s.requiredString('api'), inline: s.requiredString('inline'), shell: s.string('shell') ?? '/bin/sh' };
     if (script !== undefined && id === undefined) b.fail('id', 'is required with an inline script');
@@ -53,7 +53,7 @@ function readEnv(list: readonly Fields[]): [string, string][] {
 /** Parses a project.toml; invalid TOML and wrong shapes fail with KLN0901 naming the file. */
 export function readProjectToml(text: string, file = 'project.toml'): ProjectDescriptor {
   const root = new Fields(file, parseToml(text, file));
-  const meta = root.table_('_');
+  const meta = root.subtable('_');
   const declared = meta?.string('schema-version');
   const schemaVersion = declared ?? '0.1';
   if (schemaVersion !== '0.1' && schemaVersion !== '0.2' && schemaVersion !== '0.3') {
@@ -67,22 +67,22 @@ export function readProjectToml(text: string, file = 'project.toml'): ProjectDes
   let group: ProjectBuildpack[];
   let builder: string | undefined;
   if (schemaVersion === '0.1') {
-    section = root.table_('build') ?? new Fields(file, {}, 'build');
+    section = root.subtable('build') ?? new Fields(file, {}, 'build');
     group = readBuildpacks(section.tables('buildpacks'));
     env = readEnv(section.tables('env'));
     builder = section.string('builder');
   } else {
-    section = root.table_('io')?.table_('buildpacks') ?? new Fields(file, {}, 'io.buildpacks');
+    section = root.subtable('io')?.subtable('buildpacks') ?? new Fields(file, {}, 'io.buildpacks');
     group = readBuildpacks(section.tables('group'));
-    pre = readBuildpacks(section.table_('pre')?.tables('group') ?? []);
-    post = readBuildpacks(section.table_('post')?.tables('group') ?? []);
-    env = readEnv(section.table_('build')?.tables('env') ?? []);
+    pre = readBuildpacks(section.subtable('pre')?.tables('group') ?? []);
+    post = readBuildpacks(section.subtable('post')?.tables('group') ?? []);
+    env = readEnv(section.subtable('build')?.tables('env') ?? []);
     builder = section.string('builder');
   }
   const include = section.strings('include') ?? [];
   const exclude = section.strings('exclude') ?? [];
   if (include.length > 0 && exclude.length > 0) section.fail('include', 'and exclude cannot both be set');
-  const project = schemaVersion === '0.1' ? root.table_('project')?.table : meta?.table;
+  const project = schemaVersion === '0.1' ? root.subtable('project')?.table : meta?.table;
   return { schemaVersion, include, exclude, group, pre, post, env, ...(builder === undefined ? {} : { builder }), project: project ?? {} };
 }
 

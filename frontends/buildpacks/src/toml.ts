@@ -73,7 +73,7 @@ export class Fields {
     return v as string[];
   }
 
-  table_(key: string): Fields | undefined {
+  subtable(key: string): Fields | undefined {
     const v = this.table[key];
     if (v === undefined) return undefined;
     if (!isTable(v)) this.fail(key, `must be a table, not ${describe(v)}`);

@@ -156,13 +156,14 @@ describe('kiln/buildpacks apps', () => {
   test('a composite buildpack from project.toml expands to its order (probe optional, dropped)', async () => {
     const app = join(sb.dir, 'composite');
     await writeTree(app, {
-      'project.toml': `${PROJECT_TOML}\n[[io.buildpacks.group]]\nid = "kt/site-meta"\n`,
+      'project.toml': '# syntax=kiln/buildpacks\n[_]\nschema-version = "0.2"\nid = "meta"\nversion = "1.2.3"\nsource-url = "https://example.com/meta"\n[io.buildpacks]\nbuilder = "kt/builder"\n[[io.buildpacks.group]]\nid = "kt/site-meta"\n',
       'index.html': '<p>composite</p>\n',
     });
     const { layout, rootfs } = await buildAndUnpack(app);
     const md = JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
     expect(md.buildpacks.map((b) => b.id)).toEqual(['kt/httpd', 'kt/static-site']);
     expect(await readFile(join(rootfs, 'layers/kt_static-site/site/index.html'), 'utf8')).toBe('<p>composite</p>\n');
+    expect(JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.project.metadata'] ?? '')).toEqual({ source: { type: 'project', version: { declared: '1.2.3' }, metadata: { url: 'https://example.com/meta' } } });
   }, 300_000);
 
   test('launcher=none: the default process baked into the config (command, args, launch env), no launcher in the image', async () => {
