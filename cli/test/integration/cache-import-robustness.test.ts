@@ -128,17 +128,24 @@ describe('a hostile or corrupt cache', () => {
     expect(await exists(layerId([lying.desc], 0))).toBe(false);
   });
 
-  test('a layer with ../ paths and an absolute symlink target writes nothing outside its snapshot', async () => {
+  test('a layer climbing out with ../ is refused (PATH_ESCAPE); one writing through an absolute symlink writes nothing outside its snapshot', async () => {
     const t = `${process.pid}-${Date.now()}`;
     const outside = join(tmpdir(), `kiln-escape-${t}`);
-    const tar = await tarOf([
-      { name: `../../../../../../..${outside}`, body: 'escaped' },
+    const layerOf = async (entries: Parameters<typeof tarOf>[0]) => {
+      const tar = await tarOf(entries);
+      const blob = gzipSync(tar);
+      return { blob, desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(blob), size: blob.length, annotations: { 'containerd.io/uncompressed': sha(tar) } } };
+    };
+    // ../ above the root: the layer is refused.
+    const climbing = await layerOf([{ name: `../../../../../../..${outside}`, body: 'escaped' }]);
+    await expect(importedResultLoader(engine)(resultOf(cacheOf([climbing])), ctxOf(new AbortController().signal))).rejects.toMatchObject({ code: 'PATH_ESCAPE' });
+    expect(await exists(layerId([climbing.desc], 0))).toBe(false);
+    // An absolute symlink is followed inside the snapshot (as in a chroot): the file lands there.
+    const linked = await layerOf([
       { name: 'link', type: 'symlink', linkname: '/tmp' },
       { name: `link/kiln-escape-link-${t}`, body: 'escaped through a link' },
     ]);
-    const blob = gzipSync(tar);
-    const l = { blob, desc: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(blob), size: blob.length, annotations: { 'containerd.io/uncompressed': sha(tar) } } };
-    await importedResultLoader(engine)(resultOf(cacheOf([l])), ctxOf(new AbortController().signal)).catch(() => undefined);
+    await importedResultLoader(engine)(resultOf(cacheOf([linked])), ctxOf(new AbortController().signal)).catch(() => undefined);
     expect(await stat(outside).then(() => true, () => false)).toBe(false);
     expect(await stat(join(tmpdir(), `kiln-escape-link-${t}`)).then(() => true, () => false)).toBe(false);
   });
