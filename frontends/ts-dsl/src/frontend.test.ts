@@ -54,14 +54,28 @@ describe('kiln/ts frontend options', () => {
     expect(configOf(r).config).toMatchObject({ Env: ['PATH=/bin'], Cmd: ['sh'] });
   });
 
-  test('options the DSL cannot apply (--network, --add-host, --ulimit, --shm-size, --cgroup-parent, --pull) are warnings, not silence', async () => {
+  test('--pull (image-resolve-mode=pull) marks every image source and looks configs up in pull mode, as dockerui', async () => {
+    const modes: (string | undefined)[] = [];
+    const client = fakeClient(`import { image } from "kiln";\nexport default () => image("busybox").run(["true"]).image({});\n`, { 'image-resolve-mode': 'pull' });
+    const lookup = client.resolveImageConfig.bind(client);
+    client.resolveImageConfig = async (ref, o) => {
+      modes.push(o?.resolveMode);
+      return lookup(ref, o);
+    };
+    await createTsFrontend()(client);
+    expect(client.solved.at(-1)).toContain('"attrs":{"image.resolvemode":"pull"}');
+    expect(modes).toEqual(['pull']);
+    expect(client.warnings).toEqual([]);
+    await expect(createTsFrontend()(fakeClient('export default () => 1;\n', { 'image-resolve-mode': 'always' }))).rejects.toMatchObject({ code: 'KLN0805' });
+  });
+
+  test('options the DSL cannot apply (--network, --add-host, --ulimit, --shm-size, --cgroup-parent) are warnings, not silence', async () => {
     const client = fakeClient(`import { image } from "kiln";\nexport default () => image("busybox");\n`, {
       'force-network-mode': 'none',
       'add-hosts': 'a=1.2.3.4',
       ulimit: 'nofile=1024:1024',
       'shm-size': '1048576',
       'cgroup-parent': '/x',
-      'image-resolve-mode': 'pull',
     });
     await createTsFrontend()(client);
     expect(client.warnings.map((w) => w.message)).toEqual([
@@ -70,7 +84,6 @@ describe('kiln/ts frontend options', () => {
       'the kiln/ts frontend does not apply --ulimit (ulimit): the DSL has no ulimit option',
       'the kiln/ts frontend does not apply --shm-size (shm-size): mount a tmpfs at /dev/shm in the build file',
       'the kiln/ts frontend does not apply --cgroup-parent (cgroup-parent): the DSL has no cgroup parent option',
-      'the kiln/ts frontend does not apply --pull (image-resolve-mode): pass image(ref, { resolveMode: "pull" }) in the build file',
     ]);
   });
 });

@@ -42,11 +42,16 @@ export function initParams(client: Pick<FrontendClient, 'opts' | 'inputs'>, extr
     if (v.startsWith('docker-image://')) contexts[name] = { image: v.slice('docker-image://'.length) };
     else if (v.startsWith('local:')) contexts[name] = { local: v.slice('local:'.length) };
   }
+  const resolveMode = client.opts.get('image-resolve-mode');
+  if (resolveMode !== undefined && resolveMode !== 'default' && resolveMode !== 'pull' && resolveMode !== 'local') {
+    throw new TsDslError('KLN0805', `invalid image-resolve-mode "${resolveMode}"`, { hint: 'use default, pull or local' });
+  }
   return {
     args,
     ...(target === undefined || target === '' ? {} : { target }),
     platforms: platformsOf(client.opts.get('platform')),
     inputs,
+    ...(resolveMode === 'pull' || resolveMode === 'local' ? { resolveMode } : {}),
     ...(Object.keys(contexts).length > 0 ? { contexts } : {}),
     caps: CAPS_V0_11_6,
     ...(extra.localUniqueId === undefined ? {} : { localUniqueId: extra.localUniqueId }),
@@ -112,10 +117,11 @@ export function clientHandlers(client: FrontendClient): Handlers {
     readFile: async ({ ref, path }) => ({ data: Buffer.from(await refOf(ref).readFile(path)).toString('base64') }),
     readDir: async ({ ref, path, include }) => ({ entries: (await refOf(ref).readDir(path, include)).map(toWire) }),
     statFile: async ({ ref, path }) => ({ stat: toWire(await refOf(ref).statFile(path)) }),
-    async resolveImageConfig({ ref, platform }) {
+    async resolveImageConfig({ ref, platform, resolveMode }) {
       const normalized = formatImageReference(tagNameOnly(parseImageReference(ref)));
       const r = await client.resolveImageConfig(normalized, {
         ...(platform === undefined ? {} : { platform: parsePlatform(platform) }),
+        ...(resolveMode === undefined ? {} : { resolveMode }),
         ...(client.signal === undefined ? {} : { signal: client.signal }),
       });
       return { digest: r.digest, config: Buffer.from(r.config).toString('base64') };
@@ -140,7 +146,6 @@ const NOT_APPLIED: readonly (readonly [string, string, string])[] = [
   ['ulimit', '--ulimit', 'the DSL has no ulimit option'],
   ['shm-size', '--shm-size', 'mount a tmpfs at /dev/shm in the build file'],
   ['cgroup-parent', '--cgroup-parent', 'the DSL has no cgroup parent option'],
-  ['image-resolve-mode', '--pull', 'pass image(ref, { resolveMode: "pull" }) in the build file'],
 ];
 
 /** `label:K=V` options (buildx `--label`) added to an image config JSON, over the build's own. */

@@ -4,7 +4,7 @@
  * asks the gateway for the image config (Go blocks in `llb.Image` with a meta resolver; a
  * JavaScript build cannot block, so the lookup waits until the graph is needed).
  */
-import type { ImageMetaResolver, Platform, SourceLocation, SourceMap, State as LlbState } from '@kiln/llb-core';
+import type { ImageMetaResolver, Platform, ResolveMode, SourceLocation, SourceMap, State as LlbState } from '@kiln/llb-core';
 import type { BuildLocation } from './source-location.js';
 
 /** @internal What lowering needs: a memo (one llb-core State per DSL State) and the resolver. */
@@ -18,6 +18,8 @@ export class LowerContext {
     readonly platform: Platform | undefined,
     /** Build files by name, for op source locations. */
     readonly sources: ReadonlyMap<string, SourceMap> = new Map(),
+    /** The resolve mode of images that name none (`--pull`). */
+    readonly resolveMode: ResolveMode | undefined = undefined,
   ) {}
 
   /** The op source location for a call at `at` (none when the file is not known). */

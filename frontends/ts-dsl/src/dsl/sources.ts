@@ -53,10 +53,12 @@ export function image(ref: string, opts: ImageOpts = {}): State {
   const at = callerLocation();
   return new State(
     async (c) => {
-      if (opts.resolve !== true) return llbImage(ref, { ...o, ...c.locate(at) });
+      const mode = opts.resolveMode ?? c.resolveMode;
+      const o2 = { ...o, ...(mode === undefined ? {} : { resolveMode: mode }), ...c.locate(at) };
+      if (opts.resolve !== true) return llbImage(ref, o2);
       if (c.resolver === undefined) throw new LlbError('LLB_INVALID_STATE', `image ${ref}: resolve needs a build context (marshal it through the kiln/ts frontend)`);
       const resolver = c.resolver;
-      return resolveImage(ref, { ...o, ...c.locate(at), metaResolver: resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) }).catch((e: unknown) => {
+      return resolveImage(ref, { ...o2, metaResolver: resolver, ...(c.platform === undefined ? {} : { defaultPlatform: c.platform }) }).catch((e: unknown) => {
         throw withBuildLocation(e, at);
       });
     },

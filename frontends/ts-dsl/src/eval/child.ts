@@ -166,9 +166,13 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   if (typeof build !== 'function') {
     return { method: 'fail', params: { message: `${entry} has no default export function (export default (ctx) => …)`, location: { file: entry, line: 1, column: 1 } } };
   }
+  const pullMode = (m: string | undefined): { resolveMode?: 'pull' | 'local' } => {
+    const mode = m ?? init.resolveMode;
+    return mode === 'pull' || mode === 'local' ? { resolveMode: mode } : {};
+  };
   const resolver: ImageMetaResolver = {
     async resolveImageConfig(ref, opts) {
-      const r = await rpc.call('resolveImageConfig', { ref, ...(opts?.platform ? { platform: formatPlatform(opts.platform) } : {}) });
+      const r = await rpc.call('resolveImageConfig', { ref, ...(opts?.platform ? { platform: formatPlatform(opts.platform) } : {}), ...pullMode(opts?.resolveMode) });
       return { digest: r.digest as Digest, config: unb64(r.config) };
     },
   };
@@ -178,7 +182,7 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   const contexts = new Map<string, LowerContext>();
   const lowerFor = (p: string): LowerContext => {
     let c = contexts.get(p);
-    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p), sources)));
+    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p), sources, init.resolveMode)));
     return c;
   };
   const marshalOpts = (p: string) => ({
@@ -230,7 +234,7 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
     },
     resolveImageConfig: (ref, opts) =>
       located(async () => {
-        const r = await rpc.call('resolveImageConfig', { ref, platform: opts?.platform ?? platform });
+        const r = await rpc.call('resolveImageConfig', { ref, platform: opts?.platform ?? platform, ...pullMode(undefined) });
         return { digest: r.digest, config: JSON.parse(Buffer.from(r.config, 'base64').toString('utf8')) as Record<string, unknown> };
       }),
     warn(message) {

@@ -17,6 +17,8 @@ export interface InitParams {
    * returns: an image reference (`docker-image://REF`) or another local name (`local:NAME`).
    */
   readonly contexts?: Readonly<Record<string, { readonly image: string } | { readonly local: string }>>;
+  /** `--pull` (`image-resolve-mode`): the resolve mode of image sources and config lookups that name none. */
+  readonly resolveMode?: 'pull' | 'local';
   /** LLB caps to marshal with. */
   readonly caps?: readonly string[];
   /** Pins `local.unique`. */
@@ -44,7 +46,7 @@ export interface Methods {
   readFile: { params: { ref: string; path: string }; result: { data: string } };
   readDir: { params: { ref: string; path: string; include?: string }; result: { entries: WireStat[] } };
   statFile: { params: { ref: string; path: string }; result: { stat: WireStat } };
-  resolveImageConfig: { params: { ref: string; platform?: string }; result: { digest: string; config: string } };
+  resolveImageConfig: { params: { ref: string; platform?: string; resolveMode?: 'pull' | 'local' }; result: { digest: string; config: string } };
 }
 
 /** One built result: its Definition and image config JSON. */
