@@ -65,7 +65,9 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
     return r;
   };
   const errors: string[] = [];
-  for (const group of groups) {
+  for (const all of groups) {
+    // lifecycle skips an optional buildpack whose targets exclude the run image
+    const group = all.filter((e) => !e.optional || targetMatches(e, ctx.targetEnv));
     const results = await Promise.all(group.map(runOf));
     const res = resolveGroup(group, results);
     if (res.kind === 'pass') {
@@ -97,10 +99,10 @@ export function targetMatches(e: ResolvedEntry, target: ReadonlyMap<string, stri
   return targets.some((t) => fits(t.os, os) && fits(t.arch, arch));
 }
 
-/** A required buildpack whose targets exclude the run image fails its group with an error (lifecycle code -1); an optional one is skipped. */
+/** A required buildpack whose targets exclude the run image errors its group (lifecycle code -1). */
 function targetMismatch(e: ResolvedEntry, target: ReadonlyMap<string, string>): DetectRun & { output: string } {
   const want = e.descriptor.targets.map((t) => `${t.os ?? '*'}/${t.arch ?? '*'}`).join(', ');
-  return { code: e.optional ? 100 : -1, plan: { sections: { requires: [], provides: [] }, or: [] }, output: `targets ${want} do not include the run image ${target.get('CNB_TARGET_OS') ?? '?'}/${target.get('CNB_TARGET_ARCH') ?? '?'}` };
+  return { code: -1, plan: { sections: { requires: [], provides: [] }, or: [] }, output: `targets ${want} do not include the run image ${target.get('CNB_TARGET_OS') ?? '?'}/${target.get('CNB_TARGET_ARCH') ?? '?'}` };
 }
 
 async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectRun & { output: string }> {
