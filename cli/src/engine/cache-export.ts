@@ -75,7 +75,9 @@ export async function collectCache(engine: KilnEngine, result: BuildResult, opts
       for (const l of kr.result.layers) opts.given?.add(l.digest);
       return { layers: kr.result.layers, createdAt: kr.result.createdAt, createdAtText: kr.result.createdAtText };
     }
-    if (opts.mode === 'min' && !final && !below.has(kr.snapshot)) return undefined;
+    // Below the final result, min keeps what exists as blobs without making any (RemoteOnly):
+    // the layers of the final image, and a result that came from a cache or image as it was.
+    if (opts.mode === 'min' && !final && !below.has(kr.snapshot) && (await engine.layers.remoteLayersOf(kr.snapshot)) === undefined) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };
   }, backlinkSource(new CacheManager(engine.cache), opts.imports ?? []));
   return chains.marshal();

@@ -134,6 +134,24 @@ export class LayerCache {
     return keep;
   }
 
+  /**
+   * The layers of snapshot `id` when every one of them came as a blob (an image's layer or an
+   * imported cache's, remembered by diffID), without computing any: BuildKit's
+   * LoadRemotes(createIfNeeded=false) of a ref made from a remote. Undefined when one was built here.
+   */
+  async remoteLayersOf(id: string): Promise<LayerRef[] | undefined> {
+    const out: LayerRef[] = [];
+    for (let cur: string | undefined = id; cur !== undefined; ) {
+      const info = await this.#snapshotter.stat(cur);
+      const diffID = info.labels['kiln.diffID'];
+      const hit = diffID === undefined ? undefined : await this.#read(join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`));
+      if (hit === undefined) return undefined;
+      out.unshift({ ...hit, fromImage: true });
+      cur = info.parent;
+    }
+    return out;
+  }
+
   async #read(file: string): Promise<LayerRef | undefined> {
     let s: StoredLayer;
     try {

@@ -170,6 +170,14 @@ describe('cache export modes', () => {
     await build(await fresh(), ctx, ['--cache-from', `type=local,src=${max}`, '--cache-to', `type=local,dest=${reMin}`]);
     const fromReMin = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${reMin}`]);
     expect(fromReMin.containers).toBe(0);
+    // The same for an imported result fetched into a root by an earlier build (its layers came
+    // from the cache: BuildKit's LoadRemotes finds them without creating anything).
+    const x = await fresh();
+    await build(x, ctx, ['--target', 'builder', '--cache-from', `type=local,src=${max}`]);
+    const fetchedMin = join(a.dir, `fetchedmin-${t}`);
+    await build(x, ctx, ['--cache-from', `type=local,src=${max}`, '--cache-to', `type=local,dest=${fetchedMin}`]);
+    const fromFetchedMin = await build(await fresh(), ctx, ['--target', 'builder', '--cache-from', `type=local,src=${fetchedMin}`]);
+    expect(fromFetchedMin.containers).toBe(0);
     // compression=zstd re-encodes only what the build made: imported blobs keep their gzip (no
     // force-compression), so exporting a fully imported build keeps every blob of the import.
     const reZst = join(a.dir, `rezst-${t}`);
