@@ -33,7 +33,12 @@ export interface BuiltBuildpack {
   readonly layers: readonly BuiltLayer[];
   readonly launch: LaunchToml;
   readonly store?: Table;
+  /** SBOM files the buildpack wrote next to its layers: `<layer>.sbom.<ext>` and `launch.sbom.<ext>` (file names). */
+  readonly sbom: readonly string[];
 }
+
+/** SBOM file names a buildpack may write (Buildpack API >= 0.7): CycloneDX, SPDX, Syft JSON. */
+export const SBOM_FILE_RE = /^(.+)\.sbom\.(cdx|spdx|syft)\.json$/;
 
 /** The build's outputs: the final root filesystem holds `/workspace` and `/layers`. */
 export interface BuildOutput {
@@ -99,7 +104,7 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
       for (const sub of ['env', 'env.build']) if (present.has(sub)) envOps.push(...envDirOps(await readEnvDir(ref, `${layersDir}/${l.name}/${sub}`)));
     }
     await saveCache(ctx, root, e, out.layers, out.store, cacheMountId);
-    built.push({ entry: e, layers: out.layers, launch: out.launch, ...(out.store === undefined ? {} : { store: out.store }) });
+    built.push({ entry: e, layers: out.layers, launch: out.launch, sbom: out.sbom, ...(out.store === undefined ? {} : { store: out.store }) });
   }
   if (rootRef === undefined) throw new BuildpacksError('KLN0903', 'the detected group is empty');
   return { buildpacks: built, root, rootRef };
@@ -116,7 +121,7 @@ export async function readEnvDir(ref: Ref, path: string): Promise<Map<string, st
   return files;
 }
 
-async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table }> {
+async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table; sbom: string[] }> {
   const esc = escapeId(e.id);
   const base = `${Paths.layers}/${esc}`;
   const listing = await listOptional(ref, base);
@@ -142,6 +147,7 @@ async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers
     layers,
     launch,
     unmet: buildText === undefined ? [] : readBuildToml(buildText, `${e.id}: build.toml`).unmet,
+    sbom: listing.filter((x) => !x.dir && SBOM_FILE_RE.test(x.name)).map((x) => x.name).sort(),
     ...(storeText === undefined ? {} : { store: readStoreToml(storeText, `${e.id}: store.toml`) }),
   };
 }

@@ -2,11 +2,11 @@
  * Export: the app image as a merge of the run image, the launch layers (group order, then
  * alphabetical), the app, and the launcher with its config, plus the image config and labels.
  */
-import { copy, image, merge, mkdir, scratch } from '@kiln/llb-core';
+import { copy, image, merge, mkdir, scratch, type FileAction } from '@kiln/llb-core';
 import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
-import { readEnvDir } from './build.js';
+import { readEnvDir, SBOM_FILE_RE } from './build.js';
 import type { ProcessType } from './descriptors.js';
 import { applyEnvOps, envDirOps, envMap, LAUNCH_ROOT_DIRS, rootDirOps, type EnvOp } from './env.js';
 import { BuildpacksError } from './errors.js';
@@ -127,7 +127,22 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   });
   appLayers.push(appCopy('app', taken.length === 0 ? {} : { excludePatterns: taken }));
   const run = image(normalizeRef(input.runImage));
-  const state = merge([run, ...layerStates, ...appLayers, launcher], { customName: '[export] app image' });
+  // SBOMs of launch layers and of the buildpack (launch.sbom.*) in one layer, where lifecycle puts them
+  let sbomAction: FileAction | undefined;
+  for (const bp of build.buildpacks) {
+    const esc = escapeId(bp.entry.id);
+    const launchLayers = new Set(bp.layers.filter((l) => l.metadata.launch).map((l) => l.name));
+    for (const f of bp.sbom) {
+      const m = SBOM_FILE_RE.exec(f);
+      const owner = m?.[1];
+      if (owner === undefined || (owner !== 'launch' && !launchLayers.has(owner))) continue;
+      const dest = owner === 'launch' ? `/layers/sbom/launch/${esc}/sbom.${m?.[2] ?? ''}.json` : `/layers/sbom/launch/${esc}/${owner}/sbom.${m?.[2] ?? ''}.json`;
+      const c = copy(build.root, `${Paths.layers}/${esc}/${f}`, dest, { createDestPath: true, createdTime: EXPORT_MTIME, chown });
+      sbomAction = sbomAction === undefined ? c : sbomAction.copy(build.root, `${Paths.layers}/${esc}/${f}`, dest, { createDestPath: true, createdTime: EXPORT_MTIME, chown });
+    }
+  }
+  const sbom = sbomAction === undefined ? [] : [scratch().file(sbomAction, { customName: '[export] sbom' })];
+  const state = merge([run, ...layerStates, ...sbom, ...appLayers, launcher], { customName: '[export] app image' });
 
   const rc = input.runConfig.config ?? {};
   const env = envMap(rc.Env ?? []);
@@ -159,6 +174,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     app: appLayers.map(() => ({ sha: '' })),
     config: { sha: '' },
     launcher: { sha: '' },
+    ...(sbom.length === 0 ? {} : { sbom: { sha: '' } }),
     buildpacks: lifecycleBps,
     runImage: { topLayer: '', reference: '', image: input.runImage },
   };

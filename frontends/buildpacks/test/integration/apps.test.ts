@@ -41,9 +41,13 @@ describe('kiln/buildpacks apps', () => {
       'project.toml': PROJECT_TOML,
       'app.sh': 'echo "$1 $GREETING ${EXECD-unset} $(tool x) $(pwd)"\nshift\necho "args: $*"\n',
     });
-    const { layout, bundle } = await buildAndUnpack(app);
+    const { layout, bundle, rootfs } = await buildAndUnpack(app);
     const cfg = await imageConfig(layout);
     expect(cfg.config.Entrypoint).toEqual(['/cnb/process/web']);
+    // run (2) + tools + sbom + app + launcher; the SBOMs where lifecycle puts them
+    expect(cfg.rootfs.diff_ids).toHaveLength(6);
+    expect(layerFiles(layout, 3).filter((f) => !f.endsWith('/'))).toEqual(['layers/sbom/launch/kt_shell-app/sbom.spdx.json', 'layers/sbom/launch/kt_shell-app/tools/sbom.cdx.json']);
+    expect(await readFile(join(rootfs, 'layers/sbom/launch/kt_shell-app/tools/sbom.cdx.json'), 'utf8')).toContain('CycloneDX');
     expect(cfg.config.Labels?.['org.example.shell-app']).toBe('yes');
     const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { processes: { type: string }[] };
     expect(md.processes.map((p) => p.type)).toEqual(['web', 'worker']);
