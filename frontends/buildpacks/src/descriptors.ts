@@ -135,12 +135,12 @@ export interface LayerMetadata {
   readonly metadata: Table;
 }
 
-/** Reads `<layers>/<bp>/<layer>.toml` (API >= 0.6: flags under `[types]`). */
+/** Reads `<layers>/<bp>/<layer>.toml`: flags under `[types]` (API >= 0.6), else at the top level (older APIs). */
 export function readLayerToml(text: string, file: string): LayerMetadata {
   const root = new Fields(file, parseToml(text, file));
-  const types = root.subtable('types');
+  const flags = root.subtable('types') ?? root;
   const md = root.metadata('metadata');
-  return { launch: types?.bool('launch') ?? false, build: types?.bool('build') ?? false, cache: types?.bool('cache') ?? false, metadata: md ?? {} };
+  return { launch: flags.bool('launch') ?? false, build: flags.bool('build') ?? false, cache: flags.bool('cache') ?? false, metadata: md ?? {} };
 }
 
 /** One `[[processes]]` of launch.toml. */

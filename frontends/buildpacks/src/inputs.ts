@@ -57,6 +57,10 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
   const gid = intEnv(all, 'CNB_GROUP_ID', /^\d+$/.test(user[1] ?? '') ? Number(user[1]) : 0);
   const env = new Map([...all].filter(([k]) => BUILD_ENV_ALLOWLIST.has(k)));
   const orderText = await readOptional(bref, Paths.orderToml);
+  // image extensions (Dockerfiles applied to the build/run image) are not supported
+  if (orderText !== undefined && /^\s*\[\[order-extensions\]\]/m.test(orderText)) {
+    client.warn({ message: `builder ${ref}: [[order-extensions]] in ${Paths.orderToml} are ignored (kiln/buildpacks does not run image extensions)` });
+  }
   const runText = await readOptional(bref, Paths.runToml);
   const systemText = await readOptional(bref, Paths.systemToml);
   const system = systemText === undefined ? { pre: [], post: [] } : readSystemToml(systemText, `${ref}:${Paths.systemToml}`);
