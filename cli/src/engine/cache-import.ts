@@ -134,7 +134,8 @@ async function inlineCache(reader: CacheSourceReader, manifestBytes: Buffer, ope
 export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
   // Layers several results of this build share are unpacked once; another process (or build)
   // committing the same id first is fine (checked after a failed commit).
-  const unpacking = new Map<string, Promise<void>>();
+  // Each entry resolves true when that unpack checked the blob against the layer's diffID.
+  const unpacking = new Map<string, Promise<boolean>>();
   return async (result: ImportedResult, ctx) => {
     // Each layer snapshot is leased before it is looked up, as image sources do (solver
     // worker/snapshots.ts withLeases): a prune running meanwhile (the daemon's, or one between two
@@ -170,8 +171,8 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
       held.push(engine.cache.lease(id));
       let p = unpacking.get(id);
       if (p === undefined) {
-        p = (async () => {
-          if (await exists(engine, id)) return;
+        p = (async (): Promise<boolean> => {
+          if (await exists(engine, id)) return false;
           const digest = parseDigest(d.digest);
           if (!(await engine.content.has(digest))) {
             ctx.status(`pulling ${d.digest}`, 0, d.size);
@@ -187,8 +188,10 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
               ...(diffID === undefined ? {} : { expectedDiffID: diffID }),
               ...(createdAt === undefined ? {} : { labels: { [LABEL_CREATED_AT]: createdAt } }),
             });
+            return diffID !== undefined;
           } catch (e) {
             if (!(await exists(engine, id))) throw e;
+            return false;
           }
         })();
         unpacking.set(id, p);
@@ -197,8 +200,10 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
           () => unpacking.delete(id),
         );
       }
-      await p;
-      if (diffID !== undefined) remember.push({ descriptor: { mediaType: d.mediaType, digest: parseDigest(d.digest), size: d.size }, diffID: parseDigest(diffID) });
+      // Only a blob this import unpacked and found to be the diffID it claims is remembered for
+      // that diffID (image exports reuse it): a cache must not map a layer that was already here,
+      // which it never had to prove, to a blob of its choosing.
+      if ((await p) && diffID !== undefined) remember.push({ descriptor: { mediaType: d.mediaType, digest: parseDigest(d.digest), size: d.size }, diffID: parseDigest(diffID) });
       parent = id;
     }
     await engine.layers.rememberLayers(remember);

@@ -161,6 +161,28 @@ async function storedCache(l: { desc: CacheLayerDescriptor; blob: Buffer }) {
   return { config, configBytes, layerDesc, list };
 }
 
+describe('what an import remembers for image exports', () => {
+  test('a blob is remembered for a diffID only when this import verified it: a cache cannot map a layer it did not unpack to another blob', async () => {
+    const real = await layer({ 'm.txt': `mapped ${Date.now()}` });
+    const other = await layer({ 'm.txt': 'other content' });
+    const ac = new AbortController();
+    await importedResultLoader(engine)(resultOf(cacheOf([real])), ctxOf(ac.signal));
+    ac.abort();
+    const id = layerId([real.desc], 0);
+    // The diffID record of that layer is gone (a lost file); the snapshot stays.
+    await rm(join(root, 'engine', 'layers', `diff-${(real.desc.annotations?.['containerd.io/uncompressed'] ?? '').slice(7)}.json`), { force: true });
+    // A cache claims another blob (present in the store) is that layer: the snapshot exists, so nothing is unpacked or checked.
+    await engine.content.writeBlob(other.blob);
+    const lying = { blob: other.blob, desc: { ...other.desc, annotations: real.desc.annotations ?? {} } };
+    const ac2 = new AbortController();
+    await importedResultLoader(engine)(resultOf(cacheOf([lying])), ctxOf(ac2.signal));
+    ac2.abort();
+    const [exported] = await engine.layers.layersOf(id);
+    expect(exported?.descriptor.digest).not.toBe(other.desc.digest);
+    expect(exported?.diffID).toBe(real.desc.annotations?.['containerd.io/uncompressed']);
+  });
+});
+
 describe('cache sources that stop working or are not caches', () => {
   test('a registry that goes down after the import: loading a result fails within seconds with an error (the scheduler then runs the step), no crash', async () => {
     const registry = await startRegistry();
