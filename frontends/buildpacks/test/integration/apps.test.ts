@@ -103,9 +103,11 @@ describe('kiln/buildpacks apps', () => {
     expect(await readFile(join(third.rootfs, 'workspace/tool-output.txt'), 'utf8')).toBe('tool from deps: left-pad\nright-pad\n');
 
     // another cache id: an empty cache, so the layer is installed again (count restarts)
-    const fourth = await buildAndUnpack(app, ['--build-arg', 'cache-id=other']);
+    // (and an env:NAME option overrides project.toml's build env)
+    const fourth = await buildAndUnpack(app, ['--build-arg', 'cache-id=other', '--build-arg', 'env:PLATFORM_VAR=from-arg']);
     expect(fourth.run.stderr).toContain('installing deps');
     expect(await readFile(join(fourth.rootfs, 'workspace/installs.txt'), 'utf8')).toBe('1\n');
+    expect(await readFile(join(fourth.rootfs, 'workspace/env-dump.txt'), 'utf8')).toContain('PLATFORM_VAR=from-arg\n');
   }, 300_000);
 
   test('project buildpacks (schema 0.1): a uri directory of the app and an inline script, [[build.env]], gitignore-style exclude, builder as a build arg', async () => {
