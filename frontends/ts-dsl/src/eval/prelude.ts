@@ -6,8 +6,21 @@
  * `_debugProcess` does the same directly. `getBuiltinModule` would hand out `node:net` (unix
  * sockets such as the daemon's) past the import policy; `binding`, `_linkedBinding` and `dlopen`
  * reach native code. Each becomes a function that throws, fixed so build code cannot put the
- * original back.
+ * original back. Before that, started as root, it gives up root for nobody.
  */
+
+/** The unprivileged user and group the evaluator runs as when started as root. */
+const NOBODY = 65534;
+
+// Run as root (kiln builds are: runc, overlayfs), first give up root: the bundle and the policy
+// are already read, the protocol pipes stay open, and whatever build code might still reach (a
+// process to signal, a socket such as the root daemon's, a file) is then out of reach of nobody.
+if (process.getuid?.() === 0) {
+  process.setgroups?.([]);
+  process.setgid?.(NOBODY);
+  process.setuid?.(NOBODY);
+}
+
 const BLOCKED = ['kill', '_kill', '_debugProcess', '_debugEnd', 'getBuiltinModule', 'binding', '_linkedBinding', 'dlopen'] as const;
 
 for (const name of BLOCKED) {

@@ -62,6 +62,12 @@ describe('evaluator sandbox', () => {
     await expect(p).rejects.toMatchObject({ code: 'KLN0804', message: expect.stringContaining('longer than 1 MiB') });
   });
 
+  test('run as root, the evaluator drops to nobody (65534) before any build code runs', async () => {
+    expect(process.getuid?.()).toBe(0); // kiln runs builds as root (runc, overlayfs)
+    const p = run(`  const proc = (globalThis as any).process;\n  throw new Error(\`ids \${proc.getuid()}:\${proc.getgid()}:\${proc.getgroups().join(",")}\`);`);
+    await expect(p).rejects.toThrow(/ids 65534:65534:(65534)?$/);
+  });
+
   test('an endless loop is stopped after the time limit with a clear error', async () => {
     const t0 = Date.now();
     const p = run(`  for (;;) {}`, { timeoutMs: 1500 });
