@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ContentStore, parseDigest } from '@kiln/runtime';
@@ -261,6 +261,50 @@ describe('cache export/import, type=registry and type=inline', () => {
     const second = await build(b, ctx, ['--cache-from', `type=registry,ref=${ref}`]);
     expect(second.containers).toBe(0);
     expect(second.vertices.filter((v) => v.name.includes(' RUN ') && v.name.startsWith('[stage-1')).every((v) => v.cached)).toBe(true);
+  }, 300_000);
+});
+
+describe('type=registry with credentials', () => {
+  test('cache export and import use the caller\'s Docker config as image push and pull do; without it the export fails and the import is a warning', async () => {
+    const t = token();
+    const password = `pw-${t}`;
+    const htpasswd = join(a.dir, `htpasswd-${t}`);
+    const hash = execFileSync('perl', ['-e', 'print crypt($ARGV[0], q($2b$05$) . $ARGV[1])', password, 'kilnkilnkilnkilnkilnku'], { encoding: 'utf8' });
+    await writeFile(htpasswd, `alice:${hash}\n`);
+    const auth = await startRegistry({ htpasswd });
+    try {
+      const withCreds = join(a.dir, `docker-alice-${t}`);
+      const noCreds = join(a.dir, `docker-nobody-${t}`);
+      await mkdir(withCreds, { recursive: true });
+      await mkdir(noCreds, { recursive: true });
+      await writeFile(join(withCreds, 'config.json'), JSON.stringify({ auths: { [auth.host]: { auth: Buffer.from(`alice:${password}`).toString('base64') } } }));
+      const ctx = join(a.dir, `auth-${t}`);
+      await writeTree(ctx, { Dockerfile: dockerfile(t), 'app.txt': `app-${t}\n` });
+      const ref = `${auth.host}/private/cache:${t}`;
+      const run = (sb: KilnSandbox, dockerConfig: string, extra: readonly string[]) =>
+        runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', ...EPOCH, ...extra], { env: { DOCKER_CONFIG: dockerConfig, KILN_DAEMON: '0' } });
+
+      const refused = await run(a, noCreds, ['--cache-to', `type=registry,ref=${ref},mode=max`]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('KLN0711');
+      expect(refused.stderr).toMatch(/authentication required|unauthori[sz]ed|credentials/i);
+      const pushed = await run(a, withCreds, ['--cache-to', `type=registry,ref=${ref},mode=max`]);
+      expect(pushed.code).toBe(0);
+
+      const b = await fresh();
+      const before = await b.containersStarted();
+      const anonymous = await run(b, noCreds, ['--cache-from', `type=registry,ref=${ref}`]);
+      expect(anonymous.code).toBe(0);
+      expect(anonymous.stderr).toMatch(/WARNING: failed to import cache \S+private\/cache:\S+: .*(authentication required|unauthori[sz]ed|credentials)/i);
+      expect((await b.containersStarted()) - before).toBe(2);
+      const c = await fresh();
+      const imported = await run(c, withCreds, ['--cache-from', `type=registry,ref=${ref}`]);
+      expect(imported.code).toBe(0);
+      expect(await c.containersStarted()).toBe(0);
+      expect(refused.stderr + pushed.stderr + anonymous.stderr + imported.stderr).not.toContain(password);
+    } finally {
+      await auth.stop();
+    }
   }, 300_000);
 });
 
