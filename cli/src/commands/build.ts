@@ -14,7 +14,7 @@ import { runBuild, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
-import { DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@kiln/buildpacks';
+import { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@kiln/buildpacks';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
@@ -218,6 +218,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   // reads that too), else kiln/ts's `kiln.build.ts`; with --frontend kiln/ts, `kiln.build.ts`
   // (a Dockerfile next to it is not a build file of that frontend).
   if (dockerfile === undefined && dockerfileText === undefined && flags.frontend === TS_FRONTEND) dockerfile = join(ctx, DEFAULT_BUILD_FILE);
+  if (dockerfile === undefined && dockerfileText === undefined && flags.frontend === BUILDPACKS_FRONTEND) dockerfile = join(ctx, DEFAULT_PROJECT_FILE);
   if (dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile')))) {
     for (const name of ['dockerfile', DEFAULT_BUILD_FILE]) {
       if (!(await isFile(join(ctx, name)))) continue;
@@ -231,6 +232,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   const target = dockerfile ?? join(ctx, 'Dockerfile');
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     if (flags.frontend === TS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read build file ${join(context, DEFAULT_BUILD_FILE)}: no such file`, { hint: 'pass -f FILE.ts' });
+    if (flags.frontend === BUILDPACKS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read project file ${join(context, DEFAULT_PROJECT_FILE)}: no such file`, { hint: 'add a project.toml (it may be empty) or pass -f FILE' });
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
   }
   const env = callerEnv(io);

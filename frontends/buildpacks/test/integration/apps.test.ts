@@ -216,7 +216,7 @@ describe('kiln/buildpacks apps', () => {
     expect(r.stderr).toContain('shell-app build failed on purpose');
   }, 300_000);
 
-  test('without project.toml selecting kiln/buildpacks there is no default entry file', async () => {
+  test('without project.toml selecting kiln/buildpacks there is no default entry file; --frontend kiln/buildpacks means CONTEXT/project.toml', async () => {
     const app = join(sb.dir, 'plain');
     await writeTree(app, { 'project.toml': '[_]\nschema-version = "0.2"\n', 'index.html': 'x' });
     const r = await kiln(['build', app, '--root', sb.root], sb.dir);
@@ -224,8 +224,13 @@ describe('kiln/buildpacks apps', () => {
     expect(r.stderr).toContain('cannot read Dockerfile');
     expect(await readdir(app)).toEqual(['index.html', 'project.toml']);
     // --frontend picks it explicitly (no syntax line needed); the builder comes as a build arg
-    const ok = await kiln(['build', app, '--frontend', 'kiln/buildpacks', '-f', join(app, 'project.toml'), '--build-arg', 'builder=kt/builder', '--root', sb.root, '--progress', 'plain'], sb.dir);
+    const ok = await kiln(['build', app, '--frontend', 'kiln/buildpacks', '--build-arg', 'builder=kt/builder', '--root', sb.root, '--progress', 'plain'], sb.dir);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).toContain('[build] kt/static-site@0.0.1');
+    const empty = join(sb.dir, 'no-project');
+    await writeTree(empty, { 'index.html': 'x' });
+    const none = await kiln(['build', empty, '--frontend', 'kiln/buildpacks', '--root', sb.root], sb.dir);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`cannot read project file ${join(empty, 'project.toml')}: no such file`);
   }, 300_000);
 });
