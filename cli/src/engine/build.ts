@@ -21,6 +21,7 @@ import { SolverBackend } from './backend.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { exportOutputs, type BuildOutput } from './export.js';
+import { LAYER_LABELS_KEY } from './layer-labels.js';
 import { createFrontendRegistry } from './frontends.js';
 import type { BuildContext } from './session.js';
 import { SnapshotRef } from './snapshot-ref.js';
@@ -238,19 +239,21 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
 function buildOutputs(result: GatewayResult, platform: Platform): BuildOutput | BuildOutput[] {
   if (result.ref instanceof SnapshotRef && result.refs.size === 0) {
     const config = result.metadata.get(ResultMetadataKey.imageConfig);
-    return { ref: result.ref, platform, ...(config === undefined ? {} : { config }) };
+    const layerLabels = result.metadata.get(LAYER_LABELS_KEY);
+    return { ref: result.ref, platform, ...(config === undefined ? {} : { config }), ...(layerLabels === undefined ? {} : { layerLabels }) };
   }
   const out: BuildOutput[] = [];
   for (const [key, ref] of result.refs) {
     if (!(ref instanceof SnapshotRef)) continue;
     const config = result.metadata.get(`${ResultMetadataKey.imageConfig}/${key}`) ?? result.metadata.get(ResultMetadataKey.imageConfig);
+    const layerLabels = result.metadata.get(`${LAYER_LABELS_KEY}/${key}`) ?? result.metadata.get(LAYER_LABELS_KEY);
     let p = platform;
     try {
       p = parsePlatform(key);
     } catch {
       // Not a platform key: keep the build platform.
     }
-    out.push({ ref, platform: p, ...(config === undefined ? {} : { config }) });
+    out.push({ ref, platform: p, ...(config === undefined ? {} : { config }), ...(layerLabels === undefined ? {} : { layerLabels }) });
   }
   return out;
 }

@@ -3,6 +3,7 @@ import { INLINE_CACHE_KEY } from '@kiln/solver';
 import type { ProgressSink } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
+import { fillLayerLabels, parseLayerLabels } from './layer-labels.js';
 import type { SnapshotRef } from './snapshot-ref.js';
 
 /** One platform's result of a build: its snapshot and the frontend's image config (if any). */
@@ -10,6 +11,8 @@ export interface BuildOutput {
   readonly ref: SnapshotRef;
   /** `containerimage.config` bytes from the frontend; absent for raw LLB. */
   readonly config?: Uint8Array;
+  /** `kiln.image.layer-labels` bytes from the frontend: label values to fill with layer diffIDs. */
+  readonly layerLabels?: Uint8Array;
   readonly platform: Platform;
 }
 
@@ -69,7 +72,8 @@ export async function exportOutputs(
         const sources = await Promise.all(
           list.map(async (o) => {
             const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch);
-            const config = imageConfig(o, layers.length, opts.sourceDateEpoch);
+            const draft = imageConfig(o, layers.length, opts.sourceDateEpoch);
+            const config = o.layerLabels === undefined ? draft : fillLayerLabels(draft, parseLayerLabels(o.layerLabels), layers.map((l) => l.diffID));
             const inline = multi ? undefined : await opts.inlineCache?.(layers);
             return { layers, config: inline === undefined ? config : { ...config, [INLINE_CACHE_KEY]: inline } };
           }),

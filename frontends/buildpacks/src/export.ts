@@ -41,6 +41,18 @@ export interface ExportedImage {
   readonly config: ImageConfig;
   readonly processes: readonly ProcessType[];
   readonly defaultType?: string;
+  /** The `kiln.image.layer-labels` request: which label fields get which layer's diffID. */
+  readonly layerLabels: LayerLabelsRequest;
+}
+
+/**
+ * kiln's `kiln.image.layer-labels` result metadata: label name -> JSON pointer -> layer index
+ * counted from the top of the exported image; `check` names the run image's top layer, so an
+ * exporter whose layers are not the merge inputs (a flattened merge) fills nothing.
+ */
+export interface LayerLabelsRequest {
+  readonly labels: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  readonly check?: { readonly layer: number; readonly diffID: string };
 }
 
 /** Builds the app image from the build output. */
@@ -52,6 +64,8 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   const launchEnv: EnvOp[] = [];
   const processEnv = new Map<string, EnvOp[]>();
   const layerDirs: string[] = [];
+  /** JSON pointer of each launch layer's sha in the lifecycle label, in merge order. */
+  const layerShas: string[] = [];
   const lifecycleBps: Record<string, unknown>[] = [];
   const processes = new Map<string, ProcessType>();
   let defaultType: string | undefined;
@@ -76,6 +90,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       }
       layerStates.push(scratch().file(copy(from, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}${from === build.root ? '' : ' (previous image)'}` }));
       layerDirs.push(path);
+      layerShas.push(`/buildpacks/${lifecycleBps.length}/layers/${jsonPointerToken(l.name)}/sha`);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
       const present = new Set((await listOptional(fromRef, path)).filter((x) => x.dir).map((x) => x.name));
       launchEnv.push(...rootDirOps(path, present, LAUNCH_ROOT_DIRS));
@@ -143,6 +158,20 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   }
   const sbom = sbomAction === undefined ? [] : [scratch().file(sbomAction, { customName: '[export] sbom' })];
   const state = merge([run, ...layerStates, ...sbom, ...appLayers, launcher], { customName: '[export] app image' });
+  // Every input above the run image is one non-empty layer (each holds at least its directory),
+  // and a merge keeps one layer per input: counted from the top they are the launcher (0), the
+  // app layers, the SBOM layer, the launch layers, then the run image's top layer.
+  const fromTop = (mergeIndex: number): number => layerStates.length + sbom.length + appLayers.length - mergeIndex;
+  const shas: Record<string, number> = {};
+  layerShas.forEach((ptr, k) => (shas[ptr] = fromTop(k)));
+  appLayers.forEach((_, j) => (shas[`/app/${j}/sha`] = fromTop(layerStates.length + sbom.length + j)));
+  if (sbom.length > 0) shas['/sbom/sha'] = fromTop(layerStates.length);
+  const top = fromTop(layerStates.length + sbom.length + appLayers.length);
+  shas['/config/sha'] = top;
+  shas['/launcher/sha'] = top;
+  shas['/process-types/sha'] = top;
+  const runTop = input.runConfig.rootfs?.diff_ids.at(-1);
+  const layerLabels: LayerLabelsRequest = { labels: { [Label.lifecycleMetadata]: shas }, ...(runTop === undefined ? {} : { check: { layer: fromTop(-1), diffID: runTop } }) };
 
   const rc = input.runConfig.config ?? {};
   const env = envMap(rc.Env ?? []);
@@ -169,14 +198,16 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     launcher: none ? {} : { version: 'kiln', source: { git: { repository: 'kiln/buildpacks' } } },
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, buildpackID: p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
   };
-  // shas are the diffIDs only the exporter knows; kiln's exporter does not fill them yet
+  // shas are diffIDs only the exporter knows: kiln's fills them from `layerLabels`, an exporter
+  // that ignores that key leaves them empty. The launcher, config and process types share a layer.
   const lifecycleMetadata = {
     app: appLayers.map(() => ({ sha: '' })),
     config: { sha: '' },
     launcher: { sha: '' },
+    'process-types': { sha: '' },
     ...(sbom.length === 0 ? {} : { sbom: { sha: '' } }),
     buildpacks: lifecycleBps,
-    runImage: { topLayer: '', reference: '', image: input.runImage },
+    runImage: { topLayer: runTop ?? '', reference: '', image: input.runImage },
   };
   const { Cmd: _cmd, ...rest } = rc;
   // the exporter sets `created` (build time or SOURCE_DATE_EPOCH) and the rootfs
@@ -198,7 +229,12 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       },
     },
   };
-  return { state, config, processes: procs, ...(defaultType === undefined ? {} : { defaultType }) };
+  return { state, config, processes: procs, layerLabels, ...(defaultType === undefined ? {} : { defaultType }) };
+}
+
+/** `name` as one RFC 6901 JSON pointer token. */
+function jsonPointerToken(name: string): string {
+  return name.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /** A slice path (a Go glob relative to the app dir) as a local-copy pattern. */

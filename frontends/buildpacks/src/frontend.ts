@@ -15,7 +15,7 @@ import { exportImage } from './export.js';
 import { helpersState } from './helpers.js';
 import { appSource, loadBuilder, loadProject, optOf, platformDir, projectBuildpacks } from './inputs.js';
 import { lookupIn, resolveOrder } from './order.js';
-import { Opt, Paths } from './wire.js';
+import { LAYER_LABELS_KEY, Opt, Paths } from './wire.js';
 
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
@@ -86,6 +86,13 @@ export function createBuildpacksFrontend(): Frontend {
       launcher,
     });
     const ref = await solveState(client, img.state);
-    return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, new TextEncoder().encode(JSON.stringify(img.config))]]) };
+    const enc = new TextEncoder();
+    return {
+      ref,
+      metadata: new Map([
+        [ResultMetadataKey.imageConfig, enc.encode(JSON.stringify(img.config))],
+        [LAYER_LABELS_KEY, enc.encode(JSON.stringify(img.layerLabels))],
+      ]),
+    };
   };
 }

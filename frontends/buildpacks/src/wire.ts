@@ -48,6 +48,12 @@ export const Label = {
   builderMetadata: 'io.buildpacks.builder.metadata',
 } as const;
 
+/**
+ * kiln's result metadata key asking the image exporter to fill label fields with layer diffIDs
+ * (cli/src/engine/layer-labels.ts reads it; stock BuildKit ignores it).
+ */
+export const LAYER_LABELS_KEY = 'kiln.image.layer-labels';
+
 /** The Platform API whose semantics kiln follows. */
 export const PLATFORM_API = '0.14';
 

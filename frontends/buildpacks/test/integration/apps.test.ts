@@ -51,6 +51,24 @@ describe('kiln/buildpacks apps', () => {
     expect(cfg.config.Labels?.['org.example.shell-app']).toBe('yes');
     const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { processes: { type: string }[] };
     expect(md.processes.map((p) => p.type)).toEqual(['web', 'worker']);
+    // io.buildpacks.lifecycle.metadata shas: the diffID of the layer that holds those files
+    type Sha = { sha: string };
+    const lm = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as {
+      app: Sha[]; config: Sha; launcher: Sha; 'process-types': Sha; sbom: Sha; buildpacks: { key: string; layers: Record<string, Sha> }[]; runImage: { topLayer: string };
+    };
+    const holding = (file: string): string => {
+      const i = cfg.rootfs.diff_ids.findIndex((_, k) => layerFiles(layout, k).includes(file));
+      expect(i, file).toBeGreaterThan(0);
+      return cfg.rootfs.diff_ids[i] ?? '';
+    };
+    expect(lm.buildpacks.find((b) => b.key === 'kt/shell-app')?.layers['tools']?.sha).toBe(holding('layers/kt_shell-app/tools/bin/tool'));
+    expect(lm.sbom.sha).toBe(holding('layers/sbom/launch/kt_shell-app/sbom.spdx.json'));
+    expect(lm.app.map((a) => a.sha)).toEqual([holding('workspace/app.sh')]);
+    expect(lm.launcher.sha).toBe(holding('cnb/lifecycle/launcher'));
+    expect(lm.config.sha).toBe(holding('layers/config/metadata.toml'));
+    expect(lm['process-types'].sha).toBe(holding('cnb/process/web'));
+    expect(lm.runImage.topLayer).toBe(cfg.rootfs.diff_ids[1]);
+    expect(new Set([...cfg.rootfs.diff_ids.slice(2), lm.runImage.topLayer]).size).toBe(5);
 
     const run = async (args: string[] | undefined, env: string[] = []) => {
       const r = await runBundle(bundle, { id: `kiln-cnb-shell-${process.pid}-${++n}`, ...(args === undefined ? {} : { args }), env });
