@@ -72,6 +72,9 @@ async function pack() {
     // @kiln/ts-dsl finds its own files from import.meta.url, and from the running script where a
     // CommonJS bundle leaves import.meta empty (load/package-files.ts): expected, not worth a warning.
     logOverride: { 'empty-import-meta': 'silent' },
+    // kiln.js runs the bundle as a vm.Script, which has no loader for import(): a dynamic import
+    // of a module left outside the bundle (node:https, loaded lazily) becomes a require().
+    supported: { 'dynamic-import': false },
     plugins: [
       {
         // The Dockerfile parser loads chevrotain's single-file build with a top-level await (its

@@ -55,6 +55,14 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
     expect(plain.stderr).toContain('esm loader: true');
   });
 
+  it('holds no import() expression: kiln.js runs it as a vm.Script, where import() throws "A dynamic import callback was not specified"', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { paths } = await stampModule();
+    const code = await readFile(paths().bundle, 'latin1');
+    // `kiln llb` loaded node:https this way for https registries and failed on every one of them.
+    expect(code.match(/(?<![\w$.])import\s*\(/g) ?? []).toEqual([]);
+  });
+
   it('prints the same LLB, image config and errors as the unbundled packages', async () => {
     const ctx = join(dir, 'ctx');
     await mkdir(ctx);
