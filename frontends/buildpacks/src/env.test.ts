@@ -6,18 +6,24 @@ const base = new Map([
   ['PATH', '/usr/bin:/bin'],
   ['A', 'a'],
   ['P', 'p'],
+  ['E', ''],
 ]);
 
 describe('env engine', () => {
   test.for([
     { name: 'no suffix overrides', f: { A: 'x' }, want: { A: 'x' } },
     { name: '.override overrides', f: { 'A.override': 'x' }, want: { A: 'x' } },
-    { name: '.default sets only when unset', f: { 'A.default': 'x', 'NEW.default': 'n' }, want: { A: 'a', NEW: 'n' } },
+    { name: '.default keeps a set value', f: { 'A.default': 'x', 'NEW.default': 'n' }, want: { A: 'a', NEW: 'n' } },
     { name: '.append without delim concatenates', f: { 'A.append': 'x' }, want: { A: 'ax' } },
     { name: '.append with delim', f: { 'A.append': 'x', 'A.delim': ':' }, want: { A: 'a:x' } },
     { name: '.prepend with delim', f: { 'P.prepend': 'x', 'P.delim': ';' }, want: { P: 'x;p' } },
     { name: '.append to an unset variable sets it', f: { 'NEW.append': 'x', 'NEW.delim': ':' }, want: { NEW: 'x' } },
     { name: 'files apply in name order (override, then append)', f: { B: '1', 'B.append': '2' }, want: { B: '12' } },
+    // lifecycle env.AddEnvDir: `if p.Vars.Get(name) != ""` — an empty value counts as unset
+    { name: '.default sets an empty variable', f: { 'E.default': 'x' }, want: { E: 'x' } },
+    // lifecycle splits the file name at the first dot and ignores an unknown action
+    { name: 'a file with an unknown suffix is ignored', f: { 'A.txt': 'x', 'README.md': 'r' }, want: { A: 'a', 'A.txt': undefined, README: undefined, 'README.md': undefined } },
+    { name: 'the name ends at the first dot', f: { 'J.OPTS.append': 'x', 'J.OPTS': 'y' }, want: { J: undefined, 'J.OPTS': undefined } },
   ])('$name', ({ f, want }) => {
     const env = applyEnvOps(base, envDirOps(files(f)));
     for (const [k, v] of Object.entries(want)) expect(env.get(k)).toBe(v);

@@ -47,19 +47,19 @@ const SUFFIXES = ['override', 'append', 'prepend', 'default'] as const;
 /**
  * The ops of one env directory: `files` maps file names to contents. Files are applied in name
  * order (lifecycle reads the directory sorted); `NAME.delim` sets the delimiter of NAME's
- * append/prepend; a file without a suffix overrides (Buildpack API >= 0.5).
+ * append/prepend; a file without a suffix overrides (Buildpack API >= 0.5). As lifecycle's
+ * env.AddEnvDir, the name ends at the first dot and a file whose suffix is no action
+ * (`README.md`, `JAVA.OPTS.append`) is ignored.
  */
 export function envDirOps(files: ReadonlyMap<string, string>): EnvOp[] {
   const ops: EnvOp[] = [];
   for (const name of [...files.keys()].sort()) {
     const value = files.get(name) ?? '';
-    const dot = name.lastIndexOf('.');
-    const suffix = dot < 0 ? '' : name.slice(dot + 1);
-    if (suffix === 'delim') continue;
-    const known = (SUFFIXES as readonly string[]).includes(suffix);
-    const varName = known ? name.slice(0, dot) : name;
-    if (varName === '') continue;
-    const op = known ? (suffix as EnvOp['op']) : 'override';
+    const dot = name.indexOf('.');
+    const varName = dot < 0 ? name : name.slice(0, dot);
+    const suffix = dot < 0 ? 'override' : name.slice(dot + 1);
+    if (varName === '' || !(SUFFIXES as readonly string[]).includes(suffix)) continue;
+    const op = suffix as EnvOp['op'];
     const delim = files.get(`${varName}.delim`);
     ops.push({ op, name: varName, value, ...(delim === undefined || (op !== 'append' && op !== 'prepend') ? {} : { delim }) });
   }
@@ -76,7 +76,8 @@ export function applyEnvOps(env: ReadonlyMap<string, string>, ops: readonly EnvO
         out.set(o.name, o.value);
         break;
       case 'default':
-        if (cur === undefined) out.set(o.name, o.value);
+        // lifecycle: `if p.Vars.Get(name) != ""` — an empty value counts as unset
+        if (cur === undefined || cur === '') out.set(o.name, o.value);
         break;
       case 'append':
         out.set(o.name, cur === undefined || cur === '' ? o.value : `${cur}${o.delim ?? ''}${o.value}`);

@@ -46,6 +46,9 @@ describe('launcher script', () => {
   test('user args replace the process args; a user value wins over a default', () => {
     expect(run(join(dir, 'process/web'), ['mine'], { GREETING: 'user' }).out).toMatch(/^web:mine:user:ok:/);
   });
+  test('a default applies to a variable set empty (lifecycle: Get(name) != "")', () => {
+    expect(run(join(dir, 'process/web'), ['mine'], { GREETING: '' }).out).toMatch(/^web:mine:hello \$HOME `x`:ok:/);
+  });
   test('another process: its own env and working dir, no exec.d of other types', () => {
     expect(run(join(dir, 'process/worker'), ['one', 'two'])).toEqual({ out: 'worker:one two:unset:w', code: 0 });
   });

@@ -43,8 +43,8 @@ function opLine(o: EnvOp): string {
 
 const PRELUDE = `_set() { export "$1=$2"; }
 # $1 is always a literal variable name checked at export ([A-Za-z_][A-Za-z0-9_]*): only names are eval'd
-_get() { eval "_s=\\\${$1+x}; _c=\\\${$1-}"; }
-_default() { _get "$1"; [ -n "$_s" ] || export "$1=$2"; }
+_get() { eval "_c=\\\${$1-}"; }
+_default() { _get "$1"; [ -n "$_c" ] || export "$1=$2"; }
 _append() { _get "$1"; if [ -n "$_c" ]; then export "$1=$_c$3$2"; else export "$1=$2"; fi; }
 _prepend() { _get "$1"; if [ -n "$_c" ]; then export "$1=$2$3$_c"; else export "$1=$2"; fi; }
 _execd() {
