@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { applyEnvOps, BUILD_ROOT_DIRS, envDirOps, LAUNCH_ROOT_DIRS, rootDirOps, withPlatformEnv } from './env.js';
+import { applyEnvOps, BUILD_ROOT_DIRS, envDirOps, LAUNCH_ROOT_DIRS, launchEnvOps, opsForProcess, rootDirOps, withPlatformEnv } from './env.js';
 
 const files = (o: Record<string, string>): Map<string, string> => new Map(Object.entries(o));
 const base = new Map([
@@ -45,6 +45,20 @@ describe('env engine', () => {
   test('launch root dirs: bin and lib only', () => {
     const ops = rootDirOps('/l', new Set(['bin', 'lib', 'include']), LAUNCH_ROOT_DIRS);
     expect(ops.map((o) => o.name)).toEqual(['PATH', 'LD_LIBRARY_PATH']);
+  });
+
+  test('launch env of one buildpack as lifecycle launcher doEnv: every layer root first, then each layer env, env.launch, env.launch/<type>', () => {
+    const ops = launchEnvOps([
+      { dir: '/layers/bp/a', present: new Set(['env.launch']), env: files({}), envLaunch: files({ 'PATH.override': '/x', X: '2' }), processEnv: new Map([['web', files({ Y: 'a-web' })]]) },
+      { dir: '/layers/bp/b', present: new Set(['bin']), env: files({ Y: 'b' }), envLaunch: files({ 'X.override': '3' }), processEnv: new Map([['worker', files({ X: 'w' })]]) },
+    ]);
+    // b's bin comes before a's PATH override, so the override wins (kiln applied layer by layer)
+    expect(applyEnvOps(base, opsForProcess(ops, 'web'))).toMatchObject(new Map([...base, ['PATH', '/x'], ['X', '3'], ['Y', 'b']]));
+    expect(applyEnvOps(base, opsForProcess(ops, 'web')).get('PATH')).toBe('/x');
+    // a's per-process env applies at a's place: b's env after it still wins
+    expect(applyEnvOps(base, opsForProcess(ops, 'web')).get('Y')).toBe('b');
+    expect(applyEnvOps(base, opsForProcess(ops, 'worker')).get('X')).toBe('w');
+    expect(applyEnvOps(base, opsForProcess(ops, undefined)).get('X')).toBe('3');
   });
 
   test('platform env: path variables are prepended, others replaced', () => {

@@ -7,13 +7,47 @@
  * with the suffix rules: none or `.override`, `.append`, `.prepend`, `.default`, `.delim`.
  */
 
-/** One environment change. `delim` joins append/prepend values (none: plain concatenation). */
+/**
+ * One environment change. `delim` joins append/prepend values (none: plain concatenation).
+ * `process`: the change applies to that process type only (`env.launch/<type>/`).
+ */
 export interface EnvOp {
   readonly op: 'override' | 'default' | 'append' | 'prepend';
   readonly name: string;
   readonly value: string;
   readonly delim?: string;
+  readonly process?: string;
 }
+
+/** The env directories of one launch layer (`present`: its subdirectories). */
+export interface LaunchLayerEnv {
+  readonly dir: string;
+  readonly present: ReadonlySet<string>;
+  /** Files of `env/` and `env.launch/` (name -> content). */
+  readonly env: ReadonlyMap<string, string>;
+  readonly envLaunch: ReadonlyMap<string, string>;
+  /** Files of `env.launch/<type>/` by type. */
+  readonly processEnv: ReadonlyMap<string, ReadonlyMap<string, string>>;
+}
+
+/**
+ * The launch env ops of one buildpack's launch layers (in name order), as lifecycle's launcher
+ * doEnv applies them: the root dirs of every layer first, then per layer `env/`, `env.launch/`
+ * and `env.launch/<type>/` (ops tagged with their process type).
+ */
+export function launchEnvOps(layers: readonly LaunchLayerEnv[]): EnvOp[] {
+  const ops = layers.flatMap((l) => rootDirOps(l.dir, l.present, LAUNCH_ROOT_DIRS));
+  for (const l of layers) {
+    ops.push(...envDirOps(l.env), ...envDirOps(l.envLaunch));
+    for (const [type, files] of [...l.processEnv].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      ops.push(...envDirOps(files).map((o) => ({ ...o, process: type })));
+    }
+  }
+  return ops;
+}
+
+/** The ops that apply to process type `type` (undefined: a command, no process env). */
+export const opsForProcess = (ops: readonly EnvOp[], type: string | undefined): EnvOp[] => ops.filter((o) => o.process === undefined || o.process === type);
 
 /** Layer root directories and the variables they extend at build time (lifecycle POSIXBuildEnv). */
 export const BUILD_ROOT_DIRS: readonly (readonly [string, readonly string[]])[] = [

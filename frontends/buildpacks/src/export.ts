@@ -8,7 +8,7 @@ import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
 import { readEnvDir, SBOM_FILE_RE } from './build.js';
 import type { ProcessType } from './descriptors.js';
-import { applyEnvOps, envDirOps, envMap, LAUNCH_ROOT_DIRS, rootDirOps, type EnvOp } from './env.js';
+import { applyEnvOps, envMap, launchEnvOps, opsForProcess, type EnvOp, type LaunchLayerEnv } from './env.js';
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef, solveState } from './client-io.js';
 import { launcherScript, processLink } from './launcher.js';
@@ -62,7 +62,6 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   const layersRef: Ref = build.rootRef;
   const layerStates: State[] = [];
   const launchEnv: EnvOp[] = [];
-  const processEnv = new Map<string, EnvOp[]>();
   const layerDirs: string[] = [];
   /** JSON pointer of each launch layer's sha in the lifecycle label, in merge order. */
   const layerShas: string[] = [];
@@ -74,6 +73,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   for (const bp of build.buildpacks) {
     const esc = escapeId(bp.entry.id);
     const layerMeta: Record<string, unknown> = {};
+    const envLayers: LaunchLayerEnv[] = [];
     for (const l of bp.layers) {
       if (!l.metadata.launch) continue;
       const path = `${Paths.layers}/${esc}/${l.name}`;
@@ -93,15 +93,14 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       layerShas.push(`/buildpacks/${lifecycleBps.length}/layers/${jsonPointerToken(l.name)}/sha`);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
       const present = new Set((await listOptional(fromRef, path)).filter((x) => x.dir).map((x) => x.name));
-      launchEnv.push(...rootDirOps(path, present, LAUNCH_ROOT_DIRS));
-      for (const sub of ['env', 'env.launch']) if (present.has(sub)) launchEnv.push(...envDirOps(await readEnvDir(fromRef, `${path}/${sub}`)));
+      const processEnv = new Map<string, Map<string, string>>();
       if (present.has('env.launch')) {
-        for (const d of (await listOptional(fromRef, `${path}/env.launch`)).filter((x) => x.dir)) {
-          const ops = envDirOps(await readEnvDir(fromRef, `${path}/env.launch/${d.name}`));
-          processEnv.set(d.name, [...(processEnv.get(d.name) ?? []), ...ops]);
-        }
+        for (const d of (await listOptional(fromRef, `${path}/env.launch`)).filter((x) => x.dir)) processEnv.set(d.name, await readEnvDir(fromRef, `${path}/env.launch/${d.name}`));
       }
+      const envOf = async (sub: string): Promise<Map<string, string>> => (present.has(sub) ? readEnvDir(fromRef, `${path}/${sub}`) : new Map());
+      envLayers.push({ dir: path, present, env: await envOf('env'), envLaunch: await envOf('env.launch'), processEnv });
     }
+    launchEnv.push(...launchEnvOps(envLayers));
     for (const p of bp.launch.processes) {
       processes.delete(p.type); // a later buildpack's process of the same type replaces it
       processes.set(p.type, p);
@@ -115,7 +114,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     defaultType = input.processType;
   }
   const procs = [...processes.values()];
-  const script = launcherScript({ processes: procs, ...(defaultType === undefined ? {} : { defaultType }), env: launchEnv, processEnv, layerDirs });
+  const script = launcherScript({ processes: procs, ...(defaultType === undefined ? {} : { defaultType }), env: launchEnv, layerDirs });
   const metadataToml = toToml({
     buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, 'buildpack-id': p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
@@ -185,7 +184,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     // launcher=none: the default process's command, args and env are the config itself
     const p = defaultType === undefined ? undefined : processes.get(defaultType);
     if (p === undefined) throw new BuildpacksError('KLN0907', 'launcher=none needs a default process (set process-type, or a buildpack marks one default)');
-    const baked = applyEnvOps(env, [...launchEnv, ...(processEnv.get(p.type) ?? [])]);
+    const baked = applyEnvOps(env, opsForProcess(launchEnv, p.type));
     env.clear();
     for (const [k, v] of baked) env.set(k, v);
     proc = { entrypoint: [...p.command], ...(p.args.length === 0 ? {} : { cmd: [...p.args] }), workingDir: p.workingDir ?? Paths.workspace };

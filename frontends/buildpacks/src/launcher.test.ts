@@ -17,14 +17,16 @@ chmodSync(join(layer, 'exec.d/web/only-web'), 0o755);
 const script = launcherScript({
   processes: [
     { type: 'web', command: ['sh', '-c', 'echo "web:$*:$GREETING:$EXECD:$QUOTED:${WEBONLY-}:$PATH:$(pwd)"', 'x'], args: ["it's", 'default'], direct: true, default: true, buildpackId: 'bp' },
-    { type: 'worker', command: ['sh', '-c', 'echo "worker:$*:${WEBONLY-unset}:$ONLYWORKER"', 'x'], args: [], direct: true, default: false, workingDir: '/', buildpackId: 'bp' },
+    { type: 'worker', command: ['sh', '-c', 'echo "worker:$*:${WEBONLY-unset}:$ONLYWORKER:$GREETING"', 'x'], args: [], direct: true, default: false, workingDir: '/', buildpackId: 'bp' },
   ],
   defaultType: 'web',
   env: [
     { op: 'prepend', name: 'PATH', value: '/layers/bp/tools/bin', delim: ':' },
+    { op: 'override', name: 'ONLYWORKER', value: 'w', process: 'worker' },
     { op: 'default', name: 'GREETING', value: 'hello $HOME `x`' },
+    { op: 'override', name: 'GREETING', value: 'from worker', process: 'worker' },
+    { op: 'override', name: 'GREETING', value: 'later layer', process: 'nobody' },
   ],
-  processEnv: new Map([['worker', [{ op: 'override', name: 'ONLYWORKER', value: 'w' }]]]),
   layerDirs: [layer],
   appDir: dir,
 });
@@ -50,11 +52,11 @@ describe('launcher script', () => {
     expect(run(join(dir, 'process/web'), ['mine'], { GREETING: '' }).out).toMatch(/^web:mine:hello \$HOME `x`:ok:/);
   });
   test('another process: its own env and working dir, no exec.d of other types', () => {
-    expect(run(join(dir, 'process/worker'), ['one', 'two'])).toEqual({ out: 'worker:one two:unset:w', code: 0 });
+    expect(run(join(dir, 'process/worker'), ['one', 'two'])).toEqual({ out: 'worker:one two:unset:w:from worker', code: 0 });
   });
   test('launcher without arguments runs the default; launcher <type>; launcher <command> runs in the app env', () => {
     expect(run(launcher, []).out).toMatch(/^web:it's default:/);
-    expect(run(launcher, ['worker', 'a']).out).toBe('worker:a:unset:w');
+    expect(run(launcher, ['worker', 'a']).out).toBe('worker:a:unset:w:from worker');
     expect(run(launcher, ['sh', '-c', 'echo "$EXECD|$QUOTED|$0|$(pwd)"', 'z']).out).toBe(`ok|a b|z|${dir}`);
   });
   test('an unknown process type fails', () => {

@@ -16,10 +16,11 @@ export interface LauncherSpec {
   readonly processes: readonly ProcessType[];
   /** The default process type (`launcher` without arguments runs it). */
   readonly defaultType?: string;
-  /** Env ops of every process: launch layers' root dirs, `env/`, `env.launch/`, in order. */
+  /**
+   * Launch env ops in order: launch layers' root dirs, `env/`, `env.launch/`, and
+   * `env.launch/<type>/` (ops with a `process` apply to that type only, at their place).
+   */
   readonly env: readonly EnvOp[];
-  /** Env ops of one process type (`env.launch/<type>/`). */
-  readonly processEnv: ReadonlyMap<string, readonly EnvOp[]>;
   /** Launch layer directories in order, whose `exec.d/` (and `exec.d/<type>/`) programs run before the process. */
   readonly layerDirs: readonly string[];
   /** The app directory processes start in unless they name one (default `/workspace`). */
@@ -29,6 +30,11 @@ export interface LauncherSpec {
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 function opLine(o: EnvOp): string {
+  const line = opCall(o);
+  return o.process === undefined ? line : `[ "$_type" != ${shQuote(o.process)} ] || ${line}`;
+}
+
+function opCall(o: EnvOp): string {
   if (!NAME_RE.test(o.name)) throw new BuildpacksError('KLN0905', `environment variable name ${JSON.stringify(o.name)} is not valid for the launcher`);
   switch (o.op) {
     case 'override':
@@ -87,7 +93,6 @@ export function launcherScript(spec: LauncherSpec): string {
     if (p.args.length > 0) lines.push(`    if [ $# -eq 0 ]; then set -- ${p.args.map(shQuote).join(' ')}; fi`);
     lines.push(`    set -- ${p.command.map(shQuote).join(' ')} "$@"`);
     if (p.workingDir !== undefined) lines.push(`    _dir=${shQuote(p.workingDir)}`);
-    for (const o of spec.processEnv.get(p.type) ?? []) lines.push(`    ${opLine(o)}`);
     lines.push('    ;;');
   }
   lines.push(`  '') if [ $# -eq 0 ]; then echo "launcher: no default process type; pass a process type or a command" >&2; exit 1; fi ;;`);
