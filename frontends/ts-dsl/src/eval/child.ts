@@ -113,10 +113,10 @@ function watchNondeterminism(rpc: Rpc): void {
   Math.random = () => (warn('Math.random()'), random());
 }
 
-/** The specifier of an import the policy manifest refused (see host.ts), if `err` is that. */
+/** The specifier of an import the resolve hooks refused (see host.ts), if `err` is that. */
 function refusedImport(err: Error): string | undefined {
-  if ((err as { code?: unknown }).code !== 'ERR_MANIFEST_DEPENDENCY_MISSING') return undefined;
-  return /does not list (.+?) as a dependency specifier/.exec(err.message)?.[1];
+  if ((err as { code?: unknown }).code !== 'ERR_KILN_IMPORT_DENIED') return undefined;
+  return /^(.+) cannot be imported in a build file$/.exec(err.message)?.[1];
 }
 
 function failure(e: unknown): Notification {

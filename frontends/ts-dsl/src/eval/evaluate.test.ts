@@ -114,9 +114,11 @@ describe('evaluation', () => {
     await expect(p).rejects.toMatchObject({ code: 'KLN0801', location: { file: 'kiln.build.ts', line: 2 } });
   });
 
-  test('the evaluator reads no file but the bundle (import policy, then the permission model)', async () => {
+  test('the evaluator reads no file but the bundle (import hooks, then the permission model)', async () => {
     const p = evaluate({ 'kiln.build.ts': `import { scratch } from "kiln";\nexport default async () => {\n  const m = "node:" + "fs";\n  const fs = await import(m);\n  fs.readFileSync("/etc/hostname");\n  return scratch();\n};\n` });
-    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 4 } });
+    // The hooks refuse it on Node's loader thread, whose stack has no frame of the build file:
+    // only static imports (refused when bundling) carry a location.
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803' });
     await expect(p).rejects.toThrow(/import\("node:fs"\) is not available in a build file/);
   });
 

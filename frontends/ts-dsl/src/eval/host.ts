@@ -1,9 +1,9 @@
 /**
  * The parent side of evaluation: writes the bundle to a private temporary directory, starts
- * `node` on it with Node 20's permission model (`--experimental-permission`, reading only the
- * bundle; no child processes, workers, addons or writes) and an import policy (the bundle may
- * import only the Node modules it was built with, so build code cannot `import()` `node:net`
- * at run time), limits its heap and its running time, and answers its JSON-RPC calls.
+ * `node` on it with Node's permission model (reading only the bundle and its loader hooks; no
+ * child processes, addons or writes) and module resolve hooks (the bundle may import only the
+ * Node modules it was built with, so build code cannot `import()` `node:net` at run time),
+ * limits its heap and its running time, and answers its JSON-RPC calls.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -73,20 +73,37 @@ const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c 
 export async function evaluateBundle(bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions = {}): Promise<Evaluation> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-ts-'));
   const file = join(dir, 'build.mjs');
-  const policy = join(dir, 'policy.json');
+  const hooks = join(dir, 'hooks.mjs');
+  const register = join(dir, 'register.mjs');
   try {
     await writeFile(file, bundle.code, { mode: 0o600 });
-    // Node 20 policy manifest: a module may resolve only the specifiers listed, so a computed
-    // import() (or one from a Function body) of anything else throws ERR_MANIFEST_DEPENDENCY_MISSING.
-    const dependencies = Object.fromEntries(bundle.imports.map((i) => [i, true] as const));
-    await writeFile(policy, JSON.stringify({ onerror: 'throw', scopes: { 'file:': { integrity: true, dependencies } } }), { mode: 0o600 });
-    return await run(dir, file, policy, bundle, { ...init, sources: bundle.sources }, handlers, opts);
+    // Resolve hooks (module.register, Node >= 20.6; Node 22 removed the import policies this
+    // used before): a module may import only the specifiers listed, so a computed import() (or
+    // one from a Function body, or a data: URL) of anything else fails before it loads.
+    await writeFile(hooks, resolveHooks(bundle.imports), { mode: 0o600 });
+    await writeFile(register, "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n", { mode: 0o600 });
+    return await run(dir, [file, hooks, register], bundle, { ...init, sources: bundle.sources }, handlers, opts);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-function run(dir: string, file: string, policy: string, bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions): Promise<Evaluation> {
+/** The loader hooks module: the entry loads, and of the rest only the `allowed` specifiers. */
+function resolveHooks(allowed: readonly string[]): string {
+  return [
+    `const allowed = new Set(${JSON.stringify(allowed)});`,
+    'export async function resolve(specifier, context, next) {',
+    '  if (context.parentURL === undefined || allowed.has(specifier)) return next(specifier, context);',
+    '  throw Object.assign(new Error(`${specifier} cannot be imported in a build file`), { code: "ERR_KILN_IMPORT_DENIED" });',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Node 22.13+ and 23.5+ call the permission model `--permission`; Node 20 `--experimental-permission`. */
+const PERMISSION_FLAG = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+
+function run(dir: string, [file, hooks, register]: readonly [string, string, string], bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions): Promise<Evaluation> {
   const memoryMb = opts.memoryMb ?? DEFAULT_EVAL_MEMORY_MB;
   const timeoutMs = opts.timeoutMs ?? DEFAULT_EVAL_TIMEOUT_MS;
   const cpuSeconds = opts.cpuLimitSeconds ?? Math.ceil(timeoutMs / 1000) * 2 + 10;
@@ -97,14 +114,18 @@ function run(dir: string, file: string, policy: string, bundle: Bundle, init: In
       '-c',
       `ulimit -t ${Math.max(1, Math.ceil(cpuSeconds))} && exec "$0" "$@"`,
       opts.node ?? process.execPath,
-      '--experimental-permission',
+      PERMISSION_FLAG,
       // one flag per path (Node 20.20 no longer splits a comma list)
       `--allow-fs-read=${file}`,
-      `--allow-fs-read=${policy}`,
-      `--experimental-policy=${policy}`,
+      `--allow-fs-read=${hooks}`,
+      `--allow-fs-read=${register}`,
+      // Node runs resolve hooks on a worker thread of its own. Build code cannot start one:
+      // node:worker_threads is not among the modules the hooks let it import.
+      '--allow-worker',
+      `--import=${register}`,
       `--max-old-space-size=${memoryMb}`,
       '--enable-source-maps',
-      // the ExperimentalWarnings of permissions and policy would read as build warnings
+      // the ExperimentalWarnings of permissions and loader hooks would read as build warnings
       '--no-warnings',
       file,
     ],

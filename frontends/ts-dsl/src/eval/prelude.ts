@@ -4,7 +4,7 @@
  * can signal any process of the user (root, for kiln): SIGUSR1 opens a Node parent's inspector
  * on 127.0.0.1:9229, which build code could then drive over the network, outside the sandbox;
  * `_debugProcess` does the same directly. `getBuiltinModule` would hand out `node:net` (unix
- * sockets such as the daemon's) past the import policy; `binding`, `_linkedBinding` and `dlopen`
+ * sockets such as the daemon's) past the import hooks; `binding`, `_linkedBinding` and `dlopen`
  * reach native code. Each becomes a function that throws, fixed so build code cannot put the
  * original back. Before that, started as root, it gives up root for nobody.
  */
@@ -12,7 +12,7 @@
 /** The unprivileged user and group the evaluator runs as when started as root. */
 const NOBODY = 65534;
 
-// Run as root (kiln builds are: runc, overlayfs), first give up root: the bundle and the policy
+// Run as root (kiln builds are: runc, overlayfs), first give up root: the bundle and the hooks
 // are already read, the protocol pipes stay open, and whatever build code might still reach (a
 // process to signal, a socket such as the root daemon's, a file) is then out of reach of nobody.
 if (process.getuid?.() === 0) {

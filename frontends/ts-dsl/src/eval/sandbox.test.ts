@@ -42,6 +42,13 @@ describe('evaluator sandbox', () => {
     await expect(run(`  const m = "child_" + "process";\n  await import(m);`)).rejects.toThrow(/import\("child_process"\) is not available/);
   });
 
+  test('no worker thread for build code (the permission model allows workers for Node\'s own loader hooks), nor node:module to load one', async () => {
+    await expect(run(`  const m = "node:worker" + "_threads";\n  await import(m);`)).rejects.toThrow(/import\("node:worker_threads"\) is not available/);
+    await expect(run(`  const m = "node:" + "module";\n  await import(m);`)).rejects.toThrow(/import\("node:module"\) is not available/);
+    // No global Worker in Node 20 or 22 either.
+    await expect(run(`  new (globalThis as any).Worker("data:,1");`)).rejects.toThrow(/Worker is not a constructor/);
+  });
+
   test('process.getBuiltinModule and data: URL imports are refused', async () => {
     await expect(run(`  (globalThis as any).process.getBuiltinModule("net");`)).rejects.toThrow(/process\.getBuiltinModule is not available/);
     await expect(run(`  const u = "data:text/javascript,export default 1";\n  await import(u);`)).rejects.toThrow(/import\("data:text\/javascript,export default 1"\) is not available/);
