@@ -88,7 +88,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
         from = prev.state;
         fromRef = (prevRef ??= await solveState(input.client, prev.state));
       }
-      layerStates.push(scratch().file(copy(from, path, path, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}${from === build.root ? '' : ' (previous image)'}` }));
+      layerStates.push(scratch().file(copy(from, path, path, { createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}${from === build.root ? '' : ' (previous image)'}` }));
       layerDirs.push(path);
       layerShas.push(`/buildpacks/${lifecycleBps.length}/layers/${jsonPointerToken(l.name)}/sha`);
       layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
@@ -126,12 +126,18 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     action = action.mkdir('/cnb/lifecycle', 0o755, { parents: true, ...t }).mkfile(Paths.launcher, 0o755, script, t).mkdir(Paths.processDir, 0o755, t);
     for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
   }
-  const launcher = scratch().file(action, { customName: none ? '[export] config' : '[export] launcher and config' });
+  const launcher = restamped(scratch().file(action, { customName: '[internal] launcher and config files' }), none ? ['/layers'] : ['/cnb', '/layers'], none ? '[export] config' : '[export] launcher and config');
   // launch.toml [[slices]]: each slice is its own app layer (paths relative to the app, a file
   // in an earlier slice is not in a later one), then the rest of the app
   const slices = build.buildpacks.flatMap((b) => b.launch.slices).filter((paths) => paths.length > 0);
-  const appCopy = (name: string, patterns: { includePatterns?: readonly string[]; excludePatterns?: readonly string[] }): State =>
-    scratch().file(copy(build.root, Paths.workspace, Paths.workspace, { copyDirContentsOnly: true, createDestPath: true, createdTime: EXPORT_MTIME, chown, ...patterns }), { customName: `[export] ${name}` });
+  // The rest of the app: /workspace copied whole, so the copy creates it and stamps it. A slice
+  // (include patterns) leaves /workspace "now" (files copied into it after it was stamped), so
+  // it is staged and copied again whole (twice the I/O, for slices only).
+  const appCopy = (name: string, patterns: { includePatterns?: readonly string[]; excludePatterns?: readonly string[] }): State => {
+    const whole = patterns.includePatterns === undefined;
+    const c = copy(build.root, Paths.workspace, Paths.workspace, { ...(whole ? {} : { copyDirContentsOnly: true }), createDestPath: true, createdTime: EXPORT_MTIME, chown, ...patterns });
+    return whole ? scratch().file(c, { customName: `[export] ${name}` }) : restamped(scratch().file(c, { customName: `[internal] ${name} files` }), [Paths.workspace], `[export] ${name}`);
+  };
   const appLayers: State[] = [];
   const taken: string[] = [];
   slices.forEach((paths, i) => {
@@ -155,7 +161,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       sbomAction = sbomAction === undefined ? c : sbomAction.copy(build.root, `${Paths.layers}/${esc}/${f}`, dest, { createDestPath: true, createdTime: EXPORT_MTIME, chown });
     }
   }
-  const sbom = sbomAction === undefined ? [] : [scratch().file(sbomAction, { customName: '[export] sbom' })];
+  const sbom = sbomAction === undefined ? [] : [restamped(scratch().file(sbomAction, { customName: '[internal] sbom files' }), ['/layers'], '[export] sbom')];
   const state = merge([run, ...layerStates, ...sbom, ...appLayers, launcher], { customName: '[export] app image' });
   // Every input above the run image is one non-empty layer (each holds at least its directory),
   // and a merge keeps one layer per input: counted from the top they are the launcher (0), the
@@ -234,6 +240,22 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
 /** `name` as one RFC 6901 JSON pointer token. */
 function jsonPointerToken(name: string): string {
   return name.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/**
+ * The top directories `tops` of `staged` copied whole into a new layer, every entry (directories
+ * too) with {@link EXPORT_MTIME} and its owner kept. Creating a file bumps its directory's mtime
+ * to "now", so a tree made by mkdir/mkfile/copy actions has build-time directory mtimes and a new
+ * diffID on every run; lifecycle's exporter normalizes every entry. (A directory copied whole,
+ * not with copyDirContentsOnly, is created by the copy and gets the copy's createdTime.)
+ */
+function restamped(staged: State, tops: readonly string[], customName: string): State {
+  const [first, ...rest] = tops;
+  if (first === undefined) return scratch();
+  const opts = { createdTime: EXPORT_MTIME };
+  let action = copy(staged, first, first, opts);
+  for (const t of rest) action = action.copy(staged, t, t, opts);
+  return scratch().file(action, { customName });
 }
 
 /** A slice path (a Go glob relative to the app dir) as a local-copy pattern. */

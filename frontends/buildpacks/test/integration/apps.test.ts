@@ -23,6 +23,17 @@ function layerFiles(layout: string, index: number): string[] {
   const out = execFileSync('tar', ['-tf', blob(manifest.layers[index]?.digest ?? '')], { encoding: 'utf8' });
   return out.split('\n').filter((l) => l !== '').sort();
 }
+/** Name, numeric owner and mtime of every entry in the `index`-th layer of an OCI layout's only image. */
+function layerEntries(layout: string, index: number): { name: string; owner: string; time: string }[] {
+  const blob = (d: string): string => join(layout, 'blobs/sha256', d.replace('sha256:', ''));
+  const idx = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const manifest = JSON.parse(readFileSync(blob(idx.manifests[0]?.digest ?? ''), 'utf8')) as { layers: { digest: string }[] };
+  const out = execFileSync('tar', ['--full-time', '--numeric-owner', '-tvf', blob(manifest.layers[index]?.digest ?? '')], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+  return out.split('\n').filter((l) => l !== '').map((l) => {
+    const f = l.split(/\s+/);
+    return { owner: f[1] ?? '', time: `${f[3] ?? ''} ${f[4] ?? ''}`, name: f[5] ?? '' };
+  });
+}
 /** Builds `app` into a fresh OCI layout and unpacks it; returns the layout, bundle and the CLI run. */
 async function buildAndUnpack(app: string, extra: string[] = []) {
   const i = ++n;
@@ -69,6 +80,13 @@ describe('kiln/buildpacks apps', () => {
     expect(lm['process-types'].sha).toBe(holding('cnb/process/web'));
     expect(lm.runImage.topLayer).toBe(cfg.rootfs.diff_ids[1]);
     expect(new Set([...cfg.rootfs.diff_ids.slice(2), lm.runImage.topLayer]).size).toBe(5);
+    // every entry of the layers kiln adds (directories too) has lifecycle's normalized mtime and
+    // the CNB user (the launcher layer: root), so a rerun that writes the same files keeps the diffIDs
+    for (let k = 2; k < 6; k++) {
+      const entries = layerEntries(layout, k);
+      expect(entries.length).toBeGreaterThan(0);
+      for (const e of entries) expect(`${e.time} ${e.owner}`, `layer ${k} ${e.name}`).toBe(`1980-01-01 00:00:01 ${k === 5 ? '0/0' : '1000/1001'}`);
+    }
 
     const run = async (args: string[] | undefined, env: string[] = []) => {
       const r = await runBundle(bundle, { id: `kiln-cnb-shell-${process.pid}-${++n}`, ...(args === undefined ? {} : { args }), env });
@@ -105,6 +123,8 @@ describe('kiln/buildpacks apps', () => {
     expect(cfg.rootfs.diff_ids).toHaveLength(6);
     expect(layerFiles(first.layout, 3).filter((f) => !f.endsWith('/'))).toEqual(['workspace/deps.txt', 'workspace/env-dump.txt', 'workspace/installs.txt', 'workspace/main.txt', 'workspace/tool-output.txt']);
     expect(layerFiles(first.layout, 4).filter((f) => !f.endsWith('/'))).toEqual(['workspace/project.toml']);
+    // the slice and the rest: every entry (workspace/ too) normalized, owned by the CNB user
+    for (const k of [3, 4]) for (const e of layerEntries(first.layout, k)) expect(`${e.time} ${e.owner}`, `layer ${k} ${e.name}`).toBe('1980-01-01 00:00:01 1000/1001');
     const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
     expect(md.buildpacks.map((b) => b.id)).toEqual(['kt/cache-deps', 'kt/uses-deps']);
 
