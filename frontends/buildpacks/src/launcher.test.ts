@@ -10,7 +10,7 @@ const dir = mkdtempSync(join(tmpdir(), 'kiln-launcher-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const layer = join(dir, 'layers/bp/tools');
 mkdirSync(join(layer, 'exec.d/web'), { recursive: true });
-writeFileSync(join(layer, 'exec.d/a-global'), '#!/bin/sh\nprintf \'EXECD = "ok"\\nBAD KEY = "x"\\nQUOTED="a b"\\n\' >&3\n');
+writeFileSync(join(layer, 'exec.d/a-global'), '#!/bin/sh\nprintf \'EXECD = "ok"\\nBAD KEY = "x"\\nQUOTED="a b"\\n\' >&3\nprintf "%s\\n" "LITERAL = \'say \\"hi\\"\'" >&3\n');
 writeFileSync(join(layer, 'exec.d/web/only-web'), '#!/bin/sh\necho \'WEBONLY = "yes"\' >&3\n');
 chmodSync(join(layer, 'exec.d/a-global'), 0o755);
 chmodSync(join(layer, 'exec.d/web/only-web'), 0o755);
@@ -58,6 +58,8 @@ describe('launcher script', () => {
     expect(run(launcher, []).out).toMatch(/^web:it's default:/);
     expect(run(launcher, ['worker', 'a']).out).toBe('worker:a:unset:w:from worker');
     expect(run(launcher, ['sh', '-c', 'echo "$EXECD|$QUOTED|$0|$(pwd)"', 'z']).out).toBe(`ok|a b|z|${dir}`);
+    // a TOML literal string (single quotes) from exec.d, as lifecycle's toml.Decode reads it
+    expect(run(launcher, ['sh', '-c', 'echo "$LITERAL"']).out).toBe('say "hi"');
   });
   test('an unknown process type fails', () => {
     symlinkSync(launcher, join(dir, 'process/nope'));
