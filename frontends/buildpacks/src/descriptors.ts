@@ -22,6 +22,7 @@ export interface BuildpackDescriptor {
   readonly id: string;
   readonly version: string;
   readonly name?: string;
+  readonly homepage?: string;
   readonly clearEnv: boolean;
   readonly order?: Order;
   readonly targets: readonly { readonly os?: string; readonly arch?: string }[];
@@ -52,11 +53,13 @@ export function readBuildpackToml(text: string, file = 'buildpack.toml'): Buildp
   if (!ID_RE.test(id) || RESERVED_IDS.has(id)) bp.fail('id', `${JSON.stringify(id)} is not a valid buildpack id`);
   const order = readOrder(root);
   const name = bp.string('name');
+  const homepage = bp.string('homepage');
   return {
     api,
     id,
     version: bp.requiredString('version'),
     ...(name === undefined ? {} : { name }),
+    ...(homepage === undefined || homepage === '' ? {} : { homepage }),
     clearEnv: bp.bool('clear-env') ?? false,
     ...(order.length === 0 ? {} : { order }),
     targets: root.tables('targets').map((t) => {

@@ -109,6 +109,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     for (const l of bp.launch.labels) labels[l.key] = l.value;
     lifecycleBps.push({ key: bp.entry.id, version: bp.entry.version, layers: layerMeta, ...(bp.store === undefined ? {} : { store: { metadata: bp.store } }) });
   }
+  const bpDefaultType = defaultType;
   if (input.processType !== undefined) {
     if (!processes.has(input.processType)) throw new BuildpacksError('KLN0907', `process-type ${input.processType} is not a process of this build (${[...processes.keys()].join(', ') || 'none'})`);
     defaultType = input.processType;
@@ -198,10 +199,13 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     env.set('PATH', `${Paths.processDir}:/cnb/lifecycle:${env.get('PATH') ?? ''}`);
     proc = { entrypoint: [defaultType === undefined ? Paths.launcher : processLink(defaultType)], workingDir: Paths.workspace };
   }
+  // lifecycle's BuildMetadata JSON: group elements {id, version, homepage} (api is json:"-"),
+  // and the default process the buildpacks chose (not the process-type option)
   const buildMetadata = {
-    buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
+    buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version, ...(b.entry.descriptor.homepage === undefined ? {} : { homepage: b.entry.descriptor.homepage }) })),
     launcher: none ? {} : { version: 'kiln', source: { git: { repository: 'kiln/buildpacks' } } },
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, buildpackID: p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
+    ...(bpDefaultType === undefined ? {} : { 'buildpack-default-process-type': bpDefaultType }),
   };
   // shas are diffIDs only the exporter knows: kiln's fills them from `layerLabels`, an exporter
   // that ignores that key leaves them empty. The launcher, config and process types share a layer.

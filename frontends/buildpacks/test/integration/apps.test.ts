@@ -60,8 +60,11 @@ describe('kiln/buildpacks apps', () => {
     expect(layerFiles(layout, 3).filter((f) => !f.endsWith('/'))).toEqual(['layers/sbom/launch/kt_shell-app/sbom.spdx.json', 'layers/sbom/launch/kt_shell-app/tools/sbom.cdx.json']);
     expect(await readFile(join(rootfs, 'layers/sbom/launch/kt_shell-app/tools/sbom.cdx.json'), 'utf8')).toContain('CycloneDX');
     expect(cfg.config.Labels?.['org.example.shell-app']).toBe('yes');
-    const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { processes: { type: string }[] };
+    const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { processes: { type: string }[]; buildpacks: unknown[]; 'buildpack-default-process-type'?: string };
     expect(md.processes.map((p) => p.type)).toEqual(['web', 'worker']);
+    // lifecycle's BuildMetadata JSON: buildpacks {id, version, homepage} (api is json:"-"), the buildpacks' default type
+    expect(md.buildpacks).toEqual([{ id: 'kt/shell-app', version: '0.0.1', homepage: 'https://example.com/kt/shell-app' }]);
+    expect(md['buildpack-default-process-type']).toBe('web');
     // io.buildpacks.lifecycle.metadata shas: the diffID of the layer that holds those files
     type Sha = { sha: string };
     const lm = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as {
