@@ -29,6 +29,11 @@ describe('project.toml', () => {
     expect(() => readProjectToml('[[build.buildpacks]]\nversion = "1"\n')).toThrow(/build.buildpacks\[0\].id or uri is required/);
   });
   test('gitignore patterns become local-source patterns', () => {
-    expect(gitignoreToPatterns(['*.go', '/vendor', 'docs/', 'a/b.txt', '!keep.md', '# c', ''])).toEqual(['**/*.go', 'vendor', '**/docs', 'a/b.txt', '!**/keep.md']);
+    expect(gitignoreToPatterns(['*.go', '/vendor', 'docs/', '!keep.md', '# c', ''])).toEqual(['**/*.go', 'vendor', '**/docs', '!**/keep.md']);
+  });
+  // pack matches with sabhiram/go-gitignore: a slash inside a pattern does not anchor it (only a
+  // leading one, or the `dir/*.ext` form), and `?` is a literal character
+  test('patterns match as pack matches them (go-gitignore)', () => {
+    expect(gitignoreToPatterns(['a/b.txt', 'docs/build/', 'src/*.go', 'x/**/*.md', 'what?.txt'])).toEqual(['**/a/b.txt', '**/docs/build', 'src/*.go', 'x/**/*.md', '**/what\\?.txt']);
   });
 });

@@ -88,9 +88,10 @@ export function readProjectToml(text: string, file = 'project.toml'): ProjectDes
 
 /**
  * Translates gitignore-style patterns (project.toml include/exclude) into kiln's local-source
- * patterns (moby patternmatcher): a pattern without a slash matches at any depth (`*.go` →
- * `**\/*.go`), a leading `/` anchors it to the app root, a trailing `/` is dropped (a directory
- * matches with its contents).
+ * patterns (moby patternmatcher), matching what pack's go-gitignore matcher selects: a pattern
+ * matches at any depth (`*.go` → `**\/*.go`, `a/b` → `**\/a/b`) unless a leading `/` anchors
+ * it to the app root (or it has go-gitignore's `dir/*.ext` form); a trailing `/` is dropped (a
+ * directory matches with its contents); `?` is literal.
  */
 export function gitignoreToPatterns(patterns: readonly string[]): string[] {
   const out: string[] = [];
@@ -100,8 +101,11 @@ export function gitignoreToPatterns(patterns: readonly string[]): string[] {
     const negate = p.startsWith('!');
     if (negate) p = p.slice(1);
     if (p.endsWith('/')) p = p.slice(0, -1);
-    const anchored = p.startsWith('/') || p.slice(0, -1).includes('/');
-    p = p.replace(/^\/+/, '');
+    // go-gitignore (pack's matcher) anchors a pattern with a leading `/`, or of the form
+    // `dir/…*.ext`; any other pattern matches at any depth, a slash inside it or not
+    const anchored = p.startsWith('/') || /([^/+])\/.*\*\./.test(p);
+    // go-gitignore escapes `?`: a literal character, not a wildcard
+    p = p.replace(/^\/+/, '').replace(/\?/g, '\\?');
     const pattern = anchored ? p : `**/${p}`;
     out.push(negate ? `!${pattern}` : pattern);
   }
