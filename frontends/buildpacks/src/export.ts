@@ -12,6 +12,7 @@ import { applyEnvOps, envMap, launchEnvOps, opsForProcess, type EnvOp, type Laun
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef, solveState } from './client-io.js';
 import { launcherScript, processLink } from './launcher.js';
+import { mergeProcesses } from './processes.js';
 import { toToml } from './toml.js';
 import { Label, Paths, PLATFORM_API, escapeId } from './wire.js';
 
@@ -66,8 +67,6 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   /** JSON pointer of each launch layer's sha in the lifecycle label, in merge order. */
   const layerShas: string[] = [];
   const lifecycleBps: Record<string, unknown>[] = [];
-  const processes = new Map<string, ProcessType>();
-  let defaultType: string | undefined;
   const labels: Record<string, string> = {};
   let prevRef: Ref | undefined;
   for (const bp of build.buildpacks) {
@@ -101,15 +100,13 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       envLayers.push({ dir: path, present, env: await envOf('env'), envLaunch: await envOf('env.launch'), processEnv });
     }
     launchEnv.push(...launchEnvOps(envLayers));
-    for (const p of bp.launch.processes) {
-      processes.delete(p.type); // a later buildpack's process of the same type replaces it
-      processes.set(p.type, p);
-      if (p.default) defaultType = p.type;
-    }
     for (const l of bp.launch.labels) labels[l.key] = l.value;
     lifecycleBps.push({ key: bp.entry.id, version: bp.entry.version, layers: layerMeta, ...(bp.store === undefined ? {} : { store: { metadata: bp.store } }) });
   }
-  const bpDefaultType = defaultType;
+  const merged = mergeProcesses(build.buildpacks.map((b) => b.launch.processes));
+  const processes = merged.processes;
+  const bpDefaultType = merged.defaultType;
+  let defaultType = bpDefaultType;
   if (input.processType !== undefined) {
     if (!processes.has(input.processType)) throw new BuildpacksError('KLN0907', `process-type ${input.processType} is not a process of this build (${[...processes.keys()].join(', ') || 'none'})`);
     defaultType = input.processType;
