@@ -6,7 +6,7 @@
 import type { FrontendClient, State } from '@kiln/llb-core';
 import { readDetectPlan } from './descriptors.js';
 import { resolveGroup, type DetectRun, type PlanEntry } from './detect-resolve.js';
-import { applyEnvOps, withPlatformEnv } from './env.js';
+import { applyEnvOps, withPlatformEnv, type EnvOp } from './env.js';
 import { BuildpacksError } from './errors.js';
 import { readOptional, solveState } from './client-io.js';
 import { entryKey, type ResolvedEntry } from './order.js';
@@ -23,6 +23,8 @@ export interface LifecycleContext {
   readonly env: ReadonlyMap<string, string>;
   /** Platform env (`/platform/env`), applied unless a buildpack sets clear-env. */
   readonly platformEnv: readonly (readonly [string, string])[];
+  /** The builder's `/cnb/build-config/env` ops: the operator has the last word. */
+  readonly buildConfigEnv: readonly EnvOp[];
   readonly platform: State;
   readonly buildpacks: State;
   /** `CNB_TARGET_*` of the run image. */
@@ -41,6 +43,8 @@ export const buildpackDir = (e: { readonly id: string; readonly version: string 
 export function buildpackEnv(ctx: LifecycleContext, e: ResolvedEntry, extra: Readonly<Record<string, string>>, ops: Parameters<typeof applyEnvOps>[1] = []): [string, string][] {
   let env = applyEnvOps(ctx.env, ops);
   if (!e.descriptor.clearEnv) env = withPlatformEnv(env, ctx.platformEnv);
+  // operator env last ("the platform operator having ultimate say"), clear-env or not
+  env = applyEnvOps(env, ctx.buildConfigEnv);
   env.set('CNB_BUILDPACK_DIR', buildpackDir(e));
   env.set('CNB_PLATFORM_DIR', Paths.platform);
   for (const [k, v] of ctx.targetEnv) env.set(k, v);

@@ -83,15 +83,16 @@ const SUFFIXES = ['override', 'append', 'prepend', 'default'] as const;
  * order (lifecycle reads the directory sorted); `NAME.delim` sets the delimiter of NAME's
  * append/prepend; a file without a suffix overrides (Buildpack API >= 0.5). As lifecycle's
  * env.AddEnvDir, the name ends at the first dot and a file whose suffix is no action
- * (`README.md`, `JAVA.OPTS.append`) is ignored.
+ * (`README.md`, `JAVA.OPTS.append`) is ignored. `noSuffix`: the action of a file without one
+ * (`default` for the builder's `/cnb/build-config/env`).
  */
-export function envDirOps(files: ReadonlyMap<string, string>): EnvOp[] {
+export function envDirOps(files: ReadonlyMap<string, string>, noSuffix: 'override' | 'default' = 'override'): EnvOp[] {
   const ops: EnvOp[] = [];
   for (const name of [...files.keys()].sort()) {
     const value = files.get(name) ?? '';
     const dot = name.indexOf('.');
     const varName = dot < 0 ? name : name.slice(0, dot);
-    const suffix = dot < 0 ? 'override' : name.slice(dot + 1);
+    const suffix = dot < 0 ? noSuffix : name.slice(dot + 1);
     if (varName === '' || !(SUFFIXES as readonly string[]).includes(suffix)) continue;
     const op = suffix as EnvOp['op'];
     const delim = files.get(`${varName}.delim`);

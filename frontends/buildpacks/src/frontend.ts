@@ -56,6 +56,7 @@ export function createBuildpacksFrontend(): Frontend {
       user,
       env: builder.env,
       platformEnv: platform.env,
+      buildConfigEnv: builder.buildConfigEnv,
       platform: platform.state,
       buildpacks: bps.state,
       targetEnv,

@@ -8,7 +8,7 @@ import { readBuildpackToml, readOrderToml, readRunToml, readSystemToml, type Bui
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef, readOptional, resolveConfig, solveState } from './client-io.js';
 import { gitignoreToPatterns, readProjectToml, type ProjectBuildpack, type ProjectDescriptor } from './project-toml.js';
-import { BUILD_ENV_ALLOWLIST, envMap } from './env.js';
+import { BUILD_ENV_ALLOWLIST, envDirOps, envMap, type EnvOp } from './env.js';
 import { DEFAULT_PROJECT_FILE, Opt, Paths, escapeId } from './wire.js';
 
 /** A frontend option, also accepted as `build-arg:<name>` (what `kiln build --build-arg` sends). */
@@ -34,6 +34,8 @@ export interface Builder {
   readonly gid: number;
   /** The builder config env a buildpack sees (lifecycle's allowlist). */
   readonly env: ReadonlyMap<string, string>;
+  /** The operator's `/cnb/build-config/env` (no suffix = default), applied last to every detect and build. */
+  readonly buildConfigEnv: readonly EnvOp[];
   readonly order: Order;
   readonly pre: readonly GroupEntry[];
   readonly post: readonly GroupEntry[];
@@ -45,6 +47,20 @@ const intEnv = (env: ReadonlyMap<string, string>, name: string, fallback: number
   const v = env.get(name);
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
 };
+
+/** The operator env directory of a builder (Platform API build config, `CNB_BUILD_CONFIG_DIR`). */
+const BUILD_CONFIG_ENV_DIR = '/cnb/build-config/env';
+
+/** The files of an env directory (name -> content); none when it is missing. */
+async function readEnvFiles(ref: Ref, dir: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const f of await listOptional(ref, dir)) {
+    if (f.dir) continue;
+    const text = await readOptional(ref, `${dir}/${f.name}`);
+    if (text !== undefined) files.set(f.name, text);
+  }
+  return files;
+}
 
 /** Loads the builder image's metadata through the client. */
 export async function loadBuilder(client: FrontendClient, ref: string): Promise<{ builder: Builder; bpRef: Ref }> {
@@ -61,6 +77,7 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
   if (orderText !== undefined && /^\s*\[\[order-extensions\]\]/m.test(orderText)) {
     client.warn({ message: `builder ${ref}: [[order-extensions]] in ${Paths.orderToml} are ignored (kiln/buildpacks does not run image extensions)` });
   }
+  const buildConfigEnv = envDirOps(await readEnvFiles(bref, BUILD_CONFIG_ENV_DIR), 'default');
   const runText = await readOptional(bref, Paths.runToml);
   const systemText = await readOptional(bref, Paths.systemToml);
   const system = systemText === undefined ? { pre: [], post: [] } : readSystemToml(systemText, `${ref}:${Paths.systemToml}`);
@@ -86,6 +103,7 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
       uid,
       gid,
       env,
+      buildConfigEnv,
       order: orderText === undefined ? [] : readOrderToml(orderText, `${ref}:${Paths.orderToml}`),
       pre: system.pre,
       post: system.post,

@@ -106,7 +106,7 @@ describe('kiln/buildpacks apps', () => {
   test('deps app: build env from earlier layers (PATH order, suffix rules, platform env); cache layer reused after an app-only change, reinstalled after a deps change', async () => {
     const app = join(sb.dir, 'deps');
     await writeTree(app, {
-      'project.toml': `${PROJECT_TOML}\n[[io.buildpacks.build.env]]\nname = "PLATFORM_VAR"\nvalue = "pv"\n`,
+      'project.toml': `${PROJECT_TOML}\n[[io.buildpacks.build.env]]\nname = "PLATFORM_VAR"\nvalue = "pv"\n\n[[io.buildpacks.build.env]]\nname = "OP_FORCED"\nvalue = "user"\n`,
       'deps.txt': 'left-pad\n',
       'main.txt': 'v1\n',
     });
@@ -118,6 +118,8 @@ describe('kiln/buildpacks apps', () => {
     const dump = await ws('env-dump.txt');
     expect(dump).toMatch(/^PATH=\/layers\/kt_cache-deps\/deps\/bin:\/usr\/local\/sbin:/m);
     expect(dump).toContain('DEPS_OVERRIDE=from-deps\nDEPS_DEFAULT=first\nDEPS_LIST=pre,appended\nPLATFORM_VAR=pv\n');
+    // the builder's /cnb/build-config/env (operator) applies last: no suffix is a default, .override beats the user
+    expect(dump).toContain('OP_DEFAULT=op\nOP_FORCED=forced\n');
     // the deps layer is cache+build only: not in the image; uses-deps' launch layer is
     expect(existsSync(join(first.rootfs, 'layers/kt_cache-deps'))).toBe(false);
     expect(await readFile(join(first.rootfs, 'layers/kt_uses-deps/marker/used'), 'utf8')).toBe('used\n');
