@@ -14,8 +14,12 @@ const NEWLINE = 0x0a;
 export function splitLines(stream: Readable, name: OutputLine['stream'], emit: (l: OutputLine) => void): Promise<void> {
   let partial: Buffer | undefined;
   const send = (data: Buffer, time: number): void => {
-    const end = data.length > 0 && data[data.length - 1] === NEWLINE ? data.length - 1 : data.length;
-    emit({ stream: name, line: data.toString('utf8', 0, end), data, time });
+    // Longer than MAX_LINE: in pieces of MAX_LINE, however the process's writes were cut.
+    for (let off = 0; off < data.length; off += MAX_LINE) {
+      const piece = data.subarray(off, off + MAX_LINE);
+      const end = piece.length > 0 && piece[piece.length - 1] === NEWLINE ? piece.length - 1 : piece.length;
+      emit({ stream: name, line: piece.toString('utf8', 0, end), data: piece, time });
+    }
   };
   return new Promise((resolve) => {
     stream.on('data', (chunk: Buffer) => {
