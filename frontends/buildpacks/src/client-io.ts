@@ -35,9 +35,19 @@ export const normalizeRef = (ref: string): string => formatImageReference(tagNam
 
 /** Resolves an image's config; a failure is KLN0907 naming the option that chose the image. */
 export async function resolveConfig(client: FrontendClient, ref: string, what: string): Promise<ImageConfig> {
+  return (await resolveImage(client, ref, what)).config;
+}
+
+/**
+ * Resolves an image's config and its digest reference (`docker.io/x/y@sha256:…`, the manifest
+ * the tag resolved to); a failure is KLN0907 naming the option that chose the image.
+ */
+export async function resolveImage(client: FrontendClient, ref: string, what: string): Promise<{ config: ImageConfig; reference: string }> {
   try {
-    const r = await client.resolveImageConfig(normalizeRef(ref), client.signal === undefined ? {} : { signal: client.signal });
-    return parseImageConfig(r.config);
+    const name = normalizeRef(ref);
+    const r = await client.resolveImageConfig(name, client.signal === undefined ? {} : { signal: client.signal });
+    const { tag: _tag, digest: _digest, ...repo } = parseImageReference(name);
+    return { config: parseImageConfig(r.config), reference: formatImageReference({ ...repo, digest: String(r.digest) }) };
   } catch (cause) {
     throw new BuildpacksError('KLN0907', `cannot resolve the ${what} image ${ref}`, { cause, hint: `check the ${what} reference (kiln images ls)` });
   }

@@ -25,6 +25,8 @@ export interface ExportInput {
   readonly build: BuildOutput;
   readonly runImage: string;
   readonly runConfig: ImageConfig;
+  /** The run image by digest (`io.buildpacks.lifecycle.metadata` runImage.reference, what rebase compares). */
+  readonly runReference?: string;
   /** `process-type` option: the default process. */
   readonly processType?: string;
   readonly project: Readonly<Record<string, unknown>>;
@@ -213,7 +215,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     'process-types': { sha: '' },
     ...(sbom.length === 0 ? {} : { sbom: { sha: '' } }),
     buildpacks: lifecycleBps,
-    runImage: { topLayer: runTop ?? '', reference: '', image: input.runImage },
+    runImage: { topLayer: runTop ?? '', reference: input.runReference ?? '', image: input.runImage },
   };
   const { Cmd: _cmd, ...rest } = rc;
   // the exporter sets `created` (build time or SOURCE_DATE_EPOCH) and the rootfs

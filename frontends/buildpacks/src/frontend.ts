@@ -8,7 +8,7 @@ import { ResultMetadataKey, mkdir, scratch } from '@kiln/llb-core';
 import type { Frontend, FrontendClient, FrontendResult } from '@kiln/llb-core';
 import { loadPreviousImage } from './analyze.js';
 import { build } from './build.js';
-import { resolveConfig, solveState } from './client-io.js';
+import { resolveImage, solveState } from './client-io.js';
 import { detect, type LifecycleContext } from './detect.js';
 import { BuildpacksError } from './errors.js';
 import { exportImage } from './export.js';
@@ -28,7 +28,7 @@ export function createBuildpacksFrontend(): Frontend {
     const { builder } = await loadBuilder(client, builderRef);
     const runImage = optOf(client, Opt.runImage) ?? builder.runImages[0];
     if (runImage === undefined) throw new BuildpacksError('KLN0907', `the builder ${builderRef} names no run image (/cnb/run.toml)`, { hint: 'pass --build-arg run-image=IMAGE' });
-    const runConfig = await resolveConfig(client, runImage, 'run');
+    const { config: runConfig, reference: runReference } = await resolveImage(client, runImage, 'run');
     const targetEnv = new Map<string, string>([
       ['CNB_TARGET_OS', runConfig.os],
       ['CNB_TARGET_ARCH', runConfig.architecture],
@@ -79,6 +79,7 @@ export function createBuildpacksFrontend(): Frontend {
       build: out,
       runImage,
       runConfig,
+      runReference,
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
       owner,

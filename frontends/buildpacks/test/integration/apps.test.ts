@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { PROJECT_TOML, compileCli, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+import { PROJECT_TOML, compileCli, repo, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
 
 let sb: Sandbox;
 beforeAll(async () => {
@@ -68,7 +68,7 @@ describe('kiln/buildpacks apps', () => {
     // io.buildpacks.lifecycle.metadata shas: the diffID of the layer that holds those files
     type Sha = { sha: string };
     const lm = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as {
-      app: Sha[]; config: Sha; launcher: Sha; 'process-types': Sha; sbom: Sha; buildpacks: { key: string; layers: Record<string, Sha> }[]; runImage: { topLayer: string };
+      app: Sha[]; config: Sha; launcher: Sha; 'process-types': Sha; sbom: Sha; buildpacks: { key: string; layers: Record<string, Sha> }[]; runImage: { topLayer: string; reference: string };
     };
     const holding = (file: string): string => {
       const i = cfg.rootfs.diff_ids.findIndex((_, k) => layerFiles(layout, k).includes(file));
@@ -82,6 +82,11 @@ describe('kiln/buildpacks apps', () => {
     expect(lm.config.sha).toBe(holding('layers/config/metadata.toml'));
     expect(lm['process-types'].sha).toBe(holding('cnb/process/web'));
     expect(lm.runImage.topLayer).toBe(cfg.rootfs.diff_ids[1]);
+    // the run image by digest (what pack rebase compares), its manifest as kiln stored it
+    const listed = execFileSync(process.execPath, [join(repo, 'cli/bin/kiln.js'), 'images', '--digests', '--root', sb.root], { encoding: 'utf8' });
+    const runLine = listed.split('\n').find((l) => /kt\/run\b/.test(l)) ?? '';
+    expect(lm.runImage.reference).toMatch(/^docker\.io\/kt\/run@sha256:[0-9a-f]{64}$/);
+    expect(runLine).toContain(lm.runImage.reference.slice(lm.runImage.reference.indexOf('@') + 1));
     expect(new Set([...cfg.rootfs.diff_ids.slice(2), lm.runImage.topLayer]).size).toBe(5);
     // every entry of the layers kiln adds (directories too) has lifecycle's normalized mtime and
     // the CNB user (the launcher layer: root), so a rerun that writes the same files keeps the diffIDs
