@@ -1,15 +1,6 @@
 import { open, readFile, unlink } from 'node:fs/promises';
+import { processAlive } from '../api/process-alive.js';
 import { ImageStoreError } from '../content/errors.js';
-
-/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Runs `fn` holding the lock file `lock` (created with O_EXCL, holding the owner's pid), across
@@ -17,6 +8,7 @@ function pidAlive(pid: number): boolean {
  * after the other, so neither drops the other's tag. A lock whose owner process is gone is broken.
  * The lock is held for one read and rename of `index.json`: after `maxWaitMs` the lock is taken
  * for stale (its pid reused by another process after a crash) and the wait fails (EXPORT_FAILED).
+ * The solver's withFileLock is the same lock without that limit; the runtime cannot import it.
  */
 export async function withLayoutLock<T>(lock: string, signal: AbortSignal | undefined, fn: () => Promise<T>, maxWaitMs = 30_000): Promise<T> {
   const t0 = Date.now();
@@ -40,7 +32,7 @@ export async function withLayoutLock<T>(lock: string, signal: AbortSignal | unde
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
       // An empty file is a lock being written right now; only a dead owner's lock is broken.
-      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) await unlink(lock).catch(() => undefined);
+      if (Number.isInteger(owner) && owner > 0 && !processAlive(owner)) await unlink(lock).catch(() => undefined);
       else await new Promise((r) => setTimeout(r, 10));
     }
   }
