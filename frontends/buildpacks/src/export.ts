@@ -121,7 +121,9 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   });
   const t = { createdTime: EXPORT_MTIME };
   const none = input.launcher === 'none';
-  let action = mkdir('/layers/config', 0o755, { parents: true, ...t }).mkfile('/layers/config/metadata.toml', 0o644, metadataToml, t);
+  // /layers/config belongs to the CNB user (lifecycle's config layer holds /layers as the build
+  // left it); the launcher and /cnb/process are root's, as lifecycle ships them
+  let action = mkdir('/layers/config', 0o755, { parents: true, chown, ...t }).mkfile('/layers/config/metadata.toml', 0o644, metadataToml, { chown, ...t });
   if (!none) {
     action = action.mkdir('/cnb/lifecycle', 0o755, { parents: true, ...t }).mkfile(Paths.launcher, 0o755, script, t).mkdir(Paths.processDir, 0o755, t);
     for (const p of procs) action = action.symlink(Paths.launcher, processLink(p.type), t);
