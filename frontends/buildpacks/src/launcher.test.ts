@@ -58,6 +58,8 @@ describe('launcher script', () => {
     expect(run(launcher, []).out).toMatch(/^web:it's default:/);
     expect(run(launcher, ['worker', 'a']).out).toBe('worker:a:unset:w:from worker');
     expect(run(launcher, ['sh', '-c', 'echo "$EXECD|$QUOTED|$0|$(pwd)"', 'z']).out).toBe(`ok|a b|z|${dir}`);
+    // `launcher -- CMD ARGS`: lifecycle's direct user-provided process (the `--` is not a command)
+    expect(run(launcher, ['--', 'sh', '-c', 'echo "direct $EXECD"'])).toEqual({ out: 'direct ok', code: 0 });
     // a TOML literal string (single quotes) from exec.d, as lifecycle's toml.Decode reads it
     expect(run(launcher, ['sh', '-c', 'echo "$LITERAL"']).out).toBe('say "hi"');
   });

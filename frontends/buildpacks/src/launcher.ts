@@ -82,6 +82,8 @@ export function launcherScript(spec: LauncherSpec): string {
   lines.push('  case "${1-}" in');
   if (known.length > 0) lines.push(`    ${known.map(shQuote).join(' | ')}) _type=$1; shift ;;`);
   lines.push(`    '') _type=${shQuote(spec.defaultType ?? '')} ;;`);
+  // lifecycle: `launcher -- CMD ARGS` runs CMD directly (kiln runs every command directly)
+  lines.push('    --) shift; _type= ;;');
   lines.push('    *) _type= ;;');
   lines.push('  esac');
   lines.push('fi');
