@@ -116,8 +116,10 @@ describe('kiln/buildpacks: static site', () => {
     expect(reuse.stderr).toContain('[export] layer kt/httpd:httpd (previous image)');
     const reused = await imageConfig(`${layout}-4`);
     expect(reused.rootfs.diff_ids[2]).toBe(before[2]);
-    const md4 = JSON.parse(reused.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as { buildpacks: { key: string; layers: Record<string, { data: unknown }> }[] };
+    const md4 = JSON.parse(reused.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as { buildpacks: { key: string; layers: Record<string, { data: unknown; sha: string }> }[] };
     expect(md4.buildpacks[0]).toMatchObject({ key: 'kt/httpd', layers: { httpd: { data: { server: 'busybox httpd' } } } });
+    // the reused layer's sha (filled by the exporter, SOURCE_DATE_EPOCH set) is its diffID, the previous one
+    expect(md4.buildpacks[0]?.layers['httpd']?.sha).toBe(before[2]);
     const bundle4 = join(sb.dir, 'site-bundle-4');
     await unpack(`${layout}-4`, '1', bundle4);
     expect((await readdir(join(bundle4, 'rootfs/layers/kt_httpd/httpd/bin'))).sort()).toEqual(['serve']);
