@@ -92,7 +92,8 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       layerStates.push(scratch().file(copy(from, path, path, { createDestPath: true, createdTime: EXPORT_MTIME, chown }), { customName: `[export] layer ${bp.entry.id}:${l.name}${from === build.root ? '' : ' (previous image)'}` }));
       layerDirs.push(path);
       layerShas.push(`/buildpacks/${lifecycleBps.length}/layers/${jsonPointerToken(l.name)}/sha`);
-      layerMeta[l.name] = { sha: '', data: l.metadata.metadata, launch: true, ...(l.metadata.build ? { build: true } : {}), ...(l.metadata.cache ? { cache: true } : {}) };
+      // lifecycle's LayerMetadata JSON: sha, then LayerMetadataFile's data, build, launch, cache (no omitempty)
+      layerMeta[l.name] = { sha: '', data: l.metadata.metadata, build: l.metadata.build, launch: true, cache: l.metadata.cache };
       const present = new Set((await listOptional(fromRef, path)).filter((x) => x.dir).map((x) => x.name));
       const processEnv = new Map<string, Map<string, string>>();
       if (present.has('env.launch')) {

@@ -76,6 +76,8 @@ describe('kiln/buildpacks apps', () => {
       return cfg.rootfs.diff_ids[i] ?? '';
     };
     expect(lm.buildpacks.find((b) => b.key === 'kt/shell-app')?.layers['tools']?.sha).toBe(holding('layers/kt_shell-app/tools/bin/tool'));
+    // lifecycle's LayerMetadata JSON: every flag written, false ones too, in its field order
+    expect(Object.entries(lm.buildpacks.find((b) => b.key === 'kt/shell-app')?.layers['tools'] ?? {}).filter(([k]) => k !== 'sha' && k !== 'data')).toEqual([['build', true], ['launch', true], ['cache', false]]);
     expect(lm.sbom.sha).toBe(holding('layers/sbom/launch/kt_shell-app/sbom.spdx.json'));
     expect(lm.app.map((a) => a.sha)).toEqual([holding('workspace/app.sh')]);
     expect(lm.launcher.sha).toBe(holding('cnb/lifecycle/launcher'));
