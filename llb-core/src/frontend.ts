@@ -107,4 +107,10 @@ export const ResultMetadataKey = {
   imageConfig: 'containerimage.config',
   /** JSON list of platforms when `refs` is per-platform (`refs.platforms`). */
   platforms: 'refs.platforms',
+  /**
+   * kiln's own: image label values the exporter fills with layer diffIDs (the buildpacks
+   * frontend's `io.buildpacks.lifecycle.metadata` shas), `/<platform>` per platform like the
+   * config. BuildKit ignores it.
+   */
+  layerLabels: 'kiln.image.layer-labels',
 } as const;

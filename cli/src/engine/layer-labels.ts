@@ -1,3 +1,4 @@
+import { ResultMetadataKey } from '@kiln/llb-core';
 import type { ImageConfigDraft } from '@kiln/runtime';
 import { EngineError } from './errors.js';
 
@@ -16,7 +17,7 @@ import { EngineError } from './errors.js';
  * layer whose diffID the frontend knows (the base image's top layer): when it differs, or a
  * layer is out of range (the snapshotter flattened a merge into one layer), nothing is filled.
  */
-export const LAYER_LABELS_KEY = 'kiln.image.layer-labels';
+export const LAYER_LABELS_KEY = ResultMetadataKey.layerLabels;
 
 /** A parsed {@link LAYER_LABELS_KEY} value. */
 export interface LayerLabels {

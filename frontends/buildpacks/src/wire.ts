@@ -1,6 +1,7 @@
 /**
  * Paths, option keys and label names of the `kiln/buildpacks` frontend, in one place.
  */
+import { ResultMetadataKey } from '@kiln/llb-core';
 
 /** The frontend's name in kiln's registry and in `# syntax=`. */
 export const BUILDPACKS_FRONTEND = 'kiln/buildpacks';
@@ -52,7 +53,7 @@ export const Label = {
  * kiln's result metadata key asking the image exporter to fill label fields with layer diffIDs
  * (cli/src/engine/layer-labels.ts reads it; stock BuildKit ignores it).
  */
-export const LAYER_LABELS_KEY = 'kiln.image.layer-labels';
+export const LAYER_LABELS_KEY = ResultMetadataKey.layerLabels;
 
 /** The Platform API whose semantics kiln follows. */
 export const PLATFORM_API = '0.14';
