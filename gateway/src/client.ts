@@ -52,6 +52,8 @@ export interface GatewayClientOptions {
   readonly opts: ReadonlyMap<string, string>;
   readonly inputs: ReadonlyMap<string, Definition>;
   readonly onWarning?: (warning: FrontendWarning) => void;
+  /** Lines of the frontend's own output ({@link FrontendClient.log}). */
+  readonly onLog?: (line: string) => void;
   readonly signal?: AbortSignal;
   /** Refs by Definition, shared by the clients of one build so an input is solved once. */
   readonly refs?: WeakMap<Definition, GatewayRef>;
@@ -64,6 +66,7 @@ export class GatewayClient implements FrontendClient {
   readonly signal?: AbortSignal;
   readonly #backend: SolveBackend;
   readonly #onWarning: ((warning: FrontendWarning) => void) | undefined;
+  readonly #onLog: ((line: string) => void) | undefined;
   readonly #refs: WeakMap<Definition, GatewayRef>;
 
   constructor(options: GatewayClientOptions) {
@@ -71,6 +74,7 @@ export class GatewayClient implements FrontendClient {
     this.opts = options.opts;
     this.inputs = options.inputs;
     this.#onWarning = options.onWarning;
+    this.#onLog = options.onLog;
     this.#refs = options.refs ?? new WeakMap();
     if (options.signal !== undefined) this.signal = options.signal;
   }
@@ -102,5 +106,9 @@ export class GatewayClient implements FrontendClient {
 
   warn(warning: FrontendWarning): void {
     this.#onWarning?.(warning);
+  }
+
+  log(line: string): void {
+    this.#onLog?.(line);
   }
 }

@@ -14,6 +14,8 @@ export interface GatewayRequest {
   /** Named inputs: `context`, `dockerfile`, and `--build-context` names. */
   readonly inputs: ReadonlyMap<string, Definition>;
   readonly onWarning?: (warning: FrontendWarning) => void;
+  /** Lines of the frontend's own output (a build file's console), for progress. */
+  readonly onLog?: (line: string) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -47,6 +49,7 @@ export class Gateway {
       inputs: request.inputs,
       refs: new WeakMap<Definition, GatewayRef>(),
       ...(request.onWarning === undefined ? {} : { onWarning: request.onWarning }),
+      ...(request.onLog === undefined ? {} : { onLog: request.onLog }),
       ...(request.signal === undefined ? {} : { signal: request.signal }),
     };
     const { name, opts } = await this.#select(request, new GatewayClient({ ...base, opts: request.opts }));

@@ -94,6 +94,11 @@ export interface FrontendClient extends ImageMetaResolver {
   solve(request: SolveRequest): Promise<Ref>;
   /** Reports a warning to the user (progress output); never fails the build. */
   warn(warning: FrontendWarning): void;
+  /**
+   * A line of the frontend's own output (a build file's `console.log`), shown in progress as an
+   * external frontend's stderr is in BuildKit. Optional: a client may drop it.
+   */
+  log?(line: string): void;
   /** Cancels the frontend's work when aborted. */
   readonly signal?: AbortSignal;
 }

@@ -21,6 +21,7 @@ import { SolverBackend } from './backend.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { exportOutputs, type BuildOutput } from './export.js';
+import { frontendLog } from './frontend-log.js';
 import { LAYER_LABELS_KEY } from './layer-labels.js';
 import { createFrontendRegistry } from './frontends.js';
 import type { BuildContext } from './session.js';
@@ -181,14 +182,18 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     ...(cacheImports.length === 0 ? {} : { cacheImports, loadImported: importedResultLoader(engine) }),
   });
   const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
+  const output = frontendLog(req.progress);
   try {
-    const result = await gateway.build({
-      ...(req.frontend === undefined ? {} : { frontend: req.frontend }),
-      opts,
-      inputs,
-      ...(req.onWarning === undefined ? {} : { onWarning: req.onWarning }),
-      ...(req.signal === undefined ? {} : { signal: req.signal }),
-    });
+    const result = await gateway
+      .build({
+        ...(req.frontend === undefined ? {} : { frontend: req.frontend }),
+        opts,
+        inputs,
+        ...(req.onWarning === undefined ? {} : { onWarning: req.onWarning }),
+        onLog: output.log,
+        ...(req.signal === undefined ? {} : { signal: req.signal }),
+      })
+      .finally(output.done);
     if (req.call !== undefined) {
       const text = result.metadata.get('result.txt');
       if (text === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not answer --call=${req.call}`, { hint: 'build without --call' });

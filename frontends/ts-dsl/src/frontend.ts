@@ -127,6 +127,8 @@ export function clientHandlers(client: FrontendClient): Handlers {
       return { digest: r.digest, config: Buffer.from(r.config).toString('base64') };
     },
     warn: (message, location) => client.warn({ message, ...(location === undefined ? {} : { file: location.file, line: location.line, column: location.column }) }),
+    // The build's console.log lines, to progress as they come (a client without log drops them).
+    ...(client.log === undefined ? {} : { log: (line: string) => client.log?.(line) }),
   };
 }
 

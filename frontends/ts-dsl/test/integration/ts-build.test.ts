@@ -219,6 +219,23 @@ describe('kiln build of a kiln.build.ts', { timeout: 240_000 }, () => {
     expect(JSON.parse(await readFile(join(out, 'info'), 'utf8'))).toEqual({ args: { GREETING: 'hello world' }, target: 'release', platform: 'linux/amd64' });
   });
 
+  test("the build file's console.log lines show in progress, as an external frontend's stderr does", async () => {
+    const ctx = join(sb.dir, 'console');
+    await writeTree(ctx, {
+      'kiln.build.ts': `import { scratch, type Ctx } from "kiln";\nexport default (ctx: Ctx) => {\n  console.log("planning for", ctx.platform);\n  console.error("second line");\n  return scratch().mkfile("/x", "1");\n};\n`,
+    });
+    const { r } = await build(ctx);
+    expect(r.code, r.stderr.slice(-1500)).toBe(0);
+    const n = /#(\d+) \[frontend\] output\n/.exec(r.stderr)?.[1];
+    expect(n).toBeDefined();
+    expect(r.stderr).toMatch(new RegExp(`#${n} \\d+\\.\\d{3} planning for linux/amd64\\n`));
+    expect(r.stderr).toMatch(new RegExp(`#${n} \\d+\\.\\d{3} second line\\n`));
+    // A build that writes nothing shows no such step.
+    const quiet = join(sb.dir, 'quiet');
+    await writeTree(quiet, { 'kiln.build.ts': `import { scratch } from "kiln";\nexport default () => scratch().mkfile("/x", "1");\n` });
+    expect((await build(quiet)).r.stderr).not.toContain('[frontend] output');
+  });
+
   test('--frontend kiln/ts without -f builds the context kiln.build.ts even next to a Dockerfile', async () => {
     const ctx = join(sb.dir, 'both');
     await writeTree(ctx, {
