@@ -12,7 +12,7 @@ import type { PlanEntry } from './detect-resolve.js';
 import { buildpackDir, buildpackEnv, type LifecycleContext } from './detect.js';
 import { BUILD_ROOT_DIRS, envDirOps, rootDirOps, type EnvOp } from './env.js';
 import { BuildpacksError } from './errors.js';
-import { listOptional, readOptional, solveState } from './client-io.js';
+import { listOptional, readEnvDir, readOptional, solveState } from './client-io.js';
 import type { ResolvedEntry } from './order.js';
 import { toToml, type Table } from './toml.js';
 import { restoreActions, type PreviousImage } from './analyze.js';
@@ -108,17 +108,6 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
   }
   if (rootRef === undefined) throw new BuildpacksError('KLN0903', 'the detected group is empty');
   return { buildpacks: built, root, rootRef };
-}
-
-/** Reads an env directory's files (name → content). */
-export async function readEnvDir(ref: Ref, path: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  for (const f of await listOptional(ref, path)) {
-    if (f.dir) continue;
-    const text = await readOptional(ref, `${path}/${f.name}`);
-    if (text !== undefined) files.set(f.name, text);
-  }
-  return files;
 }
 
 async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table; sbom: string[] }> {

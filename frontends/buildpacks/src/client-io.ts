@@ -30,6 +30,17 @@ export async function listOptional(ref: Ref, path: string): Promise<{ name: stri
   }
 }
 
+/** An env directory's files (name → content); none when it is missing. */
+export async function readEnvDir(ref: Ref, path: string): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  for (const f of await listOptional(ref, path)) {
+    if (f.dir) continue;
+    const text = await readOptional(ref, `${path}/${f.name}`);
+    if (text !== undefined) files.set(f.name, text);
+  }
+  return files;
+}
+
 /** `docker.io/library/x:latest` for `x`. */
 export const normalizeRef = (ref: string): string => formatImageReference(tagNameOnly(parseImageReference(ref)));
 

@@ -6,11 +6,11 @@ import { copy, image, merge, mkdir, scratch, type FileAction } from '@kiln/llb-c
 import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
-import { readEnvDir, SBOM_FILE_RE } from './build.js';
+import { SBOM_FILE_RE } from './build.js';
 import type { ProcessType } from './descriptors.js';
 import { applyEnvOps, envMap, launchEnvOps, opsForProcess, type EnvOp, type LaunchLayerEnv } from './env.js';
 import { BuildpacksError } from './errors.js';
-import { listOptional, normalizeRef, solveState } from './client-io.js';
+import { listOptional, normalizeRef, readEnvDir, solveState } from './client-io.js';
 import { launcherScript, processLink } from './launcher.js';
 import { mergeProcesses } from './processes.js';
 import { toToml } from './toml.js';

@@ -6,7 +6,7 @@ import { local, mkdir, scratch, copy, image } from '@kiln/llb-core';
 import type { Definition, FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import { readBuildpackToml, readOrderToml, readRunToml, readSystemToml, type BuildpackDescriptor, type GroupEntry, type Order } from './descriptors.js';
 import { BuildpacksError } from './errors.js';
-import { listOptional, normalizeRef, readOptional, resolveConfig, solveState } from './client-io.js';
+import { listOptional, normalizeRef, readEnvDir, readOptional, resolveConfig, solveState } from './client-io.js';
 import { gitignoreToPatterns, readProjectToml, type ProjectBuildpack, type ProjectDescriptor } from './project-toml.js';
 import { BUILD_ENV_ALLOWLIST, envDirOps, envMap, type EnvOp } from './env.js';
 import { DEFAULT_PROJECT_FILE, Opt, Paths, escapeId } from './wire.js';
@@ -51,17 +51,6 @@ const intEnv = (env: ReadonlyMap<string, string>, name: string, fallback: number
 /** The operator env directory of a builder (Platform API build config, `CNB_BUILD_CONFIG_DIR`). */
 const BUILD_CONFIG_ENV_DIR = '/cnb/build-config/env';
 
-/** The files of an env directory (name -> content); none when it is missing. */
-async function readEnvFiles(ref: Ref, dir: string): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  for (const f of await listOptional(ref, dir)) {
-    if (f.dir) continue;
-    const text = await readOptional(ref, `${dir}/${f.name}`);
-    if (text !== undefined) files.set(f.name, text);
-  }
-  return files;
-}
-
 /** Loads the builder image's metadata through the client. */
 export async function loadBuilder(client: FrontendClient, ref: string): Promise<{ builder: Builder; bpRef: Ref }> {
   const config = await resolveConfig(client, ref, 'builder');
@@ -77,7 +66,7 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
   if (orderText !== undefined && /^\s*\[\[order-extensions\]\]/m.test(orderText)) {
     client.warn({ message: `builder ${ref}: [[order-extensions]] in ${Paths.orderToml} are ignored (kiln/buildpacks does not run image extensions)` });
   }
-  const buildConfigEnv = envDirOps(await readEnvFiles(bref, BUILD_CONFIG_ENV_DIR), 'default');
+  const buildConfigEnv = envDirOps(await readEnvDir(bref, BUILD_CONFIG_ENV_DIR), 'default');
   const runText = await readOptional(bref, Paths.runToml);
   const systemText = await readOptional(bref, Paths.systemToml);
   const system = systemText === undefined ? { pre: [], post: [] } : readSystemToml(systemText, `${ref}:${Paths.systemToml}`);
