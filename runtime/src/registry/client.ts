@@ -6,7 +6,7 @@ import type { ImageStore } from '../image/image-store.js';
 import { MediaTypes } from '../image/media-types.js';
 import type { Descriptor, Platform } from '../image/types.js';
 import { registryError } from './errors.js';
-import { formatReference, parseReference, withTarget, type ImageReference } from './reference.js';
+import { formatReference, parseReference, repositoryName, withTarget, type ImageReference } from './reference.js';
 import { RegistryTransport, type RegistryTransportOptions } from './transport.js';
 
 /** The Accept header for manifests: OCI and Docker schema 2 manifests and indexes. */
@@ -145,7 +145,7 @@ export class RegistryClient {
    */
   async pull(reference: string | ImageReference, store: ContentStore, opts: PullOptions = {}): Promise<ResolvedReference> {
     const { ref, descriptor } = await this.resolve(reference, opts.signal);
-    const source = `${ref.domain}/${ref.path}`;
+    const source = repositoryName(ref);
     const sourced: Promise<void>[] = [];
     await copyImageGraph(this.provider(ref, opts.signal), descriptor, store, {
       platform: opts.platform,

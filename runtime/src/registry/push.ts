@@ -73,9 +73,7 @@ export async function pushImage(
     const worker = async (): Promise<void> => {
       for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
         opts.signal?.throwIfAborted();
-        const known = (await knownSources(store, d, repo)).filter((k) => !sources.some((s) => s.path === k.path));
-        const st = await pushBlob(client, store, repo, d, [...sources, ...known], opts);
-        await store.addSource(d.digest, `${repo.domain}/${repo.path}`).catch(() => undefined);
+        const st = await pushBlob(client, store, repo, d, sources, opts);
         counts[st === 'exists' ? 'existing' : st]++;
         opts.onBlob?.(d, st);
       }
@@ -123,7 +121,11 @@ export async function putManifest(client: RegistryClient, ref: ImageReference, t
   }
 }
 
-/** Pushes one blob to `ref`'s repository: skip if present, else mount, else upload. */
+/**
+ * Pushes one blob to `ref`'s repository: skip if present, else mount (from `mountFrom`, then from
+ * the repositories the store knows hold it), else upload. The repository is recorded as a source
+ * of the blob for later pushes.
+ */
 export async function pushBlob(
   client: RegistryClient,
   store: ContentStore,
@@ -132,12 +134,27 @@ export async function pushBlob(
   mountFrom: ReadonlyArray<ImageReference> = [],
   opts: Pick<PushOptions, 'chunkSize' | 'signal'> = {},
 ): Promise<BlobPushStatus> {
+  const status = await pushBlobOnce(client, store, ref, desc, mountFrom, opts);
+  await store.addSource(desc.digest, repositoryName(ref)).catch(() => undefined);
+  return status;
+}
+
+async function pushBlobOnce(
+  client: RegistryClient,
+  store: ContentStore,
+  ref: ImageReference,
+  desc: Descriptor,
+  mountFrom: ReadonlyArray<ImageReference>,
+  opts: Pick<PushOptions, 'chunkSize' | 'signal'>,
+): Promise<BlobPushStatus> {
   const push = `repository:${ref.path}:pull,push`;
   if (await client.hasBlob(ref, desc.digest, [push])) return 'exists';
+  const known = (await knownSources(store, desc, ref)).filter((k) => !mountFrom.some((s) => s.path === k.path));
+  const sources = [...mountFrom, ...known];
   // An upload session cannot be resumed after a failed PUT/PATCH, so retry the whole upload.
   for (let attempt = 0; ; attempt++) {
     try {
-      return await uploadBlob(client, store, ref, desc, mountFrom, opts);
+      return await uploadBlob(client, store, ref, desc, sources, opts);
     } catch (e) {
       const retryable = e instanceof ImageStoreError && (e.code === 'REGISTRY_UNREACHABLE' || (e.status !== undefined && e.status >= 500));
       if (!retryable || attempt >= UPLOAD_ATTEMPTS - 1) throw e;

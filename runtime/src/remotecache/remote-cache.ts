@@ -11,7 +11,7 @@ import { AnnotationRefName, MediaTypes, isIndexMediaType, layerCompression } fro
 import type { Descriptor, ImageIndex } from '../image/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { pushBlob, putManifest } from '../registry/push.js';
-import type { ImageReference } from '../registry/reference.js';
+import { formatReference, type ImageReference } from '../registry/reference.js';
 
 /**
  * Where a cache's blobs come from when it is imported: the root manifest (list) it was found by,
@@ -148,10 +148,6 @@ function sizeMismatch(d: Descriptor, got: number): ImageStoreError {
   return new ImageStoreError('SIZE_MISMATCH', `blob ${d.digest} is ${got > MAX_SMALL_BLOB ? 'over 1 MiB' : `${got} bytes`}, not the ${d.size} its descriptor says`);
 }
 
-function formatRef(ref: ImageReference): string {
-  return `${ref.domain}/${ref.path}${ref.tag !== undefined ? `:${ref.tag}` : ''}${ref.digest !== undefined ? `@${ref.digest}` : ''}`;
-}
-
 /** Opens the cache tagged `tag` (default `latest`) in the OCI layout directory `src`. */
 export async function openLocalCache(src: string, tag = 'latest', digest?: string): Promise<CacheSourceReader> {
   const name = `type=local,src=${src}`;
@@ -208,7 +204,7 @@ export async function openRegistryCache(client: RegistryClient, ref: ImageRefere
   const resolved = await client.resolve(ref, signal);
   const rootBytes = await client.fetchManifest(ref, resolved.descriptor, signal);
   return {
-    name: `type=registry,ref=${formatRef(ref)}`,
+    name: `type=registry,ref=${formatReference(ref)}`,
     root: resolved.descriptor,
     rootBytes,
     fetch: async (d, s) => {
@@ -226,7 +222,7 @@ export async function openRegistryCache(client: RegistryClient, ref: ImageRefere
       }
       const bytes = Buffer.concat(chunks);
       if (bytes.length !== d.size) throw sizeMismatch(d, bytes.length);
-      if (digestOf(bytes) !== d.digest) throw new ImageStoreError('DIGEST_MISMATCH', `blob ${d.digest} of ${formatRef(ref)} is corrupt`);
+      if (digestOf(bytes) !== d.digest) throw new ImageStoreError('DIGEST_MISMATCH', `blob ${d.digest} of ${formatReference(ref)} is corrupt`);
       return bytes;
     },
     open: async (d, s) => {
