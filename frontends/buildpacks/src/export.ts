@@ -7,7 +7,6 @@ import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
 import { SBOM_FILE_RE } from './build.js';
-import type { ProcessType } from './descriptors.js';
 import { applyEnvOps, envMap, launchEnvOps, opsForProcess, type EnvOp, type LaunchLayerEnv } from './env.js';
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef, readEnvDir, solveState } from './client-io.js';
@@ -42,8 +41,6 @@ export interface ExportInput {
 export interface ExportedImage {
   readonly state: State;
   readonly config: ImageConfig;
-  readonly processes: readonly ProcessType[];
-  readonly defaultType?: string;
   /** The `kiln.image.layer-labels` request: which label fields get which layer's diffID. */
   readonly layerLabels: LayerLabelsRequest;
 }
@@ -240,7 +237,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       },
     },
   };
-  return { state, config, processes: procs, layerLabels, ...(defaultType === undefined ? {} : { defaultType }) };
+  return { state, config, layerLabels };
 }
 
 /** `name` as one RFC 6901 JSON pointer token. */

@@ -52,7 +52,7 @@ const intEnv = (env: ReadonlyMap<string, string>, name: string, fallback: number
 const BUILD_CONFIG_ENV_DIR = '/cnb/build-config/env';
 
 /** Loads the builder image's metadata through the client. */
-export async function loadBuilder(client: FrontendClient, ref: string): Promise<{ builder: Builder; bpRef: Ref }> {
+export async function loadBuilder(client: FrontendClient, ref: string): Promise<{ builder: Builder }> {
   const config = await resolveConfig(client, ref, 'builder');
   const state = image(normalizeRef(ref));
   const bref = await solveState(client, state);
@@ -99,7 +99,6 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
       runImages: runText === undefined ? [] : readRunToml(runText, `${ref}:${Paths.runToml}`),
       descriptors,
     },
-    bpRef: bref,
   };
 }
 
