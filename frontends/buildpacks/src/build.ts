@@ -99,9 +99,9 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
     for (const l of out.layers) {
       if (!l.metadata.build || !l.hasDir) continue;
       const dir = `${layersDir}/${l.name}`;
-      const present = new Set((await listOptional(ref, `${layersDir}/${l.name}`)).filter((x) => x.dir).map((x) => x.name));
+      const present = new Set((await listOptional(ref, dir)).filter((x) => x.dir).map((x) => x.name));
       envOps.push(...rootDirOps(dir, present, BUILD_ROOT_DIRS));
-      for (const sub of ['env', 'env.build']) if (present.has(sub)) envOps.push(...envDirOps(await readEnvDir(ref, `${layersDir}/${l.name}/${sub}`)));
+      for (const sub of ['env', 'env.build']) if (present.has(sub)) envOps.push(...envDirOps(await readEnvDir(ref, `${dir}/${sub}`)));
     }
     await saveCache(ctx, root, e, out.layers, out.store, cacheMountId);
     built.push({ entry: e, layers: out.layers, launch: out.launch, sbom: out.sbom, ...(out.store === undefined ? {} : { store: out.store }) });

@@ -7,7 +7,7 @@ import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
 import { SBOM_FILE_RE } from './build.js';
-import { applyEnvOps, envMap, launchEnvOps, opsForProcess, type EnvOp, type LaunchLayerEnv } from './env.js';
+import { applyEnvOps, envList, envMap, launchEnvOps, opsForProcess, type EnvOp, type LaunchLayerEnv } from './env.js';
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef, readEnvDir, solveState } from './client-io.js';
 import { launcherScript, processLink } from './launcher.js';
@@ -157,8 +157,8 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
       const owner = m?.[1];
       if (owner === undefined || (owner !== 'launch' && !launchLayers.has(owner))) continue;
       const dest = owner === 'launch' ? `/layers/sbom/launch/${esc}/sbom.${m?.[2] ?? ''}.json` : `/layers/sbom/launch/${esc}/${owner}/sbom.${m?.[2] ?? ''}.json`;
-      const c = copy(build.root, `${Paths.layers}/${esc}/${f}`, dest, { createDestPath: true, createdTime: EXPORT_MTIME, chown });
-      sbomAction = sbomAction === undefined ? c : sbomAction.copy(build.root, `${Paths.layers}/${esc}/${f}`, dest, { createDestPath: true, createdTime: EXPORT_MTIME, chown });
+      const args = [build.root, `${Paths.layers}/${esc}/${f}`, dest, { createDestPath: true, createdTime: EXPORT_MTIME, chown }] as const;
+      sbomAction = sbomAction === undefined ? copy(...args) : sbomAction.copy(...args);
     }
   }
   const sbom = sbomAction === undefined ? [] : [restamped(scratch().file(sbomAction, { customName: '[internal] sbom files' }), ['/layers'], '[export] sbom')];
@@ -224,7 +224,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     ...runConfig,
     config: {
       ...rest,
-      Env: [...env].map(([k, v]) => `${k}=${v}`),
+      Env: envList(env),
       Entrypoint: proc.entrypoint,
       ...(proc.cmd === undefined ? {} : { Cmd: proc.cmd }),
       WorkingDir: proc.workingDir,
