@@ -53,8 +53,9 @@ export function parseCacheExportSpec(value: string): CacheExportSpec {
   const compression = a.get('compression') ?? 'gzip';
   if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'uncompressed') throw bad(flag, value, `compression must be gzip, zstd or uncompressed`, HINT_TO);
   const oci = a.get('oci-mediatypes');
-  if (oci !== undefined && !['true', 'false', '1', '0', ''].includes(oci)) throw bad(flag, value, 'oci-mediatypes must be true or false', HINT_TO);
-  const ociMediaTypes = oci === undefined || oci === 'true' || oci === '1' || oci === '';
+  const ociFlag = bool(oci);
+  if (oci !== undefined && ociFlag === undefined) throw bad(flag, value, 'oci-mediatypes must be true or false', HINT_TO);
+  const ociMediaTypes = ociFlag ?? true;
   const type = a.get('type') ?? '';
   switch (type) {
     case 'local': {
