@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { CAPS_V0_11_6, decodeDefinition, formatImageReference, parseImageReference, parsePlatform, tagNameOnly, type Definition, type ImageMetaResolver } from '@kiln/llb-core';
+import { CAPS_V0_11_6, decodeDefinition, normalizeImageReference, parsePlatform, type Definition, type ImageMetaResolver } from '@kiln/llb-core';
 import { TsDslError, type TsDslLocation } from './errors.js';
 import { evaluateBundle } from './eval/host.js';
 import type { InitParams } from './eval/protocol.js';
@@ -70,7 +70,7 @@ export async function compileBuildFile(entry: string, reader: SourceReader, opts
     readDir: noSolver,
     statFile: noSolver,
     async resolveImageConfig({ ref, platform }) {
-      const r = await opts.resolver.resolveImageConfig(formatImageReference(tagNameOnly(parseImageReference(ref))), platform === undefined ? {} : { platform: parsePlatform(platform) });
+      const r = await opts.resolver.resolveImageConfig(normalizeImageReference(ref), platform === undefined ? {} : { platform: parsePlatform(platform) });
       return { digest: r.digest, config: Buffer.from(r.config).toString('base64') };
     },
     warn: (message, location) => opts.warn?.(message, location),

@@ -10,12 +10,10 @@ import {
   ResultMetadataKey,
   decodeDefinition,
   encodeDefinition,
-  formatImageReference,
   formatPlatform,
   local,
-  parseImageReference,
+  normalizeImageReference,
   parsePlatform,
-  tagNameOnly,
 } from '@kiln/llb-core';
 import type { Definition, FileStat, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { TsDslError } from './errors.js';
@@ -118,8 +116,7 @@ export function clientHandlers(client: FrontendClient): Handlers {
     readDir: async ({ ref, path, include }) => ({ entries: (await refOf(ref).readDir(path, include)).map(toWire) }),
     statFile: async ({ ref, path }) => ({ stat: toWire(await refOf(ref).statFile(path)) }),
     async resolveImageConfig({ ref, platform, resolveMode }) {
-      const normalized = formatImageReference(tagNameOnly(parseImageReference(ref)));
-      const r = await client.resolveImageConfig(normalized, {
+      const r = await client.resolveImageConfig(normalizeImageReference(ref), {
         ...(platform === undefined ? {} : { platform: parsePlatform(platform) }),
         ...(resolveMode === undefined ? {} : { resolveMode }),
         ...(client.signal === undefined ? {} : { signal: client.signal }),
