@@ -15,7 +15,7 @@ import { exportImage } from './export.js';
 import { helpersState } from './helpers.js';
 import { appSource, loadBuilder, loadProject, optOf, platformDir, projectBuildpacks } from './inputs.js';
 import { lookupIn, resolveOrder } from './order.js';
-import { LAYER_LABELS_KEY, Opt, Paths } from './wire.js';
+import { Opt, Paths } from './wire.js';
 
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
@@ -93,7 +93,7 @@ export function createBuildpacksFrontend(): Frontend {
       ref,
       metadata: new Map([
         [ResultMetadataKey.imageConfig, enc.encode(JSON.stringify(img.config))],
-        [LAYER_LABELS_KEY, enc.encode(JSON.stringify(img.layerLabels))],
+        [ResultMetadataKey.layerLabels, enc.encode(JSON.stringify(img.layerLabels))],
       ]),
     };
   };

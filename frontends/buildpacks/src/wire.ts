@@ -1,7 +1,6 @@
 /**
  * Paths, option keys and label names of the `kiln/buildpacks` frontend, in one place.
  */
-import { ResultMetadataKey } from '@kiln/llb-core';
 
 /** The frontend's name in kiln's registry and in `# syntax=`. */
 export const BUILDPACKS_FRONTEND = 'kiln/buildpacks';
@@ -48,12 +47,6 @@ export const Label = {
   projectMetadata: 'io.buildpacks.project.metadata',
   builderMetadata: 'io.buildpacks.builder.metadata',
 } as const;
-
-/**
- * kiln's result metadata key asking the image exporter to fill label fields with layer diffIDs
- * (cli/src/engine/layer-labels.ts reads it; stock BuildKit ignores it).
- */
-export const LAYER_LABELS_KEY = ResultMetadataKey.layerLabels;
 
 /** The Platform API whose semantics kiln follows. */
 export const PLATFORM_API = '0.14';
