@@ -66,9 +66,9 @@ export function resolveOrder(input: OrderInput, lookup: BuildpackLookup): Resolv
   const postGroups = expandGroup(post, lookup, []);
   const out: ResolvedEntry[][] = [];
   for (const g of groups) {
+    const ids = new Set(g.map((e) => e.id));
     for (const p of preGroups) {
       for (const q of postGroups) {
-        const ids = new Set(g.map((e) => e.id));
         out.push([...p.filter((e) => !ids.has(e.id)), ...g, ...q.filter((e) => !ids.has(e.id))]);
       }
     }
