@@ -5,11 +5,10 @@
  * declarations, as `tsc --noEmit` would with such a tsconfig. Bundling strips types without
  * checking them; this is where they are checked.
  */
-import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import type * as TS from 'typescript';
 import { TsDslError } from './errors.js';
-import { packageSrcRoot } from './load/package-files.js';
+import { packageSrcRoot, requirePackage } from './load/package-files.js';
 
 /** One compiler diagnostic in a build file (1-based line and column). */
 export interface CheckDiagnostic {
@@ -37,9 +36,8 @@ declare class TextDecoder { constructor(label?: string); decode(input?: Uint8Arr
 
 type Ts = typeof TS;
 let typescript: Ts | undefined;
-// Required from this package's directory at run time: the CLI's one-file bundle must not inline
-// the compiler (9 MB), and it runs in a vm.Script where import() has no loader.
-const loadTypescript = (): Ts => (typescript ??= createRequire(join(packageSrcRoot(), 'package.json'))('typescript') as Ts);
+// not inlined in the CLI's one-file bundle (9 MB)
+const loadTypescript = (): Ts => (typescript ??= requirePackage<Ts>('typescript'));
 
 /** The DSL's declarations (dist `.d.ts`; the `.ts` sources when running from src under vitest). */
 function dslDeclarations(): string {

@@ -5,11 +5,11 @@
  * gateway's solved input, or the disk for `kiln llb`), never from the host directly. Node
  * built-ins and npm packages are rejected: a build is a pure function of its inputs.
  */
-import { builtinModules, createRequire } from 'node:module';
-import { join, posix } from 'node:path';
+import { builtinModules } from 'node:module';
+import { posix } from 'node:path';
 import type { Message, Plugin, PluginBuild } from 'esbuild';
 import { TsDslError } from '../errors.js';
-import { packageModule, packageSrcRoot } from './package-files.js';
+import { packageModule, requirePackage } from './package-files.js';
 
 /** Reads build files by path relative to the entry file's directory; undefined when missing. */
 export interface SourceReader {
@@ -106,11 +106,9 @@ function toError(m: Message | undefined, entry: string): TsDslError {
 
 type Esbuild = typeof import('esbuild');
 
-// Required at run time from this package's directory: the CLI's one-file bundle must not inline
-// esbuild (its JS API starts the native binary next to its own package), and that bundle runs in
-// a vm.Script, where a dynamic import() has no loader.
+// not inlined in the CLI's one-file bundle: esbuild's JS API starts the native binary next to its own package
 let esbuild: Esbuild | undefined;
-const loadEsbuild = (): Esbuild => (esbuild ??= createRequire(join(packageSrcRoot(), 'package.json'))('esbuild') as Esbuild);
+const loadEsbuild = (): Esbuild => (esbuild ??= requirePackage<Esbuild>('esbuild'));
 
 /** Bundles `entry` (a path relative to the reader's root) with the DSL and the evaluator. */
 export async function bundleBuildFile(entry: string, reader: SourceReader): Promise<Bundle> {

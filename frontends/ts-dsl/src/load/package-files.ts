@@ -5,12 +5,19 @@
  * so the installed package is found from the running script instead.
  */
 import { existsSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TsDslError } from '../errors.js';
 
-/** The directory holding this package's compiled (dist) or source (src) modules. */
+let srcRoot: string | undefined;
+
+/** The directory holding this package's compiled (dist) or source (src) modules (found once). */
 export function packageSrcRoot(): string {
+  return (srcRoot ??= findSrcRoot());
+}
+
+function findSrcRoot(): string {
   const url: unknown = import.meta.url;
   if (typeof url === 'string' && url.startsWith('file:')) return join(dirname(fileURLToPath(url)), '..');
   let dir = dirname(realpathSync(process.argv[1] ?? process.cwd()));
@@ -31,4 +38,13 @@ export function packageModule(name: string): string {
     if (existsSync(p)) return p;
   }
   throw new TsDslError('KLN0804', `cannot find ${name} of @kiln/ts-dsl under ${root}`, { hint: 'npx tsc -b builds frontends/ts-dsl/dist' });
+}
+
+/**
+ * Requires a dependency of this package (esbuild, typescript) from its directory at run time:
+ * the CLI's one-file bundle must not inline them, and it runs in a vm.Script where import() has
+ * no loader.
+ */
+export function requirePackage<T>(name: string): T {
+  return createRequire(join(packageSrcRoot(), 'package.json'))(name) as T;
 }
