@@ -56,6 +56,18 @@ async function resolveRelative(reader: SourceReader, importer: string, spec: str
   return undefined;
 }
 
+/** One read per path: resolving an import reads the file (and its extension probes), loading it reads it again. */
+function cachedReader(reader: SourceReader): SourceReader {
+  const reads = new Map<string, Promise<Uint8Array | undefined>>();
+  return {
+    read(path) {
+      let r = reads.get(path);
+      if (r === undefined) reads.set(path, (r = reader.read(path)));
+      return r;
+    },
+  };
+}
+
 function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evaluator: string, prelude: string, sources: Record<string, string>): Plugin {
   return {
     name: 'kiln-build-files',
@@ -130,7 +142,7 @@ export async function bundleBuildFile(entry: string, reader: SourceReader): Prom
       logLevel: 'silent',
       outfile: 'build.mjs',
       metafile: true,
-      plugins: [buildFilePlugin(reader, posix.normalize(entry), dsl, evaluator, prelude, sources)],
+      plugins: [buildFilePlugin(cachedReader(reader), posix.normalize(entry), dsl, evaluator, prelude, sources)],
     });
     const file = out.outputFiles[0];
     if (file === undefined) throw new TsDslError('KLN0801', 'esbuild produced no output', { location: { file: entry, line: 1, column: 1 } });
