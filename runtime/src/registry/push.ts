@@ -44,7 +44,8 @@ export interface PushResult {
 /**
  * Pushes an image from the content store to one or more references (several tags and/or
  * repositories). Per repository: blobs in parallel (HEAD to skip existing ones, a cross-repo
- * mount from a repository already pushed to in this call or from `mountFrom`, else an upload),
+ * mount from `mountFrom` or a repository the store knows has the blob — one pushed to earlier in
+ * this call included — else an upload),
  * then child manifests by digest, then the root manifest once per tag.
  */
 export async function pushImage(
@@ -82,7 +83,6 @@ export async function pushImage(
     for (const m of manifests) await putManifest(client, repo, m.digest, await store.readBlob(m.digest), m.mediaType, opts.signal);
     const rootBytes = await store.readBlob(root.digest);
     for (const r of group) await putManifest(client, r, r.tag ?? root.digest, rootBytes, root.mediaType, opts.signal);
-    mountSources.push(repo);
   }
   return { refs: refs.map((r) => formatReference({ domain: r.domain, path: r.path, tag: r.tag ?? undefined, digest: r.tag === undefined ? root.digest : undefined })), digest: root.digest, ...counts };
 }
