@@ -12,7 +12,7 @@ import { ImageResult, imageConfigFor } from '../dsl/image-result.js';
 import { LowerContext } from '../dsl/lower.js';
 import { marshal } from '../dsl/marshal.js';
 import { image, local } from '../dsl/sources.js';
-import { State, checkPlatform } from '../dsl/state.js';
+import { State, checkPlatform, describeValue } from '../dsl/state.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
 import { buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
@@ -246,7 +246,7 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   const one = async (p: string, r: unknown): Promise<WireResult> => {
     const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
     if (img === undefined) {
-      throw withBuildLocation(new CallError(`the default export returned ${describe(r)}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), defaultExportAt(entry, init.sources?.[entry]));
+      throw withBuildLocation(new CallError(`the default export returned ${describeValue(r)}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), defaultExportAt(entry, init.sources?.[entry]));
     }
     const def = await marshal(img.state, marshalOpts(p));
     if (init.imageConfig === false) return { platform: p, definition: b64(encodeDefinition(def)), config: '' };
@@ -276,10 +276,3 @@ function parseImageConfigBytes(r: { config: Uint8Array }): Uint8Array {
   parseImageConfig(r.config);
   return r.config;
 }
-
-function describe(v: unknown): string {
-  if (v === undefined || v === null) return String(v);
-  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
-  return `a ${typeof v}`;
-}
-
