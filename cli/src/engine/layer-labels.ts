@@ -28,6 +28,8 @@ export interface LayerLabels {
 
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** An RFC 6901 array index token. */
+const ARRAY_INDEX = /^(0|[1-9]\d*)$/;
 
 /** Parses a {@link LAYER_LABELS_KEY} value; a malformed one is `KLN0704` (a frontend bug). */
 export function parseLayerLabels(bytes: Uint8Array): LayerLabels {
@@ -91,13 +93,13 @@ function setString(doc: unknown, ptr: string, value: string): void {
   if (last === undefined) return;
   let cur: unknown = doc;
   for (const t of tokens) {
-    if (Array.isArray(cur)) cur = /^(0|[1-9]\d*)$/.test(t) ? (cur as unknown[])[Number(t)] : undefined;
+    if (Array.isArray(cur)) cur = ARRAY_INDEX.test(t) ? (cur as unknown[])[Number(t)] : undefined;
     else if (isObject(cur)) cur = Object.hasOwn(cur, t) ? cur[t] : undefined;
     else return;
   }
   if (Array.isArray(cur)) {
     const arr = cur as unknown[];
-    if (/^(0|[1-9]\d*)$/.test(last) && typeof arr[Number(last)] === 'string') arr[Number(last)] = value;
+    if (ARRAY_INDEX.test(last) && typeof arr[Number(last)] === 'string') arr[Number(last)] = value;
   } else if (isObject(cur) && Object.hasOwn(cur, last) && typeof cur[last] === 'string') {
     cur[last] = value;
   }
