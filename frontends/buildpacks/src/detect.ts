@@ -35,6 +35,8 @@ export interface LifecycleContext {
   readonly helpers: State;
 }
 
+/** A detect run with the output it printed (shown when the group errors). */
+type DetectOutcome = DetectRun & { readonly output: string };
 
 /** The directory of a buildpack inside `/cnb/buildpacks`. */
 export const buildpackDir = (e: { readonly id: string; readonly version: string }): string => `${Paths.buildpacks}/${escapeId(e.id)}/${e.version}`;
@@ -61,8 +63,8 @@ export interface DetectResult {
 /** Runs detect over `groups` and returns the first group that passes. */
 export async function detect(ctx: LifecycleContext, groups: readonly (readonly ResolvedEntry[])[]): Promise<DetectResult> {
   if (groups.length === 0) throw new BuildpacksError('KLN0903', 'no buildpack groups to detect', { hint: 'the builder has no /cnb/order.toml and project.toml names no buildpacks' });
-  const runs = new Map<string, Promise<DetectRun & { output: string }>>();
-  const runOf = (e: ResolvedEntry): Promise<DetectRun & { output: string }> => {
+  const runs = new Map<string, Promise<DetectOutcome>>();
+  const runOf = (e: ResolvedEntry): Promise<DetectOutcome> => {
     const key = entryKey(e);
     let r = runs.get(key);
     if (r === undefined) runs.set(key, (r = targetMatches(e, ctx.targetEnv) ? runDetect(ctx, e) : Promise.resolve(targetMismatch(e, ctx.targetEnv))));
@@ -104,12 +106,12 @@ export function targetMatches(e: ResolvedEntry, target: ReadonlyMap<string, stri
 }
 
 /** A required buildpack whose targets exclude the run image errors its group (lifecycle code -1). */
-function targetMismatch(e: ResolvedEntry, target: ReadonlyMap<string, string>): DetectRun & { output: string } {
+function targetMismatch(e: ResolvedEntry, target: ReadonlyMap<string, string>): DetectOutcome {
   const want = e.descriptor.targets.map((t) => `${t.os ?? '*'}/${t.arch ?? '*'}`).join(', ');
   return { code: -1, plan: { sections: { requires: [], provides: [] }, or: [] }, output: `targets ${want} do not include the run image ${target.get('CNB_TARGET_OS') ?? '?'}/${target.get('CNB_TARGET_ARCH') ?? '?'}` };
 }
 
-async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectRun & { output: string }> {
+async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectOutcome> {
   const plan = '/kiln/out/plan.toml';
   const exec = ctx.root.run({
     args: [`${HELPERS_DIR}/detect`, `${buildpackDir(e)}/bin/detect`, Paths.platform, plan],
