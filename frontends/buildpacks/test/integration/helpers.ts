@@ -3,11 +3,12 @@
  * the real CLI (`node cli/bin/kiln.js`) after `npm run build`, a temp kiln root holding the
  * offline CNB images (test/fixtures/make-images.ts), real runc and umoci.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { makeTestImages } from '../fixtures/make-images.js';
 
 export const repo = join(import.meta.dirname, '../../../..');
@@ -63,8 +64,12 @@ export interface Run {
 
 /** Runs `node cli/bin/kiln.js …` in `cwd` (extra env on top of the test's). */
 export function kiln(args: readonly string[], cwd: string, env: Readonly<Record<string, string>> = {}): Promise<Run> {
+  return collect(spawn(process.execPath, [kilnBin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }));
+}
+
+/** A child's exit code and output. */
+function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [kilnBin, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -112,15 +117,7 @@ export async function runBundle(bundle: string, opts: { args?: string[]; env?: s
   spec.process.env = [...spec.process.env, ...(opts.env ?? [])];
   if (spec.linux?.namespaces !== undefined) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'network');
   await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
-  return new Promise((resolve, reject) => {
-    const child = spawn('runc', ['run', '--bundle', bundle, opts.id], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return collect(spawn('runc', ['run', '--bundle', bundle, opts.id], { stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** A free TCP port on 127.0.0.1. */
