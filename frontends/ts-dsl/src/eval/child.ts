@@ -15,8 +15,8 @@ import { image, local } from '../dsl/sources.js';
 import { State, checkPlatform, describeValue } from '../dsl/state.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
-import { buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
-import { buildFrame, CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
+import { buildFrame, buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
+import { CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const unb64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));

@@ -71,5 +71,3 @@ export type Notification =
 
 /** The JSON-RPC error code the parent uses for a failed ctx call. */
 export const CALL_FAILED = -32000;
-
-export { buildFrame } from '../dsl/source-location.js';
