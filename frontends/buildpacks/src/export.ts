@@ -3,7 +3,7 @@
  * alphabetical), the app, and the launcher with its config, plus the image config and labels.
  */
 import { copy, image, merge, mkdir, scratch, type FileAction } from '@kiln/llb-core';
-import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
+import type { FrontendClient, ImageConfig, LayerLabelsRequest, Ref, State } from '@kiln/llb-core';
 import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
 import { SBOM_FILE_RE } from './build.js';
@@ -43,16 +43,6 @@ export interface ExportedImage {
   readonly config: ImageConfig;
   /** The `kiln.image.layer-labels` request: which label fields get which layer's diffID. */
   readonly layerLabels: LayerLabelsRequest;
-}
-
-/**
- * kiln's `kiln.image.layer-labels` result metadata: label name -> JSON pointer -> layer index
- * counted from the top of the exported image; `check` names the run image's top layer, so an
- * exporter whose layers are not the merge inputs (a flattened merge) fills nothing.
- */
-export interface LayerLabelsRequest {
-  readonly labels: Readonly<Record<string, Readonly<Record<string, number>>>>;
-  readonly check?: { readonly layer: number; readonly diffID: string };
 }
 
 /** Builds the app image from the build output. */
@@ -104,6 +94,10 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     lifecycleBps.push({ key: bp.entry.id, version: bp.entry.version, layers: layerMeta, ...(bp.store === undefined ? {} : { store: { metadata: bp.store } }) });
   }
   const merged = mergeProcesses(build.buildpacks.map((b) => b.launch.processes));
+  if (merged.replacedDefaults.length > 0) {
+    // lifecycle's builder warns the same way and goes on without a default for that type.
+    input.client.warn({ message: `redefining the following default process type with a process not marked as default: ${merged.replacedDefaults.join(', ')}` });
+  }
   const processes = merged.processes;
   const bpDefaultType = merged.defaultType;
   let defaultType = bpDefaultType;

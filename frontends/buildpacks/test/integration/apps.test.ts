@@ -209,6 +209,36 @@ describe('kiln/buildpacks apps', () => {
     expect({ code: r.code, out: r.stdout + r.stderr }).toEqual({ code: 0, out: 'local saw yes\nyes\n' });
   }, 300_000);
 
+  test('a later buildpack redefining the default process type without default: a warning, and no default process', async () => {
+    const app = join(sb.dir, 'redefined-default');
+    const q = "'''";
+    const inline = (id: string, launch: string): string[] => [
+      '[[build.buildpacks]]',
+      `id = "${id}"`,
+      '[build.buildpacks.script]',
+      'api = "0.10"',
+      `inline = ${q}`,
+      `printf '${launch}' > "$CNB_LAYERS_DIR/launch.toml"`,
+      q,
+    ];
+    await writeTree(app, {
+      'project.toml': [
+        '# syntax=kiln/buildpacks',
+        '[project]',
+        'id = "redefine"',
+        '[build]',
+        ...inline('kt/first', '[[processes]]\\ntype = "web"\\ncommand = ["echo", "first"]\\ndefault = true\\n'),
+        ...inline('kt/second', '[[processes]]\\ntype = "web"\\ncommand = ["echo", "second"]\\n'),
+        '',
+      ].join('\n'),
+    });
+    const { layout, run } = await buildAndUnpack(app, ['--build-arg', 'builder=kt/builder']);
+    expect(run.stderr).toContain('redefining the following default process type with a process not marked as default: web');
+    const md = JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { processes: { type: string; command: string[] }[]; 'buildpack-default-process-type'?: string };
+    expect(md.processes.map((p) => [p.type, p.command])).toEqual([['web', ['echo', 'second']]]);
+    expect(md['buildpack-default-process-type']).toBeUndefined();
+  }, 300_000);
+
   test('a composite buildpack from project.toml expands to its order (probe optional, dropped)', async () => {
     const app = join(sb.dir, 'composite');
     await writeTree(app, {
