@@ -119,3 +119,20 @@ export const ResultMetadataKey = {
    */
   layerLabels: 'kiln.image.layer-labels',
 } as const;
+
+/**
+ * The JSON value of {@link ResultMetadataKey.layerLabels}: a frontend asks the image exporter to
+ * write layer diffIDs, which only the exporter knows, into label values of the image config (the
+ * CNB `io.buildpacks.lifecycle.metadata` shas). Each label value is JSON; at each RFC 6901 pointer
+ * in it, a string (left `""` by the frontend, so an exporter that ignores the key writes empty
+ * shas) becomes the diffID of the given layer, counted from the top of the exported image
+ * (0 = the topmost): the layers a frontend adds on a base image count the same whatever the base
+ * holds. `check` names a layer whose diffID the frontend knows (the base image's top): when it
+ * differs, or a layer is out of range (a merge was flattened into one layer), nothing is filled.
+ * `kiln.image.layer-labels/<platform>` applies to one platform's ref, like the image config.
+ */
+export interface LayerLabelsRequest {
+  /** label name -> JSON pointer -> layer index from the top. */
+  readonly labels: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  readonly check?: { readonly layer: number; readonly diffID: string };
+}

@@ -155,6 +155,7 @@ export {
   type FrontendWarning,
   type FrontendClient,
   type Frontend,
+  type LayerLabelsRequest,
   ResultMetadataKey,
 } from './frontend.js';
 export { fromDefinition } from './state/definition-op.js';

@@ -1,29 +1,19 @@
-import { ResultMetadataKey } from '@kiln/llb-core';
+import { ResultMetadataKey, type LayerLabelsRequest } from '@kiln/llb-core';
 import type { ImageConfigDraft } from '@kiln/runtime';
 import { EngineError } from './errors.js';
 
 /**
- * Result metadata key (kiln's own; other frontends and stock BuildKit don't set or read it): a
- * frontend asks the image exporter to write layer diffIDs into label values of the image
- * config, values only the exporter knows (the CNB `io.buildpacks.lifecycle.metadata` shas).
- * Like `containerimage.config`, `kiln.image.layer-labels/<platform>` applies to one platform's ref.
- *
- * The value is JSON:
- * `{"labels": {"<label>": {"<JSON pointer>": <layer>}}, "check": {"layer": <layer>, "diffID": "sha256:…"}}`.
- * Each label value is JSON; at each RFC 6901 pointer in it a string (left `""` by the frontend,
- * so an exporter that ignores the key writes empty shas) becomes the diffID of layer `<layer>`,
- * counted from the top of the exported image (0 = the topmost layer): the layers a frontend adds
- * on top of a base image count the same whatever the base holds. `check` (optional) names a
- * layer whose diffID the frontend knows (the base image's top layer): when it differs, or a
- * layer is out of range (the snapshotter flattened a merge into one layer), nothing is filled.
+ * Result metadata key (kiln's own; other frontends and stock BuildKit don't set or read it) whose
+ * JSON value is a {@link LayerLabelsRequest} (llb-core documents the format): label values of the
+ * image config the exporter fills with layer diffIDs.
  */
 export const LAYER_LABELS_KEY = ResultMetadataKey.layerLabels;
 
-/** A parsed {@link LAYER_LABELS_KEY} value. */
+/** A parsed {@link LayerLabelsRequest}, validated, with maps for lookup. */
 export interface LayerLabels {
   /** label name -> JSON pointer -> layer index from the top. */
   readonly labels: ReadonlyMap<string, ReadonlyMap<string, number>>;
-  readonly check?: { readonly layer: number; readonly diffID: string };
+  readonly check?: LayerLabelsRequest['check'];
 }
 
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
