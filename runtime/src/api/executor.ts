@@ -1,3 +1,4 @@
+import type { Readable, Writable } from 'node:stream';
 import type { Mount } from './snapshot.js';
 
 /** `none`: a fresh network namespace with only `lo` (up); `host`: the host's namespace. */
@@ -87,6 +88,19 @@ export interface ExecRequest {
   readonly onOutput?: (line: OutputLine) => void;
   /** What {@link Executor.prepare} returned for this run, if it was announced; the run uses it up. */
   readonly prepared?: ExecPreparation;
+  /**
+   * Stream mode: the process's fd 0 reads `stdin` and its fd 1 writes to `stdout`, byte for byte
+   * (an external frontend speaks gRPC over them, as buildkitd runs one); stderr still comes through
+   * `onOutput`. `stdout` is ended when the process closes its fd 1 (or exits); `stdin` is read until
+   * it ends or the process exits, and is left to the caller afterwards (unpiped, not destroyed).
+   */
+  readonly stdio?: ExecStdio;
+}
+
+/** The streams of a {@link ExecRequest.stdio} run. */
+export interface ExecStdio {
+  readonly stdin: Readable;
+  readonly stdout: Writable;
 }
 
 /**

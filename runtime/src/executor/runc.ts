@@ -5,7 +5,7 @@ import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:
 import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
-import type { ExecMount, ExecPreparation, ExecRequest, ExecResult, Executor, HostEntry, OutputLine } from '../api/executor.js';
+import type { ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry, OutputLine } from '../api/executor.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { mountPointLayers, rootLayout } from './rootfs.js';
@@ -100,7 +100,9 @@ export class RuncExecutor implements Executor {
     throwIfAborted(signal);
     const started = Date.now();
     this.#ensureState();
-    let pre = await this.#prestart.take(req.prepared);
+    // A stream run starts its own runc with pipes (see #runStdio): an announced one is withdrawn.
+    if (req.stdio !== undefined) req.prepared?.release();
+    let pre = req.stdio === undefined ? await this.#prestart.take(req.prepared) : undefined;
     const { id, bundle } = pre ?? this.#newRun();
     const scratch = join(this.#root, 'executor', id);
     if (pre === undefined) mkdirSync(bundle, { recursive: true, mode: 0o711 });
@@ -147,7 +149,10 @@ export class RuncExecutor implements Executor {
       throwIfAborted(signal);
       const waiting = pre;
       pre = undefined;
-      const exitCode = await this.#runc_run({ id, bundle }, specJson(spec), waiting, req.onOutput, signal);
+      const exitCode =
+        req.stdio === undefined
+          ? await this.#runc_run({ id, bundle }, specJson(spec), waiting, req.onOutput, signal)
+          : await this.#runStdio({ id, bundle }, specJson(spec), req.stdio, req.onOutput, signal);
       return { exitCode, durationMs: Date.now() - started };
     } finally {
       pre?.discard();
@@ -416,6 +421,86 @@ export class RuncExecutor implements Executor {
       return code;
     } finally {
       signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * A stream run ({@link ExecRequest.stdio}): runc started with `child_process.spawn` and pipes on
+   * fds 0-2, which `runc run` (no terminal) hands to the container process as they are, so bytes
+   * pass unchanged. Not through the process helper, which relays output as hex lines and gives
+   * /dev/null as stdin. Cancellation, runc errors and cleanup as in {@link RuncExecutor.#runc_run}.
+   */
+  async #runStdio(
+    run: RunDirs,
+    config: string,
+    stdio: ExecStdio,
+    onOutput: ((l: OutputLine) => void) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const { id, bundle } = run;
+    // The spec holds the process environment: root-only.
+    writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
+    const missing = (): WorkerError => new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
+    // Its own process group (as #start's fallback): kiln stops containers on Ctrl-C itself.
+    const child = spawn(this.#runc, this.#runArgs(run), { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const exit = new Promise<number>((resolve, reject) => {
+      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
+      child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
+    });
+    // The container may exit (or never read) while input is pending: EPIPE is not an error here.
+    child.stdin.on('error', () => undefined);
+    stdio.stdin.pipe(child.stdin);
+    const copied = new Promise<void>((resolve) => {
+      child.stdout.once('end', resolve);
+      child.stdout.once('error', () => resolve());
+      // The caller's stream failed or was destroyed: drain the rest so runc is never blocked.
+      const gone = (): void => {
+        child.stdout.unpipe(stdio.stdout);
+        child.stdout.resume();
+        resolve();
+      };
+      stdio.stdout.once('error', gone);
+      stdio.stdout.once('close', gone);
+    });
+    child.stdout.pipe(stdio.stdout);
+    const emit = onOutput ?? ((): void => undefined);
+    const errors = splitLines(child.stderr, 'stderr', emit);
+    const started: Started = {
+      stdout: child.stdout,
+      stderr: child.stderr,
+      exit,
+      running: () => child.exitCode === null && child.signalCode === null,
+      hold: () => undefined,
+      kill: () => child.kill('SIGKILL'),
+    };
+    let cancelled = false;
+    const onAbort = (): void => {
+      cancelled = true;
+      void this.#kill(id, started);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted === true) onAbort();
+    try {
+      const code = await exit;
+      // The container and runc are gone: nothing reads the caller's stream any more.
+      stdio.stdin.unpipe(child.stdin);
+      child.stdin.destroy();
+      await Promise.all([copied, errors]);
+      if (cancelled) {
+        await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+        throw new WorkerError('CANCELLED', 'process cancelled', { cause: signal?.reason });
+      }
+      if (code !== 0) {
+        const err = await runcError(join(bundle, 'runc.log'));
+        if (err !== undefined) {
+          await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+          throw new WorkerError('EXEC_FAILED', `runc: ${err}`);
+        }
+      }
+      return code;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      stdio.stdin.unpipe(child.stdin);
     }
   }
 

@@ -1,0 +1,170 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Readable, Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { LocalSnapshotter, RuncExecutor, unpackLayer, type ExecRequest, type OutputLine } from '@kiln/runtime';
+
+const BUSYBOX_LAYER = new URL(
+  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
+  import.meta.url,
+).pathname;
+
+let root = '';
+let snapshotter: LocalSnapshotter;
+let executor: RuncExecutor;
+let counter = 0;
+
+beforeAll(async () => {
+  try {
+    execFileSync('runc', ['--version']);
+  } catch {
+    throw new Error('runc is required for these tests: apt-get install runc');
+  }
+  root = await mkdtemp(join(tmpdir(), 'kiln-exec-stdio-'));
+  snapshotter = new LocalSnapshotter({ root });
+  executor = new RuncExecutor({ root });
+  await unpackLayer(snapshotter, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
+});
+
+afterAll(async () => {
+  expect(await mountsUnder(root)).toEqual([]);
+  await rm(root, { recursive: true, force: true });
+  await rm(executor.runtimeDir, { recursive: true, force: true });
+});
+
+async function mountsUnder(prefix: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(prefix));
+}
+
+/** A Writable that keeps every chunk, and whether it was ended. */
+function collector(): { stream: Writable; bytes(): Buffer; ended(): boolean } {
+  const chunks: Buffer[] = [];
+  let ended = false;
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk);
+      cb();
+    },
+    final(cb) {
+      ended = true;
+      cb();
+    },
+  });
+  return { stream, bytes: () => Buffer.concat(chunks), ended: () => ended };
+}
+
+async function runStdio(args: string[], stdin: Readable, extra: Partial<ExecRequest> = {}) {
+  const snapshot = `s${++counter}`;
+  await snapshotter.prepare(snapshot, 'busybox');
+  const out = collector();
+  const lines: OutputLine[] = [];
+  try {
+    const result = await executor.run({
+      rootfs: await snapshotter.mounts(snapshot),
+      process: { args, env: ['PATH=/bin:/usr/bin'] },
+      stdio: { stdin, stdout: out.stream },
+      onOutput: (l) => lines.push(l),
+      ...extra,
+    });
+    return { result, stdout: out.bytes(), ended: out.ended(), lines };
+  } finally {
+    await snapshotter.remove(snapshot);
+  }
+}
+
+async function leftovers(): Promise<string[]> {
+  return [
+    ...(await readdir(join(executor.runtimeDir, 'runc')).catch(() => [])),
+    ...(await readdir(join(executor.runtimeDir, 'bundles')).catch(() => [])),
+    ...(await readdir(join(root, 'executor')).catch(() => [])),
+  ];
+}
+
+describe('runc executor, stdio mode', () => {
+  test('cat echoes 8 MiB of random bytes from stdin to stdout unchanged; stderr comes as output lines; stdout is ended', async () => {
+    const data = randomBytes(8 << 20);
+    const r = await runStdio(['sh', '-c', 'cat; echo "done $?" >&2'], Readable.from([data.subarray(0, 3 << 20), data.subarray(3 << 20)]));
+    expect(r.result.exitCode).toBe(0);
+    expect(r.stdout.length).toBe(data.length);
+    expect(r.stdout.equals(data)).toBe(true);
+    expect(r.ended).toBe(true);
+    expect(r.lines.map((l) => [l.stream, l.line])).toEqual([['stderr', 'done 0']]);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  test('a request/answer exchange: the container answers each line while stdin stays open', async () => {
+    const input = new PassThrough();
+    const answers: string[] = [];
+    const snapshot = `s${++counter}`;
+    await snapshotter.prepare(snapshot, 'busybox');
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        answers.push(chunk.toString());
+        // the next request only once the answer to this one came back
+        const answered = answers.join('').split('\n').length - 1;
+        if (answered < 3) input.write(`req${answered}\n`);
+        else input.end();
+        cb();
+      },
+    });
+    input.write('req0\n');
+    const result = await executor.run({
+      rootfs: await snapshotter.mounts(snapshot),
+      process: { args: ['sh', '-c', 'while read l; do echo "ans-$l"; done; exit 7'], env: [] },
+      stdio: { stdin: input, stdout },
+    });
+    await snapshotter.remove(snapshot);
+    expect(result.exitCode).toBe(7);
+    expect(answers.join('')).toBe('ans-req0\nans-req1\nans-req2\n');
+  });
+
+  test('a process that exits without reading stdin: the run ends, the caller keeps its stream', async () => {
+    const input = new PassThrough();
+    input.write(randomBytes(1 << 20));
+    const r = await runStdio(['sh', '-c', 'echo oops >&2; exit 3'], input);
+    expect(r.result.exitCode).toBe(3);
+    expect(r.lines.map((l) => l.line)).toEqual(['oops']);
+    expect(r.ended).toBe(true);
+    expect(input.destroyed).toBe(false);
+    expect(input.listenerCount('data')).toBe(0);
+    input.destroy();
+  });
+
+  test('cancel kills the container while it waits on stdin, and leaves no runc state, bundle or mount', async () => {
+    const ac = new AbortController();
+    const input = new PassThrough();
+    const started = Date.now();
+    const p = runStdio(['sh', '-c', 'cat >/dev/null; sleep 1009'], input, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 500);
+    await expect(p).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await leftovers()).toEqual([]);
+    expect(await mountsUnder(root)).toEqual([]);
+    expect(spawnSync('pgrep', ['-f', 'cat >/dev/null; sleep 1009']).status).toBe(1);
+    input.destroy();
+  });
+
+  test('an announced run used for a stream run is withdrawn; normal runs still work after it', async () => {
+    const prepared = executor.prepare();
+    const r = await runStdio(['cat'], Readable.from([Buffer.from('x')]), { prepared });
+    expect(r.stdout.toString()).toBe('x');
+    const snapshot = `s${++counter}`;
+    await snapshotter.prepare(snapshot, 'busybox');
+    const lines: OutputLine[] = [];
+    const n = await executor.run({ rootfs: await snapshotter.mounts(snapshot), process: { args: ['echo', 'normal'], env: [] }, onOutput: (l) => lines.push(l) });
+    await snapshotter.remove(snapshot);
+    expect(n.exitCode).toBe(0);
+    expect(lines.map((l) => l.line)).toEqual(['normal']);
+    // no pre-started runc keeps waiting for a run that will not come
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await leftovers()).toEqual([]);
+  });
+});
