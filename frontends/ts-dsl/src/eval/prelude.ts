@@ -6,7 +6,8 @@
  * `_debugProcess` does the same directly. `getBuiltinModule` would hand out `node:net` (unix
  * sockets such as the daemon's) past the import hooks; `binding`, `_linkedBinding` and `dlopen`
  * reach native code. Each becomes a function that throws, fixed so build code cannot put the
- * original back. Before that, started as root, it gives up root for nobody.
+ * original back; so do the network globals (`fetch`, `WebSocket`, `EventSource`). Before that,
+ * started as root, it gives up root for nobody.
  */
 
 /** The unprivileged user and group the evaluator runs as when started as root. */
@@ -29,5 +30,20 @@ for (const name of BLOCKED) {
   };
   Object.defineProperty(process, name, { value: blocked, writable: false, configurable: false, enumerable: false });
 }
+
+// Node 20's permission model has no network permission, and the built-ins that reach the
+// network are refused when bundling and by the import hooks; what is left are these globals.
+// A build file reads its inputs through ctx (sources the solver fetches and caches), never
+// directly, so its LLB stays a function of those inputs.
+for (const name of ['fetch', 'WebSocket', 'EventSource'] as const) {
+  if (!(name in globalThis)) continue;
+  const blocked = (): never => {
+    throw new Error(`${name} is not available in a build file: the network is reached through sources (image(), git(), http()), which the solver fetches and caches`);
+  };
+  Object.defineProperty(globalThis, name, { value: blocked, writable: false, configurable: false, enumerable: false });
+}
+// undici keeps the socket pool behind fetch on this global symbol, made on first use (kiln's own
+// evaluator code never fetches): pinned empty, it can neither be made nor reached.
+Object.defineProperty(globalThis, Symbol.for('undici.globalDispatcher.1'), { value: undefined, writable: false, configurable: false, enumerable: false });
 
 export {};

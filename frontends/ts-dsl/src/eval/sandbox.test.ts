@@ -3,6 +3,8 @@
  * time, signal other processes (SIGUSR1 opens a Node parent's inspector, which the open network
  * could then reach), run forever, or take all memory.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { bundleBuildFile, type SourceReader } from '../load/bundle.js';
 import { evaluateBundle, type EvaluateOptions, type Handlers } from './host.js';
@@ -52,6 +54,23 @@ describe('evaluator sandbox', () => {
   test('process.getBuiltinModule and data: URL imports are refused', async () => {
     await expect(run(`  (globalThis as any).process.getBuiltinModule("net");`)).rejects.toThrow(/process\.getBuiltinModule is not available/);
     await expect(run(`  const u = "data:text/javascript,export default 1";\n  await import(u);`)).rejects.toThrow(/import\("data:text\/javascript,export default 1"\) is not available/);
+  });
+
+  test('no network from build code: fetch, WebSocket and EventSource throw, undici\'s dispatcher cannot be reached, and a local server sees no connection', async () => {
+    let connections = 0;
+    const server = createServer((_req, res) => res.end('reached'));
+    server.on('connection', () => (connections += 1));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      await expect(run(`  await fetch("http://127.0.0.1:${port}/");`)).rejects.toThrow(/fetch is not available in a build file/);
+      await expect(run(`  new (globalThis as any).WebSocket("ws://127.0.0.1:${port}/");`)).rejects.toThrow(/not available in a build file|WebSocket is not a constructor/);
+      await expect(run(`  (globalThis as any).fetch = 1;`)).rejects.toThrow(/read.only|Cannot assign/);
+      await expect(run(`  if ((globalThis as any)[Symbol.for("undici.globalDispatcher.1")] !== undefined) throw new Error("dispatcher reachable");\n  Object.defineProperty(globalThis, Symbol.for("undici.globalDispatcher.1"), { value: {} });`)).rejects.toThrow(/Cannot redefine property/);
+      expect(connections).toBe(0);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   test('a forged request on stdout for a method that is no ctx call is refused, not run (it crashed the parent)', async () => {
