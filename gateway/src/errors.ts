@@ -3,7 +3,13 @@ export type GatewayErrorCode =
   | 'KLN0601' // unknown frontend
   | 'KLN0602' // entry file missing from the dockerfile input
   | 'KLN0603' // frontend returned no result
-  | 'KLN0604'; // syntax forwarding loop
+  | 'KLN0604' // syntax forwarding loop
+  | 'KLN0610' // an external frontend returned an error (LLBBridge Return)
+  | 'KLN0611' // an external frontend exited without returning a result
+  | 'KLN0612' // an LLBBridge call failed (gRPC status from the other side)
+  | 'KLN0613' // an LLBBridge message larger than the 16 MiB limit
+  | 'KLN0614' // malformed LLBBridge traffic (framing, protobuf, unknown ref id)
+  | 'KLN0615'; // the other side of LLBBridge lacks a capability
 
 /** An error the gateway raises: a stable `code`, a one-line message and a hint. */
 export class GatewayError extends Error {
