@@ -1,3 +1,4 @@
+import type { Readable, Writable } from 'node:stream';
 import type { Definition, FileStat, ImageMetaResolver, ReadFileOptions, ResolveImageConfigOptions } from '@kiln/llb-core';
 
 /**
@@ -30,4 +31,48 @@ export interface SolveBackend extends ImageMetaResolver {
    * is not used after all.
    */
   prefetchImage?(ref: string, options: ResolveImageConfigOptions): void;
+  /**
+   * Optional: runs an external frontend's container (the `gateway.v0` frontend), as buildkitd's
+   * gateway runs a frontend image: `rootfs` (a ref this backend's `solve` returned) as a writable
+   * root that is thrown away afterwards, `files` bound read-only, fds 0/1 on `stdin`/`stdout`.
+   * Resolves with the exit status once the container is gone; rejects when it could not run or
+   * `signal` aborted (the container is killed first). Without it, only in-process frontends run.
+   */
+  runFrontendContainer?(request: FrontendContainerRequest): Promise<FrontendContainerResult>;
+  /** The build's session id (`BUILDKIT_SESSION_ID` of an external frontend); optional. */
+  readonly sessionId?: string;
+}
+
+/** A read-only file in a frontend container: `/run/config/buildkit/metadata/frontend.bin`. */
+export interface FrontendContainerFile {
+  /** Absolute path inside the container. */
+  readonly path: string;
+  readonly data: Uint8Array;
+}
+
+/** What {@link SolveBackend.runFrontendContainer} runs. */
+export interface FrontendContainerRequest {
+  /** The frontend image's filesystem: a result of this backend's `solve`. */
+  readonly rootfs: SolvedRef;
+  readonly args: readonly string[];
+  /** `KEY=value` entries, passed as they are. */
+  readonly env: readonly string[];
+  /** Working directory inside the container (created if missing). */
+  readonly cwd: string;
+  readonly files: readonly FrontendContainerFile[];
+  /** `host`, unless the image opts out with `moby.buildkit.frontend.network.none=true`. */
+  readonly network: 'host' | 'none';
+  /** Read by the container as fd 0 until it ends or the container exits; never destroyed. */
+  readonly stdin: Readable;
+  /** The container's fd 1, byte for byte; ended when the container closes it. */
+  readonly stdout: Writable;
+  /** Each line the container writes to fd 2, without its newline. */
+  readonly onStderr?: (line: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+/** How a frontend container ended. */
+export interface FrontendContainerResult {
+  /** The exit status; 128+n when killed by signal n. */
+  readonly exitCode: number;
 }

@@ -6,6 +6,6 @@
  */
 export { GatewayError, type GatewayErrorCode } from './errors.js';
 export { FrontendRegistry, DOCKERFILE_FRONTEND, canonicalFrontendName } from './registry.js';
-export type { SolveBackend, SolvedRef, BackendSolveOptions } from './backend.js';
+export type { SolveBackend, SolvedRef, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, FrontendContainerFile } from './backend.js';
 export { GatewayClient, GatewayRef, type GatewayClientOptions } from './client.js';
 export { Gateway, type GatewayRequest, type GatewayResult } from './gateway.js';

@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
-import type { BackendSolveOptions, SolveBackend } from '@kiln/gateway';
+import type { BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
 import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
@@ -64,6 +64,40 @@ export class SolverBackend implements SolveBackend {
     this.#refs.push(ref);
     if (result !== undefined) this.#results.set(ref, result);
     return ref;
+  }
+
+  /** The build's session id: local sources of every solve share it; an external frontend gets it as `BUILDKIT_SESSION_ID`. */
+  get sessionId(): string {
+    return this.#session;
+  }
+
+  /**
+   * Runs an external frontend's container as buildkitd's gateway does: an active snapshot on the
+   * frontend image's result is its writable root (removed afterwards, whatever happened), the
+   * metadata files are bound read-only from memory (nosuid, nodev, noexec, mode 0400, as
+   * buildkitd's metadata mount), and the executor's stream mode carries fds 0/1.
+   */
+  async runFrontendContainer(req: FrontendContainerRequest): Promise<FrontendContainerResult> {
+    if (!(req.rootfs instanceof SnapshotRef)) throw new Error('runFrontendContainer: the rootfs is not a result of this backend');
+    const s = this.#engine.snapshotter;
+    const active = `frontend-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+    await s.prepare(active, req.rootfs.snapshot);
+    try {
+      const signal = req.signal ?? this.#opts.signal;
+      const onStderr = req.onStderr;
+      const result = await this.#engine.executor.run({
+        rootfs: await s.mounts(active),
+        process: { args: req.args, env: req.env, cwd: req.cwd },
+        mounts: req.files.map((f) => ({ kind: 'secret' as const, target: f.path, data: f.data, mode: 0o400 })),
+        network: req.network,
+        stdio: { stdin: req.stdin, stdout: req.stdout },
+        ...(onStderr === undefined ? {} : { onOutput: (l: { readonly line: string }) => onStderr(l.line) }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+      return { exitCode: result.exitCode };
+    } finally {
+      await s.remove(active).catch(() => undefined);
+    }
   }
 
   /** The solver's result behind a ref this backend returned (its cache key graph, for cache export). */
