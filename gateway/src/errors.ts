@@ -9,7 +9,10 @@ export type GatewayErrorCode =
   | 'KLN0612' // an LLBBridge call failed (gRPC status from the other side)
   | 'KLN0613' // an LLBBridge message larger than the 16 MiB limit
   | 'KLN0614' // malformed LLBBridge traffic (framing, protobuf, unknown ref id)
-  | 'KLN0615'; // the other side of LLBBridge lacks a capability
+  | 'KLN0615' // the other side of LLBBridge lacks a capability
+  | 'KLN0605' // external frontend container failed: non-zero exit after Return, did not exit, could not run
+  | 'KLN0606' // frontend image lacks a capability the request needs (label moby.buildkit.frontend.caps)
+  | 'KLN0607'; // gateway.v0 source missing, unsupported or not resolvable
 
 /** An error the gateway raises: a stable `code`, a one-line message and a hint. */
 export class GatewayError extends Error {

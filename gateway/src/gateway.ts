@@ -1,9 +1,10 @@
-import type { Definition, FrontendResult, FrontendWarning, Ref } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendResult, FrontendWarning, Ref } from '@kiln/llb-core';
 import { detectSyntax } from '@kiln/dockerfile';
 import type { SolveBackend, SolvedRef } from './backend.js';
 import { GatewayClient, GatewayRef } from './client.js';
 import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
+import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
 
 /** One build request: which frontend (or detect it), its options and named inputs. */
 export interface GatewayRequest {
@@ -28,19 +29,30 @@ export interface GatewayResult {
   readonly metadata: ReadonlyMap<string, Uint8Array>;
 }
 
+/** Construction options of {@link Gateway}. */
+export interface GatewayOptions {
+  /** The LLBBridge server external frontends talk to (default: this package's serveLLBBridge). */
+  readonly serveLLBBridge?: ServeLLBBridge;
+  /** How long an external frontend may run on after its Return (default 10 s). */
+  readonly exitGraceMs?: number;
+}
+
 /**
  * Picks and serves a frontend in process, then hands its LLB to the solver backend. Selection
  * follows BuildKit's dockerfile builder: an explicit frontend wins; a forwarded request (opts
  * carry `cmdline`) is never forwarded again; then `build-arg:BUILDKIT_SYNTAX`; then the entry
- * file's syntax directive.
+ * file's syntax directive. A name the registry does not know runs as a frontend image through
+ * `gateway.v0` (with `source` = that name) when the backend can run frontend containers.
  */
 export class Gateway {
   readonly #backend: SolveBackend;
   readonly #registry: FrontendRegistry;
+  readonly #options: GatewayOptions;
 
-  constructor(backend: SolveBackend, registry: FrontendRegistry) {
+  constructor(backend: SolveBackend, registry: FrontendRegistry, options: GatewayOptions = {}) {
     this.#backend = backend;
     this.#registry = registry;
+    this.#options = options;
   }
 
   async build(request: GatewayRequest): Promise<GatewayResult> {
@@ -52,11 +64,33 @@ export class Gateway {
       ...(request.onLog === undefined ? {} : { onLog: request.onLog }),
       ...(request.signal === undefined ? {} : { signal: request.signal }),
     };
-    const { name, opts } = await this.#select(request, new GatewayClient({ ...base, opts: request.opts }));
-    const frontend = this.#registry.resolve(name);
+    const selected = await this.#select(request, new GatewayClient({ ...base, opts: request.opts }));
+    const { name } = selected;
+    let { opts } = selected;
+    let frontend = this.#registry.get(name);
+    if (frontend === undefined) {
+      const external = this.#external();
+      if (external === undefined) frontend = this.#registry.resolve(name);
+      else {
+        frontend = external;
+        // `--frontend IMAGE`: the image is the gateway's source (a `# syntax=` forward set it already).
+        if (name !== GATEWAY_FRONTEND && !opts.has('source')) opts = new Map(opts).set('source', name);
+      }
+    }
     const client = new GatewayClient({ ...base, opts });
     const result = await frontend(client);
     return { frontend: name, ...(await solveResult(result)) };
+  }
+
+  /** The `gateway.v0` frontend, when the backend can run frontend containers. */
+  #external(): Frontend | undefined {
+    const serve = this.#options.serveLLBBridge;
+    if (this.#backend.runFrontendContainer === undefined || serve === undefined) return undefined;
+    return createGatewayFrontend({
+      backend: this.#backend,
+      serve,
+      ...(this.#options.exitGraceMs === undefined ? {} : { exitGraceMs: this.#options.exitGraceMs }),
+    });
   }
 
   async #select(request: GatewayRequest, client: GatewayClient): Promise<{ name: string; opts: ReadonlyMap<string, string> }> {

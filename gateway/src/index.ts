@@ -8,4 +8,6 @@ export { GatewayError, type GatewayErrorCode } from './errors.js';
 export { FrontendRegistry, DOCKERFILE_FRONTEND, canonicalFrontendName } from './registry.js';
 export type { SolveBackend, SolvedRef, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, FrontendContainerFile } from './backend.js';
 export { GatewayClient, GatewayRef, type GatewayClientOptions } from './client.js';
-export { Gateway, type GatewayRequest, type GatewayResult } from './gateway.js';
+export { Gateway, type GatewayRequest, type GatewayResult, type GatewayOptions } from './gateway.js';
+// gateway.v0: frontend images run in a container, LLBBridge over their stdin/stdout.
+export { GATEWAY_FRONTEND, ExternalFrontendError, createGatewayFrontend, type GatewayFrontendOptions, type ServeLLBBridge, type BridgeOptions } from './external/gateway-frontend.js';

@@ -23,13 +23,21 @@ export class FrontendRegistry {
     return [...this.#frontends.keys()].sort();
   }
 
-  /** Finds the frontend for a `--frontend` value or a `# syntax=` reference. */
+  /** The frontend registered for a `--frontend` value or a `# syntax=` reference, if any. */
+  get(ref: string): Frontend | undefined {
+    return this.#frontends.get(canonicalFrontendName(ref)) ?? this.#frontends.get(ref);
+  }
+
+  /**
+   * Finds the frontend for a `--frontend` value or a `# syntax=` reference; throws KLN0601 when
+   * none is registered (the {@link Gateway} runs other names as frontend images when its backend
+   * can, see `gateway.v0`).
+   */
   resolve(ref: string): Frontend {
-    const name = canonicalFrontendName(ref);
-    const frontend = this.#frontends.get(name) ?? this.#frontends.get(ref);
+    const frontend = this.get(ref);
     if (frontend === undefined) {
       throw new GatewayError('KLN0601', `unknown frontend "${ref}"`, {
-        hint: `kiln has no network access to pull frontend images; use one of: ${this.names().join(', ')}`,
+        hint: `this build runs built-in frontends only (its backend cannot run frontend images); use one of: ${this.names().join(', ')}`,
       });
     }
     return frontend;
