@@ -1,0 +1,253 @@
+/**
+ * The frontend side of LLBBridge: a FrontendClient over the gRPC connection a frontend container
+ * gets on its stdin/stdout, as BuildKit's `frontend/gateway/grpcclient` is for Go frontends.
+ */
+import type { Duplex } from 'node:stream';
+import { decodeDefinition, encodeDefinition } from '@kiln/llb-core';
+import type {
+  Definition,
+  FileStat,
+  FrontendClient,
+  FrontendResult,
+  FrontendWarning,
+  ReadFileOptions,
+  Ref,
+  ResolveImageConfigOptions,
+  ResolvedImageConfig,
+  SolveRequest,
+} from '@kiln/llb-core';
+import { GatewayError } from '../errors.js';
+import { enabledCaps, platformToWire, statFromWire, warningToWire } from './convert.js';
+import { GrpcCode, GrpcStatusError } from './grpc.js';
+import { GrpcClient } from './grpc-client.js';
+import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
+import { LLBBRIDGE_SERVICE } from './serve.js';
+
+/** The frontend side: a FrontendClient over LLBBridge (what runs inside the frontend container). */
+export interface BridgeFrontendClient extends FrontendClient {
+  /** Sends Return with a result (refs must come from this client's solve) and closes. */
+  return(result: FrontendResult): Promise<void>;
+  /** Sends Return with an error status (message; code UNKNOWN) and closes. */
+  returnError(error: Error): Promise<void>;
+}
+
+/** Options of {@link connectLLBBridge} beyond the stream and environment. */
+export interface BridgeConnectOptions {
+  /** Where `log` lines go (default: process stderr, which buildkitd shows as the frontend's log). */
+  readonly log?: (line: string) => void;
+  /** Cancels the frontend's work (exposed as the client's `signal`). */
+  readonly signal?: AbortSignal;
+}
+
+/** The env prefix buildkitd passes each frontend option under: `BUILDKIT_FRONTEND_OPT_<n>=<key>=<value>`. */
+export const FRONTEND_OPT_ENV_PREFIX = 'BUILDKIT_FRONTEND_OPT_';
+
+/** Frontend options from the environment, as buildkitd sets them (grpcclient `opts()`). */
+export function frontendOptsFromEnv(env: Readonly<Record<string, string | undefined>>): Map<string, string> {
+  const opts = new Map<string, string>();
+  const entries = Object.entries(env)
+    .filter((e): e is [string, string] => e[0].startsWith(FRONTEND_OPT_ENV_PREFIX) && e[1] !== undefined)
+    .sort((a, b) => Number(a[0].slice(FRONTEND_OPT_ENV_PREFIX.length)) - Number(b[0].slice(FRONTEND_OPT_ENV_PREFIX.length)));
+  for (const [, value] of entries) {
+    const eq = value.indexOf('=');
+    if (eq < 0) opts.set(value, '');
+    else opts.set(value.slice(0, eq), value.slice(eq + 1));
+  }
+  return opts;
+}
+
+/**
+ * Connects over `stream`: Ping first (the caps it answers gate Inputs, ReadDir, StatFile,
+ * Evaluate and Warn), then Inputs when offered. `opts` come from the env
+ * `BUILDKIT_FRONTEND_OPT_<n>=<key>=<value>` as buildkitd sets them. Rejects with GatewayError
+ * KLN0612 when Ping or Inputs fail.
+ */
+export async function connectLLBBridge(
+  stream: Duplex,
+  env: Readonly<Record<string, string | undefined>>,
+  options: BridgeConnectOptions = {},
+): Promise<BridgeFrontendClient> {
+  const codec = await LLBBridgeCodec.load();
+  const grpc = new GrpcClient(stream, (bytes) =>
+    (codec.decode('Status', bytes).details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
+  );
+  const rpc = new BridgeRpc(codec, grpc);
+  try {
+    const pong = await rpc.call('Ping', 'PingRequest', 'PongResponse', {});
+    const caps = enabledCaps(pong.FrontendAPICaps);
+    const inputs = new Map<string, Definition>();
+    if (caps.has('frontend.inputs')) {
+      const r = await rpc.call('Inputs', 'InputsRequest', 'InputsResponse', {});
+      for (const [k, v] of Object.entries(r.Definitions ?? {})) inputs.set(k, decodeDefinition(v));
+    }
+    return new LLBBridgeFrontendClient(rpc, caps, frontendOptsFromEnv(env), inputs, options);
+  } catch (e) {
+    grpc.destroy();
+    throw e;
+  }
+}
+
+/** Typed unary calls; failures become GatewayError KLN0612 with the gRPC status as `cause`. */
+class BridgeRpc {
+  readonly #codec: LLBBridgeCodec;
+  readonly grpc: GrpcClient;
+
+  constructor(codec: LLBBridgeCodec, grpc: GrpcClient) {
+    this.#codec = codec;
+    this.grpc = grpc;
+  }
+
+  async call<Req extends keyof WireMessages, Res extends keyof WireMessages>(method: string, req: Req, res: Res, request: WireMessages[Req]): Promise<WireMessages[Res]> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.grpc.call(`${LLBBRIDGE_SERVICE}${method}`, this.#codec.encode(req, request));
+    } catch (e) {
+      if (!(e instanceof GrpcStatusError)) throw e;
+      throw new GatewayError(e.grpcCode === GrpcCode.UNIMPLEMENTED ? 'KLN0615' : 'KLN0612', `${method}: ${e.message}`, { cause: e });
+    }
+    return this.#codec.decode(res, bytes);
+  }
+}
+
+/** A ref the LLBBridge server handed out: its id, and the Definition it was solved from. */
+class BridgeRef implements Ref {
+  readonly definition: Definition;
+  readonly id: string;
+  readonly owner: LLBBridgeFrontendClient;
+  readonly #rpc: BridgeRpc;
+  readonly #caps: ReadonlySet<string>;
+
+  constructor(owner: LLBBridgeFrontendClient, rpc: BridgeRpc, caps: ReadonlySet<string>, id: string, definition: Definition) {
+    this.owner = owner;
+    this.#rpc = rpc;
+    this.#caps = caps;
+    this.id = id;
+    this.definition = definition;
+  }
+
+  async readFile(path: string, options?: ReadFileOptions): Promise<Uint8Array> {
+    const range = options?.offset !== undefined || options?.length !== undefined ? { Range: { Offset: options.offset ?? 0, Length: options.length ?? 0 } } : {};
+    const r = await this.#rpc.call('ReadFile', 'ReadFileRequest', 'ReadFileResponse', { Ref: this.id, FilePath: path, ...range });
+    const data = r.Data ?? new Uint8Array();
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  async readDir(path: string, include?: string): Promise<readonly FileStat[]> {
+    requireCap(this.#caps, 'readdir', 'ReadDir');
+    const r = await this.#rpc.call('ReadDir', 'ReadDirRequest', 'ReadDirResponse', { Ref: this.id, DirPath: path, ...(include === undefined ? {} : { IncludePattern: include }) });
+    return (r.entries ?? []).map(statFromWire);
+  }
+
+  async statFile(path: string): Promise<FileStat> {
+    requireCap(this.#caps, 'statfile', 'StatFile');
+    const r = await this.#rpc.call('StatFile', 'StatFileRequest', 'StatFileResponse', { Ref: this.id, Path: path });
+    if (r.stat === undefined) throw new GatewayError('KLN0614', `StatFile ${path}: the answer holds no stat`);
+    return statFromWire(r.stat);
+  }
+}
+
+function requireCap(caps: ReadonlySet<string>, cap: string, what: string): void {
+  if (!caps.has(cap)) throw new GatewayError('KLN0615', `${what} is not supported by this LLBBridge server (no "${cap}" capability)`);
+}
+
+/** The FrontendClient over LLBBridge. */
+class LLBBridgeFrontendClient implements BridgeFrontendClient {
+  readonly opts: ReadonlyMap<string, string>;
+  readonly inputs: ReadonlyMap<string, Definition>;
+  readonly signal?: AbortSignal;
+  readonly #rpc: BridgeRpc;
+  readonly #caps: ReadonlySet<string>;
+  readonly #log: (line: string) => void;
+  /** Warn calls in flight: Return waits for them so warnings arrive before the result. */
+  readonly #pending = new Set<Promise<void>>();
+  #returned = false;
+
+  constructor(rpc: BridgeRpc, caps: ReadonlySet<string>, opts: ReadonlyMap<string, string>, inputs: ReadonlyMap<string, Definition>, options: BridgeConnectOptions) {
+    this.#rpc = rpc;
+    this.#caps = caps;
+    this.opts = opts;
+    this.inputs = inputs;
+    this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    if (options.signal !== undefined) this.signal = options.signal;
+  }
+
+  async solve(request: SolveRequest): Promise<Ref> {
+    const evaluate = request.evaluate === true;
+    if (evaluate) requireCap(this.#caps, 'gateway.solve.evaluate', 'Solve with Evaluate');
+    const r = await this.#rpc.call('Solve', 'SolveRequest', 'SolveResponse', {
+      Definition: encodeDefinition(request.definition),
+      allowResultReturn: true,
+      allowResultArrayRef: true,
+      ...(evaluate ? { Evaluate: true } : {}),
+    });
+    const id = r.result?.ref?.id ?? r.result?.refDeprecated ?? r.ref;
+    if (id === undefined) throw new GatewayError('KLN0614', 'Solve: the answer holds no ref');
+    return new BridgeRef(this, this.#rpc, this.#caps, id, request.definition);
+  }
+
+  async resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
+    const r = await this.#rpc.call('ResolveImageConfig', 'ResolveImageConfigRequest', 'ResolveImageConfigResponse', {
+      Ref: ref,
+      ...(options.platform === undefined ? {} : { Platform: platformToWire(options.platform) }),
+      ...(options.resolveMode === undefined ? {} : { ResolveMode: options.resolveMode }),
+    });
+    const config = r.Config ?? new Uint8Array();
+    return {
+      digest: r.Digest ?? '',
+      config: new Uint8Array(config.buffer, config.byteOffset, config.byteLength),
+      ...(r.Ref ? { ref: r.Ref } : {}),
+    };
+  }
+
+  warn(warning: FrontendWarning): void {
+    if (!this.#caps.has('gateway.warnings')) {
+      this.#log(`warning: ${warning.message}`);
+      return;
+    }
+    const p = this.#rpc.call('Warn', 'WarnRequest', 'WarnResponse', warningToWire(warning)).then(
+      () => undefined,
+      (e: unknown) => this.#log(`warning not delivered (${e instanceof Error ? e.message : String(e)}): ${warning.message}`),
+    );
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+
+  log(line: string): void {
+    this.#log(line);
+  }
+
+  async return(result: FrontendResult): Promise<void> {
+    const wire: WireResult = { metadata: Object.fromEntries(result.metadata) };
+    const arrays = this.#caps.has('proto.refarray');
+    if (result.refs !== undefined && result.refs.size > 0) {
+      if (arrays) wire.refs = { refs: Object.fromEntries([...result.refs].map(([k, r]) => [k, this.#wireRef(r)])) };
+      else wire.refsDeprecated = { refs: Object.fromEntries([...result.refs].map(([k, r]) => [k, this.#wireRef(r).id ?? ''])) };
+    } else if (result.ref !== undefined) {
+      if (arrays) wire.ref = this.#wireRef(result.ref);
+      else wire.refDeprecated = this.#wireRef(result.ref).id ?? '';
+    }
+    await this.#send({ result: wire });
+  }
+
+  async returnError(error: Error): Promise<void> {
+    await this.#send({ error: { code: GrpcCode.UNKNOWN, message: error.message } });
+  }
+
+  async #send(request: WireMessages['ReturnRequest']): Promise<void> {
+    if (this.#returned) throw new GatewayError('KLN0614', 'Return was already sent');
+    this.#returned = true;
+    await Promise.all(this.#pending);
+    try {
+      await this.#rpc.call('Return', 'ReturnRequest', 'ReturnResponse', request);
+    } finally {
+      await this.#rpc.grpc.close();
+    }
+  }
+
+  #wireRef(ref: Ref): WireRef {
+    if (!(ref instanceof BridgeRef) || ref.owner !== this) {
+      throw new GatewayError('KLN0614', 'the result holds a ref this LLBBridge client did not solve', { hint: 'return refs from client.solve' });
+    }
+    return { id: ref.id, def: encodeDefinition(ref.definition) };
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * A gRPC client for unary calls on one byte stream: `node:http2` with `createConnection`
+ * returning the stream (h2c, prior knowledge), as a frontend talks to buildkitd over its stdio.
+ */
+import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, decodeGrpcMessage, frameMessage } from './grpc.js';
+
+/** Decodes a `grpc-status-details-bin` trailer (a `google.rpc.Status`) into its details. */
+export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['details'];
+
+function header(h: IncomingHttpHeaders | undefined, name: string): string | undefined {
+  const v = h?.[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Unary calls over one HTTP/2 connection. Rejections are GrpcStatusError or GatewayError (KLN0613/KLN0614). */
+export class GrpcClient {
+  readonly #session: ClientHttp2Session;
+  readonly #decodeDetails: StatusDetailsDecoder | undefined;
+  #closeReason: string | undefined;
+
+  constructor(stream: Duplex, decodeDetails?: StatusDetailsDecoder) {
+    this.#decodeDetails = decodeDetails;
+    this.#session = connect('http://localhost', { createConnection: () => stream });
+    this.#session.on('error', (e: Error) => {
+      this.#closeReason ??= e.message;
+    });
+    this.#session.once('close', () => {
+      this.#closeReason ??= 'the connection closed';
+    });
+  }
+
+  /** Calls `path` (`/package.Service/Method`) with one request message; resolves with the response message. */
+  call(path: string, request: Uint8Array): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      if (this.#session.closed || this.#session.destroyed) {
+        reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? 'the connection is closed'}`));
+        return;
+      }
+      let frame: Buffer;
+      try {
+        frame = frameMessage(request);
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      const req = this.#session.request({ ':method': 'POST', ':path': path, 'content-type': GRPC_CONTENT_TYPE, te: 'trailers' });
+      const reader = new MessageReader();
+      let headers: IncomingHttpHeaders | undefined;
+      let trailers: IncomingHttpHeaders | undefined;
+      let failure: unknown;
+      req.on('response', (h) => {
+        headers = h;
+      });
+      req.on('trailers', (t) => {
+        trailers = t;
+      });
+      req.on('data', (chunk: Buffer) => {
+        if (failure !== undefined) return;
+        try {
+          reader.push(chunk);
+        } catch (e) {
+          failure = e;
+          req.close(constants.NGHTTP2_CANCEL);
+        }
+      });
+      req.on('error', (e: Error) => {
+        failure ??= new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${e.message}`);
+      });
+      req.on('close', () => {
+        try {
+          resolve(this.#settle(path, failure, headers, trailers, reader, req.rstCode));
+        } catch (e) {
+          reject(e);
+        }
+      });
+      req.end(frame);
+    });
+  }
+
+  #settle(
+    path: string,
+    failure: unknown,
+    headers: IncomingHttpHeaders | undefined,
+    trailers: IncomingHttpHeaders | undefined,
+    reader: MessageReader,
+    rstCode: number | undefined,
+  ): Uint8Array {
+    if (failure !== undefined) throw failure;
+    if (headers === undefined) {
+      throw new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? `the stream was reset (HTTP/2 error ${rstCode ?? '?'})`}`);
+    }
+    // node:http2 gives `:status` as a number, whatever IncomingHttpHeaders says.
+    const httpStatus = Number(headers[':status']);
+    const status = header(trailers, 'grpc-status') ?? header(headers, 'grpc-status');
+    if (status === undefined) {
+      throw new GrpcStatusError(
+        httpStatus === 200 ? GrpcCode.INTERNAL : GrpcCode.UNKNOWN,
+        `${path}: ${httpStatus === 200 ? 'the response carried no grpc-status' : `HTTP status ${httpStatus}`}`,
+      );
+    }
+    const code = Number(status);
+    if (code !== GrpcCode.OK) {
+      const message = decodeGrpcMessage(header(trailers, 'grpc-message') ?? header(headers, 'grpc-message') ?? '');
+      const bin = header(trailers, 'grpc-status-details-bin') ?? header(headers, 'grpc-status-details-bin');
+      let details: GrpcStatusError['details'] = [];
+      if (bin !== undefined && this.#decodeDetails !== undefined) {
+        try {
+          details = this.#decodeDetails(Buffer.from(bin, 'base64'));
+        } catch {
+          // details are extra: the code and message stand on their own
+        }
+      }
+      throw new GrpcStatusError(Number.isInteger(code) ? code : GrpcCode.UNKNOWN, message, details);
+    }
+    const messages = reader.finish();
+    if (messages.length !== 1 || messages[0] === undefined) {
+      throw new GrpcStatusError(GrpcCode.INTERNAL, `${path}: a unary response holds one message, got ${messages.length}`);
+    }
+    return messages[0];
+  }
+
+  /** Closes the connection after the calls in progress; resolves when it is closed. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#session.closed || this.#session.destroyed) resolve();
+      else this.#session.close(resolve);
+    });
+  }
+
+  /** Drops the connection at once. */
+  destroy(): void {
+    this.#session.destroy();
+  }
+}

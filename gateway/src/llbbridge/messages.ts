@@ -1,0 +1,253 @@
+/**
+ * The LLBBridge messages as plain objects (what protobufjs' `toObject` gives with int64 as
+ * decimal strings, bytes as Uint8Array, absent fields absent) and a typed codec per message.
+ * Field names are the proto's (schema.ts). `pb.Definition` fields are the Definition's bytes,
+ * owned by llb-core's codec.
+ */
+import type { Type } from 'protobufjs';
+import { GatewayError } from '../errors.js';
+import { loadLLBBridgeTypes, type LLBBridgeTypeName } from './schema.js';
+
+/** `pb.Platform`. */
+export interface WirePlatform {
+  Architecture?: string;
+  OS?: string;
+  Variant?: string;
+  OSVersion?: string;
+  OSFeatures?: string[];
+}
+/** `pb.Position`. */
+export interface WirePosition {
+  Line?: number;
+  Character?: number;
+}
+/** `pb.Range`. */
+export interface WireRange {
+  start?: WirePosition;
+  end?: WirePosition;
+}
+/** `pb.SourceInfo` (definition as bytes). */
+export interface WireSourceInfo {
+  filename?: string;
+  data?: Uint8Array;
+  definition?: Uint8Array;
+  language?: string;
+}
+/** fsutil `types.Stat`; int64 fields as decimal strings on decode (numbers accepted on encode). */
+export interface WireStat {
+  path?: string;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: string | number;
+  modTime?: string | number;
+  linkname?: string;
+  devmajor?: string | number;
+  devminor?: string | number;
+  xattrs?: Record<string, Uint8Array>;
+}
+/** `google.protobuf.Any`. */
+export interface WireAny {
+  type_url?: string;
+  value?: Uint8Array;
+}
+/** `google.rpc.Status`. */
+export interface WireStatus {
+  code?: number;
+  message?: string;
+  details?: WireAny[];
+}
+/** `moby.buildkit.v1.apicaps.APICap`. */
+export interface WireAPICap {
+  ID?: string;
+  Enabled?: boolean;
+  Deprecated?: boolean;
+  DisabledReason?: string;
+  DisabledReasonMsg?: string;
+  DisabledAlternative?: string;
+}
+/** `moby.buildkit.v1.types.WorkerRecord` (GC policies and version left out). */
+export interface WireWorkerRecord {
+  ID?: string;
+  Labels?: Record<string, string>;
+  platforms?: WirePlatform[];
+}
+/** `Ref`: an id the server handed out, with the Definition it stands for. */
+export interface WireRef {
+  id?: string;
+  def?: Uint8Array;
+}
+/** `Result`: one member of the `result` oneof, plus metadata (attestations passed through). */
+export interface WireResult {
+  refDeprecated?: string;
+  refsDeprecated?: { refs?: Record<string, string> };
+  ref?: WireRef;
+  refs?: { refs?: Record<string, WireRef> };
+  metadata?: Record<string, Uint8Array>;
+  attestations?: Record<string, unknown>;
+}
+/** `PongResponse`. */
+export interface WirePong {
+  FrontendAPICaps?: WireAPICap[];
+  LLBCaps?: WireAPICap[];
+  Workers?: WireWorkerRecord[];
+}
+/** `ResolveImageConfigRequest`. */
+export interface WireResolveImageConfigRequest {
+  Ref?: string;
+  Platform?: WirePlatform;
+  ResolveMode?: string;
+  LogName?: string;
+  ResolverType?: number;
+  SessionID?: string;
+  StoreID?: string;
+}
+/** `ResolveImageConfigResponse`. */
+export interface WireResolveImageConfigResponse {
+  Digest?: string;
+  Config?: Uint8Array;
+  Ref?: string;
+}
+/** `SolveRequest` (cache imports and the deprecated inline return left out). */
+export interface WireSolveRequest {
+  Definition?: Uint8Array;
+  Frontend?: string;
+  FrontendOpt?: Record<string, string>;
+  allowResultReturn?: boolean;
+  allowResultArrayRef?: boolean;
+  Final?: boolean;
+  FrontendInputs?: Record<string, Uint8Array>;
+  Evaluate?: boolean;
+  CacheImports?: { Type?: string; Attrs?: Record<string, string> }[];
+}
+/** `SolveResponse`. */
+export interface WireSolveResponse {
+  ref?: string;
+  result?: WireResult;
+}
+/** `ReadFileRequest`. */
+export interface WireReadFileRequest {
+  Ref?: string;
+  FilePath?: string;
+  Range?: { Offset?: string | number; Length?: string | number };
+}
+/** `ReadFileResponse`. */
+export interface WireReadFileResponse {
+  Data?: Uint8Array;
+}
+/** `ReadDirRequest`. */
+export interface WireReadDirRequest {
+  Ref?: string;
+  DirPath?: string;
+  IncludePattern?: string;
+}
+/** `ReadDirResponse`. */
+export interface WireReadDirResponse {
+  entries?: WireStat[];
+}
+/** `StatFileRequest`. */
+export interface WireStatFileRequest {
+  Ref?: string;
+  Path?: string;
+}
+/** `StatFileResponse`. */
+export interface WireStatFileResponse {
+  stat?: WireStat;
+}
+/** `EvaluateRequest`. */
+export interface WireEvaluateRequest {
+  Ref?: string;
+}
+/** `InputsResponse`. */
+export interface WireInputsResponse {
+  Definitions?: Record<string, Uint8Array>;
+}
+/** `ReturnRequest`. */
+export interface WireReturnRequest {
+  result?: WireResult;
+  error?: WireStatus;
+}
+/** `WarnRequest`. */
+export interface WireWarnRequest {
+  digest?: string;
+  level?: string | number;
+  short?: Uint8Array;
+  detail?: Uint8Array[];
+  url?: string;
+  info?: WireSourceInfo;
+  ranges?: WireRange[];
+}
+/** `grpc.health.v1.HealthCheckRequest`/`HealthCheckResponse` (status 1 = SERVING). */
+export interface WireHealthCheck {
+  service?: string;
+  status?: number;
+}
+/** A message without fields. */
+export type WireEmpty = Record<string, never>;
+
+/** The plain-object shape of each message kiln encodes or decodes. */
+export interface WireMessages {
+  PingRequest: WireEmpty;
+  PongResponse: WirePong;
+  ResolveImageConfigRequest: WireResolveImageConfigRequest;
+  ResolveImageConfigResponse: WireResolveImageConfigResponse;
+  SolveRequest: WireSolveRequest;
+  SolveResponse: WireSolveResponse;
+  ReadFileRequest: WireReadFileRequest;
+  ReadFileResponse: WireReadFileResponse;
+  ReadDirRequest: WireReadDirRequest;
+  ReadDirResponse: WireReadDirResponse;
+  StatFileRequest: WireStatFileRequest;
+  StatFileResponse: WireStatFileResponse;
+  EvaluateRequest: WireEvaluateRequest;
+  EvaluateResponse: WireEmpty;
+  InputsRequest: WireEmpty;
+  InputsResponse: WireInputsResponse;
+  ReturnRequest: WireReturnRequest;
+  ReturnResponse: WireEmpty;
+  WarnRequest: WireWarnRequest;
+  WarnResponse: WireEmpty;
+  Status: WireStatus;
+  HealthCheckRequest: WireHealthCheck;
+  HealthCheckResponse: WireHealthCheck;
+}
+
+const TO_OBJECT = { longs: String, arrays: true, objects: true } as const;
+
+/**
+ * Encodes and decodes the LLBBridge messages. Decoding checks the wire format only (protobufjs
+ * throws on truncated or mistyped input; the error becomes a GatewayError KLN0614).
+ */
+export class LLBBridgeCodec {
+  readonly #types: ReadonlyMap<LLBBridgeTypeName, Type>;
+
+  private constructor(types: ReadonlyMap<LLBBridgeTypeName, Type>) {
+    this.#types = types;
+  }
+
+  /** The codec (loads protobufjs on first use). */
+  static async load(): Promise<LLBBridgeCodec> {
+    return new LLBBridgeCodec(await loadLLBBridgeTypes());
+  }
+
+  encode<K extends keyof WireMessages>(name: K, message: WireMessages[K]): Uint8Array {
+    const type = this.#type(name);
+    return type.encode(type.fromObject(message as Record<string, unknown>)).finish();
+  }
+
+  decode<K extends keyof WireMessages>(name: K, bytes: Uint8Array): WireMessages[K] {
+    const type = this.#type(name);
+    try {
+      // The fence between protobufjs' untyped objects and the interfaces above, which mirror schema.ts.
+      return type.toObject(type.decode(bytes), TO_OBJECT) as WireMessages[K];
+    } catch (cause) {
+      throw new GatewayError('KLN0614', `malformed ${type.fullName.replace(/^\./, '')} message: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    }
+  }
+
+  #type(name: LLBBridgeTypeName): Type {
+    const type = this.#types.get(name);
+    if (type === undefined) throw new Error(`no LLBBridge type ${name}`);
+    return type;
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The daemon side of LLBBridge: serves one external frontend run over a byte stream (a frontend
+ * container's stdin/stdout), answering through the gateway's FrontendClient, as buildkitd's
+ * `llbBridgeForwarder` does (frontend/gateway/gateway.go).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { decodeDefinition, defaultPlatform, encodeDefinition, CAPS_V0_11_6 } from '@kiln/llb-core';
+import type { Definition, FrontendClient, FrontendResult, Platform, Ref, ResolveMode } from '@kiln/llb-core';
+import { GatewayError } from '../errors.js';
+import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, statToWire, warningFromWire } from './convert.js';
+import { GrpcCode, GrpcStatusError } from './grpc.js';
+import { GrpcServer, type UnaryHandler } from './grpc-server.js';
+import { LLBBridgeCodec, type WireMessages, type WireResult, type WireStatus } from './messages.js';
+
+/** Options of {@link serveLLBBridge}. */
+export interface BridgeServeOptions {
+  readonly signal?: AbortSignal;
+  /** Platforms of the worker, reported by Ping's WorkerRecord (default: the host's). */
+  readonly platforms?: readonly Platform[];
+}
+
+/** The gRPC service paths. */
+export const LLBBRIDGE_SERVICE = '/moby.buildkit.v1.frontend.LLBBridge/';
+/** The health service path BuildKit serves next to LLBBridge. */
+export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+
+const RESOLVE_MODES: ReadonlySet<string> = new Set<ResolveMode>(['default', 'pull', 'local']);
+
+/** The frontend's Return, decoded: a result or an error status. */
+type Returned = { readonly result: FrontendResult } | { readonly error: GatewayError };
+
+/**
+ * Serves LLBBridge on `stream` for one frontend run, answering through `client` (the
+ * FrontendClient the gateway gave the external frontend). Resolves with what the frontend passed
+ * to Return: refs in it are the very Ref objects `client.solve` returned (looked up by the ids
+ * handed out), so the gateway's result handling accepts them. Rejects with a GatewayError
+ * KLN0610 carrying the Return's google.rpc.Status message (the status itself is the `cause`)
+ * when the frontend returned an error; KLN0611 when the stream ends before Return; the signal's
+ * reason when aborted (the connection is dropped). After Return the connection is closed once
+ * its answer is sent.
+ */
+export async function serveLLBBridge(stream: Duplex, client: FrontendClient, options: BridgeServeOptions = {}): Promise<FrontendResult> {
+  const codec = await LLBBridgeCodec.load();
+  options.signal?.throwIfAborted();
+  const bridge = new BridgeService(codec, client, options.platforms ?? [defaultPlatform()]);
+  let returned: Returned | undefined;
+  const server = new GrpcServer(stream, bridge.handlers((r) => (returned ??= r)), {
+    encodeStatus: (s) => codec.encode('Status', { code: s.grpcCode, message: s.message, details: s.details.map((d) => ({ type_url: d.typeUrl, value: d.value })) }),
+    onResponded: (path) => {
+      if (path === `${LLBBRIDGE_SERVICE}Return`) server.close();
+    },
+  });
+  const signal = options.signal;
+  return new Promise<FrontendResult>((resolve, reject) => {
+    const onAbort = (): void => {
+      server.destroy();
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void server.closed.then(() => {
+      signal?.removeEventListener('abort', onAbort);
+      if (returned === undefined) {
+        reject(new GatewayError('KLN0611', 'the frontend exited without returning a result', { hint: 'an LLBBridge frontend must call Return before it exits' }));
+      } else if ('error' in returned) reject(returned.error);
+      else resolve(returned.result);
+    });
+  });
+}
+
+/** The LLBBridge methods over one FrontendClient, with the ref ids of one frontend run. */
+class BridgeService {
+  readonly #codec: LLBBridgeCodec;
+  readonly #client: FrontendClient;
+  readonly #platforms: readonly Platform[];
+  readonly #refs = new Map<string, Ref>();
+  /** One Definition object per distinct Definition bytes, so the client's per-Definition ref cache works across calls. */
+  readonly #definitions = new Map<string, Definition>();
+  readonly #idPrefix = randomBytes(8).toString('hex');
+  #nextId = 0;
+
+  constructor(codec: LLBBridgeCodec, client: FrontendClient, platforms: readonly Platform[]) {
+    this.#codec = codec;
+    this.#client = client;
+    this.#platforms = platforms;
+  }
+
+  handlers(onReturn: (r: Returned) => void): ReadonlyMap<string, UnaryHandler> {
+    const h = new Map<string, UnaryHandler>();
+    const unary = <Req extends keyof WireMessages, Res extends keyof WireMessages>(
+      method: string,
+      req: Req,
+      res: Res,
+      fn: (request: WireMessages[Req]) => Promise<WireMessages[Res]>,
+    ): void => {
+      h.set(`${LLBBRIDGE_SERVICE}${method}`, async (bytes) => this.#codec.encode(res, await fn(this.#codec.decode(req, bytes))));
+    };
+    unary('Ping', 'PingRequest', 'PongResponse', async () => ({
+      FrontendAPICaps: capsToWire(KILN_FRONTEND_CAPS),
+      LLBCaps: capsToWire(CAPS_V0_11_6),
+      Workers: [{ ID: 'kiln', Labels: {}, platforms: this.#platforms.map(platformToWire) }],
+    }));
+    unary('ResolveImageConfig', 'ResolveImageConfigRequest', 'ResolveImageConfigResponse', async (r) => {
+      const mode = r.ResolveMode !== undefined && RESOLVE_MODES.has(r.ResolveMode) ? (r.ResolveMode as ResolveMode) : undefined;
+      const resolved = await this.#client.resolveImageConfig(r.Ref ?? '', {
+        ...(r.Platform === undefined ? {} : { platform: platformFromWire(r.Platform) }),
+        ...(mode === undefined ? {} : { resolveMode: mode }),
+      });
+      return { Digest: resolved.digest, Config: resolved.config, ...(resolved.ref === undefined ? {} : { Ref: resolved.ref }) };
+    });
+    unary('Solve', 'SolveRequest', 'SolveResponse', async (r) => {
+      if (r.Frontend) {
+        throw new GrpcStatusError(GrpcCode.UNIMPLEMENTED, `kiln's LLBBridge cannot solve with a frontend (Frontend=${r.Frontend}); send a Definition`);
+      }
+      const bytes = r.Definition ?? new Uint8Array();
+      const definition = this.#definition(bytes);
+      const ref = await this.#client.solve(r.Evaluate === true ? { definition, evaluate: true } : { definition });
+      const id = this.#register(ref);
+      if (r.allowResultReturn !== true) return { ref: id };
+      const result: WireResult = r.allowResultArrayRef === true ? { ref: { id, def: bytes } } : { refDeprecated: id };
+      return { result: { ...result, metadata: {} } };
+    });
+    unary('ReadFile', 'ReadFileRequest', 'ReadFileResponse', async (r) => {
+      const range = r.Range === undefined ? undefined : { offset: Number(r.Range.Offset ?? 0), length: Number(r.Range.Length ?? 0) };
+      const data = await this.#ref(r.Ref).readFile(r.FilePath ?? '', range);
+      return { Data: data };
+    });
+    unary('ReadDir', 'ReadDirRequest', 'ReadDirResponse', async (r) => {
+      const entries = await this.#ref(r.Ref).readDir(r.DirPath ?? '', r.IncludePattern ? r.IncludePattern : undefined);
+      return { entries: entries.map(statToWire) };
+    });
+    unary('StatFile', 'StatFileRequest', 'StatFileResponse', async (r) => ({ stat: statToWire(await this.#ref(r.Ref).statFile(r.Path ?? '')) }));
+    unary('Evaluate', 'EvaluateRequest', 'EvaluateResponse', async (r) => {
+      // Reading forces the solve, as Evaluate asks; the answer itself is not needed.
+      await this.#client.solve({ definition: this.#ref(r.Ref).definition, evaluate: true });
+      return {};
+    });
+    unary('Inputs', 'InputsRequest', 'InputsResponse', async () => ({
+      Definitions: Object.fromEntries([...this.#client.inputs].map(([k, d]) => [k, encodeDefinition(d)])),
+    }));
+    unary('Warn', 'WarnRequest', 'WarnResponse', async (r) => {
+      this.#client.warn(warningFromWire(r));
+      return {};
+    });
+    unary('Return', 'ReturnRequest', 'ReturnResponse', async (r) => {
+      if (r.error !== undefined && (r.error.code ?? 0) !== GrpcCode.OK) {
+        onReturn({ error: returnedError(r.error) });
+        return {};
+      }
+      try {
+        onReturn({ result: this.#result(r.result ?? {}) });
+      } catch (e) {
+        // A result the gateway cannot take (an unknown ref id) fails the run with that error.
+        onReturn({ error: e instanceof GatewayError ? e : new GatewayError('KLN0614', String(e)) });
+        throw e;
+      }
+      return {};
+    });
+    h.set(HEALTH_CHECK_PATH, async (bytes) => {
+      this.#codec.decode('HealthCheckRequest', bytes);
+      return this.#codec.encode('HealthCheckResponse', { status: 1 });
+    });
+    return h;
+  }
+
+  #definition(bytes: Uint8Array): Definition {
+    const key = createHash('sha256').update(bytes).digest('hex');
+    let d = this.#definitions.get(key);
+    if (d === undefined) {
+      try {
+        d = decodeDefinition(bytes);
+      } catch (cause) {
+        throw new GrpcStatusError(GrpcCode.INVALID_ARGUMENT, `invalid Definition: ${cause instanceof Error ? cause.message : String(cause)}`);
+      }
+      this.#definitions.set(key, d);
+    }
+    return d;
+  }
+
+  #register(ref: Ref): string {
+    const id = `${this.#idPrefix}-${++this.#nextId}`;
+    this.#refs.set(id, ref);
+    return id;
+  }
+
+  #ref(id: string | undefined): Ref {
+    const ref = this.#refs.get(id ?? '');
+    if (ref === undefined) throw new GrpcStatusError(GrpcCode.NOT_FOUND, `no such ref: ${id ?? ''}`);
+    return ref;
+  }
+
+  /** An id the frontend returned: empty means no ref (BuildKit's nil ref); an unknown one is an error. */
+  #returnedRef(id: string | undefined): Ref | undefined {
+    if (id === undefined || id === '') return undefined;
+    const ref = this.#refs.get(id);
+    if (ref === undefined) throw new GatewayError('KLN0614', `the frontend returned an unknown ref id "${id}"`);
+    return ref;
+  }
+
+  #result(r: WireResult): FrontendResult {
+    const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+    const ids = r.refs?.refs ?? r.refsDeprecated?.refs;
+    if (ids !== undefined) {
+      const refs = new Map<string, Ref>();
+      for (const [k, v] of Object.entries(ids)) {
+        const ref = this.#returnedRef(typeof v === 'string' ? v : v.id);
+        if (ref !== undefined) refs.set(k, ref);
+      }
+      return { refs, metadata };
+    }
+    const ref = this.#returnedRef(r.ref?.id ?? r.refDeprecated);
+    return ref === undefined ? { metadata } : { ref, metadata };
+  }
+}
+
+/** The error a frontend's Return carried, as the GatewayError the build fails with. */
+function returnedError(status: WireStatus): GatewayError {
+  const cause = new GrpcStatusError(
+    status.code ?? GrpcCode.UNKNOWN,
+    status.message ?? '',
+    (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
+  );
+  return new GatewayError('KLN0610', status.message || `the frontend failed (status ${cause.grpcCode})`, { cause });
+}
