@@ -89,5 +89,6 @@ export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashF
 export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';
 export { chainIds, type PrefetchImageOptions } from './worker/sources.js';
+export { ensureLayer, layerSnapshotId, type EnsureLayerOptions, type EnsuredLayer, type LayerChainDeps } from './worker/layer-chain.js';
 export { withFileLock, pidAlive } from './worker/file-lock.js';
 export { gitRepoUsage, removeGitRepo, type GitRepoUsage } from './worker/git.js';

@@ -17,6 +17,8 @@ import {
   INLINE_CACHE_KEY,
   ImportedCache,
   chainIds,
+  ensureLayer,
+  layerSnapshotId,
   parseCacheConfig,
   parseCacheRecords,
   type CacheConfig,
@@ -132,10 +134,6 @@ async function inlineCache(reader: CacheSourceReader, manifestBytes: Buffer, ope
  * remembered by diffID, so an image export reuses them instead of taring the layers again.
  */
 export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
-  // Layers several results of this build share are unpacked once; another process (or build)
-  // committing the same id first is fine (checked after a failed commit).
-  // Each entry resolves true when that unpack checked the blob against the layer's diffID.
-  const unpacking = new Map<string, Promise<boolean>>();
   return async (result: ImportedResult, ctx) => {
     // Each layer snapshot is leased before it is looked up, as image sources do (solver
     // worker/snapshots.ts withLeases): a prune running meanwhile (the daemon's, or one between two
@@ -147,7 +145,7 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
       for (const r of held.splice(0)) r();
     };
     try {
-      const ref = await load(result, ctx, held);
+      const ref = await load(engine, result, ctx, held);
       if (ctx.signal.aborted) release();
       else ctx.signal.addEventListener('abort', release, { once: true });
       return ref;
@@ -156,66 +154,52 @@ export function importedResultLoader(engine: KilnEngine): LoadImportedResult {
       throw e;
     }
   };
+}
 
-  async function load(result: ImportedResult, ctx: Parameters<LoadImportedResult>[1], held: Array<() => void>) {
-    const diffIds = result.layers.map((d, i) => d.annotations?.[ANNOTATION_UNCOMPRESSED] ?? `sha256:${createHash('sha256').update(`blob ${i} ${d.digest}`).digest('hex')}`);
-    const chain = chainIds(diffIds);
-    let parent: string | undefined;
-    let size = 0;
-    const remember: LayerRef[] = [];
-    for (const [i, d] of result.layers.entries()) {
-      const id = `layer-${(chain[i] as string).replace('sha256:', '')}`;
-      const diffID = d.annotations?.[ANNOTATION_UNCOMPRESSED];
-      const below = parent;
-      size += d.size;
-      held.push(engine.cache.lease(id));
-      let p = unpacking.get(id);
-      if (p === undefined) {
-        p = (async (): Promise<boolean> => {
-          if (await exists(engine, id)) return false;
-          const digest = parseDigest(d.digest);
-          if (!(await engine.content.has(digest))) {
-            ctx.status(`pulling ${d.digest}`, 0, d.size);
-            await engine.content.ingest(await result.source.open(d, ctx.signal), { expected: digest, expectedSize: d.size, signal: ctx.signal });
-            ctx.status(`pulling ${d.digest}`, d.size, d.size, true);
-          }
-          try {
-            // The layer keeps the creation time the cache gives it (BuildKit makes the ref with
-            // the descriptor's buildkit/createdat), which an export of it writes again.
-            const createdAt = d.annotations?.[ANNOTATION_CREATED_AT];
-            await unpackLayer(engine.snapshotter, id, below, await engine.content.readStream(digest), {
-              signal: ctx.signal,
-              ...(diffID === undefined ? {} : { expectedDiffID: diffID }),
-              ...(createdAt === undefined ? {} : { labels: { [LABEL_CREATED_AT]: createdAt } }),
-            });
-            return diffID !== undefined;
-          } catch (e) {
-            if (!(await exists(engine, id))) throw e;
-            return false;
-          }
-        })();
-        unpacking.set(id, p);
-        p.then(
-          () => unpacking.delete(id),
-          () => unpacking.delete(id),
-        );
-      }
-      // Only a blob this import unpacked and found to be the diffID it claims is remembered for
-      // that diffID (image exports reuse it): a cache must not map a layer that was already here,
-      // which it never had to prove, to a blob of its choosing.
-      if ((await p) && diffID !== undefined) remember.push({ descriptor: { mediaType: d.mediaType, digest: parseDigest(d.digest), size: d.size }, diffID: parseDigest(diffID) });
-      parent = id;
-    }
-    await engine.layers.rememberLayers(remember);
-    if (parent === undefined) throw new EngineError('KLN0704', 'an imported cache result has no layers');
-    return { snapshot: parent, size };
+async function load(engine: KilnEngine, result: ImportedResult, ctx: Parameters<LoadImportedResult>[1], held: Array<() => void>) {
+  const diffIds = result.layers.map((d, i) => d.annotations?.[ANNOTATION_UNCOMPRESSED] ?? `sha256:${createHash('sha256').update(`blob ${i} ${d.digest}`).digest('hex')}`);
+  const chain = chainIds(diffIds);
+  let parent: string | undefined;
+  let size = 0;
+  const remember: LayerRef[] = [];
+  for (const [i, d] of result.layers.entries()) {
+    const id = layerSnapshotId(chain[i] as string);
+    const diffID = d.annotations?.[ANNOTATION_UNCOMPRESSED];
+    // The layer keeps the creation time the cache gives it (BuildKit makes the ref with the
+    // descriptor's buildkit/createdat), which an export of it writes again.
+    const createdAt = d.annotations?.[ANNOTATION_CREATED_AT];
+    size += d.size;
+    held.push(engine.cache.lease(id));
+    // Layers several results (of this build, of other builds, or a FROM or prefetch of an image
+    // with the same layers) need at once are unpacked once: ensureLayer joins the unpack in flight.
+    const { unpacked } = await ensureLayer({ snapshotter: engine.snapshotter, unpackLayer }, {
+      id,
+      below: parent,
+      // This cache's blob, fetched from where the cache lives: a FROM of the same layer (or an
+      // import from another cache) joining this unpack does not take its failure (a corrupt or
+      // unreachable cache) as its own, nor its diffID check.
+      source: `cache ${result.source.name} ${d.digest}`,
+      open: async () => {
+        const digest = parseDigest(d.digest);
+        if (!(await engine.content.has(digest))) {
+          ctx.status(`pulling ${d.digest}`, 0, d.size);
+          await engine.content.ingest(await result.source.open(d, ctx.signal), { expected: digest, expectedSize: d.size, signal: ctx.signal });
+          ctx.status(`pulling ${d.digest}`, d.size, d.size, true);
+        }
+        return engine.content.readStream(digest);
+      },
+      ...(diffID === undefined ? {} : { expectedDiffID: diffID }),
+      ...(createdAt === undefined ? {} : { labels: { [LABEL_CREATED_AT]: createdAt } }),
+      signal: ctx.signal,
+    });
+    // Only a blob this import unpacked and found to be the diffID it claims is remembered for
+    // that diffID (image exports reuse it): a cache must not map a layer that was already here,
+    // which it never had to prove, to a blob of its choosing. `unpacked` is true only for an
+    // unpack of this same blob checked against this same diffID (this call's, or one it joined).
+    if (unpacked && diffID !== undefined) remember.push({ descriptor: { mediaType: d.mediaType, digest: parseDigest(d.digest), size: d.size }, diffID: parseDigest(diffID) });
+    parent = id;
   }
+  await engine.layers.rememberLayers(remember);
+  if (parent === undefined) throw new EngineError('KLN0704', 'an imported cache result has no layers');
+  return { snapshot: parent, size };
 }
-
-function exists(engine: KilnEngine, id: string): Promise<boolean> {
-  return engine.snapshotter.stat(id).then(
-    () => true,
-    () => false,
-  );
-}
-

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { EnsuredImage, Platform } from '@kiln/runtime';
 import type { SourceOp } from '@kiln/llb-core';
-import { SolverError, throwIfCancelled } from '../errors.js';
+import { SolverError } from '../errors.js';
 import { syncLocalSource, type SyncLocalResult } from '../local/sync.js';
 import { linkTree } from '../local/link-tree.js';
 import type { LocalFilter } from '../local/walk.js';
@@ -12,6 +12,7 @@ import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { Leases, commitNew, hasSnapshot, withLeases } from './snapshots.js';
 import { withFileLock } from './file-lock.js';
+import { ensureLayer, layerSnapshotId } from './layer-chain.js';
 
 /** OCI ChainID of a list of diffIDs: ChainID(L0..Ln) = sha256(ChainID(L0..Ln-1) + " " + DiffID(Ln)). */
 export function chainIds(diffIds: readonly string[]): string[] {
@@ -43,28 +44,6 @@ export interface PrefetchImageOptions {
   readonly resolveMode?: 'default' | 'pull' | 'local';
   /** Stops the prefetch (a layer being unpacked is discarded); the build's own FROM then does the work. */
   readonly signal?: AbortSignal;
-}
-
-/**
- * Layer unpacks in flight per snapshotter (all workers of a process share them): a FROM whose
- * layer is being unpacked by a prefetch, or by another build, waits for that unpack instead of
- * starting its own (which would fail to commit the same snapshot id).
- */
-const unpacking = new WeakMap<object, Map<string, LayerUnpack>>();
-
-/** One layer unpack in flight, with the signal of the caller that started it. */
-interface LayerUnpack {
-  readonly p: Promise<void>;
-  readonly signal: AbortSignal | undefined;
-}
-
-function unpacksOf(s: object): Map<string, LayerUnpack> {
-  let m = unpacking.get(s);
-  if (m === undefined) {
-    m = new Map();
-    unpacking.set(s, m);
-  }
-  return m;
 }
 
 /** Resolves (pulling if needed) an image; memoized per reference+platform for one worker. */
@@ -151,13 +130,24 @@ export class ImageSources {
     let parent: string | undefined;
     let size = 0;
     for (const [i, layer] of img.manifest.layers.entries()) {
-      const id = `layer-${(chain[i] ?? layer.digest).replace('sha256:', '')}`;
+      const id = layerSnapshotId(chain[i] ?? layer.digest);
+      const diffID = diffIds[i];
       size += layer.size;
       // Before the lookup: a prune that has not yet given the id up keeps it from now on (its
       // confirm asks the store, which sees the lease); one that did has renamed it away already,
       // so the lookup misses and the layer is unpacked again.
       leases.hold(id);
-      await this.#layer(id, parent, layer, diffIds[i], signal, status);
+      // Joins an unpack of the same layer a prefetch, another build or a cache import started.
+      await ensureLayer(this.#deps, {
+        id,
+        below: parent,
+        source: `content ${layer.digest}`,
+        open: () => this.#deps.content.readStream(layer.digest),
+        ...(diffID === undefined ? {} : { expectedDiffID: diffID }),
+        ...(signal === undefined ? {} : { signal }),
+        onStart: () => status(layer.digest, 0, layer.size),
+        onDone: () => status(layer.digest, layer.size, layer.size, true),
+      });
       parent = id;
     }
     if (parent === undefined) {
@@ -166,98 +156,6 @@ export class ImageSources {
     }
     return { snapshot: parent, size };
   }
-
-  /**
-   * Makes layer snapshot `id` exist: joins an unpack of it already running (a prefetch, another
-   * build) or starts one. A caller waiting on another's unpack stops waiting when its own signal
-   * aborts (the unpack goes on for its owner). When the unpack it joined fails because its owner
-   * was cancelled, the first waiter to notice starts it again and the others join that one (one
-   * redo, not one per waiter); any other failure is every waiter's.
-   */
-  async #layer(
-    id: string,
-    below: string | undefined,
-    layer: EnsuredImage['manifest']['layers'][number],
-    diffID: string | undefined,
-    signal: AbortSignal | undefined,
-    status: WorkerOpContext['status'],
-  ): Promise<void> {
-    const s = this.#deps.snapshotter;
-    const inflight = unpacksOf(s);
-    let joined = inflight.get(id);
-    for (;;) {
-      if (joined === undefined) {
-        const p = (async (): Promise<boolean> => {
-          if (await hasSnapshot(s, id)) return false;
-          status(layer.digest, 0, layer.size);
-          const stream = await this.#deps.content.readStream(layer.digest);
-          await this.#deps.unpackLayer(s, id, below, stream, {
-            ...(signal === undefined ? {} : { signal }),
-            ...(diffID === undefined ? {} : { expectedDiffID: diffID }),
-          });
-          return true;
-        })();
-        // Registered before any await: a waiter that comes next joins this one.
-        const mine: LayerUnpack = { p: p.then(() => undefined), signal };
-        mine.p.catch(() => undefined);
-        inflight.set(id, mine);
-        try {
-          if (await p) status(layer.digest, layer.size, layer.size, true);
-        } catch (err) {
-          // Another process committed the same layer first: it is there, which is all we need.
-          if (!(await hasSnapshot(s, id))) throw err;
-        } finally {
-          if (inflight.get(id) === mine) inflight.delete(id);
-        }
-        return;
-      }
-      status(layer.digest, 0, layer.size);
-      try {
-        await untilAborted(joined.p, signal);
-        status(layer.digest, layer.size, layer.size, true);
-        return;
-      } catch (err) {
-        throwIfCancelled(signal);
-        const next = inflight.get(id);
-        if (next !== undefined && next !== joined) {
-          joined = next; // another waiter redoes it already
-          continue;
-        }
-        if (joined.signal?.aborted === true) {
-          joined = undefined; // its owner was cancelled, not us: redo it (registered synchronously)
-          continue;
-        }
-        if (await hasSnapshot(s, id)) return;
-        throw err;
-      }
-    }
-  }
-}
-
-/** `p`, or a cancellation as soon as `signal` aborts (p goes on for whoever else waits on it). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  throwIfCancelled(signal);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      try {
-        throwIfCancelled(signal);
-      } catch (e) {
-        reject(e);
-      }
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 const EMPTY_SNAPSHOT = 'scratch-empty';
