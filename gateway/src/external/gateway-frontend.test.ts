@@ -190,7 +190,8 @@ describe('gateway.v0: how the frontend container is run', () => {
     const backend = fakeBackend({}, returnsOk);
     await expect(build(backend, { source: '127.0.0.1:5000/missing:1' })).rejects.toMatchObject({
       code: 'KLN0607',
-      message: 'cannot resolve frontend image 127.0.0.1:5000/missing:1: 127.0.0.1:5000/missing:1: not found in registry',
+      message: 'cannot resolve frontend image 127.0.0.1:5000/missing:1',
+      cause: { message: '127.0.0.1:5000/missing:1: not found in registry' },
     });
     await expect(build(backend, {})).rejects.toMatchObject({ code: 'KLN0607', message: 'gateway.v0 needs option source (the frontend image)' });
   });

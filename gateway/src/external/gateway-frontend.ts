@@ -158,7 +158,6 @@ async function runExternalFrontend(client: FrontendClient, options: GatewayFront
           ...fields,
           exitCode,
           hint: 'its stderr is shown under the [frontend] step with --progress=plain; the image must run an LLBBridge client on stdin/stdout',
-          cause: served.error,
         });
       }
       throw served.error;

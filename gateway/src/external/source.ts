@@ -79,7 +79,7 @@ async function resolveImage(client: FrontendClient, ref: string, source: string)
     resolved = await client.resolveImageConfig(normalized, {});
   } catch (cause) {
     if (client.signal?.aborted === true) throw cause;
-    throw new GatewayError('KLN0607', `cannot resolve frontend image ${ref}: ${cause instanceof Error ? (cause.message.split('\n')[0] ?? '') : String(cause)}`, {
+    throw new GatewayError('KLN0607', `cannot resolve frontend image ${ref}`, {
       hint: 'push the frontend image to a registry kiln can reach, or load it into the kiln root; built-in frontends need no image',
       cause,
     });
