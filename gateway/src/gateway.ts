@@ -5,6 +5,7 @@ import { GatewayClient, GatewayRef } from './client.js';
 import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
 import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
+import { serveLLBBridge } from './llbbridge/serve.js';
 
 /** One build request: which frontend (or detect it), its options and named inputs. */
 export interface GatewayRequest {
@@ -84,8 +85,8 @@ export class Gateway {
 
   /** The `gateway.v0` frontend, when the backend can run frontend containers. */
   #external(): Frontend | undefined {
-    const serve = this.#options.serveLLBBridge;
-    if (this.#backend.runFrontendContainer === undefined || serve === undefined) return undefined;
+    const serve = this.#options.serveLLBBridge ?? serveLLBBridge;
+    if (this.#backend.runFrontendContainer === undefined) return undefined;
     return createGatewayFrontend({
       backend: this.#backend,
       serve,
