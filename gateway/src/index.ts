@@ -10,7 +10,7 @@ export type { SolveBackend, SolvedRef, BackendSolveOptions, FrontendContainerReq
 export { GatewayClient, GatewayRef, type GatewayClientOptions } from './client.js';
 export { Gateway, type GatewayRequest, type GatewayResult, type GatewayOptions } from './gateway.js';
 // gateway.v0: frontend images run in a container, LLBBridge over their stdin/stdout.
-export { GATEWAY_FRONTEND, ExternalFrontendError, createGatewayFrontend, type GatewayFrontendOptions, type ServeLLBBridge, type BridgeOptions } from './external/gateway-frontend.js';
+export { GATEWAY_FRONTEND, ExternalFrontendError, createGatewayFrontend, type GatewayFrontendOptions, type ServeLLBBridge } from './external/gateway-frontend.js';
 // LLBBridge (BuildKit's frontend gRPC protocol), both sides, over any byte stream.
 export { serveLLBBridge, type BridgeServeOptions } from './llbbridge/serve.js';
 export { connectLLBBridge, frontendOptsFromEnv, type BridgeFrontendClient, type BridgeConnectOptions } from './llbbridge/connect.js';

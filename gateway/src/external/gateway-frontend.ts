@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Duplex, PassThrough } from 'node:stream';
 import { defaultPlatform, encodeDefinition, type Frontend, type FrontendClient, type FrontendResult, type Platform } from '@kiln/llb-core';
 import type { SolveBackend } from '../backend.js';
+import type { BridgeServeOptions } from '../llbbridge/serve.js';
 import { GatewayError, type GatewayErrorCode } from '../errors.js';
 import { FRONTEND_METADATA_PATH, checkFrontendCaps, frontendProcess, type WorkerInfo } from './environment.js';
 import { resolveFrontendImage } from './source.js';
@@ -13,18 +14,12 @@ import { resolveFrontendImage } from './source.js';
 /** BuildKit's name of the frontend that runs frontend images. */
 export const GATEWAY_FRONTEND = 'gateway.v0';
 
-/** Options of the LLBBridge server (`@kiln/gateway` serveLLBBridge). */
-export interface BridgeOptions {
-  readonly signal?: AbortSignal;
-  readonly platforms?: readonly Platform[];
-}
-
 /**
  * Serves LLBBridge on `stream` for one frontend run through `client`; resolves with the frontend's
  * Return, rejects with a GatewayError for a Return error (`KLN0610`) or when the stream ends
  * before Return (`KLN0611`). The shape of `serveLLBBridge`.
  */
-export type ServeLLBBridge = (stream: Duplex, client: FrontendClient, options?: BridgeOptions) => Promise<FrontendResult>;
+export type ServeLLBBridge = (stream: Duplex, client: FrontendClient, options?: BridgeServeOptions) => Promise<FrontendResult>;
 
 /** Construction options of {@link createGatewayFrontend}. */
 export interface GatewayFrontendOptions {
