@@ -20,11 +20,30 @@ import { BUNDLE, CACHE, CLIENT, STAMP, bundleIsFresh, stampOf } from '../bin/bun
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const cliDist = join(repo, 'cli', 'dist');
 
+// kiln's frontend image entry (cli/src/frontend-main.ts) as one standalone file: what a frontend
+// image runs with plain `node frontend.cjs` from a directory holding nothing else (docs/llbbridge.md).
+const FRONTEND = join(cliDist, 'frontend.cjs');
+
 // Nothing changed since the last bundle (tests call this before every end-to-end file).
-if (bundleIsFresh() && existsSync(CACHE) && !process.argv.includes('--force')) process.exit(0);
+if (bundleIsFresh() && existsSync(CACHE) && existsSync(FRONTEND) && !process.argv.includes('--force')) process.exit(0);
 
 const tmp = `${BUNDLE}.${process.pid}.tmp`;
 const clientTmp = `${CLIENT}.${process.pid}.tmp`;
+const frontendTmp = `${FRONTEND}.${process.pid}.tmp`;
+
+// The Dockerfile parser loads chevrotain's single-file build with a top-level await (its package
+// `exports` hide that file from static imports); a CommonJS bundle cannot await at the top, so
+// here the same file is imported statically.
+const chevrotainSingleFile = {
+  name: 'chevrotain-single-file',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]frontends[\\/]dockerfile[\\/]dist[\\/]parser[\\/]chevrotain\.js$/ }, () => ({
+      contents: `export { Lexer, createToken } from ${JSON.stringify(join(repo, 'node_modules', 'chevrotain', 'lib', 'chevrotain.min.mjs'))};`,
+      loader: 'js',
+    }));
+  },
+};
+
 // The stamp is what the compiled output was before esbuild read it, and it is written only if it
 // still is afterwards: a `tsc -b` running meanwhile (it writes .tsbuildinfo after the .js files)
 // would otherwise leave a bundle of half-old code stamped as the new output.
@@ -35,6 +54,7 @@ for (let attempt = 1; ; attempt++) {
   if (JSON.stringify(stampOf()) === stamp) break;
   rmSync(tmp, { force: true });
   rmSync(clientTmp, { force: true });
+  rmSync(frontendTmp, { force: true });
   if (attempt === 3) throw new Error('the compiled output kept changing while bundling (a tsc -b at the same time): run npm run build again');
 }
 
@@ -75,20 +95,30 @@ async function pack() {
     // kiln.js runs the bundle as a vm.Script, which has no loader for import(): a dynamic import
     // of a module left outside the bundle (node:https, loaded lazily) becomes a require().
     supported: { 'dynamic-import': false },
-    plugins: [
-      {
-        // The Dockerfile parser loads chevrotain's single-file build with a top-level await (its
-        // package `exports` hide that file from static imports); a CommonJS bundle cannot await
-        // at the top, so here the same file is imported statically.
-        name: 'chevrotain-single-file',
-        setup(b) {
-          b.onLoad({ filter: /[\\/]frontends[\\/]dockerfile[\\/]dist[\\/]parser[\\/]chevrotain\.js$/ }, () => ({
-            contents: `export { Lexer, createToken } from ${JSON.stringify(join(repo, 'node_modules', 'chevrotain', 'lib', 'chevrotain.min.mjs'))};`,
-            loader: 'js',
-          }));
-        },
-      },
-    ],
+    plugins: [chevrotainSingleFile],
+  });
+  // The frontend entry: the same settings, but nothing left outside the file (no better-sqlite3:
+  // the frontends need no cache store), so it runs where only this file is.
+  await build({
+    stdin: {
+      contents: "import { runFrontendProcess } from './frontend-main.js';\nvoid runFrontendProcess();\n",
+      resolveDir: cliDist,
+      sourcefile: 'frontend-entry.js',
+      loader: 'js',
+    },
+    outfile: frontendTmp,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    banner: { js: '#!/usr/bin/env node' },
+    minifyWhitespace: true,
+    minifySyntax: true,
+    charset: 'ascii',
+    logLevel: 'warning',
+    logOverride: { 'empty-import-meta': 'silent' },
+    supported: { 'dynamic-import': false },
+    plugins: [chevrotainSingleFile],
   });
   // The first line names the content (a hash of the rest): each code cache starts with the line of
   // the bundle it was made from, and the loader uses only a cache of this very bundle (V8 itself
@@ -98,6 +128,7 @@ async function pack() {
 }
 
 renameSync(clientTmp, CLIENT);
+renameSync(frontendTmp, FRONTEND);
 renameSync(tmp, BUNDLE);
 // Caches of the old bundle (the trained one, and those of runs with other node options).
 for (const f of readdirSync(dirname(BUNDLE))) if (/^kiln\.cjs\.(?:[0-9a-f]{8}\.)?cache$/.test(f)) rmSync(join(dirname(BUNDLE), f), { force: true });

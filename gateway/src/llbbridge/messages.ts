@@ -232,7 +232,9 @@ export class LLBBridgeCodec {
 
   encode<K extends keyof WireMessages>(name: K, message: WireMessages[K]): Uint8Array {
     const type = this.#type(name);
-    return type.encode(type.fromObject(message as Record<string, unknown>)).finish();
+    const out = type.encode(type.fromObject(message as Record<string, unknown>)).finish();
+    // A plain Uint8Array (protobufjs' node writer gives a Buffer).
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
 
   decode<K extends keyof WireMessages>(name: K, bytes: Uint8Array): WireMessages[K] {
