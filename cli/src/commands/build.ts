@@ -17,6 +17,7 @@ import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
 import { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@kiln/buildpacks';
 import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
+import { parseAttestations } from '../engine/provenance-spec.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
 import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 
@@ -58,6 +59,12 @@ export interface BuildFlags {
   readonly cacheTo?: string[];
   /** `--cache-from` values. */
   readonly cacheFrom?: string[];
+  /** `--provenance[=VALUE]`: true when given bare (buildx's shorthand for `--attest type=provenance`). */
+  readonly provenance?: string | boolean;
+  /** `--attest` values (buildx CSV: type=provenance,mode=min|max,…). */
+  readonly attest?: string[];
+  /** `--sbom[=VALUE]`: refused (no scanner yet), as `--attest type=sbom`. */
+  readonly sbom?: string | boolean;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -88,6 +95,9 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--no-cache-filter <stage>', 'do not use the cache for this stage (repeatable)', collect, [])
     .option('--cache-to <spec>', 'export the build cache: type=local,dest=DIR|type=registry,ref=REF|type=inline[,mode=min|max][,compression=…][,oci-mediatypes=…] (repeatable)', collect, [])
     .option('--cache-from <spec>', 'import a build cache: type=local,src=DIR[,tag=T]|type=registry,ref=REF (repeatable)', collect, [])
+    .option('--provenance [value]', 'attach a SLSA provenance attestation: true (mode=min), false, or mode=min|max[,builder-id=URL][,reproducible=true]; none by default (buildx adds mode=min to images)')
+    .option('--attest <spec>', 'attestation: type=provenance[,mode=min|max][,builder-id=URL][,reproducible=true][,disabled=true] (repeatable; type=sbom is not supported yet)', collect, [])
+    .option('--sbom [value]', 'SBOM attestation (not supported yet: needs a scanner image)')
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
     .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
     .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
@@ -246,6 +256,8 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
+  const sbom = flags.sbom === undefined || flags.sbom === false ? [] : [flags.sbom === true ? 'type=sbom' : /^(true|false|1|0)$/.test(flags.sbom) ? `type=sbom,disabled=${String(!/^(true|1)$/.test(flags.sbom))}` : `type=sbom,${flags.sbom}`];
+  const attestations = parseAttestations(flags.provenance, [...(flags.attest ?? []), ...sbom]);
   const parsed = await parseOutputs(flags.output, io);
   cleanup.push(parsed.remove);
   if (flags.quiet === true && parsed.redirects.some((r) => r.target.kind === 'stdout')) {
@@ -286,6 +298,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
     ...cacheFlags(flags, io),
+    ...(attestations.provenance === undefined ? {} : { attestations }),
   };
   return { req, outputs: parsed, results };
 }

@@ -13,10 +13,13 @@ import {
   openOciLayout,
   parsePlatform,
   parseReference,
+  type Descriptor,
   type ExportResult,
   type ExportSpec,
+  type InTotoAttestation,
   type Platform,
 } from '@kiln/runtime';
+import { randomBytes } from 'node:crypto';
 import { SolverBackend } from './backend.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
@@ -29,6 +32,9 @@ import { SnapshotRef } from './snapshot-ref.js';
 import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
 import { exportCache, inlineCacheRecords } from './cache-export.js';
 import { importCaches, importedResultLoader } from './cache-import.js';
+import { RecordingBackend } from './provenance-capture.js';
+import { newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
+import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
 
 /** One `kiln build`, already parsed from the command line. */
 export interface BuildRequest {
@@ -84,6 +90,8 @@ export interface BuildRequest {
   readonly cacheWarnings?: readonly string[];
   /** Where cache warnings go (`WARNING: …` on stderr in the CLI). */
   readonly onCacheWarning?: (message: string) => void;
+  /** `--provenance` / `--attest`: attestations of the exported results (none by default). */
+  readonly attestations?: AttestationRequest;
 }
 
 /** What a build produced. */
@@ -102,6 +110,7 @@ export interface BuildReport {
  * `dockerfile`; the gateway picks the frontend; the result is exported to every output.
  */
 export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<BuildReport> {
+  const startedOn = new Date();
   const contextDir = resolve(req.context);
   let tmp: string | undefined;
   let dockerfilePath = resolve(req.dockerfile ?? join(contextDir, 'Dockerfile'));
@@ -175,12 +184,16 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     req.cacheFrom === undefined || req.cacheFrom.length === 0
       ? []
       : await importCaches(engine, req.cacheFrom, { onWarning: warn, ...(req.progress === undefined ? {} : { progress: req.progress }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
-  const backend = new SolverBackend(engine, solver, {
+  const backendOpts = {
     ...(req.progress === undefined ? {} : { progress: req.progress }),
     ...(req.signal === undefined ? {} : { signal: req.signal }),
     ...(req.noCache === true ? { noCache: true } : {}),
     ...(cacheImports.length === 0 ? {} : { cacheImports, loadImported: importedResultLoader(engine) }),
-  });
+  };
+  const provenance = req.attestations?.provenance;
+  // Provenance needs every Definition the frontend solves and every image it resolves.
+  const recorder = provenance === undefined ? undefined : new RecordingBackend(engine, solver, backendOpts);
+  const backend = recorder ?? new SolverBackend(engine, solver, backendOpts);
   const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   const output = frontendLog(req.progress);
   try {
@@ -215,6 +228,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
           ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
           ...(inline ? { inlineCache: (layers) => inlineCacheRecords(engine, solved, layers, cacheOpts) } : {}),
+          ...(recorder === undefined || provenance === undefined
+            ? {}
+            : { attest: provenanceAttestations(recorder, provenance, { frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) }) }),
         })),
       );
     }
@@ -234,6 +250,29 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     await backend.release();
     if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The provenance statement maker of a build: for each exported platform result, the SLSA v0.2
+ * predicate over what the build solved and resolved (the result's own Definition for mode=max).
+ */
+function provenanceAttestations(
+  recorder: RecordingBackend,
+  options: ProvenanceOptions,
+  build: { readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly invocationId: string },
+): (output: BuildOutput, layers: readonly Descriptor[] | undefined) => InTotoAttestation[] {
+  return (output, layers) => {
+    const capture = { frontend: build.frontend, frontendOpts: build.opts, definitions: recorder.definitions, resolvedImages: recorder.resolvedImages };
+    const predicate = provenancePredicate(capture, options, {
+      result: recorder.definitionOf(output.ref),
+      layers,
+      invocationId: build.invocationId,
+      startedOn: build.startedOn,
+      finishedOn: new Date(),
+      hostPlatform: hostPlatform(),
+    });
+    return [{ predicateType: SLSA_PROVENANCE_V02, predicate, path: 'provenance.json' }];
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { runExport, type ExportResult, type ExportSpec, type ImageConfigDraft, type LayerRef, type Platform } from '@kiln/runtime';
+import { runExport, type Descriptor, type ExportResult, type ExportSpec, type ImageConfigDraft, type InTotoAttestation, type LayerRef, type Platform } from '@kiln/runtime';
 import { INLINE_CACHE_KEY } from '@kiln/solver';
 import type { ProgressSink } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
@@ -41,6 +41,11 @@ export async function exportOutputs(
     readonly displayDests?: ReadonlyMap<string, string>;
     /** `--cache-to type=inline`: the base64 cache records for an image with these layers (BuildKit's `moby.buildkit.cache.v0`). */
     readonly inlineCache?: (layers: readonly LayerRef[]) => Promise<string | undefined>;
+    /**
+     * Attestations of one platform's result (`--provenance`), made at export time: for an image
+     * with its layers (they become attestation manifests), for local/tar without (statement files).
+     */
+    readonly attest?: (output: BuildOutput, layers: readonly Descriptor[] | undefined) => InTotoAttestation[];
   } = {},
 ): Promise<ExportResult[]> {
   // A list is a multi-platform result even with one platform (BuildKit's `isMap`): an index, a
@@ -63,8 +68,8 @@ export async function exportOutputs(
         // tarball, as BuildKit's local and tar exporters write them.
         const input =
           multi
-            ? { platforms: await Promise.all(list.map(async (o) => ({ path: platformDir(o.platform), rootfs: await o.ref.path() }))) }
-            : { rootfs: await first.ref.path() };
+            ? { platforms: await Promise.all(list.map(async (o) => ({ path: platformDir(o.platform), rootfs: await o.ref.path(), attestations: opts.attest?.(o, undefined) }))) }
+            : { rootfs: await first.ref.path(), attestations: opts.attest?.(first, undefined) };
         result = await runExport(spec, input, ctx(engine, opts));
       } else {
         const started = Date.now();
@@ -75,7 +80,12 @@ export async function exportOutputs(
             const draft = imageConfig(o, layers.length, opts.sourceDateEpoch);
             const config = o.layerLabels === undefined ? draft : fillLayerLabels(draft, parseLayerLabels(o.layerLabels), layers.map((l) => l.diffID));
             const inline = multi ? undefined : await opts.inlineCache?.(layers);
-            return { layers, config: inline === undefined ? config : { ...config, [INLINE_CACHE_KEY]: inline } };
+            const attestations = opts.attest?.(o, layers.map((l) => l.descriptor));
+            return {
+              layers,
+              config: inline === undefined ? config : { ...config, [INLINE_CACHE_KEY]: inline },
+              ...(attestations === undefined || attestations.length === 0 ? {} : { attestations }),
+            };
           }),
         );
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, completed: Date.now(), time: Date.now() });

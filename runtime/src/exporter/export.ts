@@ -8,11 +8,15 @@ import type { Descriptor } from '../image/types.js';
 import { RegistryClient } from '../registry/client.js';
 import { pushImage } from '../registry/push.js';
 import { parseReference } from '../registry/reference.js';
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { packDirectories, packDirectory, type SubDirectory } from './fs-tar.js';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat, utimes } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { packDirectories, packDirectory, type ExtraFile, type SubDirectory } from './fs-tar.js';
 import { abortable } from '../image/tar-pack.js';
-import { copyTree } from './fs-tree.js';
+import { copyTree, walkTree } from './fs-tree.js';
+import { statementBytes, type InTotoAttestation, type InTotoSubject } from './attestation.js';
 import { annotationsFor, exportDockerArchive, exportOciLayout, materializeImage, normalizeNames, type ExportImage } from './image-exporters.js';
 import type { ExportSpec } from './spec.js';
 
@@ -26,7 +30,14 @@ export interface ExportInput {
    * (`linux_amd64`, BuildKit's `platforms.Format` with `/` → `_`): `dest/<path>/` for local, a
    * top directory per platform in one tarball for tar.
    */
-  readonly platforms?: ReadonlyArray<SubDirectory> | undefined;
+  readonly platforms?: ReadonlyArray<SubDirectory & { readonly attestations?: ReadonlyArray<InTotoAttestation> | undefined }> | undefined;
+  /**
+   * Attestations of a local/tar result (`rootfs`): each written next to the files as
+   * `<path>` (`provenance.json`), its subjects every regular file of the output with its
+   * sha256, as BuildKit's local and tar exporters do. Image results carry theirs in
+   * {@link ExportImageSource.attestations}.
+   */
+  readonly attestations?: ReadonlyArray<InTotoAttestation> | undefined;
 }
 
 /** Services an exporter may use; passed explicitly. */
@@ -65,6 +76,8 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
     case 'tar': {
       const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined, signal: ctx.signal };
       const pack = { sourceDateEpoch: ctx.sourceDateEpoch };
+      // BuildKit's local/tar attestation files: mode 0600, the epoch or the export time (seconds).
+      const attMtime = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : new Date(Math.floor(Date.now() / 1000) * 1000);
       if (input.platforms !== undefined && input.platforms.length > 0) {
         const platforms = input.platforms;
         // fsutil.SubDirFS rejects paths that are not one name, and duplicates.
@@ -74,20 +87,36 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
           if (seen.has(p.path)) throw new ImageStoreError('EXPORT_FAILED', `duplicate platform directory "${p.path}"`);
           seen.add(p.path);
         }
-        if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectories(platforms, pack), ctx.signal));
-        else if (await exists(spec.dest)) for (const p of platforms) await copyTree(p.rootfs, join(spec.dest, p.path), copy);
-        else {
+        const dirs = await Promise.all(platforms.map(async (p) => ({ ...p, extraFiles: await attestationFiles(p.rootfs, p.attestations, attMtime) })));
+        if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectories(dirs, pack), ctx.signal));
+        else if (await exists(spec.dest)) {
+          for (const p of dirs) {
+            await copyTree(p.rootfs, join(spec.dest, p.path), copy);
+            await writeExtraFiles(join(spec.dest, p.path), p.extraFiles);
+          }
+        } else {
           await writeDirAtomic(spec.dest, async (tmp) => {
-            for (const p of platforms) await copyTree(p.rootfs, join(tmp, p.path), copy);
+            for (const p of dirs) {
+              await copyTree(p.rootfs, join(tmp, p.path), copy);
+              await writeExtraFiles(join(tmp, p.path), p.extraFiles);
+            }
           });
         }
         return { type: spec.type, dest: spec.dest, names: [], pushed: [] };
       }
       if (input.rootfs === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs a filesystem result`);
       const rootfs = input.rootfs;
-      if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectory(rootfs, pack), ctx.signal));
-      else if (await exists(spec.dest)) await copyTree(rootfs, spec.dest, copy);
-      else await writeDirAtomic(spec.dest, (tmp) => copyTree(rootfs, tmp, copy));
+      const extraFiles = await attestationFiles(rootfs, input.attestations, attMtime);
+      if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectory(rootfs, { ...pack, extraFiles }), ctx.signal));
+      else if (await exists(spec.dest)) {
+        await copyTree(rootfs, spec.dest, copy);
+        await writeExtraFiles(spec.dest, extraFiles);
+      } else {
+        await writeDirAtomic(spec.dest, async (tmp) => {
+          await copyTree(rootfs, tmp, copy);
+          await writeExtraFiles(tmp, extraFiles);
+        });
+      }
       return { type: spec.type, dest: spec.dest, names: [], pushed: [] };
     }
     case 'oci':
@@ -117,6 +146,36 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       const never: never = spec;
       throw new ImageStoreError('OUTPUT_SPEC_INVALID', `unknown exporter ${(never as { type: string }).type}`);
     }
+  }
+}
+
+/**
+ * The statement files of a local/tar output (BuildKit exporter/local CreateFS): subjects are the
+ * tree's regular files (walk order, relative paths) with their sha256; each statement is
+ * `json.MarshalIndent(stmt, "", "  ")` in a file named after the attestation's path.
+ */
+async function attestationFiles(rootfs: string, attestations: ReadonlyArray<InTotoAttestation> | undefined, mtime: Date): Promise<ExtraFile[] | undefined> {
+  if (attestations === undefined || attestations.length === 0) return undefined;
+  const subjects: InTotoSubject[] = [];
+  for await (const e of walkTree(rootfs)) {
+    if (!e.stat.isFile()) continue;
+    const h = createHash('sha256');
+    await pipeline(createReadStream(e.abs), h);
+    subjects.push({ name: e.path, digest: { sha256: h.digest('hex') } });
+  }
+  const seen = new Set<string>();
+  return attestations.map((a) => {
+    const name = basename(a.path);
+    if (seen.has(name)) throw new ImageStoreError('EXPORT_FAILED', `duplicate attestation path name ${name}`);
+    seen.add(name);
+    return { name, data: statementBytes(a, subjects, '  '), mode: 0o600, mtime };
+  });
+}
+
+async function writeExtraFiles(dir: string, files: ReadonlyArray<ExtraFile> | undefined): Promise<void> {
+  for (const f of files ?? []) {
+    await writeFileAtomic(join(dir, f.name), f.data, f.mode);
+    await utimes(join(dir, f.name), f.mtime, f.mtime);
   }
 }
 

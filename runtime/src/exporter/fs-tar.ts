@@ -12,6 +12,19 @@ export interface PackDirectoryOptions {
    * tar exporter does (exporter/local/fs.go walk Map: `st.ModTime = opt.Epoch.UnixNano()`).
    */
   readonly sourceDateEpoch?: number | undefined;
+  /**
+   * Files added at the top of the tree (attestations: `provenance.json`), in their sorted place
+   * among the top-level entries, as BuildKit merges its static attestation FS into the output.
+   */
+  readonly extraFiles?: ReadonlyArray<ExtraFile> | undefined;
+}
+
+/** A file that is not in the tree but written into the tar (mode and mtime given). */
+export interface ExtraFile {
+  readonly name: string;
+  readonly data: Uint8Array;
+  readonly mode: number;
+  readonly mtime: Date;
 }
 
 /**
@@ -28,6 +41,8 @@ export function packDirectory(dir: string, opts: PackDirectoryOptions = {}): Rea
 export interface SubDirectory {
   readonly path: string;
   readonly rootfs: string;
+  /** Files added at the top of this tree (see {@link PackDirectoryOptions.extraFiles}). */
+  readonly extraFiles?: ReadonlyArray<ExtraFile> | undefined;
 }
 
 /**
@@ -41,13 +56,24 @@ export function packDirectories(dirs: ReadonlyArray<SubDirectory>, opts: PackDir
   async function* all(): AsyncIterable<PackEntry> {
     for (const d of sorted) {
       yield { header: { name: `${d.path}/`, type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime, uname: '', gname: '' } };
-      yield* directoryEntries(d.rootfs, opts, `${d.path}/`);
+      yield* directoryEntries(d.rootfs, { ...opts, extraFiles: d.extraFiles }, `${d.path}/`);
     }
   }
   return packTar(all());
 }
 
 async function* directoryEntries(dir: string, opts: PackDirectoryOptions, prefix = ''): AsyncIterable<PackEntry> {
+  const extras = [...(opts.extraFiles ?? [])].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+  const extraEntry = (x: ExtraFile): PackEntry => ({ header: { name: prefix + x.name, type: 'file', mode: x.mode, uid: 0, gid: 0, mtime: x.mtime, uname: '', gname: '', size: x.data.length }, data: x.data });
+  for await (const e of treeEntries(dir, opts, prefix)) {
+    const top = e.header.name.slice(prefix.length).split('/')[0] ?? '';
+    while (extras[0] !== undefined && Buffer.compare(Buffer.from(extras[0].name), Buffer.from(top)) < 0) yield extraEntry(extras.shift() as ExtraFile);
+    yield e;
+  }
+  for (const x of extras) yield extraEntry(x);
+}
+
+async function* treeEntries(dir: string, opts: PackDirectoryOptions, prefix: string): AsyncIterable<PackEntry> {
   const seen = new Map<string, string>();
   const epoch = opts.sourceDateEpoch !== undefined ? new Date(opts.sourceDateEpoch * 1000) : undefined;
   for await (const [e, xattrs] of withXattrsOf(walkTree(dir), (t) => t.abs)) {

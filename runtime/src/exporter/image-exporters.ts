@@ -9,11 +9,18 @@ import type { Descriptor, Platform } from '../image/types.js';
 import { familiarReference, formatReference, parseReference } from '../registry/reference.js';
 import type { ExportAnnotation, ExportAnnotationType, ExportCompression } from './spec.js';
 import { formatPlatform, parsePlatform } from '../image/platform.js';
+import { Attestation, imageSubjects, isAttestationManifest, statementBytes, writeAttestationManifest, type InTotoAttestation } from './attestation.js';
 
 /** One platform's image to export: layers already in the content store and a config draft. */
 export interface ExportImageSource {
   readonly layers: ReadonlyArray<LayerRef>;
   readonly config: ImageConfigDraft;
+  /**
+   * Attestations of this platform's image. With any, the image is written as BuildKit writes an
+   * attested one: OCI media types, always an index (one platform too), and after the image
+   * manifests one attestation manifest per attested image (attestation-storage.md).
+   */
+  readonly attestations?: ReadonlyArray<InTotoAttestation> | undefined;
 }
 
 /** An image for image exporters: per-platform sources (written now) or an existing descriptor. */
@@ -29,6 +36,8 @@ export interface ImageWriteSettings {
   readonly compressionLevel?: number | undefined;
   /** `annotation…` output options: manifest, manifest-descriptor and index ones are applied here. */
   readonly annotationOptions?: ReadonlyArray<ExportAnnotation> | undefined;
+  /** Image names: the subjects of attestation statements (as purls with the platform). */
+  readonly names?: ReadonlyArray<string> | undefined;
 }
 
 /** The options of one type for a platform (global ones, then that platform's), as BuildKit's Annotations.Platform merges them. */
@@ -66,8 +75,11 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
   if ('descriptor' in image) return image.descriptor;
   const sources: ReadonlyArray<ExportImageSource> = Array.isArray(image) ? image : [image as ExportImageSource];
   if (sources.length === 0) throw new ImageStoreError('EXPORT_FAILED', 'nothing to export: no image');
-  const format = s.ociMediaTypes ? 'oci' : 'docker';
+  // BuildKit's Commit: attestations make the result a map (an index) and enable OCI types.
+  const attested = sources.some((src) => (src.attestations?.length ?? 0) > 0);
+  const format = s.ociMediaTypes || attested ? 'oci' : 'docker';
   const written: (Descriptor & { platform: Platform })[] = [];
+  const attestationManifests: (Descriptor & { platform: Platform })[] = [];
   for (const src of sources) {
     const layers: LayerRef[] = [];
     for (const l of src.layers) {
@@ -87,18 +99,23 @@ export async function materializeImage(store: ContentStore, image: ExportImage, 
       ...(descAnnotations !== undefined ? { annotations: descAnnotations } : {}),
       platform: img.manifest.platform ?? platform,
     });
+    if (src.attestations !== undefined && src.attestations.length > 0) {
+      const subjects = imageSubjects(s.names ?? [], platform, img.manifest.digest);
+      const statements = src.attestations.map((a) => ({ predicateType: a.predicateType, bytes: statementBytes(a, subjects) }));
+      attestationManifests.push({ ...(await writeAttestationManifest(store, img.manifest.digest, statements)), platform: Attestation.platform });
+    }
   }
   const indexAnnotations = merged(s.annotations, annotationsFor(s.annotationOptions, 'index'));
   // A single platform's manifest descriptor keeps its platform, as BuildKit v0.11's Commit sets
   // mfstDesc.Platform; it shows in index.json and the exporter's descriptor. A list of sources is
   // a multi-platform result, an index even with one entry (Commit's isMap).
-  if (!Array.isArray(image)) {
+  if (!Array.isArray(image) && !attested) {
     if (annotationsFor(s.annotationOptions, 'index') !== undefined) {
       throw new ImageStoreError('EXPORT_FAILED', 'index annotations not supported for single platform export', { hint: 'use annotation-manifest… or build several platforms' });
     }
     return written[0] as Descriptor;
   }
-  return writeIndex(store, written, { format, annotations: indexAnnotations });
+  return writeIndex(store, [...written, ...attestationManifests], { format, annotations: indexAnnotations });
 }
 
 /** Normalises names for index annotations (`app` → `docker.io/library/app:latest`). */
@@ -131,10 +148,18 @@ export async function exportOciLayout(store: ContentStore, root: Descriptor, des
  * rejected (BuildKit: "docker exporter does not currently support exporting manifest lists").
  */
 export async function exportDockerArchive(store: ContentStore, root: Descriptor, dest: string, names: ReadonlyArray<string>, opts: ArchiveExportOptions = {}): Promise<void> {
+  let image = root;
   if (isIndexMediaType(root.mediaType)) {
-    throw new ImageStoreError('EXPORT_FAILED', 'type=docker cannot export a multi-platform image', { hint: 'build one --platform, or use type=oci' });
+    // An attested single-platform image is an index (the image and its attestation manifest):
+    // the tarball keeps the index, manifest.json names the image, as containerd's archive
+    // exporter picks the platform manifest for it.
+    const index = parseManifest(await store.readBlob(root.digest), root.mediaType);
+    const images = index.kind === 'index' ? index.index.manifests.filter((m) => !isAttestationManifest(m)) : [];
+    const only = images.length === 1 && index.kind === 'index' && index.index.manifests.length > 1 ? images[0] : undefined;
+    if (only === undefined) throw new ImageStoreError('EXPORT_FAILED', 'type=docker cannot export a multi-platform image', { hint: 'build one --platform, or use type=oci' });
+    image = only;
   }
-  const parsed = parseManifest(await store.readBlob(root.digest), root.mediaType);
+  const parsed = parseManifest(await store.readBlob(image.digest), image.mediaType);
   if (parsed.kind !== 'manifest') throw new ImageStoreError('EXPORT_FAILED', 'type=docker needs an image manifest');
   const refs = names.map((n) => parseReference(n));
   // containerd familiarizeReference: TagNameOnly (latest only for a name without tag or digest), FamiliarString.
