@@ -1,0 +1,159 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { LocalSnapshotter } from '@kiln/runtime';
+import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
+import { repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { nodeWithLibraries, pushImage } from './external-frontend-image.js';
+
+// `# syntax=<image>` and `--frontend <image>` run a frontend image in a runc container and serve it
+// LLBBridge over its stdin/stdout (gateway.v0), as buildkitd does. The frontend image holds the
+// host's node (+ the libraries ldd lists) and kiln's standalone frontend bundle
+// (cli/dist/frontend.cjs); it is pushed to a real docker-registry on 127.0.0.1 once per file.
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+let registry: TestRegistry;
+let frontendRef = '';
+let brokenRef = '';
+
+/** Written to stderr by the frontend before it starts (through the image's NODE_OPTIONS): what it was given. */
+const BANNER = String.raw`
+const fs = require('fs');
+const env = process.env;
+const opts = Object.keys(env).filter((k) => k.startsWith('BUILDKIT_FRONTEND_OPT_')).map((k) => env[k].split('=')[0]).sort().join(',');
+let meta = 'missing';
+try { meta = fs.statSync('/run/config/buildkit/metadata/frontend.bin').size + ' bytes'; } catch {}
+let writable = 'no';
+try { fs.writeFileSync('/run/config/buildkit/metadata/frontend.bin', 'x'); writable = 'yes'; } catch {}
+process.stderr.write('kiln-test-frontend: product=' + env.BUILDKIT_EXPORTEDPRODUCT + ' session=' + (env.BUILDKIT_SESSION_ID ? 'set' : 'unset') +
+  ' workers=' + JSON.parse(env.BUILDKIT_WORKERS)[0].id + ' opts=' + opts + ' frontend.bin=' + meta + ' writable=' + writable + '\n');
+`;
+
+const CAPS = 'moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts';
+
+beforeAll(async () => {
+  const bundle = join(repo, 'cli/dist/frontend.cjs');
+  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (cli/scripts/bundle.mjs makes it)`);
+  registry = await startRegistry();
+  const work = join(sb.dir, 'images');
+  await mkdir(work);
+  frontendRef = `${registry.host}/kiln-frontend:test`;
+  await pushImage(work, frontendRef, {
+    files: [...nodeWithLibraries(), { host: bundle, path: '/frontend.cjs' }],
+    text: { '/banner.cjs': BANNER },
+    entrypoint: ['/usr/bin/node', '/frontend.cjs', 'dockerfile.v0'],
+    env: ['PATH=/usr/bin:/bin', 'NODE_OPTIONS=--require=/banner.cjs'],
+    labels: { 'moby.buildkit.frontend.caps': CAPS },
+  });
+  brokenRef = `${registry.host}/kiln-frontend-broken:test`;
+  await pushImage(work, brokenRef, {
+    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
+    links: { '/bin/sh': 'busybox' },
+    entrypoint: ['/bin/sh', '-c', 'echo starting >&2; echo oops >&2; exit 3'],
+    labels: { 'moby.buildkit.frontend.caps': CAPS },
+  });
+}, 300_000);
+
+afterAll(async () => {
+  await registry?.stop();
+});
+
+/** A multi-stage Dockerfile whose first line is `firstLine`. */
+function dockerfile(firstLine: string, t: string): string {
+  return `${firstLine}
+FROM busybox AS build
+COPY hello.txt /src/hello.txt
+RUN tr a-z A-Z < /src/hello.txt > /out.txt && echo ${t} >> /out.txt
+
+FROM busybox
+COPY --from=build /out.txt /srv/out.txt
+ENV GREETING=hi
+WORKDIR /srv
+CMD ["cat", "/srv/out.txt"]
+`;
+}
+
+interface OciImage {
+  readonly manifestDigest: string;
+  readonly config: string;
+  readonly diffIds: readonly string[];
+}
+
+/** The image in an OCI tarball, read with skopeo (not with kiln). */
+function readOci(tarball: string): OciImage {
+  const inspect = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { Digest: string };
+  const config = execFileSync('skopeo', ['inspect', '--config', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' });
+  return { manifestDigest: inspect.Digest, config, diffIds: (JSON.parse(config) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids };
+}
+
+test('# syntax=<image>: the frontend runs in a container and the image equals the in-process build', async () => {
+  const t = token();
+  const ext = join(sb.dir, `ext-${t}`);
+  const own = join(sb.dir, `own-${t}`);
+  await writeTree(ext, { Dockerfile: dockerfile(`# syntax=${frontendRef}`, t), 'hello.txt': 'hello external\n' });
+  await writeTree(own, { Dockerfile: dockerfile('# syntax=docker/dockerfile:1', t), 'hello.txt': 'hello external\n' });
+  const epoch = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
+
+  const external = await runKiln(sb, ['build', ext, '--root', sb.root, '--progress=plain', ...epoch, '-o', `type=oci,dest=${ext}.tar`]);
+  expect(external.stderr).not.toMatch(/error/i);
+  expect(external.code).toBe(0);
+  const inProcess = await runKiln(sb, ['build', own, '--root', sb.root, '--progress=plain', ...epoch, '-o', `type=oci,dest=${own}.tar`]);
+  expect(inProcess.code).toBe(0);
+
+  const a = readOci(`${ext}.tar`);
+  const b = readOci(`${own}.tar`);
+  expect(a.diffIds.length).toBe(3);
+  expect(a.diffIds).toEqual(b.diffIds);
+  expect(a.config).toBe(b.config);
+  expect(a.manifestDigest).toBe(b.manifestDigest);
+  expect(JSON.parse(a.config)).toMatchObject({ config: { Env: expect.arrayContaining(['GREETING=hi']), WorkingDir: '/srv', Cmd: ['cat', '/srv/out.txt'] } });
+
+  // Progress: the frontend image is pulled as a step, and its stderr shows under [frontend];
+  // it saw buildkitd's environment and a read-only frontend.bin.
+  expect(external.stderr).toContain(`docker-image://${frontendRef}@sha256:`);
+  expect(external.stderr).toMatch(/\[frontend\]/);
+  const banner = /kiln-test-frontend: (.*)/.exec(external.stderr)?.[1] ?? '';
+  expect(banner).toMatch(/^product=buildkit session=set workers=kiln opts=\S*cmdline,\S*filename,\S*source\S* frontend\.bin=\d+ bytes writable=no$/);
+  expect(inProcess.stderr).not.toContain('kiln-test-frontend');
+  // the frontend's writable root and its container are gone
+  expect(await readdir(join(sb.root, 'executor')).catch(() => [])).toEqual([]);
+  const snapshots = new LocalSnapshotter({ root: sb.root });
+  await snapshots.init();
+  expect((await snapshots.list()).filter((s) => s.kind === 'active').map((s) => s.id)).toEqual([]);
+}, 300_000);
+
+test('--frontend <image> runs the image for a Dockerfile without a syntax line', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `flag-${t}`);
+  await writeTree(ctx, { Dockerfile: dockerfile('# plain', t), 'hello.txt': 'hello flag\n' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--frontend', frontendRef, '-o', `type=local,dest=${ctx}.out`]);
+  expect(r.code).toBe(0);
+  expect(await readFile(join(`${ctx}.out`, 'srv/out.txt'), 'utf8')).toBe(`HELLO FLAG\n${t}\n`);
+  expect(r.stderr).toMatch(/kiln-test-frontend: .*opts=\S*source/);
+}, 300_000);
+
+test('a frontend that exits without returning fails the build, naming the image and its last stderr line', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `broken-${t}`);
+  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${brokenRef}`, t), 'hello.txt': 'x\n' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(new RegExp(`error KLN0611: frontend ${brokenRef.replace(/[.]/g, '\\.')}@sha256:[0-9a-f]{64} exited with status 3 without returning a result: oops`));
+  // its stderr was shown as it came, under the frontend step
+  expect(r.stderr).toMatch(/starting[\s\S]*oops/);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}, 300_000);
+
+test('an image that does not exist fails clearly', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `missing-${t}`);
+  const missing = `${registry.host}/no-such-frontend:1`;
+  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${missing}`, t), 'hello.txt': 'x\n' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`error KLN0607: cannot resolve frontend image ${missing}`);
+}, 300_000);
