@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LocalSnapshotter } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { processesMatching, repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 import { nodeWithLibraries, pushImage } from './external-frontend-image.js';
 
 // `# syntax=<image>` and `--frontend <image>` run a frontend image in a runc container and serve it
@@ -19,6 +19,7 @@ useSandbox((s) => (sb = s));
 let registry: TestRegistry;
 let frontendRef = '';
 let brokenRef = '';
+let hangingRef = '';
 
 /** Written to stderr by the frontend before it starts (through the image's NODE_OPTIONS): what it was given. */
 const BANNER = String.raw`
@@ -54,6 +55,13 @@ beforeAll(async () => {
     files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
     links: { '/bin/sh': 'busybox' },
     entrypoint: ['/bin/sh', '-c', 'echo starting >&2; echo oops >&2; exit 3'],
+    labels: { 'moby.buildkit.frontend.caps': CAPS },
+  });
+  hangingRef = `${registry.host}/kiln-frontend-hanging:test`;
+  await pushImage(work, hangingRef, {
+    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
+    links: { '/bin/sh': 'busybox', '/bin/sleep': 'busybox' },
+    entrypoint: ['/bin/sh', '-c', 'echo frontend-waiting >&2; sleep 1013; echo never'],
     labels: { 'moby.buildkit.frontend.caps': CAPS },
   });
 }, 300_000);
@@ -156,4 +164,27 @@ test('an image that does not exist fails clearly', async () => {
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain']);
   expect(r.code).toBe(1);
   expect(r.stderr).toContain(`error KLN0607: cannot resolve frontend image ${missing}`);
+}, 300_000);
+
+test('Ctrl-C while the frontend runs: exit 130, its container is killed, nothing of it stays', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `hang-${t}`);
+  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${hangingRef}`, t), 'hello.txt': 'x\n' });
+  let sent = false;
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain'], {
+    onStderr: (text, child) => {
+      if (!sent && text.includes('frontend-waiting')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    },
+  });
+  expect(sent).toBe(true);
+  expect(r.code).toBe(130);
+  expect(r.stderr).toContain('interrupted');
+  await expect.poll(() => processesMatching('sleep 1013'), { timeout: 10_000 }).toEqual([]);
+  expect(await readdir(join(sb.root, 'executor')).catch(() => [])).toEqual([]);
+  const snapshots = new LocalSnapshotter({ root: sb.root });
+  await snapshots.init();
+  expect((await snapshots.list()).filter((s) => s.kind === 'active').map((s) => s.id)).toEqual([]);
 }, 300_000);
