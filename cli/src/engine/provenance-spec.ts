@@ -36,6 +36,9 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
   const entries: { flag: string; value: string }[] = [];
   if (provenance !== undefined && provenance !== false) {
     const v = provenance === true ? 'true' : provenance.trim();
+    if (!v.includes('=') && !/^(true|false|1|0)$/.test(v)) {
+      throw new EngineError('KLN0702', `invalid --provenance value "${v}"`, { hint: 'use --provenance, --provenance=false or --provenance=mode=min|max[,builder-id=URL]' });
+    }
     const b = v === 'true' || v === 'false' || v === '1' || v === '0' ? parseBool('--provenance', 'the value', v) : undefined;
     entries.push({ flag: `--provenance=${v}`, value: b === undefined ? `type=provenance,${v}` : `type=provenance,disabled=${String(!b)}` });
   }
