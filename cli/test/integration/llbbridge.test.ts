@@ -143,7 +143,8 @@ async function overChild(
   const child = spawn(process.execPath, ['frontend.cjs', ...args], { cwd: dir, env: { ...envOf(opts), BUILDKIT_SESSION_ID: 'test', PATH: process.env['PATH'] ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<number | null>((resolve) => child.once('exit', resolve)).finally(() => (inRepo ? undefined : rm(dir, { recursive: true, force: true })));
+  // 'close': the exit status once stderr has been read to its end.
+  const exit = new Promise<number | null>((resolve) => child.once('close', resolve)).finally(() => (inRepo ? undefined : rm(dir, { recursive: true, force: true })));
   return { result: serveLLBBridge(Duplex.from({ readable: child.stdout, writable: child.stdin }), client), exit, stderr: () => stderr };
 }
 
@@ -195,7 +196,9 @@ describe('LLBBridge with the real Dockerfile frontend over the real solver', () 
   });
 
   test('kiln/ts through frontend.cjs: the same result as in process where its package files are (cli/dist in the repo); standalone, a Return error', async () => {
-    await writeTree(contextDir, { 'kiln.build.ts': 'import { image, sh } from "kiln";\nexport default () => image("busybox").run(sh`echo hi >/hi`).image({ cmd: ["cat", "/hi"] });\n' });
+    await writeTree(contextDir, {
+      'kiln.build.ts': 'import { image, sh } from "kiln";\nexport default () => {\n  console.log("log line from the build file");\n  return image("busybox").run(sh`echo hi >/hi`).image({ cmd: ["cat", "/hi"] });\n};\n',
+    });
     const opts = new Map([['filename', 'kiln.build.ts']]);
     const ts = createFrontendRegistry().resolve('kiln/ts');
     const inProcess = await run(opts, (c) => ts(c), ['/hi']);
@@ -211,6 +214,8 @@ describe('LLBBridge with the real Dockerfile frontend over the real solver', () 
     );
     expect(viaChild).toEqual(inProcess);
     expect(await child?.exit).toBe(0);
+    // The build file's console output is the frontend's log: stderr, never the gRPC stream on stdout.
+    expect(child?.stderr()).toContain('log line from the build file');
     // Standalone, kiln/ts lacks its DSL modules, typescript and esbuild: it says so through Return.
     const standalone = run(opts, async (c) => (await overChild(c, opts, ['kiln/ts'])).result, ['/hi']);
     await expect(standalone).rejects.toMatchObject({ code: 'KLN0610', message: 'cannot find the @kiln/ts-dsl package files' });
