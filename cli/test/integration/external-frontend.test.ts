@@ -156,6 +156,21 @@ test('a frontend that exits without returning fails the build, naming the image 
   expect(r.stderr).not.toMatch(/\n\s+at /);
 }, 300_000);
 
+test('errors through the frontend: a failing RUN keeps its Dockerfile line and output; a frontend error is its Return message', async () => {
+  const t = token();
+  const run = join(sb.dir, `fail-${t}`);
+  await writeTree(run, { Dockerfile: `# syntax=${frontendRef}\nFROM busybox\nRUN echo about-to-fail-${t} && exit 7\n` });
+  const r = await runKiln(sb, ['build', run, '--root', sb.root, '--progress=plain']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/error \S+: Dockerfile:3:1: process "\/bin\/sh -c echo about-to-fail-\S+ && exit 7" did not complete successfully: exit code: 7/);
+  expect(r.stderr).toContain(`> about-to-fail-${t}`);
+  const bad = join(sb.dir, `bad-${t}`);
+  await writeTree(bad, { Dockerfile: `# syntax=${frontendRef}\nFROM busybox\nFORM x\n` });
+  const b = await runKiln(sb, ['build', bad, '--root', sb.root, '--progress=plain']);
+  expect(b.code).toBe(1);
+  expect(b.stderr).toContain('error KLN0610: unknown instruction: FORM (did you mean FROM?)');
+}, 300_000);
+
 test('an image that does not exist fails clearly', async () => {
   const t = token();
   const ctx = join(sb.dir, `missing-${t}`);
