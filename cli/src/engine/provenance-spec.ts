@@ -37,7 +37,10 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
   if (provenance !== undefined && provenance !== false) {
     const v = provenance === true ? 'true' : provenance.trim();
     if (!v.includes('=') && !/^(true|false|1|0)$/.test(v)) {
-      throw new EngineError('KLN0702', `invalid --provenance value "${v}"`, { hint: 'use --provenance, --provenance=false or --provenance=mode=min|max[,builder-id=URL]' });
+      // commander gives an optional value the next word: `--provenance .` took the context.
+      throw new EngineError('KLN0702', `invalid --provenance value "${v}"`, {
+        hint: 'use --provenance=true|false|mode=min|mode=max (with "="), or put the context before --provenance',
+      });
     }
     const b = v === 'true' || v === 'false' || v === '1' || v === '0' ? parseBool('--provenance', 'the value', v) : undefined;
     entries.push({ flag: `--provenance=${v}`, value: b === undefined ? `type=provenance,${v}` : `type=provenance,disabled=${String(!b)}` });

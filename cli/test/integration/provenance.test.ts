@@ -236,7 +236,7 @@ describe('--provenance on file outputs', () => {
     const secretFile = join(sb.dir, `secret-${t}.txt`);
     await writeFile(secretFile, 'x');
     const out = join(sb.dir, `local-${t}`);
-    await build([ctx, '--secret', `id=tok,src=${secretFile}`, '--provenance', 'mode=max', '--output', `type=local,dest=${out}`]);
+    await build([ctx, '--secret', `id=tok,src=${secretFile}`, '--provenance=mode=max', '--output', `type=local,dest=${out}`]);
     expect((await stat(join(out, 'provenance.json'))).mode & 0o777).toBe(0o600);
     const text = await readFile(join(out, 'provenance.json'), 'utf8');
     expect(text.startsWith('{\n  "_type": "https://in-toto.io/Statement/v0.1",\n')).toBe(true);
