@@ -144,6 +144,30 @@ test('--frontend <image> runs the image for a Dockerfile without a syntax line',
   expect(r.stderr).toMatch(/kiln-test-frontend: .*opts=\S*source/);
 }, 300_000);
 
+test('a named context with the frontend image\'s name wins: --build-context NAME=docker-image://REF runs REF', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `named-${t}`);
+  // example.invalid resolves nowhere: only the named context can make this build work
+  await writeTree(ctx, { Dockerfile: dockerfile('# syntax=example.invalid/frontend:1', t), 'hello.txt': 'named\n' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--build-context', `example.invalid/frontend:1=docker-image://${frontendRef}`, '-o', `type=local,dest=${ctx}.out`]);
+  expect(r.code).toBe(0);
+  expect(r.stderr).toContain(`docker-image://${frontendRef}@sha256:`);
+  expect(r.stderr).toContain('kiln-test-frontend: ');
+  expect(await readFile(join(`${ctx}.out`, 'srv/out.txt'), 'utf8')).toBe(`NAMED\n${t}\n`);
+}, 300_000);
+
+test('a frontend image from an OCI layout directory runs offline: --build-context NAME=oci-layout://DIR:TAG', async () => {
+  const t = token();
+  const layout = join(sb.dir, `layout-${t}`);
+  execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${frontendRef}`, `oci:${layout}:fe`]);
+  const ctx = join(sb.dir, `layout-ctx-${t}`);
+  await writeTree(ctx, { Dockerfile: dockerfile('# syntax=example.invalid/offline-frontend:1', t), 'hello.txt': 'offline\n' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--build-context', `example.invalid/offline-frontend:1=oci-layout://${layout}:fe`, '-o', `type=local,dest=${ctx}.out`]);
+  expect(r.code).toBe(0);
+  expect(r.stderr).toContain('kiln-test-frontend: ');
+  expect(await readFile(join(`${ctx}.out`, 'srv/out.txt'), 'utf8')).toBe(`OFFLINE\n${t}\n`);
+}, 300_000);
+
 test('a frontend that exits without returning fails the build, naming the image and its last stderr line', async () => {
   const t = token();
   const ctx = join(sb.dir, `broken-${t}`);

@@ -186,6 +186,16 @@ describe('gateway.v0: how the frontend container is run', () => {
     expect(backend.runs[0]?.args).toEqual(['/other']);
   });
 
+  test('a name:tag@digest source known by name:tag only (an imported oci-layout) runs when the digest matches', async () => {
+    const backend = fakeBackend({ 'kiln.local/oci-layout/fe:latest': config({ Entrypoint: ['/fe'] }) }, returnsOk);
+    await build(backend, { source: `kiln.local/oci-layout/fe:latest@${DIGEST}` });
+    expect(backend.resolved).toEqual([`kiln.local/oci-layout/fe:latest@${DIGEST}`, 'kiln.local/oci-layout/fe:latest']);
+    expect(backend.runs[0]?.args).toEqual(['/fe']);
+    const other = `sha256:${'cd'.repeat(32)}`;
+    await expect(build(backend, { source: `kiln.local/oci-layout/fe:latest@${other}` })).rejects.toMatchObject({ code: 'KLN0607' });
+    expect(backend.runs.length).toBe(1);
+  });
+
   test('an image that cannot be resolved fails clearly, naming it', async () => {
     const backend = fakeBackend({}, returnsOk);
     await expect(build(backend, { source: '127.0.0.1:5000/missing:1' })).rejects.toMatchObject({

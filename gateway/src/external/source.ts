@@ -15,6 +15,8 @@ import {
   type Definition,
   type FrontendClient,
   type ImageConfig,
+  type ImageReference,
+  type ResolvedImageConfig,
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
 
@@ -68,21 +70,32 @@ function namedContext(opts: ReadonlyMap<string, string>, source: string): string
 }
 
 async function resolveImage(client: FrontendClient, ref: string, source: string): Promise<FrontendImage> {
-  let normalized: string;
+  let parsed: ImageReference;
   try {
-    normalized = formatImageReference(tagNameOnly(parseImageReference(ref)));
+    parsed = tagNameOnly(parseImageReference(ref));
   } catch (cause) {
     throw new GatewayError('KLN0607', `frontend ${source}: ${ref} is not an image reference`, { hint: 'use # syntax=REGISTRY/REPO[:TAG][@DIGEST] or a built-in frontend name', cause });
   }
-  let resolved;
+  const normalized = formatImageReference(parsed);
+  let resolved: ResolvedImageConfig | undefined;
   try {
     resolved = await client.resolveImageConfig(normalized, {});
   } catch (cause) {
     if (client.signal?.aborted === true) throw cause;
-    throw new GatewayError('KLN0607', `cannot resolve frontend image ${ref}`, {
-      hint: 'push the frontend image to a registry kiln can reach, or load it into the kiln root; built-in frontends need no image',
-      cause,
-    });
+    // A `name:tag@digest` reference (how `kiln build` passes an oci-layout build context it
+    // imported into its image store) may be known by `name:tag` only: that record is the image
+    // when it has exactly the pinned digest (as the Dockerfile frontend's named contexts).
+    const { digest, ...tagged } = parsed;
+    if (digest !== undefined && tagged.tag !== undefined) {
+      const retry = await client.resolveImageConfig(formatImageReference(tagged), {}).catch(() => undefined);
+      if (retry !== undefined && retry.digest === digest) resolved = { ...retry, ref: normalized };
+    }
+    if (resolved === undefined) {
+      throw new GatewayError('KLN0607', `cannot resolve frontend image ${ref}`, {
+        hint: 'push the frontend image to a registry kiln can reach, or load it into the kiln root; built-in frontends need no image',
+        cause,
+      });
+    }
   }
   const base = parseImageReference(resolved.ref ?? normalized);
   const digest = resolved.digest === '' ? undefined : String(resolved.digest);
