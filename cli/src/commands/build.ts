@@ -207,6 +207,10 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   if (flags.quiet === true && flags.progress !== 'auto' && flags.progress !== 'quiet') {
     throw new EngineError('KLN0707', `--progress ${flags.progress} and --quiet cannot be used together`, { hint: 'drop one of them' });
   }
+  // First: a bare `--provenance CONTEXT` took the context as its value (commander), and the
+  // missing-Dockerfile error would hide that.
+  const sbom = flags.sbom === undefined || flags.sbom === false ? [] : [flags.sbom === true ? 'type=sbom' : /^(true|false|1|0)$/.test(flags.sbom) ? `type=sbom,disabled=${String(!/^(true|1)$/.test(flags.sbom))}` : `type=sbom,${flags.sbom}`];
+  const attestations = parseAttestations(flags.provenance, [...(flags.attest ?? []), ...sbom]);
   if (/^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory or -`);
   let ctx = callerPath(io, context);
   let dockerfile: string | undefined;
@@ -256,8 +260,6 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
-  const sbom = flags.sbom === undefined || flags.sbom === false ? [] : [flags.sbom === true ? 'type=sbom' : /^(true|false|1|0)$/.test(flags.sbom) ? `type=sbom,disabled=${String(!/^(true|1)$/.test(flags.sbom))}` : `type=sbom,${flags.sbom}`];
-  const attestations = parseAttestations(flags.provenance, [...(flags.attest ?? []), ...sbom]);
   const parsed = await parseOutputs(flags.output, io);
   cleanup.push(parsed.remove);
   if (flags.quiet === true && parsed.redirects.some((r) => r.target.kind === 'stdout')) {

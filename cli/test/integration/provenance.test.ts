@@ -276,3 +276,12 @@ test('--attest type=sbom is refused before anything runs', async () => {
   expect(r.stderr).toContain('not supported yet: they need a scanner image');
   expect(await sb.containersStarted()).toBe(before);
 });
+
+test('a bare --provenance before the context says how to write it, not that the Dockerfile is missing', async () => {
+  const t = token();
+  const ctx = await context(t);
+  const r = await runKiln(sb, ['build', '--root', sb.root, '--provenance', ctx]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`KLN0702: invalid --provenance value "${ctx}"`);
+  expect(r.stderr).toContain('with "="');
+});
