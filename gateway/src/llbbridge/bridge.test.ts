@@ -29,7 +29,7 @@ class FakeRef implements Ref {
     const f = this.files.get(path);
     if (f === undefined) throw new Error(`open ${path}: no such file or directory`);
     const start = options?.offset ?? 0;
-    return f.subarray(start, options?.length ? start + options.length : undefined);
+    return f.subarray(start, options?.length === undefined ? undefined : start + options.length);
   }
   async readDir(path: string, include?: string): Promise<readonly FileStat[]> {
     return [
@@ -96,6 +96,7 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
     expect(encodeDefinition(fake.solved[0]?.definition as Definition)).toEqual(encodeDefinition(def));
     expect(new TextDecoder().decode(await ref.readFile('Dockerfile'))).toBe('FROM busybox\nRUN true\n');
     expect(new TextDecoder().decode(await ref.readFile('Dockerfile', { offset: 5, length: 7 }))).toBe('busybox');
+    expect(new TextDecoder().decode(await ref.readFile('Dockerfile', { offset: 13 }))).toBe('RUN true\n');
     await expect(ref.readFile('missing')).rejects.toMatchObject({ code: 'KLN0612', message: 'ReadFile: open missing: no such file or directory' });
     expect(await ref.readDir('/dir', '*.txt')).toEqual([
       { path: 'sub', mode: DIR_MODE, uid: 0, gid: 0, size: 0, modTime: MOD_TIME },

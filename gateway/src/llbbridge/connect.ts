@@ -126,7 +126,9 @@ class BridgeRef implements Ref {
   }
 
   async readFile(path: string, options?: ReadFileOptions): Promise<Uint8Array> {
-    const range = options?.offset !== undefined || options?.length !== undefined ? { Range: { Offset: options.offset ?? 0, Length: options.length ?? 0 } } : {};
+    // FileRange has no "to the end": BuildKit reads Length bytes (0 is none), so an offset alone
+    // asks for as many as there can be.
+    const range = options?.offset !== undefined || options?.length !== undefined ? { Range: { Offset: options.offset ?? 0, Length: options.length ?? Number.MAX_SAFE_INTEGER } } : {};
     const r = await this.#rpc.call('ReadFile', 'ReadFileRequest', 'ReadFileResponse', { Ref: this.id, FilePath: path, ...range });
     const data = r.Data ?? new Uint8Array();
     return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
