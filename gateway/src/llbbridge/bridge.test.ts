@@ -197,7 +197,7 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
     release();
   });
 
-  test('an unknown method gets UNIMPLEMENTED (12); Solve with a frontend too', async () => {
+  test('an unknown method gets UNIMPLEMENTED (12), Solve with a frontend too; old Solve answer forms; a forged ref id in Return', async () => {
     const codec = await LLBBridgeCodec.load();
     const [daemonSide, frontendSide] = streamPair();
     const served = serveLLBBridge(daemonSide, new FakeClient(new Map()));
@@ -211,6 +211,17 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
       grpcCode: 5,
       message: 'no such ref: nope',
     });
+    // Older clients: without allowResultArrayRef the id is Result.refDeprecated; without
+    // allowResultReturn it is SolveResponse.ref (field 1).
+    const def = encodeDefinition(await definitionOf('old'));
+    const noArray = codec.decode('SolveResponse', await grpc.call('/moby.buildkit.v1.frontend.LLBBridge/Solve', codec.encode('SolveRequest', { Definition: def, allowResultReturn: true })));
+    expect(noArray.result?.refDeprecated).toMatch(/^[0-9a-f]{16}-\d+$/);
+    expect(noArray.result?.ref).toBeUndefined();
+    const oldest = codec.decode('SolveResponse', await grpc.call('/moby.buildkit.v1.frontend.LLBBridge/Solve', codec.encode('SolveRequest', { Definition: def })));
+    expect(oldest.ref).toMatch(/^[0-9a-f]{16}-\d+$/);
+    expect(oldest.result).toBeUndefined();
+    const current = codec.decode('SolveResponse', await grpc.call('/moby.buildkit.v1.frontend.LLBBridge/Solve', codec.encode('SolveRequest', { Definition: def, allowResultReturn: true, allowResultArrayRef: true })));
+    expect(current.result?.ref?.def).toEqual(def);
     // A Return naming a ref id the server never handed out fails the run.
     await expect(grpc.call('/moby.buildkit.v1.frontend.LLBBridge/Return', codec.encode('ReturnRequest', { result: { ref: { id: 'forged' } } }))).rejects.toBeInstanceOf(GrpcStatusError);
     await expect(served).rejects.toMatchObject({ code: 'KLN0614' });
