@@ -33,6 +33,7 @@ import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
 import { exportCache, inlineCacheRecords } from './cache-export.js';
 import { importCaches, importedResultLoader } from './cache-import.js';
 import { RecordingBackend } from './provenance-capture.js';
+import { resultLayers } from './provenance-layers.js';
 import { newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
 
@@ -230,7 +231,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(inline ? { inlineCache: (layers) => inlineCacheRecords(engine, solved, layers, cacheOpts) } : {}),
           ...(recorder === undefined || provenance === undefined
             ? {}
-            : { attest: provenanceAttestations(recorder, provenance, { frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) }) }),
+            : { attest: provenanceAttestations(recorder, provenance, { engine, frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) }) }),
         })),
       );
     }
@@ -259,13 +260,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
 function provenanceAttestations(
   recorder: RecordingBackend,
   options: ProvenanceOptions,
-  build: { readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly invocationId: string },
-): (output: BuildOutput, layers: readonly Descriptor[] | undefined) => InTotoAttestation[] {
-  return (output, layers) => {
+  build: { readonly engine: KilnEngine; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly invocationId: string },
+): (output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]> {
+  return async (output, layers, sourceDateEpoch) => {
     const capture = { frontend: build.frontend, frontendOpts: build.opts, definitions: recorder.definitions, resolvedImages: recorder.resolvedImages };
+    const result = recorder.definitionOf(output.ref);
     const predicate = provenancePredicate(capture, options, {
-      result: recorder.definitionOf(output.ref),
-      layers,
+      result,
+      ...(options.mode === 'max' ? { layers: await resultLayers(build.engine, recorder.buildResultOf(output.ref), result, layers === undefined ? undefined : { snapshot: output.ref.snapshot, layers, sourceDateEpoch }) } : {}),
       invocationId: build.invocationId,
       startedOn: build.startedOn,
       finishedOn: new Date(),

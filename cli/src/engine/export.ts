@@ -45,7 +45,7 @@ export async function exportOutputs(
      * Attestations of one platform's result (`--provenance`), made at export time: for an image
      * with its layers (they become attestation manifests), for local/tar without (statement files).
      */
-    readonly attest?: (output: BuildOutput, layers: readonly Descriptor[] | undefined) => InTotoAttestation[];
+    readonly attest?: (output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]>;
   } = {},
 ): Promise<ExportResult[]> {
   // A list is a multi-platform result even with one platform (BuildKit's `isMap`): an index, a
@@ -68,8 +68,8 @@ export async function exportOutputs(
         // tarball, as BuildKit's local and tar exporters write them.
         const input =
           multi
-            ? { platforms: await Promise.all(list.map(async (o) => ({ path: platformDir(o.platform), rootfs: await o.ref.path(), attestations: opts.attest?.(o, undefined) }))) }
-            : { rootfs: await first.ref.path(), attestations: opts.attest?.(first, undefined) };
+            ? { platforms: await Promise.all(list.map(async (o) => ({ path: platformDir(o.platform), rootfs: await o.ref.path(), attestations: await opts.attest?.(o, undefined, opts.sourceDateEpoch) }))) }
+            : { rootfs: await first.ref.path(), attestations: await opts.attest?.(first, undefined, opts.sourceDateEpoch) };
         result = await runExport(spec, input, ctx(engine, opts));
       } else {
         const started = Date.now();
@@ -80,7 +80,7 @@ export async function exportOutputs(
             const draft = imageConfig(o, layers.length, opts.sourceDateEpoch);
             const config = o.layerLabels === undefined ? draft : fillLayerLabels(draft, parseLayerLabels(o.layerLabels), layers.map((l) => l.diffID));
             const inline = multi ? undefined : await opts.inlineCache?.(layers);
-            const attestations = opts.attest?.(o, layers.map((l) => l.descriptor));
+            const attestations = await opts.attest?.(o, layers.map((l) => l.descriptor), opts.sourceDateEpoch);
             return {
               layers,
               config: inline === undefined ? config : { ...config, [INLINE_CACHE_KEY]: inline },

@@ -101,11 +101,22 @@ describe('provenancePredicate mode=max', () => {
   test('layers of the exported result under its step; builder-id and reproducible from the request', async () => {
     const def = await dockerfileLike();
     const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: DIGEST as never, size: 3, annotations: { 'containerd.io/uncompressed': DIGEST } };
-    const p = parse(provenancePredicate(capture(def), { mode: 'max', builderId: 'https://ci.example/run/1', reproducible: true }, { ...inputs(def), layers: [layer] }));
+    const ops = def.def.map((b) => digestOf(b));
+    const layers = [
+      { op: ops[3] as never, output: 0, layers: [layer, layer] },
+      { op: ops[0] as never, output: 0, layers: [layer] },
+      { op: 'sha256:0000000000000000000000000000000000000000000000000000000000000000' as never, output: 0, layers: [layer] },
+    ];
+    const p = parse(provenancePredicate(capture(def), { mode: 'max', builderId: 'https://ci.example/run/1', reproducible: true }, { ...inputs(def), layers }));
     expect(p['builder']).toEqual({ id: 'https://ci.example/run/1' });
     const meta = p['metadata'] as Json;
     expect(meta['reproducible']).toBe(true);
-    expect((meta['https://mobyproject.org/buildkit@v1#metadata'] as Json)['layers']).toEqual({ 'step3:0': [[{ mediaType: layer.mediaType, digest: DIGEST, size: 3 }]] });
+    // by step and output, internal annotations dropped, ops outside the Definition left out
+    const d = { mediaType: layer.mediaType, digest: DIGEST, size: 3 };
+    const mapping = (p['buildConfig'] as { digestMapping: Record<string, string> }).digestMapping;
+    const step = (i: number): string => mapping[ops[i] as string] ?? '';
+    expect(step(0)).toMatch(/^step\d$/);
+    expect((meta['https://mobyproject.org/buildkit@v1#metadata'] as Json)['layers']).toEqual({ [`${step(0)}:0`]: [[d]], [`${step(3)}:0`]: [[d, d]] });
   });
 });
 

@@ -34,13 +34,24 @@ export interface ProvenanceCapture {
 export interface PredicateInputs {
   /** The Definition of the exported result (mode=max `buildConfig`). */
   readonly result?: Definition | undefined;
-  /** The exported layers of the result (mode=max `layers` of the result's step). */
-  readonly layers?: readonly Descriptor[] | undefined;
+  /**
+   * mode=max `layers`: the layer chains that exist as blobs for results of the build's ops (the
+   * exported result's at least), by op digest and output, as BuildKit's RemoteOnly cache walk
+   * finds them. Ops not in the result's Definition are left out.
+   */
+  readonly layers?: readonly StepLayers[] | undefined;
   readonly invocationId: string;
   readonly startedOn: Date;
   readonly finishedOn: Date;
   /** The build machine's platform (`invocation.environment.platform`). */
   readonly hostPlatform: Platform;
+}
+
+/** The layer chain of one op output's result. */
+export interface StepLayers {
+  readonly op: Digest;
+  readonly output: number;
+  readonly layers: readonly Descriptor[];
 }
 
 interface ImageSource {
@@ -242,11 +253,15 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
       buildConfig = { llbDefinition: steps.steps, digestMapping: digestMapping(steps.indexes) };
       const source = sourceInfo(inputs.result, steps.indexes);
       if (source !== undefined) bkMetadata['source'] = source;
-      // The exported result is the terminal's input: its layers, as one chain.
-      const last = steps.resultStep;
-      if (inputs.layers !== undefined && inputs.layers.length > 0 && last !== undefined) {
-        bkMetadata['layers'] = { [last]: [inputs.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...publicAnnotations(l.annotations) }))] };
+      const layers: [string, GoJsonValue][] = [];
+      for (const l of inputs.layers ?? []) {
+        const i = steps.indexes.get(l.op);
+        if (i === undefined || l.layers.length === 0) continue;
+        const key = `step${i}:${l.output}`;
+        if (layers.some(([k]) => k === key)) continue;
+        layers.push([key, [l.layers.map((d) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, ...publicAnnotations(d.annotations) }))]]);
       }
+      if (layers.length > 0) bkMetadata['layers'] = sortedMap(layers);
     }
   }
 

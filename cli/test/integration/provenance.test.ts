@@ -47,7 +47,14 @@ interface Statement {
     materials?: Array<{ uri: string; digest: Record<string, string> }>;
     invocation: { configSource: Record<string, unknown>; parameters: { frontend?: string; args?: Record<string, string>; secrets?: Array<{ id: string; optional?: boolean }>; locals?: Array<{ name: string }> }; environment: { platform: string } };
     buildConfig?: { llbDefinition: Array<{ id: string; op: { Op: { exec?: { meta: { args: string[] } } } | null }; inputs?: string[] }> };
-    metadata: { buildInvocationID: string; buildStartedOn: string; buildFinishedOn: string; completeness: Record<string, boolean>; reproducible: boolean };
+    metadata: {
+      buildInvocationID: string;
+      buildStartedOn: string;
+      buildFinishedOn: string;
+      completeness: Record<string, boolean>;
+      reproducible: boolean;
+      'https://mobyproject.org/buildkit@v1#metadata': { layers?: Record<string, Descriptor[][]> };
+    };
   };
 }
 
@@ -132,6 +139,13 @@ describe('--provenance on image outputs', () => {
     expect(p.metadata.buildInvocationID).toMatch(/^[0-9a-z]{25}$/);
     expect(Date.parse(p.metadata.buildFinishedOn)).toBeGreaterThanOrEqual(Date.parse(p.metadata.buildStartedOn));
     expect(p.metadata.completeness).toEqual({ parameters: true, environment: true, materials: false });
+    // layers: the image's chain under the result's step, its prefixes under the RUN and the base
+    const imageLayers = (await json<{ layers: Descriptor[] }>(layout, image.digest)).layers.map((l) => l.digest);
+    const chains = p.metadata['https://mobyproject.org/buildkit@v1#metadata'].layers ?? {};
+    const chain = (step: string | undefined): string[] => (chains[step ?? ''] ?? [])[0]?.map((l) => l.digest) ?? [];
+    expect(chain(steps[steps.length - 1]?.inputs?.[0])).toEqual(imageLayers);
+    expect(chain(`${run?.id ?? ''}:0`)).toEqual(imageLayers.slice(0, -1));
+    expect(chain(run?.inputs?.[0])).toEqual(imageLayers.slice(0, 1));
 
     // the secret's value and its host path are in no file of the output
     for (const name of ['index.json', ...(await readdir(join(layout, 'blobs/sha256'))).map((b) => `blobs/sha256/${b}`)]) {
