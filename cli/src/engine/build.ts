@@ -34,7 +34,7 @@ import { exportCache, inlineCacheRecords } from './cache-export.js';
 import { importCaches, importedResultLoader } from './cache-import.js';
 import { RecordingBackend } from './provenance-capture.js';
 import { resultLayers } from './provenance-layers.js';
-import { newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
+import { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
 
 /** One `kiln build`, already parsed from the command line. */
@@ -231,7 +231,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(inline ? { inlineCache: (layers) => inlineCacheRecords(engine, solved, layers, cacheOpts) } : {}),
           ...(recorder === undefined || provenance === undefined
             ? {}
-            : { attest: provenanceAttestations(recorder, provenance, { engine, frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) }) }),
+            : { attest: provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) }) }),
         })),
       );
     }
@@ -260,10 +260,15 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
 function provenanceAttestations(
   recorder: RecordingBackend,
   options: ProvenanceOptions,
-  build: { readonly engine: KilnEngine; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly invocationId: string },
+  build: { readonly engine: KilnEngine; readonly results: readonly BuildOutput[]; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly invocationId: string },
 ): (output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]> {
   return async (output, layers, sourceDateEpoch) => {
-    const capture = { frontend: build.frontend, frontendOpts: build.opts, definitions: recorder.definitions, resolvedImages: recorder.resolvedImages };
+    const capture = {
+      frontend: build.frontend,
+      frontendOpts: build.opts,
+      definitions: recorder.definitionsFor(output.ref, build.results.map((r) => r.ref)),
+      resolvedImages: filterImagePlatforms(recorder.resolvedImages, build.results.map((r) => r.platform), output.platform),
+    };
     const result = recorder.definitionOf(output.ref);
     const predicate = provenancePredicate(capture, options, {
       result,

@@ -35,6 +35,16 @@ export class RecordingBackend extends SolverBackend {
     return [...this.#definitions.values()];
   }
 
+  /**
+   * The Definitions behind one result: all solves but the other results of the build (another
+   * platform's), as BuildKit merges into a result's capture every ref the frontend solved that is
+   * not itself a result.
+   */
+  definitionsFor(result: SnapshotRef, results: readonly SnapshotRef[]): readonly Definition[] {
+    const others = new Set(results.filter((r) => r !== result));
+    return [...this.#definitions].filter(([ref]) => !others.has(ref)).map(([, d]) => d);
+  }
+
   get resolvedImages(): readonly ResolvedImage[] {
     return this.#resolved;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { copy, decodeOp, digestOf, image, local, type Definition } from '@kiln/llb-core';
-import { buildSteps, newInvocationId, provenancePredicate, type ProvenanceCapture } from './provenance.js';
+import { buildSteps, filterImagePlatforms, newInvocationId, provenancePredicate, type ProvenanceCapture } from './provenance.js';
 
 const DIGEST = 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
 const amd64 = { os: 'linux', architecture: 'amd64' };
@@ -172,4 +172,16 @@ test('invocation ids are 25 base-36 characters (BuildKit identity.NewID)', () =>
   const id = newInvocationId((n) => new Uint8Array(n).fill(255));
   expect(id).toMatch(/^[0-9a-z]{25}$/);
   expect(newInvocationId((n) => new Uint8Array(n))).toBe('0'.repeat(25));
+});
+
+test('filterImagePlatforms: an image resolved for every platform counts for its own platform only', () => {
+  const arm64 = { os: 'linux', architecture: 'arm64' };
+  const images = [
+    { ref: 'docker.io/library/busybox:latest', platform: amd64, digest: 'sha256:a' },
+    { ref: 'docker.io/library/busybox:latest', platform: arm64, digest: 'sha256:b' },
+    { ref: 'docker.io/tonistiigi/xx:latest', platform: amd64, digest: 'sha256:c' },
+  ];
+  expect(filterImagePlatforms(images, [amd64, arm64], arm64).map((i) => i.digest)).toEqual(['sha256:b', 'sha256:c']);
+  expect(filterImagePlatforms(images, [amd64, arm64], amd64).map((i) => i.digest)).toEqual(['sha256:a', 'sha256:c']);
+  expect(filterImagePlatforms(images, [amd64], amd64)).toHaveLength(3);
 });

@@ -173,6 +173,29 @@ function addOp(s: Sources, op: Op, resolved: readonly ResolvedImage[]): void {
   }
 }
 
+/**
+ * BuildKit's filterImagePlatforms: of a multi-platform result, an image resolved for every one
+ * of its platforms counts only in the provenance of the platform (OS and architecture) it was
+ * resolved for; other images count everywhere.
+ */
+export function filterImagePlatforms(images: readonly ResolvedImage[], platforms: readonly Platform[], current: Platform): ResolvedImage[] {
+  if (platforms.length <= 1) return [...images];
+  const perPlatform = new Set<string>();
+  for (const img of images) {
+    if (perPlatform.has(img.ref)) continue;
+    const everywhere = platforms.every((p) => images.some((i) => i.ref === img.ref && i.platform !== undefined && platformMatches(i.platform, p)));
+    if (everywhere) perPlatform.add(img.ref);
+  }
+  return images.filter((i) => !perPlatform.has(i.ref) || (i.platform !== undefined && i.platform.os === current.os && i.platform.architecture === current.architecture));
+}
+
+/** containerd's platform matcher, as far as resolved images need it: same OS, architecture and variant (normalized). */
+function platformMatches(have: Platform, want: Platform): boolean {
+  const a = normalizePlatform(have);
+  const b = normalizePlatform(want);
+  return a.os === b.os && a.architecture === b.architecture && (b.variant === undefined || (a.variant ?? '') === b.variant);
+}
+
 /** Capture.AddSecret / AddSSH: one entry per id; required wins over optional. */
 function addRequest(m: Map<string, boolean>, id: string, optional: boolean): void {
   m.set(id, (m.get(id) ?? true) && optional);
