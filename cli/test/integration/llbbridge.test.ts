@@ -180,17 +180,19 @@ describe('LLBBridge with the real Dockerfile frontend over the real solver', () 
     expect(await child?.exit).toBe(0);
   });
 
-  test('a Dockerfile error comes back as Return with an error: KLN0610 with the frontend message, exit 1', async () => {
-    await writeTree(contextDir, { Dockerfile: 'FROM busybox\nFORM busybox\n' });
+  test('a Dockerfile error comes back as Return with an error: KLN0610 with the frontend message and hint, exit 1', async () => {
+    await writeTree(contextDir, { Dockerfile: 'FROM busybox\nRUN --mount=type=cach,target=/c true\n' });
     const opts = new Map([['filename', 'Dockerfile']]);
     const inProcess = await run(opts, (c) => dockerfileFrontend(c)).catch((e: unknown) => e as Error);
     expect(inProcess).toBeInstanceOf(Error);
+    // An error with a hint: the hint comes back too (google.rpc.ErrorInfo detail).
+    expect((inProcess as { hint?: string }).hint).toMatch(/cache/);
     let child: Awaited<ReturnType<typeof overChild>> | undefined;
     const failed = run(opts, async (c) => {
       child = await overChild(c, opts);
       return child.result;
     });
-    await expect(failed).rejects.toMatchObject({ code: 'KLN0610', message: (inProcess as Error).message });
+    await expect(failed).rejects.toMatchObject({ code: 'KLN0610', message: (inProcess as Error).message, hint: (inProcess as { hint?: string }).hint });
     expect(await child?.exit).toBe(1);
     expect(child?.stderr()).toContain((inProcess as Error).message);
   });

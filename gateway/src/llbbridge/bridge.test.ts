@@ -2,7 +2,7 @@ import { connect } from 'node:http2';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import { encodeDefinition, scratch, type Definition, type FileStat, type FrontendClient, type FrontendWarning, type Ref, type ResolveImageConfigOptions } from '@kiln/llb-core';
-import { connectLLBBridge, serveLLBBridge, GrpcStatusError } from '../index.js';
+import { connectLLBBridge, serveLLBBridge, GrpcStatusError, type GatewayError } from '../index.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec } from './messages.js';
 import { MAX_MESSAGE_BYTES } from './grpc.js';
@@ -166,6 +166,23 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
     const client = await connectLLBBridge(frontendSide, {});
     await client.returnError(new Error('Dockerfile:3: unknown instruction: FORM'));
     await expect(served).rejects.toMatchObject({ code: 'KLN0610', message: 'Dockerfile:3: unknown instruction: FORM', cause: { grpcCode: 2 } });
+  });
+
+  test("a kiln error's code, hint and location ride along as a google.rpc.ErrorInfo detail; the hint reaches the GatewayError", async () => {
+    const codec = await LLBBridgeCodec.load();
+    const [daemonSide, frontendSide] = streamPair();
+    const served = serveLLBBridge(daemonSide, new FakeClient(new Map()));
+    const client = await connectLLBBridge(frontendSide, {});
+    const error = Object.assign(new Error('unknown mount type "cach"'), { code: 'KLN0412', hint: 'use one of bind, cache, tmpfs, secret, ssh', location: { file: 'Dockerfile', line: 7, column: 5 } });
+    await client.returnError(error);
+    const e = await served.catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown mount type "cach"', hint: 'use one of bind, cache, tmpfs, secret, ssh' });
+    expect(e.cause.details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo']);
+    expect(codec.decode('ErrorInfo', e.cause.details[0]?.value ?? new Uint8Array())).toEqual({
+      reason: 'KLN0412',
+      domain: 'kiln',
+      metadata: { hint: 'use one of bind, cache, tmpfs, secret, ssh', file: 'Dockerfile', line: '7', column: '5' },
+    });
   });
 
   test('the stream ending before Return rejects with KLN0611', async () => {

@@ -18,6 +18,7 @@ import type {
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
 import { enabledCaps, platformToWire, statFromWire, warningToWire } from './convert.js';
+import { errorInfoDetail } from './error-info.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
@@ -27,7 +28,10 @@ import { LLBBRIDGE_SERVICE } from './serve.js';
 export interface BridgeFrontendClient extends FrontendClient {
   /** Sends Return with a result (refs must come from this client's solve) and closes. */
   return(result: FrontendResult): Promise<void>;
-  /** Sends Return with an error status (message; code UNKNOWN) and closes. */
+  /**
+   * Sends Return with an error status (message; code UNKNOWN) and closes. A kiln error's `code`,
+   * `hint` and `location` go along as a `google.rpc.ErrorInfo` detail (domain `kiln`).
+   */
   returnError(error: Error): Promise<void>;
 }
 
@@ -80,7 +84,7 @@ export async function connectLLBBridge(
       const r = await rpc.call('Inputs', 'InputsRequest', 'InputsResponse', {});
       for (const [k, v] of Object.entries(r.Definitions ?? {})) inputs.set(k, decodeDefinition(v));
     }
-    return new LLBBridgeFrontendClient(rpc, caps, frontendOptsFromEnv(env), inputs, options);
+    return new LLBBridgeFrontendClient(codec, rpc, caps, frontendOptsFromEnv(env), inputs, options);
   } catch (e) {
     grpc.destroy();
     throw e;
@@ -157,6 +161,7 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly opts: ReadonlyMap<string, string>;
   readonly inputs: ReadonlyMap<string, Definition>;
   readonly signal?: AbortSignal;
+  readonly #codec: LLBBridgeCodec;
   readonly #rpc: BridgeRpc;
   readonly #caps: ReadonlySet<string>;
   readonly #log: (line: string) => void;
@@ -164,7 +169,15 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly #pending = new Set<Promise<void>>();
   #returned = false;
 
-  constructor(rpc: BridgeRpc, caps: ReadonlySet<string>, opts: ReadonlyMap<string, string>, inputs: ReadonlyMap<string, Definition>, options: BridgeConnectOptions) {
+  constructor(
+    codec: LLBBridgeCodec,
+    rpc: BridgeRpc,
+    caps: ReadonlySet<string>,
+    opts: ReadonlyMap<string, string>,
+    inputs: ReadonlyMap<string, Definition>,
+    options: BridgeConnectOptions,
+  ) {
+    this.#codec = codec;
     this.#rpc = rpc;
     this.#caps = caps;
     this.opts = opts;
@@ -232,7 +245,8 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   }
 
   async returnError(error: Error): Promise<void> {
-    await this.#send({ error: { code: GrpcCode.UNKNOWN, message: error.message } });
+    const info = errorInfoDetail(this.#codec, error);
+    await this.#send({ error: { code: GrpcCode.UNKNOWN, message: error.message, ...(info === undefined ? {} : { details: [info] }) } });
   }
 
   async #send(request: WireMessages['ReturnRequest']): Promise<void> {

@@ -57,6 +57,12 @@ export interface WireStatus {
   message?: string;
   details?: WireAny[];
 }
+/** `google.rpc.ErrorInfo`. */
+export interface WireErrorInfo {
+  reason?: string;
+  domain?: string;
+  metadata?: Record<string, string>;
+}
 /** `moby.buildkit.v1.apicaps.APICap`. */
 export interface WireAPICap {
   ID?: string;
@@ -208,6 +214,7 @@ export interface WireMessages {
   WarnRequest: WireWarnRequest;
   WarnResponse: WireEmpty;
   Status: WireStatus;
+  ErrorInfo: WireErrorInfo;
   HealthCheckRequest: WireHealthCheck;
   HealthCheckResponse: WireHealthCheck;
 }

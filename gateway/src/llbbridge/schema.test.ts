@@ -163,6 +163,12 @@ describe('LLBBridge schema against gateway.proto field numbers', () => {
     expect(decodeDefinition(m.Definitions?.['dockerfile'] as Uint8Array).def).toEqual(definition.def);
   });
 
+  test('google.rpc.ErrorInfo (error_details.proto): reason 1, domain 2, metadata 3', () => {
+    const wire = bytes(str(1, 'KLN0412'), str(2, 'kiln'), len(3, [...str(1, 'hint'), ...str(2, 'h')]));
+    expect(codec.decode('ErrorInfo', wire)).toEqual({ reason: 'KLN0412', domain: 'kiln', metadata: { hint: 'h' } });
+    expect(codec.encode('ErrorInfo', { reason: 'KLN0412', domain: 'kiln', metadata: { hint: 'h' } })).toEqual(wire);
+  });
+
   test('grpc.health.v1: HealthCheckResponse.status 1 is SERVING', () => {
     expect(codec.encode('HealthCheckResponse', { status: 1 })).toEqual(bytes(num(1, 1)));
   });

@@ -3,7 +3,8 @@
  * v0.11.6's `frontend/gateway/pb/gateway.proto` and what it imports: `solver/pb/ops.proto`
  * (Platform, Position, Range, SourceInfo), `api/types/worker.proto` (WorkerRecord),
  * `util/apicaps/pb/caps.proto` (APICap), fsutil `types/stat.proto` (Stat),
- * `google/rpc/status.proto` (Status, with `google.protobuf.Any`) and `grpc/health/v1/health.proto`.
+ * `google/rpc/status.proto` (Status, with `google.protobuf.Any`), `google/rpc/error_details.proto`
+ * (ErrorInfo) and `grpc/health/v1/health.proto`.
  * Field names and numbers are upstream's. One newer field is included because kiln's types have
  * it and older peers skip unknown fields: `ResolveImageConfigResponse.Ref` (3, BuildKit v0.12).
  * Not here: v0.12+'s `SourcePolicies` and `ResolveSourceMeta`, and the container RPCs
@@ -70,6 +71,8 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
         rpc: {
           nested: {
             Status: { fields: { code: { type: 'int32', id: 1 }, message: str(2), details: rep('google.protobuf.Any', 3) } },
+            // google/rpc/error_details.proto: kiln's error code, hint and location ride in a Return error's details.
+            ErrorInfo: { fields: { reason: str(1), domain: str(2), metadata: map('string', 3) } },
           },
         },
       },
@@ -241,6 +244,7 @@ export const LLBBRIDGE_TYPES = {
   WarnRequest: 'moby.buildkit.v1.frontend.WarnRequest',
   WarnResponse: 'moby.buildkit.v1.frontend.WarnResponse',
   Status: 'google.rpc.Status',
+  ErrorInfo: 'google.rpc.ErrorInfo',
   HealthCheckRequest: 'grpc.health.v1.HealthCheckRequest',
   HealthCheckResponse: 'grpc.health.v1.HealthCheckResponse',
 } as const;

@@ -10,6 +10,7 @@ import type { Definition, FrontendClient, FrontendResult, Platform, Ref, Resolve
 import { GatewayError } from '../errors.js';
 import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, statToWire, warningFromWire } from './convert.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
+import { kilnErrorInfo } from './error-info.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
 import { LLBBridgeCodec, type WireMessages, type WireResult, type WireStatus } from './messages.js';
 
@@ -144,7 +145,7 @@ class BridgeService {
     });
     unary('Return', 'ReturnRequest', 'ReturnResponse', async (r) => {
       if (r.error !== undefined && (r.error.code ?? 0) !== GrpcCode.OK) {
-        onReturn({ error: returnedError(r.error) });
+        onReturn({ error: returnedError(this.#codec, r.error) });
         return {};
       }
       try {
@@ -213,12 +214,16 @@ class BridgeService {
   }
 }
 
-/** The error a frontend's Return carried, as the GatewayError the build fails with. */
-function returnedError(status: WireStatus): GatewayError {
+/**
+ * The error a frontend's Return carried, as the GatewayError the build fails with: the status
+ * message, the hint of a kiln frontend's error (error-info.ts), the status itself as `cause`.
+ */
+function returnedError(codec: LLBBridgeCodec, status: WireStatus): GatewayError {
   const cause = new GrpcStatusError(
     status.code ?? GrpcCode.UNKNOWN,
     status.message ?? '',
     (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
   );
-  return new GatewayError('KLN0610', status.message || `the frontend failed (status ${cause.grpcCode})`, { cause });
+  const hint = kilnErrorInfo(codec, cause.details)?.hint;
+  return new GatewayError('KLN0610', status.message || `the frontend failed (status ${cause.grpcCode})`, { cause, ...(hint === undefined ? {} : { hint }) });
 }
