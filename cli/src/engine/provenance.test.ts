@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { copy, decodeOp, digestOf, image, local, type Definition } from '@kiln/llb-core';
-import { buildSteps, filterImagePlatforms, newInvocationId, provenancePredicate, type ProvenanceCapture } from './provenance.js';
+import { buildSteps, filterImagePlatforms, newInvocationId, provenancePredicate, redactCredentials, type ProvenanceCapture } from './provenance.js';
 
 const DIGEST = 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
 const amd64 = { os: 'linux', architecture: 'amd64' };
@@ -160,6 +160,40 @@ describe('sources and completeness', () => {
     ]);
     expect((p['invocation'] as Json)['configSource']).toEqual({ uri: `https://github.com/moby/buildkit.git#${commit}`, digest: { sha1: commit } });
   });
+});
+
+test('credentials in git and http URLs never reach the materials or configSource (BuildKit >= v0.11.4 urlutil.RedactCredentials, GHSA-gc89-7gcr-jxqc)', async () => {
+  const { http, git } = await import('@kiln/llb-core');
+  const commit = '4b220de5058abfd01ff619c9d2ff6b09a049bea0';
+  const def = await image(`busybox@${DIGEST}`)
+    .file(copy(http('https://alice:hunter2@example.com/a.tgz', { checksum: DIGEST }), '/a.tgz', '/a.tgz'))
+    .file(copy(git('https://ghp_tok3n@github.com/moby/buildkit.git', commit), '/', '/src'))
+    .marshal({ platform: 'linux/amd64' });
+  const opts = new Map([
+    ['context', `https://bob:pa55@github.com/moby/buildkit.git#${commit}`],
+    ['vcs:source', 'https://carol:s3cret@example.com/repo.git'],
+  ]);
+  const bytes = provenancePredicate(capture(def, { frontendOpts: opts, resolvedImages: [] }), { mode: 'min' }, inputs(def));
+  const text = Buffer.from(bytes).toString('utf8');
+  for (const secret of ['hunter2', 'ghp_tok3n', 'pa55', 's3cret', 'alice', 'bob', 'carol']) expect(text.includes(secret), secret).toBe(false);
+  const p = parse(bytes);
+  expect(p['materials']).toEqual([
+    { uri: `pkg:docker/busybox?digest=${DIGEST}&platform=linux%2Famd64`, digest: { sha256: DIGEST.slice(7) } },
+    { uri: `https://xxxxx@github.com/moby/buildkit.git#${commit}`, digest: { sha1: commit } },
+    { uri: 'https://xxxxx:xxxxx@example.com/a.tgz', digest: { sha256: DIGEST.slice(7) } },
+  ]);
+  expect((p['invocation'] as Json)['configSource']).toEqual({ uri: `https://xxxxx:xxxxx@github.com/moby/buildkit.git#${commit}` });
+  const meta = (p['metadata'] as Json)['https://mobyproject.org/buildkit@v1#metadata'] as Json;
+  expect(meta['vcs']).toEqual({ source: 'https://xxxxx:xxxxx@example.com/repo.git' });
+});
+
+test('redactCredentials: as BuildKit urlutil (user and password each xxxxx; not a URL: unchanged)', () => {
+  expect(redactCredentials('https://user:password@host.tld/this:that')).toBe('https://xxxxx:xxxxx@host.tld/this:that');
+  expect(redactCredentials('https://user@host.tld/this:that')).toBe('https://xxxxx@host.tld/this:that');
+  expect(redactCredentials('https://:password@host.tld/this:that')).toBe('https://:xxxxx@host.tld/this:that');
+  expect(redactCredentials('https://host.tld/this:that')).toBe('https://host.tld/this:that');
+  expect(redactCredentials('https://host.tld/a@b')).toBe('https://host.tld/a@b');
+  expect(redactCredentials('1https://foo.com')).toBe('1https://foo.com');
 });
 
 test('buildSteps ignores a definition without a terminal op', async () => {

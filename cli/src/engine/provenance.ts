@@ -142,13 +142,14 @@ function addOp(s: Sources, op: Op, resolved: readonly ResolvedImage[]): void {
         const ref = hash < 0 ? '' : rest.slice(hash + 1).split(':')[0] ?? '';
         // Only a commit named in the identifier is known without the source's pin.
         if (/^[0-9a-f]{40}$/.test(ref)) {
-          const url = `${remote}#${ref}`;
+          const url = redactCredentials(`${remote}#${ref}`);
           if (!s.git.some((g) => g.url === url)) s.git.push({ url, commit: ref });
         } else s.incompleteMaterials = true;
       } else if (scheme === 'http' || scheme === 'https') {
         const sum = op.source.attrs?.get('http.checksum');
         if (sum !== undefined && sum !== '') {
-          if (!s.http.some((h) => h.url === id)) s.http.push({ url: id, digest: sum });
+          const url = redactCredentials(id);
+          if (!s.http.some((h) => h.url === url)) s.http.push({ url, digest: sum });
         } else s.incompleteMaterials = true;
       }
       return;
@@ -226,9 +227,10 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
   const contextKey = args.get('contextkey') || 'context';
   const context = args.get(contextKey);
   if (context !== undefined && context !== '') {
-    configSource['uri'] = context;
-    const g = src.git.find((x) => x.url === context);
-    const h = src.http.find((x) => x.url === context);
+    const uri = redactCredentials(context);
+    configSource['uri'] = uri;
+    const g = src.git.find((x) => x.url === uri);
+    const h = src.http.find((x) => x.url === uri);
     if (g !== undefined) configSource['digest'] = { sha1: g.commit };
     else if (h !== undefined) configSource['digest'] = digestSet(h.digest);
     args.delete(contextKey);
@@ -242,7 +244,7 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
   for (const [k, v] of [...args]) {
     if (!k.startsWith('vcs:')) continue;
     args.delete(k);
-    if (v !== '') vcs.set(k.slice(4), v);
+    if (v !== '') vcs.set(k.slice(4), k === 'vcs:source' ? redactCredentials(v) : v);
   }
 
   let parametersComplete = capture.frontend !== '';
@@ -313,6 +315,22 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
     },
   };
   return Buffer.from(goJson(predicate), 'utf8');
+}
+
+/**
+ * BuildKit's urlutil.RedactCredentials (v0.11.4+, GHSA-gc89-7gcr-jxqc, applied to git and http
+ * materials, the configSource URI and vcs:source): a URL's user name and password each become
+ * `xxxxx`. Only the authority's userinfo is touched (up to its last `@`); a string that is not a
+ * `scheme://` URL (an scp-style `git@host:path`) stays as it is.
+ */
+export function redactCredentials(s: string): string {
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/.exec(s);
+  if (m === null) return s;
+  const userinfo = m[2] ?? '';
+  const colon = userinfo.indexOf(':');
+  const user = colon < 0 ? userinfo : userinfo.slice(0, colon);
+  const redacted = `${user === '' ? '' : 'xxxxx'}${colon < 0 ? '' : ':xxxxx'}`;
+  return `${m[1] ?? ''}${redacted}@${s.slice(m[0].length)}`;
 }
 
 /** RemoveInternalLayerAnnotations: what a layer descriptor keeps in the provenance. */
