@@ -93,6 +93,7 @@ export interface ExecRequest {
    * (an external frontend speaks gRPC over them, as buildkitd runs one); stderr still comes through
    * `onOutput`. `stdout` is ended when the process closes its fd 1 (or exits); `stdin` is read until
    * it ends or the process exits, and is left to the caller afterwards (unpiped, not destroyed).
+   * On cancel, output the caller has not taken yet is dropped (a stuck reader cannot hold the run).
    */
   readonly stdio?: ExecStdio;
 }

@@ -476,6 +476,10 @@ export class RuncExecutor implements Executor {
     let cancelled = false;
     const onAbort = (): void => {
       cancelled = true;
+      // Output not yet taken is dropped: runc copies the container's fd 1 to its own and exits only
+      // once that copy is done, so a caller that stopped reading would keep it (and this run) alive.
+      child.stdout.unpipe(stdio.stdout);
+      child.stdout.resume();
       void this.#kill(id, started);
     };
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -168,3 +168,21 @@ describe('runc executor, stdio mode', () => {
     expect(await leftovers()).toEqual([]);
   });
 });
+
+describe('runc executor, stdio mode: edges', () => {
+  test('cancel while the caller has stopped reading stdout (the container writes on): the run still ends, nothing stays', async () => {
+    const ac = new AbortController();
+    // Takes the first chunk and never calls back: the caller is stuck, the pipe fills.
+    const stuck = new Writable({ highWaterMark: 1024, write: () => undefined });
+    const started = Date.now();
+    const input = new PassThrough();
+    const p = runStdio(['sh', '-c', 'while :; do cat /bin/busybox; done; sleep 1019'], input, { signal: ac.signal, stdio: { stdin: input, stdout: stuck } });
+    setTimeout(() => ac.abort(), 500);
+    await expect(p).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await leftovers()).toEqual([]);
+    expect(spawnSync('pgrep', ['-f', 'cat /bin/busybox; done; sleep 1019']).status).toBe(1);
+    stuck.destroy();
+    input.destroy();
+  });
+});
