@@ -14,15 +14,44 @@ export type GatewayErrorCode =
   | 'KLN0606' // frontend image lacks a capability the request needs (label moby.buildkit.frontend.caps)
   | 'KLN0607'; // gateway.v0 source missing, unsupported or not resolvable
 
-/** An error the gateway raises: a stable `code`, a one-line message and a hint. */
+/** Where in a build file an error points: 1-based line and column. */
+export interface GatewayErrorLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** Options of {@link GatewayError}. */
+export interface GatewayErrorOptions {
+  hint?: string;
+  cause?: unknown;
+  /** The build file position the error is about (a frontend's error, KLN0610). */
+  location?: GatewayErrorLocation;
+  /** The source line at `location`, as written. */
+  source?: string;
+  /** The stable code the frontend gave its error (KLN0610 from a kiln frontend), e.g. `KLN0401`. */
+  frontendCode?: string;
+}
+
+/**
+ * An error the gateway raises: a stable `code`, a one-line message and a hint. An external
+ * frontend's error (KLN0610) also carries the `location`, `source` line and `frontendCode` it
+ * sent, the fields kiln's in-process frontend errors have.
+ */
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';
   readonly code: GatewayErrorCode;
   readonly hint: string | undefined;
+  readonly location: GatewayErrorLocation | undefined;
+  readonly source: string | undefined;
+  readonly frontendCode: string | undefined;
 
-  constructor(code: GatewayErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+  constructor(code: GatewayErrorCode, message: string, options: GatewayErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.hint = options.hint;
+    this.location = options.location;
+    this.source = options.source;
+    this.frontendCode = options.frontendCode;
   }
 }

@@ -1,4 +1,5 @@
 import { formatError, KilnError } from '@kiln/dockerfile';
+import { GatewayError } from '@kiln/gateway';
 import { VertexError } from '@kiln/solver';
 
 /** Options of {@link formatBuildError}. */
@@ -28,7 +29,23 @@ export function formatBuildError(e: unknown, opts: FormatBuildErrorOptions = {})
   const err = e instanceof Error ? e : new Error(String(e));
   const code = (err as { code?: unknown }).code;
   const hint = (err as { hint?: unknown }).hint;
-  let out = `kiln: error${typeof code === 'string' ? ` ${code}` : ''}: ${(err.message.split('\n')[0] ?? '').trim()}\n`;
+  // An external frontend's error (KLN0610) carries the location, source line and code the
+  // frontend sent: shown as a Dockerfile error in process is (a kiln/ts or buildpacks error
+  // already names its place in its message).
+  const loc = err instanceof GatewayError ? err.location : undefined;
+  const frontendCode = err instanceof GatewayError ? err.frontendCode : undefined;
+  const file = loc === undefined ? undefined : loc.file === '' ? (opts.dockerfileName ?? 'Dockerfile') : loc.file;
+  const message = (err.message.split('\n')[0] ?? '').trim();
+  const place = loc === undefined ? '' : `${file}:${loc.line}:${loc.column}: `;
+  const where = message.startsWith(place) ? '' : place;
+  let out = `kiln: error${typeof code === 'string' ? ` ${code}` : ''}: ${where}${message}${frontendCode === undefined ? '' : ` [${frontendCode}]`}\n`;
+  if (loc !== undefined && err instanceof GatewayError) {
+    const text = err.source ?? (file === (opts.dockerfileName ?? 'Dockerfile') ? opts.dockerfileText?.split('\n')[loc.line - 1] : undefined);
+    if (text !== undefined) {
+      const gutter = String(loc.line);
+      out += `  ${gutter} | ${text.replace(/\r$/, '')}\n  ${' '.repeat(gutter.length)} | ${' '.repeat(Math.max(0, loc.column - 1))}^\n`;
+    }
+  }
   const cause = err.cause instanceof Error ? err.cause.message.split('\n')[0] : undefined;
   if (cause !== undefined && cause !== '' && !err.message.includes(cause)) out += `cause: ${cause}\n`;
   if (typeof hint === 'string' && hint !== '') out += `hint: ${hint}\n`;

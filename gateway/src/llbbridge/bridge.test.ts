@@ -177,12 +177,42 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
     await client.returnError(error);
     const e = await served.catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
     expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown mount type "cach"', hint: 'use one of bind, cache, tmpfs, secret, ssh' });
-    expect(e.cause.details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo']);
+    expect(e).toMatchObject({ location: { file: 'Dockerfile', line: 7, column: 5 }, frontendCode: 'KLN0412', source: undefined });
+    expect(e.cause.details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo', 'github.com/moby/buildkit/errdefs.Source+json']);
     expect(codec.decode('ErrorInfo', e.cause.details[0]?.value ?? new Uint8Array())).toEqual({
       reason: 'KLN0412',
       domain: 'kiln',
       metadata: { hint: 'use one of bind, cache, tmpfs, secret, ssh', file: 'Dockerfile', line: '7', column: '5' },
     });
+    // The Dockerfile was not read through this client: the Source names it without its bytes.
+    expect(JSON.parse(new TextDecoder().decode(e.cause.details[1]?.value))).toEqual({
+      info: { filename: 'Dockerfile' },
+      ranges: [{ start: { Line: 7, Character: 4 }, end: { Line: 7, Character: 4 } }],
+    });
+  });
+
+  test('errdefs.Source carries the bytes of the file the frontend read whole; the GatewayError gets its line', async () => {
+    const dockerfile = 'FROM busybox\r\nRUN --mount=type=cach,target=/c true\n';
+    const fake = new FakeClient(new Map(), new Map([['/Dockerfile', new TextEncoder().encode(dockerfile)], ['other', new TextEncoder().encode('abc')]]));
+    const [daemonSide, frontendSide] = streamPair();
+    const served = serveLLBBridge(daemonSide, fake);
+    const client = await connectLLBBridge(frontendSide, {});
+    const ref = await client.solve({ definition: await definitionOf('x') });
+    expect(new TextDecoder().decode(await ref.readFile('/Dockerfile'))).toBe(dockerfile);
+    await ref.readFile('other', { offset: 1 });
+    await client.returnError(Object.assign(new Error('unknown mount type "cach"'), { code: 'KLN0412', location: { file: 'Dockerfile', line: 2, column: 5 } }));
+    const e = await served.catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    expect(e).toMatchObject({ code: 'KLN0610', location: { file: 'Dockerfile', line: 2, column: 5 }, source: 'RUN --mount=type=cach,target=/c true', frontendCode: 'KLN0412' });
+    const json = JSON.parse(new TextDecoder().decode(e.cause.details[1]?.value)) as { info: { data: string } };
+    expect(Buffer.from(json.info.data, 'base64').toString()).toBe(dockerfile);
+  });
+
+  test('an error with an empty location file names the filename option', async () => {
+    const [daemonSide, frontendSide] = streamPair();
+    const served = serveLLBBridge(daemonSide, new FakeClient(new Map()));
+    const client = await connectLLBBridge(frontendSide, { BUILDKIT_FRONTEND_OPT_0: 'filename=build/Dockerfile.dev' });
+    await client.returnError(Object.assign(new Error('bad'), { code: 'KLN0401', location: { file: '', line: 3, column: 1 } }));
+    await expect(served).rejects.toMatchObject({ location: { file: 'build/Dockerfile.dev', line: 3, column: 1 } });
   });
 
   test('the stream ending before Return rejects with KLN0611', async () => {

@@ -18,10 +18,10 @@ import type {
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
 import { enabledCaps, platformToWire, statFromWire, warningToWire } from './convert.js';
-import { errorInfoDetail } from './error-info.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
+import { returnErrorStatus, sourceFileKey } from './return-error.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 
 /** The frontend side: a FrontendClient over LLBBridge (what runs inside the frontend container). */
@@ -30,7 +30,9 @@ export interface BridgeFrontendClient extends FrontendClient {
   return(result: FrontendResult): Promise<void>;
   /**
    * Sends Return with an error status (message; code UNKNOWN) and closes. A kiln error's `code`,
-   * `hint` and `location` go along as a `google.rpc.ErrorInfo` detail (domain `kiln`).
+   * `hint` and `location` go along as a `google.rpc.ErrorInfo` detail (domain `kiln`), and a
+   * location also as BuildKit's `errdefs.Source` (file name, the file's bytes when this client
+   * read it whole, the position), which BuildKit's clients print as the lines around it.
    */
   returnError(error: Error): Promise<void>;
 }
@@ -135,7 +137,9 @@ class BridgeRef implements Ref {
     const range = options?.offset !== undefined || options?.length !== undefined ? { Range: { Offset: options.offset ?? 0, Length: options.length ?? Number.MAX_SAFE_INTEGER } } : {};
     const r = await this.#rpc.call('ReadFile', 'ReadFileRequest', 'ReadFileResponse', { Ref: this.id, FilePath: path, ...range });
     const data = r.Data ?? new Uint8Array();
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const out = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (options?.offset === undefined && options?.length === undefined) this.owner.rememberFile(path, out);
+    return out;
   }
 
   async readDir(path: string, include?: string): Promise<readonly FileStat[]> {
@@ -156,6 +160,9 @@ function requireCap(caps: ReadonlySet<string>, cap: string, what: string): void 
   if (!caps.has(cap)) throw new GatewayError('KLN0615', `${what} is not supported by this LLBBridge server (no "${cap}" capability)`);
 }
 
+const REMEMBER_FILE_MAX = 1 << 20;
+const REMEMBER_TOTAL_MAX = 8 << 20;
+
 /** The FrontendClient over LLBBridge. */
 class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly opts: ReadonlyMap<string, string>;
@@ -167,6 +174,9 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly #log: (line: string) => void;
   /** Warn calls in flight: Return waits for them so warnings arrive before the result. */
   readonly #pending = new Set<Promise<void>>();
+  /** Small files read whole, by {@link sourceFileKey}: the bytes an error's errdefs.Source carries. */
+  readonly #files = new Map<string, Uint8Array>();
+  #filesSize = 0;
   #returned = false;
 
   constructor(
@@ -245,8 +255,22 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   }
 
   async returnError(error: Error): Promise<void> {
-    const info = errorInfoDetail(this.#codec, error);
-    await this.#send({ error: { code: GrpcCode.UNKNOWN, message: error.message, ...(info === undefined ? {} : { details: [info] }) } });
+    await this.#send({
+      error: returnErrorStatus(this.#codec, error, { fileData: (file) => this.#files.get(file), defaultFile: this.opts.get('filename') ?? 'Dockerfile' }),
+    });
+  }
+
+  /**
+   * Keeps a file read whole, up to 1 MiB each and 8 MiB in all (a build file is small; a build
+   * that reads big files through the bridge keeps no copies), for a later {@link returnError}.
+   */
+  rememberFile(path: string, data: Uint8Array): void {
+    const key = sourceFileKey(path);
+    if (this.#returned || data.byteLength > REMEMBER_FILE_MAX) return;
+    const old = this.#files.get(key)?.byteLength ?? 0;
+    if (this.#filesSize - old + data.byteLength > REMEMBER_TOTAL_MAX) return;
+    this.#files.set(key, data);
+    this.#filesSize += data.byteLength - old;
   }
 
   async #send(request: WireMessages['ReturnRequest']): Promise<void> {

@@ -22,6 +22,15 @@ function field(e: Error, name: string): unknown {
   return (e as unknown as Record<string, unknown>)[name];
 }
 
+/** A kiln error's `location` ({file, 1-based line and column}), when it has a well-formed one. */
+export function errorLocation(error: Error): { readonly file: string; readonly line: number; readonly column: number } | undefined {
+  const loc = field(error, 'location');
+  if (typeof loc !== 'object' || loc === null) return undefined;
+  const { file, line, column } = loc as Record<string, unknown>;
+  if (typeof file !== 'string' || typeof line !== 'number' || !Number.isInteger(line) || line < 1) return undefined;
+  return { file, line, column: typeof column === 'number' && Number.isInteger(column) && column >= 1 ? column : 1 };
+}
+
 /** The ErrorInfo detail of an error with a string `code` (kiln's errors), else undefined. */
 export function errorInfoDetail(codec: LLBBridgeCodec, error: Error): WireAny | undefined {
   const code = field(error, 'code');
@@ -29,12 +38,11 @@ export function errorInfoDetail(codec: LLBBridgeCodec, error: Error): WireAny | 
   const metadata: Record<string, string> = {};
   const hint = field(error, 'hint');
   if (typeof hint === 'string' && hint !== '') metadata['hint'] = hint;
-  const loc = field(error, 'location');
-  if (typeof loc === 'object' && loc !== null) {
-    const { file, line, column } = loc as Record<string, unknown>;
-    if (typeof file === 'string') metadata['file'] = file;
-    if (typeof line === 'number') metadata['line'] = String(line);
-    if (typeof column === 'number') metadata['column'] = String(column);
+  const loc = errorLocation(error);
+  if (loc !== undefined) {
+    metadata['file'] = loc.file;
+    metadata['line'] = String(loc.line);
+    metadata['column'] = String(loc.column);
   }
   return { type_url: ERROR_INFO_TYPE_URL, value: codec.encode('ErrorInfo', { reason: code, domain: KILN_ERROR_DOMAIN, metadata }) };
 }

@@ -63,6 +63,11 @@ export interface WireErrorInfo {
   domain?: string;
   metadata?: Record<string, string>;
 }
+/** `errdefs.Source` (solver/errdefs/errdefs.proto): a source file and the ranges an error points at. */
+export interface WireErrdefsSource {
+  info?: WireSourceInfo;
+  ranges?: WireRange[];
+}
 /** `moby.buildkit.v1.apicaps.APICap`. */
 export interface WireAPICap {
   ID?: string;
@@ -215,6 +220,7 @@ export interface WireMessages {
   WarnResponse: WireEmpty;
   Status: WireStatus;
   ErrorInfo: WireErrorInfo;
+  ErrdefsSource: WireErrdefsSource;
   HealthCheckRequest: WireHealthCheck;
   HealthCheckResponse: WireHealthCheck;
 }

@@ -2,7 +2,7 @@
  * The LLBBridge protobuf schema as a protobufjs JSON descriptor, written by hand from BuildKit
  * v0.11.6's `frontend/gateway/pb/gateway.proto` and what it imports: `solver/pb/ops.proto`
  * (Platform, Position, Range, SourceInfo), `api/types/worker.proto` (WorkerRecord),
- * `util/apicaps/pb/caps.proto` (APICap), fsutil `types/stat.proto` (Stat),
+ * `util/apicaps/pb/caps.proto` (APICap), fsutil `types/stat.proto` (Stat), `solver/errdefs/errdefs.proto` (Source),
  * `google/rpc/status.proto` (Status, with `google.protobuf.Any`), `google/rpc/error_details.proto`
  * (ErrorInfo) and `grpc/health/v1/health.proto`.
  * Field names and numbers are upstream's. One newer field is included because kiln's types have
@@ -40,6 +40,14 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
         Position: { oneofs: { _Character: { oneof: ['Character'] } }, fields: { Line: { type: 'int32', id: 1 }, Character: { type: 'int32', id: 2 } } },
         Range: { fields: { start: msg('Position', 1), end: msg('Position', 2) } },
         SourceInfo: { fields: { filename: str(1), data: bytes(2), definition: bytes(3), language: str(4) } },
+      },
+    },
+    errdefs: {
+      nested: {
+        // solver/errdefs/errdefs.proto (`package errdefs`): the source location of an error. BuildKit
+        // itself sends it as JSON (errdefs-source.ts); this is the protobuf form, read when a peer
+        // sends one.
+        Source: { fields: { info: msg('pb.SourceInfo', 1), ranges: rep('pb.Range', 2) } },
       },
     },
     fsutil: {
@@ -245,6 +253,7 @@ export const LLBBRIDGE_TYPES = {
   WarnResponse: 'moby.buildkit.v1.frontend.WarnResponse',
   Status: 'google.rpc.Status',
   ErrorInfo: 'google.rpc.ErrorInfo',
+  ErrdefsSource: 'errdefs.Source',
   HealthCheckRequest: 'grpc.health.v1.HealthCheckRequest',
   HealthCheckResponse: 'grpc.health.v1.HealthCheckResponse',
 } as const;

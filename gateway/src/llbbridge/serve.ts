@@ -10,9 +10,9 @@ import type { Definition, FrontendClient, FrontendResult, Platform, Ref, Resolve
 import { GatewayError } from '../errors.js';
 import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, statToWire, warningFromWire } from './convert.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
-import { kilnErrorInfo } from './error-info.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
-import { LLBBridgeCodec, type WireMessages, type WireResult, type WireStatus } from './messages.js';
+import { returnedError } from './return-error.js';
+import { LLBBridgeCodec, type WireMessages, type WireResult } from './messages.js';
 
 /** Options of {@link serveLLBBridge}. */
 export interface BridgeServeOptions {
@@ -212,18 +212,4 @@ class BridgeService {
     const ref = this.#returnedRef(r.ref?.id ?? r.refDeprecated);
     return ref === undefined ? { metadata } : { ref, metadata };
   }
-}
-
-/**
- * The error a frontend's Return carried, as the GatewayError the build fails with: the status
- * message, the hint of a kiln frontend's error (error-info.ts), the status itself as `cause`.
- */
-function returnedError(codec: LLBBridgeCodec, status: WireStatus): GatewayError {
-  const cause = new GrpcStatusError(
-    status.code ?? GrpcCode.UNKNOWN,
-    status.message ?? '',
-    (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
-  );
-  const hint = kilnErrorInfo(codec, cause.details)?.hint;
-  return new GatewayError('KLN0610', status.message || `the frontend failed (status ${cause.grpcCode})`, { cause, ...(hint === undefined ? {} : { hint }) });
 }
