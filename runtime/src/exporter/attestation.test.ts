@@ -1,9 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ContentStore } from '../content/store.js';
 import type { Digest } from '../content/digest.js';
+import { runExport } from './export.js';
+import type { ExportImageSource } from './image-exporters.js';
+import { parseOutputSpec } from './spec.js';
 import { goIndent, imagePurl, imageSubjects, statementBytes, writeAttestationManifest } from './attestation.js';
 
 // Expected purls: BuildKit util/purl/image_test.go (TestRefToPURL), digest.FromBytes("test").
@@ -68,6 +71,24 @@ test('an attestation manifest: statement layers, unknown/unknown config with the
     expect((await store.readBlob(manifest.layers[0]?.digest as Digest)).toString()).toBe('{"_type":"x"}');
     expect(manifest.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
     expect((await store.readBlob(manifest.config.digest)).toString()).toBe(`{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers","diff_ids":["${manifest.layers[0]?.digest ?? ''}"]}}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('type=docker: a multi-platform result (a list, one platform too) is refused with or without attestations; one attested image is written', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-attest-'));
+  try {
+    const store = await ContentStore.open(dir);
+    const att = { predicateType: 'https://slsa.dev/provenance/v0.2', predicate: Buffer.from('{}'), path: 'provenance.json' };
+    const source: ExportImageSource = { layers: [], config: { os: 'linux', architecture: 'amd64', config: {} } };
+    const spec = (name: string) => parseOutputSpec(`type=docker,dest=${join(dir, name)},name=app:1`);
+    await expect(runExport(spec('plain-list.tar'), { image: [source] }, { store })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+    // BuildKit's docker exporter refuses any multi-platform result (len(src.Refs) > 0) before Commit.
+    await expect(runExport(spec('attested-list.tar'), { image: [{ ...source, attestations: [att] }] }, { store })).rejects.toMatchObject({ code: 'EXPORT_FAILED' });
+    await expect(stat(join(dir, 'attested-list.tar'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const res = await runExport(spec('attested.tar'), { image: { ...source, attestations: [att] } }, { store });
+    expect(res.descriptor?.mediaType).toBe('application/vnd.oci.image.index.v1+json');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -123,6 +123,12 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
     case 'docker':
     case 'image': {
       if (input.image === undefined) throw new ImageStoreError('EXPORT_FAILED', `type=${spec.type} needs an image result`);
+      // BuildKit's docker exporter refuses a multi-platform result (len(src.Refs) > 0) before it
+      // commits anything; checked here too because an attested one-platform list is an index
+      // with one image manifest, which the archive writer alone would take for a single image.
+      if (spec.type === 'docker' && Array.isArray(input.image)) {
+        throw new ImageStoreError('EXPORT_FAILED', 'type=docker cannot export a multi-platform image', { hint: 'build one --platform, or use type=oci' });
+      }
       const root = await materializeImage(ctx.store, input.image, { ...spec, annotations: ctx.annotations, annotationOptions: spec.annotations });
       const names = normalizeNames(spec.names);
       const epoch = ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined;
