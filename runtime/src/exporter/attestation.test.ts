@@ -1,4 +1,6 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -8,6 +10,8 @@ import { runExport } from './export.js';
 import type { ExportImageSource } from './image-exporters.js';
 import { parseOutputSpec } from './spec.js';
 import { goIndent, imagePurl, imageSubjects, statementBytes, writeAttestationManifest } from './attestation.js';
+
+const execFileAsync = promisify(execFile);
 
 // Expected purls: BuildKit util/purl/image_test.go (TestRefToPURL), digest.FromBytes("test").
 const testDgst = 'sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
@@ -89,6 +93,27 @@ test('type=docker: a multi-platform result (a list, one platform too) is refused
     await expect(stat(join(dir, 'attested-list.tar'))).rejects.toMatchObject({ code: 'ENOENT' });
     const res = await runExport(spec('attested.tar'), { image: { ...source, attestations: [att] } }, { store });
     expect(res.descriptor?.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('type=tar: a statement file replaces an output file of the same name (BuildKit MergeFS: upper wins), one entry each', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-attest-'));
+  try {
+    const store = await ContentStore.open(dir);
+    const tree = join(dir, 'tree');
+    await mkdir(join(tree, 'z'), { recursive: true });
+    await writeFile(join(tree, 'a.txt'), 'a');
+    await writeFile(join(tree, 'provenance.json'), 'the build wrote this');
+    await writeFile(join(tree, 'z', 'b'), 'b');
+    const att = { predicateType: 'https://slsa.dev/provenance/v0.2', predicate: Buffer.from('{}'), path: 'provenance.json' };
+    const dest = join(dir, 'out.tar');
+    await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree, attestations: [att] }, { store, sourceDateEpoch: 1_700_000_000 });
+    const { stdout } = await execFileAsync('tar', ['-tf', dest]);
+    expect(stdout.trim().split('\n')).toEqual(['a.txt', 'provenance.json', 'z/', 'z/b']);
+    const { stdout: statement } = await execFileAsync('tar', ['-xOf', dest, 'provenance.json']);
+    expect(JSON.parse(statement)).toMatchObject({ _type: 'https://in-toto.io/Statement/v0.1', predicate: {} });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

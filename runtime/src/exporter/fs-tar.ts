@@ -65,10 +65,21 @@ export function packDirectories(dirs: ReadonlyArray<SubDirectory>, opts: PackDir
 async function* directoryEntries(dir: string, opts: PackDirectoryOptions, prefix = ''): AsyncIterable<PackEntry> {
   const extras = [...(opts.extraFiles ?? [])].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   const extraEntry = (x: ExtraFile): PackEntry => ({ header: { name: prefix + x.name, type: 'file', mode: x.mode, uid: 0, gid: 0, mtime: x.mtime, uname: '', gname: '', size: x.data.length }, data: x.data });
+  // BuildKit's staticfs.MergeFS(output, statements) walk: by whole path (no trailing `/`), an
+  // extra file comes before an output entry whose path sorts after or equals it, and replaces
+  // the entry with its own path (upper wins) instead of following it as a second entry.
   for await (const e of treeEntries(dir, opts, prefix)) {
-    const top = e.header.name.slice(prefix.length).split('/')[0] ?? '';
-    while (extras[0] !== undefined && Buffer.compare(Buffer.from(extras[0].name), Buffer.from(top)) < 0) yield extraEntry(extras.shift() as ExtraFile);
-    yield e;
+    const path = e.header.name.slice(prefix.length).replace(/\/$/, '');
+    let replaced = false;
+    while (extras[0] !== undefined && Buffer.compare(Buffer.from(extras[0].name), Buffer.from(path)) <= 0) {
+      const x = extras.shift() as ExtraFile;
+      yield extraEntry(x);
+      if (x.name === path) {
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) yield e;
   }
   for (const x of extras) yield extraEntry(x);
 }
