@@ -180,7 +180,7 @@ test('a frontend that exits without returning fails the build, naming the image 
   expect(r.stderr).not.toMatch(/\n\s+at /);
 }, 300_000);
 
-test('errors through the frontend: a failing RUN keeps its Dockerfile line and output; a frontend error is its Return message', async () => {
+test('errors through the frontend: a failing RUN keeps its Dockerfile line, command and output', async () => {
   const t = token();
   const run = join(sb.dir, `fail-${t}`);
   await writeTree(run, { Dockerfile: `# syntax=${frontendRef}\nFROM busybox\nRUN echo about-to-fail-${t} && exit 7\n` });
@@ -188,11 +188,28 @@ test('errors through the frontend: a failing RUN keeps its Dockerfile line and o
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/error \S+: Dockerfile:3:1: process "\/bin\/sh -c echo about-to-fail-\S+ && exit 7" did not complete successfully: exit code: 7/);
   expect(r.stderr).toContain(`> about-to-fail-${t}`);
+}, 300_000);
+
+/** The error block `kiln build` printed: from `kiln: error` to the end, without the codes before the first colon. */
+function errorBlock(stderr: string): string {
+  const at = stderr.lastIndexOf('kiln: error');
+  return at < 0 ? '' : stderr.slice(at).replace(/^kiln: error[^:]*: /, '').trimEnd();
+}
+
+test('a Dockerfile error through the frontend is the frontend Return error (KLN0610) shown as in process: FILE:LINE:COL, its code, the line, the hint', async () => {
+  const t = token();
   const bad = join(sb.dir, `bad-${t}`);
-  await writeTree(bad, { Dockerfile: `# syntax=${frontendRef}\nFROM busybox\nFORM x\n` });
+  const own = join(sb.dir, `bad-own-${t}`);
+  // Line 1 differs (the syntax line); the error is on line 3, column 5, in both.
+  await writeTree(bad, { Dockerfile: `# syntax=${frontendRef}\nFROM busybox\nRUN --mount=type=cach,target=/c true\n` });
+  await writeTree(own, { Dockerfile: '# syntax=docker/dockerfile:1\nFROM busybox\nRUN --mount=type=cach,target=/c true\n' });
   const b = await runKiln(sb, ['build', bad, '--root', sb.root, '--progress=plain']);
+  const inProcess = await runKiln(sb, ['build', own, '--root', sb.root, '--progress=plain']);
   expect(b.code).toBe(1);
-  expect(b.stderr).toContain('error KLN0610: unknown instruction: FORM (did you mean FROM?)');
+  expect(inProcess.code).toBe(1);
+  expect(b.stderr).toContain('kiln: error KLN0610: Dockerfile:3:5: unsupported mount type "cach" (did you mean "cache"?) [KLN0412]\n  3 | RUN --mount=type=cach,target=/c true\n    |     ^\n');
+  expect(errorBlock(inProcess.stderr)).toMatch(/^Dockerfile:3:5: unsupported mount type "cach"[^\n]*\n  3 \| RUN --mount/);
+  expect(errorBlock(b.stderr)).toBe(errorBlock(inProcess.stderr));
 }, 300_000);
 
 test('an image that does not exist fails clearly', async () => {
