@@ -25,6 +25,7 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
     ['mode=medium', [], /invalid mode "medium"/],
     ['mode=max,colour=red', [], /unknown provenance attribute "colour"/],
     ['mode=max', ['type=provenance,mode=min'], /duplicate attestation field provenance/],
+    ['false', ['type=provenance,mode=max'], /duplicate attestation field provenance/],
     ['maybe', [], /invalid --provenance value "maybe"/],
   ] as const)('--provenance %s --attest %j is refused', ([provenance, attest, message]) => {
     let err: unknown;
