@@ -105,6 +105,14 @@ describe('Return errors with errdefs.Source', () => {
     expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown instruction: FORM', location: { file: 'Dockerfile', line: 3, column: 1 }, source: 'FORM x', frontendCode: 'KLN0401', hint: 'instructions are …' });
   });
 
+  test('a Source of another file gives no source line', () => {
+    const error = Object.assign(new Error('bad'), { code: 'KLN0401', location: { file: 'Dockerfile', line: 3, column: 1 } });
+    const other = errdefsSourceDetail({ file: 'other.Dockerfile', data: te.encode(DOCKERFILE), ranges: [{ start: { line: 3, column: 1 }, end: { line: 3, column: 1 } }] });
+    const status = returnErrorStatus(codec, error);
+    const e = returnedError(codec, { ...status, details: [status.details?.[0] ?? {}, other] });
+    expect(e).toMatchObject({ location: { file: 'Dockerfile', line: 3, column: 1 }, source: undefined });
+  });
+
   test('an error without a location sends no Source; one without a code no ErrorInfo', () => {
     expect(returnErrorStatus(codec, Object.assign(new Error('x'), { code: 'KLN0601' })).details?.map((d) => d.type_url)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo']);
     expect(returnErrorStatus(codec, Object.assign(new Error('x'), { location: { file: 'a.ts', line: 2, column: 3 } })).details?.map((d) => d.type_url)).toEqual([ERRDEFS_SOURCE_TYPE_URL]);

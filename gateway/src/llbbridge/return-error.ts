@@ -62,7 +62,9 @@ export function returnedError(codec: LLBBridgeCodec, status: WireStatus): Gatewa
   let location = info?.location;
   if (location === undefined && source !== undefined && start !== undefined) location = { file: source.file, ...start };
   else if (location !== undefined && location.file === '' && source !== undefined) location = { ...location, file: source.file };
-  const line = location !== undefined && source?.data !== undefined ? sourceLine(source.data, location.line) : undefined;
+  // The line only from the bytes of the very file the location names.
+  const sameFile = location !== undefined && source !== undefined && sourceFileKey(source.file) === sourceFileKey(location.file);
+  const line = sameFile && location !== undefined && source?.data !== undefined ? sourceLine(source.data, location.line) : undefined;
   return new GatewayError('KLN0610', status.message || `the frontend failed (status ${cause.grpcCode})`, {
     cause,
     ...(info?.hint === undefined ? {} : { hint: info.hint }),
