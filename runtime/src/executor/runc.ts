@@ -426,9 +426,11 @@ export class RuncExecutor implements Executor {
 
   /**
    * A stream run ({@link ExecRequest.stdio}): runc started with `child_process.spawn` and pipes on
-   * fds 0-2, which `runc run` (no terminal) hands to the container process as they are, so bytes
-   * pass unchanged. Not through the process helper, which relays output as hex lines and gives
-   * /dev/null as stdin. Cancellation, runc errors and cleanup as in {@link RuncExecutor.#runc_run}.
+   * fds 0-2. `runc run` (no terminal, not detached) gives the container pipes of its own and copies
+   * between them and its fds 0-2 byte for byte; it exits only once the container's fds 1/2 are
+   * copied out, so its stdout is always read to the end (see onAbort). Not through the process
+   * helper, which relays output as hex lines and gives /dev/null as stdin. Cancellation, runc
+   * errors and cleanup as in {@link RuncExecutor.#runc_run}.
    */
   async #runStdio(
     run: RunDirs,

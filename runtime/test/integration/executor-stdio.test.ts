@@ -185,4 +185,28 @@ describe('runc executor, stdio mode: edges', () => {
     stuck.destroy();
     input.destroy();
   });
+
+  test('a slow reader still gets every byte the container wrote before it exited', async () => {
+    const chunks: Buffer[] = [];
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _enc, cb) {
+        chunks.push(chunk);
+        setTimeout(cb, 2);
+      },
+    });
+    const input = new PassThrough();
+    const r = await runStdio(['sh', '-c', 'wc -c < /bin/busybox >&2; cat /bin/busybox /bin/busybox; exit 5'], input, { stdio: { stdin: input, stdout: slow } });
+    expect(r.result.exitCode).toBe(5);
+    const size = Number(r.lines[0]?.line.trim());
+    expect(size).toBeGreaterThan(1 << 20);
+    expect(Buffer.concat(chunks).length).toBe(2 * size);
+    input.destroy();
+  });
+
+  test('a process runc cannot start: EXEC_FAILED with runc\'s reason, nothing left', async () => {
+    const p = runStdio(['/no/such/frontend'], new PassThrough());
+    await expect(p).rejects.toMatchObject({ code: 'EXEC_FAILED', message: expect.stringContaining('exec: "/no/such/frontend": stat /no/such/frontend: no such file or directory') });
+    expect(await leftovers()).toEqual([]);
+  });
 });
