@@ -139,10 +139,6 @@ function defaultExportAt(entry: string, text: string | undefined): BuildLocation
 
 /** Runs the bundled build module; called by the bundle's entry code. */
 export function runEvaluator(mod: { readonly default?: unknown }, entry: string): void {
-  // stdout is the protocol: the build's own output goes to stderr.
-  console.log = console.error;
-  console.info = console.error;
-  console.debug = console.error;
   const rpc = new Rpc();
   let sent = false;
   const send = (n: Notification): void => {

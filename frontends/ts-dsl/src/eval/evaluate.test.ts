@@ -157,6 +157,15 @@ describe('evaluation', () => {
     expect(lines).toEqual(['building 2', 'to stderr']);
   });
 
+  test('console output of the module\'s top level and of stdout-bound console methods (dir, table, group, count, timeLog) reaches the log handler too', async () => {
+    const lines: string[] = [];
+    const src = `import { scratch } from "kiln";\nconsole.log("top level");\nconsole.dir({ a: 1 });\nexport default () => {\n  console.group("g");\n  console.info("in group");\n  console.groupEnd();\n  console.count("n");\n  console.table([1]);\n  return scratch();\n};\n`;
+    const r = await evaluateBundle(await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': src })), init, { ...handlers(), log: (l) => lines.push(l) });
+    expect(r.results).toHaveLength(1);
+    expect(lines.slice(0, 5)).toEqual(['top level', '{ a: 1 }', 'g', '  in group', 'n: 1']);
+    expect(lines.join('\n')).toContain('(index)');
+  });
+
   test('a result that is not a State is an error naming the file', async () => {
     await expect(evaluate({ 'kiln.build.ts': `export default () => 42;\n` })).rejects.toMatchObject({ code: 'KLN0803', message: expect.stringContaining('returned a number') });
   });

@@ -22,6 +22,11 @@ if (process.getuid?.() === 0) {
   process.setuid?.(NOBODY);
 }
 
+// stdout carries the protocol to kiln: every console method writes to stderr instead, from the
+// build module's first top-level line on (a Console whose two streams are both stderr, so dir,
+// table, group, count and timeLog, which write to stdout, follow too).
+globalThis.console = new console.Console({ stdout: process.stderr, stderr: process.stderr });
+
 const BLOCKED = ['kill', '_kill', '_debugProcess', '_debugEnd', 'getBuiltinModule', 'binding', '_linkedBinding', 'dlopen'] as const;
 
 for (const name of BLOCKED) {
