@@ -64,7 +64,7 @@ export interface FrontendContainerRequest {
   readonly network: 'host' | 'none';
   /** Read by the container as fd 0 until it ends or the container exits; never destroyed. */
   readonly stdin: Readable;
-  /** The container's fd 1, byte for byte; ended when the container closes it. */
+  /** The container's fd 1, byte for byte; ended once the container has exited and all of it is written. */
   readonly stdout: Writable;
   /** Each line the container writes to fd 2, without its newline. */
   readonly onStderr?: (line: string) => void;

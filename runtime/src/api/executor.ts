@@ -91,9 +91,11 @@ export interface ExecRequest {
   /**
    * Stream mode: the process's fd 0 reads `stdin` and its fd 1 writes to `stdout`, byte for byte
    * (an external frontend speaks gRPC over them, as buildkitd runs one); stderr still comes through
-   * `onOutput`. `stdout` is ended when the process closes its fd 1 (or exits); `stdin` is read until
-   * it ends or the process exits, and is left to the caller afterwards (unpiped, not destroyed).
-   * On cancel, output the caller has not taken yet is dropped (a stuck reader cannot hold the run).
+   * `onOutput`. `stdout` is ended once the process has exited and its output is all written (runc
+   * copies the container's fd 1 and holds its own until it exits, so a process that closes its
+   * fd 1 and runs on does not end it); `stdin` is read until it ends or the process exits, and is
+   * left to the caller afterwards (unpiped, not destroyed). On cancel, output the caller has not
+   * taken yet is dropped (a stuck reader cannot hold the run).
    */
   readonly stdio?: ExecStdio;
 }
