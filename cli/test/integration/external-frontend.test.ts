@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LocalSnapshotter } from '@kiln/runtime';
@@ -32,6 +32,8 @@ let writable = 'no';
 try { fs.writeFileSync('/run/config/buildkit/metadata/frontend.bin', 'x'); writable = 'yes'; } catch {}
 process.stderr.write('kiln-test-frontend: product=' + env.BUILDKIT_EXPORTEDPRODUCT + ' session=' + (env.BUILDKIT_SESSION_ID ? 'set' : 'unset') +
   ' workers=' + JSON.parse(env.BUILDKIT_WORKERS)[0].id + ' opts=' + opts + ' frontend.bin=' + meta + ' writable=' + writable + '\n');
+process.stderr.write('kiln-test-frontend-env: ' + Object.keys(env).filter((k) => !k.startsWith('BUILDKIT_FRONTEND_OPT_')).sort().join(',') +
+  ' leaked=' + Object.values(env).some((v) => v.includes('kiln-leak-')) + '\n');
 `;
 
 const CAPS = 'moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts';
@@ -138,10 +140,16 @@ test('--frontend <image> runs the image for a Dockerfile without a syntax line',
   const t = token();
   const ctx = join(sb.dir, `flag-${t}`);
   await writeTree(ctx, { Dockerfile: dockerfile('# plain', t), 'hello.txt': 'hello flag\n' });
-  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--frontend', frontendRef, '-o', `type=local,dest=${ctx}.out`]);
+  // Nothing of kiln's own environment, its secrets or its ssh agent reaches the frontend (buildkitd
+  // passes the image Env and BUILDKIT_* only).
+  await writeFile(join(sb.dir, `secret-${t}`), 'kiln-leak-secret');
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--frontend', frontendRef, '--secret', `id=s,src=${join(sb.dir, `secret-${t}`)}`, '-o', `type=local,dest=${ctx}.out`], {
+    env: { KILN_LEAK_PROBE: 'kiln-leak-host', SSH_AUTH_SOCK: '/tmp/kiln-leak-agent.sock' },
+  });
   expect(r.code).toBe(0);
   expect(await readFile(join(`${ctx}.out`, 'srv/out.txt'), 'utf8')).toBe(`HELLO FLAG\n${t}\n`);
   expect(r.stderr).toMatch(/kiln-test-frontend: .*opts=\S*source/);
+  expect(/kiln-test-frontend-env: (.*)/.exec(r.stderr)?.[1]).toBe('BUILDKIT_EXPORTEDPRODUCT,BUILDKIT_SESSION_ID,BUILDKIT_WORKERS,HOME,NODE_OPTIONS,PATH leaked=false');
 }, 300_000);
 
 test('a named context with the frontend image\'s name wins: --build-context NAME=docker-image://REF runs REF', async () => {
