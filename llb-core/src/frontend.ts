@@ -56,6 +56,28 @@ export interface SolveRequest {
 }
 
 /**
+ * A solve request that names a frontend instead of a Definition: BuildKit's `client.SolveRequest`
+ * with `Frontend`, `FrontendOpt` and `FrontendInputs` set (`Definition` left empty). The gateway
+ * runs that frontend as it would run a build's top-level frontend (the same selection: built-in
+ * names, `gateway.v0` with opt `source`, an image name run as a frontend image where the gateway
+ * can) with exactly these options and inputs, nothing inherited from the caller, and answers its
+ * whole result. Wrapper frontends use it to delegate (`frontend: 'dockerfile.v0'`), and a
+ * Dockerfile frontend forwards `# syntax=<image>` with it (`frontend: 'gateway.v0'`, opts plus
+ * `source` and `cmdline`, inputs = its own inputs), as BuildKit's dockerfile builder's
+ * `forwardGateway` does.
+ */
+export interface SolveFrontendRequest {
+  /** The frontend to run (BuildKit's `Frontend`): `dockerfile.v0`, `gateway.v0`, a kiln name or an image. */
+  readonly frontend: string;
+  /** Its options (BuildKit's `FrontendOpt`): `filename`, `target`, `build-arg:NAME`, `source`, `cmdline`, … */
+  readonly opts: ReadonlyMap<string, string>;
+  /** Its named inputs as LLB (BuildKit's `FrontendInputs`); none when absent. */
+  readonly inputs?: ReadonlyMap<string, Definition>;
+  /** Solve every ref of the result now, so errors surface at this call (BuildKit's `Evaluate`). */
+  readonly evaluate?: boolean;
+}
+
+/**
  * What a frontend returns: one ref, or refs per platform key, plus metadata such as
  * `containerimage.config` (the image config JSON) as BuildKit's gateway `Result` carries.
  */
@@ -92,6 +114,14 @@ export interface FrontendClient extends ImageMetaResolver {
   readonly inputs: ReadonlyMap<string, Definition>;
   /** Solves a Definition and returns a ref to its result. */
   solve(request: SolveRequest): Promise<Ref>;
+  /**
+   * Runs another frontend and returns its whole result (refs and metadata), see
+   * {@link SolveFrontendRequest}. The refs are this client's like those of {@link solve}: they
+   * can be read, built on (their `definition`) and returned in this frontend's own result.
+   * Optional: a client that cannot run frontends leaves it out, and a frontend that needs it
+   * fails with its own error. The gateway bounds nesting (a frontend forwarding to itself).
+   */
+  solveFrontend?(request: SolveFrontendRequest): Promise<FrontendResult>;
   /** Reports a warning to the user (progress output); never fails the build. */
   warn(warning: FrontendWarning): void;
   /**

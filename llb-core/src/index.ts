@@ -151,6 +151,7 @@ export {
   type ReadFileOptions,
   type Ref,
   type SolveRequest,
+  type SolveFrontendRequest,
   type FrontendResult,
   type FrontendWarning,
   type FrontendClient,
