@@ -88,7 +88,61 @@ export interface FrontendResult {
   readonly refs?: ReadonlyMap<string, Ref>;
   /** Exporter metadata, see {@link ResultMetadataKey}. */
   readonly metadata: ReadonlyMap<string, Uint8Array>;
+  /**
+   * Attestations of the results, by the key of the result they belong to: the platform key
+   * (`linux/amd64`, as in `refs` and `refs.platforms`), also for a single `ref` (BuildKit's
+   * gateway `Result.attestations`, keyed by the exporter's platform ID). Absent: none. The
+   * exporter adds its own (provenance) after these and fills empty subjects with the image.
+   */
+  readonly attestations?: ReadonlyMap<string, readonly FrontendAttestation[]>;
 }
+
+/**
+ * The kind of a {@link FrontendAttestation} (BuildKit's gateway `AttestationKind`):
+ * `in-toto` is one predicate, the file at `path` of `ref`; `bundle` is a directory of `ref`
+ * (at `path`, default its root) holding whole in-toto statements, one JSON file each, which the
+ * exporter splits into one attestation per file (exporter/attestation/unbundle.go).
+ */
+export type AttestationKind = 'in-toto' | 'bundle';
+
+/** A statement subject a frontend sets (BuildKit's `InTotoSubject`). */
+export interface AttestationSubject {
+  /** `self`: the exported image (name and manifest digest filled by the exporter); `raw`: as given. */
+  readonly kind: 'self' | 'raw';
+  /** Subject name (`raw`); empty is written as `_`. */
+  readonly name?: string;
+  /** Digests (`sha256:…`) of a `raw` subject. */
+  readonly digest?: readonly string[];
+}
+
+/**
+ * One attestation of a result, shaped like BuildKit's gateway `Attestation` (pb field 12 of
+ * `Result`): its kind, metadata (see {@link AttestationMetadataKey}), the ref holding its
+ * content, the path in that ref, and for `in-toto` its predicate type and subjects (none: the
+ * exported image). A `bundle` may name the predicate type every statement in it must have.
+ */
+export interface FrontendAttestation {
+  readonly kind: AttestationKind;
+  readonly metadata?: ReadonlyMap<string, Uint8Array>;
+  /** The result holding the content (a solved ref of this client). */
+  readonly ref: Ref;
+  /** The predicate file (`in-toto`) or the bundle directory (`bundle`) in `ref`; `''` is its root. */
+  readonly path?: string;
+  readonly predicateType?: string;
+  readonly subjects?: readonly AttestationSubject[];
+}
+
+/** Metadata keys and values of a {@link FrontendAttestation} (BuildKit solver/result/attestation.go). */
+export const AttestationMetadataKey = {
+  /** Why it was made: `sbom` or `provenance` (`AttestationReasonKey`). */
+  reason: 'reason',
+  reasonSBOM: 'sbom',
+  reasonProvenance: 'provenance',
+  /** The name of the core scan (`sbom`): its statement file `sbom.*` goes first (`AttestationSBOMCore`). */
+  sbomCore: 'sbom-core',
+  /** Only for inline use, never exported to an image (`AttestationInlineOnlyKey`). */
+  inlineOnly: 'inline-only',
+} as const;
 
 /** A lint-style warning with an optional source location. */
 export interface FrontendWarning {
