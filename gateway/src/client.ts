@@ -2,11 +2,13 @@ import type {
   Definition,
   FileStat,
   FrontendClient,
+  FrontendResult,
   FrontendWarning,
   ReadFileOptions,
   Ref,
   ResolveImageConfigOptions,
   ResolvedImageConfig,
+  SolveFrontendRequest,
   SolveRequest,
 } from '@kiln/llb-core';
 import type { SolveBackend, SolvedRef } from './backend.js';
@@ -57,13 +59,23 @@ export interface GatewayClientOptions {
   readonly signal?: AbortSignal;
   /** Refs by Definition, shared by the clients of one build so an input is solved once. */
   readonly refs?: WeakMap<Definition, GatewayRef>;
+  /**
+   * Runs a frontend by name for {@link GatewayClient.solveFrontend} (the {@link Gateway} gives
+   * one, bound to this client's nesting depth). Without it the client has no `solveFrontend`.
+   */
+  readonly solveFrontend?: (request: SolveFrontendRequest) => Promise<FrontendResult>;
 }
 
-/** The in-process {@link FrontendClient}: every call goes straight to the solver backend. */
+/**
+ * The in-process {@link FrontendClient}: every call goes straight to the solver backend.
+ * `solveFrontend` is there when the options give one (a client the {@link Gateway} made).
+ */
 export class GatewayClient implements FrontendClient {
   readonly opts: ReadonlyMap<string, string>;
   readonly inputs: ReadonlyMap<string, Definition>;
   readonly signal?: AbortSignal;
+  /** Runs another frontend with the given opts and inputs; its refs are {@link GatewayRef}s of this build. */
+  readonly solveFrontend?: (request: SolveFrontendRequest) => Promise<FrontendResult>;
   readonly #backend: SolveBackend;
   readonly #onWarning: ((warning: FrontendWarning) => void) | undefined;
   readonly #onLog: ((line: string) => void) | undefined;
@@ -77,6 +89,7 @@ export class GatewayClient implements FrontendClient {
     this.#onLog = options.onLog;
     this.#refs = options.refs ?? new WeakMap();
     if (options.signal !== undefined) this.signal = options.signal;
+    if (options.solveFrontend !== undefined) this.solveFrontend = options.solveFrontend;
   }
 
   async solve(request: SolveRequest): Promise<GatewayRef> {

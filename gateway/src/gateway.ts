@@ -1,9 +1,9 @@
-import type { Definition, Frontend, FrontendResult, FrontendWarning, Ref } from '@kiln/llb-core';
-import { detectSyntax } from '@kiln/dockerfile';
+import type { Definition, Frontend, FrontendResult, FrontendWarning, Ref, SolveFrontendRequest } from '@kiln/llb-core';
 import type { SolveBackend, SolvedRef } from './backend.js';
 import { GatewayClient, GatewayRef } from './client.js';
 import { GatewayError } from './errors.js';
-import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
+import { DOCKERFILE_FRONTEND, type FrontendRegistry } from './registry.js';
+import { selectFrontend } from './select.js';
 import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
 import { serveLLBBridge } from './llbbridge/serve.js';
 
@@ -30,6 +30,21 @@ export interface GatewayResult {
   readonly metadata: ReadonlyMap<string, Uint8Array>;
 }
 
+/**
+ * How many levels of `solveFrontend` a build may nest (the top-level frontend is level 0): a
+ * wrapper delegating to the Dockerfile frontend, which forwards its `# syntax=`, is 2.
+ */
+export const MAX_FRONTEND_DEPTH = 8;
+
+/** What the frontends of one build share: the backend, refs by Definition, progress callbacks, the signal. */
+interface BuildScope {
+  readonly backend: SolveBackend;
+  readonly refs: WeakMap<Definition, GatewayRef>;
+  readonly onWarning?: (warning: FrontendWarning) => void;
+  readonly onLog?: (line: string) => void;
+  readonly signal?: AbortSignal;
+}
+
 /** Construction options of {@link Gateway}. */
 export interface GatewayOptions {
   /** The LLBBridge server external frontends talk to (default: this package's serveLLBBridge). */
@@ -40,10 +55,12 @@ export interface GatewayOptions {
 
 /**
  * Picks and serves a frontend in process, then hands its LLB to the solver backend. Selection
- * follows BuildKit's dockerfile builder: an explicit frontend wins; a forwarded request (opts
- * carry `cmdline`) is never forwarded again; then `build-arg:BUILDKIT_SYNTAX`; then the entry
- * file's syntax directive. A name the registry does not know runs as a frontend image through
- * `gateway.v0` (with `source` = that name) when the backend can run frontend containers.
+ * follows BuildKit's dockerfile builder ({@link selectFrontend}): an explicit frontend wins; a
+ * forwarded request (opts carry `cmdline`) is never forwarded again; then
+ * `build-arg:BUILDKIT_SYNTAX`; then the entry file's syntax directive. A name the registry does
+ * not know runs as a frontend image through `gateway.v0` (with `source` = that name) when the
+ * backend can run frontend containers. Every frontend's client has `solveFrontend`, which runs
+ * another frontend the same way inside the same build.
  */
 export class Gateway {
   readonly #backend: SolveBackend;
@@ -57,15 +74,30 @@ export class Gateway {
   }
 
   async build(request: GatewayRequest): Promise<GatewayResult> {
-    const base = {
+    const scope: BuildScope = {
       backend: this.#backend,
-      inputs: request.inputs,
       refs: new WeakMap<Definition, GatewayRef>(),
       ...(request.onWarning === undefined ? {} : { onWarning: request.onWarning }),
       ...(request.onLog === undefined ? {} : { onLog: request.onLog }),
       ...(request.signal === undefined ? {} : { signal: request.signal }),
     };
-    const selected = await this.#select(request, new GatewayClient({ ...base, opts: request.opts }));
+    const { name, result } = await this.#run(request.frontend, request.opts, request.inputs, scope, []);
+    return { frontend: name, ...(await solveResult(result)) };
+  }
+
+  /**
+   * Selects and runs one frontend of this build: the top-level one, or one a frontend asked for
+   * with `solveFrontend` (`chain` names the frontends it runs under, outermost first).
+   */
+  async #run(
+    requested: string | undefined,
+    requestOpts: ReadonlyMap<string, string>,
+    inputs: ReadonlyMap<string, Definition>,
+    scope: BuildScope,
+    chain: readonly string[],
+  ): Promise<{ readonly name: string; readonly result: FrontendResult }> {
+    const base = { ...scope, inputs };
+    const selected = await selectFrontend(new GatewayClient({ ...base, opts: requestOpts }), requested ?? DOCKERFILE_FRONTEND);
     const { name } = selected;
     let { opts } = selected;
     let frontend = this.#registry.get(name);
@@ -78,9 +110,30 @@ export class Gateway {
         if (name !== GATEWAY_FRONTEND && !opts.has('source')) opts = new Map(opts).set('source', name);
       }
     }
-    const client = new GatewayClient({ ...base, opts });
-    const result = await frontend(client);
-    return { frontend: name, ...(await solveResult(result)) };
+    const path = [...chain, name === GATEWAY_FRONTEND ? `${name} (${opts.get('source') ?? ''})` : name];
+    const client = new GatewayClient({ ...base, opts, solveFrontend: (r) => this.#solveFrontend(r, scope, path) });
+    return { name, result: await frontend(client) };
+  }
+
+  /**
+   * A frontend's `solveFrontend`: runs the named frontend as a top-level one (selection, registry,
+   * frontend images) with the request's opts and inputs only, in the same build (refs, warnings,
+   * logs, signal). BuildKit does not bound nesting; kiln fails with KLN0604 past
+   * {@link MAX_FRONTEND_DEPTH} levels, where a frontend forwarding to itself would never end.
+   */
+  async #solveFrontend(request: SolveFrontendRequest, scope: BuildScope, chain: readonly string[]): Promise<FrontendResult> {
+    if (request.frontend === '') throw new GatewayError('KLN0601', 'solveFrontend needs a frontend name', { hint: 'name a frontend, e.g. dockerfile.v0 or gateway.v0 with opt source' });
+    if (chain.length > MAX_FRONTEND_DEPTH) {
+      throw new GatewayError('KLN0604', `frontends nested more than ${MAX_FRONTEND_DEPTH} levels deep: ${[...chain, request.frontend].join(' > ')}`, {
+        hint: 'a frontend that forwards to itself (solveFrontend with its own name, a # syntax= naming the frontend image it runs in) never ends',
+      });
+    }
+    const { result } = await this.#run(request.frontend, request.opts, request.inputs ?? new Map(), scope, chain);
+    if (request.evaluate === true) {
+      const refs = [...(result.ref === undefined ? [] : [result.ref]), ...(result.refs?.values() ?? [])];
+      await Promise.all(refs.map((r) => (r instanceof GatewayRef ? r.solved() : undefined)));
+    }
+    return result;
   }
 
   /** The `gateway.v0` frontend, when the backend can run frontend containers. */
@@ -91,42 +144,6 @@ export class Gateway {
       backend: this.#backend,
       serve,
       ...(this.#options.exitGraceMs === undefined ? {} : { exitGraceMs: this.#options.exitGraceMs }),
-    });
-  }
-
-  async #select(request: GatewayRequest, client: GatewayClient): Promise<{ name: string; opts: ReadonlyMap<string, string> }> {
-    const requested = request.frontend ?? DOCKERFILE_FRONTEND;
-    if (canonicalFrontendName(requested) !== DOCKERFILE_FRONTEND || request.opts.has('cmdline')) {
-      return { name: requested, opts: request.opts };
-    }
-    let cmdline = request.opts.get('build-arg:BUILDKIT_SYNTAX');
-    if (cmdline === undefined) {
-      const text = await readEntryFile(client, request.opts.get('filename') ?? 'Dockerfile');
-      cmdline = text === undefined ? undefined : detectSyntax(text)?.cmdline;
-    }
-    if (cmdline === undefined) return { name: requested, opts: request.opts };
-    // builder/build.go: the reference is the first space-separated word of the trimmed value;
-    // the value itself is forwarded as written.
-    const ref = cmdline.trim().split(' ', 1)[0] ?? cmdline;
-    if (canonicalFrontendName(ref) === DOCKERFILE_FRONTEND) return { name: DOCKERFILE_FRONTEND, opts: request.opts };
-    const opts = new Map(request.opts);
-    opts.set('source', ref);
-    opts.set('cmdline', cmdline);
-    return { name: ref, opts };
-  }
-}
-
-/** Reads the entry file from the `dockerfile` input (else `context`); undefined when there is no such input. */
-async function readEntryFile(client: GatewayClient, filename: string): Promise<string | undefined> {
-  const definition = client.inputs.get('dockerfile') ?? client.inputs.get('context');
-  if (definition === undefined) return undefined;
-  const ref = await client.solve({ definition });
-  try {
-    return new TextDecoder().decode(await ref.readFile(filename));
-  } catch (cause) {
-    throw new GatewayError('KLN0602', `cannot read ${filename} from the build input`, {
-      hint: 'check the -f/--file path and the build context',
-      cause,
     });
   }
 }

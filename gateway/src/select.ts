@@ -1,0 +1,61 @@
+/**
+ * Which frontend a build runs: BuildKit's dockerfile builder rules for `# syntax=` (builder/build.go),
+ * shared by the in-process {@link Gateway} and a Dockerfile frontend running in a frontend
+ * container (cli frontend-main), which forwards the same way through `solveFrontend`.
+ */
+import type { FrontendClient } from '@kiln/llb-core';
+import { detectSyntax } from '@kiln/dockerfile';
+import { GatewayError } from './errors.js';
+import { DOCKERFILE_FRONTEND, canonicalFrontendName } from './registry.js';
+
+/** The frontend {@link selectFrontend} picked and the options it runs with. */
+export interface FrontendSelection {
+  /**
+   * The frontend name: the one requested, `dockerfile.v0` for a `docker/dockerfile[:…]` syntax
+   * (kiln's offline alias), else the syntax reference (a registered name or a frontend image).
+   */
+  readonly name: string;
+  /** The options: unchanged, or plus `source` (the reference) and `cmdline` (the whole directive) when forwarded. */
+  readonly opts: ReadonlyMap<string, string>;
+  /** True when a syntax directive (or `build-arg:BUILDKIT_SYNTAX`) chose `name`. */
+  readonly forwarded: boolean;
+}
+
+/**
+ * Picks the frontend for `requested` (default `dockerfile.v0`) as BuildKit's dockerfile builder
+ * does before it converts anything: only the Dockerfile frontend looks for a syntax; a request
+ * already forwarded (opts carry `cmdline`) is never forwarded again; `build-arg:BUILDKIT_SYNTAX`
+ * wins over the entry file's directive (`filename`, default `Dockerfile`, read from the input
+ * `dockerfile`, else `context`; no such input, no directive). The reference is the first
+ * space-separated word of the trimmed value, which is forwarded whole as `cmdline`. Throws
+ * KLN0602 when the entry file cannot be read.
+ */
+export async function selectFrontend(client: FrontendClient, requested: string = DOCKERFILE_FRONTEND): Promise<FrontendSelection> {
+  const { opts } = client;
+  const unchanged = { name: requested, opts, forwarded: false };
+  if (canonicalFrontendName(requested) !== DOCKERFILE_FRONTEND || opts.has('cmdline')) return unchanged;
+  let cmdline = opts.get('build-arg:BUILDKIT_SYNTAX');
+  if (cmdline === undefined) {
+    const text = await readEntryFile(client, opts.get('filename') ?? 'Dockerfile');
+    cmdline = text === undefined ? undefined : detectSyntax(text)?.cmdline;
+  }
+  if (cmdline === undefined) return unchanged;
+  const ref = cmdline.trim().split(' ', 1)[0] ?? cmdline;
+  if (canonicalFrontendName(ref) === DOCKERFILE_FRONTEND) return { name: DOCKERFILE_FRONTEND, opts, forwarded: false };
+  return { name: ref, opts: new Map(opts).set('source', ref).set('cmdline', cmdline), forwarded: true };
+}
+
+/** Reads the entry file from the `dockerfile` input (else `context`); undefined when there is no such input. */
+async function readEntryFile(client: FrontendClient, filename: string): Promise<string | undefined> {
+  const definition = client.inputs.get('dockerfile') ?? client.inputs.get('context');
+  if (definition === undefined) return undefined;
+  const ref = await client.solve({ definition });
+  try {
+    return new TextDecoder().decode(await ref.readFile(filename));
+  } catch (cause) {
+    throw new GatewayError('KLN0602', `cannot read ${filename} from the build input`, {
+      hint: 'check the -f/--file path and the build context',
+      cause,
+    });
+  }
+}
