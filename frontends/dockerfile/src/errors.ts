@@ -37,6 +37,7 @@
  * | KLN0508 | empty Dockerfile or no stages |
  * | KLN0509 | build checks failed with `# check=error=true` (or `BUILDKIT_DOCKERFILE_CHECK`) |
  * | KLN0510 | malformed `.dockerignore` pattern (read for the CopyIgnoredFile check) |
+ * | KLN0511 | SBOM attestation: invalid `attest:sbom` option, or the generator image cannot be resolved or has no command |
  */
 export type DockerfileErrorCode =
   | 'KLN0101'
@@ -69,7 +70,8 @@ export type DockerfileErrorCode =
   | 'KLN0507'
   | 'KLN0508'
   | 'KLN0509'
-  | 'KLN0510';
+  | 'KLN0510'
+  | 'KLN0511';
 
 /** A point in a Dockerfile: 1-based line and column (columns count UTF-16 code units). */
 export interface Position {

@@ -9,7 +9,7 @@
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
 import { ResultMetadataKey, formatPlatform, local, parsePlatform } from '@kiln/llb-core';
-import type { Definition, Frontend, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendAttestation, FrontendClient, FrontendResult, Ref, State } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions } from './convert/options.js';
@@ -18,6 +18,7 @@ import { namedContexts } from './named-contexts.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
 import { LINT_REQUEST, TARGETS_REQUEST, lint, targets } from './subrequests.js';
+import { ATTEST_SBOM, createSBOMScanner, parseAttestOptions, sbomBundle, type SBOMScanner } from './sbom.js';
 
 /** Defaults the frontend cannot get from the client options. */
 export interface DockerfileFrontendOptions {
@@ -193,13 +194,20 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const enc = new TextEncoder();
     if (opts.get('requestid') === LINT_REQUEST) return lint(dockerfile, base, platforms, filename);
     if (opts.get('requestid') === TARGETS_REQUEST) return targets(dockerfile, filename);
+    // `attest:sbom`: the scanner is resolved before the build, as builder/build.go does; no
+    // option, no change (same LLB, same result).
+    const scanner = await sbomScanner(client, opts);
     if (!multiPlatformRequested(opts, platforms.length)) {
       const res = await convertDockerfile(dockerfile, { ...base, ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }) });
       const ref = await client.solve({ definition: res.definition });
-      return { ref, metadata: new Map([[ResultMetadataKey.imageConfig, enc.encode(res.imageConfigJson)]]) };
+      const metadata = new Map([[ResultMetadataKey.imageConfig, enc.encode(res.imageConfigJson)]]);
+      if (scanner === undefined) return { ref, metadata };
+      const key = formatPlatform(res.targetPlatform);
+      return { ref, metadata, attestations: new Map([[key, [await scan(client, scanner, key, res.state, opts)]]]) };
     }
     const refs = new Map<string, Ref>();
     const metadata = new Map<string, Uint8Array>();
+    const attestations = new Map<string, FrontendAttestation[]>();
     const keys: string[] = [];
     // No `platform` option: the one default target platform, still returned as a platform map.
     for (const p of platforms.length > 0 ? platforms : [undefined]) {
@@ -208,10 +216,33 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       refs.set(key, await client.solve({ definition: res.definition }));
       metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(res.imageConfigJson));
       keys.push(key);
+      if (scanner !== undefined) attestations.set(key, [await scan(client, scanner, key, res.state, opts)]);
     }
     metadata.set(ResultMetadataKey.platforms, enc.encode(JSON.stringify({ platforms: keys.map((id) => ({ id, platform: parsePlatform(id) })) })));
-    return { refs, metadata };
+    return attestations.size === 0 ? { refs, metadata } : { refs, metadata, attestations };
   };
+}
+
+/** The SBOM scanner `attest:sbom` asks for (BuildKit's `generator`, default the syft scanner), if any. */
+async function sbomScanner(client: FrontendClient, opts: ReadonlyMap<string, string>): Promise<SBOMScanner | undefined> {
+  const attrs = parseAttestOptions(opts).get(ATTEST_SBOM);
+  if (attrs === undefined) return undefined;
+  const generator = attrs.get('generator');
+  if (generator === undefined || generator === '') throw new KilnError('KLN0511', 'sbom scanner cannot be empty', { hint: 'use attest:sbom=generator=<image> or leave generator out for the default' });
+  return createSBOMScanner(client, generator, client.signal);
+}
+
+/**
+ * Runs the scan of one platform's result and returns its bundle attestation. The target stage
+ * under `no-cache` scans uncached too (SBOMTargets.IgnoreCache). Only the result is scanned:
+ * `BUILDKIT_SBOM_SCAN_CONTEXT`/`_STAGE` extras are not wired yet.
+ */
+async function scan(client: FrontendClient, scanner: SBOMScanner, key: string, core: State, opts: ReadonlyMap<string, string>): Promise<FrontendAttestation> {
+  const noCache = opts.get('no-cache');
+  const target = opts.get('target');
+  const ignoreCache = noCache !== undefined && (noCache === '' || (target !== undefined && noCache.split(',').includes(target)));
+  const definition = await scanner(key, { core, ignoreCache }).marshal();
+  return sbomBundle(await client.solve({ definition }));
 }
 
 /** The Dockerfile frontend with default options (see {@link createDockerfileFrontend}). */

@@ -76,6 +76,8 @@ export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
 export { LINT_REQUEST, TARGETS_REQUEST } from './subrequests.js';
+// SBOM attestations (`attest:sbom`): BuildKit's scanner protocol (frontend/attestations/sbom).
+export { createSBOMScanner, parseAttestOptions, sbomBundle, ATTEST_SBOM, DEFAULT_SBOM_GENERATOR, SPDX_PREDICATE_TYPE, CORE_SBOM_NAME, type SBOMScanner, type SBOMTargets } from './sbom.js';
 export type { DockerfileFrontendOptions } from './frontend.js';
 export { parseDockerignore } from '@kiln/llb-core';
 
