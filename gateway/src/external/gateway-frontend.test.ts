@@ -16,6 +16,7 @@ import {
   FrontendRegistry,
   Gateway,
   GatewayError,
+  type BridgeServeOptions,
   type FrontendContainerRequest,
   type SolveBackend,
   type SolvedRef,
@@ -73,20 +74,24 @@ function fakeBackend(images: Record<string, ImageConfig>, container: Container, 
 
 /**
  * A stand-in for serveLLBBridge with its contract: the "frontend" writes `RETURN ok` or
- * `RETURN error <msg>` lines; the stream ending first rejects with KLN0611.
+ * `RETURN error <msg>` lines (answered at once: `onReturn`), and the outcome settles when the
+ * connection closes, i.e. when the stream ends, as the real server's does; the stream ending
+ * without Return rejects with KLN0611; a `GARBAGE` line is traffic that is no LLBBridge (KLN0614).
  */
-function fakeServe(): (stream: Duplex, client: FrontendClient) => Promise<FrontendResult> {
-  return (stream) =>
+function fakeServe(): (stream: Duplex, client: FrontendClient, options?: BridgeServeOptions) => Promise<FrontendResult> {
+  return (stream, _client, options) =>
     new Promise((resolve, reject) => {
       let text = '';
+      let returned: (() => void) | undefined;
       stream.on('data', (b: Buffer) => {
         text += b.toString();
+        if (text.includes('GARBAGE\n')) reject(new GatewayError('KLN0614', 'malformed HTTP/2 preface'));
         const m = /RETURN (ok|error (.*))\n/.exec(text);
-        if (m === null) return;
-        if (m[1] === 'ok') resolve({ metadata: new Map([['answer', new TextEncoder().encode('42')]]) });
-        else reject(new GatewayError('KLN0610', m[2] ?? ''));
+        if (m === null || returned !== undefined) return;
+        returned = m[1] === 'ok' ? () => resolve({ metadata: new Map([['answer', new TextEncoder().encode('42')]]) }) : () => reject(new GatewayError('KLN0610', m[2] ?? ''));
+        options?.onReturn?.();
       });
-      stream.on('end', () => reject(new GatewayError('KLN0611', 'the frontend exited without returning a result')));
+      stream.on('end', () => (returned ?? (() => reject(new GatewayError('KLN0611', 'the frontend exited without returning a result'))))());
     });
 }
 
@@ -240,6 +245,35 @@ describe('gateway.v0: outcome', () => {
       return 2;
     });
     await expect(build(backend, { source: IMAGE })).rejects.toMatchObject({ code: 'KLN0605', message: `frontend ${NORMALIZED}@${DIGEST} exited with status 2 after returning its result: panic: late` });
+  });
+
+  test('an image that answers with no LLBBridge traffic and keeps running is stopped at once: KLN0614, not a grace timeout', async () => {
+    const backend = fakeBackend({ [NORMALIZED]: config({}) }, async (req) => {
+      req.stdout.write('GARBAGE\n');
+      await new Promise<void>((resolve) => req.signal?.addEventListener('abort', () => resolve()));
+      throw new Error('process cancelled');
+    });
+    const started = Date.now();
+    await expect(build(backend, { source: IMAGE }, { exitGraceMs: 30_000 })).rejects.toMatchObject({
+      code: 'KLN0614',
+      message: `frontend ${NORMALIZED}@${DIGEST} closed its LLBBridge connection without returning a result: malformed HTTP/2 preface`,
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  test('an image that closes its stdout without Return but keeps running is stopped after a second (KLN0611), not after the Return grace', async () => {
+    const backend = fakeBackend({ [NORMALIZED]: config({}) }, async (req) => {
+      req.onStderr?.('hello from a shell');
+      req.stdout.end();
+      await new Promise<void>((resolve) => req.signal?.addEventListener('abort', () => resolve()));
+      throw new Error('process cancelled');
+    });
+    const started = Date.now();
+    await expect(build(backend, { source: IMAGE }, { exitGraceMs: 30_000 })).rejects.toMatchObject({
+      code: 'KLN0611',
+      message: `frontend ${NORMALIZED}@${DIGEST} closed its LLBBridge connection without returning a result: hello from a shell`,
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   test('a frontend that does not exit after Return is killed after the grace period', async () => {

@@ -92,16 +92,33 @@ async function runExternalFrontend(client: FrontendClient, options: GatewayFront
   if (signal?.aborted === true) onAbort();
   const stderr: string[] = [];
   let exited = false;
-  let timedOut = false;
+  /** Why kiln stopped the container itself: it outlived its Return, or its LLBBridge broke. */
+  let stopped: 'late' | 'closed' | 'broken' | undefined;
   let grace: NodeJS.Timeout | undefined;
-  const serving = settle(options.serve(stream, client, { signal: ac.signal, platforms }));
-  // Returned (or failed) with the container still running: it has this long to exit.
-  void serving.then(() => {
-    if (exited) return;
+  const graceMs = options.exitGraceMs ?? 10_000;
+  const stopAfter = (why: 'late' | 'closed', ms: number): void => {
+    if (exited || grace !== undefined) return;
     grace = setTimeout(() => {
-      timedOut = true;
-      ac.abort(new Error('the frontend did not exit after returning'));
-    }, options.exitGraceMs ?? 10_000);
+      stopped = why;
+      ac.abort(new Error(`the frontend did not exit (${why})`));
+    }, ms);
+  };
+  // Returned with the container still running: it has this long to exit. Counted from the
+  // answer to Return, not from the connection's close, which waits for the frontend's side.
+  const serving = settle(options.serve(stream, client, { signal: ac.signal, platforms, onReturn: () => stopAfter('late', graceMs) }));
+  void serving.then((served) => {
+    if (exited) return;
+    const code = served.ok ? undefined : codeOf(served.error);
+    if (served.ok || code === 'KLN0610') stopAfter('late', graceMs);
+    // The connection ended without Return: a frontend that exits is about to (its status makes
+    // the error); one that goes on running does not speak LLBBridge (buildkitd: "frontend grpc
+    // server closed unexpectedly").
+    else if (code === 'KLN0611') stopAfter('closed', Math.min(graceMs, 1000));
+    else {
+      // Traffic that is no LLBBridge (framing, protobuf): nothing it does from here counts.
+      stopped = 'broken';
+      ac.abort(served.error);
+    }
   });
   const running = settle(
     run({
@@ -135,10 +152,18 @@ async function runExternalFrontend(client: FrontendClient, options: GatewayFront
     // takes precedence over this error, which in turn takes precedence over a success").
     if (!served.ok && codeOf(served.error) === 'KLN0610') throw served.error;
     if (!ran.ok) {
-      if (timedOut) {
-        throw new ExternalFrontendError('KLN0605', `frontend ${image.ref} did not exit within ${(options.exitGraceMs ?? 10_000) / 1000}s after returning`, {
+      if (stopped === 'late') {
+        throw new ExternalFrontendError('KLN0605', `frontend ${image.ref} did not exit within ${graceMs / 1000}s after returning`, {
           ...fields,
           hint: 'a frontend exits right after its Return call',
+        });
+      }
+      if (stopped === 'closed' || stopped === 'broken') {
+        const why = stopped === 'broken' && !served.ok ? `: ${served.error instanceof Error ? served.error.message : String(served.error)}` : '';
+        throw new ExternalFrontendError(stopped === 'closed' ? 'KLN0611' : 'KLN0614', `frontend ${image.ref} closed its LLBBridge connection without returning a result${why}${last}`, {
+          ...fields,
+          hint: 'is it a frontend image? It must speak LLBBridge gRPC on stdin/stdout (its stderr is shown under the [frontend] step with --progress=plain)',
+          ...(served.ok ? {} : { cause: served.error }),
         });
       }
       throw new ExternalFrontendError('KLN0605', `cannot run frontend ${image.ref}: ${ran.error instanceof Error ? ran.error.message : String(ran.error)}`, { ...fields, cause: ran.error });

@@ -19,6 +19,11 @@ export interface BridgeServeOptions {
   readonly signal?: AbortSignal;
   /** Platforms of the worker, reported by Ping's WorkerRecord (default: the host's). */
   readonly platforms?: readonly Platform[];
+  /**
+   * Called once the answer to the frontend's Return has been sent, before the connection has
+   * closed (that waits for the frontend's side): a frontend still running from then on is late.
+   */
+  readonly onReturn?: () => void;
 }
 
 /** The gRPC service paths. */
@@ -49,7 +54,10 @@ export async function serveLLBBridge(stream: Duplex, client: FrontendClient, opt
   const server = new GrpcServer(stream, bridge.handlers((r) => (returned ??= r)), {
     encodeStatus: (s) => codec.encode('Status', { code: s.grpcCode, message: s.message, details: s.details.map((d) => ({ type_url: d.typeUrl, value: d.value })) }),
     onResponded: (path) => {
-      if (path === `${LLBBRIDGE_SERVICE}Return`) server.close();
+      if (path === `${LLBBRIDGE_SERVICE}Return`) {
+        server.close();
+        options.onReturn?.();
+      }
     },
   });
   const signal = options.signal;
