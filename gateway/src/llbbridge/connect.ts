@@ -14,6 +14,7 @@ import type {
   Ref,
   ResolveImageConfigOptions,
   ResolvedImageConfig,
+  SolveFrontendRequest,
   SolveRequest,
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
@@ -21,6 +22,7 @@ import { enabledCaps, platformToWire, statFromWire, warningToWire } from './conv
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
+import { frontendSolveError, statusToWire } from './frontend-solve.js';
 import { returnErrorStatus, sourceFileKey } from './return-error.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 
@@ -174,6 +176,8 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly #log: (line: string) => void;
   /** Warn calls in flight: Return waits for them so warnings arrive before the result. */
   readonly #pending = new Set<Promise<void>>();
+  /** Errors of {@link solveFrontend} (a nested frontend's status): Return sends their status unchanged. */
+  readonly #nestedErrors = new WeakSet<Error>();
   /** Small files read whole, by {@link sourceFileKey}: the bytes an error's errdefs.Source carries. */
   readonly #files = new Map<string, Uint8Array>();
   #filesSize = 0;
@@ -208,6 +212,57 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     const id = r.result?.ref?.id ?? r.result?.refDeprecated ?? r.ref;
     if (id === undefined) throw new GatewayError('KLN0614', 'Solve: the answer holds no ref');
     return new BridgeRef(this, this.#rpc, this.#caps, id, request.definition);
+  }
+
+  /**
+   * Solve with `Frontend`, `FrontendOpt` and `FrontendInputs` (as BuildKit's grpcclient, with
+   * allowResultReturn and allowResultArrayRef). Needs `proto.refarray` (each ref comes with its
+   * Definition), `frontend.inputs` for inputs and `gateway.solve.evaluate` for evaluate, else
+   * KLN0615. The result's refs are this client's (readable, returnable). A failure of the nested
+   * frontend rejects with KLN0610 (its message, location, hint, `frontendCode`); returning that
+   * very error sends its status on unchanged.
+   */
+  async solveFrontend(request: SolveFrontendRequest): Promise<FrontendResult> {
+    requireCap(this.#caps, 'proto.refarray', 'Solve with a frontend');
+    const inputs = request.inputs ?? new Map<string, Definition>();
+    if (inputs.size > 0) requireCap(this.#caps, 'frontend.inputs', 'Solve with frontend inputs');
+    const evaluate = request.evaluate === true;
+    if (evaluate) requireCap(this.#caps, 'gateway.solve.evaluate', 'Solve with Evaluate');
+    let answer: WireMessages['SolveResponse'];
+    try {
+      answer = await this.#rpc.call('Solve', 'SolveRequest', 'SolveResponse', {
+        Frontend: request.frontend,
+        FrontendOpt: Object.fromEntries(request.opts),
+        ...(inputs.size === 0 ? {} : { FrontendInputs: Object.fromEntries([...inputs].map(([k, d]) => [k, encodeDefinition(d)])) }),
+        allowResultReturn: true,
+        allowResultArrayRef: true,
+        ...(evaluate ? { Evaluate: true } : {}),
+      });
+    } catch (e) {
+      const error = frontendSolveError(this.#codec, e);
+      if (error !== e && error instanceof Error) this.#nestedErrors.add(error);
+      throw error;
+    }
+    const r = answer.result;
+    if (r === undefined) throw new GatewayError('KLN0614', `Solve ${request.frontend}: the answer holds no result`);
+    const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+    if (r.refs !== undefined || r.refsDeprecated !== undefined) {
+      const refs = new Map<string, Ref>();
+      for (const [k, v] of Object.entries(r.refs?.refs ?? r.refsDeprecated?.refs ?? {})) {
+        const ref = this.#resultRef(request.frontend, typeof v === 'string' ? { id: v } : v);
+        if (ref !== undefined) refs.set(k, ref);
+      }
+      return { refs, metadata };
+    }
+    const ref = this.#resultRef(request.frontend, r.ref ?? { id: r.refDeprecated ?? '' });
+    return ref === undefined ? { metadata } : { ref, metadata };
+  }
+
+  /** A ref of a frontend solve's result: id "" is no ref; any other needs its Definition. */
+  #resultRef(frontend: string, wire: WireRef): Ref | undefined {
+    if (wire.id === undefined || wire.id === '') return undefined;
+    if (wire.def === undefined || wire.def.byteLength === 0) throw new GatewayError('KLN0614', `Solve ${frontend}: ref ${wire.id} of the result comes without its Definition`);
+    return new BridgeRef(this, this.#rpc, this.#caps, wire.id, decodeDefinition(wire.def));
   }
 
   async resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
@@ -255,6 +310,13 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   }
 
   async returnError(error: Error): Promise<void> {
+    // A nested frontend's failure, returned as it came: its status goes on unchanged (message,
+    // details with the file bytes), as a Go frontend returning c.Solve's error does.
+    const nested = this.#nestedErrors.has(error) ? error.cause : undefined;
+    if (nested instanceof GrpcStatusError) {
+      await this.#send({ error: statusToWire(nested) });
+      return;
+    }
     await this.#send({
       error: returnErrorStatus(this.#codec, error, { fileData: (file) => this.#files.get(file), defaultFile: this.opts.get('filename') ?? 'Dockerfile' }),
     });

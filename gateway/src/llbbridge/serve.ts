@@ -12,7 +12,8 @@ import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, statT
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
 import { returnedError } from './return-error.js';
-import { LLBBridgeCodec, type WireMessages, type WireResult } from './messages.js';
+import { frontendSolveErrorStatus } from './frontend-solve.js';
+import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult, type WireSolveRequest, type WireSolveResponse } from './messages.js';
 
 /** Options of {@link serveLLBBridge}. */
 export interface BridgeServeOptions {
@@ -118,9 +119,7 @@ class BridgeService {
       return { Digest: resolved.digest, Config: resolved.config, ...(resolved.ref === undefined ? {} : { Ref: resolved.ref }) };
     });
     unary('Solve', 'SolveRequest', 'SolveResponse', async (r) => {
-      if (r.Frontend) {
-        throw new GrpcStatusError(GrpcCode.UNIMPLEMENTED, `kiln's LLBBridge cannot solve with a frontend (Frontend=${r.Frontend}); send a Definition`);
-      }
+      if (r.Frontend) return this.#solveFrontend(r);
       const bytes = r.Definition ?? new Uint8Array();
       const definition = this.#definition(bytes);
       const ref = await this.#client.solve(r.Evaluate === true ? { definition, evaluate: true } : { definition });
@@ -170,6 +169,56 @@ class BridgeService {
       return this.#codec.encode('HealthCheckResponse', { status: 1 });
     });
     return h;
+  }
+
+  /**
+   * A Solve naming a frontend, as buildkitd's llbBridgeForwarder.Solve: the client's
+   * `solveFrontend` runs it with FrontendOpt and FrontendInputs; every ref of its result gets an
+   * id (a missing ref is id ""); the answer is the Result (`Ref`/`RefMap` with each ref's
+   * Definition under allowResultArrayRef, else the deprecated id forms) with the metadata, plus
+   * the top-level `ref` id when the caller does not allow a result return (a ref map is then an
+   * error). A failure answers with the nested frontend's own status (frontend-solve.ts).
+   */
+  async #solveFrontend(r: WireSolveRequest): Promise<WireSolveResponse> {
+    const frontend = r.Frontend ?? '';
+    const solveFrontend = this.#client.solveFrontend?.bind(this.#client);
+    if (solveFrontend === undefined) throw new GrpcStatusError(GrpcCode.UNIMPLEMENTED, `this gateway cannot run a frontend for a frontend (Frontend=${frontend}); send a Definition`);
+    if (r.Definition !== undefined && r.Definition.byteLength > 0 && this.#definition(r.Definition).def.length > 0) {
+      throw new GrpcStatusError(GrpcCode.INVALID_ARGUMENT, 'cannot solve with both Definition and Frontend specified');
+    }
+    const inputs = new Map(Object.entries(r.FrontendInputs ?? {}).map(([k, v]) => [k, this.#definition(v)] as const));
+    let result: FrontendResult;
+    try {
+      result = await solveFrontend({
+        frontend,
+        opts: new Map(Object.entries(r.FrontendOpt ?? {})),
+        ...(inputs.size === 0 ? {} : { inputs }),
+        ...(r.Evaluate === true ? { evaluate: true } : {}),
+      });
+    } catch (e) {
+      throw frontendSolveErrorStatus(this.#codec, e);
+    }
+    const arrays = r.allowResultArrayRef === true;
+    const wire: WireResult = { metadata: Object.fromEntries(result.metadata) };
+    let defaultId = '';
+    if (result.refs !== undefined && result.refs.size > 0) {
+      if (r.allowResultReturn !== true) throw new GrpcStatusError(GrpcCode.UNKNOWN, 'solve did not return default result');
+      const refs = [...result.refs].map(([k, ref]) => [k, this.#wireRef(ref)] as const);
+      if (arrays) wire.refs = { refs: Object.fromEntries(refs) };
+      else wire.refsDeprecated = { refs: Object.fromEntries(refs.map(([k, ref]) => [k, ref.id ?? ''])) };
+    } else {
+      const ref = this.#wireRef(result.ref);
+      defaultId = ref.id ?? '';
+      if (arrays) wire.ref = ref;
+      else wire.refDeprecated = defaultId;
+    }
+    return { result: wire, ...(r.allowResultReturn === true ? {} : { ref: defaultId }) };
+  }
+
+  /** A ref of a nested frontend's result, registered: its id and Definition bytes (no ref: id ""). */
+  #wireRef(ref: Ref | undefined): WireRef {
+    if (ref === undefined) return { id: '' };
+    return { id: this.#register(ref), def: encodeDefinition(ref.definition) };
   }
 
   #definition(bytes: Uint8Array): Definition {

@@ -1,0 +1,48 @@
+/**
+ * A `Solve` that names a frontend (BuildKit `SolveRequest.Frontend`, `FrontendOpt`,
+ * `FrontendInputs`): how its failure crosses the bridge, both ways. A nested frontend's error
+ * keeps its status: the daemon side answers the Solve with the very `google.rpc.Status` an
+ * external nested frontend returned (or, for an in-process one, the status its Return would have
+ * carried: message, kiln's ErrorInfo, errdefs.Source), so the caller gets the message, location
+ * and code of the failure itself, as BuildKit's grpcerrors carry typed details through.
+ */
+import { GatewayError } from '../errors.js';
+import { GrpcCode, GrpcStatusError } from './grpc.js';
+import type { LLBBridgeCodec, WireStatus } from './messages.js';
+import { returnErrorStatus, returnedError } from './return-error.js';
+
+/** The status a failed frontend solve answers with (daemon side). */
+export function frontendSolveErrorStatus(codec: LLBBridgeCodec, error: unknown): GrpcStatusError {
+  if (error instanceof GrpcStatusError) return error;
+  // An external frontend's Return error (KLN0610 from serveLLBBridge): its status, as it came.
+  if (error instanceof GatewayError && error.code === 'KLN0610' && error.cause instanceof GrpcStatusError) {
+    const { grpcCode, details } = error.cause;
+    return new GrpcStatusError(grpcCode === GrpcCode.OK ? GrpcCode.UNKNOWN : grpcCode, error.cause.message || error.message, details);
+  }
+  const status = returnErrorStatus(codec, error instanceof Error ? error : new Error(String(error)));
+  return new GrpcStatusError(
+    status.code ?? GrpcCode.UNKNOWN,
+    status.message ?? '',
+    (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
+  );
+}
+
+/**
+ * The error a failed frontend solve rejects with (frontend side): for a status from the daemon,
+ * GatewayError KLN0610 with the status message (no `Solve:` prefix), its location, source line,
+ * hint and `frontendCode` (the failure's own stable code, e.g. KLN0601 for an unknown frontend),
+ * the status as `cause`; other errors (transport, a missing capability) unchanged.
+ */
+export function frontendSolveError(codec: LLBBridgeCodec, error: unknown): unknown {
+  if (!(error instanceof GatewayError) || error.code !== 'KLN0612' || !(error.cause instanceof GrpcStatusError)) return error;
+  return returnedError(codec, statusToWire(error.cause));
+}
+
+/** A status as the wire message (to send it again, unchanged, in Return). */
+export function statusToWire(status: GrpcStatusError): WireStatus {
+  return {
+    code: status.grpcCode,
+    message: status.message,
+    ...(status.details.length === 0 ? {} : { details: status.details.map((d) => ({ type_url: d.typeUrl, value: d.value })) }),
+  };
+}
