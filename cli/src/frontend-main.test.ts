@@ -1,6 +1,6 @@
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
-import type { Definition, FrontendClient, Ref } from '@kiln/llb-core';
+import { encodeDefinition, local, type Definition, type FrontendClient, type Ref, type SolveFrontendRequest } from '@kiln/llb-core';
 import { serveLLBBridge } from '@kiln/gateway';
 import { frontendMain } from './frontend-main.js';
 
@@ -68,5 +68,73 @@ describe('frontendMain (kiln frontend image entry)', () => {
     const code = await frontendMain([], { stream: frontendSide, stderr: { write: (s: string) => ((stderr += s), true) }, env: {} });
     expect(code).toBe(1);
     expect(stderr).toMatch(/^kiln frontend: cannot connect to LLBBridge: /);
+  });
+
+  describe('# syntax= forwarding inside the frontend container (BuildKit forwardGateway)', () => {
+    /** A daemon side with a `dockerfile` input holding `files`, recording solveFrontend calls. */
+    async function daemon(files: Record<string, string>) {
+      const base = fakeClient(new Map(Object.entries(files)));
+      const forwarded: SolveFrontendRequest[] = [];
+      const dockerfile = await local('dockerfile', { sharedKeyHint: 'dockerfile' }).marshal();
+      const answer = base.solve({ definition: dockerfile });
+      const client: FrontendClient = {
+        ...base,
+        inputs: new Map([['dockerfile', dockerfile]]),
+        solveFrontend: async (r) => {
+          forwarded.push(r);
+          return { ref: await answer, metadata: new Map([['containerimage.config', new TextEncoder().encode('{"from":"forwarded"}')]]) };
+        },
+      };
+      const [daemonSide, frontendSide] = streamPair();
+      return { forwarded, dockerfile, answer, served: serveLLBBridge(daemonSide, client), frontendSide };
+    }
+    const io = (stream: Duplex, env: Record<string, string>) => ({ stream, stderr: { write: () => true }, env });
+
+    test('a syntax naming a frontend image: solveFrontend gateway.v0 with the opts plus source and cmdline, and the inputs; its result is returned', async () => {
+      const d = await daemon({ 'ci/Dockerfile': '# syntax = example.com/team/fe:1 --mode=x\nFROM scratch\n' });
+      const code = await frontendMain(['dockerfile.v0'], io(d.frontendSide, { BUILDKIT_FRONTEND_OPT_0: 'filename=ci/Dockerfile', BUILDKIT_FRONTEND_OPT_1: 'build-arg:A=1' }));
+      expect(code).toBe(0);
+      expect(d.forwarded).toHaveLength(1);
+      const r = d.forwarded[0];
+      expect(r?.frontend).toBe('gateway.v0');
+      expect([...(r?.opts ?? [])]).toEqual([['filename', 'ci/Dockerfile'], ['build-arg:A', '1'], ['source', 'example.com/team/fe:1'], ['cmdline', 'example.com/team/fe:1 --mode=x']]);
+      expect([...(r?.inputs?.keys() ?? [])]).toEqual(['dockerfile']);
+      expect(encodeDefinition(r?.inputs?.get('dockerfile') as Definition)).toEqual(encodeDefinition(d.dockerfile));
+      const result = await d.served;
+      expect(result.ref).toBe(await d.answer);
+      expect(new TextDecoder().decode(result.metadata.get('containerimage.config'))).toBe('{"from":"forwarded"}');
+    });
+
+    test('BUILDKIT_SYNTAX forwards too; a forwarded request (cmdline set) and docker/dockerfile stay here', async () => {
+      const a = await daemon({ Dockerfile: 'FROM scratch\n' });
+      expect(await frontendMain([], io(a.frontendSide, { BUILDKIT_FRONTEND_OPT_0: 'build-arg:BUILDKIT_SYNTAX=example.com/fe' }))).toBe(0);
+      expect(a.forwarded.map((r) => r.opts.get('source'))).toEqual(['example.com/fe']);
+      await a.served;
+      for (const [files, env] of [
+        [{ Dockerfile: '# syntax=example.com/fe\nFROM scratch\n' }, { BUILDKIT_FRONTEND_OPT_0: 'cmdline=example.com/fe' }],
+        [{ Dockerfile: '# syntax=docker/dockerfile:1.7\nFROM scratch\n' }, {}],
+      ] as const) {
+        const d = await daemon(files);
+        expect(await frontendMain([], io(d.frontendSide, env))).toBe(0);
+        expect(d.forwarded).toEqual([]);
+        // The Dockerfile frontend itself built it: its image config, not the forwarded answer.
+        const result = await d.served;
+        expect(new TextDecoder().decode(result.metadata.get('containerimage.config'))).not.toContain('forwarded');
+      }
+    });
+
+    test('a failing forward is the Return error, with the nested message', async () => {
+      const [daemonSide, frontendSide] = streamPair();
+      const failing: FrontendClient = {
+        ...fakeClient(new Map([['Dockerfile', '# syntax=example.com/fe\nFROM scratch\n']])),
+        inputs: new Map([['dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile' }).marshal()]]),
+        solveFrontend: async () => {
+          throw Object.assign(new Error('frontend example.com/fe: not found in registry'), { code: 'KLN0607' });
+        },
+      };
+      const served = serveLLBBridge(daemonSide, failing);
+      expect(await frontendMain([], io(frontendSide, {}))).toBe(1);
+      await expect(served).rejects.toMatchObject({ code: 'KLN0610', message: 'frontend example.com/fe: not found in registry', frontendCode: 'KLN0607' });
+    });
   });
 });

@@ -7,11 +7,15 @@
  * Packed as the standalone file cli/dist/frontend.cjs (cli/scripts/bundle.mjs), run as
  * `node frontend.cjs [frontend]` with the frontend's name as the first argument
  * (default `dockerfile.v0`; also `kiln/ts`, `kiln/buildpacks`). See docs/llbbridge.md.
+ *
+ * Like BuildKit's Dockerfile frontend image, the Dockerfile frontend here forwards a `# syntax=`
+ * (or `build-arg:BUILDKIT_SYNTAX`) naming another frontend: the gateway that started this
+ * container did no selection for it (it ran an image, not `dockerfile.v0`).
  */
 import { Console } from 'node:console';
 import { Duplex, type Readable, type Writable } from 'node:stream';
-import { DOCKERFILE_FRONTEND, connectLLBBridge, type BridgeFrontendClient } from '@kiln/gateway';
-import type { FrontendResult } from '@kiln/llb-core';
+import { DOCKERFILE_FRONTEND, GATEWAY_FRONTEND, connectLLBBridge, selectFrontend, type BridgeFrontendClient, type FrontendRegistry } from '@kiln/gateway';
+import type { FrontendClient, FrontendResult } from '@kiln/llb-core';
 import { createFrontendRegistry } from './engine/frontends.js';
 
 /** What {@link frontendMain} talks through: the LLBBridge stream, the log, the environment. */
@@ -49,7 +53,7 @@ export async function frontendMain(argv: readonly string[], io: FrontendMainIo):
   }
   let result: FrontendResult;
   try {
-    result = await createFrontendRegistry().resolve(name)(client);
+    result = await runFrontend(name, client, createFrontendRegistry());
   } catch (e) {
     const error = e instanceof Error ? e : new Error(String(e));
     log(`kiln frontend ${name}: ${describe(error)}`);
@@ -63,6 +67,38 @@ export async function frontendMain(argv: readonly string[], io: FrontendMainIo):
     return 1;
   }
   return 0;
+}
+
+/**
+ * Runs the built-in frontend `name` on `client`. For the Dockerfile frontend, first the syntax
+ * selection a gateway does before it (`selectFrontend`: never again once opts carry `cmdline`,
+ * `build-arg:BUILDKIT_SYNTAX`, the entry file's directive): a `docker/dockerfile[:…]` syntax stays
+ * here (kiln's offline alias, as in process), a frontend this program has built in (`kiln/ts`,
+ * `kiln/buildpacks`) runs here with `source` and `cmdline` set, and any other reference is
+ * forwarded as BuildKit's dockerfile builder does (`forwardGateway`): `solveFrontend` of
+ * `gateway.v0` with the opts plus `source` and `cmdline`, and this frontend's inputs; its result
+ * is this frontend's result.
+ */
+export async function runFrontend(name: string, client: BridgeFrontendClient, registry: FrontendRegistry): Promise<FrontendResult> {
+  const selected = await selectFrontend(client, name);
+  if (!selected.forwarded) return registry.resolve(selected.name)(client);
+  const local = registry.get(selected.name);
+  if (local !== undefined) return local(withOpts(client, selected.opts));
+  return client.solveFrontend({ frontend: GATEWAY_FRONTEND, opts: selected.opts, inputs: client.inputs });
+}
+
+/** `client` with other frontend options (a FrontendClient delegating every call to it). */
+function withOpts(client: BridgeFrontendClient, opts: ReadonlyMap<string, string>): FrontendClient {
+  return {
+    opts,
+    inputs: client.inputs,
+    solve: (r) => client.solve(r),
+    solveFrontend: (r) => client.solveFrontend(r),
+    resolveImageConfig: (ref, o) => client.resolveImageConfig(ref, o),
+    warn: (w) => client.warn(w),
+    log: (line) => client.log(line),
+    ...(client.signal === undefined ? {} : { signal: client.signal }),
+  };
 }
 
 /**

@@ -28,6 +28,10 @@ import { LLBBRIDGE_SERVICE } from './serve.js';
 
 /** The frontend side: a FrontendClient over LLBBridge (what runs inside the frontend container). */
 export interface BridgeFrontendClient extends FrontendClient {
+  /** Solve naming a frontend (always offered; a server without it answers UNIMPLEMENTED, KLN0615). */
+  solveFrontend(request: SolveFrontendRequest): Promise<FrontendResult>;
+  /** Lines of the frontend's own output, to stderr (or the `log` option). */
+  log(line: string): void;
   /** Sends Return with a result (refs must come from this client's solve) and closes. */
   return(result: FrontendResult): Promise<void>;
   /**

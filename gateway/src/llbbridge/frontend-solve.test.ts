@@ -75,6 +75,15 @@ async function definitionOf(text: string): Promise<Definition> {
 }
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
+/** The error `p` rejects with (a resolve fails the test). */
+async function rejection(p: Promise<unknown>): Promise<GatewayError & { cause: GrpcStatusError }> {
+  return p.then(
+    () => {
+      throw new Error('resolved');
+    },
+    (e: unknown) => e as GatewayError & { cause: GrpcStatusError },
+  );
+}
 /** Status details as comparable strings (protobufjs hands out Buffers, tests build Uint8Arrays). */
 const detailsOf = (s: GrpcStatusError): string[] => s.details.map((d) => `${d.typeUrl} ${Buffer.from(d.value).toString('hex')}`);
 
@@ -138,10 +147,10 @@ describe('LLBBridge Solve with a frontend', () => {
     const [daemonSide, frontendSide] = streamPair();
     const served = serveLLBBridge(daemonSide, fake);
     const client = await connectLLBBridge(frontendSide, {});
-    const e = await client.solveFrontend({ frontend: 'nope', opts: new Map() }).catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    const e = await rejection(client.solveFrontend({ frontend: 'nope', opts: new Map() }));
     expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown frontend "nope"', frontendCode: 'KLN0601', hint: 'use one of: dockerfile.v0', cause: { grpcCode: 2 } });
     await client.returnError(e);
-    const r = await served.catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    const r = await rejection(served);
     expect(r).toMatchObject({ code: 'KLN0610', message: 'unknown frontend "nope"', frontendCode: 'KLN0601', hint: 'use one of: dockerfile.v0' });
     expect(e.cause.details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo']);
     expect(detailsOf(r.cause)).toEqual(detailsOf(e.cause));
@@ -156,7 +165,7 @@ describe('LLBBridge Solve with a frontend', () => {
     const [daemonSide, frontendSide] = streamPair();
     const served = serveLLBBridge(daemonSide, fake);
     const client = await connectLLBBridge(frontendSide, {});
-    const e = await client.solveFrontend({ frontend: 'gateway.v0', opts: new Map([['source', 'example.com/fe']]) }).catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    const e = await rejection(client.solveFrontend({ frontend: 'gateway.v0', opts: new Map([['source', 'example.com/fe']]) }));
     expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown instruction: FORM', location: { file: 'Dockerfile', line: 1, column: 1 }, source: 'FORM x' });
     expect(detailsOf(e.cause)).toEqual(detailsOf(status));
     // The wrapper wraps it in an error of its own: that is what goes back (no pass-through).
