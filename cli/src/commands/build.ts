@@ -63,7 +63,7 @@ export interface BuildFlags {
   readonly provenance?: string | boolean;
   /** `--attest` values (buildx CSV: type=provenance,mode=min|max,…). */
   readonly attest?: string[];
-  /** `--sbom[=VALUE]`: refused (no scanner yet), as `--attest type=sbom`. */
+  /** `--sbom[=VALUE]`: buildx's shorthand for `--attest type=sbom[,generator=IMAGE]`. */
   readonly sbom?: string | boolean;
 }
 
@@ -96,8 +96,8 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--cache-to <spec>', 'export the build cache: type=local,dest=DIR|type=registry,ref=REF|type=inline[,mode=min|max][,compression=…][,oci-mediatypes=…] (repeatable)', collect, [])
     .option('--cache-from <spec>', 'import a build cache: type=local,src=DIR[,tag=T]|type=registry,ref=REF (repeatable)', collect, [])
     .option('--provenance [value]', 'attach a SLSA provenance attestation: true (mode=min), false, or mode=min|max[,builder-id=URL][,reproducible=true]; none by default (buildx adds mode=min to images)')
-    .option('--attest <spec>', 'attestation: type=provenance[,mode=min|max][,builder-id=URL][,reproducible=true][,disabled=true] (repeatable; type=sbom is not supported yet)', collect, [])
-    .option('--sbom [value]', 'SBOM attestation (not supported yet: needs a scanner image)')
+    .option('--attest <spec>', 'attestation: type=provenance[,mode=min|max][,builder-id=URL][,reproducible=true][,disabled=true] or type=sbom[,generator=IMAGE] (repeatable, one per type)', collect, [])
+    .option('--sbom [value]', 'attach an SBOM made by a scanner image: true (docker/buildkit-syft-scanner:stable-1, must be pullable), false, or generator=IMAGE')
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
     .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
     .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
@@ -209,8 +209,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
   }
   // First: a bare `--provenance CONTEXT` took the context as its value (commander), and the
   // missing-Dockerfile error would hide that.
-  const sbom = flags.sbom === undefined || flags.sbom === false ? [] : [flags.sbom === true ? 'type=sbom' : /^(true|false|1|0)$/.test(flags.sbom) ? `type=sbom,disabled=${String(!/^(true|1)$/.test(flags.sbom))}` : `type=sbom,${flags.sbom}`];
-  const attestations = parseAttestations(flags.provenance, [...(flags.attest ?? []), ...sbom]);
+  const attestations = parseAttestations(flags.provenance, flags.attest ?? [], flags.sbom);
   if (/^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory or -`);
   let ctx = callerPath(io, context);
   let dockerfile: string | undefined;
@@ -300,7 +299,7 @@ async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
     ...cacheFlags(flags, io),
-    ...(attestations.provenance === undefined ? {} : { attestations }),
+    ...(attestations.provenance === undefined && attestations.sbom === undefined ? {} : { attestations }),
   };
   return { req, outputs: parsed, results };
 }

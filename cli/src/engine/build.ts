@@ -36,6 +36,8 @@ import { RecordingBackend } from './provenance-capture.js';
 import { resultLayers } from './provenance-layers.js';
 import { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
+import { capturingRegistry, solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
+import { sbomProcessor } from './sbom-processor.js';
 
 /** One `kiln build`, already parsed from the command line. */
 export interface BuildRequest {
@@ -143,6 +145,10 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.call !== undefined) opts.set('requestid', req.call === 'check' ? LINT_REQUEST : TARGETS_REQUEST);
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
+  // buildx sends each --attest type as `attest:TYPE` with its other attributes: the Dockerfile
+  // frontend runs the SBOM scanner itself (BuildKit v0.11 builder/build.go).
+  const sbom = req.attestations?.sbom;
+  if (sbom !== undefined) opts.set('attest:sbom', sbom.generator === undefined ? '' : `generator=${sbom.generator}`);
 
   const ignore = await readDockerignore(contextDir, dockerfilePath);
   // `--no-cache-filter` reaches the frontend as BuildKit's `no-cache=STAGE,…` (it marks those
@@ -192,10 +198,13 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     ...(cacheImports.length === 0 ? {} : { cacheImports, loadImported: importedResultLoader(engine) }),
   };
   const provenance = req.attestations?.provenance;
-  // Provenance needs every Definition the frontend solves and every image it resolves.
-  const recorder = provenance === undefined ? undefined : new RecordingBackend(engine, solver, backendOpts);
+  // Provenance needs every Definition the frontend solves and every image it resolves; an SBOM
+  // scan made here (a frontend that made none) needs the result's Definition.
+  const recorder = provenance === undefined && sbom === undefined ? undefined : new RecordingBackend(engine, solver, backendOpts);
   const backend = recorder ?? new SolverBackend(engine, solver, backendOpts);
-  const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
+  // The gateway's result carries no attestations (yet): they are taken from the frontend's own.
+  const frontends = capturingRegistry(createFrontendRegistry({ excludePatterns: ignore.patterns }));
+  const gateway = new Gateway(backend, frontends.registry);
   const output = frontendLog(req.progress);
   try {
     const result = await gateway
@@ -214,7 +223,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       const failed = new TextDecoder().decode(result.metadata.get('result.statuscode')) !== '0';
       return { frontend: result.frontend, exports: [], call: { text: new TextDecoder().decode(text), failed } };
     }
-    const outputs = buildOutputs(result, platform);
+    let outputs = withAttestations(buildOutputs(result, platform), await solveAttestations(frontends.last()?.attestations));
+    if (sbom !== undefined && recorder !== undefined) {
+      outputs = await sbomProcessor(recorder, outputs, { noCache: req.noCache === true, ...(sbom.generator === undefined ? {} : { generator: sbom.generator }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
+    }
+    const provenanceOf = recorder === undefined || provenance === undefined
+      ? undefined
+      : provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) });
+    const attested = (Array.isArray(outputs) ? outputs : [outputs]).some((o) => (o.attestations?.length ?? 0) > 0);
     // The solver's result of the (first) exported ref: its cache key graph is what --cache-to exports.
     const first = Array.isArray(outputs) ? outputs[0] : outputs;
     const solved = first === undefined ? undefined : backend.buildResultOf(first.ref);
@@ -229,9 +245,15 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
           ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
           ...(inline ? { inlineCache: (layers) => inlineCacheRecords(engine, solved, layers, cacheOpts) } : {}),
-          ...(recorder === undefined || provenance === undefined
+          ...(provenanceOf === undefined && !attested
             ? {}
-            : { attest: provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) }) }),
+            : {
+                // BuildKit's order: the frontend's attestations (unbundled, the core SBOM first), then provenance.
+                attest: async (o: BuildOutput, layers: readonly Descriptor[] | undefined, e: number | undefined) => [
+                  ...(o.attestations === undefined ? [] : await unbundleAttestations(o.attestations)),
+                  ...(provenanceOf === undefined ? [] : await provenanceOf(o, layers, e)),
+                ],
+              }),
         })),
       );
     }
@@ -280,6 +302,19 @@ function provenanceAttestations(
     });
     return [{ predicateType: SLSA_PROVENANCE_V02, predicate, path: 'provenance.json' }];
   };
+}
+
+/**
+ * The frontend's attestations put on their results: by platform key, and for a single result
+ * also the only key there is (BuildKit keys them by the exporter's platform ID).
+ */
+function withAttestations(outputs: BuildOutput | BuildOutput[], attestations: ReadonlyMap<string, SolvedAttestation[]>): BuildOutput | BuildOutput[] {
+  if (attestations.size === 0) return outputs;
+  const one = (o: BuildOutput, fallback: boolean): BuildOutput => {
+    const list = attestations.get(formatPlatform(o.platform)) ?? (fallback && attestations.size === 1 ? [...attestations.values()][0] : undefined);
+    return list === undefined || list.length === 0 ? o : { ...o, attestations: list };
+  };
+  return Array.isArray(outputs) ? outputs.map((o) => one(o, false)) : one(outputs, true);
 }
 
 /**

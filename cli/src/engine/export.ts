@@ -5,6 +5,7 @@ import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { fillLayerLabels, parseLayerLabels } from './layer-labels.js';
 import type { SnapshotRef } from './snapshot-ref.js';
+import type { SolvedAttestation } from './result-attestations.js';
 
 /** One platform's result of a build: its snapshot and the frontend's image config (if any). */
 export interface BuildOutput {
@@ -14,6 +15,8 @@ export interface BuildOutput {
   /** `kiln.image.layer-labels` bytes from the frontend: label values to fill with layer diffIDs. */
   readonly layerLabels?: Uint8Array;
   readonly platform: Platform;
+  /** The frontend's attestations of this result (BuildKit's `Result.attestations[platform]`), solved. */
+  readonly attestations?: readonly SolvedAttestation[];
 }
 
 interface HistoryEntry {
@@ -42,7 +45,7 @@ export async function exportOutputs(
     /** `--cache-to type=inline`: the base64 cache records for an image with these layers (BuildKit's `moby.buildkit.cache.v0`). */
     readonly inlineCache?: (layers: readonly LayerRef[]) => Promise<string | undefined>;
     /**
-     * Attestations of one platform's result (`--provenance`), made at export time: for an image
+     * Attestations of one platform's result (the frontend's SBOMs, `--provenance`), made at export time: for an image
      * with its layers (they become attestation manifests), for local/tar without (statement files).
      */
     readonly attest?: (output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]>;

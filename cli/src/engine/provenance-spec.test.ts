@@ -19,7 +19,7 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
   });
 
   test.for([
-    [undefined, ['type=sbom'], /SBOM attestations are not supported yet: they need a scanner image/],
+    [undefined, ['type=sbom,scanner=x'], /unknown sbom attribute "scanner"/],
     [undefined, ['mode=max'], /missing attestation type/],
     [undefined, ['type=foo'], /unknown attestation type "foo"/],
     ['mode=medium', [], /invalid mode "medium"/],

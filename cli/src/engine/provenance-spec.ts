@@ -11,12 +11,39 @@ export interface ProvenanceOptions {
   readonly reproducible?: boolean;
 }
 
+/**
+ * An SBOM attestation request (BuildKit's `attest:sbom`): the scanner image run on the result
+ * (docs/attestations/sbom-protocol.md). Without `generator` the frontend uses BuildKit's default,
+ * `docker/buildkit-syft-scanner:stable-1`.
+ */
+export interface SbomOptions {
+  readonly generator?: string;
+}
+
 /** The attestations a build asked for. */
 export interface AttestationRequest {
   readonly provenance?: ProvenanceOptions;
+  readonly sbom?: SbomOptions;
 }
 
 const KEYS = new Set(['type', 'disabled', 'mode', 'builder-id', 'reproducible', 'inline-only']);
+const SBOM_KEYS = new Set(['type', 'disabled', 'generator']);
+
+/**
+ * buildx `CanonicalizeAttest` of a `--provenance`/`--sbom` value: a boolean turns the type on or
+ * off, anything else is its attributes. A value without `=` that is no boolean is the context
+ * commander gave the optional value (`--sbom .`): refused with a hint.
+ */
+function shorthand(type: 'provenance' | 'sbom', value: string | boolean): { flag: string; value: string } {
+  const v = value === true ? 'true' : String(value).trim();
+  if (!v.includes('=') && !/^(true|false|1|0)$/.test(v)) {
+    throw new EngineError('KLN0702', `invalid --${type} value "${v}"`, {
+      hint: type === 'provenance' ? 'use --provenance=true|false|mode=min|mode=max (with "="), or put the context before --provenance' : 'use --sbom=true|false|generator=<image> (with "="), or put the context before --sbom',
+    });
+  }
+  const b = v === 'true' || v === 'false' || v === '1' || v === '0' ? parseBool(`--${type}`, 'the value', v) : undefined;
+  return { flag: `--${type}=${v}`, value: b === undefined ? `type=${type},${v}` : `type=${type},disabled=${String(!b)}` };
+}
 
 function parseBool(flag: string, key: string, v: string): boolean {
   if (v === '' || v === 'true' || v === '1') return true;
@@ -25,27 +52,18 @@ function parseBool(flag: string, key: string, v: string): boolean {
 }
 
 /**
- * Parses `--provenance` and `--attest` as buildx does: `--provenance` (or `=true`) is
+ * Parses `--provenance`, `--sbom` and `--attest` as buildx does: `--provenance` (or `=true`) is
  * `--attest type=provenance`, `=false` turns it off, anything else is its attributes
- * (`mode=max,builder-id=…`); each `--attest` names its `type` once. Without `mode`, kiln writes
- * mode=min, the mode buildx asks for (BuildKit's own default, for a bare `attest:provenance`, is
- * max). `type=sbom` needs a scanner image and is refused. Nothing asked, nothing made: unlike
- * buildx, kiln adds no provenance to image outputs by default.
+ * (`mode=max,builder-id=…`); `--sbom` likewise for `type=sbom` (`generator=IMAGE`); each type is
+ * given once, whichever flag names it. Without `mode`, kiln writes mode=min, the mode buildx asks for (BuildKit's own default,
+ * for a bare `attest:provenance`, is max). Nothing asked, nothing made: unlike buildx, kiln adds
+ * no provenance to image outputs by default.
  */
-export function parseAttestations(provenance: string | boolean | undefined, attest: readonly string[]): AttestationRequest {
+export function parseAttestations(provenance: string | boolean | undefined, attest: readonly string[], sbom?: string | boolean): AttestationRequest {
   const entries: { flag: string; value: string }[] = [];
-  if (provenance !== undefined && provenance !== false) {
-    const v = provenance === true ? 'true' : provenance.trim();
-    if (!v.includes('=') && !/^(true|false|1|0)$/.test(v)) {
-      // commander gives an optional value the next word: `--provenance .` took the context.
-      throw new EngineError('KLN0702', `invalid --provenance value "${v}"`, {
-        hint: 'use --provenance=true|false|mode=min|mode=max (with "="), or put the context before --provenance',
-      });
-    }
-    const b = v === 'true' || v === 'false' || v === '1' || v === '0' ? parseBool('--provenance', 'the value', v) : undefined;
-    entries.push({ flag: `--provenance=${v}`, value: b === undefined ? `type=provenance,${v}` : `type=provenance,disabled=${String(!b)}` });
-  }
+  if (provenance !== undefined && provenance !== false) entries.push(shorthand('provenance', provenance));
   for (const a of attest) entries.push({ flag: `--attest ${a}`, value: a });
+  if (sbom !== undefined && sbom !== false) entries.push(shorthand('sbom', sbom));
   const seen = new Set<string>();
   let result: AttestationRequest = {};
   for (const { flag, value } of entries) {
@@ -57,11 +75,15 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
     const disabled = attrs.has('disabled') && parseBool(flag, 'disabled', attrs.get('disabled') ?? '');
     if (disabled) continue;
     if (type === 'sbom') {
-      throw new EngineError('KLN0702', `${flag}: SBOM attestations are not supported yet: they need a scanner image (BuildKit runs docker/buildkit-syft-scanner)`, {
-        hint: 'drop --attest type=sbom (or --sbom); --provenance works',
-      });
+      for (const k of attrs.keys()) {
+        if (!SBOM_KEYS.has(k)) throw new EngineError('KLN0702', `invalid ${flag}: unknown sbom attribute "${k}"`, { hint: 'use generator=<scanner image>' });
+      }
+      const generator = attrs.get('generator');
+      if (generator === '') throw new EngineError('KLN0702', `invalid ${flag}: sbom scanner cannot be empty`, { hint: 'use generator=<scanner image>, or leave it out for docker/buildkit-syft-scanner:stable-1' });
+      result = { ...result, sbom: generator === undefined ? {} : { generator } };
+      continue;
     }
-    if (type !== 'provenance') throw new EngineError('KLN0702', `invalid ${flag}: unknown attestation type "${type}"`, { hint: 'use --attest type=provenance' });
+    if (type !== 'provenance') throw new EngineError('KLN0702', `invalid ${flag}: unknown attestation type "${type}"`, { hint: 'use --attest type=provenance or type=sbom' });
     for (const k of attrs.keys()) {
       if (!KEYS.has(k)) throw new EngineError('KLN0702', `invalid ${flag}: unknown provenance attribute "${k}"`, { hint: 'use mode=min|max, builder-id=URL, reproducible=true' });
     }
@@ -70,6 +92,7 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
     const builderId = attrs.get('builder-id');
     const reproducible = attrs.has('reproducible') ? parseBool(flag, 'reproducible', attrs.get('reproducible') ?? '') : undefined;
     result = {
+      ...result,
       provenance: {
         mode: mode === 'min' ? 'min' : 'max',
         ...(builderId === undefined ? {} : { builderId }),

@@ -18,6 +18,12 @@ export interface InTotoAttestation {
    * File name for `type=local`/`type=tar` outputs (BuildKit's attestation `Path`: `provenance.json`).
    */
   readonly path: string;
+  /**
+   * The subjects the attestation names itself (BuildKit's `InTotoSubject`s: `raw` ones as given,
+   * `'self'` for the exported image's default subjects). Absent or empty: the default subjects
+   * (`InTotoSubjectKindSelf`), which is what provenance and a scanner's `"subject":[]` get.
+   */
+  readonly subjects?: ReadonlyArray<InTotoSubject | 'self'>;
 }
 
 /** A statement subject (`intoto.Subject`): a name and its digests by algorithm. */
@@ -59,7 +65,10 @@ export function digestSet(d: Digest | string): Record<string, string> {
  * raw predicate). With `indent`, as `json.MarshalIndent(stmt, "", indent)` (local/tar outputs).
  */
 export function statementBytes(att: InTotoAttestation, subjects: ReadonlyArray<InTotoSubject>, indent?: string): Buffer {
-  const head = goJsonBytes({ _type: Attestation.statementType, predicateType: att.predicateType, subject: subjects.map((s) => ({ name: s.name, digest: s.digest })) }).toString('utf8');
+  // exporter/attestation makeInTotoStatement: no subjects means Self; Self expands to the defaults.
+  const own = att.subjects === undefined || att.subjects.length === 0 ? ['self' as const] : att.subjects;
+  const all = own.flatMap((s) => (s === 'self' ? subjects : [s]));
+  const head = goJsonBytes({ _type: Attestation.statementType, predicateType: att.predicateType, subject: all.map((s) => ({ name: s.name, digest: s.digest })) }).toString('utf8');
   const compact = `${head.slice(0, -1)},"predicate":${compactRaw(att.predicate)}}`;
   return Buffer.from(indent === undefined ? compact : goIndent(compact, indent), 'utf8');
 }

@@ -1,0 +1,174 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree } from './build-helpers.js';
+
+// `kiln build --sbom` / `--attest type=sbom` end to end, as BuildKit v0.11 runs the SBOM generator
+// protocol (docs/attestations/sbom-protocol.md): a scanner image built here from busybox (a shell
+// script that lists the files of $BUILDKIT_SCAN_SOURCE) runs under real runc; skopeo and the
+// layout's blobs show what came out. Expected bytes are written out by hand from the protocol and
+// BuildKit's exporter (Go's json.Marshal of the scanner's predicate: keys sorted), never taken from
+// kiln's own encoder.
+
+let sb: KilnSandbox;
+const SCANNER = 'kiln.local/test/sbom-scanner:1';
+const EPOCH = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
+const hostPlatform = `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
+const platformQ = hostPlatform.replace('/', '%2F');
+
+// Writes one in-toto statement per scanned filesystem: the files it holds, the protocol's env,
+// and whether the source was read-only. Keys out of order on purpose (the exporter sorts them).
+const SCAN_SH = `set -eu
+scan() {
+  src="$1"
+  name="$(basename "$src")"
+  ro=true
+  if touch "$src/.kiln-write-probe" 2>/dev/null; then ro=false; fi
+  {
+    printf '{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[],"predicate":{"source":"%s","name":"%s","readonly":%s,"files":[' "$src" "$name" "$ro"
+    (cd "$src" && find . -type f | sed 's|^\\.||' | sort | awk 'NR>1{printf ","} {printf "{\\"fileName\\":\\"%s\\"}", $0}')
+    printf '],"extras":"%s","env":"%s","dest":"%s"}}' "\${BUILDKIT_SCAN_SOURCE_EXTRAS:-}" "$SCANNER_NAME" "$BUILDKIT_SCAN_DESTINATION"
+  } > "$BUILDKIT_SCAN_DESTINATION/$name.spdx.json"
+}
+scan "$BUILDKIT_SCAN_SOURCE"
+`;
+
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { architecture: string; os: string };
+}
+
+beforeAll(async () => {
+  requireTools();
+  compileCli();
+  sb = await makeSandbox();
+  // The scanner image, built by kiln from busybox into the root's image store.
+  const ctx = join(sb.dir, 'scanner');
+  await writeTree(ctx, {
+    Dockerfile: ['FROM busybox', 'COPY scan.sh /scan.sh', 'ENV SCANNER_NAME=kiln-test-scanner', 'ENTRYPOINT ["/bin/sh", "/scan.sh"]', ''].join('\n'),
+    'scan.sh': SCAN_SH,
+  });
+  const r = await runKiln(sb, ['build', '--root', sb.root, '--progress', 'plain', ctx, '-t', SCANNER]);
+  expect(r.code, r.stderr.slice(-2000)).toBe(0);
+}, 300_000);
+
+afterAll(async () => {
+  await sb?.cleanup();
+});
+
+async function context(t: string): Promise<string> {
+  const dir = join(sb.dir, `ctx-${t}`);
+  await writeTree(dir, { Dockerfile: ['FROM busybox', `RUN echo ${t} > /created-by-run.txt`, ''].join('\n') });
+  return dir;
+}
+
+async function build(args: readonly string[]) {
+  const r = await runKiln(sb, ['build', '--root', sb.root, '--progress', 'plain', ...EPOCH, ...args]);
+  expect(r.code, r.stderr.slice(-3000)).toBe(0);
+  return r;
+}
+
+async function unpack(tarball: string): Promise<string> {
+  const dir = `${tarball}.d`;
+  await mkdir(dir, { recursive: true });
+  execFileSync('tar', ['-xf', tarball, '-C', dir]);
+  return dir;
+}
+
+const blob = async (layout: string, digest: string): Promise<Buffer> => readFile(join(layout, 'blobs/sha256', digest.replace('sha256:', '')));
+const json = async <T>(layout: string, digest: string): Promise<T> => JSON.parse((await blob(layout, digest)).toString()) as T;
+const indexOf = (tarball: string) => JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { manifests: Descriptor[] };
+
+/** The predicate the test scanner writes for the busybox result, as Go re-marshals it (keys sorted). */
+function expectedPredicate(): string {
+  const files = ['/bin/busybox', '/created-by-run.txt', '/etc/group', '/etc/passwd'].map((f) => `{"fileName":"${f}"}`).join(',');
+  return `{"dest":"/run/out/","env":"kiln-test-scanner","extras":"","files":[${files}],"name":"sbom","readonly":true,"source":"/run/src/core/sbom"}`;
+}
+
+describe('--attest type=sbom,generator=IMAGE', () => {
+  test('type=oci: the scanner statement is the attestation layer, subject the image manifest; the image is the one a plain build makes', async () => {
+    const t = token();
+    const ctx = await context(t);
+    const out = join(sb.dir, `sbom-${t}.tar`);
+    const r = await build([ctx, '-t', `app:${t}`, '--attest', `type=sbom,generator=${SCANNER}`, '--output', `type=oci,dest=${out}`]);
+    expect(r.stderr).toContain(`[${hostPlatform}] generating sbom using ${SCANNER}`);
+
+    const index = indexOf(out);
+    expect(index.manifests).toHaveLength(2);
+    const [image, att] = index.manifests as [Descriptor, Descriptor];
+    expect(`${image.platform?.os}/${image.platform?.architecture}`).toBe(hostPlatform);
+    expect(att.platform).toEqual({ architecture: 'unknown', os: 'unknown' });
+    expect(att.annotations).toEqual({ 'vnd.docker.reference.digest': image.digest, 'vnd.docker.reference.type': 'attestation-manifest' });
+    const layout = await unpack(out);
+    const manifest = await json<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
+    expect(manifest.layers.map((l) => [l.mediaType, l.annotations])).toEqual([['application/vnd.in-toto+json', { 'in-toto.io/predicate-type': 'https://spdx.dev/Document' }]]);
+    const statement = (await blob(layout, (manifest.layers[0] as Descriptor).digest)).toString();
+    expect(statement).toBe(
+      `{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[{"name":"pkg:docker/app@${t}?platform=${platformQ}","digest":{"sha256":"${image.digest.slice(7)}"}}],"predicate":${expectedPredicate()}}`,
+    );
+    // The file the Dockerfile's RUN made is in the result the scanner saw.
+    expect((JSON.parse(statement) as { predicate: { files: { fileName: string }[] } }).predicate.files).toContainEqual({ fileName: '/created-by-run.txt' });
+
+    // Without --sbom: no attestation, and the very image manifest the attested index points at.
+    const plain = join(sb.dir, `plain-${t}.tar`);
+    await build([ctx, '-t', `app:${t}`, '--output', `type=oci,dest=${plain}`]);
+    const plainIndex = JSON.parse(await readFile(join(await unpack(plain), 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    expect(plainIndex.manifests).toHaveLength(1);
+    expect(plainIndex.manifests[0]?.digest).toBe(image.digest);
+    expect(plainIndex.manifests[0]?.annotations?.['vnd.docker.reference.type']).toBeUndefined();
+  });
+
+  test('with --provenance: one attestation manifest, the SBOM statement first, then provenance, both over the image', async () => {
+    const t = token();
+    const ctx = await context(t);
+    const out = join(sb.dir, `both-${t}.tar`);
+    await build([ctx, '-t', `app:${t}`, `--sbom=generator=${SCANNER}`, '--provenance=mode=min', '--output', `type=oci,dest=${out}`]);
+    const index = indexOf(out);
+    expect(index.manifests).toHaveLength(2);
+    const [image, att] = index.manifests as [Descriptor, Descriptor];
+    const layout = await unpack(out);
+    const manifest = await json<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
+    expect(manifest.layers.map((l) => l.annotations?.['in-toto.io/predicate-type'])).toEqual(['https://spdx.dev/Document', 'https://slsa.dev/provenance/v0.2']);
+    const config = await json<{ rootfs: { diff_ids: string[] } }>(layout, manifest.config.digest);
+    expect(config.rootfs.diff_ids).toEqual(manifest.layers.map((l) => l.digest));
+    for (const l of manifest.layers) {
+      const s = await json<{ subject: { name: string; digest: { sha256: string } }[] }>(layout, l.digest);
+      expect(s.subject).toEqual([{ name: `pkg:docker/app@${t}?platform=${platformQ}`, digest: { sha256: image.digest.slice(7) } }]);
+    }
+    const sbom = (await blob(layout, (manifest.layers[0] as Descriptor).digest)).toString();
+    expect(sbom.endsWith(`"predicate":${expectedPredicate()}}`)).toBe(true);
+  });
+
+  test('type=local: sbom.spdx.json next to the files, indented, subjects the output files', async () => {
+    const t = token();
+    const ctx = await context(t);
+    const dest = join(sb.dir, `local-${t}`);
+    await build([ctx, `--sbom=generator=${SCANNER}`, '--output', `type=local,dest=${dest}`]);
+    const text = await readFile(join(dest, 'sbom.spdx.json'), 'utf8');
+    expect(text.startsWith('{\n  "_type": "https://in-toto.io/Statement/v0.1",\n  "predicateType": "https://spdx.dev/Document",\n')).toBe(true);
+    const s = JSON.parse(text) as { subject: { name: string }[]; predicate: { files: { fileName: string }[] } };
+    expect(s.subject.map((x) => x.name)).toContain('created-by-run.txt');
+    expect(s.predicate.files).toContainEqual({ fileName: '/created-by-run.txt' });
+    expect(await readFile(join(dest, 'created-by-run.txt'), 'utf8')).toBe(`${t}\n`);
+  });
+});
+
+describe('the default generator offline', () => {
+  test('--sbom fails before any output, naming docker/buildkit-syft-scanner:stable-1 and generator=', async () => {
+    const t = token();
+    const ctx = await context(t);
+    const out = join(sb.dir, `default-${t}.tar`);
+    const r = await runKiln(sb, ['build', '--root', sb.root, '--progress', 'plain', ctx, '--sbom', '--output', `type=oci,dest=${out}`]);
+    expect(r.code, r.stderr.slice(-2000)).toBe(1);
+    expect(r.stderr).toContain('docker.io/docker/buildkit-syft-scanner:stable-1');
+    expect(r.stderr).toContain('KLN0511');
+    expect(r.stderr).toContain('generator=<image>');
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(existsSync(out)).toBe(false);
+  });
+});
