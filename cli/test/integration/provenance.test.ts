@@ -280,14 +280,14 @@ describe('--provenance on file outputs', () => {
   });
 });
 
-test('--attest type=sbom is refused before anything runs', async () => {
+test('--attest type=sbom with the default generator (not pullable offline) fails before anything runs', async () => {
   const t = token();
   const ctx = await context(t);
   const before = await sb.containersStarted();
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--attest', 'type=sbom', '--output', `type=oci,dest=${join(sb.dir, `sbom-${t}.tar`)}`]);
   expect(r.code).toBe(1);
-  expect(r.stderr).toContain('KLN0702');
-  expect(r.stderr).toContain('not supported yet: they need a scanner image');
+  expect(r.stderr).toContain('KLN0511');
+  expect(r.stderr).toContain('docker.io/docker/buildkit-syft-scanner:stable-1');
   expect(await sb.containersStarted()).toBe(before);
 });
 
