@@ -94,14 +94,15 @@ interface InProcessError {
 }
 
 const CASES = [
-  { name: 'an unknown instruction (line 3, column 1)', filename: 'Dockerfile', text: '# syntax=example.com/fe\nFROM busybox\nFORM x\nRUN true\n', line: 'FORM x' },
+  // As the gateway hands over a `# syntax=` it forwarded: with `cmdline` (else frontend.cjs would forward it again).
+  { name: 'an unknown instruction (line 3, column 1)', filename: 'Dockerfile', text: '# syntax=example.com/fe\nFROM busybox\nFORM x\nRUN true\n', line: 'FORM x', cmdline: 'example.com/fe' },
   { name: 'a bad --mount type (line 2, column 5)', filename: 'Dockerfile', text: 'FROM busybox\nRUN --mount=type=cach,target=/c true\n', line: 'RUN --mount=type=cach,target=/c true' },
   { name: 'an indented instruction in a Dockerfile under another name (filename option)', filename: 'ci/build.Dockerfile', text: 'FROM busybox\n\n\n  COPY onlyone\n', line: '  COPY onlyone' },
 ];
 
 describe('a Dockerfile error through cli/dist/frontend.cjs keeps its place', () => {
   test.for(CASES)('$name', async (c) => {
-    const opts = new Map([['filename', c.filename]]);
+    const opts = new Map([['filename', c.filename], ...('cmdline' in c ? [['cmdline', c.cmdline] as const] : [])]);
     const files = { [c.filename]: c.text };
     const inProcess = await dockerfileFrontend(await memoryClient(opts, files)).then(
       () => {
