@@ -9,10 +9,10 @@
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
 import { ResultMetadataKey, formatPlatform, local, parsePlatform } from '@kiln/llb-core';
-import type { Definition, Frontend, FrontendAttestation, FrontendClient, FrontendResult, Ref, State } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendAttestation, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
-import type { ConvertOptions } from './convert/options.js';
+import type { ConvertOptions, ConvertResult } from './convert/options.js';
 import { parseGoBool } from './instructions/mount.js';
 import { namedContexts } from './named-contexts.js';
 import { parseDockerignore } from '@kiln/llb-core';
@@ -203,7 +203,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       const metadata = new Map([[ResultMetadataKey.imageConfig, enc.encode(res.imageConfigJson)]]);
       if (scanner === undefined) return { ref, metadata };
       const key = formatPlatform(res.targetPlatform);
-      return { ref, metadata, attestations: new Map([[key, [await scan(client, scanner, key, res.state, opts)]]]) };
+      return { ref, metadata, attestations: new Map([[key, [await scan(client, scanner, key, res)]]]) };
     }
     const refs = new Map<string, Ref>();
     const metadata = new Map<string, Uint8Array>();
@@ -216,7 +216,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       refs.set(key, await client.solve({ definition: res.definition }));
       metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(res.imageConfigJson));
       keys.push(key);
-      if (scanner !== undefined) attestations.set(key, [await scan(client, scanner, key, res.state, opts)]);
+      if (scanner !== undefined) attestations.set(key, [await scan(client, scanner, key, res)]);
     }
     metadata.set(ResultMetadataKey.platforms, enc.encode(JSON.stringify({ platforms: keys.map((id) => ({ id, platform: parsePlatform(id) })) })));
     return attestations.size === 0 ? { refs, metadata } : { refs, metadata, attestations };
@@ -233,15 +233,12 @@ async function sbomScanner(client: FrontendClient, opts: ReadonlyMap<string, str
 }
 
 /**
- * Runs the scan of one platform's result and returns its bundle attestation. The target stage
- * under `no-cache` scans uncached too (SBOMTargets.IgnoreCache). Only the result is scanned:
- * `BUILDKIT_SBOM_SCAN_CONTEXT`/`_STAGE` extras are not wired yet.
+ * Runs the scan of one platform's result and returns its bundle attestation: the result, plus
+ * the build context and stages `BUILDKIT_SBOM_SCAN_CONTEXT`/`_STAGE` turn on; uncached when
+ * one of them is under `no-cache` (dockerfile2llb SBOMTargets).
  */
-async function scan(client: FrontendClient, scanner: SBOMScanner, key: string, core: State, opts: ReadonlyMap<string, string>): Promise<FrontendAttestation> {
-  const noCache = opts.get('no-cache');
-  const target = opts.get('target');
-  const ignoreCache = noCache !== undefined && (noCache === '' || (target !== undefined && noCache.split(',').includes(target)));
-  const definition = await scanner(key, { core, ignoreCache }).marshal();
+async function scan(client: FrontendClient, scanner: SBOMScanner, key: string, res: ConvertResult): Promise<FrontendAttestation> {
+  const definition = await scanner(key, { core: res.state, extras: res.sbom.extras, ignoreCache: res.sbom.ignoreCache }).marshal();
   return sbomBundle(await client.solve({ definition }));
 }
 

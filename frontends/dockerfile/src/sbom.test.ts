@@ -105,7 +105,7 @@ describe('createSBOMScanner (frontend/attestations/sbom)', () => {
 });
 
 describe('dockerfileFrontend with attest:sbom', () => {
-  function client(opts: Record<string, string>) {
+  function client(opts: Record<string, string>, dockerfile = 'FROM busybox\nRUN touch /x\n') {
     const solved: Definition[] = [];
     const c: FrontendClient = {
       opts: new Map(Object.entries(opts)),
@@ -114,7 +114,7 @@ describe('dockerfileFrontend with attest:sbom', () => {
         solved.push(definition);
         const ref: Ref = {
           definition,
-          readFile: (p) => (p === 'Dockerfile' ? Promise.resolve(enc.encode('FROM busybox\nRUN touch /x\n')) : Promise.reject(new Error(`${p}: not found`))),
+          readFile: (p) => (p === 'Dockerfile' ? Promise.resolve(enc.encode(dockerfile)) : Promise.reject(new Error(`${p}: not found`))),
           readDir: () => Promise.resolve([]),
           statFile: () => Promise.reject(new Error('not implemented')),
         };
@@ -122,7 +122,7 @@ describe('dockerfileFrontend with attest:sbom', () => {
       },
       warn() {},
       resolveImageConfig: (ref) =>
-        Promise.resolve({ digest: DIGEST, config: enc.encode(JSON.stringify({ os: 'linux', architecture: 'amd64', config: ref.includes('scan') ? { Cmd: ['/scan'] } : {} })) }),
+        Promise.resolve({ digest: DIGEST, config: enc.encode(JSON.stringify({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [DIGEST] }, config: ref.includes('scan') ? { Cmd: ['/scan'] } : {} })) }),
     };
     return { c, solved };
   }
@@ -146,9 +146,61 @@ describe('dockerfileFrontend with attest:sbom', () => {
     expect(withSbom.solved).toHaveLength(plain.solved.length + 1);
   });
 
-  test('multi-platform: one scan per platform key', async () => {
+  test('multi-platform: one scan per platform key, each mounting that platform\'s result as built (same op digests)', async () => {
     const { c } = client({ platform: 'linux/amd64,linux/arm64', 'attest:sbom': 'generator=scan:1' });
     const res = await dockerfileFrontend(c);
     expect([...(res.attestations?.keys() ?? [])]).toEqual(['linux/amd64', 'linux/arm64']);
+    for (const key of ['linux/amd64', 'linux/arm64']) {
+      const scanDef = res.attestations?.get(key)?.[0]?.ref.definition as Definition;
+      const exec = execOf(scanDef);
+      const core = exec.exec.mounts?.find((m) => m.dest === '/run/src/core/sbom');
+      const resultOps = (res.refs?.get(key)?.definition.def ?? []).map((b) => digestOf(b));
+      expect(resultOps).toContain(exec.inputs?.[core?.input ?? -1]?.digest);
+      expect(decodeOp(scanDef.def.find((b) => digestOf(b) === exec.inputs?.[core?.input ?? -1]?.digest) as Uint8Array).platform?.architecture).toBe(key.split('/')[1]);
+    }
+  });
+
+  test('BUILDKIT_SBOM_SCAN_STAGE / _CONTEXT: the built stages that turn it on and the context are extras', async () => {
+    const df = [
+      'ARG BUILDKIT_SBOM_SCAN_CONTEXT',
+      'FROM busybox AS build',
+      'ARG BUILDKIT_SBOM_SCAN_STAGE=true',
+      'RUN touch /built',
+      'FROM busybox AS unused',
+      'ARG BUILDKIT_SBOM_SCAN_STAGE=true',
+      'RUN touch /unused',
+      'FROM busybox AS other',
+      'RUN touch /other',
+      'FROM busybox',
+      'COPY --from=build /built /built',
+      'COPY --from=other /other /other',
+      '',
+    ].join('\n');
+    const mounts = async (opts: Record<string, string>): Promise<[string, string | undefined][]> => {
+      const { c } = client({ platform: 'linux/amd64', 'attest:sbom': 'generator=scan:1', ...opts }, df);
+      const res = await dockerfileFrontend(c);
+      const exec = execOf(res.attestations?.get('linux/amd64')?.[0]?.ref.definition as Definition);
+      return (exec.exec.mounts ?? []).filter((m) => m.dest?.startsWith('/run/src/') === true).map((m) => [m.dest as string, exec.exec.meta?.env?.find((e) => e.startsWith('BUILDKIT_SCAN_SOURCE_EXTRAS='))]);
+    };
+    // The meta ARG without a value scans nothing; `unused` is not built; `other` does not ask.
+    expect(await mounts({})).toEqual([
+      ['/run/src/core/sbom', 'BUILDKIT_SCAN_SOURCE_EXTRAS=/run/src/extras'],
+      ['/run/src/extras/sbom-build', 'BUILDKIT_SCAN_SOURCE_EXTRAS=/run/src/extras'],
+    ]);
+    // A build arg sets the declared ARG: the context too; a stage list names stages.
+    expect((await mounts({ 'build-arg:BUILDKIT_SBOM_SCAN_CONTEXT': 'true' })).map(([m]) => m)).toEqual(['/run/src/core/sbom', '/run/src/extras/sbom-build', '/run/src/extras/sbom-context']);
+    expect((await mounts({ 'build-arg:BUILDKIT_SBOM_SCAN_STAGE': 'false' })).map(([m]) => m)).toEqual(['/run/src/core/sbom']);
+    expect((await mounts({ 'build-arg:BUILDKIT_SBOM_SCAN_STAGE': 'other,build' })).map(([m]) => m)).toEqual(['/run/src/core/sbom', '/run/src/extras/sbom-build']);
+  });
+
+  test('a lone stage: a declared ARG without value scans no context; =true does', async () => {
+    const scanMounts = async (df: string): Promise<string[]> => {
+      const { c } = client({ platform: 'linux/amd64', 'attest:sbom': 'generator=scan:1' }, df);
+      const res = await dockerfileFrontend(c);
+      const exec = execOf(res.attestations?.get('linux/amd64')?.[0]?.ref.definition as Definition);
+      return (exec.exec.mounts ?? []).map((m) => m.dest ?? '').filter((d) => d.startsWith('/run/src/'));
+    };
+    expect(await scanMounts('ARG BUILDKIT_SBOM_SCAN_CONTEXT\nFROM busybox\nRUN true\n')).toEqual(['/run/src/core/sbom']);
+    expect(await scanMounts('FROM busybox\nARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nRUN true\n')).toEqual(['/run/src/core/sbom', '/run/src/extras/sbom-context']);
   });
 });

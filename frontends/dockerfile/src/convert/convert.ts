@@ -16,6 +16,7 @@ import { cloneImage, emptyImage, goJson, imageToJson, parseDockerImage, parseKey
 import type { ConvertOptions, ConvertResult, NamedContext } from './options.js';
 import { argsEnv, platformArgs, platformOptions, toPlatformOption, type PlatformOptions } from './platform-args.js';
 import { lookupNamedContext, namedContextImage, namedContextState, resolveStageBase, type ResolveContext } from './resolve.js';
+import { sbomScanTargets } from './sbom-targets.js';
 import { onbuildTriggers, reachableStages, toCommand, triggerSources, validateCircularDependency } from './stage-graph.js';
 import { withSourceMap } from './source-map.js';
 import { InternalName } from './names.js';
@@ -265,7 +266,9 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     });
 
   const caps = new Set(options.caps ?? CAPS_V0_11_6);
+  let lastContext: State | undefined;
   const runPass = (context: State): Set<string> => {
+    lastContext = context;
     for (const s of snapshots) {
       s.d.state = s.state;
       s.d.image = cloneImage(s.image);
@@ -337,7 +340,15 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
   }
   if (options.sourceMap !== false) definition = withSourceMap(definition, file, text, locations);
   const imageConfig = imageToJson(img);
-  return { definition, imageConfig, imageConfigJson: goJson(imageConfig), state: target.state, targetPlatform: platforms.targetPlatform, checkWarnings };
+  return {
+    definition,
+    imageConfig,
+    imageConfigJson: goJson(imageConfig),
+    state: target.state,
+    targetPlatform: platforms.targetPlatform,
+    checkWarnings,
+    sbom: sbomScanTargets(target, reachable, metaArgs, lastContext),
+  };
 }
 
 /** Inherit the base (stage or image config), run ONBUILD triggers, then every command. */

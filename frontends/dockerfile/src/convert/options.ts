@@ -1,6 +1,7 @@
 /** Options and result of {@link convertDockerfile} (BuildKit's ConvertOpt and its outputs). */
 import type { Definition, ImageMetaResolver, NetworkMode, Platform, ResolveMode, State, UlimitSpec } from '@kiln/llb-core';
 import type { CheckWarning, CheckWarningSink } from '../lint/linter.js';
+import type { SBOMScanTargets } from './sbom-targets.js';
 
 /** A named build context (`--build-context NAME=…`): an LLB state and, for images, its config. */
 export interface NamedContext {
@@ -91,4 +92,9 @@ export interface ConvertResult {
   readonly targetPlatform: Platform;
   /** Build-check warnings, in the order found (empty when every check passed or was skipped). */
   readonly checkWarnings: readonly CheckWarning[];
+  /**
+   * What an SBOM scan of the result also covers (`BUILDKIT_SBOM_SCAN_CONTEXT`/`_STAGE`), and
+   * whether it runs uncached (BuildKit's `SBOMTargets` without the core, which is `state`).
+   */
+  readonly sbom: SBOMScanTargets;
 }
