@@ -177,7 +177,7 @@ export async function createSBOMScanner(resolver: ImageMetaResolver, generator: 
  * The attestation of a solved scan (sbom.go's return value): a bundle of SPDX statements,
  * reason `sbom`, core scan `sbom`.
  */
-export function sbomBundle(ref: FrontendAttestation['ref']): FrontendAttestation {
+export function sbomBundle<R = FrontendAttestation['ref']>(ref: R): Omit<FrontendAttestation, 'ref' | 'metadata'> & { readonly ref: R; readonly metadata: ReadonlyMap<string, Uint8Array> } {
   const enc = new TextEncoder();
   return {
     kind: 'bundle',
