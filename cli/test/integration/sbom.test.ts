@@ -33,6 +33,9 @@ scan() {
   } > "$BUILDKIT_SCAN_DESTINATION/$name.spdx.json"
 }
 scan "$BUILDKIT_SCAN_SOURCE"
+if [ -n "\${BUILDKIT_SCAN_SOURCE_EXTRAS:-}" ] && [ -d "$BUILDKIT_SCAN_SOURCE_EXTRAS" ]; then
+  for extra in "$BUILDKIT_SCAN_SOURCE_EXTRAS"/*; do scan "$extra"; done
+fi
 `;
 
 interface Descriptor {
@@ -155,6 +158,63 @@ describe('--attest type=sbom,generator=IMAGE', () => {
     expect(s.subject.map((x) => x.name)).toContain('created-by-run.txt');
     expect(s.predicate.files).toContainEqual({ fileName: '/created-by-run.txt' });
     expect(await readFile(join(dest, 'created-by-run.txt'), 'utf8')).toBe(`${t}\n`);
+  });
+});
+
+describe('what the scan covers', () => {
+  test('BUILDKIT_SBOM_SCAN_STAGE / _CONTEXT: one statement per scanned filesystem, the core one first, then by file name', async () => {
+    const t = token();
+    const dir = join(sb.dir, `extras-${t}`);
+    await writeTree(dir, {
+      Dockerfile: [
+        'FROM busybox AS build',
+        'ARG BUILDKIT_SBOM_SCAN_STAGE=true',
+        `RUN echo ${t} > /built.txt`,
+        'FROM busybox',
+        'ARG BUILDKIT_SBOM_SCAN_CONTEXT=true',
+        'COPY --from=build /built.txt /built.txt',
+        'COPY ctx-file.txt /',
+        '',
+      ].join('\n'),
+      'ctx-file.txt': 'x\n',
+    });
+    const out = join(sb.dir, `extras-${t}.tar`);
+    await build([dir, '-t', `app:${t}`, `--sbom=generator=${SCANNER}`, '--output', `type=oci,dest=${out}`]);
+    const index = indexOf(out);
+    const [, att] = index.manifests as [Descriptor, Descriptor];
+    const layout = await unpack(out);
+    const manifest = await json<{ layers: Descriptor[] }>(layout, att.digest);
+    type Pred = { predicate: { name: string; source: string; extras: string; readonly: boolean; files: { fileName: string }[] } };
+    const stmts = await Promise.all(manifest.layers.map((l) => json<Pred>(layout, l.digest)));
+    // sbom.spdx.json (core) first, then sbom-build, sbom-context: the directory in name order.
+    expect(stmts.map((s) => [s.predicate.name, s.predicate.source, s.predicate.extras, s.predicate.readonly])).toEqual([
+      ['sbom', '/run/src/core/sbom', '/run/src/extras', true],
+      ['sbom-build', '/run/src/extras/sbom-build', '/run/src/extras', true],
+      ['sbom-context', '/run/src/extras/sbom-context', '/run/src/extras', true],
+    ]);
+    expect(stmts[0]?.predicate.files.map((f) => f.fileName)).toEqual(['/bin/busybox', '/built.txt', '/ctx-file.txt', '/etc/group', '/etc/passwd']);
+    expect(stmts[1]?.predicate.files.map((f) => f.fileName)).toContain('/built.txt');
+    // The context as the build loads it: only the paths the Dockerfile uses (its follow paths,
+    // as dockerfile2llb's buildContext after dispatch), not the Dockerfile itself.
+    expect(stmts[2]?.predicate.files.map((f) => f.fileName)).toEqual(['/ctx-file.txt']);
+  });
+
+  test('a frontend that makes no SBOM (kiln/ts): the result is scanned after it, as BuildKit SBOMProcessor does', async () => {
+    const t = token();
+    const dir = join(sb.dir, `ts-${t}`);
+    await writeTree(dir, { 'kiln.build.ts': `import { image, sh } from "kiln";\nexport default () => image("busybox").run(sh\`echo ${t} >/from-ts.txt\`);\n` });
+    const out = join(sb.dir, `ts-${t}.tar`);
+    const r = await build([dir, '-t', `app:${t}`, `--sbom=generator=${SCANNER}`, '--output', `type=oci,dest=${out}`]);
+    expect(r.stderr).toContain(`[${hostPlatform}] generating sbom using ${SCANNER}`);
+    const index = indexOf(out);
+    expect(index.manifests).toHaveLength(2);
+    const [image, att] = index.manifests as [Descriptor, Descriptor];
+    const layout = await unpack(out);
+    const manifest = await json<{ layers: Descriptor[] }>(layout, att.digest);
+    expect(manifest.layers).toHaveLength(1);
+    const s = await json<{ subject: { digest: { sha256: string } }[]; predicate: { files: { fileName: string }[] } }>(layout, (manifest.layers[0] as Descriptor).digest);
+    expect(s.subject[0]?.digest.sha256).toBe(image.digest.slice(7));
+    expect(s.predicate.files).toContainEqual({ fileName: '/from-ts.txt' });
   });
 });
 
