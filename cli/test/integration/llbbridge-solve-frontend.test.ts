@@ -160,6 +160,26 @@ describe('solveFrontend over LLBBridge with the real solver', () => {
     expect(wrapped).toEqual(direct);
   });
 
+  test('a Dockerfile error in the delegated dockerfile.v0 reaches the build with its message, code, hint, line and source', async () => {
+    await writeTree(contextDir, { Dockerfile: 'FROM busybox\nRUN --mount=type=cach,target=/c true\n' });
+    const direct = await build('dockerfile.v0', OPTS, {}).then(
+      () => {
+        throw new Error('the Dockerfile built');
+      },
+      (e: unknown) => e as { code: string; message: string; hint?: string; location: { file: string; line: number; column: number }; source?: string },
+    );
+    expect(direct.location.line).toBe(2);
+    const wrapper = bridged(async (bridge) => bridge.solveFrontend({ frontend: 'dockerfile.v0', opts: bridge.opts, inputs: bridge.inputs }));
+    await expect(build('test/wrapper', OPTS, { 'test/wrapper': wrapper })).rejects.toMatchObject({
+      code: 'KLN0610',
+      message: direct.message,
+      frontendCode: direct.code,
+      hint: direct.hint,
+      location: direct.location,
+      source: 'RUN --mount=type=cach,target=/c true',
+    });
+  });
+
   test('frontend.cjs in a child forwards # syntax=<image> to gateway.v0 (a second frontend.cjs); the result is the direct build\'s', async () => {
     const syntax = 'example.com/kiln/frontend:1 --flag';
     await writeTree(contextDir, { Dockerfile: `# syntax=${syntax}\n${DOCKERFILE}`, 'hello.txt': 'hello from the context\n' });

@@ -52,11 +52,13 @@ class FakeClient implements FrontendClient {
   readonly requests: SolveFrontendRequest[] = [];
   readonly warnings: FrontendWarning[] = [];
   readonly answer: (request: SolveFrontendRequest) => Promise<FrontendResult>;
-  constructor(answer: (request: SolveFrontendRequest) => Promise<FrontendResult>) {
+  readonly files: Readonly<Record<string, string>>;
+  constructor(answer: (request: SolveFrontendRequest) => Promise<FrontendResult>, files: Readonly<Record<string, string>> = {}) {
     this.answer = answer;
+    this.files = files;
   }
   async solve(request: { definition: Definition }): Promise<Ref> {
-    return new FakeRef(request.definition, {});
+    return new FakeRef(request.definition, this.files);
   }
   async solveFrontend(request: SolveFrontendRequest): Promise<FrontendResult> {
     this.requests.push(request);
@@ -154,6 +156,27 @@ describe('LLBBridge Solve with a frontend', () => {
     expect(r).toMatchObject({ code: 'KLN0610', message: 'unknown frontend "nope"', frontendCode: 'KLN0601', hint: 'use one of: dockerfile.v0' });
     expect(e.cause.details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo']);
     expect(detailsOf(r.cause)).toEqual(detailsOf(e.cause));
+  });
+
+  test("an in-process nested Dockerfile error: its errdefs.Source carries the file from the request's dockerfile input, so the caller gets the line", async () => {
+    const dockerfile = 'FROM busybox\nRUN --mount=type=cach,target=/c true\n';
+    const fake = new FakeClient(async () => {
+      throw Object.assign(new Error('unknown mount type "cach"'), { code: 'KLN0412', hint: 'use one of bind, cache', location: { file: '', line: 2, column: 5 } });
+    }, { 'ci.Dockerfile': dockerfile });
+    const [daemonSide, frontendSide] = streamPair();
+    const served = serveLLBBridge(daemonSide, fake);
+    const client = await connectLLBBridge(frontendSide, {});
+    const request = { frontend: 'dockerfile.v0', opts: new Map([['filename', 'ci.Dockerfile']]), inputs: new Map([['dockerfile', await definitionOf('df')]]) };
+    const e = await rejection(client.solveFrontend(request));
+    expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown mount type "cach"', frontendCode: 'KLN0412', hint: 'use one of bind, cache', location: { file: 'ci.Dockerfile', line: 2, column: 5 }, source: 'RUN --mount=type=cach,target=/c true' });
+    const json = JSON.parse(new TextDecoder().decode(e.cause.details.find((d) => d.typeUrl.endsWith('errdefs.Source+json'))?.value)) as { info: { filename: string; data: string } };
+    expect(json.info.filename).toBe('ci.Dockerfile');
+    expect(Buffer.from(json.info.data, 'base64').toString()).toBe(dockerfile);
+    // Without the input the error still comes, without the file's bytes.
+    const bare = await rejection(client.solveFrontend({ ...request, inputs: new Map() }));
+    expect(bare).toMatchObject({ location: { file: 'ci.Dockerfile', line: 2, column: 5 }, source: undefined });
+    await client.returnError(e);
+    await expect(served).rejects.toMatchObject({ code: 'KLN0610', source: 'RUN --mount=type=cach,target=/c true', frontendCode: 'KLN0412' });
   });
 
   test("an external nested frontend's Return status (KLN0610 with its details) is answered as it came", async () => {

@@ -8,18 +8,23 @@
  */
 import { GatewayError } from '../errors.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
+import type { Definition, FrontendClient } from '@kiln/llb-core';
 import type { LLBBridgeCodec, WireStatus } from './messages.js';
-import { returnErrorStatus, returnedError } from './return-error.js';
+import { errorLocation } from './error-info.js';
+import { returnErrorStatus, returnedError, sourceFileKey, type ReturnErrorOptions } from './return-error.js';
 
-/** The status a failed frontend solve answers with (daemon side). */
-export function frontendSolveErrorStatus(codec: LLBBridgeCodec, error: unknown): GrpcStatusError {
+/**
+ * The status a failed frontend solve answers with (daemon side). `options` give the bytes of the
+ * file an in-process error's location names (see {@link errorSourceFile}), for its errdefs.Source.
+ */
+export function frontendSolveErrorStatus(codec: LLBBridgeCodec, error: unknown, options: ReturnErrorOptions = {}): GrpcStatusError {
   if (error instanceof GrpcStatusError) return error;
   // An external frontend's Return error (KLN0610 from serveLLBBridge): its status, as it came.
   if (error instanceof GatewayError && error.code === 'KLN0610' && error.cause instanceof GrpcStatusError) {
     const { grpcCode, details } = error.cause;
     return new GrpcStatusError(grpcCode === GrpcCode.OK ? GrpcCode.UNKNOWN : grpcCode, error.cause.message || error.message, details);
   }
-  const status = returnErrorStatus(codec, error instanceof Error ? error : new Error(String(error)));
+  const status = returnErrorStatus(codec, error instanceof Error ? error : new Error(String(error)), options);
   return new GrpcStatusError(
     status.code ?? GrpcCode.UNKNOWN,
     status.message ?? '',
@@ -45,4 +50,36 @@ export function statusToWire(status: GrpcStatusError): WireStatus {
     message: status.message,
     ...(status.details.length === 0 ? {} : { details: status.details.map((d) => ({ type_url: d.typeUrl, value: d.value })) }),
   };
+}
+
+/** Files larger than this are not sent in an error's errdefs.Source (the frontend side keeps 1 MiB too). */
+const SOURCE_FILE_MAX = 1 << 20;
+
+/**
+ * For an in-process nested frontend's error with a location (a Dockerfile error): the bytes of
+ * that file, read from the nested request's `dockerfile` input (else `context`), so its
+ * errdefs.Source carries them as BuildKit's Dockerfile frontend attaches its Dockerfile. An
+ * empty file name is the `filename` option (default `Dockerfile`). Best effort: nothing when
+ * there is no such input or file.
+ */
+export async function errorSourceFile(
+  client: FrontendClient,
+  error: unknown,
+  opts: ReadonlyMap<string, string>,
+  inputs: ReadonlyMap<string, Definition>,
+): Promise<ReturnErrorOptions> {
+  const defaultFile = opts.get('filename') ?? 'Dockerfile';
+  const loc = error instanceof Error && !(error instanceof GatewayError && error.code === 'KLN0610') ? errorLocation(error) : undefined;
+  const definition = inputs.get('dockerfile') ?? inputs.get('context');
+  if (loc === undefined || definition === undefined) return { defaultFile };
+  const key = sourceFileKey(loc.file === '' ? defaultFile : loc.file);
+  try {
+    const ref = await client.solve({ definition });
+    const stat = await ref.statFile(key);
+    if (stat.size > SOURCE_FILE_MAX) return { defaultFile };
+    const data = await ref.readFile(key);
+    return { defaultFile, fileData: (file) => (file === key ? data : undefined) };
+  } catch {
+    return { defaultFile };
+  }
 }

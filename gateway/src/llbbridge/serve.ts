@@ -12,7 +12,7 @@ import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, statT
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
 import { returnedError } from './return-error.js';
-import { frontendSolveErrorStatus } from './frontend-solve.js';
+import { errorSourceFile, frontendSolveErrorStatus } from './frontend-solve.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult, type WireSolveRequest, type WireSolveResponse } from './messages.js';
 
 /** Options of {@link serveLLBBridge}. */
@@ -187,16 +187,12 @@ class BridgeService {
       throw new GrpcStatusError(GrpcCode.INVALID_ARGUMENT, 'cannot solve with both Definition and Frontend specified');
     }
     const inputs = new Map(Object.entries(r.FrontendInputs ?? {}).map(([k, v]) => [k, this.#definition(v)] as const));
+    const opts = new Map(Object.entries(r.FrontendOpt ?? {}));
     let result: FrontendResult;
     try {
-      result = await solveFrontend({
-        frontend,
-        opts: new Map(Object.entries(r.FrontendOpt ?? {})),
-        ...(inputs.size === 0 ? {} : { inputs }),
-        ...(r.Evaluate === true ? { evaluate: true } : {}),
-      });
+      result = await solveFrontend({ frontend, opts, ...(inputs.size === 0 ? {} : { inputs }), ...(r.Evaluate === true ? { evaluate: true } : {}) });
     } catch (e) {
-      throw frontendSolveErrorStatus(this.#codec, e);
+      throw frontendSolveErrorStatus(this.#codec, e, await errorSourceFile(this.#client, e, opts, inputs));
     }
     const arrays = r.allowResultArrayRef === true;
     const wire: WireResult = { metadata: Object.fromEntries(result.metadata) };
