@@ -252,11 +252,12 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(remote.code).toBe(0);
     expect(remote.stdout).toBe(local.stdout);
     expect(remote.stdout).toContain(`v-${t}`);
-    expect(served(remote)[0]).toMatch(/llb: client pid \d+ → exit 0/);
+    // The daemon logs a command after it answered it: the line may come a moment after the client exits.
+    await expect.poll(() => served(remote)[0] ?? '', { timeout: 10_000 }).toMatch(/llb: client pid \d+ → exit 0/);
     expect(served(local)).toHaveLength(0);
     // A root the daemon does not own is fine for llb: it only reads that store.
     const other = await client(['llb', 'app', '--root', join(sb.dir, `empty-root-${t}`)], { cwd: work, env: { FROM_ENV: 'x' } });
-    expect(served(other)).toHaveLength(1);
+    await expect.poll(() => served(other), { timeout: 10_000 }).toHaveLength(1);
     await writeTree(work, { 'def.json': '' });
     const pb = await client(['llb', 'app', '--root', sb.root, '--format', 'pb'], { cwd: work, env: { KILN_DAEMON: '0' } });
     expect(pb.code).toBe(0);
