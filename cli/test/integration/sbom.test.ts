@@ -98,8 +98,11 @@ describe('--attest type=sbom,generator=IMAGE', () => {
     const t = token();
     const ctx = await context(t);
     const out = join(sb.dir, `sbom-${t}.tar`);
+    const before = await sb.containersStarted();
     const r = await build([ctx, '-t', `app:${t}`, '--attest', `type=sbom,generator=${SCANNER}`, '--output', `type=oci,dest=${out}`]);
     expect(r.stderr).toContain(`[${hostPlatform}] generating sbom using ${SCANNER}`);
+    // Two containers: the RUN and the scanner; the scanned result is the built one, not a rebuild.
+    expect((await sb.containersStarted()) - before).toBe(2);
 
     const index = indexOf(out);
     expect(index.manifests).toHaveLength(2);
