@@ -36,7 +36,7 @@ import { RecordingBackend } from './provenance-capture.js';
 import { resultLayers } from './provenance-layers.js';
 import { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
-import { capturingRegistry, solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
+import { capturingRegistry, frontendAttestations, solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
 import { sbomProcessor } from './sbom-processor.js';
 
 /** One `kiln build`, already parsed from the command line. */
@@ -223,7 +223,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       const failed = new TextDecoder().decode(result.metadata.get('result.statuscode')) !== '0';
       return { frontend: result.frontend, exports: [], call: { text: new TextDecoder().decode(text), failed } };
     }
-    let outputs = withAttestations(buildOutputs(result, platform), await solveAttestations(frontends.last()?.attestations));
+    let outputs = withAttestations(buildOutputs(result, platform), await solveAttestations(await frontendAttestations(frontends.last(), result)));
     if (sbom !== undefined && recorder !== undefined) {
       outputs = await sbomProcessor(recorder, outputs, { noCache: req.noCache === true, ...(sbom.generator === undefined ? {} : { generator: sbom.generator }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
     }

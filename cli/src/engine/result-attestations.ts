@@ -1,7 +1,7 @@
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
 import { AttestationMetadataKey, type AttestationKind, type AttestationSubject, type Frontend, type FrontendAttestation, type FrontendResult } from '@kiln/llb-core';
-import { FrontendRegistry, GatewayRef } from '@kiln/gateway';
+import { FrontendRegistry, GatewayRef, type GatewayResult } from '@kiln/gateway';
 import { digestSet, type InTotoAttestation, type InTotoSubject } from '@kiln/runtime';
 import { EngineError } from './errors.js';
 import { goQuote } from './provenance-json.js';
@@ -37,6 +37,20 @@ export function capturingRegistry(registry: FrontendRegistry): { registry: Front
     wrapped.register(name, capture);
   }
   return { registry: wrapped, last: () => last };
+}
+
+/**
+ * The attestations of the captured frontend result when it is the build's result (its refs are
+ * the gateway result's): a frontend nested in another one (or in a frontend image) returned
+ * first and is not the build's answer.
+ */
+export async function frontendAttestations(captured: FrontendResult | undefined, result: GatewayResult): Promise<FrontendResult['attestations']> {
+  if (captured?.attestations === undefined) return undefined;
+  const solved = async (r: unknown): Promise<unknown> => (r instanceof GatewayRef ? r.solved() : undefined);
+  if (captured.ref !== undefined && (await solved(captured.ref)) !== result.ref) return undefined;
+  for (const [k, r] of captured.refs ?? []) if ((await solved(r)) !== result.refs.get(k)) return undefined;
+  if ((captured.refs?.size ?? 0) !== result.refs.size) return undefined;
+  return captured.attestations;
 }
 
 /** Solves the refs of a frontend result's attestations (BuildKit solves them with the result). */
