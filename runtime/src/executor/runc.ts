@@ -183,7 +183,7 @@ export class RuncExecutor implements Executor {
       waiting ??= await runcProcessesByBundle(this.#bundles);
       const stuck = waiting.get(join(this.#bundles, id));
       if (stuck !== undefined) killQuietly(stuck); // unless its pid names another process by now
-      await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+      await this.#delete(id);
       const secrets = join(this.#bundles, id, 'secrets');
       await unmount(secrets).catch(() => undefined);
       rmSync(join(this.#bundles, id), { recursive: true, force: true });
@@ -359,6 +359,23 @@ export class RuncExecutor implements Executor {
     }
   }
 
+  /** Deletes what runc left of container `id` (after a cancel, or a failure in runc itself). */
+  async #delete(id: string): Promise<void> {
+    await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+  }
+
+  /**
+   * A non-zero exit that runc's `log` explains is runc's own failure (no container process ran
+   * to its end), not the process's exit status: EXEC_FAILED, after deleting what runc left.
+   */
+  async #runcFailed(id: string, log: string, code: number): Promise<WorkerError | undefined> {
+    if (code === 0) return undefined;
+    const err = await runcError(log);
+    if (err === undefined) return undefined;
+    await this.#delete(id);
+    return new WorkerError('EXEC_FAILED', `runc: ${err}`);
+  }
+
   /**
    * Runs the container of `config` with the pre-started runc `pre` when it takes it, else a new
    * runc. A pre-started runc that died before it read its config (killed from outside, crashed at
@@ -404,20 +421,15 @@ export class RuncExecutor implements Executor {
       this.#prestart.refill();
       await streams;
       if (cancelled) {
-        await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+        await this.#delete(id);
         throw new WorkerError('CANCELLED', 'process cancelled', { cause: signal?.reason });
       }
       if (unread) {
         signal?.removeEventListener('abort', onAbort);
         return await this.#runc_run(run, config, undefined, onOutput, signal, true);
       }
-      if (code !== 0) {
-        const err = await runcError(log);
-        if (err !== undefined) {
-          await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
-          throw new WorkerError('EXEC_FAILED', `runc: ${err}`);
-        }
-      }
+      const failed = await this.#runcFailed(id, log, code);
+      if (failed !== undefined) throw failed;
       return code;
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -493,16 +505,11 @@ export class RuncExecutor implements Executor {
       child.stdin.destroy();
       await Promise.all([copied, errors]);
       if (cancelled) {
-        await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
+        await this.#delete(id);
         throw new WorkerError('CANCELLED', 'process cancelled', { cause: signal?.reason });
       }
-      if (code !== 0) {
-        const err = await runcError(join(bundle, 'runc.log'));
-        if (err !== undefined) {
-          await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
-          throw new WorkerError('EXEC_FAILED', `runc: ${err}`);
-        }
-      }
+      const failed = await this.#runcFailed(id, join(bundle, 'runc.log'), code);
+      if (failed !== undefined) throw failed;
       return code;
     } finally {
       signal?.removeEventListener('abort', onAbort);
