@@ -208,3 +208,16 @@ export function startDaemon(sb: KilnSandbox, args: readonly string[], env: Reado
     void exited.then((code) => reject(new Error(`kiln daemon exited (${code}) before serving:\n${log}`)));
   });
 }
+
+/** Unpacks an OCI layout tarball next to it (`<tarball>.d`) to read its blobs; returns the directory. */
+export async function unpackLayout(tarball: string): Promise<string> {
+  const dir = `${tarball}.d`;
+  await mkdir(dir, { recursive: true });
+  execFileSync('tar', ['-xf', tarball, '-C', dir]);
+  return dir;
+}
+
+/** A blob of an unpacked OCI layout. */
+export const layoutBlob = async (layout: string, digest: string): Promise<Buffer> => readFile(join(layout, 'blobs/sha256', digest.replace('sha256:', '')));
+/** A JSON blob of an unpacked OCI layout. */
+export const layoutJson = async <T>(layout: string, digest: string): Promise<T> => JSON.parse((await layoutBlob(layout, digest)).toString()) as T;

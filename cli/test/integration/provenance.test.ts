@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ImageStore } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree } from './build-helpers.js';
+import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
 
 // `kiln build --provenance` end to end: real runc, the real CLI, skopeo and a real docker-registry
 // read what came out. Expected values come from the artifacts themselves (the image manifest
@@ -73,25 +73,15 @@ async function build(args: readonly string[]) {
   return r;
 }
 
-/** Unpacks a layout tarball into a directory (to read its blobs). */
-async function unpack(tarball: string): Promise<string> {
-  const dir = `${tarball}.d`;
-  await mkdir(dir, { recursive: true });
-  execFileSync('tar', ['-xf', tarball, '-C', dir]);
-  return dir;
-}
-
-const blob = async (layout: string, digest: string): Promise<Buffer> => readFile(join(layout, 'blobs/sha256', digest.replace('sha256:', '')));
-const json = async <T>(layout: string, digest: string): Promise<T> => JSON.parse((await blob(layout, digest)).toString()) as T;
 
 /** The attested index of a layout: its image manifest entry, attestation entry and the statement. */
 async function attested(layout: string, index: { manifests: Descriptor[] }) {
   expect(index.manifests).toHaveLength(2);
   const [image, att] = index.manifests as [Descriptor, Descriptor];
-  const manifest = await json<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
+  const manifest = await layoutJson<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
   expect(manifest.layers).toHaveLength(1);
   const layer = manifest.layers[0] as Descriptor;
-  const statement = await json<Statement>(layout, layer.digest);
+  const statement = await layoutJson<Statement>(layout, layer.digest);
   return { image, att, manifest, layer, statement };
 }
 
@@ -108,7 +98,7 @@ describe('--provenance on image outputs', () => {
     // skopeo reads the root: an OCI index, the image for the build platform, the attestation as unknown/unknown
     const index = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${out}`], { encoding: 'utf8' })) as { mediaType: string; manifests: Descriptor[] };
     expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
-    const layout = await unpack(out);
+    const layout = await unpackLayout(out);
     const { image, att, manifest, layer, statement } = await attested(layout, index);
     expect(image.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     expect(`${image.platform?.os}/${image.platform?.architecture}`).toBe(hostPlatform);
@@ -117,7 +107,7 @@ describe('--provenance on image outputs', () => {
     expect(manifest.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
     expect(layer.mediaType).toBe('application/vnd.in-toto+json');
     expect(layer.annotations).toEqual({ 'in-toto.io/predicate-type': 'https://slsa.dev/provenance/v0.2' });
-    expect(await json(layout, manifest.config.digest)).toEqual({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [layer.digest] } });
+    expect(await layoutJson(layout, manifest.config.digest)).toEqual({ architecture: 'unknown', os: 'unknown', config: {}, rootfs: { type: 'layers', diff_ids: [layer.digest] } });
 
     expect(statement._type).toBe('https://in-toto.io/Statement/v0.1');
     expect(statement.predicateType).toBe('https://slsa.dev/provenance/v0.2');
@@ -140,7 +130,7 @@ describe('--provenance on image outputs', () => {
     expect(Date.parse(p.metadata.buildFinishedOn)).toBeGreaterThanOrEqual(Date.parse(p.metadata.buildStartedOn));
     expect(p.metadata.completeness).toEqual({ parameters: true, environment: true, materials: false });
     // layers: the image's chain under the result's step, its prefixes under the RUN and the base
-    const imageLayers = (await json<{ layers: Descriptor[] }>(layout, image.digest)).layers.map((l) => l.digest);
+    const imageLayers = (await layoutJson<{ layers: Descriptor[] }>(layout, image.digest)).layers.map((l) => l.digest);
     const chains = p.metadata['https://mobyproject.org/buildkit@v1#metadata'].layers ?? {};
     const chain = (step: string | undefined): string[] => (chains[step ?? ''] ?? [])[0]?.map((l) => l.digest) ?? [];
     expect(chain(steps[steps.length - 1]?.inputs?.[0])).toEqual(imageLayers);
@@ -184,11 +174,11 @@ describe('--provenance on image outputs', () => {
     expect(plainRoot.config?.mediaType).toBe('application/vnd.oci.image.config.v1+json');
     expect(sha(plain)).toBe(sha(plain2));
 
-    const layout = await unpack(min);
-    const index = JSON.parse((await blob(layout, JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')).manifests[0].digest as string)).toString()) as { manifests: Descriptor[] };
+    const layout = await unpackLayout(min);
+    const index = JSON.parse((await layoutBlob(layout, JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')).manifests[0].digest as string)).toString()) as { manifests: Descriptor[] };
     const { image, statement } = await attested(layout, index);
     // the attested image is the same image: config and layers as without --provenance
-    const inner = await json<{ config: Descriptor; layers: Descriptor[] }>(layout, image.digest);
+    const inner = await layoutJson<{ config: Descriptor; layers: Descriptor[] }>(layout, image.digest);
     expect(inner.config.digest).toBe(plainRoot.config?.digest);
     expect(inner.layers.map((l) => l.digest)).toEqual(plainRoot.layers?.map((l) => l.digest));
     // no names: no subjects, as BuildKit v0.11 writes it
@@ -207,12 +197,12 @@ describe('--provenance on image outputs', () => {
     await writeFile(secretFile, 'x');
     const out = join(sb.dir, `docker-${t}.tar`);
     await build([ctx, '-t', `app:${t}`, '--secret', `id=tok,src=${secretFile}`, '--provenance', '--output', `type=docker,dest=${out}`]);
-    const layout = await unpack(out);
+    const layout = await unpackLayout(out);
     const top = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
-    const index = await json<{ manifests: Descriptor[] }>(layout, top.manifests[0]?.digest ?? '');
+    const index = await layoutJson<{ manifests: Descriptor[] }>(layout, top.manifests[0]?.digest ?? '');
     const { image, statement } = await attested(layout, index);
     const manifestJson = JSON.parse(await readFile(join(layout, 'manifest.json'), 'utf8')) as Array<{ Config: string; RepoTags: string[] }>;
-    const imageManifest = await json<{ config: Descriptor }>(layout, image.digest);
+    const imageManifest = await layoutJson<{ config: Descriptor }>(layout, image.digest);
     expect(manifestJson).toHaveLength(1);
     expect(manifestJson[0]?.Config).toBe(`blobs/sha256/${imageManifest.config.digest.replace('sha256:', '')}`);
     expect(manifestJson[0]?.RepoTags).toEqual([`app:${t}`]);

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree } from './build-helpers.js';
+import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
 
 // `kiln build --sbom` / `--attest type=sbom` end to end, as BuildKit v0.11 runs the SBOM generator
 // protocol (docs/attestations/sbom-protocol.md): a scanner image built here from busybox (a shell
@@ -76,15 +76,6 @@ async function build(args: readonly string[]) {
   return r;
 }
 
-async function unpack(tarball: string): Promise<string> {
-  const dir = `${tarball}.d`;
-  await mkdir(dir, { recursive: true });
-  execFileSync('tar', ['-xf', tarball, '-C', dir]);
-  return dir;
-}
-
-const blob = async (layout: string, digest: string): Promise<Buffer> => readFile(join(layout, 'blobs/sha256', digest.replace('sha256:', '')));
-const json = async <T>(layout: string, digest: string): Promise<T> => JSON.parse((await blob(layout, digest)).toString()) as T;
 const indexOf = (tarball: string) => JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { manifests: Descriptor[] };
 
 /** The predicate the test scanner writes for the busybox result, as Go re-marshals it (keys sorted). */
@@ -110,10 +101,10 @@ describe('--attest type=sbom,generator=IMAGE', () => {
     expect(`${image.platform?.os}/${image.platform?.architecture}`).toBe(hostPlatform);
     expect(att.platform).toEqual({ architecture: 'unknown', os: 'unknown' });
     expect(att.annotations).toEqual({ 'vnd.docker.reference.digest': image.digest, 'vnd.docker.reference.type': 'attestation-manifest' });
-    const layout = await unpack(out);
-    const manifest = await json<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
+    const layout = await unpackLayout(out);
+    const manifest = await layoutJson<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
     expect(manifest.layers.map((l) => [l.mediaType, l.annotations])).toEqual([['application/vnd.in-toto+json', { 'in-toto.io/predicate-type': 'https://spdx.dev/Document' }]]);
-    const statement = (await blob(layout, (manifest.layers[0] as Descriptor).digest)).toString();
+    const statement = (await layoutBlob(layout, (manifest.layers[0] as Descriptor).digest)).toString();
     expect(statement).toBe(
       `{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[{"name":"pkg:docker/app@${t}?platform=${platformQ}","digest":{"sha256":"${image.digest.slice(7)}"}}],"predicate":${expectedPredicate()}}`,
     );
@@ -123,7 +114,7 @@ describe('--attest type=sbom,generator=IMAGE', () => {
     // Without --sbom: no attestation, and the very image manifest the attested index points at.
     const plain = join(sb.dir, `plain-${t}.tar`);
     await build([ctx, '-t', `app:${t}`, '--output', `type=oci,dest=${plain}`]);
-    const plainIndex = JSON.parse(await readFile(join(await unpack(plain), 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    const plainIndex = JSON.parse(await readFile(join(await unpackLayout(plain), 'index.json'), 'utf8')) as { manifests: Descriptor[] };
     expect(plainIndex.manifests).toHaveLength(1);
     expect(plainIndex.manifests[0]?.digest).toBe(image.digest);
     expect(plainIndex.manifests[0]?.annotations?.['vnd.docker.reference.type']).toBeUndefined();
@@ -137,16 +128,16 @@ describe('--attest type=sbom,generator=IMAGE', () => {
     const index = indexOf(out);
     expect(index.manifests).toHaveLength(2);
     const [image, att] = index.manifests as [Descriptor, Descriptor];
-    const layout = await unpack(out);
-    const manifest = await json<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
+    const layout = await unpackLayout(out);
+    const manifest = await layoutJson<{ config: Descriptor; layers: Descriptor[] }>(layout, att.digest);
     expect(manifest.layers.map((l) => l.annotations?.['in-toto.io/predicate-type'])).toEqual(['https://spdx.dev/Document', 'https://slsa.dev/provenance/v0.2']);
-    const config = await json<{ rootfs: { diff_ids: string[] } }>(layout, manifest.config.digest);
+    const config = await layoutJson<{ rootfs: { diff_ids: string[] } }>(layout, manifest.config.digest);
     expect(config.rootfs.diff_ids).toEqual(manifest.layers.map((l) => l.digest));
     for (const l of manifest.layers) {
-      const s = await json<{ subject: { name: string; digest: { sha256: string } }[] }>(layout, l.digest);
+      const s = await layoutJson<{ subject: { name: string; digest: { sha256: string } }[] }>(layout, l.digest);
       expect(s.subject).toEqual([{ name: `pkg:docker/app@${t}?platform=${platformQ}`, digest: { sha256: image.digest.slice(7) } }]);
     }
-    const sbom = (await blob(layout, (manifest.layers[0] as Descriptor).digest)).toString();
+    const sbom = (await layoutBlob(layout, (manifest.layers[0] as Descriptor).digest)).toString();
     expect(sbom.endsWith(`"predicate":${expectedPredicate()}}`)).toBe(true);
   });
 
@@ -185,10 +176,10 @@ describe('what the scan covers', () => {
     await build([dir, '-t', `app:${t}`, `--sbom=generator=${SCANNER}`, '--output', `type=oci,dest=${out}`]);
     const index = indexOf(out);
     const [, att] = index.manifests as [Descriptor, Descriptor];
-    const layout = await unpack(out);
-    const manifest = await json<{ layers: Descriptor[] }>(layout, att.digest);
+    const layout = await unpackLayout(out);
+    const manifest = await layoutJson<{ layers: Descriptor[] }>(layout, att.digest);
     type Pred = { predicate: { name: string; source: string; extras: string; readonly: boolean; files: { fileName: string }[] } };
-    const stmts = await Promise.all(manifest.layers.map((l) => json<Pred>(layout, l.digest)));
+    const stmts = await Promise.all(manifest.layers.map((l) => layoutJson<Pred>(layout, l.digest)));
     // sbom.spdx.json (core) first, then sbom-build, sbom-context: the directory in name order.
     expect(stmts.map((s) => [s.predicate.name, s.predicate.source, s.predicate.extras, s.predicate.readonly])).toEqual([
       ['sbom', '/run/src/core/sbom', '/run/src/extras', true],
@@ -212,10 +203,10 @@ describe('what the scan covers', () => {
     const index = indexOf(out);
     expect(index.manifests).toHaveLength(2);
     const [image, att] = index.manifests as [Descriptor, Descriptor];
-    const layout = await unpack(out);
-    const manifest = await json<{ layers: Descriptor[] }>(layout, att.digest);
+    const layout = await unpackLayout(out);
+    const manifest = await layoutJson<{ layers: Descriptor[] }>(layout, att.digest);
     expect(manifest.layers).toHaveLength(1);
-    const s = await json<{ subject: { digest: { sha256: string } }[]; predicate: { files: { fileName: string }[] } }>(layout, (manifest.layers[0] as Descriptor).digest);
+    const s = await layoutJson<{ subject: { digest: { sha256: string } }[]; predicate: { files: { fileName: string }[] } }>(layout, (manifest.layers[0] as Descriptor).digest);
     expect(s.subject[0]?.digest.sha256).toBe(image.digest.slice(7));
     expect(s.predicate.files).toContainEqual({ fileName: '/from-ts.txt' });
   });
