@@ -118,7 +118,7 @@ export class Gateway {
   /**
    * A frontend's `solveFrontend`: runs the named frontend as a top-level one (selection, registry,
    * frontend images) with the request's opts and inputs only, in the same build (refs, warnings,
-   * logs, signal). BuildKit does not bound nesting; kiln fails with KLN0604 past
+   * logs, signal; the request's own signal stops it too). BuildKit does not bound nesting; kiln fails with KLN0604 past
    * {@link MAX_FRONTEND_DEPTH} levels, where a frontend forwarding to itself would never end.
    */
   async #solveFrontend(request: SolveFrontendRequest, scope: BuildScope, chain: readonly string[]): Promise<FrontendResult> {
@@ -128,7 +128,12 @@ export class Gateway {
         hint: 'a frontend that forwards to itself (solveFrontend with its own name, a # syntax= naming the frontend image it runs in) never ends',
       });
     }
-    const { result } = await this.#run(request.frontend, request.opts, request.inputs ?? new Map(), scope, chain);
+    // The caller's call can be cancelled on its own (an external frontend that died mid-Solve):
+    // the nested frontend then stops too, its container included.
+    const signal = request.signal === undefined ? scope.signal : scope.signal === undefined ? request.signal : AbortSignal.any([scope.signal, request.signal]);
+    signal?.throwIfAborted();
+    const nested: BuildScope = signal === undefined ? scope : { ...scope, signal };
+    const { result } = await this.#run(request.frontend, request.opts, request.inputs ?? new Map(), nested, chain);
     if (request.evaluate === true) {
       const refs = [...(result.ref === undefined ? [] : [result.ref]), ...(result.refs?.values() ?? [])];
       await Promise.all(refs.map((r) => (r instanceof GatewayRef ? r.solved() : undefined)));

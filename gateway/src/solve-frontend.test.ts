@@ -1,6 +1,7 @@
+import { Duplex } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import { encodeDefinition, mkfile, scratch, type Definition, type FileStat, type Frontend, type FrontendClient, type FrontendWarning } from '@kiln/llb-core';
-import { FrontendRegistry, Gateway, GatewayClient, GatewayRef, MAX_FRONTEND_DEPTH, type SolveBackend, type SolvedRef } from '@kiln/gateway';
+import { FrontendRegistry, Gateway, GatewayClient, GatewayRef, MAX_FRONTEND_DEPTH, connectLLBBridge, type FrontendContainerRequest, type SolveBackend, type SolvedRef } from '@kiln/gateway';
 
 // GatewayClient.solveFrontend in process: a frontend runs another frontend through the gateway's
 // own selection and registry, inside the same build (refs, warnings, logs), bounded in depth.
@@ -146,5 +147,69 @@ describe('GatewayClient.solveFrontend', () => {
   test('a GatewayClient made without a runner has no solveFrontend', async () => {
     const client = new GatewayClient({ backend: fakeBackend({}), opts: new Map(), inputs: new Map() });
     expect(client.solveFrontend).toBeUndefined();
+  });
+});
+
+describe('solveFrontend over LLBBridge: cancellation', () => {
+  const A = '127.0.0.1:5000/outer:1';
+  const B = '127.0.0.1:5000/inner:1';
+
+  /** Frontend images A and B as scripts (not runc): A connects LLBBridge for real and asks for B, then dies. */
+  function backendWith(containers: Record<string, (req: FrontendContainerRequest) => Promise<number>>): SolveBackend & { started: string[] } {
+    const base = fakeBackend({});
+    const backend = {
+      ...base,
+      started: [] as string[],
+      async resolveImageConfig(ref: string) {
+        if (ref !== A && ref !== B) throw new Error(`${ref}: not found`);
+        const config = { architecture: 'amd64', os: 'linux', config: { Entrypoint: [`/${ref === A ? 'a' : 'b'}`] } };
+        return { digest: `sha256:${(ref === A ? 'aa' : 'bb').repeat(32)}`, config: new TextEncoder().encode(JSON.stringify(config)) };
+      },
+      async runFrontendContainer(req: FrontendContainerRequest) {
+        const name = req.args[0] ?? '';
+        backend.started.push(name);
+        const run = containers[name];
+        const exitCode = run === undefined ? 127 : await run(req);
+        req.stdout.end();
+        return { exitCode };
+      },
+    };
+    return backend;
+  }
+
+  function envOf(req: FrontendContainerRequest): Record<string, string> {
+    return Object.fromEntries(req.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+  }
+
+  test('a frontend image that dies while its nested frontend image runs: the nested container is stopped (its Solve call is cancelled)', async () => {
+    let bStarted!: () => void;
+    const started = new Promise<void>((resolve) => (bStarted = resolve));
+    let bSignal: AbortSignal | undefined;
+    let bDone!: (aborted: boolean) => void;
+    const bEnded = new Promise<boolean>((resolve) => (bDone = resolve));
+    const backend = backendWith({
+      '/a': async (req) => {
+        const client = await connectLLBBridge(Duplex.from({ readable: req.stdin, writable: req.stdout }), envOf(req));
+        void client.solveFrontend({ frontend: 'gateway.v0', opts: new Map([['source', B]]) }).catch(() => undefined);
+        await started;
+        return 1; // crashes without Return
+      },
+      '/b': async (req) => {
+        bSignal = req.signal;
+        bStarted();
+        // A real frontend would run until its work is done; this one until stopped (or 3 s).
+        const aborted = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(false), 3000);
+          req.signal?.addEventListener('abort', () => (clearTimeout(t), resolve(true)), { once: true });
+        });
+        bDone(aborted);
+        return aborted ? 137 : 0;
+      },
+    });
+    const gateway = new Gateway(backend, new FrontendRegistry());
+    await expect(gateway.build({ frontend: A, opts: new Map(), inputs: new Map() })).rejects.toMatchObject({ code: 'KLN0611' });
+    expect(backend.started).toEqual(['/a', '/b']);
+    expect(await bEnded).toBe(true);
+    expect(bSignal?.aborted).toBe(true);
   });
 });

@@ -75,6 +75,12 @@ export interface SolveFrontendRequest {
   readonly inputs?: ReadonlyMap<string, Definition>;
   /** Solve every ref of the result now, so errors surface at this call (BuildKit's `Evaluate`). */
   readonly evaluate?: boolean;
+  /**
+   * Cancels this frontend run (its solves, and its container if it is a frontend image), as the
+   * context of BuildKit's `Solve` call does: the LLBBridge server aborts it when the frontend that
+   * asked goes away before the answer. The build's own signal cancels it as well.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /**

@@ -70,6 +70,9 @@ export async function serveLLBBridge(stream: Duplex, client: FrontendClient, opt
     signal?.addEventListener('abort', onAbort, { once: true });
     void server.closed.then(() => {
       signal?.removeEventListener('abort', onAbort);
+      // Calls still running can never be answered: a frontend it asked for stops (buildkitd's
+      // handler context ends with the connection).
+      bridge.cancelCalls(new GatewayError('KLN0611', 'the frontend closed its LLBBridge connection while a Solve it asked for was running'));
       if (returned === undefined) {
         reject(new GatewayError('KLN0611', 'the frontend exited without returning a result', { hint: 'an LLBBridge frontend must call Return before it exits' }));
       } else if ('error' in returned) reject(returned.error);
@@ -88,11 +91,19 @@ class BridgeService {
   readonly #definitions = new Map<string, Definition>();
   readonly #idPrefix = randomBytes(8).toString('hex');
   #nextId = 0;
+  /** Frontend solves not answered yet, aborted by {@link cancelCalls}. */
+  readonly #calls = new Set<AbortController>();
 
   constructor(codec: LLBBridgeCodec, client: FrontendClient, platforms: readonly Platform[]) {
     this.#codec = codec;
     this.#client = client;
     this.#platforms = platforms;
+  }
+
+  /** Aborts the frontend solves still running (the connection is gone); answered ones keep their refs usable. */
+  cancelCalls(reason: unknown): void {
+    for (const call of this.#calls) call.abort(reason);
+    this.#calls.clear();
   }
 
   handlers(onReturn: (r: Returned) => void): ReadonlyMap<string, UnaryHandler> {
@@ -189,10 +200,15 @@ class BridgeService {
     const inputs = new Map(Object.entries(r.FrontendInputs ?? {}).map(([k, v]) => [k, this.#definition(v)] as const));
     const opts = new Map(Object.entries(r.FrontendOpt ?? {}));
     let result: FrontendResult;
+    const call = new AbortController();
+    this.#calls.add(call);
     try {
-      result = await solveFrontend({ frontend, opts, ...(inputs.size === 0 ? {} : { inputs }), ...(r.Evaluate === true ? { evaluate: true } : {}) });
+      result = await solveFrontend({ frontend, opts, ...(inputs.size === 0 ? {} : { inputs }), ...(r.Evaluate === true ? { evaluate: true } : {}), signal: call.signal });
     } catch (e) {
+      if (call.signal.aborted) throw e;
       throw frontendSolveErrorStatus(this.#codec, e, await errorSourceFile(this.#client, e, opts, inputs));
+    } finally {
+      this.#calls.delete(call);
     }
     const arrays = r.allowResultArrayRef === true;
     const wire: WireResult = { metadata: Object.fromEntries(result.metadata) };
