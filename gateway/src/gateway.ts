@@ -118,8 +118,9 @@ export class Gateway {
   /**
    * A frontend's `solveFrontend`: runs the named frontend as a top-level one (selection, registry,
    * frontend images) with the request's opts and inputs only, in the same build (refs, warnings,
-   * logs, signal; the request's own signal stops it too). BuildKit does not bound nesting; kiln fails with KLN0604 past
-   * {@link MAX_FRONTEND_DEPTH} levels, where a frontend forwarding to itself would never end.
+   * logs, signal; the request's own signal stops it too). BuildKit does not bound nesting; kiln
+   * fails with KLN0604 past {@link MAX_FRONTEND_DEPTH} levels, where a frontend forwarding to
+   * itself would never end.
    */
   async #solveFrontend(request: SolveFrontendRequest, scope: BuildScope, chain: readonly string[]): Promise<FrontendResult> {
     if (request.frontend === '') throw new GatewayError('KLN0601', 'solveFrontend needs a frontend name', { hint: 'name a frontend, e.g. dockerfile.v0 or gateway.v0 with opt source' });

@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { encodeDefinition, mkfile, scratch, type Definition, type FileStat, type Frontend, type FrontendClient, type FrontendWarning } from '@kiln/llb-core';
 import { FrontendRegistry, Gateway, GatewayClient, GatewayRef, MAX_FRONTEND_DEPTH, connectLLBBridge, type FrontendContainerRequest, type SolveBackend, type SolvedRef } from '@kiln/gateway';
 
@@ -211,5 +211,39 @@ describe('solveFrontend over LLBBridge: cancellation', () => {
     expect(backend.started).toEqual(['/a', '/b']);
     expect(await bEnded).toBe(true);
     expect(bSignal?.aborted).toBe(true);
+  });
+
+  test('Ctrl-C while a frontend image runs a nested frontend image: both containers are stopped, the build fails with the reason', async () => {
+    const signals: Record<string, AbortSignal | undefined> = {};
+    const ended: Record<string, number> = {};
+    let bStarted!: () => void;
+    const started = new Promise<void>((resolve) => (bStarted = resolve));
+    const untilAborted = (req: FrontendContainerRequest): Promise<number> =>
+      new Promise<number>((resolve) => {
+        const t = setTimeout(() => resolve(0), 3000);
+        req.signal?.addEventListener('abort', () => (clearTimeout(t), resolve(137)), { once: true });
+      });
+    const backend = backendWith({
+      '/a': async (req) => {
+        signals['a'] = req.signal;
+        const client = await connectLLBBridge(Duplex.from({ readable: req.stdin, writable: req.stdout }), envOf(req));
+        void client.solveFrontend({ frontend: 'gateway.v0', opts: new Map([['source', B]]) }).then((r) => client.return(r), (e: Error) => client.returnError(e)).catch(() => undefined);
+        return (ended['a'] = await untilAborted(req));
+      },
+      '/b': async (req) => {
+        signals['b'] = req.signal;
+        bStarted();
+        return (ended['b'] = await untilAborted(req));
+      },
+    });
+    const ac = new AbortController();
+    const build = new Gateway(backend, new FrontendRegistry()).build({ frontend: A, opts: new Map(), inputs: new Map(), signal: ac.signal });
+    await started;
+    const reason = new Error('interrupted');
+    ac.abort(reason);
+    await expect(build).rejects.toBe(reason);
+    await vi.waitFor(() => expect(ended).toEqual({ a: 137, b: 137 }), { timeout: 1000 });
+    expect(signals['a']?.aborted).toBe(true);
+    expect(signals['b']?.aborted).toBe(true);
   });
 });
