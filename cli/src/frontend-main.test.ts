@@ -123,6 +123,36 @@ describe('frontendMain (kiln frontend image entry)', () => {
       }
     });
 
+    test('no inputs (buildctl --frontend gateway.v0 --local dockerfile=.): the Dockerfile comes from the local source dockerfile, as dockerui reads it, and its syntax forwards', async () => {
+      const base = fakeClient(new Map([['ci.Dockerfile', '# syntax=example.com/fe:2\nFROM scratch\n']]));
+      const solved: Definition[] = [];
+      const forwarded: SolveFrontendRequest[] = [];
+      const client: FrontendClient = {
+        ...base,
+        solve: async (r) => (solved.push(r.definition), base.solve(r)),
+        solveFrontend: async (r) => (forwarded.push(r), { metadata: new Map([['by', new TextEncoder().encode('fe')]]) }),
+      };
+      const [daemonSide, frontendSide] = streamPair();
+      const served = serveLLBBridge(daemonSide, client);
+      expect(await frontendMain(['dockerfile.v0'], io(frontendSide, { BUILDKIT_FRONTEND_OPT_0: 'filename=ci.Dockerfile' }))).toBe(0);
+      expect(forwarded.map((r) => [r.frontend, r.opts.get('source'), r.opts.get('cmdline'), r.inputs])).toEqual([['gateway.v0', 'example.com/fe:2', 'example.com/fe:2', undefined]]);
+      // What was read is the Dockerfile frontend's own load of its build definition (same LLB, solved once by the daemon).
+      const load = await local('dockerfile', { followPaths: ['ci.Dockerfile', 'ci.Dockerfile.dockerignore'], sharedKeyHint: 'dockerfile', customName: '[internal] load build definition from ci.Dockerfile' }).marshal();
+      expect(solved.map((d) => Buffer.from(encodeDefinition(d)).toString('hex'))).toEqual([Buffer.from(encodeDefinition(load)).toString('hex')]);
+      expect(new TextDecoder().decode((await served).metadata.get('by'))).toBe('fe');
+
+      // A syntax that stays here: the Dockerfile frontend then loads the same Definition.
+      const here: Definition[] = [];
+      const [d2, f2] = streamPair();
+      const plain = fakeClient(new Map([['Dockerfile', '# syntax=docker/dockerfile:1\nFROM scratch\n']]));
+      const stays = serveLLBBridge(d2, { ...plain, solve: async (r) => (here.push(r.definition), plain.solve(r)) });
+      expect(await frontendMain([], io(f2, {}))).toBe(0);
+      await stays;
+      const hex = here.map((d) => Buffer.from(encodeDefinition(d)).toString('hex'));
+      expect(hex[0]).toBe(Buffer.from(encodeDefinition(await local('dockerfile', { followPaths: ['Dockerfile', 'Dockerfile.dockerignore'], sharedKeyHint: 'dockerfile', customName: '[internal] load build definition from Dockerfile' }).marshal())).toString('hex'));
+      expect(hex[1]).toBe(hex[0]);
+    });
+
     test('a failing forward is the Return error, with the nested message', async () => {
       const [daemonSide, frontendSide] = streamPair();
       const failing: FrontendClient = {

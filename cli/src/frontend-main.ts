@@ -80,7 +80,8 @@ export async function frontendMain(argv: readonly string[], io: FrontendMainIo):
  * is this frontend's result.
  */
 export async function runFrontend(name: string, client: BridgeFrontendClient, registry: FrontendRegistry): Promise<FrontendResult> {
-  const selected = await selectFrontend(client, name);
+  // No inputs (buildctl --frontend gateway.v0): the Dockerfile is in the local source, as for dockerui.
+  const selected = await selectFrontend(client, name, { localEntry: true });
   if (!selected.forwarded) return registry.resolve(selected.name)(client);
   const local = registry.get(selected.name);
   if (local !== undefined) return local(withOpts(client, selected.opts));

@@ -9,7 +9,7 @@ export { FrontendRegistry, DOCKERFILE_FRONTEND, canonicalFrontendName } from './
 export type { SolveBackend, SolvedRef, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, FrontendContainerFile } from './backend.js';
 export { GatewayClient, GatewayRef, type GatewayClientOptions } from './client.js';
 export { Gateway, MAX_FRONTEND_DEPTH, type GatewayRequest, type GatewayResult, type GatewayOptions } from './gateway.js';
-export { selectFrontend, type FrontendSelection } from './select.js';
+export { selectFrontend, type FrontendSelection, type SelectFrontendOptions } from './select.js';
 // gateway.v0: frontend images run in a container, LLBBridge over their stdin/stdout.
 export { GATEWAY_FRONTEND, ExternalFrontendError, createGatewayFrontend, type GatewayFrontendOptions, type ServeLLBBridge } from './external/gateway-frontend.js';
 // LLBBridge (BuildKit's frontend gRPC protocol), both sides, over any byte stream.

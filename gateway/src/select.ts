@@ -3,7 +3,7 @@
  * shared by the in-process {@link Gateway} and a Dockerfile frontend running in a frontend
  * container (cli frontend-main), which forwards the same way through `solveFrontend`.
  */
-import type { FrontendClient } from '@kiln/llb-core';
+import { local, type Definition, type FrontendClient } from '@kiln/llb-core';
 import { detectSyntax } from '@kiln/dockerfile';
 import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName } from './registry.js';
@@ -21,22 +21,34 @@ export interface FrontendSelection {
   readonly forwarded: boolean;
 }
 
+/** Options of {@link selectFrontend}. */
+export interface SelectFrontendOptions {
+  /**
+   * Without a `dockerfile` or `context` input, read the entry file from the local source
+   * `dockerfile`, as BuildKit's dockerui `ReadEntrypoint` does (and kiln's Dockerfile frontend,
+   * with the same LLB): a frontend image under buildkitd gets no inputs from
+   * `buildctl --frontend gateway.v0 --local dockerfile=…`. The in-process gateway leaves it off
+   * (`kiln build` always passes the inputs; without them there is no directive).
+   */
+  readonly localEntry?: boolean;
+}
+
 /**
  * Picks the frontend for `requested` (default `dockerfile.v0`) as BuildKit's dockerfile builder
  * does before it converts anything: only the Dockerfile frontend looks for a syntax; a request
  * already forwarded (opts carry `cmdline`) is never forwarded again; `build-arg:BUILDKIT_SYNTAX`
  * wins over the entry file's directive (`filename`, default `Dockerfile`, read from the input
- * `dockerfile`, else `context`; no such input, no directive). The reference is the first
+ * `dockerfile`, else `context`; no such input, no directive unless `options.localEntry`). The reference is the first
  * space-separated word of the trimmed value, which is forwarded whole as `cmdline`. Throws
  * KLN0602 when the entry file cannot be read.
  */
-export async function selectFrontend(client: FrontendClient, requested: string = DOCKERFILE_FRONTEND): Promise<FrontendSelection> {
+export async function selectFrontend(client: FrontendClient, requested: string = DOCKERFILE_FRONTEND, options: SelectFrontendOptions = {}): Promise<FrontendSelection> {
   const { opts } = client;
   const unchanged = { name: requested, opts, forwarded: false };
   if (canonicalFrontendName(requested) !== DOCKERFILE_FRONTEND || opts.has('cmdline')) return unchanged;
   let cmdline = opts.get('build-arg:BUILDKIT_SYNTAX');
   if (cmdline === undefined) {
-    const text = await readEntryFile(client, opts.get('filename') ?? 'Dockerfile');
+    const text = await readEntryFile(client, opts.get('filename') ?? 'Dockerfile', options.localEntry === true);
     cmdline = text === undefined ? undefined : detectSyntax(text)?.cmdline;
   }
   if (cmdline === undefined) return unchanged;
@@ -45,9 +57,12 @@ export async function selectFrontend(client: FrontendClient, requested: string =
   return { name: ref, opts: new Map(opts).set('source', ref).set('cmdline', cmdline), forwarded: true };
 }
 
-/** Reads the entry file from the `dockerfile` input (else `context`); undefined when there is no such input. */
-async function readEntryFile(client: FrontendClient, filename: string): Promise<string | undefined> {
-  const definition = client.inputs.get('dockerfile') ?? client.inputs.get('context');
+/**
+ * Reads the entry file from the `dockerfile` input (else `context`, else with `localEntry` the
+ * local source `dockerfile`); undefined when there is none of these.
+ */
+async function readEntryFile(client: FrontendClient, filename: string, localEntry: boolean): Promise<string | undefined> {
+  const definition = client.inputs.get('dockerfile') ?? client.inputs.get('context') ?? (localEntry ? await localEntryDefinition(filename) : undefined);
   if (definition === undefined) return undefined;
   const ref = await client.solve({ definition });
   try {
@@ -58,4 +73,16 @@ async function readEntryFile(client: FrontendClient, filename: string): Promise<
       cause,
     });
   }
+}
+
+/**
+ * The local source `dockerfile` for the entry file: the very LLB kiln's Dockerfile frontend loads
+ * its build definition with (frontends/dockerfile readDockerfile), so the daemon solves it once.
+ */
+function localEntryDefinition(filename: string): Promise<Definition> {
+  return local('dockerfile', {
+    followPaths: [filename, `${filename}.dockerignore`],
+    sharedKeyHint: 'dockerfile',
+    customName: `[internal] load build definition from ${filename}`,
+  }).marshal();
 }
