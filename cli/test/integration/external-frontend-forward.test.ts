@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { LocalSnapshotter } from '@kiln/runtime';
+import { processesMatching, repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 import { nodeWithLibraries, pushImage } from './external-frontend-image.js';
 
 // A frontend image that forwards: `kiln build --frontend <A>` on a Dockerfile whose `# syntax=<B>`
@@ -20,6 +21,7 @@ useSandbox((s) => (sb = s));
 let registry: TestRegistry;
 let outerRef = '';
 let innerRef = '';
+let hangingRef = '';
 
 /** Written to stderr by each frontend (through the image's NODE_OPTIONS): its name and its source/cmdline options. */
 function banner(name: string): string {
@@ -52,6 +54,13 @@ beforeAll(async () => {
       labels: { 'moby.buildkit.frontend.caps': CAPS },
     });
   }
+  hangingRef = `${registry.host}/kiln-frontend-forward-hanging:test`;
+  await pushImage(work, hangingRef, {
+    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
+    links: { '/bin/sh': 'busybox', '/bin/sleep': 'busybox' },
+    entrypoint: ['/bin/sh', '-c', 'echo nested-frontend-waiting >&2; sleep 1017; echo never'],
+    labels: { 'moby.buildkit.frontend.caps': CAPS },
+  });
 }, 300_000);
 
 afterAll(async () => {
@@ -111,4 +120,29 @@ test('a # syntax= naming the very image the frontend runs from forwards once: th
   expect(r.code).toBe(0);
   expect(r.stderr.match(/kiln-forward-test outer:/g)?.length).toBe(2);
   expect(r.stderr).toContain(`kiln-forward-test outer: source=${outerRef} cmdline=${outerRef}`);
+}, 300_000);
+
+test('Ctrl-C while A waits for the nested frontend B it forwarded to: exit 130, both containers are killed, nothing of them stays', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `hang-${t}`);
+  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${hangingRef}`, t), 'hello.txt': 'x\n' });
+  let sent = false;
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--frontend', outerRef], {
+    onStderr: (text, child) => {
+      if (!sent && text.includes('nested-frontend-waiting')) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    },
+  });
+  expect(sent).toBe(true);
+  expect(r.code).toBe(130);
+  expect(r.stderr).toContain('interrupted');
+  // A ran (its banner) and forwarded to B, which was running when the build was interrupted.
+  expect(r.stderr).toContain(`kiln-forward-test outer: source=${outerRef} cmdline=-`);
+  await expect.poll(() => processesMatching('sleep 1017'), { timeout: 10_000 }).toEqual([]);
+  expect(await readdir(join(sb.root, 'executor')).catch(() => [])).toEqual([]);
+  const snapshots = new LocalSnapshotter({ root: sb.root });
+  await snapshots.init();
+  expect((await snapshots.list()).filter((s) => s.kind === 'active').map((s) => s.id)).toEqual([]);
 }, 300_000);
