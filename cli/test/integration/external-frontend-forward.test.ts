@@ -1,12 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
 import { LocalSnapshotter } from '@kiln/runtime';
 import { processesMatching, repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
-import { nodeWithLibraries, pushImage } from './external-frontend-image.js';
+import { frontendBundle, multiStageDockerfile, pushNodeFrontend, pushShellImage, readOci } from './external-frontend-image.js';
 
 // A frontend image that forwards: `kiln build --frontend <A>` on a Dockerfile whose `# syntax=<B>`
 // names another frontend image. kiln runs A (cli/dist/frontend.cjs in runc, no `cmdline` option:
@@ -35,64 +33,29 @@ process.stderr.write('kiln-forward-test ${name}: source=' + (opts.find((o) => o.
 const CAPS = 'moby.buildkit.frontend.inputs,moby.buildkit.frontend.contexts';
 
 beforeAll(async () => {
-  const bundle = join(repo, 'cli/dist/frontend.cjs');
-  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (cli/scripts/bundle.mjs makes it)`);
+  const bundle = frontendBundle(repo);
   registry = await startRegistry();
   const work = join(sb.dir, 'images');
   await mkdir(work);
   outerRef = `${registry.host}/kiln-frontend-outer:test`;
   innerRef = `${registry.host}/kiln-frontend-inner:test`;
-  for (const [ref, name] of [
-    [outerRef, 'outer'],
-    [innerRef, 'inner'],
-  ] as const) {
-    await pushImage(work, ref, {
-      files: [...nodeWithLibraries(), { host: bundle, path: '/frontend.cjs' }],
-      text: { '/banner.cjs': banner(name) },
-      entrypoint: ['/usr/bin/node', '/frontend.cjs', 'dockerfile.v0'],
-      env: ['PATH=/usr/bin:/bin', 'NODE_OPTIONS=--require=/banner.cjs'],
-      labels: { 'moby.buildkit.frontend.caps': CAPS },
-    });
-  }
+  await pushNodeFrontend(work, outerRef, bundle, banner('outer'), CAPS);
+  await pushNodeFrontend(work, innerRef, bundle, banner('inner'), CAPS);
   hangingRef = `${registry.host}/kiln-frontend-forward-hanging:test`;
-  await pushImage(work, hangingRef, {
-    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
-    links: { '/bin/sh': 'busybox', '/bin/sleep': 'busybox' },
-    entrypoint: ['/bin/sh', '-c', 'echo nested-frontend-waiting >&2; sleep 1017; echo never'],
-    labels: { 'moby.buildkit.frontend.caps': CAPS },
-  });
+  await pushShellImage(work, hangingRef, 'echo nested-frontend-waiting >&2; sleep 1017; echo never', CAPS);
 }, 300_000);
 
 afterAll(async () => {
   await registry?.stop();
 });
 
-function dockerfile(firstLine: string, t: string): string {
-  return `${firstLine}
-FROM busybox AS build
-COPY hello.txt /src/hello.txt
-RUN tr a-z A-Z < /src/hello.txt > /out.txt && echo ${t} >> /out.txt
-
-FROM busybox
-COPY --from=build /out.txt /srv/out.txt
-ENV GREETING=hi
-CMD ["cat", "/srv/out.txt"]
-`;
-}
-
-/** Manifest digest and config of an OCI tarball, read with skopeo. */
-function readOci(tarball: string): { digest: string; config: string } {
-  const inspect = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { Digest: string };
-  return { digest: inspect.Digest, config: execFileSync('skopeo', ['inspect', '--config', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' }) };
-}
-
 test('--frontend <A> with # syntax=<B>: A forwards to gateway.v0, B builds, the image equals the in-process build', async () => {
   const t = token();
   const fwd = join(sb.dir, `fwd-${t}`);
   const own = join(sb.dir, `own-${t}`);
   const syntax = `${innerRef} --some-flag`;
-  await writeTree(fwd, { Dockerfile: dockerfile(`# syntax=${syntax}`, t), 'hello.txt': 'hello forward\n' });
-  await writeTree(own, { Dockerfile: dockerfile('# syntax=docker/dockerfile:1', t), 'hello.txt': 'hello forward\n' });
+  await writeTree(fwd, { Dockerfile: multiStageDockerfile(`# syntax=${syntax}`, t), 'hello.txt': 'hello forward\n' });
+  await writeTree(own, { Dockerfile: multiStageDockerfile('# syntax=docker/dockerfile:1', t), 'hello.txt': 'hello forward\n' });
   const epoch = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
 
   const forwarded = await runKiln(sb, ['build', fwd, '--root', sb.root, '--progress=plain', '--frontend', outerRef, ...epoch, '-o', `type=oci,dest=${fwd}.tar`]);
@@ -108,14 +71,14 @@ test('--frontend <A> with # syntax=<B>: A forwards to gateway.v0, B builds, the 
   const a = readOci(`${fwd}.tar`);
   const b = readOci(`${own}.tar`);
   expect(a.config).toBe(b.config);
-  expect(a.digest).toBe(b.digest);
+  expect(a.manifestDigest).toBe(b.manifestDigest);
   expect(JSON.parse(a.config)).toMatchObject({ config: { Env: expect.arrayContaining(['GREETING=hi']), Cmd: ['cat', '/srv/out.txt'] } });
 }, 300_000);
 
 test('a # syntax= naming the very image the frontend runs from forwards once: the forwarded run (cmdline set) builds', async () => {
   const t = token();
   const ctx = join(sb.dir, `loop-${t}`);
-  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${outerRef}`, t), 'hello.txt': 'x\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile(`# syntax=${outerRef}`, t), 'hello.txt': 'x\n' });
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--frontend', outerRef, '-o', `type=local,dest=${ctx}.out`]);
   expect(r.code).toBe(0);
   expect(r.stderr.match(/kiln-forward-test outer:/g)?.length).toBe(2);
@@ -125,7 +88,7 @@ test('a # syntax= naming the very image the frontend runs from forwards once: th
 test('Ctrl-C while A waits for the nested frontend B it forwarded to: exit 130, both containers are killed, nothing of them stays', async () => {
   const t = token();
   const ctx = join(sb.dir, `hang-${t}`);
-  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${hangingRef}`, t), 'hello.txt': 'x\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile(`# syntax=${hangingRef}`, t), 'hello.txt': 'x\n' });
   let sent = false;
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--frontend', outerRef], {
     onStderr: (text, child) => {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, chmod, mkdir, mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -114,4 +114,63 @@ export async function pushImage(work: string, ref: string, spec: ImageSpec): Pro
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The standalone frontend bundle the node images run (made by `npm run build`). */
+export function frontendBundle(repo: string): string {
+  const bundle = join(repo, 'cli/dist/frontend.cjs');
+  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (cli/scripts/bundle.mjs makes it)`);
+  return bundle;
+}
+
+/**
+ * Pushes a frontend image running `bundle` (kiln's dockerfile.v0) on the host's node, with
+ * `banner` (a script node runs first through NODE_OPTIONS, to report what the frontend saw).
+ */
+export function pushNodeFrontend(work: string, ref: string, bundle: string, banner: string, caps: string): Promise<void> {
+  return pushImage(work, ref, {
+    files: [...nodeWithLibraries(), { host: bundle, path: '/frontend.cjs' }],
+    text: { '/banner.cjs': banner },
+    entrypoint: ['/usr/bin/node', '/frontend.cjs', 'dockerfile.v0'],
+    env: ['PATH=/usr/bin:/bin', 'NODE_OPTIONS=--require=/banner.cjs'],
+    labels: { 'moby.buildkit.frontend.caps': caps },
+  });
+}
+
+/** Pushes an image that is no frontend: busybox `sh -c script` (with `sleep` at hand). */
+export function pushShellImage(work: string, ref: string, script: string, caps: string): Promise<void> {
+  return pushImage(work, ref, {
+    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
+    links: { '/bin/sh': 'busybox', '/bin/sleep': 'busybox' },
+    entrypoint: ['/bin/sh', '-c', script],
+    labels: { 'moby.buildkit.frontend.caps': caps },
+  });
+}
+
+/** A multi-stage Dockerfile whose first line is `firstLine` (a `# syntax=` line, or not). */
+export function multiStageDockerfile(firstLine: string, t: string): string {
+  return `${firstLine}
+FROM busybox AS build
+COPY hello.txt /src/hello.txt
+RUN tr a-z A-Z < /src/hello.txt > /out.txt && echo ${t} >> /out.txt
+
+FROM busybox
+COPY --from=build /out.txt /srv/out.txt
+ENV GREETING=hi
+WORKDIR /srv
+CMD ["cat", "/srv/out.txt"]
+`;
+}
+
+/** The image in an OCI tarball, read with skopeo (not with kiln). */
+export interface OciImage {
+  readonly manifestDigest: string;
+  readonly config: string;
+  readonly diffIds: readonly string[];
+}
+
+export function readOci(tarball: string): OciImage {
+  const inspect = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { Digest: string };
+  const config = execFileSync('skopeo', ['inspect', '--config', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' });
+  return { manifestDigest: inspect.Digest, config, diffIds: (JSON.parse(config) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids };
 }

@@ -1,12 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LocalSnapshotter } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
 import { processesMatching, repo, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
-import { nodeWithLibraries, pushImage } from './external-frontend-image.js';
+import { frontendBundle, multiStageDockerfile, pushNodeFrontend, pushShellImage, readOci } from './external-frontend-image.js';
 
 // `# syntax=<image>` and `--frontend <image>` run a frontend image in a runc container and serve it
 // LLBBridge over its stdin/stdout (gateway.v0), as buildkitd does. The frontend image holds the
@@ -39,73 +38,28 @@ process.stderr.write('kiln-test-frontend-env: ' + Object.keys(env).filter((k) =>
 const CAPS = 'moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts';
 
 beforeAll(async () => {
-  const bundle = join(repo, 'cli/dist/frontend.cjs');
-  if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build (cli/scripts/bundle.mjs makes it)`);
+  const bundle = frontendBundle(repo);
   registry = await startRegistry();
   const work = join(sb.dir, 'images');
   await mkdir(work);
   frontendRef = `${registry.host}/kiln-frontend:test`;
-  await pushImage(work, frontendRef, {
-    files: [...nodeWithLibraries(), { host: bundle, path: '/frontend.cjs' }],
-    text: { '/banner.cjs': BANNER },
-    entrypoint: ['/usr/bin/node', '/frontend.cjs', 'dockerfile.v0'],
-    env: ['PATH=/usr/bin:/bin', 'NODE_OPTIONS=--require=/banner.cjs'],
-    labels: { 'moby.buildkit.frontend.caps': CAPS },
-  });
+  await pushNodeFrontend(work, frontendRef, bundle, BANNER, CAPS);
   brokenRef = `${registry.host}/kiln-frontend-broken:test`;
-  await pushImage(work, brokenRef, {
-    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
-    links: { '/bin/sh': 'busybox' },
-    entrypoint: ['/bin/sh', '-c', 'echo starting >&2; echo oops >&2; exit 3'],
-    labels: { 'moby.buildkit.frontend.caps': CAPS },
-  });
+  await pushShellImage(work, brokenRef, 'echo starting >&2; echo oops >&2; exit 3', CAPS);
   hangingRef = `${registry.host}/kiln-frontend-hanging:test`;
-  await pushImage(work, hangingRef, {
-    files: [{ host: '/bin/busybox', path: '/bin/busybox', mode: 0o755 }],
-    links: { '/bin/sh': 'busybox', '/bin/sleep': 'busybox' },
-    entrypoint: ['/bin/sh', '-c', 'echo frontend-waiting >&2; sleep 1013; echo never'],
-    labels: { 'moby.buildkit.frontend.caps': CAPS },
-  });
+  await pushShellImage(work, hangingRef, 'echo frontend-waiting >&2; sleep 1013; echo never', CAPS);
 }, 300_000);
 
 afterAll(async () => {
   await registry?.stop();
 });
 
-/** A multi-stage Dockerfile whose first line is `firstLine`. */
-function dockerfile(firstLine: string, t: string): string {
-  return `${firstLine}
-FROM busybox AS build
-COPY hello.txt /src/hello.txt
-RUN tr a-z A-Z < /src/hello.txt > /out.txt && echo ${t} >> /out.txt
-
-FROM busybox
-COPY --from=build /out.txt /srv/out.txt
-ENV GREETING=hi
-WORKDIR /srv
-CMD ["cat", "/srv/out.txt"]
-`;
-}
-
-interface OciImage {
-  readonly manifestDigest: string;
-  readonly config: string;
-  readonly diffIds: readonly string[];
-}
-
-/** The image in an OCI tarball, read with skopeo (not with kiln). */
-function readOci(tarball: string): OciImage {
-  const inspect = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { Digest: string };
-  const config = execFileSync('skopeo', ['inspect', '--config', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' });
-  return { manifestDigest: inspect.Digest, config, diffIds: (JSON.parse(config) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids };
-}
-
 test('# syntax=<image>: the frontend runs in a container and the image equals the in-process build', async () => {
   const t = token();
   const ext = join(sb.dir, `ext-${t}`);
   const own = join(sb.dir, `own-${t}`);
-  await writeTree(ext, { Dockerfile: dockerfile(`# syntax=${frontendRef}`, t), 'hello.txt': 'hello external\n' });
-  await writeTree(own, { Dockerfile: dockerfile('# syntax=docker/dockerfile:1', t), 'hello.txt': 'hello external\n' });
+  await writeTree(ext, { Dockerfile: multiStageDockerfile(`# syntax=${frontendRef}`, t), 'hello.txt': 'hello external\n' });
+  await writeTree(own, { Dockerfile: multiStageDockerfile('# syntax=docker/dockerfile:1', t), 'hello.txt': 'hello external\n' });
   const epoch = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
 
   const external = await runKiln(sb, ['build', ext, '--root', sb.root, '--progress=plain', ...epoch, '-o', `type=oci,dest=${ext}.tar`]);
@@ -139,7 +93,7 @@ test('# syntax=<image>: the frontend runs in a container and the image equals th
 test('--frontend <image> runs the image for a Dockerfile without a syntax line', async () => {
   const t = token();
   const ctx = join(sb.dir, `flag-${t}`);
-  await writeTree(ctx, { Dockerfile: dockerfile('# plain', t), 'hello.txt': 'hello flag\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile('# plain', t), 'hello.txt': 'hello flag\n' });
   // Nothing of kiln's own environment, its secrets or its ssh agent reaches the frontend (buildkitd
   // passes the image Env and BUILDKIT_* only).
   await writeFile(join(sb.dir, `secret-${t}`), 'kiln-leak-secret');
@@ -156,7 +110,7 @@ test('a named context with the frontend image\'s name wins: --build-context NAME
   const t = token();
   const ctx = join(sb.dir, `named-${t}`);
   // example.invalid resolves nowhere: only the named context can make this build work
-  await writeTree(ctx, { Dockerfile: dockerfile('# syntax=example.invalid/frontend:1', t), 'hello.txt': 'named\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile('# syntax=example.invalid/frontend:1', t), 'hello.txt': 'named\n' });
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--build-context', `example.invalid/frontend:1=docker-image://${frontendRef}`, '-o', `type=local,dest=${ctx}.out`]);
   expect(r.code).toBe(0);
   expect(r.stderr).toContain(`docker-image://${frontendRef}@sha256:`);
@@ -169,7 +123,7 @@ test('a frontend image from an OCI layout directory runs offline: --build-contex
   const layout = join(sb.dir, `layout-${t}`);
   execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${frontendRef}`, `oci:${layout}:fe`]);
   const ctx = join(sb.dir, `layout-ctx-${t}`);
-  await writeTree(ctx, { Dockerfile: dockerfile('# syntax=example.invalid/offline-frontend:1', t), 'hello.txt': 'offline\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile('# syntax=example.invalid/offline-frontend:1', t), 'hello.txt': 'offline\n' });
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain', '--build-context', `example.invalid/offline-frontend:1=oci-layout://${layout}:fe`, '-o', `type=local,dest=${ctx}.out`]);
   expect(r.code).toBe(0);
   expect(r.stderr).toContain('kiln-test-frontend: ');
@@ -179,7 +133,7 @@ test('a frontend image from an OCI layout directory runs offline: --build-contex
 test('a frontend that exits without returning fails the build, naming the image and its last stderr line', async () => {
   const t = token();
   const ctx = join(sb.dir, `broken-${t}`);
-  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${brokenRef}`, t), 'hello.txt': 'x\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile(`# syntax=${brokenRef}`, t), 'hello.txt': 'x\n' });
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain']);
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(new RegExp(`error KLN0611: frontend ${brokenRef.replace(/[.]/g, '\\.')}@sha256:[0-9a-f]{64} exited with status 3 without returning a result: oops`));
@@ -224,7 +178,7 @@ test('an image that does not exist fails clearly', async () => {
   const t = token();
   const ctx = join(sb.dir, `missing-${t}`);
   const missing = `${registry.host}/no-such-frontend:1`;
-  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${missing}`, t), 'hello.txt': 'x\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile(`# syntax=${missing}`, t), 'hello.txt': 'x\n' });
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain']);
   expect(r.code).toBe(1);
   expect(r.stderr).toContain(`error KLN0607: cannot resolve frontend image ${missing}`);
@@ -233,7 +187,7 @@ test('an image that does not exist fails clearly', async () => {
 test('Ctrl-C while the frontend runs: exit 130, its container is killed, nothing of it stays', async () => {
   const t = token();
   const ctx = join(sb.dir, `hang-${t}`);
-  await writeTree(ctx, { Dockerfile: dockerfile(`# syntax=${hangingRef}`, t), 'hello.txt': 'x\n' });
+  await writeTree(ctx, { Dockerfile: multiStageDockerfile(`# syntax=${hangingRef}`, t), 'hello.txt': 'x\n' });
   let sent = false;
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain'], {
     onStderr: (text, child) => {
