@@ -1,16 +1,16 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex, PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { encodeDefinition, local, type Definition, type Frontend, type FrontendResult, type FrontendWarning, type ResolveImageConfigOptions } from '@kiln/llb-core';
-import { Gateway, MAX_FRONTEND_DEPTH, connectLLBBridge, serveLLBBridge, type BackendSolveOptions, type BridgeFrontendClient, type SolveBackend, type SolvedRef } from '@kiln/gateway';
+import { local, type Definition, type Frontend, type FrontendResult, type FrontendWarning } from '@kiln/llb-core';
+import { Gateway, MAX_FRONTEND_DEPTH, connectLLBBridge, serveLLBBridge, type BridgeFrontendClient } from '@kiln/gateway';
 import { KilnEngine } from '../../src/engine/engine.js';
 import { SolverBackend } from '../../src/engine/backend.js';
 import { createFrontendRegistry } from '../../src/engine/frontends.js';
 import { compileCli, makeSandbox, repo, requireTools, writeTree, type KilnSandbox } from './build-helpers.js';
+import { RecordingBackend, envOf } from './llbbridge-helpers.js';
 
 // A Solve naming a frontend (BuildKit client.SolveRequest{Frontend, FrontendOpt, FrontendInputs})
 // with real parts: the Gateway over the real solver (runc, overlay snapshots, the busybox base)
@@ -37,27 +37,6 @@ afterAll(async () => {
   engine?.close();
   await sb?.cleanup();
 });
-
-/** The real backend without frontend containers (unknown names are KLN0601), recording the Definitions solved. */
-class RecordingBackend implements SolveBackend {
-  readonly solved: string[] = [];
-  readonly inner: SolverBackend;
-  constructor(inner: SolverBackend) {
-    this.inner = inner;
-  }
-  solve(definition: Definition, options: BackendSolveOptions): Promise<SolvedRef> {
-    this.solved.push(createHash('sha256').update(encodeDefinition(definition)).digest('hex'));
-    return this.inner.solve(definition, options);
-  }
-  resolveImageConfig(ref: string, options: ResolveImageConfigOptions) {
-    return this.inner.resolveImageConfig(ref, options);
-  }
-}
-
-/** The options as buildkitd's env: `BUILDKIT_FRONTEND_OPT_<i>=<key>=<value>`. */
-function envOf(opts: ReadonlyMap<string, string>): Record<string, string> {
-  return Object.fromEntries([...opts].map(([k, v], i) => [`BUILDKIT_FRONTEND_OPT_${i}`, `${k}=${v}`]));
-}
 
 /** A frontend whose body runs on the far side of LLBBridge (an in-memory stream pair), as in a frontend container. */
 function bridged(body: (bridge: BridgeFrontendClient) => Promise<FrontendResult>): Frontend {

@@ -6,12 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { encodeDefinition, local, type Definition, type FrontendResult, type FrontendWarning, type ResolveImageConfigOptions } from '@kiln/llb-core';
-import { GatewayClient, GatewayRef, connectLLBBridge, serveLLBBridge, type BackendSolveOptions, type SolveBackend, type SolvedRef } from '@kiln/gateway';
+import { encodeDefinition, local, type Definition, type FrontendResult, type FrontendWarning } from '@kiln/llb-core';
+import { GatewayClient, GatewayRef, connectLLBBridge, serveLLBBridge } from '@kiln/gateway';
 import { KilnEngine } from '../../src/engine/engine.js';
 import { SolverBackend } from '../../src/engine/backend.js';
 import { createFrontendRegistry } from '../../src/engine/frontends.js';
 import { compileCli, makeSandbox, repo, requireTools, writeTree, type KilnSandbox } from './build-helpers.js';
+import { RecordingBackend, envOf } from './llbbridge-helpers.js';
 
 // LLBBridge with real parts on both sides: the in-process gateway client over the real solver
 // (runc, overlay snapshots, the busybox base) serves the real Dockerfile frontend, which runs
@@ -36,22 +37,6 @@ afterAll(async () => {
   engine?.close();
   await sb?.cleanup();
 });
-
-/** A SolveBackend that records the Definitions solved (as sha256 of their bytes), around the real one. */
-class RecordingBackend implements SolveBackend {
-  readonly solved: string[] = [];
-  readonly inner: SolverBackend;
-  constructor(inner: SolverBackend) {
-    this.inner = inner;
-  }
-  solve(definition: Definition, options: BackendSolveOptions): Promise<SolvedRef> {
-    this.solved.push(createHash('sha256').update(encodeDefinition(definition)).digest('hex'));
-    return this.inner.solve(definition, options);
-  }
-  resolveImageConfig(ref: string, options: ResolveImageConfigOptions) {
-    return this.inner.resolveImageConfig(ref, options);
-  }
-}
 
 /** What one run of the frontend produced, in comparable form. */
 interface Outcome {
@@ -95,11 +80,6 @@ async function run(opts: ReadonlyMap<string, string>, drive: (client: GatewayCli
 }
 
 const dockerfileFrontend = createFrontendRegistry().resolve('dockerfile.v0');
-
-/** The options as buildkitd's env: `BUILDKIT_FRONTEND_OPT_<i>=<key>=<value>`. */
-function envOf(opts: ReadonlyMap<string, string>): Record<string, string> {
-  return Object.fromEntries([...opts].map(([k, v], i) => [`BUILDKIT_FRONTEND_OPT_${i}`, `${k}=${v}`]));
-}
 
 /** The frontend in this process, connected over a unix socket to the bridge serving `client`. */
 async function overSocket(client: GatewayClient, opts: ReadonlyMap<string, string>): Promise<FrontendResult> {
