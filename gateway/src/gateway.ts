@@ -1,8 +1,8 @@
-import type { Definition, Frontend, FrontendResult, FrontendWarning, Ref, SolveFrontendRequest } from '@kiln/llb-core';
+import type { Definition, Frontend, FrontendAttestation, FrontendResult, FrontendWarning, Ref, SolveFrontendRequest } from '@kiln/llb-core';
 import type { SolveBackend, SolvedRef } from './backend.js';
 import { GatewayClient, GatewayRef } from './client.js';
 import { GatewayError } from './errors.js';
-import { DOCKERFILE_FRONTEND, type FrontendRegistry } from './registry.js';
+import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
 import { selectFrontend } from './select.js';
 import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
 import { serveLLBBridge } from './llbbridge/serve.js';
@@ -21,13 +21,27 @@ export interface GatewayRequest {
   readonly signal?: AbortSignal;
 }
 
-/** What a build through the gateway produced: solved refs plus the frontend's metadata. */
+/**
+ * A frontend attestation with its ref solved (BuildKit's `result.Attestation` over a solved
+ * ref): the content is read from `ref` at `path`.
+ */
+export interface GatewayAttestation extends Omit<FrontendAttestation, 'ref'> {
+  readonly ref: SolvedRef;
+}
+
+/** What a build through the gateway produced: solved refs plus the frontend's metadata and attestations. */
 export interface GatewayResult {
   /** The frontend that ran, after syntax selection. */
   readonly frontend: string;
   readonly ref?: SolvedRef;
   readonly refs: ReadonlyMap<string, SolvedRef>;
   readonly metadata: ReadonlyMap<string, Uint8Array>;
+  /**
+   * The frontend's attestations by result key (`FrontendResult.attestations`), their refs
+   * solved like the result's; empty when it made none. From an in-process frontend as from a
+   * frontend image (LLBBridge `Result.attestations`).
+   */
+  readonly attestations: ReadonlyMap<string, readonly GatewayAttestation[]>;
 }
 
 /**
@@ -100,7 +114,7 @@ export class Gateway {
     const selected = await selectFrontend(new GatewayClient({ ...base, opts: requestOpts }), requested ?? DOCKERFILE_FRONTEND);
     const { name } = selected;
     let { opts } = selected;
-    let frontend = this.#registry.get(name);
+    let frontend = this.#registry.get(name) ?? this.#dockerfileAlias(name, opts);
     if (frontend === undefined) {
       const external = this.#external();
       if (external === undefined) frontend = this.#registry.resolve(name);
@@ -136,10 +150,25 @@ export class Gateway {
     const nested: BuildScope = signal === undefined ? scope : { ...scope, signal };
     const { result } = await this.#run(request.frontend, request.opts, request.inputs ?? new Map(), nested, chain);
     if (request.evaluate === true) {
-      const refs = [...(result.ref === undefined ? [] : [result.ref]), ...(result.refs?.values() ?? [])];
+      const attested = [...(result.attestations?.values() ?? [])].flatMap((list) => list.map((a) => a.ref));
+      const refs = [...(result.ref === undefined ? [] : [result.ref]), ...(result.refs?.values() ?? []), ...attested];
       await Promise.all(refs.map((r) => (r instanceof GatewayRef ? r.solved() : undefined)));
     }
     return result;
+  }
+
+  /**
+   * kiln's offline alias for a `gateway.v0` run of a `docker/dockerfile[:…]` image (what a Go
+   * Dockerfile frontend image forwards for `# syntax=docker/dockerfile:1`): the built-in
+   * Dockerfile frontend, where BuildKit would pull the image. Not when a named context
+   * (`context:<source>`) says which image that is.
+   */
+  #dockerfileAlias(name: string, opts: ReadonlyMap<string, string>): Frontend | undefined {
+    if (name !== GATEWAY_FRONTEND) return undefined;
+    const source = opts.get('source');
+    if (source === undefined || canonicalFrontendName(source) !== DOCKERFILE_FRONTEND) return undefined;
+    if ([...opts.keys()].some((k) => k.startsWith('context:') && canonicalFrontendName(k.slice('context:'.length)) === DOCKERFILE_FRONTEND)) return undefined;
+    return this.#registry.get(DOCKERFILE_FRONTEND);
   }
 
   /** The `gateway.v0` frontend, when the backend can run frontend containers. */
@@ -164,10 +193,16 @@ async function solveResult(result: FrontendResult): Promise<Omit<GatewayResult, 
   if (result.ref === undefined && refs.size === 0 && result.metadata.size === 0) {
     throw new GatewayError('KLN0603', 'the frontend returned no result');
   }
+  // BuildKit solves an attestation's ref with the result (llbsolver's Solve loads them together).
+  const attestations = new Map<string, GatewayAttestation[]>();
+  for (const [key, list] of result.attestations ?? []) {
+    attestations.set(key, await Promise.all(list.map(async (a) => ({ ...a, ref: await solveRef(a.ref) }))));
+  }
   return {
     ...(result.ref === undefined ? {} : { ref: await solveRef(result.ref) }),
     refs,
     metadata: result.metadata,
+    attestations,
   };
 }
 

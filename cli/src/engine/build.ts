@@ -36,7 +36,7 @@ import { RecordingBackend } from './provenance-capture.js';
 import { resultLayers } from './provenance-layers.js';
 import { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
-import { capturingRegistry, frontendAttestations, solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
+import { solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
 import { sbomProcessor } from './sbom-processor.js';
 
 /** One `kiln build`, already parsed from the command line. */
@@ -202,9 +202,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   // scan made here (a frontend that made none) needs the result's Definition.
   const recorder = provenance === undefined && sbom === undefined ? undefined : new RecordingBackend(engine, solver, backendOpts);
   const backend = recorder ?? new SolverBackend(engine, solver, backendOpts);
-  // The gateway's result carries no attestations (yet): they are taken from the frontend's own.
-  const frontends = capturingRegistry(createFrontendRegistry({ excludePatterns: ignore.patterns }));
-  const gateway = new Gateway(backend, frontends.registry);
+  const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   const output = frontendLog(req.progress);
   try {
     const result = await gateway
@@ -223,7 +221,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       const failed = new TextDecoder().decode(result.metadata.get('result.statuscode')) !== '0';
       return { frontend: result.frontend, exports: [], call: { text: new TextDecoder().decode(text), failed } };
     }
-    let outputs = withAttestations(buildOutputs(result, platform), await solveAttestations(await frontendAttestations(frontends.last(), result)));
+    // The frontend's own attestations (an SBOM the Dockerfile frontend made, in process or in a
+    // frontend image); the SBOM processor scans only when there is no SBOM among them.
+    let outputs = withAttestations(buildOutputs(result, platform), solveAttestations(result.attestations));
     if (sbom !== undefined && recorder !== undefined) {
       outputs = await sbomProcessor(recorder, outputs, { noCache: req.noCache === true, ...(sbom.generator === undefined ? {} : { generator: sbom.generator }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
     }

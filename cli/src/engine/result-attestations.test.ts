@@ -2,10 +2,9 @@ import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import type { Definition, FrontendResult } from '@kiln/llb-core';
-import { GatewayRef, type GatewayResult, type SolveBackend, type SolvedRef } from '@kiln/gateway';
-import { frontendAttestations, goMarshal, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
-import type { SnapshotRef } from './snapshot-ref.js';
+import type { GatewayResult, SolvedRef } from '@kiln/gateway';
+import { goMarshal, solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
+import { SnapshotRef } from './snapshot-ref.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -93,23 +92,12 @@ describe('unbundleAttestations (BuildKit exporter/attestation Unbundle, v0.11)',
   });
 });
 
-describe('frontendAttestations: only the build result\'s own', () => {
-  const backendOf = (solved: Map<Definition, SolvedRef>): SolveBackend => ({
-    solve: (d) => Promise.resolve(solved.get(d) as SolvedRef),
-    resolveImageConfig: () => Promise.reject(new Error('unused')),
-  });
-  test('the captured result is the gateway result: its attestations; another (nested) result: none', async () => {
-    const defA: Definition = { def: [], metadata: new Map() };
-    const defB: Definition = { def: [], metadata: new Map() };
-    const solvedA = { tag: 'a' } as unknown as SolvedRef;
-    const solvedB = { tag: 'b' } as unknown as SolvedRef;
-    const backend = backendOf(new Map([[defA, solvedA], [defB, solvedB]]));
-    const refA = new GatewayRef(backend, defA, undefined);
-    const attestations = new Map([['linux/amd64', [{ kind: 'bundle' as const, ref: new GatewayRef(backend, defB, undefined) }]]]);
-    const captured: FrontendResult = { ref: refA, metadata: new Map(), attestations };
-    const result = (ref: SolvedRef): GatewayResult => ({ frontend: 'dockerfile.v0', ref, refs: new Map(), metadata: new Map() });
-    expect(await frontendAttestations(captured, result(solvedA))).toBe(attestations);
-    expect(await frontendAttestations(captured, result(solvedB))).toBeUndefined();
-    expect(await frontendAttestations(undefined, result(solvedA))).toBeUndefined();
+describe('solveAttestations: the gateway result\'s attestations as snapshots', () => {
+  test('defaults filled (metadata, path, subjects); a ref that is no snapshot of this build is KLN0704', () => {
+    const snap = Object.create(SnapshotRef.prototype) as SnapshotRef;
+    const attestations: GatewayResult['attestations'] = new Map([['linux/amd64', [{ kind: 'bundle' as const, ref: snap, predicateType: SPDX }]]]);
+    expect(solveAttestations(attestations)).toEqual(new Map([['linux/amd64', [{ kind: 'bundle', ref: snap, metadata: new Map(), path: '', predicateType: SPDX, subjects: [] }]]]));
+    const foreign = { readFile: () => Promise.reject(new Error('unused')) } as unknown as SolvedRef;
+    expect(() => solveAttestations(new Map([['linux/amd64', [{ kind: 'in-toto' as const, ref: foreign }]]]))).toThrow(expect.objectContaining({ code: 'KLN0704' }));
   });
 });

@@ -1,7 +1,7 @@
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
-import { AttestationMetadataKey, type AttestationKind, type AttestationSubject, type Frontend, type FrontendAttestation, type FrontendResult } from '@kiln/llb-core';
-import { FrontendRegistry, GatewayRef, type GatewayResult } from '@kiln/gateway';
+import { AttestationMetadataKey, type AttestationKind, type AttestationSubject } from '@kiln/llb-core';
+import type { GatewayResult } from '@kiln/gateway';
 import { digestSet, type InTotoAttestation, type InTotoSubject } from '@kiln/runtime';
 import { EngineError } from './errors.js';
 import { goQuote } from './provenance-json.js';
@@ -19,52 +19,19 @@ export interface SolvedAttestation {
 }
 
 /**
- * The frontend registry the build runs with, each frontend wrapped to keep the last result it
- * returned (the outermost one: nested frontends return first). The gateway's result has refs and
- * metadata only, so the attestations of an in-process frontend are taken here.
+ * The gateway result's attestations with their refs as snapshots (BuildKit's exporter gets them
+ * solved with the result): from an in-process frontend and from a frontend image alike.
  */
-export function capturingRegistry(registry: FrontendRegistry): { registry: FrontendRegistry; last: () => FrontendResult | undefined } {
-  let last: FrontendResult | undefined;
-  const wrapped = new FrontendRegistry();
-  for (const name of registry.names()) {
-    const frontend = registry.get(name);
-    if (frontend === undefined) continue;
-    const capture: Frontend = async (client) => {
-      const result = await frontend(client);
-      last = result;
-      return result;
-    };
-    wrapped.register(name, capture);
-  }
-  return { registry: wrapped, last: () => last };
-}
-
-/**
- * The attestations of the captured frontend result when it is the build's result (its refs are
- * the gateway result's): a frontend nested in another one (or in a frontend image) returned
- * first and is not the build's answer.
- */
-export async function frontendAttestations(captured: FrontendResult | undefined, result: GatewayResult): Promise<FrontendResult['attestations']> {
-  if (captured?.attestations === undefined) return undefined;
-  const solved = async (r: unknown): Promise<unknown> => (r instanceof GatewayRef ? r.solved() : undefined);
-  if (captured.ref !== undefined && (await solved(captured.ref)) !== result.ref) return undefined;
-  for (const [k, r] of captured.refs ?? []) if ((await solved(r)) !== result.refs.get(k)) return undefined;
-  if ((captured.refs?.size ?? 0) !== result.refs.size) return undefined;
-  return captured.attestations;
-}
-
-/** Solves the refs of a frontend result's attestations (BuildKit solves them with the result). */
-export async function solveAttestations(attestations: ReadonlyMap<string, readonly FrontendAttestation[]> | undefined): Promise<Map<string, SolvedAttestation[]>> {
+export function solveAttestations(attestations: GatewayResult['attestations']): Map<string, SolvedAttestation[]> {
   const out = new Map<string, SolvedAttestation[]>();
-  for (const [key, list] of attestations ?? []) {
+  for (const [key, list] of attestations) {
     const solved: SolvedAttestation[] = [];
     for (const a of list) {
-      const ref = a.ref instanceof GatewayRef ? await a.ref.solved() : undefined;
-      if (!(ref instanceof SnapshotRef)) throw new EngineError('KLN0704', `attestation of ${key}: the frontend returned a ref the gateway did not create`);
+      if (!(a.ref instanceof SnapshotRef)) throw new EngineError('KLN0704', `attestation of ${key}: its ref is not a snapshot of this build`);
       solved.push({
         kind: a.kind,
         metadata: a.metadata ?? new Map(),
-        ref,
+        ref: a.ref,
         path: a.path ?? '',
         ...(a.predicateType === undefined ? {} : { predicateType: a.predicateType }),
         subjects: a.subjects ?? [],

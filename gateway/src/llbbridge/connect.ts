@@ -23,6 +23,7 @@ import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
 import { frontendSolveError, statusToWire } from './frontend-solve.js';
+import { attestationsFromWire, attestationsToWire } from './attestations.js';
 import { returnErrorStatus, sourceFileKey } from './return-error.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 
@@ -32,7 +33,10 @@ export interface BridgeFrontendClient extends FrontendClient {
   solveFrontend(request: SolveFrontendRequest): Promise<FrontendResult>;
   /** Lines of the frontend's own output, to stderr (or the `log` option). */
   log(line: string): void;
-  /** Sends Return with a result (refs must come from this client's solve) and closes. */
+  /**
+   * Sends Return with a result (refs must come from this client's solve) and closes. Its
+   * attestations go as `Result.attestations`, their refs by id like the result's.
+   */
   return(result: FrontendResult): Promise<void>;
   /**
    * Sends Return with an error status (message; code UNKNOWN) and closes. A kiln error's `code`,
@@ -250,16 +254,19 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     const r = answer.result;
     if (r === undefined) throw new GatewayError('KLN0614', `Solve ${request.frontend}: the answer holds no result`);
     const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+    // The nested result's attestations, their refs this client's like the result's.
+    const attestations = attestationsFromWire(r.attestations, (w) => this.#resultRef(request.frontend, w));
+    const extra = attestations === undefined ? { metadata } : { metadata, attestations };
     if (r.refs !== undefined || r.refsDeprecated !== undefined) {
       const refs = new Map<string, Ref>();
       for (const [k, v] of Object.entries(r.refs?.refs ?? r.refsDeprecated?.refs ?? {})) {
         const ref = this.#resultRef(request.frontend, typeof v === 'string' ? { id: v } : v);
         if (ref !== undefined) refs.set(k, ref);
       }
-      return { refs, metadata };
+      return { refs, ...extra };
     }
     const ref = this.#resultRef(request.frontend, r.ref ?? { id: r.refDeprecated ?? '' });
-    return ref === undefined ? { metadata } : { ref, metadata };
+    return ref === undefined ? extra : { ref, ...extra };
   }
 
   /** A ref of a frontend solve's result: id "" is no ref; any other needs its Definition. */
@@ -310,6 +317,9 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
       if (arrays) wire.ref = this.#wireRef(result.ref);
       else wire.refDeprecated = this.#wireRef(result.ref).id ?? '';
     }
+    // Attestation refs are always Ref {id, def}, as BuildKit's grpcclient sends them.
+    const attestations = attestationsToWire(result.attestations, (r) => this.#wireRef(r));
+    if (attestations !== undefined) wire.attestations = attestations;
     await this.#send({ result: wire });
   }
 

@@ -88,14 +88,33 @@ export interface WireRef {
   id?: string;
   def?: Uint8Array;
 }
-/** `Result`: one member of the `result` oneof, plus metadata (attestations passed through). */
+/** `InTotoSubject`: kind (`InTotoSubjectKind`: 0 Self, 1 Raw), digests (`sha256:…`), name. */
+export interface WireInTotoSubject {
+  kind?: number;
+  digest?: string[];
+  name?: string;
+}
+/** `Attestation`: kind (`AttestationKind`: 0 InToto, 1 Bundle), metadata, the ref holding it, path, predicate type, subjects. */
+export interface WireAttestation {
+  kind?: number;
+  metadata?: Record<string, Uint8Array>;
+  ref?: WireRef;
+  path?: string;
+  inTotoPredicateType?: string;
+  inTotoSubjects?: WireInTotoSubject[];
+}
+/** `Attestations`: the list of one result key. */
+export interface WireAttestations {
+  attestation?: WireAttestation[];
+}
+/** `Result`: one member of the `result` oneof, plus metadata and attestations by result key. */
 export interface WireResult {
   refDeprecated?: string;
   refsDeprecated?: { refs?: Record<string, string> };
   ref?: WireRef;
   refs?: { refs?: Record<string, WireRef> };
   metadata?: Record<string, Uint8Array>;
-  attestations?: Record<string, unknown>;
+  attestations?: Record<string, WireAttestations>;
 }
 /** `PongResponse`. */
 export interface WirePong {

@@ -138,6 +138,7 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
                         refs: msg('RefMap', 4),
                         metadata: map('bytes', 10),
                         // 11 is reserved (an attestation format used during development).
+                        // Attestations of the results by the result's key (the platform), refs as Ref {id, def}.
                         attestations: map('Attestations', 12),
                       },
                     },
@@ -145,9 +146,13 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
                     Ref: { fields: { id: str(1), def: bytes(2) } },
                     RefMap: { fields: { refs: map('Ref', 1) } },
                     Attestations: { fields: { attestation: rep('Attestation', 1) } },
+                    // Enum values as v0.11's gateway.proto states them (AttestationKind InToto = 0,
+                    // Bundle = 1; InTotoSubjectKind Self = 0, Raw = 1), the same varint on the wire.
+                    AttestationKind: { values: { InToto: 0, Bundle: 1 } },
+                    InTotoSubjectKind: { values: { Self: 0, Raw: 1 } },
                     Attestation: {
                       fields: {
-                        kind: { type: 'int32', id: 1 },
+                        kind: { type: 'AttestationKind', id: 1 },
                         metadata: map('bytes', 2),
                         ref: msg('Ref', 3),
                         path: str(4),
@@ -155,7 +160,7 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
                         inTotoSubjects: rep('InTotoSubject', 6),
                       },
                     },
-                    InTotoSubject: { fields: { kind: { type: 'int32', id: 1 }, digest: rep('string', 2), name: str(3) } },
+                    InTotoSubject: { fields: { kind: { type: 'InTotoSubjectKind', id: 1 }, digest: rep('string', 2), name: str(3) } },
                     ReturnRequest: { fields: { result: msg('Result', 1), error: msg('google.rpc.Status', 2) } },
                     ReturnResponse: { fields: {} },
                     InputsRequest: { fields: {} },

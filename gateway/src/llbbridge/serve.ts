@@ -13,6 +13,7 @@ import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
 import { returnedError } from './return-error.js';
 import { errorSourceFile, frontendSolveErrorStatus } from './frontend-solve.js';
+import { attestationsFromWire, attestationsToWire } from './attestations.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult, type WireSolveRequest, type WireSolveResponse } from './messages.js';
 
 /** Options of {@link serveLLBBridge}. */
@@ -224,6 +225,9 @@ class BridgeService {
       if (arrays) wire.ref = ref;
       else wire.refDeprecated = defaultId;
     }
+    // Each attestation's ref gets an id too, sent with its Definition (llbBridgeForwarder.Solve).
+    const attestations = attestationsToWire(result.attestations, (ref) => this.#wireRef(ref));
+    if (attestations !== undefined) wire.attestations = attestations;
     return { result: wire, ...(r.allowResultReturn === true ? {} : { ref: defaultId }) };
   }
 
@@ -267,8 +271,14 @@ class BridgeService {
     return ref;
   }
 
+  /**
+   * The Return's result: refs and the refs of its attestations (`Result.attestations`, by the
+   * ids handed out, as llbBridgeForwarder.Return looks them up) are this run's Ref objects.
+   */
   #result(r: WireResult): FrontendResult {
     const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+    const attestations = attestationsFromWire(r.attestations, (w) => this.#returnedRef(w.id));
+    const extra = attestations === undefined ? { metadata } : { metadata, attestations };
     const ids = r.refs?.refs ?? r.refsDeprecated?.refs;
     if (ids !== undefined) {
       const refs = new Map<string, Ref>();
@@ -276,9 +286,9 @@ class BridgeService {
         const ref = this.#returnedRef(typeof v === 'string' ? v : v.id);
         if (ref !== undefined) refs.set(k, ref);
       }
-      return { refs, metadata };
+      return { refs, ...extra };
     }
     const ref = this.#returnedRef(r.ref?.id ?? r.refDeprecated);
-    return ref === undefined ? { metadata } : { ref, metadata };
+    return ref === undefined ? extra : { ref, ...extra };
   }
 }
