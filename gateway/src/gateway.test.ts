@@ -184,3 +184,79 @@ describe('image prefetch', () => {
     }
   });
 });
+
+describe('attestations in the gateway result', () => {
+  /** A frontend returning its context as the result and a bundle attestation over it. */
+  const attesting: Frontend = async (client: FrontendClient) => {
+    const definition = client.inputs.get('context');
+    if (definition === undefined) throw new Error('no context');
+    const ref = await client.solve({ definition });
+    return {
+      ref,
+      metadata: new Map(),
+      attestations: new Map([['linux/amd64', [{ kind: 'bundle' as const, ref, metadata: new Map([['reason', new TextEncoder().encode('sbom')]]), predicateType: 'https://spdx.dev/Document' }]]]),
+    };
+  };
+
+  test('solved like the result refs, from the top-level frontend and through a wrapper that returns a nested result (solveFrontend)', async () => {
+    const backend = fakeBackend({ 'sbom.spdx.json': '{}', Dockerfile: 'FROM x\n' });
+    const wrapper: Frontend = async (client) => {
+      if (client.solveFrontend === undefined) throw new Error('no solveFrontend');
+      return client.solveFrontend({ frontend: 'attesting', opts: new Map(), inputs: client.inputs, evaluate: true });
+    };
+    const gateway = new Gateway(backend, new FrontendRegistry().register('attesting', attesting).register('wrapper', wrapper));
+    const inputs = new Map([['context', await contextDefinition()]]);
+    for (const frontend of ['attesting', 'wrapper']) {
+      const result = await gateway.build({ frontend, opts: new Map(), inputs });
+      const list = result.attestations.get('linux/amd64') ?? [];
+      expect(list.map((a) => [a.kind, a.predicateType, new TextDecoder().decode(a.metadata?.get('reason'))])).toEqual([['bundle', 'https://spdx.dev/Document', 'sbom']]);
+      // The solved ref itself (the backend's), readable like result.ref.
+      expect(list[0]?.ref).toBe(result.ref);
+      expect(new TextDecoder().decode(await list[0]?.ref.readFile('sbom.spdx.json'))).toBe('{}');
+    }
+    // A frontend that makes none: an empty map.
+    const plain = await new Gateway(backend, new FrontendRegistry().register('dockerfile.v0', recorder([], 'dockerfile'))).build({ frontend: 'dockerfile.v0', opts: new Map(), inputs });
+    expect(plain.attestations.size).toBe(0);
+  });
+});
+
+describe('gateway.v0 with source docker/dockerfile[:…] (what a Go Dockerfile frontend image forwards for # syntax=docker/dockerfile:1)', () => {
+  const opts = (source: string) => new Map([['source', source], ['cmdline', `${source} --flag`], ['filename', 'Dockerfile']]);
+  test('runs the built-in Dockerfile frontend with the opts as sent, with or without frontend containers, top level and nested', async () => {
+    const seen: Array<{ name: string; opts: ReadonlyMap<string, string> }> = [];
+    const registry = new FrontendRegistry().register('dockerfile.v0', recorder(seen, 'dockerfile'));
+    const inputs = new Map([['context', await contextDefinition()]]);
+    const noContainers = fakeBackend({ Dockerfile: 'FROM x\n' });
+    let containers = 0;
+    const withContainers = Object.assign(fakeBackend({ Dockerfile: 'FROM x\n' }), {
+      runFrontendContainer: async () => {
+        containers++;
+        return { exitCode: 1 };
+      },
+    });
+    for (const [backend, source] of [[noContainers, 'docker/dockerfile:1'], [withContainers, 'docker.io/docker/dockerfile:1.7@sha256:' + 'a'.repeat(64)]] as const) {
+      const result = await new Gateway(backend, registry).build({ frontend: 'gateway.v0', opts: opts(source), inputs });
+      expect(result.frontend).toBe('gateway.v0');
+      expect(seen.at(-1)?.name).toBe('dockerfile');
+      expect(seen.at(-1)?.opts.get('source')).toBe(source);
+      expect(seen.at(-1)?.opts.get('cmdline')).toBe(`${source} --flag`);
+    }
+    // Nested: a wrapper's solveFrontend of gateway.v0 with that source.
+    const wrapper: Frontend = async (client) => client.solveFrontend?.({ frontend: 'gateway.v0', opts: opts('docker/dockerfile'), inputs: client.inputs }) ?? Promise.reject(new Error('no solveFrontend'));
+    seen.length = 0;
+    await new Gateway(withContainers, new FrontendRegistry().register('dockerfile.v0', recorder(seen, 'dockerfile')).register('wrapper', wrapper)).build({ frontend: 'wrapper', opts: new Map(), inputs });
+    expect(seen.map((s) => s.name)).toEqual(['dockerfile']);
+    expect(containers).toBe(0);
+  });
+
+  test('another image stays an image; a named context for the dockerfile image keeps it an image too', async () => {
+    const seen: Array<{ name: string; opts: ReadonlyMap<string, string> }> = [];
+    const registry = new FrontendRegistry().register('dockerfile.v0', recorder(seen, 'dockerfile'));
+    const inputs = new Map([['context', await contextDefinition()]]);
+    const gateway = new Gateway(fakeBackend({}), registry);
+    await expect(gateway.build({ frontend: 'gateway.v0', opts: opts('example.com/fe:1'), inputs })).rejects.toMatchObject({ code: 'KLN0601' });
+    const named = new Map([...opts('docker/dockerfile:1'), ['context:docker/dockerfile:1', 'docker-image://example.com/fe:1']]);
+    await expect(gateway.build({ frontend: 'gateway.v0', opts: named, inputs })).rejects.toMatchObject({ code: 'KLN0601' });
+    expect(seen).toEqual([]);
+  });
+});
