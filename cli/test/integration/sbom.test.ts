@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
+import { SCANNER, buildScanner, expectedPredicate } from './sbom-scanner.js';
 
 // `kiln build --sbom` / `--attest type=sbom` end to end, as BuildKit v0.11 runs the SBOM generator
 // protocol (docs/attestations/sbom-protocol.md): a scanner image built here from busybox (a shell
@@ -13,30 +14,9 @@ import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token
 // kiln's own encoder.
 
 let sb: KilnSandbox;
-const SCANNER = 'kiln.local/test/sbom-scanner:1';
 const EPOCH = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
 const hostPlatform = `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
 const platformQ = hostPlatform.replace('/', '%2F');
-
-// Writes one in-toto statement per scanned filesystem: the files it holds, the protocol's env,
-// and whether the source was read-only. Keys out of order on purpose (the exporter sorts them).
-const SCAN_SH = `set -eu
-scan() {
-  src="$1"
-  name="$(basename "$src")"
-  ro=true
-  if touch "$src/.kiln-write-probe" 2>/dev/null; then ro=false; fi
-  {
-    printf '{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[],"predicate":{"source":"%s","name":"%s","readonly":%s,"files":[' "$src" "$name" "$ro"
-    (cd "$src" && find . -type f | sed 's|^\\.||' | sort | awk 'NR>1{printf ","} {printf "{\\"fileName\\":\\"%s\\"}", $0}')
-    printf '],"extras":"%s","env":"%s","dest":"%s"}}' "\${BUILDKIT_SCAN_SOURCE_EXTRAS:-}" "$SCANNER_NAME" "$BUILDKIT_SCAN_DESTINATION"
-  } > "$BUILDKIT_SCAN_DESTINATION/$name.spdx.json"
-}
-scan "$BUILDKIT_SCAN_SOURCE"
-if [ -n "\${BUILDKIT_SCAN_SOURCE_EXTRAS:-}" ] && [ -d "$BUILDKIT_SCAN_SOURCE_EXTRAS" ]; then
-  for extra in "$BUILDKIT_SCAN_SOURCE_EXTRAS"/*; do scan "$extra"; done
-fi
-`;
 
 interface Descriptor {
   mediaType: string;
@@ -51,13 +31,7 @@ beforeAll(async () => {
   compileCli();
   sb = await makeSandbox();
   // The scanner image, built by kiln from busybox into the root's image store.
-  const ctx = join(sb.dir, 'scanner');
-  await writeTree(ctx, {
-    Dockerfile: ['FROM busybox', 'COPY scan.sh /scan.sh', 'ENV SCANNER_NAME=kiln-test-scanner', 'ENTRYPOINT ["/bin/sh", "/scan.sh"]', ''].join('\n'),
-    'scan.sh': SCAN_SH,
-  });
-  const r = await runKiln(sb, ['build', '--root', sb.root, '--progress', 'plain', ctx, '-t', SCANNER]);
-  expect(r.code, r.stderr.slice(-2000)).toBe(0);
+  await buildScanner(sb);
 }, 300_000);
 
 afterAll(async () => {
@@ -77,12 +51,6 @@ async function build(args: readonly string[]) {
 }
 
 const indexOf = (tarball: string) => JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${tarball}`], { encoding: 'utf8' })) as { manifests: Descriptor[] };
-
-/** The predicate the test scanner writes for the busybox result, as Go re-marshals it (keys sorted). */
-function expectedPredicate(): string {
-  const files = ['/bin/busybox', '/created-by-run.txt', '/etc/group', '/etc/passwd'].map((f) => `{"fileName":"${f}"}`).join(',');
-  return `{"dest":"/run/out/","env":"kiln-test-scanner","extras":"","files":[${files}],"name":"sbom","readonly":true,"source":"/run/src/core/sbom"}`;
-}
 
 describe('--attest type=sbom,generator=IMAGE', () => {
   test('type=oci: the scanner statement is the attestation layer, subject the image manifest; the image is the one a plain build makes', async () => {
