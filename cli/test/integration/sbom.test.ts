@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
+import { type KilnSandbox, compileCli, makeSandbox, repo, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
 import { SCANNER, buildScanner, expectedPredicate } from './sbom-scanner.js';
+import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
+import { frontendBundle, pushNodeFrontend } from './external-frontend-image.js';
 
 // `kiln build --sbom` / `--attest type=sbom` end to end, as BuildKit v0.11 runs the SBOM generator
 // protocol (docs/attestations/sbom-protocol.md): a scanner image built here from busybox (a shell
@@ -178,6 +180,44 @@ describe('what the scan covers', () => {
     expect(s.subject[0]?.digest.sha256).toBe(image.digest.slice(7));
     expect(s.predicate.files).toContainEqual({ fileName: '/from-ts.txt' });
   });
+});
+
+describe('a frontend image (kiln frontend.cjs in a runc container, gateway.v0) makes the SBOM', () => {
+  let registry: TestRegistry | undefined;
+  afterAll(async () => {
+    await registry?.stop();
+  });
+
+  test('its attestations arrive over LLBBridge and are exported once: the core scan with its extras, then sbom-context; no fallback scan', async () => {
+    registry = await startRegistry();
+    const work = join(sb.dir, 'images');
+    await mkdir(work, { recursive: true });
+    const frontend = `${registry.host}/kiln-frontend:sbom`;
+    await pushNodeFrontend(work, frontend, frontendBundle(repo), '', 'moby.buildkit.frontend.inputs,moby.buildkit.frontend.contexts');
+    const t = token();
+    const dir = join(sb.dir, `fe-${t}`);
+    await writeTree(dir, {
+      Dockerfile: ['FROM busybox', 'ARG BUILDKIT_SBOM_SCAN_CONTEXT=true', `RUN echo ${t} > /created-by-run.txt`, 'COPY ctx-file.txt /', ''].join('\n'),
+      'ctx-file.txt': 'x\n',
+    });
+    const out = join(sb.dir, `fe-${t}.tar`);
+    const r = await build([dir, '-t', `app:${t}`, '--frontend', frontend, `--sbom=generator=${SCANNER}`, '--output', `type=oci,dest=${out}`]);
+    expect(r.stderr).toContain(`docker-image://${frontend}@sha256:`);
+    const index = indexOf(out);
+    expect(index.manifests).toHaveLength(2);
+    const [image, att] = index.manifests as [Descriptor, Descriptor];
+    const layout = await unpackLayout(out);
+    const manifest = await layoutJson<{ layers: Descriptor[] }>(layout, att.digest);
+    type Pred = { subject: { digest: { sha256: string } }[]; predicate: { name: string; extras: string; files: { fileName: string }[] } };
+    const stmts = await Promise.all(manifest.layers.map((l) => layoutJson<Pred>(layout, l.digest)));
+    // The frontend's scan (with the context as an extra): a scan by the CLI would have no extras.
+    expect(stmts.map((s) => [s.predicate.name, s.predicate.extras])).toEqual([
+      ['sbom', '/run/src/extras'],
+      ['sbom-context', '/run/src/extras'],
+    ]);
+    expect(stmts[0]?.predicate.files.map((f) => f.fileName)).toEqual(['/bin/busybox', '/created-by-run.txt', '/ctx-file.txt', '/etc/group', '/etc/passwd']);
+    for (const s of stmts) expect(s.subject[0]?.digest.sha256).toBe(image.digest.slice(7));
+  }, 300_000);
 });
 
 describe('the default generator offline', () => {
