@@ -9,7 +9,8 @@ import type { SolvedAttestation } from './result-attestations.js';
  * `--sbom` was asked: a frontend that made no SBOM itself (the TypeScript DSL, buildpacks, raw
  * LLB) gets each result scanned here with the same generator protocol, the result's own LLB
  * mounted at `/run/src/core/sbom` and no extras; `--no-cache` scans uncached. A result that
- * already has an SPDX attestation (the Dockerfile frontend's) is left as it is (`HasSBOM`).
+ * already has an SPDX attestation (the Dockerfile frontend's, in process or from a frontend image:
+ * the gateway result carries both) is left as it is (`HasSBOM`).
  */
 export async function sbomProcessor(
   recorder: RecordingBackend,
