@@ -5,6 +5,7 @@ import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
 import { selectFrontend } from './select.js';
 import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
+import { namedContext } from './external/source.js';
 import { serveLLBBridge } from './llbbridge/serve.js';
 
 /** One build request: which frontend (or detect it), its options and named inputs. */
@@ -167,7 +168,7 @@ export class Gateway {
     if (name !== GATEWAY_FRONTEND) return undefined;
     const source = opts.get('source');
     if (source === undefined || canonicalFrontendName(source) !== DOCKERFILE_FRONTEND) return undefined;
-    if ([...opts.keys()].some((k) => k.startsWith('context:') && canonicalFrontendName(k.slice('context:'.length)) === DOCKERFILE_FRONTEND)) return undefined;
+    if (namedContext(opts, source) !== undefined) return undefined;
     return this.#registry.get(DOCKERFILE_FRONTEND);
   }
 

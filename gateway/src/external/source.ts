@@ -51,7 +51,7 @@ export async function resolveFrontendImage(client: FrontendClient, source: strin
  * The value of the named context for `source` (dockerui NamedContext: the familiar name without
  * `:latest`, the platform-specific `context:NAME::PLATFORM` first), or undefined.
  */
-function namedContext(opts: ReadonlyMap<string, string>, source: string): string | undefined {
+export function namedContext(opts: ReadonlyMap<string, string>, source: string): string | undefined {
   const names = new Set([source]);
   try {
     const r = parseImageReference(source);
