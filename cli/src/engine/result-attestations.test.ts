@@ -63,10 +63,24 @@ describe('unbundleAttestations (BuildKit exporter/attestation Unbundle, v0.11)',
     expect(atts[0]?.subjects).toEqual([]);
   });
 
-  test('an in-toto attestation is read from its path as it is, after the bundles it follows', async () => {
-    const { ref } = await result({ 'p/pred.json': '{"b":1, "a":2}' });
+  test('an in-toto attestation is read from its path, compacted as json.Marshal writes a RawMessage (key order kept)', async () => {
+    const { ref } = await result({ 'p/pred.json': '{"b":1, "a":[ 2 ,\n "x y" ]}\n' });
     const atts = await unbundleAttestations([{ kind: 'in-toto', ref, path: 'p/pred.json', metadata: new Map(), predicateType: 'https://example.com/x', subjects: [{ kind: 'self' }] }]);
-    expect(atts.map((a) => [a.path, a.predicateType, Buffer.from(a.predicate).toString(), a.subjects])).toEqual([['p/pred.json', 'https://example.com/x', '{"b":1, "a":2}', ['self']]]);
+    expect(atts.map((a) => [a.path, a.predicateType, Buffer.from(a.predicate).toString(), a.subjects])).toEqual([['p/pred.json', 'https://example.com/x', '{"b":1,"a":[2,"x y"]}', ['self']]]);
+  });
+
+  // BuildKit's json.Marshal of the statement fails on a RawMessage that is not one JSON value;
+  // inserted as it is, the predicate could add keys to the statement (a second "subject").
+  test.for([
+    ['not JSON', 'not json'],
+    ['two values (a second subject injected)', '{},"subject":[{"name":"x","digest":{"sha256":"00"}}]'],
+    ['empty', ''],
+  ] as const)('an in-toto predicate file that is %s is refused', async ([, text]) => {
+    const { ref } = await result({ 'pred.json': text });
+    await expect(unbundleAttestations([{ kind: 'in-toto', ref, path: 'pred.json', metadata: new Map(), predicateType: 'https://example.com/x', subjects: [] }])).rejects.toMatchObject({
+      code: 'KLN0704',
+      message: expect.stringContaining('pred.json') as unknown,
+    });
   });
 
   test.for([

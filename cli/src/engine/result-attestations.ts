@@ -59,7 +59,7 @@ export async function unbundleAttestations(attestations: readonly SolvedAttestat
     if (a.kind === 'in-toto') {
       if (a.predicateType?.startsWith(SLSA_PREFIX) === true) throw new EngineError('KLN0704', 'frontend may not set provenance attestations');
       if (a.path === '') throw new EngineError('KLN0704', 'attestation does not have set path');
-      const predicate = await readFile(await scopedPath(await a.ref.path(), a.path));
+      const predicate = Buffer.from(goCompact(await readFile(await scopedPath(await a.ref.path(), a.path), 'utf8'), a.path), 'utf8');
       out.push({ att: { predicateType: a.predicateType ?? '', predicate, path: a.path, subjects: a.subjects.map(subjectOf) }, core: isCore(a.metadata, a.path) });
       continue;
     }
@@ -143,6 +143,34 @@ export function goMarshal(v: unknown): string {
     return `{${keys.map((k) => `${goQuote(k)}:${goMarshal((v as Record<string, unknown>)[k])}`).join(',')}}`;
   }
   return 'null';
+}
+
+/**
+ * What Go's `json.Marshal` makes of a `json.RawMessage` predicate (the exporter's statement):
+ * one JSON value, whitespace outside strings removed, key order and number text kept. Anything
+ * else fails, as the marshal does; written as it is, a file like `{},"subject":[…]` would add
+ * keys to the statement.
+ */
+function goCompact(text: string, path: string): string {
+  try {
+    JSON.parse(text);
+  } catch (cause) {
+    throw new EngineError('KLN0704', `attestation ${path}: the predicate is not one JSON value`, { cause, hint: 'an in-toto attestation file holds the predicate as JSON' });
+  }
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i] as string;
+    if (inString) {
+      out += c;
+      if (c === '\\') out += text[++i] ?? '';
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+      out += c;
+    } else if (c !== ' ' && c !== '\t' && c !== '\n' && c !== '\r') out += c;
+  }
+  return out;
 }
 
 /**
