@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,6 +100,16 @@ describe('unbundleAttestations (BuildKit exporter/attestation Unbundle, v0.11)',
     await symlink(join(outside.dir, 'secret.json'), join(dir, 'sbom.spdx.json'));
     await expect(unbundleAttestations([bundle(ref)])).rejects.toMatchObject({ code: 'KLN0704', message: expect.stringContaining('leaves its result') as unknown });
   });
+
+  // A hostile scanner's /run/out: a named pipe would block the read (the build hangs), a
+  // directory reads as EISDIR; only regular files are statements.
+  test('a bundle entry that is no regular file (a fifo, a directory) is refused, not read', async () => {
+    const { dir, ref } = await result({ 'sbom.spdx.json': stmt(SPDX, '{}') });
+    execFileSync('mkfifo', [join(dir, 'x.fifo')]);
+    await expect(unbundleAttestations([bundle(ref)])).rejects.toMatchObject({ code: 'KLN0704', message: expect.stringContaining('x.fifo is not a regular file') as unknown });
+    const d = await result({ 'sbom.spdx.json': stmt(SPDX, '{}'), 'sub/a.json': stmt(SPDX, '{}') });
+    await expect(unbundleAttestations([bundle(d.ref)])).rejects.toMatchObject({ code: 'KLN0704', message: expect.stringContaining('sub is not a regular file') as unknown });
+  }, 5000);
 
   test('a frontend may not set provenance', async () => {
     const { ref } = await result({ 'p.json': '{}' });

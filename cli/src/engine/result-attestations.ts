@@ -1,4 +1,4 @@
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
 import { AttestationMetadataKey, type AttestationKind, type AttestationSubject } from '@kiln/llb-core';
 import type { GatewayResult } from '@kiln/gateway';
@@ -59,7 +59,9 @@ export async function unbundleAttestations(attestations: readonly SolvedAttestat
     if (a.kind === 'in-toto') {
       if (a.predicateType?.startsWith(SLSA_PREFIX) === true) throw new EngineError('KLN0704', 'frontend may not set provenance attestations');
       if (a.path === '') throw new EngineError('KLN0704', 'attestation does not have set path');
-      const predicate = Buffer.from(goCompact(await readFile(await scopedPath(await a.ref.path(), a.path), 'utf8'), a.path), 'utf8');
+      const file = await scopedPath(await a.ref.path(), a.path);
+      if (!(await stat(file)).isFile()) throw new EngineError('KLN0704', `attestation ${a.path} is not a regular file`);
+      const predicate = Buffer.from(goCompact(await readFile(file, 'utf8'), a.path), 'utf8');
       out.push({ att: { predicateType: a.predicateType ?? '', predicate, path: a.path, subjects: a.subjects.map(subjectOf) }, core: isCore(a.metadata, a.path) });
       continue;
     }
@@ -69,6 +71,8 @@ export async function unbundleAttestations(attestations: readonly SolvedAttestat
     const names = (await readdir(dir)).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     for (const name of names) {
       const file = await scopedPath(root, posix.join(a.path, name));
+      // Only regular files are statements: a named pipe the scanner left would block the read.
+      if (!(await stat(file)).isFile()) throw new EngineError('KLN0704', `attestation bundle entry ${posix.join(a.path, name)} is not a regular file`, { hint: 'the SBOM generator must write one in-toto statement (JSON) per file to $BUILDKIT_SCAN_DESTINATION' });
       let stmt: unknown;
       try {
         stmt = JSON.parse(await readFile(file, 'utf8'));
