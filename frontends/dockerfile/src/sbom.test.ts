@@ -202,5 +202,11 @@ describe('dockerfileFrontend with attest:sbom', () => {
     };
     expect(await scanMounts('ARG BUILDKIT_SBOM_SCAN_CONTEXT\nFROM busybox\nRUN true\n')).toEqual(['/run/src/core/sbom']);
     expect(await scanMounts('FROM busybox\nARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nRUN true\n')).toEqual(['/run/src/core/sbom', '/run/src/extras/sbom-context']);
+    // BuildKit clears a lone stage's name before the scan flags are read (toDispatchState:
+    // `states[0].stageName = ""`), so a stage list never names it (`stage-0` neither); only an
+    // empty list element matches the empty name.
+    expect(await scanMounts('FROM busybox\nARG BUILDKIT_SBOM_SCAN_CONTEXT=stage-0\nRUN true\n')).toEqual(['/run/src/core/sbom']);
+    expect(await scanMounts('FROM busybox AS app\nARG BUILDKIT_SBOM_SCAN_CONTEXT=app\nRUN true\n')).toEqual(['/run/src/core/sbom']);
+    expect(await scanMounts('FROM busybox\nARG BUILDKIT_SBOM_SCAN_CONTEXT=x,\nRUN true\n')).toEqual(['/run/src/core/sbom', '/run/src/extras/sbom-context']);
   });
 });

@@ -28,8 +28,9 @@ function enabledForStage(stage: string, value: string): boolean {
 
 /** Whether `name` is on for a dispatched stage: the meta ARG, then the stage's own ARGs (last wins). */
 function enabled(d: DispatchState, name: string, metaArgs: readonly ArgValue[]): boolean {
-  // BuildKit names every stage (`stage-N`); kiln leaves a lone unnamed stage's progress name empty.
-  const stage = d.stageName === '' ? 'stage-0' : d.stageName;
+  // The name as BuildKit has it when it reads the flags: `stage-N` for an unnamed stage, and
+  // empty for a lone stage, named or not (toDispatchState clears it before dispatching).
+  const stage = d.stageName;
   let on = false;
   const meta = metaArgs.find((a) => a.key === name);
   if (meta?.value !== undefined) on = enabledForStage(stage, meta.value);
