@@ -220,6 +220,36 @@ describe('a frontend image (kiln frontend.cjs in a runc container, gateway.v0) m
   }, 300_000);
 });
 
+describe('a hostile generator image', () => {
+  // The scanner's /run/out is not trusted: per the result's /mode it leaves a named pipe (whose
+  // read would block forever) or a symlink to a host file where its statement should be. The
+  // build fails with KLN0704 naming the entry, writes no output, and ends (the kill timer only
+  // stops a hung kiln, which then fails the test).
+  test.for(['fifo', 'link'] as const)('a %s in /run/out fails the build (KLN0704), no output, no hang', async (mode) => {
+    const t = token();
+    const gen = `kiln.local/test/hostile-scanner-${mode}:1`;
+    const sdir = join(sb.dir, `hostile-${t}`);
+    const script = 'if [ "$(cat $BUILDKIT_SCAN_SOURCE/mode)" = fifo ]; then mkfifo $BUILDKIT_SCAN_DESTINATION/sbom.spdx.json; else ln -s /etc/passwd $BUILDKIT_SCAN_DESTINATION/sbom.spdx.json; fi';
+    await writeTree(sdir, { Dockerfile: ['FROM busybox', `ENTRYPOINT ["/bin/sh", "-c", ${JSON.stringify(script)}]`, ''].join('\n') });
+    const img = await runKiln(sb, ['build', '--root', sb.root, '--progress', 'plain', sdir, '-t', gen]);
+    expect(img.code, img.stderr.slice(-2000)).toBe(0);
+    const ctx = join(sb.dir, `hostile-ctx-${t}`);
+    await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN echo ${mode} > /mode`, ''].join('\n') });
+    const out = join(sb.dir, `hostile-${t}.tar`);
+    let timer: NodeJS.Timeout | undefined;
+    const r = await runKiln(sb, ['build', '--root', sb.root, '--progress', 'plain', ctx, `--sbom=generator=${gen}`, '--output', `type=oci,dest=${out}`], {
+      onStderr: (_chunk, child) => {
+        timer ??= setTimeout(() => child.kill('SIGKILL'), 90_000);
+      },
+    }).finally(() => clearTimeout(timer));
+    expect(r.code, r.stderr.slice(-2000)).toBe(1);
+    expect(r.stderr).toContain('KLN0704');
+    expect(r.stderr).toContain(mode === 'fifo' ? 'sbom.spdx.json is not a regular file' : 'sbom.spdx.json leaves its result');
+    expect(r.stderr).not.toContain('root:x:0:0'); // the host file is never read into the output or message
+    expect(existsSync(out)).toBe(false);
+  }, 180_000);
+});
+
 describe('the default generator offline', () => {
   test('--sbom fails before any output, naming docker/buildkit-syft-scanner:stable-1 and generator=', async () => {
     const t = token();
