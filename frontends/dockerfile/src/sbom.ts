@@ -14,6 +14,7 @@ import {
   tagNameOnly,
   type FrontendAttestation,
   type ImageMetaResolver,
+  type ResolveMode,
   type State,
 } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
@@ -117,9 +118,10 @@ export type SBOMScanner = (name: string, targets: SBOMTargets) => State;
  * `CreateSBOMScanner`: the command is the image's entrypoint plus cmd (none: an error), the
  * working directory and environment the image's. The reference is normalized first
  * (`ParseNormalizedNamed` + `TagNameOnly`). An image that cannot be resolved (offline, the
- * default `docker/buildkit-syft-scanner`) fails with KLN0511 naming it.
+ * default `docker/buildkit-syft-scanner`) fails with KLN0511 naming it. `resolveMode` is the
+ * build's `image-resolve-mode` (builder/build.go passes it; the SBOM processor resolves with the default).
  */
-export async function createSBOMScanner(resolver: ImageMetaResolver, generator: string, signal?: AbortSignal): Promise<SBOMScanner> {
+export async function createSBOMScanner(resolver: ImageMetaResolver, generator: string, signal?: AbortSignal, resolveMode?: ResolveMode): Promise<SBOMScanner> {
   let ref: string;
   try {
     ref = formatImageReference(tagNameOnly(parseImageReference(generator)));
@@ -128,7 +130,7 @@ export async function createSBOMScanner(resolver: ImageMetaResolver, generator: 
   }
   let configBytes: Uint8Array;
   try {
-    configBytes = (await resolver.resolveImageConfig(ref, signal === undefined ? {} : { signal })).config;
+    configBytes = (await resolver.resolveImageConfig(ref, { ...(signal === undefined ? {} : { signal }), ...(resolveMode === undefined ? {} : { resolveMode }) })).config;
   } catch (cause) {
     const why = cause instanceof Error ? cause.message : String(cause);
     throw new KilnError('KLN0511', `cannot resolve the SBOM generator image ${ref}: ${why}`, {
