@@ -229,8 +229,7 @@ async function sbomScanner(client: FrontendClient, opts: ReadonlyMap<string, str
   if (attrs === undefined) return undefined;
   const generator = attrs.get('generator');
   if (generator === undefined || generator === '') throw new KilnError('KLN0511', 'sbom scanner cannot be empty', { hint: 'use attest:sbom=generator=<image> or leave generator out for the default' });
-  const mode = opts.get('image-resolve-mode');
-  return createSBOMScanner(client, generator, client.signal, mode === 'pull' || mode === 'local' || mode === 'default' ? mode : undefined);
+  return createSBOMScanner(client, generator, client.signal);
 }
 
 /**

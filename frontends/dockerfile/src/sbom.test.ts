@@ -146,17 +146,6 @@ describe('dockerfileFrontend with attest:sbom', () => {
     expect(withSbom.solved).toHaveLength(plain.solved.length + 1);
   });
 
-  // builder/build.go: CreateSBOMScanner(…, llb.ResolveImageConfigOpt{ResolveMode: opts[keyImageResolveMode]}),
-  // so `--pull` (image-resolve-mode=pull) resolves the generator from its registry too.
-  test('the generator is resolved with the build\'s image-resolve-mode', async () => {
-    const { c } = client({ platform: 'linux/amd64', 'attest:sbom': 'generator=scan:1', 'image-resolve-mode': 'pull' });
-    const seen: [string, string | undefined][] = [];
-    const resolve = c.resolveImageConfig.bind(c);
-    const spy: FrontendClient = { ...c, resolveImageConfig: (ref, o) => (seen.push([ref, o.resolveMode]), resolve(ref, o)) };
-    await dockerfileFrontend(spy);
-    expect(seen.find(([r]) => r.includes('scan'))).toEqual(['docker.io/library/scan:1', 'pull']);
-  });
-
   test('multi-platform: one scan per platform key, each mounting that platform\'s result as built (same op digests)', async () => {
     const { c } = client({ platform: 'linux/amd64,linux/arm64', 'attest:sbom': 'generator=scan:1' });
     const res = await dockerfileFrontend(c);

@@ -14,7 +14,6 @@ import {
   tagNameOnly,
   type FrontendAttestation,
   type ImageMetaResolver,
-  type ResolveMode,
   type State,
 } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
@@ -118,10 +117,9 @@ export type SBOMScanner = (name: string, targets: SBOMTargets) => State;
  * `CreateSBOMScanner`: the command is the image's entrypoint plus cmd (none: an error), the
  * working directory and environment the image's. The reference is normalized first
  * (`ParseNormalizedNamed` + `TagNameOnly`). An image that cannot be resolved (offline, the
- * default `docker/buildkit-syft-scanner`) fails with KLN0511 naming it. `resolveMode` is the
- * build's `image-resolve-mode` (builder/build.go passes it; the SBOM processor resolves with the default).
+ * default `docker/buildkit-syft-scanner`) fails with KLN0511 naming it.
  */
-export async function createSBOMScanner(resolver: ImageMetaResolver, generator: string, signal?: AbortSignal, resolveMode?: ResolveMode): Promise<SBOMScanner> {
+export async function createSBOMScanner(resolver: ImageMetaResolver, generator: string, signal?: AbortSignal): Promise<SBOMScanner> {
   let ref: string;
   try {
     ref = formatImageReference(tagNameOnly(parseImageReference(generator)));
@@ -130,7 +128,7 @@ export async function createSBOMScanner(resolver: ImageMetaResolver, generator: 
   }
   let configBytes: Uint8Array;
   try {
-    configBytes = (await resolver.resolveImageConfig(ref, { ...(signal === undefined ? {} : { signal }), ...(resolveMode === undefined ? {} : { resolveMode }) })).config;
+    configBytes = (await resolver.resolveImageConfig(ref, signal === undefined ? {} : { signal })).config;
   } catch (cause) {
     const why = cause instanceof Error ? cause.message : String(cause);
     throw new KilnError('KLN0511', `cannot resolve the SBOM generator image ${ref}: ${why}`, {
