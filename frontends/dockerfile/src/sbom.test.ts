@@ -90,6 +90,21 @@ describe('createSBOMScanner (frontend/attestations/sbom)', () => {
     expect(exec.exec.meta?.cwd).toBe('/work');
   });
 
+  // sbom.go passes llb.IgnoreCache to the Run only: the scanner image and the scanned result
+  // keep their cache; without it nothing is uncached.
+  test('ignoreCache marks the scan exec alone', async () => {
+    const scanner = await createSBOMScanner(resolver({ os: 'linux', architecture: 'amd64', config: { Cmd: ['scan'] } }), 'reg.example/s:2');
+    const uncached = async (ignoreCache: boolean): Promise<string[]> => {
+      const def = await scanner('linux/amd64', { core: image('busybox').run({ args: ['true'] }).root(), ignoreCache }).marshal();
+      return def.def.filter((b) => def.metadata.get(digestOf(b))?.ignoreCache === true).map((b) => {
+        const op = decodeOp(b);
+        return op.kind === 'exec' ? (op.exec.meta?.args ?? []).join(' ') : op.kind;
+      });
+    };
+    expect(await uncached(true)).toEqual(['scan']);
+    expect(await uncached(false)).toEqual([]);
+  });
+
   test('an image without entrypoint or cmd is refused', async () => {
     await expect(createSBOMScanner(resolver({ os: 'linux', architecture: 'amd64', config: {} }), 'scanner')).rejects.toMatchObject({ code: 'KLN0511', message: 'scanner docker.io/library/scanner:latest does not have cmd' });
   });
