@@ -209,6 +209,15 @@ export function startDaemon(sb: KilnSandbox, args: readonly string[], env: Reado
   });
 }
 
+/** An OCI descriptor as the tests read them from index and manifest JSON. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { architecture: string; os: string };
+}
+
 /** Unpacks an OCI layout tarball next to it (`<tarball>.d`) to read its blobs; returns the directory. */
 export async function unpackLayout(tarball: string): Promise<string> {
   const dir = `${tarball}.d`;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ImageStore } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
+import { type KilnSandbox, compileCli, makeSandbox, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout, type Descriptor } from './build-helpers.js';
 
 // `kiln build --provenance` end to end: real runc, the real CLI, skopeo and a real docker-registry
 // read what came out. Expected values come from the artifacts themselves (the image manifest
@@ -30,13 +30,6 @@ afterAll(async () => {
 const EPOCH = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
 const hostPlatform = `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
 
-interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: { architecture: string; os: string };
-}
 interface Statement {
   _type: string;
   predicateType: string;

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type KilnSandbox, compileCli, makeSandbox, repo, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout } from './build-helpers.js';
+import { type KilnSandbox, compileCli, makeSandbox, repo, requireTools, runKiln, token, writeTree, layoutBlob, layoutJson, unpackLayout, type Descriptor } from './build-helpers.js';
 import { SCANNER, buildScanner, expectedPredicate } from './sbom-scanner.js';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
 import { frontendBundle, pushNodeFrontend } from './external-frontend-image.js';
@@ -19,14 +19,6 @@ let sb: KilnSandbox;
 const EPOCH = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
 const hostPlatform = `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
 const platformQ = hostPlatform.replace('/', '%2F');
-
-interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: { architecture: string; os: string };
-}
 
 beforeAll(async () => {
   requireTools();
