@@ -1,12 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LocalSnapshotter, RuncExecutor, unpackLayer, type ExecRequest, type OutputLine } from '@kiln/runtime';
+import { mountsUnder } from '../../src/snapshot/mount.js';
 
 const BUSYBOX_LAYER = new URL(
   '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
@@ -35,14 +36,6 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
   await rm(executor.runtimeDir, { recursive: true, force: true });
 });
-
-async function mountsUnder(prefix: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(prefix));
-}
 
 /** A Writable that keeps every chunk, and whether it was ended. */
 function collector(): { stream: Writable; bytes(): Buffer; ended(): boolean } {

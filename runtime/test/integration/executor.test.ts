@@ -15,6 +15,7 @@ import {
   type ExecResult,
   type OutputLine,
 } from '@kiln/runtime';
+import { mountsUnder } from '../../src/snapshot/mount.js';
 
 const BUSYBOX_LAYER = new URL(
   '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
@@ -44,14 +45,6 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
   await rm(executor.runtimeDir, { recursive: true, force: true });
 });
-
-async function mountsUnder(prefix: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(prefix));
-}
 
 interface Run {
   readonly result: ExecResult;

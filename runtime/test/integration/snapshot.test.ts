@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { LocalSnapshotter, unpackLayer } from '@kiln/runtime';
-import { mountAt, unmount } from '../../src/snapshot/mount.js';
+import { mountAt, mountsUnder, unmount } from '../../src/snapshot/mount.js';
 
 const BUSYBOX_LAYER = new URL(
   '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
@@ -18,14 +18,6 @@ async function newRoot(): Promise<string> {
   const r = await mkdtemp(join(tmpdir(), 'kiln-snap-'));
   roots.push(r);
   return r;
-}
-
-async function mountsUnder(prefix: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(prefix));
 }
 
 afterEach(async () => {
