@@ -63,6 +63,12 @@ export function packDirectories(dirs: ReadonlyArray<SubDirectory>, opts: PackDir
 }
 
 async function* directoryEntries(dir: string, opts: PackDirectoryOptions, prefix = ''): AsyncIterable<PackEntry> {
+  // No attestation files (every export without --provenance/--sbom): the tree as it is, without
+  // a per-entry merge step.
+  if (opts.extraFiles === undefined || opts.extraFiles.length === 0) {
+    yield* treeEntries(dir, opts, prefix);
+    return;
+  }
   const extras = [...(opts.extraFiles ?? [])].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
   const extraEntry = (x: ExtraFile): PackEntry => ({ header: { name: prefix + x.name, type: 'file', mode: x.mode, uid: 0, gid: 0, mtime: x.mtime, uname: '', gname: '', size: x.data.length }, data: x.data });
   // BuildKit's staticfs.MergeFS(output, statements) walk: by whole path (no trailing `/`), an
