@@ -18,12 +18,12 @@ import type {
   SolveRequest,
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
-import { enabledCaps, platformToWire, statFromWire, warningToWire } from './convert.js';
+import { enabledCaps, platformToWire, resultFromWire, statFromWire, warningToWire } from './convert.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
 import { frontendSolveError, statusToWire } from './frontend-solve.js';
-import { attestationsFromWire, attestationsToWire } from './attestations.js';
+import { attestationsToWire } from './attestations.js';
 import { returnErrorStatus, sourceFileKey } from './return-error.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 
@@ -253,20 +253,8 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     }
     const r = answer.result;
     if (r === undefined) throw new GatewayError('KLN0614', `Solve ${request.frontend}: the answer holds no result`);
-    const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
-    // The nested result's attestations, their refs this client's like the result's.
-    const attestations = attestationsFromWire(r.attestations, (w) => this.#resultRef(request.frontend, w));
-    const extra = attestations === undefined ? { metadata } : { metadata, attestations };
-    if (r.refs !== undefined || r.refsDeprecated !== undefined) {
-      const refs = new Map<string, Ref>();
-      for (const [k, v] of Object.entries(r.refs?.refs ?? r.refsDeprecated?.refs ?? {})) {
-        const ref = this.#resultRef(request.frontend, typeof v === 'string' ? { id: v } : v);
-        if (ref !== undefined) refs.set(k, ref);
-      }
-      return { refs, ...extra };
-    }
-    const ref = this.#resultRef(request.frontend, r.ref ?? { id: r.refDeprecated ?? '' });
-    return ref === undefined ? extra : { ref, ...extra };
+    // The nested result's refs and attestations' refs are this client's.
+    return resultFromWire(r, (w) => this.#resultRef(request.frontend, w));
   }
 
   /** A ref of a frontend solve's result: id "" is no ref; any other needs its Definition. */

@@ -2,8 +2,9 @@
  * Between LLBBridge's wire messages and llb-core's frontend types: fsutil Stat and FileStat,
  * pb.Platform and Platform, WarnRequest and FrontendWarning, and the capabilities kiln serves.
  */
-import { normalizePlatform, type FileStat, type FrontendWarning, type Platform } from '@kiln/llb-core';
-import type { WireAPICap, WirePlatform, WireStat, WireWarnRequest } from './messages.js';
+import { normalizePlatform, type FileStat, type FrontendResult, type FrontendWarning, type Platform, type Ref } from '@kiln/llb-core';
+import { attestationsFromWire } from './attestations.js';
+import type { WireAPICap, WirePlatform, WireRef, WireResult, WireStat, WireWarnRequest } from './messages.js';
 
 /**
  * The frontend API caps kiln's LLBBridge serves (frontend/gateway/pb/caps.go IDs), all enabled.
@@ -110,4 +111,26 @@ export function warningFromWire(w: WireWarnRequest): FrontendWarning {
     ...(start?.Line ? { line: start.Line } : {}),
     ...(start?.Line && start.Character !== undefined ? { column: start.Character + 1 } : {}),
   };
+}
+
+/**
+ * A wire `Result` as a FrontendResult: its metadata, attestations and refs (`refs`/`refsDeprecated`,
+ * else `ref`/`refDeprecated`), each ref through `toRef` (undefined: no ref, e.g. id ""; it may throw).
+ * Both sides read one: the gateway a Return's result, a frontend a frontend Solve's answer.
+ */
+export function resultFromWire(r: WireResult, toRef: (wire: WireRef) => Ref | undefined): FrontendResult {
+  const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+  const attestations = attestationsFromWire(r.attestations, toRef);
+  const extra = attestations === undefined ? { metadata } : { metadata, attestations };
+  const wireRefs = r.refs?.refs ?? r.refsDeprecated?.refs;
+  if (wireRefs !== undefined) {
+    const refs = new Map<string, Ref>();
+    for (const [k, v] of Object.entries(wireRefs)) {
+      const ref = toRef(typeof v === 'string' ? { id: v } : v);
+      if (ref !== undefined) refs.set(k, ref);
+    }
+    return { refs, ...extra };
+  }
+  const ref = toRef(r.ref ?? { id: r.refDeprecated ?? '' });
+  return ref === undefined ? extra : { ref, ...extra };
 }

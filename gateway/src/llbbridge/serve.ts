@@ -8,12 +8,12 @@ import type { Duplex } from 'node:stream';
 import { decodeDefinition, defaultPlatform, encodeDefinition, CAPS_V0_11_6 } from '@kiln/llb-core';
 import type { Definition, FrontendClient, FrontendResult, Platform, Ref, ResolveMode } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
-import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, statToWire, warningFromWire } from './convert.js';
+import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, resultFromWire, statToWire, warningFromWire } from './convert.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
 import { returnedError } from './return-error.js';
 import { errorSourceFile, frontendSolveErrorStatus } from './frontend-solve.js';
-import { attestationsFromWire, attestationsToWire } from './attestations.js';
+import { attestationsToWire } from './attestations.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult, type WireSolveRequest, type WireSolveResponse } from './messages.js';
 
 /** Options of {@link serveLLBBridge}. */
@@ -276,19 +276,6 @@ class BridgeService {
    * ids handed out, as llbBridgeForwarder.Return looks them up) are this run's Ref objects.
    */
   #result(r: WireResult): FrontendResult {
-    const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
-    const attestations = attestationsFromWire(r.attestations, (w) => this.#returnedRef(w.id));
-    const extra = attestations === undefined ? { metadata } : { metadata, attestations };
-    const ids = r.refs?.refs ?? r.refsDeprecated?.refs;
-    if (ids !== undefined) {
-      const refs = new Map<string, Ref>();
-      for (const [k, v] of Object.entries(ids)) {
-        const ref = this.#returnedRef(typeof v === 'string' ? v : v.id);
-        if (ref !== undefined) refs.set(k, ref);
-      }
-      return { refs, ...extra };
-    }
-    const ref = this.#returnedRef(r.ref?.id ?? r.refDeprecated);
-    return ref === undefined ? extra : { ref, ...extra };
+    return resultFromWire(r, (w) => this.#returnedRef(w.id));
   }
 }
