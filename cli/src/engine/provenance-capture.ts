@@ -30,11 +30,6 @@ export class RecordingBackend extends SolverBackend {
     return this.#definitions.get(ref);
   }
 
-  /** Every Definition solved so far, in order. */
-  get definitions(): readonly Definition[] {
-    return [...this.#definitions.values()];
-  }
-
   /**
    * The Definitions behind one result: all solves but the other results of the build (another
    * platform's), as BuildKit merges into a result's capture every ref the frontend solved that is
