@@ -3,6 +3,7 @@
  * working directory and network, and the capability check against its label.
  */
 import { type ImageConfig, type Platform } from '@kiln/llb-core';
+import { parseGoBool } from '@kiln/dockerfile';
 import { GatewayError } from '../errors.js';
 
 /** Image label listing the frontend capabilities an image supports (comma separated). */
@@ -54,7 +55,8 @@ export function frontendProcess(
   env.push(`BUILDKIT_SESSION_ID=${session.sessionId}`);
   env.push(`BUILDKIT_WORKERS=${JSON.stringify(session.workers)}`);
   env.push(`BUILDKIT_EXPORTEDPRODUCT=${EXPORTED_PRODUCT}`);
-  const none = parseGoBool(c?.Labels?.[FRONTEND_NETWORK_NONE_LABEL]) === true;
+  const networkNone = c?.Labels?.[FRONTEND_NETWORK_NONE_LABEL];
+  const none = networkNone !== undefined && parseGoBool(networkNone) === true;
   return { args, env, cwd, network: none ? 'none' : 'host' };
 }
 
@@ -84,12 +86,4 @@ export function checkFrontendCaps(config: ImageConfig | undefined, opts: Readonl
       });
     }
   }
-}
-
-/** Go strconv.ParseBool; undefined for anything else. */
-function parseGoBool(v: string | undefined): boolean | undefined {
-  if (v === undefined) return undefined;
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
-  return undefined;
 }
