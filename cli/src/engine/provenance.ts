@@ -344,7 +344,7 @@ function publicAnnotations(a: Readonly<Record<string, string>> | undefined): { a
  * op), numbered `step0…`; each step is the op's Go JSON without its inputs (and without the
  * session-bound `local.session`/`local.unique` attrs), its inputs as `stepN:OUTPUT`.
  */
-export function buildSteps(def: Definition): { steps: GoJsonValue[]; indexes: Map<Digest, number>; resultStep?: string } | undefined {
+export function buildSteps(def: Definition): { steps: GoJsonValue[]; indexes: Map<Digest, number> } | undefined {
   if (def.def.length === 0) return undefined;
   const ops = new Map<Digest, Op>();
   let last: Digest | undefined;
@@ -372,9 +372,7 @@ export function buildSteps(def: Definition): { steps: GoJsonValue[]; indexes: Ma
     const bare = withoutSessionAttrs({ ...op, inputs: [] });
     return { id: `step${i}`, op: new RawJson(opJson(bare)), inputs: inputs.length === 0 ? undefined : inputs };
   });
-  const resultInput = terminal.inputs[0];
-  const resultStep = resultInput === undefined ? undefined : `step${indexes.get(resultInput.digest) ?? 0}:${resultInput.index}`;
-  return { steps, indexes, ...(resultStep === undefined ? {} : { resultStep }) };
+  return { steps, indexes };
 }
 
 function withoutSessionAttrs(op: Op): Op {
