@@ -71,9 +71,8 @@ async function pack() {
     minifyWhitespace: true,
     logLevel: 'warning',
   });
-  await build({
-    entryPoints: [join(cliDist, 'main.js')],
-    outfile: tmp,
+  // Settings of both the CLI bundle and the frontend entry.
+  const common = {
     bundle: true,
     platform: 'node',
     format: 'cjs',
@@ -86,8 +85,6 @@ async function pack() {
     minifySyntax: true,
     // ASCII only (other characters escaped), so kiln.js reads it as latin1: no UTF-8 decoding.
     charset: 'ascii',
-    // A native addon: loaded from node_modules at run time.
-    external: ['better-sqlite3'],
     logLevel: 'warning',
     // @kiln/ts-dsl finds its own files from import.meta.url, and from the running script where a
     // CommonJS bundle leaves import.meta empty (load/package-files.ts): expected, not worth a warning.
@@ -96,10 +93,18 @@ async function pack() {
     // of a module left outside the bundle (node:https, loaded lazily) becomes a require().
     supported: { 'dynamic-import': false },
     plugins: [chevrotainSingleFile],
+  };
+  await build({
+    ...common,
+    entryPoints: [join(cliDist, 'main.js')],
+    outfile: tmp,
+    // A native addon: loaded from node_modules at run time.
+    external: ['better-sqlite3'],
   });
   // The frontend entry: the same settings, but nothing left outside the file (no better-sqlite3:
   // the frontends need no cache store), so it runs where only this file is.
   await build({
+    ...common,
     stdin: {
       contents: "import { runFrontendProcess } from './frontend-main.js';\nvoid runFrontendProcess();\n",
       resolveDir: cliDist,
@@ -107,18 +112,7 @@ async function pack() {
       loader: 'js',
     },
     outfile: frontendTmp,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
     banner: { js: '#!/usr/bin/env node' },
-    minifyWhitespace: true,
-    minifySyntax: true,
-    charset: 'ascii',
-    logLevel: 'warning',
-    logOverride: { 'empty-import-meta': 'silent' },
-    supported: { 'dynamic-import': false },
-    plugins: [chevrotainSingleFile],
   });
   // The first line names the content (a hash of the rest): each code cache starts with the line of
   // the bundle it was made from, and the loader uses only a cache of this very bundle (V8 itself
