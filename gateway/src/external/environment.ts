@@ -5,6 +5,7 @@
 import { type ImageConfig, type Platform } from '@kiln/llb-core';
 import { parseGoBool } from '@kiln/dockerfile';
 import { GatewayError } from '../errors.js';
+import { FRONTEND_OPT_ENV_PREFIX } from '../llbbridge/connect.js';
 
 /** Image label listing the frontend capabilities an image supports (comma separated). */
 export const FRONTEND_CAPS_LABEL = 'moby.buildkit.frontend.caps';
@@ -51,7 +52,7 @@ export function frontendProcess(
   const cwd = c?.WorkingDir !== undefined && c.WorkingDir !== '' ? c.WorkingDir : '/';
   const env = [...(c?.Env ?? [])];
   let i = 0;
-  for (const [k, v] of opts) env.push(`BUILDKIT_FRONTEND_OPT_${i++}=${k}=${v}`);
+  for (const [k, v] of opts) env.push(`${FRONTEND_OPT_ENV_PREFIX}${i++}=${k}=${v}`);
   env.push(`BUILDKIT_SESSION_ID=${session.sessionId}`);
   env.push(`BUILDKIT_WORKERS=${JSON.stringify(session.workers)}`);
   env.push(`BUILDKIT_EXPORTEDPRODUCT=${EXPORTED_PRODUCT}`);
