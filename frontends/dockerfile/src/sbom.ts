@@ -17,6 +17,7 @@ import {
   type State,
 } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
+import { csvFields } from './instructions/mount.js';
 
 /** Attestation types a frontend option can ask for (frontend/attestations `KeyType*`). */
 export const ATTEST_SBOM = 'sbom';
@@ -61,38 +62,12 @@ export function parseAttestOptions(opts: ReadonlyMap<string, string>): Map<strin
   return out;
 }
 
-/** One record of Go's encoding/csv (comma-separated, `"…"` quoting with `""` escapes). */
+/** One record of Go's encoding/csv ({@link csvFields}); a malformed one is KLN0511 naming the type. */
 function readCsvRecord(value: string, type: string): string[] {
-  const fields: string[] = [];
-  let i = 0;
-  for (;;) {
-    let field = '';
-    if (value[i] === '"') {
-      i++;
-      for (;;) {
-        if (i >= value.length) throw new KilnError('KLN0511', `failed to parse ${type}: extraneous or missing " in quoted-field`, { hint: 'quote a whole field: "generator=img"' });
-        if (value[i] === '"') {
-          if (value[i + 1] === '"') {
-            field += '"';
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        field += value[i];
-        i++;
-      }
-      if (i < value.length && value[i] !== ',') throw new KilnError('KLN0511', `failed to parse ${type}: extraneous or missing " in quoted-field`, { hint: 'quote a whole field: "generator=img"' });
-    } else {
-      const end = value.indexOf(',', i);
-      field = value.slice(i, end < 0 ? value.length : end);
-      if (field.includes('"')) throw new KilnError('KLN0511', `failed to parse ${type}: bare " in non-quoted-field`, { hint: 'quote a whole field: "generator=img"' });
-      i = end < 0 ? value.length : end;
-    }
-    fields.push(field);
-    if (i >= value.length) return fields;
-    i++; // the comma
+  try {
+    return csvFields(value);
+  } catch (cause) {
+    throw new KilnError('KLN0511', `failed to parse ${type}: ${cause instanceof Error ? cause.message : String(cause)}`, { hint: 'quote a whole field: "generator=img"' });
   }
 }
 
