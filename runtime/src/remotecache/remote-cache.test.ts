@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -8,7 +8,6 @@ import { cacheManifestList, convertLayerMediaType, openLocalCache, openRegistryC
 import { RegistryClient } from '../registry/client.js';
 import { parseReference } from '../registry/reference.js';
 import { startRegistry } from '../../test/helpers/registry.js';
-import { writeFile } from 'node:fs/promises';
 import { withLayoutLock } from './layout-lock.js';
 
 const H = (c: string) => parseDigest(`sha256:${c.repeat(64).slice(0, 64)}`);
@@ -122,7 +121,6 @@ describe('local cache layout', () => {
     await expect(write(2, ac.signal, () => ac.abort(new Error('interrupted')))).rejects.toThrow('interrupted');
     expect(await readFile(join(dest, 'index.json'), 'utf8')).toBe(indexBefore);
     expect((await openLocalCache(dest)).root.digest).toBe(before.digest);
-    const { readdir } = await import('node:fs/promises');
     expect((await readdir(dest)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
     expect((await readdir(join(dest, 'blobs', 'sha256'))).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
