@@ -11,7 +11,7 @@ import { GrpcCode, GrpcStatusError } from './grpc.js';
 import type { Definition, FrontendClient } from '@kiln/llb-core';
 import type { LLBBridgeCodec, WireStatus } from './messages.js';
 import { errorLocation } from './error-info.js';
-import { returnErrorStatus, returnedError, sourceFileKey, type ReturnErrorOptions } from './return-error.js';
+import { returnErrorStatus, returnedError, sourceFileKey, statusFromWire, type ReturnErrorOptions } from './return-error.js';
 
 /**
  * The status a failed frontend solve answers with (daemon side). `options` give the bytes of the
@@ -24,12 +24,7 @@ export function frontendSolveErrorStatus(codec: LLBBridgeCodec, error: unknown, 
     const { grpcCode, details } = error.cause;
     return new GrpcStatusError(grpcCode === GrpcCode.OK ? GrpcCode.UNKNOWN : grpcCode, error.cause.message || error.message, details);
   }
-  const status = returnErrorStatus(codec, error instanceof Error ? error : new Error(String(error)), options);
-  return new GrpcStatusError(
-    status.code ?? GrpcCode.UNKNOWN,
-    status.message ?? '',
-    (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
-  );
+  return statusFromWire(returnErrorStatus(codec, error instanceof Error ? error : new Error(String(error)), options));
 }
 
 /**

@@ -42,6 +42,15 @@ export function returnErrorStatus(codec: LLBBridgeCodec, error: Error, options: 
   return { code: GrpcCode.UNKNOWN, message: error.message, ...(details.length === 0 ? {} : { details }) };
 }
 
+/** A wire `google.rpc.Status` as a GrpcStatusError (no code: UNKNOWN), its details as they came. */
+export function statusFromWire(status: WireStatus): GrpcStatusError {
+  return new GrpcStatusError(
+    status.code ?? GrpcCode.UNKNOWN,
+    status.message ?? '',
+    (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
+  );
+}
+
 /**
  * The GatewayError KLN0610 a frontend's Return error becomes: the status message; the location
  * from kiln's ErrorInfo, else from the first errdefs.Source range; the source line from the
@@ -49,11 +58,7 @@ export function returnErrorStatus(codec: LLBBridgeCodec, error: Error, options: 
  * itself (a GrpcStatusError with the details) as `cause`.
  */
 export function returnedError(codec: LLBBridgeCodec, status: WireStatus): GatewayError {
-  const cause = new GrpcStatusError(
-    status.code ?? GrpcCode.UNKNOWN,
-    status.message ?? '',
-    (status.details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
-  );
+  const cause = statusFromWire(status);
   const info = kilnErrorInfo(codec, cause.details);
   const sources = cause.details.map((d) => errdefsSourceFromDetail(codec, d)).filter((s): s is ErrorSource => s !== undefined);
   const infoFile = info?.location?.file;
