@@ -346,6 +346,11 @@ export class RuncExecutor implements Executor {
     return { id, bundle: join(this.#bundles, id) };
   }
 
+  /** The error of a runc binary that is not there. */
+  #missing(): WorkerError {
+    return new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
+  }
+
   #runArgs(r: RunDirs): string[] {
     return ['--root', this.#state, '--log', join(r.bundle, 'runc.log'), '--log-format', 'json', 'run', '--bundle', r.bundle, r.id];
   }
@@ -454,11 +459,10 @@ export class RuncExecutor implements Executor {
     const { id, bundle } = run;
     // The spec holds the process environment: root-only.
     writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
-    const missing = (): WorkerError => new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
     // Its own process group (as #start's fallback): kiln stops containers on Ctrl-C itself.
     const child = spawn(this.#runc, this.#runArgs(run), { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const exit = new Promise<number>((resolve, reject) => {
-      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
+      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? this.#missing() : e));
       child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
     });
     // The container may exit (or never read) while input is pending: EPIPE is not an error here.
@@ -535,7 +539,6 @@ export class RuncExecutor implements Executor {
    * `child_process.spawn` when the helper is unavailable.
    */
   async #start(args: readonly string[], held = true): Promise<Started> {
-    const missing = (): WorkerError => new WorkerError('PREREQUISITE_MISSING', `runc not found (${this.#runc})`, { hint: 'apt-get install runc' });
     const hp = spawnViaHelper(this.#runc, args, { held });
     if (!this.#sealed) {
       this.#sealed = true;
@@ -558,7 +561,7 @@ export class RuncExecutor implements Executor {
             // cannot kill it any more, and it may not have opened its FIFO yet (then closing it
             // would not end it either).
             if (waiting && (e as { code?: unknown }).code === 'EHELPER' && proc !== undefined) killQuietly(proc);
-            throw (e as { code?: unknown }).code === 'ENOENT' ? missing() : e;
+            throw (e as { code?: unknown }).code === 'ENOENT' ? this.#missing() : e;
           },
         );
         // A waiting runc's exit is awaited only once it is delivered or discarded: the helper
@@ -581,14 +584,14 @@ export class RuncExecutor implements Executor {
         };
       } catch (e) {
         const code = (e as { code?: unknown }).code;
-        if (code === 'ENOENT') throw missing();
+        if (code === 'ENOENT') throw this.#missing();
         if (code !== 'EHELPER') throw e;
       }
     }
     // Its own process group (see the process helper): kiln stops containers on Ctrl-C itself.
     const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const exit = new Promise<number>((resolve, reject) => {
-      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
+      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? this.#missing() : e));
       child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
     });
     const pipes = [child.stdout, child.stderr] as unknown as Socket[];
