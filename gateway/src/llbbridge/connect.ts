@@ -24,7 +24,7 @@ import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
 import { frontendSolveError, statusToWire } from './frontend-solve.js';
 import { attestationsToWire } from './attestations.js';
-import { returnErrorStatus, sourceFileKey } from './return-error.js';
+import { returnErrorStatus, sourceFileKey, statusFromWire } from './return-error.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 
 /** The frontend side: a FrontendClient over LLBBridge (what runs inside the frontend container). */
@@ -84,9 +84,7 @@ export async function connectLLBBridge(
   options: BridgeConnectOptions = {},
 ): Promise<BridgeFrontendClient> {
   const codec = await LLBBridgeCodec.load();
-  const grpc = new GrpcClient(stream, (bytes) =>
-    (codec.decode('Status', bytes).details ?? []).map((d) => ({ typeUrl: d.type_url ?? '', value: d.value ?? new Uint8Array() })),
-  );
+  const grpc = new GrpcClient(stream, (bytes) => statusFromWire(codec.decode('Status', bytes)).details);
   const rpc = new BridgeRpc(codec, grpc);
   try {
     const pong = await rpc.call('Ping', 'PingRequest', 'PongResponse', {});

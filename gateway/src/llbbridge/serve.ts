@@ -12,7 +12,7 @@ import { KILN_FRONTEND_CAPS, capsToWire, platformFromWire, platformToWire, resul
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcServer, type UnaryHandler } from './grpc-server.js';
 import { returnedError } from './return-error.js';
-import { errorSourceFile, frontendSolveErrorStatus } from './frontend-solve.js';
+import { errorSourceFile, frontendSolveErrorStatus, statusToWire } from './frontend-solve.js';
 import { attestationsToWire } from './attestations.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult, type WireSolveRequest, type WireSolveResponse } from './messages.js';
 
@@ -54,7 +54,7 @@ export async function serveLLBBridge(stream: Duplex, client: FrontendClient, opt
   const bridge = new BridgeService(codec, client, options.platforms ?? [defaultPlatform()]);
   let returned: Returned | undefined;
   const server = new GrpcServer(stream, bridge.handlers((r) => (returned ??= r)), {
-    encodeStatus: (s) => codec.encode('Status', { code: s.grpcCode, message: s.message, details: s.details.map((d) => ({ type_url: d.typeUrl, value: d.value })) }),
+    encodeStatus: (s) => codec.encode('Status', statusToWire(s)),
     onResponded: (path) => {
       if (path === `${LLBBRIDGE_SERVICE}Return`) {
         server.close();
