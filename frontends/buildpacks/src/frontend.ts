@@ -25,7 +25,7 @@ export function createBuildpacksFrontend(): Frontend {
     if (builderRef === undefined || builderRef === '') {
       throw new BuildpacksError('KLN0907', 'no builder: set io.buildpacks.builder in project.toml or pass --build-arg builder=IMAGE');
     }
-    const { builder } = await loadBuilder(client, builderRef);
+    const builder = await loadBuilder(client, builderRef);
     const runImage = optOf(client, Opt.runImage) ?? builder.runImages[0];
     if (runImage === undefined) throw new BuildpacksError('KLN0907', `the builder ${builderRef} names no run image (/cnb/run.toml)`, { hint: 'pass --build-arg run-image=IMAGE' });
     const { config: runConfig, reference: runReference } = await resolveImage(client, runImage, 'run');

@@ -52,7 +52,7 @@ const intEnv = (env: ReadonlyMap<string, string>, name: string, fallback: number
 const BUILD_CONFIG_ENV_DIR = '/cnb/build-config/env';
 
 /** Loads the builder image's metadata through the client. */
-export async function loadBuilder(client: FrontendClient, ref: string): Promise<{ builder: Builder }> {
+export async function loadBuilder(client: FrontendClient, ref: string): Promise<Builder> {
   const config = await resolveConfig(client, ref, 'builder');
   const state = image(normalizeRef(ref));
   const bref = await solveState(client, state);
@@ -85,20 +85,18 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
   );
   descriptors.sort((a, b) => (a.id === b.id ? a.version.localeCompare(b.version) : a.id.localeCompare(b.id)));
   return {
-    builder: {
-      ref,
-      state,
-      config,
-      uid,
-      gid,
-      env,
-      buildConfigEnv,
-      order: orderText === undefined ? [] : readOrderToml(orderText, `${ref}:${Paths.orderToml}`),
-      pre: system.pre,
-      post: system.post,
-      runImages: runText === undefined ? [] : readRunToml(runText, `${ref}:${Paths.runToml}`),
-      descriptors,
-    },
+    ref,
+    state,
+    config,
+    uid,
+    gid,
+    env,
+    buildConfigEnv,
+    order: orderText === undefined ? [] : readOrderToml(orderText, `${ref}:${Paths.orderToml}`),
+    pre: system.pre,
+    post: system.post,
+    runImages: runText === undefined ? [] : readRunToml(runText, `${ref}:${Paths.runToml}`),
+    descriptors,
   };
 }
 
