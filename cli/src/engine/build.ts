@@ -32,12 +32,11 @@ import { SnapshotRef } from './snapshot-ref.js';
 import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
 import { exportCache, inlineCacheRecords } from './cache-export.js';
 import { importCaches, importedResultLoader } from './cache-import.js';
-import { RecordingBackend } from './provenance-capture.js';
-import { resultLayers } from './provenance-layers.js';
-import { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } from './provenance.js';
+// The attestation modules (provenance, SBOM, unbundling) load only in a build that asks for
+// attestations or whose frontend returns some: `await import(…)` where they are used.
+import type { RecordingBackend } from './provenance-capture.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
-import { solveAttestations, unbundleAttestations, type SolvedAttestation } from './result-attestations.js';
-import { sbomProcessor } from './sbom-processor.js';
+import type { SolvedAttestation } from './result-attestations.js';
 
 /** One `kiln build`, already parsed from the command line. */
 export interface BuildRequest {
@@ -200,7 +199,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const provenance = req.attestations?.provenance;
   // Provenance needs every Definition the frontend solves and every image it resolves; an SBOM
   // scan made here (a frontend that made none) needs the result's Definition.
-  const recorder = provenance === undefined && sbom === undefined ? undefined : new RecordingBackend(engine, solver, backendOpts);
+  const recorder = provenance === undefined && sbom === undefined ? undefined : new (await import('./provenance-capture.js')).RecordingBackend(engine, solver, backendOpts);
   const backend = recorder ?? new SolverBackend(engine, solver, backendOpts);
   const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   const output = frontendLog(req.progress);
@@ -223,13 +222,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     }
     // The frontend's own attestations (an SBOM the Dockerfile frontend made, in process or in a
     // frontend image); the SBOM processor scans only when there is no SBOM among them.
-    let outputs = withAttestations(buildOutputs(result, platform), solveAttestations(result.attestations));
+    let outputs = buildOutputs(result, platform);
+    if (result.attestations.size > 0) outputs = withAttestations(outputs, (await import('./result-attestations.js')).solveAttestations(result.attestations));
     if (sbom !== undefined && recorder !== undefined) {
-      outputs = await sbomProcessor(recorder, outputs, { noCache: req.noCache === true, ...(sbom.generator === undefined ? {} : { generator: sbom.generator }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
+      outputs = await (await import('./sbom-processor.js')).sbomProcessor(recorder, outputs, { noCache: req.noCache === true, ...(sbom.generator === undefined ? {} : { generator: sbom.generator }), ...(req.signal === undefined ? {} : { signal: req.signal }) });
     }
     const provenanceOf = recorder === undefined || provenance === undefined
       ? undefined
-      : provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn, invocationId: newInvocationId((n) => randomBytes(n)) });
+      : await provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn });
     const attested = (Array.isArray(outputs) ? outputs : [outputs]).some((o) => (o.attestations?.length ?? 0) > 0);
     // The solver's result of the (first) exported ref: its cache key graph is what --cache-to exports.
     const first = Array.isArray(outputs) ? outputs[0] : outputs;
@@ -250,7 +250,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
             : {
                 // BuildKit's order: the frontend's attestations (unbundled, the core SBOM first), then provenance.
                 attest: async (o: BuildOutput, layers: readonly Descriptor[] | undefined, e: number | undefined) => [
-                  ...(o.attestations === undefined ? [] : await unbundleAttestations(o.attestations)),
+                  ...(o.attestations === undefined ? [] : await (await import('./result-attestations.js')).unbundleAttestations(o.attestations)),
                   ...(provenanceOf === undefined ? [] : await provenanceOf(o, layers, e)),
                 ],
               }),
@@ -279,11 +279,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
  * The provenance statement maker of a build: for each exported platform result, the SLSA v0.2
  * predicate over what the build solved and resolved (the result's own Definition for mode=max).
  */
-function provenanceAttestations(
+async function provenanceAttestations(
   recorder: RecordingBackend,
   options: ProvenanceOptions,
-  build: { readonly engine: KilnEngine; readonly results: readonly BuildOutput[]; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly invocationId: string },
-): (output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]> {
+  build: { readonly engine: KilnEngine; readonly results: readonly BuildOutput[]; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date },
+): Promise<(output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]>> {
+  const { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } = await import('./provenance.js');
+  const { resultLayers } = await import('./provenance-layers.js');
+  const invocationId = newInvocationId((n) => randomBytes(n));
   return async (output, layers, sourceDateEpoch) => {
     const capture = {
       frontend: build.frontend,
@@ -295,7 +298,7 @@ function provenanceAttestations(
     const predicate = provenancePredicate(capture, options, {
       result,
       ...(options.mode === 'max' ? { layers: await resultLayers(build.engine, recorder.buildResultOf(output.ref), result, layers === undefined ? undefined : { snapshot: output.ref.snapshot, layers, sourceDateEpoch }) } : {}),
-      invocationId: build.invocationId,
+      invocationId,
       startedOn: build.startedOn,
       finishedOn: new Date(),
       hostPlatform: hostPlatform(),
