@@ -34,7 +34,8 @@ function attrsOf(value: string): Map<string, string> {
   return new Map(splitCsvFields(value));
 }
 
-const bool = (v: string | undefined): boolean | undefined => (v === undefined ? undefined : ['true', '1', ''].includes(v) ? true : ['false', '0'].includes(v) ? false : undefined);
+/** A boolean attribute as buildx reads them (`true`/`1`/empty, `false`/`0`); undefined when absent or neither. */
+export const bool = (v: string | undefined): boolean | undefined => (v === undefined ? undefined : ['true', '1', ''].includes(v) ? true : ['false', '0'].includes(v) ? false : undefined);
 
 /**
  * Parses one `--cache-to` value; an unknown type or an invalid value of a known attribute is an

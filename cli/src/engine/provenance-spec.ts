@@ -1,5 +1,6 @@
 import { splitCsvFields } from '@kiln/runtime';
 import { EngineError } from './errors.js';
+import { bool } from './cache-spec.js';
 
 /** A provenance attestation request (BuildKit's `attest:provenance` attributes). */
 export interface ProvenanceOptions {
@@ -46,9 +47,9 @@ function shorthand(type: 'provenance' | 'sbom', value: string | boolean): { flag
 }
 
 function parseBool(flag: string, key: string, v: string): boolean {
-  if (v === '' || v === 'true' || v === '1') return true;
-  if (v === 'false' || v === '0') return false;
-  throw new EngineError('KLN0702', `invalid ${flag}: ${key} must be true or false, not "${v}"`);
+  const b = bool(v);
+  if (b === undefined) throw new EngineError('KLN0702', `invalid ${flag}: ${key} must be true or false, not "${v}"`);
+  return b;
 }
 
 /**
