@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ReportedError, reportError, type CliIo, processIo } from './io.js';
+import { versionLine } from './version.js';
 
 type Register = (program: Command, io: CliIo) => void;
 
@@ -33,18 +34,20 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   const program = new Command('kiln')
     .description('Build container images from LLB, Dockerfiles and TypeScript.')
     .option('--debug', 'show stack traces for errors')
+    .version(versionLine(), '-V, --version', 'print the kiln version')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
     });
   try {
-    // Only the named command is loaded; help and unknown commands load them all.
+    // Only the named command is loaded; help and unknown commands load them all, --version none.
     const named = argv.slice(2).find((a) => !a.startsWith('-'));
     const wanted = COMMANDS.filter(([name]) => name === named);
+    const version = named === undefined && argv.slice(2).some((a) => a === '-V' || a === '--version');
     // One module may register several commands (images, push, save, rmi): register it once.
     const registered = new Set<Register>();
-    for (const [, load] of wanted.length > 0 ? wanted : COMMANDS) {
+    for (const [, load] of wanted.length > 0 || version ? wanted : COMMANDS) {
       const register = await load();
       if (!registered.has(register)) register(program, io);
       registered.add(register);
@@ -52,6 +55,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {
+    // --version and --help end by throwing through exitOverride: with their exit code (0).
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof ReportedError) return e.exitCode;
     reportError(io, e, program.opts<{ debug?: boolean }>().debug === true);

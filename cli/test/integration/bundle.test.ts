@@ -38,6 +38,16 @@ describe('the CLI bundle (cli/dist/kiln.cjs) and its code cache', () => {
     expect(r.stderr).toContain('loading cli/dist/kiln.cjs, code cache used');
   });
 
+  it('--version and -V print cli/package.json\'s version and exit 0, bundled or not', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { version } = JSON.parse(await readFile(join(repo, 'cli', 'package.json'), 'utf8')) as { version: string };
+    for (const [args, env] of [[['--version'], {}], [['-V'], {}], [['--version'], { KILN_BUNDLE: '0' }]] as const) {
+      const r = kiln(args, env);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`kiln ${version} (BuildKit v0.11.6 LLB and gateway API; node ${process.version})\n`);
+    }
+  });
+
   it('starts without Node\'s ES module loader (kiln.js and both bundles are CommonJS)', () => {
     // a preload reports, at exit, whether an ES module was ever loaded (Node loads its module job
     // code for that; the loader's own entry is there in every process)
