@@ -163,6 +163,82 @@ export interface FrontendWarning {
 }
 
 /**
+ * A mount of a {@link NewContainerRequest}, as BuildKit's gateway `NewContainer` takes a pb.Mount.
+ * `bind` mounts `ref` (at `selector` inside it, default its root); writable ones get a throw-away
+ * layer on top, dropped at release, so the ref itself never changes. `bind` without a ref is an
+ * empty scratch directory. `cache` is the cache mount `cacheId` the builds of this root share
+ * (`RUN --mount=type=cache`), `tmpfs` a fresh tmpfs, `secret` the build's secret `secretId` as a
+ * read-only file, `ssh` a socket forwarding to the build's agent `sshId` (default `default`).
+ */
+export interface ContainerMount {
+  /** Absolute path inside the container; exactly one mount has `/`, the root filesystem. */
+  readonly dest: string;
+  readonly type?: 'bind' | 'cache' | 'tmpfs' | 'secret' | 'ssh';
+  readonly ref?: Ref;
+  readonly selector?: string;
+  readonly readonly?: boolean;
+  readonly cacheId?: string;
+  /** As `RUN --mount=type=cache,sharing=`: default `shared`. */
+  readonly cacheSharing?: 'shared' | 'private' | 'locked';
+  readonly secretId?: string;
+  readonly sshId?: string;
+  /** File mode of a `secret` file or `ssh` socket (default 0400 / 0600). */
+  readonly mode?: number;
+}
+
+/** What {@link FrontendClient.newContainer} makes (BuildKit's gateway `NewContainerRequest`). */
+export interface NewContainerRequest {
+  readonly mounts: readonly ContainerMount[];
+  /** Default `none`: its own network namespace with only `lo`. */
+  readonly network?: 'none' | 'host';
+  /** Default `buildkitsandbox`. */
+  readonly hostname?: string;
+  readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];
+  /** Releases the container when aborted (as the end of the build does). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A process to start in a {@link Container} (BuildKit's gateway `StartRequest`). The first one
+ * started is the container's init; the container lives until that one exits or it is released.
+ */
+export interface ContainerProcessRequest {
+  readonly args: readonly string[];
+  /** `KEY=value` entries, as they are. */
+  readonly env?: readonly string[];
+  /** Default `/`. */
+  readonly cwd?: string;
+  /** `name`, `uid`, `name:group` or `uid:gid`, resolved in the container's /etc files. Default root. */
+  readonly user?: string;
+  /** A pseudo-terminal for fds 0-2 (stderr then comes through `stdout`). */
+  readonly tty?: boolean;
+  readonly security?: 'sandbox' | 'insecure';
+  /** Read as the process's fd 0 until it ends; absent: an empty stdin. */
+  readonly stdin?: AsyncIterable<Uint8Array>;
+  /** Fd 1's bytes as the process writes them; absent: dropped. */
+  readonly stdout?: (chunk: Uint8Array) => void;
+  /** Fd 2's bytes as the process writes them; absent: dropped. */
+  readonly stderr?: (chunk: Uint8Array) => void;
+}
+
+/** A running process of a {@link Container}. */
+export interface ContainerProcess {
+  /** Resolves with its exit status (128+n when killed by signal n) once its output is all delivered. */
+  wait(): Promise<number>;
+  /** Sends it a signal by name (`SIGTERM`, `SIGINT`, …). */
+  signal(signal: string): Promise<void>;
+  /** Resizes its terminal (a `tty` process; otherwise nothing happens). */
+  resize(size: { readonly rows: number; readonly cols: number }): Promise<void>;
+}
+
+/** A container made from results (BuildKit's gateway `Container`). */
+export interface Container {
+  start(request: ContainerProcessRequest): Promise<ContainerProcess>;
+  /** Kills what still runs, unmounts and drops writable layers. Safe to call more than once. */
+  release(): Promise<void>;
+}
+
+/**
  * The client a frontend works through. `opts` are BuildKit's frontend options
  * (`filename`, `target`, `platform`, `build-arg:NAME`, `context:NAME`, `no-cache`, …);
  * `inputs` are named contexts handed over as LLB (`context`, `dockerfile`, or `--build-context` names).
@@ -182,6 +258,12 @@ export interface FrontendClient extends ImageMetaResolver {
    * fails with its own error. The gateway bounds nesting (a frontend forwarding to itself).
    */
   solveFrontend?(request: SolveFrontendRequest): Promise<FrontendResult>;
+  /**
+   * Makes a container from results and mounts, to run processes in (BuildKit's gateway
+   * `NewContainer`; a debugger's shell, a test runner streaming output). Optional: a client
+   * without containers leaves it out. The build's end releases what the frontend did not.
+   */
+  newContainer?(request: NewContainerRequest): Promise<Container>;
   /** Reports a warning to the user (progress output); never fails the build. */
   warn(warning: FrontendWarning): void;
   /**

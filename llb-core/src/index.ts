@@ -161,6 +161,11 @@ export {
   type FrontendClient,
   type Frontend,
   type LayerLabelsRequest,
+  type ContainerMount,
+  type NewContainerRequest,
+  type ContainerProcessRequest,
+  type ContainerProcess,
+  type Container,
   ResultMetadataKey,
 } from './frontend.js';
 export { fromDefinition } from './state/definition-op.js';
