@@ -84,7 +84,7 @@ export type {
 export { Solver, type SolverOptions, type SolveOptions } from './solver.js';
 export { loadGraph, defaultName, type LoadedGraph } from './llb/load.js';
 export { resolveLlbOp } from './llb/ops.js';
-export { ExecFailedError, type Worker, type WorkerOpContext } from './llb/worker.js';
+export { ExecFailedError, type FailedExecState, type FailedExecMount, type Worker, type WorkerOpContext } from './llb/worker.js';
 export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';
 export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
-import { CacheStore, RuntimeWorker, Solver, type PrefetchImageOptions, type RuntimeWorkerDeps } from '@kiln/solver';
+import { CacheStore, RuntimeWorker, Solver, type FailedExecState, type PrefetchImageOptions, type RuntimeWorkerDeps } from '@kiln/solver';
 import {
   ContentStore,
   writeFileAtomic,
@@ -60,6 +60,8 @@ export interface BuildSession {
   readonly platform?: Platform;
   /** `--parallelism N` for this build (overrides the engine's; see {@link EngineOptions.parallelism}). */
   readonly parallelism?: number;
+  /** Receives the state of each failed exec, for a debug shell (`--invoke`); see RuntimeWorkerDeps.onFailedExec. */
+  readonly onFailedExec?: (state: FailedExecState) => void;
 }
 
 /**
@@ -178,6 +180,7 @@ export class KilnEngine {
       ...(session.ssh === undefined ? {} : { ssh: session.ssh }),
       ...(session.allowInsecure === undefined ? {} : { allowInsecure: session.allowInsecure }),
       ...(session.allowNetworkHost === undefined ? {} : { allowNetworkHost: session.allowNetworkHost }),
+      ...(session.onFailedExec === undefined ? {} : { onFailedExec: session.onFailedExec }),
       // Cache mounts are listed by `kiln du` and removed by `kiln prune` through the cache store.
       recordUsage: (rec) => this.cache.upsertRecord(rec),
       // Sources lease a fixed-id snapshot (`layer-<chain>`, `local-<digest>`…) before they look it up.

@@ -58,9 +58,37 @@ export class ExecFailedError extends Error {
   override readonly name = 'ExecFailedError';
   readonly exitCode: number;
   readonly command: string;
-  constructor(command: string, exitCode: number) {
+  /** What the exec left, when the worker was asked to keep it (a debug shell after the failure). */
+  readonly state: FailedExecState | undefined;
+  constructor(command: string, exitCode: number, state?: FailedExecState) {
     super(`process ${JSON.stringify(command)} did not complete successfully: exit code: ${exitCode}`);
     this.exitCode = exitCode;
     this.command = command;
+    this.state = state;
   }
+}
+
+/**
+ * A mount of a failed exec as it was when the process exited: a committed snapshot (a writable
+ * mount's changes are in it; `selector` is the sub-path that was mounted), the cache mount
+ * directory of `cacheId`, or a tmpfs (empty again). Secret and ssh mounts are not kept.
+ */
+export type FailedExecMount =
+  | { readonly kind: 'snapshot'; readonly dest: string; readonly snapshot: string; readonly selector: string; readonly readonly: boolean }
+  | { readonly kind: 'cache'; readonly dest: string; readonly cacheId: string; readonly sharing: 'shared' | 'private' | 'locked'; readonly readonly: boolean }
+  | { readonly kind: 'tmpfs'; readonly dest: string; readonly size?: number };
+
+/**
+ * The state of an exec that failed, kept for a debugger (BuildKit keeps the failed exec's mounts
+ * for buildx's `--invoke on-error`): its process as it ran (secret environment values left out)
+ * and its mounts. The snapshots stay (leased against prune) until `release()`.
+ */
+export interface FailedExecState {
+  readonly process: { readonly args: readonly string[]; readonly env: readonly string[]; readonly cwd: string; readonly user: string };
+  readonly network: 'none' | 'host';
+  readonly security: 'sandbox' | 'insecure';
+  readonly hostname?: string;
+  readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
+  readonly mounts: readonly FailedExecMount[];
+  release(): Promise<void>;
 }

@@ -11,6 +11,7 @@ import type {
   SnapshotInfo,
   UnpackLayerOptions,
 } from '@kiln/runtime';
+import type { FailedExecState } from '../llb/worker.js';
 
 /**
  * The runtime services a {@link RuntimeWorker} uses, injected by the CLI (the one place that
@@ -63,4 +64,10 @@ export interface RuntimeWorkerDeps {
   readonly leaseSnapshot?: (snapshot: string) => () => void;
   /** Platform for images without an explicit one. */
   readonly platform?: Platform;
+  /**
+   * Keeps what each failed exec left (its mounts, committed) for a debug shell (`kiln build
+   * --invoke`): called with the state, which its ExecFailedError's `state` holds too. The receiver
+   * releases every state it gets (two execs may fail at once). Absent: dropped at once.
+   */
+  readonly onFailedExec?: (state: FailedExecState) => void;
 }

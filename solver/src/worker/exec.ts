@@ -1,7 +1,7 @@
 import { CacheSharingOpt, MountType, NetMode, SecurityMode, type ExecOp, type Mount as LlbMount } from '@kiln/llb-core';
 import type { ExecMount, NetworkMode } from '@kiln/runtime';
 import { SolverError } from '../errors.js';
-import { ExecFailedError, type WorkerOpContext } from '../llb/worker.js';
+import { ExecFailedError, type FailedExecMount, type FailedExecState, type WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { emptySnapshot } from './sources.js';
@@ -39,6 +39,15 @@ interface Prepared {
   readonly active?: string;
 }
 
+/** A mount as a failed exec's state keeps it; `active`: the writable snapshot to commit for it. */
+type KeptMount = FailedExecMount | { readonly kind: 'active'; readonly dest: string; readonly active: string };
+
+const SHARING: Readonly<Record<number, 'shared' | 'private' | 'locked'>> = {
+  [CacheSharingOpt.SHARED]: 'shared',
+  [CacheSharingOpt.PRIVATE]: 'private',
+  [CacheSharingOpt.LOCKED]: 'locked',
+};
+
 /**
  * Runs an ExecOp on the runtime: the root mount and every writable mount with an output get an
  * active snapshot on top of their input (committed afterwards, one ref per output index);
@@ -62,6 +71,7 @@ export async function runExec(
   const releases: Array<() => Promise<void>> = [];
   const actives: string[] = [];
   const mounts: ExecMount[] = [];
+  const kept: KeptMount[] = [];
   let rootfs: readonly import('@kiln/runtime').Mount[] | undefined;
   let readonlyRoot = false;
   try {
@@ -97,12 +107,14 @@ export async function runExec(
           }
         });
         mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
+        kept.push({ kind: 'cache', dest, cacheId: dirId, sharing: SHARING[m.cacheOpt?.sharing ?? CacheSharingOpt.SHARED] ?? 'shared', readonly: m.readonly === true });
         prepared.push({ mount: m });
         continue;
       }
       if (type === MountType.TMPFS) {
         const size = m.tmpfsOpt?.size;
         mounts.push({ kind: 'tmpfs', target: dest, ...(size === undefined || size === 0n ? {} : { size: Number(size) }) });
+        kept.push({ kind: 'tmpfs', dest, ...(size === undefined || size === 0n ? {} : { size: Number(size) }) });
         prepared.push({ mount: m });
         continue;
       }
@@ -154,6 +166,8 @@ export async function runExec(
         }
         // Symlinks in the selector resolve inside the snapshot, never to host paths.
         mounts.push({ kind: 'bind', target: dest, source: await rootPath(host, selector), readonly: !writable });
+        // Its changes were thrown away with the scratch layer: a debugger sees the input again.
+        kept.push({ kind: 'snapshot', dest, snapshot: parent, selector, readonly: !writable });
         prepared.push({ mount: { ...m, output: -1 } });
         continue;
       }
@@ -161,10 +175,12 @@ export async function runExec(
         const active = newSnapshotId('exec');
         await s.prepare(active, parent);
         actives.push(active);
+        kept.push({ kind: 'active', dest, active });
         prepared.push({ mount: m, active });
         if (dest === '/') rootfs = await s.mounts(active);
         else mounts.push({ kind: 'snapshot', target: dest, mounts: await s.mounts(active), mode: (m.output ?? 0) >= 0 ? 'rw' : 'rw-discard' });
       } else {
+        kept.push({ kind: 'snapshot', dest, snapshot: parent, selector: '', readonly: true });
         prepared.push({ mount: m });
         if (dest === '/') {
           rootfs = await s.mounts(parent);
@@ -184,15 +200,17 @@ export async function runExec(
       env.push(`${se.name ?? ''}=${Buffer.from(data).toString('utf8')}`);
     }
     const network: NetworkMode = op.network === NetMode.NONE ? 'none' : 'host';
+    const security = op.security === SecurityMode.INSECURE ? 'insecure' : 'sandbox';
+    const extraHosts = (meta.extraHosts ?? []).map((h) => ({ host: h.host ?? '', ip: h.ip ?? '' }));
     const result = await deps.executor.run({
       rootfs,
       readonlyRootfs: readonlyRoot,
       process: { args, env, ...(meta.cwd === undefined ? {} : { cwd: meta.cwd }), ...(meta.user === undefined || meta.user === '' ? {} : { user: meta.user }) },
       mounts,
       network,
-      security: op.security === SecurityMode.INSECURE ? 'insecure' : 'sandbox',
+      security,
       ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }),
-      extraHosts: (meta.extraHosts ?? []).map((h) => ({ host: h.host ?? '', ip: h.ip ?? '' })),
+      extraHosts,
       ...(meta.ulimit === undefined ? {} : { rlimits: meta.ulimit.map((u) => ({ name: u.name ?? '', soft: Number(u.soft ?? 0n), hard: Number(u.hard ?? 0n) })) }),
       ...(meta.cgroupParent === undefined || meta.cgroupParent === '' ? {} : { cgroupParent: meta.cgroupParent }),
       signal: ctx.signal,
@@ -200,7 +218,15 @@ export async function runExec(
       ...(ctx.prepared === undefined ? {} : { prepared: ctx.prepared }),
     });
     const valid = meta.validExitCodes ?? [0];
-    if (!valid.includes(result.exitCode)) throw new ExecFailedError(args.join(' '), result.exitCode);
+    if (!valid.includes(result.exitCode)) {
+      if (deps.onFailedExec === undefined) throw new ExecFailedError(args.join(' '), result.exitCode);
+      // Unmount before committing (the kept state must not hold this run's host mounts).
+      for (const r of releases.splice(0).reverse()) await r().catch(() => undefined);
+      const proc = { args, env: meta.env ?? [], cwd: meta.cwd ?? '/', user: meta.user ?? '' };
+      const state = await keepFailedState(deps, kept, actives, { process: proc, network, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
+      deps.onFailedExec(state);
+      throw new ExecFailedError(args.join(' '), result.exitCode, state);
+    }
     const outputs: WorkerRef[] = [];
     for (const p of prepared) {
       const out = p.mount.output ?? 0;
@@ -224,4 +250,44 @@ export async function runExec(
     for (const r of releases.reverse()) await r().catch(() => undefined);
     for (const a of actives) await s.remove(a).catch(() => undefined);
   }
+}
+
+/**
+ * Commits the writable mounts of a failed exec (taking them out of `actives`, which the caller
+ * removes) and leases every snapshot its state names, for {@link FailedExecState}.
+ */
+async function keepFailedState(
+  deps: RuntimeWorkerDeps,
+  kept: readonly KeptMount[],
+  actives: string[],
+  run: Omit<FailedExecState, 'mounts' | 'release'>,
+): Promise<FailedExecState> {
+  const s = deps.snapshotter;
+  const committed: string[] = [];
+  const unlease: Array<() => void> = [];
+  const mounts: FailedExecMount[] = [];
+  const release = async (): Promise<void> => {
+    for (const u of unlease.splice(0)) u();
+    for (const id of committed.splice(0)) await s.remove(id).catch(() => undefined);
+  };
+  try {
+    for (const k of kept) {
+      let m: FailedExecMount;
+      if (k.kind !== 'active') m = k;
+      else {
+        const id = newSnapshotId('failed');
+        await s.commit(id, k.active);
+        actives.splice(actives.indexOf(k.active), 1);
+        committed.push(id);
+        m = { kind: 'snapshot', dest: k.dest, snapshot: id, selector: '', readonly: false };
+      }
+      if (m.kind === 'snapshot' && deps.leaseSnapshot !== undefined) unlease.push(deps.leaseSnapshot(m.snapshot));
+      mounts.push(m);
+    }
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  let released: Promise<void> | undefined;
+  return { ...run, mounts, release: () => (released ??= release()) };
 }

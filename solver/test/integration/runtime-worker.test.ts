@@ -18,7 +18,7 @@ import {
   unpackLayer,
   type ExecRequest,
 } from '@kiln/runtime';
-import { CacheStore, RuntimeWorker, Solver, type BuildResult } from '@kiln/solver';
+import { CacheStore, ExecFailedError, RuntimeWorker, Solver, type BuildResult, type FailedExecState, type RuntimeWorkerDeps } from '@kiln/solver';
 
 let root = '';
 let ctxDir = '';
@@ -26,6 +26,7 @@ let runs = 0;
 let solver: Solver;
 let snapshotter: LocalSnapshotter;
 let worker: RuntimeWorker;
+let deps: RuntimeWorkerDeps;
 
 beforeAll(async () => {
   try {
@@ -50,7 +51,7 @@ beforeAll(async () => {
       return runc.run(req);
     },
   };
-  worker = new RuntimeWorker({
+  deps = {
     root,
     snapshotter,
     executor,
@@ -61,7 +62,9 @@ beforeAll(async () => {
     localDirs: { context: ctxDir },
     secrets: { tok: new TextEncoder().encode('sekrit') },
     recordUsage: (r) => store.upsertRecord(r),
-  });
+    leaseSnapshot: (id) => store.lease(id),
+  };
+  worker = new RuntimeWorker(deps);
   const store: CacheStore = CacheStore.open({ path: join(root, 'solver.db'), releaseSnapshot: (id, ctx) => worker.releaseSnapshot(id, ctx) });
   solver = new Solver({ worker, store, parallelism: 2 });
 }, 120_000);
@@ -167,6 +170,72 @@ describe('RuntimeWorker + Solver with real runc', () => {
       message: 'process "/bin/sh -c echo oops >&2; exit 3" did not complete successfully: exit code: 3',
       logTail: ['oops'],
     });
+  }, 120_000);
+
+  test('a failed exec\'s state is kept when asked: the root with its changes, its mounts, its process without secret values; release drops it', async () => {
+    const states: FailedExecState[] = [];
+    const keeping = new RuntimeWorker({ ...deps, onFailedExec: (st) => states.push(st) });
+    const ops: Op[] = [
+      { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
+      { kind: 'source', inputs: [], source: { identifier: 'local://context' } },
+    ];
+    ops.push({
+      kind: 'exec',
+      inputs: [ref(ops, 0), ref(ops, 1)],
+      exec: {
+        meta: { args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' },
+        mounts: [
+          { input: 0, dest: '/', output: 0 },
+          { input: 1, dest: '/src', selector: '/sub', readonly: true, output: -1 },
+          { input: -1, dest: '/cache', mountType: MountType.CACHE, cacheOpt: { id: 'it-cache' }, output: -1 },
+          { input: -1, dest: '/tmp', mountType: MountType.TMPFS, output: -1 },
+        ],
+        secretenv: [{ id: 'tok', name: 'TOKEN' }],
+      },
+    });
+    const err = await solver.solve(definition(ops, {}), { worker: keeping }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let cause: unknown = err;
+    while (cause instanceof Error && !(cause instanceof ExecFailedError)) cause = cause.cause;
+    expect(cause).toBeInstanceOf(ExecFailedError);
+    const state = (cause as ExecFailedError).state;
+    expect(states).toEqual([state]);
+    if (state === undefined) return;
+    expect(state.process).toEqual({ args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' });
+    expect(JSON.stringify(state)).not.toContain('sekrit');
+    expect(state.mounts.map((m) => [m.kind, m.dest, 'readonly' in m ? m.readonly : undefined])).toEqual([
+      ['snapshot', '/', false],
+      ['snapshot', '/src', true],
+      ['cache', '/cache', false],
+      ['tmpfs', '/tmp', undefined],
+    ]);
+    const rootMount = state.mounts[0];
+    const srcMount = state.mounts[1];
+    if (rootMount?.kind !== 'snapshot' || srcMount?.kind !== 'snapshot') throw new Error('snapshot mounts expected');
+    expect(srcMount.selector).toBe('sub');
+    // The root as the process left it: a committed snapshot with the file it wrote.
+    const m = await snapshotter.mount(rootMount.snapshot);
+    try {
+      expect(await readFile(join(m.path, 'half-done'), 'utf8')).toBe('half\n');
+    } finally {
+      await m.release();
+    }
+    // Leased: a prune of everything leaves it.
+    await solver.prune({ all: true });
+    expect(await snapshotter.stat(rootMount.snapshot)).toBeDefined();
+    await state.release();
+    await state.release();
+    await expect(snapshotter.stat(rootMount.snapshot)).rejects.toThrow();
+    // Without the hook nothing is kept.
+    const plain = await solver.solve(definition(ops, {})).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let c2: unknown = plain;
+    while (c2 instanceof Error && !(c2 instanceof ExecFailedError)) c2 = c2.cause;
+    expect((c2 as ExecFailedError).state).toBeUndefined();
   }, 120_000);
 
   test('bind mount of a context subpath and a cache mount that persists across builds', async () => {
