@@ -34,7 +34,7 @@ export { RegistryTransport, type RegistryTransportOptions, type RegistryHostOpti
 export { RegistryClient, MANIFEST_ACCEPT, pullScope, pushScope, type RegistryClientOptions, type ResolvedReference, type PullOptions } from './registry/client.js';
 export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, type BlobPushStatus } from './registry/push.js';
 export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, type ImageMetaResolver, type ResolvedImageConfig, type ResolveImageConfigOptions } from './registry/meta-resolver.js';
-export type { Executor, ExecPreparation, ExecRequest, ExecResult, ExecMount, ExecStdio, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode } from './api/executor.js';
+export type { Executor, ExecPreparation, ExecRequest, ExecResult, ExecMount, ExecStdio, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode, ContainerRequest, ContainerProcessSpec, ExecContainer, ExecProcess } from './api/executor.js';
 export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
 export { DEFAULT_CAPABILITIES } from './executor/spec.js';
 export { parseOutputSpec, splitFields as splitCsvFields, EXPORT_TYPES, type ExportSpec, type ExportCompression, type ExportAnnotation, type ExportAnnotationType } from './exporter/spec.js';

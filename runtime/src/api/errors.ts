@@ -12,6 +12,10 @@ export type WorkerErrorCode =
   | 'USER_NOT_FOUND'
   | 'EXEC_FAILED'
   | 'CANCELLED'
+  /** A start in a container whose init process has exited, or that was released. */
+  | 'CONTAINER_EXITED'
+  /** A request the executor cannot serve (a container process with a terminal). */
+  | 'UNSUPPORTED'
   | 'PREREQUISITE_MISSING';
 
 /** Options for {@link WorkerError}. */

@@ -122,6 +122,63 @@ export interface ExecResult {
 }
 
 /**
+ * What {@link Executor.newContainer} makes: the filesystem and namespaces of a long-lived
+ * container, without a process yet (BuildKit's gateway container before its first Start).
+ * Fields as in {@link ExecRequest}.
+ */
+export interface ContainerRequest {
+  readonly rootfs: readonly Mount[];
+  readonly readonlyRootfs?: boolean;
+  readonly mounts?: readonly ExecMount[];
+  /** Default `none`. */
+  readonly network?: NetworkMode;
+  /** Default `buildkitsandbox`. */
+  readonly hostname?: string;
+  readonly extraHosts?: readonly HostEntry[];
+  readonly cgroupParent?: string;
+}
+
+/** A process to start in an {@link ExecContainer} (BuildKit's executor.ProcessInfo). */
+export interface ContainerProcessSpec extends ProcessSpec {
+  /** Default `sandbox`. The init's mode also decides the container's masked paths and devices. */
+  readonly security?: SecurityMode;
+  /** A pseudo-terminal: not supported by the runc executor (`UNSUPPORTED`). */
+  readonly tty?: boolean;
+  /** Fed to fd 0 until it ends (then fd 0 reads EOF); absent: an empty stdin. */
+  readonly stdin?: AsyncIterable<Uint8Array>;
+  /** Fd 1's bytes as they come, not split into lines; absent: dropped. */
+  readonly stdout?: (chunk: Uint8Array) => void;
+  /** Fd 2's bytes as they come; absent: dropped. */
+  readonly stderr?: (chunk: Uint8Array) => void;
+}
+
+/** A started process of an {@link ExecContainer}. */
+export interface ExecProcess {
+  /** Its exit status (128+n when killed by signal n), once its output is all delivered. */
+  wait(): Promise<number>;
+  /** Sends it a signal by name (`SIGTERM`, `TERM`); nothing happens once it has exited. */
+  signal(name: string): Promise<void>;
+}
+
+/**
+ * A long-lived container (BuildKit's gateway container over executor.Run and executor.Exec).
+ * The first {@link ExecContainer.start} runs the init process and creates the container; later
+ * ones run more processes in it while the init runs. When the init exits the container is gone:
+ * a start then fails with `CONTAINER_EXITED`. The caller must {@link ExecContainer.release} it.
+ */
+export interface ExecContainer {
+  /** The runtime's id of the container (runc's container id). */
+  readonly id: string;
+  /** Resolves once the process runs (its pid is known); rejects when it could not start. */
+  start(process: ContainerProcessSpec): Promise<ExecProcess>;
+  /**
+   * Kills every process, waits for them, and removes everything made for the container: runc
+   * state, bundle, mounts, scratch layers. Idempotent; a start after it fails.
+   */
+  release(): Promise<void>;
+}
+
+/**
  * Runs one process in a container, like BuildKit's executor.Executor.Run. The call resolves when the
  * process has exited and every mount and piece of runtime state made for it is gone; it rejects
  * with `CANCELLED` when `signal` aborts (the container is killed first). A non-zero exit is a result,
@@ -135,4 +192,9 @@ export interface Executor {
    * without start-up cost leave it out.
    */
   prepare?(): ExecPreparation;
+  /**
+   * Makes a long-lived container to start processes in ({@link ExecContainer}). Optional: an
+   * executor without it cannot serve a frontend's containers. Nothing runs until the first start.
+   */
+  newContainer?(req: ContainerRequest): Promise<ExecContainer>;
 }

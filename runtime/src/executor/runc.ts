@@ -5,14 +5,15 @@ import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:
 import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
-import type { ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry, OutputLine } from '../api/executor.js';
+import type { ContainerRequest, ExecContainer, ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry, OutputLine } from '../api/executor.js';
+import { RuncContainer, type Cleanup, type Configured } from './container.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { mountPointLayers, rootLayout } from './rootfs.js';
 import { splitLines } from './output.js';
 import { boundingCapabilities, buildSpec, specJson, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
-import { LowerStatCache, RootView, type Stub } from './root-view.js';
+import { LowerStatCache, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
 import { sealViaHelper, spawnViaHelper, warmProcessHelper } from './process-helper.js';
 import { RuncPrestarter, type PrestartedRunc, type RunDirs, type Started } from './prestart.js';
@@ -50,7 +51,6 @@ export interface RuncExecutorOptions {
   readonly runtimeDir?: string;
 }
 
-type Cleanup = () => Promise<void>;
 
 /**
  * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
@@ -105,6 +105,29 @@ export class RuncExecutor implements Executor {
     return this.#prestart.prepare();
   }
 
+  /**
+   * A long-lived container ({@link RuncContainer}): its own runc per process, started with pipes,
+   * apart from the build steps' fast path (pre-started runc, process helper). Its set-up is
+   * {@link RuncExecutor.run}'s; its leftovers after a crash are cleaned by {@link recover}.
+   */
+  async newContainer(req: ContainerRequest): Promise<ExecContainer> {
+    this.#ensureState();
+    const { id, bundle } = this.#newRun();
+    const scratch = join(this.#root, 'executor', id);
+    return new RuncContainer(req, {
+      id,
+      bundle,
+      scratch,
+      runc: this.#runc,
+      state: this.#state,
+      env: runcEnv(),
+      configure: (r, cleanups) => this.#configure(r, { id, bundle }, scratch, cleanups),
+      insecureCapabilities: () => this.#boundingCaps(),
+      runcError,
+      missing: () => this.#missing(),
+    });
+  }
+
   async run(req: ExecRequest): Promise<ExecResult> {
     const { signal } = req;
     throwIfAborted(signal);
@@ -117,21 +140,50 @@ export class RuncExecutor implements Executor {
     const scratch = join(this.#root, 'executor', id);
     if (pre === undefined) mkdirSync(bundle, { recursive: true, mode: 0o711 });
     const cleanups: Cleanup[] = [];
-    let view: RootView | undefined;
-    let stubs: Stub[] = [];
+    let configured: Configured | undefined;
     try {
-      const mountPoints = mountPointLayers(join(this.runtimeDir, 'mount-points'));
-      const root = await rootLayout(req, bundle, scratch, this.#lowerStats, mountPoints, req.security !== 'insecure');
-      view = root.view;
-      const user = await resolveUser(async (p) => root.view.readFile(p), req.process.user);
-      const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
-      const extra = req.mounts ?? [];
-      const network = req.network ?? 'none';
-      if (root.keepChanges) {
-        const destinations = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', ...extra.map((m) => m.target)];
-        stubs = root.view.stubs(destinations);
-      }
-      root.view.mkdirAll(cwd, user.uid, user.gid);
+      configured = await this.#configure(req, { id, bundle }, scratch, cleanups);
+      const { spec } = configured;
+      throwIfAborted(signal);
+      const waiting = pre;
+      pre = undefined;
+      const exitCode =
+        req.stdio === undefined
+          ? await this.#runc_run({ id, bundle }, specJson(spec), waiting, req.onOutput, signal)
+          : await this.#runStdio({ id, bundle }, specJson(spec), req.stdio, req.onOutput, signal);
+      return { exitCode, durationMs: Date.now() - started };
+    } finally {
+      pre?.discard();
+      for (const c of cleanups.reverse()) await c().catch(() => undefined);
+      if (configured !== undefined && configured.stubs.length > 0) configured.view.removeStubs(configured.stubs);
+      rmSync(bundle, { recursive: true, force: true });
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Puts a run's container together: root layout, user, cwd, mount stubs, shared hosts and
+   * resolv.conf files, mounts (their undo steps go to `cleanups`) and the spec. Shared by
+   * {@link RuncExecutor.run} and the long-lived containers of {@link RuncExecutor.newContainer}.
+   */
+  async #configure(req: ExecRequest, run: RunDirs, scratch: string, cleanups: Cleanup[]): Promise<Configured> {
+    const { id, bundle } = run;
+    const mountPoints = mountPointLayers(join(this.runtimeDir, 'mount-points'));
+    const root = await rootLayout(req, bundle, scratch, this.#lowerStats, mountPoints, req.security !== 'insecure');
+    const view = root.view;
+    const user = await resolveUser(async (p) => view.readFile(p), req.process.user);
+    const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
+    const extra = req.mounts ?? [];
+    const network = req.network ?? 'none';
+    let stubs: Stub[] = [];
+    if (root.keepChanges) {
+      const destinations = ['/proc', '/dev', '/sys', '/etc/hosts', '/etc/resolv.conf', ...extra.map((m) => m.target)];
+      stubs = view.stubs(destinations);
+    }
+    // Removed below if the rest fails; once returned, the caller removes them.
+    const configured = { view, stubs };
+    try {
+      view.mkdirAll(cwd, user.uid, user.gid);
       const hostname = req.hostname ?? 'buildkitsandbox';
       const hostsFile = this.#sharedFile(hostsContent(hostname, req.extraHosts ?? []), 'utf8');
       // latin1: the host file's bytes as they are.
@@ -156,20 +208,10 @@ export class RuncExecutor implements Executor {
         ...(req.rlimits === undefined ? {} : { rlimits: req.rlimits }),
         ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
       });
-      throwIfAborted(signal);
-      const waiting = pre;
-      pre = undefined;
-      const exitCode =
-        req.stdio === undefined
-          ? await this.#runc_run({ id, bundle }, specJson(spec), waiting, req.onOutput, signal)
-          : await this.#runStdio({ id, bundle }, specJson(spec), req.stdio, req.onOutput, signal);
-      return { exitCode, durationMs: Date.now() - started };
-    } finally {
-      pre?.discard();
-      for (const c of cleanups.reverse()) await c().catch(() => undefined);
-      if (view !== undefined && stubs.length > 0) view.removeStubs(stubs);
-      rmSync(bundle, { recursive: true, force: true });
-      rmSync(scratch, { recursive: true, force: true });
+      return { ...configured, spec };
+    } catch (e) {
+      if (stubs.length > 0) view.removeStubs(stubs);
+      throw e;
     }
   }
 

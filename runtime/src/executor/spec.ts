@@ -126,27 +126,38 @@ export function specJson(spec: Record<string, unknown>): string {
   return JSON.stringify(spec).replaceAll(`"${RLIM_INFINITY}"`, '18446744073709551615');
 }
 
-/** Builds the OCI runtime spec (config.json) runc runs. Pure. */
-export function buildSpec(i: SpecInput): Record<string, unknown> {
+/** What {@link processSpec} needs: the process part of {@link SpecInput}. */
+export type ProcessSpecInput = Pick<SpecInput, 'args' | 'env' | 'cwd' | 'user' | 'security' | 'insecureCapabilities' | 'rlimits'>;
+
+/**
+ * The `process` object of config.json, also what `runc exec --process` reads for a process
+ * started in a running container (BuildKit's Executor.Exec). Pure.
+ */
+export function processSpec(i: ProcessSpecInput): Record<string, unknown> {
   const caps = i.security === 'insecure' ? i.insecureCapabilities : DEFAULT_CAPABILITIES;
   const env = i.env.some((e) => e.startsWith('PATH=')) ? [...i.env] : [DEFAULT_PATH, ...i.env];
+  return {
+    terminal: false,
+    user: { uid: i.user.uid, gid: i.user.gid, ...(i.user.additionalGids.length > 0 ? { additionalGids: i.user.additionalGids } : {}) },
+    args: i.args,
+    env,
+    cwd: i.cwd,
+    capabilities: { bounding: caps, effective: caps, permitted: caps },
+    noNewPrivileges: false,
+    // As BuildKit's oci.WithRlimits: `nofile` becomes RLIMIT_NOFILE.
+    ...(i.rlimits !== undefined && i.rlimits.length > 0 ? { rlimits: i.rlimits.map((r) => ({ type: `RLIMIT_${r.name.toUpperCase()}`, soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })) } : {}),
+  };
+}
+
+/** Builds the OCI runtime spec (config.json) runc runs. Pure. */
+export function buildSpec(i: SpecInput): Record<string, unknown> {
   const namespaces: { type: string }[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   // A network namespace without a path: runc creates it and brings `lo` up.
   if (i.network === 'none') namespaces.push({ type: 'network' });
   const sandbox = i.security !== 'insecure';
   return {
     ociVersion: '1.0.2-dev',
-    process: {
-      terminal: false,
-      user: { uid: i.user.uid, gid: i.user.gid, ...(i.user.additionalGids.length > 0 ? { additionalGids: i.user.additionalGids } : {}) },
-      args: i.args,
-      env,
-      cwd: i.cwd,
-      capabilities: { bounding: caps, effective: caps, permitted: caps },
-      noNewPrivileges: false,
-      // As BuildKit's oci.WithRlimits: `nofile` becomes RLIMIT_NOFILE.
-      ...(i.rlimits !== undefined && i.rlimits.length > 0 ? { rlimits: i.rlimits.map((r) => ({ type: `RLIMIT_${r.name.toUpperCase()}`, soft: rlimitValue(r.soft), hard: rlimitValue(r.hard) })) } : {}),
-    },
+    process: processSpec(i),
     root: { path: i.rootPath, readonly: i.readonlyRoot },
     hostname: i.hostname,
     mounts: [

@@ -1,0 +1,316 @@
+import { spawn, execFile, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { join, posix } from 'node:path';
+import { promisify } from 'node:util';
+import { WorkerError } from '../api/errors.js';
+import type { ContainerProcessSpec, ContainerRequest, ExecContainer, ExecProcess, ExecRequest } from '../api/executor.js';
+import type { RootView, Stub } from './root-view.js';
+import { processSpec, specJson } from './spec.js';
+import { resolveUser } from './user.js';
+
+const execFileP = promisify(execFile);
+
+/** An undo step of a container's set-up (unmount a secret tmpfs, stop an ssh proxy). */
+export type Cleanup = () => Promise<void>;
+
+/** A container's config as the executor put it together for its init process. */
+export interface Configured {
+  readonly spec: Record<string, unknown>;
+  /** The root as the container sees it (user lookups, mount stubs). */
+  readonly view: RootView;
+  /** Mount points runc will create in a writable root: removed once the container is gone. */
+  readonly stubs: readonly Stub[];
+}
+
+/** What a {@link RuncContainer} needs of the executor that made it. */
+export interface ContainerHost {
+  /** Container id (`kiln-<pid>-<hex>`, so `recover()` cleans it up after a crash) and bundle dir. */
+  readonly id: string;
+  readonly bundle: string;
+  /** On-disk scratch dir of throw-away layers (`<root>/executor/<id>`). */
+  readonly scratch: string;
+  readonly runc: string;
+  /** `runc --root`. */
+  readonly state: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** The executor's config of a run (root layout, user, mounts, spec); undo steps go to `cleanups`. */
+  configure(req: ExecRequest, cleanups: Cleanup[]): Promise<Configured>;
+  /** The capabilities `insecure` grants. */
+  insecureCapabilities(): Promise<readonly string[]>;
+  /** The error message runc logged at `log`, if any. */
+  runcError(log: string): Promise<string | undefined>;
+  /** The error of a missing runc binary. */
+  missing(): WorkerError;
+}
+
+/** How often a starting process's pid file is looked for. */
+const PID_POLL_MS = 5;
+
+/**
+ * A long-lived runc container (see {@link ExecContainer}): the first start is `runc run` (BuildKit's
+ * Executor.Run), later ones `runc exec --process` (Executor.Exec). Every process is a runc started
+ * with pipes on fds 0-2 (runc copies them to the container's own pipes byte for byte) and
+ * `--pid-file`, which runc writes once the process runs: a start resolves then. Signals go to the
+ * init with `runc kill`, to an exec'd process by its pid. Not the step fast path (no pre-started
+ * runc, no process helper): a container's processes are few and long.
+ */
+export class RuncContainer implements ExecContainer {
+  readonly id: string;
+  readonly #host: ContainerHost;
+  readonly #req: ContainerRequest;
+  readonly #cleanups: Cleanup[] = [];
+  readonly #procs = new Set<RuncProcess>();
+  #configured: Configured | undefined;
+  #init: Promise<RuncProcess> | undefined;
+  #released: Promise<void> | undefined;
+  #execs = 0;
+
+  constructor(req: ContainerRequest, host: ContainerHost) {
+    this.id = host.id;
+    this.#req = req;
+    this.#host = host;
+  }
+
+  async start(p: ContainerProcessSpec): Promise<ExecProcess> {
+    if (this.#released !== undefined) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} was released`);
+    if (p.tty === true) {
+      throw new WorkerError('UNSUPPORTED', 'container processes with a terminal (tty) are not supported', {
+        hint: "runc hands a terminal's master over a unix socket (SCM_RIGHTS), which Node cannot receive; start the process without tty and read stdout and stderr",
+      });
+    }
+    if (p.args.length === 0) throw new WorkerError('EXEC_FAILED', 'a container process needs args');
+    if (this.#init === undefined) {
+      this.#init = this.#startInit(p);
+      return this.#init;
+    }
+    const init = await this.#init.catch(() => undefined);
+    if (init === undefined || init.exited || this.#released !== undefined) {
+      throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`, {
+        hint: 'start processes while the first one (the init) runs; make a new container to run more',
+      });
+    }
+    return this.#exec(p);
+  }
+
+  release(): Promise<void> {
+    this.#released ??= this.#release();
+    return this.#released;
+  }
+
+  async #startInit(p: ContainerProcessSpec): Promise<RuncProcess> {
+    const { bundle, id } = this.#host;
+    mkdirSync(bundle, { recursive: true, mode: 0o711 });
+    const r = this.#req;
+    this.#configured = await this.#host.configure(
+      {
+        rootfs: r.rootfs,
+        ...(r.readonlyRootfs === undefined ? {} : { readonlyRootfs: r.readonlyRootfs }),
+        process: { args: p.args, env: p.env, ...(p.cwd === undefined ? {} : { cwd: p.cwd }), ...(p.user === undefined ? {} : { user: p.user }) },
+        ...(r.mounts === undefined ? {} : { mounts: r.mounts }),
+        ...(r.network === undefined ? {} : { network: r.network }),
+        ...(p.security === undefined ? {} : { security: p.security }),
+        ...(r.hostname === undefined ? {} : { hostname: r.hostname }),
+        ...(r.extraHosts === undefined ? {} : { extraHosts: r.extraHosts }),
+        ...(r.cgroupParent === undefined ? {} : { cgroupParent: r.cgroupParent }),
+      },
+      this.#cleanups,
+    );
+    this.#gone();
+    // The spec holds the process environment: root-only.
+    writeFileSync(join(bundle, 'config.json'), specJson(this.#configured.spec), { mode: 0o600 });
+    const files = { log: join(bundle, 'init.log'), pid: join(bundle, 'init.pid') };
+    const args = ['run', '--pid-file', files.pid, '--bundle', bundle, id];
+    return this.#spawn(args, files, p, (sig) => this.#runcKill(sig));
+  }
+
+  async #exec(p: ContainerProcessSpec): Promise<RuncProcess> {
+    const configured = this.#configured;
+    if (configured === undefined) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} has no init process`);
+    const n = ++this.#execs;
+    const user = await resolveUser(async (path) => configured.view.readFile(path), p.user);
+    const security = p.security ?? 'sandbox';
+    const spec = processSpec({
+      args: p.args,
+      env: p.env,
+      cwd: posix.normalize(`/${p.cwd ?? '/'}`),
+      user,
+      security,
+      insecureCapabilities: security === 'insecure' ? await this.#host.insecureCapabilities() : [],
+    });
+    this.#gone();
+    const { bundle, id } = this.#host;
+    const files = { log: join(bundle, `exec-${n}.log`), pid: join(bundle, `exec-${n}.pid`) };
+    const processFile = join(bundle, `exec-${n}.json`);
+    writeFileSync(processFile, specJson(spec), { mode: 0o600 });
+    const args = ['exec', '--process', processFile, '--pid-file', files.pid, id];
+    return this.#spawn(args, files, p, (sig, pid) => {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // exited meanwhile
+      }
+      return Promise.resolve();
+    });
+  }
+
+  /** Throws when the container was released while a start was being set up. */
+  #gone(): void {
+    if (this.#released !== undefined) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} was released`);
+  }
+
+  async #spawn(
+    command: readonly string[],
+    files: { readonly log: string; readonly pid: string },
+    p: ContainerProcessSpec,
+    kill: (signal: NodeJS.Signals, pid: number) => Promise<void>,
+  ): Promise<RuncProcess> {
+    const h = this.#host;
+    const args = ['--root', h.state, '--log', files.log, '--log-format', 'json', ...command];
+    // Its own process group: kiln stops containers on Ctrl-C itself (as the executor's runs).
+    const child = spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: h.env });
+    const proc = new RuncProcess(child, p, kill, () => h.missing());
+    this.#procs.add(proc);
+    void proc.exit.finally(() => this.#procs.delete(proc)).catch(() => undefined);
+    const pid = await proc.started(files.pid);
+    if (pid === undefined) {
+      const code = await proc.exit;
+      const why = await h.runcError(files.log);
+      throw new WorkerError('EXEC_FAILED', `runc: ${why ?? `exited with status ${code} before the process started`}`);
+    }
+    return proc;
+  }
+
+  async #runcKill(signal: string): Promise<void> {
+    const h = this.#host;
+    await execFileP(h.runc, ['--root', h.state, 'kill', h.id, signal], { env: h.env }).catch(() => undefined);
+  }
+
+  async #release(): Promise<void> {
+    const h = this.#host;
+    const init = await this.#init?.catch(() => undefined);
+    if (init !== undefined && !init.exited) await this.#runcKill('KILL');
+    // The init's death kills every process of the container's pid namespace; the exec'd ones'
+    // runc processes then exit too. Killed by pid as well: runc kill may have lost a race.
+    for (const proc of this.#procs) proc.kill();
+    await Promise.all([...this.#procs].map((proc) => proc.exit.catch(() => undefined)));
+    await execFileP(h.runc, ['--root', h.state, 'delete', '-f', h.id], { env: h.env }).catch(() => undefined);
+    for (const c of this.#cleanups.splice(0).reverse()) await c().catch(() => undefined);
+    const configured = this.#configured;
+    if (configured !== undefined && configured.stubs.length > 0) configured.view.removeStubs(configured.stubs);
+    rmSync(h.bundle, { recursive: true, force: true });
+    rmSync(h.scratch, { recursive: true, force: true });
+    rmSync(join(h.state, h.id), { recursive: true, force: true });
+  }
+}
+
+/** One runc (run or exec) and the container process it stands for. */
+class RuncProcess implements ExecProcess {
+  /** runc's exit status: the process's (128+n when killed by signal n), or runc's own failure. */
+  readonly exit: Promise<number>;
+  exited = false;
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #output: Promise<void>;
+  readonly #kill: (signal: NodeJS.Signals, pid: number) => Promise<void>;
+  #pid: number | undefined;
+
+  constructor(child: ChildProcessWithoutNullStreams, p: ContainerProcessSpec, kill: (signal: NodeJS.Signals, pid: number) => Promise<void>, missing: () => WorkerError) {
+    this.#child = child;
+    this.#kill = kill;
+    this.exit = new Promise<number>((resolve, reject) => {
+      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
+      child.once('exit', (code, sig) => resolve(code ?? 128 + (sig === null ? 0 : (constants.signals[sig] ?? 0))));
+    });
+    this.exit.then(
+      () => (this.exited = true),
+      () => (this.exited = true),
+    );
+    const deliver = (stream: NodeJS.ReadableStream, to: ((chunk: Uint8Array) => void) | undefined): Promise<void> =>
+      new Promise((resolve) => {
+        stream.on('data', (chunk: Buffer) => to?.(chunk));
+        stream.once('end', resolve);
+        stream.once('error', () => resolve());
+      });
+    this.#output = Promise.all([deliver(child.stdout, p.stdout), deliver(child.stderr, p.stderr)]).then(() => undefined);
+    // The process may exit (or never read) while input is pending: EPIPE is not an error here.
+    child.stdin.on('error', () => undefined);
+    void this.#feed(p.stdin);
+  }
+
+  /** Copies `stdin` to runc's fd 0 (runc copies it on and closes the process's fd 0 at its end). */
+  async #feed(stdin: AsyncIterable<Uint8Array> | undefined): Promise<void> {
+    const sink = this.#child.stdin;
+    if (stdin === undefined) {
+      sink.end();
+      return;
+    }
+    const ended = this.exit.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      for await (const chunk of stdin) {
+        if (this.exited || sink.destroyed) return;
+        if (!sink.write(chunk)) await Promise.race([new Promise((r) => sink.once('drain', r)), ended]);
+      }
+      sink.end();
+    } catch {
+      sink.destroy();
+    }
+  }
+
+  /** The pid once runc has written `pidFile` (the process runs), or undefined when runc exited first. */
+  async started(pidFile: string): Promise<number | undefined> {
+    for (;;) {
+      let text: string | undefined;
+      try {
+        text = readFileSync(pidFile, 'utf8');
+      } catch {
+        // not written yet
+      }
+      if (text !== undefined && /^\d+$/.test(text.trim())) {
+        this.#pid = Number(text.trim());
+        return this.#pid;
+      }
+      if (this.exited) return undefined;
+      await Promise.race([new Promise((r) => setTimeout(r, PID_POLL_MS)), this.exit.catch(() => undefined)]);
+    }
+  }
+
+  async wait(): Promise<number> {
+    const code = await this.exit;
+    await this.#output;
+    return code;
+  }
+
+  async signal(name: string): Promise<void> {
+    const sig = signalName(name);
+    if (this.exited || this.#pid === undefined) return;
+    await this.#kill(sig, this.#pid);
+  }
+
+  /** SIGKILLs the process (by pid) and its runc, if they still run. */
+  kill(): void {
+    if (this.exited) return;
+    if (this.#pid !== undefined) {
+      try {
+        process.kill(this.#pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }
+}
+
+/** `SIGTERM`, `TERM` or `15` as Node's signal name; UNSUPPORTED for anything else. */
+export function signalName(name: string): NodeJS.Signals {
+  const upper = name.trim().toUpperCase();
+  const signals = constants.signals as Readonly<Record<string, number>>;
+  if (/^\d+$/.test(upper)) {
+    const found = Object.keys(signals).find((k) => signals[k] === Number(upper));
+    if (found !== undefined) return found as NodeJS.Signals;
+  }
+  const full = upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  if (signals[full] !== undefined) return full as NodeJS.Signals;
+  throw new WorkerError('UNSUPPORTED', `unknown signal ${JSON.stringify(name)}`, { hint: 'use a signal name such as SIGTERM, SIGINT, SIGKILL or SIGHUP' });
+}
