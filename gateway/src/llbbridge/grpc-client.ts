@@ -1,10 +1,11 @@
 /**
- * A gRPC client for unary calls on one byte stream: `node:http2` with `createConnection`
+ * A gRPC client for unary and streaming calls on one byte stream: `node:http2` with `createConnection`
  * returning the stream (h2c, prior knowledge), as a frontend talks to buildkitd over its stdio.
  */
 import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, decodeGrpcMessage, frameMessage } from './grpc.js';
+import { AsyncQueue, type ClientStreamCall } from './grpc-stream.js';
 
 /** Decodes a `grpc-status-details-bin` trailer (a `google.rpc.Status`) into its details. */
 export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['details'];
@@ -14,7 +15,7 @@ function header(h: IncomingHttpHeaders | undefined, name: string): string | unde
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** Unary calls over one HTTP/2 connection. Rejections are GrpcStatusError or GatewayError (KLN0613/KLN0614). */
+/** Unary and streaming calls over one HTTP/2 connection. Rejections are GrpcStatusError or GatewayError (KLN0613/KLN0614). */
 export class GrpcClient {
   readonly #session: ClientHttp2Session;
   readonly #decodeDetails: StatusDetailsDecoder | undefined;
@@ -79,6 +80,88 @@ export class GrpcClient {
     });
   }
 
+  /**
+   * Opens a streaming call on `path`. Response messages come as they arrive; the status in the
+   * trailers ends them. The call ends when the server sends its status, whether or not this side
+   * half-closed (a server may answer before reading everything).
+   */
+  stream(path: string): ClientStreamCall {
+    const incoming = new AsyncQueue<Uint8Array>();
+    if (this.#session.closed || this.#session.destroyed) {
+      incoming.fail(new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? 'the connection is closed'}`));
+      return { send: () => Promise.reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: the connection is closed`)), end: () => {}, cancel: () => {}, messages: incoming };
+    }
+    const req = this.#session.request({ ':method': 'POST', ':path': path, 'content-type': GRPC_CONTENT_TYPE, te: 'trailers' });
+    const reader = new MessageReader();
+    let headers: IncomingHttpHeaders | undefined;
+    let trailers: IncomingHttpHeaders | undefined;
+    let failure: unknown;
+    let cancelled = false;
+    req.on('response', (h) => {
+      headers = h;
+      // A trailers-only answer (an error status right away) ends the call as trailers do.
+      if (header(h, 'grpc-status') !== undefined) trailers = h;
+    });
+    req.on('trailers', (t) => {
+      trailers = t;
+    });
+    req.on('data', (chunk: Buffer) => {
+      if (failure !== undefined) return;
+      try {
+        reader.push(chunk);
+        for (const m of reader.take()) incoming.push(m);
+      } catch (e) {
+        failure = e;
+        req.close(constants.NGHTTP2_CANCEL);
+      }
+    });
+    // The server's END_STREAM: its status is in. Our side may still be open; close it, the call is over.
+    req.on('end', () => {
+      if (!req.closed) req.close(constants.NGHTTP2_NO_ERROR);
+    });
+    req.on('error', (e: Error) => {
+      failure ??= new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${e.message}`);
+    });
+    req.on('close', () => {
+      if (cancelled && trailers === undefined) {
+        incoming.fail(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: cancelled`));
+        return;
+      }
+      try {
+        this.#status(path, failure, headers, trailers, req.rstCode);
+        reader.finish();
+        incoming.end();
+      } catch (e) {
+        incoming.fail(e);
+      }
+    });
+    return {
+      messages: incoming,
+      send: (message) => {
+        if (req.closed || req.writableEnded) return Promise.reject(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call is over`));
+        const frame = frameMessage(message);
+        if (req.write(frame)) return Promise.resolve();
+        return new Promise((resolve) => {
+          const done = (): void => {
+            req.off('drain', done);
+            req.off('close', done);
+            resolve();
+          };
+          req.once('drain', done);
+          req.once('close', done);
+        });
+      },
+      end: () => {
+        if (!req.closed && !req.writableEnded) req.end();
+      },
+      cancel: () => {
+        if (req.closed) return;
+        cancelled = true;
+        req.close(constants.NGHTTP2_CANCEL);
+      },
+    };
+  }
+
   #settle(
     path: string,
     failure: unknown,
@@ -87,6 +170,22 @@ export class GrpcClient {
     reader: MessageReader,
     rstCode: number | undefined,
   ): Uint8Array {
+    this.#status(path, failure, headers, trailers, rstCode);
+    const messages = reader.finish();
+    if (messages.length !== 1 || messages[0] === undefined) {
+      throw new GrpcStatusError(GrpcCode.INTERNAL, `${path}: a unary response holds one message, got ${messages.length}`);
+    }
+    return messages[0];
+  }
+
+  /** Throws the call's failure or non-OK status (from the trailers, or the headers of a trailers-only answer). */
+  #status(
+    path: string,
+    failure: unknown,
+    headers: IncomingHttpHeaders | undefined,
+    trailers: IncomingHttpHeaders | undefined,
+    rstCode: number | undefined,
+  ): void {
     if (failure !== undefined) throw failure;
     if (headers === undefined) {
       throw new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? `the stream was reset (HTTP/2 error ${rstCode ?? '?'})`}`);
@@ -114,11 +213,6 @@ export class GrpcClient {
       }
       throw new GrpcStatusError(Number.isInteger(code) ? code : GrpcCode.UNKNOWN, message, details);
     }
-    const messages = reader.finish();
-    if (messages.length !== 1 || messages[0] === undefined) {
-      throw new GrpcStatusError(GrpcCode.INTERNAL, `${path}: a unary response holds one message, got ${messages.length}`);
-    }
-    return messages[0];
   }
 
   /** Closes the connection after the calls in progress; resolves when it is closed. */

@@ -1,5 +1,5 @@
 /**
- * A gRPC server for unary calls on one byte stream: HTTP/2 with prior knowledge (h2c) through
+ * A gRPC server for unary and streaming calls on one byte stream: HTTP/2 with prior knowledge (h2c) through
  * `node:http2`'s `performServerHandshake`, as buildkitd serves LLBBridge on a frontend
  * container's stdin/stdout. grpc-js cannot serve a bare stream, hence this.
  */
@@ -7,6 +7,7 @@ import { constants, performServerHandshake, type IncomingHttpHeaders, type Serve
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, encodeGrpcMessage, frameMessage } from './grpc.js';
+import { AsyncQueue, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
 
 /** Answers one unary call: the request message in, the response message out (or a thrown status). */
 export type UnaryHandler = (request: Uint8Array) => Promise<Uint8Array>;
@@ -17,6 +18,8 @@ export interface GrpcServerOptions {
   readonly encodeStatus?: (status: GrpcStatusError) => Uint8Array;
   /** Called after a call's response (or error status) has been handed to HTTP/2, with the method path. */
   readonly onResponded?: (path: string) => void;
+  /** Streaming methods by full path (client, server or bidirectional streams alike). */
+  readonly streams?: ReadonlyMap<string, StreamHandler>;
 }
 
 /** The status a handler's failure is reported with. */
@@ -76,6 +79,11 @@ export class GrpcServer {
       s.resume();
       return;
     }
+    const streamHandler = this.#options.streams?.get(path);
+    if (streamHandler !== undefined) {
+      this.#serveStream(s, path, streamHandler);
+      return;
+    }
     const handler = this.#handlers.get(path);
     if (handler === undefined) {
       s.resume();
@@ -128,6 +136,88 @@ export class GrpcServer {
     this.#options.onResponded?.(path);
   }
 
+  /**
+   * One streaming call: request messages go to the handler as they arrive, its messages go out
+   * as DATA frames after the response headers, and its outcome becomes the trailers (the client
+   * closes its side when they arrive). A reset stream aborts `signal`; node's client half-closes
+   * before it resets, so `messages` may end normally first.
+   */
+  #serveStream(s: ServerHttp2Stream, path: string, handler: StreamHandler): void {
+    const reader = new MessageReader();
+    const incoming = new AsyncQueue<Uint8Array>();
+    const gone = new AbortController();
+    let trailers: Record<string, string> = { 'grpc-status': '0' };
+    s.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+        for (const m of reader.take()) incoming.push(m);
+      } catch (e) {
+        incoming.fail(statusOf(e));
+      }
+    });
+    s.on('end', () => {
+      try {
+        reader.finish();
+        incoming.end();
+      } catch (e) {
+        incoming.fail(statusOf(e));
+      }
+    });
+    s.once('close', () => {
+      incoming.fail(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call was cancelled`));
+      gone.abort(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call was cancelled`));
+    });
+    const respond = (): void => {
+      if (s.headersSent) return;
+      s.respond({ ':status': 200, 'content-type': GRPC_CONTENT_TYPE }, { waitForTrailers: true });
+      s.once('wantTrailers', () => {
+        s.sendTrailers(trailers);
+      });
+    };
+    const call: ServerStreamCall = {
+      messages: incoming,
+      signal: gone.signal,
+      send: (message) => {
+        if (s.destroyed || s.writableEnded) return Promise.reject(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call is over`));
+        const frame = frameMessage(message);
+        respond();
+        if (s.write(frame)) return Promise.resolve();
+        return new Promise((resolve) => {
+          const done = (): void => {
+            s.off('drain', done);
+            s.off('close', done);
+            resolve();
+          };
+          s.once('drain', done);
+          s.once('close', done);
+        });
+      },
+    };
+    const finish = (status: GrpcStatusError | undefined): void => {
+      if (s.destroyed || s.writableEnded) return;
+      if (!s.headersSent) {
+        s.respond({ ':status': 200, 'content-type': GRPC_CONTENT_TYPE, ...(status === undefined ? trailers : this.#statusHeaders(status)) }, { endStream: true });
+        this.#options.onResponded?.(path);
+        return;
+      }
+      if (status !== undefined) trailers = this.#statusHeaders(status);
+      s.end();
+      this.#options.onResponded?.(path);
+    };
+    handler(call).then(
+      () => finish(undefined),
+      (e: unknown) => finish(statusOf(e)),
+    );
+  }
+
+  #statusHeaders(status: GrpcStatusError): Record<string, string> {
+    const headers: Record<string, string> = { 'grpc-status': String(status.grpcCode), 'grpc-message': encodeGrpcMessage(status.message) };
+    if (status.details.length > 0 && this.#options.encodeStatus !== undefined) {
+      headers['grpc-status-details-bin'] = Buffer.from(this.#options.encodeStatus(status)).toString('base64').replace(/=+$/, '');
+    }
+    return headers;
+  }
+
   /** A trailers-only response: the status in the one HEADERS frame, which ends the stream. */
   #fail(s: ServerHttp2Stream, path: string, status: GrpcStatusError): void {
     if (s.destroyed) return;
@@ -135,16 +225,7 @@ export class GrpcServer {
       s.close(constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    const headers: Record<string, string | number> = {
-      ':status': 200,
-      'content-type': GRPC_CONTENT_TYPE,
-      'grpc-status': String(status.grpcCode),
-      'grpc-message': encodeGrpcMessage(status.message),
-    };
-    if (status.details.length > 0 && this.#options.encodeStatus !== undefined) {
-      headers['grpc-status-details-bin'] = Buffer.from(this.#options.encodeStatus(status)).toString('base64').replace(/=+$/, '');
-    }
-    s.respond(headers, { endStream: true });
+    s.respond({ ':status': 200, 'content-type': GRPC_CONTENT_TYPE, ...this.#statusHeaders(status) }, { endStream: true });
     this.#options.onResponded?.(path);
   }
 }

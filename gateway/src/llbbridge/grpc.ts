@@ -1,5 +1,5 @@
 /**
- * gRPC's HTTP/2 wire rules, as far as unary calls need them (grpc/doc/PROTOCOL-HTTP2.md): the
+ * gRPC's HTTP/2 wire rules (grpc/doc/PROTOCOL-HTTP2.md), shared by unary and streaming calls: the
  * 5-byte message prefix (compressed flag, big-endian length), status codes, and the
  * percent-encoded `grpc-message` trailer.
  */
@@ -12,8 +12,10 @@ export const GrpcCode = {
   UNKNOWN: 2,
   INVALID_ARGUMENT: 3,
   NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
   RESOURCE_EXHAUSTED: 8,
   FAILED_PRECONDITION: 9,
+  OUT_OF_RANGE: 11,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -80,6 +82,14 @@ export class MessageReader {
       const all = this.#take(5 + length);
       this.#messages.push(new Uint8Array(all.buffer, all.byteOffset + 5, length));
     }
+  }
+
+  /**
+   * The complete messages read since the last call, handed over (a stream's messages as they
+   * arrive); {@link finish} then checks the end.
+   */
+  take(): Uint8Array[] {
+    return this.#messages.splice(0);
   }
 
   /** The complete messages so far; throws when the body ended inside a message. */

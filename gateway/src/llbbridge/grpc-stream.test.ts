@@ -1,0 +1,177 @@
+import { Duplex, PassThrough } from 'node:stream';
+import { describe, expect, test } from 'vitest';
+import { GrpcClient } from './grpc-client.js';
+import { GrpcServer } from './grpc-server.js';
+import { GrpcCode, GrpcStatusError } from './grpc.js';
+import { AsyncQueue, type StreamHandler } from './grpc-stream.js';
+
+function streamPair(): [Duplex, Duplex] {
+  const a = new PassThrough();
+  const b = new PassThrough();
+  return [Duplex.from({ readable: a, writable: b }), Duplex.from({ readable: b, writable: a })];
+}
+
+const te = new TextEncoder();
+const td = new TextDecoder();
+
+function connectPair(streams: ReadonlyMap<string, StreamHandler>): { server: GrpcServer; client: GrpcClient } {
+  const [a, b] = streamPair();
+  const server = new GrpcServer(a, new Map([['/t.S/Unary', async (r: Uint8Array) => r]]), { streams });
+  return { server, client: new GrpcClient(b) };
+}
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const m of it) out.push(td.decode(m));
+  return out;
+}
+
+describe('AsyncQueue', () => {
+  test('items in order, then the end; a failure comes after what was queued; early break closes it', async () => {
+    const q = new AsyncQueue<number>();
+    q.push(1);
+    q.push(2);
+    setTimeout(() => {
+      q.push(3);
+      q.fail(new Error('boom'));
+      q.push(4);
+    }, 5);
+    const got: number[] = [];
+    await expect(
+      (async () => {
+        for await (const n of q) got.push(n);
+      })(),
+    ).rejects.toThrow('boom');
+    expect(got).toEqual([1, 2, 3]);
+
+    const q2 = new AsyncQueue<number>();
+    q2.push(1);
+    q2.push(2);
+    const drained = q2.drained();
+    for await (const n of q2) if (n === 1) break;
+    await drained;
+    expect(q2.closed).toBe(true);
+    q2.push(3);
+    expect(q2.length).toBe(0);
+  });
+});
+
+describe('gRPC streaming calls over one HTTP/2 connection', () => {
+  test('bidirectional: messages both ways as they come, half-close, OK trailers; unary calls still work beside it', async () => {
+    const { server, client } = connectPair(
+      new Map([
+        [
+          '/t.S/Echo',
+          async (call) => {
+            for await (const m of call.messages) await call.send(te.encode(`echo ${td.decode(m)}`));
+            await call.send(te.encode('bye'));
+          },
+        ],
+      ]),
+    );
+    const call = client.stream('/t.S/Echo');
+    const it = call.messages[Symbol.asyncIterator]();
+    await call.send(te.encode('a'));
+    // The answer to the first message arrives while the request side is still open.
+    expect(td.decode((await it.next()).value as Uint8Array)).toBe('echo a');
+    await call.send(te.encode('b'));
+    call.end();
+    const rest: string[] = [];
+    for (let r = await it.next(); r.done !== true; r = await it.next()) rest.push(td.decode(r.value));
+    expect(rest).toEqual(['echo b', 'bye']);
+    expect(td.decode(await client.call('/t.S/Unary', te.encode('u')))).toBe('u');
+    server.destroy();
+  });
+
+  test('a handler failure after messages ends the call with its status in the trailers; before any message, trailers-only', async () => {
+    const { server, client } = connectPair(
+      new Map<string, StreamHandler>([
+        [
+          '/t.S/Late',
+          async (call) => {
+            await call.send(te.encode('one'));
+            throw new GrpcStatusError(GrpcCode.NOT_FOUND, 'IO for process "p" not found — ✓');
+          },
+        ],
+        [
+          '/t.S/Early',
+          async () => {
+            throw new GrpcStatusError(GrpcCode.INVALID_ARGUMENT, 'ProcessID required');
+          },
+        ],
+      ]),
+    );
+    const got: string[] = [];
+    const late = client.stream('/t.S/Late');
+    await expect(
+      (async () => {
+        for await (const m of late.messages) got.push(td.decode(m));
+      })(),
+    ).rejects.toMatchObject({ grpcCode: GrpcCode.NOT_FOUND, message: 'IO for process "p" not found — ✓' });
+    expect(got).toEqual(['one']);
+    // The server answered without waiting for this side's half-close; sending now fails.
+    await expect(late.send(te.encode('x'))).rejects.toMatchObject({ grpcCode: GrpcCode.CANCELLED });
+    await expect(collect(client.stream('/t.S/Early').messages)).rejects.toMatchObject({ grpcCode: GrpcCode.INVALID_ARGUMENT, message: 'ProcessID required' });
+    await expect(collect(client.stream('/t.S/Nope').messages)).rejects.toMatchObject({ grpcCode: GrpcCode.UNIMPLEMENTED });
+    server.destroy();
+  });
+
+  test('cancel resets the call: the server sees its signal abort and its message loop ends; the client gets CANCELLED', async () => {
+    let aborted: (reason: unknown) => void = () => undefined;
+    const serverSaw = new Promise<unknown>((r) => (aborted = r));
+    let loopEnded = false;
+    const { server, client } = connectPair(
+      new Map([
+        [
+          '/t.S/Hang',
+          async (call) => {
+            call.signal.addEventListener('abort', () => aborted(call.signal.reason));
+            try {
+              for await (const m of call.messages) await call.send(m);
+            } catch {
+              // a reset may also fail the loop
+            }
+            loopEnded = true;
+          },
+        ],
+      ]),
+    );
+    const call = client.stream('/t.S/Hang');
+    await call.send(te.encode('ping'));
+    const it = call.messages[Symbol.asyncIterator]();
+    expect(td.decode((await it.next()).value as Uint8Array)).toBe('ping');
+    call.cancel();
+    await expect(it.next()).rejects.toMatchObject({ grpcCode: GrpcCode.CANCELLED });
+    expect(await serverSaw).toMatchObject({ grpcCode: GrpcCode.CANCELLED });
+    await vi_waitFor(() => loopEnded);
+    expect(loopEnded).toBe(true);
+    server.destroy();
+  });
+
+  test('the connection going away fails an open call with UNAVAILABLE on the client and aborts it on the server', async () => {
+    let serverSignal: AbortSignal | undefined;
+    const { server, client } = connectPair(
+      new Map([
+        [
+          '/t.S/Hang',
+          async (call) => {
+            serverSignal = call.signal;
+            await call.send(te.encode('started'));
+            await new Promise<void>((r) => call.signal.addEventListener('abort', () => r()));
+          },
+        ],
+      ]),
+    );
+    const call = client.stream('/t.S/Hang');
+    const it = call.messages[Symbol.asyncIterator]();
+    expect(td.decode((await it.next()).value as Uint8Array)).toBe('started');
+    server.destroy();
+    await expect(it.next()).rejects.toBeInstanceOf(GrpcStatusError);
+    await vi_waitFor(() => serverSignal?.aborted === true);
+    expect(serverSignal?.aborted).toBe(true);
+  });
+});
+
+async function vi_waitFor(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+}

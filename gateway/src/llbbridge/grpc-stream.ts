@@ -1,0 +1,118 @@
+/**
+ * Streaming gRPC calls (LLBBridge's `ExecProcess` is bidirectional): the call handles each side
+ * gets, and the queue that turns pushed messages into an `AsyncIterable`.
+ */
+
+/**
+ * A FIFO read as an `AsyncIterable` by one consumer: `push` adds, `end` finishes it after what is
+ * queued, `fail` finishes it with an error after what is queued. Iteration that stops early
+ * (`break`) closes it: later pushes are dropped. {@link drained} lets a producer wait for the
+ * consumer, as a pipe write would.
+ */
+export class AsyncQueue<T> implements AsyncIterable<T> {
+  readonly #items: T[] = [];
+  #closed = false;
+  #error: { readonly error: unknown } | undefined;
+  #wake: (() => void) | undefined;
+  #drainWaiters: (() => void)[] = [];
+
+  /** Items queued and not yet read. */
+  get length(): number {
+    return this.#items.length;
+  }
+
+  /** Whether `end`/`fail` was called or the consumer stopped. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  push(item: T): void {
+    if (this.#closed) return;
+    this.#items.push(item);
+    this.#notify();
+  }
+
+  end(): void {
+    this.#closed = true;
+    this.#notify();
+    this.#releaseDrainWaiters();
+  }
+
+  fail(error: unknown): void {
+    if (this.#closed) return;
+    this.#error = { error };
+    this.end();
+  }
+
+  /** Resolves once every queued item was read, or the queue closed. */
+  drained(): Promise<void> {
+    if (this.#items.length === 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    try {
+      for (;;) {
+        const item = this.#items.shift();
+        if (item !== undefined) {
+          if (this.#items.length === 0) this.#releaseDrainWaiters();
+          yield item;
+          continue;
+        }
+        if (this.#closed) {
+          if (this.#error !== undefined) throw this.#error.error;
+          return;
+        }
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+      }
+    } finally {
+      // A consumer that stops early closes the queue: nothing more will be read.
+      if (!this.#closed) {
+        this.#closed = true;
+        this.#items.length = 0;
+        this.#releaseDrainWaiters();
+      }
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #releaseDrainWaiters(): void {
+    for (const w of this.#drainWaiters.splice(0)) w();
+  }
+}
+
+/** The server's handle on one streaming call. */
+export interface ServerStreamCall {
+  /** The request messages as they arrive; ends at the client's half-close, throws when the stream is reset or malformed. */
+  readonly messages: AsyncIterable<Uint8Array>;
+  /** Sends one response message (the response headers go first); resolves once HTTP/2 took it (flow control). */
+  send(message: Uint8Array): Promise<void>;
+  /** Aborted when the call is gone: reset by the client, or the connection ended. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Serves one streaming call: resolving sends status OK in the trailers, rejecting sends the
+ * error's status (see `statusOf`), after the messages already sent.
+ */
+export type StreamHandler = (call: ServerStreamCall) => Promise<void>;
+
+/** The client's handle on one streaming call. */
+export interface ClientStreamCall {
+  /** Sends one request message; resolves once HTTP/2 took it. Rejects after {@link end} or when the call is over. */
+  send(message: Uint8Array): Promise<void>;
+  /** Half-closes: no more request messages (the server may still answer). */
+  end(): void;
+  /** Resets the call (RST_STREAM CANCEL); {@link messages} then rejects with CANCELLED. */
+  cancel(): void;
+  /**
+   * The response messages as they arrive; ends when the server ends the call with status OK,
+   * throws a GrpcStatusError otherwise (UNAVAILABLE when the connection went away).
+   */
+  readonly messages: AsyncIterable<Uint8Array>;
+}
