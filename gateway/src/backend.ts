@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Definition, FileStat, ImageMetaResolver, ReadFileOptions, ResolveImageConfigOptions } from '@kiln/llb-core';
+import type { Container, ContainerMount, Definition, FileStat, ImageMetaResolver, NewContainerRequest, ReadFileOptions, ResolveImageConfigOptions } from '@kiln/llb-core';
 
 /**
  * A solved result as the gateway needs it: readable, and released when the build is done.
@@ -39,6 +39,14 @@ export interface SolveBackend extends ImageMetaResolver {
    * `signal` aborted (the container is killed first). Without it, only in-process frontends run.
    */
   runFrontendContainer?(request: FrontendContainerRequest): Promise<FrontendContainerResult>;
+  /**
+   * Optional: makes a container for a frontend (BuildKit's gateway `NewContainer`), with mounts
+   * whose refs this backend's `solve` returned. The gateway has checked the request (one `/`
+   * mount, absolute and distinct destinations, refs of this build, no tty) and releases what the
+   * frontend leaves open when the build ends. The snapshots the container uses stay leased until
+   * its release. Without it, frontends get no `newContainer`.
+   */
+  newContainer?(request: BackendContainerRequest): Promise<Container>;
   /** The build's session id (`BUILDKIT_SESSION_ID` of an external frontend); optional. */
   readonly sessionId?: string;
 }
@@ -75,4 +83,14 @@ export interface FrontendContainerRequest {
 export interface FrontendContainerResult {
   /** The exit status; 128+n when killed by signal n. */
   readonly exitCode: number;
+}
+
+/** A {@link ContainerMount} with its ref solved. */
+export interface BackendContainerMount extends Omit<ContainerMount, 'ref'> {
+  readonly ref?: SolvedRef;
+}
+
+/** What {@link SolveBackend.newContainer} makes: a {@link NewContainerRequest} with solved refs. */
+export interface BackendContainerRequest extends Omit<NewContainerRequest, 'mounts'> {
+  readonly mounts: readonly BackendContainerMount[];
 }

@@ -1,9 +1,11 @@
 import type {
+  Container,
   Definition,
   FileStat,
   FrontendClient,
   FrontendResult,
   FrontendWarning,
+  NewContainerRequest,
   ReadFileOptions,
   Ref,
   ResolveImageConfigOptions,
@@ -12,6 +14,8 @@ import type {
   SolveRequest,
 } from '@kiln/llb-core';
 import type { SolveBackend, SolvedRef } from './backend.js';
+import { OpenContainers, solveContainerMounts, validateContainerRequest } from './containers.js';
+import { GatewayError } from './errors.js';
 
 /**
  * A {@link Ref} handed to a frontend: the Definition it stands for, solved on first read (or at
@@ -64,6 +68,11 @@ export interface GatewayClientOptions {
    * one, bound to this client's nesting depth). Without it the client has no `solveFrontend`.
    */
   readonly solveFrontend?: (request: SolveFrontendRequest) => Promise<FrontendResult>;
+  /**
+   * The build's open containers, shared by its clients (the {@link Gateway} releases them when
+   * the build ends). Default: this client's own, released when its `signal` aborts.
+   */
+  readonly containers?: OpenContainers;
 }
 
 /**
@@ -76,6 +85,12 @@ export class GatewayClient implements FrontendClient {
   readonly signal?: AbortSignal;
   /** Runs another frontend with the given opts and inputs; its refs are {@link GatewayRef}s of this build. */
   readonly solveFrontend?: (request: SolveFrontendRequest) => Promise<FrontendResult>;
+  /**
+   * Makes a container from refs of this build (BuildKit's gateway `NewContainer`), when the
+   * backend can: the request is checked (KLN0620-KLN0622), each ref's solve forced, and the
+   * container released on the request's or the client's signal and at the end of the build.
+   */
+  readonly newContainer?: (request: NewContainerRequest) => Promise<Container>;
   readonly #backend: SolveBackend;
   readonly #onWarning: ((warning: FrontendWarning) => void) | undefined;
   readonly #onLog: ((line: string) => void) | undefined;
@@ -90,6 +105,27 @@ export class GatewayClient implements FrontendClient {
     this.#refs = options.refs ?? new WeakMap();
     if (options.signal !== undefined) this.signal = options.signal;
     if (options.solveFrontend !== undefined) this.solveFrontend = options.solveFrontend;
+    if (this.#backend.newContainer !== undefined) {
+      const containers = options.containers ?? new OpenContainers();
+      this.newContainer = (request) => this.#newContainer(request, containers);
+    }
+  }
+
+  async #newContainer(request: NewContainerRequest, containers: OpenContainers): Promise<Container> {
+    const make = this.#backend.newContainer;
+    if (make === undefined) throw new GatewayError('KLN0620', 'this gateway cannot make containers');
+    const ended = (): GatewayError => new GatewayError('KLN0623', 'newContainer: the build has ended', { hint: 'make containers while the frontend runs' });
+    if (containers.closed) throw ended();
+    validateContainerRequest(request, (ref) => ref instanceof GatewayRef && this.#refs.get(ref.definition) === ref);
+    const mounts = await solveContainerMounts(request.mounts, (ref) => (ref as GatewayRef).solved());
+    this.signal?.throwIfAborted();
+    request.signal?.throwIfAborted();
+    const inner = await make.call(this.#backend, { ...request, mounts });
+    if (containers.closed) {
+      await inner.release();
+      throw ended();
+    }
+    return containers.track(inner, [request.signal, this.signal]);
   }
 
   async solve(request: SolveRequest): Promise<GatewayRef> {

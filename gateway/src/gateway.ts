@@ -1,6 +1,7 @@
 import type { Definition, Frontend, FrontendAttestation, FrontendResult, FrontendWarning, Ref, SolveFrontendRequest } from '@kiln/llb-core';
 import type { SolveBackend, SolvedRef } from './backend.js';
 import { GatewayClient, GatewayRef } from './client.js';
+import { OpenContainers } from './containers.js';
 import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
 import { selectFrontend } from './select.js';
@@ -58,6 +59,8 @@ interface BuildScope {
   readonly onWarning?: (warning: FrontendWarning) => void;
   readonly onLog?: (line: string) => void;
   readonly signal?: AbortSignal;
+  /** Containers the build's frontends made and have not released: released when the build ends. */
+  readonly containers: OpenContainers;
 }
 
 /** Construction options of {@link Gateway}. */
@@ -95,9 +98,15 @@ export class Gateway {
       ...(request.onWarning === undefined ? {} : { onWarning: request.onWarning }),
       ...(request.onLog === undefined ? {} : { onLog: request.onLog }),
       ...(request.signal === undefined ? {} : { signal: request.signal }),
+      containers: new OpenContainers(),
     };
-    const { name, result } = await this.#run(request.frontend, request.opts, request.inputs, scope, []);
-    return { frontend: name, ...(await solveResult(result)) };
+    try {
+      const { name, result } = await this.#run(request.frontend, request.opts, request.inputs, scope, []);
+      return { frontend: name, ...(await solveResult(result)) };
+    } finally {
+      // As BuildKit's gateway, at the end of the build: what a frontend forgot to release.
+      await scope.containers.releaseAll();
+    }
   }
 
   /**
