@@ -92,3 +92,5 @@ export { chainIds, type PrefetchImageOptions } from './worker/sources.js';
 export { ensureLayer, layerSnapshotId, type EnsureLayerOptions, type EnsuredLayer, type LayerChainDeps } from './worker/layer-chain.js';
 export { withFileLock, pidAlive } from './worker/file-lock.js';
 export { gitRepoUsage, removeGitRepo, type GitRepoUsage } from './worker/git.js';
+// Cache mount directories with BuildKit's sharing modes: RUN --mount=type=cache and a frontend's containers share them.
+export { CacheMounts, type AcquiredCacheMount } from './worker/cache-mounts.js';

@@ -1,9 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
-import type { BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
+import type { Container } from '@kiln/llb-core';
+import type { BackendContainerRequest, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
 import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
+import { newEngineContainer } from './container.js';
 
 /** Build-wide options every solve of one build shares. */
 export interface BackendOptions {
@@ -16,6 +18,14 @@ export interface BackendOptions {
   /** `--cache-from` caches every solve looks keys up in, and how their results are fetched. */
   readonly cacheImports?: readonly ImportedCache[];
   readonly loadImported?: LoadImportedResult;
+  /** The build's secrets (`--secret`), for a frontend container's `secret` mounts. */
+  readonly secrets?: Readonly<Record<string, Uint8Array>>;
+  /** The build's ssh agents (`--ssh`), for a frontend container's `ssh` mounts. */
+  readonly ssh?: Readonly<Record<string, string>>;
+  /** `--allow security.insecure`: a container process may run insecure. */
+  readonly allowInsecure?: boolean;
+  /** `--allow network.host`: a container may use the host's network. */
+  readonly allowNetworkHost?: boolean;
 }
 
 /**
@@ -32,6 +42,8 @@ export class SolverBackend implements SolveBackend {
   readonly #progress: ProgressSink | undefined;
   readonly #session = randomUUID();
   readonly #prefetches = new AbortController();
+  /** Containers made for the frontend and not released yet. */
+  readonly #containers = new Set<Container>();
 
   constructor(engine: KilnEngine, solver: BuildSolver, opts: BackendOptions = {}) {
     this.#engine = engine;
@@ -100,6 +112,34 @@ export class SolverBackend implements SolveBackend {
     }
   }
 
+  /**
+   * A frontend's container (BuildKit's gateway NewContainer) on the engine's runc executor, see
+   * {@link newEngineContainer}. The refs it mounts stay leased until {@link release}, which also
+   * releases the containers still open (the gateway releases them first at the end of a build).
+   */
+  async newContainer(request: BackendContainerRequest): Promise<Container> {
+    const o = this.#opts;
+    const c = await newEngineContainer(
+      this.#engine,
+      {
+        ...(o.secrets === undefined ? {} : { secrets: o.secrets }),
+        ...(o.ssh === undefined ? {} : { ssh: o.ssh }),
+        ...(o.allowInsecure === undefined ? {} : { allowInsecure: o.allowInsecure }),
+        ...(o.allowNetworkHost === undefined ? {} : { allowNetworkHost: o.allowNetworkHost }),
+        emptySnapshot: () => emptySnapshot(this.#engine),
+      },
+      request,
+    );
+    this.#containers.add(c);
+    return {
+      start: (r) => c.start(r),
+      release: async () => {
+        await c.release();
+        this.#containers.delete(c);
+      },
+    };
+  }
+
   /** The solver's result behind a ref this backend returned (its cache key graph, for cache export). */
   buildResultOf(ref: SnapshotRef): BuildResult | undefined {
     return this.#results.get(ref);
@@ -128,9 +168,12 @@ export class SolverBackend implements SolveBackend {
     });
   }
 
-  /** Unmounts every result, stops unfinished prefetches and ends the build's leases. */
+  /** Releases open containers, unmounts every result, stops unfinished prefetches and ends the build's leases. */
   async release(): Promise<void> {
     this.#prefetches.abort();
+    // Before the refs: a container's mounts stand on their snapshots.
+    await Promise.all([...this.#containers].map((c) => c.release().catch(() => undefined)));
+    this.#containers.clear();
     const refs = this.#refs.splice(0);
     await Promise.all(refs.map((r) => r.release()));
   }
