@@ -1,55 +1,20 @@
-import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LocalSnapshotter, RuncExecutor, unpackLayer, type ContainerRequest, type ExecContainer } from '@kiln/runtime';
-import { mountsUnder } from '../../src/snapshot/mount.js';
+import { describe, expect, test } from 'vitest';
+import type { ContainerRequest, ExecContainer } from '@kiln/runtime';
+import { useExecutorSandbox } from './executor-helpers.js';
 
 // Long-lived containers (ExecContainer) over real runc: the init via `runc run`, more processes
 // via `runc exec`, signals, and a release that leaves nothing behind.
 
-const BUSYBOX_LAYER = new URL(
-  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
-  import.meta.url,
-).pathname;
-
-let root = '';
-let snapshotter: LocalSnapshotter;
-let executor: RuncExecutor;
+const sb = useExecutorSandbox('kiln-exec-container-');
+const leftovers = (): Promise<string[]> => sb.leftovers();
 let counter = 0;
-
-beforeAll(async () => {
-  try {
-    execFileSync('runc', ['--version']);
-  } catch {
-    throw new Error('runc is required for these tests: apt-get install runc');
-  }
-  root = await mkdtemp(join(tmpdir(), 'kiln-exec-container-'));
-  snapshotter = new LocalSnapshotter({ root });
-  executor = new RuncExecutor({ root });
-  await unpackLayer(snapshotter, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
-});
-
-afterAll(async () => {
-  expect(await mountsUnder(root)).toEqual([]);
-  await rm(root, { recursive: true, force: true });
-  await rm(executor.runtimeDir, { recursive: true, force: true });
-});
-
-async function leftovers(): Promise<string[]> {
-  return [
-    ...(await readdir(join(executor.runtimeDir, 'runc')).catch(() => [])),
-    ...(await readdir(join(executor.runtimeDir, 'bundles')).catch(() => [])),
-    ...(await readdir(join(root, 'executor')).catch(() => [])),
-  ];
-}
 
 /** A container on a read-only busybox root (its own throw-away upper), released afterwards. */
 async function withContainer<T>(use: (c: ExecContainer) => Promise<T>, extra: Partial<ContainerRequest> = {}): Promise<T> {
-  const c = await executor.newContainer({ rootfs: await snapshotter.mounts('busybox'), readonlyRootfs: true, ...extra });
+  const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true, ...extra });
   try {
     return await use(c);
   } finally {
@@ -113,9 +78,9 @@ describe('runc executor, long-lived containers', () => {
 
   test('a writable root: changes are seen by later processes; release kills the rest and removes every mount, bundle and runc state', async () => {
     const snapshot = `rw${++counter}`;
-    await snapshotter.prepare(snapshot, 'busybox');
+    await sb.snapshotter.prepare(snapshot, 'busybox');
     try {
-      const c = await executor.newContainer({ rootfs: await snapshotter.mounts(snapshot), mounts: [{ kind: 'tmpfs', target: '/scratch' }] });
+      const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts(snapshot), mounts: [{ kind: 'tmpfs', target: '/scratch' }] });
       const init = await c.start({ args: ['sleep', '100'], env: ENV });
       const w = await c.start({ args: ['sh', '-c', 'echo hi > /made; echo t > /scratch/t'], env: ENV });
       expect(await w.wait()).toBe(0);
@@ -123,7 +88,7 @@ describe('runc executor, long-lived containers', () => {
       const r = await c.start({ args: ['cat', '/made', '/scratch/t'], env: ENV, stdout: out.push });
       expect(await r.wait()).toBe(0);
       expect(out.bytes().toString()).toBe('hi\nt\n');
-      const bundle = join(executor.runtimeDir, 'bundles', c.id);
+      const bundle = join(sb.executor.runtimeDir, 'bundles', c.id);
       expect(existsSync(bundle)).toBe(true);
       const pidOfInit = Number(readFileSync(join(bundle, 'init.pid'), 'utf8'));
       const long = await c.start({ args: ['sleep', '100'], env: ENV });
@@ -135,7 +100,7 @@ describe('runc executor, long-lived containers', () => {
       expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(c.id);
       await expect(c.start({ args: ['true'], env: ENV })).rejects.toMatchObject({ code: 'CONTAINER_EXITED' });
     } finally {
-      await snapshotter.remove(snapshot);
+      await sb.snapshotter.remove(snapshot);
     }
   });
 });

@@ -1,41 +1,13 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LocalSnapshotter, RuncExecutor, unpackLayer, type ExecRequest, type OutputLine } from '@kiln/runtime';
+import { describe, expect, test } from 'vitest';
+import type { ExecRequest, OutputLine } from '@kiln/runtime';
 import { mountsUnder } from '../../src/snapshot/mount.js';
+import { useExecutorSandbox } from './executor-helpers.js';
 
-const BUSYBOX_LAYER = new URL(
-  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
-  import.meta.url,
-).pathname;
-
-let root = '';
-let snapshotter: LocalSnapshotter;
-let executor: RuncExecutor;
+const sb = useExecutorSandbox('kiln-exec-stdio-');
 let counter = 0;
-
-beforeAll(async () => {
-  try {
-    execFileSync('runc', ['--version']);
-  } catch {
-    throw new Error('runc is required for these tests: apt-get install runc');
-  }
-  root = await mkdtemp(join(tmpdir(), 'kiln-exec-stdio-'));
-  snapshotter = new LocalSnapshotter({ root });
-  executor = new RuncExecutor({ root });
-  await unpackLayer(snapshotter, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
-});
-
-afterAll(async () => {
-  expect(await mountsUnder(root)).toEqual([]);
-  await rm(root, { recursive: true, force: true });
-  await rm(executor.runtimeDir, { recursive: true, force: true });
-});
 
 /** A Writable that keeps every chunk, and whether it was ended. */
 function collector(): { stream: Writable; bytes(): Buffer; ended(): boolean } {
@@ -56,12 +28,12 @@ function collector(): { stream: Writable; bytes(): Buffer; ended(): boolean } {
 
 async function runStdio(args: string[], stdin: Readable, extra: Partial<ExecRequest> = {}) {
   const snapshot = `s${++counter}`;
-  await snapshotter.prepare(snapshot, 'busybox');
+  await sb.snapshotter.prepare(snapshot, 'busybox');
   const out = collector();
   const lines: OutputLine[] = [];
   try {
-    const result = await executor.run({
-      rootfs: await snapshotter.mounts(snapshot),
+    const result = await sb.executor.run({
+      rootfs: await sb.snapshotter.mounts(snapshot),
       process: { args, env: ['PATH=/bin:/usr/bin'] },
       stdio: { stdin, stdout: out.stream },
       onOutput: (l) => lines.push(l),
@@ -69,17 +41,11 @@ async function runStdio(args: string[], stdin: Readable, extra: Partial<ExecRequ
     });
     return { result, stdout: out.bytes(), ended: out.ended(), lines };
   } finally {
-    await snapshotter.remove(snapshot);
+    await sb.snapshotter.remove(snapshot);
   }
 }
 
-async function leftovers(): Promise<string[]> {
-  return [
-    ...(await readdir(join(executor.runtimeDir, 'runc')).catch(() => [])),
-    ...(await readdir(join(executor.runtimeDir, 'bundles')).catch(() => [])),
-    ...(await readdir(join(root, 'executor')).catch(() => [])),
-  ];
-}
+const leftovers = (): Promise<string[]> => sb.leftovers();
 
 describe('runc executor, stdio mode', () => {
   test('cat echoes 8 MiB of random bytes from stdin to stdout unchanged; stderr comes as output lines; stdout is ended', async () => {
@@ -97,7 +63,7 @@ describe('runc executor, stdio mode', () => {
     const input = new PassThrough();
     const answers: string[] = [];
     const snapshot = `s${++counter}`;
-    await snapshotter.prepare(snapshot, 'busybox');
+    await sb.snapshotter.prepare(snapshot, 'busybox');
     const stdout = new Writable({
       write(chunk: Buffer, _enc, cb) {
         answers.push(chunk.toString());
@@ -109,12 +75,12 @@ describe('runc executor, stdio mode', () => {
       },
     });
     input.write('req0\n');
-    const result = await executor.run({
-      rootfs: await snapshotter.mounts(snapshot),
+    const result = await sb.executor.run({
+      rootfs: await sb.snapshotter.mounts(snapshot),
       process: { args: ['sh', '-c', 'while read l; do echo "ans-$l"; done; exit 7'], env: [] },
       stdio: { stdin: input, stdout },
     });
-    await snapshotter.remove(snapshot);
+    await sb.snapshotter.remove(snapshot);
     expect(result.exitCode).toBe(7);
     expect(answers.join('')).toBe('ans-req0\nans-req1\nans-req2\n');
   });
@@ -140,20 +106,20 @@ describe('runc executor, stdio mode', () => {
     await expect(p).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await leftovers()).toEqual([]);
-    expect(await mountsUnder(root)).toEqual([]);
+    expect(await mountsUnder(sb.root)).toEqual([]);
     expect(spawnSync('pgrep', ['-f', 'cat >/dev/null; sleep 1009']).status).toBe(1);
     input.destroy();
   });
 
   test('an announced run used for a stream run is withdrawn; normal runs still work after it', async () => {
-    const prepared = executor.prepare();
+    const prepared = sb.executor.prepare();
     const r = await runStdio(['cat'], Readable.from([Buffer.from('x')]), { prepared });
     expect(r.stdout.toString()).toBe('x');
     const snapshot = `s${++counter}`;
-    await snapshotter.prepare(snapshot, 'busybox');
+    await sb.snapshotter.prepare(snapshot, 'busybox');
     const lines: OutputLine[] = [];
-    const n = await executor.run({ rootfs: await snapshotter.mounts(snapshot), process: { args: ['echo', 'normal'], env: [] }, onOutput: (l) => lines.push(l) });
-    await snapshotter.remove(snapshot);
+    const n = await sb.executor.run({ rootfs: await sb.snapshotter.mounts(snapshot), process: { args: ['echo', 'normal'], env: [] }, onOutput: (l) => lines.push(l) });
+    await sb.snapshotter.remove(snapshot);
     expect(n.exitCode).toBe(0);
     expect(lines.map((l) => l.line)).toEqual(['normal']);
     // no pre-started runc keeps waiting for a run that will not come

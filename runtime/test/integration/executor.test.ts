@@ -3,7 +3,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, readlink, rm, lstat, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import {
   LocalSnapshotter,
   RuncExecutor,
@@ -16,35 +16,10 @@ import {
   type OutputLine,
 } from '@kiln/runtime';
 import { mountsUnder } from '../../src/snapshot/mount.js';
+import { BUSYBOX_LAYER, useExecutorSandbox } from './executor-helpers.js';
 
-const BUSYBOX_LAYER = new URL(
-  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
-  import.meta.url,
-).pathname;
-
-let root = '';
-let snapshotter: LocalSnapshotter;
-let executor: RuncExecutor;
+const sb = useExecutorSandbox('kiln-exec-');
 let counter = 0;
-
-beforeAll(async () => {
-  try {
-    execFileSync('runc', ['--version']);
-  } catch {
-    throw new Error('runc is required for these tests: apt-get install runc');
-  }
-  root = await mkdtemp(join(tmpdir(), 'kiln-exec-'));
-  snapshotter = new LocalSnapshotter({ root });
-  executor = new RuncExecutor({ root });
-  await unpackLayer(snapshotter, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
-});
-
-afterAll(async () => {
-  expect(await mountsUnder(root)).toEqual([]);
-  expect(await mountsUnder(executor.runtimeDir)).toEqual([]);
-  await rm(root, { recursive: true, force: true });
-  await rm(executor.runtimeDir, { recursive: true, force: true });
-});
 
 interface Run {
   readonly result: ExecResult;
@@ -56,11 +31,11 @@ interface Run {
 
 async function run(args: string[], opts: Partial<Omit<ExecRequest, 'rootfs' | 'process'>> & { user?: string; cwd?: string; env?: string[] } = {}): Promise<Run> {
   const snapshot = `s${++counter}`;
-  await snapshotter.prepare(snapshot, 'busybox');
+  await sb.snapshotter.prepare(snapshot, 'busybox');
   const lines: OutputLine[] = [];
   const { user, cwd, env, ...rest } = opts;
-  const result = await executor.run({
-    rootfs: await snapshotter.mounts(snapshot),
+  const result = await sb.executor.run({
+    rootfs: await sb.snapshotter.mounts(snapshot),
     process: { args, env: env ?? [], ...(user === undefined ? {} : { user }), ...(cwd === undefined ? {} : { cwd }) },
     onOutput: (l) => lines.push(l),
     ...rest,
@@ -75,7 +50,7 @@ describe('runc executor', () => {
     expect(r.result.exitCode).toBe(0);
     expect(r.stdout).toBe('hello world\n');
     const left: string[] = [];
-    for await (const c of changes(await snapshotter.diffSource(r.snapshot), join(root, 'mounts'))) left.push(c.path);
+    for await (const c of changes(await sb.snapshotter.diffSource(r.snapshot), join(sb.root, 'mounts'))) left.push(c.path);
     expect(left).toEqual([]);
   });
 
@@ -103,7 +78,7 @@ describe('runc executor', () => {
         if (!/^\d+$/.test(pid)) continue;
         const argv = (await readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => '')).split('\0');
         const bundle = argv[argv.indexOf('--bundle') + 1] ?? '';
-        if (argv.includes('run') && bundle.startsWith(executor.runtimeDir)) exes.add(await readlink(`/proc/${pid}/exe`).catch(() => ''));
+        if (argv.includes('run') && bundle.startsWith(sb.executor.runtimeDir)) exes.add(await readlink(`/proc/${pid}/exe`).catch(() => ''));
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -114,19 +89,19 @@ describe('runc executor', () => {
   test('mount points missing from the image (/proc, /dev, /sys, /etc/hosts, /etc/resolv.conf) come from a layer below it: the writable layer never gets them', async () => {
     const r = await run(['sh', '-c', 'ls -d /proc /dev /sys && test -f /proc/self/status && test -c /dev/null && grep -q localhost /etc/hosts && echo ok > /written']);
     expect([r.result.exitCode, r.stdout]).toEqual([0, '/dev\n/proc\n/sys\n']);
-    const src = await snapshotter.diffSource(r.snapshot);
+    const src = await sb.snapshotter.diffSource(r.snapshot);
     if (src.driver !== 'overlay') throw new Error('overlay expected');
     // Not even /etc is copied up for the /etc/hosts and /etc/resolv.conf mount points.
     expect(await readdir(src.upper)).toEqual(['written']);
     // A later run on top of it still sees them and leaves its own layer clean too.
-    await snapshotter.commit(`${r.snapshot}-c`, r.snapshot);
-    await snapshotter.prepare(`${r.snapshot}-2`, `${r.snapshot}-c`);
+    await sb.snapshotter.commit(`${r.snapshot}-c`, r.snapshot);
+    await sb.snapshotter.prepare(`${r.snapshot}-2`, `${r.snapshot}-c`);
     // Not even while it runs (runc creates missing mount points in the writable layer).
-    const src2 = await snapshotter.diffSource(`${r.snapshot}-2`);
+    const src2 = await sb.snapshotter.diffSource(`${r.snapshot}-2`);
     if (src2.driver !== 'overlay') throw new Error('overlay expected');
     let during: string[] | undefined;
-    const again = await executor.run({
-      rootfs: await snapshotter.mounts(`${r.snapshot}-2`),
+    const again = await sb.executor.run({
+      rootfs: await sb.snapshotter.mounts(`${r.snapshot}-2`),
       process: { args: ['sh', '-c', 'cat /written; sleep 1'], env: [] },
       onOutput: () => void readdir(src2.upper).then((names) => (during = names)),
     });
@@ -137,8 +112,8 @@ describe('runc executor', () => {
 
   test('an opaque /etc hides the mount point layer: runc creates /etc/hosts in the writable layer, and it is removed again', async () => {
     // A layer that replaced /etc (overlayfs marks the new directory opaque).
-    await snapshotter.prepare('opaque-etc-a', 'busybox');
-    const m = await snapshotter.mount('opaque-etc-a');
+    await sb.snapshotter.prepare('opaque-etc-a', 'busybox');
+    const m = await sb.snapshotter.mount('opaque-etc-a');
     try {
       await rm(join(m.path, 'etc'), { recursive: true });
       await mkdir(join(m.path, 'etc'));
@@ -146,37 +121,37 @@ describe('runc executor', () => {
     } finally {
       await m.release();
     }
-    await snapshotter.commit('opaque-etc', 'opaque-etc-a');
-    await snapshotter.prepare('opaque-etc-run', 'opaque-etc');
+    await sb.snapshotter.commit('opaque-etc', 'opaque-etc-a');
+    await sb.snapshotter.prepare('opaque-etc-run', 'opaque-etc');
     const lines: OutputLine[] = [];
-    const r = await executor.run({
-      rootfs: await snapshotter.mounts('opaque-etc-run'),
+    const r = await sb.executor.run({
+      rootfs: await sb.snapshotter.mounts('opaque-etc-run'),
       process: { args: ['sh', '-c', 'ls /etc; grep -c localhost /etc/hosts'], env: [] },
       onOutput: (l) => lines.push(l),
     });
     expect([r.exitCode, lines.map((l) => l.line)]).toEqual([0, ['hosts', 'passwd', 'resolv.conf', '2']]);
     const left: string[] = [];
-    for await (const c of changes(await snapshotter.diffSource('opaque-etc-run'), join(root, 'mounts'))) left.push(c.path);
+    for await (const c of changes(await sb.snapshotter.diffSource('opaque-etc-run'), join(sb.root, 'mounts'))) left.push(c.path);
     // (The copied-up opaque /etc itself shows as a change, as it did before the mount point layer.)
     expect(left.filter((p) => p !== 'etc')).toEqual([]);
   });
 
   test('a writable rootfs without parent (plain directory) is used in place and stays clean', async () => {
-    await snapshotter.prepare('flat');
-    const m = await snapshotter.mount('flat');
+    await sb.snapshotter.prepare('flat');
+    const m = await sb.snapshotter.mount('flat');
     try {
       await applyLayer(m.path, createReadStream(BUSYBOX_LAYER));
     } finally {
       await m.release();
     }
     const lines: OutputLine[] = [];
-    const r = await executor.run({
-      rootfs: await snapshotter.mounts('flat'),
+    const r = await sb.executor.run({
+      rootfs: await sb.snapshotter.mounts('flat'),
       process: { args: ['sh', '-c', 'echo out > /out.txt; cat /out.txt'], env: [], cwd: '/new/dir' },
       onOutput: (l) => lines.push(l),
     });
     expect([r.exitCode, lines.map((l) => l.line)]).toEqual([0, ['out']]);
-    const v = await snapshotter.mount('flat');
+    const v = await sb.snapshotter.mount('flat');
     try {
       expect((await readdir(v.path)).sort()).toEqual(['bin', 'etc', 'home', 'new', 'out.txt', 'root', 'sbin', 'tmp', 'usr']);
       expect((await readdir(join(v.path, 'etc'))).sort()).toEqual(['group', 'passwd']);
@@ -186,12 +161,12 @@ describe('runc executor', () => {
   });
 
   test('snapshots of the copying fallback driver run too', async () => {
-    const copyRoot = join(root, 'copy-driver');
+    const copyRoot = join(sb.root, 'copy-driver');
     const cs = new LocalSnapshotter({ root: copyRoot, driver: 'copy' });
     await unpackLayer(cs, 'bb', undefined, createReadStream(BUSYBOX_LAYER));
     await cs.prepare('w', 'bb');
     const lines: OutputLine[] = [];
-    const r = await executor.run({
+    const r = await sb.executor.run({
       rootfs: await cs.mounts('w'),
       process: { args: ['sh', '-c', 'echo copy > /home/app/copied; cat /home/app/copied'], env: [], user: 'app:app' },
       onOutput: (l) => lines.push(l),
@@ -205,7 +180,7 @@ describe('runc executor', () => {
 
   test('bundles and runc state are kept in memory (tmpfs)', async () => {
     const { statfs } = await import('node:fs/promises');
-    expect((await statfs(executor.runtimeDir)).type).toBe(0x01021994);
+    expect((await statfs(sb.executor.runtimeDir)).type).toBe(0x01021994);
   });
 
   test('exit codes and stderr', async () => {
@@ -220,10 +195,10 @@ describe('runc executor', () => {
   });
 
   test('output is streamed as it happens (callback and AsyncIterable)', async () => {
-    await snapshotter.prepare('streaming', 'busybox');
+    await sb.snapshotter.prepare('streaming', 'busybox');
     const started = Date.now();
-    const { output, result } = runStreaming(executor, {
-      rootfs: await snapshotter.mounts('streaming'),
+    const { output, result } = runStreaming(sb.executor, {
+      rootfs: await sb.snapshotter.mounts('streaming'),
       process: { args: ['sh', '-c', 'echo first; sleep 1; echo second >&2'], env: [] },
     });
     const seen: [string, string, number][] = [];
@@ -245,7 +220,7 @@ describe('runc executor', () => {
     });
     expect(r.result.exitCode).toBe(0);
     expect(r.stdout).toBe('1000\n1000\n1000\n/work/dir\nbar baz\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
-    const m = await snapshotter.mount(r.snapshot);
+    const m = await sb.snapshotter.mount(r.snapshot);
     try {
       const st = await lstat(join(m.path, 'work/dir'));
       expect([st.uid, st.gid, st.mode & 0o777]).toEqual([1000, 1000, 0o755]);
@@ -310,15 +285,15 @@ describe('runc executor', () => {
     expect(r.stdout).toContain('sys-ro');
     for (const d of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'ptmx']) expect(r.stdout).toContain(d);
     const lines: OutputLine[] = [];
-    const ro = await executor.run({
-      rootfs: await snapshotter.mounts('busybox'),
+    const ro = await sb.executor.run({
+      rootfs: await sb.snapshotter.mounts('busybox'),
       process: { args: ['sh', '-c', 'touch /newfile || echo refused'], env: [] },
       onOutput: (l) => lines.push(l),
     });
     expect(ro.exitCode).toBe(0);
     expect(lines.map((l) => l.line)).toContain('refused');
     // runc's mount points went to a throw-away layer, not into the committed snapshot
-    const b = await snapshotter.mount('busybox');
+    const b = await sb.snapshotter.mount('busybox');
     try {
       expect((await readdir(b.path)).sort()).toEqual(['bin', 'etc', 'home', 'root', 'sbin', 'tmp', 'usr']);
       expect((await readdir(join(b.path, 'etc'))).sort()).toEqual(['group', 'passwd']);
@@ -328,7 +303,7 @@ describe('runc executor', () => {
   });
 
   test('snapshot mounts: ro refuses writes, rw writes through, rw-discard keeps nothing', async () => {
-    await snapshotter.prepare('input-rw', 'busybox');
+    await sb.snapshotter.prepare('input-rw', 'busybox');
     const r = await run(
       [
         'sh',
@@ -337,20 +312,20 @@ describe('runc executor', () => {
       ],
       {
         mounts: [
-          { kind: 'snapshot', target: '/ro', mounts: await snapshotter.mounts('busybox'), mode: 'ro' },
-          { kind: 'snapshot', target: '/rw', mounts: await snapshotter.mounts('input-rw'), mode: 'rw' },
-          { kind: 'snapshot', target: '/discard', mounts: await snapshotter.mounts('busybox'), mode: 'rw-discard' },
+          { kind: 'snapshot', target: '/ro', mounts: await sb.snapshotter.mounts('busybox'), mode: 'ro' },
+          { kind: 'snapshot', target: '/rw', mounts: await sb.snapshotter.mounts('input-rw'), mode: 'rw' },
+          { kind: 'snapshot', target: '/discard', mounts: await sb.snapshotter.mounts('busybox'), mode: 'rw-discard' },
         ],
       },
     );
     expect(r.stdout).toBe('ro-refused\ntmp\n');
-    const m = await snapshotter.mount('input-rw');
+    const m = await sb.snapshotter.mount('input-rw');
     try {
       expect(await readFile(join(m.path, 'etc/written'), 'utf8')).toBe('data\n');
     } finally {
       await m.release();
     }
-    const b = await snapshotter.mount('busybox');
+    const b = await sb.snapshotter.mount('busybox');
     try {
       expect(existsSync(join(b.path, 'etc/gone'))).toBe(false);
     } finally {
@@ -359,7 +334,7 @@ describe('runc executor', () => {
   });
 
   test('cache directories are plain binds that keep their content', async () => {
-    const cache = join(root, 'cache-dir');
+    const cache = join(sb.root, 'cache-dir');
     await mkdir(cache);
     await writeFile(join(cache, 'seed'), 'seed');
     const r = await run(['sh', '-c', 'cat /cache/seed; echo more > /cache/more'], {
@@ -387,7 +362,7 @@ describe('runc executor', () => {
     expect(value).toBe(secret);
     expect(mountLine).toMatch(/^\S+ \/run\/secrets\/token tmpfs ro/);
     // not under the kiln root (snapshots, executor bundles, anything) and not in the snapshot
-    const grep = spawn('grep', ['-r', '-l', '-a', secret, root]);
+    const grep = spawn('grep', ['-r', '-l', '-a', secret, sb.root]);
     const found = await new Promise<string>((resolve) => {
       let out = '';
       grep.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -395,8 +370,8 @@ describe('runc executor', () => {
     });
     expect(found).toBe('');
     // the bundle that held it (in memory) is gone too
-    expect(await readdir(join(executor.runtimeDir, 'bundles'))).toEqual([]);
-    const m = await snapshotter.mount(r.snapshot);
+    expect(await readdir(join(sb.executor.runtimeDir, 'bundles'))).toEqual([]);
+    const m = await sb.snapshotter.mount(r.snapshot);
     try {
       expect(existsSync(join(m.path, 'run'))).toBe(false);
     } finally {
@@ -442,10 +417,10 @@ describe('runc executor', () => {
     setTimeout(() => ac.abort(), 500);
     await expect(p).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(await mountsUnder(root)).toEqual([]);
-    expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
-    expect(await readdir(join(executor.runtimeDir, 'bundles'))).toEqual([]);
-    expect(await readdir(join(root, 'executor'))).toEqual([]);
+    expect(await mountsUnder(sb.root)).toEqual([]);
+    expect(await readdir(join(sb.executor.runtimeDir, 'runc'))).toEqual([]);
+    expect(await readdir(join(sb.executor.runtimeDir, 'bundles'))).toEqual([]);
+    expect(await readdir(join(sb.root, 'executor'))).toEqual([]);
     // the container's process is gone (1007: a duration nothing else on the machine sleeps)
     expect(spawnSync('pgrep', ['-f', '^sleep 1007$']).status).toBe(1);
   });
@@ -453,7 +428,7 @@ describe('runc executor', () => {
   test('recover() removes the container, bundle and state of a run whose process died', async () => {
     const dead = spawnSync('true').pid ?? 999_999;
     const id = `kiln-${dead}-deadbeef`;
-    const bundle = join(executor.runtimeDir, 'bundles', id);
+    const bundle = join(sb.executor.runtimeDir, 'bundles', id);
     await mkdir(bundle, { recursive: true });
     execFileSync('runc', ['spec'], { cwd: bundle });
     const cfg = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
@@ -462,17 +437,17 @@ describe('runc executor', () => {
     };
     cfg.process.terminal = false;
     cfg.process.args = ['sleep', '1008'];
-    cfg.root = { path: (await snapshotter.mounts('busybox'))[0]?.source ?? '', readonly: true };
+    cfg.root = { path: (await sb.snapshotter.mounts('busybox'))[0]?.source ?? '', readonly: true };
     await writeFile(join(bundle, 'config.json'), JSON.stringify(cfg));
-    execFileSync('runc', ['--root', join(executor.runtimeDir, 'runc'), 'run', '-d', '--bundle', bundle, id], { stdio: 'ignore' });
+    execFileSync('runc', ['--root', join(sb.executor.runtimeDir, 'runc'), 'run', '-d', '--bundle', bundle, id], { stdio: 'ignore' });
     expect(spawnSync('pgrep', ['-f', '^sleep 1008$']).status).toBe(0);
     // a live process's run is not touched
-    const live = join(executor.runtimeDir, 'bundles', `kiln-${process.pid}-00000000`);
+    const live = join(sb.executor.runtimeDir, 'bundles', `kiln-${process.pid}-00000000`);
     await mkdir(live);
-    expect(await new RuncExecutor({ root }).recover()).toBe(1);
+    expect(await new RuncExecutor({ root: sb.root }).recover()).toBe(1);
     expect(spawnSync('pgrep', ['-f', '^sleep 1008$']).status).toBe(1);
-    expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
-    expect(await readdir(join(executor.runtimeDir, 'bundles'))).toEqual([`kiln-${process.pid}-00000000`]);
+    expect(await readdir(join(sb.executor.runtimeDir, 'runc'))).toEqual([]);
+    expect(await readdir(join(sb.executor.runtimeDir, 'bundles'))).toEqual([`kiln-${process.pid}-00000000`]);
     await rm(live, { recursive: true });
   });
 });

@@ -1,0 +1,70 @@
+import { execFileSync } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { LocalSnapshotter, RuncExecutor, unpackLayer } from '@kiln/runtime';
+import { mountsUnder } from '../../src/snapshot/mount.js';
+
+/** The busybox layer of the conformance data (busybox-static plus its links). */
+export const BUSYBOX_LAYER = new URL(
+  '../../../../shared/conformance/images/busybox/blobs/sha256/a8643eceac13109eadf57ed00d443b40e93c77a7a1186725487c73f5471d1b9a',
+  import.meta.url,
+).pathname;
+
+/** A temp kiln root with a committed `busybox` snapshot and a runc executor (set in beforeAll). */
+export interface ExecutorSandbox {
+  readonly root: string;
+  readonly snapshotter: LocalSnapshotter;
+  readonly executor: RuncExecutor;
+  /** runc state, bundles and scratch dirs still there (none once every run or container is done). */
+  leftovers(): Promise<string[]>;
+}
+
+/**
+ * Registers the file's beforeAll/afterAll: fails with the install command without runc, and at
+ * the end checks that nothing stays mounted under the root or the runtime dir, then removes both.
+ */
+export function useExecutorSandbox(prefix: string): ExecutorSandbox {
+  let root = '';
+  let snapshotter: LocalSnapshotter | undefined;
+  let executor: RuncExecutor | undefined;
+  const ready = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('the executor sandbox is set up in beforeAll');
+    return v;
+  };
+  beforeAll(async () => {
+    try {
+      execFileSync('runc', ['--version']);
+    } catch {
+      throw new Error('runc is required for these tests: apt-get install runc');
+    }
+    root = await mkdtemp(join(tmpdir(), prefix));
+    snapshotter = new LocalSnapshotter({ root });
+    executor = new RuncExecutor({ root });
+    await unpackLayer(snapshotter, 'busybox', undefined, createReadStream(BUSYBOX_LAYER));
+  });
+  afterAll(async () => {
+    expect(await mountsUnder(root)).toEqual([]);
+    if (executor !== undefined) expect(await mountsUnder(executor.runtimeDir)).toEqual([]);
+    await rm(root, { recursive: true, force: true });
+    if (executor !== undefined) await rm(executor.runtimeDir, { recursive: true, force: true });
+  });
+  return {
+    get root() {
+      return root;
+    },
+    get snapshotter() {
+      return ready(snapshotter);
+    },
+    get executor() {
+      return ready(executor);
+    },
+    async leftovers() {
+      const rt = ready(executor).runtimeDir;
+      const dirs = [join(rt, 'runc'), join(rt, 'bundles'), join(root, 'executor')];
+      return (await Promise.all(dirs.map((d) => readdir(d).catch(() => [] as string[])))).flat();
+    },
+  };
+}
