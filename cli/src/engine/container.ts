@@ -142,17 +142,8 @@ class EngineContainer implements Container {
     if (r.security === 'insecure' && this.#session.allowInsecure !== true) {
       throw refused('security insecure is not allowed', 'pass --allow security.insecure');
     }
-    const p = await this.#inner.start({
-      args: r.args,
-      env: r.env ?? [],
-      ...(r.cwd === undefined ? {} : { cwd: r.cwd }),
-      ...(r.user === undefined ? {} : { user: r.user }),
-      ...(r.tty === undefined ? {} : { tty: r.tty }),
-      ...(r.security === undefined ? {} : { security: r.security }),
-      ...(r.stdin === undefined ? {} : { stdin: r.stdin }),
-      ...(r.stdout === undefined ? {} : { stdout: r.stdout }),
-      ...(r.stderr === undefined ? {} : { stderr: r.stderr }),
-    });
+    // The runtime's process spec is the request's shape (args, env, cwd, user, streams, tty, security).
+    const p = await this.#inner.start({ ...r, env: r.env ?? [] });
     return {
       wait: () => p.wait(),
       signal: (name) => p.signal(name),

@@ -176,6 +176,9 @@ export class RuncContainer implements ExecContainer {
     if (pid === undefined) {
       const code = await proc.exit;
       const why = await h.runcError(files.log);
+      // An exec that lost the race with the init's exit (runc: cannot exec in a stopped container).
+      const init = command[0] === 'exec' ? await this.#init?.catch(() => undefined) : undefined;
+      if (init?.exited === true) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`);
       throw new WorkerError('EXEC_FAILED', `runc: ${why ?? `exited with status ${code} before the process started`}`);
     }
     return proc;

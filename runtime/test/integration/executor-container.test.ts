@@ -68,6 +68,25 @@ describe('runc executor, long-lived containers', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  test('a command that is not there fails the start with runc\'s reason (init and exec); the container runs on', async () => {
+    await withContainer(async (c) => {
+      await expect(c.start({ args: ['/no/such/init'], env: ENV })).rejects.toMatchObject({ code: 'EXEC_FAILED', message: expect.stringContaining('/no/such/init') });
+      // The failed init leaves no container: the next start fails as after any init exit.
+      await expect(c.start({ args: ['true'], env: ENV })).rejects.toMatchObject({ code: 'CONTAINER_EXITED' });
+    });
+    await withContainer(async (c) => {
+      // The init is pid 1 of its namespace: a signal it has no handler for (TERM) would be ignored.
+      const init = await c.start({ args: ['sh', '-c', 'trap "exit 7" TERM; while :; do sleep 1; done'], env: ENV });
+      await expect(c.start({ args: ['/no/such/tool'], env: ENV })).rejects.toMatchObject({ code: 'EXEC_FAILED', message: expect.stringContaining('/no/such/tool') });
+      await expect(c.start({ args: ['true'], env: ENV, user: 'nosuchuser' })).rejects.toMatchObject({ code: 'USER_NOT_FOUND' });
+      const ok = await c.start({ args: ['true'], env: ENV });
+      expect(await ok.wait()).toBe(0);
+      await init.signal('TERM');
+      expect(await init.wait()).toBe(7);
+    });
+    expect(await leftovers()).toEqual([]);
+  });
+
   test('tty is refused with UNSUPPORTED; an unknown signal too', async () => {
     await withContainer(async (c) => {
       await expect(c.start({ args: ['sh'], env: ENV, tty: true })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
