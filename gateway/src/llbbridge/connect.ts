@@ -5,12 +5,14 @@
 import type { Duplex } from 'node:stream';
 import { decodeDefinition, encodeDefinition } from '@kiln/llb-core';
 import type {
+  Container,
   Definition,
   FileStat,
   FrontendClient,
   FrontendResult,
   FrontendWarning,
   ReadFileOptions,
+  NewContainerRequest,
   Ref,
   ResolveImageConfigOptions,
   ResolvedImageConfig,
@@ -26,11 +28,19 @@ import { frontendSolveError, statusToWire } from './frontend-solve.js';
 import { attestationsToWire } from './attestations.js';
 import { returnErrorStatus, sourceFileKey, statusFromWire } from './return-error.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
+import { BridgeContainer, BridgeExec, newBridgeId } from './container-connect.js';
+import { newContainerToWire } from './container-wire.js';
 
 /** The frontend side: a FrontendClient over LLBBridge (what runs inside the frontend container). */
 export interface BridgeFrontendClient extends FrontendClient {
   /** Solve naming a frontend (always offered; a server without it answers UNIMPLEMENTED, KLN0615). */
   solveFrontend(request: SolveFrontendRequest): Promise<FrontendResult>;
+  /**
+   * NewContainer (always offered; needs the server's `gateway.exec` cap, and
+   * `gateway.exec.extrahosts` for `extraHosts`, else KLN0615). Mount refs must come from this
+   * client. Processes run over the connection's one ExecProcess stream; Return ends it.
+   */
+  newContainer(request: NewContainerRequest): Promise<Container>;
   /** Lines of the frontend's own output, to stderr (or the `log` option). */
   log(line: string): void;
   /**
@@ -188,6 +198,8 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly #files = new Map<string, Uint8Array>();
   #filesSize = 0;
   #returned = false;
+  /** The ExecProcess call, opened by the first container. */
+  #exec: BridgeExec | undefined;
 
   constructor(
     codec: LLBBridgeCodec,
@@ -276,6 +288,19 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     };
   }
 
+  async newContainer(request: NewContainerRequest): Promise<Container> {
+    requireCap(this.#caps, 'gateway.exec', 'NewContainer');
+    if (request.extraHosts !== undefined && request.extraHosts.length > 0) requireCap(this.#caps, 'gateway.exec.extrahosts', 'NewContainer with extraHosts');
+    request.signal?.throwIfAborted();
+    const id = newBridgeId();
+    const wire = newContainerToWire(id, request, (ref) => this.#ownRef(ref, 'a container mount').id);
+    await this.#rpc.call('NewContainer', 'NewContainerRequest', 'NewContainerResponse', wire);
+    this.#exec ??= new BridgeExec(this.#codec, this.#rpc.grpc);
+    const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), this.#exec);
+    request.signal?.addEventListener('abort', () => void container.release().catch(() => undefined), { once: true });
+    return container;
+  }
+
   warn(warning: FrontendWarning): void {
     if (!this.#caps.has('gateway.warnings')) {
       this.#log(`warning: ${warning.message}`);
@@ -342,14 +367,21 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     try {
       await this.#rpc.call('Return', 'ReturnRequest', 'ReturnResponse', request);
     } finally {
+      // The server kills and releases what is left at Return; the exec call ends with it.
+      this.#exec?.close();
       await this.#rpc.grpc.close();
     }
   }
 
   #wireRef(ref: Ref): WireRef {
+    const own = this.#ownRef(ref, 'the result');
+    return { id: own.id, def: encodeDefinition(own.definition) };
+  }
+
+  #ownRef(ref: Ref, what: string): BridgeRef {
     if (!(ref instanceof BridgeRef) || ref.owner !== this) {
-      throw new GatewayError('KLN0614', 'the result holds a ref this LLBBridge client did not solve', { hint: 'return refs from client.solve' });
+      throw new GatewayError('KLN0614', `${what} holds a ref this LLBBridge client did not solve`, { hint: 'use refs from client.solve' });
     }
-    return { id: ref.id, def: encodeDefinition(ref.definition) };
+    return ref;
   }
 }

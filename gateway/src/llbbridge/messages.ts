@@ -212,6 +212,82 @@ export interface WireHealthCheck {
   service?: string;
   status?: number;
 }
+/** `pb.HostIP`. */
+export interface WireHostIP {
+  Host?: string;
+  IP?: string;
+}
+/** `pb.SecretOpt` / `pb.SSHOpt` (the same fields). */
+export interface WireSecretOpt {
+  ID?: string;
+  uid?: number;
+  gid?: number;
+  mode?: number;
+  optional?: boolean;
+}
+/** `pb.Mount` (enums as numbers: `MountType`, `CacheSharingOpt`; int64 as decimal strings on decode). */
+export interface WireMount {
+  input?: string | number;
+  selector?: string;
+  dest?: string;
+  output?: string | number;
+  readonly?: boolean;
+  mountType?: number;
+  TmpfsOpt?: { size?: string | number };
+  cacheOpt?: { ID?: string; sharing?: number };
+  secretOpt?: WireSecretOpt;
+  SSHOpt?: WireSecretOpt;
+  resultID?: string;
+}
+/** `pb.Meta` (the fields a container process uses; the others decode too and are ignored). */
+export interface WireMeta {
+  args?: string[];
+  env?: string[];
+  cwd?: string;
+  user?: string;
+  extraHosts?: WireHostIP[];
+  hostname?: string;
+  removeMountStubsRecursive?: boolean;
+}
+/** `NewContainerRequest` (Network a `pb.NetMode`). */
+export interface WireNewContainerRequest {
+  ContainerID?: string;
+  Mounts?: WireMount[];
+  Network?: number;
+  platform?: WirePlatform;
+  constraints?: { filter?: string[] };
+  extraHosts?: WireHostIP[];
+  hostname?: string;
+}
+/** `ReleaseContainerRequest`. */
+export interface WireReleaseContainerRequest {
+  ContainerID?: string;
+}
+/** `InitMessage` (Security a `pb.SecurityMode`). */
+export interface WireInitMessage {
+  ContainerID?: string;
+  Meta?: WireMeta;
+  Fds?: number[];
+  Tty?: boolean;
+  Security?: number;
+}
+/** `FdMessage`. */
+export interface WireFdMessage {
+  Fd?: number;
+  EOF?: boolean;
+  Data?: Uint8Array;
+}
+/** `ExecMessage`: the process id and one member of the `Input` oneof. */
+export interface WireExecMessage {
+  ProcessID?: string;
+  Init?: WireInitMessage;
+  File?: WireFdMessage;
+  Resize?: { Rows?: number; Cols?: number };
+  Started?: WireEmpty;
+  Exit?: { Code?: number; Error?: WireStatus };
+  Done?: WireEmpty;
+  Signal?: { Name?: string };
+}
 /** A message without fields. */
 export type WireEmpty = Record<string, never>;
 
@@ -237,6 +313,11 @@ export interface WireMessages {
   ReturnResponse: WireEmpty;
   WarnRequest: WireWarnRequest;
   WarnResponse: WireEmpty;
+  NewContainerRequest: WireNewContainerRequest;
+  NewContainerResponse: WireEmpty;
+  ReleaseContainerRequest: WireReleaseContainerRequest;
+  ReleaseContainerResponse: WireEmpty;
+  ExecMessage: WireExecMessage;
   Status: WireStatus;
   ErrorInfo: WireErrorInfo;
   ErrdefsSource: WireErrdefsSource;

@@ -5,10 +5,12 @@
  * `util/apicaps/pb/caps.proto` (APICap), fsutil `types/stat.proto` (Stat), `solver/errdefs/errdefs.proto` (Source),
  * `google/rpc/status.proto` (Status, with `google.protobuf.Any`), `google/rpc/error_details.proto`
  * (ErrorInfo) and `grpc/health/v1/health.proto`.
- * Field names and numbers are upstream's. One newer field is included because kiln's types have
- * it and older peers skip unknown fields: `ResolveImageConfigResponse.Ref` (3, BuildKit v0.12).
- * Not here: v0.12+'s `SourcePolicies` and `ResolveSourceMeta`, and the container RPCs
- * (`NewContainer`, `ExecProcess`, ...), which kiln answers with UNIMPLEMENTED.
+ * Field names and numbers are upstream's. Two newer fields are included because kiln's types have
+ * them and older peers skip unknown fields: `ResolveImageConfigResponse.Ref` (3, BuildKit v0.12)
+ * and `NewContainerRequest.hostname` (7, v0.12). The container messages (`NewContainerRequest`,
+ * `ExecMessage` and its oneof members) and the ops.proto messages they use (`Mount`, `Meta`, …) are
+ * v0.11.6's: no `Mount.contentCache` (24), `Meta.validExitCodes` (12) or `InitMessage.secretenv` (6).
+ * Not here: v0.12+'s `SourcePolicies` and `ResolveSourceMeta`.
  *
  * Every `pb.Definition` field is declared `bytes`: an embedded message and a bytes field are the
  * same on the wire (length-delimited), and llb-core's codec owns Definition bytes (op digests
@@ -22,6 +24,7 @@ import type { INamespace, Type } from 'protobufjs';
 const str = (id: number): { type: string; id: number } => ({ type: 'string', id });
 const bool = (id: number): { type: string; id: number } => ({ type: 'bool', id });
 const int64 = (id: number): { type: string; id: number } => ({ type: 'int64', id });
+const uint32 = (id: number): { type: string; id: number } => ({ type: 'uint32', id });
 const bytes = (id: number): { type: string; id: number } => ({ type: 'bytes', id });
 const msg = (type: string, id: number): { type: string; id: number } => ({ type, id });
 const rep = (type: string, id: number): { rule: string; type: string; id: number } => ({ rule: 'repeated', type, id });
@@ -40,6 +43,49 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
         Position: { oneofs: { _Character: { oneof: ['Character'] } }, fields: { Line: { type: 'int32', id: 1 }, Character: { type: 'int32', id: 2 } } },
         Range: { fields: { start: msg('Position', 1), end: msg('Position', 2) } },
         SourceInfo: { fields: { filename: str(1), data: bytes(2), definition: bytes(3), language: str(4) } },
+        // What the container RPCs use. Enums are declared so the varints decode as numbers.
+        NetMode: { values: { UNSET: 0, HOST: 1, NONE: 2 } },
+        SecurityMode: { values: { SANDBOX: 0, INSECURE: 1 } },
+        MountType: { values: { BIND: 0, SECRET: 1, SSH: 2, CACHE: 3, TMPFS: 4 } },
+        CacheSharingOpt: { values: { SHARED: 0, PRIVATE: 1, LOCKED: 2 } },
+        WorkerConstraints: { fields: { filter: rep('string', 1) } },
+        HostIP: { fields: { Host: str(1), IP: str(2) } },
+        Ulimit: { fields: { Name: str(1), Soft: int64(2), Hard: int64(3) } },
+        ProxyEnv: { fields: { http_proxy: str(1), https_proxy: str(2), ftp_proxy: str(3), no_proxy: str(4), all_proxy: str(5) } },
+        Meta: {
+          fields: {
+            args: rep('string', 1),
+            env: rep('string', 2),
+            cwd: str(3),
+            user: str(4),
+            proxy_env: msg('ProxyEnv', 5),
+            extraHosts: rep('HostIP', 6),
+            hostname: str(7),
+            // 8 is unused in ops.proto.
+            ulimit: rep('Ulimit', 9),
+            cgroupParent: str(10),
+            removeMountStubsRecursive: bool(11),
+          },
+        },
+        Mount: {
+          fields: {
+            input: int64(1),
+            selector: str(2),
+            dest: str(3),
+            output: int64(4),
+            readonly: bool(5),
+            mountType: { type: 'MountType', id: 6 },
+            TmpfsOpt: msg('TmpfsOpt', 19),
+            cacheOpt: msg('CacheOpt', 20),
+            secretOpt: msg('SecretOpt', 21),
+            SSHOpt: msg('SSHOpt', 22),
+            resultID: str(23),
+          },
+        },
+        TmpfsOpt: { fields: { size: int64(1) } },
+        CacheOpt: { fields: { ID: str(1), sharing: { type: 'CacheSharingOpt', id: 2 } } },
+        SecretOpt: { fields: { ID: str(1), uid: uint32(2), gid: uint32(3), mode: uint32(4), optional: bool(5) } },
+        SSHOpt: { fields: { ID: str(1), uid: uint32(2), gid: uint32(3), mode: uint32(4), optional: bool(5) } },
       },
     },
     errdefs: {
@@ -223,6 +269,42 @@ export const LLBBRIDGE_DESCRIPTOR: INamespace = {
                       },
                     },
                     WarnResponse: { fields: {} },
+                    // The container RPCs: NewContainer, ReleaseContainer, ExecProcess (a bidi stream of ExecMessage).
+                    NewContainerRequest: {
+                      fields: {
+                        ContainerID: str(1),
+                        Mounts: rep('pb.Mount', 2),
+                        Network: { type: 'pb.NetMode', id: 3 },
+                        platform: msg('pb.Platform', 4),
+                        constraints: msg('pb.WorkerConstraints', 5),
+                        extraHosts: rep('pb.HostIP', 6),
+                        hostname: str(7),
+                      },
+                    },
+                    NewContainerResponse: { fields: {} },
+                    ReleaseContainerRequest: { fields: { ContainerID: str(1) } },
+                    ReleaseContainerResponse: { fields: {} },
+                    ExecMessage: {
+                      oneofs: { Input: { oneof: ['Init', 'File', 'Resize', 'Started', 'Exit', 'Done', 'Signal'] } },
+                      fields: {
+                        ProcessID: str(1),
+                        Init: msg('InitMessage', 2),
+                        File: msg('FdMessage', 3),
+                        Resize: msg('ResizeMessage', 4),
+                        Started: msg('StartedMessage', 5),
+                        Exit: msg('ExitMessage', 6),
+                        Done: msg('DoneMessage', 7),
+                        Signal: msg('SignalMessage', 8),
+                      },
+                    },
+                    // Fds is proto3 `repeated uint32`: packed on the wire (protobufjs reads both forms).
+                    InitMessage: { fields: { ContainerID: str(1), Meta: msg('pb.Meta', 2), Fds: rep('uint32', 3), Tty: bool(4), Security: { type: 'pb.SecurityMode', id: 5 } } },
+                    ExitMessage: { fields: { Code: uint32(1), Error: msg('google.rpc.Status', 2) } },
+                    StartedMessage: { fields: {} },
+                    DoneMessage: { fields: {} },
+                    FdMessage: { fields: { Fd: uint32(1), EOF: bool(2), Data: bytes(3) } },
+                    ResizeMessage: { fields: { Rows: uint32(1), Cols: uint32(2) } },
+                    SignalMessage: { fields: { Name: str(1) } },
                   },
                 },
               },
@@ -256,6 +338,11 @@ export const LLBBRIDGE_TYPES = {
   ReturnResponse: 'moby.buildkit.v1.frontend.ReturnResponse',
   WarnRequest: 'moby.buildkit.v1.frontend.WarnRequest',
   WarnResponse: 'moby.buildkit.v1.frontend.WarnResponse',
+  NewContainerRequest: 'moby.buildkit.v1.frontend.NewContainerRequest',
+  NewContainerResponse: 'moby.buildkit.v1.frontend.NewContainerResponse',
+  ReleaseContainerRequest: 'moby.buildkit.v1.frontend.ReleaseContainerRequest',
+  ReleaseContainerResponse: 'moby.buildkit.v1.frontend.ReleaseContainerResponse',
+  ExecMessage: 'moby.buildkit.v1.frontend.ExecMessage',
   Status: 'google.rpc.Status',
   ErrorInfo: 'google.rpc.ErrorInfo',
   ErrdefsSource: 'errdefs.Source',

@@ -15,6 +15,9 @@ import { returnedError } from './return-error.js';
 import { errorSourceFile, frontendSolveErrorStatus, statusToWire } from './frontend-solve.js';
 import { attestationsToWire } from './attestations.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult, type WireSolveRequest, type WireSolveResponse } from './messages.js';
+import { BridgeContainers } from './container-serve.js';
+import { EXEC_CAPS } from './container-wire.js';
+import type { StreamHandler } from './grpc-stream.js';
 
 /** Options of {@link serveLLBBridge}. */
 export interface BridgeServeOptions {
@@ -47,16 +50,34 @@ type Returned = { readonly result: FrontendResult } | { readonly error: GatewayE
  * when the frontend returned an error; KLN0611 when the stream ends before Return; the signal's
  * reason when aborted (the connection is dropped). After Return the connection is closed once
  * its answer is sent.
+ *
+ * With `client.newContainer`, the container RPCs are served too (container-serve.ts) and Ping
+ * offers `gateway.exec`: `NewContainer` mounts refs by the ids handed out. Containers the frontend
+ * did not release are released (their processes killed) when it returns or its connection ends;
+ * the promise settles only after that.
  */
 export async function serveLLBBridge(stream: Duplex, client: FrontendClient, options: BridgeServeOptions = {}): Promise<FrontendResult> {
   const codec = await LLBBridgeCodec.load();
   options.signal?.throwIfAborted();
   const bridge = new BridgeService(codec, client, options.platforms ?? [defaultPlatform()]);
+  const containers = new BridgeContainers(codec, client, (id) => bridge.refById(id));
   let returned: Returned | undefined;
-  const server = new GrpcServer(stream, bridge.handlers((r) => (returned ??= r)), {
+  const handlers = new Map(bridge.handlers((r) => (returned ??= r)));
+  const streams = new Map<string, StreamHandler>();
+  // Without `newContainer` the container RPCs stay unknown methods (UNIMPLEMENTED) and their caps unset.
+  if (client.newContainer !== undefined) {
+    handlers.set(`${LLBBRIDGE_SERVICE}NewContainer`, (b) => containers.newContainer(b));
+    handlers.set(`${LLBBRIDGE_SERVICE}ReleaseContainer`, (b) => containers.releaseContainer(b));
+    streams.set(`${LLBBRIDGE_SERVICE}ExecProcess`, (call) => containers.execProcess(call));
+  }
+  const server = new GrpcServer(stream, handlers, {
     encodeStatus: (s) => codec.encode('Status', statusToWire(s)),
+    streams,
     onResponded: (path) => {
       if (path === `${LLBBRIDGE_SERVICE}Return`) {
+        // The frontend is done: its processes are killed and its containers released, which
+        // also ends its ExecProcess call, so the connection can close.
+        void containers.closeAll();
         server.close();
         options.onReturn?.();
       }
@@ -69,11 +90,13 @@ export async function serveLLBBridge(stream: Duplex, client: FrontendClient, opt
       reject(signal?.reason);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    void server.closed.then(() => {
+    void server.closed.then(async () => {
       signal?.removeEventListener('abort', onAbort);
       // Calls still running can never be answered: a frontend it asked for stops (buildkitd's
       // handler context ends with the connection).
       bridge.cancelCalls(new GatewayError('KLN0611', 'the frontend closed its LLBBridge connection while a Solve it asked for was running'));
+      // Containers the frontend did not release go with its connection.
+      await containers.closeAll();
       if (returned === undefined) {
         reject(new GatewayError('KLN0611', 'the frontend exited without returning a result', { hint: 'an LLBBridge frontend must call Return before it exits' }));
       } else if ('error' in returned) reject(returned.error);
@@ -118,7 +141,7 @@ class BridgeService {
       h.set(`${LLBBRIDGE_SERVICE}${method}`, async (bytes) => this.#codec.encode(res, await fn(this.#codec.decode(req, bytes))));
     };
     unary('Ping', 'PingRequest', 'PongResponse', async () => ({
-      FrontendAPICaps: capsToWire(KILN_FRONTEND_CAPS),
+      FrontendAPICaps: capsToWire(this.#client.newContainer === undefined ? KILN_FRONTEND_CAPS : [...KILN_FRONTEND_CAPS, ...EXEC_CAPS]),
       LLBCaps: capsToWire(CAPS_V0_11_6),
       Workers: [{ ID: 'kiln', Labels: {}, platforms: this.#platforms.map(platformToWire) }],
     }));
@@ -255,6 +278,11 @@ class BridgeService {
     const id = `${this.#idPrefix}-${++this.#nextId}`;
     this.#refs.set(id, ref);
     return id;
+  }
+
+  /** The ref handed out as `id` (a container mount's ResultID), if any. */
+  refById(id: string): Ref | undefined {
+    return this.#refs.get(id);
   }
 
   #ref(id: string | undefined): Ref {
