@@ -208,6 +208,37 @@ describe('frontend containers over runc', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  test('a prune while a container lives takes neither the snapshots it stands on nor its cache mount', async () => {
+    const id = `ctr-prune-${randomBytes(4).toString('hex')}`;
+    const other = `${id}-other`;
+    // Something the prune does take: a cache mount no one uses any more.
+    await build(async (client) => {
+      const definition = await image('busybox')
+        .run({ args: ['sh', '-c', 'echo o > /c/f'], mounts: [{ target: '/c', cache: { id: other } }] })
+        .root()
+        .marshal();
+      return result(await client.solve({ definition, evaluate: true }));
+    });
+    const seen: Record<string, unknown> = {};
+    await build(async (client) => {
+      const ref = await base(client);
+      const c = await newContainer(client, { mounts: [{ dest: '/', ref }, { dest: '/cache', type: 'cache', cacheId: id }] });
+      const init = await c.start({ args: ['sleep', '100'], env: ['PATH=/bin'] });
+      expect((await run(c, ['sh', '-c', 'echo x > /cache/f'])).code).toBe(0);
+      seen.pruned = (await engine.cache.prune({ all: true })).map((v) => v.snapshot);
+      seen.inside = (await run(c, ['cat', '/data', '/cache/f'])).stdout;
+      seen.ref = new TextDecoder().decode(await ref.readFile('/sub/f'));
+      await init.signal('KILL');
+      await c.release();
+      return result(ref);
+    });
+    expect(seen.pruned).toContain(`cachemount:${other}`);
+    expect(seen.pruned).not.toContain(`cachemount:${id}`);
+    expect(seen.inside).toBe('base\nx\n');
+    expect(seen.ref).toBe('in sub\n');
+    expect(await leftovers()).toEqual([]);
+  });
+
   test('the end of the build releases containers the frontend forgot: processes killed, nothing left', async () => {
     let forgotten: ContainerProcess | undefined;
     let during: string[] = [];

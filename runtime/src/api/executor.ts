@@ -144,7 +144,10 @@ export interface ContainerProcessSpec extends ProcessSpec {
   readonly security?: SecurityMode;
   /** A pseudo-terminal: not supported by the runc executor (`UNSUPPORTED`). */
   readonly tty?: boolean;
-  /** Fed to fd 0 until it ends (then fd 0 reads EOF); absent: an empty stdin. */
+  /**
+   * Fed to fd 0 until it ends (then fd 0 reads EOF); absent: an empty stdin. When the process
+   * exits first, its iterator is returned (as a `for await` `break`: a Node stream's destroys it).
+   */
   readonly stdin?: AsyncIterable<Uint8Array>;
   /** Fd 1's bytes as they come, not split into lines; absent: dropped. */
   readonly stdout?: (chunk: Uint8Array) => void;

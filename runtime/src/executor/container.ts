@@ -230,7 +230,14 @@ class RuncProcess implements ExecProcess {
     );
     const deliver = (stream: NodeJS.ReadableStream, to: ((chunk: Uint8Array) => void) | undefined): Promise<void> =>
       new Promise((resolve) => {
-        stream.on('data', (chunk: Buffer) => to?.(chunk));
+        stream.on('data', (chunk: Buffer) => {
+          try {
+            to?.(chunk);
+          } catch {
+            // The caller's handler failed: that is its own affair, and must not end kiln (an
+            // exception in a stream event). The process runs on; its output still drains.
+          }
+        });
         stream.once('end', resolve);
         stream.once('error', () => resolve());
       });
@@ -240,7 +247,11 @@ class RuncProcess implements ExecProcess {
     void this.#feed(p.stdin);
   }
 
-  /** Copies `stdin` to runc's fd 0 (runc copies it on and closes the process's fd 0 at its end). */
+  /**
+   * Copies `stdin` to runc's fd 0 (runc copies it on and closes the process's fd 0 at its end).
+   * Once the process has exited its iterator is returned, as a `for await` loop's `break` does,
+   * so a caller's stream (a terminal) is not read on for a process that is gone.
+   */
   async #feed(stdin: AsyncIterable<Uint8Array> | undefined): Promise<void> {
     const sink = this.#child.stdin;
     if (stdin === undefined) {
@@ -251,10 +262,17 @@ class RuncProcess implements ExecProcess {
       () => undefined,
       () => undefined,
     );
+    const it = stdin[Symbol.asyncIterator]();
     try {
-      for await (const chunk of stdin) {
-        if (this.exited || sink.destroyed) return;
-        if (!sink.write(chunk)) await Promise.race([new Promise((r) => sink.once('drain', r)), ended]);
+      for (;;) {
+        const next = await Promise.race([it.next(), ended]);
+        if (next === undefined || this.exited || sink.destroyed) {
+          // Not awaited: a generator still inside a pending next() runs its return after it.
+          void (async () => it.return?.())().catch(() => undefined);
+          return;
+        }
+        if (next.done === true) break;
+        if (!sink.write(next.value)) await Promise.race([new Promise((r) => sink.once('drain', r)), ended]);
       }
       sink.end();
     } catch {

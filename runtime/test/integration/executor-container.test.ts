@@ -87,6 +87,45 @@ describe('runc executor, long-lived containers', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  test('stdin is let go once the process exits (its iterator returned); a throwing output handler does not end kiln', async () => {
+    let returned = false;
+    let pulled = 0;
+    async function* endless(): AsyncGenerator<Uint8Array> {
+      try {
+        for (;;) {
+          pulled += 1;
+          yield new TextEncoder().encode('abc');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      } finally {
+        returned = true;
+      }
+    }
+    await withContainer(async (c) => {
+      const err = collect();
+      const p = await c.start({
+        args: ['sh', '-c', 'head -c 6 >/dev/null; echo done >&2'],
+        env: ENV,
+        stdin: endless(),
+        stdout: () => {
+          throw new Error('handler bug');
+        },
+        stderr: err.push,
+      });
+      expect(await p.wait()).toBe(0);
+      expect(err.bytes().toString()).toBe('done\n');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(returned).toBe(true);
+      const after = pulled;
+      await new Promise((r) => setTimeout(r, 100));
+      expect(pulled).toBe(after);
+    });
+    await withContainer(async (c) => {
+      const q = await c.start({ args: ['sh', '-c', 'echo out'], env: ENV, stdout: () => { throw new Error('handler bug'); } });
+      expect(await q.wait()).toBe(0);
+    });
+  });
+
   test('tty is refused with UNSUPPORTED; an unknown signal too', async () => {
     await withContainer(async (c) => {
       await expect(c.start({ args: ['sh'], env: ENV, tty: true })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
