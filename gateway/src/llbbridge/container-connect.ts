@@ -11,6 +11,7 @@ import type { GrpcClient } from './grpc-client.js';
 import type { ClientStreamCall } from './grpc-stream.js';
 import { UNKNOWN_EXIT_STATUS, processToWire, signalToWire } from './container-wire.js';
 import { statusFromWire } from './return-error.js';
+import { kilnErrorInfo } from './error-info.js';
 import type { LLBBridgeCodec, WireExecMessage, WireMessages, WireStatus } from './messages.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 
@@ -48,13 +49,13 @@ interface ProcessSink {
  * as grpcclient does). When the call ends, every process still registered fails with its error.
  */
 export class BridgeExec {
-  readonly #codec: LLBBridgeCodec;
+  readonly codec: LLBBridgeCodec;
   readonly #call: ClientStreamCall;
   readonly #procs = new Map<string, ProcessSink>();
   #failure: Error | undefined;
 
   constructor(codec: LLBBridgeCodec, grpc: GrpcClient) {
-    this.#codec = codec;
+    this.codec = codec;
     this.#call = grpc.stream(`${LLBBRIDGE_SERVICE}ExecProcess`);
     void this.#read();
   }
@@ -71,7 +72,7 @@ export class BridgeExec {
   async send(m: WireExecMessage): Promise<void> {
     if (this.#failure !== undefined) throw this.#failure;
     try {
-      await this.#call.send(this.#codec.encode('ExecMessage', m));
+      await this.#call.send(this.codec.encode('ExecMessage', m));
     } catch (e) {
       throw execError(e);
     }
@@ -86,7 +87,7 @@ export class BridgeExec {
     let failure: Error;
     try {
       for await (const bytes of this.#call.messages) {
-        const m = this.#codec.decode('ExecMessage', bytes);
+        const m = this.codec.decode('ExecMessage', bytes);
         this.#procs.get(m.ProcessID ?? '')?.message(m);
       }
       failure = new GatewayError('KLN0612', 'ExecProcess: the server ended the call');
@@ -139,10 +140,14 @@ export class BridgeContainer implements Container {
   }
 }
 
-/** The error a non-zero Exit carries (its `Error` status) as a GatewayError KLN0612. */
-function exitError(pid: string, status: WireStatus | undefined): GatewayError {
+/**
+ * The error an Exit without a code carries (its `Error` status) as a GatewayError KLN0612; a
+ * kiln daemon's ErrorInfo detail gives it the hint (the status, details and all, is the cause).
+ */
+function exitError(codec: LLBBridgeCodec, pid: string, status: WireStatus | undefined): GatewayError {
   const cause = statusFromWire(status ?? { code: GrpcCode.UNKNOWN, message: 'no exit status' });
-  return new GatewayError('KLN0612', `ExecProcess ${pid}: ${cause.message}`, { cause });
+  const hint = kilnErrorInfo(codec, cause.details)?.hint;
+  return new GatewayError('KLN0612', `ExecProcess ${pid}: ${cause.message}`, { cause, ...(hint === undefined ? {} : { hint }) });
 }
 
 /** A process started through ExecProcess. */
@@ -209,7 +214,7 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
       this.#exit = { code: m.Exit.Code ?? 0, error: m.Exit.Error };
       if (!this.#isStarted) {
         this.#finish();
-        this.#rejectStarted(exitError(this.#pid, m.Exit.Error));
+        this.#rejectStarted(exitError(this.#exec.codec, this.#pid, m.Exit.Error));
         return;
       }
       // buildkitd sends Done only once fd 0 is closed: end it now if the input is still open.
@@ -218,7 +223,7 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
       this.#finish();
       const exit = this.#exit;
       if (exit === undefined) this.#rejectDone(new GatewayError('KLN0614', `ExecProcess ${this.#pid}: Done without Exit`));
-      else if (exit.code === UNKNOWN_EXIT_STATUS && exit.error !== undefined) this.#rejectDone(exitError(this.#pid, exit.error));
+      else if (exit.code === UNKNOWN_EXIT_STATUS && exit.error !== undefined) this.#rejectDone(exitError(this.#exec.codec, this.#pid, exit.error));
       else this.#resolveDone(exit.code);
     }
   }

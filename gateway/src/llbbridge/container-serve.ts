@@ -10,7 +10,8 @@ import { statusOf } from './grpc-server.js';
 import { AsyncQueue, type ServerStreamCall } from './grpc-stream.js';
 import { UNKNOWN_EXIT_STATUS, exitToWire, newContainerFromWire, processFromWire, signalFromWire } from './container-wire.js';
 import { statusToWire } from './frontend-solve.js';
-import type { LLBBridgeCodec, WireExecMessage, WireInitMessage } from './messages.js';
+import { errorInfoDetail } from './error-info.js';
+import type { LLBBridgeCodec, WireExecMessage, WireInitMessage, WireStatus } from './messages.js';
 
 /** Stdin chunks queued for a process before the stream waits for it to read (a pipe's buffer, roughly). */
 const STDIN_QUEUE_MAX = 64;
@@ -200,7 +201,7 @@ export class BridgeContainers {
     } catch (e) {
       p.exited = true;
       p.stdin?.end();
-      p.finished = this.#finish(pid, { Code: UNKNOWN_EXIT_STATUS, Error: statusToWire(statusOf(e)) }, [], send);
+      p.finished = this.#finish(pid, { Code: UNKNOWN_EXIT_STATUS, Error: this.#errorStatus(e) }, [], send);
       return;
     }
     // Output goes after Started, as buildkitd starts its output copies only then.
@@ -213,7 +214,7 @@ export class BridgeContainers {
       try {
         exit = exitToWire(await proc.wait());
       } catch (e) {
-        exit = { Code: UNKNOWN_EXIT_STATUS, Error: statusToWire(statusOf(e)) };
+        exit = { Code: UNKNOWN_EXIT_STATUS, Error: this.#errorStatus(e) };
       }
       p.exited = true;
       p.stdin?.end();
@@ -230,6 +231,17 @@ export class BridgeContainers {
     } catch {
       // the ExecProcess call ended; nobody is listening
     }
+  }
+
+  /**
+   * The `Error` of an ExitMessage for a start or wait failure: its message (UNKNOWN), plus a
+   * kiln error's code and hint as an ErrorInfo detail (domain `kiln`), as a Return error carries
+   * them, so the frontend side can show the hint.
+   */
+  #errorStatus(e: unknown): WireStatus {
+    const status = statusToWire(statusOf(e));
+    const info = e instanceof Error ? errorInfoDetail(this.#codec, e) : undefined;
+    return info === undefined ? status : { ...status, details: [...(status.details ?? []), info] };
   }
 
   /** Kills a process still running (SIGKILL) and waits until its last messages went out. */

@@ -1,0 +1,134 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { image, type ContainerProcess, type FrontendClient, type FrontendResult } from '@kiln/llb-core';
+import { FrontendRegistry, Gateway, connectLLBBridge, serveLLBBridge } from '@kiln/gateway';
+import { KilnEngine } from '../../src/engine/engine.js';
+import { SolverBackend } from '../../src/engine/backend.js';
+import { makeSandbox, requireTools, type KilnSandbox } from './build-helpers.js';
+
+// BuildKit's gateway containers end to end over LLBBridge: a frontend on the LLBBridge client
+// side (connectLLBBridge, what runs in a frontend image) asks kiln's LLBBridge server
+// (serveLLBBridge over the real in-process gateway client, SolverBackend, runc, overlay
+// snapshots, the busybox base) for a container from a ref it solved, and runs `cat` in it through
+// ExecProcess. The two sides talk over a unix socket, as over a frontend container's pipes.
+
+let sb: KilnSandbox;
+let engine: KilnEngine;
+let sockDir: string;
+
+beforeAll(async () => {
+  requireTools();
+  sb = await makeSandbox();
+  engine = await KilnEngine.open({ root: sb.root });
+  sockDir = await mkdtemp(join(tmpdir(), 'kiln-bridge-ctr-'));
+}, 120_000);
+
+afterAll(async () => {
+  engine?.close();
+  await sb?.cleanup();
+  if (sockDir !== undefined) await rm(sockDir, { recursive: true, force: true });
+});
+
+async function socketPair(): Promise<[Duplex, Duplex]> {
+  const path = join(sockDir, `${randomBytes(4).toString('hex')}.sock`);
+  const accepted = new Promise<Socket>((resolve) => {
+    const server = createServer((s) => {
+      server.close();
+      resolve(s);
+    }).listen(path);
+  });
+  const c = connect(path);
+  return [await accepted, c];
+}
+
+/**
+ * A build whose frontend serves LLBBridge over the gateway's real client and runs `remote` as an
+ * LLBBridge frontend against it; the build's result is what `remote` returned.
+ */
+async function buildOverBridge(remote: (client: Awaited<ReturnType<typeof connectLLBBridge>>) => Promise<void>): Promise<FrontendResult> {
+  const solver = engine.solver({ localDirs: {} });
+  const backend = new SolverBackend(engine, solver, {});
+  let served: FrontendResult | undefined;
+  const frontend = async (client: FrontendClient): Promise<FrontendResult> => {
+    const [daemonSide, frontendSide] = await socketPair();
+    const serving = serveLLBBridge(daemonSide, client);
+    const bridged = await connectLLBBridge(frontendSide, {}, { log: () => undefined });
+    const [result] = await Promise.all([serving, remote(bridged)]);
+    served = result;
+    return result;
+  };
+  const gateway = new Gateway(backend, new FrontendRegistry().register('test/bridge-ctr', frontend));
+  try {
+    await gateway.build({ frontend: 'test/bridge-ctr', opts: new Map(), inputs: new Map() });
+  } finally {
+    await backend.release();
+  }
+  if (served === undefined) throw new Error('the frontend did not return');
+  return served;
+}
+
+describe('LLBBridge containers over a real kiln gateway and runc', () => {
+  test('a bridged frontend makes a container from its ref and runs cat: stdin back byte for byte, stderr apart, exit codes, release', async () => {
+    const data = randomBytes(256 * 1024 + 3);
+    const seen: { out?: Buffer; err?: string; code?: number; fail?: number; releasedStart?: unknown; tty?: unknown; left?: ContainerProcess } = {};
+    const result = await buildOverBridge(async (client) => {
+      const definition = await image('busybox')
+        .run({ args: ['sh', '-c', 'echo from-ref > /data'] })
+        .root()
+        .marshal();
+      const ref = await client.solve({ definition, evaluate: true });
+      const container = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
+      async function* stdin(): AsyncGenerator<Uint8Array> {
+        yield data.subarray(0, 1000);
+        yield data.subarray(1000);
+      }
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      const cat = await container.start({
+        args: ['sh', '-c', 'cat; cat /data >&2'],
+        env: ['PATH=/bin'],
+        stdin: stdin(),
+        stdout: (c) => out.push(Buffer.from(c)),
+        stderr: (c) => err.push(Buffer.from(c)),
+      });
+      seen.code = await cat.wait();
+      seen.out = Buffer.concat(out);
+      seen.err = Buffer.concat(err).toString();
+      await container.release();
+      // The first process is the container's init: once it exited, the container is done; a new one runs the next.
+      const second = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
+      const failing = await second.start({ args: ['sh', '-c', 'exit 7'], env: ['PATH=/bin'] });
+      seen.fail = await failing.wait();
+      await second.release();
+      seen.releasedStart = await second.start({ args: ['true'] }).then(
+        () => 'started',
+        (e: unknown) => e,
+      );
+      // What kiln's gateway refuses comes back with its message and hint (KLN0622: no tty).
+      const third = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
+      seen.tty = await third.start({ args: ['sh'], tty: true }).then(
+        () => 'started',
+        (e: unknown) => e,
+      );
+      // Left running at Return: the server kills it and releases the container.
+      const open = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
+      seen.left = await open.start({ args: ['sleep', '100'], env: ['PATH=/bin'] });
+      await client.return({ ref, metadata: new Map() });
+    });
+    expect(seen.code).toBe(0);
+    expect(seen.out?.length).toBe(data.length);
+    expect(seen.out?.equals(data)).toBe(true);
+    expect(seen.err).toBe('from-ref\n');
+    expect(seen.fail).toBe(7);
+    expect(seen.releasedStart).toMatchObject({ code: 'KLN0614' });
+    expect(seen.tty).toMatchObject({ code: 'KLN0612', message: expect.stringContaining('(tty) are not supported by kiln'), hint: expect.stringContaining('start it without tty') });
+    // The build ended (Return answered, serve settled) with the sleeper killed, not after 100 s.
+    await expect(seen.left?.wait().then(String, (e: unknown) => (e as Error).message)).resolves.toMatch(/137|ExecProcess/);
+    expect(result.ref).toBeDefined();
+  });
+});
