@@ -87,7 +87,7 @@ export class GatewayClient implements FrontendClient {
   readonly solveFrontend?: (request: SolveFrontendRequest) => Promise<FrontendResult>;
   /**
    * Makes a container from refs of this build (BuildKit's gateway `NewContainer`), when the
-   * backend can: the request is checked (KLN0620-KLN0622), each ref's solve forced, and the
+   * backend can: the request is checked (KLN0620, KLN0621), each ref's solve forced, and the
    * container released on the request's or the client's signal and at the end of the build.
    */
   readonly newContainer?: (request: NewContainerRequest) => Promise<Container>;

@@ -79,7 +79,7 @@ export class OpenContainers {
   }
 }
 
-/** A backend's container as a frontend holds it: tty refused, release once, then forgotten. */
+/** A backend's container as a frontend holds it: no start after release, released once, then forgotten. */
 class TrackedContainer implements Container {
   readonly #inner: Container;
   readonly #forget: () => void;
@@ -99,11 +99,6 @@ class TrackedContainer implements Container {
   async start(request: ContainerProcessRequest): Promise<ContainerProcess> {
     if (this.#released !== undefined) {
       throw new GatewayError('KLN0623', 'the container was released', { hint: 'start processes before release() or before the build ends; make a new container' });
-    }
-    if (request.tty === true) {
-      throw new GatewayError('KLN0622', 'container processes with a terminal (tty) are not supported by kiln', {
-        hint: "start it without tty: stdout and stderr come apart; runc hands a terminal's master fd over SCM_RIGHTS, which Node cannot receive",
-      });
     }
     if (request.args.length === 0) throw new GatewayError('KLN0620', 'a container process needs args', { hint: 'give the command to run, e.g. ["sh", "-c", "…"]' });
     return this.#inner.start(request);

@@ -15,7 +15,6 @@ export type GatewayErrorCode =
   | 'KLN0607' // gateway.v0 source missing, unsupported or not resolvable
   | 'KLN0620' // a bad container request: no `/` mount, a relative or repeated destination, a mount missing what its type needs
   | 'KLN0621' // a container mount's ref is not a ref of this build
-  | 'KLN0622' // a container process with a terminal (tty): not supported
   | 'KLN0623'; // a start in a container that was released (or whose build ended)
 
 /** Where in a build file an error points: 1-based line and column. */

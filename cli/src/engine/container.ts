@@ -147,8 +147,7 @@ class EngineContainer implements Container {
     return {
       wait: () => p.wait(),
       signal: (name) => p.signal(name),
-      // No terminal (tty is refused): nothing to resize.
-      resize: async () => undefined,
+      resize: (size) => p.resize(size),
     };
   }
 

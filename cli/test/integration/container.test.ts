@@ -276,7 +276,7 @@ describe('frontend containers over runc', () => {
     expect(await leftovers()).toEqual([]);
   });
 
-  test('network host and insecure need their entitlements; secrets come from the session; tty is refused', async () => {
+  test('network host and insecure need their entitlements; secrets come from the session; a tty process gets a terminal', async () => {
     const seen: Record<string, unknown> = {};
     const secret = new TextEncoder().encode('s3cret');
     await build(
@@ -291,10 +291,12 @@ describe('frontend containers over runc', () => {
           (e: { code?: string }) => e.code,
         );
         const c = await newContainer(client, { mounts: [{ dest: '/', ref, readonly: true }, { dest: '/run/secrets/tok', type: 'secret', secretId: 'tok' }] });
-        seen.tty = await c.start({ args: ['sh'], tty: true }).then(
-          () => 'started',
-          (e: { code?: string }) => e.code,
-        );
+        seen.init = await c.start({ args: ['sleep', '100'], env: ['PATH=/bin'] });
+        let tty = '';
+        const t = await c.start({ args: ['sh', '-c', 'tty; stty size; echo err >&2'], env: ['PATH=/bin'], tty: true, stdout: (b) => (tty += Buffer.from(b).toString()) });
+        await t.resize({ rows: 30, cols: 100 });
+        seen.ttyCode = await t.wait();
+        seen.tty = tty;
         seen.insecure = await c.start({ args: ['true'], security: 'insecure' }).then(
           () => 'started',
           (e: { code?: string }) => e.code,
@@ -307,7 +309,8 @@ describe('frontend containers over runc', () => {
     );
     expect(seen.host).toBe('KLN0620');
     expect(seen.missing).toBe('KLN0620');
-    expect(seen.tty).toBe('KLN0622');
+    expect(seen.ttyCode).toBe(0);
+    expect(seen.tty).toMatch(/^\/dev\/pts\/\d+\r\n\d+ \d+\r\nerr\r\n$/);
     expect(seen.insecure).toBe('KLN0620');
     expect(seen.secret).toMatchObject({ code: 0, stdout: 's3cret400\n' });
     expect(await leftovers()).toEqual([]);

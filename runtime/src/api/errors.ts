@@ -14,7 +14,7 @@ export type WorkerErrorCode =
   | 'CANCELLED'
   /** A start in a container whose init process has exited, or that was released. */
   | 'CONTAINER_EXITED'
-  /** A request the executor cannot serve (a container process with a terminal). */
+  /** A request the executor cannot serve (an unknown signal name). */
   | 'UNSUPPORTED'
   | 'PREREQUISITE_MISSING';
 

@@ -142,7 +142,7 @@ export interface ContainerRequest {
 export interface ContainerProcessSpec extends ProcessSpec {
   /** Default `sandbox`. The init's mode also decides the container's masked paths and devices. */
   readonly security?: SecurityMode;
-  /** A pseudo-terminal: not supported by the runc executor (`UNSUPPORTED`). */
+  /** A pseudo-terminal on fds 0-2 (24x80 until resized): its output, stderr's too, comes through `stdout`. */
   readonly tty?: boolean;
   /**
    * Fed to fd 0 until it ends (then fd 0 reads EOF); absent: an empty stdin. When the process
@@ -161,6 +161,8 @@ export interface ExecProcess {
   wait(): Promise<number>;
   /** Sends it a signal by name (`SIGTERM`, `TERM`); nothing happens once it has exited. */
   signal(name: string): Promise<void>;
+  /** Resizes its terminal (a `tty` process; otherwise nothing happens). */
+  resize(size: { readonly rows: number; readonly cols: number }): Promise<void>;
 }
 
 /**

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { WorkerError } from '../api/errors.js';
 import type { ContainerProcessSpec, ContainerRequest, ExecContainer, ExecProcess, ExecRequest } from '../api/executor.js';
 import type { RootView, Stub } from './root-view.js';
+import { spawnOnPty, type PtyProcess, type TerminalSize } from './pty-relay.js';
 import { processSpec, specJson } from './spec.js';
 import { resolveUser } from './user.js';
 
@@ -35,7 +36,7 @@ export interface ContainerHost {
   readonly state: string;
   readonly env: NodeJS.ProcessEnv;
   /** The executor's config of a run (root layout, user, mounts, spec); undo steps go to `cleanups`. */
-  configure(req: ExecRequest, cleanups: Cleanup[]): Promise<Configured>;
+  configure(req: ExecRequest, cleanups: Cleanup[], terminal: boolean): Promise<Configured>;
   /** The capabilities `insecure` grants. */
   insecureCapabilities(): Promise<readonly string[]>;
   /** The error message runc logged at `log`, if any. */
@@ -52,8 +53,9 @@ const PID_POLL_MS = 5;
  * Executor.Run), later ones `runc exec --process` (Executor.Exec). Every process is a runc started
  * with pipes on fds 0-2 (runc copies them to the container's own pipes byte for byte) and
  * `--pid-file`, which runc writes once the process runs: a start resolves then. Signals go to the
- * init with `runc kill`, to an exec'd process by its pid. Not the step fast path (no pre-started
- * runc, no process helper): a container's processes are few and long.
+ * init with `runc kill`, to an exec'd process by its pid. A `tty` process's runc runs in the
+ * foreground on a terminal of the pty relay ({@link spawnOnPty}), which copies it to pipes. Not the
+ * step fast path (no pre-started runc, no process helper): a container's processes are few and long.
  */
 export class RuncContainer implements ExecContainer {
   readonly id: string;
@@ -74,11 +76,6 @@ export class RuncContainer implements ExecContainer {
 
   async start(p: ContainerProcessSpec): Promise<ExecProcess> {
     if (this.#released !== undefined) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} was released`);
-    if (p.tty === true) {
-      throw new WorkerError('UNSUPPORTED', 'container processes with a terminal (tty) are not supported', {
-        hint: "runc hands a terminal's master over a unix socket (SCM_RIGHTS), which Node cannot receive; start the process without tty and read stdout and stderr",
-      });
-    }
     if (p.args.length === 0) throw new WorkerError('EXEC_FAILED', 'a container process needs args');
     if (this.#init === undefined) {
       this.#init = this.#startInit(p);
@@ -115,6 +112,7 @@ export class RuncContainer implements ExecContainer {
         ...(r.cgroupParent === undefined ? {} : { cgroupParent: r.cgroupParent }),
       },
       this.#cleanups,
+      p.tty === true,
     );
     this.#gone();
     // The spec holds the process environment: root-only.
@@ -137,6 +135,7 @@ export class RuncContainer implements ExecContainer {
       user,
       security,
       insecureCapabilities: security === 'insecure' ? await this.#host.insecureCapabilities() : [],
+      terminal: p.tty === true,
     });
     this.#gone();
     const { bundle, id } = this.#host;
@@ -167,15 +166,17 @@ export class RuncContainer implements ExecContainer {
   ): Promise<RuncProcess> {
     const h = this.#host;
     const args = ['--root', h.state, '--log', files.log, '--log-format', 'json', ...command];
+    // A terminal: runc in the foreground on a pty of the relay's, which copies it to pipes.
+    const pty = p.tty === true ? spawnOnPty(h.runc, args, h.env) : undefined;
     // Its own process group: kiln stops containers on Ctrl-C itself (as the executor's runs).
-    const child = spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: h.env });
-    const proc = new RuncProcess(child, p, kill, () => h.missing());
+    const child = pty?.child ?? spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: h.env });
+    const proc = new RuncProcess(child, p, kill, () => (pty === undefined ? h.missing() : ptyMissing()), pty);
     this.#procs.add(proc);
     void proc.exit.finally(() => this.#procs.delete(proc)).catch(() => undefined);
     const pid = await proc.started(files.pid);
     if (pid === undefined) {
       const code = await proc.exit;
-      const why = await h.runcError(files.log);
+      const why = (await h.runcError(files.log)) ?? proc.relayError();
       // An exec that lost the race with the init's exit (runc: cannot exec in a stopped container).
       const init = command[0] === 'exec' ? await this.#init?.catch(() => undefined) : undefined;
       if (init?.exited === true) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`);
@@ -215,11 +216,20 @@ class RuncProcess implements ExecProcess {
   readonly #child: ChildProcessWithoutNullStreams;
   readonly #output: Promise<void>;
   readonly #kill: (signal: NodeJS.Signals, pid: number) => Promise<void>;
+  readonly #pty: PtyProcess | undefined;
+  #relayErr = '';
   #pid: number | undefined;
 
-  constructor(child: ChildProcessWithoutNullStreams, p: ContainerProcessSpec, kill: (signal: NodeJS.Signals, pid: number) => Promise<void>, missing: () => WorkerError) {
+  constructor(
+    child: ChildProcessWithoutNullStreams,
+    p: ContainerProcessSpec,
+    kill: (signal: NodeJS.Signals, pid: number) => Promise<void>,
+    missing: () => WorkerError,
+    pty: PtyProcess | undefined,
+  ) {
     this.#child = child;
     this.#kill = kill;
+    this.#pty = pty;
     this.exit = new Promise<number>((resolve, reject) => {
       child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
       child.once('exit', (code, sig) => resolve(code ?? 128 + (sig === null ? 0 : (constants.signals[sig] ?? 0))));
@@ -241,7 +251,12 @@ class RuncProcess implements ExecProcess {
         stream.once('end', resolve);
         stream.once('error', () => resolve());
       });
-    this.#output = Promise.all([deliver(child.stdout, p.stdout), deliver(child.stderr, p.stderr)]).then(() => undefined);
+    // The relay's own errors (a terminal it could not open) explain a start that failed.
+    const stderr = pty === undefined ? p.stderr : (chunk: Uint8Array): void => {
+      if (this.#relayErr.length < 4096) this.#relayErr += Buffer.from(chunk).toString();
+      p.stderr?.(chunk);
+    };
+    this.#output = Promise.all([deliver(child.stdout, p.stdout), deliver(child.stderr, stderr)]).then(() => undefined);
     // The process may exit (or never read) while input is pending: EPIPE is not an error here.
     child.stdin.on('error', () => undefined);
     void this.#feed(p.stdin);
@@ -310,6 +325,16 @@ class RuncProcess implements ExecProcess {
     await this.#kill(sig, this.#pid);
   }
 
+  /** What the pty relay wrote to its stderr before it failed, if anything. */
+  relayError(): string | undefined {
+    const text = this.#relayErr.trim();
+    return text === '' ? undefined : text;
+  }
+
+  async resize(size: TerminalSize): Promise<void> {
+    if (!this.exited) this.#pty?.resize(size);
+  }
+
   /** SIGKILLs the process (by pid) and its runc, if they still run. */
   kill(): void {
     if (this.exited) return;
@@ -334,4 +359,9 @@ export function signalName(name: string): NodeJS.Signals {
   const full = upper.startsWith('SIG') ? upper : `SIG${upper}`;
   if (signals[full] !== undefined) return full as NodeJS.Signals;
   throw new WorkerError('UNSUPPORTED', `unknown signal ${JSON.stringify(name)}`, { hint: 'use a signal name such as SIGTERM, SIGINT, SIGKILL or SIGHUP' });
+}
+
+/** The error of a missing perl (the terminal relay). */
+function ptyMissing(): WorkerError {
+  return new WorkerError('PREREQUISITE_MISSING', 'perl not found: a container process with a terminal needs it', { hint: 'apt-get install perl-base' });
 }

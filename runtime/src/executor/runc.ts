@@ -121,7 +121,7 @@ export class RuncExecutor implements Executor {
       runc: this.#runc,
       state: this.#state,
       env: runcEnv(),
-      configure: (r, cleanups) => this.#configure(r, { id, bundle }, scratch, cleanups),
+      configure: (r, cleanups, terminal) => this.#configure(r, { id, bundle }, scratch, cleanups, terminal),
       insecureCapabilities: () => this.#boundingCaps(),
       runcError,
       missing: () => this.#missing(),
@@ -166,7 +166,7 @@ export class RuncExecutor implements Executor {
    * resolv.conf files, mounts (their undo steps go to `cleanups`) and the spec. Shared by
    * {@link RuncExecutor.run} and the long-lived containers of {@link RuncExecutor.newContainer}.
    */
-  async #configure(req: ExecRequest, run: RunDirs, scratch: string, cleanups: Cleanup[]): Promise<Configured> {
+  async #configure(req: ExecRequest, run: RunDirs, scratch: string, cleanups: Cleanup[], terminal = false): Promise<Configured> {
     const { id, bundle } = run;
     const mountPoints = mountPointLayers(join(this.runtimeDir, 'mount-points'));
     const root = await rootLayout(req, bundle, scratch, this.#lowerStats, mountPoints, req.security !== 'insecure');
@@ -207,6 +207,7 @@ export class RuncExecutor implements Executor {
         mounts,
         ...(req.rlimits === undefined ? {} : { rlimits: req.rlimits }),
         ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
+        ...(terminal ? { terminal } : {}),
       });
       return { ...configured, spec };
     } catch (e) {

@@ -89,6 +89,8 @@ export interface SpecInput {
   readonly rlimits?: readonly { readonly name: string; readonly soft: number; readonly hard: number }[];
   /** `linux.cgroupsPath` (runc's cgroupfs driver: a path under each controller). */
   readonly cgroupsPath?: string;
+  /** `process.terminal`: the process gets a pseudo-terminal on fds 0-2 (a container's tty process). */
+  readonly terminal?: boolean;
 }
 
 /** The standard container filesystem: /proc, /dev (+pts, shm, mqueue), /sys read-only. */
@@ -127,7 +129,7 @@ export function specJson(spec: Record<string, unknown>): string {
 }
 
 /** What {@link processSpec} needs: the process part of {@link SpecInput}. */
-export type ProcessSpecInput = Pick<SpecInput, 'args' | 'env' | 'cwd' | 'user' | 'security' | 'insecureCapabilities' | 'rlimits'>;
+export type ProcessSpecInput = Pick<SpecInput, 'args' | 'env' | 'cwd' | 'user' | 'security' | 'insecureCapabilities' | 'rlimits' | 'terminal'>;
 
 /**
  * The `process` object of config.json, also what `runc exec --process` reads for a process
@@ -137,7 +139,7 @@ export function processSpec(i: ProcessSpecInput): Record<string, unknown> {
   const caps = i.security === 'insecure' ? i.insecureCapabilities : DEFAULT_CAPABILITIES;
   const env = i.env.some((e) => e.startsWith('PATH=')) ? [...i.env] : [DEFAULT_PATH, ...i.env];
   return {
-    terminal: false,
+    terminal: i.terminal === true,
     user: { uid: i.user.uid, gid: i.user.gid, ...(i.user.additionalGids.length > 0 ? { additionalGids: i.user.additionalGids } : {}) },
     args: i.args,
     env,

@@ -29,6 +29,26 @@ function collect(): { push: (c: Uint8Array) => void; bytes: () => Buffer } {
 
 const ENV = ['PATH=/bin'];
 
+/** An AsyncIterable fed by push(). */
+function inputQueue(): { push: (text: string) => void; iterable: AsyncIterable<Uint8Array> } {
+  const queued: Uint8Array[] = [];
+  let wake: (() => void) | undefined;
+  async function* iterable(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const next = queued.shift();
+      if (next !== undefined) yield next;
+      else await new Promise<void>((r) => (wake = r));
+    }
+  }
+  return {
+    push: (text) => {
+      queued.push(new TextEncoder().encode(text));
+      wake?.();
+    },
+    iterable: iterable(),
+  };
+}
+
 describe('runc executor, long-lived containers', () => {
   test('init with stdin: cat gives back 2 MiB byte for byte; stderr apart; exit status', async () => {
     const data = randomBytes(2 << 20);
@@ -126,9 +146,35 @@ describe('runc executor, long-lived containers', () => {
     });
   });
 
-  test('tty is refused with UNSUPPORTED; an unknown signal too', async () => {
+  test('a terminal: the init and an exec\'d process get one, input is echoed, resize reaches it, stderr comes on it', async () => {
     await withContainer(async (c) => {
-      await expect(c.start({ args: ['sh'], env: ENV, tty: true })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+      const input = inputQueue();
+      let out = '';
+      const until = async (what: RegExp): Promise<void> => {
+        for (let i = 0; i < 250 && !what.test(out); i++) await new Promise((r) => setTimeout(r, 20));
+        expect(out).toMatch(what);
+      };
+      const sh = await c.start({ args: ['sh'], env: [...ENV, 'PS1=$ '], tty: true, stdin: input.iterable, stdout: (b) => (out += Buffer.from(b).toString()) });
+      input.push('tty; stty size\n');
+      await until(/24 80/);
+      // Echoed by the terminal, then the output: the terminal is the container's first.
+      expect(out).toContain('tty; stty size');
+      expect(out).toContain('/dev/pts/0');
+      await sh.resize({ rows: 50, cols: 132 });
+      input.push('stty size\n');
+      await until(/50 132/);
+      let execOut = '';
+      const ex = await c.start({ args: ['sh', '-c', 'tty; echo to-stderr >&2; exit 4'], env: ENV, tty: true, stdout: (b) => (execOut += Buffer.from(b).toString()) });
+      expect(await ex.wait()).toBe(4);
+      expect(execOut).toMatch(/\/dev\/pts\/\d+\r?\nto-stderr/);
+      input.push('exit 3\n');
+      expect(await sh.wait()).toBe(3);
+    });
+    expect(await leftovers()).toEqual([]);
+  });
+
+  test('an unknown signal is UNSUPPORTED', async () => {
+    await withContainer(async (c) => {
       const p = await c.start({ args: ['sleep', '100'], env: ENV });
       await expect(p.signal('SIGNOPE')).rejects.toMatchObject({ code: 'UNSUPPORTED' });
     });

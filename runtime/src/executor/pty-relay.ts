@@ -1,0 +1,105 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Writable } from 'node:stream';
+
+/**
+ * A pseudo-terminal for a runc started in the foreground with `process.terminal`. runc hands a
+ * container's terminal master over a unix socket (SCM_RIGHTS), which Node cannot receive; but a
+ * runc in the foreground receives it itself and copies between that terminal and its own one
+ * (`initHostConsole`: one of its fds 0-2 must be a terminal), forwarding SIGWINCH as a resize.
+ * Node cannot make a terminal either (no ioctl), so this perl (Essential on Debian, as the process
+ * helper's) opens one: `/dev/ptmx`, unlocked, its slave as runc's fds 0-2 and controlling
+ * terminal, and relays the master to its own fds 0/1 byte for byte. Lines `<rows> <cols>` on
+ * fd 3 set the size and send runc SIGWINCH. It exits with runc's status (128+n for a signal).
+ * The ioctl numbers are asm-generic's (x86-64, arm64, riscv64).
+ */
+const SCRIPT = String.raw`
+use strict; use warnings; use POSIX ();
+my ($TIOCSPTLCK, $TIOCGPTN, $TIOCSWINSZ, $TIOCSCTTY) = (0x40045431, 0x80045430, 0x5414, 0x540E);
+my ($rows, $cols) = (shift @ARGV, shift @ARGV);
+open(my $m, '+<', '/dev/ptmx') or die "kiln pty: /dev/ptmx: $!\n";
+my $unlock = pack('i', 0);
+ioctl($m, $TIOCSPTLCK, $unlock) or die "kiln pty: unlockpt: $!\n";
+my $n = pack('I', 0);
+ioctl($m, $TIOCGPTN, $n) or die "kiln pty: ptsname: $!\n";
+my $pts = '/dev/pts/' . unpack('I', $n);
+sub winsize { my $ws = pack('S4', $_[0], $_[1], 0, 0); ioctl($m, $TIOCSWINSZ, $ws); }
+winsize($rows, $cols);
+my $pid = fork() // die "kiln pty: fork: $!\n";
+if ($pid == 0) {
+  POSIX::setsid();
+  open(my $s, '+<', $pts) or die "kiln pty: $pts: $!\n";
+  ioctl($s, $TIOCSCTTY, 0);
+  POSIX::dup2(fileno($s), $_) for (0, 1, 2);
+  POSIX::close(3);
+  exec { $ARGV[0] } @ARGV or do { print STDERR "kiln pty: exec $ARGV[0]: $!\n"; POSIX::_exit(127) };
+}
+open(my $ctl, '<&=', 3) or die "kiln pty: fd 3: $!\n";
+$SIG{PIPE} = 'IGNORE';
+my ($in, $ctlOpen, $pending, $ctlBuf) = (1, 1, '', '');
+my $mfd = fileno($m);
+for (;;) {
+  my ($rin, $win) = ('', '');
+  vec($rin, $mfd, 1) = 1;
+  vec($rin, 0, 1) = 1 if $in && length($pending) < 65536;
+  vec($rin, 3, 1) = 1 if $ctlOpen;
+  vec($win, $mfd, 1) = 1 if length $pending;
+  my $found = select(my $r = $rin, my $w = $win, undef, undef);
+  next if $found <= 0;
+  if (vec($r, $mfd, 1)) {
+    my $got = sysread($m, my $buf, 65536);
+    last unless $got;
+    my $off = 0;
+    while ($off < $got) { my $wr = syswrite(STDOUT, $buf, $got - $off, $off); last unless defined $wr; $off += $wr; }
+  }
+  if (vec($r, 0, 1)) { my $got = sysread(STDIN, my $buf, 65536); if ($got) { $pending .= $buf } else { $in = 0 } }
+  if (vec($r, 3, 1)) {
+    my $got = sysread($ctl, my $buf, 4096);
+    if ($got) {
+      $ctlBuf .= $buf;
+      while ($ctlBuf =~ s/^(\d+) (\d+)\n//) { winsize($1, $2); kill 'WINCH', $pid; }
+    } else { $ctlOpen = 0 }
+  }
+  if (length($pending) && vec($w, $mfd, 1)) { my $wr = syswrite($m, $pending); substr($pending, 0, $wr) = '' if $wr; }
+}
+waitpid($pid, 0);
+my $st = $?;
+exit(($st & 127) ? 128 + ($st & 127) : $st >> 8);
+`;
+
+/** A terminal size. */
+export interface TerminalSize {
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** The size a terminal starts with until the caller resizes it (the VT100's). */
+export const DEFAULT_TERMINAL_SIZE: TerminalSize = { rows: 24, cols: 80 };
+
+/** A command started on a terminal of its own: fd 0/1 of `child` are the terminal's input and output. */
+export interface PtyProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  resize(size: TerminalSize): void;
+}
+
+/** Starts `command args` (a foreground runc) on a new terminal, see {@link SCRIPT}. */
+export function spawnOnPty(command: string, args: readonly string[], env: NodeJS.ProcessEnv, size: TerminalSize = DEFAULT_TERMINAL_SIZE): PtyProcess {
+  const child = spawn('perl', ['-e', SCRIPT, String(dim(size.rows)), String(dim(size.cols)), command, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+    // Its own process group (as the executor's runc): kiln stops containers on Ctrl-C itself.
+    detached: true,
+    env,
+  }) as ChildProcessWithoutNullStreams;
+  const control = child.stdio[3] as Writable;
+  control.on('error', () => undefined);
+  return {
+    child,
+    resize(s) {
+      if (!control.destroyed) control.write(`${dim(s.rows)} ${dim(s.cols)}\n`);
+    },
+  };
+}
+
+/** A terminal dimension: a whole number the kernel's 16-bit field holds. */
+function dim(n: number): number {
+  return Math.min(65535, Math.max(0, Math.trunc(Number.isFinite(n) ? n : 0)));
+}
