@@ -2,10 +2,10 @@
  * A gRPC client for unary and streaming calls on one byte stream: `node:http2` with `createConnection`
  * returning the stream (h2c, prior knowledge), as a frontend talks to buildkitd over its stdio.
  */
-import { connect, constants, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, decodeGrpcMessage, frameMessage } from './grpc.js';
-import { AsyncQueue, type ClientStreamCall } from './grpc-stream.js';
+import { AsyncQueue, writeMessage, type ClientStreamCall } from './grpc-stream.js';
 
 /** Decodes a `grpc-status-details-bin` trailer (a `google.rpc.Status`) into its details. */
 export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['details'];
@@ -13,6 +13,15 @@ export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['detai
 function header(h: IncomingHttpHeaders | undefined, name: string): string | undefined {
   const v = h?.[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** A call in flight and what has come back so far. */
+interface OpenCall {
+  readonly req: ClientHttp2Stream;
+  readonly reader: MessageReader;
+  headers: IncomingHttpHeaders | undefined;
+  trailers: IncomingHttpHeaders | undefined;
+  failure: unknown;
 }
 
 /** Unary and streaming calls over one HTTP/2 connection. Rejections are GrpcStatusError or GatewayError (KLN0613/KLN0614). */
@@ -36,7 +45,7 @@ export class GrpcClient {
   call(path: string, request: Uint8Array): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
       if (this.#session.closed || this.#session.destroyed) {
-        reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? 'the connection is closed'}`));
+        reject(this.#unavailable(path));
         return;
       }
       let frame: Buffer;
@@ -46,37 +55,15 @@ export class GrpcClient {
         reject(e);
         return;
       }
-      const req = this.#session.request({ ':method': 'POST', ':path': path, 'content-type': GRPC_CONTENT_TYPE, te: 'trailers' });
-      const reader = new MessageReader();
-      let headers: IncomingHttpHeaders | undefined;
-      let trailers: IncomingHttpHeaders | undefined;
-      let failure: unknown;
-      req.on('response', (h) => {
-        headers = h;
-      });
-      req.on('trailers', (t) => {
-        trailers = t;
-      });
-      req.on('data', (chunk: Buffer) => {
-        if (failure !== undefined) return;
+      const call = this.#open(path);
+      call.req.on('close', () => {
         try {
-          reader.push(chunk);
-        } catch (e) {
-          failure = e;
-          req.close(constants.NGHTTP2_CANCEL);
-        }
-      });
-      req.on('error', (e: Error) => {
-        failure ??= new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${e.message}`);
-      });
-      req.on('close', () => {
-        try {
-          resolve(this.#settle(path, failure, headers, trailers, reader, req.rstCode));
+          resolve(this.#settle(path, call));
         } catch (e) {
           reject(e);
         }
       });
-      req.end(frame);
+      call.req.end(frame);
     });
   }
 
@@ -88,48 +75,24 @@ export class GrpcClient {
   stream(path: string): ClientStreamCall {
     const incoming = new AsyncQueue<Uint8Array>();
     if (this.#session.closed || this.#session.destroyed) {
-      incoming.fail(new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? 'the connection is closed'}`));
-      return { send: () => Promise.reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: the connection is closed`)), end: () => {}, cancel: () => {}, messages: incoming };
+      incoming.fail(this.#unavailable(path));
+      return { send: () => Promise.reject(this.#unavailable(path)), end: () => {}, cancel: () => {}, messages: incoming };
     }
-    const req = this.#session.request({ ':method': 'POST', ':path': path, 'content-type': GRPC_CONTENT_TYPE, te: 'trailers' });
-    const reader = new MessageReader();
-    let headers: IncomingHttpHeaders | undefined;
-    let trailers: IncomingHttpHeaders | undefined;
-    let failure: unknown;
+    const call = this.#open(path, (m) => incoming.push(m));
+    const { req } = call;
     let cancelled = false;
-    req.on('response', (h) => {
-      headers = h;
-      // A trailers-only answer (an error status right away) ends the call as trailers do.
-      if (header(h, 'grpc-status') !== undefined) trailers = h;
-    });
-    req.on('trailers', (t) => {
-      trailers = t;
-    });
-    req.on('data', (chunk: Buffer) => {
-      if (failure !== undefined) return;
-      try {
-        reader.push(chunk);
-        for (const m of reader.take()) incoming.push(m);
-      } catch (e) {
-        failure = e;
-        req.close(constants.NGHTTP2_CANCEL);
-      }
-    });
     // The server's END_STREAM: its status is in. Our side may still be open; close it, the call is over.
     req.on('end', () => {
       if (!req.closed) req.close(constants.NGHTTP2_NO_ERROR);
     });
-    req.on('error', (e: Error) => {
-      failure ??= new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${e.message}`);
-    });
     req.on('close', () => {
-      if (cancelled && trailers === undefined) {
+      if (cancelled && header(call.trailers ?? call.headers, 'grpc-status') === undefined) {
         incoming.fail(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: cancelled`));
         return;
       }
       try {
-        this.#status(path, failure, headers, trailers, req.rstCode);
-        reader.finish();
+        this.#status(path, call);
+        call.reader.finish();
         incoming.end();
       } catch (e) {
         incoming.fail(e);
@@ -139,17 +102,7 @@ export class GrpcClient {
       messages: incoming,
       send: (message) => {
         if (req.closed || req.writableEnded) return Promise.reject(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call is over`));
-        const frame = frameMessage(message);
-        if (req.write(frame)) return Promise.resolve();
-        return new Promise((resolve) => {
-          const done = (): void => {
-            req.off('drain', done);
-            req.off('close', done);
-            resolve();
-          };
-          req.once('drain', done);
-          req.once('close', done);
-        });
+        return writeMessage(req, message);
       },
       end: () => {
         if (!req.closed && !req.writableEnded) req.end();
@@ -162,16 +115,42 @@ export class GrpcClient {
     };
   }
 
-  #settle(
-    path: string,
-    failure: unknown,
-    headers: IncomingHttpHeaders | undefined,
-    trailers: IncomingHttpHeaders | undefined,
-    reader: MessageReader,
-    rstCode: number | undefined,
-  ): Uint8Array {
-    this.#status(path, failure, headers, trailers, rstCode);
-    const messages = reader.finish();
+  #unavailable(path: string): GrpcStatusError {
+    return new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? 'the connection is closed'}`);
+  }
+
+  /**
+   * Starts a call and records what comes back: headers, trailers, the first failure, the
+   * response messages (handed to `onMessage` as they complete when given, else kept in `reader`).
+   */
+  #open(path: string, onMessage?: (message: Uint8Array) => void): OpenCall {
+    const req = this.#session.request({ ':method': 'POST', ':path': path, 'content-type': GRPC_CONTENT_TYPE, te: 'trailers' });
+    const call: OpenCall = { req, reader: new MessageReader(), headers: undefined, trailers: undefined, failure: undefined };
+    req.on('response', (h) => {
+      call.headers = h;
+    });
+    req.on('trailers', (t) => {
+      call.trailers = t;
+    });
+    req.on('data', (chunk: Buffer) => {
+      if (call.failure !== undefined) return;
+      try {
+        call.reader.push(chunk);
+        if (onMessage !== undefined) for (const m of call.reader.take()) onMessage(m);
+      } catch (e) {
+        call.failure = e;
+        req.close(constants.NGHTTP2_CANCEL);
+      }
+    });
+    req.on('error', (e: Error) => {
+      call.failure ??= new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${e.message}`);
+    });
+    return call;
+  }
+
+  #settle(path: string, call: OpenCall): Uint8Array {
+    this.#status(path, call);
+    const messages = call.reader.finish();
     if (messages.length !== 1 || messages[0] === undefined) {
       throw new GrpcStatusError(GrpcCode.INTERNAL, `${path}: a unary response holds one message, got ${messages.length}`);
     }
@@ -179,16 +158,10 @@ export class GrpcClient {
   }
 
   /** Throws the call's failure or non-OK status (from the trailers, or the headers of a trailers-only answer). */
-  #status(
-    path: string,
-    failure: unknown,
-    headers: IncomingHttpHeaders | undefined,
-    trailers: IncomingHttpHeaders | undefined,
-    rstCode: number | undefined,
-  ): void {
+  #status(path: string, { failure, headers, trailers, req }: OpenCall): void {
     if (failure !== undefined) throw failure;
     if (headers === undefined) {
-      throw new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? `the stream was reset (HTTP/2 error ${rstCode ?? '?'})`}`);
+      throw new GrpcStatusError(GrpcCode.UNAVAILABLE, `${path}: ${this.#closeReason ?? `the stream was reset (HTTP/2 error ${req.rstCode ?? '?'})`}`);
     }
     // node:http2 gives `:status` as a number, whatever IncomingHttpHeaders says.
     const httpStatus = Number(headers[':status']);

@@ -6,8 +6,8 @@
 import { constants, performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
-import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, encodeGrpcMessage, frameMessage } from './grpc.js';
-import { AsyncQueue, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
+import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MAX_MESSAGE_BYTES, MessageReader, encodeGrpcMessage, frameMessage, tooLarge } from './grpc.js';
+import { AsyncQueue, writeMessage, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
 
 /** Answers one unary call: the request message in, the response message out (or a thrown status). */
 export type UnaryHandler = (request: Uint8Array) => Promise<Uint8Array>;
@@ -179,18 +179,9 @@ export class GrpcServer {
       signal: gone.signal,
       send: (message) => {
         if (s.destroyed || s.writableEnded) return Promise.reject(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call is over`));
-        const frame = frameMessage(message);
+        if (message.byteLength > MAX_MESSAGE_BYTES) return Promise.reject(tooLarge(message.byteLength, 'sent'));
         respond();
-        if (s.write(frame)) return Promise.resolve();
-        return new Promise((resolve) => {
-          const done = (): void => {
-            s.off('drain', done);
-            s.off('close', done);
-            resolve();
-          };
-          s.once('drain', done);
-          s.once('close', done);
-        });
+        return writeMessage(s, message);
       },
     };
     const finish = (status: GrpcStatusError | undefined): void => {

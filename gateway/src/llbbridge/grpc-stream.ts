@@ -1,7 +1,33 @@
 /**
  * Streaming gRPC calls (LLBBridge's `ExecProcess` is bidirectional): the call handles each side
- * gets, and the queue that turns pushed messages into an `AsyncIterable`.
+ * gets, the queue that turns pushed messages into an `AsyncIterable`, and a flow-controlled write.
  */
+import type { Http2Stream } from 'node:http2';
+import { frameMessage } from './grpc.js';
+
+/**
+ * Writes one message (framed) on an HTTP/2 stream; resolves once HTTP/2 took it: at once, or at
+ * `drain` when the stream's buffer is full (flow control), or when the stream closes. Rejects
+ * with KLN0613 for a message over the limit (nothing written).
+ */
+export function writeMessage(stream: Http2Stream, message: Uint8Array): Promise<void> {
+  let frame: Buffer;
+  try {
+    frame = frameMessage(message);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (stream.write(frame)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    stream.once('close', done);
+  });
+}
 
 /**
  * A FIFO read as an `AsyncIterable` by one consumer: `push` adds, `end` finishes it after what is
