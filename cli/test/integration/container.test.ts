@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { image, type Container, type ContainerProcess, type Frontend, type FrontendClient, type Ref } from '@kiln/llb-core';
@@ -276,9 +277,31 @@ describe('frontend containers over runc', () => {
     expect(await leftovers()).toEqual([]);
   });
 
-  test('network host and insecure need their entitlements; secrets come from the session; a tty process gets a terminal', async () => {
+  test("network none has only lo; host (allowed) the host's interfaces", async () => {
+    const seen: Record<string, string> = {};
+    await build(
+      async (client) => {
+        const ref = await base(client);
+        for (const network of ['none', 'host'] as const) {
+          const c = await newContainer(client, { mounts: [{ dest: '/', ref, readonly: true }], network });
+          seen[network] = (await run(c, ['ls', '/sys/class/net'])).stdout;
+          await c.release();
+        }
+        return result(ref);
+      },
+      { allowNetworkHost: true },
+    );
+    expect(seen['none']).toBe('lo\n');
+    expect(seen['host']?.split('\n').filter((l) => l !== '').sort()).toEqual(readdirSync('/sys/class/net').sort());
+  });
+
+  test('network host and insecure need their entitlements; secrets and ssh agents come from the session; a tty process gets a terminal', async () => {
     const seen: Record<string, unknown> = {};
     const secret = new TextEncoder().encode('s3cret');
+    // An agent socket on the host (the container reaches it through the executor's ssh proxy).
+    const agentSocket = join(sb.dir, `agent-${randomBytes(4).toString('hex')}.sock`);
+    const agent = createServer((conn) => conn.end());
+    await new Promise<void>((r) => agent.listen(agentSocket, r));
     await build(
       async (client) => {
         const ref = await base(client);
@@ -303,10 +326,15 @@ describe('frontend containers over runc', () => {
         );
         seen.secret = await run(c, ['sh', '-c', 'cat /run/secrets/tok; stat -c %a /run/secrets/tok']);
         await c.release();
+        const withSsh = await newContainer(client, { mounts: [{ dest: '/', ref, readonly: true }, { dest: '/run/agent.sock', type: 'ssh' }] });
+        seen.ssh = await run(withSsh, ['sh', '-c', 'echo $SSH_AUTH_SOCK; stat -c "%F %a" /run/agent.sock']);
+        await withSsh.release();
         return result(ref);
       },
-      { secrets: { tok: secret } },
+      { secrets: { tok: secret }, ssh: { default: agentSocket } },
     );
+    agent.close();
+    expect(seen.ssh).toMatchObject({ code: 0, stdout: '/run/agent.sock\nsocket 600\n' });
     expect(seen.host).toBe('KLN0620');
     expect(seen.missing).toBe('KLN0620');
     expect(seen.ttyCode).toBe(0);
