@@ -189,8 +189,12 @@ export interface ContainerMount {
 /** What {@link FrontendClient.newContainer} makes (BuildKit's gateway `NewContainerRequest`). */
 export interface NewContainerRequest {
   readonly mounts: readonly ContainerMount[];
-  /** Default `none`: its own network namespace with only `lo`. */
-  readonly network?: 'none' | 'host';
+  /**
+   * BuildKit's pb.NetMode: `sandbox` (UNSET, the default) is what RUN steps get without
+   * `--network` (in kiln the host's network namespace, as buildkitd with --oci-worker-net=host);
+   * `none` is its own namespace with only `lo`; `host` needs the build's network.host entitlement.
+   */
+  readonly network?: 'sandbox' | 'none' | 'host';
   /** Default `buildkitsandbox`. */
   readonly hostname?: string;
   readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];

@@ -4,13 +4,14 @@ import { Readable } from 'node:stream';
 import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { applyLayer, parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
-import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
+import { callerEnv, callerPath, processInterrupts, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
-import { runBuild, type BuildRequest } from '../engine/build.js';
+import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
+import { invoke, parseInvoke, type InvokeSpec } from '../engine/invoke.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
@@ -65,6 +66,8 @@ export interface BuildFlags {
   readonly attest?: string[];
   /** `--sbom[=VALUE]`: buildx's shorthand for `--attest type=sbom[,generator=IMAGE]`. */
   readonly sbom?: string | boolean;
+  /** `--invoke COMMAND|on-error|default`: a debug shell in the result or the failed step's state. */
+  readonly invoke?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -112,6 +115,10 @@ export function registerBuild(program: Command, io: CliIo): void {
     .addOption(new Option('--call <request>', 'what the frontend does: build (default), check (as --check) or targets (list the stages)').choices(['build', 'check', 'targets']))
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
+    .option(
+      '--invoke <command>',
+      'debug: after the build run COMMAND in the result (image env, workdir, user) with this stdin/stdout; after a failed RUN, in the state it left. on-error: only after a failure (/bin/sh); default: the image entrypoint+cmd',
+    )
     .option('--parallelism <n>', 'containers run at once (CPU-bound steps: at most the CPU count); default max(8, 4 x CPUs)', parsePositiveInt)
     .action(async (context: string, flags: BuildFlags, cmd: Command) => {
       const debug = cmd.optsWithGlobals<{ debug?: boolean }>().debug === true;
@@ -127,7 +134,12 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let progress: ReturnType<typeof startProgress> | undefined;
   let lease: EngineLease | undefined;
   let callFailed = false;
+  // --invoke: the build is held (result or failed state) until the invoked command is done.
+  let invokeSpec: InvokeSpec | undefined;
+  const holder: { held?: HeldBuild | undefined } = {};
+  let invokedStatus = 0;
   try {
+    invokeSpec = flags.invoke === undefined ? undefined : parseInvoke(flags.invoke);
     const { req, outputs, results } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
     if (results.iid !== undefined) await removeTarget(results.iid);
@@ -143,7 +155,14 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       withInterrupt(io, async (signal) => {
         // Inside the interruptible part: waiting for a prune to finish can be cancelled too.
         await l.begin(signal);
-        return runBuild(e, { ...req, progress: display.sink, signal, onWarning, onCacheWarning: (m) => void io.stderr.write(`WARNING: ${m}\n`) });
+        return runBuild(e, {
+          ...req,
+          progress: display.sink,
+          signal,
+          onWarning,
+          onCacheWarning: (m) => void io.stderr.write(`WARNING: ${m}\n`),
+          ...(invokeSpec === undefined ? {} : { hold: (h: HeldBuild) => void (holder.held = h) }),
+        });
       }),
     );
     await display.finish();
@@ -164,18 +183,42 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       // buildx's -q: the image ID alone (an empty line when the build made no image).
       if (flags.quiet === true) io.stdout.write(`${id ?? ''}\n`);
     }
+    const held = holder.held;
+    holder.held = undefined;
+    if (held !== undefined && invokeSpec !== undefined) invokedStatus = await invokeHeld(e, held, invokeSpec.when === 'always' ? invokeSpec : undefined, io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
     if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
     const interrupted = (e as { code?: unknown }).code === 'KLN0705';
+    // After a failed RUN, the debug shell opens in the state it left (the error is printed first).
+    const held = holder.held;
+    holder.held = undefined;
+    if (held !== undefined && lease !== undefined && invokeSpec !== undefined) {
+      await invokeHeld(lease.engine, held, invokeSpec, io).catch((ie: unknown) => void io.stderr.write(formatBuildError(ie, {})));
+    }
     throw new ReportedError(interrupted ? 130 : 1, e instanceof Error ? e.message : String(e));
   } finally {
+    await holder.held?.release();
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
   }
   // the answer is printed: only the exit status is left
   if (callFailed) throw new ReportedError(1, 'build checks found problems');
+  if (invokedStatus !== 0) throw new ReportedError(invokedStatus, `the invoked command exited with status ${invokedStatus}`);
+}
+
+/**
+ * Runs `--invoke` in a held build (nothing when `spec` is undefined: on-error after a success)
+ * with the caller's streams and interrupts; releases the build. Resolves with the command's status.
+ */
+async function invokeHeld(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec | undefined, io: CliIo): Promise<number> {
+  try {
+    if (spec === undefined) return 0;
+    return await invoke(engine, held, spec, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, interrupts: io.interrupts ?? processInterrupts });
+  } finally {
+    await held.release();
+  }
 }
 
 /** `--cache-to` / `--cache-from`, local paths taken from the caller's directory; unusable imports are warnings. */

@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
 import { Gateway, type GatewayResult } from '@kiln/gateway';
 import { LINT_REQUEST, TARGETS_REQUEST } from '@kiln/dockerfile';
-import { readDockerignore, type ProgressSink } from '@kiln/solver';
+import { ExecFailedError, readDockerignore, type FailedExecState, type ProgressSink } from '@kiln/solver';
 import {
   formatPlatform,
   formatReference,
@@ -31,6 +31,7 @@ import type { BuildContext } from './session.js';
 import { SnapshotRef } from './snapshot-ref.js';
 import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
 import { exportCache, inlineCacheRecords } from './cache-export.js';
+import { findCause } from './report.js';
 import { importCaches, importedResultLoader } from './cache-import.js';
 // The attestation modules (provenance, SBOM, unbundling) load only in a build that asks for
 // attestations or whose frontend returns some: `await import(…)` where they are used.
@@ -94,6 +95,12 @@ export interface BuildRequest {
   readonly onCacheWarning?: (message: string) => void;
   /** `--provenance` / `--attest`: attestations of the exported results (none by default). */
   readonly attestations?: AttestationRequest;
+  /**
+   * Keep the build for a debug shell (`--invoke`): called once, after the exports or on failure,
+   * with the result or the state a failed RUN left; the build's refs stay until `release()`,
+   * which the receiver must call. A failed RUN's state is kept only with this set.
+   */
+  readonly hold?: (held: HeldBuild) => void;
 }
 
 /** What a build produced. */
@@ -104,6 +111,18 @@ export interface BuildReport {
   readonly dockerfileText?: string;
   /** With `call`: the frontend's answer, and whether it failed (exit status 1: checks found something). */
   readonly call?: { readonly text: string; readonly failed: boolean };
+}
+
+/** A build kept for a debug shell ({@link BuildRequest.hold}). */
+export interface HeldBuild {
+  /** The backend that solved the build: it makes containers from the result or the failed state. */
+  readonly backend: SolverBackend;
+  /** The (first) exported result, after a successful build. */
+  readonly output?: BuildOutput;
+  /** What the failed RUN left, after a build that failed in a RUN. */
+  readonly failed?: FailedExecState;
+  /** Releases the build's refs and the failed state. */
+  release(): Promise<void>;
 }
 
 /**
@@ -175,8 +194,11 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     }
   }
 
+  // With hold: every failed RUN's state (two may fail at once); the one the error names is held.
+  const failedStates: FailedExecState[] = [];
   const solver = engine.solver({
     localDirs,
+    ...(req.hold === undefined ? {} : { onFailedExec: (st: FailedExecState) => void failedStates.push(st) }),
     ...(req.secrets === undefined ? {} : { secrets: req.secrets }),
     ...(req.ssh === undefined ? {} : { ssh: req.ssh }),
     allowInsecure: req.allowInsecure === true,
@@ -203,6 +225,15 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const backend = recorder ?? new SolverBackend(engine, solver, backendOpts);
   const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   const output = frontendLog(req.progress);
+  let held: HeldBuild | undefined;
+  const hold = (o: { output?: BuildOutput; failed?: FailedExecState }): void => {
+    const releaseAll = async (): Promise<void> => {
+      await backend.release();
+      for (const st of failedStates.splice(0)) await st.release();
+    };
+    let released: Promise<void> | undefined;
+    held = { backend, ...o, release: () => (released ??= releaseAll()) };
+  };
   try {
     const result = await gateway
       .build({
@@ -268,9 +299,19 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
         warn(`${e instanceof Error ? e.message : String(e)} (ignored: ignore-error=true)`);
       }
     }
+    if (req.hold !== undefined && first !== undefined) hold({ output: first });
     return { frontend: result.frontend, exports };
+  } catch (e) {
+    // Not after a cancel: the user asked to stop.
+    const failed = req.signal?.aborted === true ? undefined : findCause(e, ExecFailedError)?.state;
+    if (req.hold !== undefined && failed !== undefined) hold({ failed });
+    throw e;
   } finally {
-    await backend.release();
+    if (held !== undefined) req.hold?.(held);
+    else {
+      await backend.release();
+      for (const st of failedStates.splice(0)) await st.release();
+    }
     if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
   }
 }

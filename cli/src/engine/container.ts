@@ -114,7 +114,8 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
       rootfs,
       readonlyRootfs,
       mounts,
-      ...(request.network === undefined ? {} : { network: request.network }),
+      // sandbox: RUN's default, the host's namespace here (see the solver's exec).
+      network: request.network === 'none' ? 'none' : 'host',
       ...(request.hostname === undefined ? {} : { hostname: request.hostname }),
       ...(request.extraHosts === undefined ? {} : { extraHosts: request.extraHosts }),
     });

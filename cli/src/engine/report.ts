@@ -74,7 +74,8 @@ function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): strin
   return `${lines.join('\n')}\n`;
 }
 
-function findCause<T>(e: unknown, cls: abstract new (...args: never[]) => T): T | undefined {
+/** The first error of class `cls` in `e` and its causes. */
+export function findCause<T>(e: unknown, cls: abstract new (...args: never[]) => T): T | undefined {
   for (let cur: unknown = e, depth = 0; cur !== undefined && cur !== null && depth < 8; depth++) {
     if (cur instanceof cls) return cur;
     cur = cur instanceof Error ? cur.cause : undefined;

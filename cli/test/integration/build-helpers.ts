@@ -95,12 +95,17 @@ export interface KilnRun {
 }
 
 /** Runs the real CLI as a separate process with the sandbox's PATH (logging runc). */
-export function runKiln(sb: KilnSandbox, args: readonly string[], opts: { env?: Record<string, string>; onStderr?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {}): Promise<KilnRun> {
+export function runKiln(
+  sb: KilnSandbox,
+  args: readonly string[],
+  opts: { env?: Record<string, string>; stdin?: string; onStderr?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {},
+): Promise<KilnRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, ...args], {
       env: { ...process.env, PATH: sb.path, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
     let stdout = '';
     let stderr = '';
     const stderrChunks: Buffer[] = [];

@@ -85,7 +85,8 @@ export type FailedExecMount =
  */
 export interface FailedExecState {
   readonly process: { readonly args: readonly string[]; readonly env: readonly string[]; readonly cwd: string; readonly user: string };
-  readonly network: 'none' | 'host';
+  /** The exec's pb.NetMode: `sandbox` (unset, RUN's default), `none` or `host`. */
+  readonly network: 'sandbox' | 'none' | 'host';
   readonly security: 'sandbox' | 'insecure';
   readonly hostname?: string;
   readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];

@@ -223,7 +223,8 @@ export async function runExec(
       // Unmount before committing (the kept state must not hold this run's host mounts).
       for (const r of releases.splice(0).reverse()) await r().catch(() => undefined);
       const proc = { args, env: meta.env ?? [], cwd: meta.cwd ?? '/', user: meta.user ?? '' };
-      const state = await keepFailedState(deps, kept, actives, { process: proc, network, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
+      const netMode = op.network === NetMode.NONE ? 'none' : op.network === NetMode.HOST ? 'host' : 'sandbox';
+      const state = await keepFailedState(deps, kept, actives, { process: proc, network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
       deps.onFailedExec(state);
       throw new ExecFailedError(args.join(' '), result.exitCode, state);
     }

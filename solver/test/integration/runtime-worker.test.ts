@@ -205,6 +205,7 @@ describe('RuntimeWorker + Solver with real runc', () => {
     if (state === undefined) return;
     expect(state.process).toEqual({ args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' });
     expect(JSON.stringify(state)).not.toContain('sekrit');
+    expect([state.network, state.security]).toEqual(['sandbox', 'sandbox']);
     expect(state.mounts.map((m) => [m.kind, m.dest, 'readonly' in m ? m.readonly : undefined])).toEqual([
       ['snapshot', '/', false],
       ['snapshot', '/src', true],

@@ -1,0 +1,155 @@
+import { shlexSplit, type ContainerProcessRequest } from '@kiln/llb-core';
+import type { BackendContainerMount } from '@kiln/gateway';
+import type { FailedExecState } from '@kiln/solver';
+import type { Interrupts } from '../io.js';
+import type { HeldBuild } from './build.js';
+import type { KilnEngine } from './engine.js';
+import { EngineError } from './errors.js';
+import { SnapshotRef } from './snapshot-ref.js';
+
+/**
+ * `kiln build --invoke`, buildx's debug shell: after the build, a command in a container of the
+ * result; after a RUN that failed, in the state that RUN left. `on-error` runs only after a
+ * failure; `default` runs the image's entrypoint and command.
+ */
+export interface InvokeSpec {
+  readonly when: 'always' | 'on-error';
+  /** The command; absent: the image's entrypoint and command (a result) or `/bin/sh` (a failed RUN). */
+  readonly args?: readonly string[];
+}
+
+/** Parses an `--invoke` value: `on-error`, `default`, or a command line (shell words). */
+export function parseInvoke(value: string): InvokeSpec {
+  const v = value.trim();
+  if (v === 'on-error') return { when: 'on-error' };
+  if (v === 'default') return { when: 'always' };
+  const args = shlexSplit(v);
+  if (args.length === 0) throw new EngineError('KLN0712', '--invoke needs a command', { hint: 'e.g. --invoke /bin/sh, --invoke on-error or --invoke default' });
+  return { when: 'always', args };
+}
+
+/** The caller's side of an invoked process. */
+export interface InvokeIo {
+  readonly stdin: AsyncIterable<Uint8Array>;
+  readonly stdout: { write(chunk: Uint8Array): unknown };
+  readonly stderr: { write(chunk: Uint8Array | string): unknown };
+  /** Ctrl-C and SIGTERM go to the process; SIGHUP (a daemon client gone) ends the container. */
+  readonly interrupts: Interrupts;
+}
+
+/** The shell a failed RUN's state opens when no command was given (buildx's on-error default). */
+const FAILED_DEFAULT = ['/bin/sh'];
+
+/**
+ * Runs the invoked command in `held` (a result, or a failed RUN's state) with the caller's
+ * streams, and resolves with its exit status once the container is released. The caller
+ * releases `held` afterwards.
+ */
+export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec, io: InvokeIo): Promise<number> {
+  const newContainer = held.backend.newContainer?.bind(held.backend);
+  if (newContainer === undefined) throw new EngineError('KLN0712', 'this kiln cannot start containers for --invoke');
+  const target = held.failed !== undefined ? failedTarget(engine, held.failed) : held.output !== undefined ? resultTarget(held.output.ref, held.output.config) : undefined;
+  if (target === undefined) throw new EngineError('KLN0712', 'the build left nothing to --invoke');
+  const args = spec.args ?? target.defaultArgs;
+  io.stderr.write(`kiln: --invoke: running ${JSON.stringify(args.join(' '))} in ${held.failed !== undefined ? 'the state the failed step left' : 'the result'}; it ends with the command (Ctrl-D ends a shell)\n`);
+  const container = await newContainer({ mounts: target.mounts, network: target.network, ...(target.hostname === undefined ? {} : { hostname: target.hostname }), extraHosts: target.extraHosts });
+  try {
+    const proc: ContainerProcessRequest = {
+      args,
+      env: target.env,
+      cwd: target.cwd,
+      ...(target.user === '' ? {} : { user: target.user }),
+      stdin: io.stdin,
+      stdout: (c) => void io.stdout.write(c),
+      stderr: (c) => void io.stderr.write(c),
+    };
+    const p = await container.start(proc);
+    const off = io.interrupts.on((sig) => {
+      if (sig === 'SIGHUP') void container.release();
+      else void p.signal(sig).catch(() => undefined);
+    });
+    try {
+      return await p.wait();
+    } finally {
+      off();
+    }
+  } finally {
+    await container.release();
+    for (const r of target.refs) await r.release();
+  }
+}
+
+/** Where and how the invoked command runs. */
+interface InvokeTarget {
+  readonly mounts: readonly BackendContainerMount[];
+  readonly env: readonly string[];
+  readonly cwd: string;
+  readonly user: string;
+  readonly network: 'sandbox' | 'none' | 'host';
+  readonly hostname?: string;
+  readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
+  readonly defaultArgs: readonly string[];
+  /** Refs made here for the failed state's snapshots (released with the container). */
+  readonly refs: readonly SnapshotRef[];
+}
+
+/** The image config fields a container of the result takes (OCI image config `config`). */
+interface ImageRunConfig {
+  readonly Env?: readonly string[];
+  readonly WorkingDir?: string;
+  readonly User?: string;
+  readonly Entrypoint?: readonly string[] | null;
+  readonly Cmd?: readonly string[] | null;
+}
+
+/** The result's root, writable with a throw-away layer, run as its image config says. */
+function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined): InvokeTarget {
+  let c: ImageRunConfig = {};
+  if (config !== undefined) {
+    try {
+      c = ((JSON.parse(new TextDecoder().decode(config)) as { config?: ImageRunConfig }).config ?? {}) as ImageRunConfig;
+    } catch {
+      // raw LLB results carry no config: the defaults below
+    }
+  }
+  const entry = [...(c.Entrypoint ?? []), ...(c.Cmd ?? [])];
+  return {
+    mounts: [{ dest: '/', ref }],
+    env: c.Env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    cwd: c.WorkingDir === undefined || c.WorkingDir === '' ? '/' : c.WorkingDir,
+    user: c.User ?? '',
+    network: 'sandbox',
+    extraHosts: [],
+    defaultArgs: entry.length > 0 ? entry : ['/bin/sh'],
+    refs: [],
+  };
+}
+
+/** A failed RUN's mounts (each snapshot writable on a throw-away layer as it was), env, dir and user. */
+function failedTarget(engine: KilnEngine, st: FailedExecState): InvokeTarget {
+  const refs: SnapshotRef[] = [];
+  const mounts: BackendContainerMount[] = st.mounts.map((m) => {
+    switch (m.kind) {
+      case 'snapshot': {
+        const ref = new SnapshotRef(engine.snapshotter, m.snapshot, () => undefined);
+        refs.push(ref);
+        return { dest: m.dest, ref, ...(m.selector === '' ? {} : { selector: m.selector }), readonly: m.readonly };
+      }
+      case 'cache':
+        return { dest: m.dest, type: 'cache', cacheId: m.cacheId, cacheSharing: m.sharing, readonly: m.readonly };
+      case 'tmpfs':
+        return { dest: m.dest, type: 'tmpfs' };
+    }
+  });
+  return {
+    mounts,
+    env: st.process.env,
+    cwd: st.process.cwd,
+    user: st.process.user,
+    network: st.network,
+    ...(st.hostname === undefined ? {} : { hostname: st.hostname }),
+    extraHosts: st.extraHosts,
+    defaultArgs: FAILED_DEFAULT,
+    refs,
+  };
+}

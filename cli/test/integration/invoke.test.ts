@@ -1,0 +1,124 @@
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { runKiln, startDaemon, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+
+// `kiln build --invoke`: a debug shell in the result, or in the state a failed RUN left, with the
+// caller's stdin/stdout (real runc, real snapshots).
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+async function context(files: Readonly<Record<string, string>>): Promise<string> {
+  const dir = await mkdtemp(join(sb.dir, 'ctx-'));
+  await writeTree(dir, files);
+  return dir;
+}
+
+/** Snapshot ids of the root whose name starts with `prefix`. */
+async function snapshotIds(prefix: string): Promise<string[]> {
+  return (await readdir(join(sb.root, 'snapshots', 'by-id')).catch(() => [])).filter((n) => n.startsWith(prefix));
+}
+
+const OK_DOCKERFILE = 'FROM busybox\nENV GREETING=hello\nWORKDIR /app\nRUN echo built > /app/f\n';
+
+describe('kiln build --invoke', () => {
+  test('runs the command in the result with the image env and workdir, stdin piped through; kiln exits with its status', async () => {
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', 'sh -c \'echo "$GREETING"; pwd; cat f; cat; echo err >&2; exit 3\''], { stdin: 'from stdin\n' });
+    expect(r.stdout).toBe('hello\n/app\nbuilt\nfrom stdin\n');
+    expect(r.stderr).toContain('err\n');
+    expect(r.code).toBe(3);
+    // The result's writable layer was thrown away, nothing of the container is left.
+    expect(await snapshotIds('failed-')).toEqual([]);
+  }, 120_000);
+
+  test('changes made in the invoked container do not reach the result', async () => {
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    const first = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', 'sh -c "echo changed > /app/f; rm /bin/ls"']);
+    expect(first.code).toBe(0);
+    const out = join(sb.dir, `out-${Date.now()}`);
+    const second = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--output', `type=local,dest=${out}`]);
+    expect(second.code).toBe(0);
+    expect(await readFile(join(out, 'app/f'), 'utf8')).toBe('built\n');
+    expect((await readdir(join(out, 'bin'))).includes('ls')).toBe(true);
+  }, 120_000);
+
+  test('on-error after a failed RUN: the error first, then /bin/sh in the state it left (its files, env, workdir; no secret values); exit 1; nothing kept afterwards', async () => {
+    const ctx = await context({
+      Dockerfile: 'FROM busybox\nENV MODE=debug\nWORKDIR /work\nRUN --mount=type=secret,id=tok,env=TOKEN echo half > /work/half && exit 5\n',
+      'tok.txt': 'sekrit-value\n',
+    });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--secret', `id=tok,src=${join(ctx, 'tok.txt')}`, '--invoke', 'on-error'], {
+      stdin: 'pwd; cat half; echo "mode=$MODE token=[$TOKEN]"; exit 0\n',
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('/work\nhalf\nmode=debug token=[]\n');
+    // The build error is printed before the shell starts.
+    const errAt = r.stderr.indexOf('did not complete successfully: exit code: 5');
+    const shellAt = r.stderr.indexOf('--invoke: running');
+    expect(errAt).toBeGreaterThan(-1);
+    expect(shellAt).toBeGreaterThan(errAt);
+    expect(r.stderr).not.toContain('sekrit-value');
+    expect(await snapshotIds('failed-')).toEqual([]);
+  }, 120_000);
+
+  test('on-error after a successful build runs nothing; a plain failing build keeps no state', async () => {
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    const ok = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', 'on-error'], { stdin: 'echo should-not-run\n' });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toBe('');
+    const bad = await context({ Dockerfile: 'FROM busybox\nRUN echo x > /x && false\n' });
+    const failed = await runKiln(sb, ['build', bad, '--root', sb.root, '--progress', 'quiet']);
+    expect(failed.code).toBe(1);
+    expect(await snapshotIds('failed-')).toEqual([]);
+    // A failure that is no RUN (a missing COPY source) leaves no state to open a shell in.
+    const noRun = await context({ Dockerfile: 'FROM busybox\nCOPY missing.txt /\n' });
+    const copy = await runKiln(sb, ['build', noRun, '--root', sb.root, '--progress', 'quiet', '--invoke', 'on-error'], { stdin: 'echo should-not-run\n' });
+    expect(copy.code).toBe(1);
+    expect(copy.stdout).toBe('');
+    expect(copy.stderr).not.toContain('--invoke: running');
+  }, 120_000);
+
+  test('Ctrl-C goes to the invoked command, not to the build', async () => {
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    let sent = false;
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', `sh -c 'trap "echo got-int; exit 9" INT; echo ready >&2; while true; do sleep 0.1; done'`], {
+      onStderr: (text, child) => {
+        if (!sent && text.includes('ready\n')) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      },
+    });
+    expect(sent).toBe(true);
+    expect(r.stdout).toBe('got-int\n');
+    expect(r.code).toBe(9);
+  }, 120_000);
+
+  test('through a kiln daemon: stdin, stdout and the exit status pass through', async () => {
+    const socket = join(sb.dir, `d-${Date.now()}.sock`);
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+    try {
+      const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+      const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', 'sh -c "cat; cat /app/f; exit 4"'], {
+        stdin: 'via daemon\n',
+        env: { KILN_HOST: `unix://${socket}` },
+      });
+      expect(r.stdout).toBe('via daemon\nbuilt\n');
+      expect(r.code).toBe(4);
+      expect(d.log()).toContain('build');
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exited;
+    }
+  }, 120_000);
+
+  test('a bad --invoke value is refused before building', async () => {
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', '  ']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('KLN0712');
+    expect(r.stderr).toContain('--invoke needs a command');
+  }, 60_000);
+});
