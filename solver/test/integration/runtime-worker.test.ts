@@ -193,14 +193,15 @@ describe('RuntimeWorker + Solver with real runc', () => {
         secretenv: [{ id: 'tok', name: 'TOKEN' }],
       },
     });
-    const err = await solver.solve(definition(ops, {}), { worker: keeping }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    let cause: unknown = err;
-    while (cause instanceof Error && !(cause instanceof ExecFailedError)) cause = cause.cause;
-    expect(cause).toBeInstanceOf(ExecFailedError);
-    const state = (cause as ExecFailedError).state;
+    // The ExecFailedError behind the solve's VertexError.
+    const execFailure = async (p: Promise<unknown>): Promise<ExecFailedError | undefined> => {
+      let cause: unknown = await p.then(() => undefined, (e: unknown) => e);
+      while (cause instanceof Error && !(cause instanceof ExecFailedError)) cause = cause.cause;
+      return cause instanceof ExecFailedError ? cause : undefined;
+    };
+    const failure = await execFailure(solver.solve(definition(ops, {}), { worker: keeping }));
+    expect(failure).toBeInstanceOf(ExecFailedError);
+    const state = failure?.state;
     expect(states).toEqual([state]);
     if (state === undefined) return;
     expect(state.process).toEqual({ args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' });
@@ -230,13 +231,9 @@ describe('RuntimeWorker + Solver with real runc', () => {
     await state.release();
     await expect(snapshotter.stat(rootMount.snapshot)).rejects.toThrow();
     // Without the hook nothing is kept.
-    const plain = await solver.solve(definition(ops, {})).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    let c2: unknown = plain;
-    while (c2 instanceof Error && !(c2 instanceof ExecFailedError)) c2 = c2.cause;
-    expect((c2 as ExecFailedError).state).toBeUndefined();
+    const plain = await execFailure(solver.solve(definition(ops, {})));
+    expect(plain).toBeInstanceOf(ExecFailedError);
+    expect(plain?.state).toBeUndefined();
   }, 120_000);
 
   test('bind mount of a context subpath and a cache mount that persists across builds', async () => {
