@@ -5,24 +5,10 @@
 import { describe, expect, test } from 'vitest';
 import { CacheSharingOpt, MountType, NetMode, SecurityMode, encodeOp } from '@kiln/llb-core';
 import { LLBBridgeCodec } from './messages.js';
+import { bytes, len, num, str } from '../../test/wire-bytes.js';
 
 const codec = await LLBBridgeCodec.load();
 const te = new TextEncoder();
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  let v = n;
-  do {
-    const b = v & 0x7f;
-    v = Math.floor(v / 128);
-    out.push(v === 0 ? b : b | 0x80);
-  } while (v !== 0);
-  return out;
-}
-const len = (field: number, body: readonly number[] | Uint8Array): number[] => [...varint((field << 3) | 2), ...varint(body.length), ...body];
-const str = (field: number, s: string): number[] => len(field, te.encode(s));
-const num = (field: number, v: number): number[] => [...varint(field << 3), ...varint(v)];
-const bytes = (...parts: number[][]): Uint8Array => new Uint8Array(parts.flat());
 
 /** The bodies of the length-delimited fields `field` of a message, read without any codec. */
 function subMessages(buf: Uint8Array, field: number): Uint8Array[] {

@@ -1,18 +1,18 @@
 // serve + connect for the container RPCs over an in-memory stream pair, against a FrontendClient
 // fake whose containers run scripted processes in memory (the gateway's interface, not the
 // transport: the gRPC and protobuf traffic between the two sides is real).
-import { constants as osConstants } from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { afterAll, describe, expect, test } from 'vitest';
-import { scratch, type Container, type ContainerProcess, type ContainerProcessRequest, type Definition, type FileStat, type FrontendClient, type NewContainerRequest, type Ref } from '@kiln/llb-core';
+import { scratch, type FrontendClient } from '@kiln/llb-core';
 import { connectLLBBridge, serveLLBBridge, type BridgeFrontendClient } from '../index.js';
 import { GrpcClient } from './grpc-client.js';
 import { GrpcCode } from './grpc.js';
 import { LLBBridgeCodec, type WireExecMessage } from './messages.js';
+import { MemClient, MemRef, type MemContainer, type MemProcess } from '../../test/container-fakes.js';
 
 const codec = await LLBBridgeCodec.load();
 const te = new TextEncoder();
@@ -38,99 +38,6 @@ async function streamPair(): Promise<[Duplex, Duplex]> {
   });
   const client = connect(path);
   return [await accepted, client];
-}
-
-class MemRef implements Ref {
-  constructor(readonly definition: Definition) {}
-  async readFile(): Promise<Uint8Array> {
-    return new Uint8Array();
-  }
-  async readDir(): Promise<readonly FileStat[]> {
-    return [];
-  }
-  async statFile(path: string): Promise<FileStat> {
-    return { path, mode: 0, uid: 0, gid: 0, size: 0, modTime: 0n };
-  }
-}
-
-/**
- * A scripted process: `cat` copies stdin to stdout; `err MSG CODE` writes MSG to stderr and exits
- * CODE; `sleep` runs until a signal (exit 128+n); `nowait` rejects wait().
- */
-class MemProcess implements ContainerProcess {
-  readonly signals: string[] = [];
-  readonly resizes: { rows: number; cols: number }[] = [];
-  readonly #done: Promise<number>;
-  #exit: (code: number) => void = () => undefined;
-  #fail: (e: Error) => void = () => undefined;
-  constructor(readonly request: ContainerProcessRequest) {
-    this.#done = new Promise((resolve, reject) => {
-      this.#exit = resolve;
-      this.#fail = reject;
-    });
-    const [cmd, a1, a2] = request.args;
-    if (cmd === 'cat') {
-      void (async () => {
-        for await (const chunk of request.stdin ?? []) request.stdout?.(chunk);
-        this.#exit(0);
-      })();
-    } else if (cmd === 'err') {
-      setTimeout(() => {
-        request.stderr?.(te.encode(a1 ?? ''));
-        this.#exit(Number(a2));
-      }, 1);
-    } else if (cmd === 'nowait') {
-      setTimeout(() => this.#fail(new Error('lost track of the process')), 1);
-    }
-  }
-  wait(): Promise<number> {
-    return this.#done;
-  }
-  async signal(name: string): Promise<void> {
-    this.signals.push(name);
-    this.#exit(128 + (osConstants.signals[name as keyof typeof osConstants.signals] ?? 0));
-  }
-  async resize(size: { rows: number; cols: number }): Promise<void> {
-    this.resizes.push(size);
-  }
-}
-
-class MemContainer implements Container {
-  readonly processes: MemProcess[] = [];
-  releases = 0;
-  constructor(readonly request: NewContainerRequest) {}
-  async start(request: ContainerProcessRequest): Promise<ContainerProcess> {
-    if (this.releases > 0) throw new Error('container released');
-    if (request.args[0] === 'missing') throw new Error('exec: "missing": executable file not found in $PATH');
-    const p = new MemProcess(request);
-    this.processes.push(p);
-    return p;
-  }
-  async release(): Promise<void> {
-    this.releases++;
-    for (const p of this.processes) await p.signal('SIGKILL');
-  }
-}
-
-class MemClient implements FrontendClient {
-  readonly opts = new Map<string, string>();
-  readonly inputs = new Map<string, Definition>();
-  readonly solved: MemRef[] = [];
-  readonly containers: MemContainer[] = [];
-  async solve(r: { definition: Definition }): Promise<Ref> {
-    const ref = new MemRef(r.definition);
-    this.solved.push(ref);
-    return ref;
-  }
-  async resolveImageConfig(): Promise<never> {
-    throw new Error('unused');
-  }
-  async newContainer(request: NewContainerRequest): Promise<Container> {
-    const c = new MemContainer(request);
-    this.containers.push(c);
-    return c;
-  }
-  warn(): void {}
 }
 
 async function* chunks(...parts: Uint8Array[]): AsyncGenerator<Uint8Array> {

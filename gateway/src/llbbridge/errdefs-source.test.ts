@@ -8,23 +8,10 @@ import { describe, expect, test } from 'vitest';
 import { ERRDEFS_SOURCE_TYPE_URL, errdefsSourceDetail, errdefsSourceFromDetail, sourceLine } from './errdefs-source.js';
 import { LLBBridgeCodec } from './messages.js';
 import { returnErrorStatus, returnedError } from './return-error.js';
+import { len, num, str } from '../../test/wire-bytes.js';
 
 const codec = await LLBBridgeCodec.load();
 const te = new TextEncoder();
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  let v = n;
-  do {
-    const b = v & 0x7f;
-    v >>>= 7;
-    out.push(v === 0 ? b : b | 0x80);
-  } while (v !== 0);
-  return out;
-}
-const len = (field: number, body: readonly number[] | Uint8Array): number[] => [...varint((field << 3) | 2), ...varint(body.length), ...body];
-const str = (field: number, s: string): number[] => len(field, te.encode(s));
-const num = (field: number, v: number): number[] => [...varint(field << 3), ...varint(v)];
 
 const DOCKERFILE = '# syntax=example/frontend\nFROM busybox\nFORM x\n';
 const DATA_B64 = Buffer.from(DOCKERFILE).toString('base64');

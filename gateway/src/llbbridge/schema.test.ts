@@ -3,32 +3,10 @@
 import { describe, expect, test } from 'vitest';
 import { decodeDefinition, encodeDefinition, mkfile, scratch } from '@kiln/llb-core';
 import { LLBBridgeCodec } from './messages.js';
+import { bytes, len, num, str } from '../../test/wire-bytes.js';
 
 const codec = await LLBBridgeCodec.load();
 const te = new TextEncoder();
-
-/** LEB128 varint. */
-function varint(n: bigint | number): number[] {
-  let v = BigInt(n);
-  const out: number[] = [];
-  do {
-    const b = Number(v & 0x7fn);
-    v >>= 7n;
-    out.push(v === 0n ? b : b | 0x80);
-  } while (v !== 0n);
-  return out;
-}
-/** A length-delimited field: tag byte(s), length, body. */
-function len(field: number, body: readonly number[] | Uint8Array): number[] {
-  return [...varint((field << 3) | 2), ...varint(body.length), ...body];
-}
-function str(field: number, s: string): number[] {
-  return len(field, te.encode(s));
-}
-function num(field: number, v: bigint | number): number[] {
-  return [...varint(field << 3), ...varint(v)];
-}
-const bytes = (...parts: number[][]): Uint8Array => new Uint8Array(parts.flat());
 
 const definition = await scratch().file(mkfile('/hello', 0o644, 'hi')).marshal();
 const D = encodeDefinition(definition);

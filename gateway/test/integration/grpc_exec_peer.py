@@ -8,60 +8,13 @@ kiln's.
   server SOCKET                  grpcio as the daemon, serving kiln's client; one JSON line per call
 """
 import base64
-import json
 import queue
-import sys
-import threading
 
 import grpc
 
-SERVICE = "moby.buildkit.v1.frontend.LLBBridge"
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def ld(field, body):
-    if isinstance(body, str):
-        body = body.encode()
-    return varint(field << 3 | 2) + varint(len(body)) + body
-
-
-def vi(field, n):
-    return varint(field << 3) + varint(n)
-
-
-def read_varint(buf, i):
-    n = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i
-
-
-def fields(buf):
-    i = 0
-    while i < len(buf):
-        key, i = read_varint(buf, i)
-        f, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = read_varint(buf, i)
-        elif wt == 2:
-            n, i = read_varint(buf, i)
-            v, i = buf[i:i + n], i + n
-        else:
-            raise ValueError("wire type %d" % wt)
-        yield f, wt, v
+# The wire helpers (varint, length-delimited and varint fields, a field reader) and the JSON line
+# printer are grpc_peer.py's, next to this file.
+from grpc_peer import SERVICE, fields, ld, main, out, recorded, serve, vi
 
 
 def field(buf, f, default=None):
@@ -103,10 +56,6 @@ def parse_exec(buf):
                 fds = field(v, 3, b"")
                 out["fds"] = list(fds) if isinstance(fds, (bytes, bytearray)) else [fds]
     return out
-
-
-def out(**kw):
-    print(json.dumps(kw), flush=True)
 
 
 class Requests:
@@ -188,14 +137,6 @@ def client(sock, definition):
 
 
 def server(sock):
-    done = threading.Event()
-
-    def unary(name, answer):
-        def fn(request, context):
-            out(call=name, request=base64.b64encode(request).decode())
-            return answer(request, context)
-        return grpc.unary_unary_rpc_method_handler(fn)
-
     def pong(req, ctx):
         ids = ["solve.base", "return", "proto.refarray", "gateway.exec", "gateway.exec.extrahosts"]
         return b"".join(ld(1, ld(1, c) + vi(2, 1)) for c in ids)
@@ -218,28 +159,14 @@ def server(sock):
                 yield exec_msg(pid, 6, vi(1, 130) + ld(2, vi(1, 2) + ld(2, "exit code: 130")))
                 yield exec_msg(pid, 7, b"")
 
-    def ret(req, ctx):
-        threading.Timer(0.5, done.set).start()
-        return b""
-
-    srv = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=4))
-    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "Ping": unary("ping", pong),
-        "Solve": unary("solve", lambda req, ctx: ld(3, ld(3, ld(1, "py-ref-1")))),
-        "NewContainer": unary("new-container", lambda req, ctx: b""),
-        "ReleaseContainer": unary("release", lambda req, ctx: b""),
+    serve(sock, {
+        "Ping": recorded("ping", pong),
+        "Solve": recorded("solve", lambda req, ctx: ld(3, ld(3, ld(1, "py-ref-1")))),
+        "NewContainer": recorded("new-container", lambda req, ctx: b""),
+        "ReleaseContainer": recorded("release", lambda req, ctx: b""),
         "ExecProcess": grpc.stream_stream_rpc_method_handler(execute),
-        "Return": unary("return", ret),
-    }),))
-    srv.add_insecure_port("unix:" + sock)
-    srv.start()
-    out(call="listening")
-    done.wait(60)
-    srv.stop(0)
+    })
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "client":
-        client(sys.argv[2], base64.b64decode(sys.argv[3]))
-    else:
-        server(sys.argv[2])
+    main(client, server)

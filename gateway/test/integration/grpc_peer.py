@@ -103,15 +103,39 @@ def client(sock, definition):
         call("return", SERVICE + "/Return", ld(1, ld(3, ld(1, ref_id)) + ld(10, ld(1, "k") + ld(2, b"\x00\x01"))))
 
 
-def server(sock):
+def recorded(name, answer):
+    """A unary handler that prints its request as a JSON line, then answers."""
+    def fn(request, context):
+        out(call=name, request=base64.b64encode(request).decode())
+        return answer(request, context)
+    return grpc.unary_unary_rpc_method_handler(fn)
+
+
+def serve(sock, handlers):
+    """Serves LLBBridge `handlers` on the socket until Return was answered (or 60 s)."""
     done = threading.Event()
 
-    def handler(name, answer):
-        def fn(request, context):
-            out(call=name, request=base64.b64encode(request).decode())
-            return answer(request, context)
-        return grpc.unary_unary_rpc_method_handler(fn)
+    def ret(req, ctx):
+        threading.Timer(0.5, done.set).start()
+        return b""
 
+    srv = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=4))
+    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, dict(handlers, Return=recorded("return", ret))),))
+    srv.add_insecure_port("unix:" + sock)
+    srv.start()
+    out(call="listening")
+    done.wait(60)
+    srv.stop(0)
+
+
+def main(client_fn, server_fn):
+    if sys.argv[1] == "client":
+        client_fn(sys.argv[2], base64.b64decode(sys.argv[3]))
+    else:
+        server_fn(sys.argv[2])
+
+
+def server(sock):
     def pong(req, ctx):
         caps = b"".join(ld(1, ld(1, c) + vi(2, 1)) for c in ["solve.base", "readfile", "readdir", "statfile", "return", "returnmap", "proto.refarray", "frontend.inputs", "gateway.warnings"])
         worker = ld(3, ld(1, "py") + ld(3, ld(1, "amd64") + ld(2, "linux")))
@@ -135,28 +159,14 @@ def server(sock):
     def warn(req, ctx):
         return b""
 
-    def ret(req, ctx):
-        threading.Timer(0.5, done.set).start()
-        return b""
-
-    srv = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=4))
-    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "Ping": handler("ping", pong),
-        "Inputs": handler("inputs", inputs),
-        "Solve": handler("solve", solve),
-        "ReadFile": handler("readfile", readfile),
-        "Warn": handler("warn", warn),
-        "Return": handler("return", ret),
-    }),))
-    srv.add_insecure_port("unix:" + sock)
-    srv.start()
-    out(call="listening")
-    done.wait(60)
-    srv.stop(0)
+    serve(sock, {
+        "Ping": recorded("ping", pong),
+        "Inputs": recorded("inputs", inputs),
+        "Solve": recorded("solve", solve),
+        "ReadFile": recorded("readfile", readfile),
+        "Warn": recorded("warn", warn),
+    })
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "client":
-        client(sys.argv[2], base64.b64decode(sys.argv[3]))
-    else:
-        server(sys.argv[2])
+    main(client, server)

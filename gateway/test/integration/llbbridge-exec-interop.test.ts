@@ -1,125 +1,33 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
-import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { encodeDefinition, scratch, type Container, type ContainerProcess, type ContainerProcessRequest, type Definition, type FileStat, type FrontendClient, type NewContainerRequest, type Ref } from '@kiln/llb-core';
+import { encodeDefinition, scratch } from '@kiln/llb-core';
 import { connectLLBBridge, serveLLBBridge } from '@kiln/gateway';
+import { requireGrpcio, runPeer, socketDirs } from './grpc-peer.js';
+import { MemClient } from '../container-fakes.js';
 
 // kiln's container RPCs against grpcio (gRPC C-core) in a Python child on a unix socket, speaking
 // raw protobuf bytes written from gateway.proto (grpc_exec_peer.py): ExecProcess is a
 // bidirectional stream, so this is kiln's HTTP/2 streaming against an implementation not kiln's.
 
 const PEER = join(import.meta.dirname, 'grpc_exec_peer.py');
-// Debian's python3, where apt installs python3-grpcio.
-const PYTHON = '/usr/bin/python3';
-const dirs: string[] = [];
+const sockets = socketDirs('kiln-exec-interop-');
 const te = new TextEncoder();
 const td = new TextDecoder();
 
-beforeAll(() => {
-  const r = spawnSync(PYTHON, ['-c', 'import grpc'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`missing prerequisite (grpcio for python3): apt-get install -y python3-grpcio\n${r.stderr ?? ''}`);
-});
+beforeAll(requireGrpcio);
 
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
-
-async function socketPath(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'kiln-exec-interop-'));
-  dirs.push(dir);
-  return join(dir, 's.sock');
-}
+afterEach(() => sockets.cleanup());
 
 type Line = Record<string, unknown>;
 
-function peer(args: readonly string[], onLine: (l: Line) => void = () => undefined): Promise<Line[]> {
-  const child = spawn(PYTHON, [PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Line[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  createInterface({ input: child.stdout }).on('line', (l) => {
-    const parsed = JSON.parse(l) as Line;
-    lines.push(parsed);
-    onLine(parsed);
-  });
-  return new Promise((resolve, reject) =>
-    child.once('close', (code) => (code === 0 ? resolve(lines) : reject(new Error(`grpc_exec_peer.py ${args[0]} exited ${code}: ${stderr}`)))),
-  );
-}
+const peer = (args: readonly string[], onLine?: (l: Line) => void): Promise<Line[]> => runPeer<Line>(PEER, args, onLine);
 
-class MemRef implements Ref {
-  constructor(readonly definition: Definition) {}
-  async readFile(): Promise<Uint8Array> {
-    return new Uint8Array();
-  }
-  async readDir(): Promise<readonly FileStat[]> {
-    return [];
-  }
-  async statFile(path: string): Promise<FileStat> {
-    return { path, mode: 0, uid: 0, gid: 0, size: 0, modTime: 0n };
-  }
-}
-
-/** An in-memory process: `cat` echoes stdin to stdout; anything else runs until a signal (exit 128+n). */
-class MemProcess implements ContainerProcess {
-  readonly resizes: { rows: number; cols: number }[] = [];
-  readonly #done: Promise<number>;
-  #exit: (code: number) => void = () => undefined;
-  constructor(request: ContainerProcessRequest) {
-    this.#done = new Promise((resolve) => (this.#exit = resolve));
-    if (request.args[0] === 'cat') {
-      void (async () => {
-        for await (const c of request.stdin ?? []) request.stdout?.(c);
-        this.#exit(0);
-      })();
-    }
-  }
-  wait(): Promise<number> {
-    return this.#done;
-  }
-  async signal(name: string): Promise<void> {
-    this.#exit(128 + (osConstants.signals[name as keyof typeof osConstants.signals] ?? 0));
-  }
-  async resize(size: { rows: number; cols: number }): Promise<void> {
-    this.resizes.push(size);
-  }
-}
 
 describe('LLBBridge ExecProcess against grpcio', () => {
   test('grpcio as the frontend: NewContainer with a ref mount, two processes on one ExecProcess stream, signal, resize, statuses', async () => {
-    const path = await socketPath();
-    const solved: MemRef[] = [];
-    const made: NewContainerRequest[] = [];
-    const procs: MemProcess[] = [];
-    let releases = 0;
-    const client: FrontendClient = {
-      opts: new Map(),
-      inputs: new Map(),
-      solve: async (r) => {
-        const ref = new MemRef(r.definition);
-        solved.push(ref);
-        return ref;
-      },
-      resolveImageConfig: async () => ({ digest: '', config: new Uint8Array() }),
-      newContainer: async (request): Promise<Container> => {
-        made.push(request);
-        return {
-          start: async (r) => {
-            const p = new MemProcess(r);
-            procs.push(p);
-            return p;
-          },
-          release: async () => {
-            releases++;
-          },
-        };
-      },
-      warn: () => undefined,
-    };
+    const path = await sockets.path();
+    const client = new MemClient();
     const served = new Promise<ReturnType<typeof serveLLBBridge>>((resolve) => {
       const server = createServer((s: Socket) => {
         server.close();
@@ -132,8 +40,9 @@ describe('LLBBridge ExecProcess against grpcio', () => {
 
     expect(by.get('caps')?.['caps']).toEqual(expect.arrayContaining(['gateway.exec', 'gateway.exec.extrahosts']));
     expect(by.get('new-container')).toMatchObject({ ok: true });
-    expect(made[0]?.mounts[0]?.ref).toBe(solved[0]);
-    expect(made[0]?.network).toBe('none');
+    const made = client.containers[0];
+    expect(made?.request.mounts[0]?.ref).toBe(client.solved[0]);
+    expect(made?.request.network).toBe('none');
     expect(by.get('new-container-unknown-ref')).toMatchObject({ ok: false, code: 'NOT_FOUND', details: expect.stringContaining('failed to find ref nope') });
 
     const exec = by.get('exec') as { messages: Line[]; code: string };
@@ -150,17 +59,17 @@ describe('LLBBridge ExecProcess against grpcio', () => {
     // No Fds asked for: no output EOFs, only Started, Exit (with its error status) and Done.
     expect(sleep.map((m) => m['kind'])).toEqual(['started', 'exit', 'done']);
     expect(sleep[1]).toMatchObject({ code: 143, error: 'exit code: 143' });
-    expect(procs[1]?.resizes).toEqual([{ rows: 24, cols: 80 }]);
+    expect(made?.processes[1]?.resizes).toEqual([{ rows: 24, cols: 80 }]);
 
     expect(by.get('exec-bad')).toMatchObject({ ok: false, code: 'NOT_FOUND', details: 'IO for process "ghost" not found' });
     expect(by.get('release')).toMatchObject({ ok: true });
     expect(by.get('release-again')).toMatchObject({ ok: false, code: 'NOT_FOUND' });
-    expect(releases).toBe(1);
+    expect(made?.releases).toBe(1);
     await (await served);
   });
 
   test('grpcio as the daemon: kiln opens a container, streams stdin and reads stdout over ExecProcess, signals, releases, returns', async () => {
-    const path = await socketPath();
+    const path = await sockets.path();
     let ready: () => void = () => undefined;
     const listening = new Promise<void>((r) => (ready = r));
     const lines = peer(['server', path], (l) => {

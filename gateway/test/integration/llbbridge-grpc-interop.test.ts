@@ -1,12 +1,9 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { encodeDefinition, mkfile, scratch, type Definition, type FileStat, type FrontendClient, type Ref } from '@kiln/llb-core';
 import { connectLLBBridge, serveLLBBridge } from '@kiln/gateway';
+import { requireGrpcio, runPeer, socketDirs } from './grpc-peer.js';
 import { LLBBridgeCodec } from '../../src/llbbridge/messages.js';
 import { MAX_MESSAGE_BYTES } from '../../src/llbbridge/grpc.js';
 
@@ -15,24 +12,11 @@ import { MAX_MESSAGE_BYTES } from '../../src/llbbridge/grpc.js';
 // the frontend calling kiln's server, and grpcio as the daemon serving kiln's client.
 
 const PEER = join(import.meta.dirname, 'grpc_peer.py');
-// Debian's python3, where apt installs python3-grpcio (a pyenv python3 first on PATH would not see it).
-const PYTHON = '/usr/bin/python3';
-const dirs: string[] = [];
+const sockets = socketDirs('kiln-grpc-interop-');
 
-beforeAll(() => {
-  const r = spawnSync(PYTHON, ['-c', 'import grpc'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`missing prerequisite (grpcio for python3): apt-get install -y python3-grpcio\n${r.stderr ?? ''}`);
-});
+beforeAll(requireGrpcio);
 
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
-
-async function socketPath(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'kiln-grpc-interop-'));
-  dirs.push(dir);
-  return join(dir, 's.sock');
-}
+afterEach(() => sockets.cleanup());
 
 interface PeerLine {
   readonly call: string;
@@ -44,21 +28,7 @@ interface PeerLine {
   readonly id?: string;
 }
 
-/** Runs grpc_peer.py; resolves with its JSON lines once it exits, calling `onLine` as they come. */
-function peer(args: readonly string[], onLine: (l: PeerLine) => void = () => undefined): Promise<PeerLine[]> {
-  const child = spawn(PYTHON, [PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: PeerLine[] = [];
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  createInterface({ input: child.stdout }).on('line', (l) => {
-    const parsed = JSON.parse(l) as PeerLine;
-    lines.push(parsed);
-    onLine(parsed);
-  });
-  return new Promise((resolve, reject) =>
-    child.once('close', (code) => (code === 0 ? resolve(lines) : reject(new Error(`grpc_peer.py ${args[0]} exited ${code}: ${stderr}`)))),
-  );
-}
+const peer = (args: readonly string[], onLine?: (l: PeerLine) => void): Promise<PeerLine[]> => runPeer<PeerLine>(PEER, args, onLine);
 
 const GREETING = 'hello grpcio\n';
 const b64 = (s: string | undefined): Uint8Array => new Uint8Array(Buffer.from(s ?? '', 'base64'));
@@ -83,7 +53,7 @@ class MemRef implements Ref {
 describe('LLBBridge against grpcio (gRPC C-core)', () => {
   test('grpcio as the frontend: kiln serves Ping, health, Solve, ReadFile, statuses with percent-encoded messages, the 16 MiB limit, Return', async () => {
     const codec = await LLBBridgeCodec.load();
-    const path = await socketPath();
+    const path = await sockets.path();
     const solved: MemRef[] = [];
     const client: FrontendClient = {
       opts: new Map(),
@@ -130,7 +100,7 @@ describe('LLBBridge against grpcio (gRPC C-core)', () => {
 
   test('grpcio as the daemon: kiln connects, reads, gets a non-ASCII error message back exactly, returns', async () => {
     const codec = await LLBBridgeCodec.load();
-    const path = await socketPath();
+    const path = await sockets.path();
     let ready: () => void = () => undefined;
     const listening = new Promise<void>((r) => (ready = r));
     const lines = peer(['server', path], (l) => {
