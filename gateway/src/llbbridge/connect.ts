@@ -295,7 +295,7 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     const id = newBridgeId();
     const wire = newContainerToWire(id, request, (ref) => this.#ownRef(ref, 'a container mount').id);
     await this.#rpc.call('NewContainer', 'NewContainerRequest', 'NewContainerResponse', wire);
-    this.#exec ??= new BridgeExec(this.#codec, this.#rpc.grpc);
+    if (this.#exec === undefined || this.#exec.ended) this.#exec = new BridgeExec(this.#codec, this.#rpc.grpc);
     const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), this.#exec);
     request.signal?.addEventListener('abort', () => void container.release().catch(() => undefined), { once: true });
     return container;

@@ -60,6 +60,11 @@ export class BridgeExec {
     void this.#read();
   }
 
+  /** Whether the call is over (a new container then opens a new one). */
+  get ended(): boolean {
+    return this.#failure !== undefined;
+  }
+
   register(pid: string, sink: ProcessSink): void {
     if (this.#failure !== undefined) throw this.#failure;
     this.#procs.set(pid, sink);

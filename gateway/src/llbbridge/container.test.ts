@@ -168,9 +168,11 @@ describe('LLBBridge containers: serve + connect', () => {
   test('containers and processes still open when the frontend connection ends are killed and released before serve settles', async () => {
     const { fake, client, served, frontendSide } = await run();
     const container = await client.newContainer({ mounts: [{ dest: '/' }] });
-    await container.start({ args: ['sleep'] });
+    const sleeper = await container.start({ args: ['sleep'] });
     frontendSide.destroy();
     await expect(served).rejects.toMatchObject({ code: 'KLN0611' });
+    // The frontend side learns it through the ExecProcess call failing.
+    await expect(sleeper.wait()).rejects.toMatchObject({ code: 'KLN0612', message: expect.stringMatching(/^ExecProcess: /) });
     const made = fake.containers[0] as MemContainer;
     expect(made.releases).toBe(1);
     expect(made.processes[0]?.signals).toContain('SIGKILL');
