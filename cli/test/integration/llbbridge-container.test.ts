@@ -75,7 +75,7 @@ async function buildOverBridge(remote: (client: Awaited<ReturnType<typeof connec
 describe('LLBBridge containers over a real kiln gateway and runc', () => {
   test('a bridged frontend makes a container from its ref and runs cat: stdin back byte for byte, stderr apart, exit codes, release', async () => {
     const data = randomBytes(256 * 1024 + 3);
-    const seen: { out?: Buffer; err?: string; code?: number; fail?: number; releasedStart?: unknown; tty?: unknown; left?: ContainerProcess } = {};
+    const seen: { out?: Buffer; err?: string; code?: number; fail?: number; releasedStart?: unknown; refused?: unknown; tty?: string; ttyCode?: number; missing?: unknown; left?: ContainerProcess } = {};
     const result = await buildOverBridge(async (client) => {
       const definition = await image('busybox')
         .run({ args: ['sh', '-c', 'echo from-ref > /data'] })
@@ -109,10 +109,30 @@ describe('LLBBridge containers over a real kiln gateway and runc', () => {
         () => 'started',
         (e: unknown) => e,
       );
-      // What kiln's gateway refuses comes back with its message and hint (KLN0622: no tty).
+      // What kiln's gateway refuses comes back with its message and hint (KLN0620: a relative mount point).
+      seen.refused = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }, { dest: 'rel' }] }).then(
+        () => 'made',
+        (e: unknown) => e,
+      );
+      // A terminal: Tty in Init, Resize reaching runc (stty sees it), output through fd 1.
       const third = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
-      seen.tty = await third.start({ args: ['sh'], tty: true }).then(
-        () => 'started',
+      let resized: () => void = () => undefined;
+      const afterResize = new Promise<void>((r) => (resized = r));
+      async function* typed(): AsyncGenerator<Uint8Array> {
+        await afterResize;
+        yield new TextEncoder().encode('go\n');
+      }
+      const screen: Buffer[] = [];
+      const tty = await third.start({ args: ['sh', '-c', 'read x; stty size'], env: ['PATH=/bin'], tty: true, stdin: typed(), stdout: (c) => screen.push(Buffer.from(c)) });
+      await tty.resize({ rows: 50, cols: 132 });
+      resized();
+      seen.ttyCode = await tty.wait();
+      seen.tty = Buffer.concat(screen).toString();
+      await third.release();
+      // A command that is not there: start fails with the runtime's reason.
+      const fourth = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
+      seen.missing = await fourth.start({ args: ['/no/such/command'] }).then(
+        (p) => p.wait(),
         (e: unknown) => e,
       );
       // Left running at Return: the server kills it and releases the container.
@@ -126,7 +146,10 @@ describe('LLBBridge containers over a real kiln gateway and runc', () => {
     expect(seen.err).toBe('from-ref\n');
     expect(seen.fail).toBe(7);
     expect(seen.releasedStart).toMatchObject({ code: 'KLN0614' });
-    expect(seen.tty).toMatchObject({ code: 'KLN0612', message: expect.stringContaining('(tty) are not supported by kiln'), hint: expect.stringContaining('start it without tty') });
+    expect(seen.refused).toMatchObject({ code: 'KLN0612', message: expect.stringMatching(/^NewContainer: newContainer: /), hint: expect.any(String) });
+    expect(seen.ttyCode).toBe(0);
+    expect(seen.tty).toContain('50 132');
+    expect(seen.missing).toMatchObject({ code: 'KLN0612', message: expect.stringContaining('/no/such/command') });
     // The build ended (Return answered, serve settled) with the sleeper killed, not after 100 s.
     await expect(seen.left?.wait().then(String, (e: unknown) => (e as Error).message)).resolves.toMatch(/137|ExecProcess/);
     expect(result.ref).toBeDefined();

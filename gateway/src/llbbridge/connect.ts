@@ -27,6 +27,7 @@ import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from
 import { frontendSolveError, statusToWire } from './frontend-solve.js';
 import { attestationsToWire } from './attestations.js';
 import { returnErrorStatus, sourceFileKey, statusFromWire } from './return-error.js';
+import { kilnErrorInfo } from './error-info.js';
 import { LLBBRIDGE_SERVICE } from './serve.js';
 import { BridgeContainer, BridgeExec, newBridgeId } from './container-connect.js';
 import { newContainerToWire } from './container-wire.js';
@@ -127,7 +128,9 @@ class BridgeRpc {
       bytes = await this.grpc.call(`${LLBBRIDGE_SERVICE}${method}`, this.#codec.encode(req, request));
     } catch (e) {
       if (!(e instanceof GrpcStatusError)) throw e;
-      throw new GatewayError(e.grpcCode === GrpcCode.UNIMPLEMENTED ? 'KLN0615' : 'KLN0612', `${method}: ${e.message}`, { cause: e });
+      // A kiln daemon's error carries its hint in an ErrorInfo detail.
+      const hint = kilnErrorInfo(this.#codec, e.details)?.hint;
+      throw new GatewayError(e.grpcCode === GrpcCode.UNIMPLEMENTED ? 'KLN0615' : 'KLN0612', `${method}: ${e.message}`, { cause: e, ...(hint === undefined ? {} : { hint }) });
     }
     return this.#codec.decode(res, bytes);
   }

@@ -74,6 +74,8 @@ export class BridgeContainers {
     let container: Container;
     try {
       container = await newContainer(newContainerFromWire(r, this.#ref, abort.signal));
+    } catch (e) {
+      throw this.#status(e);
     } finally {
       this.#creating.delete(id);
     }
@@ -233,15 +235,21 @@ export class BridgeContainers {
     }
   }
 
-  /**
-   * The `Error` of an ExitMessage for a start or wait failure: its message (UNKNOWN), plus a
-   * kiln error's code and hint as an ErrorInfo detail (domain `kiln`), as a Return error carries
-   * them, so the frontend side can show the hint.
-   */
+  /** The `Error` of an ExitMessage for a start or wait failure (see {@link #status}). */
   #errorStatus(e: unknown): WireStatus {
-    const status = statusToWire(statusOf(e));
-    const info = e instanceof Error ? errorInfoDetail(this.#codec, e) : undefined;
-    return info === undefined ? status : { ...status, details: [...(status.details ?? []), info] };
+    return statusToWire(this.#status(e));
+  }
+
+  /**
+   * The status of a gateway failure: its message (UNKNOWN), plus a kiln error's code and hint as
+   * an ErrorInfo detail (domain `kiln`), as a Return error carries them, so the frontend side can
+   * show the hint.
+   */
+  #status(e: unknown): GrpcStatusError {
+    const status = statusOf(e);
+    const info = e instanceof Error && !(e instanceof GrpcStatusError) ? errorInfoDetail(this.#codec, e) : undefined;
+    if (info === undefined) return status;
+    return new GrpcStatusError(status.grpcCode, status.message, [...status.details, { typeUrl: info.type_url ?? '', value: info.value ?? new Uint8Array() }]);
   }
 
   /** Kills a process still running (SIGKILL) and waits until its last messages went out. */

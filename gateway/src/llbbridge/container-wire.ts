@@ -94,9 +94,9 @@ export function mountToWire(m: ContainerMount, refId: (ref: Ref) => string): Wir
 }
 
 /**
- * A NewContainerRequest from the wire, mounts through {@link mountFromWire}. `Network` UNSET
- * leaves kiln's default (none), HOST and NONE map as named. `platform` and `constraints` pick a
- * worker in BuildKit; kiln has one, so they are ignored.
+ * A NewContainerRequest from the wire, mounts through {@link mountFromWire}. `Network` UNSET is
+ * the contract's default `sandbox` (left out), HOST and NONE map as named. `platform` and
+ * `constraints` pick a worker in BuildKit; kiln has one, so they are ignored.
  */
 export function newContainerFromWire(r: WireNewContainerRequest, ref: (id: string) => Ref | undefined, signal: AbortSignal): NewContainerRequest {
   const mounts = (r.Mounts ?? []).map((m) => mountFromWire(m, ref));
@@ -112,7 +112,7 @@ export function newContainerFromWire(r: WireNewContainerRequest, ref: (id: strin
   };
 }
 
-/** A NewContainerRequest for the wire (its mounts' refs named by `refId`). */
+/** A NewContainerRequest for the wire (its mounts' refs named by `refId`; `sandbox` is NetMode UNSET, left out). */
 export function newContainerToWire(id: string, r: NewContainerRequest, refId: (ref: Ref) => string): WireNewContainerRequest {
   const out: WireNewContainerRequest = { ContainerID: id, Mounts: r.mounts.map((m) => mountToWire(m, refId)) };
   if (r.network === 'host') out.Network = NetMode.HOST;

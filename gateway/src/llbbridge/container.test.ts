@@ -117,7 +117,10 @@ describe('LLBBridge containers: serve + connect', () => {
 
   test('stderr and a non-zero exit code; fds not asked for are not opened; signal and resize reach the process', async () => {
     const { fake, client, served } = await run();
-    const container = await client.newContainer({ mounts: [{ dest: '/' }] });
+    const container = await client.newContainer({ mounts: [{ dest: '/' }], network: 'sandbox' });
+    // sandbox is NetMode UNSET: the contract's default, so no network on the gateway side; none stays none.
+    await client.newContainer({ mounts: [{ dest: '/' }], network: 'none' });
+    expect(fake.containers.map((c) => c.request.network)).toEqual([undefined, 'none']);
     const err: string[] = [];
     const p = await container.start({ args: ['err', 'oops', '3'], stderr: (c) => err.push(td.decode(c)) });
     expect(await p.wait()).toBe(3);
