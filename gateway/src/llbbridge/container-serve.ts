@@ -121,7 +121,7 @@ export class BridgeContainers {
       for (;;) {
         const r = await Promise.race([it.next(), stopped]);
         if (r.done === true) break;
-        await this.#handle(this.#codec.decode('ExecMessage', r.value), procs, send);
+        await this.#handle(this.#codec.decode('ExecMessage', r.value), procs, send, stopped);
       }
     } finally {
       void it.return?.();
@@ -146,7 +146,7 @@ export class BridgeContainers {
     return this.#closing;
   }
 
-  async #handle(m: WireExecMessage, procs: Map<string, ServedProcess>, send: (m: WireExecMessage) => Promise<void>): Promise<void> {
+  async #handle(m: WireExecMessage, procs: Map<string, ServedProcess>, send: (m: WireExecMessage) => Promise<void>, stopped: Promise<unknown>): Promise<void> {
     const pid = m.ProcessID ?? '';
     if (pid === '') throw new GrpcStatusError(GrpcCode.INVALID_ARGUMENT, 'ProcessID required');
     if (m.Init !== undefined) {
@@ -166,7 +166,7 @@ export class BridgeContainers {
       if (m.File.EOF === true) {
         p.stdinOpen = false;
         p.stdin.end();
-      } else if (p.stdin.length > STDIN_QUEUE_MAX) await p.stdin.drained();
+      } else if (p.stdin.length > STDIN_QUEUE_MAX) await Promise.race([p.stdin.drained(), stopped]);
     } else if (m.Resize !== undefined) {
       if (p === undefined) throw missing();
       if (p.process !== undefined && !p.exited) await p.process.resize({ rows: m.Resize.Rows ?? 0, cols: m.Resize.Cols ?? 0 }).catch(() => undefined);

@@ -269,7 +269,7 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     grpc.destroy();
   });
 
-  test('cancelling the ExecProcess call kills its processes; half-closing it does too, and their Exit still comes', async () => {
+  test('cancelling the ExecProcess call kills its processes (also one whose stdin is full); half-closing it does too, and their Exit still comes', async () => {
     const { grpc, fake } = await raw();
     await grpc.call(`${SERVICE}NewContainer`, codec.encode('NewContainerRequest', { ContainerID: 'c1' }));
     const sleep = { ContainerID: 'c1', Meta: { args: ['sleep'] } };
@@ -282,6 +282,17 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     await until(() => (made.processes[0]?.signals.length ?? 0) > 0);
     expect(made.processes[0]?.signals).toEqual(['SIGKILL']);
 
+    // A process that never reads stdin: the call waits once 64 chunks queue up (as a full pipe
+    // blocks buildkitd's loop), and a cancel still gets through to kill it.
+    const stuck = grpc.stream(`${SERVICE}ExecProcess`);
+    await stuck.send(enc({ ProcessID: 'full', Init: { ...sleep, Fds: [0] } }));
+    const it3 = stuck.messages[Symbol.asyncIterator]();
+    expect(codec.decode('ExecMessage', (await it3.next()).value as Uint8Array).Started).toBeDefined();
+    for (let i = 0; i < 80; i++) await stuck.send(enc({ ProcessID: 'full', File: { Data: te.encode('x') } }));
+    stuck.cancel();
+    await until(() => (made.processes[1]?.signals.length ?? 0) > 0);
+    expect(made.processes[1]?.signals).toEqual(['SIGKILL']);
+
     const half = grpc.stream(`${SERVICE}ExecProcess`);
     await half.send(enc({ ProcessID: 'b', Init: sleep }));
     const it2 = half.messages[Symbol.asyncIterator]();
@@ -290,7 +301,7 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     const rest: WireExecMessage[] = [];
     for (let r = await it2.next(); r.done !== true; r = await it2.next()) rest.push(codec.decode('ExecMessage', r.value));
     expect(rest.map((m) => m.Exit?.Code ?? (m.Done ? 'done' : '?'))).toEqual([137, 'done']);
-    expect(made.processes[1]?.signals).toEqual(['SIGKILL']);
+    expect(made.processes[2]?.signals).toEqual(['SIGKILL']);
     grpc.destroy();
   });
 });
