@@ -9,8 +9,9 @@ import type { WireAPICap, WirePlatform, WireRef, WireResult, WireStat, WireWarnR
 /**
  * The frontend API caps kiln's LLBBridge serves (frontend/gateway/pb/caps.go IDs), all enabled.
  * Left out, so a frontend that checks them fails early: `solve.inlinereturn` (Final),
- * `importcaches`, `gateway.exec`/`gateway.exec.extrahosts` (containers), `frontend.caps`,
- * `source.metaresolver`. `gateway.evaluate` (the Evaluate RPC, a v0.12 ID) is served too.
+ * `importcaches`, `frontend.caps`, `source.metaresolver`. `gateway.evaluate` (the Evaluate RPC, a
+ * v0.12 ID) is served too. The container caps (`EXEC_CAPS`) are added when the client has
+ * `newContainer`.
  */
 export const KILN_FRONTEND_CAPS: readonly string[] = [
   'solve.base',
