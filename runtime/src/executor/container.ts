@@ -83,7 +83,8 @@ export class RuncContainer implements ExecContainer {
     }
     const init = await this.#init.catch(() => undefined);
     if (init === undefined || init.exited || this.#released !== undefined) {
-      throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`, {
+      const why = init === undefined ? 'its init process did not start' : 'its init process has exited';
+      throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: ${why}`, {
         hint: 'start processes while the first one (the init) runs; make a new container to run more',
       });
     }
