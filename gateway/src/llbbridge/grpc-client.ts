@@ -5,7 +5,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, decodeGrpcMessage, frameMessage } from './grpc.js';
-import { AsyncQueue, writeMessage, type ClientStreamCall } from './grpc-stream.js';
+import { AsyncQueue, pauseWhileFull, writeMessage, type ClientStreamCall } from './grpc-stream.js';
 
 /** Decodes a `grpc-status-details-bin` trailer (a `google.rpc.Status`) into its details. */
 export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['details'];
@@ -78,7 +78,10 @@ export class GrpcClient {
       incoming.fail(this.#unavailable(path));
       return { send: () => Promise.reject(this.#unavailable(path)), end: () => {}, cancel: () => {}, messages: incoming };
     }
-    const call = this.#open(path, (m) => incoming.push(m));
+    const call = this.#open(path, (m) => {
+      incoming.push(m);
+      pauseWhileFull(req, incoming);
+    });
     const { req } = call;
     let cancelled = false;
     // The server's END_STREAM: its status is in. Our side may still be open; close it, the call is over.

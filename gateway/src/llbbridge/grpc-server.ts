@@ -7,7 +7,7 @@ import { constants, performServerHandshake, type IncomingHttpHeaders, type Serve
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MAX_MESSAGE_BYTES, MessageReader, encodeGrpcMessage, frameMessage, tooLarge } from './grpc.js';
-import { AsyncQueue, writeMessage, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
+import { AsyncQueue, pauseWhileFull, writeMessage, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
 
 /** Answers one unary call: the request message in, the response message out (or a thrown status). */
 export type UnaryHandler = (request: Uint8Array) => Promise<Uint8Array>;
@@ -151,6 +151,7 @@ export class GrpcServer {
       try {
         reader.push(chunk);
         for (const m of reader.take()) incoming.push(m);
+        pauseWhileFull(s, incoming);
       } catch (e) {
         incoming.fail(statusOf(e));
       }

@@ -172,6 +172,69 @@ describe('gRPC streaming calls over one HTTP/2 connection', () => {
   });
 });
 
+describe('gRPC streams: flow control reaches the peer when a reader is slow', () => {
+  const MiB = new Uint8Array(1 << 20);
+  /** Sends `n` messages one after the other; resolves with how many went out before `ms` passed. */
+  async function sendFor(send: (m: Uint8Array) => Promise<void>, n: number, ms: number): Promise<number> {
+    let sent = 0;
+    const deadline = new Promise<void>((r) => setTimeout(r, ms));
+    const pump = (async () => {
+      for (let i = 0; i < n; i++) {
+        await send(MiB);
+        sent++;
+      }
+    })();
+    pump.catch(() => undefined);
+    await Promise.race([pump, deadline]);
+    return sent;
+  }
+
+  test('a server handler that does not read its messages stops the client sending (no unbounded queue on the server)', async () => {
+    const { server, client } = connectPair(
+      new Map([
+        [
+          '/t.S/Deaf',
+          async (call) => {
+            await new Promise<void>((r) => call.signal.addEventListener('abort', () => r()));
+          },
+        ],
+      ]),
+    );
+    const call = client.stream('/t.S/Deaf');
+    // 64 MiB offered; buildkitd (grpc-go) stops reading at its flow-control window.
+    const sent = await sendFor((m) => call.send(m), 64, 1500);
+    expect(sent).toBeLessThan(32);
+    call.cancel();
+    server.destroy();
+  });
+
+  test('a client that does not read the answers stops the server sending (no unbounded queue on the client)', async () => {
+    let sent = 0;
+    const { server, client } = connectPair(
+      new Map([
+        [
+          '/t.S/Flood',
+          async (call) => {
+            for (let i = 0; i < 64; i++) {
+              await call.send(MiB);
+              sent++;
+            }
+          },
+        ],
+      ]),
+    );
+    const call = client.stream('/t.S/Flood');
+    await call.send(te.encode('go'));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sent).toBeLessThan(32);
+    // Reading lets the rest through, all of it.
+    let read = 0;
+    for await (const m of call.messages) if (m.byteLength === MiB.byteLength) read++;
+    expect(read).toBe(64);
+    server.destroy();
+  });
+});
+
 async function vi_waitFor(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
 }

@@ -30,6 +30,25 @@ export function writeMessage(stream: Http2Stream, message: Uint8Array): Promise<
 }
 
 /**
+ * Messages queued for a slow reader before the HTTP/2 stream stops reading: a paused stream
+ * sends no WINDOW_UPDATE, so the peer's writes wait at its flow-control window, as grpc-go's
+ * Recv does when nobody calls it. Without this every message the peer sends piles up in memory.
+ */
+export const QUEUE_HIGH_WATER = 16;
+
+/**
+ * Pauses `stream` while `queue` holds {@link QUEUE_HIGH_WATER} messages or more, and resumes it
+ * once the consumer has read them all (or stopped reading).
+ */
+export function pauseWhileFull(stream: Http2Stream, queue: AsyncQueue<Uint8Array>): void {
+  if (queue.length < QUEUE_HIGH_WATER || stream.isPaused()) return;
+  stream.pause();
+  void queue.drained().then(() => {
+    if (!stream.destroyed) stream.resume();
+  });
+}
+
+/**
  * A FIFO read as an `AsyncIterable` by one consumer: `push` adds, `end` finishes it after what is
  * queued, `fail` finishes it with an error after what is queued. Iteration that stops early
  * (`break`) closes it: later pushes are dropped. {@link drained} lets a producer wait for the
