@@ -103,7 +103,7 @@ export class BridgeContainers {
    * as `File` fd 1/2 messages, an EOF `File` per output fd, `Exit`, `Done`); `File` fd 0 feeds
    * its stdin (EOF ends it); `Signal` and `Resize` go to it. A protocol error fails the whole
    * call with BuildKit's status (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE); a
-   * process that cannot start gets `Exit` {255, Error} and `Done`. When the client half-closes,
+   * process that cannot start gets `Exit` {255, Error} and nothing more. When the client half-closes,
    * the call is reset or the frontend returns, the processes still running are killed, as
    * buildkitd cancels them when its loop ends, and the call ends once their Exit went out.
    */
@@ -203,7 +203,10 @@ export class BridgeContainers {
     } catch (e) {
       p.exited = true;
       p.stdin?.end();
-      p.finished = this.#finish(pid, { Code: UNKNOWN_EXIT_STATUS, Error: this.#errorStatus(e) }, [], send);
+      // Exit alone, no Done: grpcclient's Start reads one message where it waits for Started and
+      // fails, but never deregisters the process, so its forwarder would block on a Done for it
+      // (an unbuffered channel nobody reads) and stop delivering to every other process.
+      p.finished = send({ ProcessID: pid, Exit: { Code: UNKNOWN_EXIT_STATUS, Error: this.#errorStatus(e) } }).catch(() => undefined);
       return;
     }
     // Output goes after Started, as buildkitd starts its output copies only then.

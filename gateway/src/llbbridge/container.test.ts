@@ -246,6 +246,25 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     grpc.destroy();
   });
 
+  test('a process that cannot start gets Exit {255, Error} and nothing after it (grpcclient\'s Start reads that one message and never deregisters, so any later message for it would block its forwarder for every process); the call goes on', async () => {
+    const { grpc } = await raw();
+    await grpc.call(`${SERVICE}NewContainer`, codec.encode('NewContainerRequest', { ContainerID: 'c1' }));
+    const call = grpc.stream(`${SERVICE}ExecProcess`);
+    await call.send(enc({ ProcessID: 'bad', Init: { ContainerID: 'c1', Meta: { args: ['missing'] } } }));
+    await call.send(enc({ ProcessID: 'ok', Init: { ContainerID: 'c1', Meta: { args: ['err', 'x', '0'] }, Fds: [2] } }));
+    const got: WireExecMessage[] = [];
+    for await (const b of call.messages) {
+      const m = codec.decode('ExecMessage', b);
+      got.push(m);
+      if (m.ProcessID === 'ok' && m.Done !== undefined) break;
+    }
+    const bad = got.filter((m) => m.ProcessID === 'bad');
+    expect(bad.map((m) => Object.keys(m).filter((k) => k !== 'ProcessID')[0])).toEqual(['Exit']);
+    expect(bad[0]?.Exit).toMatchObject({ Code: 255, Error: { code: GrpcCode.UNKNOWN, message: expect.stringContaining('executable file not found') } });
+    expect(got.filter((m) => m.ProcessID === 'ok').map((m) => Object.keys(m).filter((k) => k !== 'ProcessID')[0])).toEqual(['Started', 'File', 'File', 'Exit', 'Done']);
+    grpc.destroy();
+  });
+
   test('ExecProcess protocol errors end the call with buildkitd’s statuses', async () => {
     const { grpc } = await raw();
     await grpc.call(`${SERVICE}NewContainer`, codec.encode('NewContainerRequest', { ContainerID: 'c1' }));
