@@ -300,7 +300,13 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     await this.#rpc.call('NewContainer', 'NewContainerRequest', 'NewContainerResponse', wire);
     if (this.#exec === undefined || this.#exec.ended) this.#exec = new BridgeExec(this.#codec, this.#rpc.grpc);
     const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), this.#exec);
-    request.signal?.addEventListener('abort', () => void container.release().catch(() => undefined), { once: true });
+    const signal = request.signal;
+    if (signal?.aborted === true) {
+      // Aborted while NewContainer was on the wire: the listener below would never fire.
+      await container.release().catch(() => undefined);
+      signal.throwIfAborted();
+    }
+    signal?.addEventListener('abort', () => void container.release().catch(() => undefined), { once: true });
     return container;
   }
 

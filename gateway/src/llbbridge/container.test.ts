@@ -181,6 +181,33 @@ describe('LLBBridge containers: serve + connect', () => {
     expect(made.processes[0]?.signals).toContain('SIGKILL');
   });
 
+  test('a container whose signal aborts while NewContainer is on the wire is released, not left to Return; newContainer rejects with the reason', async () => {
+    let answer: () => void = () => undefined;
+    const asked = new Promise<void>((r) => (answer = r));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    class SlowClient extends MemClient {
+      override async newContainer(request: Parameters<MemClient['newContainer']>[0]): ReturnType<MemClient['newContainer']> {
+        answer();
+        await gate;
+        return super.newContainer(request);
+      }
+    }
+    const { fake, client, served } = await run(new SlowClient());
+    const abort = new AbortController();
+    const made = client.newContainer({ mounts: [{ dest: '/' }], signal: abort.signal });
+    made.catch(() => undefined);
+    await asked;
+    abort.abort(new Error('build cancelled'));
+    open();
+    await expect(made).rejects.toThrow('build cancelled');
+    await until(() => (fake.containers[0]?.releases ?? 0) > 0);
+    expect(fake.containers[0]?.releases).toBe(1);
+    await client.return({ metadata: new Map() });
+    await served;
+    expect(fake.containers[0]?.releases).toBe(1);
+  });
+
   test('a mount ref this client did not solve is refused locally; a client without gateway.exec gets KLN0615', async () => {
     const { client, served } = await run();
     const other = await run();
