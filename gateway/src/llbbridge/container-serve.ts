@@ -25,7 +25,7 @@ interface ServedProcess {
   readonly stdin: AsyncQueue<Uint8Array> | undefined;
   /** Whether the client may still send fd 0 data (no EOF yet). */
   stdinOpen: boolean;
-  /** Set once Exit and Done are out (or could not be sent). */
+  /** Settles once its last message is out (Exit and Done; Exit alone when it never started), or could not be sent. */
   finished: Promise<void> | undefined;
   exited: boolean;
 }

@@ -237,6 +237,18 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     return { grpc, fake, served, refId: solved.ref ?? '' };
   }
   const enc = (m: WireExecMessage): Uint8Array => codec.encode('ExecMessage', m);
+  /** The ExecMessages of a call up to the Done of process `pid`. */
+  async function untilDone(messages: AsyncIterable<Uint8Array>, pid: string): Promise<WireExecMessage[]> {
+    const got: WireExecMessage[] = [];
+    for await (const b of messages) {
+      const m = codec.decode('ExecMessage', b);
+      got.push(m);
+      if (m.ProcessID === pid && m.Done !== undefined) break;
+    }
+    return got;
+  }
+  /** Which oneof each message holds (Started, File, Exit, …). */
+  const kinds = (ms: readonly WireExecMessage[]): (string | undefined)[] => ms.map((m) => Object.keys(m).filter((k) => k !== 'ProcessID')[0]);
 
   test('NewContainer: unknown ResultID NOT_FOUND, a used id ALREADY_EXISTS, no id INVALID_ARGUMENT; ReleaseContainer of an unknown id NOT_FOUND', async () => {
     const { grpc, fake, refId } = await raw();
@@ -259,13 +271,8 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     await grpc.call(`${SERVICE}NewContainer`, codec.encode('NewContainerRequest', { ContainerID: 'c1' }));
     const call = grpc.stream(`${SERVICE}ExecProcess`);
     await call.send(enc({ ProcessID: 'c1:p', Init: { ContainerID: 'c1', Meta: { args: ['err', 'bad', '2'] }, Fds: [2] } }));
-    const got: WireExecMessage[] = [];
-    for await (const b of call.messages) {
-      const m = codec.decode('ExecMessage', b);
-      got.push(m);
-      if (m.Done !== undefined) break;
-    }
-    expect(got.map((m) => Object.keys(m).filter((k) => k !== 'ProcessID')[0])).toEqual(['Started', 'File', 'File', 'Exit', 'Done']);
+    const got = await untilDone(call.messages, 'c1:p');
+    expect(kinds(got)).toEqual(['Started', 'File', 'File', 'Exit', 'Done']);
     expect(got.every((m) => m.ProcessID === 'c1:p')).toBe(true);
     expect(got[1]?.File).toMatchObject({ Fd: 2, Data: te.encode('bad') });
     expect(got[2]?.File).toMatchObject({ Fd: 2, EOF: true });
@@ -279,16 +286,11 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     const call = grpc.stream(`${SERVICE}ExecProcess`);
     await call.send(enc({ ProcessID: 'bad', Init: { ContainerID: 'c1', Meta: { args: ['missing'] } } }));
     await call.send(enc({ ProcessID: 'ok', Init: { ContainerID: 'c1', Meta: { args: ['err', 'x', '0'] }, Fds: [2] } }));
-    const got: WireExecMessage[] = [];
-    for await (const b of call.messages) {
-      const m = codec.decode('ExecMessage', b);
-      got.push(m);
-      if (m.ProcessID === 'ok' && m.Done !== undefined) break;
-    }
+    const got = await untilDone(call.messages, 'ok');
     const bad = got.filter((m) => m.ProcessID === 'bad');
-    expect(bad.map((m) => Object.keys(m).filter((k) => k !== 'ProcessID')[0])).toEqual(['Exit']);
+    expect(kinds(bad)).toEqual(['Exit']);
     expect(bad[0]?.Exit).toMatchObject({ Code: 255, Error: { code: GrpcCode.UNKNOWN, message: expect.stringContaining('executable file not found') } });
-    expect(got.filter((m) => m.ProcessID === 'ok').map((m) => Object.keys(m).filter((k) => k !== 'ProcessID')[0])).toEqual(['Started', 'File', 'File', 'Exit', 'Done']);
+    expect(kinds(got.filter((m) => m.ProcessID === 'ok'))).toEqual(['Started', 'File', 'File', 'Exit', 'Done']);
     grpc.destroy();
   });
 
