@@ -217,6 +217,11 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     ...(req.signal === undefined ? {} : { signal: req.signal }),
     ...(req.noCache === true ? { noCache: true } : {}),
     ...(cacheImports.length === 0 ? {} : { cacheImports, loadImported: importedResultLoader(engine) }),
+    // What a frontend's containers may use, as the build's RUN steps: secrets, agents, entitlements.
+    ...(req.secrets === undefined ? {} : { secrets: req.secrets }),
+    ...(req.ssh === undefined ? {} : { ssh: req.ssh }),
+    allowInsecure: req.allowInsecure === true,
+    allowNetworkHost: req.allowNetworkHost === true,
   };
   const provenance = req.attestations?.provenance;
   // Provenance needs every Definition the frontend solves and every image it resolves; an SBOM
