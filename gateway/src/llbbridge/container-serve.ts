@@ -13,8 +13,11 @@ import { statusToWire } from './frontend-solve.js';
 import { errorInfoDetail } from './error-info.js';
 import type { LLBBridgeCodec, WireExecMessage, WireInitMessage, WireStatus } from './messages.js';
 
-/** Stdin chunks queued for a process before the stream waits for it to read (a pipe's buffer, roughly). */
-const STDIN_QUEUE_MAX = 64;
+/**
+ * Stdin bytes queued for a process before the call waits for it to read: a pipe's buffer. By
+ * bytes, not pieces: kiln's client sends 1 MiB pieces, a peer may send up to 16 MiB ones.
+ */
+const STDIN_QUEUE_BYTES = 64 * 1024;
 
 /** One process of an ExecProcess stream. */
 interface ServedProcess {
@@ -166,7 +169,7 @@ export class BridgeContainers {
       if (m.File.EOF === true) {
         p.stdinOpen = false;
         p.stdin.end();
-      } else if (p.stdin.length > STDIN_QUEUE_MAX) await Promise.race([p.stdin.drained(), stopped]);
+      } else if (p.stdin.weight >= STDIN_QUEUE_BYTES) await Promise.race([p.stdin.drained(), stopped]);
     } else if (m.Resize !== undefined) {
       if (p === undefined) throw missing();
       if (p.process !== undefined && !p.exited) await p.process.resize({ rows: m.Resize.Rows ?? 0, cols: m.Resize.Cols ?? 0 }).catch(() => undefined);
@@ -184,7 +187,7 @@ export class BridgeContainers {
     const entry = this.#containers.get(id);
     if (entry === undefined) throw new GrpcStatusError(GrpcCode.NOT_FOUND, `container "${id}" previously released or not created`);
     const fds = new Set(init.Fds ?? []);
-    const p: ServedProcess = { early: [], process: undefined, stdin: fds.has(0) ? new AsyncQueue() : undefined, stdinOpen: fds.has(0), finished: undefined, exited: false };
+    const p: ServedProcess = { early: [], process: undefined, stdin: fds.has(0) ? new AsyncQueue<Uint8Array>((c) => c.byteLength) : undefined, stdinOpen: fds.has(0), finished: undefined, exited: false };
     procs.set(pid, p);
     const output = (fd: number) => (chunk: Uint8Array) => {
       // Copied: the process side may reuse its buffer once the callback returns.

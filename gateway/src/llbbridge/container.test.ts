@@ -317,6 +317,30 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     grpc.destroy();
   });
 
+  test('stdin for a process that does not read it stops the client at about a pipe buffer, whatever the piece size (not 64 pieces of up to 16 MiB each)', async () => {
+    const { grpc } = await raw();
+    await grpc.call(`${SERVICE}NewContainer`, codec.encode('NewContainerRequest', { ContainerID: 'c1' }));
+    const call = grpc.stream(`${SERVICE}ExecProcess`);
+    await call.send(enc({ ProcessID: 'p', Init: { ContainerID: 'c1', Meta: { args: ['sleep'] }, Fds: [0] } }));
+    const it = call.messages[Symbol.asyncIterator]();
+    expect(codec.decode('ExecMessage', (await it.next()).value as Uint8Array).Started).toBeDefined();
+    // 1 MiB pieces, as kiln's client sends them.
+    const piece = enc({ ProcessID: 'p', File: { Data: new Uint8Array(1 << 20) } });
+    let sent = 0;
+    const pump = (async () => {
+      for (let i = 0; i < 100; i++) {
+        await call.send(piece);
+        sent++;
+      }
+    })();
+    pump.catch(() => undefined);
+    await Promise.race([pump, new Promise((r) => setTimeout(r, 1500))]);
+    // What the daemon holds: the stdin queue, the transport's message queue (16), HTTP/2 windows.
+    expect(sent).toBeLessThan(24);
+    call.cancel();
+    grpc.destroy();
+  });
+
   test('cancelling the ExecProcess call kills its processes (also one whose stdin is full); half-closing it does too, and their Exit still comes', async () => {
     const { grpc, fake } = await raw();
     await grpc.call(`${SERVICE}NewContainer`, codec.encode('NewContainerRequest', { ContainerID: 'c1' }));
@@ -330,13 +354,15 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     await until(() => (made.processes[0]?.signals.length ?? 0) > 0);
     expect(made.processes[0]?.signals).toEqual(['SIGKILL']);
 
-    // A process that never reads stdin: the call waits once 64 chunks queue up (as a full pipe
+    // A process that never reads stdin: the call waits once 64 KiB queue up (as a full pipe
     // blocks buildkitd's loop), and a cancel still gets through to kill it.
     const stuck = grpc.stream(`${SERVICE}ExecProcess`);
     await stuck.send(enc({ ProcessID: 'full', Init: { ...sleep, Fds: [0] } }));
     const it3 = stuck.messages[Symbol.asyncIterator]();
     expect(codec.decode('ExecMessage', (await it3.next()).value as Uint8Array).Started).toBeDefined();
-    for (let i = 0; i < 80; i++) await stuck.send(enc({ ProcessID: 'full', File: { Data: te.encode('x') } }));
+    // 256 KiB offered, not awaited: the client's sends stop resolving once the daemon holds enough.
+    for (let i = 0; i < 128; i++) stuck.send(enc({ ProcessID: 'full', File: { Data: new Uint8Array(2048) } })).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 50));
     stuck.cancel();
     await until(() => (made.processes[1]?.signals.length ?? 0) > 0);
     expect(made.processes[1]?.signals).toEqual(['SIGKILL']);

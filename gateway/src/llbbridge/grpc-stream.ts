@@ -56,14 +56,26 @@ export function pauseWhileFull(stream: Http2Stream, queue: AsyncQueue<Uint8Array
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
   readonly #items: T[] = [];
+  readonly #weigh: ((item: T) => number) | undefined;
+  #weight = 0;
   #closed = false;
   #error: { readonly error: unknown } | undefined;
   #wake: (() => void) | undefined;
   #drainWaiters: (() => void)[] = [];
 
+  /** `weigh` gives an item's size (bytes, say) for {@link weight}; without it each weighs nothing. */
+  constructor(weigh?: (item: T) => number) {
+    this.#weigh = weigh;
+  }
+
   /** Items queued and not yet read. */
   get length(): number {
     return this.#items.length;
+  }
+
+  /** The summed `weigh` of the items queued and not yet read. */
+  get weight(): number {
+    return this.#weight;
   }
 
   /** Whether `end`/`fail` was called or the consumer stopped. */
@@ -74,6 +86,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   push(item: T): void {
     if (this.#closed) return;
     this.#items.push(item);
+    this.#weight += this.#weigh?.(item) ?? 0;
     this.#notify();
   }
 
@@ -100,6 +113,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
       for (;;) {
         const item = this.#items.shift();
         if (item !== undefined) {
+          this.#weight -= this.#weigh?.(item) ?? 0;
           if (this.#items.length === 0) this.#releaseDrainWaiters();
           yield item;
           continue;
@@ -115,6 +129,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
       if (!this.#closed) {
         this.#closed = true;
         this.#items.length = 0;
+        this.#weight = 0;
         this.#releaseDrainWaiters();
       }
     }
