@@ -1,3 +1,4 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -178,6 +179,40 @@ describe('runc executor, long-lived containers', () => {
       const p = await c.start({ args: ['sleep', '100'], env: ENV });
       await expect(p.signal('SIGNOPE')).rejects.toMatchObject({ code: 'UNSUPPORTED' });
     });
+  });
+
+  test('after its kiln process died (SIGKILL), recover() kills the container and its processes and removes its state', { timeout: 120_000 }, async () => {
+    // The other process runs the compiled runtime: brought up to date first (incremental; one
+    // tsc at a time, as the CLI tests build).
+    const repo = new URL('../../..', import.meta.url).pathname;
+    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
+    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const tag = String(100000 + Math.floor(Math.random() * 800000));
+    // Another kiln process: a container with an init and an exec'd process, then killed outright.
+    const script = `
+      const { LocalSnapshotter, RuncExecutor } = await import(${JSON.stringify(dist)});
+      const root = ${JSON.stringify(sb.root)};
+      const s = new LocalSnapshotter({ root });
+      const c = await new RuncExecutor({ root }).newContainer({ rootfs: await s.mounts('busybox'), readonlyRootfs: true });
+      await c.start({ args: ['sleep', '${tag}'], env: ['PATH=/bin'] });
+      await c.start({ args: ['sleep', '${tag}1'], env: ['PATH=/bin'] });
+      process.stdout.write('ready\\n');
+      setInterval(() => undefined, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => (d.toString().includes('ready') ? resolve() : undefined));
+      child.once('exit', (code) => reject(new Error(`the kiln child exited (${code}) before its container ran`)));
+    });
+    const sleepers = (): string => spawnSync('pgrep', ['-f', `sleep ${tag}`], { encoding: 'utf8' }).stdout.trim();
+    expect(sleepers().split('\n')).toHaveLength(2);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // Its runc processes are in their own process groups: the container outlives kiln.
+    expect(sleepers()).not.toBe('');
+    expect(await sb.executor.recover()).toBe(1);
+    for (let i = 0; i < 100 && sleepers() !== ''; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(sleepers()).toBe('');
+    expect(await leftovers()).toEqual([]);
   });
 
   test('a writable root: changes are seen by later processes; release kills the rest and removes every mount, bundle and runc state', async () => {
