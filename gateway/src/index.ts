@@ -8,6 +8,7 @@ export { GatewayError, type GatewayErrorCode } from './errors.js';
 export { FrontendRegistry, DOCKERFILE_FRONTEND, canonicalFrontendName } from './registry.js';
 export type { SolveBackend, SolvedRef, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, FrontendContainerFile, BackendContainerRequest, BackendContainerMount } from './backend.js';
 export { GatewayClient, GatewayRef, type GatewayClientOptions } from './client.js';
+export { OpenContainers } from './containers.js';
 export { Gateway, MAX_FRONTEND_DEPTH, type GatewayRequest, type GatewayResult, type GatewayAttestation, type GatewayOptions } from './gateway.js';
 export { selectFrontend, type FrontendSelection, type SelectFrontendOptions } from './select.js';
 // gateway.v0: frontend images run in a container, LLBBridge over their stdin/stdout.
