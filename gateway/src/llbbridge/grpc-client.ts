@@ -5,7 +5,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, decodeGrpcMessage, frameMessage } from './grpc.js';
-import { AsyncQueue, pauseWhileFull, writeMessage, type ClientStreamCall } from './grpc-stream.js';
+import { messageQueue, pauseWhileFull, writeMessage, type ClientStreamCall } from './grpc-stream.js';
 
 /** Decodes a `grpc-status-details-bin` trailer (a `google.rpc.Status`) into its details. */
 export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['details'];
@@ -73,7 +73,7 @@ export class GrpcClient {
    * half-closed (a server may answer before reading everything).
    */
   stream(path: string): ClientStreamCall {
-    const incoming = new AsyncQueue<Uint8Array>();
+    const incoming = messageQueue();
     if (this.#session.closed || this.#session.destroyed) {
       incoming.fail(this.#unavailable(path));
       return { send: () => Promise.reject(this.#unavailable(path)), end: () => {}, cancel: () => {}, messages: incoming };

@@ -7,7 +7,7 @@ import { constants, performServerHandshake, type IncomingHttpHeaders, type Serve
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MAX_MESSAGE_BYTES, MessageReader, encodeGrpcMessage, frameMessage, tooLarge } from './grpc.js';
-import { AsyncQueue, pauseWhileFull, writeMessage, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
+import { messageQueue, pauseWhileFull, writeMessage, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
 
 /** Answers one unary call: the request message in, the response message out (or a thrown status). */
 export type UnaryHandler = (request: Uint8Array) => Promise<Uint8Array>;
@@ -144,7 +144,7 @@ export class GrpcServer {
    */
   #serveStream(s: ServerHttp2Stream, path: string, handler: StreamHandler): void {
     const reader = new MessageReader();
-    const incoming = new AsyncQueue<Uint8Array>();
+    const incoming = messageQueue();
     const gone = new AbortController();
     let trailers: Record<string, string> = { 'grpc-status': '0' };
     s.on('data', (chunk: Buffer) => {

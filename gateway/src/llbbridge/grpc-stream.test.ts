@@ -208,6 +208,34 @@ describe('gRPC streams: flow control reaches the peer when a reader is slow', ()
     server.destroy();
   });
 
+  test('bytes count as well as messages: large messages to a handler that does not read stop the client after a few MiB', async () => {
+    const { server, client } = connectPair(
+      new Map([
+        [
+          '/t.S/Deaf',
+          async (call) => {
+            await new Promise<void>((r) => call.signal.addEventListener('abort', () => r()));
+          },
+        ],
+      ]),
+    );
+    const call = client.stream('/t.S/Deaf');
+    const big = new Uint8Array(8 << 20);
+    let sent = 0;
+    const pump = (async () => {
+      for (let i = 0; i < 16; i++) {
+        await call.send(big);
+        sent++;
+      }
+    })();
+    pump.catch(() => undefined);
+    await Promise.race([pump, new Promise((r) => setTimeout(r, 1500))]);
+    // 16 messages of 8 MiB would all be queued by a message count alone.
+    expect(sent).toBeLessThan(4);
+    call.cancel();
+    server.destroy();
+  });
+
   test('a client that does not read the answers stops the server sending (no unbounded queue on the client)', async () => {
     let sent = 0;
     const { server, client } = connectPair(

@@ -30,18 +30,24 @@ export function writeMessage(stream: Http2Stream, message: Uint8Array): Promise<
 }
 
 /**
- * Messages queued for a slow reader before the HTTP/2 stream stops reading: a paused stream
- * sends no WINDOW_UPDATE, so the peer's writes wait at its flow-control window, as grpc-go's
- * Recv does when nobody calls it. Without this every message the peer sends piles up in memory.
+ * Messages, and bytes, queued for a slow reader before the HTTP/2 stream stops reading: a paused
+ * stream sends no WINDOW_UPDATE, so the peer's writes wait at its flow-control window, as
+ * grpc-go's Recv does when nobody calls it. Without this every message the peer sends piles up
+ * in memory. Bytes count too: a message may be 16 MiB.
  */
-export const QUEUE_HIGH_WATER = 16;
+export const QUEUE_HIGH_WATER = { messages: 16, bytes: 1024 * 1024 } as const;
+
+/** A queue of received messages, weighed by their size (for {@link pauseWhileFull}). */
+export function messageQueue(): AsyncQueue<Uint8Array> {
+  return new AsyncQueue<Uint8Array>((m) => m.byteLength);
+}
 
 /**
- * Pauses `stream` while `queue` holds {@link QUEUE_HIGH_WATER} messages or more, and resumes it
+ * Pauses `stream` while `queue` holds {@link QUEUE_HIGH_WATER} messages or bytes, and resumes it
  * once the consumer has read them all (or stopped reading).
  */
 export function pauseWhileFull(stream: Http2Stream, queue: AsyncQueue<Uint8Array>): void {
-  if (queue.length < QUEUE_HIGH_WATER || stream.isPaused()) return;
+  if ((queue.length < QUEUE_HIGH_WATER.messages && queue.weight < QUEUE_HIGH_WATER.bytes) || stream.isPaused()) return;
   stream.pause();
   void queue.drained().then(() => {
     if (!stream.destroyed) stream.resume();
