@@ -5,7 +5,7 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MessageReader, decodeGrpcMessage, frameMessage } from './grpc.js';
-import { messageQueue, pauseWhileFull, writeMessage, type ClientStreamCall } from './grpc-stream.js';
+import { MessageWriter, messageQueue, pauseWhileFull, type ClientStreamCall } from './grpc-stream.js';
 
 /** Decodes a `grpc-status-details-bin` trailer (a `google.rpc.Status`) into its details. */
 export type StatusDetailsDecoder = (bytes: Uint8Array) => GrpcStatusError['details'];
@@ -83,6 +83,7 @@ export class GrpcClient {
       pauseWhileFull(req, incoming);
     });
     const { req } = call;
+    const writer = new MessageWriter(req);
     let cancelled = false;
     // The server's END_STREAM: its status is in. Our side may still be open; close it, the call is over.
     req.on('end', () => {
@@ -105,7 +106,7 @@ export class GrpcClient {
       messages: incoming,
       send: (message) => {
         if (req.closed || req.writableEnded) return Promise.reject(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call is over`));
-        return writeMessage(req, message);
+        return writer.write(message);
       },
       end: () => {
         if (!req.closed && !req.writableEnded) req.end();

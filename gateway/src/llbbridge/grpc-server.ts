@@ -7,7 +7,7 @@ import { constants, performServerHandshake, type IncomingHttpHeaders, type Serve
 import type { Duplex } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { GRPC_CONTENT_TYPE, GrpcCode, GrpcStatusError, MAX_MESSAGE_BYTES, MessageReader, encodeGrpcMessage, frameMessage, tooLarge } from './grpc.js';
-import { messageQueue, pauseWhileFull, writeMessage, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
+import { MessageWriter, messageQueue, pauseWhileFull, type ServerStreamCall, type StreamHandler } from './grpc-stream.js';
 
 /** Answers one unary call: the request message in, the response message out (or a thrown status). */
 export type UnaryHandler = (request: Uint8Array) => Promise<Uint8Array>;
@@ -145,6 +145,7 @@ export class GrpcServer {
   #serveStream(s: ServerHttp2Stream, path: string, handler: StreamHandler): void {
     const reader = new MessageReader();
     const incoming = messageQueue();
+    const writer = new MessageWriter(s);
     const gone = new AbortController();
     let trailers: Record<string, string> = { 'grpc-status': '0' };
     s.on('data', (chunk: Buffer) => {
@@ -182,7 +183,7 @@ export class GrpcServer {
         if (s.destroyed || s.writableEnded) return Promise.reject(new GrpcStatusError(GrpcCode.CANCELLED, `${path}: the call is over`));
         if (message.byteLength > MAX_MESSAGE_BYTES) return Promise.reject(tooLarge(message.byteLength, 'sent'));
         respond();
-        return writeMessage(s, message);
+        return writer.write(message);
       },
     };
     const finish = (status: GrpcStatusError | undefined): void => {

@@ -172,6 +172,56 @@ describe('gRPC streaming calls over one HTTP/2 connection', () => {
   });
 });
 
+describe('gRPC streams: many sends in flight at once', () => {
+  test('sends not awaited (a process output callback, stdin beside a signal) all arrive in order, without a listener per pending send', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const { server, client } = connectPair(
+        new Map([
+          [
+            '/t.S/Burst',
+            async (call) => {
+              const it = call.messages[Symbol.asyncIterator]();
+              await it.next();
+              const sends: Promise<void>[] = [];
+              for (let i = 0; i < 64; i++) sends.push(call.send(new Uint8Array(32 * 1024).fill(i)));
+              await Promise.all(sends);
+            },
+          ],
+          [
+            '/t.S/Sink',
+            async (call) => {
+              let n = 0;
+              for await (const m of call.messages) n += m.byteLength;
+              await call.send(te.encode(String(n)));
+            },
+          ],
+        ]),
+      );
+      const call = client.stream('/t.S/Burst');
+      await call.send(te.encode('go'));
+      const got: number[] = [];
+      for await (const m of call.messages) got.push(m[0] ?? -1);
+      expect(got).toEqual([...Array(64).keys()]);
+
+      const up = client.stream('/t.S/Sink');
+      const sends: Promise<void>[] = [];
+      for (let i = 0; i < 64; i++) sends.push(up.send(new Uint8Array(32 * 1024)));
+      await Promise.all(sends);
+      up.end();
+      expect(await collect(up.messages)).toEqual([String(64 * 32 * 1024)]);
+      // The warning is emitted on a later tick.
+      await new Promise((r) => setTimeout(r, 10));
+      expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+      server.destroy();
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
+
 describe('gRPC streams: flow control reaches the peer when a reader is slow', () => {
   const MiB = new Uint8Array(1 << 20);
   /** Sends `n` messages one after the other; resolves with how many went out before `ms` passed. */

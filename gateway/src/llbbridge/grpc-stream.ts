@@ -1,32 +1,40 @@
 /**
  * Streaming gRPC calls (LLBBridge's `ExecProcess` is bidirectional): the call handles each side
- * gets, the queue that turns pushed messages into an `AsyncIterable`, and a flow-controlled write.
+ * gets, the queue that turns pushed messages into an `AsyncIterable`, and flow-controlled writes.
  */
 import type { Http2Stream } from 'node:http2';
 import { frameMessage } from './grpc.js';
 
 /**
- * Writes one message (framed) on an HTTP/2 stream; resolves once HTTP/2 took it: at once, or at
- * `drain` when the stream's buffer is full (flow control), or when the stream closes. Rejects
- * with KLN0613 for a message over the limit (nothing written).
+ * Writes messages (framed) on one HTTP/2 stream. Each write resolves once HTTP/2 took it: at
+ * once, or at `drain` when the stream's buffer is full (flow control), or when the stream
+ * closes; it rejects with KLN0613 for a message over the limit (nothing written). Writes not
+ * awaited (a process's output, stdin beside a signal) wait together on one `drain` listener, not
+ * one each (which piled up listeners and set off MaxListenersExceededWarning at 11).
  */
-export function writeMessage(stream: Http2Stream, message: Uint8Array): Promise<void> {
-  let frame: Buffer;
-  try {
-    frame = frameMessage(message);
-  } catch (e) {
-    return Promise.reject(e);
-  }
-  if (stream.write(frame)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      resolve();
+export class MessageWriter {
+  readonly #stream: Http2Stream;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(stream: Http2Stream) {
+    this.#stream = stream;
+    const release = (): void => {
+      for (const resolve of this.#waiting.splice(0)) resolve();
     };
-    stream.once('drain', done);
-    stream.once('close', done);
-  });
+    stream.on('drain', release);
+    stream.once('close', release);
+  }
+
+  write(message: Uint8Array): Promise<void> {
+    let frame: Buffer;
+    try {
+      frame = frameMessage(message);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.#stream.write(frame) || this.#stream.destroyed) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
 }
 
 /**
