@@ -299,14 +299,13 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     const wire = newContainerToWire(id, request, (ref) => this.#ownRef(ref, 'a container mount').id);
     await this.#rpc.call('NewContainer', 'NewContainerRequest', 'NewContainerResponse', wire);
     if (this.#exec === undefined || this.#exec.ended) this.#exec = new BridgeExec(this.#codec, this.#rpc.grpc);
-    const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), this.#exec);
     const signal = request.signal;
+    const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), this.#exec, signal);
     if (signal?.aborted === true) {
-      // Aborted while NewContainer was on the wire: the listener below would never fire.
+      // Aborted while NewContainer was on the wire: its abort event is gone.
       await container.release().catch(() => undefined);
       signal.throwIfAborted();
     }
-    signal?.addEventListener('abort', () => void container.release().catch(() => undefined), { once: true });
     return container;
   }
 

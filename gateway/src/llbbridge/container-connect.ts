@@ -105,17 +105,24 @@ export class BridgeExec {
   }
 }
 
-/** A container made through NewContainer. */
+/**
+ * A container made through NewContainer. `signal` aborting releases it; the listener goes at
+ * release, so a signal shared by many containers (the build's) does not collect them.
+ */
 export class BridgeContainer implements Container {
   readonly id: string;
   readonly #call: BridgeUnaryCall;
   readonly #exec: BridgeExec;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = (): void => void this.release().catch(() => undefined);
   #released: Promise<void> | undefined;
 
-  constructor(id: string, call: BridgeUnaryCall, exec: BridgeExec) {
+  constructor(id: string, call: BridgeUnaryCall, exec: BridgeExec, signal?: AbortSignal) {
     this.id = id;
     this.#call = call;
     this.#exec = exec;
+    this.#signal = signal;
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
   /**
@@ -140,6 +147,7 @@ export class BridgeContainer implements Container {
 
   /** ReleaseContainer (once; later calls wait for that one). The server kills what still runs. */
   release(): Promise<void> {
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#released ??= this.#call('ReleaseContainer', 'ReleaseContainerRequest', 'ReleaseContainerResponse', { ContainerID: this.id }).then(() => undefined);
     return this.#released;
   }

@@ -208,6 +208,29 @@ describe('LLBBridge containers: serve + connect', () => {
     expect(fake.containers[0]?.releases).toBe(1);
   });
 
+  test('a signal shared by many containers (the build\'s) keeps no listener for a released one', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const { fake, client, served } = await run();
+      const build = new AbortController();
+      for (let i = 0; i < 12; i++) {
+        const c = await client.newContainer({ mounts: [{ dest: '/' }], signal: build.signal });
+        await c.release();
+      }
+      await new Promise((r) => setTimeout(r, 10));
+      expect(warnings.filter((w) => w.includes('abort listeners'))).toEqual([]);
+      // Aborting now releases nothing again.
+      build.abort();
+      await client.return({ metadata: new Map() });
+      await served;
+      expect(fake.containers.map((c) => c.releases)).toEqual(Array(12).fill(1));
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   test('a mount ref this client did not solve is refused locally; a client without gateway.exec gets KLN0615', async () => {
     const { client, served } = await run();
     const other = await run();
