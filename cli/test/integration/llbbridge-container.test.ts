@@ -154,4 +154,31 @@ describe('LLBBridge containers over a real kiln gateway and runc', () => {
     await expect(seen.left?.wait().then(String, (e: unknown) => (e as Error).message)).resolves.toMatch(/137|ExecProcess/);
     expect(result.ref).toBeDefined();
   });
+
+  test('stdin for a process that does not read it is pulled only as far as the pipes and flow-control windows hold, then the rest once it exits', async () => {
+    let pulled = 0;
+    let pulledWhileAsleep = 0;
+    let code: number | undefined;
+    await buildOverBridge(async (client) => {
+      const ref = await client.solve({ definition: await image('busybox').marshal(), evaluate: true });
+      const container = await client.newContainer({ mounts: [{ dest: '/', ref, readonly: true }] });
+      const piece = new Uint8Array(1 << 20);
+      async function* endless(): AsyncGenerator<Uint8Array> {
+        for (let i = 0; i < 256; i++) {
+          pulled += piece.byteLength;
+          yield piece;
+        }
+      }
+      const sleeper = await container.start({ args: ['sleep', '2'], env: ['PATH=/bin'], stdin: endless() });
+      await new Promise((r) => setTimeout(r, 1500));
+      pulledWhileAsleep = pulled;
+      code = await sleeper.wait();
+      await client.return({ ref, metadata: new Map() });
+    });
+    // 256 MiB offered: runc's pipe, the daemon's 64 KiB stdin queue, its 1 MiB message queue and
+    // the HTTP/2 windows hold a few MiB; before, the daemon took everything it was sent.
+    expect(pulledWhileAsleep).toBeGreaterThan(0);
+    expect(pulledWhileAsleep).toBeLessThan(16 << 20);
+    expect(code).toBe(0);
+  });
 });
