@@ -221,8 +221,13 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
     } else if (m.File !== undefined) {
       const data = m.File.Data;
       if (data === undefined || data.byteLength === 0) return;
-      if (m.File.Fd === 1) this.#request.stdout?.(data);
-      else if (m.File.Fd === 2) this.#request.stderr?.(data);
+      try {
+        if (m.File.Fd === 1) this.#request.stdout?.(data);
+        else if (m.File.Fd === 2) this.#request.stderr?.(data);
+      } catch {
+        // The caller's handler failed: its own affair (as in the runtime). Thrown here it would
+        // end the connection's one ExecProcess reader, failing every process on it.
+      }
     } else if (m.Exit !== undefined) {
       this.#exit = { code: m.Exit.Code ?? 0, error: m.Exit.Error };
       if (!this.#isStarted) {

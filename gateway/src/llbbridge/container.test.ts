@@ -154,6 +154,28 @@ describe('LLBBridge containers: serve + connect', () => {
     await served;
   });
 
+  test('a stdout callback that throws fails neither its process nor the others on the connection (the runtime treats a handler failure the same way)', async () => {
+    const { client, served } = await run();
+    const container = await client.newContainer({ mounts: [{ dest: '/' }] });
+    const other = await container.start({ args: ['sleep'] });
+    const bad = await container.start({
+      args: ['cat'],
+      stdin: chunks(te.encode('a'), te.encode('b')),
+      stdout: () => {
+        throw new Error('handler bug');
+      },
+    });
+    expect(await bad.wait()).toBe(0);
+    const out: string[] = [];
+    const good = await container.start({ args: ['cat'], stdin: chunks(te.encode('still here')), stdout: (c) => out.push(td.decode(c)) });
+    expect(await good.wait()).toBe(0);
+    expect(out.join('')).toBe('still here');
+    await other.signal('SIGTERM');
+    expect(await other.wait()).toBe(128 + 15);
+    await client.return({ metadata: new Map() });
+    await served;
+  });
+
   test('release kills what runs and frees the container once; starting in it afterwards fails', async () => {
     const { fake, client, served } = await run();
     const container = await client.newContainer({ mounts: [{ dest: '/' }] });
