@@ -201,7 +201,7 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly #files = new Map<string, Uint8Array>();
   #filesSize = 0;
   #returned = false;
-  /** The ExecProcess call, opened by the first container. */
+  /** The ExecProcess call, opened by the first process started. */
   #exec: BridgeExec | undefined;
 
   constructor(
@@ -298,15 +298,20 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     const id = newBridgeId();
     const wire = newContainerToWire(id, request, (ref) => this.#ownRef(ref, 'a container mount').id);
     await this.#rpc.call('NewContainer', 'NewContainerRequest', 'NewContainerResponse', wire);
-    if (this.#exec === undefined || this.#exec.ended) this.#exec = new BridgeExec(this.#codec, this.#rpc.grpc);
     const signal = request.signal;
-    const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), this.#exec, signal);
+    const container = new BridgeContainer(id, (m, req, res, r) => this.#rpc.call(m, req, res, r), () => this.#execCall(), signal);
     if (signal?.aborted === true) {
       // Aborted while NewContainer was on the wire: its abort event is gone.
       await container.release().catch(() => undefined);
       signal.throwIfAborted();
     }
     return container;
+  }
+
+  /** The connection's ExecProcess call, opened on first use and again after one ended. */
+  #execCall(): BridgeExec {
+    if (this.#exec === undefined || this.#exec.ended) this.#exec = new BridgeExec(this.#codec, this.#rpc.grpc);
+    return this.#exec;
   }
 
   warn(warning: FrontendWarning): void {

@@ -106,18 +106,20 @@ export class BridgeExec {
 }
 
 /**
- * A container made through NewContainer. `signal` aborting releases it; the listener goes at
+ * A container made through NewContainer. `exec` gives the connection's ExecProcess call, a new
+ * one when the last ended: buildkitd ends the whole call when a process cannot start, and the
+ * container must still run the next one. `signal` aborting releases it; the listener goes at
  * release, so a signal shared by many containers (the build's) does not collect them.
  */
 export class BridgeContainer implements Container {
   readonly id: string;
   readonly #call: BridgeUnaryCall;
-  readonly #exec: BridgeExec;
+  readonly #exec: () => BridgeExec;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = (): void => void this.release().catch(() => undefined);
   #released: Promise<void> | undefined;
 
-  constructor(id: string, call: BridgeUnaryCall, exec: BridgeExec, signal?: AbortSignal) {
+  constructor(id: string, call: BridgeUnaryCall, exec: () => BridgeExec, signal?: AbortSignal) {
     this.id = id;
     this.#call = call;
     this.#exec = exec;
@@ -132,13 +134,14 @@ export class BridgeContainer implements Container {
   async start(request: ContainerProcessRequest): Promise<ContainerProcess> {
     if (this.#released !== undefined) throw new GatewayError('KLN0614', `container ${this.id} was released`);
     const pid = `${this.id}:${newBridgeId()}`;
-    const proc = new BridgeProcess(pid, request, this.#exec);
-    this.#exec.register(pid, proc);
+    const exec = this.#exec();
+    const proc = new BridgeProcess(pid, request, exec);
+    exec.register(pid, proc);
     try {
-      await this.#exec.send({ ProcessID: pid, Init: processToWire(this.id, request) });
+      await exec.send({ ProcessID: pid, Init: processToWire(this.id, request) });
       await proc.started;
     } catch (e) {
-      this.#exec.unregister(pid);
+      exec.unregister(pid);
       throw e;
     }
     proc.pumpStdin();

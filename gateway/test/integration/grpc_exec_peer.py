@@ -142,11 +142,14 @@ def server(sock):
         return b"".join(ld(1, ld(1, c) + vi(2, 1)) for c in ids)
 
     def execute(requests, context):
-        """Echo server: Started on Init, stdin back as fd 1, then EOF, Exit 0, Done; a Signal exits 130."""
+        """Echo server: Started on Init, stdin back as fd 1, then EOF, Exit 0, Done; a Signal exits 130.
+        An Init of `missing` fails the whole call, as buildkitd's ExecProcess returns ctr.Start's error."""
         for raw in requests:
             m = parse_exec(raw)
             out(call="exec", message=m)
             pid = m["pid"]
+            if m["kind"] == "init" and m["args"][:1] == ["missing"]:
+                context.abort(grpc.StatusCode.UNKNOWN, 'exec: "missing": executable file not found in $PATH')
             if m["kind"] == "init":
                 yield exec_msg(pid, 5, b"")
             elif m["kind"] == "file" and m["data"]:

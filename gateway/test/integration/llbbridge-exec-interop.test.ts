@@ -89,6 +89,9 @@ describe('LLBBridge ExecProcess against grpcio', () => {
     expect(await echo.wait()).toBe(0);
     expect(out.join('')).toBe('SHOUT THIS');
 
+    // buildkitd fails the whole ExecProcess call when a process cannot start: start rejects with
+    // its message, and the same container still runs the next process (on a new call).
+    await expect(container.start({ args: ['missing'] })).rejects.toMatchObject({ code: 'KLN0612', message: expect.stringContaining('executable file not found') });
     const waiting = await container.start({ args: ['sleep'] });
     await waiting.signal('SIGINT');
     expect(await waiting.wait()).toBe(130);
