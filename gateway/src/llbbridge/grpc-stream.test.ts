@@ -254,6 +254,10 @@ describe('gRPC streams: flow control reaches the peer when a reader is slow', ()
     // 64 MiB offered; buildkitd (grpc-go) stops reading at its flow-control window.
     const sent = await sendFor((m) => call.send(m), 64, 1500);
     expect(sent).toBeLessThan(32);
+    // The paused stream holds its own window only: unary calls (ReleaseContainer, Return) still
+    // pass both ways with more than a connection window (64 KiB) of data.
+    const large = new Uint8Array(300 * 1024).fill(7);
+    expect(Buffer.from(await client.call('/t.S/Unary', large)).equals(Buffer.from(large))).toBe(true);
     call.cancel();
     server.destroy();
   });
