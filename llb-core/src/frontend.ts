@@ -216,6 +216,12 @@ export interface ContainerProcessRequest {
   readonly user?: string;
   /** A pseudo-terminal for fds 0-2 (stderr then comes through `stdout`). */
   readonly tty?: boolean;
+  /**
+   * The terminal's size from the start (default 24x80), so a program that reads it at once sees
+   * the caller's; later changes go through {@link ContainerProcess.resize}. kiln's own: BuildKit
+   * has only Resize, which can come after the program looked.
+   */
+  readonly ttySize?: { readonly rows: number; readonly cols: number };
   readonly security?: 'sandbox' | 'insecure';
   /** Read as the process's fd 0 until it ends; absent: an empty stdin. */
   readonly stdin?: AsyncIterable<Uint8Array>;

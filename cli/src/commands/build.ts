@@ -11,7 +11,7 @@ import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
-import { invoke, parseInvoke, type InvokeSpec } from '../engine/invoke.js';
+import { invoke, parseInvoke, processTerminal, type InvokeSpec } from '../engine/invoke.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
@@ -215,9 +215,14 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
 async function invokeHeld(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec | undefined, io: CliIo): Promise<number> {
   try {
     if (spec === undefined) return 0;
-    return await invoke(engine, held, spec, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, interrupts: io.interrupts ?? processInterrupts });
+    // This process's own terminal gives the command a pseudo-terminal; a daemon's client, pipes.
+    const terminal = io.remote === true || io.stdin !== process.stdin ? undefined : processTerminal();
+    return await invoke(engine, held, spec, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, interrupts: io.interrupts ?? processInterrupts, ...(terminal === undefined ? {} : { terminal }) });
   } finally {
     await held.release();
+    // A read of this process's stdin still pending for a command that ended would keep kiln
+    // running until the next key press (an iterator's return waits for it): stop reading.
+    if (spec !== undefined && io.stdin === process.stdin) process.stdin.destroy();
   }
 }
 

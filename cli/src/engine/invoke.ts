@@ -35,6 +35,29 @@ export interface InvokeIo {
   readonly stderr: { write(chunk: Uint8Array | string): unknown };
   /** Ctrl-C and SIGTERM go to the process; SIGHUP (a daemon client gone) ends the container. */
   readonly interrupts: Interrupts;
+  /** The caller's terminal, when stdin and stdout are one: the process then gets a pseudo-terminal. */
+  readonly terminal?: InvokeTerminal;
+}
+
+/** A terminal the invoked process takes over: raw while it runs, its size followed. */
+export interface InvokeTerminal {
+  size(): { readonly rows: number; readonly cols: number };
+  onResize(listener: () => void): () => void;
+  setRaw(raw: boolean): void;
+}
+
+/** The caller's own terminal (process stdin and stdout), if both are one. */
+export function processTerminal(): InvokeTerminal | undefined {
+  const { stdin, stdout } = process;
+  if (stdin.isTTY !== true || stdout.isTTY !== true) return undefined;
+  return {
+    size: () => ({ rows: stdout.rows, cols: stdout.columns }),
+    onResize: (l) => {
+      stdout.on('resize', l);
+      return () => void stdout.off('resize', l);
+    },
+    setRaw: (raw) => void stdin.setRawMode(raw),
+  };
 }
 
 /** The shell a failed RUN's state opens when no command was given (buildx's on-error default). */
@@ -54,6 +77,7 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
   io.stderr.write(`kiln: --invoke: running ${JSON.stringify(args.join(' '))} in ${held.failed !== undefined ? 'the state the failed step left' : 'the result'}; it ends with the command (Ctrl-D ends a shell)\n`);
   const container = await newContainer({ mounts: target.mounts, network: target.network, ...(target.hostname === undefined ? {} : { hostname: target.hostname }), extraHosts: target.extraHosts });
   try {
+    const term = io.terminal;
     const proc: ContainerProcessRequest = {
       args,
       env: target.env,
@@ -62,16 +86,26 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
       stdin: io.stdin,
       stdout: (c) => void io.stdout.write(c),
       stderr: (c) => void io.stderr.write(c),
+      // On a terminal, keys (Ctrl-C included) go to the process's own terminal as typed.
+      ...(term === undefined ? {} : { tty: true, ttySize: term.size() }),
     };
-    const p = await container.start(proc);
-    const off = io.interrupts.on((sig) => {
-      if (sig === 'SIGHUP') void container.release();
-      else void p.signal(sig).catch(() => undefined);
-    });
+    term?.setRaw(true);
+    const offs: Array<() => void> = [];
     try {
+      const p = await container.start(proc);
+      if (term !== undefined) {
+        offs.push(term.onResize(() => void p.resize(term.size()).catch(() => undefined)));
+      }
+      offs.push(
+        io.interrupts.on((sig) => {
+          if (sig === 'SIGHUP') void container.release();
+          else void p.signal(sig).catch(() => undefined);
+        }),
+      );
       return await p.wait();
     } finally {
-      off();
+      for (const off of offs) off();
+      term?.setRaw(false);
     }
   } finally {
     await container.release();

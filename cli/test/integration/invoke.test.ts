@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { runKiln, startDaemon, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, runKiln, startDaemon, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // `kiln build --invoke`: a debug shell in the result, or in the state a failed RUN left, with the
 // caller's stdin/stdout (real runc, real snapshots).
@@ -94,6 +95,19 @@ describe('kiln build --invoke', () => {
     expect(sent).toBe(true);
     expect(r.stdout).toBe('got-int\n');
     expect(r.code).toBe(9);
+  }, 120_000);
+
+  test('on a terminal the command gets a pseudo-terminal of the same size, and kiln exits after it', async () => {
+    // script(1) gives kiln a terminal (33x101); its stdin stays open, as a user's terminal does.
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    const kiln = `KILN_DAEMON=0 PATH='${sb.path}' '${process.execPath}' '${kilnBin}' build '${ctx}' --root '${sb.root}' --progress quiet --invoke 'sh -c "tty; stty size; exit 6"'`;
+    const child = spawn('script', ['-qec', `stty rows 33 cols 101; ${kiln} 2>/dev/null; echo "kiln-exit=$?"`, '/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    child.stdin.end();
+    expect(code).toBe(0);
+    expect(out).toMatch(/^\/dev\/pts\/\d+\r+\n33 101\r+\nkiln-exit=6\r*\n$/);
   }, 120_000);
 
   test('through a kiln daemon: stdin, stdout and the exit status pass through', async () => {

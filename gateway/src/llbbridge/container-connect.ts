@@ -140,6 +140,8 @@ export class BridgeContainer implements Container {
     try {
       await exec.send({ ProcessID: pid, Init: processToWire(this.id, request) });
       await proc.started;
+      // The wire has no size in Init (BuildKit's neither): a Resize right after Started.
+      if (request.tty === true && request.ttySize !== undefined) await proc.resize(request.ttySize);
     } catch (e) {
       exec.unregister(pid);
       throw e;

@@ -142,8 +142,9 @@ export interface ContainerRequest {
 export interface ContainerProcessSpec extends ProcessSpec {
   /** Default `sandbox`. The init's mode also decides the container's masked paths and devices. */
   readonly security?: SecurityMode;
-  /** A pseudo-terminal on fds 0-2 (24x80 until resized): its output, stderr's too, comes through `stdout`. */
+  /** A pseudo-terminal on fds 0-2 (`ttySize`, else 24x80, until resized): its output, stderr's too, comes through `stdout`. */
   readonly tty?: boolean;
+  readonly ttySize?: { readonly rows: number; readonly cols: number };
   /**
    * Fed to fd 0 until it ends (then fd 0 reads EOF); absent: an empty stdin. When the process
    * exits first, its iterator is returned (as a `for await` `break`: a Node stream's destroys it).

@@ -168,7 +168,7 @@ export class RuncContainer implements ExecContainer {
     const h = this.#host;
     const args = ['--root', h.state, '--log', files.log, '--log-format', 'json', ...command];
     // A terminal: runc in the foreground on a pty of the relay's, which copies it to pipes.
-    const pty = p.tty === true ? spawnOnPty(h.runc, args, h.env) : undefined;
+    const pty = p.tty === true ? spawnOnPty(h.runc, args, h.env, p.ttySize) : undefined;
     // Its own process group: kiln stops containers on Ctrl-C itself (as the executor's runs).
     const child = pty?.child ?? spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: h.env });
     const proc = new RuncProcess(child, p, kill, () => (pty === undefined ? h.missing() : ptyMissing()), pty);
