@@ -96,9 +96,9 @@ function bareRunc(work) {
 
 /**
  * The floor of the 50-step chain: 50 `runc run`s back to back from a shell loop, no kiln. Each
- * has the config.json and the environment kiln gives runc for such a step (its own spec builder),
- * and runs on an overlay of the previous steps' upper dirs, as a chain of RUNs does; the bundles
- * are made before the clock starts. Returns the total wall ms.
+ * has the config.json kiln writes for such a step (its own spec builder) and runs on an overlay of
+ * the previous steps' upper dirs, as a chain of RUNs does; the bundles are made before the clock
+ * starts. Returns the total wall ms.
  */
 async function bareRuncChain(work, steps) {
   const { buildSpec, specJson } = await import('../runtime/dist/executor/spec.js');
@@ -144,8 +144,7 @@ async function bareRuncChain(work, steps) {
     lines.push(`runc --root ${join(dir, 'state')} run --bundle ${step} kiln-bench-chain-${process.pid}-${i} >/dev/null || exit 1`);
   }
   const t0 = performance.now();
-  // runc's environment as kiln gives it (GOMAXPROCS=1, see runtime's runc executor).
-  const r = spawnSync('sh', ['-c', lines.join('\n')], { stdio: 'ignore', env: { ...process.env, GOMAXPROCS: '1' } });
+  const r = spawnSync('sh', ['-c', lines.join('\n')], { stdio: 'ignore' });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error('bare runc chain failed');
   rmSync(dir, { recursive: true, force: true });

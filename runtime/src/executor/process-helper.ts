@@ -13,8 +13,7 @@ import { holdHelper } from '../api/helper-ref.js';
  * it is unavailable.
  */
 
-// Requests: "<tag> [=<hex NAME=value>]… <hex argv0> <hex argv1> …" (the "=" words are variables
-// set for that process on top of the helper's environment; hex has no "="). Answers, one line each: "p <tag> <pid>" (forked;
+// Requests: "<tag> <hex argv0> <hex argv1> …". Answers, one line each: "p <tag> <pid>" (forked;
 // sent without waiting for the exec), "o|e <tag> <hex chunk>", "x <tag> c|s <n>" (exited, after all
 // its output), or instead of "x" "f <tag> <errno> <message>" (could not start; may follow "p").
 // The program is looked up in PATH before forking, so a missing one fails without a fork.
@@ -104,9 +103,7 @@ sub exe_of {
   return "/proc/self/fd/$s->{fd}";
 }
 sub start {
-  my ($tag, @words) = @_;
-  my %env = map { split /=/, $_, 2 } map { pack('H*', substr($_, 1)) } grep { /^=/ } @words;
-  my @argv = map { pack('H*', $_) } grep { !/^=/ } @words;
+  my ($tag, @argv) = @_;
   my $prog = find_prog($argv[0]);
   if (!defined $prog || !-e $prog) { push @q, "f $tag 2 No such file or directory\n"; return; }
   my $exe = exe_of($prog);
@@ -116,7 +113,6 @@ sub start {
   if (!defined $pid) { push @q, "f $tag " . ($!+0) . " fork\n"; return; }
   if ($pid == 0) {
     $SIG{CHLD} = 'DEFAULT'; $SIG{PIPE} = 'DEFAULT';
-    @ENV{keys %env} = values %env;
     open(STDIN, '<', '/dev/null'); open(STDOUT, '>&', $ow); open(STDERR, '>&', $ew);
     { exec { $exe } @argv; }
     # A copy the system will not execute (noexec policies): the file itself.
@@ -154,7 +150,7 @@ while ($stdin_open || %kids) {
           if ($tag eq 'm') { my ($t, $p) = @hex; push @q, "k $t " . (POSIX::mkfifo(pack('H*', $p), 0600) ? 0 : $!+0) . "\n"; next; }
           if ($tag eq 'c') { my ($t, $p, $nr) = @hex; push @q, "k $t " . seal(pack('H*', $p), hex($nr)) . "\n"; next; }
           if ($tag eq 'h') { my ($t) = @hex; $_->{waiting} = 0 for grep { $_->{tag} eq $t } values %kids; next; }
-          start($tag, @hex);
+          start($tag, map { pack('H*', $_) } @hex);
         }
       }
     }
@@ -199,8 +195,6 @@ export interface HelperProcess {
 
 /** Options of {@link spawnViaHelper}. */
 export interface HelperStartOptions {
-  /** Variables set for this process on top of the environment kiln had when the helper started. */
-  readonly env?: Readonly<Record<string, string>>;
   /**
    * Whether the process keeps kiln's event loop alive while it runs (default true). A process
    * that only waits for input kiln may never send (a pre-started runc) is started unheld, so a
@@ -268,8 +262,7 @@ class ProcessHelper {
       if (opts.held === false) this.#child.stdin.write(`h ${tag}\n`);
     };
     if (opts.held !== false) hold();
-    const env = Object.entries(opts.env ?? {}).map(([k, v]) => `=${Buffer.from(`${k}=${v}`).toString('hex')}`);
-    this.#child.stdin.write(`${[tag, ...env, ...[file, ...args].map((a) => Buffer.from(a).toString('hex'))].join(' ')}\n`);
+    this.#child.stdin.write(`${tag} ${[file, ...args].map((a) => Buffer.from(a).toString('hex')).join(' ')}\n`);
     return {
       stdout: r.stdout,
       stderr: r.stderr,

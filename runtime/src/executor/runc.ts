@@ -22,16 +22,6 @@ import type { Socket } from 'node:net';
 
 const execFileP = promisify(execFile);
 
-/**
- * Variables set for every runc kiln starts. runc is a short-lived Go program started twice per
- * container (`runc run`, then `runc init` inside it, which inherits GOMAXPROCS): one processor
- * spares each the per-processor runtime setup and threads, 2-4 ms a container on this 2-core VM
- * (runc's own code is single-threaded work: fork, mounts, wait).
- */
-const RUNC_ENV: Readonly<Record<string, string>> = { GOMAXPROCS: '1' };
-/** The environment of runc started from Node. */
-const runcEnv = (): NodeJS.ProcessEnv => ({ ...process.env, ...RUNC_ENV });
-
 /** statfs(2) f_type of tmpfs. */
 const TMPFS_MAGIC = 0x01021994;
 
@@ -120,7 +110,7 @@ export class RuncExecutor implements Executor {
       scratch,
       runc: this.#runc,
       state: this.#state,
-      env: runcEnv(),
+      env: process.env,
       configure: (r, cleanups, terminal) => this.#configure(r, { id, bundle }, scratch, cleanups, terminal),
       insecureCapabilities: () => this.#boundingCaps(),
       runcError,
@@ -419,7 +409,7 @@ export class RuncExecutor implements Executor {
 
   /** Deletes what runc left of container `id` (after a cancel, or a failure in runc itself). */
   async #delete(id: string): Promise<void> {
-    await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id], { env: runcEnv() }).catch(() => undefined);
+    await execFileP(this.#runc, ['--root', this.#state, 'delete', '-f', id]).catch(() => undefined);
   }
 
   /**
@@ -513,7 +503,7 @@ export class RuncExecutor implements Executor {
     // The spec holds the process environment: root-only.
     writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
     // Its own process group (as #start's fallback): kiln stops containers on Ctrl-C itself.
-    const child = spawn(this.#runc, this.#runArgs(run), { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: runcEnv() });
+    const child = spawn(this.#runc, this.#runArgs(run), { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const exit = new Promise<number>((resolve, reject) => {
       child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? this.#missing() : e));
       child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
@@ -578,7 +568,7 @@ export class RuncExecutor implements Executor {
   async #kill(id: string, child: Started): Promise<void> {
     for (let i = 0; i < 100 && child.running(); i++) {
       try {
-        await execFileP(this.#runc, ['--root', this.#state, 'kill', id, 'KILL'], { env: runcEnv() });
+        await execFileP(this.#runc, ['--root', this.#state, 'kill', id, 'KILL']);
         return;
       } catch {
         await new Promise((r) => setTimeout(r, 20));
@@ -592,7 +582,7 @@ export class RuncExecutor implements Executor {
    * `child_process.spawn` when the helper is unavailable.
    */
   async #start(args: readonly string[], held = true): Promise<Started> {
-    const hp = spawnViaHelper(this.#runc, args, { held, env: RUNC_ENV });
+    const hp = spawnViaHelper(this.#runc, args, { held });
     if (!this.#sealed) {
       this.#sealed = true;
       // After the first start (the helper answers in order): the copy (~10 ms) is made while
@@ -642,7 +632,7 @@ export class RuncExecutor implements Executor {
       }
     }
     // Its own process group (see the process helper): kiln stops containers on Ctrl-C itself.
-    const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: runcEnv() });
+    const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const exit = new Promise<number>((resolve, reject) => {
       child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? this.#missing() : e));
       child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));

@@ -33,14 +33,6 @@ describe('spawnViaHelper', () => {
     expect(await killed?.exit).toEqual({ code: null, signal: 15 });
   });
 
-  test('env sets variables for that process only, on top of the helper environment', async () => {
-    const script = 'printf "%s|%s|%s" "$KILN_PH_A" "$KILN_PH_B" "${PATH:+has-path}"';
-    const withEnv = spawnViaHelper('/bin/sh', ['-c', script], { env: { KILN_PH_A: 'x=y z', KILN_PH_B: '' } });
-    const without = spawnViaHelper('/bin/sh', ['-c', script]);
-    expect(await text(withEnv?.stdout as Readable)).toBe('x=y z||has-path');
-    expect(await text(without?.stdout as Readable)).toBe('||has-path');
-  });
-
   test('a missing program rejects with ENOENT', async () => {
     const p = spawnViaHelper('/nonexistent/prog', []);
     await expect(p?.pid).rejects.toMatchObject({ code: 'ENOENT' });
