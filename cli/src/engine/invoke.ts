@@ -83,6 +83,8 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
       env: target.env,
       cwd: target.cwd,
       ...(target.user === '' ? {} : { user: target.user }),
+      // A failed RUN --security=insecure: its shell has what the step had (buildx passes exec.Security).
+      ...(target.security === 'insecure' ? { security: 'insecure' as const } : {}),
       stdin: io.stdin,
       stdout: (c) => void io.stdout.write(c),
       stderr: (c) => void io.stderr.write(c),
@@ -120,6 +122,7 @@ interface InvokeTarget {
   readonly cwd: string;
   readonly user: string;
   readonly network: 'sandbox' | 'none' | 'host';
+  readonly security: 'sandbox' | 'insecure';
   readonly hostname?: string;
   readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
   readonly defaultArgs: readonly string[];
@@ -153,6 +156,7 @@ function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined): InvokeT
     cwd: c.WorkingDir === undefined || c.WorkingDir === '' ? '/' : c.WorkingDir,
     user: c.User ?? '',
     network: 'sandbox',
+    security: 'sandbox',
     extraHosts: [],
     defaultArgs: entry.length > 0 ? entry : ['/bin/sh'],
     refs: [],
@@ -181,6 +185,7 @@ function failedTarget(engine: KilnEngine, st: FailedExecState): InvokeTarget {
     cwd: st.process.cwd,
     user: st.process.user,
     network: st.network,
+    security: st.security,
     ...(st.hostname === undefined ? {} : { hostname: st.hostname }),
     extraHosts: st.extraHosts,
     defaultArgs: FAILED_DEFAULT,

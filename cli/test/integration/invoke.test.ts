@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { kilnBin, runKiln, startDaemon, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, runKiln, startDaemon, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln build --invoke`: a debug shell in the result, or in the state a failed RUN left, with the
 // caller's stdin/stdout (real runc, real snapshots).
@@ -14,6 +14,12 @@ async function context(files: Readonly<Record<string, string>>): Promise<string>
   const dir = await mkdtemp(join(sb.dir, 'ctx-'));
   await writeTree(dir, files);
   return dir;
+}
+
+/** `kiln build --invoke on-error` of a context of `files` plus `flags(ctx)`, the shell reading `stdin`. */
+async function onError(files: Readonly<Record<string, string>>, flags: (ctx: string) => readonly string[], stdin: string, progress = 'quiet'): Promise<KilnRun> {
+  const ctx = await context(files);
+  return runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', progress, ...flags(ctx), '--invoke', 'on-error'], { stdin });
 }
 
 /** Snapshot ids of the root whose name starts with `prefix`. */
@@ -46,13 +52,12 @@ describe('kiln build --invoke', () => {
   }, 120_000);
 
   test('on-error after a failed RUN: the error first, then /bin/sh in the state it left (its files, env, workdir; no secret values); exit 1; nothing kept afterwards', async () => {
-    const ctx = await context({
-      Dockerfile: 'FROM busybox\nENV MODE=debug\nWORKDIR /work\nRUN --mount=type=secret,id=tok,env=TOKEN echo half > /work/half && exit 5\n',
-      'tok.txt': 'sekrit-value\n',
-    });
-    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--secret', `id=tok,src=${join(ctx, 'tok.txt')}`, '--invoke', 'on-error'], {
-      stdin: 'pwd; cat half; echo "mode=$MODE token=[$TOKEN]"; exit 0\n',
-    });
+    const r = await onError(
+      { Dockerfile: 'FROM busybox\nENV MODE=debug\nWORKDIR /work\nRUN --mount=type=secret,id=tok,env=TOKEN echo half > /work/half && exit 5\n', 'tok.txt': 'sekrit-value\n' },
+      (ctx) => ['--secret', `id=tok,src=${join(ctx, 'tok.txt')}`],
+      'pwd; cat half; echo "mode=$MODE token=[$TOKEN]"; exit 0\n',
+      'plain',
+    );
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('/work\nhalf\nmode=debug token=[]\n');
     // The build error is printed before the shell starts.
@@ -62,6 +67,20 @@ describe('kiln build --invoke', () => {
     expect(shellAt).toBeGreaterThan(errAt);
     expect(r.stderr).not.toContain('sekrit-value');
     expect(await snapshotIds('failed-')).toEqual([]);
+  }, 120_000);
+
+  test('after a failed RUN --security=insecure the shell runs insecure too: the capabilities the step had', async () => {
+    const r = await onError(
+      { Dockerfile: 'FROM busybox\nRUN --security=insecure grep CapEff /proc/self/status > /caps && exit 3\n' },
+      () => ['--allow', 'security.insecure'],
+      'cat /caps; grep CapEff /proc/self/status\n',
+    );
+    expect(r.code).toBe(1);
+    const [step, shell] = r.stdout.trim().split('\n');
+    // Not the sandbox's default set (docker's 14 capabilities).
+    expect(step).toMatch(/^CapEff:\s+[0-9a-f]{16}$/);
+    expect(step).not.toMatch(/a80425fb$/);
+    expect(shell).toBe(step);
   }, 120_000);
 
   test('on-error after a successful build runs nothing; a plain failing build keeps no state', async () => {
