@@ -177,6 +177,11 @@ function failedTarget(engine: KilnEngine, st: FailedExecState): InvokeTarget {
         return { dest: m.dest, type: 'cache', cacheId: m.cacheId, cacheSharing: m.sharing, readonly: m.readonly };
       case 'tmpfs':
         return { dest: m.dest, type: 'tmpfs' };
+      // By id: the values come from this build's --secret / --ssh again.
+      case 'secret':
+        return { dest: m.dest, type: 'secret', secretId: m.secretId, ...(m.mode === undefined ? {} : { mode: m.mode }) };
+      case 'ssh':
+        return { dest: m.dest, type: 'ssh', sshId: m.sshId, ...(m.mode === undefined ? {} : { mode: m.mode }) };
     }
   });
   return {

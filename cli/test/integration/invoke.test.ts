@@ -69,6 +69,17 @@ describe('kiln build --invoke', () => {
     expect(await snapshotIds('failed-')).toEqual([]);
   }, 120_000);
 
+  test('after a failed RUN with a secret mount the shell has the secret file again, from this build\'s --secret', async () => {
+    const r = await onError(
+      { Dockerfile: 'FROM busybox\nRUN --mount=type=secret,id=tok,target=/run/secrets/tok,mode=0440 test -s /run/secrets/tok && exit 4\n', 'tok.txt': 'file-secret\n' },
+      (ctx) => ['--secret', `id=tok,src=${join(ctx, 'tok.txt')}`],
+      'cat /run/secrets/tok; stat -c %a /run/secrets/tok\n',
+    );
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('file-secret\n440\n');
+    expect(r.stderr).not.toContain('file-secret');
+  }, 120_000);
+
   test('after a failed RUN --security=insecure the shell runs insecure too: the capabilities the step had', async () => {
     const r = await onError(
       { Dockerfile: 'FROM busybox\nRUN --security=insecure grep CapEff /proc/self/status > /caps && exit 3\n' },

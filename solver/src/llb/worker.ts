@@ -71,12 +71,16 @@ export class ExecFailedError extends Error {
 /**
  * A mount of a failed exec as it was when the process exited: a committed snapshot (a writable
  * mount's changes are in it; `selector` is the sub-path that was mounted), the cache mount
- * directory of `cacheId`, or a tmpfs (empty again). Secret and ssh mounts are not kept.
+ * directory of `cacheId`, or a tmpfs (empty again). Secret and ssh mounts are kept by id only,
+ * never their values: a debugger mounts them again from the build's session (as buildx passes
+ * the failed op's SecretOpt/SSHOpt to NewContainer).
  */
 export type FailedExecMount =
   | { readonly kind: 'snapshot'; readonly dest: string; readonly snapshot: string; readonly selector: string; readonly readonly: boolean }
   | { readonly kind: 'cache'; readonly dest: string; readonly cacheId: string; readonly sharing: 'shared' | 'private' | 'locked'; readonly readonly: boolean }
-  | { readonly kind: 'tmpfs'; readonly dest: string; readonly size?: number };
+  | { readonly kind: 'tmpfs'; readonly dest: string; readonly size?: number }
+  | { readonly kind: 'secret'; readonly dest: string; readonly secretId: string; readonly mode?: number }
+  | { readonly kind: 'ssh'; readonly dest: string; readonly sshId: string; readonly mode?: number };
 
 /**
  * The state of an exec that failed, kept for a debugger (BuildKit keeps the failed exec's mounts

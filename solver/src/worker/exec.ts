@@ -126,6 +126,7 @@ export async function runExec(
           throw new SolverError('SOLVER_INVALID_DEFINITION', `secret ${id} not found`, { hint: `pass --secret id=${id},src=FILE` });
         }
         mounts.push({ kind: 'secret', target: dest, data, ...(m.secretOpt?.mode === undefined ? {} : { mode: m.secretOpt.mode }), ...(m.secretOpt?.uid === undefined ? {} : { uid: m.secretOpt.uid }), ...(m.secretOpt?.gid === undefined ? {} : { gid: m.secretOpt.gid }) });
+        kept.push({ kind: 'secret', dest, secretId: id, ...(m.secretOpt?.mode === undefined ? {} : { mode: m.secretOpt.mode }) });
         prepared.push({ mount: m });
         continue;
       }
@@ -137,6 +138,7 @@ export async function runExec(
           throw new SolverError('SOLVER_INVALID_DEFINITION', `no SSH key ${id} forwarded`, { hint: `pass --ssh ${id}` });
         }
         mounts.push({ kind: 'ssh', target: dest, socket, ...(m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode }), ...(m.sshOpt?.uid === undefined ? {} : { uid: m.sshOpt.uid }), ...(m.sshOpt?.gid === undefined ? {} : { gid: m.sshOpt.gid }) });
+        kept.push({ kind: 'ssh', dest, sshId: id, ...(m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode }) });
         prepared.push({ mount: m });
         continue;
       }

@@ -90,6 +90,16 @@ function definition(ops: Op[], names: Record<number, string>): Definition {
 const ref = (ops: Op[], i: number): { digest: ReturnType<typeof digestOf>; index: number } => ({ digest: digestOf(encodeOp(ops[i] as Op)), index: 0 });
 const ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
 
+/** busybox (op 0) and the context (op 1), then `exec` on both as inputs 0 and 1 (op 2). */
+function execOnContext(exec: Extract<Op, { kind: 'exec' }>['exec']): Op[] {
+  const ops: Op[] = [
+    { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
+    { kind: 'source', inputs: [], source: { identifier: 'local://context' } },
+  ];
+  ops.push({ kind: 'exec', inputs: [ref(ops, 0), ref(ops, 1)], exec });
+  return ops;
+}
+
 function graph(lastCmd = 'cat /app.txt /base.txt > /result.txt'): Definition {
   const ops: Op[] = [
     { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
@@ -175,23 +185,16 @@ describe('RuntimeWorker + Solver with real runc', () => {
   test('a failed exec\'s state is kept when asked: the root with its changes, its mounts, its process without secret values; release drops it', async () => {
     const states: FailedExecState[] = [];
     const keeping = new RuntimeWorker({ ...deps, onFailedExec: (st) => states.push(st) });
-    const ops: Op[] = [
-      { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
-      { kind: 'source', inputs: [], source: { identifier: 'local://context' } },
-    ];
-    ops.push({
-      kind: 'exec',
-      inputs: [ref(ops, 0), ref(ops, 1)],
-      exec: {
-        meta: { args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' },
-        mounts: [
-          { input: 0, dest: '/', output: 0 },
-          { input: 1, dest: '/src', selector: '/sub', readonly: true, output: -1 },
-          { input: -1, dest: '/cache', mountType: MountType.CACHE, cacheOpt: { id: 'it-cache' }, output: -1 },
-          { input: -1, dest: '/tmp', mountType: MountType.TMPFS, output: -1 },
-        ],
-        secretenv: [{ id: 'tok', name: 'TOKEN' }],
-      },
+    const ops = execOnContext({
+      meta: { args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' },
+      mounts: [
+        { input: 0, dest: '/', output: 0 },
+        { input: 1, dest: '/src', selector: '/sub', readonly: true, output: -1 },
+        { input: -1, dest: '/cache', mountType: MountType.CACHE, cacheOpt: { id: 'it-cache' }, output: -1 },
+        { input: -1, dest: '/tmp', mountType: MountType.TMPFS, output: -1 },
+        { input: -1, dest: '/run/secrets/tok', mountType: MountType.SECRET, secretOpt: { id: 'tok', mode: 0o440 }, output: -1 },
+      ],
+      secretenv: [{ id: 'tok', name: 'TOKEN' }],
     });
     // The ExecFailedError behind the solve's VertexError.
     const execFailure = async (p: Promise<unknown>): Promise<ExecFailedError | undefined> => {
@@ -212,7 +215,10 @@ describe('RuntimeWorker + Solver with real runc', () => {
       ['snapshot', '/src', true],
       ['cache', '/cache', false],
       ['tmpfs', '/tmp', undefined],
+      ['secret', '/run/secrets/tok', undefined],
     ]);
+    // A secret mount by id (a debugger mounts it again from the session), never its value.
+    expect(state.mounts[4]).toEqual({ kind: 'secret', dest: '/run/secrets/tok', secretId: 'tok', mode: 0o440 });
     const rootMount = state.mounts[0];
     const srcMount = state.mounts[1];
     if (rootMount?.kind !== 'snapshot' || srcMount?.kind !== 'snapshot') throw new Error('snapshot mounts expected');
@@ -238,21 +244,13 @@ describe('RuntimeWorker + Solver with real runc', () => {
 
   test('bind mount of a context subpath and a cache mount that persists across builds', async () => {
     const run = (tag: string): Definition => {
-      const ops: Op[] = [
-        { kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } },
-        { kind: 'source', inputs: [], source: { identifier: 'local://context' } },
-      ];
-      ops.push({
-        kind: 'exec',
-        inputs: [ref(ops, 0), ref(ops, 1)],
-        exec: {
-          meta: { args: ['/bin/sh', '-c', `cat /src/f.txt > /out; echo ${tag} >> /cache/stamp; wc -l < /cache/stamp > /count; touch /src/ignored || true`], env: ENV, cwd: '/' },
-          mounts: [
-            { input: 0, dest: '/', output: 0 },
-            { input: 1, dest: '/src', selector: '/sub', readonly: true, output: -1 },
-            { input: -1, dest: '/cache', mountType: MountType.CACHE, cacheOpt: { id: 'it-cache' }, output: -1 },
-          ],
-        },
+      const ops = execOnContext({
+        meta: { args: ['/bin/sh', '-c', `cat /src/f.txt > /out; echo ${tag} >> /cache/stamp; wc -l < /cache/stamp > /count; touch /src/ignored || true`], env: ENV, cwd: '/' },
+        mounts: [
+          { input: 0, dest: '/', output: 0 },
+          { input: 1, dest: '/src', selector: '/sub', readonly: true, output: -1 },
+          { input: -1, dest: '/cache', mountType: MountType.CACHE, cacheOpt: { id: 'it-cache' }, output: -1 },
+        ],
       });
       return definition(ops, { 2: `RUN ${tag}` });
     };
