@@ -140,6 +140,10 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let invokedStatus = 0;
   try {
     invokeSpec = flags.invoke === undefined ? undefined : parseInvoke(flags.invoke);
+    // As buildx: the invoked command reads stdin, so the build cannot have read it first.
+    if (invokeSpec !== undefined && (context === '-' || flags.file === '-')) {
+      throw new EngineError('KLN0712', 'a Dockerfile or context from stdin cannot be used with --invoke', { hint: 'stdin is the invoked command\'s: pass the Dockerfile with -f FILE and a context directory' });
+    }
     const { req, outputs, results } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
     if (results.iid !== undefined) await removeTarget(results.iid);

@@ -165,4 +165,13 @@ describe('kiln build --invoke', () => {
     expect(r.stderr).toContain('KLN0712');
     expect(r.stderr).toContain('--invoke needs a command');
   }, 60_000);
+
+  test('a Dockerfile from stdin is refused with --invoke (stdin is the command\'s), as buildx refuses it', async () => {
+    const ctx = await context({ 'f.txt': 'x\n' });
+    const r = await runKiln(sb, ['build', ctx, '-f', '-', '--root', sb.root, '--progress', 'quiet', '--invoke', 'sh -c "cat; echo ran"'], { stdin: OK_DOCKERFILE });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('KLN0712');
+    expect(r.stderr).toContain('a Dockerfile or context from stdin cannot be used with --invoke');
+  }, 60_000);
 });
