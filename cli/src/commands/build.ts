@@ -4,14 +4,14 @@ import { Readable } from 'node:stream';
 import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { applyLayer, parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
-import { callerEnv, callerPath, processInterrupts, readAll, type CliIo } from '../io.js';
+import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
-import { invoke, parseInvoke, processTerminal, type InvokeSpec } from '../engine/invoke.js';
+import { invoke, invokeInterrupts, parseInvoke, processTerminal, type InvokeSpec } from '../engine/invoke.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
@@ -221,7 +221,7 @@ async function invokeHeld(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec 
     if (spec === undefined) return 0;
     // This process's own terminal gives the command a pseudo-terminal; a daemon's client, pipes.
     const terminal = io.remote === true || io.stdin !== process.stdin ? undefined : processTerminal();
-    return await invoke(engine, held, spec, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, interrupts: io.interrupts ?? processInterrupts, ...(terminal === undefined ? {} : { terminal }) });
+    return await invoke(engine, held, spec, { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, interrupts: io.interrupts ?? invokeInterrupts, ...(terminal === undefined ? {} : { terminal }) });
   } finally {
     await held.release();
     // A read of this process's stdin still pending for a command that ended would keep kiln

@@ -1,4 +1,4 @@
-import { shlexSplit, type ContainerProcessRequest } from '@kiln/llb-core';
+import { shlexSplit, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
 import type { BackendContainerMount } from '@kiln/gateway';
 import type { FailedExecState } from '@kiln/solver';
 import type { Interrupts } from '../io.js';
@@ -60,6 +60,22 @@ export function processTerminal(): InvokeTerminal | undefined {
   };
 }
 
+/**
+ * This process's interrupts while a command is invoked: SIGINT and SIGTERM, and SIGHUP (its
+ * terminal closed, an ssh session gone), which would otherwise end kiln at once and leave the
+ * container running on (its runc is detached) with the build's state held.
+ */
+export const invokeInterrupts: Interrupts = {
+  on(listener) {
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    for (const s of signals) process.on(s, listener);
+    return () => {
+      for (const s of signals) process.off(s, listener);
+    };
+  },
+  giveUp: () => process.exit(130),
+};
+
 /** The shell a failed RUN's state opens when no command was given (buildx's on-error default). */
 const FAILED_DEFAULT = ['/bin/sh'];
 
@@ -75,8 +91,26 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
   if (target === undefined) throw new EngineError('KLN0712', 'the build left nothing to --invoke');
   const args = spec.args ?? target.defaultArgs;
   io.stderr.write(`kiln: --invoke: running ${JSON.stringify(args.join(' '))} in ${held.failed !== undefined ? 'the state the failed step left' : 'the result'}; it ends with the command (Ctrl-D ends a shell)\n`);
-  const container = await newContainer({ mounts: target.mounts, network: target.network, ...(target.hostname === undefined ? {} : { hostname: target.hostname }), extraHosts: target.extraHosts });
+  // Interrupts count from here (kiln must not die with a container set up): SIGHUP (a closed
+  // terminal, a daemon client gone) ends the container at any time; SIGINT/SIGTERM stop the
+  // invoke while its container is made, and go to the command once it is being started (held
+  // until it runs: its output may already be out).
+  let container: Container | undefined;
+  let starting = false;
+  let running: ContainerProcess | undefined;
+  const pending: string[] = [];
+  let stopped: string | undefined;
+  const off = io.interrupts.on((sig) => {
+    if (sig === 'SIGHUP' || !starting) {
+      stopped ??= sig;
+      void container?.release().catch(() => undefined);
+    } else if (running === undefined) pending.push(sig);
+    else void running.signal(sig).catch(() => undefined);
+  });
+  const interrupted = (sig: string): EngineError => new EngineError('KLN0705', `interrupted (${sig})`);
   try {
+    container = await newContainer({ mounts: target.mounts, network: target.network, ...(target.hostname === undefined ? {} : { hostname: target.hostname }), extraHosts: target.extraHosts });
+    if (stopped !== undefined) throw interrupted(stopped);
     const term = io.terminal;
     const proc: ContainerProcessRequest = {
       args,
@@ -92,25 +126,36 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
       ...(term === undefined ? {} : { tty: true, ttySize: term.size() }),
     };
     term?.setRaw(true);
-    const offs: Array<() => void> = [];
+    let offResize: (() => void) | undefined;
     try {
-      const p = await container.start(proc);
-      if (term !== undefined) {
-        offs.push(term.onResize(() => void p.resize(term.size()).catch(() => undefined)));
+      starting = true;
+      const p = await container.start(proc).catch((e: unknown) => {
+        throw stopped === undefined ? e : interrupted(stopped);
+      });
+      if (stopped !== undefined) {
+        // Hung up while it started: it is killed with the container.
+        await container.release();
+        throw interrupted(stopped);
       }
-      offs.push(
-        io.interrupts.on((sig) => {
-          if (sig === 'SIGHUP') void container.release();
-          else void p.signal(sig).catch(() => undefined);
-        }),
-      );
-      return await p.wait();
+      running = p;
+      for (const sig of pending.splice(0)) void p.signal(sig).catch(() => undefined);
+      if (term !== undefined) offResize = term.onResize(() => void p.resize(term.size()).catch(() => undefined));
+      const code = await p.wait();
+      // Hung up: killed with its container, kiln reports that rather than the kill's status.
+      if (stopped !== undefined) throw interrupted(stopped);
+      return code;
     } finally {
-      for (const off of offs) off();
-      term?.setRaw(false);
+      offResize?.();
+      // A terminal that hung up cannot be set back (EIO): nothing to restore then.
+      try {
+        term?.setRaw(false);
+      } catch {
+        // gone
+      }
     }
   } finally {
-    await container.release();
+    off();
+    await container?.release();
     for (const r of target.refs) await r.release();
   }
 }

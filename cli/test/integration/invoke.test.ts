@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { kilnBin, runKiln, startDaemon, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln build --invoke`: a debug shell in the result, or in the state a failed RUN left, with the
 // caller's stdin/stdout (real runc, real snapshots).
@@ -20,6 +20,21 @@ async function context(files: Readonly<Record<string, string>>): Promise<string>
 async function onError(files: Readonly<Record<string, string>>, flags: (ctx: string) => readonly string[], stdin: string, progress = 'quiet'): Promise<KilnRun> {
   const ctx = await context(files);
   return runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', progress, ...flags(ctx), '--invoke', 'on-error'], { stdin });
+}
+
+/** `kiln build --invoke COMMAND` of OK_DOCKERFILE, sent `signal` once COMMAND wrote `ready` to stderr. */
+async function signalWhenReady(command: string, signal: NodeJS.Signals): Promise<KilnRun & { readonly sent: boolean }> {
+  const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+  let sent = false;
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', command], {
+    onStderr: (text, child) => {
+      if (!sent && text.includes('ready\n')) {
+        sent = true;
+        child.kill(signal);
+      }
+    },
+  });
+  return { ...r, sent };
 }
 
 /** Snapshot ids of the root whose name starts with `prefix`. */
@@ -112,19 +127,25 @@ describe('kiln build --invoke', () => {
   }, 120_000);
 
   test('Ctrl-C goes to the invoked command, not to the build', async () => {
-    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
-    let sent = false;
-    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', `sh -c 'trap "echo got-int; exit 9" INT; echo ready >&2; while true; do sleep 0.1; done'`], {
-      onStderr: (text, child) => {
-        if (!sent && text.includes('ready\n')) {
-          sent = true;
-          child.kill('SIGINT');
-        }
-      },
-    });
-    expect(sent).toBe(true);
+    const r = await signalWhenReady(`sh -c 'trap "echo got-int; exit 9" INT; echo ready >&2; while true; do sleep 0.1; done'`, 'SIGINT');
+    expect(r.sent).toBe(true);
     expect(r.stdout).toBe('got-int\n');
     expect(r.code).toBe(9);
+  }, 120_000);
+
+  test('SIGHUP (the terminal closed) ends the invoked container: kiln exits by itself and nothing runs on', async () => {
+    const t = token();
+    try {
+      const r = await signalWhenReady(`sh -c 'echo ready >&2; while true; do sleep 0.1; done; echo ${t}'`, 'SIGHUP');
+      expect(r.sent).toBe(true);
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(130);
+      expect(r.stderr).toContain('interrupted (SIGHUP)');
+      expect(processesMatching(t)).toEqual([]);
+    } finally {
+      // What a failing run left behind (the container's shell), by pid.
+      for (const line of processesMatching(t)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    }
   }, 120_000);
 
   test('on a terminal the command gets a pseudo-terminal of the same size, and kiln exits after it', async () => {
