@@ -307,9 +307,11 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     if (req.hold !== undefined && first !== undefined) hold({ output: first });
     return { frontend: result.frontend, exports };
   } catch (e) {
-    // Not after a cancel: the user asked to stop.
+    // Not after a cancel: the user asked to stop. Only a state this build kept: a daemon runs a
+    // step two builds share once, and its state is the build's whose worker ran it (released
+    // when that build is done with it, maybe under this one's shell).
     const failed = req.signal?.aborted === true ? undefined : findCause(e, ExecFailedError)?.state;
-    if (req.hold !== undefined && failed !== undefined) hold({ failed });
+    if (req.hold !== undefined && failed !== undefined && failedStates.includes(failed)) hold({ failed });
     throw e;
   } finally {
     if (held !== undefined) req.hold?.(held);

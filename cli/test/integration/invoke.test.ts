@@ -179,6 +179,31 @@ describe('kiln build --invoke', () => {
     }
   }, 120_000);
 
+  test('two daemon builds sharing a failing RUN: the build that ran it opens its shell; the other, whose step was not its own, none; nothing is kept', async () => {
+    const socket = join(sb.dir, `d-${Date.now()}.sock`);
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+    try {
+      const t = token();
+      // The daemon runs the identical step of both builds once, with the first build's worker.
+      const dockerfile = `FROM busybox\nRUN echo ${t} > /half && sleep 2 && exit 3\n`;
+      const build = async (stdin: string): Promise<KilnRun> =>
+        runKiln(sb, ['build', await context({ Dockerfile: dockerfile }), '--root', sb.root, '--progress', 'quiet', '--invoke', 'on-error'], { stdin, env: { KILN_HOST: `unix://${socket}` } });
+      const first = build('cat /half\n');
+      for (let i = 0; i < 200 && processesMatching(`echo ${t}`).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(processesMatching(`echo ${t}`)).toHaveLength(1);
+      // Still in its shell when the first build's shell is done.
+      const second = await build('cat /half; sleep 3\n');
+      const a = await first;
+      expect([a.code, a.stdout]).toEqual([1, `${t}\n`]);
+      expect([second.code, second.stdout]).toEqual([1, '']);
+      expect(second.stderr).toContain('did not complete successfully: exit code: 3');
+      expect(await snapshotIds('failed-')).toEqual([]);
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exited;
+    }
+  }, 120_000);
+
   test('a bad --invoke value is refused before building', async () => {
     const ctx = await context({ Dockerfile: OK_DOCKERFILE });
     const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', '  ']);
