@@ -242,4 +242,23 @@ describe('runc executor, long-lived containers', () => {
       await sb.snapshotter.remove(snapshot);
     }
   });
+
+  test('release while processes are starting: the starts settle, every process is killed, nothing is left', async () => {
+    const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true, mounts: [{ kind: 'secret', target: '/run/secrets/s', data: new TextEncoder().encode('x') }] });
+    const init = c.start({ args: ['sleep', '100'], env: ENV }).then(async (p) => p.wait(), (e: unknown) => (e as { code?: string }).code);
+    await c.release();
+    const settled = await init;
+    expect([128 + 9, 'CONTAINER_EXITED']).toContain(settled);
+    expect(await leftovers()).toEqual([]);
+    const d = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true });
+    const first = await d.start({ args: ['sleep', '100'], env: ENV });
+    const ex = d.start({ args: ['sleep', '100'], env: ENV, tty: true }).then(async (p) => p.wait(), (e: unknown) => (e as { code?: string }).code);
+    await new Promise((r) => setTimeout(r, 30));
+    await d.release();
+    const exSettled = await ex;
+    expect(await first.wait()).toBe(128 + 9);
+    expect(typeof exSettled === 'number' ? exSettled > 128 : exSettled === 'CONTAINER_EXITED').toBe(true);
+    expect(await leftovers()).toEqual([]);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(c.id);
+  });
 });
