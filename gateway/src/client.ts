@@ -125,7 +125,16 @@ export class GatewayClient implements FrontendClient {
       await inner.release();
       throw ended();
     }
-    return containers.track(inner, [request.signal, this.signal]);
+    const signals = [request.signal, this.signal];
+    const tracked = containers.track(inner, signals);
+    // Aborted while the backend made it: released (by track), and the caller gets the reason, not
+    // a dead container (as the LLBBridge client's newContainer does).
+    const aborted = signals.find((s) => s?.aborted === true);
+    if (aborted !== undefined) {
+      await tracked.release();
+      aborted.throwIfAborted();
+    }
+    return tracked;
   }
 
   async solve(request: SolveRequest): Promise<GatewayRef> {

@@ -164,4 +164,29 @@ describe('containers end with their build', () => {
     expect(backend.made.map((m) => m.released)).toEqual([1, 1]);
     await expect(c.newContainer?.({ mounts: [{ dest: '/', ref }] })).rejects.toThrow();
   });
+
+  test('a signal that aborts while the backend makes the container: newContainer rejects with its reason and the container is released once', async () => {
+    const backend = fakeBackend();
+    const make = backend.newContainer;
+    let made: () => void = () => undefined;
+    const slow = new Promise<void>((r) => (made = r));
+    let asked: () => void = () => undefined;
+    const entered = new Promise<void>((r) => (asked = r));
+    backend.newContainer = async (request) => {
+      asked();
+      await slow;
+      return (await make?.(request)) as Container;
+    };
+    const c = client(backend);
+    const ref = await c.solve({ definition: await def('a') });
+    const own = new AbortController();
+    const pending = c.newContainer?.({ mounts: [{ dest: '/', ref }], signal: own.signal });
+    pending?.catch(() => undefined);
+    await entered;
+    own.abort(new Error('stop it'));
+    made();
+    await expect(pending).rejects.toThrow('stop it');
+    await new Promise((r) => setImmediate(r));
+    expect(backend.made.map((m) => m.released)).toEqual([1]);
+  });
 });
