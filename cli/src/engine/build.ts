@@ -195,10 +195,21 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   }
 
   // With hold: every failed RUN's state (two may fail at once); the one the error names is held.
+  // A state that comes after the build let go of its states (a sibling RUN failing as the build
+  // ends, a shared step of a daemon failing later) is nobody's: released at once.
   const failedStates: FailedExecState[] = [];
+  let statesReleased = false;
+  const keepState = (st: FailedExecState): void => {
+    if (statesReleased) void st.release();
+    else failedStates.push(st);
+  };
+  const releaseStates = async (): Promise<void> => {
+    statesReleased = true;
+    for (const st of failedStates.splice(0)) await st.release();
+  };
   const solver = engine.solver({
     localDirs,
-    ...(req.hold === undefined ? {} : { onFailedExec: (st: FailedExecState) => void failedStates.push(st) }),
+    ...(req.hold === undefined ? {} : { onFailedExec: keepState }),
     ...(req.secrets === undefined ? {} : { secrets: req.secrets }),
     ...(req.ssh === undefined ? {} : { ssh: req.ssh }),
     allowInsecure: req.allowInsecure === true,
@@ -234,7 +245,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const hold = (o: { output?: BuildOutput; failed?: FailedExecState }): void => {
     const releaseAll = async (): Promise<void> => {
       await backend.release();
-      for (const st of failedStates.splice(0)) await st.release();
+      await releaseStates();
     };
     let released: Promise<void> | undefined;
     held = { backend, ...o, release: () => (released ??= releaseAll()) };
@@ -317,7 +328,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     if (held !== undefined) req.hold?.(held);
     else {
       await backend.release();
-      for (const st of failedStates.splice(0)) await st.release();
+      await releaseStates();
     }
     if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
   }
