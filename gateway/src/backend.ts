@@ -42,7 +42,7 @@ export interface SolveBackend extends ImageMetaResolver {
   /**
    * Optional: makes a container for a frontend (BuildKit's gateway `NewContainer`), with mounts
    * whose refs this backend's `solve` returned. The gateway has checked the request (one `/`
-   * mount, absolute and distinct destinations, refs of this build, no tty) and releases what the
+   * mount, absolute and distinct destinations, refs of this build) and releases what the
    * frontend leaves open when the build ends. The snapshots the container uses stay leased until
    * its release. Without it, frontends get no `newContainer`.
    */
