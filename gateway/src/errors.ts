@@ -13,7 +13,7 @@ export type GatewayErrorCode =
   | 'KLN0605' // external frontend container failed: non-zero exit after Return, did not exit, could not run
   | 'KLN0606' // frontend image lacks a capability the request needs (label moby.buildkit.frontend.caps)
   | 'KLN0607' // gateway.v0 source missing, unsupported or not resolvable
-  | 'KLN0620' // a bad container request: no `/` mount, a relative or repeated destination, a mount missing what its type needs
+  | 'KLN0620' // a refused container request: no `/` mount, a relative or repeated destination, a mount missing what its type needs, a process without args, a secret/agent/entitlement the build lacks
   | 'KLN0621' // a container mount's ref is not a ref of this build
   | 'KLN0623'; // a start in a container that was released (or whose build ended)
 
