@@ -34,7 +34,6 @@ export interface ContainerHost {
   readonly runc: string;
   /** `runc --root`. */
   readonly state: string;
-  readonly env: NodeJS.ProcessEnv;
   /** The executor's config of a run (root layout, user, mounts, spec); undo steps go to `cleanups`. */
   configure(req: ExecRequest, cleanups: Cleanup[], terminal: boolean): Promise<Configured>;
   /** The capabilities `insecure` grants. */
@@ -168,9 +167,9 @@ export class RuncContainer implements ExecContainer {
     const h = this.#host;
     const args = ['--root', h.state, '--log', files.log, '--log-format', 'json', ...command];
     // A terminal: runc in the foreground on a pty of the relay's, which copies it to pipes.
-    const pty = p.tty === true ? spawnOnPty(h.runc, args, h.env, p.ttySize) : undefined;
+    const pty = p.tty === true ? spawnOnPty(h.runc, args, p.ttySize) : undefined;
     // Its own process group: kiln stops containers on Ctrl-C itself (as the executor's runs).
-    const child = pty?.child ?? spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: h.env });
+    const child = pty?.child ?? spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const proc = new RuncProcess(child, p, kill, () => (pty === undefined ? h.missing() : ptyMissing()), pty);
     this.#procs.add(proc);
     void proc.exit.finally(() => this.#procs.delete(proc)).catch(() => undefined);
@@ -188,7 +187,7 @@ export class RuncContainer implements ExecContainer {
 
   async #runcKill(signal: string): Promise<void> {
     const h = this.#host;
-    await execFileP(h.runc, ['--root', h.state, 'kill', h.id, signal], { env: h.env }).catch(() => undefined);
+    await execFileP(h.runc, ['--root', h.state, 'kill', h.id, signal]).catch(() => undefined);
   }
 
   async #release(): Promise<void> {
@@ -199,7 +198,7 @@ export class RuncContainer implements ExecContainer {
     // runc processes then exit too. Killed by pid as well: runc kill may have lost a race.
     for (const proc of this.#procs) proc.kill();
     await Promise.all([...this.#procs].map((proc) => proc.exit.catch(() => undefined)));
-    await execFileP(h.runc, ['--root', h.state, 'delete', '-f', h.id], { env: h.env }).catch(() => undefined);
+    await execFileP(h.runc, ['--root', h.state, 'delete', '-f', h.id]).catch(() => undefined);
     for (const c of this.#cleanups.splice(0).reverse()) await c().catch(() => undefined);
     const configured = this.#configured;
     if (configured !== undefined && configured.stubs.length > 0) configured.view.removeStubs(configured.stubs);

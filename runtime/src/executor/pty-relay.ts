@@ -82,12 +82,11 @@ export interface PtyProcess {
 }
 
 /** Starts `command args` (a foreground runc) on a new terminal, see {@link SCRIPT}. */
-export function spawnOnPty(command: string, args: readonly string[], env: NodeJS.ProcessEnv, size: TerminalSize = DEFAULT_TERMINAL_SIZE): PtyProcess {
+export function spawnOnPty(command: string, args: readonly string[], size: TerminalSize = DEFAULT_TERMINAL_SIZE): PtyProcess {
   const child = spawn('perl', ['-e', SCRIPT, String(dim(size.rows)), String(dim(size.cols)), command, ...args], {
     stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     // Its own process group (as the executor's runc): kiln stops containers on Ctrl-C itself.
     detached: true,
-    env,
   }) as ChildProcessWithoutNullStreams;
   const control = child.stdio[3] as Writable;
   control.on('error', () => undefined);

@@ -110,7 +110,6 @@ export class RuncExecutor implements Executor {
       scratch,
       runc: this.#runc,
       state: this.#state,
-      env: process.env,
       configure: (r, cleanups, terminal) => this.#configure(r, { id, bundle }, scratch, cleanups, terminal),
       insecureCapabilities: () => this.#boundingCaps(),
       runcError,
