@@ -349,7 +349,7 @@ class RuncProcess implements ExecProcess {
 }
 
 /** `SIGTERM`, `TERM` or `15` as Node's signal name; UNSUPPORTED for anything else. */
-export function signalName(name: string): NodeJS.Signals {
+function signalName(name: string): NodeJS.Signals {
   const upper = name.trim().toUpperCase();
   const signals = constants.signals as Readonly<Record<string, number>>;
   if (/^\d+$/.test(upper)) {

@@ -73,7 +73,7 @@ export interface TerminalSize {
 }
 
 /** The size a terminal starts with until the caller resizes it (the VT100's). */
-export const DEFAULT_TERMINAL_SIZE: TerminalSize = { rows: 24, cols: 80 };
+const DEFAULT_TERMINAL_SIZE: TerminalSize = { rows: 24, cols: 80 };
 
 /** A command started on a terminal of its own: fd 0/1 of `child` are the terminal's input and output. */
 export interface PtyProcess {

@@ -41,7 +41,6 @@ export interface RuncExecutorOptions {
   readonly runtimeDir?: string;
 }
 
-
 /**
  * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
  * bundle dir in the runtime dir (config, secret files, ssh-agent proxy sockets), and on disk
