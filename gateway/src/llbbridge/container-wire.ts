@@ -46,7 +46,7 @@ function invalid(message: string): GrpcStatusError {
  * What kiln's contract cannot express is refused (INVALID_ARGUMENT) rather than dropped: a secret
  * or ssh `uid`/`gid`, a tmpfs size, an unknown mount type or sharing mode.
  */
-export function mountFromWire(m: WireMount, ref: (id: string) => Ref | undefined): ContainerMount {
+function mountFromWire(m: WireMount, ref: (id: string) => Ref | undefined): ContainerMount {
   const dest = m.dest ?? '';
   const type = MOUNT_TYPES.get(m.mountType ?? 0);
   if (type === undefined) throw invalid(`mount ${dest}: unknown mount type ${m.mountType}`);
@@ -76,7 +76,7 @@ export function mountFromWire(m: WireMount, ref: (id: string) => Ref | undefined
 }
 
 /** A ContainerMount as a `pb.Mount`; `refId` names its ref (the id the server handed out). */
-export function mountToWire(m: ContainerMount, refId: (ref: Ref) => string): WireMount {
+function mountToWire(m: ContainerMount, refId: (ref: Ref) => string): WireMount {
   const type = m.type ?? 'bind';
   const out: WireMount = { dest: m.dest };
   if (m.selector) out.selector = m.selector;

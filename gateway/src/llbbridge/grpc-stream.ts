@@ -43,7 +43,7 @@ export class MessageWriter {
  * grpc-go's Recv does when nobody calls it. Without this every message the peer sends piles up
  * in memory. Bytes count too: a message may be 16 MiB.
  */
-export const QUEUE_HIGH_WATER = { messages: 16, bytes: 1024 * 1024 } as const;
+const QUEUE_HIGH_WATER = { messages: 16, bytes: 1024 * 1024 } as const;
 
 /** A queue of received messages, weighed by their size (for {@link pauseWhileFull}). */
 export function messageQueue(): AsyncQueue<Uint8Array> {
