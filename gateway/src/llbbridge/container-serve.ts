@@ -7,7 +7,7 @@
 import type { Container, ContainerProcess, FrontendClient, Ref } from '@kiln/llb-core';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { statusOf } from './grpc-server.js';
-import { AsyncQueue, type ServerStreamCall } from './grpc-stream.js';
+import { messageQueue, type AsyncQueue, type ServerStreamCall } from './grpc-stream.js';
 import { UNKNOWN_EXIT_STATUS, exitToWire, newContainerFromWire, processFromWire, signalFromWire } from './container-wire.js';
 import { statusToWire } from './frontend-solve.js';
 import { errorInfoDetail } from './error-info.js';
@@ -187,7 +187,7 @@ export class BridgeContainers {
     const entry = this.#containers.get(id);
     if (entry === undefined) throw new GrpcStatusError(GrpcCode.NOT_FOUND, `container "${id}" previously released or not created`);
     const fds = new Set(init.Fds ?? []);
-    const p: ServedProcess = { early: [], process: undefined, stdin: fds.has(0) ? new AsyncQueue<Uint8Array>((c) => c.byteLength) : undefined, stdinOpen: fds.has(0), finished: undefined, exited: false };
+    const p: ServedProcess = { early: [], process: undefined, stdin: fds.has(0) ? messageQueue() : undefined, stdinOpen: fds.has(0), finished: undefined, exited: false };
     procs.set(pid, p);
     const output = (fd: number) => (chunk: Uint8Array) => {
       // Copied: the process side may reuse its buffer once the callback returns.

@@ -45,7 +45,7 @@ export class MessageWriter {
  */
 const QUEUE_HIGH_WATER = { messages: 16, bytes: 1024 * 1024 } as const;
 
-/** A queue of received messages, weighed by their size (for {@link pauseWhileFull}). */
+/** A queue of received bytes (messages, a process's stdin), weighed by their size (for {@link pauseWhileFull}). */
 export function messageQueue(): AsyncQueue<Uint8Array> {
   return new AsyncQueue<Uint8Array>((m) => m.byteLength);
 }
