@@ -233,7 +233,7 @@ export class BridgeContainers {
   /** EOF for each output fd, Exit, then Done (the last message of a process). Send failures (the call is gone) are dropped. */
   async #finish(pid: string, exit: WireExecMessage['Exit'], outputFds: readonly number[], send: (m: WireExecMessage) => Promise<void>): Promise<void> {
     try {
-      for (const fd of outputFds) await send({ ProcessID: pid, File: { ...(fd === 0 ? {} : { Fd: fd }), EOF: true } });
+      for (const fd of outputFds) await send({ ProcessID: pid, File: { Fd: fd, EOF: true } });
       await send({ ProcessID: pid, Exit: exit ?? {} });
       await send({ ProcessID: pid, Done: {} });
     } catch {
