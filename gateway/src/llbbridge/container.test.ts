@@ -13,6 +13,7 @@ import { GrpcClient } from './grpc-client.js';
 import { GrpcCode } from './grpc.js';
 import { LLBBridgeCodec, type WireExecMessage } from './messages.js';
 import { MemClient, MemRef, type MemContainer, type MemProcess } from '../../test/container-fakes.js';
+import { sendFor } from '../../test/send-for.js';
 
 const codec = await LLBBridgeCodec.load();
 const te = new TextEncoder();
@@ -371,15 +372,7 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     expect(codec.decode('ExecMessage', (await it.next()).value as Uint8Array).Started).toBeDefined();
     // 1 MiB pieces, as kiln's client sends them.
     const piece = enc({ ProcessID: 'p', File: { Data: new Uint8Array(1 << 20) } });
-    let sent = 0;
-    const pump = (async () => {
-      for (let i = 0; i < 100; i++) {
-        await call.send(piece);
-        sent++;
-      }
-    })();
-    pump.catch(() => undefined);
-    await Promise.race([pump, new Promise((r) => setTimeout(r, 1500))]);
+    const sent = await sendFor((m) => call.send(m), piece, 100, 1500);
     // What the daemon holds: the stdin queue, the transport's message queue (16), HTTP/2 windows.
     expect(sent).toBeLessThan(24);
     call.cancel();

@@ -4,6 +4,7 @@ import { GrpcClient } from './grpc-client.js';
 import { GrpcServer } from './grpc-server.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { AsyncQueue, type StreamHandler } from './grpc-stream.js';
+import { sendFor } from '../../test/send-for.js';
 
 function streamPair(): [Duplex, Duplex] {
   const a = new PassThrough();
@@ -224,23 +225,9 @@ describe('gRPC streams: many sends in flight at once', () => {
 
 describe('gRPC streams: flow control reaches the peer when a reader is slow', () => {
   const MiB = new Uint8Array(1 << 20);
-  /** Sends `n` messages one after the other; resolves with how many went out before `ms` passed. */
-  async function sendFor(send: (m: Uint8Array) => Promise<void>, n: number, ms: number): Promise<number> {
-    let sent = 0;
-    const deadline = new Promise<void>((r) => setTimeout(r, ms));
-    const pump = (async () => {
-      for (let i = 0; i < n; i++) {
-        await send(MiB);
-        sent++;
-      }
-    })();
-    pump.catch(() => undefined);
-    await Promise.race([pump, deadline]);
-    return sent;
-  }
-
-  test('a server handler that does not read its messages stops the client sending (no unbounded queue on the server)', async () => {
-    const { server, client } = connectPair(
+  /** A server whose `/t.S/Deaf` handler never reads its messages (it waits for the call to end). */
+  function deafPair(): { server: GrpcServer; client: GrpcClient } {
+    return connectPair(
       new Map([
         [
           '/t.S/Deaf',
@@ -250,9 +237,13 @@ describe('gRPC streams: flow control reaches the peer when a reader is slow', ()
         ],
       ]),
     );
+  }
+
+  test('a server handler that does not read its messages stops the client sending (no unbounded queue on the server)', async () => {
+    const { server, client } = deafPair();
     const call = client.stream('/t.S/Deaf');
     // 64 MiB offered; buildkitd (grpc-go) stops reading at its flow-control window.
-    const sent = await sendFor((m) => call.send(m), 64, 1500);
+    const sent = await sendFor((m) => call.send(m), MiB, 64, 1500);
     expect(sent).toBeLessThan(32);
     // The paused stream holds its own window only: unary calls (ReleaseContainer, Return) still
     // pass both ways with more than a connection window (64 KiB) of data.
@@ -263,27 +254,9 @@ describe('gRPC streams: flow control reaches the peer when a reader is slow', ()
   });
 
   test('bytes count as well as messages: large messages to a handler that does not read stop the client after a few MiB', async () => {
-    const { server, client } = connectPair(
-      new Map([
-        [
-          '/t.S/Deaf',
-          async (call) => {
-            await new Promise<void>((r) => call.signal.addEventListener('abort', () => r()));
-          },
-        ],
-      ]),
-    );
+    const { server, client } = deafPair();
     const call = client.stream('/t.S/Deaf');
-    const big = new Uint8Array(8 << 20);
-    let sent = 0;
-    const pump = (async () => {
-      for (let i = 0; i < 16; i++) {
-        await call.send(big);
-        sent++;
-      }
-    })();
-    pump.catch(() => undefined);
-    await Promise.race([pump, new Promise((r) => setTimeout(r, 1500))]);
+    const sent = await sendFor((m) => call.send(m), new Uint8Array(8 << 20), 16, 1500);
     // 16 messages of 8 MiB would all be queued by a message count alone.
     expect(sent).toBeLessThan(4);
     call.cancel();
