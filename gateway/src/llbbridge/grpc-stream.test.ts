@@ -144,7 +144,7 @@ describe('gRPC streaming calls over one HTTP/2 connection', () => {
     call.cancel();
     await expect(it.next()).rejects.toMatchObject({ grpcCode: GrpcCode.CANCELLED });
     expect(await serverSaw).toMatchObject({ grpcCode: GrpcCode.CANCELLED });
-    await vi_waitFor(() => loopEnded);
+    await waitUntil(() => loopEnded);
     expect(loopEnded).toBe(true);
     server.destroy();
   });
@@ -168,7 +168,7 @@ describe('gRPC streaming calls over one HTTP/2 connection', () => {
     expect(td.decode((await it.next()).value as Uint8Array)).toBe('started');
     server.destroy();
     await expect(it.next()).rejects.toBeInstanceOf(GrpcStatusError);
-    await vi_waitFor(() => serverSignal?.aborted === true);
+    await waitUntil(() => serverSignal?.aborted === true);
     expect(serverSignal?.aborted).toBe(true);
   });
 });
@@ -290,6 +290,7 @@ describe('gRPC streams: flow control reaches the peer when a reader is slow', ()
   });
 });
 
-async function vi_waitFor(cond: () => boolean): Promise<void> {
+/** Polls `cond` every 5 ms for up to 1 s; the caller's expect then checks it. */
+async function waitUntil(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
 }
