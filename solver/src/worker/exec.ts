@@ -113,8 +113,9 @@ export async function runExec(
       }
       if (type === MountType.TMPFS) {
         const size = m.tmpfsOpt?.size;
-        mounts.push({ kind: 'tmpfs', target: dest, ...(size === undefined || size === 0n ? {} : { size: Number(size) }) });
-        kept.push({ kind: 'tmpfs', dest, ...(size === undefined || size === 0n ? {} : { size: Number(size) }) });
+        const sized = size === undefined || size === 0n ? {} : { size: Number(size) };
+        mounts.push({ kind: 'tmpfs', target: dest, ...sized });
+        kept.push({ kind: 'tmpfs', dest, ...sized });
         prepared.push({ mount: m });
         continue;
       }
@@ -125,8 +126,9 @@ export async function runExec(
           if (m.secretOpt?.optional === true) continue;
           throw new SolverError('SOLVER_INVALID_DEFINITION', `secret ${id} not found`, { hint: `pass --secret id=${id},src=FILE` });
         }
-        mounts.push({ kind: 'secret', target: dest, data, ...(m.secretOpt?.mode === undefined ? {} : { mode: m.secretOpt.mode }), ...(m.secretOpt?.uid === undefined ? {} : { uid: m.secretOpt.uid }), ...(m.secretOpt?.gid === undefined ? {} : { gid: m.secretOpt.gid }) });
-        kept.push({ kind: 'secret', dest, secretId: id, ...(m.secretOpt?.mode === undefined ? {} : { mode: m.secretOpt.mode }) });
+        const mode = m.secretOpt?.mode === undefined ? {} : { mode: m.secretOpt.mode };
+        mounts.push({ kind: 'secret', target: dest, data, ...mode, ...(m.secretOpt?.uid === undefined ? {} : { uid: m.secretOpt.uid }), ...(m.secretOpt?.gid === undefined ? {} : { gid: m.secretOpt.gid }) });
+        kept.push({ kind: 'secret', dest, secretId: id, ...mode });
         prepared.push({ mount: m });
         continue;
       }
@@ -137,8 +139,9 @@ export async function runExec(
           if (m.sshOpt?.optional === true) continue;
           throw new SolverError('SOLVER_INVALID_DEFINITION', `no SSH key ${id} forwarded`, { hint: `pass --ssh ${id}` });
         }
-        mounts.push({ kind: 'ssh', target: dest, socket, ...(m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode }), ...(m.sshOpt?.uid === undefined ? {} : { uid: m.sshOpt.uid }), ...(m.sshOpt?.gid === undefined ? {} : { gid: m.sshOpt.gid }) });
-        kept.push({ kind: 'ssh', dest, sshId: id, ...(m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode }) });
+        const mode = m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode };
+        mounts.push({ kind: 'ssh', target: dest, socket, ...mode, ...(m.sshOpt?.uid === undefined ? {} : { uid: m.sshOpt.uid }), ...(m.sshOpt?.gid === undefined ? {} : { gid: m.sshOpt.gid }) });
+        kept.push({ kind: 'ssh', dest, sshId: id, ...mode });
         prepared.push({ mount: m });
         continue;
       }
