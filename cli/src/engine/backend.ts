@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
-import type { Container } from '@kiln/llb-core';
+import type { Container, Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendContainerRequest, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
 import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
