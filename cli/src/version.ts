@@ -1,8 +1,8 @@
 /** kiln's version: cli/package.json's (a test keeps the two equal; the one-file bundle has no package.json beside it). */
-export const KILN_VERSION = '0.1.0';
+const KILN_VERSION = '0.1.0';
 
 /** The BuildKit release whose LLB, cache keys and gateway API kiln matches byte for byte. */
-export const BUILDKIT_VERSION = 'v0.11.6';
+const BUILDKIT_VERSION = 'v0.11.6';
 
 /** What `kiln --version` prints. */
 export function versionLine(): string {
