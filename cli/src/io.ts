@@ -47,18 +47,21 @@ export function callerPath(io: CliIo, path: string): string {
   return resolve(callerCwd(io), path);
 }
 
+/** This process's `signals` as {@link Interrupts}; giving up exits 130. */
+export function signalInterrupts(signals: readonly NodeJS.Signals[]): Interrupts {
+  return {
+    on(listener) {
+      for (const s of signals) process.on(s, listener);
+      return () => {
+        for (const s of signals) process.off(s, listener);
+      };
+    },
+    giveUp: () => process.exit(130),
+  };
+}
+
 /** This process's SIGINT and SIGTERM. */
-export const processInterrupts: Interrupts = {
-  on(listener) {
-    process.on('SIGINT', listener);
-    process.on('SIGTERM', listener);
-    return () => {
-      process.off('SIGINT', listener);
-      process.off('SIGTERM', listener);
-    };
-  },
-  giveUp: () => process.exit(130),
-};
+export const processInterrupts: Interrupts = signalInterrupts(['SIGINT', 'SIGTERM']);
 
 let epipeHandled = false;
 

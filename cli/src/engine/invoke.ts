@@ -1,7 +1,7 @@
 import { shlexSplit, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
 import type { BackendContainerMount } from '@kiln/gateway';
 import type { FailedExecState } from '@kiln/solver';
-import type { Interrupts } from '../io.js';
+import { signalInterrupts, type Interrupts } from '../io.js';
 import type { HeldBuild } from './build.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
@@ -65,16 +65,7 @@ export function processTerminal(): InvokeTerminal | undefined {
  * terminal closed, an ssh session gone), which would otherwise end kiln at once and leave the
  * container running on (its runc is detached) with the build's state held.
  */
-export const invokeInterrupts: Interrupts = {
-  on(listener) {
-    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-    for (const s of signals) process.on(s, listener);
-    return () => {
-      for (const s of signals) process.off(s, listener);
-    };
-  },
-  giveUp: () => process.exit(130),
-};
+export const invokeInterrupts: Interrupts = signalInterrupts(['SIGINT', 'SIGTERM', 'SIGHUP']);
 
 /** The shell a failed RUN's state opens when no command was given (buildx's on-error default). */
 const FAILED_DEFAULT = ['/bin/sh'];
