@@ -87,8 +87,9 @@ export class GatewayClient implements FrontendClient {
   readonly solveFrontend?: (request: SolveFrontendRequest) => Promise<FrontendResult>;
   /**
    * Makes a container from refs of this build (BuildKit's gateway `NewContainer`), when the
-   * backend can: the request is checked (KLN0620, KLN0621), each ref's solve forced, and the
-   * container released on the request's or the client's signal and at the end of the build.
+   * backend can: the request is checked (KLN0620, KLN0621; KLN0623 once the build ended), each
+   * ref's solve forced, and the container released on the request's or the client's signal and
+   * at the end of the build.
    */
   readonly newContainer?: (request: NewContainerRequest) => Promise<Container>;
   readonly #backend: SolveBackend;
