@@ -123,7 +123,10 @@ describe('LLBBridge containers over a real kiln gateway and runc', () => {
         yield new TextEncoder().encode('go\n');
       }
       const screen: Buffer[] = [];
-      const tty = await third.start({ args: ['sh', '-c', 'read x; stty size'], env: ['PATH=/bin'], tty: true, stdin: typed(), stdout: (c) => screen.push(Buffer.from(c)) });
+      // The Resize and the typed line reach the relay on two pipes: the size may land a moment
+      // after the line, so the shell looks again for a while.
+      const look = 'read x; for i in 1 2 3 4 5 6 7 8 9 10; do s=$(stty size); [ "$s" = "50 132" ] && break; sleep 0.1; done; echo "$s"';
+      const tty = await third.start({ args: ['sh', '-c', look], env: ['PATH=/bin'], tty: true, stdin: typed(), stdout: (c) => screen.push(Buffer.from(c)) });
       await tty.resize({ rows: 50, cols: 132 });
       resized();
       seen.ttyCode = await tty.wait();

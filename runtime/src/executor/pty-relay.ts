@@ -29,6 +29,16 @@ if ($pid == 0) {
   POSIX::setsid();
   open(my $s, '+<', $pts) or die "kiln pty: $pts: $!\n";
   ioctl($s, $TIOCSCTTY, 0);
+  # Raw from the start: the container's own terminal does the line discipline. runc makes its
+  # terminal raw too, but only once it runs: output copied before that got a second CR per line.
+  my $t = POSIX::Termios->new;
+  if ($t->getattr(fileno($s))) {
+    $t->setiflag($t->getiflag & ~(POSIX::BRKINT() | POSIX::ICRNL() | POSIX::INPCK() | POSIX::ISTRIP() | POSIX::IXON()));
+    $t->setoflag($t->getoflag & ~POSIX::OPOST());
+    $t->setlflag($t->getlflag & ~(POSIX::ECHO() | POSIX::ICANON() | POSIX::ISIG() | POSIX::IEXTEN()));
+    $t->setcflag(($t->getcflag & ~(POSIX::CSIZE() | POSIX::PARENB())) | POSIX::CS8());
+    $t->setattr(fileno($s), POSIX::TCSANOW());
+  }
   POSIX::dup2(fileno($s), $_) for (0, 1, 2);
   POSIX::close(3);
   exec { $ARGV[0] } @ARGV or do { print STDERR "kiln pty: exec $ARGV[0]: $!\n"; POSIX::_exit(127) };
