@@ -74,6 +74,10 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
   }
 
   /** Log lines of the daemon that mention `marker` (one per command it served). */
+  /**
+   * The daemon's log lines of one command. The daemon logs a command after it answered it: a line
+   * may come a moment after the client exits, so tests poll for the lines they expect.
+   */
   function served(run: { pid: number } | string): string[] {
     const marker = typeof run === 'string' ? run : `client pid ${run.pid} →`;
     return daemonLog().split('\n').filter((l) => l.includes(marker));
@@ -94,8 +98,8 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(await readFile(join(work, 'out', 'made'), 'utf8')).toBe(`env-${t} ${t}\n`);
     // Progress streamed back to the client's stderr.
     expect(r.stderr).toMatch(/#\d+ \[\d\/\d\] RUN echo/);
-    expect(served(r)).toHaveLength(1);
-    expect(served(r)[0]).toMatch(/^kiln daemon: build: client pid \d+ → exit 0/);
+    await expect.poll(() => served(r), { timeout: 10_000 }).toHaveLength(1);
+    await expect.poll(() => served(r)[0] ?? '', { timeout: 10_000 }).toMatch(/^kiln daemon: build: client pid \d+ → exit 0/);
     // The log names the command only: argument values (build args) stay out of it.
     expect(daemonLog()).not.toContain(`env-${t}`);
     expect(daemonLog()).not.toContain('FROM_ENV');
@@ -114,8 +118,8 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('CACHED');
     expect(await sb.containersStarted()).toBe(before);
-    expect(served(first)).toHaveLength(1);
-    expect(served(again)).toHaveLength(1);
+    await expect.poll(() => served(first), { timeout: 10_000 }).toHaveLength(1);
+    await expect.poll(() => served(again), { timeout: 10_000 }).toHaveLength(1);
   }, 120_000);
 
   test('a failing RUN on the daemon gives the client the report and exit code 1', async () => {
@@ -126,7 +130,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`out-${t}`);
     expect(r.stderr).toMatch(/exit code:? 3/);
-    expect(served(r)[0]).toContain('→ exit 1');
+    await expect.poll(() => served(r)[0] ?? '', { timeout: 10_000 }).toContain('→ exit 1');
   }, 120_000);
 
   test('Ctrl-C of the client cancels its build on the daemon: exit 130, no container left, and the daemon serves on', async () => {
@@ -151,7 +155,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(daemon.exitCode).toBeNull();
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
-    expect(served(next)).toHaveLength(1);
+    await expect.poll(() => served(next), { timeout: 10_000 }).toHaveLength(1);
   }, 120_000);
 
   test('-q prints the image ID on the client stdout; -o - streams the rootfs tarball there byte for byte (as in-process)', async () => {
@@ -165,11 +169,11 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(quiet.code).toBe(0);
     expect(quiet.stdout).toBe(`${await readFile(iid, 'utf8')}\n`);
     expect(quiet.stdout).toMatch(/^sha256:[a-f0-9]{64}\n$/);
-    expect(served(quiet)).toHaveLength(1);
+    await expect.poll(() => served(quiet), { timeout: 10_000 }).toHaveLength(1);
 
     const tar = await client(['build', 'ctx', '--root', sb.root, '--progress', 'quiet', '-o', '-'], { cwd: work });
     expect(tar.code).toBe(0);
-    expect(served(tar)).toHaveLength(1);
+    await expect.poll(() => served(tar), { timeout: 10_000 }).toHaveLength(1);
     const local = await client(['build', 'ctx', '--root', sb.root, '--progress', 'quiet', '-o', 'type=tar,dest=-'], { cwd: work, env: { KILN_DAEMON: '0' } });
     expect(local.code).toBe(0);
     expect(served(local)).toHaveLength(0);
@@ -189,7 +193,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     const r = await client(['build', '-', '--root', sb.root, '--progress', 'quiet', '-o', 'type=local,dest=out'], { cwd: src, stdin: tgz });
     expect(r.stderr).not.toContain('kiln: error');
     expect(r.code).toBe(0);
-    expect(served(r)).toHaveLength(1);
+    await expect.poll(() => served(r), { timeout: 10_000 }).toHaveLength(1);
     const want = execFileSync('sha256sum', [join(src, 'rand')], { encoding: 'utf8' }).split(' ')[0];
     expect(await readFile(join(src, 'out', 'sum'), 'utf8')).toBe(`${want ?? '?'}  /rand\n${t}\n`);
   }, 120_000);
@@ -211,7 +215,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(daemon.exitCode).toBeNull();
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
-    expect(served(next)).toHaveLength(1);
+    await expect.poll(() => served(next), { timeout: 10_000 }).toHaveLength(1);
   }, 120_000);
 
   test('a client killed with SIGKILL mid-RUN: the daemon cancels its build (the container is gone) and serves on', async () => {
@@ -238,7 +242,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(daemon.exitCode).toBeNull();
     const next = await client(['du', '--root', sb.root]);
     expect(next.code).toBe(0);
-    expect(served(next)).toHaveLength(1);
+    await expect.poll(() => served(next), { timeout: 10_000 }).toHaveLength(1);
   }, 120_000);
 
   test('kiln llb and dump-llb through the daemon print what they print in-process (client cwd, env build args)', async () => {
@@ -436,7 +440,7 @@ test('the kiln launcher through a chain of relative symlinks, with a true or a s
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`/f-${t}`);
-      expect(d.log()).toContain(`llb: client pid ${r.pid} → exit 0`);
+      await expect.poll(() => d.log(), { timeout: 10_000 }).toContain(`llb: client pid ${r.pid} → exit 0`);
     }
     expect(stalePwd.stdout).toBe(truePwd.stdout);
   } finally {

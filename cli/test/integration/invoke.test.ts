@@ -172,7 +172,8 @@ describe('kiln build --invoke', () => {
       });
       expect(r.stdout).toBe('via daemon\nbuilt\n');
       expect(r.code).toBe(4);
-      expect(d.log()).toContain('build');
+      // The daemon logs a command after it answered it.
+      await expect.poll(() => d.log(), { timeout: 10_000 }).toContain('build: client pid');
     } finally {
       d.child.kill('SIGTERM');
       await d.exited;

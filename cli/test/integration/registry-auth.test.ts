@@ -115,7 +115,8 @@ test('credential helpers: credsStore answers for the registry, a missing helper 
     });
     expect(viaDaemon.code).toBe(0);
     expect(inspect(`${ref}-d`).Digest).toMatch(/^sha256:/);
-    expect(daemon.log()).toContain('build: client pid');
+    // The daemon logs a command after it answered it.
+    await expect.poll(() => daemon.log(), { timeout: 10_000 }).toContain('build: client pid');
   } finally {
     daemon.child.kill('SIGTERM');
     await daemon.exited;
