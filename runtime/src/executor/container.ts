@@ -7,6 +7,7 @@ import { WorkerError } from '../api/errors.js';
 import type { ContainerProcessSpec, ContainerRequest, ExecContainer, ExecProcess, ExecRequest } from '../api/executor.js';
 import type { RootView, Stub } from './root-view.js';
 import { spawnOnPty, type PtyProcess, type TerminalSize } from './pty-relay.js';
+import { childExit } from './child-exit.js';
 import { processSpec, specJson } from './spec.js';
 import { resolveUser } from './user.js';
 
@@ -230,10 +231,7 @@ class RuncProcess implements ExecProcess {
     this.#child = child;
     this.#kill = kill;
     this.#pty = pty;
-    this.exit = new Promise<number>((resolve, reject) => {
-      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? missing() : e));
-      child.once('exit', (code, sig) => resolve(code ?? 128 + (sig === null ? 0 : (constants.signals[sig] ?? 0))));
-    });
+    this.exit = childExit(child, missing);
     this.exit.then(
       () => (this.exited = true),
       () => (this.exited = true),

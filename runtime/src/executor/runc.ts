@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import type { ContainerRequest, ExecContainer, ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry, OutputLine } from '../api/executor.js';
 import { RuncContainer, type Cleanup, type Configured } from './container.js';
+import { childExit } from './child-exit.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { mountPointLayers, rootLayout } from './rootfs.js';
@@ -502,10 +503,7 @@ export class RuncExecutor implements Executor {
     writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
     // Its own process group (as #start's fallback): kiln stops containers on Ctrl-C itself.
     const child = spawn(this.#runc, this.#runArgs(run), { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    const exit = new Promise<number>((resolve, reject) => {
-      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? this.#missing() : e));
-      child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
-    });
+    const exit = childExit(child, () => this.#missing());
     // The container may exit (or never read) while input is pending: EPIPE is not an error here.
     child.stdin.on('error', () => undefined);
     stdio.stdin.pipe(child.stdin);
@@ -631,10 +629,7 @@ export class RuncExecutor implements Executor {
     }
     // Its own process group (see the process helper): kiln stops containers on Ctrl-C itself.
     const child = spawn(this.#runc, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const exit = new Promise<number>((resolve, reject) => {
-      child.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? this.#missing() : e));
-      child.once('exit', (c, sig) => resolve(c ?? 128 + (sig === null ? 0 : signalNumber(sig))));
-    });
+    const exit = childExit(child, () => this.#missing());
     const pipes = [child.stdout, child.stderr] as unknown as Socket[];
     if (!held) {
       child.unref();
@@ -758,11 +753,6 @@ async function runcError(log: string): Promise<string | undefined> {
     }
   }
   return undefined;
-}
-
-function signalNumber(sig: NodeJS.Signals): number {
-  const map: Partial<Record<NodeJS.Signals, number>> = { SIGKILL: 9, SIGTERM: 15, SIGINT: 2, SIGHUP: 1 };
-  return map[sig] ?? 0;
 }
 
 function hostsContent(hostname: string, extra: readonly HostEntry[]): string {
