@@ -106,15 +106,14 @@ export class GatewayClient implements FrontendClient {
     this.#refs = options.refs ?? new WeakMap();
     if (options.signal !== undefined) this.signal = options.signal;
     if (options.solveFrontend !== undefined) this.solveFrontend = options.solveFrontend;
-    if (this.#backend.newContainer !== undefined) {
+    const make = this.#backend.newContainer;
+    if (make !== undefined) {
       const containers = options.containers ?? new OpenContainers();
-      this.newContainer = (request) => this.#newContainer(request, containers);
+      this.newContainer = (request) => this.#newContainer(request, make, containers);
     }
   }
 
-  async #newContainer(request: NewContainerRequest, containers: OpenContainers): Promise<Container> {
-    const make = this.#backend.newContainer;
-    if (make === undefined) throw new GatewayError('KLN0620', 'this gateway cannot make containers');
+  async #newContainer(request: NewContainerRequest, make: NonNullable<SolveBackend['newContainer']>, containers: OpenContainers): Promise<Container> {
     const ended = (): GatewayError => new GatewayError('KLN0623', 'newContainer: the build has ended', { hint: 'make containers while the frontend runs' });
     if (containers.closed) throw ended();
     validateContainerRequest(request, (ref) => ref instanceof GatewayRef && this.#refs.get(ref.definition) === ref);
