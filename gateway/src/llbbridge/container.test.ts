@@ -374,6 +374,7 @@ describe('LLBBridge containers: the daemon side on the wire', () => {
     const piece = enc({ ProcessID: 'p', File: { Data: new Uint8Array(1 << 20) } });
     const sent = await sendFor((m) => call.send(m), piece, 100, 1500);
     // What the daemon holds: the stdin queue, the transport's message queue (16), HTTP/2 windows.
+    expect(sent).toBeGreaterThan(0); // stdin was flowing before it stopped
     expect(sent).toBeLessThan(24);
     call.cancel();
     grpc.destroy();
