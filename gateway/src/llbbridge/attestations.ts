@@ -63,7 +63,7 @@ function attestationFromWire(key: string, a: WireAttestation, resolve: (wire: Wi
   const ref = a.ref === undefined ? undefined : resolve(a.ref);
   if (ref === undefined) throw new GatewayError('KLN0614', `attestation of ${key} comes without a ref`);
   const kind = attestationKind(a.kind ?? ATTESTATION_KIND.InToto);
-  const metadata = new Map(Object.entries(a.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+  const metadata = metadataFromWire(a.metadata);
   const subjects = (a.inTotoSubjects ?? []).map(subjectFromWire);
   return {
     kind,
@@ -73,6 +73,11 @@ function attestationFromWire(key: string, a: WireAttestation, resolve: (wire: Wi
     ...(a.inTotoPredicateType ? { predicateType: a.inTotoPredicateType } : {}),
     ...(subjects.length === 0 ? {} : { subjects }),
   };
+}
+
+/** A wire `map<string, bytes>` (a result's or an attestation's metadata) as a Map of plain Uint8Array views (no copy). */
+export function metadataFromWire(wire: Record<string, Uint8Array> | undefined): Map<string, Uint8Array> {
+  return new Map(Object.entries(wire ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
 }
 
 function attestationKind(kind: number): AttestationKind {

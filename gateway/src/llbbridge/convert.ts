@@ -3,7 +3,7 @@
  * pb.Platform and Platform, WarnRequest and FrontendWarning, and the capabilities kiln serves.
  */
 import { normalizePlatform, type FileStat, type FrontendResult, type FrontendWarning, type Platform, type Ref } from '@kiln/llb-core';
-import { attestationsFromWire } from './attestations.js';
+import { attestationsFromWire, metadataFromWire } from './attestations.js';
 import type { WireAPICap, WirePlatform, WireRef, WireResult, WireStat, WireWarnRequest } from './messages.js';
 
 /**
@@ -120,7 +120,7 @@ export function warningFromWire(w: WireWarnRequest): FrontendWarning {
  * Both sides read one: the gateway a Return's result, a frontend a frontend Solve's answer.
  */
 export function resultFromWire(r: WireResult, toRef: (wire: WireRef) => Ref | undefined): FrontendResult {
-  const metadata = new Map(Object.entries(r.metadata ?? {}).map(([k, v]) => [k, new Uint8Array(v.buffer, v.byteOffset, v.byteLength)] as const));
+  const metadata = metadataFromWire(r.metadata);
   const attestations = attestationsFromWire(r.attestations, toRef);
   const extra = attestations === undefined ? { metadata } : { metadata, attestations };
   const wireRefs = r.refs?.refs ?? r.refsDeprecated?.refs;
