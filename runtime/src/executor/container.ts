@@ -333,7 +333,7 @@ class RuncProcess implements ExecProcess {
     if (!this.exited) this.#pty?.resize(size);
   }
 
-  /** SIGKILLs the process (by pid) and its runc, if they still run. */
+  /** SIGKILLs the process by pid, if it still runs (its runc then exits with it). */
   kill(): void {
     if (this.exited) return;
     if (this.#pid !== undefined) {
