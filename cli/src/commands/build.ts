@@ -250,12 +250,17 @@ function cacheFlags(flags: BuildFlags, io: CliIo): Pick<BuildRequest, 'cacheTo' 
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
 
 /** Where `--iidfile` and `--metadata-file` go. */
-interface ResultFiles {
+export interface ResultFiles {
   readonly iid?: FileTarget;
   readonly meta?: FileTarget;
 }
 
-async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<{ req: BuildRequest; outputs: ParsedOutputs; results: ResultFiles }> {
+/**
+ * `kiln build`'s flags as a {@link BuildRequest} (paths against the caller's directory), the
+ * parsed `--output` redirects and the result files. `cleanup` collects what to remove afterwards.
+ * Also used by `kiln bake`, which maps each target's keys onto {@link BuildFlags}.
+ */
+export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, cleanup: (() => Promise<void>)[]): Promise<{ req: BuildRequest; outputs: ParsedOutputs; results: ResultFiles }> {
   if (flags.quiet === true && flags.progress !== 'auto' && flags.progress !== 'quiet') {
     throw new EngineError('KLN0707', `--progress ${flags.progress} and --quiet cannot be used together`, { hint: 'drop one of them' });
   }
