@@ -225,11 +225,28 @@ export interface ContainerProcessRequest {
   readonly security?: 'sandbox' | 'insecure';
   /** Read as the process's fd 0 until it ends; absent: an empty stdin. */
   readonly stdin?: AsyncIterable<Uint8Array>;
-  /** Fd 1's bytes as the process writes them; absent: dropped. */
-  readonly stdout?: (chunk: Uint8Array) => void;
-  /** Fd 2's bytes as the process writes them; absent: dropped. */
-  readonly stderr?: (chunk: Uint8Array) => void;
+  /**
+   * Fd 1's bytes as the process writes them; absent: dropped. Backpressure: when the callback
+   * returns a promise, no more of that fd's output is read until it settles, so a process
+   * writing faster than the caller takes it blocks in its write (a full pipe), as under
+   * BuildKit, instead of kiln buffering it; kiln then holds about a pipe's buffer per fd (over
+   * LLBBridge add the HTTP/2 stream window and the small queue the client reads ahead). A
+   * callback returning nothing (`void`) takes output as fast as it comes. A throw or a rejected
+   * promise is ignored: reading goes on. {@link ContainerProcess.wait} resolves only
+   * after the last chunk's promise settled. Over LLBBridge the frontend side reads one
+   * ExecProcess stream for all the processes of a connection (as BuildKit's grpcclient does):
+   * a pending promise holds up the output of the connection's other processes too.
+   */
+  readonly stdout?: OutputSink;
+  /** Fd 2's bytes as the process writes them; absent: dropped. Backpressure as {@link stdout}'s. */
+  readonly stderr?: OutputSink;
 }
+
+/**
+ * Takes a container process's output (see {@link ContainerProcessRequest.stdout}): returning a
+ * promise holds further output of that fd until it settles.
+ */
+export type OutputSink = (chunk: Uint8Array) => void | Promise<void>;
 
 /** A running process of a {@link Container}. */
 export interface ContainerProcess {

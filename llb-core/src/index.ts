@@ -164,6 +164,7 @@ export {
   type ContainerMount,
   type NewContainerRequest,
   type ContainerProcessRequest,
+  type OutputSink,
   type ContainerProcess,
   type Container,
   ResultMetadataKey,

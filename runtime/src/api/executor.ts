@@ -150,10 +150,15 @@ export interface ContainerProcessSpec extends ProcessSpec {
    * exits first, its iterator is returned (as a `for await` `break`: a Node stream's destroys it).
    */
   readonly stdin?: AsyncIterable<Uint8Array>;
-  /** Fd 1's bytes as they come, not split into lines; absent: dropped. */
-  readonly stdout?: (chunk: Uint8Array) => void;
-  /** Fd 2's bytes as they come; absent: dropped. */
-  readonly stderr?: (chunk: Uint8Array) => void;
+  /**
+   * Fd 1's bytes as they come, not split into lines; absent: dropped. A returned promise holds
+   * further reading of fd 1 until it settles (the process then blocks in its write once the pipe
+   * is full); `void` takes output as fast as it comes. A throw or rejection is ignored (output goes on).
+   * {@link ExecProcess.wait} resolves after the last chunk's promise settled.
+   */
+  readonly stdout?: (chunk: Uint8Array) => void | Promise<void>;
+  /** Fd 2's bytes as they come; absent: dropped. Backpressure as `stdout`'s. */
+  readonly stderr?: (chunk: Uint8Array) => void | Promise<void>;
 }
 
 /** A started process of an {@link ExecContainer}. */

@@ -2,6 +2,7 @@ import { spawn, execFile, type ChildProcessWithoutNullStreams } from 'node:child
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { WorkerError } from '../api/errors.js';
 import type { ContainerProcessSpec, ContainerRequest, ExecContainer, ExecProcess, ExecRequest } from '../api/executor.js';
@@ -197,7 +198,10 @@ export class RuncContainer implements ExecContainer {
     if (init !== undefined && !init.exited) await this.#runcKill('KILL');
     // The init's death kills every process of the container's pid namespace; the exec'd ones'
     // runc processes then exit too. Killed by pid as well: runc kill may have lost a race.
-    for (const proc of this.#procs) proc.kill();
+    for (const proc of this.#procs) {
+      proc.kill();
+      proc.unpace();
+    }
     await Promise.all([...this.#procs].map((proc) => proc.exit.catch(() => undefined)));
     await execFileP(h.runc, ['--root', h.state, 'delete', '-f', h.id]).catch(() => undefined);
     for (const c of this.#cleanups.splice(0).reverse()) await c().catch(() => undefined);
@@ -220,6 +224,9 @@ class RuncProcess implements ExecProcess {
   readonly #pty: PtyProcess | undefined;
   #relayErr = '';
   #pid: number | undefined;
+  #unpaced = false;
+  #unpace: () => void = () => undefined;
+  readonly #unpacedAt = new Promise<void>((resolve) => (this.#unpace = resolve));
 
   constructor(
     child: ChildProcessWithoutNullStreams,
@@ -236,28 +243,68 @@ class RuncProcess implements ExecProcess {
       () => (this.exited = true),
       () => (this.exited = true),
     );
-    const deliver = (stream: NodeJS.ReadableStream, to: ((chunk: Uint8Array) => void) | undefined): Promise<void> =>
-      new Promise((resolve) => {
-        stream.on('data', (chunk: Buffer) => {
-          try {
-            to?.(chunk);
-          } catch {
-            // The caller's handler failed: that is its own affair, and must not end kiln (an
-            // exception in a stream event). The process runs on; its output still drains.
-          }
-        });
-        stream.once('end', resolve);
-        stream.once('error', () => resolve());
-      });
     // The relay's own errors (a terminal it could not open) explain a start that failed.
-    const stderr = pty === undefined ? p.stderr : (chunk: Uint8Array): void => {
+    const stderr = pty === undefined ? p.stderr : (chunk: Uint8Array): void | Promise<void> => {
       if (this.#relayErr.length < 4096) this.#relayErr += Buffer.from(chunk).toString();
-      p.stderr?.(chunk);
+      return p.stderr?.(chunk);
     };
-    this.#output = Promise.all([deliver(child.stdout, p.stdout), deliver(child.stderr, stderr)]).then(() => undefined);
+    this.#output = Promise.all([this.#deliver(child.stdout, p.stdout), this.#deliver(child.stderr, stderr)]).then(() => undefined);
     // The process may exit (or never read) while input is pending: EPIPE is not an error here.
     child.stdin.on('error', () => undefined);
     void this.#feed(p.stdin);
+  }
+
+  /**
+   * Hands `stream`'s chunks to `to` until it ends. While a promise `to` returned is pending the
+   * stream is paused: Node stops reading the pipe once its buffer is full, and the process (or
+   * the pty relay) blocks in its write, as BuildKit's io.Copy into a slow writer does. A throw or
+   * rejection is the caller's own affair (it must not end kiln as an exception in a stream event
+   * would): the chunk is dropped and output goes on. Resolves once the stream ended and the last
+   * promise settled. After {@link unpace} promises are no longer waited for.
+   */
+  #deliver(stream: Readable, to: ((chunk: Uint8Array) => void | Promise<void>) | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      let ended = false;
+      let waiting = false;
+      const settle = (): void => {
+        if (ended && !waiting) resolve();
+      };
+      const resume = (): void => {
+        waiting = false;
+        if (!stream.destroyed) stream.resume();
+        settle();
+      };
+      stream.on('data', (chunk: Buffer) => {
+        let r: unknown;
+        try {
+          r = to?.(chunk);
+        } catch {
+          return;
+        }
+        if (!isThenable(r)) return;
+        // Settled later either way; a rejection must not be unhandled.
+        const done = Promise.resolve(r).then(() => undefined, () => undefined);
+        if (this.#unpaced) return;
+        waiting = true;
+        stream.pause();
+        void Promise.race([done, this.#unpacedAt]).then(resume);
+      });
+      const end = (): void => {
+        ended = true;
+        settle();
+      };
+      stream.once('end', end);
+      stream.once('error', end);
+    });
+  }
+
+  /**
+   * Stops waiting for the caller's output promises (release: the process is being killed, and a
+   * tty relay flushing its last output would otherwise never exit for a consumer that is stuck).
+   */
+  unpace(): void {
+    this.#unpaced = true;
+    this.#unpace();
   }
 
   /**
@@ -362,4 +409,9 @@ function signalName(name: string): NodeJS.Signals {
 /** The error of a missing perl (the terminal relay). */
 function ptyMissing(): WorkerError {
   return new WorkerError('PREREQUISITE_MISSING', 'perl not found: a container process with a terminal needs it', { hint: 'apt-get install perl-base' });
+}
+
+/** Whether `value` is a promise (or any thenable) an output callback returned. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

@@ -8,7 +8,8 @@ import type { Writable } from 'node:stream';
  * (`initHostConsole`: one of its fds 0-2 must be a terminal), forwarding SIGWINCH as a resize.
  * Node cannot make a terminal either (no ioctl), so this perl (Essential on Debian, as the process
  * helper's) opens one: `/dev/ptmx`, unlocked, its slave as runc's fds 0-2 and controlling
- * terminal, and relays the master to its own fds 0/1 byte for byte. Lines `<rows> <cols>` on
+ * terminal, and relays the master to its own fds 0/1 byte for byte (at most 64 KiB of output
+ * pending: a paused reader stops the terminal being read). Lines `<rows> <cols>` on
  * fd 3 set the size and send runc SIGWINCH. It exits with runc's status (128+n for a signal).
  * The ioctl numbers are asm-generic's (x86-64, arm64, riscv64).
  */
@@ -45,21 +46,29 @@ if ($pid == 0) {
 }
 open(my $ctl, '<&=', 3) or die "kiln pty: fd 3: $!\n";
 $SIG{PIPE} = 'IGNORE';
-my ($in, $ctlOpen, $pending, $ctlBuf) = (1, 1, '', '');
+# Output is written without blocking: while kiln's reader is paused (its consumer is slow) the
+# relay keeps passing input and resizes, and reads the terminal only while under 64 KiB are
+# pending, so the container's writes block on a full terminal, as on a pipe.
+my $fl = fcntl(STDOUT, POSIX::F_GETFL(), 0) // 0;
+fcntl(STDOUT, POSIX::F_SETFL(), $fl | POSIX::O_NONBLOCK());
+my ($in, $ctlOpen, $pending, $ctlBuf, $open, $out, $outOpen) = (1, 1, '', '', 1, '', 1);
 my $mfd = fileno($m);
-for (;;) {
+while ($open || length $out) {
   my ($rin, $win) = ('', '');
-  vec($rin, $mfd, 1) = 1;
+  vec($rin, $mfd, 1) = 1 if $open && length($out) < 65536;
   vec($rin, 0, 1) = 1 if $in && length($pending) < 65536;
   vec($rin, 3, 1) = 1 if $ctlOpen;
-  vec($win, $mfd, 1) = 1 if length $pending;
+  vec($win, $mfd, 1) = 1 if $open && length $pending;
+  vec($win, 1, 1) = 1 if length $out;
   my $found = select(my $r = $rin, my $w = $win, undef, undef);
   next if $found <= 0;
   if (vec($r, $mfd, 1)) {
     my $got = sysread($m, my $buf, 65536);
-    last unless $got;
-    my $off = 0;
-    while ($off < $got) { my $wr = syswrite(STDOUT, $buf, $got - $off, $off); last unless defined $wr; $off += $wr; }
+    if ($got) { $out .= $buf if $outOpen } else { $open = 0 }
+  }
+  if (length($out) && vec($w, 1, 1)) {
+    my $wr = syswrite(STDOUT, $out);
+    if (defined $wr) { substr($out, 0, $wr) = '' } elsif ($! != POSIX::EAGAIN()) { ($out, $outOpen) = ('', 0) }
   }
   if (vec($r, 0, 1)) { my $got = sysread(STDIN, my $buf, 65536); if ($got) { $pending .= $buf } else { $in = 0 } }
   if (vec($r, 3, 1)) {
@@ -69,7 +78,7 @@ for (;;) {
       while ($ctlBuf =~ s/^(\d+) (\d+)\n//) { winsize($1, $2); kill 'WINCH', $pid; }
     } else { $ctlOpen = 0 }
   }
-  if (length($pending) && vec($w, $mfd, 1)) { my $wr = syswrite($m, $pending); substr($pending, 0, $wr) = '' if $wr; }
+  if ($open && length($pending) && vec($w, $mfd, 1)) { my $wr = syswrite($m, $pending); substr($pending, 0, $wr) = '' if $wr; }
 }
 waitpid($pid, 0);
 my $st = $?;
