@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CacheStore, formatBytes, gitRepoUsage, type DiskUsageRecord, type GitRepoUsage } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
+import { openSnapshotter, orphanRules, type OrphanSnapshot } from '../engine/engine.js';
 
 /** One row of `kiln du`. */
 export interface UsageRow {
@@ -19,13 +20,20 @@ export interface UsageRow {
 /**
  * Cache records under `root`: op results, local-source snapshots, cache mounts
  * (`RUN --mount=type=cache`, kind `exec.cachemount`) and the shared repositories of git sources,
- * most recently used first.
+ * most recently used first; and snapshots killed kiln processes left behind (kind `orphan`), which
+ * the next build removes (or `kiln prune`).
  */
 export async function diskUsage(root: string): Promise<UsageRow[]> {
   const store = CacheStore.open({ path: join(root, 'cache', 'solver.db') });
   let records: DiskUsageRecord[];
+  const orphans: UsageRow[] = [];
   try {
     records = store.du();
+    const snapshots = await openSnapshotter(root);
+    for (const o of await snapshots.orphans(orphanRules(store))) {
+      const { size } = await snapshots.usage(o.id).catch(() => ({ size: 0 }));
+      orphans.push(orphanRow(o, size));
+    }
   } finally {
     store.close();
   }
@@ -42,8 +50,14 @@ export async function diskUsage(root: string): Promise<UsageRow[]> {
         ...(r.pendingRemoval === true ? { pendingRemoval: true } : {}),
       }),
     )
-    .concat(repos)
+    .concat(repos, orphans)
     .sort((a, b) => b.lastUsed - a.lastUsed);
+}
+
+/** A snapshot a killed kiln process left behind as a `kiln du` / `kiln prune` row. */
+export function orphanRow(o: OrphanSnapshot, size: number): UsageRow {
+  const by = o.pid === undefined ? 'a kiln process that is gone' : `kiln process ${o.pid}, killed`;
+  return { id: o.id, kind: 'orphan', size, reclaimable: true, lastUsed: Date.parse(o.createdAt), description: `${o.kind} snapshot left by ${by}` };
 }
 
 /** A shared git repository as a `kiln du` row (BuildKit: a regular record, "shared git repo for …"). */

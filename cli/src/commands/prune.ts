@@ -4,9 +4,9 @@ import { formatBytes, gitRepoUsage, removeGitRepo } from '@kiln/solver';
 import { processIo, type CliIo } from '../io.js';
 import { acquireEngine } from '../engine/lease.js';
 import { kilnRoot } from '../engine/cli-support.js';
-import type { KilnEngine } from '../engine/engine.js';
+import { orphanRules, type KilnEngine } from '../engine/engine.js';
 import { parseSize } from '../engine/session.js';
-import { gitRepoRow, type UsageRow } from './du.js';
+import { gitRepoRow, orphanRow, type UsageRow } from './du.js';
 
 /** Options of {@link prune}. */
 export interface PruneFlags {
@@ -32,8 +32,13 @@ export async function prune(root: string, flags: PruneFlags, io: CliIo = process
 
 async function pruneUnlocked(engine: KilnEngine, flags: PruneFlags): Promise<UsageRow[]> {
   const keep = flags.keepStorage === undefined ? undefined : parseSize(flags.keepStorage);
+  // First what killed builds left (whatever --keep-storage says: nothing can use it), so that
+  // snapshots pending removal it stacked on can go in this prune too.
+  const sizes = new Map<string, number>();
+  for (const o of await engine.snapshotter.orphans(orphanRules(engine.cache))) sizes.set(o.id, (await engine.snapshotter.usage(o.id).catch(() => ({ size: 0 }))).size);
+  const removed: UsageRow[] = (await engine.sweepOrphans()).map((o) => orphanRow(o, sizes.get(o.id) ?? 0));
   const victims = await engine.cache.prune({ ...(flags.all === true ? { all: true } : {}), ...(keep === undefined ? {} : { keepStorage: keep }) });
-  const removed: UsageRow[] = victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description }));
+  removed.push(...victims.map((v) => ({ id: v.snapshot, kind: v.kind, size: v.size, reclaimable: true, lastUsed: v.lastUsed, description: v.description })));
   // Shared git repositories: all of them, or with --keep-storage the least recently used while
   // the cache (records and repositories) is still over the limit.
   const repos = (await gitRepoUsage(engine.root)).sort((a, b) => a.lastUsed - b.lastUsed);

@@ -1,5 +1,5 @@
 import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
-import { unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pidAlive, withFileLock } from '@kiln/solver';
 import { EngineError } from './errors.js';
@@ -62,23 +62,45 @@ export class RootActivity {
     this.#mark = undefined;
   }
 
-  /** Runs `fn` (a prune) only while no other live process builds in this root. */
+  /**
+   * Whether a build of this root was killed (SIGKILL, crash): a mark whose process is gone. What
+   * it left (snapshots, see KilnEngine.sweepOrphans) is cleaned up by the next
+   * {@link RootActivity.exclusive} run, which then drops the marks. One directory read.
+   */
+  killedBuilds(): boolean {
+    let names: string[];
+    try {
+      names = readdirSync(this.#dir);
+    } catch {
+      return false;
+    }
+    return names.some((name) => Number(name) !== process.pid && !pidAlive(Number(name)));
+  }
+
+  /**
+   * Runs `fn` (a prune, or the clean-up after killed builds) only while no other live process
+   * builds in this root. Marks of dead processes are dropped once `fn` succeeded, so that
+   * {@link RootActivity.killedBuilds} still tells the next open when it did not.
+   */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     await mkdir(this.#dir, { recursive: true });
     return withFileLock(this.#lock, undefined, async () => {
       const live: number[] = this.#builds > 0 ? [process.pid] : [];
+      const dead: string[] = [];
       for (const name of await readdir(this.#dir)) {
         const pid = Number(name);
         if (pid === process.pid) continue;
         if (pidAlive(pid)) live.push(pid);
-        else await unlink(join(this.#dir, name)).catch(() => undefined);
+        else dead.push(name);
       }
       if (live.length > 0) {
         throw new EngineError('KLN0708', `${live.length === 1 ? 'a build is' : `${live.length} builds are`} running in this kiln root (pid ${live.join(', ')})`, {
           hint: 'prune removes snapshots running builds use: wait for them to finish, then prune again',
         });
       }
-      return fn();
+      const result = await fn();
+      for (const name of dead) await unlink(join(this.#dir, name)).catch(() => undefined);
+      return result;
     });
   }
 }

@@ -29,6 +29,11 @@ export type BuildSolver = Pick<Solver, 'build'> & {
   prefetchImage?(reference: string, opts: PrefetchImageOptions): void;
 };
 
+/** What a sweep of a root's snapshots may take (see {@link orphanRules}). */
+export type OrphanOptions = NonNullable<Parameters<LocalSnapshotter['orphans']>[0]>;
+/** A snapshot a killed kiln process left behind (see {@link KilnEngine.sweepOrphans}). */
+export type OrphanSnapshot = Awaited<ReturnType<LocalSnapshotter['orphans']>>[number];
+
 /** Options of {@link KilnEngine.open}. */
 export interface EngineOptions {
   /** The kiln root (resolved by the caller: `--root`, `KILN_ROOT`, or the default). */
@@ -130,8 +135,30 @@ export class KilnEngine {
     // removed now that those mounts are gone; what still fails stays pending for the next try.
     // Under the prune lock and only while no other process builds here: a build elsewhere may be
     // recording one of them again (an image layer unpacked into the same `layer-<chain>` id).
-    if (engine.cache.pendingReleaseCount() > 0) await engine.activity.exclusive(() => engine.cache.retryReleases()).catch(() => 0);
+    // What builds killed mid-way left (see sweepOrphans) goes under the same lock, when a mark
+    // of a dead process says a build was killed; refused while another process builds here, the
+    // marks stay and the next open tries again.
+    const killed = engine.activity.killedBuilds();
+    if (killed || engine.cache.pendingReleaseCount() > 0) {
+      await engine.activity
+        .exclusive(async () => {
+          await engine.cache.retryReleases();
+          if (killed) await engine.sweepOrphans();
+        })
+        .catch(() => undefined);
+    }
     return engine;
+  }
+
+  /**
+   * Removes the snapshots kiln processes killed mid-build left behind (see {@link orphanRules}):
+   * a RUN's writable root, a bind mount's scratch layer, a file op's, merge's or container's
+   * writable snapshot, a failed RUN's state kept for `--invoke`, results committed but never
+   * recorded in the cache store. Call it only inside {@link RootActivity.exclusive}: no other
+   * process may be recording or leasing snapshots meanwhile. Returns what it removed.
+   */
+  sweepOrphans(): Promise<OrphanSnapshot[]> {
+    return this.snapshotter.removeOrphans(orphanRules(this.cache));
   }
 
   /**
@@ -197,11 +224,32 @@ export class KilnEngine {
 }
 
 /**
+ * Committed snapshots that only a running build holds (the solver worker's newSnapshotId kinds):
+ * results of exec, file, merge and diff ops between their commit and their cache record, the
+ * intermediate layers of a merge, and failed RUN states kept for a debugger. Every other
+ * committed id is kept by the sweep whatever refers to it: image layers (`layer-<chain>`), local
+ * context, git and http snapshots (`local-`, `git-`, `http-`, found again by their fixed ids) and
+ * the shared `scratch-empty`.
+ */
+const TRANSIENT_COMMITTED = /^(?:exec|file|merge|diff|failed)-[0-9a-z]+-[0-9a-f]{12}(?:\.part-[0-9a-f]{8})?$/;
+
+/**
+ * What a sweep of `root`'s snapshots may take (see LocalSnapshotter.orphans): active snapshots
+ * and the transient committed kinds above, once the process that made them is gone, unless the
+ * cache store owns them (results, pending removals, leases of this process) or a kept snapshot
+ * stacks on them.
+ */
+export function orphanRules(cache: CacheStore): OrphanOptions {
+  const owned = cache.ownedSnapshots();
+  return { transient: (id) => TRANSIENT_COMMITTED.test(id), owned: (id) => owned.has(id) };
+}
+
+/**
  * The snapshotter of `root`. Probing overlayfs mounts a test overlay (tens to hundreds of ms per
  * process), so the outcome is remembered in `<root>/engine/snapshot-driver` together with the
  * kernel release, and probed again only when the kernel changes.
  */
-async function openSnapshotter(root: string): Promise<LocalSnapshotter> {
+export async function openSnapshotter(root: string): Promise<LocalSnapshotter> {
   const file = join(root, 'engine', 'snapshot-driver');
   const remembered = await readFile(file, 'utf8').catch(() => '');
   const [driver, kernel] = remembered.trim().split(' ');

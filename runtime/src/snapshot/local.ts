@@ -37,6 +37,12 @@ interface SnapshotMeta extends SnapshotInfo {
   readonly mergePart?: boolean;
   /** Its own layer dir holds whiteouts that matter with nothing below (a DiffOp result's deletions). */
   readonly whiteouts?: boolean;
+  /**
+   * The process that created it (prepare, view, or a merge's stacking; a commit keeps its active
+   * snapshot's): an active snapshot is private to that process, so once it is gone (SIGKILL) the
+   * snapshot is garbage (see {@link LocalSnapshotter.orphans}). Absent in metas written before.
+   */
+  readonly pid?: number;
 }
 
 /** Options for {@link LocalSnapshotter}. */
@@ -68,6 +74,27 @@ export type DiffSource =
       readonly whiteoutsAtBottom?: boolean;
     }
   | { readonly driver: 'copy'; readonly dir: string; readonly parentDir: string | undefined };
+
+/** Options of {@link LocalSnapshotter.orphans} and {@link LocalSnapshotter.removeOrphans}. */
+export interface OrphanOptions {
+  /**
+   * Committed snapshots that may be orphans: ids of kinds only a running process holds (an op
+   * result not recorded yet, a failed step kept for a debugger). Others are kept whatever else
+   * holds them (default: none may be). Active snapshots and views are always private to the
+   * process that made them.
+   */
+  readonly transient?: (id: string) => boolean;
+  /** Snapshots something outside the snapshotter owns (cache records): kept, with what they stack on. */
+  readonly owned?: (id: string) => boolean;
+  /** A snapshot whose meta names no creator process is an orphan only once this old (default one hour). */
+  readonly unknownCreatorAgeMs?: number;
+}
+
+/** A snapshot {@link LocalSnapshotter.orphans} found. */
+export interface OrphanSnapshot extends SnapshotInfo {
+  /** The process that created it (gone by now), when its meta says. */
+  readonly pid: number | undefined;
+}
 
 /** An always-empty dir (relative to the snapshots root) under a single read-only layer that may hold whiteouts. */
 const EMPTY_LOWER = 'empty-lower';
@@ -519,6 +546,7 @@ export class LocalSnapshotter implements Snapshotter {
           layer: l.dir,
           layerOwner: l.owner,
           ...(top ? {} : { mergePart: true }),
+          pid: process.pid,
         };
         await this.#writeMeta(meta);
         try {
@@ -639,6 +667,87 @@ export class LocalSnapshotter implements Snapshotter {
     return result;
   }
 
+  /**
+   * Snapshots nothing will ever use again, left by kiln processes that died (SIGKILL) mid-build:
+   * every active snapshot or view whose creator process is gone (a RUN's writable rootfs, a
+   * scratch layer, a debug container's root), and committed ones of the `transient` kinds whose
+   * creator is gone and that nothing `owned` stacks on. Kept: anything made by a live process
+   * (this one included), anything `owned`, and every parent and layer owner of a kept snapshot.
+   * A snapshot whose meta names no creator counts as gone once `unknownCreatorAgeMs` old. Reads
+   * each snapshot's meta (no directory walk); the result is ordered so that removing in order
+   * never removes a snapshot before another that stacks on it.
+   */
+  async orphans(opts: OrphanOptions = {}): Promise<OrphanSnapshot[]> {
+    await this.init();
+    const metas = new Map<string, SnapshotMeta>();
+    for (const id of readdirSync(this.#byId)) {
+      if (id.startsWith(REMOVING)) continue;
+      const m = await this.#load(id).catch(() => undefined);
+      if (m !== undefined) metas.set(id, m);
+    }
+    const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
+    const alive = new Map<number, boolean>();
+    const creatorGone = (m: SnapshotMeta): boolean => {
+      if (m.pid === undefined) return Date.parse(m.createdAt) < cutoff;
+      if (m.pid === process.pid) return false;
+      let a = alive.get(m.pid);
+      if (a === undefined) alive.set(m.pid, (a = processAlive(m.pid)));
+      return !a;
+    };
+    const candidates = new Set<string>();
+    for (const m of metas.values()) {
+      const mayGo = m.kind !== 'committed' || opts.transient?.(m.id) === true;
+      if (mayGo && opts.owned?.(m.id) !== true && creatorGone(m)) candidates.add(m.id);
+    }
+    if (candidates.size === 0) return [];
+    // What a kept snapshot stacks on stays, transitively.
+    const stack = [...metas.keys()].filter((id) => !candidates.has(id));
+    for (let id = stack.pop(); id !== undefined; id = stack.pop()) {
+      const m = metas.get(id);
+      for (const dep of [m?.parent, m?.layerOwner]) {
+        if (dep !== undefined && candidates.delete(dep)) stack.push(dep);
+      }
+    }
+    // Users first: a snapshot goes after every candidate stacking on it.
+    const users = new Map<string, number>();
+    for (const id of candidates) {
+      const m = metas.get(id);
+      for (const dep of new Set([m?.parent, m?.layerOwner])) if (dep !== undefined && candidates.has(dep)) users.set(dep, (users.get(dep) ?? 0) + 1);
+    }
+    const out: OrphanSnapshot[] = [];
+    const ready = [...candidates].filter((id) => (users.get(id) ?? 0) === 0).sort();
+    for (let id = ready.shift(); id !== undefined; id = ready.shift()) {
+      const m = metas.get(id) as SnapshotMeta;
+      out.push({ ...publicInfo(m), pid: m.pid });
+      for (const dep of new Set([m.parent, m.layerOwner])) {
+        if (dep === undefined || !candidates.has(dep)) continue;
+        const n = (users.get(dep) ?? 0) - 1;
+        users.set(dep, n);
+        if (n === 0) ready.push(dep);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes the {@link LocalSnapshotter.orphans} (call it only while no other process can record
+   * or lease them: kiln holds its root's prune lock with no other build running). Returns those
+   * removed; one that cannot be removed (files busy) is skipped, left for the next sweep.
+   */
+  async removeOrphans(opts: OrphanOptions = {}): Promise<OrphanSnapshot[]> {
+    const removed: OrphanSnapshot[] = [];
+    for (const o of await this.orphans(opts)) {
+      try {
+        await this.remove(o.id);
+      } catch (e) {
+        // An intermediate merge snapshot went with its last user already.
+        if ((e as { code?: unknown }).code !== 'SNAPSHOT_NOT_FOUND') continue;
+      }
+      removed.push(o);
+    }
+    return removed;
+  }
+
   /** Where the changes of `id` (active or committed) against its parent live, for the differ. */
   async diffSource(id: string): Promise<DiffSource> {
     await this.init();
@@ -750,6 +859,7 @@ export class LocalSnapshotter implements Snapshotter {
       labels,
       dir,
       chain: [],
+      pid: process.pid,
     };
     await this.#writeMeta(meta);
     try {

@@ -328,6 +328,19 @@ export class CacheStore {
   }
 
   /**
+   * Every snapshot this store owns or holds: those results refer to, those pending removal (see
+   * {@link retryReleases}; removed through the release hook, not by others), and those leased by
+   * builds of this process. Anything else is not the store's (a sweep of what killed builds left
+   * may take it). Cache mount names (`cachemount:<id>`) are included as recorded.
+   */
+  ownedSnapshots(): Set<string> {
+    const owned = this.referencedSnapshots();
+    for (const r of this.#stmt('SELECT snapshot FROM pending_release').all() as Array<{ snapshot: string }>) owned.add(r.snapshot);
+    for (const s of this.#inUse.keys()) owned.add(s);
+    return owned;
+  }
+
+  /**
    * Removes cache records and releases their snapshots: with `keepStorage`, least recently used
    * snapshots go first until the total fits; otherwise every eligible one. Snapshots in use by a
    * running build are kept. Links whose target has no result left are dropped too.
