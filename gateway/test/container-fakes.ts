@@ -7,6 +7,8 @@ import { constants as osConstants } from 'node:os';
 import type { Container, ContainerProcess, ContainerProcessRequest, Definition, FileStat, FrontendClient, NewContainerRequest, Ref } from '@kiln/llb-core';
 
 const te = new TextEncoder();
+const FLOOD_CHUNK = 64 * 1024;
+const FLOOD_PATTERN = new Uint8Array(FLOOD_CHUNK + 251).map((_, i) => i % 251);
 
 export class MemRef implements Ref {
   constructor(readonly definition: Definition) {}
@@ -23,11 +25,15 @@ export class MemRef implements Ref {
 
 /**
  * A scripted process: `cat` copies stdin to stdout; `err MSG CODE` writes MSG to stderr and exits
- * CODE; `sleep` runs until a signal (exit 128+n); `nowait` rejects wait().
+ * CODE; `sleep` runs until a signal (exit 128+n); `nowait` rejects wait(); `flood N` writes N
+ * bytes (byte i is i % 251) to stdout in 64 KiB chunks, each write waiting for the promise the
+ * callback returned, as a process blocks in write() on a full pipe (`written` counts them).
  */
 export class MemProcess implements ContainerProcess {
   readonly signals: string[] = [];
   readonly resizes: { rows: number; cols: number }[] = [];
+  /** Bytes a `flood` handed to its stdout callback. */
+  written = 0;
   readonly #done: Promise<number>;
   #exit: (code: number) => void = () => undefined;
   #fail: (e: Error) => void = () => undefined;
@@ -47,6 +53,16 @@ export class MemProcess implements ContainerProcess {
         request.stderr?.(te.encode(a1 ?? ''));
         this.#exit(Number(a2));
       }, 1);
+    } else if (cmd === 'flood') {
+      void (async () => {
+        const total = Number(a1);
+        for (let at = 0; at < total && this.signals.length === 0; at += FLOOD_CHUNK) {
+          const n = Math.min(FLOOD_CHUNK, total - at);
+          this.written += n;
+          await request.stdout?.(FLOOD_PATTERN.subarray(at % 251, (at % 251) + n));
+        }
+        this.#exit(0);
+      })();
     } else if (cmd === 'nowait') {
       setTimeout(() => this.#fail(new Error('lost track of the process')), 1);
     }

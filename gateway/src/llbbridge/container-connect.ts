@@ -39,7 +39,8 @@ function execError(e: unknown): Error {
 
 /** What an ExecProcess message for one process is handed to. */
 interface ProcessSink {
-  message(m: WireExecMessage): void;
+  /** Takes a message; a promise (the caller's output callback's) holds the next read until it settles. */
+  message(m: WireExecMessage): void | Promise<void>;
   fail(error: Error): void;
 }
 
@@ -47,12 +48,19 @@ interface ProcessSink {
  * The one ExecProcess call of a connection, opened by the first container: sends any process's
  * messages and hands each answer to the process it names (messages for unknown ids are dropped,
  * as grpcclient does). When the call ends, every process still registered fails with its error.
+ * Backpressure: while a process's output callback has a promise pending no further message is
+ * read, so the transport's small read-ahead queue fills, the HTTP/2 stream pauses and sends no
+ * WINDOW_UPDATE, and the server stops at its flow-control window (as grpcclient's forwarder
+ * blocks in its write to a slow pipe); this holds up every process of the call.
  */
 export class BridgeExec {
   readonly codec: LLBBridgeCodec;
   readonly #call: ClientStreamCall;
   readonly #procs = new Map<string, ProcessSink>();
   #failure: Error | undefined;
+  #closed: () => void = () => undefined;
+  /** Settles at {@link close}: a read held by a caller's pending promise stops waiting for it. */
+  readonly #closing = new Promise<void>((resolve) => (this.#closed = resolve));
 
   constructor(codec: LLBBridgeCodec, grpc: GrpcClient) {
     this.codec = codec;
@@ -85,6 +93,7 @@ export class BridgeExec {
 
   /** Ends the call (reset): processes still registered fail. */
   close(): void {
+    this.#closed();
     this.#call.cancel();
   }
 
@@ -93,7 +102,8 @@ export class BridgeExec {
     try {
       for await (const bytes of this.#call.messages) {
         const m = this.codec.decode('ExecMessage', bytes);
-        this.#procs.get(m.ProcessID ?? '')?.message(m);
+        const held = this.#procs.get(m.ProcessID ?? '')?.message(m);
+        if (held !== undefined) await Promise.race([held, this.#closing]);
       }
       failure = new GatewayError('KLN0612', 'ExecProcess: the server ended the call');
     } catch (e) {
@@ -219,20 +229,23 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
     await this.#exec.send({ ProcessID: this.#pid, Resize: { Rows: size.rows, Cols: size.cols } });
   }
 
-  message(m: WireExecMessage): void {
+  message(m: WireExecMessage): void | Promise<void> {
     if (m.Started !== undefined) {
       this.#isStarted = true;
       this.#resolveStarted();
     } else if (m.File !== undefined) {
       const data = m.File.Data;
       if (data === undefined || data.byteLength === 0) return;
+      let held: unknown;
       try {
-        if (m.File.Fd === 1) this.#request.stdout?.(data);
-        else if (m.File.Fd === 2) this.#request.stderr?.(data);
+        if (m.File.Fd === 1) held = this.#request.stdout?.(data);
+        else if (m.File.Fd === 2) held = this.#request.stderr?.(data);
       } catch {
         // The caller's handler failed: its own affair (as in the runtime). Thrown here it would
         // end the connection's one ExecProcess reader, failing every process on it.
       }
+      // A pending promise holds the reader (backpressure); a rejection is ignored like a throw.
+      if (isThenable(held)) return Promise.resolve(held).then(() => undefined, () => undefined);
     } else if (m.Exit !== undefined) {
       this.#exit = { code: m.Exit.Code ?? 0, error: m.Exit.Error };
       if (!this.#isStarted) {
@@ -286,4 +299,9 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
     this.#finished = true;
     this.#exec.unregister(this.#pid);
   }
+}
+
+/** Whether an output callback returned a promise (or any thenable). */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }

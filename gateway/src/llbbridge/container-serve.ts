@@ -189,11 +189,21 @@ export class BridgeContainers {
     const fds = new Set(init.Fds ?? []);
     const p: ServedProcess = { early: [], process: undefined, stdin: fds.has(0) ? messageQueue() : undefined, stdinOpen: fds.has(0), finished: undefined, exited: false };
     procs.set(pid, p);
-    const output = (fd: number) => (chunk: Uint8Array) => {
+    // Output written before Started waits for it (and for its own sending).
+    let flushEarly: (sent: Promise<unknown>) => void = () => undefined;
+    const earlySent = new Promise<void>((resolve) => (flushEarly = (sent) => void sent.then(() => resolve(), () => resolve())));
+    // Backpressure: the promise settles once HTTP/2 took the message (at once, or at the stream's
+    // `drain` when the peer's flow-control window is used up), and the process's output is not
+    // read meanwhile: what kiln holds is about a message beyond the peer's window, as buildkitd's
+    // io.Copy into a blocking gRPC Send holds one buffer.
+    const output = (fd: number) => (chunk: Uint8Array): Promise<void> => {
       // Copied: the process side may reuse its buffer once the callback returns.
       const m: WireExecMessage = { ProcessID: pid, File: { Fd: fd, Data: chunk.slice() } };
-      if (p.early !== undefined) p.early.push(m);
-      else void send(m).catch(() => undefined);
+      if (p.early !== undefined) {
+        p.early.push(m);
+        return earlySent;
+      }
+      return send(m).catch(() => undefined);
     };
     const request = {
       ...processFromWire(init),
@@ -206,6 +216,8 @@ export class BridgeContainers {
     } catch (e) {
       p.exited = true;
       p.stdin?.end();
+      p.early = undefined;
+      flushEarly(Promise.resolve());
       // Exit alone, no Done: grpcclient's Start reads one message where it waits for Started and
       // fails, but never deregisters the process, so its forwarder would block on a Done for it
       // (an unbuffered channel nobody reads) and stop delivering to every other process.
@@ -213,9 +225,13 @@ export class BridgeContainers {
       return;
     }
     // Output goes after Started, as buildkitd starts its output copies only then.
-    await send({ ProcessID: pid, Started: {} });
-    for (const m of p.early ?? []) void send(m).catch(() => undefined);
-    p.early = undefined;
+    try {
+      await send({ ProcessID: pid, Started: {} });
+    } finally {
+      const early = (p.early ?? []).map((m) => send(m));
+      p.early = undefined;
+      flushEarly(Promise.all(early));
+    }
     const proc = p.process;
     p.finished = (async () => {
       let exit: WireExecMessage['Exit'];
