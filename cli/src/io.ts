@@ -63,21 +63,70 @@ export function signalInterrupts(signals: readonly NodeJS.Signals[]): Interrupts
 /** This process's SIGINT and SIGTERM. */
 export const processInterrupts: Interrupts = signalInterrupts(['SIGINT', 'SIGTERM']);
 
-let epipeHandled = false;
+/** The first error of this process's stdout (EPIPE: its reader is gone; EIO, ENOSPC …), once it happened. */
+let stdoutFailure: NodeJS.ErrnoException | undefined;
+/** Whether a command was told of {@link stdoutFailure} (a write threw it), so it reported it itself. */
+let stdoutFailureThrown = false;
+let handlersInstalled = false;
+
+/** The error a write to the failed stdout throws. */
+function stdoutError(e: NodeJS.ErrnoException): CliError {
+  return e.code === 'EPIPE' ? new BrokenPipeError() : new CliError('KLN_CLI_STDOUT', `cannot write to standard output: ${e.message}`);
+}
 
 /**
- * The real process streams. A closed stdout pipe (`kiln dump-llb x | head`) ends the
- * process quietly instead of crashing with an unhandled EPIPE.
+ * The real process streams. Writes to stdout never crash kiln: once stdout has failed (a closed
+ * pipe, `kiln dump-llb x | head`; EIO from a hung-up terminal; a full disk), the next write
+ * throws a {@link CliError} the command unwinds through (a build cleans up as after any error),
+ * and a writer waiting for `drain` is woken to find out. A broken pipe ends the command quietly
+ * with its status so far ({@link BrokenPipeError}); other failures are reported, status 1.
+ * A failing stderr is ignored: there is nowhere left to say anything.
  */
 export function processIo(): CliIo {
-  if (!epipeHandled) {
-    epipeHandled = true;
-    process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-      throw e;
-    });
+  if (!handlersInstalled) {
+    handlersInstalled = true;
+    process.stdout.on('error', (e: NodeJS.ErrnoException) => void (stdoutFailure ??= e));
+    process.stderr.on('error', () => undefined);
   }
-  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+  const out = process.stdout;
+  const stdout = {
+    write(chunk: string | Uint8Array): boolean {
+      if (stdoutFailure !== undefined) {
+        stdoutFailureThrown = true;
+        throw stdoutError(stdoutFailure);
+      }
+      return out.write(chunk);
+    },
+    /** `drain`, or the stream's failure: either way the writer may go on (and learns which by writing). */
+    once(event: 'drain', listener: () => void): void {
+      if (stdoutFailure !== undefined) return void queueMicrotask(listener);
+      const done = (): void => {
+        out.off('drain', done);
+        out.off('error', done);
+        listener();
+      };
+      out.on(event, done);
+      out.on('error', done);
+    },
+    get isTTY(): boolean {
+      return out.isTTY === true;
+    },
+  };
+  return { stdin: process.stdin, stdout, stderr: process.stderr };
+}
+
+/**
+ * The exit code of a command that ended with `code`, given what became of this process's
+ * stdout meanwhile: a failure no write reported is reported now (but a broken pipe, as `head`
+ * leaves it, stays quiet) and makes a successful command's status 1.
+ */
+export async function afterStdout(io: CliIo, code: number): Promise<number> {
+  // A failed write's error event comes a tick after the write: let it arrive.
+  await new Promise((resolve) => setImmediate(resolve));
+  const e = stdoutFailure;
+  if (e === undefined || stdoutFailureThrown || e.code === 'EPIPE') return code;
+  reportError(io, stdoutError(e), false);
+  return code === 0 ? 1 : code;
 }
 
 /** Reads a whole stream into one buffer. */
@@ -96,6 +145,16 @@ export class CliError extends Error {
     readonly hint?: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * Writing to stdout failed because its reader has gone (`kiln … | head`). As with any Unix
+ * program that meets a closed pipe, nothing is said: commands unwind through it quietly.
+ */
+export class BrokenPipeError extends CliError {
+  constructor() {
+    super('KLN_CLI_STDOUT', 'cannot write to standard output: its reader has gone (broken pipe)');
   }
 }
 

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { ReportedError, reportError, type CliIo, processIo } from './io.js';
+import { BrokenPipeError, ReportedError, afterStdout, reportError, type CliIo, processIo } from './io.js';
 import { versionLine } from './version.js';
 
 type Register = (program: Command, io: CliIo) => void;
@@ -31,6 +31,10 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
 
 /** Runs the kiln command line and resolves to the process exit code. */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  return await afterStdout(io, await run(argv, io));
+}
+
+async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const program = new Command('kiln')
     .description('Build container images from LLB, Dockerfiles and TypeScript.')
     .option('--debug', 'show stack traces for errors')
@@ -58,6 +62,8 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     // --version and --help end by throwing through exitOverride: with their exit code (0).
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof ReportedError) return e.exitCode;
+    // `kiln … | head`: the reader had what it wanted.
+    if (e instanceof BrokenPipeError) return 0;
     reportError(io, e, program.opts<{ debug?: boolean }>().debug === true);
     return 1;
   }

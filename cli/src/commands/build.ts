@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { applyLayer, parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
-import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
@@ -144,6 +144,11 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     if (invokeSpec !== undefined && (context === '-' || flags.file === '-')) {
       throw new EngineError('KLN0712', 'a Dockerfile or context from stdin cannot be used with --invoke', { hint: 'stdin is the invoked command\'s: pass the Dockerfile with -f FILE and a context directory' });
     }
+    // --call=check and --call=targets build nothing: there is no result or failed step to run in.
+    const call = flags.check === true ? 'check' : flags.call;
+    if (invokeSpec !== undefined && call !== undefined && call !== 'build') {
+      throw new EngineError('KLN0712', `--invoke cannot be used with ${flags.check === true ? '--check' : `--call=${call}`}: it builds nothing to run a command in`, { hint: 'drop --invoke to only check or list targets; drop --call to build and invoke' });
+    }
     const { req, outputs, results } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
     if (results.iid !== undefined) await removeTarget(results.iid);
@@ -181,7 +186,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       if (ex.digest !== undefined) io.stderr.write(`${ex.type}${dest}${ex.names.length > 0 ? ` ${ex.names.join(', ')}` : ''}: ${ex.digest}\n`);
       for (const p of ex.pushed) io.stderr.write(`pushed ${p}\n`);
     }
-    if (req.outputs.length === 0 && report.call === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
+    // With --invoke the result is used, by the invoked command.
+    if (req.outputs.length === 0 && report.call === undefined && invokeSpec === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
     if (report.call === undefined && (results.meta !== undefined || results.iid !== undefined || flags.quiet === true)) {
       const id = await writeResultFiles(e, report.exports, results, io);
       // buildx's -q: the image ID alone (an empty line when the build made no image).
@@ -192,6 +198,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     if (held !== undefined && invokeSpec !== undefined) invokedStatus = await invokeHeld(e, held, invokeSpec.when === 'always' ? invokeSpec : undefined, io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
+    // `kiln build -o - | head`, `--invoke CMD | head`: the reader had what it wanted (cleaned up below).
+    if (e instanceof BrokenPipeError) throw new ReportedError(0, e.message);
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
     if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
     const interrupted = (e as { code?: unknown }).code === 'KLN0705';
@@ -199,7 +207,9 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const held = holder.held;
     holder.held = undefined;
     if (held !== undefined && lease !== undefined && invokeSpec !== undefined) {
-      await invokeHeld(lease.engine, held, invokeSpec, io).catch((ie: unknown) => void io.stderr.write(formatBuildError(ie, {})));
+      await invokeHeld(lease.engine, held, invokeSpec, io).catch((ie: unknown) => {
+        if (!(ie instanceof BrokenPipeError)) io.stderr.write(formatBuildError(ie, {}));
+      });
     }
     throw new ReportedError(interrupted ? 130 : 1, e instanceof Error ? e.message : String(e));
   } finally {

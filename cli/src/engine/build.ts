@@ -13,6 +13,7 @@ import {
   openOciLayout,
   parsePlatform,
   parseReference,
+  platformEquals,
   type Descriptor,
   type ExportResult,
   type ExportSpec,
@@ -117,8 +118,10 @@ export interface BuildReport {
 export interface HeldBuild {
   /** The backend that solved the build: it makes containers from the result or the failed state. */
   readonly backend: SolverBackend;
-  /** The (first) exported result, after a successful build. */
+  /** The result, after a successful build: of several platforms, the host's if built, else the first. */
   readonly output?: BuildOutput;
+  /** Every platform the build made, when it made more than one. */
+  readonly platforms?: readonly string[];
   /** What the failed RUN left, after a build that failed in a RUN. */
   readonly failed?: FailedExecState;
   /** Releases the build's refs and the failed state. */
@@ -242,7 +245,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const gateway = new Gateway(backend, createFrontendRegistry({ excludePatterns: ignore.patterns }));
   const output = frontendLog(req.progress);
   let held: HeldBuild | undefined;
-  const hold = (o: { output?: BuildOutput; failed?: FailedExecState }): void => {
+  const hold = (o: { output?: BuildOutput; platforms?: readonly string[]; failed?: FailedExecState }): void => {
     const releaseAll = async (): Promise<void> => {
       await backend.release();
       await releaseStates();
@@ -315,7 +318,13 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
         warn(`${e instanceof Error ? e.message : String(e)} (ignored: ignore-error=true)`);
       }
     }
-    if (req.hold !== undefined && first !== undefined) hold({ output: first });
+    if (req.hold !== undefined && first !== undefined) {
+      const all = Array.isArray(outputs) ? outputs : [outputs];
+      // The host's platform is the one whose programs run here.
+      const host = hostPlatform();
+      const output = all.find((o) => platformEquals(o.platform, host)) ?? first;
+      hold({ output, ...(all.length > 1 ? { platforms: all.map((o) => formatPlatform(o.platform)) } : {}) });
+    }
     return { frontend: result.frontend, exports };
   } catch (e) {
     // Not after a cancel: the user asked to stop. Only a state this build kept: a daemon runs a

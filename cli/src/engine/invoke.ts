@@ -1,3 +1,4 @@
+import { formatPlatform } from '@kiln/runtime';
 import { shlexSplit, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
 import type { BackendContainerMount } from '@kiln/gateway';
 import type { FailedExecState } from '@kiln/solver';
@@ -31,12 +32,39 @@ export function parseInvoke(value: string): InvokeSpec {
 /** The caller's side of an invoked process. */
 export interface InvokeIo {
   readonly stdin: AsyncIterable<Uint8Array>;
-  readonly stdout: { write(chunk: Uint8Array): unknown };
-  readonly stderr: { write(chunk: Uint8Array | string): unknown };
+  readonly stdout: OutputSink;
+  readonly stderr: OutputSink;
   /** Ctrl-C and SIGTERM go to the process; SIGHUP (a daemon client gone) ends the container. */
   readonly interrupts: Interrupts;
   /** The caller's terminal, when stdin and stdout are one: the process then gets a pseudo-terminal. */
   readonly terminal?: InvokeTerminal;
+}
+
+/** A stream the process's output goes to; `once('drain')` (a Node stream's) lets a full one slow the process down. */
+export interface OutputSink {
+  write(chunk: Uint8Array | string): unknown;
+  once?(event: 'drain', listener: () => void): unknown;
+}
+
+/**
+ * The output callback of a process writing to `out`: it waits for `drain` when `out` is full, so
+ * a slow reader slows the process instead of growing kiln's memory. A write that throws (kiln's
+ * stdout is gone: its reader ended, the terminal hung up) goes to `lost` once, and what the
+ * process writes after that is dropped.
+ */
+function outputTo(out: OutputSink, lost: (e: unknown) => void): (chunk: Uint8Array) => Promise<void> | undefined {
+  let failed = false;
+  return (chunk) => {
+    if (failed) return undefined;
+    try {
+      if (out.write(chunk) !== false || out.once === undefined) return undefined;
+      return new Promise<void>((resolve) => void out.once?.('drain', resolve));
+    } catch (e) {
+      failed = true;
+      lost(e);
+      return undefined;
+    }
+  };
 }
 
 /** A terminal the invoked process takes over: raw while it runs, its size followed. */
@@ -81,7 +109,12 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
   const target = held.failed !== undefined ? failedTarget(engine, held.failed) : held.output !== undefined ? resultTarget(held.output.ref, held.output.config) : undefined;
   if (target === undefined) throw new EngineError('KLN0712', 'the build left nothing to --invoke');
   const args = spec.args ?? target.defaultArgs;
-  io.stderr.write(`kiln: --invoke: running ${JSON.stringify(args.join(' '))} in ${held.failed !== undefined ? 'the state the failed step left' : 'the result'}; it ends with the command (Ctrl-D ends a shell)\n`);
+  const where = held.failed !== undefined
+    ? 'the state the failed step left'
+    : held.platforms === undefined || held.output === undefined
+      ? 'the result'
+      : `the ${formatPlatform(held.output.platform)} result (of ${held.platforms.join(', ')})`;
+  io.stderr.write(`kiln: --invoke: running ${JSON.stringify(args.join(' '))} in ${where}; it ends with the command (Ctrl-D ends a shell)\n`);
   // Interrupts count from here (kiln must not die with a container set up): SIGHUP (a closed
   // terminal, a daemon client gone) ends the container at any time; SIGINT/SIGTERM stop the
   // invoke while its container is made, and go to the command once it is being started (held
@@ -91,6 +124,13 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
   let running: ContainerProcess | undefined;
   const pending: string[] = [];
   let stopped: string | undefined;
+  // kiln's own stdout or stderr failed: the command is ended with its container, and kiln reports why.
+  let lostOutput: unknown;
+  const lose = (e: unknown): void => {
+    if (lostOutput !== undefined) return;
+    lostOutput = e;
+    void container?.release().catch(() => undefined);
+  };
   const off = io.interrupts.on((sig) => {
     if (sig === 'SIGHUP' || !starting) {
       stopped ??= sig;
@@ -111,8 +151,8 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
       // A failed RUN --security=insecure: its shell has what the step had (buildx passes exec.Security).
       ...(target.security === 'insecure' ? { security: 'insecure' as const } : {}),
       stdin: io.stdin,
-      stdout: (c) => void io.stdout.write(c),
-      stderr: (c) => void io.stderr.write(c),
+      stdout: outputTo(io.stdout, lose),
+      stderr: outputTo(io.stderr, lose),
       // On a terminal, keys (Ctrl-C included) go to the process's own terminal as typed.
       ...(term === undefined ? {} : { tty: true, ttySize: term.size() }),
     };
@@ -132,6 +172,7 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
       for (const sig of pending.splice(0)) void p.signal(sig).catch(() => undefined);
       if (term !== undefined) offResize = term.onResize(() => void p.resize(term.size()).catch(() => undefined));
       const code = await p.wait();
+      if (lostOutput !== undefined) throw lostOutput;
       // Hung up: killed with its container, kiln reports that rather than the kill's status.
       if (stopped !== undefined) throw interrupted(stopped);
       return code;

@@ -139,6 +139,33 @@ test('-o - and type=tar,dest=- write the root filesystem tarball to stdout; type
   expect((await readdir(tmpdir())).filter((n) => n.startsWith('kiln-output-'))).toEqual([]);
 }, 120_000);
 
+test('a stdout that fails: a closed pipe (| head) ends the build quietly and leaves no temporary archive; a full device (/dev/full) is one error line, exit 1', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `stdout-fail-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN head -c 3000000 /dev/urandom > /big && echo ${t} > /made\n` });
+  const sh = (cmd: string): Promise<{ code: number | null; stderr: string }> =>
+    new Promise((resolve, reject) => {
+      const child = spawn('bash', ['-c', cmd], { cwd: sb.dir, env: { ...process.env, PATH: sb.path, KILN_DAEMON: '0', TMPDIR: join(sb.dir, `tmp-${t}`) }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stderr }));
+    });
+  await mkdir(join(sb.dir, `tmp-${t}`));
+  const kilnCmd = `'${process.execPath}' '${kilnBin}'`;
+  const head = await sh(`${kilnCmd} build '${ctx}' --root '${sb.root}' --progress quiet -o - | head -c 10 > /dev/null; exit \${PIPESTATUS[0]}`);
+  expect(head.stderr).toBe('');
+  expect(head.code).toBe(0);
+  // The archive went through a temporary file, removed although the copy stopped half way.
+  expect(await readdir(join(sb.dir, `tmp-${t}`))).toEqual([]);
+  for (const args of [`build '${ctx}' --root '${sb.root}' --progress quiet -o -`, '--version', `dump-llb --help`]) {
+    const full = await sh(`${kilnCmd} ${args} > /dev/full`);
+    expect(full.stderr).toMatch(/^kiln: error KLN_CLI_STDOUT: cannot write to standard output: ENOSPC[^\n]*\n$/);
+    expect(full.code).toBe(1);
+  }
+  expect(await readdir(join(sb.dir, `tmp-${t}`))).toEqual([]);
+}, 120_000);
+
 test('--iidfile and --metadata-file write through a symlink and into a device node or FIFO instead of replacing them; an impossible directory fails before the build', async () => {
   const t = token();
   const ctx = join(sb.dir, `targets-${t}`);

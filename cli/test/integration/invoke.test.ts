@@ -221,4 +221,62 @@ describe('kiln build --invoke', () => {
     expect(r.stderr).toContain('KLN0712');
     expect(r.stderr).toContain('a Dockerfile or context from stdin cannot be used with --invoke');
   }, 60_000);
+
+  test('--invoke with --call=targets or --check is refused before building: they build nothing to run a command in', async () => {
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    const before = await sb.containersStarted();
+    for (const flags of [['--call', 'targets'], ['--check']]) {
+      const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', ...flags, '--invoke', 'sh']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('KLN0712');
+      expect(r.stderr).toContain(`--invoke cannot be used with ${flags[0] === '--check' ? '--check' : '--call=targets'}`);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(await sb.containersStarted()).toBe(before);
+  }, 60_000);
+
+  test('a multi-platform build invokes in the host platform\'s result, even when listed second, and says which', async () => {
+    const host = `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`;
+    const other = host === 'linux/amd64' ? 'linux/arm64' : 'linux/amd64';
+    // The base is the build platform's, so both platforms' RUN steps run here.
+    const ctx = await context({ Dockerfile: `FROM --platform=$BUILDPLATFORM busybox\nARG TARGETPLATFORM\nRUN echo "$TARGETPLATFORM ${token()}" > /p\n` });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--platform', `${other},${host}`, '--invoke', 'cut -d" " -f1 /p']);
+    expect(r.stderr).toContain(`in the ${host} result (of ${other}, ${host})`);
+    expect(r.stdout).toBe(`${host}\n`);
+    expect(r.code).toBe(0);
+  }, 120_000);
+
+  test('kiln\'s stdout closing under the invoked command (`| head`) ends the command with its container, quietly as a broken pipe does: exit 0, nothing left', async () => {
+    const t = token();
+    const ctx = await context({ Dockerfile: OK_DOCKERFILE });
+    try {
+      const r = await new Promise<{ code: number | null; stderr: string; got: number }>((resolve, reject) => {
+        const child = spawn(process.execPath, [kilnBin, 'build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', `sh -c 'while true; do echo ${t}; done'`], {
+          env: { ...process.env, PATH: sb.path },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stderr = '';
+        let got = 0;
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        // The reader goes away after the first output, as `head -1` does.
+        child.stdout.once('data', (d: Buffer) => {
+          got = d.length;
+          child.stdout.destroy();
+        });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.once('error', reject);
+        child.once('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stderr, got });
+        });
+      });
+      expect(r.got).toBeGreaterThan(0);
+      // Only the --invoke banner: no error, no stack trace.
+      expect(r.stderr).toMatch(/^kiln: --invoke: running [^\n]*\n$/);
+      expect(r.code).toBe(0);
+      expect(processesMatching(t)).toEqual([]);
+    } finally {
+      for (const line of processesMatching(t)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    }
+  }, 120_000);
 });
