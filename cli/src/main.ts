@@ -12,6 +12,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['dump-llb', async () => (await import('./commands/dump-llb.js')).registerDumpLlb],
   ['llb', async () => (await import('./commands/llb.js')).registerLlb],
   ['build', async () => (await import('./commands/build.js')).registerBuild],
+  ['bake', async () => (await import('./commands/bake.js')).registerBake],
   ['check', async () => (await import('./commands/check.js')).registerCheck],
   ['solve', async () => (await import('./commands/solve.js')).registerSolve],
   ['du', async () => (await import('./commands/du.js')).registerDu],

@@ -1,0 +1,31 @@
+/** Stable codes of `kiln bake` errors (the KLN085x range). */
+export type BakeErrorCode =
+  | 'KLN0850' // no bake file found, or a bake file cannot be read
+  | 'KLN0851' // HCL syntax error
+  | 'KLN0852' // HCL evaluation error: unknown variable or function, wrong type, failed function call
+  | 'KLN0853' // invalid bake definition: unknown key, wrong value type, unknown target, inherits cycle
+  | 'KLN0854' // malformed or unknown --set override
+  | 'KLN0855' // a bake option kiln does not support (--load, several platforms)
+  | 'KLN0856'; // one or more targets failed
+
+/** Where in a bake file something is (1-based line and column). */
+export interface BakeLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** A bake error a user can act on: code, one-line message, optional place and hint. */
+export class BakeError extends Error {
+  override readonly name = 'BakeError';
+  readonly code: BakeErrorCode;
+  readonly hint: string | undefined;
+  readonly location: BakeLocation | undefined;
+
+  constructor(code: BakeErrorCode, message: string, opts: { location?: BakeLocation | undefined; hint?: string; cause?: unknown } = {}) {
+    super(opts.location === undefined ? message : `${opts.location.file}:${opts.location.line}:${opts.location.column}: ${message}`, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.hint = opts.hint;
+    this.location = opts.location;
+  }
+}

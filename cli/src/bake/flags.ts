@@ -1,0 +1,107 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { BuildFlags } from '../commands/build.js';
+import { callerPath, type CliIo } from '../io.js';
+import type { ResolvedTarget } from './config.js';
+import { BakeError } from './errors.js';
+
+/** Options of `kiln bake` that every target's build shares. */
+export interface BakeCommonFlags {
+  readonly progress: string;
+  readonly root?: string;
+}
+
+/** One target as `kiln build` arguments, and the targets its `target:NAME` contexts wait for. */
+export interface TargetBuild {
+  readonly name: string;
+  /** The context directory (absolute). */
+  readonly context: string;
+  readonly flags: BuildFlags;
+  /** Named contexts that are other targets' results: context name → target name. */
+  readonly links: ReadonlyMap<string, string>;
+  /** Warnings about keys kiln does not use. */
+  readonly warnings: readonly string[];
+}
+
+const stripCwd = (p: string): string => (p.startsWith('cwd://') ? p.slice('cwd://'.length) : p);
+
+/**
+ * Maps a resolved bake target onto `kiln build`'s flags (buildx's bake → build options):
+ * the context resolves against the caller's directory (or, with BUILDX_BAKE_FILE_RELATIVE_PATHS=1,
+ * the bake file's; `cwd://` always means the caller's), the Dockerfile against the context;
+ * `dockerfile-inline` is written to `inlineDir`.
+ */
+export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, io: CliIo, opts: { fileDir?: string | undefined; fileRelative: boolean; inlineDir: string }): Promise<TargetBuild> {
+  const t = rt.target;
+  const warnings: string[] = [];
+  const rawContext = t.context ?? '.';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rawContext) && !rawContext.startsWith('cwd://')) {
+    throw new BakeError('KLN0855', `target "${rt.name}": remote context "${rawContext}" is not supported`, { hint: 'use a local directory as the context' });
+  }
+  const base = opts.fileRelative && opts.fileDir !== undefined && !rawContext.startsWith('cwd://') ? opts.fileDir : callerPath(io, '.');
+  const context = resolve(base, stripCwd(rawContext));
+  let file: string | undefined;
+  if (t['dockerfile-inline'] !== undefined) {
+    const dir = join(opts.inlineDir, rt.name);
+    await mkdir(dir, { recursive: true });
+    file = join(dir, 'Dockerfile');
+    await writeFile(file, t['dockerfile-inline']);
+  } else if (t.dockerfile !== undefined) {
+    const df = t.dockerfile;
+    file = df.startsWith('cwd://') ? callerPath(io, stripCwd(df)) : isAbsolute(df) ? df : join(context, df);
+  }
+  const platforms = t.platforms ?? [];
+  if (platforms.length > 1) {
+    throw new BakeError('KLN0855', `target "${rt.name}": ${platforms.length} platforms (${platforms.join(', ')}); kiln builds one platform per target`, {
+      hint: 'use a matrix over the platforms, or one target per platform',
+    });
+  }
+  if ((t.annotations ?? []).length > 0) warnings.push(`target "${rt.name}": annotations are not supported by kiln and are ignored`);
+  const links = new Map<string, string>();
+  const buildContext: string[] = [];
+  for (const [name, v] of Object.entries(t.contexts ?? {})) {
+    if (v === null) continue;
+    if (v.startsWith('target:')) links.set(name, v.slice('target:'.length));
+    else if (v.startsWith('cwd://')) buildContext.push(`${name}=${callerPath(io, stripCwd(v))}`);
+    else if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) buildContext.push(`${name}=${resolve(base, v)}`);
+    else buildContext.push(`${name}=${v}`);
+  }
+  const call = t.call;
+  if (call !== undefined && call !== 'build' && call !== 'check' && call !== 'targets') {
+    throw new BakeError('KLN0855', `target "${rt.name}": call "${call}" is not supported`, { hint: 'use build, check or targets' });
+  }
+  const mapEntries = (m: Readonly<Record<string, string | null>> | undefined, sep: string): string[] =>
+    Object.entries(m ?? {}).flatMap(([k, v]) => (v === null ? [] : [`${k}${sep}${v}`]));
+  // A target built only for another's context exports nothing itself (buildx: cacheonly).
+  const output = (t.output ?? []).filter((o) => !/(^|,)type=cacheonly(,|$)/.test(o));
+  const flags: BuildFlags = {
+    ...(file === undefined ? {} : { file }),
+    ...(t.target === undefined ? {} : { target: t.target }),
+    buildArg: mapEntries(t.args, '='),
+    ...(platforms[0] === undefined ? {} : { platform: platforms[0] }),
+    secret: t.secret ?? [],
+    ssh: t.ssh ?? [],
+    output,
+    tag: rt.linked ? [] : (t.tags ?? []),
+    progress: common.progress,
+    cache: t['no-cache'] !== true,
+    cacheFilter: t['no-cache-filter'] ?? [],
+    buildContext,
+    allow: t.entitlements ?? [],
+    ...(common.root === undefined ? {} : { root: common.root }),
+    label: mapEntries(t.labels, '='),
+    addHost: mapEntries(t['extra-hosts'], ':'),
+    ...(t.pull === true ? { pull: true } : {}),
+    ...(t.network === undefined ? {} : { network: t.network }),
+    ulimit: t.ulimits ?? [],
+    ...(t['shm-size'] === undefined ? {} : { shmSize: t['shm-size'] }),
+    ...(call === 'check' || call === 'targets' ? { call } : {}),
+    cacheTo: t['cache-to'] ?? [],
+    cacheFrom: t['cache-from'] ?? [],
+    attest: t.attest ?? [],
+  };
+  return { name: rt.name, context, flags, links, warnings };
+}
+
+/** The directory of a bake file (for BUILDX_BAKE_FILE_RELATIVE_PATHS). */
+export const fileDirOf = (path: string | undefined): string | undefined => (path === undefined ? undefined : dirname(path));

@@ -1,0 +1,232 @@
+import { BakeError } from '../errors.js';
+import type { Expr, Pos, Value } from './ast.js';
+
+/** A function callable from HCL: takes evaluated arguments, returns a value or throws a message. */
+export type HclFunction = (args: readonly Value[], pos: Pos) => Value;
+
+/**
+ * Names visible to an expression: local bindings (for-expression, function parameter and matrix
+ * variables) over the globals the root resolves lazily (variables, top-level attributes,
+ * `target`).
+ */
+export class Scope {
+  readonly #vars = new Map<string, Value>();
+
+  constructor(
+    readonly parent: Scope | undefined,
+    readonly root: {
+      readonly variable: (name: string, pos: Pos) => Value | undefined;
+      readonly func: (name: string) => HclFunction | undefined;
+      readonly names: () => readonly string[];
+    },
+  ) {}
+
+  child(vars: Readonly<Record<string, Value>>): Scope {
+    const s = new Scope(this, this.root);
+    for (const [k, v] of Object.entries(vars)) s.#vars.set(k, v);
+    return s;
+  }
+
+  lookup(name: string, pos: Pos): Value | undefined {
+    for (let s: Scope | undefined = this; s !== undefined; s = s.parent) if (s.#vars.has(name)) return s.#vars.get(name);
+    return this.root.variable(name, pos);
+  }
+}
+
+/** An evaluation error at `pos` (KLN0852). */
+export function evalError(message: string, pos: Pos, hint?: string): BakeError {
+  return new BakeError('KLN0852', message, { location: { file: pos.file, line: pos.line, column: pos.column }, ...(hint === undefined ? {} : { hint }) });
+}
+
+const isList = (v: Value): v is readonly Value[] => Array.isArray(v);
+const isObject = (v: Value): v is { readonly [key: string]: Value } => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The type name of a value as HCL says it (for messages). */
+export function typeName(v: Value): string {
+  if (v === null) return 'null';
+  if (isList(v)) return 'tuple';
+  if (isObject(v)) return 'object';
+  return typeof v === 'string' ? 'string' : typeof v === 'number' ? 'number' : 'bool';
+}
+
+/** cty's number formatting: integers without a fraction. */
+function formatNumber(n: number): string {
+  return Number.isInteger(n) ? n.toFixed(0) : String(n);
+}
+
+/** A value converted to a string as cty converts (numbers and bools; not null or collections). */
+export function toStr(v: Value, pos: Pos, what = 'value'): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') return formatNumber(v);
+  if (typeof v === 'boolean') return String(v);
+  throw evalError(`${what} must be a string, got ${typeName(v)}`, pos, v === null ? 'the value is null: give the variable a default or set it' : undefined);
+}
+
+export function toNum(v: Value, pos: Pos, what = 'value'): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v))) return Number(v);
+  throw evalError(`${what} must be a number, got ${typeName(v)}${typeof v === 'string' ? ` "${v}"` : ''}`, pos);
+}
+
+export function toBool(v: Value, pos: Pos, what = 'value'): boolean {
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === 'false') return v === 'true';
+  throw evalError(`${what} must be a bool, got ${typeName(v)}${typeof v === 'string' ? ` "${v}"` : ''}`, pos);
+}
+
+/** cty equality: same type and same value (a number and a numeric string differ). */
+export function equal(a: Value, b: Value): boolean {
+  if (isList(a) && isList(b)) return a.length === b.length && a.every((x, i) => equal(x, b[i] ?? null));
+  if (isObject(a) && isObject(b)) {
+    const ka = Object.keys(a);
+    return ka.length === Object.keys(b).length && ka.every((k) => k in b && equal(a[k] ?? null, b[k] ?? null));
+  }
+  return a === b;
+}
+
+function iterate(v: Value, pos: Pos): [Value, Value][] {
+  if (isList(v)) return v.map((x, i) => [i, x]);
+  if (isObject(v)) return Object.keys(v).sort().map((k) => [k, v[k] ?? null]);
+  throw evalError(`a for expression needs a list or an object, got ${typeName(v)}`, pos);
+}
+
+function index(target: Value, key: Value, pos: Pos): Value {
+  if (target === null) throw evalError('cannot index a null value', pos);
+  if (isList(target)) {
+    const i = toNum(key, pos, 'a list index');
+    if (!Number.isInteger(i) || i < 0 || i >= target.length) throw evalError(`index ${i} is out of range (the list has ${target.length} elements)`, pos);
+    return target[i] ?? null;
+  }
+  if (isObject(target)) {
+    const k = toStr(key, pos, 'a map key');
+    if (!(k in target)) throw evalError(`the object has no element "${k}"`, pos, Object.keys(target).length > 0 ? `it has ${Object.keys(target).join(', ')}` : undefined);
+    return target[k] ?? null;
+  }
+  throw evalError(`cannot index a ${typeName(target)}`, pos);
+}
+
+function attr(target: Value, name: string, pos: Pos): Value {
+  if (isObject(target)) {
+    if (!(name in target)) throw evalError(`unsupported attribute "${name}"`, pos, Object.keys(target).length > 0 ? `it has ${Object.keys(target).join(', ')}` : undefined);
+    return target[name] ?? null;
+  }
+  throw evalError(`cannot read attribute "${name}" of a ${typeName(target)}`, pos);
+}
+
+/** Evaluates an expression in `scope`. Errors are {@link BakeError} KLN0852 with the expression's position. */
+export function evaluate(e: Expr, scope: Scope): Value {
+  switch (e.kind) {
+    case 'literal':
+      return e.value;
+    case 'template': {
+      // A lone interpolation keeps its type ("${list}" is the list), as in HCL.
+      if (e.parts.length === 1 && typeof e.parts[0] !== 'string' && e.parts[0] !== undefined) return evaluate(e.parts[0], scope);
+      let s = '';
+      for (const p of e.parts) s += typeof p === 'string' ? p : toStr(evaluate(p, scope), p.pos, 'an interpolated value');
+      return s;
+    }
+    case 'variable': {
+      const v = scope.lookup(e.name, e.pos);
+      if (v === undefined) {
+        const known = scope.root.names();
+        throw evalError(`unknown variable "${e.name}"`, e.pos, known.length > 0 ? `defined: ${known.join(', ')}` : 'declare it with variable "NAME" { default = … }');
+      }
+      return v;
+    }
+    case 'tuple':
+      return e.items.map((x) => evaluate(x, scope));
+    case 'object': {
+      const o: Record<string, Value> = {};
+      for (const it of e.items) o[toStr(evaluate(it.key, scope), it.key.pos, 'an object key')] = evaluate(it.value, scope);
+      return o;
+    }
+    case 'call': {
+      const f = scope.root.func(e.name);
+      if (f === undefined) throw evalError(`unknown function "${e.name}"`, e.pos, 'see docs/bake.md for the functions kiln has');
+      let args = e.args.map((a) => evaluate(a, scope));
+      if (e.expand) {
+        const last = args[args.length - 1] ?? null;
+        if (!isList(last)) throw evalError('the argument before ... must be a list', e.pos);
+        args = [...args.slice(0, -1), ...last];
+      }
+      return f(args, e.pos);
+    }
+    case 'index':
+      return index(evaluate(e.target, scope), evaluate(e.key, scope), e.key.pos);
+    case 'attr':
+      return attr(evaluate(e.target, scope), e.name, e.pos);
+    case 'splat': {
+      const t = evaluate(e.target, scope);
+      const items = t === null ? [] : isList(t) ? t : [t];
+      return items.map((x) => e.each.reduce<Value>((acc, step) => ('attr' in step ? attr(acc, step.attr, e.pos) : index(acc, evaluate(step.index, scope), e.pos)), x));
+    }
+    case 'unary': {
+      const v = evaluate(e.operand, scope);
+      return e.op === '!' ? !toBool(v, e.pos, 'the operand of !') : -toNum(v, e.pos, 'the operand of -');
+    }
+    case 'binary':
+      return binary(e.op, e.left, e.right, scope, e.pos);
+    case 'conditional':
+      return toBool(evaluate(e.cond, scope), e.cond.pos, 'the condition') ? evaluate(e.then, scope) : evaluate(e.else, scope);
+    case 'for': {
+      const coll = evaluate(e.collection, scope);
+      const bind = (k: Value, v: Value): Scope => scope.child({ ...(e.keyVar === undefined ? {} : { [e.keyVar]: k }), [e.valueVar]: v });
+      const pairs = iterate(coll, e.collection.pos).filter(([k, v]) => e.cond === undefined || toBool(evaluate(e.cond, bind(k, v)), e.cond.pos, 'the for condition'));
+      if (e.keyExpr === undefined) return pairs.map(([k, v]) => evaluate(e.valueExpr, bind(k, v)));
+      const out: Record<string, Value> = {};
+      const groups: Record<string, Value[]> = {};
+      for (const [k, v] of pairs) {
+        const s = bind(k, v);
+        const key = toStr(evaluate(e.keyExpr, s), e.keyExpr.pos, 'a for key');
+        const val = evaluate(e.valueExpr, s);
+        if (e.group) (groups[key] ??= []).push(val);
+        else if (key in out) throw evalError(`duplicate key "${key}" in the for expression`, e.keyExpr.pos, 'add ... after the value to group values by key');
+        else out[key] = val;
+      }
+      return e.group ? groups : out;
+    }
+  }
+}
+
+function binary(op: string, l: Expr, r: Expr, scope: Scope, pos: Pos): Value {
+  if (op === '&&' || op === '||') {
+    const a = toBool(evaluate(l, scope), l.pos, `the left operand of ${op}`);
+    // HCL evaluates both sides; short-circuiting only skips errors a user would not see anyway.
+    const b = toBool(evaluate(r, scope), r.pos, `the right operand of ${op}`);
+    return op === '&&' ? a && b : a || b;
+  }
+  const a = evaluate(l, scope);
+  const b = evaluate(r, scope);
+  switch (op) {
+    case '==':
+      return equal(a, b);
+    case '!=':
+      return !equal(a, b);
+    case '<':
+      return toNum(a, l.pos) < toNum(b, r.pos);
+    case '>':
+      return toNum(a, l.pos) > toNum(b, r.pos);
+    case '<=':
+      return toNum(a, l.pos) <= toNum(b, r.pos);
+    case '>=':
+      return toNum(a, l.pos) >= toNum(b, r.pos);
+    case '+':
+      return toNum(a, l.pos) + toNum(b, r.pos);
+    case '-':
+      return toNum(a, l.pos) - toNum(b, r.pos);
+    case '*':
+      return toNum(a, l.pos) * toNum(b, r.pos);
+    case '/': {
+      const d = toNum(b, r.pos);
+      if (d === 0) throw evalError('division by zero', r.pos);
+      return toNum(a, l.pos) / d;
+    }
+    case '%': {
+      const d = toNum(b, r.pos);
+      if (d === 0) throw evalError('modulo by zero', r.pos);
+      return toNum(a, l.pos) % d;
+    }
+    default:
+      throw evalError(`unknown operator ${op}`, pos);
+  }
+}

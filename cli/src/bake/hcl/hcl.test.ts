@@ -1,0 +1,219 @@
+import { describe, expect, test } from 'vitest';
+import { BakeConfig, parseOverrides, printResolved, resolveTargets } from '../config.js';
+import { loadConfig } from '../load.js';
+import { parseHcl } from './parser.js';
+
+/** Loads HCL text as docker-bake.hcl and resolves `names` (default: the default group). */
+function bakeHcl(text: string, opts: { env?: Record<string, string>; names?: string[]; set?: string[] } = {}) {
+  const config = loadConfig([{ name: 'docker-bake.hcl', text }], opts.env ?? {});
+  return { config, resolved: resolveTargets(config, opts.names ?? [], parseOverrides(config, opts.set ?? [], opts.env ?? {})) };
+}
+
+const targetOf = (text: string, name: string, opts: { env?: Record<string, string>; set?: string[] } = {}) => bakeHcl(text, { ...opts, names: [name] }).resolved.targets.get(name)?.target;
+
+describe('HCL syntax', () => {
+  test('blocks, labels, attributes, comments of all three kinds, one-line blocks', () => {
+    const f = parseHcl('# hash\n// slashes\n/* block\ncomment */\ngroup "default" { targets = ["a"] }\ntarget "a" {\n  context = "." # trailing\n}\n', 'f.hcl');
+    expect(f.body.blocks.map((b) => [b.type, b.labels])).toEqual([
+      ['group', ['default']],
+      ['target', ['a']],
+    ]);
+    expect(f.body.blocks[1]?.body.attributes[0]?.name).toBe('context');
+  });
+
+  test('strings: escapes, ${} interpolation, $${ escape; numbers, bools, null, lists, objects', () => {
+    const t = targetOf(
+      'variable "V" { default = "x" }\ntarget "a" {\n  args = {\n    ESC = "tab\\tq\\"u\\u00e9"\n    INT = "${V}-${1 + 2}"\n    LIT = "$${V}"\n    NUM = 1.5\n    B = true\n    N = null\n  }\n  tags = ["a", "b",\n  ]\n}\n',
+      'a',
+    );
+    expect(t?.args).toEqual({ ESC: 'tab\tq"u\u00e9', INT: 'x-3', LIT: '${V}', NUM: '1.5', B: 'true' });
+    expect(t?.tags).toEqual(['a', 'b']);
+  });
+
+  test('heredocs: <<EOT keeps indentation, <<-EOT strips the common indentation; both interpolate', () => {
+    const t = targetOf('variable "BASE" { default = "busybox" }\ntarget "a" {\n  dockerfile-inline = <<EOT\nFROM ${BASE}\n  RUN true\nEOT\n  args = {\n    X = <<-EOT\n      one\n        two\n      EOT\n  }\n}\n', 'a');
+    expect(t?.['dockerfile-inline']).toBe('FROM busybox\n  RUN true\n');
+    expect(t?.args?.['X']).toBe('one\n  two\n');
+  });
+
+  test('operators, conditionals, index and attribute access, for expressions, splat', () => {
+    const t = targetOf(
+      [
+        'variable "L" { default = ["x", "y", "z"] }',
+        'variable "M" { default = { a = 1, b = 2 } }',
+        'target "a" {',
+        '  args = {',
+        '    ARITH = 2 * 3 + 4 % 3 - 10 / 5',
+        '    CMP = 1 < 2 && !(3 >= 4) || false',
+        '    EQ = "1" == 1',
+        '    COND = length(L) > 2 ? "many" : "few"',
+        '    IDX = "${L[1]}${M.b}${M["a"]}"',
+        '    FOR = join(",", [for i, v in L : "${i}=${upper(v)}" if v != "y"])',
+        '    OBJ = join(",", [for k, v in { for k, v in M : "k-${k}" => v * 10 } : "${k}:${v}"])',
+        '    SPLAT = join(",", [{ n = "p" }, { n = "q" }][*].n)',
+        '    NEG = -3',
+        '  }',
+        '}',
+      ].join('\n'),
+      'a',
+    );
+    expect(t?.args).toEqual({ ARITH: '5', CMP: 'true', EQ: 'false', COND: 'many', IDX: 'y21', FOR: '0=X,2=Z', OBJ: 'k-a:10,k-b:20', SPLAT: 'p,q', NEG: '-3' });
+  });
+
+  test('stdlib functions', () => {
+    const t = targetOf(
+      [
+        'target "a" {',
+        '  args = {',
+        '    J = join("-", split(",", "a,b"), ["c"])',
+        '    F = format("%s-%03d-%v-%q", "x", 7, true, "y")',
+        '    R = replace(upper("a.b.c"), ".", "/")',
+        '    T = trimsuffix(trimprefix("v1.2.3-rc", "v"), "-rc")',
+        '    C = coalesce("", null, "first")',
+        '    L = length(concat(["a"], ["b", "c"]))',
+        '    K = lookup({ x = "1" }, "y", "dflt")',
+        '    E = and(equal(1, 1), or(notequal("a", "b"), not(true)))',
+        '    D = formatdate("YYYY-MM-DD\'T\'hh:mm", "2024-03-09T08:07:06Z")',
+        '    S = sanitize("a/b:c")',
+        '    TS = length(timestamp()) == 20',
+        '  }',
+        '}',
+      ].join('\n'),
+      'a',
+    );
+    expect(t?.args).toEqual({ J: 'a-b-c', F: 'x-007-true-"y"', R: 'A/B/C', T: '1.2.3', C: 'first', L: '3', K: 'dflt', E: 'true', D: '2024-03-09T08:07', S: 'a_b_c', TS: 'true' });
+  });
+
+  test('user functions with params and variadic params', () => {
+    const t = targetOf('function "tag" {\n  params = [repo, v]\n  variadic_params = rest\n  result = "${repo}:${v}${length(rest) > 0 ? "-${join("-", rest)}" : ""}"\n}\ntarget "a" { tags = [tag("app", "1"), tag("app", "2", "x", "y")] }\n', 'a');
+    expect(t?.tags).toEqual(['app:1', 'app:2-x-y']);
+  });
+});
+
+describe('variables', () => {
+  const file = 'variable "TAG" { default = "latest" }\nvariable "N" { default = 2 }\nvariable "ON" { default = false }\nvariable "EMPTY" {}\ntarget "a" { tags = ["app:${TAG}"]\n args = { N = N + 1, ON = ON ? "yes" : "no", E = "[${EMPTY}]" } }\n';
+
+  test('defaults; the environment variable of the same name overrides, typed from the default', () => {
+    expect(targetOf(file, 'a')).toMatchObject({ tags: ['app:latest'], args: { N: '3', ON: 'no', E: '[]' } });
+    expect(targetOf(file, 'a', { env: { TAG: 'v2', N: '10', ON: 'true', EMPTY: 'set' } })).toMatchObject({ tags: ['app:v2'], args: { N: '11', ON: 'yes', E: '[set]' } });
+  });
+
+  test('a bad typed environment value names the variable', () => {
+    expect(() => targetOf(file, 'a', { env: { N: 'ten' } })).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('variable N') }));
+  });
+
+  test('variables referring to variables; BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP', () => {
+    const f = 'variable "REPO" { default = "r" }\nvariable "IMG" { default = "${REPO}/app" }\ntarget "a" { tags = [IMG] }\n';
+    expect(targetOf(f, 'a', { env: { REPO: 'x' } })?.tags).toEqual(['x/app']);
+    expect(targetOf(f, 'a', { env: { REPO: 'x', BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP: '1' } })?.tags).toEqual(['r/app']);
+  });
+
+  test('validation blocks', () => {
+    const f = 'variable "V" {\n  default = "a"\n  validation {\n    condition = V != "bad"\n    error_message = "V must not be bad"\n  }\n}\ntarget "a" { tags = [V] }\n';
+    expect(targetOf(f, 'a')?.tags).toEqual(['a']);
+    expect(() => targetOf(f, 'a', { env: { V: 'bad' } })).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('V must not be bad') }));
+  });
+});
+
+describe('targets', () => {
+  test('inherits, groups of groups, blocks of one target merged, target.NAME.KEY references', () => {
+    const f = [
+      'group "default" { targets = ["all"] }',
+      'group "all" { targets = ["app", "db"] }',
+      'target "_common" {',
+      '  args = { GO = "1.22" }',
+      '  labels = { team = "x" }',
+      '}',
+      'target "app" {',
+      '  inherits = ["_common"]',
+      '  tags = ["app"]',
+      '}',
+      'target "app" { args = { EXTRA = "1" } }',
+      'target "db" {',
+      '  context = "./db"',
+      '  tags = [for t in target.app.tags : "${t}-db"]',
+      '}',
+    ].join('\n');
+    const { resolved } = bakeHcl(f);
+    expect([...resolved.targets.keys()]).toEqual(['app', 'db']);
+    expect(resolved.targets.get('app')?.target).toEqual({ context: '.', dockerfile: 'Dockerfile', args: { GO: '1.22', EXTRA: '1' }, labels: { team: 'x' }, tags: ['app'] });
+    expect(resolved.targets.get('db')?.target.tags).toEqual(['app-db']);
+    expect(JSON.parse(printResolved(resolved)).group).toEqual({ default: { targets: ['all'] }, all: { targets: ['app', 'db'] } });
+  });
+
+  test('matrix: one target per combination, named by name; the label becomes a group', () => {
+    const f = 'target "build" {\n  name = "build-${tgt}-${replace(ver, ".", "-")}"\n  matrix = {\n    tgt = ["a", "b"]\n    ver = ["1.0", "2.0"]\n  }\n  target = tgt\n  args = { VER = ver }\n}\n';
+    const { resolved, config } = bakeHcl(f, { names: ['build'] });
+    expect([...resolved.targets.keys()]).toEqual(['build-a-1-0', 'build-a-2-0', 'build-b-1-0', 'build-b-2-0']);
+    expect(resolved.targets.get('build-b-2-0')?.target).toMatchObject({ target: 'b', args: { VER: '2.0' } });
+    expect(config.groups.get('build')?.targets).toHaveLength(4);
+  });
+
+  test('--set: globs, list values collect, += appends, args from the environment, push', () => {
+    const f = 'target "a" { tags = ["a:1"] }\ntarget "b" { tags = ["b:1"]\n output = ["type=image"] }\n';
+    const { resolved } = bakeHcl(f, { names: ['a', 'b'], set: ['*.platform=linux/arm64', 'a.tags=x', 'a.tags=y', 'b.tags+=b:2', 'a.args.FROM_ENV', 'b.push=true', 'a.no-cache=true'], env: { FROM_ENV: 'e' } });
+    expect(resolved.targets.get('a')?.target).toMatchObject({ tags: ['x', 'y'], platforms: ['linux/arm64'], args: { FROM_ENV: 'e' }, 'no-cache': true });
+    expect(resolved.targets.get('b')?.target).toMatchObject({ tags: ['b:1', 'b:2'], platforms: ['linux/arm64'], output: ['type=image,push=true'] });
+  });
+
+  test('target: contexts pull in the linked target with a cacheonly output', () => {
+    const f = 'target "base" { dockerfile = "base.Dockerfile" }\ntarget "app" { contexts = { base = "target:base" } }\n';
+    const { resolved } = bakeHcl(f, { names: ['app'] });
+    expect(resolved.targets.get('base')).toMatchObject({ linked: true, target: { output: ['type=cacheonly'] } });
+    expect(resolved.targets.get('app')?.linked).toBe(false);
+  });
+
+  test('an HCL file and a JSON override merge (later over earlier)', () => {
+    const config = loadConfig(
+      [
+        { name: 'docker-bake.hcl', text: 'variable "T" { default = "1" }\ntarget "a" { tags = ["a:${T}"]\n args = { X = "hcl" } }\n' },
+        { name: 'docker-bake.override.json', text: JSON.stringify({ variable: { W: { default: 'w' } }, target: { a: { args: { Y: 'json-${W}' } } } }) },
+      ],
+      {},
+    );
+    expect(config.targets.get('a')).toEqual({ tags: ['a:1'], args: { X: 'hcl', Y: 'json-w' } });
+  });
+});
+
+describe('errors name the file, line and column, with a hint', () => {
+  const err = (text: string, env: Record<string, string> = {}): unknown => {
+    try {
+      bakeHcl(text, { env, names: ['a'] });
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+
+  test.for([
+    ['unterminated string', 'target "a" {\n  context = "abc\n}\n', 'KLN0851', 2, 13, /unterminated string/],
+    ['missing close brace', 'target "a" {\n  context = "."\n', 'KLN0851', 3, 1, /expected "}"/],
+    ['bad list separator', 'target "a" {\n  tags = ["a" "b"]\n}\n', 'KLN0851', 2, 15, /expected "," or "]"/],
+    ['two values on a line', 'target "a" {\n  context = "." "x"\n}\n', 'KLN0851', 2, 17, /expected a newline/],
+    ['unknown variable', 'target "a" {\n  tags = [TAGG]\n}\n', 'KLN0852', 2, 11, /unknown variable "TAGG"/],
+    ['unknown function', 'target "a" {\n  tags = [upcase("x")]\n}\n', 'KLN0852', 2, 11, /unknown function "upcase"/],
+    ['wrong argument count', 'target "a" {\n  tags = [upper("x", "y")]\n}\n', 'KLN0852', 2, 11, /upper\(\) takes 1 argument/],
+    ['null interpolation', 'variable "N" { default = null }\ntarget "a" {\n  tags = ["x-${N}"]\n}\n', 'KLN0852', 3, 16, /must be a string, got null/],
+    ['unknown key', 'target "a" {\n  contxt = "."\n}\n', 'KLN0853', 2, 3, /unknown key "contxt"/],
+    ['wrong value type', 'target "a" {\n  tags = { x = 1 }\n}\n', 'KLN0853', 2, 3, /tags must be a list of strings/],
+    ['unknown block', 'targte "a" {\n}\n', 'KLN0853', 1, 1, /unknown block type "targte"/],
+    ['inherits cycle', 'target "a" { inherits = ["b"] }\ntarget "b" { inherits = ["a"] }\n', 'KLN0853', 1, 1, /inherits cycle: a -> b -> a/],
+  ] as const)('%s', ([, text, code, line, column, message]) => {
+    const e = err(text) as { code?: string; location?: { file: string; line: number; column: number }; message?: string; hint?: string };
+    expect(e).toMatchObject({ code, location: { file: 'docker-bake.hcl', line, column } });
+    expect(e.message).toMatch(message);
+    expect(e.message.startsWith(`docker-bake.hcl:${line}:${column}: `)).toBe(true);
+  });
+
+  test('a hint comes with the error', () => {
+    expect(err('target "a" {\n  tags = [TAGG]\n}\nvariable "TAG" {}\n')).toMatchObject({ hint: 'defined: TAG' });
+  });
+
+  test('JSON syntax errors point at the line', () => {
+    expect(() => loadConfig([{ name: 'docker-bake.json', text: '{\n  "target": {\n    "a": {,}\n  }\n}\n' }], {})).toThrow(expect.objectContaining({ code: 'KLN0851', location: expect.objectContaining({ line: 3 }) }));
+  });
+
+  test('an empty config resolves nothing by default: failed to find target default', () => {
+    expect(() => resolveTargets(new BakeConfig(), [], new Map())).toThrow(expect.objectContaining({ code: 'KLN0853', message: 'failed to find target "default"' }));
+  });
+});

@@ -1,0 +1,37 @@
+import type { ProgressEvent, ProgressSink } from '@kiln/solver';
+
+/**
+ * One progress stream for several concurrent builds. Each target's sink names its steps
+ * `[target] …`. A step that builds share (the shared solver runs it once) reaches every build's
+ * sink as the same event object: it is shown once, under the target that saw it first. Steps
+ * that are not solver vertices (exports, frontend output) get ids of their own per target, since
+ * two builds' `export-0` are different steps.
+ */
+export class BakeProgress {
+  readonly #sink: ProgressSink;
+  readonly #seen = new WeakSet<ProgressEvent>();
+  readonly #owner = new Map<string, string>();
+
+  constructor(sink: ProgressSink) {
+    this.#sink = sink;
+  }
+
+  /** The sink of the build of `target`. */
+  forTarget(target: string): ProgressSink {
+    return {
+      emit: (ev) => {
+        if (this.#seen.has(ev)) return;
+        this.#seen.add(ev);
+        const shared = ev.vertex.startsWith('sha256:');
+        let owner = target;
+        if (shared) {
+          owner = this.#owner.get(ev.vertex) ?? target;
+          this.#owner.set(ev.vertex, owner);
+        }
+        const vertex = shared ? ev.vertex : `${target}/${ev.vertex}`;
+        if (ev.kind === 'vertex.started' || ev.kind === 'vertex.cached') this.#sink.emit({ ...ev, vertex, name: `[${owner}] ${ev.name}` });
+        else this.#sink.emit({ ...ev, vertex });
+      },
+    };
+  }
+}

@@ -1,0 +1,30 @@
+import { Option, type Command } from 'commander';
+import type { CliIo } from '../io.js';
+import { bakeCommand, type BakeFlags } from '../bake/run.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/**
+ * Registers `kiln bake [TARGET|GROUP…]`: buildx bake's targets from docker-bake.hcl / .json,
+ * built at once in one engine (see docs/bake.md).
+ */
+export function registerBake(program: Command, io: CliIo): void {
+  program
+    .command('bake')
+    .description('build the targets of a bake file (docker-bake.hcl/.json) at once, as docker buildx bake')
+    .argument('[targets...]', 'targets or groups to build (globs allowed); default: the "default" group or target')
+    .option('-f, --file <file>', 'bake file (repeatable; - reads stdin); default: docker-bake.json, docker-bake.hcl, docker-bake.override.json, docker-bake.override.hcl', collect, [])
+    .option('--set <target.key=value>', 'override a target value, e.g. app.tags=app:dev, *.platform=linux/amd64, app.args.V=1; key+=value appends (repeatable)', collect, [])
+    .option('--print', 'print the resolved definition as JSON and build nothing')
+    .option('--push', 'push the images (--set *.push=true)')
+    .option('--load', 'not applicable: kiln has no Docker daemon (fails with a hint)')
+    .option('--no-cache', 'do not use the cache (--set *.no-cache=true)')
+    .option('--pull', 'always look up base images in their registry (--set *.pull=true)')
+    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
+    .option('--debug', 'show stack traces for errors')
+    .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
+    .action(async (targets: string[], flags: BakeFlags, cmd: Command) => {
+      const debug = cmd.optsWithGlobals<{ debug?: boolean }>().debug === true;
+      await bakeCommand(targets, flags, io, debug);
+    });
+}

@@ -1,0 +1,148 @@
+import { spawn } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { kilnBin, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+
+// `kiln bake` end to end: real runc, the busybox base image, several targets in one engine.
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+/** Runs `kiln bake …` in `cwd` (bake files and contexts resolve against it, as buildx's). */
+function bake(cwd: string, args: readonly string[], env: Record<string, string> = {}): Promise<KilnRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr: Buffer.concat(err).toString(), stderrBytes: Buffer.concat(err) }));
+  });
+}
+
+/** A project whose targets a and b share the stage `shared` (its RUN writes a random uuid: two runs would differ). */
+async function project(t: string): Promise<string> {
+  const dir = join(sb.dir, `bake-${t}`);
+  await writeTree(dir, {
+    Dockerfile: [
+      'FROM busybox AS shared',
+      `RUN echo shared-${t} && cat /proc/sys/kernel/random/uuid > /stamp`,
+      'FROM busybox AS build-a',
+      'ARG MSG=a-default',
+      `RUN echo "$MSG" > /msg && echo a-${t}`,
+      'FROM scratch AS a',
+      'COPY --from=shared /stamp /stamp',
+      'COPY --from=build-a /msg /msg',
+      'FROM scratch AS b',
+      'COPY --from=shared /stamp /stamp',
+      'COPY b.txt /b.txt',
+      'FROM busybox AS bad',
+      `RUN echo failing-${t} && exit 3`,
+      '',
+    ].join('\n'),
+    'b.txt': 'from b\n',
+  });
+  return dir;
+}
+
+test('a JSON bake file: two targets run at once, the shared stage runs once, each target exports; --set overrides', async () => {
+  const t = token();
+  const dir = await project(t);
+  await writeTree(dir, {
+    'docker-bake.json': JSON.stringify({
+      group: { default: { targets: ['a', 'b'] } },
+      target: {
+        base: { context: '.', args: { MSG: 'from-file' } },
+        a: { inherits: ['base'], target: 'a', output: ['type=local,dest=out/a'] },
+        b: { inherits: ['base'], target: 'b', output: ['type=local,dest=out/b'] },
+      },
+    }),
+  });
+  const before = await sb.containersStarted();
+  const r = await bake(dir, ['--progress', 'plain', '--set', 'a.args.MSG=from-set']);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  // Two containers: the shared RUN once, build-a's RUN once.
+  expect((await sb.containersStarted()) - before).toBe(2);
+  const stampA = await readFile(join(dir, 'out/a/stamp'), 'utf8');
+  expect(stampA).toMatch(/^[0-9a-f-]{36}\n$/);
+  expect(await readFile(join(dir, 'out/b/stamp'), 'utf8')).toBe(stampA);
+  expect(await readFile(join(dir, 'out/a/msg'), 'utf8')).toBe('from-set\n');
+  expect(await readFile(join(dir, 'out/b/b.txt'), 'utf8')).toBe('from b\n');
+  // One progress stream; each step line names its target; the shared RUN's output shows once.
+  expect(r.stderr).toMatch(/\[(a|b)\] \[shared 2\/2\] RUN echo shared-/);
+  expect(r.stderr).toMatch(/\[a\] \[build-a 2\/2\] RUN echo/);
+  expect(r.stderr.split('\n').filter((l) => l.includes(`shared-${t}`) && !l.includes('RUN')).length).toBe(1);
+  expect(r.stderr).toMatch(/\[a\] local .*out\/a/);
+}, 240_000);
+
+test('--print shows the resolved definition as buildx does and builds nothing', async () => {
+  const t = token();
+  const dir = await project(t);
+  await writeTree(dir, {
+    'docker-bake.json': JSON.stringify({
+      group: { default: { targets: ['all'] }, all: { targets: ['a', 'b'] } },
+      target: {
+        base: { args: { MSG: 'x', NOPE: null }, tags: ['base:1'], 'cache-from': ['type=local,src=c1'] },
+        a: { inherits: ['base'], target: 'a', tags: ['a:1'], 'cache-from': ['type=local,src=c2'] },
+        b: { inherits: ['base'], target: 'b', dockerfile: 'other.Dockerfile' },
+      },
+    }),
+  });
+  const before = await sb.containersStarted();
+  const r = await bake(dir, ['--print', '--set', '*.platform=linux/amd64', '--set', 'b.tags+=b:extra']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout)).toEqual({
+    group: { all: { targets: ['a', 'b'] }, default: { targets: ['all'] } },
+    target: {
+      a: { context: '.', dockerfile: 'Dockerfile', args: { MSG: 'x' }, tags: ['a:1'], 'cache-from': ['type=local,src=c1', 'type=local,src=c2'], target: 'a', platforms: ['linux/amd64'] },
+      b: { context: '.', dockerfile: 'other.Dockerfile', args: { MSG: 'x' }, tags: ['base:1', 'b:extra'], 'cache-from': ['type=local,src=c1'], target: 'b', platforms: ['linux/amd64'] },
+    },
+  });
+  expect(await sb.containersStarted()).toBe(before);
+  // buildx's key order: context before dockerfile before args.
+  expect(r.stdout.indexOf('"context"')).toBeLessThan(r.stdout.indexOf('"dockerfile"'));
+}, 60_000);
+
+test('a failing target fails the bake (exit 1) with its error; the other target still exports', async () => {
+  const t = token();
+  const dir = await project(t);
+  await writeTree(dir, {
+    'bake.json': JSON.stringify({
+      target: {
+        a: { target: 'a', output: ['type=local,dest=out/a'] },
+        bad: { target: 'bad', output: ['type=local,dest=out/bad'] },
+      },
+    }),
+  });
+  const r = await bake(dir, ['-f', 'bake.json', 'a', 'bad', '--progress', 'plain']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('target bad failed:');
+  expect(r.stderr).toMatch(/exit code:? 3/);
+  expect(r.stderr).not.toContain('target a failed');
+  expect(await readFile(join(dir, 'out/a/stamp'), 'utf8')).toMatch(/^[0-9a-f-]{36}\n$/);
+  await expect(stat(join(dir, 'out/bad'))).rejects.toMatchObject({ code: 'ENOENT' });
+}, 240_000);
+
+test('errors: no bake file, an unknown target, --load, a bad --set', async () => {
+  const dir = join(sb.dir, `bake-err-${token()}`);
+  await writeTree(dir, { 'x.txt': '' });
+  const none = await bake(dir, []);
+  expect(none.code).toBe(1);
+  expect(none.stderr).toContain('KLN0850');
+  await writeTree(dir, { 'docker-bake.json': JSON.stringify({ target: { app: {} } }) });
+  const unknown = await bake(dir, ['nope']);
+  expect(unknown.code).toBe(1);
+  expect(unknown.stderr).toContain('KLN0853: failed to find target "nope"');
+  expect(unknown.stderr).toContain('hint: defined: app');
+  const load = await bake(dir, ['app', '--load']);
+  expect(load.code).toBe(1);
+  expect(load.stderr).toContain('KLN0855: --load is not applicable');
+  const set = await bake(dir, ['app', '--set', 'app.colour=red']);
+  expect(set.code).toBe(1);
+  expect(set.stderr).toContain('KLN0854: unknown --set key "colour"');
+  expect(set.stderr).not.toMatch(/\n\s+at /);
+}, 60_000);
