@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { LocalSnapshotter } from '@kiln/runtime';
 import { CacheStore, formatBytes, gitRepoUsage, type DiskUsageRecord, type GitRepoUsage } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
-import { openSnapshotter, orphanRules, type OrphanSnapshot } from '../engine/engine.js';
+import { orphanRules, type OrphanSnapshot } from '../engine/engine.js';
 
 /** One row of `kiln du`. */
 export interface UsageRow {
@@ -29,7 +30,9 @@ export async function diskUsage(root: string): Promise<UsageRow[]> {
   const orphans: UsageRow[] = [];
   try {
     records = store.du();
-    const snapshots = await openSnapshotter(root);
+    // Listing reads snapshot metadata only: no driver is needed, so none is probed (the forced
+    // copy driver skips the overlay probe and the mount helper's start).
+    const snapshots = new LocalSnapshotter({ root, driver: 'copy' });
     for (const o of await snapshots.orphans(orphanRules(store))) {
       const { size } = await snapshots.usage(o.id).catch(() => ({ size: 0 }));
       orphans.push(orphanRow(o, size));

@@ -249,7 +249,7 @@ export function orphanRules(cache: CacheStore): OrphanOptions {
  * process), so the outcome is remembered in `<root>/engine/snapshot-driver` together with the
  * kernel release, and probed again only when the kernel changes.
  */
-export async function openSnapshotter(root: string): Promise<LocalSnapshotter> {
+async function openSnapshotter(root: string): Promise<LocalSnapshotter> {
   const file = join(root, 'engine', 'snapshot-driver');
   const remembered = await readFile(file, 'utf8').catch(() => '');
   const [driver, kernel] = remembered.trim().split(' ');
