@@ -162,7 +162,13 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
       else await o.outputs.deliver(io);
       printExports(name, o.report.exports, linkRefs.get(name), io);
     }
-    for (const ref of linkRefs.values()) await e.images.delete(ref).catch(() => false);
+    // The private images go again: by name, and by the name@digest the context's resolve recorded.
+    for (const [name, ref] of linkRefs) {
+      await e.images.delete(ref).catch(() => false);
+      const o = outcomes.find(([n]) => n === name)?.[1];
+      const digest = o?.ok === true ? o.report.exports.find((x) => x.names.includes(ref))?.digest : undefined;
+      if (digest !== undefined) await e.images.delete(`${ref}@${digest}`).catch(() => false);
+    }
   } catch (err) {
     await display?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(err, {}));

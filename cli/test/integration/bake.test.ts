@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { kilnBin, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, runKiln, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln bake` end to end: real runc, the busybox base image, several targets in one engine.
 
@@ -20,6 +20,13 @@ function bake(cwd: string, args: readonly string[], env: Record<string, string> 
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr: Buffer.concat(err).toString(), stderrBytes: Buffer.concat(err) }));
   });
+}
+
+/** `kiln images` of the sandbox root. */
+async function runKilnImages(): Promise<string> {
+  const r = await runKiln(sb, ['images', '--root', sb.root]);
+  expect(r.code).toBe(0);
+  return r.stdout;
 }
 
 /** A project whose targets a and b share the stage `shared` (its RUN writes a random uuid: two runs would differ). */
@@ -146,3 +153,80 @@ test('errors: no bake file, an unknown target, --load, a bad --set', async () =>
   expect(set.stderr).toContain('KLN0854: unknown --set key "colour"');
   expect(set.stderr).not.toMatch(/\n\s+at /);
 }, 60_000);
+
+test('docker-bake.hcl: a variable from the environment, a matrix, dockerfile-inline and a target: context built first', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-hcl-${t}`);
+  await writeTree(dir, {
+    'docker-bake.hcl': [
+      'variable "GREETING" { default = "hello" }',
+      'group "default" { targets = ["app", "variant"] }',
+      'target "base" {',
+      '  dockerfile-inline = <<EOT',
+      'FROM busybox',
+      `RUN echo base-${t} && echo "\${GREETING}" > /greeting`,
+      'EOT',
+      '}',
+      'target "app" {',
+      '  contexts = { base = "target:base" }',
+      '  dockerfile-inline = <<-EOT',
+      '    FROM base',
+      '    RUN cat /greeting > /app.txt',
+      '    FROM scratch',
+      '    COPY --from=0 /app.txt /',
+      '    EOT',
+      '  output = ["type=local,dest=out/app"]',
+      '}',
+      'target "variant" {',
+      '  name = "variant-${v}"',
+      '  matrix = { v = ["x", "y"] }',
+      '  args = { V = v }',
+      '  dockerfile-inline = "FROM busybox AS b\\nARG V\\nRUN echo $V > /v\\nFROM scratch\\nCOPY --from=b /v /v\\n"',
+      '  output = ["type=local,dest=out/${v}"]',
+      '}',
+    ].join('\n'),
+  });
+  const r = await bake(dir, ['--progress', 'plain'], { GREETING: 'from-env' });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(await readFile(join(dir, 'out/app/app.txt'), 'utf8')).toBe('from-env\n');
+  expect(await readFile(join(dir, 'out/x/v'), 'utf8')).toBe('x\n');
+  expect(await readFile(join(dir, 'out/y/v'), 'utf8')).toBe('y\n');
+  // The linked target ran (named in progress) and left no image behind in the store.
+  expect(r.stderr).toMatch(/\[base\] \[2\/2\] RUN echo base-/);
+  const images = await runKilnImages();
+  expect(images).not.toContain('kiln.local/bake/');
+  // --print lists the linked target as buildx does (output cacheonly) and the matrix targets.
+  const p = await bake(dir, ['--print']);
+  const printed = JSON.parse(p.stdout) as { target: Record<string, { output?: string[] }> };
+  expect(Object.keys(printed.target).sort()).toEqual(['app', 'base', 'variant-x', 'variant-y']);
+  expect(printed.target['base']?.output).toEqual(['type=cacheonly']);
+}, 240_000);
+
+test('HCL errors print FILE:LINE:COL, the problem and a hint, no stack trace', async () => {
+  const dir = join(sb.dir, `bake-hclerr-${token()}`);
+  await writeTree(dir, { 'docker-bake.hcl': 'target "app" {\n  tags = ["app:${TAGG}"]\n}\nvariable "TAG" { default = "1" }\n' });
+  const r = await bake(dir, ['app']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('kiln: error KLN0852: docker-bake.hcl:2:18: unknown variable "TAGG"');
+  expect(r.stderr).toContain('hint: defined: TAG');
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}, 60_000);
+
+test('BUILDX_BAKE_FILE_RELATIVE_PATHS=1 resolves the context against the bake file; by default it is the working directory', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-rel-${t}`);
+  await writeTree(dir, {
+    'sub/docker-bake.hcl': 'target "default" {\n  context = "ctx"\n  output = ["type=local,dest=out"]\n}\n',
+    'sub/ctx/Dockerfile': 'FROM scratch\nCOPY f /f\n',
+    'sub/ctx/f': `${t}\n`,
+  });
+  const cwdRelative = await bake(dir, ['-f', 'sub/docker-bake.hcl']);
+  expect(cwdRelative.code).toBe(1);
+  expect(cwdRelative.stderr).toMatch(/ctx.*no such|no such.*ctx/i);
+  const fileRelative = await bake(dir, ['-f', 'sub/docker-bake.hcl', '--progress', 'quiet'], { BUILDX_BAKE_FILE_RELATIVE_PATHS: '1' });
+  expect(fileRelative.stderr).not.toContain('error');
+  expect(fileRelative.code).toBe(0);
+  // Outputs still resolve against the working directory, as buildx's.
+  expect(await readFile(join(dir, 'out/f'), 'utf8')).toBe(`${t}\n`);
+}, 120_000);
