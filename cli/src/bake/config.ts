@@ -26,6 +26,8 @@ export class BakeConfig {
     }
   }
 
+  /** The variables of the files, for `--list variables`: value evaluated on demand. */
+  readonly variables = new Map<string, { readonly description?: string; readonly value: () => unknown }>();
   /** The directory of the file that (first) defined each target. */
   readonly dirs = new Map<string, string>();
 

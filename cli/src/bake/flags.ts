@@ -56,7 +56,6 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
       hint: 'use a matrix over the platforms, or one target per platform',
     });
   }
-  if ((t.annotations ?? []).length > 0) warnings.push(`target "${rt.name}": annotations are not supported by kiln and are ignored`);
   const links = new Map<string, string>();
   const buildContext: string[] = [];
   for (const [name, v] of Object.entries(t.contexts ?? {})) {
@@ -73,7 +72,15 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
   const mapEntries = (m: Readonly<Record<string, string | null>> | undefined, sep: string): string[] =>
     Object.entries(m ?? {}).flatMap(([k, v]) => (v === null ? [] : [`${k}${sep}${v}`]));
   // A target built only for another's context exports nothing itself (buildx: cacheonly).
-  const output = (t.output ?? []).filter((o) => !/(^|,)type=cacheonly(,|$)/.test(o));
+  let output = (t.output ?? []).filter((o) => !/(^|,)type=cacheonly(,|$)/.test(o));
+  const annotations = annotationFields(rt.name, t.annotations ?? []);
+  if (annotations.length > 0) {
+    // buildx puts the annotations on every export; tags alone mean an image output, named by them.
+    if (output.length === 0 && (t.tags ?? []).length > 0 && !rt.linked) output = ['type=image'];
+    const isImage = (o: string): boolean => /(^|,)type=(image|oci|docker|registry)(,|$)/.test(o);
+    if (!output.some(isImage)) warnings.push(`target "${rt.name}": annotations apply to image outputs (image, oci, docker, registry); this target has none`);
+    output = output.map((o) => (isImage(o) ? [o, ...annotations].join(',') : o));
+  }
   const flags: BuildFlags = {
     ...(file === undefined ? {} : { file }),
     ...(t.target === undefined ? {} : { target: t.target }),
@@ -105,3 +112,28 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
 
 /** The directory of a bake file (for BUILDX_BAKE_FILE_RELATIVE_PATHS). */
 export const fileDirOf = (path: string | undefined): string | undefined => (path === undefined ? undefined : dirname(path));
+
+/**
+ * buildx's annotation values (`KEY=VALUE`, `TYPE[,TYPE…][PLATFORM]:KEY=VALUE`) as output
+ * attributes (`annotation.KEY=VALUE`, `annotation-TYPE[PLATFORM].KEY=VALUE`), quoted for the CSV.
+ */
+export function annotationFields(target: string, values: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const a of values) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) throw new BakeError('KLN0853', `target "${target}": invalid annotation "${a}"`, { hint: 'use KEY=VALUE or TYPE:KEY=VALUE (TYPE manifest, index, manifest-descriptor, index-descriptor)' });
+    const left = a.slice(0, eq);
+    const value = a.slice(eq + 1);
+    if (value.includes('"')) throw new BakeError('KLN0853', `target "${target}": annotation "${left}" has a double quote in its value`, { hint: 'kiln passes annotations as output attributes, which cannot hold a double quote' });
+    const colon = left.indexOf(':');
+    const keys =
+      colon < 0
+        ? [`annotation.${left}`]
+        : left
+            .slice(0, colon)
+            .split(',')
+            .map((type) => `annotation-${type.trim()}.${left.slice(colon + 1)}`);
+    for (const k of keys) out.push(/[,"]/.test(value) ? `"${k}=${value}"` : `${k}=${value}`);
+  }
+  return out;
+}

@@ -12,14 +12,14 @@ export type BakeEnv = Readonly<Record<string, string | undefined>>;
 const looksJson = (f: BakeFile): boolean => f.name.endsWith('.json') || (!f.name.endsWith('.hcl') && f.text.trimStart().startsWith('{'));
 
 /** Reads every file into one {@link BakeConfig}, in order (later definitions over earlier ones). */
-export function loadConfig(files: readonly BakeFile[], env: BakeEnv): BakeConfig {
+export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv = {}): BakeConfig {
   const config = new BakeConfig();
   const hcl: BakeFile[] = [];
   for (const f of files) {
-    if (looksJson(f)) loadJson(config, f, env);
+    if (looksJson(f)) loadJson(config, f, env, vars);
     else hcl.push(f);
   }
-  if (hcl.length > 0) loadHcl(config, hcl, env);
+  if (hcl.length > 0) loadHcl(config, hcl, env, vars);
   return config;
 }
 
@@ -30,7 +30,7 @@ function position(text: string, offset: number): { line: number; column: number 
   return { line, column: offset - before.lastIndexOf('\n') };
 }
 
-function loadJson(config: BakeConfig, f: BakeFile, env: BakeEnv): void {
+function loadJson(config: BakeConfig, f: BakeFile, env: BakeEnv, vars: BakeEnv): void {
   let value: unknown;
   try {
     value = JSON.parse(f.text);
@@ -49,7 +49,7 @@ function loadJson(config: BakeConfig, f: BakeFile, env: BakeEnv): void {
     if (!['group', 'target', 'variable', 'function'].includes(k)) throw new BakeError('KLN0853', `unknown top-level key "${k}"`, { location: where(k), hint: 'use group, target, variable or function' });
   }
   // JSON bake files are HCL's JSON syntax: strings may use ${…} of variables and functions.
-  const evaluated = evaluateJsonTemplates(root, f, env);
+  const evaluated = evaluateJsonTemplates(config, root, f, env, vars);
   const groups = objectOf(evaluated['group'], 'group', where);
   for (const [name, g] of Object.entries(groups)) {
     const go = objectOf(g, `group "${name}"`, where);

@@ -12,7 +12,8 @@ import { runBuild, type BuildReport, type BuildRequest } from '../engine/build.j
 import { formatBuildError } from '../engine/report.js';
 import type { KilnEngine } from '../engine/engine.js';
 import type { ParsedOutputs } from '../engine/output-targets.js';
-import { parseOverrides, printResolved, resolveTargets, type Resolved } from './config.js';
+import { fileTarget, removeTarget, writeTarget } from '../engine/file-target.js';
+import { parseOverrides, printResolved, resolveTargets, type BakeConfig, type Resolved } from './config.js';
 import { BakeError } from './errors.js';
 import { readBakeFiles } from './files.js';
 import { targetBuild, type TargetBuild } from './flags.js';
@@ -23,6 +24,10 @@ import { BakeProgress } from './progress.js';
 export interface BakeFlags {
   readonly file: string[];
   readonly set: string[];
+  /** `--var NAME=VALUE`: a variable's value (over the environment). */
+  readonly var?: string[];
+  /** `--allow ENTITLEMENT`: granted to every target (`--set *.entitlements=…`). */
+  readonly allow?: string[];
   readonly print?: boolean;
   readonly list?: string;
   readonly push?: boolean;
@@ -31,26 +36,86 @@ export interface BakeFlags {
   readonly pull?: boolean;
   readonly progress: string;
   readonly root?: string;
+  /** `--metadata-file`: each target's result metadata, keyed by target, as buildx bake writes it. */
+  readonly metadataFile?: string;
+  /** `--call` / `--check`: as `--set *.call=…`. */
+  readonly call?: string;
+  readonly check?: boolean;
+  /** `--provenance` / `--sbom`: as `--set *.attest=type=provenance|sbom,…`. */
+  readonly provenance?: string | boolean;
+  readonly sbom?: string | boolean;
 }
 
-/** Reads the bake files and resolves the requested targets with the flags' overrides. */
-export async function resolveBake(targets: readonly string[], flags: BakeFlags, io: CliIo): Promise<Resolved & { readonly dirs: ReadonlyMap<string, string> }> {
+/** buildx's `--provenance`/`--sbom` shorthand as an `attest` entry. */
+function attestShorthand(type: string, v: string | boolean): string {
+  if (v === true || v === 'true' || v === '') return `type=${type}`;
+  if (v === false || v === 'false') return `type=${type},disabled=true`;
+  return `type=${type},${v}`;
+}
+
+/** `--var NAME=VALUE` values (buildx: they win over the environment). */
+function parseVars(values: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf('=');
+    if (i <= 0) throw new BakeError('KLN0854', `invalid --var "${v}"`, { hint: 'use --var NAME=VALUE' });
+    out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  return out;
+}
+
+/** Reads the bake files (with `--var` values) into one definition. */
+export async function loadBake(flags: BakeFlags, io: CliIo): Promise<BakeConfig> {
   if (flags.load === true) {
     throw new BakeError('KLN0855', '--load is not applicable: kiln has no Docker daemon to load images into', {
       hint: "tags without an output store the image in kiln's image store (see kiln images); --set TARGET.output=type=docker,dest=FILE.tar writes a tarball for docker load",
     });
   }
-  const env = callerEnv(io);
-  const config = loadConfig(await readBakeFiles(flags.file, io), env);
+  return loadConfig(await readBakeFiles(flags.file, io), callerEnv(io), parseVars(flags.var ?? []));
+}
+
+/** Resolves the requested targets of `config` with the flags' overrides. */
+export function resolveBake(config: BakeConfig, targets: readonly string[], flags: BakeFlags, io: CliIo): Resolved & { readonly dirs: ReadonlyMap<string, string> } {
   // buildx appends the command's shorthands to the --set values.
   const sets = [...flags.set];
   if (config.targets.size > 0) {
     if (flags.cache === false) sets.push('*.no-cache=true');
     if (flags.pull === true) sets.push('*.pull=true');
     if (flags.push === true) sets.push('*.push=true');
+    if (flags.check === true) sets.push('*.call=check');
+    else if (flags.call !== undefined) sets.push(`*.call=${flags.call}`);
+    if (flags.provenance !== undefined) sets.push(`*.attest=${attestShorthand('provenance', flags.provenance)}`);
+    if (flags.sbom !== undefined) sets.push(`*.attest=${attestShorthand('sbom', flags.sbom)}`);
+    for (const a of flags.allow ?? []) sets.push(`*.entitlements=${a}`);
   }
-  const resolved = resolveTargets(config, targets, parseOverrides(config, sets, env));
+  const resolved = resolveTargets(config, targets, parseOverrides(config, sets, callerEnv(io)));
   return { ...resolved, dirs: config.dirs };
+}
+
+/** `--list targets|variables`: buildx's table of the definition's targets and groups, or its variables. */
+export function listBake(config: BakeConfig, what: string): string {
+  const table = (rows: string[][]): string => {
+    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+    return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 2))).join('').trimEnd()).join('\n') + '\n';
+  };
+  const type = what.startsWith('type=') ? what.slice(5) : what;
+  if (type === 'targets') {
+    const rows = [['TARGET', 'DESCRIPTION']];
+    for (const [name, g] of [...config.groups].sort(([a], [b]) => (a < b ? -1 : 1))) rows.push([name, g.description ?? '']);
+    for (const name of [...config.targets.keys()].sort()) if (!config.groups.has(name)) rows.push([name, config.targets.get(name)?.description ?? '']);
+    return table(rows);
+  }
+  if (type === 'variables') {
+    const rows = [['VARIABLE', 'TYPE', 'VALUE', 'DESCRIPTION']];
+    for (const name of [...config.variables.keys()].sort()) {
+      const v = config.variables.get(name);
+      const value = v?.value();
+      const kind = value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value === 'object' ? 'map' : typeof value === 'boolean' ? 'bool' : typeof value;
+      rows.push([name, kind, typeof value === 'string' ? value : JSON.stringify(value), v?.description ?? '']);
+    }
+    return table(rows);
+  }
+  throw new BakeError('KLN0854', `invalid --list "${what}"`, { hint: 'use --list targets or --list variables' });
 }
 
 /** What one target's build ended with. */
@@ -67,13 +132,23 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
   let lease: EngineLease | undefined;
   let display: ReturnType<typeof startProgress> | undefined;
   const failures: { target: string; text: string }[] = [];
+  const callFailed: string[] = [];
+  const metadata: Record<string, Record<string, unknown>> = {};
   try {
-    const resolved = await resolveBake(names, flags, io);
+    const config = await loadBake(flags, io);
+    if (flags.list !== undefined) {
+      io.stdout.write(listBake(config, flags.list));
+      return;
+    }
+    const resolved = resolveBake(config, names, flags, io);
     if (flags.print === true) {
       io.stdout.write(printResolved(resolved));
       return;
     }
     if (resolved.targets.size === 0) throw new BakeError('KLN0853', 'no targets to build');
+    const metaFile = flags.metadataFile === undefined ? undefined : await fileTarget(io, '--metadata-file', flags.metadataFile);
+    // As buildx: a failed bake must not leave the previous run's metadata there.
+    if (metaFile !== undefined) await removeTarget(metaFile);
     const env = callerEnv(io);
     const inlineDir = await mkdtemp(join(tmpdir(), 'kiln-bake-'));
     cleanup.push(() => rm(inlineDir, { recursive: true, force: true }));
@@ -158,10 +233,14 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
         if (debug && o.error instanceof Error && o.error.stack !== undefined) failures.push({ target: name, text: `${o.error.stack}\n` });
         continue;
       }
-      if (o.report.call !== undefined) io.stdout.write(`${name}:\n${o.report.call.text}`);
-      else await o.outputs.deliver(io);
+      if (o.report.call !== undefined) {
+        io.stdout.write(`${name}:\n${o.report.call.text}`);
+        if (o.report.call.failed) callFailed.push(name);
+      } else await o.outputs.deliver(io);
       printExports(name, o.report.exports, linkRefs.get(name), io);
+      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = await resultMetadata(e, o.report.exports.filter((x) => !x.names.includes(linkRefs.get(name) ?? '\0')));
     }
+    if (metaFile !== undefined) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));
     // The private images go again: by name, and by the name@digest the context's resolve recorded.
     for (const [name, ref] of linkRefs) {
       await e.images.delete(ref).catch(() => false);
@@ -183,6 +262,25 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     const names = [...new Set(failures.map((f) => f.target))];
     throw new ReportedError(1, `${names.length} target(s) failed: ${names.join(', ')}`);
   }
+  if (callFailed.length > 0) throw new ReportedError(1, `build checks found problems in ${callFailed.join(', ')}`);
+}
+
+/**
+ * The `--metadata-file` entry of one target: `kiln build --metadata-file`'s keys for its first
+ * image output (`containerimage.config.digest`, `containerimage.descriptor`, `containerimage.digest`,
+ * `image.name`), empty without one.
+ */
+async function resultMetadata(engine: KilnEngine, exports: readonly ExportResult[]): Promise<Record<string, unknown>> {
+  const image = exports.find((x) => x.digest !== undefined);
+  const meta: Record<string, unknown> = {};
+  if (image?.digest === undefined) return meta;
+  const bytes = await engine.content.readBlob(image.digest);
+  const manifest = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; config?: { digest?: string } };
+  if (manifest.config?.digest !== undefined) meta['containerimage.config.digest'] = manifest.config.digest;
+  if (manifest.mediaType !== undefined) meta['containerimage.descriptor'] = { mediaType: manifest.mediaType, digest: image.digest, size: bytes.length };
+  meta['containerimage.digest'] = image.digest;
+  if (image.names.length > 0) meta['image.name'] = image.names.join(',');
+  return meta;
 }
 
 function printExports(name: string, exports: readonly ExportResult[], privateRef: string | undefined, io: CliIo): void {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
@@ -230,3 +230,52 @@ test('BUILDX_BAKE_FILE_RELATIVE_PATHS=1 resolves the context against the bake fi
   // Outputs still resolve against the working directory, as buildx's.
   expect(await readFile(join(dir, 'out/f'), 'utf8')).toBe(`${t}\n`);
 }, 120_000);
+
+test('--list, --var, --metadata-file, annotations on image outputs, --check', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-flags-${t}`);
+  await writeTree(dir, {
+    Dockerfile: `FROM busybox AS img\nRUN echo ${t} > /t\n`,
+    'Dockerfile.lint': 'from busybox as build\nRUN true\n',
+    'docker-bake.hcl': [
+      'variable "TAG" {',
+      '  default = "dev"',
+      '  description = "the image tag"',
+      '}',
+      'variable "DEBUG" { default = false }',
+      'group "default" {',
+      '  description = "everything"',
+      '  targets = ["img"]',
+      '}',
+      'target "img" {',
+      '  description = "the image"',
+      '  tags = ["example/img:${TAG}"]',
+      '  annotations = ["org.opencontainers.image.title=img ${TAG}", "manifest,manifest-descriptor:org.example.both=yes"]',
+      '  output = ["type=oci,dest=img.tar"]',
+      '}',
+      'target "lint" {',
+      '  dockerfile = "Dockerfile.lint"',
+      '}',
+    ].join('\n'),
+  });
+  const list = await bake(dir, ['--list', 'targets']);
+  expect(list.code).toBe(0);
+  expect(list.stdout.split('\n').map((l) => l.replace(/\s+/g, ' ').trim())).toEqual(['TARGET DESCRIPTION', 'default everything', 'img the image', 'lint', '']);
+  const vars = await bake(dir, ['--list', 'variables', '--var', 'TAG=v9'], { DEBUG: 'true' });
+  expect(vars.stdout.split('\n').map((l) => l.replace(/\s+/g, ' ').trim())).toEqual(['VARIABLE TYPE VALUE DESCRIPTION', 'DEBUG bool true', 'TAG string v9 the image tag', '']);
+
+  const r = await bake(dir, ['--var', 'TAG=v2', '--metadata-file', 'meta.json', '--progress', 'quiet'], { TAG: 'from-env' });
+  expect(r.stderr).not.toContain('error');
+  expect(r.code).toBe(0);
+  const meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  expect(Object.keys(meta)).toEqual(['img']);
+  expect(meta['img']?.['image.name']).toBe('docker.io/example/img:v2');
+  expect(meta['img']?.['containerimage.digest']).toMatch(/^sha256:[0-9a-f]{64}$/);
+  const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${join(dir, 'img.tar')}`], { encoding: 'utf8' })) as { annotations?: Record<string, string> };
+  expect(raw.annotations).toMatchObject({ 'org.opencontainers.image.title': 'img v2', 'org.example.both': 'yes' });
+
+  const check = await bake(dir, ['lint', '--check']);
+  expect(check.code).toBe(1);
+  expect(check.stdout).toMatch(/^lint:\n/);
+  expect(check.stdout).toMatch(/FromAsCasing|ConsistentInstructionCasing/);
+}, 240_000);

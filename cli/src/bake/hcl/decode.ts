@@ -64,6 +64,7 @@ class Globals {
   constructor(
     readonly env: Env,
     targetRefs: (name: string, pos: Pos) => Value,
+    readonly vars: Env = {},
   ) {
     this.#targetRefs = targetRefs;
     this.scope = new Scope(undefined, {
@@ -128,7 +129,7 @@ class Globals {
     this.#evaluating.add(name);
     try {
       const dflt = g.expr === undefined ? null : evaluate(g.expr, this.scope);
-      const raw = g.variable && lookupAllowed(this.env) ? this.env[name] : undefined;
+      const raw = !g.variable ? undefined : (this.vars[name] ?? (lookupAllowed(this.env) ? this.env[name] : undefined));
       const v = raw === undefined ? (g.expr === undefined ? '' : dflt) : fromEnv(name, raw, dflt, g.pos);
       this.#values.set(name, v);
       for (const vb of g.validations) {
@@ -165,7 +166,7 @@ function evalAttributes(attrs: readonly Attribute[], scope: Scope, skip: Readonl
  * Reads HCL bake files into `config` (the files merged in order, as buildx merges them): groups,
  * targets (matrix targets expanded, one per combination), variables and functions.
  */
-export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env): void {
+export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env, vars: Env = {}): void {
   const parsed = files.map((f) => ({ file: f, hcl: parseHcl(f.text, f.name) }));
   const targets: { block: Block; file: BakeFile }[] = [];
   const groups: Block[] = [];
@@ -194,7 +195,7 @@ export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env
         },
       },
     );
-  const globals = new Globals(env, (_n, pos) => targetRef(pos));
+  const globals = new Globals(env, (_n, pos) => targetRef(pos), vars);
   for (const { hcl } of parsed) {
     for (const a of hcl.body.attributes) globals.add({ name: a.name, pos: a.pos, expr: a.expr, variable: false, validations: [] });
     for (const b of hcl.body.blocks) {
@@ -204,6 +205,9 @@ export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env
         for (const a of b.body.attributes) if (!['default', 'description', 'type'].includes(a.name)) throw new BakeError('KLN0853', `variable "${name}": unknown attribute "${a.name}"`, { location: loc(a.pos), hint: 'a variable has default and description' });
         for (const vb of b.body.blocks) if (vb.type !== 'validation') throw new BakeError('KLN0853', `variable "${name}": unknown block "${vb.type}"`, { location: loc(vb.pos) });
         globals.add({ name, pos: b.pos, expr: b.body.attributes.find((a) => a.name === 'default')?.expr, variable: true, validations: b.body.blocks });
+        const d = b.body.attributes.find((a) => a.name === 'description')?.expr;
+        const description = d?.kind === 'literal' && typeof d.value === 'string' ? d.value : config.variables.get(name)?.description;
+        config.variables.set(name, { ...(description === undefined ? {} : { description }), value: () => globals.value(name, b.pos) });
       }
     }
   }
@@ -288,7 +292,7 @@ function matrixScopes(attr: Attribute | undefined, scope: Scope): Scope[] {
  * A JSON bake file's values with `${…}` templates evaluated (HCL's JSON syntax, as buildx reads
  * JSON): the file's `variable` defaults (overridden by the environment) and the stdlib.
  */
-export function evaluateJsonTemplates(root: Record<string, unknown>, f: BakeFile, env: Env): Record<string, unknown> {
+export function evaluateJsonTemplates(config: BakeConfig, root: Record<string, unknown>, f: BakeFile, env: Env, vars: Env = {}): Record<string, unknown> {
   const at: Pos = { file: f.name, line: 1, column: 1, offset: 0 };
   const template = (s: string): Expr => parseTemplate(s, f.name, at);
   const literal = (v: unknown): Expr => {
@@ -297,12 +301,14 @@ export function evaluateJsonTemplates(root: Record<string, unknown>, f: BakeFile
     if (typeof v === 'object' && v !== null) return { kind: 'object', items: Object.entries(v as Record<string, unknown>).map(([k, x]) => ({ key: { kind: 'literal', value: k, pos: at }, value: literal(x) })), pos: at };
     return { kind: 'literal', value: (v ?? null) as Value, pos: at };
   };
-  const globals = new Globals(env, () => ({}));
-  const vars = root['variable'];
-  if (typeof vars === 'object' && vars !== null && !Array.isArray(vars)) {
-    for (const [name, def] of Object.entries(vars as Record<string, unknown>)) {
+  const globals = new Globals(env, () => ({}), vars);
+  const declared = root['variable'];
+  if (typeof declared === 'object' && declared !== null && !Array.isArray(declared)) {
+    for (const [name, def] of Object.entries(declared as Record<string, unknown>)) {
       const d = typeof def === 'object' && def !== null ? (def as Record<string, unknown>)['default'] : undefined;
       globals.add({ name, pos: at, expr: d === undefined ? undefined : literal(d), variable: true, validations: [] });
+      const desc = typeof def === 'object' && def !== null ? (def as Record<string, unknown>)['description'] : undefined;
+      config.variables.set(name, { ...(typeof desc === 'string' ? { description: desc } : {}), value: () => globals.value(name, at) });
     }
   }
   const walk = (v: unknown): unknown => {
