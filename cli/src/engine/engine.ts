@@ -126,11 +126,22 @@ export class KilnEngine {
     // The shared empty snapshot (scratch) exists before any op asks for it, so concurrent first
     // uses (one per platform of a multi-platform build) do not race to create it.
     await emptySnapshot(engine);
+    await engine.recover();
+    return engine;
+  }
+
+  /**
+   * Cleans up after kiln processes that died (SIGKILL, crash) in this root: at open, and in a
+   * `kiln daemon` before a command when a build of another process was killed since (see
+   * {@link RootActivity.killedBuilds}). Safe while this process builds: it touches only what dead
+   * processes left, and the sweep waits for a moment when nothing builds.
+   */
+  async recover(): Promise<void> {
     // Containers, bundles and cache-mount users of kiln processes that died (SIGKILL, crash) are
     // cleaned up first: an orphaned container must not keep using a locked cache mount.
-    await engine.executor.recover().catch(() => 0);
+    await this.executor.recover().catch(() => 0);
     // Snapshot mounts a killed kiln process left behind (they would keep their snapshots busy).
-    await engine.snapshotter.recoverMounts().catch(() => 0);
+    await this.snapshotter.recoverMounts().catch(() => 0);
     // Snapshots an earlier prune dropped but could not remove (busy, or the process died first):
     // removed now that those mounts are gone; what still fails stays pending for the next try.
     // Under the prune lock and only while no other process builds here: a build elsewhere may be
@@ -138,16 +149,15 @@ export class KilnEngine {
     // What builds killed mid-way left (see sweepOrphans) goes under the same lock, when a mark
     // of a dead process says a build was killed; refused while another process builds here, the
     // marks stay and the next open tries again.
-    const killed = engine.activity.killedBuilds();
-    if (killed || engine.cache.pendingReleaseCount() > 0) {
-      await engine.activity
+    const killed = this.activity.killedBuilds();
+    if (killed || this.cache.pendingReleaseCount() > 0) {
+      await this.activity
         .exclusive(async () => {
-          await engine.cache.retryReleases();
-          if (killed) await engine.sweepOrphans();
+          await this.cache.retryReleases();
+          if (killed) await this.sweepOrphans();
         })
         .catch(() => undefined);
     }
-    return engine;
   }
 
   /**

@@ -25,6 +25,8 @@ export interface EngineLease {
 export async function acquireEngine(io: CliIo, opts: EngineOptions): Promise<EngineLease> {
   const source = io.engines ?? perCommandEngines;
   const engine = await source.open(opts);
+  // A daemon's engine stays open: what another kiln process killed since left is cleaned up now.
+  if (source.keepsOpen && engine.activity.killedBuilds()) await engine.recover();
   let began = false;
   let released = false;
   return {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'nod
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { kilnBin, parseRawJson, processesMatching, runKiln, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, parseRawJson, processesMatching, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // A kiln process killed with SIGKILL mid-build (mid-RUN, or in an --invoke shell) leaves snapshots
 // nothing else removes; the next kiln to open the root sweeps them, unless another live process
@@ -202,5 +202,36 @@ describe('snapshots of killed kiln processes', () => {
     for (const s of left) expect(r.stdout).toContain(`${s.id}\t`);
     expect(r.stdout).toContain(`snapshot left by kiln process ${killed.child.pid}, killed`);
     expectGone(left);
+  }, 240_000);
+
+  test('a kiln daemon that stays up sweeps what a killed kiln process of its root left, at its next command', async () => {
+    const t = token();
+    const socket = join(sb.dir, `d-${t}.sock`);
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+    try {
+      const ctx = await context({ Dockerfile: `FROM busybox\nRUN echo started-${t} && sleep 60 && echo done-${t}\n` });
+      // The daemon opens its engine at its first command, and keeps it open.
+      const first = await context({ Dockerfile: `FROM busybox\nRUN echo first-${t} > /f\n` });
+      expect((await runKiln(sb, ['build', first, '--root', sb.root, '--progress', 'quiet'], { env: { KILN_HOST: `unix://${socket}` } })).code).toBe(0);
+      // A kiln process of its own (not the daemon's client) killed mid-RUN.
+      const killed = startKiln(['build', ctx, '--root', sb.root, '--progress', 'plain']);
+      await until('the RUN to start', () => processesMatching(`started-${t}`).length > 0).catch(async (e: unknown) => {
+        killed.child.kill('SIGKILL');
+        throw new Error(`${String(e)}: ${(await killed.done).stderr}`);
+      });
+      await sigkill(killed);
+      const left = leftBy(killed.child.pid);
+      expect(left.filter((s) => s.id.startsWith('exec-'))).toHaveLength(1);
+      const next = await context({ Dockerfile: `FROM busybox\nRUN echo next-${t} > /n\n` });
+      const r = await runKiln(sb, ['build', next, '--root', sb.root, '--progress', 'quiet'], { env: { KILN_HOST: `unix://${socket}` } });
+      expect(r.code).toBe(0);
+      // Served by the daemon, which swept first.
+      await expect.poll(() => d.log().match(/build: client pid/g)?.length ?? 0, { timeout: 10_000 }).toBe(2);
+      expectGone(left);
+      expect(processesMatching(`started-${t}`)).toEqual([]);
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exited;
+    }
   }, 240_000);
 });
