@@ -67,11 +67,41 @@ export const processInterrupts: Interrupts = signalInterrupts(['SIGINT', 'SIGTER
 let stdoutFailure: NodeJS.ErrnoException | undefined;
 /** Whether a command was told of {@link stdoutFailure} (a write threw it), so it reported it itself. */
 let stdoutFailureThrown = false;
-let handlersInstalled = false;
+let stderrFailed = false;
+let theProcessIo: CliIo | undefined;
 
 /** The error a write to the failed stdout throws. */
 function stdoutError(e: NodeJS.ErrnoException): CliError {
   return e.code === 'EPIPE' ? new BrokenPipeError() : new CliError('KLN_CLI_STDOUT', `cannot write to standard output: ${e.message}`);
+}
+
+/** A process stream as commands see it: its own terminal facts, and a failure `failed` tells of. */
+function guarded(stream: NodeJS.WriteStream, failed: () => boolean, whenFailed: () => boolean) {
+  return {
+    write(chunk: string | Uint8Array): boolean {
+      return failed() ? whenFailed() : stream.write(chunk);
+    },
+    /** `drain`, or the stream's failure: either way the writer may go on (and learns which by writing). */
+    once(event: 'drain', listener: () => void): void {
+      if (failed()) return void queueMicrotask(listener);
+      const done = (): void => {
+        stream.off(event, done);
+        stream.off('error', done);
+        listener();
+      };
+      stream.on(event, done);
+      stream.on('error', done);
+    },
+    get isTTY(): boolean {
+      return stream.isTTY === true;
+    },
+    get columns(): number | undefined {
+      return stream.columns;
+    },
+    get rows(): number | undefined {
+      return stream.rows;
+    },
+  };
 }
 
 /**
@@ -80,39 +110,19 @@ function stdoutError(e: NodeJS.ErrnoException): CliError {
  * throws a {@link CliError} the command unwinds through (a build cleans up as after any error),
  * and a writer waiting for `drain` is woken to find out. A broken pipe ends the command quietly
  * with its status so far ({@link BrokenPipeError}); other failures are reported, status 1.
- * A failing stderr is ignored: there is nowhere left to say anything.
+ * Once stderr has failed, what is written there is dropped: there is nowhere left to say it.
  */
 export function processIo(): CliIo {
-  if (!handlersInstalled) {
-    handlersInstalled = true;
+  if (theProcessIo === undefined) {
     process.stdout.on('error', (e: NodeJS.ErrnoException) => void (stdoutFailure ??= e));
-    process.stderr.on('error', () => undefined);
+    process.stderr.on('error', () => void (stderrFailed = true));
+    const stdout = guarded(process.stdout, () => stdoutFailure !== undefined, () => {
+      stdoutFailureThrown = true;
+      throw stdoutError(stdoutFailure as NodeJS.ErrnoException);
+    });
+    theProcessIo = { stdin: process.stdin, stdout, stderr: guarded(process.stderr, () => stderrFailed, () => true) };
   }
-  const out = process.stdout;
-  const stdout = {
-    write(chunk: string | Uint8Array): boolean {
-      if (stdoutFailure !== undefined) {
-        stdoutFailureThrown = true;
-        throw stdoutError(stdoutFailure);
-      }
-      return out.write(chunk);
-    },
-    /** `drain`, or the stream's failure: either way the writer may go on (and learns which by writing). */
-    once(event: 'drain', listener: () => void): void {
-      if (stdoutFailure !== undefined) return void queueMicrotask(listener);
-      const done = (): void => {
-        out.off('drain', done);
-        out.off('error', done);
-        listener();
-      };
-      out.on(event, done);
-      out.on('error', done);
-    },
-    get isTTY(): boolean {
-      return out.isTTY === true;
-    },
-  };
-  return { stdin: process.stdin, stdout, stderr: process.stderr };
+  return theProcessIo;
 }
 
 /**
@@ -121,6 +131,8 @@ export function processIo(): CliIo {
  * leaves it, stays quiet) and makes a successful command's status 1.
  */
 export async function afterStdout(io: CliIo, code: number): Promise<number> {
+  // Another process's streams (a daemon's client): its own failures are the client's to tell.
+  if (io.stdout !== theProcessIo?.stdout) return code;
   // A failed write's error event comes a tick after the write: let it arrive.
   await new Promise((resolve) => setImmediate(resolve));
   const e = stdoutFailure;

@@ -6,6 +6,7 @@ import { signalInterrupts, type Interrupts } from '../io.js';
 import type { HeldBuild } from './build.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
+import type { OutputStream } from './output-targets.js';
 import { SnapshotRef } from './snapshot-ref.js';
 
 /**
@@ -32,18 +33,12 @@ export function parseInvoke(value: string): InvokeSpec {
 /** The caller's side of an invoked process. */
 export interface InvokeIo {
   readonly stdin: AsyncIterable<Uint8Array>;
-  readonly stdout: OutputSink;
-  readonly stderr: OutputSink;
+  readonly stdout: OutputStream;
+  readonly stderr: OutputStream;
   /** Ctrl-C and SIGTERM go to the process; SIGHUP (a daemon client gone) ends the container. */
   readonly interrupts: Interrupts;
   /** The caller's terminal, when stdin and stdout are one: the process then gets a pseudo-terminal. */
   readonly terminal?: InvokeTerminal;
-}
-
-/** A stream the process's output goes to; `once('drain')` (a Node stream's) lets a full one slow the process down. */
-export interface OutputSink {
-  write(chunk: Uint8Array | string): unknown;
-  once?(event: 'drain', listener: () => void): unknown;
 }
 
 /**
@@ -52,7 +47,7 @@ export interface OutputSink {
  * stdout is gone: its reader ended, the terminal hung up) goes to `lost` once, and what the
  * process writes after that is dropped.
  */
-function outputTo(out: OutputSink, lost: (e: unknown) => void): (chunk: Uint8Array) => Promise<void> | undefined {
+function outputTo(out: OutputStream, lost: (e: unknown) => void): (chunk: Uint8Array) => Promise<void> | undefined {
   let failed = false;
   return (chunk) => {
     if (failed) return undefined;
