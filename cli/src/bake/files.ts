@@ -11,17 +11,17 @@ export interface BakeFile {
   readonly text: string;
 }
 
-/** buildx's default bake files, read in this order when no `-f` is given. */
-export const DEFAULT_BAKE_FILES = ['docker-bake.json', 'docker-bake.hcl', 'docker-bake.override.json', 'docker-bake.override.hcl'] as const;
-/** Compose files buildx also reads by default; kiln does not read Compose files. */
+/** Compose's default files (compose-go's DefaultFileNames), which buildx reads first. */
 const COMPOSE_FILES = ['compose.yaml', 'compose.yml', 'docker-compose.yml', 'docker-compose.yaml'] as const;
+/** buildx's default files, read in this order (those that exist) when no `-f` is given. */
+export const DEFAULT_BAKE_FILES = [...COMPOSE_FILES, 'docker-bake.json', 'docker-bake.hcl', 'docker-bake.override.json', 'docker-bake.override.hcl'] as const;
 
-/** A file is a Compose file by its name (kiln reads bake JSON and HCL only). */
+/** A Compose file, by its name (`.yml`/`.yaml`, or a Compose default name). */
 export const isComposeName = (name: string): boolean => /\.(ya?ml)$/i.test(name) || (COMPOSE_FILES as readonly string[]).includes(basename(name));
 
 /**
  * Reads the `-f` files (relative to the caller's directory; `-` is stdin), or buildx's default
- * files that exist. A Compose file is refused with a hint (kiln reads bake JSON and HCL only).
+ * files that exist.
  */
 export async function readBakeFiles(names: readonly string[], io: CliIo): Promise<BakeFile[]> {
   const out: BakeFile[] = [];
@@ -35,16 +35,11 @@ export async function readBakeFiles(names: readonly string[], io: CliIo): Promis
       if (text !== undefined) out.push({ name: n, path, text });
     }
     if (out.length === 0) {
-      const compose: string[] = [];
-      for (const n of COMPOSE_FILES) if (await readFile(callerPath(io, n)).then(() => true, () => false)) compose.push(n);
-      throw new BakeError('KLN0850', 'no bake file found (docker-bake.json, docker-bake.hcl, docker-bake.override.json, docker-bake.override.hcl)', {
-        hint: compose.length > 0 ? `${compose.join(', ')} is a Compose file, which kiln does not read: write a docker-bake.hcl or docker-bake.json` : 'write a docker-bake.hcl or pass -f FILE',
-      });
+      throw new BakeError('KLN0850', `no bake file found (${DEFAULT_BAKE_FILES.join(', ')})`, { hint: 'write a docker-bake.hcl or pass -f FILE' });
     }
     return out;
   }
   for (const n of names) {
-    if (isComposeName(n)) throw new BakeError('KLN0850', `${n}: Compose files are not supported by kiln bake`, { hint: 'write the targets as a docker-bake.hcl or docker-bake.json' });
     if (n === '-') {
       out.push({ name: '-', text: new TextDecoder().decode(await readAll(io.stdin)) });
       continue;

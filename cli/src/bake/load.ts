@@ -1,7 +1,8 @@
 import { dirname } from 'node:path';
 import { BakeConfig } from './config.js';
 import { BakeError, type BakeLocation } from './errors.js';
-import type { BakeFile } from './files.js';
+import { isComposeName, type BakeFile } from './files.js';
+import { loadCompose } from './compose.js';
 import { decodeTarget } from './target.js';
 import { evaluateJsonTemplates, loadHcl } from './hcl/decode.js';
 
@@ -14,8 +15,12 @@ const looksJson = (f: BakeFile): boolean => f.name.endsWith('.json') || (!f.name
 /** Reads every file into one {@link BakeConfig}, in order (later definitions over earlier ones). */
 export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv = {}): BakeConfig {
   const config = new BakeConfig();
+  // As buildx: the Compose files first, then the bake files.
+  const compose = files.filter((f) => isComposeName(f.name));
+  if (compose.length > 0) loadCompose(config, compose, env);
   const hcl: BakeFile[] = [];
   for (const f of files) {
+    if (isComposeName(f.name)) continue;
     if (looksJson(f)) loadJson(config, f, env, vars);
     else hcl.push(f);
   }

@@ -279,3 +279,34 @@ test('--list, --var, --metadata-file, annotations on image outputs, --check', as
   expect(check.stdout).toMatch(/^lint:\n/);
   expect(check.stdout).toMatch(/FromAsCasing|ConsistentInstructionCasing/);
 }, 240_000);
+
+test('a compose.yaml (the default lookup): its services with a build section are built, a bake override file adds outputs', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-compose-${t}`);
+  await writeTree(dir, {
+    'compose.yaml': [
+      'services:',
+      '  cache:',
+      '    image: redis',
+      '  api:',
+      '    build:',
+      '      context: api',
+      '      args:',
+      '        NAME: ${API_NAME:-api}',
+      '  worker:',
+      '    build: worker',
+      '',
+    ].join('\n'),
+    'docker-bake.override.hcl': 'target "api" { output = ["type=local,dest=out/api"] }\ntarget "worker" { output = ["type=local,dest=out/worker"] }\n',
+    'api/Dockerfile': `FROM busybox AS b\nARG NAME\nRUN echo "$NAME ${t}" > /name\nFROM scratch\nCOPY --from=b /name /name\n`,
+    'worker/Dockerfile': 'FROM scratch\nCOPY w.txt /w.txt\n',
+    'worker/w.txt': 'worker\n',
+  });
+  const r = await bake(dir, ['--progress', 'plain'], { API_NAME: 'from-env' });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(await readFile(join(dir, 'out/api/name'), 'utf8')).toBe(`from-env ${t}\n`);
+  expect(await readFile(join(dir, 'out/worker/w.txt'), 'utf8')).toBe('worker\n');
+  const p = await bake(dir, ['--print']);
+  expect(Object.keys((JSON.parse(p.stdout) as { target: object }).target)).toEqual(['api', 'worker']);
+}, 240_000);

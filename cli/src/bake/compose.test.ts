@@ -1,0 +1,68 @@
+import { describe, expect, test } from 'vitest';
+import { parseOverrides, resolveTargets } from './config.js';
+import { interpolate } from './compose.js';
+import { loadConfig } from './load.js';
+
+const compose = (text: string, env: Record<string, string> = {}, names: string[] = []) => {
+  const config = loadConfig([{ name: 'compose.yaml', text }], env);
+  return resolveTargets(config, names, parseOverrides(config, [], env));
+};
+
+describe('Compose files', () => {
+  test('services with a build section are targets of the default group; image is a tag; x-bake adds bake keys', () => {
+    const r = compose(
+      [
+        'services:',
+        '  db:',
+        '    image: postgres:16',
+        '  api.v1:',
+        '    image: example/api:${TAG:-dev}',
+        '    build:',
+        '      context: ./api',
+        '      dockerfile: api.Dockerfile',
+        '      target: prod',
+        '      args:',
+        '        GO: "1.22"',
+        '        FROM_ENV:',
+        '      labels: [team=x]',
+        '      cache_from: ["type=local,src=c"]',
+        '      secrets: [token]',
+        '      additional_contexts:',
+        '        base: docker-image://busybox',
+        '      x-bake:',
+        '        output: ["type=local,dest=out"]',
+        '        tags: [example/api:extra]',
+        '  web:',
+        '    build: ./web',
+        'secrets:',
+        '  token:',
+        '    file: ./token.txt',
+      ].join('\n'),
+      { FROM_ENV: 'e', TAG: 'v3' },
+    );
+    expect([...r.targets.keys()]).toEqual(['api_v1', 'web']);
+    expect(r.groups.get('default')?.targets).toEqual(['api_v1', 'web']);
+    expect(r.targets.get('api_v1')?.target).toEqual({
+      context: './api',
+      dockerfile: 'api.Dockerfile',
+      target: 'prod',
+      args: { GO: '1.22', FROM_ENV: 'e' },
+      labels: { team: 'x' },
+      contexts: { base: 'docker-image://busybox' },
+      tags: ['example/api:extra'],
+      'cache-from': ['type=local,src=c'],
+      secret: ['id=token,src=./token.txt'],
+      output: ['type=local,dest=out'],
+    });
+    expect(r.targets.get('web')?.target).toEqual({ context: './web', dockerfile: 'Dockerfile' });
+  });
+
+  test('interpolation: defaults, required variables, $$', () => {
+    expect(interpolate('a-${X:-d}-${Y-e}-$Z-$$X', { Y: '', Z: 'z' }, 'f')).toBe('a-d--z-$X');
+    expect(() => interpolate('${NEED:?set it}', {}, 'compose.yaml')).toThrow(expect.objectContaining({ code: 'KLN0852', message: 'compose.yaml: required variable NEED is not set: set it' }));
+  });
+
+  test('YAML errors point at the line', () => {
+    expect(() => compose('services:\n  a:\n    build: [\n')).toThrow(expect.objectContaining({ code: 'KLN0851', location: expect.objectContaining({ file: 'compose.yaml' }) }));
+  });
+});
