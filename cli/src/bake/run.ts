@@ -133,6 +133,7 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
   let display: ReturnType<typeof startProgress> | undefined;
   const failures: { target: string; text: string }[] = [];
   const callFailed: string[] = [];
+  const privateImages: string[] = [];
   const metadata: Record<string, Record<string, unknown>> = {};
   try {
     const config = await loadBake(flags, io);
@@ -214,6 +215,9 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
               onWarning,
               onCacheWarning: (m) => void io.stderr.write(`WARNING: [${name}] ${m}\n`),
             });
+            const ref = linkRefs.get(name);
+            const digest = ref === undefined ? undefined : report.exports.find((x) => x.names.includes(ref))?.digest;
+            if (ref !== undefined) privateImages.push(ref, ...(digest === undefined ? [] : [`${ref}@${digest}`]));
             return { ok: true, report, outputs: r.outputs };
           } catch (err) {
             return fail(err);
@@ -221,6 +225,8 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
         };
         const names = [...requests.keys()];
         const results = await Promise.all(names.map(start));
+        // Ctrl-C: every build stopped with it; one report of the interrupt, exit 130, as kiln build.
+        if (signal.aborted) throw signal.reason;
         return names.map((n, i) => [n, results[i]] as const);
       }),
     );
@@ -241,19 +247,15 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
       if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = await resultMetadata(e, o.report.exports.filter((x) => !x.names.includes(linkRefs.get(name) ?? '\0')));
     }
     if (metaFile !== undefined) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));
-    // The private images go again: by name, and by the name@digest the context's resolve recorded.
-    for (const [name, ref] of linkRefs) {
-      await e.images.delete(ref).catch(() => false);
-      const o = outcomes.find(([n]) => n === name)?.[1];
-      const digest = o?.ok === true ? o.report.exports.find((x) => x.names.includes(ref))?.digest : undefined;
-      if (digest !== undefined) await e.images.delete(`${ref}@${digest}`).catch(() => false);
-    }
   } catch (err) {
     await display?.finish().catch(() => undefined);
     io.stderr.write(formatBuildError(err, {}));
     if (debug && err instanceof Error && err.stack !== undefined) io.stderr.write(`${err.stack}\n`);
     throw new ReportedError((err as { code?: unknown }).code === 'KLN0705' ? 130 : 1, err instanceof Error ? err.message : String(err));
   } finally {
+    // The private images of target: contexts go again (also after a failure or Ctrl-C): by name,
+    // and by the name@digest that resolving the context recorded.
+    for (const name of privateImages) await lease?.engine.images.delete(name).catch(() => false);
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
   }

@@ -1,8 +1,8 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { kilnBin, runKiln, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, runKiln, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln bake` end to end: real runc, the busybox base image, several targets in one engine.
 
@@ -10,13 +10,16 @@ let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
 
 /** Runs `kiln bake …` in `cwd` (bake files and contexts resolve against it, as buildx's). */
-function bake(cwd: string, args: readonly string[], env: Record<string, string> = {}): Promise<KilnRun> {
+function bake(cwd: string, args: readonly string[], env: Record<string, string> = {}, onStderr?: (text: string, child: ChildProcess) => void): Promise<KilnRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stderr.on('data', (d: Buffer) => {
+      err.push(d);
+      onStderr?.(Buffer.concat(err).toString(), child);
+    });
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr: Buffer.concat(err).toString(), stderrBytes: Buffer.concat(err) }));
   });
@@ -310,3 +313,27 @@ test('a compose.yaml (the default lookup): its services with a build section are
   const p = await bake(dir, ['--print']);
   expect(Object.keys((JSON.parse(p.stdout) as { target: object }).target)).toEqual(['api', 'worker']);
 }, 240_000);
+
+test('Ctrl-C stops every target: exit 130, one interrupt report, no container left', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-sigint-${t}`);
+  await writeTree(dir, {
+    'docker-bake.hcl': [
+      'group "default" { targets = ["slow1", "slow2"] }',
+      'target "slow1" { dockerfile-inline = "FROM busybox\\nRUN echo started1-' + t + ' && sleep 60 && echo done1-' + t + '\\n" }',
+      'target "slow2" { dockerfile-inline = "FROM busybox\\nRUN echo started2-' + t + ' && sleep 60 && echo done2-' + t + '\\n" }',
+    ].join('\n'),
+  });
+  let sent = false;
+  const r = await bake(dir, ['--progress', 'plain'], {}, (text, child) => {
+    if (!sent && text.includes(`started1-${t}\n`) && text.includes(`started2-${t}\n`)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  expect(sent).toBe(true);
+  expect(r.code).toBe(130);
+  expect(r.stderr.match(/interrupted/g)?.length).toBe(1);
+  expect(r.stderr).not.toContain('target slow1 failed');
+  await expect.poll(() => processesMatching(`-${t} && sleep 60`), { timeout: 10_000 }).toEqual([]);
+}, 120_000);
