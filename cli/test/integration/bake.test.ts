@@ -2,7 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { kilnBin, processesMatching, runKiln, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln bake` end to end: real runc, the busybox base image, several targets in one engine.
 
@@ -337,3 +337,26 @@ test('Ctrl-C stops every target: exit 130, one interrupt report, no container le
   expect(r.stderr).not.toContain('target slow1 failed');
   await expect.poll(() => processesMatching(`-${t} && sleep 60`), { timeout: 10_000 }).toEqual([]);
 }, 120_000);
+
+test('with a kiln daemon serving the root, kiln bake runs beside it (in its own process) and the daemon still builds', async () => {
+  const t = token();
+  const dir = await project(t);
+  await writeTree(dir, { 'docker-bake.json': JSON.stringify({ target: { a: { target: 'a', output: ['type=local,dest=out/a'] }, b: { target: 'b', output: ['type=local,dest=out/b'] } }, group: { default: { targets: ['a', 'b'] } } }) });
+  const socket = join(sb.dir, `bake-daemon-${t}.sock`);
+  const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+  try {
+    const env = { KILN_HOST: `unix://${socket}` };
+    const r = await bake(dir, ['--progress', 'quiet'], env);
+    expect(r.stderr).not.toContain('error');
+    expect(r.code).toBe(0);
+    expect(await readFile(join(dir, 'out/b/stamp'), 'utf8')).toBe(await readFile(join(dir, 'out/a/stamp'), 'utf8'));
+    // The daemon serves kiln build on the same root meanwhile, from the cache bake filled.
+    const built = await runKiln(sb, ['build', dir, '--root', sb.root, '--target', 'a', '--progress', 'plain', '-o', `type=local,dest=${join(dir, 'out/daemon')}`], { env });
+    expect(built.code).toBe(0);
+    expect(d.log()).toContain('build');
+    expect(await readFile(join(dir, 'out/daemon/stamp'), 'utf8')).toBe(await readFile(join(dir, 'out/a/stamp'), 'utf8'));
+  } finally {
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+}, 240_000);
