@@ -51,11 +51,6 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     file = df.startsWith('cwd://') ? callerPath(io, stripCwd(df)) : isAbsolute(df) ? df : join(context, df);
   }
   const platforms = t.platforms ?? [];
-  if (platforms.length > 1) {
-    throw new BakeError('KLN0855', `target "${rt.name}": ${platforms.length} platforms (${platforms.join(', ')}); kiln builds one platform per target`, {
-      hint: 'use a matrix over the platforms, or one target per platform',
-    });
-  }
   const links = new Map<string, string>();
   const buildContext: string[] = [];
   for (const [name, v] of Object.entries(t.contexts ?? {})) {
@@ -85,7 +80,8 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     ...(file === undefined ? {} : { file }),
     ...(t.target === undefined ? {} : { target: t.target }),
     buildArg: mapEntries(t.args, '='),
-    ...(platforms[0] === undefined ? {} : { platform: platforms[0] }),
+    // Several platforms: one multi-platform build, as `kiln build --platform A,B`.
+    ...(platforms.length === 0 ? {} : { platform: platforms.join(',') }),
     secret: t.secret ?? [],
     ssh: t.ssh ?? [],
     output,

@@ -300,7 +300,7 @@ test('a compose.yaml (the default lookup): its services with a build section are
       '    build: worker',
       '',
     ].join('\n'),
-    'docker-bake.override.hcl': 'target "api" { output = ["type=local,dest=out/api"] }\ntarget "worker" { output = ["type=local,dest=out/worker"] }\n',
+    'docker-bake.override.hcl': 'target "api" { output = ["type=local,dest=out/api"] }\ntarget "worker" {\n  output = ["type=local,dest=out/worker"]\n  platforms = ["linux/amd64", "linux/arm64"]\n}\n',
     'api/Dockerfile': `FROM busybox AS b\nARG NAME\nRUN echo "$NAME ${t}" > /name\nFROM scratch\nCOPY --from=b /name /name\n`,
     'worker/Dockerfile': 'FROM scratch\nCOPY w.txt /w.txt\n',
     'worker/w.txt': 'worker\n',
@@ -309,7 +309,9 @@ test('a compose.yaml (the default lookup): its services with a build section are
   expect(r.stderr).not.toContain('kiln: error');
   expect(r.code).toBe(0);
   expect(await readFile(join(dir, 'out/api/name'), 'utf8')).toBe(`from-env ${t}\n`);
-  expect(await readFile(join(dir, 'out/worker/w.txt'), 'utf8')).toBe('worker\n');
+  // Two platforms: one build, a directory per platform (as kiln build --platform A,B).
+  expect(await readFile(join(dir, 'out/worker/linux_amd64/w.txt'), 'utf8')).toBe('worker\n');
+  expect(await readFile(join(dir, 'out/worker/linux_arm64/w.txt'), 'utf8')).toBe('worker\n');
   const p = await bake(dir, ['--print']);
   expect(Object.keys((JSON.parse(p.stdout) as { target: object }).target)).toEqual(['api', 'worker']);
 }, 240_000);
