@@ -255,43 +255,51 @@ class RuncProcess implements ExecProcess {
   }
 
   /**
-   * Hands `stream`'s chunks to `to` until it ends. While a promise `to` returned is pending the
-   * stream is paused: Node stops reading the pipe once its buffer is full, and the process (or
-   * the pty relay) blocks in its write, as BuildKit's io.Copy into a slow writer does. A throw or
-   * rejection is the caller's own affair (it must not end kiln as an exception in a stream event
-   * would): the chunk is dropped and output goes on. Resolves once the stream ended and the last
-   * promise settled. After {@link unpace} promises are no longer waited for.
+   * Hands `stream`'s chunks to `to` until it ends, one at a time: while a promise `to` returned is
+   * pending the stream is paused, Node stops reading the pipe once its buffer is full, and the
+   * process (or the pty relay) blocks in its write, as BuildKit's io.Copy into a slow writer does.
+   * A chunk that comes anyway (Node resumes a child's stdio when the child exits) waits in a
+   * queue (what was left in the pipe) and pauses the stream again. A throw or rejection is the
+   * caller's own affair (it must not end kiln as an exception in a stream event would): the chunk
+   * is dropped and output goes on. Resolves once the stream ended and the last promise settled.
+   * After {@link unpace} promises are no longer waited for.
    */
   #deliver(stream: Readable, to: ((chunk: Uint8Array) => void | Promise<void>) | undefined): Promise<void> {
     return new Promise((resolve) => {
+      const queue: Buffer[] = [];
       let ended = false;
       let waiting = false;
-      const settle = (): void => {
-        if (ended && !waiting) resolve();
-      };
-      const resume = (): void => {
-        waiting = false;
-        if (!stream.destroyed) stream.resume();
-        settle();
-      };
-      stream.on('data', (chunk: Buffer) => {
-        let r: unknown;
-        try {
-          r = to?.(chunk);
-        } catch {
+      const pump = (): void => {
+        for (let chunk = queue.shift(); chunk !== undefined; chunk = queue.shift()) {
+          let r: unknown;
+          try {
+            r = to?.(chunk);
+          } catch {
+            continue;
+          }
+          if (!isThenable(r)) continue;
+          // Settled later either way; a rejection must not be unhandled.
+          const done = Promise.resolve(r).then(() => undefined, () => undefined);
+          if (this.#unpaced) continue;
+          waiting = true;
+          stream.pause();
+          void Promise.race([done, this.#unpacedAt]).then(() => {
+            waiting = false;
+            pump();
+          });
           return;
         }
-        if (!isThenable(r)) return;
-        // Settled later either way; a rejection must not be unhandled.
-        const done = Promise.resolve(r).then(() => undefined, () => undefined);
-        if (this.#unpaced) return;
-        waiting = true;
-        stream.pause();
-        void Promise.race([done, this.#unpacedAt]).then(resume);
+        if (ended) resolve();
+        else if (!stream.destroyed) stream.resume();
+      };
+      stream.on('data', (chunk: Buffer) => {
+        queue.push(chunk);
+        if (waiting) stream.pause();
+        else pump();
       });
       const end = (): void => {
         ended = true;
-        settle();
+        if (!waiting && queue.length === 0) resolve();
       };
       stream.once('end', end);
       stream.once('error', end);

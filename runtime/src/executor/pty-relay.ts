@@ -48,9 +48,13 @@ open(my $ctl, '<&=', 3) or die "kiln pty: fd 3: $!\n";
 $SIG{PIPE} = 'IGNORE';
 # Output is written without blocking: while kiln's reader is paused (its consumer is slow) the
 # relay keeps passing input and resizes, and reads the terminal only while under 64 KiB are
-# pending, so the container's writes block on a full terminal, as on a pipe.
-my $fl = fcntl(STDOUT, POSIX::F_GETFL(), 0) // 0;
-fcntl(STDOUT, POSIX::F_SETFL(), $fl | POSIX::O_NONBLOCK());
+# pending, so the container's writes block on a full terminal, as on a pipe. The terminal is
+# written without blocking too: a process that reads its input only after writing its output
+# would otherwise wait on the relay reading that output while the relay waits on it to read.
+for my $fh (\*STDOUT, $m) {
+  my $fl = fcntl($fh, POSIX::F_GETFL(), 0) // 0;
+  fcntl($fh, POSIX::F_SETFL(), $fl | POSIX::O_NONBLOCK());
+}
 my ($in, $ctlOpen, $pending, $ctlBuf, $open, $out, $outOpen) = (1, 1, '', '', 1, '', 1);
 my $mfd = fileno($m);
 while ($open || length $out) {
@@ -64,7 +68,7 @@ while ($open || length $out) {
   next if $found <= 0;
   if (vec($r, $mfd, 1)) {
     my $got = sysread($m, my $buf, 65536);
-    if ($got) { $out .= $buf if $outOpen } else { $open = 0 }
+    if ($got) { $out .= $buf if $outOpen } elsif (defined $got || $! != POSIX::EAGAIN()) { $open = 0 }
   }
   if (length($out) && vec($w, 1, 1)) {
     my $wr = syswrite(STDOUT, $out);
@@ -78,7 +82,10 @@ while ($open || length $out) {
       while ($ctlBuf =~ s/^(\d+) (\d+)\n//) { winsize($1, $2); kill 'WINCH', $pid; }
     } else { $ctlOpen = 0 }
   }
-  if ($open && length($pending) && vec($w, $mfd, 1)) { my $wr = syswrite($m, $pending); substr($pending, 0, $wr) = '' if $wr; }
+  if ($open && length($pending) && vec($w, $mfd, 1)) {
+    my $wr = syswrite($m, $pending);
+    if (defined $wr) { substr($pending, 0, $wr) = '' } elsif ($! != POSIX::EAGAIN()) { $pending = '' }
+  }
 }
 waitpid($pid, 0);
 my $st = $?;

@@ -123,6 +123,71 @@ describe('runc executor, output backpressure', () => {
     expect(await sb.leftovers()).toEqual([]);
   });
 
+  test('a process that exits while its output is held: no callback runs while a promise is pending, wait() after the last one settled', { timeout: 60_000 }, async () => {
+    // Node resumes a child's stdout and stderr when the child exits (child_process flushStdio):
+    // what the process left in the pipe must still wait for the pending promise.
+    const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true });
+    try {
+      await c.start({ args: ['sleep', '1000'], env: ENV });
+      for (const tty of [false, true]) {
+        let pending = 0;
+        let most = 0;
+        let settled = 0;
+        let received = 0;
+        const sink = async (chunk: Uint8Array): Promise<void> => {
+          received += chunk.byteLength;
+          pending++;
+          most = Math.max(most, pending);
+          await new Promise((r) => setTimeout(r, 300));
+          pending--;
+          settled += chunk.byteLength;
+        };
+        const p = await c.start({ args: ['sh', '-c', 'echo first; sleep 0.1; head -c 30000 /dev/zero; echo; echo last'], env: ENV, tty, stdout: sink, stderr: sink });
+        expect(await p.wait()).toBe(0);
+        const atWait = settled;
+        expect({ tty, most, pending }).toEqual({ tty, most: 1, pending: 0 });
+        expect(atWait).toBe(received);
+        expect(received).toBeGreaterThanOrEqual(30000 + 12);
+      }
+    } finally {
+      await c.release();
+    }
+    expect(await sb.leftovers()).toEqual([]);
+  });
+
+  test('a terminal: input the process reads only after writing its output does not stall the relay (its output keeps flowing)', { timeout: 60_000 }, async () => {
+    // The relay's writes into the terminal must not block it: a container that writes 4 MiB
+    // before it reads 1 MiB of input would otherwise wait on the relay reading its output while
+    // the relay waits on it reading its input.
+    const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true });
+    try {
+      await c.start({ args: ['sleep', '1000'], env: ENV });
+      let received = 0;
+      let first: (() => void) | undefined;
+      const begun = new Promise<void>((r) => (first = r));
+      async function* input(): AsyncGenerator<Uint8Array> {
+        await begun;
+        for (let i = 0; i < 16; i++) yield new Uint8Array(64 * 1024).fill(120);
+      }
+      const p = await c.start({
+        args: ['sh', '-c', 'stty raw -echo; echo go; head -c 4194304 /dev/zero; head -c 1048576 >/dev/null; echo read'],
+        env: ENV,
+        tty: true,
+        stdin: input(),
+        stdout: (chunk) => {
+          received += chunk.byteLength;
+          first?.();
+        },
+      });
+      const code = await Promise.race([p.wait(), new Promise<string>((r) => setTimeout(() => r(`stuck after ${received} bytes of output`), 20_000))]);
+      expect(code).toBe(0);
+      expect(received).toBe(4 * MiB + 'go\r\nread\r\n'.length);
+    } finally {
+      await c.release();
+    }
+    expect(await sb.leftovers()).toEqual([]);
+  });
+
   test('a terminal: 16 MiB through the pty relay to a slow consumer, the writer blocks while held; release does not wait for a consumer that never lets go', { timeout: 120_000 }, async () => {
     const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true, mounts: [{ kind: 'tmpfs', target: '/scratch' }] });
     try {
