@@ -141,6 +141,8 @@ export function evaluate(e: Expr, scope: Scope): Value {
       return o;
     }
     case 'call': {
+      // try() and can() take their arguments unevaluated: an argument that fails is a value.
+      if ((e.name === 'try' || e.name === 'can') && scope.root.func(e.name) === undefined) return tryCall(e.name, e.args, scope, e.pos);
       const f = scope.root.func(e.name);
       if (f === undefined) throw evalError(`unknown function "${e.name}"`, e.pos, 'see docs/bake.md for the functions kiln has');
       let args = e.args.map((a) => evaluate(a, scope));
@@ -186,6 +188,31 @@ export function evaluate(e: Expr, scope: Scope): Value {
       return e.group ? groups : out;
     }
   }
+}
+
+/** HCL's try(a, b, …) (the first argument that evaluates) and can(a) (whether it evaluates). */
+function tryCall(name: 'try' | 'can', args: readonly Expr[], scope: Scope, pos: Pos): Value {
+  if (name === 'can') {
+    if (args.length !== 1 || args[0] === undefined) throw evalError('can() takes 1 argument', pos);
+    try {
+      evaluate(args[0], scope);
+      return true;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'KLN0852') return false;
+      throw err;
+    }
+  }
+  if (args.length === 0) throw evalError('try() takes at least 1 argument', pos);
+  let last: unknown;
+  for (const a of args) {
+    try {
+      return evaluate(a, scope);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'KLN0852') throw err;
+      last = err;
+    }
+  }
+  throw last;
 }
 
 function binary(op: string, l: Expr, r: Expr, scope: Scope, pos: Pos): Value {

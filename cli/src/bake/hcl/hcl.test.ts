@@ -90,6 +90,45 @@ describe('HCL syntax', () => {
   });
 });
 
+describe('try, can and merge rules', () => {
+  test('try() returns the first argument that evaluates; can() says whether one does', () => {
+    const t = targetOf('variable "M" { default = { a = "x" } }\ntarget "a" {\n  args = {\n    T = try(M.b, M.a)\n    C = can(M.b)\n    D = can(M.a)\n  }\n}\n', 'a');
+    expect(t?.args).toEqual({ T: 'x', C: 'false', D: 'true' });
+  });
+
+  test('inherits: tags and output are replaced; secrets merge by id, attest by type; args merge by key', () => {
+    const t = targetOf(
+      [
+        'target "p" {',
+        '  tags = ["p"]',
+        '  output = ["type=local,dest=p"]',
+        '  secret = ["id=a,src=p-a", "id=b,src=p-b"]',
+        '  attest = ["type=provenance,mode=min"]',
+        '  args = { X = "p", Y = "p" }',
+        '  no-cache-filter = ["s1"]',
+        '}',
+        'target "c" {',
+        '  inherits = ["p"]',
+        '  tags = ["c"]',
+        '  secret = ["id=a,src=c-a"]',
+        '  attest = ["type=provenance,mode=max", "type=sbom"]',
+        '  args = { Y = "c" }',
+        '  no-cache-filter = ["s2"]',
+        '}',
+      ].join('\n'),
+      'c',
+    );
+    expect(t).toMatchObject({
+      tags: ['c'],
+      output: ['type=local,dest=p'],
+      secret: ['id=b,src=p-b', 'id=a,src=c-a'],
+      attest: ['type=provenance,mode=max', 'type=sbom'],
+      args: { X: 'p', Y: 'c' },
+      'no-cache-filter': ['s1', 's2'],
+    });
+  });
+});
+
 describe('variables', () => {
   const file = 'variable "TAG" { default = "latest" }\nvariable "N" { default = 2 }\nvariable "ON" { default = false }\nvariable "EMPTY" {}\ntarget "a" { tags = ["app:${TAG}"]\n args = { N = N + 1, ON = ON ? "yes" : "no", E = "[${EMPTY}]" } }\n';
 
