@@ -238,7 +238,7 @@ describe('errors name the file, line and column, with a hint', () => {
     ['unknown block', 'targte "a" {\n}\n', 'KLN0853', 1, 1, /unknown block type "targte"/],
     ['inherits cycle', 'target "a" { inherits = ["b"] }\ntarget "b" { inherits = ["a"] }\n', 'KLN0853', 1, 1, /inherits cycle: a -> b -> a/],
   ] as const)('%s', ([, text, code, line, column, message]) => {
-    const e = err(text) as { code?: string; location?: { file: string; line: number; column: number }; message?: string; hint?: string };
+    const e = err(text) as { code?: string; location?: { file: string; line: number; column: number }; message: string; hint?: string };
     expect(e).toMatchObject({ code, location: { file: 'docker-bake.hcl', line, column } });
     expect(e.message).toMatch(message);
     expect(e.message.startsWith(`docker-bake.hcl:${line}:${column}: `)).toBe(true);
