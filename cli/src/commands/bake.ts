@@ -5,15 +5,15 @@ import { bakeCommand, type BakeFlags } from '../bake/run.js';
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 /**
- * Registers `kiln bake [TARGET|GROUP…]`: buildx bake's targets from docker-bake.hcl / .json,
+ * Registers `kiln bake [TARGET|GROUP…]`: buildx bake's targets from docker-bake.hcl / .json / Compose,
  * built at once in one engine (see docs/bake.md).
  */
 export function registerBake(program: Command, io: CliIo): void {
   program
     .command('bake')
-    .description('build the targets of a bake file (docker-bake.hcl/.json) at once, as docker buildx bake')
+    .description('build the targets of a bake file (docker-bake.hcl/.json, compose.yaml) at once, as docker buildx bake')
     .argument('[targets...]', 'targets or groups to build (globs allowed); default: the "default" group or target')
-    .option('-f, --file <file>', 'bake file (repeatable; - reads stdin); default: docker-bake.json, docker-bake.hcl, docker-bake.override.json, docker-bake.override.hcl', collect, [])
+    .option('-f, --file <file>', 'bake file (repeatable; - reads stdin); default: compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml, docker-bake.json, docker-bake.hcl, docker-bake.override.json, docker-bake.override.hcl', collect, [])
     .option('--set <target.key=value>', 'override a target value, e.g. app.tags=app:dev, *.platform=linux/amd64, app.args.V=1; key+=value appends (repeatable)', collect, [])
     .option('--var <name=value>', 'set a variable (over its default and the environment) (repeatable)', collect, [])
     .option('--print', 'print the resolved definition as JSON and build nothing')
@@ -25,7 +25,7 @@ export function registerBake(program: Command, io: CliIo): void {
     .option('--provenance [value]', 'provenance attestation for every target (--set *.attest=type=provenance,VALUE)')
     .option('--sbom [value]', 'SBOM attestation for every target (--set *.attest=type=sbom,VALUE)')
     .option('--push', 'push the images (--set *.push=true)')
-    .option('--load', 'not applicable: kiln has no Docker daemon (fails with a hint)')
+    .option('--load', 'not applicable: kiln has no Docker daemon (fails with a hint; tags alone keep the image in kiln\'s store)')
     .option('--no-cache', 'do not use the cache (--set *.no-cache=true)')
     .option('--pull', 'always look up base images in their registry (--set *.pull=true)')
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
