@@ -64,6 +64,8 @@ export class RuncContainer implements ExecContainer {
   readonly #req: ContainerRequest;
   readonly #cleanups: Cleanup[] = [];
   readonly #procs = new Set<RuncProcess>();
+  /** Processes whose output is still being delivered (an exited one's may wait on its consumer). */
+  readonly #delivering = new Set<RuncProcess>();
   #configured: Configured | undefined;
   #init: Promise<RuncProcess> | undefined;
   #released: Promise<void> | undefined;
@@ -174,7 +176,9 @@ export class RuncContainer implements ExecContainer {
     const child = pty?.child ?? spawn(h.runc, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const proc = new RuncProcess(child, p, kill, () => (pty === undefined ? h.missing() : ptyMissing()), pty);
     this.#procs.add(proc);
+    this.#delivering.add(proc);
     void proc.exit.finally(() => this.#procs.delete(proc)).catch(() => undefined);
+    void proc.delivered.then(() => this.#delivering.delete(proc));
     const pid = await proc.started(files.pid);
     if (pid === undefined) {
       const code = await proc.exit;
@@ -198,10 +202,9 @@ export class RuncContainer implements ExecContainer {
     if (init !== undefined && !init.exited) await this.#runcKill('KILL');
     // The init's death kills every process of the container's pid namespace; the exec'd ones'
     // runc processes then exit too. Killed by pid as well: runc kill may have lost a race.
-    for (const proc of this.#procs) {
-      proc.kill();
-      proc.unpace();
-    }
+    for (const proc of this.#procs) proc.kill();
+    // Exited ones too: what they left in the pipe no longer waits for a stuck consumer.
+    for (const proc of this.#delivering) proc.unpace();
     await Promise.all([...this.#procs].map((proc) => proc.exit.catch(() => undefined)));
     await execFileP(h.runc, ['--root', h.state, 'delete', '-f', h.id]).catch(() => undefined);
     for (const c of this.#cleanups.splice(0).reverse()) await c().catch(() => undefined);
@@ -364,6 +367,11 @@ class RuncProcess implements ExecProcess {
       if (this.exited) return undefined;
       await Promise.race([new Promise((r) => setTimeout(r, PID_POLL_MS)), this.exit.catch(() => undefined)]);
     }
+  }
+
+  /** Settles once the output has all been handed over (and the last promise settled, unless unpaced). */
+  get delivered(): Promise<void> {
+    return this.#output;
   }
 
   async wait(): Promise<number> {

@@ -155,6 +155,39 @@ describe('runc executor, output backpressure', () => {
     expect(await sb.leftovers()).toEqual([]);
   });
 
+  test('release stops waiting for a consumer that never lets go, also for a process that has already exited', { timeout: 60_000 }, async () => {
+    const c = await sb.executor.newContainer({ rootfs: await sb.snapshotter.mounts('busybox'), readonlyRootfs: true, mounts: [{ kind: 'tmpfs', target: '/scratch' }] });
+    let code: unknown = 'pending';
+    try {
+      await c.start({ args: ['sleep', '1000'], env: ENV });
+      let received = 0;
+      // The process writes less than a pipe holds and exits; its output is never taken.
+      const p = await c.start({
+        args: ['sh', '-c', 'head -c 30000 /dev/zero; echo $$ > /scratch/pid'],
+        env: ENV,
+        stdout: (chunk) => {
+          received += chunk.byteLength;
+          return new Promise<void>(() => undefined);
+        },
+      });
+      void p.wait().then((n) => (code = n), (e: unknown) => (code = e));
+      await until(() => received > 0);
+      // Gone: its pid is no longer in the container.
+      for (let i = 0; i < 100; i++) {
+        if ((await output(c, 'kill -0 $(cat /scratch/pid) 2>/dev/null && echo running || echo gone')) === 'gone\n') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect(code).toBe('pending');
+      await Promise.race([c.release(), new Promise((r) => setTimeout(r, 10_000))]);
+      for (let i = 0; i < 100 && code === 'pending'; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(code).toBe(0);
+    } finally {
+      await c.release();
+    }
+    expect(await sb.leftovers()).toEqual([]);
+  });
+
   test('a terminal: input the process reads only after writing its output does not stall the relay (its output keeps flowing)', { timeout: 60_000 }, async () => {
     // The relay's writes into the terminal must not block it: a container that writes 4 MiB
     // before it reads 1 MiB of input would otherwise wait on the relay reading its output while
