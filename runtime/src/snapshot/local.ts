@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, rm, rmdir, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -673,30 +673,28 @@ export class LocalSnapshotter implements Snapshotter {
    * scratch layer, a debug container's root), and committed ones of the `transient` kinds whose
    * creator is gone and that nothing `owned` stacks on. Kept: anything made by a live process
    * (this one included), anything `owned`, and every parent and layer owner of a kept snapshot.
-   * A snapshot whose meta names no creator counts as gone once `unknownCreatorAgeMs` old. Reads
-   * each snapshot's meta (no directory walk); the result is ordered so that removing in order
-   * never removes a snapshot before another that stacks on it.
+   * A snapshot whose meta names no creator counts as gone once `unknownCreatorAgeMs` old. While
+   * some id's meta cannot be read, no committed snapshot is an orphan (that one may stack on it).
+   * Reads each snapshot's meta (no directory walk); the result is ordered so that removing in
+   * order never removes a snapshot before another that stacks on it.
    */
   async orphans(opts: OrphanOptions = {}): Promise<OrphanSnapshot[]> {
     await this.init();
     const metas = new Map<string, SnapshotMeta>();
+    // An id whose meta cannot be read (torn by a crash, an I/O error, a commit rewriting it right
+    // now) may stack on any committed snapshot: then only active snapshots and views (nothing
+    // stacks on those) may go this time.
+    let unreadable = false;
     for (const id of readdirSync(this.#byId)) {
       if (id.startsWith(REMOVING)) continue;
       const m = await this.#load(id).catch(() => undefined);
       if (m !== undefined) metas.set(id, m);
+      else if (lstatSync(join(this.#byId, id), { throwIfNoEntry: false }) !== undefined) unreadable = true;
     }
-    const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
-    const alive = new Map<number, boolean>();
-    const creatorGone = (m: SnapshotMeta): boolean => {
-      if (m.pid === undefined) return Date.parse(m.createdAt) < cutoff;
-      if (m.pid === process.pid) return false;
-      let a = alive.get(m.pid);
-      if (a === undefined) alive.set(m.pid, (a = processAlive(m.pid)));
-      return !a;
-    };
+    const creatorGone = this.#creatorGone(opts);
     const candidates = new Set<string>();
     for (const m of metas.values()) {
-      const mayGo = m.kind !== 'committed' || opts.transient?.(m.id) === true;
+      const mayGo = m.kind !== 'committed' || (!unreadable && opts.transient?.(m.id) === true);
       if (mayGo && opts.owned?.(m.id) !== true && creatorGone(m)) candidates.add(m.id);
     }
     if (candidates.size === 0) return [];
@@ -732,7 +730,8 @@ export class LocalSnapshotter implements Snapshotter {
   /**
    * Removes the {@link LocalSnapshotter.orphans} (call it only while no other process can record
    * or lease them: kiln holds its root's prune lock with no other build running). Returns those
-   * removed; one that cannot be removed (files busy) is skipped, left for the next sweep.
+   * removed; one that cannot be removed (files busy) is skipped, left for the next sweep. Then
+   * finishes removals a killed process left half done (see #finishDeadRemovals).
    */
   async removeOrphans(opts: OrphanOptions = {}): Promise<OrphanSnapshot[]> {
     const removed: OrphanSnapshot[] = [];
@@ -745,7 +744,47 @@ export class LocalSnapshotter implements Snapshotter {
       }
       removed.push(o);
     }
+    await this.#finishDeadRemovals(opts);
     return removed;
+  }
+
+  /** Whether the process that created a snapshot is gone (see {@link OrphanOptions}); asks each pid once. */
+  #creatorGone(opts: OrphanOptions): (m: SnapshotMeta) => boolean {
+    const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
+    const alive = new Map<number, boolean>();
+    return (m) => {
+      if (m.pid === undefined) return Date.parse(m.createdAt) < cutoff;
+      if (m.pid === process.pid) return false;
+      let a = alive.get(m.pid);
+      if (a === undefined) alive.set(m.pid, (a = processAlive(m.pid)));
+      return !a;
+    };
+  }
+
+  /**
+   * Finishes removals a killed process left half done (a sweep or prune SIGKILLed mid-way: the id
+   * already renamed to its trash link, nothing finds the snapshot, its files partly deleted), which
+   * otherwise stay until the same id is removed again (never, for the random ids of op results).
+   * One goes when its creator is gone, or, with its meta already deleted, once its directory has
+   * not changed for `unknownCreatorAgeMs`. A live process's own removal in progress is left alone.
+   */
+  async #finishDeadRemovals(opts: OrphanOptions): Promise<void> {
+    const creatorGone = this.#creatorGone(opts);
+    const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
+    for (const name of readdirSync(this.#byId)) {
+      if (!name.startsWith(REMOVING)) continue;
+      const trash = join(this.#byId, name);
+      const dir = trashDir(trash);
+      if (dir === undefined) continue;
+      let finish: boolean;
+      try {
+        finish = creatorGone(JSON.parse(readFileSync(join(this.#snapRoot, dir, 'meta.json'), 'utf8')) as SnapshotMeta);
+      } catch {
+        const st = lstatSync(join(this.#snapRoot, dir), { throwIfNoEntry: false });
+        finish = st === undefined || st.mtimeMs < cutoff;
+      }
+      if (finish) await this.#finishRemoval(trash, dir).catch(() => undefined);
+    }
   }
 
   /** Where the changes of `id` (active or committed) against its parent live, for the differ. */

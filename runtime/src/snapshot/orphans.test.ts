@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -154,5 +154,54 @@ describe('LocalSnapshotter.orphans', () => {
       await m.release();
     }
     expect(await t.orphans(rules(['merge-kept']))).toEqual([]);
+  });
+});
+
+describe('LocalSnapshotter.orphans: what a sweep cannot read or did not finish', () => {
+  test('a snapshot whose meta cannot be read may stack on anything: committed candidates stay, actives still go', async () => {
+    const s = new LocalSnapshotter({ root });
+    await committed(s, 'layer-base', undefined, 'base');
+    await committed(s, 'exec-unrecorded', 'layer-base', 'u');
+    // Recorded (owned) and stacked on the unrecorded result; its meta is unreadable right now
+    // (torn, an I/O error, EMFILE): nothing tells the sweep that it stacks on exec-unrecorded.
+    await committed(s, 'exec-recorded', 'exec-unrecorded', 'r');
+    await s.prepare('exec-active', 'layer-base');
+    for (const id of ['layer-base', 'exec-unrecorded', 'exec-recorded', 'exec-active']) setCreator(id, DEAD);
+    writeFileSync(metaFile('exec-recorded'), '{"id":"exec-rec');
+    const t = reopen();
+    expect((await t.orphans(rules(['exec-recorded']))).map((o) => o.id)).toEqual(['exec-active']);
+    expect((await t.removeOrphans(rules(['exec-recorded']))).map((o) => o.id)).toEqual(['exec-active']);
+    expect(existsSync(join(metaFile('exec-unrecorded'), '..', 'fs', 'u'))).toBe(true);
+  });
+
+  test('a sweep killed mid-removal: the next sweep finishes the half-removed snapshots (id renamed away, files partly deleted)', async () => {
+    const s = new LocalSnapshotter({ root });
+    await committed(s, 'layer-base', undefined, 'base');
+    await committed(s, 'exec-unrecorded', 'layer-base', 'u');
+    await s.prepare('exec-active', 'layer-base');
+    await s.prepare('exec-live', 'layer-base');
+    for (const id of ['layer-base', 'exec-unrecorded', 'exec-active']) setCreator(id, DEAD);
+    const byId = join(root, 'snapshots', 'by-id');
+    // What remove() did before the kill: the id renamed to its trash link, then part of the files
+    // deleted (exec-active: its meta already, exec-unrecorded: nothing yet). exec-live is this
+    // (live) process's own removal in progress: not touched.
+    const half = (id: string): string => {
+      const dir = join(metaFile(id), '..');
+      renameSync(join(byId, id), join(byId, `.removing-${id}`));
+      return dir;
+    };
+    const activeDir = half('exec-active');
+    rmSync(join(activeDir, 'meta.json'));
+    const unrecordedDir = half('exec-unrecorded');
+    const liveDir = half('exec-live');
+    const old = new Date(Date.now() - 2 * 3_600_000);
+    // No meta left to name the creator: finished once the removal has stood still for an hour.
+    utimesSync(activeDir, old, old);
+    const t = reopen();
+    await t.removeOrphans(rules());
+    expect(readdirSync(byId).sort()).toEqual(['.removing-exec-live', 'layer-base']);
+    expect(existsSync(activeDir)).toBe(false);
+    expect(existsSync(unrecordedDir)).toBe(false);
+    expect(existsSync(liveDir)).toBe(true);
   });
 });
