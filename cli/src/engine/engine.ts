@@ -154,7 +154,9 @@ export class KilnEngine {
       await this.activity
         .exclusive(async () => {
           await this.cache.retryReleases();
-          if (killed) await this.sweepOrphans();
+          // Also when a build was killed after the look above: its mark, found dead under the
+          // lock, is dropped once this succeeded, so what it left must go now.
+          if (killed || this.activity.killedBuilds()) await this.sweepOrphans();
         })
         .catch(() => undefined);
     }

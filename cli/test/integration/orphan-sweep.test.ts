@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LocalSnapshotter } from '@kiln/runtime';
+import { CacheStore } from '@kiln/solver';
+import { KilnEngine } from '../../src/engine/engine.js';
 import { describe, expect, test } from 'vitest';
 import { kilnBin, parseRawJson, processesMatching, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
@@ -13,6 +17,8 @@ let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
 
 const env = { KILN_DAEMON: '0' };
+/** A pid no process can have (above the default pid_max): a killed kiln's. */
+const DEAD_PID = 2 ** 22 + 23;
 
 async function context(files: Readonly<Record<string, string>>): Promise<string> {
   const dir = await mkdtemp(join(sb.dir, 'ctx-'));
@@ -234,4 +240,38 @@ describe('snapshots of killed kiln processes', () => {
       await d.exited;
     }
   }, 240_000);
+});
+
+describe('the sweep after a kill noticed only under the prune lock', () => {
+  test('a build killed while the opening engine waited for the lock: its mark is not dropped unswept', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-sweep-race-'));
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      // A pending release makes the open take the lock (to retry it) although no build was killed yet.
+      const store = CacheStore.open({ path: join(root, 'cache', 'solver.db'), releaseSnapshot: () => Promise.reject(new Error('EBUSY')) });
+      store.upsertRecord({ snapshot: 'snap-busy', description: 'RUN make', kind: 'regular' });
+      await store.prune({ all: true });
+      store.close();
+      // Another process holds the lock (a prune, a build starting).
+      await mkdir(join(root, 'engine'), { recursive: true });
+      await writeFile(join(root, 'engine', 'gc.lock'), String(holder.pid));
+      const opening = KilnEngine.open({ root });
+      // The open looked for killed builds (none) and now waits for the lock: `engine/active` is
+      // made right before. Meanwhile a build of another process is SIGKILLed mid-RUN.
+      await until('the open to wait for the lock', () => existsSync(join(root, 'engine', 'active')));
+      const s = new LocalSnapshotter({ root });
+      await s.prepare('exec-killed', 'scratch-empty');
+      const meta = join(root, 'snapshots', readlinkSync(join(root, 'snapshots', 'by-id', 'exec-killed')).replace(/^\.\.\//, ''), 'meta.json');
+      writeFileSync(meta, JSON.stringify({ ...(JSON.parse(readFileSync(meta, 'utf8')) as object), pid: DEAD_PID }));
+      await writeFile(join(root, 'engine', 'active', String(DEAD_PID)), '');
+      rmSync(join(root, 'engine', 'gc.lock'));
+      (await opening).close();
+      // The dead mark is dropped under that lock, so what that build left is swept there too.
+      expect(existsSync(join(root, 'engine', 'active', String(DEAD_PID)))).toBe(false);
+      expect(readdirSync(join(root, 'snapshots', 'by-id'))).not.toContain('exec-killed');
+    } finally {
+      holder.kill();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
