@@ -99,6 +99,40 @@ describe('LLBBridge ExecProcess output backpressure', () => {
     await served;
   });
 
+  test('releasing a container whose process has a callback that never lets go: its wait() settles, and the other processes of the connection go on', async () => {
+    const fake = new MemClient();
+    const [daemonSide, frontendSide] = await streamPair();
+    const served = serveLLBBridge(daemonSide, fake);
+    const client = await connectLLBBridge(frontendSide, {}, { log: () => undefined });
+    const stuck = await client.newContainer({ mounts: [{ dest: '/' }] });
+    const other = await client.newContainer({ mounts: [{ dest: '/' }] });
+    let received = 0;
+    const flood = await stuck.start({
+      args: ['flood', String(FLOOD)],
+      stdout: (chunk) => {
+        received += chunk.byteLength;
+        return new Promise<void>(() => undefined);
+      },
+    });
+    let code: unknown = 'pending';
+    void flood.wait().then((n) => (code = n), (e: unknown) => (code = e));
+    while (received === 0) await sleep(5);
+    await sleep(300);
+    expect(code).toBe('pending');
+    await stuck.release();
+    const timeout = (ms: number): Promise<string> => sleep(ms).then(() => 'timed out');
+    for (let i = 0; i < 200 && code === 'pending'; i++) await sleep(10);
+    expect(code).toBe(137);
+    let err = '';
+    const next = other.start({ args: ['err', 'after', '3'], stderr: (b) => void (err += Buffer.from(b).toString()) });
+    const started = await Promise.race([next, timeout(5000)]);
+    expect(started).not.toBe('timed out');
+    expect(await (await next).wait()).toBe(3);
+    expect(err).toBe('after');
+    await client.return({ metadata: new Map() });
+    await served;
+  });
+
   test('a gRPC peer that does not read the ExecProcess answers: the daemon reads no more of the process than its window allows (not the whole 64 MiB into memory)', async () => {
     const fake = new MemClient();
     const [daemonSide, frontendSide] = await streamPair();

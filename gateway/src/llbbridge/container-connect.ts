@@ -127,6 +127,8 @@ export class BridgeContainer implements Container {
   readonly #exec: () => BridgeExec;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort = (): void => void this.release().catch(() => undefined);
+  /** Its processes whose output may still come (release stops their callbacks holding the call). */
+  readonly #procs = new Set<BridgeProcess>();
   #released: Promise<void> | undefined;
 
   constructor(id: string, call: BridgeUnaryCall, exec: () => BridgeExec, signal?: AbortSignal) {
@@ -145,7 +147,8 @@ export class BridgeContainer implements Container {
     if (this.#released !== undefined) throw new GatewayError('KLN0614', `container ${this.id} was released`);
     const pid = `${this.id}:${newBridgeId()}`;
     const exec = this.#exec();
-    const proc = new BridgeProcess(pid, request, exec);
+    const proc = new BridgeProcess(pid, request, exec, () => this.#procs.delete(proc));
+    this.#procs.add(proc);
     exec.register(pid, proc);
     try {
       await exec.send({ ProcessID: pid, Init: processToWire(this.id, request) });
@@ -154,15 +157,23 @@ export class BridgeContainer implements Container {
       if (request.tty === true && request.ttySize !== undefined) await proc.resize(request.ttySize);
     } catch (e) {
       exec.unregister(pid);
+      this.#procs.delete(proc);
       throw e;
     }
     proc.pumpStdin();
     return proc;
   }
 
-  /** ReleaseContainer (once; later calls wait for that one). The server kills what still runs. */
+  /**
+   * ReleaseContainer (once; later calls wait for that one). The server kills what still runs.
+   * Its processes' output callbacks no longer hold the connection's ExecProcess reader (as the
+   * runtime's release stops waiting for a stuck consumer): their last output, Exit and Done are
+   * read, and the other processes of the connection go on.
+   */
   release(): Promise<void> {
     this.#signal?.removeEventListener('abort', this.#onAbort);
+    for (const proc of this.#procs) proc.unpace();
+    this.#procs.clear();
     this.#released ??= this.#call('ReleaseContainer', 'ReleaseContainerRequest', 'ReleaseContainerResponse', { ContainerID: this.id }).then(() => undefined);
     return this.#released;
   }
@@ -193,11 +204,16 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
   #exit: { readonly code: number; readonly error: WireStatus | undefined } | undefined;
   #finished = false;
   #stdinEnded = false;
+  readonly #forget: () => void;
+  #unpaced = false;
+  #unpace: () => void = () => undefined;
+  readonly #unpacedAt = new Promise<void>((resolve) => (this.#unpace = resolve));
 
-  constructor(pid: string, request: ContainerProcessRequest, exec: BridgeExec) {
+  constructor(pid: string, request: ContainerProcessRequest, exec: BridgeExec, forget: () => void) {
     this.#pid = pid;
     this.#request = request;
     this.#exec = exec;
+    this.#forget = forget;
     this.started = new Promise((resolve, reject) => {
       this.#resolveStarted = resolve;
       this.#rejectStarted = reject;
@@ -244,8 +260,11 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
         // The caller's handler failed: its own affair (as in the runtime). Thrown here it would
         // end the connection's one ExecProcess reader, failing every process on it.
       }
-      // A pending promise holds the reader (backpressure); a rejection is ignored like a throw.
-      if (isThenable(held)) return Promise.resolve(held).then(() => undefined, () => undefined);
+      // A pending promise holds the reader (backpressure) until it settles or the container is
+      // released; a rejection is ignored like a throw.
+      if (!isThenable(held)) return;
+      const done = Promise.resolve(held).then(() => undefined, () => undefined);
+      if (!this.#unpaced) return Promise.race([done, this.#unpacedAt]);
     } else if (m.Exit !== undefined) {
       this.#exit = { code: m.Exit.Code ?? 0, error: m.Exit.Error };
       if (!this.#isStarted) {
@@ -264,8 +283,15 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
     }
   }
 
+  /** Stops holding the reader for this process's output callbacks (its container is released). */
+  unpace(): void {
+    this.#unpaced = true;
+    this.#unpace();
+  }
+
   fail(error: Error): void {
     this.#finished = true;
+    this.#forget();
     this.#rejectStarted(error);
     this.#rejectDone(error);
   }
@@ -297,6 +323,7 @@ class BridgeProcess implements ContainerProcess, ProcessSink {
 
   #finish(): void {
     this.#finished = true;
+    this.#forget();
     this.#exec.unregister(this.#pid);
   }
 }
