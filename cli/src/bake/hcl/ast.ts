@@ -13,6 +13,8 @@ export type Value = string | number | boolean | null | readonly Value[] | { read
 export type Expr =
   | { readonly kind: 'literal'; readonly value: Value; readonly pos: Pos }
   | { readonly kind: 'template'; readonly parts: readonly (string | Expr)[]; readonly pos: Pos }
+  | { readonly kind: 'templateIf'; readonly cond: Expr; readonly then: Expr; readonly else: Expr | undefined; readonly pos: Pos }
+  | { readonly kind: 'templateFor'; readonly keyVar: string | undefined; readonly valueVar: string; readonly collection: Expr; readonly body: Expr; readonly pos: Pos }
   | { readonly kind: 'variable'; readonly name: string; readonly pos: Pos }
   | { readonly kind: 'tuple'; readonly items: readonly Expr[]; readonly pos: Pos }
   | { readonly kind: 'object'; readonly items: readonly { readonly key: Expr; readonly value: Expr }[]; readonly pos: Pos }

@@ -125,6 +125,16 @@ export function evaluate(e: Expr, scope: Scope): Value {
       for (const p of e.parts) s += typeof p === 'string' ? p : toStr(evaluate(p, scope), p.pos, 'an interpolated value');
       return s;
     }
+    case 'templateIf':
+      if (toBool(evaluate(e.cond, scope), e.cond.pos, 'the %{ if } condition')) return toStr(evaluate(e.then, scope), e.pos, 'a template');
+      return e.else === undefined ? '' : toStr(evaluate(e.else, scope), e.pos, 'a template');
+    case 'templateFor': {
+      let out = '';
+      for (const [k, v] of iterate(evaluate(e.collection, scope), e.collection.pos)) {
+        out += toStr(evaluate(e.body, scope.child({ ...(e.keyVar === undefined ? {} : { [e.keyVar]: k }), [e.valueVar]: v })), e.pos, 'a template');
+      }
+      return out;
+    }
     case 'variable': {
       const v = scope.lookup(e.name, e.pos);
       if (v === undefined) {

@@ -84,6 +84,31 @@ describe('HCL syntax', () => {
     expect(t?.args).toEqual({ J: 'a-b-c', F: 'x-007-true-"y"', R: 'A/B/C', T: '1.2.3', C: 'first', L: '3', K: 'dflt', E: 'true', D: '2024-03-09T08:07', S: 'a_b_c', TS: 'true' });
   });
 
+  test('template directives: %{if}/%{else}/%{endif}, %{for}/%{endfor}, ~ strip markers', () => {
+    const t = targetOf(
+      [
+        'variable "DEBUG" { default = true }',
+        'variable "PKGS" { default = ["curl", "git"] }',
+        'target "a" {',
+        '  args = {',
+        '    IF = "mode=%{ if DEBUG }debug%{ else }release%{ endif }"',
+        '    FOR = "%{ for i, p in PKGS }${i}:${p};%{ endfor }"',
+        '    ESC = "%%{ literal }"',
+        '  }',
+        '  dockerfile-inline = <<-EOT',
+        '    FROM busybox',
+        '    %{ for p in PKGS }RUN echo ${p}',
+        '    %{ endfor }RUN echo [%{~ for p in PKGS ~} ${p} %{~ endfor ~}]',
+        '    EOT',
+        '}',
+      ].join('\n'),
+      'a',
+      { env: { DEBUG: 'false' } },
+    );
+    expect(t?.args).toEqual({ IF: 'mode=release', FOR: '0:curl;1:git;', ESC: '%{ literal }' });
+    expect(t?.['dockerfile-inline']).toBe('FROM busybox\nRUN echo curl\nRUN echo git\nRUN echo [curlgit]\n');
+  });
+
   test('user functions with params and variadic params', () => {
     const t = targetOf('function "tag" {\n  params = [repo, v]\n  variadic_params = rest\n  result = "${repo}:${v}${length(rest) > 0 ? "-${join("-", rest)}" : ""}"\n}\ntarget "a" { tags = [tag("app", "1"), tag("app", "2", "x", "y")] }\n', 'a');
     expect(t?.tags).toEqual(['app:1', 'app:2-x-y']);
@@ -236,6 +261,8 @@ describe('errors name the file, line and column, with a hint', () => {
     ['unknown key', 'target "a" {\n  contxt = "."\n}\n', 'KLN0853', 2, 3, /unknown key "contxt"/],
     ['wrong value type', 'target "a" {\n  tags = { x = 1 }\n}\n', 'KLN0853', 2, 3, /tags must be a list of strings/],
     ['unknown block', 'targte "a" {\n}\n', 'KLN0853', 1, 1, /unknown block type "targte"/],
+    ['unclosed %{ if }', 'target "a" {\n  tags = ["%{ if true }x"]\n}\n', 'KLN0851', 2, 12, /missing %\{ endif \}/],
+    ['unknown directive', 'target "a" {\n  tags = ["a%{ when true }"]\n}\n', 'KLN0851', 2, 13, /unknown template directive "when"/],
     ['inherits cycle', 'target "a" { inherits = ["b"] }\ntarget "b" { inherits = ["a"] }\n', 'KLN0853', 1, 1, /inherits cycle: a -> b -> a/],
   ] as const)('%s', ([, text, code, line, column, message]) => {
     const e = err(text) as { code?: string; location?: { file: string; line: number; column: number }; message: string; hint?: string };

@@ -438,15 +438,54 @@ class Parser {
    */
   templateUntil(end: '"' | undefined): Expr {
     const at = this.i;
+    const r = this.templateParts(end, [], false);
+    if (r.stop !== undefined) this.fail(`%{ ${r.stop} } without its %{ ${r.stop === 'endfor' ? 'for' : 'if'} }`, r.stopAt, 'directives pair up: %{ if C }…%{ else }…%{ endif }, %{ for V in L }…%{ endfor }');
+    return this.fold(r.parts, at);
+  }
+
+  fold(parts: (string | Expr)[], at: number): Expr {
+    const ps = parts.filter((p) => p !== '');
+    if (ps.length === 0) return { kind: 'literal', value: '', pos: this.pos(at) };
+    if (ps.length === 1 && typeof ps[0] === 'string') return { kind: 'literal', value: ps[0], pos: this.pos(at) };
+    return { kind: 'template', parts: ps, pos: this.pos(at) };
+  }
+
+  /** The end of a directive (`~}` strips the whitespace after it); true when stripping. */
+  closeDirective(dat: number): boolean {
+    this.skip(true);
+    const strip = this.peek() === '~';
+    if (strip) this.i++;
+    if (this.peek() !== '}') this.fail(`expected "}" to close the directive opened at column ${this.pos(dat).column}, found ${this.describe()}`);
+    this.i++;
+    return strip;
+  }
+
+  /**
+   * Template parts until `end`, the end of the text, or one of the directives `stops` (then
+   * consumed and returned, with whether it strips the whitespace after it). `strip`: drop the
+   * whitespace at the start (a `~}` before).
+   */
+  templateParts(end: '"' | undefined, stops: readonly string[], strip: boolean, openedAt = this.i): { parts: (string | Expr)[]; stop?: string; stopAt: number; stripAfter: boolean } {
+    const at = this.i;
     const parts: (string | Expr)[] = [];
     let buf = '';
+    let stripNext = strip;
+    const trimBefore = (): void => {
+      buf = buf.trimEnd();
+      if (buf === '' && typeof parts[parts.length - 1] === 'string') parts[parts.length - 1] = (parts[parts.length - 1] as string).trimEnd();
+    };
     for (;;) {
-      if (this.i >= this.s.length) {
-        if (end !== undefined) this.fail('unterminated string', at, 'close it with "');
+      if (this.i >= this.s.length || (end !== undefined && this.peek() === end)) {
+        if (this.i >= this.s.length && end !== undefined) this.fail('unterminated string', at, 'close it with "');
+        if (stops.length > 0) this.fail(`missing %{ ${stops[stops.length - 1] ?? ''} } for the directive here`, openedAt, 'directives pair up: %{ if C }…%{ endif }, %{ for V in L }…%{ endfor }');
         break;
       }
       const c = this.peek();
-      if (end !== undefined && c === end) break;
+      if (stripNext && /\s/.test(c)) {
+        this.i++;
+        continue;
+      }
+      stripNext = false;
       if (end !== undefined && c === '\n') this.fail('unterminated string: a quoted string cannot span lines', at > 0 && this.s[at - 1] === '"' ? at - 1 : at, 'close it with " on the same line, or use a heredoc (<<EOT) for text with newlines');
       if (c === '\\' && end !== undefined) {
         const n = this.peek(1);
@@ -469,27 +508,76 @@ class Parser {
         continue;
       }
       if (this.startsWith('${')) {
-        if (buf !== '') parts.push(buf);
-        buf = '';
         const iat = this.i;
         this.i += 2;
-        if (this.peek() === '~') this.i++;
+        if (this.peek() === '~') {
+          this.i++;
+          trimBefore();
+        }
+        if (buf !== '') parts.push(buf);
+        buf = '';
         this.skip(true);
         const e = this.expr(true);
         this.skip(true);
-        if (this.peek() === '~') this.i++;
+        if (this.peek() === '~') {
+          this.i++;
+          stripNext = true;
+        }
         if (this.peek() !== '}') this.fail(`expected "}" to close the interpolation opened at column ${this.pos(iat).column}, found ${this.describe()}`);
         this.i++;
         parts.push(e);
         continue;
       }
-      if (this.startsWith('%{')) this.fail('template directives (%{if}, %{for}) are not supported', this.i, 'use a conditional ${A ? B : C} or a for expression; write %%{ for a literal %{');
+      if (this.startsWith('%{')) {
+        const dat = this.i;
+        this.i += 2;
+        if (this.peek() === '~') {
+          this.i++;
+          trimBefore();
+        }
+        if (buf !== '') parts.push(buf);
+        buf = '';
+        this.skip(true);
+        const kw = this.ident() ?? '';
+        if (stops.includes(kw)) return { parts, stop: kw, stopAt: dat, stripAfter: this.closeDirective(dat) };
+        if (kw === 'if') {
+          const cond = this.expr(true);
+          const then = this.templateParts(end, ['else', 'endif'], this.closeDirective(dat), dat);
+          let els: { parts: (string | Expr)[]; stripAfter: boolean } | undefined;
+          if (then.stop === 'else') els = this.templateParts(end, ['endif'], then.stripAfter, dat);
+          parts.push({ kind: 'templateIf', cond, then: this.fold(then.parts, dat), else: els === undefined ? undefined : this.fold(els.parts, dat), pos: this.pos(dat) });
+          stripNext = (els ?? then).stripAfter;
+          continue;
+        }
+        if (kw === 'for') {
+          this.skip(true);
+          const a = this.ident();
+          if (a === undefined) this.fail('expected a variable name after %{ for', this.i);
+          this.skip(true);
+          let keyVar: string | undefined;
+          let valueVar = a;
+          if (this.peek() === ',') {
+            this.i++;
+            this.skip(true);
+            keyVar = a;
+            valueVar = this.ident() ?? this.fail('expected a second variable name after ","', this.i);
+            this.skip(true);
+          }
+          if (!this.startsWith('in') || ID_CONT.test(this.peek(2))) this.fail(`expected "in" in %{ for }, found ${this.describe()}`, this.i, 'write %{ for V in LIST }…%{ endfor }');
+          this.i += 2;
+          const collection = this.expr(true);
+          const body = this.templateParts(end, ['endfor'], this.closeDirective(dat), dat);
+          parts.push({ kind: 'templateFor', keyVar, valueVar, collection, body: this.fold(body.parts, dat), pos: this.pos(dat) });
+          stripNext = body.stripAfter;
+          continue;
+        }
+        this.fail(`unknown template directive "${kw}"`, dat, 'use %{ if C }…%{ else }…%{ endif } or %{ for V in L }…%{ endfor }; write %%{ for a literal %{');
+      }
       buf += c;
       this.i++;
     }
-    if (buf !== '' || parts.length === 0) parts.push(buf);
-    if (parts.length === 1 && typeof parts[0] === 'string') return { kind: 'literal', value: parts[0], pos: this.pos(at) };
-    return { kind: 'template', parts, pos: this.pos(at) };
+    if (buf !== '') parts.push(buf);
+    return { parts, stopAt: this.i, stripAfter: false };
   }
 
   heredoc(): Expr {
