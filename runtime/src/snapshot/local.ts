@@ -689,7 +689,7 @@ export class LocalSnapshotter implements Snapshotter {
       if (id.startsWith(REMOVING)) continue;
       const m = await this.#load(id).catch(() => undefined);
       if (m !== undefined) metas.set(id, m);
-      else if (lstatSync(join(this.#byId, id), { throwIfNoEntry: false }) !== undefined) unreadable = true;
+      else if (existsSync(join(this.#byId, id))) unreadable = true; // gone meanwhile, or a link to nothing: no user of anything
     }
     const creatorGone = this.#creatorGone(opts);
     const candidates = new Set<string>();

@@ -172,6 +172,9 @@ describe('LocalSnapshotter.orphans: what a sweep cannot read or did not finish',
     expect((await t.orphans(rules(['exec-recorded']))).map((o) => o.id)).toEqual(['exec-active']);
     expect((await t.removeOrphans(rules(['exec-recorded']))).map((o) => o.id)).toEqual(['exec-active']);
     expect(existsSync(join(metaFile('exec-unrecorded'), '..', 'fs', 'u'))).toBe(true);
+    // An id whose directory is gone altogether (a link to nothing) holds nothing up.
+    rmSync(join(metaFile('exec-recorded'), '..'), { recursive: true });
+    expect((await reopen().orphans(rules(['exec-recorded']))).map((o) => o.id)).toEqual(['exec-unrecorded']);
   });
 
   test('a sweep killed mid-removal: the next sweep finishes the half-removed snapshots (id renamed away, files partly deleted)', async () => {
