@@ -67,8 +67,10 @@ export function decodeTarget(name: string, raw: Readonly<Record<string, unknown>
       if (s === undefined) throw bad(key, 'a string');
       t[key] = s;
     } else if (isKey(BOOL_KEYS, key)) {
+      // buildx's reference writes `no-cache = 1`: numbers 1 and 0 are taken as bools too.
       if (typeof v === 'boolean') t[key] = v;
       else if (v === 'true' || v === 'false') t[key] = v === 'true';
+      else if (v === 1 || v === 0) t[key] = v === 1;
       else throw bad(key, 'true or false');
     } else if (isKey(MAP_KEYS, key)) {
       if (typeof v !== 'object' || Array.isArray(v)) throw bad(key, 'a map of strings');

@@ -213,6 +213,22 @@ describe('targets', () => {
     expect(config.groups.get('build')?.targets).toHaveLength(4);
   });
 
+  test('buildx reference examples: matrix of maps, groups over a target of the same name, no-cache = 1', () => {
+    const m = bakeHcl(
+      'target "app" {\n  name = "app-${item.tgt}-${replace(item.version, ".", "-")}"\n  matrix = {\n    item = [\n      {\n        tgt = "foo"\n        version = "1.0"\n      },\n      {\n        tgt = "bar"\n        version = "2.0"\n      }\n    ]\n  }\n  target = item.tgt\n  args = {\n    VERSION = item.version\n  }\n  no-cache = 1\n}\n',
+      { names: ['app'] },
+    );
+    expect(JSON.parse(printResolved(m.resolved))).toEqual({
+      group: { app: { targets: ['app-foo-1-0', 'app-bar-2-0'] }, default: { targets: ['app'] } },
+      target: {
+        'app-bar-2-0': { context: '.', dockerfile: 'Dockerfile', args: { VERSION: '2.0' }, target: 'bar', 'no-cache': true },
+        'app-foo-1-0': { context: '.', dockerfile: 'Dockerfile', args: { VERSION: '1.0' }, target: 'foo', 'no-cache': true },
+      },
+    });
+    const g = bakeHcl('target "default" {\n  dockerfile-inline = "FROM ubuntu"\n}\ngroup "default" {\n  targets = ["alpine", "debian"]\n}\ntarget "alpine" {\n  dockerfile-inline = "FROM alpine"\n}\ntarget "debian" {\n  dockerfile-inline = "FROM debian"\n}\n');
+    expect([...g.resolved.targets.keys()]).toEqual(['alpine', 'debian']);
+  });
+
   test('--set: globs, list values collect, += appends, args from the environment, push', () => {
     const f = 'target "a" { tags = ["a:1"] }\ntarget "b" { tags = ["b:1"]\n output = ["type=image"] }\n';
     const { resolved } = bakeHcl(f, { names: ['a', 'b'], set: ['*.platform=linux/arm64', 'a.tags=x', 'a.tags=y', 'b.tags+=b:2', 'a.args.FROM_ENV', 'b.push=true', 'a.no-cache=true'], env: { FROM_ENV: 'e' } });
