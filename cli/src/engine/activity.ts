@@ -1,7 +1,7 @@
-import { mkdir, readdir, unlink, writeFile } from 'node:fs/promises';
-import { readdirSync, unlinkSync } from 'node:fs';
+import { mkdir, readdir, unlink } from 'node:fs/promises';
+import { readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pidAlive, withFileLock } from '@kiln/solver';
+import { pidAlive, throwIfCancelled, withFileLock } from '@kiln/solver';
 import { EngineError } from './errors.js';
 
 /**
@@ -18,31 +18,47 @@ export class RootActivity {
   #mark: string | undefined;
   /** Builds of this process in progress; the mark is written for the first and removed after the last. */
   #builds = 0;
-  #marking: Promise<void> | undefined;
+  #marking: { readonly written: Promise<void>; readonly stop: AbortController } | undefined;
 
   constructor(root: string) {
     this.#dir = join(root, 'engine', 'active');
     this.#lock = join(root, 'engine', 'gc.lock');
   }
 
-  /** Marks this process as building until {@link RootActivity.end}; waits while a prune runs. */
+  /**
+   * Marks this process as building until {@link RootActivity.end}; waits while a prune runs. The
+   * builds of this process share one mark and one wait for the lock: `signal` gives up this
+   * build's wait only, the others keep waiting.
+   */
   async begin(signal?: AbortSignal): Promise<void> {
+    throwIfCancelled(signal);
     this.#builds++;
     try {
-      this.#marking ??= this.#writeMark(signal);
-      await this.#marking;
+      await untilAborted((this.#marking ??= this.#writeMark()).written, signal);
     } catch (e) {
-      this.#builds--;
-      this.#marking = undefined;
+      this.end();
       throw e;
     }
   }
 
-  async #writeMark(signal: AbortSignal | undefined): Promise<void> {
-    await mkdir(this.#dir, { recursive: true });
+  /** Writes the mark under the lock; given up (no mark) when every build waiting for it ended first. */
+  #writeMark(): { readonly written: Promise<void>; readonly stop: AbortController } {
+    const stop = new AbortController();
     const mark = join(this.#dir, String(process.pid));
-    await withFileLock(this.#lock, signal, () => writeFile(mark, ''));
-    this.#mark = mark;
+    const written = (async () => {
+      await mkdir(this.#dir, { recursive: true });
+      await withFileLock(this.#lock, stop.signal, async () => {
+        // Synchronous from the check to #mark: an end() cannot slip in between.
+        if (this.#builds === 0) return;
+        writeFileSync(mark, '');
+        this.#mark = mark;
+      });
+    })();
+    const marking = { written, stop };
+    written.catch(() => {
+      if (this.#marking === marking) this.#marking = undefined;
+    });
+    return marking;
   }
 
   /**
@@ -52,6 +68,8 @@ export class RootActivity {
   end(): void {
     if (this.#builds === 0) return;
     if (--this.#builds > 0) return;
+    // A wait for the lock no build needs any more stops (it would keep the process alive).
+    this.#marking?.stop.abort();
     this.#marking = undefined;
     if (this.#mark === undefined) return;
     try {
@@ -103,4 +121,30 @@ export class RootActivity {
       return result;
     });
   }
+}
+
+/** `p`, or SOLVER_CANCELLED once `signal` aborts first (as the lock wait itself reported it). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      try {
+        throwIfCancelled(signal);
+      } catch (e) {
+        reject(e);
+      }
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
