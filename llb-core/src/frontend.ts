@@ -233,7 +233,8 @@ export interface ContainerProcessRequest {
    * LLBBridge add the HTTP/2 stream window and the small queue the client reads ahead). A
    * callback returning nothing (`void`) takes output as fast as it comes. A throw or a rejected
    * promise is ignored: reading goes on. {@link ContainerProcess.wait} resolves only
-   * after the last chunk's promise settled. Over LLBBridge the frontend side reads one
+   * after the last chunk's promise settled; {@link Container.release} stops waiting for
+   * them (the rest is still handed over). Over LLBBridge the frontend side reads one
    * ExecProcess stream for all the processes of a connection (as BuildKit's grpcclient does):
    * a pending promise holds up the output of the connection's other processes too.
    */

@@ -154,7 +154,8 @@ export interface ContainerProcessSpec extends ProcessSpec {
    * Fd 1's bytes as they come, not split into lines; absent: dropped. A returned promise holds
    * further reading of fd 1 until it settles (the process then blocks in its write once the pipe
    * is full); `void` takes output as fast as it comes. A throw or rejection is ignored (output goes on).
-   * {@link ExecProcess.wait} resolves after the last chunk's promise settled.
+   * {@link ExecProcess.wait} resolves after the last chunk's promise settled; the container's
+   * release stops waiting for them (an exited process's too).
    */
   readonly stdout?: (chunk: Uint8Array) => void | Promise<void>;
   /** Fd 2's bytes as they come; absent: dropped. Backpressure as `stdout`'s. */
