@@ -134,7 +134,8 @@ export class KilnEngine {
    * Cleans up after kiln processes that died (SIGKILL, crash) in this root: at open, and in a
    * `kiln daemon` before a command when a build of another process was killed since (see
    * {@link RootActivity.killedBuilds}). Safe while this process builds: it touches only what dead
-   * processes left, and the sweep waits for a moment when nothing builds.
+   * processes left, and the sweep runs only when nothing builds (refused otherwise: the dead
+   * marks stay, and the next open or daemon command tries again).
    */
   async recover(): Promise<void> {
     // Containers, bundles and cache-mount users of kiln processes that died (SIGKILL, crash) are
