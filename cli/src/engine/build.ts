@@ -143,7 +143,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     dockerfilePath = join(tmp, 'Dockerfile');
     await writeFile(dockerfilePath, req.dockerfileText);
   }
-  const platform: Platform = req.platform === undefined ? hostPlatform() : parsePlatform(req.platform);
+  // `--platform A,B`: the frontend builds each; ops without a platform of their own get the first.
+  const platforms = req.platform === undefined ? [] : req.platform.split(',').map((p) => p.trim()).filter((p) => p !== '').map(parsePlatform);
+  const platform: Platform = platforms[0] ?? hostPlatform();
   const localDirs: Record<string, string> = { context: contextDir, dockerfile: dirname(dockerfilePath) };
   const opts = new Map<string, string>();
   const inputs = new Map<string, Definition>();
@@ -154,7 +156,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const epoch = epochArg === undefined || !/^\d+$/.test(epochArg) ? undefined : Number(epochArg);
   opts.set('filename', filename);
   if (req.target !== undefined) opts.set('target', req.target);
-  if (req.platform !== undefined) opts.set('platform', formatPlatform(platform));
+  if (platforms.length > 0) opts.set('platform', platforms.map(formatPlatform).join(','));
   for (const [k, v] of req.buildArgs ?? []) opts.set(`build-arg:${k}`, v);
   for (const [k, v] of req.labels ?? []) opts.set(`label:${k}`, v);
   if (req.extraHosts !== undefined && req.extraHosts.length > 0) opts.set('add-hosts', req.extraHosts.join(','));

@@ -340,7 +340,7 @@ test('Ctrl-C stops every target: exit 130, one interrupt report, no container le
   await expect.poll(() => processesMatching(`-${t} && sleep 60`), { timeout: 10_000 }).toEqual([]);
 }, 120_000);
 
-test('with a kiln daemon serving the root, kiln bake runs beside it (in its own process) and the daemon still builds', async () => {
+test('with a kiln daemon serving the root, kiln bake runs in it (the caller\'s cwd and files), and a later build there is cached', async () => {
   const t = token();
   const dir = await project(t);
   await writeTree(dir, { 'docker-bake.json': JSON.stringify({ target: { a: { target: 'a', output: ['type=local,dest=out/a'] }, b: { target: 'b', output: ['type=local,dest=out/b'] } }, group: { default: { targets: ['a', 'b'] } } }) });
@@ -352,7 +352,9 @@ test('with a kiln daemon serving the root, kiln bake runs beside it (in its own 
     expect(r.stderr).not.toContain('error');
     expect(r.code).toBe(0);
     expect(await readFile(join(dir, 'out/b/stamp'), 'utf8')).toBe(await readFile(join(dir, 'out/a/stamp'), 'utf8'));
-    // The daemon serves kiln build on the same root meanwhile, from the cache bake filled.
+    // The daemon logs a command after it answered it.
+    await expect.poll(() => d.log(), { timeout: 10_000 }).toContain('bake: client pid');
+    // The daemon serves kiln build on the same root, from the cache bake filled.
     const built = await runKiln(sb, ['build', dir, '--root', sb.root, '--target', 'a', '--progress', 'plain', '-o', `type=local,dest=${join(dir, 'out/daemon')}`], { env });
     expect(built.code).toBe(0);
     expect(d.log()).toContain('build');
