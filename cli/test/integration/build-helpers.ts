@@ -98,10 +98,11 @@ export interface KilnRun {
 export function runKiln(
   sb: KilnSandbox,
   args: readonly string[],
-  opts: { env?: Record<string, string>; stdin?: string; onStderr?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {},
+  opts: { env?: Record<string, string>; stdin?: string; cwd?: string; onStderr?: (chunk: string, child: import('node:child_process').ChildProcess) => void } = {},
 ): Promise<KilnRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, ...args], {
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       env: { ...process.env, PATH: sb.path, ...opts.env },
       stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
