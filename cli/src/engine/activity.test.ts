@@ -72,3 +72,26 @@ test('the only build waiting gives up: no mark is left once the lock frees (it w
     holder.kill();
   }
 });
+
+test('a mark under this process\'s pid that it did not write (a daemon restarted as pid 1 of its container) is a killed build', async () => {
+  const dir = join(root, 'engine', 'active');
+  await mkdir(dir, { recursive: true });
+  const mark = join(dir, String(process.pid));
+  await writeFile(mark, '');
+  const a = new RootActivity(root);
+  expect(a.killedBuilds()).toBe(true);
+  let ran = false;
+  await a.exclusive(async () => {
+    ran = true;
+  });
+  expect(ran).toBe(true);
+  expect(existsSync(mark)).toBe(false);
+  expect(a.killedBuilds()).toBe(false);
+  // Its own mark is no killed build, and refuses an exclusive run as before.
+  await a.begin();
+  expect(existsSync(mark)).toBe(true);
+  expect(a.killedBuilds()).toBe(false);
+  await expect(a.exclusive(async () => undefined)).rejects.toMatchObject({ code: 'KLN0708' });
+  a.end();
+  expect(existsSync(mark)).toBe(false);
+});

@@ -92,7 +92,15 @@ export class RootActivity {
     } catch {
       return false;
     }
-    return names.some((name) => Number(name) !== process.pid && !pidAlive(Number(name)));
+    return names.some((name) => (Number(name) === process.pid ? this.#earlierOwnPid() : !pidAlive(Number(name))));
+  }
+
+  /**
+   * Whether the mark under this process's pid is an earlier process's that had the same pid (a
+   * daemon restarted as pid 1 of its container): one this process neither wrote nor is writing.
+   */
+  #earlierOwnPid(): boolean {
+    return this.#builds === 0 && this.#mark === undefined && this.#marking === undefined;
   }
 
   /**
@@ -107,7 +115,11 @@ export class RootActivity {
       const dead: string[] = [];
       for (const name of await readdir(this.#dir)) {
         const pid = Number(name);
-        if (pid === process.pid) continue;
+        if (pid === process.pid) {
+          // No build of this process can write its mark meanwhile: that needs this lock.
+          if (this.#earlierOwnPid()) dead.push(name);
+          continue;
+        }
         if (pidAlive(pid)) live.push(pid);
         else dead.push(name);
       }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import { processAlive } from '../api/process-alive.js';
+import { ownProcessStart, processStart } from './process-start.js';
 import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotRemoveOptions, Snapshotter } from '../api/snapshot.js';
 import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
@@ -43,6 +44,11 @@ interface SnapshotMeta extends SnapshotInfo {
    * snapshot is garbage (see {@link LocalSnapshotter.orphans}). Absent in metas written before.
    */
   readonly pid?: number;
+  /**
+   * When that process started (see processStart): tells it from a later process given the same
+   * pid (a daemon restarted as pid 1 of its container sees its previous run's snapshots as gone).
+   */
+  readonly pidStart?: string;
 }
 
 /** Options for {@link LocalSnapshotter}. */
@@ -546,7 +552,7 @@ export class LocalSnapshotter implements Snapshotter {
           layer: l.dir,
           layerOwner: l.owner,
           ...(top ? {} : { mergePart: true }),
-          pid: process.pid,
+          ...creator(),
         };
         await this.#writeMeta(meta);
         try {
@@ -752,12 +758,22 @@ export class LocalSnapshotter implements Snapshotter {
   #creatorGone(opts: OrphanOptions): (m: SnapshotMeta) => boolean {
     const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
     const alive = new Map<number, boolean>();
+    const started = new Map<number, string | undefined>();
+    const own = ownProcessStart();
     return (m) => {
       if (m.pid === undefined) return Date.parse(m.createdAt) < cutoff;
-      if (m.pid === process.pid) return false;
+      // This pid is this process's now: a snapshot of another start was made by an earlier
+      // process that had it (and is gone, or this one could not have it).
+      if (m.pid === process.pid) return m.pidStart !== undefined && own !== undefined && m.pidStart !== own;
       let a = alive.get(m.pid);
       if (a === undefined) alive.set(m.pid, (a = processAlive(m.pid)));
-      return !a;
+      if (!a) return true;
+      // Alive, but another process than its creator when it started at another time (a pid
+      // reused); when /proc cannot tell, the creator may still run.
+      if (m.pidStart === undefined) return false;
+      if (!started.has(m.pid)) started.set(m.pid, processStart(m.pid));
+      const now = started.get(m.pid);
+      return now !== undefined && now !== m.pidStart;
     };
   }
 
@@ -898,7 +914,7 @@ export class LocalSnapshotter implements Snapshotter {
       labels,
       dir,
       chain: [],
-      pid: process.pid,
+      ...creator(),
     };
     await this.#writeMeta(meta);
     try {
@@ -949,6 +965,12 @@ export class LocalSnapshotter implements Snapshotter {
     if (m.kind !== 'committed') throw new WorkerError('SNAPSHOT_STATE', `snapshot ${id} is ${m.kind}, not committed`);
     return m;
   }
+}
+
+/** The creator fields of a new snapshot's meta: this process, and when it started. */
+function creator(): { readonly pid: number; readonly pidStart?: string } {
+  const start = ownProcessStart();
+  return start === undefined ? { pid: process.pid } : { pid: process.pid, pidStart: start };
 }
 
 /** The skeleton dir of layer dir `<dir>/fs`: `<dir>/skel`. */

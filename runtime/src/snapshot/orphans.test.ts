@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { LocalSnapshotter } from './local.js';
+import { ownProcessStart, processStart } from './process-start.js';
 
 // What a kiln process killed mid-build leaves in the snapshotter, and what a sweep may take.
 // Real snapshots on disk; a "killed" creator is simulated by naming a pid no process can have in
@@ -27,11 +28,17 @@ function metaFile(id: string): string {
   return join(root, 'snapshots', dir, 'meta.json');
 }
 
-/** Rewrites the creator (and optionally the creation time) a snapshot's meta names. */
-function setCreator(id: string, pid: number | undefined, createdAt?: string): void {
+/**
+ * Rewrites the creator (and optionally the creation time) a snapshot's meta names, with the start
+ * time that process would have written (`pidStart` overrides it; none for a pid no process has).
+ */
+function setCreator(id: string, pid: number | undefined, createdAt?: string, pidStart?: string): void {
   const m = JSON.parse(readFileSync(metaFile(id), 'utf8')) as Record<string, unknown>;
   if (pid === undefined) delete m['pid'];
   else m['pid'] = pid;
+  const start = pidStart ?? (pid === undefined ? undefined : processStart(pid));
+  if (start === undefined) delete m['pidStart'];
+  else m['pidStart'] = start;
   if (createdAt !== undefined) m['createdAt'] = createdAt;
   writeFileSync(metaFile(id), JSON.stringify(m));
 }
@@ -206,5 +213,49 @@ describe('LocalSnapshotter.orphans: what a sweep cannot read or did not finish',
     expect(existsSync(activeDir)).toBe(false);
     expect(existsSync(unrecordedDir)).toBe(false);
     expect(existsSync(liveDir)).toBe(true);
+  });
+});
+
+describe('LocalSnapshotter.orphans: a pid another process holds now', () => {
+  test('this process\'s pid held by an earlier process (a daemon restarted as pid 1 of its container): its snapshots go, this one\'s stay', async () => {
+    const s = new LocalSnapshotter({ root });
+    await committed(s, 'layer-base', undefined, 'base');
+    await s.prepare('exec-earlier', 'layer-base');
+    await committed(s, 'exec-earlier-result', 'layer-base', 'e');
+    await s.prepare('exec-mine', 'layer-base');
+    const own = ownProcessStart();
+    expect(own).toMatch(/^[0-9a-f-]{36}:\d+$/);
+    expect(JSON.parse(readFileSync(metaFile('exec-mine'), 'utf8')).pidStart).toBe(own);
+    const earlier = `${(own as string).split(':')[0]}:1`;
+    for (const id of ['exec-earlier', 'exec-earlier-result']) setCreator(id, process.pid, undefined, earlier);
+    // Written by a kiln before start times were recorded: this process's own, as far as it can tell.
+    await s.prepare('exec-no-start', 'layer-base');
+    const m = JSON.parse(readFileSync(metaFile('exec-no-start'), 'utf8')) as Record<string, unknown>;
+    delete m['pidStart'];
+    writeFileSync(metaFile('exec-no-start'), JSON.stringify(m));
+    expect((await reopen().orphans(rules())).map((o) => o.id)).toEqual(['exec-earlier', 'exec-earlier-result']);
+  });
+
+  test('a live pid that started at another time than the creator is a reused pid: the creator is gone', async () => {
+    const s = new LocalSnapshotter({ root });
+    await committed(s, 'layer-base', undefined, 'base');
+    await s.prepare('exec-reused', 'layer-base');
+    await s.prepare('exec-other', 'layer-base');
+    await s.prepare('exec-other-no-start', 'layer-base');
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const pid = other.pid as number;
+      const real = processStart(pid) as string;
+      expect(real).toMatch(/:\d+$/);
+      setCreator('exec-other', pid);
+      setCreator('exec-reused', pid, undefined, `${real.split(':')[0]}:1`);
+      setCreator('exec-other-no-start', pid);
+      const m = JSON.parse(readFileSync(metaFile('exec-other-no-start'), 'utf8')) as Record<string, unknown>;
+      delete m['pidStart'];
+      writeFileSync(metaFile('exec-other-no-start'), JSON.stringify(m));
+      expect((await reopen().orphans(rules())).map((o) => o.id)).toEqual(['exec-reused']);
+    } finally {
+      other.kill();
+    }
   });
 });
