@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import { processAlive } from '../api/process-alive.js';
-import { ownProcessStart, processStart } from './process-start.js';
+import { ownProcessStart } from './process-start.js';
 import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotRemoveOptions, Snapshotter } from '../api/snapshot.js';
 import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
@@ -758,7 +758,6 @@ export class LocalSnapshotter implements Snapshotter {
   #creatorGone(opts: OrphanOptions): (m: SnapshotMeta) => boolean {
     const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
     const alive = new Map<number, boolean>();
-    const started = new Map<number, string | undefined>();
     const own = ownProcessStart();
     return (m) => {
       if (m.pid === undefined) return Date.parse(m.createdAt) < cutoff;
@@ -767,13 +766,10 @@ export class LocalSnapshotter implements Snapshotter {
       if (m.pid === process.pid) return m.pidStart !== undefined && own !== undefined && m.pidStart !== own;
       let a = alive.get(m.pid);
       if (a === undefined) alive.set(m.pid, (a = processAlive(m.pid)));
-      if (!a) return true;
-      // Alive, but another process than its creator when it started at another time (a pid
-      // reused); when /proc cannot tell, the creator may still run.
-      if (m.pidStart === undefined) return false;
-      if (!started.has(m.pid)) started.set(m.pid, processStart(m.pid));
-      const now = started.get(m.pid);
-      return now !== undefined && now !== m.pidStart;
+      // A live pid keeps the snapshot even when that process started at another time than the
+      // meta says (a pid reused: kept too long, never removed under a live creator). Another
+      // process's start read through /proc is not compared: a time namespace shifts it.
+      return !a;
     };
   }
 
