@@ -1,5 +1,5 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
-import { readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pidAlive, throwIfCancelled, withFileLock } from '@kiln/solver';
 import { EngineError } from './errors.js';
@@ -50,7 +50,7 @@ export class RootActivity {
       await withFileLock(this.#lock, stop.signal, async () => {
         // Synchronous from the check to #mark: an end() cannot slip in between.
         if (this.#builds === 0) return;
-        writeFileSync(mark, '');
+        writeFileSync(mark, pidNamespace() ?? '');
         this.#mark = mark;
       });
     })();
@@ -100,7 +100,16 @@ export class RootActivity {
    * daemon restarted as pid 1 of its container): one this process neither wrote nor is writing.
    */
   #earlierOwnPid(): boolean {
-    return this.#builds === 0 && this.#mark === undefined && this.#marking === undefined;
+    if (this.#builds > 0 || this.#mark !== undefined || this.#marking !== undefined) return false;
+    // Only a mark written in this pid namespace: a kiln in another container sharing the root
+    // may have this same pid and be building right now.
+    const ns = pidNamespace();
+    if (ns === undefined) return false;
+    try {
+      return readFileSync(join(this.#dir, String(process.pid)), 'utf8') === ns;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -159,4 +168,18 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
       },
     );
   });
+}
+
+let ownNs: string | undefined | null = null;
+
+/** This process's pid namespace (`pid:[<inode>]`, what a mark holds), or undefined without /proc. */
+function pidNamespace(): string | undefined {
+  if (ownNs === null) {
+    try {
+      ownNs = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      ownNs = undefined;
+    }
+  }
+  return ownNs;
 }

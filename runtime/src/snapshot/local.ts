@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import { processAlive } from '../api/process-alive.js';
-import { ownProcessStart } from './process-start.js';
+import { ownPidNamespace, ownProcessStart } from './process-start.js';
 import type { Mount, MountedSnapshot, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotRemoveOptions, Snapshotter } from '../api/snapshot.js';
 import type { DiffOptions, LayerDescriptor } from '../api/layer.js';
 import { changes } from '../layer/changes.js';
@@ -49,6 +49,12 @@ interface SnapshotMeta extends SnapshotInfo {
    * pid (a daemon restarted as pid 1 of its container sees its previous run's snapshots as gone).
    */
   readonly pidStart?: string;
+  /**
+   * The pid namespace of that process (see ownPidNamespace): a process of another namespace (a
+   * kiln in another container sharing the root) cannot tell whether that pid still runs, so it
+   * keeps the snapshot.
+   */
+  readonly pidNs?: string;
 }
 
 /** Options for {@link LocalSnapshotter}. */
@@ -759,11 +765,14 @@ export class LocalSnapshotter implements Snapshotter {
     const cutoff = Date.now() - (opts.unknownCreatorAgeMs ?? 3_600_000);
     const alive = new Map<number, boolean>();
     const own = ownProcessStart();
+    const ns = ownPidNamespace();
     return (m) => {
       if (m.pid === undefined) return Date.parse(m.createdAt) < cutoff;
-      // This pid is this process's now: a snapshot of another start was made by an earlier
-      // process that had it (and is gone, or this one could not have it).
-      if (m.pid === process.pid) return m.pidStart !== undefined && own !== undefined && m.pidStart !== own;
+      // Made in another pid namespace (or this one's unknown): its pid means nothing here.
+      if (m.pidNs !== undefined && m.pidNs !== ns) return false;
+      // This pid is this process's now: a snapshot of another start made in this namespace was
+      // made by an earlier process that had it (and is gone, or this one could not have it).
+      if (m.pid === process.pid) return m.pidNs !== undefined && m.pidStart !== undefined && own !== undefined && m.pidStart !== own;
       let a = alive.get(m.pid);
       if (a === undefined) alive.set(m.pid, (a = processAlive(m.pid)));
       // A live pid keeps the snapshot even when that process started at another time than the
@@ -963,10 +972,11 @@ export class LocalSnapshotter implements Snapshotter {
   }
 }
 
-/** The creator fields of a new snapshot's meta: this process, and when it started. */
-function creator(): { readonly pid: number; readonly pidStart?: string } {
+/** The creator fields of a new snapshot's meta: this process, when it started, its pid namespace. */
+function creator(): { readonly pid: number; readonly pidStart?: string; readonly pidNs?: string } {
   const start = ownProcessStart();
-  return start === undefined ? { pid: process.pid } : { pid: process.pid, pidStart: start };
+  const ns = ownPidNamespace();
+  return { pid: process.pid, ...(start === undefined ? {} : { pidStart: start }), ...(ns === undefined ? {} : { pidNs: ns }) };
 }
 
 /** The skeleton dir of layer dir `<dir>/fs`: `<dir>/skel`. */

@@ -253,4 +253,23 @@ describe('LocalSnapshotter.orphans: a pid another process holds now', () => {
       other.kill();
     }
   });
+
+  test('made in another pid namespace (a kiln in another container sharing the root): its pid says nothing here, kept', async () => {
+    const s = new LocalSnapshotter({ root });
+    await committed(s, 'layer-base', undefined, 'base');
+    await s.prepare('exec-other-ns-dead-pid', 'layer-base');
+    await s.prepare('exec-other-ns-my-pid', 'layer-base');
+    await s.prepare('exec-this-ns-dead-pid', 'layer-base');
+    const foreign = (id: string, pid: number): void => {
+      setCreator(id, pid, undefined, `${(ownProcessStart() as string).split(':')[0]}:1`);
+      const m = JSON.parse(readFileSync(metaFile(id), 'utf8')) as Record<string, unknown>;
+      expect(m['pidNs']).toMatch(/^pid:\[\d+\]$/);
+      m['pidNs'] = 'pid:[1]';
+      writeFileSync(metaFile(id), JSON.stringify(m));
+    };
+    foreign('exec-other-ns-dead-pid', DEAD);
+    foreign('exec-other-ns-my-pid', process.pid);
+    setCreator('exec-this-ns-dead-pid', DEAD);
+    expect((await reopen().orphans(rules())).map((o) => o.id)).toEqual(['exec-this-ns-dead-pid']);
+  });
 });

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 let bootId: string | undefined | null = null;
 
@@ -35,4 +35,22 @@ let own: string | undefined | null = null;
 export function ownProcessStart(): string | undefined {
   if (own === null) own = processStart(process.pid);
   return own;
+}
+
+let ownNs: string | undefined | null = null;
+
+/**
+ * This process's pid namespace (`pid:[<inode>]`), or undefined when /proc cannot tell. A pid
+ * names a process only inside its namespace: a pid recorded in another one (a kiln in another
+ * container sharing the root) says nothing about liveness here.
+ */
+export function ownPidNamespace(): string | undefined {
+  if (ownNs === null) {
+    try {
+      ownNs = readlinkSync('/proc/self/ns/pid');
+    } catch {
+      ownNs = undefined;
+    }
+  }
+  return ownNs;
 }
