@@ -32,13 +32,45 @@ export async function withFileLock<T>(lock: string, signal: AbortSignal | undefi
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
       // An empty file is a lock being written right now; only a dead owner's lock is broken.
-      if (owner > 0 && !pidAlive(owner)) await unlink(lock).catch(() => undefined);
-      else await new Promise((r) => setTimeout(r, pollMs));
+      if (owner > 0 && !pidAlive(owner)) await breakStale(lock, owner, pollMs);
+      else await sleep(pollMs);
     }
   }
   try {
     return await fn();
   } finally {
     await unlink(lock).catch(() => undefined);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Removes `lock` if it still holds the dead `owner`'s pid, one breaker at a time (`<lock>.break`):
+ * two waiters that both read the dead pid would otherwise both remove "it", the second removing
+ * the lock the first had taken meanwhile, and both would hold it. A breaker left by a process that
+ * died while breaking (a window of microseconds) is removed the same way.
+ */
+async function breakStale(lock: string, owner: number, pollMs: number): Promise<void> {
+  const breaker = `${lock}.break`;
+  let fh;
+  try {
+    fh = await open(breaker, 'wx');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const b = Number(await readFile(breaker, 'utf8').catch(() => ''));
+    if (b > 0 && !pidAlive(b)) await unlink(breaker).catch(() => undefined);
+    else await sleep(pollMs);
+    return;
+  }
+  try {
+    try {
+      await fh.writeFile(String(process.pid));
+    } finally {
+      await fh.close();
+    }
+    if (Number(await readFile(lock, 'utf8').catch(() => '')) === owner) await unlink(lock).catch(() => undefined);
+  } finally {
+    await unlink(breaker).catch(() => undefined);
   }
 }
