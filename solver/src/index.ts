@@ -54,6 +54,7 @@ export { ImportedCache, isImportedId, type CacheBlobOpener, type ImportedBacklin
 export { addCacheKeyChains, backlinkSource, type BacklinkSource, type CacheExportMode, type ResolveChainResult } from './cache/remote-export.js';
 export {
   CacheStore,
+  selectPruneVictims,
   type CacheStoreOptions,
   type CacheLink,
   type CacheResultRecord,

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, test } from 'vitest';
 import { CacheKey, rootKey, slowCacheKey } from './cache-key.js';
 import { CacheManager } from './cache-manager.js';
-import { CacheStore, type ReleaseContext } from './store.js';
+import { CacheStore, selectPruneVictims, type DiskUsageRecord, type ReleaseContext } from './store.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -92,6 +92,39 @@ describe('CacheManager over CacheStore', () => {
     expect((await store.prune({ all: true })).map((v) => v.snapshot).sort()).toEqual(['s0', 's1']);
     expect(store.du()).toEqual([]);
     expect(m.load(new CacheKey(D('0'), 0))).toBeUndefined();
+  });
+
+  test('prune keepDuration and filter; totalSize and hasUnusedSince read SQL only', async () => {
+    let now = 1_000_000;
+    const store = CacheStore.open({ path: ':memory:', now: () => now, releaseSnapshot: async () => undefined });
+    store.save('k0', [], { id: 'a', snapshot: 'old', size: 100, description: 'old op' });
+    store.upsertRecord({ snapshot: 'cachemount:x', size: 50, description: 'cache mount x', kind: 'exec.cachemount' });
+    store.save('k1', [], { id: 'b', snapshot: 'old', size: 100, description: 'old op again' }); // same snapshot: counted once
+    now += 60_000;
+    store.save('k2', [], { id: 'c', snapshot: 'new', size: 10, description: 'new op' });
+    expect(store.totalSize()).toBe(160);
+    expect(store.hasUnusedSince(['exec.cachemount'], now - 30_000)).toBe(true);
+    expect(store.hasUnusedSince(['exec.cachemount'], now - 90_000)).toBe(false);
+    expect(store.hasUnusedSince(['source.local'], now)).toBe(false);
+    const release = store.lease('cachemount:x');
+    expect(store.hasUnusedSince(['exec.cachemount'], now)).toBe(false); // leased: in use
+    release();
+    // Only records unused for 30 s, and only cache mounts:
+    expect((await store.prune({ keepDuration: 30_000, filter: (u) => u.kind === 'exec.cachemount' })).map((v) => v.snapshot)).toEqual(['cachemount:x']);
+    expect(store.totalSize()).toBe(110);
+    // keepDuration spares the new record even without a filter.
+    expect((await store.prune({ keepDuration: 30_000 })).map((v) => v.snapshot)).toEqual(['old']);
+    expect(store.du().map((u) => u.snapshot)).toEqual(['new']);
+  });
+
+  test('selectPruneVictims: keepStorage counts every record, the filter only chooses', () => {
+    const rec = (snapshot: string, size: number, lastUsed: number, kind: DiskUsageRecord['kind'] = 'regular', inUse = false): DiskUsageRecord => ({ snapshot, size, created: 0, lastUsed, description: snapshot, kind, keys: 1, inUse });
+    const usage = [rec('a', 100, 1), rec('m', 100, 2, 'exec.cachemount'), rec('b', 100, 3), rec('f', 100, 0, 'frontend'), rec('u', 100, 0, 'regular', true)];
+    expect(selectPruneVictims(usage, 500, { keepStorage: 250 }, 10).map((v) => v.snapshot)).toEqual(['a', 'm', 'b']);
+    expect(selectPruneVictims(usage, 500, { keepStorage: 250, all: true }, 10).map((v) => v.snapshot)).toEqual(['f', 'a', 'm']);
+    expect(selectPruneVictims(usage, 500, { keepStorage: 250, filter: (u) => u.kind === 'exec.cachemount' }, 10).map((v) => v.snapshot)).toEqual(['m']);
+    expect(selectPruneVictims(usage, 500, { keepStorage: 500 }, 10)).toEqual([]);
+    expect(selectPruneVictims(usage, 500, { keepDuration: 8 }, 10).map((v) => v.snapshot)).toEqual(['a']);
   });
 
   test('a snapshot whose removal fails stays pending: du counts it, later prunes retry it, a reuse cancels it', async () => {

@@ -53,6 +53,33 @@ export interface PruneOptions {
   readonly all?: boolean;
   /** Keep up to this many bytes, removing least recently used snapshots first. */
   readonly keepStorage?: number;
+  /**
+   * Keep what was used within this many ms (buildctl `--keep-duration`, buildx `--filter until=`):
+   * only records last used before `now - keepDuration` may go.
+   */
+  readonly keepDuration?: number;
+  /** Only records this accepts may go (buildctl `--filter`); the total still counts every record. */
+  readonly filter?: (record: DiskUsageRecord) => boolean;
+}
+
+/**
+ * The records a prune with `opts` removes, in removal order: those not in use, of an eligible
+ * kind (`internal` and `frontend` only with `all`), accepted by `filter` and unused for
+ * `keepDuration`; least recently used first. With `keepStorage`, only until `total` (every
+ * record's size, BuildKit's unshared total) fits. Pure: the automatic GC plans with it too.
+ */
+export function selectPruneVictims(usage: readonly DiskUsageRecord[], total: number, opts: PruneOptions, now: number): DiskUsageRecord[] {
+  const cutoff = opts.keepDuration === undefined ? Infinity : now - opts.keepDuration;
+  const eligible = usage.filter(
+    (u) => !u.inUse && u.pendingRemoval !== true && (opts.all === true || (u.kind !== 'internal' && u.kind !== 'frontend')) && u.lastUsed < cutoff && (opts.filter?.(u) ?? true),
+  );
+  const victims: DiskUsageRecord[] = [];
+  for (const u of eligible.sort((a, b) => a.lastUsed - b.lastUsed)) {
+    if (opts.keepStorage !== undefined && total <= opts.keepStorage) break;
+    victims.push(u);
+    total -= u.size;
+  }
+  return victims;
 }
 
 /** What the store tells a {@link ReleaseSnapshotHook} about the snapshot it releases. */
@@ -322,6 +349,24 @@ export class CacheStore {
     }));
   }
 
+  /**
+   * The bytes `du` counts (each snapshot once, plus those pending removal) in one SQL query: what
+   * the automatic GC checks after every build, cheap while the cache is under its limit.
+   */
+  totalSize(): number {
+    const row = this.#stmt(
+      `SELECT (SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM results GROUP BY snapshot))
+            + (SELECT COALESCE(SUM(size), 0) FROM pending_release) AS total`,
+    ).get() as { total: number };
+    return row.total;
+  }
+
+  /** Whether a record of one of `kinds` was last used before `before` (ms), not counting leased ones. */
+  hasUnusedSince(kinds: readonly CacheRecordKind[], before: number): boolean {
+    const rows = this.#stmt(`SELECT DISTINCT snapshot FROM results WHERE last_used < ? AND kind IN (SELECT value FROM json_each(?))`).all(before, JSON.stringify(kinds)) as Array<{ snapshot: string }>;
+    return rows.some((r) => !this.#inUse.has(r.snapshot));
+  }
+
   /** Every snapshot some result refers to (a worker may delete snapshots outside this set). */
   referencedSnapshots(): Set<string> {
     return new Set((this.#stmt('SELECT DISTINCT snapshot FROM results').all() as Array<{ snapshot: string }>).map((r) => r.snapshot));
@@ -350,15 +395,8 @@ export class CacheStore {
     // What earlier prunes could not remove goes first (its children may be gone by now).
     const earlier = await this.#retry();
     const usage = this.#recordUsage();
-    const eligible = usage.filter((u) => !u.inUse && (opts.all === true || (u.kind !== 'internal' && u.kind !== 'frontend')));
-    let total = usage.reduce((n, u) => n + u.size, 0) + this.#pendingUsage().reduce((n, u) => n + u.size, 0);
-    const victims: DiskUsageRecord[] = [];
-    // Oldest use first.
-    for (const u of [...eligible].sort((a, b) => a.lastUsed - b.lastUsed)) {
-      if (opts.keepStorage !== undefined && total <= opts.keepStorage) break;
-      victims.push(u);
-      total -= u.size;
-    }
+    const total = usage.reduce((n, u) => n + u.size, 0) + this.#pendingUsage().reduce((n, u) => n + u.size, 0);
+    const victims = selectPruneVictims(usage, total, opts, this.#now());
     const delResults = this.#stmt('DELETE FROM results WHERE snapshot = ?');
     this.#db.transaction(() => {
       for (const v of victims) {
