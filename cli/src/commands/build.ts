@@ -8,6 +8,7 @@ import { BrokenPipeError, callerEnv, callerPath, readAll, type CliIo } from '../
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
+import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
@@ -214,8 +215,11 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     throw new ReportedError(interrupted ? 130 : 1, e instanceof Error ? e.message : String(e));
   } finally {
     await holder.held?.release();
+    // Automatic GC (docs/gc.md): decided while the engine is open, run after the build mark is gone.
+    const gc = lease === undefined ? undefined : gcAfterBuild(lease.engine, io);
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
+    await gc?.();
   }
   // the answer is printed: only the exit status is left
   if (callFailed) throw new ReportedError(1, 'build checks found problems');

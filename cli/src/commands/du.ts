@@ -5,6 +5,7 @@ import { CacheStore, formatBytes, gitRepoUsage, type DiskUsageRecord, type GitRe
 import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { orphanRules, type OrphanSnapshot } from '../engine/engine.js';
+import { parseRecordFilters, type RecordSelection } from '../engine/prune-filter.js';
 
 /** One row of `kiln du`. */
 export interface UsageRow {
@@ -24,7 +25,7 @@ export interface UsageRow {
  * most recently used first; and snapshots killed kiln processes left behind (kind `orphan`), which
  * the next build removes (or `kiln prune`).
  */
-export async function diskUsage(root: string): Promise<UsageRow[]> {
+export async function diskUsage(root: string, selection: RecordSelection = {}): Promise<UsageRow[]> {
   const store = CacheStore.open({ path: join(root, 'cache', 'solver.db') });
   let records: DiskUsageRecord[];
   const orphans: UsageRow[] = [];
@@ -54,7 +55,14 @@ export async function diskUsage(root: string): Promise<UsageRow[]> {
       }),
     )
     .concat(repos, orphans)
+    .filter((r) => selects(selection, r, Date.now()))
     .sort((a, b) => b.lastUsed - a.lastUsed);
+}
+
+/** Whether `--filter` selects a row: it matches, and was not used within `until` (what a prune with it removes). */
+function selects(selection: RecordSelection, r: UsageRow, now: number): boolean {
+  if (selection.keepDuration !== undefined && r.lastUsed >= now - selection.keepDuration) return false;
+  return selection.match?.(r) ?? true;
 }
 
 /** A snapshot a killed kiln process left behind as a `kiln du` / `kiln prune` row. */
@@ -68,16 +76,17 @@ export function gitRepoRow(g: GitRepoUsage): UsageRow {
   return { id: g.id, kind: 'regular', size: g.size, reclaimable: true, lastUsed: g.lastUsed, description: `shared git repo for ${g.remote}` };
 }
 
-/** Registers `kiln du [--verbose]`: build cache usage, like `buildctl du`. */
+/** Registers `kiln du [--verbose] [--filter F]...`: build cache usage, like `buildctl du`. */
 export function registerDu(program: Command, io: CliIo): void {
   program
     .command('du')
     .description('show build cache disk usage')
     .option('-v, --verbose', 'show descriptions and last use')
+    .option('--filter <filter>', 'only records matching: type=exec.cachemount, id=…, description~=REGEXP, until=24h (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--root <dir>', 'kiln state directory')
-    .action(async (flags: { verbose?: boolean; root?: string }) => {
+    .action(async (flags: { verbose?: boolean; root?: string; filter: string[] }) => {
       const root = kilnRoot(flags.root, io).path;
-      const rows = await diskUsage(root);
+      const rows = await diskUsage(root, parseRecordFilters(flags.filter));
       io.stdout.write(renderUsage(rows, flags.verbose === true));
     });
 }
