@@ -6,6 +6,8 @@ import { kilnRoot } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import type { EngineSource } from '../engine/lease.js';
+import { DaemonGc } from '../engine/auto-gc.js';
+import type { GcPolicy } from '../engine/gc-policy.js';
 import { commandOf, DAEMON_COMMANDS, ROOTLESS_COMMANDS, Frame, FrameReader, frame, PROTOCOL_VERSION, rootFlagOf, type Hello } from './protocol.js';
 
 /** Options of {@link KilnDaemon.listen}. */
@@ -18,7 +20,12 @@ export interface DaemonOptions {
   readonly run: (argv: readonly string[], io: CliIo) => Promise<number>;
   /** One line per served command and lifecycle event. */
   readonly log?: (line: string) => void;
+  /** The automatic GC after each build command (absent: none), run once its client has the answer. */
+  readonly gc?: GcPolicy;
 }
+
+/** Commands after which the daemon's automatic GC runs. */
+const BUILD_COMMANDS: ReadonlySet<string> = new Set(['build', 'bake', 'solve']);
 
 /**
  * `kiln daemon`: one long-lived process per kiln root that runs `kiln build`, `solve`, `du` and
@@ -33,11 +40,13 @@ export class KilnDaemon {
   readonly #engine: KilnEngine;
   readonly #running = new Set<Promise<void>>();
   readonly #interrupts = new Set<(sig: string) => void>();
+  readonly #gc: DaemonGc | undefined;
 
   private constructor(opts: DaemonOptions, server: Server, engine: KilnEngine) {
     this.#opts = opts;
     this.#server = server;
     this.#engine = engine;
+    this.#gc = opts.gc === undefined ? undefined : new DaemonGc(opts.gc, opts.log);
   }
 
   /** Opens the root's engine and starts listening; refuses if a daemon already answers on the socket. */
@@ -72,6 +81,7 @@ export class KilnDaemon {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const l of [...this.#interrupts]) l('SIGTERM');
     await Promise.allSettled([...this.#running]);
+    await this.#gc?.idle();
     await closed;
     this.#engine.close();
     await unlink(this.#opts.socket).catch(() => undefined);
@@ -119,6 +129,7 @@ export class KilnDaemon {
         req.exit(code);
         // Only the command name: arguments can carry values (build args) that must not reach a log.
         this.#opts.log?.(`${command}: client pid ${Number.isInteger(hello.pid) ? String(hello.pid) : '?'} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
+        if (BUILD_COMMANDS.has(command)) this.#gc?.afterBuild(this.#engine);
       })
       .finally(() => this.#running.delete(run));
     this.#running.add(run);
