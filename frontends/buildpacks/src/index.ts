@@ -33,3 +33,4 @@ export { applyEnvOps, envDirOps, rootDirOps, withPlatformEnv, BUILD_ROOT_DIRS, L
 export { launcherScript, type LauncherSpec } from './launcher.js';
 export { createBuildpacksFrontend } from './frontend.js';
 export { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from './wire.js';
+export { CnbLabel, RUN_IMAGE_LABEL_PREFIXES, readRunImageMetadata, type RunImageMetadata } from './image-labels.js';

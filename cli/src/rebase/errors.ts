@@ -1,0 +1,21 @@
+/** Stable codes of `kiln rebase` refusals (the buildpacks range, after the frontend's KLN0901-0907). */
+export type RebaseErrorCode =
+  | 'KLN0920' // the image is not a CNB app image (no io.buildpacks.lifecycle.metadata runImage.topLayer)
+  | 'KLN0921' // io.buildpacks.rebasable=false and no --force
+  | 'KLN0922' // the new run image does not fit the app: os/arch/variant/distro (--force skips), or stack id/mixins (images before Platform API 0.12)
+  | 'KLN0923' // the run image's top layer (runImage.topLayer) is not a layer of the app image
+  | 'KLN0924' // --run-image is not the run image (or a mirror) the app image names, and no --force
+  | 'KLN0925'; // an image to read is missing or malformed (not in the store, no manifest for the platform, layers and diff_ids disagree)
+
+/** A `kiln rebase` refusal: stable code, one-line message, optional hint. */
+export class RebaseError extends Error {
+  override readonly name = 'RebaseError';
+  readonly code: RebaseErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: RebaseErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.hint = opts.hint;
+  }
+}
