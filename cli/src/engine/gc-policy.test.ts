@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { CacheStore, selectPruneVictims, type CacheRecordKind, type DiskUsageRecord } from '@kiln/solver';
+import { defaultGcPolicy, defaultKeepBytes, gcDue, gcPolicyFor, EASY_KEEP_BYTES, type CacheTotals } from './gc-policy.js';
+
+const GB = 1e9;
+const H = 3_600_000;
+
+describe('default cap (BuildKit DiskSpace.AsBytes, 10%, kiln ceiling 20 GB)', () => {
+  test.for([
+    [undefined, 2 * GB], // unknown: BuildKit's fallback
+    [10 * 2 ** 30, 2 * GB], // 10 GiB disk: 1 GiB -> floor(1)+1 = 2 GB
+    [50 * 2 ** 30, 6 * GB], // 5 GiB -> 6 GB
+    [5 * 2 ** 30, 1 * GB], // 0.5 GiB -> 1 GB
+    [100 * 2 ** 30, 11 * GB],
+    [1000 * 2 ** 30, 20 * GB], // 101 GB capped
+  ] as const)('%s bytes', ([fs, keep]) => {
+    expect(defaultKeepBytes(fs)).toBe(keep);
+  });
+});
+
+describe('gcPolicyFor', () => {
+  const dir = '/nonexistent/kiln/root'; // statfs falls back to /
+  test('a size; 0/off disable; default uses the filesystem; malformed is KLN0707', () => {
+    expect(gcPolicyFor('1MB', dir)?.keepBytes).toBe(1024 * 1024);
+    expect(gcPolicyFor('2GB', dir)?.rules.map((r) => r.keepBytes)).toEqual([EASY_KEEP_BYTES, 2 * 1024 ** 3, 2 * 1024 ** 3, 2 * 1024 ** 3]);
+    for (const off of ['0', 'off', 'OFF', 'false']) expect(gcPolicyFor(off, dir)).toBeUndefined();
+    const def = gcPolicyFor(undefined, dir)?.keepBytes ?? 0;
+    expect(def).toBeGreaterThanOrEqual(1 * GB);
+    expect(def).toBeLessThanOrEqual(20 * GB);
+    expect(gcPolicyFor('', dir)?.keepBytes).toBe(def);
+    expect(() => gcPolicyFor('lots', dir)).toThrow(expect.objectContaining({ code: 'KLN0707' }));
+  });
+
+  test("BuildKit's four default rules, in order", () => {
+    const p = defaultGcPolicy(5 * GB);
+    expect(p.rules).toEqual([
+      { types: ['source.local', 'exec.cachemount'], keepDuration: 48 * H, keepBytes: 512e6 },
+      { keepDuration: 60 * 24 * H, keepBytes: 5 * GB },
+      { keepBytes: 5 * GB },
+      { all: true, keepBytes: 5 * GB },
+    ]);
+  });
+});
+
+describe('gcDue', () => {
+  const totals = (total: number, oldEasy: boolean): CacheTotals & { asked: number } => {
+    const t = {
+      asked: 0,
+      totalSize: () => total,
+      hasUnusedSince: (_k: readonly CacheRecordKind[], _before: number) => {
+        t.asked++;
+        return oldEasy;
+      },
+    };
+    return t;
+  };
+  const policy = defaultGcPolicy(2 * GB);
+  test('under every limit: only the SUM is read', () => {
+    const t = totals(100e6, true);
+    expect(gcDue(policy, t, Date.now())).toBe(false);
+    expect(t.asked).toBe(0);
+  });
+  test('over 512 MB with old cache mounts / local sources: due; without: not', () => {
+    expect(gcDue(policy, totals(600e6, true), Date.now())).toBe(true);
+    expect(gcDue(policy, totals(600e6, false), Date.now())).toBe(false);
+  });
+  test('over the cap: due', () => {
+    expect(gcDue(policy, totals(3 * GB, false), Date.now())).toBe(true);
+  });
+  test('with a real store: the 48 h rule looks at cache mounts older than 48 h only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-gc-'));
+    let now = Date.now() - 50 * H;
+    const store = CacheStore.open({ path: join(dir, 'solver.db'), now: () => now });
+    try {
+      store.upsertRecord({ snapshot: 'cachemount:a', size: 400e6, description: 'cache mount a', kind: 'exec.cachemount' });
+      now = Date.now();
+      store.save('k', [], { id: 'r', snapshot: 's', size: 200e6, description: 'RUN x' });
+      expect(gcDue(policy, store, now)).toBe(true);
+      const victims = selectPruneVictims(store.du(), store.totalSize(), { keepStorage: 512e6, keepDuration: 48 * H, filter: (u: DiskUsageRecord) => u.kind === 'exec.cachemount' }, now);
+      expect(victims.map((v) => v.snapshot)).toEqual(['cachemount:a']);
+      store.upsertRecord({ snapshot: 'cachemount:a', size: 400e6, description: 'cache mount a', kind: 'exec.cachemount' }); // used again now
+      expect(gcDue(policy, store, now)).toBe(false);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
