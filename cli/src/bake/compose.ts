@@ -77,7 +77,8 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
   for (const f of files) {
     let doc: unknown;
     try {
-      doc = parse(f.text);
+      // Warnings (an unknown tag, say) would go to stderr as Node process warnings, without the file's name.
+      doc = parse(f.text, { logLevel: 'error' });
     } catch (e) {
       const pos = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
       throw new BakeError('KLN0851', `invalid YAML: ${(e instanceof Error ? e.message : String(e)).split('\n')[0] ?? ''}`, {

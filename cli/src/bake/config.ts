@@ -138,11 +138,14 @@ export function resolveTargets(config: BakeConfig, requested: readonly string[],
     names.push(...m);
   }
   const wanted = [...new Set(names)];
+  // Each target's inherits are merged once (a diamond of inherits would be exponential).
+  const inherited = new Map<string, Target>();
+  const resolveOne = (name: string): Target => resolveTarget(config, name, overrides, inherited);
   const targets = new Map<string, ResolvedTarget>();
   const groups = new Map<string, Group>();
   for (const n of wanted) {
     const { targets: ts, groups: gs } = expandGroup(config, n, new Set());
-    for (const t of ts) if (!targets.has(t)) targets.set(t, { name: t, target: resolveTarget(config, t, overrides, []), linked: false });
+    for (const t of ts) if (!targets.has(t)) targets.set(t, { name: t, target: resolveOne(t), linked: false });
     for (const g of gs) {
       const def = config.groups.get(g);
       if (def !== undefined) groups.set(g, { ...def, targets: [...def.targets] });
@@ -156,7 +159,8 @@ export function resolveTargets(config: BakeConfig, requested: readonly string[],
     g.targets = [...new Set([...g.targets, n])].sort();
     groups.set('default', g);
   }
-  for (const [name, rt] of [...targets]) linkTargets(config, name, rt.target, targets, overrides, [name]);
+  const linked = new Set<string>();
+  for (const [name, rt] of [...targets]) if (!linked.has(name)) linkTargets(config, name, rt.target, targets, resolveOne, [name], linked);
   return { targets: new Map([...targets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), groups };
 }
 
@@ -181,8 +185,8 @@ function expandGroup(config: BakeConfig, name: string, visiting: Set<string>): {
   return { targets: [...new Set(targets)], groups: [...new Set(groups)] };
 }
 
-function resolveTarget(config: BakeConfig, name: string, overrides: ReadonlyMap<string, ReadonlyMap<string, Override>>, chain: readonly string[]): Target {
-  const merged = inherit(config, name, chain);
+function resolveTarget(config: BakeConfig, name: string, overrides: ReadonlyMap<string, ReadonlyMap<string, Override>>, inherited: Map<string, Target>): Target {
+  const merged = inherit(config, name, [], inherited);
   const o = overrides.get(name);
   if (o !== undefined) applyOverrides(merged, o);
   merged.context ??= '.';
@@ -191,7 +195,14 @@ function resolveTarget(config: BakeConfig, name: string, overrides: ReadonlyMap<
   return merged;
 }
 
-function inherit(config: BakeConfig, name: string, chain: readonly string[]): Target {
+/** `name`'s definition over its parents' (a fresh object; `inherited` keeps each result, never handed out itself). */
+function inherit(config: BakeConfig, name: string, chain: readonly string[], inherited: Map<string, Target>): Target {
+  const done = inherited.get(name);
+  if (done !== undefined) {
+    const copy: Target = {};
+    mergeTarget(copy, done);
+    return copy;
+  }
   const def = config.targets.get(name);
   if (def === undefined) {
     const what = chain.length === 0 ? `failed to find target "${name}"` : `target "${chain[chain.length - 1] ?? ''}" inherits "${name}", which is not defined`;
@@ -201,16 +212,19 @@ function inherit(config: BakeConfig, name: string, chain: readonly string[]): Ta
     throw new BakeError('KLN0853', `inherits cycle: ${[...chain, name].join(' -> ')}`, { location: config.locations.get(name), hint: 'a target cannot inherit from itself, directly or through others' });
   }
   const t: Target = {};
-  for (const parent of def.inherits ?? []) mergeTarget(t, inherit(config, parent, [...chain, name]));
+  for (const parent of def.inherits ?? []) mergeTarget(t, inherit(config, parent, [...chain, name], inherited));
   const own: Target = { ...def };
   delete own.inherits;
   mergeTarget(t, own);
   delete t.inherits;
+  const keep: Target = {};
+  mergeTarget(keep, t);
+  inherited.set(name, keep);
   return t;
 }
 
 /** buildx's loadLinks: targets named by `target:NAME` contexts are built too (cacheonly when not requested). */
-function linkTargets(config: BakeConfig, name: string, t: Target, all: Map<string, ResolvedTarget>, overrides: ReadonlyMap<string, ReadonlyMap<string, Override>>, visited: readonly string[]): void {
+function linkTargets(config: BakeConfig, name: string, t: Target, all: Map<string, ResolvedTarget>, resolveOne: (name: string) => Target, visited: readonly string[], done: Set<string>): void {
   for (const v of Object.values(t.contexts ?? {})) {
     if (v === null || !v.startsWith('target:')) continue;
     const other = v.slice('target:'.length);
@@ -218,15 +232,17 @@ function linkTargets(config: BakeConfig, name: string, t: Target, all: Map<strin
     if (visited.includes(other)) throw new BakeError('KLN0853', `infinite loop from ${name} to ${other}`, { location: config.locations.get(name) });
     let rt = all.get(other);
     if (rt === undefined) {
-      const linked = resolveTarget(config, other, overrides, []);
+      const linked = resolveOne(other);
       linked.output = ['type=cacheonly'];
       rt = { name: other, target: linked, linked: true };
       all.set(other, rt);
     }
-    linkTargets(config, other, rt.target, all, overrides, [...visited, other]);
+    // A target whose links are all walked has its entitlements complete (a diamond is walked once).
+    if (!done.has(other)) linkTargets(config, other, rt.target, all, resolveOne, [...visited, other], done);
     // entitlements are inherited from linked targets
     for (const e of rt.target.entitlements ?? []) if (!(t.entitlements ?? []).includes(e)) t.entitlements = [...(t.entitlements ?? []), e];
   }
+  done.add(name);
 }
 
 /** buildx's `--print`: `{"group": {...}, "target": {...}}`, two-space indented. */

@@ -49,6 +49,11 @@ function loadJson(config: BakeConfig, f: BakeFile, env: BakeEnv, vars: BakeEnv):
     return { file: f.name, ...(i < 0 ? { line: 1, column: 1 } : position(f.text, i)) };
   };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BakeError('KLN0853', 'a bake JSON file must be an object', { location: { file: f.name, line: 1, column: 1 } });
+  // The loader walks the value recursively: refuse what would overflow the stack.
+  const deep = tooDeepAt(value, JSON_MAX_NESTING);
+  if (deep !== undefined) {
+    throw new BakeError('KLN0853', `nested too deeply (more than ${JSON_MAX_NESTING} levels of objects and lists)`, { location: { file: f.name, ...position(f.text, nthBracket(f.text, deep)) }, hint: 'a bake JSON file nests a few levels: target, name, key, value' });
+  }
   const root = value as Record<string, unknown>;
   for (const k of Object.keys(root)) {
     if (!['group', 'target', 'variable', 'function'].includes(k)) throw new BakeError('KLN0853', `unknown top-level key "${k}"`, { location: where(k), hint: 'use group, target, variable or function' });
@@ -66,6 +71,38 @@ function loadJson(config: BakeConfig, f: BakeFile, env: BakeEnv, vars: BakeEnv):
   for (const [name, t] of Object.entries(targets)) {
     config.addTarget(name, decodeTarget(name, objectOf(t, `target "${name}"`, where), where), where(name), f.path === undefined ? undefined : dirname(f.path));
   }
+}
+
+/** The HCL parser's nesting limit, for JSON files too. */
+const JSON_MAX_NESTING = 128;
+
+/** The nesting level (count of opened objects and lists) past `max`, or undefined; iterative. */
+function tooDeepAt(v: unknown, max: number): number | undefined {
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop() ?? [null, 0];
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) return d;
+    for (const y of Object.values(x)) stack.push([y, d + 1]);
+  }
+  return undefined;
+}
+
+/** The offset of the first `{` or `[` that opens nesting level `level` (outside strings). */
+function nthBracket(text: string, level: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') {
+      if (++depth === level) return i;
+    } else if (c === '}' || c === ']') depth--;
+  }
+  return 0;
 }
 
 function objectOf(v: unknown, what: string, where: (k: string) => BakeLocation): Record<string, unknown> {

@@ -5,7 +5,7 @@ import { BakeError, type BakeLocation } from '../errors.js';
 import type { BakeFile } from '../files.js';
 import { decodeTarget } from '../target.js';
 import type { Attribute, Block, Expr, Pos, Value } from './ast.js';
-import { evalError, evaluate, Scope, toBool, toStr, typeName, type HclFunction } from './eval.js';
+import { evalError, evaluate, limitError, Scope, toBool, toStr, typeName, type HclFunction } from './eval.js';
 import { stdlib } from './functions.js';
 import { parseHcl, parseTemplate } from './parser.js';
 
@@ -71,6 +71,7 @@ class Globals {
       variable: (name, pos) => this.value(name, pos),
       func: (name) => this.#functions.get(name) ?? stdlib(name),
       names: () => [...this.#globals.keys()],
+      budget: { steps: 0, depth: 0 },
     });
   }
 
@@ -255,8 +256,14 @@ export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env
     const matrixAttr = attrs.find((a) => a.name === 'matrix');
     const nameAttr = attrs.find((a) => a.name === 'name');
     if (nameAttr !== undefined && matrixAttr === undefined) throw new BakeError('KLN0853', `target "${label}": name requires matrix`, { location: loc(nameAttr.pos), hint: 'name sets the names of a matrix target\'s targets' });
+    const blockNames = new Set<string>();
     for (const scope of matrixScopes(matrixAttr, globals.scope)) {
       const name = nameAttr === undefined ? label : toStr(evaluate(nameAttr.expr, scope), nameAttr.expr.pos, 'a target name');
+      // buildx's resolveBlockNames: the combinations of one block have distinct names.
+      if (blockNames.has(name)) {
+        throw new BakeError('KLN0853', `target "${label}": duplicate name "${name}" in the matrix`, { location: loc(nameAttr?.pos ?? block.pos), hint: `give each combination its own name, e.g. name = "${label}-$\{VAR}"` });
+      }
+      blockNames.add(name);
       const raw = evalAttributes(attrs, scope, new Set(['matrix', 'name']));
       const where = (key: string): BakeLocation => loc(attrs.find((a) => a.name === key.split('.')[0])?.pos ?? block.pos);
       config.addTarget(name, decodeTarget(name, raw, where), loc(nameAttr?.pos ?? block.pos), file.path === undefined ? undefined : dirname(file.path));
@@ -271,12 +278,18 @@ export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env
   }
 }
 
+/** The most targets one matrix may make. */
+export const MAX_MATRIX = 10_000;
+
 /** One scope per combination of a target's `matrix` values (buildx's GetEvalContexts order). */
 function matrixScopes(attr: Attribute | undefined, scope: Scope): Scope[] {
   if (attr === undefined) return [scope];
   const m = evaluate(attr.expr, scope);
   if (typeof m !== 'object' || m === null || Array.isArray(m)) throw evalError('matrix must be a map of lists', attr.expr.pos, 'matrix = { tgt = ["a", "b"] }');
   const obj = m as { readonly [k: string]: Value };
+  let count = 1;
+  for (const k of Object.keys(obj)) count *= Array.isArray(obj[k]) ? (obj[k] as readonly Value[]).length : 1;
+  if (count > MAX_MATRIX) throw limitError(`the matrix has ${count} combinations (more than ${MAX_MATRIX})`, attr.expr.pos, 'each combination is a target: split the matrix');
   let combos: Record<string, Value>[] = [{}];
   for (const k of Object.keys(obj).sort()) {
     const values = obj[k] ?? null;

@@ -1,6 +1,46 @@
 import { BakeError } from '../errors.js';
 import type { Expr, Pos, Value } from './ast.js';
 
+/**
+ * What one evaluation of the bake files may spend: evaluation steps and nesting depth (variables
+ * that refer to variables, function calls, nested values). buildx has no such limits, but Go's
+ * stacks grow to a gigabyte; ours overflow, and a runaway file should fail, not hang or exhaust
+ * memory.
+ */
+export interface EvalBudget {
+  steps: number;
+  depth: number;
+}
+
+export const MAX_EVAL_STEPS = 2_000_000;
+export const MAX_EVAL_DEPTH = 400;
+/** The largest string (characters) and list (elements) an expression may make. */
+export const MAX_STRING = 16 * 1024 * 1024;
+export const MAX_LIST = 1_000_000;
+
+/** Errors of the limits above: try() and can() pass them on instead of taking them as a failed argument. */
+const limitErrors = new WeakSet<object>();
+
+/** A KLN0852 error of an evaluation limit (not caught by try()/can()). */
+export function limitError(message: string, pos: Pos, hint: string): BakeError {
+  const e = evalError(message, pos, hint);
+  limitErrors.add(e);
+  return e;
+}
+
+/** Whether `v` has at most `limit` values in all (nested lists and objects counted whole; shared parts each time). */
+export function sizeAtMost(v: Value, limit: number): boolean {
+  const stack: Value[] = [v];
+  let n = 0;
+  while (stack.length > 0) {
+    const x = stack.pop() ?? null;
+    if (++n > limit) return false;
+    if (Array.isArray(x)) for (const y of x as readonly Value[]) stack.push(y);
+    else if (typeof x === 'object' && x !== null) for (const y of Object.values(x)) stack.push(y);
+  }
+  return true;
+}
+
 /** A function callable from HCL: takes evaluated arguments, returns a value or throws a message. */
 export type HclFunction = (args: readonly Value[], pos: Pos) => Value;
 
@@ -18,6 +58,7 @@ export class Scope {
       readonly variable: (name: string, pos: Pos) => Value | undefined;
       readonly func: (name: string) => HclFunction | undefined;
       readonly names: () => readonly string[];
+      readonly budget: EvalBudget;
     },
   ) {}
 
@@ -36,6 +77,11 @@ export class Scope {
 /** An evaluation error at `pos` (KLN0852). */
 export function evalError(message: string, pos: Pos, hint?: string): BakeError {
   return new BakeError('KLN0852', message, { location: { file: pos.file, line: pos.line, column: pos.column }, ...(hint === undefined ? {} : { hint }) });
+}
+
+/** Sets an own key, also `__proto__` (plain assignment would set the prototype instead). */
+export function setKey<T>(o: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 const isList = (v: Value): v is readonly Value[] => Array.isArray(v);
@@ -99,7 +145,7 @@ function index(target: Value, key: Value, pos: Pos): Value {
   }
   if (isObject(target)) {
     const k = toStr(key, pos, 'a map key');
-    if (!(k in target)) throw evalError(`the object has no element "${k}"`, pos, Object.keys(target).length > 0 ? `it has ${Object.keys(target).join(', ')}` : undefined);
+    if (!Object.hasOwn(target, k)) throw evalError(`the object has no element "${k}"`, pos, Object.keys(target).length > 0 ? `it has ${Object.keys(target).join(', ')}` : undefined);
     return target[k] ?? null;
   }
   throw evalError(`cannot index a ${typeName(target)}`, pos);
@@ -107,14 +153,29 @@ function index(target: Value, key: Value, pos: Pos): Value {
 
 function attr(target: Value, name: string, pos: Pos): Value {
   if (isObject(target)) {
-    if (!(name in target)) throw evalError(`unsupported attribute "${name}"`, pos, Object.keys(target).length > 0 ? `it has ${Object.keys(target).join(', ')}` : undefined);
+    if (!Object.hasOwn(target, name)) throw evalError(`unsupported attribute "${name}"`, pos, Object.keys(target).length > 0 ? `it has ${Object.keys(target).join(', ')}` : undefined);
     return target[name] ?? null;
   }
   throw evalError(`cannot read attribute "${name}" of a ${typeName(target)}`, pos);
 }
 
-/** Evaluates an expression in `scope`. Errors are {@link BakeError} KLN0852 with the expression's position. */
+/**
+ * Evaluates an expression in `scope`. Errors are {@link BakeError} KLN0852 with the expression's
+ * position, also when the evaluation goes past the scope's {@link EvalBudget}.
+ */
 export function evaluate(e: Expr, scope: Scope): Value {
+  const b = scope.root.budget;
+  if (++b.steps > MAX_EVAL_STEPS) throw limitError(`evaluation stopped after ${MAX_EVAL_STEPS} steps`, e.pos, 'a matrix, for expression or function makes too many values');
+  if (b.depth >= MAX_EVAL_DEPTH) throw limitError(`evaluation nested too deep (more than ${MAX_EVAL_DEPTH} levels of variables, function calls or values)`, e.pos, 'look for a long chain of variables that refer to each other, or deeply recursive data');
+  b.depth++;
+  try {
+    return evaluateExpr(e, scope);
+  } finally {
+    b.depth--;
+  }
+}
+
+function evaluateExpr(e: Expr, scope: Scope): Value {
   switch (e.kind) {
     case 'literal':
       return e.value;
@@ -122,7 +183,10 @@ export function evaluate(e: Expr, scope: Scope): Value {
       // A lone interpolation keeps its type ("${list}" is the list), as in HCL.
       if (e.parts.length === 1 && typeof e.parts[0] !== 'string' && e.parts[0] !== undefined) return evaluate(e.parts[0], scope);
       let s = '';
-      for (const p of e.parts) s += typeof p === 'string' ? p : toStr(evaluate(p, scope), p.pos, 'an interpolated value');
+      for (const p of e.parts) {
+        s += typeof p === 'string' ? p : toStr(evaluate(p, scope), p.pos, 'an interpolated value');
+        if (s.length > MAX_STRING) throw limitError(`the string is too large (more than ${MAX_STRING} characters)`, e.pos, 'a function or for expression makes it grow without bound');
+      }
       return s;
     }
     case 'templateIf':
@@ -132,6 +196,7 @@ export function evaluate(e: Expr, scope: Scope): Value {
       let out = '';
       for (const [k, v] of iterate(evaluate(e.collection, scope), e.collection.pos)) {
         out += toStr(evaluate(e.body, scope.child({ ...(e.keyVar === undefined ? {} : { [e.keyVar]: k }), [e.valueVar]: v })), e.pos, 'a template');
+        if (out.length > MAX_STRING) throw limitError(`the string is too large (more than ${MAX_STRING} characters)`, e.pos, 'the %{ for } makes it grow without bound');
       }
       return out;
     }
@@ -147,7 +212,7 @@ export function evaluate(e: Expr, scope: Scope): Value {
       return e.items.map((x) => evaluate(x, scope));
     case 'object': {
       const o: Record<string, Value> = {};
-      for (const it of e.items) o[toStr(evaluate(it.key, scope), it.key.pos, 'an object key')] = evaluate(it.value, scope);
+      for (const it of e.items) setKey(o, toStr(evaluate(it.key, scope), it.key.pos, 'an object key'), evaluate(it.value, scope));
       return o;
     }
     case 'call': {
@@ -161,7 +226,18 @@ export function evaluate(e: Expr, scope: Scope): Value {
         if (!isList(last)) throw evalError('the argument before ... must be a list', e.pos);
         args = [...args.slice(0, -1), ...last];
       }
-      return f(args, e.pos);
+      let out: Value;
+      try {
+        out = f(args, e.pos);
+      } catch (err) {
+        // A JavaScript limit inside a function (a string or array too long for V8) is the call's error.
+        if (err instanceof BakeError) throw err;
+        throw limitError(`${e.name}(): ${err instanceof Error ? err.message : String(err)}`, e.pos, 'the result is too large');
+      }
+      if ((typeof out === 'string' && out.length > MAX_STRING) || (Array.isArray(out) && out.length > MAX_LIST)) {
+        throw limitError(`${e.name}(): the result is too large (more than ${typeof out === 'string' ? `${MAX_STRING} characters` : `${MAX_LIST} elements`})`, e.pos, 'a function makes it grow without bound');
+      }
+      return out;
     }
     case 'index':
       return index(evaluate(e.target, scope), evaluate(e.key, scope), e.key.pos);
@@ -191,9 +267,12 @@ export function evaluate(e: Expr, scope: Scope): Value {
         const s = bind(k, v);
         const key = toStr(evaluate(e.keyExpr, s), e.keyExpr.pos, 'a for key');
         const val = evaluate(e.valueExpr, s);
-        if (e.group) (groups[key] ??= []).push(val);
-        else if (key in out) throw evalError(`duplicate key "${key}" in the for expression`, e.keyExpr.pos, 'add ... after the value to group values by key');
-        else out[key] = val;
+        if (e.group) {
+          if (!Object.hasOwn(groups, key)) setKey(groups, key, []);
+          groups[key]?.push(val);
+        }
+        else if (Object.hasOwn(out, key)) throw evalError(`duplicate key "${key}" in the for expression`, e.keyExpr.pos, 'add ... after the value to group values by key');
+        else setKey(out, key, val);
       }
       return e.group ? groups : out;
     }
@@ -208,7 +287,7 @@ function tryCall(name: 'try' | 'can', args: readonly Expr[], scope: Scope, pos: 
       evaluate(args[0], scope);
       return true;
     } catch (err) {
-      if ((err as { code?: unknown }).code === 'KLN0852') return false;
+      if ((err as { code?: unknown }).code === 'KLN0852' && !limitErrors.has(err as object)) return false;
       throw err;
     }
   }
@@ -218,7 +297,7 @@ function tryCall(name: 'try' | 'can', args: readonly Expr[], scope: Scope, pos: 
     try {
       return evaluate(a, scope);
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'KLN0852') throw err;
+      if ((err as { code?: unknown }).code !== 'KLN0852' || limitErrors.has(err as object)) throw err;
       last = err;
     }
   }

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Pos, Value } from './ast.js';
-import { equal, evalError, toBool, toNum, toStr, typeName, type HclFunction } from './eval.js';
+import { equal, evalError, limitError, MAX_LIST, setKey, sizeAtMost, toBool, toNum, toStr, typeName, type HclFunction } from './eval.js';
 
 const isList = (v: Value): v is readonly Value[] => Array.isArray(v);
 const isObject = (v: Value): v is { readonly [key: string]: Value } => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -131,6 +131,12 @@ function jsonToValue(v: unknown): Value {
   return null;
 }
 
+/** A value that jsonencode() or flatten() would walk: refused past {@link MAX_LIST} values in all (shared parts count each time). */
+function walkable(v: Value, pos: Pos, name: string): Value {
+  if (!sizeAtMost(v, MAX_LIST)) throw limitError(`${name}(): the value is too large (more than ${MAX_LIST} values in all)`, pos, 'a function makes it grow without bound');
+  return v;
+}
+
 const hash = (alg: string): Impl => fixed(1, (a, p, n) => createHash(alg).update(str(a, 0, p, n)).digest('hex'));
 const cmp = (f: (a: number, b: number) => boolean): Impl => fixed(2, (a, p, n) => f(num(a, 0, p, n), num(a, 1, p, n)));
 
@@ -223,7 +229,7 @@ const STDLIB: Readonly<Record<string, Impl>> = {
     if (i < 0) throw evalError('index(): the value is not in the list', p);
     return i;
   }),
-  flatten: fixed(1, (a, p) => flatten(list(arg(a, 0), p, 'argument 1 of flatten()'))),
+  flatten: fixed(1, (a, p, n) => flatten(list(walkable(arg(a, 0), p, n), p, 'argument 1 of flatten()'))),
   keys: fixed(1, (a, p) => Object.keys(obj(arg(a, 0), p, 'argument 1 of keys()')).sort()),
   values: fixed(1, (a, p) => {
     const o = obj(arg(a, 0), p, 'argument 1 of values()');
@@ -233,11 +239,17 @@ const STDLIB: Readonly<Record<string, Impl>> = {
     if (a.length !== 2 && a.length !== 3) throw evalError('lookup() takes a map, a key and an optional default', p);
     const o = obj(arg(a, 0), p, 'argument 1 of lookup()');
     const k = str(a, 1, p, n);
-    if (k in o) return o[k] ?? null;
+    if (Object.hasOwn(o, k)) return o[k] ?? null;
     if (a.length === 3) return arg(a, 2);
     throw evalError(`lookup(): no key "${k}" and no default`, p, 'pass a default as the third argument');
   },
-  merge: (a, p) => Object.assign({}, ...a.filter((x) => x !== null).map((x, i) => obj(x, p, `argument ${i + 1} of merge()`))) as Value,
+  merge: (a, p) => {
+    const out: Record<string, Value> = {};
+    a.forEach((x, i) => {
+      if (x !== null) for (const [k, v] of Object.entries(obj(x, p, `argument ${i + 1} of merge()`))) setKey(out, k, v);
+    });
+    return out;
+  },
   reverse: fixed(1, (a, p) => [...list(arg(a, 0), p, 'argument 1 of reverse()')].reverse()),
   slice: fixed(3, (a, p, n) => list(arg(a, 0), p, 'argument 1 of slice()').slice(num(a, 1, p, n), num(a, 2, p, n))),
   sort: fixed(1, (a, p) => list(arg(a, 0), p, 'argument 1 of sort()').map((x) => toStr(x, p, 'an element of sort()')).sort()),
@@ -308,7 +320,7 @@ const STDLIB: Readonly<Record<string, Impl>> = {
   toset: fixed(1, (a, p) => list(arg(a, 0), p, 'argument 1 of toset()').filter((x, i, all) => all.findIndex((y) => equal(x, y)) === i)),
   tomap: fixed(1, (a, p) => ({ ...obj(arg(a, 0), p, 'argument 1 of tomap()') })),
   // encoding
-  jsonencode: fixed(1, (a) => JSON.stringify(arg(a, 0))),
+  jsonencode: fixed(1, (a, p, n) => JSON.stringify(walkable(arg(a, 0), p, n))),
   jsondecode: fixed(1, (a, p, n) => {
     try {
       return jsonToValue(JSON.parse(str(a, 0, p, n)));

@@ -21,17 +21,28 @@ export function parseTemplate(text: string, file: string, at?: Pos): Expr {
 
 const ID_START = /[A-Za-z_]/;
 const ID_CONT = /[A-Za-z0-9_-]/;
+/**
+ * How deep blocks and expressions may nest, counting each operator of a chain (`a + b + c`) and
+ * each index or attribute step (`x[0].y`) as a level: evaluation recurses as deep as the
+ * expression tree, so a hostile file would overflow the stack. Real bake files nest a few levels.
+ */
+export const MAX_NESTING = 128;
+
 const BINARY_PRECEDENCE: readonly (readonly string[])[] = [['||'], ['&&'], ['==', '!='], ['<', '>', '<=', '>='], ['+', '-'], ['*', '/', '%']];
 
 class Parser {
   i = 0;
+  /** The nesting level at the current position (see {@link MAX_NESTING}). */
+  depth: number;
   readonly #lineStarts: number[] = [0];
 
   constructor(
     readonly s: string,
     readonly file: string,
     readonly base?: Pos,
+    depth = 0,
   ) {
+    this.depth = depth;
     for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) === 10) this.#lineStarts.push(k + 1);
   }
 
@@ -51,6 +62,11 @@ class Parser {
 
   fail(message: string, at = this.i, hint?: string): never {
     throw new BakeError('KLN0851', message, { location: this.pos(at), ...(hint === undefined ? {} : { hint }) });
+  }
+
+  /** One level deeper (a nested block or expression, or one more link of a chain). */
+  enter(at = this.i): void {
+    if (++this.depth > MAX_NESTING) this.fail(`nested too deeply (more than ${MAX_NESTING} levels of blocks, brackets or chained operators)`, at, 'split the value into variables, or into more targets');
   }
 
   peek(n = 0): string {
@@ -137,9 +153,11 @@ class Parser {
         else break;
       }
       if (this.peek() !== '{') this.fail(`expected "=" or a block's "{" after "${name}", found ${this.describe()}`, this.i, `write ${name} = VALUE or ${name} "LABEL" { … }`);
+      this.enter();
       this.i++;
       const body = this.body(true);
       this.i++; // }
+      this.depth--;
       blocks.push({ type: name, labels, body, pos: this.pos(at) });
       this.endOfItem();
     }
@@ -157,6 +175,7 @@ class Parser {
     const cond = this.binary(0, nl);
     this.skip(nl);
     if (this.peek() !== '?') return cond;
+    this.enter();
     this.i++;
     this.skip(true);
     const then = this.expr(nl);
@@ -164,6 +183,7 @@ class Parser {
     this.expect(':', '":" of the conditional', 'write COND ? A : B');
     this.skip(true);
     const els = this.expr(nl);
+    this.depth--;
     return { kind: 'conditional', cond, then, else: els, pos: cond.pos };
   }
 
@@ -171,11 +191,16 @@ class Parser {
     const ops = BINARY_PRECEDENCE[level];
     if (ops === undefined) return this.unary(nl);
     let left = this.binary(level + 1, nl);
+    const depth = this.depth;
     for (;;) {
       this.skip(nl);
       const op = ops.filter((o) => this.startsWith(o)).sort((a, b) => b.length - a.length)[0];
       // `<<` starts a heredoc, not a comparison.
-      if (op === undefined || (op === '<' && this.startsWith('<<'))) return left;
+      if (op === undefined || (op === '<' && this.startsWith('<<'))) {
+        this.depth = depth;
+        return left;
+      }
+      this.enter();
       this.i += op.length;
       this.skip(true);
       const right = this.binary(level + 1, nl);
@@ -185,20 +210,31 @@ class Parser {
 
   unary(nl: boolean): Expr {
     this.skip(nl);
+    this.enter();
     const c = this.peek();
+    let e: Expr;
     if ((c === '!' && this.peek(1) !== '=') || c === '-') {
       const at = this.i;
       this.i++;
       const operand = this.unary(nl);
-      return { kind: 'unary', op: c, operand, pos: this.pos(at) };
-    }
-    return this.postfix(nl);
+      e = { kind: 'unary', op: c, operand, pos: this.pos(at) };
+    } else e = this.postfix(nl);
+    this.depth--;
+    return e;
   }
 
   postfix(nl: boolean): Expr {
     let e = this.primary(nl);
+    const depth = this.depth;
     for (;;) {
       const c = this.peek();
+      // `...` after an argument or a for value expands or groups; it is no traversal.
+      const traversal = (c === '.' && this.peek(1) !== '.') || c === '[';
+      if (!traversal) {
+        this.depth = depth;
+        return e;
+      }
+      this.enter();
       if (c === '.' && this.peek(1) === '*') {
         this.i += 2;
         e = { kind: 'splat', target: e, each: this.splatTail(), pos: e.pos };
@@ -229,7 +265,7 @@ class Parser {
         if (this.peek() !== ']') this.fail(`expected "]" to close the index opened at line ${this.pos(at).line}, found ${this.describe()}`);
         this.i++;
         e = { kind: 'index', target: e, key, pos: e.pos };
-      } else return e;
+      }
     }
   }
 
@@ -497,6 +533,7 @@ class Parser {
           const len = n === 'u' ? 4 : 8;
           const hex = this.s.slice(this.i + 2, this.i + 2 + len);
           if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length !== len) this.fail(`invalid \\${n} escape`, this.i, `write \\${n} and ${len} hex digits`);
+          if (parseInt(hex, 16) > 0x10ffff) this.fail(`invalid \\${n} escape: ${hex} is past the last Unicode code point`, this.i, 'Unicode ends at \\U0010FFFF');
           buf += String.fromCodePoint(parseInt(hex, 16));
           this.i += 2 + len;
         } else this.fail(`invalid escape "\\${n}"`, this.i, 'use \\n, \\t, \\r, \\", \\\\, \\uNNNN');
@@ -609,7 +646,7 @@ class Parser {
       strip = indents.length === 0 ? 0 : Math.min(...indents);
     }
     const text = lines.map((l) => `${l.slice(Math.min(strip, /^[ \t]*/.exec(l)?.[0].length ?? 0))}\n`).join('');
-    const sub = new Parser(text, this.file, { file: this.file, line: startLine, column: 1 + strip, offset: 0 });
+    const sub = new Parser(text, this.file, { file: this.file, line: startLine, column: 1 + strip, offset: 0 }, this.depth);
     const t = sub.templateUntil(undefined);
     return { ...t, pos: this.pos(at) } as Expr;
   }
