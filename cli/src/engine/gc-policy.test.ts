@@ -46,10 +46,15 @@ describe('gcPolicyFor', () => {
 });
 
 describe('gcDue', () => {
-  const totals = (total: number, oldEasy: boolean): CacheTotals & { asked: number } => {
+  const totals = (total: number, oldEasy: boolean, bound = total): CacheTotals & { asked: number; exact: number } => {
     const t = {
       asked: 0,
-      totalSize: () => total,
+      exact: 0,
+      totalSizeBound: () => bound,
+      totalSize: () => {
+        t.exact++;
+        return total;
+      },
       hasUnusedSince: (_k: readonly CacheRecordKind[], _before: number) => {
         t.asked++;
         return oldEasy;
@@ -58,10 +63,15 @@ describe('gcDue', () => {
     return t;
   };
   const policy = defaultGcPolicy(2 * GB);
-  test('under every limit: only the SUM is read', () => {
+  test('under every limit: only the cheap bound is read', () => {
     const t = totals(100e6, true);
     expect(gcDue(policy, t, Date.now())).toBe(false);
-    expect(t.asked).toBe(0);
+    expect([t.asked, t.exact]).toEqual([0, 0]);
+  });
+  test('a bound over a limit reads the exact total (shared snapshots counted once)', () => {
+    const t = totals(100e6, true, 3e9);
+    expect(gcDue(policy, t, Date.now())).toBe(false);
+    expect([t.asked, t.exact]).toEqual([0, 1]);
   });
   test('over 512 MB with old cache mounts / local sources: due; without: not', () => {
     expect(gcDue(policy, totals(600e6, true), Date.now())).toBe(true);

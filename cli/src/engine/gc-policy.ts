@@ -95,15 +95,20 @@ function filesystemSize(path: string): number | undefined {
 /** What {@link gcDue} reads: two SQL queries on the cache store, no directory walks. */
 export interface CacheTotals {
   totalSize(): number;
+  /** At least totalSize (shared snapshots counted per key), cheaper. */
+  totalSizeBound(): number;
   hasUnusedSince(kinds: readonly CacheRecordKind[], before: number): boolean;
 }
 
 /**
  * Whether any rule of `policy` would remove something: the cache total is over a rule's
  * `keepBytes` and (for a rule limited to types and a duration) some such record is old enough.
- * The check after every build: one SUM while the cache is under every limit.
+ * The check after every build: one plain SUM while the cache is under every limit.
  */
 export function gcDue(policy: GcPolicy, store: CacheTotals, now: number): boolean {
+  // Under every rule's limit by the cheap bound: done (the common case after a build).
+  const limits = policy.rules.map((r) => r.keepBytes ?? -1);
+  if (store.totalSizeBound() <= Math.min(...limits)) return false;
   const total = store.totalSize();
   return policy.rules.some((r) => {
     if (r.keepBytes !== undefined && total <= r.keepBytes) return false;

@@ -103,6 +103,7 @@ describe('CacheManager over CacheStore', () => {
     now += 60_000;
     store.save('k2', [], { id: 'c', snapshot: 'new', size: 10, description: 'new op' });
     expect(store.totalSize()).toBe(160);
+    expect(store.totalSizeBound()).toBe(260); // 'old' under two keys
     expect(store.hasUnusedSince(['exec.cachemount'], now - 30_000)).toBe(true);
     expect(store.hasUnusedSince(['exec.cachemount'], now - 90_000)).toBe(false);
     expect(store.hasUnusedSince(['source.local'], now)).toBe(false);
