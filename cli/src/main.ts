@@ -21,6 +21,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['push', async () => (await import('./commands/images.js')).registerImages],
   ['save', async () => (await import('./commands/images.js')).registerImages],
   ['rmi', async () => (await import('./commands/images.js')).registerImages],
+  ['imagetools', async () => (await import('./commands/imagetools.js')).registerImagetools],
   ['rebase', async () => (await import('./commands/rebase.js')).registerRebase],
   [
     'daemon',

@@ -1,0 +1,269 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
+import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+
+// `kiln imagetools inspect|create` against real docker-registry instances, on images kiln built
+// and pushed (FROM scratch, so no emulation is needed for arm64), checked with skopeo.
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+interface Desc {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os: string; architecture: string; variant?: string };
+  annotations?: Record<string, string>;
+}
+interface Index {
+  mediaType: string;
+  manifests: Desc[];
+  annotations?: Record<string, string>;
+}
+
+const skopeoRaw = (ref: string): Buffer => execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
+const skopeoDigest = (ref: string): string => (JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${ref}`], { encoding: 'utf8' })) as { Digest: string }).Digest;
+const kiln = (args: string[], opts: { stdin?: string } = {}) => runKiln(sb, args, { env: { KILN_DAEMON: '0' }, ...opts });
+
+function noStack(stderr: string): void {
+  expect(stderr).not.toMatch(/^\s+at /m);
+}
+
+describe('kiln imagetools', () => {
+  let reg: TestRegistry;
+  let reg2: TestRegistry;
+  const t = token();
+  let amd: string; // REG/team/amd:T, linux/amd64 only
+  let arm: string; // REG/other/arm:T, linux/arm64 only
+  let multi: string; // REG/team/multi:T, both platforms + provenance attestation manifests
+
+  beforeAll(async () => {
+    reg = await startRegistry();
+    reg2 = await startRegistry();
+    amd = `${reg.host}/team/amd:${t}`;
+    arm = `${reg.host}/other/arm:${t}`;
+    multi = `${reg.host}/team/multi:${t}`;
+    const ctx = join(sb.dir, `it-${t}`);
+    await writeTree(ctx, { 'a.txt': `${t}\n`, Dockerfile: 'FROM scratch\nARG TARGETARCH\nCOPY a.txt /a-$TARGETARCH.txt\n' });
+    for (const [plat, ref, extra] of [
+      ['linux/amd64', amd, []],
+      ['linux/arm64', arm, []],
+      ['linux/amd64,linux/arm64', multi, ['--provenance=mode=min']],
+    ] as const) {
+      const r = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '--platform', plat, '-t', ref, '--push', ...extra]);
+      expect(r.code, r.stderr.slice(-1500)).toBe(0);
+    }
+  }, 300_000);
+
+  afterAll(async () => {
+    await reg?.stop();
+    await reg2?.stop();
+  });
+
+  test('inspect of a single manifest prints Name, MediaType and Digest aligned as buildx; --raw is the registry bytes', async () => {
+    const raw = skopeoRaw(amd);
+    const mt = (JSON.parse(raw.toString()) as { mediaType: string }).mediaType;
+    const r = await kiln(['imagetools', 'inspect', amd]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`Name:      ${amd}\nMediaType: ${mt}\nDigest:    ${skopeoDigest(amd)}\n`);
+    const rawOut = await runKilnBytes(['imagetools', 'inspect', '--raw', amd]);
+    expect(rawOut.equals(raw)).toBe(true);
+  });
+
+  test('inspect of a multi-platform index lists each manifest with its platform, and attestation manifests with their annotations', async () => {
+    const raw = skopeoRaw(multi);
+    const index = JSON.parse(raw.toString()) as Index;
+    expect(index.manifests.length).toBe(4);
+    const r = await kiln(['imagetools', 'inspect', multi]);
+    expect(r.code, r.stderr).toBe(0);
+    const head = `Name:      ${multi}\nMediaType: ${index.mediaType}\nDigest:    ${skopeoDigest(multi)}\n${' '.repeat(11)}\nManifests: \n`;
+    expect(r.stdout.startsWith(head)).toBe(true);
+    const body = r.stdout.slice(head.length);
+    // One block per manifest, separated by a padded blank line, in index order.
+    const names = [...body.matchAll(/^ {2}Name: +(\S+)$/gm)].map((m) => m[1]);
+    expect(names).toEqual(index.manifests.map((m) => `${multi}@${m.digest}`));
+    const plats = [...body.matchAll(/^ {2}Platform: +(\S+)$/gm)].map((m) => m[1]);
+    expect(plats).toEqual(index.manifests.map((m) => (m.platform === undefined ? '' : `${m.platform.os}/${m.platform.architecture}`)));
+    expect(plats).toEqual(['linux/amd64', 'linux/arm64', 'unknown/unknown', 'unknown/unknown']);
+    const att = index.manifests[2] as Desc;
+    // The attestation block: annotations sorted, keys aligned among themselves (Go tabwriter).
+    expect(body).toContain(
+      `  Annotations: \n    vnd.docker.reference.digest: ${att.annotations?.['vnd.docker.reference.digest'] ?? '?'}\n    vnd.docker.reference.type:   attestation-manifest\n`,
+    );
+    // Rows before a flushed "Annotations:" pad to its width (13 + 1 + 1), as buildx's do.
+    expect(body).toMatch(/^ {2}MediaType: {3}application/m);
+  });
+
+  test('--format {{json .Manifest}}, {{json .Image}} (per platform), {{json .Provenance}} and {{.Manifest.Digest}}', async () => {
+    const index = JSON.parse(skopeoRaw(multi).toString()) as Index;
+    const m = await kiln(['imagetools', 'inspect', multi, '--format', '{{json .Manifest}}']);
+    expect(m.code, m.stderr).toBe(0);
+    const mj = JSON.parse(m.stdout) as { digest: string; size: number; manifests: Desc[]; schemaVersion: number };
+    expect(mj.digest).toBe(skopeoDigest(multi));
+    expect(mj.schemaVersion).toBe(2);
+    expect(mj.manifests.map((x) => x.digest)).toEqual(index.manifests.map((x) => x.digest));
+    expect(m.stdout).toMatch(/^{\n {2}"schemaVersion": 2,\n {2}"mediaType": /);
+
+    const img = await kiln(['imagetools', 'inspect', multi, '--format', '{{json .Image}}']);
+    expect(img.code, img.stderr).toBe(0);
+    const ij = JSON.parse(img.stdout) as Record<string, { architecture: string; os: string; rootfs: { diff_ids: string[] } }>;
+    expect(Object.keys(ij)).toEqual(['linux/amd64', 'linux/arm64']);
+    expect(ij['linux/arm64']?.architecture).toBe('arm64');
+    const cfg = JSON.parse(execFileSync('skopeo', ['inspect', '--config', '--raw', '--tls-verify=false', '--override-arch', 'amd64', `docker://${multi}`], { encoding: 'utf8' })) as { rootfs: { diff_ids: string[] } };
+    expect(ij['linux/amd64']?.rootfs.diff_ids).toEqual(cfg.rootfs.diff_ids);
+
+    const one = await kiln(['imagetools', 'inspect', amd, '--format', '{{json .Image}}']);
+    expect((JSON.parse(one.stdout) as { architecture: string }).architecture).toBe('amd64');
+    const idx = await kiln(['imagetools', 'inspect', multi, '--format', '{{json (index .Image "linux/arm64").RootFS.DiffIDs}}']);
+    expect(idx.code, idx.stderr).toBe(0);
+    const armCfg = JSON.parse(execFileSync('skopeo', ['inspect', '--config', '--raw', '--tls-verify=false', '--override-arch', 'arm64', `docker://${multi}`], { encoding: 'utf8' })) as { rootfs: { diff_ids: string[] } };
+    expect(JSON.parse(idx.stdout)).toEqual(armCfg.rootfs.diff_ids);
+
+    const prov = await kiln(['imagetools', 'inspect', multi, '--format', '{{json .Provenance}}']);
+    expect(prov.code, prov.stderr).toBe(0);
+    const pj = JSON.parse(prov.stdout) as Record<string, { SLSA?: { buildType?: string } }>;
+    expect(Object.keys(pj)).toEqual(['linux/amd64', 'linux/arm64']);
+    expect(pj['linux/amd64']?.SLSA?.buildType).toBe('https://mobyproject.org/buildkit@v1');
+
+    const dg = await kiln(['imagetools', 'inspect', amd, '--format', '{{println .Manifest.Digest}}']);
+    expect(dg.stdout).toBe(`${skopeoDigest(amd)}\n`);
+  });
+
+  test('create merges two single-platform images of two repositories into one index, mounting their blobs', async () => {
+    const target = `${reg.host}/team/merged:${t}`;
+    const r = await kiln(['imagetools', 'create', '-t', target, amd, arm]);
+    expect(r.code, r.stderr).toBe(0);
+    const digest = skopeoDigest(target);
+    expect(r.stdout).toBe(`${target}@${digest}\n`);
+    expect(r.stderr).toMatch(/blob\(s\) mounted/);
+    const index = JSON.parse(skopeoRaw(target).toString()) as Index;
+    expect(index.manifests.map((m) => m.digest)).toEqual([skopeoDigest(amd), skopeoDigest(arm)]);
+    expect(index.manifests.map((m) => m.platform?.architecture)).toEqual(['amd64', 'arm64']);
+    // Docker media types in, a Docker manifest list out (buildx's rule); OCI sources give an OCI index.
+    const allDocker = index.manifests.every((m) => m.mediaType.startsWith('application/vnd.docker.'));
+    expect(index.mediaType).toBe(allDocker ? 'application/vnd.docker.distribution.manifest.list.v2+json' : 'application/vnd.oci.image.index.v1+json');
+    // Every blob is in the target repository: skopeo copies the arm64 image out of it.
+    const out = join(sb.dir, `merged-${t}`);
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--override-arch', 'arm64', `docker://${target}`, `oci:${out}:x`], { stdio: 'pipe' });
+    const inspected = JSON.parse(execFileSync('skopeo', ['inspect', `oci:${out}:x`], { encoding: 'utf8' })) as { Architecture: string };
+    expect(inspected.Architecture).toBe('arm64');
+  });
+
+  test('create to another registry streams the blobs; the index bytes are the dry run bytes', async () => {
+    const target = `${reg2.host}/copy/merged:${t}`;
+    const dry = await runKilnBytes(['imagetools', 'create', '--dry-run', '-t', target, amd, arm]);
+    const r = await kiln(['imagetools', 'create', '-t', target, amd, arm]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/[1-9]\d* uploaded/);
+    expect(skopeoRaw(target).equals(dry.subarray(0, dry.length - 1))).toBe(true);
+    expect(dry.subarray(dry.length - 1).toString()).toBe('\n');
+    const out = join(sb.dir, `copied-${t}`);
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--override-arch', 'amd64', `docker://${target}`, `oci:${out}:x`], { stdio: 'pipe' });
+  });
+
+  test('--dry-run prints the index and pushes nothing; an index source is flattened, its attestations kept, index annotations added', async () => {
+    const target = `${reg.host}/team/dry:${t}`;
+    const r = await kiln(['imagetools', 'create', '--dry-run', '-t', target, multi, '--annotation', 'index:org.opencontainers.image.description=two']);
+    expect(r.code, r.stderr).toBe(0);
+    const index = JSON.parse(r.stdout) as Index;
+    const src = JSON.parse(skopeoRaw(multi).toString()) as Index;
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(index.annotations).toEqual({ 'org.opencontainers.image.description': 'two' });
+    expect(index.manifests).toEqual(src.manifests);
+    expect(r.stdout.startsWith('{\n  "schemaVersion": 2,\n  "mediaType": "application/vnd.oci.image.index.v1+json",\n  "manifests": [\n')).toBe(true);
+    expect(spawnSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${target}`]).status).not.toBe(0);
+    // One index source, no annotation: copied as is (buildx's carbon copy), the same digest.
+    const same = await kiln(['imagetools', 'create', '-t', target, multi, '--progress', 'quiet']);
+    expect(same.code, same.stderr).toBe(0);
+    expect(same.stderr).toBe('');
+    expect(skopeoDigest(target)).toBe(skopeoDigest(multi));
+  });
+
+  test('--append adds sources to the index at the target; digests and descriptors (-f) name manifests of the target repository', async () => {
+    const target = `${reg.host}/other/app:${t}`;
+    const one = await kiln(['imagetools', 'create', '-t', target, arm]);
+    expect(one.code, one.stderr).toBe(0);
+    // --prefer-index (the default): one manifest still becomes an index.
+    expect((JSON.parse(skopeoRaw(target).toString()) as Index).manifests.map((m) => m.digest)).toEqual([skopeoDigest(arm)]);
+    const two = await kiln(['imagetools', 'create', '--append', '-t', target, amd, '--annotation', 'manifest-descriptor[linux/amd64]:org.example.note=x']);
+    expect(two.code, two.stderr).toBe(0);
+    const index = JSON.parse(skopeoRaw(target).toString()) as Index;
+    expect(index.manifests.map((m) => m.digest)).toEqual([skopeoDigest(arm), skopeoDigest(amd)]);
+    // Docker manifests only: a Docker manifest list, which has no annotations (buildx drops them silently; kiln warns).
+    expect(index.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+    expect(two.stderr).toContain('kiln: warning: annotation org.example.note dropped');
+    expect(index.manifests.every((m) => m.annotations === undefined)).toBe(true);
+    // With an OCI source (the attested index) the annotation lands on the amd64 descriptors only.
+    const oci = await kiln(['imagetools', 'create', '--dry-run', multi, '--annotation', 'manifest-descriptor[linux/amd64]:org.example.note=x']);
+    expect(oci.code, oci.stderr).toBe(0);
+    const ociIndex = JSON.parse(oci.stdout) as Index;
+    expect(ociIndex.manifests.map((m) => m.annotations?.['org.example.note'])).toEqual(['x', undefined, undefined, undefined]);
+    // The same, from a bare digest and a descriptor file (both resolved in the one repository given).
+    const desc = join(sb.dir, `desc-${t}.json`);
+    await writeTree(sb.dir, { [`desc-${t}.json`]: JSON.stringify({ digest: skopeoDigest(amd), platform: { os: 'linux', architecture: 'amd64' } }) });
+    const fromDigests = await kiln(['imagetools', 'create', '--dry-run', '-t', target, skopeoDigest(arm), '-f', desc]);
+    expect(fromDigests.code, fromDigests.stderr).toBe(0);
+    expect((JSON.parse(fromDigests.stdout) as Index).manifests.map((m) => m.digest)).toEqual([skopeoDigest(amd), skopeoDigest(arm)]);
+    // --prefer-index=false with one manifest: a plain re-tag, the manifest's own digest.
+    const copy = `${reg.host}/other/retag:${t}`;
+    expect((await kiln(['imagetools', 'create', '--prefer-index=false', '-t', copy, arm])).code).toBe(0);
+    expect(skopeoDigest(copy)).toBe(skopeoDigest(arm));
+  });
+
+  test('errors have KLN086x codes and no stack trace', async () => {
+    const unknown = await kiln(['imagetools', 'inspect', `${reg.host}/team/nope:${t}`]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^kiln: error KLN0861: .*team\/nope/m);
+    noStack(unknown.stderr);
+    const unknownSrc = await kiln(['imagetools', 'create', '-t', `${reg.host}/team/x:${t}`, amd, `${reg.host}/team/nope:${t}`]);
+    expect(unknownSrc.stderr).toContain('KLN0861');
+    const dup = await kiln(['imagetools', 'create', '-t', `${reg.host}/team/dup:${t}`, multi, arm]);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(/KLN0863: two different manifests for platform linux\/arm64/);
+    noStack(dup.stderr);
+    expect(spawnSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/team/dup:${t}`]).status).not.toBe(0);
+    const layout = await kiln(['imagetools', 'create', '-t', `oci-layout://${sb.dir}/lay`, amd]);
+    expect(layout.code).toBe(1);
+    expect(layout.stderr).toContain('KLN0864');
+    noStack(layout.stderr);
+    const noTag = await kiln(['imagetools', 'create', amd]);
+    expect(noTag.stderr).toContain('KLN0860');
+    const appendMissing = await kiln(['imagetools', 'create', '--append', '-t', `${reg.host}/team/absent:${t}`, amd]);
+    expect(appendMissing.stderr).toMatch(/KLN0861: --append/);
+    const badTpl = await kiln(['imagetools', 'inspect', amd, '--format', '{{json .Manifest']);
+    expect(badTpl.stderr).toContain('KLN0860');
+    const badAnn = await kiln(['imagetools', 'create', '--dry-run', amd, '--annotation', 'manifest:a=b']);
+    expect(badAnn.stderr).toContain('KLN0860');
+    const down = await kiln(['imagetools', 'inspect', '127.0.0.1:1/team/amd:1']);
+    expect(down.stderr).toContain('KLN0862');
+    noStack(down.stderr);
+  });
+
+  test('inspect --local reads the kiln image store', async () => {
+    const name = `localonly-${t}:1`;
+    const ctx = join(sb.dir, `it-${t}`);
+    const b = await kiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '-t', name]);
+    expect(b.code, b.stderr).toBe(0);
+    const digest = /: (sha256:[a-f0-9]{64})/.exec(b.stderr)?.[1];
+    const r = await kiln(['imagetools', 'inspect', '--local', '--root', sb.root, name]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Name: +docker\\.io/library/${name}\nMediaType: +\\S+\nDigest: +${digest ?? 'x'}\n$`));
+    const missing = await kiln(['imagetools', 'inspect', '--local', '--root', sb.root, `absent-${t}`]);
+    expect(missing.stderr).toContain('KLN0861');
+  });
+});
+
+async function runKilnBytes(args: string[]): Promise<Buffer> {
+  const { spawn } = await import('node:child_process');
+  const { kilnBin } = await import('./build-helpers.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [kilnBin, ...args], { env: { ...process.env, PATH: sb.path, KILN_DAEMON: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => chunks.push(d));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`kiln ${args.join(' ')} exited ${String(code)}`))));
+  });
+}
