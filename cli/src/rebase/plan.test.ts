@@ -78,6 +78,21 @@ describe('planRebase', () => {
     expect(plan.warnings).toEqual([]);
   });
 
+  test('new run image layers take the media type family of the app manifest (same blobs)', () => {
+    const app = appImage();
+    const docker = { ...app, manifest: { ...app.manifest, mediaType: 'application/vnd.docker.distribution.manifest.v2+json', layers: app.manifest.layers.map((l) => ({ ...l, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' })) } };
+    const run = runImage();
+    const foreign = { ...layer('7'), mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip' };
+    const withForeign = { ...run, manifest: { ...run.manifest, layers: [layer('5'), { ...layer('6'), mediaType: 'application/vnd.oci.image.layer.v1.tar' }, foreign] } };
+    const plan = planRebase({ app: docker, runImage: withForeign, force: false });
+    expect(plan.manifest.layers.slice(0, 3)).toEqual([
+      { ...layer('5'), mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' },
+      { ...layer('6'), mediaType: 'application/vnd.docker.image.rootfs.diff.tar' },
+      foreign,
+    ]);
+    expect(planRebase({ app, runImage: withForeign, force: false }).manifest.layers[1]?.mediaType).toBe('application/vnd.oci.image.layer.v1.tar');
+  });
+
   test('an app history not lined up with its layers gets one entry per kept layer', () => {
     const app = appImage();
     const broken = { ...app, config: { ...app.config, history: [{ created_by: 'only one' }] } };

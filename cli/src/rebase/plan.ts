@@ -5,7 +5,7 @@
  * descriptors: same blobs, nothing recompressed); below them go the new run image's layers.
  */
 import { CnbLabel, RUN_IMAGE_LABEL_PREFIXES, readRunImageMetadata, type RunImageMetadata } from '@kiln/buildpacks';
-import { formatReference, parseReference, type Descriptor, type Digest, type HistoryEntry, type ImageConfig, type ImageManifest } from '@kiln/runtime';
+import { MediaTypes, formatReference, layerCompression, layerMediaType, parseReference, type Descriptor, type Digest, type HistoryEntry, type ImageConfig, type ImageManifest } from '@kiln/runtime';
 import { RebaseError } from './errors.js';
 
 /** A single-platform image as read from the store or a registry. */
@@ -158,7 +158,7 @@ export function planRebase(input: RebasePlanInput): RebasePlan {
   const annotations = app.manifest.annotations;
   const manifest: ImageManifest = {
     ...app.manifest,
-    layers: [...runImage.manifest.layers, ...appLayers],
+    layers: [...runImage.manifest.layers.map((l) => inFormatOf(app.manifest, l)), ...appLayers],
     ...(annotations === undefined ? {} : { annotations: rebasedAnnotations(annotations, runImage) }),
   };
   return { manifest, config, appLayers, oldRunLayers: top + 1, warnings };
@@ -193,6 +193,19 @@ function historyOf(app: ImageConfig, top: number, appLayerCount: number, nb: Ima
   const baseNonEmpty = base.filter((e) => e.empty_layer !== true).length;
   const basePart = baseNonEmpty === nb.rootfs.diff_ids.length ? [...base] : nb.rootfs.diff_ids.map(() => (nb.created === undefined ? {} : { created: nb.created }));
   return { history: [...basePart, ...appPart] };
+}
+
+/**
+ * A new run image layer in the app manifest's media type family: a Docker schema 2 manifest
+ * listing OCI layer types (or the reverse) is refused by Docker and skopeo. Same blob, only the
+ * type string changes; foreign and non-distributable layers keep theirs.
+ */
+function inFormatOf(appManifest: ImageManifest, l: Descriptor): Descriptor {
+  const plain = [MediaTypes.ociLayer, MediaTypes.ociLayerGzip, MediaTypes.ociLayerZstd, MediaTypes.dockerLayer, MediaTypes.dockerLayerGzip] as string[];
+  const compression = layerCompression(l.mediaType);
+  if (!plain.includes(l.mediaType) || compression === undefined) return l;
+  const mediaType = layerMediaType(appManifest.mediaType === MediaTypes.dockerManifest ? 'docker' : 'oci', compression);
+  return mediaType === l.mediaType ? l : { ...l, mediaType };
 }
 
 function rebasedAnnotations(a: Readonly<Record<string, string>>, runImage: NewRunImage): Record<string, string> {

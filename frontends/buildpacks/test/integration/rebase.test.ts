@@ -1,0 +1,203 @@
+/**
+ * `kiln rebase` end to end: a shell app built by kiln/buildpacks on the offline kt/run image,
+ * then a newer kt/run (one more layer holding a file), rebased in the kiln store and, with
+ * --publish, in a real docker-registry. Checked with the stores, skopeo, umoci and runc.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ContentStore, ImageStore, hostPlatform, layerMediaType, packUstar, resolveImage, storeFetcher, writeImage, type ImageConfig, type ImageManifest, type LayerRef, type PackEntry } from '@kiln/runtime';
+import { startRegistry, type TestRegistry } from '../../../../runtime/test/helpers/registry.js';
+import { PROJECT_TOML, compileCli, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+
+const META = 'io.buildpacks.lifecycle.metadata';
+const MTIME = new Date('1980-01-01T00:00:01Z');
+
+let sb: Sandbox;
+let registry: TestRegistry;
+beforeAll(async () => {
+  requireTools();
+  const missing = ['skopeo', 'docker-registry'].filter((b) => spawnSync('sh', ['-c', `command -v ${b}`]).status !== 0);
+  if (missing.length > 0) throw new Error(`missing prerequisites: apt-get install -y ${missing.join(' ')}`);
+  compileCli();
+  sb = await makeSandbox();
+  registry = await startRegistry();
+}, 300_000);
+afterAll(async () => {
+  await registry?.stop();
+  await sb?.cleanup();
+});
+
+interface Stored {
+  readonly digest: string;
+  readonly manifest: ImageManifest;
+  readonly config: ImageConfig;
+}
+
+/** An image of the sandbox's kiln store, read with the runtime's own stores. */
+async function stored(name: string): Promise<Stored> {
+  const content = await ContentStore.open(sb.root);
+  const rec = await (await ImageStore.open(sb.root)).mustGet(name);
+  const r = await resolveImage(storeFetcher(content), rec.target, hostPlatform());
+  return { digest: r.manifestDescriptor.digest, manifest: r.manifest, config: r.config };
+}
+
+/** Writes an image made of `img`'s layers (plus `extra`) and `config` changes under `name`. */
+async function storeVariant(img: Stored, name: string, change: (c: ImageConfig) => Record<string, unknown>, extra: PackEntry[] = []): Promise<Stored> {
+  const content = await ContentStore.open(sb.root);
+  const layers: LayerRef[] = img.manifest.layers.map((descriptor, i) => ({ descriptor, diffID: img.config.rootfs.diff_ids[i] ?? descriptor.digest }));
+  if (extra.length > 0) {
+    const chunks: Uint8Array[] = [];
+    for await (const c of packUstar(extra)) chunks.push(c);
+    const info = await content.writeBlob(Buffer.concat(chunks));
+    layers.push({ descriptor: { mediaType: layerMediaType('oci', 'uncompressed'), digest: info.digest, size: info.size }, diffID: info.digest });
+  }
+  const { rootfs: _r, ...cfg } = change(img.config);
+  const written = await writeImage(content, layers, cfg as ImageConfig);
+  await (await ImageStore.open(sb.root)).put(name, written.manifest);
+  return stored(name);
+}
+
+const fileEntry = (name: string, data: string): PackEntry => ({ header: { name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: MTIME, size: data.length, uname: '', gname: '' }, data: Buffer.from(data) });
+const dirEntry = (name: string): PackEntry => ({ header: { name, type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: MTIME, uname: '', gname: '' } });
+
+/** `kiln save NAME` as an OCI tarball, copied by skopeo into an OCI layout (OCI media types, which umoci needs) and unpacked by umoci. */
+async function saveAndUnpack(name: string, tag: string): Promise<string> {
+  const tar = join(sb.dir, `${tag}.oci.tar`);
+  const r = await kiln(['save', name, '-o', tar, '--root', sb.root], sb.dir);
+  expect(r.stderr).toBe('');
+  const layout = join(sb.dir, `${tag}.oci`);
+  execFileSync('skopeo', ['copy', `oci-archive:${tar}`, `oci:${layout}:${tag}`], { stdio: 'pipe' });
+  const bundle = join(sb.dir, `${tag}.bundle`);
+  await unpack(layout, tag, bundle);
+  return bundle;
+}
+
+const runImageOf = (img: Stored): { topLayer: string; reference: string; image?: string; mirrors?: string[] } =>
+  (JSON.parse(img.config.config?.Labels?.[META] ?? '{}') as { runImage: { topLayer: string; reference: string; image?: string; mirrors?: string[] } }).runImage;
+
+describe('kiln rebase', () => {
+  test('onto a newer run image: app blobs reused, new run layers below, labels updated, the app still runs; --publish mounts across repositories', async () => {
+    const app = join(sb.dir, 'shell');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo "$1 $GREETING $(tool x) $(cat /etc/run-image-version 2>/dev/null || echo v1)"\n' });
+    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'rebase-app:1'], sb.dir);
+    expect(built.code, built.stderr).toBe(0);
+    const before = await stored('docker.io/library/rebase-app:1');
+    const oldRun = await stored('docker.io/kt/run:latest');
+    expect(runImageOf(before).topLayer).toBe(oldRun.config.rootfs.diff_ids.at(-1));
+    // the original app, in a registry, for --publish below
+    expect((await kiln(['push', 'rebase-app:1', `${registry.host}/team/app:1`, '--root', sb.root], sb.dir)).code).toBe(0);
+
+    // kt/run, one layer newer (the run image's distro labels plus a new one)
+    const newRun = await storeVariant(
+      oldRun,
+      'docker.io/kt/run:latest',
+      (c) => ({ ...c, config: { ...c.config, Labels: { ...c.config?.Labels, 'io.buildpacks.base.maintainer': 'kiln tests' } }, history: [...(c.history ?? []), { created: MTIME.toISOString(), created_by: 'run image v2' }] }),
+      [dirEntry('etc/'), fileEntry('etc/run-image-version', 'v2\n')],
+    );
+    expect(newRun.manifest.layers).toHaveLength(3);
+
+    const reportFile = join(sb.dir, 'report.toml');
+    const r = await kiln(['rebase', 'rebase-app:1', '--root', sb.root, '--report', reportFile], sb.dir);
+    expect(r.stderr).toContain('2 run image layers replaced by 3, 4 app layers kept');
+    expect(r.code).toBe(0);
+    const after = await stored('docker.io/library/rebase-app:1');
+    expect(r.stdout).toBe(`docker.io/library/rebase-app:1@${after.digest}\n`);
+    expect(await readFile(reportFile, 'utf8')).toContain(`digest = "${after.digest}"`);
+
+    // app layers: the very descriptors (blobs) of the built image; below them the new run image's
+    expect(after.manifest.layers.slice(3)).toEqual(before.manifest.layers.slice(2));
+    // (the same blobs; their media types in the app manifest's family, Docker schema 2 here)
+    expect(after.manifest.layers.slice(0, 3).map((l) => [l.digest, l.size])).toEqual(newRun.manifest.layers.map((l) => [l.digest, l.size]));
+    expect(new Set(after.manifest.layers.map((l) => l.mediaType))).toEqual(new Set(before.manifest.layers.map((l) => l.mediaType)));
+    expect(after.manifest.mediaType).toBe(before.manifest.mediaType);
+    expect(after.config.rootfs.diff_ids).toEqual([...newRun.config.rootfs.diff_ids, ...before.config.rootfs.diff_ids.slice(2)]);
+    const content = await ContentStore.open(sb.root);
+    for (const l of after.manifest.layers) expect(await content.has(l.digest)).toBe(true);
+    expect(after.config.history?.filter((h) => h.empty_layer !== true)).toHaveLength(after.manifest.layers.length);
+    expect(after.config.history?.[2]?.created_by).toBe('run image v2');
+    // labels: run image top layer and digest, the new run image's base labels; the rest as built
+    const md = runImageOf(after);
+    expect(md.topLayer).toBe(newRun.config.rootfs.diff_ids[2]);
+    expect(md.reference).toBe(`docker.io/kt/run@${newRun.digest}`);
+    expect(md.image).toBe(runImageOf(before).image);
+    const labels = after.config.config?.Labels ?? {};
+    expect(labels['io.buildpacks.base.maintainer']).toBe('kiln tests');
+    expect(labels['io.buildpacks.build.metadata']).toBe(before.config.config?.Labels?.['io.buildpacks.build.metadata']);
+    const { Labels: _a, ...cfgAfter } = after.config.config ?? {};
+    const { Labels: _b, ...cfgBefore } = before.config.config ?? {};
+    expect(cfgAfter).toEqual(cfgBefore);
+
+    // the rebased image runs: its launcher, the app, and the new run image's file
+    const bundle = await saveAndUnpack('rebase-app:1', 'rebased');
+    expect(await readFile(join(bundle, 'rootfs/etc/run-image-version'), 'utf8')).toBe('v2\n');
+    const ran = await runBundle(bundle, { id: `kiln-rebase-${process.pid}` });
+    expect({ code: ran.code, out: ran.stdout + ran.stderr }).toEqual({ code: 0, out: 'web hello tool says x v2\n' });
+
+    // rebasing again onto the same run image changes nothing
+    const again = await kiln(['rebase', 'rebase-app:1', '--root', sb.root], sb.dir);
+    expect(again.stdout).toBe(`docker.io/library/rebase-app:1@${after.digest}\n`);
+
+    // --publish: read from the registry, written there; layers mounted or already there, none uploaded
+    expect((await kiln(['push', 'kt/run', `${registry.host}/kt/run:2`, '--root', sb.root], sb.dir)).code).toBe(0);
+    const other = await kiln(['rebase', `${registry.host}/team/app:1`, '--publish', '--run-image', `${registry.host}/kt/run:2`, '--root', sb.root], sb.dir);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('KLN0924');
+    const pub = await kiln(['rebase', `${registry.host}/team/app:1`, '--publish', '--force', '--run-image', `${registry.host}/kt/run:2`, '-t', `${registry.host}/team/app:rebased`, '--root', sb.root], sb.dir);
+    expect(pub.stderr).toContain('layers: 6 already there, 1 mounted, 0 uploaded');
+    expect(pub.code).toBe(0);
+    const digest = /@(sha256:[0-9a-f]{64})$/m.exec(pub.stdout)?.[1] ?? '';
+    expect(pub.stdout).toBe(`${registry.host}/team/app:1@${digest}\n${registry.host}/team/app:rebased@${digest}\n`);
+    const inspect = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/team/app:rebased`], { encoding: 'utf8' })) as { Digest: string; Layers: string[]; Labels: Record<string, string> };
+    expect(inspect.Digest).toBe(digest);
+    expect(inspect.Layers).toEqual(after.manifest.layers.map((l) => l.digest));
+    const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/team/app:rebased`], { encoding: 'utf8' })) as ImageManifest;
+    expect(raw.layers).toEqual(after.manifest.layers);
+    const pubMd = (JSON.parse(inspect.Labels[META] ?? '{}') as { runImage: { topLayer: string; reference: string; image: string } }).runImage;
+    expect(pubMd).toMatchObject({ topLayer: md.topLayer, image: `${registry.host}/kt/run:2` });
+    expect(pubMd.reference).toMatch(new RegExp(`^${registry.host.replaceAll('.', '\\.')}/kt/run@sha256:`));
+    // what skopeo copies out of the registry unpacks and runs the same
+    const layout = join(sb.dir, 'published.oci');
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${registry.host}/team/app:1`, `oci:${layout}:pub`], { stdio: 'pipe' });
+    const pubBundle = join(sb.dir, 'published.bundle');
+    await unpack(layout, 'pub', pubBundle);
+    const ranPub = await runBundle(pubBundle, { id: `kiln-rebase-pub-${process.pid}` });
+    expect(ranPub.stdout).toBe('web hello tool says x v2\n');
+  }, 600_000);
+
+  test('refusals: not a CNB image, not rebasable (--force overrides), another os/arch, run image top layer missing, unknown image', async () => {
+    const app = join(sb.dir, 'shell-refuse');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo refuse\n' });
+    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'refuse-app:1'], sb.dir);
+    expect(built.code, built.stderr).toBe(0);
+    const img = await stored('docker.io/library/refuse-app:1');
+    const refuse = async (args: string[], code: string) => {
+      const r = await kiln(['rebase', ...args, '--root', sb.root], sb.dir);
+      expect(r.stderr).toContain(`error ${code}:`);
+      expect(r.code).toBe(1);
+      return r;
+    };
+    await refuse(['kt/run'], 'KLN0920');
+    await refuse(['no-such-app:1'], 'KLN0925');
+
+    const withLabels = (extra: Record<string, string>) => (c: ImageConfig) => ({ ...c, config: { ...c.config, Labels: { ...c.config?.Labels, ...extra } } });
+    await storeVariant(img, 'docker.io/library/pinned:1', withLabels({ 'io.buildpacks.rebasable': 'false' }));
+    expect((await refuse(['pinned:1'], 'KLN0921')).stderr).toContain('not marked as rebasable');
+    const forced = await kiln(['rebase', 'pinned:1', '--force', '--root', sb.root], sb.dir);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stderr).toContain('warning: app image is not marked as rebasable');
+
+    const otherArch = hostPlatform().architecture === 'arm64' ? 'amd64' : 'arm64';
+    await storeVariant(await stored('docker.io/kt/run:latest'), 'docker.io/kt/run-other:latest', (c) => ({ ...c, architecture: otherArch }));
+    expect((await refuse(['refuse-app:1', '--run-image', 'kt/run-other'], 'KLN0922')).stderr).toContain(`linux/${otherArch}`);
+
+    const md = JSON.parse(img.config.config?.Labels?.[META] ?? '{}') as { runImage: Record<string, unknown> };
+    const bogus = JSON.stringify({ ...md, runImage: { ...md.runImage, topLayer: `sha256:${'0'.repeat(64)}` } });
+    const lost = await storeVariant(img, 'docker.io/library/lost-base:1', withLabels({ [META]: bogus }));
+    await refuse(['lost-base:1'], 'KLN0923');
+    // nothing was written under the refused names
+    expect((await stored('docker.io/library/lost-base:1')).digest).toBe(lost.digest);
+    expect((await stored('docker.io/library/refuse-app:1')).digest).toBe(img.digest);
+  }, 600_000);
+});
