@@ -140,7 +140,7 @@ export function resolveTargets(config: BakeConfig, requested: readonly string[],
   const wanted = [...new Set(names)];
   // Each target's inherits are merged once (a diamond of inherits would be exponential).
   const inherited = new Map<string, Target>();
-  const resolveOne = (name: string): Target => resolveTarget(config, name, overrides, inherited);
+  const resolveOne = (name: string): Target => resolveTarget(config, name, (n) => overrides.get(n), inherited);
   const targets = new Map<string, ResolvedTarget>();
   const groups = new Map<string, Group>();
   for (const n of wanted) {
@@ -185,18 +185,22 @@ function expandGroup(config: BakeConfig, name: string, visiting: Set<string>): {
   return { targets: [...new Set(targets)], groups: [...new Set(groups)] };
 }
 
-function resolveTarget(config: BakeConfig, name: string, overrides: ReadonlyMap<string, ReadonlyMap<string, Override>>, inherited: Map<string, Target>): Target {
-  const merged = inherit(config, name, [], inherited);
-  const o = overrides.get(name);
-  if (o !== undefined) applyOverrides(merged, o);
+type OverridesOf = (name: string) => ReadonlyMap<string, Override> | undefined;
+
+function resolveTarget(config: BakeConfig, name: string, overrides: OverridesOf, inherited: Map<string, Target>): Target {
+  const merged = inherit(config, name, [], overrides, inherited);
   merged.context ??= '.';
   if (merged.dockerfile === undefined || merged.dockerfile === '') merged.dockerfile = 'Dockerfile';
   normalizeTarget(merged);
   return merged;
 }
 
-/** `name`'s definition over its parents' (a fresh object; `inherited` keeps each result, never handed out itself). */
-function inherit(config: BakeConfig, name: string, chain: readonly string[], inherited: Map<string, Target>): Target {
+/**
+ * `name`'s definition over its parents', then its `--set` overrides: buildx's Config.target applies
+ * the overrides of every target of the chain, so `--set base.KEY=…` reaches what inherits base.
+ * Returns a fresh object; `inherited` keeps each result, never handed out itself.
+ */
+function inherit(config: BakeConfig, name: string, chain: readonly string[], overrides: OverridesOf, inherited: Map<string, Target>): Target {
   const done = inherited.get(name);
   if (done !== undefined) {
     const copy: Target = {};
@@ -212,11 +216,13 @@ function inherit(config: BakeConfig, name: string, chain: readonly string[], inh
     throw new BakeError('KLN0853', `inherits cycle: ${[...chain, name].join(' -> ')}`, { location: config.locations.get(name), hint: 'a target cannot inherit from itself, directly or through others' });
   }
   const t: Target = {};
-  for (const parent of def.inherits ?? []) mergeTarget(t, inherit(config, parent, [...chain, name], inherited));
+  for (const parent of def.inherits ?? []) mergeTarget(t, inherit(config, parent, [...chain, name], overrides, inherited));
   const own: Target = { ...def };
   delete own.inherits;
   mergeTarget(t, own);
   delete t.inherits;
+  const o = overrides(name);
+  if (o !== undefined) applyOverrides(t, o);
   const keep: Target = {};
   mergeTarget(keep, t);
   inherited.set(name, keep);

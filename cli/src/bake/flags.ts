@@ -99,12 +99,15 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     ulimit: t.ulimits ?? [],
     ...(t['shm-size'] === undefined ? {} : { shmSize: t['shm-size'] }),
     ...(call === 'check' || call === 'targets' ? { call } : {}),
-    cacheTo: t['cache-to'] ?? [],
-    cacheFrom: t['cache-from'] ?? [],
+    cacheTo: (t['cache-to'] ?? []).map(cacheShorthand),
+    cacheFrom: (t['cache-from'] ?? []).map(cacheShorthand),
     attest: t.attest ?? [],
   };
   return { name: rt.name, context, flags, links, warnings };
 }
+
+/** buildx's ParseCacheEntry: a value without `=` is a registry reference (`user/app:cache`). */
+const cacheShorthand = (v: string): string => (v.includes('=') ? v : `type=registry,ref=${v}`);
 
 /** The directory of a bake file (for BUILDX_BAKE_FILE_RELATIVE_PATHS). */
 export const fileDirOf = (path: string | undefined): string | undefined => (path === undefined ? undefined : dirname(path));

@@ -1,5 +1,6 @@
 import { describe, expect, test, vi } from 'vitest';
 import { parseOverrides, resolveTargets } from './config.js';
+import { targetBuild } from './flags.js';
 import { loadConfig } from './load.js';
 
 // buildx behaviours that the first version of kiln bake got wrong (each test failed before its fix).
@@ -15,6 +16,34 @@ describe('HCL syntax', () => {
   test('`...` expands a list into arguments and groups the values of a for expression', () => {
     const r = resolve([{ name: H, text: 'variable "L" { default = ["a", "b"] }\ntarget "a" {\n  context = format("%s-%s", L...)\n  args = { G = jsonencode({ for k, v in { x = "1", y = "1", z = "2" } : v => k... }) }\n}\n' }], ['a']);
     expect(r.targets.get('a')?.target).toMatchObject({ context: 'a-b', args: { G: '{"1":["x","y"],"2":["z"]}' } });
+  });
+});
+
+describe('--set and variables', () => {
+  test('--set on a parent reaches the targets that inherit it (buildx applies overrides at every inherits level)', () => {
+    const text = 'target "_base" {\n  args = { A = "base" }\n}\ntarget "app" {\n  inherits = ["_base"]\n  tags = ["app:1"]\n}\n';
+    const r = resolve([{ name: H, text }], ['app'], { set: ['_base.args.A=set', '_base.tags=base:2', '_base.platform=linux/arm64'] });
+    // The child's own tags win over the parent's (overridden) ones; the rest comes from the parent.
+    expect(r.targets.get('app')?.target).toMatchObject({ args: { A: 'set' }, tags: ['app:1'], platforms: ['linux/arm64'] });
+  });
+
+  test('environment values of bool and number variables parse as buildx (Go strconv.ParseBool / ParseFloat, no Inf or NaN)', () => {
+    const text = 'variable "B" { default = false }\nvariable "N" { default = 1 }\ntarget "a" {\n  args = { B = B, N = N }\n}\n';
+    expect(resolve([{ name: H, text }], ['a'], { env: { B: 'True', N: '2.5e1' } }).targets.get('a')?.target.args).toEqual({ B: 'true', N: '25' });
+    for (const env of [{ B: 'tRuE' }, { B: 'yes' }, { N: 'Infinity' }, { N: 'NaN' }, { N: ' 5' }, { N: '0x10' }]) {
+      expect(() => resolve([{ name: H, text }], ['a'], { env }), JSON.stringify(env)).toThrow(expect.objectContaining({ code: 'KLN0852' }));
+    }
+  });
+});
+
+describe('build flags', () => {
+  test('cache-to / cache-from without "=" are registry references, as buildx reads them', async () => {
+    const r = resolve([{ name: H, text: 'target "a" {\n  cache-from = ["user/app:cache", "type=local,src=c"]\n  cache-to = ["user/app:cache"]\n}\n' }], ['a']);
+    const rt = r.targets.get('a');
+    if (rt === undefined) throw new Error('no target a');
+    const io = { stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: () => true }, cwd: '/work', env: {} };
+    const b = await targetBuild(rt, { progress: 'quiet' }, io, { fileRelative: false, inlineDir: '/tmp' });
+    expect(b.flags).toMatchObject({ cacheFrom: ['type=registry,ref=user/app:cache', 'type=local,src=c'], cacheTo: ['type=registry,ref=user/app:cache'] });
   });
 });
 

@@ -26,14 +26,15 @@ interface Global {
 /** buildx's typing of an environment value by the variable's default. */
 function fromEnv(name: string, raw: string, dflt: Value, pos: Pos): Value {
   if (typeof dflt === 'boolean') {
-    const s = raw.toLowerCase();
-    if (['1', 't', 'true'].includes(s)) return true;
-    if (['0', 'f', 'false'].includes(s)) return false;
+    // Go's strconv.ParseBool, as buildx parses it.
+    if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw)) return true;
+    if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(raw)) return false;
     throw evalError(`variable ${name}: the environment value "${raw}" is not a bool (the default is ${String(dflt)})`, pos, `set ${name}=true or ${name}=false`);
   }
   if (typeof dflt === 'number') {
-    const n = Number(raw);
-    if (raw.trim() === '' || Number.isNaN(n)) throw evalError(`variable ${name}: the environment value "${raw}" is not a number (the default is ${dflt})`, pos, `set ${name} to a number`);
+    // A decimal number, as Go's strconv.ParseFloat reads it; buildx refuses Inf and NaN.
+    const n = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(raw) ? Number(raw) : Number.NaN;
+    if (!Number.isFinite(n)) throw evalError(`variable ${name}: the environment value "${raw}" is not a number (the default is ${dflt})`, pos, `set ${name} to a number`);
     return n;
   }
   if (dflt !== null && typeof dflt === 'object') {
