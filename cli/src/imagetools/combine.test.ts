@@ -1,0 +1,123 @@
+import { describe, expect, test } from 'vitest';
+import { digestOf, parseReference, type Descriptor, type ImageReference } from '@kiln/runtime';
+import { parseAnnotations } from './annotations.js';
+import { combine, parseSource, sourceRefs, type Source } from './combine.js';
+
+// A fake registry: blobs by digest. combine() only reads manifests and configs through `fetch`.
+const blobs = new Map<string, Buffer>();
+function put(v: unknown): Descriptor & { bytes: Buffer } {
+  const bytes = Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+  const digest = digestOf(bytes);
+  blobs.set(digest, bytes);
+  return { mediaType: '', digest, size: bytes.length, bytes };
+}
+const fetch = async (_ref: ImageReference, d: Descriptor): Promise<Buffer> => {
+  const b = blobs.get(d.digest);
+  if (b === undefined) throw new Error(`no ${d.digest}`);
+  return b;
+};
+const DM = 'application/vnd.docker.distribution.manifest.v2+json';
+const OM = 'application/vnd.oci.image.manifest.v1+json';
+function image(arch: string, mediaType: string, variant?: string): Descriptor {
+  const cfg = put({ architecture: arch, os: 'linux', ...(variant !== undefined ? { variant } : {}), rootfs: { type: 'layers', diff_ids: [] } });
+  const m = put({ schemaVersion: 2, mediaType, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg.digest, size: cfg.size }, layers: [] });
+  return { mediaType, digest: m.digest, size: m.size };
+}
+const ref = parseReference('localhost:5000/app:1');
+const src = (desc: Descriptor): Source => ({ ref, desc });
+
+describe('combine (buildx imagetools create)', () => {
+  test('two Docker manifests without platforms: platforms from their configs, a Docker manifest list as MarshalIndent writes it', async () => {
+    const a = image('amd64', DM);
+    const b = image('aarch64', DM, 'v8');
+    const out = await combine([src(a), src(b)], [], true, fetch);
+    const want = `{
+  "schemaVersion": 2,
+  "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+  "manifests": [
+    {
+      "mediaType": "${DM}",
+      "digest": "${a.digest}",
+      "size": ${a.size},
+      "platform": {
+        "architecture": "amd64",
+        "os": "linux"
+      }
+    },
+    {
+      "mediaType": "${DM}",
+      "digest": "${b.digest}",
+      "size": ${b.size},
+      "platform": {
+        "architecture": "arm64",
+        "os": "linux"
+      }
+    }
+  ]
+}`;
+    expect(out.bytes.toString()).toBe(want);
+    expect(out.desc).toEqual({ mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json', digest: digestOf(Buffer.from(want)), size: want.length });
+  });
+
+  test('an index is flattened, its children deduplicated by digest (annotations merged), one OCI child makes an OCI index', async () => {
+    const a = image('amd64', OM);
+    const b = image('arm64', OM);
+    const idx = put({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...a, platform: { os: 'linux', architecture: 'amd64' }, annotations: { x: '1' } }] });
+    const out = await combine(
+      [src({ ...idx, mediaType: 'application/vnd.oci.image.index.v1+json' }), src({ ...a, annotations: { y: '2' } }), src(b)],
+      parseAnnotations(['index:org.opencontainers.image.title=t', 'manifest-descriptor[linux/arm64]:k=v']),
+      true,
+      fetch,
+    );
+    const v = JSON.parse(out.bytes.toString()) as { mediaType: string; manifests: Descriptor[]; annotations: Record<string, string> };
+    expect(v.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(v.manifests.map((m) => m.digest)).toEqual([a.digest, b.digest]);
+    expect(v.manifests[0]?.annotations).toEqual({ x: '1', y: '2' });
+    expect(v.manifests[1]?.annotations).toEqual({ k: 'v' });
+    expect(v.annotations).toEqual({ 'org.opencontainers.image.title': 't' });
+  });
+
+  test('one index source without annotations is copied as is; one manifest too with preferIndex=false', async () => {
+    const raw = '{"schemaVersion":2,"manifests":[]}  ';
+    const idx = put(raw);
+    const out = await combine([src({ ...idx, mediaType: 'application/vnd.oci.image.index.v1+json' })], [], true, fetch);
+    expect(out.bytes.toString()).toBe(raw);
+    const a = image('amd64', DM);
+    expect((await combine([src(a)], [], false, fetch)).desc.digest).toBe(a.digest);
+    expect((await combine([src(a)], [], true, fetch)).desc.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
+  });
+
+  test('two different manifests of one platform are refused (KLN0863); attestation manifests never collide', async () => {
+    const a = image('amd64', OM);
+    const a2 = image('x86_64', OM);
+    await expect(combine([src(a), src(a2)], [], true, fetch)).rejects.toMatchObject({ code: 'KLN0863' });
+    const att = (subject: string): Descriptor => ({ mediaType: OM, digest: put({ s: subject }).digest, size: 1, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.digest': subject } });
+    const b = image('arm64', OM);
+    const out = await combine([src(a), src(att(a.digest)), src(b), src(att(b.digest))], [], true, fetch);
+    expect((JSON.parse(out.bytes.toString()) as { manifests: unknown[] }).manifests).toHaveLength(4);
+  });
+
+  test('annotation types buildx refuses for create; Docker lists drop annotations', async () => {
+    const a = image('amd64', DM);
+    await expect(combine([src(a)], parseAnnotations(['manifest:k=v']), true, fetch)).rejects.toMatchObject({ code: 'KLN0860' });
+    await expect(combine([src(a)], parseAnnotations(['index-descriptor:k=v']), true, fetch)).rejects.toMatchObject({ code: 'KLN0860' });
+    await expect(combine([src(a)], parseAnnotations(['k=v']), true, fetch)).rejects.toMatchObject({ code: 'KLN0860' });
+    const out = await combine([src(a)], parseAnnotations(['index:k=v']), true, fetch);
+    expect(out.dropped.map((x) => x.key)).toEqual(['k']);
+    expect(out.bytes.toString()).not.toContain('annotations');
+  });
+});
+
+describe('parseSource / sourceRefs', () => {
+  const dg = `sha256:${'a'.repeat(64)}`;
+  test('digest, reference and descriptor sources; the repository of a digest is the one repository given', () => {
+    const specs = [parseSource(dg), parseSource('localhost:5000/other:2'), parseSource(`{"digest":"${dg}","platform":{"os":"linux","architecture":"s390x"}}`)];
+    expect(specs.map((s) => s.kind)).toEqual(['digest', 'ref', 'descriptor']);
+    expect(() => sourceRefs(specs, [parseReference('localhost:5000/app:1')])).toThrow(expect.objectContaining({ code: 'KLN0860' }));
+    const refs = sourceRefs([specs[0], specs[2]].filter((s) => s !== undefined), [parseReference('localhost:5000/app:1')]);
+    expect(refs.map((r) => `${r.domain}/${r.path}@${r.digest ?? ''}`)).toEqual([`localhost:5000/app@${dg}`, `localhost:5000/app@${dg}`]);
+  });
+  test.for(['sha256:zz', 'oci-layout://./x', './dir', '{"digest":1}', '{nope', 'app:bad!tag', 'Upper'])('%s is refused', (s) => {
+    expect(() => parseSource(s)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^KLN086[04]$/) }));
+  });
+});
