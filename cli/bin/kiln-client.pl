@@ -12,7 +12,7 @@ use strict;
 
 use constant { AF_UNIX => 1, SOCK_STREAM => 1, EINTR => 4, EAGAIN => 11 };
 
-my %SERVED = map { $_ => 1 } qw(build bake solve du prune images push save rmi llb dump-llb imagetools);    # DAEMON_COMMANDS in protocol.ts
+my %SERVED = map { $_ => 1 } qw(build bake solve du prune images push save rmi llb dump-llb imagetools rebase);    # DAEMON_COMMANDS in protocol.ts
 (my $here = $0) =~ s{/[^/]*$}{};
 
 sub in_process {

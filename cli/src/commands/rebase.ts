@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { hostPlatform, writeFileAtomic, type Platform } from '@kiln/runtime';
-import type { CliIo } from '../io.js';
+import { resolve } from 'node:path';
+import { callerCwd, type CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
@@ -84,7 +85,7 @@ async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: 
     const lines = ['[image]', `  tags = [${names.map(q).join(', ')}]`];
     if (!publish) lines.push(`  image-id = ${q(blobs.config.digest)}`);
     lines.push(`  digest = ${q(blobs.manifest.digest)}`, `  manifest-size = ${blobs.manifest.size}`, '');
-    await writeFileAtomic(flags.report, Buffer.from(lines.join('\n')));
+    await writeFileAtomic(resolve(callerCwd(io), flags.report), Buffer.from(lines.join('\n')));
   }
 }
 

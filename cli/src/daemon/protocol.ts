@@ -33,7 +33,7 @@ export interface Hello {
 }
 
 /** Commands the daemon serves (keep cli/bin/kiln-client.pl's list the same); the others always run in-process. */
-export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'bake', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi', 'llb', 'dump-llb', 'imagetools']);
+export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'bake', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi', 'llb', 'dump-llb', 'imagetools', 'rebase']);
 
 /** Served commands that do not use the daemon's engine, so they are served for any `--root`. */
 export const ROOTLESS_COMMANDS: ReadonlySet<string> = new Set(['llb', 'dump-llb']);

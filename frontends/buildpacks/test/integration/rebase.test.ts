@@ -3,13 +3,13 @@
  * then a newer kt/run (one more layer holding a file), rebased in the kiln store and, with
  * --publish, in a real docker-registry. Checked with the stores, skopeo, umoci and runc.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ContentStore, ImageStore, hostPlatform, layerMediaType, packUstar, resolveImage, storeFetcher, writeImage, type ImageConfig, type ImageManifest, type LayerRef, type PackEntry } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../../runtime/test/helpers/registry.js';
-import { PROJECT_TOML, compileCli, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+import { PROJECT_TOML, compileCli, kiln, repo, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
 
 const META = 'io.buildpacks.lifecycle.metadata';
 const MTIME = new Date('1980-01-01T00:00:01Z');
@@ -200,4 +200,48 @@ describe('kiln rebase', () => {
     expect((await stored('docker.io/library/lost-base:1')).digest).toBe(lost.digest);
     expect((await stored('docker.io/library/refuse-app:1')).digest).toBe(img.digest);
   }, 600_000);
+
+  test('served by kiln daemon, with the Node and the Perl client (the report lands in the client cwd)', async () => {
+    const app = join(sb.dir, 'shell-daemon');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo daemon\n' });
+    expect((await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'daemon-app:1'], sb.dir)).code).toBe(0);
+    const socket = join(sb.dir, 'kilnd.sock');
+    const daemon: ChildProcess = spawn(process.execPath, [join(repo, 'cli/bin/kiln.js'), 'daemon', '--root', sb.root, '--addr', `unix://${socket}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      daemon.stderr?.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('serving ')) resolve();
+      });
+      daemon.once('exit', (code) => reject(new Error(`kiln daemon exited (${code}):\n${log}`)));
+    });
+    try {
+      const clients = [
+        ['node', [process.execPath, join(repo, 'cli/bin/kiln.js')]],
+        ['perl', [join(repo, 'cli/bin/kiln')]],
+      ] as const;
+      for (const [name, [bin, ...pre]] of clients) {
+        const cwd = join(sb.dir, `client-${name}`);
+        await writeTree(cwd, { 'keep': '' });
+        const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+          const c = spawn(bin, [...pre, 'rebase', 'daemon-app:1', '--root', sb.root, '--report', 'report.toml'], { cwd, env: { ...process.env, KILN_HOST: `unix://${socket}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+          c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          c.once('error', reject);
+          c.once('close', (code) => resolve({ code, stdout, stderr }));
+        });
+        expect(r.code, r.stderr).toBe(0);
+        const digest = (await stored('docker.io/library/daemon-app:1')).digest;
+        expect(r.stdout).toBe(`docker.io/library/daemon-app:1@${digest}\n`);
+        expect(await readFile(join(cwd, 'report.toml'), 'utf8')).toContain(`digest = "${digest}"`);
+        await expect.poll(() => log.split('\n').filter((l) => l.startsWith('rebase: client pid') || l.includes('rebase: client pid')).length).toBe(name === 'node' ? 1 : 2);
+      }
+    } finally {
+      const gone = new Promise((r) => daemon.once('exit', r));
+      daemon.kill('SIGTERM');
+      await gone;
+    }
+  }, 300_000);
 });
