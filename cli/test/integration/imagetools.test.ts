@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { repo, runKiln, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // `kiln imagetools inspect|create` against real docker-registry instances, on images kiln built
 // and pushed (FROM scratch, so no emulation is needed for arm64), checked with skopeo.
@@ -240,6 +240,30 @@ describe('kiln imagetools', () => {
     const down = await kiln(['imagetools', 'inspect', '127.0.0.1:1/team/amd:1']);
     expect(down.stderr).toContain('KLN0862');
     noStack(down.stderr);
+  });
+
+  test('served by kiln daemon (Node and Perl clients): the client cwd resolves -f, the output is the in-process one', async () => {
+    const socket = join(sb.dir, `itd-${t}`, 'kilnd.sock');
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+    try {
+      const work = join(sb.dir, `itd-work-${t}`);
+      await writeTree(work, { 'src.json': JSON.stringify({ digest: skopeoDigest(arm) }) });
+      const env = { KILN_HOST: `unix://${socket}`, KILN_ROOT: sb.root };
+      for (const launcher of [[process.execPath, join(repo, 'cli/bin/kiln.js')], [join(repo, 'cli/bin/kiln')]]) {
+        const inspected = spawnSync(launcher[0] as string, [...launcher.slice(1), 'imagetools', 'inspect', '--raw', amd], { env: { ...process.env, PATH: sb.path, ...env } });
+        expect(inspected.status, inspected.stderr.toString()).toBe(0);
+        expect(inspected.stdout.equals(skopeoRaw(amd))).toBe(true);
+        const created = spawnSync(launcher[0] as string, [...launcher.slice(1), 'imagetools', 'create', '--dry-run', '-t', `${reg.host}/other/arm:x`, '-f', 'src.json'], { cwd: work, env: { ...process.env, PATH: sb.path, ...env } });
+        expect(created.status, created.stderr.toString()).toBe(0);
+        expect((JSON.parse(created.stdout.toString()) as Index).manifests.map((m) => m.digest)).toEqual([skopeoDigest(arm)]);
+        await expect.poll(() => d.log().split('\n').filter((l) => l.includes(`client pid ${created.pid} →`)).length, { timeout: 10_000 }).toBe(1);
+        expect(d.log()).toContain(`client pid ${inspected.pid} →`);
+      }
+    } finally {
+      const gone = d.exited;
+      d.child.kill('SIGTERM');
+      await gone;
+    }
   });
 
   test('inspect --local reads the kiln image store', async () => {
