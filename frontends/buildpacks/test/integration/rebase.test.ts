@@ -164,6 +164,17 @@ describe('kiln rebase', () => {
     await unpack(layout, 'pub', pubBundle);
     const ranPub = await runBundle(pubBundle, { id: `kiln-rebase-pub-${process.pid}` });
     expect(ranPub.stdout).toBe('web hello tool says x v2\n');
+
+    // into the store again, under another name (--previous-image is what is read), on a run
+    // image the store does not have: pulled into it from the registry
+    expect(await (await ImageStore.open(sb.root)).get(`${registry.host}/kt/run:2`)).toBeUndefined();
+    const pulled = await kiln(['rebase', 'pulled:1', '--previous-image', 'rebase-app:1', '--run-image', `${registry.host}/kt/run:2`, '--force', '--root', sb.root], sb.dir);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(pulled.stderr).toContain('warning: the new run image');
+    const pulledImg = await stored('docker.io/library/pulled:1');
+    expect(pulledImg.manifest.layers).toEqual(after.manifest.layers);
+    expect(runImageOf(pulledImg).reference).toBe(`${registry.host}/kt/run@${(await stored(`${registry.host}/kt/run:2`)).digest}`);
+    expect((await stored('docker.io/library/rebase-app:1')).digest).toBe(after.digest);
   }, 600_000);
 
   test('refusals: not a CNB image, not rebasable (--force overrides), another os/arch, run image top layer missing, unknown image', async () => {
