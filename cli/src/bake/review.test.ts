@@ -19,6 +19,27 @@ describe('HCL syntax', () => {
   });
 });
 
+describe('several files', () => {
+  // buildx merges every HCL and JSON file into one body, in order (hcl.MergeFiles).
+  const hcl = { name: 'docker-bake.hcl', text: 'variable "TAG" { default = "1" }\ntarget "a" {\n  tags = ["a:${TAG}"]\n  args = { X = "hcl" }\n}\n' };
+
+  test('a JSON override after an HCL file wins where both set a key', () => {
+    const json = { name: 'docker-bake.override.json', text: JSON.stringify({ target: { a: { args: { X: 'json' }, tags: ['a:json'] } } }) };
+    expect(resolve([hcl, json], ['a']).targets.get('a')?.target).toMatchObject({ args: { X: 'json' }, tags: ['a:json'] });
+  });
+
+  test('an HCL override after a JSON file wins where both set a key', () => {
+    const json = { name: 'docker-bake.json', text: JSON.stringify({ target: { a: { args: { X: 'json' } } } }) };
+    const over = { name: 'docker-bake.override.hcl', text: 'target "a" {\n  args = { X = "override" }\n}\n' };
+    expect(resolve([json, over], ['a']).targets.get('a')?.target.args).toEqual({ X: 'override' });
+  });
+
+  test('a JSON override sets the default of an HCL variable, and uses the HCL file\'s variables', () => {
+    const json = { name: 'docker-bake.override.json', text: JSON.stringify({ variable: { TAG: { default: '2' } }, target: { a: { labels: { tag: '${TAG}' } } } }) };
+    expect(resolve([hcl, json], ['a']).targets.get('a')?.target).toMatchObject({ tags: ['a:2'], labels: { tag: '2' } });
+  });
+});
+
 describe('--set and variables', () => {
   test('--set on a parent reaches the targets that inherit it (buildx applies overrides at every inherits level)', () => {
     const text = 'target "_base" {\n  args = { A = "base" }\n}\ntarget "app" {\n  inherits = ["_base"]\n  tags = ["app:1"]\n}\n';

@@ -4,10 +4,9 @@ import type { BakeConfig } from '../config.js';
 import { BakeError, type BakeLocation } from '../errors.js';
 import type { BakeFile } from '../files.js';
 import { decodeTarget } from '../target.js';
-import type { Attribute, Block, Expr, Pos, Value } from './ast.js';
+import type { Attribute, Block, Expr, HclFile, Pos, Value } from './ast.js';
 import { evalError, evaluate, limitError, Scope, toBool, toStr, typeName, type HclFunction } from './eval.js';
 import { stdlib } from './functions.js';
-import { parseHcl, parseTemplate } from './parser.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -168,8 +167,7 @@ function evalAttributes(attrs: readonly Attribute[], scope: Scope, skip: Readonl
  * Reads HCL bake files into `config` (the files merged in order, as buildx merges them): groups,
  * targets (matrix targets expanded, one per combination), variables and functions.
  */
-export function loadHcl(config: BakeConfig, files: readonly BakeFile[], env: Env, vars: Env = {}): void {
-  const parsed = files.map((f) => ({ file: f, hcl: parseHcl(f.text, f.name) }));
+export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: BakeFile; readonly hcl: HclFile }[], env: Env, vars: Env = {}): void {
   const targets: { block: Block; file: BakeFile }[] = [];
   const groups: Block[] = [];
   const evaluatingTargets = new Set<string>();
@@ -300,36 +298,4 @@ function matrixScopes(attr: Attribute | undefined, scope: Scope): Scope[] {
     combos = next;
   }
   return combos.map((c) => scope.child(c));
-}
-
-/**
- * A JSON bake file's values with `${…}` templates evaluated (HCL's JSON syntax, as buildx reads
- * JSON): the file's `variable` defaults (overridden by the environment) and the stdlib.
- */
-export function evaluateJsonTemplates(config: BakeConfig, root: Record<string, unknown>, f: BakeFile, env: Env, vars: Env = {}): Record<string, unknown> {
-  const at: Pos = { file: f.name, line: 1, column: 1, offset: 0 };
-  const template = (s: string): Expr => parseTemplate(s, f.name, at);
-  const literal = (v: unknown): Expr => {
-    if (typeof v === 'string') return template(v);
-    if (Array.isArray(v)) return { kind: 'tuple', items: v.map(literal), pos: at };
-    if (typeof v === 'object' && v !== null) return { kind: 'object', items: Object.entries(v as Record<string, unknown>).map(([k, x]) => ({ key: { kind: 'literal', value: k, pos: at }, value: literal(x) })), pos: at };
-    return { kind: 'literal', value: (v ?? null) as Value, pos: at };
-  };
-  const globals = new Globals(env, () => ({}), vars);
-  const declared = root['variable'];
-  if (typeof declared === 'object' && declared !== null && !Array.isArray(declared)) {
-    for (const [name, def] of Object.entries(declared as Record<string, unknown>)) {
-      const d = typeof def === 'object' && def !== null ? (def as Record<string, unknown>)['default'] : undefined;
-      globals.add({ name, pos: at, expr: d === undefined ? undefined : literal(d), variable: true, validations: [] });
-      const desc = typeof def === 'object' && def !== null ? (def as Record<string, unknown>)['description'] : undefined;
-      config.variables.set(name, { ...(typeof desc === 'string' ? { description: desc } : {}), value: () => globals.value(name, at) });
-    }
-  }
-  const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') return v.includes('${') || v.includes('$${') || v.includes('%{') ? evaluate(template(v), globals.scope) : v;
-    if (Array.isArray(v)) return v.map(walk);
-    if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, walk(x)]));
-    return v;
-  };
-  return { ...(root['group'] === undefined ? {} : { group: walk(root['group']) }), ...(root['target'] === undefined ? {} : { target: walk(root['target']) }) };
 }

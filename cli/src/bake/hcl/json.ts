@@ -1,0 +1,107 @@
+import { BakeError } from '../errors.js';
+import type { BakeFile } from '../files.js';
+import type { Attribute, Block, Expr, HclFile, Pos } from './ast.js';
+import { parseTemplate } from './parser.js';
+
+/** How deep a JSON bake file may nest (the HCL parser's limit): the conversion recurses. */
+const JSON_MAX_NESTING = 128;
+const BLOCK_TYPES = ['group', 'target', 'variable', 'function'] as const;
+
+/**
+ * A JSON bake file as an HCL body (HCL's JSON syntax, as buildx reads it): each of `group`,
+ * `target`, `variable` and `function` maps labels to block bodies; strings are templates
+ * (`${…}`, `%{…}`, `$${` escapes). Converted, the file merges with HCL files in order, and shares
+ * their variables and functions. Positions are those of the keys (JSON values carry none).
+ */
+export function jsonToHcl(f: BakeFile): HclFile {
+  let value: unknown;
+  try {
+    value = JSON.parse(f.text);
+  } catch (e) {
+    const m = /position (\d+)/.exec(e instanceof Error ? e.message : '');
+    const at = m === null ? { line: 1, column: 1 } : position(f.text, Number(m[1]));
+    throw new BakeError('KLN0851', `invalid JSON: ${e instanceof Error ? e.message.replace(/ in JSON at position \d+.*$/, '') : String(e)}`, { location: { file: f.name, ...at }, hint: 'a bake JSON file is {"group": {...}, "target": {...}}' });
+  }
+  const where = (key: string): Pos => {
+    const i = f.text.indexOf(`"${key}"`);
+    return { file: f.name, ...(i < 0 ? { line: 1, column: 1, offset: 0 } : { ...position(f.text, i), offset: i }) };
+  };
+  const fail = (message: string, pos: Pos, hint?: string): never => {
+    throw new BakeError('KLN0853', message, { location: { file: pos.file, line: pos.line, column: pos.column }, ...(hint === undefined ? {} : { hint }) });
+  };
+  if (!isRecord(value)) return fail('a bake JSON file must be an object', where(''));
+  const deep = tooDeepAt(value, JSON_MAX_NESTING);
+  if (deep !== undefined) {
+    const at = nthBracket(f.text, deep);
+    fail(`nested too deeply (more than ${JSON_MAX_NESTING} levels of objects and lists)`, { file: f.name, ...position(f.text, at), offset: at }, 'a bake JSON file nests a few levels: target, name, key, value');
+  }
+  const blocks: Block[] = [];
+  for (const [type, defs] of Object.entries(value)) {
+    if (!(BLOCK_TYPES as readonly string[]).includes(type)) fail(`unknown top-level key "${type}"`, where(type), 'use group, target, variable or function');
+    if (!isRecord(defs)) return fail(`${type} must be an object`, where(type));
+    for (const [label, def] of Object.entries(defs)) {
+      const pos = where(label);
+      if (!isRecord(def)) return fail(`${type} "${label}" must be an object`, pos);
+      const attributes: Attribute[] = Object.entries(def).map(([name, v]) => {
+        const apos = where(name);
+        // A function's params name variables: in HCL's JSON syntax they are bare names.
+        const expr = type === 'function' && (name === 'params' || name === 'variadic_params') ? names(v, apos) : toExpr(v, apos, f.name);
+        return { name, expr, pos: apos };
+      });
+      blocks.push({ type, labels: [label], body: { attributes, blocks: [] }, pos });
+    }
+  }
+  return { name: f.name, body: { attributes: [], blocks } };
+}
+
+function toExpr(v: unknown, pos: Pos, file: string): Expr {
+  if (typeof v === 'string') return parseTemplate(v, file, pos);
+  if (Array.isArray(v)) return { kind: 'tuple', items: v.map((x) => toExpr(x, pos, file)), pos };
+  if (isRecord(v)) return { kind: 'object', items: Object.entries(v).map(([k, x]) => ({ key: { kind: 'literal', value: k, pos }, value: toExpr(x, pos, file) })), pos };
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return { kind: 'literal', value: v, pos };
+  return { kind: 'literal', value: null, pos };
+}
+
+function names(v: unknown, pos: Pos): Expr {
+  if (typeof v === 'string') return { kind: 'variable', name: v, pos };
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return { kind: 'tuple', items: v.map((name: string) => ({ kind: 'variable', name, pos })), pos };
+  return { kind: 'literal', value: null, pos };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A line:column of a text offset (1-based). */
+function position(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return { line, column: offset - before.lastIndexOf('\n') };
+}
+
+/** The nesting level (count of opened objects and lists) past `max`, or undefined; iterative. */
+function tooDeepAt(v: unknown, max: number): number | undefined {
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop() ?? [null, 0];
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) return d;
+    for (const y of Object.values(x)) stack.push([y, d + 1]);
+  }
+  return undefined;
+}
+
+/** The offset of the first `{` or `[` that opens nesting level `level` (outside strings). */
+function nthBracket(text: string, level: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') {
+      if (++depth === level) return i;
+    } else if (c === '}' || c === ']') depth--;
+  }
+  return 0;
+}
