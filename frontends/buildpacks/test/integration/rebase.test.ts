@@ -84,6 +84,8 @@ describe('kiln rebase', () => {
     const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'rebase-app:1'], sb.dir);
     expect(built.code, built.stderr).toBe(0);
     const before = await stored('docker.io/library/rebase-app:1');
+    const images = await ImageStore.open(sb.root);
+    await images.put('docker.io/library/orig-app:1', (await images.mustGet('docker.io/library/rebase-app:1')).target);
     const oldRun = await stored('docker.io/kt/run:latest');
     expect(runImageOf(before).topLayer).toBe(oldRun.config.rootfs.diff_ids.at(-1));
     // the original app, in a registry, for --publish below
@@ -175,6 +177,25 @@ describe('kiln rebase', () => {
     expect(pulledImg.manifest.layers).toEqual(after.manifest.layers);
     expect(runImageOf(pulledImg).reference).toBe(`${registry.host}/kt/run@${(await stored(`${registry.host}/kt/run:2`)).digest}`);
     expect((await stored('docker.io/library/rebase-app:1')).digest).toBe(after.digest);
+
+    // --publish with the run image in another registry: no mount across registries, so the one
+    // layer the app repository lacks is fetched from there and uploaded (with the sandbox's root
+    // it would be mounted from the repository kiln pushed it to before, which the store records)
+    const second = await startRegistry();
+    try {
+      expect((await kiln(['push', 'kt/run', `${second.host}/base/run:2`, '--root', sb.root], sb.dir)).code).toBe(0);
+      expect((await kiln(['push', 'orig-app:1', `${registry.host}/cross/app:1`, '--root', sb.root], sb.dir)).code).toBe(0);
+      // a kiln root that has none of the blobs nor knows where they were pushed
+      const emptyRoot = join(sb.dir, 'root-empty');
+      const cross = await kiln(['rebase', `${registry.host}/cross/app:1`, '--publish', '--force', '--run-image', `${second.host}/base/run:2`, '-t', `${registry.host}/cross/app:rebased`, '--root', emptyRoot], sb.dir);
+      expect(cross.code, cross.stderr).toBe(0);
+      expect(cross.stderr).toContain('layers: 6 already there, 0 mounted, 1 uploaded');
+      const crossed = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/cross/app:rebased`], { encoding: 'utf8' })) as { Layers: string[] };
+      expect(crossed.Layers).toEqual(after.manifest.layers.map((l) => l.digest));
+      execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${registry.host}/cross/app:rebased`, `oci:${layout}:cross`], { stdio: 'pipe' });
+    } finally {
+      await second.stop();
+    }
   }, 600_000);
 
   test('refusals: not a CNB image, not rebasable (--force overrides), another os/arch, run image top layer missing, unknown image', async () => {
