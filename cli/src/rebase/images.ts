@@ -16,6 +16,8 @@ import {
   storeFetcher,
   type ContentStore,
   type Descriptor,
+  type ImageConfig,
+  type ImageManifest,
   type ImageReference,
   type ImageStore,
   type Platform,
@@ -81,7 +83,7 @@ export interface RebasedBlobs {
 }
 
 /** Serialises the rebased image (config media type kept from the app's manifest). */
-export function rebasedBlobs(manifest: object & { readonly mediaType?: string | undefined; readonly config: Descriptor }, config: object): RebasedBlobs {
+export function rebasedBlobs(manifest: ImageManifest, config: ImageConfig): RebasedBlobs {
   const configBytes = jsonBytes(config);
   const configDesc: Descriptor = { mediaType: manifest.config.mediaType, digest: digestOf(configBytes), size: configBytes.length };
   const manifestBytes = jsonBytes({ ...manifest, config: configDesc });
