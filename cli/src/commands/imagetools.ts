@@ -71,8 +71,18 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
 }
 
 function registryClient(io: CliIo): RegistryClient {
-  return new RegistryClient({ credentials: callerCredentials(io) });
+  return new RegistryClient({ credentials: callerCredentials(io), fetch: streamingFetch });
 }
+
+/**
+ * fetch, but a request with a streamed body does not follow redirects. With `redirect: 'follow'`
+ * undici clones the request for a possible redirect, which tees its body stream: the branch kept
+ * for the redirect buffers every chunk, so a copied layer would end up whole in memory (measured:
+ * +150 MB of ArrayBuffers for a 150 MB layer; 31 MB with this). Upload PUTs are not redirected by
+ * registries; blob GETs (which may redirect to storage) have no body and still follow.
+ */
+const streamingFetch: typeof globalThis.fetch = (input, init) =>
+  globalThis.fetch(input, init?.body !== undefined && init.body !== null && !(init.body instanceof Uint8Array) ? { ...init, redirect: 'error' } : init);
 
 function parseTarget(s: string): ImageReference {
   assertRegistryName(s, 'target');
