@@ -139,6 +139,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let invokeSpec: InvokeSpec | undefined;
   const holder: { held?: HeldBuild | undefined } = {};
   let invokedStatus = 0;
+  // Ctrl-C: kiln exits without the automatic GC (the user asked it to stop).
+  let cancelled = false;
   try {
     invokeSpec = flags.invoke === undefined ? undefined : parseInvoke(flags.invoke);
     // As buildx: the invoked command reads stdin, so the build cannot have read it first.
@@ -204,6 +206,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     io.stderr.write(formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName }));
     if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
     const interrupted = (e as { code?: unknown }).code === 'KLN0705';
+    cancelled = interrupted;
     // After a failed RUN, the debug shell opens in the state it left (the error is printed first).
     const held = holder.held;
     holder.held = undefined;
@@ -216,7 +219,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   } finally {
     await holder.held?.release();
     // Automatic GC (docs/gc.md): decided while the engine is open, run after the build mark is gone.
-    const gc = lease === undefined ? undefined : gcAfterBuild(lease.engine, io);
+    const gc = lease === undefined || cancelled ? undefined : gcAfterBuild(lease.engine, io);
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
     await gc?.();

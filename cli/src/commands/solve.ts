@@ -2,11 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { decodeDefinition, type Definition } from '@kiln/llb-core';
 import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
-import { callerEnv, callerPath, readAll, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { parseOutputs } from '../engine/output-targets.js';
 import { SolverBackend } from '../engine/backend.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
+import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { exportOutputs } from '../engine/export.js';
@@ -60,6 +61,7 @@ export function registerSolve(program: Command, io: CliIo): void {
 /** Runs `kiln solve`; failures are printed and thrown as {@link ReportedError}. */
 export async function solveCommand(file: string | undefined, flags: SolveFlags, io: CliIo, debug = false): Promise<void> {
   let lease: EngineLease | undefined;
+  let cancelled = false;
   let progress: ReturnType<typeof startProgress> | undefined;
   let closeSsh: (() => Promise<void>) | undefined;
   let removeOutputs: (() => Promise<void>) | undefined;
@@ -100,13 +102,19 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     await parsed.deliver(io);
   } catch (e) {
     await progress?.finish().catch(() => undefined);
+    // `kiln solve … -o - | head`: the reader had what it wanted (cleaned up below).
+    if (e instanceof BrokenPipeError) throw new ReportedError(0, e.message);
+    cancelled = (e as { code?: unknown }).code === 'KLN0705';
     io.stderr.write(formatBuildError(e));
     if (debug && e instanceof Error && e.stack !== undefined) io.stderr.write(`${e.stack}\n`);
-    throw new ReportedError((e as { code?: unknown }).code === 'KLN0705' ? 130 : 1, e instanceof Error ? e.message : String(e));
+    throw new ReportedError(cancelled ? 130 : 1, e instanceof Error ? e.message : String(e));
   } finally {
+    // Automatic GC (docs/gc.md), as after kiln build; not after Ctrl-C.
+    const gc = lease === undefined || cancelled ? undefined : gcAfterBuild(lease.engine, io);
     lease?.release();
     await closeSsh?.();
     await removeOutputs?.();
+    await gc?.();
   }
 }
 
