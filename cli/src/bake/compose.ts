@@ -45,13 +45,19 @@ function interpolateAll(v: unknown, env: Env, where: string): unknown {
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** A scalar of a Compose map (a string, number or bool); a list or map there is an error, as compose-go's. */
+function scalarOf(x: unknown, what: string, file: string): string {
+  if (typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean') return String(x);
+  throw new BakeError('KLN0853', `${file}: ${what} must be a string, number or bool`, { location: { file, line: 1, column: 1 } });
+}
+
 /** A Compose map that may be written as a list of `K=V` (or `K`, taken from the environment). */
-function mapOf(v: unknown, env: Env, sep = '='): Record<string, string | null> | undefined {
+function mapOf(v: unknown, env: Env, sep = '=', what = 'a map value', file = 'compose.yaml'): Record<string, string | null> | undefined {
   if (v === undefined || v === null) return undefined;
   const out: Record<string, string | null> = {};
   if (Array.isArray(v)) {
     for (const x of v) {
-      const s = String(x);
+      const s = scalarOf(x, what, file);
       const i = s.indexOf(sep);
       if (i < 0) out[s] = env[s] ?? null;
       else out[s.slice(0, i)] = s.slice(i + 1);
@@ -59,7 +65,7 @@ function mapOf(v: unknown, env: Env, sep = '='): Record<string, string | null> |
     return out;
   }
   if (isRecord(v)) {
-    for (const [k, x] of Object.entries(v)) out[k] = x === null || x === undefined ? (env[k] ?? null) : String(x);
+    for (const [k, x] of Object.entries(v)) out[k] = x === null || x === undefined ? (env[k] ?? null) : scalarOf(x, `${what} ${k}`, file);
     return out;
   }
   return undefined;
@@ -99,11 +105,11 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
       if (typeof build['context'] === 'string') t.context = build['context'];
       if (typeof build['dockerfile'] === 'string') t.dockerfile = build['dockerfile'];
       if (typeof build['dockerfile_inline'] === 'string') t['dockerfile-inline'] = build['dockerfile_inline'];
-      const args = mapOf(build['args'], env);
+      const args = mapOf(build['args'], env, '=', `service ${service}: build args`, f.name);
       if (args !== undefined) t.args = args;
-      const labels = mapOf(build['labels'], env);
+      const labels = mapOf(build['labels'], env, '=', `service ${service}: build labels`, f.name);
       if (labels !== undefined) t.labels = labels;
-      const contexts = mapOf(build['additional_contexts'], env);
+      const contexts = mapOf(build['additional_contexts'], env, '=', `service ${service}: additional_contexts`, f.name);
       if (contexts !== undefined) t.contexts = Object.fromEntries(Object.entries(contexts).filter((e): e is [string, string] => e[1] !== null));
       const tags = [...(typeof def['image'] === 'string' ? [def['image']] : []), ...(listOf(build['tags']) ?? [])];
       if (tags.length > 0) t.tags = tags;
@@ -118,7 +124,7 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
       if (build['no_cache'] === true) t['no-cache'] = true;
       if (build['pull'] === true) t.pull = true;
       if (build['shm_size'] !== undefined) t['shm-size'] = String(build['shm_size']);
-      const hosts = mapOf(build['extra_hosts'], env, ':');
+      const hosts = mapOf(build['extra_hosts'], env, ':', `service ${service}: extra_hosts`, f.name);
       if (hosts !== undefined) t['extra-hosts'] = hosts;
       if (isRecord(build['ulimits'])) {
         t.ulimits = Object.entries(build['ulimits']).map(([k, v]) => (isRecord(v) ? `${k}=${String(v['soft'])}:${String(v['hard'])}` : `${k}=${String(v)}`));

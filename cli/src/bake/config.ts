@@ -78,7 +78,11 @@ function globRegExp(pattern: string): RegExp {
       i = end;
     } else re += c.replace(/[.+^${}()|\\]/g, '\\$&');
   }
-  return new RegExp(`^${re}$`);
+  try {
+    return new RegExp(`^${re}$`);
+  } catch (e) {
+    throw new BakeError('KLN0854', `invalid pattern "${pattern}": ${e instanceof Error ? e.message.replace(/^Invalid regular expression: /, '') : String(e)}`, { hint: 'a pattern has *, ? and [a-z] classes, as Go\'s path.Match' });
+  }
 }
 
 const isPattern = (s: string): boolean => /[*?[\]]/.test(s);

@@ -57,6 +57,14 @@ describe('--set and variables', () => {
   });
 });
 
+describe('patterns', () => {
+  test('a target pattern that is no valid glob is a KLN0854 error, not a SyntaxError', () => {
+    const files = [{ name: H, text: 'target "a" {}\n' }];
+    expect(() => resolve(files, ['[z-a]'])).toThrow(expect.objectContaining({ name: 'BakeError', code: 'KLN0854' }));
+    expect(() => resolve(files, ['a'], { set: ['[z-a].tags=x'] })).toThrow(expect.objectContaining({ name: 'BakeError', code: 'KLN0854' }));
+  });
+});
+
 describe('build flags', () => {
   test('cache-to / cache-from without "=" are registry references, as buildx reads them', async () => {
     const r = resolve([{ name: H, text: 'target "a" {\n  cache-from = ["user/app:cache", "type=local,src=c"]\n  cache-to = ["user/app:cache"]\n}\n' }], ['a']);
@@ -69,6 +77,12 @@ describe('build flags', () => {
 });
 
 describe('Compose', () => {
+  test('a build arg whose value is a map is an error, not "[object Object]"', () => {
+    expect(() => resolve([{ name: 'compose.yaml', text: 'services:\n  app:\n    build:\n      context: .\n      args:\n        A:\n          x: 1\n' }], [])).toThrow(
+      expect.objectContaining({ name: 'BakeError', code: 'KLN0853', message: expect.stringContaining('args') }),
+    );
+  });
+
   test('YAML warnings do not go to stderr as Node process warnings', () => {
     const spy = vi.spyOn(process, 'emitWarning');
     try {
