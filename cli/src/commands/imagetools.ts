@@ -32,6 +32,13 @@ interface CreateFlags {
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
+/** `--prefer-index[=true|false]`: a value that is not a boolean is refused (it would have been a source). */
+function parseBool(v: string): boolean {
+  if (['true', '1'].includes(v)) return true;
+  if (['false', '0'].includes(v)) return false;
+  throw new ImagetoolsError('KLN0860', `invalid --prefer-index value "${v}"`, { hint: 'use --prefer-index=true or --prefer-index=false' });
+}
+
 /**
  * `kiln imagetools inspect|create`, as `docker buildx imagetools`: read an image's manifest or
  * index from a registry (or, with `--local`, the kiln image store), and combine images already in
@@ -57,7 +64,7 @@ export function registerImagetools(program: Command, io: CliIo): void {
     .option('--annotation <annotation>', 'add an annotation: index:KEY=VALUE or manifest-descriptor[PLATFORM]:KEY=VALUE (repeatable)', collect, [])
     .option('--append', 'append the sources to the index already at the first -t')
     .option('--dry-run', 'print the new index instead of pushing it')
-    .option('--prefer-index [bool]', 'with one manifest source, still make an index (false: copy the manifest as is)', (v: string) => v !== 'false' && v !== '0', true)
+    .option('--prefer-index [bool]', 'with one manifest source, still make an index (false: copy the manifest as is)', parseBool, true)
     .option('--progress <mode>', 'auto, plain, tty or quiet (quiet: no copy log on stderr)', 'auto')
     .action((sources: string[], flags: CreateFlags) => guarded(() => create(io, sources, flags)));
 }
