@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { kilnBin, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+
+// `kiln bake` served by `kiln daemon`: the daemon runs in another directory with another
+// environment; the bake files, contexts, outputs, variables and stdin are the caller's.
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+
+function bake(cwd: string, args: readonly string[], env: Record<string, string>, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin.end(stdin);
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('through kiln daemon: -f relative to the caller, variables and --set args from the caller\'s environment, outputs and --metadata-file in the caller\'s directory, -f - from the caller\'s stdin', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-daemon-paths-${t}`);
+  await writeTree(dir, {
+    'ctx/hello.txt': `hello-${t}\n`,
+    'bake/docker-bake.hcl': [
+      'variable "MSG" { default = "default" }',
+      'target "a" {',
+      '  context = "ctx"',
+      '  dockerfile-inline = "FROM busybox AS b\\nARG MSG\\nARG EXTRA\\nRUN echo \\"$MSG $EXTRA\\" > /msg\\nFROM scratch\\nCOPY --from=b /msg /msg\\nCOPY hello.txt /hello.txt\\n"',
+      '  args = { MSG = MSG }',
+      '  output = ["type=local,dest=out/a"]',
+      '}',
+      '',
+    ].join('\n'),
+  });
+  const socket = join(sb.dir, `bake-daemon-paths-${t}.sock`);
+  // The daemon's own environment has other values for the same names.
+  const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`], { MSG: 'daemon-env', EXTRA: 'daemon-env' });
+  try {
+    const env = { KILN_HOST: `unix://${socket}`, MSG: `caller-${t}`, EXTRA: `extra-${t}` };
+    const r = await bake(dir, ['a', '-f', 'bake/docker-bake.hcl', '--set', 'a.args.EXTRA', '--metadata-file', 'meta.json', '--progress', 'quiet'], env);
+    expect(r.stderr).not.toMatch(/error|WARNING/);
+    expect(r.code).toBe(0);
+    expect(await readFile(join(dir, 'out/a/msg'), 'utf8')).toBe(`caller-${t} extra-${t}\n`);
+    expect(await readFile(join(dir, 'out/a/hello.txt'), 'utf8')).toBe(`hello-${t}\n`);
+    expect(JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8'))).toEqual({ a: {} });
+    await expect.poll(() => d.log(), { timeout: 10_000 }).toContain('bake: client pid');
+
+    // -f - reads the caller's stdin; --print goes through the daemon too.
+    const json = JSON.stringify({ variable: { MSG: { default: 'x' } }, target: { s: { context: 'ctx', tags: ['s:${MSG}'] } } });
+    const p = await bake(dir, ['-f', '-', '--print', 's'], env, json);
+    expect(p.code).toBe(0);
+    expect(JSON.parse(p.stdout)).toEqual({ group: { default: { targets: ['s'] } }, target: { s: { context: 'ctx', dockerfile: 'Dockerfile', tags: [`s:caller-${t}`] } } });
+  } finally {
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+}, 240_000);
