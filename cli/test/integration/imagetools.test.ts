@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
@@ -286,6 +287,36 @@ describe('kiln imagetools', () => {
       const gone = d.exited;
       d.child.kill('SIGTERM');
       await gone;
+    }
+  });
+
+  test('a registry with basic auth: the caller Docker config’s credentials serve copies, mounts and inspect; without them KLN0862', async () => {
+    const password = `pw-${t}`;
+    const htpasswd = join(sb.dir, `htpasswd-${t}`);
+    const hash = execFileSync('perl', ['-e', 'print crypt($ARGV[0], q($2b$05$) . $ARGV[1])', password, 'kilnkilnkilnkilnkilnku'], { encoding: 'utf8' });
+    await writeFile(htpasswd, `alice:${hash}\n`);
+    const authReg = await startRegistry({ htpasswd });
+    try {
+      const cfg = join(sb.dir, `docker-alice-${t}`);
+      await mkdir(cfg, { recursive: true });
+      await writeFile(join(cfg, 'config.json'), JSON.stringify({ auths: { [authReg.host]: { auth: Buffer.from(`alice:${password}`).toString('base64') } } }));
+      const withCreds = { env: { KILN_DAEMON: '0', DOCKER_CONFIG: cfg } };
+      const first = `${authReg.host}/priv/app:${t}`;
+      const a = await runKiln(sb, ['imagetools', 'create', '-t', first, amd, arm], withCreds);
+      expect(a.code, a.stderr).toBe(0);
+      // Same (authenticated) registry, another repository: mounted, with pull on the source and push on the target.
+      const second = `${authReg.host}/priv2/app:${t}`;
+      const b = await runKiln(sb, ['imagetools', 'create', '-t', second, first], withCreds);
+      expect(b.code, b.stderr).toBe(0);
+      expect(b.stderr).toMatch(/[1-9]\d* blob\(s\) mounted, 0 uploaded/);
+      const i = await runKiln(sb, ['imagetools', 'inspect', second], withCreds);
+      expect(i.stdout).toContain(`  Name:      ${second}@${skopeoDigest(amd)}`);
+      const refused = await runKiln(sb, ['imagetools', 'inspect', second], { env: { KILN_DAEMON: '0', DOCKER_CONFIG: join(sb.dir, 'nobody') } });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/KLN0862: .*authentication required/);
+      expect(`${a.stdout}${a.stderr}${b.stderr}${refused.stderr}`).not.toContain(password);
+    } finally {
+      await authReg.stop();
     }
   });
 
