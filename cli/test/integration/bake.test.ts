@@ -364,3 +364,33 @@ test('with a kiln daemon serving the root, kiln bake runs in it (the caller\'s c
     await d.exited;
   }
 }, 240_000);
+
+test('a target: context whose target fails: the dependent target does not run and names it; no private image is left', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-linkfail-${t}`);
+  await writeTree(dir, {
+    'docker-bake.hcl': [
+      'target "base" {',
+      `  dockerfile-inline = "FROM busybox\\nRUN echo base-${t} && exit 4\\n"`,
+      '}',
+      'target "app" {',
+      '  contexts = { base = "target:base" }',
+      `  dockerfile-inline = "FROM base\\nRUN echo app-ran-${t}\\n"`,
+      '}',
+      'target "other" {',
+      `  dockerfile-inline = "FROM busybox\\nRUN echo other-ran-${t} > /o\\n"`,
+      '  output = ["type=local,dest=out/other"]',
+      '}',
+    ].join('\n'),
+  });
+  const r = await bake(dir, ['app', 'other', '--progress', 'plain']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('target base failed:');
+  expect(r.stderr).toMatch(/exit code:? 4/);
+  expect(r.stderr).toContain('target app failed:');
+  expect(r.stderr).toContain('its context "base" is target "base", which failed');
+  expect(r.stderr).not.toContain(`app-ran-${t}`);
+  // The target that does not depend on base still ran to its end.
+  expect(await readFile(join(dir, 'out/other/o'), 'utf8')).toBe(`other-ran-${t}\n`);
+  expect(await runKilnImages()).not.toContain('kiln.local/bake/');
+}, 240_000);
