@@ -73,3 +73,45 @@ describe('formatSummary (buildx imagetools inspect, Go tabwriter alignment)', ()
     expect(JSON.stringify(manifestValue({ ...idx, index: undefined }))).toBe(`{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"${d('0')}","size":9}`);
   });
 });
+
+describe('loadImages / templateInput (the --format data: configs and attestations per platform)', () => {
+  test('an index with two images, one with provenance (plain in-toto) and SBOMs (one DSSE-wrapped)', async () => {
+    const { digestOf } = await import('@kiln/runtime');
+    const { loadImages, templateInput } = await import('./inspect.js');
+    const blobs = new Map<string, Buffer>();
+    const put = (v: unknown, mediaType: string, extra: Record<string, unknown> = {}) => {
+      const bytes = Buffer.from(JSON.stringify(v));
+      blobs.set(digestOf(bytes), bytes);
+      return { mediaType, digest: digestOf(bytes), size: bytes.length, ...extra };
+    };
+    const OM = 'application/vnd.oci.image.manifest.v1+json';
+    const img = (arch: string) => put({ schemaVersion: 2, mediaType: OM, config: put({ architecture: arch, os: 'linux', extra: 'dropped', rootfs: { type: 'layers', diff_ids: [] } }, 'application/vnd.oci.image.config.v1+json'), layers: [] }, OM);
+    const amd = img('amd64');
+    const arm = img('arm64');
+    const stmt = (predicateType: string, predicate: unknown) => ({ _type: 'https://in-toto.io/Statement/v0.1', predicateType, subject: [], predicate });
+    const slsa = put(stmt('https://slsa.dev/provenance/v0.2', { buildType: 'bt' }), 'application/vnd.in-toto+json', { annotations: { 'in-toto.io/predicate-type': 'https://slsa.dev/provenance/v0.2' } });
+    const spdx1 = put(stmt('https://spdx.dev/Document', { name: 'one' }), 'application/vnd.in-toto+json', { annotations: { 'in-toto.io/predicate-type': 'https://spdx.dev/Document' } });
+    const dsse = put({ payloadType: 'application/vnd.in-toto+json', payload: Buffer.from(JSON.stringify(stmt('https://spdx.dev/Document', { name: 'two' }))).toString('base64'), signatures: [] }, 'application/vnd.in-toto.spdx+dsse', {
+      annotations: { 'in-toto.io/predicate-type': 'https://spdx.dev/Document' },
+    });
+    const att = put({ schemaVersion: 2, mediaType: OM, config: put({}, 'application/vnd.oci.image.config.v1+json'), layers: [slsa, spdx1, dsse] }, OM, {
+      platform: { os: 'unknown', architecture: 'unknown' },
+      annotations: { 'vnd.docker.reference.digest': amd.digest, 'vnd.docker.reference.type': 'attestation-manifest' },
+    });
+    const index = { schemaVersion: 2 as const, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...amd, platform: { os: 'linux', architecture: 'amd64' } }, { ...arm, platform: { os: 'linux', architecture: 'arm64' } }, att] };
+    const raw = Buffer.from(JSON.stringify(index));
+    const src: ManifestSource = {
+      ref: parseReference('localhost:5000/app:1'),
+      resolve: () => Promise.reject(new Error('unused')),
+      fetch: async (desc) => blobs.get(desc.digest) ?? Promise.reject(new Error(`no ${desc.digest}`)),
+    };
+    const r: Inspected = { source: src, desc: { mediaType: index.mediaType, digest: digestOf(raw), size: raw.length }, raw, index };
+    const data = templateInput('app:1', r, await loadImages(r, true));
+    expect(data['Image']).toEqual({
+      'linux/amd64': { architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } },
+      'linux/arm64': { architecture: 'arm64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } },
+    });
+    expect(data['Provenance']).toEqual({ 'linux/amd64': { SLSA: { buildType: 'bt' } } });
+    expect(data['SBOM']).toEqual({ 'linux/amd64': { SPDX: { name: 'one' }, AdditionalSPDXs: [{ name: 'two' }] } });
+  });
+});
