@@ -63,7 +63,8 @@ describe('planRebase', () => {
     expect(plan.appLayers[0]).toBe(app.manifest.layers[2]);
     expect(plan.oldRunLayers).toBe(2);
     expect(plan.config.rootfs.diff_ids).toEqual([d('5'), d('6'), d('7'), d('3'), d('4')]);
-    expect(plan.config.history?.map((h) => h.created_by)).toEqual(['new 0', 'new 1', 'new 2', 'run env', 'app 0', 'app 1']);
+    // 'run env' (empty_layer after the old top layer) was the old run image's: not kept (go-containerregistry mutate.Rebase)
+    expect(plan.config.history?.map((h) => h.created_by)).toEqual(['new 0', 'new 1', 'new 2', 'app 0', 'app 1']);
     expect(plan.config['extraField']).toBe('kept');
     expect(plan.config.created).toBe('2026-01-01T00:00:00Z');
     expect(plan.config.config?.Env).toEqual(['PATH=/bin', 'CNB_PLATFORM_API=0.14']);
@@ -134,5 +135,52 @@ describe('planRebase', () => {
   test('default run image: the recorded name, else the reference repository at latest', () => {
     expect(defaultRunImageName({ topLayer: d('1'), reference: 'x', image: 'kt/run:2' })).toBe('kt/run:2');
     expect(defaultRunImageName({ topLayer: d('1'), reference: `reg.example:5000/kt/run@${d('9')}` })).toBe('reg.example:5000/kt/run:latest');
+  });
+});
+
+describe('planRebase, adversarial', () => {
+  test('an app layer with the same diffID as the run image top layer stays an app layer (first match, as imgutil)', () => {
+    const app = appImage();
+    // app layer 'b' has the run top's diffID (an identical layer, e.g. the same small tar)
+    const dup = { ...app, config: { ...app.config, rootfs: { type: 'layers' as const, diff_ids: [d('1'), d('2'), d('3'), d('2')] } } };
+    const plan = planRebase({ app: dup, runImage: runImage(), force: false });
+    expect(plan.oldRunLayers).toBe(2);
+    expect(plan.appLayers).toEqual([layer('a'), layer('b')]);
+    expect(plan.config.rootfs.diff_ids).toEqual([d('5'), d('6'), d('7'), d('3'), d('2')]);
+    expect(plan.config.history?.map((h) => h.created_by)).toEqual(['new 0', 'new 1', 'new 2', 'app 0', 'app 1']);
+  });
+
+  test("history: the old run image's trailing non-layer entries go, the app's own empty entries between and after its layers stay", () => {
+    const app = appImage();
+    const h = [
+      { created_by: 'run 0' },
+      { created_by: 'run env', empty_layer: true },
+      { created_by: 'run 1' },
+      { created_by: 'run user', empty_layer: true },
+      { created_by: 'run label', empty_layer: true },
+      { created_by: 'app 0' },
+      { created_by: 'app env', empty_layer: true },
+      { created_by: 'app 1' },
+      { created_by: 'app label', empty_layer: true },
+    ];
+    const plan = planRebase({ app: { ...app, config: { ...app.config, history: h } }, runImage: runImage(), force: false });
+    expect(plan.config.history?.map((e) => e.created_by)).toEqual(['new 0', 'new 1', 'new 2', 'app 0', 'app env', 'app 1', 'app label']);
+  });
+
+  test('a --run-image of the recorded repository at another tag or a digest is the run image (lifecycle compares repositories)', () => {
+    for (const name of ['docker.io/kt/run:2', `kt/run@${d('8')}`, 'index.docker.io/kt/run:latest']) {
+      const plan = planRebase({ app: appImage(), runImage: runImage({ name }), force: false });
+      expect(plan.warnings).toEqual([]);
+      const md = JSON.parse(plan.config.config?.Labels?.[META] ?? '{}') as { runImage: { image: string } };
+      expect(md.runImage.image).toBe('kt/run');
+    }
+    // a mirror, by another tag
+    const mirrored = appImage();
+    const labels = mirrored.config.config?.Labels ?? {};
+    const md = JSON.parse(labels[META] ?? '{}') as { runImage: Record<string, unknown> };
+    md.runImage['mirrors'] = ['mirror.example/kt/run:1'];
+    const withMirror = { ...mirrored, config: { ...mirrored.config, config: { ...mirrored.config.config, Labels: { ...labels, [META]: JSON.stringify(md) } } } };
+    expect(planRebase({ app: withMirror, runImage: runImage({ name: 'mirror.example/kt/run:7' }), force: false }).warnings).toEqual([]);
+    expect(() => planRebase({ app: withMirror, runImage: runImage({ name: 'mirror.example/kt/other:1' }), force: false })).toThrow(expect.objectContaining({ code: 'KLN0924' }));
   });
 });

@@ -5,7 +5,7 @@
  * descriptors: same blobs, nothing recompressed); below them go the new run image's layers.
  */
 import { CnbLabel, RUN_IMAGE_LABEL_PREFIXES, readRunImageMetadata, type RunImageMetadata } from '@kiln/buildpacks';
-import { MediaTypes, formatReference, layerCompression, layerMediaType, parseReference, type Descriptor, type Digest, type HistoryEntry, type ImageConfig, type ImageManifest } from '@kiln/runtime';
+import { MediaTypes, formatReference, layerCompression, layerMediaType, parseReference, repositoryName, type Descriptor, type Digest, type HistoryEntry, type ImageConfig, type ImageManifest } from '@kiln/runtime';
 import { RebaseError } from './errors.js';
 
 /** A single-platform image as read from the store or a registry. */
@@ -122,7 +122,9 @@ export function planRebase(input: RebasePlanInput): RebasePlan {
   if (newDiffIds.length !== runImage.manifest.layers.length) {
     throw new RebaseError('KLN0925', `${runImage.name}: the manifest has ${runImage.manifest.layers.length} layers and the config ${newDiffIds.length} diff_ids`);
   }
-  const top = diffIds.lastIndexOf(run.topLayer as Digest);
+  // the first layer with that diffID, as imgutil: an app layer identical to the run image's top
+  // layer further up must stay an app layer (the last match would drop the app layers below it)
+  const top = diffIds.indexOf(run.topLayer as Digest);
   if (top < 0) {
     throw new RebaseError('KLN0923', `the run image top layer ${run.topLayer} (runImage.topLayer) is not a layer of ${app.name}`, { hint: 'the image was changed after its build; rebuild it' });
   }
@@ -176,12 +178,15 @@ function historyOf(app: ImageConfig, top: number, appLayerCount: number, nb: Ima
   const nonEmpty = (h ?? []).filter((e) => e.empty_layer !== true).length;
   let appPart: HistoryEntry[];
   if (h !== undefined && nonEmpty === app.rootfs.diff_ids.length) {
+    // from the entry of the first app layer on (go-containerregistry mutate.Rebase): non-layer
+    // entries between the old top layer and it (the run image's trailing ENV, USER, LABEL) are
+    // the old run image's, the new one brings its own
     let seen = 0;
     let cut = h.length;
     for (let i = 0; i < h.length; i++) {
       if (h[i]?.empty_layer !== true) seen++;
-      if (seen === top + 1) {
-        cut = i + 1;
+      if (seen === top + 2) {
+        cut = i;
         break;
       }
     }
@@ -254,11 +259,14 @@ function targetMismatch(app: ImageConfig, appLabels: Readonly<Record<string, str
   return undefined;
 }
 
-/** True when `name` is the recorded run image or one of its mirrors (references compared normalised). */
+/**
+ * True when `name` is the recorded run image or one of its mirrors: repositories compared
+ * normalised, tag and digest ignored (lifecycle RunImageForRebase.Contains).
+ */
 function namesRunImage(run: RunImageMetadata, name: string): boolean {
   const norm = (r: string): string => {
     try {
-      return formatReference(parseReference(r));
+      return repositoryName(parseReference(r));
     } catch {
       return r;
     }
