@@ -98,4 +98,23 @@ describe('gcDue', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  test('a local context built again: its old records share the fresh snapshot, so nothing is due (was: a GC pass after every build)', () => {
+    // Every build records its local source under a new random key; unchanged content is the same
+    // `local-<digest>` snapshot. A prune looks at the snapshot's latest use: nothing to remove.
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-gc-'));
+    let now = Date.now() - 50 * H;
+    const store = CacheStore.open({ path: join(dir, 'solver.db'), now: () => now });
+    try {
+      store.save('random:1', [], { id: 'r1', snapshot: 'local-abc', size: 600e6, description: 'local://context', kind: 'source.local' });
+      now = Date.now();
+      store.save('random:2', [], { id: 'r2', snapshot: 'local-abc', size: 600e6, description: 'local://context', kind: 'source.local' });
+      const victims = selectPruneVictims(store.du(), store.totalSize(), { keepStorage: 512e6, keepDuration: 48 * H, filter: (u: DiskUsageRecord) => u.kind === 'source.local' }, now);
+      expect(victims).toEqual([]);
+      expect(store.hasUnusedSince(['source.local'], now - 48 * H)).toBe(false);
+      expect(gcDue(policy, store, now)).toBe(false);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -370,9 +370,18 @@ export class CacheStore {
     return (this.#stmt('SELECT (SELECT COALESCE(SUM(size), 0) FROM results) + (SELECT COALESCE(SUM(size), 0) FROM pending_release) AS total').get() as { total: number }).total;
   }
 
-  /** Whether a record of one of `kinds` was last used before `before` (ms), not counting leased ones. */
+  /**
+   * Whether a snapshot of one of `kinds` was last used before `before` (ms), not counting leased
+   * ones: judged per snapshot as {@link du} and {@link prune} do (its latest use, MIN(kind)), so
+   * an old record of a snapshot another record used since (a local context recorded under a new
+   * random key by every build) does not count.
+   */
   hasUnusedSince(kinds: readonly CacheRecordKind[], before: number): boolean {
-    const rows = this.#stmt(`SELECT DISTINCT snapshot FROM results WHERE last_used < ? AND kind IN (SELECT value FROM json_each(?))`).all(before, JSON.stringify(kinds)) as Array<{ snapshot: string }>;
+    const rows = this.#stmt(
+      `SELECT snapshot FROM results
+        WHERE snapshot IN (SELECT snapshot FROM results WHERE last_used < @before AND kind IN (SELECT value FROM json_each(@kinds)))
+        GROUP BY snapshot HAVING MAX(last_used) < @before AND MIN(kind) IN (SELECT value FROM json_each(@kinds))`,
+    ).all({ before, kinds: JSON.stringify(kinds) }) as Array<{ snapshot: string }>;
     return rows.some((r) => !this.#inUse.has(r.snapshot));
   }
 
