@@ -6,7 +6,7 @@ import { kilnRoot } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { RebaseError } from '../rebase/errors.js';
-import { asRunImage, normalizeName, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, type SourcedImage } from '../rebase/images.js';
+import { asRunImage, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, targetNames, type SourcedImage } from '../rebase/images.js';
 import { appRunImage, defaultRunImageName, planRebase } from '../rebase/plan.js';
 
 /** Options of `kiln rebase`. */
@@ -53,6 +53,8 @@ export function registerRebase(program: Command, io: CliIo): void {
 
 async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: RebaseFlags): Promise<void> {
   const publish = flags.publish === true;
+  // checked first: a bad name to write refuses before anything is read or pulled
+  const names = targetNames(image, flags.tag ?? []);
   const source = flags.previousImage ?? image;
   const app = publish ? await readRegistryImage(engine.registry, source, hostPlatform()) : await readStoreImage(engine.content, engine.images, source, hostPlatform());
   if (app === undefined) {
@@ -66,7 +68,6 @@ async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: 
   const plan = planRebase({ app, runImage: run, force: flags.force === true });
   for (const w of plan.warnings) io.stderr.write(`kiln: warning: ${w}\n`);
   const blobs = rebasedBlobs(plan.manifest, plan.config);
-  const names = [image, ...(flags.tag ?? [])].map(normalizeName);
   if (publish) {
     const layers = [
       ...run.manifest.layers.map((desc) => ({ desc, from: run.repository })),

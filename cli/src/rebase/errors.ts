@@ -5,7 +5,8 @@ export type RebaseErrorCode =
   | 'KLN0922' // the new run image does not fit the app: os/arch/variant/distro (--force skips), or stack id/mixins (images before Platform API 0.12)
   | 'KLN0923' // the run image's top layer (runImage.topLayer) is not a layer of the app image
   | 'KLN0924' // --run-image is not the run image (or a mirror) the app image names, and no --force
-  | 'KLN0925'; // an image to read is missing or malformed (not in the store, no manifest for the platform, layers and diff_ids disagree)
+  | 'KLN0925' // an image to read is missing or malformed (not in the store, no manifest for the platform, layers and diff_ids disagree)
+  | 'KLN0926'; // a name to write the rebased image to is not a tag reference (a digest, or not a reference)
 
 /** A `kiln rebase` refusal: stable code, one-line message, optional hint. */
 export class RebaseError extends Error {

@@ -45,6 +45,27 @@ export function normalizeName(name: string): string {
   }
 }
 
+/**
+ * The names the rebased image is written to (IMAGE and each `-t`), normalised. A digest
+ * reference is refused: it would name content other than its digest (`KLN0926`).
+ */
+export function targetNames(image: string, tags: ReadonlyArray<string>): string[] {
+  return [image, ...tags].map((n) => {
+    let ref: ImageReference;
+    try {
+      ref = parseReference(n);
+    } catch (cause) {
+      throw new RebaseError('KLN0926', `${n} is not an image reference to write the rebased image to`, { cause });
+    }
+    if (ref.digest !== undefined) {
+      throw new RebaseError('KLN0926', `cannot write the rebased image to ${n}: a digest reference names other content`, {
+        hint: 'rebase it by digest into a tag: kiln rebase --previous-image NAME@DIGEST NAME:TAG',
+      });
+    }
+    return formatReference(ref);
+  });
+}
+
 /** Reads `name` from the kiln image store (as given, then normalised), for `platform` when it is an index. */
 export async function readStoreImage(content: ContentStore, images: ImageStore, name: string, platform: Platform): Promise<SourcedImage | undefined> {
   const rec = (await images.get(name)) ?? (await images.get(normalizeName(name)));
@@ -70,7 +91,12 @@ export async function readRegistryImage(client: RegistryClient, name: string, pl
 
 /** The new run image as {@link NewRunImage}: its identifier is the repository at the digest the name points at. */
 export function asRunImage(img: SourcedImage): NewRunImage & SourcedImage {
-  const ref = parseReference(img.name);
+  let ref: ImageReference;
+  try {
+    ref = parseReference(img.name);
+  } catch (cause) {
+    throw new RebaseError('KLN0925', `the run image name ${img.name} is not an image reference`, { cause });
+  }
   return { ...img, reference: `${repositoryName(ref)}@${img.root.digest}` };
 }
 
