@@ -83,10 +83,14 @@ export class RegistryTransport {
       const body = req.body !== undefined ? await req.body() : undefined;
       let res: Response;
       try {
-        const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'follow' };
+        const streamed = body !== undefined && !(body instanceof Uint8Array);
+        // Following redirects makes fetch keep a copy of a streamed body to send it again: a whole
+        // layer in memory per upload (246 MB peak pushing a 150 MB layer). Registries redirect
+        // blob reads, not uploads, so a redirected upload fails instead (as a network error).
+        const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: streamed ? 'error' : 'follow' };
         if (body !== undefined) {
           init.body = body as unknown as NonNullable<RequestInit['body']>;
-          if (!(body instanceof Uint8Array)) init.duplex = 'half';
+          if (streamed) init.duplex = 'half';
         }
         if (req.signal !== undefined) init.signal = req.signal;
         res = await this.fetchImpl(url, init);
