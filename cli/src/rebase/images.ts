@@ -8,6 +8,7 @@ import {
   digestOf,
   formatReference,
   jsonBytes,
+  parseManifest,
   parseReference,
   pushBlob,
   putManifest,
@@ -68,12 +69,31 @@ export function targetNames(image: string, tags: ReadonlyArray<string>): string[
 
 /** Reads `name` from the kiln image store (as given, then normalised), for `platform` when it is an index. */
 export async function readStoreImage(content: ContentStore, images: ImageStore, name: string, platform: Platform): Promise<SourcedImage | undefined> {
-  const rec = (await images.get(name)) ?? (await images.get(normalizeName(name)));
+  const rec = (await images.get(name)) ?? (await images.get(normalizeName(name))) ?? (await byDigest(content, name));
   if (rec === undefined) return undefined;
   const r = await resolveImage(storeFetcher(content), rec.target, platform).catch((cause: unknown) => {
     throw new RebaseError('KLN0925', `cannot read ${rec.name} from the kiln store for ${platform.os}/${platform.architecture}`, { cause });
   });
   return { name: rec.name, root: rec.target, manifestDescriptor: r.manifestDescriptor, manifest: r.manifest, config: r.config };
+}
+
+/** `NAME@DIGEST` not named in the image store: the manifest or index of that digest in the content store, if there. */
+async function byDigest(content: ContentStore, name: string): Promise<{ name: string; target: Descriptor } | undefined> {
+  let ref: ImageReference;
+  try {
+    ref = parseReference(name);
+  } catch {
+    return undefined;
+  }
+  if (ref.digest === undefined || !(await content.has(ref.digest))) return undefined;
+  const bytes = await content.readBlob(ref.digest);
+  let mediaType: string;
+  try {
+    mediaType = parseManifest(bytes).mediaType;
+  } catch (cause) {
+    throw new RebaseError('KLN0925', `${name}: the kiln store's blob ${ref.digest} is not an image manifest or index`, { cause });
+  }
+  return { name: formatReference(ref), target: { mediaType, digest: ref.digest, size: bytes.length } };
 }
 
 /** Reads `name`'s manifest and config from its registry (no layers), for `platform` when it is an index. */
