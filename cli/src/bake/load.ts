@@ -1,3 +1,4 @@
+import { parse } from 'yaml';
 import { BakeConfig } from './config.js';
 import { isComposeName, type BakeFile } from './files.js';
 import { loadCompose } from './compose.js';
@@ -12,15 +13,30 @@ export type BakeEnv = Readonly<Record<string, string | undefined>>;
 const looksJson = (f: BakeFile): boolean => f.name.endsWith('.json') || (!f.name.endsWith('.hcl') && f.text.trimStart().startsWith('{'));
 
 /**
+ * A Compose file: by its name, or (a name without .json, .hcl, .yml or .yaml, as `-f -`) YAML with
+ * a `services` map, as buildx's validateComposeFile tries Compose first.
+ */
+function isCompose(f: BakeFile): boolean {
+  if (isComposeName(f.name)) return true;
+  if (/\.(json|hcl)$/i.test(f.name) || f.text.trimStart().startsWith('{')) return false;
+  try {
+    const doc: unknown = parse(f.text, { logLevel: 'silent' });
+    return typeof doc === 'object' && doc !== null && 'services' in doc && typeof doc.services === 'object' && doc.services !== null;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Reads every file into one {@link BakeConfig}, as buildx: the Compose files first, then the HCL
  * and JSON files merged in their order into one body (later definitions over earlier ones; the
  * variables and functions of every file visible in all).
  */
 export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv = {}): BakeConfig {
   const config = new BakeConfig();
-  const compose = files.filter((f) => isComposeName(f.name));
+  const compose = files.filter(isCompose);
   if (compose.length > 0) loadCompose(config, compose, env);
-  const parsed = files.filter((f) => !isComposeName(f.name)).map((file) => ({ file, hcl: looksJson(file) ? jsonToHcl(file) : parseHcl(file.text, file.name) }));
+  const parsed = files.filter((f) => !isCompose(f)).map((file) => ({ file, hcl: looksJson(file) ? jsonToHcl(file) : parseHcl(file.text, file.name) }));
   if (parsed.length > 0) loadHcl(config, parsed, env, vars);
   return config;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, test, vi } from 'vitest';
-import { parseOverrides, resolveTargets } from './config.js';
+import { parseOverrides, printResolved, resolveTargets } from './config.js';
 import { targetBuild } from './flags.js';
 import { loadConfig } from './load.js';
 
@@ -57,6 +57,17 @@ describe('--set and variables', () => {
   });
 });
 
+describe('--print', () => {
+  test('${ and %{ in args, labels, annotations and dockerfile-inline print escaped ($${, %%{), as buildx\'s MarshalJSON', () => {
+    const text = 'target "a" {\n  args = { A = "$${x}" }\n  labels = { L = "%%{ y }" }\n  annotations = ["k=$${z}"]\n  dockerfile-inline = "RUN echo $${HOME}"\n}\n';
+    const printed = JSON.parse(printResolved(resolve([{ name: H, text }], ['a']))) as { target: { a: Record<string, unknown> } };
+    expect(printed.target.a).toMatchObject({ args: { A: '$${x}' }, labels: { L: '%%{ y }' }, annotations: ['k=$${z}'], 'dockerfile-inline': 'RUN echo $${HOME}' });
+    // What --print writes reads back as the same target.
+    const back = resolve([{ name: 'printed.json', text: JSON.stringify(printed) }], ['a']).targets.get('a')?.target;
+    expect(back).toMatchObject({ args: { A: '${x}' }, labels: { L: '%{ y }' }, annotations: ['k=${z}'], 'dockerfile-inline': 'RUN echo ${HOME}' });
+  });
+});
+
 describe('patterns', () => {
   test('a target pattern that is no valid glob is a KLN0854 error, not a SyntaxError', () => {
     const files = [{ name: H, text: 'target "a" {}\n' }];
@@ -77,6 +88,14 @@ describe('build flags', () => {
 });
 
 describe('Compose', () => {
+  test('a Compose file without a .yml name (-f -, a Bakefile) is read as Compose, as buildx tries Compose first', () => {
+    const r = resolve([{ name: '-', text: 'services:\n  app:\n    image: app:1\n    build: .\n' }], []);
+    expect(r.targets.get('app')?.target).toMatchObject({ context: '.', tags: ['app:1'] });
+    // HCL and JSON without a known name are still HCL and JSON.
+    expect(resolve([{ name: '-', text: 'target "a" {}\n' }], ['a']).targets.has('a')).toBe(true);
+    expect(resolve([{ name: 'Bakefile', text: '{"target": {"a": {}}}' }], ['a']).targets.has('a')).toBe(true);
+  });
+
   test('a build arg whose value is a map is an error, not "[object Object]"', () => {
     expect(() => resolve([{ name: 'compose.yaml', text: 'services:\n  app:\n    build:\n      context: .\n      args:\n        A:\n          x: 1\n' }], [])).toThrow(
       expect.objectContaining({ name: 'BakeError', code: 'KLN0853', message: expect.stringContaining('args') }),

@@ -311,7 +311,8 @@ const PRINT_ORDER = [
 ] as const;
 
 /** `${` and `%{` escaped as buildx's MarshalJSON does, so a printed definition reads back the same. */
-const esc = (s: string): string => s.replaceAll('${', '$${').replaceAll('%{', '%%{');
+// (A function replacement: in a replacement string `$$` means one `$`, which made this a no-op.)
+const esc = (s: string): string => s.replaceAll('${', () => '$${').replaceAll('%{', () => '%%{');
 
 /** A resolved target as buildx's `--print` shows it (key order, sorted maps, escaped templates). */
 export function printTarget(t: Target): Record<string, unknown> {
