@@ -79,6 +79,8 @@ export class KilnDaemon {
   async close(): Promise<void> {
     // server.close() calls back only once every connection ended: interrupt the builds first.
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    // The builds interrupted now start no GC pass (one already running finishes below).
+    this.#gc?.stop();
     for (const l of [...this.#interrupts]) l('SIGTERM');
     await Promise.allSettled([...this.#running]);
     await this.#gc?.idle();

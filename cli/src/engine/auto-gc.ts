@@ -51,6 +51,7 @@ export class DaemonGc {
   readonly #log: ((line: string) => void) | undefined;
   #running: Promise<void> | undefined;
   #again = false;
+  #stopped = false;
 
   constructor(policy: GcPolicy, log?: (line: string) => void) {
     this.#policy = policy;
@@ -59,6 +60,7 @@ export class DaemonGc {
 
   /** Schedules a GC pass over `engine` (returns at once). */
   afterBuild(engine: KilnEngine): void {
+    if (this.#stopped) return;
     if (this.#running !== undefined) {
       this.#again = true;
       return;
@@ -67,8 +69,17 @@ export class DaemonGc {
       do {
         this.#again = false;
         await this.#pass(engine);
-      } while (this.#again);
+      } while (this.#again && !this.#stopped);
     })().finally(() => (this.#running = undefined));
+  }
+
+  /**
+   * No more passes (the daemon is stopping): the builds it interrupts end without starting one,
+   * so a SIGTERM is not followed by a whole prune. A pass already running finishes (see idle).
+   */
+  stop(): void {
+    this.#stopped = true;
+    this.#again = false;
   }
 
   /** Resolves once no pass runs (before the daemon closes its engine). */
