@@ -10,6 +10,8 @@ declare module 'better-sqlite3' {
       run(...params: unknown[]): RunResult;
       get(...params: unknown[]): unknown;
       all(...params: unknown[]): unknown[];
+      /** Rows one at a time; leaving the loop early ends the statement. */
+      iterate(...params: unknown[]): IterableIterator<unknown>;
     }
     interface Database {
       prepare(sql: string): Statement;

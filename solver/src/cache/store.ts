@@ -381,8 +381,10 @@ export class CacheStore {
       `SELECT snapshot FROM results
         WHERE snapshot IN (SELECT snapshot FROM results WHERE last_used < @before AND kind IN (SELECT value FROM json_each(@kinds)))
         GROUP BY snapshot HAVING MAX(last_used) < @before AND MIN(kind) IN (SELECT value FROM json_each(@kinds))`,
-    ).all({ before, kinds: JSON.stringify(kinds) }) as Array<{ snapshot: string }>;
-    return rows.some((r) => !this.#inUse.has(r.snapshot));
+    ).iterate({ before, kinds: JSON.stringify(kinds) }) as IterableIterator<{ snapshot: string }>;
+    // Stops at the first one (closing the statement): rarely more than one row is read.
+    for (const r of rows) if (!this.#inUse.has(r.snapshot)) return true;
+    return false;
   }
 
   /** Every snapshot some result refers to (a worker may delete snapshots outside this set). */
