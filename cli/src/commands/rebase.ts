@@ -7,7 +7,7 @@ import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { RebaseError } from '../rebase/errors.js';
 import { asRunImage, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, targetNames, type SourcedImage } from '../rebase/images.js';
-import { appRunImage, defaultRunImageName, planRebase } from '../rebase/plan.js';
+import { appRunImage, defaultRunImageName, planRebase, topLayerAmbiguous } from '../rebase/plan.js';
 
 /** Options of `kiln rebase`. */
 interface RebaseFlags {
@@ -65,7 +65,8 @@ async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: 
   if (runName === undefined) throw new RebaseError('KLN0920', `${app.name} records no run image name`, { hint: 'pass --run-image REF' });
   const platform: Platform = { os: app.config.os, architecture: app.config.architecture, ...(app.config.variant === undefined ? {} : { variant: app.config.variant }) };
   const run = asRunImage(await readRunImage(engine, runName, platform, publish, flags.pull === true));
-  const plan = planRebase({ app, runImage: run, force: flags.force === true });
+  const oldRun = topLayerAmbiguous(app) ? await readOldRunImage(engine, recorded.reference, platform, publish) : undefined;
+  const plan = planRebase({ app, runImage: run, force: flags.force === true, ...(oldRun === undefined ? {} : { oldRunImage: { diffIds: oldRun.config.rootfs.diff_ids } }) });
   for (const w of plan.warnings) io.stderr.write(`kiln: warning: ${w}\n`);
   const blobs = rebasedBlobs(plan.manifest, plan.config);
   if (publish) {
@@ -109,4 +110,18 @@ async function readRunImage(engine: EngineLease['engine'], name: string, platfor
   const pulled = await readStoreImage(engine.content, engine.images, name, platform);
   if (pulled === undefined) throw new RebaseError('KLN0925', `the run image ${name} was pulled but is not in the kiln store`);
   return pulled;
+}
+
+/**
+ * The old run image (runImage.reference, `repo@digest`), only read when its top layer occurs more
+ * than once in the app image: from the kiln store by digest, else its registry (manifest and
+ * config only). Undefined when neither has it.
+ */
+async function readOldRunImage(engine: EngineLease['engine'], reference: string, platform: Platform, publish: boolean): Promise<SourcedImage | undefined> {
+  if (reference === '') return undefined;
+  if (!publish) {
+    const stored = await readStoreImage(engine.content, engine.images, reference, platform).catch(() => undefined);
+    if (stored !== undefined) return stored;
+  }
+  return readRegistryImage(engine.registry, reference, platform).catch(() => undefined);
 }

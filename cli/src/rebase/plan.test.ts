@@ -184,3 +184,34 @@ describe('planRebase, adversarial', () => {
     expect(() => planRebase({ app: withMirror, runImage: runImage({ name: 'mirror.example/kt/other:1' }), force: false })).toThrow(expect.objectContaining({ code: 'KLN0924' }));
   });
 });
+
+describe('planRebase, a run image top layer that occurs more than once', () => {
+  // old run image layers 1, 2, 1' (its top layer has the same diffID as its first); app layers a, b
+  function twice(): RebaseImage {
+    const app = appImage({ topLayer: d('1'), history: false });
+    return {
+      ...app,
+      manifest: { ...app.manifest, layers: [layer('1'), layer('2'), layer('1'), layer('a'), layer('b')] },
+      config: { ...app.config, rootfs: { type: 'layers', diff_ids: [d('1'), d('2'), d('1'), d('3'), d('4')] } },
+    };
+  }
+
+  test('the old run image (by runImage.reference) decides where its layers end', () => {
+    const plan = planRebase({ app: twice(), runImage: runImage(), force: false, oldRunImage: { diffIds: [d('1'), d('2'), d('1')] } });
+    expect(plan.oldRunLayers).toBe(3);
+    expect(plan.appLayers).toEqual([layer('a'), layer('b')]);
+    expect(plan.config.rootfs.diff_ids).toEqual([d('5'), d('6'), d('7'), d('3'), d('4')]);
+    expect(plan.warnings).toEqual([]);
+  });
+
+  test('without the old run image: the first occurrence (as lifecycle), with a warning', () => {
+    const plan = planRebase({ app: twice(), runImage: runImage(), force: false });
+    expect(plan.oldRunLayers).toBe(1);
+    expect(plan.warnings).toEqual([expect.stringMatching(/occurs 2 times/)]);
+  });
+
+  test('an old run image that is not a prefix of the app is not used', () => {
+    const plan = planRebase({ app: twice(), runImage: runImage(), force: false, oldRunImage: { diffIds: [d('9'), d('1')] } });
+    expect(plan.oldRunLayers).toBe(1);
+  });
+});

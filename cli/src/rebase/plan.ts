@@ -27,6 +27,12 @@ export interface RebasePlanInput {
   readonly runImage: NewRunImage;
   /** `--force`: skip the rebasable label, target and run image name checks (warnings instead). */
   readonly force: boolean;
+  /**
+   * The old run image's rootfs (by runImage.reference), when its top layer occurs more than once
+   * in the app image ({@link topLayerAmbiguous}) and it could be read: a prefix of the app's
+   * diff_ids ending in the top layer says exactly where the run image layers end.
+   */
+  readonly oldRunImage?: { readonly diffIds: ReadonlyArray<string> };
 }
 
 /** The rebased image, not yet stored. */
@@ -56,6 +62,12 @@ export function appRunImage(app: RebaseImage): RunImageMetadata {
   const run = readRunImageMetadata(label);
   if (run === undefined) throw new RebaseError('KLN0920', `${app.name}: ${CnbLabel.lifecycleMetadata} names no run image top layer (runImage.topLayer)`);
   return run;
+}
+
+/** True when the run image top layer's diffID occurs more than once in the app image (the boundary needs the old run image). */
+export function topLayerAmbiguous(app: RebaseImage): boolean {
+  const run = appRunImage(app);
+  return app.config.rootfs.diff_ids.filter((x) => x === run.topLayer).length > 1;
 }
 
 /**
@@ -123,8 +135,18 @@ export function planRebase(input: RebasePlanInput): RebasePlan {
     throw new RebaseError('KLN0925', `${runImage.name}: the manifest has ${runImage.manifest.layers.length} layers and the config ${newDiffIds.length} diff_ids`);
   }
   // the first layer with that diffID, as imgutil: an app layer identical to the run image's top
-  // layer further up must stay an app layer (the last match would drop the app layers below it)
-  const top = diffIds.indexOf(run.topLayer as Digest);
+  // layer further up must stay an app layer (the last match would drop the app layers below it).
+  // A top layer that occurs more than once: the old run image, when given, says which one.
+  let top = diffIds.indexOf(run.topLayer as Digest);
+  const occurrences = diffIds.filter((x) => x === run.topLayer).length;
+  if (occurrences > 1) {
+    const old = input.oldRunImage?.diffIds;
+    if (old !== undefined && old.length > 0 && old.length <= diffIds.length && old.at(-1) === run.topLayer && old.every((x, i) => diffIds[i] === x)) {
+      top = old.length - 1;
+    } else {
+      warnings.push(`the run image top layer ${run.topLayer} occurs ${occurrences} times in ${app.name} and the old run image ${run.reference || '(no reference)'} cannot be read: the layers above its first occurrence are taken as the app's`);
+    }
+  }
   if (top < 0) {
     throw new RebaseError('KLN0923', `the run image top layer ${run.topLayer} (runImage.topLayer) is not a layer of ${app.name}`, { hint: 'the image was changed after its build; rebuild it' });
   }
