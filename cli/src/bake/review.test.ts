@@ -57,6 +57,13 @@ describe('--set and variables', () => {
   });
 });
 
+describe('JSON positions', () => {
+  test('an error in a JSON file points at the key of the target it is in, not the first key of that name', () => {
+    const text = '{\n  "target": {\n    "a": {\n      "tags": ["a"]\n    },\n    "b": {\n      "tags": {"x": 1}\n    }\n  }\n}\n';
+    expect(() => resolve([{ name: 'docker-bake.json', text }], ['b'])).toThrow(expect.objectContaining({ code: 'KLN0853', location: { file: 'docker-bake.json', line: 7, column: 7 } }));
+  });
+});
+
 describe('--print', () => {
   test('${ and %{ in args, labels, annotations and dockerfile-inline print escaped ($${, %%{), as buildx\'s MarshalJSON', () => {
     const text = 'target "a" {\n  args = { A = "$${x}" }\n  labels = { L = "%%{ y }" }\n  annotations = ["k=$${z}"]\n  dockerfile-inline = "RUN echo $${HOME}"\n}\n';

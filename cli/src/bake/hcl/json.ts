@@ -19,31 +19,37 @@ export function jsonToHcl(f: BakeFile): HclFile {
     value = JSON.parse(f.text);
   } catch (e) {
     const m = /position (\d+)/.exec(e instanceof Error ? e.message : '');
-    const at = m === null ? { line: 1, column: 1 } : position(f.text, Number(m[1]));
+    const at = m === null ? { line: 1, column: 1 } : lineColumn(lineStarts(f.text), Number(m[1]));
     throw new BakeError('KLN0851', `invalid JSON: ${e instanceof Error ? e.message.replace(/ in JSON at position \d+.*$/, '') : String(e)}`, { location: { file: f.name, ...at }, hint: 'a bake JSON file is {"group": {...}, "target": {...}}' });
   }
-  const where = (key: string): Pos => {
-    const i = f.text.indexOf(`"${key}"`);
-    return { file: f.name, ...(i < 0 ? { line: 1, column: 1, offset: 0 } : { ...position(f.text, i), offset: i }) };
+  // Keys are found in file order from a cursor (a label after its block type, an attribute after
+  // its label), and lines by binary search: linear in the file, however many targets it has.
+  const lines = lineStarts(f.text);
+  const where = (key: string, from = 0): Pos => {
+    const i = f.text.indexOf(JSON.stringify(key), from);
+    return { file: f.name, ...(i < 0 ? { line: 1, column: 1, offset: 0 } : { ...lineColumn(lines, i), offset: i }) };
   };
   const fail = (message: string, pos: Pos, hint?: string): never => {
     throw new BakeError('KLN0853', message, { location: { file: pos.file, line: pos.line, column: pos.column }, ...(hint === undefined ? {} : { hint }) });
   };
-  if (!isRecord(value)) return fail('a bake JSON file must be an object', where(''));
+  if (!isRecord(value)) return fail('a bake JSON file must be an object', { file: f.name, line: 1, column: 1, offset: 0 });
   const deep = tooDeepAt(value, JSON_MAX_NESTING);
   if (deep !== undefined) {
     const at = nthBracket(f.text, deep);
-    fail(`nested too deeply (more than ${JSON_MAX_NESTING} levels of objects and lists)`, { file: f.name, ...position(f.text, at), offset: at }, 'a bake JSON file nests a few levels: target, name, key, value');
+    fail(`nested too deeply (more than ${JSON_MAX_NESTING} levels of objects and lists)`, { file: f.name, ...lineColumn(lines, at), offset: at }, 'a bake JSON file nests a few levels: target, name, key, value');
   }
   const blocks: Block[] = [];
   for (const [type, defs] of Object.entries(value)) {
-    if (!(BLOCK_TYPES as readonly string[]).includes(type)) fail(`unknown top-level key "${type}"`, where(type), 'use group, target, variable or function');
-    if (!isRecord(defs)) return fail(`${type} must be an object`, where(type));
+    const tpos = where(type);
+    if (!(BLOCK_TYPES as readonly string[]).includes(type)) fail(`unknown top-level key "${type}"`, tpos, 'use group, target, variable or function');
+    if (!isRecord(defs)) return fail(`${type} must be an object`, tpos);
+    let cursor = tpos.offset;
     for (const [label, def] of Object.entries(defs)) {
-      const pos = where(label);
+      const pos = where(label, cursor);
+      cursor = pos.offset;
       if (!isRecord(def)) return fail(`${type} "${label}" must be an object`, pos);
       const attributes: Attribute[] = Object.entries(def).map(([name, v]) => {
-        const apos = where(name);
+        const apos = where(name, pos.offset);
         // A function's params name variables: in HCL's JSON syntax they are bare names.
         const expr = type === 'function' && (name === 'params' || name === 'variadic_params') ? names(v, apos) : toExpr(v, apos, f.name);
         return { name, expr, pos: apos };
@@ -70,11 +76,23 @@ function names(v: unknown, pos: Pos): Expr {
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** A line:column of a text offset (1-based). */
-function position(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, offset);
-  const line = before.split('\n').length;
-  return { line, column: offset - before.lastIndexOf('\n') };
+/** The offsets where the lines of `text` start. */
+function lineStarts(text: string): number[] {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return starts;
+}
+
+/** The 1-based line and column of a text offset. */
+function lineColumn(starts: readonly number[], offset: number): { line: number; column: number } {
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((starts[mid] ?? 0) <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return { line: lo + 1, column: offset - (starts[lo] ?? 0) + 1 };
 }
 
 /** The nesting level (count of opened objects and lists) past `max`, or undefined; iterative. */
