@@ -78,18 +78,10 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
 }
 
 function registryClient(io: CliIo): RegistryClient {
-  return new RegistryClient({ credentials: callerCredentials(io), fetch: streamingFetch });
+  // The transport streams upload bodies without following redirects (fetch would keep a copy of
+  // a streamed body for a possible redirect: a whole layer in memory per copied blob).
+  return new RegistryClient({ credentials: callerCredentials(io) });
 }
-
-/**
- * fetch, but a request with a streamed body does not follow redirects. With `redirect: 'follow'`
- * undici clones the request for a possible redirect, which tees its body stream: the branch kept
- * for the redirect buffers every chunk, so a copied layer would end up whole in memory (measured:
- * +150 MB of ArrayBuffers for a 150 MB layer; 31 MB with this). Upload PUTs are not redirected by
- * registries; blob GETs (which may redirect to storage) have no body and still follow.
- */
-const streamingFetch: typeof globalThis.fetch = (input, init) =>
-  globalThis.fetch(input, init?.body !== undefined && init.body !== null && !(init.body instanceof Uint8Array) ? { ...init, redirect: 'error' } : init);
 
 function parseTarget(s: string): ImageReference {
   assertRegistryName(s, 'target');
