@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { digestOf, parseReference, type Descriptor, type ImageReference } from '@kiln/runtime';
 import { parseAnnotations } from './annotations.js';
+import { asImagetoolsError } from './errors.js';
 import { combine, parseSource, sourceRefs, type Source } from './combine.js';
 
 // A fake registry: blobs by digest. combine() only reads manifests and configs through `fetch`.
@@ -119,5 +120,18 @@ describe('parseSource / sourceRefs', () => {
   });
   test.for(['sha256:zz', 'oci-layout://./x', './dir', '{"digest":1}', '{nope', 'app:bad!tag', 'Upper'])('%s is refused', (s) => {
     expect(() => parseSource(s)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^KLN086[04]$/) }));
+  });
+});
+
+describe('combine: malformed sources are KLN0865 (as the command reports them), not an uncoded SyntaxError', () => {
+  const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => (asImagetoolsError(e) as { code?: unknown }).code);
+  test('a manifest whose config is not JSON', async () => {
+    const cfg = put('not json {');
+    const m = put({ schemaVersion: 2, mediaType: OM, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg.digest, size: cfg.size }, layers: [] });
+    expect(await code(combine([src({ mediaType: OM, digest: m.digest, size: m.size }), src(image('amd64', OM))], [], true, fetch))).toBe('KLN0865');
+  });
+  test('a manifest that is not JSON although the registry called it an OCI manifest', async () => {
+    const m = put('<html>oops</html>');
+    expect(await code(combine([src({ mediaType: OM, digest: m.digest, size: m.size }), src(image('amd64', OM))], [], true, fetch))).toBe('KLN0865');
   });
 });

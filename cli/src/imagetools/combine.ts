@@ -17,7 +17,7 @@ import {
   type Platform,
 } from '@kiln/runtime';
 import type { Annotation } from './annotations.js';
-import { ImagetoolsError } from './errors.js';
+import { ImagetoolsError, parseJsonContent } from './errors.js';
 import { goIndex, goJson } from './go-json.js';
 import { platformString } from './platform-format.js';
 
@@ -237,7 +237,8 @@ function checkPlatforms(descs: ReadonlyArray<Descriptor>): void {
 async function platformFromConfig(s: Source, manifest: Buffer, fetch: Fetch): Promise<Platform> {
   const p = parseManifest(manifest, s.desc.mediaType);
   if (p.kind !== 'manifest') throw new ImagetoolsError('KLN0865', `${formatReference(s.ref)}: expected an image manifest`);
-  const cfg = JSON.parse((await fetch(s.ref, p.manifest.config)).toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
+  const v = parseJsonContent(await fetch(s.ref, p.manifest.config), `config ${p.manifest.config.digest} of ${formatReference(s.ref)}`);
+  const cfg = (typeof v === 'object' && v !== null ? v : {}) as { os?: unknown; architecture?: unknown; variant?: unknown };
   const n = normalizePlatform({
     os: typeof cfg.os === 'string' ? cfg.os : '',
     architecture: typeof cfg.architecture === 'string' ? cfg.architecture : '',

@@ -49,3 +49,12 @@ export function asImagetoolsError(e: unknown): unknown {
       return e;
   }
 }
+
+/** JSON from a registry (a config, an in-toto statement): a parse error is KLN0865, not an uncoded SyntaxError. */
+export function parseJsonContent(bytes: Buffer | string, what: string): unknown {
+  try {
+    return JSON.parse(typeof bytes === 'string' ? bytes : bytes.toString('utf8')) as unknown;
+  } catch (e) {
+    throw new ImagetoolsError('KLN0865', `${what} is not JSON (${(e as Error).message})`, { cause: e });
+  }
+}

@@ -115,3 +115,31 @@ describe('loadImages / templateInput (the --format data: configs and attestation
     expect(data['SBOM']).toEqual({ 'linux/amd64': { SPDX: { name: 'one' }, AdditionalSPDXs: [{ name: 'two' }] } });
   });
 });
+
+describe('loadImages: malformed content is KLN0865, not a SyntaxError', () => {
+  test('a config or an attestation layer that is not JSON', async () => {
+    const { digestOf } = await import('@kiln/runtime');
+    const { loadImages } = await import('./inspect.js');
+    const blobs = new Map<string, Buffer>();
+    const put = (v: unknown, mediaType: string, extra: Record<string, unknown> = {}) => {
+      const bytes = Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+      blobs.set(digestOf(bytes), bytes);
+      return { mediaType, digest: digestOf(bytes), size: bytes.length, ...extra };
+    };
+    const OM = 'application/vnd.oci.image.manifest.v1+json';
+    const src: ManifestSource = { ref: parseReference('localhost:5000/app:1'), resolve: () => Promise.reject(new Error('unused')), fetch: async (desc) => blobs.get(desc.digest) ?? Promise.reject(new Error(`no ${desc.digest}`)) };
+    const { asImagetoolsError } = await import('./errors.js');
+    const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => (asImagetoolsError(e) as { code?: unknown }).code);
+    const load = (root: { mediaType: string; digest: Digest; size: number }, att: boolean) => loadImages({ source: src, desc: root, raw: blobs.get(root.digest) as Buffer }, att);
+    const badCfg = put({ schemaVersion: 2, mediaType: OM, config: put('{"architecture":', 'application/vnd.oci.image.config.v1+json'), layers: [] }, OM);
+    expect(await code(load(badCfg, false))).toBe('KLN0865');
+    const good = put({ schemaVersion: 2, mediaType: OM, config: put({ architecture: 'amd64', os: 'linux' }, 'application/vnd.oci.image.config.v1+json'), layers: [] }, OM);
+    const att = put({ schemaVersion: 2, mediaType: OM, config: put({}, 'application/vnd.oci.image.config.v1+json'), layers: [put('nope', 'application/vnd.in-toto+json', { annotations: { 'in-toto.io/predicate-type': 'https://slsa.dev/provenance/v0.2' } })] }, OM, {
+      platform: { os: 'unknown', architecture: 'unknown' },
+      annotations: { 'vnd.docker.reference.digest': good.digest },
+    });
+    const IM = 'application/vnd.oci.image.index.v1+json';
+    const idx = put({ schemaVersion: 2, mediaType: IM, manifests: [{ ...good, platform: { os: 'linux', architecture: 'amd64' } }, att] }, IM);
+    expect(await code(load(idx, true))).toBe('KLN0865');
+  });
+});

@@ -1,5 +1,5 @@
 import { formatReference, isIndexMediaType, isManifestMediaType, normalizePlatform, parseManifest, withTarget, type Descriptor, type ImageIndex, type ImageManifest } from '@kiln/runtime';
-import { ImagetoolsError } from './errors.js';
+import { ImagetoolsError, parseJsonContent } from './errors.js';
 import { goDescriptor, goImage, goMap } from './go-json.js';
 import { platformString } from './platform-format.js';
 import type { ManifestSource } from './source.js';
@@ -106,7 +106,8 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
     }
     let platform = desc.platform;
     if (platform === undefined) {
-      const cfg = JSON.parse((await r.source.fetch(p.manifest.config)).toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
+      const v = parseJsonContent(await r.source.fetch(p.manifest.config), `config ${p.manifest.config.digest}`);
+      const cfg = (typeof v === 'object' && v !== null ? v : {}) as { os?: unknown; architecture?: unknown; variant?: unknown };
       platform = {
         os: typeof cfg.os === 'string' ? cfg.os : '',
         architecture: typeof cfg.architecture === 'string' ? cfg.architecture : '',
@@ -121,7 +122,7 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
   for (const plat of [...images.keys()].sort()) {
     const img = images.get(plat);
     if (img === undefined) continue;
-    configs.set(plat, JSON.parse((await r.source.fetch(img.manifest.config)).toString('utf8')) as unknown);
+    configs.set(plat, parseJsonContent(await r.source.fetch(img.manifest.config), `config ${img.manifest.config.digest}`));
     if (!wantAttestations) continue;
     const list: { predicateType: string; statement: unknown }[] = [];
     for (const a of attest.get(img.desc.digest) ?? []) {
@@ -129,9 +130,13 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
       for (const layer of am?.layers ?? []) {
         const pt = layer.annotations?.['in-toto.io/predicate-type'];
         if (pt === undefined || !(layer.mediaType === INTOTO || /^application\/vnd\.in-toto\..*\+dsse$/.test(layer.mediaType))) continue;
+        const what = `attestation ${layer.digest}`;
         let text = (await r.source.fetch(layer)).toString('utf8');
-        if (layer.mediaType !== INTOTO) text = Buffer.from(String((JSON.parse(text) as { payload?: unknown }).payload ?? ''), 'base64').toString('utf8');
-        list.push({ predicateType: pt, statement: JSON.parse(text) as unknown });
+        if (layer.mediaType !== INTOTO) {
+          const env = parseJsonContent(text, what);
+          text = Buffer.from(String((typeof env === 'object' && env !== null ? (env as { payload?: unknown }).payload : undefined) ?? ''), 'base64').toString('utf8');
+        }
+        list.push({ predicateType: pt, statement: parseJsonContent(text, what) });
       }
     }
     statements.set(plat, list);

@@ -35,3 +35,11 @@ describe('executeTemplate (the --format subset of Go text/template)', () => {
     expect(() => executeTemplate(tpl, data)).toThrow(expect.objectContaining({ code: 'KLN0860' }));
   });
 });
+
+describe('executeTemplate: only the data’s own fields', () => {
+  // Inherited properties (constructor, toString, __proto__) are not fields of the Go value: they
+  // printed a function (TypeError, a stack trace) or Object.prototype.
+  test.for(['{{.Manifest.constructor}}', '{{.Manifest.toString}}', '{{json .Manifest.constructor}}', '{{index .Manifest "constructor"}}', '{{index .Manifest "__proto__"}}', '{{.Manifest.__proto__}}'])('%s has no value', (tpl) => {
+    expect(executeTemplate(tpl, data)).toBe(tpl.startsWith('{{json') ? 'null' : '<no value>');
+  });
+});

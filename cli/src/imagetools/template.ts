@@ -131,7 +131,8 @@ function parsePipeline(template: string, toks: string[]): Pipeline {
 function field(v: unknown, name: string): unknown {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const r = v as Record<string, unknown>;
-  for (const k of [name, ALIASES[name], name.charAt(0).toLowerCase() + name.slice(1)]) if (k !== undefined && k in r) return r[k];
+  // Own keys only: inherited ones (constructor, __proto__) are no fields of the Go value.
+  for (const k of [name, ALIASES[name], name.charAt(0).toLowerCase() + name.slice(1)]) if (k !== undefined && Object.hasOwn(r, k)) return r[k];
   const lower = name.toLowerCase();
   const k = Object.keys(r).find((x) => x.toLowerCase() === lower);
   return k === undefined ? undefined : r[k];
@@ -168,7 +169,7 @@ function evalPipeline(p: Pipeline, data: unknown): unknown {
         v = `${args.map(show).join(' ')}\n`;
         break;
       case 'index':
-        v = args.slice(1).reduce<unknown>((x, k) => (typeof x === 'object' && x !== null ? (x as Record<string, unknown>)[String(k)] : undefined), args[0]);
+        v = args.slice(1).reduce<unknown>((x, k) => (typeof x === 'object' && x !== null && Object.hasOwn(x, String(k)) ? (x as Record<string, unknown>)[String(k)] : undefined), args[0]);
         break;
     }
     prev = [v];
