@@ -1,8 +1,9 @@
 import { describe, expect, test } from 'vitest';
 import type { CacheRecordKind } from '@kiln/solver';
-import { DaemonGc } from './auto-gc.js';
+import { DaemonGc, gcAfterBuild } from './auto-gc.js';
 import { defaultGcPolicy } from './gc-policy.js';
 import type { KilnEngine } from './engine.js';
+import type { CliIo } from '../io.js';
 
 /** An engine whose cache is never over a limit: a pass only reads its totals. */
 function fakeEngine(): { engine: KilnEngine; checks: () => number } {
@@ -43,5 +44,31 @@ describe('DaemonGc', () => {
     gc.afterBuild(engine);
     await gc.idle();
     expect(lines).toEqual(['gc failed: disk I/O error']);
+  });
+});
+
+describe('gcAfterBuild (plain kiln process)', () => {
+  const io = (env: Record<string, string>): { io: CliIo; err: () => string } => {
+    let err = '';
+    return { io: { stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: (c: string | Uint8Array) => (err += String(c)) }, env }, err: () => err };
+  };
+  const engine = (totalSizeBound: () => number): KilnEngine => ({ root: '/nonexistent/kiln', cache: { totalSizeBound, totalSize: totalSizeBound, hasUnusedSince: () => false } }) as unknown as KilnEngine;
+
+  test('a malformed KILN_GC_KEEP_STORAGE is a warning naming it; no GC', () => {
+    const o = io({ KILN_GC_KEEP_STORAGE: 'lots' });
+    expect(gcAfterBuild(engine(() => 0), o.io)).toBeUndefined();
+    expect(o.err()).toMatch(/^WARNING: KILN_GC_KEEP_STORAGE: invalid size "lots"; no automatic GC\n$/);
+  });
+
+  test('a cache store error in the check is a GC warning, not blamed on KILN_GC_KEEP_STORAGE', () => {
+    const o = io({ KILN_GC_KEEP_STORAGE: '1GB' });
+    expect(gcAfterBuild(engine(() => { throw new Error('database disk image is malformed'); }), o.io)).toBeUndefined();
+    expect(o.err()).toBe('WARNING: automatic build cache GC failed: database disk image is malformed\n');
+  });
+
+  test('under the cap: nothing to run', () => {
+    const o = io({ KILN_GC_KEEP_STORAGE: '1GB' });
+    expect(gcAfterBuild(engine(() => 1000), o.io)).toBeUndefined();
+    expect(o.err()).toBe('');
   });
 });

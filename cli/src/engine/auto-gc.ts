@@ -19,9 +19,15 @@ export function gcAfterBuild(engine: KilnEngine, io: CliIo): (() => Promise<void
   let policy: GcPolicy | undefined;
   try {
     policy = gcPolicyFor(callerEnv(io)[GC_KEEP_STORAGE_ENV], engine.root);
-    if (policy === undefined || !gcDue(policy, engine.cache, Date.now())) return undefined;
   } catch (e) {
     io.stderr.write(`WARNING: ${GC_KEEP_STORAGE_ENV}: ${e instanceof Error ? e.message : String(e)}; no automatic GC\n`);
+    return undefined;
+  }
+  try {
+    if (policy === undefined || !gcDue(policy, engine.cache, Date.now())) return undefined;
+  } catch (e) {
+    // The cache store could not be read (the build itself is done): no GC this time.
+    io.stderr.write(`WARNING: automatic build cache GC failed: ${e instanceof Error ? e.message : String(e)}\n`);
     return undefined;
   }
   const due = policy;
