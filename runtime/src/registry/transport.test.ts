@@ -72,3 +72,26 @@ describe('RegistryTransport uploads', () => {
     }
   });
 });
+
+describe('RegistryTransport credentials stay with their registry', () => {
+  test('an absolute URL on another host (an upload Location at a storage service) gets no Authorization; one on the registry does', async () => {
+    const seen: { host: string; auth: string | null }[] = [];
+    const fetch = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      const url = new URL(String(input));
+      const auth = new Headers(init?.headers).get('authorization');
+      seen.push({ host: url.host, auth });
+      if (url.host === '127.0.0.1:9' && auth === null) return new Response('', { status: 401, headers: { 'www-authenticate': 'Basic realm="reg"' } });
+      return new Response('', { status: 201 });
+    }) as typeof globalThis.fetch;
+    const t = new RegistryTransport({ fetch, credentials: () => Promise.resolve({ kind: 'basic', username: 'u', password: 'p' }) });
+    const scopes = ['repository:a:push'];
+    expect((await t.request('127.0.0.1:9', { method: 'POST', url: '/v2/a/blobs/uploads/', scopes })).status).toBe(201);
+    seen.length = 0;
+    expect((await t.request('127.0.0.1:9', { method: 'PUT', url: 'http://storage.invalid:8080/upload/1?digest=x', scopes })).status).toBe(201);
+    expect((await t.request('127.0.0.1:9', { method: 'PUT', url: 'http://127.0.0.1:9/v2/a/blobs/uploads/2?digest=x', scopes })).status).toBe(201);
+    expect(seen).toEqual([
+      { host: 'storage.invalid:8080', auth: null },
+      { host: '127.0.0.1:9', auth: `Basic ${Buffer.from('u:p').toString('base64')}` },
+    ]);
+  });
+});

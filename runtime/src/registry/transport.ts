@@ -72,13 +72,16 @@ export class RegistryTransport {
   /** Sends a request, handling auth and retries. The caller consumes or cancels the body. */
   async request(domain: string, req: RegistryRequest): Promise<Response> {
     const url = req.url.startsWith('http://') || req.url.startsWith('https://') ? req.url : `${this.baseUrl(domain)}${req.url}`;
+    // Credentials go to the registry only: an absolute URL elsewhere (an upload Location at a
+    // storage service) is sent without them, as containerd drops its authorizer on a host change.
+    const own = new URL(url).origin === new URL(this.baseUrl(domain)).origin;
     const maxRetries = req.retry === false ? 0 : (this.opts.retries ?? 4);
     let authRetried = false;
     let attempt = 0;
     for (;;) {
       req.signal?.throwIfAborted();
       const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kiln', ...req.headers };
-      const authz = await this.authorization(domain, req.scopes);
+      const authz = own ? await this.authorization(domain, req.scopes) : undefined;
       if (authz !== undefined) headers['authorization'] = authz;
       const body = req.body !== undefined ? await req.body() : undefined;
       let res: Response;
@@ -105,7 +108,7 @@ export class RegistryTransport {
           hint: url.startsWith('https:') ? `if ${domain} speaks plain http, configure it as an insecure (plain-http) registry` : undefined,
         });
       }
-      if (res.status === 401 && !authRetried) {
+      if (res.status === 401 && !authRetried && own) {
         const header = res.headers.get('www-authenticate');
         const challenge = header !== null ? pickChallenge(parseWwwAuthenticate(header)) : undefined;
         if (challenge !== undefined) {
