@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { kilnBin, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // `kiln bake` served by `kiln daemon`: the daemon runs in another directory with another
 // environment; the bake files, contexts, outputs, variables and stdin are the caller's.
@@ -10,13 +10,16 @@ import { kilnBin, startDaemon, token, useSandbox, writeTree, type KilnSandbox } 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
 
-function bake(cwd: string, args: readonly string[], env: Record<string, string>, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function bake(cwd: string, args: readonly string[], env: Record<string, string>, stdin = '', onStderr?: (text: string, child: import('node:child_process').ChildProcess) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      onStderr?.(stderr, child);
+    });
     child.stdin.end(stdin);
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
@@ -57,6 +60,41 @@ test('through kiln daemon: -f relative to the caller, variables and --set args f
     const p = await bake(dir, ['-f', '-', '--print', 's'], env, json);
     expect(p.code).toBe(0);
     expect(JSON.parse(p.stdout)).toEqual({ group: { default: { targets: ['s'] } }, target: { s: { context: 'ctx', dockerfile: 'Dockerfile', tags: [`s:caller-${t}`] } } });
+  } finally {
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+}, 240_000);
+
+test('through kiln daemon: Ctrl-C of the client stops its targets (exit 130, no container left); the daemon serves the next bake', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-daemon-sigint-${t}`);
+  await writeTree(dir, {
+    'docker-bake.hcl': [
+      'group "default" { targets = ["slow1", "slow2"] }',
+      `target "slow1" { dockerfile-inline = "FROM busybox\\nRUN echo started1-${t} && sleep 60\\n" }`,
+      `target "slow2" { dockerfile-inline = "FROM busybox\\nRUN echo started2-${t} && sleep 60\\n" }`,
+      `target "quick" {\n  dockerfile-inline = "FROM busybox\\nRUN echo quick-${t} > /q\\n"\n  output = ["type=local,dest=out"]\n}`,
+    ].join('\n'),
+  });
+  const socket = join(sb.dir, `bake-daemon-sigint-${t}.sock`);
+  const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+  try {
+    const env = { KILN_HOST: `unix://${socket}` };
+    let sent = false;
+    const r = await bake(dir, ['--progress', 'plain'], env, '', (text, child) => {
+      if (!sent && text.includes(`started1-${t}\n`) && text.includes(`started2-${t}\n`)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    expect(sent).toBe(true);
+    expect(r.code).toBe(130);
+    await expect.poll(() => processesMatching(`-${t} && sleep 60`), { timeout: 10_000 }).toEqual([]);
+    const q = await bake(dir, ['quick', '--progress', 'quiet'], env);
+    expect(q.code).toBe(0);
+    expect(await readFile(join(dir, 'out/q'), 'utf8')).toBe(`quick-${t}\n`);
+    expect(d.child.exitCode).toBe(null);
   } finally {
     d.child.kill('SIGTERM');
     await d.exited;
