@@ -233,6 +233,60 @@ describe('kiln rebase', () => {
     expect((await stored('docker.io/library/refuse-app:1')).digest).toBe(img.digest);
   }, 600_000);
 
+  test('names and boundaries: a digest target refused, NAME@DIGEST read from the store, another tag of the run image, a run image top layer that occurs twice', async () => {
+    const app = join(sb.dir, 'shell-names');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo names\n' });
+    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'names-app:1'], sb.dir);
+    expect(built.code, built.stderr).toBe(0);
+    const img = await stored('docker.io/library/names-app:1');
+    const run = await stored('docker.io/kt/run:latest');
+    const rebase = (args: string[]) => kiln(['rebase', ...args, '--root', sb.root], sb.dir);
+
+    // a digest reference is not a name to write: refused before anything is read, nothing renamed
+    const atDigest = await rebase([`names-app@${img.digest}`]);
+    expect(atDigest.stderr).toContain('error KLN0926:');
+    expect(atDigest.code).toBe(1);
+    expect(await (await ImageStore.open(sb.root)).get(`docker.io/library/names-app@${img.digest}`)).toBeUndefined();
+
+    // NAME@DIGEST as the image to rebase: read from the kiln store by its digest
+    const byDigest = await rebase(['names-app:2', '--previous-image', `names-app@${img.digest}`]);
+    expect(byDigest.code, byDigest.stderr).toBe(0);
+    expect((await stored('docker.io/library/names-app:2')).manifest.layers.slice(-2)).toEqual(img.manifest.layers.slice(-2));
+
+    // the recorded run image's repository at another tag is the run image (no --force, no warning)
+    await (await ImageStore.open(sb.root)).put('docker.io/kt/run:v9', (await (await ImageStore.open(sb.root)).mustGet('docker.io/kt/run:latest')).target);
+    const tagged = await rebase(['names-app:3', '--previous-image', 'names-app:1', '--run-image', 'kt/run:v9']);
+    expect(tagged.code, tagged.stderr).toBe(0);
+    expect(tagged.stderr).not.toContain('warning');
+    expect(runImageOf(await stored('docker.io/library/names-app:3')).image).toBe(runImageOf(img).image);
+
+    // an old run image whose top layer is also one of its lower layers (r0 r1 x r1): the old run
+    // image, found in the store by runImage.reference, says its layers end at the second r1
+    const content = await ContentStore.open(sb.root);
+    const runRefs: LayerRef[] = run.manifest.layers.map((descriptor, i) => ({ descriptor, diffID: run.config.rootfs.diff_ids[i] ?? descriptor.digest }));
+    const chunks: Uint8Array[] = [];
+    for await (const c of packUstar([dirEntry('x/'), fileEntry('x/old', 'old\n')])) chunks.push(c);
+    const x = await content.writeBlob(Buffer.concat(chunks));
+    const xRef: LayerRef = { descriptor: { mediaType: layerMediaType('oci', 'uncompressed'), digest: x.digest, size: x.size }, diffID: x.digest };
+    const top = runRefs.at(-1);
+    if (top === undefined) throw new Error('kt/run has no layers');
+    const { rootfs: _r1, history: _h1, ...runCfg } = run.config;
+    const oldRun = await writeImage(content, [...runRefs, xRef, top], runCfg as ImageConfig);
+    const oldRunRef = `docker.io/kt/run@${oldRun.manifest.digest}`;
+    const md = JSON.parse(img.config.config?.Labels?.[META] ?? '{}') as { runImage: Record<string, unknown> };
+    const appRefs: LayerRef[] = img.manifest.layers.map((descriptor, i) => ({ descriptor, diffID: img.config.rootfs.diff_ids[i] ?? descriptor.digest })).slice(runRefs.length);
+    const { rootfs: _r2, history: _h2, ...appCfg } = img.config;
+    const labels = { ...appCfg.config?.Labels, [META]: JSON.stringify({ ...md, runImage: { ...md.runImage, reference: oldRunRef } }) };
+    const dup = await writeImage(content, [...runRefs, xRef, top, ...appRefs], { ...appCfg, config: { ...appCfg.config, Labels: labels } } as ImageConfig);
+    await (await ImageStore.open(sb.root)).put('docker.io/library/dup-app:1', dup.manifest);
+    const r = await rebase(['dup-app:1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('warning');
+    expect(r.stderr).toContain(`${runRefs.length + 2} run image layers replaced by ${runRefs.length}, ${appRefs.length} app layers kept`);
+    const after = await stored('docker.io/library/dup-app:1');
+    expect(after.manifest.layers.map((l) => l.digest)).toEqual([...run.manifest.layers, ...appRefs.map((l) => l.descriptor)].map((l) => l.digest));
+  }, 600_000);
+
   test('served by kiln daemon, with the Node and the Perl client (the report lands in the client cwd)', async () => {
     const app = join(sb.dir, 'shell-daemon');
     await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo daemon\n' });
