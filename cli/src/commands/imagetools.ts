@@ -10,7 +10,7 @@ import { assertRegistryName, combine, mergeDescriptor, parseSource, sourceRefs, 
 import { copyGraph } from '../imagetools/copy.js';
 import { asImagetoolsError, ImagetoolsError } from '../imagetools/errors.js';
 import { formatSummary, loadImages, loadRoot, templateInput } from '../imagetools/inspect.js';
-import { isManifestLike, registrySource, storeSource, type ManifestSource } from '../imagetools/source.js';
+import { fetchSmallBlob, isManifestLike, registrySource, storeSource, type ManifestSource } from '../imagetools/source.js';
 import { executeTemplate, parseTemplate } from '../imagetools/template.js';
 
 interface InspectFlags {
@@ -154,7 +154,7 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
         return { ref: resolved.ref, desc: s.kind === 'descriptor' ? mergeDescriptor(resolved.descriptor, s.desc) : resolved.descriptor };
       }),
     );
-    const fetch = (ref: ImageReference, d: Source['desc']): Promise<Buffer> => (isManifestLike(d.mediaType) || d.mediaType === '' ? client.fetchManifest(ref, d, signal) : client.fetchBlob(ref, d, signal));
+    const fetch = (ref: ImageReference, d: Source['desc']): Promise<Buffer> => (isManifestLike(d.mediaType) || d.mediaType === '' ? client.fetchManifest(ref, d, signal) : fetchSmallBlob(client, ref, d, signal));
     const out = await combine(sources, annotations, flags.preferIndex, fetch);
     for (const a of out.dropped) io.stderr.write(`kiln: warning: annotation ${a.key} dropped: every source is a Docker manifest, and a Docker manifest list has no annotations\n`);
     if (flags.dryRun === true) {

@@ -1,4 +1,4 @@
-import { formatReference, isIndexMediaType, isManifestMediaType, parseReference, type ContentStore, type Descriptor, type ImageReference, type ImageStore, type RegistryClient } from '@kiln/runtime';
+import { digestOf, formatReference, isIndexMediaType, isManifestMediaType, parseReference, type ContentStore, type Descriptor, type ImageReference, type ImageStore, type RegistryClient } from '@kiln/runtime';
 import { ImagetoolsError } from './errors.js';
 
 /**
@@ -19,8 +19,32 @@ export function registrySource(client: RegistryClient, ref: ImageReference, sign
   return {
     ref,
     resolve: async () => (await client.resolve(ref, signal)).descriptor,
-    fetch: (d) => (isManifestLike(d.mediaType) ? client.fetchManifest(ref, d, signal) : client.fetchBlob(ref, d, signal)),
+    fetch: (d) => (isManifestLike(d.mediaType) ? client.fetchManifest(ref, d, signal) : fetchSmallBlob(client, ref, d, signal)),
   };
+}
+
+/** The largest config or attestation blob imagetools reads into memory (SBOMs of big images run to a few MB). */
+export const MAX_SMALL_BLOB = 64 * 1024 * 1024;
+
+/**
+ * Reads a config or attestation blob, digest verified, never more than its descriptor's size (at
+ * most {@link MAX_SMALL_BLOB}): a layer named as a config, or a registry sending more than it
+ * should, must not end up whole in memory.
+ */
+export async function fetchSmallBlob(client: RegistryClient, ref: ImageReference, desc: Descriptor, signal?: AbortSignal): Promise<Buffer> {
+  const what = `blob ${desc.digest} of ${formatReference(ref)}`;
+  if (desc.size > MAX_SMALL_BLOB) throw new ImagetoolsError('KLN0865', `${what} is too large to read (${desc.size} bytes; configs and attestations are at most ${MAX_SMALL_BLOB} bytes)`);
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of client.openBlob(ref, desc, signal)) {
+    n += c.length;
+    if (n > desc.size) throw new ImagetoolsError('KLN0862', `${what}: the registry sent more than its ${desc.size} bytes`);
+    chunks.push(c);
+  }
+  const bytes = Buffer.concat(chunks);
+  const got = digestOf(bytes);
+  if (got !== desc.digest) throw new ImagetoolsError('KLN0862', `${what}: digest mismatch (got ${got})`);
+  return bytes;
 }
 
 /** Reads from the kiln image store: `name` as `kiln images` lists it, or normalised. */
