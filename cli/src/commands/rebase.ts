@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { hostPlatform, writeFileAtomic, type Platform } from '@kiln/runtime';
+import { hostPlatform, parseReference, writeFileAtomic, type Platform } from '@kiln/runtime';
 import { resolve } from 'node:path';
 import { callerCwd, type CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
@@ -61,7 +61,9 @@ async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: 
     throw new RebaseError('KLN0925', `no image ${source} in the kiln store`, { hint: 'kiln images lists them; --publish rebases an image in a registry' });
   }
   const recorded = appRunImage(app);
-  const runName = flags.runImage ?? defaultRunImageName(recorded);
+  // publishing: a mirror in the target registry first (mountable layers)
+  const target = publish ? parseReference(names[0] ?? image).domain : undefined;
+  const runName = flags.runImage ?? defaultRunImageName(recorded, target);
   if (runName === undefined) throw new RebaseError('KLN0920', `${app.name} records no run image name`, { hint: 'pass --run-image REF' });
   const platform: Platform = { os: app.config.os, architecture: app.config.architecture, ...(app.config.variant === undefined ? {} : { variant: app.config.variant }) };
   const run = asRunImage(await readRunImage(engine, runName, platform, publish, flags.pull === true));

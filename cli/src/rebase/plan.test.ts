@@ -215,3 +215,13 @@ describe('planRebase, a run image top layer that occurs more than once', () => {
     expect(plan.oldRunLayers).toBe(1);
   });
 });
+
+describe('defaultRunImageName, publishing', () => {
+  test("a mirror in the app's registry is preferred (pack's best mirror): its layers can be mounted", () => {
+    const run = { topLayer: d('1'), reference: `docker.io/kt/run@${d('9')}`, image: 'kt/run:2', mirrors: ['other.example/kt/run:2', 'reg.example:5000/mirror/run:2'] };
+    expect(defaultRunImageName(run, 'reg.example:5000')).toBe('reg.example:5000/mirror/run:2');
+    expect(defaultRunImageName(run, 'docker.io')).toBe('kt/run:2');
+    expect(defaultRunImageName(run, 'nowhere.example')).toBe('kt/run:2');
+    expect(defaultRunImageName(run)).toBe('kt/run:2');
+  });
+});

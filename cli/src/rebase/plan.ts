@@ -72,9 +72,22 @@ export function topLayerAmbiguous(app: RebaseImage): boolean {
 
 /**
  * The run image a rebase uses when none is given: the name the app image records
- * (runImage.image), else the repository of runImage.reference at `latest`.
+ * (runImage.image), else the repository of runImage.reference at `latest`. With `registry`
+ * (publishing to it), the first of runImage.image and its mirrors in that registry comes first,
+ * as pack's best mirror: its layers can be mounted instead of copied across registries.
  */
-export function defaultRunImageName(run: RunImageMetadata): string | undefined {
+export function defaultRunImageName(run: RunImageMetadata, registry?: string): string | undefined {
+  if (registry !== undefined) {
+    const inRegistry = [run.image, ...(run.mirrors ?? [])].find((n) => {
+      if (n === undefined) return false;
+      try {
+        return parseReference(n).domain === registry;
+      } catch {
+        return false;
+      }
+    });
+    if (inRegistry !== undefined) return inRegistry;
+  }
   if (run.image !== undefined) return run.image;
   if (run.reference === '') return undefined;
   try {
