@@ -191,3 +191,33 @@ describe('RegistryClient resilience and verification', () => {
     await expect(new RegistryClient({ retries: 1, retryBaseMs: 1 }).resolve(`${host}/a/b`)).rejects.toMatchObject({ code: 'REGISTRY_UNREACHABLE' });
   });
 });
+
+describe('RegistryClient reads manifests with a size limit', () => {
+  // A registry double whose manifest GET streams 512 MiB (HEAD gives no digest, so resolve GETs).
+  function flood() {
+    let pulled = 0;
+    const fetch = (async (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      if (init?.method === 'HEAD') return new Response(null, { status: 200 });
+      let left = 512 << 20;
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (left <= 0) return c.close();
+          left -= 1 << 20;
+          pulled += 1 << 20;
+          c.enqueue(new Uint8Array(1 << 20));
+        },
+      });
+      return new Response(body, { status: 200, headers: { 'content-type': MediaTypes.ociManifest } });
+    }) as typeof globalThis.fetch;
+    return { client: new RegistryClient({ fetch }), pulled: () => pulled };
+  }
+
+  test('fetchManifest stops at the descriptor size; resolve (GET fallback) at the manifest limit', async () => {
+    const a = flood();
+    await expect(a.client.fetchManifest(parseReference('127.0.0.1:9/app:1'), { mediaType: MediaTypes.ociManifest, digest: manifestDigest, size: manifest.length })).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+    expect(a.pulled()).toBeLessThan(16 << 20);
+    const b = flood();
+    await expect(b.client.resolve('127.0.0.1:9/app:1')).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+    expect(b.pulled()).toBeLessThan(16 << 20);
+  });
+});

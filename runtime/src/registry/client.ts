@@ -5,6 +5,7 @@ import { copyImageGraph, type BlobProvider } from '../image/copy.js';
 import type { ImageStore } from '../image/image-store.js';
 import { MediaTypes } from '../image/media-types.js';
 import type { Descriptor, Platform } from '../image/types.js';
+import { readLimited } from './body.js';
 import { registryError } from './errors.js';
 import { formatReference, parseReference, repositoryName, withTarget, type ImageReference } from './reference.js';
 import { RegistryTransport, type RegistryTransportOptions } from './transport.js';
@@ -68,7 +69,8 @@ export class RegistryClient {
     }
     const res = await this.transport.request(ref.domain, { ...req, method: 'GET' });
     if (!res.ok) throw await registryError(res, what, 'MANIFEST_UNKNOWN');
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await readLimited(res, MAX_MANIFEST);
+    if (bytes === undefined) throw new ImageStoreError('MANIFEST_INVALID', `${what}: manifest larger than ${MAX_MANIFEST} bytes`);
     const digest = digestOf(bytes);
     if (ref.digest !== undefined && digest !== ref.digest) throw mismatch(what, ref.digest, digest);
     return { ref, descriptor: { mediaType: stripParams(res.headers.get('content-type') ?? MediaTypes.ociManifest), digest, size: bytes.length } };
@@ -85,7 +87,8 @@ export class RegistryClient {
       signal,
     });
     if (!res.ok) throw await registryError(res, `${formatReference(withTarget(ref, { digest: desc.digest }))}`, 'MANIFEST_UNKNOWN');
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await readLimited(res, desc.size);
+    if (bytes === undefined) throw new ImageStoreError('MANIFEST_INVALID', `${formatReference(ref)}: manifest ${desc.digest} is longer than its ${desc.size} bytes`);
     const got = digestOf(bytes);
     if (got !== desc.digest) throw mismatch(formatReference(ref), desc.digest, got);
     return bytes;

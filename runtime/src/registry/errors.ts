@@ -1,11 +1,13 @@
 import { ImageStoreError, type RuntimeErrorCode } from '../content/errors.js';
+import { readLimited } from './body.js';
 
 /** Turns a failed registry response into an {@link ImageStoreError} with a stable code. */
 export async function registryError(res: Response, what: string, notFound: RuntimeErrorCode = 'REGISTRY_ERROR'): Promise<ImageStoreError> {
   let detail = '';
   let regCode = '';
   try {
-    const text = await res.text();
+    // An error body is a short JSON document; a longer one is not read.
+    const text = (await readLimited(res, 64 * 1024))?.toString('utf8') ?? '';
     const body = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
     const first = body.errors?.[0];
     if (first !== undefined) {
