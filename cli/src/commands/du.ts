@@ -25,8 +25,10 @@ export interface UsageRow {
  * most recently used first; and snapshots killed kiln processes left behind (kind `orphan`), which
  * the next build removes (or `kiln prune`).
  */
-export async function diskUsage(root: string, selection: RecordSelection = {}): Promise<UsageRow[]> {
-  const store = CacheStore.open({ path: join(root, 'cache', 'solver.db') });
+export async function diskUsage(root: string, selection: RecordSelection = {}, openStore?: CacheStore): Promise<UsageRow[]> {
+  // `kiln daemon`'s own store knows what its running builds lease (not reclaimable); a store
+  // opened here cannot know another process's builds.
+  const store = openStore ?? CacheStore.open({ path: join(root, 'cache', 'solver.db') });
   let records: DiskUsageRecord[];
   const orphans: UsageRow[] = [];
   try {
@@ -39,7 +41,7 @@ export async function diskUsage(root: string, selection: RecordSelection = {}): 
       orphans.push(orphanRow(o, size));
     }
   } finally {
-    store.close();
+    if (openStore === undefined) store.close();
   }
   const repos = (await gitRepoUsage(root)).map((g) => gitRepoRow(g));
   return records
@@ -86,7 +88,10 @@ export function registerDu(program: Command, io: CliIo): void {
     .option('--root <dir>', 'kiln state directory')
     .action(async (flags: { verbose?: boolean; root?: string; filter: string[] }) => {
       const root = kilnRoot(flags.root, io).path;
-      const rows = await diskUsage(root, parseRecordFilters(flags.filter));
+      const selection = parseRecordFilters(flags.filter);
+      // Served by kiln daemon: its open engine (no engine is opened for a plain `kiln du`).
+      const daemonStore = io.engines?.keepsOpen === true ? (await io.engines.open({ root })).cache : undefined;
+      const rows = await diskUsage(root, selection, daemonStore);
       io.stdout.write(renderUsage(rows, flags.verbose === true));
     });
 }
