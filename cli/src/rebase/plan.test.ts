@@ -225,3 +225,28 @@ describe('defaultRunImageName, publishing', () => {
     expect(defaultRunImageName(run)).toBe('kt/run:2');
   });
 });
+
+describe('planRebase, zstd run image layers under a Docker schema 2 app', () => {
+  test('the rebased manifest becomes OCI (Docker schema 2 has no zstd type; BuildKit switches to OCI types for zstd too): same blobs, types retyped', () => {
+    const app = appImage();
+    const docker: RebaseImage = {
+      ...app,
+      manifest: {
+        ...app.manifest,
+        mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+        config: { ...app.manifest.config, mediaType: 'application/vnd.docker.container.image.v1+json' },
+        layers: app.manifest.layers.map((l) => ({ ...l, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' })),
+      },
+    };
+    const run = runImage();
+    const zstd = { ...run, manifest: { ...run.manifest, layers: [layer('5'), layer('6', 'application/vnd.oci.image.layer.v1.tar+zstd'), layer('7', 'application/vnd.oci.image.layer.v1.tar')] } };
+    const plan = planRebase({ app: docker, runImage: zstd, force: false });
+    expect(plan.manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(plan.manifest.config.mediaType).toBe('application/vnd.oci.image.config.v1+json');
+    expect(plan.manifest.layers).toEqual([layer('5'), layer('6', 'application/vnd.oci.image.layer.v1.tar+zstd'), layer('7', 'application/vnd.oci.image.layer.v1.tar'), layer('a'), layer('b')]);
+    // the app's own descriptors are what is pushed (same blobs)
+    expect(plan.appLayers).toEqual(docker.manifest.layers.slice(2));
+    // without zstd the Docker app stays Docker
+    expect(planRebase({ app: docker, runImage: run, force: false }).manifest.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+  });
+});

@@ -5,7 +5,7 @@
  * descriptors: same blobs, nothing recompressed); below them go the new run image's layers.
  */
 import { CnbLabel, RUN_IMAGE_LABEL_PREFIXES, readRunImageMetadata, type RunImageMetadata } from '@kiln/buildpacks';
-import { MediaTypes, formatReference, layerCompression, layerMediaType, parseReference, repositoryName, type Descriptor, type Digest, type HistoryEntry, type ImageConfig, type ImageManifest } from '@kiln/runtime';
+import { MediaTypes, formatReference, layerCompression, layerMediaType, parseReference, repositoryName, type Descriptor, type ImageFormat, type Digest, type HistoryEntry, type ImageConfig, type ImageManifest } from '@kiln/runtime';
 import { RebaseError } from './errors.js';
 
 /** A single-platform image as read from the store or a registry. */
@@ -193,9 +193,15 @@ export function planRebase(input: RebasePlanInput): RebasePlan {
     ...historyOf(app.config, top, appDiffIds.length, nb),
   };
   const annotations = app.manifest.annotations;
+  // Docker schema 2 has no zstd layer type: a zstd run layer makes the whole manifest OCI (as
+  // BuildKit's exporter does for zstd), the app's Docker layer types retyped (same blobs)
+  const docker = app.manifest.mediaType === MediaTypes.dockerManifest && !runImage.manifest.layers.some((l) => layerCompression(l.mediaType) === 'zstd');
+  const format: ImageFormat = docker ? 'docker' : 'oci';
+  const toOci = app.manifest.mediaType === MediaTypes.dockerManifest && !docker;
   const manifest: ImageManifest = {
     ...app.manifest,
-    layers: [...runImage.manifest.layers.map((l) => inFormatOf(app.manifest, l)), ...appLayers],
+    ...(toOci ? { mediaType: MediaTypes.ociManifest, config: { ...app.manifest.config, mediaType: app.manifest.config.mediaType === MediaTypes.dockerConfig ? MediaTypes.ociConfig : app.manifest.config.mediaType } } : {}),
+    layers: [...runImage.manifest.layers.map((l) => inFormat(format, l)), ...(toOci ? appLayers.map((l) => inFormat(format, l)) : appLayers)],
     ...(annotations === undefined ? {} : { annotations: rebasedAnnotations(annotations, runImage) }),
   };
   return { manifest, config, appLayers, oldRunLayers: top + 1, warnings };
@@ -236,15 +242,15 @@ function historyOf(app: ImageConfig, top: number, appLayerCount: number, nb: Ima
 }
 
 /**
- * A new run image layer in the app manifest's media type family: a Docker schema 2 manifest
- * listing OCI layer types (or the reverse) is refused by Docker and skopeo. Same blob, only the
- * type string changes; foreign and non-distributable layers keep theirs.
+ * A layer in the rebased manifest's media type family: a Docker schema 2 manifest listing OCI
+ * layer types (or the reverse) is refused by Docker and skopeo. Same blob, only the type string
+ * changes; foreign and non-distributable layers keep theirs.
  */
-function inFormatOf(appManifest: ImageManifest, l: Descriptor): Descriptor {
+function inFormat(format: ImageFormat, l: Descriptor): Descriptor {
   const plain = [MediaTypes.ociLayer, MediaTypes.ociLayerGzip, MediaTypes.ociLayerZstd, MediaTypes.dockerLayer, MediaTypes.dockerLayerGzip] as string[];
   const compression = layerCompression(l.mediaType);
   if (!plain.includes(l.mediaType) || compression === undefined) return l;
-  const mediaType = layerMediaType(appManifest.mediaType === MediaTypes.dockerManifest ? 'docker' : 'oci', compression);
+  const mediaType = layerMediaType(format, compression);
   return mediaType === l.mediaType ? l : { ...l, mediaType };
 }
 
