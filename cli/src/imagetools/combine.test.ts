@@ -135,3 +135,18 @@ describe('combine: malformed sources are KLN0865 (as the command reports them), 
     expect(await code(combine([src({ mediaType: OM, digest: m.digest, size: m.size }), src(image('amd64', OM))], [], true, fetch))).toBe('KLN0865');
   });
 });
+
+describe('combine keeps every field of a flattened child descriptor (ocispec.Descriptor)', () => {
+  test('artifactType and data of an index child survive, in Go field order', async () => {
+    const a = image('amd64', OM);
+    const b = image('arm64', OM);
+    const IM = 'application/vnd.oci.image.index.v1+json';
+    const data = Buffer.from('{}').toString('base64');
+    const idx = put({ schemaVersion: 2, mediaType: IM, manifests: [{ mediaType: OM, artifactType: 'application/vnd.example+type', digest: a.digest, size: a.size, data, platform: { os: 'linux', architecture: 'amd64' } }] });
+    const out = await combine([src({ ...idx, mediaType: IM }), src(b)], [], true, fetch);
+    const v = JSON.parse(out.bytes.toString()) as { manifests: Record<string, unknown>[] };
+    expect(Object.keys(v.manifests[0] ?? {})).toEqual(['mediaType', 'digest', 'size', 'data', 'platform', 'artifactType']);
+    expect(v.manifests[0]?.['artifactType']).toBe('application/vnd.example+type');
+    expect(v.manifests[0]?.['data']).toBe(data);
+  });
+});

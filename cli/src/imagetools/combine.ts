@@ -18,7 +18,7 @@ import {
 } from '@kiln/runtime';
 import type { Annotation } from './annotations.js';
 import { ImagetoolsError, parseJsonContent } from './errors.js';
-import { goIndex, goJson } from './go-json.js';
+import { goIndex, goJson, withExtras } from './go-json.js';
 import { platformString } from './platform-format.js';
 
 /** A source of `imagetools create` as given: a reference, a bare digest, or a descriptor (JSON). */
@@ -192,7 +192,7 @@ export async function combine(sources: Source[], annotations: ReadonlyArray<Anno
   sources.forEach((s, i) => {
     if (isIndexMediaType(s.desc.mediaType)) {
       const p = parseManifest(bytes[i] as Buffer, s.desc.mediaType);
-      if (p.kind === 'index') for (const d of p.index.manifests) add(d);
+      if (p.kind === 'index') for (const d of withExtras(p.index.manifests, bytes[i] as Buffer)) add(d);
     } else {
       add(s.desc);
     }

@@ -28,13 +28,45 @@ export function goPlatform(p: Platform): Record<string, unknown> {
   return out;
 }
 
-/** ocispec.Descriptor in Go order: mediaType, digest, size, urls, annotations, platform. */
+/** Fields of ocispec.Descriptor (OCI 1.1) that the runtime's Descriptor does not carry. */
+interface DescriptorExtras {
+  readonly artifactType?: string;
+  /** Base64, as Go marshals the []byte. */
+  readonly data?: string;
+}
+
+/**
+ * The children of an index with the `artifactType` and `data` of their JSON (which the runtime's
+ * parser drops), so that re-marshalling them loses nothing, as buildx's ocispec.Descriptor does not.
+ */
+export function withExtras(manifests: ReadonlyArray<Descriptor>, raw: Buffer): Descriptor[] {
+  let list: unknown;
+  try {
+    list = (JSON.parse(raw.toString('utf8')) as { manifests?: unknown }).manifests;
+  } catch {
+    return [...manifests];
+  }
+  return manifests.map((d, i) => {
+    const r: unknown = Array.isArray(list) ? list[i] : undefined;
+    if (typeof r !== 'object' || r === null) return d;
+    const { artifactType, data } = r as Record<string, unknown>;
+    const extras: { artifactType?: string; data?: string } = {};
+    if (typeof artifactType === 'string' && artifactType !== '') extras.artifactType = artifactType;
+    if (typeof data === 'string' && data !== '') extras.data = data;
+    return Object.keys(extras).length > 0 ? { ...d, ...extras } : d;
+  });
+}
+
+/** ocispec.Descriptor in Go order: mediaType, digest, size, urls, annotations, data, platform, artifactType. */
 export function goDescriptor(d: Descriptor): Record<string, unknown> {
+  const x = d as Descriptor & DescriptorExtras;
   const out: Record<string, unknown> = { mediaType: d.mediaType, digest: d.digest, size: d.size };
   if (d.urls !== undefined && d.urls.length > 0) out['urls'] = [...d.urls];
   const ann = goMap(d.annotations);
   if (ann !== undefined) out['annotations'] = ann;
+  if (x.data !== undefined && x.data !== '') out['data'] = x.data;
   if (d.platform !== undefined) out['platform'] = goPlatform(d.platform);
+  if (x.artifactType !== undefined && x.artifactType !== '') out['artifactType'] = x.artifactType;
   return out;
 }
 

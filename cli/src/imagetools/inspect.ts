@@ -1,6 +1,6 @@
 import { formatReference, isIndexMediaType, isManifestMediaType, normalizePlatform, parseManifest, withTarget, type Descriptor, type ImageIndex, type ImageManifest } from '@kiln/runtime';
 import { ImagetoolsError, parseJsonContent } from './errors.js';
-import { goDescriptor, goImage, goMap } from './go-json.js';
+import { goDescriptor, goImage, goMap, withExtras } from './go-json.js';
 import { platformString } from './platform-format.js';
 import type { ManifestSource } from './source.js';
 import { tabBlock } from './tabwriter.js';
@@ -20,7 +20,7 @@ export async function loadRoot(source: ManifestSource): Promise<Inspected> {
   const raw = await source.fetch(desc);
   if (isIndexMediaType(desc.mediaType)) {
     const p = parseManifest(raw, desc.mediaType);
-    return { source, desc, raw, index: p.kind === 'index' ? p.index : undefined };
+    return { source, desc, raw, index: p.kind === 'index' ? { ...p.index, manifests: withExtras(p.index.manifests, raw) } : undefined };
   }
   if (!isManifestMediaType(desc.mediaType)) throw new ImagetoolsError('KLN0865', `${formatReference(source.ref)}: unsupported media type ${desc.mediaType}`);
   return { source, desc, raw };
