@@ -248,5 +248,8 @@ describe('planRebase, zstd run image layers under a Docker schema 2 app', () => 
     expect(plan.appLayers).toEqual(docker.manifest.layers.slice(2));
     // without zstd the Docker app stays Docker
     expect(planRebase({ app: docker, runImage: run, force: false }).manifest.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
+    // an OCI non-distributable run layer has no Docker schema 2 type either
+    const nondist = { ...run, manifest: { ...run.manifest, layers: [layer('5'), layer('6'), layer('7', 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip')] } };
+    expect(planRebase({ app: docker, runImage: nondist, force: false }).manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
   });
 });

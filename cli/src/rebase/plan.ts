@@ -193,9 +193,10 @@ export function planRebase(input: RebasePlanInput): RebasePlan {
     ...historyOf(app.config, top, appDiffIds.length, nb),
   };
   const annotations = app.manifest.annotations;
-  // Docker schema 2 has no zstd layer type: a zstd run layer makes the whole manifest OCI (as
-  // BuildKit's exporter does for zstd), the app's Docker layer types retyped (same blobs)
-  const docker = app.manifest.mediaType === MediaTypes.dockerManifest && !runImage.manifest.layers.some((l) => layerCompression(l.mediaType) === 'zstd');
+  // Docker schema 2 has no zstd (nor OCI non-distributable) layer type: such a run layer makes
+  // the whole manifest OCI (as BuildKit's exporter does for zstd), the app's Docker layer types
+  // retyped (same blobs)
+  const docker = app.manifest.mediaType === MediaTypes.dockerManifest && !runImage.manifest.layers.some((l) => inFormat('docker', l).mediaType.startsWith('application/vnd.oci.'));
   const format: ImageFormat = docker ? 'docker' : 'oci';
   const toOci = app.manifest.mediaType === MediaTypes.dockerManifest && !docker;
   const manifest: ImageManifest = {
