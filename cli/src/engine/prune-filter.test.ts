@@ -68,6 +68,9 @@ describe('parseRecordFilters', () => {
     ['until=1d', /invalid --filter until "1d"/],
     ['description~=(', /invalid --filter "description~=\("/],
     ['nonsense', /expected KEY=VALUE/],
+    // `kiln prune --filter "$F"` with F unset must not become a prune of everything.
+    ['', /invalid --filter "": expected KEY=VALUE/],
+    [' , ', /invalid --filter " , ": expected KEY=VALUE/],
   ] as const)('rejects %s', ([f, msg]) => {
     expect(() => parseRecordFilters([f])).toThrow(expect.objectContaining({ code: 'KLN0707', message: expect.stringMatching(msg) }));
   });

@@ -68,6 +68,9 @@ interface Selector {
 export function parseRecordFilters(filters: readonly string[], keepDuration?: string): RecordSelection {
   let keep = keepDuration === undefined ? undefined : parseGoDuration(keepDuration, '--keep-duration');
   const selectors: Selector[] = [];
+  // A blank value (`--filter "$F"` with F unset) selects nothing, not everything.
+  const blank = filters.find((f) => f.split(',').every((p) => p.trim() === ''));
+  if (blank !== undefined) throw new EngineError('KLN0707', `invalid --filter "${blank}": expected KEY=VALUE`, { hint: 'e.g. until=24h, type=exec.cachemount, description~=apt' });
   for (const part of filters.flatMap((f) => f.split(',')).map((p) => p.trim()).filter((p) => p !== '')) {
     const m = /^([a-z-]+)\s*(==|!=|~=|=)\s*(.*)$/i.exec(part);
     const bad = (why: string, hint: string): EngineError => new EngineError('KLN0707', `invalid --filter "${part}": ${why}`, { hint });
