@@ -57,6 +57,22 @@ describe('--set and variables', () => {
   });
 });
 
+describe('regex_replace (Go RE2)', () => {
+  const run = (expr: string) => resolve([{ name: H, text: `target "a" {\n  context = ${expr}\n}\n` }], ['a']).targets.get('a')?.target.context;
+
+  test('a pattern that backtracks catastrophically in JavaScript runs in linear time, as in RE2', () => {
+    const t0 = performance.now();
+    expect(run(`regex_replace("${'a'.repeat(40)}!", "(a+)+$", "x")`)).toBe(`${'a'.repeat(40)}!`);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  test('RE2 flags (?i) work; backreferences and lookarounds are errors, as RE2 has none', () => {
+    expect(run('regex_replace("Hello", "(?i)h(E)", "J$1")')).toBe('Jello');
+    expect(() => run('regex_replace("aa", "(a)\\\\1", "x")')).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('RE2') }));
+    expect(() => run('regex_replace("ab", "a(?=b)", "x")')).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('RE2') }));
+  });
+});
+
 describe('JSON positions', () => {
   test('an error in a JSON file points at the key of the target it is in, not the first key of that name', () => {
     const text = '{\n  "target": {\n    "a": {\n      "tags": ["a"]\n    },\n    "b": {\n      "tags": {"x": 1}\n    }\n  }\n}\n';

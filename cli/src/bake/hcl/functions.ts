@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
 import type { Pos, Value } from './ast.js';
 import { equal, evalError, limitError, MAX_LIST, setKey, sizeAtMost, toBool, toNum, toStr, typeName, type HclFunction } from './eval.js';
 
@@ -137,6 +138,29 @@ function walkable(v: Value, pos: Pos, name: string): Value {
   return v;
 }
 
+let linearFallback = false;
+
+/**
+ * A Go RE2 pattern as a global JavaScript RegExp. RE2 has no backreferences or lookarounds
+ * (refused, as Go refuses them) and runs in linear time: V8 is told to switch a regexp that
+ * backtracks excessively to its linear engine, which runs every pattern RE2 accepts, so a pattern
+ * such as `(a+)+$` cannot hang kiln. (A process-wide V8 flag, set once; it only changes what
+ * happens to a regexp that backtracks that much.) Leading RE2 flags `(?ims)` become RegExp flags.
+ */
+function re2(pattern: string, pos: Pos): RegExp {
+  if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(pattern)) throw evalError(`regex_replace(): "${pattern}" is not RE2 syntax (no backreferences or lookarounds)`, pos, 'Go\'s regexp package (RE2) has neither');
+  const m = /^\(\?([ims]+)\)/.exec(pattern);
+  if (!linearFallback) {
+    setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+    linearFallback = true;
+  }
+  try {
+    return new RegExp(m === null ? pattern : pattern.slice(m[0].length), `g${[...new Set(m?.[1] ?? '')].join('')}`);
+  } catch (e) {
+    throw evalError(`regex_replace(): invalid pattern: ${e instanceof Error ? e.message : String(e)}`, pos);
+  }
+}
+
 const hash = (alg: string): Impl => fixed(1, (a, p, n) => createHash(alg).update(str(a, 0, p, n)).digest('hex'));
 const cmp = (f: (a: number, b: number) => boolean): Impl => fixed(2, (a, p, n) => f(num(a, 0, p, n), num(a, 1, p, n)));
 
@@ -168,15 +192,7 @@ const STDLIB: Readonly<Record<string, Impl>> = {
     return chars.slice(i, j).join('');
   }),
   replace: fixed(3, (a, p, n) => str(a, 0, p, n).split(str(a, 1, p, n)).join(str(a, 2, p, n))),
-  regex_replace: fixed(3, (a, p, n) => {
-    let re: RegExp;
-    try {
-      re = new RegExp(str(a, 1, p, n), 'g');
-    } catch (e) {
-      throw evalError(`regex_replace(): invalid pattern: ${e instanceof Error ? e.message : String(e)}`, p);
-    }
-    return str(a, 0, p, n).replace(re, str(a, 2, p, n).replace(/\$\{?(\d+)\}?/g, '$$$1'));
-  }),
+  regex_replace: fixed(3, (a, p, n) => str(a, 0, p, n).replace(re2(str(a, 1, p, n), p), str(a, 2, p, n).replace(/\$\{?(\d+)\}?/g, '$$$1'))),
   substr: fixed(3, (a, p, n) => {
     const chars = [...str(a, 0, p, n)];
     let off = num(a, 1, p, n);
