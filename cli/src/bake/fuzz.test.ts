@@ -109,3 +109,23 @@ describe('bake files that are broken anywhere fail with a BakeError', () => {
     expect(bad.slice(0, 3)).toEqual([]);
   });
 });
+
+describe('--set values and target names that are broken anywhere fail with a BakeError', () => {
+  test('random mutations of --set and of the requested names', () => {
+    const rnd = prng(0x5e7);
+    const sets = ['app.tags=app:dev', '*.platform=linux/amd64', 'app.args.GO=1', 'app.output=type=local,dest=out', 'm-*.no-cache=true', 'app.tags+=x', 'app.contexts.base=target:_base', '_base.labels.a=b', 'app.push=true', 'app.attest=type=sbom'];
+    const names = ['app', 'default', 'm-*', 'm', '_base', '*'];
+    const config = loadConfig([{ name: 'docker-bake.hcl', text: HCL }], {});
+    const bad: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const set = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => mutate(sets[Math.floor(rnd() * sets.length)] ?? '', rnd));
+      const requested = Array.from({ length: Math.floor(rnd() * 3) }, () => mutate(names[Math.floor(rnd() * names.length)] ?? '', rnd));
+      try {
+        printResolved(resolveTargets(config, requested, parseOverrides(config, set, { GO: '1' })));
+      } catch (e) {
+        if (!(e instanceof BakeError)) bad.push(`${describeError(e)}: --set ${JSON.stringify(set)} ${JSON.stringify(requested)}`);
+      }
+    }
+    expect(bad.slice(0, 3)).toEqual([]);
+  });
+});
