@@ -15,26 +15,37 @@ export interface Annotation {
 }
 
 const TYPES: ReadonlySet<string> = new Set(['index', 'manifest', 'manifest-descriptor', 'index-descriptor']);
-const HEAD = /^([a-z,-]+)(?:\[([^\]]+)\])?:(.*)$/s;
+/** One entry of the type list: a type and an optional platform in brackets (buildx's regexp). */
+const TYPE_AND_PLATFORM = /^([a-z-]+)(?:\[([A-Za-z0-9_/-]+)\])?$/;
 
 /**
- * Parses buildx's `--annotation` values: `KEY=VALUE`, or `TYPE[,TYPE…][PLATFORM]:KEY=VALUE` with
- * TYPE one of index, manifest, manifest-descriptor, index-descriptor (one entry per type).
+ * Parses buildx's `--annotation` values as `buildflags.ParseAnnotations` does: cut at the first
+ * `=` (KEY=VALUE, untyped), then at the first `:` into `TYPE[PLATFORM][,TYPE[PLATFORM]…]` and the
+ * key, each type with its own optional platform; TYPE is index, manifest, manifest-descriptor or
+ * index-descriptor. Empty values are skipped.
  */
 export function parseAnnotations(values: ReadonlyArray<string>): Annotation[] {
   const out: Annotation[] = [];
   for (const raw of values) {
+    if (raw === '') continue;
     const eq = raw.indexOf('=');
-    if (eq <= 0) throw badAnnotation(raw, 'expected KEY=VALUE');
+    if (eq < 0) throw badAnnotation(raw, 'expected KEY=VALUE');
     const left = raw.slice(0, eq);
     const value = raw.slice(eq + 1);
-    const m = HEAD.exec(left);
-    let types: string[] = [''];
-    let platform: string | undefined;
-    let key = left;
-    if (m !== null && (m[1] as string).split(',').every((t) => TYPES.has(t))) {
-      types = (m[1] as string).split(',');
-      key = m[3] as string;
+    const colon = left.indexOf(':');
+    if (colon < 0) {
+      if (left === '') throw badAnnotation(raw, 'empty key');
+      out.push({ type: '', key: left, value });
+      continue;
+    }
+    const key = left.slice(colon + 1);
+    if (key === '') throw badAnnotation(raw, 'empty key');
+    for (const entry of left.slice(0, colon).split(',')) {
+      const m = TYPE_AND_PLATFORM.exec(entry);
+      if (m === null) throw badAnnotation(raw, `invalid annotation type "${entry}": expected a type and an optional platform in square brackets`);
+      const type = m[1] as string;
+      if (!TYPES.has(type)) throw badAnnotation(raw, `unknown annotation type "${type}"`);
+      let platform: string | undefined;
       if (m[2] !== undefined) {
         try {
           platform = platformString(parsePlatform(m[2]));
@@ -42,9 +53,8 @@ export function parseAnnotations(values: ReadonlyArray<string>): Annotation[] {
           throw badAnnotation(raw, `bad platform "${m[2]}"`, e);
         }
       }
+      out.push({ type: type as AnnotationType, ...(platform !== undefined ? { platform } : {}), key, value });
     }
-    if (key === '') throw badAnnotation(raw, 'empty key');
-    for (const t of types) out.push({ type: t as AnnotationType, ...(platform !== undefined ? { platform } : {}), key, value });
   }
   return out;
 }
