@@ -55,6 +55,11 @@ describe('runaway evaluation stops with an error at the expression', () => {
     expect(error).toMatchObject({ name: 'BakeError', code: 'KLN0852', location: { file: H }, message: expect.stringContaining('too deep') });
   });
 
+  test('jsondecode() of a value nested deeper than a bake file may nest', () => {
+    const { error } = run(`target "a" {\n  context = jsonencode(jsondecode("${'['.repeat(2000)}${']'.repeat(2000)}"))\n}\n`);
+    expect(error).toMatchObject({ name: 'BakeError', code: 'KLN0852', location: { file: H, line: 2 }, message: expect.stringContaining('nested too deeply') });
+  });
+
   test('a huge matrix is refused before it is expanded', () => {
     const { error, ms } = run('target "a" {\n  name = "a-${x}-${y}-${z}"\n  matrix = { x = range(1000), y = range(1000), z = range(1000) }\n}\n');
     expect(error).toMatchObject({ code: 'KLN0852', location: { file: H, line: 3, column: 12 }, message: expect.stringContaining('1000000000 combinations') });

@@ -1,5 +1,6 @@
 import { parse } from 'yaml';
 import { BakeConfig } from './config.js';
+import { BakeError } from './errors.js';
 import { isComposeName, type BakeFile } from './files.js';
 import { loadCompose } from './compose.js';
 import { loadHcl } from './hcl/decode.js';
@@ -33,6 +34,19 @@ function isCompose(f: BakeFile): boolean {
  * variables and functions of every file visible in all).
  */
 export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv = {}): BakeConfig {
+  try {
+    return load(files, env, vars);
+  } catch (e) {
+    // The parser and evaluator bound nesting and sizes; should a JavaScript limit still be hit
+    // (a stack overflow, a string or array too long), it is the files' error, not a crash.
+    if (e instanceof RangeError) {
+      throw new BakeError('KLN0852', `the bake files are too large or nested too deeply to evaluate (${e.message})`, { hint: `files: ${files.map((f) => f.name).join(', ')}`, cause: e });
+    }
+    throw e;
+  }
+}
+
+function load(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv): BakeConfig {
   const config = new BakeConfig();
   const compose = files.filter(isCompose);
   if (compose.length > 0) loadCompose(config, compose, env);

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
+import { MAX_NESTING } from './parser.js';
 import type { Pos, Value } from './ast.js';
 import { equal, evalError, limitError, MAX_LIST, setKey, sizeAtMost, toBool, toNum, toStr, typeName, type HclFunction } from './eval.js';
 
@@ -136,6 +137,18 @@ function jsonToValue(v: unknown): Value {
 function walkable(v: Value, pos: Pos, name: string): Value {
   if (!sizeAtMost(v, MAX_LIST)) throw limitError(`${name}(): the value is too large (more than ${MAX_LIST} values in all)`, pos, 'a function makes it grow without bound');
   return v;
+}
+
+/** Whether `v` nests at most `max` levels of lists and objects (iterative). */
+function depthAtMost(v: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop() ?? [null, 0];
+    if (typeof x !== 'object' || x === null) continue;
+    if (d >= max) return false;
+    for (const y of Object.values(x)) stack.push([y, d + 1]);
+  }
+  return true;
 }
 
 let linearFallback = false;
@@ -338,11 +351,15 @@ const STDLIB: Readonly<Record<string, Impl>> = {
   // encoding
   jsonencode: fixed(1, (a, p, n) => JSON.stringify(walkable(arg(a, 0), p, n))),
   jsondecode: fixed(1, (a, p, n) => {
+    let v: unknown;
     try {
-      return jsonToValue(JSON.parse(str(a, 0, p, n)));
+      v = JSON.parse(str(a, 0, p, n));
     } catch (e) {
       throw evalError(`jsondecode(): ${e instanceof Error ? e.message : String(e)}`, p);
     }
+    // Values are walked recursively (==, flatten, jsonencode): as deep as a bake file may nest.
+    if (!depthAtMost(v, MAX_NESTING)) throw limitError(`jsondecode(): the value is nested too deeply (more than ${MAX_NESTING} levels)`, p, 'a bake value nests a few levels');
+    return jsonToValue(v);
   }),
   base64encode: fixed(1, (a, p, n) => Buffer.from(str(a, 0, p, n)).toString('base64')),
   base64decode: fixed(1, (a, p, n) => Buffer.from(str(a, 0, p, n), 'base64').toString('utf8')),
