@@ -7,7 +7,7 @@ import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { RebaseError } from '../rebase/errors.js';
 import { asRunImage, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, targetNames, type SourcedImage } from '../rebase/images.js';
-import { appRunImage, defaultRunImageName, planRebase, topLayerAmbiguous } from '../rebase/plan.js';
+import { appRunImage, defaultRunImageName, isImageId, planRebase, topLayerAmbiguous } from '../rebase/plan.js';
 
 /** Options of `kiln rebase`. */
 interface RebaseFlags {
@@ -120,7 +120,8 @@ async function readRunImage(engine: EngineLease['engine'], name: string, platfor
  * config only). Undefined when neither has it.
  */
 async function readOldRunImage(engine: EngineLease['engine'], reference: string, platform: Platform, publish: boolean): Promise<SourcedImage | undefined> {
-  if (reference === '') return undefined;
+  // an image ID (lifecycle exporting to a daemon: the config digest) names nothing to read
+  if (reference === '' || isImageId(reference)) return undefined;
   if (!publish) {
     const stored = await readStoreImage(engine.content, engine.images, reference, platform).catch(() => undefined);
     if (stored !== undefined) return stored;

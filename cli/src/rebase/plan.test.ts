@@ -253,3 +253,10 @@ describe('planRebase, zstd run image layers under a Docker schema 2 app', () => 
     expect(planRebase({ app: docker, runImage: nondist, force: false }).manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
   });
 });
+
+describe('defaultRunImageName, an image ID as runImage.reference (lifecycle exporting to a daemon)', () => {
+  test('is not taken for a repository named sha256', () => {
+    expect(defaultRunImageName({ topLayer: d('1'), reference: d('9') })).toBeUndefined();
+    expect(defaultRunImageName({ topLayer: d('1'), reference: '9'.repeat(64) })).toBeUndefined();
+  });
+});

@@ -64,6 +64,11 @@ export function appRunImage(app: RebaseImage): RunImageMetadata {
   return run;
 }
 
+/** `sha256:<hex>` or bare hex: an image ID (what lifecycle records as runImage.reference for a daemon image), not a name. */
+export function isImageId(ref: string): boolean {
+  return /^(sha256:)?[0-9a-f]{64}$/.test(ref);
+}
+
 /** True when the run image top layer's diffID occurs more than once in the app image (the boundary needs the old run image). */
 export function topLayerAmbiguous(app: RebaseImage): boolean {
   const run = appRunImage(app);
@@ -89,9 +94,11 @@ export function defaultRunImageName(run: RunImageMetadata, registry?: string): s
     if (inRegistry !== undefined) return inRegistry;
   }
   if (run.image !== undefined) return run.image;
-  if (run.reference === '') return undefined;
+  if (run.reference === '' || isImageId(run.reference)) return undefined;
   try {
     const r = parseReference(run.reference);
+    // repo@digest only: an image ID (lifecycle exporting to a daemon) names no repository
+    if (r.digest === undefined) return undefined;
     return formatReference({ domain: r.domain, path: r.path, tag: 'latest' });
   } catch {
     return undefined;
