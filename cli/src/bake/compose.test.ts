@@ -49,7 +49,8 @@ describe('Compose files', () => {
       args: { GO: '1.22', FROM_ENV: 'e' },
       labels: { team: 'x' },
       contexts: { base: 'docker-image://busybox' },
-      tags: ['example/api:extra'],
+      // buildx: the image is the tag (no build.tags), x-bake's tags add to it.
+      tags: ['example/api:v3', 'example/api:extra'],
       'cache-from': ['type=local,src=c'],
       secret: ['id=token,src=./token.txt'],
       output: ['type=local,dest=out'],

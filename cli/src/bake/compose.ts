@@ -71,6 +71,17 @@ function mapOf(v: unknown, env: Env, sep = '=', what = 'a map value', file = 'co
   return undefined;
 }
 
+/** Named contexts as buildx maps Compose's: `service:NAME` (or `target:NAME`) is the target NAME, sanitized. */
+function namedContexts(m: Readonly<Record<string, string | null>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m)) {
+    if (v === null) continue;
+    const link = /^(service|target):(.*)$/.exec(v);
+    out[k] = link === null ? v : `target:${(link[2] ?? '').replaceAll('.', '_')}`;
+  }
+  return out;
+}
+
 const listOf = (v: unknown): string[] | undefined => (v === undefined || v === null ? undefined : Array.isArray(v) ? v.map(String) : [String(v)]);
 
 /**
@@ -110,8 +121,10 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
       const labels = mapOf(build['labels'], env, '=', `service ${service}: build labels`, f.name);
       if (labels !== undefined) t.labels = labels;
       const contexts = mapOf(build['additional_contexts'], env, '=', `service ${service}: additional_contexts`, f.name);
-      if (contexts !== undefined) t.contexts = Object.fromEntries(Object.entries(contexts).filter((e): e is [string, string] => e[1] !== null));
-      const tags = [...(typeof def['image'] === 'string' ? [def['image']] : []), ...(listOf(build['tags']) ?? [])];
+      if (contexts !== undefined) t.contexts = namedContexts(contexts);
+      // buildx: the image is the tag only when the build section names none.
+      const buildTags = listOf(build['tags']) ?? [];
+      const tags = buildTags.length > 0 ? buildTags : typeof def['image'] === 'string' ? [def['image']] : [];
       if (tags.length > 0) t.tags = tags;
       if (typeof build['target'] === 'string') t.target = build['target'];
       const platforms = listOf(build['platforms']);
@@ -145,7 +158,20 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
       const xbake = build['x-bake'];
       if (isRecord(xbake)) {
         // buildx's x-bake keys are bake keys, with `platforms`/`tags` lists and `secret`/`ssh` strings.
-        mergeTarget(t, decodeTarget(name, xbake, () => ({ file: f.name, line: 1, column: 1 })));
+        const x = decodeTarget(name, xbake, () => ({ file: f.name, line: 1, column: 1 }));
+        // buildx's composeExtTarget adds the lists to the build section's (duplicates dropped), and
+        // the build section's named contexts win over x-bake's.
+        for (const k of ['tags', 'platforms', 'no-cache-filter', 'output', 'cache-from', 'cache-to', 'secret', 'ssh'] as const) {
+          const v = x[k];
+          if (v === undefined) continue;
+          t[k] = [...new Set([...(t[k] ?? []), ...v])];
+          delete x[k];
+        }
+        if (x.contexts !== undefined) {
+          t.contexts = { ...namedContexts(x.contexts), ...(t.contexts ?? {}) };
+          delete x.contexts;
+        }
+        mergeTarget(t, x);
       }
       const cur = targets.get(name);
       if (cur === undefined) targets.set(name, t);

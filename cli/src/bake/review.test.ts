@@ -119,6 +119,37 @@ describe('Compose', () => {
     expect(resolve([{ name: 'Bakefile', text: '{"target": {"a": {}}}' }], ['a']).targets.has('a')).toBe(true);
   });
 
+  test('image is a tag only when the build section has no tags; x-bake tags and platforms add to the build section\'s (buildx ParseCompose, composeExtTarget)', () => {
+    const text = [
+      'services:',
+      '  app:',
+      '    image: app:image',
+      '    build:',
+      '      context: .',
+      '      tags: [app:build]',
+      '      platforms: [linux/amd64]',
+      '      x-bake:',
+      '        tags: [app:xbake, app:build]',
+      '        platforms: [linux/arm64]',
+      '  solo:',
+      '    image: solo:image',
+      '    build:',
+      '      context: .',
+      '      x-bake:',
+      '        tags: [solo:xbake]',
+    ].join('\n');
+    const r = resolve([{ name: 'compose.yaml', text }], []);
+    expect(r.targets.get('app')?.target).toMatchObject({ tags: ['app:build', 'app:xbake'], platforms: ['linux/amd64', 'linux/arm64'] });
+    expect(r.targets.get('solo')?.target.tags).toEqual(['solo:image', 'solo:xbake']);
+  });
+
+  test('additional_contexts service:NAME is the target NAME (sanitized), as target:NAME', () => {
+    const text = 'services:\n  api.v1:\n    build: ./api\n  app:\n    build:\n      context: .\n      additional_contexts:\n        api: service:api.v1\n';
+    const r = resolve([{ name: 'compose.yaml', text }], ['app']);
+    expect(r.targets.get('app')?.target.contexts).toEqual({ api: 'target:api_v1' });
+    expect(r.targets.get('api_v1')?.linked).toBe(true);
+  });
+
   test('a build arg whose value is a map is an error, not "[object Object]"', () => {
     expect(() => resolve([{ name: 'compose.yaml', text: 'services:\n  app:\n    build:\n      context: .\n      args:\n        A:\n          x: 1\n' }], [])).toThrow(
       expect.objectContaining({ name: 'BakeError', code: 'KLN0853', message: expect.stringContaining('args') }),
