@@ -7,7 +7,7 @@ import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine } from '../engine/lease.js';
 import { parseAnnotations } from '../imagetools/annotations.js';
 import { assertRegistryName, combine, mergeDescriptor, parseSource, sourceRefs, type Source } from '../imagetools/combine.js';
-import { copyGraph } from '../imagetools/copy.js';
+import { copySources } from '../imagetools/copy.js';
 import { asImagetoolsError, ImagetoolsError } from '../imagetools/errors.js';
 import { formatSummary, loadImages, loadRoot, templateInput } from '../imagetools/inspect.js';
 import { fetchSmallBlob, isManifestLike, registrySource, storeSource, type ManifestSource } from '../imagetools/source.js';
@@ -162,16 +162,7 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
       return;
     }
     for (const t of targets) {
-      const shared = new Map<string, Promise<unknown>>();
-      await Promise.all(
-        sources
-          .filter((s) => s.ref.domain !== t.domain || s.ref.path !== t.path)
-          .map(async (s) => {
-            log(`copying ${s.desc.digest} from ${formatReference(s.ref)} to ${formatReference(t)}\n`);
-            const st = await copyGraph(client, s.ref, s.desc, t, { signal, shared });
-            log(`copied ${s.desc.digest}: ${st.manifests} manifest(s), ${st.mounted} blob(s) mounted, ${st.uploaded} uploaded, ${st.existing} already there\n`);
-          }),
-      );
+      await copySources(client, sources, t, { signal, log });
       log(`pushing ${out.desc.digest} to ${formatReference(t)}\n`);
       await putManifest(client, t, t.tag ?? out.desc.digest, out.bytes, out.desc.mediaType, signal);
       io.stdout.write(`${formatReference({ domain: t.domain, path: t.path, tag: t.tag })}@${out.desc.digest}\n`);

@@ -40,6 +40,39 @@ export async function copyGraph(client: RegistryClient, from: ImageReference, de
   return stats;
 }
 
+/** A source of {@link copySources}: a manifest or index of a repository. */
+export interface CopySource {
+  readonly ref: ImageReference;
+  readonly desc: Descriptor;
+}
+
+/**
+ * Copies every source not already in the target's repository into it, in parallel, sharing the
+ * blobs they have in common (one upload each).
+ */
+export async function copySources(client: RegistryClient, sources: ReadonlyArray<CopySource>, to: ImageReference, opts: { signal?: AbortSignal | undefined; log?: ((s: string) => void) | undefined }): Promise<void> {
+  const shared = new Map<string, Promise<unknown>>();
+  const log = opts.log ?? (() => undefined);
+  // The first failure stops the other copies: the command fails anyway, and a copy left running
+  // would keep kiln (or the daemon) uploading after the error was reported.
+  const failed = new AbortController();
+  const signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, failed.signal]) : failed.signal;
+  await Promise.all(
+    sources
+      .filter((s) => s.ref.domain !== to.domain || s.ref.path !== to.path)
+      .map(async (s) => {
+        log(`copying ${s.desc.digest} from ${formatReference(s.ref)} to ${formatReference(to)}\n`);
+        try {
+          const st = await copyGraph(client, s.ref, s.desc, to, { signal, shared });
+          log(`copied ${s.desc.digest}: ${st.manifests} manifest(s), ${st.mounted} blob(s) mounted, ${st.uploaded} uploaded, ${st.existing} already there\n`);
+        } catch (e) {
+          if (!failed.signal.aborted) failed.abort(e);
+          throw e;
+        }
+      }),
+  );
+}
+
 async function copyNode(client: RegistryClient, from: ImageReference, desc: Descriptor, to: ImageReference, opts: CopyOptions, stats: CopyStats, depth: number): Promise<void> {
   if (depth > 4) throw new ImagetoolsError('KLN0865', `${formatReference(from)}: indexes nested too deep`);
   if (await hasManifest(client, to, desc, opts.signal)) return;
