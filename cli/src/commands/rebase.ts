@@ -6,7 +6,7 @@ import { kilnRoot } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { RebaseError } from '../rebase/errors.js';
-import { asRunImage, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, targetNames, type SourcedImage } from '../rebase/images.js';
+import { asRunImage, multiPlatformWarning, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, targetNames, type SourcedImage } from '../rebase/images.js';
 import { appRunImage, defaultRunImageName, isImageId, planRebase, topLayerAmbiguous } from '../rebase/plan.js';
 
 /** Options of `kiln rebase`. */
@@ -69,7 +69,8 @@ async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: 
   const run = asRunImage(await readRunImage(engine, runName, platform, publish, flags.pull === true));
   const oldRun = topLayerAmbiguous(app) ? await readOldRunImage(engine, recorded.reference, platform, publish) : undefined;
   const plan = planRebase({ app, runImage: run, force: flags.force === true, ...(oldRun === undefined ? {} : { oldRunImage: { diffIds: oldRun.config.rootfs.diff_ids } }) });
-  for (const w of plan.warnings) io.stderr.write(`kiln: warning: ${w}\n`);
+  const multi = multiPlatformWarning(app, hostPlatform());
+  for (const w of [...(multi === undefined ? [] : [multi]), ...plan.warnings]) io.stderr.write(`kiln: warning: ${w}\n`);
   const blobs = rebasedBlobs(plan.manifest, plan.config);
   if (publish) {
     const layers = [

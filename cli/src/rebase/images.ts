@@ -7,6 +7,7 @@ import {
   MediaTypes,
   digestOf,
   formatReference,
+  isIndexMediaType,
   jsonBytes,
   parseManifest,
   parseReference,
@@ -107,6 +108,15 @@ export async function readRegistryImage(client: RegistryClient, name: string, pl
     const why = cause instanceof Error ? `: ${cause.message.split('\n')[0] ?? ''}` : '';
     throw new RebaseError('KLN0925', `cannot read ${name} from its registry${why}`, { cause });
   }
+}
+
+/**
+ * The warning for an app image that is an index (multi-platform, or with attestations): only the
+ * manifest for `platform` is rebased, and the names written then name that manifest alone.
+ */
+export function multiPlatformWarning(app: SourcedImage, platform: Platform): string | undefined {
+  if (!isIndexMediaType(app.root.mediaType)) return undefined;
+  return `${app.name} is an image index: only ${platform.os}/${platform.architecture}${platform.variant === undefined ? '' : `/${platform.variant}`} is rebased, the names written name that single manifest (other platforms and attestations are not kept)`;
 }
 
 /** The new run image as {@link NewRunImage}: its identifier is the repository at the digest the name points at. */
