@@ -85,6 +85,28 @@ function globRegExp(pattern: string): RegExp {
   }
 }
 
+/** buildx's singular `--set` key names (current buildx's canonical spelling) as kiln's plural ones. */
+const KEY_ALIASES: Readonly<Record<string, string>> = {
+  arg: 'args',
+  label: 'labels',
+  tag: 'tags',
+  annotation: 'annotations',
+  entitlement: 'entitlements',
+  'extra-host': 'extra-hosts',
+  platforms: 'platform',
+  secret: 'secrets',
+  ulimit: 'ulimits',
+};
+
+function canonicalKey(key: string, set: string): string {
+  const dot = key.indexOf('.');
+  const head = dot < 0 ? key : key.slice(0, dot);
+  const alias = Object.hasOwn(KEY_ALIASES, head) ? KEY_ALIASES[head] : undefined;
+  if (alias === undefined) return key;
+  if (head === 'secret' && dot >= 0) throw new BakeError('KLN0855', `--set "${set}": secret.ID (changing the source of a declared secret) is not supported`, { hint: 'set the whole list: --set TARGET.secret=id=ID,src=PATH' });
+  return dot < 0 ? alias : `${alias}${key.slice(dot)}`;
+}
+
 const isPattern = (s: string): boolean => /[*?[\]]/.test(s);
 
 /**
@@ -102,7 +124,7 @@ export function parseOverrides(config: BakeConfig, sets: readonly string[], env:
     const dot = key.indexOf('.');
     if (dot <= 0 || dot === key.length - 1) throw new BakeError('KLN0854', `invalid --set "${s}": expected TARGET.KEY=VALUE`, { hint: 'e.g. --set app.tags=app:dev or --set *.platform=linux/amd64' });
     const pattern = key.slice(0, dot);
-    const okey = key.slice(dot + 1);
+    const okey = canonicalKey(key.slice(dot + 1), s);
     if (value === undefined && !okey.startsWith('args.')) throw new BakeError('KLN0854', `invalid --set "${s}": expected TARGET.KEY=VALUE`, { hint: 'only args.NAME may omit =VALUE (it takes the environment variable NAME)' });
     let names: string[];
     if (config.targets.has(pattern)) names = [pattern];

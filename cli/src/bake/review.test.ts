@@ -48,6 +48,22 @@ describe('--set and variables', () => {
     expect(r.targets.get('app')?.target).toMatchObject({ args: { A: 'set' }, tags: ['app:1'], platforms: ['linux/arm64'] });
   });
 
+  test('--set takes buildx\'s singular key names too (arg, label, tag, platforms, extra-host, ulimit, annotation, entitlement, secret)', () => {
+    const set = ['a.arg.X=1', 'a.arg.E', 'a.tag=t:1', 'a.tag+=t:2', 'a.label.l=v', 'a.platforms=linux/arm64', 'a.extra-host.h=1.2.3.4', 'a.ulimit=nofile=1024:1024', 'a.annotation=k=v', 'a.entitlement=network.host', 'a.secret=id=s,src=f'];
+    const r = resolve([{ name: H, text: 'target "a" {}\n' }], ['a'], { set, env: { E: 'from-env' } });
+    expect(r.targets.get('a')?.target).toMatchObject({
+      args: { X: '1', E: 'from-env' },
+      tags: ['t:1', 't:2'],
+      labels: { l: 'v' },
+      platforms: ['linux/arm64'],
+      'extra-hosts': { h: '1.2.3.4' },
+      ulimits: ['nofile=1024:1024'],
+      annotations: ['k=v'],
+      entitlements: ['network.host'],
+      secret: ['id=s,src=f'],
+    });
+  });
+
   test('environment values of bool and number variables parse as buildx (Go strconv.ParseBool / ParseFloat, no Inf or NaN)', () => {
     const text = 'variable "B" { default = false }\nvariable "N" { default = 1 }\ntarget "a" {\n  args = { B = B, N = N }\n}\n';
     expect(resolve([{ name: H, text }], ['a'], { env: { B: 'True', N: '2.5e1' } }).targets.get('a')?.target.args).toEqual({ B: 'true', N: '25' });
