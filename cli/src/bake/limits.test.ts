@@ -124,6 +124,16 @@ describe('exponential definitions resolve in linear time', () => {
   });
 });
 
+describe('target.NAME references', () => {
+  test('a chain of targets that each read the previous one twice is evaluated once per target', () => {
+    const text = 'target "t0" {\n  tags = ["x"]\n}\n' + Array.from({ length: 30 }, (_, i) => `target "t${i + 1}" {\n  tags = distinct(concat(target.t${i}.tags, target.t${i}.tags))\n}\n`).join('');
+    const t0 = performance.now();
+    const config = loadConfig([{ name: H, text }], {});
+    expect(config.targets.get('t30')?.tags).toEqual(['x']);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+});
+
 describe('values HCL does not have', () => {
   test('an escape past the last code point is a syntax error', () => {
     expect(run('target "a" {\n  context = "\\UFFFFFFFF"\n}\n').error).toMatchObject({ code: 'KLN0851', location: { line: 2, column: 14 } });

@@ -171,6 +171,8 @@ export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: Ba
   const targets: { block: Block; file: BakeFile }[] = [];
   const groups: Block[] = [];
   const evaluatingTargets = new Set<string>();
+  // Each referenced target is evaluated once (a chain of targets reading the previous one twice was exponential).
+  const targetValues = new Map<string, Record<string, Value>>();
   // `target.NAME.KEY`: a target's attribute (of its blocks without a matrix, merged in order).
   const targetRef = (pos: Pos): Value =>
     new Proxy<Record<string, Value>>(
@@ -183,11 +185,14 @@ export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: Ba
           if (typeof name !== 'string') return undefined;
           const blocks = targets.filter((t) => t.block.labels[0] === name && !t.block.body.attributes.some((a) => a.name === 'matrix'));
           if (blocks.length === 0) return undefined;
+          const done = targetValues.get(name);
+          if (done !== undefined) return done;
           if (evaluatingTargets.has(name)) throw evalError(`target "${name}" refers to itself`, pos, 'break the cycle between the targets');
           evaluatingTargets.add(name);
           try {
             const out: Record<string, Value> = {};
             for (const b of blocks) Object.assign(out, evalAttributes(b.block.body.attributes, globals.scope, new Set(['name'])));
+            targetValues.set(name, out);
             return out;
           } finally {
             evaluatingTargets.delete(name);
