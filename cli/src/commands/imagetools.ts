@@ -11,7 +11,7 @@ import { copySources } from '../imagetools/copy.js';
 import { asImagetoolsError, ImagetoolsError } from '../imagetools/errors.js';
 import { formatSummary, loadImages, loadRoot, templateInput } from '../imagetools/inspect.js';
 import { fetchSmallBlob, isManifestLike, registrySource, storeSource, type ManifestSource } from '../imagetools/source.js';
-import { executeTemplate, parseTemplate } from '../imagetools/template.js';
+import { executeTemplate, parseTemplate, printsSummary } from '../imagetools/template.js';
 
 interface InspectFlags {
   raw?: boolean;
@@ -51,7 +51,7 @@ export function registerImagetools(program: Command, io: CliIo): void {
     .description('show details of an image in a registry')
     .argument('<name>', 'image reference ([registry/]name[:tag|@digest])')
     .option('--raw', 'print the manifest or index exactly as the registry serves it')
-    .option('--format <template>', "Go-template subset: '{{json .Manifest}}', '{{json .Image}}', '{{json .Provenance}}', '{{json .SBOM}}', '{{.Manifest.Digest}}'")
+    .option('--format <template>', "Go-template subset: '{{json .Manifest}}', '{{json .Image}}', '{{json .Provenance}}', '{{json .SBOM}}', '{{println .Manifest.Digest}}'")
     .option('--local', 'read NAME from the kiln image store (kiln images) instead of its registry')
     .option('--root <dir>', 'kiln state directory (with --local)')
     .action((name: string, flags: InspectFlags) => guarded(() => inspect(io, name, flags)));
@@ -110,13 +110,12 @@ async function inspectFrom(io: CliIo, name: string, source: ManifestSource, flag
     io.stdout.write(r.raw);
     return;
   }
-  const format = flags.format?.trim() ?? '';
   // buildx prints the summary for an empty template and for one that starts with {{.Manifest.
-  if (format === '' || format.startsWith('{{.Manifest')) {
+  if (printsSummary(flags.format ?? '')) {
     io.stdout.write(formatSummary(r));
     return;
   }
-  const loaded = await loadImages(r, /Provenance|SBOM/.test(format));
+  const loaded = await loadImages(r, /Provenance|SBOM/.test(flags.format ?? ''));
   io.stdout.write(executeTemplate(flags.format ?? '', templateInput(name, r, loaded)));
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { executeTemplate } from './template.js';
+import { executeTemplate, printsSummary } from './template.js';
 
 const data = {
   Name: 'app:1',
@@ -41,5 +41,23 @@ describe('executeTemplate: only the data’s own fields', () => {
   // printed a function (TypeError, a stack trace) or Object.prototype.
   test.for(['{{.Manifest.constructor}}', '{{.Manifest.toString}}', '{{json .Manifest.constructor}}', '{{index .Manifest "constructor"}}', '{{index .Manifest "__proto__"}}', '{{.Manifest.__proto__}}'])('%s has no value', (tpl) => {
     expect(executeTemplate(tpl, data)).toBe(tpl.startsWith('{{json') ? 'null' : '<no value>');
+  });
+});
+
+describe('printsSummary: buildx prints the summary when the parsed template starts with {{.Manifest', () => {
+  // buildx tests tpl.Root.String(), the template as its parser writes it back: spaces and trim
+  // markers inside the braces are gone, text before the action is not.
+  test.for([
+    ['{{.Manifest}}', true],
+    ['{{ .Manifest }}', true],
+    ['{{- .Manifest.Digest -}}', true],
+    ['{{.Manifest.Digest | println}}', true],
+    ['{{.Manifests}}', true],
+    ['{{json .Manifest}}', false],
+    ['x{{.Manifest}}', false],
+    ['{{.Image}}', false],
+    ['', true],
+  ] as const)('%s → %s', ([tpl, want]) => {
+    expect(printsSummary(tpl)).toBe(want);
   });
 });

@@ -16,6 +16,20 @@ export function executeTemplate(template: string, data: unknown): string {
   return out;
 }
 
+/**
+ * Whether buildx prints the summary for this `--format` rather than executing it: for an empty
+ * template, and for one whose parsed form (`tpl.Root.String()`: no spaces or trim markers inside
+ * the braces, text before the first action kept) starts with `{{.Manifest`.
+ */
+export function printsSummary(template: string): boolean {
+  if (template === '') return true;
+  const [first] = parseTemplate(template);
+  if (first === undefined || typeof first === 'string') return false;
+  const cmd = first[0];
+  const arg = cmd?.args[0];
+  return cmd?.fn === undefined && arg?.kind === 'path' && `.${arg.path.join('.')}`.startsWith('.Manifest');
+}
+
 type Arg = { kind: 'path'; path: string[] } | { kind: 'string'; value: string } | { kind: 'pipe'; pipe: Pipeline; fields: string[] };
 type Command = { fn?: string | undefined; args: Arg[] };
 type Pipeline = Command[];
