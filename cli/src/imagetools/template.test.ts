@@ -61,3 +61,9 @@ describe('printsSummary: buildx prints the summary when the parsed template star
     expect(printsSummary(tpl)).toBe(want);
   });
 });
+
+test('deeply nested parentheses are refused (KLN0860), not a stack overflow', () => {
+  const tpl = `{{${'('.repeat(20000)}.Name${')'.repeat(20000)}}}`;
+  expect(() => executeTemplate(tpl, data)).toThrow(expect.objectContaining({ code: 'KLN0860' }));
+  expect(executeTemplate(`{{${'('.repeat(10)}.Name${')'.repeat(10)}}}`, data)).toBe('app:1');
+});

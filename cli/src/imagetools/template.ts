@@ -99,8 +99,11 @@ function tokenize(template: string, body: string): string[] {
   return toks;
 }
 
+const MAX_DEPTH = 100;
+
 function parsePipeline(template: string, toks: string[]): Pipeline {
   let pos = 0;
+  let depth = 0;
   const pipeline = (): Pipeline => {
     const cmds: Pipeline = [command()];
     while (toks[pos] === '|') {
@@ -113,7 +116,10 @@ function parsePipeline(template: string, toks: string[]): Pipeline {
     const t = toks[pos++];
     if (t === undefined) throw bad(template, 'missing value');
     if (t === '(') {
+      // Go's parser has no such limit, but a template nested this deep is no template.
+      if (++depth > MAX_DEPTH) throw bad(template, `parentheses nested deeper than ${MAX_DEPTH}`);
       const p = pipeline();
+      depth--;
       const close = toks[pos++];
       if (close === undefined || !close.startsWith(')')) throw bad(template, 'unclosed (');
       return { kind: 'pipe', pipe: p, fields: close.length > 1 ? close.slice(2).split('.') : [] };
