@@ -3,7 +3,7 @@ import { BakeConfig } from './config.js';
 import { BakeError } from './errors.js';
 import { isComposeName, type BakeFile } from './files.js';
 import { loadCompose } from './compose.js';
-import { loadHcl } from './hcl/decode.js';
+import { loadHcl, lookupAllowed } from './hcl/decode.js';
 import { jsonToHcl } from './hcl/json.js';
 import { parseHcl } from './hcl/parser.js';
 
@@ -49,7 +49,8 @@ export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeE
 function load(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv): BakeConfig {
   const config = new BakeConfig();
   const compose = files.filter(isCompose);
-  if (compose.length > 0) loadCompose(config, compose, env);
+  // buildx's composeEnv: no environment at all when the variables' lookup is off.
+  if (compose.length > 0) loadCompose(config, compose, lookupAllowed(env) ? env : {});
   const parsed = files.filter((f) => !isCompose(f)).map((file) => ({ file, hcl: looksJson(file) ? jsonToHcl(file) : parseHcl(file.text, file.name) }));
   if (parsed.length > 0) loadHcl(config, parsed, env, vars);
   return config;

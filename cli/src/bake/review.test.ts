@@ -166,6 +166,12 @@ describe('Compose', () => {
     expect(r.targets.get('api_v1')?.linked).toBe(true);
   });
 
+  test('BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP also keeps the environment out of Compose interpolation (buildx composeEnv)', () => {
+    const text = 'services:\n  app:\n    image: app:${TAG:-dflt}\n    build: .\n';
+    expect(resolve([{ name: 'compose.yaml', text }], [], { env: { TAG: 'env' } }).targets.get('app')?.target.tags).toEqual(['app:env']);
+    expect(resolve([{ name: 'compose.yaml', text }], [], { env: { TAG: 'env', BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP: '1' } }).targets.get('app')?.target.tags).toEqual(['app:dflt']);
+  });
+
   test('a build arg whose value is a map is an error, not "[object Object]"', () => {
     expect(() => resolve([{ name: 'compose.yaml', text: 'services:\n  app:\n    build:\n      context: .\n      args:\n        A:\n          x: 1\n' }], [])).toThrow(
       expect.objectContaining({ name: 'BakeError', code: 'KLN0853', message: expect.stringContaining('args') }),

@@ -150,8 +150,8 @@ class Globals {
   }
 }
 
-/** buildx's BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP turns the environment lookup of variables off. */
-function lookupAllowed(env: Env): boolean {
+/** buildx's BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP turns the environment lookup of variables (and of Compose interpolation) off. */
+export function lookupAllowed(env: Env): boolean {
   const v = (env['BUILDX_BAKE_DISABLE_VARS_ENV_LOOKUP'] ?? '').toLowerCase();
   return !['1', 't', 'true'].includes(v);
 }
