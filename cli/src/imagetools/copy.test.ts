@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { digestOf, parseReference, RegistryClient, type Descriptor } from '@kiln/runtime';
-import { copySources } from './copy.js';
+import { copyBlob, copySources } from './copy.js';
 
 const OM = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -47,4 +47,25 @@ describe('copySources', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(putAborted).toBe(true);
   });
+});
+
+describe('copyBlob', () => {
+  test('an endless error body from the target registry is not read to its end', async () => {
+    let pulled = 0;
+    const fetch = (async (_input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      if (init?.method === 'HEAD') return new Response(null, { status: 404 });
+      if (init?.method === 'POST') return new Response(null, { status: 202, headers: { location: '/v2/t/blobs/uploads/1' } });
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          pulled += 1 << 20;
+          c.enqueue(new Uint8Array(1 << 20).fill(0x20));
+        },
+      });
+      return new Response(body, { status: 400 });
+    }) as typeof globalThis.fetch;
+    const client = new RegistryClient({ fetch, retries: 0 });
+    const desc: Descriptor = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: digestOf(Buffer.from('x')), size: 1 };
+    await expect(copyBlob(client, parseReference('127.0.0.1:1/a:1'), desc, parseReference('127.0.0.1:2/t:1'))).rejects.toMatchObject({ code: 'KLN0862' });
+    expect(pulled).toBeLessThan(8 << 20);
+  }, 20_000);
 });

@@ -186,7 +186,7 @@ async function transferBlob(client: RegistryClient, from: ImageReference, desc: 
 async function registryFailure(res: Response, what: string): Promise<Error> {
   let detail = '';
   try {
-    const body = JSON.parse(await res.text()) as { errors?: { code?: unknown; message?: unknown }[] };
+    const body = JSON.parse(await readErrorBody(res)) as { errors?: { code?: unknown; message?: unknown }[] };
     const e = body.errors?.[0];
     if (e !== undefined) detail = `${typeof e.code === 'string' ? e.code : ''}${typeof e.message === 'string' ? `: ${e.message}` : ''}`;
   } catch {
@@ -194,4 +194,23 @@ async function registryFailure(res: Response, what: string): Promise<Error> {
   }
   const err = new ImagetoolsError(res.status === 404 ? 'KLN0861' : 'KLN0862', `${what}: ${res.status}${detail !== '' ? ` ${detail}` : ''}`);
   return Object.assign(err, { status: res.status });
+}
+
+/** A distribution error body is a short JSON document: at most 64 KiB of it is read. */
+async function readErrorBody(res: Response): Promise<string> {
+  if (res.body === null) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  try {
+    while (n <= 64 * 1024) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      n += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
