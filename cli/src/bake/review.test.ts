@@ -19,6 +19,13 @@ describe('HCL syntax', () => {
   });
 });
 
+describe('identifiers', () => {
+  test('identifiers may use Unicode letters, as HCL\'s (ID_Start, ID_Continue and -)', () => {
+    const r = resolve([{ name: H, text: 'variable "größe" { default = "xl" }\nnamé = "n"\ntarget "a" {\n  tags = [größe, namé, { π-1 = "pi" }.π-1]\n}\n' }], ['a']);
+    expect(r.targets.get('a')?.target.tags).toEqual(['xl', 'n', 'pi']);
+  });
+});
+
 describe('several files', () => {
   // buildx merges every HCL and JSON file into one body, in order (hcl.MergeFiles).
   const hcl = { name: 'docker-bake.hcl', text: 'variable "TAG" { default = "1" }\ntarget "a" {\n  tags = ["a:${TAG}"]\n  args = { X = "hcl" }\n}\n' };

@@ -19,8 +19,9 @@ export function parseTemplate(text: string, file: string, at?: Pos): Expr {
   return p.templateUntil(undefined);
 }
 
-const ID_START = /[A-Za-z_]/;
-const ID_CONT = /[A-Za-z0-9_-]/;
+// HCL identifiers: Unicode ID_Start (and _), then ID_Continue and `-` (hclsyntax's scanner).
+const ID_START = /[\p{ID_Start}_]/u;
+const ID_CONT = /[\p{ID_Continue}-]/u;
 /**
  * How deep blocks and expressions may nest, counting each operator of a chain (`a + b + c`) and
  * each index or attribute step (`x[0].y`) as a level: evaluation recurses as deep as the
