@@ -223,6 +223,8 @@ export class KilnEngine {
       ...(session.onFailedExec === undefined ? {} : { onFailedExec: session.onFailedExec }),
       // Cache mounts are listed by `kiln du` and removed by `kiln prune` through the cache store.
       recordUsage: (rec) => this.cache.upsertRecord(rec),
+      recordSize: (rec) => this.cache.updateRecordSize(rec),
+      background: (task) => this.#track(task),
       // Sources lease a fixed-id snapshot (`layer-<chain>`, `local-<digest>`…) before they look it up.
       leaseSnapshot: (id) => this.cache.lease(id),
       platform,
@@ -233,6 +235,23 @@ export class KilnEngine {
   close(): void {
     this.activity.end();
     this.cache.close();
+  }
+
+  /** Background work of the workers (see RuntimeWorkerDeps.background), until it settles. */
+  readonly #pending = new Set<Promise<unknown>>();
+
+  #track(task: Promise<unknown>): void {
+    const settled: Promise<unknown> = task.then(
+      () => this.#pending.delete(settled),
+      () => this.#pending.delete(settled),
+    );
+    this.#pending.add(settled);
+  }
+
+  /** {@link close} once the workers' background work (a cache mount's size) is recorded. */
+  async closeWhenSettled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    this.close();
   }
 }
 

@@ -39,7 +39,8 @@ export async function acquireEngine(io: CliIo, opts: EngineOptions): Promise<Eng
       if (released) return;
       released = true;
       if (began) engine.activity.end();
-      if (!source.keepsOpen) engine.close();
+      // A cache mount's size measured in the background is recorded before the store closes.
+      if (!source.keepsOpen) void engine.closeWhenSettled();
     },
   };
 }

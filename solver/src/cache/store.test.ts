@@ -118,6 +118,17 @@ describe('CacheManager over CacheStore', () => {
     expect(store.du().map((u) => u.snapshot)).toEqual(['new']);
   });
 
+  test('updateRecordSize sets the size of a record that exists and never brings a pruned one back', async () => {
+    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: async () => undefined });
+    store.upsertRecord({ snapshot: 'cachemount:a', description: 'cache mount a', kind: 'exec.cachemount' });
+    store.updateRecordSize({ snapshot: 'cachemount:a', size: 4096, kind: 'exec.cachemount' });
+    expect(store.du().map((u) => [u.snapshot, u.size])).toEqual([['cachemount:a', 4096]]);
+    await store.prune({ all: true });
+    // A measurement that finishes after the prune: nothing comes back.
+    store.updateRecordSize({ snapshot: 'cachemount:a', size: 8192, kind: 'exec.cachemount' });
+    expect(store.du()).toEqual([]);
+  });
+
   test('selectPruneVictims: keepStorage counts every record, the filter only chooses', () => {
     const rec = (snapshot: string, size: number, lastUsed: number, kind: DiskUsageRecord['kind'] = 'regular', inUse = false): DiskUsageRecord => ({ snapshot, size, created: 0, lastUsed, description: snapshot, kind, keys: 1, inUse });
     const usage = [rec('a', 100, 1), rec('m', 100, 2, 'exec.cachemount'), rec('b', 100, 3), rec('f', 100, 0, 'frontend'), rec('u', 100, 0, 'regular', true)];

@@ -294,6 +294,12 @@ export class CacheStore {
     })();
   }
 
+  /** Sets the size of a record {@link upsertRecord} made, if it still exists (never re-creates one). */
+  updateRecordSize(rec: { snapshot: string; size: number; kind: CacheRecordKind }): void {
+    const key = `${rec.kind}:${rec.snapshot}`;
+    this.#stmt('UPDATE results SET size = ? WHERE key = ? AND id = ?').run(rec.size, key, key);
+  }
+
   /** Adds links only (e.g. connecting a definition key to a content key that already has results). */
   addLinks(links: ReadonlyArray<CacheLink & { src: string; dst: string }>): void {
     const addLink = this.#stmt('INSERT OR IGNORE INTO links (src, input, output, digest, selector, dst) VALUES (?, ?, ?, ?, ?, ?)');

@@ -54,6 +54,17 @@ export interface RuntimeWorkerDeps {
    */
   readonly recordUsage?: (rec: { snapshot: string; size?: number | undefined; description: string; kind: 'exec.cachemount' | 'regular' }) => void;
   /**
+   * Sets the measured size of a record {@link recordUsage} made, only if it still exists (a prune
+   * may have removed it meanwhile; the late measurement must not bring it back). Absent:
+   * `recordUsage` gets the size.
+   */
+  readonly recordSize?: (rec: { snapshot: string; size: number; kind: 'exec.cachemount' | 'regular' }) => void;
+  /**
+   * Work the worker leaves running in the background (a cache mount's size being measured): the
+   * engine waits for it before it closes its cache store, so the result is not lost.
+   */
+  readonly background?: (task: Promise<unknown>) => void;
+  /**
    * Protects a snapshot from the cache store's prune until the returned function is called: wire
    * it to `CacheStore.lease` (of the store the solver using this worker prunes). Image sources
    * lease each `layer-<chain>` snapshot before they look it up, so a `Solver.prune` running

@@ -101,9 +101,11 @@ export async function runExec(
             const rec = { snapshot: `cachemount:${dirId}`, description: `cache mount ${cacheId}`, kind: 'exec.cachemount' as const };
             record(rec);
             // Measuring a big cache can take a while: do it off the build's critical path.
-            void dirSize(cacheMounts.dirOf(dirId))
-              .then((size) => record({ ...rec, size }))
+            const sized = deps.recordSize;
+            const measured = dirSize(cacheMounts.dirOf(dirId))
+              .then((size) => (sized === undefined ? record({ ...rec, size }) : sized({ snapshot: rec.snapshot, kind: rec.kind, size })))
               .catch(() => undefined);
+            deps.background?.(measured);
           }
         });
         mounts.push({ kind: 'bind', target: dest, source: c.dir, readonly: m.readonly === true });
