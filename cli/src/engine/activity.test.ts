@@ -101,3 +101,19 @@ test('a mark under this process\'s pid that it did not write (a daemon restarted
   a.end();
   expect(existsSync(mark)).toBe(false);
 });
+
+test('a build mark written in another pid namespace (a kiln in another container) refuses a prune and is not a killed build', async () => {
+  const mark = join(root, 'engine', 'active', '4000000');
+  await mkdir(join(root, 'engine', 'active'), { recursive: true });
+  await writeFile(mark, 'pid:[4026599999]'); // a pid not alive here, in a namespace that is not ours
+  const activity = new RootActivity(root);
+  expect(activity.killedBuilds()).toBe(false);
+  let ran = false;
+  await expect(activity.exclusive(async () => void (ran = true))).rejects.toThrow(/another pid namespace/);
+  expect(ran).toBe(false);
+  expect(existsSync(mark)).toBe(true);
+  // Once its mark is removed (that container is gone), prune runs.
+  await unlink(mark);
+  await activity.exclusive(async () => void (ran = true));
+  expect(ran).toBe(true);
+});

@@ -92,7 +92,22 @@ export class RootActivity {
     } catch {
       return false;
     }
-    return names.some((name) => (Number(name) === process.pid ? this.#earlierOwnPid() : !pidAlive(Number(name))));
+    return names.some((name) => (Number(name) === process.pid ? this.#earlierOwnPid() : !this.#foreign(name) && !pidAlive(Number(name))));
+  }
+
+  /**
+   * Whether mark `name` was written in another pid namespace (a kiln in another container sharing
+   * this root): its pid says nothing here, so the build counts as running until the mark goes.
+   */
+  #foreign(name: string): boolean {
+    const ns = pidNamespace();
+    if (ns === undefined) return false;
+    try {
+      const written = readFileSync(join(this.#dir, name), 'utf8');
+      return written !== '' && written !== ns;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -121,16 +136,23 @@ export class RootActivity {
     await mkdir(this.#dir, { recursive: true });
     return withFileLock(this.#lock, undefined, async () => {
       const live: number[] = this.#builds > 0 ? [process.pid] : [];
+      const foreign: string[] = [];
       const dead: string[] = [];
       for (const name of await readdir(this.#dir)) {
         const pid = Number(name);
-        if (pid === process.pid) {
+        if (pid === process.pid && !this.#foreign(name)) {
           // No build of this process can write its mark meanwhile: that needs this lock.
           if (this.#earlierOwnPid()) dead.push(name);
           continue;
         }
-        if (pidAlive(pid)) live.push(pid);
+        if (this.#foreign(name)) foreign.push(join(this.#dir, name));
+        else if (pidAlive(pid)) live.push(pid);
         else dead.push(name);
+      }
+      if (foreign.length > 0) {
+        throw new EngineError('KLN0708', `a kiln in another pid namespace (another container) builds in this kiln root (${foreign.length === 1 ? 'mark' : 'marks'} ${foreign.join(', ')})`, {
+          hint: 'kiln cannot tell whether a build there still runs: wait for it, or remove the mark if that container is gone, then prune again',
+        });
       }
       if (live.length > 0) {
         throw new EngineError('KLN0708', `${live.length === 1 ? 'a build is' : `${live.length} builds are`} running in this kiln root (pid ${live.join(', ')})`, {
