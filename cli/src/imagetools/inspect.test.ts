@@ -143,3 +143,36 @@ describe('loadImages: malformed content is KLN0865, not a SyntaxError', () => {
     expect(await code(load(idx, true))).toBe('KLN0865');
   });
 });
+
+describe('loadImages: a large index is read a few children at a time', () => {
+  test('500 children: at most 8 fetches in flight', async () => {
+    const { digestOf } = await import('@kiln/runtime');
+    const { loadImages } = await import('./inspect.js');
+    const OM = 'application/vnd.oci.image.manifest.v1+json';
+    const blobs = new Map<string, Buffer>();
+    const put = (v: unknown) => {
+      const bytes = Buffer.from(JSON.stringify(v));
+      blobs.set(digestOf(bytes), bytes);
+      return { digest: digestOf(bytes), size: bytes.length };
+    };
+    const cfg = put({ architecture: 'amd64', os: 'linux' });
+    const children = Array.from({ length: 500 }, (_, i) => ({ mediaType: OM, ...put({ schemaVersion: 2, mediaType: OM, config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg }, layers: [], annotations: { i: String(i) } }), platform: { os: 'linux', architecture: `a${i}` } }));
+    const IM = 'application/vnd.oci.image.index.v1+json';
+    const raw = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: IM, manifests: children }));
+    let inFlight = 0;
+    let most = 0;
+    const src: ManifestSource = {
+      ref: parseReference('localhost:5000/app:1'),
+      resolve: () => Promise.reject(new Error('unused')),
+      fetch: async (desc) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 1));
+        inFlight--;
+        return blobs.get(desc.digest) ?? Promise.reject(new Error(`no ${desc.digest}`));
+      },
+    };
+    const loaded = await loadImages({ source: src, desc: { mediaType: IM, digest: digestOf(raw), size: raw.length }, raw, index: { schemaVersion: 2, manifests: children } }, false);
+    expect(loaded.configs.size).toBe(500);
+    expect(most).toBeLessThanOrEqual(8);
+  });
+});

@@ -89,10 +89,12 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
   const images = new Map<string, { manifest: ImageManifest; desc: Descriptor }>();
   const attest = new Map<string, Descriptor[]>();
   const manifests = new Map<string, ImageManifest>();
+  // A 4 MiB index holds thousands of children: a few fetches at a time, not one socket each.
+  const fetch = limited(8, (d: Descriptor) => r.source.fetch(d));
   const visit = async (desc: Descriptor, bytes: Buffer | undefined, depth: number): Promise<void> => {
     if (depth > 4) return;
     if (!isIndexMediaType(desc.mediaType) && !isManifestMediaType(desc.mediaType)) return;
-    const raw = bytes ?? (await r.source.fetch(desc));
+    const raw = bytes ?? (await fetch(desc));
     const p = parseManifest(raw, desc.mediaType);
     if (p.kind === 'index') {
       await Promise.all(p.index.manifests.map((m) => visit(m, undefined, depth + 1)));
@@ -106,7 +108,7 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
     }
     let platform = desc.platform;
     if (platform === undefined) {
-      const v = parseJsonContent(await r.source.fetch(p.manifest.config), `config ${p.manifest.config.digest}`);
+      const v = parseJsonContent(await fetch(p.manifest.config), `config ${p.manifest.config.digest}`);
       const cfg = (typeof v === 'object' && v !== null ? v : {}) as { os?: unknown; architecture?: unknown; variant?: unknown };
       platform = {
         os: typeof cfg.os === 'string' ? cfg.os : '',
@@ -122,7 +124,7 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
   for (const plat of [...images.keys()].sort()) {
     const img = images.get(plat);
     if (img === undefined) continue;
-    configs.set(plat, parseJsonContent(await r.source.fetch(img.manifest.config), `config ${img.manifest.config.digest}`));
+    configs.set(plat, parseJsonContent(await fetch(img.manifest.config), `config ${img.manifest.config.digest}`));
     if (!wantAttestations) continue;
     const list: { predicateType: string; statement: unknown }[] = [];
     for (const a of attest.get(img.desc.digest) ?? []) {
@@ -131,7 +133,7 @@ export async function loadImages(r: Inspected, wantAttestations: boolean): Promi
         const pt = layer.annotations?.['in-toto.io/predicate-type'];
         if (pt === undefined || !(layer.mediaType === INTOTO || /^application\/vnd\.in-toto\..*\+dsse$/.test(layer.mediaType))) continue;
         const what = `attestation ${layer.digest}`;
-        let text = (await r.source.fetch(layer)).toString('utf8');
+        let text = (await fetch(layer)).toString('utf8');
         if (layer.mediaType !== INTOTO) {
           const env = parseJsonContent(text, what);
           text = Buffer.from(String((typeof env === 'object' && env !== null ? (env as { payload?: unknown }).payload : undefined) ?? ''), 'base64').toString('utf8');
@@ -185,4 +187,21 @@ export function templateInput(name: string, r: Inspected, loaded: LoadedImage): 
     return plats[0] === undefined ? {} : f(plats[0]);
   };
   return { Name: name, Manifest: manifestValue(r), Image: image, Provenance: perPlat(prov), SBOM: perPlat(sbom) };
+}
+
+/** `fn` with at most `n` calls running; a finished call hands its slot to the next waiting one. */
+function limited<A, T>(n: number, fn: (a: A) => Promise<T>): (a: A) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async (a) => {
+    if (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    else active++;
+    try {
+      return await fn(a);
+    } finally {
+      const next = waiting.shift();
+      if (next !== undefined) next();
+      else active--;
+    }
+  };
 }
