@@ -4,9 +4,10 @@ import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
 import { parseFlags } from '../commands/build.js';
-import { callerEnv, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, type CliIo } from '../io.js';
 import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
+import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { runBuild, type BuildReport, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
@@ -130,6 +131,7 @@ type Outcome = { readonly ok: true; readonly report: BuildReport; readonly outpu
 export async function bakeCommand(names: readonly string[], flags: BakeFlags, io: CliIo, debug = false): Promise<void> {
   const cleanup: (() => Promise<void>)[] = [];
   let lease: EngineLease | undefined;
+  let cancelled = false;
   let display: ReturnType<typeof startProgress> | undefined;
   const failures: { target: string; text: string }[] = [];
   const callFailed: string[] = [];
@@ -249,15 +251,21 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     if (metaFile !== undefined) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));
   } catch (err) {
     await display?.finish().catch(() => undefined);
+    // `kiln bake … -o - | head`: the reader had what it wanted (cleaned up below).
+    if (err instanceof BrokenPipeError) throw new ReportedError(0, err.message);
+    cancelled = (err as { code?: unknown }).code === 'KLN0705';
     io.stderr.write(formatBuildError(err, {}));
     if (debug && err instanceof Error && err.stack !== undefined) io.stderr.write(`${err.stack}\n`);
-    throw new ReportedError((err as { code?: unknown }).code === 'KLN0705' ? 130 : 1, err instanceof Error ? err.message : String(err));
+    throw new ReportedError(cancelled ? 130 : 1, err instanceof Error ? err.message : String(err));
   } finally {
     // The private images of target: contexts go again (also after a failure or Ctrl-C): by name,
     // and by the name@digest that resolving the context recorded.
     for (const name of privateImages) await lease?.engine.images.delete(name).catch(() => false);
+    // Automatic GC (docs/gc.md), as after kiln build; not after Ctrl-C.
+    const gc = lease === undefined || cancelled ? undefined : gcAfterBuild(lease.engine, io);
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);
+    await gc?.();
   }
   if (failures.length > 0) {
     for (const f of failures) io.stderr.write(`target ${f.target} failed:\n${f.text}`);

@@ -114,6 +114,19 @@ describe('automatic GC after builds', { timeout: 240_000 }, () => {
     expect(cacheTotal()).toBeLessThanOrEqual(MB);
   });
 
+  test('kiln bake in its own process collects after its builds as kiln build does', async () => {
+    const t = token();
+    await build('bake-off', `FROM busybox\nRUN head -c 3000000 /dev/urandom > /big.bin && echo bake-off-${t} > /t.txt\n`);
+    expect(cacheTotal()).toBeGreaterThan(3_000_000);
+    const dir = join(sb.dir, `bake-${t}`);
+    await writeTree(dir, { Dockerfile: `FROM busybox\nRUN echo bake-${t} > /b.txt\n`, 'docker-bake.json': JSON.stringify({ target: { default: { output: [`type=local,dest=${join(dir, 'out')}`] } } }) });
+    const r = await runKiln(sb, ['bake', '--root', sb.root, '--progress', 'quiet'], { env: { KILN_GC_KEEP_STORAGE: '1MB' }, cwd: dir });
+    expect(r.code).toBe(0);
+    expect((await readFile(join(dir, 'out', 'b.txt'), 'utf8')).trim()).toBe(`bake-${t}`);
+    expect(cacheTotal()).toBeLessThanOrEqual(MB);
+    expect(await kiln(['du', '-v'])).not.toContain(`bake-off-${t}`);
+  });
+
   test('under the limit nothing is removed (default policy)', async () => {
     const t = token();
     await build('small', `FROM busybox\nRUN echo small-${t} > /s.txt\n`, {});
