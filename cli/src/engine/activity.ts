@@ -1,6 +1,7 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
-import { readFileSync, readdirSync, readlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ownPidNamespace } from '@kiln/runtime';
 import { pidAlive, throwIfCancelled, withFileLock } from '@kiln/solver';
 import { EngineError } from './errors.js';
 
@@ -50,7 +51,7 @@ export class RootActivity {
       await withFileLock(this.#lock, stop.signal, async () => {
         // Synchronous from the check to #mark: an end() cannot slip in between.
         if (this.#builds === 0) return;
-        writeFileSync(mark, pidNamespace() ?? '');
+        writeFileSync(mark, ownPidNamespace() ?? '');
         this.#mark = mark;
       });
     })();
@@ -100,7 +101,7 @@ export class RootActivity {
    * this root): its pid says nothing here, so the build counts as running until the mark goes.
    */
   #foreign(name: string): boolean {
-    const ns = pidNamespace();
+    const ns = ownPidNamespace();
     if (ns === undefined) return false;
     try {
       const written = readFileSync(join(this.#dir, name), 'utf8');
@@ -118,7 +119,7 @@ export class RootActivity {
     if (this.#builds > 0 || this.#mark !== undefined || this.#marking !== undefined) return false;
     // Only a mark written in this pid namespace: a kiln in another container sharing the root
     // may have this same pid and be building right now.
-    const ns = pidNamespace();
+    const ns = ownPidNamespace();
     if (ns === undefined) return false;
     try {
       return readFileSync(join(this.#dir, String(process.pid)), 'utf8') === ns;
@@ -190,18 +191,4 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promis
       },
     );
   });
-}
-
-let ownNs: string | undefined | null = null;
-
-/** This process's pid namespace (`pid:[<inode>]`, what a mark holds), or undefined without /proc. */
-function pidNamespace(): string | undefined {
-  if (ownNs === null) {
-    try {
-      ownNs = readlinkSync('/proc/self/ns/pid');
-    } catch {
-      ownNs = undefined;
-    }
-  }
-  return ownNs;
 }
