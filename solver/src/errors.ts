@@ -53,3 +53,32 @@ export function throwIfCancelled(signal: AbortSignal | undefined): void {
     throw new SolverError('SOLVER_CANCELLED', 'build cancelled', { cause: signal.reason });
   }
 }
+
+/**
+ * `p`, or a `SOLVER_CANCELLED` {@link SolverError} as soon as `signal` aborts (thrown at once when
+ * it already has). `p` goes on for whoever else waits on it.
+ */
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  throwIfCancelled(signal);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      try {
+        throwIfCancelled(signal);
+      } catch (e) {
+        reject(e);
+      }
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -2,7 +2,7 @@
  * @kiln/solver: turns LLB into vertices, computes BuildKit-model cache keys, runs ops on a
  * worker in parallel, and reports progress.
  */
-export { SolverError, throwIfCancelled, type SolverErrorCode, type SolverErrorOptions, type SourceLocation } from './errors.js';
+export { SolverError, throwIfCancelled, untilAborted, type SolverErrorCode, type SolverErrorOptions, type SourceLocation } from './errors.js';
 export {
   ProgressStream,
   ProgressFanout,

@@ -2,7 +2,7 @@ import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { readFileSync, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ownPidNamespace } from '@kiln/runtime';
-import { pidAlive, throwIfCancelled, withFileLock } from '@kiln/solver';
+import { pidAlive, throwIfCancelled, untilAborted, withFileLock } from '@kiln/solver';
 import { EngineError } from './errors.js';
 
 /**
@@ -165,30 +165,4 @@ export class RootActivity {
       return result;
     });
   }
-}
-
-/** `p`, or SOLVER_CANCELLED once `signal` aborts first (as the lock wait itself reported it). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      try {
-        throwIfCancelled(signal);
-      } catch (e) {
-        reject(e);
-      }
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -1,4 +1,4 @@
-import { throwIfCancelled } from '../errors.js';
+import { throwIfCancelled, untilAborted } from '../errors.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { hasSnapshot } from './snapshots.js';
 
@@ -155,30 +155,4 @@ export async function ensureLayer(deps: LayerChainDeps, opts: EnsureLayerOptions
 /** Whether an unpack in flight reads the same bytes with the same check as `opts` would. */
 function sameWork(u: LayerUnpack, opts: EnsureLayerOptions): boolean {
   return u.source === opts.source && u.expectedDiffID === opts.expectedDiffID;
-}
-
-/** `p`, or a cancellation as soon as `signal` aborts (p goes on for whoever else waits on it). */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  throwIfCancelled(signal);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      try {
-        throwIfCancelled(signal);
-      } catch (e) {
-        reject(e);
-      }
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
