@@ -511,6 +511,19 @@ class Parser {
       buf = buf.trimEnd();
       if (buf === '' && typeof parts[parts.length - 1] === 'string') parts[parts.length - 1] = (parts[parts.length - 1] as string).trimEnd();
     };
+    /** Consumes `${` or `%{` (and a `~` after it: trims the text before), ends the text run; returns where it opened. */
+    const open = (): number => {
+      const opened = this.i;
+      this.i += 2;
+      if (this.peek() === '~') {
+        this.i++;
+        trimBefore();
+      }
+      if (buf !== '') parts.push(buf);
+      buf = '';
+      this.skip(true);
+      return opened;
+    };
     for (;;) {
       if (this.i >= this.s.length || (end !== undefined && this.peek() === end)) {
         if (this.i >= this.s.length && end !== undefined) this.fail('unterminated string', at, 'close it with "');
@@ -546,15 +559,7 @@ class Parser {
         continue;
       }
       if (this.startsWith('${')) {
-        const iat = this.i;
-        this.i += 2;
-        if (this.peek() === '~') {
-          this.i++;
-          trimBefore();
-        }
-        if (buf !== '') parts.push(buf);
-        buf = '';
-        this.skip(true);
+        const iat = open();
         const e = this.expr(true);
         this.skip(true);
         if (this.peek() === '~') {
@@ -567,15 +572,7 @@ class Parser {
         continue;
       }
       if (this.startsWith('%{')) {
-        const dat = this.i;
-        this.i += 2;
-        if (this.peek() === '~') {
-          this.i++;
-          trimBefore();
-        }
-        if (buf !== '') parts.push(buf);
-        buf = '';
-        this.skip(true);
+        const dat = open();
         const kw = this.ident() ?? '';
         if (stops.includes(kw)) return { parts, stop: kw, stopAt: dat, stripAfter: this.closeDirective(dat) };
         if (kw === 'if') {
