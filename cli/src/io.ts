@@ -170,6 +170,19 @@ export class BrokenPipeError extends CliError {
   }
 }
 
+/** A warning a build reports (a lint finding, a deprecated instruction), with its place when known. */
+export interface BuildWarning {
+  readonly file?: string;
+  readonly line?: number;
+  readonly column?: number;
+  readonly message: string;
+}
+
+/** Prints `WARNING: [file:line:column: ]message` to stderr. */
+export function writeWarning(io: CliIo, w: BuildWarning): void {
+  void io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}:${w.column ?? 1}: `}${w.message}\n`);
+}
+
 /** Prints one line (`kiln: error CODE: message`), an optional hint, and the stack only with --debug. */
 export function reportError(io: CliIo, e: unknown, debug: boolean): void {
   if (e instanceof Error) {

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
 import { parseFlags } from '../commands/build.js';
-import { BrokenPipeError, callerEnv, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, writeWarning, type BuildWarning, type CliIo } from '../io.js';
 import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { gcAfterBuild } from '../engine/auto-gc.js';
@@ -177,8 +177,7 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     const d = (display = startProgress(flags.progress, io));
     const progress = new BakeProgress(d.sink);
     const e = l.engine;
-    const onWarning = (w: { file?: string; line?: number; column?: number; message: string }): void =>
-      void io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}:${w.column ?? 1}: `}${w.message}\n`);
+    const onWarning = (w: BuildWarning): void => writeWarning(io, w);
     const outcomes = await e.credentials.run(callerCredentials(io), () =>
       withInterrupt(io, async (signal) => {
         await l.begin(signal);

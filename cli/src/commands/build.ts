@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { basename, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { applyLayer, parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
-import { BrokenPipeError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, callerPath, readAll, writeWarning, type BuildWarning, type CliIo } from '../io.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
@@ -161,8 +161,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const display = startProgress(flags.quiet === true ? 'quiet' : flags.progress, io);
     progress = display;
     const e = l.engine;
-    const onWarning = (w: { file?: string; line?: number; column?: number; message: string }): void =>
-      void io.stderr.write(`WARNING: ${w.file === undefined ? '' : `${w.file}:${w.line ?? 0}:${w.column ?? 1}: `}${w.message}\n`);
+    const onWarning = (w: BuildWarning): void => writeWarning(io, w);
     const report = await e.credentials.run(callerCredentials(io), () =>
       withInterrupt(io, async (signal) => {
         // Inside the interruptible part: waiting for a prune to finish can be cancelled too.
