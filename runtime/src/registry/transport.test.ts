@@ -65,8 +65,9 @@ describe('RegistryTransport uploads', () => {
       const res = await t.request(`127.0.0.1:${port}`, { method: 'PUT', url: '/v2/a/blobs/uploads/1', scopes: [], retry: false, body: async () => chunks() });
       expect(res.status).toBe(201);
       expect(received).toBe(128 << 20);
-      // Following redirects, fetch kept every chunk to resend the body: ~120 MiB held by then.
-      expect(held).toBeLessThan(32 << 20);
+      // Following redirects, fetch kept every chunk to resend the body: ~130 MiB held by then
+      // (about 33 MiB in flight otherwise: sockets, the last chunks).
+      expect(held).toBeLessThan(64 << 20);
     } finally {
       server.close();
     }
