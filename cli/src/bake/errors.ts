@@ -5,8 +5,8 @@ export type BakeErrorCode =
   | 'KLN0852' // HCL evaluation error: unknown variable or function, wrong type, failed function call
   | 'KLN0853' // invalid bake definition: unknown key, wrong value type, unknown target, inherits cycle
   | 'KLN0854' // malformed or unknown --set override
-  | 'KLN0855' // a bake option kiln does not support (--load, several platforms)
-  | 'KLN0856'; // one or more targets failed
+  | 'KLN0855' // a bake option kiln does not support (--load, a remote context, a call other than build/check/targets, --set secret.ID)
+  | 'KLN0856'; // a target's target:NAME context failed or made no image
 
 /** Where in a bake file something is (1-based line and column). */
 export interface BakeLocation {
