@@ -1,3 +1,5 @@
+import { CodedError } from '../coded-error.js';
+
 /** Stable codes of `kiln bake` errors (the KLN085x range). */
 export type BakeErrorCode =
   | 'KLN0850' // no bake file found, or a bake file cannot be read
@@ -16,16 +18,12 @@ export interface BakeLocation {
 }
 
 /** A bake error a user can act on: code, one-line message, optional place and hint. */
-export class BakeError extends Error {
+export class BakeError extends CodedError<BakeErrorCode> {
   override readonly name = 'BakeError';
-  readonly code: BakeErrorCode;
-  readonly hint: string | undefined;
   readonly location: BakeLocation | undefined;
 
   constructor(code: BakeErrorCode, message: string, opts: { location?: BakeLocation | undefined; hint?: string; cause?: unknown } = {}) {
-    super(opts.location === undefined ? message : `${opts.location.file}:${opts.location.line}:${opts.location.column}: ${message}`, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.code = code;
-    this.hint = opts.hint;
+    super(code, opts.location === undefined ? message : `${opts.location.file}:${opts.location.line}:${opts.location.column}: ${message}`, opts);
     this.location = opts.location;
   }
 }

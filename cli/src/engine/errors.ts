@@ -1,3 +1,5 @@
+import { CodedError } from '../coded-error.js';
+
 /** Stable codes of errors raised while wiring a build (the CLI's engine). */
 export type EngineErrorCode =
   | 'KLN0701' // a path asked of a solved result does not exist or is not the right kind
@@ -14,14 +16,6 @@ export type EngineErrorCode =
   | 'KLN0712'; // --invoke: no command, nothing to run it in (--call=check|targets), or a Dockerfile/context on stdin (stdin is the command's)
 
 /** An error the user can act on: stable code, one-line message, optional hint. */
-export class EngineError extends Error {
+export class EngineError extends CodedError<EngineErrorCode> {
   override readonly name = 'EngineError';
-  readonly code: EngineErrorCode;
-  readonly hint: string | undefined;
-
-  constructor(code: EngineErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.code = code;
-    this.hint = opts.hint;
-  }
 }

@@ -1,3 +1,5 @@
+import { CodedError } from '../coded-error.js';
+
 /** Stable codes of `kiln rebase` refusals (the buildpacks range, after the frontend's KLN0901-0907). */
 export type RebaseErrorCode =
   | 'KLN0920' // the image is not a CNB app image (no io.buildpacks.lifecycle.metadata runImage.topLayer)
@@ -9,14 +11,6 @@ export type RebaseErrorCode =
   | 'KLN0926'; // a name to write the rebased image to is not a tag reference (a digest, or not a reference)
 
 /** A `kiln rebase` refusal: stable code, one-line message, optional hint. */
-export class RebaseError extends Error {
+export class RebaseError extends CodedError<RebaseErrorCode> {
   override readonly name = 'RebaseError';
-  readonly code: RebaseErrorCode;
-  readonly hint: string | undefined;
-
-  constructor(code: RebaseErrorCode, message: string, opts: { hint?: string; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.code = code;
-    this.hint = opts.hint;
-  }
 }
