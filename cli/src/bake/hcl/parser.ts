@@ -349,27 +349,26 @@ class Parser {
       return undefined;
     }
     this.i += 3;
-    this.skip(true);
-    const a = this.ident();
-    if (a === undefined) this.fail('expected a variable name after "for"');
-    this.skip(true);
-    let keyVar: string | undefined;
-    let valueVar = a;
-    if (this.peek() === ',') {
-      this.i++;
-      this.skip(true);
-      const b = this.ident();
-      if (b === undefined) this.fail('expected a second variable name after ","');
-      keyVar = a;
-      valueVar = b;
-      this.skip(true);
-    }
+    const { keyVar, valueVar } = this.forVars('"for"');
     if (!this.startsWith('in') || ID_CONT.test(this.peek(2))) this.fail(`expected "in" in the for expression, found ${this.describe()}`, this.i, 'write [for V in LIST : EXPR] or {for K, V in MAP : K => EXPR}');
     this.i += 2;
     const collection = this.expr(true);
     this.skip(true);
     this.expect(':', '":" after the for collection');
     return { keyVar, valueVar, collection };
+  }
+
+  /** The variables of a `for` (`V` or `K, V`) and the space after them; `after` names the `for` in errors. */
+  forVars(after: string): { keyVar: string | undefined; valueVar: string } {
+    this.skip(true);
+    const a = this.ident() ?? this.fail(`expected a variable name after ${after}`);
+    this.skip(true);
+    if (this.peek() !== ',') return { keyVar: undefined, valueVar: a };
+    this.i++;
+    this.skip(true);
+    const b = this.ident() ?? this.fail('expected a second variable name after ","');
+    this.skip(true);
+    return { keyVar: a, valueVar: b };
   }
 
   forCond(): Expr | undefined {
@@ -585,19 +584,7 @@ class Parser {
           continue;
         }
         if (kw === 'for') {
-          this.skip(true);
-          const a = this.ident();
-          if (a === undefined) this.fail('expected a variable name after %{ for', this.i);
-          this.skip(true);
-          let keyVar: string | undefined;
-          let valueVar = a;
-          if (this.peek() === ',') {
-            this.i++;
-            this.skip(true);
-            keyVar = a;
-            valueVar = this.ident() ?? this.fail('expected a second variable name after ","', this.i);
-            this.skip(true);
-          }
+          const { keyVar, valueVar } = this.forVars('%{ for');
           if (!this.startsWith('in') || ID_CONT.test(this.peek(2))) this.fail(`expected "in" in %{ for }, found ${this.describe()}`, this.i, 'write %{ for V in LIST }…%{ endfor }');
           this.i += 2;
           const collection = this.expr(true);
