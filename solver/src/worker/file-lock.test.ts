@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
@@ -58,4 +58,34 @@ test('a live owner\'s lock is waited for, not broken', async () => {
   setTimeout(() => ac.abort(), 50);
   await expect(withFileLock(lock, ac.signal, async () => 'held', 5)).rejects.toThrow();
   expect(await readFile(lock, 'utf8')).toBe('1');
+});
+
+test('an empty lock left by a process killed between creating and writing it is broken once it is old', async () => {
+  const lock = join(dir, 'empty-stale');
+  await writeFile(lock, '');
+  const past = new Date(Date.now() - 60_000);
+  await utimes(lock, past, past);
+  // Without the fix this waits forever; the timeout turns that into a failure.
+  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), 1);
+  expect(got).toBe(String(process.pid));
+  expect(existsSync(lock)).toBe(false);
+  expect(existsSync(`${lock}.break`)).toBe(false);
+});
+
+test('a fresh empty lock (its owner is writing its pid) is waited for, not broken', async () => {
+  const lock = join(dir, 'empty-fresh');
+  await writeFile(lock, '');
+  await expect(withFileLock(lock, AbortSignal.timeout(100), async () => 'held', 5)).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+  expect(await readFile(lock, 'utf8')).toBe('');
+});
+
+test('an empty breaker left the same way does not stop others once it is old', async () => {
+  const lock = join(dir, 'empty-breaker');
+  await writeFile(lock, String(deadPid()));
+  await writeFile(`${lock}.break`, '');
+  const past = new Date(Date.now() - 60_000);
+  await utimes(`${lock}.break`, past, past);
+  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), 1);
+  expect(got).toBe(String(process.pid));
+  expect(existsSync(`${lock}.break`)).toBe(false);
 });

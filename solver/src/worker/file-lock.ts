@@ -1,4 +1,4 @@
-import { open, readFile, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { throwIfCancelled } from '../errors.js';
 
 /** Whether a process with this pid exists (EPERM: exists, owned by someone else). */
@@ -30,9 +30,13 @@ export async function withFileLock<T>(lock: string, signal: AbortSignal | undefi
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
-      // An empty file is a lock being written right now; only a dead owner's lock is broken.
-      if (owner > 0 && !pidAlive(owner)) await breakStale(lock, owner, pollMs);
+      const content = await readFile(lock, 'utf8').catch(() => undefined);
+      const owner = Number(content);
+      // An empty file is a lock being written right now, unless it has been empty for longer than
+      // any write takes (its creator was killed before writing its pid); only a dead owner's lock
+      // and such an abandoned one are broken.
+      if (owner > 0 && !pidAlive(owner)) await breakStale(lock, async (c) => c === content, pollMs);
+      else if (content === '' && (await abandoned(lock))) await breakStale(lock, async (c) => c === '' && (await abandoned(lock)), pollMs);
       else await sleep(pollMs);
     }
   }
@@ -45,21 +49,32 @@ export async function withFileLock<T>(lock: string, signal: AbortSignal | undefi
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How long a lock may stay empty while its creator writes its pid (one small write). */
+const EMPTY_LOCK_GRACE_MS = 5_000;
+
+/** Whether `lock` has been there, empty, for longer than {@link EMPTY_LOCK_GRACE_MS}. */
+async function abandoned(lock: string): Promise<boolean> {
+  const st = await stat(lock).catch(() => undefined);
+  return st !== undefined && st.size === 0 && Date.now() - st.mtimeMs > EMPTY_LOCK_GRACE_MS;
+}
+
 /**
- * Removes `lock` if it still holds the dead `owner`'s pid, one breaker at a time (`<lock>.break`):
- * two waiters that both read the dead pid would otherwise both remove "it", the second removing
- * the lock the first had taken meanwhile, and both would hold it. A breaker left by a process that
- * died while breaking (a window of microseconds) is removed the same way.
+ * Removes `lock` if it is still stale (`stale(content)`: the dead owner's pid, or abandoned empty),
+ * one breaker at a time (`<lock>.break`): two waiters that both read the stale lock would otherwise
+ * both remove "it", the second removing the lock the first had taken meanwhile, and both would
+ * hold it. A breaker left by a process that died while breaking (a window of microseconds) is
+ * removed the same way.
  */
-async function breakStale(lock: string, owner: number, pollMs: number): Promise<void> {
+async function breakStale(lock: string, stale: (content: string | undefined) => Promise<boolean>, pollMs: number): Promise<void> {
   const breaker = `${lock}.break`;
   let fh;
   try {
     fh = await open(breaker, 'wx');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    const b = Number(await readFile(breaker, 'utf8').catch(() => ''));
-    if (b > 0 && !pidAlive(b)) await unlink(breaker).catch(() => undefined);
+    const held = await readFile(breaker, 'utf8').catch(() => undefined);
+    const b = Number(held);
+    if ((b > 0 && !pidAlive(b)) || (held === '' && (await abandoned(breaker)))) await unlink(breaker).catch(() => undefined);
     else await sleep(pollMs);
     return;
   }
@@ -69,7 +84,7 @@ async function breakStale(lock: string, owner: number, pollMs: number): Promise<
     } finally {
       await fh.close();
     }
-    if (Number(await readFile(lock, 'utf8').catch(() => '')) === owner) await unlink(lock).catch(() => undefined);
+    if (await stale(await readFile(lock, 'utf8').catch(() => undefined))) await unlink(lock).catch(() => undefined);
   } finally {
     await unlink(breaker).catch(() => undefined);
   }
