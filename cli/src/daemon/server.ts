@@ -85,7 +85,8 @@ export class KilnDaemon {
     await Promise.allSettled([...this.#running]);
     await this.#gc?.idle();
     await closed;
-    this.#engine.close();
+    // A cache mount's size still being measured is recorded first.
+    await this.#engine.closeWhenSettled();
     await unlink(this.#opts.socket).catch(() => undefined);
   }
 

@@ -95,4 +95,29 @@ describe('RegistryTransport credentials stay with their registry', () => {
       { host: '127.0.0.1:9', auth: `Basic ${Buffer.from('u:p').toString('base64')}` },
     ]);
   });
+
+  test('a redirected streamed upload fails at once with what happened, not after retries with a plain-http hint', async () => {
+    const { createServer } = await import('node:http');
+    let puts = 0;
+    const server = createServer((req, res) => {
+      puts++;
+      req.resume();
+      res.writeHead(307, { location: '/elsewhere' }).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const t = new RegistryTransport({});
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        yield new Uint8Array(1024);
+      }
+      const err = await t.request(`127.0.0.1:${port}`, { method: 'PUT', url: '/v2/a/blobs/uploads/1', scopes: [], body: async () => chunks() }).catch((e: unknown) => e as Error & { hint?: string });
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toContain('the registry redirected an upload');
+      expect((err as { hint?: string }).hint).not.toMatch(/plain-http/);
+      expect(puts).toBe(1);
+    } finally {
+      server.close();
+    }
+  });
 });

@@ -84,9 +84,9 @@ export class RegistryTransport {
       const authz = own ? await this.authorization(domain, req.scopes) : undefined;
       if (authz !== undefined) headers['authorization'] = authz;
       const body = req.body !== undefined ? await req.body() : undefined;
+      const streamed = body !== undefined && !(body instanceof Uint8Array);
       let res: Response;
       try {
-        const streamed = body !== undefined && !(body instanceof Uint8Array);
         // Following redirects makes fetch keep a copy of a streamed body to send it again: a whole
         // layer in memory per upload (246 MB peak pushing a 150 MB layer). Registries redirect
         // blob reads, not uploads, so a redirected upload fails instead (as a network error).
@@ -99,6 +99,13 @@ export class RegistryTransport {
         res = await this.fetchImpl(url, init);
       } catch (e) {
         if (req.signal?.aborted === true) throw e;
+        // A redirected upload (see `streamed` above): sending it again would be redirected again.
+        if (streamed && /redirect/i.test(String((e as { cause?: { message?: unknown } }).cause?.message))) {
+          throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: the registry redirected an upload, which kiln does not follow`, {
+            cause: e,
+            hint: 'push to the registry address its upload locations name, or through a proxy that does not redirect uploads',
+          });
+        }
         if (attempt < maxRetries) {
           await sleep(this.backoff(attempt++));
           continue;
