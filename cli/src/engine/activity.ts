@@ -93,7 +93,8 @@ export class RootActivity {
     } catch {
       return false;
     }
-    return names.some((name) => (Number(name) === process.pid ? this.#earlierOwnPid() : !this.#foreign(name) && !pidAlive(Number(name))));
+    // The mark is read only for a pid that is not alive here (a kill(0) costs less than a read).
+    return names.some((name) => (Number(name) === process.pid ? this.#earlierOwnPid() : !pidAlive(Number(name)) && !this.#foreign(name)));
   }
 
   /**
@@ -141,13 +142,11 @@ export class RootActivity {
       const dead: string[] = [];
       for (const name of await readdir(this.#dir)) {
         const pid = Number(name);
-        if (pid === process.pid && !this.#foreign(name)) {
-          // No build of this process can write its mark meanwhile: that needs this lock.
-          if (this.#earlierOwnPid()) dead.push(name);
-          continue;
-        }
         if (this.#foreign(name)) foreign.push(join(this.#dir, name));
-        else if (pidAlive(pid)) live.push(pid);
+        // No build of this process can write its mark meanwhile: that needs this lock.
+        else if (pid === process.pid) {
+          if (this.#earlierOwnPid()) dead.push(name);
+        } else if (pidAlive(pid)) live.push(pid);
         else dead.push(name);
       }
       if (foreign.length > 0) {
