@@ -67,3 +67,58 @@ test('deeply nested parentheses are refused (KLN0860), not a stack overflow', ()
   expect(() => executeTemplate(tpl, data)).toThrow(expect.objectContaining({ code: 'KLN0860' }));
   expect(executeTemplate(`{{${'('.repeat(10)}.Name${')'.repeat(10)}}}`, data)).toBe('app:1');
 });
+
+describe('executeTemplate: if, with, range (Go text/template control actions)', () => {
+  const idx = {
+    Name: 'app:1',
+    Manifest: {
+      digest: 'sha256:ix',
+      manifests: [
+        { digest: 'sha256:a1', platform: { os: 'linux', architecture: 'amd64' } },
+        { digest: 'sha256:b2', platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        { digest: 'sha256:c3', platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
+      ],
+    },
+    Image: { 'linux/arm64': { architecture: 'arm64' }, 'linux/amd64': { architecture: 'amd64' } },
+    Empty: [],
+  };
+  test.for([
+    ['{{range .Manifest.Manifests}}{{.Digest}} {{end}}', 'sha256:a1 sha256:b2 sha256:c3 '],
+    ['{{range .Manifest.Manifests}}{{println .Platform.Architecture}}{{end}}', 'amd64\narm64\nunknown\n'],
+    // a map: its values in sorted key order, as Go ranges over maps
+    ['{{range .Image}}{{.Architecture}},{{end}}', 'amd64,arm64,'],
+    ['{{range .Empty}}x{{else}}none{{end}}', 'none'],
+    ['{{range .Nope}}x{{else}}none{{end}}', 'none'],
+    ['{{range .Manifest.Manifests}}{{if .Annotations}}att{{else}}{{.Platform.Architecture}}{{end}};{{end}}', 'amd64;arm64;att;'],
+    ['{{range .Manifest.Manifests}}{{if .Platform.Variant}}{{.Platform.Variant}}{{else if .Annotations}}A{{else}}-{{end}}{{end}}', '-v8A'],
+    ['{{if .Empty}}yes{{else}}no{{end}}', 'no'],
+    ['{{if .Name}}{{.Name}}{{end}}', 'app:1'],
+    ['{{with .Manifest}}{{.Digest}}{{end}}', 'sha256:ix'],
+    ['{{with .Nope}}x{{else}}none{{end}}', 'none'],
+    // $ is the top level inside range and with
+    ['{{range .Manifest.Manifests}}{{$.Name}}@{{.Digest}} {{end}}', 'app:1@sha256:a1 app:1@sha256:b2 app:1@sha256:c3 '],
+    ['{{range .Manifest.Manifests -}}\n  {{ .Digest }}\n{{- end}}', 'sha256:a1sha256:b2sha256:c3'],
+    ['{{json (index .Manifest.Manifests 1).Platform}}', '{\n  "os": "linux",\n  "architecture": "arm64",\n  "variant": "v8"\n}'],
+  ] as const)('%s', ([tpl, want]) => {
+    expect(executeTemplate(tpl, idx)).toBe(want);
+  });
+
+  test.for([
+    '{{range .Manifest.Manifests}}{{.Digest}}',
+    '{{end}}',
+    '{{if .Name}}a{{else}}b{{else}}c{{end}}',
+    '{{else}}',
+    '{{range $i, $m := .Manifest.Manifests}}{{end}}',
+    '{{range .Name}}{{end}}',
+    '{{if}}{{end}}',
+    '{{end x}}',
+    '{{print if}}',
+  ])('%s is refused with KLN0860', (tpl) => {
+    expect(() => executeTemplate(tpl, idx)).toThrow(expect.objectContaining({ code: 'KLN0860' }));
+  });
+
+  test('a template that starts with a control action is executed, not the summary', () => {
+    expect(printsSummary('{{range .Manifest.Manifests}}{{.Digest}}{{end}}')).toBe(false);
+    expect(printsSummary('{{$.Manifest.Digest}}')).toBe(false);
+  });
+});

@@ -4,16 +4,16 @@ import { goJson } from './go-json.js';
 /**
  * The part of Go's text/template that `imagetools inspect --format` templates use: text with
  * `{{ … }}` actions holding a pipeline of commands — a field path (`.Manifest.Digest`,
- * `.Image.Config.Env`), a string, a parenthesised pipeline, or a function (`json`, `println`,
- * `print`, `index MAP KEY…`) with such arguments — and `{{-`/`-}}` trimming. Field names are Go's
+ * `.Image.Config.Env`, `$.Name` from the top), a string, a parenthesised pipeline, or a function
+ * (`json`, `println`, `print`, `index MAP KEY…`) with such arguments — `{{-`/`-}}` trimming, and
+ * the control actions `{{if P}}`, `{{with P}}` and `{{range P}}` with `{{else}}`/`{{else if P}}`
+ * and `{{end}}` (Go's truth: false, 0, "", null and empty lists and maps are false; `range` walks
+ * a list, or a map's values in sorted key order, with `.` set to each). Field names are Go's
  * (`.Manifest.MediaType`); they find the JSON key of the same name, lower-camel or aliased
  * (`DiffIDs` → `diff_ids`). A non-string value prints as compact JSON, not Go's `%v`.
  */
 export function executeTemplate(template: string, data: unknown): string {
-  const parts = parseTemplate(template);
-  let out = '';
-  for (const p of parts) out += typeof p === 'string' ? p : show(evalPipeline(p, data));
-  return out;
+  return execNodes(template, parseTemplate(template), data, data);
 }
 
 /**
@@ -24,13 +24,19 @@ export function executeTemplate(template: string, data: unknown): string {
 export function printsSummary(template: string): boolean {
   if (template === '') return true;
   const [first] = parseTemplate(template);
-  if (first === undefined || typeof first === 'string') return false;
-  const cmd = first[0];
+  if (first === undefined || first.kind !== 'action') return false;
+  const cmd = first.pipe[0];
   const arg = cmd?.args[0];
-  return cmd?.fn === undefined && arg?.kind === 'path' && `.${arg.path.join('.')}`.startsWith('.Manifest');
+  return cmd?.fn === undefined && arg?.kind === 'path' && !arg.root && `.${arg.path.join('.')}`.startsWith('.Manifest');
 }
 
-type Arg = { kind: 'path'; path: string[] } | { kind: 'string'; value: string } | { kind: 'pipe'; pipe: Pipeline; fields: string[] };
+/** A parsed template: text, actions that print a pipeline, and control actions with their bodies. */
+type TemplateNode =
+  | { kind: 'text'; text: string }
+  | { kind: 'action'; pipe: Pipeline }
+  | { kind: 'if' | 'with' | 'range'; pipe: Pipeline; body: TemplateNode[]; otherwise: TemplateNode[] };
+
+type Arg = { kind: 'path'; path: string[]; root: boolean } | { kind: 'string'; value: string } | { kind: 'number'; value: number } | { kind: 'pipe'; pipe: Pipeline; fields: string[] };
 type Command = { fn?: string | undefined; args: Arg[] };
 type Pipeline = Command[];
 
@@ -51,11 +57,28 @@ function bad(template: string, why: string): ImagetoolsError {
   });
 }
 
-/** Splits the template into text and parsed actions; throws KLN0860 on a syntax error. */
-export function parseTemplate(template: string): Array<string | Pipeline> {
-  const out: Array<string | Pipeline> = [];
+/** An open control action while parsing: where its body and else branch go. */
+interface Frame {
+  readonly node: Extract<TemplateNode, { body: TemplateNode[] }>;
+  inElse: boolean;
+  /** Opened by `{{else if}}`: closed by the same `{{end}}` as the action it continues. */
+  readonly chained: boolean;
+}
+
+/** Parses the template into text, actions and control actions; throws KLN0860 on a syntax error. */
+export function parseTemplate(template: string): TemplateNode[] {
+  const root: TemplateNode[] = [];
+  const frames: Frame[] = [];
+  const into = (): TemplateNode[] => {
+    const f = frames.at(-1);
+    return f === undefined ? root : f.inElse ? f.node.otherwise : f.node.body;
+  };
   let i = 0;
   let text = '';
+  const flushText = (): void => {
+    if (text !== '') into().push({ kind: 'text', text });
+    text = '';
+  };
   while (i < template.length) {
     const open = template.indexOf('{{', i);
     if (open < 0) {
@@ -76,13 +99,38 @@ export function parseTemplate(template: string): Array<string | Pipeline> {
       trimAfter = true;
       body = body.slice(0, -1);
     }
-    if (text !== '') out.push(text);
-    text = '';
-    out.push(parsePipeline(template, tokenize(template, body)));
+    flushText();
+    const toks = tokenize(template, body);
+    const word = toks[0];
+    if (word === 'if' || word === 'with' || word === 'range') {
+      const node: Frame['node'] = { kind: word, pipe: parsePipeline(template, toks.slice(1)), body: [], otherwise: [] };
+      into().push(node);
+      frames.push({ node, inElse: false, chained: false });
+    } else if (word === 'else') {
+      const f = frames.at(-1);
+      if (f === undefined || f.inElse) throw bad(template, '{{else}} without {{if}}, {{with}} or {{range}}');
+      f.inElse = true;
+      if (toks[1] === 'if') {
+        // {{else if P}}: an if inside the else branch, ended by the same {{end}}
+        const node: Frame['node'] = { kind: 'if', pipe: parsePipeline(template, toks.slice(2)), body: [], otherwise: [] };
+        f.node.otherwise.push(node);
+        frames.push({ node, inElse: false, chained: true });
+      } else if (toks.length > 1) {
+        throw bad(template, `unexpected "${toks[1] ?? ''}" after else`);
+      }
+    } else if (word === 'end') {
+      if (toks.length > 1) throw bad(template, `unexpected "${toks[1] ?? ''}" after end`);
+      let f = frames.pop();
+      if (f === undefined) throw bad(template, '{{end}} without {{if}}, {{with}} or {{range}}');
+      while (f?.chained === true) f = frames.pop();
+    } else {
+      into().push({ kind: 'action', pipe: parsePipeline(template, toks) });
+    }
     if (trimAfter) while (i < template.length && /\s/.test(template[i] as string)) i++;
   }
-  if (text !== '') out.push(text);
-  return out;
+  flushText();
+  if (frames.length > 0) throw bad(template, `missing {{end}} for {{${frames[0]?.node.kind ?? ''}}}`);
+  return root;
 }
 
 function tokenize(template: string, body: string): string[] {
@@ -126,8 +174,14 @@ function parsePipeline(template: string, toks: string[]): Pipeline {
     }
     if (t.startsWith('"')) return { kind: 'string', value: JSON.parse(t) as string };
     if (t.startsWith('`')) return { kind: 'string', value: t.slice(1, -1) };
-    if (t === '.') return { kind: 'path', path: [] };
-    if (t.startsWith('.')) return { kind: 'path', path: t.slice(1).split('.') };
+    if (/^-?\d+$/.test(t)) return { kind: 'number', value: Number(t) };
+    if (t === '.') return { kind: 'path', path: [], root: false };
+    if (t.startsWith('.')) return { kind: 'path', path: t.slice(1).split('.'), root: false };
+    // `$` is the data given to the template (the top level inside range and with)
+    if (t === '$') return { kind: 'path', path: [], root: true };
+    if (t.startsWith('$.')) return { kind: 'path', path: t.slice(2).split('.'), root: true };
+    if (t.startsWith('$') || t === ':=' || t === '=') throw bad(template, 'variables ($x, :=) are not supported');
+    if (['if', 'with', 'range', 'else', 'end', 'define', 'template', 'block', 'break', 'continue'].includes(t)) throw bad(template, `"${t}" is not allowed here`);
     throw bad(template, `unknown function or value "${t}"`);
   };
   const command = (): Command => {
@@ -158,22 +212,73 @@ function field(v: unknown, name: string): unknown {
   return k === undefined ? undefined : r[k];
 }
 
-function evalArg(a: Arg, data: unknown): unknown {
+function evalArg(a: Arg, dot: unknown, top: unknown): unknown {
   switch (a.kind) {
     case 'string':
+    case 'number':
       return a.value;
     case 'pipe':
-      return a.fields.reduce<unknown>((v, name) => field(v, name), evalPipeline(a.pipe, data));
+      return a.fields.reduce<unknown>((v, name) => field(v, name), evalPipeline(a.pipe, dot, top));
     case 'path':
-      return a.path.reduce<unknown>((v, name) => field(v, name), data);
+      return a.path.reduce<unknown>((v, name) => field(v, name), a.root ? top : dot);
   }
 }
 
-function evalPipeline(p: Pipeline, data: unknown): unknown {
+/** Runs parsed nodes with `.` = `dot` and `$` = `top`. */
+function execNodes(template: string, nodes: ReadonlyArray<TemplateNode>, dot: unknown, top: unknown): string {
+  let out = '';
+  for (const n of nodes) {
+    switch (n.kind) {
+      case 'text':
+        out += n.text;
+        break;
+      case 'action':
+        out += show(evalPipeline(n.pipe, dot, top));
+        break;
+      case 'if':
+      case 'with': {
+        const v = evalPipeline(n.pipe, dot, top);
+        if (truth(v)) out += execNodes(template, n.body, n.kind === 'with' ? v : dot, top);
+        else out += execNodes(template, n.otherwise, dot, top);
+        break;
+      }
+      case 'range': {
+        const items = rangeItems(template, evalPipeline(n.pipe, dot, top));
+        if (items.length === 0) out += execNodes(template, n.otherwise, dot, top);
+        for (const item of items) out += execNodes(template, n.body, item, top);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** Go's truth of a value: false, 0, "", nil and empty lists and maps are false. */
+function truth(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return false;
+  if (Array.isArray(v)) return v.length > 0;
+  if (typeof v === 'object') return Object.keys(v).length > 0;
+  return true;
+}
+
+/** What `range` walks: a list's elements, a map's values in sorted key order (as Go), nothing for no value. */
+function rangeItems(template: string, v: unknown): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (Array.isArray(v)) return v;
+  if (typeof v === 'object') {
+    const r = v as Record<string, unknown>;
+    return Object.keys(r)
+      .sort()
+      .map((k) => r[k]);
+  }
+  throw bad(template, `range can't iterate over ${typeof v === 'string' ? 'a string' : String(v)}`);
+}
+
+function evalPipeline(p: Pipeline, dot: unknown, top: unknown): unknown {
   let prev: unknown[] = [];
   let v: unknown;
   for (const cmd of p) {
-    const args = [...cmd.args.map((a) => evalArg(a, data)), ...prev];
+    const args = [...cmd.args.map((a) => evalArg(a, dot, top)), ...prev];
     switch (cmd.fn) {
       case undefined:
         v = args[0];
