@@ -1,13 +1,11 @@
 import type { Command } from 'commander';
-import { hostPlatform, parseReference, writeFileAtomic, type Platform } from '@kiln/runtime';
+import { writeFileAtomic } from '@kiln/runtime';
 import { resolve } from 'node:path';
 import { callerCwd, type CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
-import { RebaseError } from '../rebase/errors.js';
-import { asRunImage, multiPlatformWarning, pushRebased, readRegistryImage, readStoreImage, rebasedBlobs, storeRebased, targetNames, type SourcedImage } from '../rebase/images.js';
-import { appRunImage, defaultRunImageName, isImageId, planRebase, topLayerAmbiguous } from '../rebase/plan.js';
+import { rebaseImage, type RebaseResult } from '../rebase/run.js';
 
 /** Options of `kiln rebase`. */
 interface RebaseFlags {
@@ -24,13 +22,14 @@ interface RebaseFlags {
 /**
  * `kiln rebase IMAGE`: puts a Cloud Native Buildpacks app image on a newer run image without a
  * rebuild, as `pack rebase` (lifecycle's rebaser): the layers above the old run image's top layer
- * are kept byte for byte, the labels say which run image is below them now.
+ * are kept byte for byte, the labels say which run image is below them now. A multi-platform app
+ * image (an index) is rebased platform by platform into a new index (see rebase/run.ts).
  */
 export function registerRebase(program: Command, io: CliIo): void {
   program
     .command('rebase')
     .description('put a buildpacks app image on a newer run image, without rebuilding it')
-    .argument('<image>', 'app image: a kiln store name, or a registry reference with --publish')
+    .argument('<image>', 'app image (one platform, or an index: every platform): a kiln store name, or a registry reference with --publish')
     .option('--run-image <ref>', "run image to rebase onto (default: the app's recorded run image, newest)")
     .option('--previous-image <ref>', 'image to rebase, written to IMAGE (default: IMAGE itself)')
     .option('-t, --tag <name>', 'additional name for the rebased image (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
@@ -53,79 +52,43 @@ export function registerRebase(program: Command, io: CliIo): void {
 
 async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: RebaseFlags): Promise<void> {
   const publish = flags.publish === true;
-  // checked first: a bad name to write refuses before anything is read or pulled
-  const names = targetNames(image, flags.tag ?? []);
-  const source = flags.previousImage ?? image;
-  const app = publish ? await readRegistryImage(engine.registry, source, hostPlatform()) : await readStoreImage(engine.content, engine.images, source, hostPlatform());
-  if (app === undefined) {
-    throw new RebaseError('KLN0925', `no image ${source} in the kiln store`, { hint: 'kiln images lists them; --publish rebases an image in a registry' });
+  const r = await rebaseImage(engine, {
+    image,
+    runImage: flags.runImage,
+    previousImage: flags.previousImage,
+    tags: flags.tag ?? [],
+    force: flags.force === true,
+    publish,
+    pull: flags.pull === true,
+  });
+  for (const w of r.warnings) io.stderr.write(`kiln: warning: ${w}\n`);
+  if (r.pushed !== undefined) io.stderr.write(`layers: ${r.pushed.exists} already there, ${r.pushed.mounted} mounted, ${r.pushed.uploaded} uploaded\n`);
+  for (const p of r.platforms) {
+    const what = `${p.plan.oldRunLayers} run image layers replaced by ${p.run.manifest.layers.length}, ${p.plan.appLayers.length} app layers kept`;
+    // an index: one line per platform with its new manifest digest (the names get the index's)
+    io.stderr.write(r.index === undefined ? `rebased ${r.appName} onto ${p.run.reference}: ${what}\n` : `rebased ${r.appName} ${p.platform} onto ${p.run.reference}: ${what}: ${p.blobs.manifest.digest}\n`);
   }
-  const recorded = appRunImage(app);
-  // publishing: a mirror in the target registry first (mountable layers)
-  const target = publish ? parseReference(names[0] ?? image).domain : undefined;
-  const runName = flags.runImage ?? defaultRunImageName(recorded, target);
-  if (runName === undefined) throw new RebaseError('KLN0920', `${app.name} records no run image name`, { hint: 'pass --run-image REF' });
-  const platform: Platform = { os: app.config.os, architecture: app.config.architecture, ...(app.config.variant === undefined ? {} : { variant: app.config.variant }) };
-  const run = asRunImage(await readRunImage(engine, runName, platform, publish, flags.pull === true));
-  const oldRun = topLayerAmbiguous(app) ? await readOldRunImage(engine, recorded.reference, platform, publish) : undefined;
-  const plan = planRebase({ app, runImage: run, force: flags.force === true, ...(oldRun === undefined ? {} : { oldRunImage: { diffIds: oldRun.config.rootfs.diff_ids } }) });
-  const multi = multiPlatformWarning(app, hostPlatform());
-  for (const w of [...(multi === undefined ? [] : [multi]), ...plan.warnings]) io.stderr.write(`kiln: warning: ${w}\n`);
-  const blobs = rebasedBlobs(plan.manifest, plan.config);
-  if (publish) {
-    const layers = [
-      ...run.manifest.layers.map((desc) => ({ desc, from: run.repository })),
-      ...plan.appLayers.map((desc) => ({ desc, from: app.repository })),
-    ];
-    const counts = await pushRebased(engine.registry, engine.content, blobs, layers, names);
-    io.stderr.write(`layers: ${counts.exists} already there, ${counts.mounted} mounted, ${counts.uploaded} uploaded\n`);
-  } else {
-    await storeRebased(engine.content, engine.images, blobs, names);
-  }
-  io.stderr.write(`rebased ${app.name} onto ${run.reference}: ${plan.oldRunLayers} run image layers replaced by ${run.manifest.layers.length}, ${plan.appLayers.length} app layers kept\n`);
-  for (const n of names) io.stdout.write(`${n}@${blobs.manifest.digest}\n`);
-  if (flags.report !== undefined) {
-    // lifecycle's report.toml ([image] tags, image-id for a daemon image, digest, manifest-size)
-    const q = (s: string): string => JSON.stringify(s);
-    const lines = ['[image]', `  tags = [${names.map(q).join(', ')}]`];
-    if (!publish) lines.push(`  image-id = ${q(blobs.config.digest)}`);
-    lines.push(`  digest = ${q(blobs.manifest.digest)}`, `  manifest-size = ${blobs.manifest.size}`, '');
-    await writeFileAtomic(resolve(callerCwd(io), flags.report), Buffer.from(lines.join('\n')));
-  }
+  for (const n of r.names) io.stdout.write(`${n}@${r.root.digest}\n`);
+  if (flags.report !== undefined) await writeFileAtomic(resolve(callerCwd(io), flags.report), Buffer.from(reportToml(r, publish)));
 }
 
 /**
- * The new run image. Publishing: read in its registry (manifest and config; its layers are
- * mounted). Otherwise from the kiln store, pulled into it first when it is not there or `pull`.
+ * lifecycle's report.toml: `[image]` tags, image-id (a store image: the config digest), digest and
+ * manifest-size of what the names point at. For an index, kiln adds one `[[image.manifests]]`
+ * table per platform (platform, digest, manifest-size, and image-id for a store image).
  */
-async function readRunImage(engine: EngineLease['engine'], name: string, platform: Platform, publish: boolean, pull: boolean): Promise<SourcedImage> {
-  if (publish) return readRegistryImage(engine.registry, name, platform);
-  if (!pull) {
-    const stored = await readStoreImage(engine.content, engine.images, name, platform);
-    if (stored !== undefined) return stored;
+function reportToml(r: RebaseResult, publish: boolean): string {
+  const q = (s: string): string => JSON.stringify(s);
+  const lines = ['[image]', `  tags = [${r.names.map(q).join(', ')}]`];
+  const single = r.index === undefined ? r.platforms[0] : undefined;
+  if (!publish && single !== undefined) lines.push(`  image-id = ${q(single.blobs.config.digest)}`);
+  lines.push(`  digest = ${q(r.root.digest)}`, `  manifest-size = ${r.root.size}`);
+  if (r.index !== undefined) {
+    for (const p of r.platforms) {
+      lines.push('', '  [[image.manifests]]', `    platform = ${q(p.platform)}`);
+      if (!publish) lines.push(`    image-id = ${q(p.blobs.config.digest)}`);
+      lines.push(`    digest = ${q(p.blobs.manifest.digest)}`, `    manifest-size = ${p.blobs.manifest.size}`);
+    }
   }
-  try {
-    await engine.registry.pull(name, engine.content, { platform, images: engine.images });
-  } catch (cause) {
-    const why = cause instanceof Error ? `: ${cause.message.split('\n')[0] ?? ''}` : '';
-    throw new RebaseError('KLN0925', `the run image ${name} is not in the kiln store and cannot be pulled${why}`, { cause });
-  }
-  const pulled = await readStoreImage(engine.content, engine.images, name, platform);
-  if (pulled === undefined) throw new RebaseError('KLN0925', `the run image ${name} was pulled but is not in the kiln store`);
-  return pulled;
-}
-
-/**
- * The old run image (runImage.reference, `repo@digest`), only read when its top layer occurs more
- * than once in the app image: from the kiln store by digest, else its registry (manifest and
- * config only). Undefined when neither has it.
- */
-async function readOldRunImage(engine: EngineLease['engine'], reference: string, platform: Platform, publish: boolean): Promise<SourcedImage | undefined> {
-  // an image ID (lifecycle exporting to a daemon: the config digest) names nothing to read
-  if (reference === '' || isImageId(reference)) return undefined;
-  if (!publish) {
-    const stored = await readStoreImage(engine.content, engine.images, reference, platform).catch(() => undefined);
-    if (stored !== undefined) return stored;
-  }
-  return readRegistryImage(engine.registry, reference, platform).catch(() => undefined);
+  return `${lines.join('\n')}\n`;
 }

@@ -8,7 +8,9 @@ export type RebaseErrorCode =
   | 'KLN0923' // the run image's top layer (runImage.topLayer) is not a layer of the app image
   | 'KLN0924' // --run-image is not the run image (or a mirror) the app image names, and no --force
   | 'KLN0925' // an image to read is missing or malformed (not in the store, no manifest for the platform, layers and diff_ids disagree)
-  | 'KLN0926'; // a name to write the rebased image to is not a tag reference (a digest, or not a reference)
+  | 'KLN0926' // a name to write the rebased image to is not a tag reference (a digest, or not a reference)
+  | 'KLN0927' // the run image index has no manifest of a platform's os/architecture/variant (each platform of an app index needs one)
+  | 'KLN0928'; // an app image index kiln cannot rebase as a whole (a nested index)
 
 /** A `kiln rebase` refusal: stable code, one-line message, optional hint. */
 export class RebaseError extends CodedError<RebaseErrorCode> {

@@ -54,14 +54,3 @@ describe('readStoreImage', () => {
     }
   });
 });
-
-describe('multiPlatformWarning', () => {
-  test('an app image that is an index: the names written lose its other platforms, said before writing', async () => {
-    const { multiPlatformWarning } = await import('./images.js');
-    const base = { name: 'docker.io/library/app:1', manifestDescriptor: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: D, size: 1 } } as unknown as SourcedImage;
-    const index = { ...base, root: { mediaType: 'application/vnd.oci.image.index.v1+json', digest: D, size: 2 } } as SourcedImage;
-    const single = { ...base, root: base.manifestDescriptor } as SourcedImage;
-    expect(multiPlatformWarning(index, { os: 'linux', architecture: 'amd64' })).toMatch(/only linux\/amd64 is rebased/);
-    expect(multiPlatformWarning(single, { os: 'linux', architecture: 'amd64' })).toBeUndefined();
-  });
-});

@@ -7,7 +7,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ContentStore, ImageStore, hostPlatform, layerMediaType, packUstar, resolveImage, storeFetcher, writeImage, type ImageConfig, type ImageManifest, type LayerRef, type PackEntry } from '@kiln/runtime';
+import { ContentStore, ImageStore, digestOf, hostPlatform, jsonBytes, layerMediaType, packUstar, resolveImage, storeFetcher, writeImage, type Descriptor, type ImageConfig, type ImageFormat, type ImageManifest, type LayerRef, type PackEntry } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../../runtime/test/helpers/registry.js';
 import { PROJECT_TOML, compileCli, kiln, repo, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
 
@@ -44,7 +44,7 @@ async function stored(name: string): Promise<Stored> {
 }
 
 /** Writes an image made of `img`'s layers (plus `extra`) and `config` changes under `name`. */
-async function storeVariant(img: Stored, name: string, change: (c: ImageConfig) => Record<string, unknown>, extra: PackEntry[] = []): Promise<Stored> {
+async function storeVariant(img: Stored, name: string, change: (c: ImageConfig) => Record<string, unknown>, extra: PackEntry[] = [], format: ImageFormat = 'oci'): Promise<Stored> {
   const content = await ContentStore.open(sb.root);
   const layers: LayerRef[] = img.manifest.layers.map((descriptor, i) => ({ descriptor, diffID: img.config.rootfs.diff_ids[i] ?? descriptor.digest }));
   if (extra.length > 0) {
@@ -54,7 +54,7 @@ async function storeVariant(img: Stored, name: string, change: (c: ImageConfig) 
     layers.push({ descriptor: { mediaType: layerMediaType('oci', 'uncompressed'), digest: info.digest, size: info.size }, diffID: info.digest });
   }
   const { rootfs: _r, ...cfg } = change(img.config);
-  const written = await writeImage(content, layers, cfg as ImageConfig);
+  const written = await writeImage(content, layers, cfg as ImageConfig, { format });
   await (await ImageStore.open(sb.root)).put(name, written.manifest);
   return stored(name);
 }
@@ -286,6 +286,133 @@ describe('kiln rebase', () => {
     const after = await stored('docker.io/library/dup-app:1');
     expect(after.manifest.layers.map((l) => l.digest)).toEqual([...run.manifest.layers, ...appRefs.map((l) => l.descriptor)].map((l) => l.digest));
   }, 600_000);
+
+  test('a multi-platform app image: each platform onto its run image manifest, one new index in the store and with --publish; a platform that cannot be rebased refuses the whole command', async () => {
+    const app = join(sb.dir, 'shell-multi');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo multi\n' });
+    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'multi-src:1'], sb.dir);
+    expect(built.code, built.stderr).toBe(0);
+    const host = hostPlatform().architecture;
+    const other = host === 'arm64' ? 'amd64' : 'arm64';
+    // the app for another architecture: the same layers under a config saying so (never run)
+    const hostApp = await stored('docker.io/library/multi-src:1');
+    const otherApp = await storeVariant(hostApp, 'docker.io/library/multi-src-other:1', (c) => ({ ...c, architecture: other }), [], 'docker');
+    const content = await ContentStore.open(sb.root);
+    const images = await ImageStore.open(sb.root);
+    const desc = async (img: Stored, platform: string, annotations?: Record<string, string>): Promise<Descriptor> => {
+      const [os = '', architecture = ''] = platform.split('/');
+      return { mediaType: img.manifest.mediaType ?? '', digest: img.digest as Descriptor['digest'], size: (await content.info(img.digest as Descriptor['digest'])).size, platform: { os, architecture }, ...(annotations === undefined ? {} : { annotations }) };
+    };
+    const putIndex = async (name: string, mediaType: string, manifests: Descriptor[], annotations?: Record<string, string>): Promise<string> => {
+      const bytes = jsonBytes({ schemaVersion: 2, mediaType, manifests, ...(annotations === undefined ? {} : { annotations }) });
+      const info = await content.writeBlob(bytes);
+      await images.put(name, { mediaType, digest: info.digest, size: info.size });
+      return info.digest;
+    };
+    // an attestation manifest for the host image, as BuildKit adds them
+    const att = await writeImage(content, [], { architecture: 'unknown', os: 'unknown' } as ImageConfig);
+    const attDesc: Descriptor = { ...att.manifest, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.digest': hostApp.digest, 'vnd.docker.reference.type': 'attestation-manifest' } };
+    const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+    const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+    const appChildren = [await desc(hostApp, `linux/${host}`, { 'org.example.note': 'host' }), await desc(otherApp, `linux/${other}`), attDesc];
+    const before = await putIndex('docker.io/library/multi-app:1', OCI_INDEX, appChildren, { 'org.opencontainers.image.description': 'two platforms' });
+
+    // run image kt/run in two platforms, each one layer newer (a file saying which), as a Docker manifest list
+    const run = await stored('docker.io/kt/run:latest');
+    // (kt/run:latest as the tests before left it: the app is built on it)
+    const n = run.manifest.layers.length;
+    expect(runImageOf(hostApp).topLayer).toBe(run.config.rootfs.diff_ids.at(-1));
+    const version = (v: string): PackEntry[] => [dirEntry('etc/'), fileEntry('etc/run-image-version', `${v}\n`)];
+    const runHost = await storeVariant(run, 'docker.io/kt/run-parts:host', (c) => c, version(`${host}-v3`), 'docker');
+    const runOther = await storeVariant(run, 'docker.io/kt/run-parts:other', (c) => ({ ...c, architecture: other }), version(`${other}-v3`), 'docker');
+    const runIndex = await putIndex('docker.io/kt/run:multi', DOCKER_LIST, [await desc(runHost, `linux/${host}`), await desc(runOther, `linux/${other}`)]);
+    await putIndex('docker.io/kt/run:host-only', DOCKER_LIST, [await desc(runHost, `linux/${host}`)]);
+    const rebase = (args: string[]) => kiln(['rebase', ...args, '--root', sb.root], sb.dir);
+
+    // refusals name the platform and write nothing: no run image manifest for it (KLN0927) …
+    const noPlatform = await rebase(['multi-app:1', '--run-image', 'kt/run:host-only']);
+    expect(noPlatform.stderr).toMatch(new RegExp(`error KLN0927: linux/${other}: the run image docker\\.io/kt/run:host-only has no linux/${other} manifest \\(it has linux/${host}\\)`));
+    expect(noPlatform.code).toBe(1);
+    // … or one platform's check (not rebasable)
+    const pinned = await storeVariant(otherApp, 'docker.io/library/multi-pinned-part:1', (c) => ({ ...c, config: { ...c.config, Labels: { ...c.config?.Labels, 'io.buildpacks.rebasable': 'false' } } }), [], 'docker');
+    const pinnedIndex = await putIndex('docker.io/library/multi-pinned:1', OCI_INDEX, [await desc(hostApp, `linux/${host}`), await desc(pinned, `linux/${other}`)]);
+    const notRebasable = await rebase(['multi-pinned:1', '--run-image', 'kt/run:multi']);
+    expect(notRebasable.stderr).toContain(`error KLN0921: linux/${other}: `);
+    expect(notRebasable.code).toBe(1);
+    expect((await images.mustGet('docker.io/library/multi-app:1')).target.digest).toBe(before);
+    expect((await images.mustGet('docker.io/library/multi-pinned:1')).target.digest).toBe(pinnedIndex);
+
+    const reportFile = join(sb.dir, 'multi-report.toml');
+    const r = await rebase(['multi-app:1', '--run-image', 'kt/run:multi', '--report', reportFile]);
+    expect(r.code, r.stderr).toBe(0);
+    const rec = await images.mustGet('docker.io/library/multi-app:1');
+    expect(r.stdout).toBe(`docker.io/library/multi-app:1@${rec.target.digest}\n`);
+    expect(rec.target.mediaType).toBe(OCI_INDEX);
+    expect(r.stderr).toContain('kiln: warning: 1 attestation or other non-image manifest(s) of docker.io/library/multi-app:1 are left out');
+    const index = JSON.parse((await content.readBlob(rec.target.digest)).toString()) as { mediaType: string; manifests: Descriptor[]; annotations?: Record<string, string> };
+    expect(digestOf(await content.readBlob(rec.target.digest))).toBe(rec.target.digest);
+    expect(index.mediaType).toBe(OCI_INDEX);
+    expect(index.annotations).toEqual({ 'org.opencontainers.image.description': 'two platforms' });
+    expect(index.manifests.map((m) => [m.platform?.architecture, m.annotations])).toEqual([[host, { 'org.example.note': 'host' }], [other, undefined]]);
+    const report = await readFile(reportFile, 'utf8');
+    expect(report).toContain(`digest = "${rec.target.digest}"`);
+    const tar = join(sb.dir, 'multi.oci.tar');
+    expect((await kiln(['save', 'multi-app:1', '-o', tar, '--root', sb.root], sb.dir)).code).toBe(0);
+    for (const [i, [runImg, appImg, v]] of ([[runHost, hostApp, `${host}-v3`], [runOther, otherApp, `${other}-v3`]] as const).entries()) {
+      const child = index.manifests[i] as Descriptor;
+      const p = `linux/${child.platform?.architecture ?? ''}`;
+      // the new digest on stderr and in the report
+      expect(r.stderr).toContain(`rebased docker.io/library/multi-app:1 ${p} onto docker.io/kt/run@${runIndex}: ${n} run image layers replaced by ${n + 1}, ${appImg.manifest.layers.length - n} app layers kept: ${child.digest}\n`);
+      expect(report).toContain(`    platform = "${p}"\n    image-id = "`);
+      expect(report).toContain(`    digest = "${child.digest}"\n    manifest-size = ${child.size}\n`);
+      const m = JSON.parse((await content.readBlob(child.digest)).toString()) as ImageManifest;
+      expect(child.mediaType).toBe(m.mediaType);
+      expect(m.layers.slice(n + 1)).toEqual(appImg.manifest.layers.slice(n));
+      expect(m.layers.slice(0, n + 1).map((l) => l.digest)).toEqual(runImg.manifest.layers.map((l) => l.digest));
+      const cfg = JSON.parse((await content.readBlob(m.config.digest)).toString()) as ImageConfig;
+      expect(cfg.architecture).toBe(child.platform?.architecture);
+      expect(cfg.rootfs.diff_ids).toEqual([...runImg.config.rootfs.diff_ids, ...appImg.config.rootfs.diff_ids.slice(n)]);
+      expect(runImageOf({ ...appImg, config: cfg })).toMatchObject({ topLayer: runImg.config.rootfs.diff_ids[n], reference: `docker.io/kt/run@${runIndex}` });
+      // what skopeo takes out of the saved index for that architecture unpacks with umoci: the run image layer of its platform
+      const layout = join(sb.dir, `multi-${v}.oci`);
+      execFileSync('skopeo', ['copy', '--override-arch', child.platform?.architecture ?? '', `oci-archive:${tar}`, `oci:${layout}:x`], { stdio: 'pipe' });
+      const bundle = join(sb.dir, `multi-${v}.bundle`);
+      await unpack(layout, 'x', bundle);
+      expect(await readFile(join(bundle, 'rootfs/etc/run-image-version'), 'utf8')).toBe(`${v}\n`);
+      expect(await readFile(join(bundle, 'rootfs/workspace/app.sh'), 'utf8')).toBe('echo multi\n');
+    }
+
+    // --publish: the index read from the registry, every platform pushed there, then the new index
+    const reg = registry.host;
+    // (the store's multi-app:1 is the rebased one now: put the original under another name to push it)
+    await images.put('docker.io/library/multi-orig:1', { mediaType: OCI_INDEX, digest: before as Descriptor['digest'], size: (await content.info(before as Descriptor['digest'])).size });
+    expect((await kiln(['push', 'multi-orig:1', `${reg}/team/multi:1`, '--root', sb.root], sb.dir)).code).toBe(0);
+    expect((await kiln(['push', 'kt/run:multi', `${reg}/kt/run:multi`, '--root', sb.root], sb.dir)).code).toBe(0);
+    const pub = await rebase([`${reg}/team/multi:1`, '--publish', '--force', '--run-image', `${reg}/kt/run:multi`, '-t', `${reg}/team/multi:rebased`]);
+    expect(pub.code, pub.stderr).toBe(0);
+    expect(pub.stderr).toMatch(new RegExp(`kiln: warning: linux/${other}: the new run image ${reg.replaceAll('.', '\\.')}/kt/run:multi is not the app's run image`));
+    // each platform's new run image layer mounted from kt/run, the rest already there
+    expect(pub.stderr).toMatch(/layers: \d+ already there, 2 mounted, 0 uploaded/);
+    const digest = /@(sha256:[0-9a-f]{64})$/m.exec(pub.stdout)?.[1] ?? '';
+    expect(pub.stdout).toBe(`${reg}/team/multi:1@${digest}\n${reg}/team/multi:rebased@${digest}\n`);
+    const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg}/team/multi:rebased`]);
+    expect(digestOf(raw)).toBe(digest);
+    const pubIndex = JSON.parse(raw.toString()) as { mediaType: string; manifests: Descriptor[]; annotations?: Record<string, string> };
+    expect(pubIndex.mediaType).toBe(OCI_INDEX);
+    expect(pubIndex.annotations).toEqual({ 'org.opencontainers.image.description': 'two platforms' });
+    expect(pubIndex.manifests.map((m) => m.platform?.architecture)).toEqual([host, other]);
+    for (const [i, runImg] of [runHost, runOther].entries()) {
+      const child = pubIndex.manifests[i] as Descriptor;
+      const m = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg}/team/multi@${child.digest}`], { encoding: 'utf8' })) as ImageManifest;
+      expect(m.layers.slice(0, n + 1).map((l) => l.digest)).toEqual(runImg.manifest.layers.map((l) => l.digest));
+      expect(m.layers.slice(n + 1).map((l) => l.digest)).toEqual(hostApp.manifest.layers.slice(n).map((l) => l.digest));
+    }
+    const pubLayout = join(sb.dir, 'multi-pub.oci');
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--override-arch', other, `docker://${reg}/team/multi:rebased`, `oci:${pubLayout}:x`], { stdio: 'pipe' });
+    const pubBundle = join(sb.dir, 'multi-pub.bundle');
+    await unpack(pubLayout, 'x', pubBundle);
+    expect(await readFile(join(pubBundle, 'rootfs/etc/run-image-version'), 'utf8')).toBe(`${other}-v3\n`);
+  }, 300_000);
 
   test('served by kiln daemon, with the Node and the Perl client (the report lands in the client cwd)', async () => {
     const app = join(sb.dir, 'shell-daemon');
