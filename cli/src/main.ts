@@ -23,6 +23,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['rmi', async () => (await import('./commands/images.js')).registerImages],
   ['imagetools', async () => (await import('./commands/imagetools.js')).registerImagetools],
   ['rebase', async () => (await import('./commands/rebase.js')).registerRebase],
+  ['history', async () => (await import('./commands/history.js')).registerHistory],
   [
     'daemon',
     async () => {

@@ -22,6 +22,8 @@ import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseAttestations } from '../engine/provenance-spec.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
 import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
+import { startRecording } from '../history/recorder.js';
+import { describeBuild, recordOptions } from '../history/describe.js';
 
 /** Parsed flags of `kiln build`. */
 export interface BuildFlags {
@@ -166,14 +168,15 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
       withInterrupt(io, async (signal) => {
         // Inside the interruptible part: waiting for a prune to finish can be cancelled too.
         await l.begin(signal);
-        return runBuild(e, {
+        const recording = startRecording(describeBuild(req, context), display.sink, recordOptions(io, e.root, signal, req));
+        return recording.track(runBuild(e, {
           ...req,
-          progress: display.sink,
+          progress: recording.sink,
           signal,
           onWarning,
           onCacheWarning: (m) => void io.stderr.write(`WARNING: ${m}\n`),
           ...(invokeSpec === undefined ? {} : { hold: (h: HeldBuild) => void (holder.held = h) }),
-        });
+        }));
       }),
     );
     await display.finish();

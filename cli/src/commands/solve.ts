@@ -13,6 +13,8 @@ import { EngineError } from '../engine/errors.js';
 import { exportOutputs } from '../engine/export.js';
 import { formatBuildError } from '../engine/report.js';
 import { parseSecrets, parseSsh } from '../engine/session.js';
+import { startRecording } from '../history/recorder.js';
+import { describeSolve, recordOptions } from '../history/describe.js';
 
 /** Parsed flags of `kiln solve`. */
 export interface SolveFlags {
@@ -89,10 +91,15 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     const solver = e.solver({ localDirs, secrets, ssh: ssh.sockets, allowInsecure: flags.allow.includes('security.insecure'), allowNetworkHost: flags.allow.includes('network.host'), platform, ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }) });
     await e.credentials.run(callerCredentials(io), () => withInterrupt(io, async (signal) => {
       await l.begin(signal);
-      const backend = new SolverBackend(e, solver, { progress: display.sink, signal, noCache: !flags.cache });
+      const recording = startRecording(describeSolve({ file: file === undefined || file === '-' ? '-' : callerPath(io, file), localDirs, secrets: Object.keys(secrets), ssh: Object.keys(ssh.sockets), ...(flags.platform === undefined ? {} : { platform: flags.platform }), noCache: !flags.cache }), display.sink, { ...recordOptions(io, e.root, signal), displayDests });
+      const progress = recording.sink;
+      const backend = new SolverBackend(e, solver, { progress, signal, noCache: !flags.cache });
       try {
         const ref = await backend.solve(def, { signal });
-        if (outputs.length > 0) await exportOutputs(e, outputs, { ref, platform }, { progress: display.sink, signal, displayDests });
+        await recording.completed({ exports: outputs.length > 0 ? await exportOutputs(e, outputs, { ref, platform }, { progress, signal, displayDests }) : [] });
+      } catch (err) {
+        await recording.failed(err);
+        throw err;
       } finally {
         await backend.release();
       }

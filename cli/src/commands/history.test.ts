@@ -1,0 +1,131 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, test } from 'vitest';
+import { RawJsonRenderer } from '@kiln/solver';
+import type { CliIo } from '../io.js';
+import { main } from '../main.js';
+import { newRef, type HistoryRecord } from '../history/record.js';
+import { HistoryStore } from '../history/store.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function root(): string {
+  const d = mkdtempSync(join(tmpdir(), 'kiln-history-cmd-'));
+  dirs.push(d);
+  return d;
+}
+
+/** Runs `kiln ARGS` in process (as main does for a user) and returns its exit code and output. */
+async function kiln(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = { stdin: (async function* () {})(), stdout: { write: (c: string | Uint8Array) => (stdout += Buffer.from(c).toString('latin1')) }, stderr: { write: (c: string | Uint8Array) => (stderr += String(c)) }, env: {} };
+  const code = await main(['node', 'kiln', ...args], io);
+  return { code, stdout, stderr };
+}
+
+const T = Date.now() - 60_000;
+
+function rec(i: number, over: Partial<HistoryRecord> = {}): HistoryRecord {
+  return { version: 1, ref: newRef(), kind: 'build', name: `app${i}`, status: 'completed', createdAt: new Date(T + i * 1000).toISOString(), completedAt: new Date(T + i * 1000 + 500).toISOString(), durationMs: 500, steps: { total: 2, cached: 1, completed: 2 }, exports: [], ...over };
+}
+
+/** The gzip rawjson log of one RUN step that printed `hello`. */
+function runLog(): Buffer {
+  let raw = '';
+  const r = new RawJsonRenderer({ write: (s) => (raw += s) });
+  r.handle({ kind: 'vertex.started', vertex: 'sha256:1', name: '[1/1] RUN echo hello', time: T });
+  r.handle({ kind: 'log', vertex: 'sha256:1', stream: 1, data: Buffer.from('hello\n'), time: T + 12 });
+  r.handle({ kind: 'vertex.done', vertex: 'sha256:1', time: T + 300 });
+  return gzipSync(raw);
+}
+
+describe('kiln history', () => {
+  test('ls lists newest first (table and json lines), filters by status', async () => {
+    const r = root();
+    const s = new HistoryStore(r);
+    const a = rec(1);
+    const b = rec(2, { status: 'error' });
+    await s.write(a);
+    await s.write(b);
+    const table = await kiln(['history', 'ls', '--root', r]);
+    expect(table.code).toBe(0);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^BUILD ID +NAME +STATUS +CREATED AT +DURATION$/);
+    expect(lines[1]).toMatch(new RegExp(`^${b.ref} +app2 +Error +\\d+ seconds ago +0\\.5s$`));
+    expect(lines[2]).toMatch(new RegExp(`^${a.ref} +app1 +Completed `));
+    const json = await kiln(['history', 'ls', '--root', r, '--format', 'json', '--filter', 'status=completed']);
+    expect(json.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { ref: string }).ref)).toEqual([a.ref]);
+    const bad = await kiln(['history', 'ls', '--root', r, '--filter', 'state=error']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('kiln: error KLN0931: invalid --filter "state=error"');
+  });
+
+  test('an empty root lists just the header', async () => {
+    expect((await kiln(['history', 'ls', '--root', root()])).stdout).toBe('BUILD ID   NAME   STATUS   CREATED AT   DURATION\n');
+  });
+
+  test('inspect: the latest by default, ^N and ids; an unknown ref is KLN0930 with what to do', async () => {
+    const r = root();
+    const s = new HistoryStore(r);
+    const a = rec(1, { target: 'web' });
+    const b = rec(2);
+    await s.write(a);
+    await s.write(b);
+    expect((await kiln(['history', 'inspect', '--root', r])).stdout).toContain(`ID:             ${b.ref}\nName:           app2\n`);
+    expect((await kiln(['history', 'inspect', '^1', '--root', r])).stdout).toContain('Target:         web\n');
+    const json = JSON.parse((await kiln(['history', 'inspect', a.ref, '--format', 'json', '--root', r])).stdout) as HistoryRecord;
+    expect(json).toMatchObject({ ref: a.ref, target: 'web', status: 'completed', steps: { total: 2, cached: 1 } });
+    const unknown = await kiln(['history', 'inspect', 'nosuchbuild', '--root', r]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe('kiln: error KLN0930: no build record "nosuchbuild"\nhint: list the recorded builds with kiln history ls (kept: the last 50, at most 48 h)\n');
+  });
+
+  test('logs replays the stored log (plain by default, rawjson as stored); a record without a log is KLN0933', async () => {
+    const r = root();
+    const s = new HistoryStore(r);
+    const withLog = rec(1, { log: { size: 1, truncated: true, limit: 4194304 } });
+    await s.write(withLog, runLog());
+    const plain = await kiln(['history', 'logs', '--root', r]);
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toBe('#1 [1/1] RUN echo hello\n#1 0.012 hello\n#1 DONE 0.3s\n');
+    expect(plain.stderr).toContain('WARNING: the log of build');
+    const raw = await kiln(['history', 'logs', withLog.ref, '--progress', 'rawjson', '--root', r]);
+    expect(raw.stdout.split('\n')[0]).toBe(`{"vertexes":[{"digest":"sha256:1","name":"[1/1] RUN echo hello","started":"${new Date(T).toISOString()}"}]}`);
+    const interrupted = rec(2, { status: 'running', owner: { pid: 4194305 } });
+    await s.write(interrupted);
+    const none = await kiln(['history', 'logs', '--root', r]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('KLN0933');
+    expect(none.stderr).toContain('ended before the build did');
+  });
+
+  test('rm: by ref and ^N (all resolved first: one unknown removes nothing), --all keeps running builds', async () => {
+    const r = root();
+    const s = new HistoryStore(r);
+    const recs = [rec(1), rec(2), rec(3), rec(4, { status: 'running', owner: { pid: process.pid } })];
+    for (const x of recs) await s.write(x, runLog());
+    const refs = async (): Promise<string[]> => (await s.list()).map((x) => x.record.ref);
+    const partial = await kiln(['history', 'rm', recs[0]?.ref as string, 'nosuchbuild', '--root', r]);
+    expect(partial.stderr).toContain('KLN0930');
+    expect(await refs()).toHaveLength(4);
+    const running = await kiln(['history', 'rm', '^0', '--root', r]);
+    expect(running.stderr).toContain('kiln: error KLN0932: build');
+    const one = await kiln(['history', 'rm', recs[0]?.ref as string, '^1', '--root', r]);
+    expect(one.code).toBe(0);
+    expect(one.stdout.trimEnd().split('\n').sort()).toEqual([recs[0]?.ref, recs[2]?.ref].sort());
+    expect(await refs()).toEqual([recs[3]?.ref, recs[1]?.ref]);
+    const all = await kiln(['history', 'rm', '--all', '--root', r]);
+    expect(all.stdout).toBe(`${recs[1]?.ref}\n`);
+    expect(all.stderr).toContain(`kept ${recs[3]?.ref}: the build is still running`);
+    // The logs went with their records.
+    expect((await readdir(s.dir)).filter((n) => n.endsWith('.log.gz'))).toHaveLength(1);
+    expect((await kiln(['history', 'rm', '--root', r])).stderr).toContain('KLN0931');
+  });
+});

@@ -1,0 +1,223 @@
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { ProgressEvent, ProgressSink } from '@kiln/solver';
+import type { ExportResult } from '@kiln/runtime';
+import { formatBuildError } from '../engine/report.js';
+import { DEFAULT_LOG_LIMIT, LogEncoder } from './log.js';
+import { newRef, ownOwner, type HistoryErrorLocation, type HistoryExport, type HistoryFailure, type HistoryRecord, type HistoryStatus } from './record.js';
+import { DEFAULT_RETENTION, HistoryStore, type RetentionPolicy } from './store.js';
+
+/** What is recorded of a build before it runs (see {@link HistoryRecord}). */
+export type BuildDescription = Omit<HistoryRecord, 'version' | 'ref' | 'status' | 'createdAt' | 'completedAt' | 'durationMs' | 'steps' | 'error' | 'exports' | 'log' | 'owner'>;
+
+/** Options of {@link startRecording}. */
+export interface RecordOptions {
+  /** The kiln root whose `history/` gets the record. */
+  readonly root: string;
+  /** The caller's environment: `KILN_HISTORY=0` records nothing. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** The build's cancel signal: a build that fails after it fired was canceled. */
+  readonly signal?: AbortSignal;
+  /** The build file, to quote the failing line in the error report (read only after a failure). */
+  readonly buildFile?: { readonly path?: string; readonly text?: string };
+  /** Output destinations as the user named them (a temp file that stands for `dest=-`). */
+  readonly displayDests?: ReadonlyMap<string, string>;
+  /** Where a record that could not be written is reported (never fails the build). */
+  readonly onWarning?: (message: string) => void;
+  readonly now?: () => number;
+  readonly logLimit?: number;
+  readonly retention?: RetentionPolicy;
+}
+
+/** What a build returns that the record keeps. */
+export interface RecordedResult {
+  readonly exports: readonly ExportResult[];
+  readonly frontend?: string;
+}
+
+/** The recording of one build (see {@link startRecording}). */
+export interface BuildRecording {
+  /** The progress sink to give the build: it records and passes every event on. */
+  readonly sink: ProgressSink;
+  /** Awaits the build, records how it ended, then resolves or rejects as the build did. */
+  track<T extends RecordedResult>(build: Promise<T>): Promise<T>;
+  /** Records a build that succeeded (when {@link BuildRecording.track} does not fit). */
+  completed(result: RecordedResult): Promise<void>;
+  /** Records a build that failed or was canceled. */
+  failed(error: unknown): Promise<void>;
+}
+
+/**
+ * Starts recording a build whose progress goes to `sink`: hand the build
+ * {@link BuildRecording.sink}, then {@link BuildRecording.track} its promise. The record is
+ * written when the build starts (running) and when it ends, however it ends. Recording costs the
+ * build two small asynchronous writes and the rawjson encoding of its events; a record that
+ * cannot be written is a warning, never the build's failure.
+ */
+export function startRecording(desc: BuildDescription, sink: ProgressSink, opts: RecordOptions): BuildRecording {
+  if (opts.env['KILN_HISTORY'] === '0') return { sink, track: (build) => build, completed: async () => undefined, failed: async () => undefined };
+  const recorder = new BuildRecorder(desc, sink, opts);
+  const failed = (e: unknown): Promise<void> => recorder.end(opts.signal?.aborted === true || (e as { code?: unknown }).code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e);
+  const completed = (r: RecordedResult): Promise<void> => recorder.end('completed', r.exports, r.frontend);
+  return {
+    sink: recorder,
+    completed,
+    failed,
+    track: async (build) => {
+      let result;
+      try {
+        result = await build;
+      } catch (e) {
+        await failed(e);
+        throw e;
+      }
+      await completed(result);
+      return result;
+    },
+  };
+}
+
+/** Counts the steps of a build from its progress, as BuildKit's history counts vertexes. */
+export class StepCounter {
+  readonly #steps = new Map<string, 'started' | 'cached' | 'completed' | 'error'>();
+
+  handle(ev: ProgressEvent): void {
+    switch (ev.kind) {
+      case 'vertex.started':
+        if (!this.#steps.has(ev.vertex)) this.#steps.set(ev.vertex, 'started');
+        return;
+      case 'vertex.cached':
+        this.#steps.set(ev.vertex, 'cached');
+        return;
+      case 'vertex.done':
+        if (this.#steps.get(ev.vertex) !== 'cached') this.#steps.set(ev.vertex, 'completed');
+        return;
+      case 'vertex.error':
+        if (this.#steps.get(ev.vertex) === 'started' || !this.#steps.has(ev.vertex)) this.#steps.set(ev.vertex, 'error');
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Steps seen, taken from the cache, and finished (cached ones included). */
+  get counts(): { total: number; cached: number; completed: number } {
+    let cached = 0;
+    let completed = 0;
+    for (const s of this.#steps.values()) {
+      if (s === 'cached') cached++;
+      if (s === 'cached' || s === 'completed') completed++;
+    }
+    return { total: this.#steps.size, cached, completed };
+  }
+}
+
+/** The recording of one build; a {@link ProgressSink} in front of the build's own. */
+class BuildRecorder implements ProgressSink {
+  readonly #sink: ProgressSink;
+  readonly #opts: RecordOptions;
+  readonly #store: HistoryStore;
+  readonly #steps = new StepCounter();
+  readonly #log: LogEncoder;
+  readonly #running: HistoryRecord;
+  readonly #started: number;
+  /** The `running` record's write: the final one must land after it. */
+  readonly #marked: Promise<boolean>;
+  #ended = false;
+
+  constructor(desc: BuildDescription, sink: ProgressSink, opts: RecordOptions) {
+    this.#sink = sink;
+    this.#opts = opts;
+    this.#store = new HistoryStore(opts.root);
+    this.#log = new LogEncoder(opts.logLimit ?? DEFAULT_LOG_LIMIT);
+    this.#started = (opts.now ?? Date.now)();
+    this.#running = { version: 1, ref: newRef(), ...desc, status: 'running', createdAt: new Date(this.#started).toISOString(), steps: { total: 0, cached: 0, completed: 0 }, exports: [], owner: ownOwner() };
+    // Not awaited here: the build starts at once; end() waits for it.
+    this.#marked = this.#store.write(this.#running).then(
+      () => true,
+      (e: unknown) => {
+        this.#warn(e);
+        return false;
+      },
+    );
+  }
+
+  emit(ev: ProgressEvent): void {
+    if (!this.#ended) {
+      this.#steps.handle(ev);
+      this.#log.handle(ev);
+    }
+    this.#sink.emit(ev);
+  }
+
+  /** Writes the final record (after the running one), then applies the retention policy. */
+  async end(status: Exclude<HistoryStatus, 'running'>, exports: readonly ExportResult[], frontend: string | undefined, error?: unknown): Promise<void> {
+    // Once: a build records how it ended, not a later call's idea of it.
+    if (this.#ended) return;
+    this.#ended = true;
+    const completed = (this.#opts.now ?? Date.now)();
+    try {
+      const log = await this.#log.finish();
+      const failure = error === undefined || status === 'canceled' ? undefined : await this.#failure(error);
+      const { owner: _, ...running } = this.#running;
+      const rec: HistoryRecord = {
+        ...running,
+        ...(frontend === undefined ? {} : { frontend }),
+        status,
+        completedAt: new Date(completed).toISOString(),
+        durationMs: completed - this.#started,
+        steps: this.#steps.counts,
+        ...(failure === undefined ? {} : { error: failure }),
+        exports: exports.map((x) => this.#export(x)),
+        ...(log === undefined ? {} : { log: { size: log.bytes.length, truncated: log.truncated, limit: this.#log.limit } }),
+      };
+      if (!(await this.#marked)) return;
+      await this.#store.write(rec, log?.bytes);
+    } catch (e) {
+      this.#warn(e);
+      return;
+    }
+    // Not awaited: the build is done; the process (or daemon) lives on until the prune is.
+    this.#store.prune(this.#opts.retention ?? DEFAULT_RETENTION, completed).catch((e: unknown) => this.#warn(e));
+  }
+
+  #export(x: ExportResult): HistoryExport {
+    const dest = x.dest === undefined ? undefined : (this.#opts.displayDests?.get(x.dest) ?? x.dest);
+    return { type: x.type, names: [...x.names], ...(x.digest === undefined ? {} : { digest: x.digest }), ...(dest === undefined ? {} : { dest }), pushed: [...x.pushed] };
+  }
+
+  /** The error as the build reported it, with its place in the build file. */
+  async #failure(e: unknown): Promise<HistoryFailure> {
+    const file = this.#opts.buildFile;
+    const dockerfileName = file?.path === undefined ? 'Dockerfile' : basename(file.path);
+    const dockerfileText = file?.text ?? (file?.path === undefined ? undefined : await readFile(file.path, 'utf8').catch(() => undefined));
+    const report = formatBuildError(e, { ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName });
+    const first = report.split('\n')[0] ?? '';
+    const message = first.replace(/^kiln: error( [A-Z0-9_]+)?: /, '');
+    const code = /^kiln: error ([A-Z0-9_]+):/.exec(first)?.[1];
+    const location = errorLocation(e, dockerfileName);
+    return { message, ...(code === undefined ? {} : { code }), ...(location === undefined ? {} : { location }), report };
+  }
+
+  #warn(e: unknown): void {
+    this.#opts.onWarning?.(`the build was not recorded in kiln history: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/**
+ * The first place in the build file along `e`'s causes: a failed step's (VertexError
+ * `locations`), a Dockerfile error's or a frontend's (`location`). `file` '' is the build file.
+ */
+export function errorLocation(e: unknown, dockerfileName: string): HistoryErrorLocation | undefined {
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 8; depth++, cur = cur.cause) {
+    const o = cur as { locations?: unknown; location?: unknown; source?: unknown };
+    const loc: unknown = Array.isArray(o.locations) ? o.locations[0] : o.location;
+    if (typeof loc !== 'object' || loc === null) continue;
+    const l = loc as { file?: unknown; line?: unknown; column?: unknown; source?: unknown };
+    if (typeof l.line !== 'number' || typeof l.column !== 'number') continue;
+    const file = typeof l.file === 'string' && l.file !== '' ? l.file : dockerfileName;
+    const source = typeof l.source === 'string' ? l.source : typeof o.source === 'string' ? o.source : undefined;
+    return { file, line: l.line, column: l.column, ...(source === undefined ? {} : { source }) };
+  }
+  return undefined;
+}
