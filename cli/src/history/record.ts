@@ -106,7 +106,7 @@ export function newRef(): string {
 }
 
 /** A ref as {@link newRef} makes them. */
-export const REF_PATTERN = /^[0-9a-z]{25}$/;
+const REF_PATTERN = /^[0-9a-z]{25}$/;
 
 /** The record in `text`, or undefined when it is not one (a torn or foreign file). */
 export function parseRecord(text: string): HistoryRecord | undefined {

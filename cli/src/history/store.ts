@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { pidAlive } from '@kiln/solver';
 import { HistoryError } from './errors.js';
-import { ownerAlive, parseRecord, REF_PATTERN, type HistoryOwner, type HistoryRecord } from './record.js';
+import { ownerAlive, parseRecord, type HistoryOwner, type HistoryRecord } from './record.js';
 
 /** BuildKit's default history config (`[history] maxAge = 48h, maxEntries = 50`). */
 export interface RetentionPolicy {
@@ -188,9 +188,4 @@ export class HistoryStore {
 
 function ignoreMissing(e: unknown): void {
   if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-}
-
-/** Whether `s` looks like a whole ref (not a prefix or offset). */
-export function isWholeRef(s: string): boolean {
-  return REF_PATTERN.test(s);
 }
