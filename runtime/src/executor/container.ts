@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { WorkerError } from '../api/errors.js';
 import type { ContainerProcessSpec, ContainerRequest, ExecContainer, ExecProcess, ExecRequest } from '../api/executor.js';
 import type { RootView, Stub } from './root-view.js';
-import { spawnOnPty, type PtyProcess, type TerminalSize } from './pty-relay.js';
+import { spawnOnPty, startSize, type PtyProcess, type TerminalSize } from './pty-relay.js';
 import { childExit } from './child-exit.js';
 import { processSpec, specJson } from './spec.js';
 import { resolveUser } from './user.js';
@@ -37,7 +37,8 @@ export interface ContainerHost {
   /** `runc --root`. */
   readonly state: string;
   /** The executor's config of a run (root layout, user, mounts, spec); undo steps go to `cleanups`. */
-  configure(req: ExecRequest, cleanups: Cleanup[], terminal: boolean): Promise<Configured>;
+  /** `terminal`: the size of the process's pseudo-terminal; none without. */
+  configure(req: ExecRequest, cleanups: Cleanup[], terminal: TerminalSize | undefined): Promise<Configured>;
   /** The capabilities `insecure` grants. */
   insecureCapabilities(): Promise<readonly string[]>;
   /** The error message runc logged at `log`, if any. */
@@ -116,7 +117,7 @@ export class RuncContainer implements ExecContainer {
         ...(r.cgroupParent === undefined ? {} : { cgroupParent: r.cgroupParent }),
       },
       this.#cleanups,
-      p.tty === true,
+      terminalSize(p),
     );
     this.#gone();
     // The spec holds the process environment: root-only.
@@ -139,7 +140,7 @@ export class RuncContainer implements ExecContainer {
       user,
       security,
       insecureCapabilities: security === 'insecure' ? await this.#host.insecureCapabilities() : [],
-      terminal: p.tty === true,
+      ...(p.tty === true ? { terminal: startSize(p.ttySize) } : {}),
     });
     this.#gone();
     const { bundle, id } = this.#host;
@@ -420,6 +421,11 @@ function signalName(name: string): NodeJS.Signals {
   const full = upper.startsWith('SIG') ? upper : `SIG${upper}`;
   if (signals[full] !== undefined) return full as NodeJS.Signals;
   throw new WorkerError('UNSUPPORTED', `unknown signal ${JSON.stringify(name)}`, { hint: 'use a signal name such as SIGTERM, SIGINT, SIGKILL or SIGHUP' });
+}
+
+/** The size `p`'s terminal is made with (the relay's and the container's alike); none without `tty`. */
+function terminalSize(p: ContainerProcessSpec): TerminalSize | undefined {
+  return p.tty === true ? startSize(p.ttySize) : undefined;
 }
 
 /** The error of a missing perl (the terminal relay). */

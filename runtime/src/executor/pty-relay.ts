@@ -108,8 +108,9 @@ export interface PtyProcess {
 }
 
 /** Starts `command args` (a foreground runc) on a new terminal, see {@link SCRIPT}. */
-export function spawnOnPty(command: string, args: readonly string[], size: TerminalSize = DEFAULT_TERMINAL_SIZE): PtyProcess {
-  const child = spawn('perl', ['-e', SCRIPT, String(dim(size.rows)), String(dim(size.cols)), command, ...args], {
+export function spawnOnPty(command: string, args: readonly string[], size?: TerminalSize): PtyProcess {
+  const start = startSize(size);
+  const child = spawn('perl', ['-e', SCRIPT, String(start.rows), String(start.cols), command, ...args], {
     stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     // Its own process group (as the executor's runc): kiln stops containers on Ctrl-C itself.
     detached: true,
@@ -122,6 +123,11 @@ export function spawnOnPty(command: string, args: readonly string[], size: Termi
       if (!control.destroyed) control.write(`${dim(s.rows)} ${dim(s.cols)}\n`);
     },
   };
+}
+
+/** The size a terminal is made with: `size` as the kernel holds it, else the VT100's. */
+export function startSize(size: TerminalSize = DEFAULT_TERMINAL_SIZE): TerminalSize {
+  return { rows: dim(size.rows), cols: dim(size.cols) };
 }
 
 /** A terminal dimension: a whole number the kernel's 16-bit field holds. */

@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import type { TerminalSize } from './pty-relay.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
@@ -155,7 +156,7 @@ export class RuncExecutor implements Executor {
    * resolv.conf files, mounts (their undo steps go to `cleanups`) and the spec. Shared by
    * {@link RuncExecutor.run} and the long-lived containers of {@link RuncExecutor.newContainer}.
    */
-  async #configure(req: ExecRequest, run: RunDirs, scratch: string, cleanups: Cleanup[], terminal = false): Promise<Configured> {
+  async #configure(req: ExecRequest, run: RunDirs, scratch: string, cleanups: Cleanup[], terminal?: TerminalSize): Promise<Configured> {
     const { id, bundle } = run;
     const mountPoints = mountPointLayers(join(this.runtimeDir, 'mount-points'));
     const root = await rootLayout(req, bundle, scratch, this.#lowerStats, mountPoints, req.security !== 'insecure');
@@ -196,7 +197,7 @@ export class RuncExecutor implements Executor {
         mounts,
         ...(req.rlimits === undefined ? {} : { rlimits: req.rlimits }),
         ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
-        ...(terminal ? { terminal } : {}),
+        ...(terminal === undefined ? {} : { terminal }),
       });
       return { ...configured, spec };
     } catch (e) {
