@@ -1,16 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { formatReference, parseReference, putManifest, RegistryClient, type ImageReference } from '@kiln/runtime';
-import { callerPath, type CliIo } from '../io.js';
+import { formatReference, putManifest, RegistryClient, type Descriptor } from '@kiln/runtime';
+import { callerCwd, callerPath, type CliIo } from '../io.js';
 import { kilnRoot, withInterrupt } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { acquireEngine } from '../engine/lease.js';
 import { parseAnnotations } from '../imagetools/annotations.js';
-import { assertRegistryName, combine, mergeDescriptor, parseSource, sourceRefs, type Source } from '../imagetools/combine.js';
-import { copySources } from '../imagetools/copy.js';
+import { assertSupportedName, combine, detectMediaType, mergeDescriptor, parseSource, sourceLocations, type Source } from '../imagetools/combine.js';
+import { copySources, layoutReader, layoutWriter, registryReader, registryWriter, type GraphReader } from '../imagetools/copy.js';
 import { asImagetoolsError, ImagetoolsError } from '../imagetools/errors.js';
 import { formatSummary, loadImages, loadRoot, templateInput } from '../imagetools/inspect.js';
-import { fetchSmallBlob, isManifestLike, registrySource, storeSource, type ManifestSource } from '../imagetools/source.js';
+import { OciLayoutDir } from '../imagetools/layout.js';
+import { isLayoutName, locationName, parseLayoutLocation, parseLocation, type LayoutLocation, type Location } from '../imagetools/location.js';
+import { fetchSmallBlob, isManifestLike, layoutSource, MAX_SMALL_BLOB, registrySource, storeSource, type ManifestSource } from '../imagetools/source.js';
 import { executeTemplate, parseTemplate, printsSummary } from '../imagetools/template.js';
 
 interface InspectFlags {
@@ -48,8 +50,8 @@ export function registerImagetools(program: Command, io: CliIo): void {
   const cmd = program.command('imagetools').description('work on images in registries (inspect, create multi-platform indexes)');
   cmd
     .command('inspect')
-    .description('show details of an image in a registry')
-    .argument('<name>', 'image reference ([registry/]name[:tag|@digest])')
+    .description('show details of an image in a registry or an OCI layout')
+    .argument('<name>', 'image reference ([registry/]name[:tag|@digest]) or oci-layout://PATH[:TAG|@DIGEST]')
     .option('--raw', 'print the manifest or index exactly as the registry serves it')
     .option('--format <template>', "Go-template subset: '{{json .Manifest}}', '{{json .Image}}', '{{json .Provenance}}', '{{json .SBOM}}', '{{println .Manifest.Digest}}'")
     .option('--local', 'read NAME from the kiln image store (kiln images) instead of its registry')
@@ -57,9 +59,9 @@ export function registerImagetools(program: Command, io: CliIo): void {
     .action((name: string, flags: InspectFlags) => guarded(() => inspect(io, name, flags)));
   cmd
     .command('create')
-    .description('create a new image (index) from source images in registries')
-    .argument('[sources...]', 'images (references), digests in the target repository, or descriptors (JSON)')
-    .option('-t, --tag <ref>', 'reference to push the new image to (repeatable)', collect, [])
+    .description('create a new image (index) from source images in registries or OCI layouts')
+    .argument('[sources...]', 'images (references, oci-layout://PATH[:TAG|@DIGEST]), digests in the target repository, or descriptors (JSON)')
+    .option('-t, --tag <ref>', 'reference (or oci-layout://PATH[:TAG]) to push the new image to (repeatable)', collect, [])
     .option('-f, --file <file>', 'read a source descriptor from a file (repeatable; - for stdin)', collect, [])
     .option('--annotation <annotation>', 'add an annotation: index:KEY=VALUE or manifest-descriptor[PLATFORM]:KEY=VALUE (repeatable)', collect, [])
     .option('--append', 'append the sources to the index already at the first -t')
@@ -83,13 +85,18 @@ function registryClient(io: CliIo): RegistryClient {
   return new RegistryClient({ credentials: callerCredentials(io) });
 }
 
-function parseTarget(s: string): ImageReference {
-  assertRegistryName(s, 'target');
-  return parseReference(s);
+function parseTarget(io: CliIo, s: string): Location {
+  assertSupportedName(s, 'target');
+  return parseLocation(s, callerCwd(io));
 }
 
 async function inspect(io: CliIo, name: string, flags: InspectFlags): Promise<void> {
   if (flags.format !== undefined) parseTemplate(flags.format);
+  if (isLayoutName(name)) {
+    if (flags.local === true) throw new ImagetoolsError('KLN0860', '--local reads the kiln image store: it cannot be combined with an oci-layout:// name', { hint: 'drop --local' });
+    await inspectFrom(io, name, layoutSource(parseLayoutLocation(name, callerCwd(io)), detectMediaType), flags);
+    return;
+  }
   if (flags.local === true) {
     const lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path });
     try {
@@ -99,8 +106,9 @@ async function inspect(io: CliIo, name: string, flags: InspectFlags): Promise<vo
     }
     return;
   }
-  const ref = parseTarget(name);
-  await withInterrupt(io, (signal) => inspectFrom(io, name, registrySource(registryClient(io), ref, signal), flags));
+  const loc = parseTarget(io, name);
+  if (loc.kind !== 'registry') throw new ImagetoolsError('KLN0864', `"${name}" is not a registry reference`);
+  await withInterrupt(io, (signal) => inspectFrom(io, name, registrySource(registryClient(io), loc.ref, signal), flags));
 }
 
 async function inspectFrom(io: CliIo, name: string, source: ManifestSource, flags: InspectFlags): Promise<void> {
@@ -123,15 +131,15 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
   if (args.length === 0 && flags.file.length === 0) throw new ImagetoolsError('KLN0860', 'no sources given', { hint: 'name images, digests or descriptors, or use -f FILE' });
   if (flags.dryRun !== true && flags.tag.length === 0) throw new ImagetoolsError('KLN0860', "can't push with no tags: set -t or --dry-run");
   if (!['auto', 'plain', 'tty', 'rawjson', 'quiet'].includes(flags.progress)) throw new ImagetoolsError('KLN0860', `invalid --progress "${flags.progress}"`, { hint: 'use auto, plain, tty, rawjson or quiet' });
-  const targets = flags.tag.map(parseTarget);
+  const targets = flags.tag.map((t) => parseTarget(io, t));
   const annotations = parseAnnotations(flags.annotation);
   const fileArgs: string[] = [];
   for (const f of flags.file) fileArgs.push(f === '-' ? await readAll(io.stdin) : await readFile(callerPath(io, f), 'utf8').catch((e: unknown) => {
     throw new ImagetoolsError('KLN0860', `cannot read -f ${f}: ${(e as Error).message}`);
   }));
   const all = [...(flags.append === true && flags.tag[0] !== undefined ? [flags.tag[0]] : []), ...fileArgs, ...args];
-  const specs = all.map(parseSource);
-  const refs = sourceRefs(specs, targets);
+  const specs = all.map((a) => parseSource(a, callerCwd(io)));
+  const locs = sourceLocations(specs, targets);
   const client = registryClient(io);
   const log = (s: string): void => {
     if (flags.progress !== 'quiet') io.stderr.write(s);
@@ -139,10 +147,10 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
   await withInterrupt(io, async (signal) => {
     const sources: Source[] = await Promise.all(
       specs.map(async (s, i) => {
-        const ref = refs[i] as ImageReference;
-        let resolved;
+        const loc = locs[i] as Location;
+        let resolved: { loc: Location; desc: Descriptor };
         try {
-          resolved = await client.resolve(ref, signal);
+          resolved = await resolveSource(client, loc, signal);
         } catch (e) {
           const err = asImagetoolsError(e);
           if (flags.append === true && i === 0 && err instanceof ImagetoolsError && err.code === 'KLN0861') {
@@ -150,23 +158,63 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
           }
           throw err;
         }
-        return { ref: resolved.ref, desc: s.kind === 'descriptor' ? mergeDescriptor(resolved.descriptor, s.desc) : resolved.descriptor };
+        return { loc: resolved.loc, desc: s.kind === 'descriptor' ? mergeDescriptor(resolved.desc, s.desc) : resolved.desc };
       }),
     );
-    const fetch = (ref: ImageReference, d: Source['desc']): Promise<Buffer> => (isManifestLike(d.mediaType) || d.mediaType === '' ? client.fetchManifest(ref, d, signal) : fetchSmallBlob(client, ref, d, signal));
+    const fetch = (loc: Location, d: Descriptor): Promise<Buffer> => {
+      if (loc.kind === 'layout') return new OciLayoutDir(loc.dir).fetch(d, isManifestLike(d.mediaType) || d.mediaType === '' ? undefined : MAX_SMALL_BLOB);
+      return isManifestLike(d.mediaType) || d.mediaType === '' ? client.fetchManifest(loc.ref, d, signal) : fetchSmallBlob(client, loc.ref, d, signal);
+    };
     const out = await combine(sources, annotations, flags.preferIndex, fetch);
     for (const a of out.dropped) io.stderr.write(`kiln: warning: annotation ${a.key} dropped: every source is a Docker manifest, and a Docker manifest list has no annotations\n`);
+    // buildx's ValidateTargetDigest: a layout target named by digest must get that digest (checked before anything is written)
+    for (const t of targets) {
+      if (t.kind === 'layout' && t.digest !== undefined && t.digest !== out.desc.digest) {
+        throw new ImagetoolsError('KLN0860', `target ${locationName(t)} requested digest ${t.digest} but produced ${out.desc.digest}`, { hint: 'name the layout target by tag: -t oci-layout://DIR:TAG' });
+      }
+    }
     if (flags.dryRun === true) {
       io.stdout.write(Buffer.concat([out.bytes, Buffer.from('\n')]));
       return;
     }
+    const readers = sources.map((s) => ({ from: readerFor(client, s.loc), desc: s.desc }));
     for (const t of targets) {
-      await copySources(client, sources, t, { signal, log });
-      log(`pushing ${out.desc.digest} to ${formatReference(t)}\n`);
-      await putManifest(client, t, t.tag ?? out.desc.digest, out.bytes, out.desc.mediaType, signal);
-      io.stdout.write(`${formatReference({ domain: t.domain, path: t.path, tag: t.tag })}@${out.desc.digest}\n`);
+      if (t.kind === 'registry') {
+        await copySources(readers, registryWriter(client, t.ref), { signal, log });
+        log(`pushing ${out.desc.digest} to ${formatReference(t.ref)}\n`);
+        await putManifest(client, t.ref, t.ref.tag ?? out.desc.digest, out.bytes, out.desc.mediaType, signal);
+        io.stdout.write(`${formatReference({ domain: t.ref.domain, path: t.ref.path, tag: t.ref.tag })}@${out.desc.digest}\n`);
+      } else {
+        await writeToLayout(t, readers, out, { signal, log });
+        io.stdout.write(`${locationName({ ...t, digest: undefined })}@${out.desc.digest}\n`);
+      }
     }
   });
+}
+
+/** A source's descriptor: resolved in its registry, or found in its layout's index.json or blobs. */
+async function resolveSource(client: RegistryClient, loc: Location, signal: AbortSignal): Promise<{ loc: Location; desc: Descriptor }> {
+  if (loc.kind === 'layout') return { loc, desc: await new OciLayoutDir(loc.dir, locationName({ ...loc, tag: undefined, digest: undefined })).resolve(loc, detectMediaType) };
+  const r = await client.resolve(loc.ref, signal);
+  return { loc: { kind: 'registry', ref: r.ref }, desc: r.descriptor };
+}
+
+function readerFor(client: RegistryClient, loc: Location): GraphReader {
+  return loc.kind === 'registry' ? registryReader(client, loc.ref) : layoutReader(new OciLayoutDir(loc.dir, locationName({ ...loc, tag: undefined, digest: undefined })));
+}
+
+/**
+ * `-t oci-layout://DIR[:TAG]` (buildx's pushOCILayout): the sources' blobs copied into DIR's
+ * blobs/ (created when missing), the new index or manifest written there, and then named in
+ * index.json under the tag (`latest` when none is given; a `@DIGEST` target adds it untagged).
+ */
+async function writeToLayout(t: LayoutLocation, readers: ReadonlyArray<{ from: GraphReader; desc: Descriptor }>, out: { bytes: Buffer; desc: Descriptor }, opts: { signal: AbortSignal; log: (s: string) => void }): Promise<void> {
+  const layout = new OciLayoutDir(t.dir, locationName({ ...t, tag: undefined, digest: undefined }));
+  const writer = layoutWriter(layout);
+  await copySources(readers, writer, opts);
+  opts.log(`writing ${out.desc.digest} to ${locationName(t)}\n`);
+  if (!(await layout.has(out.desc))) await layout.writeBlob(out.desc, [out.bytes], opts.signal);
+  await layout.tag({ mediaType: out.desc.mediaType, digest: out.desc.digest, size: out.desc.size }, t.digest !== undefined ? undefined : (t.tag ?? 'latest'));
 }
 
 async function readAll(stream: AsyncIterable<Uint8Array>): Promise<string> {

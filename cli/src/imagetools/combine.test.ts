@@ -1,8 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import { digestOf, parseReference, type Descriptor, type ImageReference } from '@kiln/runtime';
+import { digestOf, parseReference, type Descriptor } from '@kiln/runtime';
 import { parseAnnotations } from './annotations.js';
 import { asImagetoolsError } from './errors.js';
-import { combine, parseSource, sourceRefs, type Source } from './combine.js';
+import { combine, parseSource, sourceLocations, type Source } from './combine.js';
+import { locationName, type Location } from './location.js';
 
 // A fake registry: blobs by digest. combine() only reads manifests and configs through `fetch`.
 const blobs = new Map<string, Buffer>();
@@ -12,7 +13,7 @@ function put(v: unknown): Descriptor & { bytes: Buffer } {
   blobs.set(digest, bytes);
   return { mediaType: '', digest, size: bytes.length, bytes };
 }
-const fetch = async (_ref: ImageReference, d: Descriptor): Promise<Buffer> => {
+const fetch = async (_loc: Location, d: Descriptor): Promise<Buffer> => {
   const b = blobs.get(d.digest);
   if (b === undefined) throw new Error(`no ${d.digest}`);
   return b;
@@ -24,8 +25,8 @@ function image(arch: string, mediaType: string, variant?: string): Descriptor {
   const m = put({ schemaVersion: 2, mediaType, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cfg.digest, size: cfg.size }, layers: [] });
   return { mediaType, digest: m.digest, size: m.size };
 }
-const ref = parseReference('localhost:5000/app:1');
-const src = (desc: Descriptor): Source => ({ ref, desc });
+const loc: Location = { kind: 'registry', ref: parseReference('localhost:5000/app:1') };
+const src = (desc: Descriptor): Source => ({ loc, desc });
 
 describe('combine (buildx imagetools create)', () => {
   test('two Docker manifests without platforms: platforms from their configs, a Docker manifest list as MarshalIndent writes it', async () => {
@@ -109,17 +110,24 @@ describe('combine (buildx imagetools create)', () => {
   });
 });
 
-describe('parseSource / sourceRefs', () => {
+describe('parseSource / sourceLocations', () => {
   const dg = `sha256:${'a'.repeat(64)}`;
+  const app: Location = { kind: 'registry', ref: parseReference('localhost:5000/app:1') };
   test('digest, reference and descriptor sources; the repository of a digest is the one repository given', () => {
-    const specs = [parseSource(dg), parseSource('localhost:5000/other:2'), parseSource(`{"digest":"${dg}","platform":{"os":"linux","architecture":"s390x"}}`)];
+    const specs = [parseSource(dg, '/w'), parseSource('localhost:5000/other:2', '/w'), parseSource(`{"digest":"${dg}","platform":{"os":"linux","architecture":"s390x"}}`, '/w')];
     expect(specs.map((s) => s.kind)).toEqual(['digest', 'ref', 'descriptor']);
-    expect(() => sourceRefs(specs, [parseReference('localhost:5000/app:1')])).toThrow(expect.objectContaining({ code: 'KLN0860' }));
-    const refs = sourceRefs([specs[0], specs[2]].filter((s) => s !== undefined), [parseReference('localhost:5000/app:1')]);
-    expect(refs.map((r) => `${r.domain}/${r.path}@${r.digest ?? ''}`)).toEqual([`localhost:5000/app@${dg}`, `localhost:5000/app@${dg}`]);
+    expect(() => sourceLocations(specs, [app])).toThrow(expect.objectContaining({ code: 'KLN0860' }));
+    const locs = sourceLocations([specs[0], specs[2]].filter((s) => s !== undefined), [app]);
+    expect(locs.map(locationName)).toEqual([`localhost:5000/app:1@${dg}`, `localhost:5000/app:1@${dg}`]);
   });
-  test.for(['sha256:zz', 'oci-layout://./x', './dir', '{"digest":1}', '{nope', 'app:bad!tag', 'Upper'])('%s is refused', (s) => {
-    expect(() => parseSource(s)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^KLN086[04]$/) }));
+  test('an oci-layout:// source (relative to the caller cwd); a digest in the one layout given', () => {
+    const layout = parseSource('oci-layout://./lay:v1', '/w');
+    expect(layout).toMatchObject({ kind: 'ref', loc: { kind: 'layout', path: './lay', dir: '/w/lay', tag: 'v1' } });
+    const locs = sourceLocations([parseSource(dg, '/w')], [{ kind: 'layout', path: 'out', dir: '/w/out', tag: 'x' }]);
+    expect(locs.map(locationName)).toEqual([`oci-layout://out@${dg}`]);
+  });
+  test.for(['sha256:zz', 'docker-daemon:app:1', 'oci:./x:1', './dir', '{"digest":1}', '{nope', 'app:bad!tag', 'Upper', `oci-layout://x@sha512:${'a'.repeat(128)}`, 'oci-layout://'])('%s is refused', (s) => {
+    expect(() => parseSource(s, '/w')).toThrow(expect.objectContaining({ code: expect.stringMatching(/^KLN086[04]$/) }));
   });
 });
 

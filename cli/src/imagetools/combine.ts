@@ -1,6 +1,5 @@
 import {
   digestOf,
-  formatReference,
   isDigest,
   isIndexMediaType,
   isManifestMediaType,
@@ -8,22 +7,19 @@ import {
   normalizePlatform,
   parseDescriptor,
   parseManifest,
-  parseReference,
-  repositoryName,
-  withTarget,
   type Descriptor,
   type Digest,
-  type ImageReference,
   type Platform,
 } from '@kiln/runtime';
 import type { Annotation } from './annotations.js';
 import { ImagetoolsError, parseJsonContent } from './errors.js';
 import { goIndex, goJson, withExtras } from './go-json.js';
+import { isLayoutName, locationName, parseLocation, repositoryKey, withDigest, type Location } from './location.js';
 import { platformString } from './platform-format.js';
 
-/** A source of `imagetools create` as given: a reference, a bare digest, or a descriptor (JSON). */
+/** A source of `imagetools create` as given: a reference or layout, a bare digest, or a descriptor (JSON). */
 export type SourceSpec =
-  | { readonly kind: 'ref'; readonly ref: ImageReference; readonly given: string }
+  | { readonly kind: 'ref'; readonly loc: Location; readonly given: string }
   | { readonly kind: 'digest'; readonly digest: Digest; readonly given: string }
   | { readonly kind: 'descriptor'; readonly desc: PartialDescriptor; readonly given: string };
 
@@ -36,34 +32,34 @@ export interface PartialDescriptor {
   readonly annotations?: Readonly<Record<string, string>> | undefined;
 }
 
-/** A resolved source: its repository and the full descriptor of its manifest or index. */
+/** A resolved source: its repository or layout and the full descriptor of its manifest or index. */
 export interface Source {
-  readonly ref: ImageReference;
+  readonly loc: Location;
   desc: Descriptor;
 }
 
-const NON_REGISTRY = /^(?:[a-z][a-z0-9+.-]*:\/\/|docker-daemon:|oci:|oci-archive:|docker-archive:|dir:|containers-storage:|\.{0,2}\/)/;
+const OTHER_TRANSPORT = /^(?:[a-z][a-z0-9+.-]*:\/\/|docker-daemon:|oci:|oci-archive:|docker-archive:|dir:|containers-storage:|\.{0,2}\/)/;
 
-/** Rejects `oci-layout://…`, `docker-daemon:…`, paths: imagetools talks to registries only. */
-export function assertRegistryName(s: string, role: 'target' | 'source'): void {
-  if (NON_REGISTRY.test(s)) {
-    throw new ImagetoolsError('KLN0864', `${role} "${s}" is not a registry reference: kiln imagetools reads and writes registries only`, {
-      hint: role === 'target' ? 'give -t [registry/]name[:tag]; for an OCI layout or tarball use kiln build --output or kiln save' : 'give [registry/]name[:tag|@digest]',
+/** Rejects `docker-daemon:…`, `oci:…`, bare paths: imagetools talks to registries and `oci-layout://` directories. */
+export function assertSupportedName(s: string, role: 'target' | 'source'): void {
+  if (!isLayoutName(s) && OTHER_TRANSPORT.test(s)) {
+    throw new ImagetoolsError('KLN0864', `${role} "${s}" is neither a registry reference nor an OCI layout: kiln imagetools reads and writes registries and oci-layout:// directories`, {
+      hint: role === 'target' ? 'give -t [registry/]name[:tag] or -t oci-layout://DIR[:TAG]; for a tarball use kiln build --output or kiln save' : 'give [registry/]name[:tag|@digest] or oci-layout://DIR[:TAG|@DIGEST]',
     });
   }
 }
 
-/** Parses one source argument (buildx's order: digest, then reference, then JSON descriptor). */
-export function parseSource(s: string): SourceSpec {
+/** Parses one source argument (buildx's order: digest, then reference or layout, then JSON descriptor); a relative layout path is resolved against `cwd`. */
+export function parseSource(s: string, cwd: string): SourceSpec {
   const t = s.trim();
   if (isDigest(t)) return { kind: 'digest', digest: t, given: s };
   if (t.startsWith('sha256')) throw new ImagetoolsError('KLN0860', `invalid source "${s}": bad digest`, { hint: 'a digest is sha256: and 64 lowercase hex digits' });
   if (!t.startsWith('{')) {
-    assertRegistryName(t, 'source');
+    assertSupportedName(t, 'source');
     try {
-      return { kind: 'ref', ref: parseReference(t), given: s };
+      return { kind: 'ref', loc: parseLocation(t, cwd), given: s };
     } catch (e) {
-      throw new ImagetoolsError('KLN0860', `invalid source "${s}": valid sources are digests, references and descriptors`, { hint: (e as { hint?: string }).hint, cause: e });
+      throw new ImagetoolsError('KLN0860', `invalid source "${s}": valid sources are digests, references, oci-layout:// locations and descriptors`, { hint: (e as { hint?: string }).hint, cause: e });
     }
   }
   let v: unknown;
@@ -92,23 +88,23 @@ export function parseSource(s: string): SourceSpec {
 }
 
 /**
- * The repository of each source: its own for references; for digests and descriptors the one
- * repository named by the targets and reference sources (buildx: "cannot infer repository" when
- * there are several or none).
+ * The repository (or layout) of each source: its own for references; for digests and descriptors
+ * the one repository or layout named by the targets and reference sources (buildx: "cannot infer
+ * repository" when there are several or none).
  */
-export function sourceRefs(specs: ReadonlyArray<SourceSpec>, targets: ReadonlyArray<ImageReference>): ImageReference[] {
-  const repos = new Map<string, ImageReference>();
-  for (const t of targets) repos.set(repositoryName(t), t);
-  for (const s of specs) if (s.kind === 'ref') repos.set(repositoryName(s.ref), s.ref);
+export function sourceLocations(specs: ReadonlyArray<SourceSpec>, targets: ReadonlyArray<Location>): Location[] {
+  const repos = new Map<string, Location>();
+  for (const t of targets) repos.set(repositoryKey(t), t);
+  for (const s of specs) if (s.kind === 'ref') repos.set(repositoryKey(s.loc), s.loc);
   const only = repos.size === 1 ? [...repos.values()][0] : undefined;
   return specs.map((s) => {
-    if (s.kind === 'ref') return s.ref;
+    if (s.kind === 'ref') return s.loc;
     if (only === undefined) {
       throw new ImagetoolsError('KLN0860', repos.size === 0 ? 'no repository given: set -t or a source reference' : `several repositories given, cannot infer the repository of "${s.given}"`, {
-        hint: 'give the source as REPO@sha256:…',
+        hint: 'give the source as REPO@sha256:… or oci-layout://DIR@sha256:…',
       });
     }
-    return withTarget(only, { digest: s.kind === 'digest' ? s.digest : s.desc.digest });
+    return withDigest(only, s.kind === 'digest' ? s.digest : s.desc.digest);
   });
 }
 
@@ -126,8 +122,8 @@ export function mergeDescriptor(resolved: Descriptor, given: PartialDescriptor):
   };
 }
 
-/** Fetches a manifest or blob of a source's repository. */
-export type Fetch = (ref: ImageReference, desc: Descriptor) => Promise<Buffer>;
+/** Fetches a manifest or blob of a source's repository or layout. */
+export type Fetch = (loc: Location, desc: Descriptor) => Promise<Buffer>;
 
 /** The new index (or a source's own bytes when it is copied as is). */
 export interface Combined {
@@ -155,12 +151,12 @@ export async function combine(sources: Source[], annotations: ReadonlyArray<Anno
   }
   const bytes = await Promise.all(
     sources.map(async (s) => {
-      const dt = await fetch(s.ref, s.desc);
+      const dt = await fetch(s.loc, s.desc);
       const mt = s.desc.mediaType !== '' ? s.desc.mediaType : detectMediaType(dt);
       if (mt === 'application/vnd.docker.distribution.manifest.v1+json' || mt === 'application/vnd.docker.distribution.manifest.v1+prettyjws') {
-        throw new ImagetoolsError('KLN0865', `${formatReference(s.ref)}: schema 1 manifests are not allowed in manifest lists`, { hint: 'rebuild or re-push the image with a schema 2 / OCI manifest' });
+        throw new ImagetoolsError('KLN0865', `${locationName(s.loc)}: schema 1 manifests are not allowed in manifest lists`, { hint: 'rebuild or re-push the image with a schema 2 / OCI manifest' });
       }
-      if (!isIndexMediaType(mt) && !isManifestMediaType(mt)) throw new ImagetoolsError('KLN0865', `${formatReference(s.ref)}: unsupported media type ${mt}`);
+      if (!isIndexMediaType(mt) && !isManifestMediaType(mt)) throw new ImagetoolsError('KLN0865', `${locationName(s.loc)}: unsupported media type ${mt}`);
       s.desc = { ...s.desc, mediaType: mt };
       if (isManifestMediaType(mt) && (s.desc.platform === undefined || s.desc.platform.os === '' || s.desc.platform.architecture === '')) {
         s.desc = { ...s.desc, platform: await platformFromConfig(s, dt, fetch) };
@@ -236,8 +232,8 @@ function checkPlatforms(descs: ReadonlyArray<Descriptor>): void {
 
 async function platformFromConfig(s: Source, manifest: Buffer, fetch: Fetch): Promise<Platform> {
   const p = parseManifest(manifest, s.desc.mediaType);
-  if (p.kind !== 'manifest') throw new ImagetoolsError('KLN0865', `${formatReference(s.ref)}: expected an image manifest`);
-  const v = parseJsonContent(await fetch(s.ref, p.manifest.config), `config ${p.manifest.config.digest} of ${formatReference(s.ref)}`);
+  if (p.kind !== 'manifest') throw new ImagetoolsError('KLN0865', `${locationName(s.loc)}: expected an image manifest`);
+  const v = parseJsonContent(await fetch(s.loc, p.manifest.config), `config ${p.manifest.config.digest} of ${locationName(s.loc)}`);
   const cfg = (typeof v === 'object' && v !== null ? v : {}) as { os?: unknown; architecture?: unknown; variant?: unknown };
   const n = normalizePlatform({
     os: typeof cfg.os === 'string' ? cfg.os : '',
@@ -255,7 +251,7 @@ async function platformFromConfig(s: Source, manifest: Buffer, fetch: Fetch): Pr
 }
 
 /** A manifest's media type from its body when the descriptor has none (buildx's detectMediaType). */
-function detectMediaType(dt: Buffer): string {
+export function detectMediaType(dt: Buffer): string {
   let v: { mediaType?: unknown; config?: unknown; fsLayers?: unknown };
   try {
     v = JSON.parse(dt.toString('utf8')) as typeof v;

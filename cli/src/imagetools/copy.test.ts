@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { digestOf, parseReference, RegistryClient, type Descriptor } from '@kiln/runtime';
-import { copyBlob, copySources } from './copy.js';
+import { copyBlob, copySources, registryReader, registryWriter } from './copy.js';
 
 const OM = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -40,10 +40,10 @@ describe('copySources', () => {
     const client = new RegistryClient({ fetch, retries: 0 });
     const d = (b: Buffer): Descriptor => ({ mediaType: OM, digest: digestOf(b), size: b.length });
     const sources = [
-      { ref: parseReference('127.0.0.1:1/a:1'), desc: d(Buffer.from('missing')) },
-      { ref: parseReference('127.0.0.1:1/b:1'), desc: d(manifest) },
+      { from: registryReader(client, parseReference('127.0.0.1:1/a:1')), desc: d(Buffer.from('missing')) },
+      { from: registryReader(client, parseReference('127.0.0.1:1/b:1')), desc: d(manifest) },
     ];
-    await expect(copySources(client, sources, parseReference('127.0.0.1:2/t:1'), {})).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
+    await expect(copySources(sources, registryWriter(client, parseReference('127.0.0.1:2/t:1')), {})).rejects.toMatchObject({ code: 'MANIFEST_UNKNOWN' });
     await new Promise((r) => setTimeout(r, 50));
     expect(putAborted).toBe(true);
   });
@@ -65,7 +65,7 @@ describe('copyBlob', () => {
     }) as typeof globalThis.fetch;
     const client = new RegistryClient({ fetch, retries: 0 });
     const desc: Descriptor = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: digestOf(Buffer.from('x')), size: 1 };
-    await expect(copyBlob(client, parseReference('127.0.0.1:1/a:1'), desc, parseReference('127.0.0.1:2/t:1'))).rejects.toMatchObject({ code: 'KLN0862' });
+    await expect(copyBlob(client, registryReader(client, parseReference('127.0.0.1:1/a:1')), desc, parseReference('127.0.0.1:2/t:1'))).rejects.toMatchObject({ code: 'KLN0862' });
     expect(pulled).toBeLessThan(8 << 20);
   }, 20_000);
 });

@@ -1,14 +1,40 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatReference, parseManifest, pullScope, pushScope, putManifest, type Descriptor, type ImageReference, type RegistryClient } from '@kiln/runtime';
+import { formatReference, parseManifest, pullScope, pushScope, putManifest, repositoryName, type Descriptor, type ImageReference, type RegistryClient } from '@kiln/runtime';
 import { ImagetoolsError } from './errors.js';
+import type { OciLayoutDir, OpenedBlob } from './layout.js';
+import { LAYOUT_SCHEME } from './location.js';
 import { isManifestLike } from './source.js';
 
 /** What {@link copyGraph} did. */
 export interface CopyStats {
   mounted: number;
+  /** Blobs whose bytes were sent: uploaded to a registry, or written into a layout. */
   uploaded: number;
   existing: number;
   manifests: number;
+}
+
+/** Where a copy reads an image graph: a registry repository or an OCI layout directory. */
+export interface GraphReader {
+  readonly name: string;
+  /** Same key, same content store: nothing to copy ({@link copySources} skips it). */
+  readonly key: string;
+  /** The registry repository, when a registry (blobs can be mounted from it on the same registry). */
+  readonly registry?: ImageReference | undefined;
+  fetchManifest(desc: Descriptor, signal?: AbortSignal): Promise<Buffer>;
+  /** Opens a blob; a missing one fails here, before the target is written to. */
+  openBlob(desc: Descriptor, signal?: AbortSignal): Promise<OpenedBlob>;
+}
+
+/** Where a copy writes an image graph. */
+export interface GraphWriter {
+  readonly kind: 'registry' | 'layout';
+  readonly name: string;
+  readonly key: string;
+  hasManifest(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
+  /** Stores a manifest or index under its digest (`desc.mediaType` set). */
+  putManifest(desc: Descriptor, bytes: Buffer, signal?: AbortSignal): Promise<void>;
+  copyBlob(desc: Descriptor, from: GraphReader, signal?: AbortSignal): Promise<'exists' | 'mounted' | 'uploaded'>;
 }
 
 /** Options for {@link copyGraph}. */
@@ -17,9 +43,9 @@ export interface CopyOptions {
   /** Parallel blob copies (default 4). */
   readonly concurrency?: number | undefined;
   /**
-   * Copies already started to the same target repository, by digest: sources copied in parallel
-   * often share blobs (a base layer, an empty layer), and one upload of each is enough — two
-   * concurrent uploads of one digest to one repository can fail on some registries.
+   * Copies already started to the same target, by digest: sources copied in parallel often share
+   * blobs (a base layer, an empty layer), and one upload of each is enough — two concurrent
+   * uploads of one digest to one repository can fail on some registries.
    */
   readonly shared?: Map<string, Promise<unknown>> | undefined;
 }
@@ -27,30 +53,30 @@ export interface CopyOptions {
 const ATTEMPTS = 3;
 
 /**
- * Copies a manifest or index and everything it references from one repository to another,
- * registry to registry, as buildx's `Copy` (containerd's CopyChain with a distribution.source
- * hint) does: a manifest the target already has is skipped with its subtree; a blob it has is
- * skipped; on the same registry a blob is mounted from the source repository; otherwise it is
- * streamed from the source's GET into the target's PUT, never held whole in memory. Children go
- * before their parents, so the registry never sees a dangling reference.
+ * Copies a manifest or index and everything it references, as buildx's `Copy` (containerd's
+ * CopyChain with a distribution.source hint) does: a manifest the target already has is skipped
+ * with its subtree; a blob it has is skipped; on the same registry a blob is mounted from the
+ * source repository; otherwise it is streamed from the source into the target (a registry PUT or
+ * a layout file), never held whole in memory. Children go before their parents, so the target
+ * never holds a dangling reference.
  */
-export async function copyGraph(client: RegistryClient, from: ImageReference, desc: Descriptor, to: ImageReference, opts: CopyOptions = {}): Promise<CopyStats> {
+export async function copyGraph(from: GraphReader, desc: Descriptor, to: GraphWriter, opts: CopyOptions = {}): Promise<CopyStats> {
   const stats: CopyStats = { mounted: 0, uploaded: 0, existing: 0, manifests: 0 };
-  await copyNode(client, from, desc, to, opts, stats, 0);
+  await copyNode(from, desc, to, opts, stats, 0);
   return stats;
 }
 
-/** A source of {@link copySources}: a manifest or index of a repository. */
+/** A source of {@link copySources}: a manifest or index, and where to read it. */
 export interface CopySource {
-  readonly ref: ImageReference;
+  readonly from: GraphReader;
   readonly desc: Descriptor;
 }
 
 /**
- * Copies every source not already in the target's repository into it, in parallel, sharing the
- * blobs they have in common (one upload each).
+ * Copies every source not already in the target's repository (or layout) into it, in parallel,
+ * sharing the blobs they have in common (one upload each).
  */
-export async function copySources(client: RegistryClient, sources: ReadonlyArray<CopySource>, to: ImageReference, opts: { signal?: AbortSignal | undefined; log?: ((s: string) => void) | undefined }): Promise<void> {
+export async function copySources(sources: ReadonlyArray<CopySource>, to: GraphWriter, opts: { signal?: AbortSignal | undefined; log?: ((s: string) => void) | undefined }): Promise<void> {
   const shared = new Map<string, Promise<unknown>>();
   const log = opts.log ?? (() => undefined);
   // The first failure stops the other copies: the command fails anyway, and a copy left running
@@ -59,12 +85,13 @@ export async function copySources(client: RegistryClient, sources: ReadonlyArray
   const signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, failed.signal]) : failed.signal;
   await Promise.all(
     sources
-      .filter((s) => s.ref.domain !== to.domain || s.ref.path !== to.path)
+      .filter((s) => s.from.key !== to.key)
       .map(async (s) => {
-        log(`copying ${s.desc.digest} from ${formatReference(s.ref)} to ${formatReference(to)}\n`);
+        log(`copying ${s.desc.digest} from ${s.from.name} to ${to.name}\n`);
         try {
-          const st = await copyGraph(client, s.ref, s.desc, to, { signal, shared });
-          log(`copied ${s.desc.digest}: ${st.manifests} manifest(s), ${st.mounted} blob(s) mounted, ${st.uploaded} uploaded, ${st.existing} already there\n`);
+          const st = await copyGraph(s.from, s.desc, to, { signal, shared });
+          const blobs = to.kind === 'registry' ? `${st.mounted} blob(s) mounted, ${st.uploaded} uploaded` : `${st.uploaded} blob(s) written`;
+          log(`copied ${s.desc.digest}: ${st.manifests} manifest(s), ${blobs}, ${st.existing} already there\n`);
         } catch (e) {
           if (!failed.signal.aborted) failed.abort(e);
           throw e;
@@ -73,14 +100,14 @@ export async function copySources(client: RegistryClient, sources: ReadonlyArray
   );
 }
 
-async function copyNode(client: RegistryClient, from: ImageReference, desc: Descriptor, to: ImageReference, opts: CopyOptions, stats: CopyStats, depth: number): Promise<void> {
-  if (depth > 4) throw new ImagetoolsError('KLN0865', `${formatReference(from)}: indexes nested too deep`);
-  if (await hasManifest(client, to, desc, opts.signal)) return;
-  const bytes = await client.fetchManifest(from, desc, opts.signal);
+async function copyNode(from: GraphReader, desc: Descriptor, to: GraphWriter, opts: CopyOptions, stats: CopyStats, depth: number): Promise<void> {
+  if (depth > 4) throw new ImagetoolsError('KLN0865', `${from.name}: indexes nested too deep`);
+  if (await to.hasManifest(desc, opts.signal)) return;
+  const bytes = await from.fetchManifest(desc, opts.signal);
   const p = parseManifest(bytes, desc.mediaType);
   if (p.kind === 'index') {
     for (const child of p.index.manifests) {
-      if (isManifestLike(child.mediaType)) await copyNode(client, from, child, to, opts, stats, depth + 1);
+      if (isManifestLike(child.mediaType)) await copyNode(from, child, to, opts, stats, depth + 1);
     }
   } else {
     // Foreign / non-distributable layers stay where their URLs point (containerd skips them too).
@@ -88,14 +115,14 @@ async function copyNode(client: RegistryClient, from: ImageReference, desc: Desc
     const queue = [...blobs];
     const worker = async (): Promise<void> => {
       for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
-        const key = `${to.domain}/${to.path}@${d.digest}`;
+        const key = `${to.key}@${d.digest}`;
         const running = opts.shared?.get(key);
         if (running !== undefined) {
           await running;
           stats.existing++;
           continue;
         }
-        const p = copyBlob(client, from, d, to, opts.signal);
+        const p = to.copyBlob(d, from, opts.signal);
         opts.shared?.set(key, p.catch(() => undefined));
         const st = await p;
         stats[st === 'exists' ? 'existing' : st]++;
@@ -103,8 +130,68 @@ async function copyNode(client: RegistryClient, from: ImageReference, desc: Desc
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency ?? 4, queue.length)) }, worker));
   }
-  await putManifest(client, to, desc.digest, bytes, desc.mediaType !== '' ? desc.mediaType : p.mediaType, opts.signal);
+  await to.putManifest({ ...desc, mediaType: desc.mediaType !== '' ? desc.mediaType : p.mediaType }, bytes, opts.signal);
   stats.manifests++;
+}
+
+/** Reads from a registry repository. */
+export function registryReader(client: RegistryClient, ref: ImageReference): GraphReader {
+  const name = formatReference(ref);
+  return {
+    name,
+    key: repositoryName(ref),
+    registry: ref,
+    fetchManifest: (desc, signal) => client.fetchManifest(ref, desc, signal),
+    async openBlob(desc, signal) {
+      const res = await client.transport.request(ref.domain, { method: 'GET', url: `/v2/${ref.path}/blobs/${desc.digest}`, scopes: [pullScope(ref)], signal });
+      if (!res.ok || res.body === null) throw await registryFailure(res, `read ${desc.digest} from ${name}`);
+      const body = res.body;
+      return { stream: body as unknown as AsyncIterable<Uint8Array>, close: () => body.cancel().catch(() => undefined) };
+    },
+  };
+}
+
+/** Reads from an OCI layout directory. */
+export function layoutReader(layout: OciLayoutDir): GraphReader {
+  return {
+    name: layout.name,
+    key: `${LAYOUT_SCHEME}${layout.dir}`,
+    fetchManifest: (desc) => layout.fetch(desc),
+    openBlob: (desc) => layout.open(desc),
+  };
+}
+
+/** Writes into a registry repository. */
+export function registryWriter(client: RegistryClient, to: ImageReference): GraphWriter {
+  return {
+    kind: 'registry',
+    name: formatReference(to),
+    key: repositoryName(to),
+    hasManifest: (desc, signal) => hasManifest(client, to, desc, signal),
+    putManifest: (desc, bytes, signal) => putManifest(client, to, desc.digest, bytes, desc.mediaType, signal),
+    copyBlob: (desc, from, signal) => copyBlob(client, from, desc, to, signal),
+  };
+}
+
+/** Writes into an OCI layout directory (blobs only: `index.json` is the caller's). */
+export function layoutWriter(layout: OciLayoutDir): GraphWriter {
+  return {
+    kind: 'layout',
+    name: layout.name,
+    key: `${LAYOUT_SCHEME}${layout.dir}`,
+    hasManifest: (desc) => layout.has(desc),
+    putManifest: (desc, bytes, signal) => layout.writeBlob(desc, [bytes], signal),
+    async copyBlob(desc, from, signal) {
+      if (await layout.has(desc)) return 'exists';
+      const src = await from.openBlob(desc, signal);
+      try {
+        await layout.writeBlob(desc, src.stream, signal);
+      } finally {
+        await src.close();
+      }
+      return 'uploaded';
+    },
+  };
 }
 
 async function hasManifest(client: RegistryClient, to: ImageReference, desc: Descriptor, signal: AbortSignal | undefined): Promise<boolean> {
@@ -119,8 +206,8 @@ async function hasManifest(client: RegistryClient, to: ImageReference, desc: Des
   return res.ok;
 }
 
-/** Copies one blob: skipped if the target has it, mounted on the same registry, else streamed. */
-export async function copyBlob(client: RegistryClient, from: ImageReference, desc: Descriptor, to: ImageReference, signal?: AbortSignal): Promise<'exists' | 'mounted' | 'uploaded'> {
+/** Copies one blob into a registry: skipped if the target has it, mounted on the same registry, else streamed. */
+export async function copyBlob(client: RegistryClient, from: GraphReader, desc: Descriptor, to: ImageReference, signal?: AbortSignal): Promise<'exists' | 'mounted' | 'uploaded'> {
   if (await client.hasBlob(to, desc.digest, [pushScope(to)])) return 'exists';
   for (let attempt = 0; ; attempt++) {
     try {
@@ -136,16 +223,17 @@ export async function copyBlob(client: RegistryClient, from: ImageReference, des
   }
 }
 
-async function transferBlob(client: RegistryClient, from: ImageReference, desc: Descriptor, to: ImageReference, signal: AbortSignal | undefined): Promise<'mounted' | 'uploaded'> {
+async function transferBlob(client: RegistryClient, from: GraphReader, desc: Descriptor, to: ImageReference, signal: AbortSignal | undefined): Promise<'mounted' | 'uploaded'> {
   const t = client.transport;
-  const what = `copy ${desc.digest} from ${formatReference(from)} to ${formatReference(to)}`;
+  const what = `copy ${desc.digest} from ${from.name} to ${formatReference(to)}`;
   let location: string | null = null;
-  if (from.domain === to.domain) {
+  const src = from.registry;
+  if (src !== undefined && src.domain === to.domain) {
     const res = await t.request(to.domain, {
       method: 'POST',
-      url: `/v2/${to.path}/blobs/uploads/?mount=${desc.digest}&from=${encodeURIComponent(from.path)}`,
+      url: `/v2/${to.path}/blobs/uploads/?mount=${desc.digest}&from=${encodeURIComponent(src.path)}`,
       headers: { 'content-length': '0' },
-      scopes: [pushScope(to), pullScope(from)],
+      scopes: [pushScope(to), pullScope(src)],
       signal,
     });
     await res.body?.cancel().catch(() => undefined);
@@ -160,17 +248,15 @@ async function transferBlob(client: RegistryClient, from: ImageReference, desc: 
   }
   if (location === null) throw new ImagetoolsError('KLN0862', `${what}: the registry sent no upload Location`);
   // Open the source first, so a missing blob is reported as such and not as a failed upload.
-  const src = await t.request(from.domain, { method: 'GET', url: `/v2/${from.path}/blobs/${desc.digest}`, scopes: [pullScope(from)], signal });
-  if (!src.ok || src.body === null) throw await registryFailure(src, `${what}: read source`);
+  const body = await from.openBlob(desc, signal);
   const url = new URL(location, t.baseUrl(to.domain));
   url.searchParams.set('digest', desc.digest);
-  const body = src.body;
   try {
     const res = await t.request(to.domain, {
       method: 'PUT',
       url: url.toString(),
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-      body: async () => body as unknown as AsyncIterable<Uint8Array>,
+      body: async () => body.stream,
       scopes: [pushScope(to)],
       retry: false,
       signal,
@@ -179,7 +265,7 @@ async function transferBlob(client: RegistryClient, from: ImageReference, desc: 
     await res.body?.cancel().catch(() => undefined);
     return 'uploaded';
   } finally {
-    await body.cancel().catch(() => undefined);
+    await body.close();
   }
 }
 

@@ -4,8 +4,9 @@ export type ImagetoolsErrorCode =
   | 'KLN0861' // a reference or digest is not in its registry (or the kiln image store with --local)
   | 'KLN0862' // the registry failed: unreachable, authentication, access denied, digest mismatch
   | 'KLN0863' // two different manifests for one platform in the new index
-  | 'KLN0864' // a target or source that is not a registry reference (oci-layout://, docker-daemon:, a path)
-  | 'KLN0865'; // content kiln cannot combine: schema 1, unknown media type, malformed manifest
+  | 'KLN0864' // a target or source that is neither a registry reference nor oci-layout:// (docker-daemon:, oci:, a bare path)
+  | 'KLN0865' // content kiln cannot combine: schema 1, unknown media type, malformed manifest
+  | 'KLN0866'; // an oci-layout:// directory that is no OCI layout (no index.json, not an index) or is damaged (a blob of the wrong size or digest)
 
 /** An error of `kiln imagetools`: stable code, one-line message, optional hint. */
 export class ImagetoolsError extends Error {

@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'vitest';
 import { parseReference, type Digest } from '@kiln/runtime';
 import { formatSummary, manifestValue, type Inspected } from './inspect.js';
-import type { ManifestSource } from './source.js';
+import { refNames, type ManifestSource } from './source.js';
 
 const d = (c: string): Digest => `sha256:${c.repeat(64)}` as Digest;
-const source = (ref: string): ManifestSource => ({ ref: parseReference(ref), resolve: () => Promise.reject(new Error('unused')), fetch: () => Promise.reject(new Error('unused')) });
+const source = (ref: string): ManifestSource => ({ ...refNames(parseReference(ref)), resolve: () => Promise.reject(new Error('unused')), fetch: () => Promise.reject(new Error('unused')) });
 
 describe('formatSummary (buildx imagetools inspect, Go tabwriter alignment)', () => {
   test('a single manifest: three rows padded to "MediaType:" plus one space', () => {
@@ -101,7 +101,7 @@ describe('loadImages / templateInput (the --format data: configs and attestation
     const index = { schemaVersion: 2 as const, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...amd, platform: { os: 'linux', architecture: 'amd64' } }, { ...arm, platform: { os: 'linux', architecture: 'arm64' } }, att] };
     const raw = Buffer.from(JSON.stringify(index));
     const src: ManifestSource = {
-      ref: parseReference('localhost:5000/app:1'),
+      ...refNames(parseReference('localhost:5000/app:1')),
       resolve: () => Promise.reject(new Error('unused')),
       fetch: async (desc) => blobs.get(desc.digest) ?? Promise.reject(new Error(`no ${desc.digest}`)),
     };
@@ -127,7 +127,7 @@ describe('loadImages: malformed content is KLN0865, not a SyntaxError', () => {
       return { mediaType, digest: digestOf(bytes), size: bytes.length, ...extra };
     };
     const OM = 'application/vnd.oci.image.manifest.v1+json';
-    const src: ManifestSource = { ref: parseReference('localhost:5000/app:1'), resolve: () => Promise.reject(new Error('unused')), fetch: async (desc) => blobs.get(desc.digest) ?? Promise.reject(new Error(`no ${desc.digest}`)) };
+    const src: ManifestSource = { ...refNames(parseReference('localhost:5000/app:1')), resolve: () => Promise.reject(new Error('unused')), fetch: async (desc) => blobs.get(desc.digest) ?? Promise.reject(new Error(`no ${desc.digest}`)) };
     const { asImagetoolsError } = await import('./errors.js');
     const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: unknown) => (asImagetoolsError(e) as { code?: unknown }).code);
     const load = (root: { mediaType: string; digest: Digest; size: number }, att: boolean) => loadImages({ source: src, desc: root, raw: blobs.get(root.digest) as Buffer }, att);
@@ -162,7 +162,7 @@ describe('loadImages: a large index is read a few children at a time', () => {
     let inFlight = 0;
     let most = 0;
     const src: ManifestSource = {
-      ref: parseReference('localhost:5000/app:1'),
+      ...refNames(parseReference('localhost:5000/app:1')),
       resolve: () => Promise.reject(new Error('unused')),
       fetch: async (desc) => {
         most = Math.max(most, ++inFlight);

@@ -1,4 +1,4 @@
-import { formatReference, isIndexMediaType, isManifestMediaType, normalizePlatform, parseManifest, withTarget, type Descriptor, type ImageIndex, type ImageManifest } from '@kiln/runtime';
+import { isIndexMediaType, isManifestMediaType, normalizePlatform, parseManifest, type Descriptor, type ImageIndex, type ImageManifest } from '@kiln/runtime';
 import { ImagetoolsError, parseJsonContent } from './errors.js';
 import { goDescriptor, goImage, goMap, withExtras } from './go-json.js';
 import { platformString } from './platform-format.js';
@@ -22,7 +22,7 @@ export async function loadRoot(source: ManifestSource): Promise<Inspected> {
     const p = parseManifest(raw, desc.mediaType);
     return { source, desc, raw, index: p.kind === 'index' ? { ...p.index, manifests: withExtras(p.index.manifests, raw) } : undefined };
   }
-  if (!isManifestMediaType(desc.mediaType)) throw new ImagetoolsError('KLN0865', `${formatReference(source.ref)}: unsupported media type ${desc.mediaType}`);
+  if (!isManifestMediaType(desc.mediaType)) throw new ImagetoolsError('KLN0865', `${source.name}: unsupported media type ${desc.mediaType}`);
   return { source, desc, raw };
 }
 
@@ -36,7 +36,7 @@ const PFX = '  ';
  */
 export function formatSummary(r: Inspected): string {
   let out = tabBlock([
-    ['Name:', formatReference(r.source.ref)],
+    ['Name:', r.source.name],
     ['MediaType:', r.desc.mediaType],
     ['Digest:', r.desc.digest],
   ]);
@@ -48,7 +48,7 @@ export function formatSummary(r: Inspected): string {
   let block: [string, string][] = [];
   r.index.manifests.forEach((m, i) => {
     if (i !== 0) block.push(['', '']);
-    block.push([`${PFX}Name:`, formatReference(withTarget(r.source.ref, { ...(r.source.ref.tag !== undefined ? { tag: r.source.ref.tag } : {}), digest: m.digest }))]);
+    block.push([`${PFX}Name:`, r.source.childName(m.digest)]);
     block.push([`${PFX}MediaType:`, m.mediaType]);
     const p = m.platform;
     if (p === undefined) return;

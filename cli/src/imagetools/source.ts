@@ -1,13 +1,18 @@
-import { digestOf, formatReference, isIndexMediaType, isManifestMediaType, parseReference, type ContentStore, type Descriptor, type ImageReference, type ImageStore, type RegistryClient } from '@kiln/runtime';
+import { digestOf, formatReference, isIndexMediaType, isManifestMediaType, parseReference, type ContentStore, type Descriptor, type Digest, type ImageReference, type ImageStore, type RegistryClient } from '@kiln/runtime';
 import { ImagetoolsError } from './errors.js';
+import { OciLayoutDir } from './layout.js';
+import { locationName, withDigest, type LayoutLocation } from './location.js';
 
 /**
- * Where `kiln imagetools inspect` reads an image: a registry (the default, as buildx) or the kiln
- * image store (`--local`). Manifests and configs only; never layers.
+ * Where `kiln imagetools inspect` reads an image: a registry (the default, as buildx), an OCI
+ * layout (`oci-layout://`) or the kiln image store (`--local`). Manifests and configs only; never
+ * layers.
  */
 export interface ManifestSource {
-  /** The normalised reference inspected (`host/repo:tag`, or `host/repo@digest`). */
-  readonly ref: ImageReference;
+  /** What was inspected, as the summary's `Name:` prints it (`host/repo:tag`, `oci-layout://PATH:TAG`). */
+  readonly name: string;
+  /** How the summary names a child of the index (`host/repo:tag@digest`, `oci-layout://PATH@digest`). */
+  childName(digest: Digest): string;
   /** The root descriptor (manifest or index) the reference names. */
   resolve(): Promise<Descriptor>;
   /** A manifest, index, config or attestation blob, digest verified. */
@@ -17,7 +22,7 @@ export interface ManifestSource {
 /** Reads from the registry `ref` names. */
 export function registrySource(client: RegistryClient, ref: ImageReference, signal?: AbortSignal): ManifestSource {
   return {
-    ref,
+    ...refNames(ref),
     resolve: async () => (await client.resolve(ref, signal)).descriptor,
     fetch: (d) => (isManifestLike(d.mediaType) ? client.fetchManifest(ref, d, signal) : fetchSmallBlob(client, ref, d, signal)),
   };
@@ -51,7 +56,7 @@ export async function fetchSmallBlob(client: RegistryClient, ref: ImageReference
 export function storeSource(images: ImageStore, content: ContentStore, name: string): ManifestSource {
   const ref = parseReference(name);
   return {
-    ref,
+    ...refNames(ref),
     async resolve() {
       const rec = (await images.get(name)) ?? (await images.get(formatReference(ref)));
       if (rec === undefined) throw new ImagetoolsError('KLN0861', `no image ${name} in the kiln image store`, { hint: 'kiln images lists them; drop --local to read a registry' });
@@ -61,6 +66,25 @@ export function storeSource(images: ImageStore, content: ContentStore, name: str
       if (!(await content.has(d.digest))) throw new ImagetoolsError('KLN0861', `${d.digest} of ${name} is not in the kiln content store`);
       return content.readBlob(d.digest);
     },
+  };
+}
+
+/** Reads from an OCI layout directory. */
+export function layoutSource(loc: LayoutLocation, detectMediaType: (bytes: Buffer) => string): ManifestSource {
+  const layout = new OciLayoutDir(loc.dir, locationName({ ...loc, tag: undefined, digest: undefined }));
+  return {
+    name: locationName(loc),
+    childName: (digest) => locationName(withDigest(loc, digest)),
+    resolve: () => layout.resolve(loc, detectMediaType),
+    fetch: (d) => layout.fetch(d, isManifestLike(d.mediaType) ? undefined : MAX_SMALL_BLOB),
+  };
+}
+
+/** The names of a registry reference: the reference, and `ref:tag@digest` for children (buildx's reference.WithDigest). */
+export function refNames(ref: ImageReference): Pick<ManifestSource, 'name' | 'childName'> {
+  return {
+    name: formatReference(ref),
+    childName: (digest) => formatReference({ domain: ref.domain, path: ref.path, ...(ref.tag === undefined ? {} : { tag: ref.tag }), digest }),
   };
 }
 

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -249,10 +250,10 @@ describe('kiln imagetools', () => {
     expect(dup.stderr).toMatch(/KLN0863: two different manifests for platform linux\/arm64/);
     noStack(dup.stderr);
     expect(spawnSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/team/dup:${t}`]).status).not.toBe(0);
-    const layout = await kiln(['imagetools', 'create', '-t', `oci-layout://${sb.dir}/lay`, amd]);
-    expect(layout.code).toBe(1);
-    expect(layout.stderr).toContain('KLN0864');
-    noStack(layout.stderr);
+    const daemonTarget = await kiln(['imagetools', 'create', '-t', 'docker-daemon:app:1', amd]);
+    expect(daemonTarget.code).toBe(1);
+    expect(daemonTarget.stderr).toContain('KLN0864');
+    noStack(daemonTarget.stderr);
     const noTag = await kiln(['imagetools', 'create', amd]);
     expect(noTag.stderr).toContain('KLN0860');
     const appendMissing = await kiln(['imagetools', 'create', '--append', '-t', `${reg.host}/team/absent:${t}`, amd]);
@@ -264,6 +265,88 @@ describe('kiln imagetools', () => {
     const down = await kiln(['imagetools', 'inspect', '127.0.0.1:1/team/amd:1']);
     expect(down.stderr).toContain('KLN0862');
     noStack(down.stderr);
+  });
+
+  test('oci-layout:// sources and targets: layouts by skopeo and by kiln\'s oci exporter inspected (summary, --raw, --format with range) and combined into a registry index; a registry index written into a layout that skopeo and umoci read', async () => {
+    // a layout by skopeo (Docker manifests converted to OCI), one by kiln's exporter (name x:1 → tag 1)
+    const bySkopeo = join(sb.dir, `skopeo-${t}`);
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', `docker://${arm}`, `oci:${bySkopeo}:arm`], { stdio: 'pipe' });
+    const byKiln = join(sb.dir, `kiln-${t}`);
+    const b = await kiln(['build', join(sb.dir, `it-${t}`), '--root', sb.root, '--progress', 'quiet', '--platform', 'linux/amd64', '--output', `type=oci,dest=${byKiln},tar=false,name=x:1`]);
+    expect(b.code, b.stderr).toBe(0);
+    const entry = (dir: string, tag: string): Desc => {
+      const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as Index;
+      const e = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+      if (e === undefined) throw new Error(`no ${tag} in ${dir}`);
+      return e;
+    };
+    const blob = (dir: string, digest: string): Buffer => readFileSync(join(dir, 'blobs/sha256', digest.slice('sha256:'.length)));
+    const armDesc = entry(bySkopeo, 'arm');
+    const amdDesc = entry(byKiln, '1');
+
+    const summary = await kiln(['imagetools', 'inspect', `oci-layout://${bySkopeo}:arm`]);
+    expect(summary.code, summary.stderr).toBe(0);
+    expect(summary.stdout).toBe(`Name:      oci-layout://${bySkopeo}:arm\nMediaType: ${armDesc.mediaType}\nDigest:    ${armDesc.digest}\n`);
+    // a relative path (the caller cwd), --raw: the blob's bytes; by digest too
+    const raw = await runKilnBytes(['imagetools', 'inspect', '--raw', `oci-layout://skopeo-${t}:arm`], sb.dir);
+    expect(raw.equals(blob(bySkopeo, armDesc.digest))).toBe(true);
+    const byDigest = await kiln(['imagetools', 'inspect', `oci-layout://${bySkopeo}@${armDesc.digest}`, '--format', '{{json .Image}}']);
+    expect((JSON.parse(byDigest.stdout) as { architecture: string }).architecture).toBe('arm64');
+    // kiln's exporter wrote an index (a single platform and no attestations: BuildKit's oci exporter writes the manifest…)
+    const fromKiln = await kiln(['imagetools', 'inspect', `oci-layout://${byKiln}:1`, '--format', '{{range .Manifest.Manifests}}{{.Platform.Architecture}} {{.Digest}}{{println}}{{else}}{{.Manifest.Digest}}{{end}}']);
+    expect(fromKiln.code, fromKiln.stderr).toBe(0);
+    const kilnRoot = JSON.parse(blob(byKiln, amdDesc.digest).toString()) as { manifests?: Desc[] };
+    expect(fromKiln.stdout).toBe(kilnRoot.manifests === undefined ? amdDesc.digest : kilnRoot.manifests.map((m) => `${m.platform?.architecture ?? ''} ${m.digest}\n`).join(''));
+
+    // both layouts into one registry index: every blob uploaded from the layout files
+    const target = `${reg.host}/team/fromlayouts:${t}`;
+    const created = await kiln(['imagetools', 'create', '-t', target, `oci-layout://${byKiln}:1`, `oci-layout://${bySkopeo}:arm`]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stderr).toMatch(new RegExp(`copying sha256:[0-9a-f]{64} from oci-layout://${bySkopeo} to ${target.replaceAll('.', '\\.')}`));
+    expect(created.stderr).toMatch(/[1-9]\d* uploaded/);
+    const index = JSON.parse(skopeoRaw(target).toString()) as Index;
+    expect(index.manifests.map((m) => m.platform?.architecture).sort()).toEqual(['amd64', 'arm64']);
+    expect(index.manifests.find((m) => m.platform?.architecture === 'arm64')?.digest).toBe(armDesc.digest);
+    const pulled = join(sb.dir, `fromlayouts-${t}`);
+    execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--override-arch', 'arm64', `docker://${target}`, `oci:${pulled}:x`], { stdio: 'pipe' });
+    execFileSync('umoci', ['unpack', '--image', `${pulled}:x`, `${pulled}.bundle`], { stdio: 'pipe' });
+    expect(readFileSync(join(`${pulled}.bundle`, 'rootfs/a-arm64.txt'), 'utf8')).toBe(`${t}\n`);
+
+    // that registry index into a layout (created when missing): the same bytes, tagged, every blob there
+    // (an OCI index: skopeo finds only OCI media types in a layout's index.json)
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    const out = join(sb.dir, `out-${t}`);
+    const dry = await runKilnBytes(['imagetools', 'create', '--dry-run', target]);
+    const toLayout = await kiln(['imagetools', 'create', '-t', `oci-layout://${out}:merged`, target]);
+    expect(toLayout.code, toLayout.stderr).toBe(0);
+    const merged = entry(out, 'merged');
+    expect(toLayout.stdout).toBe(`oci-layout://${out}:merged@${merged.digest}\n`);
+    expect(toLayout.stderr).toMatch(/blob\(s\) written/);
+    expect(blob(out, merged.digest).equals(dry.subarray(0, dry.length - 1))).toBe(true);
+    expect(merged.digest).toBe(skopeoDigest(target));
+    expect(execFileSync('skopeo', ['inspect', '--raw', `oci:${out}:merged`]).equals(blob(out, merged.digest))).toBe(true);
+    const amdOut = join(sb.dir, `out-amd-${t}`);
+    execFileSync('skopeo', ['copy', '--override-arch', 'amd64', `oci:${out}:merged`, `oci:${amdOut}:x`], { stdio: 'pipe' });
+    execFileSync('umoci', ['unpack', '--image', `${amdOut}:x`, `${amdOut}.bundle`], { stdio: 'pipe' });
+    expect(readFileSync(join(`${amdOut}.bundle`, 'rootfs/a-amd64.txt'), 'utf8')).toBe(`${t}\n`);
+    // layout to layout, a plain copy of one manifest under another tag: the source's digest, its tag moved on a second run
+    const copy = await kiln(['imagetools', 'create', '--prefer-index=false', '-t', `oci-layout://${out}:merged`, `oci-layout://${bySkopeo}:arm`]);
+    expect(copy.code, copy.stderr).toBe(0);
+    expect(entry(out, 'merged').digest).toBe(armDesc.digest);
+    expect((JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as Index).manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'merged')).toHaveLength(1);
+
+    // refusals: no layout, no such tag, a digest target the result does not have (nothing written), --local
+    const none = await kiln(['imagetools', 'inspect', `oci-layout://${sb.dir}/nope-${t}`]);
+    expect(none.stderr).toMatch(/kiln: error KLN0866: .*is not an OCI layout/);
+    noStack(none.stderr);
+    const noTag = await kiln(['imagetools', 'inspect', `oci-layout://${bySkopeo}:v9`]);
+    expect(noTag.stderr).toContain('KLN0861');
+    expect(noTag.stderr).toContain('tags: arm');
+    const wrongDigest = await kiln(['imagetools', 'create', '-t', `oci-layout://${sb.dir}/never-${t}@sha256:${'0'.repeat(64)}`, amd, arm]);
+    expect(wrongDigest.stderr).toContain('KLN0860');
+    expect(existsSync(join(sb.dir, `never-${t}`))).toBe(false);
+    const local = await kiln(['imagetools', 'inspect', '--local', `oci-layout://${bySkopeo}:arm`]);
+    expect(local.stderr).toContain('KLN0860');
   });
 
   test('served by kiln daemon (Node and Perl clients): the client cwd resolves -f, the output is the in-process one', async () => {
@@ -334,11 +417,11 @@ describe('kiln imagetools', () => {
   });
 });
 
-async function runKilnBytes(args: string[]): Promise<Buffer> {
+async function runKilnBytes(args: string[], cwd?: string): Promise<Buffer> {
   const { spawn } = await import('node:child_process');
   const { kilnBin } = await import('./build-helpers.js');
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [kilnBin, ...args], { env: { ...process.env, PATH: sb.path, KILN_DAEMON: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [kilnBin, ...args], { env: { ...process.env, PATH: sb.path, KILN_DAEMON: '0' }, stdio: ['ignore', 'pipe', 'inherit'], ...(cwd === undefined ? {} : { cwd }) });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     child.once('error', reject);

@@ -1,0 +1,40 @@
+import { describe, expect, test } from 'vitest';
+import { locationName, parseLayoutLocation, parseLocation, repositoryKey, withDigest } from './location.js';
+
+const D = `sha256:${'a'.repeat(64)}`;
+
+describe('parseLayoutLocation (buildx ocilayout.Parse)', () => {
+  // buildx's util/ocilayout/parse_test.go cases (the Windows drive ones aside)
+  test.for([
+    ['oci-layout:///path/to/oci/layout', '/path/to/oci/layout', 'latest', undefined],
+    ['oci-layout:///path/to/oci/layout:1.3', '/path/to/oci/layout', '1.3', undefined],
+    [`oci-layout:///path/to/oci/layout@${D}`, '/path/to/oci/layout', undefined, D],
+    [`oci-layout:///path/to/oci/@/layout@${D}`, '/path/to/oci/@/layout', undefined, D],
+    ['oci-layout:///path/to/oci/@/layout', '/path/to/oci/@/layout', 'latest', undefined],
+    [`oci-layout:///path/to/oci/layout:1.3@${D}`, '/path/to/oci/layout', '1.3', D],
+    // a colon in a directory name is no tag
+    ['oci-layout:///tmp/a:b/layout', '/tmp/a:b/layout', 'latest', undefined],
+  ] as const)('%s', ([s, path, tag, digest]) => {
+    const l = parseLayoutLocation(s, '/cwd');
+    expect({ path: l.path, tag: l.tag, digest: l.digest }).toEqual({ path, tag, digest });
+  });
+
+  test('a relative path is resolved against the caller cwd and printed as given', () => {
+    const l = parseLayoutLocation('oci-layout://out/lay:v2', '/home/u');
+    expect(l.dir).toBe('/home/u/out/lay');
+    expect(locationName(l)).toBe('oci-layout://out/lay:v2');
+    expect(locationName(withDigest(l, D))).toBe(`oci-layout://out/lay@${D}`);
+    expect(repositoryKey(l)).toBe(repositoryKey(parseLayoutLocation('oci-layout:///home/u/out/lay:other', '/')));
+  });
+
+  test('a registry reference: names keep the tag next to a digest (buildx reference.WithDigest)', () => {
+    const r = parseLocation('localhost:5000/app:1', '/');
+    expect(locationName(r)).toBe('localhost:5000/app:1');
+    expect(locationName(withDigest(r, D))).toBe(`localhost:5000/app:1@${D}`);
+    expect(repositoryKey(r)).not.toBe(repositoryKey(parseLayoutLocation('oci-layout://localhost:5000/app', '/')));
+  });
+
+  test.for(['oci-layout://', 'oci-layout://:v1', `oci-layout://x@sha256:${'a'.repeat(40)}`])('%s is refused with KLN0860', (s) => {
+    expect(() => parseLayoutLocation(s, '/')).toThrow(expect.objectContaining({ code: 'KLN0860' }));
+  });
+});
