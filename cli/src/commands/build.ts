@@ -11,6 +11,7 @@ import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
+import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
 import { invoke, invokeInterrupts, parseInvoke, processTerminal, type InvokeSpec } from '../engine/invoke.js';
 import { formatBuildError } from '../engine/report.js';
@@ -51,6 +52,8 @@ export interface BuildFlags {
   readonly metadataFile?: string;
   readonly iidfile?: string;
   readonly label: string[];
+  /** `--annotation [TYPE[,TYPE…][PLATFORM]:]KEY=VALUE`: on every image output (oci, docker, image). */
+  readonly annotation?: string[];
   readonly addHost: string[];
   readonly pull?: boolean;
   readonly network?: string;
@@ -106,6 +109,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--sbom [value]', 'attach an SBOM made by a scanner image: true (docker/buildkit-syft-scanner:stable-1, must be pullable), false, or generator=IMAGE')
     .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
     .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
+    .option('--annotation <[type:]key=value>', 'add an OCI annotation to image outputs; type manifest (default), index, manifest-descriptor or index-descriptor, e.g. index:org.opencontainers.image.title=app (repeatable)', collect, [])
     .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
     .option('--pull', 'always look up base images in their registry (ignore the local image store)')
     .option('--ulimit <name=soft[:hard]>', 'resource limit of RUN steps, e.g. nofile=1024:2048 (repeatable)', collect, [])
@@ -341,7 +345,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     throw new EngineError('KLN0702', '--quiet prints the image ID on stdout: an output cannot go there too', { hint: 'write the output to a file (dest=FILE)' });
   }
   // Destinations are absolute already (the caller's directory).
-  const outputs = outputSpecs(parsed.specs, flags);
+  const outputs = outputSpecs(parsed.specs, flags, io);
   // Checked before anything runs: the build would otherwise succeed and only then fail here.
   if (flags.iidfile !== undefined && flags.check !== true && flags.call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
     throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
@@ -432,8 +436,11 @@ function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts'
   };
 }
 
-/** buildx's output rules: `-t` names every image output that has none; `-t` alone means type=image. */
-function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags): ExportSpec[] {
+/**
+ * buildx's output rules: `-t` names every image output that has none; `-t` alone means type=image;
+ * `--annotation`s go on every image output.
+ */
+function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags, io: CliIo): ExportSpec[] {
   const specs = [...parsed];
   if (flags.push === true) {
     if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME');
@@ -441,7 +448,15 @@ function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags): ExportSp
   } else if (specs.length === 0 && flags.tag.length > 0) {
     specs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
   }
-  return specs.map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
+  const annotations = parseAnnotationFlags(flags.annotation ?? []);
+  if (annotations.length > 0 && !specs.some((s) => s.type !== 'local' && s.type !== 'tar')) {
+    writeWarning(io, { message: '--annotation applies to image outputs (-t NAME, --output type=image|oci|docker|registry); this build has none' });
+  }
+  return specs.map((s) => {
+    if (s.type === 'local' || s.type === 'tar') return s;
+    const named = s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s;
+    return annotations.length === 0 ? named : { ...named, annotations: [...(s.annotations ?? []), ...annotations] };
+  });
 }
 
 /**

@@ -114,3 +114,39 @@ test('without -f a lowercase dockerfile is the build file when there is no Docke
   expect(r.code, r.stderr.slice(-1500)).toBe(0);
   expect(await readFile(join(out, 'id'), 'utf8')).toBe(`${t}\n`);
 });
+
+test('--annotation puts buildx annotations on the index, its manifests, their descriptors and index.json; a bad type is refused, naming the flag', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `annot-${t}`);
+  await writeTree(ctx, { Dockerfile: 'FROM scratch\nCOPY f /f\n', f: t });
+  const oci = join(sb.dir, `annot-${t}.tar`);
+  const r = await runKiln(sb, [
+    'build', ctx, '--root', sb.root, '--progress', 'quiet', '--platform', 'linux/amd64,linux/arm64', '-o', `type=oci,dest=${oci}`,
+    '--annotation', 'index:org.opencontainers.image.title=app, one',
+    '--annotation', 'plain=every-manifest',
+    '--annotation', 'manifest[linux/arm64]:only=arm',
+    '--annotation', 'manifest-descriptor,index-descriptor:both=yes',
+  ]);
+  expect(r.stderr).not.toContain('WARNING');
+  expect(r.code).toBe(0);
+  const blob = (digest: string): Record<string, unknown> => JSON.parse(execFileSync('tar', ['-xOf', oci, `blobs/sha256/${digest.slice(7)}`], { encoding: 'utf8' })) as Record<string, unknown>;
+  type Desc = { digest: string; annotations?: Record<string, string>; platform?: { architecture: string } };
+  const layout = JSON.parse(execFileSync('tar', ['-xOf', oci, 'index.json'], { encoding: 'utf8' })) as { manifests: Desc[] };
+  const root = layout.manifests[0] as Desc;
+  expect(root.annotations?.['both']).toBe('yes');
+  const index = blob(root.digest) as { annotations?: Record<string, string>; manifests: Desc[] };
+  expect(index.annotations).toEqual({ 'org.opencontainers.image.title': 'app, one' });
+  const byArch = new Map(index.manifests.map((d) => [d.platform?.architecture, d]));
+  for (const arch of ['amd64', 'arm64']) {
+    const d = byArch.get(arch) as Desc;
+    expect(d.annotations?.['both']).toBe('yes');
+    const m = blob(d.digest) as { annotations?: Record<string, string> };
+    expect(m.annotations).toEqual(arch === 'arm64' ? { plain: 'every-manifest', only: 'arm' } : { plain: 'every-manifest' });
+  }
+  const bad = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', `type=oci,dest=${oci}`, '--annotation', 'layer:x=y']);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain('invalid --annotation "layer:x=y": unknown annotation type "layer"');
+  const none = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '-o', `type=local,dest=${join(sb.dir, `annot-local-${t}`)}`, '--annotation', 'x=y']);
+  expect(none.code).toBe(0);
+  expect(none.stderr).toContain('WARNING: --annotation applies to image outputs');
+}, 120_000);
