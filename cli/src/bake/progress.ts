@@ -11,6 +11,8 @@ export class BakeProgress {
   readonly #sink: ProgressSink;
   readonly #seen = new WeakSet<ProgressEvent>();
   readonly #owner = new Map<string, string>();
+  /** Steps shown as started and not yet done, failed or cached. */
+  readonly #open = new Set<string>();
 
   constructor(sink: ProgressSink) {
     this.#sink = sink;
@@ -29,9 +31,21 @@ export class BakeProgress {
           this.#owner.set(ev.vertex, owner);
         }
         const vertex = shared ? ev.vertex : `${target}/${ev.vertex}`;
+        if (ev.kind === 'vertex.started') this.#open.add(vertex);
+        else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error' || ev.kind === 'vertex.cached') this.#open.delete(vertex);
         if (ev.kind === 'vertex.started' || ev.kind === 'vertex.cached') this.#sink.emit({ ...ev, vertex, name: `[${owner}] ${ev.name}` });
         else this.#sink.emit({ ...ev, vertex });
       },
     };
+  }
+
+  /**
+   * Once every build has ended: the steps still open were cancelled (a target stopped by another's
+   * failure or by Ctrl-C; the solver reports nothing to builds that left). Shown as BuildKit shows
+   * them, `CANCELED`.
+   */
+  cancelOpen(time = Date.now()): void {
+    for (const vertex of this.#open) this.#sink.emit({ kind: 'vertex.error', vertex, error: 'cancelled', time });
+    this.#open.clear();
   }
 }

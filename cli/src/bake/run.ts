@@ -1,6 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
 import { parseFlags } from '../commands/build.js';
@@ -9,17 +9,17 @@ import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
-import { runBuild, type BuildReport, type BuildRequest } from '../engine/build.js';
 import { formatBuildError } from '../engine/report.js';
 import type { KilnEngine } from '../engine/engine.js';
-import type { ParsedOutputs } from '../engine/output-targets.js';
 import { fileTarget, removeTarget, writeTarget } from '../engine/file-target.js';
 import { parseOverrides, printResolved, resolveTargets, type BakeConfig, type Resolved } from './config.js';
 import { BakeError } from './errors.js';
+import { emitTargetResults, parseExecution, targetsFailedError } from './execution.js';
 import { readBakeFiles } from './files.js';
 import { targetBuild, type TargetBuild } from './flags.js';
 import { loadConfig } from './load.js';
 import { BakeProgress } from './progress.js';
+import { runTargets, type TargetRequest } from './schedule.js';
 
 /** Parsed flags of `kiln bake`. */
 export interface BakeFlags {
@@ -45,6 +45,8 @@ export interface BakeFlags {
   /** `--provenance` / `--sbom`: as `--set *.attest=type=provenance|sbom,…`. */
   readonly provenance?: string | boolean;
   readonly sbom?: string | boolean;
+  /** `--execution fail-fast|defer-output|defer-error` (see docs/bake.md). */
+  readonly execution?: string;
 }
 
 /** buildx's `--provenance`/`--sbom` shorthand as an `attest` entry. */
@@ -119,25 +121,28 @@ export function listBake(config: BakeConfig, what: string): string {
   throw new BakeError('KLN0854', `invalid --list "${what}"`, { hint: 'use --list targets or --list variables' });
 }
 
-/** What one target's build ended with. */
-type Outcome = { readonly ok: true; readonly report: BuildReport; readonly outputs: ParsedOutputs } | { readonly ok: false; readonly error: unknown; readonly dockerfileText?: string; readonly dockerfileName: string };
-
 /**
  * `kiln bake`: every target's build runs at once in one engine (steps the builds share run
  * once, through the engine's shared solver) with one progress stream; a target named by another's
- * `target:NAME` context is built first and its result given as that named context. Every target
- * runs to its end; any failure is printed with its target and the command fails (exit 1).
+ * `target:NAME` context is built first and its result given as that named context. A failure
+ * cancels the other targets (`--execution fail-fast`, buildx's default), or lets the independent
+ * ones finish (`defer-error`); `defer-output` holds every export until every target solved.
+ * Each failure is printed with its target, then which targets failed, were cancelled or did not
+ * start (exit 1).
  */
 export async function bakeCommand(names: readonly string[], flags: BakeFlags, io: CliIo, debug = false): Promise<void> {
   const cleanup: (() => Promise<void>)[] = [];
   let lease: EngineLease | undefined;
   let cancelled = false;
   let display: ReturnType<typeof startProgress> | undefined;
-  const failures: { target: string; text: string }[] = [];
+  /** What each failed target printed, and why a target did not start. */
+  const failures: string[] = [];
+  let failedError: BakeError | undefined;
   const callFailed: string[] = [];
   const privateImages: string[] = [];
   const metadata: Record<string, Record<string, unknown>> = {};
   try {
+    const mode = parseExecution(flags.execution);
     const config = await loadBake(flags, io);
     if (flags.list !== undefined) {
       io.stdout.write(listBake(config, flags.list));
@@ -164,90 +169,64 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     // Targets that are some target's context export their result as an image of kiln's store
     // (a private name, removed afterwards) that the other build reads as docker-image://.
     const linkedNames = new Set(builds.flatMap((b) => [...b.links.values()]));
-    const linkRefs = new Map<string, string>();
-    for (const n of linkedNames) linkRefs.set(n, formatReference(parseReference(`kiln.local/bake/${n.toLowerCase()}-${randomBytes(4).toString('hex')}:latest`)));
     // Every target's request is made before anything runs: a bad value fails the whole bake at once.
-    const requests = new Map<string, { req: BuildRequest; outputs: ParsedOutputs; build: TargetBuild }>();
+    const requests = new Map<string, TargetRequest>();
     for (const b of builds) {
       const { req, outputs } = await parseFlags(b.context, b.flags, io, cleanup);
-      const ref = linkRefs.get(b.name);
-      requests.set(b.name, { req: ref === undefined ? req : { ...req, outputs: [...req.outputs, parseOutputSpec(`type=image,name=${ref}`)] }, outputs, build: b });
+      const ref = linkedNames.has(b.name) ? formatReference(parseReference(`kiln.local/bake/${b.name.toLowerCase()}-${randomBytes(4).toString('hex')}:latest`)) : undefined;
+      requests.set(b.name, {
+        req,
+        outputs,
+        build: b,
+        ...(ref === undefined ? {} : { link: { ref, output: parseOutputSpec(`type=image,name=${ref}`) } }),
+        linkedOnly: resolved.targets.get(b.name)?.linked ?? false,
+      });
     }
     const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
     const d = (display = startProgress(flags.progress, io));
-    const progress = new BakeProgress(d.sink);
     const e = l.engine;
-    const onWarning = (w: BuildWarning): void => writeWarning(io, w);
     const outcomes = await e.credentials.run(callerCredentials(io), () =>
       withInterrupt(io, async (signal) => {
         await l.begin(signal);
-        const running = new Map<string, Promise<Outcome>>();
-        const start = (name: string): Promise<Outcome> => {
-          let p = running.get(name);
-          if (p === undefined) {
-            p = runTarget(name);
-            running.set(name, p);
-          }
-          return p;
-        };
-        const runTarget = async (name: string): Promise<Outcome> => {
-          const r = requests.get(name);
-          if (r === undefined) return { ok: false, error: new BakeError('KLN0853', `target "${name}" is not resolved`), dockerfileName: 'Dockerfile' };
-          const dockerfileName = r.req.dockerfile === undefined ? 'Dockerfile' : basename(r.req.dockerfile);
-          const dockerfileText = r.req.dockerfileText ?? (await readFile(r.req.dockerfile ?? join(r.req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
-          const fail = (error: unknown): Outcome => ({ ok: false, error, ...(dockerfileText === undefined ? {} : { dockerfileText }), dockerfileName });
-          // A `target:NAME` context waits for NAME's image.
-          const contexts = [...(r.req.buildContexts ?? [])];
-          for (const [ctxName, other] of r.build.links) {
-            const dep = await start(other);
-            const ref = linkRefs.get(other);
-            const image = dep.ok ? dep.report.exports.find((x) => x.digest !== undefined && ref !== undefined && x.names.includes(ref)) : undefined;
-            if (!dep.ok || image?.digest === undefined || ref === undefined) {
-              return fail(new BakeError('KLN0856', `target "${name}": its context "${ctxName}" is target "${other}", which ${dep.ok ? 'made no image' : 'failed'}`));
-            }
-            contexts.push({ kind: 'image', name: ctxName, ref: `${ref}@${image.digest}` });
-          }
-          try {
-            const report = await runBuild(e, {
-              ...r.req,
-              buildContexts: contexts,
-              progress: progress.forTarget(name),
-              signal,
-              onWarning,
-              onCacheWarning: (m) => void io.stderr.write(`WARNING: [${name}] ${m}\n`),
-            });
-            const ref = linkRefs.get(name);
-            const digest = ref === undefined ? undefined : report.exports.find((x) => x.names.includes(ref))?.digest;
-            if (ref !== undefined) privateImages.push(ref, ...(digest === undefined ? [] : [`${ref}@${digest}`]));
-            return { ok: true, report, outputs: r.outputs };
-          } catch (err) {
-            return fail(err);
-          }
-        };
-        const names = [...requests.keys()];
-        const results = await Promise.all(names.map(start));
+        const results = await runTargets(requests, {
+          engine: e,
+          mode,
+          progress: new BakeProgress(d.sink),
+          signal,
+          onWarning: (w: BuildWarning): void => writeWarning(io, w),
+          onCacheWarning: (name, m) => void io.stderr.write(`WARNING: [${name}] ${m}\n`),
+          onPrivateImage: (name) => void privateImages.push(name),
+        });
         // Ctrl-C: every build stopped with it; one report of the interrupt, exit 130, as kiln build.
         if (signal.aborted) throw signal.reason;
-        return names.map((n, i) => [n, results[i]] as const);
+        return results;
       }),
     );
+    const statuses = new Map([...outcomes].map(([n, o]) => [n, o.status]));
+    const ok = [...statuses.values()].every((s) => s === 'succeeded');
+    // buildx's `[internal] target results` step closes a failed bake of several targets.
+    if (!ok && statuses.size > 1) emitTargetResults(d.sink, statuses);
     await d.finish();
     display = undefined;
+    if (!ok) failedError = targetsFailedError(statuses, mode);
     for (const [name, o] of outcomes) {
-      if (o === undefined) continue;
-      if (!o.ok) {
-        failures.push({ target: name, text: formatBuildError(o.error, { ...(o.dockerfileText === undefined ? {} : { dockerfileText: o.dockerfileText }), dockerfileName: o.dockerfileName }) });
-        if (debug && o.error instanceof Error && o.error.stack !== undefined) failures.push({ target: name, text: `${o.error.stack}\n` });
+      if (o.status === 'failed') {
+        failures.push(`target ${name} failed:\n${formatBuildError(o.error, { ...(o.dockerfileText === undefined ? {} : { dockerfileText: o.dockerfileText }), dockerfileName: o.dockerfileName })}`);
+        if (debug && o.error instanceof Error && o.error.stack !== undefined) failures.push(`${o.error.stack}\n`);
         continue;
       }
+      if (o.status === 'not started' && o.reason !== undefined) failures.push(`target ${name} did not start: ${o.reason}\n`);
+      if (o.status !== 'succeeded') continue;
       if (o.report.call !== undefined) {
         io.stdout.write(`${name}:\n${o.report.call.text}`);
         if (o.report.call.failed) callFailed.push(name);
       } else await o.outputs.deliver(io);
-      printExports(name, o.report.exports, linkRefs.get(name), io);
-      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = await resultMetadata(e, o.report.exports.filter((x) => !x.names.includes(linkRefs.get(name) ?? '\0')));
+      const privateRef = requests.get(name)?.link?.ref;
+      printExports(name, o.report.exports, privateRef, io);
+      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = await resultMetadata(e, o.report.exports.filter((x) => !x.names.includes(privateRef ?? '\0')));
     }
-    if (metaFile !== undefined) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));
+    // As buildx: after a failure, the metadata of the targets that succeeded only with defer-error.
+    if (metaFile !== undefined && (ok || mode === 'defer-error')) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));
   } catch (err) {
     await display?.finish().catch(() => undefined);
     // `kiln bake … -o - | head`: the reader had what it wanted (cleaned up below).
@@ -266,10 +245,10 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     for (const c of cleanup) await c().catch(() => undefined);
     await gc?.();
   }
-  if (failures.length > 0) {
-    for (const f of failures) io.stderr.write(`target ${f.target} failed:\n${f.text}`);
-    const names = [...new Set(failures.map((f) => f.target))];
-    throw new ReportedError(1, `${names.length} target(s) failed: ${names.join(', ')}`);
+  if (failedError !== undefined) {
+    for (const f of failures) io.stderr.write(f);
+    io.stderr.write(formatBuildError(failedError));
+    throw new ReportedError(1, failedError.message);
   }
   if (callFailed.length > 0) throw new ReportedError(1, `build checks found problems in ${callFailed.join(', ')}`);
 }

@@ -24,6 +24,7 @@ export function registerBake(program: Command, io: CliIo): void {
     .option('--check', 'run the build checks of every target (--call=check); exit 1 if any finds something')
     .option('--provenance [value]', 'provenance attestation for every target (--set *.attest=type=provenance,VALUE)')
     .option('--sbom [value]', 'SBOM attestation for every target (--set *.attest=type=sbom,VALUE)')
+    .option('--execution <mode>', 'what a failed target does to the others: fail-fast (cancel them; default), defer-error (let the others finish), defer-output (export nothing until every target solved)', 'fail-fast')
     .option('--push', 'push the images (--set *.push=true)')
     .option('--load', 'not applicable: kiln has no Docker daemon (fails with a hint; tags alone keep the image in kiln\'s store)')
     .option('--no-cache', 'do not use the cache (--set *.no-cache=true)')

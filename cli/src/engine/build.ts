@@ -102,6 +102,8 @@ export interface BuildRequest {
    * which the receiver must call. A failed RUN's state is kept only with this set.
    */
   readonly hold?: (held: HeldBuild) => void;
+  /** Awaited after the solve, before any export (bake's `--execution defer-output` barrier). */
+  readonly beforeExport?: () => Promise<void>;
 }
 
 /** What a build produced. */
@@ -288,6 +290,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     const solved = first === undefined ? undefined : backend.buildResultOf(first.ref);
     const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }), imports: cacheImports };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') === true && solved !== undefined;
+    await req.beforeExport?.();
     const exports: ExportResult[] = [];
     if (req.outputs.length > 0) {
       exports.push(

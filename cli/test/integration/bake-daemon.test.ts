@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { kilnBin, processesMatching, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, repo, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // `kiln bake` served by `kiln daemon`: the daemon runs in another directory with another
 // environment; the bake files, contexts, outputs, variables and stdin are the caller's.
@@ -10,9 +10,20 @@ import { kilnBin, processesMatching, startDaemon, token, useSandbox, writeTree, 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
 
-function bake(cwd: string, args: readonly string[], env: Record<string, string>, stdin = '', onStderr?: (text: string, child: import('node:child_process').ChildProcess) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Node's client by default; `perlClient` is cli/bin/kiln, the launcher's Perl fast path. */
+const perlClient = [join(repo, 'cli/bin/kiln')];
+
+function bake(
+  cwd: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  stdin = '',
+  onStderr?: (text: string, child: import('node:child_process').ChildProcess) => void,
+  client: readonly string[] = [process.execPath, kilnBin],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [bin = process.execPath, ...pre] = client;
+    const child = spawn(bin, [...pre, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -94,6 +105,59 @@ test('through kiln daemon: Ctrl-C of the client stops its targets (exit 130, no 
     const q = await bake(dir, ['quick', '--progress', 'quiet'], env);
     expect(q.code).toBe(0);
     expect(await readFile(join(dir, 'out/q'), 'utf8')).toBe(`quick-${t}\n`);
+    expect(d.child.exitCode).toBe(null);
+  } finally {
+    d.child.kill('SIGTERM');
+    await d.exited;
+  }
+}, 240_000);
+
+test('through kiln daemon: --execution reaches the bake (defer-error lets the independent target export; fail-fast, the default, cancels it at once; a bad mode is KLN0854)', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-daemon-exec-${t}`);
+  // bad fails only once slow's container runs (a cache mount both use; a file per SLEEP value).
+  const sync = `--mount=type=cache,id=sync-${t},target=/sync`;
+  await writeTree(dir, {
+    'docker-bake.hcl': [
+      `target "bad" { dockerfile-inline = "FROM busybox\\nRUN ${sync} for i in $(seq 1 200); do [ -f /sync/started-\${SLEEP} ] && break; sleep 0.05; done; exit 6\\n" }`,
+      'target "slow" {',
+      `  dockerfile-inline = "FROM busybox AS b\\nRUN ${sync} touch /sync/started-\${SLEEP} && echo started-slow-${t} && sleep \${SLEEP} && echo slow-${t} > /s\\nFROM scratch\\nCOPY --from=b /s /s\\n"`,
+      '  output = ["type=local,dest=out/slow"]',
+      '}',
+      'variable "SLEEP" { default = "1" }',
+    ].join('\n'),
+  });
+  const socket = join(sb.dir, `bake-daemon-exec-${t}.sock`);
+  const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+  try {
+    const env = { KILN_HOST: `unix://${socket}` };
+    // The Perl client passes the command line on as it is.
+    const deferred = await bake(dir, ['bad', 'slow', '--execution=defer-error', '--metadata-file', 'meta.json', '--progress', 'plain'], env, '', undefined, perlClient);
+    expect(deferred.code).toBe(1);
+    expect(deferred.stderr).toContain('kiln: error KLN0857: 1 target failed: bad (--execution defer-error)');
+    expect(deferred.stderr).toMatch(/#\d+ slow: succeeded /);
+    expect(await readFile(join(dir, 'out/slow/s'), 'utf8')).toBe(`slow-${t}\n`);
+    expect(Object.keys(JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as object)).toEqual(['slow']);
+    // Served by the daemon (a client that fell back to its own process would not be logged there).
+    await expect.poll(() => d.log(), { timeout: 10_000 }).toMatch(/bake: client pid \d+ → exit 1/);
+
+    // The default: slow (20 s now) is cancelled as soon as bad fails.
+    let startedAt = 0;
+    const fast = await bake(dir, ['bad', 'slow', '--var', 'SLEEP=20', '--metadata-file', 'meta.json', '--progress', 'plain'], env, '', (text) => {
+      if (startedAt === 0 && text.includes(`started-slow-${t}\n`)) startedAt = Date.now();
+    });
+    expect(startedAt).toBeGreaterThan(0);
+    expect(Date.now() - startedAt).toBeLessThan(8_000);
+    expect(fast.code).toBe(1);
+    expect(fast.stderr).toContain('kiln: error KLN0857: 1 target failed: bad; 1 cancelled: slow (--execution fail-fast)');
+    expect(processesMatching(`started-slow-${t} && sleep 20`)).toEqual([]);
+    // A failed fail-fast bake leaves no metadata file (the earlier one is removed).
+    await expect(readFile(join(dir, 'meta.json'), 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+
+    const bad = await bake(dir, ['slow', '--execution', 'parallel'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('kiln: error KLN0854: invalid --execution "parallel"');
+    expect(bad.stderr).toContain('hint: use fail-fast, defer-output, defer-error');
     expect(d.child.exitCode).toBe(null);
   } finally {
     d.child.kill('SIGTERM');

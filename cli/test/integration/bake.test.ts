@@ -1,8 +1,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { kilnBin, processesMatching, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { LocalSnapshotter } from '@kiln/runtime';
+import { kilnBin, parseRawJson, processesMatching, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln bake` end to end: real runc, the busybox base image, several targets in one engine.
 
@@ -117,24 +119,54 @@ test('--print shows the resolved definition as buildx does and builds nothing', 
   expect(r.stdout.indexOf('"context"')).toBeLessThan(r.stdout.indexOf('"dockerfile"'));
 }, 60_000);
 
-test('a failing target fails the bake (exit 1) with its error; the other target still exports', async () => {
+test('--execution defer-error: the independent target finishes and exports past a failure, sharing a step the failed one also used; the dependent does not start', async () => {
   const t = token();
-  const dir = await project(t);
+  const dir = join(sb.dir, `bake-defer-error-${t}`);
+  // bad fails in a stage of its own while the stage it shares with good is still running.
   await writeTree(dir, {
-    'bake.json': JSON.stringify({
-      target: {
-        a: { target: 'a', output: ['type=local,dest=out/a'] },
-        bad: { target: 'bad', output: ['type=local,dest=out/bad'] },
-      },
-    }),
+    Dockerfile: [
+      'FROM busybox AS shared',
+      `RUN echo shared-${t} && sleep 2 && cat /proc/sys/kernel/random/uuid > /stamp`,
+      'FROM busybox AS failer',
+      `RUN echo failing-${t} && exit 3`,
+      'FROM scratch AS bad',
+      'COPY --from=failer /bin/busybox /x',
+      'COPY --from=shared /stamp /stamp',
+      'FROM scratch AS good',
+      'COPY --from=shared /stamp /stamp',
+      '',
+    ].join('\n'),
+    'docker-bake.hcl': [
+      'target "good" {\n  target = "good"\n  output = ["type=local,dest=out/good"]\n}',
+      'target "bad" {\n  target = "bad"\n  output = ["type=local,dest=out/bad"]\n}',
+      'target "app" {',
+      '  contexts = { base = "target:bad" }',
+      `  dockerfile-inline = "FROM base\\nRUN echo app-ran-${t}\\n"`,
+      '  output = ["type=local,dest=out/app"]',
+      '}',
+    ].join('\n'),
   });
-  const r = await bake(dir, ['-f', 'bake.json', 'a', 'bad', '--progress', 'plain']);
+  const before = await sb.containersStarted();
+  const r = await bake(dir, ['good', 'bad', 'app', '--execution', 'defer-error', '--metadata-file', 'meta.json', '--progress', 'plain']);
   expect(r.code).toBe(1);
   expect(r.stderr).toContain('target bad failed:');
   expect(r.stderr).toMatch(/exit code:? 3/);
-  expect(r.stderr).not.toContain('target a failed');
-  expect(await readFile(join(dir, 'out/a/stamp'), 'utf8')).toMatch(/^[0-9a-f-]{36}\n$/);
+  expect(r.stderr).toContain('target app did not start: its context "base" is target "bad", which failed');
+  expect(r.stderr).toContain('kiln: error KLN0857: 1 target failed: bad; 1 not started: app (--execution defer-error)');
+  expect(r.stderr).not.toContain(`app-ran-${t}`);
+  // The shared RUN ran once, to its end, for good; failer's RUN is the other container.
+  expect((await sb.containersStarted()) - before).toBe(2);
+  expect(await readFile(join(dir, 'out/good/stamp'), 'utf8')).toMatch(/^[0-9a-f-]{36}\n$/);
   await expect(stat(join(dir, 'out/bad'))).rejects.toMatchObject({ code: 'ENOENT' });
+  await expect(stat(join(dir, 'out/app'))).rejects.toMatchObject({ code: 'ENOENT' });
+  // As buildx: with defer-error the metadata file is written, with the targets that succeeded.
+  expect(Object.keys(JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as object)).toEqual(['good']);
+  // buildx's closing step, one line per target.
+  expect(r.stderr).toMatch(/#\d+ \[internal\] target results\n/);
+  expect(r.stderr).toMatch(/#\d+ app: not started /);
+  expect(r.stderr).toMatch(/#\d+ bad: failed /);
+  expect(r.stderr).toMatch(/#\d+ good: succeeded /);
+  expect(await runKilnImages()).not.toContain('kiln.local/bake/');
 }, 240_000);
 
 test('errors: no bake file, an unknown target, --load, a bad --set', async () => {
@@ -365,32 +397,102 @@ test('with a kiln daemon serving the root, kiln bake runs in it (the caller\'s c
   }
 }, 240_000);
 
-test('a target: context whose target fails: the dependent target does not run and names it; no private image is left', async () => {
+test('fail-fast (the default): the first failure cancels the running target at once (its container and snapshots go), the dependent does not start; exit 1 naming them', async () => {
   const t = token();
-  const dir = join(sb.dir, `bake-linkfail-${t}`);
+  const dir = join(sb.dir, `bake-failfast-${t}`);
+  // A cache mount both targets use lets bad fail only once slow's container runs.
+  const sync = `--mount=type=cache,id=sync-${t},target=/sync`;
   await writeTree(dir, {
     'docker-bake.hcl': [
-      'target "base" {',
-      `  dockerfile-inline = "FROM busybox\\nRUN echo base-${t} && exit 4\\n"`,
+      'target "bad" {',
+      `  dockerfile-inline = "FROM busybox\\nRUN ${sync} for i in $(seq 1 200); do [ -f /sync/started ] && break; sleep 0.05; done; echo bad-${t} && exit 4\\n"`,
       '}',
       'target "app" {',
-      '  contexts = { base = "target:base" }',
+      '  contexts = { base = "target:bad" }',
       `  dockerfile-inline = "FROM base\\nRUN echo app-ran-${t}\\n"`,
       '}',
-      'target "other" {',
-      `  dockerfile-inline = "FROM busybox\\nRUN echo other-ran-${t} > /o\\n"`,
-      '  output = ["type=local,dest=out/other"]',
+      'target "slow" {',
+      `  dockerfile-inline = "FROM busybox\\nRUN ${sync} touch /sync/started && echo started-slow-${t} && sleep 20 && echo done-slow-${t} > /done\\n"`,
+      '  output = ["type=local,dest=out/slow"]',
       '}',
     ].join('\n'),
   });
-  const r = await bake(dir, ['app', 'other', '--progress', 'plain']);
+  let startedAt = 0;
+  const r = await bake(dir, ['app', 'slow', '--progress', 'plain'], {}, (text) => {
+    if (startedAt === 0 && text.includes(`started-slow-${t}\n`)) startedAt = Date.now();
+  });
+  const took = Date.now() - startedAt;
+  expect(startedAt).toBeGreaterThan(0);
   expect(r.code).toBe(1);
-  expect(r.stderr).toContain('target base failed:');
+  // Cancelled, not waited for: far less than the 20 s sleep after slow's container started.
+  expect(took).toBeLessThan(8_000);
+  expect(r.stderr).toContain('target bad failed:');
   expect(r.stderr).toMatch(/exit code:? 4/);
-  expect(r.stderr).toContain('target app failed:');
-  expect(r.stderr).toContain('its context "base" is target "base", which failed');
+  expect(r.stderr).not.toContain('target slow failed');
+  // slow's RUN shows as cancelled (BuildKit's CANCELED), not as an error.
+  const slowRun = /#(\d+) \[slow\] \[stage-0 2\/2\] RUN/.exec(r.stderr)?.[1];
+  expect(r.stderr).toContain(`#${slowRun} CANCELED`);
+  expect(r.stderr).toContain('target app did not start: its context "base" is target "bad", which failed');
   expect(r.stderr).not.toContain(`app-ran-${t}`);
-  // The target that does not depend on base still ran to its end.
-  expect(await readFile(join(dir, 'out/other/o'), 'utf8')).toBe(`other-ran-${t}\n`);
+  expect(r.stderr).toContain('kiln: error KLN0857: 1 target failed: bad; 1 cancelled: slow; 1 not started: app (--execution fail-fast)');
+  expect(r.stderr).toContain('hint: --execution defer-error');
+  expect(r.stderr).toMatch(/#\d+ slow: aborted /);
+  await expect(stat(join(dir, 'out/slow'))).rejects.toMatchObject({ code: 'ENOENT' });
+  // The container is gone, and so are its snapshot and mounts; no private image is left.
+  expect(processesMatching(`started-slow-${t} && sleep 20`)).toEqual([]);
+  const snapshots = new LocalSnapshotter({ root: sb.root });
+  await snapshots.init();
+  expect((await snapshots.list()).filter((x) => x.kind === 'active').map((x) => x.id)).toEqual([]);
+  expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(sb.root))).toEqual([]);
   expect(await runKilnImages()).not.toContain('kiln.local/bake/');
+}, 240_000);
+
+test('--execution defer-output: nothing is exported when a target fails (rawjson shows the target results); when all succeed, exports start after every target solved', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-defer-output-${t}`);
+  // bad fails only after good's RUN is done, leaving good a second to export were it not held.
+  const sync = `--mount=type=cache,id=sync-${t},target=/sync`;
+  await writeTree(dir, {
+    'docker-bake.hcl': [
+      'target "good" {',
+      `  dockerfile-inline = "FROM busybox AS b\\nRUN ${sync} echo good-${t} > /g && touch /sync/good\\nFROM scratch\\nCOPY --from=b /g /g\\n"`,
+      '  output = ["type=local,dest=out/good"]',
+      '}',
+      'target "bad" {',
+      `  dockerfile-inline = "FROM busybox\\nRUN ${sync} for i in $(seq 1 200); do [ -f /sync/good ] && break; sleep 0.05; done; sleep 1; exit 5\\n"`,
+      '  output = ["type=local,dest=out/bad"]',
+      '}',
+      'target "later" {',
+      `  dockerfile-inline = "FROM busybox AS b\\nRUN sleep 1 && echo later-${t} > /l\\nFROM scratch\\nCOPY --from=b /l /l\\n"`,
+      '  output = ["type=local,dest=out/later"]',
+      '}',
+    ].join('\n'),
+  });
+  const failed = await bake(dir, ['good', 'bad', '--execution', 'defer-output', '--metadata-file', 'meta.json', '--progress', 'rawjson']);
+  expect(failed.code).toBe(1);
+  await expect(stat(join(dir, 'out/good'))).rejects.toMatchObject({ code: 'ENOENT' });
+  await expect(stat(join(dir, 'out/bad'))).rejects.toMatchObject({ code: 'ENOENT' });
+  await expect(stat(join(dir, 'meta.json'))).rejects.toMatchObject({ code: 'ENOENT' });
+  expect(failed.stderr).toContain('kiln: error KLN0857: 1 target failed: bad; 1 cancelled: good (--execution defer-output)');
+  const results = parseRawJson(failed.stderr).find((v) => v.name === '[internal] target results');
+  expect(results?.completed).toBeDefined();
+  const statuses = failed.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{"statuses"'))
+    .flatMap((l) => (JSON.parse(l) as { statuses: { id: string; vertex: string }[] }).statuses)
+    .filter((x) => x.vertex === results?.digest)
+    .map((x) => x.id);
+  expect(statuses).toEqual(['bad: failed', 'good: aborted']);
+
+  const ok = await bake(dir, ['good', 'later', '--execution', 'defer-output', '--progress', 'rawjson']);
+  expect(ok.code).toBe(0);
+  expect(await readFile(join(dir, 'out/good/g'), 'utf8')).toBe(`good-${t}\n`);
+  expect(await readFile(join(dir, 'out/later/l'), 'utf8')).toBe(`later-${t}\n`);
+  // good solved at once (cached) but exported only once later's RUN was done.
+  const vertices = parseRawJson(ok.stderr);
+  const laterRun = vertices.find((v) => v.name.includes('RUN sleep 1'));
+  const goodExport = vertices.find((v) => v.name.startsWith('[good] copying files to'));
+  expect(laterRun?.completed).toBeDefined();
+  expect(goodExport?.started).toBeGreaterThanOrEqual(laterRun?.completed ?? Infinity);
+  expect(ok.stderr).not.toContain('target results');
 }, 240_000);
