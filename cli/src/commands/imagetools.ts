@@ -43,17 +43,18 @@ function parseBool(v: string): boolean {
 
 /**
  * `kiln imagetools inspect|create`, as `docker buildx imagetools`: read an image's manifest or
- * index from a registry (or, with `--local`, the kiln image store), and combine images already in
- * registries into a new multi-platform index (or copy one to another name) without pulling layers.
+ * index from a registry or an OCI layout (or, with `--local`, the kiln image store), and combine
+ * images already in registries or layouts into a new multi-platform index (or copy one to another
+ * name) without pulling layers into kiln.
  */
 export function registerImagetools(program: Command, io: CliIo): void {
-  const cmd = program.command('imagetools').description('work on images in registries (inspect, create multi-platform indexes)');
+  const cmd = program.command('imagetools').description('work on images in registries and OCI layouts (inspect, create multi-platform indexes)');
   cmd
     .command('inspect')
     .description('show details of an image in a registry or an OCI layout')
     .argument('<name>', 'image reference ([registry/]name[:tag|@digest]) or oci-layout://PATH[:TAG|@DIGEST]')
-    .option('--raw', 'print the manifest or index exactly as the registry serves it')
-    .option('--format <template>', "Go-template subset: '{{json .Manifest}}', '{{json .Image}}', '{{json .Provenance}}', '{{json .SBOM}}', '{{println .Manifest.Digest}}'")
+    .option('--raw', 'print the manifest or index exactly as the registry (or layout) has it')
+    .option('--format <template>', "Go-template subset: '{{json .Manifest}}', '{{json .Image}}', '{{json .Provenance}}', '{{json .SBOM}}', '{{println .Manifest.Digest}}', '{{range .Manifest.Manifests}}{{println .Digest}}{{end}}'")
     .option('--local', 'read NAME from the kiln image store (kiln images) instead of its registry')
     .option('--root <dir>', 'kiln state directory (with --local)')
     .action((name: string, flags: InspectFlags) => guarded(() => inspect(io, name, flags)));

@@ -53,7 +53,7 @@ const ALIASES: Readonly<Record<string, string>> = {
 
 function bad(template: string, why: string): ImagetoolsError {
   return new ImagetoolsError('KLN0860', `invalid --format template ${JSON.stringify(template)}: ${why}`, {
-    hint: "use e.g. '{{json .Manifest}}', '{{json .Image}}', '{{.Manifest.Digest}}', '{{json .Provenance}}' or '{{json .SBOM}}'",
+    hint: "use e.g. '{{json .Manifest}}', '{{json .Image}}', '{{.Manifest.Digest}}', '{{json .Provenance}}', '{{json .SBOM}}' or '{{range .Manifest.Manifests}}{{println .Digest}}{{end}}'",
   });
 }
 
