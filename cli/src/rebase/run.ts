@@ -83,10 +83,18 @@ export async function rebaseImage(stores: RebaseStores, req: RebaseRequest): Pro
   const multi = isIndexMediaType(appRoot.root.mediaType);
   const index = multi ? await readIndex(appRoot) : undefined;
   const children = index === undefined ? { images: [appRoot.root], dropped: [] } : appIndexChildren(appRoot.name, index.index);
-  const apps = await Promise.all(children.images.map(async (desc) => {
-    const app = await imageAt(appRoot, desc);
-    return { desc, app, platform: childPlatform(desc, app.config) };
-  }));
+  const apps = await Promise.all(
+    children.images.map(async (desc) => {
+      try {
+        const app = await imageAt(appRoot, desc);
+        return { desc, app, platform: childPlatform(desc, app.config) };
+      } catch (e) {
+        // an index child the store or registry does not have (an index pulled for one platform)
+        if (multi && e instanceof RebaseError && desc.platform !== undefined) throw new RebaseError(e.code, `${formatPlatform(desc.platform)}: ${e.message}`, { hint: e.hint ?? 'every platform of the index is rebased: pull or build the image with all its platforms', cause: e });
+        throw e;
+      }
+    }),
+  );
 
   // publishing: a mirror in the target registry first (mountable layers)
   const registry = req.publish ? parseReference(names[0] ?? req.image).domain : undefined;

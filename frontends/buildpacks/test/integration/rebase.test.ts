@@ -339,6 +339,12 @@ describe('kiln rebase', () => {
     const notRebasable = await rebase(['multi-pinned:1', '--run-image', 'kt/run:multi']);
     expect(notRebasable.stderr).toContain(`error KLN0921: linux/${other}: `);
     expect(notRebasable.code).toBe(1);
+    // … or a platform whose manifest the store lacks (an index pulled for one platform)
+    const absent: Descriptor = { mediaType: hostApp.manifest.mediaType ?? '', digest: `sha256:${'e'.repeat(64)}` as Descriptor['digest'], size: 10, platform: { os: 'linux', architecture: other } };
+    await putIndex('docker.io/library/multi-partial:1', OCI_INDEX, [await desc(hostApp, `linux/${host}`), absent]);
+    const partial = await rebase(['multi-partial:1', '--run-image', 'kt/run:multi']);
+    expect(partial.stderr).toContain(`error KLN0925: linux/${other}: cannot read ${absent.digest}`);
+    expect(partial.code).toBe(1);
     expect((await images.mustGet('docker.io/library/multi-app:1')).target.digest).toBe(before);
     expect((await images.mustGet('docker.io/library/multi-pinned:1')).target.digest).toBe(pinnedIndex);
 
