@@ -18,8 +18,8 @@ export class BakeProgress {
     this.#sink = sink;
   }
 
-  /** The sink of the build of `target`. */
-  forTarget(target: string): ProgressSink {
+  /** The sink of the build of `target`; `scope` keeps apart the own steps of a second build of it. */
+  forTarget(target: string, scope = target): ProgressSink {
     return {
       emit: (ev) => {
         if (this.#seen.has(ev)) return;
@@ -30,7 +30,7 @@ export class BakeProgress {
           owner = this.#owner.get(ev.vertex) ?? target;
           this.#owner.set(ev.vertex, owner);
         }
-        const vertex = shared ? ev.vertex : `${target}/${ev.vertex}`;
+        const vertex = shared ? ev.vertex : `${scope}/${ev.vertex}`;
         if (ev.kind === 'vertex.started') this.#open.add(vertex);
         else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error' || ev.kind === 'vertex.cached') this.#open.delete(vertex);
         if (ev.kind === 'vertex.started' || ev.kind === 'vertex.cached') this.#sink.emit({ ...ev, vertex, name: `[${owner}] ${ev.name}` });

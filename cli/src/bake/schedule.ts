@@ -10,6 +10,8 @@ import { BakeError } from './errors.js';
 import { ExportBarrier, type ExecutionMode } from './execution.js';
 import type { TargetBuild } from './flags.js';
 import type { BakeProgress } from './progress.js';
+import type { ProgressSink } from '@kiln/solver';
+import type { BuildRecording } from '../history/recorder.js';
 
 /** One target's build as `kiln bake` runs it. */
 export interface TargetRequest {
@@ -44,6 +46,8 @@ export interface RunTargetsOptions {
   readonly onCacheWarning: (target: string, message: string) => void;
   /** Called with each private image name (and name@digest) made, for removal at the end. */
   readonly onPrivateImage: (name: string) => void;
+  /** Records each target's build in kiln history (docs/history.md). */
+  readonly record?: (name: string, target: TargetRequest, sink: ProgressSink, signal: AbortSignal) => BuildRecording;
 }
 
 /**
@@ -80,14 +84,30 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
     return o;
   };
 
+  // What a target's dependents wait for: the build that made its image. That is the target's
+  // build, except under defer-output for a target with outputs of its own (see below): its
+  // first build, which is not held at the barrier its dependents must reach.
+  const images = new Map<string, { readonly made: Promise<Outcome>; readonly resolve: (o: Outcome) => void }>();
+  const imageOf = (name: string): { readonly made: Promise<Outcome>; readonly resolve: (o: Outcome) => void } => {
+    let d = images.get(name);
+    if (d === undefined) {
+      let resolve: (o: Outcome) => void = () => undefined;
+      const made = new Promise<Outcome>((r) => (resolve = r));
+      d = { made, resolve };
+      images.set(name, d);
+    }
+    return d;
+  };
   const running = new Map<string, Promise<Outcome>>();
   const start = (name: string): Promise<Outcome> => {
     let p = running.get(name);
     if (p === undefined) {
-      p = runTarget(name).then(
-        (o) => settled(name, o),
-        (error: unknown) => settled(name, { status: 'failed', error, dockerfileName: 'Dockerfile' }),
-      );
+      p = runTarget(name)
+        .then(
+          (o) => settled(name, o),
+          (error: unknown) => settled(name, { status: 'failed', error, dockerfileName: 'Dockerfile' }),
+        )
+        .then((o) => (imageOf(name).resolve(o), o));
       running.set(name, p);
     }
     return p;
@@ -103,7 +123,8 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
     // A `target:NAME` context waits for NAME's image; without it the build does not start.
     const contexts = [...(r.req.buildContexts ?? [])];
     for (const [ctxName, other] of r.build.links) {
-      const dep = await start(other);
+      void start(other);
+      const dep = await imageOf(other).made;
       if (dep.status !== 'succeeded') {
         const what = dep.status === 'failed' ? 'failed' : dep.status === 'aborted' ? 'was cancelled' : 'did not start';
         return { status: 'not started', reason: `its context "${ctxName}" is target "${other}", which ${what}` };
@@ -114,9 +135,10 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
       contexts.push({ kind: 'image', name: ctxName, ref: `${ref}@${image.digest}` });
     }
     if (ac.signal.aborted) return { status: 'not started' };
+    const recording = opts.record?.(name, r, opts.progress.forTarget(name), ac.signal);
     const common = {
       buildContexts: contexts,
-      progress: opts.progress.forTarget(name),
+      progress: recording?.sink ?? opts.progress.forTarget(name),
       signal: ac.signal,
       onWarning: opts.onWarning,
       onCacheWarning: (m: string) => opts.onCacheWarning(name, m),
@@ -142,15 +164,19 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
         // the barrier, from a second build of the same definition (all cached by then).
         const first = await runBuild(engine, { ...r.req, outputs: [r.link.output], cacheTo: [], ...common, beforeExport: arrive });
         recordPrivate(r.link.ref, first, opts);
-        const second = await runBuild(engine, { ...r.req, ...common, beforeExport: arriveAndWait });
+        imageOf(name).resolve({ status: 'succeeded', report: first, outputs: r.outputs });
+        const second = await runBuild(engine, { ...r.req, ...common, progress: opts.progress.forTarget(name, `${name}/own-outputs`), beforeExport: arriveAndWait });
         report = { ...second, exports: [...first.exports, ...second.exports] };
       }
       // A --call build ends before the export point.
       barrier?.arrive(name);
+      await recording?.completed(report);
       return { status: 'succeeded', report, outputs: r.outputs };
     } catch (err) {
       // Cancelled (another target failed), or held at the defer-output barrier that broke.
-      if (ac.signal.aborted || barrier?.heldAfterBreak(name) === true) return { status: 'aborted' };
+      const aborted = ac.signal.aborted || barrier?.heldAfterBreak(name) === true;
+      await recording?.failed(err, aborted);
+      if (aborted) return { status: 'aborted' };
       return fail(err);
     }
   };

@@ -462,8 +462,10 @@ test('--execution defer-output: nothing is exported when a target fails (rawjson
       `  dockerfile-inline = "FROM busybox\\nRUN ${sync} for i in $(seq 1 200); do [ -f /sync/good ] && break; sleep 0.05; done; sleep 1; exit 5\\n"`,
       '  output = ["type=local,dest=out/bad"]',
       '}',
+      // later reads good's result (a target: context): good's image is made before the barrier.
       'target "later" {',
-      `  dockerfile-inline = "FROM busybox AS b\\nRUN sleep 1 && echo later-${t} > /l\\nFROM scratch\\nCOPY --from=b /l /l\\n"`,
+      '  contexts = { fromgood = "target:good" }',
+      `  dockerfile-inline = "FROM busybox AS b\\nCOPY --from=fromgood /g /g\\nRUN sleep 1 && cat /g > /l && echo later-${t} >> /l\\nFROM scratch\\nCOPY --from=b /l /l\\n"`,
       '  output = ["type=local,dest=out/later"]',
       '}',
     ].join('\n'),
@@ -487,12 +489,13 @@ test('--execution defer-output: nothing is exported when a target fails (rawjson
   const ok = await bake(dir, ['good', 'later', '--execution', 'defer-output', '--progress', 'rawjson']);
   expect(ok.code).toBe(0);
   expect(await readFile(join(dir, 'out/good/g'), 'utf8')).toBe(`good-${t}\n`);
-  expect(await readFile(join(dir, 'out/later/l'), 'utf8')).toBe(`later-${t}\n`);
-  // good solved at once (cached) but exported only once later's RUN was done.
+  expect(await readFile(join(dir, 'out/later/l'), 'utf8')).toBe(`good-${t}\nlater-${t}\n`);
+  // good solved at once (cached) but wrote its own output only once later's RUN was done.
   const vertices = parseRawJson(ok.stderr);
-  const laterRun = vertices.find((v) => v.name.includes('RUN sleep 1'));
+  const laterRun = vertices.find((v) => v.name.includes('RUN sleep 1 && cat /g'));
   const goodExport = vertices.find((v) => v.name.startsWith('[good] copying files to'));
   expect(laterRun?.completed).toBeDefined();
   expect(goodExport?.started).toBeGreaterThanOrEqual(laterRun?.completed ?? Infinity);
   expect(ok.stderr).not.toContain('target results');
+  expect(await runKilnImages()).not.toContain('kiln.local/bake/');
 }, 240_000);
