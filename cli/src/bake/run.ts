@@ -19,6 +19,7 @@ import { readBakeFiles } from './files.js';
 import { targetBuild, type TargetBuild } from './flags.js';
 import { loadConfig } from './load.js';
 import { BakeProgress } from './progress.js';
+import { bakeRecorder } from '../history/describe.js';
 import { runTargets, type TargetRequest } from './schedule.js';
 
 /** Parsed flags of `kiln bake`. */
@@ -196,6 +197,7 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
           onWarning: (w: BuildWarning): void => writeWarning(io, w),
           onCacheWarning: (name, m) => void io.stderr.write(`WARNING: [${name}] ${m}\n`),
           onPrivateImage: (name) => void privateImages.push(name),
+          record: bakeRecorder(io, e.root),
         });
         // Ctrl-C: every build stopped with it; one report of the interrupt, exit 130, as kiln build.
         if (signal.aborted) throw signal.reason;

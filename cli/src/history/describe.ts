@@ -1,7 +1,8 @@
 import { basename, dirname, join, relative } from 'node:path';
 import type { BuildRequest } from '../engine/build.js';
 import { callerEnv, type CliIo } from '../io.js';
-import type { BuildDescription, RecordOptions } from './recorder.js';
+import type { ProgressSink } from '@kiln/solver';
+import { recording, startRecording, type BuildDescription, type BuildRecording, type RecordOptions } from './recorder.js';
 
 const DEFAULT_FILE = 'Dockerfile';
 
@@ -99,5 +100,27 @@ export function recordOptions(io: CliIo, root: string, signal: AbortSignal, req?
           buildFile: { path: req.dockerfile ?? join(req.context, DEFAULT_FILE), ...(req.dockerfileText === undefined ? {} : { text: req.dockerfileText }) },
           ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
         }),
+  };
+}
+
+/** What {@link bakeRecorder} needs of a bake target's build. */
+export interface BakeTargetBuild {
+  readonly req: BuildRequest;
+  /** The target's context as the bake file gave it. */
+  readonly build: { readonly context: string };
+  /** A private image the target also exports as another target's context (not its own output). */
+  readonly link?: { readonly ref: string };
+}
+
+/**
+ * The recorder of `kiln bake`'s targets: one record per target, named by the target, with the
+ * outputs the target has (not the private image a `target:NAME` context is passed through).
+ */
+export function bakeRecorder(io: CliIo, root: string): (name: string, target: BakeTargetBuild, sink: ProgressSink, signal: AbortSignal) => BuildRecording {
+  return (name, target, sink, signal) => {
+    const rec = startRecording(describeBuild(target.req, target.build.context, name), sink, recordOptions(io, root, signal, target.req));
+    const hidden = target.link?.ref;
+    if (hidden === undefined) return rec;
+    return recording(rec.sink, (r) => rec.completed({ ...r, exports: r.exports.filter((x) => !x.names.includes(hidden)) }), rec.failed);
   };
 }

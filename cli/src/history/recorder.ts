@@ -43,8 +43,8 @@ export interface BuildRecording {
   track<T extends RecordedResult>(build: Promise<T>): Promise<T>;
   /** Records a build that succeeded (when {@link BuildRecording.track} does not fit). */
   completed(result: RecordedResult): Promise<void>;
-  /** Records a build that failed or was canceled. */
-  failed(error: unknown): Promise<void>;
+  /** Records a build that failed, or was canceled: `canceled`, or its signal fired, or the error is an interrupt. */
+  failed(error: unknown, canceled?: boolean): Promise<void>;
 }
 
 /**
@@ -55,12 +55,19 @@ export interface BuildRecording {
  * cannot be written is a warning, never the build's failure.
  */
 export function startRecording(desc: BuildDescription, sink: ProgressSink, opts: RecordOptions): BuildRecording {
-  if (opts.env['KILN_HISTORY'] === '0') return { sink, track: (build) => build, completed: async () => undefined, failed: async () => undefined };
+  if (opts.env['KILN_HISTORY'] === '0') return recording(sink, async () => undefined, async () => undefined);
   const recorder = new BuildRecorder(desc, sink, opts);
-  const failed = (e: unknown): Promise<void> => recorder.end(opts.signal?.aborted === true || (e as { code?: unknown }).code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e);
-  const completed = (r: RecordedResult): Promise<void> => recorder.end('completed', r.exports, r.frontend);
+  return recording(
+    recorder,
+    (r) => recorder.end('completed', r.exports, r.frontend),
+    (e, canceled = false) => recorder.end(canceled || opts.signal?.aborted === true || (e as { code?: unknown }).code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e),
+  );
+}
+
+/** A {@link BuildRecording} of `sink` whose `track` ends in `completed` or `failed`. */
+export function recording(sink: ProgressSink, completed: BuildRecording['completed'], failed: BuildRecording['failed']): BuildRecording {
   return {
-    sink: recorder,
+    sink,
     completed,
     failed,
     track: async (build) => {
