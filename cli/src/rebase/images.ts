@@ -189,7 +189,11 @@ export async function readRegistryImage(client: RegistryClient, name: string, pl
   }
 }
 
-/** The new run image as {@link NewRunImage}: its identifier is the repository at the digest the name points at. */
+/**
+ * The new run image as {@link NewRunImage}: its identifier is the repository at its manifest's
+ * digest, the platform's one when the name points at an index (imgutil's remote Identifier is
+ * the digest of the image it resolved for the platform, which lifecycle records).
+ */
 export function asRunImage(img: SourcedImage): NewRunImage & SourcedImage {
   let ref: ImageReference;
   try {
@@ -197,7 +201,7 @@ export function asRunImage(img: SourcedImage): NewRunImage & SourcedImage {
   } catch (cause) {
     throw new RebaseError('KLN0925', `the run image name ${img.name} is not an image reference`, { cause });
   }
-  return { ...img, reference: `${repositoryName(ref)}@${img.root.digest}` };
+  return { ...img, reference: `${repositoryName(ref)}@${img.manifestDescriptor.digest}` };
 }
 
 /** The rebased manifest and config as stored bytes. */

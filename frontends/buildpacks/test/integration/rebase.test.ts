@@ -368,7 +368,7 @@ describe('kiln rebase', () => {
       const child = index.manifests[i] as Descriptor;
       const p = `linux/${child.platform?.architecture ?? ''}`;
       // the new digest on stderr and in the report
-      expect(r.stderr).toContain(`rebased docker.io/library/multi-app:1 ${p} onto docker.io/kt/run@${runIndex}: ${n} run image layers replaced by ${n + 1}, ${appImg.manifest.layers.length - n} app layers kept: ${child.digest}\n`);
+      expect(r.stderr).toContain(`rebased docker.io/library/multi-app:1 ${p} onto docker.io/kt/run@${runImg.digest}: ${n} run image layers replaced by ${n + 1}, ${appImg.manifest.layers.length - n} app layers kept: ${child.digest}\n`);
       expect(report).toContain(`    platform = "${p}"\n    image-id = "`);
       expect(report).toContain(`    digest = "${child.digest}"\n    manifest-size = ${child.size}\n`);
       const m = JSON.parse((await content.readBlob(child.digest)).toString()) as ImageManifest;
@@ -378,7 +378,7 @@ describe('kiln rebase', () => {
       const cfg = JSON.parse((await content.readBlob(m.config.digest)).toString()) as ImageConfig;
       expect(cfg.architecture).toBe(child.platform?.architecture);
       expect(cfg.rootfs.diff_ids).toEqual([...runImg.config.rootfs.diff_ids, ...appImg.config.rootfs.diff_ids.slice(n)]);
-      expect(runImageOf({ ...appImg, config: cfg })).toMatchObject({ topLayer: runImg.config.rootfs.diff_ids[n], reference: `docker.io/kt/run@${runIndex}` });
+      expect(runImageOf({ ...appImg, config: cfg })).toMatchObject({ topLayer: runImg.config.rootfs.diff_ids[n], reference: `docker.io/kt/run@${runImg.digest}` }); // the platform's manifest, as lifecycle records (imgutil's Identifier)
       // what skopeo takes out of the saved index for that architecture unpacks with umoci: the run image layer of its platform
       const layout = join(sb.dir, `multi-${v}.oci`);
       execFileSync('skopeo', ['copy', '--override-arch', child.platform?.architecture ?? '', `oci-archive:${tar}`, `oci:${layout}:x`], { stdio: 'pipe' });
