@@ -6,6 +6,7 @@ import type { ImageStore } from '../image/image-store.js';
 import { AnnotationCreated } from '../image/media-types.js';
 import type { Descriptor } from '../image/types.js';
 import { RegistryClient } from '../registry/client.js';
+import type { RegistryHostOptions } from '../registry/hosts.js';
 import { pushImage } from '../registry/push.js';
 import { parseReference } from '../registry/reference.js';
 import { createHash } from 'node:crypto';
@@ -140,9 +141,12 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       if (spec.type === 'oci') await exportOciLayout(ctx.store, root, spec.dest, spec.names, { tar: spec.tar, annotations: created, signal: ctx.signal });
       else if (spec.type === 'docker') await exportDockerArchive(ctx.store, root, spec.dest, spec.names, { annotations: created, signal: ctx.signal });
       else if (spec.push) {
-        const hosts: Record<string, { plainHttp: boolean }> = {};
-        if (spec.insecure) for (const n of names) hosts[parseReference(n).domain] = { plainHttp: true };
-        const client = ctx.registry ?? new RegistryClient({ hosts });
+        // registry.insecure=true: https without verification, else plain http (BuildKit's push
+        // marks the host insecure and plain-http, so its resolver falls back from one to the other).
+        const base = ctx.registry ?? new RegistryClient();
+        const insecure: Record<string, RegistryHostOptions> = {};
+        if (spec.insecure) for (const n of names) insecure[parseReference(n).domain] = { ...base.transport.hosts?.[parseReference(n).domain], insecure: true, plainHttp: true };
+        const client = spec.insecure ? base.withHosts(insecure) : base;
         pushed = [...(await pushImage(client, ctx.store, root, names, { signal: ctx.signal })).refs];
       }
       for (const n of names) await ctx.images?.put(n, root);

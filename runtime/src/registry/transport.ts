@@ -2,25 +2,25 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImageStoreError } from '../content/errors.js';
 import { basicAuthorization, parseWwwAuthenticate, type AuthChallenge, type CredentialProvider, type RegistryCredentials } from './auth.js';
-import { DOCKER_HUB_API_HOST, DOCKER_HUB_DOMAIN, isLocalhost } from './reference.js';
+import { hasTlsSettings, hostScheme, type RegistryHostOptions, type RegistryHosts } from './hosts.js';
+import { DOCKER_HUB_API_HOST, DOCKER_HUB_DOMAIN } from './reference.js';
+import { tlsFetch } from './tls-fetch.js';
 
-/** Per-registry settings. */
-export interface RegistryHostOptions {
-  /** Talk plain http (as Docker's `insecure-registries`). Localhost is always plain http. */
-  readonly plainHttp?: boolean | undefined;
-}
+export type { RegistryHostOptions } from './hosts.js';
 
 /** Options shared by the registry transport and client. */
 export interface RegistryTransportOptions {
   readonly credentials?: CredentialProvider | undefined;
-  /** Settings keyed by registry host (`myreg:5000`). */
-  readonly hosts?: Readonly<Record<string, RegistryHostOptions>> | undefined;
+  /** Settings keyed by registry host (`myreg:5000`, `docker.io`): scheme, TLS, mirrors. */
+  readonly hosts?: RegistryHosts | undefined;
   /** Attempts after the first on 5xx/429 and dropped connections (default 4). */
   readonly retries?: number | undefined;
   /** First backoff delay; doubles each attempt (default 200 ms). */
   readonly retryBaseMs?: number | undefined;
-  /** The fetch implementation (default: Node's global fetch). */
+  /** The fetch implementation (default: Node's global fetch); hosts with TLS settings use their own for https. */
   readonly fetch?: typeof globalThis.fetch | undefined;
+  /** Makes the fetch for https to a host with TLS settings (default: undici with those settings, see tlsFetch). */
+  readonly tlsFetch?: ((host: RegistryHostOptions) => typeof globalThis.fetch) | undefined;
   readonly userAgent?: string | undefined;
 }
 
@@ -57,21 +57,41 @@ const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
 export class RegistryTransport {
   private readonly auth = new Map<string, HostAuth>();
   private readonly fetchImpl: typeof globalThis.fetch;
+  /** Per host with TLS settings: the fetch that applies them (see tlsFetch). */
+  private readonly tlsFetches = new Map<string, typeof globalThis.fetch>();
+  /** `https-then-http` hosts whose https attempt failed: plain http from then on (BuildKit's httpFallback). */
+  private readonly fellBack = new Set<string>();
 
   constructor(private readonly opts: RegistryTransportOptions = {}) {
     this.fetchImpl = opts.fetch ?? globalThis.fetch;
   }
 
+  /** The host settings this transport was made with. */
+  get hosts(): RegistryHosts | undefined {
+    return this.opts.hosts;
+  }
+
   /** `http(s)://host` for a reference domain (Docker Hub → registry-1.docker.io). */
   baseUrl(domain: string): string {
     const host = domain === DOCKER_HUB_DOMAIN ? DOCKER_HUB_API_HOST : domain;
-    const plain = this.opts.hosts?.[domain]?.plainHttp ?? isLocalhost(domain);
+    const scheme = hostScheme(domain, this.opts.hosts?.[domain]);
+    const plain = scheme === 'http' || (scheme === 'https-then-http' && this.fellBack.has(domain));
     return `${plain ? 'http' : 'https'}://${host}`;
+  }
+
+  /** The fetch for a URL of `domain`'s requests: the host's TLS one for https when it has TLS settings. */
+  private fetchFor(domain: string, url: string | URL): typeof globalThis.fetch {
+    const opts = this.opts.hosts?.[domain];
+    if (!String(url).startsWith('https:') || !hasTlsSettings(opts) || opts === undefined) return this.fetchImpl;
+    let f = this.tlsFetches.get(domain);
+    if (f === undefined) this.tlsFetches.set(domain, (f = (this.opts.tlsFetch ?? tlsFetch)(opts)));
+    return f;
   }
 
   /** Sends a request, handling auth and retries. The caller consumes or cancels the body. */
   async request(domain: string, req: RegistryRequest): Promise<Response> {
-    const url = req.url.startsWith('http://') || req.url.startsWith('https://') ? req.url : `${this.baseUrl(domain)}${req.url}`;
+    const absolute = req.url.startsWith('http://') || req.url.startsWith('https://');
+    let url = absolute ? req.url : `${this.baseUrl(domain)}${req.url}`;
     // Credentials go to the registry only: an absolute URL elsewhere (an upload Location at a
     // storage service) is sent without them, as containerd drops its authorizer on a host change.
     const own = new URL(url).origin === new URL(this.baseUrl(domain)).origin;
@@ -96,9 +116,20 @@ export class RegistryTransport {
           if (streamed) init.duplex = 'half';
         }
         if (req.signal !== undefined) init.signal = req.signal;
-        res = await this.fetchImpl(url, init);
+        res = await this.fetchFor(domain, url)(url, init);
       } catch (e) {
         if (req.signal?.aborted === true) throw e;
+        const tls = url.startsWith('https:') ? tlsProblem(e) : undefined;
+        // An insecure host that may speak plain http: https failed, so plain http from now on
+        // (BuildKit's httpFallback: the server answered TLS in plain http, or nothing listens on 443.)
+        const refused = (e as { cause?: { code?: unknown } }).cause?.code === 'ECONNREFUSED' && !/:\d+$/.test(domain);
+        if ((tls?.kind === 'plain-http' || refused) && !absolute && hostScheme(domain, this.opts.hosts?.[domain]) === 'https-then-http' && !this.fellBack.has(domain)) {
+          this.fellBack.add(domain);
+          url = `${this.baseUrl(domain)}${req.url}`;
+          continue;
+        }
+        // A certificate is as wrong on the next attempt: no retries.
+        if (tls !== undefined) throw tlsError(domain, `${req.method} ${redact(url)}`, tls, e);
         // A redirected upload (see `streamed` above): sending it again would be redirected again.
         if (streamed && /redirect/i.test(String((e as { cause?: { message?: unknown } }).cause?.message))) {
           throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: the registry redirected an upload, which kiln does not follow`, {
@@ -110,10 +141,7 @@ export class RegistryTransport {
           await sleep(this.backoff(attempt++));
           continue;
         }
-        throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: ${errorText(e)}`, {
-          cause: e,
-          hint: url.startsWith('https:') ? `if ${domain} speaks plain http, configure it as an insecure (plain-http) registry` : undefined,
-        });
+        throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: ${errorText(e)}`, { cause: e, hint: url.startsWith('https:') ? httpsHint(domain, e, this.opts.hosts?.[domain]) : undefined });
       }
       if (res.status === 401 && !authRetried && own) {
         const header = res.headers.get('www-authenticate');
@@ -189,21 +217,25 @@ export class RegistryTransport {
     const service = challenge.params['service'];
     const allScopes = [...new Set([...scopes, ...(challenge.params['scope']?.split(' ').filter((s) => s !== '') ?? [])])];
     let res: Response;
+    // The token service is reached with the registry's TLS settings, as buildkitd's resolver does.
+    const fetch = this.fetchFor(domain, realm);
     try {
       if (creds?.kind === 'token') {
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'kiln' });
         if (service !== undefined) form.set('service', service);
         if (allScopes.length > 0) form.set('scope', allScopes.join(' '));
-        res = await this.fetchImpl(realm, { method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+        res = await fetch(realm, { method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
       } else {
         const u = new URL(realm);
         if (service !== undefined) u.searchParams.set('service', service);
         for (const s of allScopes) u.searchParams.append('scope', s);
         const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kiln' };
         if (creds?.kind === 'basic') headers['authorization'] = basicAuthorization(creds.username, creds.password);
-        res = await this.fetchImpl(u, { headers });
+        res = await fetch(u, { headers });
       }
     } catch (e) {
+      const tls = realm.startsWith('https:') ? tlsProblem(e) : undefined;
+      if (tls !== undefined) throw tlsError(domain, `token service ${redact(realm)}`, tls, e);
       throw new ImageStoreError('REGISTRY_UNREACHABLE', `${domain}: token service ${redact(realm)} unreachable: ${errorText(e)}`, { cause: e });
     }
     if (!res.ok) {
@@ -217,6 +249,63 @@ export class RegistryTransport {
     if (token === undefined) throw new ImageStoreError('UNAUTHORIZED', `${domain}: token service returned no token`);
     const ttl = typeof body.expires_in === 'number' ? body.expires_in : 60;
     return { token, expires: Date.now() + Math.max(10, ttl - 10) * 1000 };
+  }
+}
+
+/** What went wrong in a TLS handshake, from the error fetch threw. */
+interface TlsProblem {
+  readonly kind: 'untrusted' | 'plain-http' | 'handshake';
+  /** OpenSSL's/Node's code and message: `SELF_SIGNED_CERT_IN_CHAIN: self-signed certificate in certificate chain`. */
+  readonly detail: string;
+}
+
+const UNTRUSTED = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTNAME/;
+
+/** Classifies a fetch failure as a TLS problem (fetch wraps the socket error as its cause), else undefined. */
+function tlsProblem(e: unknown): TlsProblem | undefined {
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
+    const code = (c as { code?: unknown }).code;
+    if (typeof code !== 'string') continue;
+    const detail = `${code}: ${c.message}`;
+    if (code.startsWith('ERR_SSL_WRONG_VERSION') || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || /wrong version number|packet length too long|http request/i.test(c.message)) return { kind: 'plain-http', detail };
+    if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_HANDSHAKE')) return UNTRUSTED.test(code) && !code.includes('ALERT') ? { kind: 'untrusted', detail } : { kind: 'handshake', detail };
+    if (UNTRUSTED.test(code)) return { kind: 'untrusted', detail };
+  }
+  return undefined;
+}
+
+/**
+ * The hint for an https request that failed without a TLS error. A server that wants a client
+ * certificate and got none closes the connection after a TLS 1.3 handshake, which fetch reports
+ * only as "other side closed"; without a keypair, that is the likely cause.
+ */
+function httpsHint(domain: string, e: unknown, opts: RegistryHostOptions | undefined): string {
+  const code = (e as { cause?: { code?: unknown } }).cause?.code;
+  if ((code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') && (opts?.keypairs?.length ?? 0) === 0) {
+    return `the registry closed the connection: if it requires a client certificate, give one in the kiln config: [[registry."${domain}".keypair]] key = "…", cert = "…"; see docs/config.md`;
+  }
+  return `if ${domain} speaks plain http, set http = true under [registry."${domain}"] in the kiln config (docs/config.md)`;
+}
+
+/** The user-facing error for a TLS problem with `domain`, naming the kiln config key that fixes it. */
+function tlsError(domain: string, what: string, p: TlsProblem, cause: unknown): ImageStoreError {
+  const table = `[registry."${domain}"]`;
+  switch (p.kind) {
+    case 'untrusted':
+      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry's TLS certificate is not trusted (${p.detail})`, {
+        cause,
+        hint: `trust its CA in the kiln config: ${table} ca = ["/path/to/ca.pem"] (or insecure = true to skip verification); see docs/config.md`,
+      });
+    case 'plain-http':
+      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry does not speak TLS (${p.detail})`, {
+        cause,
+        hint: `if ${domain} serves plain http, set ${table} http = true in the kiln config; see docs/config.md`,
+      });
+    case 'handshake':
+      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the TLS handshake failed (${p.detail})`, {
+        cause,
+        hint: `if the registry requires a client certificate, give one in the kiln config: [[registry."${domain}".keypair]] key = "…", cert = "…"; see docs/config.md`,
+      });
   }
 }
 

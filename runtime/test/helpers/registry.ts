@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test as base } from 'vitest';
@@ -22,6 +22,8 @@ export interface StartRegistryOptions {
   /** Token auth (distribution's `auth.token`): bearer tokens from `realm`, verified against `rootCertBundle`. */
   readonly token?: { readonly realm: string; readonly service: string; readonly issuer: string; readonly rootCertBundle: string };
   readonly binary?: string;
+  /** Serve https (distribution's `http.tls`): PEM files; `clientCas` makes it require client certificates. */
+  readonly tls?: { readonly certificate: string; readonly key: string; readonly clientCas?: readonly string[] };
 }
 
 const BINARY = '/usr/bin/docker-registry';
@@ -60,13 +62,26 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: kiln-test-secret
-${auth}`;
+${tls(opts)}${auth}`;
 }
 
-async function waitReady(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+function tls(opts: StartRegistryOptions): string {
+  const t = opts.tls;
+  if (t === undefined) return '';
+  const cas = t.clientCas === undefined ? '' : `    clientcas:\n${t.clientCas.map((c) => `      - ${c}\n`).join('')}`;
+  return `  tls:\n    certificate: ${t.certificate}\n    key: ${t.key}\n${cas}`;
+}
+
+async function waitReady(port: number, child: ChildProcess, stderr: () => string, tls: boolean): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${stderr()}`);
+    // https: listening is ready enough (a request would need the test's CA or client certificate).
+    if (tls && (await accepts(port))) return;
+    if (tls) {
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
     try {
       const res = await fetch(`http://127.0.0.1:${port}/v2/`);
       await res.body?.cancel();
@@ -77,6 +92,14 @@ async function waitReady(port: number, child: ChildProcess, stderr: () => string
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`docker-registry did not become ready on port ${port}: ${stderr()}`);
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
 }
 
 /** Starts a registry; fails with the install command when `docker-registry` is missing. */
@@ -99,7 +122,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
       err = (err + d.toString()).slice(-4000);
     });
     try {
-      await waitReady(port, child, () => err);
+      await waitReady(port, child, () => err, opts.tls !== undefined);
     } catch (e) {
       lastError = e;
       child.kill('SIGKILL');

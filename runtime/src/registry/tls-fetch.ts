@@ -1,0 +1,30 @@
+import { rootCertificates } from 'node:tls';
+import type { RegistryHostOptions } from './hosts.js';
+
+type Fetch = typeof globalThis.fetch;
+
+/**
+ * A fetch whose TLS connections use a host's settings: its CAs (added to the system's, as
+ * BuildKit's loadTLSConfig appends to the system pool), its client certificates, and no
+ * verification when `insecure`. Node's global fetch takes no TLS options, so this is undici's
+ * own fetch with an Agent of those options; undici is loaded on the first request, so hosts
+ * without TLS settings (and short commands such as `kiln llb`) never load it.
+ */
+export function tlsFetch(opts: RegistryHostOptions): Fetch {
+  let ready: Promise<Fetch> | undefined;
+  const load = async (): Promise<Fetch> => {
+    const { Agent, fetch } = await import('undici');
+    const keypairs = opts.keypairs ?? [];
+    const agent = new Agent({
+      connect: {
+        ...((opts.ca?.length ?? 0) > 0 ? { ca: [...rootCertificates, ...(opts.ca ?? [])] } : {}),
+        // Node pairs the n-th key with the n-th certificate.
+        ...(keypairs.length > 0 ? { cert: keypairs.map((k) => k.cert), key: keypairs.map((k) => k.key) } : {}),
+        rejectUnauthorized: opts.insecure !== true,
+      },
+    });
+    // undici's fetch is the WHATWG fetch Node's global one is built from; only its types differ.
+    return ((input: Parameters<Fetch>[0], init?: RequestInit) => fetch(input as never, { ...(init as object), dispatcher: agent } as never)) as unknown as Fetch;
+  };
+  return async (input, init) => (await (ready ??= load()))(input, init);
+}
