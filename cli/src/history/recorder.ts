@@ -179,7 +179,7 @@ class BuildRecorder implements ProgressSink {
         ...(log === undefined ? {} : { log: { size: log.bytes.length, truncated: log.truncated, limit: this.#log.limit } }),
       };
       if (!(await this.#marked)) return;
-      await this.#store.write(rec, log?.bytes);
+      await this.#store.write(rec, log?.bytes, { waited: true });
     } catch (e) {
       this.#warn(e);
       return;
