@@ -25,6 +25,9 @@ export class BakeProgress {
         if (this.#seen.has(ev)) return;
         this.#seen.add(ev);
         const shared = ev.vertex.startsWith('sha256:');
+        // The solver cancels a step for a build that leaves it; another target may still run it,
+        // so a shared step ends as cancelled only if nobody finishes it (cancelOpen).
+        if (shared && ev.kind === 'vertex.error' && ev.error === 'cancelled') return;
         let owner = target;
         if (shared) {
           owner = this.#owner.get(ev.vertex) ?? target;
@@ -40,9 +43,9 @@ export class BakeProgress {
   }
 
   /**
-   * Once every build has ended: the steps still open were cancelled (a target stopped by another's
-   * failure or by Ctrl-C; the solver reports nothing to builds that left). Shown as BuildKit shows
-   * them, `CANCELED`.
+   * Once every build has ended: the shared steps still open were cancelled (every target that
+   * needed one was stopped, by another's failure or by Ctrl-C; their cancel events were held back
+   * above). Shown as BuildKit shows them, `CANCELED`.
    */
   cancelOpen(time = Date.now()): void {
     for (const vertex of this.#open) this.#sink.emit({ kind: 'vertex.error', vertex, error: 'cancelled', time });

@@ -373,6 +373,28 @@ describe('Scheduler', () => {
     expect(r.cached).toBe(false);
   });
 
+  test('the first failing vertex ends the build at once: a slow branch the target waits on first is stopped and shows as cancelled', async () => {
+    const { w, s } = setup(4);
+    const base = vertex('base', { kind: 'source' });
+    const slow = vertex('stage-slow', { kind: 'exec', delay: 5_000 }, [base]);
+    const bad = vertex('stage-bad', { kind: 'exec', delay: 50, fail: { exitCode: 1, output: 'nope\n' } }, [base]);
+    const content = { computeDigest: async (ref: WorkerRef) => D(ref.snapshot) };
+    // COPY --from=slow, then COPY --from=bad: the target's key needs the slow stage's content first.
+    const copySlow = vertex('copy-slow', { kind: 'file', deps: [{}, content] }, [base, slow]);
+    const copyBad = vertex('copy-bad', { kind: 'file', deps: [{}, content] }, [copySlow, bad]);
+    const progress = new ProgressStream();
+    const t0 = performance.now();
+    await expect(s.build(edge(copyBad), { progress })).rejects.toBeInstanceOf(VertexError);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(w.running).toBe(0);
+    const errors = progress.events().flatMap((e) => (e.kind === 'vertex.error' ? [[e.vertex, e.error === 'cancelled' ? 'cancelled' : 'failed']] : []));
+    expect(errors).toEqual([
+      [bad.digest, 'failed'],
+      [slow.digest, 'cancelled'],
+    ]);
+  });
+
   test('a vertex shared with another build keeps running when one of the builds is aborted', async () => {
     const { w, s } = setup();
     const shared = (): SolverVertex<FakeOp> => vertex('shared', { kind: 'exec', delay: 150 });

@@ -69,6 +69,8 @@ interface Job {
   readonly leases: Array<() => void>;
   readonly imports: readonly ImportedCache[];
   readonly loadImported: LoadImportedResult | undefined;
+  /** Called with the first error of a vertex this build needs: the build fails with it at once. */
+  readonly failed: (err: VertexError) => void;
 }
 
 /** The shared state of one vertex while some build needs it (BuildKit's sharedOp). */
@@ -88,6 +90,8 @@ class VertexState {
   readonly imported = new Map<number, Promise<WorkerRef | undefined>>();
   exec: Promise<readonly WorkerRef[]> | undefined;
   cachedEmitted = false;
+  /** Started and not yet done or failed. */
+  running = false;
   failed = false;
   error: unknown;
   /** The log's unfinished last line, for {@link logTail}. */
@@ -140,6 +144,13 @@ export class Scheduler {
 
   /** Builds `target` and returns its result; throws a {@link VertexError} if a vertex fails. */
   async build(target: SolverEdge, opts: BuildOptions = {}): Promise<BuildResult> {
+    // Every vertex a build joins is one it needs (a key is only computed, a step only run, for
+    // the target), so the first failure anywhere ends the build, as a failed edge ends a BuildKit
+    // solve: the other branches stop (#leave) instead of running to their end first. Waiting on
+    // the target alone reported a failed stage only once an earlier COPY --from's stage was done.
+    let failed: (err: VertexError) => void = noop;
+    const failure = new Promise<never>((_, reject) => (failed = reject));
+    failure.catch(noop);
     const job: Job = {
       resolveOp: opts.resolveOp ?? this.#resolveOp,
       // Without a session, a build shares session-bound vertices with nobody.
@@ -150,6 +161,7 @@ export class Scheduler {
       leases: [],
       imports: opts.cacheImports ?? [],
       loadImported: opts.loadImported,
+      failed: (err) => failed(err),
     };
     const onAbort = (): void => {
       for (const st of job.states) this.#leave(st, job);
@@ -165,7 +177,7 @@ export class Scheduler {
         else opts.signal.addEventListener('abort', fail, { once: true });
       });
       cancelled.catch(() => undefined);
-      const { ref, cached } = await Promise.race([this.#result(root, target.index, job, opts), cancelled]);
+      const { ref, cached } = await Promise.race([this.#result(root, target.index, job, opts), cancelled, failure]);
       const { key } = await this.#edgeKey(root, target.index, job, opts);
       const keyResults = this.#keyResults;
       // The result keeps its own snapshot; the steps' leases end with the build (the snapshots
@@ -210,6 +222,9 @@ export class Scheduler {
 
   #leave(st: VertexState, job: Job): void {
     if (!st.jobs.delete(job)) return;
+    // A step still running when its build leaves it ends as cancelled for that build (BuildKit's
+    // `#N CANCELED`): its own error event, if the op stops, reaches only the builds still in it.
+    if (st.running) job.progress?.emit({ kind: 'vertex.error', vertex: st.vertex.digest, error: 'cancelled', time: this.#now() });
     job.states.delete(st);
     if (st.jobs.size === 0) {
       st.controller.abort(job.signal?.reason);
@@ -218,6 +233,8 @@ export class Scheduler {
   }
 
   #emit(st: VertexState, ev: ProgressEvent): void {
+    if (ev.kind === 'vertex.started') st.running = true;
+    else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error') st.running = false;
     st.history.push(ev);
     for (const j of st.jobs) j.progress?.emit(ev);
   }
@@ -503,6 +520,7 @@ export class Scheduler {
         );
     st.error = verr;
     this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
+    if (verr instanceof VertexError) for (const j of st.jobs) j.failed(verr);
     return verr;
   }
 }
