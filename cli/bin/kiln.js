@@ -12,10 +12,20 @@ const { CLIENT, bundleIsFresh } = require('./bundle-stamp.js');
 
 const fresh = process.env.KILN_BUNDLE !== '0' && bundleIsFresh();
 
+// A command whose work ends without it settling (a promise nobody resolves: kiln's bug) would
+// let Node exit 0 with nothing done and nothing said: exit 70 (EX_SOFTWARE), saying so.
+let settled = false;
+process.on('exit', (code) => {
+  if (settled || code !== 0) return;
+  process.exitCode = 70;
+  require('node:fs').writeSync(2, 'kiln: internal error: the command stopped before it finished (nothing was left to wait on); please report it\n');
+});
+
 (async () => {
   const { runViaDaemon } = fresh ? require(CLIENT) : await import('../dist/daemon/client.js');
   const viaDaemon = await runViaDaemon(process.argv);
   process.exitCode = viaDaemon ?? (await runHere(process.argv));
+  settled = true;
 })();
 
 async function runHere(argv) {
