@@ -67,10 +67,10 @@ describe('PlainRenderer', () => {
     );
   });
 
-  test('status lines show amounts, elapsed time and done', () => {
+  test('status lines show the status ID (not its name), amounts, elapsed time and done', () => {
     const out = run([
       { kind: 'vertex.started', vertex: A, name: 'FROM busybox', time: T },
-      { kind: 'status', vertex: A, id: 'sha256:1234', current: 1_200_000, total: 3_400_000, started: T, time: T + 500 },
+      { kind: 'status', vertex: A, id: 'sha256:1234', name: 'resolve', current: 1_200_000, total: 3_400_000, started: T, time: T + 500 },
       { kind: 'status', vertex: A, id: 'sha256:1234', current: 3_400_000, total: 3_400_000, started: T, completed: T + 1000, time: T + 1000 },
       { kind: 'vertex.done', vertex: A, time: T + 1000 },
     ]);

@@ -106,7 +106,8 @@ export class PlainRenderer implements ProgressRenderer {
       case 'status': {
         const v = this.#vertex(ev.vertex, undefined);
         this.#focus(ev.vertex, v);
-        const label = ev.name ?? ev.id;
+        // BuildKit's plain printer shows a status by its ID (`sha256:…`, `exporting layers`), not its name.
+        const label = ev.id;
         const amount = ev.total !== undefined && ev.total > 0 ? `${formatBytes(ev.current)} / ${formatBytes(ev.total)}` : ev.current > 0 ? formatBytes(ev.current) : '';
         const start = ev.started ?? v.started ?? ev.time;
         const end = ev.completed ?? ev.time;
