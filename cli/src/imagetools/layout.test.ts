@@ -79,3 +79,16 @@ describe('OciLayoutDir', () => {
     expect(await code(new OciLayoutDir(dir).readIndex())).toBe('KLN0866');
   });
 });
+
+describe('OciLayoutDir: concurrent writers', () => {
+  test('tags written at once by several writers (processes or one kiln daemon) all land in index.json: the read-modify-write of index.json is locked', async () => {
+    const m = desc(manifest);
+    await new OciLayoutDir(dir).writeBlob(m, [manifest]);
+    const tags = Array.from({ length: 8 }, (_, i) => `t${i}`);
+    await Promise.all(tags.map((t) => new OciLayoutDir(dir).tag(m, t)));
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    expect(index.manifests.map((e) => e.annotations?.['org.opencontainers.image.ref.name']).sort()).toEqual(tags);
+    // the lock is gone afterwards
+    expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+  });
+});

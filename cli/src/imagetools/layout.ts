@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AnnotationImageName, AnnotationRefName, MediaTypes, digestHex, digestOf, parseManifest, siblingTempPath, writeFileAtomic, type Descriptor, type ImageIndex } from '@kiln/runtime';
+import { withFileLock } from '@kiln/solver';
 import { ImagetoolsError } from './errors.js';
 import { goJson } from './go-json.js';
 import { LAYOUT_SCHEME, type LayoutLocation } from './location.js';
@@ -14,6 +15,12 @@ export interface OpenedBlob {
   readonly stream: AsyncIterable<Uint8Array>;
   close(): Promise<void>;
 }
+
+/**
+ * The lock file of `index.json` updates, as kiln's remote cache layouts use (BuildKit's ociindex
+ * flocks `index.json.lock` instead: an flock cannot be taken from Node).
+ */
+const INDEX_LOCK = '.index.json.lock';
 
 /** Manifests and indexes are read into memory up to this size (as from a registry). */
 const MAX_MANIFEST = 4 * 1024 * 1024;
@@ -161,9 +168,16 @@ export class OciLayoutDir {
    * Names `desc` in `index.json` as BuildKit's `ociindex.Put` does: with a tag, the entry gets
    * `org.opencontainers.image.ref.name` and replaces the entries of that tag; without one it is
    * added untagged (once). `oci-layout` is written too; `index.json` is replaced atomically, after
-   * the blobs it names are in place.
+   * the blobs it names are in place. The read and the replacement of `index.json` hold the
+   * layout's lock (as ociindex.Put), so writers at once, in several processes or one daemon,
+   * each keep the others' tags.
    */
-  async tag(desc: Descriptor, tag: string | undefined): Promise<void> {
+  async tag(desc: Descriptor, tag: string | undefined, signal?: AbortSignal): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    await withFileLock(join(this.dir, INDEX_LOCK), signal, () => this.tagLocked(desc, tag));
+  }
+
+  private async tagLocked(desc: Descriptor, tag: string | undefined): Promise<void> {
     let doc: Record<string, unknown> = {};
     try {
       const v: unknown = JSON.parse((await readFile(join(this.dir, 'index.json'))).toString('utf8'));
