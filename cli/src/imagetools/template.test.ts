@@ -122,3 +122,57 @@ describe('executeTemplate: if, with, range (Go text/template control actions)', 
     expect(printsSummary('{{$.Manifest.Digest}}')).toBe(false);
   });
 });
+
+describe('executeTemplate: Go text/template lexing and printing', () => {
+  const d = { Name: 'app:1', Size: 10, Digest: 'sha256:ab', List: ['a', 'b'] };
+  test.for([
+    // fmt.Sprint: a space between two operands when neither is a string
+    ['{{print .Size .Size}}', '10 10'],
+    ['{{print .Name .Name}}', 'app:1app:1'],
+    ['{{print .Name .Size "x"}}', 'app:110x'],
+    ['{{print .Size .Name .Size}}', '10app:110'],
+    ['{{println .Size .Name}}', '10 app:1\n'],
+    // trim markers: "-" with any of Go's four space characters beside it
+    ['a \n{{-\t.Name\t-}}\n b', 'aapp:1b'],
+    ['a\n{{-\n.Name\r\n-}}\n\tb', 'aapp:1b'],
+    // only Go's space characters are trimmed (no-break space stays)
+    ['a\u00a0{{- .Name}}', 'a\u00a0app:1'],
+    // comments, with and without trim markers
+    ['a {{/* note {{ }} */}} b', 'a  b'],
+    ['a {{- /* multi\nline */ -}} b', 'ab'],
+    ['{{range .List}}{{/* each */}}{{.}}{{end}}', 'ab'],
+    // "}}" inside a string or raw string does not end the action
+    ['{{print "}}"}}', '}}'],
+    ['{{print `a}}b` "-}}"}}', 'a}}b-}}'],
+    ['{{print "{{"}}', '{{'],
+    // true and false
+    ['{{if true}}y{{else}}n{{end}}{{if false}}y{{else}}n{{end}}', 'yn'],
+    ['{{print true}}', 'true'],
+    // {{else with}} continues a {{with}} (Go 1.23)
+    ['{{with .Nope}}a{{else with .Name}}{{.}}{{else}}c{{end}}', 'app:1'],
+    ['{{with .Nope}}a{{else with .Nada}}b{{else}}c{{end}}', 'c'],
+  ] as const)('%j', ([tpl, want]) => {
+    expect(executeTemplate(tpl, d)).toBe(want);
+  });
+
+  test.for([
+    // a comment must start and end at the delimiters
+    '{{ /* c */ }}',
+    '{{/* c */ .Name}}',
+    '{{/* unclosed }}',
+    // {{else if}} continues only an {{if}}, {{else with}} only a {{with}} (Go: unexpected in input)
+    '{{range .List}}a{{else if .Name}}b{{end}}',
+    '{{with .Name}}a{{else if .Name}}b{{end}}',
+    '{{if .Name}}a{{else with .Name}}b{{end}}',
+    '{{print "a}}',
+  ])('%j is refused with KLN0860', (tpl) => {
+    expect(() => executeTemplate(tpl, d)).toThrow(expect.objectContaining({ code: 'KLN0860' }));
+  });
+
+  test('a refusal names the line and column of the action, as Go locates template errors', () => {
+    expect(() => executeTemplate('{{.Name}}\n  {{foo .Name}}', d)).toThrow(expect.objectContaining({ code: 'KLN0860', message: expect.stringContaining('2:3: unknown function or value "foo"') }));
+    expect(() => executeTemplate('ab{{if .Name}}', d)).toThrow(expect.objectContaining({ message: expect.stringContaining('1:3: missing {{end}} for {{if}}') }));
+    expect(() => executeTemplate('x\n{{range .Name}}{{end}}', d)).toThrow(expect.objectContaining({ message: expect.stringContaining("2:1: range can't iterate over a string") }));
+    expect(() => executeTemplate('{{.Name}}{{.Name', d)).toThrow(expect.objectContaining({ message: expect.stringContaining('1:10: unclosed action') }));
+  });
+});

@@ -34,9 +34,15 @@ export function printsSummary(template: string): boolean {
 type TemplateNode =
   | { kind: 'text'; text: string }
   | { kind: 'action'; pipe: Pipeline }
-  | { kind: 'if' | 'with' | 'range'; pipe: Pipeline; body: TemplateNode[]; otherwise: TemplateNode[] };
+  /** `pos`: offset of the action's `{{` (execution errors name its line and column). */
+  | { kind: 'if' | 'with' | 'range'; pipe: Pipeline; body: TemplateNode[]; otherwise: TemplateNode[]; pos: number };
 
-type Arg = { kind: 'path'; path: string[]; root: boolean } | { kind: 'string'; value: string } | { kind: 'number'; value: number } | { kind: 'pipe'; pipe: Pipeline; fields: string[] };
+type Arg =
+  | { kind: 'path'; path: string[]; root: boolean }
+  | { kind: 'string'; value: string }
+  | { kind: 'number'; value: number }
+  | { kind: 'bool'; value: boolean }
+  | { kind: 'pipe'; pipe: Pipeline; fields: string[] };
 type Command = { fn?: string | undefined; args: Arg[] };
 type Pipeline = Command[];
 
@@ -51,10 +57,77 @@ const ALIASES: Readonly<Record<string, string>> = {
   RootFS: 'rootfs',
 };
 
-function bad(template: string, why: string): ImagetoolsError {
-  return new ImagetoolsError('KLN0860', `invalid --format template ${JSON.stringify(template)}: ${why}`, {
+/**
+ * A KLN0860 refusal of the template, located as Go's template errors are: the line and column
+ * (1-based) of the action at `pos`, when there is one.
+ */
+function bad(template: string, why: string, pos?: number): ImagetoolsError {
+  let where = '';
+  if (pos !== undefined) {
+    const before = template.slice(0, pos);
+    const line = before.split('\n').length;
+    where = `${line}:${pos - (before.lastIndexOf('\n') + 1) + 1}: `;
+  }
+  return new ImagetoolsError('KLN0860', `invalid --format template ${JSON.stringify(template)}: ${where}${why}`, {
     hint: "use e.g. '{{json .Manifest}}', '{{json .Image}}', '{{.Manifest.Digest}}', '{{json .Provenance}}', '{{json .SBOM}}' or '{{range .Manifest.Manifests}}{{println .Digest}}{{end}}'",
   });
+}
+
+/** Go's space characters: what trim markers need beside them and what they trim. */
+const isSpace = (c: string | undefined): boolean => c === ' ' || c === '\t' || c === '\r' || c === '\n';
+
+/** One action as Go's lexer delimits it: `{{` at `open`, its body, and whether it trims either side. */
+interface ActionSpan {
+  readonly open: number;
+  /** The text between the delimiters and trim markers; undefined for a comment. */
+  readonly body: string | undefined;
+  readonly trimBefore: boolean;
+  readonly trimAfter: boolean;
+  /** Offset just after the closing `}}`. */
+  readonly end: number;
+}
+
+/**
+ * Delimits the action whose `{{` is at `open`, as Go's lexer: a left trim marker is `-` and a
+ * space character, a right one a space character and `-`; `}}` inside a quoted or raw string or a
+ * character constant does not close the action; a comment (`/* … *\/`) must follow the left
+ * delimiter (and trim marker) directly and be followed by the right one.
+ */
+function scanAction(template: string, open: number): ActionSpan {
+  let j = open + 2;
+  const trimBefore = template[j] === '-' && isSpace(template[j + 1]);
+  if (trimBefore) j += 2;
+  const closeAt = (k: number): { trim: boolean; end: number } | undefined => {
+    if (isSpace(template[k]) && template[k + 1] === '-' && template.startsWith('}}', k + 2)) return { trim: true, end: k + 4 };
+    if (template.startsWith('}}', k)) return { trim: false, end: k + 2 };
+    return undefined;
+  };
+  if (template.startsWith('/*', j)) {
+    const c = template.indexOf('*/', j + 2);
+    if (c < 0) throw bad(template, 'unclosed comment', open);
+    const close = closeAt(c + 2);
+    if (close === undefined) throw bad(template, 'comment ends before closing delimiter', open);
+    return { open, body: undefined, trimBefore, trimAfter: close.trim, end: close.end };
+  }
+  for (let k = j; k < template.length; ) {
+    const close = closeAt(k);
+    if (close !== undefined) return { open, body: template.slice(j, k), trimBefore, trimAfter: close.trim, end: close.end };
+    const c = template[k];
+    if (c === '"' || c === "'") {
+      // a quoted string or character constant: escapes skipped, no newline (Go: unterminated)
+      let m = k + 1;
+      while (m < template.length && template[m] !== c && template[m] !== '\n') m += template[m] === '\\' ? 2 : 1;
+      if (template[m] !== c) throw bad(template, c === '"' ? 'unterminated quoted string' : 'unterminated character constant', open);
+      k = m + 1;
+    } else if (c === '`') {
+      const m = template.indexOf('`', k + 1);
+      if (m < 0) throw bad(template, 'unterminated raw quoted string', open);
+      k = m + 1;
+    } else {
+      k++;
+    }
+  }
+  throw bad(template, 'unclosed action', open);
 }
 
 /** An open control action while parsing: where its body and else branch go. */
@@ -86,54 +159,54 @@ export function parseTemplate(template: string): TemplateNode[] {
       break;
     }
     text += template.slice(i, open);
-    const close = template.indexOf('}}', open + 2);
-    if (close < 0) throw bad(template, 'unclosed action');
-    let body = template.slice(open + 2, close);
-    i = close + 2;
-    if (body.startsWith('- ')) {
-      text = text.replace(/\s+$/, '');
-      body = body.slice(1);
-    }
-    let trimAfter = false;
-    if (body.endsWith(' -')) {
-      trimAfter = true;
-      body = body.slice(0, -1);
-    }
+    const span = scanAction(template, open);
+    i = span.end;
+    if (span.trimBefore) text = text.replace(/[ \t\r\n]+$/, '');
     flushText();
-    const toks = tokenize(template, body);
-    const word = toks[0];
-    if (word === 'if' || word === 'with' || word === 'range') {
-      const node: Frame['node'] = { kind: word, pipe: parsePipeline(template, toks.slice(1)), body: [], otherwise: [] };
-      into().push(node);
-      frames.push({ node, inElse: false, chained: false });
-    } else if (word === 'else') {
-      const f = frames.at(-1);
-      if (f === undefined || f.inElse) throw bad(template, '{{else}} without {{if}}, {{with}} or {{range}}');
-      f.inElse = true;
-      if (toks[1] === 'if') {
-        // {{else if P}}: an if inside the else branch, ended by the same {{end}}
-        const node: Frame['node'] = { kind: 'if', pipe: parsePipeline(template, toks.slice(2)), body: [], otherwise: [] };
-        f.node.otherwise.push(node);
-        frames.push({ node, inElse: false, chained: true });
-      } else if (toks.length > 1) {
-        throw bad(template, `unexpected "${toks[1] ?? ''}" after else`);
-      }
-    } else if (word === 'end') {
-      if (toks.length > 1) throw bad(template, `unexpected "${toks[1] ?? ''}" after end`);
-      let f = frames.pop();
-      if (f === undefined) throw bad(template, '{{end}} without {{if}}, {{with}} or {{range}}');
-      while (f?.chained === true) f = frames.pop();
-    } else {
-      into().push({ kind: 'action', pipe: parsePipeline(template, toks) });
-    }
-    if (trimAfter) while (i < template.length && /\s/.test(template[i] as string)) i++;
+    if (span.body !== undefined) parseAction(template, span.body, open, frames, into);
+    if (span.trimAfter) while (i < template.length && isSpace(template[i])) i++;
   }
   flushText();
-  if (frames.length > 0) throw bad(template, `missing {{end}} for {{${frames[0]?.node.kind ?? ''}}}`);
+  if (frames.length > 0) throw bad(template, `missing {{end}} for {{${frames[0]?.node.kind ?? ''}}}`, frames[0]?.node.pos);
   return root;
 }
 
-function tokenize(template: string, body: string): string[] {
+/** Parses one action's body at `pos` into the node list `into()` gives, opening and closing control actions. */
+function parseAction(template: string, body: string, pos: number, frames: Frame[], into: () => TemplateNode[]): void {
+  const toks = tokenize(template, body, pos);
+  const word = toks[0];
+  if (word === 'if' || word === 'with' || word === 'range') {
+    const node: Frame['node'] = { kind: word, pipe: parsePipeline(template, toks.slice(1), pos), body: [], otherwise: [], pos };
+    into().push(node);
+    frames.push({ node, inElse: false, chained: false });
+  } else if (word === 'else') {
+    const f = frames.at(-1);
+    if (f === undefined || f.inElse) throw bad(template, '{{else}} without {{if}}, {{with}} or {{range}}', pos);
+    const next = toks[1];
+    if (next === 'if' || next === 'with') {
+      // {{else if P}} continues an {{if}}, {{else with P}} a {{with}} (Go: an if or with inside
+      // the else branch, ended by the same {{end}}); anywhere else Go finds it unexpected
+      if (f.node.kind !== next) throw bad(template, `{{else ${next}}} continues only an {{${next}}}, not an {{${f.node.kind}}}`, pos);
+      f.inElse = true;
+      const node: Frame['node'] = { kind: next, pipe: parsePipeline(template, toks.slice(2), pos), body: [], otherwise: [], pos };
+      f.node.otherwise.push(node);
+      frames.push({ node, inElse: false, chained: true });
+    } else if (toks.length > 1) {
+      throw bad(template, `unexpected "${next ?? ''}" after else`, pos);
+    } else {
+      f.inElse = true;
+    }
+  } else if (word === 'end') {
+    if (toks.length > 1) throw bad(template, `unexpected "${toks[1] ?? ''}" after end`, pos);
+    let f = frames.pop();
+    if (f === undefined) throw bad(template, '{{end}} without {{if}}, {{with}} or {{range}}', pos);
+    while (f?.chained === true) f = frames.pop();
+  } else {
+    into().push({ kind: 'action', pipe: parsePipeline(template, toks, pos) });
+  }
+}
+
+function tokenize(template: string, body: string, pos: number): string[] {
   const toks: string[] = [];
   // `).Field.Sub` stays one token: a field of a parenthesised pipeline's value.
   const re = /\s*("(?:[^"\\]|\\.)*"|`[^`]*`|\(|\)(?:\.[^\s()|"`]+)?|\||[^\s()|"`]+)/gy;
@@ -143,13 +216,13 @@ function tokenize(template: string, body: string): string[] {
     toks.push(m[1] as string);
     last = re.lastIndex;
   }
-  if (body.slice(last).trim() !== '') throw bad(template, `cannot parse "${body.slice(last).trim()}"`);
+  if (body.slice(last).trim() !== '') throw bad(template, `cannot parse "${body.slice(last).trim()}"`, pos);
   return toks;
 }
 
 const MAX_DEPTH = 100;
 
-function parsePipeline(template: string, toks: string[]): Pipeline {
+function parsePipeline(template: string, toks: string[], at: number): Pipeline {
   let pos = 0;
   let depth = 0;
   const pipeline = (): Pipeline => {
@@ -162,31 +235,32 @@ function parsePipeline(template: string, toks: string[]): Pipeline {
   };
   const arg = (): Arg => {
     const t = toks[pos++];
-    if (t === undefined) throw bad(template, 'missing value');
+    if (t === undefined) throw bad(template, 'missing value', at);
     if (t === '(') {
       // Go's parser has no such limit, but a template nested this deep is no template.
-      if (++depth > MAX_DEPTH) throw bad(template, `parentheses nested deeper than ${MAX_DEPTH}`);
+      if (++depth > MAX_DEPTH) throw bad(template, `parentheses nested deeper than ${MAX_DEPTH}`, at);
       const p = pipeline();
       depth--;
       const close = toks[pos++];
-      if (close === undefined || !close.startsWith(')')) throw bad(template, 'unclosed (');
+      if (close === undefined || !close.startsWith(')')) throw bad(template, 'unclosed (', at);
       return { kind: 'pipe', pipe: p, fields: close.length > 1 ? close.slice(2).split('.') : [] };
     }
     if (t.startsWith('"')) return { kind: 'string', value: JSON.parse(t) as string };
     if (t.startsWith('`')) return { kind: 'string', value: t.slice(1, -1) };
     if (/^-?\d+$/.test(t)) return { kind: 'number', value: Number(t) };
+    if (t === 'true' || t === 'false') return { kind: 'bool', value: t === 'true' };
     if (t === '.') return { kind: 'path', path: [], root: false };
     if (t.startsWith('.')) return { kind: 'path', path: t.slice(1).split('.'), root: false };
     // `$` is the data given to the template (the top level inside range and with)
     if (t === '$') return { kind: 'path', path: [], root: true };
     if (t.startsWith('$.')) return { kind: 'path', path: t.slice(2).split('.'), root: true };
-    if (t.startsWith('$') || t === ':=' || t === '=') throw bad(template, 'variables ($x, :=) are not supported');
-    if (['if', 'with', 'range', 'else', 'end', 'define', 'template', 'block', 'break', 'continue'].includes(t)) throw bad(template, `"${t}" is not allowed here`);
-    throw bad(template, `unknown function or value "${t}"`);
+    if (t.startsWith('$') || t === ':=' || t === '=') throw bad(template, 'variables ($x, :=) are not supported', at);
+    if (['if', 'with', 'range', 'else', 'end', 'define', 'template', 'block', 'break', 'continue'].includes(t)) throw bad(template, `"${t}" is not allowed here`, at);
+    throw bad(template, `unknown function or value "${t}"`, at);
   };
   const command = (): Command => {
     const t = toks[pos];
-    if (t === undefined || t === '|' || t.startsWith(')')) throw bad(template, 'empty command');
+    if (t === undefined || t === '|' || t.startsWith(')')) throw bad(template, 'empty command', at);
     if (FUNCS.has(t)) {
       pos++;
       const args: Arg[] = [];
@@ -194,11 +268,11 @@ function parsePipeline(template: string, toks: string[]): Pipeline {
       return { fn: t, args };
     }
     const a = arg();
-    if (pos < toks.length && toks[pos] !== '|' && !(toks[pos] ?? '').startsWith(')')) throw bad(template, `"${toks[pos] ?? ''}" after a value`);
+    if (pos < toks.length && toks[pos] !== '|' && !(toks[pos] ?? '').startsWith(')')) throw bad(template, `"${toks[pos] ?? ''}" after a value`, at);
     return { args: [a] };
   };
   const p = pipeline();
-  if (pos !== toks.length) throw bad(template, `unexpected "${toks[pos] ?? ''}"`);
+  if (pos !== toks.length) throw bad(template, `unexpected "${toks[pos] ?? ''}"`, at);
   return p;
 }
 
@@ -216,6 +290,7 @@ function evalArg(a: Arg, dot: unknown, top: unknown): unknown {
   switch (a.kind) {
     case 'string':
     case 'number':
+    case 'bool':
       return a.value;
     case 'pipe':
       return a.fields.reduce<unknown>((v, name) => field(v, name), evalPipeline(a.pipe, dot, top));
@@ -243,7 +318,7 @@ function execNodes(template: string, nodes: ReadonlyArray<TemplateNode>, dot: un
         break;
       }
       case 'range': {
-        const items = rangeItems(template, evalPipeline(n.pipe, dot, top));
+        const items = rangeItems(template, evalPipeline(n.pipe, dot, top), n.pos);
         if (items.length === 0) out += execNodes(template, n.otherwise, dot, top);
         for (const item of items) out += execNodes(template, n.body, item, top);
         break;
@@ -262,7 +337,7 @@ function truth(v: unknown): boolean {
 }
 
 /** What `range` walks: a list's elements, a map's values in sorted key order (as Go), nothing for no value. */
-function rangeItems(template: string, v: unknown): unknown[] {
+function rangeItems(template: string, v: unknown, pos: number): unknown[] {
   if (v === undefined || v === null) return [];
   if (Array.isArray(v)) return v;
   if (typeof v === 'object') {
@@ -271,7 +346,7 @@ function rangeItems(template: string, v: unknown): unknown[] {
       .sort()
       .map((k) => r[k]);
   }
-  throw bad(template, `range can't iterate over ${typeof v === 'string' ? 'a string' : String(v)}`);
+  throw bad(template, `range can't iterate over ${typeof v === 'string' ? 'a string' : String(v)}`, pos);
 }
 
 function evalPipeline(p: Pipeline, dot: unknown, top: unknown): unknown {
@@ -288,7 +363,8 @@ function evalPipeline(p: Pipeline, dot: unknown, top: unknown): unknown {
         v = goJson(args[0] ?? null, '  ');
         break;
       case 'print':
-        v = args.map(show).join('');
+        // fmt.Sprint: a space between two operands when neither is a string
+        v = args.map((a, i) => (i > 0 && typeof a !== 'string' && typeof args[i - 1] !== 'string' ? ' ' : '') + show(a)).join('');
         break;
       case 'println':
         v = `${args.map(show).join(' ')}\n`;
