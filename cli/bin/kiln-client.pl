@@ -21,7 +21,11 @@ sub in_process {
 }
 
 in_process() if ($ENV{KILN_DAEMON} // '') eq '0';
-my ($command) = grep { !/^-/ } @ARGV;
+my $command;    # the first argument that is not an option nor --config's value (commandOf in protocol.ts)
+for (my $i = 0; $i < @ARGV; $i++) {
+  if ($ARGV[$i] eq '--config') { $i++; next }
+  if ($ARGV[$i] !~ /^-/) { $command = $ARGV[$i]; last }
+}
 in_process() unless defined $command && $SERVED{$command};
 
 # Same rules as daemonSocketPath() in protocol.ts.

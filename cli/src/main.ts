@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
-import { BrokenPipeError, ReportedError, afterStdout, reportError, type CliIo, processIo } from './io.js';
+import { BrokenPipeError, ReportedError, afterStdout, callerEnv, callerPath, reportError, type CliIo, processIo } from './io.js';
+import { commandOf, configFlagOf } from './daemon/protocol.js';
 import { versionLine } from './version.js';
 
 type Register = (program: Command, io: CliIo) => void;
@@ -38,10 +39,14 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   return await afterStdout(io, await run(argv, io));
 }
 
-async function run(argv: readonly string[], io: CliIo): Promise<number> {
+async function run(argv: readonly string[], io0: CliIo): Promise<number> {
+  // --config FILE is KILN_CONFIG for this command (its env is where every command looks).
+  const config = configFlagOf(argv);
+  const io = config === undefined ? io0 : { ...io0, env: { ...callerEnv(io0), KILN_CONFIG: callerPath(io0, config) } };
   const program = new Command('kiln')
     .description('Build container images from LLB, Dockerfiles and TypeScript.')
     .option('--debug', 'show stack traces for errors')
+    .option('--config <file>', 'kiln config file, buildkitd.toml\'s format (default: $KILN_CONFIG, else /etc/kiln/kiln.toml when it exists)')
     .version(versionLine(), '-V, --version', 'print the kiln version')
     .exitOverride()
     .configureOutput({
@@ -50,7 +55,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
     });
   try {
     // Only the named command is loaded; help and unknown commands load them all, --version none.
-    const named = argv.slice(2).find((a) => !a.startsWith('-'));
+    const named = commandOf(argv);
     const wanted = COMMANDS.filter(([name]) => name === named);
     const version = named === undefined && argv.slice(2).some((a) => a === '-V' || a === '--version');
     // One module may register several commands (images, push, save, rmi): register it once.

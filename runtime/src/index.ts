@@ -32,6 +32,7 @@ export { createBusyboxImage, type BusyboxImageOptions, type BusyboxImage } from 
 export { parseReference, formatReference, familiarReference, repositoryName, withTarget, isLocalhost, DOCKER_HUB_DOMAIN, DOCKER_HUB_API_HOST, type ImageReference } from './registry/reference.js';
 export { parseWwwAuthenticate, dockerConfigCredentials, staticCredentials, basicAuthorization, type RegistryCredentials, type CredentialProvider, type AuthChallenge } from './registry/auth.js';
 export { RegistryTransport, type RegistryTransportOptions, type RegistryHostOptions, type RegistryRequest, type RequestBody } from './registry/transport.js';
+export { hostScheme, pullEndpoints, type RegistryHosts, type RegistryKeyPair, type PullEndpoint } from './registry/hosts.js';
 export { RegistryClient, MANIFEST_ACCEPT, pullScope, pushScope, type RegistryClientOptions, type ResolvedReference, type PullOptions } from './registry/client.js';
 export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, type BlobPushStatus } from './registry/push.js';
 export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, type ImageMetaResolver, type ResolvedImageConfig, type ResolveImageConfigOptions } from './registry/meta-resolver.js';

@@ -6,7 +6,8 @@ import { daemonSocketPath } from '../daemon/protocol.js';
 import { KilnDaemon } from '../daemon/server.js';
 import { warmUpBuildPath } from '../daemon/warmup.js';
 import { GC_KEEP_STORAGE_ENV } from '../engine/auto-gc.js';
-import { gcPolicyFor } from '../engine/gc-policy.js';
+import { commandConfig } from '../engine/config.js';
+import { resolveGcPolicy } from '../engine/gc-policy.js';
 import { formatBytes } from '@kiln/solver';
 
 /**
@@ -21,14 +22,16 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
     .description('serve builds of one kiln root from a long-lived process (like buildkitd)')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option('--addr <address>', 'unix socket to listen on (default: $KILN_HOST, /run/kiln/kilnd.sock for root)')
-    .option('--gc-keep-storage <size>', `automatic GC cap after builds (default: $${GC_KEEP_STORAGE_ENV}, else 10% of the root's filesystem, at most 20GB; 0 or off: no automatic GC)`)
+    .option('--gc-keep-storage <size>', `automatic GC cap after builds (default: $${GC_KEEP_STORAGE_ENV}, else the config file's [worker.oci], else 10% of the root's filesystem, at most 20GB; 0 or off: no automatic GC)`)
     .action(async (flags: { root?: string; addr?: string; gcKeepStorage?: string }) => {
       const env = callerEnv(io);
       const socket = callerPath(io, daemonSocketPath(flags.addr === undefined ? env : { ...env, KILN_HOST: flags.addr }, process.getuid?.(), tmpdir()));
       const root = kilnRoot(flags.root, io).path;
       const log = (line: string): void => void io.stderr.write(`kiln daemon: ${line}\n`);
-      const gc = gcPolicyFor(flags.gcKeepStorage ?? env[GC_KEEP_STORAGE_ENV], root);
-      const daemon = await KilnDaemon.listen({ root, socket, run, log, ...(gc === undefined ? {} : { gc }) });
+      // The config file, read once as buildkitd reads its own: its registries and GC serve every client.
+      const config = commandConfig(io);
+      const gc = resolveGcPolicy({ flag: flags.gcKeepStorage, env: env[GC_KEEP_STORAGE_ENV], file: config.gc }, root);
+      const daemon = await KilnDaemon.listen({ root, socket, run, log, hosts: config.registry, configDigest: config.digest, ...(gc === undefined ? {} : { gc }) });
       // The commands clients run most, loaded now rather than on the first request, and the
       // Dockerfile frontend's one-time setup (lexer, JSON grammar) done on a tiny file.
       await Promise.all([import('./build.js'), import('./solve.js')]);
@@ -36,7 +39,8 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       await convertDockerfile('FROM scratch\nENV A=1\nCOPY --from=scratch / /\nCMD ["true"]\n', {}).catch(() => undefined);
       // And a few small builds on a throw-away root: the first client's build runs warm code.
       await warmUpBuildPath(run).catch(() => undefined);
-      log(`serving ${root} on unix://${socket} (pid ${process.pid}); automatic GC ${gc === undefined ? 'off' : `keeps the cache under ${formatBytes(gc.keepBytes)}`}`);
+      const cfg = config.path === undefined ? 'no config file' : `config ${config.path}`;
+      log(`serving ${root} on unix://${socket} (pid ${process.pid}); ${cfg}; automatic GC ${gc === undefined ? 'off' : `keeps the cache under ${formatBytes(gc.keepBytes)}`}`);
       await new Promise<void>((resolve) => {
         const stop = (sig: NodeJS.Signals): void => {
           process.off('SIGINT', stop);

@@ -4,6 +4,7 @@ import { formatReference, putManifest, RegistryClient, type Descriptor } from '@
 import { callerCwd, callerPath, type CliIo } from '../io.js';
 import { kilnRoot, withInterrupt } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
+import { commandConfig } from '../engine/config.js';
 import { acquireEngine } from '../engine/lease.js';
 import { parseAnnotations } from '../imagetools/annotations.js';
 import { assertSupportedName, combine, detectMediaType, mergeDescriptor, parseSource, sourceLocations, type Source } from '../imagetools/combine.js';
@@ -83,7 +84,7 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
 function registryClient(io: CliIo): RegistryClient {
   // The transport streams upload bodies without following redirects (fetch would keep a copy of
   // a streamed body for a possible redirect: a whole layer in memory per copied blob).
-  return new RegistryClient({ credentials: callerCredentials(io) });
+  return new RegistryClient({ credentials: callerCredentials(io), hosts: commandConfig(io).registry });
 }
 
 function parseTarget(io: CliIo, s: string): Location {

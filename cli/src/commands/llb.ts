@@ -9,6 +9,7 @@ import { DEFAULT_BUILD_FILE, TsDslError, compileBuildFile, directoryReader } fro
 // The registry alone: the full @kiln/runtime (stores, executor, exporters) loads only for --root.
 import { RegistryClient, registryMetaResolver } from '@kiln/runtime/registry';
 import type { Platform } from '@kiln/llb-core';
+import { commandConfig } from '../engine/config.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { CliError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 
@@ -132,7 +133,8 @@ const registryFetch: typeof globalThis.fetch = async (input, init) => {
  * with a kiln root, images in its store answer first, exactly as `kiln build --root` resolves them.
  */
 async function imageResolver(root: string | undefined, io: CliIo): Promise<ImageMetaResolver> {
-  const registry = new RegistryClient({ fetch: registryFetch, credentials: callerCredentials(io) });
+  // The config file's registries (mirrors, http, TLS: a host with TLS settings gets undici, not registryFetch).
+  const registry = new RegistryClient({ fetch: registryFetch, credentials: callerCredentials(io), hosts: commandConfig(io).registry });
   /** What both resolvers answer that the frontend needs. */
   type Inner = { resolveImageConfig(ref: string, opts: { platform?: Platform; signal?: AbortSignal }): Promise<{ digest: unknown; config: Uint8Array; ref?: string | undefined }> };
   let inner: Inner;

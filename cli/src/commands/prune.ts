@@ -6,7 +6,7 @@ import { acquireEngine } from '../engine/lease.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { orphanRules, type KilnEngine } from '../engine/engine.js';
 import { parseSize } from '../engine/session.js';
-import { gcDue, type GcPolicy, type PruneRule } from '../engine/gc-policy.js';
+import { gcDue, rulesNow, type GcPolicy, type PruneRule } from '../engine/gc-policy.js';
 import { parseRecordFilters, type FilterableRecord } from '../engine/prune-filter.js';
 import { gitRepoRow, orphanRow, type UsageRow } from './du.js';
 
@@ -55,7 +55,8 @@ export async function prune(root: string, flags: PruneFlags, io: CliIo = process
 export async function collectGarbage(engine: KilnEngine, policy: GcPolicy): Promise<UsageRow[] | undefined> {
   if (!gcDue(policy, engine.cache, Date.now())) return undefined;
   try {
-    return await engine.activity.exclusive(() => pruneRules(engine, policy.rules));
+    // minFreeSpace rules: their keepBytes from the cache total and the disk's free space now.
+    return await engine.activity.exclusive(() => pruneRules(engine, rulesNow(policy, () => engine.cache.totalSize())));
   } catch (e) {
     if ((e as { code?: unknown }).code === 'KLN0708') return undefined;
     throw e;

@@ -38,9 +38,26 @@ export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'bake', 's
 /** Served commands that do not use the daemon's engine, so they are served for any `--root`. */
 export const ROOTLESS_COMMANDS: ReadonlySet<string> = new Set(['llb', 'dump-llb']);
 
-/** The command name of `argv` (process.argv shape): the first argument that is not an option. */
+/** The command name of `argv` (process.argv shape): the first argument that is not an option (nor `--config`'s value). */
 export function commandOf(argv: readonly string[]): string | undefined {
-  return argv.slice(2).find((a) => !a.startsWith('-'));
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--config') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** `--config FILE` or `--config=FILE` from argv, if given (the last one wins, as in commander). */
+export function configFlagOf(argv: readonly string[]): string | undefined {
+  let file: string | undefined;
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--') break;
+    if (a === '--config') file = argv[++i];
+    else if (a.startsWith('--config=')) file = a.slice('--config='.length);
+  }
+  return file;
 }
 
 /** `--root DIR` or `--root=DIR` from argv, if given (the last one wins, as in commander). */

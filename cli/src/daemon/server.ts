@@ -1,14 +1,16 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import type { CliIo, Interrupts } from '../io.js';
+import type { RegistryHostOptions } from '@kiln/runtime';
+import { callerPath, type CliIo, type Interrupts } from '../io.js';
+import { configDigest, configLocation } from '../engine/config.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import type { EngineSource } from '../engine/lease.js';
 import { DaemonGc } from '../engine/auto-gc.js';
 import type { GcPolicy } from '../engine/gc-policy.js';
-import { commandOf, DAEMON_COMMANDS, ROOTLESS_COMMANDS, Frame, FrameReader, frame, PROTOCOL_VERSION, rootFlagOf, type Hello } from './protocol.js';
+import { commandOf, configFlagOf, DAEMON_COMMANDS, ROOTLESS_COMMANDS, Frame, FrameReader, frame, PROTOCOL_VERSION, rootFlagOf, type Hello } from './protocol.js';
 
 /** Options of {@link KilnDaemon.listen}. */
 export interface DaemonOptions {
@@ -22,6 +24,10 @@ export interface DaemonOptions {
   readonly log?: (line: string) => void;
   /** The automatic GC after each build command (absent: none), run once its client has the answer. */
   readonly gc?: GcPolicy;
+  /** The config file's registry settings, for the engine's registry client. */
+  readonly hosts?: Readonly<Record<string, RegistryHostOptions>>;
+  /** The digest of the config file the daemon read ('' for none): clients with another one run in-process. */
+  readonly configDigest?: string;
 }
 
 /** Commands after which the daemon's automatic GC runs. */
@@ -57,7 +63,7 @@ export class KilnDaemon {
     await mkdir(dirname(opts.socket), { recursive: true, mode: 0o700 });
     await checkSocketDir(dirname(opts.socket));
     await unlink(opts.socket).catch(() => undefined); // a stale socket of a daemon that died
-    const engine = await KilnEngine.open({ root: opts.root });
+    const engine = await KilnEngine.open({ root: opts.root, ...(opts.hosts === undefined ? {} : { registry: { hosts: opts.hosts } }) });
     const server = createServer();
     const daemon = new KilnDaemon(opts, server, engine);
     server.on('connection', (socket) => daemon.#serve(socket));
@@ -124,6 +130,9 @@ export class KilnDaemon {
     const io = req.io(hello, this.#interrupts, this.#engines());
     // A command for another root runs in the client's own process, against that root.
     if (!ROOTLESS_COMMANDS.has(command) && kilnRoot(rootFlagOf(hello.argv), io).path !== this.#opts.root) return req.decline('another root');
+    // So does a command under another config file (or an edited one: the daemon read its own at
+    // start, as buildkitd does), so that it gets that file's registries and GC.
+    if (command !== 'dump-llb' && clientConfigDigest(hello, io) !== (this.#opts.configDigest ?? '')) return req.decline('another config');
     const t0 = performance.now();
     const run = this.#opts
       .run(hello.argv, io)
@@ -149,6 +158,12 @@ export class KilnDaemon {
       keepsOpen: true,
     };
   }
+}
+
+/** The digest of the config file a client's command would read (`--config`, `KILN_CONFIG`, the default). */
+function clientConfigDigest(hello: Hello, io: CliIo): string {
+  const flag = configFlagOf(hello.argv);
+  return configDigest(flag === undefined ? configLocation(io) : { path: callerPath(io, flag), explicit: true });
 }
 
 /** A hello of this protocol version with the fields the daemon reads. */

@@ -1,7 +1,8 @@
 import { formatBytes } from '@kiln/solver';
 import { callerEnv, type CliIo } from '../io.js';
 import type { KilnEngine } from './engine.js';
-import { gcDue, gcPolicyFor, type GcPolicy } from './gc-policy.js';
+import { commandConfig } from './config.js';
+import { gcDue, resolveGcPolicy, type GcPolicy } from './gc-policy.js';
 import { acquireEngine } from './lease.js';
 
 /** The environment variable with the automatic GC's cap (`0` / `off`: no automatic GC). */
@@ -18,7 +19,8 @@ export function gcAfterBuild(engine: KilnEngine, io: CliIo): (() => Promise<void
   if (io.remote === true) return undefined;
   let policy: GcPolicy | undefined;
   try {
-    policy = gcPolicyFor(callerEnv(io)[GC_KEEP_STORAGE_ENV], engine.root);
+    // KILN_GC_KEEP_STORAGE over the config file's [worker.oci] (the build has read the file already).
+    policy = resolveGcPolicy({ env: callerEnv(io)[GC_KEEP_STORAGE_ENV], file: commandConfig(io).gc }, engine.root);
   } catch (e) {
     io.stderr.write(`WARNING: ${GC_KEEP_STORAGE_ENV}: ${e instanceof Error ? e.message : String(e)}; no automatic GC\n`);
     return undefined;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { CacheStore, selectPruneVictims, type CacheRecordKind, type DiskUsageRecord } from '@kiln/solver';
-import { defaultGcPolicy, defaultKeepBytes, gcDue, gcPolicyFor, EASY_KEEP_BYTES, type CacheTotals } from './gc-policy.js';
+import { defaultGcPolicy, defaultKeepBytes, diskSpaceBytes, gcDue, gcPolicyFor, gcPolicyFromFile, keepBytesFor, resolveGcPolicy, rulesNow, EASY_KEEP_BYTES, type CacheTotals } from './gc-policy.js';
 
 const GB = 1e9;
 const H = 3_600_000;
@@ -116,5 +116,81 @@ describe('gcDue', () => {
       store.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('config file GC ([worker.oci], BuildKit ≥ 0.17 names)', () => {
+  const dir = '/nonexistent/kiln/root';
+  const fs = 100 * 2 ** 30; // a 100 GiB filesystem
+  const none = { reservedSpace: 0, maxUsedSpace: 0, minFreeSpace: 0 };
+
+  test('keepBytesFor is BuildKit calculateKeepBytes', () => {
+    expect(keepBytesFor(none, 10 * GB, 1 * GB)).toBeUndefined(); // no limit: no cap
+    expect(keepBytesFor({ ...none, reservedSpace: 2 * GB }, 10 * GB, 1 * GB)).toBe(2 * GB);
+    expect(keepBytesFor({ ...none, maxUsedSpace: 5 * GB, reservedSpace: 2 * GB }, 10 * GB, 1 * GB)).toBe(5 * GB);
+    // minFreeSpace 4 GB with 1 GB free: 3 GB must go from a 10 GB cache
+    expect(keepBytesFor({ ...none, minFreeSpace: 4 * GB }, 10 * GB, 1 * GB)).toBe(7 * GB);
+    expect(keepBytesFor({ ...none, minFreeSpace: 4 * GB, maxUsedSpace: 6 * GB }, 10 * GB, 1 * GB)).toBe(6 * GB);
+    // ... but never below reservedSpace
+    expect(keepBytesFor({ ...none, minFreeSpace: 4 * GB, reservedSpace: 8 * GB }, 10 * GB, 1 * GB)).toBe(8 * GB);
+    // enough free space and only minFreeSpace: nothing goes
+    expect(keepBytesFor({ ...none, minFreeSpace: 4 * GB }, 10 * GB, 5 * GB)).toBe(10 * GB);
+  });
+
+  test('a percentage of the disk rounds up as DiskSpace.AsBytes', () => {
+    expect(diskSpaceBytes({ percent: 10 }, fs)).toBe(11 * GB);
+    expect(diskSpaceBytes({ percent: 10 }, undefined)).toBe(2 * GB);
+    expect(diskSpaceBytes({ bytes: 123 }, fs)).toBe(123);
+  });
+
+  test('gc = false: no GC; gckeepstorage alone: the default rules with that cap (as reservedSpace)', () => {
+    expect(gcPolicyFromFile({ enabled: false, keepStorage: { bytes: GB } }, dir, fs)).toBeUndefined();
+    const p = gcPolicyFromFile({ keepStorage: { bytes: 3 * GB } }, dir, fs);
+    expect(p?.rules.map((r) => r.keepBytes)).toEqual([EASY_KEEP_BYTES, 3 * GB, 3 * GB, 3 * GB]);
+    expect(p?.rules.map((r) => r.all === true)).toEqual([false, false, false, true]);
+    expect(p?.keepBytes).toBe(3 * GB);
+    // reservedSpace and maxUsedSpace: the larger keeps
+    expect(gcPolicyFromFile({ reservedSpace: { bytes: GB }, maxUsedSpace: { percent: 10 } }, dir, fs)?.keepBytes).toBe(11 * GB);
+    // no GC keys at all (only gc = true): kiln's default cap
+    expect(gcPolicyFromFile({ enabled: true }, dir, fs)?.keepBytes).toBe(defaultKeepBytes(fs));
+  });
+
+  test('[[worker.oci.gcpolicy]] replaces the rules: filters, keepDuration, keepBytes (→ reservedSpace), all', () => {
+    const p = gcPolicyFromFile(
+      {
+        keepStorage: { bytes: 9 * GB }, // unused with explicit rules, as in BuildKit
+        policy: [
+          { keepBytes: { bytes: 512e6 }, keepDuration: 48 * H, filters: ['type==source.local', 'type==exec.cachemount'] },
+          { all: true, reservedSpace: { bytes: GB }, filters: ['description~=apt,until=72h'] },
+        ],
+      },
+      dir,
+      fs,
+    );
+    expect(p?.rules[0]).toEqual({ keepDuration: 48 * H, types: ['source.local', 'exec.cachemount'], keepBytes: 512e6 });
+    expect(p?.rules[1]).toMatchObject({ all: true, keepDuration: 72 * H, keepBytes: GB });
+    expect(p?.rules[1]?.match?.({ id: 'x', kind: 'regular', description: 'RUN apt-get install' })).toBe(true);
+    expect(p?.rules[1]?.match?.({ id: 'x', kind: 'regular', description: 'COPY . .' })).toBe(false);
+    expect(p?.keepBytes).toBe(GB);
+  });
+
+  test('minFreeSpace: keepBytes is decided at GC time from the free space (fake disk)', () => {
+    const p = gcPolicyFromFile({ policy: [{ minFreeSpace: { bytes: 4 * GB }, reservedSpace: { bytes: GB } }] }, dir, fs);
+    if (p === undefined) throw new Error('policy expected');
+    expect(p.disk).toBe(dir);
+    expect(rulesNow(p, () => 10 * GB, () => 1 * GB)[0]?.keepBytes).toBe(7 * GB);
+    expect(rulesNow(p, () => 10 * GB, () => 9 * GB)[0]?.keepBytes).toBe(10 * GB);
+    const store = (total: number): CacheTotals => ({ totalSizeBound: () => total, totalSize: () => total, hasUnusedSince: () => false });
+    expect(gcDue(p, store(10 * GB), Date.now(), () => 1 * GB)).toBe(true);
+    expect(gcDue(p, store(10 * GB), Date.now(), () => 9 * GB)).toBe(false);
+  });
+
+  test('precedence: --gc-keep-storage over KILN_GC_KEEP_STORAGE over the file over the default', () => {
+    const file = { keepStorage: { bytes: 3 * GB } };
+    expect(resolveGcPolicy({ flag: '1GB', env: '2GB', file }, dir)?.keepBytes).toBe(1024 ** 3);
+    expect(resolveGcPolicy({ env: '2GB', file }, dir)?.keepBytes).toBe(2 * 1024 ** 3);
+    expect(resolveGcPolicy({ env: 'off', file }, dir)).toBeUndefined();
+    expect(resolveGcPolicy({ env: '', file }, dir)?.keepBytes).toBe(3 * GB);
+    expect(resolveGcPolicy({}, dir)?.keepBytes).toBe(gcPolicyFor(undefined, dir)?.keepBytes);
   });
 });

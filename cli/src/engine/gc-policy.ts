@@ -1,7 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CacheRecordKind } from '@kiln/solver';
-import type { FilterableRecord } from './prune-filter.js';
+import { parseRecordFilters, type FilterableRecord } from './prune-filter.js';
 import { parseSize } from './session.js';
 
 /**
@@ -17,13 +17,56 @@ export interface PruneRule {
   /** Record types (BuildKit's `type==…` filters of one policy: any of them). */
   readonly types?: readonly CacheRecordKind[];
   readonly match?: (r: FilterableRecord) => boolean;
+  /**
+   * A `minFreeSpace` limit (BuildKit ≥ 0.17), which makes `keepBytes` depend on the disk's free
+   * space at GC time: see {@link keepBytesFor}; {@link rulesNow} fills `keepBytes` in.
+   */
+  readonly space?: SpaceLimits;
 }
 
 /** The automatic GC of one kiln root: its rules, run in order after builds. */
 export interface GcPolicy {
-  /** The cap the last rules keep the whole cache under (`KILN_GC_KEEP_STORAGE`, `--gc-keep-storage`). */
+  /** The cap the last rule keeps the whole cache under (for the logs; 0: that rule has none). */
   readonly keepBytes: number;
   readonly rules: readonly PruneRule[];
+  /** The directory whose filesystem `minFreeSpace` rules measure (the kiln root). */
+  readonly disk?: string;
+}
+
+/** A size in a config file: bytes, or a share of the kiln root's filesystem (BuildKit's DiskSpace). */
+export type DiskSpace = { readonly bytes: number } | { readonly percent: number };
+
+/** One `[[worker.oci.gcpolicy]]` of the config file, as written. */
+export interface GcFileRule {
+  readonly all?: boolean;
+  readonly filters?: readonly string[];
+  /** Milliseconds. */
+  readonly keepDuration?: number;
+  /** BuildKit before 0.17; read as reservedSpace when that is not set (as buildkitd does). */
+  readonly keepBytes?: DiskSpace;
+  readonly reservedSpace?: DiskSpace;
+  readonly maxUsedSpace?: DiskSpace;
+  readonly minFreeSpace?: DiskSpace;
+}
+
+/** The `[worker.oci]` GC keys of the config file. */
+export interface GcFileSettings {
+  /** `gc`: false turns the automatic GC off. */
+  readonly enabled?: boolean;
+  /** `gckeepstorage`: the default policy's cap (read as reservedSpace, as BuildKit ≥ 0.17 does). */
+  readonly keepStorage?: DiskSpace;
+  readonly reservedSpace?: DiskSpace;
+  readonly maxUsedSpace?: DiskSpace;
+  readonly minFreeSpace?: DiskSpace;
+  /** `[[worker.oci.gcpolicy]]`: replaces the default rules. */
+  readonly policy?: readonly GcFileRule[];
+}
+
+/** A rule's limits in bytes as BuildKit ≥ 0.17 names them (0: unset). */
+export interface SpaceLimits {
+  readonly reservedSpace: number;
+  readonly maxUsedSpace: number;
+  readonly minFreeSpace: number;
 }
 
 /** The easily reproduced record types BuildKit's first default rule removes (BuildKit: and source.git.checkout). */
@@ -66,6 +109,128 @@ export function defaultKeepBytes(fsBytes: number | undefined): number {
 }
 
 /**
+ * The cache size a rule keeps, as BuildKit's cache manager computes it (calculateKeepBytes): no
+ * cap (undefined) when no limit is set; else `maxUsedSpace`, lowered so that the disk gets
+ * `minFreeSpace` free (only `minFreeSpace` and enough free: nothing goes), never below
+ * `reservedSpace`.
+ */
+export function keepBytesFor(l: SpaceLimits, totalSize: number, freeBytes: number): number | undefined {
+  if (l.maxUsedSpace === 0 && l.reservedSpace === 0 && l.minFreeSpace === 0) return undefined;
+  let keep = l.maxUsedSpace;
+  const excess = l.minFreeSpace - freeBytes;
+  if (l.minFreeSpace !== 0 && excess > 0) keep = keep === 0 ? totalSize - excess : Math.min(keep, totalSize - excess);
+  else if (l.minFreeSpace !== 0 && keep === 0) keep = totalSize;
+  return Math.max(keep, l.reservedSpace);
+}
+
+/** A DiskSpace in bytes for a filesystem of `fsBytes` (a percentage rounds up as BuildKit's AsBytes; 2 GB if unknown). */
+export function diskSpaceBytes(d: DiskSpace | undefined, fsBytes: number | undefined): number {
+  if (d === undefined) return 0;
+  if ('bytes' in d) return d.bytes;
+  if (d.percent === 0) return 0;
+  if (fsBytes === undefined || !(fsBytes > 0)) return 2e9;
+  return (Math.floor(Math.floor((fsBytes * d.percent) / 100) / 2 ** 30) + 1) * 1e9;
+}
+
+/**
+ * The GC policy of a config file's `[worker.oci]` for `root` (undefined: `gc = false`). With
+ * `[[worker.oci.gcpolicy]]` entries, those are the rules (filters as `kiln prune --filter`); else
+ * BuildKit's default rules with the file's cap (`reservedSpace`/`maxUsedSpace`/`minFreeSpace`, or
+ * `gckeepstorage` as reservedSpace), or kiln's default cap when the file sets none.
+ */
+export function gcPolicyFromFile(file: GcFileSettings, root: string, fsBytes: number | undefined = filesystemSize(root)): GcPolicy | undefined {
+  if (file.enabled === false) return undefined;
+  const bytes = (d: DiskSpace | undefined): number => diskSpaceBytes(d, fsBytes);
+  let rules: PruneRule[];
+  if (file.policy !== undefined && file.policy.length > 0) {
+    rules = file.policy.map((r) => fileRule(r, bytes));
+  } else {
+    const limits: SpaceLimits = {
+      reservedSpace: bytes(file.reservedSpace ?? (file.maxUsedSpace === undefined && file.minFreeSpace === undefined ? file.keepStorage : undefined)),
+      maxUsedSpace: bytes(file.maxUsedSpace),
+      minFreeSpace: bytes(file.minFreeSpace),
+    };
+    if (limits.reservedSpace === 0 && limits.maxUsedSpace === 0 && limits.minFreeSpace === 0) return defaultGcPolicy(defaultKeepBytes(fsBytes));
+    const cap = withLimits({}, limits);
+    rules = [{ types: EASY_TYPES, keepDuration: EASY_KEEP_DURATION, keepBytes: EASY_KEEP_BYTES }, { keepDuration: STALE_KEEP_DURATION, ...cap }, { ...cap }, { all: true, ...cap }];
+  }
+  const last = rules[rules.length - 1];
+  return {
+    keepBytes: last?.keepBytes ?? Math.max(last?.space?.maxUsedSpace ?? 0, last?.space?.reservedSpace ?? 0),
+    rules,
+    ...(rules.some((r) => r.space !== undefined) ? { disk: root } : {}),
+  };
+}
+
+function fileRule(r: GcFileRule, bytes: (d: DiskSpace | undefined) => number): PruneRule {
+  const sel = parseRecordFilters(r.filters ?? []);
+  const types = typesOnly(r.filters ?? []);
+  const keepDuration = Math.max(r.keepDuration ?? 0, sel.keepDuration ?? 0);
+  const base: PruneRule = {
+    ...(r.all === true ? { all: true } : {}),
+    ...(keepDuration > 0 ? { keepDuration } : {}),
+    // Only type== selectors: the after-build check can ask the store for such records directly.
+    ...(types !== undefined ? { types } : sel.match === undefined ? {} : { match: sel.match }),
+  };
+  return withLimits(base, { reservedSpace: bytes(r.reservedSpace ?? r.keepBytes), maxUsedSpace: bytes(r.maxUsedSpace), minFreeSpace: bytes(r.minFreeSpace) });
+}
+
+/** A rule with limits: a fixed keepBytes, or (with minFreeSpace) limits resolved at GC time. */
+function withLimits(rule: PruneRule, l: SpaceLimits): PruneRule {
+  if (l.minFreeSpace !== 0) return { ...rule, space: l };
+  const keep = keepBytesFor(l, 0, 0);
+  return keep === undefined ? rule : { ...rule, keepBytes: keep };
+}
+
+/** The record types of filters that are all `type==X` / `type=X` selectors, else undefined. */
+function typesOnly(filters: readonly string[]): CacheRecordKind[] | undefined {
+  const parts = filters.flatMap((f) => f.split(',')).map((p) => p.trim()).filter((p) => p !== '');
+  if (parts.length === 0) return undefined;
+  const types = parts.map((p) => /^type\s*==?\s*([\w.]+)$/.exec(p)?.[1]);
+  return types.every((t): t is string => t !== undefined) ? (types as CacheRecordKind[]) : undefined;
+}
+
+/**
+ * The rules of `policy` as they apply now: a `minFreeSpace` rule gets its keepBytes from the
+ * cache's `totalSize` and the free space of the policy's disk (statfs). Others are as they are.
+ */
+export function rulesNow(policy: GcPolicy, totalSize: () => number, freeBytes: () => number | undefined = () => diskFree(policy.disk)): readonly PruneRule[] {
+  if (!policy.rules.some((r) => r.space !== undefined)) return policy.rules;
+  const total = totalSize();
+  const free = freeBytes() ?? Infinity;
+  return policy.rules.map((r) => {
+    if (r.space === undefined) return r;
+    const { space: _, ...rest } = r;
+    const keep = keepBytesFor(r.space, total, free);
+    return keep === undefined ? rest : { ...rest, keepBytes: Math.max(0, keep) };
+  });
+}
+
+function diskFree(path: string | undefined): number | undefined {
+  if (path === undefined) return undefined;
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      const st = statfsSync(p);
+      return st.bfree * st.bsize;
+    } catch {
+      if (dirname(p) === p) return undefined;
+    }
+  }
+}
+
+/**
+ * Where the automatic GC's policy comes from, highest first (as buildkitd's flags override its
+ * file): `--gc-keep-storage`, then `KILN_GC_KEEP_STORAGE` (each the default rules with that cap;
+ * `0`/`off`: no GC), then the config file's `[worker.oci]`, then kiln's default.
+ */
+export function resolveGcPolicy(src: { readonly flag?: string | undefined; readonly env?: string | undefined; readonly file?: GcFileSettings | undefined }, root: string): GcPolicy | undefined {
+  const setting = src.flag ?? src.env;
+  if (setting !== undefined && setting.trim() !== '') return gcPolicyFor(setting, root);
+  if (src.file !== undefined) return gcPolicyFromFile(src.file, root);
+  return gcPolicyFor(undefined, root);
+}
+
+/**
  * The GC policy for `root` from a setting (`--gc-keep-storage`, else `KILN_GC_KEEP_STORAGE`):
  * undefined or empty: the default cap of the root's filesystem; `0`, `off` or `false`: no
  * automatic GC (returns undefined); otherwise a size (`1GB`, `500MB`, bytes; KLN0707 if malformed).
@@ -105,12 +270,14 @@ export interface CacheTotals {
  * `keepBytes` and (for a rule limited to types and a duration) some such record is old enough.
  * The check after every build: one plain SUM while the cache is under every limit.
  */
-export function gcDue(policy: GcPolicy, store: CacheTotals, now: number): boolean {
+export function gcDue(policy: GcPolicy, store: CacheTotals, now: number, freeBytes?: () => number | undefined): boolean {
   // Under every rule's limit by the cheap bound: done (the common case after a build).
+  const fixed = !policy.rules.some((r) => r.space !== undefined);
   const limits = policy.rules.map((r) => r.keepBytes ?? -1);
-  if (store.totalSizeBound() <= Math.min(...limits)) return false;
+  if (fixed && store.totalSizeBound() <= Math.min(...limits)) return false;
   const total = store.totalSize();
-  return policy.rules.some((r) => {
+  const rules = fixed ? policy.rules : rulesNow(policy, () => total, freeBytes);
+  return rules.some((r) => {
     if (r.keepBytes !== undefined && total <= r.keepBytes) return false;
     if (r.types !== undefined && r.match === undefined) return store.hasUnusedSince(r.types, r.keepDuration === undefined ? Infinity : now - r.keepDuration);
     // Untyped rules over their limit always have candidates unless everything is in use or

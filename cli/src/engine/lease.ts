@@ -1,4 +1,5 @@
 import type { CliIo } from '../io.js';
+import { commandConfig } from './config.js';
 import { KilnEngine, type EngineOptions } from './engine.js';
 
 /** Where commands get engines: a plain `kiln` process opens one per command; `kiln daemon` keeps them. */
@@ -24,7 +25,9 @@ export interface EngineLease {
 /** The engine for `root` from the command's engine source. */
 export async function acquireEngine(io: CliIo, opts: EngineOptions): Promise<EngineLease> {
   const source = io.engines ?? perCommandEngines;
-  const engine = await source.open(opts);
+  // The config file's [registry."HOST"] settings (a daemon's engine has its own, read at its start).
+  const hosts = commandConfig(io).registry;
+  const engine = await source.open({ ...opts, registry: { ...opts.registry, hosts: { ...hosts, ...opts.registry?.hosts } } });
   // A daemon's engine stays open: what another kiln process killed since left is cleaned up now.
   if (source.keepsOpen && engine.activity.killedBuilds()) await engine.recover();
   let began = false;

@@ -24,7 +24,10 @@ export function tlsFetch(opts: RegistryHostOptions): Fetch {
       },
     });
     // undici's fetch is the WHATWG fetch Node's global one is built from; only its types differ.
-    return ((input: Parameters<Fetch>[0], init?: RequestInit) => fetch(input as never, { ...(init as object), dispatcher: agent } as never)) as unknown as Fetch;
+    // The caller's signal goes through AbortSignal.any: undici 7 reads getMaxListeners() of it,
+    // which Node 20 refuses for a signal given setMaxListeners(0) (as kiln's build signal is).
+    return ((input: Parameters<Fetch>[0], init?: RequestInit) =>
+      fetch(input as never, { ...(init as object), ...(init?.signal ? { signal: AbortSignal.any([init.signal]) } : {}), dispatcher: agent } as never)) as unknown as Fetch;
   };
   return async (input, init) => (await (ready ??= load()))(input, init);
 }

@@ -292,17 +292,18 @@ function tlsError(domain: string, what: string, p: TlsProblem, cause: unknown): 
   const table = `[registry."${domain}"]`;
   switch (p.kind) {
     case 'untrusted':
-      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry's TLS certificate is not trusted (${p.detail})`, {
+      // The key to set is in the message too: a frontend that wraps this error keeps only the message.
+      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry's TLS certificate is not trusted (${p.detail}); set ca (or insecure) under ${table} in the kiln config`, {
         cause,
         hint: `trust its CA in the kiln config: ${table} ca = ["/path/to/ca.pem"] (or insecure = true to skip verification); see docs/config.md`,
       });
     case 'plain-http':
-      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry does not speak TLS (${p.detail})`, {
+      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry does not speak TLS (${p.detail}); set http = true under ${table} in the kiln config if it serves plain http`, {
         cause,
         hint: `if ${domain} serves plain http, set ${table} http = true in the kiln config; see docs/config.md`,
       });
     case 'handshake':
-      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the TLS handshake failed (${p.detail})`, {
+      return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the TLS handshake failed (${p.detail}); a client certificate goes under [[registry."${domain}".keypair]] in the kiln config`, {
         cause,
         hint: `if the registry requires a client certificate, give one in the kiln config: [[registry."${domain}".keypair]] key = "…", cert = "…"; see docs/config.md`,
       });

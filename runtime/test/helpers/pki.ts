@@ -14,7 +14,7 @@ export interface TestPki {
 
 /**
  * Makes a CA and two certificates it signs with `openssl` (P-256 keys, valid two days) in `dir`:
- * the server's names `127.0.0.1`, `::1` and `localhost`; the client's is for client auth.
+ * the server's names `127.0.0.1` (also as `::ffff:127.0.0.1`, a name that is not localhost), `::1` and `localhost`; the client's is for client auth.
  */
 export function makeTestPki(dir: string): TestPki {
   const openssl = (...args: string[]): void => {
@@ -32,7 +32,7 @@ export function makeTestPki(dir: string): TestPki {
     openssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
     openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`);
   };
-  sign('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth');
+  sign('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1,IP:::1,IP:::ffff:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth');
   sign('client', '/CN=kiln test client', 'extendedKeyUsage=clientAuth');
   return {
     ca: join(dir, 'ca.pem'),

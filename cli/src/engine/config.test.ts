@@ -1,0 +1,187 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { commandConfig, configDigest, configLocation, loadConfig, parseConfig, SYSTEM_CONFIG } from './config.js';
+import { locateKeys } from './config-toml.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kiln-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const KEY = '-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n';
+writeFileSync(join(dir, 'ca.pem'), CERT);
+writeFileSync(join(dir, 'client.pem'), CERT.replace('MIIB', 'CLIENT'));
+writeFileSync(join(dir, 'client.key'), KEY);
+writeFileSync(join(dir, 'not-pem.txt'), 'hello\n');
+
+/** Parses `text` as the file `kiln.toml` in the test dir (relative paths resolve there). */
+const parseText = (text: string) => parseConfig(text, join(dir, 'kiln.toml'));
+/** The error `text` raises. */
+const errorOf = (text: string): unknown => {
+  try {
+    parseText(text);
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected an error');
+};
+
+describe('a buildkitd.toml as kiln reads it', () => {
+  const buildkitd = `debug = true
+root = "/var/lib/buildkit"
+insecure-entitlements = [ "network.host" ]
+
+[grpc]
+  address = [ "tcp://0.0.0.0:1234" ]
+
+[worker.oci]
+  enabled = true
+  platforms = [ "linux/amd64" ]
+  snapshotter = "auto"
+  gc = true
+  reservedSpace = "30%"
+  maxUsedSpace = "60GB"
+  [[worker.oci.gcpolicy]]
+    keepBytes = 512000000
+    keepDuration = 172800
+    filters = [ "type==source.local", "type==exec.cachemount" ]
+  [[worker.oci.gcpolicy]]
+    all = true
+    reservedSpace = "1GB"
+    keepDuration = "48h"
+
+[worker.containerd]
+  enabled = false
+
+[registry."docker.io"]
+  mirrors = ["mirror.local:5000", "harbor.local/proxy.docker.io"]
+  ca = ["ca.pem"]
+  [[registry."docker.io".keypair]]
+    key = "client.key"
+    cert = "client.pem"
+
+[registry."mirror.local:5000"]
+  http = true
+
+[registry."secure.example"]
+  insecure = true
+`;
+
+  test('registries: mirrors, http, insecure, CA and keypair files read (relative to the file)', () => {
+    const c = parseText(buildkitd);
+    expect(c.registry['docker.io']).toEqual({
+      mirrors: ['mirror.local:5000', 'harbor.local/proxy.docker.io'],
+      ca: [CERT],
+      keypairs: [{ cert: CERT.replace('MIIB', 'CLIENT'), key: KEY }],
+    });
+    expect(c.registry['mirror.local:5000']).toEqual({ plainHttp: true });
+    expect(c.registry['secure.example']).toEqual({ insecure: true });
+  });
+
+  test('worker.oci GC: gc, sizes (bytes, units, percent), gcpolicy with durations in seconds or Go syntax', () => {
+    const c = parseText(buildkitd);
+    expect(c.gc).toEqual({
+      enabled: true,
+      reservedSpace: { percent: 30 },
+      maxUsedSpace: { bytes: 60 * 1024 ** 3 },
+      policy: [
+        { keepBytes: { bytes: 512000000 }, keepDuration: 172800 * 1000, filters: ['type==source.local', 'type==exec.cachemount'] },
+        { all: true, reservedSpace: { bytes: 1024 ** 3 }, keepDuration: 48 * 3_600_000 },
+      ],
+    });
+  });
+
+  test('keys kiln does not use are listed, not refused', () => {
+    expect(parseText(buildkitd).ignored).toEqual(['debug', 'root', 'insecure-entitlements', 'grpc', 'worker.oci.enabled', 'worker.oci.platforms', 'worker.oci.snapshotter', 'worker.containerd']);
+  });
+
+  test('one warning line per command stderr, listing them', () => {
+    const file = join(dir, 'buildkitd.toml');
+    writeFileSync(file, buildkitd);
+    let err = '';
+    const io = { stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: (s: string | Uint8Array) => ((err += String(s)), true) }, env: { KILN_CONFIG: file } };
+    const c = commandConfig(io);
+    commandConfig(io);
+    expect(c.path).toBe(file);
+    expect(err).toBe(`WARNING: ${file}: ignoring keys kiln does not use: debug, root, insecure-entitlements, grpc, worker.oci.enabled, worker.oci.platforms, worker.oci.snapshotter, worker.containerd\n`);
+  });
+});
+
+describe('bad values of keys kiln uses: KLN0941 naming file:line:col and the key', () => {
+  test.for([
+    ['[registry."r.example"]\n  http = "yes"\n', 2, 3, 'registry."r.example".http: expected true or false, got string "yes"', 'http = true'],
+    ['[registry."r.example"]\nmirrors = "m.local"\n', 2, 1, 'registry."r.example".mirrors: expected an array of strings', 'mirrors = ["…"]'],
+    ['[registry."r.example"]\nmirrors = ["bad mirror"]\n', 2, 1, 'invalid mirror "bad mirror"', 'host[:port]'],
+    ['registry."r.example".insecure = 1\n', 1, 1, 'registry."r.example".insecure: expected true or false, got number 1', 'insecure = true'],
+    ['[worker.oci]\ngckeepstorage = "lots"\n', 2, 1, 'worker.oci.gckeepstorage: invalid size "lots"', '"10%"'],
+    ['[[worker.oci.gcpolicy]]\nall = true\n[[worker.oci.gcpolicy]]\n  keepDuration = "2 days"\n', 4, 3, 'worker.oci.gcpolicy.keepDuration: invalid duration "2 days"', '"48h"'],
+    ['[[worker.oci.gcpolicy]]\nfilters = ["type==sources"]\n', 2, 1, 'worker.oci.gcpolicy.filters: invalid filter "type==sources": unknown record type', 'exec.cachemount'],
+    ['[worker.oci]\ngcpolicy = { all = true }\n', 2, 1, 'worker.oci.gcpolicy: expected an array of tables', '[[worker.oci.gcpolicy]]'],
+    ['[[registry."r.example".keypair]]\nkey = "client.key"\n', 1, 1, 'registry."r.example".keypair.cert: missing', 'cert = "/path/cert.pem"'],
+  ] as const)('%s', ([text, line, col, message, hint]) => {
+    const e = errorOf(text);
+    expect(e).toMatchObject({ code: 'KLN0941', message: expect.stringContaining(`${join(dir, 'kiln.toml')}:${line}:${col}: `), hint: expect.stringContaining(hint) });
+    expect((e as Error).message).toContain(message);
+  });
+
+  test('files a key names: missing or not PEM is KLN0942 (key material never quoted)', () => {
+    expect(errorOf('[registry."r"]\nca = ["nope.pem"]\n')).toMatchObject({ code: 'KLN0942', message: expect.stringMatching(/kiln\.toml:2:1: registry\.r\.ca: cannot read .*nope\.pem/) });
+    expect(errorOf('[registry."r"]\nca = ["not-pem.txt"]\n')).toMatchObject({ code: 'KLN0942', message: expect.stringContaining('not-pem.txt holds no PEM certificate') });
+    const e = errorOf('[[registry."r".keypair]]\nkey = "ca.pem"\ncert = "client.pem"\n');
+    expect(e).toMatchObject({ code: 'KLN0942', message: expect.stringMatching(/:2:1: registry\.r\.keypair\.key: .*ca\.pem holds no PEM private key/) });
+    expect((e as Error).message).not.toContain('BEGIN');
+  });
+
+  test('not TOML: KLN0940 with the line and column', () => {
+    expect(errorOf('[registry."r"]\nhttp = tru\n')).toMatchObject({ code: 'KLN0940', message: expect.stringMatching(/kiln\.toml:2:\d+: not valid TOML: /) });
+  });
+});
+
+describe('tlsconfigdir (docker certs.d layout)', () => {
+  test('*.crt are CAs, NAME.cert + NAME.key a keypair; a missing directory is skipped', () => {
+    const certs = join(dir, 'certs.d', 'r.example');
+    mkdirSync(certs, { recursive: true });
+    writeFileSync(join(certs, 'ca.crt'), CERT);
+    writeFileSync(join(certs, 'client.cert'), CERT.replace('MIIB', 'CLIENT'));
+    writeFileSync(join(certs, 'client.key'), KEY);
+    const c = parseText(`[registry."r.example"]\ntlsconfigdir = ["certs.d/r.example", "/nonexistent/certs"]\n`);
+    expect(c.registry['r.example']).toEqual({ ca: [CERT], keypairs: [{ cert: CERT.replace('MIIB', 'CLIENT'), key: KEY }] });
+  });
+});
+
+describe('which file', () => {
+  const io = (env: Record<string, string>, cwd = dir) => ({ stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: () => true }, env, cwd });
+
+  test('KILN_CONFIG (relative to the caller) must exist; the default may not', () => {
+    expect(configLocation(io({ KILN_CONFIG: 'sub/k.toml' }))).toEqual({ path: join(dir, 'sub/k.toml'), explicit: true });
+    if (process.getuid?.() === 0) expect(configLocation(io({}))).toEqual({ path: SYSTEM_CONFIG, explicit: false });
+    expect(() => loadConfig({ path: join(dir, 'none.toml'), explicit: true })).toThrow(expect.objectContaining({ code: 'KLN0940' }));
+    expect(loadConfig({ path: join(dir, 'none.toml'), explicit: false })).toMatchObject({ path: undefined, registry: {}, gc: undefined });
+  });
+
+  test('the digest a daemon compares: the file bytes, "" for no default file, "missing" for a named one', () => {
+    const f = join(dir, 'd.toml');
+    writeFileSync(f, '[registry."a"]\nhttp = true\n');
+    const d1 = configDigest({ path: f, explicit: true });
+    expect(d1).toMatch(/^[a-f0-9]{64}$/);
+    expect(loadConfig({ path: f, explicit: true }).digest).toBe(d1);
+    writeFileSync(f, '[registry."a"]\nhttp = false\n');
+    expect(configDigest({ path: f, explicit: true })).not.toBe(d1);
+    expect(configDigest({ path: join(dir, 'none.toml'), explicit: false })).toBe('');
+    expect(configDigest({ path: join(dir, 'none.toml'), explicit: true })).toBe('missing');
+  });
+});
+
+describe('locateKeys', () => {
+  test('headers, arrays of tables, dotted and quoted keys, comments and multi-line arrays', () => {
+    const text = '# c\n[a."b.c"] # t\nx = 1\n[[p]]\ny = [\n  "z = 1",\n]\n[[p]]\n  y = 2\n q."r".s = 3\n';
+    const at = locateKeys(text);
+    expect(at.get(JSON.stringify(['a', 'b.c']))).toEqual({ line: 2, col: 1 });
+    expect(at.get(JSON.stringify(['a', 'b.c', 'x']))).toEqual({ line: 3, col: 1 });
+    expect(at.get(JSON.stringify(['p', 0, 'y']))).toEqual({ line: 5, col: 1 });
+    expect(at.get(JSON.stringify(['p', 1, 'y']))).toEqual({ line: 9, col: 3 });
+    expect(at.get(JSON.stringify(['p', 1, 'q', 'r', 's']))).toEqual({ line: 10, col: 2 });
+    expect([...at.keys()].some((k) => k.includes('"z'))).toBe(false);
+  });
+});
