@@ -106,6 +106,13 @@ describe('rebasedIndex', () => {
     expect((JSON.parse(v8.bytes.toString()) as { manifests: { digest: string; platform?: unknown }[] }).manifests.find((m) => m.digest === d('6'))?.platform).toEqual({ os: 'linux', architecture: 'arm64' });
   });
 
+  test('a platform that follows the config takes none of the old one\'s variant or os.version (a forced rebase from arm/v7 onto amd64 is linux/amd64, not linux/amd64/v7)', () => {
+    const v7 = image('7', { os: 'linux', architecture: 'arm', variant: 'v7', 'os.version': '1' });
+    const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [v7] }));
+    const out = rebasedIndex(list, OCI_INDEX, [{ old: v7, manifest: newAmd, config: config('amd64') }], []);
+    expect((JSON.parse(out.bytes.toString()) as { manifests: { platform?: unknown }[] }).manifests[0]?.platform).toEqual({ os: 'linux', architecture: 'amd64' });
+  });
+
   test('a Docker manifest list stays one; it becomes an OCI index only when a child became an OCI manifest', () => {
     const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: DOCKER_LIST, manifests: [image('1', { os: 'linux', architecture: 'amd64' }, DOCKER_MANIFEST)] }));
     const old = image('1', { os: 'linux', architecture: 'amd64' }, DOCKER_MANIFEST);

@@ -104,9 +104,12 @@ export function rebasedIndex(raw: Buffer, mediaType: string, replaced: ReadonlyA
     if (drop.has(digest)) return [];
     const r = byDigest.get(digest);
     if (r === undefined) return [entry];
-    const now: Platform = { os: r.config.os, architecture: r.config.architecture, ...(r.config.variant === undefined ? {} : { variant: r.config.variant }) };
+    const c = r.config;
+    const now: Platform = { os: c.os, architecture: c.architecture, ...(c.variant === undefined || c.variant === '' ? {} : { variant: c.variant }) };
     const keep = r.old.platform !== undefined && r.old.platform.os !== '' && platformEquals(r.old.platform, now);
-    const platform = keep ? e['platform'] : { ...(typeof e['platform'] === 'object' && e['platform'] !== null ? e['platform'] : {}), ...now };
+    // a platform that no longer matches is the new config's, whole: the old variant or os.version
+    // would describe the other architecture (linux/amd64/v7)
+    const platform = keep ? e['platform'] : { ...now, ...(c['os.version'] === undefined || c['os.version'] === '' ? {} : { 'os.version': c['os.version'] }) };
     return [{ ...e, mediaType: r.manifest.mediaType, digest: r.manifest.digest, size: r.manifest.size, ...(platform === undefined ? {} : { platform }) }];
   });
   const toOci = mediaType === MediaTypes.dockerManifestList && replaced.some((r) => r.manifest.mediaType === MediaTypes.ociManifest);
