@@ -122,18 +122,19 @@ test('--print shows the resolved definition as buildx does and builds nothing', 
 test('--execution defer-error: the independent target finishes and exports past a failure, sharing a step the failed one also used; the dependent does not start', async () => {
   const t = token();
   const dir = join(sb.dir, `bake-defer-error-${t}`);
-  // bad fails in a stage of its own while the stage it shares with good is still running.
+  // bad fails in a stage of its own while the stage it shares with good is still running. good's
+  // whole build is a step of bad's (bad, first to start, computed its key): good needs shared
+  // through it, and shared must go on when bad leaves it.
   await writeTree(dir, {
     Dockerfile: [
       'FROM busybox AS shared',
       `RUN echo shared-${t} && sleep 2 && cat /proc/sys/kernel/random/uuid > /stamp`,
       'FROM busybox AS failer',
       `RUN echo failing-${t} && exit 3`,
-      'FROM scratch AS bad',
-      'COPY --from=failer /bin/busybox /x',
-      'COPY --from=shared /stamp /stamp',
       'FROM scratch AS good',
       'COPY --from=shared /stamp /stamp',
+      'FROM good AS bad',
+      'COPY --from=failer /bin/busybox /x',
       '',
     ].join('\n'),
     'docker-bake.hcl': [

@@ -407,6 +407,34 @@ describe('Scheduler', () => {
     expect(w.execs.get('shared')).toBe(1);
   });
 
+  test('a build that joins a shared step whose key another build computed needs its inputs too: the other failing or aborted does not stop them', async () => {
+    for (const end of ['fails', 'aborted'] as const) {
+      const { w, s } = setup(4);
+      const base = (): SolverVertex<FakeOp> => vertex('base', { kind: 'source' });
+      const content = { computeDigest: async (ref: WorkerRef) => D(ref.snapshot) };
+      // Two builds' `COPY --from=slow` onto scratch are one vertex; only A also has a failing stage.
+      const copySlow = (): SolverVertex<FakeOp> => vertex('copy-slow', { kind: 'file', deps: [content] }, [vertex('slow', { kind: 'exec', delay: 300 }, [base()])]);
+      const bad = vertex('bad', { kind: 'exec', delay: 60, ...(end === 'fails' ? { fail: { exitCode: 1, output: 'nope\n' } } : { delay: 5_000 }) }, [base()]);
+      const ctl = new AbortController();
+      const a = s.build(edge(vertex('copy-bad', { kind: 'file', deps: [{}, content] }, [copySlow(), bad])), { signal: ctl.signal });
+      a.catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 20));
+      const progress = new ProgressStream();
+      const b = s.build(edge(copySlow()), { progress });
+      if (end === 'aborted') setTimeout(() => ctl.abort(), 60);
+      await expect(a).rejects.toMatchObject({ code: end === 'fails' ? 'SOLVER_EXEC_FAILED' : 'SOLVER_CANCELLED' });
+      const r = await b;
+      progress.close();
+      expect(r.cached).toBe(false);
+      expect(w.execs.get('slow')).toBe(1);
+      // B shows the step it waited for, to its end.
+      const slowEvents = progress.events().flatMap((e) => (e.vertex === D('slow') && e.kind.startsWith('vertex.') ? [e.kind] : []));
+      expect(slowEvents).toEqual(['vertex.started', 'vertex.done']);
+      // Neither build is left in any vertex.
+      expect(s.activeVertices).toBe(0);
+    }
+  });
+
   test('session-bound vertices (local sources) are shared only within a session', async () => {
     const { w, s } = setup();
     const g = (): SolverVertex<FakeOp> =>

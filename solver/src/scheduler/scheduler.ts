@@ -71,6 +71,8 @@ interface Job {
   readonly loadImported: LoadImportedResult | undefined;
   /** Called with the first error of a vertex this build needs: the build fails with it at once. */
   readonly failed: (err: VertexError) => void;
+  /** The build has returned: it joins nothing more (work it started goes on for the others). */
+  ended: boolean;
 }
 
 /** The shared state of one vertex while some build needs it (BuildKit's sharedOp). */
@@ -89,6 +91,8 @@ class VertexState {
   /** Imported results being fetched, by output. */
   readonly imported = new Map<number, Promise<WorkerRef | undefined>>();
   exec: Promise<readonly WorkerRef[]> | undefined;
+  /** The states of the inputs, once the first key computation chose them; every build in this one is in them too. */
+  inputs: readonly VertexState[] | undefined;
   cachedEmitted = false;
   /** Started and not yet done or failed. */
   running = false;
@@ -162,6 +166,7 @@ export class Scheduler {
       imports: opts.cacheImports ?? [],
       loadImported: opts.loadImported,
       failed: (err) => failed(err),
+      ended: false,
     };
     const onAbort = (): void => {
       for (const st of job.states) this.#leave(st, job);
@@ -184,6 +189,7 @@ export class Scheduler {
       // the result is made of are its parents, which a prune cannot remove while it exists).
       return { ref, cached, release: this.#cache.store.lease(ref.snapshot), cacheKey: key, cacheResult: (k) => keyResults.get(k) };
     } finally {
+      job.ended = true;
       opts.signal?.removeEventListener('abort', onAbort);
       for (const st of [...job.states]) this.#leave(st, job);
       for (const l of job.leases) l();
@@ -202,13 +208,47 @@ export class Scheduler {
       st = new VertexState(id, v, ignore);
       this.#actives.set(id, st);
     }
-    if (!st.jobs.has(job)) {
-      st.jobs.add(job);
-      job.states.add(st);
-      // Late joiners see what already happened to a shared vertex.
-      if (job.progress !== undefined) for (const ev of st.history) job.progress.emit(ev);
-    }
+    this.#join(st, job);
     return st;
+  }
+
+  /**
+   * `job` needs `st`, and so everything `st` is made of: a build that joins a shared vertex whose
+   * key another build computed never looks at its inputs itself, yet must keep them running when
+   * that other build leaves (fails, is cancelled), and sees their progress.
+   */
+  #join(st: VertexState, job: Job): void {
+    if (job.ended || st.jobs.has(job)) return;
+    st.jobs.add(job);
+    job.states.add(st);
+    // Late joiners see what already happened to a shared vertex.
+    if (job.progress !== undefined) for (const ev of st.history) job.progress.emit(ev);
+    for (const input of st.inputs ?? []) this.#join(input, job);
+  }
+
+  /** A build still in `st` to do its work for: `job` if it is, else another (`job` when none is left). */
+  #live(st: VertexState, job: Job): Job {
+    if (st.jobs.has(job)) return job;
+    for (const j of st.jobs) return j;
+    return job;
+  }
+
+  /** Leases `snapshot` until the end of a build still in `st` (released at once when none is). */
+  #lease(st: VertexState, job: Job, snapshot: string): void {
+    const release = this.#cache.store.lease(snapshot);
+    const holder = this.#live(st, job);
+    if (holder.ended) release();
+    else holder.leases.push(release);
+  }
+
+  /** The states of `st`'s inputs: those chosen first, joined by every build in `st`. */
+  #inputs(st: VertexState, job: Job, opts: BuildOptions): readonly VertexState[] {
+    if (st.inputs === undefined) {
+      const inputs = st.vertex.inputs.map((e) => this.#state(e.vertex, job, opts));
+      st.inputs = inputs;
+      for (const j of st.jobs) for (const input of inputs) this.#join(input, j);
+    }
+    return st.inputs;
   }
 
   #isBound(v: SolverVertex): boolean {
@@ -284,7 +324,7 @@ export class Scheduler {
       p.then((k) => {
         // (a defined match is a key with stored ids: see #matched)
         if (k.hit === undefined && !st.failed && !st.controller.signal.aborted && k.match === undefined) {
-          this.#result(st, index, job, opts).catch(noop);
+          this.#result(st, index, this.#live(st, job), opts).catch(noop);
         }
       }, noop);
     }
@@ -299,7 +339,8 @@ export class Scheduler {
       st.cacheMap.catch(noop);
     }
     const cacheMap = st.cacheMap;
-    const inputKeyPromises = v.inputs.map((e) => this.#edgeKey(this.#state(e.vertex, job, opts), e.index, job, opts));
+    const inputStates = this.#inputs(st, job, opts);
+    const inputKeyPromises = v.inputs.map((e, i) => this.#edgeKey(inputStates[i] ?? this.#state(e.vertex, job, opts), e.index, job, opts));
     // An input without a result whose key cannot lead to a stored key of this vertex (a new key,
     // or a source key nothing stored for this vertex links from) will run whatever happens here,
     // so its content digest is started at once, not after every other input's key: independent
@@ -314,7 +355,7 @@ export class Scheduler {
           if (ik.hit !== undefined || dep?.computeDigest === undefined) return;
           const link = { input: i, output: index, digest: cm.digest, selector: dep.selector ?? '' };
           if (ik.match !== undefined && this.#cache.linksOut(ik.match, link, job.imports)) return;
-          this.#slowDigest(st, i, cm, job, opts);
+          this.#slowDigest(st, i, cm, this.#live(st, job), opts);
         },
         noop,
       );
@@ -371,7 +412,8 @@ export class Scheduler {
     let dg = st.slowDigests.get(i);
     if (dg === undefined) {
       dg = (async () => {
-        const { ref } = await this.#result(this.#state(input.vertex, job, opts), input.index, job, opts);
+        const j = this.#live(st, job);
+        const { ref } = await this.#result(this.#inputs(st, j, opts)[i] ?? this.#state(input.vertex, j, opts), input.index, j, opts);
         return compute(ref, st.controller.signal);
       })();
       dg.catch(noop);
@@ -396,15 +438,15 @@ export class Scheduler {
     if (hit !== undefined && 'imported' in hit) {
       const ref = await this.#fetchImported(st, index, key, hit, job);
       if (ref !== undefined) {
-        job.leases.push(this.#cache.store.lease(ref.snapshot));
+        this.#lease(st, job, ref.snapshot);
         return { ref, cached: true };
       }
     } else if (hit !== undefined) {
-      job.leases.push(this.#cache.store.lease(hit.record.snapshot));
+      this.#lease(st, job, hit.record.snapshot);
       return { ref: { snapshot: hit.record.snapshot, size: hit.record.size }, cached: true };
     }
     if (st.exec === undefined) {
-      st.exec = this.#exec(st, job, opts);
+      st.exec = this.#exec(st, this.#live(st, job), opts);
       st.exec.catch(noop);
     }
     const refs = await st.exec;
@@ -412,7 +454,7 @@ export class Scheduler {
     if (ref === undefined) {
       throw new SolverError('SOLVER_INVALID_DEFINITION', `vertex ${st.vertex.name} has no output ${index}`);
     }
-    job.leases.push(this.#cache.store.lease(ref.snapshot));
+    this.#lease(st, job, ref.snapshot);
     return { ref, cached: false };
   }
 
@@ -458,7 +500,10 @@ export class Scheduler {
       // Announced before the inputs are awaited: in a chain of RUNs the next container's runtime
       // starts while the current one runs. A failure here is this vertex's, like the run's.
       unprepare = op.prepare?.();
-      const inputs = await Promise.all(v.inputs.map(async (e) => (await this.#result(this.#state(e.vertex, job, opts), e.index, job, opts)).ref));
+      // For a build still in this vertex: the one that started it may have left since.
+      const j = this.#live(st, job);
+      const inputStates = this.#inputs(st, j, opts);
+      const inputs = await Promise.all(v.inputs.map(async (e, i) => (await this.#result(inputStates[i] ?? this.#state(e.vertex, j, opts), e.index, j, opts)).ref));
       const release = await this.#sems[op.resourceClass ?? 'cpu'].acquire(st.controller.signal);
       let refs: readonly WorkerRef[];
       try {
