@@ -150,6 +150,8 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
       barrier.arrive(name);
       await barrier.wait(ac.signal);
     };
+    // Removed at the end however the build ends: it may fail after writing the image (its cache export).
+    if (r.link !== undefined) opts.onPrivateImage(r.link.ref);
     try {
       let report: BuildReport;
       if (r.link === undefined) {
@@ -191,9 +193,8 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
   }
 }
 
-/** The private image of a linked target, by name and by name@digest (resolving the context records both). */
+/** The private image of a linked target by name@digest, which resolving the context records (its name was given before the build). */
 function recordPrivate(ref: string, report: BuildReport, opts: RunTargetsOptions): void {
   const digest = report.exports.find((x) => x.names.includes(ref))?.digest;
-  opts.onPrivateImage(ref);
   if (digest !== undefined) opts.onPrivateImage(`${ref}@${digest}`);
 }

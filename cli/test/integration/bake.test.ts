@@ -239,6 +239,29 @@ test('docker-bake.hcl: a variable from the environment, a matrix, dockerfile-inl
   expect(printed.target['base']?.output).toEqual(['type=cacheonly']);
 }, 240_000);
 
+test('a target: context that fails after its private image was written (a --cache-to it cannot write) leaves no private image', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-linkfail-${t}`);
+  await writeTree(dir, {
+    'not-a-dir': '',
+    'docker-bake.hcl': [
+      'target "base" {',
+      `  dockerfile-inline = "FROM busybox\\nRUN echo base-${t} > /b\\n"`,
+      '  cache-to = ["type=local,dest=not-a-dir/cache"]',
+      '}',
+      'target "app" {',
+      '  contexts = { base = "target:base" }',
+      '  dockerfile-inline = "FROM base\\nRUN cat /b\\n"',
+      '}',
+    ].join('\n'),
+  });
+  const r = await bake(dir, ['app', '--progress', 'plain']);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('target base failed:');
+  expect(r.stderr).toContain('target app did not start');
+  expect(await runKilnImages()).not.toContain('kiln.local/bake/');
+}, 60_000);
+
 test('HCL errors print FILE:LINE:COL, the problem and a hint, no stack trace', async () => {
   const dir = join(sb.dir, `bake-hclerr-${token()}`);
   await writeTree(dir, { 'docker-bake.hcl': 'target "app" {\n  tags = ["app:${TAGG}"]\n}\nvariable "TAG" { default = "1" }\n' });
