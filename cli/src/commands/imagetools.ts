@@ -169,10 +169,14 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
     };
     const out = await combine(sources, annotations, flags.preferIndex, fetch);
     for (const a of out.dropped) io.stderr.write(`kiln: warning: annotation ${a.key} dropped: every source is a Docker manifest, and a Docker manifest list has no annotations\n`);
-    // buildx's ValidateTargetDigest: a layout target named by digest must get that digest (checked before anything is written)
+    // buildx's ValidateTargetDigest: a target named by digest, in a layout or a registry, must get
+    // that digest (checked before anything is written)
     for (const t of targets) {
-      if (t.kind === 'layout' && t.digest !== undefined && t.digest !== out.desc.digest) {
-        throw new ImagetoolsError('KLN0860', `target ${locationName(t)} requested digest ${t.digest} but produced ${out.desc.digest}`, { hint: 'name the layout target by tag: -t oci-layout://DIR:TAG' });
+      const want = t.kind === 'layout' ? t.digest : t.ref.digest;
+      if (want !== undefined && want !== out.desc.digest) {
+        throw new ImagetoolsError('KLN0860', `target ${locationName(t)} requested digest ${want} but produced ${out.desc.digest}`, {
+          hint: t.kind === 'layout' ? 'name the layout target by tag: -t oci-layout://DIR:TAG' : 'name the target by tag: -t [registry/]name:tag',
+        });
       }
     }
     if (flags.dryRun === true) {
@@ -216,7 +220,7 @@ async function writeToLayout(t: LayoutLocation, readers: ReadonlyArray<{ from: G
   await copySources(readers, writer, opts);
   opts.log(`writing ${out.desc.digest} to ${locationName(t)}\n`);
   if (!(await layout.has(out.desc))) await layout.writeBlob(out.desc, [out.bytes], opts.signal);
-  await layout.tag({ mediaType: out.desc.mediaType, digest: out.desc.digest, size: out.desc.size }, t.digest !== undefined ? undefined : (t.tag ?? 'latest'));
+  await layout.tag({ mediaType: out.desc.mediaType, digest: out.desc.digest, size: out.desc.size }, t.digest !== undefined ? undefined : (t.tag ?? 'latest'), opts.signal);
 }
 
 async function readAll(stream: AsyncIterable<Uint8Array>): Promise<string> {

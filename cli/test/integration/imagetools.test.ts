@@ -256,6 +256,12 @@ describe('kiln imagetools', () => {
     noStack(daemonTarget.stderr);
     const noTag = await kiln(['imagetools', 'create', amd]);
     expect(noTag.stderr).toContain('KLN0860');
+    // a registry target named by a digest the result does not have (buildx ValidateTargetDigest): refused, nothing pushed
+    const wrongDigest = await kiln(['imagetools', 'create', '-t', `${reg.host}/team/pinned@sha256:${'0'.repeat(64)}`, amd, arm]);
+    expect(wrongDigest.stderr).toMatch(/KLN0860: target .*team\/pinned@sha256:0{64} requested digest sha256:0{64} but produced sha256:[0-9a-f]{64}/);
+    expect(wrongDigest.code).toBe(1);
+    const produced = /produced (sha256:[0-9a-f]{64})/.exec(wrongDigest.stderr)?.[1] ?? '';
+    expect(spawnSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/team/pinned@${produced}`]).status).not.toBe(0);
     const appendMissing = await kiln(['imagetools', 'create', '--append', '-t', `${reg.host}/team/absent:${t}`, amd]);
     expect(appendMissing.stderr).toMatch(/KLN0861: --append/);
     const badTpl = await kiln(['imagetools', 'inspect', amd, '--format', '{{json .Manifest']);
@@ -334,6 +340,12 @@ describe('kiln imagetools', () => {
     expect(copy.code, copy.stderr).toBe(0);
     expect(entry(out, 'merged').digest).toBe(armDesc.digest);
     expect((JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as Index).manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'merged')).toHaveLength(1);
+
+    // kiln processes writing one layout at once each keep the others' tags (index.json is updated under the layout's lock)
+    const shared = join(sb.dir, `shared-${t}`);
+    const writers = await Promise.all(['a', 'b', 'c'].map((tag) => kiln(['imagetools', 'create', '--prefer-index=false', '-t', `oci-layout://${shared}:${tag}`, `oci-layout://${bySkopeo}:arm`])));
+    for (const w of writers) expect(w.code, w.stderr).toBe(0);
+    expect(['a', 'b', 'c'].map((tag) => entry(shared, tag).digest)).toEqual([armDesc.digest, armDesc.digest, armDesc.digest]);
 
     // refusals: no layout, no such tag, a digest target the result does not have (nothing written), --local
     const none = await kiln(['imagetools', 'inspect', `oci-layout://${sb.dir}/nope-${t}`]);
