@@ -9,7 +9,7 @@ export { writeLayer, type WriteLayerOptions } from './layer/export.js';
 export { changes, type Change } from './layer/changes.js';
 export { ParallelGzip, type ParallelGzipOptions } from './layer/parallel-gzip.js';
 export { LocalSnapshotter, type LocalSnapshotterOptions, type DiffSource } from './snapshot/local.js';
-export { ownPidNamespace } from './snapshot/process-start.js';
+export { ownPidNamespace, processStart } from './snapshot/process-start.js';
 export { unpackLayer, type UnpackLayerOptions } from './layer/unpack.js';
 export { resolveKilnRoot, type KilnRoot, type KilnRootSource, type ResolveKilnRootOptions } from './root.js';
 export { ImageStoreError, type ImageStoreErrorOptions, type RuntimeErrorCode } from './content/errors.js';

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { ownPidNamespace } from '@kiln/runtime';
+import { ownPidNamespace, processStart } from '@kiln/runtime';
 import { pidAlive } from '@kiln/solver';
 
 /** What a recorded build ended with; `running` until it ends (or its process dies). */
@@ -133,28 +132,6 @@ export function parseRecord(text: string): HistoryRecord | undefined {
     steps !== null &&
     typeof steps['total'] === 'number';
   return ok ? (o as unknown as HistoryRecord) : undefined;
-}
-
-let bootId: string | undefined | null = null;
-
-/** `<boot id>:<start time in ticks>` of process `pid` from /proc, or undefined when /proc cannot tell. */
-export function processStart(pid: number): string | undefined {
-  if (bootId === null) {
-    try {
-      bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    } catch {
-      bootId = undefined;
-    }
-  }
-  if (bootId === undefined) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // starttime is field 22; the command name before it may hold spaces and parentheses.
-    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    return start === undefined ? undefined : `${bootId}:${start}`;
-  } catch {
-    return undefined;
-  }
 }
 
 let own: HistoryOwner | undefined;
