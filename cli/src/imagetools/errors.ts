@@ -6,7 +6,8 @@ export type ImagetoolsErrorCode =
   | 'KLN0863' // two different manifests for one platform in the new index
   | 'KLN0864' // a target or source that is neither a registry reference nor oci-layout:// (docker-daemon:, oci:, a bare path)
   | 'KLN0865' // content kiln cannot combine: schema 1, unknown media type, malformed manifest
-  | 'KLN0866'; // an oci-layout:// directory that is no OCI layout (no index.json, not an index) or is damaged (a blob of the wrong size or digest)
+  | 'KLN0866' // an oci-layout:// directory that is no OCI layout (no index.json, not an index) or is damaged (a blob of the wrong size or digest)
+  | 'KLN0867'; // an oci-layout:// target that cannot be written (a file where its directory should be, no permission, disk full)
 
 /** An error of `kiln imagetools`: stable code, one-line message, optional hint. */
 export class ImagetoolsError extends Error {

@@ -92,3 +92,14 @@ describe('OciLayoutDir: concurrent writers', () => {
     expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
   });
 });
+
+describe('OciLayoutDir: a target that cannot be written', () => {
+  test('a file where the layout directory should be is KLN0867 naming the layout (not a bare ENOTDIR)', async () => {
+    const m = desc(manifest);
+    const file = join(dir, 'afile');
+    await writeFile(file, 'x');
+    const asFile = new OciLayoutDir(file);
+    await expect(asFile.writeBlob(m, [manifest])).rejects.toMatchObject({ code: 'KLN0867', message: expect.stringContaining(`oci-layout://${file}`) });
+    await expect(asFile.tag(m, 'v1')).rejects.toMatchObject({ code: 'KLN0867' });
+  });
+});

@@ -136,6 +136,10 @@ export class OciLayoutDir {
    * size and sha256 are the descriptor's (KLN0862 otherwise; nothing is left behind).
    */
   async writeBlob(desc: Descriptor, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
+    await this.writing(() => this.writeBlobIn(desc, source, signal));
+  }
+
+  private async writeBlobIn(desc: Descriptor, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, signal: AbortSignal | undefined): Promise<void> {
     const to = this.blobPath(desc);
     await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
     const tmp = siblingTempPath(to);
@@ -173,8 +177,27 @@ export class OciLayoutDir {
    * each keep the others' tags.
    */
   async tag(desc: Descriptor, tag: string | undefined, signal?: AbortSignal): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    await withFileLock(join(this.dir, INDEX_LOCK), signal, () => this.tagLocked(desc, tag));
+    await this.writing(async () => {
+      await mkdir(this.dir, { recursive: true });
+      await withFileLock(join(this.dir, INDEX_LOCK), signal, () => this.tagLocked(desc, tag));
+    });
+  }
+
+  /**
+   * Runs a write into the layout; a system error on a path in it (a file where the directory
+   * should be, no permission, a full disk) is KLN0867 naming the layout, not a bare errno.
+   */
+  private async writing(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (e instanceof ImagetoolsError || typeof err.code !== 'string' || typeof err.path !== 'string' || !(err.path === this.dir || err.path.startsWith(`${this.dir}/`))) throw e;
+      throw new ImagetoolsError('KLN0867', `cannot write to ${this.name}: ${err.message}`, {
+        hint: err.code === 'ENOTDIR' || err.code === 'EEXIST' ? `${this.dir} (or a directory above it) is a file: give a directory for the layout` : 'give a directory kiln can write to',
+        cause: e,
+      });
+    }
   }
 
   private async tagLocked(desc: Descriptor, tag: string | undefined): Promise<void> {
