@@ -159,13 +159,13 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
       } else if (r.linkedOnly || barrier === undefined) {
         // The private image is not an output of the bake: made without waiting.
         report = await runBuild(engine, { ...r.req, outputs: [...r.req.outputs, r.link.output], ...common, beforeExport: r.linkedOnly ? arrive : arriveAndWait });
-        recordPrivate(r.link.ref, report, opts);
+        await recordPrivate(r.link.ref, report, opts);
       } else {
         // defer-output, and a target with outputs of its own that another target's context is:
         // the private image first (the other cannot solve without it), its own outputs after
         // the barrier, from a second build of the same definition (all cached by then).
         const first = await runBuild(engine, { ...r.req, outputs: [r.link.output], cacheTo: [], ...common, beforeExport: arrive });
-        recordPrivate(r.link.ref, first, opts);
+        await recordPrivate(r.link.ref, first, opts);
         imageOf(name).resolve({ status: 'succeeded', report: first, outputs: r.outputs });
         const second = await runBuild(engine, { ...r.req, ...common, progress: opts.progress.forTarget(name, `${name}/own-outputs`), beforeExport: arriveAndWait });
         report = { ...second, exports: [...first.exports, ...second.exports] };
@@ -193,8 +193,17 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
   }
 }
 
-/** The private image of a linked target by name@digest, which resolving the context records (its name was given before the build). */
-function recordPrivate(ref: string, report: BuildReport, opts: RunTargetsOptions): void {
+/**
+ * The private image of a linked target also under name@digest, the name its dependents use: the
+ * store-first resolver finds only an exact name, and asked a registry (kiln.local) before trying
+ * the name alone. Given for removal (the name itself was, before the build).
+ */
+async function recordPrivate(ref: string, report: BuildReport, opts: RunTargetsOptions): Promise<void> {
   const digest = report.exports.find((x) => x.names.includes(ref))?.digest;
-  if (digest !== undefined) opts.onPrivateImage(`${ref}@${digest}`);
+  if (digest === undefined) return;
+  const pinned = `${ref}@${digest}`;
+  opts.onPrivateImage(pinned);
+  const rec = await opts.engine.images.get(ref);
+  // Made again from the content store alone: no fsync, as ensureImage's pinned records.
+  if (rec?.target.digest === digest) await opts.engine.images.put(pinned, rec.target, { durable: false });
 }

@@ -1,5 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
@@ -222,9 +224,19 @@ test('docker-bake.hcl: a variable from the environment, a matrix, dockerfile-inl
       '}',
     ].join('\n'),
   });
-  const r = await bake(dir, ['--progress', 'plain'], { GREETING: 'from-env' });
+  // The private image is kiln's own: resolving it asks no registry (a mirror of kiln.local sees
+  // every request that would go there; kiln.local itself cost a DNS lookup, 2 s here).
+  const asked: string[] = [];
+  const mirror = createServer((req, res) => {
+    asked.push(`${req.method ?? ''} ${req.url ?? ''}`);
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => mirror.listen(0, '127.0.0.1', resolve));
+  await writeTree(dir, { 'kiln.toml': `[registry."kiln.local"]\n  mirrors = ["127.0.0.1:${(mirror.address() as AddressInfo).port}"]\n` });
+  const r = await bake(dir, ['--progress', 'plain'], { GREETING: 'from-env', KILN_CONFIG: join(dir, 'kiln.toml') }).finally(() => mirror.close());
   expect(r.stderr).not.toContain('kiln: error');
   expect(r.code).toBe(0);
+  expect(asked).toEqual([]);
   expect(await readFile(join(dir, 'out/app/app.txt'), 'utf8')).toBe('from-env\n');
   expect(await readFile(join(dir, 'out/x/v'), 'utf8')).toBe('x\n');
   expect(await readFile(join(dir, 'out/y/v'), 'utf8')).toBe('y\n');
