@@ -4,7 +4,7 @@
  * Every platform is read, checked and planned before anything is written, so a refusal (of any
  * platform) leaves the store and the registry as they were.
  */
-import { formatPlatform, isIndexMediaType, parseReference, type ContentStore, type Descriptor, type ImageStore, type Platform, type RegistryClient } from '@kiln/runtime';
+import { formatPlatform, formatReference, isIndexMediaType, parseReference, storeFetcher, type ContentStore, type Descriptor, type ImageStore, type Platform, type RegistryClient } from '@kiln/runtime';
 import { RebaseError } from './errors.js';
 import { appIndexChildren, childPlatform, rebasedIndex, type RebasedIndex } from './index-plan.js';
 import {
@@ -98,7 +98,7 @@ export async function rebaseImage(stores: RebaseStores, req: RebaseRequest): Pro
 
   // publishing: a mirror in the target registry first (mountable layers)
   const registry = req.publish ? parseReference(names[0] ?? req.image).domain : undefined;
-  const runImage = runImageReader(stores, req, apps.length === 1 ? apps[0]?.platform : undefined);
+  const { read: runImage, pulled } = runImageReader(stores, req, apps.length === 1 ? apps[0]?.platform : undefined);
   const warnings: string[] = [];
   const platforms: PlatformRebase[] = [];
   for (const { app, platform } of apps) {
@@ -138,6 +138,8 @@ export async function rebaseImage(stores: RebaseStores, req: RebaseRequest): Pro
     pushed = await pushRebased(stores.registry, stores.content, images, newIndex, names);
   } else {
     await storeRebased(stores.content, stores.images, rebased, newIndex, names);
+    // the run images pulled to plan it are named now, as a pull names them (not on a refusal)
+    for (const [name, desc] of pulled) await stores.images.put(name, desc);
   }
   return { names, appName: appRoot.name, root, index: newIndex, platforms, warnings, pushed };
 }
@@ -156,50 +158,55 @@ async function planPlatform(stores: RebaseStores, req: RebaseRequest, app: Sourc
 
 /**
  * Reads the new run image manifest for a platform. Publishing: in its registry (manifest and
- * config; its layers are mounted). Otherwise from the kiln store, pulled into it first when it is
- * not there, lacks the platform's blobs, or `pull` (once per name: every platform, or only
- * `only`'s for a single-platform app).
+ * config; its layers are mounted). Otherwise from the kiln store, pulled into its content store
+ * first when it is not there, lacks the platform's blobs, or `pull` (once per name: every
+ * platform, or only `only`'s for a single-platform app). A pulled run image is not named in the
+ * image store here: `pulled` holds its name and root, for the caller to name once the rebase is
+ * written (a refusal leaves the image store as it was).
  */
-function runImageReader(stores: RebaseStores, req: RebaseRequest, only: Platform | undefined): RunImageReader {
+function runImageReader(stores: RebaseStores, req: RebaseRequest, only: Platform | undefined): { read: RunImageReader; pulled: ReadonlyMap<string, Descriptor> } {
   const roots = new Map<string, Promise<ImageRoot>>();
-  const pulled = new Map<string, Promise<ImageRoot>>();
+  const pulls = new Map<string, Promise<ImageRoot>>();
+  const pulledRoots = new Map<string, Descriptor>();
   const pullRoot = (name: string): Promise<ImageRoot> => {
-    let p = pulled.get(name);
+    let p = pulls.get(name);
     if (p === undefined) {
       p = (async () => {
         try {
-          await stores.registry.pull(name, stores.content, { images: stores.images, ...(only === undefined ? {} : { platform: only }) });
+          const { ref, descriptor } = await stores.registry.pull(name, stores.content, only === undefined ? {} : { platform: only });
+          const root: ImageRoot = { name: formatReference(ref), root: descriptor, fetcher: storeFetcher(stores.content) };
+          pulledRoots.set(root.name, descriptor);
+          return root;
         } catch (cause) {
           const why = cause instanceof Error ? `: ${cause.message.split('\n')[0] ?? ''}` : '';
           throw new RebaseError('KLN0925', `the run image ${name} is not in the kiln store and cannot be pulled${why}`, { cause });
         }
-        const root = await readStoreRoot(stores.content, stores.images, name);
-        if (root === undefined) throw new RebaseError('KLN0925', `the run image ${name} was pulled but is not in the kiln store`);
-        return root;
       })();
-      pulled.set(name, p);
+      pulls.set(name, p);
     }
     return p;
   };
-  return async (name, platform) => {
+  const read: RunImageReader = async (name, platform) => {
     if (req.publish) {
       let root = roots.get(name);
       if (root === undefined) roots.set(name, (root = readRegistryRoot(stores.registry, name)));
       return runImageFor(await root, platform);
     }
-    if (!req.pull) {
+    // once pulled (for another platform), the pulled root serves: the store's name is the old one
+    if (!req.pull && !pulls.has(name)) {
       const stored = await readStoreRoot(stores.content, stores.images, name);
       if (stored !== undefined) {
         try {
           return await runImageFor(stored, platform);
         } catch (e) {
           // blobs missing (pulled for another platform before): pull it; anything else stands
-          if (!(e instanceof RebaseError && e.code === 'KLN0925') || pulled.has(name)) throw e;
+          if (!(e instanceof RebaseError && e.code === 'KLN0925')) throw e;
         }
       }
     }
     return runImageFor(await pullRoot(name), platform);
   };
+  return { read, pulled: pulledRoots };
 }
 
 /**

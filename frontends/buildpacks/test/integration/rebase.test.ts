@@ -394,6 +394,12 @@ describe('kiln rebase', () => {
     await images.put('docker.io/library/multi-orig:1', { mediaType: OCI_INDEX, digest: before as Descriptor['digest'], size: (await content.info(before as Descriptor['digest'])).size });
     expect((await kiln(['push', 'multi-orig:1', `${reg}/team/multi:1`, '--root', sb.root], sb.dir)).code).toBe(0);
     expect((await kiln(['push', 'kt/run:multi', `${reg}/kt/run:multi`, '--root', sb.root], sb.dir)).code).toBe(0);
+    // a refusal after the run image was pulled to plan a platform leaves the image store as it
+    // was: the pulled run image gets its name only with a written rebase
+    const refusedPull = await rebase(['multi-orig:1', '--run-image', `${reg}/kt/run:multi`]);
+    expect(refusedPull.stderr).toContain(`error KLN0924: linux/${host}: `);
+    expect(refusedPull.code).toBe(1);
+    expect(await (await ImageStore.open(sb.root)).get(`${reg}/kt/run:multi`)).toBeUndefined();
     const pub = await rebase([`${reg}/team/multi:1`, '--publish', '--force', '--run-image', `${reg}/kt/run:multi`, '-t', `${reg}/team/multi:rebased`]);
     expect(pub.code, pub.stderr).toBe(0);
     expect(pub.stderr).toMatch(new RegExp(`kiln: warning: linux/${other}: the new run image ${reg.replaceAll('.', '\\.')}/kt/run:multi is not the app's run image`));
