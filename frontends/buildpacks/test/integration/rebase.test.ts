@@ -386,6 +386,11 @@ describe('kiln rebase', () => {
       await unpack(layout, 'x', bundle);
       expect(await readFile(join(bundle, 'rootfs/etc/run-image-version'), 'utf8')).toBe(`${v}\n`);
       expect(await readFile(join(bundle, 'rootfs/workspace/app.sh'), 'utf8')).toBe('echo multi\n');
+      // the host platform's rebased image runs (its launcher, the app) on the new run image
+      if (child.platform?.architecture === host) {
+        const ran = await runBundle(bundle, { id: `kiln-rebase-multi-${process.pid}` });
+        expect({ code: ran.code, out: ran.stdout + ran.stderr }).toEqual({ code: 0, out: 'multi\n' });
+      }
     }
 
     // --publish: the index read from the registry, every platform pushed there, then the new index
