@@ -21,21 +21,29 @@ const memberOverhead = (raw: number): number => 32 + 5 * Math.ceil(raw / 16_384)
  * runs, capped at `limit` bytes on disk. The lines are compressed in segments, each a gzip member
  * of its own (a gzip file may hold several; gunzip reads them as one stream), on libuv's threads,
  * not the event loop. A member's size is exact once compressed, and counted as its raw size until
- * then, so the cap holds however fast the build prints. Near the cap, step output (`logs`,
- * `statuses`) is dropped and the log says it was truncated; step starts, ends and errors are kept
- * in the room left for them.
+ * then, so the cap holds however fast the build prints. Members compressing at once are held to a
+ * quarter of the cap (counted raw): past that, as when a step prints faster than the threads
+ * compress (a burst of output in one tick, where no compressed size could come back), a segment
+ * is compressed on the event loop, so the room is measured in compressed bytes, not raw ones (a
+ * log that fits compressed is kept whole). Near the cap, step output (`logs`, `statuses`) is
+ * dropped and the log says it was truncated; step starts, ends and errors are kept in the room
+ * left for them.
  */
 export class LogEncoder {
   readonly #limit: number;
   /** Room kept for step starts and ends once the output is cut (a noisy RUN must not hide that it ended). */
   readonly #reserve: number;
   readonly #segment: number;
+  /** Raw bytes (with overhead) that may be compressing on libuv's threads at once. */
+  readonly #inFlightMax: number;
   readonly #renderer: RawJsonRenderer;
   readonly #members: Promise<Buffer>[] = [];
   #pending: Buffer[] = [];
   #pendingBytes = 0;
-  /** Bytes the log takes so far: compressed members exactly, the others as if incompressible. */
-  #used = 0;
+  /** Bytes of the members compressed so far. */
+  #compressed = 0;
+  /** Members being compressed, counted as if incompressible. */
+  #inFlight = 0;
   #failure: unknown;
   #truncated = false;
   #ended = false;
@@ -46,6 +54,7 @@ export class LogEncoder {
     this.#limit = limit;
     this.#reserve = Math.max(512, Math.floor(limit / 16));
     this.#segment = Math.min(SEGMENT, Math.max(1024, Math.floor(limit / 8)));
+    this.#inFlightMax = Math.floor(limit / 4);
     this.#renderer = new RawJsonRenderer({ write: (s) => this.#write(s) });
   }
 
@@ -64,29 +73,53 @@ export class LogEncoder {
   #write(s: string | Uint8Array): void {
     const bytes = typeof s === 'string' ? Buffer.from(s) : Buffer.from(s.buffer, s.byteOffset, s.byteLength);
     const room = this.#limit - (this.#output ? this.#reserve : 0);
-    if (this.#used + bytes.length + memberOverhead(this.#pendingBytes + bytes.length) > room) {
-      this.#truncated = true;
-      return;
+    if (!this.#fits(bytes.length, room)) {
+      // The pending lines count at their raw size: compressed, they may leave room.
+      if (this.#pendingBytes > 0) this.#compress(true);
+      if (!this.#fits(bytes.length, room)) {
+        this.#truncated = true;
+        return;
+      }
     }
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
-    this.#used += bytes.length;
-    if (this.#pendingBytes >= this.#segment) this.#compress();
+    if (this.#pendingBytes >= this.#segment) this.#compress(false);
   }
 
-  /** Compresses the pending lines as one member; its size replaces the estimate once known. */
-  #compress(): void {
+  /** Whether `n` more bytes keep the log within `room`: compressed members exactly, the others as if incompressible. */
+  #fits(n: number, room: number): boolean {
+    return this.#compressed + this.#inFlight + this.#pendingBytes + n + memberOverhead(this.#pendingBytes + n) <= room;
+  }
+
+  /** Compresses the pending lines as one member: on libuv's threads, or here (`now`, too much in flight, a small last one). */
+  #compress(now: boolean): void {
     if (this.#pendingBytes === 0) return;
     const raw = Buffer.concat(this.#pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
     const estimate = raw.length + memberOverhead(raw.length);
-    this.#used += estimate - raw.length;
-    const member = this.#ended && raw.length < SYNC_BELOW ? Promise.resolve().then(() => gzipSync(raw)) : new Promise<Buffer>((resolve, reject) => gzip(raw, (e, out) => (e === null ? resolve(out) : reject(e))));
+    if (now || this.#inFlight + estimate > this.#inFlightMax || (this.#ended && raw.length < SYNC_BELOW)) {
+      try {
+        const out = gzipSync(raw);
+        this.#compressed += out.length;
+        this.#members.push(Promise.resolve(out));
+      } catch (e) {
+        this.#failure ??= e;
+      }
+      return;
+    }
+    this.#inFlight += estimate;
+    const member = new Promise<Buffer>((resolve, reject) => gzip(raw, (e, out) => (e === null ? resolve(out) : reject(e))));
     // Handled here and in finish(): a failed member never becomes an unhandled rejection.
     member.then(
-      (out) => void (this.#used -= estimate - out.length),
-      (e: unknown) => void (this.#failure ??= e),
+      (out) => {
+        this.#inFlight -= estimate;
+        this.#compressed += out.length;
+      },
+      (e: unknown) => {
+        this.#inFlight -= estimate;
+        this.#failure ??= e;
+      },
     );
     this.#members.push(member);
   }
@@ -95,7 +128,7 @@ export class LogEncoder {
   async finish(): Promise<{ bytes: Buffer; truncated: boolean } | undefined> {
     if (this.#ended) return undefined;
     this.#ended = true;
-    this.#compress();
+    this.#compress(false);
     const members = await Promise.allSettled(this.#members);
     if (this.#failure !== undefined) throw this.#failure;
     if (members.length === 0) return undefined;
