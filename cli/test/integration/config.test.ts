@@ -84,6 +84,19 @@ describe('registries from the config file', { timeout: 120_000 }, () => {
   });
 });
 
+describe('a push with registry.insecure=true', { timeout: 60_000 }, () => {
+  test('reaches a plain-http registry under a non-localhost address (https tried first, then plain http)', async () => {
+    const host = `[::ffff:127.0.0.1]:${plain.port}`;
+    const ctx = await mkdtemp(join(sb.dir, 'ctx-'));
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nCOPY a /a\n`, a: 'pushed\n' });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '-o', `type=image,name=${host}/pushed:1,push=true,registry.insecure=true`], { env: NO_GC });
+    expect(r.stderr).not.toContain('ERROR');
+    expect(r.code).toBe(0);
+    const res = await fetch(`http://127.0.0.1:${plain.port}/v2/pushed/manifests/1`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    expect(res.status).toBe(200);
+  });
+});
+
 describe('kiln daemon and the config file', { timeout: 120_000 }, () => {
   test('the daemon serves clients of its own config; a client with another config runs in its own process', async () => {
     const mirror = `127.0.0.1:${plain.port}`;

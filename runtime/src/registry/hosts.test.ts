@@ -100,6 +100,28 @@ describe('insecure hosts that may be plain http', () => {
     expect(asked).toEqual(['https://reg.example/v2/a/manifests/1', 'http://reg.example/v2/a/manifests/1', 'http://reg.example/v2/a/manifests/2']);
   });
 
+  test('requests in flight when the host falls back switch to http too', async () => {
+    const asked: string[] = [];
+    const fetch = (async (input: string | URL | Request): Promise<Response> => {
+      asked.push(String(input));
+      await new Promise((r) => setTimeout(r, 5));
+      if (String(input).startsWith('https:')) throw new TypeError('fetch failed', { cause: Object.assign(new Error('x:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/x.c:350:'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }) });
+      return new Response(null, { status: 200, headers: { 'docker-content-digest': digestOf('x'), 'content-type': MediaTypes.ociManifest, 'content-length': '1' } });
+    }) as typeof globalThis.fetch;
+    const client = new RegistryClient({ fetch, tlsFetch: () => fetch, hosts: { 'reg.example': { plainHttp: true, insecure: true } } });
+    await Promise.all([client.resolve('reg.example/a:1'), client.resolve('reg.example/a:2'), client.resolve('reg.example/a:3')]);
+    expect(asked.filter((u) => u.startsWith('https:'))).toHaveLength(3);
+    expect(asked.filter((u) => u.startsWith('http:'))).toHaveLength(3);
+  });
+
+  test('a plain-http answer to https names OpenSSL\'s reason and the http key', async () => {
+    const fetch = (async (): Promise<Response> => {
+      throw new TypeError('fetch failed', { cause: Object.assign(new Error('80FC:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/ssl3_record.c:350:'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }) });
+    }) as typeof globalThis.fetch;
+    const e = await new RegistryClient({ fetch }).resolve('reg.example/a:1').catch((x: unknown) => x);
+    expect(e).toMatchObject({ message: expect.stringContaining('does not speak TLS (ERR_SSL_WRONG_VERSION_NUMBER: wrong version number); set http = true under [registry."reg.example"]') });
+  });
+
   test('an untrusted certificate fails at once, naming the problem and the config key', async () => {
     let calls = 0;
     const fetch = (async (): Promise<Response> => {

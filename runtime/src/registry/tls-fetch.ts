@@ -13,6 +13,10 @@ type Fetch = typeof globalThis.fetch;
 export function tlsFetch(opts: RegistryHostOptions): Fetch {
   let ready: Promise<Fetch> | undefined;
   const load = async (): Promise<Fetch> => {
+    // Node's own fetch runs once first: both undicis keep the global dispatcher under one
+    // Symbol.for key, and undici loaded before Node's fetch ever ran installs its Agent there,
+    // which Node 20's fetch (undici 6) then fails with ("invalid content-length header").
+    await globalThis.fetch('data:,').catch(() => undefined);
     const { Agent, fetch } = await import('undici');
     const keypairs = opts.keypairs ?? [];
     const agent = new Agent({

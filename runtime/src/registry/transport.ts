@@ -123,7 +123,8 @@ export class RegistryTransport {
         // An insecure host that may speak plain http: https failed, so plain http from now on
         // (BuildKit's httpFallback: the server answered TLS in plain http, or nothing listens on 443.)
         const refused = (e as { cause?: { code?: unknown } }).cause?.code === 'ECONNREFUSED' && !/:\d+$/.test(domain);
-        if ((tls?.kind === 'plain-http' || refused) && !absolute && hostScheme(domain, this.opts.hosts?.[domain]) === 'https-then-http' && !this.fellBack.has(domain)) {
+        // (Requests in flight when another one fell back arrive here too: they switch the same way.)
+        if ((tls?.kind === 'plain-http' || refused) && !absolute && hostScheme(domain, this.opts.hosts?.[domain]) === 'https-then-http') {
           this.fellBack.add(domain);
           url = `${this.baseUrl(domain)}${req.url}`;
           continue;
@@ -266,7 +267,8 @@ function tlsProblem(e: unknown): TlsProblem | undefined {
   for (let c: unknown = e, depth = 0; c instanceof Error && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
     const code = (c as { code?: unknown }).code;
     if (typeof code !== 'string') continue;
-    const detail = `${code}: ${c.message}`;
+    // OpenSSL's text ("80FC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/…") → its reason.
+    const detail = `${code}: ${/SSL routines:[^:]*:([^:]+)/.exec(c.message)?.[1] ?? c.message}`;
     if (code.startsWith('ERR_SSL_WRONG_VERSION') || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || /wrong version number|packet length too long|http request/i.test(c.message)) return { kind: 'plain-http', detail };
     if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_HANDSHAKE')) return UNTRUSTED.test(code) && !code.includes('ALERT') ? { kind: 'untrusted', detail } : { kind: 'handshake', detail };
     if (UNTRUSTED.test(code)) return { kind: 'untrusted', detail };
