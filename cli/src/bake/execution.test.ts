@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { ProgressStream } from '@kiln/solver';
 import { emitTargetResults, ExportBarrier, parseExecution, targetsFailedError, type TargetStatus } from './execution.js';
+import { BakeProgress } from './progress.js';
 
 describe('--execution', () => {
   test('fail-fast by default; the three modes; anything else is KLN0854 naming the option', () => {
@@ -79,5 +80,59 @@ describe('target results', () => {
     const de = targetsFailedError(new Map<string, TargetStatus>([['a', 'failed'], ['b', 'failed'], ['c', 'succeeded']]), 'defer-error');
     expect(de.message).toBe('2 targets failed: a, b (--execution defer-error)');
     expect(de.hint).toBeUndefined();
+  });
+});
+
+describe('BakeProgress: a step cancelled for the target that leaves it', () => {
+  const V = `sha256:${'a'.repeat(64)}`;
+  const run = (events: (p: BakeProgress) => void): string[] => {
+    const out = new ProgressStream();
+    const p = new BakeProgress(out);
+    events(p);
+    p.cancelOpen(9);
+    out.close();
+    return out.events().map((e) => `${e.kind}${e.kind === 'vertex.error' ? `:${e.error}` : ''}@${e.time}`);
+  };
+  const started = { kind: 'vertex.started', vertex: V, name: 'RUN x', time: 1 } as const;
+  const cancel = (time: number) => ({ kind: 'vertex.error', vertex: V, error: 'cancelled', time }) as const;
+
+  test('shows CANCELED when the last target in it leaves, not at the end of the bake', () => {
+    expect(
+      run((p) => {
+        const [a, b] = [p.forTarget('a'), p.forTarget('b')];
+        a.emit(started);
+        b.emit(started);
+        a.emit(cancel(2));
+        b.emit(cancel(3));
+      }),
+    ).toEqual(['vertex.started@1', 'vertex.error:cancelled@3']);
+  });
+
+  test('not while another target still runs it: that one finishes it (DONE only)', () => {
+    expect(
+      run((p) => {
+        const [a, b] = [p.forTarget('a'), p.forTarget('b')];
+        a.emit(started);
+        b.emit(started);
+        a.emit(cancel(2));
+        const done = { kind: 'vertex.done', vertex: V, time: 4 } as const;
+        a.emit(done);
+        b.emit(done);
+      }),
+    ).toEqual(['vertex.started@1', 'vertex.done@4']);
+  });
+
+  test('a target that saw the step end earlier holds back nobody when it runs again', () => {
+    expect(
+      run((p) => {
+        const [a, b] = [p.forTarget('a'), p.forTarget('b')];
+        a.emit(started);
+        b.emit(started);
+        a.emit({ kind: 'vertex.done', vertex: V, time: 2 });
+        const again = { ...started, time: 3 };
+        a.emit(again);
+        a.emit(cancel(4));
+      }),
+    ).toEqual(['vertex.started@1', 'vertex.done@2', 'vertex.started@3', 'vertex.error:cancelled@4']);
   });
 });

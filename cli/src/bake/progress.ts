@@ -13,6 +13,8 @@ export class BakeProgress {
   readonly #owner = new Map<string, string>();
   /** Steps shown as started and not yet done, failed or cached. */
   readonly #open = new Set<string>();
+  /** The builds (by scope) each shared step's events reached and that have not left it. */
+  readonly #members = new Map<string, Set<string>>();
 
   constructor(sink: ProgressSink) {
     this.#sink = sink;
@@ -22,12 +24,23 @@ export class BakeProgress {
   forTarget(target: string, scope = target): ProgressSink {
     return {
       emit: (ev) => {
+        const shared = ev.vertex.startsWith('sha256:');
+        // The solver cancels a running step for each build that leaves it (its own event): the
+        // step shows as cancelled once no target is left in it (every build still in a running
+        // step had its start), not while another may still finish it.
+        if (shared && ev.kind === 'vertex.error' && ev.error === 'cancelled') {
+          const members = this.#members.get(ev.vertex);
+          members?.delete(scope);
+          if ((members?.size ?? 0) > 0 || !this.#open.has(ev.vertex)) return;
+          this.#members.delete(ev.vertex);
+        } else if (shared && (ev.kind === 'vertex.done' || ev.kind === 'vertex.error' || ev.kind === 'vertex.cached')) {
+          this.#members.delete(ev.vertex);
+        } else if (shared) {
+          const members = this.#members.get(ev.vertex) ?? new Set<string>();
+          this.#members.set(ev.vertex, members.add(scope));
+        }
         if (this.#seen.has(ev)) return;
         this.#seen.add(ev);
-        const shared = ev.vertex.startsWith('sha256:');
-        // The solver cancels a step for a build that leaves it; another target may still run it,
-        // so a shared step ends as cancelled only if nobody finishes it (cancelOpen).
-        if (shared && ev.kind === 'vertex.error' && ev.error === 'cancelled') return;
         let owner = target;
         if (shared) {
           owner = this.#owner.get(ev.vertex) ?? target;
@@ -43,9 +56,8 @@ export class BakeProgress {
   }
 
   /**
-   * Once every build has ended: the shared steps still open were cancelled (every target that
-   * needed one was stopped, by another's failure or by Ctrl-C; their cancel events were held back
-   * above). Shown as BuildKit shows them, `CANCELED`.
+   * Once every build has ended: the steps still open were cancelled (a target's own step, an
+   * export, stopped by another's failure or by Ctrl-C). Shown as BuildKit shows them, `CANCELED`.
    */
   cancelOpen(time = Date.now()): void {
     for (const vertex of this.#open) this.#sink.emit({ kind: 'vertex.error', vertex, error: 'cancelled', time });

@@ -126,17 +126,21 @@ test('--execution defer-error: the independent target finishes and exports past 
   const dir = join(sb.dir, `bake-defer-error-${t}`);
   // bad fails in a stage of its own while the stage it shares with good is still running. good's
   // whole build is a step of bad's (bad, first to start, computed its key): good needs shared
-  // through it, and shared must go on when bad leaves it.
+  // through it, and shared must go on when bad leaves it. slowbad, bad's alone, is stopped then.
+  const sync = `--mount=type=cache,id=sync-${t},target=/sync`;
   await writeTree(dir, {
     Dockerfile: [
       'FROM busybox AS shared',
       `RUN echo shared-${t} && sleep 2 && cat /proc/sys/kernel/random/uuid > /stamp`,
+      'FROM busybox AS slowbad',
+      `RUN ${sync} touch /sync/slowbad && echo slowbad-${t} && sleep 20 && touch /done`,
       'FROM busybox AS failer',
-      `RUN echo failing-${t} && exit 3`,
+      `RUN ${sync} for i in $(seq 1 200); do [ -f /sync/slowbad ] && break; sleep 0.05; done; echo failing-${t} && exit 3`,
       'FROM scratch AS good',
       'COPY --from=shared /stamp /stamp',
       'FROM good AS bad',
       'COPY --from=failer /bin/busybox /x',
+      'COPY --from=slowbad /done /done',
       '',
     ].join('\n'),
     'docker-bake.hcl': [
@@ -157,8 +161,14 @@ test('--execution defer-error: the independent target finishes and exports past 
   expect(r.stderr).toContain('target app did not start: its context "base" is target "bad", which failed');
   expect(r.stderr).toContain('kiln: error KLN0857: 1 target failed: bad; 1 not started: app (--execution defer-error)');
   expect(r.stderr).not.toContain(`app-ran-${t}`);
-  // The shared RUN ran once, to its end, for good; failer's RUN is the other container.
-  expect((await sb.containersStarted()) - before).toBe(2);
+  // The shared RUN ran once, to its end, for good; failer's and slowbad's RUNs are the others.
+  expect((await sb.containersStarted()) - before).toBe(3);
+  expect(processesMatching(`slowbad-${t} && sleep 20`)).toEqual([]);
+  // slowbad shows as cancelled when bad leaves it, not only once good is done too.
+  const slowbad = /#(\d+) \[bad\] \[slowbad 2\/2\] RUN/.exec(r.stderr)?.[1];
+  const shared = /#(\d+) \[\w+\] \[shared 2\/2\] RUN/.exec(r.stderr)?.[1];
+  expect(r.stderr.indexOf(`#${slowbad} CANCELED`)).toBeGreaterThan(0);
+  expect(r.stderr.indexOf(`#${slowbad} CANCELED`)).toBeLessThan(r.stderr.indexOf(`#${shared} DONE`));
   expect(await readFile(join(dir, 'out/good/stamp'), 'utf8')).toMatch(/^[0-9a-f-]{36}\n$/);
   await expect(stat(join(dir, 'out/bad'))).rejects.toMatchObject({ code: 'ENOENT' });
   await expect(stat(join(dir, 'out/app'))).rejects.toMatchObject({ code: 'ENOENT' });
