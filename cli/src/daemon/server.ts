@@ -134,13 +134,15 @@ export class KilnDaemon {
     // start, as buildkitd does), so that it gets that file's registries and GC.
     if (command !== 'dump-llb' && clientConfigDigest(hello, io) !== (this.#opts.configDigest ?? '')) return req.decline('another config');
     const t0 = performance.now();
+    const client = `client pid ${Number.isInteger(hello.pid) ? String(hello.pid) : '?'}`;
+    this.#opts.log?.(`${command}: ${client} started`);
     const run = this.#opts
       .run(hello.argv, io)
       .catch(() => 1)
       .then((code) => {
         req.exit(code);
         // Only the command name: arguments can carry values (build args) that must not reach a log.
-        this.#opts.log?.(`${command}: client pid ${Number.isInteger(hello.pid) ? String(hello.pid) : '?'} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
+        this.#opts.log?.(`${command}: ${client} → exit ${code} in ${Math.round(performance.now() - t0)} ms`);
         if (BUILD_COMMANDS.has(command)) this.#gc?.afterBuild(this.#engine);
       })
       .finally(() => this.#running.delete(run));
