@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -8,7 +8,7 @@ import { RawJsonRenderer } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { main } from '../main.js';
 import { newRef, type HistoryRecord } from '../history/record.js';
-import { HistoryStore } from '../history/store.js';
+import { HistoryStore, recordFiles } from '../history/store.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -127,5 +127,75 @@ describe('kiln history', () => {
     // The logs went with their records.
     expect((await readdir(s.dir)).filter((n) => n.endsWith('.log.gz'))).toHaveLength(1);
     expect((await kiln(['history', 'rm', '--root', r])).stderr).toContain('KLN0931');
+  });
+
+  test('hand-edited, torn or foreign records: ls, inspect and logs never crash; wrong fields are left out; a newer version is read; rm --all removes unreadable files', async () => {
+    const r = root();
+    const s = new HistoryStore(r);
+    await mkdir(s.dir, { recursive: true });
+    const put = async (ref: string, created: number, body: Record<string, unknown>): Promise<void> => {
+      await writeFile(join(s.dir, recordFiles(ref, created).json), JSON.stringify({ version: 1, ref, kind: 'build', name: `n-${ref.slice(0, 4)}`, status: 'completed', createdAt: new Date(created).toISOString(), steps: { total: 1 }, exports: [], ...body }));
+    };
+    const ref = (c: string): string => c.repeat(25);
+    // A running record whose owner was edited to null (or a pid that is not a number).
+    await put(ref('a'), T + 1000, { status: 'running', owner: null });
+    await put(ref('b'), T + 2000, { status: 'running', owner: { pid: 'x' } });
+    // Optional fields of the wrong type.
+    await put(ref('c'), T + 3000, { exports: [{}, 5, { type: 'image', names: 'app' }], platforms: 'linux/amd64', secrets: 'tok', buildArgs: [1, 2], labels: { a: 1, b: 'two' }, error: { report: 5 }, log: null, durationMs: 'x', steps: { total: 1, cached: null }, owner: 7 });
+    // A newer kiln's record: a higher version, a field this kiln does not know, a time with an offset.
+    await put(ref('d'), T + 4000, { version: 2, future: { x: 1 }, createdAt: '2026-11-30T14:00:04.000+02:00', completedAt: '2026-11-30T14:00:05.000+02:00', durationMs: 1000 });
+    // Torn and foreign files.
+    await writeFile(join(s.dir, recordFiles(ref('e'), T + 5000).json), '{"version":1,"ref":');
+    await writeFile(join(s.dir, recordFiles(ref('f'), T + 6000).json), '[1,2,3]');
+
+    const ls = await kiln(['history', 'ls', '--root', r]);
+    expect(ls.stderr).toBe('');
+    expect(ls.code).toBe(0);
+    const lines = ls.stdout.trimEnd().split('\n').slice(1);
+    expect(lines.map((l) => l.split(/ +/).slice(0, 3))).toEqual([
+      [ref('d'), 'n-dddd', 'Completed'],
+      [ref('c'), 'n-cccc', 'Completed'],
+      [ref('b'), 'n-bbbb', 'Interrupted'],
+      [ref('a'), 'n-aaaa', 'Interrupted'],
+    ]);
+    expect(lines[1]).not.toContain('NaN');
+    expect((await kiln(['history', 'ls', '--format', 'json', '--root', r])).code).toBe(0);
+
+    const c = await kiln(['history', 'inspect', ref('c'), '--root', r]);
+    expect(c.stderr).toBe('');
+    expect(c.code).toBe(0);
+    expect(c.stdout).toContain('Build Steps:    1 total, 0 cached, 0 completed\n');
+    expect(c.stdout).toContain('Labels:         b=two\n');
+    expect(c.stdout).not.toMatch(/Platforms|Secrets|Build Args|undefined|NaN/);
+    expect(c.stdout).toMatch(/\nimage {3}app\n/);
+    const d = await kiln(['history', 'inspect', ref('d'), '--root', r]);
+    expect(d.code).toBe(0);
+    expect(d.stdout).toContain('Created:        2026-11-30 12:00:04 UTC\nCompleted:      2026-11-30 12:00:05 UTC\n');
+    for (const x of ['a', 'b', 'c']) {
+      const logs = await kiln(['history', 'logs', ref(x), '--root', r]);
+      expect(logs.code).toBe(1);
+      expect(logs.stderr).toMatch(/^kiln: error KLN0933: /);
+    }
+
+    const all = await kiln(['history', 'rm', '--all', '--root', r]);
+    expect(all.code).toBe(0);
+    expect(await readdir(s.dir)).toEqual([]);
+  });
+
+  test('ls: running builds first, then newest first (buildx); long names cut to 36 characters from the left', async () => {
+    const r = root();
+    const s = new HistoryStore(r);
+    const old = rec(1, { status: 'running', owner: { pid: process.pid }, name: 'a'.repeat(30) + '/project/Dockerfile.release' });
+    const newer = rec(2);
+    await s.write(old);
+    await s.write(newer);
+    const lines = (await kiln(['history', 'ls', '--root', r])).stdout.trimEnd().split('\n');
+    expect(lines[1]).toMatch(new RegExp(`^${old.ref} +\\.\\.a{7}/project/Dockerfile\\.release +Running `));
+    expect(lines[1]?.split(/ +/)[1]).toHaveLength(36);
+    expect(lines[2]).toMatch(new RegExp(`^${newer.ref} +app2 +Completed `));
+    const json = (await kiln(['history', 'ls', '--format', 'json', '--root', r])).stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { ref: string }).ref);
+    expect(json).toEqual([old.ref, newer.ref]);
+    // ^N counts by creation time, as buildx: ^0 is the newest build.
+    expect((await kiln(['history', 'inspect', '^0', '--root', r])).stdout).toContain(`ID:             ${newer.ref}\n`);
   });
 });

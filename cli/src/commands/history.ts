@@ -3,7 +3,7 @@ import { createRenderer } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { HistoryError } from '../history/errors.js';
-import { formatInspect, formatTable, jsonView, matches, parseFilters, type OwnerCheck } from '../history/format.js';
+import { formatInspect, formatTable, jsonView, lsOrder, matches, parseFilters, type OwnerCheck } from '../history/format.js';
 import { ownerAlive, shownStatus } from '../history/record.js';
 import { eventsOfRawJson, logBytes, logLines } from '../history/replay.js';
 import { HistoryStore, type StoredRecord } from '../history/store.js';
@@ -36,7 +36,7 @@ export function registerHistory(program: Command, io: CliIo, deps: HistoryDeps =
     .action(async (flags: { format: string; trunc: boolean; filter: string[]; root?: string }) => {
       const format = checkFormat(flags.format, ['table', 'json']);
       const filters = parseFilters(flags.filter);
-      const recs = (await store(flags.root).list()).map((s) => s.record).filter((r) => matches(r, filters, alive));
+      const recs = lsOrder((await store(flags.root).list()).map((s) => s.record).filter((r) => matches(r, filters, alive)), alive);
       if (format === 'json') for (const r of recs) io.stdout.write(`${JSON.stringify(jsonView(r, alive))}\n`);
       else io.stdout.write(formatTable(recs, { now: now(), noTrunc: !flags.trunc, alive }));
     });
@@ -75,6 +75,8 @@ export function registerHistory(program: Command, io: CliIo, deps: HistoryDeps =
       if (flags.all !== true && refs.length === 0) throw new HistoryError('KLN0931', 'kiln history rm needs a BUILD ID', { hint: 'pass one or more BUILD IDs or ^N (see kiln history ls), or --all' });
       // Every REF is resolved first: one unknown REF removes nothing (^N means the same for each).
       const targets = flags.all === true ? await s.list() : await Promise.all(refs.map((r) => s.find(r)));
+      // --all: files that hold no readable record (torn, foreign) go too; no build writes them.
+      if (flags.all === true) for (const f of await s.unreadable()) await s.remove(f);
       for (const t of targets) {
         if (shownStatus(t.record, alive) !== 'running') continue;
         if (flags.all === true) io.stderr.write(`kept ${t.record.ref}: the build is still running\n`);

@@ -49,9 +49,9 @@ describe('buildx columns', () => {
     expect(formatTable([recs[1] as HistoryRecord], { now: T + 2500, noTrunc: false, alive: () => true })).toContain('Running   2 seconds ago   2.5s+');
   });
 
-  test('long names are cut from the left unless --no-trunc', () => {
+  test('long names are cut from the left to 36 characters (buildx trimBeginning) unless --no-trunc', () => {
     const long = rec({ name: 'very/long/path/to/a/project/with/many/parts/Dockerfile.release' });
-    expect(formatTable([long], { now: T, noTrunc: false, alive: never })).toContain('   …/with/many/parts/Dockerfile.release   ');
+    expect(formatTable([long], { now: T, noTrunc: false, alive: never })).toContain('   ..with/many/parts/Dockerfile.release   ');
     expect(formatTable([long], { now: T, noTrunc: true, alive: never })).toContain(' very/long/path/to/a/project/with/many/parts/Dockerfile.release ');
   });
 

@@ -71,12 +71,23 @@ export function matches(rec: HistoryRecord, filters: readonly HistoryFilter[], a
   });
 }
 
+/** `ls` order, as buildx's: builds still running first, then the others, each newest first (`recs` come newest first). */
+export function lsOrder(recs: readonly HistoryRecord[], alive: OwnerCheck): HistoryRecord[] {
+  const running = recs.filter((r) => shownStatus(r, alive) === 'running');
+  return [...running, ...recs.filter((r) => !running.includes(r))];
+}
+
+/** buildx's trimBeginning: a name longer than `n` keeps its last `n - 2` characters after `..`. */
+function trimBeginning(s: string, n: number): string {
+  return s.length <= n ? s : `..${s.slice(s.length - n + 2)}`;
+}
+
 /** buildx's `history ls` table: BUILD ID, NAME, STATUS, CREATED AT, DURATION; long names cut from the left. */
 export function formatTable(recs: readonly HistoryRecord[], o: { readonly now: number; readonly noTrunc: boolean; readonly alive: OwnerCheck }): string {
   const rows = [['BUILD ID', 'NAME', 'STATUS', 'CREATED AT', 'DURATION']];
   for (const rec of recs) {
     const status = shownStatus(rec, o.alive);
-    const name = o.noTrunc || rec.name.length <= 36 ? rec.name : `…${rec.name.slice(-35)}`;
+    const name = o.noTrunc ? rec.name : trimBeginning(rec.name, 36);
     rows.push([rec.ref, name, STATUS_TEXT[status], `${humanDuration(o.now - Date.parse(rec.createdAt))} ago`, durationOf(rec, status, o.now)]);
   }
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));

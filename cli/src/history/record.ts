@@ -61,7 +61,8 @@ export interface HistoryOwner {
  * Secrets and SSH agents appear by id only. Stored as JSON, `version` 1.
  */
 export interface HistoryRecord {
-  readonly version: 1;
+  /** 1 as this kiln writes them; a newer kiln's record is read for the fields this one knows. */
+  readonly version: number;
   /** Random id (25 base-36 characters, as BuildKit's identity.NewID). */
   readonly ref: string;
   readonly kind: HistoryKind;
@@ -107,7 +108,13 @@ export function newRef(): string {
 /** A ref as {@link newRef} makes them. */
 const REF_PATTERN = /^[0-9a-z]{25}$/;
 
-/** The record in `text`, or undefined when it is not one (a torn or foreign file). */
+/**
+ * The record in `text`, or undefined when it is not one (a torn or foreign file). A record is
+ * read leniently, as written by another kiln version or edited by hand: its required fields
+ * (ref, kind, name, status, createdAt, steps.total, exports) must be there; an optional field of
+ * the wrong type is left out, a field this kiln does not know is dropped, and times are
+ * normalized to UTC ISO 8601. A higher `version` (a newer kiln) is read for what this kiln knows.
+ */
 export function parseRecord(text: string): HistoryRecord | undefined {
   let v: unknown;
   try {
@@ -115,23 +122,113 @@ export function parseRecord(text: string): HistoryRecord | undefined {
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const o = v as Record<string, unknown>;
-  const steps = o['steps'] as Record<string, unknown> | undefined;
+  if (!isObject(v)) return undefined;
+  const steps = v['steps'];
+  const createdAt = isoTime(v['createdAt']);
+  const { ref, kind, name, status, version } = v;
   const ok =
-    o['version'] === 1 &&
-    typeof o['ref'] === 'string' &&
-    REF_PATTERN.test(o['ref']) &&
-    typeof o['name'] === 'string' &&
-    (o['kind'] === 'build' || o['kind'] === 'bake' || o['kind'] === 'solve') &&
-    (o['status'] === 'running' || o['status'] === 'completed' || o['status'] === 'error' || o['status'] === 'canceled') &&
-    typeof o['createdAt'] === 'string' &&
-    !Number.isNaN(Date.parse(o['createdAt'])) &&
-    Array.isArray(o['exports']) &&
-    typeof steps === 'object' &&
-    steps !== null &&
-    typeof steps['total'] === 'number';
-  return ok ? (o as unknown as HistoryRecord) : undefined;
+    typeof version === 'number' &&
+    Number.isInteger(version) &&
+    version >= 1 &&
+    typeof ref === 'string' &&
+    REF_PATTERN.test(ref) &&
+    typeof name === 'string' &&
+    (kind === 'build' || kind === 'bake' || kind === 'solve') &&
+    (status === 'running' || status === 'completed' || status === 'error' || status === 'canceled') &&
+    createdAt !== undefined &&
+    Array.isArray(v['exports']) &&
+    isObject(steps) &&
+    count(steps['total']) !== undefined;
+  if (!ok) return undefined;
+  const opt = <T>(key: string, value: T | undefined): Record<string, T> => (value === undefined ? {} : { [key]: value });
+  const str = (key: string): Record<string, string> => opt(key, typeof v[key] === 'string' ? v[key] : undefined);
+  const completedAt = isoTime(v['completedAt']);
+  const durationMs = v['durationMs'];
+  return {
+    version,
+    ref,
+    kind,
+    name,
+    ...str('frontend'),
+    ...str('context'),
+    ...str('dockerfile'),
+    ...str('target'),
+    ...opt('platforms', strings(v['platforms'])),
+    ...opt('buildArgs', stringMap(v['buildArgs'])),
+    ...opt('labels', stringMap(v['labels'])),
+    ...opt('contexts', stringMap(v['contexts'])),
+    ...opt('secrets', strings(v['secrets'])),
+    ...opt('ssh', strings(v['ssh'])),
+    ...(v['noCache'] === true ? { noCache: true } : {}),
+    ...str('call'),
+    status,
+    createdAt,
+    ...opt('completedAt', completedAt),
+    ...opt('durationMs', typeof durationMs === 'number' && Number.isFinite(durationMs) ? durationMs : undefined),
+    steps: { total: count(steps['total']) ?? 0, cached: count(steps['cached']) ?? 0, completed: count(steps['completed']) ?? 0 },
+    ...opt('error', failure(v['error'])),
+    exports: (v['exports'] as unknown[]).flatMap((x) => exported(x) ?? []),
+    ...opt('log', logOf(v['log'])),
+    ...opt('owner', ownerOf(v['owner'])),
+  } as HistoryRecord;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A non-negative integer. */
+function count(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+/** A time as UTC ISO 8601 (a hand-edited one may carry an offset). */
+function isoTime(v: unknown): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+}
+
+function strings(v: unknown): string[] | undefined {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined;
+}
+
+/** The string values of a map (others left out). */
+function stringMap(v: unknown): Record<string, string> | undefined {
+  if (!isObject(v)) return undefined;
+  const out = Object.fromEntries(Object.entries(v).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+function exported(v: unknown): HistoryExport | undefined {
+  if (!isObject(v) || typeof v['type'] !== 'string') return undefined;
+  const names = typeof v['names'] === 'string' ? [v['names']] : (strings(v['names']) ?? []);
+  const { digest, dest } = v;
+  return { type: v['type'], names, ...(typeof digest === 'string' ? { digest } : {}), ...(typeof dest === 'string' ? { dest } : {}), pushed: strings(v['pushed']) ?? [] };
+}
+
+function failure(v: unknown): HistoryFailure | undefined {
+  if (!isObject(v)) return undefined;
+  const { message, report, code, location: l } = v;
+  const text = typeof report === 'string' ? report : typeof message === 'string' ? message : undefined;
+  if (text === undefined) return undefined;
+  const location: HistoryErrorLocation | undefined =
+    isObject(l) && typeof l['file'] === 'string' && count(l['line']) !== undefined && count(l['column']) !== undefined
+      ? { file: l['file'], line: l['line'] as number, column: l['column'] as number, ...(typeof l['source'] === 'string' ? { source: l['source'] } : {}) }
+      : undefined;
+  return { message: typeof message === 'string' ? message : (text.split('\n')[0] ?? ''), ...(typeof code === 'string' ? { code } : {}), ...(location === undefined ? {} : { location }), report: text };
+}
+
+function logOf(v: unknown): HistoryLog | undefined {
+  if (!isObject(v) || count(v['size']) === undefined) return undefined;
+  return { size: v['size'] as number, truncated: v['truncated'] === true, limit: count(v['limit']) ?? 0 };
+}
+
+/** A running record's process; one that is not (a hand-edited owner) reads as gone: the build was interrupted. */
+function ownerOf(v: unknown): HistoryOwner | undefined {
+  if (!isObject(v) || count(v['pid']) === undefined || v['pid'] === 0) return undefined;
+  const { start, pidNamespace } = v;
+  return { pid: v['pid'] as number, ...(typeof start === 'string' ? { start } : {}), ...(typeof pidNamespace === 'string' ? { pidNamespace } : {}) };
 }
 
 let own: HistoryOwner | undefined;

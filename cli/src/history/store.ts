@@ -130,6 +130,16 @@ export class HistoryStore {
     return out;
   }
 
+  /** The record files that hold no record this kiln can read (torn, foreign, not JSON). */
+  async unreadable(): Promise<RecordFiles[]> {
+    const out: RecordFiles[] = [];
+    for (const files of await this.files()) {
+      const text = await readFile(join(this.dir, files.json), 'utf8').catch(() => undefined);
+      if (text !== undefined && parseRecord(text)?.ref !== files.ref) out.push(files);
+    }
+    return out;
+  }
+
   /**
    * The record `ref` names: a whole ref or a unique prefix of one, or `^N`, the Nth before the
    * newest (`^0` is the newest), as buildx reads them. Default: the newest.
