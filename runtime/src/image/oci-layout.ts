@@ -10,6 +10,7 @@ import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from
 import { parseManifest, jsonBytes, sortedKeys } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
 import { storeFetcher } from './resolve.js';
+import { LAYOUT_INDEX_LOCK, withLayoutLock } from '../remotecache/layout-lock.js';
 import { abortable, packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
 import type { Descriptor, ImageIndex, Platform } from './types.js';
 
@@ -211,10 +212,10 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
     await writeOciLayoutDir(store, dest, images, opts);
     return;
   }
-  let index: ImageIndex = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] };
   const indexPath = join(dest, 'index.json');
-  const old = await readFile(indexPath).catch(() => undefined);
-  if (old !== undefined) index = parseIndex(old, dest);
+  // Checked before the blobs are copied: a directory that is not a layout is refused untouched.
+  const first = await readFile(indexPath).catch(() => undefined);
+  if (first !== undefined) parseIndex(first, dest);
   const blobDir = join(dest, 'blobs', 'sha256');
   await mkdir(blobDir, { recursive: true });
   for (const b of await collectBlobs(store, images)) {
@@ -225,15 +226,21 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
   }
   const added = layoutIndex(images).manifests;
   const tags = new Set(added.map((m) => m.annotations?.[AnnotationRefName]).filter((t) => t !== undefined));
-  const kept = index.manifests.filter((m) => !tags.has(m.annotations?.[AnnotationRefName] ?? '\0'));
   await writeFileAtomic(join(dest, 'oci-layout'), Buffer.from(LAYOUT_FILE));
-  const merged: ImageIndex = {
-    schemaVersion: 2,
-    mediaType: index.mediaType ?? MediaTypes.ociIndex,
-    manifests: [...kept, ...added],
-    ...(index.annotations !== undefined ? { annotations: index.annotations } : {}),
-  };
-  await writeFileAtomic(indexPath, jsonBytes(merged));
+  // Read, change and replace index.json under the layout's lock (kiln imagetools and cache exports
+  // take the same one): two exports into one layout would otherwise each drop the other's entry.
+  await withLayoutLock(join(dest, LAYOUT_INDEX_LOCK), opts.signal, async () => {
+    const old = await readFile(indexPath).catch(() => undefined);
+    const index: ImageIndex = old === undefined ? { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] } : parseIndex(old, dest);
+    const kept = index.manifests.filter((m) => !tags.has(m.annotations?.[AnnotationRefName] ?? '\0'));
+    const merged: ImageIndex = {
+      schemaVersion: 2,
+      mediaType: index.mediaType ?? MediaTypes.ociIndex,
+      manifests: [...kept, ...added],
+      ...(index.annotations !== undefined ? { annotations: index.annotations } : {}),
+    };
+    await writeFileAtomic(indexPath, jsonBytes(merged));
+  });
 }
 
 /** Copies a store blob to `to` through a temp file, checking its digest before the rename. */

@@ -2,6 +2,9 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import { processAlive } from '../api/process-alive.js';
 import { ImageStoreError } from '../content/errors.js';
 
+/** The lock file of a layout's index.json, in the layout directory (kiln's, not BuildKit's flocked `index.json.lock`). */
+export const LAYOUT_INDEX_LOCK = '.index.json.lock';
+
 /**
  * Runs `fn` holding the lock file `lock` (created with O_EXCL, holding the owner's pid), across
  * processes and within one: two exports into one cache directory update its `index.json` one

@@ -5,7 +5,7 @@ import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { siblingTempPath, writeFileAtomic } from '../content/atomic-file.js';
-import { withLayoutLock } from './layout-lock.js';
+import { LAYOUT_INDEX_LOCK, withLayoutLock } from './layout-lock.js';
 import { goJsonBytes, sortedKeys } from '../image/manifest.js';
 import { AnnotationRefName, MediaTypes, isIndexMediaType, layerCompression } from '../image/media-types.js';
 import type { Descriptor, ImageIndex } from '../image/types.js';
@@ -110,11 +110,9 @@ export async function writeLocalCache(
   // Read, change and replace index.json under a lock: a concurrent export into this directory
   // (another tag, another CI job) would otherwise write its index from the same old one and drop
   // this tag, or this one drop its.
-  await withLayoutLock(join(dest, INDEX_LOCK), signal, () => updateIndex(dest, tag, root));
+  await withLayoutLock(join(dest, LAYOUT_INDEX_LOCK), signal, () => updateIndex(dest, tag, root));
 }
 
-/** The lock file of a cache directory's index.json (see {@link writeLocalCache}). */
-const INDEX_LOCK = '.index.json.lock';
 
 async function updateIndex(dest: string, tag: string, root: Descriptor): Promise<void> {
   let index: { manifests: Descriptor[]; rest: Record<string, unknown> } = { manifests: [], rest: {} };

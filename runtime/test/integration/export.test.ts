@@ -112,6 +112,17 @@ describe('image exporters checked with skopeo and umoci', () => {
     expect(digestOf(await readFile(join(out, bb.diffID.slice(7))))).toBe(bb.diffID);
   });
 
+  test('type=oci,tar=false: concurrent exports of different tags into one layout keep every tag (index.json updated under the layout lock)', async () => {
+    const dest = join(root, 'shared-layout');
+    await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/shared:first`), { image: source }, { store });
+    const tags = Array.from({ length: 8 }, (_, i) => `t${i}`);
+    await Promise.all(tags.map((t) => runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/shared:${t}`), { image: { ...source, config: { ...source.config, config: { ...source.config.config, Env: [`T=${t}`] } } } }, { store })));
+    const index = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
+    expect(index.manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).sort()).toEqual(['first', ...tags].sort());
+    expect((await readdir(dest)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+    for (const t of ['first', 't7']) expect(JSON.parse(await skopeo('inspect', `oci:${dest}:${t}`)).Digest).toMatch(/^sha256:/);
+  });
+
   test('type=image,push=true to several names: skopeo pulls back the same digest', async ({ registry }) => {
     const spec = parseOutputSpec(`type=image,name=${registry.host}/kiln/app:1,${registry.host}/kiln/app:latest,${registry.host}/other/app:1,push=true`);
     const res = await runExport(spec, { image: source }, { store, images });
