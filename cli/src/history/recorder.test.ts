@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, symlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,6 +130,25 @@ describe('startRecording', () => {
     await expect(rec.track(Promise.resolve({ exports: [] }))).resolves.toEqual({ exports: [] });
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('not recorded in kiln history');
+  });
+
+  test('a final record that cannot be written whole (a full disk: ENOSPC for the log) does not leave the build running; the build result stands', async () => {
+    const r = root();
+    const store = new HistoryStore(r);
+    const warnings: string[] = [];
+    const rec = startRecording(DESC, collector(), opts(r, { onWarning: (m) => void warnings.push(m) }));
+    for (const ev of STEPS) rec.sink.emit(ev);
+    await expect.poll(async () => (await store.list())[0]?.record.status).toBe('running');
+    const [{ files } = { files: undefined }] = await store.list();
+    // The log goes to a full device: every write of it fails with ENOSPC.
+    await symlink('/dev/full', store.logPath(files as NonNullable<typeof files>));
+    await expect(rec.track(Promise.resolve({ exports: [] }))).resolves.toEqual({ exports: [] });
+    expect(warnings.join('\n')).toContain('ENOSPC');
+    const [{ record } = { record: undefined }] = await store.list();
+    // A running record of this (live) process would read as Running for as long as it lives: a daemon's, for days.
+    expect(record?.status).toBe('completed');
+    expect(record?.log).toBeUndefined();
+    expect(record?.steps).toEqual({ total: 2, cached: 1, completed: 2 });
   });
 
   test('the log is capped: step output is cut and the record says so; steps still end in it', async () => {

@@ -5,7 +5,7 @@ import type { ExportResult } from '@kiln/runtime';
 import { formatBuildError } from '../engine/report.js';
 import { DEFAULT_LOG_LIMIT, LogEncoder } from './log.js';
 import { newRef, ownOwner, type HistoryErrorLocation, type HistoryExport, type HistoryFailure, type HistoryRecord, type HistoryStatus } from './record.js';
-import { DEFAULT_RETENTION, HistoryStore, type RetentionPolicy } from './store.js';
+import { DEFAULT_RETENTION, HistoryStore, recordFiles, type RetentionPolicy } from './store.js';
 
 /** What is recorded of a build before it runs (see {@link HistoryRecord}). */
 export type BuildDescription = Omit<HistoryRecord, 'version' | 'ref' | 'status' | 'createdAt' | 'completedAt' | 'durationMs' | 'steps' | 'error' | 'exports' | 'log' | 'owner'>;
@@ -60,7 +60,7 @@ export function startRecording(desc: BuildDescription, sink: ProgressSink, opts:
   return recording(
     recorder,
     (r) => recorder.end('completed', r.exports, r.frontend),
-    (e, canceled = false) => recorder.end(canceled || opts.signal?.aborted === true || (e as { code?: unknown }).code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e),
+    (e, canceled = false) => recorder.end(canceled || opts.signal?.aborted === true || (e as { code?: unknown } | undefined)?.code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e),
   );
 }
 
@@ -163,29 +163,53 @@ class BuildRecorder implements ProgressSink {
     if (this.#ended) return;
     this.#ended = true;
     const completed = (this.#opts.now ?? Date.now)();
-    try {
-      const log = await this.#log.finish();
-      const failure = error === undefined || status === 'canceled' ? undefined : await this.#failure(error);
-      const { owner: _, ...running } = this.#running;
-      const rec: HistoryRecord = {
-        ...running,
-        ...(frontend === undefined ? {} : { frontend }),
-        status,
-        completedAt: new Date(completed).toISOString(),
-        durationMs: completed - this.#started,
-        steps: this.#steps.counts,
-        ...(failure === undefined ? {} : { error: failure }),
-        exports: exports.map((x) => this.#export(x)),
-        ...(log === undefined ? {} : { log: { size: log.bytes.length, truncated: log.truncated, limit: this.#log.limit } }),
-      };
-      if (!(await this.#marked)) return;
-      await this.#store.write(rec, log?.bytes, { waited: true });
-    } catch (e) {
-      this.#warn(e);
-      return;
-    }
+    // Whatever fails here, a final record is written: the running one must not stay.
+    const log = await this.#log.finish().catch((e: unknown) => void this.#warn(e, 'the log of the build was not kept in kiln history'));
+    const failure = error === undefined || status === 'canceled' ? undefined : await this.#failure(error).catch(() => plainFailure(error));
+    const { owner: _, ...running } = this.#running;
+    const rec: HistoryRecord = {
+      ...running,
+      ...(frontend === undefined ? {} : { frontend }),
+      status,
+      completedAt: new Date(completed).toISOString(),
+      durationMs: completed - this.#started,
+      steps: this.#steps.counts,
+      ...(failure === undefined ? {} : { error: failure }),
+      exports: exports.map((x) => this.#export(x)),
+      ...(log === undefined ? {} : { log: { size: log.bytes.length, truncated: log.truncated, limit: this.#log.limit } }),
+    };
+    if (!(await this.#marked)) return;
+    if (!(await this.#writeFinal(rec, log?.bytes))) return;
     // Not awaited: the build is done; the process (or daemon) lives on until the prune is.
     this.#store.prune(this.#opts.retention ?? DEFAULT_RETENTION, completed).catch((e: unknown) => this.#warn(e));
+  }
+
+  /**
+   * Writes the final record; when it cannot be (a full disk), the record without its log, and
+   * failing that none: the `running` record must not stay, as it would read as Running for as
+   * long as this process lives (a daemon's, for days) and could not be removed. False when the
+   * record as built could not be written (warned).
+   */
+  async #writeFinal(rec: HistoryRecord, log: Uint8Array | undefined): Promise<boolean> {
+    let first: unknown;
+    try {
+      await this.#store.write(rec, log, { waited: true });
+      return true;
+    } catch (e) {
+      first = e;
+    }
+    const files = recordFiles(rec.ref, Date.parse(rec.createdAt));
+    const { log: _, ...bare } = rec;
+    try {
+      // A log cut short where it was written in place.
+      await this.#store.removeLog(files);
+      await this.#store.write(bare, undefined, { waited: true });
+      this.#warn(first, 'the log of the build was not kept in kiln history');
+    } catch {
+      this.#warn(first);
+      await this.#store.remove(files).catch(() => undefined);
+    }
+    return false;
   }
 
   #export(x: ExportResult): HistoryExport {
@@ -206,9 +230,15 @@ class BuildRecorder implements ProgressSink {
     return { message, ...(code === undefined ? {} : { code }), ...(location === undefined ? {} : { location }), report };
   }
 
-  #warn(e: unknown): void {
-    this.#opts.onWarning?.(`the build was not recorded in kiln history: ${e instanceof Error ? e.message : String(e)}`);
+  #warn(e: unknown, what = 'the build was not recorded in kiln history'): void {
+    this.#opts.onWarning?.(`${what}: ${e instanceof Error ? e.message : String(e)}`);
   }
+}
+
+/** An error as a record keeps it when its report cannot be made. */
+function plainFailure(e: unknown): HistoryFailure {
+  const message = e instanceof Error ? e.message : String(e);
+  return { message: message.split('\n')[0] ?? '', report: message };
 }
 
 /**

@@ -167,6 +167,11 @@ export class HistoryStore {
     await unlink(join(this.dir, files.log)).catch(ignoreMissing);
   }
 
+  /** Removes a record's log only (one cut short by a failed write). */
+  async removeLog(files: RecordFiles): Promise<void> {
+    await unlink(join(this.dir, files.log)).catch(ignoreMissing);
+  }
+
   /** The log file of a record. */
   logPath(files: RecordFiles): string {
     return join(this.dir, files.log);
