@@ -108,7 +108,8 @@ async function complete(store: ContentStore, root: Descriptor, platform: Platfor
   }
 }
 
-async function describeLocal(store: ContentStore, digest: Descriptor['digest']): Promise<Descriptor> {
+/** The descriptor of a manifest or index in the content store, by its digest. */
+export async function describeLocal(store: ContentStore, digest: Descriptor['digest']): Promise<Descriptor> {
   const bytes = await store.readBlob(digest);
   const p = parseManifest(bytes);
   return { mediaType: p.mediaType, digest, size: bytes.length };

@@ -74,5 +74,12 @@ describe('image meta resolvers', () => {
     expect(res.digest).toBe(readmeDigest('busybox-health'));
     expect(res.parsedConfig.config?.Healthcheck?.Retries).toBe(3);
     await expect(r.resolveImageConfig('other')).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
+    // Pinned by digest: found in the content store under any tag (or none), not only by its exact name.
+    const digest = readmeDigest('busybox-health');
+    for (const pinned of [`health:latest@${digest}`, `unnamed:v9@${digest}`, `kiln.local/bake/x@${digest}`]) {
+      expect((await r.resolveImageConfig(pinned, { platform: parsePlatform('linux/amd64') })).digest).toBe(digest);
+    }
+    const other = `sha256:${'0'.repeat(64)}`;
+    await expect(r.resolveImageConfig(`health:latest@${other}`)).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
   });
 });

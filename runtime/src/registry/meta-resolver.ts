@@ -8,6 +8,7 @@ import type { Descriptor, ImageConfig, ImageManifest, Platform } from '../image/
 import type { RegistryClient } from './client.js';
 import { ImageStoreError } from '../content/errors.js';
 import { formatReference, parseReference, repositoryName } from './reference.js';
+import { describeLocal } from './ensure-image.js';
 
 /** Options for {@link ImageMetaResolver.resolveImageConfig}. */
 export interface ResolveImageConfigOptions {
@@ -96,11 +97,21 @@ export function imageStoreMetaResolver(images: ImageStore, store: ContentStore):
     async resolveImageConfig(input, opts = {}) {
       const ref = parseReference(input);
       const name = formatReference(ref);
-      const rec = await images.mustGet(name);
-      if (ref.digest !== undefined && rec.target.digest !== ref.digest) {
-        throw new ImageStoreError('IMAGE_NOT_FOUND', `${name}: local image has digest ${rec.target.digest}`);
+      const platform = opts.platform ?? hostPlatform();
+      const rec = await images.get(name);
+      if (rec !== undefined && (ref.digest === undefined || rec.target.digest === ref.digest)) return finish(name, storeFetcher(store), rec.target, platform);
+      // Pinned by digest (`name:tag@sha256:…`, what frontends and bake's target: contexts pass):
+      // the manifest in the content store is that image whatever names it, as ensureImage takes it.
+      // Looking only for the exact name sent every such lookup to the registry first.
+      if (ref.digest !== undefined && (await store.has(ref.digest))) {
+        try {
+          return await finish(name, storeFetcher(store), await describeLocal(store, ref.digest), platform);
+        } catch (e) {
+          if (!(e instanceof ImageStoreError && (e.code === 'BLOB_NOT_FOUND' || e.code === 'PLATFORM_NOT_FOUND'))) throw e;
+        }
       }
-      return finish(name, storeFetcher(store), rec.target, opts.platform ?? hostPlatform());
+      if (rec !== undefined) throw new ImageStoreError('IMAGE_NOT_FOUND', `${name}: local image has digest ${rec.target.digest}`);
+      throw new ImageStoreError('IMAGE_NOT_FOUND', `image "${name}" not found in the kiln store`);
     },
   };
 }
