@@ -84,7 +84,7 @@ describe('kiln history', () => {
     expect(json).toMatchObject({ ref: a.ref, target: 'web', status: 'completed', steps: { total: 2, cached: 1 } });
     const unknown = await kiln(['history', 'inspect', 'nosuchbuild', '--root', r]);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toBe('kiln: error KLN0930: no build record "nosuchbuild"\nhint: list the recorded builds with kiln history ls (kept: the last 50, at most 48 h)\n');
+    expect(unknown.stderr).toBe('kiln: error KLN0930: no build record "nosuchbuild"\nhint: list the recorded builds with kiln history ls (kept: the last 50, and every build of the last 48 h)\n');
   });
 
   test('logs replays the stored log (plain by default, rawjson as stored); a record without a log is KLN0933', async () => {

@@ -25,7 +25,7 @@ export function registerHistory(program: Command, io: CliIo, deps: HistoryDeps =
   const now = deps.now ?? Date.now;
   const alive = deps.alive ?? ownerAlive;
   const store = (root: string | undefined): HistoryStore => new HistoryStore(kilnRoot(root, io).path);
-  const history = program.command('history').description('list, inspect, replay and remove the records of past builds (kept: the last 50, at most 48 h)');
+  const history = program.command('history').description('list, inspect, replay and remove the records of past builds (kept: the last 50, and every build of the last 48 h)');
   history
     .command('ls')
     .description('list build records, newest first')

@@ -174,12 +174,12 @@ describe('startRecording', () => {
     expect(JSON.parse(lines.at(-1) as string)).toMatchObject({ vertexes: [{ digest: B, completed: new Date(T + 100).toISOString() }] });
   });
 
-  test('retention on write: with room for 3, the 4th build drops the oldest', async () => {
+  test('retention on write: with room for 3 and no max age, the 4th build drops the oldest', async () => {
     const r = root();
     let now = T;
     const refs: string[] = [];
     for (let i = 0; i < 4; i++) {
-      const rec = startRecording({ ...DESC, name: `b${i}` }, collector(), { root: r, env: {}, now: () => (now += 1000), retention: { maxEntries: 3, maxAgeMs: 1e12 } });
+      const rec = startRecording({ ...DESC, name: `b${i}` }, collector(), { root: r, env: {}, now: () => (now += 1000), retention: { maxEntries: 3, maxAgeMs: 0 } });
       await rec.track(Promise.resolve({ exports: [] }));
       refs.push(...(await new HistoryStore(r).list()).slice(0, 1).map((x) => x.record.name));
     }

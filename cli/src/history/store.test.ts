@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -67,18 +67,32 @@ describe('HistoryStore', () => {
     expect((await readdir(s.dir)).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
-  test('retention: 51 records → the newest 50; older than the max age → gone, with their logs', async () => {
+  test('retention as BuildKit gc: a record goes once it is past the newest 50 and completed more than 48 h ago; its log goes with it', async () => {
     const s = new HistoryStore(root());
-    const recs = Array.from({ length: 51 }, (_, i) => rec(T0 + i * 1000));
-    for (const r of recs) await s.write(r, Buffer.from('x'));
-    expect(await s.prune({ maxEntries: 50, maxAgeMs: 48 * 3600_000 }, T0 + 60_000)).toBe(1);
+    const H = 3600_000;
+    const policy = { maxEntries: 50, maxAgeMs: 48 * H };
+    // 3 records, one of them 72 h old: fewer than 50, all stay (BuildKit keeps the last 50 however old).
+    const few = [rec(T0 - 72 * H, { completedAt: new Date(T0 - 72 * H + 1000).toISOString() }), rec(T0), rec(T0 + 1000)];
+    for (const r of few) await s.write(r, Buffer.from('x'));
+    expect(await s.prune(policy, T0 + 60_000)).toBe(0);
+    expect(await s.list()).toHaveLength(3);
+    // 60 records of the last hour: more than 50, all younger than 48 h: all stay.
+    for (const r of few) await s.remove(recordFiles(r.ref, Date.parse(r.createdAt)));
+    const recent = Array.from({ length: 60 }, (_, i) => rec(T0 + i * 1000, { completedAt: new Date(T0 + i * 1000 + 500).toISOString() }));
+    for (const r of recent) await s.write(r, Buffer.from('x'));
+    expect(await s.prune(policy, T0 + H)).toBe(0);
+    expect(await s.list()).toHaveLength(60);
+    // 48 h after the 6th completed: the 10 oldest are past the newest 50; of them the 6 completed
+    // more than 48 h ago go, with their logs.
+    expect(await s.prune(policy, T0 + 5 * 1000 + 500 + 48 * H + 1)).toBe(6);
     const left = (await s.list()).map((x) => x.record.ref);
-    expect(left).toHaveLength(50);
-    expect(left).not.toContain(recs[0]?.ref);
-    expect((await readdir(s.dir)).filter((n) => n.endsWith('.log.gz'))).toHaveLength(50);
-    // 48 h after T0+10.5s, the records made at T0+1s … T0+10s are older than the max age.
-    expect(await s.prune({ maxEntries: 50, maxAgeMs: 48 * 3600_000 }, T0 + 10_500 + 48 * 3600_000)).toBe(10);
-    expect(await s.list()).toHaveLength(40);
+    expect(left).toEqual(recent.slice(6).map((r) => r.ref).reverse());
+    expect((await readdir(s.dir)).filter((n) => n.endsWith('.log.gz'))).toHaveLength(54);
+    // A record past the newest 50 whose build took long: created before, completed within 48 h: stays.
+    const long = rec(T0 - 50 * H, { completedAt: new Date(T0 - 47 * H).toISOString() });
+    await s.write(long);
+    expect(await s.prune(policy, T0 + 6 * 1000)).toBe(0);
+    expect((await s.list()).map((x) => x.record.ref)).toContain(long.ref);
   });
 
   test('retention keeps a record whose build still runs, and drops an interrupted one', async () => {
@@ -90,21 +104,28 @@ describe('HistoryStore', () => {
     await s.write(dead);
     await s.write(newest);
     const alive = (o: { pid: number } | undefined): boolean => o?.pid === 11;
-    expect(await s.prune({ maxEntries: 1, maxAgeMs: 1e12 }, T0 + 10, alive)).toBe(1);
+    expect(await s.prune({ maxEntries: 1, maxAgeMs: 1 }, T0 + 10, alive)).toBe(1);
     expect((await s.list()).map((x) => x.record.ref)).toEqual([newest.ref, live.ref]);
   });
 
-  test('prune removes logs without a record and temp files of dead processes', async () => {
+  test('prune removes logs without a record and stale temp files of dead processes, not a fresh one (another pid namespace writing)', async () => {
     const s = new HistoryStore(root());
     const kept = rec(T0);
     await s.write(kept, Buffer.from('x'));
     const orphan = recordFiles(newRef(), T0 - 1);
     await writeFile(join(s.dir, orphan.log), 'x');
-    // pid 2^22 + 1 is above Linux's pid_max limit: never a live process.
-    await writeFile(join(s.dir, `.${orphan.json}.4194305-abcd.tmp`), 'x');
+    // pid 2^22 + 1 is above Linux's pid_max limit: never a live process here.
+    const stale = `.${orphan.json}.4194305-abcd.tmp`;
+    await writeFile(join(s.dir, stale), 'x');
+    const hourAgo = new Date(Date.now() - 3600_000);
+    await utimes(join(s.dir, stale), hourAgo, hourAgo);
     await writeFile(join(s.dir, `.${orphan.json}.${process.pid}-abcd.tmp`), 'x');
+    // A write in flight in another pid namespace (a kiln in another container sharing the root):
+    // its pid is nobody here, its file is fresh.
+    const inFlight = `.${recordFiles(newRef(), T0).json}.4194305-ef01.tmp`;
+    await writeFile(join(s.dir, inFlight), 'x');
     await s.prune(undefined, T0);
-    expect((await readdir(s.dir)).sort()).toEqual([`.${orphan.json}.${process.pid}-abcd.tmp`, recordFiles(kept.ref, T0).json, recordFiles(kept.ref, T0).log].sort());
+    expect((await readdir(s.dir)).sort()).toEqual([`.${orphan.json}.${process.pid}-abcd.tmp`, inFlight, recordFiles(kept.ref, T0).json, recordFiles(kept.ref, T0).log].sort());
   });
 
   test('a running record whose process is gone reads as interrupted', () => {

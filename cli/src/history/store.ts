@@ -1,5 +1,5 @@
 import { renameSync, writeFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { pidAlive } from '@kiln/solver';
@@ -158,7 +158,7 @@ export class HistoryStore {
     const hits = all.filter((s) => s.record.ref.startsWith(q.toLowerCase()));
     if (hits.length === 1 && q !== '') return hits[0] as StoredRecord;
     if (hits.length > 1 && q !== '') throw new HistoryError('KLN0930', `build ID prefix "${q}" matches ${hits.length} builds`, { hint: 'give more characters of the BUILD ID (kiln history ls --no-trunc)' });
-    throw new HistoryError('KLN0930', `no build record "${q}"`, { hint: 'list the recorded builds with kiln history ls (kept: the last 50, at most 48 h)' });
+    throw new HistoryError('KLN0930', `no build record "${q}"`, { hint: 'list the recorded builds with kiln history ls (kept: the last 50, and every build of the last 48 h)' });
   }
 
   /** Removes a record and its log (the record first: a log without one is never read). */
@@ -178,10 +178,12 @@ export class HistoryStore {
   }
 
   /**
-   * Applies the retention policy: keeps the newest `maxEntries` records created within
-   * `maxAgeMs`, and never a record whose build still runs. Also removes logs without a record
-   * and temp files of dead processes. Safe beside other processes doing the same (a file
-   * another removed first is skipped).
+   * Applies the retention policy as BuildKit's history gc does: a record goes once it is both
+   * past the newest `maxEntries` and completed more than `maxAgeMs` ago (the last 50 stay however
+   * old, and every record of the last 48 h stays however many), never one whose build still runs.
+   * Newest is by creation (from the file names: only the records that may go are read). Also
+   * removes logs without a record and temp files of dead processes. Safe beside other processes
+   * doing the same (a file another removed first is skipped).
    */
   async prune(policy: RetentionPolicy = DEFAULT_RETENTION, now = Date.now(), alive: (owner: HistoryOwner | undefined) => boolean = ownerAlive): Promise<number> {
     const names = await this.#names();
@@ -194,12 +196,15 @@ export class HistoryStore {
       byAge.push(recordFiles(m[2] as string, Number(m[1])));
     }
     byAge.sort((a, b) => b.created - a.created || (a.ref < b.ref ? 1 : -1));
+    const oldest = now - policy.maxAgeMs;
     let removed = 0;
-    for (const [i, files] of byAge.entries()) {
-      if (i < policy.maxEntries && files.created >= now - policy.maxAgeMs) continue;
-      // Only the records that go are read: a build still running keeps its record.
+    for (const files of byAge.slice(policy.maxEntries)) {
+      // Created within the max age: completed within it too.
+      if (files.created >= oldest) continue;
       const rec = await this.read(files);
       if (rec?.status === 'running' && alive(rec.owner)) continue;
+      // A long build created before the max age but completed within it stays (an interrupted one ended when it was created).
+      if (rec?.completedAt !== undefined && Date.parse(rec.completedAt) >= oldest) continue;
       await this.remove(files);
       removed++;
     }
@@ -208,10 +213,20 @@ export class HistoryStore {
       // A log whose record is gone: removed before its log, or the record was never written.
       if (log !== null && !records.has(log[2] as string)) await unlink(join(this.dir, name)).catch(ignoreMissing);
       const tmp = TEMP_NAME.exec(name);
-      if (tmp !== null && !pidAlive(Number(tmp[1]))) await unlink(join(this.dir, name)).catch(ignoreMissing);
+      // A write takes milliseconds: a temp file left for minutes by a process gone here is stale.
+      // Not a fresh one: its writer may be a kiln in another pid namespace sharing the root.
+      if (tmp !== null && !pidAlive(Number(tmp[1])) && (await isStale(join(this.dir, name)))) await unlink(join(this.dir, name)).catch(ignoreMissing);
     }
     return removed;
   }
+}
+
+/** A temp file older than this is no write in flight. */
+const STALE_TEMP_MS = 10 * 60_000;
+
+async function isStale(path: string): Promise<boolean> {
+  const st = await stat(path).catch(() => undefined);
+  return st !== undefined && st.mtimeMs < Date.now() - STALE_TEMP_MS;
 }
 
 function ignoreMissing(e: unknown): void {
