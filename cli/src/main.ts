@@ -25,6 +25,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['imagetools', async () => (await import('./commands/imagetools.js')).registerImagetools],
   ['rebase', async () => (await import('./commands/rebase.js')).registerRebase],
   ['history', async () => (await import('./commands/history.js')).registerHistory],
+  ['inspect', async () => (await import('./commands/inspect.js')).registerInspect],
   [
     'daemon',
     async () => {
