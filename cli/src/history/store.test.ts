@@ -1,8 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { readdir, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
+import { processStart } from '@kiln/runtime';
 import { newRef, shownStatus, type HistoryRecord } from './record.js';
 import { HistoryStore, recordFiles } from './store.js';
 
@@ -126,6 +129,21 @@ describe('HistoryStore', () => {
     await writeFile(join(s.dir, inFlight), 'x');
     await s.prune(undefined, T0);
     expect((await readdir(s.dir)).sort()).toEqual([`.${orphan.json}.${process.pid}-abcd.tmp`, inFlight, recordFiles(kept.ref, T0).json, recordFiles(kept.ref, T0).log].sort());
+  });
+
+  test('a running record whose process was killed but not yet reaped (a zombie: no init reaps it in a container) reads as interrupted', async () => {
+    // sh starts a short sleep, then becomes a long one that never waits for it: the short one
+    // stays a zombie, its pid still answering kill(0).
+    const child = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number((await once(child.stdout, 'data'))[0]);
+      await expect.poll(() => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0]).toBe('Z');
+      const start = processStart(pid);
+      expect(start).toBeDefined();
+      expect(shownStatus(rec(T0, { status: 'running', owner: { pid, ...(start === undefined ? {} : { start }) } }))).toBe('interrupted');
+    } finally {
+      child.kill();
+    }
   });
 
   test('a running record whose process is gone reads as interrupted', () => {
