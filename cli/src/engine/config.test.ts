@@ -133,6 +133,31 @@ describe('bad values of keys kiln uses: KLN0941 naming file:line:col and the key
     expect((e as Error).message).not.toContain('BEGIN');
   });
 
+  test('key material written in the file instead of a path is refused without quoting it', () => {
+    const secret = 'MHcCAQEEIKilnTestSecretKeyMaterialNeverShown0123456789';
+    const pem = `-----BEGIN EC PRIVATE KEY-----\n${secret}\n-----END EC PRIVATE KEY-----`;
+    for (const [text, key] of [
+      [`[[registry."r".keypair]]\ncert = "client.pem"\nkey = """${pem}"""\n`, 'keypair.key'],
+      [`[[registry."r".keypair]]\ncert = "client.pem"\nkey = "${secret}"\n`, 'keypair.key'],
+      [`[[registry."r".keypair]]\ncert = ${JSON.stringify(pem)}\nkey = "client.key"\n`, 'keypair.cert'],
+      [`[registry."r"]\nca = [${JSON.stringify(pem)}]\n`, 'ca'],
+    ] as const) {
+      const e = errorOf(text) as Error & { hint?: string };
+      expect(e).toMatchObject({ message: expect.stringContaining(`registry.r.${key}: `) });
+      expect(`${e.message}\n${e.hint}\n${e.stack}`).not.toContain(secret);
+    }
+  });
+
+  test('user:password@ in a mirror address is dropped (as BuildKit\'s url.Parse does), never repeated in an error', () => {
+    expect(parseText('[registry."docker.io"]\nmirrors = ["https://bob:hunter2secret@mirror.local:5000/proxy"]\n').registry['docker.io']?.mirrors).toEqual(['https://mirror.local:5000/proxy']);
+    const e = errorOf('[registry."docker.io"]\nmirrors = ["https://bob:hunter2secret@mirror local"]\n') as Error & { hint?: string };
+    expect(e).toMatchObject({ code: 'KLN0941', message: expect.stringContaining('registry."docker.io".mirrors: invalid mirror') });
+    expect(`${e.message}\n${e.hint}`).not.toContain('hunter2secret');
+    // Not a host: a scheme alone, or a path where the host goes.
+    expect(errorOf('[registry."docker.io"]\nmirrors = ["https://"]\n')).toMatchObject({ code: 'KLN0941' });
+    expect(errorOf('[registry."docker.io"]\nmirrors = ["/proxy"]\n')).toMatchObject({ code: 'KLN0941' });
+  });
+
   test('not TOML: KLN0940 with the line and column', () => {
     expect(errorOf('[registry."r"]\nhttp = tru\n')).toMatchObject({ code: 'KLN0940', message: expect.stringMatching(/kiln\.toml:2:\d+: not valid TOML: /) });
   });

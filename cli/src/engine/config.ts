@@ -250,8 +250,14 @@ class Reader {
   }
 
   mirror(path: KeyPath, m: string): string {
-    if (!/^(https?:\/\/)?[A-Za-z0-9.\-[\]:]+(\/[^\s]*)?$/.test(m)) throw this.fail(path, `invalid mirror "${m}"`, 'a mirror is host[:port], optionally with a path: mirror.local:5000 or harbor.local/proxy');
-    return m;
+    // host[:port][/path] after an optional scheme; user:password@ is dropped as BuildKit's
+    // url.Parse-based extractMirrorHostAndPath drops it, and never repeated in a message.
+    const parts = /^(?:https?:\/\/)?(?:[^/@\s]*@)?([^/\s]*)(\/\S*)?$/.exec(m);
+    const host = parts?.[1] ?? '';
+    if (parts === null || !/^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d+)?$/.test(host)) {
+      throw this.fail(path, `invalid mirror "${m.replace(/^((?:https?:\/\/)?)[^/@\s]*@/, '$1…@')}"`, 'a mirror is host[:port], optionally with a path: mirror.local:5000 or harbor.local/proxy');
+    }
+    return m.replace(/^((?:https?:\/\/)?)[^/@\s]*@/, '$1');
   }
 
   /** BuildKit's DiskSpace: bytes (an integer, or a size with a unit: 512MB, 1GiB) or a percentage of the disk ("10%"). */
@@ -288,14 +294,23 @@ class Reader {
     throw this.fail(path, `expected a duration, got ${kind(v)}`, hint);
   }
 
-  /** A PEM file's text (`what`: CERTIFICATE or PRIVATE KEY); relative paths are the config file's. */
+  /**
+   * A PEM file's text (`what`: CERTIFICATE or PRIVATE KEY); relative paths are the config file's.
+   * The value is a path, but a key (or a certificate) pasted in its place must not reach a
+   * message: PEM text is refused unquoted, and a key file that cannot be read is not named (its
+   * line and column say which).
+   */
   pem(path: KeyPath, file: string, what: 'CERTIFICATE' | 'PRIVATE KEY'): string {
+    const hint = 'give the path of a PEM file kiln can read (relative paths are the config file\'s)';
+    if (/-----BEGIN|[\r\n]/.test(file)) throw this.fail(path, 'expected the path of a PEM file, got PEM text (not shown)', `${hint}, not its contents`);
     const abs = isAbsolute(file) ? file : resolve(dirname(this.file), file);
     let text: string;
     try {
       text = readFileSync(abs, 'utf8');
     } catch (e) {
-      throw this.fail(path, `cannot read ${abs}: ${(e as Error).message}`, 'give the path of a PEM file kiln can read (relative paths are the config file\'s)', 'KLN0942');
+      // Node's message repeats the path: only its errno part ("ENOENT: no such file or directory").
+      const why = (e as Error).message.replace(/, \w+ '[\s\S]*$/, '');
+      throw this.fail(path, what === 'PRIVATE KEY' ? `cannot read the key file it names: ${why}` : `cannot read ${abs}: ${why}`, hint, 'KLN0942');
     }
     if (!new RegExp(`-----BEGIN [A-Z ]*${what}-----`).test(text)) throw this.fail(path, `${abs} holds no PEM ${what.toLowerCase()}`, `give a PEM file (-----BEGIN ${what}-----)`, 'KLN0942');
     return text;

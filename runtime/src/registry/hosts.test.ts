@@ -27,6 +27,7 @@ describe('mirrors', () => {
     expect(parseMirror('mirror.local:5000')).toEqual({ domain: 'mirror.local:5000', prefix: '', mirror: true });
     expect(parseMirror('core.harbor.domain/proxy.docker.io')).toEqual({ domain: 'core.harbor.domain', prefix: 'proxy.docker.io/', mirror: true });
     expect(parseMirror('https://m.example/a/b/')).toEqual({ domain: 'm.example', prefix: 'a/b/', mirror: true });
+    expect(parseMirror('https://bob:pw@m.example:5000/p')).toEqual({ domain: 'm.example:5000', prefix: 'p/', mirror: true });
   });
 
   test('pulls try the mirrors in order, then the host', () => {

@@ -72,9 +72,12 @@ export function pullEndpoints(domain: string, hosts: RegistryHosts | undefined):
   return [...mirrors.map(parseMirror), self];
 }
 
-/** `host[:port][/path]` → an endpoint (BuildKit's extractMirrorHostAndPath: the path goes after `/v2`). */
+/**
+ * `host[:port][/path]` → an endpoint (BuildKit's extractMirrorHostAndPath: the path goes after
+ * `/v2`; a scheme and `user:password@` are dropped, as its url.Parse leaves them out of the host).
+ */
 export function parseMirror(mirror: string): PullEndpoint {
-  const m = mirror.replace(/^https?:\/\//, '');
+  const m = mirror.replace(/^https?:\/\//, '').replace(/^[^/@]*@/, '');
   const slash = m.indexOf('/');
   if (slash < 0) return { domain: m, prefix: '', mirror: true };
   const path = m
