@@ -167,7 +167,8 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
         const first = await runBuild(engine, { ...r.req, outputs: [r.link.output], cacheTo: [], ...common, beforeExport: arrive });
         await recordPrivate(r.link.ref, first, opts);
         imageOf(name).resolve({ status: 'succeeded', report: first, outputs: r.outputs });
-        const second = await runBuild(engine, { ...r.req, ...common, progress: opts.progress.forTarget(name, `${name}/own-outputs`), beforeExport: arriveAndWait });
+        const own = opts.progress.forTarget(name, `${name}/own-outputs`);
+        const second = await runBuild(engine, { ...r.req, ...common, progress: recording?.tee(own, 'own-outputs') ?? own, beforeExport: arriveAndWait });
         report = { ...second, exports: [...first.exports, ...second.exports] };
       }
       // A --call build ends before the export point.

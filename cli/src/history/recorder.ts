@@ -39,6 +39,12 @@ export interface RecordedResult {
 export interface BuildRecording {
   /** The progress sink to give the build: it records and passes every event on. */
   readonly sink: ProgressSink;
+  /**
+   * A sink for another solve of the same build (bake's second, own-outputs build), passed on to
+   * `to` and recorded too; its steps that are not solver vertices (exports: `export-0`) are
+   * recorded as `SCOPE/ID`, apart from the first solve's steps of the same id.
+   */
+  tee(to: ProgressSink, scope: string): ProgressSink;
   /** Awaits the build, records how it ended, then resolves or rejects as the build did. */
   track<T extends RecordedResult>(build: Promise<T>): Promise<T>;
   /** Records a build that succeeded (when {@link BuildRecording.track} does not fit). */
@@ -61,13 +67,15 @@ export function startRecording(desc: BuildDescription, sink: ProgressSink, opts:
     recorder,
     (r) => recorder.end('completed', r.exports, r.frontend),
     (e, canceled = false) => recorder.end(canceled || opts.signal?.aborted === true || (e as { code?: unknown } | undefined)?.code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e),
+    (to, scope) => recorder.tee(to, scope),
   );
 }
 
 /** A {@link BuildRecording} of `sink` whose `track` ends in `completed` or `failed`. */
-export function recording(sink: ProgressSink, completed: BuildRecording['completed'], failed: BuildRecording['failed']): BuildRecording {
+export function recording(sink: ProgressSink, completed: BuildRecording['completed'], failed: BuildRecording['failed'], tee: BuildRecording['tee'] = (to) => to): BuildRecording {
   return {
     sink,
+    tee,
     completed,
     failed,
     track: async (build) => {
@@ -94,7 +102,8 @@ export class StepCounter {
         if (!this.#steps.has(ev.vertex)) this.#steps.set(ev.vertex, 'started');
         return;
       case 'vertex.cached':
-        this.#steps.set(ev.vertex, 'cached');
+        // A step that ran stays run when a later solve of the same build (bake's own-outputs one) finds it cached.
+        if (this.#steps.get(ev.vertex) !== 'completed') this.#steps.set(ev.vertex, 'cached');
         return;
       case 'vertex.done':
         if (this.#steps.get(ev.vertex) !== 'cached') this.#steps.set(ev.vertex, 'completed');
@@ -150,11 +159,23 @@ class BuildRecorder implements ProgressSink {
   }
 
   emit(ev: ProgressEvent): void {
-    if (!this.#ended) {
-      this.#steps.handle(ev);
-      this.#log.handle(ev);
-    }
+    this.#record(ev);
     this.#sink.emit(ev);
+  }
+
+  tee(to: ProgressSink, scope: string): ProgressSink {
+    return {
+      emit: (ev) => {
+        this.#record(ev.vertex.startsWith('sha256:') ? ev : { ...ev, vertex: `${scope}/${ev.vertex}` });
+        to.emit(ev);
+      },
+    };
+  }
+
+  #record(ev: ProgressEvent): void {
+    if (this.#ended) return;
+    this.#steps.handle(ev);
+    this.#log.handle(ev);
   }
 
   /** Writes the final record (after the running one), then applies the retention policy. */

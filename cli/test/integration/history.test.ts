@@ -151,6 +151,27 @@ describe('kiln history records real builds', () => {
     expect(logs.stdout).not.toContain(`RUN echo b-${t}`);
   });
 
+  test('bake --execution defer-output: a target that is another\'s target: context records its own outputs\' export too (its second build), not the private image', async () => {
+    const t = token();
+    const dir = join(sb.dir, `hist-bake-do-${t}`);
+    const out = join(sb.dir, `hist-bake-do-out-${t}`);
+    await writeTree(dir, {
+      Dockerfile: ['FROM busybox AS base', `RUN echo base-${t} > /b`, 'FROM busybox AS app', 'COPY --from=based /b /b', ''].join('\n'),
+      'docker-bake.hcl': ['group "default" {', '  targets = ["base", "app"]', '}', 'target "base" {', '  target = "base"', `  output = ["type=local,dest=${out}/base"]`, '}', 'target "app" {', '  target = "app"', '  contexts = { based = "target:base" }', `  output = ["type=local,dest=${out}/app"]`, '}', ''].join('\n'),
+    });
+    const r = await runKiln(sb, ['bake', '--root', sb.root, '--progress', 'plain', '--execution', 'defer-output', '-f', join(dir, 'docker-bake.hcl')], { env: OWN, cwd: dir });
+    expect(r.stderr).not.toContain('kiln: error');
+    expect(r.code).toBe(0);
+    const base = (await records()).find((x) => x.name === 'base');
+    expect(base).toMatchObject({ status: 'completed', exports: [{ type: 'local', names: [], dest: `${out}/base` }] });
+    const logs = await history(['logs', base?.ref as string]);
+    expect(logs.stdout).toContain(`RUN echo base-${t} > /b`);
+    // Its own output, exported after the barrier by the second build of the same definition.
+    expect(logs.stdout).toMatch(new RegExp(`#\\d+ copying files to ${out}/base\\n`));
+    // The RUN ran in this bake: the second build finding it cached does not make it a cached step.
+    expect(base?.steps.cached).toBeLessThan(base?.steps.total ?? 0);
+  });
+
   test('solve: a raw Definition is recorded under its file name', async () => {
     const t = token();
     const ctx = join(sb.dir, `hist-solve-ctx-${t}`);
