@@ -185,7 +185,7 @@ describe('which file', () => {
     expect(loadConfig({ path: join(dir, 'none.toml'), explicit: false })).toMatchObject({ path: undefined, registry: {}, gc: undefined });
   });
 
-  test('the digest a daemon compares: the file bytes, "" for no default file, "missing" for a named one', () => {
+  test('the digest a daemon compares: changes with the file, "" for no default file, "missing" for a named one', () => {
     const f = join(dir, 'd.toml');
     writeFileSync(f, '[registry."a"]\nhttp = true\n');
     const d1 = configDigest({ path: f, explicit: true });
@@ -195,6 +195,49 @@ describe('which file', () => {
     expect(configDigest({ path: f, explicit: true })).not.toBe(d1);
     expect(configDigest({ path: join(dir, 'none.toml'), explicit: false })).toBe('');
     expect(configDigest({ path: join(dir, 'none.toml'), explicit: true })).toBe('missing');
+  });
+});
+
+describe('the digest a daemon compares covers the files the config names', () => {
+  const CA2 = CERT.replace('MIIB', 'MIIBOTHERCA');
+  const setup = (name: string, ca: string) => {
+    const d = join(dir, name);
+    mkdirSync(join(d, 'certs.d'), { recursive: true });
+    writeFileSync(join(d, 'kiln.toml'), '[registry."r"]\nca = ["ca.pem"]\ntlsconfigdir = ["certs.d"]\n[[registry."r".keypair]]\ncert = "c.pem"\nkey = "c.key"\n');
+    writeFileSync(join(d, 'ca.pem'), ca);
+    writeFileSync(join(d, 'c.pem'), CERT);
+    writeFileSync(join(d, 'c.key'), KEY);
+    return { path: join(d, 'kiln.toml'), explicit: true, dir: d };
+  };
+
+  test('the same text naming other files (relative paths, another directory): another digest', () => {
+    const a = setup('same-a', CERT);
+    const b = setup('same-b', CA2);
+    expect(configDigest(b)).not.toBe(configDigest(a));
+    expect(configDigest(setup('same-c', CERT))).toBe(configDigest(a));
+  });
+
+  test('a CA, key or certs.d directory edited since (the config file untouched): another digest, and the new contents read', () => {
+    const a = setup('edited', CERT);
+    const d0 = configDigest(a);
+    expect(loadConfig(a).digest).toBe(d0);
+    writeFileSync(join(a.dir, 'ca.pem'), CA2);
+    const d1 = configDigest(a);
+    expect(d1).not.toBe(d0);
+    expect(loadConfig(a).registry['r']?.ca).toEqual([CA2]);
+    writeFileSync(join(a.dir, 'c.key'), KEY.replace('MHc', 'MHcROTATED'));
+    const d2 = configDigest(a);
+    expect(d2).not.toBe(d1);
+    expect(loadConfig(a).registry['r']?.keypairs?.[0]?.key).toContain('MHcROTATED');
+    writeFileSync(join(a.dir, 'certs.d', 'extra.crt'), CERT);
+    expect(configDigest(a)).not.toBe(d2);
+    expect(loadConfig(a).registry['r']?.ca).toEqual([CA2, CERT]);
+  });
+
+  test('a config that no longer loads: a digest no daemon has', () => {
+    const a = setup('broken', CERT);
+    rmSync(join(a.dir, 'ca.pem'));
+    expect(configDigest(a)).toBe('invalid');
   });
 });
 

@@ -22,7 +22,10 @@ export const SYSTEM_CONFIG = '/etc/kiln/kiln.toml';
 export interface KilnConfig {
   /** The file (absolute), or undefined when there is none. */
   readonly path: string | undefined;
-  /** sha256 of the file's bytes ('' without a file): which config a daemon serves. */
+  /**
+   * sha256 of the file's bytes and of the CA, certificate and key files it names ('' without a
+   * file): which config a daemon serves (an edited CA file is another config).
+   */
   readonly digest: string;
   /** Per registry host: mirrors, http, insecure, and TLS material read from the named files. */
   readonly registry: Readonly<Record<string, RegistryHostOptions>>;
@@ -54,16 +57,33 @@ export function configLocation(io: CliIo): ConfigLocation {
   return { path: join(xdg !== undefined && xdg !== '' ? xdg : join(env['HOME'] ?? homedir(), '.config'), 'kiln', 'kiln.toml'), explicit: false };
 }
 
-/** sha256 of the file at `loc` ('' when a default file does not exist): cheap, for a daemon's comparison. */
+/**
+ * The {@link KilnConfig.digest} of the config at `loc`, for a daemon's comparison: '' when a
+ * default file does not exist, 'missing' for a named one, 'invalid' when it does not load (no
+ * daemon serves such a config: its client runs the command itself and reports the error).
+ */
 export function configDigest(loc: ConfigLocation): string {
   try {
-    return createHash('sha256').update(readFileSync(loc.path)).digest('hex');
+    return loadConfig(loc).digest;
   } catch {
-    return loc.explicit ? 'missing' : '';
+    return statSync(loc.path, { throwIfNoEntry: false }) === undefined ? 'missing' : 'invalid';
   }
 }
 
-let cached: { key: string; config: KilnConfig } | undefined;
+/** A file or directory a config read, as it was then (see {@link statKey}). */
+interface ConfigDep {
+  readonly path: string;
+  readonly stat: string;
+}
+
+/** What identifies a version of a file: a rewrite changes its mtime (ns on Linux), size or inode. */
+function statKey(path: string): string {
+  const st = statSync(path, { throwIfNoEntry: false, bigint: true });
+  return st === undefined ? 'missing' : `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** The last config read, kept while neither its file nor a file it names changed. */
+let cached: { key: string; config: KilnConfig; deps: readonly ConfigDep[] } | undefined;
 const warned = new WeakMap<object, Set<string>>();
 
 /**
@@ -97,21 +117,25 @@ export function loadConfig(loc: ConfigLocation): KilnConfig {
     if (!loc.explicit && (e as { code?: unknown }).code === 'ENOENT') return NO_CONFIG;
     throw new ConfigError('KLN0940', `cannot read the config file ${loc.path}: ${(e as Error).message}`, { hint: `check --config / ${CONFIG_ENV}` });
   }
-  const key = `${loc.path}\0${st.ino}\0${st.size}\0${st.mtimeMs}`;
-  if (cached?.key === key) return cached.config;
+  const key = `${loc.path}\0${statKey(loc.path)}`;
+  if (cached?.key === key && cached.deps.every((d) => statKey(d.path) === d.stat)) return cached.config;
   let bytes: Buffer;
   try {
     bytes = readFileSync(loc.path);
   } catch (e) {
     throw new ConfigError('KLN0940', `cannot read the config file ${loc.path}: ${(e as Error).message}`, { hint: `check --config / ${CONFIG_ENV}` });
   }
-  const config = parseConfig(bytes.toString('utf8'), loc.path, createHash('sha256').update(bytes).digest('hex'));
-  cached = { key, config };
+  const { config, deps } = parseWithDeps(bytes.toString('utf8'), loc.path);
+  cached = { key, config, deps };
   return config;
 }
 
 /** Parses config text (`file` names it in errors and anchors relative paths). */
-export function parseConfig(text: string, file: string, digest = createHash('sha256').update(text).digest('hex')): KilnConfig {
+export function parseConfig(text: string, file: string): KilnConfig {
+  return parseWithDeps(text, file).config;
+}
+
+function parseWithDeps(text: string, file: string): { config: KilnConfig; deps: readonly ConfigDep[] } {
   let doc: Record<string, unknown>;
   try {
     doc = parse(text) as Record<string, unknown>;
@@ -129,7 +153,10 @@ export function parseConfig(text: string, file: string, digest = createHash('sha
     else if (k === 'worker') gc = readWorker(r, v, ignored);
     else ignored.push(keyName([k]));
   }
-  return { path: file, digest, registry, gc, ignored };
+  // The digest: the text, then each file it named (by content: the same files elsewhere are the same config).
+  const hash = createHash('sha256').update(text);
+  for (const t of r.read) hash.update('\0').update(t);
+  return { config: { path: file, digest: hash.digest('hex'), registry, gc, ignored }, deps: r.deps };
 }
 
 function readRegistries(r: Reader, v: unknown, ignored: string[]): Record<string, RegistryHostOptions> {
@@ -208,6 +235,10 @@ function readRule(r: Reader, at: KeyPath, t: Record<string, unknown>, ignored: s
 
 /** Typed reads of the parsed document; every failure names the file, line, column and key. */
 class Reader {
+  /** The files and directories read (for the cache), and the texts of the files in reading order (for the digest). */
+  readonly deps: ConfigDep[] = [];
+  readonly read: string[] = [];
+
   constructor(
     private readonly file: string,
     private readonly locations: KeyLocations,
@@ -305,6 +336,8 @@ class Reader {
     if (/-----BEGIN|[\r\n]/.test(file)) throw this.fail(path, 'expected the path of a PEM file, got PEM text (not shown)', `${hint}, not its contents`);
     const abs = isAbsolute(file) ? file : resolve(dirname(this.file), file);
     let text: string;
+    // Stat before reading: a file changed meanwhile fails the cache check later, never the reverse.
+    this.deps.push({ path: abs, stat: statKey(abs) });
     try {
       text = readFileSync(abs, 'utf8');
     } catch (e) {
@@ -313,6 +346,7 @@ class Reader {
       throw this.fail(path, what === 'PRIVATE KEY' ? `cannot read the key file it names: ${why}` : `cannot read ${abs}: ${why}`, hint, 'KLN0942');
     }
     if (!new RegExp(`-----BEGIN [A-Z ]*${what}-----`).test(text)) throw this.fail(path, `${abs} holds no PEM ${what.toLowerCase()}`, `give a PEM file (-----BEGIN ${what}-----)`, 'KLN0942');
+    this.read.push(text);
     return text;
   }
 
@@ -329,6 +363,7 @@ class Reader {
   certsDir(path: KeyPath, dir: string, ca: string[], keypairs: RegistryKeyPair[]): void {
     const abs = isAbsolute(dir) ? dir : resolve(dirname(this.file), dir);
     let names: string[];
+    this.deps.push({ path: abs, stat: statKey(abs) });
     try {
       names = readdirSync(abs).sort();
     } catch (e) {

@@ -101,33 +101,43 @@ describe('kiln daemon and the config file', { timeout: 120_000 }, () => {
   test('the daemon serves clients of its own config; a client with another config runs in its own process', async () => {
     const mirror = `127.0.0.1:${plain.port}`;
     await runKiln(sb, ['push', 'busybox', `${mirror}/library/busybox:latest`, '--root', sb.root], { env: NO_GC });
-    const cfg = await configFile('daemon', `debug = true\n[registry."docker.io"]\nmirrors = ["${mirror}"]\n`);
+    // A CA file named relative to the config: part of the config the daemon serves.
+    const cfgDir = await mkdtemp(join(sb.dir, 'dcfg-'));
+    await writeFile(join(cfgDir, 'ca.pem'), await readFile(pki.ca));
+    const cfg = join(cfgDir, 'kiln.toml');
+    await writeFile(cfg, `debug = true\n[registry."docker.io"]\nmirrors = ["${mirror}"]\n[registry."unused.example"]\nca = ["ca.pem"]\n`);
     const root = await mkdtemp(join(sb.dir, 'droot-'));
     const socket = join(root, 'kilnd.sock');
     const d = await startDaemon(sb, ['--root', root, '--addr', `unix://${socket}`, '--config', cfg], NO_GC);
     try {
       expect(d.log()).toContain(`WARNING: ${cfg}: ignoring keys kiln does not use: debug`);
       expect(d.log()).toContain(`; config ${cfg}; `);
+      // Builds the daemon ran: one exit line each.
+      const served = (): number => d.log().match(/build: client pid \d+ → exit/g)?.length ?? 0;
       const build = async (args: readonly string[], env: Record<string, string> = {}) => {
         const ctx = await mkdtemp(join(sb.dir, 'ctx-'));
         await writeTree(ctx, { Dockerfile: 'FROM busybox\n' });
         return runKiln(sb, ['build', ctx, '--root', root, '-o', `type=local,dest=${join(ctx, 'out')}`, ...args], { env: { ...NO_GC, ...env, KILN_HOST: `unix://${socket}` } });
       };
       // Same file: served by the daemon (its log names the command).
-      const served = await build(['--config', cfg]);
-      expect(served.code).toBe(0);
-      for (let i = 0; i < 50 && !d.log().includes('build: client pid'); i++) await sleep(20);
-      expect(d.log().match(/build: client pid/g)?.length).toBe(1);
+      expect((await build(['--config', cfg])).code).toBe(0);
+      for (let i = 0; i < 50 && served() !== 1; i++) await sleep(20);
+      expect(served()).toBe(1);
       // Another file (here: the same settings, other bytes, as after an edit): declined, so the
       // client builds in its own process with it (the daemon serves no second build).
       const other = await build(['--config', await configFile('edited', `[registry."docker.io"]\nmirrors = ["${mirror}"] # edited\n`)]);
       expect(other.code).toBe(0);
       await sleep(100);
-      expect(d.log().match(/build: client pid/g)?.length).toBe(1);
+      expect(served()).toBe(1);
       // The daemon's own file again, through KILN_CONFIG this time: served.
       expect((await build([], { KILN_CONFIG: cfg })).code).toBe(0);
-      for (let i = 0; i < 50 && d.log().match(/build: client pid/g)?.length !== 2; i++) await sleep(20);
-      expect(d.log().match(/build: client pid/g)?.length).toBe(2);
+      for (let i = 0; i < 50 && served() !== 2; i++) await sleep(20);
+      expect(served()).toBe(2);
+      // The config file untouched but the CA it names replaced: another config, declined.
+      await writeFile(join(cfgDir, 'ca.pem'), await readFile(pki.serverCert));
+      expect((await build(['--config', cfg])).code).toBe(0);
+      await sleep(100);
+      expect(served()).toBe(2);
     } finally {
       d.child.kill('SIGTERM');
       await d.exited;
