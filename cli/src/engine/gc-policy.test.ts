@@ -174,6 +174,22 @@ describe('config file GC ([worker.oci], BuildKit ≥ 0.17 names)', () => {
     expect(p?.keepBytes).toBe(GB);
   });
 
+  test('the filters of one rule are alternatives (buildkitd reads them with containerd\'s filters.ParseAll); the selectors inside one all apply', () => {
+    const rule = (filters: string[]) => gcPolicyFromFile({ policy: [{ filters }] }, dir, fs)?.rules[0];
+    const apt = { id: 'b', kind: 'regular', description: 'RUN apt-get update' };
+    const local = { id: 'a', kind: 'source.local', description: 'local context' };
+    const make = { id: 'c', kind: 'regular', description: 'RUN make' };
+    const either = rule(['type==source.local', 'description~=apt']);
+    expect([local, apt, make].map((r) => either?.match?.(r))).toEqual([true, true, false]);
+    const both = rule(['type==regular,description~=apt']);
+    expect([local, apt, make].map((r) => both?.match?.(r))).toEqual([false, true, false]);
+    // until= is kiln's: the longest applies to the rule; alone in a filter it selects nothing more.
+    expect(rule(['type==source.local', 'description~=apt,until=72h'])?.keepDuration).toBe(72 * H);
+    const aged = rule(['description~=apt', 'until=24h']);
+    expect(aged?.keepDuration).toBe(24 * H);
+    expect([local, apt, make].map((r) => aged?.match?.(r))).toEqual([false, true, false]);
+  });
+
   test('minFreeSpace: keepBytes is decided at GC time from the free space (fake disk)', () => {
     const p = gcPolicyFromFile({ policy: [{ minFreeSpace: { bytes: 4 * GB }, reservedSpace: { bytes: GB } }] }, dir, fs);
     if (p === undefined) throw new Error('policy expected');

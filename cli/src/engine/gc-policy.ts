@@ -163,14 +163,20 @@ export function gcPolicyFromFile(file: GcFileSettings, root: string, fsBytes: nu
 }
 
 function fileRule(r: GcFileRule, bytes: (d: DiskSpace | undefined) => number): PruneRule {
-  const sel = parseRecordFilters(r.filters ?? []);
+  // buildkitd reads a rule's filters with containerd's filters.ParseAll: a record matching any
+  // one of them is selected; the comma-separated selectors inside one must all match. A filter of
+  // `until=` alone selects no record there (no such field), so it widens nothing here either.
+  const sels = (r.filters ?? []).map((f) => parseRecordFilters([f]));
+  const matches = sels.flatMap((s) => (s.match === undefined ? [] : [s.match]));
+  const match = matches.length === 0 ? undefined : (rec: FilterableRecord) => matches.some((m) => m(rec));
   const types = typesOnly(r.filters ?? []);
-  const keepDuration = Math.max(r.keepDuration ?? 0, sel.keepDuration ?? 0);
+  // `until=` (kiln's, as `kiln prune --filter`): the longest applies to the rule.
+  const keepDuration = Math.max(r.keepDuration ?? 0, ...sels.map((s) => s.keepDuration ?? 0));
   const base: PruneRule = {
     ...(r.all === true ? { all: true } : {}),
     ...(keepDuration > 0 ? { keepDuration } : {}),
     // Only type== selectors: the after-build check can ask the store for such records directly.
-    ...(types !== undefined ? { types } : sel.match === undefined ? {} : { match: sel.match }),
+    ...(types !== undefined ? { types } : match === undefined ? {} : { match }),
   };
   return withLimits(base, { reservedSpace: bytes(r.reservedSpace ?? r.keepBytes), maxUsedSpace: bytes(r.maxUsedSpace), minFreeSpace: bytes(r.minFreeSpace) });
 }
