@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatReference, parseManifest, pullScope, pushScope, putManifest, repositoryName, type Descriptor, type ImageReference, type RegistryClient } from '@kiln/runtime';
-import { ImagetoolsError } from './errors.js';
+import { asImagetoolsError, ImagetoolsError } from './errors.js';
 import type { OciLayoutDir, OpenedBlob } from './layout.js';
 import { LAYOUT_SCHEME } from './location.js';
 import { isManifestLike } from './source.js';
@@ -143,10 +143,24 @@ export function registryReader(client: RegistryClient, ref: ImageReference): Gra
     registry: ref,
     fetchManifest: (desc, signal) => client.fetchManifest(ref, desc, signal),
     async openBlob(desc, signal) {
-      const res = await client.transport.request(ref.domain, { method: 'GET', url: `/v2/${ref.path}/blobs/${desc.digest}`, scopes: [pullScope(ref)], signal });
-      if (!res.ok || res.body === null) throw await registryFailure(res, `read ${desc.digest} from ${name}`);
-      const body = res.body;
-      return { stream: body as unknown as AsyncIterable<Uint8Array>, close: () => body.cancel().catch(() => undefined) };
+      // Through the client: the host's mirrors first (config file), resumed after a dropped connection.
+      const stop = new AbortController();
+      const it = client.openBlob(ref, desc, signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]))[Symbol.asyncIterator]();
+      // Read as the upload consumes it; a missing blob fails the upload it feeds, coded as imagetools errors are.
+      async function* rest(): AsyncIterable<Uint8Array> {
+        try {
+          for (let n = await it.next(); n.done !== true; n = await it.next()) yield n.value;
+        } catch (e) {
+          throw asImagetoolsError(e);
+        }
+      }
+      return {
+        stream: rest(),
+        close: async () => {
+          stop.abort();
+          await it.return?.(undefined).catch(() => undefined);
+        },
+      };
     },
   };
 }

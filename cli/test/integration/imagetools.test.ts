@@ -166,6 +166,16 @@ describe('kiln imagetools', () => {
     execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--override-arch', 'amd64', `docker://${target}`, `oci:${out}:x`], { stdio: 'pipe' });
   });
 
+  test('create reads manifests and blobs through the source host\'s mirrors (config file); a push never goes to a mirror', async () => {
+    // upstream.invalid does not resolve: everything must come from the mirror, the first registry.
+    const cfg = join(sb.dir, `mirror-${t}.toml`);
+    await writeFile(cfg, `[registry."upstream.invalid:5000"]\nmirrors = ["${reg.host}"]\n`);
+    const target = `${reg2.host}/mirrored/merged:${t}`;
+    const r = await kiln(['--config', cfg, 'imagetools', 'create', '-t', target, `upstream.invalid:5000/team/amd:${t}`, `upstream.invalid:5000/other/arm:${t}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(skopeoRaw(target).toString()) as Index).manifests.map((m) => m.digest).sort()).toEqual([skopeoDigest(amd), skopeoDigest(arm)].sort());
+  });
+
   test('a 96 MB layer is copied between registries as a stream, not held in memory', async () => {
     const TIME = '/usr/bin/time';
     if (spawnSync(TIME, ['-f', '%M', 'true']).status !== 0) throw new Error(`${TIME} not found: install it with \`apt-get install -y time\``);
