@@ -40,7 +40,7 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       // And a few small builds on a throw-away root: the first client's build runs warm code.
       await warmUpBuildPath(run).catch(() => undefined);
       const cfg = config.path === undefined ? 'no config file' : `config ${config.path}`;
-      log(`serving ${root} on unix://${socket} (pid ${process.pid}); ${cfg}; automatic GC ${gc === undefined ? 'off' : `keeps the cache under ${formatBytes(gc.keepBytes)}`}`);
+      log(`serving ${root} on unix://${socket} (pid ${process.pid}); ${cfg}; automatic GC ${gc === undefined ? 'off' : gc.keepBytes > 0 ? `keeps the cache under ${formatBytes(gc.keepBytes)}` : 'by the free-space rules of the config file'}`);
       await new Promise<void>((resolve) => {
         const stop = (sig: NodeJS.Signals): void => {
           process.off('SIGINT', stop);
