@@ -1,4 +1,4 @@
-import { statfsSync } from 'node:fs';
+import { statfsSync, type StatsFs } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CacheRecordKind } from '@kiln/solver';
 import { parseRecordFilters, type FilterableRecord } from './prune-filter.js';
@@ -213,15 +213,8 @@ export function rulesNow(policy: GcPolicy, totalSize: () => number, freeBytes: (
 }
 
 function diskFree(path: string | undefined): number | undefined {
-  if (path === undefined) return undefined;
-  for (let p = path; ; p = dirname(p)) {
-    try {
-      const st = statfsSync(p);
-      return st.bfree * st.bsize;
-    } catch {
-      if (dirname(p) === p) return undefined;
-    }
-  }
+  const st = path === undefined ? undefined : statfsNearest(path);
+  return st === undefined ? undefined : st.bfree * st.bsize;
 }
 
 /**
@@ -252,11 +245,15 @@ export function gcPolicyFor(setting: string | undefined, root: string): GcPolicy
 }
 
 function filesystemSize(path: string): number | undefined {
-  // The root may not exist yet: its nearest existing parent is on the same filesystem.
+  const st = statfsNearest(path);
+  return st === undefined ? undefined : st.blocks * st.bsize;
+}
+
+/** statfs of `path`, or of its nearest existing parent (the root may not exist yet: it is on the same filesystem). */
+function statfsNearest(path: string): StatsFs | undefined {
   for (let p = path; ; p = dirname(p)) {
     try {
-      const st = statfsSync(p);
-      return st.blocks * st.bsize;
+      return statfsSync(p);
     } catch {
       if (dirname(p) === p) return undefined;
     }
