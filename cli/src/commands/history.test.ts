@@ -104,6 +104,9 @@ describe('kiln history', () => {
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('KLN0933');
     expect(none.stderr).toContain('ended before the build did');
+    // A build with steps whose log could not be written (kept without it): not "printed no progress".
+    await s.write(rec(3));
+    expect((await kiln(['history', 'logs', '--root', r])).stderr).toContain('has no stored log: it could not be written when the build ended');
   });
 
   test('rm: by ref and ^N (all resolved first: one unknown removes nothing), --all keeps running builds', async () => {

@@ -103,7 +103,12 @@ async function replay(s: HistoryStore, found: StoredRecord, mode: 'plain' | 'raw
   const status = shownStatus(record, alive);
   if (status === 'running') throw new HistoryError('KLN0932', `build ${record.ref} is still running: its log is stored when it ends`, { hint: 'watch it in the build\'s own progress output, or run kiln history logs again once it has ended' });
   if (record.log === undefined) {
-    const why = status === 'interrupted' ? `kiln (pid ${record.owner?.pid ?? '?'}) ended before the build did` : 'the build printed no progress';
+    const why =
+      status === 'interrupted'
+        ? `kiln (pid ${record.owner?.pid ?? '?'}) ended before the build did`
+        : record.steps.total === 0
+          ? 'the build printed no progress'
+          : 'it could not be written when the build ended (a full disk: the build warned)';
     throw new HistoryError('KLN0933', `build ${record.ref} has no stored log: ${why}`, { hint: 'kiln history inspect shows what was recorded' });
   }
   const path = s.logPath(files);
