@@ -127,46 +127,40 @@ function splitKey(s: string): string[] | undefined {
   }
 }
 
-/** The index of the `=` after a key at the start of `s`, or -1. */
-function keyEnd(s: string): number {
+/**
+ * Calls `visit` with each character of `s` outside a TOML string ('…' or "…" with escapes) and
+ * its index, until it returns true: that index, or -1.
+ */
+function scanUnquoted(s: string, visit: (c: string, i: number) => boolean | void): number {
   let q: string | undefined;
   for (let i = 0; i < s.length; i++) {
-    const c = s[i];
+    const c = s[i] as string;
     if (q !== undefined) {
       if (c === '\\' && q === '"') i++;
       else if (c === q) q = undefined;
     } else if (c === '"' || c === "'") q = c;
-    else if (c === '=') return i;
+    else if (visit(c, i) === true) return i;
   }
   return -1;
 }
 
+/** The index of the `=` after a key at the start of `s`, or -1. */
+function keyEnd(s: string): number {
+  return scanUnquoted(s, (c) => c === '=');
+}
+
 /** Drops a `#` comment that is not inside a string. */
 function stripComment(s: string): string {
-  let q: string | undefined;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (q !== undefined) {
-      if (c === '\\' && q === '"') i++;
-      else if (c === q) q = undefined;
-    } else if (c === '"' || c === "'") q = c;
-    else if (c === '#') return s.slice(0, i);
-  }
-  return s;
+  const i = scanUnquoted(s, (c) => c === '#');
+  return i < 0 ? s : s.slice(0, i);
 }
 
 /** Opened minus closed brackets outside strings. */
 function bracketDelta(s: string): number {
-  let q: string | undefined;
   let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (q !== undefined) {
-      if (c === '\\' && q === '"') i++;
-      else if (c === q) q = undefined;
-    } else if (c === '"' || c === "'") q = c;
-    else if (c === '[' || c === '{') n++;
+  scanUnquoted(s, (c) => {
+    if (c === '[' || c === '{') n++;
     else if (c === ']' || c === '}') n--;
-  }
+  });
   return n;
 }
