@@ -1,6 +1,7 @@
 /** Placeholder until the package lands. */
 export const PACKAGE = '@kiln/runtime';
 export { WorkerError, type WorkerErrorCode, type WorkerErrorOptions } from './api/errors.js';
+export { processAlive } from './api/process-alive.js';
 export type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotRemoveOptions, MountedSnapshot } from './api/snapshot.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerResult } from './layer/apply.js';
 export { detectCompression, LAYER_MEDIA_TYPES } from './layer/compression.js';

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ownPidNamespace, processStart } from '@kiln/runtime';
 import { pidAlive } from '@kiln/solver';
 
@@ -253,24 +252,10 @@ export function ownerAlive(owner: HistoryOwner | undefined): boolean {
   if (owner === undefined) return false;
   const ns = ownPidNamespace();
   if (owner.pidNamespace !== undefined && ns !== undefined && owner.pidNamespace !== ns) return true;
-  if (!pidAlive(owner.pid) || zombie(owner.pid)) return false;
+  if (!pidAlive(owner.pid)) return false;
   if (owner.start === undefined) return true;
   const now = processStart(owner.pid);
   return now === undefined || now === owner.start;
-}
-
-/**
- * Whether `pid` has exited and waits to be reaped: it still answers kill(0), and where no init
- * reaps orphans (a container whose first process does not wait) it may do so for good.
- */
-function zombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return false;
-  }
 }
 
 /** What `ls` and `inspect` show: a running record whose process is gone was interrupted. */

@@ -1,16 +1,9 @@
 import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { processAlive } from '@kiln/runtime';
 import { throwIfCancelled } from '../errors.js';
 
-/** Whether a process with this pid exists (EPERM: exists, owned by someone else). */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** Whether a process with this pid exists and has not exited (runtime's processAlive: a zombie is gone). */
+export const pidAlive: (pid: number) => boolean = processAlive;
 
 /**
  * Runs `fn` holding the exclusive lock file `lock` across processes (created with O_EXCL, holding
