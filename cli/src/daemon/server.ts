@@ -135,7 +135,8 @@ export class KilnDaemon {
     if (command !== 'dump-llb' && clientConfigDigest(hello, io) !== (this.#opts.configDigest ?? '')) return req.decline('another config');
     const t0 = performance.now();
     const client = `client pid ${Number.isInteger(hello.pid) ? String(hello.pid) : '?'}`;
-    this.#opts.log?.(`${command}: ${client} started`);
+    // Not `<command>: client pid …`: that form is the line of a command that has ended.
+    this.#opts.log?.(`started ${command} for ${client}`);
     const run = this.#opts
       .run(hello.argv, io)
       .catch(() => 1)

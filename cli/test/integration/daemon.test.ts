@@ -337,7 +337,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     child.stdin?.write('FROM busybox\n');
     // Killed once the daemon runs its command (a fixed wait lost the race under load: killed
     // before its hello arrived, the client was never served at all).
-    await expect.poll(() => served(`client pid ${child.pid ?? -1} started`), { timeout: 30_000 }).toHaveLength(1);
+    await expect.poll(() => served(`started build for client pid ${child.pid ?? -1}`), { timeout: 30_000 }).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 200));
     child.kill('SIGKILL');
     await expect.poll(() => served({ pid: child.pid ?? -1 }).join('\n'), { timeout: 10_000 }).toMatch(/→ exit 130/);
