@@ -186,7 +186,9 @@ describe('runc executor, long-lived containers', () => {
         expect(await p.wait()).toBe(0);
         seen.push(out);
       }
-      expect(seen).toEqual(Array(6).fill('33 101\r\n'));
+      // The size is what this checks. A line may carry a second CR: runc copies to its own terminal
+      // with output processing still on now and then (seen once in a CI run; not reproduced).
+      for (const out of seen) expect(out).toMatch(/^33 101\r+\n$/);
     });
     expect(await leftovers()).toEqual([]);
   });
