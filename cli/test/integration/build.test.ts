@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ImageStore } from '@kiln/runtime';
@@ -250,12 +250,17 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     const key = join(sb.dir, `key-${t}`);
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
     await writeTree(ctx, { Dockerfile: ['FROM busybox', `RUN --mount=type=ssh,id=deploy,required=true test -S "$SSH_AUTH_SOCK" && echo agent-${t} > /ssh.txt`, ''].join('\n') });
-    const before = execFileSync('sh', ['-c', 'pgrep -x ssh-agent | sort'], { encoding: 'utf8' });
+    // The agent's socket is under this build's own TMPDIR: its processes are told apart from
+    // other tests' agents by that (counting every ssh-agent caught one of a concurrent test).
+    const tmp = join(sb.dir, `ssh-tmp-${t}`);
+    await mkdir(tmp);
+    const agents = (): string => execFileSync('sh', ['-c', 'pgrep -a -x ssh-agent || true'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(tmp)).join('\n');
     const out = join(sb.dir, `ssh-out-${t}`);
-    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--ssh', `deploy=${key}`, '--output', `type=local,dest=${out}`]);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--ssh', `deploy=${key}`, '--output', `type=local,dest=${out}`], { env: { TMPDIR: tmp } });
     expect(r.code).toBe(0);
     expect(await readFile(join(out, 'ssh.txt'), 'utf8')).toBe(`agent-${t}\n`);
-    expect(execFileSync('sh', ['-c', 'pgrep -x ssh-agent | sort'], { encoding: 'utf8' })).toBe(before);
+    expect(agents()).toBe('');
+    expect(await readdir(tmp)).toEqual([]);
     // Without --ssh the mount is required: a clear error at the RUN's line (when it runs).
     const missing = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache']);
     expect(missing.code).toBe(1);
