@@ -50,26 +50,24 @@ export function commandOf(argv: readonly string[]): string | undefined {
 
 /** `--config FILE` or `--config=FILE` from argv, if given (the last one wins, as in commander). */
 export function configFlagOf(argv: readonly string[]): string | undefined {
-  let file: string | undefined;
-  for (let i = 2; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === '--') break;
-    if (a === '--config') file = argv[++i];
-    else if (a.startsWith('--config=')) file = a.slice('--config='.length);
-  }
-  return file;
+  return flagOf(argv, '--config');
 }
 
 /** `--root DIR` or `--root=DIR` from argv, if given (the last one wins, as in commander). */
 export function rootFlagOf(argv: readonly string[]): string | undefined {
-  let root: string | undefined;
+  return flagOf(argv, '--root');
+}
+
+/** The value of `flag` (`FLAG VALUE` or `FLAG=VALUE`) in argv before any `--`; the last one wins. */
+function flagOf(argv: readonly string[], flag: string): string | undefined {
+  let value: string | undefined;
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === '--') break;
-    if (a === '--root') root = argv[++i];
-    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
+    if (a === flag) value = argv[++i];
+    else if (a.startsWith(`${flag}=`)) value = a.slice(flag.length + 1);
   }
-  return root;
+  return value;
 }
 
 /**
