@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { commandOf, configFlagOf } from './protocol.js';
+import { commandOf, configFlagOf, rootFlagOf } from './protocol.js';
 
 describe('argv of a client', () => {
   test('the command is the first argument that is not an option nor the value of a global --config', () => {
@@ -13,5 +13,11 @@ describe('argv of a client', () => {
     expect(configFlagOf(['node', 'kiln', 'build', '--config', 'a.toml', '.', '--config=b.toml'])).toBe('b.toml');
     expect(configFlagOf(['node', 'kiln', 'build', '.'])).toBeUndefined();
     expect(configFlagOf(['node', 'kiln', 'solve', '--', '--config', 'x'])).toBeUndefined();
+  });
+
+  test('--root DIR / --root=DIR the same way; --rootless is not --root', () => {
+    expect(rootFlagOf(['node', 'kiln', 'build', '--root=/a', '.', '--root', '/b'])).toBe('/b');
+    expect(rootFlagOf(['node', 'kiln', 'build', '--rootless', '.'])).toBeUndefined();
+    expect(rootFlagOf(['node', 'kiln', 'build', '--', '--root', '/x'])).toBeUndefined();
   });
 });
