@@ -1,25 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
+import { tempRoots } from '../../test/helpers/temp-roots.js';
 import { RawJsonRenderer } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import { main } from '../main.js';
 import { newRef, type HistoryRecord } from '../history/record.js';
 import { HistoryStore, recordFiles } from '../history/store.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function root(): string {
-  const d = mkdtempSync(join(tmpdir(), 'kiln-history-cmd-'));
-  dirs.push(d);
-  return d;
-}
+const root = tempRoots('kiln-history-cmd-');
 
 /** Runs `kiln ARGS` in process (as main does for a user) and returns its exit code and output. */
 async function kiln(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {

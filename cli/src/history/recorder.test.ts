@@ -1,25 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { readdir, readFile, symlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
+import { tempRoots } from '../../test/helpers/temp-roots.js';
 import { RawJsonRenderer, VertexError, type ProgressEvent } from '@kiln/solver';
 import type { ExportResult } from '@kiln/runtime';
 import { startRecording, type BuildDescription, type RecordOptions } from './recorder.js';
 import { HistoryStore } from './store.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function root(): string {
-  const d = mkdtempSync(join(tmpdir(), 'kiln-history-'));
-  dirs.push(d);
-  return d;
-}
+const root = tempRoots('kiln-history-');
 
 const T = Date.parse('2026-11-30T12:00:00.000Z');
 const A = 'sha256:aaaa';

@@ -1,24 +1,15 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readdir, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
+import { tempRoots } from '../../test/helpers/temp-roots.js';
 import { processStart } from '@kiln/runtime';
 import { newRef, shownStatus, type HistoryRecord } from './record.js';
 import { HistoryStore, recordFiles } from './store.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function root(): string {
-  const d = mkdtempSync(join(tmpdir(), 'kiln-history-'));
-  dirs.push(d);
-  return d;
-}
+const root = tempRoots('kiln-history-');
 
 const T0 = Date.parse('2026-11-30T12:00:00.000Z');
 
