@@ -4,6 +4,8 @@ import type { BuildFlags } from '../commands/build.js';
 import { callerPath, type CliIo } from '../io.js';
 import type { ResolvedTarget } from './config.js';
 import { BakeError } from './errors.js';
+import { parseAnnotationFlags } from '../engine/annotation-flag.js';
+import type { ExportAnnotation } from '@kiln/runtime';
 
 /** Options of `kiln bake` that every target's build shares. */
 export interface BakeCommonFlags {
@@ -114,25 +116,19 @@ export const fileDirOf = (path: string | undefined): string | undefined => (path
 
 /**
  * buildx's annotation values (`KEY=VALUE`, `TYPE[,TYPE…][PLATFORM]:KEY=VALUE`) as output
- * attributes (`annotation.KEY=VALUE`, `annotation-TYPE[PLATFORM].KEY=VALUE`), quoted for the CSV.
+ * attributes (`annotation-TYPE[PLATFORM].KEY=VALUE`, parsed as `kiln build --annotation`), quoted for the CSV.
  */
 export function annotationFields(target: string, values: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const a of values) {
-    const eq = a.indexOf('=');
-    if (eq <= 0) throw new BakeError('KLN0853', `target "${target}": invalid annotation "${a}"`, { hint: 'use KEY=VALUE or TYPE:KEY=VALUE (TYPE manifest, index, manifest-descriptor, index-descriptor)' });
-    const left = a.slice(0, eq);
-    const value = a.slice(eq + 1);
-    if (value.includes('"')) throw new BakeError('KLN0853', `target "${target}": annotation "${left}" has a double quote in its value`, { hint: 'kiln passes annotations as output attributes, which cannot hold a double quote' });
-    const colon = left.indexOf(':');
-    const keys =
-      colon < 0
-        ? [`annotation.${left}`]
-        : left
-            .slice(0, colon)
-            .split(',')
-            .map((type) => `annotation-${type.trim()}.${left.slice(colon + 1)}`);
-    for (const k of keys) out.push(/[,"]/.test(value) ? `"${k}=${value}"` : `${k}=${value}`);
+  let parsed: ExportAnnotation[];
+  try {
+    parsed = parseAnnotationFlags(values);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.replace(/^invalid --annotation /, '') : String(e);
+    throw new BakeError('KLN0853', `target "${target}": invalid annotation ${why}`, { hint: 'use KEY=VALUE or TYPE:KEY=VALUE (TYPE manifest, index, manifest-descriptor, index-descriptor)' });
   }
-  return out;
+  return parsed.map((a) => {
+    if (a.value.includes('"')) throw new BakeError('KLN0853', `target "${target}": annotation "${a.key}" has a double quote in its value`, { hint: 'kiln passes annotations as output attributes, which cannot hold a double quote' });
+    const k = `annotation-${a.type}${a.platform === undefined ? '' : `[${a.platform}]`}.${a.key}`;
+    return /[,"]/.test(a.value) ? `"${k}=${a.value}"` : `${k}=${a.value}`;
+  });
 }
