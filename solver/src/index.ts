@@ -83,7 +83,22 @@ export type {
   LoadImportedResult,
 } from './scheduler/types.js';
 export { Solver, type SolverOptions, type SolveOptions } from './solver.js';
-export { loadGraph, defaultName, type LoadedGraph } from './llb/load.js';
+export { loadGraph, defaultName, type LoadedGraph, type LoadGraphOptions } from './llb/load.js';
+export { SourcePolicyError, type SourcePolicyErrorCode, type SourcePolicyErrorOptions } from './policy/errors.js';
+export {
+  parseSourcePolicy,
+  type SourcePolicy,
+  type PolicyRule,
+  type PolicySelector,
+  type PolicyUpdate,
+  type PolicyAction,
+  type MatchType,
+  type AttrMatch,
+  type AttrConstraint,
+} from './policy/policy.js';
+export { SourcePolicyEngine, type PolicySource, type PolicyDecision } from './policy/engine.js';
+export { applySourcePolicy } from './policy/apply.js';
+export { readSourcePolicyFile, SOURCE_POLICY_ENV } from './policy/file.js';
 export { resolveLlbOp } from './llb/ops.js';
 export { ExecFailedError, type FailedExecState, type FailedExecMount, type Worker, type WorkerOpContext } from './llb/worker.js';
 export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';

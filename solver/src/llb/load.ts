@@ -1,5 +1,7 @@
 import { loadDefinition, type Definition, type LlbVertex, type Op, type Source } from '@kiln/llb-core';
 import { SolverError, type SourceLocation } from '../errors.js';
+import { applySourcePolicy } from '../policy/apply.js';
+import type { SourcePolicyEngine } from '../policy/engine.js';
 import type { SolverEdge, SolverVertex } from '../scheduler/types.js';
 
 /** A Definition loaded into solver vertices. */
@@ -9,13 +11,24 @@ export interface LoadedGraph {
   readonly vertices: ReadonlyMap<string, SolverVertex<Op>>;
 }
 
+/** Options of {@link loadGraph}. */
+export interface LoadGraphOptions {
+  /**
+   * The build's source policy (`--source-policy-file`): applied to the source ops first, so the
+   * vertices, their digests and cache keys are those of the converted graph (BuildKit's loadLLB).
+   * A denied source throws its SourcePolicyError with the op's source-map location.
+   */
+  readonly sourcePolicy?: SourcePolicyEngine;
+}
+
 /**
  * Turns a Definition into {@link SolverVertex}es (BuildKit's llbsolver loadLLB): names come from
  * the `llb.customname` description (else a summary of the op), `ignore_cache` from metadata,
  * and locations from the source map (1-based line and column, with the source line's text).
  * Throws SOLVER_INVALID_DEFINITION when the definition does not decode or link.
  */
-export function loadGraph(def: Definition): LoadedGraph {
+export function loadGraph(input: Definition, opts: LoadGraphOptions = {}): LoadedGraph {
+  const def = opts.sourcePolicy === undefined ? input : applySourcePolicy(input, opts.sourcePolicy, (d) => sourceLocations(input.source, d)[0]);
   let loaded;
   try {
     loaded = loadDefinition(def);

@@ -1,0 +1,81 @@
+import { describe, expect, test } from 'vitest';
+import { decodeOp, digestOf, http, image, SourceMap, type Definition, type State } from '@kiln/llb-core';
+import { loadGraph } from '../llb/load.js';
+import { applySourcePolicy } from './apply.js';
+import { SourcePolicyEngine } from './engine.js';
+import { parseSourcePolicy } from './policy.js';
+
+const M = { platform: 'linux/amd64' } as const;
+const PIN = `sha256:${'d'.repeat(64)}`;
+const policy = (rules: unknown[]): SourcePolicyEngine => new SourcePolicyEngine([parseSourcePolicy(JSON.stringify({ rules }), 'policy.json')]);
+const dockerfile = new SourceMap('Dockerfile', new TextEncoder().encode('FROM busybox\nRUN echo hi > /hi\n'), { language: 'Dockerfile' });
+const at = (line: number) => [dockerfile.location([{ start: { line }, end: { line } }])];
+
+function build(ref: string): State {
+  return image(ref, { sourceLocations: at(1), customName: 'FROM busybox' }).run({ args: ['sh', '-c', 'echo hi > /hi'], sourceLocations: at(2), customName: 'RUN echo hi' }).root();
+}
+const identifiers = (def: Definition): string[] => def.def.map((b) => decodeOp(b)).flatMap((op) => (op.kind === 'source' ? [op.source.identifier ?? ''] : []));
+
+describe('applySourcePolicy', () => {
+  test('a converted source: the Definition is the one written with the converted image, op for op', async () => {
+    const original = await build('busybox:latest').marshal(M);
+    const target = `registry.local/team/busybox@${PIN}`;
+    const converted = applySourcePolicy(original, policy([{ action: 'CONVERT', selector: { identifier: 'docker-image://docker.io/library/busybox:latest' }, updates: { identifier: `docker-image://${target}` } }]), () => undefined);
+    const direct = await build(target).marshal(M);
+    // Same bytes, so the same vertex digests and cache keys as a build of the converted image.
+    expect(converted.def).toEqual(direct.def);
+    expect(identifiers(converted)).toEqual([`docker-image://${target}`]);
+    // Every op's digest changed (the exec and the terminal through their inputs).
+    const before = new Set(original.def.map(digestOf));
+    expect(converted.def.map(digestOf).filter((d) => before.has(d))).toEqual([]);
+    // Names, locations and the rest of the metadata moved to the new digests.
+    const g = loadGraph(converted);
+    const names = [...g.vertices.values()].filter((v) => v.op.kind !== 'none').map((v) => [v.name, v.options.locations?.[0]?.line]);
+    expect(names).toEqual([
+      ['FROM busybox', 1],
+      ['RUN echo hi', 2],
+    ]);
+  });
+
+  test('loadGraph applies the policy it is given; without a change the Definition is untouched', async () => {
+    const def = await build('busybox:latest').marshal(M);
+    const allowAll = policy([{ action: 'ALLOW', selector: { identifier: 'docker-image://*' } }]);
+    expect(applySourcePolicy(def, allowAll, () => undefined)).toBe(def);
+    const plain = loadGraph(def);
+    const viaPolicy = loadGraph(def, { sourcePolicy: allowAll });
+    expect([...viaPolicy.vertices.keys()]).toEqual([...plain.vertices.keys()]);
+  });
+
+  test('a denied source fails with the Dockerfile line of its op (source map)', async () => {
+    const def = await build('busybox:latest').marshal(M);
+    const deny = policy([{ action: 'DENY', selector: { identifier: 'docker-image://docker.io/library/*' } }]);
+    let err: unknown;
+    try {
+      loadGraph(def, { sourcePolicy: deny });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'KLN0952', ruleIndex: 0, identifier: 'docker-image://docker.io/library/busybox:latest', location: { file: 'Dockerfile', line: 1, source: 'FROM busybox' } });
+  });
+
+  test('http sources: attrs added by CONVERT, DENY by scheme', async () => {
+    const st = http('https://example.com/tool.tgz', { filename: 'tool.tgz' });
+    const def = await st.marshal(M);
+    const pinned = applySourcePolicy(def, policy([{ action: 'CONVERT', selector: { identifier: 'https://example.com/*' }, updates: { attrs: { 'http.checksum': PIN } } }]), () => undefined);
+    const op = decodeOp(pinned.def[0] as Uint8Array);
+    expect(op.kind === 'source' ? Object.fromEntries(op.source.attrs ?? []) : undefined).toEqual({ 'http.checksum': PIN, 'http.filename': 'tool.tgz' });
+    expect(pinned.def[0]).toEqual((await http('https://example.com/tool.tgz', { filename: 'tool.tgz', checksum: PIN }).marshal(M)).def[0]);
+    expect(() => loadGraph(def, { sourcePolicy: policy([{ action: 'DENY', selector: { identifier: 'https://*' } }]) })).toThrow(expect.objectContaining({ code: 'KLN0952' }));
+  });
+
+  test('two sources that become one op: the graph keeps it once', async () => {
+    const a = image('alpine:latest');
+    const b = image(`alpine:latest@${PIN}`);
+    const def = await a.run({ args: ['true'], mounts: [{ target: '/b', source: b }] }).root().marshal(M);
+    const out = applySourcePolicy(def, policy([{ action: 'CONVERT', selector: { identifier: 'docker-image://docker.io/library/alpine:latest' }, updates: { identifier: `docker-image://docker.io/library/alpine:latest@${PIN}` } }]), () => undefined);
+    expect(new Set(out.def.map(digestOf)).size).toBe(out.def.length);
+    expect(out.def.length).toBe(def.def.length - 1);
+    // The source, the exec and the terminal.
+    expect(loadGraph(out).vertices.size).toBe(3);
+  });
+});

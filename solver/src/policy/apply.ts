@@ -1,0 +1,88 @@
+import { decodeOp, digestOf, encodeOp, type Definition, type Digest, type Locations, type Op, type OpMetadata } from '@kiln/llb-core';
+import type { SourceLocation } from '../errors.js';
+import type { SourcePolicyEngine } from './engine.js';
+import { SourcePolicyError } from './errors.js';
+
+interface Entry {
+  readonly digest: Digest;
+  readonly bytes: Uint8Array;
+  readonly op: Op;
+}
+
+/**
+ * Applies a source policy to a Definition before it is loaded, as BuildKit's llbsolver loadLLB
+ * does: every source op is evaluated; a converted one is marshaled again, and so is every op that
+ * depends on it (its input digests change), so vertex digests and cache keys are those of the
+ * converted graph. Metadata and source-map locations move to the new digests. A denied source
+ * throws {@link SourcePolicyError} with the location `locate` gives for its op (the Dockerfile
+ * line of its FROM or ADD). Returns `def` itself when nothing changed; a Definition that does not
+ * decode is returned as it is, for the loader to reject.
+ */
+export function applySourcePolicy(def: Definition, engine: SourcePolicyEngine, locate: (digest: Digest) => SourceLocation | undefined): Definition {
+  if (engine.empty || def.def.length === 0) return def;
+  let entries: Entry[];
+  try {
+    entries = def.def.map((bytes) => ({ digest: digestOf(bytes), bytes, op: decodeOp(bytes) }));
+  } catch {
+    return def;
+  }
+  const converted = new Map<Digest, Op>();
+  for (const e of entries) {
+    if (e.op.kind !== 'source') continue;
+    try {
+      const d = engine.evaluate({ identifier: e.op.source.identifier ?? '', attrs: e.op.source.attrs ?? new Map<string, string>() });
+      if (d.mutated) converted.set(e.digest, { ...e.op, source: { identifier: d.identifier, ...(d.attrs.size === 0 ? {} : { attrs: d.attrs }) } });
+    } catch (err) {
+      if (err instanceof SourcePolicyError && err.location === undefined) err.location = locate(e.digest);
+      throw err;
+    }
+  }
+  if (converted.size === 0) return def;
+
+  const byDigest = new Map(entries.map((e) => [e.digest, e]));
+  const renamed = new Map<Digest, { readonly digest: Digest; readonly bytes: Uint8Array }>();
+  const visiting = new Set<Digest>();
+  const rewrite = (d: Digest): Digest => {
+    const done = renamed.get(d);
+    if (done !== undefined) return done.digest;
+    const e = byDigest.get(d);
+    // A missing input or a cycle: left as it is for the loader to report.
+    if (e === undefined || visiting.has(d)) return d;
+    visiting.add(d);
+    const inputs = e.op.inputs.map((i) => ({ ...i, digest: rewrite(i.digest) }));
+    visiting.delete(d);
+    const base = converted.get(d) ?? e.op;
+    const same = base === e.op && inputs.every((i, k) => i.digest === e.op.inputs[k]?.digest);
+    const bytes = same ? e.bytes : encodeOp({ ...base, inputs });
+    const out = { digest: same ? d : digestOf(bytes), bytes };
+    renamed.set(d, out);
+    return out.digest;
+  };
+  for (const e of entries) rewrite(e.digest);
+
+  const newOf = (d: Digest): Digest => renamed.get(d)?.digest ?? d;
+  // Two ops may become one (alpine:latest and alpine:latest@sha256:… both pinned to the same
+  // digest): each op once, the terminal still last.
+  const seen = new Set<Digest>();
+  const out: Uint8Array[] = [];
+  entries.forEach((e, i) => {
+    const r = renamed.get(e.digest) ?? e;
+    if (i < entries.length - 1 && seen.has(r.digest)) return;
+    seen.add(r.digest);
+    out.push(r.bytes);
+  });
+  const metadata = new Map<Digest, OpMetadata>();
+  for (const [d, m] of def.metadata) if (!metadata.has(newOf(d))) metadata.set(newOf(d), m);
+  const source = def.source === undefined ? undefined : { ...def.source, ...(def.source.locations === undefined ? {} : { locations: moveLocations(def.source.locations, (d) => newOf(d as Digest)) }) };
+  return { def: out, metadata, ...(source === undefined ? {} : { source }) };
+}
+
+function moveLocations(locs: ReadonlyMap<string, Locations>, newOf: (d: string) => string): Map<string, Locations> {
+  const out = new Map<string, Locations>();
+  for (const [d, l] of locs) {
+    const key = newOf(d);
+    const have = out.get(key);
+    out.set(key, have === undefined ? l : { locations: [...(have.locations ?? []), ...(l.locations ?? [])] });
+  }
+  return out;
+}

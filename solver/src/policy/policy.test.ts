@@ -1,0 +1,87 @@
+import { describe, expect, test } from 'vitest';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSourcePolicyFile } from './file.js';
+import { parseSourcePolicy } from './policy.js';
+import { compileGoRegexp, goReplaceAll } from './pattern.js';
+
+const parse = (doc: unknown): ReturnType<typeof parseSourcePolicy> => parseSourcePolicy(typeof doc === 'string' ? doc : JSON.stringify(doc), 'policy.json');
+const fails = (doc: unknown, code: string, message: string | RegExp): void => {
+  let err: unknown;
+  try {
+    parse(doc);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toMatchObject({ code });
+  expect((err as Error).message).toMatch(message);
+};
+
+describe('parseSourcePolicy', () => {
+  test('the file format buildctl and buildx read: names or numbers, Go JSON defaults, keys in any case', () => {
+    const p = parse({
+      version: 1,
+      rules: [
+        { action: 'CONVERT', selector: { identifier: 'docker-image://a' }, updates: { identifier: 'docker-image://b', attrs: { k: 'v' } } },
+        { selector: { identifier: 'docker-image://c', match_type: 1 } },
+        { Action: 1, Selector: { Identifier: 'x.*', Match_Type: 'REGEX', constraints: [{ key: 'k', value: 'v', condition: 'NOTEQUAL' }, { key: 'j' }] } },
+      ],
+    });
+    expect(p.version).toBe(1);
+    expect(p.rules.map((r) => [r.index, r.action, r.selector.matchType])).toEqual([
+      [0, 'CONVERT', 'WILDCARD'],
+      [1, 'ALLOW', 'EXACT'],
+      [2, 'DENY', 'REGEX'],
+    ]);
+    expect(p.rules[0]?.updates).toEqual({ identifier: 'docker-image://b', attrs: new Map([['k', 'v']]) });
+    expect(p.rules[2]?.selector.constraints.map((c) => [c.key, c.value, c.condition])).toEqual([
+      ['k', 'v', 'NOTEQUAL'],
+      ['j', '', 'EQUAL'],
+    ]);
+    expect(parse('{}').rules).toEqual([]);
+  });
+
+  test('errors name the file and the JSON path, with what to write instead', () => {
+    fails({ rules: [{ action: 'DENY', selector: { identifier: 'a' } }, {}, { action: 'PIN', selector: { identifier: 'a' } }] }, 'KLN0951', 'policy.json: rules[1].selector: missing');
+    fails({ rules: [{ action: 'PIN', selector: { identifier: 'a' } }] }, 'KLN0951', 'policy.json: rules[0].action: unknown action "PIN"');
+    fails({ rules: [{ action: 'deny', selector: { identifier: 'a' } }] }, 'KLN0951', 'rules[0].action: unknown action "deny"');
+    fails({ rules: [{ action: 7, selector: { identifier: 'a' } }] }, 'KLN0951', 'rules[0].action: unknown action 7');
+    fails({ rules: [{ action: 'DENY', selector: { identifier: 'a', matchType: 'REGEX' } }] }, 'KLN0951', 'rules[0].selector.matchType: unknown field (did you mean "match_type"?)');
+    fails({ rules: [{ action: 'DENY', selector: { identifier: '' } }] }, 'KLN0951', 'rules[0].selector.identifier: missing');
+    fails({ rules: [{ action: 'CONVERT', selector: { identifier: 'a' } }] }, 'KLN0951', 'rules[0].updates: a CONVERT rule needs updates');
+    fails({ rules: [{ action: 'CONVERT', selector: { identifier: 'a' }, updates: { attrs: { k: 1 } } }] }, 'KLN0951', 'rules[0].updates.attrs["k"]: expected a string, got number 1');
+    fails({ rules: [{ action: 'DENY', selector: { identifier: 'a(', match_type: 'REGEX' } }] }, 'KLN0951', /rules\[0\]\.selector\.identifier: .*/);
+    fails({ rules: [{ action: 'DENY', selector: { identifier: 'docker-image://**' } }] }, 'KLN0951', 'rules[0].selector.identifier: invalid wildcard: "**"');
+    fails({ rules: [{ action: 'DENY', selector: { identifier: 'a', constraints: [{ key: 'k', value: '[', condition: 'MATCHES' }] } }] }, 'KLN0951', /rules\[0\]\.selector\.constraints\[0\]\.value: /);
+    fails({ rules: {} }, 'KLN0951', 'policy.json: rules: expected an array, got an object');
+    fails({ version: '1' }, 'KLN0951', 'policy.json: version: expected an integer, got string "1"');
+    fails('[]', 'KLN0951', 'policy.json: expected an object, got an array');
+    fails('{"rules": [\n  {"action": "DENY",}\n]}', 'KLN0951', /^policy\.json: invalid JSON at line 2, column 21: /);
+  });
+
+  test('a policy file that cannot be read is KLN0950, naming the file as given', async () => {
+    await expect(readSourcePolicyFile('/nonexistent/kiln-policy.json', 'kiln-policy.json')).rejects.toMatchObject({ code: 'KLN0950', message: 'cannot read source policy file kiln-policy.json: no such file' });
+    const dir = await mkdtemp(join(tmpdir(), 'kiln-policy-'));
+    await expect(readSourcePolicyFile(dir)).rejects.toMatchObject({ code: 'KLN0950', message: expect.stringContaining('it is a directory') });
+    await writeFile(join(dir, 'p.json'), '{"rules": [{"action": "DENY", "selector": {"identifier": "docker-image://*"}}]}');
+    expect((await readSourcePolicyFile(join(dir, 'p.json'))).rules).toHaveLength(1);
+  });
+});
+
+describe('Go regexp semantics', () => {
+  test('ReplaceAllString skips an empty match right after a match, as Go does', () => {
+    expect(goReplaceAll('baaac', compileGoRegexp('a*'), 'X')).toBe('XbXcX');
+    expect(goReplaceAll('abc', compileGoRegexp('(b)'), '[$1]')).toBe('a[b]c');
+    // $1x is the group named "1x" (empty); ${1}x is group 1 then x.
+    expect(goReplaceAll('abc', compileGoRegexp('(b)'), '$1x|${1}x')).toBe('a|bxc');
+  });
+
+  test('leading flags and \\A \\z become JavaScript flags and anchors; \\Q is refused', () => {
+    expect(compileGoRegexp('(?i)^BUSYBOX').test('busybox')).toBe(true);
+    expect(compileGoRegexp('\\Aab\\z').test('ab')).toBe(true);
+    expect(compileGoRegexp('\\Aab\\z').test('xab')).toBe(false);
+    expect(compileGoRegexp('[\\A]').test('A')).toBe(true);
+    expect(() => compileGoRegexp('\\Qa.b\\E')).toThrow(/not supported/);
+  });
+});
