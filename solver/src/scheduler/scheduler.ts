@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { CacheKey, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
+import { CacheKey, digestFromBytes, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
 import type { CacheManager, CacheMatch, ImportedMatch } from '../cache/cache-manager.js';
 import type { ImportedCache } from '../cache/remote-import.js';
 import { SolverError, throwIfCancelled } from '../errors.js';
 import type { ProgressEvent, ProgressSink } from '../progress/events.js';
 import { LineBuffer } from '../progress/lines.js';
+import { InflightIndex } from './inflight.js';
 import { Semaphore } from './semaphore.js';
 import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError, execDetails } from './vertex-error.js';
@@ -58,7 +59,23 @@ interface EdgeKey {
    */
   readonly match: CacheKey | undefined;
   readonly hit: CacheMatch | ImportedMatch | undefined;
+  /**
+   * The merge id of this output: equal for outputs of two vertices that are the same work once
+   * their keys are known (see #mergeId), whatever their digests. Two builds' `RUN`s below their
+   * own local sources get the same id once the context's content checksums are equal.
+   */
+  readonly id: string;
 }
+
+/**
+ * How a build takes part in a vertex (absent from {@link VertexState.roles}: `own`):
+ * - `own`: the vertex is in the build's graph: the build sees its progress and fails with its error;
+ * - `follow`: the build waits for this run in place of a vertex of its own with the same key
+ *   (BuildKit's merged edge): it sees the progress, and reports a failure with its own vertex;
+ * - `quiet`: the build only keeps the vertex running for a run it follows (an input of it).
+ */
+type Role = 'own' | 'follow' | 'quiet';
+const RANK: Readonly<Record<Role, number>> = { own: 0, follow: 1, quiet: 2 };
 
 interface Job {
   readonly resolveOp: ResolveOp;
@@ -81,6 +98,8 @@ class VertexState {
   readonly vertex: SolverVertex;
   readonly ignoreCache: boolean;
   readonly jobs = new Set<Job>();
+  /** The role of each build in `jobs` that is not `own`. */
+  readonly roles = new Map<Job, Exclude<Role, 'own'>>();
   readonly history: ProgressEvent[] = [];
   readonly logTail: string[] = [];
   readonly controller = new AbortController();
@@ -91,6 +110,12 @@ class VertexState {
   /** Imported results being fetched, by output. */
   readonly imported = new Map<number, Promise<WorkerRef | undefined>>();
   exec: Promise<readonly WorkerRef[]> | undefined;
+  /** {@link exec} has settled (this vertex is no longer in flight). */
+  execSettled = false;
+  /** The in-flight vertex this one takes its result from (same cache key), while it does. */
+  owner: VertexState | undefined;
+  /** The result of each output taken from {@link owner} (or run here after all). */
+  readonly follows = new Map<number, Promise<WorkerRef>>();
   /** The states of the inputs, once the first key computation chose them; every build in this one is in them too. */
   inputs: readonly VertexState[] | undefined;
   cachedEmitted = false;
@@ -125,6 +150,8 @@ export class Scheduler {
   readonly #now: () => number;
   readonly #tailLines: number;
   readonly #actives = new Map<string, VertexState>();
+  /** Vertices running or about to, by the merge id of each output asked for (see EdgeKey.id). */
+  readonly #inflight = new InflightIndex<VertexState>();
   /** The result known for each cache key computed (for cache export, {@link BuildResult.cacheResult}). */
   readonly #keyResults = new WeakMap<CacheKey, KeyResult>();
 
@@ -144,6 +171,11 @@ export class Scheduler {
   /** Number of vertices currently shared by running builds. */
   get activeVertices(): number {
     return this.#actives.size;
+  }
+
+  /** Number of cache keys (merge ids) whose run is in flight, for other vertices to take. */
+  get inflightKeys(): number {
+    return this.#inflight.size;
   }
 
   /** Builds `target` and returns its result; throws a {@link VertexError} if a vertex fails. */
@@ -217,13 +249,21 @@ export class Scheduler {
    * key another build computed never looks at its inputs itself, yet must keep them running when
    * that other build leaves (fails, is cancelled), and sees their progress.
    */
-  #join(st: VertexState, job: Job): void {
-    if (job.ended || st.jobs.has(job)) return;
-    st.jobs.add(job);
-    job.states.add(st);
-    // Late joiners see what already happened to a shared vertex.
-    if (job.progress !== undefined) for (const ev of st.history) job.progress.emit(ev);
-    for (const input of st.inputs ?? []) this.#join(input, job);
+  #join(st: VertexState, job: Job, role: Role = 'own'): void {
+    if (job.ended) return;
+    const had = st.jobs.has(job) ? (st.roles.get(job) ?? 'own') : undefined;
+    if (had !== undefined && RANK[role] >= RANK[had]) return;
+    if (had === undefined) {
+      st.jobs.add(job);
+      job.states.add(st);
+    }
+    if (role === 'own') st.roles.delete(job);
+    else st.roles.set(job, role);
+    // Late joiners see what already happened to a shared vertex (once: not again when a build
+    // that followed it turns out to need it itself).
+    if (role !== 'quiet' && (had === undefined || had === 'quiet') && job.progress !== undefined) for (const ev of st.history) job.progress.emit(ev);
+    for (const input of st.inputs ?? []) this.#join(input, job, role === 'own' ? 'own' : 'quiet');
+    if (st.owner !== undefined) this.#join(st.owner, job, role === 'quiet' ? 'quiet' : 'follow');
   }
 
   /** A build still in `st` to do its work for: `job` if it is, else another (`job` when none is left). */
@@ -246,7 +286,7 @@ export class Scheduler {
     if (st.inputs === undefined) {
       const inputs = st.vertex.inputs.map((e) => this.#state(e.vertex, job, opts));
       st.inputs = inputs;
-      for (const j of st.jobs) for (const input of inputs) this.#join(input, j);
+      for (const j of st.jobs) for (const input of inputs) this.#join(input, j, st.roles.has(j) ? 'quiet' : 'own');
     }
     return st.inputs;
   }
@@ -262,13 +302,16 @@ export class Scheduler {
 
   #leave(st: VertexState, job: Job): void {
     if (!st.jobs.delete(job)) return;
+    const role = st.roles.get(job);
+    st.roles.delete(job);
     // A step still running when its build leaves it ends as cancelled for that build (BuildKit's
     // `#N CANCELED`): its own error event, if the op stops, reaches only the builds still in it.
-    if (st.running) job.progress?.emit({ kind: 'vertex.error', vertex: st.vertex.digest, error: 'cancelled', time: this.#now() });
+    if (st.running && role !== 'quiet') job.progress?.emit({ kind: 'vertex.error', vertex: st.vertex.digest, error: 'cancelled', time: this.#now() });
     job.states.delete(st);
     if (st.jobs.size === 0) {
       st.controller.abort(job.signal?.reason);
       if (this.#actives.get(st.id) === st) this.#actives.delete(st.id);
+      this.#inflight.delete(st);
     }
   }
 
@@ -276,7 +319,8 @@ export class Scheduler {
     if (ev.kind === 'vertex.started') st.running = true;
     else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error') st.running = false;
     st.history.push(ev);
-    for (const j of st.jobs) j.progress?.emit(ev);
+    // The builds that follow this run see it as it is (one event object: bake shows it once).
+    for (const j of st.jobs) if (st.roles.size === 0 || st.roles.get(j) !== 'quiet') j.progress?.emit(ev);
   }
 
   #ctx(st: VertexState): OpContext {
@@ -374,27 +418,46 @@ export class Scheduler {
     const slow = cm.deps.map((d, i) => ({ d, i })).filter(({ d }) => d.computeDigest !== undefined);
     // Looks `key` up through its matchable form (every input offers a key). A miss that is this
     // vertex's last probe offers the dependents that form only when something is stored under it.
-    const probe = (key: CacheKey, md: CacheKeyWithSelector[][], last: boolean): EdgeKey => {
+    const probe = (key: CacheKey, md: CacheKeyWithSelector[][], last: boolean, id: () => string): EdgeKey => {
       const match = md.every((d) => d.length > 0) ? new CacheKey(cm.digest, index, md) : undefined;
       const hit = usesCache && match !== undefined ? (this.#cache.load(match) ?? this.#cache.loadImported(match, job.imports)) : undefined;
-      if (hit !== undefined && match !== undefined) return this.#hit(st, key, match, hit);
-      return { key, match: usesCache && last ? this.#matched(match, job) : undefined, hit: undefined };
+      if (hit !== undefined && match !== undefined) return this.#hit(st, key, match, hit, id());
+      return { key, match: usesCache && last ? this.#matched(match, job) : undefined, hit: undefined, id: last ? id() : '' };
     };
-    const fast = probe(new CacheKey(cm.digest, index, deps), matchDeps, slow.length === 0);
+    const fast = probe(new CacheKey(cm.digest, index, deps), matchDeps, slow.length === 0, () => this.#mergeId(st, op, cm, index, inputKeys, NO_DIGESTS));
     if (fast.hit !== undefined || slow.length === 0) return fast;
     // The definition key missed: key the inputs by content (BuildKit's slow cache).
     const withSlow = deps.map((d) => [...d]);
     const matchSlow = matchDeps.map((d) => [...d]);
+    const digests: Array<string | undefined> = [];
     await Promise.all(
       slow.map(async ({ i }) => {
         const dg = this.#slowDigest(st, i, cm, job, opts);
         if (dg === undefined) return;
-        const k = { selector: '', key: slowCacheKey(await dg) };
+        digests[i] = await dg;
+        const k = { selector: '', key: slowCacheKey(digests[i]) };
         withSlow[i]?.push(k);
         matchSlow[i]?.push(k);
       }),
     );
-    return probe(new CacheKey(cm.digest, index, withSlow), matchSlow, true);
+    return probe(new CacheKey(cm.digest, index, withSlow), matchSlow, true, () => this.#mergeId(st, op, cm, index, inputKeys, digests));
+  }
+
+  /**
+   * The merge id of output `index` (EdgeKey.id): the op's cache-map digest and, per input, the
+   * content digest the key has for it (a local context's checksum, a COPY's selected files), else
+   * the input's own merge id. BuildKit merges edges by the same keys (solver/index.go
+   * getAllMatches); content digests are taken alone because they are what makes two builds' keys
+   * meet (the definition keys below a local source are random). A vertex that ignores the cache
+   * gets ids of its own (`!`), which its dependents inherit: they never merge with a run built on
+   * an older, cached result. An uncacheable op (a local source) is never merged by key.
+   */
+  #mergeId(st: VertexState, op: Op, cm: CacheMap, index: number, inputKeys: readonly EdgeKey[], digests: ReadonlyArray<string | undefined>): string {
+    if (op.cacheable === false) return `random:${randomUUID()}`;
+    let s = `${cm.digest}@${index}`;
+    for (const [i, ik] of inputKeys.entries()) s += `|${cm.deps[i]?.selector ?? ''}=${digests[i] ?? ik.id}`;
+    const id = digestFromBytes(s);
+    return st.ignoreCache ? `!${id}` : id;
   }
 
   /** `key` when it matches a stored key (a result may be gone: pruned), else undefined. */
@@ -423,18 +486,19 @@ export class Scheduler {
   }
 
   /** Reports a cache hit (once per vertex, like BuildKit's `#N CACHED`). */
-  #hit(st: VertexState, key: CacheKey, match: CacheKey, hit: CacheMatch | ImportedMatch): EdgeKey {
+  #hit(st: VertexState, key: CacheKey, match: CacheKey, hit: CacheMatch | ImportedMatch, id: string): EdgeKey {
     this.#keyResults.set(key, 'imported' in hit ? { kind: 'imported', result: hit.imported } : { kind: 'snapshot', snapshot: hit.record.snapshot, created: hit.record.created });
     if (!st.cachedEmitted) {
       st.cachedEmitted = true;
       this.#emit(st, { kind: 'vertex.cached', vertex: st.vertex.digest, name: st.vertex.name, time: this.#now() });
     }
-    return { key, match, hit };
+    return { key, match, hit, id };
   }
 
   /** The result of output `index` of `st`: from the cache or by running the op. */
   async #result(st: VertexState, index: number, job: Job, opts: BuildOptions): Promise<{ ref: WorkerRef; cached: boolean }> {
-    const { hit, key } = await this.#edgeKey(st, index, job, opts);
+    const edgeKey = await this.#edgeKey(st, index, job, opts);
+    const { hit, key } = edgeKey;
     if (hit !== undefined && 'imported' in hit) {
       const ref = await this.#fetchImported(st, index, key, hit, job);
       if (ref !== undefined) {
@@ -445,17 +509,85 @@ export class Scheduler {
       this.#lease(st, job, hit.record.snapshot);
       return { ref: { snapshot: hit.record.snapshot, size: hit.record.size }, cached: true };
     }
+    const ref = await this.#run(st, index, edgeKey, job, opts);
+    this.#lease(st, job, ref.snapshot);
+    return { ref, cached: false };
+  }
+
+  /**
+   * The result of output `index` of `st`, whose key missed: taken from a vertex with the same
+   * merge id that is in flight (BuildKit's edge merging, scheduler.go mergeTo), else run here.
+   * Once `st` runs itself it is in flight for the others in turn.
+   */
+  #run(st: VertexState, index: number, { key, id }: EdgeKey, job: Job, opts: BuildOptions): Promise<WorkerRef> {
+    if (st.exec === undefined) {
+      let taken = st.follows.get(index);
+      if (taken === undefined && id !== '') {
+        // BuildKit (index.go LoadOrStore): an edge that ignores the cache is never merged into one
+        // that does not, while one that uses the cache may take the new result of one that ignores it.
+        const owner = this.#inflight.get(id) ?? (st.ignoreCache ? undefined : this.#inflight.get(`!${id}`));
+        if (owner !== undefined && owner !== st && !owner.failed && !owner.controller.signal.aborted && owner.exec !== undefined) {
+          taken = this.#follow(st, owner, owner.exec, index, key, id, job, opts);
+          taken.catch(noop);
+          st.follows.set(index, taken);
+        }
+      }
+      if (taken !== undefined) return taken;
+    }
+    return this.#own(st, index, id, job, opts);
+  }
+
+  /** Output `index` of `st`'s own run (started on first need), in flight for others meanwhile. */
+  async #own(st: VertexState, index: number, id: string, job: Job, opts: BuildOptions): Promise<WorkerRef> {
     if (st.exec === undefined) {
       st.exec = this.#exec(st, this.#live(st, job), opts);
       st.exec.catch(noop);
     }
+    if (id !== '' && !st.execSettled && !st.failed) this.#inflight.add(id, st);
     const refs = await st.exec;
     const ref = refs[index];
     if (ref === undefined) {
       throw new SolverError('SOLVER_INVALID_DEFINITION', `vertex ${st.vertex.name} has no output ${index}`);
     }
-    this.#lease(st, job, ref.snapshot);
-    return { ref, cached: false };
+    return ref;
+  }
+
+  /**
+   * `st` waits for `owner`'s run (same key) instead of running (BuildKit's merged edge). Its
+   * builds join the owner, so that the run goes on when the owner's own builds leave it (fail
+   * fast, Ctrl-C), and see its progress; its inputs only quietly. A failure of the run itself is
+   * reported by each build with its own vertex (its own Dockerfile line); when the owner stops
+   * for any other reason (an input of its build failed), `st` runs itself.
+   */
+  async #follow(st: VertexState, owner: VertexState, run: Promise<readonly WorkerRef[]>, index: number, key: CacheKey, id: string, job: Job, opts: BuildOptions): Promise<WorkerRef> {
+    st.owner = owner;
+    for (const j of st.jobs) this.#join(owner, j, st.roles.has(j) ? 'quiet' : 'follow');
+    try {
+      const ref = (await run)[index];
+      if (ref === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', `vertex ${owner.vertex.name} has no output ${index}`);
+      const ownerKey = owner.keys.get(index);
+      const known = ownerKey === undefined ? undefined : this.#keyResults.get((await ownerKey).key);
+      if (known !== undefined) this.#keyResults.set(key, known);
+      return ref;
+    } catch (err) {
+      if (err instanceof VertexError && err.vertex === owner.vertex.digest) throw this.#mirror(st, err);
+      st.owner = undefined;
+      return this.#own(st, index, id, this.#live(st, job), opts);
+    }
+  }
+
+  /** `st`'s own report of the failure of the run it followed: the same command, exit code and output. */
+  #mirror(st: VertexState, err: VertexError): VertexError {
+    st.failed = true;
+    if (st.error instanceof VertexError) return st.error;
+    const v = st.vertex;
+    const verr = new VertexError(
+      { vertex: v.digest, name: v.name, op: err.op, locations: v.options.locations ?? [], command: err.command, exitCode: err.exitCode, logTail: err.logTail },
+      err.cause,
+    );
+    st.error = verr;
+    for (const j of st.jobs) if (!st.roles.has(j)) j.failed(verr);
+    return verr;
   }
 
   /**
@@ -529,6 +661,8 @@ export class Scheduler {
     } catch (err) {
       throw this.#fail(st, err);
     } finally {
+      st.execSettled = true;
+      this.#inflight.delete(st);
       unprepare?.();
     }
   }
@@ -565,10 +699,13 @@ export class Scheduler {
         );
     st.error = verr;
     this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
-    if (verr instanceof VertexError) for (const j of st.jobs) j.failed(verr);
+    // Builds that follow this run report the failure with their own vertex (#mirror).
+    if (verr instanceof VertexError) for (const j of st.jobs) if (!st.roles.has(j)) j.failed(verr);
     return verr;
   }
 }
+
+const NO_DIGESTS: ReadonlyArray<string | undefined> = [];
 
 function noop(): void {
   // intentionally empty
