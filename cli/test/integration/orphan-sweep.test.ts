@@ -106,6 +106,8 @@ describe('snapshots of killed kiln processes', () => {
     const pid = killed.child.pid;
     await until('the RUN to start', () => processesMatching(`started-${t}`).length > 0);
     await sigkill(killed);
+    // Its container does not run on for nobody: the process helper stops it when kiln is gone.
+    await until('the killed build\'s container to end', () => processesMatching(`started-${t}`).length === 0, 10_000);
     const left = leftBy(pid);
     // The RUN's writable root, an active snapshot no process will ever commit or remove.
     expect(left.filter((s) => s.id.startsWith('exec-'))).toHaveLength(1);

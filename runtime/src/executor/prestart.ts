@@ -27,10 +27,8 @@ export interface RunDirs {
 export interface PrestartOptions {
   /** A new container id and bundle path (not yet created). */
   newRun(): RunDirs;
-  /** The runc arguments of a run (`run --bundle <bundle> <id>` with global flags). */
-  args(run: RunDirs): readonly string[];
-  /** Starts runc; `held: false` for a process that may wait for input indefinitely. */
-  start(args: readonly string[], held: boolean): Promise<Started>;
+  /** Starts the runc of a run; `held: false` for a process that may wait for input indefinitely. */
+  start(run: RunDirs, held: boolean): Promise<Started>;
 }
 
 /** Pre-started runc processes kept waiting at most: one for the next step of a chain, one spare. */
@@ -148,7 +146,7 @@ export class RuncPrestarter {
       rmSync(run.bundle, { recursive: true, force: true });
       return undefined;
     }
-    return waiting(run, fd, this.#opts.start(this.#opts.args(run), false).catch(() => undefined));
+    return waiting(run, fd, this.#opts.start(run, false).catch(() => undefined));
   }
 }
 

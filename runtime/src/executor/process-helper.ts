@@ -23,7 +23,11 @@ import { holdHelper } from '../api/helper-ref.js';
 // A tag starting with "w" starts a waiting process (a pre-started runc that waits for its config):
 // killed if kiln's side goes away (stdin EOF, or EPIPE writing to it) before "h <tag>" says it has
 // work, since nobody would feed it.
-const SCRIPT = String.raw`
+// "d <tag> <hex argv0> …" names a program to start, once, if kiln's side goes away while process
+// <tag> runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its container running,
+// and nobody would take its result).
+/** The helper's program (exported for its protocol tests). */
+export const PROCESS_HELPER_SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
 # A handler (not IGNORE): children are reaped here, and SIGCHLD interrupts select().
 $SIG{CHLD} = sub { };
@@ -33,8 +37,21 @@ my $in = '';
 my $stdin_open = 1;
 my $backoff = 0;
 my @q;
-# Kiln's side is gone: a process waiting for input from it (a pre-started runc) would wait forever.
-sub kill_waiting { kill 'KILL', grep { $kids{$_}{waiting} } keys %kids; }
+# Kiln's side is gone: a process waiting for input from it (a pre-started runc) would wait forever,
+# and a running one works for nobody: its "d" program stops it.
+my $orphaned = 0;
+sub kill_waiting {
+  kill 'KILL', grep { $kids{$_}{waiting} } keys %kids;
+  return if $orphaned++;
+  for my $k (values %kids) {
+    next if $k->{waiting} || defined $k->{status} || !$k->{orphan};
+    my @argv = @{ $k->{orphan} };
+    my $prog = find_prog($argv[0]) // next;
+    my $pid = fork();
+    next unless defined $pid;
+    if ($pid == 0) { open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); { exec { $prog } @argv; } POSIX::_exit(127); }
+  }
+}
 sub flush_out {
   while (@q) {
     my $s = shift @q;
@@ -150,6 +167,7 @@ while ($stdin_open || %kids) {
           if ($tag eq 'm') { my ($t, $p) = @hex; push @q, "k $t " . (POSIX::mkfifo(pack('H*', $p), 0600) ? 0 : $!+0) . "\n"; next; }
           if ($tag eq 'c') { my ($t, $p, $nr) = @hex; push @q, "k $t " . seal(pack('H*', $p), hex($nr)) . "\n"; next; }
           if ($tag eq 'h') { my ($t) = @hex; $_->{waiting} = 0 for grep { $_->{tag} eq $t } values %kids; next; }
+          if ($tag eq 'd') { my ($t, @a) = @hex; my @argv = map { pack('H*', $_) } @a; $_->{orphan} = \@argv for grep { $_->{tag} eq $t } values %kids; next; }
           start($tag, map { pack('H*', $_) } @hex);
         }
       }
@@ -202,6 +220,12 @@ export interface HelperStartOptions {
    * unheld process when kiln's side of it closes (kiln exited).
    */
   readonly held?: boolean;
+  /**
+   * A program (`[file, ...args]`) the helper starts if kiln's side goes away (kiln killed) while
+   * this process runs: what stops its work, since killing it alone may not (a `runc run`'s
+   * container outlives runc).
+   */
+  readonly onOrphan?: readonly string[];
 }
 
 interface Running {
@@ -228,7 +252,7 @@ class ProcessHelper {
     // Its own process group: a terminal's Ctrl-C goes to kiln's group, and kiln, not the signal,
     // decides what happens to the containers (it stops them; runc would forward the SIGINT to a
     // container's pid 1, which ignores it, and a helper killed by it could not stop them any more).
-    this.#child = spawn('perl', ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    this.#child = spawn('perl', ['-e', PROCESS_HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     this.#child.on('error', () => this.#die());
     this.#child.on('exit', () => this.#die());
     this.#child.stdin.on('error', () => this.#die());
@@ -262,7 +286,8 @@ class ProcessHelper {
       if (opts.held === false) this.#child.stdin.write(`h ${tag}\n`);
     };
     if (opts.held !== false) hold();
-    this.#child.stdin.write(`${tag} ${[file, ...args].map((a) => Buffer.from(a).toString('hex')).join(' ')}\n`);
+    this.#child.stdin.write(`${tag} ${hexArgv([file, ...args])}\n`);
+    if (opts.onOrphan !== undefined && opts.onOrphan.length > 0) this.#child.stdin.write(`d ${tag} ${hexArgv(opts.onOrphan)}\n`);
     return {
       stdout: r.stdout,
       stderr: r.stderr,
@@ -369,6 +394,10 @@ class ProcessHelper {
     }
   }
 
+}
+
+function hexArgv(argv: readonly string[]): string {
+  return argv.map((a) => Buffer.from(a).toString('hex')).join(' ');
 }
 
 let helper: ProcessHelper | undefined;

@@ -85,8 +85,7 @@ export class RuncExecutor implements Executor {
     warmProcessHelper();
     this.#prestart = new RuncPrestarter({
       newRun: () => this.#newRun(),
-      args: (r) => this.#runArgs(r),
-      start: (args, held) => this.#start(args, held),
+      start: (run, held) => this.#start(run, held),
     });
   }
 
@@ -449,7 +448,7 @@ export class RuncExecutor implements Executor {
       }
       // The spec holds the process environment (secrets exposed with env=): root-only.
       writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
-      child = await this.#start(this.#runArgs(run));
+      child = await this.#start(run);
     }
     const emit = onOutput ?? ((): void => undefined);
     const streams = Promise.all([splitLines(child.stdout, 'stdout', emit), splitLines(child.stderr, 'stderr', emit)]);
@@ -578,8 +577,10 @@ export class RuncExecutor implements Executor {
    * cost grows with its memory and blocks the event loop: 10-40 ms per container), or with
    * `child_process.spawn` when the helper is unavailable.
    */
-  async #start(args: readonly string[], held = true): Promise<Started> {
-    const hp = spawnViaHelper(this.#runc, args, { held });
+  async #start(run: RunDirs, held = true): Promise<Started> {
+    const args = this.#runArgs(run);
+    // If this kiln is killed, the helper stops the container: runc alone would leave it running.
+    const hp = spawnViaHelper(this.#runc, args, { held, onOrphan: [this.#runc, '--root', this.#state, 'kill', run.id, 'KILL'] });
     if (!this.#sealed) {
       this.#sealed = true;
       // After the first start (the helper answers in order): the copy (~10 ms) is made while

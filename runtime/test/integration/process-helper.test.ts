@@ -1,9 +1,10 @@
-import { chmodSync, copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { Readable } from 'node:stream';
-import { sealViaHelper, spawnViaHelper } from '../../src/executor/process-helper.js';
+import { PROCESS_HELPER_SCRIPT, sealViaHelper, spawnViaHelper } from '../../src/executor/process-helper.js';
 
 async function text(r: Readable): Promise<string> {
   const chunks: Buffer[] = [];
@@ -114,6 +115,40 @@ describe('spawnViaHelper', () => {
       expect(await text(p?.stdout as Readable)).toBe('ran\n');
       expect(await p?.exit).toEqual({ code: 0, signal: null });
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the helper once kiln is gone (its protocol, spoken directly)', () => {
+  const hex = (argv: readonly string[]): string => argv.map((a) => Buffer.from(a).toString('hex')).join(' ');
+
+  test('a running process\'s "d" program runs once kiln\'s side closes; an ended or waiting one\'s does not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-ph-'));
+    const marker = (name: string): string => join(dir, name);
+    const helper = spawn('perl', ['-e', PROCESS_HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const exited = new Promise((r) => helper.once('exit', r));
+      let out = '';
+      helper.stdout.setEncoding('latin1').on('data', (c: string) => (out += c));
+      const reported = (line: RegExp): Promise<void> => expect.poll(() => line.test(out), { timeout: 5_000 }).toBe(true);
+      // 1 runs until it is stopped; 2 has ended before kiln goes; w3 still waits for work.
+      helper.stdin.write(`1 ${hex(['/bin/sh', '-c', `sleep 30`])}\nd 1 ${hex(['/bin/sh', '-c', `touch ${marker('running')}; pkill -f '^sleep 30$'`])}\n`);
+      helper.stdin.write(`2 ${hex(['/bin/true'])}\nd 2 ${hex(['/bin/touch', marker('ended')])}\n`);
+      helper.stdin.write(`w3 ${hex(['/bin/sleep', '31'])}\nd w3 ${hex(['/bin/touch', marker('waiting')])}\n`);
+      await reported(/^x 2 c 0$/m);
+      await reported(/^p w3 \d+$/m);
+      helper.stdin.end();
+      // The "d" program stops 1 (its shell reports SIGTERM as 143); its exit is still reported, then
+      // the helper ends.
+      await reported(/^x 1 (s 15|c 143)$/m);
+      await exited;
+      expect(existsSync(marker('running'))).toBe(true);
+      expect(existsSync(marker('ended'))).toBe(false);
+      expect(existsSync(marker('waiting'))).toBe(false);
+      expect(out).toMatch(/^x w3 s 9$/m);
+    } finally {
+      helper.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
   });
