@@ -13,6 +13,7 @@ import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
+import { loadSourcePolicy } from '../engine/source-policy.js';
 import { invoke, invokeInterrupts, parseInvoke, processTerminal, type InvokeSpec } from '../engine/invoke.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
@@ -74,6 +75,8 @@ export interface BuildFlags {
   readonly sbom?: string | boolean;
   /** `--invoke COMMAND|on-error|default`: a debug shell in the result or the failed step's state. */
   readonly invoke?: string;
+  /** `--source-policy-file FILE` (buildctl's flag); else `EXPERIMENTAL_BUILDKIT_SOURCE_POLICY`. */
+  readonly sourcePolicyFile?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -118,6 +121,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--network <mode>', 'network of RUN steps without their own --network: default, none or host (host needs --allow network.host)')
     .option('--allow <entitlement>', 'allow an entitlement: security.insecure, network.host (repeatable)', collect, [])
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
+    .option('--source-policy-file <file>', 'source policy (JSON): allow, deny or convert the images, git and http sources of the build (default: $EXPERIMENTAL_BUILDKIT_SOURCE_POLICY)')
     .option('--check', 'run the build checks only (no build): print each finding with its lines; exit 1 if any (--call=check)')
     .addOption(new Option('--call <request>', 'what the frontend does: build (default), check (as --check) or targets (list the stages)').choices(['build', 'check', 'targets']))
     .option('--debug', 'show stack traces for errors')
@@ -355,6 +359,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     ...(flags.metadataFile === undefined ? {} : { meta: await fileTarget(io, '--metadata-file', flags.metadataFile) }),
   };
   const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
+  const sourcePolicy = await loadSourcePolicy(io, flags.sourcePolicyFile);
   const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
   cleanup.push(ssh.close);
   const req: BuildRequest = {
@@ -380,6 +385,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     ...runFlags(flags),
     ...cacheFlags(flags, io),
     ...(attestations.provenance === undefined && attestations.sbom === undefined ? {} : { attestations }),
+    ...(sourcePolicy === undefined ? {} : { sourcePolicy }),
   };
   return { req, outputs: parsed, results };
 }

@@ -5,6 +5,7 @@ import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
 import { BrokenPipeError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
 import { parseOutputs } from '../engine/output-targets.js';
 import { SolverBackend } from '../engine/backend.js';
+import { loadSourcePolicy } from '../engine/source-policy.js';
 import { kilnRoot, parsePositiveInt, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { gcAfterBuild } from '../engine/auto-gc.js';
@@ -30,6 +31,8 @@ export interface SolveFlags {
   readonly root?: string;
   /** `--parallelism <n>`: containers at once (CPU-bound ops: at most min(n, CPUs)). */
   readonly parallelism?: number;
+  /** `--source-policy-file FILE`; else `EXPERIMENTAL_BUILDKIT_SOURCE_POLICY`. */
+  readonly sourcePolicyFile?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -55,6 +58,7 @@ export function registerSolve(program: Command, io: CliIo): void {
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory')
     .option('--parallelism <n>', 'containers run at once (CPU-bound steps: at most the CPU count); default max(8, 4 x CPUs)', parsePositiveInt)
+    .option('--source-policy-file <file>', 'source policy (JSON): allow, deny or convert the sources of the definition (default: $EXPERIMENTAL_BUILDKIT_SOURCE_POLICY)')
     .action(async (file: string | undefined, flags: SolveFlags, cmd: Command) => {
       await solveCommand(file, flags, io, cmd.optsWithGlobals<{ debug?: boolean }>().debug === true);
     });
@@ -69,6 +73,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
   let removeOutputs: (() => Promise<void>) | undefined;
   try {
     const def = await readDefinition(file, io);
+    const sourcePolicy = await loadSourcePolicy(io, flags.sourcePolicyFile);
     const localDirs: Record<string, string> = {};
     for (const l of flags.local) {
       const i = l.indexOf('=');
@@ -93,7 +98,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
       await l.begin(signal);
       const recording = startRecording(describeSolve({ file: file === undefined || file === '-' ? '-' : callerPath(io, file), localDirs, secrets: Object.keys(secrets), ssh: Object.keys(ssh.sockets), ...(flags.platform === undefined ? {} : { platform: flags.platform }), noCache: !flags.cache }), display.sink, { ...recordOptions(io, e.root, signal), displayDests });
       const progress = recording.sink;
-      const backend = new SolverBackend(e, solver, { progress, signal, noCache: !flags.cache });
+      const backend = new SolverBackend(e, solver, { progress, signal, noCache: !flags.cache, ...(sourcePolicy === undefined ? {} : { sourcePolicy }) });
       try {
         const ref = await backend.solve(def, { signal });
         await recording.completed({ exports: outputs.length > 0 ? await exportOutputs(e, outputs, { ref, platform }, { progress, signal, displayDests }) : [] });

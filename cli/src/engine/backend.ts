@@ -1,10 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Container, Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendContainerRequest, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
-import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex } from '@kiln/solver';
+import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex, type SourcePolicyEngine } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 import { newEngineContainer } from './container.js';
+import { policyImageRef } from './source-policy.js';
 
 /** Build-wide options every solve of one build shares. */
 export interface BackendOptions {
@@ -25,6 +26,11 @@ export interface BackendOptions {
   readonly allowInsecure?: boolean;
   /** `--allow network.host`: a container may use the host's network. */
   readonly allowNetworkHost?: boolean;
+  /**
+   * `--source-policy-file` / `EXPERIMENTAL_BUILDKIT_SOURCE_POLICY`: applied to every Definition
+   * solved and every image config resolved, whichever frontend asks.
+   */
+  readonly sourcePolicy?: SourcePolicyEngine;
 }
 
 /**
@@ -62,7 +68,8 @@ export class SolverBackend implements SolveBackend {
       ...(this.#opts.cacheImports === undefined || this.#opts.cacheImports.length === 0 ? {} : { cacheImports: this.#opts.cacheImports }),
       ...(this.#opts.loadImported === undefined ? {} : { loadImported: this.#opts.loadImported }),
     };
-    const { root } = loadGraph(definition);
+    const policy = this.#opts.sourcePolicy;
+    const { root } = loadGraph(definition, policy === undefined ? {} : { sourcePolicy: policy });
     const progress = this.#progress;
     const result =
       root === undefined
@@ -144,8 +151,16 @@ export class SolverBackend implements SolveBackend {
     return this.#results.get(ref);
   }
 
-  resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
-    return this.#engine.meta.resolveImageConfig(ref, options);
+  /**
+   * The engine's resolver (image store first, then the registry). Under a source policy the image
+   * is looked up as the policy converts it (BuildKit's bridge evaluates `docker-image://REF`
+   * first), so a frontend pins the digest of the converted image; `ref` then says which it was.
+   */
+  async resolveImageConfig(ref: string, options: ResolveImageConfigOptions): Promise<ResolvedImageConfig> {
+    const policy = this.#opts.sourcePolicy;
+    const target = policy === undefined ? ref : policyImageRef(policy, ref, options);
+    const resolved = await this.#engine.meta.resolveImageConfig(target, options);
+    return target === ref ? resolved : { ...resolved, ref: target };
   }
 
   /**
@@ -155,12 +170,19 @@ export class SolverBackend implements SolveBackend {
    */
   prefetchImage(ref: string, options: ResolveImageConfigOptions): void {
     if (this.#solver.prefetchImage === undefined) return;
+    // The image the FROM will pull is the one the policy makes of it; a denied one is not fetched.
+    let target = ref;
+    try {
+      if (this.#opts.sourcePolicy !== undefined) target = policyImageRef(this.#opts.sourcePolicy, ref, options);
+    } catch {
+      return;
+    }
     const outer = options.signal ?? this.#opts.signal;
     if (outer !== undefined) {
       if (outer.aborted) return;
       outer.addEventListener('abort', () => this.#prefetches.abort(), { once: true, signal: this.#prefetches.signal });
     }
-    this.#solver.prefetchImage(ref, {
+    this.#solver.prefetchImage(target, {
       ...(options.platform === undefined ? {} : { platform: options.platform }),
       ...(options.resolveMode === undefined ? {} : { resolveMode: options.resolveMode }),
       signal: this.#prefetches.signal,

@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
 import { Gateway, type GatewayResult } from '@kiln/gateway';
 import { LINT_REQUEST, TARGETS_REQUEST } from '@kiln/dockerfile';
-import { ExecFailedError, readDockerignore, type FailedExecState, type ProgressSink } from '@kiln/solver';
+import { ExecFailedError, readDockerignore, type FailedExecState, type ProgressSink, type SourcePolicyEngine } from '@kiln/solver';
 import {
   formatPlatform,
   formatReference,
@@ -104,6 +104,8 @@ export interface BuildRequest {
   readonly hold?: (held: HeldBuild) => void;
   /** Awaited after the solve, before any export (bake's `--execution defer-output` barrier). */
   readonly beforeExport?: () => Promise<void>;
+  /** `--source-policy-file` / `EXPERIMENTAL_BUILDKIT_SOURCE_POLICY`: every solve and image resolve of the build goes through it. */
+  readonly sourcePolicy?: SourcePolicyEngine;
 }
 
 /** What a build produced. */
@@ -240,6 +242,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     ...(req.ssh === undefined ? {} : { ssh: req.ssh }),
     allowInsecure: req.allowInsecure === true,
     allowNetworkHost: req.allowNetworkHost === true,
+    ...(req.sourcePolicy === undefined ? {} : { sourcePolicy: req.sourcePolicy }),
   };
   const provenance = req.attestations?.provenance;
   // Provenance needs every Definition the frontend solves and every image it resolves; an SBOM

@@ -1,6 +1,6 @@
 import { formatError, KilnError } from '@kiln/dockerfile';
 import { GatewayError } from '@kiln/gateway';
-import { VertexError } from '@kiln/solver';
+import { SourcePolicyError, VertexError } from '@kiln/solver';
 
 /** Options of {@link formatBuildError}. */
 export interface FormatBuildErrorOptions {
@@ -19,6 +19,8 @@ export interface FormatBuildErrorOptions {
  * Never includes a stack trace (the caller adds it under `--debug`).
  */
 export function formatBuildError(e: unknown, opts: FormatBuildErrorOptions = {}): string {
+  const policyError = findCause(e, SourcePolicyError);
+  if (policyError !== undefined) return formatPolicyError(policyError, findCause(e, KilnError), opts);
   if (e instanceof KilnError) {
     return `kiln: error: ${formatError(e, { ...(opts.dockerfileText === undefined ? {} : { text: opts.dockerfileText }), ...(opts.dockerfileName === undefined ? {} : { file: opts.dockerfileName }) })}\n`;
   }
@@ -50,6 +52,20 @@ export function formatBuildError(e: unknown, opts: FormatBuildErrorOptions = {})
   if (cause !== undefined && cause !== '' && !err.message.includes(cause)) out += `cause: ${cause}\n`;
   if (typeof hint === 'string' && hint !== '') out += `hint: ${hint}\n`;
   return out;
+}
+
+/**
+ * A source policy error with its own code, at the place the source was written: the source
+ * map's location of a denied op, or the FROM a frontend was resolving when the policy denied it.
+ */
+function formatPolicyError(e: SourcePolicyError, frontendError: KilnError | undefined, opts: FormatBuildErrorOptions): string {
+  const loc = e.location ?? frontendError?.location;
+  const file = loc === undefined ? undefined : loc.file === '' ? (opts.dockerfileName ?? 'Dockerfile') : loc.file;
+  const lines = [`kiln: error ${e.code}: ${loc === undefined ? '' : `${file}:${loc.line}:${loc.column}: `}${e.message}`];
+  const text = loc === undefined ? undefined : (e.location?.source ?? (file === (opts.dockerfileName ?? 'Dockerfile') ? opts.dockerfileText?.split('\n')[loc.line - 1] : undefined) ?? frontendError?.source);
+  if (loc !== undefined && text !== undefined) lines.push(`  ${loc.line} | ${text.split('\n')[0]?.replace(/\r$/, '') ?? ''}`);
+  if (e.hint !== undefined) lines.push(`hint: ${e.hint}`);
+  return `${lines.join('\n')}\n`;
 }
 
 function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): string {

@@ -15,8 +15,9 @@ interface Entry {
  * depends on it (its input digests change), so vertex digests and cache keys are those of the
  * converted graph. Metadata and source-map locations move to the new digests. A denied source
  * throws {@link SourcePolicyError} with the location `locate` gives for its op (the Dockerfile
- * line of its FROM or ADD). Returns `def` itself when nothing changed; a Definition that does not
- * decode is returned as it is, for the loader to reject.
+ * line of its FROM), else for the first op that reads it (the line of an ADD of a URL). Returns
+ * `def` itself when nothing changed; a Definition that does not decode is returned as it is, for
+ * the loader to reject.
  */
 export function applySourcePolicy(def: Definition, engine: SourcePolicyEngine, locate: (digest: Digest) => SourceLocation | undefined): Definition {
   if (engine.empty || def.def.length === 0) return def;
@@ -33,7 +34,7 @@ export function applySourcePolicy(def: Definition, engine: SourcePolicyEngine, l
       const d = engine.evaluate({ identifier: e.op.source.identifier ?? '', attrs: e.op.source.attrs ?? new Map<string, string>() });
       if (d.mutated) converted.set(e.digest, { ...e.op, source: { identifier: d.identifier, ...(d.attrs.size === 0 ? {} : { attrs: d.attrs }) } });
     } catch (err) {
-      if (err instanceof SourcePolicyError && err.location === undefined) err.location = locate(e.digest);
+      if (err instanceof SourcePolicyError && err.location === undefined) err.location = locate(e.digest) ?? consumerLocation(entries, e.digest, locate);
       throw err;
     }
   }
@@ -75,6 +76,19 @@ export function applySourcePolicy(def: Definition, engine: SourcePolicyEngine, l
   for (const [d, m] of def.metadata) if (!metadata.has(newOf(d))) metadata.set(newOf(d), m);
   const source = def.source === undefined ? undefined : { ...def.source, ...(def.source.locations === undefined ? {} : { locations: moveLocations(def.source.locations, (d) => newOf(d as Digest)) }) };
   return { def: out, metadata, ...(source === undefined ? {} : { source }) };
+}
+
+/**
+ * The location of the first op that reads `digest`: a Dockerfile's `ADD URL` puts its line on the
+ * copy, not on the http source it copies from (BuildKit's dispatchCopy does the same).
+ */
+function consumerLocation(entries: readonly Entry[], digest: Digest, locate: (digest: Digest) => SourceLocation | undefined): SourceLocation | undefined {
+  for (const e of entries) {
+    if (!e.op.inputs.some((i) => i.digest === digest)) continue;
+    const l = locate(e.digest);
+    if (l !== undefined) return l;
+  }
+  return undefined;
 }
 
 function moveLocations(locs: ReadonlyMap<string, Locations>, newOf: (d: string) => string): Map<string, Locations> {

@@ -1,0 +1,37 @@
+import type { ResolveImageConfigOptions } from '@kiln/llb-core';
+import { readSourcePolicyFile, SOURCE_POLICY_ENV, SourcePolicyEngine, SourcePolicyError } from '@kiln/solver';
+import { callerEnv, callerPath, type CliIo } from '../io.js';
+
+const DOCKER_IMAGE = 'docker-image://';
+
+/**
+ * The build's source policy: `--source-policy-file FILE` (buildctl's flag), else the file
+ * `EXPERIMENTAL_BUILDKIT_SOURCE_POLICY` names (buildx's variable), relative to the caller's
+ * directory. Undefined when neither is set (an empty variable counts as unset, as in buildx).
+ * Throws SourcePolicyError KLN0950/KLN0951 for a file that cannot be read or parsed.
+ */
+export async function loadSourcePolicy(io: CliIo, flag: string | undefined): Promise<SourcePolicyEngine | undefined> {
+  const file = flag ?? callerEnv(io)[SOURCE_POLICY_ENV];
+  if (file === undefined || file === '') return undefined;
+  return new SourcePolicyEngine([await readSourcePolicyFile(callerPath(io, file), file)]);
+}
+
+/**
+ * The image a frontend's `resolveImageConfig(ref)` must look up under `policy`, as BuildKit's
+ * bridge evaluates `docker-image://REF` before resolving: the converted reference (a pinned
+ * digest, a mirror), or `ref` itself. A denied image throws KLN0952 before any registry is asked.
+ */
+export function policyImageRef(policy: SourcePolicyEngine, ref: string, options: Pick<ResolveImageConfigOptions, 'resolveMode'>): string {
+  const attrs = new Map<string, string>();
+  // The attribute the image's source op will carry (only a non-default mode is written).
+  if (options.resolveMode !== undefined && options.resolveMode !== 'default') attrs.set('image.resolvemode', options.resolveMode);
+  const d = policy.evaluate({ identifier: `${DOCKER_IMAGE}${ref}`, attrs });
+  if (!d.mutated || d.identifier === `${DOCKER_IMAGE}${ref}`) return ref;
+  if (!d.identifier.startsWith(DOCKER_IMAGE)) {
+    throw new SourcePolicyError('KLN0954', `the source policy converts the image ${ref} to ${JSON.stringify(d.identifier)}, which is not an image whose config can be resolved`, {
+      identifier: d.identifier,
+      hint: 'convert docker-image:// sources to other docker-image:// references',
+    });
+  }
+  return d.identifier.slice(DOCKER_IMAGE.length);
+}
