@@ -2,6 +2,8 @@
 export const PACKAGE = '@kiln/runtime';
 export { WorkerError, type WorkerErrorCode, type WorkerErrorOptions } from './api/errors.js';
 export { processAlive } from './api/process-alive.js';
+export { withFileLock, type FileLockOptions } from './api/file-lock.js';
+export { withLayoutLock, LAYOUT_INDEX_LOCK } from './remotecache/layout-lock.js';
 export type { Mount, Snapshotter, SnapshotInfo, SnapshotKind, SnapshotOptions, SnapshotRemoveOptions, MountedSnapshot } from './api/snapshot.js';
 export { applyLayer, type ApplyLayerOptions, type ApplyLayerResult } from './layer/apply.js';
 export { detectCompression, LAYER_MEDIA_TYPES } from './layer/compression.js';
