@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { isOciLayoutRef, parseOciLayoutRef } from '@kiln/runtime';
 import { EngineError } from './errors.js';
 
 /** Parsed `--secret` values: id → bytes, held in memory only. */
@@ -143,26 +144,29 @@ async function startAgent(keys: readonly string[]): Promise<{ socket: string; st
   return { socket, stop };
 }
 
-/** A named context (`--build-context NAME=…`). */
+/** A named context (`--build-context NAME=…`); an OCI layout's image by `ref`, its digest if given, else its tag. */
 export type BuildContext =
   | { readonly kind: 'local'; readonly name: string; readonly path: string }
   | { readonly kind: 'image'; readonly name: string; readonly ref: string }
   | { readonly kind: 'oci-layout'; readonly name: string; readonly path: string; readonly ref: string | undefined };
 
-/** Parses `NAME=path`, `NAME=docker-image://REF`, `NAME=oci-layout://PATH[:TAG|@DIGEST]`. */
+/**
+ * Parses `NAME=path`, `NAME=docker-image://REF`, `NAME=oci-layout://PATH[:TAG][@DIGEST]` (the
+ * runtime's parser, as imagetools: a `:` or `@` in the path stays in it).
+ */
 export function parseBuildContext(value: string): BuildContext {
   const i = value.indexOf('=');
   if (i <= 0) throw badFlag('--build-context', value, 'expected NAME=VALUE');
   const name = value.slice(0, i);
   const v = value.slice(i + 1);
   if (v.startsWith('docker-image://')) return { kind: 'image', name, ref: v.slice('docker-image://'.length) };
-  if (v.startsWith('oci-layout://')) {
-    const rest = v.slice('oci-layout://'.length);
-    const at = rest.lastIndexOf('@');
-    if (at > 0) return { kind: 'oci-layout', name, path: rest.slice(0, at), ref: rest.slice(at + 1) };
-    const colon = rest.lastIndexOf(':');
-    if (colon > rest.lastIndexOf('/')) return { kind: 'oci-layout', name, path: rest.slice(0, colon), ref: rest.slice(colon + 1) };
-    return { kind: 'oci-layout', name, path: rest, ref: undefined };
+  if (isOciLayoutRef(v)) {
+    try {
+      const l = parseOciLayoutRef(v);
+      return { kind: 'oci-layout', name, path: l.path, ref: l.digest ?? l.tag };
+    } catch (e) {
+      throw badFlag('--build-context', value, (e as Error).message);
+    }
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//.test(v)) throw badFlag('--build-context', value, 'supported sources: a directory, docker-image://, oci-layout://');
   return { kind: 'local', name, path: v };

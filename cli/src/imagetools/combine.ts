@@ -1,4 +1,5 @@
 import {
+  detectMediaType as detectManifestMediaType,
   digestOf,
   isDigest,
   isIndexMediaType,
@@ -12,7 +13,7 @@ import {
   type Platform,
 } from '@kiln/runtime';
 import type { Annotation } from './annotations.js';
-import { ImagetoolsError, parseJsonContent } from './errors.js';
+import { asImagetoolsError, ImagetoolsError, parseJsonContent } from './errors.js';
 import { goIndex, goJson, withExtras } from './go-json.js';
 import { isLayoutName, locationName, parseLocation, repositoryKey, withDigest, type Location } from './location.js';
 import { platformString } from './platform-format.js';
@@ -250,16 +251,11 @@ async function platformFromConfig(s: Source, manifest: Buffer, fetch: Fetch): Pr
   };
 }
 
-/** A manifest's media type from its body when the descriptor has none (buildx's detectMediaType). */
+/** A manifest's media type from its body when the descriptor has none (the runtime's, buildx's detectMediaType): KLN0865 when it is not JSON. */
 export function detectMediaType(dt: Buffer): string {
-  let v: { mediaType?: unknown; config?: unknown; fsLayers?: unknown };
   try {
-    v = JSON.parse(dt.toString('utf8')) as typeof v;
+    return detectManifestMediaType(dt);
   } catch (e) {
-    throw new ImagetoolsError('KLN0865', 'source manifest is not JSON', { cause: e });
+    throw asImagetoolsError(e);
   }
-  if (typeof v.mediaType === 'string' && v.mediaType !== '') return v.mediaType;
-  if (v.config !== undefined) return MediaTypes.dockerManifest;
-  if (Array.isArray(v.fsLayers) && v.fsLayers.length > 0) return 'application/vnd.docker.distribution.manifest.v1+json';
-  return MediaTypes.dockerManifestList;
 }

@@ -171,7 +171,10 @@ export function layoutReader(layout: OciLayoutDir): GraphReader {
     name: layout.name,
     key: `${LAYOUT_SCHEME}${layout.dir}`,
     fetchManifest: (desc) => layout.fetch(desc),
-    openBlob: (desc) => layout.open(desc),
+    async openBlob(desc) {
+      const stream = await layout.open(desc);
+      return { stream, close: async () => void stream.destroy() };
+    },
   };
 }
 

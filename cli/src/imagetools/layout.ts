@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createWriteStream, type ReadStream } from 'node:fs';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AnnotationImageName, AnnotationRefName, MediaTypes, digestHex, digestOf, parseManifest, siblingTempPath, writeFileAtomic, type Descriptor, type ImageIndex } from '@kiln/runtime';
-import { withFileLock } from '@kiln/solver';
+import { AnnotationRefName, LAYOUT_INDEX_LOCK, MediaTypes, OciLayoutReader, resolveLayoutImage, siblingTempPath, withLayoutLock, writeFileAtomic, type Descriptor, type ImageIndex } from '@kiln/runtime';
 import { ImagetoolsError } from './errors.js';
 import { goJson } from './go-json.js';
-import { LAYOUT_SCHEME, type LayoutLocation } from './location.js';
+import type { LayoutLocation } from './location.js';
 
 /** A blob opened for reading: its bytes, and a way to let go of them when they are not all read. */
 export interface OpenedBlob {
@@ -16,119 +15,42 @@ export interface OpenedBlob {
   close(): Promise<void>;
 }
 
-/**
- * The lock file of `index.json` updates, as kiln's remote cache layouts use (BuildKit's ociindex
- * flocks `index.json.lock` instead: an flock cannot be taken from Node).
- */
-const INDEX_LOCK = '.index.json.lock';
-
 /** Manifests and indexes are read into memory up to this size (as from a registry). */
 const MAX_MANIFEST = 4 * 1024 * 1024;
 
 /**
- * An OCI image layout directory as buildx's imagetools uses one (containerd's local content store
- * over `blobs/`, BuildKit's `ociindex` for `index.json`): images found by tag or digest, blobs
- * read and written by digest. Every blob read is checked against its descriptor's size and digest.
+ * A layout reader's error as imagetools reports it: no layout or a damaged one KLN0866, a missing
+ * image or blob KLN0861, a blob too large to read KLN0865.
  */
-export class OciLayoutDir {
-  constructor(
-    /** The directory. */
-    readonly dir: string,
-    /** How messages name it (`oci-layout://PATH`). */
-    readonly name: string = `${LAYOUT_SCHEME}${dir}`,
-  ) {}
+function layoutError(e: unknown): never {
+  const code = (e as { code?: unknown }).code;
+  const to = code === 'LAYOUT_INVALID' || code === 'SIZE_MISMATCH' || code === 'DIGEST_MISMATCH' ? 'KLN0866' : code === 'IMAGE_NOT_FOUND' || code === 'BLOB_NOT_FOUND' ? 'KLN0861' : code === 'MANIFEST_INVALID' ? 'KLN0865' : undefined;
+  if (to === undefined) throw e;
+  throw new ImagetoolsError(to, (e as Error).message, { hint: (e as { hint?: string }).hint, cause: e });
+}
 
-  /** The path of a blob. */
-  blobPath(desc: Pick<Descriptor, 'digest'>): string {
-    return join(this.dir, 'blobs', 'sha256', digestHex(desc.digest));
+/**
+ * An OCI image layout directory as buildx's imagetools uses one: the runtime's reader (images
+ * found by tag or digest, blobs read by digest and checked), its errors in imagetools' codes, and
+ * the writes of `-t oci-layout://` (blobs by digest, BuildKit's `ociindex.Put` for `index.json`).
+ */
+export class OciLayoutDir extends OciLayoutReader {
+  override readIndex(): Promise<ImageIndex> {
+    return super.readIndex().catch(layoutError);
   }
 
-  /** `index.json`, parsed (KLN0866 when the directory is no OCI layout). */
-  async readIndex(): Promise<ImageIndex> {
-    let raw: Buffer;
-    try {
-      raw = await readFile(join(this.dir, 'index.json'));
-    } catch (e) {
-      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'has no index.json' : `cannot be read (${(e as Error).message})`;
-      throw new ImagetoolsError('KLN0866', `${this.name} is not an OCI layout: ${this.dir} ${why}`, {
-        hint: 'give a directory with oci-layout, index.json and blobs/ (kiln build --output type=oci,tar=false,dest=DIR, skopeo copy … oci:DIR:TAG); a tarball must be extracted first',
-        cause: e,
-      });
-    }
-    try {
-      const p = parseManifest(raw, MediaTypes.ociIndex);
-      if (p.kind !== 'index') throw new Error('not an image index');
-      return p.index;
-    } catch (e) {
-      throw new ImagetoolsError('KLN0866', `${this.name}: index.json is not an image index (${(e as Error).message})`, { cause: e });
-    }
+  override fetch(desc: Descriptor, max = MAX_MANIFEST): Promise<Buffer> {
+    return super.fetch(desc, max).catch(layoutError);
   }
 
-  /**
-   * The descriptor `loc` names: by digest, the blob (its media type read from its body, as
-   * buildx's detectMediaType); by tag, the index.json entry whose `io.containerd.image.name`, else
-   * whose `org.opencontainers.image.ref.name`, is the tag (BuildKit's `ociindex.Get`).
-   */
-  async resolve(loc: LayoutLocation, detectMediaType: (bytes: Buffer) => string): Promise<Descriptor> {
-    if (loc.digest !== undefined) {
-      const size = await this.size(loc.digest);
-      if (size === undefined) throw new ImagetoolsError('KLN0861', `${this.name} has no blob ${loc.digest}`);
-      const bytes = await this.fetch({ mediaType: '', digest: loc.digest, size });
-      return { mediaType: detectMediaType(bytes), digest: loc.digest, size };
-    }
-    const tag = loc.tag ?? 'latest';
-    const index = await this.readIndex();
-    const hit = index.manifests.find((m) => m.annotations?.[AnnotationImageName] === tag) ?? index.manifests.find((m) => m.annotations?.[AnnotationRefName] === tag);
-    if (hit === undefined) {
-      const tags = index.manifests.map((m) => m.annotations?.[AnnotationRefName]).filter((t): t is string => t !== undefined);
-      const untagged = index.manifests.filter((m) => m.annotations?.[AnnotationRefName] === undefined).map((m) => m.digest);
-      throw new ImagetoolsError('KLN0861', `${this.name} has no image tagged "${tag}" (tags: ${tags.length === 0 ? 'none' : tags.join(', ')})`, {
-        hint: untagged.length === 0 ? 'name one of its tags: oci-layout://PATH:TAG' : `name an untagged image by digest: oci-layout://PATH@${untagged[0] ?? ''}`,
-      });
-    }
-    return hit;
+  override open(desc: Descriptor): Promise<ReadStream> {
+    return super.open(desc).catch(layoutError);
   }
 
-  /** A blob's size on disk, undefined when it is not there. */
-  async size(digest: Descriptor['digest']): Promise<number | undefined> {
-    try {
-      const st = await stat(this.blobPath({ digest }));
-      return st.isFile() ? st.size : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** True when the layout has the blob (of the descriptor's size). */
-  async has(desc: Descriptor): Promise<boolean> {
-    return (await this.size(desc.digest)) === desc.size;
-  }
-
-  /** Reads a blob into memory (at most `max` bytes, the descriptor's size), digest checked. */
-  async fetch(desc: Descriptor, max = MAX_MANIFEST): Promise<Buffer> {
-    const what = `blob ${desc.digest} of ${this.name}`;
-    if (desc.size > max) throw new ImagetoolsError('KLN0865', `${what} is too large to read (${desc.size} bytes; at most ${max})`);
-    const size = await this.size(desc.digest);
-    if (size === undefined) throw new ImagetoolsError('KLN0861', `${this.name} has no blob ${desc.digest}`, { hint: 'the layout is incomplete: write it again' });
-    if (size !== desc.size) throw new ImagetoolsError('KLN0866', `${what} has ${size} bytes, its descriptor says ${desc.size}`);
-    const bytes = await readFile(this.blobPath(desc));
-    const got = digestOf(bytes);
-    if (got !== desc.digest) throw new ImagetoolsError('KLN0866', `${what}: digest mismatch (got ${got})`, { hint: 'the layout is damaged: write it again' });
-    return bytes;
-  }
-
-  /** Opens a blob for streaming (its size checked now, its digest by whoever writes it). */
-  async open(desc: Descriptor): Promise<OpenedBlob> {
-    const size = await this.size(desc.digest);
-    if (size === undefined) throw new ImagetoolsError('KLN0861', `${this.name} has no blob ${desc.digest}`, { hint: 'the layout is incomplete: write it again' });
-    if (size !== desc.size) throw new ImagetoolsError('KLN0866', `blob ${desc.digest} of ${this.name} has ${size} bytes, its descriptor says ${desc.size}`);
-    const stream = createReadStream(this.blobPath(desc), { highWaterMark: 1 << 20 });
-    return {
-      stream,
-      close: async () => {
-        stream.destroy();
-      },
-    };
+  /** The descriptor `loc` names (the runtime's resolveLayoutImage, without the build contexts' one-image fallback). */
+  resolve(loc: LayoutLocation, detectMediaType: (bytes: Buffer) => string): Promise<Descriptor> {
+    const lookup = { index: () => this.readIndex(), fetch: (d: Descriptor) => this.fetch(d), size: (d: Descriptor['digest']) => this.size(d) };
+    return resolveLayoutImage(lookup, loc, { name: this.name, detectMediaType }).catch(layoutError);
   }
 
   /**
@@ -179,7 +101,7 @@ export class OciLayoutDir {
   async tag(desc: Descriptor, tag: string | undefined, signal?: AbortSignal): Promise<void> {
     await this.writing(async () => {
       await mkdir(this.dir, { recursive: true });
-      await withFileLock(join(this.dir, INDEX_LOCK), signal, () => this.tagLocked(desc, tag));
+      await withLayoutLock(join(this.dir, LAYOUT_INDEX_LOCK), signal, () => this.tagLocked(desc, tag));
     });
   }
 

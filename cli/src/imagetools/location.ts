@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { formatReference, isDigest, parseReference, repositoryName, withTarget, type Digest, type ImageReference } from '@kiln/runtime';
+import { formatOciLayoutRef, formatReference, isOciLayoutRef, OCI_LAYOUT_SCHEME, parseOciLayoutRef, parseReference, repositoryName, withTarget, type Digest, type ImageReference, type OciLayoutRef } from '@kiln/runtime';
 import { ImagetoolsError } from './errors.js';
 
 /**
@@ -14,54 +14,31 @@ export interface RegistryLocation {
   readonly ref: ImageReference;
 }
 
-/** An image in an OCI layout directory, by tag (`org.opencontainers.image.ref.name`) or digest. */
-export interface LayoutLocation {
+/** An image in an OCI layout directory, by tag (`org.opencontainers.image.ref.name`) or digest; `path` as given (names print it so). */
+export interface LayoutLocation extends OciLayoutRef {
   readonly kind: 'layout';
-  /** The path as given (names print it so). */
-  readonly path: string;
   /** The path resolved against the caller's working directory. */
   readonly dir: string;
-  /** The tag: as given, `latest` when neither a tag nor a digest is (buildx's default). */
-  readonly tag?: string | undefined;
-  readonly digest?: Digest | undefined;
 }
 
 /** The scheme of OCI layout locations (buildx's `oci-layout://`). */
-export const LAYOUT_SCHEME = 'oci-layout://';
-
-// distribution/reference's TagRegexp and DigestRegexp, anchored (buildx's ocilayout.Parse).
-const TAG = /^[\w][\w.-]{0,127}$/;
-const DIGEST_LIKE = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$/;
+export const LAYOUT_SCHEME = OCI_LAYOUT_SCHEME;
 
 /** True for `oci-layout://…`. */
-export function isLayoutName(s: string): boolean {
-  return s.startsWith(LAYOUT_SCHEME);
-}
+export const isLayoutName = isOciLayoutRef;
 
 /**
- * Parses `oci-layout://PATH[:TAG][@DIGEST]` as buildx's `ocilayout.Parse`: a digest after the
- * last `@`, then a tag after the last `:` (only when what follows is one, so `/a:b/c` stays a
- * path), `latest` when neither is given. A relative PATH is resolved against `cwd`.
+ * Parses `oci-layout://PATH[:TAG][@DIGEST]` with the runtime's parser (buildx's `ocilayout.Parse`;
+ * KLN0860 when it is refused); a relative PATH is resolved against `cwd`.
  */
 export function parseLayoutLocation(s: string, cwd: string): LayoutLocation {
-  let rest = s.slice(LAYOUT_SCHEME.length);
-  let digest: Digest | undefined;
-  let tag: string | undefined;
-  const at = rest.lastIndexOf('@');
-  if (at >= 0 && DIGEST_LIKE.test(rest.slice(at + 1))) {
-    const d = rest.slice(at + 1);
-    if (!isDigest(d)) throw new ImagetoolsError('KLN0860', `${s}: invalid digest "${d}"`, { hint: 'a digest is sha256: and 64 lowercase hex digits' });
-    digest = d;
-    rest = rest.slice(0, at);
+  let ref: OciLayoutRef;
+  try {
+    ref = parseOciLayoutRef(s);
+  } catch (e) {
+    throw new ImagetoolsError('KLN0860', (e as Error).message, { hint: (e as { hint?: string }).hint, cause: e });
   }
-  const colon = rest.lastIndexOf(':');
-  if (colon >= 0 && TAG.test(rest.slice(colon + 1))) {
-    tag = rest.slice(colon + 1);
-    rest = rest.slice(0, colon);
-  }
-  if (rest === '') throw new ImagetoolsError('KLN0860', `${s}: no layout directory given`, { hint: 'use oci-layout://PATH[:TAG|@DIGEST]' });
-  if (tag === undefined && digest === undefined) tag = 'latest';
-  return { kind: 'layout', path: rest, dir: resolve(cwd, rest), ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) };
+  return { kind: 'layout', ...ref, dir: resolve(cwd, ref.path) };
 }
 
 /** A registry reference or an `oci-layout://` location (KLN0860 when the reference does not parse). */
@@ -77,7 +54,7 @@ export function parseLocation(s: string, cwd: string): Location {
 /** The location as buildx prints it: `host/repo:tag`, or `oci-layout://PATH:TAG` / `…@DIGEST`. */
 export function locationName(loc: Location): string {
   if (loc.kind === 'registry') return formatReference(loc.ref);
-  return `${LAYOUT_SCHEME}${loc.path}${loc.tag === undefined ? '' : `:${loc.tag}`}${loc.digest === undefined ? '' : `@${loc.digest}`}`;
+  return formatOciLayoutRef(loc);
 }
 
 /**

@@ -2,56 +2,38 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js';
+import { digestHex, isDigest, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { siblingTempPath, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
-import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from './copy.js';
-import { parseManifest, jsonBytes, sortedKeys } from './manifest.js';
+import { copyImageGraph, listImageBlobs, storeProvider } from './copy.js';
+import { jsonBytes, sortedKeys } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
+import { OciLayoutReader, parseLayoutIndex, resolveLayoutImage, type LayoutContent } from './oci-layout-reader.js';
 import { storeFetcher } from './resolve.js';
 import { LAYOUT_INDEX_LOCK, withLayoutLock } from '../remotecache/layout-lock.js';
 import { abortable, packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
 import type { Descriptor, ImageIndex, Platform } from './types.js';
 
+export { findLayoutImage } from './oci-layout-reader.js';
+
 /** An opened OCI image layout: its `index.json` and a way to read its blobs. */
-export interface OciLayout {
-  readonly index: ImageIndex;
-  readonly provider: BlobProvider;
-}
+export type OciLayout = LayoutContent;
 
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
 
-function verified(desc: Descriptor, b: Buffer): Buffer {
-  const d = digestOf(b);
-  if (d !== desc.digest) throw new ImageStoreError('DIGEST_MISMATCH', `layout blob ${desc.digest} has digest ${d}`);
-  return b;
-}
-
 /**
- * Opens an OCI layout directory in place, or a layout tarball (`.tar`) by streaming its blobs into
- * `store` (digest-verified). Throws `LAYOUT_INVALID` if `oci-layout` / `index.json` are missing.
+ * Opens an OCI layout directory in place ({@link OciLayoutReader}), or a layout tarball (`.tar`) by
+ * streaming its blobs into `store` (digest-verified). LAYOUT_INVALID when there is no `index.json`
+ * (in a tarball, no `oci-layout` either) or it is no image index.
  */
 export async function openOciLayout(path: string, store: ContentStore): Promise<OciLayout> {
   const st = await stat(path).catch((e: unknown) => {
     throw new ImageStoreError('LAYOUT_INVALID', `OCI layout ${path} does not exist`, { cause: e });
   });
   if (st.isDirectory()) {
-    let indexBytes: Buffer;
-    try {
-      await readFile(join(path, 'oci-layout'));
-      indexBytes = await readFile(join(path, 'index.json'));
-    } catch (e) {
-      throw new ImageStoreError('LAYOUT_INVALID', `${path} is not an OCI layout (needs oci-layout and index.json)`, { cause: e });
-    }
-    const blob = (d: Descriptor): string => join(path, 'blobs', 'sha256', digestHex(d.digest));
-    return {
-      index: parseIndex(indexBytes, path),
-      provider: {
-        fetch: async (d) => verified(d, await readFile(blob(d))),
-        open: async (d) => createReadStream(blob(d)),
-      },
-    };
+    const dir = new OciLayoutReader(path);
+    return { index: await dir.readIndex(), provider: dir, size: (d) => dir.size(d) };
   }
   let indexBytes: Buffer | undefined;
   let sawLayout = false;
@@ -66,7 +48,11 @@ export async function openOciLayout(path: string, store: ContentStore): Promise<
     }
   });
   if (indexBytes === undefined || !sawLayout) throw new ImageStoreError('LAYOUT_INVALID', `${path} is not an OCI layout tarball (needs oci-layout and index.json)`);
-  return { index: parseIndex(indexBytes, path), provider: storeProvider(store, storeFetcher(store)) };
+  return {
+    index: parseLayoutIndex(indexBytes, path),
+    provider: storeProvider(store, storeFetcher(store)),
+    size: async (d) => ((await store.has(d)) ? (await store.info(d)).size : undefined),
+  };
 }
 
 async function collect(r: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -75,45 +61,19 @@ async function collect(r: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function parseIndex(bytes: Buffer, path: string): ImageIndex {
-  const p = parseManifest(bytes, MediaTypes.ociIndex);
-  if (p.kind !== 'index') throw new ImageStoreError('LAYOUT_INVALID', `${path}/index.json is not an image index`);
-  return p.index;
-}
-
 /**
- * Finds an image in a layout's index by tag (`org.opencontainers.image.ref.name`, or the tag of
- * `io.containerd.image.name`) or by digest. Without a ref, a layout with one entry yields it.
+ * Copies one image of a layout into the store (optionally only one platform); returns its
+ * descriptor. `ref` is a digest (any blob of the layout) or a tag (`latest` without one); a tag no
+ * entry has still picks the image of a one-image layout, as buildx resolves build contexts.
  */
-export function findLayoutImage(index: ImageIndex, ref?: string): Descriptor {
-  if (ref === undefined || ref === '') {
-    const first = index.manifests[0];
-    if (index.manifests.length === 1 && first !== undefined) return first;
-    const named = index.manifests.find((m) => m.annotations?.[AnnotationRefName] === 'latest');
-    if (named !== undefined) return named;
-    throw new ImageStoreError('IMAGE_NOT_FOUND', `OCI layout has ${index.manifests.length} images; name one by tag or digest`);
-  }
-  const hit = index.manifests.find(
-    (m) =>
-      m.digest === ref ||
-      m.annotations?.[AnnotationRefName] === ref ||
-      m.annotations?.[AnnotationImageName] === ref ||
-      (m.annotations?.[AnnotationImageName] ?? '').endsWith(`:${ref}`),
-  );
-  if (hit === undefined) {
-    const tags = index.manifests.map((m) => m.annotations?.[AnnotationRefName]).filter((x) => x !== undefined);
-    throw new ImageStoreError('IMAGE_NOT_FOUND', `no image "${ref}" in OCI layout (tags: ${tags.join(', ') || 'none'})`);
-  }
-  return hit;
-}
-
-/** Copies one image of a layout into the store (optionally only one platform); returns its descriptor. */
 export async function importOciLayout(
   layout: OciLayout,
   store: ContentStore,
   opts: { ref?: string; platform?: Platform } = {},
 ): Promise<Descriptor> {
-  const desc = findLayoutImage(layout.index, opts.ref);
+  const ref = opts.ref ?? 'latest';
+  const lookup = { index: async () => layout.index, fetch: (d: Descriptor) => layout.provider.fetch(d), size: layout.size };
+  const desc = await resolveLayoutImage(lookup, isDigest(ref) ? { digest: ref } : { tag: ref }, { single: true });
   const { annotations: _a, ...plain } = desc;
   await copyImageGraph(layout.provider, plain, store, { platform: opts.platform });
   return plain;
@@ -215,7 +175,7 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
   const indexPath = join(dest, 'index.json');
   // Checked before the blobs are copied: a directory that is not a layout is refused untouched.
   const first = await readFile(indexPath).catch(() => undefined);
-  if (first !== undefined) parseIndex(first, dest);
+  if (first !== undefined) parseLayoutIndex(first, dest);
   const blobDir = join(dest, 'blobs', 'sha256');
   await mkdir(blobDir, { recursive: true });
   for (const b of await collectBlobs(store, images)) {
@@ -231,7 +191,7 @@ export async function addToOciLayoutDir(store: ContentStore, dest: string, image
   // take the same one): two exports into one layout would otherwise each drop the other's entry.
   await withLayoutLock(join(dest, LAYOUT_INDEX_LOCK), opts.signal, async () => {
     const old = await readFile(indexPath).catch(() => undefined);
-    const index: ImageIndex = old === undefined ? { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] } : parseIndex(old, dest);
+    const index: ImageIndex = old === undefined ? { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] } : parseLayoutIndex(old, dest);
     const kept = index.manifests.filter((m) => !tags.has(m.annotations?.[AnnotationRefName] ?? '\0'));
     const merged: ImageIndex = {
       schemaVersion: 2,

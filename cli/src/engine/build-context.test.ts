@@ -1,0 +1,40 @@
+import { describe, expect, test } from 'vitest';
+import { parseBuildContext } from './session.js';
+
+const D = `sha256:${'b'.repeat(64)}`;
+
+describe('parseBuildContext: --build-context NAME=oci-layout://PATH[:TAG][@DIGEST] (the runtime parser, as imagetools)', () => {
+  test.for([
+    ['base=oci-layout:///abs/lay', '/abs/lay', 'latest'],
+    ['base=oci-layout://rel/lay', 'rel/lay', 'latest'],
+    ['base=oci-layout://rel/lay:v1', 'rel/lay', 'v1'],
+    [`base=oci-layout:///abs/lay@${D}`, '/abs/lay', D],
+    // tag and digest: the digest picks the image (buildx sends NAME:TAG@DIGEST; BuildKit reads the digest)
+    [`base=oci-layout:///abs/lay:v1@${D}`, '/abs/lay', D],
+    // a ':' or '@' in a directory name stays in the path
+    ['base=oci-layout:///tmp/a:b/lay', '/tmp/a:b/lay', 'latest'],
+    ['base=oci-layout:///tmp/a:b/lay:v2', '/tmp/a:b/lay', 'v2'],
+    ['base=oci-layout:///tmp/u@host/lay', '/tmp/u@host/lay', 'latest'],
+    [`base=oci-layout:///tmp/u@host/lay:v2@${D}`, '/tmp/u@host/lay', D],
+    // the name may hold '=' only before the first one: the value keeps the rest
+    ['example.invalid/fe:1=oci-layout://lay:fe', 'lay', 'fe'],
+  ] as const)('%s', ([value, path, ref]) => {
+    const c = parseBuildContext(value);
+    expect(c).toEqual({ kind: 'oci-layout', name: value.slice(0, value.indexOf('=')), path, ref });
+  });
+
+  test.for([
+    ['base=oci-layout://', 'no layout directory given'],
+    [`base=oci-layout://@${D}`, 'no layout directory given'],
+    [`base=oci-layout://lay@sha256:${'b'.repeat(40)}`, 'invalid digest'],
+    [`base=oci-layout://lay@sha512:${'b'.repeat(128)}`, 'invalid digest'],
+  ] as const)('%s is refused with KLN0702 naming the flag', ([value, why]) => {
+    expect(() => parseBuildContext(value)).toThrow(expect.objectContaining({ code: 'KLN0702', message: expect.stringMatching(new RegExp(`^invalid --build-context ".*": .*${why}`)) as unknown }));
+  });
+
+  test('other forms are unchanged', () => {
+    expect(parseBuildContext('x=docker-image://busybox:1')).toEqual({ kind: 'image', name: 'x', ref: 'busybox:1' });
+    expect(parseBuildContext('x=../dir')).toEqual({ kind: 'local', name: 'x', path: '../dir' });
+    expect(() => parseBuildContext('x=git://h/r')).toThrow(expect.objectContaining({ code: 'KLN0702' }));
+  });
+});
