@@ -1,5 +1,5 @@
 import {
-  detectMediaType as detectManifestMediaType,
+  detectMediaType,
   digestOf,
   isDigest,
   isIndexMediaType,
@@ -13,7 +13,7 @@ import {
   type Platform,
 } from '@kiln/runtime';
 import type { Annotation } from './annotations.js';
-import { asImagetoolsError, ImagetoolsError, parseJsonContent } from './errors.js';
+import { ImagetoolsError, parseJsonContent } from './errors.js';
 import { goIndex, goJson, withExtras } from './go-json.js';
 import { isLayoutName, locationName, parseLocation, repositoryKey, withDigest, type Location } from './location.js';
 import { platformString } from './platform-format.js';
@@ -251,11 +251,5 @@ async function platformFromConfig(s: Source, manifest: Buffer, fetch: Fetch): Pr
   };
 }
 
-/** A manifest's media type from its body when the descriptor has none (the runtime's, buildx's detectMediaType): KLN0865 when it is not JSON. */
-export function detectMediaType(dt: Buffer): string {
-  try {
-    return detectManifestMediaType(dt);
-  } catch (e) {
-    throw asImagetoolsError(e);
-  }
-}
+/** A manifest's media type from its body when the descriptor has none (buildx's detectMediaType; MANIFEST_INVALID, KLN0865 to the user, when it is not JSON). */
+export { detectMediaType } from '@kiln/runtime';
