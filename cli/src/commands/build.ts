@@ -110,7 +110,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--provenance [value]', 'attach a SLSA provenance attestation: true (mode=min), false, or mode=min|max[,builder-id=URL][,reproducible=true]; none by default (buildx adds mode=min to images)')
     .option('--attest <spec>', 'attestation: type=provenance[,mode=min|max][,builder-id=URL][,reproducible=true][,disabled=true] or type=sbom[,generator=IMAGE] (repeatable, one per type)', collect, [])
     .option('--sbom [value]', 'attach an SBOM made by a scanner image: true (docker/buildkit-syft-scanner:stable-1, must be pullable), false, or generator=IMAGE')
-    .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG] (repeatable)', collect, [])
+    .option('--build-context <name=value>', 'named context: NAME=path|docker-image://REF|oci-layout://PATH[:TAG][@DIGEST] (repeatable)', collect, [])
     .option('--label <key=value>', 'set an image label (repeatable; wins over the Dockerfile LABEL)', collect, [])
     .option('--annotation <[type:]key=value>', 'add an OCI annotation to image outputs; type manifest (default), index, manifest-descriptor or index-descriptor, e.g. index:org.opencontainers.image.title=app (repeatable)', collect, [])
     .option('--add-host <host:ip>', 'add an /etc/hosts entry for RUN steps (repeatable)', collect, [])
