@@ -1,6 +1,7 @@
 import { basename, dirname, join, relative } from 'node:path';
 import type { BuildRequest } from '../engine/build.js';
 import { callerEnv, type CliIo } from '../io.js';
+import { formatOciLayoutRef, isDigest } from '@kiln/runtime';
 import type { ProgressSink } from '@kiln/solver';
 import { recording, startRecording, type BuildDescription, type BuildRecording, type RecordOptions } from './recorder.js';
 
@@ -45,7 +46,7 @@ export function describeBuild(req: BuildRequest, contextArg: string, target?: st
     req.dockerfile === undefined ? (req.dockerfileText !== undefined && !stdinContext ? '-' : stdinContext ? DEFAULT_FILE : join(req.context, DEFAULT_FILE)) : stdinContext ? relative(req.context, req.dockerfile) : req.dockerfile;
   const platforms = req.platform?.split(',').map((p) => p.trim()).filter((p) => p !== '');
   const contexts: Record<string, string> = {};
-  for (const c of req.buildContexts ?? []) contexts[c.name] = c.kind === 'image' ? `docker-image://${c.ref}` : c.kind === 'oci-layout' ? `oci-layout://${c.path}${c.ref === undefined ? '' : `:${c.ref}`}` : c.path;
+  for (const c of req.buildContexts ?? []) contexts[c.name] = c.kind === 'image' ? `docker-image://${c.ref}` : c.kind === 'oci-layout' ? layoutSource(c.path, c.ref) : c.path;
   const secrets = Object.keys(req.secrets ?? {}).sort();
   const ssh = Object.keys(req.ssh ?? {}).sort();
   return {
@@ -123,4 +124,9 @@ export function bakeRecorder(io: CliIo, root: string): (name: string, target: Ba
     if (hidden === undefined) return rec;
     return recording(rec.sink, (r) => rec.completed({ ...r, exports: r.exports.filter((x) => !x.names.includes(hidden)) }), rec.failed, rec.tee);
   };
+}
+
+/** `oci-layout://PATH[:TAG|@DIGEST]` as given (the context keeps a tag or a digest in one field). */
+function layoutSource(path: string, ref: string | undefined): string {
+  return formatOciLayoutRef({ path, ...(ref === undefined ? {} : isDigest(ref) ? { digest: ref } : { tag: ref }) });
 }

@@ -1,0 +1,20 @@
+import { describe, expect, test } from 'vitest';
+import { parseBuildContext } from '../engine/session.js';
+import type { BuildRequest } from '../engine/build.js';
+import { describeBuild } from './describe.js';
+
+const D = `sha256:${'a'.repeat(64)}`;
+
+describe('describeBuild', () => {
+  test('build contexts are kept as given: oci-layout tags after ":", digests after "@"', () => {
+    const contexts = ['base=oci-layout:///l/app:v1', `pinned=oci-layout:///l/app@${D}`, 'plain=oci-layout:///l/app', 'img=docker-image://busybox:1', 'dir=/src/x'];
+    const req: BuildRequest = { context: '/src', outputs: [], buildContexts: contexts.map(parseBuildContext) };
+    expect(describeBuild(req, '/src').contexts).toEqual({
+      base: 'oci-layout:///l/app:v1',
+      pinned: `oci-layout:///l/app@${D}`,
+      plain: 'oci-layout:///l/app:latest',
+      img: 'docker-image://busybox:1',
+      dir: '/src/x',
+    });
+  });
+});
