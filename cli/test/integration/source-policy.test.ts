@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { encodeDefinition, image } from '@kiln/llb-core';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { parseRawJson, runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { parseRawJson, runKiln, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
 // Source policies (--source-policy-file, EXPERIMENTAL_BUILDKIT_SOURCE_POLICY) on real builds:
 // runc, a docker-registry on 127.0.0.1 holding an image that differs from the store's busybox.
@@ -82,6 +82,35 @@ describe('CONVERT', () => {
     expect(await sb.containersStarted()).toBe(n);
     expect(await readFile(join(`${out}-2`, 'seen'), 'utf8')).toBe(`${variantText}\n`);
   }, 180_000);
+
+  test('kiln/ts builds go through the same policy (any frontend), also through a kiln daemon', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `ts-${t}`);
+    await writeTree(ctx, { 'kiln.build.ts': `import { image, sh } from "kiln";\nexport default () => image("busybox").run(sh\`(cat /variant || echo plain-busybox) > /seen; echo ${t} > /token\`);\n` });
+    const pin = await policyFile('ts-pin', [{ action: 'CONVERT', selector: { identifier: BUSYBOX }, updates: { identifier: `docker-image://${variant}` } }]);
+    const out = join(sb.dir, `ts-out-${t}`);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--source-policy-file', pin, '--output', `type=local,dest=${out}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(join(out, 'seen'), 'utf8')).toBe(`${variantText}\n`);
+
+    // Through a daemon: the client's variable and working directory name the file.
+    const sock = join(sb.dir, `kilnd-${t}.sock`);
+    const env = { KILN_HOST: `unix://${sock}` };
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${sock}`], env);
+    try {
+      const deny = await policyFile('ts-deny', [{ action: 'DENY', selector: { identifier: BUSYBOX } }]);
+      const viaDaemon = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain'], { env: { ...env, EXPERIMENTAL_BUILDKIT_SOURCE_POLICY: basename(deny) }, cwd: sb.dir });
+      expect(viaDaemon.code).toBe(1);
+      // kiln/ts reports a base image it could not resolve as its own error, at the image() call.
+      expect(viaDaemon.stderr).toContain(`kiln.build.ts:2:22: base image busybox: source "${BUSYBOX}" denied by policy: rules[0]`);
+      expect(viaDaemon.stderr).not.toMatch(NO_STACK);
+      // The daemon ran it (not a fallback process).
+      expect(d.log()).toMatch(/started build for client/);
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exited;
+    }
+  }, 120_000);
 
   test('kiln solve: raw LLB has its image source converted by the same policy', async () => {
     const t = token();
