@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Container, Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendContainerRequest, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
-import { loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex, type SourcePolicyEngine } from '@kiln/solver';
+import { applySourcePolicy, loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex, type SourcePolicyEngine } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 import { newEngineContainer } from './container.js';
@@ -82,6 +82,16 @@ export class SolverBackend implements SolveBackend {
     this.#refs.push(ref);
     if (result !== undefined) this.#results.set(ref, result);
     return ref;
+  }
+
+  /**
+   * `definition` as the solver ran it: with the build's source policy applied (itself without
+   * one), for provenance, whose materials are the sources the build used (BuildKit captures them
+   * from the loaded, converted ops). Call it only for a Definition that solved: it does not throw then.
+   */
+  protected converted(definition: Definition): Definition {
+    const policy = this.#opts.sourcePolicy;
+    return policy === undefined ? definition : applySourcePolicy(definition, policy, () => undefined);
   }
 
   /** The build's session id: local sources of every solve share it; an external frontend gets it as `BUILDKIT_SESSION_ID`. */

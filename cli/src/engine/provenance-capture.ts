@@ -15,7 +15,8 @@ export class RecordingBackend extends SolverBackend {
 
   override async solve(definition: Definition, options: BackendSolveOptions = {}): Promise<SnapshotRef> {
     const ref = await super.solve(definition, options);
-    this.#definitions.set(ref, definition);
+    // As solved: a source the policy converted is recorded as what was used.
+    this.#definitions.set(ref, this.converted(definition));
     return ref;
   }
 

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { encodeDefinition, image } from '@kiln/llb-core';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
-import { parseRawJson, runKiln, startDaemon, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { layoutJson, parseRawJson, runKiln, startDaemon, token, unpackLayout, useSandbox, writeTree, type Descriptor, type KilnSandbox } from './build-helpers.js';
 
 // Source policies (--source-policy-file, EXPERIMENTAL_BUILDKIT_SOURCE_POLICY) on real builds:
 // runc, a docker-registry on 127.0.0.1 holding an image that differs from the store's busybox.
@@ -82,6 +82,24 @@ describe('CONVERT', () => {
     expect(await sb.containersStarted()).toBe(n);
     expect(await readFile(join(`${out}-2`, 'seen'), 'utf8')).toBe(`${variantText}\n`);
   }, 180_000);
+
+  test('provenance materials name the converted image, not the one the Dockerfile wrote', async () => {
+    const t = token();
+    const ctx = await probeContext(t);
+    const pin = await policyFile('prov-pin', [{ action: 'CONVERT', selector: { identifier: BUSYBOX }, updates: { identifier: `docker-image://${variant}` } }]);
+    const out = join(sb.dir, `prov-${t}.tar`);
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--source-policy-file', pin, '--provenance', 'mode=max', '--output', `type=oci,dest=${out}`]);
+    expect(r.code, r.stderr).toBe(0);
+    const layout = await unpackLayout(out);
+    const index = await layoutJson<{ manifests: Descriptor[] }>(layout, JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')).manifests[0].digest);
+    const att = index.manifests.find((m) => m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest');
+    const manifest = await layoutJson<{ layers: Descriptor[] }>(layout, att?.digest ?? '');
+    const statement = await layoutJson<{ predicate: { materials: { uri: string; digest: { sha256: string } }[] } }>(layout, manifest.layers[0]?.digest ?? '');
+    const digest = variant.slice(variant.indexOf('@sha256:') + 8);
+    const used = statement.predicate.materials.filter((m) => m.digest.sha256 === digest);
+    expect(used.length).toBeGreaterThan(0);
+    expect(used.every((m) => m.uri.includes('team/variant'))).toBe(true);
+  }, 120_000);
 
   test('kiln/ts builds go through the same policy (any frontend), also through a kiln daemon', async () => {
     const t = token();
