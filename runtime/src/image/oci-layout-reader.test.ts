@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { digestHex, digestOf } from '../content/digest.js';
 import { ContentStore } from '../content/store.js';
 import { importOciLayout, openOciLayout } from './oci-layout.js';
-import { findLayoutImage, OciLayoutReader, resolveLayoutImage } from './oci-layout-reader.js';
+import { findLayoutImage, MAX_MANIFEST_SIZE, OciLayoutReader, resolveLayoutImage } from './oci-layout-reader.js';
 import { parseOciLayoutRef } from './oci-layout-ref.js';
 import type { Descriptor, ImageIndex } from './types.js';
 
@@ -115,5 +115,18 @@ describe('OciLayoutReader and build-context imports (buildx resolveDigest)', () 
     await expect(r.fetch(child)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
     await expect(r.open(child)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
     await expect(r.fetch({ ...child, size: 100 }, 10)).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
+  });
+
+  test('a digest of a blob larger than any manifest (a layer) is refused by its size, not read into memory', async () => {
+    const { dir } = await layoutDir(['v1']);
+    const layer = Buffer.alloc(MAX_MANIFEST_SIZE + 1, 7);
+    const r = new OciLayoutReader(dir);
+    await writeFile(r.blobPath({ digest: digestOf(layer) }), layer);
+    const read: string[] = [];
+    const lookup = { index: () => r.readIndex(), fetch: async (d: Descriptor) => (read.push(d.digest), r.fetch(d)), size: (d: Descriptor['digest']) => r.size(d) };
+    await expect(resolveLayoutImage(lookup, { digest: digestOf(layer) }, { name: 'L' })).rejects.toMatchObject({ code: 'MANIFEST_INVALID', message: expect.stringContaining('is no manifest or index') });
+    expect(read).toEqual([]);
+    const store = await ContentStore.open(join(root, 'store'));
+    await expect(importOciLayout(await openOciLayout(dir, store), store, { ref: digestOf(layer) })).rejects.toMatchObject({ code: 'MANIFEST_INVALID' });
   });
 });

@@ -11,6 +11,9 @@ import type { Descriptor, ImageIndex } from './types.js';
 
 const DAMAGED = 'the layout is damaged or incomplete: write it again';
 
+/** Manifests and indexes are read into memory up to this size (as from a registry). */
+export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
+
 /**
  * An OCI image layout directory read in place, as BuildKit reads one (`ociindex` for
  * `index.json`, containerd's local content store over `blobs/`): only `index.json` is required.
@@ -162,7 +165,14 @@ export async function resolveLayoutImage(
   if (want.digest === undefined) return findLayoutImage(await layout.index(), { tag: want.tag }, opts);
   const digest = want.digest;
   const size = await layout.size(digest);
-  if (size === undefined) throw new ImageStoreError('BLOB_NOT_FOUND', `${opts.name ?? 'OCI layout'} has no blob ${digest}`);
+  const name = opts.name ?? 'OCI layout';
+  if (size === undefined) throw new ImageStoreError('BLOB_NOT_FOUND', `${name} has no blob ${digest}`);
+  // Read whole to learn its media type: a layer's digest is refused by its size, not read into memory.
+  if (size > MAX_MANIFEST_SIZE) {
+    throw new ImageStoreError('MANIFEST_INVALID', `blob ${digest} of ${name} is no manifest or index (${size} bytes; at most ${MAX_MANIFEST_SIZE})`, {
+      hint: 'name an image manifest or index by digest (a layer or config digest names no image)',
+    });
+  }
   const bytes = await layout.fetch({ mediaType: '', digest, size });
   return { mediaType: (opts.detectMediaType ?? detectMediaType)(bytes), digest, size };
 }
