@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeOp, digestOf, http, image, SourceMap, type Definition, type State } from '@kiln/llb-core';
+import { decodeOp, digestOf, git, http, image, SourceMap, type Definition, type State } from '@kiln/llb-core';
 import { loadGraph } from '../llb/load.js';
 import { applySourcePolicy } from './apply.js';
 import { SourcePolicyEngine } from './engine.js';
@@ -66,6 +66,14 @@ describe('applySourcePolicy', () => {
     expect(op.kind === 'source' ? Object.fromEntries(op.source.attrs ?? []) : undefined).toEqual({ 'http.checksum': PIN, 'http.filename': 'tool.tgz' });
     expect(pinned.def[0]).toEqual((await http('https://example.com/tool.tgz', { filename: 'tool.tgz', checksum: PIN }).marshal(M)).def[0]);
     expect(() => loadGraph(def, { sourcePolicy: policy([{ action: 'DENY', selector: { identifier: 'https://*' } }]) })).toThrow(expect.objectContaining({ code: 'KLN0952' }));
+  });
+
+  test('git sources: a ref rewritten by a wildcard CONVERT, a host denied', async () => {
+    const def = await git('https://github.com/moby/buildkit.git', 'v0.11.6').marshal(M);
+    expect(identifiers(def)).toEqual(['git://github.com/moby/buildkit.git#v0.11.6']);
+    const moved = applySourcePolicy(def, policy([{ action: 'CONVERT', selector: { identifier: 'git://github.com/moby/*' }, updates: { identifier: 'git://git.mirror.local/moby/${1}' } }]), () => undefined);
+    expect(identifiers(moved)).toEqual(['git://git.mirror.local/moby/buildkit.git#v0.11.6']);
+    expect(() => loadGraph(def, { sourcePolicy: policy([{ action: 'DENY', selector: { identifier: 'git://github.com/*' } }]) })).toThrow(expect.objectContaining({ code: 'KLN0952', identifier: 'git://github.com/moby/buildkit.git#v0.11.6' }));
   });
 
   test('two sources that become one op: the graph keeps it once', async () => {
