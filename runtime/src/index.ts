@@ -26,7 +26,7 @@ export { parseManifest, parseDescriptor, parseImageConfig, jsonBytes, type Parse
 export { resolveImage, storeFetcher, type BlobFetcher, type ResolvedImage } from './image/resolve.js';
 export { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider, type CopyGraphOptions } from './image/copy.js';
 export { ImageStore, type ImageRecord } from './image/image-store.js';
-export { OciLayoutReader, parseLayoutIndex, resolveLayoutImage, detectMediaType, type LayoutSelector, type LayoutContent, type LayoutLookup, type FindLayoutImageOptions } from './image/oci-layout-reader.js';
+export { OciLayoutReader, parseLayoutIndex, resolveLayoutImage, detectMediaType, MAX_MANIFEST_SIZE, type LayoutSelector, type LayoutLookup, type FindLayoutImageOptions } from './image/oci-layout-reader.js';
 export { parseOciLayoutRef, formatOciLayoutRef, isOciLayoutRef, OCI_LAYOUT_SCHEME, type OciLayoutRef } from './image/oci-layout-ref.js';
 export { openOciLayout, findLayoutImage, importOciLayout, layoutIndex, writeOciLayoutDir, addToOciLayoutDir, writeOciLayoutTar, layoutTarEntries, type OciLayout, type LayoutImage, type LayoutTarOptions } from './image/oci-layout.js';
 export { packTar, readTar, type PackEntry, type TarHeader } from './image/tar-pack.js';

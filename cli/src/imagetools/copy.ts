@@ -1,8 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatReference, parseManifest, pullScope, pushScope, putManifest, repositoryName, type Descriptor, type ImageReference, type RegistryClient } from '@kiln/runtime';
+import { formatReference, OCI_LAYOUT_SCHEME, parseManifest, pullScope, pushScope, putManifest, repositoryName, type Descriptor, type ImageReference, type RegistryClient } from '@kiln/runtime';
 import { asImagetoolsError, ImagetoolsError } from './errors.js';
 import type { OciLayoutDir, OpenedBlob } from './layout.js';
-import { LAYOUT_SCHEME } from './location.js';
 import { isManifestLike } from './source.js';
 
 /** What {@link copyGraph} did. */
@@ -169,7 +168,7 @@ export function registryReader(client: RegistryClient, ref: ImageReference): Gra
 export function layoutReader(layout: OciLayoutDir): GraphReader {
   return {
     name: layout.name,
-    key: `${LAYOUT_SCHEME}${layout.dir}`,
+    key: `${OCI_LAYOUT_SCHEME}${layout.dir}`,
     fetchManifest: (desc) => layout.fetch(desc),
     async openBlob(desc) {
       const stream = await layout.open(desc);
@@ -195,7 +194,7 @@ export function layoutWriter(layout: OciLayoutDir): GraphWriter {
   return {
     kind: 'layout',
     name: layout.name,
-    key: `${LAYOUT_SCHEME}${layout.dir}`,
+    key: `${OCI_LAYOUT_SCHEME}${layout.dir}`,
     hasManifest: (desc) => layout.has(desc),
     putManifest: (desc, bytes, signal) => layout.writeBlob(desc, [bytes], signal),
     async copyBlob(desc, from, signal) {

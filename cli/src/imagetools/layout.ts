@@ -4,7 +4,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AnnotationRefName, LAYOUT_INDEX_LOCK, MediaTypes, OciLayoutReader, resolveLayoutImage, siblingTempPath, withLayoutLock, writeFileAtomic, type Descriptor, type ImageIndex } from '@kiln/runtime';
+import { AnnotationRefName, LAYOUT_INDEX_LOCK, MAX_MANIFEST_SIZE, MediaTypes, OciLayoutReader, resolveLayoutImage, siblingTempPath, withLayoutLock, writeFileAtomic, type Descriptor, type ImageIndex } from '@kiln/runtime';
 import { ImagetoolsError } from './errors.js';
 import { goJson } from './go-json.js';
 import type { LayoutLocation } from './location.js';
@@ -14,9 +14,6 @@ export interface OpenedBlob {
   readonly stream: AsyncIterable<Uint8Array>;
   close(): Promise<void>;
 }
-
-/** Manifests and indexes are read into memory up to this size (as from a registry). */
-const MAX_MANIFEST = 4 * 1024 * 1024;
 
 /**
  * A layout reader's error as imagetools reports it: no layout or a damaged one KLN0866, a missing
@@ -39,7 +36,7 @@ export class OciLayoutDir extends OciLayoutReader {
     return super.readIndex().catch(layoutError);
   }
 
-  override fetch(desc: Descriptor, max = MAX_MANIFEST): Promise<Buffer> {
+  override fetch(desc: Descriptor, max = MAX_MANIFEST_SIZE): Promise<Buffer> {
     return super.fetch(desc, max).catch(layoutError);
   }
 
@@ -49,8 +46,7 @@ export class OciLayoutDir extends OciLayoutReader {
 
   /** The descriptor `loc` names (the runtime's resolveLayoutImage, without the build contexts' one-image fallback). */
   resolve(loc: LayoutLocation, detectMediaType: (bytes: Buffer) => string): Promise<Descriptor> {
-    const lookup = { index: () => this.readIndex(), fetch: (d: Descriptor) => this.fetch(d), size: (d: Descriptor['digest']) => this.size(d) };
-    return resolveLayoutImage(lookup, loc, { name: this.name, detectMediaType }).catch(layoutError);
+    return resolveLayoutImage(this, loc, { name: this.name, detectMediaType }).catch(layoutError);
   }
 
   /**

@@ -21,9 +21,6 @@ export interface LayoutLocation extends OciLayoutRef {
   readonly dir: string;
 }
 
-/** The scheme of OCI layout locations (buildx's `oci-layout://`). */
-export const LAYOUT_SCHEME = OCI_LAYOUT_SCHEME;
-
 /** True for `oci-layout://…`. */
 export const isLayoutName = isOciLayoutRef;
 
@@ -69,5 +66,5 @@ export function withDigest(loc: Location, digest: Digest): Location {
 
 /** What two locations share when they hold the same content: a registry repository, or a layout directory. */
 export function repositoryKey(loc: Location): string {
-  return loc.kind === 'registry' ? repositoryName(loc.ref) : `${LAYOUT_SCHEME}${loc.dir}`;
+  return loc.kind === 'registry' ? repositoryName(loc.ref) : `${OCI_LAYOUT_SCHEME}${loc.dir}`;
 }

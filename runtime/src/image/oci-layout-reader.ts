@@ -136,20 +136,8 @@ export function findLayoutImage(index: ImageIndex, want?: LayoutSelector | strin
   });
 }
 
-/** An opened layout: its `index.json` and its blobs. */
-export interface LayoutContent {
-  readonly index: ImageIndex;
-  readonly provider: BlobProvider;
-  /** A blob's size, undefined when the layout does not have it. */
-  size(digest: Digest): Promise<number | undefined>;
-}
-
-/** What {@link resolveLayoutImage} reads: the index (only for a tag) and blobs. */
-export interface LayoutLookup {
-  index(): Promise<ImageIndex>;
-  fetch(desc: Descriptor): Promise<Buffer>;
-  size(digest: Digest): Promise<number | undefined>;
-}
+/** What {@link resolveLayoutImage} reads (an {@link OciLayoutReader} is one): the index (only for a tag) and blobs. */
+export type LayoutLookup = Pick<OciLayoutReader, 'readIndex' | 'fetch' | 'size'>;
 
 /**
  * The descriptor `want` names in a layout: by tag, {@link findLayoutImage}; by digest, any blob of
@@ -162,7 +150,7 @@ export async function resolveLayoutImage(
   want: LayoutSelector,
   opts: FindLayoutImageOptions & { readonly detectMediaType?: ((bytes: Buffer) => string) | undefined } = {},
 ): Promise<Descriptor> {
-  if (want.digest === undefined) return findLayoutImage(await layout.index(), { tag: want.tag }, opts);
+  if (want.digest === undefined) return findLayoutImage(await layout.readIndex(), { tag: want.tag }, opts);
   const digest = want.digest;
   const size = await layout.size(digest);
   const name = opts.name ?? 'OCI layout';

@@ -6,10 +6,10 @@ import { digestHex, isDigest, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { siblingTempPath, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
-import { copyImageGraph, listImageBlobs, storeProvider } from './copy.js';
+import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from './copy.js';
 import { jsonBytes, sortedKeys } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
-import { OciLayoutReader, parseLayoutIndex, resolveLayoutImage, type LayoutContent } from './oci-layout-reader.js';
+import { OciLayoutReader, parseLayoutIndex, resolveLayoutImage } from './oci-layout-reader.js';
 import { storeFetcher } from './resolve.js';
 import { LAYOUT_INDEX_LOCK, withLayoutLock } from '../remotecache/layout-lock.js';
 import { abortable, packTar, readTar, verifyingTransform, type PackEntry } from './tar-pack.js';
@@ -18,7 +18,12 @@ import type { Descriptor, ImageIndex, Platform } from './types.js';
 export { findLayoutImage } from './oci-layout-reader.js';
 
 /** An opened OCI image layout: its `index.json` and a way to read its blobs. */
-export type OciLayout = LayoutContent;
+export interface OciLayout {
+  readonly index: ImageIndex;
+  readonly provider: BlobProvider;
+  /** A blob's size, undefined when the layout does not have it. */
+  size(digest: Digest): Promise<number | undefined>;
+}
 
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
 
@@ -72,7 +77,7 @@ export async function importOciLayout(
   opts: { ref?: string; platform?: Platform } = {},
 ): Promise<Descriptor> {
   const ref = opts.ref ?? 'latest';
-  const lookup = { index: async () => layout.index, fetch: (d: Descriptor) => layout.provider.fetch(d), size: layout.size };
+  const lookup = { readIndex: async () => layout.index, fetch: (d: Descriptor) => layout.provider.fetch(d), size: layout.size };
   const desc = await resolveLayoutImage(lookup, isDigest(ref) ? { digest: ref } : { tag: ref }, { single: true });
   const { annotations: _a, ...plain } = desc;
   await copyImageGraph(layout.provider, plain, store, { platform: opts.platform });
