@@ -19,6 +19,8 @@ export { findLayoutImage } from './oci-layout-reader.js';
 
 /** An opened OCI image layout: its `index.json` and a way to read its blobs. */
 export interface OciLayout {
+  /** How messages name it: `oci-layout://DIR`, or the tarball's path. */
+  readonly name: string;
   readonly index: ImageIndex;
   readonly provider: BlobProvider;
   /** A blob's size, undefined when the layout does not have it. */
@@ -38,7 +40,7 @@ export async function openOciLayout(path: string, store: ContentStore): Promise<
   });
   if (st.isDirectory()) {
     const dir = new OciLayoutReader(path);
-    return { index: await dir.readIndex(), provider: dir, size: (d) => dir.size(d) };
+    return { name: dir.name, index: await dir.readIndex(), provider: dir, size: (d) => dir.size(d) };
   }
   let indexBytes: Buffer | undefined;
   let sawLayout = false;
@@ -54,6 +56,7 @@ export async function openOciLayout(path: string, store: ContentStore): Promise<
   });
   if (indexBytes === undefined || !sawLayout) throw new ImageStoreError('LAYOUT_INVALID', `${path} is not an OCI layout tarball (needs oci-layout and index.json)`);
   return {
+    name: path,
     index: parseLayoutIndex(indexBytes, path),
     provider: storeProvider(store, storeFetcher(store)),
     size: async (d) => ((await store.has(d)) ? (await store.info(d)).size : undefined),
@@ -78,7 +81,7 @@ export async function importOciLayout(
 ): Promise<Descriptor> {
   const ref = opts.ref ?? 'latest';
   const lookup = { readIndex: async () => layout.index, fetch: (d: Descriptor) => layout.provider.fetch(d), size: layout.size };
-  const desc = await resolveLayoutImage(lookup, isDigest(ref) ? { digest: ref } : { tag: ref }, { single: true });
+  const desc = await resolveLayoutImage(lookup, isDigest(ref) ? { digest: ref } : { tag: ref }, { single: true, name: layout.name });
   const { annotations: _a, ...plain } = desc;
   await copyImageGraph(layout.provider, plain, store, { platform: opts.platform });
   return plain;
