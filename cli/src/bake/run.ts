@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
+import { resultMetadata } from '../engine/result-metadata.js';
 import { parseFlags } from '../commands/build.js';
 import { BrokenPipeError, callerEnv, writeWarning, type BuildWarning, type CliIo } from '../io.js';
 import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
@@ -225,7 +226,7 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
       } else await o.outputs.deliver(io);
       const privateRef = requests.get(name)?.link?.ref;
       printExports(name, o.report.exports, privateRef, io);
-      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = await resultMetadata(e, o.report.exports.filter((x) => !x.names.includes(privateRef ?? '\0')));
+      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = (await resultMetadata(e.content, o.report.exports.filter((x) => !x.names.includes(privateRef ?? '\0')), o.historyRef)).meta;
     }
     // As buildx: after a failure, the metadata of the targets that succeeded only with defer-error.
     if (metaFile !== undefined && (ok || mode === 'defer-error')) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));
@@ -253,24 +254,6 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     throw new ReportedError(1, failedError.message);
   }
   if (callFailed.length > 0) throw new ReportedError(1, `build checks found problems in ${callFailed.join(', ')}`);
-}
-
-/**
- * The `--metadata-file` entry of one target: `kiln build --metadata-file`'s keys for its first
- * image output (`containerimage.config.digest`, `containerimage.descriptor`, `containerimage.digest`,
- * `image.name`), empty without one.
- */
-async function resultMetadata(engine: KilnEngine, exports: readonly ExportResult[]): Promise<Record<string, unknown>> {
-  const image = exports.find((x) => x.digest !== undefined);
-  const meta: Record<string, unknown> = {};
-  if (image?.digest === undefined) return meta;
-  const bytes = await engine.content.readBlob(image.digest);
-  const manifest = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; config?: { digest?: string } };
-  if (manifest.config?.digest !== undefined) meta['containerimage.config.digest'] = manifest.config.digest;
-  if (manifest.mediaType !== undefined) meta['containerimage.descriptor'] = { mediaType: manifest.mediaType, digest: image.digest, size: bytes.length };
-  meta['containerimage.digest'] = image.digest;
-  if (image.names.length > 0) meta['image.name'] = image.names.join(',');
-  return meta;
 }
 
 function printExports(name: string, exports: readonly ExportResult[], privateRef: string | undefined, io: CliIo): void {

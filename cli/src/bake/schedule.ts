@@ -30,7 +30,7 @@ export interface TargetRequest {
 
 /** What one target's build ended with. */
 export type Outcome =
-  | { readonly status: 'succeeded'; readonly report: BuildReport; readonly outputs: ParsedOutputs }
+  | { readonly status: 'succeeded'; readonly report: BuildReport; readonly outputs: ParsedOutputs; readonly historyRef?: string | undefined }
   | { readonly status: 'failed'; readonly error: unknown; readonly dockerfileText?: string; readonly dockerfileName: string }
   | { readonly status: 'aborted' }
   | { readonly status: 'not started'; readonly reason?: string };
@@ -174,7 +174,7 @@ export async function runTargets(requests: ReadonlyMap<string, TargetRequest>, o
       // A --call build ends before the export point.
       barrier?.arrive(name);
       await recording?.completed(report);
-      return { status: 'succeeded', report, outputs: r.outputs };
+      return { status: 'succeeded', report, outputs: r.outputs, historyRef: recording?.ref };
     } catch (err) {
       // Cancelled (another target failed), or held at the defer-output barrier that broke.
       const aborted = ac.signal.aborted || barrier?.heldAfterBreak(name) === true;

@@ -26,6 +26,7 @@ import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from
 import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
+import { resultMetadata } from '../engine/result-metadata.js';
 
 /** Parsed flags of `kiln build`. */
 export interface BuildFlags {
@@ -145,6 +146,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
   let progress: ReturnType<typeof startProgress> | undefined;
   let lease: EngineLease | undefined;
   let callFailed = false;
+  // The build's history record (`buildx.build.ref` in --metadata-file).
+  let historyRef: string | undefined;
   // --invoke: the build is held (result or failed state) until the invoked command is done.
   let invokeSpec: InvokeSpec | undefined;
   const holder: { held?: HeldBuild | undefined } = {};
@@ -177,6 +180,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
         // Inside the interruptible part: waiting for a prune to finish can be cancelled too.
         await l.begin(signal);
         const recording = startRecording(describeBuild(req, context), display.sink, recordOptions(io, e.root, signal, req));
+        historyRef = recording.ref;
         return recording.track(runBuild(e, {
           ...req,
           progress: recording.sink,
@@ -202,7 +206,7 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     // With --invoke the result is used, by the invoked command.
     if (req.outputs.length === 0 && report.call === undefined && invokeSpec === undefined) io.stderr.write('WARNING: no output specified; the result stays in the build cache only (use -t NAME or --output)\n');
     if (report.call === undefined && (results.meta !== undefined || results.iid !== undefined || flags.quiet === true)) {
-      const id = await writeResultFiles(e, report.exports, results, io);
+      const id = await writeResultFiles(e, report.exports, historyRef, results, io);
       // buildx's -q: the image ID alone (an empty line when the build made no image).
       if (flags.quiet === true) io.stdout.write(`${id ?? ''}\n`);
     }
@@ -466,29 +470,15 @@ function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags, io: CliIo
 }
 
 /**
- * buildx's `--metadata-file` (`containerimage.config.digest`, `containerimage.descriptor`,
- * `containerimage.digest`, `image.name`) and `--iidfile` (the config digest, else the manifest digest) for the first
- * image output. Written atomically.
+ * buildx's `--metadata-file` (see {@link resultMetadata}) and `--iidfile` (the config digest,
+ * else the manifest digest, of the first image output), each written atomically. Returns the image ID.
  */
-async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], files: ResultFiles, io: CliIo): Promise<string | undefined> {
-  const image = exports.find((x) => x.digest !== undefined);
-  const meta: Record<string, unknown> = {};
-  let configDigest: string | undefined;
-  if (image?.digest !== undefined) {
-    const bytes = await engine.content.readBlob(image.digest);
-    const manifest = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; config?: { digest?: string } };
-    configDigest = manifest.config?.digest;
-    if (configDigest !== undefined) meta['containerimage.config.digest'] = configDigest;
-    // buildx also writes the root descriptor (what a registry would serve for the tag).
-    if (manifest.mediaType !== undefined) meta['containerimage.descriptor'] = { mediaType: manifest.mediaType, digest: image.digest, size: bytes.length };
-    meta['containerimage.digest'] = image.digest;
-    if (image.names.length > 0) meta['image.name'] = image.names.join(',');
-  }
+async function writeResultFiles(engine: KilnEngine, exports: readonly ExportResult[], historyRef: string | undefined, files: ResultFiles, io: CliIo): Promise<string | undefined> {
+  const { meta, imageId } = await resultMetadata(engine.content, exports, historyRef);
   if (files.meta !== undefined) await writeTarget(io, files.meta, Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
   if (files.iid !== undefined) {
-    const id = configDigest ?? image?.digest;
-    if (id === undefined) throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
-    await writeTarget(io, files.iid, Buffer.from(id));
+    if (imageId === undefined) throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
+    await writeTarget(io, files.iid, Buffer.from(imageId));
   }
-  return configDigest ?? image?.digest;
+  return imageId;
 }

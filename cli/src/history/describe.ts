@@ -122,7 +122,7 @@ export function bakeRecorder(io: CliIo, root: string): (name: string, target: Ba
     const rec = startRecording(describeBuild(target.req, target.build.context, name), sink, recordOptions(io, root, signal, target.req));
     const hidden = target.link?.ref;
     if (hidden === undefined) return rec;
-    return recording(rec.sink, (r) => rec.completed({ ...r, exports: r.exports.filter((x) => !x.names.includes(hidden)) }), rec.failed, rec.tee);
+    return recording(rec.sink, rec.ref, (r) => rec.completed({ ...r, exports: r.exports.filter((x) => !x.names.includes(hidden)) }), rec.failed, rec.tee);
   };
 }
 

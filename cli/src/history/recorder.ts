@@ -39,6 +39,8 @@ export interface RecordedResult {
 export interface BuildRecording {
   /** The progress sink to give the build: it records and passes every event on. */
   readonly sink: ProgressSink;
+  /** The record's ref (`kiln history inspect REF`); undefined when nothing is recorded. */
+  readonly ref: string | undefined;
   /**
    * A sink for another solve of the same build (bake's second, own-outputs build), passed on to
    * `to` and recorded too; its steps that are not solver vertices (exports: `export-0`) are
@@ -61,10 +63,11 @@ export interface BuildRecording {
  * cannot be written is a warning, never the build's failure.
  */
 export function startRecording(desc: BuildDescription, sink: ProgressSink, opts: RecordOptions): BuildRecording {
-  if (opts.env['KILN_HISTORY'] === '0') return recording(sink, async () => undefined, async () => undefined);
+  if (opts.env['KILN_HISTORY'] === '0') return recording(sink, undefined, async () => undefined, async () => undefined);
   const recorder = new BuildRecorder(desc, sink, opts);
   return recording(
     recorder,
+    recorder.ref,
     (r) => recorder.end('completed', r.exports, r.frontend),
     (e, canceled = false) => recorder.end(canceled || opts.signal?.aborted === true || (e as { code?: unknown } | undefined)?.code === 'KLN0705' ? 'canceled' : 'error', [], undefined, e),
     (to, scope) => recorder.tee(to, scope),
@@ -72,9 +75,10 @@ export function startRecording(desc: BuildDescription, sink: ProgressSink, opts:
 }
 
 /** A {@link BuildRecording} of `sink` whose `track` ends in `completed` or `failed`. */
-export function recording(sink: ProgressSink, completed: BuildRecording['completed'], failed: BuildRecording['failed'], tee: BuildRecording['tee'] = (to) => to): BuildRecording {
+export function recording(sink: ProgressSink, ref: string | undefined, completed: BuildRecording['completed'], failed: BuildRecording['failed'], tee: BuildRecording['tee'] = (to) => to): BuildRecording {
   return {
     sink,
+    ref,
     tee,
     completed,
     failed,
@@ -156,6 +160,10 @@ class BuildRecorder implements ProgressSink {
         return false;
       },
     );
+  }
+
+  get ref(): string {
+    return this.#running.ref;
   }
 
   emit(ev: ProgressEvent): void {

@@ -30,6 +30,8 @@ describe('HistoryStore', () => {
     expect((await s.find('^2')).record.ref).toBe(a.ref);
     expect((await s.find(b.ref)).record.ref).toBe(b.ref);
     expect((await s.find(a.ref.slice(0, 20))).record.ref).toBe(a.ref);
+    // buildx.build.ref of --metadata-file: BUILDER/NODE/REF.
+    expect((await s.find(`kiln/kiln0/${b.ref}`)).record.ref).toBe(b.ref);
     await expect(s.find('^3')).rejects.toMatchObject({ code: 'KLN0930', message: expect.stringContaining('3 builds are recorded') });
     await expect(s.find('^x')).rejects.toMatchObject({ code: 'KLN0931' });
     await expect(s.find('zzzzzzzzzzzzzzzzzzzzzzzzz')).rejects.toMatchObject({ code: 'KLN0930', hint: expect.stringContaining('kiln history ls') });

@@ -142,12 +142,13 @@ export class HistoryStore {
 
   /**
    * The record `ref` names: a whole ref or a unique prefix of one, or `^N`, the Nth before the
-   * newest (`^0` is the newest), as buildx reads them. Default: the newest.
+   * newest (`^0` is the newest), as buildx reads them; also `BUILDER/NODE/REF`, the form of
+   * `buildx.build.ref` in `--metadata-file`. Default: the newest.
    */
   async find(ref: string | undefined): Promise<StoredRecord> {
     const all = await this.list();
     if (all.length === 0) throw new HistoryError('KLN0930', `no builds are recorded in ${this.dir}`, { hint: 'run a build first (kiln build, bake or solve record themselves)' });
-    const q = ref ?? '^0';
+    const q = ref === undefined ? '^0' : (/^[^/]+\/[^/]+\/([^/]+)$/.exec(ref)?.[1] ?? ref);
     if (q.startsWith('^')) {
       const n = q.slice(1);
       if (!/^\d+$/.test(n)) throw new HistoryError('KLN0931', `invalid build offset "${q}"`, { hint: 'use ^N: ^0 is the latest build, ^1 the one before' });

@@ -57,9 +57,16 @@ describe('kiln history records real builds', () => {
     const secret = `s3cret-${t}-value`;
     const ok = join(sb.dir, `hist-ok-${t}`);
     await writeTree(ok, { Dockerfile: ['FROM busybox', `RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok && echo ok-${t}`, ''].join('\n') });
-    const built = await runKiln(sb, ['build', ok, '--root', sb.root, '--progress', 'plain', '-t', `hist-${t}:1`, '--secret', 'id=tok,env=HIST_TOKEN', '--build-arg', 'GREETING=hello'], { env: { ...OWN, HIST_TOKEN: secret } });
+    const metaFile = join(sb.dir, `hist-meta-${t}.json`);
+    const built = await runKiln(sb, ['build', ok, '--root', sb.root, '--progress', 'plain', '-t', `hist-${t}:1`, '--secret', 'id=tok,env=HIST_TOKEN', '--build-arg', 'GREETING=hello', '--metadata-file', metaFile], { env: { ...OWN, HIST_TOKEN: secret } });
     expect(built.stderr).not.toContain('kiln: error');
     expect(built.code).toBe(0);
+    // --metadata-file names the record as buildx does (BUILDER/NODE/REF), and history takes that.
+    const buildRef = (JSON.parse(await readFile(metaFile, 'utf8')) as Record<string, unknown>)['buildx.build.ref'];
+    expect(buildRef).toMatch(/^kiln\/kiln0\/[0-9a-z]{25}$/);
+    const byMetaRef = await history(['inspect', String(buildRef), '--format', 'json']);
+    expect(byMetaRef.code).toBe(0);
+    expect(JSON.parse(byMetaRef.stdout)).toMatchObject({ ref: String(buildRef).split('/')[2], name: `hist-ok-${t}` });
     const bad = join(sb.dir, `hist-bad-${t}`);
     await writeTree(bad, { Dockerfile: ['FROM busybox', `RUN echo before-${t}`, `RUN echo failing-${t} && exit 3`, ''].join('\n') });
     const failed = await runKiln(sb, ['build', bad, '--root', sb.root, '--progress', 'plain'], { env: OWN });
@@ -131,7 +138,7 @@ describe('kiln history records real builds', () => {
       'docker-bake.hcl': ['group "default" {', '  targets = ["app-a", "app-b"]', '}', 'target "app-a" {', '  target = "a"', '}', 'target "app-b" {', '  target = "b"', '}', ''].join('\n'),
     });
     const r = await new Promise<KilnRun>((resolve, reject) => {
-      const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, '--progress', 'plain'], { cwd: dir, env: { ...process.env, PATH: sb.path, ...OWN }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, '--progress', 'plain', '--metadata-file', 'meta.json'], { cwd: dir, env: { ...process.env, PATH: sb.path, ...OWN }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.once('error', reject);
@@ -144,6 +151,9 @@ describe('kiln history records real builds', () => {
       ['bake', 'app-a', 'completed', 'a'],
       ['bake', 'app-b', 'completed', 'b'],
     ]);
+    // Each target's --metadata-file entry names its own record.
+    const meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+    for (const x of recs) expect(meta[x.name]?.['buildx.build.ref']).toBe(`kiln/kiln0/${x.ref}`);
     // Each target's log is its own build's: its RUN, not the other's.
     const a = recs.find((x) => x.name === 'app-a');
     const logs = await history(['logs', a?.ref as string]);
