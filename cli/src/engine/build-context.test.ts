@@ -29,7 +29,14 @@ describe('parseBuildContext: --build-context NAME=oci-layout://PATH[:TAG][@DIGES
     [`base=oci-layout://lay@sha256:${'b'.repeat(40)}`, 'invalid digest'],
     [`base=oci-layout://lay@sha512:${'b'.repeat(128)}`, 'invalid digest'],
   ] as const)('%s is refused with KLN0702 naming the flag', ([value, why]) => {
-    expect(() => parseBuildContext(value)).toThrow(expect.objectContaining({ code: 'KLN0702', message: expect.stringMatching(new RegExp(`^invalid --build-context ".*": .*${why}`)) as unknown }));
+    expect(() => parseBuildContext(value)).toThrow(expect.objectContaining({ code: 'KLN0702', message: expect.stringMatching(new RegExp(`^invalid --build-context ".*": ${why}`)) as unknown }));
+  });
+
+  test('a bad digest is named once, with what a digest is', () => {
+    const d = `sha256:${'b'.repeat(40)}`;
+    expect(() => parseBuildContext(`base=oci-layout://lay@${d}`)).toThrow(
+      expect.objectContaining({ message: `invalid --build-context "base=oci-layout://lay@${d}": invalid digest "${d}"`, hint: expect.stringContaining('64 lowercase hex digits') as unknown }),
+    );
   });
 
   test('other forms are unchanged', () => {

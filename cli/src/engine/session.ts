@@ -165,7 +165,9 @@ export function parseBuildContext(value: string): BuildContext {
       const l = parseOciLayoutRef(v);
       return { kind: 'oci-layout', name, path: l.path, ref: l.digest ?? l.tag };
     } catch (e) {
-      throw badFlag('--build-context', value, (e as Error).message);
+      // The parser's message starts with the reference, which the flag's message already shows.
+      const { message, hint } = e as { message: string; hint?: string };
+      throw new EngineError('KLN0702', `invalid --build-context "${value}": ${message.startsWith(`${v}: `) ? message.slice(v.length + 2) : message}`, { hint, cause: e });
     }
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//.test(v)) throw badFlag('--build-context', value, 'supported sources: a directory, docker-image://, oci-layout://');
