@@ -10,15 +10,15 @@ import { runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
 
-let daemon: TestDaemon;
+let daemon: TestDaemon | undefined;
 let socket: string;
 beforeAll(async () => {
   socket = join(sb.dir, 'shared-steps.sock');
   daemon = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
 }, 60_000);
 afterAll(async () => {
-  daemon.child.kill('SIGTERM');
-  await daemon.exited;
+  daemon?.child.kill('SIGTERM');
+  await daemon?.exited;
 });
 
 /** `kiln build CTX` through the daemon, its result exported to `out`. */
@@ -29,11 +29,14 @@ function build(ctx: string, out: string, extra: readonly string[] = [], onStderr
   });
 }
 
-/** A context whose RUN below `COPY . /src` prints `started-T`, waits and writes a random stamp. */
+/**
+ * A context whose RUN below `COPY . /src` prints `started-T`, appends a line to a cache mount of
+ * this test's own (how often it started), waits and writes a random stamp.
+ */
 async function context(t: string, seconds: number): Promise<string> {
   const ctx = join(sb.dir, `ctx-${t}`);
   await writeTree(ctx, {
-    Dockerfile: `FROM busybox\nCOPY . /src\nRUN echo started-${t} && sleep ${seconds} && cat /proc/sys/kernel/random/uuid > /stamp\n`,
+    Dockerfile: `FROM busybox\nCOPY . /src\nRUN --mount=type=cache,id=runs-${t},target=/runs echo started-${t} && echo run >> /runs/log && sleep ${seconds} && cat /proc/sys/kernel/random/uuid > /stamp\n`,
     'data.txt': `data ${t}\n`,
   });
   return ctx;
@@ -47,6 +50,15 @@ function whenStarted(t: string): { seen: Promise<void>; onStderr: (text: string)
 }
 
 const stamp = (out: string): Promise<string> => readFile(join(out, 'stamp'), 'utf8');
+
+/** How often the RUN of `context(t)` started, read back from its cache mount by another build. */
+async function started(t: string): Promise<number> {
+  const ctx = join(sb.dir, `count-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN --mount=type=cache,id=runs-${t},target=/runs cp /runs/log /log\n` });
+  const r = await build(ctx, join(sb.dir, `out-${t}-count`));
+  expect(r.stderr).not.toContain('kiln: error');
+  return (await readFile(join(sb.dir, `out-${t}-count`, 'log'), 'utf8')).split('\n').filter((l) => l !== '').length;
+}
 const runs = (r: KilnRun, t: string): number => r.stderr.match(new RegExp(`^#\\d+ [\\d.]+ started-${t}$`, 'gm'))?.length ?? 0;
 
 test('two concurrent builds of the same context: the RUN runs once, both get its result and both show it run', async () => {
@@ -61,10 +73,11 @@ test('two concurrent builds of the same context: the RUN runs once, both get its
   expect(second.stderr).not.toContain('kiln: error');
   expect([r.code, second.code]).toEqual([0, 0]);
   expect(await stamp(join(sb.dir, `out-${t}-b`))).toBe(await stamp(join(sb.dir, `out-${t}-a`)));
+  expect(await started(t)).toBe(1);
   // The second client saw the step's log and its end, not CACHED.
   expect(runs(second, t)).toBe(1);
-  expect(second.stderr).not.toMatch(/RUN echo started-\S+ [^\n]*\n#\d+ CACHED/);
-  expect(second.stderr).toMatch(/#(\d+) \[3\/3\] RUN echo started-[\s\S]*#\1 DONE/);
+  expect(second.stderr).not.toMatch(/RUN [^\n]*started-[^\n]*\n#\d+ CACHED/);
+  expect(second.stderr).toMatch(/#(\d+) \[[^\]]*3\/3\] RUN [^\n]*started-[\s\S]*#\1 DONE/);
 }, 120_000);
 
 test('the first client cancelled while the second waits for its RUN: the second still succeeds with the one run', async () => {
@@ -94,6 +107,8 @@ test('the first client cancelled while the second waits for its RUN: the second 
   expect(await stamp(join(sb.dir, `out-${t}-b`))).toMatch(/^[0-9a-f-]{36}\n$/);
   expect(runs(rb, t)).toBe(1);
   expect(rb.stderr).not.toContain('CANCELED');
+  // The second client kept the first one's run going rather than starting its own.
+  expect(await started(t)).toBe(1);
 }, 120_000);
 
 test('a --no-cache build beside a normal one runs its own step', async () => {
