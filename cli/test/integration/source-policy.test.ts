@@ -150,6 +150,17 @@ describe('CONVERT', () => {
 });
 
 describe('DENY and ALLOW', () => {
+  test('a wildcard that ends in the tag denies the image pinned to a digest (patterns see it without the digest, as in BuildKit)', async () => {
+    const t = token();
+    const pinned = `busybox:latest@sha256:${'e'.repeat(64)}`;
+    const file = join(sb.dir, `solve-pinned-${t}.pb`);
+    await writeFile(file, encodeDefinition(await image(pinned).run({ args: ['/bin/sh', '-c', `echo ${t}`] }).root().marshal()));
+    const deny = await policyFile('tag-wildcard', [{ action: 'DENY', selector: { identifier: 'docker-image://docker.io/library/*:latest' } }]);
+    const r = await runKiln(sb, ['solve', file, '--root', sb.root, '--progress', 'plain', '--source-policy-file', deny]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`kiln: error KLN0952: source "docker-image://docker.io/library/${pinned}" denied by policy: rules[0]`);
+  }, 60_000);
+
   test('a denied FROM fails with the Dockerfile line, the source, the rule and the file; exit 1, no stack trace', async () => {
     const t = token();
     const ctx = await probeContext(t);

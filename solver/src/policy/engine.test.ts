@@ -46,6 +46,16 @@ describe('matching', () => {
     expect(engine(deny('https://example.com/a')).evaluate(src('https://example.com/a@b')).mutated).toBe(false);
   });
 
+  test('patterns see a pinned image without its digest, as BuildKit\'s matcher cuts it off', () => {
+    const pinned = `${BUSYBOX}@${PIN}`;
+    expect(() => engine(deny('docker-image://docker.io/library/*:latest')).evaluate(src(pinned))).toThrow(/denied/);
+    expect(() => engine(deny('^docker-image://docker\\.io/library/busybox:latest$', { match_type: 'REGEX' })).evaluate(src(pinned))).toThrow(/denied/);
+    // The digest is not part of what a pattern matches (BuildKit: `*@sha256:*` never matches).
+    expect(engine(deny('docker-image://*@sha256:*')).evaluate(src(pinned)).mutated).toBe(false);
+    // Other schemes are matched whole.
+    expect(() => engine(deny('https://*@b')).evaluate(src('https://example.com/a@b'))).toThrow(/denied/);
+  });
+
   test('attribute constraints: EQUAL (a missing attribute is ""), NOTEQUAL, MATCHES', () => {
     const https = 'https://example.com/file';
     const eq = engine(deny('https://*', { constraints: [{ key: 'http.checksum', value: '' }] }));
@@ -101,6 +111,19 @@ describe('conversion', () => {
     const e = engine(convert(ALPINE, pinned));
     expect(e.evaluate(src(ALPINE))).toMatchObject({ identifier: pinned, mutated: true });
     expect(e.evaluate(src(pinned))).toMatchObject({ identifier: pinned, mutated: false });
+  });
+
+  test('a pinned image converted by a pattern that matches it only without its digest (a FROM the frontend pinned)', () => {
+    const pinned = `${BUSYBOX}@${PIN}`;
+    const to = `docker-image://registry.local/team/busybox@${PIN}`;
+    const anchored = engine(convert('^docker-image://docker\\.io/library/busybox:latest$', to, { match_type: 'REGEX' }));
+    expect(anchored.evaluate(src(pinned))).toMatchObject({ identifier: to, mutated: true });
+    // ${1} is filled from the image without the digest, never left as written.
+    const mirror = engine(convert('docker-image://docker.io/library/*:latest', 'docker-image://mirror.local/library/${1}:stable'));
+    expect(mirror.evaluate(src(pinned)).identifier).toBe('docker-image://mirror.local/library/busybox:stable');
+    // A pattern that matches the whole pinned identifier takes its groups from it, digest included.
+    const tag = engine(convert('docker-image://docker.io/library/busybox:*', 'docker-image://mirror.local/busybox:${1}'));
+    expect(tag.evaluate(src(pinned)).identifier).toBe(`docker-image://mirror.local/busybox:latest@${PIN}`);
   });
 
   test('EXACT selectors convert to the update as written', () => {

@@ -99,9 +99,11 @@ function denied(identifier: string, original: string, rule: PolicyRule, file: st
 
 /**
  * BuildKit's sourcepolicy match: every attribute constraint holds, and the identifier equals the
- * selector's (for `docker-image://`, also once a pinned `@sha256:…` is taken off, so a rule for
- * `alpine:latest` applies to the `alpine:latest@sha256:…` a frontend writes after resolving it)
- * or matches its wildcard or regexp.
+ * selector's or matches its wildcard or regexp. For `docker-image://`, as in BuildKit's matcher,
+ * a pinned `@sha256:…` is taken off first when the whole identifier is not the selector's, and
+ * patterns see the identifier without it: a rule for `alpine:latest`, `docker.io/library/*:latest`
+ * or `^…/alpine:latest$` applies to the `alpine:latest@sha256:…` a frontend writes after
+ * resolving the image.
  */
 export function matches(sel: PolicySelector, src: PolicySource): boolean {
   for (const c of sel.constraints) {
@@ -122,8 +124,10 @@ export function matches(sel: PolicySelector, src: PolicySource): boolean {
       }
     }
   }
-  if (sel.identifier === src.identifier || sel.identifier === withoutDigest(src.identifier)) return true;
-  return sel.pattern?.test(src.identifier) === true;
+  if (sel.identifier === src.identifier) return true;
+  const ref = withoutDigest(src.identifier) ?? src.identifier;
+  if (sel.identifier === ref) return true;
+  return sel.pattern?.test(ref) === true;
 }
 
 function withoutDigest(identifier: string): string | undefined {
@@ -161,13 +165,14 @@ function convert(rule: PolicyRule, src: PolicySource, file: string): PolicySourc
  * The converted identifier (BuildKit's selectorCache.Format): a wildcard's `*`s and a regexp's
  * groups fill `${1}`… of the update; a regexp replaces what it matched of the identifier, as Go's
  * ReplaceAllString. An EXACT selector, or one that matched only by equality, gives the update as
- * written.
+ * written. A pattern that matched only the image without its digest is expanded from that (where
+ * BuildKit would leave the source as it is, or `${1}` unexpanded).
  */
 function format(sel: PolicySelector, identifier: string, template: string): string {
   if (sel.pattern === undefined) return template;
-  if (sel.matchType === 'REGEX') {
-    return sel.pattern.test(identifier) ? goReplaceAll(identifier, sel.pattern, template) : template;
-  }
-  const m = sel.pattern.exec(identifier);
+  const subject = sel.pattern.test(identifier) ? identifier : withoutDigest(identifier);
+  if (subject === undefined || !sel.pattern.test(subject)) return template;
+  if (sel.matchType === 'REGEX') return goReplaceAll(subject, sel.pattern, template);
+  const m = sel.pattern.exec(subject);
   return m === null ? template : expandTemplate(template, m);
 }
