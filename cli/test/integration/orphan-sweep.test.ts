@@ -145,10 +145,12 @@ describe('snapshots of killed kiln processes', () => {
     const t = token();
     const ctx = await context({ Dockerfile: `FROM busybox\nRUN echo half-${t} > /half && exit 3\n` });
     const killed = startKiln(['build', ctx, '--root', sb.root, '--progress', 'quiet', '--invoke', 'on-error'], 'pipe');
-    killed.child.stdin?.write(`cat /half; echo shell-${t}; sleep 60\n`);
-    await until('the debug shell', () => killed.stdout().includes(`shell-${t}`));
+    killed.child.stdin?.write(`cat /half; echo shell-${t}; sh -c 'sleep 60; echo shell-${t}-end'\n`);
+    await until('the debug shell', () => killed.stdout().includes(`shell-${t}`) && processesMatching(`shell-${t}-end`).length > 0);
     expect(killed.stdout()).toContain(`half-${t}\n`);
     await sigkill(killed);
+    // The shell's container does not run on for nobody: the process helper stops it.
+    await until('the killed shell\'s container to end', () => processesMatching(`shell-${t}-end`).length === 0, 10_000);
     const left = leftBy(killed.child.pid);
     expect(left.filter((s) => s.kind === 'committed' && s.id.startsWith('failed-'))).toHaveLength(1);
     expect(left.filter((s) => s.kind === 'active' && s.id.startsWith('container-'))).toHaveLength(1);

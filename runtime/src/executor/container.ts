@@ -9,6 +9,7 @@ import type { ContainerProcessSpec, ContainerRequest, ExecContainer, ExecProcess
 import type { RootView, Stub } from './root-view.js';
 import { spawnOnPty, startSize, type PtyProcess, type TerminalSize } from './pty-relay.js';
 import { childExit } from './child-exit.js';
+import { onKilnGone } from './process-helper.js';
 import { processSpec, specJson } from './spec.js';
 import { resolveUser } from './user.js';
 
@@ -124,6 +125,10 @@ export class RuncContainer implements ExecContainer {
     writeFileSync(join(bundle, 'config.json'), specJson(this.#configured.spec), { mode: 0o600 });
     const files = { log: join(bundle, 'init.log'), pid: join(bundle, 'init.pid') };
     const args = ['run', '--pid-file', files.pid, '--bundle', bundle, id];
+    // Started from Node, not by the process helper: still, if this kiln is killed, the helper
+    // stops the container (runc alone would leave it running, for nobody).
+    const drop = onKilnGone([this.#host.runc, '--root', this.#host.state, 'kill', id, 'KILL']);
+    if (drop !== undefined) this.#cleanups.push(async () => drop());
     return this.#spawn(args, files, p, (sig) => this.#runcKill(sig));
   }
 

@@ -25,7 +25,8 @@ import { holdHelper } from '../api/helper-ref.js';
 // work, since nobody would feed it.
 // "d <tag> <hex argv0> …" names a program to start, once, if kiln's side goes away while process
 // <tag> runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its container running,
-// and nobody would take its result).
+// and nobody would take its result). "r <tag> <hex argv0> …" registers such a program for
+// something the helper did not start (a long-lived container), "u <tag>" drops it.
 /** The helper's program (exported for its protocol tests). */
 export const PROCESS_HELPER_SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
@@ -40,17 +41,22 @@ my @q;
 # Kiln's side is gone: a process waiting for input from it (a pre-started runc) would wait forever,
 # and a running one works for nobody: its "d" program stops it.
 my $orphaned = 0;
+my %registered;
+sub run_detached {
+  my @argv = @_;
+  my $prog = find_prog($argv[0]) // return;
+  my $pid = fork();
+  return unless defined $pid;
+  if ($pid == 0) { open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); { exec { $prog } @argv; } POSIX::_exit(127); }
+}
 sub kill_waiting {
   kill 'KILL', grep { $kids{$_}{waiting} } keys %kids;
   return if $orphaned++;
   for my $k (values %kids) {
     next if $k->{waiting} || defined $k->{status} || !$k->{orphan};
-    my @argv = @{ $k->{orphan} };
-    my $prog = find_prog($argv[0]) // next;
-    my $pid = fork();
-    next unless defined $pid;
-    if ($pid == 0) { open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); { exec { $prog } @argv; } POSIX::_exit(127); }
+    run_detached(@{ $k->{orphan} });
   }
+  run_detached(@$_) for values %registered;
 }
 sub flush_out {
   while (@q) {
@@ -168,6 +174,8 @@ while ($stdin_open || %kids) {
           if ($tag eq 'c') { my ($t, $p, $nr) = @hex; push @q, "k $t " . seal(pack('H*', $p), hex($nr)) . "\n"; next; }
           if ($tag eq 'h') { my ($t) = @hex; $_->{waiting} = 0 for grep { $_->{tag} eq $t } values %kids; next; }
           if ($tag eq 'd') { my ($t, @a) = @hex; my @argv = map { pack('H*', $_) } @a; $_->{orphan} = \@argv for grep { $_->{tag} eq $t } values %kids; next; }
+          if ($tag eq 'r') { my ($t, @a) = @hex; $registered{$t} = [map { pack('H*', $_) } @a]; next; }
+          if ($tag eq 'u') { delete $registered{$hex[0]}; next; }
           start($tag, map { pack('H*', $_) } @hex);
         }
       }
@@ -300,6 +308,18 @@ class ProcessHelper {
     };
   }
 
+  /** Has the helper run `argv` if kiln's side goes away before the returned function is called. */
+  onKilnGone(argv: readonly string[]): () => void {
+    const tag = String(this.#next++);
+    this.#child.stdin.write(`r ${tag} ${hexArgv(argv)}\n`);
+    let dropped = false;
+    return () => {
+      if (dropped || this.#dead) return;
+      dropped = true;
+      this.#child.stdin.write(`u ${tag}\n`);
+    };
+  }
+
   /** Makes a FIFO at `path` (mode 0600). */
   mkfifo(path: string): Promise<void> {
     return this.#request('mkfifo', 'm', Buffer.from(path).toString('hex'));
@@ -408,6 +428,16 @@ let helper: ProcessHelper | undefined;
  */
 export function spawnViaHelper(file: string, args: readonly string[], opts: HelperStartOptions = {}): HelperProcess | undefined {
   return liveHelper()?.start(file, args, opts);
+}
+
+/**
+ * Has the helper start `argv` if this kiln process dies (is killed) before the returned function
+ * is called: what stops work nobody will take once kiln is gone (`runc kill ID KILL` for a
+ * container kiln started itself). Undefined when the helper is not usable.
+ */
+export function onKilnGone(argv: readonly string[]): (() => void) | undefined {
+  const h = liveHelper();
+  return h === undefined ? undefined : h.onKilnGone(argv);
 }
 
 /** Makes a FIFO (mode 0600) through the helper; undefined when the helper is not usable. */

@@ -123,7 +123,7 @@ describe('spawnViaHelper', () => {
 describe('the helper once kiln is gone (its protocol, spoken directly)', () => {
   const hex = (argv: readonly string[]): string => argv.map((a) => Buffer.from(a).toString('hex')).join(' ');
 
-  test('a running process\'s "d" program runs once kiln\'s side closes; an ended or waiting one\'s does not', async () => {
+  test('a running process\'s "d" program runs once kiln\'s side closes, and a registered one ("r"); an ended, waiting or dropped one does not', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kiln-ph-'));
     const marker = (name: string): string => join(dir, name);
     const helper = spawn('perl', ['-e', PROCESS_HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -136,6 +136,8 @@ describe('the helper once kiln is gone (its protocol, spoken directly)', () => {
       helper.stdin.write(`1 ${hex(['/bin/sh', '-c', `sleep 30`])}\nd 1 ${hex(['/bin/sh', '-c', `touch ${marker('running')}; pkill -f '^sleep 30$'`])}\n`);
       helper.stdin.write(`2 ${hex(['/bin/true'])}\nd 2 ${hex(['/bin/touch', marker('ended')])}\n`);
       helper.stdin.write(`w3 ${hex(['/bin/sleep', '31'])}\nd w3 ${hex(['/bin/touch', marker('waiting')])}\n`);
+      // Registered for what the helper did not start: r4 stays, r5 is dropped again.
+      helper.stdin.write(`r r4 ${hex(['/bin/touch', marker('registered')])}\nr r5 ${hex(['/bin/touch', marker('dropped')])}\nu r5\n`);
       await reported(/^x 2 c 0$/m);
       await reported(/^p w3 \d+$/m);
       helper.stdin.end();
@@ -146,6 +148,8 @@ describe('the helper once kiln is gone (its protocol, spoken directly)', () => {
       expect(existsSync(marker('running'))).toBe(true);
       expect(existsSync(marker('ended'))).toBe(false);
       expect(existsSync(marker('waiting'))).toBe(false);
+      await expect.poll(() => existsSync(marker('registered')), { timeout: 5_000 }).toBe(true);
+      expect(existsSync(marker('dropped'))).toBe(false);
       expect(out).toMatch(/^x w3 s 9$/m);
     } finally {
       helper.kill('SIGKILL');
