@@ -19,11 +19,51 @@ export function compileWildcard(wildcard: string): RegExp {
   return new RegExp(`^${quoted.replaceAll('\\*', '(.*)')}$`);
 }
 
+/** Go's ASCII classes (`[[:alpha:]]`) as code point ranges (regexp/syntax perl_groups.go). */
+const POSIX_CLASSES: Readonly<Record<string, readonly (readonly [number, number])[]>> = {
+  alnum: [[0x30, 0x39], [0x41, 0x5a], [0x61, 0x7a]],
+  alpha: [[0x41, 0x5a], [0x61, 0x7a]],
+  ascii: [[0x00, 0x7f]],
+  blank: [[0x09, 0x09], [0x20, 0x20]],
+  cntrl: [[0x00, 0x1f], [0x7f, 0x7f]],
+  digit: [[0x30, 0x39]],
+  graph: [[0x21, 0x7e]],
+  lower: [[0x61, 0x7a]],
+  print: [[0x20, 0x7e]],
+  punct: [[0x21, 0x2f], [0x3a, 0x40], [0x5b, 0x60], [0x7b, 0x7e]],
+  space: [[0x09, 0x0d], [0x20, 0x20]],
+  upper: [[0x41, 0x5a]],
+  word: [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]],
+  xdigit: [[0x30, 0x39], [0x41, 0x46], [0x61, 0x66]],
+};
+
+const hex4 = (c: number): string => `\\u${c.toString(16).padStart(4, '0')}`;
+
+/** `[:name:]` or `[:^name:]` (inside a class) as JavaScript class ranges; a negation is taken within the BMP. */
+function posixClass(name: string, negated: boolean): string {
+  const ranges = POSIX_CLASSES[name];
+  if (ranges === undefined) throw new PatternError(`invalid character class [:${negated ? '^' : ''}${name}:]`);
+  let out: (readonly [number, number])[] = [...ranges];
+  if (negated) {
+    const inverse: [number, number][] = [];
+    let next = 0;
+    for (const [lo, hi] of ranges) {
+      if (lo > next) inverse.push([next, lo - 1]);
+      next = hi + 1;
+    }
+    if (next <= 0xffff) inverse.push([next, 0xffff]);
+    out = inverse;
+  }
+  return out.map(([lo, hi]) => (lo === hi ? hex4(lo) : `${hex4(lo)}-${hex4(hi)}`)).join('');
+}
+
 /**
  * A Go (RE2) regular expression as a JavaScript one with the same matches for the syntax both
  * share: `(?P<name>…)` becomes `(?<name>…)`, leading `(?i)`, `(?s)` and `(?m)` become flags,
- * `\A` and `\z` the input's start and end. Constructs JavaScript would read differently (`\Q…\E`,
- * `(?U)`, flags in the middle) are refused rather than matched wrongly.
+ * `\A` and `\z` the input's start and end, `[[:alpha:]]` and the other ASCII classes their
+ * ranges, `\x{41}` a `\u` escape. Constructs JavaScript would read differently (`\Q…\E`, `(?U)`,
+ * flags in the middle, Unicode classes `\pL` `\p{Greek}`, which JavaScript without the `u` flag
+ * reads as the letter p) are refused rather than matched wrongly.
  */
 export function compileGoRegexp(source: string): RegExp {
   let flags = '';
@@ -42,13 +82,29 @@ export function compileGoRegexp(source: string): RegExp {
     if (c === '\\') {
       const n = body[i + 1] ?? '';
       if (n === 'Q' || n === 'E') throw new PatternError('\\Q…\\E quoting is not supported: escape each character instead');
-      if (!inClass && n === 'A') out += '^';
-      else if (!inClass && n === 'z') out += '$';
+      if (n === 'p' || n === 'P') throw new PatternError(`Unicode classes (\\${n}…) are not supported: write the characters or ranges`);
+      if (n === 'x' && body[i + 2] === '{') {
+        const close = body.indexOf('}', i + 3);
+        const code = close < 0 ? NaN : Number.parseInt(body.slice(i + 3, close), 16);
+        if (!/^[0-9a-fA-F]{1,4}$/.test(close < 0 ? '' : body.slice(i + 3, close)) || !(code <= 0xffff)) throw new PatternError('\\x{…} is supported for code points up to FFFF only');
+        out += hex4(code);
+        i = close;
+        continue;
+      }
+      // Whatever the flags (a JavaScript `^` or `$` under (?m) would also match at line ends).
+      if (!inClass && n === 'A') out += '(?<![\\s\\S])';
+      else if (!inClass && n === 'z') out += '(?![\\s\\S])';
       else out += c + n;
       i++;
       continue;
     }
     if (inClass) {
+      const posix = c === '[' && body[i + 1] === ':' ? /^\[:(\^?)([a-z]*):\]/.exec(body.slice(i)) : null;
+      if (posix !== null) {
+        out += posixClass(posix[2] ?? '', posix[1] === '^');
+        i += posix[0].length - 1;
+        continue;
+      }
       if (c === ']') inClass = false;
       out += c;
       continue;

@@ -83,5 +83,26 @@ describe('Go regexp semantics', () => {
     expect(compileGoRegexp('\\Aab\\z').test('xab')).toBe(false);
     expect(compileGoRegexp('[\\A]').test('A')).toBe(true);
     expect(() => compileGoRegexp('\\Qa.b\\E')).toThrow(/not supported/);
+    // \A and \z stay the input's ends under (?m), where ^ and $ would match at a line end.
+    expect(compileGoRegexp('(?m)\\Ab\\z').test('a\nb')).toBe(false);
+    expect(compileGoRegexp('(?m)^b$').test('a\nb')).toBe(true);
+  });
+
+  test('ASCII classes [[:alpha:]] match as in Go (JavaScript reads them as a class of ":alph" and a "]")', () => {
+    const tag = compileGoRegexp('^docker-image://docker\\.io/library/alpine:[[:digit:]]+\\.[[:digit:]]+$');
+    expect(tag.test('docker-image://docker.io/library/alpine:3.18')).toBe(true);
+    expect(tag.test('docker-image://docker.io/library/alpine:latest')).toBe(false);
+    expect(compileGoRegexp('^[[:alpha:]_]+$').test('Abc_d')).toBe(true);
+    expect(compileGoRegexp('^[[:alpha:]_]+$').test('a:]')).toBe(false);
+    expect(compileGoRegexp('^[[:^digit:]]+$').test('abc')).toBe(true);
+    expect(compileGoRegexp('^[[:^digit:]]+$').test('a1')).toBe(false);
+    expect(() => compileGoRegexp('[[:letters:]]')).toThrow(/invalid character class/);
+  });
+
+  test('\\x{…} is a code point; \\pL and \\p{…} (the letter p to JavaScript) are refused', () => {
+    expect(compileGoRegexp('^a\\x{2d}b$').test('a-b')).toBe(true);
+    expect(compileGoRegexp('^a\\x{2d}b$').test('ax{2d}b')).toBe(false);
+    expect(() => compileGoRegexp('\\pL+')).toThrow(/Unicode classes/);
+    expect(() => compileGoRegexp('[\\p{Greek}]')).toThrow(/Unicode classes/);
   });
 });
