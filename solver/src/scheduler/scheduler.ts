@@ -114,8 +114,8 @@ class VertexState {
   execSettled = false;
   /** The in-flight vertex this one takes its result from (same cache key), while it does. */
   owner: VertexState | undefined;
-  /** The result of each output taken from {@link owner} (or run here after all). */
-  readonly follows = new Map<number, Promise<WorkerRef>>();
+  /** The result of each output taken from {@link owner} (or run here after all); made when first needed. */
+  follows: Map<number, Promise<WorkerRef>> | undefined;
   /** The states of the inputs, once the first key computation chose them; every build in this one is in them too. */
   inputs: readonly VertexState[] | undefined;
   cachedEmitted = false;
@@ -521,7 +521,7 @@ export class Scheduler {
    */
   #run(st: VertexState, index: number, { key, id }: EdgeKey, job: Job, opts: BuildOptions): Promise<WorkerRef> {
     if (st.exec === undefined) {
-      let taken = st.follows.get(index);
+      let taken = st.follows?.get(index);
       if (taken === undefined && id !== '') {
         // BuildKit (index.go LoadOrStore): an edge that ignores the cache is never merged into one
         // that does not, while one that uses the cache may take the new result of one that ignores it.
@@ -529,7 +529,7 @@ export class Scheduler {
         if (owner !== undefined && owner !== st && !owner.failed && !owner.controller.signal.aborted && owner.exec !== undefined) {
           taken = this.#follow(st, owner, owner.exec, index, key, id, job, opts);
           taken.catch(noop);
-          st.follows.set(index, taken);
+          (st.follows ??= new Map()).set(index, taken);
         }
       }
       if (taken !== undefined) return taken;
