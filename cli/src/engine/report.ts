@@ -1,6 +1,7 @@
 import { formatError, KilnError } from '@kiln/dockerfile';
 import { GatewayError } from '@kiln/gateway';
 import { SourcePolicyError, VertexError } from '@kiln/solver';
+import { TsDslError } from '@kiln/ts-dsl';
 
 /** Options of {@link formatBuildError}. */
 export interface FormatBuildErrorOptions {
@@ -20,7 +21,7 @@ export interface FormatBuildErrorOptions {
  */
 export function formatBuildError(e: unknown, opts: FormatBuildErrorOptions = {}): string {
   const policyError = findCause(e, SourcePolicyError);
-  if (policyError !== undefined) return formatPolicyError(policyError, findCause(e, KilnError), opts);
+  if (policyError !== undefined) return formatPolicyError(policyError, findCause(e, KilnError) ?? findCause(e, TsDslError), opts);
   if (e instanceof KilnError) {
     return `kiln: error: ${formatError(e, { ...(opts.dockerfileText === undefined ? {} : { text: opts.dockerfileText }), ...(opts.dockerfileName === undefined ? {} : { file: opts.dockerfileName }) })}\n`;
   }
@@ -56,13 +57,15 @@ export function formatBuildError(e: unknown, opts: FormatBuildErrorOptions = {})
 
 /**
  * A source policy error with its own code, at the place the source was written: the source
- * map's location of a denied op, or the FROM a frontend was resolving when the policy denied it.
+ * map's location of a denied op, or the FROM (the kiln/ts `image()` call) a frontend was
+ * resolving when the policy denied it.
  */
-function formatPolicyError(e: SourcePolicyError, frontendError: KilnError | undefined, opts: FormatBuildErrorOptions): string {
+function formatPolicyError(e: SourcePolicyError, frontendError: KilnError | TsDslError | undefined, opts: FormatBuildErrorOptions): string {
   const loc = e.location ?? frontendError?.location;
   const file = loc === undefined ? undefined : loc.file === '' ? (opts.dockerfileName ?? 'Dockerfile') : loc.file;
   const lines = [`kiln: error ${e.code}: ${loc === undefined ? '' : `${file}:${loc.line}:${loc.column}: `}${e.message}`];
-  const text = loc === undefined ? undefined : (e.location?.source ?? (file === (opts.dockerfileName ?? 'Dockerfile') ? opts.dockerfileText?.split('\n')[loc.line - 1] : undefined) ?? frontendError?.source);
+  const frontendSource = frontendError instanceof KilnError ? frontendError.source : undefined;
+  const text = loc === undefined ? undefined : (e.location?.source ?? (file === (opts.dockerfileName ?? 'Dockerfile') ? opts.dockerfileText?.split('\n')[loc.line - 1] : undefined) ?? frontendSource);
   if (loc !== undefined && text !== undefined) lines.push(`  ${loc.line} | ${text.split('\n')[0]?.replace(/\r$/, '') ?? ''}`);
   if (e.hint !== undefined) lines.push(`hint: ${e.hint}`);
   return `${lines.join('\n')}\n`;

@@ -117,6 +117,15 @@ describe('located errors', () => {
     await expect(b).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3, column: 3 } });
   });
 
+  test('a base image the parent refuses with a code of its own (a source policy\'s KLN0952) keeps that error as the cause', async () => {
+    const denial = Object.assign(new Error('source "docker-image://docker.io/library/busybox:latest" denied by policy: rules[0]'), { code: 'KLN0952', hint: 'allow it' });
+    const denying: Handlers = { ...handlers, resolveImageConfig: async () => { throw denial; } };
+    const bundle = await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': `${IMPORT}\nexport default () =>\n  image("busybox").run(["true"]);\n` }));
+    const p = evaluateBundle(bundle, init, denying);
+    // The DSL's own error at the image() call, with the parent's error under it.
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3, column: 3 }, hint: 'allow it', cause: denial });
+  });
+
   test('a missing relative import is KLN0802 (forbidden or missing import)', async () => {
     const p = run(IMPORT, 'import { x } from "./nope.js";', 'export default () => image(x);');
     await expect(p).rejects.toMatchObject({ code: 'KLN0802', location: { file: 'kiln.build.ts', line: 2 } });

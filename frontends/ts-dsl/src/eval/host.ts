@@ -134,6 +134,9 @@ function run(dir: string, [file, hooks, register]: readonly [string, string, str
     { stdio: ['pipe', 'pipe', 'pipe'], env: {}, cwd: dir, ...(opts.signal === undefined ? {} : { signal: opts.signal }) },
   );
   const limit = timeLimit(timeoutMs, () => child.kill('SIGKILL'));
+  // Errors of the parent's handlers by their code (a source policy's KLN0952): a failure the build
+  // passes on keeps the original as its cause, so the caller can report it with its own code.
+  const callErrors = new Map<string, Error>();
   const write = (msg: object): void => {
     if (child.stdin.writable) child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', ...msg })}\n`);
   };
@@ -210,6 +213,7 @@ function run(dir: string, [file, hooks, register]: readonly [string, string, str
           const err = e instanceof Error ? e : new Error(String(e));
           const code = (err as { code?: unknown }).code;
           const hint = (err as { hint?: unknown }).hint;
+          if (typeof code === 'string') callErrors.set(code, err);
           write({ id, error: { code: CALL_FAILED, message: err.message.split('\n')[0], data: { ...(typeof code === 'string' ? { code } : {}), ...(typeof hint === 'string' ? { hint } : {}) } } });
         },
       );
@@ -223,7 +227,8 @@ function run(dir: string, [file, hooks, register]: readonly [string, string, str
       if (outcome?.method === 'done') return resolve(outcome.params);
       if (outcome?.method === 'fail') {
         const p = outcome.params;
-        return reject(new TsDslError(codeOf(p.code), p.message, { ...(p.location === undefined ? {} : { location: p.location }), ...(p.hint === undefined ? {} : { hint: p.hint }) }));
+        const cause = p.code === undefined ? undefined : callErrors.get(p.code);
+        return reject(new TsDslError(codeOf(p.code), p.message, { ...(p.location === undefined ? {} : { location: p.location }), ...(p.hint === undefined ? {} : { hint: p.hint }), ...(cause === undefined ? {} : { cause }) }));
       }
       if (opts.signal?.aborted === true) return reject(opts.signal.reason instanceof Error ? opts.signal.reason : new Error('aborted'));
       if (tooLong) {

@@ -1,0 +1,19 @@
+import { describe, expect, test } from 'vitest';
+import { SourcePolicyError } from '@kiln/solver';
+import { TsDslError } from '@kiln/ts-dsl';
+import { formatBuildError } from './report.js';
+
+describe('formatBuildError: source policy errors', () => {
+  const denial = (): SourcePolicyError =>
+    new SourcePolicyError('KLN0952', 'source "docker-image://docker.io/library/busybox:latest" denied by policy: rules[0] (DENY "docker-image://*") in p.json', { hint: 'allow it in p.json' });
+
+  test('a kiln/ts image() the policy denied: the policy\'s code and message at the build file\'s line', () => {
+    const ts = new TsDslError('KLN0803', 'base image busybox: source … denied', { location: { file: 'kiln.build.ts', line: 2, column: 22 }, hint: 'allow it in p.json', cause: denial() });
+    const out = formatBuildError(new Error('frontend kiln/ts failed', { cause: ts }));
+    expect(out).toBe('kiln: error KLN0952: kiln.build.ts:2:22: source "docker-image://docker.io/library/busybox:latest" denied by policy: rules[0] (DENY "docker-image://*") in p.json\nhint: allow it in p.json\n');
+  });
+
+  test('without a place to name, the policy error alone', () => {
+    expect(formatBuildError(denial())).toBe('kiln: error KLN0952: source "docker-image://docker.io/library/busybox:latest" denied by policy: rules[0] (DENY "docker-image://*") in p.json\nhint: allow it in p.json\n');
+  });
+});
