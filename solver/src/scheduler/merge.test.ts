@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { CacheManager } from '../cache/cache-manager.js';
 import { CacheStore } from '../cache/store.js';
+import { SolverError } from '../errors.js';
 import { ProgressStream, type ProgressEvent } from '../progress/events.js';
 import { InflightIndex } from './inflight.js';
 import { Scheduler } from './scheduler.js';
@@ -174,6 +175,37 @@ describe('Scheduler: merging by cache key', () => {
     expect(ea).toMatchObject({ vertexName: 'a run', exitCode: 1, command: '/bin/sh -c slow-thing', location: { file: 'a.Dockerfile', line: 3 } });
     expect(eb).toMatchObject({ vertexName: 'b run', exitCode: 1, command: '/bin/sh -c slow-thing', location: { file: 'b.Dockerfile', line: 7 } });
     expect((eb as VertexError).logTail).toEqual(['running a run', 'boom']);
+    expect(s.inflightKeys).toBe(0);
+    expect(s.activeVertices).toBe(0);
+  });
+
+  test('when the run it waits for stops for a reason other than the step failing, the waiting build runs the step itself', async () => {
+    const { w, s } = setup();
+    // Build a's worker gives up on the RUN (as when its own session goes away under the step):
+    // not the step's failure, so b must not fail with it.
+    const gaveUp = (v: SolverVertex): Op => {
+      const op = w.resolve(v);
+      if (!v.name.endsWith(' run')) return op;
+      return {
+        ...op,
+        exec: async () => {
+          await new Promise((r) => setTimeout(r, 80));
+          throw new SolverError('SOLVER_CANCELLED', 'session closed');
+        },
+      };
+    };
+    const running = w.whenStarted('a copy');
+    const a = s.build(graph('a'), { session: 'a', resolveOp: gaveUp });
+    await running;
+    const pb = new ProgressStream();
+    const b = s.build(graph('b'), { session: 'b', progress: pb });
+    await expect(a).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    const rb = await b;
+    pb.close();
+    expect(rb.ref.snapshot).toMatch(/^b run#1/);
+    expect(runs(w, 'run')).toBe(1); // b's own run: a's never reached the fake worker
+    // b did wait for a's run first (it saw it start), then ran its own.
+    expect(started(pb).map((e) => (e.kind === 'vertex.started' ? e.name : ''))).toEqual(['a run', 'b run']);
     expect(s.inflightKeys).toBe(0);
     expect(s.activeVertices).toBe(0);
   });
