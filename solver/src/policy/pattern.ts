@@ -91,6 +91,9 @@ export function compileGoRegexp(source: string): RegExp {
         i = close;
         continue;
       }
+      if (/[0-9A-Za-z]/.test(n) && !goEscape(n, body[i + 2] ?? '', inClass)) {
+        throw new PatternError(`\\${n} is not an escape of Go's regular expressions${/[1-9]/.test(n) ? ' (back-references are not supported)' : ''}`);
+      }
       // Whatever the flags (a JavaScript `^` or `$` under (?m) would also match at line ends).
       if (!inClass && n === 'A') out += '(?<![\\s\\S])';
       else if (!inClass && n === 'z') out += '(?![\\s\\S])';
@@ -123,6 +126,7 @@ export function compileGoRegexp(source: string): RegExp {
       continue;
     }
     if (c === '(' && /^\(\?[imsU-]+[:)]/.test(body.slice(i))) throw new PatternError('inline flags are only supported at the start of the pattern');
+    if (c === '(' && /^\(\?<?[=!]/.test(body.slice(i))) throw new PatternError('look-ahead and look-behind are not supported by Go\'s regular expressions');
     out += c;
   }
   try {
@@ -130,6 +134,19 @@ export function compileGoRegexp(source: string): RegExp {
   } catch (e) {
     throw new PatternError(e instanceof Error ? e.message.replace(/^Invalid regular expression: /, '') : String(e));
   }
+}
+
+/**
+ * Whether `\\n` (a letter or digit; `next` the character after it) is an escape Go accepts, in a
+ * class or not: an octal code (`\\0`, or `\\1`–`\\7` followed by an octal digit, where one digit
+ * alone would be a back-reference), a control character, a Perl class, and outside a class the
+ * assertions. JavaScript reads the others as the letter itself, a back-reference or `\\u`, `\\c`.
+ */
+function goEscape(n: string, next: string, inClass: boolean): boolean {
+  if (n === '0') return true;
+  if (n >= '1' && n <= '7') return next >= '0' && next <= '7';
+  if ('afnrtvdDsSwW'.includes(n)) return true;
+  return !inClass && 'bBAz'.includes(n);
 }
 
 const NAME_CHAR = /[\p{L}\p{Nd}_]/u;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSourcePolicyFile } from './file.js';
 import { parseSourcePolicy } from './policy.js';
-import { compileGoRegexp, goReplaceAll } from './pattern.js';
+import { compileGoRegexp, goReplaceAll, PatternError } from './pattern.js';
 
 const parse = (doc: unknown): ReturnType<typeof parseSourcePolicy> => parseSourcePolicy(typeof doc === 'string' ? doc : JSON.stringify(doc), 'policy.json');
 const fails = (doc: unknown, code: string, message: string | RegExp): void => {
@@ -81,7 +81,8 @@ describe('Go regexp semantics', () => {
     expect(compileGoRegexp('(?i)^BUSYBOX').test('busybox')).toBe(true);
     expect(compileGoRegexp('\\Aab\\z').test('ab')).toBe(true);
     expect(compileGoRegexp('\\Aab\\z').test('xab')).toBe(false);
-    expect(compileGoRegexp('[\\A]').test('A')).toBe(true);
+    // Go has no \A in a class (JavaScript would read it as the letter A).
+    expect(() => compileGoRegexp('[\\A]')).toThrow(/not an escape/);
     expect(() => compileGoRegexp('\\Qa.b\\E')).toThrow(/not supported/);
     // \A and \z stay the input's ends under (?m), where ^ and $ would match at a line end.
     expect(compileGoRegexp('(?m)\\Ab\\z').test('a\nb')).toBe(false);
@@ -97,6 +98,15 @@ describe('Go regexp semantics', () => {
     expect(compileGoRegexp('^[[:^digit:]]+$').test('abc')).toBe(true);
     expect(compileGoRegexp('^[[:^digit:]]+$').test('a1')).toBe(false);
     expect(() => compileGoRegexp('[[:letters:]]')).toThrow(/invalid character class/);
+  });
+
+  test('JavaScript-only syntax Go refuses (look-around, back-references, \\u, \\k, unknown letter escapes) is refused, as buildctl would', () => {
+    for (const re of ['^docker-image://(?!docker\\.io/)', '(?<=@)sha256', 'a(?=b)', '(a)\\1', '(?<n>a)\\k<n>', '\\u0041', '\\e', '[\\b]', '\\8']) {
+      expect(() => compileGoRegexp(re), re).toThrow(PatternError);
+    }
+    // What Go accepts: octal codes, control and Perl escapes, escaped punctuation, named groups.
+    expect(compileGoRegexp('^\\101\\t\\d\\-\\.(?<n>x)$').test('A\t1-.x')).toBe(true);
+    expect(compileGoRegexp('[\\d\\-\\n]').test('-')).toBe(true);
   });
 
   test('\\x{…} is a code point; \\pL and \\p{…} (the letter p to JavaScript) are refused', () => {
