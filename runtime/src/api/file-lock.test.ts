@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, test } from 'vitest';
+import { ownProcessStart, processStart } from '../snapshot/process-start.js';
 import { withFileLock } from './file-lock.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'kiln-file-lock-'));
@@ -19,9 +20,10 @@ const deadPid = (): number => spawnSync('true').pid as number;
 const here = fileURLToPath(new URL('.', import.meta.url));
 const lib = join(dir, 'lib');
 mkdirSync(lib);
-for (const f of ['file-lock.ts', 'process-alive.ts']) {
+mkdirSync(join(dir, 'snapshot'));
+for (const [f, to] of [['file-lock.ts', lib], ['process-alive.ts', lib], ['../snapshot/process-start.ts', join(dir, 'snapshot')]] as const) {
   const js = ts.transpileModule(readFileSync(join(here, f), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
-  writeFileSync(join(lib, f.replace(/\.ts$/, '.js')), js);
+  writeFileSync(join(to, f.replace(/^.*\//, '').replace(/\.ts$/, '.js')), js);
 }
 writeFileSync(join(lib, 'package.json'), '{"type":"module"}');
 
@@ -57,12 +59,12 @@ describe('withFileLock across processes', () => {
     const lock = join(dir, 'killed.lock');
     const child = lockProcess(lock, 'await new Promise(() => setInterval(() => {}, 1000));');
     await new Promise<void>((r) => child.stdout.once('data', () => r()));
-    expect(await readFile(lock, 'utf8')).toBe(String(child.pid));
+    expect(await readFile(lock, 'utf8')).toBe(`${child.pid} ${processStart(child.pid as number) as string}`);
     child.kill('SIGKILL');
     await exited(child);
     expect(existsSync(lock)).toBe(true); // the dead owner could not remove it
     const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
-    expect(got).toBe(String(process.pid));
+    expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
     expect(existsSync(lock)).toBe(false);
   });
 
@@ -71,7 +73,7 @@ describe('withFileLock across processes', () => {
     const child = lockProcess(lock, 'await new Promise((r) => setTimeout(r, 150));');
     await new Promise<void>((r) => child.stdout.once('data', () => r()));
     const t0 = Date.now();
-    expect(await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 2 })).toBe(String(process.pid));
+    expect(await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 2 })).toBe(`${process.pid} ${ownProcessStart()}`);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(50);
     expect(await exited(child)).toBe(0);
   });
@@ -112,7 +114,7 @@ test('a breaker left by a process that died while breaking does not stop others'
   await writeFile(lock, String(deadPid()));
   await writeFile(`${lock}.break`, String(deadPid()));
   const got = await withFileLock(lock, undefined, async () => readFile(lock, 'utf8'), { pollMs: 1 });
-  expect(got).toBe(String(process.pid));
+  expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
   expect(existsSync(`${lock}.break`)).toBe(false);
 });
 
@@ -145,7 +147,7 @@ test('an empty lock left by a process killed between creating and writing it is 
   await utimes(lock, past, past);
   // Without the fix this waits forever; the timeout turns that into a failure.
   const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
-  expect(got).toBe(String(process.pid));
+  expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
   expect(existsSync(lock)).toBe(false);
   expect(existsSync(`${lock}.break`)).toBe(false);
 });
@@ -164,6 +166,33 @@ test('an empty breaker left the same way does not stop others once it is old', a
   const past = new Date(Date.now() - 60_000);
   await utimes(`${lock}.break`, past, past);
   const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
-  expect(got).toBe(String(process.pid));
+  expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
   expect(existsSync(`${lock}.break`)).toBe(false);
+});
+
+test('a lock naming a live pid with another start time (the pid reused: a restarted container\'s kiln is pid 1 again) is broken', async () => {
+  const lock = join(dir, 'pid-reused');
+  const own = ownProcessStart() as string;
+  await writeFile(lock, `${process.pid} ${own.replace(/:\d+$/, ':1')}`);
+  // Without the start time this waits forever (the pid is this live process); the timeout turns that into a failure.
+  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
+  expect(got).toBe(`${process.pid} ${own}`);
+});
+
+test('a lock naming a live process by its own start time is waited for; so is a bare live pid (an older kiln\'s lock)', async () => {
+  for (const content of [`1 ${processStart(1) as string}`, '1']) {
+    const lock = join(dir, `live-${content.length}`);
+    await writeFile(lock, content);
+    await expect(withFileLock(lock, AbortSignal.timeout(100), async () => 'held', { pollMs: 5 })).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect(await readFile(lock, 'utf8')).toBe(content);
+  }
+});
+
+test('a lock that names no owner (not a pid) is broken once it is old, waited for while fresh', async () => {
+  const lock = join(dir, 'garbage');
+  await writeFile(lock, 'not a pid\n');
+  await expect(withFileLock(lock, AbortSignal.timeout(100), async () => 'held', { pollMs: 5 })).rejects.toMatchObject({ name: 'TimeoutError' });
+  const past = new Date(Date.now() - 60_000);
+  await utimes(lock, past, past);
+  expect(await withFileLock(lock, AbortSignal.timeout(5_000), async () => 'held', { pollMs: 1 })).toBe('held');
 });

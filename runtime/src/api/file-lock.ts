@@ -1,4 +1,5 @@
 import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { ownProcessStart, processStart } from '../snapshot/process-start.js';
 import { processAlive } from './process-alive.js';
 
 /** How {@link withFileLock} waits. */
@@ -11,15 +12,17 @@ export interface FileLockOptions {
    * with `onTimeout`'s error. Unset, the wait lasts as long as the owner holds the lock.
    */
   readonly maxWaitMs?: number | undefined;
-  /** The error of a wait over `maxWaitMs`, given the pid the lock holds (`?` if unreadable). */
+  /** The error of a wait over `maxWaitMs`, given the pid the lock names (`?` if unreadable). */
   readonly onTimeout?: ((owner: string) => Error) | undefined;
 }
 
 /**
  * Runs `fn` holding the exclusive lock file `lock` across processes and within one (created with
- * O_EXCL, holding the owner's pid; removed after `fn`). A lock whose owner process is gone (killed,
- * or a zombie: {@link processAlive}) is broken, as is one left empty for longer than any pid write
- * takes. Waiting honours `signal` (its reason is thrown) and {@link FileLockOptions.maxWaitMs}.
+ * O_EXCL, naming its owner: pid and start time; removed after `fn`). A lock whose owner is gone
+ * (killed, a zombie: {@link processAlive}; or its pid now names a later process, as after a
+ * container restart where kiln is pid 1 again) is broken, as is one left empty or unreadable for
+ * longer than any write takes. Waiting honours `signal` (its reason is thrown) and
+ * {@link FileLockOptions.maxWaitMs}.
  */
 export async function withFileLock<T>(lock: string, signal: AbortSignal | undefined, fn: () => Promise<T>, opts: FileLockOptions = {}): Promise<T> {
   const pollMs = opts.pollMs ?? 10;
@@ -27,13 +30,13 @@ export async function withFileLock<T>(lock: string, signal: AbortSignal | undefi
   for (;;) {
     signal?.throwIfAborted();
     if (opts.maxWaitMs !== undefined && Date.now() - t0 > opts.maxWaitMs) {
-      const owner = (await readFile(lock, 'utf8').catch(() => '')).trim() || '?';
+      const owner = (await readFile(lock, 'utf8').catch(() => '')).trim().split(' ')[0] || '?';
       throw opts.onTimeout?.(owner) ?? new Error(`${lock} is held by process ${owner} for over ${opts.maxWaitMs} ms`);
     }
     try {
       const fh = await open(lock, 'wx');
       try {
-        await fh.writeFile(String(process.pid));
+        await fh.writeFile(ownerMark());
       } finally {
         await fh.close();
       }
@@ -41,12 +44,12 @@ export async function withFileLock<T>(lock: string, signal: AbortSignal | undefi
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const content = await readFile(lock, 'utf8').catch(() => undefined);
-      const owner = Number(content);
       // An empty file is a lock being written right now, unless it has been empty for longer than
-      // any write takes (its creator was killed before writing its pid); only a dead owner's lock
-      // and such an abandoned one are broken.
-      if (owner > 0 && !processAlive(owner)) await breakStale(lock, async (c) => c === content, pollMs);
-      else if (content === '' && (await abandoned(lock))) await breakStale(lock, async (c) => c === '' && (await abandoned(lock)), pollMs);
+      // any write takes (its creator was killed before writing); only a gone owner's lock and such
+      // an abandoned (or unreadable) one are broken.
+      const gone = content === undefined ? false : ownerGone(content);
+      if (gone === true) await breakStale(lock, async (c) => c === content, pollMs);
+      else if (gone === undefined && (await abandoned(lock))) await breakStale(lock, async (c) => c !== undefined && ownerGone(c) === undefined && (await abandoned(lock)), pollMs);
       else await sleep(pollMs);
     }
   }
@@ -59,13 +62,33 @@ export async function withFileLock<T>(lock: string, signal: AbortSignal | undefi
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** How long a lock may stay empty while its creator writes its pid (one small write). */
+/** How long a lock may stay empty while its creator writes its mark (one small write). */
 const EMPTY_LOCK_GRACE_MS = 5_000;
 
-/** Whether `lock` has been there, empty, for longer than {@link EMPTY_LOCK_GRACE_MS}. */
+/** What a lock file holds: `<pid> <start>` ({@link processStart}), a bare pid where /proc cannot tell. */
+function ownerMark(): string {
+  const start = ownProcessStart();
+  return start === undefined ? String(process.pid) : `${process.pid} ${start}`;
+}
+
+/**
+ * Whether the owner a lock file's content names is gone: its pid is dead, or now names a process
+ * that started later. Undefined when the content names no owner (empty: being written; or not a
+ * mark at all). A bare pid (written by an older kiln) is judged by the pid alone.
+ */
+function ownerGone(content: string): boolean | undefined {
+  const m = /^(\d+)(?: (\S+))?$/.exec(content.trim());
+  if (m === null) return undefined;
+  const pid = Number(m[1]);
+  if (!processAlive(pid)) return true;
+  const now = m[2] === undefined ? undefined : processStart(pid);
+  return now !== undefined && now !== m[2];
+}
+
+/** Whether `lock` has named no owner for longer than {@link EMPTY_LOCK_GRACE_MS} (its creator died writing it). */
 async function abandoned(lock: string): Promise<boolean> {
   const st = await stat(lock).catch(() => undefined);
-  return st !== undefined && st.size === 0 && Date.now() - st.mtimeMs > EMPTY_LOCK_GRACE_MS;
+  return st !== undefined && Date.now() - st.mtimeMs > EMPTY_LOCK_GRACE_MS;
 }
 
 /**
@@ -83,14 +106,14 @@ async function breakStale(lock: string, stale: (content: string | undefined) => 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const held = await readFile(breaker, 'utf8').catch(() => undefined);
-    const b = Number(held);
-    if ((b > 0 && !processAlive(b)) || (held === '' && (await abandoned(breaker)))) await unlink(breaker).catch(() => undefined);
+    const gone = held === undefined ? false : ownerGone(held);
+    if (gone === true || (gone === undefined && (await abandoned(breaker)))) await unlink(breaker).catch(() => undefined);
     else await sleep(pollMs);
     return;
   }
   try {
     try {
-      await fh.writeFile(String(process.pid));
+      await fh.writeFile(ownerMark());
     } finally {
       await fh.close();
     }
