@@ -81,6 +81,13 @@ describe('CONVERT', () => {
     expect(run(again.stderr)?.digest).toBe(run(r.stderr)?.digest);
     expect(await sb.containersStarted()).toBe(n);
     expect(await readFile(join(`${out}-2`, 'seen'), 'utf8')).toBe(`${variantText}\n`);
+
+    // The Dockerfile written with the converted image: the same RUN vertex, from the cache.
+    const direct = await probeContext(t, variant);
+    const written = await runKiln(sb, ['build', direct, '--root', sb.root, '--progress', 'rawjson', '--output', `type=local,dest=${out}-3`]);
+    expect(written.code, written.stderr).toBe(0);
+    expect(run(written.stderr)?.digest).toBe(run(r.stderr)?.digest);
+    expect(run(written.stderr)?.cached).toBe(true);
   }, 180_000);
 
   test('provenance materials name the converted image, not the one the Dockerfile wrote', async () => {
