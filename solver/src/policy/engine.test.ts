@@ -70,6 +70,25 @@ describe('matching', () => {
   });
 });
 
+describe('messages', () => {
+  test('the user and password of a URL source never reach an error; an image keeps its digest', () => {
+    const url = 'https://ci-user:s3cret-token@files.example.com/tool.tgz';
+    let err: unknown;
+    try {
+      engine(deny('https://*')).evaluate(src(url));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'KLN0952', identifier: 'https://files.example.com/tool.tgz' });
+    expect(String((err as Error).message)).not.toMatch(/s3cret|ci-user/);
+    // Converted to an authenticated mirror, then denied: neither URL shows its credentials.
+    const mirror = engine(convert('https://files.example.com/*', 'https://bot:m1rror-pass@mirror.local/${1}'), deny('https://mirror.local/*'), deny('https://*@mirror.local/*'));
+    expect(() => mirror.evaluate(src('https://files.example.com/a.tgz'))).toThrow(/^source "https:\/\/mirror\.local\/a\.tgz" \(converted from "https:\/\/files\.example\.com\/a\.tgz"\) denied by policy: rules\[2\] \(DENY "https:\/\/mirror\.local\/\*"\)/);
+    expect(() => engine(convert('https://*', 'x:y@host/z')).evaluate(src(url))).toThrow(expect.objectContaining({ code: 'KLN0954', message: expect.not.stringContaining('s3cret') }));
+    expect(() => engine(deny(BUSYBOX)).evaluate(src(`${BUSYBOX}@${PIN}`))).toThrow(`source "${BUSYBOX}@${PIN}" denied`);
+  });
+});
+
 describe('ordering', () => {
   test('for ALLOW and DENY the last matching rule wins', () => {
     expect(engine(allow(BUSYBOX), deny(BUSYBOX), allow(BUSYBOX)).evaluate(src(BUSYBOX)).mutated).toBe(false);

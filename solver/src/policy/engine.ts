@@ -45,8 +45,8 @@ export class SourcePolicyEngine {
     let mutated = false;
     for (let i = 0; ; i++) {
       if (i > MAX_CONVERSIONS) {
-        throw new SourcePolicyError('KLN0953', `source ${JSON.stringify(source.identifier)}: more than ${MAX_CONVERSIONS} conversions by the source policy (last ${JSON.stringify(cur.identifier)})`, {
-          identifier: cur.identifier,
+        throw new SourcePolicyError('KLN0953', `source ${shown(source.identifier)}: more than ${MAX_CONVERSIONS} conversions by the source policy (last ${shown(cur.identifier)})`, {
+          identifier: redactIdentifier(cur.identifier),
           hint: 'two CONVERT rules turn sources into each other: make each conversion end in an identifier no CONVERT rule selects',
         });
       }
@@ -88,10 +88,22 @@ export class SourcePolicyEngine {
   }
 }
 
+/**
+ * `identifier` for messages: the user and password of a URL (`https://user:token@host/…`, as
+ * an ADD or a CONVERT to an authenticated mirror may write) taken out, as kiln's git errors do.
+ * Image references keep their `@sha256:…`.
+ */
+export function redactIdentifier(identifier: string): string {
+  if (identifier.startsWith(DOCKER_IMAGE) || identifier.startsWith('oci-layout://')) return identifier;
+  return identifier.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1');
+}
+
+const shown = (identifier: string): string => JSON.stringify(redactIdentifier(identifier));
+
 function denied(identifier: string, original: string, rule: PolicyRule, file: string): SourcePolicyError {
-  const from = identifier === original ? '' : ` (converted from ${JSON.stringify(original)})`;
-  return new SourcePolicyError('KLN0952', `source ${JSON.stringify(identifier)}${from} denied by policy: rules[${rule.index}] (DENY ${JSON.stringify(rule.selector.identifier)}) in ${file}`, {
-    identifier,
+  const from = identifier === original ? '' : ` (converted from ${shown(original)})`;
+  return new SourcePolicyError('KLN0952', `source ${shown(identifier)}${from} denied by policy: rules[${rule.index}] (DENY ${shown(rule.selector.identifier)}) in ${file}`, {
+    identifier: redactIdentifier(identifier),
     ruleIndex: rule.index,
     hint: `use an allowed source, or allow this one in ${file} with an ALLOW rule after rules[${rule.index}]`,
   });
@@ -152,8 +164,8 @@ function convert(rule: PolicyRule, src: PolicySource, file: string): PolicySourc
   if (!changed) return undefined;
   const scheme = identifier.indexOf('://');
   if (scheme <= 0 || scheme + 3 === identifier.length) {
-    throw new SourcePolicyError('KLN0954', `rules[${rule.index}] in ${file} converts ${JSON.stringify(src.identifier)} to ${JSON.stringify(identifier)}, which is not a source identifier`, {
-      identifier: src.identifier,
+    throw new SourcePolicyError('KLN0954', `rules[${rule.index}] in ${file} converts ${shown(src.identifier)} to ${shown(identifier)}, which is not a source identifier`, {
+      identifier: redactIdentifier(src.identifier),
       ruleIndex: rule.index,
       hint: 'an update identifier is a whole source, scheme included: "docker-image://…", "https://…", "git://…"',
     });
