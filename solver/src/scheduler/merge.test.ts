@@ -100,6 +100,7 @@ function setup(): { w: FakeWorker; s: Scheduler } {
 }
 
 const runs = (w: FakeWorker, kind: string): number => [...w.execs.entries()].filter(([n]) => n.endsWith(` ${kind}`)).reduce((a, [, c]) => a + c, 0);
+const noop = (): void => undefined;
 const started = (p: ProgressStream): ProgressEvent[] => p.events().filter((e) => e.kind === 'vertex.started' && e.name.endsWith(' run'));
 
 describe('Scheduler: merging by cache key', () => {
@@ -206,6 +207,46 @@ describe('Scheduler: merging by cache key', () => {
     expect(runs(w, 'run')).toBe(1); // b's own run: a's never reached the fake worker
     // b did wait for a's run first (it saw it start), then ran its own.
     expect(started(pb).map((e) => (e.kind === 'vertex.started' ? e.name : ''))).toEqual(['a run', 'b run']);
+    expect(s.inflightKeys).toBe(0);
+    expect(s.activeVertices).toBe(0);
+  });
+
+  test('a waiting build that was cancelled does not run the step itself when the run it waited for stops', async () => {
+    const { w, s } = setup();
+    const prepared: string[] = [];
+    // The RUN's op counts its preparations (a container runtime made ready): a step is prepared
+    // only when it is about to run.
+    const counting =
+      (gaveUp: boolean) =>
+      (v: SolverVertex): Op => {
+        const op = w.resolve(v);
+        if (!v.name.endsWith(' run')) return op;
+        const prepare = (): undefined => void prepared.push(v.name);
+        if (!gaveUp) return { ...op, prepare };
+        return {
+          ...op,
+          prepare,
+          exec: async () => {
+            await new Promise((r) => setTimeout(r, 150));
+            throw new SolverError('SOLVER_CANCELLED', 'session closed');
+          },
+        };
+      };
+    const running = w.whenStarted('a copy');
+    const a = s.build(graph('a'), { session: 'a', resolveOp: counting(true) });
+    a.catch(noop);
+    await running;
+    const ctl = new AbortController();
+    const b = s.build(graph('b'), { session: 'b', resolveOp: counting(false), signal: ctl.signal });
+    b.catch(noop);
+    await new Promise((r) => setTimeout(r, 60));
+    ctl.abort();
+    await expect(b).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    await expect(a).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    await new Promise((r) => setTimeout(r, 50));
+    // Only a's run was prepared: b, which nobody needs any more, neither prepares nor runs its own.
+    expect(prepared).toEqual(['a run']);
+    expect(runs(w, 'run')).toBe(0);
     expect(s.inflightKeys).toBe(0);
     expect(s.activeVertices).toBe(0);
   });

@@ -572,6 +572,9 @@ export class Scheduler {
     } catch (err) {
       if (err instanceof VertexError && err.vertex === owner.vertex.digest) throw this.#mirror(st, err);
       st.owner = undefined;
+      // Every build that waited here has left (cancelled): nobody needs the step any more, so it
+      // is neither prepared nor run, nor offered to others as in flight.
+      throwIfCancelled(st.controller.signal);
       return this.#own(st, index, id, this.#live(st, job), opts);
     }
   }
