@@ -1,3 +1,36 @@
+import { randomUUID } from 'node:crypto';
+import { digestFromBytes } from '../cache/cache-key.js';
+import type { CacheMap } from './types.js';
+
+/** No content digests: a key made of definition keys only. */
+export const NO_DIGESTS: ReadonlyArray<string | undefined> = [];
+
+/**
+ * The merge id of output `index` of an op with cache map `cm`: the cache-map digest and, per
+ * input, the selector and the content digest the key has for it (a local context's checksum, a
+ * COPY's selected files), else the input's own merge id (`inputs[i].id`). Equal ids are the same
+ * work once keys are known, whatever the vertices' digests. BuildKit merges edges by the same keys
+ * (solver/index.go getAllMatches); content digests are taken alone because they are what makes
+ * two builds' keys meet (the definition keys below a local source are random). An op that
+ * ignores the cache gets ids of its own (`!`), which its dependents inherit: they never merge
+ * with a run built on an older, cached result. An uncacheable op (a local source) is never
+ * merged by key.
+ */
+export function mergeId(
+  cm: CacheMap,
+  index: number,
+  inputs: ReadonlyArray<{ readonly id: string }>,
+  digests: ReadonlyArray<string | undefined>,
+  cacheable: boolean,
+  ignoreCache: boolean,
+): string {
+  if (!cacheable) return `random:${randomUUID()}`;
+  let s = `${cm.digest}@${index}`;
+  for (const [i, input] of inputs.entries()) s += `|${cm.deps[i]?.selector ?? ''}=${digests[i] ?? input.id}`;
+  const id = digestFromBytes(s);
+  return ignoreCache ? `!${id}` : id;
+}
+
 /**
  * The vertices that run now (or are about to), by the merge id of the output they produce
  * (BuildKit's edgeIndex in solver/index.go): a vertex whose cache key turns out to equal one of

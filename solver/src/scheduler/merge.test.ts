@@ -3,7 +3,7 @@ import { CacheManager } from '../cache/cache-manager.js';
 import { CacheStore } from '../cache/store.js';
 import { SolverError } from '../errors.js';
 import { ProgressStream, type ProgressEvent } from '../progress/events.js';
-import { InflightIndex } from './inflight.js';
+import { InflightIndex, NO_DIGESTS, mergeId } from './inflight.js';
 import { Scheduler } from './scheduler.js';
 import type { Op, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError } from './vertex-error.js';
@@ -317,5 +317,35 @@ describe('InflightIndex', () => {
     idx.delete(a);
     idx.delete(b);
     expect(idx.size).toBe(0);
+  });
+});
+
+describe('mergeId', () => {
+  const cm = { digest: D('exec'), deps: [{}, { selector: D('sel') }] };
+  const inputs = [{ id: D('base') }, { id: D('copy') }];
+  const id = mergeId(cm, 0, inputs, NO_DIGESTS, true, false);
+
+  test('equal for the same op, output and inputs; different when any of them differs', () => {
+    expect(mergeId(cm, 0, inputs, NO_DIGESTS, true, false)).toBe(id);
+    expect(mergeId({ ...cm, digest: D('exec2') }, 0, inputs, NO_DIGESTS, true, false)).not.toBe(id);
+    expect(mergeId(cm, 1, inputs, NO_DIGESTS, true, false)).not.toBe(id);
+    expect(mergeId(cm, 0, [inputs[0] as { id: string }, { id: D('copy2') }], NO_DIGESTS, true, false)).not.toBe(id);
+    expect(mergeId({ ...cm, deps: [{}, { selector: D('other') }] }, 0, inputs, NO_DIGESTS, true, false)).not.toBe(id);
+  });
+
+  test('an input keyed by content counts by its content digest alone, with its selector', () => {
+    const byContent = mergeId(cm, 0, inputs, [undefined, D('files')], true, false);
+    expect(byContent).not.toBe(id);
+    expect(mergeId(cm, 0, [inputs[0] as { id: string }, { id: D('another-copy') }], [undefined, D('files')], true, false)).toBe(byContent);
+    expect(mergeId(cm, 0, inputs, [undefined, D('other-files')], true, false)).not.toBe(byContent);
+    expect(mergeId({ ...cm, deps: [{}, { selector: D('other') }] }, 0, inputs, [undefined, D('files')], true, false)).not.toBe(byContent);
+  });
+
+  test('an op that ignores the cache has ids of its own; an uncacheable one never merges', () => {
+    expect(mergeId(cm, 0, inputs, NO_DIGESTS, true, true)).toBe(`!${id}`);
+    expect(mergeId(cm, 0, [{ id: `!${D('base')}` }, inputs[1] as { id: string }], NO_DIGESTS, true, false)).not.toBe(id);
+    const local = mergeId({ digest: D('local'), deps: [] }, 0, [], NO_DIGESTS, false, false);
+    expect(local).toMatch(/^random:/);
+    expect(mergeId({ digest: D('local'), deps: [] }, 0, [], NO_DIGESTS, false, false)).not.toBe(local);
   });
 });

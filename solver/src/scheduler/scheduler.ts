@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { CacheKey, digestFromBytes, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
+import { CacheKey, slowCacheKey, type CacheKeyWithSelector } from '../cache/cache-key.js';
 import type { CacheManager, CacheMatch, ImportedMatch } from '../cache/cache-manager.js';
 import type { ImportedCache } from '../cache/remote-import.js';
 import { SolverError, throwIfCancelled } from '../errors.js';
 import type { ProgressEvent, ProgressSink } from '../progress/events.js';
 import { LineBuffer } from '../progress/lines.js';
-import { InflightIndex } from './inflight.js';
+import { InflightIndex, NO_DIGESTS, mergeId } from './inflight.js';
 import { Semaphore } from './semaphore.js';
 import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError, execDetails } from './vertex-error.js';
@@ -61,7 +61,7 @@ interface EdgeKey {
   readonly hit: CacheMatch | ImportedMatch | undefined;
   /**
    * The merge id of this output: equal for outputs of two vertices that are the same work once
-   * their keys are known (see #mergeId), whatever their digests. Two builds' `RUN`s below their
+   * their keys are known (see {@link mergeId}), whatever their digests. Two builds' `RUN`s below their
    * own local sources get the same id once the context's content checksums are equal.
    */
   readonly id: string;
@@ -424,7 +424,7 @@ export class Scheduler {
       if (hit !== undefined && match !== undefined) return this.#hit(st, key, match, hit, id());
       return { key, match: usesCache && last ? this.#matched(match, job) : undefined, hit: undefined, id: last ? id() : '' };
     };
-    const fast = probe(new CacheKey(cm.digest, index, deps), matchDeps, slow.length === 0, () => this.#mergeId(st, op, cm, index, inputKeys, NO_DIGESTS));
+    const fast = probe(new CacheKey(cm.digest, index, deps), matchDeps, slow.length === 0, () => mergeId(cm, index, inputKeys, NO_DIGESTS, op.cacheable !== false, st.ignoreCache));
     if (fast.hit !== undefined || slow.length === 0) return fast;
     // The definition key missed: key the inputs by content (BuildKit's slow cache).
     const withSlow = deps.map((d) => [...d]);
@@ -440,24 +440,7 @@ export class Scheduler {
         matchSlow[i]?.push(k);
       }),
     );
-    return probe(new CacheKey(cm.digest, index, withSlow), matchSlow, true, () => this.#mergeId(st, op, cm, index, inputKeys, digests));
-  }
-
-  /**
-   * The merge id of output `index` (EdgeKey.id): the op's cache-map digest and, per input, the
-   * content digest the key has for it (a local context's checksum, a COPY's selected files), else
-   * the input's own merge id. BuildKit merges edges by the same keys (solver/index.go
-   * getAllMatches); content digests are taken alone because they are what makes two builds' keys
-   * meet (the definition keys below a local source are random). A vertex that ignores the cache
-   * gets ids of its own (`!`), which its dependents inherit: they never merge with a run built on
-   * an older, cached result. An uncacheable op (a local source) is never merged by key.
-   */
-  #mergeId(st: VertexState, op: Op, cm: CacheMap, index: number, inputKeys: readonly EdgeKey[], digests: ReadonlyArray<string | undefined>): string {
-    if (op.cacheable === false) return `random:${randomUUID()}`;
-    let s = `${cm.digest}@${index}`;
-    for (const [i, ik] of inputKeys.entries()) s += `|${cm.deps[i]?.selector ?? ''}=${digests[i] ?? ik.id}`;
-    const id = digestFromBytes(s);
-    return st.ignoreCache ? `!${id}` : id;
+    return probe(new CacheKey(cm.digest, index, withSlow), matchSlow, true, () => mergeId(cm, index, inputKeys, digests, op.cacheable !== false, st.ignoreCache));
   }
 
   /** `key` when it matches a stored key (a result may be gone: pruned), else undefined. */
@@ -707,8 +690,6 @@ export class Scheduler {
     return verr;
   }
 }
-
-const NO_DIGESTS: ReadonlyArray<string | undefined> = [];
 
 function noop(): void {
   // intentionally empty
