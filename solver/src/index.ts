@@ -96,7 +96,7 @@ export {
   type AttrMatch,
   type AttrConstraint,
 } from './policy/policy.js';
-export { SourcePolicyEngine, type PolicySource, type PolicyDecision } from './policy/engine.js';
+export { SourcePolicyEngine, redactIdentifier, type PolicySource, type PolicyDecision } from './policy/engine.js';
 export { applySourcePolicy } from './policy/apply.js';
 export { readSourcePolicyFile, SOURCE_POLICY_ENV } from './policy/file.js';
 export { resolveLlbOp } from './llb/ops.js';

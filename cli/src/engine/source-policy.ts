@@ -1,5 +1,5 @@
 import type { ResolveImageConfigOptions } from '@kiln/llb-core';
-import { readSourcePolicyFile, SOURCE_POLICY_ENV, SourcePolicyEngine, SourcePolicyError } from '@kiln/solver';
+import { readSourcePolicyFile, redactIdentifier, SOURCE_POLICY_ENV, SourcePolicyEngine, SourcePolicyError } from '@kiln/solver';
 import { callerEnv, callerPath, type CliIo } from '../io.js';
 
 const DOCKER_IMAGE = 'docker-image://';
@@ -28,8 +28,8 @@ export function policyImageRef(policy: SourcePolicyEngine, ref: string, options:
   const d = policy.evaluate({ identifier: `${DOCKER_IMAGE}${ref}`, attrs });
   if (!d.mutated || d.identifier === `${DOCKER_IMAGE}${ref}`) return ref;
   if (!d.identifier.startsWith(DOCKER_IMAGE)) {
-    throw new SourcePolicyError('KLN0954', `the source policy converts the image ${ref} to ${JSON.stringify(d.identifier)}, which is not an image whose config can be resolved`, {
-      identifier: d.identifier,
+    throw new SourcePolicyError('KLN0954', `the source policy converts the image ${ref} to ${JSON.stringify(redactIdentifier(d.identifier))}, which is not an image whose config can be resolved`, {
+      identifier: redactIdentifier(d.identifier),
       hint: 'convert docker-image:// sources to other docker-image:// references',
     });
   }

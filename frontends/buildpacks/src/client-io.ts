@@ -57,7 +57,8 @@ export async function resolveImage(client: FrontendClient, ref: string, what: st
   try {
     const name = normalizeRef(ref);
     const r = await client.resolveImageConfig(name, client.signal === undefined ? {} : { signal: client.signal });
-    const { tag: _tag, digest: _digest, ...repo } = parseImageReference(name);
+    // A source policy may have converted the image: the digest is that of the converted one.
+    const { tag: _tag, digest: _digest, ...repo } = parseImageReference(r.ref === undefined ? name : normalizeRef(r.ref));
     return { config: parseImageConfig(r.config), reference: formatImageReference({ ...repo, digest: String(r.digest) }) };
   } catch (cause) {
     throw new BuildpacksError('KLN0907', `cannot resolve the ${what} image ${ref}`, { cause, hint: `check the ${what} reference (kiln images ls)` });
