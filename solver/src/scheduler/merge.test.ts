@@ -251,6 +251,38 @@ describe('Scheduler: merging by cache key', () => {
     expect(s.activeVertices).toBe(0);
   });
 
+  test('a run kept going only for the builds that wait for it fails in the session of the build that left: they run the step themselves', async () => {
+    const { w, s } = setup();
+    const ctl = new AbortController();
+    // a's RUN needs a's session to the end (an ssh agent kiln stops when a's build ends): it fails
+    // once a has left, which is not a failure of the step for b.
+    const sessionBound = (v: SolverVertex): Op => {
+      const op = w.resolve(v);
+      if (!v.name.endsWith(' run')) return op;
+      return {
+        ...op,
+        exec: async (ctx) => {
+          ctx.log(1, Buffer.from('running a run\n'));
+          await new Promise((r) => setTimeout(r, 150));
+          if (ctl.signal.aborted) throw Object.assign(new Error('exit status 128'), { exitCode: 128, command: '/bin/sh -c git clone' });
+          return [{ snapshot: 'a-run', size: 1 }];
+        },
+      };
+    };
+    const running = w.whenStarted('a copy');
+    const a = s.build(graph('a'), { session: 'a', resolveOp: sessionBound, signal: ctl.signal });
+    a.catch(noop);
+    await running;
+    const b = s.build(graph('b'), { session: 'b' });
+    await new Promise((r) => setTimeout(r, 60));
+    ctl.abort();
+    await expect(a).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    const rb = await b;
+    expect(rb.ref.snapshot).toMatch(/^b run#1/);
+    expect(s.inflightKeys).toBe(0);
+    expect(s.activeVertices).toBe(0);
+  });
+
   test('a build that ignores the cache (--no-cache) runs its own step beside a normal one', async () => {
     for (const first of ['normal', 'no-cache'] as const) {
       const { w, s } = setup();

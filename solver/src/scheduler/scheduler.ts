@@ -122,6 +122,12 @@ class VertexState {
   /** Started and not yet done or failed. */
   running = false;
   failed = false;
+  /**
+   * The run failed while a build with this vertex in its own graph was still in it. A run that
+   * failed with only followers left ran for them in the session of builds that are gone (an ssh
+   * agent stopped with its build): they run the step themselves rather than take that failure.
+   */
+  failedOwned = false;
   error: unknown;
   /** The log's unfinished last line, for {@link logTail}. */
   readonly lines = new LineBuffer();
@@ -540,7 +546,8 @@ export class Scheduler {
    * builds join the owner, so that the run goes on when the owner's own builds leave it (fail
    * fast, Ctrl-C), and see its progress; its inputs only quietly. A failure of the run itself is
    * reported by each build with its own vertex (its own Dockerfile line); when the owner stops
-   * for any other reason (an input of its build failed), `st` runs itself.
+   * for any other reason (an input of its build failed), or fails after all its own builds left
+   * (see VertexState.failedOwned), `st` runs itself.
    */
   async #follow(st: VertexState, owner: VertexState, run: Promise<readonly WorkerRef[]>, index: number, key: CacheKey, id: string, job: Job, opts: BuildOptions): Promise<WorkerRef> {
     st.owner = owner;
@@ -553,7 +560,7 @@ export class Scheduler {
       if (known !== undefined) this.#keyResults.set(key, known);
       return ref;
     } catch (err) {
-      if (err instanceof VertexError && err.vertex === owner.vertex.digest) throw this.#mirror(st, err);
+      if (err instanceof VertexError && err.vertex === owner.vertex.digest && owner.failedOwned) throw this.#mirror(st, err);
       st.owner = undefined;
       // Every build that waited here has left (cancelled): nobody needs the step any more, so it
       // is neither prepared nor run, nor offered to others as in flight.
@@ -686,7 +693,13 @@ export class Scheduler {
     st.error = verr;
     this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
     // Builds that follow this run report the failure with their own vertex (#mirror).
-    if (verr instanceof VertexError) for (const j of st.jobs) if (!st.roles.has(j)) j.failed(verr);
+    if (verr instanceof VertexError) {
+      for (const j of st.jobs) {
+        if (st.roles.has(j)) continue;
+        st.failedOwned = true;
+        j.failed(verr);
+      }
+    }
     return verr;
   }
 }
