@@ -273,12 +273,18 @@ describe('Scheduler: merging by cache key', () => {
     const a = s.build(graph('a'), { session: 'a', resolveOp: sessionBound, signal: ctl.signal });
     a.catch(noop);
     await running;
-    const b = s.build(graph('b'), { session: 'b' });
+    const pb = new ProgressStream();
+    const b = s.build(graph('b'), { session: 'b', progress: pb });
     await new Promise((r) => setTimeout(r, 60));
     ctl.abort();
     await expect(a).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
     const rb = await b;
+    pb.close();
     expect(rb.ref.snapshot).toMatch(/^b run#1/);
+    // b saw a's run start, then end as cancelled for it (not as b's error), then its own run.
+    const theRuns = new Set([D('a:run'), D('b:run')]);
+    const ofRun = pb.events().filter((e) => (e.kind === 'vertex.started' || e.kind === 'vertex.error' || e.kind === 'vertex.done') && theRuns.has(e.vertex));
+    expect(ofRun.map((e) => `${e.kind}${e.kind === 'vertex.error' ? `:${e.error}` : ''}`)).toEqual(['vertex.started', 'vertex.error:cancelled', 'vertex.started', 'vertex.done']);
     expect(s.inflightKeys).toBe(0);
     expect(s.activeVertices).toBe(0);
   });

@@ -691,15 +691,18 @@ export class Scheduler {
           err,
         );
     st.error = verr;
-    this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled ? 'cancelled' : verr.message, time: this.#now() });
-    // Builds that follow this run report the failure with their own vertex (#mirror).
     if (verr instanceof VertexError) {
       for (const j of st.jobs) {
         if (st.roles.has(j)) continue;
         st.failedOwned = true;
-        j.failed(verr);
+        break;
       }
     }
+    // A run left only to builds that followed it is abandoned for them, not failed: they run the
+    // step themselves (#follow), so it ends as cancelled in their progress.
+    this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled || !st.failedOwned ? 'cancelled' : verr.message, time: this.#now() });
+    // Builds that follow this run report the failure with their own vertex (#mirror).
+    if (verr instanceof VertexError) for (const j of st.jobs) if (!st.roles.has(j)) j.failed(verr);
     return verr;
   }
 }
