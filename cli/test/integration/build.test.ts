@@ -153,6 +153,25 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  test('a COPY of a path that is not there (missing, or excluded by .dockerignore): the step is shown failed, the report names its Dockerfile line and what to check', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `copy-missing-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: ['FROM busybox', `RUN echo ok-${t}`, 'COPY here.txt /here', `COPY ignored-${t}.txt /x`, ''].join('\n'),
+      'here.txt': 'here\n',
+      [`ignored-${t}.txt`]: 'not sent\n',
+      '.dockerignore': `ignored-${t}.txt\n`,
+    });
+    const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`#(\\d+) \\[4/4\\] COPY ignored-${t}\\.txt /x\\n#\\1 ERROR: "/ignored-${t}\\.txt": not found`));
+    const report = r.stderr.slice(r.stderr.indexOf('kiln: error'));
+    expect(report).toContain(`Dockerfile:4:1: "/ignored-${t}.txt": not found`);
+    expect(report).toContain(`4 | COPY ignored-${t}.txt /x`);
+    expect(report).toContain('.dockerignore');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
   test('RUN output that is not UTF-8 reaches --progress=plain and rawjson byte for byte', async () => {
     const t = token();
     const ctx = join(sb.dir, `bytes-${t}`);

@@ -170,7 +170,11 @@ export class ContentHashTree {
 
   async #checksumKey(k0: string, followTrailing: boolean): Promise<CacheRecord> {
     const { key: k, record: cr } = this.#follow(k0, followTrailing);
-    if (cr === undefined) throw new SolverError('SOLVER_NOT_FOUND', `${JSON.stringify(toPath(k0) || '/')}: not found`);
+    if (cr === undefined) {
+      throw new SolverError('SOLVER_NOT_FOUND', `${JSON.stringify(toPath(k0) || '/')}: not found`, {
+        hint: 'the path must exist in what it is copied from (the build context, a stage, an image) and not be excluded by .dockerignore',
+      });
+    }
     if (cr.digest !== undefined) return cr;
     if (cr.type === 'dir') {
       const h = createHash('sha256');

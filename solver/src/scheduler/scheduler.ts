@@ -466,7 +466,13 @@ export class Scheduler {
       dg = (async () => {
         const j = this.#live(st, job);
         const { ref } = await this.#result(this.#inputs(st, j, opts)[i] ?? this.#state(input.vertex, j, opts), input.index, j, opts);
-        return compute(ref, st.controller.signal);
+        try {
+          return await compute(ref, st.controller.signal);
+        } catch (err) {
+          // The input is there but what this vertex selects of it is not (COPY of a missing
+          // path): this vertex's failure, reported at its Dockerfile line as BuildKit does.
+          throw this.#fail(st, err);
+        }
       })();
       dg.catch(noop);
       st.slowDigests.set(i, dg);
@@ -700,7 +706,12 @@ export class Scheduler {
     }
     // A run left only to builds that followed it is abandoned for them, not failed: they run the
     // step themselves (#follow), so it ends as cancelled in their progress.
-    this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error: cancelled || !st.failedOwned ? 'cancelled' : verr.message, time: this.#now() });
+    const error = cancelled || !st.failedOwned ? 'cancelled' : verr.message;
+    // A vertex that failed before it ran (computing what a COPY selects) is shown by its name too.
+    if (error !== 'cancelled' && !st.history.some((e) => e.kind === 'vertex.started')) {
+      this.#emit(st, { kind: 'vertex.started', vertex: v.digest, name: v.name, inputs: v.inputs.map((e) => e.vertex.digest), time: this.#now() });
+    }
+    this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error, time: this.#now() });
     // Builds that follow this run report the failure with their own vertex (#mirror).
     if (verr instanceof VertexError) for (const j of st.jobs) if (!st.roles.has(j)) j.failed(verr);
     return verr;
