@@ -97,7 +97,10 @@ export class HttpSources {
     try {
       res = await fetch(a.url, { signal: ctx.signal, redirect: 'follow' });
     } catch (err) {
-      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      // fetch says only "fetch failed"; what failed (ECONNREFUSED, ENOTFOUND, a TLS error) is its cause.
+      const cause = (err as { cause?: unknown }).cause;
+      const why = err instanceof Error ? (cause instanceof Error ? `${err.message} (${cause.message})` : err.message) : String(err);
+      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: ${why}`, { cause: err });
     }
     if (!res.ok || res.body === null) throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: HTTP ${res.status}`);
     const total = Number(res.headers.get('content-length') ?? '0') || undefined;

@@ -380,8 +380,14 @@ describe('RuntimeWorker + Solver with real runc', () => {
         await m.release();
       }
       await expect(worker.sourceCacheKey({ identifier: `http://127.0.0.1:${port}/missing` }, ctx)).rejects.toMatchObject({ code: 'SOLVER_NOT_FOUND' });
-    } finally {
       await new Promise((r) => server.close(r));
+      // Nothing listens there any more: the error says why the fetch failed, not only that it did.
+      await expect(worker.sourceCacheKey({ identifier: `http://127.0.0.1:${port}/gone` }, ctx)).rejects.toMatchObject({
+        code: 'SOLVER_NOT_FOUND',
+        message: expect.stringMatching(new RegExp(`failed to fetch http://127\\.0\\.0\\.1:${port}/gone: fetch failed \\(.*ECONNREFUSED`)),
+      });
+    } finally {
+      if (server.listening) await new Promise((r) => server.close(r));
     }
   }, 120_000);
 
