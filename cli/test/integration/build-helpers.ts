@@ -236,3 +236,39 @@ export async function unpackLayout(tarball: string): Promise<string> {
 export const layoutBlob = async (layout: string, digest: string): Promise<Buffer> => readFile(join(layout, 'blobs/sha256', digest.replace('sha256:', '')));
 /** A JSON blob of an unpacked OCI layout. */
 export const layoutJson = async <T>(layout: string, digest: string): Promise<T> => JSON.parse((await layoutBlob(layout, digest)).toString()) as T;
+
+/** The outcome of {@link runKilnInProcess}: a {@link KilnRun} with stdout's bytes too. */
+export interface KilnInProcessRun extends KilnRun {
+  readonly stdoutBytes: Buffer;
+}
+
+/**
+ * Runs `kiln ARGS` through the CLI's `main` in this process, its streams captured: the same
+ * commands, parsing and error reporting as {@link runKiln} without a Node start-up (~300 ms) per
+ * run. For output and error checks where the separate process itself is not what is tested;
+ * keep one {@link runKiln} per command path. The caller's environment is this process's plus the
+ * sandbox's PATH and `opts.env`; no daemon is asked (main is the in-process path).
+ */
+export async function runKilnInProcess(
+  sb: KilnSandbox,
+  args: readonly string[],
+  opts: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+): Promise<KilnInProcessRun> {
+  const { main } = await import('../../src/main.js');
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const capture = (into: Buffer[]) => ({ write: (c: string | Uint8Array) => void into.push(Buffer.from(c)) });
+  const stdin = opts.stdin;
+  const code = await main(['node', 'kiln', ...args], {
+    stdin: (async function* () {
+      if (stdin !== undefined) yield Buffer.from(stdin);
+    })(),
+    stdout: capture(out),
+    stderr: capture(err),
+    env: { ...process.env, PATH: sb.path, ...opts.env },
+    ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+  });
+  const stdoutBytes = Buffer.concat(out);
+  const stderrBytes = Buffer.concat(err);
+  return { code, signal: null, stdout: stdoutBytes.toString(), stderr: stderrBytes.toString(), stdoutBytes, stderrBytes };
+}
