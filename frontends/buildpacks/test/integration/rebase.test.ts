@@ -74,6 +74,25 @@ async function saveAndUnpack(name: string, tag: string): Promise<string> {
   return bundle;
 }
 
+/**
+ * A shell app (`echo shared`) built once, when a test first needs it (on kt/run as the tests
+ * before left it), then put in the store under each test's name: the tests after the first
+ * rebase an app image, the build itself is the first test's subject, and each buildpacks build
+ * costs seconds.
+ */
+let sharedApp: Promise<void> | undefined;
+async function appImage(name: string): Promise<void> {
+  sharedApp ??= (async () => {
+    const app = join(sb.dir, 'shell-shared');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo shared\n' });
+    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'shared-app:1'], sb.dir);
+    expect(built.code, built.stderr).toBe(0);
+  })();
+  await sharedApp;
+  const images = await ImageStore.open(sb.root);
+  await images.put(`docker.io/library/${name}`, (await images.mustGet('docker.io/library/shared-app:1')).target);
+}
+
 const runImageOf = (img: Stored): { topLayer: string; reference: string; image?: string; mirrors?: string[] } =>
   (JSON.parse(img.config.config?.Labels?.[META] ?? '{}') as { runImage: { topLayer: string; reference: string; image?: string; mirrors?: string[] } }).runImage;
 
@@ -199,10 +218,7 @@ describe('kiln rebase', () => {
   }, 600_000);
 
   test('refusals: not a CNB image, not rebasable (--force overrides), another os/arch, run image top layer missing, unknown image', async () => {
-    const app = join(sb.dir, 'shell-refuse');
-    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo refuse\n' });
-    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'refuse-app:1'], sb.dir);
-    expect(built.code, built.stderr).toBe(0);
+    await appImage('refuse-app:1');
     const img = await stored('docker.io/library/refuse-app:1');
     const refuse = async (args: string[], code: string) => {
       const r = await kiln(['rebase', ...args, '--root', sb.root], sb.dir);
@@ -234,10 +250,7 @@ describe('kiln rebase', () => {
   }, 600_000);
 
   test('names and boundaries: a digest target refused, NAME@DIGEST read from the store, another tag of the run image, a run image top layer that occurs twice', async () => {
-    const app = join(sb.dir, 'shell-names');
-    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo names\n' });
-    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'names-app:1'], sb.dir);
-    expect(built.code, built.stderr).toBe(0);
+    await appImage('names-app:1');
     const img = await stored('docker.io/library/names-app:1');
     const run = await stored('docker.io/kt/run:latest');
     const rebase = (args: string[]) => kiln(['rebase', ...args, '--root', sb.root], sb.dir);
@@ -288,10 +301,7 @@ describe('kiln rebase', () => {
   }, 600_000);
 
   test('a multi-platform app image: each platform onto its run image manifest, one new index in the store and with --publish; a platform that cannot be rebased refuses the whole command', async () => {
-    const app = join(sb.dir, 'shell-multi');
-    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo multi\n' });
-    const built = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'multi-src:1'], sb.dir);
-    expect(built.code, built.stderr).toBe(0);
+    await appImage('multi-src:1');
     const host = hostPlatform().architecture;
     const other = host === 'arm64' ? 'amd64' : 'arm64';
     // the app for another architecture: the same layers under a config saying so (never run)
@@ -385,11 +395,11 @@ describe('kiln rebase', () => {
       const bundle = join(sb.dir, `multi-${v}.bundle`);
       await unpack(layout, 'x', bundle);
       expect(await readFile(join(bundle, 'rootfs/etc/run-image-version'), 'utf8')).toBe(`${v}\n`);
-      expect(await readFile(join(bundle, 'rootfs/workspace/app.sh'), 'utf8')).toBe('echo multi\n');
+      expect(await readFile(join(bundle, 'rootfs/workspace/app.sh'), 'utf8')).toBe('echo shared\n');
       // the host platform's rebased image runs (its launcher, the app) on the new run image
       if (child.platform?.architecture === host) {
         const ran = await runBundle(bundle, { id: `kiln-rebase-multi-${process.pid}` });
-        expect({ code: ran.code, out: ran.stdout + ran.stderr }).toEqual({ code: 0, out: 'multi\n' });
+        expect({ code: ran.code, out: ran.stdout + ran.stderr }).toEqual({ code: 0, out: 'shared\n' });
       }
     }
 
@@ -432,9 +442,7 @@ describe('kiln rebase', () => {
   }, 300_000);
 
   test('served by kiln daemon, with the Node and the Perl client (the report lands in the client cwd)', async () => {
-    const app = join(sb.dir, 'shell-daemon');
-    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo daemon\n' });
-    expect((await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'daemon-app:1'], sb.dir)).code).toBe(0);
+    await appImage('daemon-app:1');
     const socket = join(sb.dir, 'kilnd.sock');
     const daemon: ChildProcess = spawn(process.execPath, [join(repo, 'cli/bin/kiln.js'), 'daemon', '--root', sb.root, '--addr', `unix://${socket}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
