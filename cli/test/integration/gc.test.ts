@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
 import { CacheStore } from '@kiln/solver';
-import { runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { runKiln, runKilnInProcess, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
@@ -33,6 +33,18 @@ async function kiln(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/**
+ * `kiln ARGS --root ROOT` through the CLI's main in this process: the same command without a
+ * Node start-up, for the until= test, whose new record must stay younger than the filter's
+ * duration from its build until prune has read the clock.
+ */
+async function kilnIn(args: string[]): Promise<string> {
+  const r = await runKilnInProcess(sb, [...args, '--root', sb.root], { env: NO_GC });
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return r.stdout;
+}
+
 /** The cache's total as `kiln du` counts it (records and snapshots pending removal). */
 function cacheTotal(): number {
   const store = CacheStore.open({ path: join(sb.root, 'cache', 'solver.db') });
@@ -44,16 +56,20 @@ function cacheTotal(): number {
 }
 
 describe('kiln prune / du filters', { timeout: 180_000 }, () => {
-  test('--filter until=5s removes only records unused for 5 s; du --filter until shows the same', async () => {
+  test('--filter until=3s removes only records unused for 3 s; du --filter until shows the same', async () => {
     const t = token();
     await build('old', `FROM busybox\nRUN echo old-${t} > /old.txt\n`);
-    await sleep(6500);
+    // The old record is older than the sleep; the new one is younger than 3 s until prune has read
+    // the clock: the end of its build, then du and prune in this process (no Node start-ups),
+    // well under 3 s also on a loaded machine. Their modules load during the sleep, not after
+    // the new build (a first run in this process would import them).
+    await Promise.all([sleep(3500), import('../../src/main.js'), import('../../src/commands/du.js'), import('../../src/commands/prune.js')]);
     await build('new', `FROM busybox\nRUN echo new-${t} > /new.txt\n`);
-    const du = await kiln(['du', '-v', '--filter', 'until=5s']);
+    const du = await kilnIn(['du', '-v', '--filter', 'until=3s']);
     expect(du).toContain(`old-${t}`);
     expect(du).not.toContain(`new-${t}`);
     expect(du).toMatch(/Reclaimable:\t.*\nTotal:\t\t/);
-    const removed = await kiln(['prune', '-v', '--filter', 'until=5s']);
+    const removed = await kilnIn(['prune', '-v', '--filter', 'until=3s']);
     expect(removed).toContain(`old-${t}`);
     expect(removed).not.toContain(`new-${t}`);
     const after = await kiln(['du', '-v']);
@@ -87,8 +103,12 @@ describe('kiln prune / du filters', { timeout: 180_000 }, () => {
   });
 
   test('a bad filter or duration is KLN0707 with a hint', async () => {
-    for (const args of [['--filter', 'type=cachemount'], ['--filter', 'until=2d'], ['--keep-duration', '48']]) {
-      const r = await runKiln(sb, ['prune', ...args, '--root', sb.root]);
+    // One as a process (the exit code a user sees), the others through main in this process.
+    const first = await runKiln(sb, ['prune', '--filter', 'type=cachemount', '--root', sb.root]);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain('KLN0707');
+    for (const args of [['--filter', 'until=2d'], ['--keep-duration', '48']]) {
+      const r = await runKilnInProcess(sb, ['prune', ...args, '--root', sb.root]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('KLN0707');
     }
