@@ -81,6 +81,8 @@ export type {
   BuildResult,
   KeyResult,
   LoadImportedResult,
+  SessionAttachables,
+  SessionGroup,
 } from './scheduler/types.js';
 export { Solver, type SolverOptions, type SolveOptions } from './solver.js';
 export { loadGraph, defaultName, type LoadedGraph, type LoadGraphOptions } from './llb/load.js';

@@ -102,7 +102,9 @@ export class Solver {
     const ids = ignoredCacheMountIds(edge, opts);
     const w = worker ?? this.#worker;
     if (ids.length > 0 && w.pruneCacheMounts !== undefined) await w.pruneCacheMounts(ids);
-    return this.#scheduler.build(edge, worker === undefined ? rest : { ...rest, resolveOp: resolveLlbOp(worker) });
+    const attachables = rest.attachables ?? w.attachables;
+    const withSession = attachables === undefined ? rest : { ...rest, attachables };
+    return this.#scheduler.build(edge, worker === undefined ? withSession : { ...withSession, resolveOp: resolveLlbOp(worker) });
   }
 
   du(): DiskUsageRecord[] {

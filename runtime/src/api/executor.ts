@@ -48,7 +48,11 @@ export type ExecMount =
   | {
       readonly kind: 'ssh';
       readonly target: string;
-      readonly socket: string;
+      /**
+       * The agent's socket, or a function asked per connection (a step shared by builds uses the
+       * agent of one still attached); undefined refuses the connection.
+       */
+      readonly socket: string | (() => string | undefined);
       readonly mode?: number;
       readonly uid?: number;
       readonly gid?: number;

@@ -9,11 +9,20 @@ export interface SshProxy {
 
 /**
  * Listens on `path` (owned by uid:gid with `mode`, so a non-root user in the container can use it)
- * and pipes each connection to `agentSocket`. The agent itself never becomes visible in the container.
+ * and pipes each connection to `agent`: a socket path, or a function that names the agent for each
+ * new connection (BuildKit's sshforward asks its session group per connection), so a shared step
+ * keeps working when the build whose agent it used first leaves. A connection no agent is named
+ * for is closed at once: the client in the container sees its agent refuse. The agent itself
+ * never becomes visible in the container.
  */
-export async function startSshProxy(path: string, agentSocket: string, mode: number, uid: number, gid: number): Promise<SshProxy> {
+export async function startSshProxy(path: string, agent: string | (() => string | undefined), mode: number, uid: number, gid: number): Promise<SshProxy> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
+    const agentSocket = typeof agent === 'string' ? agent : agent();
+    if (agentSocket === undefined) {
+      client.destroy();
+      return;
+    }
     const upstream = createConnection(agentSocket);
     sockets.add(client).add(upstream);
     const drop = (): void => {

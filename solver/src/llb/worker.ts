@@ -1,7 +1,7 @@
 import type { Definition, DiffOp, ExecOp, FileOp, MergeOp, PbPlatform, SourceOp } from '@kiln/llb-core';
 import type { ExecPreparation } from '@kiln/runtime';
 import type { ChecksumOptions } from '../contenthash/tree.js';
-import type { OpContext, WorkerRef } from '../scheduler/types.js';
+import type { OpContext, SessionAttachables, WorkerRef } from '../scheduler/types.js';
 
 /** Where an op runs: the op's platform (or the worker's default). */
 export interface WorkerOpContext extends OpContext {
@@ -48,6 +48,11 @@ export interface Worker {
   pruneCacheMounts?(ids: readonly string[]): Promise<void>;
   /** Runs a nested definition (BuildOp); optional. */
   build?(def: Definition, ctx: WorkerOpContext): Promise<WorkerRef>;
+  /**
+   * The build's secrets and ssh agents: the solver lends them to every step the build is attached
+   * to, so a shared step still finds them when the build whose worker runs it has left. Optional.
+   */
+  readonly attachables?: SessionAttachables;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { ProgressEvent, ProgressSink } from '../progress/events.js';
 import { LineBuffer } from '../progress/lines.js';
 import { InflightIndex, NO_DIGESTS, mergeId } from './inflight.js';
 import { Semaphore } from './semaphore.js';
-import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SolverEdge, SolverVertex, WorkerRef } from './types.js';
+import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SessionAttachables, SessionGroup, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError, execDetails } from './vertex-error.js';
 
 /**
@@ -80,6 +80,7 @@ const RANK: Readonly<Record<Role, number>> = { own: 0, follow: 1, quiet: 2 };
 interface Job {
   readonly resolveOp: ResolveOp;
   readonly session: string;
+  readonly attachables: SessionAttachables | undefined;
   readonly signal: AbortSignal | undefined;
   readonly progress: ProgressSink | undefined;
   readonly states: Set<VertexState>;
@@ -131,11 +132,38 @@ class VertexState {
   error: unknown;
   /** The log's unfinished last line, for {@link logTail}. */
   readonly lines = new LineBuffer();
+  /** The attachables of the builds in {@link jobs}, made when an op first asks. */
+  #group: SessionGroup | undefined;
 
   constructor(id: string, vertex: SolverVertex, ignoreCache: boolean) {
     this.id = id;
     this.vertex = vertex;
     this.ignoreCache = ignoreCache;
+  }
+
+  /**
+   * Secrets and ssh agents of the builds in this vertex, first joined first, looked up at each
+   * use: the op was made with the worker of the build that reached the vertex first, which may
+   * have left since (BuildKit's session.Group of a shared op).
+   */
+  get group(): SessionGroup {
+    const jobs = this.jobs;
+    return (this.#group ??= {
+      secret: (id) => {
+        for (const j of jobs) {
+          const v = j.attachables?.secrets?.[id];
+          if (v !== undefined) return v;
+        }
+        return undefined;
+      },
+      ssh: (id) => {
+        for (const j of jobs) {
+          const v = j.attachables?.ssh?.[id];
+          if (v !== undefined) return v;
+        }
+        return undefined;
+      },
+    });
   }
 }
 
@@ -197,6 +225,7 @@ export class Scheduler {
       resolveOp: opts.resolveOp ?? this.#resolveOp,
       // Without a session, a build shares session-bound vertices with nobody.
       session: opts.session ?? randomUUID(),
+      attachables: opts.attachables,
       signal: opts.signal,
       progress: opts.progress,
       states: new Set(),
@@ -333,6 +362,7 @@ export class Scheduler {
     return {
       signal: st.controller.signal,
       vertex: st.vertex,
+      group: st.group,
       log: (stream, data) => {
         for (const line of st.lines.push(data)) st.logTail.push(line.toString('utf8'));
         if (st.logTail.length > this.#tailLines) st.logTail.splice(0, st.logTail.length - this.#tailLines);

@@ -62,10 +62,31 @@ export interface CacheMap {
   readonly deps: readonly CacheMapDep[];
 }
 
+/** What a build lends the steps it takes part in, by id (BuildKit's session attachables). */
+export interface SessionAttachables {
+  /** `--secret` values; never logged or stored. */
+  readonly secrets?: Readonly<Record<string, Uint8Array>>;
+  /** `--ssh` agent sockets. */
+  readonly ssh?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The builds attached to a vertex (BuildKit's session.Group): a step shared by builds takes a
+ * session-bound resource from the first build still in it that has it, asked when the resource is
+ * used (a secret when the container starts, an ssh agent per connection), not from the build
+ * that started the step, which may have left (Ctrl-C) with its agent.
+ */
+export interface SessionGroup {
+  secret(id: string): Uint8Array | undefined;
+  ssh(id: string): string | undefined;
+}
+
 /** What an op sees while computing its cache map or running. */
 export interface OpContext {
   readonly signal: AbortSignal;
   readonly vertex: SolverVertex;
+  /** The builds attached to the vertex, for their secrets and ssh agents (absent outside a scheduler). */
+  readonly group?: SessionGroup;
   /**
    * Output of the running op as it wrote it (any encoding), shown as `#N 0.123 text` and kept
    * for error reports.
@@ -127,6 +148,8 @@ export interface BuildOptions {
    * are merged only with builds of the same session; all others merge across builds.
    */
   readonly session?: string;
+  /** This build's secrets and ssh agents, for the steps it is attached to (see {@link SessionGroup}). */
+  readonly attachables?: SessionAttachables;
   /**
    * Imported caches (`--cache-from`): a key the local store misses is looked up in them; a hit is
    * fetched only when its result is needed, through {@link BuildOptions.loadImported}, then

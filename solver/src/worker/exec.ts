@@ -4,6 +4,7 @@ import { SolverError } from '../errors.js';
 import { ExecFailedError, type FailedExecMount, type FailedExecState, type WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
+import { sessionOf } from './session.js';
 import { emptySnapshot } from './sources.js';
 import type { CacheMounts } from './cache-mounts.js';
 import { rootPath } from './root-path.js';
@@ -67,6 +68,7 @@ export async function runExec(
   const args = meta.args ?? [];
   if (args.length === 0) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no command');
   validateExecEntitlements(deps, op);
+  const session = sessionOf(deps, ctx);
   const prepared: Prepared[] = [];
   const releases: Array<() => Promise<void>> = [];
   const actives: string[] = [];
@@ -123,7 +125,7 @@ export async function runExec(
       }
       if (type === MountType.SECRET) {
         const id = m.secretOpt?.id ?? '';
-        const data = deps.secrets?.[id];
+        const data = session.secret(id);
         if (data === undefined) {
           if (m.secretOpt?.optional === true) continue;
           throw new SolverError('SOLVER_INVALID_DEFINITION', `secret ${id} not found`, { hint: `pass --secret id=${id},src=FILE` });
@@ -136,12 +138,14 @@ export async function runExec(
       }
       if (type === MountType.SSH) {
         const id = m.sshOpt?.id ?? 'default';
-        const socket = deps.ssh?.[id];
-        if (socket === undefined) {
+        if (session.ssh(id) === undefined) {
           if (m.sshOpt?.optional === true) continue;
           throw new SolverError('SOLVER_INVALID_DEFINITION', `no SSH key ${id} forwarded`, { hint: `pass --ssh ${id}` });
         }
         const mode = m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode };
+        // The agent is chosen per connection: the build that provided it may leave while the
+        // step runs (for another build); a connection no attached build can serve is refused.
+        const socket = (): string | undefined => session.ssh(id);
         mounts.push({ kind: 'ssh', target: dest, socket, ...mode, ...(m.sshOpt?.uid === undefined ? {} : { uid: m.sshOpt.uid }), ...(m.sshOpt?.gid === undefined ? {} : { gid: m.sshOpt.gid }) });
         kept.push({ kind: 'ssh', dest, sshId: id, ...mode });
         prepared.push({ mount: m });
@@ -199,7 +203,7 @@ export async function runExec(
     // Secrets exposed as environment variables of this exec only (RUN --mount=type=secret,env=…).
     const env = [...(meta.env ?? [])];
     for (const se of op.secretenv ?? []) {
-      const data = deps.secrets?.[se.id ?? ''];
+      const data = session.secret(se.id ?? '');
       if (data === undefined) {
         if (se.optional === true) continue;
         throw new SolverError('SOLVER_INVALID_DEFINITION', `secret ${se.id ?? ''} not found`, { hint: `pass --secret id=${se.id ?? ''},src=FILE` });

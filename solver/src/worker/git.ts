@@ -9,6 +9,7 @@ import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { withFileLock } from './file-lock.js';
+import { sessionOf } from './session.js';
 import { commitNew, dirSize, hasSnapshot, withLeases, withMounted } from './snapshots.js';
 
 /** A git source as BuildKit's GitIdentifier: remote, ref, subdirectory and options. */
@@ -235,7 +236,7 @@ export class GitSources {
     const gitDir = join(base, createHash('sha256').update(spec.remote).digest('hex').slice(0, 32));
     await mkdir(base, { recursive: true });
     return withFileLock(`${gitDir}.lock`, ctx.signal, async () => {
-      const git = await this.#gitEnv(spec, gitDir, ctx.signal);
+      const git = await this.#gitEnv(spec, gitDir, ctx);
       try {
         if (!(await exists(join(gitDir, 'HEAD')))) {
           await rm(gitDir, { recursive: true, force: true });
@@ -255,12 +256,14 @@ export class GitSources {
     });
   }
 
-  async #gitEnv(spec: GitSpec, gitDir: string, signal: AbortSignal | undefined): Promise<GitRun> {
+  async #gitEnv(spec: GitSpec, gitDir: string, ctx: WorkerOpContext): Promise<GitRun> {
+    const signal = ctx.signal;
     const home = await mkdtemp(join(tmpdir(), 'kiln-git-'));
     const config: [string, string][] = [['protocol.file.allow', 'user']];
-    const secrets = this.#deps.secrets ?? {};
-    const header = spec.authHeaderSecret === '' ? undefined : secrets[spec.authHeaderSecret];
-    const token = spec.authTokenSecret === '' ? undefined : secrets[spec.authTokenSecret];
+    // A git source is shared by the builds that need it: auth comes from one still attached.
+    const session = sessionOf(this.#deps, ctx);
+    const header = spec.authHeaderSecret === '' ? undefined : session.secret(spec.authHeaderSecret);
+    const token = spec.authTokenSecret === '' ? undefined : session.secret(spec.authTokenSecret);
     const auth = header !== undefined ? Buffer.from(header).toString('utf8') : token !== undefined ? `basic ${Buffer.from(`x-access-token:${Buffer.from(token).toString('utf8')}`).toString('base64')}` : undefined;
     if (auth !== undefined) config.push([`http.${tokenScope(spec.remote)}.extraheader`, `Authorization: ${auth}`]);
     const env: NodeJS.ProcessEnv = {
@@ -285,7 +288,7 @@ export class GitSources {
     }
     env['GIT_SSH_COMMAND'] = ssh.join(' ');
     if (spec.mountSshSock !== '') {
-      const sock = this.#deps.ssh?.[spec.mountSshSock];
+      const sock = session.ssh(spec.mountSshSock);
       if (sock === undefined) throw new SolverError('SOLVER_GIT_FAILED', `no SSH agent "${spec.mountSshSock}" for ${redactRemote(spec.remote)}`, { hint: `pass --ssh ${spec.mountSshSock}` });
       env['SSH_AUTH_SOCK'] = sock;
     }

@@ -12,7 +12,7 @@ import type { ReleaseContext } from '../cache/store.js';
 import { toLocalStat, walkLocal, type LocalEntry } from '../local/walk.js';
 import { cleanPath } from '../local/clean-path.js';
 import type { Worker, WorkerOpContext } from '../llb/worker.js';
-import type { WorkerRef } from '../scheduler/types.js';
+import type { SessionAttachables, WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { CacheMounts } from './cache-mounts.js';
 import { runExec, validateExecEntitlements } from './exec.js';
@@ -69,9 +69,12 @@ export class RuntimeWorker implements Worker {
   readonly #cacheMounts: CacheMounts;
   readonly #http: HttpSources;
   readonly #git: GitSources;
+  /** The build's secrets and ssh agents, which the solver lends to every step it is attached to. */
+  readonly attachables: SessionAttachables;
 
   constructor(deps: RuntimeWorkerDeps) {
     this.#deps = deps;
+    this.attachables = { ...(deps.secrets === undefined ? {} : { secrets: deps.secrets }), ...(deps.ssh === undefined ? {} : { ssh: deps.ssh }) };
     this.#images = new ImageSources(deps);
     this.#locals = new LocalSources(deps);
     this.#cacheMounts = new CacheMounts(deps.root);

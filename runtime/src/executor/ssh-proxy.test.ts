@@ -1,0 +1,49 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createConnection, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, test } from 'vitest';
+import { startSshProxy } from './ssh-proxy.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A unix socket server that answers every connection with `name` and closes it. */
+async function fakeAgent(path: string, name: string): Promise<Server> {
+  const server = createServer((c) => c.end(name));
+  await new Promise<void>((r) => server.listen(path, r));
+  cleanups.push(() => new Promise((r) => server.close(() => r())));
+  return server;
+}
+
+/** What one connection to `path` reads until the other side closes it. */
+function ask(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    const c = createConnection(path);
+    c.on('data', (d: Buffer) => (got += d.toString()));
+    c.on('close', () => resolve(got));
+    c.on('error', reject);
+  });
+}
+
+test('an agent chosen per connection: each connection goes to the agent named when it arrives; none named refuses it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-proxy-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  await fakeAgent(join(dir, 'a.sock'), 'agent a');
+  await fakeAgent(join(dir, 'b.sock'), 'agent b');
+  let current: string | undefined = join(dir, 'a.sock');
+  const proxy = await startSshProxy(join(dir, 'proxy.sock'), () => current, 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  cleanups.push(() => proxy.close());
+  expect(await ask(proxy.path)).toBe('agent a');
+  current = join(dir, 'b.sock');
+  expect(await ask(proxy.path)).toBe('agent b');
+  current = undefined;
+  expect(await ask(proxy.path)).toBe('');
+  // A fixed socket path still works as before.
+  const fixed = await startSshProxy(join(dir, 'fixed.sock'), join(dir, 'a.sock'), 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  cleanups.push(() => fixed.close());
+  expect(await ask(fixed.path)).toBe('agent a');
+});
