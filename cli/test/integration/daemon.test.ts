@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { chownSync, existsSync } from 'node:fs';
-import { mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { kilnBin, processesMatching, repo, runKilnInProcess, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
@@ -270,16 +270,34 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
 
   test('identical steps of two clients building at the same time run once', async () => {
     const t = token();
-    const df = `FROM busybox\nRUN sleep 2 && echo merged-${t} > /m\n`;
+    // The RUN lasts until both clients show it started: it waits for a file the test writes into
+    // its cache mount's directory then (a fixed `sleep 2` cost 2 s and lost to a slow second client).
+    const host = join(sb.root, 'solver', 'cachemounts', `%2fmerge-${t}`);
+    const wait = 'i=0; while [ ! -e /c/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done';
+    const df = `FROM busybox\nRUN --mount=type=cache,id=merge-${t},target=/c sh -c '${wait}; echo merged-${t} > /m'\n`;
     const a = join(sb.dir, `merge-a-${t}`);
     const b = join(sb.dir, `merge-b-${t}`);
     await writeTree(a, { Dockerfile: df });
     await writeTree(b, { Dockerfile: df });
     const before = await sb.containersStarted();
+    const atRun = new Set<string>();
+    let released: Promise<void> | undefined;
+    const onStderr = (who: string) => (text: string): void => {
+      if (!text.includes(`merged-${t}`)) return;
+      atRun.add(who);
+      if (atRun.size === 2 && released === undefined) {
+        released = (async () => {
+          await expect.poll(() => existsSync(host), { timeout: 30_000 }).toBe(true);
+          await writeFile(join(host, 'go'), '');
+        })();
+      }
+    };
     const [ra, rb] = await Promise.all([
-      client(['build', a, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${a}/out`]),
-      client(['build', b, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${b}/out`]),
+      client(['build', a, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${a}/out`], { onStderr: onStderr('a') }),
+      client(['build', b, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${b}/out`], { onStderr: onStderr('b') }),
     ]);
+    await released;
+    expect(atRun.size).toBe(2);
     expect([ra.code, rb.code]).toEqual([0, 0]);
     expect(await sb.containersStarted()).toBe(before + 1);
     expect(await readFile(join(a, 'out', 'm'), 'utf8')).toBe(`merged-${t}\n`);
@@ -289,13 +307,25 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
   test('prune through the daemon is refused while the daemon builds (KLN0708)', async () => {
     const t = token();
     const ctx = join(sb.dir, `busy-${t}`);
-    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo running-${t} && sleep 3\n` });
+    // The RUN lasts until prune has its answer: it waits for a file the test writes into its
+    // cache mount's directory (a fixed `sleep 3` cost 3 s and failed a prune slower than that).
+    const host = join(sb.root, 'solver', 'cachemounts', `%2fbusy-${t}`);
+    const wait = 'i=0; while [ ! -e /c/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done';
+    await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN --mount=type=cache,id=busy-${t},target=/c sh -c 'echo running-${t}; ${wait}'\n` });
     let pruned: Promise<KilnRun> | undefined;
+    let released: Promise<void> | undefined;
     const build = await client(['build', ctx, '--root', sb.root, '--progress', 'plain'], {
       onStderr: (text) => {
-        if (pruned === undefined && text.includes(`running-${t}`)) pruned = client(['prune', '--root', sb.root]);
+        if (pruned === undefined && text.includes(`running-${t}`)) {
+          pruned = client(['prune', '--root', sb.root]);
+          released = pruned.then(async () => {
+            await expect.poll(() => existsSync(host), { timeout: 30_000 }).toBe(true);
+            await writeFile(join(host, 'go'), '');
+          });
+        }
       },
     });
+    await released;
     expect(build.code).toBe(0);
     const p = await pruned;
     expect(p?.code).toBe(1);
