@@ -47,13 +47,21 @@ export interface KilnSandbox {
   cleanup(): Promise<void>;
 }
 
-/** Makes a sandbox: temp dir, kiln root, busybox image from busybox-static, runc wrapper. */
-export async function makeSandbox(): Promise<KilnSandbox> {
+/**
+ * Makes a sandbox: temp dir, kiln root, busybox image from busybox-static, runc wrapper. With
+ * `copyRootOf`, the root is a copy of that sandbox's (a test's pristine template, never built in:
+ * the same busybox image, without compressing it again, ~30 ms instead of ~230 ms).
+ */
+export async function makeSandbox(opts: { copyRootOf?: KilnSandbox } = {}): Promise<KilnSandbox> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-e2e-'));
   const root = join(dir, 'root');
-  const content = await ContentStore.open(root);
-  const images = await ImageStore.open(root);
-  await createBusyboxImage(content, { names: ['docker.io/library/busybox:latest'], images });
+  if (opts.copyRootOf === undefined) {
+    const content = await ContentStore.open(root);
+    const images = await ImageStore.open(root);
+    await createBusyboxImage(content, { names: ['docker.io/library/busybox:latest'], images });
+  } else {
+    execFileSync('cp', ['-a', opts.copyRootOf.root, root]);
+  }
   const binDir = join(dir, 'bin');
   await mkdir(binDir);
   const runcLog = join(dir, 'runc.log');

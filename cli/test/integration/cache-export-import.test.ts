@@ -11,12 +11,16 @@ import { type KilnSandbox, compileCli, makeSandbox, parseRawJson, requireTools, 
 // hit can only come from the imported cache.
 
 const sandboxes: KilnSandbox[] = [];
+/** Never built in: each fresh root is a copy of its root (busybox), not made again. */
+let template: KilnSandbox;
 let a: KilnSandbox;
 let registry: TestRegistry;
 
 beforeAll(async () => {
   requireTools();
   compileCli();
+  template = await makeSandbox();
+  sandboxes.push(template);
   a = await fresh();
   registry = await startRegistry();
 }, 300_000);
@@ -35,7 +39,7 @@ async function cacheLayers(layout: string): Promise<string[]> {
 }
 
 async function fresh(): Promise<KilnSandbox> {
-  const s = await makeSandbox();
+  const s = await makeSandbox({ copyRootOf: template });
   sandboxes.push(s);
   return s;
 }
