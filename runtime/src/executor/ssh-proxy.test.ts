@@ -47,3 +47,19 @@ test('an agent chosen per connection: each connection goes to the agent named wh
   cleanups.push(() => fixed.close());
   expect(await ask(fixed.path)).toBe('agent a');
 });
+
+test('a resolver that throws refuses that connection only: the proxy (and the process) go on', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-proxy-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  await fakeAgent(join(dir, 'a.sock'), 'agent a');
+  let fail = true;
+  const resolver = (): string | undefined => {
+    if (fail) throw new Error('session gone');
+    return join(dir, 'a.sock');
+  };
+  const proxy = await startSshProxy(join(dir, 'proxy.sock'), resolver, 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  cleanups.push(() => proxy.close());
+  expect(await ask(proxy.path)).toBe('');
+  fail = false;
+  expect(await ask(proxy.path)).toBe('agent a');
+});

@@ -18,7 +18,14 @@ export interface SshProxy {
 export async function startSshProxy(path: string, agent: string | (() => string | undefined), mode: number, uid: number, gid: number): Promise<SshProxy> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
-    const agentSocket = typeof agent === 'string' ? agent : agent();
+    let agentSocket: string | undefined;
+    try {
+      agentSocket = typeof agent === 'string' ? agent : agent();
+    } catch {
+      // A 'connection' listener that throws is an uncaught exception: the whole daemon would die
+      // for one connection nobody can serve.
+      agentSocket = undefined;
+    }
     if (agentSocket === undefined) {
       client.destroy();
       return;
