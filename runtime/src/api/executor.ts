@@ -49,10 +49,10 @@ export type ExecMount =
       readonly kind: 'ssh';
       readonly target: string;
       /**
-       * The agent's socket, or a function asked per connection (a step shared by builds uses the
-       * agent of one still attached); undefined refuses the connection.
+       * The agent's socket, or a function asked per connection for the agents to try in turn (a
+       * step shared by builds uses the agent of one still attached); none refuses the connection.
        */
-      readonly socket: string | (() => string | undefined);
+      readonly socket: string | (() => readonly string[]);
       readonly mode?: number;
       readonly uid?: number;
       readonly gid?: number;

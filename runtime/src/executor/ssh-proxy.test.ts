@@ -35,7 +35,7 @@ test('an agent chosen per connection: each connection goes to the agent named wh
   await fakeAgent(join(dir, 'a.sock'), 'agent a');
   await fakeAgent(join(dir, 'b.sock'), 'agent b');
   let current: string | undefined = join(dir, 'a.sock');
-  const proxy = await startSshProxy(join(dir, 'proxy.sock'), () => current, 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  const proxy = await startSshProxy(join(dir, 'proxy.sock'), () => (current === undefined ? [] : [current]), 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
   cleanups.push(() => proxy.close());
   expect(await ask(proxy.path)).toBe('agent a');
   current = join(dir, 'b.sock');
@@ -53,13 +53,43 @@ test('a resolver that throws refuses that connection only: the proxy (and the pr
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   await fakeAgent(join(dir, 'a.sock'), 'agent a');
   let fail = true;
-  const resolver = (): string | undefined => {
+  const resolver = (): readonly string[] => {
     if (fail) throw new Error('session gone');
-    return join(dir, 'a.sock');
+    return [join(dir, 'a.sock')];
   };
   const proxy = await startSshProxy(join(dir, 'proxy.sock'), resolver, 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
   cleanups.push(() => proxy.close());
   expect(await ask(proxy.path)).toBe('');
   fail = false;
   expect(await ask(proxy.path)).toBe('agent a');
+});
+
+test('the agent named first does not answer (its build is attached, its agent died): the next one serves the connection, as BuildKit tries each session', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-proxy-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const dead = await fakeAgent(join(dir, 'dead.sock'), 'dead agent');
+  await new Promise((r) => dead.close(r));
+  await fakeAgent(join(dir, 'b.sock'), 'agent b');
+  const agents = [join(dir, 'missing.sock'), join(dir, 'dead.sock'), join(dir, 'b.sock')];
+  const proxy = await startSshProxy(join(dir, 'proxy.sock'), () => agents, 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0);
+  cleanups.push(() => proxy.close());
+  expect(await ask(proxy.path)).toBe('agent b');
+  // What the client writes before an agent is chosen reaches it.
+  const echo = createServer((c) => c.pipe(c));
+  await new Promise<void>((r) => echo.listen(join(dir, 'echo.sock'), r));
+  cleanups.push(() => new Promise((r) => echo.close(() => r())));
+  agents.splice(0, agents.length, join(dir, 'missing.sock'), join(dir, 'echo.sock'));
+  const got = await new Promise<string>((resolve, reject) => {
+    const c = createConnection(proxy.path);
+    c.on('error', reject);
+    c.write('hello');
+    c.once('data', (d: Buffer) => {
+      resolve(d.toString());
+      c.destroy();
+    });
+  });
+  expect(got).toBe('hello');
+  // Every agent gone: refused.
+  agents.splice(0, agents.length, join(dir, 'missing.sock'), join(dir, 'dead.sock'));
+  expect(await ask(proxy.path)).toBe('');
 });

@@ -163,6 +163,14 @@ class VertexState {
         }
         return undefined;
       },
+      sshSockets: (id) => {
+        const all: string[] = [];
+        for (const j of jobs) {
+          const v = j.attachables?.ssh?.[id];
+          if (v !== undefined) all.push(v);
+        }
+        return all;
+      },
     });
   }
 }

@@ -79,6 +79,8 @@ export interface SessionAttachables {
 export interface SessionGroup {
   secret(id: string): Uint8Array | undefined;
   ssh(id: string): string | undefined;
+  /** Every attached build's agent socket for `id`, first joined first: the next is tried when one does not answer. */
+  sshSockets(id: string): readonly string[];
 }
 
 /** What an op sees while computing its cache map or running. */

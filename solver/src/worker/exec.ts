@@ -144,8 +144,9 @@ export async function runExec(
         }
         const mode = m.sshOpt?.mode === undefined ? {} : { mode: m.sshOpt.mode };
         // The agent is chosen per connection: the build that provided it may leave while the
-        // step runs (for another build); a connection no attached build can serve is refused.
-        const socket = (): string | undefined => session.ssh(id);
+        // step runs (for another build), or its agent die; the next attached build's is tried,
+        // and a connection no attached build can serve is refused.
+        const socket = (): readonly string[] => session.sshSockets(id);
         mounts.push({ kind: 'ssh', target: dest, socket, ...mode, ...(m.sshOpt?.uid === undefined ? {} : { uid: m.sshOpt.uid }), ...(m.sshOpt?.gid === undefined ? {} : { gid: m.sshOpt.gid }) });
         kept.push({ kind: 'ssh', dest, sshId: id, ...mode });
         prepared.push({ mount: m });

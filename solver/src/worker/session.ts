@@ -7,5 +7,14 @@ import type { RuntimeWorkerDeps } from './deps.js';
  * own build (an op run directly).
  */
 export function sessionOf(deps: Pick<RuntimeWorkerDeps, 'secrets' | 'ssh'>, ctx: Pick<OpContext, 'group'>): SessionGroup {
-  return ctx.group ?? { secret: (id) => deps.secrets?.[id], ssh: (id) => deps.ssh?.[id] };
+  return (
+    ctx.group ?? {
+      secret: (id) => deps.secrets?.[id],
+      ssh: (id) => deps.ssh?.[id],
+      sshSockets: (id) => {
+        const s = deps.ssh?.[id];
+        return s === undefined ? [] : [s];
+      },
+    }
+  );
 }
