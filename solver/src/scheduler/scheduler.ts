@@ -171,6 +171,10 @@ class VertexState {
         }
         return all;
       },
+      onFailedExec: () => {
+        for (const j of jobs) if (j.attachables?.onFailedExec !== undefined) return j.attachables.onFailedExec;
+        return undefined;
+      },
     });
   }
 }

@@ -57,3 +57,53 @@ test.each([
     ['/agent-b', undefined],
   ]);
 });
+
+test('first joined, first asked: both builds offer their agents in join order; the failed-step state goes to a build still attached', async () => {
+  const seen: Array<{ sockets: readonly string[]; failed: string | undefined }> = [];
+  let started = (): void => undefined;
+  const running = new Promise<void>((r) => (started = r));
+  let bJoined = (): void => undefined;
+  const joined = new Promise<void>((r) => (bJoined = r));
+  let next = (): void => undefined;
+  const later = new Promise<void>((r) => (next = r));
+  const kept: string[] = [];
+  const handler = (name: string) => () => void kept.push(name);
+  const handlers = new Map<unknown, string>();
+  const resolveOp = (): Op => ({
+    cacheMap: async () => ({ digest: D('run2'), deps: [] }),
+    exec: async (ctx) => {
+      started();
+      await joined;
+      const look = (): void => {
+        const h = ctx.group?.onFailedExec();
+        seen.push({ sockets: ctx.group?.sshSockets('default') ?? [], failed: h === undefined ? undefined : handlers.get(h) });
+      };
+      look();
+      await later;
+      look();
+      return [{ snapshot: 'run2-result', size: 1 }];
+    },
+  });
+  const s = new Scheduler({ resolveOp, cache: new CacheManager(CacheStore.open({ path: ':memory:' })) });
+  const ha = handler('a');
+  const hb = handler('b');
+  handlers.set(ha, 'a').set(hb, 'b');
+  const ca = new AbortController();
+  const a = s.build(edge(D('v2')), { signal: ca.signal, resolveOp, attachables: { ssh: { default: '/agent-a' }, onFailedExec: ha } });
+  a.catch(() => undefined);
+  await running;
+  const b = s.build(edge(D('v2')), { resolveOp, attachables: { ssh: { default: '/agent-b' }, onFailedExec: hb } });
+  await new Promise((r) => setTimeout(r, 20));
+  bJoined();
+  await new Promise((r) => setTimeout(r, 20));
+  ca.abort();
+  await expect(a).rejects.toThrow(/cancelled/);
+  next();
+  expect((await b).ref.snapshot).toBe('run2-result');
+  expect(seen).toEqual([
+    { sockets: ['/agent-a', '/agent-b'], failed: 'a' },
+    { sockets: ['/agent-b'], failed: 'b' },
+  ]);
+  // Nothing of a build is kept by the group once it left: the vertex is gone with the last build.
+  expect(s.activeVertices).toBe(0);
+});

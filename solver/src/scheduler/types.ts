@@ -2,6 +2,7 @@ import type { CacheKey } from '../cache/cache-key.js';
 import type { ImportedCache, ImportedResult } from '../cache/remote-import.js';
 import type { CacheRecordKind } from '../cache/store.js';
 import type { SourceLocation } from '../errors.js';
+import type { FailedExecState } from '../llb/worker.js';
 import type { ProgressSink } from '../progress/events.js';
 
 /**
@@ -68,6 +69,8 @@ export interface SessionAttachables {
   readonly secrets?: Readonly<Record<string, Uint8Array>>;
   /** `--ssh` agent sockets. */
   readonly ssh?: Readonly<Record<string, string>>;
+  /** Takes the state a failed step left, for a debug shell (`--invoke on-error`). */
+  readonly onFailedExec?: (state: FailedExecState) => void;
 }
 
 /**
@@ -81,6 +84,8 @@ export interface SessionGroup {
   ssh(id: string): string | undefined;
   /** Every attached build's agent socket for `id`, first joined first: the next is tried when one does not answer. */
   sshSockets(id: string): readonly string[];
+  /** Where the state of a failed step goes: the first attached build that keeps one (undefined: none does). */
+  onFailedExec(): ((state: FailedExecState) => void) | undefined;
 }
 
 /** What an op sees while computing its cache map or running. */

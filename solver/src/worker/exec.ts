@@ -231,13 +231,16 @@ export async function runExec(
     });
     const valid = meta.validExitCodes ?? [0];
     if (!valid.includes(result.exitCode)) {
-      if (deps.onFailedExec === undefined) throw new ExecFailedError(args.join(' '), result.exitCode);
+      // A shared step's state goes to a build still attached (the one whose worker made the op may
+      // have left: its state would be released at once, and the build that stayed would get none).
+      const onFailedExec = session.onFailedExec();
+      if (onFailedExec === undefined) throw new ExecFailedError(args.join(' '), result.exitCode);
       // Unmount before committing (the kept state must not hold this run's host mounts).
       for (const r of releases.splice(0).reverse()) await r().catch(() => undefined);
       const proc = { args, env: meta.env ?? [], cwd: meta.cwd ?? '/', user: meta.user ?? '' };
       const netMode = op.network === NetMode.NONE ? 'none' : op.network === NetMode.HOST ? 'host' : 'sandbox';
       const state = await keepFailedState(deps, kept, actives, { process: proc, network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
-      deps.onFailedExec(state);
+      onFailedExec(state);
       throw new ExecFailedError(args.join(' '), result.exitCode, state);
     }
     const outputs: WorkerRef[] = [];

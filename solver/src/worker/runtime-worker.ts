@@ -74,7 +74,11 @@ export class RuntimeWorker implements Worker {
 
   constructor(deps: RuntimeWorkerDeps) {
     this.#deps = deps;
-    this.attachables = { ...(deps.secrets === undefined ? {} : { secrets: deps.secrets }), ...(deps.ssh === undefined ? {} : { ssh: deps.ssh }) };
+    this.attachables = {
+      ...(deps.secrets === undefined ? {} : { secrets: deps.secrets }),
+      ...(deps.ssh === undefined ? {} : { ssh: deps.ssh }),
+      ...(deps.onFailedExec === undefined ? {} : { onFailedExec: deps.onFailedExec }),
+    };
     this.#images = new ImageSources(deps);
     this.#locals = new LocalSources(deps);
     this.#cacheMounts = new CacheMounts(deps.root);

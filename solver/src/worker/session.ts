@@ -6,7 +6,7 @@ import type { RuntimeWorkerDeps } from './deps.js';
  * scheduler runs it (a shared step outlives the build whose worker made it), else this worker's
  * own build (an op run directly).
  */
-export function sessionOf(deps: Pick<RuntimeWorkerDeps, 'secrets' | 'ssh'>, ctx: Pick<OpContext, 'group'>): SessionGroup {
+export function sessionOf(deps: Pick<RuntimeWorkerDeps, 'secrets' | 'ssh' | 'onFailedExec'>, ctx: Pick<OpContext, 'group'>): SessionGroup {
   return (
     ctx.group ?? {
       secret: (id) => deps.secrets?.[id],
@@ -15,6 +15,7 @@ export function sessionOf(deps: Pick<RuntimeWorkerDeps, 'secrets' | 'ssh'>, ctx:
         const s = deps.ssh?.[id];
         return s === undefined ? [] : [s];
       },
+      onFailedExec: () => deps.onFailedExec,
     }
   );
 }
