@@ -62,6 +62,18 @@ function build(ctx: string, out: string, extra: readonly string[], onStderr: (te
   });
 }
 
+/** The ssh-agents `pid` started (kiln runs one per key file in the foreground, as its child). */
+function childAgents(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid), '-x', 'ssh-agent'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l !== '')
+      .map(Number);
+  } catch {
+    return []; // pgrep exits 1 when there is none
+  }
+}
+
 /** A promise for `text` in a client's progress, and the hook that watches for it. */
 function when(text: string): { seen: Promise<void>; onStderr: (all: string) => void } {
   let resolve: () => void = () => undefined;
@@ -86,8 +98,20 @@ async function leaveWhileShared(ctx: string, mark: string, signal: NodeJS.Signal
   const seenB = when(mark);
   const b = build(ctx, outB, argsB, seenB.onStderr);
   await seenB.seen;
+  // A killed client cannot stop the ssh-agent it started for its key file: the test does.
+  const agentsOfA = signal === 'SIGKILL' && clientA?.pid !== undefined ? childAgents(clientA.pid) : [];
   expect(clientA?.kill(signal)).toBe(true);
-  return { a: await a, b: await b, outB };
+  try {
+    return { a: await a, b: await b, outB };
+  } finally {
+    for (const pid of agentsOfA) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  }
 }
 
 for (const signal of ['SIGINT', 'SIGKILL'] as const) {
@@ -171,12 +195,16 @@ test('bake: a target that fails elsewhere leaves a shared RUN --mount=type=ssh; 
   const keyA = newKey(`bake-a-${t}`);
   const keyB = newKey(`bake-b-${t}`);
   const dir = join(sb.dir, `bake-${t}`);
-  const shared = `FROM sshtools AS shared\nRUN --mount=type=ssh,required=true sh -c 'ssh-add -l > /a && echo listed-${t} && sleep 5 && ssh-add -l > /b'\n`;
+  // The steps meet through a cache mount (one host directory for all three), not by timing: the
+  // order is the same under load. a fails only once the shared step has asked A's agent and c (which
+  // b waits for before it starts) is done, 3 s later, to leave b time to join the shared step; the
+  // shared step asks again 2 s after that, when a has left.
+  const sync = `--mount=type=cache,id=sync-${t},target=/sync`;
+  const shared = `FROM sshtools AS shared\nRUN ${sync} --mount=type=ssh,required=true sh -c 'ssh-add -l > /a && echo listed-${t} && touch /sync/listed && until [ -f /sync/failing ]; do sleep 0.1; done; sleep 2 && ssh-add -l > /b'\n`;
   await writeTree(dir, {
-    // a fails 2 s into the shared step (its own stage), b joins it a second in: it waits for c.
-    'a.Dockerfile': `FROM busybox AS broken\nRUN sleep 2 && false\n${shared}FROM shared\nCOPY --from=broken /bin/busybox /x\n`,
+    'a.Dockerfile': `FROM busybox AS broken\nRUN ${sync} sh -c 'until [ -f /sync/listed ] && [ -f /sync/c-done ]; do sleep 0.1; done; sleep 3; touch /sync/failing; false'\n${shared}FROM shared\nCOPY --from=broken /bin/busybox /x\n`,
     'b.Dockerfile': `${shared}FROM shared\nCOPY --from=c /c /c\n`,
-    'c.Dockerfile': `FROM busybox\nRUN sleep 1 && echo ${t} > /c\n`,
+    'c.Dockerfile': `FROM busybox\nRUN ${sync} sh -c 'echo ${t} > /c && touch /sync/c-done'\n`,
     'docker-bake.hcl': [
       'group "default" { targets = ["a", "b"] }',
       `target "a" {\n  dockerfile = "a.Dockerfile"\n  ssh = ["default=${keyA.key}"]\n  output = ["type=local,dest=out-a"]\n}`,
