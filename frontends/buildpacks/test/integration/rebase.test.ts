@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ContentStore, ImageStore, digestOf, hostPlatform, jsonBytes, layerMediaType, packUstar, resolveImage, storeFetcher, writeImage, type Descriptor, type ImageConfig, type ImageFormat, type ImageManifest, type LayerRef, type PackEntry } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../../runtime/test/helpers/registry.js';
-import { PROJECT_TOML, compileCli, kiln, repo, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+import { PROJECT_TOML, compileCli, kiln, repo, makeSandbox, requireTools, runBundle, unpack, writeTree, type Run, type Sandbox } from './helpers.js';
 
 const META = 'io.buildpacks.lifecycle.metadata';
 const MTIME = new Date('1980-01-01T00:00:01Z');
@@ -91,6 +91,25 @@ async function appImage(name: string): Promise<void> {
   await sharedApp;
   const images = await ImageStore.open(sb.root);
   await images.put(`docker.io/library/${name}`, (await images.mustGet('docker.io/library/shared-app:1')).target);
+}
+
+/**
+ * `kiln ARGS` through the CLI's main in this process, in `cwd`: the same command without a Node
+ * start-up, for the refusals and the store rebases of the tests after the first. The first test
+ * and the daemon test run kiln processes, for `kiln rebase` in the store and with --publish.
+ */
+async function kilnIn(args: readonly string[], cwd: string): Promise<Run> {
+  const { main } = await import('../../../../cli/src/main.js');
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'kiln', ...args], {
+    stdin: (async function* () {})(),
+    stdout: { write: (c: string | Uint8Array) => void (stdout += Buffer.from(c).toString()) },
+    stderr: { write: (c: string | Uint8Array) => void (stderr += Buffer.from(c).toString()) },
+    cwd,
+    env: process.env,
+  });
+  return { code, stdout, stderr };
 }
 
 const runImageOf = (img: Stored): { topLayer: string; reference: string; image?: string; mirrors?: string[] } =>
@@ -221,7 +240,7 @@ describe('kiln rebase', () => {
     await appImage('refuse-app:1');
     const img = await stored('docker.io/library/refuse-app:1');
     const refuse = async (args: string[], code: string) => {
-      const r = await kiln(['rebase', ...args, '--root', sb.root], sb.dir);
+      const r = await kilnIn(['rebase', ...args, '--root', sb.root], sb.dir);
       expect(r.stderr).toContain(`error ${code}:`);
       expect(r.code).toBe(1);
       return r;
@@ -232,7 +251,7 @@ describe('kiln rebase', () => {
     const withLabels = (extra: Record<string, string>) => (c: ImageConfig) => ({ ...c, config: { ...c.config, Labels: { ...c.config?.Labels, ...extra } } });
     await storeVariant(img, 'docker.io/library/pinned:1', withLabels({ 'io.buildpacks.rebasable': 'false' }));
     expect((await refuse(['pinned:1'], 'KLN0921')).stderr).toContain('not marked as rebasable');
-    const forced = await kiln(['rebase', 'pinned:1', '--force', '--root', sb.root], sb.dir);
+    const forced = await kilnIn(['rebase', 'pinned:1', '--force', '--root', sb.root], sb.dir);
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.stderr).toContain('warning: app image is not marked as rebasable');
 
@@ -253,7 +272,7 @@ describe('kiln rebase', () => {
     await appImage('names-app:1');
     const img = await stored('docker.io/library/names-app:1');
     const run = await stored('docker.io/kt/run:latest');
-    const rebase = (args: string[]) => kiln(['rebase', ...args, '--root', sb.root], sb.dir);
+    const rebase = (args: string[]) => kilnIn(['rebase', ...args, '--root', sb.root], sb.dir);
 
     // a digest reference is not a name to write: refused before anything is read, nothing renamed
     const atDigest = await rebase([`names-app@${img.digest}`]);
@@ -337,7 +356,7 @@ describe('kiln rebase', () => {
     const runOther = await storeVariant(run, 'docker.io/kt/run-parts:other', (c) => ({ ...c, architecture: other }), version(`${other}-v3`), 'docker');
     const runIndex = await putIndex('docker.io/kt/run:multi', DOCKER_LIST, [await desc(runHost, `linux/${host}`), await desc(runOther, `linux/${other}`)]);
     await putIndex('docker.io/kt/run:host-only', DOCKER_LIST, [await desc(runHost, `linux/${host}`)]);
-    const rebase = (args: string[]) => kiln(['rebase', ...args, '--root', sb.root], sb.dir);
+    const rebase = (args: string[]) => kilnIn(['rebase', ...args, '--root', sb.root], sb.dir);
 
     // refusals name the platform and write nothing: no run image manifest for it (KLN0927) …
     const noPlatform = await rebase(['multi-app:1', '--run-image', 'kt/run:host-only']);
