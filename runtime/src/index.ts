@@ -43,6 +43,7 @@ export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, ty
 export { registryMetaResolver, ociLayoutMetaResolver, imageStoreMetaResolver, type ImageMetaResolver, type ResolvedImageConfig, type ResolveImageConfigOptions } from './registry/meta-resolver.js';
 export type { Executor, ExecPreparation, ExecRequest, ExecResult, ExecMount, ExecStdio, ProcessSpec, OutputLine, HostEntry, NetworkMode, SecurityMode, ContainerRequest, ContainerProcessSpec, ExecContainer, ExecProcess } from './api/executor.js';
 export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
+export { onKilnGone } from './executor/process-helper.js';
 export { DEFAULT_CAPABILITIES } from './executor/spec.js';
 export { parseOutputSpec, splitFields as splitCsvFields, EXPORT_TYPES, type ExportSpec, type ExportCompression, type ExportAnnotation, type ExportAnnotationType } from './exporter/spec.js';
 export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';

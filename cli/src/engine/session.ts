@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isOciLayoutRef, parseOciLayoutRef } from '@kiln/runtime';
+import { isOciLayoutRef, onKilnGone, parseOciLayoutRef } from '@kiln/runtime';
 import { EngineError } from './errors.js';
 
 /** Parsed `--secret` values: id → bytes, held in memory only. */
@@ -112,7 +112,10 @@ async function startAgent(keys: readonly string[]): Promise<{ socket: string; st
   const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-'));
   const socket = join(dir, 'agent.sock');
   const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  // If this kiln is killed, the process helper stops the agent (it holds the key) and removes its dir.
+  const drop = agent.pid === undefined ? undefined : onKilnGone(['sh', '-c', 'kill "$0"; rm -rf "$1"', String(agent.pid), dir]);
   const stop = async (): Promise<void> => {
+    drop?.();
     if (agent.exitCode === null) agent.kill('SIGTERM');
     await rm(dir, { recursive: true, force: true });
   };

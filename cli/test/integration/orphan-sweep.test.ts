@@ -141,6 +141,29 @@ describe('snapshots of killed kiln processes', () => {
     expect(readFileSync(join(out, 'got'), 'utf8')).toBe(`kept-${t}\n`);
   }, 240_000);
 
+  test('SIGKILL mid-RUN of a build with --ssh KEYFILE: the ssh-agent kiln started for the key stops with it, its directory goes', async () => {
+    const t = token();
+    const key = join(sb.dir, `key-${t}`);
+    spawn('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    await until('the key', () => existsSync(`${key}.pub`));
+    const ctx = await context({ Dockerfile: `FROM busybox\nRUN --mount=type=ssh,id=deploy,required=true echo started-${t} && sleep 60 && echo done-${t}\n` });
+    // The agent's socket is under this build's own TMPDIR: its agent is told apart from other tests' by that.
+    const tmp = join(sb.dir, `ssh-tmp-${t}`);
+    await mkdir(tmp);
+    const agents = (): string[] => processesMatching(`ssh-agent -D -a ${tmp}/`);
+    const killed = spawn(process.execPath, [kilnBin, 'build', ctx, '--root', sb.root, '--progress', 'quiet', '--ssh', `deploy=${key}`], { env: { ...process.env, PATH: sb.path, ...env, TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    killed.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await until('the RUN to start', () => processesMatching(`started-${t}`).length > 0, 20_000).catch((e: unknown) => {
+      killed.kill('SIGKILL');
+      throw new Error(`${String(e)}: ${stderr}`);
+    });
+    expect(agents()).toHaveLength(1);
+    killed.kill('SIGKILL');
+    await until('the agent to stop', () => agents().length === 0, 10_000);
+    await until('its directory to go', () => readdirSync(tmp).filter((n) => n.startsWith('kiln-ssh-')).length === 0, 10_000);
+  }, 120_000);
+
   test('SIGKILL in an --invoke on-error shell: the failed state and the shell\'s container snapshot are removed by the next build', async () => {
     const t = token();
     const ctx = await context({ Dockerfile: `FROM busybox\nRUN echo half-${t} > /half && exit 3\n` });
