@@ -4,7 +4,7 @@ import { chownSync, existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { kilnBin, processesMatching, repo, runKilnInProcess, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, repo, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln daemon` end to end: a real daemon process serves `kiln build` clients over its socket
 // with real runc; each test checks the daemon's log to prove which process ran the command.
@@ -250,9 +250,7 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     const work = join(sb.dir, `llb-${t}`);
     await writeTree(work, { 'app/Dockerfile': `FROM busybox AS b\nARG FROM_ENV\nRUN echo $FROM_ENV ${t}\nFROM b\nCOPY x /x\n`, 'app/x': 'x' });
     const args = ['llb', 'app', '--root', sb.root, '--build-arg', 'FROM_ENV', '--format', 'json'];
-    // In-process: the CLI's main with the caller's cwd and env (a client with KILN_DAEMON=0 runs
-    // the same main in its own process; the test below runs that path with both launchers).
-    const local = await runKilnInProcess(sb, args, { cwd: work, env: { FROM_ENV: `v-${t}`, KILN_DAEMON: '0' } });
+    const local = await client(args, { cwd: work, env: { FROM_ENV: `v-${t}`, KILN_DAEMON: '0' } });
     const remote = await client(args, { cwd: work, env: { FROM_ENV: `v-${t}` } });
     expect(local.code).toBe(0);
     expect(remote.code).toBe(0);
@@ -260,12 +258,13 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
     expect(remote.stdout).toContain(`v-${t}`);
     // The daemon logs a command after it answered it: the line may come a moment after the client exits.
     await expect.poll(() => served(remote)[0] ?? '', { timeout: 10_000 }).toMatch(/llb: client pid \d+ → exit 0/);
+    expect(served(local)).toHaveLength(0);
     // A root the daemon does not own is fine for llb: it only reads that store.
     const other = await client(['llb', 'app', '--root', join(sb.dir, `empty-root-${t}`)], { cwd: work, env: { FROM_ENV: 'x' } });
     await expect.poll(() => served(other), { timeout: 10_000 }).toHaveLength(1);
     await writeTree(work, { 'def.json': '' });
-    const pb = await runKilnInProcess(sb, ['llb', 'app', '--root', sb.root, '--format', 'pb'], { cwd: work, env: { KILN_DAEMON: '0' } });
-    expect(pb.code, pb.stderr).toBe(0);
+    const pb = await client(['llb', 'app', '--root', sb.root, '--format', 'pb'], { cwd: work, env: { KILN_DAEMON: '0' } });
+    expect(pb.code).toBe(0);
   }, 120_000);
 
   test('identical steps of two clients building at the same time run once', async () => {
