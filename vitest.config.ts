@@ -31,5 +31,7 @@ export default defineConfig({
     // workers there: the whole suite took 507 s instead of 874 s here, all tests passing.
     maxWorkers: Math.max(2, availableParallelism() - 1),
     reporters: ['default', './scripts/summary-reporter.ts'],
+    // Names the run, so the CLI the end-to-end tests run is built once per run, not once per file.
+    globalSetup: ['./scripts/test-global-setup.ts'],
   },
 });

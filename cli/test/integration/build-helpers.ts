@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
+import { buildCliOnce } from '../../../scripts/test-cli-build.js';
 
 /** The repository root and the CLI entry a user runs. */
 export const repo = join(import.meta.dirname, '../../..');
@@ -29,9 +30,7 @@ export function requireTools(): void {
  * its code cache that cli/bin/kiln.js runs (remade only when the compiled output changed).
  */
 export function compileCli(): void {
-  // Test files run in parallel workers: one build at a time (concurrent builds race on .tsbuildinfo).
-  const build = `"${process.execPath}" node_modules/typescript/bin/tsc -b && "${process.execPath}" cli/scripts/bundle.mjs`;
-  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', 'sh', '-c', build], { cwd: repo, stdio: 'inherit' });
+  buildCliOnce();
 }
 
 /** A temp dir that holds a kiln root with the busybox base image (`busybox`) and a logging runc. */

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LocalSnapshotter, RuncExecutor, unpackLayer, type ExecPreparation } from '@kiln/runtime';
+import { buildCliOnce } from '../../../scripts/test-cli-build.js';
 
 // Pre-started runc processes (see prestart.test.ts) at bad moments. In this process: aborts,
 // concurrent runs, withdrawn and unannounced runs, with no runc, bundle or FIFO fd left behind.
@@ -26,10 +27,8 @@ const children: ChildProcess[] = [];
 beforeAll(async () => {
   const real = execFileSync('sh', ['-c', 'command -v runc || true'], { encoding: 'utf8' }).trim();
   if (real === '') throw new Error('runc is required for these tests: apt-get install runc');
-  // The children run the compiled runtime: built from the sources under test (incremental; one
-  // build at a time across test workers, as the CLI tests' compileCli).
-  const tsc = `"${process.execPath}" node_modules/typescript/bin/tsc -b runtime`;
-  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', 'sh', '-c', tsc], { cwd: join(RUNTIME, '..'), stdio: 'inherit' });
+  // The children run the compiled runtime: built from the sources under test (once per test run).
+  buildCliOnce();
   dir = await mkdtemp(join(tmpdir(), 'kiln-prestart-edges-'));
   root = join(dir, 'root');
   log = join(dir, 'runc.log');

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { makeTestImages } from '../fixtures/make-images.js';
+import { buildCliOnce } from '../../../../scripts/test-cli-build.js';
 
 export const repo = join(import.meta.dirname, '../../../..');
 const kilnBin = join(repo, 'cli/bin/kiln.js');
@@ -29,8 +30,7 @@ export function requireTools(): void {
 
 /** `npm run build` (incremental, one at a time across test files), as a user runs it before kiln. */
 export function compileCli(): void {
-  const build = `"${process.execPath}" node_modules/typescript/bin/tsc -b && "${process.execPath}" cli/scripts/bundle.mjs`;
-  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', 'sh', '-c', build], { cwd: repo, stdio: 'inherit' });
+  buildCliOnce();
 }
 
 /** A temp dir with a kiln root holding kt/build, kt/run and kt/builder. */

@@ -8,7 +8,7 @@
  * 5000 is taken, the registry gets a free port, the references are rewritten to it, and the
  * expectation is the in-process conversion through the independent OCI-layout resolver.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -20,6 +20,7 @@ import { describe, expect, test as base } from 'vitest';
 import { convertDockerfile } from '@kiln/dockerfile';
 import { createHash } from 'node:crypto';
 import { layoutResolver } from '../helpers/oci-layout-resolver.js';
+import { buildCliOnce } from '../../../../scripts/test-cli-build.js';
 
 const run = promisify(execFile);
 const repo = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -114,19 +115,12 @@ async function pushFixtures(host: string): Promise<void> {
   }
 }
 
-/**
- * Compiles the CLI and what it references (incremental, a no-op when up to date), under the same
- * lock the CLI's own integration tests use: concurrent `tsc -b` runs race on .tsbuildinfo.
- */
-function compileCli(): void {
-  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, join(repo, 'node_modules/typescript/bin/tsc'), '-b', 'cli'], { cwd: repo, stdio: 'inherit' });
-}
 
 const test = base.extend<{ registry: Registry }>({
   registry: [
     // eslint-disable-next-line no-empty-pattern
     async ({}, use) => {
-      compileCli();
+      buildCliOnce();
       const r = await startRegistry();
       try {
         await pushFixtures(r.host);

@@ -3,12 +3,13 @@
  * CLI (`node cli/bin/kiln.js`) after `npm run build`, a temp kiln root holding the busybox base
  * image made from busybox-static (as `kt/busybox` and `busybox`), real runc.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
+import { buildCliOnce } from '../../../../scripts/test-cli-build.js';
 
 export const repo = join(import.meta.dirname, '../../../..');
 const kilnBin = join(repo, 'cli/bin/kiln.js');
@@ -23,8 +24,7 @@ export function requireTools(): void {
 
 /** `npm run build` (incremental, one at a time across test files), as a user runs it before kiln. */
 export function compileCli(): void {
-  const build = `"${process.execPath}" node_modules/typescript/bin/tsc -b && "${process.execPath}" cli/scripts/bundle.mjs`;
-  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', 'sh', '-c', build], { cwd: repo, stdio: 'inherit' });
+  buildCliOnce();
 }
 
 /** A temp dir with a kiln root holding the busybox base. */
