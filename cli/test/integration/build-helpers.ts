@@ -1,6 +1,6 @@
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
@@ -117,8 +117,8 @@ export function runKiln(
     let stdout = '';
     let stderr = '';
     const stderrChunks: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => {
       stderrChunks.push(d);
       stderr += d.toString();
       opts.onStderr?.(stderr, child);
@@ -278,4 +278,23 @@ export async function runKilnInProcess(
   const stdoutBytes = Buffer.concat(out);
   const stderrBytes = Buffer.concat(err);
   return { code, signal: null, stdout: stdoutBytes.toString(), stderr: stderrBytes.toString(), stdoutBytes, stderrBytes };
+}
+
+/**
+ * Copies host programs (absolute paths) and the shared libraries `ldd` lists for them into `dir`
+ * at their paths: a build context for an image that runs them (e.g. the host's ssh-add). Returns `dir`.
+ */
+export function copyHostPrograms(dir: string, programs: readonly string[]): string {
+  const files = [...programs];
+  for (const program of programs) {
+    for (const line of execFileSync('ldd', [program], { encoding: 'utf8' }).split('\n')) {
+      const m = /(\/\S+) \(0x/.exec(line) ?? /=> (\/\S+)/.exec(line);
+      if (m?.[1] !== undefined) files.push(m[1]);
+    }
+  }
+  for (const f of files) {
+    mkdirSync(join(dir, dirname(f)), { recursive: true });
+    copyFileSync(f, join(dir, f));
+  }
+  return dir;
 }

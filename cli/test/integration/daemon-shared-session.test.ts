@@ -6,11 +6,11 @@
  * it when that client's build ends), ssh-add inside the container.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox, type TestDaemon } from './build-helpers.js';
+import { copyHostPrograms, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox, type TestDaemon } from './build-helpers.js';
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
@@ -24,16 +24,7 @@ beforeAll(async () => {
   socket = join(sb.dir, 'shared-session.sock');
   daemon = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
   // An image (not a local context: a step below one is shared only by key) with the host's ssh-add.
-  const tools = join(sb.dir, 'ssh-tools');
-  const files = ['/usr/bin/ssh-add'];
-  for (const line of execFileSync('ldd', ['/usr/bin/ssh-add'], { encoding: 'utf8' }).split('\n')) {
-    const m = /(\/\S+) \(0x/.exec(line) ?? /=> (\/\S+)/.exec(line);
-    if (m?.[1] !== undefined) files.push(m[1]);
-  }
-  for (const f of files) {
-    mkdirSync(join(tools, dirname(f)), { recursive: true });
-    copyFileSync(f, join(tools, f));
-  }
+  const tools = copyHostPrograms(join(sb.dir, 'ssh-tools'), ['/usr/bin/ssh-add']);
   await writeTree(tools, { Dockerfile: 'FROM busybox\nCOPY . /\n', '.dockerignore': 'Dockerfile\n.dockerignore\n' });
   const r = await runKiln(sb, ['build', tools, '--root', sb.root, '--progress', 'plain', '-t', 'sshtools'], { env: { KILN_HOST: `unix://${socket}` } });
   if (r.code !== 0) throw new Error(`cannot build the sshtools image:\n${r.stderr}`);

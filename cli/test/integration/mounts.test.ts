@@ -5,11 +5,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileCli, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+import { compileCli, copyHostPrograms, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
 
 let sb: KilnSandbox;
 const agents: ChildProcess[] = [];
@@ -62,19 +62,9 @@ function fingerprintOf(pub: string): string {
   return m[0];
 }
 
-/** A context dir holding the host's ssh-add and the shared libraries ldd lists, at their paths. */
+/** A context dir holding the host's ssh-add and the shared libraries it needs, at their paths. */
 function sshToolsContext(): string {
-  const dir = join(sb.dir, 'ssh-tools');
-  const files = ['/usr/bin/ssh-add'];
-  for (const line of execFileSync('ldd', ['/usr/bin/ssh-add'], { encoding: 'utf8' }).split('\n')) {
-    const m = /(\/\S+) \(0x/.exec(line) ?? /=> (\/\S+)/.exec(line);
-    if (m?.[1] !== undefined) files.push(m[1]);
-  }
-  for (const f of files) {
-    mkdirSync(join(dir, dirname(f)), { recursive: true });
-    copyFileSync(f, join(dir, f));
-  }
-  return dir;
+  return copyHostPrograms(join(sb.dir, 'ssh-tools'), ['/usr/bin/ssh-add']);
 }
 
 describe('RUN --mount=type=secret', { timeout: 180_000 }, () => {
