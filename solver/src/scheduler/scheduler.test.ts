@@ -5,6 +5,7 @@ import { ProgressStream } from '../progress/events.js';
 import { Scheduler, defaultParallelism } from './scheduler.js';
 import type { CacheMapDep, Op, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError } from './vertex-error.js';
+import { SolverError } from '../errors.js';
 
 /** What a fake vertex does: its op payload. */
 interface FakeOp {
@@ -353,6 +354,25 @@ describe('Scheduler', () => {
     });
     progress.close();
     expect(progress.events().some((e) => e.kind === 'vertex.error')).toBe(true);
+    expect(s.activeVertices).toBe(0);
+  });
+
+  test('what a COPY selects cannot be found (its content key fails): the COPY fails as a vertex, shown by its name, at its location', async () => {
+    const { w, s } = setup();
+    const ctx = vertex('context', { kind: 'source', cacheable: false });
+    const missing = async (): Promise<string> => {
+      throw new SolverError('SOLVER_NOT_FOUND', '"/missing.txt": not found', { hint: 'check the path' });
+    };
+    const copy = vertex('[2/2] COPY missing.txt /x', { kind: 'file', deps: [{ selector: D('sel'), computeDigest: missing }] }, [ctx]);
+    const progress = new ProgressStream();
+    const p = s.build(edge(copy), { progress });
+    await expect(p).rejects.toBeInstanceOf(VertexError);
+    await expect(p).rejects.toMatchObject({ message: '"/missing.txt": not found', vertexName: '[2/2] COPY missing.txt /x', location: { file: 'Dockerfile', line: 3, column: 1 } });
+    progress.close();
+    const mine = progress.events().filter((e) => e.vertex === copy.digest);
+    expect(mine.map((e) => e.kind)).toEqual(['vertex.started', 'vertex.error']);
+    expect(mine[0]).toMatchObject({ name: '[2/2] COPY missing.txt /x' });
+    expect(w.execs.get('[2/2] COPY missing.txt /x')).toBeUndefined();
     expect(s.activeVertices).toBe(0);
   });
 

@@ -511,6 +511,8 @@ export class Scheduler {
         try {
           return await compute(ref, st.controller.signal);
         } catch (err) {
+          // A cancel passes as it came (this vertex never started: nothing to show).
+          if (st.controller.signal.aborted || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED')) throw err;
           // The input is there but what this vertex selects of it is not (COPY of a missing
           // path): this vertex's failure, reported at its Dockerfile line as BuildKit does.
           throw this.#fail(st, err);
