@@ -107,10 +107,12 @@ describe('kiln prune / du filters', { timeout: 180_000 }, () => {
     const first = await runKiln(sb, ['prune', '--filter', 'type=cachemount', '--root', sb.root]);
     expect(first.code).toBe(1);
     expect(first.stderr).toContain('KLN0707');
+    expect(first.stderr).toContain('hint: use one of regular, source.local, exec.cachemount');
     for (const args of [['--filter', 'until=2d'], ['--keep-duration', '48']]) {
       const r = await runKilnInProcess(sb, ['prune', ...args, '--root', sb.root]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('KLN0707');
+      expect(r.stderr).toContain('hint: a Go duration such as 24h');
     }
   });
 });
