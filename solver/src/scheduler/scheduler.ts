@@ -148,21 +148,15 @@ class VertexState {
    */
   get group(): SessionGroup {
     const jobs = this.jobs;
+    const first = <T>(pick: (a: SessionAttachables) => T | undefined): T | undefined => {
+      for (const j of jobs) {
+        const v = j.attachables === undefined ? undefined : pick(j.attachables);
+        if (v !== undefined) return v;
+      }
+      return undefined;
+    };
     return (this.#group ??= {
-      secret: (id) => {
-        for (const j of jobs) {
-          const v = j.attachables?.secrets?.[id];
-          if (v !== undefined) return v;
-        }
-        return undefined;
-      },
-      ssh: (id) => {
-        for (const j of jobs) {
-          const v = j.attachables?.ssh?.[id];
-          if (v !== undefined) return v;
-        }
-        return undefined;
-      },
+      secret: (id) => first((a) => a.secrets?.[id]),
       sshSockets: (id) => {
         const all: string[] = [];
         for (const j of jobs) {
@@ -171,10 +165,7 @@ class VertexState {
         }
         return all;
       },
-      onFailedExec: () => {
-        for (const j of jobs) if (j.attachables?.onFailedExec !== undefined) return j.attachables.onFailedExec;
-        return undefined;
-      },
+      onFailedExec: () => first((a) => a.onFailedExec),
     });
   }
 }

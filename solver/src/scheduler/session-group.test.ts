@@ -13,7 +13,7 @@ const D = (s: string): string => `sha256:${Buffer.from(s).toString('hex').padEnd
 function sharedStep(seen: Array<[string | undefined, string | undefined]>, started: () => void, next: Promise<void>): (v: SolverVertex) => Op {
   const look = (ctx: OpContext): [string | undefined, string | undefined] => {
     const secret = ctx.group?.secret('s');
-    return [ctx.group?.ssh('default'), secret === undefined ? undefined : Buffer.from(secret).toString()];
+    return [ctx.group?.sshSockets('default')[0], secret === undefined ? undefined : Buffer.from(secret).toString()];
   };
   return () => ({
     cacheMap: async () => ({ digest: D('run'), deps: [] }),

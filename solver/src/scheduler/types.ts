@@ -81,8 +81,7 @@ export interface SessionAttachables {
  */
 export interface SessionGroup {
   secret(id: string): Uint8Array | undefined;
-  ssh(id: string): string | undefined;
-  /** Every attached build's agent socket for `id`, first joined first: the next is tried when one does not answer. */
+  /** Every attached build's agent socket for `id`, first joined first: the next is tried when one does not answer (none: no build forwards `id`). */
   sshSockets(id: string): readonly string[];
   /** Where the state of a failed step goes: the first attached build that keeps one (undefined: none does). */
   onFailedExec(): ((state: FailedExecState) => void) | undefined;

@@ -138,7 +138,7 @@ export async function runExec(
       }
       if (type === MountType.SSH) {
         const id = m.sshOpt?.id ?? 'default';
-        if (session.ssh(id) === undefined) {
+        if (session.sshSockets(id).length === 0) {
           if (m.sshOpt?.optional === true) continue;
           throw new SolverError('SOLVER_INVALID_DEFINITION', `no SSH key ${id} forwarded`, { hint: `pass --ssh ${id}` });
         }

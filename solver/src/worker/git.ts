@@ -288,7 +288,7 @@ export class GitSources {
     }
     env['GIT_SSH_COMMAND'] = ssh.join(' ');
     if (spec.mountSshSock !== '') {
-      const sock = session.ssh(spec.mountSshSock);
+      const sock = session.sshSockets(spec.mountSshSock)[0];
       if (sock === undefined) throw new SolverError('SOLVER_GIT_FAILED', `no SSH agent "${spec.mountSshSock}" for ${redactRemote(spec.remote)}`, { hint: `pass --ssh ${spec.mountSshSock}` });
       env['SSH_AUTH_SOCK'] = sock;
     }

@@ -10,7 +10,6 @@ export function sessionOf(deps: Pick<RuntimeWorkerDeps, 'secrets' | 'ssh' | 'onF
   return (
     ctx.group ?? {
       secret: (id) => deps.secrets?.[id],
-      ssh: (id) => deps.ssh?.[id],
       sshSockets: (id) => {
         const s = deps.ssh?.[id];
         return s === undefined ? [] : [s];
