@@ -28,8 +28,13 @@ const STREAMS: Readonly<Record<string, 'stdout' | 'stderr'>> = {
   '/proc/self/fd/2': 'stderr',
 };
 
-/** Resolves `given` (relative to the caller's directory) to a {@link FileTarget}; creates missing parent directories of a new file. */
-export async function fileTarget(io: CliIo, flag: string, given: string): Promise<FileTarget> {
+/**
+ * Resolves `given` (relative to the caller's directory) to a {@link FileTarget}; creates missing
+ * parent directories of a new file. `want` is what the caller writes there: a file that names a
+ * directory (or a directory output that names a file) is refused now, before the build, rather
+ * than failing at the end with the rename's EISDIR or mkdir's EEXIST.
+ */
+export async function fileTarget(io: CliIo, flag: string, given: string, want: 'file' | 'directory' = 'file'): Promise<FileTarget> {
   const path = callerPath(io, given);
   const stream = STREAMS[path];
   if (stream !== undefined) return { kind: stream, given };
@@ -40,6 +45,12 @@ export async function fileTarget(io: CliIo, flag: string, given: string): Promis
   }
   const st = await stat(path).catch(() => undefined);
   if (st !== undefined && !st.isFile() && !st.isDirectory()) return { kind: 'special', given, path };
+  if (st?.isDirectory() === true && want === 'file') {
+    throw new EngineError('KLN0702', `cannot write ${flag} ${given}: it is a directory`, { hint: 'name a file, not a directory (a missing file is created)' });
+  }
+  if (st?.isFile() === true && want === 'directory') {
+    throw new EngineError('KLN0702', `cannot write ${flag} ${given}: it is a file, and this output writes a directory`, { hint: 'name a directory (a new one is made) or use type=tar,dest=FILE for a tarball' });
+  }
   if (st !== undefined) return { kind: 'file', given, path: await realpath(path) };
   await makeParents(flag, given, dirname(path));
   return { kind: 'file', given, path };

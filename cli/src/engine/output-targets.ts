@@ -64,8 +64,8 @@ export async function parseOutputs(values: readonly string[], io: CliIo): Promis
         specs.push(spec);
         continue;
       }
-      const target: FileTarget = at >= 0 ? { kind: 'stdout', given: '-' } : await fileTarget(io, '--output', spec.dest);
       const directory = spec.type === 'local' || (spec.type === 'oci' && !spec.tar);
+      const target: FileTarget = at >= 0 ? { kind: 'stdout', given: '-' } : await fileTarget(io, '--output', spec.dest, directory ? 'directory' : 'file');
       if (target.kind === 'file') {
         specs.push({ ...spec, dest: target.path });
         continue;

@@ -1,0 +1,52 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import type { CliIo } from '../io.js';
+import { fileTarget } from './file-target.js';
+import { parseOutputs } from './output-targets.js';
+
+let cwd: string;
+beforeAll(async () => {
+  cwd = await mkdtemp(join(tmpdir(), 'kiln-file-target-'));
+  await mkdir(join(cwd, 'dir'));
+  await writeFile(join(cwd, 'file'), 'kept');
+});
+afterAll(async () => {
+  await rm(cwd, { recursive: true, force: true });
+});
+
+const io: CliIo = {
+  stdin: (async function* (): AsyncGenerator<Uint8Array> {})(),
+  stdout: { write: () => true },
+  stderr: { write: () => true },
+  get cwd() {
+    return cwd;
+  },
+};
+
+// These failed only after the whole build, with a bare EISDIR from the atomic rename (archives,
+// --metadata-file) or EEXIST from mkdir (type=local onto a file).
+test.for([
+  ['type=oci,dest=dir', 'cannot write --output dir: it is a directory'],
+  ['type=docker,dest=dir', 'cannot write --output dir: it is a directory'],
+  ['type=tar,dest=dir', 'cannot write --output dir: it is a directory'],
+  ['type=local,dest=file', 'cannot write --output file: it is a file, and this output writes a directory'],
+  ['type=oci,tar=false,dest=file', 'cannot write --output file: it is a file, and this output writes a directory'],
+] as const)('--output %s is refused before the build, naming the option', async ([spec, message]) => {
+  await expect(parseOutputs([spec], io)).rejects.toMatchObject({ code: 'KLN0702', message, hint: expect.stringMatching(/^name a/) });
+  expect(await readdir(join(cwd, 'dir'))).toEqual([]);
+  expect(existsSync(join(cwd, 'file'))).toBe(true);
+});
+
+test('directory outputs take an existing directory, archives an existing file', async () => {
+  const r = await parseOutputs(['type=local,dest=dir', 'type=oci,tar=false,dest=dir', 'type=tar,dest=file'], io);
+  expect(r.specs.map((s) => ('dest' in s ? s.dest : undefined))).toEqual([join(cwd, 'dir'), join(cwd, 'dir'), join(cwd, 'file')]);
+});
+
+test('--metadata-file or --iidfile naming a directory is refused; a new file in it is fine', async () => {
+  await expect(fileTarget(io, '--metadata-file', 'dir')).rejects.toMatchObject({ code: 'KLN0702', message: 'cannot write --metadata-file dir: it is a directory' });
+  await expect(fileTarget(io, '--iidfile', './dir/')).rejects.toMatchObject({ code: 'KLN0702', message: 'cannot write --iidfile ./dir/: it is a directory' });
+  expect(await fileTarget(io, '--metadata-file', 'dir/meta.json')).toEqual({ kind: 'file', given: 'dir/meta.json', path: join(cwd, 'dir', 'meta.json') });
+});
