@@ -19,7 +19,7 @@ import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
 import { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@kiln/buildpacks';
-import { parseBuildArg, parseBuildContext, parseSecrets, parseSize, parseSsh } from '../engine/session.js';
+import { parseBuildArg, parseSecrets, parseSize, parseSsh, resolveBuildContext, type BuildContext } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseAttestations } from '../engine/provenance-spec.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
@@ -362,6 +362,8 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     ...(flags.iidfile === undefined ? {} : { iid: await fileTarget(io, '--iidfile', flags.iidfile) }),
     ...(flags.metadataFile === undefined ? {} : { meta: await fileTarget(io, '--metadata-file', flags.metadataFile) }),
   };
+  const buildContexts: BuildContext[] = [];
+  for (const c of flags.buildContext) buildContexts.push(await resolveBuildContext(c, callerPath(io, '.')));
   const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
   const sourcePolicy = await loadSourcePolicy(io, flags.sourcePolicyFile);
   const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
@@ -379,7 +381,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     ...(parsed.redirects.length === 0 ? {} : { displayDests: new Map(parsed.redirects.map((r) => [r.file, r.display])) }),
     noCache: !flags.cache,
     noCacheFilter: flags.cacheFilter,
-    buildContexts: flags.buildContext.map(parseBuildContext).map((c) => (c.kind === 'image' ? c : { ...c, path: callerPath(io, c.path) })),
+    buildContexts,
     allowInsecure: flags.allow.includes('security.insecure'),
     allowNetworkHost: flags.allow.includes('network.host'),
     // a .ts build file selects the TypeScript DSL frontend unless --frontend says otherwise

@@ -1,5 +1,8 @@
-import { describe, expect, test } from 'vitest';
-import { parseBuildContext } from './session.js';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parseBuildContext, resolveBuildContext } from './session.js';
 
 const D = `sha256:${'b'.repeat(64)}`;
 
@@ -43,5 +46,32 @@ describe('parseBuildContext: --build-context NAME=oci-layout://PATH[:TAG][@DIGES
     expect(parseBuildContext('x=docker-image://busybox:1')).toEqual({ kind: 'image', name: 'x', ref: 'busybox:1' });
     expect(parseBuildContext('x=../dir')).toEqual({ kind: 'local', name: 'x', path: '../dir' });
     expect(() => parseBuildContext('x=git://h/r')).toThrow(expect.objectContaining({ code: 'KLN0702' }));
+  });
+});
+
+describe('resolveBuildContext: local and OCI layout paths are checked before the build', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kiln-build-context-'));
+    await mkdir(join(dir, 'ctx'));
+    await writeFile(join(dir, 'file'), '');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a directory resolves against the caller directory; images are not touched', async () => {
+    expect(await resolveBuildContext('foo=ctx', dir)).toEqual({ kind: 'local', name: 'foo', path: join(dir, 'ctx') });
+    expect(await resolveBuildContext('foo=oci-layout://ctx:v1', dir)).toEqual({ kind: 'oci-layout', name: 'foo', path: join(dir, 'ctx'), ref: 'v1' });
+    expect(await resolveBuildContext('foo=docker-image://nosuch:1', dir)).toEqual({ kind: 'image', name: 'foo', ref: 'nosuch:1' });
+  });
+
+  // A missing directory used to be an empty context: COPY --from=foo then failed with "not found".
+  test.for([
+    ['foo=nosuch', '--build-context foo: cannot use nosuch: no such directory'],
+    ['foo=file', '--build-context foo: cannot use file: not a directory'],
+    ['foo=oci-layout://nosuch', '--build-context foo: cannot use nosuch: no such OCI layout directory'],
+  ] as const)('%s is refused with KLN0702 naming the flag', async ([value, message]) => {
+    await expect(resolveBuildContext(value, dir)).rejects.toMatchObject({ code: 'KLN0702', message, hint: expect.stringContaining('directory') });
   });
 });

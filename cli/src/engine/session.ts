@@ -177,6 +177,26 @@ export function parseBuildContext(value: string): BuildContext {
   return { kind: 'local', name, path: v };
 }
 
+/**
+ * {@link parseBuildContext} with the path of a local or OCI layout context resolved against
+ * `cwd` and checked now: a missing directory was an empty context, and the build failed later
+ * with a COPY's "not found" that did not say why.
+ */
+export async function resolveBuildContext(value: string, cwd: string): Promise<BuildContext> {
+  const c = parseBuildContext(value);
+  if (c.kind === 'image') return c;
+  const path = resolve(cwd, c.path);
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
+  const what = c.kind === 'local' ? 'directory' : 'OCI layout directory';
+  if (st instanceof Error || !st.isDirectory()) {
+    const why = !(st instanceof Error) ? 'not a directory' : st.code === 'ENOENT' ? `no such ${what}` : st.message;
+    throw new EngineError('KLN0702', `--build-context ${c.name}: cannot use ${c.path}: ${why}`, {
+      hint: c.kind === 'local' ? `give a directory (NAME=PATH), docker-image://REF or oci-layout://DIR` : 'give a directory with oci-layout, index.json and blobs/ (a tarball must be extracted first)',
+    });
+  }
+  return { ...c, path };
+}
+
 /** Parses `K=V` (or `K`, taking V from the environment, as buildx). */
 export function parseBuildArg(value: string, env: Readonly<Record<string, string | undefined>>): [string, string] | undefined {
   const i = value.indexOf('=');
