@@ -35,12 +35,14 @@ export function loadGraph(input: Definition, opts: LoadGraphOptions = {}): Loade
   } catch (err) {
     throw new SolverError('SOLVER_INVALID_DEFINITION', `invalid definition: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
+  const inherited = consumerLocations(loaded.order, (d) => sourceLocations(loaded.source, d));
   const out = new Map<string, SolverVertex<Op>>();
   const convert = (v: LlbVertex): SolverVertex<Op> => {
     const have = out.get(v.digest);
     if (have !== undefined) return have;
     const desc = v.metadata.description;
-    const locations = sourceLocations(loaded.source, v.digest);
+    const own = sourceLocations(loaded.source, v.digest);
+    const locations = own.length > 0 ? own : (inherited.get(v.digest) ?? []);
     const sv: SolverVertex<Op> = {
       digest: v.digest,
       name: desc?.get('llb.customname') ?? defaultName(v.op),
@@ -59,6 +61,27 @@ export function loadGraph(input: Definition, opts: LoadGraphOptions = {}): Loade
   for (const v of loaded.order) convert(v);
   const root = loaded.root === undefined ? undefined : { vertex: convert(loaded.root.vertex), index: loaded.root.index };
   return { root, vertices: out };
+}
+
+/**
+ * Locations for source ops the source map leaves out: BuildKit's Dockerfile frontend locates
+ * ADD's FileOp but not the http or git source it reads from, so a failed download had no
+ * Dockerfile line. Such a source takes the locations of the ops that consume it. Local sources
+ * are left alone: the build context feeds every COPY, and no one of them is where it failed.
+ */
+function consumerLocations(order: readonly LlbVertex[], own: (digest: string) => SourceLocation[]): Map<string, SourceLocation[]> {
+  const out = new Map<string, SourceLocation[]>();
+  for (const v of order) {
+    const locs = own(v.digest);
+    if (locs.length === 0) continue;
+    for (const { vertex: input } of v.inputs) {
+      if (input.op.kind !== 'source' || (input.op.source.identifier ?? '').startsWith('local://') || own(input.digest).length > 0) continue;
+      const have = out.get(input.digest) ?? [];
+      for (const l of locs) if (!have.some((h) => h.file === l.file && h.line === l.line && h.column === l.column)) have.push(l);
+      out.set(input.digest, have);
+    }
+  }
+  return out;
 }
 
 function sourceLocations(source: Source | undefined, digest: string): SourceLocation[] {
