@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -100,7 +100,15 @@ interface GitRun {
   readonly env: NodeJS.ProcessEnv;
   readonly signal: AbortSignal | undefined;
   readonly remote: string;
+  /** The ssh agents git's ssh authenticates with (absent: none), asked again for each git command. */
+  readonly ssh?: SshAgents;
   cleanup(): Promise<void>;
+}
+
+/** The agents of one ssh id: every attached build's, first joined first, as they are at the time of asking. */
+interface SshAgents {
+  readonly id: string;
+  sockets(): readonly string[];
 }
 
 /**
@@ -286,13 +294,21 @@ export class GitSources {
     } else {
       ssh.push('-o', 'StrictHostKeyChecking=no');
     }
+    // kiln never prompts: a password or passphrase question would go to the terminal of `kiln
+    // build`, once for each agent tried (GIT_TERMINAL_PROMPT=0 is git's half of this).
+    ssh.push('-o', 'BatchMode=yes');
     env['GIT_SSH_COMMAND'] = ssh.join(' ');
-    if (spec.mountSshSock !== '') {
-      const sock = session.sshSockets(spec.mountSshSock)[0];
-      if (sock === undefined) throw new SolverError('SOLVER_GIT_FAILED', `no SSH agent "${spec.mountSshSock}" for ${redactRemote(spec.remote)}`, { hint: `pass --ssh ${spec.mountSshSock}` });
-      env['SSH_AUTH_SOCK'] = sock;
+    const cleanup = (): Promise<void> => rm(home, { recursive: true, force: true });
+    if (spec.mountSshSock === '') return { gitDir, env, signal, remote: spec.remote, cleanup };
+    const id = spec.mountSshSock;
+    if (session.sshSockets(id).length === 0) {
+      await cleanup();
+      throw new SolverError('SOLVER_GIT_FAILED', `no SSH agent "${id}" for ${redactRemote(spec.remote)}`, { hint: `pass --ssh ${id}` });
     }
-    return { gitDir, env, signal, remote: spec.remote, cleanup: () => rm(home, { recursive: true, force: true }) };
+    // The agent is chosen per ssh connection among the builds attached then (see run), not once
+    // here: the build that started the fetch may leave, or its agent lack the key, while another
+    // attached build's agent has it.
+    return { gitDir, env, signal, remote: spec.remote, ssh: { id, sockets: () => session.sshSockets(id) }, cleanup };
   }
 }
 
@@ -347,17 +363,96 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
-/** Runs git; a failure names the command and git's last stderr line, with credentials redacted. */
-function run(git: GitRun, args: readonly string[], cwd?: string): Promise<string> {
+/** git's advice after any failed connection to a remote; the line before it says what went wrong. */
+const GIT_REMOTE_ADVICE = new Set(['fatal: Could not read from remote repository.', 'Please make sure you have the correct access rights', 'and the repository exists.']);
+
+/** What ssh prints when the server took none of the keys offered (OpenSSH: `user@host: Permission denied (publickey).`). */
+const SSH_DENIED = /^.*: Permission denied \((?:publickey|password|keyboard-interactive|hostbased|gssapi)[^)]*\)\.?\r?$/m;
+
+/** The git subcommand in `args`, for messages. */
+const subcommand = (args: readonly string[]): string | undefined => (args[0] === '-c' ? args[2] : args[0]);
+
+/**
+ * Runs git; a failure names the command and what went wrong, with credentials redacted. With ssh
+ * agents, each run is one ssh connection (ls-remote, fetch, a submodule update: git runs ssh
+ * afresh each time) and takes the agents of the builds attached at that moment, first joined
+ * first. When the server refuses the one tried (its agent is dead, or lacks the key), the next
+ * attached build's agent is tried, so the fetch succeeds if any build still in the step can
+ * authenticate. kiln runs this ssh itself and so sees its authentication fail, where the proxy of
+ * a RUN's ssh mount can only see whether an agent answers. BuildKit's git source asks its session
+ * group once, at fetch start, for the first session that forwards the id, and uses that agent
+ * for every connection (source/git mountSSHAuthSock).
+ */
+async function run(git: GitRun, args: readonly string[], cwd?: string): Promise<string> {
+  const what = `git ${subcommand(args)} failed for ${redactRemote(git.remote)}`;
+  const ssh = git.ssh;
+  if (ssh === undefined) {
+    const out = await runOnce(git, args, cwd, undefined);
+    if (typeof out === 'string') return out;
+    throw new SolverError('SOLVER_GIT_FAILED', `${what}: ${out.denied}`, { hint: 'forward an SSH agent that holds the key with --ssh' });
+  }
+  const tried = new Set<string>();
+  let denied = '';
+  for (;;) {
+    // Asked again each time: a build that left is not tried, one that joined since is. With no
+    // agent left (the builds still attached forward none), git runs without one: most of its
+    // commands do not connect at all.
+    const agent = ssh.sockets().find((s) => !tried.has(s));
+    if (agent === undefined && tried.size > 0) break;
+    if (agent !== undefined) tried.add(agent);
+    const out = await runOnce(git, args, cwd, agent);
+    if (typeof out === 'string') return out;
+    if (agent === undefined) {
+      throw new SolverError('SOLVER_GIT_FAILED', `${what}: ${out.denied} (no build still attached forwards SSH agent "${ssh.id}")`, { hint: `pass --ssh ${ssh.id}` });
+    }
+    denied = out.denied;
+  }
+  const n = tried.size;
+  throw new SolverError('SOLVER_GIT_FAILED', `${what}: ${denied} (tried the "${ssh.id}" SSH agent of ${n} attached build${n === 1 ? '' : 's'})`, {
+    hint: `add a key the server accepts to the agent passed with --ssh ${ssh.id} (ssh-add -l lists its keys)`,
+  });
+}
+
+/** One git run with `agent` as its ssh agent; resolves with ssh's denial line when the server took none of its keys. */
+function runOnce(git: GitRun, args: readonly string[], cwd: string | undefined, agent: string | undefined): Promise<string | { readonly denied: string }> {
+  const env = { ...git.env, GIT_DIR: git.gitDir, ...(agent === undefined ? {} : { SSH_AUTH_SOCK: agent }) };
+  const signal = git.signal;
+  const cancelled = (): SolverError => new SolverError('SOLVER_CANCELLED', 'build cancelled', { cause: signal?.reason });
+  if (signal?.aborted === true) return Promise.reject(cancelled());
   return new Promise((resolve, reject) => {
-    execFile('git', args, { env: { ...git.env, GIT_DIR: git.gitDir }, cwd: cwd ?? git.gitDir, maxBuffer: 64 << 20, ...(git.signal === undefined ? {} : { signal: git.signal }) }, (err, stdout, stderr) => {
-      if (err === null) return resolve(stdout);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        return reject(new SolverError('SOLVER_GIT_FAILED', 'git is not installed', { hint: 'apt-get install -y git' }));
-      }
-      if (git.signal?.aborted === true) return reject(new SolverError('SOLVER_CANCELLED', 'build cancelled', { cause: git.signal.reason }));
-      const last = redactRemote(stderr.trim().split('\n').filter((l) => l !== '').pop() ?? err.message);
-      reject(new SolverError('SOLVER_GIT_FAILED', `git ${args[0] === '-c' ? args[2] : args[0]} failed for ${redactRemote(git.remote)}: ${last}`));
+    // Its own process group (and session: no terminal for ssh to prompt on), so that a cancel
+    // ends git's ssh too: killing git alone leaves ssh connected to the server for a build that
+    // is gone, until the server ends it. SIGTERM lets git remove its lock files.
+    const child = spawn('git', args, { env, cwd: cwd ?? git.gitDir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      signal?.removeEventListener('abort', stop);
+      if (e.code === 'ENOENT') reject(new SolverError('SOLVER_GIT_FAILED', 'git is not installed', { hint: 'apt-get install -y git' }));
+      else reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${e.message}`));
     });
+    child.once('close', (code, sig) => {
+      signal?.removeEventListener('abort', stop);
+      const stdout = Buffer.concat(out).toString('utf8');
+      if (code === 0) return resolve(stdout);
+      if (signal?.aborted === true) return reject(cancelled());
+      const stderr = Buffer.concat(err).toString('utf8');
+      const denied = SSH_DENIED.exec(stderr);
+      if (denied !== null) return resolve({ denied: redactRemote(denied[0].trim()) });
+      const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !GIT_REMOTE_ADVICE.has(l));
+      const last = redactRemote(lines.pop() ?? (stderr.includes('Could not read from remote repository') ? 'could not read from the remote repository' : `exit ${code ?? sig}`));
+      reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${last}`));
+    });
+    function stop(): void {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        // The group is gone already.
+      }
+    }
+    signal?.addEventListener('abort', stop, { once: true });
   });
 }
