@@ -97,7 +97,9 @@ export async function parseSsh(values: readonly string[], env: Readonly<Record<s
         sockets[id] = first;
         continue;
       }
-      const agent = await startAgent(paths.map((p) => resolve(cwd, p)));
+      const keys: KeyFile[] = [];
+      for (const p of paths) keys.push(await readKeyFile(id, p, resolve(cwd, p)));
+      const agent = await startAgent(keys);
       cleanups.push(agent.stop);
       sockets[id] = agent.socket;
     }
@@ -108,7 +110,51 @@ export async function parseSsh(values: readonly string[], env: Readonly<Record<s
   return { sockets, close };
 }
 
-async function startAgent(keys: readonly string[]): Promise<{ socket: string; stop: () => Promise<void> }> {
+/** A private key file as given, read for `ssh-add -`. */
+interface KeyFile {
+  readonly id: string;
+  readonly given: string;
+  readonly data: Buffer;
+}
+
+/**
+ * Reads a `--ssh ID=KEYFILE` key. The key goes to ssh-add on its stdin, as buildx reads key files
+ * itself: ssh-add refuses a file others may read (a key written by a CI step is often 0644),
+ * and said so only in a banner of `@` signs. A key with a passphrase is refused here by name.
+ */
+async function readKeyFile(id: string, given: string, path: string): Promise<KeyFile> {
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EISDIR' ? 'is a directory' : code === 'ENOENT' ? 'does not exist' : `cannot be read (${(e as Error).message})`;
+    throw new EngineError('KLN0702', `--ssh ${id}: ${given} ${why}`, { hint: SSH_KEY_HINT });
+  }
+  if (isEncryptedKey(data.toString('latin1'))) {
+    throw new EngineError('KLN0702', `--ssh ${id}: ${given} is protected by a passphrase, which kiln cannot ask for`, {
+      hint: 'load it into your agent (ssh-add KEY) and pass --ssh ID (SSH_AUTH_SOCK) or --ssh ID=SOCKET',
+    });
+  }
+  return { id, given, data };
+}
+
+const SSH_KEY_HINT = 'pass an unencrypted private key file (OpenSSH or PEM) or an ssh-agent socket';
+
+/** Whether a private key needs a passphrase: PEM's ENCRYPTED headers, or an OpenSSH key whose cipher is not "none". */
+function isEncryptedKey(text: string): boolean {
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) return true;
+  const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text);
+  if (m === null) return false;
+  // "openssh-key-v1\0", then the cipher name as a uint32-length-prefixed string
+  const raw = Buffer.from((m[1] ?? '').replace(/\s+/g, ''), 'base64');
+  const magic = 'openssh-key-v1\0'.length;
+  if (raw.length < magic + 4) return false;
+  const len = raw.readUInt32BE(magic);
+  return raw.subarray(magic + 4, magic + 4 + len).toString('latin1') !== 'none';
+}
+
+async function startAgent(keys: readonly KeyFile[]): Promise<{ socket: string; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-'));
   const socket = join(dir, 'agent.sock');
   const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
@@ -133,11 +179,18 @@ async function startAgent(keys: readonly string[]): Promise<{ socket: string; st
     });
     for (const key of keys) {
       await new Promise<void>((res, rej) => {
-        const add = spawn('ssh-add', [key], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: socket, SSH_ASKPASS: '', DISPLAY: '' } });
+        const add = spawn('ssh-add', ['-'], { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: socket, SSH_ASKPASS: '', DISPLAY: '' } });
         let err = '';
         add.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        add.stdin.on('error', () => undefined); // ssh-add may exit before reading it all: its status says why
+        add.stdin.end(key.data);
         add.once('error', rej);
-        add.once('exit', (code) => (code === 0 ? res() : rej(new EngineError('KLN0702', `--ssh: ssh-add ${key} failed: ${err.trim().split('\n')[0] ?? ''}`, { hint: 'the key must be unencrypted' }))));
+        add.once('exit', (code) => {
+          if (code === 0) return res();
+          // ssh-add names the key "(stdin)": "Error loading key "(stdin)": error in libcrypto"
+          const why = err.trim().split('\n')[0]?.replace('"(stdin)"', key.given) ?? '';
+          rej(new EngineError('KLN0702', `--ssh ${key.id}: ${key.given} is not a private key ssh-add can load${why === '' ? '' : ` (${why})`}`, { hint: SSH_KEY_HINT }));
+        });
       });
     }
   } catch (e) {
