@@ -6,8 +6,9 @@
  * built-ins and npm packages are rejected: a build is a pure function of its inputs.
  */
 import { builtinModules } from 'node:module';
-import { posix } from 'node:path';
+import { posix, resolve } from 'node:path';
 import type { Message, Plugin, PluginBuild } from 'esbuild';
+import * as dslApi from '../dsl/index.js';
 import { TsDslError } from '../errors.js';
 import { packageModule, requirePackage } from './package-files.js';
 
@@ -103,8 +104,12 @@ function buildFilePlugin(reader: SourceReader, entry: string, dsl: string, evalu
   };
 }
 
-function toError(m: Message | undefined, entry: string): TsDslError {
+function toError(m: Message | undefined, entry: string, dsl: string): TsDslError {
   const loc = m?.location;
+  const noExport = dslImportError(m?.text, dsl);
+  if (noExport !== undefined) {
+    return new TsDslError('KLN0801', noExport.message, { location: loc ? { file: loc.file.replace(`${BUILD_NAMESPACE}:`, ''), line: loc.line, column: loc.column + 1 } : { file: entry, line: 1, column: 1 }, hint: noExport.hint });
+  }
   const text = m?.text ?? 'the build file does not compile';
   const detail: unknown = m?.detail;
   const forbidden = detail === 'builtin' || detail === 'package';
@@ -114,6 +119,47 @@ function toError(m: Message | undefined, entry: string): TsDslError {
     ...(forbidden ? { hint: 'builds see only their inputs: read files with ctx.solve(state).readFile(path)' } : {}),
     ...(missing ? { hint: 'a relative import names a .ts/.js file next to the build file or below it ("./lib.js" finds lib.ts)' } : {}),
   });
+}
+
+/**
+ * esbuild's `No matching export in "<path of the DSL in kiln's install>" for import "imgae"`,
+ * said as the build file sees it: "kiln" has no export "imgae", and the closest one it has.
+ */
+function dslImportError(text: string | undefined, dsl: string): { message: string; hint: string } | undefined {
+  const m = /^No matching export in "([^"]+)" for import "([^"]+)"$/.exec(text ?? '');
+  if (m === null || resolve(m[1] ?? '') !== dsl) return undefined;
+  const name = m[2] ?? '';
+  const near = closest(name, Object.keys(dslApi));
+  return {
+    message: `"kiln" has no export "${name}"${near === undefined ? '' : ` (did you mean ${near}?)`}`,
+    hint: near === undefined ? 'docs/ts-dsl.md lists what "kiln" exports' : `import { ${near} } from "kiln"`,
+  };
+}
+
+/** The candidate at most max(1, length/3) edits from `value` (case-insensitive), if one is. */
+function closest(value: string, candidates: readonly string[]): string | undefined {
+  const v = value.toLowerCase();
+  let best: string | undefined;
+  let bestD = Math.max(1, Math.floor(v.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(v, c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance where a swap of two neighbours counts as one edit. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const at = (i: number, j: number): number => d[i]?.[j] ?? 0;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1);
+      (d[i] as number[])[j] = v;
+    }
+  }
+  return at(a.length, b.length);
 }
 
 type Esbuild = typeof import('esbuild');
@@ -151,7 +197,7 @@ export async function bundleBuildFile(entry: string, reader: SourceReader): Prom
   } catch (e) {
     if (e instanceof TsDslError) throw e;
     const errors = (e as { errors?: Message[] }).errors;
-    if (Array.isArray(errors)) throw toError(errors[0], entry);
+    if (Array.isArray(errors)) throw toError(errors[0], entry, dsl);
     throw new TsDslError('KLN0801', `cannot bundle ${entry}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
