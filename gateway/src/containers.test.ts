@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { mkfile, scratch, type Container, type ContainerMount, type Definition, type FileStat, type Frontend, type NewContainerRequest } from '@kiln/llb-core';
+import { mkfile, scratch, type Container, type ContainerMount, type Definition, type FileStat, type Frontend, type NewContainerRequest, type Ref } from '@kiln/llb-core';
 import { FrontendRegistry, Gateway, GatewayClient, type BackendContainerRequest, type SolveBackend, type SolvedRef } from '@kiln/gateway';
 
 // GatewayClient.newContainer over a fake SolveBackend (the gateway's own interface): requests
@@ -60,7 +60,7 @@ describe('GatewayClient.newContainer: request checks', () => {
     expect(client(fakeBackend()).newContainer).toBeTypeOf('function');
   });
 
-  const rejected: ReadonlyArray<{ name: string; code: string; mounts: (ref: ContainerMount['ref']) => ContainerMount[] }> = [
+  const rejected: ReadonlyArray<{ name: string; code: string; mounts: (ref: Ref) => ContainerMount[] }> = [
     { name: 'no / mount', code: 'KLN0620', mounts: (ref) => [{ dest: '/src', ref }] },
     { name: 'no mounts at all', code: 'KLN0620', mounts: () => [] },
     { name: 'two mounts at one dest (/a and /a/)', code: 'KLN0620', mounts: (ref) => [{ dest: '/', ref }, { dest: '/a', type: 'tmpfs' }, { dest: '/a/', type: 'tmpfs' }] },
@@ -119,7 +119,7 @@ describe('containers end with their build', () => {
   test('the gateway releases what the frontend left open when the build ends, once; a late newContainer is refused', async () => {
     const backend = fakeBackend();
     let late: ((r: NewContainerRequest) => Promise<Container>) | undefined;
-    let root: NewContainerRequest['mounts'][number]['ref'];
+    let root: Ref | undefined;
     const frontend: Frontend = async (fc) => {
       const ref = await fc.solve({ definition: await def('a') });
       root = ref;
@@ -133,6 +133,7 @@ describe('containers end with their build', () => {
     const gateway = new Gateway(backend, new FrontendRegistry().register('test/ctr', frontend));
     await gateway.build({ frontend: 'test/ctr', opts: new Map(), inputs: new Map() });
     expect(backend.made.map((c) => c.released)).toEqual([1, 1]);
+    if (root === undefined) throw new Error('the frontend did not solve its root');
     await expect(late?.({ mounts: [{ dest: '/', ref: root }] })).rejects.toMatchObject({ code: 'KLN0623' });
   });
 

@@ -1,7 +1,7 @@
-import { digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
+import { digestOf, encodeOp, type Definition, type Digest, type Op, type OpMetadata } from '@kiln/llb-core';
 import { describe, expect, test } from 'vitest';
 import { CacheStore } from './cache/store.js';
-import { ExecFailedError, type Worker } from './llb/worker.js';
+import { ExecFailedError, type Worker, type WorkerOpContext } from './llb/worker.js';
 import { ProgressStream } from './progress/events.js';
 import type { WorkerRef } from './scheduler/types.js';
 import { Solver } from './solver.js';
@@ -9,7 +9,7 @@ import { Solver } from './solver.js';
 /** Builds a Definition from ops listed inputs-first; the last op is made the terminal. */
 function definition(ops: Op[], names: Record<number, string> = {}, extra: Record<number, OpMetadata> = {}): Definition {
   const def: Uint8Array[] = [];
-  const metadata = new Map<string, OpMetadata>();
+  const metadata = new Map<Digest, OpMetadata>();
   ops.forEach((op, i) => {
     const bytes = encodeOp(op);
     def.push(bytes);
@@ -22,7 +22,7 @@ function definition(ops: Op[], names: Record<number, string> = {}, extra: Record
   def.push(encodeOp({ kind: 'none', inputs: [{ digest: digestOf(last), index: 0 }] }));
   return { def, metadata };
 }
-const dg = (ops: Op[], i: number): string => digestOf(encodeOp(ops[i] as Op));
+const dg = (ops: Op[], i: number): Digest => digestOf(encodeOp(ops[i] as Op));
 
 /** A fake worker counting calls per op kind; a "local" source's content is a mutable string. */
 class CountingWorker implements Worker {
@@ -40,7 +40,7 @@ class CountingWorker implements Worker {
   async source(): Promise<WorkerRef> {
     return this.#ref('source');
   }
-  async exec(op: { meta?: { args?: readonly string[] } }, _inputs: readonly WorkerRef[], ctx: { log(s: 1 | 2, d: string): void }): Promise<WorkerRef[]> {
+  async exec(op: { meta?: { args?: readonly string[] } }, _inputs: readonly WorkerRef[], ctx: WorkerOpContext): Promise<WorkerRef[]> {
     const cmd = (op.meta?.args ?? []).join(' ');
     ctx.log(1, Buffer.from(`ran ${cmd}\n`));
     if (this.failExec !== undefined && cmd.includes(this.failExec)) {

@@ -16,7 +16,7 @@ afterAll(async () => {
 });
 
 const io = (opts: { isTTY?: boolean; remote?: boolean } = {}): CliIo => ({
-  stdin: [],
+  stdin: (async function* (): AsyncGenerator<Uint8Array> {})(),
   stdout: { write: () => true, isTTY: opts.isTTY === true } as CliIo['stdout'],
   stderr: { write: () => true },
   cwd,
@@ -54,8 +54,8 @@ test.for([
   ['type=local,dest=-', 'cannot write to stdout'],
   ['type=oci,dest=-,tar=false', 'cannot write to stdout'],
   ['type=local,dest=/dev/null', 'not a directory'],
-])('%s is refused', async ([spec, message]) => {
-  await expect(parseOutputs([spec as string], io())).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringContaining(message) });
+] as const)('%s is refused', async ([spec, message]) => {
+  await expect(parseOutputs([spec], io())).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringContaining(message) });
 });
 
 test('two outputs to stdout, or an archive to a terminal, are refused', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeOp, digestOf, image, MountType, type Definition, type Digest, type ExecOp, type FrontendClient, type ImageMetaResolver, type Ref } from '@kiln/llb-core';
+import { decodeOp, digestOf, image, MountType, type Definition, type Digest, type FrontendClient, type ImageMetaResolver, type Op, type Ref } from '@kiln/llb-core';
 import { createSBOMScanner, DEFAULT_SBOM_GENERATOR, parseAttestOptions } from './sbom.js';
 import { dockerfileFrontend } from './frontend.js';
 
@@ -16,11 +16,11 @@ function resolver(config: unknown, seen: string[] = []): ImageMetaResolver {
 }
 
 /** The scan's exec op (the one with the /run/out/ mount). */
-function execOf(def: Definition): ExecOp & { kind: 'exec' } {
+function execOf(def: Definition): Extract<Op, { kind: 'exec' }> {
   const ops = def.def.map((b) => decodeOp(b));
   const exec = ops.find((o) => o.kind === 'exec' && o.exec.mounts?.some((m) => m.dest === '/run/out/') === true);
   if (exec === undefined || exec.kind !== 'exec') throw new Error('no exec op');
-  return exec as ExecOp & { kind: 'exec' };
+  return exec;
 }
 
 describe('parseAttestOptions (frontend/attestations Parse)', () => {

@@ -2,7 +2,7 @@ import { connect } from 'node:http2';
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import { encodeDefinition, scratch, type Definition, type FileStat, type FrontendClient, type FrontendWarning, type Ref, type ResolveImageConfigOptions } from '@kiln/llb-core';
-import { connectLLBBridge, serveLLBBridge, GrpcStatusError, type GatewayError } from '../index.js';
+import { connectLLBBridge, serveLLBBridge, GatewayError, GrpcStatusError } from '../index.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec } from './messages.js';
 import { MAX_MESSAGE_BYTES } from './grpc.js';
@@ -12,6 +12,16 @@ function streamPair(): [Duplex, Duplex] {
   const a = new PassThrough();
   const b = new PassThrough();
   return [Duplex.from({ readable: a, writable: b }), Duplex.from({ readable: b, writable: a })];
+}
+
+type StatusError = GatewayError & { cause: GrpcStatusError };
+const isStatusError = (e: unknown): e is StatusError => e instanceof GatewayError && e.cause instanceof GrpcStatusError;
+
+/** What a serve rejects with after the frontend's ReturnError: a GatewayError caused by the gRPC status. */
+async function returnedError(served: Promise<unknown>): Promise<StatusError> {
+  const e = await served.then(() => 'the serve resolved', (x: unknown) => x);
+  if (!isStatusError(e)) throw new Error(`expected a GatewayError caused by a gRPC status, got ${String(e)}`);
+  return e;
 }
 
 const DIR_MODE = (0x80000000 | 0o755) >>> 0;
@@ -175,7 +185,7 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
     const client = await connectLLBBridge(frontendSide, {});
     const error = Object.assign(new Error('unknown mount type "cach"'), { code: 'KLN0412', hint: 'use one of bind, cache, tmpfs, secret, ssh', location: { file: 'Dockerfile', line: 7, column: 5 } });
     await client.returnError(error);
-    const e = await served.catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    const e = await returnedError(served);
     expect(e).toMatchObject({ code: 'KLN0610', message: 'unknown mount type "cach"', hint: 'use one of bind, cache, tmpfs, secret, ssh' });
     expect(e).toMatchObject({ location: { file: 'Dockerfile', line: 7, column: 5 }, frontendCode: 'KLN0412', source: undefined });
     expect(e.cause.details.map((d) => d.typeUrl)).toEqual(['type.googleapis.com/google.rpc.ErrorInfo', 'github.com/moby/buildkit/errdefs.Source+json']);
@@ -201,7 +211,7 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
     expect(new TextDecoder().decode(await ref.readFile('/Dockerfile'))).toBe(dockerfile);
     await ref.readFile('other', { offset: 1 });
     await client.returnError(Object.assign(new Error('unknown mount type "cach"'), { code: 'KLN0412', location: { file: 'Dockerfile', line: 2, column: 5 } }));
-    const e = await served.catch((x: unknown) => x as GatewayError & { cause: GrpcStatusError });
+    const e = await returnedError(served);
     expect(e).toMatchObject({ code: 'KLN0610', location: { file: 'Dockerfile', line: 2, column: 5 }, source: 'RUN --mount=type=cach,target=/c true', frontendCode: 'KLN0412' });
     const json = JSON.parse(new TextDecoder().decode(e.cause.details[1]?.value)) as { info: { data: string } };
     expect(Buffer.from(json.info.data, 'base64').toString()).toBe(dockerfile);

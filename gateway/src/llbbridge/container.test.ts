@@ -96,7 +96,7 @@ describe('LLBBridge containers: serve + connect', () => {
 
     const big = new Uint8Array(3 * 1024 * 1024 + 7).map((_, i) => i % 251);
     const out: Uint8Array[] = [];
-    const proc = await container.start({ args: ['cat'], env: ['A=1'], cwd: '/src', user: 'nobody', stdin: chunks(te.encode('hello '), big, te.encode(' bye')), stdout: (c) => out.push(c) });
+    const proc = await container.start({ args: ['cat'], env: ['A=1'], cwd: '/src', user: 'nobody', stdin: chunks(te.encode('hello '), big, te.encode(' bye')), stdout: (c) => { out.push(c); } });
     expect(await proc.wait()).toBe(0);
     expect(made.processes[0]?.request).toMatchObject({ args: ['cat'], env: ['A=1'], cwd: '/src', user: 'nobody' });
     // Compared as one boolean: a deep equality of megabytes element by element takes seconds.
@@ -107,7 +107,7 @@ describe('LLBBridge containers: serve + connect', () => {
 
     // A second process in the same container, on the same ExecProcess call.
     const again: Uint8Array[] = [];
-    const p2 = await container.start({ args: ['cat'], stdin: chunks(te.encode('twice')), stdout: (c) => again.push(c) });
+    const p2 = await container.start({ args: ['cat'], stdin: chunks(te.encode('twice')), stdout: (c) => { again.push(c); } });
     expect(await p2.wait()).toBe(0);
     expect(td.decode(Buffer.concat(again))).toBe('twice');
 
@@ -123,7 +123,7 @@ describe('LLBBridge containers: serve + connect', () => {
     await client.newContainer({ mounts: [{ dest: '/' }], network: 'none' });
     expect(fake.containers.map((c) => c.request.network)).toEqual([undefined, 'none']);
     const err: string[] = [];
-    const p = await container.start({ args: ['err', 'oops', '3'], stderr: (c) => err.push(td.decode(c)) });
+    const p = await container.start({ args: ['err', 'oops', '3'], stderr: (c) => { err.push(td.decode(c)); } });
     expect(await p.wait()).toBe(3);
     expect(err.join('')).toBe('oops');
     const made = fake.containers[0] as MemContainer;
@@ -168,7 +168,7 @@ describe('LLBBridge containers: serve + connect', () => {
     });
     expect(await bad.wait()).toBe(0);
     const out: string[] = [];
-    const good = await container.start({ args: ['cat'], stdin: chunks(te.encode('still here')), stdout: (c) => out.push(td.decode(c)) });
+    const good = await container.start({ args: ['cat'], stdin: chunks(te.encode('still here')), stdout: (c) => { out.push(td.decode(c)); } });
     expect(await good.wait()).toBe(0);
     expect(out.join('')).toBe('still here');
     await other.signal('SIGTERM');

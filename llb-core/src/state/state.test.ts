@@ -172,7 +172,7 @@ describe('source maps', () => {
     expect(d.source?.infos?.[0]?.language).toBe('Dockerfile');
     const [srcDigest, execDigest] = d.def.map((b) => b);
     expect(srcDigest && execDigest).toBeTruthy();
-    const locs = [...(d.source?.locations ?? new Map()).values()];
+    const locs = [...(d.source?.locations?.values() ?? [])];
     expect(locs.map((l) => l.locations?.map((x) => x.sourceIndex ?? 0))).toEqual([[0], [1, 0]]);
     const again = decodeDefinition(encodeDefinition(d));
     expect(encodeDefinition(again)).toEqual(encodeDefinition(d));

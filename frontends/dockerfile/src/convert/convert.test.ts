@@ -201,13 +201,13 @@ describe('conversion', () => {
   test('COPY --parents and --exclude use today\'s file-op fields', async () => {
     const res = await convert('FROM busybox\nCOPY --parents --exclude=*.tmp src/./app/*.go /out/\n');
     const file = ops(res).find((o) => o.kind === 'file');
-    const action = file?.kind === 'file' ? file.file.actions[0]?.action : undefined;
+    const action = file?.kind === 'file' ? file.file.actions?.[0]?.action : undefined;
     expect(action).toMatchObject({ kind: 'copy', copy: { src: '/src', includePatterns: ['app/*.go'], excludePatterns: ['*.tmp'] } });
   });
 
   test('ADD <git url> with --keep-git-dir (labs syntax always on)', async () => {
     const res = await convert('FROM busybox\nADD --keep-git-dir=true https://example.com/repo.git#v1:sub /src\n');
-    const git = ops(res).find((o) => o.kind === 'source' && o.source.identifier.startsWith('git://'));
+    const git = ops(res).find((o) => o.kind === 'source' && o.source.identifier?.startsWith('git://') === true);
     expect(git).toMatchObject({ source: { identifier: 'git://example.com/repo.git#v1:sub' } });
     expect(git?.kind === 'source' ? git.source.attrs?.get('git.keepgitdir') : undefined).toBe('true');
   });
@@ -215,7 +215,7 @@ describe('conversion', () => {
   test('ADD --checksum pins the HTTP source', async () => {
     const sum = `sha256:${'cd'.repeat(32)}`;
     const res = await convert(`FROM busybox\nADD --checksum=${sum} https://example.com/f.tgz /f.tgz\n`);
-    const src = ops(res).find((o) => o.kind === 'source' && o.source.identifier.startsWith('https://'));
+    const src = ops(res).find((o) => o.kind === 'source' && o.source.identifier?.startsWith('https://') === true);
     expect(src?.kind === 'source' ? src.source.attrs?.get('http.checksum') : undefined).toBe(sum);
   });
 
@@ -223,7 +223,7 @@ describe('conversion', () => {
     const res = await convert('FROM busybox\nRUN --mount=type=secret,id=tok,env=TOKEN <<EOF\n#!/bin/sh\necho $TOKEN\nEOF\n');
     const exec = ops(res).find((o) => o.kind === 'exec');
     expect(exec).toMatchObject({ exec: { meta: { args: ['/bin/sh', '-c', '/dev/pipes/EOF'] }, secretenv: [{ id: 'tok', name: 'TOKEN', optional: true }] } });
-    expect(exec?.kind === 'exec' ? exec.exec.mounts.map((m) => m.dest) : []).toEqual(['/', '/dev/pipes/']);
+    expect(exec?.kind === 'exec' ? exec.exec.mounts?.map((m) => m.dest) : []).toEqual(['/', '/dev/pipes/']);
   });
 
   test('named contexts replace images and the build context', async () => {
@@ -293,7 +293,7 @@ describe('run-wide options', () => {
       },
     });
     expect(execs[1]).toMatchObject({ exec: { network: 2 } });
-    const shm = execs[0]?.kind === 'exec' ? execs[0].exec.mounts.find((m) => m.dest === '/dev/shm') : undefined;
+    const shm = execs[0]?.kind === 'exec' ? execs[0].exec.mounts?.find((m) => m.dest === '/dev/shm') : undefined;
     expect(shm).toMatchObject({ mountType: 4, tmpfsOpt: { size: 64n * 1024n * 1024n } });
   });
 });
