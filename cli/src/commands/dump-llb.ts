@@ -1,14 +1,28 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { decodeDefinition, definitionToDot, definitionToJsonLines, encodeDefinition } from '@kiln/llb-core';
+import { decodeDefinition, definitionToDot, definitionToJsonLines, encodeDefinition, type Definition } from '@kiln/llb-core';
 import { CliError, callerPath, readAll, type CliIo } from '../io.js';
 
 /** Output formats of `kiln dump-llb`. */
 export type DumpLlbFormat = 'json' | 'dot' | 'pb';
 
-/** Renders a marshaled Definition in `format` (throws LlbError on bad input). */
+/**
+ * Renders a marshaled Definition in `format`. Input that is not one is a CliError with the
+ * LlbError's code and a hint: text (a Dockerfile, a kiln.build.ts) is what `kiln llb` reads.
+ */
 export function dumpLlb(bytes: Uint8Array, format: DumpLlbFormat): string | Uint8Array {
-  const def = decodeDefinition(bytes);
+  let def: Definition;
+  try {
+    def = decodeDefinition(bytes);
+  } catch (cause) {
+    const text = isText(bytes);
+    const code = (cause as { code?: unknown }).code;
+    throw new CliError(
+      typeof code === 'string' ? code : 'KLN0706',
+      `${text ? 'the input is text, not a marshaled LLB Definition: ' : ''}${(cause as Error).message}`,
+      text ? 'dump-llb reads pb bytes; for a Dockerfile or kiln.build.ts run kiln llb CONTEXT (or kiln llb CONTEXT --format pb | kiln dump-llb)' : 'dump-llb reads pb bytes, as kiln llb --format pb or llb.Definition.ToPB().Marshal() write them',
+    );
+  }
   switch (format) {
     case 'json':
       return definitionToJsonLines(def);
@@ -42,4 +56,15 @@ export function registerDumpLlb(program: Command, io: CliIo): void {
       const out = dumpLlb(bytes, opts.dot ? 'dot' : opts.format);
       io.stdout.write(out);
     });
+}
+
+/** Whether `bytes` look like text: valid UTF-8 without control bytes other than tab and newlines. */
+function isText(bytes: Uint8Array): boolean {
+  let s: string;
+  try {
+    s = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return false;
+  }
+  return !/[\x00-\x08\x0b\x0c\x0e-\x1f]/.test(s);
 }

@@ -91,22 +91,33 @@ describe('kiln dump-llb', () => {
     expect(r.stdout.toString()).toBe(readFileSync(c.json, 'utf8'));
   });
 
-  test('a truncated definition fails with one line and exit 1', () => {
+  test('a truncated definition fails with the decoder\'s error, a hint and exit 1', () => {
     const pb = readFileSync(join(conf, 'llb-ops/exec-mounts.pb'));
     const r = kiln(['dump-llb', '-'], pb.subarray(0, pb.length - 5));
     expect(r.status).toBe(1);
     expect(r.stdout.length).toBe(0);
-    expect(r.stderr).toMatch(/^kiln: error LLB_TRUNCATED: .+\n$/);
+    expect(r.stderr).toMatch(/^kiln: error LLB_TRUNCATED: .+\nhint: dump-llb reads pb bytes, .+\n$/);
     expect(r.stderr).not.toMatch(/\bat .+\.js:\d+/);
   });
 
   test('garbage and a missing file fail cleanly', () => {
     const g = kiln(['dump-llb'], new Uint8Array([0x0a, 0xff, 0xff, 0x01, 0x02]));
     expect(g.status).toBe(1);
-    expect(g.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(g.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^kiln: error LLB_\w+: /), 'hint: dump-llb reads pb bytes, as kiln llb --format pb or llb.Definition.ToPB().Marshal() write them']);
     const m = kiln(['dump-llb', join(conf, 'does-not-exist.pb')]);
     expect(m.status).toBe(1);
     expect(m.stderr).toContain('no such file');
+  });
+
+  // Before: "kiln: error LLB_DECODE: decode definition: unsupported wire type 6 at offset 1", no hint.
+  test('a Dockerfile given to dump-llb fails with a pointer to kiln llb', () => {
+    const r = kiln(['dump-llb', '-'], new TextEncoder().encode('FROM busybox\nRUN echo hi\n'));
+    expect(r.status).toBe(1);
+    expect(r.stdout.length).toBe(0);
+    const [first, hint, ...rest] = r.stderr.split('\n').filter(Boolean);
+    expect(first).toMatch(/^kiln: error LLB_\w+: the input is text, not a marshaled LLB Definition: /);
+    expect(hint).toBe('hint: dump-llb reads pb bytes; for a Dockerfile or kiln.build.ts run kiln llb CONTEXT (or kiln llb CONTEXT --format pb | kiln dump-llb)');
+    expect(rest).toEqual([]);
   });
 
   test('a closed stdout pipe ends quietly', async () => {
