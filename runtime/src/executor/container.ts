@@ -129,7 +129,7 @@ export class RuncContainer implements ExecContainer {
     // stops the container (runc alone would leave it running, for nobody).
     const drop = onKilnGone([this.#host.runc, '--root', this.#host.state, 'kill', id, 'KILL']);
     if (drop !== undefined) this.#cleanups.push(async () => drop());
-    return this.#spawn(args, files, p, (sig) => this.#runcKill(sig));
+    return this.#spawn(args, files, p, undefined, (sig) => this.#runcKill(sig));
   }
 
   async #exec(p: ContainerProcessSpec): Promise<RuncProcess> {
@@ -153,7 +153,11 @@ export class RuncContainer implements ExecContainer {
     const processFile = join(bundle, `exec-${n}.json`);
     writeFileSync(processFile, specJson(spec), { mode: 0o600 });
     const args = ['exec', '--process', processFile, '--pid-file', files.pid, id];
-    return this.#spawn(args, files, p, (sig, pid) => {
+    // A tty exec whose container dies while it starts may wait for its terminal for ever (see
+    // pty-relay.ts): given up on once the init is gone.
+    const init = await this.#init;
+    const initGone = p.tty === true && init !== undefined ? () => init.exited || processExiting(init.pid) : undefined;
+    return this.#spawn(args, files, p, initGone, (sig, pid) => {
       try {
         process.kill(pid, sig);
       } catch {
@@ -172,6 +176,7 @@ export class RuncContainer implements ExecContainer {
     command: readonly string[],
     files: { readonly log: string; readonly pid: string },
     p: ContainerProcessSpec,
+    initGone: (() => boolean) | undefined,
     kill: (signal: NodeJS.Signals, pid: number) => Promise<void>,
   ): Promise<RuncProcess> {
     const h = this.#host;
@@ -185,9 +190,10 @@ export class RuncContainer implements ExecContainer {
     this.#delivering.add(proc);
     void proc.exit.finally(() => this.#procs.delete(proc)).catch(() => undefined);
     void proc.delivered.then(() => this.#delivering.delete(proc));
-    const pid = await proc.started(files.pid);
+    const pid = await proc.started(files.pid, initGone);
     if (pid === undefined) {
       const code = await proc.exit;
+      if (proc.abandoned) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`);
       const why = (await h.runcError(files.log)) ?? proc.relayError();
       // An exec that lost the race with the init's exit (runc: cannot exec in a stopped container).
       const init = command[0] === 'exec' ? await this.#init?.catch(() => undefined) : undefined;
@@ -227,6 +233,8 @@ class RuncProcess implements ExecProcess {
   /** runc's exit status: the process's (128+n when killed by signal n), or runc's own failure. */
   readonly exit: Promise<number>;
   exited = false;
+  /** Its start was given up on (see {@link started}). */
+  abandoned = false;
   readonly #child: ChildProcessWithoutNullStreams;
   readonly #output: Promise<void>;
   readonly #kill: (signal: NodeJS.Signals, pid: number) => Promise<void>;
@@ -357,8 +365,11 @@ class RuncProcess implements ExecProcess {
     }
   }
 
-  /** The pid once runc has written `pidFile` (the process runs), or undefined when runc exited first. */
-  async started(pidFile: string): Promise<number | undefined> {
+  /**
+   * The pid once runc has written `pidFile` (the process runs), or undefined when runc exited
+   * first. Once `abandon` says so, a tty process's runc is stopped (it is {@link abandoned}).
+   */
+  async started(pidFile: string, abandon?: () => boolean): Promise<number | undefined> {
     for (;;) {
       let text: string | undefined;
       try {
@@ -371,6 +382,10 @@ class RuncProcess implements ExecProcess {
         return this.#pid;
       }
       if (this.exited) return undefined;
+      if (!this.abandoned && this.#pty !== undefined && abandon?.() === true) {
+        this.abandoned = true;
+        this.#pty.stop();
+      }
       await Promise.race([new Promise((r) => setTimeout(r, PID_POLL_MS)), this.exit.catch(() => undefined)]);
     }
   }
@@ -402,7 +417,11 @@ class RuncProcess implements ExecProcess {
     if (!this.exited) this.#pty?.resize(size);
   }
 
-  /** SIGKILLs the process by pid, if it still runs (its runc then exits with it). */
+  /**
+   * SIGKILLs the process by pid, if it still runs (its runc then exits with it), and a tty
+   * process's runc through its relay: one still starting has no pid yet, and may never exit by
+   * itself (see pty-relay.ts).
+   */
   kill(): void {
     if (this.exited) return;
     if (this.#pid !== undefined) {
@@ -412,7 +431,33 @@ class RuncProcess implements ExecProcess {
         // gone
       }
     }
+    this.#pty?.stop();
   }
+
+  /** The pid runc reported (the container process's, as the host sees it), once started. */
+  get pid(): number | undefined {
+    return this.#pid;
+  }
+}
+
+/** PF_EXITING in /proc/<pid>/stat's flags. */
+const PF_EXITING = 0x4;
+
+/**
+ * Whether process `pid` is gone or exiting (a container's init being torn down with its pid
+ * namespace: the last thread, PF_EXITING). Undefined pid: not known yet, so not gone.
+ */
+function processExiting(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return true;
+  }
+  // Fields after the command name (which may hold spaces): state is field 3, flags 9, num_threads 20.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[6]) & PF_EXITING) !== 0 && Number(f[17]) <= 1;
 }
 
 /** `SIGTERM`, `TERM` or `15` as Node's signal name; UNSUPPORTED for anything else. */

@@ -10,13 +10,21 @@ import type { Writable } from 'node:stream';
  * helper's) opens one: `/dev/ptmx`, unlocked, its slave as runc's fds 0-2 and controlling
  * terminal, and relays the master to its own fds 0/1 byte for byte (at most 64 KiB of output
  * pending: a paused reader stops the terminal being read). Lines `<rows> <cols>` on
- * fd 3 set the size and send runc SIGWINCH. It exits with runc's status (128+n for a signal).
- * The ioctl numbers are asm-generic's (x86-64, arm64, riscv64).
+ * fd 3 set the size and send runc SIGWINCH; the end of fd 3 (kiln stops the process, or kiln is
+ * gone) SIGKILLs runc. It exits with runc's status (128+n for a signal), once runc's own children
+ * are gone too: it is their child subreaper, so a runc killed (by it or anyone) leaves it what runc
+ * had started, which it kills and reaps. A `runc exec` waits for the terminal from its last init
+ * stage for ever if that stage died first (its container was killed while it started), without
+ * reaping it, and the container's init waits for that reaping as the last process of its pid
+ * namespace, and `runc run` for its init: killing runc and reaping the stage here undoes the knot.
+ * The ioctl numbers are asm-generic's (x86-64, arm64, riscv64); prctl's number comes as an argument.
  */
 const SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
 my ($TIOCSPTLCK, $TIOCGPTN, $TIOCSWINSZ, $TIOCSCTTY) = (0x40045431, 0x80045430, 0x5414, 0x540E);
-my ($rows, $cols) = (shift @ARGV, shift @ARGV);
+my ($rows, $cols, $prctl) = (shift @ARGV, shift @ARGV, shift @ARGV);
+# PR_SET_CHILD_SUBREAPER, before runc is forked (its children then come here, not to pid 1).
+syscall($prctl, 36, 1, 0, 0, 0) if $prctl;
 open(my $m, '+<', '/dev/ptmx') or die "kiln pty: /dev/ptmx: $!\n";
 my $unlock = pack('i', 0);
 ioctl($m, $TIOCSPTLCK, $unlock) or die "kiln pty: unlockpt: $!\n";
@@ -80,7 +88,7 @@ while ($open || length $out) {
     if ($got) {
       $ctlBuf .= $buf;
       while ($ctlBuf =~ s/^(\d+) (\d+)\n//) { winsize($1, $2); kill 'WINCH', $pid; }
-    } else { $ctlOpen = 0 }
+    } else { $ctlOpen = 0; kill 'KILL', $pid; }
   }
   if ($open && length($pending) && vec($w, $mfd, 1)) {
     my $wr = syswrite($m, $pending);
@@ -89,6 +97,14 @@ while ($open || length $out) {
 }
 waitpid($pid, 0);
 my $st = $?;
+# What runc leaves here when it is killed: the container process it ran (killed), a last init
+# stage dead before its exec (reaped).
+sub kids { open(my $f, '<', "/proc/$$/task/$$/children") or return (); return split ' ', (<$f> // ''); }
+while ((my $w = waitpid(-1, POSIX::WNOHANG())) >= 0) {
+  next if $w > 0;
+  kill 'KILL', kids();
+  select(undef, undef, undef, 0.01);
+}
 exit(($st & 127) ? 128 + ($st & 127) : $st >> 8);
 `;
 
@@ -105,12 +121,18 @@ const DEFAULT_TERMINAL_SIZE: TerminalSize = { rows: 24, cols: 80 };
 export interface PtyProcess {
   readonly child: ChildProcessWithoutNullStreams;
   resize(size: TerminalSize): void;
+  /** SIGKILLs the command (the relay's control pipe is closed, as when kiln is gone). */
+  stop(): void;
 }
+
+/** prctl's syscall number where it is the same for every ABI of the architecture. */
+const PRCTL: Partial<Record<string, number>> = { x64: 157, arm64: 167, riscv64: 167 };
 
 /** Starts `command args` (a foreground runc) on a new terminal, see {@link SCRIPT}. */
 export function spawnOnPty(command: string, args: readonly string[], size?: TerminalSize): PtyProcess {
   const start = startSize(size);
-  const child = spawn('perl', ['-e', SCRIPT, String(start.rows), String(start.cols), command, ...args], {
+  const prctl = String(PRCTL[process.arch] ?? 0);
+  const child = spawn('perl', ['-e', SCRIPT, String(start.rows), String(start.cols), prctl, command, ...args], {
     stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     // Its own process group (as the executor's runc): kiln stops containers on Ctrl-C itself.
     detached: true,
@@ -120,7 +142,10 @@ export function spawnOnPty(command: string, args: readonly string[], size?: Term
   return {
     child,
     resize(s) {
-      if (!control.destroyed) control.write(`${dim(s.rows)} ${dim(s.cols)}\n`);
+      if (!control.destroyed && !control.writableEnded) control.write(`${dim(s.rows)} ${dim(s.cols)}\n`);
+    },
+    stop() {
+      control.destroy();
     },
   };
 }
