@@ -14,7 +14,8 @@ import { formatBuildError } from '../engine/report.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { fileTarget, removeTarget, writeTarget } from '../engine/file-target.js';
 import { parseOverrides, printResolved, resolveTargets, type BakeConfig, type Resolved } from './config.js';
-import { BakeError } from './errors.js';
+import { CodedError } from '../coded-error.js';
+import { BakeError, type BakeLocation } from './errors.js';
 import { emitTargetResults, parseExecution, targetsFailedError } from './execution.js';
 import { readBakeFiles } from './files.js';
 import { targetBuild, type TargetBuild } from './flags.js';
@@ -174,7 +175,9 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     // Every target's request is made before anything runs: a bad value fails the whole bake at once.
     const requests = new Map<string, TargetRequest>();
     for (const b of builds) {
-      const { req, outputs } = await parseFlags(b.context, b.flags, io, cleanup);
+      const { req, outputs } = await parseFlags(b.context, b.flags, io, cleanup).catch((e: unknown) => {
+        throw inTarget(e, b.name, config.locations.get(b.name));
+      });
       const ref = linkedNames.has(b.name) ? formatReference(parseReference(`kiln.local/bake/${b.name.toLowerCase()}-${randomBytes(4).toString('hex')}:latest`)) : undefined;
       requests.set(b.name, {
         req,
@@ -254,6 +257,20 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     throw new ReportedError(1, failedError.message);
   }
   if (callFailed.length > 0) throw new ReportedError(1, `build checks found problems in ${callFailed.join(', ')}`);
+}
+
+/**
+ * A target's build values are checked as `kiln build` flags; their errors name the flag
+ * (`invalid --output "type=lcoal"`) and would not say which target of which file set it. This
+ * puts the target and its place in the bake file first, keeping the code, and gives the
+ * Dockerfile hint in bake's terms.
+ */
+function inTarget(e: unknown, name: string, location: BakeLocation | undefined): unknown {
+  const { code, hint } = e as { code?: unknown; hint?: unknown };
+  if (!(e instanceof Error) || typeof code !== 'string') return e;
+  const where = location === undefined ? '' : `${location.file}:${location.line}:${location.column}: `;
+  const bakeHint = hint === 'pass -f PATH' ? "set the target's dockerfile (relative to its context) or dockerfile-inline" : typeof hint === 'string' ? hint : undefined;
+  return new CodedError(code, `${where}target "${name}": ${e.message}`, { hint: bakeHint, cause: e.cause });
 }
 
 function printExports(name: string, exports: readonly ExportResult[], privateRef: string | undefined, io: CliIo): void {
