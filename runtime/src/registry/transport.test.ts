@@ -121,3 +121,23 @@ describe('RegistryTransport credentials stay with their registry', () => {
     }
   });
 });
+
+describe('RegistryTransport: a registry that cannot be reached at all', () => {
+  // Before: both got the hint to set http = true in the kiln config (https), or none (http).
+  test('a name that does not resolve says so, not "speaks plain http"', async () => {
+    const t = new RegistryTransport({ retries: 0 });
+    const err = await t.request('nosuch.invalid', { method: 'HEAD', url: '/v2/', scopes: [] }).catch((e: unknown) => e as Error & { code?: string; hint?: string });
+    expect(err).toMatchObject({ code: 'REGISTRY_UNREACHABLE', hint: expect.stringMatching(/^nosuch\.invalid does not resolve: check the registry name/) });
+  });
+
+  test('a port nobody listens on says so', async () => {
+    const { createServer } = await import('node:net');
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    await new Promise<void>((r) => server.close(() => r()));
+    const t = new RegistryTransport({ retries: 0 });
+    const err = await t.request(`127.0.0.1:${port}`, { method: 'HEAD', url: '/v2/', scopes: [] }).catch((e: unknown) => e as Error & { code?: string; hint?: string });
+    expect(err).toMatchObject({ code: 'REGISTRY_UNREACHABLE', hint: `nothing accepts connections at 127.0.0.1:${port}: check the registry's host and port, and that it is running` });
+  });
+});

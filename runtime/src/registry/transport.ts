@@ -142,7 +142,7 @@ export class RegistryTransport {
           await sleep(this.backoff(attempt++));
           continue;
         }
-        throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: ${errorText(e)}`, { cause: e, hint: url.startsWith('https:') ? httpsHint(domain, e, this.opts.hosts?.[domain]) : undefined });
+        throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: ${errorText(e)}`, { cause: e, hint: connectHint(domain, e) ?? (url.startsWith('https:') ? httpsHint(domain, e, this.opts.hosts?.[domain]) : undefined) });
       }
       if (res.status === 401 && !authRetried && own) {
         const header = res.headers.get('www-authenticate');
@@ -273,6 +273,21 @@ function tlsProblem(e: unknown): TlsProblem | undefined {
     if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_HANDSHAKE')) return UNTRUSTED.test(code) && !code.includes('ALERT') ? { kind: 'untrusted', detail } : { kind: 'handshake', detail };
     if (UNTRUSTED.test(code)) return { kind: 'untrusted', detail };
   }
+  return undefined;
+}
+
+/**
+ * The hint for a request that never reached a server: a name that does not resolve (a typo, or
+ * no network: kiln is often run offline) or a port nobody listens on. The plain-http hint
+ * would send the user to the kiln config for either.
+ */
+function connectHint(domain: string, e: unknown): string | undefined {
+  const code = (e as { cause?: { code?: unknown } }).cause?.code;
+  const host = domain === 'docker.io' ? 'registry-1.docker.io' : domain;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return `${host} does not resolve: check the registry name, and that this machine has DNS and network access`;
+  }
+  if (code === 'ECONNREFUSED') return `nothing accepts connections at ${domain}: check the registry's host and port, and that it is running`;
   return undefined;
 }
 
