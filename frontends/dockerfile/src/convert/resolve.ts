@@ -120,11 +120,24 @@ export async function namedContextImage(ctx: ResolveContext, nc: NamedContext, p
     const retry = digest !== undefined && tagged.tag !== undefined ? await resolveOnce(ctx, formatImageReference(tagged), platform).catch(() => undefined) : undefined;
     if (retry !== undefined && retry.digest === digest) return parseDockerImage(retry.config);
     throw new KilnError('KLN0503', `${nc.imageRef}: ${e instanceof Error ? e.message : String(e)}`, {
-      hint: 'check the image name of the build context and that the registry is reachable',
+      hint: resolverHint(e) ?? 'check the image name of the build context and that the registry is reachable',
       cause: e,
     });
   }
   return parseDockerImage(res.config);
+}
+
+/**
+ * The hint the image resolver gave with its error, if any (kiln's registry client says what it
+ * knows: a host that does not resolve, one that refuses connections, a certificate to trust);
+ * more useful than the generic one when the registry was never reached.
+ */
+function resolverHint(e: unknown): string | undefined {
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 4; c = c.cause, depth++) {
+    const h = (c as { hint?: unknown }).hint;
+    if (typeof h === 'string' && h !== '') return h;
+  }
+  return undefined;
 }
 
 /** Resolve the base of a stage whose base is not another stage. */
@@ -180,7 +193,7 @@ export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx
             ? `did you mean the stage ${JSON.stringify(s)}?`
             : img !== undefined
               ? `did you mean the image ${JSON.stringify(img)}?`
-              : 'check the image name and that the registry is reachable',
+              : (resolverHint(e) ?? 'check the image name and that the registry is reachable'),
         cause: e,
       });
     }
