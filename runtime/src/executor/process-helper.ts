@@ -23,10 +23,11 @@ import { holdHelper } from '../api/helper-ref.js';
 // A tag starting with "w" starts a waiting process (a pre-started runc that waits for its config):
 // killed if kiln's side goes away (stdin EOF, or EPIPE writing to it) before "h <tag>" says it has
 // work, since nobody would feed it.
-// "d <tag> <hex argv0> …" names a program to start, once, if kiln's side goes away while process
-// <tag> runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its container running,
-// and nobody would take its result). "r <tag> <hex argv0> …" registers such a program for
-// something the helper did not start (a long-lived container), "u <tag>" drops it.
+// "d <tag> <hex argv0> …" names a program to start if kiln's side goes away while process <tag>
+// runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its container running, and
+// nobody would take its result); started again while it fails and <tag> runs, for a while.
+// "r <tag> <hex argv0> …" registers such a program for something the helper did not start (a
+// long-lived container), "u <tag>" drops it. A process without one is killed when kiln goes.
 /** The helper's program (exported for its protocol tests). */
 export const PROCESS_HELPER_SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
@@ -38,27 +39,54 @@ my $in = '';
 my $stdin_open = 1;
 my $backoff = 0;
 my @q;
-# Kiln's side is gone: a process waiting for input from it (a pre-started runc) would wait forever,
-# and a running one works for nobody: its "d" program stops it.
-my $orphaned = 0;
+# Kiln's side is gone (since $gone, in /proc/uptime seconds): a process waiting for input from it
+# (a pre-started runc) would wait forever, and a running one works for nobody. Its "d" program stops
+# it, and each registered one runs: again while it fails (runc kill fails until runc has made the
+# container; a registered container's runc runs from kiln), for up to $GIVE_UP seconds. Once all
+# kiln sent is read, a process without one is killed, and one still running $STUCK seconds on (a
+# runc whose config nobody will write: no container of its own to kill) then. Nothing is reported
+# once kiln's pipe is closed too, but the helper stays until that is done.
+my ($gone, $mute, $STUCK, $GIVE_UP) = (undef, 0, 3, 10);
 my %registered;
+# Programs run because kiln is gone: { argv, kid (the process it stops) or reg (its "r" tag), pid (while it runs), at, done }.
+my (@cleanups, %cleaning);
+sub now { open(my $f, '<', '/proc/uptime') or return time; my $l = <$f> // ''; return (split ' ', $l)[0] // time; }
 sub run_detached {
   my @argv = @_;
   my $prog = find_prog($argv[0]) // return;
   my $pid = fork();
   return unless defined $pid;
-  if ($pid == 0) { open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); { exec { $prog } @argv; } POSIX::_exit(127); }
-}
-sub kill_waiting {
-  kill 'KILL', grep { $kids{$_}{waiting} } keys %kids;
-  return if $orphaned++;
-  for my $k (values %kids) {
-    next if $k->{waiting} || defined $k->{status} || !$k->{orphan};
-    run_detached(@{ $k->{orphan} });
+  if ($pid == 0) {
+    $SIG{CHLD} = 'DEFAULT'; $SIG{PIPE} = 'DEFAULT';
+    open(STDIN, '<', '/dev/null'); open(STDOUT, '>', '/dev/null'); open(STDERR, '>', '/dev/null'); { exec { $prog } @argv; } POSIX::_exit(127);
   }
-  run_detached(@$_) for values %registered;
+  return $pid;
+}
+sub kiln_gone {
+  return if defined $gone;
+  $gone = now();
+  for my $k (values %kids) { push @cleanups, { argv => $k->{orphan}, kid => $k } if $k->{orphan} && !$k->{waiting} && !defined $k->{status}; }
+  push @cleanups, { argv => $registered{$_}, reg => $_ } for keys %registered;
+}
+sub clean_up {
+  my $t = now();
+  for my $c (@cleanups) {
+    next if $c->{pid} || $c->{done};
+    if (($c->{kid} && defined $c->{kid}{status}) || $t - $gone > $GIVE_UP) { $c->{done} = 1; next; }
+    next if defined $c->{at} && $t - $c->{at} < 0.2;
+    $c->{at} = $t;
+    my $pid = run_detached(@{ $c->{argv} });
+    if (defined $pid) { $c->{pid} = $pid; $cleaning{$pid} = $c; } else { $c->{done} = 1; }
+  }
+  # A program that hangs does not keep the helper for good.
+  kill 'KILL', keys %cleaning if $t - $gone > $GIVE_UP;
+  @cleanups = grep { !$_->{done} || $_->{pid} } @cleanups;
+  return if $stdin_open && !$mute;
+  # Not yet reaped only: a reaped one's pid may name another process by now.
+  kill 'KILL', grep { my $k = $kids{$_}; !defined $k->{status} && ($k->{waiting} || !$k->{orphan} || $t - $gone > $STUCK) } keys %kids;
 }
 sub flush_out {
+  @q = () if $mute;
   while (@q) {
     my $s = shift @q;
     while (@q && length($s) + length($q[0]) <= 65536) { $s .= shift @q; }
@@ -66,7 +94,7 @@ sub flush_out {
     while (length $s) {
       my $w = syswrite(STDOUT, $s);
       # EPIPE: kiln's side is gone.
-      if (!defined $w) { next if $!{EINTR}; kill_waiting(); exit 0; }
+      if (!defined $w) { next if $!{EINTR}; ($mute, @q) = (1); kiln_gone(); return; }
       substr($s, 0, $w) = '';
     }
   }
@@ -152,7 +180,7 @@ sub start {
   $fds{fileno($sr)} = [$k, 's', $sr];
   push @q, "p $tag $pid\n";
 }
-while ($stdin_open || %kids) {
+while ($stdin_open || %kids || @cleanups) {
   my $rin = '';
   vec($rin, 0, 1) = 1 if $stdin_open;
   vec($rin, $_, 1) = 1 for keys %fds;
@@ -160,11 +188,13 @@ while ($stdin_open || %kids) {
   my $pending = grep { $_->{open} == 0 } values %kids;
   $backoff = $pending ? ($backoff ? ($backoff < 0.1 ? $backoff * 2 : $backoff) : 0.001) : 0;
   my $wait = $pending ? $backoff : undef;
+  # Kiln gone: cleanups to retry, processes to kill when they stay too long.
+  $wait = 0.2 if defined $gone && (!defined $wait || $wait > 0.2);
   my $n = select(my $rout = $rin, undef, undef, $wait);
   if ($n > 0) {
     if ($stdin_open && vec($rout, 0, 1)) {
       my $r = sysread(STDIN, my $buf, 65536);
-      if (!$r) { $stdin_open = 0; kill_waiting(); }
+      if (!$r) { $stdin_open = 0; kiln_gone(); }
       else {
         $in .= $buf;
         while ((my $i = index($in, "\n")) >= 0) {
@@ -173,9 +203,24 @@ while ($stdin_open || %kids) {
           if ($tag eq 'm') { my ($t, $p) = @hex; push @q, "k $t " . (POSIX::mkfifo(pack('H*', $p), 0600) ? 0 : $!+0) . "\n"; next; }
           if ($tag eq 'c') { my ($t, $p, $nr) = @hex; push @q, "k $t " . seal(pack('H*', $p), hex($nr)) . "\n"; next; }
           if ($tag eq 'h') { my ($t) = @hex; $_->{waiting} = 0 for grep { $_->{tag} eq $t } values %kids; next; }
-          if ($tag eq 'd') { my ($t, @a) = @hex; my @argv = map { pack('H*', $_) } @a; $_->{orphan} = \@argv for grep { $_->{tag} eq $t } values %kids; next; }
-          if ($tag eq 'r') { my ($t, @a) = @hex; $registered{$t} = [map { pack('H*', $_) } @a]; next; }
-          if ($tag eq 'u') { delete $registered{$hex[0]}; next; }
+          if ($tag eq 'd') {
+            my ($t, @a) = @hex;
+            my @argv = map { pack('H*', $_) } @a;
+            for my $k (grep { $_->{tag} eq $t } values %kids) {
+              $k->{orphan} = \@argv;
+              push @cleanups, { argv => \@argv, kid => $k } if defined $gone && !defined $k->{status};
+            }
+            next;
+          }
+          if ($tag eq 'r') {
+            my ($t, @a) = @hex;
+            $registered{$t} = [map { pack('H*', $_) } @a];
+            push @cleanups, { argv => $registered{$t}, reg => $t } if defined $gone;
+            next;
+          }
+          if ($tag eq 'u') { delete $registered{$hex[0]}; $_->{done} = 1 for grep { ($_->{reg} // '') eq $hex[0] } @cleanups; next; }
+          # Read after kiln went: nobody would take its output.
+          next if defined $gone;
           start($tag, map { pack('H*', $_) } @hex);
         }
       }
@@ -189,7 +234,10 @@ while ($stdin_open || %kids) {
       for (my $o = 0; $o < length($buf); $o += 8192) { push @q, "$what $k->{tag} " . unpack('H*', substr($buf, $o, 8192)) . "\n"; }
     }
   }
-  while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { $kids{$pid}{status} = $? if exists $kids{$pid}; }
+  while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
+    $kids{$pid}{status} = $? if exists $kids{$pid};
+    if (my $c = delete $cleaning{$pid}) { $c->{pid} = undef; $c->{done} = 1 if $? == 0; }
+  }
   for my $pid (keys %kids) {
     my $k = $kids{$pid};
     next unless defined $k->{status} && $k->{open} == 0;
@@ -198,6 +246,7 @@ while ($stdin_open || %kids) {
     else { push @q, ($st & 127) ? "x $k->{tag} s " . ($st & 127) . "\n" : "x $k->{tag} c " . ($st >> 8) . "\n"; }
     delete $kids{$pid};
   }
+  clean_up() if defined $gone;
   flush_out();
 }
 `;
