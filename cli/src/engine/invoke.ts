@@ -1,3 +1,4 @@
+import { suggest } from '@kiln/dockerfile';
 import { formatPlatform } from '@kiln/runtime';
 import { shlexSplit, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
 import type { BackendContainerMount } from '@kiln/gateway';
@@ -27,6 +28,11 @@ export function parseInvoke(value: string): InvokeSpec {
   if (v === 'default') return { when: 'always' };
   const args = shlexSplit(v);
   if (args.length === 0) throw new EngineError('KLN0712', '--invoke needs a command', { hint: 'e.g. --invoke /bin/sh, --invoke on-error or --invoke default' });
+  // A misspelt keyword would run as a command only after the whole build, and fail there.
+  const near = args.length === 1 && !v.includes('/') ? suggest(v, ['on-error', 'default']) : undefined;
+  if (near !== undefined) {
+    throw new EngineError('KLN0712', `--invoke ${v}: did you mean --invoke ${near}?`, { hint: `to run a command named ${JSON.stringify(v)}, give its path (e.g. --invoke ./${v} or /usr/bin/${v})` });
+  }
   return { when: 'always', args };
 }
 
