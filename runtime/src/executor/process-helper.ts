@@ -304,12 +304,17 @@ class ProcessHelper {
   #buf = '';
   #next = 0;
   #dead = false;
+  #ran = false;
+  readonly #onDeath: () => void;
 
-  constructor() {
+  /** `onDeath` runs once it has died (exited, killed, or could not start). */
+  constructor(onDeath: () => void) {
+    this.#onDeath = onDeath;
     // Its own process group: a terminal's Ctrl-C goes to kiln's group, and kiln, not the signal,
     // decides what happens to the containers (it stops them; runc would forward the SIGINT to a
     // container's pid 1, which ignores it, and a helper killed by it could not stop them any more).
     this.#child = spawn('perl', ['-e', PROCESS_HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    this.#child.once('spawn', () => (this.#ran = true));
     this.#child.on('error', () => this.#die());
     this.#child.on('exit', () => this.#die());
     this.#child.stdin.on('error', () => this.#die());
@@ -321,6 +326,11 @@ class ProcessHelper {
 
   get dead(): boolean {
     return this.#dead;
+  }
+
+  /** Whether it was started (perl ran), whatever happened since. */
+  get ran(): boolean {
+    return this.#ran;
   }
 
   start(file: string, args: readonly string[], opts: HelperStartOptions = {}): HelperProcess {
@@ -461,6 +471,7 @@ class ProcessHelper {
       this.#ref(-1);
       f.reject(Object.assign(new Error('process helper exited'), { code: 'EHELPER' }));
     }
+    this.#onDeath();
   }
 
 }
@@ -470,6 +481,21 @@ function hexArgv(argv: readonly string[]): string {
 }
 
 let helper: ProcessHelper | undefined;
+/** Helpers started after one that had run died (killed alone: the OOM killer, a `pkill perl`). */
+let respawns = 0;
+const MAX_RESPAWNS = 3;
+
+/**
+ * What runs if kiln goes away ({@link onKilnGone}), by registration: registered again with a
+ * helper started after one died, which took its registrations along.
+ */
+const registrations = new Map<number, { readonly argv: readonly string[]; drop: (() => void) | undefined }>();
+let nextRegistration = 0;
+
+/** A helper that dies while registrations stand is replaced at once: they would be unguarded till the next start. */
+function helperDied(): void {
+  if (registrations.size > 0) setImmediate(() => liveHelper());
+}
 
 /**
  * Starts `file` with `args` through the helper (stdin /dev/null, stdout and stderr piped).
@@ -486,7 +512,13 @@ export function spawnViaHelper(file: string, args: readonly string[], opts: Help
  */
 export function onKilnGone(argv: readonly string[]): (() => void) | undefined {
   const h = liveHelper();
-  return h === undefined ? undefined : h.onKilnGone(argv);
+  if (h === undefined) return undefined;
+  const id = nextRegistration++;
+  const entry = { argv, drop: h.onKilnGone(argv) };
+  registrations.set(id, entry);
+  return () => {
+    if (registrations.delete(id)) entry.drop?.();
+  };
 }
 
 /** Makes a FIFO (mode 0600) through the helper; undefined when the helper is not usable. */
@@ -511,15 +543,24 @@ export function sealViaHelper(file: string): Promise<void> | undefined {
   return nr === undefined ? undefined : liveHelper()?.seal(file, nr);
 }
 
+/**
+ * The helper, started if there is none yet. One that died is replaced only if it had run (no perl:
+ * callers spawn from Node instead), and not more than {@link MAX_RESPAWNS} times (something keeps
+ * killing it). A replacement takes the standing registrations.
+ */
 function liveHelper(): ProcessHelper | undefined {
-  if (helper === undefined || helper.dead) {
-    if (helper?.dead === true) return undefined; // it died once: do not keep respawning it
-    helper = new ProcessHelper();
+  if (helper !== undefined && !helper.dead) return helper;
+  if (helper !== undefined) {
+    if (!helper.ran || respawns >= MAX_RESPAWNS) return undefined;
+    respawns += 1;
   }
-  return helper;
+  const h = new ProcessHelper(helperDied);
+  helper = h;
+  for (const r of registrations.values()) r.drop = h.onKilnGone(r.argv);
+  return h;
 }
 
 /** Starts the helper now so the first container does not wait for it. */
 export function warmProcessHelper(): void {
-  if (helper === undefined) helper = new ProcessHelper();
+  if (helper === undefined) liveHelper();
 }

@@ -1,0 +1,91 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { useExecutorSandbox } from './executor-helpers.js';
+
+// The process helper killed alone (the OOM killer, a `pkill perl`) while kiln runs on: what kiln
+// registered with it (`runc kill` of a long-lived container) died with it, and kiln started no
+// other, so a kiln killed later left its containers running, those registered before and after.
+
+const sb = useExecutorSandbox('kiln-ph-respawn-');
+
+function read(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The process helpers among `parent`'s children (perl running the helper's script). */
+function helpersOf(parent: number): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((p) => read(`/proc/${p}/stat`).replace(/^.*\) \S+ /s, '').split(' ')[0] === String(parent))
+    .filter((p) => read(`/proc/${p}/cmdline`).includes('A handler (not IGNORE)'));
+}
+
+/** Pids of processes whose command line has `arg` as an argument. */
+function withArg(arg: string): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => read(`/proc/${p}/cmdline`).split('\0').includes(arg))
+    .map(Number);
+}
+
+describe('the process helper killed alone', () => {
+  test('kiln starts another and registers its containers with it again: a kiln killed later leaves no container running, of before or after', { timeout: 120_000 }, async () => {
+    const repo = new URL('../../..', import.meta.url).pathname;
+    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
+    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const tag = String(100000 + Math.floor(Math.random() * 800000));
+    // A container, then (told on stdin, once the test killed the helper) a second one.
+    const script = `
+      const { LocalSnapshotter, RuncExecutor } = await import(${JSON.stringify(dist)});
+      const root = ${JSON.stringify(sb.root)};
+      const s = new LocalSnapshotter({ root });
+      const e = new RuncExecutor({ root });
+      const container = async (arg) => (await e.newContainer({ rootfs: await s.mounts('busybox'), readonlyRootfs: true })).start({ args: ['sleep', arg], env: ['PATH=/bin'] });
+      await container('${tag}1');
+      process.stdout.write('first\\n');
+      process.stdin.once('data', async () => {
+        await container('${tag}2');
+        process.stdout.write('second\\n');
+      });`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const said = (what: string): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const t = setInterval(() => {
+          if (out.includes(`${what}\n`)) {
+            clearInterval(t);
+            resolve();
+          } else if (child.exitCode !== null) {
+            clearInterval(t);
+            reject(new Error(`the kiln child exited (${child.exitCode}) before it said ${what}`));
+          }
+        }, 20);
+      });
+    try {
+      await said('first');
+      const pid = child.pid ?? 0;
+      const [first] = helpersOf(pid);
+      expect(first).toBeDefined();
+      process.kill(first ?? 0, 'SIGKILL');
+      await expect.poll(() => helpersOf(pid).filter((h) => h !== first), { timeout: 5_000 }).toHaveLength(1);
+      child.stdin.write('go\n');
+      await said('second');
+      expect([...withArg(`${tag}1`), ...withArg(`${tag}2`)]).toHaveLength(2);
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      await expect.poll(() => [...withArg(`${tag}1`), ...withArg(`${tag}2`)], { timeout: 10_000 }).toEqual([]);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      for (const p of [...withArg(`${tag}1`), ...withArg(`${tag}2`)]) process.kill(p, 'SIGKILL');
+    }
+    expect(await sb.executor.recover()).toBe(2);
+    expect(await sb.leftovers()).toEqual([]);
+  });
+});
