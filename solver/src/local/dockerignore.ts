@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { parseDockerignore } from '@kiln/llb-core';
+import { basename, dirname, join, relative } from 'node:path';
+import { parseDockerignore, PatternMatcher } from '@kiln/llb-core';
+import { SolverError } from '../errors.js';
 
 export { parseDockerignore };
 
@@ -30,9 +31,30 @@ export async function readDockerignore(contextDir: string, dockerfilePath?: stri
       if (isNotFound(err)) continue;
       throw err;
     }
-    return { patterns: parseDockerignore(text), file };
+    const patterns = parseDockerignore(text);
+    checkPatterns(text, patterns, relative(contextDir, file).startsWith('..') ? file : relative(contextDir, file));
+    return { patterns, file };
   }
   return { patterns: [], file: undefined };
+}
+
+/**
+ * Compiles each pattern now, so a bad one is reported at its line of the ignore file; it
+ * failed later as "syntax error in pattern" of the build context's transfer, naming no file.
+ */
+function checkPatterns(text: string, patterns: readonly string[], shown: string): void {
+  for (const p of patterns) {
+    try {
+      new PatternMatcher([p]);
+    } catch (cause) {
+      const lines = text.split('\n');
+      const at = lines.findIndex((l) => parseDockerignore(l).includes(p));
+      throw new SolverError('SOLVER_BAD_PATTERN', `${shown}${at < 0 ? '' : `:${at + 1}`}: ${(cause as Error).message}`, {
+        cause,
+        hint: 'patterns are Go filepath.Match globs with ** (escape a literal [ * ? or \\ with \\)',
+      });
+    }
+  }
 }
 
 function isNotFound(err: unknown): boolean {
