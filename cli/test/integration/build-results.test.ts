@@ -29,8 +29,8 @@ function kiln(args: readonly string[], opts: { cwd?: string; timeoutMs?: number;
     if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
     const out: Buffer[] = [];
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     // A hung kiln is killed, and fails the test on its exit code rather than at the test timeout.
     const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
     child.once('error', reject);

@@ -316,7 +316,7 @@ describe('frontend containers over runc', () => {
         const c = await newContainer(client, { mounts: [{ dest: '/', ref, readonly: true }, { dest: '/run/secrets/tok', type: 'secret', secretId: 'tok' }] });
         seen.init = await c.start({ args: ['sleep', '100'], env: ['PATH=/bin'] });
         let tty = '';
-        const t = await c.start({ args: ['sh', '-c', 'tty; stty size; echo err >&2'], env: ['PATH=/bin'], tty: true, stdout: (b) => (tty += Buffer.from(b).toString()) });
+        const t = await c.start({ args: ['sh', '-c', 'tty; stty size; echo err >&2'], env: ['PATH=/bin'], tty: true, stdout: (b) => { tty += Buffer.from(b).toString(); } });
         await t.resize({ rows: 30, cols: 100 });
         seen.ttyCode = await t.wait();
         seen.tty = tty;

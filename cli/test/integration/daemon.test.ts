@@ -59,16 +59,18 @@ describe.each(CLIENTS)('%s', (_name, launcher) => {
         else child.stdin?.end(opts.stdin);
       }
       const out: Buffer[] = [];
+      const err: Buffer[] = [];
       let stderr = '';
       child.stdout?.on('data', (d: Buffer) => out.push(d));
       child.stderr?.on('data', (d: Buffer) => {
+        err.push(d);
         stderr += d.toString();
         opts.onStderr?.(stderr, child);
       });
       child.once('error', reject);
       child.once('close', (code, signal) => {
         const stdoutBytes = Buffer.concat(out);
-        resolve({ code, signal, stdout: stdoutBytes.toString(), stdoutBytes, stderr, pid: child.pid ?? -1 });
+        resolve({ code, signal, stdout: stdoutBytes.toString(), stdoutBytes, stderr, stderrBytes: Buffer.concat(err), pid: child.pid ?? -1 });
       });
     });
   }
@@ -464,11 +466,14 @@ test('the kiln launcher through a chain of relative symlinks, with a true or a s
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         let stdout = '';
-        let stderr = '';
+        const err: Buffer[] = [];
         child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-        child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        child.stderr.on('data', (b: Buffer) => err.push(b));
         child.once('error', reject);
-        child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, pid: child.pid ?? -1 }));
+        child.once('close', (code, signal) => {
+          const stderrBytes = Buffer.concat(err);
+          resolve({ code, signal, stdout, stderr: stderrBytes.toString(), stderrBytes, pid: child.pid ?? -1 });
+        });
       });
     const truePwd = await run(work);
     const stalePwd = await run(sb.dir);

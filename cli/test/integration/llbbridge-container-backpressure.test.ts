@@ -88,7 +88,7 @@ async function output(c: Container, script: string): Promise<string> {
 
 describe('LLBBridge container output backpressure over a real kiln gateway and runc', () => {
   test('a frontend whose stdout callback holds: the process blocks in write with about 1.5 MiB in flight; 32 MiB arrive in order once it lets go', { timeout: 180_000 }, async () => {
-    const seen: { probe?: number; received?: number; acked?: number; code?: number; digest?: string; sum?: string; midProbe?: number; mid?: number } = {};
+    const seen: { probe?: number; received?: number; acked?: number; code?: number; digest?: string; sum?: string | undefined; midProbe?: number; mid?: number } = {};
     const tag = randomBytes(6).toString('hex');
     const probe = (): number => writerState(tag);
     await buildOverBridge(async (client) => {

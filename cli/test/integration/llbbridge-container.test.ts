@@ -93,8 +93,8 @@ describe('LLBBridge containers over a real kiln gateway and runc', () => {
         args: ['sh', '-c', 'cat; cat /data >&2'],
         env: ['PATH=/bin'],
         stdin: stdin(),
-        stdout: (c) => out.push(Buffer.from(c)),
-        stderr: (c) => err.push(Buffer.from(c)),
+        stdout: (c) => { out.push(Buffer.from(c)); },
+        stderr: (c) => { err.push(Buffer.from(c)); },
       });
       seen.code = await cat.wait();
       seen.out = Buffer.concat(out);
@@ -126,7 +126,7 @@ describe('LLBBridge containers over a real kiln gateway and runc', () => {
       // The Resize and the typed line reach the relay on two pipes: the size may land a moment
       // after the line, so the shell looks again for a while.
       const look = 'read x; for i in 1 2 3 4 5 6 7 8 9 10; do s=$(stty size); [ "$s" = "50 132" ] && break; sleep 0.1; done; echo "$s"';
-      const tty = await third.start({ args: ['sh', '-c', look], env: ['PATH=/bin'], tty: true, stdin: typed(), stdout: (c) => screen.push(Buffer.from(c)) });
+      const tty = await third.start({ args: ['sh', '-c', look], env: ['PATH=/bin'], tty: true, stdin: typed(), stdout: (c) => { screen.push(Buffer.from(c)); } });
       await tty.resize({ rows: 50, cols: 132 });
       resized();
       seen.ttyCode = await tty.wait();

@@ -217,7 +217,7 @@ describe('a hostile generator image', () => {
   // read would block forever) or a symlink to a host file where its statement should be. The
   // build fails with KLN0704 naming the entry, writes no output, and ends (the kill timer only
   // stops a hung kiln, which then fails the test).
-  test.for(['fifo', 'link'] as const)('a %s in /run/out fails the build (KLN0704), no output, no hang', async (mode) => {
+  test.for(['fifo', 'link'] as const)('a %s in /run/out fails the build (KLN0704), no output, no hang', { timeout: 180_000 }, async (mode) => {
     const t = token();
     const gen = `kiln.local/test/hostile-scanner-${mode}:1`;
     const sdir = join(sb.dir, `hostile-${t}`);
@@ -239,7 +239,7 @@ describe('a hostile generator image', () => {
     expect(r.stderr).toContain(mode === 'fifo' ? 'sbom.spdx.json is not a regular file' : 'sbom.spdx.json leaves its result');
     expect(r.stderr).not.toContain('root:x:0:0'); // the host file is never read into the output or message
     expect(existsSync(out)).toBe(false);
-  }, 180_000);
+  });
 });
 
 describe('the default generator offline', () => {

@@ -14,11 +14,14 @@ function solveStdin(args: readonly string[], def: Uint8Array): Promise<KilnRun> 
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [kilnBin, 'solve', '-', ...args], { env: { ...process.env, PATH: sb.path }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
-    let stderr = '';
+    const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.once('close', (code, signal) => {
+      const stderrBytes = Buffer.concat(err);
+      resolve({ code, signal, stdout, stderr: stderrBytes.toString(), stderrBytes });
+    });
     child.stdin.end(def);
   });
 }

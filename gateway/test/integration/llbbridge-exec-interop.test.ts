@@ -85,7 +85,7 @@ describe('LLBBridge ExecProcess against grpcio', () => {
       yield te.encode('this');
     }
     const out: string[] = [];
-    const echo = await container.start({ args: ['echo'], stdin: stdin(), stdout: (c) => out.push(td.decode(c)) });
+    const echo = await container.start({ args: ['echo'], stdin: stdin(), stdout: (c) => { out.push(td.decode(c)); } });
     expect(await echo.wait()).toBe(0);
     expect(out.join('')).toBe('SHOUT THIS');
 

@@ -24,6 +24,8 @@ let store: ContentStore;
 let images: ImageStore;
 let bb: BusyboxImage;
 let source: ExportImageSource;
+/** The run config of `source` (its draft types it as unknown; tests derive variants from it). */
+const runConfig = { Env: ['PATH=/bin', 'HELLO=kiln'], Cmd: ['sh'], WorkingDir: '/tmp' };
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'kiln-export-it-'));
   store = await ContentStore.open(join(root, 'state'));
@@ -31,7 +33,7 @@ beforeAll(async () => {
   bb = await createBusyboxImage(store);
   source = {
     layers: [{ descriptor: bb.layer, diffID: bb.diffID }],
-    config: { os: 'linux', architecture: 'amd64', config: { Env: ['PATH=/bin', 'HELLO=kiln'], Cmd: ['sh'], WorkingDir: '/tmp' } },
+    config: { os: 'linux', architecture: 'amd64', config: runConfig },
   };
 });
 afterAll(async () => {
@@ -116,7 +118,7 @@ describe('image exporters checked with skopeo and umoci', () => {
     const dest = join(root, 'shared-layout');
     await runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/shared:first`), { image: source }, { store });
     const tags = Array.from({ length: 8 }, (_, i) => `t${i}`);
-    await Promise.all(tags.map((t) => runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/shared:${t}`), { image: { ...source, config: { ...source.config, config: { ...source.config.config, Env: [`T=${t}`] } } } }, { store })));
+    await Promise.all(tags.map((t) => runExport(parseOutputSpec(`type=oci,tar=false,dest=${dest},name=kiln/shared:${t}`), { image: { ...source, config: { ...source.config, config: { ...runConfig, Env: [`T=${t}`] } } } }, { store })));
     const index = JSON.parse(await readFile(join(dest, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
     expect(index.manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).sort()).toEqual(['first', ...tags].sort());
     expect((await readdir(dest)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);

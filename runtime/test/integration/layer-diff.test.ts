@@ -122,7 +122,11 @@ describe.for(['overlay', 'copy'] as const)('%s driver', (driver) => {
       await m.release();
     }
     const out = join(root, 'owners.tar');
-    await s.diff('owners', { output: out, compression: 'uncompressed' });
+    const layer = await s.diff('owners', { output: out, compression: 'none' });
+    // A plain tar (tar -t below would gunzip a compressed one unasked): ustar magic at 257.
+    expect(layer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar');
+    expect(layer.digest).toBe(layer.diffID);
+    expect((await readFile(out)).subarray(257, 262).toString()).toBe('ustar');
     const listing = execFileSync('tar', ['-tvf', out, '--numeric-owner']).toString();
     expect(listing).toMatch(/ 3000000\/4000000 .* big-owner\n/);
     expect(listing).toMatch(/ 300000\/5 .* mid-owner\n/);

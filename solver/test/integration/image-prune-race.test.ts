@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
+import { digestOf, encodeOp, type Definition, type Digest, type Op, type OpMetadata } from '@kiln/llb-core';
 import { ContentStore, ImageStore, LocalSnapshotter, applyFileAction, createBusyboxImage, ensureImage, unpackLayer, type Snapshotter } from '@kiln/runtime';
 import { CacheStore, RuntimeWorker, Solver, type RuntimeWorkerDeps } from '@kiln/solver';
 
@@ -104,7 +104,7 @@ function localContext(): Definition {
 function fromImage(): Definition {
   const op: Op = { kind: 'source', inputs: [], source: { identifier: `docker-image://${IMAGE}` } };
   const bytes = encodeOp(op);
-  const metadata = new Map<string, OpMetadata>([[digestOf(bytes), { description: new Map([['llb.customname', '[1/1] FROM busybox']]) }]]);
+  const metadata = new Map<Digest, OpMetadata>([[digestOf(bytes), { description: new Map([['llb.customname', '[1/1] FROM busybox']]) }]]);
   return { def: [bytes, encodeOp({ kind: 'none', inputs: [{ digest: digestOf(bytes), index: 0 }] })], metadata };
 }
 

@@ -6,7 +6,7 @@ import { lstat, mkdir, mkdtemp, readFile, rm, writeFile, utimes } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { MountType, digestOf, encodeOp, type Definition, type Op, type OpMetadata } from '@kiln/llb-core';
+import { MountType, digestOf, encodeOp, type Definition, type Digest, type Op, type OpMetadata } from '@kiln/llb-core';
 import {
   ContentStore,
   ImageStore,
@@ -77,7 +77,7 @@ afterAll(async () => {
 
 function definition(ops: Op[], names: Record<number, string>): Definition {
   const def: Uint8Array[] = [];
-  const metadata = new Map<string, OpMetadata>();
+  const metadata = new Map<Digest, OpMetadata>();
   ops.forEach((op, i) => {
     const bytes = encodeOp(op);
     def.push(bytes);

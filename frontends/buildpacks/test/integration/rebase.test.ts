@@ -303,13 +303,13 @@ describe('kiln rebase', () => {
     const top = runRefs.at(-1);
     if (top === undefined) throw new Error('kt/run has no layers');
     const { rootfs: _r1, history: _h1, ...runCfg } = run.config;
-    const oldRun = await writeImage(content, [...runRefs, xRef, top], runCfg as ImageConfig);
+    const oldRun = await writeImage(content, [...runRefs, xRef, top], runCfg);
     const oldRunRef = `docker.io/kt/run@${oldRun.manifest.digest}`;
     const md = JSON.parse(img.config.config?.Labels?.[META] ?? '{}') as { runImage: Record<string, unknown> };
     const appRefs: LayerRef[] = img.manifest.layers.map((descriptor, i) => ({ descriptor, diffID: img.config.rootfs.diff_ids[i] ?? descriptor.digest })).slice(runRefs.length);
     const { rootfs: _r2, history: _h2, ...appCfg } = img.config;
     const labels = { ...appCfg.config?.Labels, [META]: JSON.stringify({ ...md, runImage: { ...md.runImage, reference: oldRunRef } }) };
-    const dup = await writeImage(content, [...runRefs, xRef, top, ...appRefs], { ...appCfg, config: { ...appCfg.config, Labels: labels } } as ImageConfig);
+    const dup = await writeImage(content, [...runRefs, xRef, top, ...appRefs], { ...appCfg, config: { ...appCfg.config, Labels: labels } });
     await (await ImageStore.open(sb.root)).put('docker.io/library/dup-app:1', dup.manifest);
     const r = await rebase(['dup-app:1']);
     expect(r.code, r.stderr).toBe(0);
@@ -339,7 +339,7 @@ describe('kiln rebase', () => {
       return info.digest;
     };
     // an attestation manifest for the host image, as BuildKit adds them
-    const att = await writeImage(content, [], { architecture: 'unknown', os: 'unknown' } as ImageConfig);
+    const att = await writeImage(content, [], { architecture: 'unknown', os: 'unknown' });
     const attDesc: Descriptor = { ...att.manifest, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.digest': hostApp.digest, 'vnd.docker.reference.type': 'attestation-manifest' } };
     const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
     const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
