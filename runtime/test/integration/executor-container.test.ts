@@ -155,7 +155,7 @@ describe('runc executor, long-lived containers', () => {
         for (let i = 0; i < 250 && !what.test(out); i++) await new Promise((r) => setTimeout(r, 20));
         expect(out).toMatch(what);
       };
-      const sh = await c.start({ args: ['sh'], env: [...ENV, 'PS1=$ '], tty: true, stdin: input.iterable, stdout: (b) => (out += Buffer.from(b).toString()) });
+      const sh = await c.start({ args: ['sh'], env: [...ENV, 'PS1=$ '], tty: true, stdin: input.iterable, stdout: (b) => { out += Buffer.from(b).toString(); } });
       input.push('tty; stty size\n');
       await until(/24 80/);
       // Echoed by the terminal, then the output: the terminal is the container's first.
@@ -165,7 +165,7 @@ describe('runc executor, long-lived containers', () => {
       input.push('stty size\n');
       await until(/50 132/);
       let execOut = '';
-      const ex = await c.start({ args: ['sh', '-c', 'tty; echo to-stderr >&2; exit 4'], env: ENV, tty: true, stdout: (b) => (execOut += Buffer.from(b).toString()) });
+      const ex = await c.start({ args: ['sh', '-c', 'tty; echo to-stderr >&2; exit 4'], env: ENV, tty: true, stdout: (b) => { execOut += Buffer.from(b).toString(); } });
       expect(await ex.wait()).toBe(4);
       expect(execOut).toMatch(/\/dev\/pts\/\d+\r?\nto-stderr/);
       input.push('exit 3\n');
@@ -182,7 +182,7 @@ describe('runc executor, long-lived containers', () => {
       const seen: string[] = [];
       for (let i = 0; i < 6; i++) {
         let out = '';
-        const p = await c.start({ args: ['stty', 'size'], env: ENV, tty: true, ttySize: { rows: 33, cols: 101 }, stdout: (b) => (out += Buffer.from(b).toString()) });
+        const p = await c.start({ args: ['stty', 'size'], env: ENV, tty: true, ttySize: { rows: 33, cols: 101 }, stdout: (b) => { out += Buffer.from(b).toString(); } });
         expect(await p.wait()).toBe(0);
         seen.push(out);
       }
