@@ -1,10 +1,11 @@
 import type { Definition, Frontend, FrontendAttestation, FrontendResult, FrontendWarning, Ref, SolveFrontendRequest } from '@kiln/llb-core';
+import { suggest } from '@kiln/dockerfile';
 import type { SolveBackend, SolvedRef } from './backend.js';
 import { GatewayClient, GatewayRef } from './client.js';
 import { OpenContainers } from './containers.js';
 import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
-import { selectFrontend } from './select.js';
+import { selectFrontend, type FrontendSelection } from './select.js';
 import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
 import { namedContext } from './external/source.js';
 import { serveLLBBridge } from './llbbridge/serve.js';
@@ -125,18 +126,42 @@ export class Gateway {
     const { name } = selected;
     let { opts } = selected;
     let frontend = this.#registry.get(name) ?? this.#dockerfileAlias(name, opts);
+    let image = false;
     if (frontend === undefined) {
       const external = this.#external();
       if (external === undefined) frontend = this.#registry.resolve(name);
       else {
         frontend = external;
+        image = name !== GATEWAY_FRONTEND;
         // `--frontend IMAGE`: the image is the gateway's source (a `# syntax=` forward set it already).
-        if (name !== GATEWAY_FRONTEND && !opts.has('source')) opts = new Map(opts).set('source', name);
+        if (image && !opts.has('source')) opts = new Map(opts).set('source', name);
       }
     }
     const path = [...chain, name === GATEWAY_FRONTEND ? `${name} (${opts.get('source') ?? ''})` : name];
     const client = new GatewayClient({ ...base, opts, solveFrontend: (r) => this.#solveFrontend(r, scope, path) });
-    return { name, result: await frontend(client) };
+    try {
+      return { name, result: await frontend(client) };
+    } catch (e) {
+      throw image && chain.length === 0 ? this.#unresolvable(e, name, selected) : e;
+    }
+  }
+
+  /**
+   * A frontend name that is not built in and names no image kiln can resolve: most often a typo
+   * of a built-in name (`# syntax=docker/dockerfil:1`, `--frontend dockerfile.v1`). The error
+   * says where the name came from (the directive's line, the build arg, the flag) and suggests
+   * the built-in name it is near.
+   */
+  #unresolvable(e: unknown, name: string, selected: FrontendSelection): unknown {
+    if (!(e instanceof GatewayError) || e.code !== 'KLN0607' || !e.message.startsWith('cannot resolve frontend image')) return e;
+    const near = nearFrontendName(name, this.#registry.names());
+    const hint = near === undefined ? e.hint : `did you mean ${near}? (built in, no image needed)`;
+    const origin = selected.origin;
+    if (typeof origin === 'object') {
+      return new GatewayError(e.code, `# syntax=${name}: not a built-in frontend, and its image cannot be resolved`, { ...(hint === undefined ? {} : { hint }), cause: e.cause, location: { file: origin.file, line: origin.line, column: 1 } });
+    }
+    const via = origin === 'build-arg' ? `--build-arg BUILDKIT_SYNTAX=${name}` : `--frontend ${name}`;
+    return new GatewayError(e.code, `${via}: not a built-in frontend, and its image cannot be resolved`, { ...(hint === undefined ? {} : { hint }), cause: e.cause });
   }
 
   /**
@@ -191,6 +216,24 @@ export class Gateway {
       ...(this.#options.exitGraceMs === undefined ? {} : { exitGraceMs: this.#options.exitGraceMs }),
     });
   }
+}
+
+/**
+ * The built-in frontend name `ref` is a typo of, if any: compared without registry, tag and digest
+ * (`docker.io/docker/dockerfil:1` is near `docker/dockerfile`, whose tag is kept).
+ */
+function nearFrontendName(ref: string, names: readonly string[]): string | undefined {
+  let repo = ref.trim();
+  const at = repo.indexOf('@');
+  if (at >= 0) repo = repo.slice(0, at);
+  for (const prefix of ['docker.io/', 'index.docker.io/', 'registry-1.docker.io/']) {
+    if (repo.startsWith(prefix)) repo = repo.slice(prefix.length);
+  }
+  const colon = repo.lastIndexOf(':');
+  const tag = colon > repo.lastIndexOf('/') ? repo.slice(colon) : '';
+  if (tag !== '') repo = repo.slice(0, colon);
+  const near = suggest(repo, [...names.filter((n) => n !== GATEWAY_FRONTEND), 'docker/dockerfile']);
+  return near === undefined ? undefined : near === 'docker/dockerfile' ? `${near}${tag}` : near;
 }
 
 async function solveResult(result: FrontendResult): Promise<Omit<GatewayResult, 'frontend'>> {

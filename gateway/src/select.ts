@@ -19,6 +19,8 @@ export interface FrontendSelection {
   readonly opts: ReadonlyMap<string, string>;
   /** True when a syntax directive (or `build-arg:BUILDKIT_SYNTAX`) chose `name`. */
   readonly forwarded: boolean;
+  /** Where the forward was asked for: the entry file's `# syntax=` line, else the build arg. */
+  readonly origin?: { readonly file: string; readonly line: number } | 'build-arg';
 }
 
 /** Options of {@link selectFrontend}. */
@@ -47,14 +49,18 @@ export async function selectFrontend(client: FrontendClient, requested: string =
   const unchanged = { name: requested, opts, forwarded: false };
   if (canonicalFrontendName(requested) !== DOCKERFILE_FRONTEND || opts.has('cmdline')) return unchanged;
   let cmdline = opts.get('build-arg:BUILDKIT_SYNTAX');
+  let origin: FrontendSelection['origin'] = 'build-arg';
   if (cmdline === undefined) {
-    const text = await readEntryFile(client, opts.get('filename') ?? 'Dockerfile', options.localEntry === true);
-    cmdline = text === undefined ? undefined : detectSyntax(text)?.cmdline;
+    const filename = opts.get('filename') ?? 'Dockerfile';
+    const text = await readEntryFile(client, filename, options.localEntry === true);
+    const syntax = text === undefined ? undefined : detectSyntax(text);
+    cmdline = syntax?.cmdline;
+    if (syntax !== undefined) origin = { file: filename, line: syntax.location.start.line };
   }
   if (cmdline === undefined) return unchanged;
   const ref = cmdline.trim().split(' ', 1)[0] ?? cmdline;
   if (canonicalFrontendName(ref) === DOCKERFILE_FRONTEND) return { name: DOCKERFILE_FRONTEND, opts, forwarded: false };
-  return { name: ref, opts: new Map(opts).set('source', ref).set('cmdline', cmdline), forwarded: true };
+  return { name: ref, opts: new Map(opts).set('source', ref).set('cmdline', cmdline), forwarded: true, origin };
 }
 
 /**

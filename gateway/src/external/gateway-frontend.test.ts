@@ -311,6 +311,29 @@ describe('gateway.v0: routing', () => {
     expect(backend.runs[1]?.env).toEqual(expect.arrayContaining(['BUILDKIT_FRONTEND_OPT_0=filename=Dockerfile', `BUILDKIT_FRONTEND_OPT_1=source=${IMAGE}`]));
   });
 
+  test('a frontend name near a built-in one that resolves to no image: the error names where it came from and suggests the built-in name', async () => {
+    const backend = fakeBackend({}, returnsOk, { Dockerfile: '# escape=\\\n# syntax=docker.io/docker/dockerfil:1.7\nFROM busybox\n' });
+    const inputs = new Map([['context', await scratch().marshal()]]);
+    await expect(build(backend, {}, { frontend: 'dockerfile.v0', inputs })).rejects.toMatchObject({
+      code: 'KLN0607',
+      message: '# syntax=docker.io/docker/dockerfil:1.7: not a built-in frontend, and its image cannot be resolved',
+      location: { file: 'Dockerfile', line: 2, column: 1 },
+      hint: 'did you mean docker/dockerfile:1.7? (built in, no image needed)',
+    });
+    await expect(build(backend, {}, { frontend: 'dockerfile.v1', inputs })).rejects.toMatchObject({
+      message: '--frontend dockerfile.v1: not a built-in frontend, and its image cannot be resolved',
+      hint: 'did you mean dockerfile.v0? (built in, no image needed)',
+    });
+    await expect(build(backend, { 'build-arg:BUILDKIT_SYNTAX': 'dockerfile.v' }, { frontend: 'dockerfile.v0', inputs })).rejects.toMatchObject({
+      message: '--build-arg BUILDKIT_SYNTAX=dockerfile.v: not a built-in frontend, and its image cannot be resolved',
+      hint: 'did you mean dockerfile.v0? (built in, no image needed)',
+    });
+    // Not near any built-in name: the resolver's own hint stays, the place is still named.
+    const far = build(backend, {}, { frontend: IMAGE, inputs });
+    await expect(far).rejects.toMatchObject({ message: `--frontend ${IMAGE}: not a built-in frontend, and its image cannot be resolved` });
+    await expect(far).rejects.toSatisfy((e: { hint?: string; cause?: unknown }) => e.hint?.startsWith('push the frontend image') === true && e.cause instanceof Error);
+  });
+
   test('without runFrontendContainer an unknown frontend stays KLN0601, with a hint that does not blame the network', async () => {
     const { runFrontendContainer: _unused, ...rest } = fakeBackend({}, returnsOk);
     const backend: SolveBackend = rest;
