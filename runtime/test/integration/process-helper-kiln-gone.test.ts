@@ -1,7 +1,8 @@
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { afterEach, describe, expect, test } from 'vitest';
 import { PROCESS_HELPER_SCRIPT } from '../../src/executor/process-helper.js';
 
@@ -11,7 +12,8 @@ import { PROCESS_HELPER_SCRIPT } from '../../src/executor/process-helper.js';
 // for nobody, or the runc waiting with the helper beside it, for good.
 
 const hex = (argv: readonly string[]): string => argv.map((a) => Buffer.from(a).toString('hex')).join(' ');
-const helpers: ChildProcessWithoutNullStreams[] = [];
+type Helper = ChildProcessByStdio<Writable, Readable, null>;
+const helpers: Helper[] = [];
 const dirs: string[] = [];
 const tags: string[] = [];
 
@@ -21,7 +23,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function helper(): { h: ChildProcessWithoutNullStreams; out: () => string; exited: Promise<unknown> } {
+function helper(): { h: Helper; out: () => string; exited: Promise<unknown> } {
   const h = spawn('perl', ['-e', PROCESS_HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
   helpers.push(h);
   let out = '';
