@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { appendFileSync, closeSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { lutimes, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -12,6 +12,25 @@ import { withFileLock } from './file-lock.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'kiln-file-lock-'));
 afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/** Whether `path` exists (a lock is a symlink to no file: existsSync would say no). */
+function present(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The owner a lock names: its symlink's target, or (an older kiln's) its content. */
+function owner(lock: string): string {
+  try {
+    return readlinkSync(lock);
+  } catch {
+    return readFileSync(lock, 'utf8');
+  }
+}
 
 /** The pid of a process that has exited. */
 const deadPid = (): number => spawnSync('true').pid as number;
@@ -52,20 +71,20 @@ describe('withFileLock across processes', () => {
     expect(await Promise.all(kids.map(exited))).toEqual([0, 0, 0, 0]);
     await mine;
     expect(await readFile(counter, 'utf8')).toBe('8');
-    expect(existsSync(lock)).toBe(false);
+    expect(present(lock)).toBe(false);
   });
 
   test('a lock whose owner was killed with SIGKILL while holding it is broken', async () => {
     const lock = join(dir, 'killed.lock');
     const child = lockProcess(lock, 'await new Promise(() => setInterval(() => {}, 1000));');
     await new Promise<void>((r) => child.stdout.once('data', () => r()));
-    expect(await readFile(lock, 'utf8')).toBe(`${child.pid} ${processStart(child.pid as number) as string}`);
+    expect(owner(lock)).toBe(`${child.pid} ${processStart(child.pid as number) as string}`);
     child.kill('SIGKILL');
     await exited(child);
-    expect(existsSync(lock)).toBe(true); // the dead owner could not remove it
-    const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
+    expect(present(lock)).toBe(true); // the dead owner could not remove it
+    const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => owner(lock), { pollMs: 1 });
     expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
-    expect(existsSync(lock)).toBe(false);
+    expect(present(lock)).toBe(false);
   });
 
   test('a live owner in another process is waited for until it lets go', async () => {
@@ -73,10 +92,55 @@ describe('withFileLock across processes', () => {
     const child = lockProcess(lock, 'await new Promise((r) => setTimeout(r, 150));');
     await new Promise<void>((r) => child.stdout.once('data', () => r()));
     const t0 = Date.now();
-    expect(await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 2 })).toBe(`${process.pid} ${ownProcessStart()}`);
+    expect(await withFileLock(lock, AbortSignal.timeout(5_000), async () => owner(lock), { pollMs: 2 })).toBe(`${process.pid} ${ownProcessStart()}`);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(50);
     expect(await exited(child)).toBe(0);
   });
+});
+
+test('a creator stalled between making the lock and naming itself in it (its thread pool busy) is not broken as abandoned: one holder at a time', async () => {
+  // The other process has one thread-pool thread, which a FIFO open blocks right after the lock
+  // is made: a lock file created with O_EXCL stayed empty until the FIFO got a writer.
+  const lock = join(dir, 'stalled.lock');
+  const fifo = join(dir, 'stalled.fifo');
+  const log = join(dir, 'stalled.log');
+  spawnSync('mkfifo', [fifo]);
+  writeFileSync(log, '');
+  const script = `
+    const fs = await import('node:fs');
+    const { withFileLock } = await import(${JSON.stringify(`file://${join(lib, 'file-lock.js')}`)});
+    const held = withFileLock(${JSON.stringify(lock)}, undefined, async () => {
+      fs.appendFileSync(${JSON.stringify(log)}, 'A in\\n');
+      await new Promise((r) => setTimeout(r, 300));
+      fs.appendFileSync(${JSON.stringify(log)}, 'A out\\n');
+    }, { pollMs: 2 });
+    fs.open(${JSON.stringify(fifo)}, 'r', (err, fd) => { if (!err) fs.closeSync(fd); });
+    await held;`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, UV_THREADPOOL_SIZE: '1' } });
+  const done = exited(child);
+  for (let i = 0; i < 500 && !present(lock); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(present(lock)).toBe(true);
+  // As if the stall had lasted longer than any write takes (5 s).
+  const past = new Date(Date.now() - 60_000);
+  await lutimes(lock, past, past);
+  // The FIFO gets its writer a moment later: the other process goes on.
+  const unblock = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      const w = openSync(fifo, 'w');
+      closeSync(w);
+      resolve();
+    }, 150),
+  );
+  await withFileLock(lock, AbortSignal.timeout(10_000), async () => {
+    appendFileSync(log, 'B in\n');
+    await new Promise((r) => setTimeout(r, 300));
+    appendFileSync(log, 'B out\n');
+  }, { pollMs: 2 });
+  await unblock;
+  expect(await done).toBe(0);
+  const seen = readFileSync(log, 'utf8');
+  expect(["A in\nA out\nB in\nB out\n", "B in\nB out\nA in\nA out\n"]).toContain(seen);
+  expect(present(lock)).toBe(false);
 });
 
 test('a dead owner\'s lock is broken once: of many waiters breaking it at the same time, one holds the lock at a time', async () => {
@@ -103,8 +167,8 @@ test('a dead owner\'s lock is broken once: of many waiters breaking it at the sa
       ),
     );
     expect(ran).toBe(8);
-    expect(existsSync(lock)).toBe(false);
-    expect(existsSync(`${lock}.break`)).toBe(false);
+    expect(present(lock)).toBe(false);
+    expect(present(`${lock}.break`)).toBe(false);
   }
   expect(worst).toBe(1);
 });
@@ -113,9 +177,9 @@ test('a breaker left by a process that died while breaking does not stop others'
   const lock = join(dir, 'left-breaker');
   await writeFile(lock, String(deadPid()));
   await writeFile(`${lock}.break`, String(deadPid()));
-  const got = await withFileLock(lock, undefined, async () => readFile(lock, 'utf8'), { pollMs: 1 });
+  const got = await withFileLock(lock, undefined, async () => owner(lock), { pollMs: 1 });
   expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
-  expect(existsSync(`${lock}.break`)).toBe(false);
+  expect(present(`${lock}.break`)).toBe(false);
 });
 
 test('a live owner\'s lock is waited for, not broken; an abort ends the wait with the signal\'s reason', async () => {
@@ -146,10 +210,10 @@ test('an empty lock left by a process killed between creating and writing it is 
   const past = new Date(Date.now() - 60_000);
   await utimes(lock, past, past);
   // Without the fix this waits forever; the timeout turns that into a failure.
-  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
+  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => owner(lock), { pollMs: 1 });
   expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
-  expect(existsSync(lock)).toBe(false);
-  expect(existsSync(`${lock}.break`)).toBe(false);
+  expect(present(lock)).toBe(false);
+  expect(present(`${lock}.break`)).toBe(false);
 });
 
 test('a fresh empty lock (its owner is writing its pid) is waited for, not broken', async () => {
@@ -165,9 +229,9 @@ test('an empty breaker left the same way does not stop others once it is old', a
   await writeFile(`${lock}.break`, '');
   const past = new Date(Date.now() - 60_000);
   await utimes(`${lock}.break`, past, past);
-  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
+  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => owner(lock), { pollMs: 1 });
   expect(got).toBe(`${process.pid} ${ownProcessStart()}`);
-  expect(existsSync(`${lock}.break`)).toBe(false);
+  expect(present(`${lock}.break`)).toBe(false);
 });
 
 test('a lock naming a live pid with another start time (the pid reused: a restarted container\'s kiln is pid 1 again) is broken', async () => {
@@ -175,7 +239,7 @@ test('a lock naming a live pid with another start time (the pid reused: a restar
   const own = ownProcessStart() as string;
   await writeFile(lock, `${process.pid} ${own.replace(/:\d+$/, ':1')}`);
   // Without the start time this waits forever (the pid is this live process); the timeout turns that into a failure.
-  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => readFile(lock, 'utf8'), { pollMs: 1 });
+  const got = await withFileLock(lock, AbortSignal.timeout(5_000), async () => owner(lock), { pollMs: 1 });
   expect(got).toBe(`${process.pid} ${own}`);
 });
 
