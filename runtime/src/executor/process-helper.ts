@@ -25,7 +25,7 @@ import { holdHelper } from '../api/helper-ref.js';
 // work, since nobody would feed it.
 // "d <tag> <hex argv0> …" names a program to start if kiln's side goes away while process <tag>
 // runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its container running, and
-// nobody would take its result); started again while it fails and <tag> runs, for a while.
+// nobody would take its result); started again while it fails and <tag> runs, for a while (10 s).
 // "r <tag> <hex argv0> …" registers such a program for something the helper did not start (a
 // long-lived container), "u <tag>" drops it. A process without one is killed when kiln goes.
 /** The helper's program (exported for its protocol tests). */
@@ -48,7 +48,7 @@ my @q;
 # once kiln's pipe is closed too, but the helper stays until that is done.
 my ($gone, $mute, $STUCK, $GIVE_UP) = (undef, 0, 3, 10);
 my %registered;
-# Programs run because kiln is gone: { argv, kid (the process it stops) or reg (its "r" tag), pid (while it runs), at, done }.
+# Programs run because kiln is gone: { argv, kid (the process it stops) or reg (its "r" tag), pid (while it runs), at, delay, done }.
 my (@cleanups, %cleaning);
 sub now { open(my $f, '<', '/proc/uptime') or return time; my $l = <$f> // ''; return (split ' ', $l)[0] // time; }
 sub run_detached {
@@ -73,7 +73,9 @@ sub clean_up {
   for my $c (@cleanups) {
     next if $c->{pid} || $c->{done};
     if (($c->{kid} && defined $c->{kid}{status}) || $t - $gone > $GIVE_UP) { $c->{done} = 1; next; }
-    next if defined $c->{at} && $t - $c->{at} < 0.2;
+    # Again after 0.1 s, 0.2 s, 0.4 s … 2 s: a container being made is there within a second or two.
+    next if defined $c->{at} && $t - $c->{at} < $c->{delay};
+    $c->{delay} = defined $c->{at} ? ($c->{delay} < 1 ? $c->{delay} * 2 : 2) : 0.1;
     $c->{at} = $t;
     my $pid = run_detached(@{ $c->{argv} });
     if (defined $pid) { $c->{pid} = $pid; $cleaning{$pid} = $c; } else { $c->{done} = 1; }
