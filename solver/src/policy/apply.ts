@@ -92,8 +92,11 @@ export function applySourcePolicy(def: Definition, engine: SourcePolicyEngine, l
 }
 
 /**
- * Whether marshaled op bytes hold a `SourceOp` (`pb.Op` field 3), read from the top-level fields
- * without decoding the op. Bytes that do not parse answer false (the loader rejects them).
+ * Whether marshaled op bytes may hold a `SourceOp` (`pb.Op` field 3), read from the top-level
+ * fields without decoding the op. Truncated bytes answer false (the loader rejects them). A wire
+ * type this scan does not skip answers true, so decodeOp decides: an unknown field sent as a group
+ * (wire type 3, which BuildKit's gogo codec skips and kiln's decoder too) must not hide a source
+ * from the policy.
  */
 function isSourceOp(b: Uint8Array): boolean {
   let i = 0;
@@ -128,7 +131,7 @@ function isSourceOp(b: Uint8Array): boolean {
         i += 4;
         break;
       default:
-        return false;
+        return true;
     }
   }
   return false;
