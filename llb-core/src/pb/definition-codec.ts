@@ -38,6 +38,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 function endCheck(r: Reader, end: number, what: string): void {
   if (r.pos !== end) throw new LlbError('LLB_DECODE', `${what}: field overruns the message end`);
 }
+/** Skips an unknown field, which is dropped as BuildKit's gogo codec drops it (see common.ts `other`). */
 function other(r: Reader, tag: number, known: readonly number[], what: string): void {
   if (known.includes(tag >>> 3)) wrongWireType(what, tag);
   skipField(r, tag & 7);

@@ -208,8 +208,28 @@ export function skipField(r: Reader, wireType: number): void {
       if (r.pos + 4 > r.len) truncated();
       r.pos += 4;
       return;
+    case 3:
+      skipGroup(r);
+      return;
     default:
       throw new LlbError('LLB_DECODE', `unsupported wire type ${wireType} at offset ${r.pos}`);
+  }
+}
+
+/**
+ * Skips the rest of a group (proto2's deprecated delimited encoding) whose start tag was just
+ * read. BuildKit's gogo skipOps accepts a group as an unknown field: it counts nested start and
+ * end tags without checking their field numbers, so this does the same.
+ */
+function skipGroup(r: Reader): void {
+  let depth = 1;
+  while (depth > 0) {
+    if (r.pos >= r.len) truncated();
+    varint64(r);
+    const wireType = LO & 7;
+    if (wireType === 3) depth++;
+    else if (wireType === 4) depth--;
+    else skipField(r, wireType);
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeOp, digestOf, git, http, image, SourceMap, type Definition, type State } from '@kiln/llb-core';
+import { decodeOp, digestOf, git, http, image, SourceMap, type Definition, type Digest, type Op, type State } from '@kiln/llb-core';
 import { loadGraph } from '../llb/load.js';
 import { applySourcePolicy } from './apply.js';
 import { SourcePolicyEngine } from './engine.js';
@@ -15,6 +15,39 @@ function build(ref: string): State {
   return image(ref, { sourceLocations: at(1), customName: 'FROM busybox' }).run({ args: ['sh', '-c', 'echo hi > /hi'], sourceLocations: at(2), customName: 'RUN echo hi' }).root();
 }
 const identifiers = (def: Definition): string[] => def.def.map((b) => decodeOp(b)).flatMap((op) => (op.kind === 'source' ? [op.source.identifier ?? ''] : []));
+
+// Unknown fields, by hand (tag = field << 3 | wire type): varint field 14, a length-delimited
+// field 15 holding a marker, and a group (field 20, wire types 3 and 4) holding a varint.
+const MARKER = 'kiln-unknown-marker';
+const GROUP = [0xa3, 0x01, 0x08, 0x05, 0xa4, 0x01];
+const EXTRA = Uint8Array.from([0x70, 0x01, 0x7a, MARKER.length, ...Buffer.from(MARKER), ...GROUP]);
+const hasMarker = (b: Uint8Array): boolean => Buffer.from(b).includes(MARKER);
+
+/**
+ * Rewrites the ops `pick` selects with `f` (unknown fields added), and every digest that names a
+ * rewritten op: in later ops' inputs (a digest string keeps its length, so it is replaced in
+ * place), in metadata and in the source map. Ops come inputs first, so one pass is enough.
+ */
+function rewriteOps(def: Definition, pick: (op: Op) => boolean, f: (b: Uint8Array) => Uint8Array): Definition {
+  const renamed = new Map<string, string>();
+  const ops = def.def.map((b) => {
+    let bytes = Buffer.from(b);
+    for (const [from, to] of renamed) {
+      for (let at = bytes.indexOf(from); at >= 0; at = bytes.indexOf(from, at)) bytes.write(to, at, 'latin1');
+    }
+    const out = pick(decodeOp(bytes)) ? f(bytes) : new Uint8Array(bytes);
+    if (digestOf(out) !== digestOf(b)) renamed.set(digestOf(b), digestOf(out));
+    return out;
+  });
+  const rename = (d: string): Digest => (renamed.get(d) ?? d) as Digest;
+  const locations = def.source?.locations;
+  return {
+    def: ops,
+    metadata: new Map([...def.metadata].map(([d, m]) => [rename(d), m])),
+    ...(def.source === undefined ? {} : { source: { ...def.source, ...(locations === undefined ? {} : { locations: new Map([...locations].map(([d, l]) => [rename(d), l])) }) } }),
+  };
+}
+const append = (b: Uint8Array): Uint8Array => Uint8Array.from([...b, ...EXTRA]);
 
 describe('applySourcePolicy', () => {
   test('a converted source: the Definition is the one written with the converted image, op for op', async () => {
@@ -85,5 +118,40 @@ describe('applySourcePolicy', () => {
     expect(out.def.length).toBe(def.def.length - 1);
     // The source, the exec and the terminal.
     expect(loadGraph(out).vertices.size).toBe(3);
+  });
+
+  // BuildKit v0.11.6's gogo codec (gogofaster: no XXX_unrecognized) skips unknown fields when it
+  // unmarshals an op and never writes them back, so the ops loadLLB marshals again lose them.
+  test('unknown fields: the ops marshaled again drop them, as BuildKit does, and match a build of the converted image', async () => {
+    const target = `registry.local/team/busybox@${PIN}`;
+    const original = rewriteOps(await build('busybox:latest').marshal(M), () => true, append);
+    expect(original.def.every(hasMarker)).toBe(true);
+    expect(loadGraph(original).vertices.size).toBe(3);
+    const converted = applySourcePolicy(original, policy([{ action: 'CONVERT', selector: { identifier: 'docker-image://docker.io/library/busybox:latest' }, updates: { identifier: `docker-image://${target}` } }]), () => undefined);
+    const direct = await build(target).marshal(M);
+    // The source, the exec on it and the terminal: all marshaled again, with known fields only.
+    expect(converted.def).toEqual(direct.def);
+    expect([...converted.metadata.keys()].sort()).toEqual([...direct.metadata.keys()].sort());
+  });
+
+  test('unknown fields: an op the conversion does not reach keeps its bytes and digest', async () => {
+    const withMount = (ref: string) => image(ref).run({ args: ['true'], mounts: [{ target: '/a', source: image('alpine:latest') }] }).root();
+    const original = rewriteOps(await withMount('busybox:latest').marshal(M), () => true, append);
+    const alpine = original.def.find((b) => identifiers({ def: [b], metadata: new Map() })[0]?.includes('alpine')) as Uint8Array;
+    expect(hasMarker(alpine)).toBe(true);
+    const out = applySourcePolicy(original, policy([{ action: 'CONVERT', selector: { identifier: 'docker-image://docker.io/library/busybox:latest' }, updates: { identifier: `docker-image://docker.io/library/busybox:latest@${PIN}` } }]), () => undefined);
+    expect(out.def.filter(hasMarker)).toEqual([alpine]);
+    const exec = out.def.map((b) => decodeOp(b)).find((op) => op.kind === 'exec');
+    expect(exec?.inputs.map((i) => i.digest)).toContain(digestOf(alpine));
+    expect(loadGraph(out).vertices.size).toBe(4);
+  });
+
+  test('a source op that starts with an unknown group field is still evaluated', async () => {
+    const prepend = (b: Uint8Array): Uint8Array => Uint8Array.from([...GROUP, ...b]);
+    const def = rewriteOps(await build('busybox:latest').marshal(M), (op) => op.kind === 'source', prepend);
+    expect(() => loadGraph(def, { sourcePolicy: policy([{ action: 'DENY', selector: { identifier: 'docker-image://docker.io/library/*' } }]) })).toThrow(expect.objectContaining({ code: 'KLN0952', location: expect.objectContaining({ line: 1 }) }));
+    const target = `docker-image://docker.io/library/busybox:latest@${PIN}`;
+    const out = applySourcePolicy(def, policy([{ action: 'CONVERT', selector: { identifier: 'docker-image://docker.io/library/busybox:latest' }, updates: { identifier: target } }]), () => undefined);
+    expect(identifiers(out)).toEqual([target]);
   });
 });
