@@ -39,6 +39,14 @@ function processesNaming(needle: string): number[] {
   return found;
 }
 
+/** Pids of processes with `arg` as one of their arguments. */
+function processesWithArg(arg: string): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => read(`/proc/${name}/cmdline`).split('\0').includes(arg))
+    .map(Number);
+}
+
 /** The `runc exec` processes of container `id` (not their pty relays, whose argv names it too). */
 function runcExecs(id: string): number[] {
   return processesNaming(id).filter((pid) => read(`/proc/${pid}/comm`) === 'runc\n' && read(`/proc/${pid}/cmdline`).split('\0').includes('exec'));
@@ -77,7 +85,7 @@ async function stopBeforeTerminal(id: string, next?: () => Promise<void>): Promi
   while (Date.now() < until) {
     const started = next?.();
     let runc: number | undefined;
-    for (let i = 0; i < 5000 && runc === undefined; i++) {
+    for (const end = Date.now() + 20_000; runc === undefined && Date.now() < end; ) {
       runc = runcExecs(id).find((p) => !seen.has(p));
       if (runc === undefined) await new Promise((r) => setImmediate(r));
     }
@@ -158,7 +166,7 @@ describe('tty processes of long-lived containers whose container dies while an e
       await new Promise((r) => child.once('exit', r));
       // Named by id: runc run and runc exec, the relays (runc's argv is theirs), the container's
       // sleep by its tag; the init by pid (an exiting process has no command line).
-      const left = (): number[] => [...new Set([...processesNaming(id), ...processesNaming(bundle), ...processesNaming(tag), ...(read(`/proc/${init}/stat`) === '' ? [] : [init])])];
+      const left = (): number[] => [...new Set([...processesNaming(id), ...processesNaming(bundle), ...processesWithArg(tag), ...(read(`/proc/${init}/stat`) === '' ? [] : [init])])];
       await eventually(() => left().length === 0, 10_000);
       expect(left().map((pid) => `${pid} ${read(`/proc/${pid}/cmdline`).replaceAll('\0', ' ').slice(0, 120)}`)).toEqual([]);
     } finally {
