@@ -12,7 +12,7 @@ use strict;
 
 use constant { AF_UNIX => 1, SOCK_STREAM => 1, EINTR => 4, EAGAIN => 11 };
 
-my %SERVED = map { $_ => 1 } qw(build bake solve du prune images push save rmi llb dump-llb imagetools rebase);    # DAEMON_COMMANDS in protocol.ts
+my %SERVED = map { $_ => 1 } qw(build bake solve du prune images push save rmi load pull tag llb dump-llb imagetools rebase);    # DAEMON_COMMANDS in protocol.ts
 (my $here = $0) =~ s{/[^/]*$}{};
 
 sub in_process {
@@ -96,8 +96,8 @@ my $cwd = $ENV{PWD};
   my @d = stat('.');
   if (!@p || !@d || $p[0] != $d[0] || $p[1] != $d[1]) { require Cwd; $cwd = Cwd::getcwd() }
 }
-my $hello = sprintf('{"version":1,"pid":%d,"argv":[%s],"cwd":%s,"env":{%s},"stdout":{"isTTY":%s},"stderr":{"isTTY":%s%s}}',
-  $$, $argv, json_str($cwd // '/'), $env, (-t STDOUT ? 'true' : 'false'), ($err_tty ? 'true' : 'false'), $size);
+my $hello = sprintf('{"version":1,"pid":%d,"argv":[%s],"cwd":%s,"env":{%s},"stdin":{"isTTY":%s},"stdout":{"isTTY":%s},"stderr":{"isTTY":%s%s}}',
+  $$, $argv, json_str($cwd // '/'), $env, (-t STDIN ? 'true' : 'false'), (-t STDOUT ? 'true' : 'false'), ($err_tty ? 'true' : 'false'), $size);
 put($sock, frame('h', $hello)) or in_process();
 
 $SIG{PIPE} = 'IGNORE';

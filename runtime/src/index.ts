@@ -53,6 +53,8 @@ export { Attestation, imagePurl, imageSubjects, digestSet, statementBytes, goInd
 export { copyTree, walkTree, type CopyTreeOptions, type TreeEntry } from './exporter/fs-tree.js';
 export { ensureImage, type EnsureImageOptions, type EnsuredImage, type ImageResolveMode } from './registry/ensure-image.js';
 export { pruneContent, type PruneContentOptions, type PruneContentResult } from './image/content-gc.js';
+export { importImageArchive, type ImportedImage, type ImportImageArchiveOptions } from './image/archive-import.js';
+export { readImageArchive, type ArchiveContents, type ArchiveBlob, type ReadImageArchiveOptions } from './image/archive-reader.js';
 export { exportLayerToStore } from './layer/store-export.js';
 export { openKilnStores, type KilnStores } from './root.js';
 export { runStreaming, type StreamingRun } from './executor/stream.js';

@@ -1,17 +1,49 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { exportDockerArchive, exportOciLayout, formatReference, isIndexMediaType, parseReference, pushImage, type ContentStore, type Descriptor, type ImageRecord } from '@kiln/runtime';
+import {
+  exportDockerArchive,
+  exportOciLayout,
+  formatReference,
+  hostPlatform,
+  importImageArchive,
+  ImageStoreError,
+  isIndexMediaType,
+  parsePlatform,
+  parseReference,
+  pushImage,
+  type ContentStore,
+  type Descriptor,
+  type ImageRecord,
+  type Platform,
+} from '@kiln/runtime';
 import { formatBytes } from '@kiln/solver';
-import type { CliIo } from '../io.js';
+import { CodedError } from '../coded-error.js';
+import { callerPath, type CliIo } from '../io.js';
 import { archiveDest } from '../engine/output-targets.js';
-import { kilnRoot } from '../engine/cli-support.js';
+import { kilnRoot, withInterrupt } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 
+/** Codes of `kiln load`, `kiln pull` and `kiln tag` (the older image commands use EngineError's). */
+type ImagesErrorCode =
+  | 'KLN0870' // kiln load: the input is no usable image archive (not a tar, truncated, damaged, incomplete)
+  | 'KLN0871' // a name is not a valid image reference (in a loaded archive, kiln pull's REF, kiln tag's TARGET)
+  | 'KLN0872' // kiln load has nothing to read: standard input is a terminal, -i FILE cannot be read
+  | 'KLN0873'; // kiln pull: the registry could not give the image (unknown, unreachable, denied, no such platform)
+
+/** An error of `kiln load`, `kiln pull` or `kiln tag`: stable code, one-line message, hint. */
+class ImagesError extends CodedError<ImagesErrorCode> {
+  override readonly name = 'ImagesError';
+}
+
 /**
  * The images `kiln build -t NAME` keeps in the kiln root's image store: `kiln images` lists
  * them, `kiln push` sends one to its registry, `kiln save` writes an OCI or Docker tarball,
- * `kiln rmi` removes the name (the blobs go with the next `kiln prune`).
+ * `kiln rmi` removes the name (the blobs go with the next `kiln prune`). `kiln load` reads such
+ * tarballs back (and docker save's, skopeo's), `kiln pull` fetches an image from its registry as
+ * `FROM` would, `kiln tag` adds a name.
  */
 export function registerImages(program: Command, io: CliIo): void {
   const root = { flag: '--root <dir>', help: 'kiln state directory' } as const;
@@ -67,6 +99,27 @@ export function registerImages(program: Command, io: CliIo): void {
       }),
     );
   program
+    .command('load')
+    .description('load images from an OCI or Docker tarball (kiln save, docker save, skopeo; plain, gzip or zstd) into the kiln store')
+    .option('-i, --input <file>', 'tarball to read (default -: standard input, which must not be a terminal)', '-')
+    .option(root.flag, root.help)
+    .action((flags: { input: string; root?: string }) => withEngine(io, flags.root, (lease) => loadImages(lease, io, flags.input)));
+  program
+    .command('pull')
+    .description('pull an image from its registry into the kiln store (registry config, mirrors and credentials as for FROM)')
+    .argument('<ref>', 'image reference, e.g. busybox or localhost:5000/team/app:1')
+    .option('--platform <platform>', 'the platform to pull from a multi-platform image (default: this machine\'s)')
+    .option('--all-platforms', 'pull every platform of a multi-platform image')
+    .option(root.flag, root.help)
+    .action((ref: string, flags: { platform?: string; allPlatforms?: boolean; root?: string }) => withEngine(io, flags.root, (lease) => pullImage(lease, io, ref, flags)));
+  program
+    .command('tag')
+    .description('give an image of the kiln store another name')
+    .argument('<source>', 'image name in the store (or its digest, as kiln images prints it)')
+    .argument('<target>', 'the new name')
+    .option(root.flag, root.help)
+    .action((source: string, target: string, flags: { root?: string }) => withEngine(io, flags.root, (lease) => tagImage(lease, source, target)));
+  program
     .command('rmi')
     .description('remove image names from the kiln store')
     .argument('<names...>', 'image names')
@@ -80,6 +133,110 @@ export function registerImages(program: Command, io: CliIo): void {
         }
       }),
     );
+}
+
+/** `kiln load`: the images of an archive into the store, a `Loaded image` line each, as docker load. */
+async function loadImages(lease: EngineLease, io: CliIo, input: string): Promise<void> {
+  const source = await loadInput(io, input);
+  const loaded = await withInterrupt(io, async (signal) => {
+    // Marked as a build: a prune waits, so blobs stored before the names are set stay.
+    await lease.begin(signal);
+    return importImageArchive(source.bytes, { store: lease.engine.content, images: lease.engine.images, signal, name: source.name }).catch((e: unknown) => {
+      throw e instanceof ImageStoreError ? new ImagesError(e.code === 'REFERENCE_INVALID' ? 'KLN0871' : 'KLN0870', e.message, { hint: e.hint, cause: e }) : e;
+    });
+  });
+  for (const img of loaded) {
+    if (img.names.length === 0) io.stdout.write(`Loaded image ID: ${img.id}\n`);
+    for (const n of img.names) io.stdout.write(`Loaded image: ${n}\n`);
+  }
+}
+
+/** The bytes `kiln load` reads: the caller's stdin (never a terminal) or `-i FILE`. */
+async function loadInput(io: CliIo, input: string): Promise<{ readonly bytes: AsyncIterable<Uint8Array>; readonly name: string }> {
+  if (input === '-') {
+    if ((io.stdin as { isTTY?: boolean }).isTTY === true) {
+      throw new ImagesError('KLN0872', 'kiln load reads an archive from standard input, which is a terminal', { hint: 'pipe one in (docker save IMAGE | kiln load) or pass -i FILE' });
+    }
+    return { bytes: io.stdin, name: 'standard input' };
+  }
+  const path = callerPath(io, input);
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
+    throw new ImagesError('KLN0872', `-i ${input}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'give the path of an image tarball (docker save -o, skopeo copy … docker-archive:|oci-archive:, kiln save -o)' });
+  });
+  if (st.isDirectory()) {
+    throw new ImagesError('KLN0872', `-i ${input} is a directory`, { hint: `kiln load reads a tarball; pack an OCI layout directory on the way in: tar -C ${input} -cf - . | kiln load` });
+  }
+  return { bytes: createReadStream(path, { highWaterMark: 1 << 20 }), name: input };
+}
+
+/** `kiln pull`: the image into the store under REF's name, through the registry client FROM uses. */
+async function pullImage(lease: EngineLease, io: CliIo, reference: string, flags: { platform?: string; allPlatforms?: boolean }): Promise<void> {
+  const ref = parseName(reference, 'REF');
+  const name = formatReference(ref);
+  if (flags.platform !== undefined && flags.allPlatforms === true) {
+    throw new EngineError('KLN0707', '--platform and --all-platforms cannot be combined', { hint: 'pull one platform, or all of them' });
+  }
+  let platform: Platform | undefined = hostPlatform();
+  if (flags.allPlatforms === true) platform = undefined;
+  else if (flags.platform !== undefined) {
+    try {
+      platform = parsePlatform(flags.platform);
+    } catch (e) {
+      throw new EngineError('KLN0707', `invalid --platform "${flags.platform}"`, { hint: 'use os/arch[/variant], e.g. linux/arm64', cause: e });
+    }
+  }
+  const { engine } = lease;
+  let fetched = 0;
+  const before = await engine.images.get(name).catch(() => undefined);
+  const pulled = await withInterrupt(io, async (signal) => {
+    await lease.begin(signal);
+    return engine.credentials
+      .run(callerCredentials(io), () => engine.registry.pull(ref, engine.content, { platform, signal, onBlob: (_d, status) => void (status === 'done' && fetched++) }))
+      .catch((e: unknown) => {
+        throw e instanceof ImageStoreError ? new ImagesError('KLN0873', `pull ${name}: ${e.message}`, { hint: e.hint, cause: e }) : e;
+      });
+  });
+  await engine.images.put(name, plainDescriptor(pulled.descriptor));
+  // As docker pull: the digest, whether anything was new, and the name.
+  const fresh = fetched > 0 || before?.target.digest !== pulled.descriptor.digest;
+  io.stdout.write(`Digest: ${pulled.descriptor.digest}\nStatus: ${fresh ? 'Downloaded newer image' : 'Image is up to date'} for ${name}\n${name}\n`);
+}
+
+/** `kiln tag`: TARGET names the image SOURCE names (a name, or the digest `kiln images` shows). */
+async function tagImage({ engine }: EngineLease, source: string, target: string): Promise<void> {
+  const name = formatReference(parseName(target, 'TARGET'));
+  const rec = await findImage(engine.images, source).catch(async (e: unknown) => {
+    const byDigest = await findByDigest(engine.images, source);
+    if (byDigest === undefined) throw e;
+    return byDigest;
+  });
+  await engine.images.put(name, plainDescriptor(rec.target));
+}
+
+/** The record whose image digest is `given` (`sha256:…`, or a prefix of 12+ hex as `kiln images` prints), if exactly one image has it. */
+async function findByDigest(images: EngineLease['engine']['images'], given: string): Promise<ImageRecord | undefined> {
+  const hex = given.replace(/^sha256:/, '');
+  if (!/^[a-f0-9]{12,64}$/.test(hex)) return undefined;
+  const hits = (await images.list()).filter((r) => r.target.digest.slice('sha256:'.length).startsWith(hex));
+  if (new Set(hits.map((r) => r.target.digest)).size > 1) {
+    throw new EngineError('KLN0701', `${given} is the start of more than one image digest`, { hint: 'give more of the digest (kiln images --digests)' });
+  }
+  return hits[0];
+}
+
+function parseName(given: string, what: string): ReturnType<typeof parseReference> {
+  try {
+    return parseReference(given);
+  } catch (e) {
+    throw new ImagesError('KLN0871', `${what} "${given}" is not a valid image reference (${e instanceof Error ? e.message : String(e)})`, {
+      hint: 'use [HOST[:PORT]/]NAME[:TAG][@DIGEST], lowercase (e.g. busybox, localhost:5000/team/app:1)',
+      cause: e,
+    });
+  }
+}
+
+function plainDescriptor(d: Descriptor): Descriptor {
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
 async function withEngine(io: CliIo, root: string | undefined, fn: (lease: EngineLease) => Promise<void>): Promise<void> {

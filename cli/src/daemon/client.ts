@@ -2,6 +2,7 @@ import { lstatSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
+import { isatty } from 'node:tty';
 import { commandOf, DAEMON_COMMANDS, daemonSocketPath, Frame, FrameReader, frame, PROTOCOL_VERSION, trustedSocket, type Hello } from './protocol.js';
 
 /**
@@ -25,6 +26,8 @@ export async function runViaDaemon(argv: readonly string[], env: NodeJS.ProcessE
     argv,
     cwd: process.cwd(),
     env,
+    // isatty, not process.stdin: that getter opens a stream on fd 0 the client may never read.
+    stdin: { isTTY: isatty(0) },
     stdout: { isTTY: process.stdout.isTTY === true },
     stderr: {
       isTTY: process.stderr.isTTY === true,

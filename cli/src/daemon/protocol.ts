@@ -28,12 +28,14 @@ export interface Hello {
   readonly argv: readonly string[];
   readonly cwd: string;
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** Whether the client's stdin is a terminal (`kiln load` refuses to read one); absent from older clients. */
+  readonly stdin?: { readonly isTTY: boolean };
   readonly stdout: { readonly isTTY: boolean };
   readonly stderr: { readonly isTTY: boolean; readonly columns?: number; readonly rows?: number };
 }
 
 /** Commands the daemon serves (keep cli/bin/kiln-client.pl's list the same); the others always run in-process. */
-export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'bake', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi', 'llb', 'dump-llb', 'imagetools', 'rebase']);
+export const DAEMON_COMMANDS: ReadonlySet<string> = new Set(['build', 'bake', 'solve', 'du', 'prune', 'images', 'push', 'save', 'rmi', 'load', 'pull', 'tag', 'llb', 'dump-llb', 'imagetools', 'rebase']);
 
 /** Served commands that do not use the daemon's engine, so they are served for any `--root`. */
 export const ROOTLESS_COMMANDS: ReadonlySet<string> = new Set(['llb', 'dump-llb']);

@@ -252,7 +252,8 @@ class ClientRequest {
       giveUp: () => this.exit(130),
     };
     return {
-      stdin: this.#stdinIterable(),
+      // isTTY as on a process's stdin: `kiln load` refuses to read the client's terminal.
+      stdin: Object.assign(this.#stdinIterable(), { isTTY: hello.stdin?.isTTY === true }),
       // `once('drain')`: a command writing much to stdout (an archive) waits for the socket;
       // a client that went away releases it at once (its writes are dropped).
       stdout: { write: write(Frame.Stdout), isTTY: hello.stdout.isTTY, once: (event: string, listener: () => void) => this.#once(event, listener) } as CliIo['stdout'],
