@@ -17,7 +17,7 @@ import { boundingCapabilities, buildSpec, specJson, type OciMount } from './spec
 import { startSshProxy } from './ssh-proxy.js';
 import { LowerStatCache, type Stub } from './root-view.js';
 import { resolveUser } from './user.js';
-import { sealViaHelper, spawnViaHelper, warmProcessHelper } from './process-helper.js';
+import { onKilnGone, sealViaHelper, spawnViaHelper, warmProcessHelper } from './process-helper.js';
 import { RuncPrestarter, type PrestartedRunc, type RunDirs, type Started } from './prestart.js';
 import { processAlive } from '../api/process-alive.js';
 import type { Socket } from 'node:net';
@@ -501,6 +501,9 @@ export class RuncExecutor implements Executor {
     const { id, bundle } = run;
     // The spec holds the process environment: root-only.
     writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
+    // If this kiln is killed, the process helper stops the container (runc alone, in its own
+    // group, would keep it running), as for runs it starts itself and long-lived containers.
+    const drop = onKilnGone([this.#runc, '--root', this.#state, 'kill', id, 'KILL']);
     // Its own process group (as #start's fallback): kiln stops containers on Ctrl-C itself.
     const child = spawn(this.#runc, this.#runArgs(run), { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const exit = childExit(child, () => this.#missing());
@@ -555,6 +558,7 @@ export class RuncExecutor implements Executor {
       if (failed !== undefined) throw failed;
       return code;
     } finally {
+      drop?.();
       signal?.removeEventListener('abort', onAbort);
       stdio.stdin.unpipe(child.stdin);
     }

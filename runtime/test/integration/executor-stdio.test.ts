@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, test } from 'vitest';
@@ -167,5 +167,46 @@ describe('runc executor, stdio mode: edges', () => {
     const p = runStdio(['/no/such/frontend'], new PassThrough());
     await expect(p).rejects.toMatchObject({ code: 'EXEC_FAILED', message: expect.stringContaining('exec: "/no/such/frontend": stat /no/such/frontend: no such file or directory') });
     expect(await leftovers()).toEqual([]);
+  });
+});
+
+describe('runc executor, stdio mode, kiln killed', () => {
+  test('after its kiln process died (SIGKILL) the stream run\'s container is stopped, and recover() removes its state', { timeout: 120_000 }, async () => {
+    // The other process runs the compiled runtime: brought up to date first (one tsc at a time).
+    const repo = new URL('../../..', import.meta.url).pathname;
+    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
+    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const tag = String(100000 + Math.floor(Math.random() * 800000));
+    const snapshot = `killed${++counter}`;
+    await sb.snapshotter.prepare(snapshot, 'busybox');
+    // Another kiln process: a stream run (as an external frontend's container), then killed outright.
+    const script = `
+      const { PassThrough } = await import('node:stream');
+      const { LocalSnapshotter, RuncExecutor } = await import(${JSON.stringify(dist)});
+      const root = ${JSON.stringify(sb.root)};
+      const s = new LocalSnapshotter({ root });
+      const stdout = new PassThrough();
+      stdout.on('data', (d) => process.stdout.write(d));
+      void new RuncExecutor({ root }).run({ rootfs: await s.mounts(${JSON.stringify(snapshot)}), process: { args: ['sh', '-c', 'echo ready; exec sleep ${tag}'], env: ['PATH=/bin'] }, stdio: { stdin: new PassThrough(), stdout } });
+      setInterval(() => undefined, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => (d.toString().includes('ready') ? resolve() : undefined));
+        child.once('exit', (code) => reject(new Error(`the kiln child exited (${code}) before its container ran`)));
+      });
+      const sleepers = (): string => spawnSync('pgrep', ['-f', `sleep ${tag}`], { encoding: 'utf8' }).stdout.trim();
+      expect(sleepers()).not.toBe('');
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      // runc runs in its own process group: without the helper's runc kill the sleep runs on.
+      for (let i = 0; i < 500 && sleepers() !== ''; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(sleepers()).toBe('');
+      expect(await sb.executor.recover()).toBe(1);
+      expect(await leftovers()).toEqual([]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await sb.snapshotter.remove(snapshot);
+    }
   });
 });
