@@ -461,7 +461,13 @@ export class RuncExecutor implements Executor {
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted === true) onAbort();
     try {
-      const code = await child.exit;
+      const code = await child.exit.catch(async (e: unknown) => {
+        // The process helper died under this runc (killed alone): runc and its container run on
+        // with nobody to take the result, and the caller removes the bundle. Stop the container
+        // (delete -f kills it) before reporting; runc then exits by itself.
+        if ((e as { code?: unknown }).code === 'EHELPER') await this.#delete(id);
+        throw e;
+      });
       // Asked right away: the FIFO closes once this turn of the event loop is over.
       const unread = delivered?.configUnread() === true;
       // Kiln's work between this step and the next overlaps the next runc's start-up.
