@@ -125,6 +125,17 @@ describe('with a docker-registry', () => {
     expect(await runFrom(root, 'localhost/sk/bb:oci')).toMatch(/\/bin\/busybox\n$/);
   }, 180_000);
 
+  test('kiln pull reads the config file as FROM does: a docker.io name comes from its mirror', async () => {
+    const root = join(sb.dir, `mirror-root-${t}`);
+    expect((await kilnIn(['push', 'busybox', `${reg.host}/library/mirrored-${t}:1`, '--root', sb.root])).code).toBe(0);
+    const cfg = join(sb.dir, `mirror-${t}.toml`);
+    await writeFile(cfg, `[registry."docker.io"]\n  mirrors = ["${reg.host}"]\n`);
+    const r = await kiln(['--config', cfg, 'pull', `mirrored-${t}:1`, '--root', root]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(new RegExp(`^Digest: sha256:[a-f0-9]{64}\\nStatus: Downloaded newer image for docker\\.io/library/mirrored-${t}:1\\n`));
+    expect((await images(root)).has(`docker.io/library/mirrored-${t}:1`)).toBe(true);
+  }, 60_000);
+
   test('kiln pull: an image into an empty root, then a build FROM it with the registry stopped; a multi-platform index with --platform', async () => {
     const root = join(sb.dir, `pull-root-${t}`);
     const p = await kiln(['pull', bb, '--root', root]);

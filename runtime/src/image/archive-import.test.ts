@@ -226,6 +226,17 @@ describe('importImageArchive: bad archives name the entry and name nothing', () 
     expect(await images.list()).toEqual([]);
   });
 
+  test('an archive cut short inside a blob the store already has is named as truncated there', async () => {
+    const g = await good();
+    const whole = await tarOf(g.entries);
+    await importImageArchive(chunks(whole), { store, images });
+    await images.delete('docker.io/library/bad:1');
+    // The layer entry's header is at 0, its data from 512: cut in the middle of it.
+    const err = await importImageArchive(chunks(whole.subarray(0, 512 + Math.floor(g.layer.length / 2))), { store, images, name: 'in.tar' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'LAYOUT_INVALID', message: `in.tar is truncated: it ends in entry blobs/sha256/${sha(g.layer)}` });
+    expect(await images.list()).toEqual([]);
+  });
+
   test('the content GC removes what a failed load stored', async () => {
     const g = await good();
     // Everything but the layer: the manifest check fails after config and manifest are stored.
