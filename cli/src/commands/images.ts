@@ -151,9 +151,12 @@ async function loadImages(lease: EngineLease, io: CliIo, input: string): Promise
   }
 }
 
+const STDIN_PATHS: ReadonlySet<string> = new Set(['/dev/stdin', '/dev/fd/0', '/proc/self/fd/0']);
+
 /** The bytes `kiln load` reads: the caller's stdin (never a terminal) or `-i FILE`. */
 async function loadInput(io: CliIo, input: string): Promise<{ readonly bytes: AsyncIterable<Uint8Array>; readonly name: string }> {
-  if (input === '-') {
+  // The caller's stdin by its path too: under the daemon, the path would name the daemon's own.
+  if (input === '-' || STDIN_PATHS.has(input)) {
     if ((io.stdin as { isTTY?: boolean }).isTTY === true) {
       throw new ImagesError('KLN0872', 'kiln load reads an archive from standard input, which is a terminal', { hint: 'pipe one in (docker save IMAGE | kiln load) or pass -i FILE' });
     }

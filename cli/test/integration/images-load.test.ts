@@ -228,7 +228,8 @@ describe('kiln load from stdin', () => {
     try {
       for (const [i, launcher] of [`"${process.execPath}" "${kilnBin}"`, `"${join(repo, 'cli/bin/kiln')}"`].entries()) {
         expect((await kilnIn(['rmi', `stdin-${t}:a`, '--root', sb.root])).code).toBe(0);
-        const r = spawnSync('sh', ['-c', `gzip -c "${tarball}" | ${launcher} load --root "${sb.root}"`], { env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}` }, encoding: 'utf8' });
+        // -i /dev/stdin is the client's stdin too, not the daemon's.
+        const r = spawnSync('sh', ['-c', `gzip -c "${tarball}" | ${launcher} load ${i === 1 ? '-i /dev/stdin ' : ''}--root "${sb.root}"`], { env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}` }, encoding: 'utf8' });
         expect(r.stderr).toBe('');
         expect(r.stdout).toBe(`Loaded image: docker.io/library/stdin-${t}:a\n`);
         await waitFor(() => (daemon.log().match(/started load for client/g)?.length ?? 0) === i + 1);
