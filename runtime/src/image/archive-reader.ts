@@ -65,7 +65,7 @@ export async function readImageArchive(source: AsyncIterable<Uint8Array>, store:
   let current: string | undefined;
   let last: string | undefined;
   let head: Buffer | undefined;
-  // Sniffed on the first bytes, kept for the error message when the input is no tar.
+  // The first bytes: none is an empty input; bzip2's and xz's magic get their own message.
   const sniffing = (async function* () {
     for await (const c of source) {
       if (head === undefined) head = Buffer.from(c.subarray(0, 8));
