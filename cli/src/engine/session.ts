@@ -154,12 +154,23 @@ function isEncryptedKey(text: string): boolean {
   return raw.subarray(magic + 4, magic + 4 + len).toString('latin1') !== 'none';
 }
 
+/**
+ * What stops the ssh-agent `pid` serving from `dir` when kiln is gone: kills it only while that
+ * pid's argv still names `dir` (a process that took the pid over is left alone), then removes `dir`.
+ */
+export function agentStopCommand(pid: number, dir: string): string[] {
+  return ['sh', '-c', 'grep -qF -- "$1" "/proc/$0/cmdline" 2>/dev/null && kill "$0"; rm -rf "$1"', String(pid), dir];
+}
+
 async function startAgent(keys: readonly KeyFile[]): Promise<{ socket: string; stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-'));
   const socket = join(dir, 'agent.sock');
   const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
-  // If this kiln is killed, the process helper stops the agent (it holds the key) and removes its dir.
-  const drop = agent.pid === undefined ? undefined : onKilnGone(['sh', '-c', 'kill "$0"; rm -rf "$1"', String(agent.pid), dir]);
+  // If this kiln is killed, the process helper stops the agent (it holds the key) and removes its
+  // dir: only while that pid is still this agent (its argv names the dir), never a process that
+  // took the pid over after the agent died. An agent that ends drops the registration at once.
+  const drop = agent.pid === undefined ? undefined : onKilnGone(agentStopCommand(agent.pid, dir));
+  agent.once('exit', () => drop?.());
   const stop = async (): Promise<void> => {
     drop?.();
     if (agent.exitCode === null) agent.kill('SIGTERM');
