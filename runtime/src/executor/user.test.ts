@@ -22,8 +22,8 @@ describe('resolveUser', () => {
   });
 
   test('unknown names are USER_NOT_FOUND', async () => {
-    await expect(resolveUser(read, 'ghost')).rejects.toMatchObject({ code: 'USER_NOT_FOUND' });
-    await expect(resolveUser(read, 'app:ghosts')).rejects.toMatchObject({ code: 'USER_NOT_FOUND' });
+    await expect(resolveUser(read, 'ghost')).rejects.toMatchObject({ code: 'USER_NOT_FOUND', hint: expect.stringContaining('adduser -D ghost') as unknown });
+    await expect(resolveUser(read, 'app:ghosts')).rejects.toMatchObject({ code: 'USER_NOT_FOUND', hint: expect.stringContaining('addgroup ghosts') as unknown });
     await expect(resolveUser(async () => '', 'app')).rejects.toMatchObject({ code: 'USER_NOT_FOUND' });
   });
 

@@ -71,7 +71,9 @@ export async function resolveUser(read: RootFileReader, user: string | undefined
   const groups = needGroups ? parseGroup(await read('/etc/group')) : [];
   const entry = isNumeric(u) ? passwd.find((p) => p.uid === Number(u)) : passwd.find((p) => p.name === u);
   if (entry === undefined && !isNumeric(u)) {
-    throw new WorkerError('USER_NOT_FOUND', `unable to find user ${u}: no matching entries in passwd file`);
+    throw new WorkerError('USER_NOT_FOUND', `unable to find user ${u}: no matching entries in passwd file`, {
+      hint: `create the user in an earlier step (e.g. RUN adduser -D ${u}, or useradd ${u}), or give a numeric uid[:gid] (e.g. USER 1000:1000)`,
+    });
   }
   const uid = entry?.uid ?? Number(u);
   let gid = entry?.gid ?? 0;
@@ -79,7 +81,11 @@ export async function resolveUser(read: RootFileReader, user: string | undefined
     if (isNumeric(g)) gid = Number(g);
     else {
       const ge = groups.find((x) => x.name === g);
-      if (ge === undefined) throw new WorkerError('USER_NOT_FOUND', `unable to find group ${g}: no matching entries in group file`);
+      if (ge === undefined) {
+        throw new WorkerError('USER_NOT_FOUND', `unable to find group ${g}: no matching entries in group file`, {
+          hint: `create the group in an earlier step (e.g. RUN addgroup ${g}, or groupadd ${g}), or give a numeric gid (e.g. USER ${u}:1000)`,
+        });
+      }
       gid = ge.gid;
     }
   }
