@@ -10,9 +10,9 @@ export interface SshProxy {
 /**
  * Listens on `path` (owned by uid:gid with `mode`, so a non-root user in the container can use it)
  * and pipes each connection to `agent`: a socket path, or a function that names, for each new
- * connection, the agents to try in turn (BuildKit's sshforward asks its session group per
- * connection and goes to the next session when one fails), so a shared step keeps working when the
- * build whose agent it used first leaves, or its agent dies while the build is still attached. A
+ * connection, the agents to try in turn, so a shared step keeps working when the build whose agent
+ * it used first leaves, or its agent dies while the build is still attached (BuildKit picks one
+ * session's agent when the step's container starts and keeps it for the whole step). A
  * connection no agent takes is closed: the client in the container sees its agent refuse. The
  * agent itself never becomes visible in the container.
  */
