@@ -93,3 +93,18 @@ describe('importImageArchive: hostile archives', () => {
     for (const d of [a, b, c, img.manifest]) expect(store.reads.get(`sha256:${sha(d)}`) ?? 0).toBeLessThanOrEqual(1);
   });
 });
+
+describe('importImageArchive: blobs read into memory are bounded', () => {
+  test('index.json naming a blob past the manifest limit as a manifest is refused before it is read', async () => {
+    // A well-formed manifest padded past 4 MiB (a registry refuses those too); a layer named as a
+    // manifest was read whole into memory the same way, however many GB it had.
+    const img = await image('big\n');
+    const big = json({ ...(JSON.parse(img.manifest.toString()) as object), annotations: { pad: 'x'.repeat(5 * 1024 * 1024) } });
+    const archive = await tarOf([...[img.layer, img.config, big].map(blob), indexJson(big, MediaTypes.ociManifest)]);
+    const err = await importImageArchive(chunks(archive, 1 << 20), { store, images, name: 'in.tar' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANIFEST_INVALID' });
+    expect((err as Error).message).toMatch(new RegExp(`^in.tar: sha256:${sha(big)} \\(named by index.json as a manifest or index\\) has ${big.length} bytes`));
+    expect(store.reads.get(`sha256:${sha(big)}`)).toBeUndefined();
+    expect(await images.list()).toEqual([]);
+  });
+});

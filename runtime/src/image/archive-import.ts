@@ -8,7 +8,7 @@ import { readImageArchive, type ArchiveContents, type ReadImageArchiveOptions } 
 import type { ImageStore } from './image-store.js';
 import { jsonBytes, parseManifest } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
-import { detectMediaType, parseLayoutIndex } from './oci-layout-reader.js';
+import { detectMediaType, MAX_MANIFEST_SIZE, parseLayoutIndex } from './oci-layout-reader.js';
 import type { Descriptor } from './types.js';
 
 /** One image an archive held, as {@link importImageArchive} recorded it. */
@@ -30,6 +30,8 @@ export interface ImportImageArchiveOptions extends ReadImageArchiveOptions {
 }
 
 const INCOMPLETE = 'the archive is incomplete: save or copy it again (every blob of the image must be in it)';
+/** The most a config read into memory may have (manifests and indexes: {@link MAX_MANIFEST_SIZE}, as registries serve them). */
+const MAX_CONFIG_SIZE = 16 * 1024 * 1024;
 
 /**
  * `docker load` for kiln's image store: streams an OCI archive (oci-layout + index.json, as kiln
@@ -81,7 +83,7 @@ async function fromIndex(c: ArchiveContents, store: ContentStore, what: string):
     const size = await store.info(desc.digest).then((i) => i.size, () => undefined);
     if (size === undefined) throw new ImageStoreError('BLOB_NOT_FOUND', `${what}: index.json names ${desc.digest}, which the archive does not contain`, { hint: INCOMPLETE });
     if (size !== desc.size) throw new ImageStoreError('SIZE_MISMATCH', `${what}: index.json says ${desc.digest} has ${desc.size} bytes; the archive's has ${size}`, { hint: INCOMPLETE });
-    const mediaType = desc.mediaType !== '' ? desc.mediaType : detectMediaType(await store.readBlob(desc.digest));
+    const mediaType = desc.mediaType !== '' ? desc.mediaType : detectMediaType(await readSmallBlob(store, desc.digest, 'manifest', 'index.json', what));
     const root: Descriptor = { mediaType, digest: desc.digest, size: desc.size };
     const config = await checkComplete(store, root, 'index.json', what, 0, checked);
     const id = config ?? root.digest;
@@ -218,7 +220,7 @@ type Checked = Map<Digest, Digest | undefined>;
 async function checkComplete(store: ContentStore, desc: Descriptor, entry: string, what: string, depth: number, checked: Checked): Promise<Digest | undefined> {
   if (checked.has(desc.digest)) return checked.get(desc.digest);
   if (depth > 8) throw new ImageStoreError('MANIFEST_INVALID', `${what}: indexes nested too deeply under ${entry}`);
-  const bytes = await store.readBlob(desc.digest);
+  const bytes = await readSmallBlob(store, desc.digest, 'manifest', entry, what);
   const parsed = (() => {
     try {
       return parseManifest(bytes, desc.mediaType);
@@ -246,6 +248,21 @@ async function checkComplete(store: ContentStore, desc: Descriptor, entry: strin
   }
   checked.set(desc.digest, m.config.digest);
   return m.config.digest;
+}
+
+/**
+ * A manifest, index or config into memory, refused past its size limit before a byte is read: a
+ * descriptor can name any blob, a multi-GB layer included.
+ */
+async function readSmallBlob(store: ContentStore, digest: Digest, role: 'manifest' | 'config', namedBy: string, what: string): Promise<Buffer> {
+  const limit = role === 'config' ? MAX_CONFIG_SIZE : MAX_MANIFEST_SIZE;
+  const { size } = await store.info(digest);
+  if (size > limit) {
+    throw new ImageStoreError('MANIFEST_INVALID', `${what}: ${digest} (named by ${namedBy} as a${role === 'manifest' ? ' manifest or index' : ' config'}) has ${size} bytes; at most ${limit} are read`, {
+      hint: 'the archive is damaged or was not written by an image tool: save it again',
+    });
+  }
+  return store.readBlob(digest);
 }
 
 /** A name from the archive, normalised; REFERENCE_INVALID naming where it came from. */
