@@ -108,3 +108,51 @@ describe('importImageArchive: blobs read into memory are bounded', () => {
     expect(await images.list()).toEqual([]);
   });
 });
+
+describe('importImageArchive: a config that is no image config names nothing', () => {
+  const legacy = (config: Buffer, layer: Buffer): Promise<Buffer> =>
+    tarOf([
+      { name: 'l1/layer.tar', data: layer },
+      { name: `${sha(config)}.json`, data: config },
+      { name: 'manifest.json', data: JSON.stringify([{ Config: `${sha(config)}.json`, RepoTags: ['cfg:1'], Layers: ['l1/layer.tar'] }]) },
+    ]);
+  test.for([
+    ['docker save, config not JSON', async () => { const i = await image('a\n'); return legacy(Buffer.from('not json {'), i.layer); }, /the config sha256:[a-f0-9]{64} of manifest.json's cfg:1 is not JSON$/],
+    ['docker save, config a JSON list', async () => { const i = await image('a\n'); return legacy(Buffer.from('[1,2]'), i.layer); }, /of manifest.json's cfg:1 is not a JSON object$/],
+    [
+      'docker save, diff_id not the uncompressed layer',
+      async () => { const i = await image('a\n'); return legacy(json({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${sha('other')}`] } }), i.layer); },
+      new RegExp(`gives layer 1 the diff_id sha256:${sha('other')}, but that layer is uncompressed and its content is sha256:[a-f0-9]{64}$`),
+    ],
+    [
+      'OCI, two diff_ids for one layer',
+      async () => {
+        const i = await image('a\n');
+        const config = json({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${sha(i.layer)}`, `sha256:${sha(i.layer)}`] } });
+        const manifest = json({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: desc(MediaTypes.ociConfig, config), layers: [desc(MediaTypes.ociLayer, i.layer)] });
+        return tarOf([...[i.layer, config, manifest].map(blob), indexJson(manifest, MediaTypes.ociManifest)]);
+      },
+      /the config sha256:[a-f0-9]{64} of manifest sha256:[a-f0-9]{64} lists 2 layers \(rootfs.diff_ids\) for the manifest's 1$/,
+    ],
+  ] as const)('%s', async ([, make, message]) => {
+    const err = await importImageArchive(chunks(await make()), { store, images, name: 'in.tar' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANIFEST_INVALID' });
+    expect((err as Error).message).toMatch(/^in.tar: /);
+    expect((err as Error).message).toMatch(message);
+    expect(await images.list()).toEqual([]);
+  });
+
+  test('an image of no layers may have diff_ids null (Go) or none (moby); an artifact config is not read', async () => {
+    for (const rootfs of [{ type: 'layers', diff_ids: null }, { type: 'layers' }]) {
+      const config = json({ architecture: 'amd64', os: 'linux', rootfs });
+      const manifest = json({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: desc(MediaTypes.ociConfig, config), layers: [] });
+      const [got] = await importImageArchive(chunks(await tarOf([...[config, manifest].map(blob), indexJson(manifest, MediaTypes.ociManifest)])), { store, images });
+      expect(got?.id).toBe(`sha256:${sha(config)}`);
+    }
+    const art = Buffer.from('helm chart values, not JSON');
+    const manifest = json({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: desc('application/vnd.cncf.helm.config.v1+json', art), layers: [] });
+    const [got] = await importImageArchive(chunks(await tarOf([...[art, manifest].map(blob), indexJson(manifest, MediaTypes.ociManifest)])), { store, images });
+    expect(got?.descriptor.digest).toBe(`sha256:${sha(manifest)}`);
+    expect(store.reads.get(`sha256:${sha(art)}`)).toBeUndefined();
+  });
+});

@@ -134,10 +134,12 @@ async function fromDockerManifest(c: ArchiveContents, store: ContentStore, what:
       layers.push({ mediaType: await layerType(store, b.digest), digest: b.digest, size: b.size });
     }
     // Go's ocispec field order (mediaType, digest, size), as containerd's importer marshals it.
+    const configDesc: Descriptor = { mediaType: MediaTypes.dockerConfig, digest: config.digest, size: config.size };
+    await checkConfig(store, configDesc, layers, `manifest.json's ${label}`, what);
     const bytes = jsonBytes({
       schemaVersion: 2,
       mediaType: MediaTypes.dockerManifest,
-      config: { mediaType: MediaTypes.dockerConfig, digest: config.digest, size: config.size },
+      config: configDesc,
       layers,
     });
     const written = await store.writeBlob(bytes);
@@ -246,8 +248,38 @@ async function checkComplete(store: ContentStore, desc: Descriptor, entry: strin
       throw new ImageStoreError('BLOB_NOT_FOUND', `${what}: manifest ${desc.digest} (named by ${entry}) needs its ${role} ${d.digest}, which the archive does not contain`, { hint: INCOMPLETE });
     }
   }
+  await checkConfig(store, m.config, m.layers, `manifest ${desc.digest}`, what);
   checked.set(desc.digest, m.config.digest);
   return m.config.digest;
+}
+
+/**
+ * An image config is a JSON object with one `rootfs.diff_ids` entry per layer, and an uncompressed
+ * layer's digest is its diff_id, as `docker load` checks before it names anything: otherwise the
+ * image loads and only a build FROM it fails. Other config types (artifacts) are not images.
+ */
+async function checkConfig(store: ContentStore, config: Descriptor, layers: ReadonlyArray<Descriptor>, of: string, what: string): Promise<void> {
+  if (config.mediaType !== MediaTypes.ociConfig && config.mediaType !== MediaTypes.dockerConfig) return;
+  const bad = (why: string, cause?: unknown): ImageStoreError =>
+    new ImageStoreError('MANIFEST_INVALID', `${what}: the config ${config.digest} of ${of} ${why}`, { hint: 'the archive is damaged or was not written by an image tool: save it again', cause });
+  let v: unknown;
+  try {
+    v = JSON.parse((await readSmallBlob(store, config.digest, 'config', of, what)).toString('utf8'));
+  } catch (e) {
+    if (e instanceof ImageStoreError) throw e;
+    throw bad('is not JSON', e);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('is not a JSON object');
+  const rootfs = (v as Record<string, unknown>)['rootfs'];
+  // Go writes a nil slice as null, and moby omits an empty one: an image of no layers.
+  const ids: unknown = typeof rootfs === 'object' && rootfs !== null ? ((rootfs as Record<string, unknown>)['diff_ids'] ?? []) : undefined;
+  if (!Array.isArray(ids)) throw bad('has no rootfs.diff_ids list');
+  if (ids.length !== layers.length) throw bad(`lists ${ids.length} layer${ids.length === 1 ? '' : 's'} (rootfs.diff_ids) for the manifest's ${layers.length}`);
+  layers.forEach((l, i) => {
+    if ((l.mediaType === MediaTypes.dockerLayer || l.mediaType === MediaTypes.ociLayer) && ids[i] !== l.digest) {
+      throw bad(`gives layer ${i + 1} the diff_id ${String(ids[i])}, but that layer is uncompressed and its content is ${l.digest}`);
+    }
+  });
 }
 
 /**
