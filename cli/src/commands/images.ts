@@ -2,15 +2,20 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
+  compatiblePlatforms,
   exportDockerArchive,
+  formatPlatform,
   exportOciLayout,
   formatReference,
   hostPlatform,
   importImageArchive,
   ImageStoreError,
   isIndexMediaType,
+  parseImageConfig,
+  parseManifest,
   parsePlatform,
   parseReference,
+  platformEquals,
   pushImage,
   type ContentStore,
   type Descriptor,
@@ -200,9 +205,25 @@ async function pullImage(lease: EngineLease, io: CliIo, reference: string, flags
       });
   });
   await engine.images.put(name, plainDescriptor(pulled.descriptor));
+  if (flags.platform !== undefined && platform !== undefined) await warnOtherPlatform(engine.content, pulled.descriptor, name, platform, io);
   // As docker pull: the digest, whether anything was new, and the name.
   const fresh = fetched > 0 || before?.target.digest !== pulled.descriptor.digest;
   io.stdout.write(`Digest: ${pulled.descriptor.digest}\nStatus: ${fresh ? 'Downloaded newer image' : 'Image is up to date'} for ${name}\n${name}\n`);
+}
+
+/**
+ * `--platform` on an image of one manifest (no index to choose from) of another platform: kept,
+ * with docker pull's warning (a build FROM it with that --platform still runs it, as BuildKit
+ * does). containerd's `ctr pull --platform` takes it silently; docker says so, and so does kiln.
+ */
+async function warnOtherPlatform(store: ContentStore, desc: Descriptor, name: string, want: Platform, io: CliIo): Promise<void> {
+  if (isIndexMediaType(desc.mediaType)) return;
+  const parsed = parseManifest(await store.readBlob(desc.digest), desc.mediaType);
+  if (parsed.kind !== 'manifest') return;
+  const config = parseImageConfig(await store.readBlob(parsed.manifest.config.digest));
+  const actual: Platform = { os: config.os, architecture: config.architecture, ...(typeof config.variant === 'string' ? { variant: config.variant } : {}) };
+  if (compatiblePlatforms(want).some((p) => platformEquals(actual, p))) return;
+  io.stderr.write(`WARNING: image with reference ${name} was found but its platform (${formatPlatform(actual)}) does not match the specified platform (${formatPlatform(want)})\n`);
 }
 
 /** `kiln tag`: TARGET names the image SOURCE names (a name, or the digest `kiln images` shows). */

@@ -136,6 +136,21 @@ describe('with a docker-registry', () => {
     expect((await images(root)).has(`docker.io/library/mirrored-${t}:1`)).toBe(true);
   }, 60_000);
 
+  test('kiln pull --platform of another platform than a single-manifest image has: pulled and named, with docker pull\'s warning', async () => {
+    // busybox here is one manifest of the host's platform: no index to choose a platform from.
+    const root = join(sb.dir, `other-platform-${t}`);
+    const host = `${process.arch === 'arm64' ? 'linux/arm64' : 'linux/amd64'}`;
+    const other = host === 'linux/amd64' ? 'linux/arm64' : 'linux/amd64';
+    const r = await kilnIn(['pull', bb, '--platform', other, '--root', root]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe(`WARNING: image with reference ${bb} was found but its platform (${host}) does not match the specified platform (${other})\n`);
+    expect(r.stdout).toMatch(/^Digest: sha256:[a-f0-9]{64}\n/);
+    expect((await images(root)).has(bb)).toBe(true);
+    const same = await kilnIn(['pull', bb, '--platform', host, '--root', root]);
+    expect(same.code).toBe(0);
+    expect(same.stderr).toBe('');
+  }, 60_000);
+
   test('kiln pull: an image into an empty root, then a build FROM it with the registry stopped; a multi-platform index with --platform', async () => {
     const root = join(sb.dir, `pull-root-${t}`);
     const p = await kiln(['pull', bb, '--root', root]);
