@@ -180,7 +180,11 @@ export class GitSources {
 
   /** Makes `sha` present in the bare repository (a shallow fetch of the ref, or the commit). */
   async #fetch(git: GitRun, ref: string, sha: string): Promise<void> {
-    const have = await run(git, ['cat-file', '-e', `${sha}^{commit}`]).then(
+    // Present with everything it reaches (git's own connectivity check): a fetch cut off while
+    // git unpacked (Ctrl-C, a cancelled build) leaves the commit without its tree or blobs, and
+    // took for complete, the repository failed every later checkout. Objects reachable from a
+    // ref are complete (git moves refs last), so `--not --all` makes this one lookup there.
+    const have = await run(git, ['rev-list', '--quiet', '--objects', sha, '--not', '--all']).then(
       () => true,
       () => false,
     );
