@@ -100,7 +100,13 @@ function session(socket: Socket, hello: Hello): Promise<number | undefined> {
         case Frame.WantStdin:
           if (stdinStarted) break;
           stdinStarted = true;
-          process.stdin.on('data', (chunk: Buffer) => socket.write(frame(Frame.Stdin, chunk)));
+          // Read no faster than the daemon takes it (it stops reading past a few MB): a 2 GB
+          // `docker save | kiln load` must not end up in this process's memory either.
+          process.stdin.on('data', (chunk: Buffer) => {
+            if (socket.write(frame(Frame.Stdin, chunk))) return;
+            process.stdin.pause();
+            socket.once('drain', () => process.stdin.resume());
+          });
           process.stdin.once('end', () => socket.write(frame(Frame.StdinEnd)));
           break;
         case Frame.Exit:

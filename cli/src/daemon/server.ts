@@ -212,6 +212,10 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
+/** Client stdin the daemon holds for a command at most (about): past it, the client waits. */
+const STDIN_HIGH = 8 * 1024 * 1024;
+const STDIN_LOW = 1024 * 1024;
+
 /**
  * One client connection: its streams, stdin on demand, interrupts and the exit frame. A signal
  * (or the client going away) that comes before the command listens for interrupts is kept and
@@ -220,6 +224,9 @@ function answers(path: string): Promise<boolean> {
 class ClientRequest {
   readonly #socket: Socket;
   readonly #stdin: Buffer[] = [];
+  /** Bytes in #stdin; past STDIN_HIGH the socket is paused until the command took them down to STDIN_LOW. */
+  #stdinBytes = 0;
+  #paused = false;
   #stdinEnded = false;
   #stdinWanted = false;
   #wake: (() => void) | undefined;
@@ -288,6 +295,8 @@ class ClientRequest {
       if (this.#interrupted !== undefined) throw new EngineError('KLN0705', `interrupted (${this.#interrupted}) while reading standard input`);
       const chunk = this.#stdin.shift();
       if (chunk !== undefined) {
+        this.#stdinBytes -= chunk.length;
+        if (this.#paused && this.#stdinBytes <= STDIN_LOW) this.#resume();
         yield chunk;
         continue;
       }
@@ -297,10 +306,23 @@ class ClientRequest {
   }
 
   onFrame(kind: number, payload: Buffer): void {
-    if (kind === Frame.Stdin) this.#stdin.push(payload);
-    else if (kind === Frame.StdinEnd) this.#stdinEnded = true;
+    if (kind === Frame.Stdin) {
+      this.#stdin.push(payload);
+      this.#stdinBytes += payload.length;
+      // The client sends its stdin as fast as it reads it: a slower command (kiln load into a busy
+      // disk) would otherwise hold the whole archive in the daemon's memory.
+      if (!this.#paused && this.#stdinBytes > STDIN_HIGH) {
+        this.#paused = true;
+        this.#socket.pause();
+      }
+    } else if (kind === Frame.StdinEnd) this.#stdinEnded = true;
     else if (kind === Frame.Signal) this.#interrupt(payload.toString('utf8'));
     this.#wakeStdin();
+  }
+
+  #resume(): void {
+    this.#paused = false;
+    this.#socket.resume();
   }
 
   #interrupt(sig: string): void {
@@ -329,6 +351,9 @@ class ClientRequest {
   exit(code: number): void {
     if (this.#finished) return;
     this.#finished = true;
+    // Stdin the command left unread is dropped; the socket reads on, so the client's close is seen.
+    this.#stdin.length = 0;
+    if (this.#paused) this.#resume();
     this.#socket.end(frame(Frame.Exit, String(code)));
   }
 }
