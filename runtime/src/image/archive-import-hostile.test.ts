@@ -38,12 +38,15 @@ async function* chunks(b: Buffer, size = 7000): AsyncIterable<Uint8Array> {
 }
 
 /** The real store, counting whole-blob reads by digest (what a check costs). */
-class CountingStore extends ContentStore {
-  readonly reads = new Map<string, number>();
-  override async readBlob(digest: Digest): Promise<Buffer> {
-    this.reads.set(digest, (this.reads.get(digest) ?? 0) + 1);
-    return super.readBlob(digest);
-  }
+async function countingStore(root: string): Promise<{ store: ContentStore; reads: Map<string, number> }> {
+  const store = await ContentStore.open(root);
+  const reads = new Map<string, number>();
+  const readBlob = store.readBlob.bind(store);
+  store.readBlob = async (digest: Digest): Promise<Buffer> => {
+    reads.set(digest, (reads.get(digest) ?? 0) + 1);
+    return readBlob(digest);
+  };
+  return { store, reads };
 }
 
 const blob = (b: Buffer): Entry => ({ name: `blobs/sha256/${sha(b)}`, data: b });
@@ -65,12 +68,12 @@ async function image(content: string): Promise<{ layer: Buffer; config: Buffer; 
 }
 
 let root: string;
-let store: CountingStore;
+let store: ContentStore;
+let reads: Map<string, number>;
 let images: ImageStore;
 beforeEach(async () => {
   root = await mkdtemp(join(tmpdir(), 'kiln-load-hostile-'));
-  await ContentStore.open(root); // makes the store's directories
-  store = new (CountingStore as unknown as new (root: string) => CountingStore)(root);
+  ({ store, reads } = await countingStore(root));
   images = await ImageStore.open(root);
 });
 afterEach(async () => {
@@ -90,7 +93,7 @@ describe('importImageArchive: hostile archives', () => {
     const [got] = await importImageArchive(chunks(archive), { store, images });
     expect(got?.descriptor.digest).toBe(`sha256:${sha(a)}`);
     expect((await images.get('docker.io/library/hostile:1'))?.target.digest).toBe(`sha256:${sha(a)}`);
-    for (const d of [a, b, c, img.manifest]) expect(store.reads.get(`sha256:${sha(d)}`) ?? 0).toBeLessThanOrEqual(1);
+    for (const d of [a, b, c, img.manifest]) expect(reads.get(`sha256:${sha(d)}`) ?? 0).toBeLessThanOrEqual(1);
   });
 });
 
@@ -104,7 +107,7 @@ describe('importImageArchive: blobs read into memory are bounded', () => {
     const err = await importImageArchive(chunks(archive, 1 << 20), { store, images, name: 'in.tar' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'MANIFEST_INVALID' });
     expect((err as Error).message).toMatch(new RegExp(`^in.tar: sha256:${sha(big)} \\(named by index.json as a manifest or index\\) has ${big.length} bytes`));
-    expect(store.reads.get(`sha256:${sha(big)}`)).toBeUndefined();
+    expect(reads.get(`sha256:${sha(big)}`)).toBeUndefined();
     expect(await images.list()).toEqual([]);
   });
 });
@@ -153,6 +156,6 @@ describe('importImageArchive: a config that is no image config names nothing', (
     const manifest = json({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: desc('application/vnd.cncf.helm.config.v1+json', art), layers: [] });
     const [got] = await importImageArchive(chunks(await tarOf([...[art, manifest].map(blob), indexJson(manifest, MediaTypes.ociManifest)])), { store, images });
     expect(got?.descriptor.digest).toBe(`sha256:${sha(manifest)}`);
-    expect(store.reads.get(`sha256:${sha(art)}`)).toBeUndefined();
+    expect(reads.get(`sha256:${sha(art)}`)).toBeUndefined();
   });
 });
