@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalSnapshotter } from '@kiln/runtime';
@@ -163,6 +164,39 @@ describe('snapshots of killed kiln processes', () => {
     await until('the agent to stop', () => agents().length === 0, 10_000);
     await until('its directory to go', () => readdirSync(tmp).filter((n) => n.startsWith('kiln-ssh-')).length === 0, 10_000);
   }, 120_000);
+
+  test('SIGKILL while a git source is fetched: git and what it started stop with it (they run in their own process group)', async () => {
+    // A git:// server that accepts and never answers: `git ls-remote` waits on it for ever.
+    const held: Socket[] = [];
+    const server = createServer((c) => {
+      held.push(c);
+      c.resume(); // read (and drop) what git sends, so that its end is seen
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const t = token();
+      const ctx = await context({ Dockerfile: `FROM busybox\nADD git://127.0.0.1:${port}/repo-${t}.git /src\n` });
+      // git names the remote `origin` (its URL is in the bare repository's config, under the root).
+      const gits = (): string[] =>
+        processesMatching('git ls-remote').filter((l) => {
+          try {
+            return readlinkSync(`/proc/${l.split(' ')[0] ?? ''}/cwd`).startsWith(sb.root);
+          } catch {
+            return false;
+          }
+        });
+      const killed = startKiln(['build', ctx, '--root', sb.root, '--progress', 'quiet']);
+      await until('git to connect', () => held.length > 0 && gits().length > 0, 30_000);
+      await sigkill(killed);
+      await until('git to stop', () => gits().length === 0, 10_000);
+      // and its connection with it
+      await until('the connection to close', () => held.every((c) => c.readableEnded), 10_000);
+    } finally {
+      for (const c of held) c.destroy();
+      server.close();
+    }
+  });
 
   test('SIGKILL in an --invoke on-error shell: the failed state and the shell\'s container snapshot are removed by the next build', async () => {
     const t = token();

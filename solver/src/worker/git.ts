@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, 
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { SourceOp } from '@kiln/llb-core';
+import { onKilnGone } from '@kiln/runtime';
 import { SolverError } from '../errors.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
@@ -428,16 +429,22 @@ function runOnce(git: GitRun, args: readonly string[], cwd: string | undefined, 
     // ends git's ssh too: killing git alone leaves ssh connected to the server for a build that
     // is gone, until the server ends it. SIGTERM lets git remove its lock files.
     const child = spawn('git', args, { env, cwd: cwd ?? git.gitDir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own group also means nothing ends it when kiln is SIGKILLed: the process helper does
+    // (SIGTERM to the group; `exit 0` so that a group already gone is not retried, its id possibly
+    // reused). Dropped as soon as git has ended.
+    const drop = child.pid === undefined ? undefined : onKilnGone(['sh', '-c', 'kill -TERM "-$0" 2>/dev/null; exit 0', String(child.pid)]);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.once('error', (e: NodeJS.ErrnoException) => {
+      drop?.();
       signal?.removeEventListener('abort', stop);
       if (e.code === 'ENOENT') reject(new SolverError('SOLVER_GIT_FAILED', 'git is not installed', { hint: 'apt-get install -y git' }));
       else reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${e.message}`));
     });
     child.once('close', (code, sig) => {
+      drop?.();
       signal?.removeEventListener('abort', stop);
       const stdout = Buffer.concat(out).toString('utf8');
       if (code === 0) return resolve(stdout);
