@@ -302,14 +302,25 @@ async function listImages({ engine }: EngineLease, io: CliIo, full: boolean): Pr
   for (const r of rows) io.stdout.write(`${r.name.padEnd(w)}  ${r.digest.padEnd(dw)}  ${r.size.padStart(10)}  ${r.created}\n`);
 }
 
-/** Config and layer bytes of an image (each platform of an index counted), from the store's manifests. */
-async function imageSize(store: ContentStore, desc: Descriptor, depth = 0): Promise<number> {
-  if (depth > 4 || !(await store.has(desc.digest))) return 0;
+/**
+ * Config and layer bytes of an image (each platform of an index counted), from the store's
+ * manifests: each blob once, and each manifest or index read once however often indexes name it.
+ */
+export async function imageSize(store: ContentStore, desc: Descriptor, depth = 0, seen = new Set<string>()): Promise<number> {
+  if (depth > 4 || seen.has(desc.digest)) return 0;
+  seen.add(desc.digest);
+  if (!(await store.has(desc.digest))) return 0;
   const doc = JSON.parse((await store.readBlob(desc.digest)).toString('utf8')) as { manifests?: Descriptor[]; layers?: Descriptor[]; config?: Descriptor };
   if (Array.isArray(doc.manifests)) {
     let total = 0;
-    for (const m of doc.manifests) total += await imageSize(store, m, depth + 1);
+    for (const m of doc.manifests) total += await imageSize(store, m, depth + 1, seen);
     return total;
   }
-  return (doc.config?.size ?? 0) + (doc.layers ?? []).reduce((n, l) => n + l.size, 0);
+  let total = 0;
+  for (const b of [...(doc.config === undefined ? [] : [doc.config]), ...(doc.layers ?? [])]) {
+    if (seen.has(b.digest)) continue;
+    seen.add(b.digest);
+    total += b.size;
+  }
+  return total;
 }

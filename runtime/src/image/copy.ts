@@ -80,7 +80,13 @@ export function storeProvider(store: ContentStore, fetcher: BlobFetcher): BlobPr
  */
 export async function listImageBlobs(fetcher: BlobFetcher, store: ContentStore, root: Descriptor): Promise<Descriptor[]> {
   const out = new Map<string, Descriptor>();
+  // Each manifest or index once: an index may name one child many times, at every level, and a
+  // walk per path would read the leaves (fan-out)^depth times (a few KB of JSON, a prune that
+  // never ends while it holds the GC lock).
+  const seen = new Set<string>();
   const visit = async (desc: Descriptor, depth: number): Promise<void> => {
+    if (seen.has(desc.digest)) return;
+    seen.add(desc.digest);
     if (depth > 8) throw new ImageStoreError('MANIFEST_INVALID', 'indexes nested too deeply');
     const parsed = parseManifest(await fetcher.fetch(desc), desc.mediaType);
     if (parsed.kind === 'index') {
