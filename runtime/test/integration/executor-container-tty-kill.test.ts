@@ -1,9 +1,9 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { ExecProcess } from '@kiln/runtime';
-import { useExecutorSandbox } from './executor-helpers.js';
+import { compiledRuntime, useExecutorSandbox } from './executor-helpers.js';
 
 // A tty process's runc (`runc run` or `runc exec` on the pty relay's terminal) takes the
 // container's terminal from its last init stage over a socket it holds both ends of. When that
@@ -130,9 +130,7 @@ function killLeftovers(id: string): void {
 
 describe('tty processes of long-lived containers whose container dies while an exec starts', () => {
   test('kiln killed (SIGKILL) while a tty exec starts: runc run, runc exec, the pty relays and the container are all gone in seconds; recover() removes the state', { timeout: 120_000 }, async () => {
-    const repo = new URL('../../..', import.meta.url).pathname;
-    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
-    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const dist = compiledRuntime();
     const tag = String(100000 + Math.floor(Math.random() * 800000));
     // Another kiln process: a tty init, a tty shell exec'd beside it, then short tty execs one
     // after another until it is killed.

@@ -1,10 +1,10 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { ContainerRequest, ExecContainer } from '@kiln/runtime';
-import { useExecutorSandbox } from './executor-helpers.js';
+import { compiledRuntime, useExecutorSandbox } from './executor-helpers.js';
 
 // Long-lived containers (ExecContainer) over real runc: the init via `runc run`, more processes
 // via `runc exec`, signals, and a release that leaves nothing behind.
@@ -203,9 +203,7 @@ describe('runc executor, long-lived containers', () => {
   test('after its kiln process died (SIGKILL), the container is stopped and recover() removes its state', { timeout: 120_000 }, async () => {
     // The other process runs the compiled runtime: brought up to date first (incremental; one
     // tsc at a time, as the CLI tests build).
-    const repo = new URL('../../..', import.meta.url).pathname;
-    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
-    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const dist = compiledRuntime();
     const tag = String(100000 + Math.floor(Math.random() * 800000));
     // Another kiln process: a container with an init and an exec'd process, then killed outright.
     const script = `

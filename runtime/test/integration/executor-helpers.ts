@@ -68,3 +68,14 @@ export function useExecutorSandbox(prefix: string): ExecutorSandbox {
     },
   };
 }
+
+/**
+ * The compiled runtime's entry (`dist/index.js` as a file URL), brought up to date first, for a
+ * test that runs the runtime in another process (one it then kills): incremental, one tsc at a
+ * time, as the CLI tests build.
+ */
+export function compiledRuntime(): string {
+  const repo = new URL('../../..', import.meta.url).pathname;
+  execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
+  return new URL('../../dist/index.js', import.meta.url).href;
+}

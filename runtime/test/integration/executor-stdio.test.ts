@@ -1,10 +1,10 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import type { ExecRequest, OutputLine } from '@kiln/runtime';
 import { mountsUnder } from '../../src/snapshot/mount.js';
-import { useExecutorSandbox } from './executor-helpers.js';
+import { compiledRuntime, useExecutorSandbox } from './executor-helpers.js';
 
 const sb = useExecutorSandbox('kiln-exec-stdio-');
 let counter = 0;
@@ -173,9 +173,7 @@ describe('runc executor, stdio mode: edges', () => {
 describe('runc executor, stdio mode, kiln killed', () => {
   test('after its kiln process died (SIGKILL) the stream run\'s container is stopped, and recover() removes its state', { timeout: 120_000 }, async () => {
     // The other process runs the compiled runtime: brought up to date first (one tsc at a time).
-    const repo = new URL('../../..', import.meta.url).pathname;
-    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
-    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const dist = compiledRuntime();
     const tag = String(100000 + Math.floor(Math.random() * 800000));
     const snapshot = `killed${++counter}`;
     await sb.snapshotter.prepare(snapshot, 'busybox');

@@ -1,7 +1,7 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { useExecutorSandbox } from './executor-helpers.js';
+import { compiledRuntime, useExecutorSandbox } from './executor-helpers.js';
 
 // The process helper killed alone (the OOM killer, a `pkill perl`) while kiln runs on: what kiln
 // registered with it (`runc kill` of a long-lived container) died with it, and kiln started no
@@ -36,9 +36,7 @@ function withArg(arg: string): number[] {
 
 describe('the process helper killed alone', () => {
   test('kiln starts another and registers its containers with it again: a kiln killed later leaves no container running, of before or after', { timeout: 120_000 }, async () => {
-    const repo = new URL('../../..', import.meta.url).pathname;
-    execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
-    const dist = new URL('../../dist/index.js', import.meta.url).href;
+    const dist = compiledRuntime();
     const tag = String(100000 + Math.floor(Math.random() * 800000));
     // A container, then (told on stdin, once the test killed the helper) a second one.
     const script = `
