@@ -157,11 +157,9 @@ export class Gateway {
     const near = nearFrontendName(name, this.#registry.names());
     const hint = near === undefined ? e.hint : `did you mean ${near}? (built in, no image needed)`;
     const origin = selected.origin;
-    if (typeof origin === 'object') {
-      return new GatewayError(e.code, `# syntax=${name}: not a built-in frontend, and its image cannot be resolved`, { ...(hint === undefined ? {} : { hint }), cause: e.cause, location: { file: origin.file, line: origin.line, column: 1 } });
-    }
-    const via = origin === 'build-arg' ? `--build-arg BUILDKIT_SYNTAX=${name}` : `--frontend ${name}`;
-    return new GatewayError(e.code, `${via}: not a built-in frontend, and its image cannot be resolved`, { ...(hint === undefined ? {} : { hint }), cause: e.cause });
+    const options = { ...(hint === undefined ? {} : { hint }), cause: e.cause };
+    if (typeof origin === 'object') return new GatewayError(e.code, e.message, { ...options, location: { file: origin.file, line: origin.line, column: 1 } });
+    return new GatewayError(e.code, `${e.message} (named by ${origin === 'build-arg' ? '--build-arg BUILDKIT_SYNTAX' : '--frontend'})`, options);
   }
 
   /**

@@ -181,7 +181,8 @@ test('an image that does not exist fails clearly', async () => {
   await writeTree(ctx, { Dockerfile: multiStageDockerfile(`# syntax=${missing}`, t), 'hello.txt': 'x\n' });
   const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain']);
   expect(r.code).toBe(1);
-  expect(r.stderr).toContain(`error KLN0607: cannot resolve frontend image ${missing}`);
+  // At the directive, with its line and a caret (the frontend name is the Dockerfile's first line).
+  expect(r.stderr).toContain(`error KLN0607: Dockerfile:1:1: cannot resolve frontend image ${missing}\n  1 | # syntax=${missing}\n    | ^\n`);
 }, 300_000);
 
 test('Ctrl-C while the frontend runs: exit 130, its container is killed, nothing of it stays', async () => {

@@ -316,21 +316,21 @@ describe('gateway.v0: routing', () => {
     const inputs = new Map([['context', await scratch().marshal()]]);
     await expect(build(backend, {}, { frontend: 'dockerfile.v0', inputs })).rejects.toMatchObject({
       code: 'KLN0607',
-      message: '# syntax=docker.io/docker/dockerfil:1.7: not a built-in frontend, and its image cannot be resolved',
+      message: 'cannot resolve frontend image docker.io/docker/dockerfil:1.7',
       location: { file: 'Dockerfile', line: 2, column: 1 },
       hint: 'did you mean docker/dockerfile:1.7? (built in, no image needed)',
     });
     await expect(build(backend, {}, { frontend: 'dockerfile.v1', inputs })).rejects.toMatchObject({
-      message: '--frontend dockerfile.v1: not a built-in frontend, and its image cannot be resolved',
+      message: 'cannot resolve frontend image dockerfile.v1 (named by --frontend)',
       hint: 'did you mean dockerfile.v0? (built in, no image needed)',
     });
     await expect(build(backend, { 'build-arg:BUILDKIT_SYNTAX': 'dockerfile.v' }, { frontend: 'dockerfile.v0', inputs })).rejects.toMatchObject({
-      message: '--build-arg BUILDKIT_SYNTAX=dockerfile.v: not a built-in frontend, and its image cannot be resolved',
+      message: 'cannot resolve frontend image dockerfile.v (named by --build-arg BUILDKIT_SYNTAX)',
       hint: 'did you mean dockerfile.v0? (built in, no image needed)',
     });
     // Not near any built-in name: the resolver's own hint stays, the place is still named.
     const far = build(backend, {}, { frontend: IMAGE, inputs });
-    await expect(far).rejects.toMatchObject({ message: `--frontend ${IMAGE}: not a built-in frontend, and its image cannot be resolved` });
+    await expect(far).rejects.toMatchObject({ message: `cannot resolve frontend image ${IMAGE} (named by --frontend)` });
     await expect(far).rejects.toSatisfy((e: { hint?: string; cause?: unknown }) => e.hint?.startsWith('push the frontend image') === true && e.cause instanceof Error);
   });
 
