@@ -56,8 +56,9 @@ export function registerImages(program: Command, io: CliIo): void {
     .command('images')
     .description('list the images in the kiln image store')
     .option('--digests', 'show full digests')
+    .option('-a, --all', 'also list the digest-pinned names (REPO@sha256:…) that FROM records beside a tagged name of the same image')
     .option(root.flag, root.help)
-    .action((flags: { digests?: boolean; root?: string }) => withEngine(io, flags.root, (lease) => listImages(lease, io, flags.digests === true)));
+    .action((flags: { digests?: boolean; all?: boolean; root?: string }) => withEngine(io, flags.root, (lease) => listImages(lease, io, flags.digests === true, flags.all === true)));
   program
     .command('push')
     .description('push an image of the kiln store to its registry (or to TARGET)')
@@ -285,8 +286,13 @@ async function findImage(images: EngineLease['engine']['images'], name: string):
   return rec;
 }
 
-async function listImages({ engine }: EngineLease, io: CliIo, full: boolean): Promise<void> {
-  const recs = (await engine.images.list()).sort((a, b) => a.name.localeCompare(b.name));
+async function listImages({ engine }: EngineLease, io: CliIo, full: boolean, all: boolean): Promise<void> {
+  const every = (await engine.images.list()).sort((a, b) => a.name.localeCompare(b.name));
+  // A build pins each FROM as REPO@DIGEST in the store; beside a tagged name of the same image that
+  // row says nothing new (docker images lists digests with --digests, not as rows of their own).
+  const repo = (name: string): string => (name.lastIndexOf(':') > name.lastIndexOf('/') ? name.slice(0, name.lastIndexOf(':')) : name);
+  const tagged = new Set(every.filter((r) => !r.name.includes('@')).map((r) => `${repo(r.name)}@${r.target.digest}`));
+  const recs = all ? every : every.filter((r) => !tagged.has(r.name));
   const rows = await Promise.all(
     recs.map(async (r) => ({
       name: r.name,

@@ -22,6 +22,13 @@ test('an image built with -t is listed, saved as OCI and Docker tarballs, pushed
   const list = await runKiln(sb, ['images', '--root', sb.root, '--digests']);
   expect(list.code).toBe(0);
   expect(list.stdout).toMatch(new RegExp(`^docker\\.io/library/app-${t}:1\\s+${digest ?? ''}\\s+\\S+ ?[kKMG]?B`, 'm'));
+  // The FROM pinned busybox as busybox@DIGEST in the store: beside busybox:latest that row is
+  // listed only with --all.
+  expect(list.stdout).toMatch(/^docker\.io\/library\/busybox:latest\s/m);
+  expect(list.stdout).not.toContain('docker.io/library/busybox@sha256:');
+  const every = await runKiln(sb, ['images', '--root', sb.root, '--all']);
+  expect(every.stdout).toMatch(/^docker\.io\/library\/busybox@sha256:[a-f0-9]{64}\s/m);
+  expect(every.stdout).toContain(`docker.io/library/app-${t}:1`);
 
   const oci = join(sb.dir, `img-${t}.oci.tar`);
   expect((await runKiln(sb, ['save', `app-${t}:1`, '-o', oci, '--root', sb.root])).code).toBe(0);
