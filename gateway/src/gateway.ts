@@ -221,15 +221,10 @@ export class Gateway {
  * (`docker.io/docker/dockerfil:1` is near `docker/dockerfile`, whose tag is kept).
  */
 function nearFrontendName(ref: string, names: readonly string[]): string | undefined {
-  let repo = ref.trim();
-  const at = repo.indexOf('@');
-  if (at >= 0) repo = repo.slice(0, at);
-  for (const prefix of ['docker.io/', 'index.docker.io/', 'registry-1.docker.io/']) {
-    if (repo.startsWith(prefix)) repo = repo.slice(prefix.length);
-  }
-  const colon = repo.lastIndexOf(':');
-  const tag = colon > repo.lastIndexOf('/') ? repo.slice(colon) : '';
-  if (tag !== '') repo = repo.slice(0, colon);
+  const name = canonicalFrontendName(ref);
+  const colon = name.lastIndexOf(':');
+  const tag = colon > name.lastIndexOf('/') ? name.slice(colon) : '';
+  const repo = tag === '' ? name : name.slice(0, colon);
   const near = suggest(repo, [...names.filter((n) => n !== GATEWAY_FRONTEND), 'docker/dockerfile']);
   return near === undefined ? undefined : near === 'docker/dockerfile' ? `${near}${tag}` : near;
 }
