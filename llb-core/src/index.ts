@@ -175,3 +175,4 @@ export { cleanPath, joinPath } from './state/paths.js';
 // frontend (the ignore file, the CopyIgnoredFile check) and the solver (local context walks).
 export { PatternMatcher, Pattern, matches, matchesOrParentMatches, NO_MATCH_INFO, type MatchInfo } from './patternmatcher/pattern-matcher.js';
 export { parseDockerignore } from './patternmatcher/ignorefile.js';
+export { suggest } from './suggest.js';

@@ -8,6 +8,7 @@
 import { builtinModules } from 'node:module';
 import { posix, resolve } from 'node:path';
 import type { Message, Plugin, PluginBuild } from 'esbuild';
+import { suggest } from '@kiln/llb-core';
 import * as dslApi from '../dsl/index.js';
 import { TsDslError } from '../errors.js';
 import { packageModule, requirePackage } from './package-files.js';
@@ -129,37 +130,11 @@ function dslImportError(text: string | undefined, dsl: string): { message: strin
   const m = /^No matching export in "([^"]+)" for import "([^"]+)"$/.exec(text ?? '');
   if (m === null || resolve(m[1] ?? '') !== dsl) return undefined;
   const name = m[2] ?? '';
-  const near = closest(name, Object.keys(dslApi));
+  const near = suggest(name, Object.keys(dslApi));
   return {
     message: `"kiln" has no export "${name}"${near === undefined ? '' : ` (did you mean ${near}?)`}`,
     hint: near === undefined ? 'docs/ts-dsl.md lists what "kiln" exports' : `import { ${near} } from "kiln"`,
   };
-}
-
-/** The candidate at most max(1, length/3) edits from `value` (case-insensitive), if one is. */
-function closest(value: string, candidates: readonly string[]): string | undefined {
-  const v = value.toLowerCase();
-  let best: string | undefined;
-  let bestD = Math.max(1, Math.floor(v.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = editDistance(v, c.toLowerCase());
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return best;
-}
-
-/** Levenshtein distance where a swap of two neighbours counts as one edit. */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  const at = (i: number, j: number): number => d[i]?.[j] ?? 0;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      let v = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, at(i - 2, j - 2) + 1);
-      (d[i] as number[])[j] = v;
-    }
-  }
-  return at(a.length, b.length);
 }
 
 type Esbuild = typeof import('esbuild');
