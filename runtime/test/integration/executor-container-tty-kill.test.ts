@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import type { ExecProcess } from '@kiln/runtime';
-import { compiledRuntime, useExecutorSandbox } from './executor-helpers.js';
+import { compiledRuntime, processesWithArg, readOrEmpty, useExecutorSandbox } from './executor-helpers.js';
 
 // A tty process's runc (`runc run` or `runc exec` on the pty relay's terminal) takes the
 // container's terminal from its last init stage over a socket it holds both ends of. When that
@@ -21,35 +21,19 @@ const ENV = ['PATH=/bin'];
 /** The environment of the execs to catch: big enough that the last stage takes a while to set it. */
 const bigEnv = (): string[] => ['PATH=/bin', ...Array.from({ length: 5000 }, (_, i) => `K${i}=v`)];
 
-function read(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 /** Pids of processes whose command line names `needle` (an argument of it, or part of one). */
 function processesNaming(needle: string): number[] {
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    if (read(`/proc/${name}/cmdline`).split('\0').some((a) => a.includes(needle))) found.push(Number(name));
+    if (readOrEmpty(`/proc/${name}/cmdline`).split('\0').some((a) => a.includes(needle))) found.push(Number(name));
   }
   return found;
 }
 
-/** Pids of processes with `arg` as one of their arguments. */
-function processesWithArg(arg: string): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => read(`/proc/${name}/cmdline`).split('\0').includes(arg))
-    .map(Number);
-}
-
 /** The `runc exec` processes of container `id` (not their pty relays, whose argv names it too). */
 function runcExecs(id: string): number[] {
-  return processesNaming(id).filter((pid) => read(`/proc/${pid}/comm`) === 'runc\n' && read(`/proc/${pid}/cmdline`).split('\0').includes('exec'));
+  return processesNaming(id).filter((pid) => readOrEmpty(`/proc/${pid}/comm`) === 'runc\n' && readOrEmpty(`/proc/${pid}/cmdline`).split('\0').includes('exec'));
 }
 
 /** The last init stage (`runc:[2:INIT]`) among `runc`'s children, if it has one. */
@@ -61,8 +45,8 @@ function lastStage(runc: number): number | undefined {
     return undefined;
   }
   for (const t of tasks) {
-    for (const kid of read(`/proc/${runc}/task/${t}/children`).split(' ').filter((k) => k !== '')) {
-      if (read(`/proc/${kid}/comm`) === 'runc:[2:INIT]\n') return Number(kid);
+    for (const kid of readOrEmpty(`/proc/${runc}/task/${t}/children`).split(' ').filter((k) => k !== '')) {
+      if (readOrEmpty(`/proc/${kid}/comm`) === 'runc:[2:INIT]\n') return Number(kid);
     }
   }
   return undefined;
@@ -70,7 +54,7 @@ function lastStage(runc: number): number | undefined {
 
 /** Bytes `pid` has read (its config comes over a socket: some 56 KB with {@link bigEnv}). */
 function bytesRead(pid: number): number {
-  return Number(/rchar: (\d+)/.exec(read(`/proc/${pid}/io`))?.[1] ?? 0);
+  return Number(/rchar: (\d+)/.exec(readOrEmpty(`/proc/${pid}/io`))?.[1] ?? 0);
 }
 
 /**
@@ -156,7 +140,7 @@ describe('tty processes of long-lived containers whose container dies while an e
       child.once('exit', (code) => reject(new Error(`the kiln child exited (${code}) before its container ran`)));
     });
     const bundle = join(sb.executor.runtimeDir, 'bundles', id);
-    const init = Number(read(join(bundle, 'init.pid')));
+    const init = Number(readOrEmpty(join(bundle, 'init.pid')));
     expect(init).toBeGreaterThan(0);
     try {
       await stopBeforeTerminal(id);
@@ -164,9 +148,9 @@ describe('tty processes of long-lived containers whose container dies while an e
       await new Promise((r) => child.once('exit', r));
       // Named by id: runc run and runc exec, the relays (runc's argv is theirs), the container's
       // sleep by its tag; the init by pid (an exiting process has no command line).
-      const left = (): number[] => [...new Set([...processesNaming(id), ...processesNaming(bundle), ...processesWithArg(tag), ...(read(`/proc/${init}/stat`) === '' ? [] : [init])])];
+      const left = (): number[] => [...new Set([...processesNaming(id), ...processesNaming(bundle), ...processesWithArg(tag), ...(readOrEmpty(`/proc/${init}/stat`) === '' ? [] : [init])])];
       await eventually(() => left().length === 0, 10_000);
-      expect(left().map((pid) => `${pid} ${read(`/proc/${pid}/cmdline`).replaceAll('\0', ' ').slice(0, 120)}`)).toEqual([]);
+      expect(left().map((pid) => `${pid} ${readOrEmpty(`/proc/${pid}/cmdline`).replaceAll('\0', ' ').slice(0, 120)}`)).toEqual([]);
     } finally {
       killLeftovers(id);
     }

@@ -1,29 +1,11 @@
-import { readFileSync, readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { useExecutorSandbox } from './executor-helpers.js';
+import { processHelpersOf, useExecutorSandbox } from './executor-helpers.js';
 
 // The process helper (the perl co-process that starts each RUN's runc) killed alone while a RUN
 // runs: the run fails, and its container must not run on for nobody.
 
 const sb = useExecutorSandbox('kiln-exec-helper-killed-');
-
-function read(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-/** The process helpers among this process's children (perl running the helper's script). */
-function helpers(): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map(Number)
-    .filter((p) => read(`/proc/${p}/stat`).replace(/^.*\) \S+ /s, '').split(' ')[0] === String(process.pid))
-    .filter((p) => read(`/proc/${p}/cmdline`).includes('A handler (not IGNORE)'));
-}
 
 describe('runc executor, process helper killed during a run', () => {
   test('the run fails and its container is stopped and deleted (it ran on, its bundle removed)', { timeout: 60_000 }, async () => {
@@ -34,7 +16,7 @@ describe('runc executor, process helper killed during a run', () => {
       run.catch(() => undefined);
       const sleepers = (): string => spawnSync('pgrep', ['-f', `sleep ${tag}`], { encoding: 'utf8' }).stdout.trim();
       await expect.poll(sleepers, { timeout: 20_000, interval: 50 }).not.toBe('');
-      const [helper] = helpers();
+      const [helper] = processHelpersOf(process.pid);
       expect(helper).toBeDefined();
       process.kill(helper ?? 0, 'SIGKILL');
       await expect(run).rejects.toMatchObject({ code: 'EHELPER' });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,4 +78,30 @@ export function compiledRuntime(): string {
   const repo = new URL('../../..', import.meta.url).pathname;
   execFileSync('flock', ['/tmp/kiln-cli-tsc.lock', process.execPath, 'node_modules/typescript/bin/tsc', '-b', 'runtime'], { cwd: repo, stdio: 'inherit' });
   return new URL('../../dist/index.js', import.meta.url).href;
+}
+
+/** A /proc (or any) file's text; empty when it cannot be read (the process is gone). */
+export function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Pids of processes with `arg` as one of their arguments. */
+export function processesWithArg(arg: string): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => readOrEmpty(`/proc/${name}/cmdline`).split('\0').includes(arg))
+    .map(Number);
+}
+
+/** The process helpers (perl running the helper's script) among the children of `parent`. */
+export function processHelpersOf(parent: number): number[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number)
+    .filter((p) => readOrEmpty(`/proc/${p}/stat`).replace(/^.*\) \S+ /s, '').split(' ')[0] === String(parent))
+    .filter((p) => readOrEmpty(`/proc/${p}/cmdline`).includes('A handler (not IGNORE)'));
 }

@@ -1,6 +1,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createReadStream, readFileSync } from 'node:fs';
 import { chmod, lstat, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readOrEmpty } from './executor-helpers.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -62,14 +63,6 @@ async function until(what: string, check: () => Promise<boolean> | boolean, ms =
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function readFileSyncSafe(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
   }
 }
 
@@ -212,7 +205,7 @@ describe('runc started ahead for announced runs', () => {
     execFileSync('mkdir', ['-p', bundle]);
     execFileSync('mkfifo', [join(bundle, 'config.json')]);
     const stuck = spawn(wrapper, ['--root', join(executor.runtimeDir, 'runc'), 'run', '--bundle', bundle, id], { stdio: 'ignore', detached: true });
-    await until('runc to wait on the FIFO', () => runcAlive(id) && readFileSyncSafe(`/proc/${stuck.pid}/wchan`) === 'wait_for_partner');
+    await until('runc to wait on the FIFO', () => runcAlive(id) && readOrEmpty(`/proc/${stuck.pid}/wchan`) === 'wait_for_partner');
     expect(await new RuncExecutor({ root, runc: wrapper }).recover()).toBe(1);
     await until('the stuck runc to die', () => !runcAlive(id));
     expect((await readdir(join(executor.runtimeDir, 'bundles'))).includes(id)).toBe(false);

@@ -1,38 +1,12 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { compiledRuntime, useExecutorSandbox } from './executor-helpers.js';
+import { compiledRuntime, processHelpersOf, processesWithArg, useExecutorSandbox } from './executor-helpers.js';
 
 // The process helper killed alone (the OOM killer, a `pkill perl`) while kiln runs on: what kiln
 // registered with it (`runc kill` of a long-lived container) died with it, and kiln started no
 // other, so a kiln killed later left its containers running, those registered before and after.
 
 const sb = useExecutorSandbox('kiln-ph-respawn-');
-
-function read(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-/** The process helpers among `parent`'s children (perl running the helper's script). */
-function helpersOf(parent: number): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map(Number)
-    .filter((p) => read(`/proc/${p}/stat`).replace(/^.*\) \S+ /s, '').split(' ')[0] === String(parent))
-    .filter((p) => read(`/proc/${p}/cmdline`).includes('A handler (not IGNORE)'));
-}
-
-/** Pids of processes whose command line has `arg` as an argument. */
-function withArg(arg: string): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => read(`/proc/${p}/cmdline`).split('\0').includes(arg))
-    .map(Number);
-}
 
 describe('the process helper killed alone', () => {
   test('kiln starts another and registers its containers with it again: a kiln killed later leaves no container running, of before or after', { timeout: 120_000 }, async () => {
@@ -69,19 +43,19 @@ describe('the process helper killed alone', () => {
     try {
       await said('first');
       const pid = child.pid ?? 0;
-      const [first] = helpersOf(pid);
+      const [first] = processHelpersOf(pid);
       expect(first).toBeDefined();
       process.kill(first ?? 0, 'SIGKILL');
-      await expect.poll(() => helpersOf(pid).filter((h) => h !== first), { timeout: 5_000 }).toHaveLength(1);
+      await expect.poll(() => processHelpersOf(pid).filter((h) => h !== first), { timeout: 5_000 }).toHaveLength(1);
       child.stdin.write('go\n');
       await said('second');
-      expect([...withArg(`${tag}1`), ...withArg(`${tag}2`)]).toHaveLength(2);
+      expect([...processesWithArg(`${tag}1`), ...processesWithArg(`${tag}2`)]).toHaveLength(2);
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
-      await expect.poll(() => [...withArg(`${tag}1`), ...withArg(`${tag}2`)], { timeout: 10_000 }).toEqual([]);
+      await expect.poll(() => [...processesWithArg(`${tag}1`), ...processesWithArg(`${tag}2`)], { timeout: 10_000 }).toEqual([]);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
-      for (const p of [...withArg(`${tag}1`), ...withArg(`${tag}2`)]) process.kill(p, 'SIGKILL');
+      for (const p of [...processesWithArg(`${tag}1`), ...processesWithArg(`${tag}2`)]) process.kill(p, 'SIGKILL');
     }
     expect(await sb.executor.recover()).toBe(2);
     expect(await sb.leftovers()).toEqual([]);
