@@ -1,41 +1,15 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { pack } from 'tar-stream';
 import type { Digest } from '../content/digest.js';
 import { ContentStore } from '../content/store.js';
+import { chunks, sha, tarOf, type ArchiveEntry } from '../../test/helpers/archive.js';
 import { importImageArchive } from './archive-import.js';
 import { ImageStore } from './image-store.js';
 import { MediaTypes } from './media-types.js';
 
 /** Hostile archives: what an attacker can put in a tarball handed to kiln load. */
-
-const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
-
-interface Entry {
-  readonly name: string;
-  readonly data?: Buffer | string;
-  readonly symlink?: string;
-}
-
-/** A tar written by tar-stream (not kiln's packer), entries in the order given. */
-async function tarOf(entries: readonly Entry[]): Promise<Buffer> {
-  const p = pack();
-  for (const e of entries) {
-    if (e.symlink !== undefined) p.entry({ name: e.name, type: 'symlink', linkname: e.symlink });
-    else p.entry({ name: e.name }, Buffer.from(e.data ?? ''));
-  }
-  p.finalize();
-  const out: Buffer[] = [];
-  for await (const c of p as AsyncIterable<Buffer>) out.push(c);
-  return Buffer.concat(out);
-}
-
-async function* chunks(b: Buffer, size = 7000): AsyncIterable<Uint8Array> {
-  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
-}
 
 /** The real store, counting whole-blob reads by digest (what a check costs). */
 async function countingStore(root: string): Promise<{ store: ContentStore; reads: Map<string, number> }> {
@@ -49,19 +23,14 @@ async function countingStore(root: string): Promise<{ store: ContentStore; reads
   return { store, reads };
 }
 
-const blob = (b: Buffer): Entry => ({ name: `blobs/sha256/${sha(b)}`, data: b });
+const blob = (b: Buffer): ArchiveEntry => ({ name: `blobs/sha256/${sha(b)}`, data: b });
 const desc = (mediaType: string, b: Buffer): { mediaType: string; digest: string; size: number } => ({ mediaType, digest: `sha256:${sha(b)}`, size: b.length });
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
-const indexJson = (root: Buffer, mediaType: string = MediaTypes.ociIndex): Entry => ({ name: 'index.json', data: json({ schemaVersion: 2, manifests: [{ ...desc(mediaType, root), annotations: { 'io.containerd.image.name': 'docker.io/library/hostile:1' } }] }) });
+const indexJson = (root: Buffer, mediaType: string = MediaTypes.ociIndex): ArchiveEntry => ({ name: 'index.json', data: json({ schemaVersion: 2, manifests: [{ ...desc(mediaType, root), annotations: { 'io.containerd.image.name': 'docker.io/library/hostile:1' } }] }) });
 
 /** A one-layer image: its layer, config and OCI manifest. */
 async function image(content: string): Promise<{ layer: Buffer; config: Buffer; manifest: Buffer }> {
-  const p = pack();
-  p.entry({ name: 'f' }, content);
-  p.finalize();
-  const parts: Buffer[] = [];
-  for await (const c of p as AsyncIterable<Buffer>) parts.push(c);
-  const layer = Buffer.concat(parts);
+  const layer = await tarOf([{ name: 'f', data: content }]);
   const config = json({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } });
   const manifest = json({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: desc(MediaTypes.ociConfig, config), layers: [desc(MediaTypes.ociLayer, layer)] });
   return { layer, config, manifest };

@@ -1,12 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { pack } from 'tar-stream';
 import { ContentStore } from '../content/store.js';
+import { chunks, sha, tarOf, type ArchiveEntry } from '../../test/helpers/archive.js';
 import { importImageArchive } from './archive-import.js';
 import { pruneContent } from './content-gc.js';
 import { ImageStore } from './image-store.js';
@@ -22,31 +21,6 @@ function readmeDigest(folder: string): string {
   const m = new RegExp('\\| `' + folder + '/` \\|[^\\n]*?`(sha256:[a-f0-9]{64})`').exec(README);
   if (m?.[1] === undefined) throw new Error(`no digest for ${folder} in README`);
   return m[1];
-}
-
-const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
-
-interface Entry {
-  readonly name: string;
-  readonly data?: Buffer | string;
-  readonly symlink?: string;
-}
-
-/** A tar written by tar-stream (not kiln's packer), entries in the order given. */
-async function tarOf(entries: readonly Entry[]): Promise<Buffer> {
-  const p = pack();
-  for (const e of entries) {
-    if (e.symlink !== undefined) p.entry({ name: e.name, type: 'symlink', linkname: e.symlink });
-    else p.entry({ name: e.name }, Buffer.from(e.data ?? ''));
-  }
-  p.finalize();
-  const out: Buffer[] = [];
-  for await (const c of p as AsyncIterable<Buffer>) out.push(c);
-  return Buffer.concat(out);
-}
-
-async function* chunks(b: Buffer, size = 7000): AsyncIterable<Uint8Array> {
-  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
 }
 
 /** A one-file layer tar (uncompressed) and its image config. */
@@ -101,7 +75,7 @@ describe('importImageArchive: OCI archives', () => {
     };
     const blobs = execFileSync('find', ['blobs', '-type', 'f'], { cwd: layout, encoding: 'utf8' }).trim().split('\n');
     // index.json first, blobs after: names are still set only once every blob is in.
-    const entries: Entry[] = [{ name: 'index.json', data: JSON.stringify(renamed) }, { name: 'oci-layout', data: '{"imageLayoutVersion":"1.0.0"}' }];
+    const entries: ArchiveEntry[] = [{ name: 'index.json', data: JSON.stringify(renamed) }, { name: 'oci-layout', data: '{"imageLayoutVersion":"1.0.0"}' }];
     for (const b of blobs) entries.push({ name: b, data: await readFile(join(layout, b)) });
     const got = await importImageArchive(chunks(gzipSync(await tarOf(entries))), { store, images });
     expect(got).toHaveLength(1);
@@ -178,10 +152,10 @@ describe('importImageArchive: docker archives', () => {
 });
 
 describe('importImageArchive: bad archives name the entry and name nothing', () => {
-  const good = async (): Promise<{ entries: Entry[]; manifest: Buffer; layer: Buffer; config: Buffer }> => {
+  const good = async (): Promise<{ entries: ArchiveEntry[]; manifest: Buffer; layer: Buffer; config: Buffer }> => {
     const a = await legacyImage('bad\n');
     const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: { mediaType: MediaTypes.ociConfig, digest: `sha256:${sha(a.config)}`, size: a.config.length }, layers: [{ mediaType: MediaTypes.ociLayer, digest: `sha256:${sha(a.layer)}`, size: a.layer.length }] }));
-    const entries: Entry[] = [
+    const entries: ArchiveEntry[] = [
       { name: `blobs/sha256/${sha(a.layer)}`, data: a.layer },
       { name: `blobs/sha256/${sha(a.config)}`, data: a.config },
       { name: `blobs/sha256/${sha(manifest)}`, data: manifest },

@@ -1,10 +1,9 @@
-import { posix } from 'node:path';
 import type { Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { detectCompression } from '../layer/compression.js';
 import { formatReference, parseReference } from '../registry/reference.js';
-import { readImageArchive, type ArchiveContents, type ReadImageArchiveOptions } from './archive-reader.js';
+import { entryPath, readImageArchive, type ArchiveContents, type ReadImageArchiveOptions } from './archive-reader.js';
 import type { ImageStore } from './image-store.js';
 import { jsonBytes, parseManifest } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
@@ -185,7 +184,7 @@ function parseDockerManifest(bytes: Buffer, what: string): DockerManifestEntry[]
 
 /** The blob at an archive path, following links (`<id>/layer.tar -> ../<hex>.tar`). */
 function lookup(c: ArchiveContents, path: string): { digest: Digest; size: number } | undefined {
-  let p = posix.normalize(path).replace(/^(?:\.\/|\/)+/, '');
+  let p = entryPath(path);
   for (let hops = 0; hops < 16; hops++) {
     const b = c.blobs.get(p);
     if (b !== undefined) return b;

@@ -118,7 +118,7 @@ export async function readImageArchive(source: AsyncIterable<Uint8Array>, store:
 }
 
 /** `./a//b` → `a/b`; entries never escape the archive root. */
-function entryPath(name: string): string {
+export function entryPath(name: string): string {
   return posix.normalize(name).replace(/^(?:\.\/|\/)+/, '').replace(/\/$/, '');
 }
 

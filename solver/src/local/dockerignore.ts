@@ -43,6 +43,12 @@ export async function readDockerignore(contextDir: string, dockerfilePath?: stri
  * failed later as "syntax error in pattern" of the build context's transfer, naming no file.
  */
 function checkPatterns(text: string, patterns: readonly string[], shown: string): void {
+  try {
+    new PatternMatcher(patterns);
+    return;
+  } catch {
+    // one of them: found below, to name its line
+  }
   for (const p of patterns) {
     try {
       new PatternMatcher([p]);
