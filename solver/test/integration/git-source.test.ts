@@ -1,9 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { startGitDaemon } from './git-daemon.js';
 import type { SourceOp } from '@kiln/llb-core';
 import { LocalSnapshotter } from '@kiln/runtime';
 import { GitSources, gitCacheKey, parseGitSource } from '../../src/worker/git.js';
@@ -65,22 +65,7 @@ describe('GitSources with git daemon', () => {
     git(repo, 'commit', '-qm', 'one');
     git(repo, 'tag', 'v1');
     git(repo, 'tag', '-a', 'v1-annotated', '-m', 'annotated');
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-    daemon = spawn('git', ['daemon', '--reuseaddr', `--base-path=${served}`, '--export-all', '--listen=127.0.0.1', `--port=${port}`, served], { stdio: 'ignore' });
-    url = `git://127.0.0.1:${port}/repo.git`;
-    for (let i = 0; i < 100; i++) {
-      try {
-        execFileSync('git', ['ls-remote', url], { stdio: 'ignore', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null' } });
-        break;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    ({ url, process: daemon } = await startGitDaemon(served));
     const root = join(work, 'root');
     snapshotter = new LocalSnapshotter({ root });
     await snapshotter.init();
