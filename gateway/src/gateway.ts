@@ -7,7 +7,7 @@ import { GatewayError } from './errors.js';
 import { DOCKERFILE_FRONTEND, canonicalFrontendName, type FrontendRegistry } from './registry.js';
 import { selectFrontend, type FrontendSelection } from './select.js';
 import { GATEWAY_FRONTEND, createGatewayFrontend, type ServeLLBBridge } from './external/gateway-frontend.js';
-import { namedContext } from './external/source.js';
+import { namedContext, UnresolvableFrontendImage } from './external/source.js';
 import { serveLLBBridge } from './llbbridge/serve.js';
 
 /** One build request: which frontend (or detect it), its options and named inputs. */
@@ -153,7 +153,7 @@ export class Gateway {
    * the built-in name it is near.
    */
   #unresolvable(e: unknown, name: string, selected: FrontendSelection): unknown {
-    if (!(e instanceof GatewayError) || e.code !== 'KLN0607' || !e.message.startsWith('cannot resolve frontend image')) return e;
+    if (!(e instanceof UnresolvableFrontendImage)) return e;
     const near = nearFrontendName(name, this.#registry.names());
     const hint = near === undefined ? e.hint : `did you mean ${near}? (built in, no image needed)`;
     const origin = selected.origin;

@@ -20,6 +20,19 @@ import {
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
 
+/**
+ * KLN0607 for a frontend image that no registry or store has: its own class, so the gateway can
+ * tell it from the other KLN0607 refusals and point at where the name came from.
+ */
+export class UnresolvableFrontendImage extends GatewayError {
+  constructor(ref: string, cause: unknown) {
+    super('KLN0607', `cannot resolve frontend image ${ref}`, {
+      hint: 'push the frontend image to a registry kiln can reach, or load it into the kiln root; built-in frontends need no image',
+      cause,
+    });
+  }
+}
+
 /** A frontend image ready to solve: its LLB and the config that says how to run it. */
 export interface FrontendImage {
   /** The LLB of its filesystem (a `docker-image://…@digest` source, or a named context's). */
@@ -91,10 +104,7 @@ async function resolveImage(client: FrontendClient, ref: string, source: string)
       if (retry !== undefined && retry.digest === digest) resolved = { ...retry, ref: normalized };
     }
     if (resolved === undefined) {
-      throw new GatewayError('KLN0607', `cannot resolve frontend image ${ref}`, {
-        hint: 'push the frontend image to a registry kiln can reach, or load it into the kiln root; built-in frontends need no image',
-        cause,
-      });
+      throw new UnresolvableFrontendImage(ref, cause);
     }
   }
   const base = parseImageReference(resolved.ref ?? normalized);
