@@ -32,6 +32,17 @@ describe('file batching', () => {
     expect(list.filter((o) => JSON.stringify(o).includes('"exec"'))).toHaveLength(1);
   });
 
+  test('copy to "." or "" is into the working directory, as COPY: a file keeps its name, even if the directory does not exist yet', async () => {
+    // Go's llb.Copy(…, ".") targets the directory path itself: with /app missing, package.json became the file /app.
+    for (const dest of ['.', '', './']) {
+      const list = await ops(image('busybox').dir('/app').copy(local('context'), 'package.json', dest));
+      const copy = list.map((o) => JSON.stringify(o)).find((o) => o.includes('"copy"'));
+      expect(copy, dest).toContain('"dest":"/app/"');
+    }
+    const plain = (await ops(image('busybox').dir('/app').copy(local('context'), 'package.json', 'pkg.json'))).map((o) => JSON.stringify(o)).find((o) => o.includes('"copy"'));
+    expect(plain).toContain('"dest":"/app/pkg.json"');
+  });
+
   test('local keeps include/exclude/followPaths as BuildKit attributes', async () => {
     const [src] = await ops(local('context', { include: ['src/**'], exclude: ['*.log'], followPaths: ['a'] }));
     const attrs = (src as { Op: { source: { attrs: Record<string, string> } } }).Op.source.attrs;

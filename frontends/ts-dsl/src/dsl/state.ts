@@ -156,7 +156,10 @@ export class State {
     );
   }
 
-  /** Copies `src` of `from` to `dest` (relative paths: `from`'s and this state's working directories). */
+  /**
+   * Copies `src` of `from` to `dest` (relative paths: `from`'s and this state's working
+   * directories). As in COPY, a `dest` of `.`, `""` or ending in `/` is a directory to copy into.
+   */
   copy(from: State, src: string, dest: string, opts: CopyOpts = {}): State {
     if (!(from instanceof State)) throw new TsDslError('KLN0805', `copy: the source must be a State (got ${describeValue(from)})`, { hint: 'copy(image("…"), src, dest) or copy(ctx.local("context"), src, dest)' });
     const o = {
@@ -169,9 +172,13 @@ export class State {
       ...(opts.chown === undefined ? {} : { chown: opts.chown }),
       ...(opts.chmod === undefined ? {} : { mode: opts.chmod }),
     };
+    // COPY's rule (dockerfile2llb dispatchCopy): "." and "" name the working directory as a
+    // directory, so a file lands inside it. Go's llb.Copy takes "." as the directory's own path:
+    // with the directory missing, `copy(src, "package.json", ".")` made the file /app.
+    const to = dest === '.' || dest === '' ? './' : dest;
     return this.file(async (prev, c) => {
       const f = await from.lower(c);
-      return prev === undefined ? llbCopy(f, src, dest, o) : prev.copy(f, src, dest, o);
+      return prev === undefined ? llbCopy(f, src, to, o) : prev.copy(f, src, to, o);
     });
   }
 
