@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
 import { resultMetadata } from '../engine/result-metadata.js';
-import { parseFlags } from '../commands/build.js';
+import { MISSING_DOCKERFILE_HINT, parseFlags } from '../commands/build.js';
 import { BrokenPipeError, callerEnv, writeWarning, type BuildWarning, type CliIo } from '../io.js';
 import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
@@ -269,7 +269,7 @@ function inTarget(e: unknown, name: string, location: BakeLocation | undefined):
   const { code, hint } = e as { code?: unknown; hint?: unknown };
   if (!(e instanceof Error) || typeof code !== 'string') return e;
   const where = location === undefined ? '' : `${location.file}:${location.line}:${location.column}: `;
-  const bakeHint = hint === 'pass -f PATH' ? "set the target's dockerfile (relative to its context) or dockerfile-inline" : typeof hint === 'string' ? hint : undefined;
+  const bakeHint = hint === MISSING_DOCKERFILE_HINT ? "set the target's dockerfile (relative to its context) or dockerfile-inline" : typeof hint === 'string' ? hint : undefined;
   return new CodedError(code, `${where}target "${name}": ${e.message}`, { hint: bakeHint, cause: e.cause });
 }
 

@@ -28,6 +28,9 @@ import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
 import { resultMetadata } from '../engine/result-metadata.js';
 
+/** The hint of KLN0702 (no Dockerfile): bake swaps it for its own terms. */
+export const MISSING_DOCKERFILE_HINT = 'pass -f PATH';
+
 /** Parsed flags of `kiln build`. */
 export interface BuildFlags {
   readonly file?: string;
@@ -334,7 +337,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     if (flags.frontend === TS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read build file ${join(context, DEFAULT_BUILD_FILE)}: no such file`, { hint: 'pass -f FILE.ts' });
     if (flags.frontend === BUILDPACKS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read project file ${join(context, DEFAULT_PROJECT_FILE)}: no such file`, { hint: 'add a project.toml (it may be empty) or pass -f FILE' });
-    throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: 'pass -f PATH' });
+    throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: MISSING_DOCKERFILE_HINT });
   }
   const env = callerEnv(io);
   const buildArgs = new Map<string, string>();
