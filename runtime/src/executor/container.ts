@@ -190,17 +190,23 @@ export class RuncContainer implements ExecContainer {
     this.#delivering.add(proc);
     void proc.exit.finally(() => this.#procs.delete(proc)).catch(() => undefined);
     void proc.delivered.then(() => this.#delivering.delete(proc));
-    const pid = await proc.started(files.pid, initGone);
-    if (pid === undefined) {
+    // What runc printed before the process ran is its own failure, which the error below carries:
+    // passed through too, `--invoke /missing` printed it twice. Kept back until then (a few ms).
+    let told = false;
+    try {
+      const pid = await proc.started(files.pid, initGone);
+      if (pid !== undefined) return proc;
       const code = await proc.exit;
       if (proc.abandoned) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`);
       const why = (await h.runcError(files.log)) ?? proc.relayError();
       // An exec that lost the race with the init's exit (runc: cannot exec in a stopped container).
       const init = command[0] === 'exec' ? await this.#init?.catch(() => undefined) : undefined;
       if (init?.exited === true) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`);
+      told = why !== undefined;
       throw new WorkerError('EXEC_FAILED', `runc: ${why ?? `exited with status ${code} before the process started`}`);
+    } finally {
+      proc.startSettled(told);
     }
-    return proc;
   }
 
   async #runcKill(signal: string): Promise<void> {
@@ -240,6 +246,9 @@ class RuncProcess implements ExecProcess {
   readonly #kill: (signal: NodeJS.Signals, pid: number) => Promise<void>;
   readonly #pty: PtyProcess | undefined;
   #relayErr = '';
+  /** Output that came before the process was known to run; undefined once that is settled. */
+  #early: Array<() => void> | undefined = [];
+  #dropEarly = false;
   #pid: number | undefined;
   #unpaced = false;
   #unpace: () => void = () => undefined;
@@ -261,11 +270,12 @@ class RuncProcess implements ExecProcess {
       () => (this.exited = true),
     );
     // The relay's own errors (a terminal it could not open) explain a start that failed.
-    const stderr = pty === undefined ? p.stderr : (chunk: Uint8Array): void | Promise<void> => {
+    const toStderr = this.#untilStarted(p.stderr);
+    const stderr = pty === undefined ? toStderr : (chunk: Uint8Array): void | Promise<void> => {
       if (this.#relayErr.length < 4096) this.#relayErr += Buffer.from(chunk).toString();
-      return p.stderr?.(chunk);
+      return toStderr?.(chunk);
     };
-    this.#output = Promise.all([this.#deliver(child.stdout, p.stdout), this.#deliver(child.stderr, stderr)]).then(() => undefined);
+    this.#output = Promise.all([this.#deliver(child.stdout, this.#untilStarted(p.stdout)), this.#deliver(child.stderr, stderr)]).then(() => undefined);
     // The process may exit (or never read) while input is pending: EPIPE is not an error here.
     child.stdin.on('error', () => undefined);
     void this.#feed(p.stdin);
@@ -321,6 +331,41 @@ class RuncProcess implements ExecProcess {
       stream.once('end', end);
       stream.once('error', end);
     });
+  }
+
+  /**
+   * `to`, but a chunk that comes before {@link startSettled} waits for it (its stream paused
+   * meanwhile), then goes on; when the start failed with runc's own message, every chunk is dropped.
+   */
+  #untilStarted(to: ((chunk: Uint8Array) => void | Promise<void>) | undefined): ((chunk: Uint8Array) => void | Promise<void>) | undefined {
+    if (to === undefined) return undefined;
+    return (chunk) => {
+      // A process that never started wrote nothing: what comes after its failure is runc's too
+      // (a terminal relay hands its pty's output on after runc exited).
+      if (this.#dropEarly) return;
+      const early = this.#early;
+      if (early === undefined) return to(chunk);
+      return new Promise<void>((resolve) => {
+        early.push(() => {
+          if (this.#dropEarly) return resolve();
+          // A throw is the caller's affair (as in #deliver): the chunk is dropped.
+          try {
+            void Promise.resolve(to(chunk)).then(() => resolve(), () => resolve());
+          } catch {
+            resolve();
+          }
+        });
+      });
+    };
+  }
+
+  /** The start is settled: output held back goes on, or is dropped (`drop`: the error says it all). */
+  startSettled(drop: boolean): void {
+    const early = this.#early;
+    if (early === undefined) return;
+    this.#early = undefined;
+    this.#dropEarly = drop;
+    for (const go of early) go();
   }
 
   /**
