@@ -54,6 +54,7 @@ export interface BuildFlags {
   /** `--parallelism <n>`: containers at once (CPU-bound ops: at most min(n, CPUs)). */
   readonly parallelism?: number;
   readonly push?: boolean;
+  readonly load?: boolean;
   readonly metadataFile?: string;
   readonly iidfile?: string;
   readonly label: string[];
@@ -103,6 +104,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('-o, --output <spec>', 'output: type=oci|docker|image|registry|local|tar,… (repeatable); dest=- (or -o -) writes the archive to stdout', collect, [])
     .option('-t, --tag <name>', 'image name (repeatable)', collect, [])
     .option('--push', 'push the tagged image (same as --output type=registry)')
+    .option('--load', 'not applicable: kiln has no Docker daemon (fails with a hint; -t alone keeps the image in kiln\'s store)')
     .option('--metadata-file <file>', 'write build result metadata (image digest, config digest, names) as JSON')
     .option('--iidfile <file>', 'write the image ID (config digest) to the file')
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'tty', 'rawjson', 'quiet']).default('auto'))
@@ -456,6 +458,13 @@ function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts'
  * `--annotation`s go on every image output.
  */
 function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags, io: CliIo): ExportSpec[] {
+  // buildx's --load is --output type=docker into Docker's image store; refused rather than
+  // ignored, as by kiln bake (the user expects the image in Docker).
+  if (flags.load === true) {
+    throw new EngineError('KLN0702', '--load is not applicable: kiln has no Docker daemon to load images into', {
+      hint: "-t NAME alone keeps the image in kiln's image store (kiln images, kiln push, kiln save); --output type=docker,dest=FILE.tar writes a tarball for docker load",
+    });
+  }
   const specs = [...parsed];
   if (flags.push === true) {
     if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME');

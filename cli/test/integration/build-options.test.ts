@@ -150,3 +150,15 @@ test('--annotation puts buildx annotations on the index, its manifests, their de
   expect(none.code).toBe(0);
   expect(none.stderr).toContain('WARNING: --annotation applies to image outputs');
 }, 120_000);
+
+test('--load (buildx: into Docker) is refused before anything runs, with what kiln offers instead; the store is unchanged', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `load-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /x\n` });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--load', '-t', `load-${t}:1`]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('--load is not applicable: kiln has no Docker daemon');
+  expect(r.stderr).toContain('type=docker,dest=FILE.tar');
+  expect(r.stderr).not.toContain(`RUN echo ${t}`);
+  expect((await runKiln(sb, ['images', '--root', sb.root])).stdout).not.toContain(`load-${t}`);
+}, 120_000);
