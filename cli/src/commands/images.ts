@@ -6,6 +6,7 @@ import {
   exportDockerArchive,
   formatPlatform,
   exportOciLayout,
+  familiarReference,
   formatReference,
   hostPlatform,
   importImageArchive,
@@ -17,6 +18,7 @@ import {
   parseReference,
   platformEquals,
   pushImage,
+  withTarget,
   type ContentStore,
   type Descriptor,
   type ImageRecord,
@@ -229,7 +231,15 @@ async function warnOtherPlatform(store: ContentStore, desc: Descriptor, name: st
 
 /** `kiln tag`: TARGET names the image SOURCE names (a name, or the digest `kiln images` shows). */
 async function tagImage({ engine }: EngineLease, source: string, target: string): Promise<void> {
-  const name = formatReference(parseName(target, 'TARGET'));
+  const ref = parseName(target, 'TARGET');
+  // A digest is the image's own name, not one to give: `tag busybox busybox@sha256:<other>` would
+  // list a digest the image does not have (docker tag refuses every digest reference).
+  if (ref.digest !== undefined) {
+    throw new ImagesError('KLN0871', `TARGET "${target}" is a digest reference: kiln tag gives a name with a tag, not a digest`, {
+      hint: `drop the @digest (e.g. ${familiarReference(withTarget(ref, { tag: ref.tag ?? 'latest' }))})`,
+    });
+  }
+  const name = formatReference(ref);
   const rec = await findImage(engine.images, source).catch(async (e: unknown) => {
     const byDigest = await findByDigest(engine.images, source);
     if (byDigest === undefined) throw e;

@@ -220,6 +220,11 @@ test('kiln tag: a second name, by name or by the digest kiln images shows; a bad
   const bad = await kilnIn(['tag', 'busybox', 'Not/Valid', '--root', sb.root]);
   expect(bad.code).toBe(1);
   expect(bad.stderr).toMatch(/^kiln: error KLN0871: TARGET "Not\/Valid" is not a valid image reference/m);
+  // a digest is the image's own: a name claiming another one would be listed (docker tag refuses it)
+  const pinned = await kilnIn(['tag', 'busybox', `busybox@sha256:${'1'.repeat(64)}`, '--root', sb.root]);
+  expect(pinned.code).toBe(1);
+  expect(pinned.stderr).toMatch(/^kiln: error KLN0871: TARGET "busybox@sha256:1{64}" is a digest reference/m);
+  expect(pinned.stderr).toContain('drop the @digest (e.g. busybox:latest)');
   const missing = await kilnIn(['tag', `nothere-${t}`, 'x', '--root', sb.root]);
   expect(missing.stderr).toContain('KLN0701');
   expect((await images(sb.root)).size).toBe(names);
