@@ -23,9 +23,12 @@ import { holdHelper } from '../api/helper-ref.js';
 // A tag starting with "w" starts a waiting process (a pre-started runc that waits for its config):
 // killed if kiln's side goes away (stdin EOF, or EPIPE writing to it) before "h <tag>" says it has
 // work, since nobody would feed it.
-// "d <tag> <hex argv0> …" names a program to start if kiln's side goes away while process <tag>
-// runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its container running, and
-// nobody would take its result); started again while it fails and <tag> runs, for a while (10 s).
+// "<tag> <hex argv0> … - <hex argv0> …": the program after "-" is started if kiln's side goes away
+// while process <tag> runs (`runc kill ID KILL` for a `runc run`: killing runc would leave its
+// container running, and nobody would take its result); started again while it fails and <tag>
+// runs, for a while (10 s). One line: the helper acts on whole lines only, so a kiln killed while
+// writing never leaves a process started without it. "d <tag> <hex argv0> …" names it for a
+// process already started (the same, in a line of its own).
 // "r <tag> <hex argv0> …" registers such a program for something the helper did not start (a
 // long-lived container), "u <tag>" drops it. A process without one is killed when kiln goes.
 /** The helper's program (exported for its protocol tests). */
@@ -34,7 +37,11 @@ use strict; use warnings; use POSIX ();
 # A handler (not IGNORE): children are reaped here, and SIGCHLD interrupts select().
 $SIG{CHLD} = sub { };
 $SIG{PIPE} = 'IGNORE';
-my (%kids, %fds);
+# Processes by a serial of the helper's own, not by pid: one reaped while its output is still open
+# (a background child holds the pipe) keeps its entry, and its pid may be a new process's by then.
+# %live maps the pids not reaped yet, which no other process can have.
+my (%kids, %live, %fds);
+my $serial = 0;
 my $in = '';
 my $stdin_open = 1;
 my $backoff = 0;
@@ -85,7 +92,7 @@ sub clean_up {
   @cleanups = grep { !$_->{done} || $_->{pid} } @cleanups;
   return if $stdin_open && !$mute;
   # Not yet reaped only: a reaped one's pid may name another process by now.
-  kill 'KILL', grep { my $k = $kids{$_}; !defined $k->{status} && ($k->{waiting} || !$k->{orphan} || $t - $gone > $STUCK) } keys %kids;
+  kill 'KILL', map { $_->{pid} } grep { !defined $_->{status} && ($_->{waiting} || !$_->{orphan} || $t - $gone > $STUCK) } values %kids;
 }
 sub flush_out {
   @q = () if $mute;
@@ -156,7 +163,8 @@ sub exe_of {
   return "/proc/self/fd/$s->{fd}";
 }
 sub start {
-  my ($tag, @argv) = @_;
+  my ($tag, $argv, $orphan) = @_;
+  my @argv = @$argv;
   my $prog = find_prog($argv[0]);
   if (!defined $prog || !-e $prog) { push @q, "f $tag 2 No such file or directory\n"; return; }
   my $exe = exe_of($prog);
@@ -174,8 +182,10 @@ sub start {
     POSIX::_exit(127);
   }
   close $ow; close $ew; close $sw;
-  my $k = { tag => $tag, open => 3, waiting => ($tag =~ /^w/ ? 1 : 0) };
-  $kids{$pid} = $k;
+  my $k = { tag => $tag, pid => $pid, open => 3, waiting => ($tag =~ /^w/ ? 1 : 0) };
+  $k->{orphan} = $orphan if $orphan && @$orphan;
+  $kids{++$serial} = $k;
+  $live{$pid} = $k;
   $fds{fileno($or)} = [$k, 'o', $or];
   $fds{fileno($er)} = [$k, 'e', $er];
   # Closed by the exec (close-on-exec), or carries "<errno> <message>" when it failed.
@@ -223,7 +233,9 @@ while ($stdin_open || %kids || @cleanups) {
           if ($tag eq 'u') { delete $registered{$hex[0]}; $_->{done} = 1 for grep { ($_->{reg} // '') eq $hex[0] } @cleanups; next; }
           # Read after kiln went: nobody would take its output.
           next if defined $gone;
-          start($tag, map { pack('H*', $_) } @hex);
+          my ($cut) = grep { $hex[$_] eq '-' } 0 .. $#hex;
+          my @argv = map { pack('H*', $_) } (defined $cut ? @hex[0 .. $cut - 1] : @hex);
+          start($tag, \@argv, defined $cut ? [map { pack('H*', $_) } @hex[$cut + 1 .. $#hex]] : undef);
         }
       }
     }
@@ -237,16 +249,16 @@ while ($stdin_open || %kids || @cleanups) {
     }
   }
   while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
-    $kids{$pid}{status} = $? if exists $kids{$pid};
+    if (my $k = delete $live{$pid}) { $k->{status} = $?; }
     if (my $c = delete $cleaning{$pid}) { $c->{pid} = undef; $c->{done} = 1 if $? == 0; }
   }
-  for my $pid (keys %kids) {
-    my $k = $kids{$pid};
+  for my $id (keys %kids) {
+    my $k = $kids{$id};
     next unless defined $k->{status} && $k->{open} == 0;
     my $st = $k->{status};
     if (defined $k->{failed}) { push @q, "f $k->{tag} $k->{failed}\n"; }
     else { push @q, ($st & 127) ? "x $k->{tag} s " . ($st & 127) . "\n" : "x $k->{tag} c " . ($st >> 8) . "\n"; }
-    delete $kids{$pid};
+    delete $kids{$id};
   }
   clean_up() if defined $gone;
   flush_out();
@@ -355,8 +367,10 @@ class ProcessHelper {
       if (opts.held === false) this.#child.stdin.write(`h ${tag}\n`);
     };
     if (opts.held !== false) hold();
-    this.#child.stdin.write(`${tag} ${hexArgv([file, ...args])}\n`);
-    if (opts.onOrphan !== undefined && opts.onOrphan.length > 0) this.#child.stdin.write(`d ${tag} ${hexArgv(opts.onOrphan)}\n`);
+    // One line with its cleanup program: as two, a kiln killed between them left the process
+    // (a `runc run`) without it, killed alone, its container running on.
+    const orphan = opts.onOrphan !== undefined && opts.onOrphan.length > 0 ? ` - ${hexArgv(opts.onOrphan)}` : '';
+    this.#child.stdin.write(`${tag} ${hexArgv([file, ...args])}${orphan}\n`);
     return {
       stdout: r.stdout,
       stderr: r.stderr,
