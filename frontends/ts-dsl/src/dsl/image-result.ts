@@ -6,6 +6,7 @@
 import { defaultPathEnv, type Platform } from '@kiln/llb-core';
 import type { State } from './state.js';
 import type { BuildLocation } from './source-location.js';
+import { checkOptions, recordOf, str, strings, withHint } from './options.js';
 
 /** The image config fields a build can set (OCI `config`). */
 export interface ImageSpec {
@@ -19,6 +20,19 @@ export interface ImageSpec {
   readonly labels?: Readonly<Record<string, string>>;
   /** `8080/tcp`, `53/udp`; added to the base image's. */
   readonly exposedPorts?: readonly string[];
+}
+
+/** @internal Throws KLN0805 (at the `.image` call) for an unknown or mistyped field of `spec`. */
+export function checkImageSpec(spec: ImageSpec): void {
+  checkOptions('image', spec, {
+    entrypoint: withHint(strings, 'an argv list: entrypoint: ["node", "server.js"]'),
+    cmd: withHint(strings, 'an argv list: cmd: ["npm", "start"] (or ["sh", "-c", "npm start"] for a shell)'),
+    env: recordOf(str, 'env values are strings: env: { PORT: "3000" }'),
+    workdir: str,
+    user: str,
+    labels: recordOf(str),
+    exposedPorts: withHint(strings, 'exposedPorts: ["3000/tcp", "53/udp"]'),
+  });
 }
 
 /** A State to export as an image with {@link ImageSpec} applied to its config. */

@@ -7,6 +7,7 @@ import type { LowerContext } from './lower.js';
 import type { Mount, SecretMount, SshMount } from './mounts.js';
 import { Sh } from './sh.js';
 import { TsDslError } from '../errors.js';
+import { bool, checkOptions, oneOf, recordOf, state, str, type Field } from './options.js';
 
 /** Something that lowers to an llb-core State (a DSL State). */
 interface Lowerable {
@@ -47,6 +48,38 @@ export interface RunOpts {
 }
 
 const isMount = (v: Mount | Lowerable): v is Mount => 'kind' in v;
+
+/** llb-core's NetworkMode and SecurityModeName values, for run-time checks. */
+export const NETWORK_MODES: readonly NetworkMode[] = ['sandbox', 'host', 'none'];
+export const SECURITY_MODES: readonly SecurityModeName[] = ['sandbox', 'insecure'];
+
+const MOUNT_KINDS = ['cache', 'secret', 'bind', 'tmpfs', 'ssh'];
+const kindOf = (v: unknown): unknown => (typeof v === 'object' && v !== null ? (v as { kind?: unknown }).kind : undefined);
+const mountValue: Field = {
+  what: 'a cache(), secret(), bind(), tmpfs() or ssh() mount or a State',
+  ok: (v) => MOUNT_KINDS.includes(kindOf(v) as string) || state.ok(v),
+};
+const ofKind = (kind: string, what: string): Field => ({ what, ok: (v) => kindOf(v) === kind });
+const sshField: Field = { what: 'ssh() or a list of them', ok: (v) => (Array.isArray(v) ? v : [v]).every((x) => kindOf(x) === 'ssh') };
+
+/** @internal Throws KLN0805 (at the `.run` call) for an unknown or mistyped option. */
+export function checkRunOptions(o: RunOpts): void {
+  checkOptions('run', o, {
+    mounts: recordOf(mountValue, 'mounts by target path: { mounts: { "/root/.npm": cache("npm"), "/src": bind(src) } }'),
+    ssh: sshField,
+    secretEnv: recordOf(ofKind('secret', 'secret()'), 'secretEnv: { NPM_TOKEN: secret("npm") }'),
+    env: recordOf(str, 'env values are strings: { env: { PORT: "3000" } }'),
+    dir: str,
+    user: str,
+    hostname: str,
+    validExitCodes: { what: 'a number[]', ok: (v) => Array.isArray(v) && v.every((x) => Number.isInteger(x)) },
+    network: oneOf(...NETWORK_MODES),
+    security: oneOf(...SECURITY_MODES),
+    ignoreCache: bool,
+    name: str,
+    readonlyRootfs: bool,
+  });
+}
 
 function sshSpec(s: SshMount, target?: string): SSHSpec {
   const t = target ?? s.target;

@@ -18,6 +18,7 @@ import type { ResolveMode } from '@kiln/llb-core';
 import { State, checkPlatform } from './state.js';
 import { callerLocation, withBuildLocation } from './source-location.js';
 import { TsDslError } from '../errors.js';
+import { bool, checkArg, checkOptions, oneOf, permissions, str, strings } from './options.js';
 
 /** Throws KLN0805 (at the DSL call, so the build file line is on the stack) with `what`'s message. */
 function invalid(fn: string, message: string, hint: string): never {
@@ -38,6 +39,8 @@ export interface ImageOpts {
 
 /** An image (`docker-image://…`, the reference normalized as Docker does: `busybox` is `docker.io/library/busybox:latest`). */
 export function image(ref: string, opts: ImageOpts = {}): State {
+  checkArg('image', 'the reference', ref, str);
+  checkOptions('image', opts, { platform: str, resolve: bool, resolveMode: oneOf('default', 'pull', 'local'), name: str });
   try {
     parseImageReference(ref);
   } catch (e) {
@@ -87,6 +90,8 @@ export interface LocalOpts {
 
 /** A directory of the client (`local://name`; `context` is the build context). */
 export function local(name: string, opts: LocalOpts = {}): State {
+  checkArg('local', 'the name', name, str);
+  checkOptions('local', opts, { include: strings, exclude: strings, followPaths: strings, sharedKeyHint: str, name: str });
   if (name === '') invalid('local', 'the name is empty', 'local("context") is the build context; other names are --build-context names');
   const o = {
     ...(opts.include === undefined ? {} : { includePatterns: opts.include }),
@@ -111,6 +116,8 @@ export interface GitOpts {
 
 /** A git repository (`git://host/path#ref[:subdir]`). */
 export function git(url: string, opts: GitOpts = {}): State {
+  checkArg('git', 'the URL', url, str);
+  checkOptions('git', opts, { ref: str, keepGitDir: bool, subdir: str });
   if (url.trim() === '') invalid('git', 'the URL is empty', 'git("https://github.com/org/repo.git", { ref: "main" })');
   const ref = opts.subdir === undefined ? (opts.ref ?? '') : `${opts.ref ?? ''}:${opts.subdir}`;
   const at = callerLocation();
@@ -129,6 +136,8 @@ export interface HttpOpts {
 
 /** A file downloaded over HTTP(S). */
 export function http(url: string, opts: HttpOpts = {}): State {
+  checkArg('http', 'the URL', url, str);
+  checkOptions('http', opts, { checksum: str, filename: str, chmod: permissions });
   if (!/^https?:\/\//.test(url)) invalid('http', `"${url}" is not an http:// or https:// URL`, 'http("https://example.com/file.tgz", { checksum: "sha256:…" })');
   if (opts.checksum !== undefined) {
     try {
@@ -148,6 +157,8 @@ export function http(url: string, opts: HttpOpts = {}): State {
 
 /** An image from an OCI layout store of the client (`oci-layout://ref`). */
 export function ociLayout(ref: string, opts: { platform?: string } = {}): State {
+  checkArg('ociLayout', 'the reference', ref, str);
+  checkOptions('ociLayout', opts, { platform: str });
   if (opts.platform !== undefined) checkPlatform(opts.platform);
   const at = callerLocation();
   return new State(async (c) => llbOciLayout(ref, { ...(opts.platform === undefined ? {} : { platform: opts.platform }), ...c.locate(at) }), undefined);

@@ -9,9 +9,11 @@ import { ExecState, copy as llbCopy, mkdir as llbMkdir, mkfile as llbMkfile, par
 import type { ChownSpec, FileAction, NetworkMode, SecurityModeName, State as LlbState } from '@kiln/llb-core';
 import type { LowerContext } from './lower.js';
 import { ImageResult, type ImageSpec } from './image-result.js';
-import { mountOutputs, toRunOptions, validateCommand, type Command, type RunOpts } from './run.js';
+import { NETWORK_MODES, SECURITY_MODES, checkRunOptions, mountOutputs, toRunOptions, validateCommand, type Command, type RunOpts } from './run.js';
 import { TsDslError } from '../errors.js';
 import { callerLocation, type BuildLocation } from './source-location.js';
+import { bool, checkArg, checkOptions, chown, describeValue, oneOf, permissions, str, strings } from './options.js';
+import { checkImageSpec } from './image-result.js';
 
 /** The image a State was built on, so `.image()` can inherit its config. */
 export interface BaseImage {
@@ -100,16 +102,20 @@ export class State {
 
   /** Adds or replaces an environment variable of later `run`s (Go `AddEnv`). */
   addEnv(key: string, value: string): State {
+    checkArg('addEnv', 'the name', key, str);
+    checkArg('addEnv', `the value of ${key}`, value, str);
     return this.derive((s) => s.addEnv(key, value));
   }
 
   /** Sets the working directory; a relative path joins the current one (Go `Dir`). */
   dir(path: string): State {
+    checkArg('dir', 'the path', path, str);
     return this.derive((s) => s.dir(path));
   }
 
   /** Sets the user later `run`s run as. */
   user(user: string): State {
+    checkArg('user', 'the user', user, str);
     return this.derive((s) => s.user(user));
   }
 
@@ -121,11 +127,13 @@ export class State {
 
   /** Sets the network mode of later `run`s. */
   network(mode: NetworkMode): State {
+    checkArg('network', 'the mode', mode, oneOf(...NETWORK_MODES));
     return this.derive((s) => s.network(mode));
   }
 
   /** Sets the security mode of later `run`s (`insecure` needs `--allow security.insecure`). */
   security(mode: SecurityModeName): State {
+    checkArg('security', 'the mode', mode, oneOf(...SECURITY_MODES));
     return this.derive((s) => s.security(mode));
   }
 
@@ -162,6 +170,9 @@ export class State {
    */
   copy(from: State, src: string, dest: string, opts: CopyOpts = {}): State {
     if (!(from instanceof State)) throw new TsDslError('KLN0805', `copy: the source must be a State (got ${describeValue(from)})`, { hint: 'copy(image("…"), src, dest) or copy(ctx.local("context"), src, dest)' });
+    checkArg('copy', 'the source path', src, str);
+    checkArg('copy', 'the destination', dest, str);
+    checkOptions('copy', opts, { include: strings, exclude: strings, chown, chmod: permissions, createDestPath: bool, contentsOnly: bool, followSymlinks: bool, allowWildcard: bool });
     const o = {
       copyDirContentsOnly: opts.contentsOnly ?? true,
       createDestPath: opts.createDestPath ?? true,
@@ -184,6 +195,8 @@ export class State {
 
   /** Creates a directory. */
   mkdir(path: string, opts: MkdirOpts = {}): State {
+    checkArg('mkdir', 'the path', path, str);
+    checkOptions('mkdir', opts, { mode: permissions, parents: bool, chown });
     const mode = opts.mode ?? 0o755;
     const o = { ...(opts.parents === true ? { parents: true } : {}), ...(opts.chown === undefined ? {} : { chown: opts.chown }) };
     return this.file(async (prev) => (prev === undefined ? llbMkdir(path, mode, o) : prev.mkdir(path, mode, o)));
@@ -191,6 +204,9 @@ export class State {
 
   /** Creates a file holding `data`. */
   mkfile(path: string, data: string | Uint8Array, opts: MkfileOpts = {}): State {
+    checkArg('mkfile', 'the path', path, str);
+    checkArg('mkfile', 'the data', data, { what: 'a string or a Uint8Array', ok: (v) => typeof v === 'string' || v instanceof Uint8Array, hint: 'mkfile("/app/config.json", JSON.stringify(config))' });
+    checkOptions('mkfile', opts, { mode: permissions, chown });
     const mode = opts.mode ?? 0o644;
     const o = opts.chown === undefined ? {} : { chown: opts.chown };
     return this.file(async (prev) => (prev === undefined ? llbMkfile(path, mode, data, o) : prev.mkfile(path, mode, data, o)));
@@ -198,12 +214,17 @@ export class State {
 
   /** Removes a path. */
   rm(path: string, opts: RmOpts = {}): State {
+    checkArg('rm', 'the path', path, str);
+    checkOptions('rm', opts, { allowNotFound: bool, allowWildcard: bool });
     const o = { ...(opts.allowNotFound === true ? { allowNotFound: true } : {}), ...(opts.allowWildcard === true ? { allowWildcard: true } : {}) };
     return this.file(async (prev) => (prev === undefined ? llbRm(path, o) : prev.rm(path, o)));
   }
 
   /** Creates a symlink at `path` pointing at `target`. */
   symlink(target: string, path: string, opts: { chown?: ChownSpec } = {}): State {
+    checkArg('symlink', 'the target', target, str);
+    checkArg('symlink', 'the path', path, str);
+    checkOptions('symlink', opts, { chown });
     const o = opts.chown === undefined ? {} : { chown: opts.chown };
     return this.file(async (prev) => (prev === undefined ? llbSymlink(target, path, o) : prev.symlink(target, path, o)));
   }
@@ -215,12 +236,14 @@ export class State {
    */
   run(cmd: Command, opts: RunOpts = {}): Exec {
     validateCommand(cmd);
+    checkRunOptions(opts);
     const at = callerLocation();
     return new Exec(async (c) => (await this.lower(c)).run({ ...(await toRunOptions(cmd, opts, c)), ...c.locate(at) }), this.baseImage, mountOutputs(opts));
   }
 
   /** This state as an image: `spec` fields override the base image's config, unset ones inherit it. */
   image(spec: ImageSpec = {}): ImageResult {
+    checkImageSpec(spec);
     return new ImageResult(this, spec, callerLocation());
   }
 }
@@ -270,9 +293,4 @@ export function checkPlatform(platform: string): void {
   }
 }
 
-/** A short description of a value of the wrong kind, for messages. */
-export function describeValue(v: unknown): string {
-  if (v === null || v === undefined) return String(v);
-  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
-  return `a ${typeof v}`;
-}
+export { describeValue };

@@ -12,7 +12,8 @@ import { ImageResult, imageConfigFor } from '../dsl/image-result.js';
 import { LowerContext } from '../dsl/lower.js';
 import { marshal } from '../dsl/marshal.js';
 import { image, local } from '../dsl/sources.js';
-import { State, checkPlatform, describeValue } from '../dsl/state.js';
+import { State, checkPlatform } from '../dsl/state.js';
+import { checkArg, checkOptions, describeValue, str } from '../dsl/options.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
 import { buildFrame, buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
@@ -216,6 +217,8 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
       return new State(async () => st, undefined);
     },
     solve(state, opts): Ref {
+      checkArg('ctx.solve', 'the state', state, { what: 'a State', ok: (v) => v instanceof State, hint: 'ctx.solve(ctx.local("context")).readFile("/package.json")' });
+      checkOptions('ctx.solve', opts, { platform: str });
       if (opts?.platform !== undefined) checkPlatform(opts.platform);
       const p = opts?.platform === undefined ? (building ?? platform) : formatPlatform(parsePlatform(opts.platform));
       let id: Promise<string> | undefined;

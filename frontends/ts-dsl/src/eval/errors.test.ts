@@ -70,6 +70,36 @@ describe('located errors', () => {
     }
   });
 
+  test('options kiln check would refuse are KLN0805 at the call when built unchecked: unknown names (with the near one), wrong types', async () => {
+    // Before, each of these built: the option was dropped or misread (cmd one argument per letter, chmod "755" mode 0o1363, a mount at /0).
+    const cases: readonly (readonly [string, number, RegExp, RegExp?])[] = [
+      ['image("busybox").run(["ls"], { mount: { "/c": cache("x") } })', 20, /run: unknown option "mount" \(did you mean "mounts"\?\)/, /run takes \{ mounts, ssh, secretEnv, env, /],
+      ['image("busybox").run(["ls"], { mounts: [cache("x")] })', 20, /run: option "mounts" must be an object of a cache\(\), secret\(\), bind\(\), tmpfs\(\) or ssh\(\) mount or a State values \(got an array\)/],
+      ['image("busybox").run(["ls"], { mounts: { "/c": "npm-cache" } })', 20, /run: option "mounts" must be/],
+      ['image("busybox").run(["ls"], { env: { PORT: 3000 } })', 20, /run: option "env" must be an object of a string values \(got an object \(Object\)\)/, /PORT: "3000"/],
+      ['image("busybox").image({ cmd: "npm start" })', 20, /image: option "cmd" must be a string\[\] \(got a string\)/, /cmd: \["npm", "start"\]/],
+      ['image("busybox").image({ entryPoint: ["node"] })', 20, /image: unknown option "entryPoint" \(did you mean "entrypoint"\?\)/],
+      ['scratch().copy(image("busybox"), "/a", "/b", { chmod: "755" })', 13, /copy: option "chmod" must be a number such as 0o755 \(got a string\)/, /0o755/],
+      ['scratch().copy(image("busybox"), "/a", "/b", { exlude: ["x"] })', 13, /copy: unknown option "exlude" \(did you mean "exclude"\?\)/],
+      ['scratch().mkdir("/a", { parent: true })', 13, /mkdir: unknown option "parent" \(did you mean "parents"\?\)/],
+      ['image("busybox").run(["ls"], { mounts: { "/c": cache("x", { sharing: "sometimes" }) } })', 50, /cache: option "sharing" must be "shared" \| "private" \| "locked"/],
+      ['image("busybox", { resolv: true })', 3, /image: unknown option "resolv" \(did you mean "resolve"\?\)/],
+      ['merge(image("a"), image("b"))', 3, /merge: the states must be a State\[\] \(got an object \(State\)\)/, /merge\(\[a, b, c\]\)/],
+      ['image("busybox").addEnv("PORT", 3000)', 20, /addEnv: the value of PORT must be a string \(got a number\)/],
+    ];
+    for (const [expr, column, message, hint] of cases) {
+      const p = run('import { cache, image, merge, scratch } from "kiln";', 'export default () =>', `  ${expr} as never;`);
+      await expect(p, expr).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3, column } });
+      await expect(p, expr).rejects.toThrow(message);
+      if (hint !== undefined) await expect(p, expr).rejects.toMatchObject({ hint: expect.stringMatching(hint) });
+    }
+  });
+
+  test('options that are right, and undefined ones a spread leaves, still build', async () => {
+    const r = await run(IMPORT, 'const extra: { user?: string } = { user: undefined };', 'export default () =>', '  image("busybox").copy(scratch(), ".", ".", { chmod: 0o755, chown: { user: 1000, group: "app" } }).run(["true"], { ...extra, mounts: { "/c": cache("c", { sharing: "locked" }), "/s": scratch() }, env: { A: "1" } }).image({ cmd: ["sh"], env: { B: "2" } });');
+    expect(r.results).toHaveLength(1);
+  });
+
   test('.output() of a mount that has no output: KLN0805 at the call, naming why', async () => {
     const ro = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/ro": bind(image("alpine"), { readonly: true }) } })', '    .output("/ro");');
     await expect(ro).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 4, column: 6 } });
