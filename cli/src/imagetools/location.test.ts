@@ -21,6 +21,11 @@ describe('parseLayoutLocation', () => {
     expect(repositoryKey(r)).not.toBe(repositoryKey(parseLayoutLocation('oci-layout://localhost:5000/app', '/')));
   });
 
+  test('a registry reference that does not parse says why (a layout one slash short is no host)', () => {
+    expect(() => parseLocation('oci-layout:/tmp/lay', '/')).toThrow('invalid reference "oci-layout:/tmp/lay": bad registry host "oci-layout:" (a port is digits; a scheme takes two slashes: oci-layout://tmp/lay)');
+    expect(() => parseLocation('Bad/Ref:x', '/')).toThrow('invalid reference "Bad/Ref:x": repository names must be lowercase');
+  });
+
   test.for(['oci-layout://', 'oci-layout://:v1', `oci-layout://x@sha256:${'a'.repeat(40)}`])('%s is refused with KLN0860', (s) => {
     expect(() => parseLayoutLocation(s, '/')).toThrow(expect.objectContaining({ code: 'KLN0860' }));
   });

@@ -44,7 +44,9 @@ export function parseLocation(s: string, cwd: string): Location {
   try {
     return { kind: 'registry', ref: parseReference(s) };
   } catch (e) {
-    throw new ImagetoolsError('KLN0860', `invalid reference "${s}"`, { hint: (e as { hint?: string }).hint, cause: e });
+    // the parser's reason (`bad tag`, `bad registry host "oci-layout:"…`) says which part is wrong
+    const why = e instanceof Error ? e.message.replace(/^invalid image reference "[^]*?": /, '') : '';
+    throw new ImagetoolsError('KLN0860', `invalid reference "${s}"${why === '' ? '' : `: ${why}`}`, { hint: (e as { hint?: string }).hint, cause: e });
   }
 }
 

@@ -25,6 +25,14 @@ describe('parseReference (Docker normalisation)', () => {
     expect(() => parseReference(input)).toThrow(expect.objectContaining({ code: 'REFERENCE_INVALID' }));
   });
 
+  test.for(['oci-layout:/tmp/layout', 'foo:/bar', 'host:50x/app', 'reg.-x.io/app', 'ho st:5000/app'])('rejects the registry host of %j', (input) => {
+    expect(() => parseReference(input)).toThrow(expect.objectContaining({ code: 'REFERENCE_INVALID', message: expect.stringContaining('bad registry host') }));
+  });
+
+  test('a scheme one slash short is named as such', () => {
+    expect(() => parseReference('oci-layout:/tmp/layout')).toThrow('bad registry host "oci-layout:" (a port is digits; a scheme takes two slashes: oci-layout://tmp/layout)');
+  });
+
   test('localhost detection for plain http', () => {
     expect(isLocalhost('localhost:5000')).toBe(true);
     expect(isLocalhost('127.0.0.1:40000')).toBe(true);

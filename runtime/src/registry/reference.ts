@@ -19,6 +19,8 @@ export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
+/** distribution's domain: DNS labels or a bracketed IPv6 address, then an optional port of digits. */
+const DOMAIN = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?$/;
 
 function invalid(s: string, why: string): ImageStoreError {
   return new ImageStoreError('REFERENCE_INVALID', `invalid image reference "${s}": ${why}`, {
@@ -66,7 +68,11 @@ export function parseReference(input: string): ImageReference {
   if (path === '' || !path.split('/').every((c) => COMPONENT.test(c))) {
     throw invalid(input, path !== path.toLowerCase() ? 'repository names must be lowercase' : 'bad repository name');
   }
-  if (domain.length === 0 || /[^A-Za-z0-9.\-:[\]]/.test(domain)) throw invalid(input, `bad registry host "${domain}"`);
+  if (!DOMAIN.test(domain)) {
+    // `oci-layout:/dir` (one slash short of a scheme) must not become a lookup of host "oci-layout:"
+    const scheme = /^[a-z][a-z0-9+.-]*:$/i.test(domain) ? ` (a port is digits; a scheme takes two slashes: ${domain}//${path})` : '';
+    throw invalid(input, `bad registry host "${domain}"${scheme}`);
+  }
   if (tag === undefined && digest === undefined) tag = 'latest';
   return { domain, path, ...(tag !== undefined ? { tag } : {}), ...(digest !== undefined ? { digest } : {}) };
 }
