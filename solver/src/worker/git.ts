@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { SourceOp } from '@kiln/llb-core';
@@ -191,6 +191,7 @@ export class GitSources {
     );
     if (have) return;
     await rm(join(git.gitDir, 'shallow.lock'), { force: true });
+    await removeStaleTmp(git.gitDir, Date.now());
     const args = isCommitSha(ref) ? ['fetch', ...((await exists(join(git.gitDir, 'shallow'))) ? ['--unshallow'] : []), 'origin'] : ['fetch', '--depth=1', '--no-tags', 'origin', '--force', `${ref}:tags/${ref}`];
     await run(git, args);
     await run(git, ['reflog', 'expire', '--all', '--expire=now']);
@@ -359,6 +360,28 @@ export async function removeGitRepo(root: string, id: string): Promise<void> {
 function tokenScope(remote: string): string {
   for (const p of ['https://github.com/', 'https://www.github.com/']) if (remote.startsWith(p)) return p;
   return remote;
+}
+
+/** How long a `tmp_*` file under objects/ must have been left alone to count as a cut-off fetch's. */
+const STALE_TMP_MS = 10 * 60_000;
+
+/**
+ * Removes what fetches cut off (Ctrl-C, a cancelled build, a killed kiln) left in a bare
+ * repository: git writes loose objects to `objects/XX/tmp_obj_*` and packs to
+ * `objects/pack/tmp_pack_*` (`tmp_idx_*`, …) before renaming them, and only `git prune` (after
+ * two weeks) removes one left behind, so they grew with every cut-off fetch. The repository is
+ * under kiln's lock, and a file nobody wrote to for {@link STALE_TMP_MS} is no live git's.
+ */
+async function removeStaleTmp(gitDir: string, now: number): Promise<void> {
+  const objects = join(gitDir, 'objects');
+  const dirs = (await readdir(objects).catch(() => [] as string[])).filter((n) => n === 'pack' || /^[0-9a-f]{2}$/.test(n));
+  for (const dir of [objects, ...dirs.map((d) => join(objects, d))]) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!name.startsWith('tmp_')) continue;
+      const st = await lstat(join(dir, name)).catch(() => undefined);
+      if (st?.isFile() === true && now - st.mtimeMs > STALE_TMP_MS) await rm(join(dir, name), { force: true });
+    }
+  }
 }
 
 async function exists(p: string): Promise<boolean> {

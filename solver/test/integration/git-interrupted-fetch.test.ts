@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -62,6 +62,45 @@ test('a bare repository holding the commit without its tree (a fetch cut off) is
   const m = await snapshotter.mount(ref.snapshot);
   try {
     expect(readFileSync(join(m.path, 'a.txt'), 'utf8')).toBe('a\n');
+  } finally {
+    await m.release();
+  }
+}, 60_000);
+
+test("git's temporary object and pack files a cut-off fetch left are removed before the next fetch; one written to in the last minutes is kept", async () => {
+  const root = join(work, 'root-tmp');
+  const snapshotter = new LocalSnapshotter({ root });
+  await snapshotter.init();
+  const sources = new GitSources({ root, snapshotter, localDirs: {} } as unknown as RuntimeWorkerDeps);
+  const op = (ref: string): SourceOp => source(`git://127.0.0.1/repo.git#${ref}`, { 'git.fullurl': url });
+  await sources.snapshot(op('main'), ctx);
+  const reposDir = join(root, 'solver', 'git');
+  const gitDir = join(reposDir, readdirSync(reposDir, { withFileTypes: true }).find((e) => e.isDirectory())?.name ?? '');
+  // What git leaves when it is stopped mid-fetch: a loose object being written (unpack-objects),
+  // a pack and its index being written (index-pack). An hour old, and one just written.
+  const objects = join(gitDir, 'objects');
+  mkdirSync(join(objects, 'ab'), { recursive: true });
+  const stale = [join(objects, 'ab', 'tmp_obj_Xa1b2c'), join(objects, 'pack', 'tmp_pack_Qz9y8x'), join(objects, 'pack', 'tmp_idx_Qz9y8x')];
+  const fresh = join(objects, 'pack', 'tmp_pack_Fresh1');
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  for (const f of stale) {
+    writeFileSync(f, Buffer.alloc(4096, 1));
+    utimesSync(f, hourAgo, hourAgo);
+  }
+  writeFileSync(fresh, 'being written');
+  // A commit the repository has not fetched: the fetch runs, and what it left goes first.
+  const wc = join(work, 'wc-tmp');
+  git(work, ['clone', '-q', repo, wc]);
+  writeFileSync(join(wc, 'b.txt'), 'b\n');
+  git(wc, ['add', '.']);
+  git(wc, ['commit', '-qm', 'two']);
+  git(wc, ['push', '-q', 'origin', 'HEAD:refs/heads/two']);
+  const ref = await sources.snapshot(op('two'), ctx);
+  expect(stale.filter((f) => existsSync(f))).toEqual([]);
+  expect(existsSync(fresh)).toBe(true);
+  const m = await snapshotter.mount(ref.snapshot);
+  try {
+    expect(readFileSync(join(m.path, 'b.txt'), 'utf8')).toBe('b\n');
   } finally {
     await m.release();
   }
