@@ -27,6 +27,7 @@ export {
   marshal,
   shellQuote,
   type ImageSpec,
+  type Healthcheck,
   type ImageOpts,
   type LocalOpts,
   type GitOpts,

@@ -86,6 +86,31 @@ describe('image config', () => {
     // The exporter sets the new image's time; the base's would date it back.
     expect(c.created).toBeUndefined();
   });
+  test('healthcheck, volumes, stopSignal and numeric ports are written as the Dockerfile frontend writes HEALTHCHECK, VOLUME, STOPSIGNAL and EXPOSE', () => {
+    const withVol = { ...base, config: { ...base.config, Volumes: { '/old': {} }, Healthcheck: { Test: ['CMD', 'true'] } } };
+    const c = JSON.parse(imageConfigFor(withVol, {
+      exposedPorts: [3000, '53/udp'],
+      volumes: ['/data'],
+      stopSignal: 'SIGQUIT',
+      healthcheck: { cmd: 'wget -q -O- localhost:3000/health', interval: '1m30s', timeout: '500ms', retries: 3 },
+    }, parsePlatform('linux/amd64'))) as { config: Record<string, unknown> };
+    expect(c.config['ExposedPorts']).toEqual({ '3000/tcp': {}, '53/udp': {} });
+    expect(c.config['Volumes']).toEqual({ '/old': {}, '/data': {} });
+    expect(c.config['StopSignal']).toBe('SIGQUIT');
+    // HEALTHCHECK --interval=1m30s --timeout=500ms --retries=3 CMD wget …: durations in ns, zero ones left out
+    expect(c.config['Healthcheck']).toEqual({ Test: ['CMD-SHELL', 'wget -q -O- localhost:3000/health'], Interval: 90e9, Timeout: 500e6, Retries: 3 });
+    const argv = JSON.parse(imageConfigFor(withVol, { healthcheck: { cmd: ['/bin/check', '--fast'] } }, parsePlatform('linux/amd64'))) as { config: Record<string, unknown> };
+    expect(argv.config['Healthcheck']).toEqual({ Test: ['CMD', '/bin/check', '--fast'] });
+    const none = JSON.parse(imageConfigFor(withVol, { healthcheck: 'none' }, parsePlatform('linux/amd64'))) as { config: Record<string, unknown> };
+    expect(none.config['Healthcheck']).toEqual({ Test: ['NONE'] });
+  });
+  test('bad healthcheck durations and ports are KLN0805 at .image()', () => {
+    expect(() => image('busybox').image({ healthcheck: { cmd: 'true', interval: '30' } })).toThrow(/image: option "interval" must be a duration such as "30s"/);
+    expect(() => image('busybox').image({ healthcheck: { cmd: 'true', timeout: '10us' } })).toThrow(/option "timeout" must be a duration/);
+    expect(() => image('busybox').image({ healthcheck: { cmd: [] } })).toThrow(/option "cmd" must be a shell command line or an argv list/);
+    expect(() => image('busybox').image({ exposedPorts: ['http'] })).toThrow(/option "exposedPorts" must be a list of ports/);
+    expect(() => image('busybox').image({ healthcheck: { cmd: 'true', retries: 3 }, volumes: ['/v'], exposedPorts: [80] })).not.toThrow();
+  });
   test('a new entrypoint drops the inherited cmd; scratch gets the default PATH', () => {
     const c = JSON.parse(imageConfigFor(base, { entrypoint: ['/bin/sh'] }, parsePlatform('linux/amd64'))) as { config: Record<string, unknown> };
     expect(c.config['Cmd']).toBeUndefined();

@@ -6,7 +6,7 @@
 import { defaultPathEnv, type Platform } from '@kiln/llb-core';
 import type { State } from './state.js';
 import type { BuildLocation } from './source-location.js';
-import { checkOptions, recordOf, str, strings, withHint } from './options.js';
+import { checkOptions, count, recordOf, str, strings, withHint, type Field } from './options.js';
 
 /** The image config fields a build can set (OCI `config`). */
 export interface ImageSpec {
@@ -18,9 +18,54 @@ export interface ImageSpec {
   readonly user?: string;
   /** Merged into the base image's labels. */
   readonly labels?: Readonly<Record<string, string>>;
-  /** `8080/tcp`, `53/udp`; added to the base image's. */
-  readonly exposedPorts?: readonly string[];
+  /** `8080/tcp`, `53/udp`, or a port number (tcp); added to the base image's. */
+  readonly exposedPorts?: readonly (string | number)[];
+  /** Paths the container runtime makes volumes (Dockerfile `VOLUME`); added to the base image's. */
+  readonly volumes?: readonly string[];
+  /** The signal that stops the container (Dockerfile `STOPSIGNAL`): `SIGTERM`, `SIGQUIT`, `9`. */
+  readonly stopSignal?: string;
+  /** A health check (Dockerfile `HEALTHCHECK`), or `"none"` to turn off the base image's. */
+  readonly healthcheck?: Healthcheck | 'none';
 }
+
+/** Dockerfile's `HEALTHCHECK` as an {@link ImageSpec} field; unset durations use the runtime's defaults. */
+export interface Healthcheck {
+  /** A shell command line (`CMD-SHELL`, run with `/bin/sh -c`) or an argv (`CMD`, no shell). */
+  readonly cmd: string | readonly string[];
+  /** Time between checks, as Docker writes durations: `30s`, `1m30s`, `500ms`. */
+  readonly interval?: string;
+  /** Time one check may take. */
+  readonly timeout?: string;
+  /** Time after start during which failures do not count. */
+  readonly startPeriod?: string;
+  /** Time between checks during the start period. */
+  readonly startInterval?: string;
+  /** Consecutive failures that make the container unhealthy. */
+  readonly retries?: number;
+}
+
+const UNIT_NS: Readonly<Record<string, number>> = { ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+
+/** Nanoseconds of a duration such as `1m30s` (the units of HEALTHCHECK flags), or undefined if it is not one. */
+function durationNs(d: string): number | undefined {
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(d)) return undefined;
+  let ns = 0;
+  for (const m of d.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ns += Math.trunc(Number(m[1]) * (UNIT_NS[m[2] as string] as number));
+  return ns;
+}
+
+// as Dockerfile's HEALTHCHECK flags: 0 is the runtime's default, anything else at least 1ms
+const duration: Field = { what: 'a duration such as "30s", "1m30s" or "500ms"', ok: (v) => typeof v === 'string' && ((n) => n !== undefined && (n === 0 || n >= 1e6))(durationNs(v)) };
+const healthcheckField: Field = {
+  what: '"none" or { cmd, interval, timeout, startPeriod, startInterval, retries }',
+  ok: (v) => v === 'none' || (typeof v === 'object' && v !== null && 'cmd' in v),
+  hint: 'healthcheck: { cmd: "wget -q -O- localhost:3000/health", interval: "30s", retries: 3 }',
+};
+const port: Field = {
+  what: 'a list of ports such as "8080/tcp", "53/udp" or 3000',
+  ok: (v) => Array.isArray(v) && v.every((p) => (typeof p === 'string' && /^\d+(\/(tcp|udp|sctp))?$/.test(p)) || (Number.isInteger(p) && p > 0 && p < 65536)),
+  hint: 'exposedPorts: [3000, "53/udp"]',
+};
 
 /** @internal Throws KLN0805 (at the `.image` call) for an unknown or mistyped field of `spec`. */
 export function checkImageSpec(spec: ImageSpec): void {
@@ -31,8 +76,38 @@ export function checkImageSpec(spec: ImageSpec): void {
     workdir: str,
     user: str,
     labels: recordOf(str),
-    exposedPorts: withHint(strings, 'exposedPorts: ["3000/tcp", "53/udp"]'),
+    exposedPorts: port,
+    volumes: strings,
+    stopSignal: str,
+    healthcheck: healthcheckField,
   });
+  const h = spec.healthcheck;
+  if (typeof h === 'object') {
+    checkOptions('image', h, {
+      cmd: { what: 'a shell command line or an argv list', ok: (v) => (typeof v === 'string' && v.trim() !== '') || (strings.ok(v) && (v as string[]).length > 0) },
+      interval: duration,
+      timeout: duration,
+      startPeriod: duration,
+      startInterval: duration,
+      retries: count,
+    });
+  }
+}
+
+/** Docker's Healthcheck JSON: zero durations and retries left out, as the Dockerfile frontend writes it. */
+function healthJson(h: Healthcheck | 'none'): Json {
+  if (h === 'none') return { Test: ['NONE'] };
+  const ns = (d: string | undefined): number => (d === undefined ? 0 : (durationNs(d) ?? 0));
+  const out: Json = { Test: typeof h.cmd === 'string' ? ['CMD-SHELL', h.cmd] : ['CMD', ...h.cmd] };
+  const fields: readonly (readonly [string, number])[] = [
+    ['Interval', ns(h.interval)],
+    ['Timeout', ns(h.timeout)],
+    ['StartPeriod', ns(h.startPeriod)],
+    ['StartInterval', ns(h.startInterval)],
+    ['Retries', h.retries ?? 0],
+  ];
+  for (const [k, v] of fields) if (v !== 0) out[k] = v;
+  return out;
 }
 
 /** A State to export as an image with {@link ImageSpec} applied to its config. */
@@ -83,9 +158,16 @@ export function imageConfigFor(base: Json | undefined, spec: ImageSpec, platform
   if (spec.labels !== undefined) cfg['Labels'] = { ...(isObj(cfg['Labels']) ? cfg['Labels'] : {}), ...spec.labels };
   if (spec.exposedPorts !== undefined) {
     const ports: Json = { ...(isObj(cfg['ExposedPorts']) ? cfg['ExposedPorts'] : {}) };
-    for (const p of spec.exposedPorts) ports[p.includes('/') ? p : `${p}/tcp`] = {};
+    for (const p of spec.exposedPorts) ports[typeof p === 'string' && p.includes('/') ? p : `${p}/tcp`] = {};
     cfg['ExposedPorts'] = ports;
   }
+  if (spec.volumes !== undefined) {
+    const vols: Json = { ...(isObj(cfg['Volumes']) ? cfg['Volumes'] : {}) };
+    for (const v of spec.volumes) vols[v] = {};
+    cfg['Volumes'] = vols;
+  }
+  if (spec.stopSignal !== undefined) cfg['StopSignal'] = spec.stopSignal;
+  if (spec.healthcheck !== undefined) cfg['Healthcheck'] = healthJson(spec.healthcheck);
   img['config'] = cfg;
   return JSON.stringify(img);
 }

@@ -9,6 +9,6 @@ export { merge, diff } from './graph.js';
 export { cache, secret, bind, tmpfs, ssh, type Mount, type CacheMount, type SecretMount, type BindMount, type TmpfsMount, type SshMount } from './mounts.js';
 export { sh, Sh, shellQuote, type ShValue } from './sh.js';
 export type { Command, RunOpts } from './run.js';
-export { ImageResult, type ImageSpec } from './image-result.js';
+export { ImageResult, type ImageSpec, type Healthcheck } from './image-result.js';
 export { PlatformResults, type Ctx, type Build, type BuildResult, type SingleResult, type Ref, type FileInfo, type ResolvedImage } from './ctx.js';
 export { marshal, type MarshalOpts } from './marshal.js';
