@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { SourceOp } from '@kiln/llb-core';
@@ -110,6 +111,8 @@ interface GitRun {
 interface SshAgents {
   readonly id: string;
   sockets(): readonly string[];
+  /** Whether the agent at `socket` accepts connections but answers nothing (asked once per repository use). */
+  silent(socket: string): Promise<boolean>;
 }
 
 /**
@@ -314,7 +317,13 @@ export class GitSources {
     // The agent is chosen per ssh connection among the builds attached then (see run), not once
     // here: the build that started the fetch may leave, or its agent lack the key, while another
     // attached build's agent has it.
-    return { gitDir, env, signal, remote: spec.remote, ssh: { id, sockets: () => session.sshSockets(id) }, cleanup };
+    const checked = new Map<string, Promise<boolean>>();
+    const silent = (socket: string): Promise<boolean> => {
+      let p = checked.get(socket);
+      if (p === undefined) checked.set(socket, (p = agentSilent(socket, agentTimeoutMs(), signal)));
+      return p;
+    };
+    return { gitDir, env, signal, remote: spec.remote, ssh: { id, sockets: () => session.sshSockets(id), silent }, cleanup };
   }
 }
 
@@ -400,6 +409,42 @@ const SSH_DENIED = /^.*: Permission denied \((?:publickey|password|keyboard-inte
 /** The git subcommand in `args`, for messages. */
 const subcommand = (args: readonly string[]): string | undefined => (args[0] === '-c' ? args[2] : args[0]);
 
+/** git commands that may connect to the remote (and so ask the ssh agent). */
+const CONNECTING = new Set(['ls-remote', 'fetch', 'submodule']);
+
+/** How long an ssh agent may take to answer (`KILN_SSH_AGENT_TIMEOUT`, seconds; 10 by default). */
+function agentTimeoutMs(): number {
+  const s = Number(process.env['KILN_SSH_AGENT_TIMEOUT']);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 10_000;
+}
+
+/** SSH_AGENTC_EXTENSION "query": every agent answers it (the extensions it has, or failure). */
+const AGENT_PROBE = Buffer.concat([Buffer.from([0, 0, 0, 10, 27, 0, 0, 0, 5]), Buffer.from('query')]);
+
+/**
+ * Whether the agent at `socket` accepted a connection and then answered nothing for `ms` (stopped,
+ * stuck on something): ssh would wait on it for ever, since it gives an agent no time limit. An
+ * agent that is not there or closes the connection is not silent: ssh finds that out by itself.
+ */
+function agentSilent(socket: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(socket);
+    const done = (silent: boolean): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', cancel);
+      c.destroy();
+      resolve(silent);
+    };
+    const cancel = (): void => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    signal?.addEventListener('abort', cancel, { once: true });
+    c.once('connect', () => c.write(AGENT_PROBE));
+    c.once('data', () => done(false));
+    c.once('error', () => done(false));
+    c.once('close', () => done(false));
+  });
+}
+
 /**
  * Runs git; a failure names the command and what went wrong, with credentials redacted. With ssh
  * agents, each run is one ssh connection (ls-remote, fetch, a submodule update: git runs ssh
@@ -421,13 +466,23 @@ async function run(git: GitRun, args: readonly string[], cwd?: string): Promise<
   }
   const tried = new Set<string>();
   let denied = '';
+  let silent = 0;
+  const connects = CONNECTING.has(subcommand(args) ?? '');
   for (;;) {
     // Asked again each time: a build that left is not tried, one that joined since is. With no
     // agent left (the builds still attached forward none), git runs without one: most of its
     // commands do not connect at all.
     const agent = ssh.sockets().find((s) => !tried.has(s));
     if (agent === undefined && tried.size > 0) break;
-    if (agent !== undefined) tried.add(agent);
+    if (agent !== undefined) {
+      tried.add(agent);
+      // An agent that accepts and never answers would hold ssh, and the step, until cancelled:
+      // the next attached build's is tried instead.
+      if (connects && (await ssh.silent(agent))) {
+        silent += 1;
+        continue;
+      }
+    }
     const out = await runOnce(git, args, cwd, agent);
     if (typeof out === 'string') return out;
     if (agent === undefined) {
@@ -436,7 +491,15 @@ async function run(git: GitRun, args: readonly string[], cwd?: string): Promise<
     denied = out.denied;
   }
   const n = tried.size;
-  throw new SolverError('SOLVER_GIT_FAILED', `${what}: ${denied} (tried the "${ssh.id}" SSH agent of ${n} attached build${n === 1 ? '' : 's'})`, {
+  const builds = `${n} attached build${n === 1 ? '' : 's'}`;
+  const wait = `${agentTimeoutMs() / 1000} s`;
+  if (denied === '') {
+    throw new SolverError('SOLVER_GIT_FAILED', `${what}: the "${ssh.id}" SSH agent accepted the connection but did not answer within ${wait} (the agent of ${builds})`, {
+      hint: `the agent passed with --ssh ${ssh.id} is stuck or stopped: check that \`ssh-add -l\` answers with its socket as SSH_AUTH_SOCK, restart it or pass another; KILN_SSH_AGENT_TIMEOUT=SECONDS waits longer`,
+    });
+  }
+  const stuck = silent === 0 ? '' : `; ${silent} of them did not answer within ${wait}`;
+  throw new SolverError('SOLVER_GIT_FAILED', `${what}: ${denied} (tried the "${ssh.id}" SSH agent of ${builds}${stuck})`, {
     hint: `add a key the server accepts to the agent passed with --ssh ${ssh.id} (ssh-add -l lists its keys)`,
   });
 }

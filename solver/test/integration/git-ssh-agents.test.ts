@@ -5,7 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -300,3 +300,77 @@ test('a build that forwards no agent for the id is told to pass --ssh', async ()
   const def = await definition(commit('five'));
   await expect(solver.solve(def, { worker: worker(undefined) })).rejects.toMatchObject({ cause: { code: 'SOLVER_GIT_FAILED', message: expect.stringContaining('no SSH agent "default"'), hint: 'pass --ssh default' } });
 });
+
+/** An agent socket that accepts connections and never answers (a stopped or stuck agent), and counts them. */
+async function silentAgent(name: string): Promise<{ sock: string; connections: () => number }> {
+  const sock = join(work, `${name}.agent`);
+  rmSync(sock, { force: true });
+  const held: Socket[] = [];
+  const server = createServer((c) => void held.push(c));
+  await new Promise<void>((r) => server.listen(sock, r));
+  server.unref();
+  agentServers.push(() => {
+    for (const c of held) c.destroy();
+    server.close();
+  });
+  return { sock, connections: () => held.length };
+}
+const agentServers: Array<() => void> = [];
+afterAll(() => {
+  for (const close of agentServers) close();
+});
+
+/** Runs `fn` with KILN_SSH_AGENT_TIMEOUT set to `seconds`. */
+async function withAgentTimeout<T>(seconds: number, fn: () => Promise<T>): Promise<T> {
+  const before = process.env['KILN_SSH_AGENT_TIMEOUT'];
+  process.env['KILN_SSH_AGENT_TIMEOUT'] = String(seconds);
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env['KILN_SSH_AGENT_TIMEOUT'];
+    else process.env['KILN_SSH_AGENT_TIMEOUT'] = before;
+  }
+}
+
+test('the only agent accepts and never answers: SOLVER_GIT_FAILED naming the ssh id after the wait, instead of a fetch that hangs until cancelled', async () => {
+  const def = await definition(commit('six'));
+  const stuck = await silentAgent('stuck');
+  const before = served();
+  const t0 = Date.now();
+  await withAgentTimeout(1, async () => {
+    await expect(solver.solve(def, { worker: worker(stuck.sock) })).rejects.toMatchObject({
+      cause: {
+        code: 'SOLVER_GIT_FAILED',
+        message: expect.stringMatching(/the "default" SSH agent accepted the connection but did not answer within 1 s \(the agent of 1 attached build\)/),
+        hint: expect.stringContaining('--ssh default'),
+      },
+    });
+  });
+  expect(Date.now() - t0).toBeLessThan(10_000);
+  expect(stuck.connections()).toBeGreaterThan(0);
+  expect(served()).toBe(before);
+  // Nothing of ssh is left waiting on the agent.
+  expect(sshClients()).toBe(0);
+}, 60_000);
+
+test("a shared fetch whose first build's agent accepts and never answers: the next attached build's agent serves it", async () => {
+  const sha = commit('seven');
+  const stuck = await silentAgent('stuck2');
+  const keyed = await agent('keyed2', [join(work, 'user')]);
+  const def = await definition(sha);
+  const before = served();
+  await withAgentTimeout(3, async () => {
+    const pa = progress();
+    const pb = progress();
+    const a = solver.solve(def, { worker: worker(stuck.sock), progress: pa });
+    // The first build's fetch is waiting on its agent when the second build joins.
+    await until('the fetch to ask the silent agent', () => stuck.connections() > 0);
+    const b = solver.solve(def, { worker: worker(keyed.sock), progress: pb });
+    await until('the second build to join the running fetch', () => pb.events.some((e) => e.kind === 'vertex.started'));
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(ra?.ref.snapshot).toBe(rb?.ref.snapshot);
+    expect(await files(rb)).toMatchObject({ 'seven.txt': 'seven\n' });
+  });
+  expect(served() - before).toBe(1);
+  expect(keyed.log()).toMatch(/replying with 1 allowed of 1 available keys/);
+}, 60_000);
