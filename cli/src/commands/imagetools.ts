@@ -126,7 +126,7 @@ async function inspectFrom(io: CliIo, name: string, source: ManifestSource, flag
     return;
   }
   const loaded = await loadImages(r, /Provenance|SBOM/.test(flags.format ?? ''));
-  io.stdout.write(executeTemplate(flags.format ?? '', templateInput(name, r, loaded)));
+  io.stdout.write(executeTemplate(flags.format ?? '', templateInput(name, r, loaded), { struct: true }));
 }
 
 async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<void> {

@@ -44,6 +44,23 @@ describe('executeTemplate: only the data’s own fields', () => {
   });
 });
 
+describe('executeTemplate: a struct input (buildx tplInput) has no missing fields', () => {
+  // Go: "can't evaluate field Manfest in type imagetools.tplInput"; a misspelt top-level field
+  // printed `null` or `<no value>` and exited 0.
+  test('a field the input lacks refuses the template, naming the fields and the near one', () => {
+    expect(() => executeTemplate('{{json .Manfest}}', data, { struct: true })).toThrow(
+      expect.objectContaining({ code: 'KLN0860', message: expect.stringContaining("1:1: can't evaluate field Manfest (the fields are Name, Manifest, Image): did you mean .Manifest?") }),
+    );
+    expect(() => executeTemplate('x\n{{if .Name}}{{$.Imag}}{{end}}', data, { struct: true })).toThrow(expect.objectContaining({ message: expect.stringContaining("2:13: can't evaluate field Imag") }));
+    expect(() => executeTemplate('{{range .Image}}{{.Nope}}{{end}}{{.Bogus}}', data, { struct: true })).toThrow(/1:33: can't evaluate field Bogus \(the fields are Name, Manifest, Image\)$/);
+  });
+
+  test('maps below it keep Go map semantics; without the option the input is a map too', () => {
+    expect(executeTemplate('{{.Manifest.Nope}}|{{index .Image "linux/s390x"}}|{{.Name}}', data, { struct: true })).toBe('<no value>|<no value>|app:1');
+    expect(executeTemplate('{{json .Manfest}}', data)).toBe('null');
+  });
+});
+
 describe('printsSummary: buildx prints the summary when the parsed template starts with {{.Manifest', () => {
   // buildx tests tpl.Root.String(), the template as its parser writes it back: spaces and trim
   // markers inside the braces are gone, text before the action is not.

@@ -1,3 +1,4 @@
+import { suggest } from '@kiln/llb-core';
 import { ImagetoolsError } from './errors.js';
 import { goJson } from './go-json.js';
 
@@ -12,8 +13,29 @@ import { goJson } from './go-json.js';
  * (`.Manifest.MediaType`); they find the JSON key of the same name, lower-camel or aliased
  * (`DiffIDs` → `diff_ids`). A non-string value prints as compact JSON, not Go's `%v`.
  */
-export function executeTemplate(template: string, data: unknown): string {
-  return execNodes(template, parseTemplate(template), data, data);
+export function executeTemplate(template: string, data: unknown, opts: { readonly struct?: boolean } = {}): string {
+  const nodes = parseTemplate(template);
+  if (opts.struct !== true || typeof data !== 'object' || data === null) return execNodes(template, nodes, data, data);
+  structs.add(data);
+  try {
+    return execNodes(template, nodes, data, data);
+  } finally {
+    structs.delete(data);
+  }
+}
+
+/**
+ * Values that are Go structs (`executeTemplate`'s `struct` option: buildx's template input): a
+ * field they lack is an error, as Go's "can't evaluate field X in type …", not `<no value>` (a
+ * map's missing key), so `{{json .Manfest}}` is refused instead of printing `null`.
+ */
+const structs = new WeakSet<object>();
+
+/** A field a struct lacks; {@link execNodes} refuses the template at the action that named it. */
+class MissingField extends Error {
+  constructor(readonly field: string, readonly fields: readonly string[]) {
+    super(`can't evaluate field ${field}`);
+  }
 }
 
 /**
@@ -33,7 +55,7 @@ export function printsSummary(template: string): boolean {
 /** A parsed template: text, actions that print a pipeline, and control actions with their bodies. */
 type TemplateNode =
   | { kind: 'text'; text: string }
-  | { kind: 'action'; pipe: Pipeline }
+  | { kind: 'action'; pipe: Pipeline; pos: number }
   /** `pos`: offset of the action's `{{` (execution errors name its line and column). */
   | { kind: 'if' | 'with' | 'range'; pipe: Pipeline; body: TemplateNode[]; otherwise: TemplateNode[]; pos: number };
 
@@ -202,7 +224,7 @@ function parseAction(template: string, body: string, pos: number, frames: Frame[
     if (f === undefined) throw bad(template, '{{end}} without {{if}}, {{with}} or {{range}}', pos);
     while (f?.chained === true) f = frames.pop();
   } else {
-    into().push({ kind: 'action', pipe: parsePipeline(template, toks, pos) });
+    into().push({ kind: 'action', pipe: parsePipeline(template, toks, pos), pos });
   }
 }
 
@@ -283,6 +305,7 @@ function field(v: unknown, name: string): unknown {
   for (const k of [name, ALIASES[name], name.charAt(0).toLowerCase() + name.slice(1)]) if (k !== undefined && Object.hasOwn(r, k)) return r[k];
   const lower = name.toLowerCase();
   const k = Object.keys(r).find((x) => x.toLowerCase() === lower);
+  if (k === undefined && structs.has(r)) throw new MissingField(name, Object.keys(r));
   return k === undefined ? undefined : r[k];
 }
 
@@ -303,10 +326,17 @@ function evalArg(a: Arg, dot: unknown, top: unknown): unknown {
 function execNodes(template: string, nodes: ReadonlyArray<TemplateNode>, dot: unknown, top: unknown): string {
   let out = '';
   for (const n of nodes) {
+    if (n.kind !== 'text') out += execNode(template, n, dot, top);
+    else out += n.text;
+  }
+  return out;
+}
+
+/** Runs one action or control action; a field its struct lacks refuses the template there. */
+function execNode(template: string, n: Exclude<TemplateNode, { kind: 'text' }>, dot: unknown, top: unknown): string {
+  try {
+    let out = '';
     switch (n.kind) {
-      case 'text':
-        out += n.text;
-        break;
       case 'action':
         out += show(evalPipeline(n.pipe, dot, top));
         break;
@@ -324,8 +354,12 @@ function execNodes(template: string, nodes: ReadonlyArray<TemplateNode>, dot: un
         break;
       }
     }
+    return out;
+  } catch (e) {
+    if (!(e instanceof MissingField)) throw e;
+    const near = suggest(e.field, e.fields);
+    throw bad(template, `can't evaluate field ${e.field} (the fields are ${e.fields.join(', ')})${near === undefined ? '' : `: did you mean .${near}?`}`, n.pos);
   }
-  return out;
 }
 
 /** Go's truth of a value: false, 0, "", nil and empty lists and maps are false. */
