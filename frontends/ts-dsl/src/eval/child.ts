@@ -190,9 +190,14 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   });
   /** The platform ctx.platforms is building (undefined outside its callback). */
   let building: string | undefined;
+  /** Whether the build looked at ctx.target: if not, --target changed nothing (see below). */
+  let targetRead = false;
   const ctx: Ctx = {
     args: init.args,
-    target: init.target,
+    get target() {
+      targetRead = true;
+      return init.target;
+    },
     platform,
     targetPlatforms: init.platforms,
     async platforms(fn) {
@@ -242,6 +247,11 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
     },
   };
   const result: unknown = await (build as (c: Ctx) => unknown)(ctx);
+  // A Dockerfile build fails on an unknown --target; a build file picks its result itself, so one
+  // that never asks built everything while the user believes it built the target.
+  if (init.target !== undefined && !targetRead) {
+    rpc.notify({ method: 'warn', params: { message: `--target ${init.target} was given, but the build never reads ctx.target: it built its whole result`, location: defaultExportAt(entry, init.sources?.[entry]) } });
+  }
   const one = async (p: string, r: unknown): Promise<WireResult> => {
     const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
     if (img === undefined) {

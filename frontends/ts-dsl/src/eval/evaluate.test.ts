@@ -123,6 +123,23 @@ describe('evaluation', () => {
   });
 
   // V8 places a call's column at the called property (`now`, `random`).
+  test('--target that the build never reads is a warning at its default export (a Dockerfile fails on an unknown one)', async () => {
+    const withTarget = { ...init, target: 'web' };
+    const files = (body: string) => ({ 'kiln.build.ts': `import { scratch, type Ctx } from "kiln";\n\nexport default (${body}` });
+    const ignoring = { warnings: [] as string[], solved: [] as string[] };
+    await evaluateBundle(await bundleBuildFile('kiln.build.ts', memory(files('_ctx: Ctx) => scratch();\n'))), withTarget, handlers(ignoring));
+    expect(ignoring.warnings).toEqual(['kiln.build.ts:3:1: --target web was given, but the build never reads ctx.target: it built its whole result']);
+    for (const reads of ['{ target }: Ctx) => scratch().mkfile("/t", target ?? "all");\n', 'ctx: Ctx) => { const o = { ...ctx }; return scratch().mkfile("/t", String(o.target)); };\n']) {
+      const log = { warnings: [] as string[], solved: [] as string[] };
+      await evaluateBundle(await bundleBuildFile('kiln.build.ts', memory(files(reads))), withTarget, handlers(log));
+      expect(log.warnings, reads).toEqual([]);
+    }
+    // without --target, nothing to say
+    const none = { warnings: [] as string[], solved: [] as string[] };
+    await evaluateBundle(await bundleBuildFile('kiln.build.ts', memory(files('_ctx: Ctx) => scratch();\n'))), init, handlers(none));
+    expect(none.warnings).toEqual([]);
+  });
+
   test('Date.now and Math.random warn once with their location', async () => {
     const log = { warnings: [] as string[], solved: [] as string[] };
     await evaluate({ 'kiln.build.ts': `import { scratch } from "kiln";\nexport default () => {\n  const t = Date.now() + Date.now();\n  return scratch().mkfile("/r", String(Math.random() > 2 || t > 0));\n};\n` }, handlers(log));
