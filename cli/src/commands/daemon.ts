@@ -7,6 +7,7 @@ import { KilnDaemon } from '../daemon/server.js';
 import { warmUpBuildPath } from '../daemon/warmup.js';
 import { GC_KEEP_STORAGE_ENV } from '../engine/auto-gc.js';
 import { commandConfig } from '../engine/config.js';
+import { EngineError } from '../engine/errors.js';
 import { resolveGcPolicy } from '../engine/gc-policy.js';
 import { formatBytes } from '@kiln/solver';
 
@@ -23,8 +24,18 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option('--addr <address>', 'unix socket to listen on (default: $KILN_HOST, /run/kiln/kilnd.sock for root)')
     .option('--gc-keep-storage <size>', `automatic GC cap after builds (default: $${GC_KEEP_STORAGE_ENV}, else the config file's [worker.oci], else 10% of the root's filesystem, at most 20GB; 0 or off: no automatic GC)`)
-    .action(async (flags: { root?: string; addr?: string; gcKeepStorage?: string }) => {
+    // `kiln daemon stop` and the like are answered below with how to stop one, not commander's
+    // "too many arguments"
+    .allowExcessArguments(true)
+    .action(async (flags: { root?: string; addr?: string; gcKeepStorage?: string }, cmd: Command) => {
+      const extra = cmd.args[0];
+      if (extra !== undefined) {
+        throw new EngineError('KLN0709', `kiln daemon takes no subcommand (got "${extra}"): it starts a daemon`, {
+          hint: 'a daemon stops on SIGINT or SIGTERM: Ctrl-C in its terminal, or kill PID (its "serving" line names the pid)',
+        });
+      }
       const env = callerEnv(io);
+      checkListenAddress(flags.addr ?? env['KILN_HOST'], flags.addr === undefined ? 'KILN_HOST' : '--addr');
       const socket = callerPath(io, daemonSocketPath(flags.addr === undefined ? env : { ...env, KILN_HOST: flags.addr }, process.getuid?.(), tmpdir()));
       const root = kilnRoot(flags.root, io).path;
       const log = (line: string): void => void io.stderr.write(`kiln daemon: ${line}\n`);
@@ -53,4 +64,18 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       });
       await daemon.close();
     });
+}
+
+/**
+ * The daemon listens on a unix socket only: `unix:///path` or a bare path. Another scheme
+ * (`tcp://127.0.0.1:1234`, as BUILDKIT_HOST takes) would otherwise be read as a relative path,
+ * and the daemon would make a directory `tcp:` and listen in it.
+ */
+export function checkListenAddress(addr: string | undefined, what: '--addr' | 'KILN_HOST'): void {
+  if (addr === undefined || addr === '' || addr.startsWith('unix://')) return;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(addr)?.[1];
+  if (scheme === undefined) return;
+  throw new EngineError('KLN0709', `${what} ${addr}: kiln daemon listens on a unix socket only, not ${scheme}://`, {
+    hint: 'give --addr unix:///PATH (or a path); clients reach it through the same KILN_HOST',
+  });
 }

@@ -4,7 +4,7 @@ import { chownSync, existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { kilnBin, processesMatching, repo, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { kilnBin, processesMatching, repo, runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
 
 // `kiln daemon` end to end: a real daemon process serves `kiln build` clients over its socket
 // with real runc; each test checks the daemon's log to prove which process ran the command.
@@ -510,4 +510,19 @@ test('the warm-up builds before serving leave the daemon root and the temp dir a
     d.child.kill('SIGTERM');
     await d.exited;
   }
+}, 60_000);
+
+test('kiln daemon stop, or a tcp:// address, is refused before anything listens: what to do instead (KLN0709)', async () => {
+  const t = token();
+  const dir = join(sb.dir, `refused-${t}`);
+  await mkdir(dir, { recursive: true });
+  const stop = await runKiln(sb, ['daemon', 'stop', '--root', sb.root, '--addr', `unix://${join(dir, 'kilnd.sock')}`], { env: { KILN_DAEMON: '0' } });
+  expect(stop.code).toBe(1);
+  expect(stop.stderr).toMatch(/^kiln: error KLN0709: kiln daemon takes no subcommand \(got "stop"\)/m);
+  expect(stop.stderr).toContain('a daemon stops on SIGINT or SIGTERM');
+  // tcp://… was a relative path: a directory "tcp:" made in the cwd and a socket listening in it
+  const tcp = await runKiln(sb, ['daemon', '--root', sb.root, '--addr', 'tcp://127.0.0.1:1234'], { cwd: dir, env: { KILN_DAEMON: '0' } });
+  expect(tcp.code).toBe(1);
+  expect(tcp.stderr).toMatch(/^kiln: error KLN0709: --addr tcp:\/\/127\.0\.0\.1:1234: kiln daemon listens on a unix socket only/m);
+  expect(await readdir(dir)).toEqual([]);
 }, 60_000);
