@@ -127,8 +127,17 @@ function failure(e: unknown): Notification {
   const message = refused === undefined ? err.message : `import("${refused}") is not available in a build file: a build imports only "kiln" and relative files`;
   // the DSL's own errors (TsDslError, thrown at the call) and the parent's keep their code
   const code = err instanceof CallError || err instanceof TsDslError ? err.code : undefined;
-  const hint = err instanceof TsDslError || err instanceof CallError ? err.hint : undefined;
+  const hint = err instanceof TsDslError || err instanceof CallError ? err.hint : shellVariableHint(err);
   return { method: 'fail', params: { message, ...(code === undefined ? {} : { code }), ...(hint === undefined ? {} : { hint }), ...(location ? { location } : {}) } };
+}
+
+/**
+ * `sh\`echo ${HOME}\`` interpolates a JavaScript name, not the shell's variable: a ReferenceError
+ * for an upper-case name (how shell variables are spelt) says how to write the shell's.
+ */
+function shellVariableHint(err: Error): string | undefined {
+  const name = err instanceof ReferenceError ? /^([A-Z_][A-Z0-9_]*) is not defined$/.exec(err.message)?.[1] : undefined;
+  return name === undefined ? undefined : `if ${name} is a shell variable in an sh\`…\` script, write $${name} or \\\${${name}}: \${…} is JavaScript interpolation`;
 }
 
 /** Where the build file's `export default` is (1:1 when it cannot be found). */

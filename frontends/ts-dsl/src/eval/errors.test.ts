@@ -100,6 +100,15 @@ describe('located errors', () => {
     expect(r.results).toHaveLength(1);
   });
 
+  test('${HOME} in an sh`…` script (JavaScript interpolation of an undefined name) hints at the shell spelling', async () => {
+    const p = run('import { image, sh } from "kiln";', 'export default () =>', '  image("busybox").run(sh`echo ${HOME}`);');
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3, column: 34 }, hint: expect.stringContaining('write $HOME or \\${HOME}') });
+    await expect(p).rejects.toThrow(/HOME is not defined/);
+    // a lower-case name is a JavaScript slip, not a shell variable: no such hint
+    const q = run('import { image } from "kiln";', 'export default () => image(versionTag);');
+    await expect(q).rejects.toMatchObject({ hint: undefined });
+  });
+
   test('.output() of a mount that has no output: KLN0805 at the call, naming why', async () => {
     const ro = run(IMPORT, 'export default () =>', '  image("busybox").run(["true"], { mounts: { "/ro": bind(image("alpine"), { readonly: true }) } })', '    .output("/ro");');
     await expect(ro).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 4, column: 6 } });
