@@ -7,16 +7,31 @@ export interface SshProxy {
   close(): Promise<void>;
 }
 
+/** How long an agent may take to answer (`KILN_SSH_AGENT_TIMEOUT`, seconds; 10 by default). */
+function agentTimeoutMs(): number {
+  const s = Number(process.env['KILN_SSH_AGENT_TIMEOUT']);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 10_000;
+}
+
 /**
  * Listens on `path` (owned by uid:gid with `mode`, so a non-root user in the container can use it)
  * and pipes each connection to `agent`: a socket path, or a function that names, for each new
  * connection, the agents to try in turn, so a shared step keeps working when the build whose agent
  * it used first leaves, or its agent dies while the build is still attached (BuildKit picks one
- * session's agent when the step's container starts and keeps it for the whole step). A
- * connection no agent takes is closed: the client in the container sees its agent refuse. The
- * agent itself never becomes visible in the container.
+ * session's agent when the step's container starts and keeps it for the whole step). An agent
+ * that accepts but has not answered the client's first request within `answerWithinMs` (a
+ * stopped or stuck agent, which the client would wait on for ever) is given up too: the next one
+ * gets what the client sent so far. A connection no agent takes is closed: the client in the
+ * container sees its agent refuse. The agent itself never becomes visible in the container.
  */
-export async function startSshProxy(path: string, agent: string | (() => readonly string[]), mode: number, uid: number, gid: number): Promise<SshProxy> {
+export async function startSshProxy(
+  path: string,
+  agent: string | (() => readonly string[]),
+  mode: number,
+  uid: number,
+  gid: number,
+  answerWithinMs = agentTimeoutMs(),
+): Promise<SshProxy> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     let agents: readonly string[];
@@ -37,13 +52,15 @@ export async function startSshProxy(path: string, agent: string | (() => readonl
       sockets.delete(client);
     };
     client.on('error', dropClient).on('close', dropClient);
+    // What the client sent that no agent has answered yet: sent again to the next agent.
+    const unanswered: Buffer[] = [];
     const connect = (i: number): void => {
       const agentSocket = agents[i];
       if (gone) return;
       if (agentSocket === undefined) return dropClient();
       const upstream = createConnection(agentSocket);
       sockets.add(upstream);
-      // Not answering (socket gone, agent dead): the next build's agent.
+      // Not answering (socket gone, agent dead, silent): the next build's agent.
       const next = (): void => {
         upstream.destroy();
         sockets.delete(upstream);
@@ -53,15 +70,40 @@ export async function startSshProxy(path: string, agent: string | (() => readonl
       upstream.once('connect', () => {
         upstream.off('error', next);
         const drop = (): void => {
+          clearTimeout(timer);
           dropClient();
           upstream.destroy();
           sockets.delete(upstream);
         };
+        let timer: NodeJS.Timeout | undefined;
         if (gone) return drop();
+        const silent = (): void => {
+          client.off('data', request).pause();
+          client.off('error', drop).off('close', drop).on('error', dropClient).on('close', dropClient);
+          upstream.off('error', drop).off('close', drop);
+          next();
+        };
+        const request = (d: Buffer): void => {
+          unanswered.push(d);
+          upstream.write(d);
+          timer ??= setTimeout(silent, answerWithinMs).unref();
+        };
         client.off('error', dropClient).off('close', dropClient);
         client.on('error', drop).on('close', drop);
         upstream.on('error', drop).on('close', drop);
-        client.pipe(upstream).pipe(client);
+        upstream.once('data', (answer: Buffer) => {
+          // It answers: from now on a plain pipe, however long the agent takes (a key that asks
+          // its owner to confirm each use).
+          clearTimeout(timer);
+          unanswered.length = 0;
+          client.off('data', request);
+          client.write(answer);
+          client.pipe(upstream);
+          upstream.pipe(client);
+        });
+        for (const d of unanswered.splice(0)) request(d);
+        client.on('data', request);
+        client.resume();
       });
     };
     connect(0);
