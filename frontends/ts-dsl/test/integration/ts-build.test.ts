@@ -209,6 +209,30 @@ describe('kiln build of a kiln.build.ts', { timeout: 240_000 }, () => {
     expect(await readFile(join(two.out, 'linux_arm64/platform'), 'utf8')).toBe('linux/arm64');
   });
 
+  test('examples/ts-node-app: check passes; npm stage with a cache mount copied into a slim stage, with the healthcheck, stop signal and port in the raw config', async () => {
+    const ctx = join(repo, 'examples/ts-node-app');
+    const check = await kiln(['check', ctx], sb.dir);
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.code).toBe(0);
+    const { r, out, oci } = await build(ctx, ['--build-arg', 'NODE_ENV=staging']);
+    expect(r.stderr).toContain('npm ci');
+    expect(r.code).toBe(0);
+    // copy(…, ".") lands in /app (the working directory), not on it
+    expect(await readFile(join(out, 'app/server.js'), 'utf8')).toContain('hello from hello-node');
+    expect(await readFile(join(out, 'app/env'), 'utf8')).toBe('staging\n');
+    expect(readdirSync(join(out, 'app/node_modules'))).toEqual(['left-pad']);
+    // skopeo's view drops Docker's Healthcheck: read the config blob itself
+    const blob = (d: string): Buffer => execFileSync('tar', ['-xOf', oci, `blobs/sha256/${d.slice('sha256:'.length)}`], { maxBuffer: 64 << 20 });
+    const index = JSON.parse(execFileSync('tar', ['-xOf', oci, 'index.json'], { encoding: 'utf8' })) as { manifests: { digest: string }[] };
+    const manifest = JSON.parse(blob(index.manifests[0]?.digest ?? '').toString()) as { config: { digest: string } };
+    const cfg = (JSON.parse(blob(manifest.config.digest).toString()) as { config: Record<string, unknown> }).config;
+    expect(cfg['Healthcheck']).toEqual({ Test: ['CMD-SHELL', 'test -f /app/server.js'], Interval: 30e9, Timeout: 3e9, Retries: 3 });
+    expect(cfg['StopSignal']).toBe('SIGINT');
+    expect(cfg['ExposedPorts']).toEqual({ '3000/tcp': {} });
+    expect(cfg['Labels']).toEqual({ 'org.opencontainers.image.title': 'hello-node', 'org.opencontainers.image.version': '1.4.0' });
+    expect(cfg['Env']).toContain('NODE_ENV=staging');
+  });
+
   test('build args, target and platform reach ctx; -f FILE.ts picks kiln/ts', async () => {
     const ctx = join(sb.dir, 'args');
     await writeTree(ctx, {
