@@ -19,3 +19,9 @@ test.for([
 ] as const)('--invoke %s is refused before the build: did you mean --invoke %s?', ([value, near]) => {
   expect(() => parseInvoke(value)).toThrow(expect.objectContaining({ code: 'KLN0712', message: `--invoke ${value}: did you mean --invoke ${near}?`, hint: expect.stringContaining(`--invoke ./${value}`) as unknown }));
 });
+
+// Before: LLB_INVALID_STATE "shlex: unclosed double quote …", naming neither --invoke nor a fix.
+test('an unclosed quote is refused as an --invoke error (KLN0712)', () => {
+  expect(() => parseInvoke('echo "unterminated')).toThrow(expect.objectContaining({ code: 'KLN0712', message: '--invoke echo "unterminated: unclosed double quote' }));
+  expect(() => parseInvoke("sh -c 'ls")).toThrow(expect.objectContaining({ code: 'KLN0712', message: "--invoke sh -c 'ls: unclosed single quote" }));
+});

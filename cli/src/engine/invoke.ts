@@ -26,7 +26,15 @@ export function parseInvoke(value: string): InvokeSpec {
   const v = value.trim();
   if (v === 'on-error') return { when: 'on-error' };
   if (v === 'default') return { when: 'always' };
-  const args = shlexSplit(v);
+  let args: string[];
+  try {
+    args = shlexSplit(v);
+  } catch (e) {
+    // shlex's LLB_INVALID_STATE would name neither the option nor what to do
+    throw new EngineError('KLN0712', `--invoke ${v}: ${e instanceof Error ? e.message.replace(/^shlex: /, '').replace(/ in "[^]*$/, '') : String(e)}`, {
+      hint: `close the quote, or quote the whole command for your shell: --invoke 'sh -c "…"'`,
+    });
+  }
   if (args.length === 0) throw new EngineError('KLN0712', '--invoke needs a command', { hint: 'e.g. --invoke /bin/sh, --invoke on-error or --invoke default' });
   // A misspelt keyword would run as a command only after the whole build, and fail there.
   const near = args.length === 1 && !v.includes('/') ? suggest(v, ['on-error', 'default']) : undefined;
