@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { readBuildpackToml, readBuildToml, readDetectPlan, readLaunchToml, readLayerToml, readOrderToml, readRunToml, readStoreToml, readSystemToml } from './descriptors.js';
+import { readBuildpackToml, readBuildToml, readExtendConfigToml, readExtensionToml, readOrderExtensionsToml, readDetectPlan, readLaunchToml, readLayerToml, readOrderToml, readRunToml, readStoreToml, readSystemToml } from './descriptors.js';
 
 describe('descriptor readers', () => {
   test('buildpack.toml: component and composite', () => {
@@ -50,5 +50,23 @@ describe('descriptor readers', () => {
     expect(() => readLaunchToml('[[processes]]\ntype = "a b"\ncommand = ["x"]\n', 'launch.toml', 'kt/a')).toThrow(/processes\[0\].type "a b" may only contain/);
     expect(readBuildToml('[[unmet]]\nname = "dep"\n', 'build.toml').unmet).toEqual(['dep']);
     expect(readStoreToml('[metadata]\ncount = 2\n', 'store.toml')).toEqual({ count: 2 });
+  });
+  test('extension.toml: fields, programs, and what an extension may not be', () => {
+    const x = readExtensionToml('api = "0.10"\n[extension]\nid = "kt/ext"\nversion = "0.0.1"\nhomepage = "h"\n[[targets]]\nos = "linux"\n', 'e.toml', { detect: false, generate: true, detectPlan: '[[provides]]\nname = "x"\n' });
+    expect(x).toEqual({ api: '0.10', id: 'kt/ext', version: '0.0.1', homepage: 'h', clearEnv: false, targets: [{ os: 'linux' }], extension: { detect: false, generate: true, detectPlan: '[[provides]]\nname = "x"\n' } });
+    expect(() => readExtensionToml('api = "0.10"\n[buildpack]\nid = "a"\nversion = "1"\n', 'kt/x/extension.toml')).toThrow(expect.objectContaining({ code: 'KLN0901', message: 'kt/x/extension.toml: extension table is required' }));
+    expect(() => readExtensionToml('api = "0.10"\n[extension]\nid = "a"\nversion = "1"\n[[order]]\n', 'e.toml')).toThrow(/e.toml: order is not allowed/);
+    expect(() => readExtensionToml('api = "0.10"\n[extension]\nversion = "1"\n', 'e.toml')).toThrow(/e.toml: extension.id is required/);
+  });
+  test('order.toml [[order-extensions]]: every entry an optional extension', () => {
+    const text = '[[order]]\n[[order.group]]\nid = "bp"\n[[order-extensions]]\n[[order-extensions.group]]\nid = "x"\nversion = "1"\n[[order-extensions.group]]\nid = "y"\noptional = false\n';
+    expect(readOrderExtensionsToml(text)).toEqual([[{ id: 'x', version: '1', optional: true, extension: true }, { id: 'y', optional: true, extension: true }]]);
+    expect(readOrderToml(text)).toEqual([[{ id: 'bp', optional: false }]]);
+    expect(readOrderExtensionsToml('[[order]]\n')).toEqual([]);
+  });
+  test('extend-config.toml: build and run args; reserved names are KLN0908 naming the file', () => {
+    expect(readExtendConfigToml('[[build.args]]\nname = "a"\nvalue = "1"\n[[run.args]]\nname = "b"\nvalue = "2"\n')).toEqual({ build: [{ name: 'a', value: '1' }], run: [{ name: 'b', value: '2' }] });
+    expect(() => readExtendConfigToml('[[run.args]]\nname = "user_id"\nvalue = "0"\n', 'kt/x: extend-config.toml')).toThrow(expect.objectContaining({ code: 'KLN0908', message: expect.stringMatching(/^kt\/x: extend-config.toml: run.args name "user_id" is reserved/) }));
+    expect(() => readExtendConfigToml('[[build.args]]\nvalue = "1"\n', 'c.toml')).toThrow(/c.toml: build.args\[0\].name is required/);
   });
 });

@@ -4,13 +4,16 @@
  * takes the file's text and name and returns typed, validated data or throws KLN0901 with the
  * place (TOML syntax errors carry line and column).
  */
+import { BuildpacksError } from './errors.js';
 import { Fields, parseToml, type Table } from './toml.js';
 
-/** One entry of an order group: a buildpack id, an optional version, optional-ness. */
+/** One entry of an order group: a buildpack (or image extension) id, an optional version, optional-ness. */
 export interface GroupEntry {
   readonly id: string;
   readonly version?: string;
   readonly optional: boolean;
+  /** An image extension (`[[order-extensions]]`), not a buildpack: its own namespace of ids. */
+  readonly extension?: boolean;
 }
 
 /** An order: groups tried in turn. */
@@ -26,6 +29,16 @@ export interface BuildpackDescriptor {
   readonly clearEnv: boolean;
   readonly order?: Order;
   readonly targets: readonly { readonly os?: string; readonly arch?: string }[];
+  /** Set for an image extension's extension.toml: which programs it has (else its static `detect/`, `generate/` dirs). */
+  readonly extension?: ExtensionPrograms;
+}
+
+/** The programs an image extension ships; a missing one means its static directory (Buildpack API 0.10). */
+export interface ExtensionPrograms {
+  readonly detect: boolean;
+  readonly generate: boolean;
+  /** Without `bin/detect`: the text of its `detect/plan.toml` (none: an empty plan). */
+  readonly detectPlan?: string;
 }
 
 const ID_RE = /^[a-zA-Z0-9._/-]+$/;
@@ -62,17 +75,57 @@ export function readBuildpackToml(text: string, file = 'buildpack.toml'): Buildp
     ...(homepage === undefined || homepage === '' ? {} : { homepage }),
     clearEnv: bp.bool('clear-env') ?? false,
     ...(order.length === 0 ? {} : { order }),
-    targets: root.tables('targets').map((t) => {
-      const os = t.string('os');
-      const arch = t.string('arch');
-      return { ...(os === undefined ? {} : { os }), ...(arch === undefined ? {} : { arch }) };
-    }),
+    targets: readTargets(root),
   };
 }
 
 /** Reads a builder's `/cnb/order.toml` (`[[order]] [[order.group]]`). */
 export function readOrderToml(text: string, file = 'order.toml'): Order {
   return readOrder(new Fields(file, parseToml(text, file)));
+}
+
+/**
+ * Reads the image extensions' order of a builder's `/cnb/order.toml`
+ * (`[[order-extensions]] [[order-extensions.group]]`). Every entry is an optional extension,
+ * as lifecycle's PrependExtensions marks them, whatever the file says.
+ */
+export function readOrderExtensionsToml(text: string, file = 'order.toml'): Order {
+  return new Fields(file, parseToml(text, file)).tables('order-extensions').map((o) => readGroups(o, 'group').map((e) => ({ ...e, optional: true, extension: true })));
+}
+
+/**
+ * Reads an image extension's extension.toml (Buildpack API 0.9+): `api`, `[extension]` id,
+ * version, name, homepage, clear-env, and `[[targets]]`. `programs` says which of `bin/detect`
+ * and `bin/generate` exist (the caller looked).
+ */
+export function readExtensionToml(text: string, file = 'extension.toml', programs: ExtensionPrograms = { detect: true, generate: true }): BuildpackDescriptor {
+  const root = new Fields(file, parseToml(text, file));
+  const api = root.requiredString('api');
+  if (!/^\d+\.\d+$/.test(api)) root.fail('api', `must be MAJOR.MINOR, not ${JSON.stringify(api)}`);
+  const ext = root.subtable('extension') ?? root.fail('extension', 'table is required');
+  const id = ext.requiredString('id');
+  if (!ID_RE.test(id) || RESERVED_IDS.has(id)) ext.fail('id', `${JSON.stringify(id)} is not a valid extension id`);
+  if (root.has('order')) root.fail('order', 'is not allowed: an image extension cannot be a composite');
+  const name = ext.string('name');
+  const homepage = ext.string('homepage');
+  return {
+    api,
+    id,
+    version: ext.requiredString('version'),
+    ...(name === undefined ? {} : { name }),
+    ...(homepage === undefined || homepage === '' ? {} : { homepage }),
+    clearEnv: ext.bool('clear-env') ?? false,
+    targets: readTargets(root),
+    extension: programs,
+  };
+}
+
+function readTargets(root: Fields): { os?: string; arch?: string }[] {
+  return root.tables('targets').map((t) => {
+    const os = t.string('os');
+    const arch = t.string('arch');
+    return { ...(os === undefined ? {} : { os }), ...(arch === undefined ? {} : { arch }) };
+  });
 }
 
 /** A builder's system.toml: groups run before and after every order group. */
@@ -201,4 +254,31 @@ export function readBuildToml(text: string, file: string): { readonly unmet: rea
 /** Reads store.toml: its `[metadata]` table. */
 export function readStoreToml(text: string, file: string): Table {
   return new Fields(file, parseToml(text, file)).metadata('metadata') ?? {};
+}
+
+/** One build arg of extend-config.toml. */
+export interface ExtendArg {
+  readonly name: string;
+  readonly value: string;
+}
+
+/** An image extension's extend-config.toml: build args for its build.Dockerfile and its run.Dockerfile. */
+export interface ExtendConfig {
+  readonly build: readonly ExtendArg[];
+  readonly run: readonly ExtendArg[];
+}
+
+/** Build args the platform sets itself (lifecycle's extender); extend-config.toml may not name them. */
+export const RESERVED_EXTEND_ARGS: ReadonlySet<string> = new Set(['build_id', 'user_id', 'group_id']);
+
+/** Reads extend-config.toml (`[[build.args]]`, `[[run.args]]` with name and value); a reserved name is KLN0908. */
+export function readExtendConfigToml(text: string, file = 'extend-config.toml'): ExtendConfig {
+  const root = new Fields(file, parseToml(text, file));
+  const args = (kind: 'build' | 'run'): ExtendArg[] =>
+    (root.subtable(kind)?.tables('args') ?? []).map((a) => {
+      const name = a.requiredString('name');
+      if (RESERVED_EXTEND_ARGS.has(name)) throw new BuildpacksError('KLN0908', `${file}: ${kind}.args name ${JSON.stringify(name)} is reserved (the platform sets build_id, user_id and group_id)`);
+      return { name, value: a.string('value') ?? '' };
+    });
+  return { build: args('build'), run: args('run') };
 }

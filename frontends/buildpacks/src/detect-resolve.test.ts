@@ -6,6 +6,7 @@ import { resolveGroup, type DetectRun } from './detect-resolve.js';
 const S = (provides: string[] = [], requires: string[] = []): PlanSections => ({ provides, requires: requires.map((name) => ({ name })) });
 const plan = (sections: PlanSections = S(), ...or: PlanSections[]): DetectPlan => ({ sections, or });
 const bp = (id: string, optional = false): GroupEntry => ({ id, version: 'v1', optional });
+const ext = (id: string): GroupEntry => ({ id, version: 'v1', optional: true, extension: true });
 const pass = (p: DetectPlan = plan()): DetectRun => ({ code: 0, plan: p });
 const fail: DetectRun = { code: 100, plan: plan() };
 
@@ -91,6 +92,25 @@ const cases: Case[] = [
     ids: ['A', 'B', 'C', 'D'],
     planOut: [{ name: 'dep', providers: ['A', 'B'], requires: 2 }],
   },
+  // image extensions (lifecycle's Resolve with group-extensions)
+  {
+    name: 'an extension provide meets a buildpack require; the plan entry names the extension',
+    group: [ext('X'), bp('A')],
+    runs: [pass(plan(S(['tool']))), pass(plan(S([], ['tool'])))],
+    kind: 'pass',
+    ids: ['X', 'A'],
+    planOut: [{ name: 'tool', providers: ['X'], requires: 1 }],
+  },
+  { name: 'extensions alone are not a group (no buildpack detected)', group: [ext('X'), bp('A', true)], runs: [pass(), fail], kind: 'fail' },
+  {
+    name: 'an extension whose provide nobody requires is dropped (skip: provides unused)',
+    group: [ext('X'), ext('Y'), bp('A')],
+    runs: [pass(plan(S(['tool']))), pass(plan(S(['curl']))), pass(plan(S([], ['tool'])))],
+    kind: 'pass',
+    ids: ['X', 'A'],
+  },
+  { name: 'a failing extension is skipped like an optional buildpack', group: [ext('X'), bp('A')], runs: [fail, pass()], kind: 'pass', ids: ['A'] },
+  { name: 'an extension and a buildpack may share an id', group: [ext('A'), bp('A')], runs: [pass(plan(S(['t']))), pass(plan(S([], ['t'])))], kind: 'pass', ids: ['A', 'A'] },
 ];
 
 describe('resolveGroup', () => {
@@ -101,6 +121,14 @@ describe('resolveGroup', () => {
     if (c.ids !== undefined) expect(r.group.map((e) => e.id)).toEqual(c.ids);
     expect(r.group.every((e) => !e.optional)).toBe(true);
     if (c.planOut !== undefined) expect(r.plan.map((p) => ({ name: p.name, providers: p.providers.map((e) => e.id), requires: p.requires.length }))).toEqual(c.planOut);
+    // extensions stay marked as such in the group and the plan
+    expect(r.group.map((e) => e.extension === true)).toEqual(r.group.map((e) => c.group.find((g) => g.id === e.id && g.extension === e.extension)?.extension === true));
+  });
+
+  test('the extension flag survives into the plan providers', () => {
+    const r = resolveGroup([ext('X'), bp('A')], [pass(plan(S(['tool']))), pass(plan(S([], ['tool'])))]);
+    expect(r).toMatchObject({ kind: 'pass', group: [{ id: 'X', extension: true }, { id: 'A' }], plan: [{ providers: [{ id: 'X', extension: true }] }] });
+    if (r.kind === 'pass') expect(r.group[1]?.extension).toBeUndefined();
   });
 
   test('plan requires keep their metadata', () => {

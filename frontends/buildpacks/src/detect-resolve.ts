@@ -4,7 +4,9 @@
  * buildpack offers options (its top-level requires/provides, then each `[[or]]`; only the last
  * option keeps the entry's optional flag); options are searched depth-first. Within a trial,
  * provides register in order and a require needs an earlier-or-same provide; an unmet require
- * or an unused provide drops an optional member and retries, else the trial fails.
+ * or an unused provide drops an optional member and retries, else the trial fails. Image
+ * extensions (entries marked `extension`, always optional) take part like buildpacks: their
+ * provides meet buildpacks' requires, and one whose provides nobody requires is dropped.
  */
 import type { DetectPlan, PlanRequire, PlanSections } from './descriptors.js';
 import type { GroupEntry } from './descriptors.js';
@@ -40,8 +42,8 @@ interface Option {
   readonly sections: PlanSections;
 }
 
-const same = (a: GroupEntry, b: GroupEntry): boolean => a.id === b.id && a.version === b.version;
-const noOpt = (e: GroupEntry): GroupEntry => ({ id: e.id, ...(e.version === undefined ? {} : { version: e.version }), optional: false });
+const same = (a: GroupEntry, b: GroupEntry): boolean => a.id === b.id && a.version === b.version && a.extension === b.extension;
+const noOpt = (e: GroupEntry): GroupEntry => ({ id: e.id, ...(e.version === undefined ? {} : { version: e.version }), optional: false, ...(e.extension === true ? { extension: true } : {}) });
 
 interface DepEntry {
   providers: GroupEntry[];
@@ -123,7 +125,8 @@ export function resolveGroup(group: readonly GroupEntry[], runs: readonly Detect
     detected &&= el.optional;
   });
   if (!detected) return errored === undefined ? { kind: 'fail', reason: 'a required buildpack did not detect' } : { kind: 'error', reason: errored };
-  if (passed.length === 0) return { kind: 'fail', reason: 'no buildpack detected' };
+  // image extensions alone do not make a group (lifecycle's anyBuildpacksDetected)
+  if (!passed.some((p) => p.el.extension !== true)) return { kind: 'fail', reason: 'no buildpack detected' };
   // the trials keep the members' order; options of later members vary fastest
   const r = runTrials(passed, []);
   if (!r.ok) return { kind: 'fail', reason: r.reason };

@@ -27,6 +27,8 @@ export interface LifecycleContext {
   readonly buildConfigEnv: readonly EnvOp[];
   readonly platform: State;
   readonly buildpacks: State;
+  /** `/cnb/extensions` contents (the builder's image extensions). */
+  readonly extensions: State;
   /** `CNB_TARGET_*` of the run image. */
   readonly targetEnv: ReadonlyMap<string, string>;
   /** An empty `/kiln/out` owned by the CNB user, for detect outputs. */
@@ -38,25 +40,31 @@ export interface LifecycleContext {
 /** A detect run with the output it printed (shown when the group errors). */
 type DetectOutcome = DetectRun & { readonly output: string };
 
-/** The directory of a buildpack inside `/cnb/buildpacks`. */
-export const buildpackDir = (e: { readonly id: string; readonly version: string }): string => `${Paths.buildpacks}/${escapeId(e.id)}/${e.version}`;
+/** The directory of a buildpack inside `/cnb/buildpacks` (of an image extension inside `/cnb/extensions`). */
+export const buildpackDir = (e: { readonly id: string; readonly version: string; readonly extension?: boolean | undefined }): string =>
+  `${e.extension === true ? Paths.extensions : Paths.buildpacks}/${escapeId(e.id)}/${e.version}`;
 
-/** The env of a buildpack process: allowlisted image env, then `ops`, platform env unless clear-env, then the CNB variables. */
+/**
+ * The env of a buildpack (or extension) process: allowlisted image env, then `ops`, platform env
+ * unless clear-env, then the CNB variables (`CNB_EXTENSION_DIR` instead of `CNB_BUILDPACK_DIR`
+ * for an extension).
+ */
 export function buildpackEnv(ctx: LifecycleContext, e: ResolvedEntry, extra: Readonly<Record<string, string>>, ops: Parameters<typeof applyEnvOps>[1] = []): [string, string][] {
   let env = applyEnvOps(ctx.env, ops);
   if (!e.descriptor.clearEnv) env = withPlatformEnv(env, ctx.platformEnv);
   // operator env last ("the platform operator having ultimate say"), clear-env or not
   env = applyEnvOps(env, ctx.buildConfigEnv);
-  env.set('CNB_BUILDPACK_DIR', buildpackDir(e));
+  env.set(e.extension === true ? 'CNB_EXTENSION_DIR' : 'CNB_BUILDPACK_DIR', buildpackDir(e));
   env.set('CNB_PLATFORM_DIR', Paths.platform);
   for (const [k, v] of ctx.targetEnv) env.set(k, v);
   for (const [k, v] of Object.entries(extra)) env.set(k, v);
   return [...env];
 }
 
-/** The result of detect: the chosen group and its build plan. */
+/** The result of detect: the chosen group (group.toml `[[group]]`), its image extensions (`[[group-extensions]]`) and its build plan. */
 export interface DetectResult {
   readonly group: readonly ResolvedEntry[];
+  readonly extensions: readonly ResolvedEntry[];
   readonly plan: readonly PlanEntry[];
 }
 
@@ -77,8 +85,8 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
     const results = await Promise.all(group.map(runOf));
     const res = resolveGroup(group, results);
     if (res.kind === 'pass') {
-      const chosen = res.group.map((g) => group.find((e) => e.id === g.id) as ResolvedEntry);
-      return { group: chosen, plan: res.plan };
+      const chosen = res.group.map((g) => group.find((e) => e.id === g.id && e.extension === g.extension) as ResolvedEntry);
+      return { group: chosen.filter((e) => e.extension !== true), extensions: chosen.filter((e) => e.extension === true), plan: res.plan };
     }
     if (res.kind === 'error') {
       const failing = group.map((e, i) => ({ e, r: results[i] })).find(({ r }) => r !== undefined && r.code !== 0 && r.code !== 100);
@@ -88,7 +96,7 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
   if (errors.length > 0) {
     throw new BuildpacksError('KLN0904', `buildpack detect failed: ${errors[0]}`, { hint: 'a detect program must exit 0 (pass) or 100 (does not apply)' });
   }
-  const tried = groups.map((g) => `[${g.map((e) => `${e.id}${e.optional ? '?' : ''}`).join(', ')}]`).join(' ');
+  const tried = groups.map((g) => `[${g.map((e) => `${e.extension === true ? 'extension ' : ''}${e.id}${e.optional ? '?' : ''}`).join(', ')}]`).join(' ');
   throw new BuildpacksError('KLN0903', `no buildpack group passed detection (tried ${tried})`, { hint: 'check that the app has what the buildpacks look for' });
 }
 
@@ -111,7 +119,23 @@ function targetMismatch(e: ResolvedEntry, target: ReadonlyMap<string, string>): 
   return { code: -1, plan: { sections: { requires: [], provides: [] }, or: [] }, output: `targets ${want} do not include the run image ${target.get('CNB_TARGET_OS') ?? '?'}/${target.get('CNB_TARGET_ARCH') ?? '?'}` };
 }
 
+/** An image extension may only provide (lifecycle: code -1, "outputs requires which is not allowed"). */
+function extensionPlanCheck(e: ResolvedEntry, run: DetectOutcome): DetectOutcome {
+  if (e.extension !== true || run.code !== 0) return run;
+  if (run.plan.sections.requires.length === 0 && run.plan.or.every((o) => o.requires.length === 0)) return run;
+  return { ...run, code: -1, output: `${run.output}image extension ${e.id} outputs requires, which is not allowed (an extension may only provide)` };
+}
+
 async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectOutcome> {
+  const programs = e.descriptor.extension;
+  // an extension without bin/detect passes with its static detect/plan.toml (Buildpack API 0.10)
+  if (programs !== undefined && !programs.detect) {
+    return extensionPlanCheck(e, { code: 0, plan: readDetectPlan(programs.detectPlan ?? '', `extension ${e.id}@${e.version}: detect/plan.toml`), output: '' });
+  }
+  return extensionPlanCheck(e, await runDetectExec(ctx, e));
+}
+
+async function runDetectExec(ctx: LifecycleContext, e: ResolvedEntry): Promise<DetectOutcome> {
   const plan = '/kiln/out/plan.toml';
   const exec = ctx.root.run({
     args: [`${HELPERS_DIR}/detect`, `${buildpackDir(e)}/bin/detect`, Paths.platform, plan],
@@ -120,17 +144,17 @@ async function runDetect(ctx: LifecycleContext, e: ResolvedEntry): Promise<Detec
     env: buildpackEnv(ctx, e, { CNB_BUILD_PLAN_PATH: plan }),
     mounts: [
       { target: Paths.platform, source: ctx.platform, readonly: true },
-      { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
+      e.extension === true ? { target: Paths.extensions, source: ctx.extensions, readonly: true } : { target: Paths.buildpacks, source: ctx.buildpacks, readonly: true },
       { target: Paths.kiln, source: ctx.kiln },
       { target: HELPERS_DIR, source: ctx.helpers, readonly: true },
     ],
-    customName: `[detect] ${e.id}@${e.version}`,
+    customName: `[detect] ${e.extension === true ? 'extension ' : ''}${e.id}@${e.version}`,
   });
   const ref = await solveState(ctx.client, exec.getMount(Paths.kiln));
   const status = (await readOptional(ref, '/out/status'))?.trim();
   const output = (await readOptional(ref, '/out/output')) ?? '';
-  if (status === undefined || !/^\d+$/.test(status)) throw new BuildpacksError('KLN0904', `detect of ${e.id}@${e.version} did not run (no status)`, { hint: output });
+  if (status === undefined || !/^\d+$/.test(status)) throw new BuildpacksError('KLN0904', `detect of ${entryKey(e)} did not run (no status)`, { hint: output });
   const code = Number(status);
   const planText = code === 0 ? ((await readOptional(ref, '/out/plan.toml')) ?? '') : '';
-  return { code, plan: readDetectPlan(planText, `${e.id}@${e.version} detect plan`), output };
+  return { code, plan: readDetectPlan(planText, `${entryKey(e)} detect plan`), output };
 }

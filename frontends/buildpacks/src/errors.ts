@@ -15,10 +15,14 @@ export type BuildpacksErrorCode =
   | 'KLN0904'
   /** A buildpack's build output is invalid (layer metadata, processes, reserved names). */
   | 'KLN0905'
-  /** A feature the frontend does not support (extensions, remote buildpack URIs, …). */
+  /** A feature the frontend does not support (remote buildpack URIs, …). */
   | 'KLN0906'
   /** An invalid frontend option. */
-  | 'KLN0907';
+  | 'KLN0907'
+  /** An image extension's generate output breaks the rules (its Dockerfiles, extend-config.toml). */
+  | 'KLN0908'
+  /** An image extension's Dockerfile could not be applied (the Dockerfile frontend failed, a run image left to root). */
+  | 'KLN0909';
 
 /** A position in a file (1-based line and column). */
 export interface BuildpacksLocation {

@@ -35,6 +35,17 @@ export interface ExportInput {
   readonly previous?: PreviousImage;
   /** `kiln` (default): the sh launcher; `none`: the default process baked into the config (no shell, no exec.d). */
   readonly launcher?: 'kiln' | 'none';
+  /** A run image extended by run.Dockerfiles: its State replaces `runImage`'s (`runConfig` is then its config). */
+  readonly runBase?: RunBase;
+}
+
+/** A run image that image extensions extended: the extended image and where the original ends. */
+export interface RunBase {
+  readonly state: State;
+  /** The original run image's top layer (`runImage.topLayer`: what rebase keeps the app above). */
+  readonly topLayer?: string;
+  /** Layers the extensions added above it (from the config history); negative when unknown. */
+  readonly layersAbove: number;
 }
 
 /** The image's filesystem and config. */
@@ -140,7 +151,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     taken.push(...include);
   });
   appLayers.push(appCopy('app', taken.length === 0 ? {} : { excludePatterns: taken }));
-  const run = image(normalizeRef(input.runImage));
+  const run = input.runBase?.state ?? image(normalizeRef(input.runImage));
   // SBOMs of launch layers and of the buildpack (launch.sbom.*) in one layer, where lifecycle puts them
   let sbomAction: FileAction | undefined;
   for (const bp of build.buildpacks) {
@@ -169,8 +180,11 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   shas['/config/sha'] = top;
   shas['/launcher/sha'] = top;
   shas['/process-types/sha'] = top;
-  const runTop = input.runConfig.rootfs?.diff_ids.at(-1);
-  const layerLabels: LayerLabelsRequest = { labels: { [Label.lifecycleMetadata]: shas }, ...(runTop === undefined ? {} : { check: { layer: fromTop(-1), diffID: runTop } }) };
+  // lifecycle records the original run image's top layer, below the extension layers (rebase
+  // keeps those as the app's); the check looks that far down
+  const runTop = input.runBase === undefined ? input.runConfig.rootfs?.diff_ids.at(-1) : input.runBase.topLayer;
+  const below = input.runBase?.layersAbove ?? 0;
+  const layerLabels: LayerLabelsRequest = { labels: { [Label.lifecycleMetadata]: shas }, ...(runTop === undefined || below < 0 ? {} : { check: { layer: fromTop(-1) + below, diffID: runTop } }) };
 
   const rc = input.runConfig.config ?? {};
   const env = envMap(rc.Env ?? []);

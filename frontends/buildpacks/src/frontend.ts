@@ -4,18 +4,23 @@
  * in order) and build (sequential ExecOps) as LLB; returns the app image (run image + launch
  * layers + app + launcher) and its `containerimage.config`.
  */
-import { ResultMetadataKey, mkdir, scratch } from '@kiln/llb-core';
-import type { Frontend, FrontendClient, FrontendResult } from '@kiln/llb-core';
+import { randomUUID } from 'node:crypto';
+import { ResultMetadataKey, image, mkdir, scratch } from '@kiln/llb-core';
+import type { Frontend, FrontendClient, FrontendResult, ImageConfig, State } from '@kiln/llb-core';
 import { loadPreviousImage } from './analyze.js';
 import { build } from './build.js';
-import { resolveImage, solveState } from './client-io.js';
+import { normalizeRef, resolveImage, solveState } from './client-io.js';
 import { detect, type LifecycleContext } from './detect.js';
+import type { PlanEntry } from './detect-resolve.js';
+import { BUILD_ENV_ALLOWLIST, envMap } from './env.js';
 import { BuildpacksError } from './errors.js';
-import { exportImage } from './export.js';
+import { exportImage, type RunBase } from './export.js';
+import { applyDockerfiles } from './extend.js';
+import { generate, planRunImage } from './generate.js';
 import { helpersState } from './helpers.js';
-import { appSource, loadBuilder, loadProject, optOf, platformDir, projectBuildpacks } from './inputs.js';
-import { lookupIn, resolveOrder } from './order.js';
-import { Opt, Paths } from './wire.js';
+import { appSource, extensionsState, loadBuilder, loadProject, optOf, platformDir, prepareRoot, projectBuildpacks, type Builder } from './inputs.js';
+import { lookupIn, resolveOrder, type ResolvedEntry } from './order.js';
+import { Label, Opt } from './wire.js';
 
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
@@ -40,46 +45,47 @@ export function createBuildpacksFrontend(): Frontend {
 
     const user = `${builder.uid}:${builder.gid}`;
     const chown = { user: builder.uid, group: builder.gid };
+    const owner = { uid: builder.uid, gid: builder.gid };
     const appLocal = appSource(project);
-    // /workspace (the app) and /layers owned by the CNB user, as lifecycle's platform prepares them
-    const buildRoot = builder.state.file(
-      mkdir(Paths.workspace, 0o755, { chown })
-        .copy(appLocal, '/', Paths.workspace, { chown, copyDirContentsOnly: true })
-        .mkdir(Paths.layers, 0o755, { chown }),
-      { customName: '[prepare] app and layers for the CNB user' },
-    );
+    const detectRoot = prepareRoot(builder.state, appLocal, owner);
     const bps = await projectBuildpacks(client, project, builder, appLocal);
     const platform = platformDir(client, project);
     const ctx: LifecycleContext = {
       client,
-      root: buildRoot,
+      root: detectRoot,
       user,
       env: builder.env,
       platformEnv: platform.env,
       buildConfigEnv: builder.buildConfigEnv,
       platform: platform.state,
       buildpacks: bps.state,
+      extensions: builder.extensions.length === 0 ? scratch() : extensionsState(builder),
       targetEnv,
       helpers: helpersState(),
       kiln: scratch().file(mkdir('/out', 0o755, { chown }), { customName: '[internal] detect output dir' }),
     };
+    // the builder's image extensions go in front of its order and of a project's group alike
     const groups = resolveOrder(
-      bps.group.length > 0 ? { order: [bps.group], pre: bps.pre, post: bps.post } : { order: builder.order, pre: bps.pre.length > 0 ? bps.pre : builder.pre, post: bps.post.length > 0 ? bps.post : builder.post },
-      lookupIn(bps.descriptors),
+      bps.group.length > 0
+        ? { order: [bps.group], pre: bps.pre, post: bps.post, extensions: builder.orderExtensions }
+        : { order: builder.order, pre: bps.pre.length > 0 ? bps.pre : builder.pre, post: bps.post.length > 0 ? bps.post : builder.post, extensions: builder.orderExtensions },
+      lookupIn([...bps.descriptors, ...builder.extensions]),
     );
     const detected = await detect(ctx, groups);
+    const ext = await runExtensions(ctx, builder, detected.extensions, detected.plan, appLocal, { image: runImage, config: runConfig, reference: runReference });
+    const buildCtx: LifecycleContext = ext.build === undefined ? ctx : { ...ctx, root: prepareRoot(ext.build.state, appLocal, owner), env: builderEnv(ext.build.config) };
     const previousRef = optOf(client, Opt.previousImage);
     const previous = previousRef === undefined || previousRef === '' ? undefined : await loadPreviousImage(client, previousRef);
-    const owner = { uid: builder.uid, gid: builder.gid };
-    const out = await build(ctx, detected.group, detected.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildRoot, owner, ...(previous === undefined ? {} : { previous }) });
+    const out = await build(buildCtx, detected.group, ext.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildCtx.root, owner, ...(previous === undefined ? {} : { previous }) });
     const processType = optOf(client, Opt.processType);
     const launcher = optOf(client, Opt.launcher) ?? 'kiln';
     if (launcher !== 'kiln' && launcher !== 'none') throw new BuildpacksError('KLN0907', `launcher=${launcher} is not supported`, { hint: 'use launcher=kiln (the default) or launcher=none' });
     const img = await exportImage({
       build: out,
-      runImage,
-      runConfig,
-      runReference,
+      runImage: ext.run.image,
+      runConfig: ext.run.config,
+      runReference: ext.run.reference,
+      ...(ext.run.base === undefined ? {} : { runBase: ext.run.base }),
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
       owner,
@@ -97,4 +103,59 @@ export function createBuildpacksFrontend(): Frontend {
       ]),
     };
   };
+}
+
+/** The run image the app goes on: the builder's (or the option's), switched and/or extended by image extensions. */
+interface RunImage {
+  readonly image: string;
+  readonly config: ImageConfig;
+  readonly reference: string;
+  /** Set when run.Dockerfiles extended it: the extended image and what lies below its extension layers. */
+  readonly base?: RunBase;
+}
+
+/** The builder env a buildpack sees (lifecycle's allowlist) from a build image config. */
+const builderEnv = (config: ImageConfig): Map<string, string> => new Map([...envMap(config.config?.Env ?? [])].filter(([k]) => BUILD_ENV_ALLOWLIST.has(k)));
+
+/** Layers a config's history says the image has (entries without empty_layer). */
+const historyLayers = (config: ImageConfig): number => (config.history ?? []).filter((h) => h.empty_layer !== true).length;
+
+/**
+ * Generate and extend: the detected image extensions write their Dockerfiles; build.Dockerfiles
+ * extend the build image (the builder) before the build phase, run.Dockerfiles switch and/or
+ * extend the run image. Without extensions, nothing changes.
+ */
+async function runExtensions(
+  ctx: LifecycleContext,
+  builder: Builder,
+  extensions: readonly ResolvedEntry[],
+  plan: readonly PlanEntry[],
+  app: State,
+  run: { image: string; config: ImageConfig; reference: string },
+): Promise<{ plan: readonly PlanEntry[]; build?: { state: State; config: ImageConfig }; run: RunImage }> {
+  if (extensions.length === 0) return { plan, run };
+  const client = ctx.client;
+  const gen = await generate(ctx, extensions, plan, app);
+  const buildId = randomUUID();
+  const builds = gen.dockerfiles.filter((d) => d.kind === 'build');
+  const build = builds.length === 0 ? undefined : await applyDockerfiles(client, { state: builder.state, config: builder.config }, builds, 'build', buildId);
+  const runPlan = planRunImage(gen.dockerfiles);
+  let runImage: RunImage = run;
+  if (runPlan.withBase !== undefined) {
+    const known = builder.runImages.map(normalizeRef);
+    if (!known.includes(normalizeRef(runPlan.withBase))) client.warn({ message: `new runtime base image '${runPlan.withBase}' not found in run metadata (${builder.ref}:/cnb/run.toml)` });
+    const { config, reference } = await resolveImage(client, runPlan.withBase, 'run');
+    runImage = { image: runPlan.withBase, config, reference };
+  }
+  if (runPlan.extend) {
+    const extended = await applyDockerfiles(client, { state: image(normalizeRef(runImage.image)), config: runImage.config }, runPlan.apply, 'run', buildId);
+    const top = runImage.config.rootfs?.diff_ids.at(-1);
+    const labels = { ...(extended.config.config?.Labels ?? {}), [Label.rebasable]: String(extended.rebasable) };
+    runImage = {
+      ...runImage,
+      config: { ...extended.config, config: { ...extended.config.config, Labels: labels } },
+      base: { state: extended.state, ...(top === undefined ? {} : { topLayer: top }), layersAbove: historyLayers(extended.config) - historyLayers(runImage.config) },
+    };
+  }
+  return { plan: gen.plan, ...(build === undefined ? {} : { build }), run: runImage };
 }

@@ -4,7 +4,7 @@
  */
 import { local, mkdir, scratch, copy, image } from '@kiln/llb-core';
 import type { Definition, FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
-import { readBuildpackToml, readOrderToml, readRunToml, readSystemToml, type BuildpackDescriptor, type GroupEntry, type Order } from './descriptors.js';
+import { readBuildpackToml, readExtensionToml, readOrderExtensionsToml, readOrderToml, readRunToml, readSystemToml, type BuildpackDescriptor, type GroupEntry, type Order } from './descriptors.js';
 import { BuildpacksError } from './errors.js';
 import { listOptional, normalizeRef, readEnvDir, readOptional, resolveConfig, solveState } from './client-io.js';
 import { gitignoreToPatterns, readProjectToml, type ProjectBuildpack, type ProjectDescriptor } from './project-toml.js';
@@ -41,6 +41,10 @@ export interface Builder {
   readonly post: readonly GroupEntry[];
   readonly runImages: readonly string[];
   readonly descriptors: readonly BuildpackDescriptor[];
+  /** `[[order-extensions]]` of `/cnb/order.toml`. */
+  readonly orderExtensions: Order;
+  /** `/cnb/extensions/<id>/<version>/extension.toml` of every image extension (with which programs it has). */
+  readonly extensions: readonly BuildpackDescriptor[];
 }
 
 const intEnv = (env: ReadonlyMap<string, string>, name: string, fallback: number): number => {
@@ -62,10 +66,6 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
   const gid = intEnv(all, 'CNB_GROUP_ID', /^\d+$/.test(user[1] ?? '') ? Number(user[1]) : 0);
   const env = new Map([...all].filter(([k]) => BUILD_ENV_ALLOWLIST.has(k)));
   const orderText = await readOptional(bref, Paths.orderToml);
-  // image extensions (Dockerfiles applied to the build/run image) are not supported
-  if (orderText !== undefined && /^\s*\[\[order-extensions\]\]/m.test(orderText)) {
-    client.warn({ message: `builder ${ref}: [[order-extensions]] in ${Paths.orderToml} are ignored (kiln/buildpacks does not run image extensions)` });
-  }
   const buildConfigEnv = envDirOps(await readEnvDir(bref, BUILD_CONFIG_ENV_DIR), 'default');
   const runText = await readOptional(bref, Paths.runToml);
   const systemText = await readOptional(bref, Paths.systemToml);
@@ -83,7 +83,7 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
         }
       }),
   );
-  descriptors.sort((a, b) => (a.id === b.id ? a.version.localeCompare(b.version) : a.id.localeCompare(b.id)));
+  descriptors.sort(byIdVersion);
   return {
     ref,
     state,
@@ -97,7 +97,47 @@ export async function loadBuilder(client: FrontendClient, ref: string): Promise<
     post: system.post,
     runImages: runText === undefined ? [] : readRunToml(runText, `${ref}:${Paths.runToml}`),
     descriptors,
+    orderExtensions: orderText === undefined ? [] : readOrderExtensionsToml(orderText, `${ref}:${Paths.orderToml}`),
+    extensions: await loadExtensions(bref, ref),
   };
+}
+
+const byIdVersion = (a: BuildpackDescriptor, b: BuildpackDescriptor): number => (a.id === b.id ? a.version.localeCompare(b.version) : a.id.localeCompare(b.id));
+
+/**
+ * The builder's image extensions: each `/cnb/extensions/<id>/<version>/extension.toml`, with
+ * whether `bin/detect` and `bin/generate` exist, and the static `detect/plan.toml` of one
+ * without `bin/detect`.
+ */
+async function loadExtensions(bref: Ref, ref: string): Promise<BuildpackDescriptor[]> {
+  const out: BuildpackDescriptor[] = [];
+  for (const i of (await listOptional(bref, Paths.extensions)).filter((x) => x.dir)) {
+    for (const v of (await listOptional(bref, `${Paths.extensions}/${i.name}`)).filter((x) => x.dir)) {
+      const dir = `${Paths.extensions}/${i.name}/${v.name}`;
+      const text = await readOptional(bref, `${dir}/extension.toml`);
+      if (text === undefined) continue;
+      const bin = new Set((await listOptional(bref, `${dir}/bin`)).map((x) => x.name));
+      const detectPlan = bin.has('detect') ? undefined : await readOptional(bref, `${dir}/detect/plan.toml`);
+      out.push(readExtensionToml(text, `${ref}:${dir}/extension.toml`, { detect: bin.has('detect'), generate: bin.has('generate'), ...(detectPlan === undefined ? {} : { detectPlan }) }));
+    }
+  }
+  return out.sort(byIdVersion);
+}
+
+/** `/cnb/extensions` of the builder, mounted read-only into detect and generate. */
+export function extensionsState(builder: Builder): State {
+  return scratch().file(copy(builder.state, Paths.extensions, '/', { copyDirContentsOnly: true, allowEmptyWildcard: true }), { customName: '[internal] image extensions of the builder' });
+}
+
+/** `base` (the build image) with `/workspace` (the app) and `/layers`, owned by the CNB user, as lifecycle's platform prepares them. */
+export function prepareRoot(base: State, app: State, owner: { readonly uid: number; readonly gid: number }): State {
+  const chown = { user: owner.uid, group: owner.gid };
+  return base.file(
+    mkdir(Paths.workspace, 0o755, { chown })
+      .copy(app, '/', Paths.workspace, { chown, copyDirContentsOnly: true })
+      .mkdir(Paths.layers, 0o755, { chown }),
+    { customName: '[prepare] app and layers for the CNB user' },
+  );
 }
 
 /** The app as a local source, with project.toml's include/exclude translated. */

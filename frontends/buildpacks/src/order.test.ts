@@ -45,6 +45,22 @@ describe('resolveOrder', () => {
     expect(() => resolveOrder({ order: [[e('nope')]] }, lookup)).toThrow(expect.objectContaining({ code: 'KLN0902', message: expect.stringContaining('nope') }));
     expect(() => resolveOrder({ order: [[e('A', false, '9')]] }, lookup)).toThrow(expect.objectContaining({ code: 'KLN0902', message: expect.stringContaining('1.0.0, 2.0.0') }));
   });
+  test('image extensions: each group behind every extension group, then alone; composites expand inside', () => {
+    const l = lookupIn([...bps, { ...d('X'), extension: { detect: true, generate: true } }, { ...d('Y'), extension: { detect: false, generate: false } }]);
+    const x = (id: string) => ({ id, optional: false, extension: true });
+    const groups = resolveOrder({ order: [[e('comp')], [e('D')]], extensions: [[x('X'), x('Y')], [x('Y')]] }, l);
+    expect(show(groups)).toEqual(['X?,Y?,A,B', 'X?,Y?,C', 'Y?,A,B', 'Y?,C', 'A,B', 'C', 'X?,Y?,D', 'Y?,D', 'D']);
+    // every extension entry is optional and marked, and resolves to the extension descriptor
+    expect(groups[0]?.slice(0, 2).map((g) => [g.extension, g.optional, g.descriptor.extension !== undefined])).toEqual([[true, true, true], [true, true, true]]);
+  });
+  test('an extension and a buildpack of the same id are different lookups; a missing extension is KLN0902 saying so', () => {
+    const l = lookupIn([...bps, { ...d('A', '5.0.0'), extension: { detect: true, generate: true } }]);
+    const groups = resolveOrder({ order: [[e('A')]], extensions: [[{ id: 'A', optional: true, extension: true }]] }, l);
+    expect(groups.map((g) => g.map((x) => `${x.extension === true ? 'ext:' : ''}${x.id}@${x.version}`))).toEqual([['ext:A@5.0.0', 'A@2.0.0'], ['A@2.0.0']]);
+    expect(() => resolveOrder({ order: [[e('A')]], extensions: [[{ id: 'nope', optional: true, extension: true }]] }, l)).toThrow(
+      expect.objectContaining({ code: 'KLN0902', message: expect.stringContaining('image extension nope') }),
+    );
+  });
   test('a composite that includes itself is KLN0902', () => {
     expect(() => resolveOrder({ order: [[e('loop')]] }, lookup)).toThrow(expect.objectContaining({ code: 'KLN0902' }));
   });

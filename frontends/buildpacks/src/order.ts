@@ -16,8 +16,12 @@ export interface ResolvedEntry extends GroupEntry {
   readonly descriptor: BuildpackDescriptor;
 }
 
-/** `id@version`, the key detect results are memoised under. */
-export const entryKey = (e: { readonly id: string; readonly version?: string | undefined }): string => (e.version === undefined ? e.id : `${e.id}@${e.version}`);
+/** `id@version` (`extension id@version` for an image extension), the key detect results are memoised under. */
+export const entryKey = (e: { readonly id: string; readonly version?: string | undefined; readonly extension?: boolean | undefined }): string =>
+  `${e.extension === true ? 'extension ' : ''}${e.version === undefined ? e.id : `${e.id}@${e.version}`}`;
+
+/** Buildpacks and extensions are looked up and deduplicated by kind and id (lifecycle's hasIDForKind). */
+const kindId = (e: { readonly id: string; readonly extension?: boolean | undefined }): string => `${e.extension === true ? 'x' : 'b'}:${e.id}`;
 
 const MAX_DEPTH = 32;
 
@@ -30,11 +34,11 @@ function expandGroup(group: readonly GroupEntry[], lookup: BuildpackLookup, path
   for (const entry of group) {
     const descriptor = lookup(entry);
     if (descriptor.order === undefined) {
-      const resolved: ResolvedEntry = { id: descriptor.id, version: descriptor.version, optional: entry.optional, descriptor };
+      const resolved: ResolvedEntry = { id: descriptor.id, version: descriptor.version, optional: entry.optional, ...(entry.extension === true ? { extension: true } : {}), descriptor };
       alternatives = alternatives.map((a) => [...a, resolved]);
       continue;
     }
-    const key = entryKey(descriptor);
+    const key = entryKey({ id: descriptor.id, version: descriptor.version });
     if (path.includes(key) || path.length >= MAX_DEPTH) {
       throw new BuildpacksError('KLN0902', `composite buildpack ${key} includes itself (${[...path, key].join(' -> ')})`);
     }
@@ -43,35 +47,41 @@ function expandGroup(group: readonly GroupEntry[], lookup: BuildpackLookup, path
     alternatives = alternatives.flatMap((a) => inner.map((i) => [...a, ...i]));
   }
   // lifecycle skips a buildpack already in the group (hasIDForKind on `done`)
-  return alternatives.map((a) => a.filter((e, i) => a.findIndex((o) => o.id === e.id) === i));
+  return alternatives.map((a) => a.filter((e, i) => a.findIndex((o) => kindId(o) === kindId(e)) === i));
 }
 
-/** Inputs of {@link resolveOrder}: the order to try and the groups around it. */
+/** Inputs of {@link resolveOrder}: the order to try, the groups around it and the image extensions' order. */
 export interface OrderInput {
   readonly order: Order;
   readonly pre?: readonly GroupEntry[];
   readonly post?: readonly GroupEntry[];
+  /** `[[order-extensions]]`: its groups go in front of every group of `order` (entries marked `extension`, optional). */
+  readonly extensions?: Order;
 }
 
 /**
  * The flat groups detect tries, in order. Pre and post entries whose id is already in a group
- * are skipped for that group.
+ * are skipped for that group. With image extensions, each group of the order is tried behind
+ * each extension group in turn and then alone (lifecycle's PrependExtensions puts the
+ * extensions' order, detected as an optional order, in front of every group).
  */
 export function resolveOrder(input: OrderInput, lookup: BuildpackLookup): ResolvedEntry[][] {
-  const groups = expandOrder(input.order, lookup, []);
   const pre = input.pre ?? [];
   const post = input.post ?? [];
-  if (pre.length === 0 && post.length === 0) return groups;
-  const preGroups = expandGroup(pre, lookup, []);
-  const postGroups = expandGroup(post, lookup, []);
+  const preGroups = pre.length === 0 ? [[]] : expandGroup(pre, lookup, []);
+  const postGroups = post.length === 0 ? [[]] : expandGroup(post, lookup, []);
+  const extGroups = expandOrder((input.extensions ?? []).map((g) => g.map((e) => ({ ...e, optional: true, extension: true }))), lookup, []);
   const out: ResolvedEntry[][] = [];
-  for (const g of groups) {
-    const ids = new Set(g.map((e) => e.id));
-    for (const p of preGroups) {
-      for (const q of postGroups) {
-        out.push([...p.filter((e) => !ids.has(e.id)), ...g, ...q.filter((e) => !ids.has(e.id))]);
+  for (const top of input.order) {
+    const flat: ResolvedEntry[][] = [];
+    for (const g of expandGroup(top, lookup, [])) {
+      const ids = new Set(g.map(kindId));
+      for (const p of preGroups) {
+        for (const q of postGroups) flat.push([...p.filter((e) => !ids.has(kindId(e))), ...g, ...q.filter((e) => !ids.has(kindId(e)))]);
       }
     }
+    for (const x of extGroups) out.push(...flat.map((g) => [...x, ...g]));
+    out.push(...flat);
   }
   return out;
 }
@@ -79,11 +89,14 @@ export function resolveOrder(input: OrderInput, lookup: BuildpackLookup): Resolv
 /** A lookup over a list of descriptors: exact version, else the only (or highest) version of the id. */
 export function lookupIn(descriptors: readonly BuildpackDescriptor[]): BuildpackLookup {
   return (entry) => {
-    const same = descriptors.filter((d) => d.id === entry.id);
+    const ext = entry.extension === true;
+    const same = descriptors.filter((d) => d.id === entry.id && (d.extension !== undefined) === ext);
     const found = entry.version === undefined ? same.sort((a, b) => compareVersions(b.version, a.version))[0] : same.find((d) => d.version === entry.version);
     if (found === undefined) {
       const have = same.map((d) => d.version).join(', ');
-      throw new BuildpacksError('KLN0902', `buildpack ${entryKey(entry)} is not in the builder${have === '' ? '' : ` (it has ${entry.id} ${have})`}`, { hint: 'list the builder buildpacks in /cnb/buildpacks, or fix the id in project.toml or order.toml' });
+      const what = ext ? 'image extension' : 'buildpack';
+      const hint = ext ? 'an extension of [[order-extensions]] must be in /cnb/extensions/<id>/<version>/extension.toml' : 'list the builder buildpacks in /cnb/buildpacks, or fix the id in project.toml or order.toml';
+      throw new BuildpacksError('KLN0902', `${what} ${entryKey({ id: entry.id, version: entry.version })} is not in the builder${have === '' ? '' : ` (it has ${entry.id} ${have})`}`, { hint });
     }
     return found;
   };

@@ -14,6 +14,8 @@ export const Paths = {
   layers: '/layers',
   platform: '/platform',
   buildpacks: '/cnb/buildpacks',
+  /** Image extensions of the builder: `<id>/<version>/extension.toml`. */
+  extensions: '/cnb/extensions',
   launcher: '/cnb/lifecycle/launcher',
   processDir: '/cnb/process',
   orderToml: '/cnb/order.toml',
@@ -23,6 +25,8 @@ export const Paths = {
   kiln: '/kiln',
   kilnPlan: '/kiln/plan',
   kilnCache: '/kiln/cache',
+  /** An image extension's generate output (`CNB_OUTPUT_DIR`): build.Dockerfile, run.Dockerfile, extend-config.toml. */
+  kilnOutput: '/kiln/output',
 } as const;
 
 /** Frontend options (also read as `build-arg:<name>`, which is how `kiln build --build-arg` passes them). */
@@ -46,6 +50,8 @@ export const Label = {
   lifecycleMetadata: 'io.buildpacks.lifecycle.metadata',
   projectMetadata: 'io.buildpacks.project.metadata',
   builderMetadata: 'io.buildpacks.builder.metadata',
+  /** `false` once an extension's run.Dockerfile extended the run image without declaring it rebasable. */
+  rebasable: 'io.buildpacks.rebasable',
 } as const;
 
 /** The Platform API whose semantics kiln follows. */

@@ -1,0 +1,113 @@
+/**
+ * Extend (lifecycle's extender, Platform API 0.12+): the Dockerfiles image extensions generated
+ * are Dockerfiles, so kiln compiles each one with the Dockerfile frontend through the client
+ * (`solveFrontend`, never an import of it), on the image being extended: a named context
+ * `kiln-cnb-base` holds it (state and config) and `base_image` names it, with lifecycle's
+ * `build_id`, `user_id` and `group_id` build args and the extension's extend-config.toml args.
+ * Each Dockerfile's result is the next one's base.
+ */
+import { fromDefinition, mkfile, parseImageConfig, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type State } from '@kiln/llb-core';
+import { BASE_IMAGE_ARG } from './dockerfile-rules.js';
+import { BuildpacksError } from './errors.js';
+import type { DockerfileKind, GeneratedDockerfile } from './generate.js';
+import { Label } from './wire.js';
+
+/** An image as a State and its config. */
+export interface ImageState {
+  readonly state: State;
+  readonly config: ImageConfig;
+}
+
+/** The result of extending an image. */
+export interface ExtendedImage extends ImageState {
+  /**
+   * For the run image: whether every applied run.Dockerfile left `io.buildpacks.rebasable=true`
+   * (lifecycle: the original run image need not say so, each extension must).
+   */
+  readonly rebasable: boolean;
+}
+
+/** The named context (and `base_image` value) the image being extended is passed as. */
+export const BASE_CONTEXT = 'kiln-cnb-base';
+
+/** The Dockerfile's build context: the input `kiln-cnb-context`, named context `context`. */
+const MAIN_CONTEXT = 'context';
+const CONTEXT_INPUT = 'kiln-cnb-context';
+
+/** The Dockerfile frontend's name in the gateway (BuildKit's `dockerfile.v0`). */
+const DOCKERFILE_FRONTEND = 'dockerfile.v0';
+
+/** Go's strconv.ParseBool, which lifecycle reads the rebasable label with. */
+export function parseGoBool(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
+}
+
+const userOf = (config: ImageConfig): [string, string] => {
+  const [u = '', g = ''] = (config.config?.User ?? '').split(':');
+  return [u, g];
+};
+const isRoot = (user: string): boolean => user === '0' || user === 'root';
+
+/**
+ * Applies `dockerfiles` (all of one kind, in group order) to `base`. `buildId` is the
+ * `build_id` build arg (a UUID per build, as the spec asks: a RUN that uses it reruns every
+ * build). A failing Dockerfile is KLN0909 naming the extension and file; a run image whose
+ * final user is root is refused (KLN0909), as lifecycle's extender refuses it.
+ */
+export async function applyDockerfiles(client: FrontendClient, base: ImageState, dockerfiles: readonly GeneratedDockerfile[], kind: DockerfileKind, buildId: string): Promise<ExtendedImage> {
+  const solveFrontend = client.solveFrontend?.bind(client);
+  if (solveFrontend === undefined) {
+    throw new BuildpacksError('KLN0906', 'image extensions need a gateway that runs frontends for frontends (solveFrontend), to compile their Dockerfiles', { hint: 'build with kiln build, or drop [[order-extensions]] from the builder' });
+  }
+  let current = base;
+  let rebasable = true;
+  const [origUser] = userOf(base.config);
+  for (const d of dockerfiles) {
+    const file = `${kind}.Dockerfile`;
+    const [user, group] = userOf(current.config);
+    const opts = new Map<string, string>([
+      ['filename', file],
+      [`build-arg:${BASE_IMAGE_ARG}`, BASE_CONTEXT],
+      ['build-arg:build_id', buildId],
+      ['build-arg:user_id', user],
+      ['build-arg:group_id', group],
+      [`context:${BASE_CONTEXT}`, `input:${BASE_CONTEXT}`],
+      // the build context as a named context `context` (which kiln's Dockerfile frontend takes
+      // for the main context; BuildKit's dockerui would also take the `context` input alone)
+      [`context:${MAIN_CONTEXT}`, `input:${CONTEXT_INPUT}`],
+      // BuildKit sends result metadata values as base64 of their bytes
+      [`input-metadata:${BASE_CONTEXT}`, JSON.stringify({ [ResultMetadataKey.imageConfig]: Buffer.from(JSON.stringify(current.config)).toString('base64') })],
+    ]);
+    for (const a of d.args) opts.set(`build-arg:${a.name}`, a.value);
+    const context = await d.context.marshal();
+    const inputs = new Map<string, Definition>([
+      ['dockerfile', await scratch().file(mkfile(`/${file}`, 0o644, d.text), { customName: `[internal] ${file} of extension ${d.extension.id}` }).marshal()],
+      ['context', context],
+      [CONTEXT_INPUT, context],
+      [BASE_CONTEXT, await current.state.marshal()],
+    ]);
+    const where = `extension ${d.extension.id}: ${file}`;
+    let result;
+    try {
+      result = await solveFrontend({ frontend: DOCKERFILE_FRONTEND, opts, inputs, evaluate: true, ...(client.signal === undefined ? {} : { signal: client.signal }) });
+    } catch (cause) {
+      const message = cause instanceof Error ? cause.message : String(cause);
+      throw new BuildpacksError('KLN0909', `${where}: ${message}`, { cause, hint: `the ${kind} image extension failed; fix the Dockerfile the extension generates` });
+    }
+    const cfg = result.metadata.get(ResultMetadataKey.imageConfig);
+    if (result.ref === undefined || cfg === undefined) throw new BuildpacksError('KLN0909', `${where}: the Dockerfile frontend returned no image`);
+    current = { state: fromDefinition(result.ref.definition), config: parseImageConfig(cfg) };
+    rebasable &&= parseGoBool(current.config.config?.Labels?.[Label.rebasable]) === true;
+    const [now] = userOf(current.config);
+    if (isRoot(now)) client.warn({ message: `${where} changed the user ID from ${user} to ${now}; this must not be the final user ID (a following extension must reset the user)` });
+  }
+  const [finalUser] = userOf(current.config);
+  if (kind === 'run' && isRoot(finalUser)) {
+    throw new BuildpacksError('KLN0909', 'the final user ID of the extended run image is 0 (root)', { hint: 'end the run.Dockerfile with USER ${user_id}:${group_id}, or add an extension that resets the user to non-root' });
+  }
+  if (finalUser !== origUser) client.warn({ message: `the original ${kind} image user ID was ${origUser} but the final extension left it set to ${finalUser}` });
+  return { ...current, rebasable };
+}
