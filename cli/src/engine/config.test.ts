@@ -96,6 +96,19 @@ insecure-entitlements = [ "network.host" ]
     expect(parseText(buildkitd).ignored).toEqual(['debug', 'root', 'insecure-entitlements', 'grpc', 'worker.oci.enabled', 'worker.oci.platforms', 'worker.oci.snapshotter', 'worker.containerd']);
   });
 
+  // `htpp = true` was listed like buildkitd's own keys: nothing said it was a typo of http.
+  test('a near miss of a key kiln uses is named with that key, at each level', () => {
+    const c = parseText('wroker = 1\n[registry."r.example"]\nhtpp = true\nmirror = ["m.example"]\n[worker.oci]\ngckeepstorge = "1GB"\nenabled = true\n[[worker.oci.gcpolicy]]\nkeepDurations = "1h"\n');
+    expect(c.ignored).toEqual(['wroker', 'registry."r.example".htpp', 'registry."r.example".mirror', 'worker.oci.gckeepstorge', 'worker.oci.enabled', 'worker.oci.gcpolicy.keepDurations']);
+    expect(c.near).toEqual({ wroker: 'worker', 'registry."r.example".htpp': 'http', 'registry."r.example".mirror': 'mirrors', 'worker.oci.gckeepstorge': 'gckeepstorage', 'worker.oci.gcpolicy.keepDurations': 'keepDuration' });
+    expect(parseText(buildkitd).near).toEqual({});
+    const file = join(dir, 'typo.toml');
+    writeFileSync(file, '[registry."r.example"]\nhtpp = true\n');
+    let err = '';
+    commandConfig({ stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: (s: string | Uint8Array) => ((err += String(s)), true) }, env: { KILN_CONFIG: file } });
+    expect(err).toBe(`WARNING: ${file}: ignoring keys kiln does not use: registry."r.example".htpp (did you mean http?)\n`);
+  });
+
   test('one warning line per command stderr, listing them', () => {
     const file = join(dir, 'buildkitd.toml');
     writeFileSync(file, buildkitd);

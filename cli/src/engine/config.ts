@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse, TomlError } from 'smol-toml';
+import { suggest } from '@kiln/llb-core';
 import type { RegistryHostOptions, RegistryKeyPair } from '@kiln/runtime/registry';
 import { callerEnv, callerPath, type CliIo } from '../io.js';
 import { ConfigError, keyName, locate, locateKeys, type KeyLocations, type KeyPath } from './config-toml.js';
@@ -33,9 +34,33 @@ export interface KilnConfig {
   readonly gc: GcFileSettings | undefined;
   /** Keys kiln does not use (`grpc`, `worker.oci.platforms`, …), in file order. */
   readonly ignored: readonly string[];
+  /** The key kiln uses that an ignored one is a near miss of (`registry.x.htpp` → `http`): likely a typo. */
+  readonly near: Readonly<Record<string, string>>;
 }
 
-const NO_CONFIG: KilnConfig = { path: undefined, digest: '', registry: {}, gc: undefined, ignored: [] };
+const NO_CONFIG: KilnConfig = { path: undefined, digest: '', registry: {}, gc: undefined, ignored: [], near: {} };
+
+/** The keys kiln reads at each level of the file (a key near one of these is named as a likely typo). */
+const KEYS = {
+  top: ['registry', 'worker'],
+  registry: ['mirrors', 'http', 'insecure', 'ca', 'keypair', 'tlsconfigdir'],
+  worker: ['oci'],
+  oci: ['gc', 'gckeepstorage', 'reservedSpace', 'maxUsedSpace', 'minFreeSpace', 'gcpolicy'],
+  rule: ['all', 'filters', 'keepDuration', 'keepBytes', 'reservedSpace', 'maxUsedSpace', 'minFreeSpace'],
+} as const;
+
+/** The keys kiln does not use, in file order, each with the used key it is a near miss of. */
+class Ignored {
+  readonly names: string[] = [];
+  readonly near: Record<string, string> = {};
+  add(p: KeyPath, known: readonly string[]): void {
+    const name = keyName(p);
+    this.names.push(name);
+    const key = p.at(-1);
+    const close = typeof key === 'string' ? suggest(key, known) : undefined;
+    if (close !== undefined) this.near[name] = close;
+  }
+}
 
 /** Which file a command reads: `KILN_CONFIG` (set by `--config`) must exist; the default may not. */
 export interface ConfigLocation {
@@ -105,7 +130,8 @@ export function warnIgnored(config: KilnConfig, write: (line: string) => void, s
   if (seen === undefined) warned.set(sink, (seen = new Set()));
   if (seen.has(config.digest)) return;
   seen.add(config.digest);
-  write(`WARNING: ${config.path}: ignoring keys kiln does not use: ${config.ignored.join(', ')}\n`);
+  const named = config.ignored.map((k) => (config.near[k] === undefined ? k : `${k} (did you mean ${config.near[k]}?)`));
+  write(`WARNING: ${config.path}: ignoring keys kiln does not use: ${named.join(', ')}\n`);
 }
 
 /** Reads and checks the config at `loc` (the last one read is kept while its file is unchanged). */
@@ -145,21 +171,21 @@ function parseWithDeps(text: string, file: string): { config: KilnConfig; deps: 
     throw new ConfigError('KLN0940', `${file}:${e.line}:${e.column}: not valid TOML: ${why}`, { hint: 'fix the syntax (https://toml.io)' });
   }
   const r = new Reader(file, locateKeys(text));
-  const ignored: string[] = [];
+  const ignored = new Ignored();
   let registry: Record<string, RegistryHostOptions> = {};
   let gc: GcFileSettings | undefined;
   for (const [k, v] of Object.entries(doc)) {
     if (k === 'registry') registry = readRegistries(r, v, ignored);
     else if (k === 'worker') gc = readWorker(r, v, ignored);
-    else ignored.push(keyName([k]));
+    else ignored.add([k], KEYS.top);
   }
   // The digest: the text, then each file it named (by content: the same files elsewhere are the same config).
   const hash = createHash('sha256').update(text);
   for (const t of r.read) hash.update('\0').update(t);
-  return { config: { path: file, digest: hash.digest('hex'), registry, gc, ignored }, deps: r.deps };
+  return { config: { path: file, digest: hash.digest('hex'), registry, gc, ignored: ignored.names, near: ignored.near }, deps: r.deps };
 }
 
-function readRegistries(r: Reader, v: unknown, ignored: string[]): Record<string, RegistryHostOptions> {
+function readRegistries(r: Reader, v: unknown, ignored: Ignored): Record<string, RegistryHostOptions> {
   const out: Record<string, RegistryHostOptions> = {};
   for (const [host, t] of Object.entries(r.table(['registry'], v))) {
     const at: KeyPath = ['registry', host];
@@ -188,7 +214,7 @@ function readRegistries(r: Reader, v: unknown, ignored: string[]): Record<string
           for (const d of r.strings(p, val)) r.certsDir(p, d, ca, keypairs);
           break;
         default:
-          ignored.push(keyName(p));
+          ignored.add(p, KEYS.registry);
       }
     }
     if (ca.length > 0) opts.ca = ca;
@@ -198,11 +224,11 @@ function readRegistries(r: Reader, v: unknown, ignored: string[]): Record<string
   return out;
 }
 
-function readWorker(r: Reader, v: unknown, ignored: string[]): GcFileSettings | undefined {
+function readWorker(r: Reader, v: unknown, ignored: Ignored): GcFileSettings | undefined {
   let gc: GcFileSettings | undefined;
   for (const [w, t] of Object.entries(r.table(['worker'], v))) {
     if (w !== 'oci') {
-      ignored.push(keyName(['worker', w]));
+      ignored.add(['worker', w], KEYS.worker);
       continue;
     }
     const at: KeyPath = ['worker', 'oci'];
@@ -213,14 +239,14 @@ function readWorker(r: Reader, v: unknown, ignored: string[]): GcFileSettings | 
       else if (k === 'gckeepstorage') s.keepStorage = r.diskSpace(p, val);
       else if (k === 'reservedSpace' || k === 'maxUsedSpace' || k === 'minFreeSpace') s[k] = r.diskSpace(p, val);
       else if (k === 'gcpolicy') s.policy = r.tables(p, val).map((rule, i) => readRule(r, [...p, i], rule, ignored));
-      else ignored.push(keyName(p));
+      else ignored.add(p, KEYS.oci);
     }
     if (Object.keys(s).length > 0) gc = s;
   }
   return gc;
 }
 
-function readRule(r: Reader, at: KeyPath, t: Record<string, unknown>, ignored: string[]): GcFileRule {
+function readRule(r: Reader, at: KeyPath, t: Record<string, unknown>, ignored: Ignored): GcFileRule {
   const rule: { -readonly [K in keyof GcFileRule]: GcFileRule[K] } = {};
   for (const [k, val] of Object.entries(t)) {
     const p = [...at, k];
@@ -228,7 +254,7 @@ function readRule(r: Reader, at: KeyPath, t: Record<string, unknown>, ignored: s
     else if (k === 'filters') rule.filters = r.filters(p, val);
     else if (k === 'keepDuration') rule.keepDuration = r.duration(p, val);
     else if (k === 'keepBytes' || k === 'reservedSpace' || k === 'maxUsedSpace' || k === 'minFreeSpace') rule[k] = r.diskSpace(p, val);
-    else ignored.push(keyName(p));
+    else ignored.add(p, KEYS.rule);
   }
   return rule;
 }
