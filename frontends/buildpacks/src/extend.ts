@@ -6,11 +6,11 @@
  * `build_id`, `user_id` and `group_id` build args and the extension's extend-config.toml args.
  * Each Dockerfile's result is the next one's base.
  */
-import { fromDefinition, mkfile, parseImageConfig, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type State } from '@kiln/llb-core';
+import { fromDefinition, mkdir, mkfile, parseImageConfig, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type State } from '@kiln/llb-core';
 import { BASE_IMAGE_ARG } from './dockerfile-rules.js';
 import { BuildpacksError } from './errors.js';
 import type { DockerfileKind, GeneratedDockerfile } from './generate.js';
-import { Label } from './wire.js';
+import { Label, escapeId } from './wire.js';
 
 /** An image as a State and its config. */
 export interface ImageState {
@@ -66,7 +66,9 @@ export async function applyDockerfiles(client: FrontendClient, base: ImageState,
   let rebasable = true;
   const [origUser] = userOf(base.config);
   for (const d of dockerfiles) {
-    const file = `${kind}.Dockerfile`;
+    // <escaped id>/<kind>.Dockerfile, as lifecycle's generated dir (Platform API 0.13) holds
+    // it: the Dockerfile frontend's errors then name the extension
+    const file = `${escapeId(d.extension.id)}/${kind}.Dockerfile`;
     const [user, group] = userOf(current.config);
     const opts = new Map<string, string>([
       ['filename', file],
@@ -84,12 +86,12 @@ export async function applyDockerfiles(client: FrontendClient, base: ImageState,
     for (const a of d.args) opts.set(`build-arg:${a.name}`, a.value);
     const context = await d.context.marshal();
     const inputs = new Map<string, Definition>([
-      ['dockerfile', await scratch().file(mkfile(`/${file}`, 0o644, d.text), { customName: `[internal] ${file} of extension ${d.extension.id}` }).marshal()],
+      ['dockerfile', await scratch().file(mkdir(`/${escapeId(d.extension.id)}`, 0o755).mkfile(`/${file}`, 0o644, d.text), { customName: `[internal] ${kind}.Dockerfile of extension ${d.extension.id}` }).marshal()],
       ['context', context],
       [CONTEXT_INPUT, context],
       [BASE_CONTEXT, await current.state.marshal()],
     ]);
-    const where = `extension ${d.extension.id}: ${file}`;
+    const where = `extension ${d.extension.id}: ${kind}.Dockerfile`;
     let result;
     try {
       result = await solveFrontend({ frontend: DOCKERFILE_FRONTEND, opts, inputs, evaluate: true, ...(client.signal === undefined ? {} : { signal: client.signal }) });

@@ -34,14 +34,7 @@ export function createBuildpacksFrontend(): Frontend {
     const runImage = optOf(client, Opt.runImage) ?? builder.runImages[0];
     if (runImage === undefined) throw new BuildpacksError('KLN0907', `the builder ${builderRef} names no run image (/cnb/run.toml)`, { hint: 'pass --build-arg run-image=IMAGE' });
     const { config: runConfig, reference: runReference } = await resolveImage(client, runImage, 'run');
-    const targetEnv = new Map<string, string>([
-      ['CNB_TARGET_OS', runConfig.os],
-      ['CNB_TARGET_ARCH', runConfig.architecture],
-    ]);
-    if (runConfig.variant !== undefined) targetEnv.set('CNB_TARGET_ARCH_VARIANT', runConfig.variant);
-    const distro = runConfig.config?.Labels ?? {};
-    if (distro['io.buildpacks.base.distro.name'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_NAME', distro['io.buildpacks.base.distro.name']);
-    if (distro['io.buildpacks.base.distro.version'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_VERSION', distro['io.buildpacks.base.distro.version']);
+    const targetEnv = targetEnvOf(runConfig);
 
     const user = `${builder.uid}:${builder.gid}`;
     const chown = { user: builder.uid, group: builder.gid };
@@ -73,7 +66,13 @@ export function createBuildpacksFrontend(): Frontend {
     );
     const detected = await detect(ctx, groups);
     const ext = await runExtensions(ctx, builder, detected.extensions, detected.plan, appLocal, { image: runImage, config: runConfig, reference: runReference });
-    const buildCtx: LifecycleContext = ext.build === undefined ? ctx : { ...ctx, root: prepareRoot(ext.build.state, appLocal, owner), env: builderEnv(ext.build.config) };
+    // the build phase runs on the extended build image, and sees the target of the run image
+    // extensions switched to (lifecycle re-reads it after generate)
+    const buildCtx: LifecycleContext = {
+      ...ctx,
+      ...(ext.build === undefined ? {} : { root: prepareRoot(ext.build.state, appLocal, owner), env: builderEnv(ext.build.config) }),
+      ...(ext.run.image === runImage ? {} : { targetEnv: targetEnvOf(ext.run.config) }),
+    };
     const previousRef = optOf(client, Opt.previousImage);
     const previous = previousRef === undefined || previousRef === '' ? undefined : await loadPreviousImage(client, previousRef);
     const out = await build(buildCtx, detected.group, ext.plan, { cacheId: optOf(client, Opt.cacheId) ?? 'default', root: buildCtx.root, owner, ...(previous === undefined ? {} : { previous }) });
@@ -112,6 +111,19 @@ interface RunImage {
   readonly reference: string;
   /** Set when run.Dockerfiles extended it: the extended image and what lies below its extension layers. */
   readonly base?: RunBase;
+}
+
+/** `CNB_TARGET_*` of a run image config (os, arch, variant, distro labels). */
+function targetEnvOf(runConfig: ImageConfig): Map<string, string> {
+  const targetEnv = new Map<string, string>([
+    ['CNB_TARGET_OS', runConfig.os],
+    ['CNB_TARGET_ARCH', runConfig.architecture],
+  ]);
+  if (runConfig.variant !== undefined) targetEnv.set('CNB_TARGET_ARCH_VARIANT', runConfig.variant);
+  const distro = runConfig.config?.Labels ?? {};
+  if (distro['io.buildpacks.base.distro.name'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_NAME', distro['io.buildpacks.base.distro.name']);
+  if (distro['io.buildpacks.base.distro.version'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_VERSION', distro['io.buildpacks.base.distro.version']);
+  return targetEnv;
 }
 
 /** The builder env a buildpack sees (lifecycle's allowlist) from a build image config. */

@@ -86,7 +86,7 @@ describe('kiln/buildpacks apps', () => {
     expect(lm.runImage.topLayer).toBe(cfg.rootfs.diff_ids[1]);
     // the run image by digest (what pack rebase compares), its manifest as kiln stored it
     const listed = execFileSync(process.execPath, [join(repo, 'cli/bin/kiln.js'), 'images', '--digests', '--root', sb.root], { encoding: 'utf8' });
-    const runLine = listed.split('\n').find((l) => /kt\/run\b/.test(l)) ?? '';
+    const runLine = listed.split('\n').find((l) => /kt\/run[:\s]/.test(l)) ?? '';
     expect(lm.runImage.reference).toMatch(/^docker\.io\/kt\/run@sha256:[0-9a-f]{64}$/);
     expect(runLine).toContain(lm.runImage.reference.slice(lm.runImage.reference.indexOf('@') + 1));
     expect(new Set([...cfg.rootfs.diff_ids.slice(2), lm.runImage.topLayer]).size).toBe(5);

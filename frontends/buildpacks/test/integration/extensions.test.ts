@@ -137,6 +137,13 @@ describe('kiln/buildpacks image extensions', () => {
     expect(run.stderr).toContain('KLN0908');
   }, 300_000);
 
+  test('a COPY of a generated build.Dockerfile that finds nothing: the Dockerfile frontend error at <extension>/build.Dockerfile:LINE', async () => {
+    const { run } = await build({ 'needs-tool': '', 'no-context': '' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('kt_ext-tool/build.Dockerfile:6:1: "/tool-motd": not found');
+    expect(run.stderr).toContain('COPY tool-motd /etc/kt-tool-motd');
+  }, 300_000);
+
   test('a run.Dockerfile that leaves the user root is KLN0909', async () => {
     const { run } = await build({ 'extend-run': '', 'run-as-root': '' });
     expect(run.code).toBe(1);
