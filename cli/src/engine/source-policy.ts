@@ -1,5 +1,6 @@
 import type { ResolveImageConfigOptions } from '@kiln/llb-core';
-import { readSourcePolicyFile, redactIdentifier, SOURCE_POLICY_ENV, SourcePolicyEngine, SourcePolicyError } from '@kiln/solver';
+import { formatReference, parseReference } from '@kiln/runtime';
+import { readSourcePolicyFile, redactIdentifier, SOURCE_POLICY_ENV, SourcePolicyEngine, SourcePolicyError, type SourcePolicy } from '@kiln/solver';
 import { callerEnv, callerPath, type CliIo } from '../io.js';
 
 const DOCKER_IMAGE = 'docker-image://';
@@ -13,7 +14,43 @@ const DOCKER_IMAGE = 'docker-image://';
 export async function loadSourcePolicy(io: CliIo, flag: string | undefined): Promise<SourcePolicyEngine | undefined> {
   const file = flag ?? callerEnv(io)[SOURCE_POLICY_ENV];
   if (file === undefined || file === '') return undefined;
-  return new SourcePolicyEngine([await readSourcePolicyFile(callerPath(io, file), file)]);
+  const policy = await readSourcePolicyFile(callerPath(io, file), file);
+  for (const w of unqualifiedImageSelectors(policy)) io.stderr.write(`WARNING: ${w}\n`);
+  return new SourcePolicyEngine([policy]);
+}
+
+/**
+ * Warnings for `docker-image://` selectors that can match no image: sources reach the policy
+ * fully qualified (`docker.io/library/busybox:latest`), so a rule for `docker-image://busybox`
+ * or `docker-image://alpine:*` is silently never applied, in BuildKit as in kiln: a DENY that
+ * denies nothing. Regexps may match anywhere and are left alone.
+ */
+export function unqualifiedImageSelectors(policy: SourcePolicy): string[] {
+  const out: string[] = [];
+  for (const rule of policy.rules) {
+    const { identifier, matchType } = rule.selector;
+    if (matchType === 'REGEX' || !identifier.startsWith(DOCKER_IMAGE)) continue;
+    const ref = identifier.slice(DOCKER_IMAGE.length);
+    let want: string | undefined;
+    if (!ref.includes('*')) {
+      try {
+        const full = formatReference(parseReference(ref));
+        if (full !== ref) want = full;
+      } catch {
+        continue; // not a reference: nothing to suggest
+      }
+    } else {
+      // a wildcard: only a missing registry is certain (its first component names no host)
+      const slash = ref.indexOf('/');
+      const first = slash < 0 ? undefined : ref.slice(0, slash);
+      if (first === undefined) want = ref.startsWith('*') ? undefined : `docker.io/library/${ref}`;
+      else if (!first.includes('*') && !first.includes('.') && !first.includes(':') && first !== 'localhost') want = `docker.io/${ref}`;
+    }
+    if (want !== undefined) {
+      out.push(`${policy.file}: rules[${rule.index}].selector.identifier ${JSON.stringify(identifier)} matches no image: images are fully qualified, write ${JSON.stringify(DOCKER_IMAGE + want)}`);
+    }
+  }
+  return out;
 }
 
 /**
