@@ -21,4 +21,14 @@ describe('resolveImage', () => {
     const r = await resolveImage(clientAnswering({ digest: D, config, ref: 'mirror.example.com/cnb/run:pinned' }), 'example.com/cnb/run:jammy', 'run');
     expect(r.reference).toBe(`mirror.example.com/cnb/run@${D}`);
   });
+
+  // The hint named `kiln images ls`, which is no command (kiln images takes no argument).
+  test('an image that cannot be resolved is KLN0907 naming the option, with commands that exist', async () => {
+    const failing: Pick<FrontendClient, 'resolveImageConfig'> = { resolveImageConfig: () => Promise.reject(new Error('fetch failed')) };
+    await expect(resolveImage(failing as FrontendClient, 'nosuch/builder', 'builder')).rejects.toMatchObject({
+      code: 'KLN0907',
+      message: 'cannot resolve the builder image nosuch/builder',
+      hint: 'check the builder reference: kiln images lists the kiln store, kiln pull IMAGE or kiln load adds an image to it',
+    });
+  });
 });

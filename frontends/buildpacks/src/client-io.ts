@@ -61,6 +61,6 @@ export async function resolveImage(client: FrontendClient, ref: string, what: st
     const { tag: _tag, digest: _digest, ...repo } = parseImageReference(r.ref === undefined ? name : normalizeRef(r.ref));
     return { config: parseImageConfig(r.config), reference: formatImageReference({ ...repo, digest: String(r.digest) }) };
   } catch (cause) {
-    throw new BuildpacksError('KLN0907', `cannot resolve the ${what} image ${ref}`, { cause, hint: `check the ${what} reference (kiln images ls)` });
+    throw new BuildpacksError('KLN0907', `cannot resolve the ${what} image ${ref}`, { cause, hint: `check the ${what} reference: kiln images lists the kiln store, kiln pull IMAGE or kiln load adds an image to it` });
   }
 }
