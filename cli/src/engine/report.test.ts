@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { SourcePolicyError } from '@kiln/solver';
+import { SourcePolicyError, VertexError } from '@kiln/solver';
 import { TsDslError } from '@kiln/ts-dsl';
 import { formatBuildError } from './report.js';
 
@@ -15,5 +15,21 @@ describe('formatBuildError: source policy errors', () => {
 
   test('without a place to name, the policy error alone', () => {
     expect(formatBuildError(denial())).toBe('kiln: error KLN0952: source "docker-image://docker.io/library/busybox:latest" denied by policy: rules[0] (DENY "docker-image://*") in p.json\nhint: allow it in p.json\n');
+  });
+});
+
+describe('formatBuildError: a failed step', () => {
+  const runcSaid = 'runc run failed: unable to start container process: exec: "/missing": stat /missing: no such file or directory';
+  const failed = (logTail: string[], message: string): VertexError =>
+    new VertexError({ vertex: 'sha256:1', name: '[2/2] RUN ["/missing"]', op: 'exec', locations: [{ file: '', line: 2, column: 1 }], logTail }, new Error(message));
+
+  test('output that only repeats the message (runc\'s own failure) is not listed again under last output lines', () => {
+    const out = formatBuildError(failed([`${runcSaid}  `], runcSaid), { dockerfileText: 'FROM busybox\nRUN ["/missing"]\n' });
+    expect(out).toBe(`kiln: error SOLVER_EXEC_FAILED: Dockerfile:2:1: ${runcSaid}\n  2 | RUN ["/missing"]\n`);
+  });
+
+  test('output with anything else is listed whole', () => {
+    const out = formatBuildError(failed(['starting', runcSaid], runcSaid), { dockerfileText: 'FROM busybox\nRUN ["/missing"]\n' });
+    expect(out).toContain(`last output lines:\n  > starting\n  > ${runcSaid}\n`);
   });
 });

@@ -83,7 +83,8 @@ function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): strin
   if (e.command !== undefined) lines.push(`command: ${e.command}`);
   if (e.exitCode !== undefined) lines.push(`exit code: ${e.exitCode}`);
   const tail = e.logTail.slice(-(opts.tailLines ?? 10));
-  if (tail.length > 0) {
+  // Output that only repeats the message (runc's own failure, which it also prints) adds nothing.
+  if (tail.length > 0 && !tail.every((l) => e.message.includes(l.trim()))) {
     lines.push(`last output lines:`);
     for (const l of tail) lines.push(`  > ${l}`);
   }

@@ -153,6 +153,25 @@ describe('kiln build (real runc, busybox base from busybox-static)', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  test('a RUN whose program runc cannot start: runc\'s reason once in the report, with a hint per reason, exit status 1', async () => {
+    const t = token();
+    const cases = [
+      { run: `RUN ["/missing-${t}"]`, reason: `exec: "/missing-${t}": stat /missing-${t}: no such file or directory`, hint: `hint: the container has no /missing-${t}: check the path` },
+      { run: `RUN ["nosuch-${t}"]`, reason: `exec: "nosuch-${t}": executable file not found in $PATH`, hint: `hint: nosuch-${t} is not on the container's PATH` },
+      { run: 'RUN ["/etc/passwd"]', reason: 'exec: "/etc/passwd": permission denied', hint: 'hint: /etc/passwd is not executable in the container' },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const ctx = join(sb.dir, `nostart-${t}-${i}`);
+      await writeTree(ctx, { Dockerfile: `FROM busybox\n${c.run}\n` });
+      const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain']);
+      expect(r.code).toBe(1);
+      const report = r.stderr.slice(r.stderr.indexOf('kiln: error'));
+      expect(report).toContain(`Dockerfile:2:1: runc run failed: unable to start container process: ${c.reason}\n  2 | ${c.run}\n${c.hint}`);
+      expect(report.split(c.reason).length - 1).toBe(1);
+      expect(report).not.toContain('last output lines');
+    }
+  });
+
   test('a COPY of a path that is not there (missing, or excluded by .dockerignore): the step is shown failed, the report names its Dockerfile line and what to check', async () => {
     const t = token();
     const ctx = join(sb.dir, `copy-missing-${t}`);

@@ -52,6 +52,28 @@ export interface ContainerHost {
 const PID_POLL_MS = 5;
 
 /**
+ * EXEC_FAILED for a process runc could not start: runc's own words (they mostly start with
+ * `runc run failed`, so not prefixed twice), with a hint for the usual reasons.
+ */
+export function runcFailure(why: string): WorkerError {
+  const message = /^runc\b/.test(why) ? why : `runc: ${why}`;
+  const hint = execHint(why);
+  return new WorkerError('EXEC_FAILED', message, hint === undefined ? {} : { hint });
+}
+
+function execHint(why: string): string | undefined {
+  const exec = /exec: "([^"]*)": (.*)$/.exec(why);
+  if (exec === null) return undefined;
+  const [, cmd = '', reason = ''] = exec;
+  if (reason.includes('executable file not found')) return `${cmd} is not on the container's PATH: give its full path, or install it in an earlier step`;
+  if (reason.endsWith('no such file or directory')) {
+    return cmd.includes('/') ? `the container has no ${cmd}: check the path, or create it in an earlier step` : undefined;
+  }
+  if (reason.endsWith('permission denied')) return `${cmd} is not executable in the container: chmod +x it in an earlier step (COPY --chmod=755)`;
+  return undefined;
+}
+
+/**
  * A long-lived runc container (see {@link ExecContainer}): the first start is `runc run` (BuildKit's
  * Executor.Run), later ones `runc exec --process` (Executor.Exec). Every process is a runc started
  * with pipes on fds 0-2 (runc copies them to the container's own pipes byte for byte) and
@@ -203,7 +225,7 @@ export class RuncContainer implements ExecContainer {
       const init = command[0] === 'exec' ? await this.#init?.catch(() => undefined) : undefined;
       if (init?.exited === true) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} is gone: its init process has exited`);
       told = why !== undefined;
-      throw new WorkerError('EXEC_FAILED', `runc: ${why ?? `exited with status ${code} before the process started`}`);
+      throw runcFailure(why ?? `exited with status ${code} before the process started`);
     } finally {
       proc.startSettled(told);
     }

@@ -7,7 +7,7 @@ import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
 import type { ContainerRequest, ExecContainer, ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry, OutputLine } from '../api/executor.js';
-import { RuncContainer, type Cleanup, type Configured } from './container.js';
+import { RuncContainer, runcFailure, type Cleanup, type Configured } from './container.js';
 import { childExit } from './child-exit.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
@@ -420,7 +420,7 @@ export class RuncExecutor implements Executor {
     const err = await runcError(log);
     if (err === undefined) return undefined;
     await this.#delete(id);
-    return new WorkerError('EXEC_FAILED', `runc: ${err}`);
+    return runcFailure(err);
   }
 
   /**
