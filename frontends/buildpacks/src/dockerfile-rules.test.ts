@@ -61,10 +61,12 @@ describe('planRunImage (lifecycle runImageFrom)', () => {
     const p = planRunImage([df('a', 'run', { extend: true }), df('b', 'run', { withBase: 'x', extend: false }), df('c', 'build'), df('d', 'run', { withBase: 'y', extend: false }), df('e', 'run', { extend: true })]);
     expect(p.withBase).toBe('y');
     expect(p.extend).toBe(true);
-    expect(p.apply.map((d) => d.extension.id)).toEqual(['d', 'e']);
+    // d only switches (FROM y): nothing to apply on y
+    expect(p.apply.map((d) => d.extension.id)).toEqual(['e']);
   });
   test('a switch alone does not extend; no run.Dockerfile changes nothing', () => {
-    expect(planRunImage([df('a', 'run', { extend: true }), df('b', 'run', { withBase: 'x', extend: false })])).toMatchObject({ withBase: 'x', extend: false });
+    expect(planRunImage([df('a', 'run', { extend: true }), df('b', 'run', { withBase: 'x', extend: false })])).toEqual({ withBase: 'x', extend: false, apply: [] });
+    expect(planRunImage([df('a', 'run', { withBase: 'x', extend: true })]).apply.map((d) => d.extension.id)).toEqual(['a']);
     expect(planRunImage([df('c', 'build')])).toEqual({ extend: false, apply: [] });
   });
 });

@@ -51,6 +51,7 @@ describe('applyDockerfiles', () => {
       'build-arg:user_id': '1000',
       'build-arg:group_id': '1001',
       'build-arg:tool': 'x',
+      'build-arg:BUILDKIT_DOCKERFILE_CHECK': 'skip=InvalidDefaultArgInFrom',
       'context:kiln-cnb-base': 'input:kiln-cnb-base',
       'context:context': 'input:kiln-cnb-context',
     });

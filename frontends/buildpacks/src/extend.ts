@@ -76,6 +76,9 @@ export async function applyDockerfiles(client: FrontendClient, base: ImageState,
       ['build-arg:build_id', buildId],
       ['build-arg:user_id', user],
       ['build-arg:group_id', group],
+      // the preamble the spec requires (ARG base_image without a default, FROM ${base_image})
+      // always trips this check; the platform passes base_image
+      ['build-arg:BUILDKIT_DOCKERFILE_CHECK', 'skip=InvalidDefaultArgInFrom'],
       [`context:${BASE_CONTEXT}`, `input:${BASE_CONTEXT}`],
       // the build context as a named context `context` (which kiln's Dockerfile frontend takes
       // for the main context; BuildKit's dockerui would also take the `context` input alone)

@@ -115,7 +115,10 @@ export interface RunImagePlan {
   readonly withBase?: string;
   /** Whether any run.Dockerfile that counts extends the image. */
   readonly extend: boolean;
-  /** The run.Dockerfiles to apply, in order: those from the last switching one on (earlier ones are ignored). */
+  /**
+   * The run.Dockerfiles to apply, in order: those from the last switching one on (earlier ones
+   * are ignored) that have instructions (one with only FROM changes nothing of the switched image).
+   */
   readonly apply: readonly GeneratedDockerfile[];
 }
 
@@ -133,7 +136,8 @@ export function planRunImage(dockerfiles: readonly GeneratedDockerfile[]): RunIm
       break;
     }
   }
-  const apply = runs.slice(from);
-  const withBase = apply[0]?.run?.withBase;
-  return { ...(withBase === undefined ? {} : { withBase }), extend: apply.some((d) => d.run?.extend === true), apply };
+  const counted = runs.slice(from);
+  const withBase = counted[0]?.run?.withBase;
+  const apply = counted.filter((d) => d.run?.extend === true);
+  return { ...(withBase === undefined ? {} : { withBase }), extend: apply.length > 0, apply };
 }

@@ -60,6 +60,8 @@ describe('kiln/buildpacks image extensions', () => {
     expect(run.stderr).toContain('[generate] extension kt/ext-tool@0.0.1');
     // the Dockerfile frontend compiled the generated build.Dockerfile (its RUN and COPY ran)
     expect(run.stderr).toMatch(/RUN mkdir -p \/usr\/local\/bin/);
+    // the spec's preamble (ARG base_image without a default) is not linted as an invalid FROM
+    expect(run.stderr).not.toContain('InvalidDefaultArgInFrom');
     // the extensions that provide nothing required were dropped: no generate for them
     expect(run.stderr).not.toContain('[generate] extension kt/ext-run');
     const { bundle, rootfs } = await unpacked(layout);
@@ -92,6 +94,9 @@ describe('kiln/buildpacks image extensions', () => {
     expect(run.stderr).not.toContain('[detect] extension kt/ext-run-alt');
     expect(run.stderr).toContain('[generate] extension kt/ext-run-alt@0.0.1 (static generate/)');
     expect(run.stderr).toContain('[generate] extension kt/ext-run-extend@0.0.1');
+    // the switch (FROM kt/run-alt only) changes the base; only the extending Dockerfile is compiled
+    expect(run.stderr).not.toContain('[internal] run.Dockerfile of extension kt/ext-run-alt');
+    expect(run.stderr).toContain('[internal] run.Dockerfile of extension kt/ext-run-extend');
     const { rootfs, bundle } = await unpacked(layout);
     expect(await readFile(join(rootfs, 'etc/kt-run-id'), 'utf8')).toBe('run-alt\n');
     expect(await readFile(join(rootfs, 'etc/kt-extended'), 'utf8')).toBe('extended by kt/ext-run-extend\n');
