@@ -25,10 +25,12 @@ import { Label, Opt } from './wire.js';
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
-    const { project } = await loadProject(client);
+    const { project, filename } = await loadProject(client);
+    for (const k of project.ignoredKeys) client.warn({ message: `${filename}: ignoring ${k}: not a project descriptor key kiln/buildpacks reads` });
     const builderRef = optOf(client, Opt.builder) ?? project.builder;
     if (builderRef === undefined || builderRef === '') {
-      throw new BuildpacksError('KLN0907', 'no builder: set io.buildpacks.builder in project.toml or pass --build-arg builder=IMAGE');
+      const typo = project.ignoredKeys.find((k) => k.endsWith('(did you mean builder?)'));
+      throw new BuildpacksError('KLN0907', `no builder: set io.buildpacks.builder in ${filename} or pass --build-arg builder=IMAGE${typo === undefined ? '' : ` (${filename} has ${typo.replace(' (did you mean builder?)', '')}: did you mean builder?)`}`);
     }
     const builder = await loadBuilder(client, builderRef);
     const runImage = optOf(client, Opt.runImage) ?? builder.runImages[0];

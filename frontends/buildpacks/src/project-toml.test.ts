@@ -22,6 +22,17 @@ describe('project.toml', () => {
       });
     }
   });
+  // `buildr = "kt/builder"` was dropped without a word; the build then failed with "no builder".
+  test('keys of [io.buildpacks] / [build] kiln does not read are listed, near misses named', () => {
+    expect(readProjectToml('[_]\nschema-version = "0.2"\n[io.buildpacks]\nbuildr = "kt/builder"\nexlude = ["*.md"]\nextra = 1\n[com.example]\nmine = true\n').ignoredKeys).toEqual([
+      'io.buildpacks.buildr (did you mean builder?)',
+      'io.buildpacks.exlude (did you mean exclude?)',
+      'io.buildpacks.extra',
+    ]);
+    expect(readProjectToml('[build]\nbuildpack = []\nbuilder = "b"\n').ignoredKeys).toEqual(['build.buildpack (did you mean buildpacks?)']);
+    expect(readProjectToml('[_]\nschema-version = "0.3"\n[io.buildpacks]\nbuilder = "b"\n[[io.buildpacks.group]]\nid = "x"\n').ignoredKeys).toEqual([]);
+  });
+
   test('errors: unknown schema, include with exclude, bad TOML located', () => {
     expect(() => readProjectToml('[_]\nschema-version = "0.9"\n')).toThrow(expect.objectContaining({ code: 'KLN0901', message: expect.stringContaining('"0.9" is not supported') }));
     expect(() => readProjectToml('[build]\ninclude = ["a"]\nexclude = ["b"]\n')).toThrow(/include and exclude cannot both be set/);

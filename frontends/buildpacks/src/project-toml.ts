@@ -2,6 +2,7 @@
  * project.toml (the project descriptor), schemas 0.1, 0.2 and 0.3 as pack reads them:
  * 0.1 keeps everything under `[build]`; 0.2 and 0.3 (`[_] schema-version`) under `[io.buildpacks]`.
  */
+import { suggest } from '@kiln/llb-core';
 import { BuildpacksError } from './errors.js';
 import { Fields, parseToml } from './toml.js';
 
@@ -26,7 +27,15 @@ export interface ProjectDescriptor {
   readonly builder?: string;
   /** `[_]` (0.2+) or `[project]` (0.1): id, name, version… as written. */
   readonly project: Readonly<Record<string, unknown>>;
+  /**
+   * Keys of `[io.buildpacks]` (0.1: `[build]`) that kiln does not read, a near miss of one it reads
+   * named (`io.buildpacks.buildr (did you mean builder?)`): a typo there is otherwise silent.
+   */
+  readonly ignoredKeys: readonly string[];
 }
+
+/** The keys read from `[io.buildpacks]` (0.2, 0.3) and `[build]` (0.1). */
+const SECTION_KEYS = { '0.1': ['builder', 'include', 'exclude', 'buildpacks', 'env'], later: ['builder', 'include', 'exclude', 'group', 'pre', 'post', 'build'] } as const;
 
 function readBuildpacks(list: readonly Fields[]): ProjectBuildpack[] {
   return list.map((b) => {
@@ -83,7 +92,14 @@ export function readProjectToml(text: string, file = 'project.toml'): ProjectDes
   const exclude = section.strings('exclude') ?? [];
   if (include.length > 0 && exclude.length > 0) section.fail('include', 'and exclude cannot both be set');
   const project = schemaVersion === '0.1' ? root.subtable('project')?.table : meta?.table;
-  return { schemaVersion, include, exclude, group, pre, post, env, ...(builder === undefined ? {} : { builder }), project: project ?? {} };
+  const known: readonly string[] = schemaVersion === '0.1' ? SECTION_KEYS['0.1'] : SECTION_KEYS.later;
+  const ignoredKeys = Object.keys(section.table)
+    .filter((k) => !known.includes(k))
+    .map((k) => {
+      const near = suggest(k, known);
+      return `${section.path}.${k}${near === undefined ? '' : ` (did you mean ${near}?)`}`;
+    });
+  return { schemaVersion, include, exclude, group, pre, post, env, ...(builder === undefined ? {} : { builder }), project: project ?? {}, ignoredKeys };
 }
 
 /**
