@@ -177,6 +177,14 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       warned.add(key);
       client.warn({ message: formatCheckWarning(w), file: w.location.file, line: w.location.line, column: w.location.column });
     };
+    // A no-cache stage name no stage has, once however many platforms convert the file.
+    const unmatched = (res: ConvertResult): void => {
+      for (const m of res.unmatchedNoCache) {
+        if (warned.has(`no-cache ${m}`)) continue;
+        warned.add(`no-cache ${m}`);
+        client.warn({ message: `--no-cache-filter: ${m}` });
+      }
+    };
     const base: ConvertOptions = {
       ...defaults.convert,
       ...runOptions(opts),
@@ -199,6 +207,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const scanner = await sbomScanner(client, opts);
     if (!multiPlatformRequested(opts, platforms.length)) {
       const res = await convertDockerfile(dockerfile, { ...base, ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }) });
+      unmatched(res);
       const ref = await client.solve({ definition: res.definition });
       const metadata = new Map([[ResultMetadataKey.imageConfig, enc.encode(res.imageConfigJson)]]);
       if (scanner === undefined) return { ref, metadata };
@@ -212,6 +221,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     // No `platform` option: the one default target platform, still returned as a platform map.
     for (const p of platforms.length > 0 ? platforms : [undefined]) {
       const res = await convertDockerfile(dockerfile, { ...base, ...(p === undefined ? {} : { targetPlatform: p }), multiPlatform: true });
+      unmatched(res);
       const key = formatPlatform(res.targetPlatform);
       refs.set(key, await client.solve({ definition: res.definition }));
       metadata.set(`${ResultMetadataKey.imageConfig}/${key}`, enc.encode(res.imageConfigJson));

@@ -271,6 +271,17 @@ describe('no-cache', () => {
     const byName = new Map([...res.definition.metadata.values()].map((m) => [m.description?.get('llb.customname') ?? '', m.ignoreCache === true]));
     expect(byName.get('[builder 2/2] RUN one')).toBe(true);
     expect(byName.get('[stage-1 2/3] RUN two')).toBe(false);
+    expect(res.unmatchedNoCache).toEqual([]);
+  });
+
+  // BuildKit ignores a name no stage has; kiln built everything from the cache without a word.
+  test('a name no stage has is reported (with the stages and a near one), and the build is as without it', async () => {
+    const df = 'FROM busybox AS builder\nRUN one\nFROM busybox AS final\nRUN two\n';
+    const res = await convert(df, { noCache: ['bulider', 'nosuch'] });
+    expect(res.unmatchedNoCache).toEqual(['no stage named "bulider" (stages: builder, final; did you mean builder?)', 'no stage named "nosuch" (stages: builder, final)']);
+    expect([...res.definition.metadata.values()].some((m) => m.ignoreCache === true)).toBe(false);
+    expect((await convert('FROM busybox\nRUN x\n', { noCache: ['a'] })).unmatchedNoCache).toEqual(['no stage named "a" (no stage has a name)']);
+    expect((await convert(df, { noCache: true })).unmatchedNoCache).toEqual([]);
   });
 });
 

@@ -347,6 +347,7 @@ export async function convertDockerfile(source: string | Uint8Array, options: Co
     state: target.state,
     targetPlatform: platforms.targetPlatform,
     checkWarnings,
+    unmatchedNoCache: unmatchedNoCache(options.noCache, states.names()),
     sbom: sbomScanTargets(target, reachable, metaArgs, lastContext),
   };
 }
@@ -379,4 +380,17 @@ function dispatchStage(d: DispatchState, opt: DispatchOptions, platforms: Platfo
   dispatchOnBuildTriggers(d, d.image.config.OnBuild ?? [], opt);
   d.image.config.OnBuild = null;
   for (const sc of d.commands) dispatch(d, sc, opt);
+}
+
+/** The `noCache` stage names no stage has (compared case-insensitively, as the stages are), said with the stages there are. */
+function unmatchedNoCache(noCache: ConvertOptions['noCache'], stages: readonly string[]): string[] {
+  if (!Array.isArray(noCache)) return [];
+  const have = new Set(stages.map((n) => n.toLowerCase()));
+  return noCache
+    .filter((n) => n !== '' && !have.has(n.toLowerCase()))
+    .map((n) => {
+      const near = suggest(n, stages);
+      const list = stages.length === 0 ? 'no stage has a name' : `stages: ${stages.join(', ')}`;
+      return `no stage named ${JSON.stringify(n)} (${list}${near === undefined ? '' : `; did you mean ${near}?`})`;
+    });
 }

@@ -93,6 +93,11 @@ export interface ConvertResult {
   /** Build-check warnings, in the order found (empty when every check passed or was skipped). */
   readonly checkWarnings: readonly CheckWarning[];
   /**
+   * `noCache` stage names no stage has, each said as `no stage named "x" (stages: …)` with a
+   * near one: BuildKit ignores them silently, so a misspelt `--no-cache-filter` cached everything.
+   */
+  readonly unmatchedNoCache: readonly string[];
+  /**
    * What an SBOM scan of the result also covers (`BUILDKIT_SBOM_SCAN_CONTEXT`/`_STAGE`), and
    * whether it runs uncached (BuildKit's `SBOMTargets` without the core, which is `state`).
    */
