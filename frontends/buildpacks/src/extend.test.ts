@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { image, scratch, type Definition, type FrontendClient, type FrontendResult, type FrontendWarning, type ImageConfig, type Ref, type SolveFrontendRequest } from '@kiln/llb-core';
-import { applyDockerfiles, parseGoBool } from './extend.js';
+import { applyDockerfiles, extensionHistory, parseGoBool } from './extend.js';
 import type { GeneratedDockerfile } from './generate.js';
 
 const cfg = (user: string, labels: Record<string, string> = {}): ImageConfig => ({ architecture: 'amd64', os: 'linux', config: { User: user, Labels: labels } });
@@ -97,4 +97,16 @@ test('parseGoBool reads what Go strconv.ParseBool accepts', () => {
   expect(['1', 't', 'TRUE', 'True'].map(parseGoBool)).toEqual([true, true, true, true]);
   expect(['0', 'f', 'false'].map(parseGoBool)).toEqual([false, false, false]);
   expect(['yes', '', undefined].map(parseGoBool)).toEqual([undefined, undefined, undefined]);
+});
+
+test('extensionHistory: base entries kept, one entry per added layer named after the extension (lifecycle ExtensionLayerName)', () => {
+  const config: ImageConfig = {
+    ...cfg('1'),
+    history: [{ created_by: 'base layer' }, { created_by: 'base env', empty_layer: true }, { created_by: 'USER root', empty_layer: true }, { created: '1980-01-01T00:00:01Z', created_by: 'RUN /bin/sh -c echo x' }],
+  };
+  expect(extensionHistory(config, 2, 'kt/x').history).toEqual([
+    { created_by: 'base layer' },
+    { created_by: 'base env', empty_layer: true },
+    { created: '1980-01-01T00:00:01Z', created_by: "Layer: 'RUN /bin/sh -c echo x', Created by extension: kt/x" },
+  ]);
 });

@@ -37,6 +37,20 @@ const CONTEXT_INPUT = 'kiln-cnb-context';
 /** The Dockerfile frontend's name in the gateway (BuildKit's `dockerfile.v0`). */
 const DOCKERFILE_FRONTEND = 'dockerfile.v0';
 
+/**
+ * The history after an extension's Dockerfile as lifecycle's extender writes it: the base's
+ * entries as they were, then one entry per layer the Dockerfile added (entries without a layer
+ * dropped), `created_by` = `Layer: '<instruction>', Created by extension: <id>`.
+ */
+export function extensionHistory(config: ImageConfig, baseEntries: number, extensionId: string): ImageConfig {
+  const history = config.history ?? [];
+  const added = history
+    .slice(baseEntries)
+    .filter((h) => h.empty_layer !== true)
+    .map((h) => ({ ...(h.created === undefined ? {} : { created: h.created }), created_by: `Layer: '${h.created_by ?? ''}', Created by extension: ${extensionId}` }));
+  return { ...config, history: [...history.slice(0, baseEntries), ...added] };
+}
+
 /** Go's strconv.ParseBool, which lifecycle reads the rebasable label with. */
 export function parseGoBool(v: string | undefined): boolean | undefined {
   if (v === undefined) return undefined;
@@ -104,7 +118,7 @@ export async function applyDockerfiles(client: FrontendClient, base: ImageState,
     }
     const cfg = result.metadata.get(ResultMetadataKey.imageConfig);
     if (result.ref === undefined || cfg === undefined) throw new BuildpacksError('KLN0909', `${where}: the Dockerfile frontend returned no image`);
-    current = { state: fromDefinition(result.ref.definition), config: parseImageConfig(cfg) };
+    current = { state: fromDefinition(result.ref.definition), config: extensionHistory(parseImageConfig(cfg), current.config.history?.length ?? 0, d.extension.id) };
     rebasable &&= parseGoBool(current.config.config?.Labels?.[Label.rebasable]) === true;
     const [now] = userOf(current.config);
     if (isRoot(now)) client.warn({ message: `${where} changed the user ID from ${user} to ${now}; this must not be the final user ID (a following extension must reset the user)` });

@@ -105,6 +105,10 @@ describe('kiln/buildpacks image extensions', () => {
     expect(cfg.config.User).toBe('1002:1001');
     expect(cfg.config.Labels?.['org.example.extended']).toBe('yes');
     expect(cfg.config.Labels?.['io.buildpacks.rebasable']).toBe('false');
+    // the extension layer's history names it, as lifecycle's extender writes it
+    // (imageConfig returns the whole config JSON; its type names only what other tests read)
+    const { history } = cfg as unknown as { history: { created_by?: string; empty_layer?: boolean }[] };
+    expect(history.filter((h) => h.empty_layer !== true).map((h) => h.created_by)[2]).toMatch(/^Layer: 'RUN .*extended by kt\/ext-run-extend.*', Created by extension: kt\/ext-run-extend$/);
     const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as LifecycleMd;
     expect(md.runImage.image).toBe('kt/run-alt');
     expect(md.runImage.reference).toMatch(/^docker\.io\/kt\/run-alt@sha256:[0-9a-f]{64}$/);
