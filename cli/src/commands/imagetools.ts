@@ -140,7 +140,17 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
     throw new ImagetoolsError('KLN0860', `cannot read -f ${f}: ${(e as Error).message}`);
   }));
   const all = [...(flags.append === true && flags.tag[0] !== undefined ? [flags.tag[0]] : []), ...fileArgs, ...args];
-  const specs = all.map((a) => parseSource(a, callerCwd(io)));
+  const fromFile = (i: number): string | undefined => flags.file[i - (all.length - args.length - fileArgs.length)];
+  const specs = all.map((a, i) => {
+    try {
+      return parseSource(a, callerCwd(io));
+    } catch (e) {
+      // a descriptor read with -f: the error names the file (the JSON itself says nothing of where it came from)
+      const f = fromFile(i);
+      if (f === undefined || !(e instanceof ImagetoolsError)) throw e;
+      throw new ImagetoolsError(e.code, `-f ${f === '-' ? '- (standard input)' : f}: ${e.message}`, { ...(e.hint === undefined ? {} : { hint: e.hint }), cause: e });
+    }
+  });
   const locs = sourceLocations(specs, targets);
   const client = registryClient(io);
   const log = (s: string): void => {

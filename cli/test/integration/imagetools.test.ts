@@ -282,6 +282,12 @@ describe('kiln imagetools', () => {
     expect(appendMissing.stderr).toMatch(/KLN0861: --append/);
     const badTpl = await kilnIn(['imagetools', 'inspect', amd, '--format', '{{json .Manifest']);
     expect(badTpl.stderr).toContain('KLN0860');
+    // a descriptor file that is not one: the error names the file (it said only "invalid source descriptor")
+    const descFile = join(sb.dir, `desc-${t}.json`);
+    await writeFile(descFile, '{bad');
+    const badDesc = await kilnIn(['imagetools', 'create', '--dry-run', '-f', descFile]);
+    expect(badDesc.stderr).toMatch(new RegExp(`KLN0860: -f ${descFile.replace(/[.]/g, '\\.')}: invalid source descriptor: not JSON`));
+    expect(badDesc.code).toBe(1);
     const badAnn = await kilnIn(['imagetools', 'create', '--dry-run', amd, '--annotation', 'manifest:a=b']);
     expect(badAnn.stderr).toContain('KLN0860');
     const down = await kilnIn(['imagetools', 'inspect', '127.0.0.1:1/team/amd:1']);
