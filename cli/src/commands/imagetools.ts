@@ -87,8 +87,8 @@ function registryClient(io: CliIo): RegistryClient {
   return new RegistryClient({ credentials: callerCredentials(io), hosts: commandConfig(io).registry });
 }
 
-function parseTarget(io: CliIo, s: string): Location {
-  assertSupportedName(s, 'target');
+function parseTarget(io: CliIo, s: string, role: 'target' | 'name' = 'target'): Location {
+  assertSupportedName(s, role);
   return parseLocation(s, callerCwd(io));
 }
 
@@ -108,7 +108,7 @@ async function inspect(io: CliIo, name: string, flags: InspectFlags): Promise<vo
     }
     return;
   }
-  const loc = parseTarget(io, name);
+  const loc = parseTarget(io, name, 'name');
   if (loc.kind !== 'registry') throw new ImagetoolsError('KLN0864', `"${name}" is not a registry reference`);
   await withInterrupt(io, (signal) => inspectFrom(io, name, registrySource(registryClient(io), loc.ref, signal), flags));
 }

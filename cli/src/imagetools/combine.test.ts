@@ -2,7 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { digestOf, parseReference, type Descriptor } from '@kiln/runtime';
 import { parseAnnotations } from './annotations.js';
 import { asImagetoolsError } from './errors.js';
-import { combine, parseSource, sourceLocations, type Source } from './combine.js';
+import { assertSupportedName, combine, parseSource, sourceLocations, type Source } from './combine.js';
 import { locationName, type Location } from './location.js';
 
 // A fake registry: blobs by digest. combine() only reads manifests and configs through `fetch`.
@@ -156,5 +156,15 @@ describe('combine keeps every field of a flattened child descriptor (ocispec.Des
     expect(Object.keys(v.manifests[0] ?? {})).toEqual(['mediaType', 'digest', 'size', 'data', 'platform', 'artifactType']);
     expect(v.manifests[0]?.['artifactType']).toBe('application/vnd.example+type');
     expect(v.manifests[0]?.['data']).toBe(data);
+  });
+});
+
+// `kiln imagetools inspect docker://busybox` said 'target … give -t …' for inspect's NAME.
+describe('assertSupportedName', () => {
+  test('the role is the one the argument plays; docker://REF is told to drop the prefix', () => {
+    expect(() => assertSupportedName('docker://busybox:1', 'name')).toThrow(expect.objectContaining({ code: 'KLN0864', message: expect.stringMatching(/^name "docker:\/\/busybox:1" is neither/) as unknown, hint: "drop docker:// (skopeo's transport): busybox:1" }));
+    expect(() => assertSupportedName('docker://reg.example/app', 'target')).toThrow(expect.objectContaining({ hint: "drop docker:// (skopeo's transport): -t reg.example/app" }));
+    expect(() => assertSupportedName('docker-archive:x.tar', 'source')).toThrow(expect.objectContaining({ hint: 'give [registry/]name[:tag|@digest] or oci-layout://DIR[:TAG|@DIGEST]' }));
+    expect(() => assertSupportedName('oci-layout://dir:v1', 'name')).not.toThrow();
   });
 });

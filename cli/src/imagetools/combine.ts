@@ -42,10 +42,13 @@ export interface Source {
 const OTHER_TRANSPORT = /^(?:[a-z][a-z0-9+.-]*:\/\/|docker-daemon:|oci:|oci-archive:|docker-archive:|dir:|containers-storage:|\.{0,2}\/)/;
 
 /** Rejects `docker-daemon:…`, `oci:…`, bare paths: imagetools talks to registries and `oci-layout://` directories. */
-export function assertSupportedName(s: string, role: 'target' | 'source'): void {
+export function assertSupportedName(s: string, role: 'target' | 'source' | 'name'): void {
   if (!isLayoutName(s) && OTHER_TRANSPORT.test(s)) {
+    // skopeo's docker://REF is a registry reference with a transport prefix kiln does not take
+    const bare = /^docker:\/\/(.+)$/.exec(s)?.[1];
+    const give = role === 'target' ? 'give -t [registry/]name[:tag] or -t oci-layout://DIR[:TAG]; for a tarball use kiln build --output or kiln save' : 'give [registry/]name[:tag|@digest] or oci-layout://DIR[:TAG|@DIGEST]';
     throw new ImagetoolsError('KLN0864', `${role} "${s}" is neither a registry reference nor an OCI layout: kiln imagetools reads and writes registries and oci-layout:// directories`, {
-      hint: role === 'target' ? 'give -t [registry/]name[:tag] or -t oci-layout://DIR[:TAG]; for a tarball use kiln build --output or kiln save' : 'give [registry/]name[:tag|@digest] or oci-layout://DIR[:TAG|@DIGEST]',
+      hint: bare === undefined ? give : `drop docker:// (skopeo's transport): ${role === 'target' ? `-t ${bare}` : bare}`,
     });
   }
 }
