@@ -179,6 +179,9 @@ async function create(io: CliIo, args: string[], flags: CreateFlags): Promise<vo
     };
     const out = await combine(sources, annotations, flags.preferIndex, fetch);
     for (const a of out.dropped) io.stderr.write(`kiln: warning: annotation ${a.key} dropped: every source is a Docker manifest, and a Docker manifest list has no annotations\n`);
+    for (const a of out.unmatched?.annotations ?? []) {
+      io.stderr.write(`kiln: warning: annotation manifest-descriptor[${a.platform ?? ''}]:${a.key} applied to nothing: no manifest of platform ${a.platform ?? ''} (the index has ${out.unmatched?.platforms.join(', ') || 'none'})\n`);
+    }
     // buildx's ValidateTargetDigest: a target named by digest, in a layout or a registry, must get
     // that digest (checked before anything is written)
     for (const t of targets) {

@@ -77,6 +77,17 @@ describe('combine (buildx imagetools create)', () => {
     expect(v.manifests[0]?.annotations).toEqual({ x: '1', y: '2' });
     expect(v.manifests[1]?.annotations).toEqual({ k: 'v' });
     expect(v.annotations).toEqual({ 'org.opencontainers.image.title': 't' });
+    expect(out.unmatched).toBeUndefined();
+  });
+
+  // A misspelt or absent platform (linux/amd65) annotated nothing without a word, as in buildx.
+  test('a manifest-descriptor annotation for a platform the index lacks is reported with the platforms there are', async () => {
+    const a = image('amd64', OM);
+    const b = image('arm64', OM);
+    const out = await combine([src(a), src(b)], parseAnnotations(['manifest-descriptor[linux/amd65]:k=v', 'manifest-descriptor[linux/arm64]:n=1']), true, fetch);
+    expect(out.unmatched).toEqual({ annotations: [{ type: 'manifest-descriptor', platform: 'linux/amd65', key: 'k', value: 'v' }], platforms: ['linux/amd64', 'linux/arm64'] });
+    const v = JSON.parse(out.bytes.toString()) as { manifests: Descriptor[] };
+    expect(v.manifests.map((m) => m.annotations)).toEqual([undefined, { n: '1' }]);
   });
 
   test('one index source without annotations is copied as is; one manifest too with preferIndex=false', async () => {

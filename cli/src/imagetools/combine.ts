@@ -135,6 +135,11 @@ export interface Combined {
   readonly desc: Descriptor;
   /** Annotations dropped because the result is a Docker manifest list (buildx drops them silently). */
   readonly dropped: ReadonlyArray<Annotation>;
+  /**
+   * `manifest-descriptor[PLATFORM]` annotations no manifest of the index has the platform of
+   * (buildx applies them to nothing, silently), with the platforms there are.
+   */
+  readonly unmatched?: { readonly annotations: ReadonlyArray<Annotation>; readonly platforms: readonly string[] };
 }
 
 const REFERENCE_DIGEST = ['com.docker.reference.digest', 'vnd.docker.reference.digest'];
@@ -202,6 +207,7 @@ export async function combine(sources: Source[], annotations: ReadonlyArray<Anno
   const mt = allDocker ? MediaTypes.dockerManifestList : MediaTypes.ociIndex;
   const indexAnn: Record<string, string> = {};
   const dropped: Annotation[] = [];
+  const unmatched: Annotation[] = [];
   for (const a of annotations) {
     if (allDocker) {
       dropped.push(a);
@@ -209,13 +215,19 @@ export async function combine(sources: Source[], annotations: ReadonlyArray<Anno
     }
     if (a.type === 'index') indexAnn[a.key] = a.value;
     else if (a.type === 'manifest-descriptor') {
+      let hit = false;
       descs.forEach((d, i) => {
-        if (a.platform === undefined || (d.platform !== undefined && platformString(d.platform) === a.platform)) descs[i] = { ...d, annotations: { ...d.annotations, [a.key]: a.value } };
+        if (a.platform === undefined || (d.platform !== undefined && platformString(d.platform) === a.platform)) {
+          descs[i] = { ...d, annotations: { ...d.annotations, [a.key]: a.value } };
+          hit = true;
+        }
       });
+      if (!hit) unmatched.push(a);
     }
   }
   const out = Buffer.from(goJson(goIndex(mt, descs, indexAnn), '  '), 'utf8');
-  return { bytes: out, desc: { mediaType: mt, digest: digestOf(out), size: out.length }, dropped };
+  const platforms = [...new Set(descs.flatMap((d) => (d.platform === undefined || REFERENCE_DIGEST.some((k) => d.annotations?.[k] !== undefined) ? [] : [platformString(d.platform)])))];
+  return { bytes: out, desc: { mediaType: mt, digest: digestOf(out), size: out.length }, dropped, ...(unmatched.length === 0 ? {} : { unmatched: { annotations: unmatched, platforms } }) };
 }
 
 function checkPlatforms(descs: ReadonlyArray<Descriptor>): void {
