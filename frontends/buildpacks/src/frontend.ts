@@ -4,23 +4,19 @@
  * in order) and build (sequential ExecOps) as LLB; returns the app image (run image + launch
  * layers + app + launcher) and its `containerimage.config`.
  */
-import { randomUUID } from 'node:crypto';
-import { ResultMetadataKey, image, mkdir, scratch } from '@kiln/llb-core';
-import type { Frontend, FrontendClient, FrontendResult, ImageConfig, State } from '@kiln/llb-core';
+import { ResultMetadataKey, mkdir, scratch } from '@kiln/llb-core';
+import type { Frontend, FrontendClient, FrontendResult, ImageConfig } from '@kiln/llb-core';
 import { loadPreviousImage } from './analyze.js';
 import { build } from './build.js';
-import { normalizeRef, resolveImage, solveState } from './client-io.js';
+import { resolveImage, solveState } from './client-io.js';
 import { detect, type LifecycleContext } from './detect.js';
-import type { PlanEntry } from './detect-resolve.js';
-import { BUILD_ENV_ALLOWLIST, envMap } from './env.js';
 import { BuildpacksError } from './errors.js';
-import { exportImage, type RunBase } from './export.js';
-import { applyDockerfiles } from './extend.js';
-import { generate, planRunImage } from './generate.js';
+import { exportImage } from './export.js';
+import { builderEnv, runExtensions } from './extensions.js';
 import { helpersState } from './helpers.js';
-import { appSource, extensionsState, loadBuilder, loadProject, optOf, platformDir, prepareRoot, projectBuildpacks, type Builder } from './inputs.js';
-import { lookupIn, resolveOrder, type ResolvedEntry } from './order.js';
-import { Label, Opt } from './wire.js';
+import { appSource, extensionsState, loadBuilder, loadProject, optOf, platformDir, prepareRoot, projectBuildpacks } from './inputs.js';
+import { lookupIn, resolveOrder } from './order.js';
+import { Opt } from './wire.js';
 
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
@@ -73,7 +69,7 @@ export function createBuildpacksFrontend(): Frontend {
     const buildCtx: LifecycleContext = {
       ...ctx,
       ...(ext.build === undefined ? {} : { root: prepareRoot(ext.build.state, appLocal, owner), env: builderEnv(ext.build.config) }),
-      ...(ext.run.image === runImage ? {} : { targetEnv: targetEnvOf(ext.run.config) }),
+      ...(ext.switchedRun === undefined ? {} : { targetEnv: targetEnvOf(ext.switchedRun.config) }),
     };
     const previousRef = optOf(client, Opt.previousImage);
     const previous = previousRef === undefined || previousRef === '' ? undefined : await loadPreviousImage(client, previousRef);
@@ -81,12 +77,14 @@ export function createBuildpacksFrontend(): Frontend {
     const processType = optOf(client, Opt.processType);
     const launcher = optOf(client, Opt.launcher) ?? 'kiln';
     if (launcher !== 'kiln' && launcher !== 'none') throw new BuildpacksError('KLN0907', `launcher=${launcher} is not supported`, { hint: 'use launcher=kiln (the default) or launcher=none' });
+    // run.Dockerfiles were applied beside the build phase
+    const run = await ext.run;
     const img = await exportImage({
       build: out,
-      runImage: ext.run.image,
-      runConfig: ext.run.config,
-      runReference: ext.run.reference,
-      ...(ext.run.base === undefined ? {} : { runBase: ext.run.base }),
+      runImage: run.image,
+      runConfig: run.config,
+      runReference: run.reference,
+      ...(run.base === undefined ? {} : { runBase: run.base }),
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
       owner,
@@ -106,15 +104,6 @@ export function createBuildpacksFrontend(): Frontend {
   };
 }
 
-/** The run image the app goes on: the builder's (or the option's), switched and/or extended by image extensions. */
-interface RunImage {
-  readonly image: string;
-  readonly config: ImageConfig;
-  readonly reference: string;
-  /** Set when run.Dockerfiles extended it: the extended image and what lies below its extension layers. */
-  readonly base?: RunBase;
-}
-
 /** `CNB_TARGET_*` of a run image config (os, arch, variant, distro labels). */
 function targetEnvOf(runConfig: ImageConfig): Map<string, string> {
   const targetEnv = new Map<string, string>([
@@ -126,50 +115,4 @@ function targetEnvOf(runConfig: ImageConfig): Map<string, string> {
   if (distro['io.buildpacks.base.distro.name'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_NAME', distro['io.buildpacks.base.distro.name']);
   if (distro['io.buildpacks.base.distro.version'] !== undefined) targetEnv.set('CNB_TARGET_DISTRO_VERSION', distro['io.buildpacks.base.distro.version']);
   return targetEnv;
-}
-
-/** The builder env a buildpack sees (lifecycle's allowlist) from a build image config. */
-const builderEnv = (config: ImageConfig): Map<string, string> => new Map([...envMap(config.config?.Env ?? [])].filter(([k]) => BUILD_ENV_ALLOWLIST.has(k)));
-
-/** Layers a config's history says the image has (entries without empty_layer). */
-const historyLayers = (config: ImageConfig): number => (config.history ?? []).filter((h) => h.empty_layer !== true).length;
-
-/**
- * Generate and extend: the detected image extensions write their Dockerfiles; build.Dockerfiles
- * extend the build image (the builder) before the build phase, run.Dockerfiles switch and/or
- * extend the run image. Without extensions, nothing changes.
- */
-async function runExtensions(
-  ctx: LifecycleContext,
-  builder: Builder,
-  extensions: readonly ResolvedEntry[],
-  plan: readonly PlanEntry[],
-  app: State,
-  run: { image: string; config: ImageConfig; reference: string },
-): Promise<{ plan: readonly PlanEntry[]; build?: { state: State; config: ImageConfig }; run: RunImage }> {
-  if (extensions.length === 0) return { plan, run };
-  const client = ctx.client;
-  const gen = await generate(ctx, extensions, plan, app);
-  const buildId = randomUUID();
-  const builds = gen.dockerfiles.filter((d) => d.kind === 'build');
-  const build = builds.length === 0 ? undefined : await applyDockerfiles(client, { state: builder.state, config: builder.config }, builds, 'build', buildId);
-  const runPlan = planRunImage(gen.dockerfiles);
-  let runImage: RunImage = run;
-  if (runPlan.withBase !== undefined) {
-    const known = builder.runImages.map(normalizeRef);
-    if (!known.includes(normalizeRef(runPlan.withBase))) client.warn({ message: `new runtime base image '${runPlan.withBase}' not found in run metadata (${builder.ref}:/cnb/run.toml)` });
-    const { config, reference } = await resolveImage(client, runPlan.withBase, 'run');
-    runImage = { image: runPlan.withBase, config, reference };
-  }
-  if (runPlan.extend) {
-    const extended = await applyDockerfiles(client, { state: image(normalizeRef(runImage.image)), config: runImage.config }, runPlan.apply, 'run', buildId);
-    const top = runImage.config.rootfs?.diff_ids.at(-1);
-    const labels = { ...(extended.config.config?.Labels ?? {}), [Label.rebasable]: String(extended.rebasable) };
-    runImage = {
-      ...runImage,
-      config: { ...extended.config, config: { ...extended.config.config, Labels: labels } },
-      base: { state: extended.state, ...(top === undefined ? {} : { topLayer: top }), layersAbove: historyLayers(extended.config) - historyLayers(runImage.config) },
-    };
-  }
-  return { plan: gen.plan, ...(build === undefined ? {} : { build }), run: runImage };
 }

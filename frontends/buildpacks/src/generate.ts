@@ -1,9 +1,9 @@
 /**
- * Generate (Platform API 0.13 generator): each image extension of the detected group, in order,
- * writes its output — `build.Dockerfile`, `run.Dockerfile`, `extend-config.toml`, context
- * directories — through `bin/generate` in an ExecOp (or as the static `generate/` directory of
- * an extension without that program). The output is read and checked by lifecycle's rules; the
- * plan entries an extension got leave the plan the buildpacks build with.
+ * Generate (Platform API 0.13 generator): each image extension of the detected group writes
+ * its output — `build.Dockerfile`, `run.Dockerfile`, `extend-config.toml`, context directories —
+ * through `bin/generate` in an ExecOp (or as the static `generate/` directory of an extension
+ * without that program). The outputs are read, in group order, and checked by lifecycle's rules;
+ * the plan entries an extension got leave the plan the buildpacks build with.
  */
 import { copy, mkfile, scratch, type State } from '@kiln/llb-core';
 import { readExtendConfigToml, type ExtendArg } from './descriptors.js';
@@ -44,15 +44,16 @@ const OUTPUT_DIR = `${Paths.kiln}/out`;
 /** Runs generate for `extensions` (the detected group's, in order) with the detected `plan`; `app` is the default Dockerfile context. */
 export async function generate(ctx: LifecycleContext, extensions: readonly ResolvedEntry[], plan: readonly PlanEntry[], app: State): Promise<GenerateResult> {
   let left = [...plan];
-  const dockerfiles: GeneratedDockerfile[] = [];
+  const outputs: { e: ResolvedEntry; output: State }[] = [];
   for (const e of extensions) {
     // the entries this extension provides (lifecycle Plan.Find), all of them met by it (Plan.Filter)
     const mine = left.filter((p) => p.providers.some((g) => g.extension === true && g.id === e.id));
     left = left.filter((p) => !mine.includes(p));
-    const output = generateOutput(ctx, e, mine);
-    dockerfiles.push(...(await readOutput(ctx, e, output, app)));
+    outputs.push({ e, output: generateOutput(ctx, e, mine) });
   }
-  return { dockerfiles, plan: left };
+  // one extension's generate does not see another's output: they run side by side, read in order
+  const read = await Promise.all(outputs.map(({ e, output }) => readOutput(ctx, e, output, app)));
+  return { dockerfiles: read.flat(), plan: left };
 }
 
 /** The State whose `/out` is the extension's output: bin/generate's, or its static `generate/` directory. */

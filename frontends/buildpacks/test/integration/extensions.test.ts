@@ -87,8 +87,9 @@ describe('kiln/buildpacks image extensions', () => {
     expect(await digest(`${layout}-2`)).toBe(await digest(layout));
   }, 300_000);
 
-  test('run.Dockerfiles: a static extension switches to kt/run-alt, another extends it (file, label, user reset): rebasable=false, topLayer of kt/run-alt, shas filled; kiln rebase refuses it', async () => {
-    const { layout, run, app } = await build({ 'use-run-alt': '', 'extend-run': '' });
+  test('run.Dockerfiles: a static extension switches to kt/run-alt, another extends it (file, label, user reset, history): rebasable=false, topLayer of kt/run-alt, shas filled; kiln rebase refuses it', async () => {
+    // with needs-tool too: the build image is extended while the run image is
+    const { layout, run, app } = await build({ 'use-run-alt': '', 'extend-run': '', 'needs-tool': '' });
     expect(run.code, run.stderr).toBe(0);
     // static detect/plan.toml and generate/: no exec for kt/ext-run-alt
     expect(run.stderr).not.toContain('[detect] extension kt/ext-run-alt');
@@ -100,7 +101,9 @@ describe('kiln/buildpacks image extensions', () => {
     const { rootfs, bundle } = await unpacked(layout);
     expect(await readFile(join(rootfs, 'etc/kt-run-id'), 'utf8')).toBe('run-alt\n');
     expect(await readFile(join(rootfs, 'etc/kt-extended'), 'utf8')).toBe('extended by kt/ext-run-extend\n');
-    expect(await readFile(join(rootfs, 'workspace/report.txt'), 'utf8')).toBe('plan entries: 0\n');
+    const report = 'kt-tool: hello from extend-config built\nmotd from the kt/ext-tool context\nplan entries: 0\n';
+    expect(await readFile(join(rootfs, 'workspace/report.txt'), 'utf8')).toBe(report);
+    expect(existsSync(join(rootfs, 'usr/local/bin/kt-tool'))).toBe(false);
     const cfg = await imageConfig(layout);
     expect(cfg.config.User).toBe('1002:1001');
     expect(cfg.config.Labels?.['org.example.extended']).toBe('yes');
@@ -122,7 +125,7 @@ describe('kiln/buildpacks image extensions', () => {
     expect(md.app[0]?.sha).toBe(cfg.rootfs.diff_ids.at(-2));
     expect(md.config.sha).toBe(cfg.rootfs.diff_ids.at(-1));
     const ran = await runBundle(bundle, { id: `kiln-cnb-ext-${process.pid}-2` });
-    expect(ran.stdout).toBe('plan entries: 0\n');
+    expect(ran.stdout).toBe(report);
 
     const stored = await kiln(['build', app, '--root', sb.root, '-t', 'ext-run-app:1'], sb.dir, EPOCH);
     expect(stored.code, stored.stderr).toBe(0);
