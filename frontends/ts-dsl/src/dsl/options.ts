@@ -32,10 +32,10 @@ export const count: Field = { what: 'a whole number', ok: (v) => Number.isSafeIn
 export const strings: Field = { what: 'a string[]', ok: (v) => Array.isArray(v) && v.every((x) => typeof x === 'string') };
 /** Permission bits: a number, which in JavaScript is written 0o755 (a string "755" is not octal). */
 export const permissions: Field = { what: 'a number such as 0o755', ok: (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0o7777, hint: 'write permission bits as an octal number literal: 0o755, 0o644' };
-/** `user[:group]`, or ids/names apart. */
+/** `user[:group]`, or ids/names apart (either left undefined is unset, as llb-core reads it). */
 export const chown: Field = {
   what: 'a "user[:group]" string or { user, group }',
-  ok: (v) => typeof v === 'string' || (isRecord(v) && Object.entries(v).every(([k, x]) => (k === 'user' || k === 'group') && (typeof x === 'string' || Number.isSafeInteger(x)))),
+  ok: (v) => typeof v === 'string' || (isRecord(v) && Object.entries(v).every(([k, x]) => (k === 'user' || k === 'group') && (x === undefined || typeof x === 'string' || Number.isSafeInteger(x)))),
 };
 /** Something the DSL can lower: a State. Structural, so mounts.ts need not import State's class. */
 export const state: Field = { what: 'a State', ok: (v) => isRecord(v) && typeof v['lower'] === 'function' };
