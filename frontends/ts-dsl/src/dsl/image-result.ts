@@ -18,7 +18,7 @@ export interface ImageSpec {
   readonly user?: string;
   /** Merged into the base image's labels. */
   readonly labels?: Readonly<Record<string, string>>;
-  /** `8080/tcp`, `53/udp`, or a port number (tcp); added to the base image's. */
+  /** `8080/tcp`, `53/udp`, a range `8000-8010` (each port), or a port number (tcp), as EXPOSE takes them; added to the base image's. */
   readonly exposedPorts?: readonly (string | number)[];
   /** Paths the container runtime makes volumes (Dockerfile `VOLUME`); added to the base image's. */
   readonly volumes?: readonly string[];
@@ -44,14 +44,23 @@ export interface Healthcheck {
   readonly retries?: number;
 }
 
-const UNIT_NS: Readonly<Record<string, number>> = { ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+const UNIT_NS: Readonly<Record<string, number>> = { ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
 
-/** Nanoseconds of a duration such as `1m30s` (the units of HEALTHCHECK flags), or undefined if it is not one. */
+/**
+ * Nanoseconds of a duration as Go's time.ParseDuration reads HEALTHCHECK flags (`1m30s`, `1.5s`,
+ * `.5s`, `1500us`, `0`), or undefined if it is not one. A fraction is Go's float64(digits) *
+ * (unit / 10^n), truncated: `1.001s` is 1001000000 ns, where 1.001 * 1e9 gives 1000999999.
+ */
 function durationNs(d: string): number | undefined {
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(d)) return undefined;
+  const body = d.startsWith('+') ? d.slice(1) : d;
+  if (body === '0') return 0;
+  if (!/^((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$/.test(body)) return undefined;
   let ns = 0;
-  for (const m of d.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ns += Math.trunc(Number(m[1]) * (UNIT_NS[m[2] as string] as number));
-  return ns;
+  for (const [, whole = '', frac = '', unit = ''] of body.matchAll(/(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/g)) {
+    const u = UNIT_NS[unit] as number;
+    ns += Number(whole || '0') * u + Math.trunc(Number(frac || '0') * (u / 10 ** frac.length));
+  }
+  return Number.isSafeInteger(ns) ? ns : undefined;
 }
 
 // as Dockerfile's HEALTHCHECK flags: 0 is the runtime's default, anything else at least 1ms
@@ -61,9 +70,19 @@ const healthcheckField: Field = {
   ok: (v) => v === 'none' || (typeof v === 'object' && v !== null && 'cmd' in v),
   hint: 'healthcheck: { cmd: "wget -q -O- localhost:3000/health", interval: "30s", retries: 3 }',
 };
+/** The `N/proto` keys of one EXPOSE word (go-connections' nat.ParsePortSpec: a range, the protocol in any case), or undefined. */
+function portKeys(p: unknown): string[] | undefined {
+  const m = typeof p === 'string' || typeof p === 'number' ? /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(String(p)) : null;
+  if (m === null) return undefined;
+  const start = Number(m[1]);
+  const end = m[2] === undefined ? start : Number(m[2]);
+  if (end > 0xffff || end < start) return undefined;
+  const proto = (m[3] ?? 'tcp').toLowerCase();
+  return Array.from({ length: end - start + 1 }, (_, i) => `${start + i}/${proto}`);
+}
 const port: Field = {
-  what: 'a list of ports such as "8080/tcp", "53/udp" or 3000',
-  ok: (v) => Array.isArray(v) && v.every((p) => (typeof p === 'string' && /^\d+(\/(tcp|udp|sctp))?$/.test(p)) || (Number.isInteger(p) && p > 0 && p < 65536)),
+  what: 'a list of ports such as "8080/tcp", "53/udp", "8000-8010" or 3000',
+  ok: (v) => Array.isArray(v) && v.every((p) => portKeys(p) !== undefined),
   hint: 'exposedPorts: [3000, "53/udp"]',
 };
 
@@ -158,7 +177,7 @@ export function imageConfigFor(base: Json | undefined, spec: ImageSpec, platform
   if (spec.labels !== undefined) cfg['Labels'] = { ...(isObj(cfg['Labels']) ? cfg['Labels'] : {}), ...spec.labels };
   if (spec.exposedPorts !== undefined) {
     const ports: Json = { ...(isObj(cfg['ExposedPorts']) ? cfg['ExposedPorts'] : {}) };
-    for (const p of spec.exposedPorts) ports[typeof p === 'string' && p.includes('/') ? p : `${p}/tcp`] = {};
+    for (const p of spec.exposedPorts) for (const k of portKeys(p) ?? []) ports[k] = {};
     cfg['ExposedPorts'] = ports;
   }
   if (spec.volumes !== undefined) {
