@@ -6,7 +6,8 @@ import { npmBuild, npmCi } from "./lib/npm.ts";
 import pkg from "./package.json";
 
 export default ({ local, args }: Ctx) => {
-  const src = local("context", { exclude: ["node_modules", "dist"] });
+  // .dockerignore keeps node_modules, dist and .git out of the context, as for a Dockerfile build
+  const src = local("context");
   const env = { NODE_ENV: args["NODE_ENV"] ?? "production" };
   const base = image("busybox").dir("/app");
   const built = npmBuild(npmCi(base, src), src, env);

@@ -187,7 +187,7 @@ export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: Cl
   // Paths are the caller's (a kiln daemon serves other processes); messages keep them as given.
   const context = callerPath(io, contextArg);
   const ts = await tsBuildFile(contextArg, opts, io);
-  if (ts !== undefined) return runTsLlb(ts, opts, io, resolver);
+  if (ts !== undefined) return runTsLlb(ts, opts, io, resolver, context);
   const given = opts.file ?? join(contextArg, 'Dockerfile');
   const file = opts.file === '-' ? '-' : callerPath(io, given);
   let text: Uint8Array;
@@ -254,8 +254,10 @@ async function tsBuildFile(contextArg: string, opts: LlbCommandOptions, io: CliI
 }
 
 /** `kiln llb` of a kiln/ts build file: evaluated in the same sandbox as `kiln build` runs it. */
-async function runTsLlb(file: { path: string; given: string }, opts: LlbCommandOptions, io: CliIo, resolver?: ImageMetaResolver): Promise<void> {
+async function runTsLlb(file: { path: string; given: string }, opts: LlbCommandOptions, io: CliIo, resolver: ImageMetaResolver | undefined, context: string): Promise<void> {
   if (!(await isFile(file.path))) throw new CliError('KLN_CLI_READ', `cannot read ${file.given}: no such file`);
+  // the context of `kiln llb FILE.ts` is the file's directory; its .dockerignore shapes local("context")
+  const contextDir = (await isFile(context)) ? dirname(file.path) : context;
   try {
     const [res] = await compileBuildFile(basename(file.path), directoryReader(dirname(file.path)), {
       args: parseBuildArgs(opts.buildArg, callerEnv(io)),
@@ -268,6 +270,7 @@ async function runTsLlb(file: { path: string; given: string }, opts: LlbCommandO
       warn: (message, l) => void io.stderr.write(`WARNING: ${l === undefined ? '' : `${l.file}:${l.line}:${l.column}: `}${message}\n`),
       // the build's console.log, on stderr (stdout is the LLB)
       log: (line) => void io.stderr.write(`${line}\n`),
+      context: directoryReader(contextDir),
     });
     if (res === undefined) throw new CliError('KLN_CLI_READ', `${file.given} produced no result`);
     if (opts.imageConfig !== undefined) await writeAtomic(callerPath(io, opts.imageConfig), res.imageConfigJson);

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { CAPS_V0_11_6, decodeDefinition, normalizeImageReference, parsePlatform, type Definition, type ImageMetaResolver } from '@kiln/llb-core';
+import { CAPS_V0_11_6, decodeDefinition, normalizeImageReference, parseDockerignore, parsePlatform, type Definition, type ImageMetaResolver } from '@kiln/llb-core';
 import { TsDslError, type TsDslLocation } from './errors.js';
 import { evaluateBundle } from './eval/host.js';
 import type { InitParams } from './eval/protocol.js';
@@ -40,6 +40,11 @@ export interface CompileOptions {
   readonly warn?: (message: string, location: TsDslLocation | undefined) => void;
   /** Receives the lines the build writes to its console (`console.log`). */
   readonly log?: (line: string) => void;
+  /**
+   * The build context directory, for its `.dockerignore` (`local("context")`'s exclude patterns;
+   * `<entry>.dockerignore` next to the build file wins). Without it nothing is excluded.
+   */
+  readonly context?: SourceReader;
 }
 
 /** One compiled result. */
@@ -72,6 +77,12 @@ export async function compileBuildFile(entry: string, reader: SourceReader, opts
     async resolveImageConfig({ ref, platform }) {
       const r = await opts.resolver.resolveImageConfig(normalizeImageReference(ref), platform === undefined ? {} : { platform: parsePlatform(platform) });
       return { digest: r.digest, config: Buffer.from(r.config).toString('base64') };
+    },
+    // as kiln llb of a Dockerfile: <file>.dockerignore, else CONTEXT/.dockerignore
+    async dockerignore({ name }) {
+      if (name !== 'context') return { patterns: [] };
+      const dt = (await reader.read(`${entry}.dockerignore`)) ?? (await opts.context?.read('.dockerignore'));
+      return { patterns: dt === undefined || dt.length === 0 ? [] : parseDockerignore(new TextDecoder().decode(dt)) };
     },
     warn: (message, location) => opts.warn?.(message, location),
     ...(opts.log === undefined ? {} : { log: opts.log }),

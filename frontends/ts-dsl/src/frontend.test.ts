@@ -9,13 +9,17 @@ import { createTsFrontend } from './frontend.js';
 
 const baseConfig = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: { Env: ['PATH=/bin'], Labels: { base: 'yes', over: 'base' } } };
 
-function fakeClient(buildFile: string, opts: Record<string, string>): FrontendClient & { warnings: FrontendWarning[]; solved: string[] } {
+/** `dirs`: the files of client directories (by local name) that a solved local source reads. */
+function fakeClient(buildFile: string, opts: Record<string, string>, dirs: Record<string, Record<string, string>> = {}): FrontendClient & { warnings: FrontendWarning[]; solved: string[] } {
   const warnings: FrontendWarning[] = [];
   const solved: string[] = [];
+  const files: Record<string, Record<string, string>> = { ...dirs, dockerfile: { 'kiln.build.ts': buildFile, ...dirs['dockerfile'] } };
   const ref = (definition: Definition): Ref => ({
     definition,
     readFile: async (path) => {
-      if (path === 'kiln.build.ts') return new TextEncoder().encode(buildFile);
+      const name = /"identifier":"local:\/\/([^"]+)"/.exec(definitionToJsonLines(definition))?.[1] ?? '';
+      const text = files[name]?.[path];
+      if (text !== undefined) return new TextEncoder().encode(text);
       throw new Error(`no ${path}`);
     },
     readDir: async () => [],
@@ -85,5 +89,57 @@ describe('kiln/ts frontend options', () => {
       'the kiln/ts frontend does not apply --shm-size (shm-size): mount a tmpfs at /dev/shm in the build file',
       'the kiln/ts frontend does not apply --cgroup-parent (cgroup-parent): the DSL has no cgroup parent option',
     ]);
+  });
+});
+
+/** The source attrs of `local://NAME` in the last solved definition (the build's result). */
+const localAttrs = (client: { solved: string[] }, name: string): Record<string, string> | undefined => {
+  const line = (client.solved.at(-1) ?? '').split('\n').find((l) => l.includes(`"identifier":"local://${name}"`));
+  return line === undefined ? undefined : (JSON.parse(line) as { Op: { Op: { source: { attrs: Record<string, string> } } } }).Op.Op.source.attrs;
+};
+const ignoreReads = (client: { solved: string[] }): string[] => client.solved.filter((d) => d.includes('.dockerignore')).map((d) => /"llb.customname":"([^"]+)"/.exec(d)?.[1] ?? d);
+
+describe('kiln/ts .dockerignore', () => {
+  const copyContext = (opts = '') => `import { image, local } from "kiln";\nexport default () => image("busybox").copy(local("context"${opts}), ".", "/src");\n`;
+
+  test('local("context") excludes what the context\'s .dockerignore lists, read through the client with the Dockerfile frontend\'s own source', async () => {
+    const client = fakeClient(copyContext(), {}, { context: { '.dockerignore': '# deps\nnode_modules\n/.git\n!keep.log\n*.log\n' } });
+    await createTsFrontend()(client);
+    // dockerui's MainContext: ExcludePatterns (as parseDockerignore cleans them) and SharedKeyHint("context")
+    expect(localAttrs(client, 'context')).toMatchObject({ 'local.excludepatterns': '["node_modules",".git","!keep.log","*.log"]', 'local.sharedkeyhint': 'context' });
+    expect(ignoreReads(client)).toEqual(['[internal] load .dockerignore']);
+    const read = client.solved.find((d) => d.includes('[internal] load .dockerignore')) ?? '';
+    expect(read).toContain('"local.followpaths":"[\\".dockerignore\\"]"');
+    expect(read).toContain('"local.sharedkeyhint":"context-.dockerignore"');
+  });
+
+  test('<build file>.dockerignore next to the build file wins over the context\'s, as <Dockerfile>.dockerignore does', async () => {
+    const client = fakeClient(copyContext(), {}, { dockerfile: { 'kiln.build.ts.dockerignore': 'dist\n' }, context: { '.dockerignore': 'node_modules\n' } });
+    await createTsFrontend()(client);
+    expect(localAttrs(client, 'context')?.['local.excludepatterns']).toBe('["dist"]');
+    expect(ignoreReads(client)).toEqual([]);
+  });
+
+  test('the build\'s own exclude comes after the file\'s patterns; dockerignore: false sends everything and reads no file', async () => {
+    const dirs = { context: { '.dockerignore': 'node_modules\n' } };
+    const own = fakeClient(copyContext(', { exclude: ["*.md", "!README.md"] }'), {}, dirs);
+    await createTsFrontend()(own);
+    expect(localAttrs(own, 'context')?.['local.excludepatterns']).toBe('["node_modules","*.md","!README.md"]');
+    const off = fakeClient(copyContext(', { dockerignore: false }'), {}, dirs);
+    await createTsFrontend()(off);
+    expect(localAttrs(off, 'context')).toEqual({ 'local.sharedkeyhint': 'context', 'local.unique': expect.any(String) as string });
+    expect(ignoreReads(off)).toEqual([]);
+    await expect(createTsFrontend()(fakeClient(copyContext(', { dockerignore: "no" }'), {}, dirs))).rejects.toMatchObject({ code: 'KLN0805', message: expect.stringContaining('option "dockerignore" must be a boolean') as string });
+  });
+
+  test('a --build-context NAME=DIR brings DIR/.dockerignore, as dockerui\'s named contexts; a build without local reads no ignore file', async () => {
+    const client = fakeClient(`import { image, type Ctx } from "kiln";\nexport default (ctx: Ctx) => image("busybox").copy(ctx.local("assets"), ".", "/a");\n`, { 'context:assets': 'local:assets' }, { assets: { '.dockerignore': '*.psd\n' } });
+    await createTsFrontend()(client);
+    expect(localAttrs(client, 'assets')?.['local.excludepatterns']).toBe('["*.psd"]');
+    expect(localAttrs(client, 'assets')?.['local.sharedkeyhint']).toBeUndefined();
+    expect(ignoreReads(client)).toEqual(['[context assets] load .dockerignore']);
+    const none = fakeClient(`import { image } from "kiln";\nexport default () => image("busybox");\n`, {}, { context: { '.dockerignore': 'x\n' } });
+    await createTsFrontend()(none);
+    expect(ignoreReads(none)).toEqual([]);
   });
 });

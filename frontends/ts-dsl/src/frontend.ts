@@ -20,6 +20,7 @@ import { TsDslError } from './errors.js';
 import { evaluateBundle, type Evaluation, type Handlers } from './eval/host.js';
 import type { InitParams, WireStat } from './eval/protocol.js';
 import { bundleBuildFile, type SourceReader } from './load/bundle.js';
+import { clientDockerignore } from './dockerignore.js';
 import { platformsOf } from './platforms.js';
 
 /** The build file name when the client names none. */
@@ -66,8 +67,11 @@ const toWire = (s: FileStat): WireStat => ({
   ...(s.linkname === undefined ? {} : { linkname: s.linkname }),
 });
 
-/** Reads build sources: the entry input first, then (for imports) the entry file's directory. */
-function clientReader(client: FrontendClient, filename: string): SourceReader {
+/**
+ * Reads build sources: the entry input first, then (for imports) the entry file's directory.
+ * `entry` is the build file's input, solved once (`<build file>.dockerignore` is read from it too).
+ */
+function clientReader(client: FrontendClient, filename: string): SourceReader & { entry(): Promise<Ref> } {
   let entry: Promise<Ref> | undefined;
   let sources: Promise<Ref> | undefined;
   const input: Definition | undefined = client.inputs.get('dockerfile') ?? client.inputs.get('context');
@@ -87,6 +91,7 @@ function clientReader(client: FrontendClient, filename: string): SourceReader {
     });
   const tryRead = (r: Ref, path: string): Promise<Uint8Array | undefined> => r.readFile(path).catch(() => undefined);
   return {
+    entry: () => (entry ??= entryRef()),
     async read(path) {
       entry ??= entryRef();
       const fromEntry = await tryRead(await entry, path);
@@ -97,8 +102,8 @@ function clientReader(client: FrontendClient, filename: string): SourceReader {
   };
 }
 
-/** The handlers that answer the evaluator's ctx calls through the client. */
-export function clientHandlers(client: FrontendClient): Handlers {
+/** The handlers that answer the evaluator's ctx calls through the client; `dockerignore` reads the ignore files through it. */
+export function clientHandlers(client: FrontendClient, dockerignore: (name: string) => Promise<string[]>): Handlers {
   const refs = new Map<string, Ref>();
   const refOf = (id: string): Ref => {
     const r = refs.get(id);
@@ -123,6 +128,7 @@ export function clientHandlers(client: FrontendClient): Handlers {
       });
       return { digest: r.digest, config: Buffer.from(r.config).toString('base64') };
     },
+    dockerignore: async ({ name }) => ({ patterns: await dockerignore(name) }),
     warn: (message, location) => client.warn({ message, ...(location === undefined ? {} : { file: location.file, line: location.line, column: location.column }) }),
     // The build's console.log lines, to progress as they come (a client without log drops them).
     ...(client.log === undefined ? {} : { log: (line: string) => client.log?.(line) }),
@@ -186,8 +192,10 @@ export function createTsFrontend(options: TsFrontendOptions = {}): Frontend {
     for (const [opt, flag, todo] of NOT_APPLIED) {
       if (client.opts.has(opt)) client.warn({ message: `the kiln/ts frontend does not apply ${flag} (${opt}): ${todo}` });
     }
-    const bundle = await bundleBuildFile(filename, clientReader(client, filename));
-    const ev = await evaluateBundle(bundle, initParams(client, options), clientHandlers(client), client.signal === undefined ? {} : { signal: client.signal });
+    const reader = clientReader(client, filename);
+    const bundle = await bundleBuildFile(filename, reader);
+    const handlers = clientHandlers(client, clientDockerignore(client, filename, reader.entry));
+    const ev = await evaluateBundle(bundle, initParams(client, options), handlers, client.signal === undefined ? {} : { signal: client.signal });
     return frontendResult(client, ev);
   };
 }

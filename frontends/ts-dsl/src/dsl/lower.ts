@@ -20,6 +20,11 @@ export class LowerContext {
     readonly sources: ReadonlyMap<string, SourceMap> = new Map(),
     /** The resolve mode of images that name none (`--pull`). */
     readonly resolveMode: ResolveMode | undefined = undefined,
+    /**
+     * The `.dockerignore` patterns of a client directory (`local(name)`), read by the frontend
+     * through the gateway client; absent outside a build (nothing is excluded).
+     */
+    readonly dockerignore: ((name: string) => Promise<readonly string[]>) | undefined = undefined,
   ) {}
 
   /** The op source location for a call at `at` (none when the file is not known). */

@@ -74,12 +74,21 @@ export function scratch(): State {
   return new State(async () => llbScratch(), undefined);
 }
 
+/** The client directory that is the build context (BuildKit's DefaultLocalNameContext). */
+const CONTEXT = 'context';
+
 /** Options of {@link local}. */
 export interface LocalOpts {
   /** Transfer only paths matching these patterns. */
   readonly include?: readonly string[];
-  /** Do not transfer paths matching these patterns. */
+  /** Do not transfer paths matching these patterns (after the `.dockerignore` ones, so a `!pattern` here can bring a file back). */
   readonly exclude?: readonly string[];
+  /**
+   * Apply the directory's `.dockerignore` (default true), as a Dockerfile build does: for the
+   * build context `<build file>.dockerignore` next to the build file, else the context's
+   * `.dockerignore`; for a `--build-context NAME=DIR`, `DIR/.dockerignore`. False sends every file.
+   */
+  readonly dockerignore?: boolean;
   /** Paths (and the symlinks on the way) the build needs. */
   readonly followPaths?: readonly string[];
   /** Cache key hint shared across builds. */
@@ -91,17 +100,23 @@ export interface LocalOpts {
 /** A directory of the client (`local://name`; `context` is the build context). */
 export function local(name: string, opts: LocalOpts = {}): State {
   checkArg('local', 'the name', name, str);
-  checkOptions('local', opts, { include: strings, exclude: strings, followPaths: strings, sharedKeyHint: str, name: str });
+  checkOptions('local', opts, { include: strings, exclude: strings, followPaths: strings, sharedKeyHint: str, name: str, dockerignore: bool });
   if (name === '') invalid('local', 'the name is empty', 'local("context") is the build context; other names are --build-context names');
+  // dockerui's MainContext names the build context's cache key hint "context": the same attrs as a Dockerfile build
+  const sharedKeyHint = opts.sharedKeyHint ?? (name === CONTEXT ? CONTEXT : undefined);
   const o = {
     ...(opts.include === undefined ? {} : { includePatterns: opts.include }),
-    ...(opts.exclude === undefined ? {} : { excludePatterns: opts.exclude }),
     ...(opts.followPaths === undefined ? {} : { followPaths: opts.followPaths }),
-    ...(opts.sharedKeyHint === undefined ? {} : { sharedKeyHint: opts.sharedKeyHint }),
+    ...(sharedKeyHint === undefined ? {} : { sharedKeyHint }),
     ...(opts.name === undefined ? {} : { customName: opts.name }),
   };
   const at = callerLocation();
-  return new State(async (c) => llbLocal(name, { ...o, ...c.locate(at) }), undefined);
+  return new State(async (c) => {
+    // the ignore file's patterns first, as dockerui's ExcludePatterns; the build's own after them
+    const ignored = opts.dockerignore === false || c.dockerignore === undefined ? [] : await c.dockerignore(name);
+    const excludePatterns = [...ignored, ...(opts.exclude ?? [])];
+    return llbLocal(name, { ...o, ...(excludePatterns.length === 0 ? {} : { excludePatterns }), ...c.locate(at) });
+  }, undefined);
 }
 
 /** Options of {@link git}. */

@@ -185,10 +185,17 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
   const platform = init.platforms[0] as string;
   // one SourceMap per file, shared by every lowering: marshal lists each once in Definition.source
   const sources = new Map(Object.entries(init.sources ?? {}).map(([f, text]) => [f, new SourceMap(f, new TextEncoder().encode(text), { language: 'TypeScript' })] as const));
+  // one question per directory for the whole build, whichever platform lowers it first
+  const ignores = new Map<string, Promise<readonly string[]>>();
+  const dockerignore = (name: string): Promise<readonly string[]> => {
+    let p = ignores.get(name);
+    if (p === undefined) ignores.set(name, (p = rpc.call('dockerignore', { name }).then((r) => r.patterns)));
+    return p;
+  };
   const contexts = new Map<string, LowerContext>();
   const lowerFor = (p: string): LowerContext => {
     let c = contexts.get(p);
-    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p), sources, init.resolveMode)));
+    if (c === undefined) contexts.set(p, (c = new LowerContext(resolver, parsePlatform(p), sources, init.resolveMode, dockerignore)));
     return c;
   };
   const marshalOpts = (p: string) => ({

@@ -13,8 +13,11 @@ import { TsDslError, type TsDslErrorCode, type TsDslLocation } from '../errors.j
 import type { Bundle } from '../load/bundle.js';
 import { CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult } from './protocol.js';
 
-/** How the parent answers the evaluator's calls. */
-export type Handlers = { readonly [M in keyof Methods]: (params: Methods[M]['params']) => Promise<Methods[M]['result']> } & {
+type Handler<M extends keyof Methods> = (params: Methods[M]['params']) => Promise<Methods[M]['result']>;
+
+/** How the parent answers the evaluator's calls (without `dockerignore`, no directory has ignore patterns). */
+export type Handlers = { readonly [M in Exclude<keyof Methods, 'dockerignore'>]: Handler<M> } & {
+  readonly dockerignore?: Handler<'dockerignore'>;
   /** A warning of the build (its own `ctx.warn`, or the nondeterminism check). */
   readonly warn: (message: string, location: TsDslLocation | undefined) => void;
   /** A line the build wrote to the console (`console.log` and friends; the child's stderr). */
@@ -64,8 +67,10 @@ export const DEFAULT_EVAL_TIMEOUT_MS = 300_000;
 /** Default heap limit of the evaluator. */
 export const DEFAULT_EVAL_MEMORY_MB = 2048;
 
-const METHODS: ReadonlySet<string> = new Set<keyof Methods>(['solve', 'readFile', 'readDir', 'statFile', 'resolveImageConfig']);
+const METHODS: ReadonlySet<string> = new Set<keyof Methods>(['solve', 'readFile', 'readDir', 'statFile', 'resolveImageConfig', 'dockerignore']);
 const isMethod = (m: unknown): m is keyof Methods => typeof m === 'string' && METHODS.has(m);
+
+const noIgnoreFile: Handler<'dockerignore'> = async () => ({ patterns: [] });
 
 const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c === 'KLN0802' || c === 'KLN0804' || c === 'KLN0805' ? c : 'KLN0803');
 
@@ -202,7 +207,7 @@ function run(dir: string, [file, hooks, register]: readonly [string, string, str
       // The child is untrusted: only the ctx calls are methods (a forged "warn" or "constructor"
       // request used to call a non-async property and throw in this stream handler, crashing kiln).
       if (!isMethod(msg.method)) return write({ id, error: { code: -32601, message: `unknown method ${String(msg.method)}` } });
-      const handler = handlers[msg.method] as (p: unknown) => Promise<unknown>;
+      const handler = (handlers[msg.method] ?? noIgnoreFile) as (p: unknown) => Promise<unknown>;
       limit.pause();
       Promise.resolve()
         .then(() => handler(msg.params))

@@ -47,6 +47,8 @@ export interface Methods {
   readDir: { params: { ref: string; path: string; include?: string }; result: { entries: WireStat[] } };
   statFile: { params: { ref: string; path: string }; result: { stat: WireStat } };
   resolveImageConfig: { params: { ref: string; platform?: string; resolveMode?: 'pull' | 'local' }; result: { digest: string; config: string } };
+  /** The `.dockerignore` exclude patterns of the client directory `name` (asked once per name, when a `local(name)` is lowered). */
+  dockerignore: { params: { name: string }; result: { patterns: string[] } };
 }
 
 /** One built result: its Definition and image config JSON. */
