@@ -129,7 +129,8 @@ for (;;) {
   my $n = sysread($sock, $buf, 65536, length $buf);
   if (!defined $n) { next if $! == EINTR; $n = 0 }
   if ($n == 0) {
-    print STDERR "kiln: error KLN0709: the kiln daemon closed the connection before the command finished\n";
+    print STDERR "kiln: error KLN0709: the kiln daemon closed the connection before the command finished\n",
+      "hint: the daemon stopped (killed, crashed or shut down): see its log, then run the command again (with no daemon it runs in its own process)\n";
     exit 1;
   }
   while (length($buf) >= 5) {

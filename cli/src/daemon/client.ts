@@ -5,6 +5,9 @@ import { dirname } from 'node:path';
 import { isatty } from 'node:tty';
 import { commandOf, DAEMON_COMMANDS, daemonSocketPath, Frame, FrameReader, frame, PROTOCOL_VERSION, trustedSocket, type Hello } from './protocol.js';
 
+/** What the user can do when the daemon went away mid-command (the Perl client prints the same line). */
+const DAEMON_GONE_HINT = 'hint: the daemon stopped (killed, crashed or shut down): see its log, then run the command again (with no daemon it runs in its own process)';
+
 /**
  * Runs this `kiln` invocation on a running `kiln daemon`, if there is one for it: the daemon
  * already has kiln loaded, its engine open and its code warm, so a build costs what the build
@@ -121,7 +124,7 @@ function session(socket: Socket, hello: Hello): Promise<number | undefined> {
     socket.on('error', () => undefined);
     socket.once('close', () => {
       if (done) return;
-      process.stderr.write('kiln: error KLN0709: the kiln daemon closed the connection before the command finished\n');
+      process.stderr.write(`kiln: error KLN0709: the kiln daemon closed the connection before the command finished\n${DAEMON_GONE_HINT}\n`);
       finish(1);
     });
     socket.write(frame(Frame.Hello, JSON.stringify(hello)));

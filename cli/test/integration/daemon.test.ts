@@ -526,3 +526,28 @@ test('kiln daemon stop, or a tcp:// address, is refused before anything listens:
   expect(tcp.stderr).toMatch(/^kiln: error KLN0709: --addr tcp:\/\/127\.0\.0\.1:1234: kiln daemon listens on a unix socket only/m);
   expect(await readdir(dir)).toEqual([]);
 }, 60_000);
+
+// The client said only "closed the connection before the command finished": nothing of what
+// happened or what to do.
+test('a daemon killed mid-build: each client exits 1 saying the daemon stopped and what to do', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `killed-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo killed-${t} && sleep 60\n` });
+  const socket = join(sb.dir, `killed-run-${t}`, 'kilnd.sock');
+  for (const launcher of [[process.execPath, kilnBin], [join(repo, 'cli/bin/kiln')]]) {
+    const d = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+    const child = spawn(launcher[0] as string, [...launcher.slice(1), 'build', ctx, '--root', sb.root, '--progress', 'plain', '--no-cache'], {
+      env: { ...process.env, PATH: sb.path, KILN_HOST: `unix://${socket}` },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+      if (err.includes(`killed-${t}`) && d.child.exitCode === null) d.child.kill('SIGKILL');
+    });
+    const code = await new Promise<number | null>((r) => child.once('close', r));
+    await d.exited;
+    expect(code, err).toBe(1);
+    expect(err).toContain('kiln: error KLN0709: the kiln daemon closed the connection before the command finished\nhint: the daemon stopped (killed, crashed or shut down): see its log, then run the command again');
+  }
+}, 120_000);
