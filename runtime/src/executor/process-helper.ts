@@ -210,7 +210,8 @@ while ($stdin_open || %kids || @cleanups) {
       else {
         $in .= $buf;
         while ((my $i = index($in, "\n")) >= 0) {
-          my ($tag, @hex) = split / /, substr($in, 0, $i);
+          # -1: a trailing empty field is an empty last argument (split drops it otherwise)
+          my ($tag, @hex) = split / /, substr($in, 0, $i), -1;
           substr($in, 0, $i + 1) = '';
           if ($tag eq 'm') { my ($t, $p) = @hex; push @q, "k $t " . (POSIX::mkfifo(pack('H*', $p), 0600) ? 0 : $!+0) . "\n"; next; }
           if ($tag eq 'c') { my ($t, $p, $nr) = @hex; push @q, "k $t " . seal(pack('H*', $p), hex($nr)) . "\n"; next; }
