@@ -1,6 +1,7 @@
 /**
  * The Dockerfile {@link Frontend}: reads the Dockerfile through the client (the `dockerfile`
- * input, else the `context` input, else a `dockerfile` local source), converts it with the
+ * input, else the `context` input, else a `dockerfile` local source; with a git or http(s) URL
+ * as the `context` option, from that remote context, see remote-context.ts), converts it with the
  * client's frontend options (BuildKit's dockerui keys: `filename`, `target`, `platform`,
  * `build-arg:NAME`, `context:NAME`, `label:NAME`, `add-hosts`, `hostname`, `image-resolve-mode`,
  * `force-network-mode`, `shm-size`, `ulimit`, `cgroup-parent`, `no-cache`, `multi-platform`, and
@@ -15,6 +16,8 @@ import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, ConvertResult } from './convert/options.js';
 import { parseGoBool } from './instructions/mount.js';
 import { namedContexts } from './named-contexts.js';
+import { missingDockerfile, remoteContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
+import { detectSyntax } from './parser/directives.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
 import { LINT_REQUEST, TARGETS_REQUEST, lint, targets } from './subrequests.js';
@@ -110,13 +113,25 @@ function runOptions(opts: ReadonlyMap<string, string>): Partial<ConvertOptions> 
   };
 }
 
-async function readDockerfile(client: FrontendClient, filename: string, sessionId: string | undefined): Promise<{ dockerfile: Uint8Array; ignore: Uint8Array | undefined }> {
-  let def: Definition | undefined = client.inputs.get('dockerfile') ?? client.inputs.get('context');
+async function readDockerfile(client: FrontendClient, filename: string, sessionId: string | undefined, remote: RemoteContext | undefined): Promise<{ dockerfile: Uint8Array; ignore: Uint8Array | undefined }> {
+  // `dockerfilekey`: the client sends the Dockerfile as that local source (buildx with -f - or an
+  // absolute -f beside a remote context); else a remote context holds it.
+  const localKey = client.opts.get('dockerfilekey');
+  if (remote !== undefined && localKey === undefined) {
+    const ref = await solveRemoteContext(client, remote);
+    const dockerfile = await readWithLowercase(ref, filename).catch((e: unknown) => {
+      throw missingDockerfile(remote, filename, e);
+    });
+    // BuildKit reads `<Dockerfile>.dockerignore` here too, but nothing of a remote context is excluded.
+    return { dockerfile, ignore: undefined };
+  }
+  let def: Definition | undefined = localKey === undefined ? (client.inputs.get('dockerfile') ?? client.inputs.get('context')) : undefined;
   if (def === undefined) {
-    def = await local('dockerfile', {
+    const name = localKey ?? 'dockerfile';
+    def = await local(name, {
       ...(sessionId === undefined ? {} : { sessionId }),
       followPaths: [filename, `${filename}.dockerignore`],
-      sharedKeyHint: 'dockerfile',
+      sharedKeyHint: name,
       customName: `[internal] load build definition from ${filename}`,
     }).marshal();
   }
@@ -125,6 +140,31 @@ async function readDockerfile(client: FrontendClient, filename: string, sessionI
   // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's .dockerignore.
   const ignore = await ref.readFile(`${filename}.dockerignore`).catch(() => undefined);
   return { dockerfile, ignore };
+}
+
+/** `filename`, else (when it is a `Dockerfile`) a lowercase `dockerfile` beside it, as BuildKit's builder reads. */
+async function readWithLowercase(ref: Ref, filename: string): Promise<Uint8Array> {
+  try {
+    return await ref.readFile(filename);
+  } catch (e) {
+    const slash = filename.lastIndexOf('/');
+    if (filename.slice(slash + 1) !== 'Dockerfile') throw e;
+    return ref.readFile(`${filename.slice(0, slash + 1)}dockerfile`).catch(() => Promise.reject(e));
+  }
+}
+
+/**
+ * A Dockerfile of a remote context whose `# syntax=` names a frontend: run that frontend with
+ * these options (plus `source` and `cmdline`) and inputs, as BuildKit's builder forwards. The
+ * gateway chose the frontend before this one ran, but could not read a remote Dockerfile then.
+ */
+async function forwardSyntax(client: FrontendClient, dockerfile: Uint8Array): Promise<FrontendResult | undefined> {
+  const opts = client.opts;
+  if (client.solveFrontend === undefined || opts.has('cmdline') || opts.has(`${BUILD_ARG}BUILDKIT_SYNTAX`)) return undefined;
+  const syntax = detectSyntax(new TextDecoder().decode(dockerfile));
+  if (syntax === undefined) return undefined;
+  const forwarded = new Map(opts).set('source', syntax.ref).set('cmdline', syntax.cmdline);
+  return client.solveFrontend({ frontend: syntax.ref, opts: forwarded, inputs: client.inputs, ...(client.signal === undefined ? {} : { signal: client.signal }) });
 }
 
 /** The build context's `.dockerignore`, when there is one (BuildKit's dockerui reads it the same way). */
@@ -162,10 +202,20 @@ function multiPlatformRequested(opts: ReadonlyMap<string, string>, platformCount
 export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {}): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     const opts = client.opts;
-    const filename = opts.get('filename') ?? 'Dockerfile';
-    const { dockerfile, ignore } = await readDockerfile(client, filename, defaults.sessionId);
-    const ignoreFile = ignore ?? (await readContextIgnore(client, defaults.sessionId));
+    // A git or http(s) URL as the `context` option: the context (and Dockerfile) come from there.
+    const remote = await remoteContext(client);
+    const filename = remote?.filename ?? opts.get('filename') ?? 'Dockerfile';
+    const { dockerfile, ignore } = await readDockerfile(client, filename, defaults.sessionId, remote);
+    if (remote !== undefined) {
+      const forwarded = await forwardSyntax(client, dockerfile);
+      if (forwarded !== undefined) return forwarded;
+    }
+    const ignoreFile = remote !== undefined ? undefined : (ignore ?? (await readContextIgnore(client, defaults.sessionId)));
     const excludePatterns = ignoreFile === undefined ? [] : parseDockerignore(new TextDecoder().decode(ignoreFile));
+    const named = await namedContexts(client, defaults.sessionId);
+    // The converter takes the main context from a `context` entry (a --build-context named
+    // `context` still wins, as it would over a local context).
+    if (remote !== undefined && !named.has('context')) named.set('context', { state: remote.state });
     const buildArgs = new Map<string, string>();
     for (const [k, v] of opts) if (k.startsWith(BUILD_ARG)) buildArgs.set(k.slice(BUILD_ARG.length), v);
     const platforms = (opts.get('platform') ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
@@ -192,7 +242,7 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       buildArgs,
       onWarning,
       metaResolver: client,
-      namedContexts: await namedContexts(client, defaults.sessionId),
+      namedContexts: named,
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
       ...(opts.get('target') ? { target: opts.get('target') as string } : {}),

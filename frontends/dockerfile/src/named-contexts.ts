@@ -3,11 +3,11 @@
  * (frontend/dockerui/namedcontext.go): images, local directories, git repositories, URLs and
  * Definitions the client passed as inputs.
  */
-import { ResultMetadataKey, fromDefinition, git, http, image, local, parseDockerignore, scratch } from '@kiln/llb-core';
-import type { FrontendClient, State } from '@kiln/llb-core';
-import { parseGitRef } from './convert/git-ref.js';
+import { ResultMetadataKey, fromDefinition, http, image, local, parseDockerignore, scratch } from '@kiln/llb-core';
+import type { FrontendClient } from '@kiln/llb-core';
 import type { NamedContext } from './convert/options.js';
 import { KilnError } from './errors.js';
+import { gitContext } from './remote-context.js';
 
 const CONTEXT = 'context:';
 
@@ -27,12 +27,12 @@ export async function namedContexts(client: FrontendClient, sessionId: string | 
     else if (v.startsWith('local:')) out.set(name, await localContext(client, name, v.slice('local:'.length), sessionId));
     else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
     else if (v.startsWith('git://') || v.startsWith('git@')) {
-      const st = gitContext(v);
+      const st = gitContext(v, true);
       if (st === undefined) throw new KilnError('KLN0504', `invalid git context ${v}`, { hint: 'use git://HOST/REPO.git[#REF[:DIR]] or git@HOST:REPO.git[#REF[:DIR]]' });
       out.set(name, { state: st });
     } else if (v.startsWith('http://') || v.startsWith('https://')) {
       // A URL that is a git repository (path ending in .git) is cloned; any other is downloaded.
-      out.set(name, { state: gitContext(v) ?? http(v, { customName: `[context ${name}] ${v}` }) });
+      out.set(name, { state: gitContext(v, true) ?? http(v, { customName: `[context ${name}] ${v}` }) });
     } else {
       throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME, input:NAME, git://… or https://…' });
     }
@@ -75,17 +75,6 @@ async function localContext(client: FrontendClient, name: string, source: string
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
     }),
   };
-}
-
-/**
- * dockerui's DetectGitContext for a named context: a git reference (util/gitutil ParseGitRef)
- * becomes a git source of `REF[:DIR]` that keeps the .git directory; undefined otherwise.
- */
-function gitContext(ref: string): State | undefined {
-  const g = parseGitRef(ref);
-  if (g === undefined) return undefined;
-  const commit = g.commit + (g.subDir !== '' ? `:${g.subDir}` : '');
-  return git(g.remote, commit, { keepGitDir: true, customName: `[internal] load git source ${ref}` });
 }
 
 function inputContext(client: FrontendClient, name: string, input: string): NamedContext {

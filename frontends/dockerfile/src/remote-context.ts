@@ -1,0 +1,156 @@
+/**
+ * Remote build contexts, as BuildKit v0.11's Dockerfile builder reads them (dockerui
+ * DetectGitContext / DetectHTTPContext): when the `context` option (or the option `contextkey`
+ * names) is a git URL or an http(s) URL, the client sent no local context. A git repository is
+ * the context and holds the Dockerfile; a downloaded archive is unpacked into the context; a
+ * downloaded file that is not an archive is the Dockerfile itself, named `context`.
+ * A remote context's `.dockerignore` excludes nothing (BuildKit applies it to local sources only).
+ */
+import { copy, git, http, scratch } from '@kiln/llb-core';
+import type { FrontendClient, State } from '@kiln/llb-core';
+import { parseGitRef } from './convert/git-ref.js';
+import { KilnError } from './errors.js';
+import { parseGoBool } from './instructions/mount.js';
+
+/** `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`: a git context keeps its `.git` directory. */
+const KEEP_GIT_DIR_ARG = 'build-arg:BUILDKIT_CONTEXT_KEEP_GIT_DIR';
+/** The name BuildKit saves a downloaded context under (and reads it as a Dockerfile by). */
+const HTTP_CONTEXT_FILE = 'context';
+/** BuildKit sniffs this many bytes of a download to tell an archive from a Dockerfile. */
+const SNIFF_BYTES = 1024;
+
+/** A main build context that is not a directory of the client. */
+export interface RemoteContext {
+  /** The URL as the client passed it (may carry credentials: print {@link redactUrl} of it). */
+  readonly url: string;
+  /** `git`: a repository; `archive`: a downloaded tarball; `file`: a downloaded Dockerfile. */
+  readonly kind: 'git' | 'archive' | 'file';
+  /** The build context, which also holds the Dockerfile. */
+  readonly state: State;
+  /** The Dockerfile's name in {@link state} when the URL fixes it (`context` for a downloaded file). */
+  readonly filename?: string;
+}
+
+/**
+ * Whether a `kiln build` context argument names a remote source (buildx IsRemoteURL): an
+ * http(s) URL, or a git reference (`git://…`, `ssh://…`, `git@HOST:…`). The caller checks for a
+ * local directory of that name first, as buildx does.
+ */
+export function isRemoteContext(ref: string): boolean {
+  return /^https?:\/\//.test(ref) || parseGitRef(ref) !== undefined;
+}
+
+/**
+ * dockerui's DetectGitContext: a git reference (`REMOTE[#REF[:DIR]]`) as a git source of
+ * `REF[:DIR]` named `[internal] load git source REF`; undefined when `ref` is not one.
+ */
+export function gitContext(ref: string, keepGitDir: boolean): State | undefined {
+  const g = parseGitRef(ref);
+  if (g === undefined) return undefined;
+  const commit = g.commit + (g.subDir !== '' ? `:${g.subDir}` : '');
+  return git(g.remote, commit, { ...(keepGitDir ? { keepGitDir: true } : {}), customName: `[internal] load git source ${ref}` });
+}
+
+/**
+ * Go's archive sniffing of the downloaded context (dockerui isArchive): bzip2, gzip or xz magic,
+ * or a first tar header whose checksum holds. zstd is not among them (nor in BuildKit).
+ */
+export function isArchive(header: Uint8Array): boolean {
+  const magics = [
+    [0x42, 0x5a, 0x68],
+    [0x1f, 0x8b, 0x08],
+    [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00],
+  ];
+  if (magics.some((m) => header.length >= m.length && m.every((b, i) => header[i] === b))) return true;
+  return isTarHeader(header);
+}
+
+/** A 512-byte tar header that is not all zeros and whose checksum (unsigned or signed sum) matches. */
+function isTarHeader(b: Uint8Array): boolean {
+  if (b.length < 512) return false;
+  const block = b.subarray(0, 512);
+  if (block.every((x) => x === 0)) return false;
+  const field = new TextDecoder('latin1').decode(block.subarray(148, 156)).replace(/[\0 ]+$/, '').trim();
+  if (!/^[0-7]+$/.test(field)) return false;
+  const want = parseInt(field, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < 512; i++) {
+    const v = i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+    unsigned += v;
+    signed += v > 127 ? v - 256 : v;
+  }
+  return want === unsigned || want === signed;
+}
+
+/** `url` without the password or token of its user info (`https://user:TOKEN@host` → `https://host`). */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z+]+:\/\/)[^@/]*@/i, '$1');
+}
+
+/**
+ * The remote main context the client asked for, or undefined when the context is local (or an
+ * input). A downloaded context is fetched here already: its first bytes decide what it is.
+ */
+export async function remoteContext(client: FrontendClient): Promise<RemoteContext | undefined> {
+  const key = client.opts.get('contextkey') ?? 'context';
+  const url = client.opts.get(key);
+  if (url === undefined || url === '') return undefined;
+  const keep = parseGoBool(client.opts.get(KEEP_GIT_DIR_ARG) ?? '') === true;
+  const st = gitContext(url, keep);
+  if (st !== undefined) return { url, kind: 'git', state: st };
+  if (!/^https?:\/\//.test(url)) return undefined;
+  const download = http(url, { filename: HTTP_CONTEXT_FILE, customName: '[internal] load remote build context' });
+  let header: Uint8Array;
+  try {
+    const ref = await client.solve({ definition: await download.marshal(), evaluate: true });
+    header = await ref.readFile(HTTP_CONTEXT_FILE, { length: SNIFF_BYTES });
+  } catch (cause) {
+    throw new KilnError('KLN0504', `cannot download the build context ${redactUrl(url)}: ${messageOf(cause)}`, {
+      hint: 'check the URL and that its server answers; a git repository URL ends in .git (or use git://, ssh:// or git@HOST:…)',
+      cause,
+    });
+  }
+  if (isArchive(header)) {
+    const unpacked = scratch().file(copy(download, `/${HTTP_CONTEXT_FILE}`, '/', { attemptUnpack: true }));
+    return { url, kind: 'archive', state: unpacked };
+  }
+  if (header.length >= 4 && header[0] === 0x28 && header[1] === 0xb5 && header[2] === 0x2f && header[3] === 0xfd) {
+    throw new KilnError('KLN0504', `the build context ${redactUrl(url)} is a zstd archive, which is not unpacked as a context (BuildKit reads it as a Dockerfile)`, {
+      hint: 'serve a plain, gzip, bzip2 or xz tar',
+    });
+  }
+  return { url, kind: 'file', state: download, filename: HTTP_CONTEXT_FILE };
+}
+
+/**
+ * Solves the remote context for reading its Dockerfile; a fetch that fails (unreachable host,
+ * missing ref, no such repository) is an error naming the URL.
+ */
+export async function solveRemoteContext(client: FrontendClient, remote: RemoteContext): Promise<Awaited<ReturnType<FrontendClient['solve']>>> {
+  try {
+    return await client.solve({ definition: await remote.state.marshal(), evaluate: true });
+  } catch (cause) {
+    throw new KilnError('KLN0504', `cannot load the build context ${redactUrl(remote.url)}: ${messageOf(cause)}`, {
+      hint:
+        remote.kind === 'git'
+          ? 'check the repository URL, the branch, tag or commit after # and that the host answers (an ssh remote needs --ssh default)'
+          : 'check the URL and that its server answers',
+      cause,
+    });
+  }
+}
+
+/** The Dockerfile of a remote context is missing: names the URL and where it looked. */
+export function missingDockerfile(remote: RemoteContext, filename: string, cause: unknown): KilnError {
+  const g = remote.kind === 'git' ? parseGitRef(remote.url) : undefined;
+  const where = g !== undefined && g.subDir !== '' ? `${filename} in its subdirectory ${g.subDir}` : filename;
+  return new KilnError('KLN0504', `the build context ${redactUrl(remote.url)} has no ${where}`, {
+    hint: remote.kind === 'git' ? 'pass -f PATH relative to the repository (or to its #REF:DIR subdirectory), or -f - to send a Dockerfile' : 'pass -f PATH inside the archive, or -f - to send a Dockerfile',
+    cause,
+  });
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
