@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { writeFileAtomic } from '@kiln/runtime';
-import { resolve } from 'node:path';
-import { callerCwd, type CliIo } from '../io.js';
+import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { callerCredentials } from '../engine/credentials.js';
+import { fileTarget, writeTarget } from '../engine/file-target.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { rebaseImage, type RebaseResult } from '../rebase/run.js';
 
@@ -52,6 +51,8 @@ export function registerRebase(program: Command, io: CliIo): void {
 
 async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: RebaseFlags): Promise<void> {
   const publish = flags.publish === true;
+  // checked before the rebase: a directory there would fail only after the image was rewritten
+  const report = flags.report === undefined ? undefined : await fileTarget(io, '--report', flags.report);
   const r = await rebaseImage(engine, {
     image,
     runImage: flags.runImage,
@@ -69,7 +70,7 @@ async function rebase({ engine }: EngineLease, io: CliIo, image: string, flags: 
     io.stderr.write(r.index === undefined ? `rebased ${r.appName} onto ${p.run.reference}: ${what}\n` : `rebased ${r.appName} ${p.platform} onto ${p.run.reference}: ${what}: ${p.blobs.manifest.digest}\n`);
   }
   for (const n of r.names) io.stdout.write(`${n}@${r.root.digest}\n`);
-  if (flags.report !== undefined) await writeFileAtomic(resolve(callerCwd(io), flags.report), Buffer.from(reportToml(r, publish)));
+  if (report !== undefined) await writeTarget(io, report, Buffer.from(reportToml(r, publish)));
 }
 
 /**

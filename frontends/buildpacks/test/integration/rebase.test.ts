@@ -138,6 +138,14 @@ describe('kiln rebase', () => {
     );
     expect(newRun.manifest.layers).toHaveLength(3);
 
+    // a --report that cannot be written is refused before the rebase: it rebased and stored the
+    // image, then failed with a bare EISDIR from the rename
+    const refused = await kiln(['rebase', 'rebase-app:1', '--root', sb.root, '--report', sb.dir], sb.dir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^kiln: error KLN0702: cannot write --report .*: it is a directory/m);
+    expect(refused.stderr).not.toContain('rebased');
+    expect((await stored('docker.io/library/rebase-app:1')).digest).toBe(before.digest);
+
     const reportFile = join(sb.dir, 'report.toml');
     const r = await kiln(['rebase', 'rebase-app:1', '--root', sb.root, '--report', reportFile], sb.dir);
     expect(r.stderr).toContain('2 run image layers replaced by 3, 4 app layers kept');
