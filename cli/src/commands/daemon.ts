@@ -8,7 +8,7 @@ import { warmUpBuildPath } from '../daemon/warmup.js';
 import { GC_KEEP_STORAGE_ENV } from '../engine/auto-gc.js';
 import { commandConfig } from '../engine/config.js';
 import { EngineError } from '../engine/errors.js';
-import { resolveGcPolicy } from '../engine/gc-policy.js';
+import { resolveGcPolicy, type GcPolicy } from '../engine/gc-policy.js';
 import { formatBytes } from '@kiln/solver';
 
 /**
@@ -41,7 +41,14 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       const log = (line: string): void => void io.stderr.write(`kiln daemon: ${line}\n`);
       // The config file, read once as buildkitd reads its own: its registries and GC serve every client.
       const config = commandConfig(io);
-      const gc = resolveGcPolicy({ flag: flags.gcKeepStorage, env: env[GC_KEEP_STORAGE_ENV], file: config.gc }, root);
+      let gc: GcPolicy | undefined;
+      try {
+        gc = resolveGcPolicy({ flag: flags.gcKeepStorage, env: env[GC_KEEP_STORAGE_ENV], file: config.gc }, root);
+      } catch (e) {
+        // "invalid size" alone named neither the flag nor the variable it came from
+        if (!(e instanceof EngineError)) throw e;
+        throw new EngineError(e.code, `${flags.gcKeepStorage !== undefined ? '--gc-keep-storage' : GC_KEEP_STORAGE_ENV}: ${e.message}`, { ...(e.hint === undefined ? {} : { hint: e.hint }), cause: e });
+      }
       const daemon = await KilnDaemon.listen({ root, socket, run, log, hosts: config.registry, configDigest: config.digest, ...(gc === undefined ? {} : { gc }) });
       // The commands clients run most, loaded now rather than on the first request, and the
       // Dockerfile frontend's one-time setup (lexer, JSON grammar) done on a tiny file.

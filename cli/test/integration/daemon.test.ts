@@ -525,6 +525,12 @@ test('kiln daemon stop, or a tcp:// address, is refused before anything listens:
   expect(tcp.code).toBe(1);
   expect(tcp.stderr).toMatch(/^kiln: error KLN0709: --addr tcp:\/\/127\.0\.0\.1:1234: kiln daemon listens on a unix socket only/m);
   expect(await readdir(dir)).toEqual([]);
+  // a bad size names where it came from (it said only: invalid size "10QB")
+  const size = await runKiln(sb, ['daemon', '--root', sb.root, '--addr', `unix://${join(dir, 'kilnd.sock')}`, '--gc-keep-storage', '10QB'], { env: { KILN_DAEMON: '0' } });
+  expect(size.code).toBe(1);
+  expect(size.stderr).toMatch(/^kiln: error KLN0707: --gc-keep-storage: invalid size "10QB"/m);
+  const sizeEnv = await runKiln(sb, ['daemon', '--root', sb.root, '--addr', `unix://${join(dir, 'kilnd.sock')}`], { env: { KILN_DAEMON: '0', KILN_GC_KEEP_STORAGE: 'lots' } });
+  expect(sizeEnv.stderr).toMatch(/^kiln: error KLN0707: KILN_GC_KEEP_STORAGE: invalid size "lots"/m);
 }, 60_000);
 
 // The client said only "closed the connection before the command finished": nothing of what
