@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { Readable } from 'node:stream';
-import { basename, join, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { applyLayer, parseOutputSpec, type ExportResult, type ExportSpec } from '@kiln/runtime';
 import { BrokenPipeError, callerEnv, callerPath, readAll, writeWarning, type BuildWarning, type CliIo } from '../io.js';
@@ -12,12 +12,13 @@ import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
-import { runBuild, type BuildRequest, type HeldBuild } from '../engine/build.js';
+import { runBuild, type BuildRequest, type HeldBuild, type RemoteBuildContext } from '../engine/build.js';
 import { loadSourcePolicy } from '../engine/source-policy.js';
 import { invoke, invokeInterrupts, parseInvoke, processTerminal, type InvokeSpec } from '../engine/invoke.js';
 import { formatBuildError } from '../engine/report.js';
 import { TS_FRONTEND } from '../engine/frontends.js';
 import { DEFAULT_BUILD_FILE } from '@kiln/ts-dsl';
+import { isRemoteContext, redactUrl } from '@kiln/dockerfile';
 import { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@kiln/buildpacks';
 import { parseBuildArg, parseSecrets, parseSize, parseSsh, resolveBuildContext, type BuildContext } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
@@ -94,8 +95,8 @@ export function registerBuild(program: Command, io: CliIo): void {
   program
     .command('build')
     .description('build an image from a Dockerfile (buildx-compatible flags)')
-    .argument('[context]', 'build context directory; - reads a tar archive (the context) or a Dockerfile from stdin', '.')
-    .option('-f, --file <file>', 'Dockerfile path (default CONTEXT/Dockerfile; - reads stdin)')
+    .argument('[context]', 'build context: a directory; - reads a tar archive (the context) or a Dockerfile from stdin; a git URL (REPO.git#REF:DIR, git://…, ssh://…, git@HOST:…) or an http(s) URL of a tarball or Dockerfile', '.')
+    .option('-f, --file <file>', 'Dockerfile path (default CONTEXT/Dockerfile; - reads stdin; with a URL context, relative to it)')
     .option('--target <stage>', 'build this stage')
     .option('--build-arg <key=value>', 'set a build argument (repeatable)', collect, [])
     .option('--platform <platform>', 'target platform, e.g. linux/amd64')
@@ -173,8 +174,10 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     const { req, outputs, results } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
     if (results.iid !== undefined) await removeTarget(results.iid);
-    dockerfileText = req.dockerfileText ?? (await readFile(req.dockerfile ?? join(req.context, 'Dockerfile'), 'utf8').catch(() => undefined));
-    dockerfileName = req.dockerfile === undefined ? 'Dockerfile' : basename(req.dockerfile);
+    // (A remote context's Dockerfile is not here to quote in an error.)
+    const localFile = req.dockerfile ?? (req.remoteContext === undefined ? join(req.context, 'Dockerfile') : undefined);
+    dockerfileText = req.dockerfileText ?? (localFile === undefined ? undefined : await readFile(localFile, 'utf8').catch(() => undefined));
+    dockerfileName = req.dockerfile === undefined ? (req.remoteContext?.file ?? 'Dockerfile') : basename(req.dockerfile);
     const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
     const display = startProgress(flags.quiet === true ? 'quiet' : flags.progress, io);
     progress = display;
@@ -284,6 +287,23 @@ function cacheFlags(flags: BuildFlags, io: CliIo): Pick<BuildRequest, 'cacheTo' 
 }
 
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
+const isDir = (p: string): Promise<boolean> => stat(p).then((s) => s.isDirectory(), () => false);
+
+/**
+ * `kiln build URL`: a git repository or an http(s) download as the context (buildx's remote
+ * contexts), with `-f` relative to it; undefined when `context` is no such URL. kiln/ts and
+ * kiln/buildpacks read their files from a local context only, so they refuse one.
+ */
+function remoteContextOf(context: string, flags: BuildFlags): RemoteBuildContext | undefined {
+  if (!isRemoteContext(context)) return undefined;
+  const url = redactUrl(context);
+  const frontend = flags.frontend === TS_FRONTEND || flags.frontend === BUILDPACKS_FRONTEND ? flags.frontend : flags.file?.endsWith('.ts') === true ? TS_FRONTEND : undefined;
+  if (frontend !== undefined) {
+    throw new EngineError('KLN0702', `${frontend} cannot build the remote context ${url}: it reads its files from a local directory`, { hint: 'clone or download it first and pass the directory' });
+  }
+  const file = flags.file === undefined || flags.file === '-' || isAbsolute(flags.file) ? undefined : flags.file;
+  return { url: context, ...(file === undefined ? {} : { file }) };
+}
 
 /** Where `--iidfile` and `--metadata-file` go. */
 export interface ResultFiles {
@@ -303,17 +323,25 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   // First: a bare `--provenance CONTEXT` took the context as its value (commander), and the
   // missing-Dockerfile error would hide that.
   const attestations = parseAttestations(flags.provenance, flags.attest ?? [], flags.sbom);
-  if (/^[a-z]+:\/\//.test(context)) throw new EngineError('KLN0702', `context "${context}" is not supported: pass a directory or -`);
   let ctx = callerPath(io, context);
   let dockerfile: string | undefined;
   let dockerfileText: string | undefined;
-  if (context === '-') {
+  // buildx's order: stdin, a local directory, then a git or http(s) URL (no local context is sent).
+  const remote = context !== '-' && !(await isDir(ctx)) ? remoteContextOf(context, flags) : undefined;
+  if (remote !== undefined) {
+    ctx = context;
+    if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
+    // An absolute -f is a local file sent beside the remote context; a relative one is in it.
+    else if (flags.file !== undefined && isAbsolute(flags.file)) dockerfile = flags.file;
+  } else if (/^[a-z]+:\/\//.test(context)) {
+    throw new EngineError('KLN0702', `context "${context}" is not supported`, { hint: 'pass a directory, - (a tar or Dockerfile on stdin), a git URL (https://HOST/REPO.git#REF:DIR, git://…, ssh://…) or an http(s) URL of a tarball or Dockerfile' });
+  } else if (context === '-') {
     const stdin = await stdinContext(flags, io, cleanup);
     ctx = stdin.dir;
     dockerfileText = stdin.dockerfileText;
     // -f names a file of the archive, as buildx reads it from the tarball.
     if (flags.file !== undefined) dockerfile = resolve(ctx, flags.file);
-  } else {
+  } else if (remote === undefined) {
     const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
     if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
     if (!st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
@@ -323,9 +351,9 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   // Without -f: the context's `Dockerfile`, else a lowercase `dockerfile` (BuildKit's dockerui
   // reads that too), else kiln/ts's `kiln.build.ts`; with --frontend kiln/ts, `kiln.build.ts`
   // (a Dockerfile next to it is not a build file of that frontend).
-  if (dockerfile === undefined && dockerfileText === undefined && flags.frontend === TS_FRONTEND) dockerfile = join(ctx, DEFAULT_BUILD_FILE);
-  if (dockerfile === undefined && dockerfileText === undefined && flags.frontend === BUILDPACKS_FRONTEND) dockerfile = join(ctx, DEFAULT_PROJECT_FILE);
-  if (dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile')))) {
+  if (remote === undefined && dockerfile === undefined && dockerfileText === undefined && flags.frontend === TS_FRONTEND) dockerfile = join(ctx, DEFAULT_BUILD_FILE);
+  if (remote === undefined && dockerfile === undefined && dockerfileText === undefined && flags.frontend === BUILDPACKS_FRONTEND) dockerfile = join(ctx, DEFAULT_PROJECT_FILE);
+  if (remote === undefined && dockerfile === undefined && dockerfileText === undefined && !(await isFile(join(ctx, 'Dockerfile')))) {
     for (const name of ['dockerfile', DEFAULT_BUILD_FILE]) {
       if (!(await isFile(join(ctx, name)))) continue;
       dockerfile = join(ctx, name);
@@ -336,7 +364,8 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     if (dockerfile === undefined && selectsBuildpacks(await readFile(project, 'utf8').catch(() => ''))) dockerfile = project;
   }
   const target = dockerfile ?? join(ctx, 'Dockerfile');
-  if (dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
+  // A remote context's Dockerfile is the frontend's to find (it names the URL when it is missing).
+  if ((remote === undefined || dockerfile !== undefined) && dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     if (flags.frontend === TS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read build file ${join(context, DEFAULT_BUILD_FILE)}: no such file`, { hint: 'pass -f FILE.ts' });
     if (flags.frontend === BUILDPACKS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read project file ${join(context, DEFAULT_PROJECT_FILE)}: no such file`, { hint: 'add a project.toml (it may be empty) or pass -f FILE' });
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: MISSING_DOCKERFILE_HINT });
@@ -375,6 +404,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   cleanup.push(ssh.close);
   const req: BuildRequest = {
     context: ctx,
+    ...(remote === undefined ? {} : { remoteContext: remote }),
     ...(dockerfile === undefined ? {} : { dockerfile }),
     ...(dockerfileText === undefined ? {} : { dockerfileText }),
     ...(flags.target === undefined ? {} : { target: flags.target }),

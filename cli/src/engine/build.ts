@@ -40,10 +40,23 @@ import type { RecordingBackend } from './provenance-capture.js';
 import type { AttestationRequest, ProvenanceOptions } from './provenance-spec.js';
 import type { SolvedAttestation } from './result-attestations.js';
 
+/**
+ * A git or http(s) URL as the build context (buildx's remote contexts): the frontend gets it as
+ * its `context` option and loads it, and no local context is sent.
+ */
+export interface RemoteBuildContext {
+  /** The URL as given (`REPO.git#REF:DIR`, `git://…`, `git@HOST:…`, a tarball or Dockerfile URL). */
+  readonly url: string;
+  /** `-f` relative to the remote context (default `Dockerfile`). */
+  readonly file?: string;
+}
+
 /** One `kiln build`, already parsed from the command line. */
 export interface BuildRequest {
-  /** The build context directory. */
+  /** The build context directory (the URL, for a {@link remoteContext}). */
   readonly context: string;
+  /** Build from this URL instead of a local directory; `dockerfile`/`dockerfileText` then send a Dockerfile of the caller's. */
+  readonly remoteContext?: RemoteBuildContext;
   /** Path of the Dockerfile (default `<context>/Dockerfile`), or its text (`-f -`). */
   readonly dockerfile?: string;
   readonly dockerfileText?: string;
@@ -139,9 +152,10 @@ export interface HeldBuild {
  */
 export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<BuildReport> {
   const startedOn = new Date();
-  const contextDir = resolve(req.context);
+  const remote = req.remoteContext;
+  const contextDir = remote === undefined ? resolve(req.context) : undefined;
   let tmp: string | undefined;
-  let dockerfilePath = resolve(req.dockerfile ?? join(contextDir, 'Dockerfile'));
+  let dockerfilePath = resolve(req.dockerfile ?? join(contextDir ?? '.', 'Dockerfile'));
   if (req.dockerfileText !== undefined) {
     tmp = await mkdtemp(join(tmpdir(), 'kiln-dockerfile-'));
     dockerfilePath = join(tmp, 'Dockerfile');
@@ -150,10 +164,20 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   // `--platform A,B`: the frontend builds each; ops without a platform of their own get the first.
   const platforms = req.platform === undefined ? [] : req.platform.split(',').map((p) => p.trim()).filter((p) => p !== '').map(parsePlatform);
   const platform: Platform = platforms[0] ?? hostPlatform();
-  const localDirs: Record<string, string> = { context: contextDir, dockerfile: dirname(dockerfilePath) };
+  // A remote context with a Dockerfile of the caller's (-f -, an absolute -f): buildx sends that
+  // as the local source `dockerfile` and names it with `dockerfilekey`.
+  const localDockerfile = remote === undefined || req.dockerfile !== undefined || req.dockerfileText !== undefined;
+  const localDirs: Record<string, string> = {
+    ...(contextDir === undefined ? {} : { context: contextDir }),
+    ...(localDockerfile ? { dockerfile: dirname(dockerfilePath) } : {}),
+  };
   const opts = new Map<string, string>();
   const inputs = new Map<string, Definition>();
-  const filename = basename(dockerfilePath);
+  const filename = localDockerfile ? basename(dockerfilePath) : (remote.file ?? 'Dockerfile');
+  if (remote !== undefined) {
+    opts.set('context', remote.url);
+    if (localDockerfile) opts.set('dockerfilekey', 'dockerfile');
+  }
   // BuildKit's reproducible builds: the SOURCE_DATE_EPOCH build arg sets the image `created`
   // time and the timestamps of exported tar entries (buildx passes the env variable as the arg).
   const epochArg = req.buildArgs?.get('SOURCE_DATE_EPOCH');
@@ -177,11 +201,13 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   const sbom = req.attestations?.sbom;
   if (sbom !== undefined) opts.set('attest:sbom', sbom.generator === undefined ? '' : `generator=${sbom.generator}`);
 
-  const ignore = await readDockerignore(contextDir, dockerfilePath);
+  // A remote context's .dockerignore excludes nothing (BuildKit: local sources only).
+  const ignore = contextDir === undefined ? { patterns: [] } : await readDockerignore(contextDir, dockerfilePath);
   // `--no-cache-filter` reaches the frontend as BuildKit's `no-cache=STAGE,…` (it marks those
   // stages' ops IgnoreCache); the Dockerfile is read from the `dockerfile` input.
   // Follow paths, as BuildKit's dockerui loads it: a Dockerfile that is a symlink brings its target.
-  inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', followPaths: [filename, `${filename}.dockerignore`], customName: `[internal] load build definition from ${filename}` }).marshal());
+  // A remote context sends no inputs, as buildx: the frontend reads the Dockerfile from the URL.
+  if (remote === undefined) inputs.set('dockerfile', await local('dockerfile', { sharedKeyHint: 'dockerfile', followPaths: [filename, `${filename}.dockerignore`], customName: `[internal] load build definition from ${filename}` }).marshal());
   for (const c of req.buildContexts ?? []) {
     switch (c.kind) {
       case 'local':

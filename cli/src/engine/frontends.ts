@@ -1,5 +1,7 @@
 import { FrontendRegistry, DOCKERFILE_FRONTEND } from '@kiln/gateway';
-import { createDockerfileFrontend } from '@kiln/dockerfile';
+import { createDockerfileFrontend, isRemoteContext, redactUrl } from '@kiln/dockerfile';
+import type { Frontend } from '@kiln/llb-core';
+import { EngineError } from './errors.js';
 import { createTsFrontend } from '@kiln/ts-dsl';
 import { BUILDPACKS_FRONTEND, createBuildpacksFrontend } from '@kiln/buildpacks';
 
@@ -23,5 +25,23 @@ export function createFrontendRegistry(defaults: FrontendDefaults = {}): Fronten
   const dockerfile = createDockerfileFrontend({
     convert: { ...(defaults.excludePatterns === undefined || defaults.excludePatterns.length === 0 ? {} : { excludePatterns: defaults.excludePatterns }) },
   });
-  return new FrontendRegistry().register([DOCKERFILE_FRONTEND, 'kiln/dockerfile'], dockerfile).register(TS_FRONTEND, createTsFrontend()).register(BUILDPACKS_FRONTEND, createBuildpacksFrontend());
+  return new FrontendRegistry()
+    .register([DOCKERFILE_FRONTEND, 'kiln/dockerfile'], dockerfile)
+    .register(TS_FRONTEND, localContextOnly(TS_FRONTEND, createTsFrontend()))
+    .register(BUILDPACKS_FRONTEND, localContextOnly(BUILDPACKS_FRONTEND, createBuildpacksFrontend()));
+}
+
+/**
+ * kiln/ts and kiln/buildpacks read their build files and sources from the local context: a git
+ * or http(s) URL as the `context` option (a remote Dockerfile's `# syntax=` forwarding to them)
+ * is refused with the reason instead of failing later on a missing local source.
+ */
+function localContextOnly(name: string, frontend: Frontend): Frontend {
+  return (client) => {
+    const context = client.opts.get('context');
+    if (context !== undefined && isRemoteContext(context)) {
+      throw new EngineError('KLN0702', `${name} cannot build the remote context ${redactUrl(context)}: it reads its files from a local directory`, { hint: 'clone or download it first and pass the directory' });
+    }
+    return frontend(client);
+  };
 }
