@@ -140,4 +140,11 @@ describe('RegistryTransport: a registry that cannot be reached at all', () => {
     const err = await t.request(`127.0.0.1:${port}`, { method: 'HEAD', url: '/v2/', scopes: [] }).catch((e: unknown) => e as Error & { code?: string; hint?: string });
     expect(err).toMatchObject({ code: 'REGISTRY_UNREACHABLE', hint: `nothing accepts connections at 127.0.0.1:${port}: check the registry's host and port, and that it is running` });
   });
+
+  // Before: "fetch failed (bad port)" and no hint, for a registry docker and skopeo reach.
+  test('a port fetch refuses (6000) says it is the port, and what to do', async () => {
+    const t = new RegistryTransport({ retries: 0 });
+    const err = await t.request('127.0.0.1:6000', { method: 'HEAD', url: '/v2/', scopes: [] }).catch((e: unknown) => e as Error & { code?: string; hint?: string });
+    expect(err).toMatchObject({ code: 'REGISTRY_UNREACHABLE', message: expect.stringContaining('(bad port)') as unknown, hint: expect.stringMatching(/never connects to port 6000 \(a blocked port of the fetch standard\): serve the registry on another port/) as unknown });
+  });
 });

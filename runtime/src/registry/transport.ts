@@ -288,6 +288,10 @@ function connectHint(domain: string, e: unknown): string | undefined {
     return `${host} does not resolve: check the registry name, and that this machine has DNS and network access`;
   }
   if (code === 'ECONNREFUSED') return `nothing accepts connections at ${domain}: check the registry's host and port, and that it is running`;
+  // fetch refuses the WHATWG "bad ports" (6000, 10080, 5060, 6665–6669…) before connecting
+  if ((e as { cause?: { message?: unknown } }).cause?.message === 'bad port') {
+    return `fetch, which kiln's registry client uses, never connects to port ${/:(\d+)$/.exec(domain)?.[1] ?? '?'} (a blocked port of the fetch standard): serve the registry on another port, e.g. 5000`;
+  }
   return undefined;
 }
 
