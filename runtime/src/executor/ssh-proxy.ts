@@ -14,13 +14,31 @@ function agentTimeoutMs(): number {
 }
 
 /**
+ * Per agent socket, the proxied connections the agent has answered before and that wait for its
+ * answer to a later request. OpenSSH's agent answers nobody while it asks the owner to confirm
+ * a key's use (`ssh-add -c`), or a security key waits for a touch: a first request waiting behind
+ * that is not a stuck agent, and cutting it off failed the client ('communication with agent failed').
+ * (An agent stopped while such a request is pending holds the new connections as it holds that one.)
+ */
+const waitedOn = new Map<string, Set<object>>();
+
+function waiting(agent: string, conn: object, pending: boolean): void {
+  const set = waitedOn.get(agent) ?? new Set<object>();
+  if (pending) set.add(conn);
+  else set.delete(conn);
+  if (set.size > 0) waitedOn.set(agent, set);
+  else waitedOn.delete(agent);
+}
+
+/**
  * Listens on `path` (owned by uid:gid with `mode`, so a non-root user in the container can use it)
  * and pipes each connection to `agent`: a socket path, or a function that names, for each new
  * connection, the agents to try in turn, so a shared step keeps working when the build whose agent
  * it used first leaves, or its agent dies while the build is still attached (BuildKit picks one
  * session's agent when the step's container starts and keeps it for the whole step). An agent
  * that accepts but has not answered the client's first request within `answerWithinMs` (a
- * stopped or stuck agent, which the client would wait on for ever) is given up too: the next one
+ * stopped or stuck agent, which the client would wait on for ever; not while it is still busy with
+ * another proxied connection's request, see {@link waitedOn}) is given up too: the next one
  * gets what the client sent so far. A connection no agent takes is closed: the client in the
  * container sees its agent refuse. The agent itself never becomes visible in the container.
  */
@@ -69,8 +87,10 @@ export async function startSshProxy(
       upstream.once('error', next);
       upstream.once('connect', () => {
         upstream.off('error', next);
+        const conn = {};
         const drop = (): void => {
           clearTimeout(timer);
+          waiting(agentSocket, conn, false);
           dropClient();
           upstream.destroy();
           sockets.delete(upstream);
@@ -78,6 +98,10 @@ export async function startSshProxy(
         let timer: NodeJS.Timeout | undefined;
         if (gone) return drop();
         const silent = (): void => {
+          if (waitedOn.has(agentSocket)) {
+            timer = setTimeout(silent, answerWithinMs).unref();
+            return;
+          }
           client.off('data', request).pause();
           client.off('error', drop).off('close', drop).on('error', dropClient).on('close', dropClient);
           upstream.off('error', drop).off('close', drop);
@@ -98,6 +122,9 @@ export async function startSshProxy(
           unanswered.length = 0;
           client.off('data', request);
           client.write(answer);
+          // ssh waits for each answer before its next request: pending from a request to its answer
+          client.on('data', () => waiting(agentSocket, conn, true));
+          upstream.on('data', () => waiting(agentSocket, conn, false));
           client.pipe(upstream);
           upstream.pipe(client);
         });
