@@ -225,6 +225,9 @@ function nearFrontendName(ref: string, names: readonly string[]): string | undef
   const colon = name.lastIndexOf(':');
   const tag = colon > name.lastIndexOf('/') ? name.slice(colon) : '';
   const repo = tag === '' ? name : name.slice(0, colon);
+  // `--frontend buildpacks` / `ts`: a built-in name without its `kiln/` (too far for suggest)
+  const bare = names.find((n) => n !== GATEWAY_FRONTEND && n !== repo && n.slice(n.lastIndexOf('/') + 1) === repo);
+  if (bare !== undefined) return bare;
   const near = suggest(repo, [...names.filter((n) => n !== GATEWAY_FRONTEND), 'docker/dockerfile']);
   return near === undefined ? undefined : near === 'docker/dockerfile' ? `${near}${tag}` : near;
 }

@@ -334,6 +334,22 @@ describe('gateway.v0: routing', () => {
     await expect(far).rejects.toSatisfy((e: { hint?: string; cause?: unknown }) => e.hint?.startsWith('push the frontend image') === true && e.cause instanceof Error);
   });
 
+  // `--frontend buildpacks` got only "push the frontend image to a registry…": kiln/buildpacks is 5 edits away.
+  test('a built-in name without its kiln/ prefix is suggested', async () => {
+    const builtIn = (async () => {
+      throw new Error('the built-in frontend must not run');
+    }) as Frontend;
+    const registry = new FrontendRegistry().register('dockerfile.v0', builtIn).register('kiln/buildpacks', builtIn).register('kiln/ts', builtIn);
+    const gateway = new Gateway(fakeBackend({}, returnsOk), registry, { serveLLBBridge: fakeServe() });
+    for (const [given, near] of [['buildpacks', 'kiln/buildpacks'], ['ts', 'kiln/ts']] as const) {
+      await expect(gateway.build({ frontend: given, opts: new Map(), inputs: new Map() })).rejects.toMatchObject({
+        code: 'KLN0607',
+        message: `cannot resolve frontend image ${given} (named by --frontend)`,
+        hint: `did you mean ${near}? (built in, no image needed)`,
+      });
+    }
+  });
+
   test('without runFrontendContainer an unknown frontend stays KLN0601, with a hint that does not blame the network', async () => {
     const { runFrontendContainer: _unused, ...rest } = fakeBackend({}, returnsOk);
     const backend: SolveBackend = rest;
