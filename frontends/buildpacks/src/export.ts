@@ -6,6 +6,7 @@ import { copy, image, merge, mkdir, scratch, type FileAction } from '@kiln/llb-c
 import type { FrontendClient, ImageConfig, LayerLabelsRequest, Ref, State } from '@kiln/llb-core';
 import type { PreviousImage } from './analyze.js';
 import type { BuildOutput } from './build.js';
+import type { ResolvedEntry } from './order.js';
 import { SBOM_FILE_RE } from './build.js';
 import { applyEnvOps, envList, envMap, launchEnvOps, opsForProcess, type EnvOp, type LaunchLayerEnv } from './env.js';
 import { BuildpacksError } from './errors.js';
@@ -35,6 +36,8 @@ export interface ExportInput {
   readonly previous?: PreviousImage;
   /** `kiln` (default): the sh launcher; `none`: the default process baked into the config (no shell, no exec.d). */
   readonly launcher?: 'kiln' | 'none';
+  /** The image extensions of the detected group (`extensions` of the build metadata). */
+  readonly extensions?: readonly ResolvedEntry[];
   /** A run image extended by run.Dockerfiles: its State replaces `runImage`'s (`runConfig` is then its config). */
   readonly runBase?: RunBase;
 }
@@ -104,6 +107,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     for (const l of bp.launch.labels) labels[l.key] = l.value;
     lifecycleBps.push({ key: bp.entry.id, version: bp.entry.version, layers: layerMeta, ...(bp.store === undefined ? {} : { store: { metadata: bp.store } }) });
   }
+  const exts = input.extensions ?? [];
   const merged = mergeProcesses(build.buildpacks.map((b) => b.launch.processes));
   if (merged.replacedDefaults.length > 0) {
     // lifecycle's builder warns the same way and goes on without a default for that type.
@@ -120,6 +124,7 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   const script = launcherScript({ processes: procs, ...(defaultType === undefined ? {} : { defaultType }), env: launchEnv, layerDirs });
   const metadataToml = toToml({
     buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version })),
+    ...(exts.length === 0 ? {} : { extensions: exts.map((e) => ({ id: e.id, version: e.version })) }),
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, 'buildpack-id': p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
   });
   const t = { createdTime: EXPORT_MTIME };
@@ -209,7 +214,9 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   // lifecycle's BuildMetadata JSON: group elements {id, version, homepage} (api is json:"-"),
   // and the default process the buildpacks chose (not the process-type option)
   const buildMetadata = {
-    buildpacks: build.buildpacks.map((b) => ({ id: b.entry.id, version: b.entry.version, ...(b.entry.descriptor.homepage === undefined ? {} : { homepage: b.entry.descriptor.homepage }) })),
+    buildpacks: build.buildpacks.map((b) => groupElement(b.entry)),
+    // lifecycle's BuildMetadata.Extensions (omitempty): the image extensions of the group
+    ...(exts.length === 0 ? {} : { extensions: exts.map(groupElement) }),
     launcher: none ? {} : { version: 'kiln', source: { git: { repository: 'kiln/buildpacks' } } },
     processes: procs.map((p) => ({ type: p.type, command: [...p.command], args: [...p.args], direct: p.direct, buildpackID: p.buildpackId, ...(p.workingDir === undefined ? {} : { 'working-dir': p.workingDir }) })),
     ...(bpDefaultType === undefined ? {} : { 'buildpack-default-process-type': bpDefaultType }),
@@ -246,6 +253,11 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
     },
   };
   return { state, config, layerLabels };
+}
+
+/** A group element as lifecycle's JSON writes it: id, version, homepage (api is json:"-"). */
+function groupElement(e: ResolvedEntry): Record<string, string> {
+  return { id: e.id, version: e.version, ...(e.descriptor.homepage === undefined ? {} : { homepage: e.descriptor.homepage }) };
 }
 
 /** `name` as one RFC 6901 JSON pointer token. */

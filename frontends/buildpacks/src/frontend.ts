@@ -85,6 +85,7 @@ export function createBuildpacksFrontend(): Frontend {
       runConfig: run.config,
       runReference: run.reference,
       ...(run.base === undefined ? {} : { runBase: run.base }),
+      extensions: detected.extensions,
       ...(processType === undefined ? {} : { processType }),
       project: project.project,
       owner,

@@ -73,9 +73,11 @@ describe('kiln/buildpacks image extensions', () => {
     expect(md.runImage.image).toBe('kt/run');
     expect(md.runImage.topLayer).toBe(await runImageTop('run'));
     expect(cfg.config.Labels?.['io.buildpacks.rebasable']).toBeUndefined();
-    // build metadata lists buildpacks only (extensions are not exported)
-    const bm = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
+    // build metadata: the buildpacks, and the group's extensions apart (lifecycle's BuildMetadata.Extensions)
+    const bm = JSON.parse(cfg.config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[]; extensions?: unknown };
     expect(bm.buildpacks.map((b) => b.id)).toEqual(['kt/uses-tool']);
+    expect(bm.extensions).toEqual([{ id: 'kt/ext-tool', version: '0.0.1', homepage: 'https://example.com/kt/ext-tool' }]);
+    expect(await readFile(join(rootfs, 'layers/config/metadata.toml'), 'utf8')).toMatch(/\[\[extensions\]\]\nid = "kt\/ext-tool"\nversion = "0.0.1"/);
     const ran = await runBundle(bundle, { id: `kiln-cnb-ext-${process.pid}-1` });
     expect(ran.stdout).toContain('kt-tool: hello from extend-config built');
 
@@ -138,8 +140,9 @@ describe('kiln/buildpacks image extensions', () => {
     const { layout, run } = await build({ 'app.sh': 'echo hi\n' });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).not.toContain('[generate]');
-    const bm = JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[] };
+    const bm = JSON.parse((await imageConfig(layout)).config.Labels?.['io.buildpacks.build.metadata'] ?? '{}') as { buildpacks: { id: string }[]; extensions?: unknown };
     expect(bm.buildpacks.map((b) => b.id)).toEqual(['kt/shell-app']);
+    expect(bm.extensions).toBeUndefined();
   }, 300_000);
 
   test('a multistage build.Dockerfile is KLN0908 naming the extension, file and line', async () => {
