@@ -129,8 +129,12 @@ describe('kiln/buildpacks image extensions', () => {
     const ran = await runBundle(bundle, { id: `kiln-cnb-ext-${process.pid}-2` });
     expect(ran.stdout).toBe(report);
 
-    const stored = await kiln(['build', app, '--root', sb.root, '-t', 'ext-run-app:1'], sb.dir, EPOCH);
+    const stored = await kiln(['build', app, '--root', sb.root, '--progress', 'plain', '-t', 'ext-run-app:1'], sb.dir, EPOCH);
     expect(stored.code, stored.stderr).toBe(0);
+    // the same build again: the extension Dockerfiles' steps are cached LLB steps like the rest
+    expect(stored.stderr).toMatch(/RUN echo "extended by kt\/ext-run-extend"[^\n]*\n#\d+ CACHED/);
+    expect(stored.stderr).toMatch(/RUN mkdir -p \/usr\/local\/bin[^\n]*\n#\d+ CACHED/);
+    expect(stored.stderr).toMatch(/\[build\] kt\/uses-tool@0.0.1\n#\d+ CACHED/);
     const rebase = await kiln(['rebase', 'ext-run-app:1', '--root', sb.root], sb.dir);
     expect(rebase.code).toBe(1);
     expect(rebase.stderr).toContain('KLN0921');
