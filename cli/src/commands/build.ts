@@ -329,7 +329,8 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   // buildx's order: stdin, a local directory, then a git or http(s) URL (no local context is sent).
   const remote = context !== '-' && !(await isDir(ctx)) ? remoteContextOf(context, flags) : undefined;
   if (remote !== undefined) {
-    ctx = context;
+    // What the history records and messages show: the URL without credentials.
+    ctx = redactUrl(context);
     if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
     // An absolute -f is a local file sent beside the remote context; a relative one is in it.
     else if (flags.file !== undefined && isAbsolute(flags.file)) dockerfile = flags.file;

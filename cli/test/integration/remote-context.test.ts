@@ -159,7 +159,9 @@ test('http(s): a repository URL ending in .git is cloned (dumb http), a tarball 
 test('errors name the URL and what to do, without a stack trace', async () => {
   const dead = `git://127.0.0.1:1/app.git`;
   const cases: Array<[string[], RegExp]> = [
-    [[`${gitUrl}#no-such-branch`], /cannot load the build context .*#no-such-branch: .*does not contain ref no-such-branch \[KLN0504\]\nhint: check the repository URL/],
+    [[`${gitUrl}#no-such-branch`], /cannot load the build context .*#no-such-branch: .*does not contain ref no-such-branch \[KLN0504\]\nhint: check the branch or tag after # in the git URL/],
+    // an ssh remote without --ssh: the git source's own hint
+    [['git@127.0.0.1:app.git#main'], /cannot load the build context git@127\.0\.0\.1:app\.git#main: no SSH agent "default" .*\[KLN0504\]\nhint: pass --ssh default/],
     [[dead], /cannot load the build context git:\/\/127\.0\.0\.1:1\/app\.git: .*\[KLN0504\]\nhint: .*host answers/],
     [[gitUrl, '-f', 'nope/Dockerfile'], /the build context git:\/\/127\.0\.0\.1:\d+\/app\.git has no nope\/Dockerfile \[KLN0504\]\nhint: pass -f PATH relative to the repository/],
     [[`${httpBase}/missing.tar.gz`], /cannot download the build context http:\/\/127\.0\.0\.1:\d+\/missing\.tar\.gz: .*HTTP 404 \[KLN0504\]/],

@@ -6,7 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { decodeOp } from '@kiln/llb-core';
 import type { Definition, Digest, FrontendClient, Op, Ref, SolveFrontendRequest } from '@kiln/llb-core';
 import { dockerfileFrontend } from './frontend.js';
-import { isArchive, isRemoteContext } from './remote-context.js';
+import { isArchive, isRemoteContext, redactUrl } from './remote-context.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}` as Digest;
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -73,6 +73,16 @@ describe('isRemoteContext (buildx IsRemoteURL)', () => {
   ])('%s → %s', (ref, want) => {
     expect(isRemoteContext(ref)).toBe(want);
   });
+});
+
+test.each([
+  ['https://user:s3cret@example.com/app.git#main', 'https://example.com/app.git#main'],
+  ['https://ghp_token@github.com/org/app.git', 'https://github.com/org/app.git'],
+  ['ssh://git@example.com/app.git', 'ssh://git@example.com/app.git'],
+  ['ssh://git:pw@example.com/app.git', 'ssh://git@example.com/app.git'],
+  ['git@example.com:org/app.git', 'git@example.com:org/app.git'],
+])('redactUrl(%s) = %s', (url, want) => {
+  expect(redactUrl(url)).toBe(want);
 });
 
 describe('isArchive (dockerui: bzip2/gzip/xz magic or a tar header)', () => {
@@ -164,6 +174,12 @@ describe('a remote main context (the `context` option)', () => {
     expect(err.message).toBe('the build context https://example.com/app.git#main:svc has no Dockerfile in its subdirectory svc');
     expect(err.message).not.toContain('s3cret');
     expect(err.hint).toContain('-f PATH');
+  });
+
+  test('the git step is named without the URL\'s credentials', async () => {
+    const { c, solved } = client({ git: { Dockerfile: 'FROM busybox\n' } }, { context: 'https://user:s3cret@example.com/app.git' });
+    await dockerfileFrontend(c);
+    expect(names(solved[0] as Definition)).toEqual(['[internal] load git source https://example.com/app.git']);
   });
 
   test('a lowercase dockerfile is read when there is no Dockerfile, as BuildKit does', async () => {

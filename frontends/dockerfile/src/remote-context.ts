@@ -42,13 +42,14 @@ export function isRemoteContext(ref: string): boolean {
 
 /**
  * dockerui's DetectGitContext: a git reference (`REMOTE[#REF[:DIR]]`) as a git source of
- * `REF[:DIR]` named `[internal] load git source REF`; undefined when `ref` is not one.
+ * `REF[:DIR]` named `[internal] load git source REF`; undefined when `ref` is not one. The name
+ * leaves out credentials of the URL (BuildKit's keeps them): progress and history show it.
  */
 export function gitContext(ref: string, keepGitDir: boolean): State | undefined {
   const g = parseGitRef(ref);
   if (g === undefined) return undefined;
   const commit = g.commit + (g.subDir !== '' ? `:${g.subDir}` : '');
-  return git(g.remote, commit, { ...(keepGitDir ? { keepGitDir: true } : {}), customName: `[internal] load git source ${ref}` });
+  return git(g.remote, commit, { ...(keepGitDir ? { keepGitDir: true } : {}), customName: `[internal] load git source ${redactUrl(ref)}` });
 }
 
 /**
@@ -83,9 +84,13 @@ function isTarHeader(b: Uint8Array): boolean {
   return want === unsigned || want === signed;
 }
 
-/** `url` without the password or token of its user info (`https://user:TOKEN@host` → `https://host`). */
+/**
+ * `url` without credentials: http(s) loses its whole user info (`https://TOKEN@host` is a
+ * token), other schemes their password only (`ssh://git@host` stays as it is).
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z+]+:\/\/)[^@/]*@/i, '$1');
+  if (/^https?:\/\//i.test(url)) return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1');
+  return url.replace(/^([a-z+]+:\/\/[^@/:]*):[^@/]*@/i, '$1@');
 }
 
 /**
@@ -131,11 +136,14 @@ export async function solveRemoteContext(client: FrontendClient, remote: RemoteC
   try {
     return await client.solve({ definition: await remote.state.marshal(), evaluate: true });
   } catch (cause) {
+    // The source's own hint is the more precise one (pass --ssh ID, check the ref after #).
+    const own = hintOf(cause);
     throw new KilnError('KLN0504', `cannot load the build context ${redactUrl(remote.url)}: ${messageOf(cause)}`, {
       hint:
-        remote.kind === 'git'
-          ? 'check the repository URL, the branch, tag or commit after # and that the host answers (an ssh remote needs --ssh default)'
-          : 'check the URL and that its server answers',
+        own ??
+          (remote.kind === 'git'
+            ? 'check the repository URL, the branch, tag or commit after # and that the host answers (an ssh remote needs --ssh default)'
+            : 'check the URL and that its server answers'),
       cause,
     });
   }
@@ -149,6 +157,15 @@ export function missingDockerfile(remote: RemoteContext, filename: string, cause
     hint: remote.kind === 'git' ? 'pass -f PATH relative to the repository (or to its #REF:DIR subdirectory), or -f - to send a Dockerfile' : 'pass -f PATH inside the archive, or -f - to send a Dockerfile',
     cause,
   });
+}
+
+/** The first hint along an error's cause chain (the solver's, under the gateway's wrapping). */
+function hintOf(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 8; cur = cur.cause, depth++) {
+    const hint = (cur as { hint?: unknown }).hint;
+    if (typeof hint === 'string' && hint !== '') return hint;
+  }
+  return undefined;
 }
 
 function messageOf(e: unknown): string {
