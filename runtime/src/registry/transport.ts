@@ -138,7 +138,8 @@ export class RegistryTransport {
             hint: 'push to the registry address its upload locations name, or through a proxy that does not redirect uploads',
           });
         }
-        if (attempt < maxRetries) {
+        // fetch refuses a blocked port every time: waiting to try again only delays the error
+        if (attempt < maxRetries && !isBadPort(e)) {
           await sleep(this.backoff(attempt++));
           continue;
         }
@@ -276,6 +277,11 @@ function tlsProblem(e: unknown): TlsProblem | undefined {
   return undefined;
 }
 
+/** fetch's refusal of the WHATWG "bad ports" (6000, 10080, 5060, 6665–6669…), made before connecting. */
+function isBadPort(e: unknown): boolean {
+  return (e as { cause?: { message?: unknown } }).cause?.message === 'bad port';
+}
+
 /**
  * The hint for a request that never reached a server: a name that does not resolve (a typo, or
  * no network: kiln is often run offline) or a port nobody listens on. The plain-http hint
@@ -288,8 +294,7 @@ function connectHint(domain: string, e: unknown): string | undefined {
     return `${host} does not resolve: check the registry name, and that this machine has DNS and network access`;
   }
   if (code === 'ECONNREFUSED') return `nothing accepts connections at ${domain}: check the registry's host and port, and that it is running`;
-  // fetch refuses the WHATWG "bad ports" (6000, 10080, 5060, 6665–6669…) before connecting
-  if ((e as { cause?: { message?: unknown } }).cause?.message === 'bad port') {
+  if (isBadPort(e)) {
     return `fetch, which kiln's registry client uses, never connects to port ${/:(\d+)$/.exec(domain)?.[1] ?? '?'} (a blocked port of the fetch standard): serve the registry on another port, e.g. 5000`;
   }
   return undefined;
