@@ -23,6 +23,9 @@ beforeAll(async () => {
   );
   // esbuild drops an import used only as a type, so a type imported without `type` builds fine
   await writeFile(join(dir, 'plain-types.ts'), `import { Ctx, State, image } from "kiln";\nexport default (ctx: Ctx): State => image("busybox").dir(ctx.platform);\n`);
+  const targets = 'import { scratch, type Ctx } from "kiln";\nconst web = scratch();\nexport const targets = {\n  web,\n  api: { build: (ctx: Ctx) => scratch().mkfile("/t", ctx.target ?? ""), description: "the API" },\n  %s\n};\nexport default web;\n';
+  await writeFile(join(dir, 'targets.ts'), targets.replace('%s', 'docs: web.image({ cmd: ["true"] }),'));
+  await writeFile(join(dir, 'bad-targets.ts'), targets.replace('%s', 'docs: 42,'));
   await writeFile(join(dir, 'build.kiln'), `// syntax=kiln/ts\nimport { image } from "kiln";\nimport { names } from "./lib/names.js";\nexport default () => image(names);\n`);
 });
 afterAll(async () => {
@@ -41,6 +44,17 @@ describe('checkBuildFile', () => {
   test('a build file with another extension (// syntax=kiln/ts) is checked as TypeScript under its own name', () => {
     const lines = checkBuildFile(join(dir, 'build.kiln')).map((d) => formatCheckDiagnostic(d, dir));
     expect(lines).toEqual([`build.kiln:4:28: error TS2345: Argument of type 'readonly string[]' is not assignable to parameter of type 'string'.`]);
+  });
+
+  test('a targets export is checked against Targets without an annotation, at the export', () => {
+    expect(checkBuildFile(join(dir, 'targets.ts'))).toEqual([]);
+    const [d, ...rest] = checkBuildFile(join(dir, 'bad-targets.ts'));
+    expect(rest).toEqual([]);
+    expect(formatCheckDiagnostic(d as NonNullable<typeof d>, dir).split('\n')).toEqual([
+      `bad-targets.ts:3:1: error TS2322: Type '{ web: State; api: { build: (ctx: Ctx) => State; description: string; }; docs: number; }' is not assignable to type 'Readonly<Record<string, Target>>'.`,
+      "  Property 'docs' is incompatible with index signature.",
+      "    Type 'number' is not assignable to type 'Target'.",
+    ]);
   });
 
   test('no Node globals, and a wrong option value, each located', () => {

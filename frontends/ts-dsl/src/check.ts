@@ -5,10 +5,11 @@
  * declarations, as `tsc --noEmit` would with such a tsconfig. Bundling strips types without
  * checking them; this is where they are checked.
  */
-import { dirname, isAbsolute, join, relative } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import type * as TS from 'typescript';
 import { TsDslError } from './errors.js';
 import { packageSrcRoot, requirePackage } from './load/package-files.js';
+import { targetsExportAt } from './eval/targets.js';
 
 /** One compiler diagnostic in a build file (1-based line and column). */
 export interface CheckDiagnostic {
@@ -34,6 +35,17 @@ declare class TextEncoder { encode(input?: string): Uint8Array; }
 declare class TextDecoder { constructor(label?: string); decode(input?: Uint8Array): string; }
 `;
 
+/**
+ * Checks the build file's `targets` export (if any) against the DSL's `Targets`, so a file that
+ * does not annotate it is checked as the evaluator will take it.
+ */
+const targetsShape = (entry: string): string => `import type { Targets } from "kiln";
+import type * as build from ${JSON.stringify(entry)};
+type TargetsOf<M> = M extends { readonly targets: infer T } ? T : Targets;
+declare const targets: TargetsOf<typeof build>;
+export const checked: Targets = targets;
+`;
+
 type Ts = typeof TS;
 let typescript: Ts | undefined;
 // not inlined in the CLI's one-file bundle (9 MB)
@@ -51,6 +63,8 @@ export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
   const ts = loadTypescript();
   const dsl = dslDeclarations();
   const globals = join(dirname(file), '__kiln_globals__.d.ts');
+  // the `targets` export's shape, checked whether or not the file annotates it (satisfies Targets)
+  const shape = join(dirname(file), '__kiln_targets__.ts');
   // A build file named otherwise (`build.kiln` with `// syntax=kiln/ts`) is checked as `<name>.ts`
   // next to it, so its relative imports resolve the same; diagnostics name the real file.
   const root = /\.[mc]?tsx?$|\.[mc]?js$/.test(file) ? file : `${file}.ts`;
@@ -58,17 +72,19 @@ export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
   const exists = host.fileExists.bind(host);
   const read = host.readFile.bind(host);
   const getSource = host.getSourceFile.bind(host);
-  host.fileExists = (f) => f === globals || exists(f === root ? file : f);
-  host.readFile = (f) => (f === globals ? GLOBALS : read(f === root ? file : f));
+  const shapeText = targetsShape(`./${basename(root)}`);
+  host.fileExists = (f) => f === globals || f === shape || exists(f === root ? file : f);
+  host.readFile = (f) => (f === globals ? GLOBALS : f === shape ? shapeText : read(f === root ? file : f));
   host.getSourceFile = (f, lang, onError, fresh) => {
     if (f === globals) return ts.createSourceFile(f, GLOBALS, lang);
+    if (f === shape) return ts.createSourceFile(f, shapeText, lang);
     if (f !== root || root === file) return getSource(f, lang, onError, fresh);
     const text = read(file);
     return text === undefined ? undefined : ts.createSourceFile(f, text, lang);
   };
   if (!exists(file)) throw new TsDslError('KLN0805', `${file}: no such file`, { hint: 'kiln check FILE.ts (default: kiln.build.ts)' });
   const program = ts.createProgram({
-    rootNames: [root, globals],
+    rootNames: [root, globals, shape],
     options: {
       strict: true,
       noEmit: true,
@@ -97,9 +113,15 @@ export function checkBuildFile(file: string): readonly CheckDiagnostic[] {
     if (d.category !== ts.DiagnosticCategory.Error && d.category !== ts.DiagnosticCategory.Warning) continue;
     // a diagnostic inside the DSL's sources (running from src) is not the build file's
     if (d.file !== undefined && !relative(dslRoot, d.file.fileName).startsWith('..')) continue;
-    const pos = d.file !== undefined && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : { line: 0, character: 0 };
+    let pos = d.file !== undefined && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : { line: 0, character: 0 };
+    if (d.file?.fileName === shape) {
+      // a targets export that is no Targets, reported at the export; nothing else of this file is the user's
+      if (d.code !== 2322) continue;
+      const at = targetsExportAt(file, read(file));
+      pos = { line: at.line - 1, character: at.column - 1 };
+    }
     out.push({
-      file: d.file === undefined || d.file.fileName === root ? file : d.file.fileName,
+      file: d.file === undefined || d.file.fileName === root || d.file.fileName === shape ? file : d.file.fileName,
       line: pos.line + 1,
       column: pos.character + 1,
       category: d.category === ts.DiagnosticCategory.Error ? 'error' : 'warning',

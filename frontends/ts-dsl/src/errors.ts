@@ -14,7 +14,9 @@ export type TsDslErrorCode =
   /** The evaluator process failed (crashed, broke the protocol). */
   | 'KLN0804'
   /** Invalid use of the DSL API (bad option, unresolvable image, …). */
-  | 'KLN0805';
+  | 'KLN0805'
+  /** `--target` names no target of the build file's `targets` export (or none was named and there is no default export). */
+  | 'KLN0806';
 
 /** A position in a build file (1-based line and column). */
 export interface TsDslLocation {

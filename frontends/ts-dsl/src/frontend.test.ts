@@ -143,3 +143,20 @@ describe('kiln/ts .dockerignore', () => {
     expect(ignoreReads(none)).toEqual([]);
   });
 });
+
+describe('kiln/ts --call=targets', () => {
+  test('requestid=frontend.targets answers with the targets export (buildx\'s table and JSON), building nothing', async () => {
+    const client = fakeClient(
+      `import { scratch, type Ctx } from "kiln";\nconst api = (ctx: Ctx) => scratch().mkfile("/a", String(ctx.target));\nexport const targets = { api, "web-frontend": { build: scratch(), description: "the React app" } };\nexport default api;\n`,
+      { requestid: 'frontend.targets' },
+    );
+    const r = await createTsFrontend()(client);
+    const text = (k: string): string => new TextDecoder().decode(r.metadata.get(k));
+    expect(text('result.txt')).toBe('TARGET        DESCRIPTION\napi (default)\nweb-frontend  the React app\n');
+    expect(JSON.parse(text('result.json'))).toEqual({ targets: [{ name: 'api', default: true }, { name: 'web-frontend', description: 'the React app' }] });
+    expect(text('result.statuscode')).toBe('0');
+    expect(r.ref).toBeUndefined();
+    // only the build file was read
+    expect(client.solved.every((d) => d.includes('local://dockerfile'))).toBe(true);
+  });
+});

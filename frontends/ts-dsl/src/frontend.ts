@@ -21,6 +21,7 @@ import { evaluateBundle, type Evaluation, type Handlers } from './eval/host.js';
 import type { InitParams, WireStat } from './eval/protocol.js';
 import { bundleBuildFile, type SourceReader } from './load/bundle.js';
 import { clientDockerignore } from './dockerignore.js';
+import { TARGETS_REQUEST, targetsResult } from './subrequests.js';
 import { platformsOf } from './platforms.js';
 
 /** The build file name when the client names none. */
@@ -195,7 +196,10 @@ export function createTsFrontend(options: TsFrontendOptions = {}): Frontend {
     const reader = clientReader(client, filename);
     const bundle = await bundleBuildFile(filename, reader);
     const handlers = clientHandlers(client, clientDockerignore(client, filename, reader.entry));
-    const ev = await evaluateBundle(bundle, initParams(client, options), handlers, client.signal === undefined ? {} : { signal: client.signal });
-    return frontendResult(client, ev);
+    // --call=targets: the build file's targets export is listed, nothing is built
+    const listing = client.opts.get('requestid') === TARGETS_REQUEST;
+    const init = { ...initParams(client, options), ...(listing ? { listTargets: true } : {}) };
+    const ev = await evaluateBundle(bundle, init, handlers, client.signal === undefined ? {} : { signal: client.signal });
+    return listing ? targetsResult(ev.targets ?? []) : frontendResult(client, ev);
   };
 }

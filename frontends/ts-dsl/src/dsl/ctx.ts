@@ -55,7 +55,7 @@ export type BuildResult = SingleResult | PlatformResults;
 export interface Ctx {
   /** Build args (`--build-arg NAME=value`). */
   readonly args: Readonly<Record<string, string>>;
-  /** `--target`, if given. */
+  /** `--target`, if given (with a `targets` export, the name of the target being built). */
   readonly target: string | undefined;
   /** The target platform (`--platform`, first entry; default: the host's). */
   readonly platform: string;
@@ -79,3 +79,22 @@ export interface Ctx {
 
 /** The type of a build file's default export. */
 export type Build = (ctx: Ctx) => BuildResult | Promise<BuildResult>;
+
+/** What a named target builds: a result made when the file loads, or a function of ctx making one. */
+export type TargetBuild = SingleResult | Build;
+
+/** A named target with a description, which `kiln build --call=targets` lists. */
+export interface TargetSpec {
+  readonly build: TargetBuild;
+  readonly description?: string;
+}
+
+/** One entry of a build file's `targets` export. */
+export type Target = TargetBuild | TargetSpec;
+
+/**
+ * A build file's named targets (`export const targets = { api, web } satisfies Targets`):
+ * `kiln build --target NAME` builds one (its function gets `ctx.target === NAME`); without
+ * `--target`, the default export is built.
+ */
+export type Targets = Readonly<Record<string, Target>>;

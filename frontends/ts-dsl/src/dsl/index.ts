@@ -10,5 +10,5 @@ export { cache, secret, bind, tmpfs, ssh, type Mount, type CacheMount, type Secr
 export { sh, Sh, shellQuote, type ShValue } from './sh.js';
 export type { Command, RunOpts } from './run.js';
 export { ImageResult, type ImageSpec, type Healthcheck } from './image-result.js';
-export { PlatformResults, type Ctx, type Build, type BuildResult, type SingleResult, type Ref, type FileInfo, type ResolvedImage } from './ctx.js';
+export { PlatformResults, type Ctx, type Build, type BuildResult, type SingleResult, type Target, type TargetBuild, type TargetSpec, type Targets, type Ref, type FileInfo, type ResolvedImage } from './ctx.js';
 export { marshal, type MarshalOpts } from './marshal.js';

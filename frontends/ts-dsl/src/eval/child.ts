@@ -17,6 +17,7 @@ import { checkArg, checkOptions, describeValue, str } from '../dsl/options.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
 import { buildFrame, buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
+import { chooseBuild, listTargets, targetsOf, type BuildModule } from './targets.js';
 import { CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -148,7 +149,7 @@ function defaultExportAt(entry: string, text: string | undefined): BuildLocation
 }
 
 /** Runs the bundled build module; called by the bundle's entry code. */
-export function runEvaluator(mod: { readonly default?: unknown }, entry: string): void {
+export function runEvaluator(mod: BuildModule, entry: string): void {
   const rpc = new Rpc();
   let sent = false;
   const send = (n: Notification): void => {
@@ -167,9 +168,12 @@ export function runEvaluator(mod: { readonly default?: unknown }, entry: string)
     .then((done) => send(done), (e: unknown) => send(failure(e)));
 }
 
-async function evaluate(mod: { readonly default?: unknown }, entry: string, init: InitParams, rpc: Rpc): Promise<Notification> {
-  const build = mod.default;
-  if (typeof build !== 'function') {
+async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: Rpc): Promise<Notification> {
+  const text = init.sources?.[entry];
+  const targets = targetsOf(mod, entry, text);
+  if (init.listTargets === true) return { method: 'done', params: { multi: false, results: [], targets: listTargets(mod, targets) } };
+  const build = chooseBuild(mod, targets, init.target, entry, text);
+  if (build === undefined) {
     return { method: 'fail', params: { message: `${entry} has no default export function (export default (ctx) => …)`, location: { file: entry, line: 1, column: 1 } } };
   }
   const pullMode = (m: string | undefined): { resolveMode?: 'pull' | 'local' } => {
@@ -262,10 +266,11 @@ async function evaluate(mod: { readonly default?: unknown }, entry: string, init
       rpc.notify({ method: 'warn', params: { message, ...(location ? { location } : {}) } });
     },
   };
-  const result: unknown = await (build as (c: Ctx) => unknown)(ctx);
+  const result: unknown = typeof build === 'function' ? await (build as (c: Ctx) => unknown)(ctx) : build;
   // A Dockerfile build fails on an unknown --target; a build file picks its result itself, so one
-  // that never asks built everything while the user believes it built the target.
-  if (init.target !== undefined && !targetRead) {
+  // that never asks built everything while the user believes it built the target. (A targets
+  // export picked it above.)
+  if (init.target !== undefined && targets === undefined && !targetRead) {
     rpc.notify({ method: 'warn', params: { message: `--target ${init.target} was given, but the build never reads ctx.target: it built its whole result`, location: defaultExportAt(entry, init.sources?.[entry]) } });
   }
   const one = async (p: string, r: unknown): Promise<WireResult> => {

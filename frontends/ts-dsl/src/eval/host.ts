@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TsDslError, type TsDslErrorCode, type TsDslLocation } from '../errors.js';
 import type { Bundle } from '../load/bundle.js';
-import { CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult } from './protocol.js';
+import { CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireTarget } from './protocol.js';
 
 type Handler<M extends keyof Methods> = (params: Methods[M]['params']) => Promise<Methods[M]['result']>;
 
@@ -29,6 +29,8 @@ export interface Evaluation {
   /** True when the build returned `ctx.platforms(…)`. */
   readonly multi: boolean;
   readonly results: readonly WireResult[];
+  /** The build file's targets, when asked for (`listTargets`); `results` is then empty. */
+  readonly targets?: readonly WireTarget[];
 }
 
 /** Options of {@link evaluateBundle}. */
@@ -72,7 +74,7 @@ const isMethod = (m: unknown): m is keyof Methods => typeof m === 'string' && ME
 
 const noIgnoreFile: Handler<'dockerignore'> = async () => ({ patterns: [] });
 
-const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c === 'KLN0802' || c === 'KLN0804' || c === 'KLN0805' ? c : 'KLN0803');
+const codeOf = (c: string | undefined): TsDslErrorCode => (c === 'KLN0801' || c === 'KLN0802' || c === 'KLN0804' || c === 'KLN0805' || c === 'KLN0806' ? c : 'KLN0803');
 
 /** Runs a bundled build in a child `node` and returns its result. */
 export async function evaluateBundle(bundle: Bundle, init: InitParams, handlers: Handlers, opts: EvaluateOptions = {}): Promise<Evaluation> {

@@ -27,6 +27,8 @@ export interface InitParams {
   readonly sources?: Readonly<Record<string, string>>;
   /** False: skip the image configs (and the base image lookups they need); `config` is then empty. */
   readonly imageConfig?: boolean;
+  /** True (`--call=targets`): build nothing, answer with the `targets` export's names in `done`. */
+  readonly listTargets?: boolean;
 }
 
 /** A file's metadata on the wire (`modTime` as a decimal string: it is a 64-bit value). */
@@ -58,6 +60,13 @@ export interface WireResult {
   readonly config: string;
 }
 
+/** One named target of a build file, as `--call=targets` lists it (`name` "" is a default export that is none of them). */
+export interface WireTarget {
+  readonly name: string;
+  readonly description?: string;
+  readonly default?: boolean;
+}
+
 /** A position in a build file. */
 export interface WireLocation {
   readonly file: string;
@@ -68,7 +77,7 @@ export interface WireLocation {
 /** Notifications the evaluator sends (child → parent). */
 export type Notification =
   | { readonly method: 'warn'; readonly params: { message: string; location?: WireLocation } }
-  | { readonly method: 'done'; readonly params: { multi: boolean; results: WireResult[] } }
+  | { readonly method: 'done'; readonly params: { multi: boolean; results: WireResult[]; targets?: WireTarget[] } }
   | { readonly method: 'fail'; readonly params: { message: string; code?: string; hint?: string; location?: WireLocation } };
 
 /** The JSON-RPC error code the parent uses for a failed ctx call. */

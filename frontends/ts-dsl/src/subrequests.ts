@@ -1,0 +1,25 @@
+/**
+ * Subrequests of the kiln/ts frontend: what `kiln build --call=targets` (buildx `--call targets`,
+ * BuildKit's `requestid=frontend.targets`) asks instead of a build. The answer is metadata only,
+ * in the Dockerfile frontend's format (`result.json`, `result.txt`, `result.statuscode`).
+ */
+import type { FrontendResult } from '@kiln/llb-core';
+import type { WireTarget } from './eval/protocol.js';
+
+/** The `requestid` frontend option that asks for the build's targets (BuildKit's wire name). */
+export const TARGETS_REQUEST = 'frontend.targets';
+
+/** The targets list as result metadata: a JSON list and buildx's TARGET/DESCRIPTION table. */
+export function targetsResult(targets: readonly WireTarget[]): FrontendResult {
+  const names = targets.map((t) => (t.default === true ? (t.name === '' ? '(default)' : `${t.name} (default)`) : t.name));
+  const width = Math.max('TARGET'.length, ...names.map((n) => n.length));
+  const rows = [`${'TARGET'.padEnd(width)} DESCRIPTION`, ...targets.map((t, i) => `${(names[i] ?? '').padEnd(width)} ${t.description ?? ''}`.trimEnd())];
+  const enc = new TextEncoder();
+  return {
+    metadata: new Map([
+      ['result.json', enc.encode(JSON.stringify({ targets }))],
+      ['result.txt', enc.encode(`${rows.join('\n')}\n`)],
+      ['result.statuscode', enc.encode('0')],
+    ]),
+  };
+}
