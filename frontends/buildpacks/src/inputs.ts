@@ -110,18 +110,19 @@ const byIdVersion = (a: BuildpackDescriptor, b: BuildpackDescriptor): number => 
  * without `bin/detect`.
  */
 async function loadExtensions(bref: Ref, ref: string): Promise<BuildpackDescriptor[]> {
-  const out: BuildpackDescriptor[] = [];
-  for (const i of (await listOptional(bref, Paths.extensions)).filter((x) => x.dir)) {
-    for (const v of (await listOptional(bref, `${Paths.extensions}/${i.name}`)).filter((x) => x.dir)) {
-      const dir = `${Paths.extensions}/${i.name}/${v.name}`;
+  const dirs = await Promise.all(
+    (await listOptional(bref, Paths.extensions)).filter((x) => x.dir).map(async (i) => (await listOptional(bref, `${Paths.extensions}/${i.name}`)).filter((v) => v.dir).map((v) => `${Paths.extensions}/${i.name}/${v.name}`)),
+  );
+  const read = await Promise.all(
+    dirs.flat().map(async (dir) => {
       const text = await readOptional(bref, `${dir}/extension.toml`);
-      if (text === undefined) continue;
+      if (text === undefined) return undefined;
       const bin = new Set((await listOptional(bref, `${dir}/bin`)).map((x) => x.name));
       const detectPlan = bin.has('detect') ? undefined : await readOptional(bref, `${dir}/detect/plan.toml`);
-      out.push(readExtensionToml(text, `${ref}:${dir}/extension.toml`, { detect: bin.has('detect'), generate: bin.has('generate'), ...(detectPlan === undefined ? {} : { detectPlan }) }));
-    }
-  }
-  return out.sort(byIdVersion);
+      return readExtensionToml(text, `${ref}:${dir}/extension.toml`, { detect: bin.has('detect'), generate: bin.has('generate'), ...(detectPlan === undefined ? {} : { detectPlan }) });
+    }),
+  );
+  return read.filter((d): d is BuildpackDescriptor => d !== undefined).sort(byIdVersion);
 }
 
 /** `/cnb/extensions` of the builder, mounted read-only into detect and generate. */
