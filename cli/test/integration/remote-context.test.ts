@@ -168,9 +168,11 @@ test('errors name the URL and what to do, without a stack trace', async () => {
     [['ftp://127.0.0.1/ctx.tar'], /context "ftp:\/\/127\.0\.0\.1\/ctx\.tar" is not supported\nhint: pass a directory, -/],
     [[gitUrl, '--frontend', 'kiln/ts'], /kiln\/ts cannot build the remote context git:\/\/127\.0\.0\.1:\d+\/app\.git: it reads its files from a local directory\nhint: clone or download it first/],
     [[`${httpBase}/ctx.tar`, '--frontend', 'kiln/buildpacks'], /kiln\/buildpacks cannot build the remote context/],
+    [[gitUrl, '-f', 'kiln.build.ts'], /kiln\/ts cannot build the remote context/],
+    [[`${httpBase}/Dockerfile`, '-f', '-'], /the build context http:\/\/127\.0\.0\.1:\d+\/Dockerfile is a Dockerfile, not an archive/],
   ];
   for (const [args, want] of cases) {
-    const r = await runKiln(sb, ['build', ...args, '--root', sb.root, '--progress', 'plain']);
+    const r = await runKiln(sb, ['build', ...args, '--root', sb.root, '--progress', 'plain'], args.includes('-') ? { stdin: 'FROM busybox\n' } : {});
     expect(r.code, args.join(' ')).toBe(1);
     expect(r.stderr).toMatch(want);
     expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -16,7 +16,7 @@ import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, ConvertResult } from './convert/options.js';
 import { parseGoBool } from './instructions/mount.js';
 import { namedContexts } from './named-contexts.js';
-import { missingDockerfile, remoteContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
+import { missingDockerfile, redactUrl, remoteContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
 import { detectSyntax } from './parser/directives.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
@@ -204,6 +204,10 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const opts = client.opts;
     // A git or http(s) URL as the `context` option: the context (and Dockerfile) come from there.
     const remote = await remoteContext(client);
+    // BuildKit reads the sent Dockerfile by the name `context` then, and fails to find it.
+    if (remote?.kind === 'file' && opts.has('dockerfilekey')) {
+      throw new KilnError('KLN0504', `the build context ${redactUrl(remote.url)} is a Dockerfile, not an archive: it cannot be built with another Dockerfile`, { hint: 'drop -f, or serve a tar archive as the context' });
+    }
     const filename = remote?.filename ?? opts.get('filename') ?? 'Dockerfile';
     const { dockerfile, ignore } = await readDockerfile(client, filename, defaults.sessionId, remote);
     if (remote !== undefined) {

@@ -160,6 +160,11 @@ describe('a remote main context (the `context` option)', () => {
     expect(ops(build).some((o) => o.kind === 'file')).toBe(false);
   });
 
+  test('a downloaded Dockerfile cannot be built with the client\'s Dockerfile (BuildKit reads that as `context` and fails)', async () => {
+    const { c } = client({ http: enc('FROM busybox\n'), local: { Dockerfile: 'FROM busybox\n' } }, { context: 'http://example.com/Dockerfile', dockerfilekey: 'dockerfile' });
+    await expect(dockerfileFrontend(c)).rejects.toMatchObject({ code: 'KLN0504', message: 'the build context http://example.com/Dockerfile is a Dockerfile, not an archive: it cannot be built with another Dockerfile' });
+  });
+
   test('dockerfilekey: the Dockerfile is the client\'s local source, the context stays remote', async () => {
     const { c, solved } = client({ local: { Dockerfile: 'FROM busybox\nCOPY . /src\n' } }, { context: 'git://example.com/app.git', dockerfilekey: 'dockerfile' });
     const res = await dockerfileFrontend(c);
