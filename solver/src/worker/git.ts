@@ -422,9 +422,17 @@ function agentTimeoutMs(): number {
 const AGENT_PROBE = Buffer.concat([Buffer.from([0, 0, 0, 10, 27, 0, 0, 0, 5]), Buffer.from('query')]);
 
 /**
+ * Per agent socket, the git commands that connect with it running now. OpenSSH's agent answers
+ * nobody while it asks its owner to confirm a key's use (`ssh-add -c`), or a security key waits
+ * for a touch: a probe that waits behind another fetch's ssh is not a stuck agent's.
+ */
+const agentInUse = new Map<string, number>();
+
+/**
  * Whether the agent at `socket` accepted a connection and then answered nothing for `ms` (stopped,
  * stuck on something): ssh would wait on it for ever, since it gives an agent no time limit. An
  * agent that is not there or closes the connection is not silent: ssh finds that out by itself.
+ * The wait starts again while another git command of this process connects with the agent.
  */
 function agentSilent(socket: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
   return new Promise((resolve) => {
@@ -436,13 +444,30 @@ function agentSilent(socket: string, ms: number, signal: AbortSignal | undefined
       resolve(silent);
     };
     const cancel = (): void => done(false);
-    const timer = setTimeout(() => done(true), ms);
+    const expire = (): void => {
+      if ((agentInUse.get(socket) ?? 0) > 0) timer = setTimeout(expire, ms);
+      else done(true);
+    };
+    let timer = setTimeout(expire, ms);
     signal?.addEventListener('abort', cancel, { once: true });
     c.once('connect', () => c.write(AGENT_PROBE));
     c.once('data', () => done(false));
     c.once('error', () => done(false));
     c.once('close', () => done(false));
   });
+}
+
+/** Runs `fn` counted in {@link agentInUse} for `agent` (none: as is). */
+async function inUse<T>(agent: string | undefined, fn: () => Promise<T>): Promise<T> {
+  if (agent === undefined) return fn();
+  agentInUse.set(agent, (agentInUse.get(agent) ?? 0) + 1);
+  try {
+    return await fn();
+  } finally {
+    const n = (agentInUse.get(agent) ?? 1) - 1;
+    if (n > 0) agentInUse.set(agent, n);
+    else agentInUse.delete(agent);
+  }
 }
 
 /**
@@ -483,7 +508,7 @@ async function run(git: GitRun, args: readonly string[], cwd?: string): Promise<
         continue;
       }
     }
-    const out = await runOnce(git, args, cwd, agent);
+    const out = await inUse(connects ? agent : undefined, () => runOnce(git, args, cwd, agent));
     if (typeof out === 'string') return out;
     if (agent === undefined) {
       throw new SolverError('SOLVER_GIT_FAILED', `${what}: ${out.denied} (no build still attached forwards SSH agent "${ssh.id}")`, { hint: `pass --ssh ${ssh.id}` });

@@ -374,3 +374,36 @@ test("a shared fetch whose first build's agent accepts and never answers: the ne
   expect(served() - before).toBe(1);
   expect(keyed.log()).toMatch(/replying with 1 allowed of 1 available keys/);
 }, 60_000);
+
+test('a fetch whose agent is busy asking its owner to confirm another fetch\'s use of a key (ssh-add -c) waits for it, instead of taking the agent for a stuck one', async () => {
+  const sha = commit('eight');
+  // A second repository: its fetch runs beside the first one's (each repository has its own lock).
+  const repo2 = join(work, 'served', 'repo2.git');
+  rmSync(repo2, { recursive: true, force: true });
+  gitIn(work, 'clone', '-q', '--bare', repo, repo2);
+  const remote2 = remote.replace(repo, repo2);
+  // a commit of its own (the same files): a git source's cache key is its commit, which would share the first fetch
+  const wc = join(work, 'wc');
+  const sha2 = gitIn(wc, 'commit-tree', `${sha}^{tree}`, '-p', sha, '-m', 'repo2');
+  gitIn(wc, 'push', '-q', repo2, `${sha2}:refs/heads/main`);
+  // OpenSSH's agent answers nobody while the owner confirms a use (its askpass: 2 s, then yes).
+  const asking = join(work, 'asking');
+  const askpass = join(work, 'askpass.sh');
+  writeFileSync(askpass, `#!/bin/sh\n: > '${asking}'\nsleep 2\nexit 0\n`, { mode: 0o755 });
+  const sock = join(work, 'confirm.agent');
+  rmSync(sock, { force: true });
+  const proc = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore', env: { ...process.env, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: ':0' } });
+  agents.push(proc);
+  await until('the confirming agent', () => existsSync(sock));
+  execFileSync('ssh-add', ['-q', '-c', join(work, 'user')], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+  await withAgentTimeout(0.5, async () => {
+    rmSync(asking, { force: true });
+    const a = solver.solve(await definition(sha), { worker: worker(sock) });
+    // The first fetch's ssh waits for the owner; the second fetch asks the agent meanwhile.
+    await until('the agent to ask its owner', () => existsSync(asking));
+    const b = solver.solve(await gitSource(remote2, sha2, { knownSshHosts: knownHosts }).marshal(), { worker: worker(sock) });
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(await files(ra)).toMatchObject({ 'eight.txt': 'eight\n' });
+    expect(await files(rb)).toMatchObject({ 'eight.txt': 'eight\n' });
+  });
+}, 60_000);
