@@ -159,4 +159,10 @@ describe('kiln/ts --call=targets', () => {
     // only the build file was read
     expect(client.solved.every((d) => d.includes('local://dockerfile'))).toBe(true);
   });
+
+  test('--check (requestid=frontend.lint), which the DSL cannot answer, is refused before anything is read or built', async () => {
+    const client = fakeClient('import { image } from "kiln";\nexport default () => image("busybox").run(["true"]);\n', { requestid: 'frontend.lint' });
+    await expect(createTsFrontend()(client)).rejects.toMatchObject({ code: 'KLN0805', message: expect.stringContaining('does not answer --check (--call=check)') as string });
+    expect(client.solved).toEqual([]);
+  });
 });

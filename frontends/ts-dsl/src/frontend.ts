@@ -21,7 +21,7 @@ import { evaluateBundle, type Evaluation, type Handlers } from './eval/host.js';
 import type { InitParams, WireStat } from './eval/protocol.js';
 import { bundleBuildFile, type SourceReader } from './load/bundle.js';
 import { clientDockerignore } from './dockerignore.js';
-import { TARGETS_REQUEST, targetsResult } from './subrequests.js';
+import { TARGETS_REQUEST, checkRequest, targetsResult } from './subrequests.js';
 import { platformsOf } from './platforms.js';
 
 /** The build file name when the client names none. */
@@ -190,6 +190,7 @@ async function frontendResult(client: FrontendClient, ev: Evaluation): Promise<F
 export function createTsFrontend(options: TsFrontendOptions = {}): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     const filename = client.opts.get('filename') ?? DEFAULT_BUILD_FILE;
+    checkRequest(client.opts.get('requestid'));
     for (const [opt, flag, todo] of NOT_APPLIED) {
       if (client.opts.has(opt)) client.warn({ message: `the kiln/ts frontend does not apply ${flag} (${opt}): ${todo}` });
     }

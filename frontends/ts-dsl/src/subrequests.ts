@@ -4,6 +4,7 @@
  * in the Dockerfile frontend's format (`result.json`, `result.txt`, `result.statuscode`).
  */
 import type { FrontendResult } from '@kiln/llb-core';
+import { TsDslError } from './errors.js';
 import type { WireTarget } from './eval/protocol.js';
 
 /** The `requestid` frontend option that asks for the build's targets (BuildKit's wire name). */
@@ -22,4 +23,16 @@ export function targetsResult(targets: readonly WireTarget[]): FrontendResult {
       ['result.statuscode', enc.encode('0')],
     ]),
   };
+}
+
+/**
+ * Refuses a subrequest the frontend does not answer, before anything is built (a build made
+ * for `--check` ran every step and then failed for want of an answer).
+ */
+export function checkRequest(requestid: string | undefined): void {
+  if (requestid === undefined || requestid === '' || requestid === TARGETS_REQUEST) return;
+  const flag = requestid === 'frontend.lint' ? '--check (--call=check)' : `requestid ${requestid}`;
+  throw new TsDslError('KLN0805', `the kiln/ts frontend does not answer ${flag}: a build file has no Dockerfile build checks`, {
+    hint: 'kiln check FILE type-checks a build file; --call=targets lists its targets',
+  });
 }
