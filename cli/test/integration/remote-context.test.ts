@@ -19,6 +19,8 @@ let work: string;
 let bare: string;
 let http: Server;
 let httpBase: string;
+/** What the http server serves, by path (tests may replace entries). */
+let files: Map<string, Buffer>;
 const gitEnv = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' };
 const git = (cwd: string, ...args: string[]): string => execFileSync('git', args, { cwd, encoding: 'utf8', env: gitEnv }).trim();
 
@@ -53,7 +55,7 @@ beforeAll(async () => {
   // tarballs and a bare Dockerfile; the bare repository as static files (git's dumb http)
   const tarDir = join(sb.dir, 'tar-src');
   await writeTree(tarDir, { Dockerfile: 'FROM busybox\nCOPY . /ctx\n', 'hello.txt': 'hello\n', 'alt/Dockerfile': 'FROM busybox\nCOPY hello.txt /alt\n' });
-  const files = new Map<string, Buffer>([
+  files = new Map<string, Buffer>([
     ['/ctx.tar.gz', execFileSync('tar', ['-C', tarDir, '-cz', '.'])],
     ['/ctx.tar', execFileSync('tar', ['-C', tarDir, '-c', '.'])],
     ['/Dockerfile', Buffer.from('FROM busybox\nRUN echo bare > /bare\n')],
@@ -155,6 +157,25 @@ test('http(s): a repository URL ending in .git is cloned (dumb http), a tarball 
   expect(bareFile.code).toBe(0);
   expect(readFileSync(join(`${out}-bare`, 'bare'), 'utf8')).toBe('bare\n');
 }, 240_000);
+
+test('a tarball context: the same bytes are a cache hit, new bytes run again', async () => {
+  const t = token();
+  const dir = join(sb.dir, `tar-run-${t}`);
+  await writeTree(dir, { Dockerfile: `FROM busybox\nCOPY . /ctx\nRUN ls /ctx > /list && echo ${t}\n`, a: 'a\n' });
+  files.set('/run.tar.gz', execFileSync('tar', ['-C', dir, '-cz', '.']));
+  const url = `${httpBase}/run.tar.gz`;
+  const out = join(sb.dir, `tar-run-out-${t}`);
+  expect((await runKiln(sb, ['build', url, '--root', sb.root, '--progress', 'plain'])).code).toBe(0);
+  const started = await sb.containersStarted();
+  expect((await runKiln(sb, ['build', url, '--root', sb.root, '--progress', 'plain'])).code).toBe(0);
+  expect(await sb.containersStarted()).toBe(started);
+  writeFileSync(join(dir, 'b'), 'b\n');
+  files.set('/run.tar.gz', execFileSync('tar', ['-C', dir, '-cz', '.']));
+  const changed = await runKiln(sb, ['build', url, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]);
+  expect(changed.code).toBe(0);
+  expect(await sb.containersStarted()).toBe(started + 1);
+  expect(readFileSync(join(out, 'list'), 'utf8')).toBe('Dockerfile\na\nb\n');
+}, 180_000);
 
 test('errors name the URL and what to do, without a stack trace', async () => {
   const dead = `git://127.0.0.1:1/app.git`;
