@@ -80,6 +80,32 @@ describe('kiln/ts build context and .dockerignore', { timeout: 240_000 }, () => 
     expect(op?.Digest).toBe(contextOp(df.stdout)?.Digest);
   });
 
+  test('--build-context NAME=DIR: ctx.local(NAME) leaves out what DIR/.dockerignore lists; a bad pattern there fails as in a Dockerfile build', async () => {
+    const dir = join(sb.dir, 'named');
+    await writeTree(dir, {
+      'assets/logo.svg': '<svg/>\n',
+      'assets/logo.psd': 'psd\n',
+      'assets/.dockerignore': '*.psd\n',
+      'bad/a': 'a\n',
+      'bad/.dockerignore': 'ok\n[\n',
+      'ctx/Dockerfile': 'FROM busybox\nCOPY --from=assets . /a\n',
+      'ctx/kiln.build.ts': 'import { image, type Ctx } from "kiln";\nexport default (ctx: Ctx) => image("busybox").copy(ctx.local("assets"), ".", "/a");\n',
+    });
+    const ts = join(dir, 'ctx/kiln.build.ts');
+    const ok = await build(join(dir, 'ctx'), ['-f', ts, '--build-context', `assets=${join(dir, 'assets')}`]);
+    expect(ok.r.stderr).toContain('[context assets] load .dockerignore');
+    expect(ok.r.code).toBe(0);
+    expect(await readFile(join(ok.out, 'a/logo.svg'), 'utf8')).toBe('<svg/>\n');
+    expect(existsSync(join(ok.out, 'a/logo.psd'))).toBe(false);
+    const bad = await build(join(dir, 'ctx'), ['-f', ts, '--build-context', `assets=${join(dir, 'bad')}`]);
+    const df = await build(join(dir, 'ctx'), ['--build-context', `assets=${join(dir, 'bad')}`]);
+    expect(bad.r.code).toBe(1);
+    expect(df.r.code).toBe(1);
+    expect(df.r.stderr).toContain('syntax error in pattern "["');
+    // the same failure, located at the ctx.local call
+    expect(bad.r.stderr).toContain('kiln: error SOLVER_EXEC_FAILED: kiln.build.ts:2:56: syntax error in pattern "["');
+  });
+
   test('a malformed pattern fails the build as it fails a Dockerfile build of the context', async () => {
     const ctx = join(sb.dir, 'bad-ignore');
     await writeTree(ctx, { ...nodeProject, '.dockerignore': 'node_modules\n[\n' });
