@@ -120,7 +120,7 @@ export function planRebase(input: RebasePlanInput): RebasePlan {
     checkStack(app, runImage);
   } else {
     if (labels[CnbLabel.rebasable] === 'false') {
-      if (!force) throw new RebaseError('KLN0921', `${app.name} is not marked as rebasable (${CnbLabel.rebasable}=false)`, { hint: 'its run image was extended at build time; --force rebases anyway and drops those changes' });
+      if (!force) throw new RebaseError('KLN0921', `${app.name} is not marked as rebasable (${CnbLabel.rebasable}=false)`, { hint: 'its run image was extended at build time (image extensions); --force rebases anyway, keeping the layers the extensions added, unrebuilt, on top of the new run image; rebuild the app to extend the new run image' });
       warnings.push('app image is not marked as rebasable');
     }
     const mismatch = targetMismatch(app.config, labels, runImage.config, newLabels);

@@ -138,6 +138,7 @@ describe('kiln/buildpacks image extensions', () => {
     const rebase = await kiln(['rebase', 'ext-run-app:1', '--root', sb.root], sb.dir);
     expect(rebase.code).toBe(1);
     expect(rebase.stderr).toContain('KLN0921');
+    expect(rebase.stderr).toContain('--force rebases anyway, keeping the layers the extensions added');
   }, 300_000);
 
   test('an app no extension applies to builds with the plain group (the extensions-free fallback)', async () => {
