@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { parsePlatform, type ChownSpec } from '@kiln/llb-core';
-import { image, scratch } from './index.js';
+import { image, scratch, type Command, type RunOpts } from './index.js';
 import { imageConfigFor } from './image-result.js';
 
 const config = (spec: Parameters<typeof imageConfigFor>[1]): Record<string, unknown> =>
@@ -17,6 +17,19 @@ describe('run-time checks accept what the types allow', () => {
     expect(() => image('busybox').copy(scratch(), '/a', '/b', { chown: loose({ user: 1000, group: undefined }) })).not.toThrow();
     expect(() => image('busybox').mkdir('/a', { chown: loose({ user: undefined, group: 'app' }) })).not.toThrow();
     expect(() => image('busybox').mkdir('/a', { chown: { user: 1000, group: null as never } })).toThrow(/mkdir: option "chown" must be/);
+  });
+
+  test('an options object of a subtype, passed whole (TypeScript accepts it): keys far from every option name are left alone, misspellings still refused', () => {
+    interface Step extends RunOpts {
+      readonly cmd: Command;
+      readonly label: string;
+    }
+    const steps: readonly Step[] = [{ cmd: ['make'], label: 'build', env: { A: '1' } }];
+    expect(() => steps.reduce((s, step) => s.run(step.cmd, step), image('busybox'))).not.toThrow();
+    const own = { chown: 'app:app', chmod: 0o644, owner: 'team-a' };
+    expect(() => image('busybox').copy(scratch(), '/a', '/b', own)).not.toThrow();
+    expect(() => image('busybox').run(['make'], { mount: {} } as RunOpts)).toThrow(/run: unknown option "mount" \(did you mean "mounts"\?\)/);
+    expect(() => image('busybox').image({ entryPoint: ['node'] } as never)).toThrow(/image: unknown option "entryPoint" \(did you mean "entrypoint"\?\)/);
   });
 
   test('exposedPorts: EXPOSE ranges and upper-case protocols, as the Dockerfile frontend reads them', () => {

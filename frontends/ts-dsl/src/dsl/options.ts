@@ -60,8 +60,10 @@ function fail(fn: string, message: string, hint: string): never {
 }
 
 /**
- * Throws KLN0805 unless `opts` is undefined or a plain object whose keys are all in `fields` and
- * whose values (undefined aside, as a spread may leave) are each what their field takes.
+ * Throws KLN0805 unless `opts` is undefined or a plain object whose values (undefined aside, as a
+ * spread may leave) are each what their field takes and whose other keys are no misspelling of
+ * a field's name. A key far from every name is left alone, as TypeScript leaves it: an object of
+ * a subtype (`interface Step extends RunOpts { cmd }`, passed whole) is a valid argument.
  */
 export function checkOptions(fn: string, opts: unknown, fields: Readonly<Record<string, Field>>): void {
   if (opts === undefined) return;
@@ -72,7 +74,8 @@ export function checkOptions(fn: string, opts: unknown, fields: Readonly<Record<
     if (f === undefined) {
       // suggest() leaves out a name that differs only in case (entryPoint): the likeliest slip
       const near = names.find((n) => n.toLowerCase() === key.toLowerCase()) ?? suggest(key, names);
-      fail(fn, `unknown option "${key}"${near === undefined ? '' : ` (did you mean "${near}"?)`}`, `${fn} takes { ${names.join(', ')} }`);
+      if (near === undefined) continue;
+      fail(fn, `unknown option "${key}" (did you mean "${near}"?)`, `${fn} takes { ${names.join(', ')} }`);
     }
     if (v !== undefined && !f.ok(v)) fail(fn, `option "${key}" must be ${f.what} (got ${describeValue(v)})`, f.hint ?? `${fn} takes { ${names.join(', ')} }`);
   }
