@@ -42,8 +42,11 @@ export function describeBuild(req: BuildRequest, contextArg: string, target?: st
   const stdinContext = contextArg === '-';
   const context = stdinContext ? '-' : req.context;
   // -f - is read into dockerfileText; a stdin archive's Dockerfile is named inside the archive.
+  // A remote context (a URL): -f is a path inside it.
+  const remote = req.remoteContext === undefined ? undefined : (req.dockerfile ?? (req.dockerfileText !== undefined ? '-' : (req.remoteContext.file ?? DEFAULT_FILE)));
   const dockerfile =
-    req.dockerfile === undefined ? (req.dockerfileText !== undefined && !stdinContext ? '-' : stdinContext ? DEFAULT_FILE : join(req.context, DEFAULT_FILE)) : stdinContext ? relative(req.context, req.dockerfile) : req.dockerfile;
+    remote ??
+    (req.dockerfile === undefined ? (req.dockerfileText !== undefined && !stdinContext ? '-' : stdinContext ? DEFAULT_FILE : join(req.context, DEFAULT_FILE)) : stdinContext ? relative(req.context, req.dockerfile) : req.dockerfile);
   const platforms = req.platform?.split(',').map((p) => p.trim()).filter((p) => p !== '');
   const contexts: Record<string, string> = {};
   for (const c of req.buildContexts ?? []) contexts[c.name] = c.kind === 'image' ? `docker-image://${c.ref}` : c.kind === 'oci-layout' ? layoutSource(c.path, c.ref) : c.path;

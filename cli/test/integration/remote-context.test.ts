@@ -113,6 +113,12 @@ test('#REF:DIR makes a subdirectory the context, -f is relative to it; BUILDKIT_
   expect(sub.code).toBe(0);
   expect(readFileSync(join(out, 'svc', 'file'), 'utf8')).toBe('svc\n');
   expect(existsSync(join(out, 'svc', 'version'))).toBe(false);
+  // the history records the URL and the Dockerfile's path inside it
+  const ls = await runKiln(sb, ['history', 'ls', '--root', sb.root]);
+  const id = ls.stdout.split('\n')[1]?.split(/\s+/)[0] ?? '';
+  const inspect = await runKiln(sb, ['history', 'inspect', id, '--root', sb.root]);
+  expect(inspect.stdout).toMatch(new RegExp(`Context:\\s+${gitUrl.replace(/[.]/g, '\\.')}#main:svc\n`));
+  expect(inspect.stdout).toMatch(/Dockerfile:\s+Dockerfile\.svc\n/);
 
   const kept = await runKiln(sb, ['build', gitUrl, '-f', 'svc/Dockerfile.svc', '--build-arg', 'BUILDKIT_CONTEXT_KEEP_GIT_DIR=1', '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}-git`]);
   expect(kept.code).toBe(0);
