@@ -22,6 +22,7 @@ import { CallerCredentials } from './credentials.js';
 import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
 import { LayerCache } from './layers.js';
+import { ensureRootDir } from './root-dir.js';
 
 /** What a build needs of a solver: building a loaded edge (see {@link KilnEngine.solver}). */
 export type BuildSolver = Pick<Solver, 'build'> & {
@@ -120,6 +121,7 @@ export class KilnEngine {
 
   /** Opens (creating if needed) every store under `opts.root`. */
   static async open(opts: EngineOptions): Promise<KilnEngine> {
+    await ensureRootDir(opts.root);
     const [content, images] = await Promise.all([ContentStore.open(opts.root), ImageStore.open(opts.root)]);
     const snapshotter = await openSnapshotter(opts.root);
     const engine = new KilnEngine(opts, content, images, snapshotter);
