@@ -342,7 +342,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     dockerfileText = stdin.dockerfileText;
     // -f names a file of the archive, as buildx reads it from the tarball.
     if (flags.file !== undefined) dockerfile = resolve(ctx, flags.file);
-  } else if (remote === undefined) {
+  } else {
     const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
     if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
     if (!st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
