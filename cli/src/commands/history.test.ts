@@ -85,6 +85,8 @@ describe('kiln history', () => {
     const plain = await kiln(['history', 'logs', '--root', r]);
     expect(plain.code).toBe(0);
     expect(plain.stdout).toBe('#1 [1/1] RUN echo hello\n#1 0.012 hello\n#1 DONE 0.3s\n');
+    // the word kiln history --help uses for it
+    expect((await kiln(['history', 'replay', withLog.ref, '--root', r])).stdout).toBe(plain.stdout);
     expect(plain.stderr).toContain('WARNING: the log of build');
     const raw = await kiln(['history', 'logs', withLog.ref, '--progress', 'rawjson', '--root', r]);
     expect(raw.stdout.split('\n')[0]).toBe(`{"vertexes":[{"digest":"sha256:1","name":"[1/1] RUN echo hello","started":"${new Date(T).toISOString()}"}]}`);

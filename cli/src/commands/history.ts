@@ -53,6 +53,8 @@ export function registerHistory(program: Command, io: CliIo, deps: HistoryDeps =
     });
   history
     .command('logs')
+    // `kiln history --help` says "replay": `kiln history replay` was an unknown command
+    .alias('replay')
     .description("replay a build's progress log as the build printed it")
     .argument('[ref]', 'BUILD ID (or a unique prefix), or ^N (default: the latest)')
     .addOption(new Option('--progress <mode>', 'plain or rawjson').default('plain'))
