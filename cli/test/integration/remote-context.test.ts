@@ -59,6 +59,7 @@ beforeAll(async () => {
     ['/ctx.tar.gz', execFileSync('tar', ['-C', tarDir, '-cz', '.'])],
     ['/ctx.tar', execFileSync('tar', ['-C', tarDir, '-c', '.'])],
     ['/Dockerfile', Buffer.from('FROM busybox\nRUN echo bare > /bare\n')],
+    ['/page.html', Buffer.from('<!DOCTYPE html>\n<html><body>not a Dockerfile</body></html>\n')],
   ]);
   http = createServer((req, res) => {
     const path = normalize(decodeURIComponent((req.url ?? '/').split('?')[0] as string));
@@ -191,6 +192,7 @@ test('errors name the URL and what to do, without a stack trace', async () => {
     [['git@127.0.0.1:app.git#main'], /cannot load the build context git@127\.0\.0\.1:app\.git#main: no SSH agent "default" .*\[KLN0504\]\nhint: pass --ssh default/],
     [[dead], /cannot load the build context git:\/\/127\.0\.0\.1:1\/app\.git: .*\[KLN0504\]\nhint: .*host answers/],
     [[gitUrl, '-f', 'nope/Dockerfile'], /the build context git:\/\/127\.0\.0\.1:\d+\/app\.git has no nope\/Dockerfile \[KLN0504\]\nhint: pass -f PATH relative to the repository/],
+    [[`${httpBase}/page.html`], /the build context http:\/\/127\.0\.0\.1:\d+\/page\.html is neither a tar archive \(plain, gzip, bzip2, xz\) nor a Dockerfile: it starts with "<!DOCTYPE html>" \[KLN0504\]/],
     [[`${httpBase}/missing.tar.gz`], /cannot download the build context http:\/\/127\.0\.0\.1:\d+\/missing\.tar\.gz: .*HTTP 404 \[KLN0504\]/],
     [['ftp://127.0.0.1/ctx.tar'], /context "ftp:\/\/127\.0\.0\.1\/ctx\.tar" is not supported\nhint: pass a directory, -/],
     [[gitUrl, '--frontend', 'kiln/ts'], /kiln\/ts cannot build the remote context git:\/\/127\.0\.0\.1:\d+\/app\.git: it reads its files from a local directory\nhint: clone or download it first/],

@@ -16,7 +16,7 @@ import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, ConvertResult } from './convert/options.js';
 import { parseGoBool } from './instructions/mount.js';
 import { namedContexts } from './named-contexts.js';
-import { missingDockerfile, redactUrl, remoteContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
+import { checkDownloadedDockerfile, missingDockerfile, redactUrl, remoteContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
 import { detectSyntax } from './parser/directives.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
@@ -122,6 +122,7 @@ async function readDockerfile(client: FrontendClient, filename: string, sessionI
     const dockerfile = await readWithLowercase(ref, filename).catch((e: unknown) => {
       throw missingDockerfile(remote, filename, e);
     });
+    checkDownloadedDockerfile(remote, dockerfile);
     // BuildKit reads `<Dockerfile>.dockerignore` here too, but nothing of a remote context is excluded.
     return { dockerfile, ignore: undefined };
   }

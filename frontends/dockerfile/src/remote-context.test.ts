@@ -160,6 +160,17 @@ describe('a remote main context (the `context` option)', () => {
     expect(ops(build).some((o) => o.kind === 'file')).toBe(false);
   });
 
+  test('a downloaded web page is named for what it is, not parsed as a Dockerfile', async () => {
+    const { c } = client({ http: enc('<!DOCTYPE html>\n<html><body>GitHub</body></html>\n') }, { context: 'https://tok@example.com/org/app/blob/main/Dockerfile' });
+    await expect(dockerfileFrontend(c)).rejects.toMatchObject({
+      code: 'KLN0504',
+      message: 'the build context https://example.com/org/app/blob/main/Dockerfile is neither a tar archive (plain, gzip, bzip2, xz) nor a Dockerfile: it starts with "<!DOCTYPE html>"',
+    });
+    // a Dockerfile with comments, directives and blank lines first, in any case, still builds
+    const ok = client({ http: enc('# syntax=docker/dockerfile:1\n\n# base\nfrom busybox\n') }, { context: 'https://example.com/Dockerfile' });
+    await expect(dockerfileFrontend({ ...ok.c, solveFrontend: undefined })).resolves.toBeDefined();
+  });
+
   test('a downloaded Dockerfile cannot be built with the client\'s Dockerfile (BuildKit reads that as `context` and fails)', async () => {
     const { c } = client({ http: enc('FROM busybox\n'), local: { Dockerfile: 'FROM busybox\n' } }, { context: 'http://example.com/Dockerfile', dockerfilekey: 'dockerfile' });
     await expect(dockerfileFrontend(c)).rejects.toMatchObject({ code: 'KLN0504', message: 'the build context http://example.com/Dockerfile is a Dockerfile, not an archive: it cannot be built with another Dockerfile' });

@@ -11,6 +11,7 @@ import type { FrontendClient, State } from '@kiln/llb-core';
 import { parseGitRef } from './convert/git-ref.js';
 import { KilnError } from './errors.js';
 import { parseGoBool } from './instructions/mount.js';
+import { INSTRUCTION_NAMES } from './instructions/parse.js';
 
 /** `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`: a git context keeps its `.git` directory. */
 const KEEP_GIT_DIR_ARG = 'build-arg:BUILDKIT_CONTEXT_KEEP_GIT_DIR';
@@ -147,6 +148,23 @@ export async function solveRemoteContext(client: FrontendClient, remote: RemoteC
       cause,
     });
   }
+}
+
+/**
+ * A download that is no archive is read as a Dockerfile (BuildKit's rule). When its first line
+ * is no instruction (an HTML page: a web page's URL instead of the raw file's), say what
+ * happened rather than report an unknown instruction in a file named `context`.
+ */
+export function checkDownloadedDockerfile(remote: RemoteContext, dockerfile: Uint8Array): void {
+  if (remote.kind !== 'file') return;
+  const text = new TextDecoder().decode(dockerfile.subarray(0, 4096));
+  const first = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  const word = first?.split(/\s/, 1)[0]?.toUpperCase() ?? '';
+  if (first === undefined || INSTRUCTION_NAMES.includes(word as (typeof INSTRUCTION_NAMES)[number])) return;
+  const shown = first.length > 60 ? `${first.slice(0, 60)}…` : first;
+  throw new KilnError('KLN0504', `the build context ${redactUrl(remote.url)} is neither a tar archive (plain, gzip, bzip2, xz) nor a Dockerfile: it starts with ${JSON.stringify(shown)}`, {
+    hint: 'check the URL (a web page instead of the raw file?); a git repository URL ends in .git',
+  });
 }
 
 /** The Dockerfile of a remote context is missing: names the URL and where it looked. */
