@@ -6,9 +6,12 @@ import { formatImageReference, parseImageConfig, parseImageReference, tagNameOnl
 import type { FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import { BuildpacksError } from './errors.js';
 
-/** Solves a State and returns its ref. */
-export async function solveState(client: FrontendClient, state: State): Promise<Ref> {
-  return client.solve({ definition: await state.marshal() });
+/**
+ * Solves a State and returns its ref. Refs are lazy: a failing step surfaces on the first read,
+ * which {@link readOptional} would take for a missing file; `evaluate` makes it fail here.
+ */
+export async function solveState(client: FrontendClient, state: State, opts: { readonly evaluate?: boolean } = {}): Promise<Ref> {
+  return client.solve({ definition: await state.marshal(), ...(opts.evaluate === true ? { evaluate: true } : {}) });
 }
 
 /** A file's text, or undefined when it is missing. */

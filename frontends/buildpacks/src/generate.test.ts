@@ -96,6 +96,19 @@ describe('generate', () => {
     expect(r.dockerfiles[0]?.context).toBe(app);
   });
 
+  test('a bin/generate that fails fails generate (refs are lazy: read unevaluated, its missing output passed for none)', async () => {
+    // the client contract: a failing step surfaces at solve with evaluate, else on the first read
+    const failed = new Error('process "/cnb/extensions/kt_x/1/bin/generate /kiln/out /platform /kiln/plan/plan.toml" did not complete successfully: exit code: 3');
+    const lazy: Ref = {
+      definition: { def: [], metadata: new Map() },
+      readFile: async () => Promise.reject(failed),
+      readDir: async () => Promise.reject(failed),
+      statFile: async () => Promise.reject(failed),
+    };
+    const client = { opts: new Map(), inputs: new Map(), warn: () => undefined, solve: async (req: { evaluate?: boolean }) => (req.evaluate === true ? Promise.reject(failed) : lazy) } as unknown as FrontendClient;
+    await expect(generate(ctxOf(client), [ext('kt/x')], [], scratch())).rejects.toThrow('exit code: 3');
+  });
+
   test('a bad generated file is KLN0908 (Dockerfile rules) or names the extension and extend-config.toml', async () => {
     await expect(generate(ctxOf(outputClient({ '/out/build.Dockerfile': 'FROM ${base_image}\n' }).client), [ext('kt/x')], [], scratch())).rejects.toMatchObject({
       code: 'KLN0908',

@@ -83,7 +83,9 @@ function generateOutput(ctx: LifecycleContext, e: ResolvedEntry, plan: readonly 
 }
 
 async function readOutput(ctx: LifecycleContext, e: ResolvedEntry, output: State, app: State): Promise<GeneratedDockerfile[]> {
-  const ref = await solveState(ctx.client, output);
+  // evaluated: a bin/generate that exits non-zero fails the build (read lazily, its missing
+  // files would pass for an extension that generated nothing)
+  const ref = await solveState(ctx.client, output, { evaluate: true });
   const configText = await readOptional(ref, '/out/extend-config.toml');
   const config = configText === undefined ? { build: [], run: [] } : readExtendConfigToml(configText, generatedFile(e.id, 'extend-config.toml'));
   const dirs = new Set((await listOptional(ref, '/out')).filter((x) => x.dir).map((x) => x.name));

@@ -150,6 +150,26 @@ describe('kiln/buildpacks image extensions', () => {
     expect(bm.extensions).toBeUndefined();
   }, 300_000);
 
+  test('an extension that generates nothing takes its plan entry and changes no image; a bin/generate that exits non-zero fails the build', async () => {
+    const none = await build({ 'gen-none': '' });
+    expect(none.run.code, none.run.stderr).toBe(0);
+    expect(none.run.stderr).toContain('kt/ext-gen: nothing to generate');
+    const { rootfs } = await unpacked(none.layout);
+    expect(await readFile(join(rootfs, 'workspace/report.txt'), 'utf8')).toBe('plan entries: 0\n');
+    const cfg = await imageConfig(none.layout);
+    expect((JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as LifecycleMd).runImage.image).toBe('kt/run');
+    expect(cfg.config.Labels?.['io.buildpacks.rebasable']).toBeUndefined();
+
+    // the spec: a non-zero exit status of bin/generate MUST fail the build (it was read as an
+    // output without Dockerfiles, and the build went on)
+    const failed = await build({ 'gen-fail': '' });
+    expect(failed.run.code, failed.run.stderr).toBe(1);
+    expect(failed.run.stderr).toContain('kt/ext-gen: cannot generate');
+    expect(failed.run.stderr).toMatch(/kiln: error .*\/cnb\/extensions\/kt_ext-gen\/0\.0\.1\/bin\/generate .* did not complete successfully: exit code: 3/);
+    expect(failed.run.stderr).not.toContain('[build] kt/uses-tool');
+    expect(existsSync(failed.layout)).toBe(false);
+  }, 300_000);
+
   test('a multistage build.Dockerfile is KLN0908 naming the extension, file and line', async () => {
     const { run } = await build({ 'needs-tool': '', 'bad-dockerfile': '' });
     expect(run.code).toBe(1);
