@@ -25,6 +25,9 @@ export default ({ local, args }: Ctx) => {
 };
 `,
     'lib/tag.ts': 'export const tag: string = "v1";\n',
+    'Dockerfile': '# syntax=docker/dockerfile:1\nFROM busybox\n',
+    'notes.txt': 'remember the milk\n',
+    'build.kiln': '// syntax=kiln/ts\nimport { image } from "kiln";\nexport default () => image("busybox");\n',
     'ci/wrong.ts': `import { cache, image, type Ctx } from "kiln/ts";
 import { readFileSync } from "node:fs";
 export default (ctx: Ctx) => {
@@ -60,6 +63,20 @@ describe('kiln check', () => {
       `ci/wrong.ts:5:112: error TS2322: Type 'string' is not assignable to type 'readonly string[]'.`,
     ]);
     expect(r.stderr).toBe('kiln check: 4 errors\n');
+  });
+
+  test('a file that is not a kiln/ts build file is refused by name, not type-checked; one with // syntax=kiln/ts is checked', async () => {
+    const df = await kiln(['check', 'Dockerfile']);
+    expect(df).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'kiln: error KLN0805: Dockerfile is not a kiln/ts build file (its syntax is docker/dockerfile:1)\nhint: kiln check type-checks FILE.ts or a file whose first line is // syntax=kiln/ts; a Dockerfile is checked with kiln build --check\n',
+    });
+    const txt = await kiln(['check', 'notes.txt']);
+    expect(txt.code).toBe(1);
+    expect(txt.stdout).toBe('');
+    expect(txt.stderr).toContain('notes.txt is not a kiln/ts build file (not named .ts, no // syntax=kiln/ts first line)');
+    expect(await kiln(['check', 'build.kiln'])).toEqual({ code: 0, stdout: '', stderr: '' });
   });
 
   test('a missing file is a CLI error with a hint', async () => {
