@@ -270,8 +270,16 @@ async function invokeHeld(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec 
 }
 
 /** `--cache-to` / `--cache-from`, local paths taken from the caller's directory; unusable imports are warnings. */
-function cacheFlags(flags: BuildFlags, io: CliIo): Pick<BuildRequest, 'cacheTo' | 'cacheFrom' | 'cacheWarnings'> {
+async function cacheFlags(flags: BuildFlags, io: CliIo): Promise<Pick<BuildRequest, 'cacheTo' | 'cacheFrom' | 'cacheWarnings'>> {
   const cacheTo = (flags.cacheTo ?? []).map(parseCacheExportSpec).map((s) => (s.type === 'local' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  // A local cache is a directory (an OCI layout): a file there would fail only after the build.
+  for (const [i, s] of cacheTo.entries()) {
+    if (s.type === 'local' && (await stat(s.dest).then((st) => !st.isDirectory(), () => false))) {
+      throw new EngineError('KLN0710', `invalid --cache-to "${flags.cacheTo?.[i] ?? ''}": ${s.dest} is not a directory`, {
+        hint: 'type=local,dest=DIR writes the cache as a directory (an OCI layout): name a directory, or a path that does not exist yet',
+      });
+    }
+  }
   const cacheFrom: CacheImportSpec[] = [];
   const cacheWarnings: string[] = [];
   for (const v of flags.cacheFrom ?? []) {
@@ -297,6 +305,9 @@ const isDir = (p: string): Promise<boolean> => stat(p).then((s) => s.isDirectory
 function remoteContextOf(context: string, flags: BuildFlags): RemoteBuildContext | undefined {
   if (!isRemoteContext(context)) return undefined;
   const url = redactUrl(context);
+  if (/^https?:\/\//.test(context) && !URL.canParse(context.split('#')[0] as string)) {
+    throw new EngineError('KLN0702', `context ${JSON.stringify(url)} is not a valid URL`, { hint: 'e.g. https://HOST/ORG/REPO.git#REF:DIR or https://HOST/PATH/ctx.tar.gz' });
+  }
   const frontend = flags.frontend === TS_FRONTEND || flags.frontend === BUILDPACKS_FRONTEND ? flags.frontend : flags.file?.endsWith('.ts') === true ? TS_FRONTEND : undefined;
   if (frontend !== undefined) {
     throw new EngineError('KLN0702', `${frontend} cannot build the remote context ${url}: it reads its files from a local directory`, { hint: 'clone or download it first and pass the directory' });
@@ -425,7 +436,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
     ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
     ...runFlags(flags),
-    ...cacheFlags(flags, io),
+    ...(await cacheFlags(flags, io)),
     ...(attestations.provenance === undefined && attestations.sbom === undefined ? {} : { attestations }),
     ...(sourcePolicy === undefined ? {} : { sourcePolicy }),
   };

@@ -194,6 +194,7 @@ test('errors name the URL and what to do, without a stack trace', async () => {
     [[gitUrl, '-f', 'nope/Dockerfile'], /the build context git:\/\/127\.0\.0\.1:\d+\/app\.git has no nope\/Dockerfile \[KLN0504\]\nhint: pass -f PATH relative to the repository/],
     [[`${httpBase}/page.html`], /the build context http:\/\/127\.0\.0\.1:\d+\/page\.html is neither a tar archive \(plain, gzip, bzip2, xz\) nor a Dockerfile: it starts with "<!DOCTYPE html>" \[KLN0504\]/],
     [[`${httpBase}/missing.tar.gz`], /cannot download the build context http:\/\/127\.0\.0\.1:\d+\/missing\.tar\.gz: .*HTTP 404 \[KLN0504\]/],
+    [['https://exa mple.com/app.git'], /context "https:\/\/exa mple\.com\/app\.git" is not a valid URL\nhint: e\.g\. https:\/\/HOST/],
     [['ftp://127.0.0.1/ctx.tar'], /context "ftp:\/\/127\.0\.0\.1\/ctx\.tar" is not supported\nhint: pass a directory, -/],
     [[gitUrl, '--frontend', 'kiln/ts'], /kiln\/ts cannot build the remote context git:\/\/127\.0\.0\.1:\d+\/app\.git: it reads its files from a local directory\nhint: clone or download it first/],
     [[`${httpBase}/ctx.tar`, '--frontend', 'kiln/buildpacks'], /kiln\/buildpacks cannot build the remote context/],
