@@ -162,3 +162,14 @@ test('--load (buildx: into Docker) is refused before anything runs, with what ki
   expect(r.stderr).not.toContain(`RUN echo ${t}`);
   expect((await runKiln(sb, ['images', '--root', sb.root])).stdout).not.toContain(`load-${t}`);
 }, 120_000);
+
+test('--cache-to type=local,dest=FILE is refused before anything runs (a local cache is a directory); the file is untouched', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `cacheto-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo ${t} > /x\n`, 'cache.tar': 'not a dir' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--cache-to', `type=local,dest=${join(ctx, 'cache.tar')}`]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`kiln: error KLN0710: invalid --cache-to "type=local,dest=${join(ctx, 'cache.tar')}": ${join(ctx, 'cache.tar')} is not a directory`);
+  expect(r.stderr).not.toContain(`RUN echo ${t}`);
+  expect(await readFile(join(ctx, 'cache.tar'), 'utf8')).toBe('not a dir');
+}, 120_000);
