@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { image, scratch, type Definition, type FrontendClient, type FrontendResult, type FrontendWarning, type ImageConfig, type Ref, type SolveFrontendRequest } from '@kiln/llb-core';
+import { git, image, scratch, type Definition, type FrontendClient, type FrontendResult, type FrontendWarning, type ImageConfig, type Ref, type SolveFrontendRequest, type State } from '@kiln/llb-core';
 import { applyDockerfiles, extensionHistory, parseGoBool } from './extend.js';
 import type { GeneratedDockerfile } from './generate.js';
 
@@ -9,10 +9,12 @@ const cfg = (user: string, labels: Record<string, string> = {}): ImageConfig => 
  * A client whose solveFrontend answers each call with the next config of `answers` (the
  * frontend contract faked, as a Dockerfile frontend would answer), recording the requests.
  */
-function fakeClient(answers: ImageConfig[]) {
+function fakeClient(answers: ImageConfig[], llb: State = image('docker.io/kt/extended:latest')) {
   const calls: SolveFrontendRequest[] = [];
   const warnings: FrontendWarning[] = [];
-  const client: Pick<FrontendClient, 'solveFrontend' | 'warn' | 'opts' | 'inputs'> = {
+  /** The definitions solved with evaluate (what ran). */
+  const evaluated: Definition[] = [];
+  const client: Pick<FrontendClient, 'solveFrontend' | 'solve' | 'warn' | 'opts' | 'inputs'> = {
     opts: new Map(),
     inputs: new Map(),
     warn: (w) => warnings.push(w),
@@ -20,12 +22,16 @@ function fakeClient(answers: ImageConfig[]) {
       calls.push(req);
       const next = answers.shift();
       if (next === undefined) throw new Error('no more answers');
-      const definition: Definition = await image('docker.io/kt/extended:latest').marshal();
+      const definition: Definition = await llb.marshal();
       const ref = { definition } as Ref;
       return { ref, metadata: new Map([['containerimage.config', new TextEncoder().encode(JSON.stringify(next))]]) };
     },
+    solve: async (req) => {
+      if (req.evaluate === true) evaluated.push(req.definition);
+      return { definition: req.definition } as Ref;
+    },
   };
-  return { client: client as FrontendClient, calls, warnings };
+  return { client: client as FrontendClient, calls, warnings, evaluated };
 }
 
 const df = (id: string, kind: 'build' | 'run', args: { name: string; value: string }[] = []): GeneratedDockerfile => ({
@@ -38,12 +44,14 @@ const df = (id: string, kind: 'build' | 'run', args: { name: string; value: stri
 
 describe('applyDockerfiles', () => {
   test('each Dockerfile is a dockerfile.v0 solve on the previous result: base as a named context, lifecycle build args, then extend-config args', async () => {
-    const { client, calls } = fakeClient([cfg('0:0'), cfg('1000:1001')]);
+    const { client, calls, evaluated } = fakeClient([cfg('0:0'), cfg('1000:1001')]);
     await applyDockerfiles(client, { state: image('docker.io/kt/builder:latest'), config: cfg('1000:1001') }, [df('kt/a', 'build', [{ name: 'tool', value: 'x' }]), df('kt/b', 'build')], 'build', 'uuid-1');
     expect(calls).toHaveLength(2);
     const [first, second] = calls;
     expect(first?.frontend).toBe('dockerfile.v0');
-    expect(first?.evaluate).toBe(true);
+    // compiled only: the result runs (is evaluated) once checked
+    expect(first?.evaluate).toBeUndefined();
+    expect(evaluated).toHaveLength(2);
     expect(Object.fromEntries(first?.opts ?? [])).toMatchObject({
       filename: 'kt_a/build.Dockerfile',
       'build-arg:base_image': 'kiln-cnb-base',
@@ -85,6 +93,25 @@ describe('applyDockerfiles', () => {
   test('a failing Dockerfile frontend is KLN0909 naming the extension and file', async () => {
     const { client } = fakeClient([]);
     await expect(applyDockerfiles(client, { state: scratch(), config: cfg('1') }, [df('kt/x', 'run')], 'run', 'u')).rejects.toMatchObject({ code: 'KLN0909', message: 'extension kt/x: run.Dockerfile: no more answers' });
+  });
+
+  test("a Dockerfile whose LLB would use the build's secrets or SSH agent is KLN0908 at its line, before any of it runs", async () => {
+    const base = image('docker.io/kt/extended:latest');
+    const uses: [State, string][] = [
+      [base.run({ args: ['cat', '/run/secrets/tok'], secrets: [{ id: 'tok', target: '/run/secrets/tok' }] }), 'RUN --mount=type=secret mounts the build secret "tok"'],
+      [base.run({ args: ['sh', '-c', 'echo $TOK'], secrets: [{ id: 'tok', env: 'TOK' }] }), 'RUN --mount=type=secret sets TOK from the build secret "tok"'],
+      [base.run({ args: ['ssh-add', '-l'], ssh: [{}] }), `RUN --mount=type=ssh forwards the build's SSH agent "default"`],
+      [git('git@github.com:org/private.git', 'main'), 'a git source (git://github.com/org/private.git#main) fetches'],
+    ];
+    for (const [llb, message] of uses) {
+      const { client, evaluated } = fakeClient([cfg('1002')], llb);
+      await expect(applyDockerfiles(client, { state: scratch(), config: cfg('1002') }, [df('kt/x', 'run')], 'run', 'u')).rejects.toMatchObject({
+        code: 'KLN0908',
+        message: expect.stringContaining(message),
+        location: { file: 'kt/x: run.Dockerfile' },
+      });
+      expect(evaluated).toEqual([]);
+    }
   });
 
   test('without solveFrontend the gateway cannot apply Dockerfiles: KLN0906', async () => {

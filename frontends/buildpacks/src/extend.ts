@@ -6,8 +6,8 @@
  * `build_id`, `user_id` and `group_id` build args and the extension's extend-config.toml args.
  * Each Dockerfile's result is the next one's base.
  */
-import { fromDefinition, mkdir, mkfile, parseImageConfig, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type State } from '@kiln/llb-core';
-import { BASE_IMAGE_ARG } from './dockerfile-rules.js';
+import { fromDefinition, loadDefinition, mkdir, mkfile, MountType, parseImageConfig, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type Op, type State } from '@kiln/llb-core';
+import { BASE_IMAGE_ARG, generatedFile } from './dockerfile-rules.js';
 import { BuildpacksError } from './errors.js';
 import type { DockerfileKind, GeneratedDockerfile } from './generate.js';
 import { Label, escapeId } from './wire.js';
@@ -57,6 +57,39 @@ export function parseGoBool(v: string | undefined): boolean | undefined {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
   return undefined;
+}
+
+/** How an op would reach the build's credentials: a secret or SSH mount, a secret env, a git source. */
+function credentialUse(op: Op): string | undefined {
+  if (op.kind === 'exec') {
+    for (const m of op.exec.mounts ?? []) {
+      if (m.mountType === MountType.SECRET) return `RUN --mount=type=secret mounts the build secret "${m.secretOpt?.id ?? ''}"`;
+      if (m.mountType === MountType.SSH) return `RUN --mount=type=ssh forwards the build's SSH agent "${m.sshOpt?.id || 'default'}"`;
+    }
+    const env = op.exec.secretenv?.[0];
+    if (env !== undefined) return `RUN --mount=type=secret sets ${env.name ?? ''} from the build secret "${env.id ?? ''}"`;
+  }
+  if (op.kind === 'source' && (op.source.identifier ?? '').startsWith('git://')) return `a git source (${op.source.identifier ?? ''}) fetches with the build's SSH agent and git token secrets`;
+  return undefined;
+}
+
+/**
+ * Refuses (KLN0908, at the Dockerfile line when the LLB's source map has it) an extension
+ * Dockerfile whose LLB would use the build's secrets or SSH agent. Extensions come with the
+ * builder, not from the user building, and lifecycle applies their Dockerfiles with none (its
+ * kaniko has no secrets); through kiln's gateway they would get the build's --secret and --ssh.
+ * Checked on the LLB, so build args in --mount values or a # syntax= forward cannot hide it.
+ */
+export function checkCredentialUse(def: Definition, extensionId: string, kind: DockerfileKind): void {
+  for (const v of loadDefinition(def).order) {
+    const use = credentialUse(v.op);
+    if (use === undefined) continue;
+    const line = def.source?.locations?.get(v.digest)?.locations?.[0]?.ranges?.[0]?.start.line;
+    throw new BuildpacksError('KLN0908', `${kind}.Dockerfile may not use the build's secrets or SSH agent: ${use}`, {
+      location: { file: generatedFile(extensionId, `${kind}.Dockerfile`), line: line ?? 1, column: 1 },
+      hint: "an image extension's Dockerfile gets no build secrets or SSH agent (lifecycle applies it with none): the builder's extensions must not read the user's credentials",
+    });
+  }
 }
 
 const userOf = (config: ImageConfig): [string, string] => {
@@ -109,15 +142,24 @@ export async function applyDockerfiles(client: FrontendClient, base: ImageState,
       [BASE_CONTEXT, await current.state.marshal()],
     ]);
     const where = `extension ${d.extension.id}: ${kind}.Dockerfile`;
+    const signal = client.signal === undefined ? {} : { signal: client.signal };
+    const failed = (cause: unknown): BuildpacksError =>
+      new BuildpacksError('KLN0909', `${where}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, hint: `the ${kind} image extension failed; fix the Dockerfile the extension generates` });
+    // compiled, checked, then run: nothing of it runs before the credential check
     let result;
     try {
-      result = await solveFrontend({ frontend: DOCKERFILE_FRONTEND, opts, inputs, evaluate: true, ...(client.signal === undefined ? {} : { signal: client.signal }) });
+      result = await solveFrontend({ frontend: DOCKERFILE_FRONTEND, opts, inputs, ...signal });
     } catch (cause) {
-      const message = cause instanceof Error ? cause.message : String(cause);
-      throw new BuildpacksError('KLN0909', `${where}: ${message}`, { cause, hint: `the ${kind} image extension failed; fix the Dockerfile the extension generates` });
+      throw failed(cause);
     }
     const cfg = result.metadata.get(ResultMetadataKey.imageConfig);
     if (result.ref === undefined || cfg === undefined) throw new BuildpacksError('KLN0909', `${where}: the Dockerfile frontend returned no image`);
+    checkCredentialUse(result.ref.definition, d.extension.id, kind);
+    try {
+      await client.solve({ definition: result.ref.definition, evaluate: true });
+    } catch (cause) {
+      throw failed(cause);
+    }
     current = { state: fromDefinition(result.ref.definition), config: extensionHistory(parseImageConfig(cfg), current.config.history?.length ?? 0, d.extension.id) };
     rebasable &&= parseGoBool(current.config.config?.Labels?.[Label.rebasable]) === true;
     const [now] = userOf(current.config);

@@ -184,6 +184,16 @@ describe('kiln/buildpacks image extensions', () => {
     expect(run.stderr).toContain('COPY tool-motd /etc/kt-tool-motd');
   }, 300_000);
 
+  test("a run.Dockerfile that mounts the build's secret is KLN0908 at its line, and nothing of it runs", async () => {
+    const tok = join(sb.dir, 'tok');
+    await writeTree(sb.dir, { tok: 'user-token\n' });
+    const { run } = await build({ 'extend-run': '', 'use-secret': '' }, ['--secret', `id=tok,src=${tok}`]);
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toContain('KLN0908');
+    expect(run.stderr).toContain(`kt/ext-run-extend: run.Dockerfile:6:1: run.Dockerfile may not use the build's secrets or SSH agent: RUN --mount=type=secret mounts the build secret "tok"`);
+    expect(run.stderr).not.toMatch(/RUN echo "extended by kt\/ext-run-extend"/);
+  }, 300_000);
+
   test('a run.Dockerfile that leaves the user root is KLN0909', async () => {
     const { run } = await build({ 'extend-run': '', 'run-as-root': '' });
     expect(run.code).toBe(1);
