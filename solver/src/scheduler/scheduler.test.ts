@@ -18,6 +18,8 @@ interface FakeOp {
   readonly resourceClass?: 'cpu' | 'exec';
   /** Content the op "produces": a content digest input for children's slow keys. */
   readonly content?: string;
+  /** Its key needs a download (an http source): status reported from cacheMap. */
+  readonly fetchesForKey?: boolean;
 }
 
 const D = (s: string): string => `sha256:${Buffer.from(s).toString('hex').padEnd(64, '0').slice(0, 64)}`;
@@ -56,7 +58,10 @@ class FakeWorker {
         note('prepare');
         return () => note('release');
       },
-      cacheMap: async () => ({ digest: op.cacheable === false ? `random:${Math.random()}` : v.digest, deps: op.deps ?? v.inputs.map(() => ({})) }),
+      cacheMap: async (ctx) => {
+        if (op.fetchesForKey === true) ctx.status(`https://example.test/${v.name}`, 6, 6, true);
+        return { digest: op.cacheable === false ? `random:${Math.random()}` : v.digest, deps: op.deps ?? v.inputs.map(() => ({})) };
+      },
       exec: async (ctx, inputs): Promise<WorkerRef[]> => {
         const n = (this.execs.get(v.name) ?? 0) + 1;
         this.execs.set(v.name, n);
@@ -112,6 +117,19 @@ describe('Scheduler', () => {
     expect(r2.cached).toBe(true);
     expect(r2.ref.snapshot).toBe(r1.ref.snapshot);
     expect(progress.events().filter((e) => e.kind === 'vertex.cached').map((e) => (e.kind === 'vertex.cached' ? e.name : ''))).toEqual(['base', 'run']);
+  });
+
+  test('status an op reports while its key is computed (a download) comes after its step is started by name; a cache hit then ends it', async () => {
+    const { s } = setup();
+    const kinds = (p: ProgressStream): string[] => p.events().map((e) => (e.kind === 'vertex.started' ? `started ${e.name}` : e.kind));
+    const first = new ProgressStream();
+    await s.build(edge(vertex('fetched', { kind: 'source', fetchesForKey: true })), { progress: first });
+    first.close();
+    expect(kinds(first)).toEqual(['started fetched', 'status', 'started fetched', 'log', 'vertex.done']);
+    const again = new ProgressStream();
+    await s.build(edge(vertex('fetched', { kind: 'source', fetchesForKey: true })), { progress: again });
+    again.close();
+    expect(kinds(again)).toEqual(['started fetched', 'status', 'vertex.cached']);
   });
 
   test('a diamond runs its shared vertex once; an independent pair overlaps in time', async () => {

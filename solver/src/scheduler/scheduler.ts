@@ -355,10 +355,21 @@ export class Scheduler {
 
   #emit(st: VertexState, ev: ProgressEvent): void {
     if (ev.kind === 'vertex.started') st.running = true;
-    else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error') st.running = false;
+    else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error' || ev.kind === 'vertex.cached') st.running = false;
     st.history.push(ev);
     // The builds that follow this run see it as it is (one event object: bake shows it once).
     for (const j of st.jobs) if (st.roles.size === 0 || st.roles.get(j) !== 'quiet') j.progress?.emit(ev);
+  }
+
+  /**
+   * Output of an op that has not started (a source fetched to compute its key: an http source's
+   * download) comes after its step is shown by name, as BuildKit notifies a source vertex's start
+   * around its CacheMap; else the printers title the step by its digest.
+   */
+  #announce(st: VertexState): void {
+    if (st.running || st.history.some((e) => e.kind === 'vertex.started')) return;
+    const v = st.vertex;
+    this.#emit(st, { kind: 'vertex.started', vertex: v.digest, name: v.name, inputs: v.inputs.map((e) => e.vertex.digest), time: this.#now() });
   }
 
   #ctx(st: VertexState): OpContext {
@@ -367,11 +378,13 @@ export class Scheduler {
       vertex: st.vertex,
       group: st.group,
       log: (stream, data) => {
+        this.#announce(st);
         for (const line of st.lines.push(data)) st.logTail.push(line.toString('utf8'));
         if (st.logTail.length > this.#tailLines) st.logTail.splice(0, st.logTail.length - this.#tailLines);
         this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data, time: this.#now() });
       },
       status: (id, current, total, done) => {
+        this.#announce(st);
         const t = this.#now();
         this.#emit(st, {
           kind: 'status',
