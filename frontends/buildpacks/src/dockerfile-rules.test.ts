@@ -10,6 +10,10 @@ describe('scanDockerfile', () => {
     const text = '# syntax=docker/dockerfile:1\n' + PREAMBLE + '# a comment\nRUN echo a \\\n  # inside\n  && echo b\nRUN <<EOF\nFROM not-an-instruction\nEOF\nexpose 80\n';
     expect(scanDockerfile(text).map((i) => `${i.line}:${i.name}`)).toEqual(['2:ARG', '3:FROM', '5:RUN', '8:RUN', '11:EXPOSE']);
   });
+  test('an empty line inside a continuation does not end the instruction (BuildKit skips it)', () => {
+    expect(scanDockerfile(PREAMBLE + 'RUN echo a \\\n\n  \nFROM x \\\n\nUSER y\nUSER z\n').map((i) => `${i.line}:${i.name}`)).toEqual(['1:ARG', '2:FROM', '3:RUN', '9:USER']);
+    expect(checkBuildDockerfile(PREAMBLE + 'RUN echo a \\\n\nFROM x\n', 'kt/x')).toEqual([]);
+  });
   test('the escape directive changes the continuation character', () => {
     expect(scanDockerfile('# escape=`\nFROM a\nRUN dir `\n  c:\\\\\nUSER x\n').map((i) => i.name)).toEqual(['FROM', 'RUN', 'USER']);
   });

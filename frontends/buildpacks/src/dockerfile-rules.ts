@@ -57,12 +57,13 @@ export function scanDockerfile(text: string): ScannedInstruction[] {
     i++;
     if (first === '' || first.startsWith('#')) continue;
     let logical = first;
-    // continuation lines (comment lines inside a continuation are dropped, as the parser does)
+    // continuation lines (comment lines and empty lines inside a continuation are dropped, as
+    // the parser does: the instruction goes on after them)
     while (logical.endsWith(escape) && i < lines.length) {
       logical = logical.slice(0, -1);
       const next = (lines[i] ?? '').trim();
       i++;
-      if (next.startsWith('#')) {
+      if (next.startsWith('#') || next === '') {
         logical += escape;
         continue;
       }
