@@ -21,13 +21,26 @@ function agentTimeoutMs(): number {
  * (An agent stopped while such a request is pending holds the new connections as it holds that one.)
  */
 const waitedOn = new Map<string, Set<object>>();
+/** Per agent socket, when it last answered a proxied connection (see {@link busy}). */
+const answeredAt = new Map<string, number>();
 
-function waiting(agent: string, conn: object, pending: boolean): void {
+/** `conn` sent `agent` a request, had its answer, or is closed. */
+function waiting(agent: string, conn: object, now: 'asked' | 'answered' | 'closed'): void {
   const set = waitedOn.get(agent) ?? new Set<object>();
-  if (pending) set.add(conn);
-  else set.delete(conn);
+  if (now === 'asked') set.add(conn);
+  else if (set.delete(conn) && now === 'answered') {
+    const t = Date.now();
+    // a daemon sees a socket per build: old ones go
+    for (const [a, at] of answeredAt) if (t - at > 600_000) answeredAt.delete(a);
+    answeredAt.set(agent, t);
+  }
   if (set.size > 0) waitedOn.set(agent, set);
   else waitedOn.delete(agent);
+}
+
+/** Whether `agent` is busy with another request, or answered one within `ms`: then it is no stuck agent. */
+function busy(agent: string, ms: number): boolean {
+  return waitedOn.has(agent) || Date.now() - (answeredAt.get(agent) ?? -Infinity) < ms;
 }
 
 /**
@@ -90,7 +103,7 @@ export async function startSshProxy(
         const conn = {};
         const drop = (): void => {
           clearTimeout(timer);
-          waiting(agentSocket, conn, false);
+          waiting(agentSocket, conn, 'closed');
           dropClient();
           upstream.destroy();
           sockets.delete(upstream);
@@ -98,7 +111,7 @@ export async function startSshProxy(
         let timer: NodeJS.Timeout | undefined;
         if (gone) return drop();
         const silent = (): void => {
-          if (waitedOn.has(agentSocket)) {
+          if (busy(agentSocket, answerWithinMs)) {
             timer = setTimeout(silent, answerWithinMs).unref();
             return;
           }
@@ -123,8 +136,8 @@ export async function startSshProxy(
           client.off('data', request);
           client.write(answer);
           // ssh waits for each answer before its next request: pending from a request to its answer
-          client.on('data', () => waiting(agentSocket, conn, true));
-          upstream.on('data', () => waiting(agentSocket, conn, false));
+          client.on('data', () => waiting(agentSocket, conn, 'asked'));
+          upstream.on('data', () => waiting(agentSocket, conn, 'answered'));
           client.pipe(upstream);
           upstream.pipe(client);
         });

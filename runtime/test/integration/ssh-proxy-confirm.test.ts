@@ -22,7 +22,8 @@ function run(cmd: string, args: readonly string[], sock: string, cwd: string): P
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('exit', (code) => resolve({ code, out }));
+    // 'close': the output is all read ('exit' may come before it)
+    p.on('close', (code) => resolve({ code, out }));
   });
 }
 
@@ -30,7 +31,8 @@ test('a client that asks while the agent waits for its owner to confirm another 
   const dir = await mkdtemp(join(tmpdir(), 'kiln-ssh-confirm-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const askpass = join(dir, 'askpass');
-  writeFileSync(askpass, '#!/bin/sh\nsleep 1.5\nexit 0\n');
+  const asking = join(dir, 'asking');
+  writeFileSync(askpass, `#!/bin/sh\n: > '${asking}'\nsleep 1.5\nexit 0\n`);
   chmodSync(askpass, 0o755);
   const sock = join(dir, 'agent.sock');
   const agent: ChildProcess = spawn('ssh-agent', ['-D', '-a', sock], {
@@ -44,11 +46,12 @@ test('a client that asks while the agent waits for its owner to confirm another 
   writeFileSync(join(dir, 'msg'), 'hello\n');
   const proxy = await startSshProxy(join(dir, 'proxy.sock'), () => [sock], 0o600, process.getuid?.() ?? 0, process.getgid?.() ?? 0, 500);
   cleanups.push(() => proxy.close());
-  // a use of the key the owner confirms (1.5 s), and 0.2 s later a client listing the keys
+  // a use of the key the owner confirms (1.5 s), and meanwhile a client listing the keys
   const signing = run('ssh-keygen', ['-Y', 'sign', '-f', 'key.pub', '-n', 'file', 'msg'], proxy.path, dir);
-  await new Promise((r) => setTimeout(r, 200));
+  for (let i = 0; i < 250 && !existsSync(asking); i++) await new Promise((r) => setTimeout(r, 20));
+  expect(existsSync(asking)).toBe(true);
   const listing = await run('ssh-add', ['-l'], proxy.path, dir);
-  expect(listing.out).toContain('ED25519');
+  expect(listing.out, JSON.stringify(listing)).toContain('ED25519');
   expect(listing.code).toBe(0);
   expect((await signing).code).toBe(0);
 });
