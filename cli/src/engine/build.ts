@@ -217,6 +217,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       case 'image':
         opts.set(`context:${c.name}`, `docker-image://${c.ref}`);
         break;
+      case 'url':
+        opts.set(`context:${c.name}`, c.url);
+        break;
       case 'oci-layout': {
         // Imported into kiln's store under a local name, then used like an image (offline).
         const layout = await openOciLayout(resolve(c.path), engine.content);

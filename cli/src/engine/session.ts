@@ -215,7 +215,9 @@ async function startAgent(keys: readonly KeyFile[]): Promise<{ socket: string; s
 export type BuildContext =
   | { readonly kind: 'local'; readonly name: string; readonly path: string }
   | { readonly kind: 'image'; readonly name: string; readonly ref: string }
-  | { readonly kind: 'oci-layout'; readonly name: string; readonly path: string; readonly ref: string | undefined };
+  | { readonly kind: 'oci-layout'; readonly name: string; readonly path: string; readonly ref: string | undefined }
+  /** A git repository (`https://…/R.git#REF:DIR`, `git://…`, `git@HOST:…`) or a URL to download, read by the frontend. */
+  | { readonly kind: 'url'; readonly name: string; readonly url: string };
 
 /**
  * Parses `NAME=path`, `NAME=docker-image://REF`, `NAME=oci-layout://PATH[:TAG][@DIGEST]` (the
@@ -237,7 +239,9 @@ export function parseBuildContext(value: string): BuildContext {
       throw new EngineError('KLN0702', `invalid --build-context "${value}": ${message.startsWith(`${v}: `) ? message.slice(v.length + 2) : message}`, { hint, cause: e });
     }
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//.test(v)) throw badFlag('--build-context', value, 'supported sources: a directory, docker-image://, oci-layout://');
+  // As buildx: the frontend resolves a git or http(s) source itself (BuildKit's named contexts).
+  if (/^(https?|git):\/\//.test(v) || /^git@[^:/]+:/.test(v)) return { kind: 'url', name, url: v };
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(v)) throw badFlag('--build-context', value, 'supported sources: a directory, docker-image://, oci-layout://, a git URL (https://…/REPO.git#REF, git://…, git@HOST:…) or an https:// URL');
   return { kind: 'local', name, path: v };
 }
 
@@ -248,7 +252,7 @@ export function parseBuildContext(value: string): BuildContext {
  */
 export async function resolveBuildContext(value: string, cwd: string): Promise<BuildContext> {
   const c = parseBuildContext(value);
-  if (c.kind === 'image') return c;
+  if (c.kind === 'image' || c.kind === 'url') return c;
   const path = resolve(cwd, c.path);
   const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
   const what = c.kind === 'local' ? 'directory' : 'OCI layout directory';

@@ -2,6 +2,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import type { BuildRequest } from '../engine/build.js';
 import { callerEnv, type CliIo } from '../io.js';
 import { formatOciLayoutRef, isDigest } from '@kiln/runtime';
+import { redactUrl } from '@kiln/dockerfile';
 import type { ProgressSink } from '@kiln/solver';
 import { recording, startRecording, type BuildDescription, type BuildRecording, type RecordOptions } from './recorder.js';
 
@@ -49,7 +50,7 @@ export function describeBuild(req: BuildRequest, contextArg: string, target?: st
     (req.dockerfile === undefined ? (req.dockerfileText !== undefined && !stdinContext ? '-' : stdinContext ? DEFAULT_FILE : join(req.context, DEFAULT_FILE)) : stdinContext ? relative(req.context, req.dockerfile) : req.dockerfile);
   const platforms = req.platform?.split(',').map((p) => p.trim()).filter((p) => p !== '');
   const contexts: Record<string, string> = {};
-  for (const c of req.buildContexts ?? []) contexts[c.name] = c.kind === 'image' ? `docker-image://${c.ref}` : c.kind === 'oci-layout' ? layoutSource(c.path, c.ref) : c.path;
+  for (const c of req.buildContexts ?? []) contexts[c.name] = c.kind === 'image' ? `docker-image://${c.ref}` : c.kind === 'oci-layout' ? layoutSource(c.path, c.ref) : c.kind === 'url' ? redactUrl(c.url) : c.path;
   const secrets = Object.keys(req.secrets ?? {}).sort();
   const ssh = Object.keys(req.ssh ?? {}).sort();
   return {

@@ -107,6 +107,21 @@ test('a git URL builds the repository; the same commit is a cache hit, a new com
   expect(readFileSync(join(`${out}-2`, 'seen'), 'utf8')).toBe('two\n');
 }, 180_000);
 
+test('--build-context NAME=GIT-URL and NAME=https URL: named contexts the Dockerfile frontend fetches, as buildx passes them', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `named-remote-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM busybox\nCOPY --from=repo /version /from-git\nCOPY --from=web /Dockerfile /from-http\nRUN echo ${t}\n` });
+  const out = join(sb.dir, `named-remote-out-${t}`);
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--build-context', `repo=${gitUrl}#main`, '--build-context', `web=${httpBase}/Dockerfile`, '-o', `type=local,dest=${out}`]);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(out, 'from-git'), 'utf8')).toBe(readFileSync(join(work, 'version'), 'utf8'));
+  expect(readFileSync(join(out, 'from-http'), 'utf8')).toBe('FROM busybox\nRUN echo bare > /bare\n');
+  const bad = await runKiln(sb, ['build', ctx, '--root', sb.root, '--build-context', 'repo=ftp://127.0.0.1/x']);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain('invalid --build-context "repo=ftp://127.0.0.1/x": supported sources: a directory, docker-image://, oci-layout://, a git URL');
+}, 180_000);
+
 test('#REF:DIR makes a subdirectory the context, -f is relative to it; BUILDKIT_CONTEXT_KEEP_GIT_DIR=1 keeps .git', async () => {
   const out = join(sb.dir, `git-sub-${token()}`);
   const sub = await runKiln(sb, ['build', `${gitUrl}#main:svc`, '-f', 'Dockerfile.svc', '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]);
