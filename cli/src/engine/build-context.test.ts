@@ -45,7 +45,10 @@ describe('parseBuildContext: --build-context NAME=oci-layout://PATH[:TAG][@DIGES
   test('other forms are unchanged', () => {
     expect(parseBuildContext('x=docker-image://busybox:1')).toEqual({ kind: 'image', name: 'x', ref: 'busybox:1' });
     expect(parseBuildContext('x=../dir')).toEqual({ kind: 'local', name: 'x', path: '../dir' });
-    expect(() => parseBuildContext('x=git://h/r')).toThrow(expect.objectContaining({ code: 'KLN0702' }));
+    expect(parseBuildContext('x=git://h/r.git#v1')).toEqual({ kind: 'url', name: 'x', url: 'git://h/r.git#v1' });
+    expect(parseBuildContext('x=git@github.com:o/r.git')).toEqual({ kind: 'url', name: 'x', url: 'git@github.com:o/r.git' });
+    expect(parseBuildContext('x=https://h/f.tar.gz')).toEqual({ kind: 'url', name: 'x', url: 'https://h/f.tar.gz' });
+    expect(() => parseBuildContext('x=ftp://h/r')).toThrow(expect.objectContaining({ code: 'KLN0702' }));
   });
 });
 
