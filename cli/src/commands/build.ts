@@ -380,7 +380,11 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   if ((remote === undefined || dockerfile !== undefined) && dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     if (flags.frontend === TS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read build file ${join(context, DEFAULT_BUILD_FILE)}: no such file`, { hint: 'pass -f FILE.ts' });
     if (flags.frontend === BUILDPACKS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read project file ${join(context, DEFAULT_PROJECT_FILE)}: no such file`, { hint: 'add a project.toml (it may be empty) or pass -f FILE' });
-    throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, { hint: MISSING_DOCKERFILE_HINT });
+    // A project.toml without its `# syntax=kiln/buildpacks` line is not picked: say how to pick it.
+    const project = flags.file === undefined && flags.frontend === undefined && remote === undefined && (await isFile(join(ctx, DEFAULT_PROJECT_FILE)));
+    throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, {
+      hint: project ? `${join(context, DEFAULT_PROJECT_FILE)} is a buildpacks project only with "# syntax=${BUILDPACKS_FRONTEND}" as its first line, or --frontend ${BUILDPACKS_FRONTEND}` : MISSING_DOCKERFILE_HINT,
+    });
   }
   const env = callerEnv(io);
   const buildArgs = new Map<string, string>();

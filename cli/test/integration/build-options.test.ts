@@ -173,3 +173,12 @@ test('--cache-to type=local,dest=FILE is refused before anything runs (a local c
   expect(r.stderr).not.toContain(`RUN echo ${t}`);
   expect(await readFile(join(ctx, 'cache.tar'), 'utf8')).toBe('not a dir');
 }, 120_000);
+
+test('a context with a project.toml that lacks its # syntax=kiln/buildpacks line: the missing-Dockerfile error says how to pick buildpacks', async () => {
+  const ctx = join(sb.dir, `project-${token()}`);
+  await writeTree(ctx, { 'project.toml': '[io.buildpacks]\nbuilder = "kt/builder"\n' });
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`cannot read Dockerfile ${join(ctx, 'Dockerfile')}: no such file`);
+  expect(r.stderr).toContain(`hint: ${join(ctx, 'project.toml')} is a buildpacks project only with "# syntax=kiln/buildpacks" as its first line, or --frontend kiln/buildpacks`);
+}, 60_000);
