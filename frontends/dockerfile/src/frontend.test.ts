@@ -215,6 +215,16 @@ describe('dockerfileFrontend', () => {
     await expect(dockerfileFrontend(client({ Dockerfile: 'FROM busybox\n' }, { 'context:src': 'ftp://example.com/x' }).c)).rejects.toMatchObject({ code: 'KLN0504' });
   });
 
+  test('a `context` input is the main context (dockerui inputs["context"]): COPY reads it, no local context is asked for', async () => {
+    const llb = await import('@kiln/llb-core');
+    const made = await llb.image('alpine').run({ args: ['/bin/sh', '-c', 'echo made > /app.txt'] }).root().marshal();
+    const { c } = client({ Dockerfile: 'FROM scratch\nCOPY app.txt /\n' }, {}, { context: made });
+    const res = await dockerfileFrontend(c);
+    const ops = res.ref?.definition.def.map((b) => decodeOp(b)) ?? [];
+    expect(ops.some((o) => o.kind === 'exec' && o.exec.meta?.args?.at(-1) === 'echo made > /app.txt')).toBe(true);
+    expect(ops.some((o) => o.kind === 'source' && o.source.identifier.startsWith('local://'))).toBe(false);
+  });
+
   test('context:NAME=input:X takes the Definition the client passed as input X, with its image config', async () => {
     const base = await (await import('@kiln/llb-core')).image('alpine').run({ args: ['/bin/sh', '-c', 'echo built > /made'] }).root().marshal();
     const meta = JSON.stringify({ [ResultMetadataKey.imageConfig]: Buffer.from(JSON.stringify({ config: { Env: ['FROM_INPUT=1'], WorkingDir: '/w' } })).toString('base64') });

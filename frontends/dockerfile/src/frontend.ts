@@ -9,7 +9,7 @@
  * and returns the solved ref (or one per platform) plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
-import { ResultMetadataKey, formatPlatform, local, parsePlatform } from '@kiln/llb-core';
+import { ResultMetadataKey, formatPlatform, fromDefinition, local, parsePlatform } from '@kiln/llb-core';
 import type { Definition, Frontend, FrontendAttestation, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
@@ -221,6 +221,10 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     // The converter takes the main context from a `context` entry (a --build-context named
     // `context` still wins, as it would over a local context).
     if (remote !== undefined && !named.has('context')) named.set('context', { state: remote.state });
+    // A `context` input is the main context (dockerui: inputs["context"]), as a nested frontend
+    // or an LLBBridge client passes another build's result instead of a local directory.
+    const contextInput = remote === undefined ? client.inputs.get('context') : undefined;
+    if (contextInput !== undefined && !named.has('context')) named.set('context', { state: fromDefinition(contextInput) });
     const buildArgs = new Map<string, string>();
     for (const [k, v] of opts) if (k.startsWith(BUILD_ARG)) buildArgs.set(k.slice(BUILD_ARG.length), v);
     const platforms = (opts.get('platform') ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
