@@ -62,6 +62,8 @@ describe('applyDockerfiles', () => {
       'build-arg:BUILDKIT_DOCKERFILE_CHECK': 'skip=InvalidDefaultArgInFrom',
       'context:kiln-cnb-base': 'input:kiln-cnb-base',
       'context:context': 'input:kiln-cnb-context',
+      // no # syntax= forward (lifecycle's kaniko ignores the directive)
+      cmdline: 'dockerfile.v0',
     });
     const meta = JSON.parse(first?.opts.get('input-metadata:kiln-cnb-base') ?? '{}') as Record<string, string>;
     expect(JSON.parse(Buffer.from(meta['containerimage.config'] ?? '', 'base64').toString('utf8'))).toEqual(cfg('1000:1001'));

@@ -126,6 +126,11 @@ export async function applyDockerfiles(client: FrontendClient, base: ImageState,
       // the preamble the spec requires (ARG base_image without a default, FROM ${base_image})
       // always trips this check; the platform passes base_image
       ['build-arg:BUILDKIT_DOCKERFILE_CHECK', 'skip=InvalidDefaultArgInFrom'],
+      // the Dockerfile frontend compiles it: a `# syntax=` (or a BUILDKIT_SYNTAX arg of
+      // extend-config.toml) is not followed to another frontend, as lifecycle's kaniko ignores
+      // it (a frontend image would run with the build's session: its secrets and SSH agent).
+      // `cmdline` says "already forwarded", as BuildKit's dockerfile builder reads it.
+      ['cmdline', DOCKERFILE_FRONTEND],
       [`context:${BASE_CONTEXT}`, `input:${BASE_CONTEXT}`],
       // the build context as a named context `context` (which kiln's Dockerfile frontend takes
       // for the main context; BuildKit's dockerui would also take the `context` input alone)

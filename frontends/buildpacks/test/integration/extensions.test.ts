@@ -170,6 +170,14 @@ describe('kiln/buildpacks image extensions', () => {
     expect(existsSync(failed.layout)).toBe(false);
   }, 300_000);
 
+  test('a # syntax= directive of a generated Dockerfile is not followed: the Dockerfile frontend compiles it (lifecycle ignores it too)', async () => {
+    const { layout, run } = await build({ 'needs-tool': '', 'syntax-directive': '' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).not.toContain('kt/no-such-frontend');
+    const { rootfs } = await unpacked(layout);
+    expect(await readFile(join(rootfs, 'workspace/report.txt'), 'utf8')).toBe('kt-tool: hello from extend-config built\nmotd from the kt/ext-tool context\nplan entries: 0\n');
+  }, 300_000);
+
   test('a multistage build.Dockerfile is KLN0908 naming the extension, file and line', async () => {
     const { run } = await build({ 'needs-tool': '', 'bad-dockerfile': '' });
     expect(run.code).toBe(1);
