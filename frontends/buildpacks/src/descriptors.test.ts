@@ -67,6 +67,8 @@ describe('descriptor readers', () => {
   test('extend-config.toml: build and run args; reserved names are KLN0908 naming the file', () => {
     expect(readExtendConfigToml('[[build.args]]\nname = "a"\nvalue = "1"\n[[run.args]]\nname = "b"\nvalue = "2"\n')).toEqual({ build: [{ name: 'a', value: '1' }], run: [{ name: 'b', value: '2' }] });
     expect(() => readExtendConfigToml('[[run.args]]\nname = "user_id"\nvalue = "0"\n', 'kt/x: extend-config.toml')).toThrow(expect.objectContaining({ code: 'KLN0908', message: expect.stringMatching(/^kt\/x: extend-config.toml: run.args name "user_id" is reserved/) }));
+    // the image being extended is the platform's: another one would not be the run image the metadata names
+    expect(() => readExtendConfigToml('[[run.args]]\nname = "base_image"\nvalue = "kt/run-alt"\n', 'kt/x: extend-config.toml')).toThrow(expect.objectContaining({ code: 'KLN0908', message: expect.stringMatching(/^kt\/x: extend-config.toml: run.args name "base_image" is reserved/) }));
     expect(() => readExtendConfigToml('[[build.args]]\nvalue = "1"\n', 'c.toml')).toThrow(/c.toml: build.args\[0\].name is required/);
   });
 });

@@ -268,8 +268,13 @@ export interface ExtendConfig {
   readonly run: readonly ExtendArg[];
 }
 
-/** Build args the platform sets itself (lifecycle's extender); extend-config.toml may not name them. */
-export const RESERVED_EXTEND_ARGS: ReadonlySet<string> = new Set(['build_id', 'user_id', 'group_id']);
+/**
+ * Build args the platform sets itself (lifecycle's extender); extend-config.toml may not name
+ * them. `base_image` too: the spec has the platform pass the image being extended (lifecycle's
+ * kaniko answers every image with it), and another value would put the app on an image its
+ * runImage metadata does not name.
+ */
+export const RESERVED_EXTEND_ARGS: ReadonlySet<string> = new Set(['base_image', 'build_id', 'user_id', 'group_id']);
 
 /** Reads extend-config.toml (`[[build.args]]`, `[[run.args]]` with name and value); a reserved name is KLN0908. */
 export function readExtendConfigToml(text: string, file = 'extend-config.toml'): ExtendConfig {
@@ -277,7 +282,7 @@ export function readExtendConfigToml(text: string, file = 'extend-config.toml'):
   const args = (kind: 'build' | 'run'): ExtendArg[] =>
     (root.subtable(kind)?.tables('args') ?? []).map((a) => {
       const name = a.requiredString('name');
-      if (RESERVED_EXTEND_ARGS.has(name)) throw new BuildpacksError('KLN0908', `${file}: ${kind}.args name ${JSON.stringify(name)} is reserved (the platform sets build_id, user_id and group_id)`);
+      if (RESERVED_EXTEND_ARGS.has(name)) throw new BuildpacksError('KLN0908', `${file}: ${kind}.args name ${JSON.stringify(name)} is reserved (the platform sets base_image, build_id, user_id and group_id)`);
       return { name, value: a.string('value') ?? '' };
     });
   return { build: args('build'), run: args('run') };
