@@ -176,3 +176,4 @@ export { cleanPath, joinPath } from './state/paths.js';
 export { PatternMatcher, Pattern, matches, matchesOrParentMatches, NO_MATCH_INFO, type MatchInfo } from './patternmatcher/pattern-matcher.js';
 export { parseDockerignore } from './patternmatcher/ignorefile.js';
 export { suggest } from './suggest.js';
+export { parseGoDuration, formatGoDuration } from './go-duration.js';

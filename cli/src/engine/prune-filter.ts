@@ -1,4 +1,5 @@
 import { EngineError } from './errors.js';
+import { parseGoDuration as goDuration } from '@kiln/llb-core';
 
 /**
  * What a `--filter` selector looks at: one `kiln du` / `kiln prune` row. `kind` is the BuildKit
@@ -22,30 +23,21 @@ export interface RecordSelection {
 /** The record types `type=` accepts: BuildKit's client.UsageRecordType values. */
 export const RECORD_TYPES: readonly string[] = ['regular', 'source.local', 'exec.cachemount', 'frontend', 'internal', 'source.git.checkout'];
 
-const UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 /**
  * Parses a Go duration (`time.ParseDuration`: `24h`, `30m`, `1h30m`, `1.5h`, `90s`, `0`), as
- * buildctl's `--keep-duration` and buildx's `until=` take it; returns milliseconds. Negative
- * durations and a number without a unit (Go: "missing unit") are rejected with KLN0707.
+ * buildctl's `--keep-duration` and buildx's `until=` take it; returns milliseconds. What Go
+ * refuses, and negative durations, are KLN0707 with Go's reason.
  */
 export function parseGoDuration(value: string, what: string): number {
   const bad = (why: string): EngineError => new EngineError('KLN0707', `invalid ${what} "${value}": ${why}`, { hint: 'a Go duration such as 24h, 30m, 1h30m or 90s' });
-  const v = value.trim();
-  if (v === '0') return 0;
-  if (v.startsWith('-')) throw bad('must not be negative');
-  const body = v.startsWith('+') ? v.slice(1) : v;
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)?/gy;
-  let ms = 0;
-  let at = 0;
-  for (let m = re.exec(body); m !== null && m[0] !== ''; m = re.exec(body)) {
-    const unit = m[2];
-    if (unit === undefined) throw bad('missing unit');
-    ms += Number(m[1]) * (UNITS[unit] ?? 0);
-    at = re.lastIndex;
+  let ns: number;
+  try {
+    ns = goDuration(value.trim());
+  } catch (e) {
+    throw bad((e as Error).message.replace(/^time: /, ''));
   }
-  if (body === '' || at !== body.length) throw bad('not a duration');
-  return ms;
+  if (ns < 0) throw bad('must not be negative');
+  return ns / 1e6;
 }
 
 type Op = '==' | '!=' | '~=';

@@ -66,7 +66,7 @@ export type {
 } from './instructions/commands.js';
 export { parseMount, resolveMountTarget, DEFER, MOUNT_TYPES, SHARE_MODES, cleanPath, parseGoBool, ramInBytes, csvFields } from './instructions/mount.js';
 export type { MountExpander, MountSpec, MountType, ShareMode } from './instructions/mount.js';
-export { parseGoDuration, formatGoDuration } from './instructions/duration.js';
+export { parseGoDuration, formatGoDuration } from '@kiln/llb-core';
 export { BFlags, Flag } from './instructions/bflags.js';
 export { expandCommand, wordExpander, rawExpander } from './instructions/expand.js';
 export type { CommandExpanders, WordExpander } from './instructions/expand.js';

@@ -4,7 +4,7 @@
  * History texts are BuildKit's, formatted the way Go's fmt prints them.
  */
 import { KilnError } from '../errors.js';
-import { formatGoDuration } from '../instructions/duration.js';
+import { formatGoDuration } from '@kiln/llb-core';
 import { parsePortSpecs, parseSignal } from '../instructions/validate.js';
 import type {
   CmdCommand,

@@ -42,7 +42,7 @@ import type {
   VolumeCommand,
   WorkdirCommand,
 } from './commands.js';
-import { parseGoDuration } from './duration.js';
+import { parseGoDuration } from '@kiln/llb-core';
 import { DEFER, parseMount } from './mount.js';
 import type { MountExpander, MountSpec } from './mount.js';
 

@@ -3,7 +3,7 @@
  * inherit the base image's config (the image the state was built on), as a Dockerfile stage
  * inherits its FROM image's config.
  */
-import { defaultPathEnv, type Platform } from '@kiln/llb-core';
+import { defaultPathEnv, parseGoDuration, type Platform } from '@kiln/llb-core';
 import type { State } from './state.js';
 import type { BuildLocation } from './source-location.js';
 import { checkOptions, count, recordOf, str, strings, withHint, type Field } from './options.js';
@@ -44,23 +44,17 @@ export interface Healthcheck {
   readonly retries?: number;
 }
 
-const UNIT_NS: Readonly<Record<string, number>> = { ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
-
 /**
  * Nanoseconds of a duration as Go's time.ParseDuration reads HEALTHCHECK flags (`1m30s`, `1.5s`,
- * `.5s`, `1500us`, `0`), or undefined if it is not one. A fraction is Go's float64(digits) *
- * (unit / 10^n), truncated: `1.001s` is 1001000000 ns, where 1.001 * 1e9 gives 1000999999.
+ * `.5s`, `1500us`, `0`), or undefined if it is not one (or is negative).
  */
 function durationNs(d: string): number | undefined {
-  const body = d.startsWith('+') ? d.slice(1) : d;
-  if (body === '0') return 0;
-  if (!/^((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$/.test(body)) return undefined;
-  let ns = 0;
-  for (const [, whole = '', frac = '', unit = ''] of body.matchAll(/(\d*)(?:\.(\d*))?(ns|us|µs|μs|ms|s|m|h)/g)) {
-    const u = UNIT_NS[unit] as number;
-    ns += Number(whole || '0') * u + Math.trunc(Number(frac || '0') * (u / 10 ** frac.length));
+  try {
+    const ns = parseGoDuration(d);
+    return ns >= 0 && Number.isSafeInteger(ns) ? ns : undefined;
+  } catch {
+    return undefined;
   }
-  return Number.isSafeInteger(ns) ? ns : undefined;
 }
 
 // as Dockerfile's HEALTHCHECK flags: 0 is the runtime's default, anything else at least 1ms
