@@ -47,8 +47,6 @@ export interface RunBase {
   readonly state: State;
   /** The original run image's top layer (`runImage.topLayer`: what rebase keeps the app above). */
   readonly topLayer?: string;
-  /** Layers the extensions added above it (from the config history); negative when unknown. */
-  readonly layersAbove: number;
 }
 
 /** The image's filesystem and config. */
@@ -186,10 +184,12 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   shas['/launcher/sha'] = top;
   shas['/process-types/sha'] = top;
   // lifecycle records the original run image's top layer, below the extension layers (rebase
-  // keeps those as the app's); the check looks that far down
+  // keeps those as the app's). The check that it lies right below the app's layers is left
+  // out above extension layers: how many there are is not known here (a Dockerfile step that
+  // changes no file has a history entry but no layer in the image), and the labels count
+  // from the top, through the app's layers only.
   const runTop = input.runBase === undefined ? input.runConfig.rootfs?.diff_ids.at(-1) : input.runBase.topLayer;
-  const below = input.runBase?.layersAbove ?? 0;
-  const layerLabels: LayerLabelsRequest = { labels: { [Label.lifecycleMetadata]: shas }, ...(runTop === undefined || below < 0 ? {} : { check: { layer: fromTop(-1) + below, diffID: runTop } }) };
+  const layerLabels: LayerLabelsRequest = { labels: { [Label.lifecycleMetadata]: shas }, ...(runTop === undefined || input.runBase !== undefined ? {} : { check: { layer: fromTop(-1), diffID: runTop } }) };
 
   const rc = input.runConfig.config ?? {};
   const env = envMap(rc.Env ?? []);

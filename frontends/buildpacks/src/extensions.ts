@@ -42,9 +42,6 @@ export interface ExtensionsOutcome {
 /** The builder env a buildpack sees (lifecycle's allowlist) from a build image config. */
 export const builderEnv = (config: ImageConfig): Map<string, string> => new Map([...envMap(config.config?.Env ?? [])].filter(([k]) => BUILD_ENV_ALLOWLIST.has(k)));
 
-/** Layers a config's history says the image has (entries without empty_layer). */
-const historyLayers = (config: ImageConfig): number => (config.history ?? []).filter((h) => h.empty_layer !== true).length;
-
 /**
  * Generate and extend for the detected group's `extensions` (none: nothing changes). `run` is
  * the run image before extensions; `app` the default Dockerfile context.
@@ -80,6 +77,6 @@ async function extendRun(ctx: LifecycleContext, run: RunImage, apply: Parameters
   return {
     ...run,
     config: { ...extended.config, config: { ...extended.config.config, Labels: labels } },
-    base: { state: extended.state, ...(top === undefined ? {} : { topLayer: top }), layersAbove: historyLayers(extended.config) - historyLayers(run.config) },
+    base: { state: extended.state, ...(top === undefined ? {} : { topLayer: top }) },
   };
 }

@@ -120,7 +120,6 @@ describe('kiln/buildpacks image extensions', () => {
     const altTop = await runImageTop('run-alt');
     expect(md.runImage.topLayer).toBe(altTop);
     // kt/run-alt's layers, then the extension's layer(s), then the app's: the shas were filled
-    // (the exporter's check found kt/run-alt's top layer below the extension layers)
     const at = cfg.rootfs.diff_ids.indexOf(altTop);
     expect(at).toBe(1);
     expect(cfg.rootfs.diff_ids.length).toBeGreaterThan(at + 3);
@@ -139,6 +138,20 @@ describe('kiln/buildpacks image extensions', () => {
     expect(rebase.code).toBe(1);
     expect(rebase.stderr).toContain('KLN0921');
     expect(rebase.stderr).toContain('--force rebases anyway, keeping the layers the extensions added');
+  }, 300_000);
+
+  test('a run.Dockerfile RUN that changes no file (RUN echo ${build_id}, as lifecycle\'s own samples do): the app layer shas are still filled', async () => {
+    const { layout, run } = await build({ 'use-run-alt': '', 'extend-run': '', 'echo-build-id': '' });
+    expect(run.code, run.stderr).toBe(0);
+    // build_id is a UUID (a new one every build, as the spec asks)
+    expect(run.stderr).toMatch(/RUN echo [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n/);
+    const cfg = await imageConfig(layout);
+    const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as LifecycleMd;
+    // the empty layer is not in the image, so the config history's count of extension layers is one too many
+    expect(md.runImage.topLayer).toBe(await runImageTop('run-alt'));
+    expect(cfg.rootfs.diff_ids).toContain(md.runImage.topLayer);
+    expect(md.app[0]?.sha).toBe(cfg.rootfs.diff_ids.at(-2));
+    expect(md.config.sha).toBe(cfg.rootfs.diff_ids.at(-1));
   }, 300_000);
 
   test('an app no extension applies to builds with the plain group (the extensions-free fallback)', async () => {
