@@ -78,7 +78,8 @@ function credentialUse(op: Op): string | undefined {
  * Dockerfile whose LLB would use the build's secrets or SSH agent. Extensions come with the
  * builder, not from the user building, and lifecycle applies their Dockerfiles with none (its
  * kaniko has no secrets); through kiln's gateway they would get the build's --secret and --ssh.
- * Checked on the LLB, so build args in --mount values or a # syntax= forward cannot hide it.
+ * Checked on the LLB, so build args in --mount values cannot hide it (and a # syntax= is not
+ * followed: the `cmdline` option of {@link applyDockerfiles}).
  */
 export function checkCredentialUse(def: Definition, extensionId: string, kind: DockerfileKind): void {
   for (const v of loadDefinition(def).order) {
