@@ -177,3 +177,4 @@ export { PatternMatcher, Pattern, matches, matchesOrParentMatches, NO_MATCH_INFO
 export { parseDockerignore } from './patternmatcher/ignorefile.js';
 export { suggest } from './suggest.js';
 export { parseGoDuration, formatGoDuration } from './go-duration.js';
+export { ImageConfigValueError, parsePortSpecs, parseSignal } from './image-config-values.js';

@@ -3,7 +3,7 @@
  * inherit the base image's config (the image the state was built on), as a Dockerfile stage
  * inherits its FROM image's config.
  */
-import { defaultPathEnv, parseGoDuration, type Platform } from '@kiln/llb-core';
+import { defaultPathEnv, parseGoDuration, parsePortSpecs, parseSignal, type Platform } from '@kiln/llb-core';
 import type { State } from './state.js';
 import type { BuildLocation } from './source-location.js';
 import { checkOptions, count, recordOf, str, strings, withHint, type Field } from './options.js';
@@ -64,16 +64,18 @@ const healthcheckField: Field = {
   ok: (v) => v === 'none' || (typeof v === 'object' && v !== null && 'cmd' in v),
   hint: 'healthcheck: { cmd: "wget -q -O- localhost:3000/health", interval: "30s", retries: 3 }',
 };
-/** The `N/proto` keys of one EXPOSE word (go-connections' nat.ParsePortSpec: a range, the protocol in any case), or undefined. */
+/** The `N/proto` keys of one EXPOSE word (go-connections' nat.ParsePortSpecs, as the Dockerfile frontend reads them), or undefined. */
 function portKeys(p: unknown): string[] | undefined {
-  const m = typeof p === 'string' || typeof p === 'number' ? /^(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/i.exec(String(p)) : null;
-  if (m === null) return undefined;
-  const start = Number(m[1]);
-  const end = m[2] === undefined ? start : Number(m[2]);
-  if (end > 0xffff || end < start) return undefined;
-  const proto = (m[3] ?? 'tcp').toLowerCase();
-  return Array.from({ length: end - start + 1 }, (_, i) => `${start + i}/${proto}`);
+  if (typeof p !== 'string' && typeof p !== 'number') return undefined;
+  return valid(() => parsePortSpecs([String(p)]));
 }
+const valid = <T>(f: () => T): T | undefined => {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+};
 const port: Field = {
   what: 'a list of ports such as "8080/tcp", "53/udp", "8000-8010" or 3000',
   ok: (v) => Array.isArray(v) && v.every((p) => portKeys(p) !== undefined),
@@ -90,8 +92,8 @@ export function checkImageSpec(spec: ImageSpec): void {
     user: str,
     labels: recordOf(str),
     exposedPorts: port,
-    volumes: strings,
-    stopSignal: str,
+    volumes: { what: 'a list of paths', ok: (v) => strings.ok(v) && (v as string[]).every((x) => x !== ''), hint: 'volumes: ["/data"] (as VOLUME, a path may not be empty)' },
+    stopSignal: { what: 'a signal name or number such as "SIGTERM" or "15"', ok: (v) => typeof v === 'string' && valid(() => parseSignal(v)) !== undefined },
     healthcheck: healthcheckField,
   });
   const h = spec.healthcheck;

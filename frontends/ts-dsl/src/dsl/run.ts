@@ -65,7 +65,12 @@ const sshField: Field = { what: 'ssh() or a list of them', ok: (v) => (Array.isA
 /** @internal Throws KLN0805 (at the `.run` call) for an unknown or mistyped option. */
 export function checkRunOptions(o: RunOpts): void {
   checkOptions('run', o, {
-    mounts: recordOf(mountValue, 'mounts by target path: { mounts: { "/root/.npm": cache("npm"), "/src": bind(src) } }'),
+    // targets are absolute: runc refuses a relative one only once the step runs
+    mounts: {
+      ...recordOf(mountValue, 'mounts by target path: { mounts: { "/root/.npm": cache("npm"), "/src": bind(src) } }'),
+      what: 'an object of mounts by absolute target path',
+      ok: (v) => recordOf(mountValue).ok(v) && Object.keys(v as object).every((t) => t.startsWith('/')),
+    },
     ssh: sshField,
     secretEnv: recordOf(ofKind('secret', 'secret()'), 'secretEnv: { NPM_TOKEN: secret("npm") }'),
     env: recordOf(str, 'env values are strings: { env: { PORT: "3000" } }'),

@@ -1,0 +1,90 @@
+/**
+ * Values of an image config that BuildKit's Dockerfile converter checks with Go libraries
+ * (EXPOSE ports: go-connections/nat; STOPSIGNAL: moby/sys/signal), shared by the Dockerfile
+ * frontend and the kiln/ts DSL so both accept and refuse the same values.
+ */
+
+const PROTOS = ['tcp', 'udp', 'sctp'];
+
+/** A port or signal an image config cannot take; the message is the Go library's. */
+export class ImageConfigValueError extends Error {
+  override readonly name = 'ImageConfigValueError';
+  constructor(
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+  }
+}
+
+const PORT_HINT = 'write PORT[/tcp|udp|sctp] or START-END[/proto], e.g. 80/tcp or 8000-8002';
+const portError = (msg: string): ImageConfigValueError => new ImageConfigValueError(msg, PORT_HINT);
+
+function parsePort(s: string): number {
+  if (!/^\d+$/.test(s)) return NaN;
+  const n = Number.parseInt(s, 10);
+  return n > 0xffff ? NaN : n;
+}
+
+/**
+ * nat.ParsePortSpecs for EXPOSE words (already expanded and split): returns the exposed port keys
+ * (`80/tcp`), ranges expanded, de-duplicated and sorted as strings. Throws {@link ImageConfigValueError}.
+ */
+export function parsePortSpecs(specs: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const raw of specs) {
+    const parts = raw.split(':');
+    const n = parts.length;
+    let containerPort = parts[n - 1] ?? '';
+    const ip = n >= 3 ? parts.slice(0, n - 2).join(':') : '';
+    let proto = 'tcp';
+    const pp = containerPort.split('/');
+    if (containerPort === '' || (pp[0] ?? '') === '') {
+      proto = '';
+      containerPort = '';
+    } else if (pp.length > 1 && (pp[1] ?? '') !== '') {
+      proto = pp[1] ?? '';
+      containerPort = pp[0] ?? '';
+    } else {
+      containerPort = pp[0] ?? '';
+    }
+    const bareIp = ip.startsWith('[') && ip.endsWith(']') ? ip.slice(1, -1) : ip;
+    if (bareIp !== '' && !/^[0-9.]+$|^[0-9a-fA-F:.]+$/.test(bareIp)) throw portError(`invalid IP address: ${bareIp}`);
+    if (containerPort === '') throw portError(`no port specified: ${raw}<empty>`);
+    const [a, b] = containerPort.split('-', 2);
+    const start = parsePort(a ?? '');
+    const end = b === undefined ? start : parsePort(b);
+    if (Number.isNaN(start) || Number.isNaN(end) || end < start) throw portError(`invalid containerPort: ${containerPort}`);
+    if (!PROTOS.includes(proto.toLowerCase())) throw portError(`invalid proto: ${proto}`);
+    for (let p = start; p <= end; p++) out.add(`${p}/${proto.toLowerCase()}`);
+  }
+  return [...out].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+}
+
+const SIGNAL_HINT = 'use a name such as SIGTERM or a number';
+const SIGNALS: Record<string, number> = {
+  ABRT: 6, ALRM: 14, BUS: 7, CHLD: 17, CLD: 17, CONT: 18, FPE: 8, HUP: 1, ILL: 4, INT: 2, IO: 29, IOT: 6, KILL: 9,
+  PIPE: 13, POLL: 29, PROF: 27, PWR: 30, QUIT: 3, SEGV: 11, STKFLT: 16, STOP: 19, SYS: 31, TERM: 15, TRAP: 5,
+  TSTP: 20, TTIN: 21, TTOU: 22, URG: 23, USR1: 10, USR2: 12, VTALRM: 26, WINCH: 28, XCPU: 24, XFSZ: 25,
+  RTMIN: 34, RTMAX: 64,
+};
+for (let i = 1; i <= 15; i++) {
+  SIGNALS[`RTMIN+${i}`] = 34 + i;
+  SIGNALS[`RTMAX-${i}`] = 64 - i;
+}
+
+/**
+ * signal.ParseSignal (Linux table): `SIGTERM`, `term`, `15` → the signal number. Throws KLN0405
+ * {@link ImageConfigValueError} `Invalid signal: X`.
+ */
+export function parseSignal(raw: string): number {
+  if (/^[+-]?\d+$/.test(raw)) {
+    const n = Number.parseInt(raw, 10);
+    if (n === 0) throw new ImageConfigValueError(`Invalid signal: ${raw}`, SIGNAL_HINT);
+    return n;
+  }
+  const up = raw.toUpperCase();
+  const s = SIGNALS[up.startsWith('SIG') ? up.slice(3) : up];
+  if (s === undefined) throw new ImageConfigValueError(`Invalid signal: ${raw}`, SIGNAL_HINT);
+  return s;
+}
