@@ -1,5 +1,6 @@
-import { lstat, mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { makeDirs } from './make-dirs.js';
 import { writeFileAtomic } from '@kiln/runtime';
 import { callerPath, type CliIo } from '../io.js';
 import { EngineError } from './errors.js';
@@ -77,28 +78,7 @@ export async function removeTarget(target: FileTarget): Promise<void> {
   if (st?.isFile() === true) await rm(target.path, { force: true });
 }
 
-/**
- * `mkdir -p` that fails where it cannot go on. Node 20's recursive mkdir never returns for a
- * path under /proc (mkdir answers ENOENT there although the parent exists: it retries forever,
- * and in a daemon holds a libuv thread at 100 % CPU); the directories are made one by one here.
- */
+/** The parents of an output file, as {@link makeDirs} makes them; KLN0702 naming the flag. */
 async function makeParents(flag: string, given: string, dir: string): Promise<void> {
-  const missing: string[] = [];
-  for (let d = dir; ; d = dirname(d)) {
-    const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
-    if (!(st instanceof Error)) {
-      if (!st.isDirectory()) throw new EngineError('KLN0702', `cannot write ${flag} ${given}: ${d} is not a directory`);
-      break;
-    }
-    if (st.code !== 'ENOENT' || dirname(d) === d) throw new EngineError('KLN0702', `cannot write ${flag} ${given}: ${st.message}`);
-    missing.push(d);
-  }
-  for (const d of missing.reverse()) {
-    try {
-      await mkdir(d);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw new EngineError('KLN0702', `cannot write ${flag} ${given}: cannot create ${d}: ${(e as Error).message}`, { cause: e });
-    }
-  }
+  await makeDirs(dir, (why, cause) => new EngineError('KLN0702', `cannot write ${flag} ${given}: ${why}`, cause === undefined ? {} : { cause }));
 }

@@ -1,0 +1,31 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/**
+ * `mkdir -p DIR` that fails where it cannot go on, with `fail(why)`: Node 20's recursive mkdir
+ * never returns for a path under /proc (mkdir answers ENOENT there although the parent exists,
+ * and Node retries for ever; in a daemon it holds a libuv thread at 100 % CPU), and its
+ * EPERM/ENOTDIR named no path. The missing directories are made one at a time; a file on the
+ * way up is named (`/x/file is not a directory`).
+ */
+export async function makeDirs(dir: string, fail: (why: string, cause?: unknown) => Error): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
+    if (!(st instanceof Error)) {
+      if (!st.isDirectory()) throw fail(`${d} is not a directory`);
+      break;
+    }
+    // ENOTDIR: a file further up, named when the walk reaches it
+    if ((st.code !== 'ENOENT' && st.code !== 'ENOTDIR') || dirname(d) === d) throw fail(st.message, st);
+    missing.push(d);
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await mkdir(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw fail(`cannot create ${d}: ${(e as Error).message}`, e);
+    }
+  }
+}
