@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { SourcePolicyError, VertexError } from '@kiln/solver';
 import { TsDslError } from '@kiln/ts-dsl';
+import { KilnError } from '@kiln/dockerfile';
 import { formatBuildError } from './report.js';
 
 describe('formatBuildError: source policy errors', () => {
@@ -31,5 +32,24 @@ describe('formatBuildError: a failed step', () => {
   test('output with anything else is listed whole', () => {
     const out = formatBuildError(failed(['starting', runcSaid], runcSaid), { dockerfileText: 'FROM busybox\nRUN ["/missing"]\n' });
     expect(out).toContain(`last output lines:\n  > starting\n  > ${runcSaid}\n`);
+  });
+});
+
+describe('formatBuildError: an error in another file than the main Dockerfile', () => {
+  const main = { dockerfileText: '[io.buildpacks]\nbuilder = "kt/builder"\nx = 1\ny = 2\n', dockerfileName: 'project.toml' };
+
+  test('a Dockerfile error located in a generated Dockerfile is not quoted with the main file\'s line', () => {
+    const e = new KilnError('KLN0401', 'unknown instruction: RUNN', { location: { file: 'kt_x/build.Dockerfile', line: 4, column: 1 } });
+    expect(formatBuildError(e, main)).toBe('kiln: error: kt_x/build.Dockerfile:4:1: unknown instruction: RUNN [KLN0401]\n');
+    const own = new KilnError('KLN0401', 'unknown instruction: RUNN', { location: { file: '', line: 2, column: 1 } });
+    expect(formatBuildError(own, { dockerfileText: 'FROM busybox\nRUNN x\n' })).toContain('  2 | RUNN x\n');
+  });
+
+  test('a failed step of a generated Dockerfile is not quoted with the main file\'s line', () => {
+    const e = new VertexError({ vertex: 'sha256:2', name: '[extend] RUN false', op: 'exec', locations: [{ file: 'kt_x/build.Dockerfile', line: 3, column: 1 }], command: '/bin/sh -c false', exitCode: 1, logTail: [] }, new Error('exit 1'));
+    const out = formatBuildError(e, main);
+    expect(out).toContain('kt_x/build.Dockerfile:3:1: process "/bin/sh -c false" did not complete successfully: exit code: 1\n');
+    expect(out).not.toContain('x = 1');
+    expect(out).toContain('  in [extend] RUN false\n');
   });
 });

@@ -77,7 +77,10 @@ function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): strin
   const file = loc === undefined ? undefined : loc.file === '' ? (opts.dockerfileName ?? 'Dockerfile') : loc.file;
   const where = loc === undefined ? '' : `${file}:${loc.line}:${loc.column}: `;
   lines.push(`kiln: error ${e.code}: ${where}${e.message}`);
-  const text = loc === undefined ? undefined : (loc.source ?? opts.dockerfileText?.split('\n')[loc.line - 1]);
+  // The Dockerfile text is the main file's: a step of another file (a Dockerfile a buildpacks
+  // extension generated) is quoted from the source map's own text only.
+  const main = loc !== undefined && (loc.file === '' || file === (opts.dockerfileName ?? 'Dockerfile'));
+  const text = loc === undefined ? undefined : (loc.source ?? (main ? opts.dockerfileText?.split('\n')[loc.line - 1] : undefined));
   if (loc !== undefined && text !== undefined) lines.push(`  ${loc.line} | ${text.split('\n')[0]?.replace(/\r$/, '') ?? ''}`);
   else lines.push(`  in ${e.vertexName}`);
   if (e.command !== undefined) lines.push(`command: ${e.command}`);

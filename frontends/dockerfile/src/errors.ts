@@ -157,7 +157,10 @@ export function formatError(err: unknown, options: FormatErrorOptions = {}): str
   const loc = err.location;
   const where = loc === undefined ? '' : `${loc.file === '' ? (options.file ?? 'Dockerfile') : loc.file}:${loc.line}:${loc.column}: `;
   lines.push(`${where}${err.message} [${err.code}]`);
-  const physical = loc !== undefined && options.text !== undefined ? options.text.split('\n')[loc.line - 1] : undefined;
+  // The text is the main Dockerfile's: an error in another file (a Dockerfile a buildpacks
+  // extension generated, compiled through the gateway) is quoted from its own source only.
+  const ownText = loc !== undefined && (loc.file === '' || loc.file === (options.file ?? 'Dockerfile'));
+  const physical = loc !== undefined && ownText && options.text !== undefined ? options.text.split('\n')[loc.line - 1] : undefined;
   if (loc !== undefined && physical !== undefined) {
     const gutter = String(loc.line);
     lines.push(`  ${gutter} | ${physical.replace(/\r$/, '')}`);
