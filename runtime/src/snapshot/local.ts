@@ -39,6 +39,11 @@ interface SnapshotMeta extends SnapshotInfo {
   /** Its own layer dir holds whiteouts that matter with nothing below (a DiffOp result's deletions). */
   readonly whiteouts?: boolean;
   /**
+   * A merge or diff result with nothing above its base: its own empty layer dir stands in for
+   * no layer at all, so merges stacking it leave it out (see {@link LocalSnapshotter.merge}).
+   */
+  readonly filler?: boolean;
+  /**
    * The process that created it (prepare, view, or a merge's stacking; a commit keeps its active
    * snapshot's): an active snapshot is private to that process, so once it is gone (SIGKILL) the
    * snapshot is garbage (see {@link LocalSnapshotter.orphans}). Absent in metas written before.
@@ -519,11 +524,22 @@ export class LocalSnapshotter implements Snapshotter {
     while (cur !== undefined) {
       const own = ownLayer(cur);
       if (cur.chain[0] !== own) return undefined; // flattened: its deletions are gone
-      // Empty layer dirs (scratch) add nothing to a stack.
-      if (readdirSync(this.#abs(own)).length > 0) out.push({ dir: own, owner: cur.layerOwner ?? cur.id, snapshot: cur.id, labels: cur.labels });
+      if (!(await this.#nothing(cur, own))) out.push({ dir: own, owner: cur.layerOwner ?? cur.id, snapshot: cur.id, labels: cur.labels });
       cur = cur.parent === undefined ? undefined : await this.#committed(cur.parent);
     }
     return out;
+  }
+
+  /**
+   * Whether committed `m`'s own layer `own` stands for no layer, so a stack leaves it out: an
+   * empty dir that is scratch (no parent and not an image's layer: the shared empty snapshot, an
+   * empty DiffOp result) or a merge's filler. Every other empty layer is a layer (an image's empty
+   * layer, labelled with its diffID; a step that changed no file): BuildKit's merge keeps each
+   * input's whole layer chain, and a plain export of the input keeps it too.
+   */
+  async #nothing(m: SnapshotMeta, own: string): Promise<boolean> {
+    const scratch = m.filler === true || (m.parent === undefined && m.labels['kiln.diffID'] === undefined);
+    return scratch && (await readdir(this.#abs(own))).length === 0;
   }
 
   #stackable(layers: readonly StackLayer[]): boolean {
@@ -537,6 +553,7 @@ export class LocalSnapshotter implements Snapshotter {
       // Nothing above the base: a snapshot with an empty layer of its own on top of it.
       const tmp = `${id.slice(0, 150)}.empty-${randomBytes(4).toString('hex')}`;
       await this.prepare(tmp, parent?.id, opts);
+      await this.#writeMeta({ ...(await this.#load(tmp)), filler: true });
       return this.commit(id, tmp, opts);
     }
     const created: string[] = [];

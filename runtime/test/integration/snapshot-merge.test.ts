@@ -159,6 +159,80 @@ describe('LocalSnapshotter.merge on overlayfs', () => {
   });
 });
 
+/** The ids (root first) of `id` and its parents. */
+async function chainOf(s: LocalSnapshotter, id: string): Promise<string[]> {
+  const out: string[] = [];
+  for (let cur: string | undefined = id; cur !== undefined; cur = (await s.stat(cur)).parent) out.unshift(cur);
+  return out;
+}
+
+/** The `kiln.diffID` label (or `-`) of each snapshot in `id`'s chain, root first: the layers an export writes, in order. */
+const layersOf = async (s: LocalSnapshotter, id: string): Promise<string[]> =>
+  Promise.all((await chainOf(s, id)).map(async (c) => (await s.stat(c)).labels['kiln.diffID'] ?? '-'));
+
+describe('LocalSnapshotter.merge keeps empty layers that are layers', () => {
+  /**
+   * img: a base layer and an empty top layer (as BuildKit keeps `RUN true`), both labelled with
+   * their diffIDs as unpacked image layers are; scratch: the shared empty snapshot; app: a file
+   * op on scratch (a buildpacks layer); noop: a step on app that changed no file.
+   */
+  async function images(s: LocalSnapshotter): Promise<void> {
+    await commitWith(s, 'img0', undefined, async (d) => writeFile(join(d, 'base'), 'b'));
+    await commitWith(s, 'img1', 'img0', async () => undefined);
+    await commit(s, 'scratch', undefined, async () => undefined);
+    await commit(s, 'app', 'scratch', async (d) => writeFile(join(d, 'app'), 'a'));
+    await commit(s, 'noop', 'app', async () => undefined);
+  }
+
+  test('an image whose top layer is empty: the merge stacks on the whole image, empty layer included; scratch adds nothing', async () => {
+    const s = await setup();
+    await images(s);
+    const m = await s.merge('m', ['img1', 'app']);
+    expect(m?.parent).toBe('img1'); // the image's own top snapshot is the base, not img0 below it
+    expect(await layersOf(s, 'm')).toEqual(['sha256:img0', 'sha256:img1', '-']);
+    expect(await tree(s, 'm')).toEqual({ app: 'a', base: 'b' });
+    // Exported, the empty layer is an empty tar (the image's blob is reused by its diffID).
+    const out = join(roots[0] as string, 'empty.tar.gz');
+    await s.diff(m?.parent ?? '', { output: out });
+    const ex = extract();
+    createReadStream(out).pipe(createGunzip()).pipe(ex);
+    const names: string[] = [];
+    for await (const e of ex) {
+      names.push(e.header.name);
+      e.resume();
+    }
+    expect(names).toEqual([]);
+  });
+
+  test('a step that changed no file is a layer of its input\'s chain: the merge keeps it', async () => {
+    const s = await setup();
+    await images(s);
+    await s.merge('m', ['img1', 'noop']);
+    expect(await layersOf(s, 'm')).toEqual(['sha256:img0', 'sha256:img1', '-', '-']);
+    // The merged stack has a snapshot per layer of each input: app's layer, then noop's on top.
+    const [, , appPart, top] = await chainOf(s, 'm');
+    const appSrc = await s.diffSource('app');
+    const partSrc = await s.diffSource(appPart ?? '');
+    expect(appSrc.driver === 'overlay' && partSrc.driver === 'overlay' && partSrc.upper === appSrc.upper).toBe(true);
+    expect(top).toBe('m');
+  });
+
+  test('a merge with nothing above its base (a filler) adds no layer when merged again', async () => {
+    const s = await setup();
+    await images(s);
+    const f = await s.merge('f', ['img1', 'img1']);
+    expect(f?.parent).toBe('img1');
+    expect(await layersOf(s, 'f')).toEqual(['sha256:img0', 'sha256:img1', '-']); // the filler itself, as before
+    await s.merge('g', ['f', 'app']);
+    expect(await layersOf(s, 'g')).toEqual(['sha256:img0', 'sha256:img1', '-']);
+    expect((await s.stat('g')).parent).toBe('img1');
+    // A diff of a snapshot against itself through layers is a filler too.
+    await s.diffLayers('same', 'app', 'app');
+    await s.merge('h', ['img1', 'same', 'app']);
+    expect(await layersOf(s, 'h')).toEqual(['sha256:img0', 'sha256:img1', '-']);
+  });
+});
+
 describe('LocalSnapshotter.diffLayers on overlayfs', () => {
   test('the layers of upper above lower, with deletions hidden from the mounted result; not a base: undefined', async () => {
     const s = await setup();

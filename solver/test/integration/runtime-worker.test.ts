@@ -171,6 +171,32 @@ describe('RuntimeWorker + Solver with real runc', () => {
     expect(await readResult(r, '/c.txt')).toBe('c\n');
   });
 
+  test('MergeOp of an image whose top layer is empty (RUN true) and a layer on scratch: the result has every layer of both inputs', async () => {
+    const ops: Op[] = [{ kind: 'source', inputs: [], source: { identifier: 'docker-image://localhost:5000/busybox:latest' } }];
+    ops.push({ kind: 'exec', inputs: [ref(ops, 0)], exec: { meta: { args: ['/bin/true'], env: ENV, cwd: '/' }, mounts: [{ input: 0, dest: '/', output: 0 }] } }); // 1: empty layer
+    ops.push({ kind: 'file', inputs: [], file: { actions: [{ input: -1, secondaryInput: -1, output: 0, action: { kind: 'mkfile', mkfile: { path: '/f', mode: 0o644, data: new TextEncoder().encode('f\n'), timestamp: -1n } } }] } }); // 2
+    ops.push({ kind: 'merge', inputs: [ref(ops, 1), ref(ops, 2)], merge: { inputs: [{ input: 0 }, { input: 1 }] } }); // 3
+    const chain = async (id: string): Promise<{ id: string; diffID: string | undefined }[]> => {
+      const out: { id: string; diffID: string | undefined }[] = [];
+      for (let cur: string | undefined = id; cur !== undefined; ) {
+        const info = await snapshotter.stat(cur);
+        out.unshift({ id: info.id, diffID: info.labels['kiln.diffID'] });
+        cur = info.parent;
+      }
+      return out;
+    };
+    const empty = await solve(definition(ops.slice(0, 2), {}));
+    const merged = await solve(definition(ops, {}));
+    if (empty === undefined || merged === undefined) throw new Error('no result');
+    const image = await chain(empty.ref.snapshot);
+    const layers = await chain(merged.ref.snapshot);
+    // busybox's layer, the RUN's empty one, the file: an export writes three layers, the image's two first
+    expect(layers).toHaveLength(image.length + 1);
+    expect(layers.slice(0, image.length)).toEqual(image);
+    expect(layers.map((l) => l.diffID)).toEqual([expect.stringMatching(/^sha256:/), undefined, undefined]);
+    expect(await readResult(merged, '/f')).toBe('f\n');
+  });
+
   test('a failing RUN reports command, exit code and its output', async () => {
     const p = solve(graph('echo oops >&2; exit 3'));
     await expect(p).rejects.toMatchObject({
