@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ContentStore, ImageStore, type Digest } from '@kiln/runtime';
+import { ContentStore, ImageStore, digestOf, type Digest } from '@kiln/runtime';
 import { compileCli, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
 
 // Image extensions (Platform API 0.12/0.13 generate + extend) on kt/ext-builder: the sample
@@ -147,9 +147,16 @@ describe('kiln/buildpacks image extensions', () => {
     expect(run.stderr).toMatch(/RUN echo [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n/);
     const cfg = await imageConfig(layout);
     const md = JSON.parse(cfg.config.Labels?.['io.buildpacks.lifecycle.metadata'] ?? '{}') as LifecycleMd;
-    // the empty layer is not in the image, so the config history's count of extension layers is one too many
     expect(md.runImage.topLayer).toBe(await runImageTop('run-alt'));
     expect(cfg.rootfs.diff_ids).toContain(md.runImage.topLayer);
+    // the RUN's empty layer stays in the app image (the merge keeps it): one layer per history entry
+    // that is not empty_layer, so the extension step's entry names its own layer
+    const { history } = cfg as unknown as { history: { created_by?: string; empty_layer?: boolean }[] };
+    const layered = history.filter((h) => h.empty_layer !== true);
+    expect(layered).toHaveLength(cfg.rootfs.diff_ids.length);
+    const echo = layered.findIndex((h) => (h.created_by ?? '').includes('echo ${build_id}'));
+    expect(echo).toBeGreaterThan(cfg.rootfs.diff_ids.indexOf(md.runImage.topLayer));
+    expect(cfg.rootfs.diff_ids[echo]).toBe(digestOf(new Uint8Array(1024))); // an empty tar
     expect(md.app[0]?.sha).toBe(cfg.rootfs.diff_ids.at(-2));
     expect(md.config.sha).toBe(cfg.rootfs.diff_ids.at(-1));
   }, 300_000);

@@ -327,6 +327,40 @@ describe('kiln rebase', () => {
     expect(after.manifest.layers.map((l) => l.digest)).toEqual([...run.manifest.layers, ...appRefs.map((l) => l.descriptor)].map((l) => l.digest));
   }, 600_000);
 
+  test('a run image with an empty top layer (kiln-built FROM kt/run + RUN true): the app keeps that layer, and rebases', async () => {
+    // the run image, built by kiln as a user would: BuildKit keeps RUN true's empty layer
+    const ctx = join(sb.dir, 'empty-top-run');
+    await writeTree(ctx, { Dockerfile: 'FROM kt/run\nRUN true\n' });
+    const runBuilt = await kiln(['build', ctx, '--root', sb.root, '-t', 'kt/run:empty-top'], sb.dir);
+    expect(runBuilt.code, runBuilt.stderr).toBe(0);
+    const run = await stored('docker.io/kt/run:empty-top');
+    const emptyTar = digestOf(new Uint8Array(1024)); // an empty tar: its end-of-archive blocks
+    expect(run.config.rootfs.diff_ids.at(-1)).toBe(emptyTar);
+
+    const app = join(sb.dir, 'shell-empty-top');
+    await writeTree(app, { 'project.toml': PROJECT_TOML, 'app.sh': 'echo "$1 $(cat /etc/run-image-version 2>/dev/null || echo v1)"\n' });
+    const built = await kiln(['build', app, '--root', sb.root, '--build-arg', 'run-image=kt/run:empty-top', '-t', 'empty-top-app:1'], sb.dir);
+    expect(built.code, built.stderr).toBe(0);
+    const img = await stored('docker.io/library/empty-top-app:1');
+    // every layer of the run image, the empty one included, below the app's; the label names it
+    const n = run.config.rootfs.diff_ids.length;
+    expect(img.config.rootfs.diff_ids.slice(0, n)).toEqual(run.config.rootfs.diff_ids);
+    expect(img.manifest.layers.slice(0, n).map((l) => l.digest)).toEqual(run.manifest.layers.map((l) => l.digest));
+    expect(runImageOf(img).topLayer).toBe(emptyTar);
+    expect(img.config.history?.filter((h) => h.empty_layer !== true)).toHaveLength(img.manifest.layers.length);
+
+    // a newer run image (one more layer): the rebase finds the empty top layer and replaces the run layers
+    const newRun = await storeVariant(run, 'docker.io/kt/run:empty-top', (c) => ({ ...c, history: [...(c.history ?? []), { created: MTIME.toISOString(), created_by: 'run image v2' }] }), [dirEntry('etc/'), fileEntry('etc/run-image-version', 'v2\n')]);
+    const r = await kiln(['rebase', 'empty-top-app:1', '--root', sb.root], sb.dir);
+    expect(r.stderr).toContain(`${n} run image layers replaced by ${n + 1}, ${img.manifest.layers.length - n} app layers kept`);
+    expect(r.code).toBe(0);
+    const after = await stored('docker.io/library/empty-top-app:1');
+    expect(after.config.rootfs.diff_ids).toEqual([...newRun.config.rootfs.diff_ids, ...img.config.rootfs.diff_ids.slice(n)]);
+    const bundle = await saveAndUnpack('empty-top-app:1', 'empty-top-rebased');
+    const ran = await runBundle(bundle, { id: `kiln-rebase-empty-top-${process.pid}` });
+    expect({ code: ran.code, out: ran.stdout + ran.stderr }).toEqual({ code: 0, out: 'web v2\n' });
+  }, 600_000);
+
   test('a multi-platform app image: each platform onto its run image manifest, one new index in the store and with --publish; a platform that cannot be rebased refuses the whole command', async () => {
     await appImage('multi-src:1');
     const host = hostPlatform().architecture;
