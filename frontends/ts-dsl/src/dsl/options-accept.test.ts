@@ -57,7 +57,7 @@ describe('run-time checks refuse what the Dockerfile frontend (or runc) refuses'
     for (const ok of ['SIGINT', 'term', '15', 'RTMIN+3']) expect(config({ stopSignal: ok })['StopSignal']).toBe(ok);
     for (const bad of ['SIGNOPE', '0', '']) expect(() => image('busybox').image({ stopSignal: bad }), bad).toThrow(/option "stopSignal" must be a signal name or number/);
     expect(() => image('busybox').image({ volumes: ['/data', ''] })).toThrow(/option "volumes" must be a list of paths/);
-    expect(() => image('busybox').run(['make'], { mounts: { 'relative/x': image('alpine') } })).toThrow(/option "mounts" must be an object of mounts by absolute target path/);
+    expect(() => image('busybox').run(['make'], { mounts: { 'relative/x': image('alpine') } })).toThrow(/option "mounts" must be an object of .* values by absolute target path/);
     expect(() => image('busybox').run(['make'], { mounts: { '/abs': image('alpine') } })).not.toThrow();
   });
 });

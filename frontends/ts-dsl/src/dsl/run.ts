@@ -68,7 +68,7 @@ export function checkRunOptions(o: RunOpts): void {
     // targets are absolute: runc refuses a relative one only once the step runs
     mounts: {
       ...recordOf(mountValue, 'mounts by target path: { mounts: { "/root/.npm": cache("npm"), "/src": bind(src) } }'),
-      what: 'an object of mounts by absolute target path',
+      what: `an object of ${mountValue.what} values by absolute target path`,
       ok: (v) => recordOf(mountValue).ok(v) && Object.keys(v as object).every((t) => t.startsWith('/')),
     },
     ssh: sshField,

@@ -74,7 +74,7 @@ describe('located errors', () => {
     // Before, each of these built: the option was dropped or misread (cmd one argument per letter, chmod "755" mode 0o1363, a mount at /0).
     const cases: readonly (readonly [string, number, RegExp, RegExp?])[] = [
       ['image("busybox").run(["ls"], { mount: { "/c": cache("x") } })', 20, /run: unknown option "mount" \(did you mean "mounts"\?\)/, /run takes \{ mounts, ssh, secretEnv, env, /],
-      ['image("busybox").run(["ls"], { mounts: [cache("x")] })', 20, /run: option "mounts" must be an object of a cache\(\), secret\(\), bind\(\), tmpfs\(\) or ssh\(\) mount or a State values \(got an array\)/],
+      ['image("busybox").run(["ls"], { mounts: [cache("x")] })', 20, /run: option "mounts" must be an object of a cache\(\), secret\(\), bind\(\), tmpfs\(\) or ssh\(\) mount or a State values by absolute target path \(got an array\)/],
       ['image("busybox").run(["ls"], { mounts: { "/c": "npm-cache" } })', 20, /run: option "mounts" must be/],
       ['image("busybox").run(["ls"], { env: { PORT: 3000 } })', 20, /run: option "env" must be an object of a string values \(got an object \(Object\)\)/, /PORT: "3000"/],
       ['image("busybox").image({ cmd: "npm start" })', 20, /image: option "cmd" must be a string\[\] \(got a string\)/, /cmd: \["npm", "start"\]/],
