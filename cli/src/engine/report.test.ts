@@ -29,6 +29,11 @@ describe('formatBuildError: a failed step', () => {
     expect(out).toBe(`kiln: error SOLVER_EXEC_FAILED: Dockerfile:2:1: ${runcSaid}\n  2 | RUN ["/missing"]\n`);
   });
 
+  test('the output of a process that ran is listed even when its command holds the same words', () => {
+    const e = new VertexError({ vertex: 'sha256:3', name: '[2/2] RUN echo failing && exit 3', op: 'exec', locations: [{ file: '', line: 2, column: 1 }], command: '/bin/sh -c echo failing && exit 3', exitCode: 3, logTail: ['failing'] }, new Error('exit 3'));
+    expect(formatBuildError(e, {})).toContain('last output lines:\n  > failing\n');
+  });
+
   test('output with anything else is listed whole', () => {
     const out = formatBuildError(failed(['starting', runcSaid], runcSaid), { dockerfileText: 'FROM busybox\nRUN ["/missing"]\n' });
     expect(out).toContain(`last output lines:\n  > starting\n  > ${runcSaid}\n`);

@@ -86,8 +86,10 @@ function formatVertexError(e: VertexError, opts: FormatBuildErrorOptions): strin
   if (e.command !== undefined) lines.push(`command: ${e.command}`);
   if (e.exitCode !== undefined) lines.push(`exit code: ${e.exitCode}`);
   const tail = e.logTail.slice(-(opts.tailLines ?? 10));
-  // Output that only repeats the message (runc's own failure, which it also prints) adds nothing.
-  if (tail.length > 0 && !tail.every((l) => e.message.includes(l.trim()))) {
+  // A process that never ran (runc's own failure, which it also prints): output that only
+  // repeats the message adds nothing. A process's own output always shows (it may echo its command).
+  const repeatsMessage = e.exitCode === undefined && tail.every((l) => e.message.includes(l.trim()));
+  if (tail.length > 0 && !repeatsMessage) {
     lines.push(`last output lines:`);
     for (const l of tail) lines.push(`  > ${l}`);
   }
