@@ -185,9 +185,9 @@ export async function exportImage(input: ExportInput): Promise<ExportedImage> {
   shas['/process-types/sha'] = top;
   // lifecycle records the original run image's top layer, below the extension layers (rebase
   // keeps those as the app's). The check that it lies right below the app's layers is left
-  // out above extension layers: how many there are is not known here (a Dockerfile step that
-  // changes no file has a history entry but no layer in the image), and the labels count
-  // from the top, through the app's layers only.
+  // out above extension layers: how many there are is not known here (each Dockerfile step
+  // leaves a layer, an empty one too), and the labels count from the top, through the app's
+  // layers only.
   const runTop = input.runBase === undefined ? input.runConfig.rootfs?.diff_ids.at(-1) : input.runBase.topLayer;
   const layerLabels: LayerLabelsRequest = { labels: { [Label.lifecycleMetadata]: shas }, ...(runTop === undefined || input.runBase !== undefined ? {} : { check: { layer: fromTop(-1), diffID: runTop } }) };
 
