@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
 import { buildCliOnce } from '../../../../scripts/test-cli-build.js';
 
@@ -72,3 +73,17 @@ export function kiln(args: readonly string[], cwd: string): Promise<Run> {
 let n = 0;
 /** A fresh name for an output path. */
 export const fresh = (sb: Sandbox, what: string): string => join(sb.dir, `${what}-${++n}`);
+
+/** Registers beforeAll/afterAll that give the file one sandbox (tools checked, CLI compiled): `useSandbox((s) => (sb = s))`. */
+export function useSandbox(use: (sb: Sandbox) => void): void {
+  let sb: Sandbox | undefined;
+  beforeAll(async () => {
+    requireTools();
+    compileCli();
+    sb = await makeSandbox();
+    use(sb);
+  }, 300_000);
+  afterAll(async () => {
+    await sb?.cleanup();
+  });
+}

@@ -8,20 +8,12 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileCli, fresh, kiln, makeSandbox, repo, requireTools, writeTree, type Sandbox } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { fresh, kiln, repo, useSandbox, writeTree, type Sandbox } from './helpers.js';
 
 let sb: Sandbox;
 
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-
-afterAll(async () => {
-  await sb?.cleanup();
-});
+useSandbox((s) => (sb = s));
 
 const noStack = (stderr: string): void => expect(stderr).not.toMatch(/\n\s+at /);
 

@@ -6,20 +6,12 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileCli, fresh, kiln, makeSandbox, requireTools, writeTree, type Sandbox } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { fresh, kiln, useSandbox, writeTree, type Sandbox } from './helpers.js';
 
 let sb: Sandbox;
 
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-
-afterAll(async () => {
-  await sb?.cleanup();
-});
+useSandbox((s) => (sb = s));
 
 const buildFile = [
   'import { image, sh, type Ctx } from "kiln";',
