@@ -1,14 +1,13 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { SSHD, startSshd, until } from '../../../solver/test/integration/sshd.js';
 
 // `kiln build ssh://…` end to end: the repository is fetched over ssh from a real sshd on
 // 127.0.0.1 with the key of the ssh agent passed as `--ssh default=SOCKET`, as buildx does.
 
-const SSHD = '/usr/sbin/sshd';
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
 let sshd: ChildProcess;
@@ -19,13 +18,6 @@ let url: string;
 const gitIn = (cwd: string, ...args: string[]): string =>
   execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' } }).trim();
 
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 beforeAll(async () => {
   for (const bin of [SSHD, 'ssh-agent', 'ssh-keygen']) {
@@ -45,21 +37,9 @@ beforeAll(async () => {
   gitIn(repo, 'add', '-A');
   gitIn(repo, 'commit', '-qm', 'one');
   writeFileSync(join(work, 'authorized_keys'), readFileSync(join(work, 'user.pub'), 'utf8'));
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-  writeFileSync(
-    join(work, 'sshd_config'),
-    [`ListenAddress 127.0.0.1`, `Port ${port}`, `HostKey ${join(work, 'host')}`, `AuthorizedKeysFile ${join(work, 'authorized_keys')}`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password', 'StrictModes no', 'UsePAM no', 'PidFile none', ''].join('\n'),
-  );
-  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  sshd = spawn(SSHD, ['-D', '-e', '-f', join(work, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  sshd.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  await until(`sshd on port ${port}`, () => sshd.exitCode === null && log.includes('listening'));
+  const started = await startSshd(work);
+  sshd = started.process;
+  const port = started.port;
   agentSock = join(work, 'agent.sock');
   rmSync(agentSock, { force: true });
   agent = spawn('ssh-agent', ['-D', '-a', agentSock], { stdio: 'ignore' });

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { git as gitSource, type Definition } from '@kiln/llb-core';
 import { ContentStore, LocalSnapshotter, applyFileAction, unpackLayer } from '@kiln/runtime';
 import { CacheStore, RuntimeWorker, Solver, type BuildResult, type ProgressEvent } from '@kiln/solver';
+import { SSHD, startSshd, until } from './sshd.js';
 
-const SSHD = '/usr/sbin/sshd';
 
 let work = '';
 let root = '';
@@ -29,15 +29,7 @@ const agents: ChildProcess[] = [];
 const gitIn = (cwd: string, ...args: string[]): string =>
   execFileSync('git', args, { cwd, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' } }).trim();
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function until(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A new commit on main holding `name`: each test fetches a commit nothing has fetched yet. */
 function commit(name: string): string {
@@ -145,22 +137,9 @@ beforeAll(async () => {
   const gate = join(work, 'gate.sh');
   writeFileSync(gate, `#!/bin/sh\nprintf x >> '${work}/connections'\nif [ -e '${work}/hold' ]; then : > '${work}/reached'; while [ -e '${work}/hold' ]; do sleep 0.02; done; fi\nexec sh -c "$SSH_ORIGINAL_COMMAND"\n`, { mode: 0o755 });
   writeFileSync(join(work, 'authorized_keys'), `command="${gate}" ${readFileSync(join(work, 'user.pub'), 'utf8')}`);
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-  writeFileSync(
-    join(work, 'sshd_config'),
-    [`ListenAddress 127.0.0.1`, `Port ${port}`, `HostKey ${join(work, 'host')}`, `AuthorizedKeysFile ${join(work, 'authorized_keys')}`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password', 'StrictModes no', 'UsePAM no', 'PidFile none', ''].join('\n'),
-  );
-  // sshd checks its privilege separation directory even when it runs for a test.
-  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  sshd = spawn(SSHD, ['-D', '-e', '-f', join(work, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let sshdLog = '';
-  sshd.stderr?.on('data', (d: Buffer) => (sshdLog += d.toString()));
-  await until(`sshd on port ${port} (${sshdLog})`, () => sshd.exitCode === null && sshdLog.includes('listening'));
+  const started = await startSshd(work);
+  sshd = started.process;
+  const port = started.port;
   const user = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
   remote = `ssh://${user}@127.0.0.1:${port}${repo}`;
   const hostKey = readFileSync(join(work, 'host.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
