@@ -217,6 +217,24 @@ describe('a remote main context (the `context` option)', () => {
     expect(forwarded[0]?.opts.get('context')).toBe('git://example.com/app.git');
   });
 
+  test('a failed download or checkout names the URL without its credentials, in the message and the cause', async () => {
+    // the http source's own error text carries the URL as it was given (review of 865a75d/0c61a24)
+    for (const url of ['http://user:s3cret@example.com/ctx.tar', 'https://tok3n@example.com/app.git#main']) {
+      const { c } = client({}, { context: url });
+      const raw = url.replace(/#.*/, '');
+      const failing: FrontendClient = { ...c, solve: () => Promise.reject(new Error(`failed to fetch ${raw}: HTTP 404`)) };
+      const err = await dockerfileFrontend(failing).then(
+        () => expect.fail('the build should fail'),
+        (e: unknown) => e as Error,
+      );
+      expect(err).toMatchObject({ code: 'KLN0504' });
+      expect(err.message).toContain(`failed to fetch ${redactUrl(raw)}: HTTP 404`);
+      for (let cur: unknown = err; cur instanceof Error; cur = cur.cause) {
+        expect(cur.message).not.toMatch(/s3cret|tok3n/);
+      }
+    }
+  });
+
   test('a failed fetch names the URL', async () => {
     const { c } = client({}, { context: 'git://example.com/app.git#nope' });
     const failing: FrontendClient = { ...c, solve: () => Promise.reject(new Error('repository does not contain ref nope')) };

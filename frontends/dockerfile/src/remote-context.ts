@@ -112,9 +112,10 @@ export async function remoteContext(client: FrontendClient): Promise<RemoteConte
     const ref = await client.solve({ definition: await download.marshal(), evaluate: true });
     header = await ref.readFile(HTTP_CONTEXT_FILE, { length: SNIFF_BYTES });
   } catch (cause) {
-    throw new KilnError('KLN0504', `cannot download the build context ${redactUrl(url)}: ${messageOf(cause)}`, {
+    const clean = scrubError(cause, url);
+    throw new KilnError('KLN0504', `cannot download the build context ${redactUrl(url)}: ${messageOf(clean)}`, {
       hint: 'check the URL and that its server answers; a git repository URL ends in .git (or use git://, ssh:// or git@HOST:…)',
-      cause,
+      cause: clean,
     });
   }
   if (isArchive(header)) {
@@ -139,13 +140,14 @@ export async function solveRemoteContext(client: FrontendClient, remote: RemoteC
   } catch (cause) {
     // The source's own hint is the more precise one (pass --ssh ID, check the ref after #).
     const own = hintOf(cause);
-    throw new KilnError('KLN0504', `cannot load the build context ${redactUrl(remote.url)}: ${messageOf(cause)}`, {
+    const clean = scrubError(cause, remote.url);
+    throw new KilnError('KLN0504', `cannot load the build context ${redactUrl(remote.url)}: ${messageOf(clean)}`, {
       hint:
         own ??
           (remote.kind === 'git'
             ? 'check the repository URL, the branch, tag or commit after # and that the host answers (an ssh remote needs --ssh default)'
             : 'check the URL and that its server answers'),
-      cause,
+      cause: clean,
     });
   }
 }
@@ -175,6 +177,23 @@ export function missingDockerfile(remote: RemoteContext, filename: string, cause
     hint: remote.kind === 'git' ? 'pass -f PATH relative to the repository (or to its #REF:DIR subdirectory), or -f - to send a Dockerfile' : 'pass -f PATH inside the archive, or -f - to send a Dockerfile',
     cause,
   });
+}
+
+/**
+ * `cause` with the credentials of `url` taken out of its message: a source's error quotes the
+ * URL as it was given (the http source's 'failed to fetch URL'), and the report prints the cause
+ * and the history records it. Returned as it is when the message holds none.
+ */
+function scrubError(cause: unknown, url: string): unknown {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/([^@/]*)@/i.exec(url);
+  const userinfo = m?.[1];
+  if (userinfo === undefined || redactUrl(url) === url) return cause;
+  const kept = /^https?:/i.test(url) ? '' : `${userinfo.split(':')[0] ?? ''}@`;
+  const message = messageOf(cause);
+  if (!message.includes(`${userinfo}@`)) return cause;
+  const clean = new Error(message.split(`${userinfo}@`).join(kept));
+  const hint = hintOf(cause);
+  return hint === undefined ? clean : Object.assign(clean, { hint });
 }
 
 /** The first hint along an error's cause chain (the solver's, under the gateway's wrapping). */
