@@ -7,7 +7,7 @@ import { ResultMetadataKey, fromDefinition, http, image, local, parseDockerignor
 import type { FrontendClient } from '@kiln/llb-core';
 import type { NamedContext } from './convert/options.js';
 import { KilnError } from './errors.js';
-import { gitContext } from './remote-context.js';
+import { gitContext, redactUrl } from './remote-context.js';
 
 const CONTEXT = 'context:';
 
@@ -28,13 +28,14 @@ export async function namedContexts(client: FrontendClient, sessionId: string | 
     else if (v.startsWith('input:')) out.set(name, inputContext(client, name, v.slice('input:'.length)));
     else if (v.startsWith('git://') || v.startsWith('git@')) {
       const st = gitContext(v, true);
-      if (st === undefined) throw new KilnError('KLN0504', `invalid git context ${v}`, { hint: 'use git://HOST/REPO.git[#REF[:DIR]] or git@HOST:REPO.git[#REF[:DIR]]' });
+      if (st === undefined) throw new KilnError('KLN0504', `invalid git context ${redactUrl(v)}`, { hint: 'use git://HOST/REPO.git[#REF[:DIR]] or git@HOST:REPO.git[#REF[:DIR]]' });
       out.set(name, { state: st });
     } else if (v.startsWith('http://') || v.startsWith('https://')) {
       // A URL that is a git repository (path ending in .git) is cloned; any other is downloaded.
-      out.set(name, { state: gitContext(v, true) ?? http(v, { customName: `[context ${name}] ${v}` }) });
+      // Named without the URL's credentials, as a git context is (progress and history show it).
+      out.set(name, { state: gitContext(v, true) ?? http(v, { customName: `[context ${name}] ${redactUrl(v)}` }) });
     } else {
-      throw new KilnError('KLN0504', `unsupported context source ${v} for ${name}`, { hint: 'use docker-image://REF, local:NAME, input:NAME, git://… or https://…' });
+      throw new KilnError('KLN0504', `unsupported context source ${redactUrl(v)} for ${name}`, { hint: 'use docker-image://REF, local:NAME, input:NAME, git://… or https://…' });
     }
   }
   return out;

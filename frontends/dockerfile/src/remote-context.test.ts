@@ -235,6 +235,19 @@ describe('a remote main context (the `context` option)', () => {
     }
   });
 
+  test('a named context URL: its download step and a refusal name it without credentials (review of 89048a4)', async () => {
+    const local = { Dockerfile: 'FROM busybox\nCOPY --from=x f.txt /\n' };
+    const { c } = client({ local }, { 'context:x': 'https://user:s3cret@example.com/f.txt' });
+    const res = await dockerfileFrontend(c);
+    expect(names(res.ref?.definition as Definition)).toContain('[context x] https://example.com/f.txt');
+    const refused = client({ local }, { 'context:x': 'ssh://user:s3cret@example.com/app.git' }).c;
+    const err = await dockerfileFrontend(refused).then(
+      () => expect.fail('the build should fail'),
+      (e: unknown) => e as Error,
+    );
+    expect(err.message).toBe('unsupported context source ssh://user@example.com/app.git for x');
+  });
+
   test('a failed fetch names the URL', async () => {
     const { c } = client({}, { context: 'git://example.com/app.git#nope' });
     const failing: FrontendClient = { ...c, solve: () => Promise.reject(new Error('repository does not contain ref nope')) };
