@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Container, Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
 import type { BackendContainerRequest, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
-import { applySourcePolicy, loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex, type SourcePolicyEngine } from '@kiln/solver';
+import { EMPTY_SNAPSHOT, applySourcePolicy, loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex, type SourcePolicyEngine } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 import { newEngineContainer } from './container.js';
@@ -212,7 +212,7 @@ export class SolverBackend implements SolveBackend {
 
 /** The shared empty committed snapshot (an empty Definition's result: scratch). */
 export async function emptySnapshot(engine: KilnEngine): Promise<string> {
-  const id = 'scratch-empty';
+  const id = EMPTY_SNAPSHOT;
   const s = engine.snapshotter;
   if (await s.stat(id).then(() => true, () => false)) return id;
   const tmp = `${id}.tmp-${process.pid}-${randomUUID()}`;

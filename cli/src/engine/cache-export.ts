@@ -17,6 +17,7 @@ import {
   CacheManager,
   addCacheKeyChains,
   backlinkSource,
+  EMPTY_SNAPSHOT,
   goTime,
   layerChain,
   marshalCacheConfig,
@@ -89,9 +90,10 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
   const created: string[] = [];
   for (let cur: string | undefined = snapshot; cur !== undefined; ) {
     const info = await engine.snapshotter.stat(cur);
+    cur = info.parent;
+    if (info.id === EMPTY_SNAPSHOT) continue; // no layer (as layersOf)
     // A layer from a cache keeps its buildkit/createdat as written (Go's nanoseconds included).
     created.unshift(info.labels[LABEL_CREATED_AT] ?? goTime(Date.parse(info.createdAt) || 0));
-    cur = info.parent;
   }
   for (const r of refs) if (r.fromImage === true) opts.given?.add(r.descriptor.digest);
   return refs.map((r, i) => ({

@@ -12,6 +12,7 @@ import {
   type LayerRef,
   type Snapshotter,
 } from '@kiln/runtime';
+import { EMPTY_SNAPSHOT } from '@kiln/solver';
 
 interface StoredLayer {
   readonly mediaType: string;
@@ -76,7 +77,8 @@ export class LayerCache {
     const chain: { id: string; diffID: string | undefined }[] = [];
     for (let cur: string | undefined = id; cur !== undefined; ) {
       const info = await this.#snapshotter.stat(cur);
-      chain.unshift({ id: info.id, diffID: info.labels['kiln.diffID'] });
+      // scratch is no layer (BuildKit: FROM scratch + COPY is one layer, with one history entry)
+      if (info.id !== EMPTY_SNAPSHOT) chain.unshift({ id: info.id, diffID: info.labels['kiln.diffID'] });
       cur = info.parent;
     }
     return Promise.all(chain.map((s) => this.#layer(s.id, s.diffID, signal, sourceDateEpoch)));
@@ -143,11 +145,12 @@ export class LayerCache {
     const out: LayerRef[] = [];
     for (let cur: string | undefined = id; cur !== undefined; ) {
       const info = await this.#snapshotter.stat(cur);
+      cur = info.parent;
+      if (info.id === EMPTY_SNAPSHOT) continue;
       const diffID = info.labels['kiln.diffID'];
       const hit = diffID === undefined ? undefined : await this.#read(join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`));
       if (hit === undefined) return undefined;
       out.unshift({ ...hit, fromImage: true });
-      cur = info.parent;
     }
     return out;
   }

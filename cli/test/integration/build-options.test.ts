@@ -182,3 +182,24 @@ test('a context with a project.toml that lacks its # syntax=kiln/buildpacks line
   expect(r.stderr).toContain(`cannot read Dockerfile ${join(ctx, 'Dockerfile')}: no such file`);
   expect(r.stderr).toContain(`hint: ${join(ctx, 'project.toml')} is a buildpacks project only with "# syntax=kiln/buildpacks" as its first line, or --frontend kiln/buildpacks`);
 }, 60_000);
+
+test('FROM scratch exports only the layers the build made, as BuildKit: COPY onto scratch is one layer with one history entry; metadata alone is no layer', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `scratch-${t}`);
+  await writeTree(ctx, { Dockerfile: 'FROM scratch\nCOPY x /x\nLABEL l=1\n', x: `${t}\n`, 'meta/Dockerfile': 'FROM scratch\nLABEL only=metadata\n' });
+  const image = async (dir: string): Promise<{ layers: unknown[]; diffIds: string[]; history: { created_by?: string; empty_layer?: boolean }[] }> => {
+    const out = join(sb.dir, `scratch-${t}-${dir.length}.tar`);
+    const r = await runKiln(sb, ['build', dir, '--root', sb.root, '--progress', 'quiet', '-o', `type=oci,dest=${out}`]);
+    expect(r.stderr).not.toContain('kiln: error');
+    const manifest = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${out}`], { encoding: 'utf8' })) as { layers: unknown[] };
+    const config = JSON.parse(execFileSync('skopeo', ['inspect', '--config', '--raw', `oci-archive:${out}`], { encoding: 'utf8' })) as { rootfs: { diff_ids: string[] }; history: { created_by?: string; empty_layer?: boolean }[] };
+    return { layers: manifest.layers, diffIds: config.rootfs.diff_ids, history: config.history };
+  };
+  const copied = await image(ctx);
+  expect(copied.layers).toHaveLength(1);
+  expect(copied.diffIds).toHaveLength(1);
+  expect(copied.history.filter((h) => h.empty_layer !== true).map((h) => h.created_by)).toEqual(['COPY x /x # buildkit']);
+  const meta = await image(join(ctx, 'meta'));
+  expect(meta.layers).toHaveLength(0);
+  expect(meta.diffIds).toEqual([]);
+}, 120_000);

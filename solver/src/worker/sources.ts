@@ -158,7 +158,11 @@ export class ImageSources {
   }
 }
 
-const EMPTY_SNAPSHOT = 'scratch-empty';
+/**
+ * The shared empty snapshot that scratch-based results stand on (BuildKit has no snapshot there:
+ * a nil ref). It is no layer: exports and cache records leave it out.
+ */
+export const EMPTY_SNAPSHOT = 'scratch-empty';
 
 /** The shared empty committed snapshot (scratch). */
 export async function emptySnapshot(deps: RuntimeWorkerDeps): Promise<string> {
