@@ -26,6 +26,14 @@ function parsePort(s: string): number {
   return n > 0xffff ? NaN : n;
 }
 
+/** nat.ParsePortRange: `START[-END]` (more dashes: the first two parts); NaNs when it does not parse. */
+function parsePortRange(s: string): [number, number] {
+  const [a, b] = s.split('-', 2);
+  const start = parsePort(a ?? '');
+  const end = b === undefined ? start : parsePort(b);
+  return end < start ? [NaN, NaN] : [start, end];
+}
+
 /**
  * nat.ParsePortSpecs for EXPOSE words (already expanded and split): returns the exposed port keys
  * (`80/tcp`), ranges expanded, de-duplicated and sorted as strings. Throws {@link ImageConfigValueError}.
@@ -37,6 +45,7 @@ export function parsePortSpecs(specs: readonly string[]): string[] {
     const n = parts.length;
     let containerPort = parts[n - 1] ?? '';
     const ip = n >= 3 ? parts.slice(0, n - 2).join(':') : '';
+    const hostPort = n >= 2 ? (parts[n - 2] ?? '') : '';
     let proto = 'tcp';
     const pp = containerPort.split('/');
     if (containerPort === '' || (pp[0] ?? '') === '') {
@@ -51,10 +60,14 @@ export function parsePortSpecs(specs: readonly string[]): string[] {
     const bareIp = ip.startsWith('[') && ip.endsWith(']') ? ip.slice(1, -1) : ip;
     if (bareIp !== '' && !/^[0-9.]+$|^[0-9a-fA-F:.]+$/.test(bareIp)) throw portError(`invalid IP address: ${bareIp}`);
     if (containerPort === '') throw portError(`no port specified: ${raw}<empty>`);
-    const [a, b] = containerPort.split('-', 2);
-    const start = parsePort(a ?? '');
-    const end = b === undefined ? start : parsePort(b);
-    if (Number.isNaN(start) || Number.isNaN(end) || end < start) throw portError(`invalid containerPort: ${containerPort}`);
+    const [start, end] = parsePortRange(containerPort);
+    if (Number.isNaN(start) || Number.isNaN(end)) throw portError(`invalid containerPort: ${containerPort}`);
+    // Only the container port is exposed, but nat checks a host port (range) all the same.
+    if (hostPort !== '') {
+      const [hs, he] = parsePortRange(hostPort);
+      if (Number.isNaN(hs) || Number.isNaN(he)) throw portError(`invalid hostPort: ${hostPort}`);
+      if (end - start !== he - hs && end !== start) throw portError(`invalid ranges specified for container and host Ports: ${containerPort} and ${hostPort}`);
+    }
     if (!PROTOS.includes(proto.toLowerCase())) throw portError(`invalid proto: ${proto}`);
     for (let p = start; p <= end; p++) out.add(`${p}/${proto.toLowerCase()}`);
   }
