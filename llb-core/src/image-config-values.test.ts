@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { parsePortSpecs } from './image-config-values.js';
+import { parsePortSpecs, parseSignal } from './image-config-values.js';
 
 // go-connections nat.ParsePortSpecs, as BuildKit's EXPOSE calls it: the host part of
 // HOSTPORT:PORT is checked too, though only the container port is exposed.
@@ -20,5 +20,16 @@ describe('parsePortSpecs host ports', () => {
 
   test('an empty host part is no host port', () => {
     expect(parsePortSpecs([':80', '127.0.0.1::81'])).toEqual(['80/tcp', '81/tcp']);
+  });
+});
+
+// moby/sys/signal ParseSignal with its Linux SignalMap, as BuildKit's STOPSIGNAL calls it.
+describe('parseSignal real-time names', () => {
+  test('RTMIN+1..15 and RTMAX-14..1 are names; RTMAX-15 is not one', () => {
+    expect(parseSignal('SIGRTMIN+15')).toBe(49);
+    expect(parseSignal('rtmax-14')).toBe(50);
+    expect(parseSignal('RTMAX')).toBe(64);
+    expect(() => parseSignal('RTMAX-15')).toThrow('Invalid signal: RTMAX-15');
+    expect(() => parseSignal('RTMIN+16')).toThrow('Invalid signal: RTMIN+16');
   });
 });

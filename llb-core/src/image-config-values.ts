@@ -81,10 +81,9 @@ const SIGNALS: Record<string, number> = {
   TSTP: 20, TTIN: 21, TTOU: 22, URG: 23, USR1: 10, USR2: 12, VTALRM: 26, WINCH: 28, XCPU: 24, XFSZ: 25,
   RTMIN: 34, RTMAX: 64,
 };
-for (let i = 1; i <= 15; i++) {
-  SIGNALS[`RTMIN+${i}`] = 34 + i;
-  SIGNALS[`RTMAX-${i}`] = 64 - i;
-}
+// moby's table names 49 RTMIN+15 only: RTMAX-15 is no name there.
+for (let i = 1; i <= 15; i++) SIGNALS[`RTMIN+${i}`] = 34 + i;
+for (let i = 1; i <= 14; i++) SIGNALS[`RTMAX-${i}`] = 64 - i;
 
 /**
  * signal.ParseSignal (Linux table): `SIGTERM`, `term`, `15` → the signal number. Throws KLN0405
