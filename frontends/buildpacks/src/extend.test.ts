@@ -97,13 +97,16 @@ describe('applyDockerfiles', () => {
     await expect(applyDockerfiles(client, { state: scratch(), config: cfg('1') }, [df('kt/x', 'run')], 'run', 'u')).rejects.toMatchObject({ code: 'KLN0909', message: 'extension kt/x: run.Dockerfile: no more answers' });
   });
 
-  test("a Dockerfile whose LLB would use the build's secrets or SSH agent is KLN0908 at its line, before any of it runs", async () => {
+  test("a Dockerfile whose LLB would use the build's secrets, SSH agent, caches, host network or insecure sandbox is KLN0908 at its line, before any of it runs", async () => {
     const base = image('docker.io/kt/extended:latest');
     const uses: [State, string][] = [
       [base.run({ args: ['cat', '/run/secrets/tok'], secrets: [{ id: 'tok', target: '/run/secrets/tok' }] }), 'RUN --mount=type=secret mounts the build secret "tok"'],
       [base.run({ args: ['sh', '-c', 'echo $TOK'], secrets: [{ id: 'tok', env: 'TOK' }] }), 'RUN --mount=type=secret sets TOK from the build secret "tok"'],
       [base.run({ args: ['ssh-add', '-l'], ssh: [{}] }), `RUN --mount=type=ssh forwards the build's SSH agent "default"`],
       [git('git@github.com:org/private.git', 'main'), 'a git source (git://github.com/org/private.git#main) fetches'],
+      [base.run({ args: ['npm', 'ci'], mounts: [{ target: '/root/.npm', cache: { id: '/npm' } }] }), 'RUN --mount=type=cache mounts the cache "/npm", shared with the user\'s builds'],
+      [base.run({ args: ['wget', 'x'], network: 'host' }), "RUN --network=host uses the host's network"],
+      [base.run({ args: ['mount', '-t', 'tmpfs', 'x', '/mnt'], security: 'insecure' }), 'RUN --security=insecure runs without the sandbox'],
     ];
     for (const [llb, message] of uses) {
       const { client, evaluated } = fakeClient([cfg('1002')], llb);

@@ -6,7 +6,7 @@
  * `build_id`, `user_id` and `group_id` build args and the extension's extend-config.toml args.
  * Each Dockerfile's result is the next one's base.
  */
-import { fromDefinition, loadDefinition, mkdir, mkfile, MountType, parseImageConfig, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type Op, type State } from '@kiln/llb-core';
+import { fromDefinition, loadDefinition, mkdir, mkfile, MountType, NetMode, parseImageConfig, SecurityMode, ResultMetadataKey, scratch, type Definition, type FrontendClient, type ImageConfig, type Op, type State } from '@kiln/llb-core';
 import { BASE_IMAGE_ARG, generatedFile } from './dockerfile-rules.js';
 import { BuildpacksError } from './errors.js';
 import type { DockerfileKind, GeneratedDockerfile } from './generate.js';
@@ -59,13 +59,22 @@ export function parseGoBool(v: string | undefined): boolean | undefined {
   return undefined;
 }
 
-/** How an op would reach the build's credentials: a secret or SSH mount, a secret env, a git source. */
+/**
+ * How an op would reach past what lifecycle gives an extension Dockerfile: the build's credentials
+ * (a secret or SSH mount, a secret env, a git source), a cache mount (shared with the user's own
+ * builds, which an extension could read or poison), the host's network or an insecure sandbox
+ * (granted for the user's Dockerfile, not for the builder's extensions). Kaniko, lifecycle's
+ * extender, supports none of these.
+ */
 function credentialUse(op: Op): string | undefined {
   if (op.kind === 'exec') {
     for (const m of op.exec.mounts ?? []) {
       if (m.mountType === MountType.SECRET) return `RUN --mount=type=secret mounts the build secret "${m.secretOpt?.id ?? ''}"`;
       if (m.mountType === MountType.SSH) return `RUN --mount=type=ssh forwards the build's SSH agent "${m.sshOpt?.id || 'default'}"`;
+      if (m.mountType === MountType.CACHE) return `RUN --mount=type=cache mounts the cache "${m.cacheOpt?.id ?? ''}", shared with the user's builds`;
     }
+    if (op.exec.network === NetMode.HOST) return "RUN --network=host uses the host's network (granted to the build, not to its builder's extensions)";
+    if (op.exec.security === SecurityMode.INSECURE) return 'RUN --security=insecure runs without the sandbox';
     const env = op.exec.secretenv?.[0];
     if (env !== undefined) return `RUN --mount=type=secret sets ${env.name ?? ''} from the build secret "${env.id ?? ''}"`;
   }
@@ -86,9 +95,9 @@ export function checkCredentialUse(def: Definition, extensionId: string, kind: D
     const use = credentialUse(v.op);
     if (use === undefined) continue;
     const line = def.source?.locations?.get(v.digest)?.locations?.[0]?.ranges?.[0]?.start.line;
-    throw new BuildpacksError('KLN0908', `${kind}.Dockerfile may not use the build's secrets or SSH agent: ${use}`, {
+    throw new BuildpacksError('KLN0908', `${kind}.Dockerfile may not use what the build was given: ${use}`, {
       location: { file: generatedFile(extensionId, `${kind}.Dockerfile`), line: line ?? 1, column: 1 },
-      hint: "an image extension's Dockerfile gets no build secrets or SSH agent (lifecycle applies it with none): the builder's extensions must not read the user's credentials",
+      hint: "an image extension's Dockerfile gets no build secrets, SSH agent, cache mounts, host network or insecure sandbox (lifecycle's kaniko has none of them): the builder's extensions must not reach the user's",
     });
   }
 }
