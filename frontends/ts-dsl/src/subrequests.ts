@@ -19,7 +19,8 @@ export function targetsResult(targets: readonly WireTarget[]): FrontendResult {
   return {
     metadata: new Map([
       ['result.json', enc.encode(JSON.stringify({ targets }))],
-      ['result.txt', enc.encode(`${rows.join('\n')}\n`)],
+      // PrintTargets' words for a build file with none (targets = {} and no default export)
+      ['result.txt', enc.encode(targets.length === 0 ? 'No targets\n' : `${rows.join('\n')}\n`)],
       ['result.statuscode', enc.encode('0')],
     ]),
   };
