@@ -7,7 +7,7 @@ export type BakeErrorCode =
   | 'KLN0852' // HCL evaluation error: unknown variable or function, wrong type, failed function call
   | 'KLN0853' // invalid bake definition: unknown key, wrong value type, unknown target, inherits cycle
   | 'KLN0854' // malformed or unknown --set override; a malformed --var, --list or --execution value
-  | 'KLN0855' // a bake option kiln does not support (--load, a remote context, a call other than build/check/targets, --set secret.ID)
+  | 'KLN0855' // a bake option kiln does not support (--load, a context of another scheme than git/http(s), a call other than build/check/targets, --set secret.ID)
   | 'KLN0856' // a target's target:NAME context made no image (one that failed: the target does not start)
   | 'KLN0857'; // targets failed (the closing error naming them and what became of the others)
 

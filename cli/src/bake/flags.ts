@@ -6,6 +6,7 @@ import type { ResolvedTarget } from './config.js';
 import { BakeError } from './errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import type { ExportAnnotation } from '@kiln/runtime';
+import { isRemoteContext } from '@kiln/dockerfile';
 
 /** Options of `kiln bake` that every target's build shares. */
 export interface BakeCommonFlags {
@@ -37,11 +38,13 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
   const t = rt.target;
   const warnings: string[] = [];
   const rawContext = t.context ?? '.';
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rawContext) && !rawContext.startsWith('cwd://')) {
-    throw new BakeError('KLN0855', `target "${rt.name}": remote context "${rawContext}" is not supported`, { hint: 'use a local directory as the context' });
+  // A git or http(s) URL is fetched by the frontend, as `kiln build URL` (buildx bake passes it on).
+  const remote = isRemoteContext(rawContext);
+  if (!remote && /^[a-z][a-z0-9+.-]*:\/\//i.test(rawContext) && !rawContext.startsWith('cwd://')) {
+    throw new BakeError('KLN0855', `target "${rt.name}": context "${rawContext}" is not supported`, { hint: 'use a local directory, a git URL (https://HOST/REPO.git#REF:DIR, git://…, git@HOST:…) or an http(s) URL of a tarball' });
   }
   const base = opts.fileRelative && opts.fileDir !== undefined && !rawContext.startsWith('cwd://') ? opts.fileDir : callerPath(io, '.');
-  const context = resolve(base, stripCwd(rawContext));
+  const context = remote ? rawContext : resolve(base, stripCwd(rawContext));
   let file: string | undefined;
   if (t['dockerfile-inline'] !== undefined) {
     const dir = join(opts.inlineDir, rt.name);
@@ -50,7 +53,8 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     await writeFile(file, t['dockerfile-inline']);
   } else if (t.dockerfile !== undefined) {
     const df = t.dockerfile;
-    file = df.startsWith('cwd://') ? callerPath(io, stripCwd(df)) : isAbsolute(df) ? df : join(context, df);
+    // in a remote context a relative dockerfile is a path inside it (an absolute one is sent)
+    file = df.startsWith('cwd://') ? callerPath(io, stripCwd(df)) : isAbsolute(df) || remote ? df : join(context, df);
   }
   const platforms = t.platforms ?? [];
   const links = new Map<string, string>();

@@ -122,6 +122,22 @@ test('--build-context NAME=GIT-URL and NAME=https URL: named contexts the Docker
   expect(bad.stderr).toContain('invalid --build-context "repo=ftp://127.0.0.1/x": supported sources: a directory, docker-image://, oci-layout://, a git URL');
 }, 180_000);
 
+test('kiln bake: a target whose context is a git URL builds the repository; its dockerfile is a path inside it', async () => {
+  const t = token();
+  const dir = join(sb.dir, `bake-remote-${t}`);
+  const out = join(dir, 'out');
+  await writeTree(dir, {
+    'docker-bake.json': JSON.stringify({ target: { app: { context: `${gitUrl}#main:svc`, dockerfile: 'Dockerfile.svc', output: [`type=local,dest=${out}`] } } }),
+  });
+  const r = await runKiln(sb, ['bake', 'app', '-f', join(dir, 'docker-bake.json'), '--root', sb.root, '--progress', 'plain'], { cwd: dir });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(out, 'svc', 'file'), 'utf8')).toBe('svc\n');
+  const bad = await runKiln(sb, ['bake', 'app', '-f', join(dir, 'docker-bake.json'), '--root', sb.root, '--set', 'app.context=ftp://127.0.0.1/x'], { cwd: dir });
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain('target "app": context "ftp://127.0.0.1/x" is not supported');
+}, 180_000);
+
 test('#REF:DIR makes a subdirectory the context, -f is relative to it; BUILDKIT_CONTEXT_KEEP_GIT_DIR=1 keeps .git', async () => {
   const out = join(sb.dir, `git-sub-${token()}`);
   const sub = await runKiln(sb, ['build', `${gitUrl}#main:svc`, '-f', 'Dockerfile.svc', '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]);
