@@ -63,7 +63,7 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     if (v === null) continue;
     if (v.startsWith('target:')) links.set(name, v.slice('target:'.length));
     else if (v.startsWith('cwd://')) buildContext.push(`${name}=${callerPath(io, stripCwd(v))}`);
-    else if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) buildContext.push(`${name}=${resolve(base, v)}`);
+    else if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && !isRemoteContext(v)) buildContext.push(`${name}=${resolve(base, v)}`);
     else buildContext.push(`${name}=${v}`);
   }
   const call = t.call;
