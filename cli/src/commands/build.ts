@@ -346,7 +346,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     // An absolute -f is a local file sent beside the remote context; a relative one is in it.
     else if (flags.file !== undefined && isAbsolute(flags.file)) dockerfile = flags.file;
   } else if (/^[a-z]+:\/\//.test(context)) {
-    throw new EngineError('KLN0702', `context "${context}" is not supported`, { hint: 'pass a directory, - (a tar or Dockerfile on stdin), a git URL (https://HOST/REPO.git#REF:DIR, git://…, ssh://…) or an http(s) URL of a tarball or Dockerfile' });
+    throw new EngineError('KLN0702', `context "${redactUrl(context)}" is not supported`, { hint: 'pass a directory, - (a tar or Dockerfile on stdin), a git URL (https://HOST/REPO.git#REF:DIR, git://…, ssh://…) or an http(s) URL of a tarball or Dockerfile' });
   } else if (context === '-') {
     const stdin = await stdinContext(flags, io, cleanup);
     ctx = stdin.dir;

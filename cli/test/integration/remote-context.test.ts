@@ -227,6 +227,8 @@ test('errors name the URL and what to do, without a stack trace', async () => {
     [[`${httpBase}/missing.tar.gz`], /cannot download the build context http:\/\/127\.0\.0\.1:\d+\/missing\.tar\.gz: .*HTTP 404 \[KLN0504\]/],
     [['https://exa mple.com/app.git'], /context "https:\/\/exa mple\.com\/app\.git" is not a valid URL\nhint: e\.g\. https:\/\/HOST/],
     [['ftp://127.0.0.1/ctx.tar'], /context "ftp:\/\/127\.0\.0\.1\/ctx\.tar" is not supported\nhint: pass a directory, -/],
+    // a refused URL is named without its password
+    [['ftp://user:s3cret@127.0.0.1/ctx.tar'], /^kiln: error KLN0702: context "ftp:\/\/user@127\.0\.0\.1\/ctx\.tar" is not supported\n/m],
     [[gitUrl, '--frontend', 'kiln/ts'], /kiln\/ts cannot build the remote context git:\/\/127\.0\.0\.1:\d+\/app\.git: it reads its files from a local directory\nhint: clone or download it first/],
     [[`${httpBase}/ctx.tar`, '--frontend', 'kiln/buildpacks'], /kiln\/buildpacks cannot build the remote context/],
     [[gitUrl, '-f', 'kiln.build.ts'], /kiln\/ts cannot build the remote context/],
