@@ -132,6 +132,20 @@ describe('Scheduler', () => {
     expect(kinds(again)).toEqual(['started fetched', 'status', 'vertex.cached']);
   });
 
+  test('a source fetched for its key and then not needed (its child hits, its own result was pruned) ends done, not cancelled (review of af3ac75)', async () => {
+    const { w, s, store } = setup(4);
+    const fetched = vertex('fetched', { kind: 'source', fetchesForKey: true });
+    const r = vertex('r', { kind: 'exec' }, [fetched]);
+    await s.build(edge(r));
+    expect((await store.prune({ keepStorage: 1 })).length).toBe(1);
+    const again = new ProgressStream();
+    await s.build(edge(r), { progress: again });
+    again.close();
+    expect(Object.fromEntries(w.execs)).toEqual({ fetched: 1, r: 1 });
+    const ofFetched = again.events().filter((e) => e.kind !== 'status' && 'vertex' in e && e.vertex === fetched.digest).map((e) => (e.kind === 'vertex.error' ? `error ${e.error}` : e.kind));
+    expect(ofFetched).toEqual(['vertex.started', 'vertex.done']);
+  });
+
   test('a diamond runs its shared vertex once; an independent pair overlaps in time', async () => {
     const { w, s } = setup(4);
     const root = vertex('root', { kind: 'source', delay: 20 });

@@ -122,6 +122,10 @@ class VertexState {
   cachedEmitted = false;
   /** Started and not yet done or failed. */
   running = false;
+  /** Started by #announce (output while its key was computed) and not run since. */
+  announced = false;
+  /** Its cache map (the key computation: a download) has finished. */
+  keyed = false;
   failed = false;
   /**
    * The run failed while a build with this vertex in its own graph was still in it. A run that
@@ -344,7 +348,12 @@ export class Scheduler {
     st.roles.delete(job);
     // A step still running when its build leaves it ends as cancelled for that build (BuildKit's
     // `#N CANCELED`): its own error event, if the op stops, reaches only the builds still in it.
-    if (st.running && role !== 'quiet') job.progress?.emit({ kind: 'vertex.error', vertex: st.vertex.digest, error: 'cancelled', time: this.#now() });
+    // A step shown only for its key computation (a download), which finished, and not run since
+    // (a later step hit) is done, as BuildKit completes a source vertex after its CacheMap.
+    if (st.running && role !== 'quiet') {
+      const t = this.#now();
+      job.progress?.emit(st.announced && st.keyed ? { kind: 'vertex.done', vertex: st.vertex.digest, time: t } : { kind: 'vertex.error', vertex: st.vertex.digest, error: 'cancelled', time: t });
+    }
     job.states.delete(st);
     if (st.jobs.size === 0) {
       st.controller.abort(job.signal?.reason);
@@ -369,6 +378,7 @@ export class Scheduler {
   #announce(st: VertexState): void {
     if (st.running || st.history.some((e) => e.kind === 'vertex.started')) return;
     const v = st.vertex;
+    st.announced = true;
     this.#emit(st, { kind: 'vertex.started', vertex: v.digest, name: v.name, inputs: v.inputs.map((e) => e.vertex.digest), time: this.#now() });
   }
 
@@ -432,7 +442,7 @@ export class Scheduler {
     const op = this.#op(st, job);
     if (st.cacheMap === undefined) {
       st.cacheMap = op.cacheMap(this.#ctx(st));
-      st.cacheMap.catch(noop);
+      st.cacheMap.then(() => (st.keyed = true), noop);
     }
     const cacheMap = st.cacheMap;
     const inputStates = this.#inputs(st, job, opts);
@@ -687,6 +697,7 @@ export class Scheduler {
       let refs: readonly WorkerRef[];
       try {
         throwIfCancelled(st.controller.signal);
+        st.announced = false;
         this.#emit(st, { kind: 'vertex.started', vertex: v.digest, name: v.name, inputs: v.inputs.map((e) => e.vertex.digest), time: this.#now() });
         refs = await op.exec(this.#ctx(st), inputs);
       } finally {
