@@ -81,6 +81,11 @@ test.each([
   ['ssh://git@example.com/app.git', 'ssh://git@example.com/app.git'],
   ['ssh://git:pw@example.com/app.git', 'ssh://git@example.com/app.git'],
   ['git@example.com:org/app.git', 'git@example.com:org/app.git'],
+  // the user info ends at the authority's last @, as Go's url.Parse and WHATWG URL read it
+  ['https://user:p@ss@example.com/app.git', 'https://example.com/app.git'],
+  ['ssh://git:p@ss@example.com/app.git', 'ssh://git@example.com/app.git'],
+  ['https://example.com/org/@scope/app.tar.gz', 'https://example.com/org/@scope/app.tar.gz'],
+  ['https://example.com/app.git#main:dir@x', 'https://example.com/app.git#main:dir@x'],
 ])('redactUrl(%s) = %s', (url, want) => {
   expect(redactUrl(url)).toBe(want);
 });

@@ -90,8 +90,21 @@ function isTarHeader(b: Uint8Array): boolean {
  * token), other schemes their password only (`ssh://git@host` stays as it is).
  */
 export function redactUrl(url: string): string {
-  if (/^https?:\/\//i.test(url)) return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1');
-  return url.replace(/^([a-z+]+:\/\/[^@/:]*):[^@/]*@/i, '$1@');
+  const u = userInfoOf(url);
+  if (u === undefined) return url;
+  const rest = url.slice(u.scheme.length + u.userinfo.length + 1);
+  if (/^https?:\/\//i.test(url)) return `${u.scheme}${rest}`;
+  const colon = u.userinfo.indexOf(':');
+  return colon < 0 ? url : `${u.scheme}${u.userinfo.slice(0, colon)}@${rest}`;
+}
+
+/**
+ * The scheme (`https://`) and user info of a URL: up to the authority's last `@` (a password
+ * may hold an unescaped one; Go's url.Parse and WHATWG URL split there too).
+ */
+function userInfoOf(url: string): { scheme: string; userinfo: string } | undefined {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)@/i.exec(url);
+  return m === null ? undefined : { scheme: m[1] ?? '', userinfo: m[2] ?? '' };
 }
 
 /**
@@ -185,8 +198,7 @@ export function missingDockerfile(remote: RemoteContext, filename: string, cause
  * and the history records it. Returned as it is when the message holds none.
  */
 function scrubError(cause: unknown, url: string): unknown {
-  const m = /^[a-z][a-z0-9+.-]*:\/\/([^@/]*)@/i.exec(url);
-  const userinfo = m?.[1];
+  const userinfo = userInfoOf(url)?.userinfo;
   if (userinfo === undefined || redactUrl(url) === url) return cause;
   const kept = /^https?:/i.test(url) ? '' : `${userinfo.split(':')[0] ?? ''}@`;
   const message = messageOf(cause);
