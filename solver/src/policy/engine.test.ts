@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { SourcePolicyEngine, type PolicySource } from './engine.js';
+import { SourcePolicyEngine, redactIdentifier, type PolicySource } from './engine.js';
 import { parseSourcePolicy } from './policy.js';
 
 type RuleJson = Record<string, unknown>;
@@ -185,4 +185,11 @@ describe('conversion', () => {
     expect(e.empty).toBe(true);
     expect(e.evaluate(src(BUSYBOX)).mutated).toBe(false);
   });
+});
+
+test('redactIdentifier drops the whole user info of a URL, a password holding an @ included', () => {
+  expect(redactIdentifier('https://user:p@ss@example.com/x.tar')).toBe('https://example.com/x.tar');
+  expect(redactIdentifier('git://tok@example.com/r.git#main')).toBe('git://example.com/r.git#main');
+  expect(redactIdentifier('https://example.com/a@b')).toBe('https://example.com/a@b');
+  expect(redactIdentifier('docker-image://docker.io/library/busybox:latest')).toBe('docker-image://docker.io/library/busybox:latest');
 });

@@ -95,7 +95,8 @@ export class SourcePolicyEngine {
  */
 export function redactIdentifier(identifier: string): string {
   if (identifier.startsWith(DOCKER_IMAGE) || identifier.startsWith('oci-layout://')) return identifier;
-  return identifier.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1');
+  // up to the authority's last `@`: a password may hold an unescaped one (Go's url.Parse splits there too)
+  return identifier.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1');
 }
 
 const shown = (identifier: string): string => JSON.stringify(redactIdentifier(identifier));
