@@ -93,16 +93,17 @@ export class HttpSources {
   async #fetch(a: HttpAttrs, ctx: WorkerOpContext): Promise<Download> {
     const dir = join(this.#deps.root, 'solver', 'http');
     await mkdir(dir, { recursive: true });
+    const { url, shown, headers } = withoutUserInfo(a.url);
     let res: Response;
     try {
-      res = await fetch(a.url, { signal: ctx.signal, redirect: 'follow' });
+      res = await fetch(url, { signal: ctx.signal, redirect: 'follow', headers });
     } catch (err) {
       // fetch says only "fetch failed"; what failed (ECONNREFUSED, ENOTFOUND, a TLS error) is its cause.
       const cause = (err as { cause?: unknown }).cause;
       const why = err instanceof Error ? (cause instanceof Error ? `${err.message} (${cause.message})` : err.message) : String(err);
-      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: ${why}`, { cause: err });
+      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: ${why.split(a.url).join(shown)}`, { cause: err });
     }
-    if (!res.ok || res.body === null) throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${a.url}: HTTP ${res.status}`);
+    if (!res.ok || res.body === null) throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: HTTP ${res.status}`);
     const total = Number(res.headers.get('content-length') ?? '0') || undefined;
     const tmp = join(dir, `dl-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     const h = createHash('sha256');
@@ -111,7 +112,7 @@ export class HttpSources {
       transform(chunk: Buffer, _enc, cb) {
         h.update(chunk);
         size += chunk.length;
-        ctx.status(a.url, size, total);
+        ctx.status(shown, size, total);
         cb(null, chunk);
       },
     });
@@ -121,11 +122,11 @@ export class HttpSources {
       await rm(tmp, { force: true });
       throw err;
     }
-    ctx.status(a.url, size, total ?? size, true);
+    ctx.status(shown, size, total ?? size, true);
     const digest = `sha256:${h.digest('hex')}`;
     if (a.checksum !== undefined && a.checksum !== '' && a.checksum !== digest) {
       await rm(tmp, { force: true });
-      throw new SolverError('SOLVER_NOT_FOUND', `digest mismatch for ${a.url}: ${digest} != ${a.checksum}`);
+      throw new SolverError('SOLVER_NOT_FOUND', `digest mismatch for ${shown}: ${digest} != ${a.checksum}`);
     }
     const file = join(dir, digest.replace('sha256:', ''));
     await rename(tmp, file);
@@ -164,4 +165,23 @@ export class HttpSources {
       return { snapshot: id, size };
     });
   }
+}
+
+/**
+ * A URL's user info as Basic authorization, as Go's http.Client sends it (BuildKit's http
+ * source): fetch refuses a URL that carries credentials. `shown` is the URL without them, for
+ * progress and errors.
+ */
+function withoutUserInfo(raw: string): { url: string; shown: string; headers: Record<string, string> } {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return { url: raw, shown: raw, headers: {} };
+  }
+  if (u.username === '' && u.password === '') return { url: raw, shown: raw, headers: {} };
+  const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+  u.username = '';
+  u.password = '';
+  return { url: u.href, shown: u.href, headers: { authorization: `Basic ${auth}` } };
 }

@@ -417,6 +417,36 @@ describe('RuntimeWorker + Solver with real runc', () => {
     }
   }, 120_000);
 
+  test('http source with credentials in its URL: sent as Basic authorization (as Go\'s client does), never shown in status or errors', async () => {
+    const auths: (string | undefined)[] = [];
+    const server = createServer((req, res) => {
+      auths.push(req.headers.authorization);
+      const ok = req.headers.authorization === `Basic ${Buffer.from('tok:p@ss').toString('base64')}`;
+      res.writeHead(ok ? 200 : 401);
+      res.end(ok ? 'secret file\n' : '');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const shown: string[] = [];
+      const ctx = { signal: new AbortController().signal, vertex: undefined as never, platform: undefined, log: () => undefined, status: (id: string) => void shown.push(id) };
+      const r = await worker.source({ identifier: `http://tok:p%40ss@127.0.0.1:${port}/f.txt` }, ctx);
+      const m = await snapshotter.mount(r.snapshot);
+      try {
+        expect(await readFile(join(m.path, 'f.txt'), 'utf8')).toBe('secret file\n');
+      } finally {
+        await m.release();
+      }
+      expect(shown.length).toBeGreaterThan(0);
+      expect(shown.every((id) => id === `http://127.0.0.1:${port}/f.txt`)).toBe(true);
+      const denied = await worker.sourceCacheKey({ identifier: `http://tok:wrong@127.0.0.1:${port}/g.txt` }, ctx).then(() => undefined, (e: unknown) => e as Error);
+      expect(denied?.message).toBe(`failed to fetch http://127.0.0.1:${port}/g.txt: HTTP 401`);
+      expect(auths.at(-1)).toBe(`Basic ${Buffer.from('tok:wrong').toString('base64')}`);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  }, 120_000);
+
   test('a release the cache store calls off at the last moment (the snapshot was recorded again) keeps the snapshot', async () => {
     await snapshotter.prepare('keep-me-active', undefined);
     await snapshotter.commit('keep-me', 'keep-me-active');
