@@ -79,7 +79,20 @@ export function gitCacheKey(sha: string, spec: Pick<GitSpec, 'keepGitDir' | 'sub
 
 /** A remote URL with any user:password removed, for messages. */
 export function redactRemote(remote: string): string {
-  return remote.replace(/^([a-z+]+:\/\/)[^@/]*@/i, '$1');
+  // up to the authority's last `@` (a password may hold one, as Go's url.Parse reads it)
+  return remote.replace(/^([a-z+]+:\/\/)[^/]*@/i, '$1');
+}
+
+/**
+ * git's own message with the credentials of `remote` taken out: git names the remote in its
+ * errors (`unable to look up user:secret@host`, `repository 'https://tok@host/…' not found`),
+ * which go to the step error and the history record.
+ */
+function scrubRemote(text: string, remote: string): string {
+  const userinfo = /^[a-z+]+:\/\/([^/]*)@/i.exec(remote)?.[1];
+  let out = text.replace(/([a-z+]+:\/\/)[^/\s'"]*@/gi, '$1');
+  if (userinfo !== undefined && userinfo !== '') out = out.split(`${userinfo}@`).join('').split(userinfo).join('***');
+  return out;
 }
 
 /** A resolved git ref: the commit, and the ref to fetch it by. */
@@ -552,7 +565,7 @@ function runOnce(git: GitRun, args: readonly string[], cwd: string | undefined, 
       drop?.();
       signal?.removeEventListener('abort', stop);
       if (e.code === 'ENOENT') reject(new SolverError('SOLVER_GIT_FAILED', 'git is not installed', { hint: 'apt-get install -y git' }));
-      else reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${e.message}`));
+      else reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${scrubRemote(e.message, git.remote)}`));
     });
     child.once('close', (code, sig) => {
       drop?.();
@@ -562,9 +575,9 @@ function runOnce(git: GitRun, args: readonly string[], cwd: string | undefined, 
       if (signal?.aborted === true) return reject(cancelled());
       const stderr = Buffer.concat(err).toString('utf8');
       const denied = SSH_DENIED.exec(stderr);
-      if (denied !== null) return resolve({ denied: redactRemote(denied[0].trim()) });
+      if (denied !== null) return resolve({ denied: scrubRemote(denied[0].trim(), git.remote) });
       const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !GIT_REMOTE_ADVICE.has(l));
-      const last = redactRemote(lines.pop() ?? (stderr.includes('Could not read from remote repository') ? 'could not read from the remote repository' : `exit ${code ?? sig}`));
+      const last = scrubRemote(lines.pop() ?? (stderr.includes('Could not read from remote repository') ? 'could not read from the remote repository' : `exit ${code ?? sig}`), git.remote);
       reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${last}`));
     });
     function stop(): void {

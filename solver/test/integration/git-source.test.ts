@@ -173,4 +173,15 @@ describe('GitSources with git daemon', () => {
     await expect(sources.cacheKey(source('git://127.0.0.1/repo.git#nope', { 'git.fullurl': url }), ctx)).rejects.toMatchObject({ code: 'SOLVER_GIT_FAILED', message: expect.stringContaining('does not contain ref nope') });
     await expect(sources.cacheKey(source('git://127.0.0.1/missing.git#main', { 'git.fullurl': url.replace('repo.git', 'missing.git') }), ctx)).rejects.toMatchObject({ code: 'SOLVER_GIT_FAILED', message: expect.stringContaining('git ls-remote failed for git://127.0.0.1') });
   });
+
+  test('credentials of the remote stay out of the error, git\'s own words included (it names the remote it could not reach)', async () => {
+    for (const remote of ['https://tok:s3cret@nosuch.invalid/r.git', 'http://user:p@ss@127.0.0.1:1/r.git', 'git://user:s3cret@127.0.0.1:1/r.git']) {
+      const err = await sources.cacheKey(source(`${remote.replace(/^[a-z]+:\/\/[^/]*@/, 'git://')}#main`, { 'git.fullurl': remote }), ctx).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err).toMatchObject({ code: 'SOLVER_GIT_FAILED' });
+      expect(err?.message).not.toMatch(/s3cret|p@ss|ss@/);
+    }
+  });
 });
