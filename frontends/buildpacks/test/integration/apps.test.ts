@@ -2,16 +2,11 @@ import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { PROJECT_TOML, compileCli, repo, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { PROJECT_TOML, repo, imageConfig, kiln, runBundle, unpack, writeTree, type Sandbox, useSandbox } from './helpers.js';
 
 let sb: Sandbox;
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-afterAll(async () => sb?.cleanup());
+useSandbox((s) => (sb = s));
 
 let n = 0;
 

@@ -1,21 +1,16 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { ContentStore, ImageStore, digestOf, type Digest } from '@kiln/runtime';
-import { compileCli, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+import { imageConfig, kiln, runBundle, unpack, writeTree, type Sandbox, useSandbox } from './helpers.js';
 
 // Image extensions (Platform API 0.12/0.13 generate + extend) on kt/ext-builder: the sample
 // extensions of test/fixtures/buildpacks.ts, applied by the Dockerfile frontend through the client.
 
 let sb: Sandbox;
 const EPOCH = { SOURCE_DATE_EPOCH: '315532801' };
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-afterAll(async () => sb?.cleanup());
+useSandbox((s) => (sb = s));
 
 const PROJECT = '# syntax=kiln/buildpacks\n[_]\nschema-version = "0.2"\nid = "kiln-ext-app"\n\n[io.buildpacks]\nbuilder = "kt/ext-builder"\n';
 

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { makeTestImages } from '../fixtures/make-images.js';
 import { buildCliOnce } from '../../../../scripts/test-cli-build.js';
 
@@ -131,4 +132,16 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** Registers beforeAll/afterAll that give the file one sandbox (tools checked, CLI compiled): `useSandbox((s) => (sb = s))`. */
+export function useSandbox(use: (sb: Sandbox) => void): void {
+  let sb: Sandbox | undefined;
+  beforeAll(async () => {
+    requireTools();
+    compileCli();
+    sb = await makeSandbox();
+    use(sb);
+  }, 300_000);
+  afterAll(async () => sb?.cleanup());
 }

@@ -1,18 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { PROJECT_TOML, compileCli, freePort, imageConfig, kiln, makeSandbox, requireTools, runBundle, unpack, writeTree, type Sandbox } from './helpers.js';
+import { describe, expect, test } from 'vitest';
+import { PROJECT_TOML, freePort, imageConfig, kiln, runBundle, unpack, writeTree, type Sandbox, useSandbox } from './helpers.js';
 
 let sb: Sandbox;
 // reproducible image `created` (the exporter's SOURCE_DATE_EPOCH), so a rebuild can give the same digest
 const EPOCH = { SOURCE_DATE_EPOCH: '315532801' };
-beforeAll(async () => {
-  requireTools();
-  compileCli();
-  sb = await makeSandbox();
-}, 300_000);
-afterAll(async () => sb?.cleanup());
+useSandbox((s) => (sb = s));
 
 describe('kiln/buildpacks: static site', () => {
   test('g2 chosen (httpd + static-site, probe dropped); the image serves index.html on loopback; rebuild all cached, same digest', async () => {
