@@ -33,3 +33,29 @@ describe('parseSignal real-time names', () => {
     expect(() => parseSignal('RTMIN+16')).toThrow('Invalid signal: RTMIN+16');
   });
 });
+
+// The IP part of IP:HOSTPORT:PORT, as go-connections v0.4.0 (vendored by BuildKit v0.11.6) checks
+// it: net.SplitHostPort(ip + ":") takes the brackets off an IPv6 address, then net.ParseIP.
+describe('parsePortSpecs host IPs', () => {
+  test('IPv4 and bracketed IPv6 addresses are taken and left out of the exposed ports', () => {
+    expect(parsePortSpecs(['127.0.0.1:8080:80', '0.0.0.0::81/udp', '[::1]:8082:82', '[2001:db8::1]:83:83', '[::ffff:10.0.0.1]::84', '[10.0.0.1]:85:85'])).toEqual(['80/tcp', '81/udp', '82/tcp', '83/tcp', '84/tcp', '85/tcp']);
+  });
+
+  test.each([
+    ['999.1.1.1:80:80/tcp', 'invalid IP address: 999.1.1.1'],
+    ['1.2.3:80:80', 'invalid IP address: 1.2.3'],
+    ['01.2.3.4:80:80', 'invalid IP address: 01.2.3.4'],
+    ['localhost:80:80', 'invalid IP address: localhost'],
+    ['1.2.3.4.5:80:80', 'invalid IP address: 1.2.3.4.5'],
+    ['[fe80::1%eth0]:80:80', 'invalid IP address: fe80::1%eth0'],
+    ['[1:2:3:4:5:6:7:8:9]:80:80', 'invalid IP address: 1:2:3:4:5:6:7:8:9'],
+    ['[::g]:80:80', 'invalid IP address: ::g'],
+    // no brackets: Go's SplitHostPort sees too many colons (newer go-connections takes it)
+    ['::1:80:80', 'invalid IP address ::1: address ::1:: too many colons in address'],
+    ['[::1:80:80', "invalid IP address [::1: address [::1:: missing ']' in address"],
+    ['[::1]x:80:80', 'invalid IP address [::1]x: address [::1]x:: missing port in address'],
+    ['a]:80:80', "invalid IP address a]: address a]:: unexpected ']' in address"],
+  ])('%s is refused with nat\'s message', (spec, message) => {
+    expect(() => parsePortSpecs([spec])).toThrow(message);
+  });
+});

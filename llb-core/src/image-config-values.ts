@@ -4,6 +4,8 @@
  * frontend and the kiln/ts DSL so both accept and refuse the same values.
  */
 
+import { isIPv4, isIPv6 } from 'node:net';
+
 const PROTOS = ['tcp', 'udp', 'sctp'];
 
 /** A port or signal an image config cannot take; the message is the Go library's. */
@@ -35,6 +37,39 @@ function parsePortRange(s: string): [number, number] {
 }
 
 /**
+ * go-connections v0.4.0's (BuildKit v0.11's) first step on the IP part of `IP:HOSTPORT:PORT`:
+ * Go's net.SplitHostPort(ip + ":"), which takes the brackets off `[v6]` and refuses an IPv6
+ * address without them (too many colons), stray brackets and a bracket not closed.
+ */
+function splitHostPort(ip: string): string {
+  const hostport = `${ip}:`;
+  const fail = (why: string): ImageConfigValueError => portError(`invalid IP address ${ip}: address ${hostport}: ${why}`);
+  const last = hostport.length - 1;
+  let host: string;
+  let j = 0;
+  let k = 0;
+  if (hostport.startsWith('[')) {
+    const end = hostport.indexOf(']');
+    if (end < 0) throw fail("missing ']' in address");
+    if (end + 1 !== last) throw fail(hostport[end + 1] === ':' ? 'too many colons in address' : 'missing port in address');
+    host = hostport.slice(1, end);
+    j = 1;
+    k = end + 1;
+  } else {
+    host = hostport.slice(0, last);
+    if (host.includes(':')) throw fail('too many colons in address');
+  }
+  if (hostport.slice(j).includes('[')) throw fail("unexpected '[' in address");
+  if (hostport.slice(k).includes(']')) throw fail("unexpected ']' in address");
+  return host;
+}
+
+/** Go's net.ParseIP: dotted IPv4 (no leading zeros) or IPv6 (an IPv4 tail allowed), no zone. */
+function isGoIp(s: string): boolean {
+  return isIPv4(s) || (isIPv6(s) && !s.includes('%'));
+}
+
+/**
  * nat.ParsePortSpecs for EXPOSE words (already expanded and split): returns the exposed port keys
  * (`80/tcp`), ranges expanded, de-duplicated and sorted as strings. Throws {@link ImageConfigValueError}.
  */
@@ -57,8 +92,8 @@ export function parsePortSpecs(specs: readonly string[]): string[] {
     } else {
       containerPort = pp[0] ?? '';
     }
-    const bareIp = ip.startsWith('[') && ip.endsWith(']') ? ip.slice(1, -1) : ip;
-    if (bareIp !== '' && !/^[0-9.]+$|^[0-9a-fA-F:.]+$/.test(bareIp)) throw portError(`invalid IP address: ${bareIp}`);
+    const bareIp = splitHostPort(ip);
+    if (bareIp !== '' && !isGoIp(bareIp)) throw portError(`invalid IP address: ${bareIp}`);
     if (containerPort === '') throw portError(`no port specified: ${raw}<empty>`);
     const [start, end] = parsePortRange(containerPort);
     if (Number.isNaN(start) || Number.isNaN(end)) throw portError(`invalid containerPort: ${containerPort}`);
