@@ -161,7 +161,17 @@ async function extractEntry(
     case 'link': {
       const target = archivePath(h.linkname ?? '');
       if (target === undefined || target === '') throw breakout('hardlink target of');
-      await link(await resolveInRoot(root, target, { followFinal: false }), path);
+      try {
+        await link(await resolveInRoot(root, target, { followFinal: false }), path);
+      } catch (err) {
+        // Docker's untar (BuildKit's too) fails here as well, on link(2); say which entry names what.
+        const code = errnoCode(err);
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+        throw new FileOpError('FILEOP_ARCHIVE_INVALID', srcName, `archive "${srcName}": hardlink "${h.name}" points to "${h.linkname ?? ''}", which is not in the archive before it (nor in the destination)`, {
+          hint: 'fix the archive: a hardlink needs its target earlier in the same archive (tar writes it so when both are archived together)',
+          cause: err,
+        });
+      }
       break;
     }
     case 'symlink': {
