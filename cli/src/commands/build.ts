@@ -397,7 +397,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }
-  const parsed = await parseOutputs(flags.output, io);
+  const parsed = await parseOutputs(flags.output, io, flags.tag);
   cleanup.push(parsed.remove);
   if (flags.quiet === true && parsed.redirects.some((r) => r.target.kind === 'stdout')) {
     throw new EngineError('KLN0702', '--quiet prints the image ID on stdout: an output cannot go there too', { hint: 'write the output to a file (dest=FILE)' });

@@ -81,7 +81,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
       localDirs[l.slice(0, i)] = callerPath(io, l.slice(i + 1));
     }
     // As kiln build: dest=- (or -o -) is stdout, a device or FIFO is written in place, a symlink through.
-    const parsed = await parseOutputs(flags.output, io);
+    const parsed = await parseOutputs(flags.output, io, flags.tag);
     removeOutputs = parsed.remove;
     const outputs = parsed.specs.map((s) => (s.type !== 'local' && s.type !== 'tar' && s.names.length === 0 && flags.tag.length > 0 ? { ...s, names: flags.tag } : s));
     const displayDests = new Map(parsed.redirects.map((r) => [r.file, r.display]));

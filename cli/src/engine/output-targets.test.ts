@@ -76,3 +76,12 @@ test('a parent that cannot be made fails at once (Node 20 recursive mkdir loops 
   await expect(fileTarget(io(), '--metadata-file', '/proc/kiln-no-such-dir/meta.json')).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringContaining('/proc/kiln-no-such-dir') });
   await expect(parseOutputs(['type=oci,dest=/proc/kiln-no-such-dir/x/o.tar'], io())).rejects.toMatchObject({ code: 'KLN0702' });
 });
+
+test('-t names an image output given without name= (buildx: --output type=registry -t REPO), before it is checked', async () => {
+  const r = await parseOutputs(['type=registry', 'type=image'], io(), ['localhost:5000/app:1']);
+  expect(r.specs).toMatchObject([
+    { type: 'image', push: true, names: ['localhost:5000/app:1'] },
+    { type: 'image', push: false, names: ['localhost:5000/app:1'] },
+  ]);
+  await expect(parseOutputs(['type=registry'], io())).rejects.toMatchObject({ message: expect.stringContaining('needs name') });
+});

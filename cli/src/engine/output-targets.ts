@@ -43,9 +43,10 @@ export interface ParsedOutputs {
  * Parses `--output` values as buildx does: `-` is `type=tar,dest=-`, and `dest=-` writes the
  * archive to stdout. Destinations resolve against the caller's directory (missing parents are
  * made). `type=local` and `type=oci,tar=false` make directories and cannot go to stdout or a
- * device; at most one output goes to stdout; an archive is not written to a terminal.
+ * device; at most one output goes to stdout; an archive is not written to a terminal. `tags`
+ * (`-t`) name the image outputs that name none, as buildx fills them in.
  */
-export async function parseOutputs(values: readonly string[], io: CliIo): Promise<ParsedOutputs> {
+export async function parseOutputs(values: readonly string[], io: CliIo, tags: readonly string[] = []): Promise<ParsedOutputs> {
   const specs: ExportSpec[] = [];
   const redirects: RedirectedOutput[] = [];
   let dir: string | undefined;
@@ -59,7 +60,7 @@ export async function parseOutputs(values: readonly string[], io: CliIo): Promis
       const fields = v.split(',');
       const at = fields.findIndex((f) => f.trim().toLowerCase() === 'dest=-');
       // dest=- parsed with a placeholder: the exporter type and its attributes decide what is allowed.
-      const spec = parseOutputSpec(at < 0 ? v : [...fields.slice(0, at), 'dest=-stdout-', ...fields.slice(at + 1)].join(','));
+      const spec = parseOutputSpec(at < 0 ? v : [...fields.slice(0, at), 'dest=-stdout-', ...fields.slice(at + 1)].join(','), { names: tags });
       if (spec.type === 'image') {
         specs.push(spec);
         continue;

@@ -38,3 +38,18 @@ describe('parseOutputSpec (buildx --output)', () => {
     expect(() => parseOutputSpec(spec as string)).toThrow(expect.objectContaining({ code: 'OUTPUT_SPEC_INVALID', message: expect.stringContaining(msg as string) }));
   });
 });
+
+describe('parseOutputSpec with -t names (buildx fills an output without name= from the tags)', () => {
+  test('type=registry and type=image take the tags as their names', () => {
+    expect(parseOutputSpec('type=registry', { names: ['localhost:5000/app:1'] })).toMatchObject({ type: 'image', push: true, names: ['localhost:5000/app:1'] });
+    expect(parseOutputSpec('type=image,push=true', { names: ['a', 'b'] })).toMatchObject({ names: ['a', 'b'] });
+    expect(parseOutputSpec('type=oci,dest=o.tar', { names: ['a'] })).toMatchObject({ names: ['a'] });
+  });
+  test('a name= given stays; local and tar outputs have no names', () => {
+    expect(parseOutputSpec('type=image,name=x', { names: ['a'] })).toMatchObject({ names: ['x'] });
+    expect(parseOutputSpec('type=local,dest=d', { names: ['a'] })).toEqual({ type: 'local', dest: 'd' });
+  });
+  test('without either, the refusal says both ways to name it', () => {
+    expect(() => parseOutputSpec('type=registry', { names: [] })).toThrow(expect.objectContaining({ message: expect.stringContaining('needs name'), hint: expect.stringContaining('-t') }));
+  });
+});

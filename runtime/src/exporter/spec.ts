@@ -90,9 +90,11 @@ function bool(spec: string, key: string, v: string | undefined, dflt: boolean): 
 /**
  * Parses one `--output` value the way buildx does: `type=…` plus attributes; a bare path means
  * `type=local,dest=PATH`. `type=registry` is `type=image,push=true`. Defaults follow BuildKit:
- * `oci` uses OCI media types, `docker`/`image` Docker schema 2; layers gzip.
+ * `oci` uses OCI media types, `docker`/`image` Docker schema 2; layers gzip. `opts.names` (buildx's
+ * `-t` values) name an `oci`, `docker` or `image` output that names none, before `image` checks it
+ * has a name: `--output type=registry -t REPO` is a whole output in buildx.
  */
-export function parseOutputSpec(spec: string): ExportSpec {
+export function parseOutputSpec(spec: string, opts: { readonly names?: ReadonlyArray<string> } = {}): ExportSpec {
   if (!spec.includes('=')) {
     if (spec === '' || spec === '-') throw invalid(spec, 'an output path is required (stdout is not supported)');
     return { type: 'local', dest: spec };
@@ -115,10 +117,11 @@ export function parseOutputSpec(spec: string): ExportSpec {
   const type = attrs.get('type');
   if (type === undefined) throw invalid(spec, 'missing type=');
   const dest = attrs.get('dest');
-  const names = (attrs.get('name') ?? attrs.get('names') ?? '')
+  const given = (attrs.get('name') ?? attrs.get('names') ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+  const names = given.length > 0 ? given : [...(opts.names ?? [])];
   const compression = attrs.get('compression') ?? 'gzip';
   if (compression !== 'gzip' && compression !== 'uncompressed' && compression !== 'zstd') {
     throw invalid(spec, `compression "${compression}" is not supported`, 'use compression=gzip, zstd or uncompressed');
@@ -153,7 +156,7 @@ export function parseOutputSpec(spec: string): ExportSpec {
     case 'image':
     case 'registry': {
       const b = base(false);
-      if (b.names.length === 0) throw invalid(spec, `type=${type} needs name=NAME[,NAME…]`);
+      if (b.names.length === 0) throw invalid(spec, `type=${type} needs name=NAME[,NAME…]`, 'add name=REPO[:TAG] to the output, or pass -t REPO[:TAG]');
       return { type: 'image', push: type === 'registry' || bool(spec, 'push', attrs.get('push'), false), insecure: bool(spec, 'registry.insecure', attrs.get('registry.insecure'), false), ...b };
     }
     case 'local':
