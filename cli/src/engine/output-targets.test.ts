@@ -85,3 +85,11 @@ test('-t names an image output given without name= (buildx: --output type=regist
   ]);
   await expect(parseOutputs(['type=registry'], io())).rejects.toMatchObject({ message: expect.stringContaining('needs name') });
 });
+
+test.for([
+  ['App:1', 'lowercase'],
+  ['app:bad tag', 'bad tag'],
+  ['', 'empty'],
+] as const)('-t %j is refused before the build (%s)', async ([tag, why]) => {
+  await expect(parseOutputs([], io(), [tag])).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringMatching(new RegExp(`^invalid tag "${tag}": .*${why}`)) });
+});

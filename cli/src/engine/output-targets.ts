@@ -3,7 +3,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { parseOutputSpec, type ExportSpec } from '@kiln/runtime';
+import { parseOutputSpec, parseReference, type ExportSpec } from '@kiln/runtime';
 import type { CliIo } from '../io.js';
 import { EngineError } from './errors.js';
 import { fileTarget, type FileTarget } from './file-target.js';
@@ -53,6 +53,15 @@ export async function parseOutputs(values: readonly string[], io: CliIo, tags: r
   const remove = async (): Promise<void> => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   };
+  // As buildx, before anything runs: a bad -t failed only when the built image was exported.
+  for (const tag of tags) {
+    try {
+      parseReference(tag);
+    } catch (cause) {
+      const why = (cause as Error).message.replace(/^invalid image reference "[^"]*": /, '');
+      throw new EngineError('KLN0702', `invalid tag "${tag}": ${why}`, { hint: 'use -t [REGISTRY/]NAME[:TAG], lowercase, e.g. app:1.0 or localhost:5000/team/app' });
+    }
+  }
   try {
     let toStdout: string | undefined;
     for (const value of values) {
