@@ -8,11 +8,15 @@ import { EngineError } from './errors.js';
 /** Parsed `--secret` values: id → bytes, held in memory only. */
 export type SecretMap = Record<string, Uint8Array>;
 
+/** BuildKit's secretsprovider.MaxSecretSize: buildx refuses a bigger secret file before the build. */
+export const MAX_SECRET_SIZE = 500 * 1024;
+
 /**
  * Parses buildx's `--secret` forms: `id=ID,src=FILE` (alias `source`), `id=ID,env=VAR`, with an
- * optional `type=file|env`. `type=env` without `env=` reads the variable named like the id;
- * neither `src` nor `env` reads the file `ID` if it exists, else the variable `ID`. Values are
- * read now and never written anywhere.
+ * optional `type=file|env`. `type=env` without `env=` reads the variable named like `src=`, else
+ * like the id; `env=` wins over `src=`; neither reads the variable `ID` if it is set, else the
+ * file `ID` (BuildKit's secretsprovider, in that order). Values are read now and never written
+ * anywhere; a file above 500 KB is refused, as buildx refuses it.
  */
 export async function parseSecrets(values: readonly string[], env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Promise<SecretMap> {
   const out: SecretMap = {};
@@ -32,24 +36,41 @@ export async function parseSecrets(values: readonly string[], env: Readonly<Reco
     }
     let src = fields.get('src') ?? fields.get('source');
     let envName = fields.get('env');
-    if (type === 'env' && envName === undefined) envName = src ?? id;
-    if (type !== 'env' && src === undefined && envName === undefined) {
-      src = (await stat(resolve(cwd, id)).then((s) => s.isFile(), () => false)) ? id : undefined;
-      if (src === undefined) envName = id;
+    if (type === 'env' && envName === undefined) {
+      envName = src ?? id;
+      src = undefined;
     }
-    if (envName !== undefined && (type === 'env' || src === undefined)) {
+    const implicit = src === undefined && envName === undefined;
+    if (implicit) {
+      if (env[id] !== undefined) envName = id;
+      else src = id;
+    }
+    // BuildKit's GetSecret reads env= first, whatever src= says.
+    if (envName !== undefined) {
       const v = env[envName];
       if (v === undefined) throw new EngineError('KLN0702', `--secret ${id}: environment variable ${envName} is not set`);
       out[id] = Buffer.from(v);
     } else if (src !== undefined) {
-      try {
-        out[id] = await readFile(resolve(cwd, src));
-      } catch (cause) {
-        throw new EngineError('KLN0702', `--secret ${id}: cannot read ${src}`, { cause, hint: 'src= must be a readable file' });
-      }
+      out[id] = await readSecretFile(id, src, resolve(cwd, src), implicit);
     }
   }
   return out;
+}
+
+/** A `--secret` file, at most {@link MAX_SECRET_SIZE} bytes. `implicit`: named by the id alone. */
+async function readSecretFile(id: string, given: string, path: string, implicit: boolean): Promise<Buffer> {
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
+  if (st instanceof Error && st.code === 'ENOENT' && implicit) {
+    throw new EngineError('KLN0702', `--secret ${id}: no environment variable ${id} is set and there is no file ${given}`, { hint: `name the source: --secret id=${id},src=FILE or --secret id=${id},env=VAR` });
+  }
+  if (!(st instanceof Error) && st.isFile() && st.size > MAX_SECRET_SIZE) {
+    throw new EngineError('KLN0702', `--secret ${id}: ${given} is ${st.size} bytes; a secret may be at most 500 KB (BuildKit's limit)`, { hint: 'pass a smaller file, e.g. a token or a config that points at the rest' });
+  }
+  try {
+    return await readFile(path);
+  } catch (cause) {
+    throw new EngineError('KLN0702', `--secret ${id}: cannot read ${given}`, { cause, hint: 'src= must be a readable file' });
+  }
 }
 
 /** `--ssh` forwarding: agent sockets by id, plus agents kiln started for key files. */
