@@ -475,9 +475,10 @@ async function stdinContext(flags: BuildFlags, io: CliIo, cleanup: (() => Promis
 function runFlags(flags: BuildFlags): Pick<BuildRequest, 'labels' | 'extraHosts' | 'pull' | 'network' | 'ulimits' | 'shmSize' | 'cgroupParent'> {
   const labels = new Map<string, string>();
   for (const l of flags.label) {
+    // buildx's listToMap: KEY alone is an empty label (not read from the environment).
     const i = l.indexOf('=');
-    if (i <= 0) throw new EngineError('KLN0702', `invalid --label "${l}"`, { hint: 'use --label KEY=VALUE' });
-    labels.set(l.slice(0, i), l.slice(i + 1));
+    if (i === 0 || l === '') throw new EngineError('KLN0702', `invalid --label "${l}": empty key`, { hint: 'use --label KEY=VALUE' });
+    labels.set(i < 0 ? l : l.slice(0, i), i < 0 ? '' : l.slice(i + 1));
   }
   for (const h of flags.addHost) {
     if (!/^[^:=\s]+[:=]\S+$/.test(h)) throw new EngineError('KLN0702', `invalid --add-host "${h}"`, { hint: 'use --add-host HOST:IP' });

@@ -1,0 +1,48 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { CliIo } from '../io.js';
+import { parseFlags, type BuildFlags } from './build.js';
+
+// kiln build's flags as parseFlags turns them into a BuildRequest (nothing is built).
+let cwd: string;
+beforeAll(async () => {
+  cwd = await mkdtemp(join(tmpdir(), 'kiln-build-flags-'));
+  await writeFile(join(cwd, 'Dockerfile'), 'FROM busybox\n');
+});
+afterAll(async () => {
+  await rm(cwd, { recursive: true, force: true });
+});
+
+const io = (): CliIo => ({
+  stdin: (async function* (): AsyncGenerator<Uint8Array> {})(),
+  stdout: { write: () => true },
+  stderr: { write: () => true },
+  cwd,
+  env: {},
+});
+
+const flags = (over: Partial<BuildFlags>): BuildFlags => ({
+  buildArg: [], secret: [], ssh: [], output: [], tag: [], progress: 'auto', cache: true, cacheFilter: [], buildContext: [],
+  allow: [], label: [], addHost: [], ulimit: [], ...over,
+});
+
+async function parse(over: Partial<BuildFlags>): Promise<Awaited<ReturnType<typeof parseFlags>>['req']> {
+  const cleanup: (() => Promise<void>)[] = [];
+  try {
+    return (await parseFlags('.', flags(over), io(), cleanup)).req;
+  } finally {
+    for (const c of cleanup) await c();
+  }
+}
+
+describe('--label', () => {
+  test('KEY alone is an empty label, as buildx (listToMap) and docker build take it', async () => {
+    const req = await parse({ label: ['a=1', 'flag', 'b=x=y'] });
+    expect([...(req.labels ?? new Map())]).toEqual([['a', '1'], ['flag', ''], ['b', 'x=y']]);
+  });
+  test('an empty key is refused', async () => {
+    await expect(parse({ label: ['=x'] })).rejects.toMatchObject({ code: 'KLN0702', message: 'invalid --label "=x": empty key' });
+  });
+});
