@@ -141,6 +141,11 @@ export async function afterStdout(io: CliIo, code: number): Promise<number> {
   return code === 0 ? 1 : code;
 }
 
+/** Whether the caller's stdin is a terminal (also a daemon client's): nobody types LLB bytes there. */
+export function stdinIsTerminal(io: CliIo): boolean {
+  return (io.stdin as { readonly isTTY?: boolean }).isTTY === true;
+}
+
 /** Reads a whole stream into one buffer. */
 export async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { decodeDefinition, definitionToDot, definitionToJsonLines, encodeDefinition, type Definition } from '@kiln/llb-core';
-import { CliError, callerPath, readAll, type CliIo } from '../io.js';
+import { CliError, callerPath, readAll, stdinIsTerminal, type CliIo } from '../io.js';
 
 /** Output formats of `kiln dump-llb`. */
 export type DumpLlbFormat = 'json' | 'dot' | 'pb';
@@ -44,6 +44,7 @@ export function registerDumpLlb(program: Command, io: CliIo): void {
     .action(async (file: string | undefined, opts: { format: DumpLlbFormat; dot?: boolean }) => {
       let bytes: Uint8Array;
       if (file === undefined || file === '-') {
+        if (stdinIsTerminal(io)) throw new CliError('KLN_CLI_READ', 'kiln dump-llb reads a definition from standard input, which is a terminal', 'pipe one in (kiln llb . --format pb | kiln dump-llb) or pass a file: kiln dump-llb llb.pb');
         bytes = await readAll(io.stdin);
       } else {
         try {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { decodeDefinition, type Definition } from '@kiln/llb-core';
 import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
-import { BrokenPipeError, callerEnv, callerPath, readAll, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, callerPath, readAll, stdinIsTerminal, type CliIo } from '../io.js';
 import { parseOutputs } from '../engine/output-targets.js';
 import { SolverBackend } from '../engine/backend.js';
 import { loadSourcePolicy } from '../engine/source-policy.js';
@@ -131,6 +131,10 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
 }
 
 async function readDefinition(file: string | undefined, io: CliIo): Promise<Definition> {
+  // Waiting for Ctrl-D on a terminal looked like a hang (`kiln solve` without a file or a pipe).
+  if ((file === undefined || file === '-') && stdinIsTerminal(io)) {
+    throw new EngineError('KLN0706', 'kiln solve reads the LLB definition from standard input, which is a terminal', { hint: 'pipe one in (kiln llb . --format pb | kiln solve) or pass a file: kiln solve llb.pb' });
+  }
   let bytes: Uint8Array;
   try {
     bytes = file === undefined || file === '-' ? await readAll(io.stdin) : await readFile(callerPath(io, file));
