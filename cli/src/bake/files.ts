@@ -19,11 +19,15 @@ export const DEFAULT_BAKE_FILES = [...COMPOSE_FILES, 'docker-bake.json', 'docker
 /** A Compose file, by its name (`.yml`/`.yaml`, or a Compose default name). */
 export const isComposeName = (name: string): boolean => /\.(ya?ml)$/i.test(name) || (COMPOSE_FILES as readonly string[]).includes(basename(name));
 
+/** `cwd://PATH`: a file of the caller's directory, also beside a remote definition (buildx's readBakeFiles). */
+export const CWD_PREFIX = 'cwd://';
+
 /**
- * Reads the `-f` files (relative to the caller's directory; `-` is stdin), or buildx's default
- * files that exist.
+ * Reads the `-f` files (relative to the caller's directory, with or without `cwd://`; `-` is
+ * stdin), or buildx's default files that exist.
  */
-export async function readBakeFiles(names: readonly string[], io: CliIo): Promise<BakeFile[]> {
+export async function readBakeFiles(given: readonly string[], io: CliIo): Promise<BakeFile[]> {
+  const names = given.map((n) => (n.startsWith(CWD_PREFIX) ? n.slice(CWD_PREFIX.length) : n));
   const out: BakeFile[] = [];
   if (names.length === 0) {
     for (const n of DEFAULT_BAKE_FILES) {

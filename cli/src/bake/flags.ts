@@ -1,12 +1,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { BuildFlags } from '../commands/build.js';
-import { callerPath, type CliIo } from '../io.js';
+import { callerEnv, callerPath, type CliIo } from '../io.js';
 import type { ResolvedTarget } from './config.js';
 import { BakeError } from './errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import type { ExportAnnotation } from '@kiln/runtime';
 import { isRemoteContext } from '@kiln/dockerfile';
+import { GIT_AUTH_ENV, isSshGitUrl, remotePath, type RemoteDefinition } from './remote.js';
 
 /** Options of `kiln bake` that every target's build shares. */
 export interface BakeCommonFlags {
@@ -28,23 +29,38 @@ export interface TargetBuild {
 
 const stripCwd = (p: string): string => (p.startsWith('cwd://') ? p.slice('cwd://'.length) : p);
 
+/** Where a target's paths resolve: see {@link targetBuild}. */
+export interface TargetPaths {
+  readonly fileDir?: string | undefined;
+  readonly fileRelative: boolean;
+  readonly inlineDir: string;
+  /** The remote definition the bake files came from (`kiln bake URL`). */
+  readonly remote?: RemoteDefinition | undefined;
+}
+
 /**
  * Maps a resolved bake target onto `kiln build`'s flags (buildx's bake → build options):
  * the context resolves against the caller's directory (or, with BUILDX_BAKE_FILE_RELATIVE_PATHS=1,
  * the bake file's; `cwd://` always means the caller's), the Dockerfile against the context;
- * `dockerfile-inline` is written to `inlineDir`.
+ * `dockerfile-inline` is written to `inlineDir`. Under a remote definition a relative context is
+ * inside it (buildx's updateContext, see {@link remotePath}).
  */
-export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, io: CliIo, opts: { fileDir?: string | undefined; fileRelative: boolean; inlineDir: string }): Promise<TargetBuild> {
+export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, io: CliIo, opts: TargetPaths): Promise<TargetBuild> {
   const t = rt.target;
   const warnings: string[] = [];
   const rawContext = t.context ?? '.';
+  // A downloaded bake file that is no archive leaves the contexts local (buildx drops its state).
+  const def = opts.remote?.kind === 'file' ? undefined : opts.remote;
+  const hasScheme = (v: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || isRemoteContext(v);
+  const inRemote = (v: string): boolean => def !== undefined && !hasScheme(v);
   // A git or http(s) URL is fetched by the frontend, as `kiln build URL` (buildx bake passes it on).
-  const remote = isRemoteContext(rawContext);
+  let context = inRemote(rawContext) && def !== undefined ? remotePath(def, rawContext, `target "${rt.name}": context`) : rawContext;
+  const remote = isRemoteContext(context);
   if (!remote && /^[a-z][a-z0-9+.-]*:\/\//i.test(rawContext) && !rawContext.startsWith('cwd://')) {
     throw new BakeError('KLN0855', `target "${rt.name}": context "${rawContext}" is not supported`, { hint: 'use a local directory, a git URL (https://HOST/REPO.git#REF:DIR, git://…, git@HOST:…) or an http(s) URL of a tarball' });
   }
   const base = opts.fileRelative && opts.fileDir !== undefined && !rawContext.startsWith('cwd://') ? opts.fileDir : callerPath(io, '.');
-  const context = remote ? rawContext : resolve(base, stripCwd(rawContext));
+  if (!remote && !inRemote(rawContext)) context = resolve(base, stripCwd(rawContext));
   let file: string | undefined;
   if (t['dockerfile-inline'] !== undefined) {
     const dir = join(opts.inlineDir, rt.name);
@@ -63,7 +79,8 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     if (v === null) continue;
     if (v.startsWith('target:')) links.set(name, v.slice('target:'.length));
     else if (v.startsWith('cwd://')) buildContext.push(`${name}=${callerPath(io, stripCwd(v))}`);
-    else if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && !isRemoteContext(v)) buildContext.push(`${name}=${resolve(base, v)}`);
+    else if (inRemote(v) && def !== undefined) buildContext.push(`${name}=${remotePath(def, v, `target "${rt.name}": contexts.${name}`)}`);
+    else if (!hasScheme(v)) buildContext.push(`${name}=${resolve(base, v)}`);
     else buildContext.push(`${name}=${v}`);
   }
   const call = t.call;
@@ -88,8 +105,9 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     buildArg: mapEntries(t.args, '='),
     // Several platforms: one multi-platform build, as `kiln build --platform A,B`.
     ...(platforms.length === 0 ? {} : { platform: platforms.join(',') }),
-    secret: t.secret ?? [],
-    ssh: t.ssh ?? [],
+    secret: [...(t.secret ?? []), ...remoteSecrets(def, t.secret ?? [], io)],
+    // buildx: a target of an ssh remote, or whose context is one, gets the default agent unless it names agents.
+    ssh: (t.ssh ?? []).length === 0 && ((def?.ssh ?? false) || (remote && isSshGitUrl(context))) ? ['default'] : (t.ssh ?? []),
     output,
     tag: rt.linked ? [] : (t.tags ?? []),
     progress: common.progress,
@@ -110,6 +128,19 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     attest: t.attest ?? [],
   };
   return { name: rt.name, context, flags, links, warnings };
+}
+
+/**
+ * buildx's git auth secrets of a remote definition: `BUILDX_BAKE_GIT_AUTH_TOKEN` and
+ * `_HEADER`, as the secrets GIT_AUTH_TOKEN and GIT_AUTH_HEADER a git source reads, for the targets
+ * that do not set those ids themselves.
+ */
+function remoteSecrets(def: RemoteDefinition | undefined, own: readonly string[], io: CliIo): string[] {
+  if (def?.kind !== 'git') return [];
+  const env = callerEnv(io);
+  return Object.entries(GIT_AUTH_ENV)
+    .filter(([id, name]) => env[name] !== undefined && !own.some((s) => s.split(',').includes(`id=${id}`)))
+    .map(([id, name]) => `id=${id},env=${name}`);
 }
 
 /** buildx's ParseCacheEntry: a value without `=` is a registry reference (`user/app:cache`). */

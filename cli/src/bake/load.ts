@@ -28,14 +28,20 @@ function isCompose(f: BakeFile): boolean {
   }
 }
 
+/** Built-in values of the bake files (buildx's defaults map). */
+export interface LoadOptions {
+  /** `BAKE_CMD_CONTEXT` (default `cwd://`). */
+  readonly cmdContext?: string;
+}
+
 /**
  * Reads every file into one {@link BakeConfig}, as buildx: the Compose files first, then the HCL
  * and JSON files merged in their order into one body (later definitions over earlier ones; the
  * variables and functions of every file visible in all).
  */
-export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv = {}): BakeConfig {
+export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv = {}, opts: LoadOptions = {}): BakeConfig {
   try {
-    return load(files, env, vars);
+    return load(files, env, vars, opts);
   } catch (e) {
     // The parser and evaluator bound nesting and sizes; should a JavaScript limit still be hit
     // (a stack overflow, a string or array too long), it is the files' error, not a crash.
@@ -46,12 +52,12 @@ export function loadConfig(files: readonly BakeFile[], env: BakeEnv, vars: BakeE
   }
 }
 
-function load(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv): BakeConfig {
+function load(files: readonly BakeFile[], env: BakeEnv, vars: BakeEnv, opts: LoadOptions): BakeConfig {
   const config = new BakeConfig();
   const compose = files.filter(isCompose);
   // buildx's composeEnv: no environment at all when the variables' lookup is off.
   if (compose.length > 0) loadCompose(config, compose, lookupAllowed(env) ? env : {});
   const parsed = files.filter((f) => !isCompose(f)).map((file) => ({ file, hcl: looksJson(file) ? jsonToHcl(file) : parseHcl(file.text, file.name) }));
-  if (parsed.length > 0) loadHcl(config, parsed, env, vars);
+  if (parsed.length > 0) loadHcl(config, parsed, env, vars, opts.cmdContext);
   return config;
 }

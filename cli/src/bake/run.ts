@@ -17,9 +17,11 @@ import { parseOverrides, printResolved, resolveTargets, type BakeConfig, type Re
 import { CodedError } from '../coded-error.js';
 import { BakeError, type BakeLocation } from './errors.js';
 import { emitTargetResults, parseExecution, targetsFailedError } from './execution.js';
-import { readBakeFiles } from './files.js';
+import { CWD_PREFIX, readBakeFiles } from './files.js';
 import { targetBuild, type TargetBuild } from './flags.js';
+import { listBake } from './list.js';
 import { loadConfig } from './load.js';
+import { bakeArgs, fetchRemoteDefinition, printView, type FetchedDefinition, type RemoteDefinition } from './remote.js';
 import { BakeProgress } from './progress.js';
 import { bakeRecorder } from '../history/describe.js';
 import { runTargets, type TargetRequest } from './schedule.js';
@@ -70,14 +72,24 @@ function parseVars(values: readonly string[]): Record<string, string> {
   return out;
 }
 
-/** Reads the bake files (with `--var` values) into one definition. */
-export async function loadBake(flags: BakeFlags, io: CliIo): Promise<BakeConfig> {
+/** `--load`: refused before anything is read or fetched. */
+function refuseLoad(flags: BakeFlags): void {
   if (flags.load === true) {
     throw new BakeError('KLN0855', '--load is not applicable: kiln has no Docker daemon to load images into', {
       hint: "tags without an output store the image in kiln's image store (see kiln images); --set TARGET.output=type=docker,dest=FILE.tar writes a tarball for docker load",
     });
   }
-  return loadConfig(await readBakeFiles(flags.file, io), callerEnv(io), parseVars(flags.var ?? []));
+}
+
+/**
+ * Reads the bake files (with `--var` values) into one definition: the local ones, or those of a
+ * remote definition followed by the `-f cwd://FILE` ones, as buildx's readBakeFiles orders them.
+ */
+export async function loadBake(flags: BakeFlags, io: CliIo, remote?: { readonly definition: RemoteDefinition; readonly cmdContext: string }): Promise<BakeConfig> {
+  refuseLoad(flags);
+  const local = remote === undefined ? flags.file : flags.file.filter((f) => f.startsWith(CWD_PREFIX));
+  const files = remote === undefined ? await readBakeFiles(local, io) : [...remote.definition.files, ...(local.length === 0 ? [] : await readBakeFiles(local, io))];
+  return loadConfig(files, callerEnv(io), parseVars(flags.var ?? []), remote === undefined ? {} : { cmdContext: remote.cmdContext });
 }
 
 /** Resolves the requested targets of `config` with the flags' overrides. */
@@ -96,32 +108,6 @@ export function resolveBake(config: BakeConfig, targets: readonly string[], flag
   }
   const resolved = resolveTargets(config, targets, parseOverrides(config, sets, callerEnv(io)));
   return { ...resolved, dirs: config.dirs };
-}
-
-/** `--list targets|variables`: buildx's table of the definition's targets and groups, or its variables. */
-export function listBake(config: BakeConfig, what: string): string {
-  const table = (rows: string[][]): string => {
-    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-    return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 2))).join('').trimEnd()).join('\n') + '\n';
-  };
-  const type = what.startsWith('type=') ? what.slice(5) : what;
-  if (type === 'targets') {
-    const rows = [['TARGET', 'DESCRIPTION']];
-    for (const [name, g] of [...config.groups].sort(([a], [b]) => (a < b ? -1 : 1))) rows.push([name, g.description ?? '']);
-    for (const name of [...config.targets.keys()].sort()) if (!config.groups.has(name)) rows.push([name, config.targets.get(name)?.description ?? '']);
-    return table(rows);
-  }
-  if (type === 'variables') {
-    const rows = [['VARIABLE', 'TYPE', 'VALUE', 'DESCRIPTION']];
-    for (const name of [...config.variables.keys()].sort()) {
-      const v = config.variables.get(name);
-      const value = v?.value();
-      const kind = value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value === 'object' ? 'map' : typeof value === 'boolean' ? 'bool' : typeof value;
-      rows.push([name, kind, typeof value === 'string' ? value : JSON.stringify(value), v?.description ?? '']);
-    }
-    return table(rows);
-  }
-  throw new BakeError('KLN0854', `invalid --list "${what}"`, { hint: 'use --list targets or --list variables' });
 }
 
 /**
@@ -144,16 +130,38 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
   const callFailed: string[] = [];
   const privateImages: string[] = [];
   const metadata: Record<string, Record<string, unknown>> = {};
+  let fetched: FetchedDefinition | undefined;
+  let begun = false;
   try {
     const mode = parseExecution(flags.execution);
-    const config = await loadBake(flags, io);
+    if (flags.print === true && flags.list !== undefined) throw new BakeError('KLN0854', '--print and --list cannot be used together', { hint: 'drop one of them' });
+    // `kiln bake URL [CMD-CONTEXT-URL] [TARGET…]`: the files come from the URL, fetched once here.
+    const args = bakeArgs(names);
+    const url = args.url;
+    if (url !== undefined) {
+      refuseLoad(flags);
+      const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
+      const d = (display = startProgress(flags.progress, io));
+      const remoteNames = flags.file.filter((f) => !f.startsWith(CWD_PREFIX));
+      fetched = await l.engine.credentials.run(callerCredentials(io), () =>
+        withInterrupt(io, async (signal) => {
+          await l.begin(signal);
+          begun = true;
+          return fetchRemoteDefinition(l.engine, url, remoteNames, io, { progress: d.sink, signal });
+        }),
+      );
+      await d.finish();
+      display = undefined;
+    }
+    const remote = fetched?.definition;
+    const config = await loadBake(flags, io, remote === undefined ? undefined : { definition: remote, cmdContext: args.cmdContext });
     if (flags.list !== undefined) {
       io.stdout.write(listBake(config, flags.list));
       return;
     }
-    const resolved = resolveBake(config, names, flags, io);
+    const resolved = resolveBake(config, args.targets, flags, io);
     if (flags.print === true) {
-      io.stdout.write(printResolved(resolved));
+      io.stdout.write(printResolved(remote === undefined ? resolved : printView(resolved, remote)));
       return;
     }
     if (resolved.targets.size === 0) throw new BakeError('KLN0853', 'no targets to build');
@@ -166,7 +174,7 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     const fileRelative = env['BUILDX_BAKE_FILE_RELATIVE_PATHS'] === '1' || env['BUILDX_BAKE_FILE_RELATIVE_PATHS'] === 'true';
     const builds: TargetBuild[] = [];
     for (const rt of resolved.targets.values()) {
-      builds.push(await targetBuild(rt, { progress: flags.progress, ...(flags.root === undefined ? {} : { root: flags.root }) }, io, { fileDir: resolved.dirs.get(rt.name), fileRelative, inlineDir }));
+      builds.push(await targetBuild(rt, { progress: flags.progress, ...(flags.root === undefined ? {} : { root: flags.root }) }, io, { fileDir: resolved.dirs.get(rt.name), fileRelative, inlineDir, remote }));
     }
     for (const b of builds) for (const w of b.warnings) io.stderr.write(`WARNING: ${w}\n`);
     // Targets that are some target's context export their result as an image of kiln's store
@@ -187,12 +195,12 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
         linkedOnly: resolved.targets.get(b.name)?.linked ?? false,
       });
     }
-    const l = (lease = await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
+    const l = (lease ??= await acquireEngine(io, { root: kilnRoot(flags.root, io).path }));
     const d = (display = startProgress(flags.progress, io));
     const e = l.engine;
     const outcomes = await e.credentials.run(callerCredentials(io), () =>
       withInterrupt(io, async (signal) => {
-        await l.begin(signal);
+        if (!begun) await l.begin(signal);
         const results = await runTargets(requests, {
           engine: e,
           mode,
@@ -246,6 +254,8 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     // and by the name@digest that resolving the context recorded.
     for (const name of privateImages) await lease?.engine.images.delete(name).catch(() => false);
     // Automatic GC (docs/gc.md), as after kiln build; not after Ctrl-C.
+    // The fetched definition's tree (an archive's contexts) was in use until here.
+    await fetched?.release().catch(() => undefined);
     const gc = lease === undefined || cancelled ? undefined : gcAfterBuild(lease.engine, io);
     lease?.release();
     for (const c of cleanup) await c().catch(() => undefined);

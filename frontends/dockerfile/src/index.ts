@@ -75,7 +75,7 @@ export { parsePortSpecs, parseSignal } from './instructions/validate.js';
 export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
-export { isRemoteContext, redactUrl } from './remote-context.js';
+export { gitContext, isArchive, isRemoteContext, parseGitRef, redactUrl, scrubError } from './remote-context.js';
 export { LINT_REQUEST, TARGETS_REQUEST } from './subrequests.js';
 // SBOM attestations (`attest:sbom`): BuildKit's scanner protocol (frontend/attestations/sbom).
 export { createSBOMScanner, parseAttestOptions, sbomBundle, ATTEST_SBOM, DEFAULT_SBOM_GENERATOR, SPDX_PREDICATE_TYPE, CORE_SBOM_NAME, type SBOMScanner, type SBOMTargets } from './sbom.js';

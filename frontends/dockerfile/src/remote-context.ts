@@ -9,6 +9,9 @@
 import { copy, git, http, scratch } from '@kiln/llb-core';
 import type { FrontendClient, State } from '@kiln/llb-core';
 import { parseGitRef } from './convert/git-ref.js';
+
+// kiln bake reads a remote definition's files from the same git source a remote context is.
+export { parseGitRef } from './convert/git-ref.js';
 import { KilnError } from './errors.js';
 import { parseGoBool } from './instructions/mount.js';
 import { INSTRUCTION_NAMES } from './instructions/parse.js';
@@ -197,7 +200,7 @@ export function missingDockerfile(remote: RemoteContext, filename: string, cause
  * URL as it was given (the http source's 'failed to fetch URL'), and the report prints the cause
  * and the history records it. Returned as it is when the message holds none.
  */
-function scrubError(cause: unknown, url: string): unknown {
+export function scrubError(cause: unknown, url: string): unknown {
   const userinfo = userInfoOf(url)?.userinfo;
   if (userinfo === undefined || redactUrl(url) === url) return cause;
   const kept = /^https?:/i.test(url) ? '' : `${userinfo.split(':')[0] ?? ''}@`;

@@ -65,6 +65,8 @@ class Globals {
     readonly env: Env,
     targetRefs: (name: string, pos: Pos) => Value,
     readonly vars: Env = {},
+    /** `BAKE_CMD_CONTEXT`: `cwd://`, or the command-context URL given after a remote definition's. */
+    readonly cmdContext = 'cwd://',
   ) {
     this.#targetRefs = targetRefs;
     this.scope = new Scope(undefined, {
@@ -122,7 +124,7 @@ class Globals {
     const g = this.#globals.get(name);
     if (g === undefined) {
       if (name === 'target') return this.#targetRefs(name, pos);
-      if (name === 'BAKE_CMD_CONTEXT') return 'cwd://';
+      if (name === 'BAKE_CMD_CONTEXT') return this.cmdContext;
       if (name === 'BAKE_LOCAL_PLATFORM') return formatPlatform(hostPlatform());
       return undefined;
     }
@@ -167,7 +169,7 @@ function evalAttributes(attrs: readonly Attribute[], scope: Scope, skip: Readonl
  * Reads HCL bake files into `config` (the files merged in order, as buildx merges them): groups,
  * targets (matrix targets expanded, one per combination), variables and functions.
  */
-export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: BakeFile; readonly hcl: HclFile }[], env: Env, vars: Env = {}): void {
+export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: BakeFile; readonly hcl: HclFile }[], env: Env, vars: Env = {}, cmdContext = 'cwd://'): void {
   const targets: { block: Block; file: BakeFile }[] = [];
   const groups: Block[] = [];
   const evaluatingTargets = new Set<string>();
@@ -200,7 +202,7 @@ export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: Ba
         },
       },
     );
-  const globals = new Globals(env, (_n, pos) => targetRef(pos), vars);
+  const globals = new Globals(env, (_n, pos) => targetRef(pos), vars, cmdContext);
   for (const { hcl } of parsed) {
     for (const a of hcl.body.attributes) globals.add({ name: a.name, pos: a.pos, expr: a.expr, variable: false, validations: [] });
     for (const b of hcl.body.blocks) {
