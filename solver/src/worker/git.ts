@@ -272,9 +272,9 @@ export class GitSources {
           await rm(gitDir, { recursive: true, force: true });
           await mkdir(gitDir, { recursive: true });
           await run(git, ['-c', 'init.defaultBranch=master', 'init', '--bare']);
-          await run(git, ['remote', 'add', 'origin', spec.remote]);
+          await run(git, ['remote', 'add', 'origin', storedRemote(spec.remote)]);
         } else {
-          await run(git, ['remote', 'set-url', 'origin', spec.remote]);
+          await run(git, ['remote', 'set-url', 'origin', storedRemote(spec.remote)]);
         }
         return await fn(git);
       } finally {
@@ -292,10 +292,12 @@ export class GitSources {
     const config: [string, string][] = [['protocol.file.allow', 'user']];
     // A git source is shared by the builds that need it: auth comes from one still attached.
     const session = sessionOf(this.#deps, ctx);
-    const header = spec.authHeaderSecret === '' ? undefined : session.secret(spec.authHeaderSecret);
-    const token = spec.authTokenSecret === '' ? undefined : session.secret(spec.authTokenSecret);
-    const auth = header !== undefined ? Buffer.from(header).toString('utf8') : token !== undefined ? `basic ${Buffer.from(`x-access-token:${Buffer.from(token).toString('utf8')}`).toString('base64')}` : undefined;
-    if (auth !== undefined) config.push([`http.${tokenScope(spec.remote)}.extraheader`, `Authorization: ${auth}`]);
+    const auth = authorization(spec, (id) => session.secret(id));
+    if (auth !== undefined) config.push([`http.${tokenScope(redactRemote(spec.remote))}.extraheader`, `Authorization: ${auth}`]);
+    // The repository's config names the remote without its credentials (see #withRepo): git
+    // gets them back through its environment, for the remote's host.
+    const rewrite = credentialRewrite(spec.remote);
+    if (rewrite !== undefined) config.push([`url.${rewrite.real}.insteadOf`, rewrite.stored]);
     const env: NodeJS.ProcessEnv = {
       PATH: process.env['PATH'] ?? '/usr/bin:/bin',
       HOME: home,
@@ -376,6 +378,62 @@ export async function removeGitRepo(root: string, id: string): Promise<void> {
   if (!/^[a-f0-9]{32}$/.test(name)) return;
   const dir = join(gitReposDir(root), name);
   await withFileLock(`${dir}.lock`, undefined, () => rm(dir, { recursive: true, force: true }));
+}
+
+/**
+ * The secrets that may authenticate the fetch, in BuildKit's order (source/git authSecretNames):
+ * the header secret, then the token secret, for the remote's host (`GIT_AUTH_HEADER.HOST`, HOST
+ * as Go's url.URL.Host has it: with its port, without user info), then without a host. A remote
+ * that is no URL (`git@HOST:PATH`) has none, as Go's url.Parse fails on it there.
+ */
+export function authSecretNames(spec: Pick<GitSpec, 'remote' | 'authHeaderSecret' | 'authTokenSecret'>): { readonly name: string; readonly token: boolean }[] {
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(spec.remote)?.[1];
+  if (authority === undefined) return [];
+  const host = authority.slice(authority.lastIndexOf('@') + 1);
+  const out: { name: string; token: boolean }[] = [];
+  if (spec.authHeaderSecret !== '') out.push({ name: `${spec.authHeaderSecret}.${host}`, token: false });
+  if (spec.authTokenSecret !== '') out.push({ name: `${spec.authTokenSecret}.${host}`, token: true });
+  if (spec.authHeaderSecret !== '') out.push({ name: spec.authHeaderSecret, token: false });
+  if (spec.authTokenSecret !== '') out.push({ name: spec.authTokenSecret, token: true });
+  return out;
+}
+
+/**
+ * The Authorization value of the first secret of {@link authSecretNames} the build has: a header
+ * secret as it is (`Bearer TOKEN`, `basic BASE64`), a token as BuildKit sends it, Basic auth of
+ * the user `x-access-token` (GitHub's form; other hosts may want the header secret instead).
+ */
+export function authorization(spec: Pick<GitSpec, 'remote' | 'authHeaderSecret' | 'authTokenSecret'>, secret: (id: string) => Uint8Array | undefined): string | undefined {
+  for (const s of authSecretNames(spec)) {
+    const v = secret(s.name);
+    if (v === undefined) continue;
+    const text = Buffer.from(v).toString('utf8');
+    return s.token ? `basic ${Buffer.from(`x-access-token:${text}`).toString('base64')}` : text;
+  }
+  return undefined;
+}
+
+/**
+ * For a remote with credentials in its URL (an http(s) URL's user info, a password in any
+ * other): the prefix git is to fetch through (`https://user:token@host/`) and the one the
+ * repository's config stores instead (`https://host/`), so that the config under the kiln root
+ * (read by `kiln du`, kept after the build) holds no secret; BuildKit's cached repository keeps
+ * them. The whole host is mapped, as the stored origin is: relative submodules of the
+ * repository resolve against it. An ssh user alone (`ssh://git@host/…`) is no secret: kept.
+ */
+export function credentialRewrite(remote: string): { readonly real: string; readonly stored: string } | undefined {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)/i.exec(remote);
+  const scheme = m?.[1] ?? '';
+  const authority = m?.[2] ?? '';
+  const at = authority.lastIndexOf('@');
+  if (at < 0 || (!/^https?:\/\//i.test(scheme) && !authority.slice(0, at).includes(':'))) return undefined;
+  return { real: `${scheme}${authority}/`, stored: `${scheme}${authority.slice(at + 1)}/` };
+}
+
+/** The remote as the shared repository's config names it: without the credentials {@link credentialRewrite} maps. */
+export function storedRemote(remote: string): string {
+  const r = credentialRewrite(remote);
+  return r === undefined ? remote : `${r.stored}${remote.slice(r.real.length)}`;
 }
 
 /** BuildKit's token scope: any github.com remote shares the github.com token. */

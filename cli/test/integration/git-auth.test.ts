@@ -1,0 +1,193 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, lstatSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+
+// Git over smart HTTP with credentials, end to end: `git http-backend` (CGI) behind a node server
+// on 127.0.0.1 that demands an Authorization header, fetched by `kiln build URL` and by ADD with
+// the GIT_AUTH_TOKEN / GIT_AUTH_HEADER secrets (BuildKit's names and header forms) or with
+// credentials in the URL. The token reaches the server and nothing else: not the output, the
+// kiln root (history, cache, the shared repository's config) or the LLB. No runc: FROM scratch.
+
+let sb: KilnSandbox;
+useSandbox((s) => (sb = s));
+let server: Server;
+let base: string;
+let hostPort: string;
+let served: string;
+/** The Authorization headers of the requests since the last reset. */
+let seen: (string | undefined)[] = [];
+const TOKEN = `ghp_${token()}`;
+const BEARER = `Bearer hdr-${token()}`;
+const URL_PASSWORD = `pw-${token()}`;
+const gitEnv = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' };
+const git = (cwd: string, ...args: string[]): string => execFileSync('git', args, { cwd, encoding: 'utf8', env: gitEnv }).trim();
+const basic = (user: string, pass: string): string => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+
+/** What the server takes: the token as BuildKit sends it, the header secret, the URL's user. */
+function allowed(auth: string | undefined): boolean {
+  if (auth === undefined) return false;
+  const [scheme = '', value = ''] = auth.split(' ', 2);
+  if (auth === BEARER) return true;
+  return scheme.toLowerCase() === 'basic' && (value === basic('x-access-token', TOKEN).split(' ')[1] || value === basic('kiln', URL_PASSWORD).split(' ')[1]);
+}
+
+/** One CGI request to `git http-backend`: request body in, `Status:` and headers parsed off its output. */
+function backend(req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+  const header = (k: string): string => String(req.headers[k] ?? '');
+  const cgi = spawn('git', ['http-backend'], {
+    env: {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      GIT_PROJECT_ROOT: served,
+      GIT_HTTP_EXPORT_ALL: '1',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      REQUEST_METHOD: req.method ?? 'GET',
+      PATH_INFO: decodeURIComponent(url.pathname),
+      QUERY_STRING: url.search.slice(1),
+      CONTENT_TYPE: header('content-type'),
+      ...(req.headers['content-length'] === undefined ? {} : { CONTENT_LENGTH: header('content-length') }),
+      ...(req.headers['content-encoding'] === undefined ? {} : { HTTP_CONTENT_ENCODING: header('content-encoding') }),
+      ...(req.headers['git-protocol'] === undefined ? {} : { GIT_PROTOCOL: header('git-protocol') }),
+      REMOTE_USER: 'kiln',
+      REMOTE_ADDR: '127.0.0.1',
+    },
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  req.pipe(cgi.stdin);
+  let head = Buffer.alloc(0);
+  let started = false;
+  cgi.stdout.on('data', (chunk: Buffer) => {
+    if (started) return void res.write(chunk);
+    head = Buffer.concat([head, chunk]);
+    const end = head.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    started = true;
+    let status = 200;
+    for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
+      const colon = line.indexOf(':');
+      const [k, v] = [line.slice(0, colon).trim(), line.slice(colon + 1).trim()];
+      if (k.toLowerCase() === 'status') status = Number.parseInt(v, 10);
+      else res.setHeader(k, v);
+    }
+    res.writeHead(status);
+    res.write(head.subarray(end + 4));
+  });
+  cgi.once('close', () => res.end());
+}
+
+beforeAll(async () => {
+  served = join(sb.dir, 'served');
+  const bare = join(served, 'app.git');
+  const work = join(sb.dir, 'app-work');
+  mkdirSync(bare, { recursive: true });
+  git(bare, '-c', 'init.defaultBranch=main', 'init', '-q', '--bare');
+  mkdirSync(work);
+  git(work, '-c', 'init.defaultBranch=main', 'init', '-q');
+  await writeTree(work, { Dockerfile: 'FROM scratch\nCOPY version /version\n', version: 'private\n' });
+  git(work, 'add', '-A');
+  git(work, 'commit', '-qm', 'one');
+  git(work, 'push', '-q', bare, 'main');
+  server = createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    if (!allowed(req.headers.authorization)) return void res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="kiln"' }).end();
+    backend(req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  hostPort = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  base = `http://${hostPort}`;
+}, 60_000);
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+});
+
+/** Every file under `dir` (gzip members unpacked, as history logs are) that holds `secret`. */
+function filesHolding(dir: string, secret: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (st.isFile()) {
+        const raw = readFileSync(p);
+        let text = raw.toString('latin1');
+        if (raw[0] === 0x1f && raw[1] === 0x8b) {
+          try {
+            text += gunzipSync(raw).toString('latin1');
+          } catch {
+            // not gzip after all
+          }
+        }
+        if (text.includes(secret)) out.push(p);
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+test('kiln build http://…/app.git with GIT_AUTH_TOKEN: Basic x-access-token to the server, the token nowhere else', async () => {
+  seen = [];
+  const out = join(sb.dir, `out-${token()}`);
+  const r = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', '--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_TOKEN', '-o', `type=local,dest=${out}`], { env: { KILN_TEST_TOKEN: TOKEN } });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(out, 'version'), 'utf8')).toBe('private\n');
+  expect(seen).toContain(`basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`);
+  for (const text of [r.stdout, r.stderr]) expect(text).not.toContain(TOKEN);
+  // the kiln root: history (its LLB names the secret only), cache, the shared repository
+  expect(filesHolding(sb.root, TOKEN)).toEqual([]);
+  expect(filesHolding(sb.root, Buffer.from(`x-access-token:${TOKEN}`).toString('base64'))).toEqual([]);
+}, 120_000);
+
+test('without credentials the fetch fails, naming the URL; GIT_AUTH_HEADER.HOST:PORT wins over a wrong GIT_AUTH_TOKEN', async () => {
+  const denied = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain']);
+  expect(denied.code).not.toBe(0);
+  expect(denied.stderr).toContain(`cannot load the build context ${base}/app.git#main`);
+
+  seen = [];
+  const env = { KILN_TEST_HEADER: BEARER, KILN_TEST_WRONG: 'not-the-token' };
+  const r = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', '--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_WRONG', '--secret', `id=GIT_AUTH_HEADER.${hostPort},env=KILN_TEST_HEADER`], { env });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(seen.length).toBeGreaterThan(0);
+  expect(seen.every((h) => h === BEARER)).toBe(true);
+  expect(r.stderr).not.toContain(BEARER);
+  expect(filesHolding(sb.root, BEARER)).toEqual([]);
+}, 120_000);
+
+test('ADD http://…/app.git in a Dockerfile fetches with the GIT_AUTH_TOKEN secret', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `add-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM scratch\nADD ${base}/app.git#main /src\nLABEL t=${t}\n` });
+  const out = join(sb.dir, `add-out-${t}`);
+  seen = [];
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'plain', '--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_TOKEN', '-o', `type=local,dest=${out}`], { env: { KILN_TEST_TOKEN: TOKEN } });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(out, 'src', 'version'), 'utf8')).toBe('private\n');
+  expect(seen.length).toBeGreaterThan(0);
+  expect(r.stderr).not.toContain(TOKEN);
+  expect(filesHolding(sb.root, TOKEN)).toEqual([]);
+}, 120_000);
+
+test('credentials in the URL fetch the repository; the shared repository\'s config does not keep them', async () => {
+  const out = join(sb.dir, `url-out-${token()}`);
+  const r = await runKiln(sb, ['build', `http://kiln:${URL_PASSWORD}@${hostPort}/app.git#main`, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]);
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(out, 'version'), 'utf8')).toBe('private\n');
+  expect(r.stderr).not.toContain(URL_PASSWORD);
+  // the password is in the LLB (the source's identifier, as in BuildKit), but nothing under the
+  // kiln root keeps it: not the history, not the shared bare repository's config (BuildKit's does)
+  expect(filesHolding(join(sb.root, 'solver', 'git'), `url = http://${hostPort}/app.git`).map((p) => p.split('/').pop())).toContain('config');
+  expect(filesHolding(sb.root, URL_PASSWORD)).toEqual([]);
+  const du = await runKiln(sb, ['du', '--root', sb.root, '--verbose']);
+  expect(du.stdout).not.toContain(URL_PASSWORD);
+}, 120_000);
