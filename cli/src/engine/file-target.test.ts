@@ -50,3 +50,22 @@ test('--metadata-file or --iidfile naming a directory is refused; a new file in 
   await expect(fileTarget(io, '--iidfile', './dir/')).rejects.toMatchObject({ code: 'KLN0702', message: 'cannot write --iidfile ./dir/: it is a directory' });
   expect(await fileTarget(io, '--metadata-file', 'dir/meta.json')).toEqual({ kind: 'file', given: 'dir/meta.json', path: join(cwd, 'dir', 'meta.json') });
 });
+
+// A directory that takes no files (/proc here; a read-only filesystem or another user's directory
+// alike) failed only after the build, with a bare ENOENT naming the atomic write's temporary file.
+test.for([
+  ['--iidfile', '/proc/iid', 'file'],
+  ['--metadata-file', '/proc/version', 'file'],
+  ['--output', '/proc/newdir', 'directory'],
+] as const)('%s %s is refused before the build: its directory takes no new files', async ([flag, given, want]) => {
+  await expect(fileTarget(io, flag, given, want)).rejects.toMatchObject({ code: 'KLN0702', message: `cannot write ${flag} ${given}: /proc does not take new files (ENOENT)` });
+});
+
+test('the writability probe leaves nothing behind', async () => {
+  await fileTarget(io, '--output', 'dir', 'directory');
+  await fileTarget(io, '--iidfile', 'file');
+  await fileTarget(io, '--iidfile', 'new/iid');
+  expect(await readdir(join(cwd, 'dir'))).toEqual([]);
+  expect((await readdir(cwd)).filter((n) => n.startsWith('.kiln-probe'))).toEqual([]);
+  expect(await readdir(join(cwd, 'new'))).toEqual([]);
+});

@@ -1,5 +1,6 @@
-import { lstat, realpath, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { lstat, open, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { makeDirs } from './make-dirs.js';
 import { writeFileAtomic } from '@kiln/runtime';
 import { callerPath, type CliIo } from '../io.js';
@@ -52,9 +53,33 @@ export async function fileTarget(io: CliIo, flag: string, given: string, want: '
   if (st?.isFile() === true && want === 'directory') {
     throw new EngineError('KLN0702', `cannot write ${flag} ${given}: it is a file, and this output writes a directory`, { hint: 'name a directory (a new one is made) or use type=tar,dest=FILE for a tarball' });
   }
-  if (st !== undefined) return { kind: 'file', given, path: await realpath(path) };
+  if (st !== undefined) {
+    const real = await realpath(path);
+    // A directory output copies into an existing directory; anything else is renamed into place.
+    await checkWritable(flag, given, st.isDirectory() ? real : dirname(real));
+    return { kind: 'file', given, path: real };
+  }
   await makeParents(flag, given, dirname(path));
+  await checkWritable(flag, given, dirname(path));
   return { kind: 'file', given, path };
+}
+
+/**
+ * Refuses, before the build, a directory that takes no new files (a read-only filesystem, another
+ * user's directory, /proc): the atomic write's temporary file failed there only after the build,
+ * with a bare ENOENT/EROFS/EACCES naming that temporary file. Tried with a probe file, removed at once.
+ */
+async function checkWritable(flag: string, given: string, dir: string): Promise<void> {
+  const probe = join(dir, `.kiln-probe-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    await (await open(probe, 'wx')).close();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new EngineError('KLN0702', `cannot write ${flag} ${given}: ${dir} does not take new files (${code})`, {
+      hint: 'name a path in a writable directory',
+    });
+  }
+  await rm(probe, { force: true });
 }
 
 /** Writes `data` to `target` (see {@link FileTarget}). */
