@@ -16,7 +16,7 @@ import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions, ConvertResult } from './convert/options.js';
 import { parseGoBool } from './instructions/mount.js';
 import { namedContexts } from './named-contexts.js';
-import { checkDownloadedDockerfile, missingDockerfile, redactUrl, remoteContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
+import { checkDownloadedDockerfile, missingDockerfile, redactUrl, remoteContext, scopeContext, solveRemoteContext, type RemoteContext } from './remote-context.js';
 import { detectSyntax } from './parser/directives.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
@@ -220,11 +220,11 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
     const named = await namedContexts(client, defaults.sessionId);
     // The converter takes the main context from a `context` entry (a --build-context named
     // `context` still wins, as it would over a local context).
-    if (remote !== undefined && !named.has('context')) named.set('context', { state: remote.state });
+    if (remote !== undefined && !named.has('context')) named.set('context', { state: scopeContext(client, remote.state) });
     // A `context` input is the main context (dockerui: inputs["context"]), as a nested frontend
     // or an LLBBridge client passes another build's result instead of a local directory.
     const contextInput = remote === undefined ? client.inputs.get('context') : undefined;
-    if (contextInput !== undefined && !named.has('context')) named.set('context', { state: fromDefinition(contextInput) });
+    if (contextInput !== undefined && !named.has('context')) named.set('context', { state: scopeContext(client, fromDefinition(contextInput)) });
     const buildArgs = new Map<string, string>();
     for (const [k, v] of opts) if (k.startsWith(BUILD_ARG)) buildArgs.set(k.slice(BUILD_ARG.length), v);
     const platforms = (opts.get('platform') ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');

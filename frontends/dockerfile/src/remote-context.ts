@@ -8,7 +8,7 @@
  */
 import { copy, git, http, scratch } from '@kiln/llb-core';
 import type { FrontendClient, State } from '@kiln/llb-core';
-import { parseGitRef } from './convert/git-ref.js';
+import { parseGitRef, type GitRef } from './convert/git-ref.js';
 
 // kiln bake reads a remote definition's files from the same git source a remote context is.
 export { parseGitRef } from './convert/git-ref.js';
@@ -18,6 +18,10 @@ import { INSTRUCTION_NAMES } from './instructions/parse.js';
 
 /** `--build-arg BUILDKIT_CONTEXT_KEEP_GIT_DIR=1`: a git context keeps its `.git` directory. */
 const KEEP_GIT_DIR_ARG = 'build-arg:BUILDKIT_CONTEXT_KEEP_GIT_DIR';
+/** dockerui's `contextsubdir` option: the build context is this directory of a remote (or input) context. */
+const CONTEXT_SUBDIR = 'contextsubdir';
+/** The scheme-less prefix BuildKit's gitutil.ParseGitRef (and buildx) take for a github.com repository. */
+const GITHUB_SHORTHAND = 'github.com/';
 /** The name BuildKit saves a downloaded context under (and reads it as a Dockerfile by). */
 const HTTP_CONTEXT_FILE = 'context';
 /** BuildKit sniffs this many bytes of a download to tell an archive from a Dockerfile. */
@@ -37,11 +41,32 @@ export interface RemoteContext {
 
 /**
  * Whether a `kiln build` context argument names a remote source (buildx IsRemoteURL): an
- * http(s) URL, or a git reference (`git://…`, `ssh://…`, `git@HOST:…`). The caller checks for a
- * local directory of that name first, as buildx does.
+ * http(s) URL, or a git reference (`git://…`, `ssh://…`, `git@HOST:…`, `github.com/ORG/REPO`).
+ * The caller checks for a local directory of that name first, as buildx does.
  */
 export function isRemoteContext(ref: string): boolean {
-  return /^https?:\/\//.test(ref) || parseGitRef(ref) !== undefined;
+  return /^https?:\/\//.test(ref) || contextGitRef(ref) !== undefined;
+}
+
+/**
+ * A git reference as a build context: the forms ADD takes (parseGitRef), and also
+ * `github.com/ORG/REPO[#REF[:DIR]]` without a scheme. BuildKit v0.11's gitutil.ParseGitRef reads
+ * that prefix as a github.com repository (IndistinguishableFromLocal: deprecated, and ADD takes
+ * such a source as a local path), llb.Git fetches it over https, and buildx (docker's urlutil
+ * IsGitURL) sends it as a remote context when no local directory has that name. No other host
+ * is read so: `gitlab.com/ORG/REPO` is a local path, missing unless there is such a directory.
+ */
+export function contextGitRef(ref: string): GitRef | undefined {
+  const g = parseGitRef(ref);
+  if (g !== undefined || !ref.startsWith(GITHUB_SHORTHAND)) return g;
+  const hash = ref.indexOf('#');
+  const fragment = hash < 0 ? '' : ref.slice(hash + 1);
+  const colon = fragment.indexOf(':');
+  return {
+    remote: hash < 0 ? ref : ref.slice(0, hash),
+    commit: colon < 0 ? fragment : fragment.slice(0, colon),
+    subDir: colon < 0 ? '' : fragment.slice(colon + 1),
+  };
 }
 
 /**
@@ -50,7 +75,7 @@ export function isRemoteContext(ref: string): boolean {
  * leaves out credentials of the URL (BuildKit's keeps them): progress and history show it.
  */
 export function gitContext(ref: string, keepGitDir: boolean): State | undefined {
-  const g = parseGitRef(ref);
+  const g = contextGitRef(ref);
   if (g === undefined) return undefined;
   const commit = g.commit + (g.subDir !== '' ? `:${g.subDir}` : '');
   return git(g.remote, commit, { ...(keepGitDir ? { keepGitDir: true } : {}), customName: `[internal] load git source ${redactUrl(ref)}` });
@@ -147,6 +172,19 @@ export async function remoteContext(client: FrontendClient): Promise<RemoteConte
 }
 
 /**
+ * The main build context with the `contextsubdir` option applied, as BuildKit v0.11's Dockerfile
+ * builder scopes a remote or input context (scopeToSubDir): the directory's contents copied into
+ * scratch. The Dockerfile is still read from the whole context. A local context is left as it
+ * is (BuildKit applies the option to those two only).
+ */
+export function scopeContext(client: FrontendClient, st: State): State {
+  const sub = client.opts.get(CONTEXT_SUBDIR);
+  // Go tests the key's presence (`if sub, ok := opts[keyContextSubDir]; ok`), not its value.
+  if (sub === undefined) return st;
+  return scratch().file(copy(st, sub, '/', { copyDirContentsOnly: true }));
+}
+
+/**
  * Solves the remote context for reading its Dockerfile; a fetch that fails (unreachable host,
  * missing ref, no such repository) is an error naming the URL.
  */
@@ -187,7 +225,7 @@ export function checkDownloadedDockerfile(remote: RemoteContext, dockerfile: Uin
 
 /** The Dockerfile of a remote context is missing: names the URL and where it looked. */
 export function missingDockerfile(remote: RemoteContext, filename: string, cause: unknown): KilnError {
-  const g = remote.kind === 'git' ? parseGitRef(remote.url) : undefined;
+  const g = remote.kind === 'git' ? contextGitRef(remote.url) : undefined;
   const where = g !== undefined && g.subDir !== '' ? `${filename} in its subdirectory ${g.subDir}` : filename;
   return new KilnError('KLN0504', `the build context ${redactUrl(remote.url)} has no ${where}`, {
     hint: remote.kind === 'git' ? 'pass -f PATH relative to the repository (or to its #REF:DIR subdirectory), or -f - to send a Dockerfile' : 'pass -f PATH inside the archive, or -f - to send a Dockerfile',

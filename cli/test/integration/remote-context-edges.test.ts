@@ -1,11 +1,15 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { runKiln, useSandbox, type KilnSandbox } from './build-helpers.js';
+import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
 
-// A downloaded build context whose tarball holds a hardlink to a file it does not hold. BuildKit
-// fails unpacking it too (Docker's untar: link(2) fails); kiln's error names the URL, the entry
-// and the missing target instead of `extract into "/": no such file or directory`. No runc.
+// Edges of `kiln build URL`, offline and without runc. A downloaded tarball holding a hardlink
+// to a file it does not hold: BuildKit fails unpacking it too (Docker's untar: link(2) fails);
+// kiln's error names the URL, the entry and the missing target instead of `extract into "/": no
+// such file or directory`. And `github.com/ORG/REPO` without a scheme: a local directory of
+// that name wins, as in buildx; `gitlab.com/…` is a path only.
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
@@ -43,4 +47,17 @@ test('a hardlink to a file the tarball does not hold: the error names the URL, t
   expect(r.stderr).toContain('hardlink "app/copy.txt" points to "app/gone.txt"');
   expect(r.stderr).not.toContain('extract into');
   expect(r.stderr).not.toMatch(/\n\s+at /);
+}, 120_000);
+
+test('github.com/ORG/REPO: a local directory of that name is the context; gitlab.com/ORG/REPO is a path only', async () => {
+  const cwd = join(sb.dir, `cwd-${token()}`);
+  await writeTree(cwd, { 'github.com/org/app/Dockerfile': 'FROM scratch\nCOPY f /f\n', 'github.com/org/app/f': 'local\n' });
+  const out = join(cwd, 'out');
+  const r = await runKiln(sb, ['build', 'github.com/org/app', '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`], { cwd });
+  expect(r.stderr).not.toContain('kiln: error');
+  expect(r.stderr).not.toContain('load git source');
+  expect(readFileSync(join(out, 'f'), 'utf8')).toBe('local\n');
+  const other = await runKiln(sb, ['build', 'gitlab.com/org/app', '--root', sb.root], { cwd });
+  expect(other.code).not.toBe(0);
+  expect(other.stderr).toContain('cannot use build context gitlab.com/org/app: no such directory');
 }, 120_000);
