@@ -317,11 +317,12 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       ? undefined
       : await provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn });
     const attested = (Array.isArray(outputs) ? outputs : [outputs]).some((o) => (o.attestations?.length ?? 0) > 0);
-    // The solver's result of the (first) exported ref: its cache key graph is what --cache-to exports.
-    const first = Array.isArray(outputs) ? outputs[0] : outputs;
-    const solved = first === undefined ? undefined : backend.buildResultOf(first.ref);
+    // The solver's results of the exported refs (one per platform): their cache key graphs are what --cache-to exports.
+    const all = Array.isArray(outputs) ? outputs : [outputs];
+    const first = all[0];
+    const solved = all.flatMap((o) => backend.buildResultOf(o.ref) ?? []);
     const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }), imports: cacheImports };
-    const inline = req.cacheTo?.some((c) => c.type === 'inline') === true && solved !== undefined;
+    const inline = req.cacheTo?.some((c) => c.type === 'inline') === true;
     await req.beforeExport?.();
     const exports: ExportResult[] = [];
     if (req.outputs.length > 0) {
@@ -331,7 +332,14 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(req.signal === undefined ? {} : { signal: req.signal }),
           ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
           ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
-          ...(inline ? { inlineCache: (layers) => inlineCacheRecords(engine, solved, layers, cacheOpts) } : {}),
+          ...(inline
+            ? {
+                inlineCache: async (layers, o) => {
+                  const r = backend.buildResultOf(o.ref);
+                  return r === undefined ? undefined : inlineCacheRecords(engine, r, layers, cacheOpts);
+                },
+              }
+            : {}),
           ...(provenanceOf === undefined && !attested
             ? {}
             : {
@@ -346,7 +354,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     }
     for (const [index, spec] of (req.cacheTo ?? []).entries()) {
       if (spec.type === 'inline') continue;
-      if (solved === undefined) throw new EngineError('KLN0711', 'the build produced no result whose cache could be exported');
+      if (solved.length === 0) throw new EngineError('KLN0711', 'the build produced no result whose cache could be exported');
       try {
         await exportCache(engine, spec, solved, { index, ...cacheOpts, ...(req.progress === undefined ? {} : { progress: req.progress }) });
       } catch (e) {
@@ -356,7 +364,6 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       }
     }
     if (req.hold !== undefined && first !== undefined) {
-      const all = Array.isArray(outputs) ? outputs : [outputs];
       // The host's platform is the one whose programs run here.
       const host = hostPlatform();
       const output = all.find((o) => platformEquals(o.platform, host)) ?? first;

@@ -54,12 +54,20 @@ interface CollectOptions {
  * snapshot is one the final result is stacked on (their layers are the image's: BuildKit's
  * RemoteOnly mode below an exported result), and imported results not fetched (their blobs exist
  * in the cache they came from). Each result is the snapshot's layer chain, the blobs the image export made reused.
+ * Several results (one per platform) go into one cache, as BuildKit exports each ref of a
+ * multi-platform result into the same exporter; keys they share are one record.
  */
-export async function collectCache(engine: KilnEngine, result: BuildResult, opts: CollectOptions): Promise<MarshaledCache> {
+export async function collectCache(engine: KilnEngine, results: readonly BuildResult[], opts: CollectOptions): Promise<MarshaledCache> {
   const chains = new CacheChains();
+  const backlinks = backlinkSource(new CacheManager(engine.cache), opts.imports ?? []);
+  for (const result of results) await addResult(engine, chains, result, opts, backlinks);
+  return chains.marshal();
+}
+
+async function addResult(engine: KilnEngine, chains: CacheChains, result: BuildResult, opts: CollectOptions, backlinks: ReturnType<typeof backlinkSource>): Promise<void> {
   const root = result.cacheKey;
   const resultOf = result.cacheResult;
-  if (root === undefined || resultOf === undefined) return chains.marshal();
+  if (root === undefined || resultOf === undefined) return;
   const below = new Set<string>();
   for (let cur: string | undefined = result.ref.snapshot; cur !== undefined; ) {
     below.add(cur);
@@ -80,8 +88,7 @@ export async function collectCache(engine: KilnEngine, result: BuildResult, opts
     // the layers of the final image, and a result that came from a cache or image as it was.
     if (opts.mode === 'min' && !final && !below.has(kr.snapshot) && (await engine.layers.remoteLayersOf(kr.snapshot)) === undefined) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };
-  }, backlinkSource(new CacheManager(engine.cache), opts.imports ?? []));
-  return chains.marshal();
+  }, backlinks);
 }
 
 /** The layer chain of a snapshot as cache descriptors (diffID and creation time annotated). */
@@ -105,16 +112,16 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
 }
 
 /** Blobs of imported results not fetched are fetched into the content store (for writing them out). */
-async function ensureBlobs(engine: KilnEngine, result: BuildResult, cache: MarshaledCache, signal?: AbortSignal): Promise<void> {
+async function ensureBlobs(engine: KilnEngine, results: readonly BuildResult[], cache: MarshaledCache, signal?: AbortSignal): Promise<void> {
   const sources = new Map<string, ImportedResult>();
-  const walk = (k: NonNullable<BuildResult['cacheKey']>, seen: Set<object>): void => {
+  const walk = (result: BuildResult, k: NonNullable<BuildResult['cacheKey']>, seen: Set<object>): void => {
     if (seen.has(k)) return;
     seen.add(k);
     const kr = result.cacheResult?.(k);
     if (kr?.kind === 'imported') for (const l of kr.result.layers) sources.set(l.digest, kr.result);
-    for (const deps of k.deps) for (const d of deps) walk(d.key, seen);
+    for (const deps of k.deps) for (const d of deps) walk(result, d.key, seen);
   };
-  if (result.cacheKey !== undefined) walk(result.cacheKey, new Set());
+  for (const result of results) if (result.cacheKey !== undefined) walk(result, result.cacheKey, new Set());
   for (const l of cache.layers) {
     const digest = parseDigest(l.digest);
     if (await engine.content.has(digest)) continue;
@@ -148,21 +155,21 @@ async function compressLayers(engine: KilnEngine, cache: MarshaledCache, compres
 export async function exportCache(
   engine: KilnEngine,
   spec: Exclude<CacheExportSpec, { type: 'inline' }>,
-  result: BuildResult,
+  results: readonly BuildResult[],
   opts: { index: number; progress?: ProgressSink; signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[] },
 ): Promise<{ readonly manifest: Descriptor }> {
   const v = progressVertex(opts.progress, `cache-export-${opts.index}`, 'exporting cache');
   try {
     v.status('preparing build cache for export');
     const given = new Set<string>();
-    let cache = await collectCache(engine, result, {
+    let cache = await collectCache(engine, results, {
       mode: spec.mode,
       given,
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }),
       ...(opts.imports === undefined ? {} : { imports: opts.imports }),
     });
-    await ensureBlobs(engine, result, cache, opts.signal);
+    await ensureBlobs(engine, results, cache, opts.signal);
     cache = await compressLayers(engine, cache, spec.compression, given);
     const configBytes = Buffer.from(marshalCacheConfig(cache.config));
     const configDesc: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: digestOf(configBytes), size: configBytes.length };
@@ -202,7 +209,7 @@ export async function inlineCacheRecords(
   imageLayers: readonly LayerRef[],
   opts: { signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[] },
 ): Promise<string | undefined> {
-  const cache = await collectCache(engine, result, { mode: 'min', ...opts });
+  const cache = await collectCache(engine, [result], { mode: 'min', ...opts });
   let any = false;
   const records = cache.config.records.map((r) => ({
     ...r,

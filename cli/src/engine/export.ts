@@ -42,8 +42,8 @@ export async function exportOutputs(
     readonly sourceDateEpoch?: number;
     /** Destinations shown otherwise in progress (a temporary file that stands for `dest=-`). */
     readonly displayDests?: ReadonlyMap<string, string>;
-    /** `--cache-to type=inline`: the base64 cache records for an image with these layers (BuildKit's `moby.buildkit.cache.v0`). */
-    readonly inlineCache?: (layers: readonly LayerRef[]) => Promise<string | undefined>;
+    /** `--cache-to type=inline`: the base64 cache records for `output`'s image with these layers (BuildKit's `moby.buildkit.cache.v0`). */
+    readonly inlineCache?: (layers: readonly LayerRef[], output: BuildOutput) => Promise<string | undefined>;
     /**
      * Attestations of one platform's result (the frontend's SBOMs, `--provenance`), made at export time: for an image
      * with its layers (they become attestation manifests), for local/tar without (statement files).
@@ -82,7 +82,8 @@ export async function exportOutputs(
             const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch);
             const draft = imageConfig(o, layers.length, opts.sourceDateEpoch);
             const config = o.layerLabels === undefined ? draft : fillLayerLabels(draft, parseLayerLabels(o.layerLabels), layers.map((l) => l.diffID));
-            const inline = multi ? undefined : await opts.inlineCache?.(layers);
+            // Each platform's config gets the inline cache of its own result (BuildKit: inline-cache/<platform>).
+            const inline = await opts.inlineCache?.(layers, o);
             const attestations = await opts.attest?.(o, layers.map((l) => l.descriptor), opts.sourceDateEpoch);
             return {
               layers,

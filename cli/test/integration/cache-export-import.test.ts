@@ -268,6 +268,46 @@ describe('cache export/import, type=registry and type=inline', () => {
   }, 300_000);
 });
 
+describe('multi-platform builds', () => {
+  // A cross-compiling Dockerfile: the builder stage runs on the build platform once per target
+  // platform (TARGETARCH differs, so do the keys), the final stages are scratch. BuildKit exports
+  // every platform's result into one cache and gives each platform's image its own inline cache.
+  const crossDockerfile = (t: string): string =>
+    ['FROM --platform=$BUILDPLATFORM busybox AS builder', 'ARG TARGETARCH', `RUN echo ${t}-$TARGETARCH > /arch`, 'FROM scratch', 'COPY --from=builder /arch /arch', ''].join('\n');
+  const PLATFORMS = ['--platform', 'linux/amd64,linux/arm64'];
+
+  test('--cache-to type=local holds every platform\'s steps: a fresh root runs no container for either', async () => {
+    const t = token();
+    const ctx = join(a.dir, `multi-${t}`);
+    await writeTree(ctx, { Dockerfile: crossDockerfile(t) });
+    const cache = join(a.dir, `multi-cache-${t}`);
+    const first = await build(a, ctx, [...PLATFORMS, '--cache-to', `type=local,dest=${cache},mode=max`]);
+    expect(first.containers).toBe(2);
+
+    const b = await fresh();
+    const out = join(b.dir, 'out');
+    const second = await build(b, ctx, [...PLATFORMS, '--cache-from', `type=local,src=${cache}`, '--output', `type=local,dest=${out}`]);
+    expect(second.containers).toBe(0);
+    expect(await readFile(join(out, 'linux_amd64/arch'), 'utf8')).toBe(`${t}-amd64\n`);
+    expect(await readFile(join(out, 'linux_arm64/arch'), 'utf8')).toBe(`${t}-arm64\n`);
+  }, 300_000);
+
+  test('--cache-to type=inline gives each platform\'s image its own records: a fresh root builds both from the pushed index', async () => {
+    const t = token();
+    const ctx = join(a.dir, `multi-inline-${t}`);
+    await writeTree(ctx, { Dockerfile: crossDockerfile(t) });
+    const ref = `${registry.host}/inline/multi:${t}`;
+    await build(a, ctx, [...PLATFORMS, '--cache-to', 'type=inline', '--output', `type=image,name=${ref},push=true`]);
+    for (const arch of ['amd64', 'arm64']) {
+      const config = JSON.parse(execFileSync('skopeo', ['inspect', '--config', '--raw', '--tls-verify=false', '--override-arch', arch, `docker://${ref}`], { encoding: 'utf8' })) as Record<string, unknown>;
+      expect(typeof config['moby.buildkit.cache.v0'], arch).toBe('string');
+    }
+    const b = await fresh();
+    const second = await build(b, ctx, [...PLATFORMS, '--cache-from', `type=registry,ref=${ref}`]);
+    expect(second.containers).toBe(0);
+  }, 300_000);
+});
+
 describe('type=registry with credentials', () => {
   test('cache export and import use the caller\'s Docker config as image push and pull do; without it the export fails and the import is a warning', async () => {
     const t = token();
