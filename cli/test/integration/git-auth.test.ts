@@ -147,12 +147,17 @@ test('kiln build http://…/app.git with GIT_AUTH_TOKEN: Basic x-access-token to
 }, 120_000);
 
 test('without credentials the fetch fails, naming the URL; GIT_AUTH_HEADER.HOST:PORT wins over a wrong GIT_AUTH_TOKEN', async () => {
-  const denied = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain']);
-  expect(denied.code).not.toBe(0);
-  expect(denied.stderr).toContain(`cannot load the build context ${base}/app.git#main`);
+  const env = { KILN_TEST_HEADER: BEARER, KILN_TEST_WRONG: `wrong-${token()}` };
+  for (const secret of [[], ['--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_WRONG']]) {
+    const denied = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', ...secret], { env });
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toContain(`cannot load the build context ${base}/app.git#main`);
+    // the refused token is not in the error either
+    expect(denied.stderr).not.toContain(env.KILN_TEST_WRONG);
+    expect(denied.stderr).not.toContain(Buffer.from(`x-access-token:${env.KILN_TEST_WRONG}`).toString('base64'));
+  }
 
   seen = [];
-  const env = { KILN_TEST_HEADER: BEARER, KILN_TEST_WRONG: 'not-the-token' };
   const r = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', '--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_WRONG', '--secret', `id=GIT_AUTH_HEADER.${hostPort},env=KILN_TEST_HEADER`], { env });
   expect(r.stderr).not.toContain('kiln: error');
   expect(r.code).toBe(0);
