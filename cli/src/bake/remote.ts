@@ -122,6 +122,12 @@ export async function fetchRemoteDefinition(engine: KilnEngine, url: string, nam
     }
     const text = new TextDecoder().decode(await ref.readFile(HTTP_FILE));
     await backend.release();
+    // A web page instead of the raw file (or of a repository without .git): say so, not an HCL syntax error.
+    if (/^\s*</.test(text)) {
+      throw new BakeError('KLN0850', `the bake definition ${shown} is neither a tar archive (plain, gzip, bzip2, xz) nor a bake file: it starts with ${JSON.stringify(text.trimStart().slice(0, 40))}`, {
+        hint: 'check the URL (a web page instead of the raw file?); a git repository URL ends in .git',
+      });
+    }
     return { definition: { url, kind: 'file', ssh: false, files: [{ name: shown, text }] }, release: async () => undefined };
   } catch (e) {
     await backend.release();
@@ -194,7 +200,9 @@ export function remotePath(def: RemoteDefinition, p: string, what: string): stri
   if (def.kind === 'archive' && def.dir !== undefined) return join(def.dir, rel);
   if (rel === '.') return def.url;
   const g = parseGitRef(def.url);
-  if (g === undefined) return def.url;
+  if (g === undefined) {
+    throw new BakeError('KLN0855', `${what} "${p}": kiln cannot name a directory of the remote ${redactUrl(def.url)}`, { hint: 'write the remote as REPO.git#REF (https://, git://, ssh:// or git@HOST:), or use cwd://PATH' });
+  }
   return `${g.remote}#${g.commit}:${posix.join(g.subDir === '' ? '.' : g.subDir, rel)}`;
 }
 

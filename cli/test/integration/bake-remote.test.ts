@@ -87,6 +87,7 @@ beforeAll(async () => {
   const tarball = execFileSync('tar', ['-C', tarDir, '-cz', '.']);
   const files = new Map<string, Buffer>([
     ['/def.tar.gz', tarball],
+    ['/page.html', Buffer.from('<!DOCTYPE html>\n<html><body>a repository page</body></html>\n')],
     ['/plain-bake.hcl', Buffer.from('target "plain" {\n  context = "ctx"\n  dockerfile-inline = "FROM scratch\\nCOPY f /f\\n"\n  output = ["type=local,dest=out/plain"]\n}\n')],
   ]);
   const basic = `Basic ${Buffer.from('user:pw').toString('base64')}`;
@@ -215,9 +216,12 @@ test('errors name the URL and what to do, without a stack trace', async () => {
     [[`${gitUrl}#main`, 'out'], 'KLN0853', /target "out": context "\.\.\/x" is outside the bake definition/],
     [[`${httpBase}/none.tar.gz`, '--print'], 'KLN0850', /cannot load the bake definition http:\/\/127\.0\.0\.1:\d+\/none\.tar\.gz/],
     [[`${gitUrl}#main`, '--print', '--list', 'targets'], 'KLN0854', /--print and --list/],
+    [[`${httpBase}/page.html`, '--print'], 'KLN0850', /is neither a tar archive .* nor a bake file: it starts with "<!DOCTYPE html>/],
   ];
-  for (const [args, code, message] of cases) {
-    const r = await bake(dir, args);
+  // independent processes: run at once
+  const runs = await Promise.all(cases.map(([args]) => bake(dir, args)));
+  for (const [i, [args, code, message]] of cases.entries()) {
+    const r = runs[i] as KilnRun;
     expect(r.code, args.join(' ')).toBe(1);
     expect(r.stderr, args.join(' ')).toContain(`error ${code}`);
     expect(r.stderr, args.join(' ')).toMatch(message);
