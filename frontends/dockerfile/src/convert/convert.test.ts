@@ -135,6 +135,13 @@ describe('conversion errors', () => {
     expect(e).toMatchObject({ code: 'KLN0415', location: { line: 3 } });
   });
 
+  test('a mount without target= (joined to WORKDIR /) says target= is missing, not only that "/" is invalid', async () => {
+    const e = await rejection(convert('FROM busybox\nWORKDIR /\nRUN --mount=type=cache true\n'));
+    expect(e).toMatchObject({ code: 'KLN0414', message: 'invalid mount target "/"', hint: expect.stringContaining('no target=: add target=/PATH') });
+    const explicit = await rejection(convert('FROM busybox\nRUN --mount=type=tmpfs,target=/ true\n'));
+    expect(explicit).toMatchObject({ code: 'KLN0414', hint: 'mount somewhere other than /' });
+  });
+
   test('an inherited ONBUILD trigger that fails points at FROM', async () => {
     const resolver: ImageMetaResolver = {
       resolveImageConfig: () =>

@@ -104,7 +104,12 @@ export function dispatchRunMounts(d: DispatchState, c: RunCommand, sources: read
     }
     let target = mount.target;
     if (!cleanPath(target).startsWith('/')) target = cleanPath(`/${d.state.getDir()}/${target}`);
-    if (target === '/') throw new KilnError('KLN0414', `invalid mount target ${JSON.stringify(target)}`, { hint: 'mount somewhere other than /' });
+    if (target === '/') {
+      // BuildKit's message; without target= the "/" is the WORKDIR the empty target was joined to.
+      throw new KilnError('KLN0414', `invalid mount target ${JSON.stringify(target)}`, {
+        hint: mount.target === '' ? `this ${mount.type} mount has no target=: add target=/PATH (where the RUN sees it)` : 'mount somewhere other than /',
+      });
+    }
     let sourcePath: string | undefined;
     const src = rootJoin(mount.source);
     if (src !== '/') sourcePath = src;
