@@ -7,7 +7,7 @@ import { BakeError } from './errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import type { ExportAnnotation } from '@kiln/runtime';
 import { isRemoteContext } from '@kiln/dockerfile';
-import { GIT_AUTH_ENV, isSshGitUrl, remotePath, type RemoteDefinition } from './remote.js';
+import { GIT_AUTH_ENV, GIT_SSH_ENV, isSshGitUrl, remotePath, type RemoteDefinition } from './remote.js';
 
 /** Options of `kiln bake` that every target's build shares. */
 export interface BakeCommonFlags {
@@ -106,8 +106,9 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     // Several platforms: one multi-platform build, as `kiln build --platform A,B`.
     ...(platforms.length === 0 ? {} : { platform: platforms.join(',') }),
     secret: [...(t.secret ?? []), ...remoteSecrets(def, t.secret ?? [], io)],
-    // buildx: a target of an ssh remote, or whose context is one, gets the default agent unless it names agents.
-    ssh: (t.ssh ?? []).length === 0 && ((def?.ssh ?? false) || (remote && isSshGitUrl(context))) ? ['default'] : (t.ssh ?? []),
+    // buildx: a target of an ssh remote, or whose context is one, gets the default agent unless it
+    // names agents (kiln's: the one BUILDX_BAKE_GIT_SSH gave the definition's fetch, if set).
+    ssh: (t.ssh ?? []).length === 0 && ((def?.ssh ?? false) || (remote && isSshGitUrl(context))) ? [impliedAgent(def, io)] : (t.ssh ?? []),
     output,
     tag: rt.linked ? [] : (t.tags ?? []),
     progress: common.progress,
@@ -128,6 +129,12 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     attest: t.attest ?? [],
   };
   return { name: rt.name, context, flags, links, warnings };
+}
+
+/** The `default` agent kiln gives a target of an ssh remote: BUILDX_BAKE_GIT_SSH's, else SSH_AUTH_SOCK. */
+function impliedAgent(def: RemoteDefinition | undefined, io: CliIo): string {
+  const paths = def === undefined ? '' : (callerEnv(io)[GIT_SSH_ENV] ?? '');
+  return paths === '' ? 'default' : `default=${paths}`;
 }
 
 /**

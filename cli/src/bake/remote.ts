@@ -16,7 +16,7 @@ const HTTP_FILE = 'context';
 /** buildx's maxBakeDefinitionSize: a downloaded bake file that is no archive. */
 const MAX_DEFINITION_SIZE = 2 * 1024 * 1024;
 /** buildx's variables for fetching a remote definition (and the targets built from it). */
-const GIT_SSH_ENV = 'BUILDX_BAKE_GIT_SSH';
+export const GIT_SSH_ENV = 'BUILDX_BAKE_GIT_SSH';
 export const GIT_AUTH_ENV = { GIT_AUTH_TOKEN: 'BUILDX_BAKE_GIT_AUTH_TOKEN', GIT_AUTH_HEADER: 'BUILDX_BAKE_GIT_AUTH_HEADER' } as const;
 
 /** `kiln bake`'s arguments as buildx's bakeArgs reads them: `[URL [CMD-CONTEXT-URL]] [TARGET…]`. */
