@@ -61,3 +61,7 @@ export { runStreaming, type StreamingRun } from './executor/stream.js';
 export { normalizeHistory } from './image/image-writer.js';
 export { zstdTransform } from './image/zstd.js';
 export { cacheManifestList, convertLayerMediaType, writeLocalCache, openLocalCache, openRegistryCache, pushRegistryCache, type CacheSourceReader, type CacheBlob } from './remotecache/remote-cache.js';
+export { S3Client, type S3ClientOptions, type S3Body } from './s3/client.js';
+export { S3Error, type S3ErrorCode } from './s3/errors.js';
+export { defaultAwsCredentials, type AwsCredentialContext } from './s3/credentials.js';
+export { signV4, uriEncode, type AwsCredentials } from './s3/sigv4.js';
