@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -75,6 +75,8 @@ beforeAll(async () => {
   git(work, 'add', '-A');
   git(work, 'commit', '-qm', 'one');
   git(work, 'push', '-q', bare, 'main');
+  // git's dumb http protocol reads info/refs and objects/info/packs
+  git(bare, 'update-server-info');
   ({ url: gitUrl, process: gitd } = await startGitDaemon(served, 'app.git'));
 
   const tarDir = join(sb.dir, 'tar-src');
@@ -91,8 +93,17 @@ beforeAll(async () => {
     ['/plain-bake.hcl', Buffer.from('target "plain" {\n  context = "ctx"\n  dockerfile-inline = "FROM scratch\\nCOPY f /f\\n"\n  output = ["type=local,dest=out/plain"]\n}\n')],
   ]);
   const basic = `Basic ${Buffer.from('user:pw').toString('base64')}`;
+  // the git source's header for a GIT_AUTH_TOKEN secret (BuildKit's, GitHub's form)
+  const tokenAuth = `basic ${Buffer.from('x-access-token:tok-123').toString('base64')}`;
   http = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path.startsWith('/private/app.git/')) {
+      const file = join(served, path.slice('/private'.length));
+      if (req.headers.authorization !== tokenAuth) res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"' }).end();
+      else if (!existsSync(file)) res.writeHead(404).end();
+      else res.writeHead(200).end(readFileSync(file));
+      return;
+    }
     if (path === '/private.tar.gz') {
       res.writeHead(req.headers.authorization === basic ? 200 : 401).end(req.headers.authorization === basic ? tarball : undefined);
       return;
@@ -203,6 +214,19 @@ test('a tarball over http: unpacked, its files read and its tree the contexts; c
   expect(plain.stderr).not.toContain('error');
   expect(plain.code).toBe(0);
   expect(readFileSync(join(dir, 'out/plain/f'), 'utf8')).toBe(`plain ${t}\n`);
+}, 60_000);
+
+test('an https git remote that wants a token: BUILDX_BAKE_GIT_AUTH_TOKEN authenticates the fetch and the target\'s build of the repository', async () => {
+  const dir = await workDir('token');
+  const remote = `${httpBase}/private/app.git#main`;
+  const r = await bake(dir, [remote, 'app'], { BUILDX_BAKE_GIT_AUTH_TOKEN: 'tok-123' });
+  expect(r.stderr).not.toContain('error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(dir, 'out/app/version'), 'utf8')).toBe(`${t}\n`);
+  expect(r.stdout + r.stderr).not.toContain('tok-123');
+  const without = await bake(dir, [remote, '--print']);
+  expect(without.code).toBe(1);
+  expect(without.stderr).toContain(`error KLN0850: cannot load the bake definition ${remote}`);
 }, 60_000);
 
 test('errors name the URL and what to do, without a stack trace', async () => {
