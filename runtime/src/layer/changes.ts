@@ -67,8 +67,10 @@ function readOnly(dirs: readonly string[]): Mount {
 }
 
 async function mountViews(upper: string, lowers: readonly string[], scratch: string): Promise<Views> {
-  const parent = await mkdtemp(join(scratch, 'diff-p-'));
-  const merged = await mkdtemp(join(scratch, 'diff-m-'));
+  // The owner's pid in the names: a process killed mid-diff leaves these mounted, and the next
+  // process's recoverMounts() takes only those of dead owners.
+  const parent = await mkdtemp(join(scratch, `diff-p-${process.pid}-`));
+  const merged = await mkdtemp(join(scratch, `diff-m-${process.pid}-`));
   const mounted: string[] = [];
   const release = async (): Promise<void> => {
     for (const m of mounted.splice(0).reverse()) await unmount(m);

@@ -640,7 +640,7 @@ export class LocalSnapshotter implements Snapshotter {
   async recoverMounts(): Promise<number> {
     await this.init();
     const deadOwner = (name: string): boolean => {
-      const pid = Number(/^(?:m|flat)-(\d+)-/.exec(name)?.[1] ?? Number.NaN);
+      const pid = Number(/^(?:m|flat|diff-[pm])-(\d+)-/.exec(name)?.[1] ?? Number.NaN);
       return !Number.isNaN(pid) && pid !== process.pid && !processAlive(pid);
     };
     let n = 0;
