@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { decodeDefinition, type Definition } from '@kiln/llb-core';
+import { decodeDefinition, decodeOp, suggest, type Definition } from '@kiln/llb-core';
 import { hostPlatform, parseOutputSpec, parsePlatform } from '@kiln/runtime';
 import { BrokenPipeError, callerEnv, callerPath, readAll, stdinIsTerminal, type CliIo } from '../io.js';
 import { parseOutputs } from '../engine/output-targets.js';
@@ -74,12 +74,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
   try {
     const def = await readDefinition(file, io);
     const sourcePolicy = await loadSourcePolicy(io, flags.sourcePolicyFile);
-    const localDirs: Record<string, string> = {};
-    for (const l of flags.local) {
-      const i = l.indexOf('=');
-      if (i <= 0) throw new EngineError('KLN0702', `invalid --local "${l}": expected NAME=DIR`);
-      localDirs[l.slice(0, i)] = callerPath(io, l.slice(i + 1));
-    }
+    const localDirs = await localFlags(flags.local, localSourceNames(def), io);
     // As kiln build: dest=- (or -o -) is stdout, a device or FIFO is written in place, a symlink through.
     const parsed = await parseOutputs(flags.output, io, flags.tag);
     removeOutputs = parsed.remove;
@@ -128,6 +123,47 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
     await removeOutputs?.();
     await gc?.();
   }
+}
+
+/** The names of the definition's local sources (`local://NAME`). */
+function localSourceNames(def: Definition): string[] {
+  const names = new Set<string>();
+  for (const bytes of def.def) {
+    const op = decodeOp(bytes);
+    if (op.kind === 'source' && op.source.identifier?.startsWith('local://') === true) names.add(op.source.identifier.slice('local://'.length));
+  }
+  return [...names];
+}
+
+/**
+ * `--local NAME=DIR` values, checked before anything runs as BuildKit's client checks them
+ * (a missing directory, a local source of the definition without one); a NAME the definition
+ * does not read is only a warning (a typo, or flags shared by several definitions).
+ */
+async function localFlags(values: readonly string[], needed: readonly string[], io: CliIo): Promise<Record<string, string>> {
+  const localDirs: Record<string, string> = {};
+  for (const l of values) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new EngineError('KLN0702', `invalid --local "${l}": expected NAME=DIR`);
+    const [name, given] = [l.slice(0, i), l.slice(i + 1)];
+    const dir = callerPath(io, given);
+    const st = await stat(dir).catch((e: NodeJS.ErrnoException) => e);
+    if (st instanceof Error || !st.isDirectory()) {
+      throw new EngineError('KLN0702', `--local ${name}: cannot use ${given}: ${st instanceof Error ? (st.code === 'ENOENT' ? 'no such directory' : st.message) : 'not a directory'}`, { hint: 'give the directory the local source reads: --local NAME=DIR' });
+    }
+    localDirs[name] = dir;
+    if (!needed.includes(name)) {
+      const near = suggest(name, needed);
+      io.stderr.write(`WARNING: --local ${name}: the definition has no local source "${name}"${near === undefined ? '' : ` (did you mean ${near}?)`}\n`);
+    }
+  }
+  const missing = needed.filter((n) => localDirs[n] === undefined);
+  if (missing.length > 0) {
+    throw new EngineError('KLN0702', `the definition reads local source${missing.length > 1 ? 's' : ''} ${missing.map((n) => JSON.stringify(n)).join(', ')}, and no directory was given for ${missing.length > 1 ? 'them' : 'it'}`, {
+      hint: missing.map((n) => `--local ${n}=DIR`).join(' '),
+    });
+  }
+  return localDirs;
 }
 
 async function readDefinition(file: string | undefined, io: CliIo): Promise<Definition> {
