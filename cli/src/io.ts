@@ -109,7 +109,7 @@ function guarded(stream: NodeJS.WriteStream, failed: () => boolean, whenFailed: 
  * pipe, `kiln dump-llb x | head`; EIO from a hung-up terminal; a full disk), the next write
  * throws a {@link CliError} the command unwinds through (a build cleans up as after any error),
  * and a writer waiting for `drain` is woken to find out. A broken pipe ends the command quietly
- * with its status so far ({@link BrokenPipeError}); other failures are reported, status 1.
+ * with its status so far (`BrokenPipeError`); other failures are reported, status 1.
  * Once stderr has failed, what is written there is dropped: there is nowhere left to say it.
  */
 export function processIo(): CliIo {

@@ -58,7 +58,7 @@ export class ExternalFrontendError extends GatewayError {
 /**
  * The `gateway.v0` frontend over `backend.runFrontendContainer`. Option `source` names the image
  * (a `context:<source>` named context wins); its config says how to run it (see
- * {@link frontendProcess}); `frontend.caps` must be covered by its caps label. The frontend's
+ * `frontendProcess`); `frontend.caps` must be covered by its caps label. The frontend's
  * stderr lines go to `client.log`. Outcome as buildkitd: a Return error wins, then a failed or
  * non-zero exit (even after a good Return), then the Return; an exit without Return is an error.
  */

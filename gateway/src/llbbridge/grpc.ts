@@ -30,7 +30,7 @@ export const GRPC_CONTENT_TYPE = 'application/grpc';
 /** A gRPC status other than OK: its code, message and the `google.rpc.Status` details (opaque). */
 export class GrpcStatusError extends Error {
   override readonly name = 'GrpcStatusError';
-  /** The gRPC status code ({@link GrpcCode}). */
+  /** The gRPC status code (`GrpcCode`). */
   readonly grpcCode: number;
   /** `google.rpc.Status.details`, passed through as they came (type URL and bytes). */
   readonly details: readonly { readonly typeUrl: string; readonly value: Uint8Array }[];

@@ -44,7 +44,7 @@ export interface RuncExecutorOptions {
 }
 
 /**
- * Runs processes with runc from a config.json kiln writes (see {@link buildSpec}). Per run: a
+ * Runs processes with runc from a config.json kiln writes (see `buildSpec`). Per run: a
  * bundle dir in the runtime dir (config, secret files, ssh-agent proxy sockets), and on disk
  * `<root>/executor/<id>` only for throw-away overlay uppers; hosts and resolv.conf files are
  * shared by content in the runtime dir. The rootfs and every other mount are mounted by runc inside the
@@ -89,14 +89,14 @@ export class RuncExecutor implements Executor {
     });
   }
 
-  /** Starts a runc for the announced run now; it waits for its config (see {@link RuncPrestarter}). */
+  /** Starts a runc for the announced run now; it waits for its config (see `RuncPrestarter`). */
   prepare(): ExecPreparation {
     this.#ensureState();
     return this.#prestart.prepare();
   }
 
   /**
-   * A long-lived container ({@link RuncContainer}): its own runc per process, started with pipes,
+   * A long-lived container (`RuncContainer`): its own runc per process, started with pipes,
    * apart from the build steps' fast path (pre-started runc, process helper). Its set-up is
    * {@link RuncExecutor.run}'s; its leftovers after a crash are cleaned by {@link recover}.
    */

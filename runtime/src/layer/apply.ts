@@ -70,7 +70,7 @@ interface DirTime {
  * `dir`: `..` or a symlink cannot place a file outside it (`PATH_ESCAPE`). Not atomic: on failure
  * `dir` holds a partial layer and should be discarded by the caller.
  *
- * The tar is parsed chunk by chunk ({@link TarReader}) and every entry a chunk completes is applied
+ * The tar is parsed chunk by chunk (`TarReader`) and every entry a chunk completes is applied
  * with synchronous metadata calls before the next chunk is read: a layer of a few hundred small
  * entries (a busybox base: 270 symlinks) cost a promise, a stream and a thread-pool-free but
  * exception-throwing lstat per entry before (97 ms cold for busybox; see the commit message).

@@ -38,7 +38,7 @@ export interface Worker {
   validateExec?(op: ExecOp): void;
   /**
    * Announces an exec that will run once its inputs are ready, so the worker can start what does
-   * not depend on them (the executor's {@link Executor.prepare}). Optional.
+   * not depend on them (the executor's `prepare`). Optional.
    */
   prepareExec?(): ExecPreparation | undefined;
   /**
