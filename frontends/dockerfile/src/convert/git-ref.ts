@@ -1,7 +1,7 @@
 /**
- * Git references in ADD sources (BuildKit util/gitutil ParseGitRef): `https://host/repo.git#ref:dir`,
- * `git://…`, `ssh://…`, `git@host:repo.git`. An HTTP(S) URL is a git ref only when its path
- * ends in `.git`.
+ * Git references in ADD sources, named contexts and remote build contexts, as BuildKit v0.11.6's
+ * util/gitutil ParseGitRef reads them: `https://host/repo.git#ref:dir`, `git://…`, `ssh://…`,
+ * `user@host:path`.
  */
 
 /** A parsed git source. */
@@ -14,26 +14,27 @@ export interface GitRef {
   readonly subDir: string;
 }
 
-const SCP_LIKE = /^[A-Za-z0-9_.+-]+@[A-Za-z0-9.-]+:[^/].*$/;
+/** BuildKit's sshutil.IsImplicitSSHTransport (`git@github.com:org/app.git`). */
+const IMPLICIT_SSH = /^[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:.*$/;
+/**
+ * An http(s) URL is a repository only when the whole string ends in `.git`, or `.git#` and a
+ * non-empty fragment (gitutil's gitURLPathWithFragmentSuffix): `…/app.git?x` and `…/app.git#`
+ * are downloads there, not repositories.
+ */
+const GIT_SUFFIX = /\.git(?:#.+)?$/;
 
 /** Parse `src` as a git reference; undefined when it is not one. */
 export function parseGitRef(src: string): GitRef | undefined {
+  if (/^https?:\/\//.test(src)) {
+    if (!GIT_SUFFIX.test(src)) return undefined;
+  } else if (!/^(git|ssh):\/\//.test(src) && !IMPLICIT_SSH.test(src)) {
+    return undefined;
+  }
   const hash = src.indexOf('#');
   const remote = hash < 0 ? src : src.slice(0, hash);
+  if (remote === '') return undefined;
   const fragment = hash < 0 ? '' : src.slice(hash + 1);
-  let isGit = false;
-  if (/^https?:\/\//.test(remote)) {
-    try {
-      isGit = new URL(remote).pathname.endsWith('.git');
-    } catch {
-      return undefined;
-    }
-  } else if (/^(git|ssh):\/\//.test(remote)) {
-    isGit = true;
-  } else if (SCP_LIKE.test(remote)) {
-    isGit = true;
-  }
-  if (!isGit) return undefined;
+  // `#:dir` is the default branch's dir (BuildKit v0.11.3+, moby/buildkit#3596).
   const colon = fragment.indexOf(':');
   return {
     remote,
