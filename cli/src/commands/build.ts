@@ -24,6 +24,7 @@ import { parseBuildArg, parseSecrets, parseSize, parseSsh, resolveBuildContext, 
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseAttestations } from '../engine/provenance-spec.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
+import { callerAwsContext } from '../engine/cache-s3-spec.js';
 import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
@@ -271,7 +272,8 @@ async function invokeHeld(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec 
 
 /** `--cache-to` / `--cache-from`, local paths taken from the caller's directory; unusable imports are warnings. */
 async function cacheFlags(flags: BuildFlags, io: CliIo): Promise<Pick<BuildRequest, 'cacheTo' | 'cacheFrom' | 'cacheWarnings'>> {
-  const cacheTo = (flags.cacheTo ?? []).map(parseCacheExportSpec).map((s) => (s.type === 'local' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  const aws = callerAwsContext(io);
+  const cacheTo = (flags.cacheTo ?? []).map((v) => parseCacheExportSpec(v, aws)).map((s) => (s.type === 'local' ? { ...s, dest: callerPath(io, s.dest) } : s));
   // A local cache is a directory (an OCI layout): a file there would fail only after the build.
   for (const [i, s] of cacheTo.entries()) {
     if (s.type === 'local' && (await stat(s.dest).then((st) => !st.isDirectory(), () => false))) {
@@ -283,7 +285,7 @@ async function cacheFlags(flags: BuildFlags, io: CliIo): Promise<Pick<BuildReque
   const cacheFrom: CacheImportSpec[] = [];
   const cacheWarnings: string[] = [];
   for (const v of flags.cacheFrom ?? []) {
-    const s = parseCacheImportSpec(v);
+    const s = parseCacheImportSpec(v, aws);
     if ('warning' in s) cacheWarnings.push(s.warning);
     else cacheFrom.push(s.type === 'local' ? { ...s, src: callerPath(io, s.src) } : s);
   }

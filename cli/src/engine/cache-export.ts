@@ -36,6 +36,8 @@ import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { progressVertex } from './cache-progress.js';
 import { LABEL_CREATED_AT } from './cache-import.js';
+import { exportS3Cache } from './cache-s3.js';
+import { s3ManifestUrl } from './cache-s3-spec.js';
 
 /** Options of {@link collectCache}. */
 interface CollectOptions {
@@ -170,6 +172,12 @@ export async function exportCache(
       ...(opts.imports === undefined ? {} : { imports: opts.imports }),
     });
     await ensureBlobs(engine, results, cache, opts.signal);
+    if (spec.type === 's3') {
+      // BuildKit v0.11's s3 exporter has a fixed compression (Config: compression.Default) and no manifest list.
+      const manifest = await exportS3Cache(engine, spec, cache, { onStatus: (line) => v.status(line), signal: opts.signal });
+      v.done();
+      return { manifest };
+    }
     cache = await compressLayers(engine, cache, spec.compression, given);
     const configBytes = Buffer.from(marshalCacheConfig(cache.config));
     const configDesc: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: digestOf(configBytes), size: configBytes.length };
@@ -192,8 +200,13 @@ export async function exportCache(
     return { manifest: list.descriptor };
   } catch (e) {
     v.fail(e);
-    const where = spec.type === 'local' ? spec.dest : spec.ref;
-    throw new EngineError('KLN0711', `failed to export cache to ${where}: ${e instanceof Error ? e.message : String(e)}`, { cause: e, hint: 'check the destination (a writable directory, a reachable registry you may push to)' });
+    const where = spec.type === 'local' ? spec.dest : spec.type === 's3' ? s3ManifestUrl(spec) : spec.ref;
+    // An S3 error says what to check (credentials, bucket, region, endpoint).
+    const own = spec.type === 's3' && e instanceof Error && 'hint' in e && typeof e.hint === 'string' ? e.hint : undefined;
+    throw new EngineError('KLN0711', `failed to export cache to ${where}: ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+      hint: own ?? (spec.type === 's3' ? 'check bucket=, region=, endpoint_url= and the AWS credentials' : 'check the destination (a writable directory, a reachable registry you may push to)'),
+    });
   }
 }
 

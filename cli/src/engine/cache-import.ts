@@ -31,6 +31,8 @@ import type { CacheImportSpec } from './cache-spec.js';
 import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { progressVertex } from './cache-progress.js';
+import { importS3Cache } from './cache-s3.js';
+import { s3ManifestUrl } from './cache-s3-spec.js';
 
 /** Snapshot label holding the creation time of a layer unpacked from a cache (its `buildkit/createdat`). */
 export const LABEL_CREATED_AT = 'kiln.cache.createdat';
@@ -48,9 +50,14 @@ export async function importCaches(
 ): Promise<ImportedCache[]> {
   const out: ImportedCache[] = [];
   for (const [i, spec] of specs.entries()) {
-    const what = spec.type === 'local' ? `type=local,src=${spec.src}` : spec.ref;
+    const what = spec.type === 'local' ? `type=local,src=${spec.src}` : spec.type === 's3' ? s3ManifestUrl(spec) : spec.ref;
     const v = progressVertex(opts.progress, `cache-import-${i}`, `importing cache manifest from ${what}`);
     try {
+      if (spec.type === 's3') {
+        out.push(await importS3Cache(spec, opts.signal));
+        v.done();
+        continue;
+      }
       const reader = spec.type === 'local' ? await openLocalCache(spec.src, spec.tag, spec.digest) : await openRegistryCache(engine.registry, parseReference(spec.ref), opts.signal);
       out.push(...(await readCache(reader, opts.signal)));
       v.done();

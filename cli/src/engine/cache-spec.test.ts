@@ -1,5 +1,9 @@
 import { describe, expect, test } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseCacheExportSpec, parseCacheImportSpec } from './cache-spec.js';
+import { parseGoDuration, redactCacheValue } from './cache-s3-spec.js';
 
 describe('--cache-to / --cache-from (buildx CSV)', () => {
   test('export specs with buildx defaults: mode=min, gzip, OCI media types, tag latest', () => {
@@ -35,7 +39,96 @@ describe('--cache-to / --cache-from (buildx CSV)', () => {
     expect(parseCacheImportSpec('type=local,src=/c,digest=sha256:abc')).toEqual({ type: 'local', src: '/c', tag: 'latest', digest: 'sha256:abc' });
     expect(parseCacheImportSpec('type=registry,ref=r/c:1')).toEqual({ type: 'registry', ref: 'r/c:1' });
     expect(parseCacheImportSpec('r/c:1')).toEqual({ type: 'registry', ref: 'r/c:1' });
-    expect(parseCacheImportSpec('type=s3,bucket=b')).toEqual({ warning: '--cache-from "type=s3,bucket=b": cache type "s3" is not supported (kiln imports local and registry caches)' });
+    expect(parseCacheImportSpec('type=gha,scope=b')).toEqual({ warning: '--cache-from "type=gha,scope=b": cache type "gha" is not supported (kiln imports local, registry and s3 caches)' });
     expect(parseCacheImportSpec('type=local')).toHaveProperty('warning');
+  });
+});
+
+describe('type=s3 (BuildKit v0.11 s3 cache attributes)', () => {
+  const none = { env: {}, home: '/nonexistent', cwd: '/' };
+  const secret = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
+
+  test('defaults: prefixes, name buildkit, 4 uploads at once, touch after 24h, virtual-hosted AWS', () => {
+    expect(parseCacheExportSpec('type=s3,region=eu-west-1,bucket=b', none)).toEqual({
+      type: 's3',
+      bucket: 'b',
+      region: 'eu-west-1',
+      prefix: '',
+      manifestsPrefix: 'manifests/',
+      blobsPrefix: 'blobs/',
+      names: ['buildkit'],
+      usePathStyle: false,
+      credentials: expect.any(Function),
+      uploadParallelism: 4,
+      touchRefreshMs: 24 * 3_600_000,
+      mode: 'min',
+      compression: 'gzip',
+      ociMediaTypes: true,
+    });
+  });
+
+  test('every attribute; name is ;-separated; bucket and region from AWS_BUCKET / AWS_REGION', () => {
+    const s = parseCacheExportSpec(
+      'type=s3,region=r,bucket=b,name=main;pr-1,prefix=p/,blobs_prefix=bl/,manifests_prefix=mf/,endpoint_url=http://127.0.0.1:9000,use_path_style=true,upload_parallelism=2,touch_refresh=1h30m,mode=max,ignore-error=true',
+      none,
+    );
+    expect(s).toMatchObject({ names: ['main', 'pr-1'], prefix: 'p/', blobsPrefix: 'bl/', manifestsPrefix: 'mf/', endpointUrl: 'http://127.0.0.1:9000', usePathStyle: true, uploadParallelism: 2, touchRefreshMs: 5_400_000, mode: 'max', ignoreError: true });
+    expect(parseCacheImportSpec('type=s3,name=x', { ...none, env: { AWS_BUCKET: 'eb', AWS_REGION: 'er' } })).toMatchObject({ type: 's3', bucket: 'eb', region: 'er', names: ['x'] });
+    // Malformed booleans and durations are ignored (strconv/time errors dropped, as BuildKit does).
+    expect(parseCacheExportSpec('type=s3,region=r,bucket=b,use_path_style=yes,touch_refresh=1day', none)).toMatchObject({ usePathStyle: false, touchRefreshMs: 86_400_000 });
+    expect(parseGoDuration('500ms')).toBe(500);
+    expect(parseGoDuration('1.5h')).toBe(5_400_000);
+    expect(parseGoDuration('0')).toBe(0);
+    expect(parseGoDuration('10')).toBeUndefined();
+  });
+
+  test('missing region or bucket, a bad upload_parallelism: an export error, an import warning', () => {
+    expect(() => parseCacheExportSpec('type=s3,bucket=b', none)).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('type=s3 needs region= (or AWS_REGION)') }));
+    expect(() => parseCacheExportSpec('type=s3,region=r', none)).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('needs bucket=') }));
+    expect(() => parseCacheExportSpec('type=s3,region=r,bucket=b,upload_parallelism=0', none)).toThrow(expect.objectContaining({ message: expect.stringContaining('upload_parallelism must be a positive integer') }));
+    expect(parseCacheImportSpec('type=s3,bucket=b', none)).toEqual({ warning: '--cache-from "type=s3,bucket=b": type=s3 needs region= (or AWS_REGION)' });
+  });
+
+  test('credentials: both keys from the attributes, else the environment, else the shared credentials file', async () => {
+    const attrs = parseCacheImportSpec(`type=s3,region=r,bucket=b,access_key_id=AK,secret_access_key=${secret},session_token=T`, { ...none, env: { AWS_ACCESS_KEY_ID: 'ENV' } });
+    if ('warning' in attrs || attrs.type !== 's3') throw new Error('not s3');
+    expect(await attrs.credentials()).toEqual({ accessKeyId: 'AK', secretAccessKey: secret, sessionToken: 'T' });
+    // The secret is in no enumerable field of the spec: printing or recording it shows none.
+    expect(JSON.stringify(attrs)).not.toContain(secret);
+    const env = parseCacheImportSpec('type=s3,region=r,bucket=b,access_key_id=AK', { ...none, env: { AWS_ACCESS_KEY_ID: 'ENV', AWS_SECRET_ACCESS_KEY: 'ES', AWS_SESSION_TOKEN: 'ET' } });
+    if ('warning' in env || env.type !== 's3') throw new Error('not s3');
+    expect(await env.credentials()).toEqual({ accessKeyId: 'ENV', secretAccessKey: 'ES', sessionToken: 'ET' });
+    const home = await mkdtemp(join(tmpdir(), 'kiln-aws-'));
+    try {
+      await writeFile(join(home, 'creds'), '[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n[ci]\naws_access_key_id=CI\naws_secret_access_key=CIS\naws_session_token = CIT\n');
+      await writeFile(join(home, 'config'), '[profile cfg]\naws_access_key_id = C\naws_secret_access_key = CS\n');
+      const from = async (e: Record<string, string>) => {
+        const s = parseCacheImportSpec('type=s3,region=r,bucket=b', { env: { AWS_SHARED_CREDENTIALS_FILE: 'creds', AWS_CONFIG_FILE: join(home, 'config'), ...e }, home, cwd: home });
+        if ('warning' in s || s.type !== 's3') throw new Error('not s3');
+        return s.credentials();
+      };
+      expect(await from({})).toEqual({ accessKeyId: 'D', secretAccessKey: 'DS' });
+      expect(await from({ AWS_PROFILE: 'ci' })).toEqual({ accessKeyId: 'CI', secretAccessKey: 'CIS', sessionToken: 'CIT' });
+      expect(await from({ AWS_PROFILE: 'cfg' })).toEqual({ accessKeyId: 'C', secretAccessKey: 'CS' });
+      await expect(from({ AWS_PROFILE: 'nope' })).rejects.toMatchObject({ code: 'S3_CREDENTIALS', message: expect.stringContaining('profile "nope"') });
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+
+  test('secrets are masked in every message that shows the value', () => {
+    expect(redactCacheValue(`type=s3,secret_access_key=${secret},session_token=tok,access_key_id=AK`)).toBe('type=s3,secret_access_key=xxxxx,session_token=xxxxx,access_key_id=AK');
+    const e = (() => {
+      try {
+        parseCacheExportSpec(`type=s3,region=r,bucket=b,secret_access_key=${secret},mode=all`, none);
+      } catch (err) {
+        return err as Error;
+      }
+      return undefined;
+    })();
+    expect(e?.message).toContain('secret_access_key=xxxxx');
+    expect(e?.message).not.toContain(secret);
+    const w = parseCacheImportSpec(`type=s3,bucket=b,secret_access_key=${secret}`, none);
+    expect(JSON.stringify(w)).not.toContain(secret);
   });
 });

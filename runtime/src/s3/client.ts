@@ -202,8 +202,13 @@ export class S3Client {
         continue;
       }
       if (a.status >= 200 && a.status < 300) return a;
-      const body = c.method === 'HEAD' ? '' : await text(a.body).catch(() => '');
-      if (c.method === 'HEAD') a.body.resume();
+      let body = c.method === 'HEAD' ? '' : await text(a.body).catch(() => '');
+      if (c.method === 'HEAD') {
+        a.body.resume();
+        // A HEAD answer has no body, so no error code: the same request as a one-byte GET says
+        // why (SignatureDoesNotMatch, AccessDenied, a region redirect).
+        if (a.status !== 404 && a.status < 500) body = await this.#send({ ...c, method: 'GET', headers: { ...c.headers, range: 'bytes=0-0' } }).then((g) => text(g.body), () => '');
+      }
       if (a.status === 404 && missingOk && !/<Code>NoSuchBucket<\/Code>/.test(body)) return undefined;
       if (a.status >= 500 && attempt < ATTEMPTS) {
         await sleep(100 * 2 ** attempt, undefined, c.signal === undefined ? {} : { signal: c.signal });

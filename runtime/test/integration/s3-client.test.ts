@@ -85,6 +85,8 @@ describe('S3 client (SigV4 checked by AWS signer)', () => {
     expect(err.message).toContain('PUT s3://kiln-cache/x');
     expect(`${err.message} ${err.hint ?? ''}`).not.toContain('WRONG-secret-123');
     expect(s3.refused.at(-1)).toMatchObject({ code: 'SignatureDoesNotMatch' });
+    // A HEAD answer has no body: the client asks again to name the cause.
+    await expect(client({ secret: 'WRONG-secret-123' }).head('x')).rejects.toMatchObject({ code: 'S3_DENIED', s3Code: 'SignatureDoesNotMatch', message: expect.stringContaining('HEAD s3://kiln-cache/x') });
     // A session token is sent and signed (the front signs it too).
     const refusals = s3.refused.length;
     await client({ token: 'session/token+1' }).put('t', Buffer.from('t'));
