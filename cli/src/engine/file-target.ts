@@ -34,9 +34,10 @@ const STREAMS: Readonly<Record<string, 'stdout' | 'stderr'>> = {
  * Resolves `given` (relative to the caller's directory) to a {@link FileTarget}; creates missing
  * parent directories of a new file. `want` is what the caller writes there: a file that names a
  * directory (or a directory output that names a file) is refused now, before the build, rather
- * than failing at the end with the rename's EISDIR or mkdir's EEXIST.
+ * than failing at the end with the rename's EISDIR or mkdir's EEXIST. The parents it makes are
+ * added to `made` (outermost first), for the caller to remove again if nothing was written.
  */
-export async function fileTarget(io: CliIo, flag: string, given: string, want: 'file' | 'directory' = 'file'): Promise<FileTarget> {
+export async function fileTarget(io: CliIo, flag: string, given: string, want: 'file' | 'directory' = 'file', made?: string[]): Promise<FileTarget> {
   const path = callerPath(io, given);
   const stream = STREAMS[path];
   if (stream !== undefined) return { kind: stream, given };
@@ -59,7 +60,8 @@ export async function fileTarget(io: CliIo, flag: string, given: string, want: '
     await checkWritable(flag, given, st.isDirectory() ? real : dirname(real));
     return { kind: 'file', given, path: real };
   }
-  await makeParents(flag, given, dirname(path));
+  const parents = await makeParents(flag, given, dirname(path));
+  made?.push(...parents);
   await checkWritable(flag, given, dirname(path));
   return { kind: 'file', given, path };
 }
@@ -104,6 +106,6 @@ export async function removeTarget(target: FileTarget): Promise<void> {
 }
 
 /** The parents of an output file, as {@link makeDirs} makes them; KLN0702 naming the flag. */
-async function makeParents(flag: string, given: string, dir: string): Promise<void> {
-  await makeDirs(dir, (why, cause) => new EngineError('KLN0702', `cannot write ${flag} ${given}: ${why}`, cause === undefined ? {} : { cause }));
+async function makeParents(flag: string, given: string, dir: string): Promise<string[]> {
+  return makeDirs(dir, (why, cause) => new EngineError('KLN0702', `cannot write ${flag} ${given}: ${why}`, cause === undefined ? {} : { cause }));
 }

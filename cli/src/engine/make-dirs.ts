@@ -6,9 +6,9 @@ import { dirname } from 'node:path';
  * never returns for a path under /proc (mkdir answers ENOENT there although the parent exists,
  * and Node retries for ever; in a daemon it holds a libuv thread at 100 % CPU), and its
  * EPERM/ENOTDIR named no path. The missing directories are made one at a time; a file on the
- * way up is named (`/x/file is not a directory`).
+ * way up is named (`/x/file is not a directory`). Resolves with the directories it made, outermost first.
  */
-export async function makeDirs(dir: string, fail: (why: string, cause?: unknown) => Error): Promise<void> {
+export async function makeDirs(dir: string, fail: (why: string, cause?: unknown) => Error): Promise<string[]> {
   const missing: string[] = [];
   for (let d = dir; ; d = dirname(d)) {
     const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
@@ -20,12 +20,15 @@ export async function makeDirs(dir: string, fail: (why: string, cause?: unknown)
     if ((st.code !== 'ENOENT' && st.code !== 'ENOTDIR') || dirname(d) === d) throw fail(st.message, st);
     missing.push(d);
   }
+  const made: string[] = [];
   for (const d of missing.reverse()) {
     try {
       await mkdir(d);
+      made.push(d);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
       throw fail(`cannot create ${d}: ${(e as Error).message}`, e);
     }
   }
+  return made;
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -92,4 +92,13 @@ test.for([
   ['', 'empty'],
 ] as const)('-t %j is refused before the build (%s)', async ([tag, why]) => {
   await expect(parseOutputs([], io(), [tag])).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringMatching(new RegExp(`^invalid tag "${tag}": .*${why}`)) });
+});
+
+test('parents made for new destinations are removed again when the build wrote nothing there (a refused or failed build), kept when it did', async () => {
+  const r = await parseOutputs(['type=local,dest=made1/a/out', 'type=tar,dest=made2/b/fs.tar', 'type=oci,dest=made3/img.tar'], io());
+  expect(existsSync(join(cwd, 'made1/a')) && existsSync(join(cwd, 'made2/b')) && existsSync(join(cwd, 'made3'))).toBe(true);
+  await writeFile(join(cwd, 'made3/img.tar'), 'exported');
+  await r.remove();
+  expect([existsSync(join(cwd, 'made1')), existsSync(join(cwd, 'made2')), existsSync(join(cwd, 'made3/img.tar'))]).toEqual([false, false, true]);
+  expect(existsSync(cwd)).toBe(true);
 });

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -35,7 +35,7 @@ export interface ParsedOutputs {
   readonly redirects: readonly RedirectedOutput[];
   /** Copies every redirected archive to its destination. */
   deliver(io: CliIo): Promise<void>;
-  /** Removes the temporary files (idempotent). */
+  /** Removes the temporary files, and the parent directories made for a destination that stayed empty (idempotent). */
   remove(): Promise<void>;
 }
 
@@ -50,8 +50,11 @@ export async function parseOutputs(values: readonly string[], io: CliIo, tags: r
   const specs: ExportSpec[] = [];
   const redirects: RedirectedOutput[] = [];
   let dir: string | undefined;
+  // Parents made for new destinations: a refused or failed build leaves no empty directories behind.
+  const made: string[] = [];
   const remove = async (): Promise<void> => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    for (const d of made.splice(0).reverse()) await rmdir(d).catch(() => undefined);
   };
   // As buildx, before anything runs: a bad -t failed only when the built image was exported.
   for (const tag of tags) {
@@ -75,7 +78,7 @@ export async function parseOutputs(values: readonly string[], io: CliIo, tags: r
         continue;
       }
       const directory = spec.type === 'local' || (spec.type === 'oci' && !spec.tar);
-      const target: FileTarget = at >= 0 ? { kind: 'stdout', given: '-' } : await fileTarget(io, '--output', spec.dest, directory ? 'directory' : 'file');
+      const target: FileTarget = at >= 0 ? { kind: 'stdout', given: '-' } : await fileTarget(io, '--output', spec.dest, directory ? 'directory' : 'file', made);
       if (target.kind === 'file') {
         specs.push({ ...spec, dest: target.path });
         continue;
