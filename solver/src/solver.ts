@@ -23,6 +23,8 @@ export interface SolverOptions {
    * `max(8, 4 × CPUs)` ({@link defaultParallelism}): containers mostly wait or use their own CPU.
    */
   readonly execParallelism?: number;
+  /** Given each op run as it starts: ops of a cancelled build end after it (the Scheduler's `track`). */
+  readonly track?: (run: Promise<unknown>) => void;
 }
 
 /** Options of one {@link Solver.solve}. */
@@ -84,6 +86,7 @@ export class Solver {
       cache: new CacheManager(opts.store),
       ...(opts.parallelism === undefined ? {} : { parallelism: opts.parallelism }),
       ...(opts.execParallelism === undefined ? {} : { execParallelism: opts.execParallelism }),
+      ...(opts.track === undefined ? {} : { track: opts.track }),
     });
   }
 

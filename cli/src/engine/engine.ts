@@ -189,13 +189,13 @@ export class KilnEngine {
     const prefetchImage = (reference: string, opts: PrefetchImageOptions): void => void worker.prefetchImage(reference, opts);
     const n = session.parallelism ?? this.#parallelism;
     if (n !== undefined) {
-      const own = new Solver({ worker, store: this.cache, execParallelism: n, parallelism: Math.min(n, availableParallelism()) });
+      const own = new Solver({ worker, store: this.cache, execParallelism: n, parallelism: Math.min(n, availableParallelism()), track: this.#trackOp });
       return { build: (edge, opts) => own.build(edge, opts), prefetchImage };
     }
     const key = `${session.allowInsecure === true}|${session.allowNetworkHost === true}`;
     let shared = this.#shared.get(key);
     if (shared === undefined) {
-      shared = new Solver({ worker: this.#releaser, store: this.cache });
+      shared = new Solver({ worker: this.#releaser, store: this.cache, track: this.#trackOp });
       this.#shared.set(key, shared);
     }
     const solver = shared;
@@ -250,9 +250,34 @@ export class KilnEngine {
     this.#pending.add(settled);
   }
 
-  /** {@link close} once the workers' background work (a cache mount's size) is recorded. */
+  /**
+   * Op runs of this engine's solvers not settled yet. A cancelled build ends before its ops do:
+   * they end once their containers are killed, or (a container that had just exited) commit
+   * and record their results. Until then the snapshots they make are theirs alone.
+   */
+  readonly #ops = new Set<Promise<unknown>>();
+
+  readonly #trackOp = (run: Promise<unknown>): void => {
+    const settled: Promise<unknown> = run.then(
+      () => this.#ops.delete(settled),
+      () => this.#ops.delete(settled),
+    );
+    this.#ops.add(settled);
+  };
+
+  /** No op of this engine is running (see {@link closeWhenSettled}). */
+  get opsSettled(): boolean {
+    return this.#ops.size === 0;
+  }
+
+  /**
+   * {@link close} once the ops still running (a cancelled build's) have recorded their results and
+   * the workers' background work (a cache mount's size) is recorded. The build mark goes last: a
+   * process that exits before (a second Ctrl-C) leaves it, and the next open sweeps what those
+   * ops left.
+   */
   async closeWhenSettled(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    while (this.#pending.size > 0 || this.#ops.size > 0) await Promise.all([...this.#pending, ...this.#ops]);
     this.close();
   }
 }

@@ -41,7 +41,9 @@ export async function acquireEngine(io: CliIo, opts: EngineOptions): Promise<Eng
     release() {
       if (released) return;
       released = true;
-      if (began) engine.activity.end();
+      // A cancelled build's ops may still run (see KilnEngine.closeWhenSettled): outside the
+      // daemon, whose store stays open for them, the mark then ends when they have settled.
+      if (began && (source.keepsOpen || engine.opsSettled)) engine.activity.end();
       // A cache mount's size measured in the background is recorded before the store closes.
       if (!source.keepsOpen) void engine.closeWhenSettled();
     },

@@ -447,6 +447,28 @@ describe('Scheduler', () => {
     ]);
   });
 
+  test('an op that finishes as its build is cancelled (Ctrl-C as its container exits) records its result before the run given to `track` settles', async () => {
+    const w = new FakeWorker();
+    const store = CacheStore.open({ path: ':memory:' });
+    const ctl = new AbortController();
+    const runs: Array<Promise<unknown>> = [];
+    const resolveOp = (v: SolverVertex): Op => {
+      const op = w.resolve(v);
+      if (v.name !== 'run') return op;
+      // The container had exited when the build was cancelled: the op commits its result anyway.
+      return { ...op, exec: async (ctx, inputs) => (ctl.abort(), await new Promise((r) => setTimeout(r, 30)), op.exec(ctx, inputs)) };
+    };
+    const s = new Scheduler({ resolveOp, cache: new CacheManager(store), track: (run) => runs.push(run) });
+    await expect(s.build(edge(vertex('run', { kind: 'exec' }, [vertex('base', { kind: 'source' })])), { signal: ctl.signal })).rejects.toMatchObject({ code: 'SOLVER_CANCELLED' });
+    // The build has ended; the op has not. Its owner (kiln's engine) waits for it before it closes
+    // the store, so the snapshot it commits is recorded, not left behind for nobody.
+    const committed = (): boolean => [...store.ownedSnapshots()].some((id) => id.startsWith('run#'));
+    expect(committed()).toBe(false);
+    while (runs.length > 0) await Promise.allSettled(runs.splice(0));
+    expect(w.execs.get('run')).toBe(1);
+    expect(committed()).toBe(true);
+  });
+
   test('a vertex shared with another build keeps running when one of the builds is aborted', async () => {
     const { w, s } = setup();
     const shared = (): SolverVertex<FakeOp> => vertex('shared', { kind: 'exec', delay: 150 });

@@ -44,6 +44,12 @@ export interface SchedulerOptions {
   readonly now?: () => number;
   /** Output lines kept for a failed vertex's error. Default 20. */
   readonly logTailLines?: number;
+  /**
+   * Given each op run (with the recording of its results) as it starts. A cancelled build ends
+   * at once, while its ops run on until their containers are killed, or finish, commit and record
+   * their results: the owner of the store closes it (and ends its build mark) after them.
+   */
+  readonly track?: (run: Promise<unknown>) => void;
 }
 
 interface EdgeKey {
@@ -190,6 +196,7 @@ export class Scheduler {
   readonly #sems: Readonly<Record<OpResourceClass, Semaphore>>;
   readonly #now: () => number;
   readonly #tailLines: number;
+  readonly #track: ((run: Promise<unknown>) => void) | undefined;
   readonly #actives = new Map<string, VertexState>();
   /** Vertices running or about to, by the merge id of each output asked for (see EdgeKey.id). */
   readonly #inflight = new InflightIndex<VertexState>();
@@ -207,6 +214,7 @@ export class Scheduler {
     };
     this.#now = opts.now ?? Date.now;
     this.#tailLines = opts.logTailLines ?? 20;
+    this.#track = opts.track;
   }
 
   /** Number of vertices currently shared by running builds. */
@@ -595,6 +603,7 @@ export class Scheduler {
     if (st.exec === undefined) {
       st.exec = this.#exec(st, this.#live(st, job), opts);
       st.exec.catch(noop);
+      this.#track?.(st.exec);
     }
     if (id !== '' && !st.execSettled && !st.failed) this.#inflight.add(id, st);
     const refs = await st.exec;
@@ -676,6 +685,7 @@ export class Scheduler {
         }
       })();
       p.catch(noop);
+      this.#track?.(p);
       st.imported.set(index, p);
     }
     return p;
