@@ -86,6 +86,17 @@ describe('type=s3 cache', () => {
     expect(puts(mark2, 'blobs/')).toEqual([]);
     expect(s3.requests.slice(mark2).filter((q) => q.method === 'HEAD').length).toBe(blobs.length);
     expect(puts(mark2, 'manifests/')).toEqual([`manifests/app-${t}`]);
+
+    // kiln bake: a target's cache-from value is the same s3 cache.
+    const c = await fresh();
+    const out = join(c.dir, 'bake-out');
+    const hcl = join(c.dir, 'docker-bake.hcl');
+    await writeTree(c.dir, { 'docker-bake.hcl': `target "app" {\n  context = "${ctx}"\n  cache-from = ["${cache(`app-${t}`)}"]\n  output = ["type=local,dest=${out}"]\n}\n` });
+    const before = await c.containersStarted();
+    const baked = await runKiln(c, ['bake', '-f', hcl, '--root', c.root, '--progress', 'plain', '--allow', 'fs=*', 'app'], { env: aws() });
+    expect(baked.code, baked.stderr.slice(-2000)).toBe(0);
+    expect((await c.containersStarted()) - before).toBe(0);
+    expect(await readFile(join(out, 'a.txt'), 'utf8')).toBe(first.file);
     expect(s3.refused).toEqual([]);
   });
 
