@@ -46,3 +46,14 @@ describe('--label', () => {
     await expect(parse({ label: ['=x'] })).rejects.toMatchObject({ code: 'KLN0702', message: 'invalid --label "=x": empty key' });
   });
 });
+
+describe('--push', () => {
+  test('pushes the image output given with --output (buildx sets push=true on it) instead of asking for -t', async () => {
+    const req = await parse({ push: true, output: ['type=image,name=localhost:5000/a:1'] });
+    expect(req.outputs).toMatchObject([{ type: 'image', push: true, names: ['localhost:5000/a:1'] }]);
+  });
+  test('with -t and no image output it is type=registry of the tags; with neither it is refused', async () => {
+    expect((await parse({ push: true, tag: ['localhost:5000/b:1'] })).outputs).toMatchObject([{ type: 'image', push: true, names: ['localhost:5000/b:1'] }]);
+    await expect(parse({ push: true })).rejects.toMatchObject({ code: 'KLN0702', message: '--push needs at least one -t NAME' });
+  });
+});

@@ -515,8 +515,14 @@ function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags, io: CliIo
     });
   }
   const specs = [...parsed];
-  if (flags.push === true) {
-    if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME');
+  // buildx's --push pushes an image output given with --output (its name= or the -t names);
+  // without one it is --output type=registry of the -t names.
+  const image = specs.findIndex((s) => s.type === 'image');
+  const given = specs[image];
+  if (flags.push === true && given?.type === 'image') {
+    specs[image] = { ...given, push: true };
+  } else if (flags.push === true) {
+    if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME', { hint: 'or an image output: --output type=image,name=REPO[:TAG]' });
     specs.push(parseOutputSpec(`type=image,push=true,name=${flags.tag.join(',')}`));
   } else if (specs.length === 0 && flags.tag.length > 0) {
     specs.push(parseOutputSpec(`type=image,name=${flags.tag.join(',')}`));
