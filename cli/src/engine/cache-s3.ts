@@ -97,7 +97,13 @@ export async function exportS3Cache(
       await s3.put(key, { size: d.size, sha256: digest.slice('sha256:'.length), open: () => engine.content.readStream(digest, { highWaterMark: 1 << 20 }) }, opts.signal);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(spec.uploadParallelism, Math.max(queue.length, 1)) }, worker));
+  // The first failure empties the queue: the other uploads stop after the blob they are sending.
+  const run = (): Promise<void> =>
+    worker().catch((e: unknown) => {
+      queue.length = 0;
+      throw e;
+    });
+  await Promise.all(Array.from({ length: Math.min(spec.uploadParallelism, Math.max(queue.length, 1)) }, run));
   const bytes = Buffer.from(marshalCacheConfig(config));
   for (const name of spec.names) {
     opts.onStatus(`writing manifest ${name}`);
