@@ -89,7 +89,8 @@ export async function exportS3Cache(
       const key = blobKey(spec, blob);
       const there = await s3.head(key, opts.signal);
       if (there !== undefined) {
-        if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs) await s3.touch(key, opts.signal);
+        // CopyObject takes at most 5 GiB (BuildKit copies larger blobs in parts; kiln leaves them untouched).
+        if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs && there.size < 5 * 1024 ** 3) await s3.touch(key, opts.signal);
         continue;
       }
       opts.onStatus(`writing layer ${blob}`);
