@@ -92,7 +92,7 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
         if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectories(dirs, pack), ctx.signal));
         else if (await exists(spec.dest)) {
           for (const p of dirs) {
-            await copyTree(p.rootfs, join(spec.dest, p.path), copy);
+            await copyTree(p.rootfs, join(spec.dest, p.path), { ...copy, replace: true });
             await writeExtraFiles(join(spec.dest, p.path), p.extraFiles);
           }
         } else {
@@ -110,7 +110,7 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
       const extraFiles = await attestationFiles(rootfs, input.attestations, attMtime);
       if (spec.type === 'tar') await writeFileAtomic(spec.dest, abortable(packDirectory(rootfs, { ...pack, extraFiles }), ctx.signal));
       else if (await exists(spec.dest)) {
-        await copyTree(rootfs, spec.dest, copy);
+        await copyTree(rootfs, spec.dest, { ...copy, replace: true });
         await writeExtraFiles(spec.dest, extraFiles);
       } else {
         await writeDirAtomic(spec.dest, async (tmp) => {

@@ -1,6 +1,7 @@
-import { copyFile, link, lchown, lstat, lutimes, mkdir, readdir, readlink, symlink, chmod, rm } from 'node:fs/promises';
+import { copyFile, link, lchown, lstat, lutimes, mkdir, readdir, readlink, rename, symlink, chmod, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import type { Stats } from 'node:fs';
 import { devNumbers, makeSpecial } from '../fileop/meta.js';
 
@@ -41,6 +42,13 @@ export interface CopyTreeOptions {
   readonly mtime?: Date | undefined;
   /** Checked before each entry: an aborted copy throws the signal's reason. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * `dest` may hold files already (a local export into an existing directory): each non-directory
+   * entry is made under a temporary name beside its path and renamed over it, as fsutil's
+   * DiskWriter receives a BuildKit local export, so a copy cut off (kiln killed) leaves every
+   * file old or new, never missing or half-written.
+   */
+  readonly replace?: boolean | undefined;
 }
 
 /**
@@ -58,44 +66,60 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
   const self = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   const owner = (st: Stats): { uid: number; gid: number } => (opts.preserveOwners === true ? st : self);
   const time = (st: Stats): Date => opts.mtime ?? st.mtime;
+  /** Makes the non-directory entry `e` at `at`, with its owner, mode and times. */
+  const makeEntry = async (e: TreeEntry, at: string): Promise<void> => {
+    const st = e.stat;
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(e.abs), at);
+      if (asRoot) await lchown(at, owner(st).uid, owner(st).gid);
+      await lutimes(at, time(st), time(st));
+      return;
+    }
+    if (st.isFile()) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? links.get(key) : undefined;
+      if (first !== undefined) {
+        await link(first, at);
+        return;
+      }
+      if (st.nlink > 1) links.set(key, join(dest, e.path));
+      await copyFile(e.abs, at, constants.COPYFILE_FICLONE);
+    } else {
+      // fsutil's receiver mknods these (handleTarTypeBlockCharFifo); Node has no mknod, coreutils does.
+      await makeSpecial(at, st.isFIFO() ? 'p' : st.isCharacterDevice() ? 'c' : 'b', 0o600, ...devNumbers(st.rdev));
+    }
+    // chown before chmod: chown clears setuid/setgid bits.
+    if (asRoot) await lchown(at, owner(st).uid, owner(st).gid);
+    await chmod(at, st.mode & 0o7777);
+    await lutimes(at, time(st), time(st));
+  };
   for await (const e of walkTree(src)) {
     opts.signal?.throwIfAborted();
     const to = join(dest, e.path);
     const st = e.stat;
     if (st.isDirectory()) {
+      if (opts.replace === true && (await lstat(to).catch(() => undefined))?.isDirectory() === false) await rm(to, { force: true });
       await mkdir(to, { recursive: true });
       dirs.push(e);
       continue;
     }
-    await rm(to, { force: true, recursive: false }).catch(() => undefined);
-    if (st.isSymbolicLink()) {
-      await symlink(await readlink(e.abs), to);
-    } else if (st.isFile()) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? links.get(key) : undefined;
-      if (first !== undefined) {
-        await link(first, to);
-        continue;
-      }
-      if (st.nlink > 1) links.set(key, to);
-      await copyFile(e.abs, to, constants.COPYFILE_FICLONE);
-      // chown before chmod: chown clears setuid/setgid bits.
-      if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
-      await chmod(to, st.mode & 0o7777);
-      await lutimes(to, time(st), time(st));
-      continue;
-    } else if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice()) {
-      // fsutil's receiver mknods these (handleTarTypeBlockCharFifo); Node has no mknod, coreutils does.
-      await makeSpecial(to, st.isFIFO() ? 'p' : st.isCharacterDevice() ? 'c' : 'b', 0o600, ...devNumbers(st.rdev));
-      if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
-      await chmod(to, st.mode & 0o7777);
-      await lutimes(to, time(st), time(st));
-      continue;
+    if (!st.isSymbolicLink() && !st.isFile() && !st.isFIFO() && !st.isCharacterDevice() && !st.isBlockDevice()) continue; // sockets
+    // Where the entry is made: its path, or a temporary name renamed over an old entry.
+    let at = to;
+    if (opts.replace === true) {
+      const old = await lstat(to).catch(() => undefined);
+      if (old?.isDirectory() === true) await rm(to, { recursive: true, force: true });
+      else if (old !== undefined) at = join(dirname(to), `.tmp.${basename(to)}.${randomBytes(6).toString('hex')}`);
     } else {
-      continue; // sockets
+      await rm(to, { force: true, recursive: false }).catch(() => undefined);
     }
-    if (asRoot) await lchown(to, owner(st).uid, owner(st).gid);
-    await lutimes(to, time(st), time(st));
+    try {
+      await makeEntry(e, at);
+      if (at !== to) await rename(at, to);
+    } catch (err) {
+      if (at !== to) await rm(at, { force: true }).catch(() => undefined);
+      throw err;
+    }
   }
   // Directories last (deepest first) so adding entries does not disturb their mtimes.
   for (const e of dirs.reverse()) {

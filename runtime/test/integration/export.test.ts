@@ -183,6 +183,37 @@ describe('filesystem exporters', () => {
     expect((await readdir(root)).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 
+  test('type=local into an existing directory merges, each file renamed over the old one: never missing or half-written meanwhile (a kill mid-export leaves old or new files, as fsutil)', async () => {
+    const src = join(root, 'replace-src');
+    const dest = join(root, 'replace-out');
+    await mkdir(join(src, 'was-file'), { recursive: true });
+    await writeFile(join(src, 'big'), Buffer.alloc(32 << 20, 'n'));
+    await writeFile(join(src, 'was-file', 'x'), 'x');
+    await mkdir(join(dest, 'was-dir'), { recursive: true });
+    await writeFile(join(dest, 'big'), 'old\n');
+    await writeFile(join(dest, 'keep'), 'mine\n');
+    await writeFile(join(dest, 'was-file'), 'a file\n');
+    await writeFile(join(src, 'was-dir'), 'now a file\n');
+    const seen = new Set<string>();
+    let exporting = true;
+    const watch = (async () => {
+      while (exporting) {
+        const st = await lstat(join(dest, 'big')).catch(() => undefined);
+        seen.add(st === undefined ? 'missing' : String(st.size));
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    await runExport(parseOutputSpec(`type=local,dest=${dest}`), { rootfs: src }, { store });
+    exporting = false;
+    await watch;
+    expect([...seen].filter((v) => v !== '4' && v !== String(32 << 20))).toEqual([]);
+    expect((await readFile(join(dest, 'big'))).equals(Buffer.alloc(32 << 20, 'n'))).toBe(true);
+    expect(await readFile(join(dest, 'keep'), 'utf8')).toBe('mine\n');
+    expect(await readFile(join(dest, 'was-file', 'x'), 'utf8')).toBe('x');
+    expect(await readFile(join(dest, 'was-dir'), 'utf8')).toBe('now a file\n');
+    expect((await readdir(dest)).sort()).toEqual(['big', 'keep', 'was-dir', 'was-file']);
+  });
+
   test('type=tar writes a deterministic tar of the tree', async () => {
     const dest = join(root, 'fs.tar');
     await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree }, { store, sourceDateEpoch: 1_700_000_000 });
