@@ -195,3 +195,15 @@ describe('Compose', () => {
     }
   });
 });
+
+describe('--print and secrets', () => {
+  test('an s3 cache key interpolated from the environment is printed as xxxxx (cache-to and cache-from), the rest as written', () => {
+    const text = 'variable "KEY" {}\ntarget "a" {\n  cache-to = ["type=s3,region=r,bucket=b,secret_access_key=${KEY},session_token=tok"]\n  cache-from = ["type=s3,region=r,bucket=b,secret_access_key=${KEY}", "type=local,src=c"]\n}\n';
+    const out = printResolved(resolve([{ name: H, text }], ['a'], { env: { KEY: 'sekrit-value' } }));
+    expect(out).not.toContain('sekrit-value');
+    expect(out).not.toContain('tok"');
+    const printed = JSON.parse(out) as { target: { a: Record<string, string[]> } };
+    expect(printed.target.a['cache-to']).toEqual(['type=s3,region=r,bucket=b,secret_access_key=xxxxx,session_token=xxxxx']);
+    expect(printed.target.a['cache-from']).toEqual(['type=s3,region=r,bucket=b,secret_access_key=xxxxx', 'type=local,src=c']);
+  });
+});

@@ -1,4 +1,5 @@
 import { BakeError, type BakeLocation } from './errors.js';
+import { redactCacheValue } from '../engine/cache-s3-spec.js';
 
 /** Scalar keys of a bake target (buildx's `*string` fields), by their bake file names. */
 export const STRING_KEYS = ['description', 'context', 'dockerfile', 'dockerfile-inline', 'target', 'network', 'shm-size', 'call'] as const;
@@ -322,6 +323,9 @@ export function printTarget(t: Target): Record<string, unknown> {
     if (v === undefined || (Array.isArray(v) && v.length === 0)) continue;
     if (k === 'dockerfile-inline' && typeof v === 'string') out[k] = esc(v);
     else if (k === 'annotations' && Array.isArray(v)) out[k] = v.map(esc);
+    // An s3 cache's keys (written in the file or interpolated from the environment) stay out of
+    // what --print writes to a CI log.
+    else if ((k === 'cache-to' || k === 'cache-from') && Array.isArray(v)) out[k] = v.map(redactCacheValue);
     else if (typeof v === 'object' && !Array.isArray(v)) {
       const m: Record<string, string | null> = {};
       for (const mk of Object.keys(v).sort()) {
