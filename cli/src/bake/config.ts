@@ -98,7 +98,8 @@ const KEY_ALIASES: Readonly<Record<string, string>> = {
   ulimit: 'ulimits',
 };
 
-function canonicalKey(key: string, set: string): string {
+/** A `--set` key (after `PATTERN.`) with buildx's singular spellings made kiln's plural ones. */
+export function canonicalKey(key: string, set: string): string {
   const dot = key.indexOf('.');
   const head = dot < 0 ? key : key.slice(0, dot);
   const alias = Object.hasOwn(KEY_ALIASES, head) ? KEY_ALIASES[head] : undefined;

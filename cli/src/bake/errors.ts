@@ -9,7 +9,8 @@ export type BakeErrorCode =
   | 'KLN0854' // malformed or unknown --set override; a malformed --var, --list or --execution value
   | 'KLN0855' // a bake option kiln does not support (--load, a context of another scheme than git/http(s), a call other than build/check/targets, --set secret.ID)
   | 'KLN0856' // a target's target:NAME context made no image (one that failed: the target does not start)
-  | 'KLN0857'; // targets failed (the closing error naming them and what became of the others)
+  | 'KLN0857' // targets failed (the closing error naming them and what became of the others)
+  | 'KLN0858'; // the targets ask for entitlements or paths --allow does not grant
 
 /** Where in a bake file something is (1-based line and column). */
 export interface BakeLocation {

@@ -5,6 +5,7 @@ import { callerEnv, callerPath, type CliIo } from '../io.js';
 import type { ResolvedTarget } from './config.js';
 import { BakeError } from './errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
+import { parseBuildContext } from '../engine/session.js';
 import type { ExportAnnotation } from '@kiln/runtime';
 import { isRemoteContext } from '@kiln/dockerfile';
 import { GIT_AUTH_ENV, GIT_SSH_ENV, isSshGitUrl, remotePath, type RemoteDefinition } from './remote.js';
@@ -25,6 +26,13 @@ export interface TargetBuild {
   readonly links: ReadonlyMap<string, string>;
   /** Warnings about keys kiln does not use. */
   readonly warnings: readonly string[];
+  /**
+   * The local paths the build reads as its inputs: the context, the Dockerfile and named contexts
+   * of your machine (buildx's collectLocalPaths), not those inside a remote definition.
+   */
+  readonly inputs: readonly string[];
+  /** `flags.ssh` is the agent kiln gave a target of an ssh remote, not one the target named. */
+  readonly impliedAgent: boolean;
 }
 
 const stripCwd = (p: string): string => (p.startsWith('cwd://') ? p.slice('cwd://'.length) : p);
@@ -54,13 +62,16 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
   const hasScheme = (v: string): boolean => /^[a-z][a-z0-9+.-]*:\/\//i.test(v) || isRemoteContext(v);
   const inRemote = (v: string): boolean => def !== undefined && !hasScheme(v);
   // A git or http(s) URL is fetched by the frontend, as `kiln build URL` (buildx bake passes it on).
-  let context = inRemote(rawContext) && def !== undefined ? remotePath(def, rawContext, `target "${rt.name}": context`) : rawContext;
+  let context = inRemote(rawContext) && def !== undefined ? await remotePath(def, rawContext, `target "${rt.name}": context`) : rawContext;
   const remote = isRemoteContext(context);
   if (!remote && /^[a-z][a-z0-9+.-]*:\/\//i.test(rawContext) && !rawContext.startsWith('cwd://')) {
     throw new BakeError('KLN0855', `target "${rt.name}": context "${rawContext}" is not supported`, { hint: 'use a local directory, a git URL (https://HOST/REPO.git#REF:DIR, git://…, git@HOST:…) or an http(s) URL of a tarball' });
   }
   const base = opts.fileRelative && opts.fileDir !== undefined && !rawContext.startsWith('cwd://') ? opts.fileDir : callerPath(io, '.');
   if (!remote && !inRemote(rawContext)) context = resolve(base, stripCwd(rawContext));
+  const inputs: string[] = [];
+  const localContext = !remote && !inRemote(rawContext);
+  if (localContext) inputs.push(context);
   let file: string | undefined;
   if (t['dockerfile-inline'] !== undefined) {
     const dir = join(opts.inlineDir, rt.name);
@@ -71,17 +82,27 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     const df = t.dockerfile;
     // in a remote context a relative dockerfile is a path inside it (an absolute one is sent)
     file = df.startsWith('cwd://') ? callerPath(io, stripCwd(df)) : isAbsolute(df) || remote ? df : join(context, df);
-  }
+    if (df.startsWith('cwd://') || localContext) inputs.push(file);
+  } else if (localContext) inputs.push(join(context, 'Dockerfile'));
   const platforms = t.platforms ?? [];
   const links = new Map<string, string>();
   const buildContext: string[] = [];
   for (const [name, v] of Object.entries(t.contexts ?? {})) {
     if (v === null) continue;
     if (v.startsWith('target:')) links.set(name, v.slice('target:'.length));
-    else if (v.startsWith('cwd://')) buildContext.push(`${name}=${callerPath(io, stripCwd(v))}`);
-    else if (inRemote(v) && def !== undefined) buildContext.push(`${name}=${remotePath(def, v, `target "${rt.name}": contexts.${name}`)}`);
-    else if (!hasScheme(v)) buildContext.push(`${name}=${resolve(base, v)}`);
-    else buildContext.push(`${name}=${v}`);
+    else if (v.startsWith('cwd://')) {
+      buildContext.push(`${name}=${callerPath(io, stripCwd(v))}`);
+      inputs.push(callerPath(io, stripCwd(v)));
+    } else if (inRemote(v) && def !== undefined) buildContext.push(`${name}=${await remotePath(def, v, `target "${rt.name}": contexts.${name}`)}`);
+    else if (!hasScheme(v)) {
+      buildContext.push(`${name}=${resolve(base, v)}`);
+      inputs.push(resolve(base, v));
+    } else {
+      buildContext.push(`${name}=${v}`);
+      // an OCI layout is a directory of yours too (oci-layout://PATH[:TAG][@DIGEST])
+      const layout = v.startsWith('oci-layout://') ? ociLayoutPath(`${name}=${v}`) : undefined;
+      if (layout !== undefined) inputs.push(callerPath(io, layout));
+    }
   }
   const call = t.call;
   if (call !== undefined && call !== 'build' && call !== 'check' && call !== 'targets') {
@@ -99,6 +120,7 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     if (!output.some(isImage)) warnings.push(`target "${rt.name}": annotations apply to image outputs (image, oci, docker, registry); this target has none`);
     output = output.map((o) => (isImage(o) ? [o, ...annotations].join(',') : o));
   }
+  const impliedSsh = (t.ssh ?? []).length === 0 && ((def?.ssh ?? false) || (remote && isSshGitUrl(context)));
   const flags: BuildFlags = {
     ...(file === undefined ? {} : { file }),
     ...(t.target === undefined ? {} : { target: t.target }),
@@ -108,7 +130,7 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     secret: [...(t.secret ?? []), ...remoteSecrets(def, t.secret ?? [], io)],
     // buildx: a target of an ssh remote, or whose context is one, gets the default agent unless it
     // names agents (kiln's: the one BUILDX_BAKE_GIT_SSH gave the definition's fetch, if set).
-    ssh: (t.ssh ?? []).length === 0 && ((def?.ssh ?? false) || (remote && isSshGitUrl(context))) ? [impliedAgent(def, io)] : (t.ssh ?? []),
+    ssh: impliedSsh ? [impliedAgent(def, io)] : (t.ssh ?? []),
     output,
     tag: rt.linked ? [] : (t.tags ?? []),
     progress: common.progress,
@@ -128,7 +150,17 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     cacheFrom: (t['cache-from'] ?? []).map(cacheShorthand),
     attest: t.attest ?? [],
   };
-  return { name: rt.name, context, flags, links, warnings };
+  return { name: rt.name, context, flags, links, warnings, inputs, impliedAgent: impliedSsh };
+}
+
+/** The directory of an `oci-layout://` named context (a malformed one is the build flags' to report). */
+function ociLayoutPath(value: string): string | undefined {
+  try {
+    const c = parseBuildContext(value);
+    return c.kind === 'oci-layout' ? c.path : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The `default` agent kiln gives a target of an ssh remote: BUILDX_BAKE_GIT_SSH's, else SSH_AUTH_SOCK. */

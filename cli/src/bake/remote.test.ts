@@ -1,3 +1,6 @@
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { parseOverrides, resolveTargets } from './config.js';
 import { targetBuild } from './flags.js';
@@ -41,12 +44,28 @@ describe('arguments', () => {
 });
 
 describe('contexts inside a remote definition', () => {
-  test('a git remote: `.` is the URL, a path is joined to #REF:DIR; an archive: the unpacked tree; `..` out is KLN0853', () => {
-    expect(remotePath(gitDef, '.', 'context')).toBe(GIT);
-    expect(remotePath(gitDef, './svc/', 'context')).toBe('https://tok@git.example.com/org/app.git#v1:deploy/svc');
-    expect(remotePath({ ...gitDef, url: 'git://h/r.git' }, 'svc', 'context')).toBe('git://h/r.git#:svc');
-    expect(remotePath(tarDef, 'sub', 'context')).toBe('/tmp/tree/sub');
-    expect(() => remotePath(gitDef, 'svc/../../x', 'context')).toThrow(expect.objectContaining({ code: 'KLN0853', message: expect.stringContaining('https://git.example.com/org/app.git#v1:deploy') }));
+  test('a git remote: `.` is the URL, a path is joined to #REF:DIR; an archive: the unpacked tree; `..` out is KLN0853', async () => {
+    expect(await remotePath(gitDef, '.', 'context')).toBe(GIT);
+    expect(await remotePath(gitDef, './svc/', 'context')).toBe('https://tok@git.example.com/org/app.git#v1:deploy/svc');
+    expect(await remotePath({ ...gitDef, url: 'git://h/r.git' }, 'svc', 'context')).toBe('git://h/r.git#:svc');
+    expect(await remotePath(tarDef, 'sub', 'context')).toBe('/tmp/tree/sub');
+    await expect(remotePath(gitDef, 'svc/../../x', 'context')).rejects.toMatchObject({ code: 'KLN0853', message: expect.stringContaining('https://git.example.com/org/app.git#v1:deploy') });
+  });
+
+  test("an archive's symlinks resolve inside its tree: a link to /etc or ../.. is never the host's directory", async () => {
+    const tree = await mkdtemp(join(tmpdir(), 'kiln-remote-tree-'));
+    try {
+      await mkdir(join(tree, 'real'));
+      await symlink('/etc', join(tree, 'abs'));
+      await symlink('../../..', join(tree, 'up'));
+      await symlink('real', join(tree, 'rel'));
+      const def: RemoteDefinition = { ...tarDef, dir: tree };
+      expect(await remotePath(def, 'abs', 'context')).toBe(join(tree, 'etc'));
+      expect(await remotePath(def, 'up/x', 'context')).toBe(join(tree, 'x'));
+      expect(await remotePath(def, 'rel', 'context')).toBe(join(tree, 'real'));
+    } finally {
+      await rm(tree, { recursive: true, force: true });
+    }
   });
 
   test('targetBuild: contexts, named contexts and the dockerfile follow the remote; cwd:// stays local; auth secrets and the ssh agent as buildx adds them', async () => {

@@ -1,5 +1,6 @@
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import { copy, http, scratch, type State } from '@kiln/llb-core';
+import { resolveInRoot } from '@kiln/runtime';
 import { gitContext, isArchive, isRemoteContext, parseGitRef, redactUrl, scrubError } from '@kiln/dockerfile';
 import type { ProgressSink } from '@kiln/solver';
 import { SolverBackend } from '../engine/backend.js';
@@ -193,11 +194,13 @@ function insidePath(p: string, shown: string, what: string, code: 'KLN0850' | 'K
  * A target's relative `context` (or `contexts` value) under a remote definition, as buildx's
  * updateContext: `.` is the URL itself; another path is that directory of it: of a git remote, the
  * same URL with the directory added to its `#REF:DIR` (the frontend fetches it from the same
- * repository); of an archive, the unpacked tree's directory.
+ * repository); of an archive, the unpacked tree's directory, its symlinks resolved inside the
+ * tree (buildx copies it out of the download's state, where `sub -> /etc` is the tree's /etc, not
+ * the host's).
  */
-export function remotePath(def: RemoteDefinition, p: string, what: string): string {
+export async function remotePath(def: RemoteDefinition, p: string, what: string): Promise<string> {
   const rel = insidePath(p, redactUrl(def.url), what, 'KLN0853');
-  if (def.kind === 'archive' && def.dir !== undefined) return join(def.dir, rel);
+  if (def.kind === 'archive' && def.dir !== undefined) return resolveInRoot(def.dir, rel);
   if (rel === '.') return def.url;
   const g = parseGitRef(def.url);
   if (g === undefined) {

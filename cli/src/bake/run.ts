@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
 import { resultMetadata } from '../engine/result-metadata.js';
 import { MISSING_DOCKERFILE_HINT, parseFlags } from '../commands/build.js';
-import { BrokenPipeError, callerEnv, writeWarning, type BuildWarning, type CliIo } from '../io.js';
+import { BrokenPipeError, callerEnv, callerPath, writeWarning, type BuildWarning, type CliIo } from '../io.js';
 import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
 import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { gcAfterBuild } from '../engine/auto-gc.js';
@@ -13,7 +13,8 @@ import { callerCredentials } from '../engine/credentials.js';
 import { formatBuildError } from '../engine/report.js';
 import type { KilnEngine } from '../engine/engine.js';
 import { fileTarget, removeTarget, writeTarget } from '../engine/file-target.js';
-import { parseOverrides, printResolved, resolveTargets, type BakeConfig, type Resolved } from './config.js';
+import { canonicalKey, parseOverrides, printResolved, resolveTargets, type BakeConfig, type Resolved } from './config.js';
+import { entitlementsError, fsChecksEnabled, missingEntitlements, parseEntitlements, setGrants, targetAccess, type EntitlementConf } from './entitlements.js';
 import { CodedError } from '../coded-error.js';
 import { BakeError, type BakeLocation } from './errors.js';
 import { emitTargetResults, parseExecution, targetsFailedError } from './execution.js';
@@ -32,7 +33,7 @@ export interface BakeFlags {
   readonly set: string[];
   /** `--var NAME=VALUE`: a variable's value (over the environment). */
   readonly var?: string[];
-  /** `--allow ENTITLEMENT`: granted to every target (`--set *.entitlements=…`). */
+  /** `--allow ENTITLEMENT[=PATH]`: what the targets may ask for (buildx's grants; see entitlements.ts). */
   readonly allow?: string[];
   readonly print?: boolean;
   readonly list?: string;
@@ -104,7 +105,6 @@ export function resolveBake(config: BakeConfig, targets: readonly string[], flag
     else if (flags.call !== undefined) sets.push(`*.call=${flags.call}`);
     if (flags.provenance !== undefined) sets.push(`*.attest=${attestShorthand('provenance', flags.provenance)}`);
     if (flags.sbom !== undefined) sets.push(`*.attest=${attestShorthand('sbom', flags.sbom)}`);
-    for (const a of flags.allow ?? []) sets.push(`*.entitlements=${a}`);
   }
   const resolved = resolveTargets(config, targets, parseOverrides(config, sets, callerEnv(io)));
   return { ...resolved, dirs: config.dirs };
@@ -134,6 +134,8 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
   let begun = false;
   try {
     const mode = parseExecution(flags.execution);
+    // buildx's --allow grants what the targets ask for (it adds nothing to them); checked before any fetch.
+    const granted = parseEntitlements(flags.allow ?? []);
     if (flags.print === true && flags.list !== undefined) throw new BakeError('KLN0854', '--print and --list cannot be used together', { hint: 'drop one of them' });
     // `kiln bake URL [CMD-CONTEXT-URL] [TARGET…]`: the files come from the URL, fetched once here.
     const args = bakeArgs(names);
@@ -177,6 +179,9 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
       builds.push(await targetBuild(rt, { progress: flags.progress, ...(flags.root === undefined ? {} : { root: flags.root }) }, io, { fileDir: resolved.dirs.get(rt.name), fileRelative, inlineDir, remote }));
     }
     for (const b of builds) for (const w of b.warnings) io.stderr.write(`WARNING: ${w}\n`);
+    // buildx's entitlements check: before any target is parsed (an output's probe file), fetched or run.
+    const denied = await checkEntitlements(builds, granted, flags.set, io, url !== undefined);
+    if (denied !== undefined) throw denied;
     // Targets that are some target's context export their result as an image of kiln's store
     // (a private name, removed afterwards) that the other build reads as docker-image://.
     const linkedNames = new Set(builds.flatMap((b) => [...b.links.values()]));
@@ -267,6 +272,29 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
     throw new ReportedError(1, failedError.message);
   }
   if (callFailed.length > 0) throw new ReportedError(1, `build checks found problems in ${callFailed.join(', ')}`);
+}
+
+/**
+ * buildx's Validate and Prompt without the prompt: what the targets would use of this machine
+ * beyond the working directory and the `--allow` grants (and the paths and entitlements you typed
+ * in `--set`) is KLN0858, naming the `--allow` flags to add.
+ */
+async function checkEntitlements(builds: readonly TargetBuild[], granted: EntitlementConf, sets: readonly string[], io: CliIo, remote: boolean): Promise<BakeError | undefined> {
+  const env = callerEnv(io);
+  const cwd = callerPath(io, '.');
+  const conf: EntitlementConf = { ...granted, fsRead: [...granted.fsRead], fsWrite: [...granted.fsWrite] };
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    const dot = s.indexOf('.');
+    if (eq < 0 || dot < 0 || dot > eq) continue;
+    setGrants(canonicalKey(s.slice(dot + 1, eq).replace(/\+$/, ''), s), s.slice(eq + 1), conf, cwd, env);
+  }
+  const access = builds.map((b) => {
+    const a = targetAccess(b.name, b.inputs, { output: b.flags.output ?? [], cacheTo: b.flags.cacheTo ?? [], cacheFrom: b.flags.cacheFrom ?? [], secret: b.flags.secret ?? [], ssh: b.impliedAgent ? [] : (b.flags.ssh ?? []), allow: b.flags.allow ?? [] }, cwd, env);
+    // the agent kiln gives a target of an ssh remote is forwarding your agent, as buildx's implied default
+    return b.impliedAgent ? { ...a, sshAgent: true } : a;
+  });
+  return entitlementsError(await missingEntitlements(conf, access, cwd), cwd, fsChecksEnabled(env, remote));
 }
 
 /**

@@ -60,7 +60,12 @@ test('an ssh remote: fetched and built with the agent of BUILDX_BAKE_GIT_SSH (th
   const dir = join(sb.dir, `ssh-bake-${token()}`);
   mkdirSync(dir);
   const env = { SSH_AUTH_SOCK: '', BUILDX_BAKE_GIT_SSH: agentSock };
-  const r = await runKiln(sb, ['bake', url, '--root', sb.root, '--progress', 'plain'], { cwd: dir, env });
+  // the target forwards that agent: buildx's ssh entitlement
+  const denied = await runKiln(sb, ['bake', url, '--root', sb.root, '--progress', 'plain'], { cwd: dir, env });
+  expect(denied.code).toBe(1);
+  expect(denied.stderr).toContain('error KLN0858: the bake definition asks for privileges you have not granted: your default ssh agent (target "default")');
+  expect(denied.stderr).toContain('hint: pass --allow=ssh to grant them');
+  const r = await runKiln(sb, ['bake', url, '--allow', 'ssh', '--root', sb.root, '--progress', 'plain'], { cwd: dir, env });
   expect(r.stderr).not.toContain('error');
   expect(r.code).toBe(0);
   expect(readFileSync(join(dir, 'out/msg'), 'utf8')).toBe(`over ssh ${t}\n`);

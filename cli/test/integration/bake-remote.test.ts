@@ -1,5 +1,5 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -54,6 +54,20 @@ target "out" {
 }
 `;
 
+/** Targets of the tarball that ask for more than their directory: a privileged one reading beside the caller's directory, and one whose context is a symlink out of the tree. */
+const PRIV_HCL = `target "priv" {
+  entitlements = ["security.insecure"]
+  contexts = { up = "cwd://../up-ctx" }
+  dockerfile-inline = "FROM scratch\\nCOPY hello.txt /hello.txt\\nCOPY --from=up up.txt /up.txt\\n"
+  output = ["type=local,dest=out/priv"]
+}
+target "evil" {
+  context = "evil"
+  dockerfile-inline = "FROM scratch\\nCOPY secret.txt /secret.txt\\n"
+  output = ["type=local,dest=out/evil"]
+}
+`;
+
 beforeAll(async () => {
   const served = join(sb.dir, 'git');
   const bare = join(served, 'app.git');
@@ -81,11 +95,15 @@ beforeAll(async () => {
 
   const tarDir = join(sb.dir, 'tar-src');
   await writeTree(tarDir, {
-    'docker-bake.hcl': 'target "default" {\n  output = ["type=local,dest=out/tar"]\n}\ntarget "sub" {\n  context = "sub"\n}\n',
+    'docker-bake.hcl': `target "default" {\n  output = ["type=local,dest=out/tar"]\n}\ntarget "sub" {\n  context = "sub"\n}\n${PRIV_HCL}`,
     Dockerfile: 'FROM scratch\nCOPY hello.txt /hello.txt\n',
     'hello.txt': `hello ${t}\n`,
     'sub/Dockerfile': 'FROM scratch\n',
   });
+  // a link out of the tree to a directory of this machine; and that directory, and one beside the callers' directories
+  await writeTree(join(sb.dir, 'host-dir'), { 'secret.txt': `host secret ${t}\n` });
+  await writeTree(join(sb.dir, 'up-ctx'), { 'up.txt': `up ${t}\n` });
+  symlinkSync(join(sb.dir, 'host-dir'), join(tarDir, 'evil'));
   const tarball = execFileSync('tar', ['-C', tarDir, '-cz', '.']);
   const files = new Map<string, Buffer>([
     ['/def.tar.gz', tarball],
@@ -214,6 +232,31 @@ test('a tarball over http: unpacked, its files read and its tree the contexts; c
   expect(plain.stderr).not.toContain('error');
   expect(plain.code).toBe(0);
   expect(readFileSync(join(dir, 'out/plain/f'), 'utf8')).toBe(`plain ${t}\n`);
+}, 60_000);
+
+test('entitlements: a remote definition asking for security.insecure and a directory beside yours is refused before anything runs, and runs with --allow; a symlink out of a tarball is its own tree', async () => {
+  const dir = await workDir('allow');
+  const denied = await bake(dir, [`${httpBase}/def.tar.gz`, 'priv']);
+  expect(denied.code).toBe(1);
+  expect(denied.stderr).toContain('error KLN0858');
+  expect(denied.stderr).toContain('privileged containers that can change the host (target "priv")');
+  expect(denied.stderr).toContain('hint: pass --allow=security.insecure --allow=fs.read=../up-ctx to grant them');
+  expect(denied.stderr).not.toMatch(/\n\s+at /);
+  // nothing of the target ran or was written
+  expect(denied.stderr).not.toContain('[priv]');
+  expect(existsSync(join(dir, 'out'))).toBe(false);
+
+  const r = await bake(dir, [`${httpBase}/def.tar.gz`, 'priv', '--allow', 'security.insecure', '--allow', 'fs.read=../up-ctx']);
+  expect(r.stderr).not.toContain('error');
+  expect(r.code).toBe(0);
+  expect(readFileSync(join(dir, 'out/priv/hello.txt'), 'utf8')).toBe(`hello ${t}\n`);
+  expect(readFileSync(join(dir, 'out/priv/up.txt'), 'utf8')).toBe(`up ${t}\n`);
+
+  // evil -> (this machine's) host-dir is host-dir inside the tree, which the tarball does not hold
+  const evil = await bake(dir, [`${httpBase}/def.tar.gz`, 'evil']);
+  expect(evil.stdout + evil.stderr).not.toContain('host secret');
+  expect(existsSync(join(dir, 'out/evil/secret.txt'))).toBe(false);
+  expect(evil.code).toBe(1);
 }, 60_000);
 
 test('an https git remote that wants a token: BUILDX_BAKE_GIT_AUTH_TOKEN authenticates the fetch and the target\'s build of the repository', async () => {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { kilnBin, parseRawJson, runKiln, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
@@ -14,7 +14,8 @@ useSandbox((s) => (sb = s));
 
 function bake(cwd: string, args: readonly string[]): Promise<KilnRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, ...args], { cwd, env: { ...process.env, PATH: sb.path }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // the outputs are beside the working directory: buildx's fs.write entitlement
+    const child = spawn(process.execPath, [kilnBin, 'bake', '--root', sb.root, '--allow', 'fs.write=../out', ...args], { cwd, env: { ...process.env, PATH: sb.path }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -52,6 +53,8 @@ async function project(t: string, shared: string): Promise<string> {
       '',
     ].join('\n'),
   });
+  // a grant covers an existing directory (buildx: one that does not exist yet grants only itself)
+  await mkdir(join(dir, 'out'));
   return dir;
 }
 
