@@ -1,9 +1,10 @@
 import { copyFile, link, lchown, lstat, lutimes, mkdir, readdir, readlink, rename, symlink, chmod, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Stats } from 'node:fs';
 import { devNumbers, makeSpecial } from '../fileop/meta.js';
+import { processAlive } from '../api/process-alive.js';
 
 /** One filesystem entry of a tree, relative path with `/` separators. */
 export interface TreeEntry {
@@ -27,6 +28,17 @@ export async function* walkTree(rootDir: string, rel = ''): AsyncIterable<TreeEn
   }
 }
 
+/** A temporary entry of {@link copyTree}'s replace mode: `.kiln-tmp-<pid>-<random>`. */
+const REPLACE_TEMP = /^\.kiln-tmp-(\d+)-[0-9a-f]{12}$/;
+
+/** Removes the temporary entries that kiln processes no longer running left in `dir`. */
+async function removeStaleTemps(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    const pid = Number(REPLACE_TEMP.exec(name)?.[1] ?? Number.NaN);
+    if (!Number.isNaN(pid) && pid !== process.pid && !processAlive(pid)) await rm(join(dir, name), { force: true });
+  }
+}
+
 /** Options for {@link copyTree}. */
 export interface CopyTreeOptions {
   /**
@@ -46,7 +58,8 @@ export interface CopyTreeOptions {
    * `dest` may hold files already (a local export into an existing directory): each non-directory
    * entry is made under a temporary name beside its path and renamed over it, as fsutil's
    * DiskWriter receives a BuildKit local export, so a copy cut off (kiln killed) leaves every
-   * file old or new, never missing or half-written.
+   * file old or new, never missing or half-written. The temporary names carry the pid: those a
+   * killed kiln left are removed by the next export into the directory.
    */
   readonly replace?: boolean | undefined;
 }
@@ -93,13 +106,16 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
     await chmod(at, st.mode & 0o7777);
     await lutimes(at, time(st), time(st));
   };
+  if (opts.replace === true) await removeStaleTemps(dest);
   for await (const e of walkTree(src)) {
     opts.signal?.throwIfAborted();
     const to = join(dest, e.path);
     const st = e.stat;
     if (st.isDirectory()) {
-      if (opts.replace === true && (await lstat(to).catch(() => undefined))?.isDirectory() === false) await rm(to, { force: true });
+      const old = opts.replace === true ? await lstat(to).catch(() => undefined) : undefined;
+      if (old?.isDirectory() === false) await rm(to, { force: true });
       await mkdir(to, { recursive: true });
+      if (old?.isDirectory() === true) await removeStaleTemps(to);
       dirs.push(e);
       continue;
     }
@@ -109,7 +125,7 @@ export async function copyTree(src: string, dest: string, opts: CopyTreeOptions 
     if (opts.replace === true) {
       const old = await lstat(to).catch(() => undefined);
       if (old?.isDirectory() === true) await rm(to, { recursive: true, force: true });
-      else if (old !== undefined) at = join(dirname(to), `.tmp.${basename(to)}.${randomBytes(6).toString('hex')}`);
+      else if (old !== undefined) at = join(dirname(to), `.kiln-tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     } else {
       await rm(to, { force: true, recursive: false }).catch(() => undefined);
     }

@@ -194,6 +194,12 @@ describe('filesystem exporters', () => {
     await writeFile(join(dest, 'keep'), 'mine\n');
     await writeFile(join(dest, 'was-file'), 'a file\n');
     await writeFile(join(src, 'was-dir'), 'now a file\n');
+    // What a kiln killed mid-export (a pid no process has) left goes; a live process's stays.
+    const dead = `.kiln-tmp-${2 ** 22 + 5}-0123456789ab`;
+    const live = `.kiln-tmp-1-0123456789ab`;
+    await mkdir(join(src, 'sub'));
+    await mkdir(join(dest, 'sub'));
+    for (const f of [join(dest, dead), join(dest, 'sub', dead), join(dest, live)]) await writeFile(f, 'partial');
     const seen = new Set<string>();
     let exporting = true;
     const watch = (async () => {
@@ -211,7 +217,8 @@ describe('filesystem exporters', () => {
     expect(await readFile(join(dest, 'keep'), 'utf8')).toBe('mine\n');
     expect(await readFile(join(dest, 'was-file', 'x'), 'utf8')).toBe('x');
     expect(await readFile(join(dest, 'was-dir'), 'utf8')).toBe('now a file\n');
-    expect((await readdir(dest)).sort()).toEqual(['big', 'keep', 'was-dir', 'was-file']);
+    expect((await readdir(dest)).sort()).toEqual([live, 'big', 'keep', 'sub', 'was-dir', 'was-file']);
+    expect(await readdir(join(dest, 'sub'))).toEqual([]);
   });
 
   test('type=tar writes a deterministic tar of the tree', async () => {
