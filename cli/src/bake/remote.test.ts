@@ -52,6 +52,13 @@ describe('contexts inside a remote definition', () => {
     await expect(remotePath(gitDef, 'svc/../../x', 'context')).rejects.toMatchObject({ code: 'KLN0853', message: expect.stringContaining('https://git.example.com/org/app.git#v1:deploy') });
   });
 
+  test('github.com/ORG/REPO without a scheme (a git remote for buildx and the frontend): a relative context is a directory of it', async () => {
+    const gh: RemoteDefinition = { ...gitDef, url: 'github.com/org/app#v1:deploy' };
+    expect(await remotePath(gh, '.', 'context')).toBe('github.com/org/app#v1:deploy');
+    expect(await remotePath(gh, 'svc', 'context')).toBe('github.com/org/app#v1:deploy/svc');
+    expect(await remotePath({ ...gitDef, url: 'github.com/org/app' }, 'svc', 'context')).toBe('github.com/org/app#:svc');
+  });
+
   test("an archive's symlinks resolve inside its tree: a link to /etc or ../.. is never the host's directory", async () => {
     const tree = await mkdtemp(join(tmpdir(), 'kiln-remote-tree-'));
     try {

@@ -202,11 +202,23 @@ export async function remotePath(def: RemoteDefinition, p: string, what: string)
   const rel = insidePath(p, redactUrl(def.url), what, 'KLN0853');
   if (def.kind === 'archive' && def.dir !== undefined) return resolveInRoot(def.dir, rel);
   if (rel === '.') return def.url;
-  const g = parseGitRef(def.url);
+  const g = parseGitRef(def.url) ?? githubShorthand(def.url);
   if (g === undefined) {
     throw new BakeError('KLN0855', `${what} "${p}": kiln cannot name a directory of the remote ${redactUrl(def.url)}`, { hint: 'write the remote as REPO.git#REF (https://, git://, ssh:// or git@HOST:), or use cwd://PATH' });
   }
   return `${g.remote}#${g.commit}:${posix.join(g.subDir === '' ? '.' : g.subDir, rel)}`;
+}
+
+/**
+ * `github.com/ORG/REPO[#REF[:DIR]]` without a scheme, a git remote for buildx (IsGitURL) and for
+ * the Dockerfile frontend's contextGitRef, which parseGitRef (ADD's forms) does not read. As
+ * contextGitRef, which @kiln/dockerfile does not export.
+ */
+function githubShorthand(url: string): { remote: string; commit: string; subDir: string } | undefined {
+  if (!url.startsWith('github.com/')) return undefined;
+  const [remote = url, fragment = ''] = url.split(/#(.*)/s);
+  const colon = fragment.indexOf(':');
+  return { remote, commit: colon < 0 ? fragment : fragment.slice(0, colon), subDir: colon < 0 ? '' : fragment.slice(colon + 1) };
 }
 
 /**
