@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,4 +57,9 @@ describe('--push', () => {
     expect((await parse({ push: true, tag: ['localhost:5000/b:1'] })).outputs).toMatchObject([{ type: 'image', push: true, names: ['localhost:5000/b:1'] }]);
     await expect(parse({ push: true })).rejects.toMatchObject({ code: 'KLN0702', message: '--push needs at least one -t NAME' });
   });
+});
+
+test('--iidfile and --metadata-file parents made while parsing go again when nothing was written there (a refused or failed build)', async () => {
+  await parse({ tag: ['x:1'], iidfile: 'made-i/a/iid', metadataFile: 'made-m/meta.json' });
+  expect([existsSync(join(cwd, 'made-i')), existsSync(join(cwd, 'made-m'))]).toEqual([false, false]);
 });

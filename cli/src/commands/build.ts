@@ -25,7 +25,7 @@ import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseAttestations } from '../engine/provenance-spec.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
 import { callerAwsContext } from '../engine/cache-s3-spec.js';
-import { fileTarget, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
+import { fileTarget, removeMadeDirs, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
 import { resultMetadata } from '../engine/result-metadata.js';
@@ -410,9 +410,12 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   if (flags.iidfile !== undefined && flags.check !== true && flags.call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
     throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
   }
+  // Parents made for them go again if the build fails before writing there.
+  const made: string[] = [];
+  cleanup.push(() => removeMadeDirs(made));
   const results: ResultFiles = {
-    ...(flags.iidfile === undefined ? {} : { iid: await fileTarget(io, '--iidfile', flags.iidfile) }),
-    ...(flags.metadataFile === undefined ? {} : { meta: await fileTarget(io, '--metadata-file', flags.metadataFile) }),
+    ...(flags.iidfile === undefined ? {} : { iid: await fileTarget(io, '--iidfile', flags.iidfile, 'file', made) }),
+    ...(flags.metadataFile === undefined ? {} : { meta: await fileTarget(io, '--metadata-file', flags.metadataFile, 'file', made) }),
   };
   const buildContexts: BuildContext[] = [];
   for (const c of flags.buildContext) buildContexts.push(await resolveBuildContext(c, callerPath(io, '.')));

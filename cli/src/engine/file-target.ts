@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, open, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, open, realpath, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { makeDirs } from './make-dirs.js';
 import { writeFileAtomic } from '@kiln/runtime';
@@ -82,6 +82,11 @@ async function checkWritable(flag: string, given: string, dir: string): Promise<
     });
   }
   await rm(probe, { force: true });
+}
+
+/** Removes what {@link fileTarget} added to `made` that is still empty (innermost first): nothing was written there. */
+export async function removeMadeDirs(made: string[]): Promise<void> {
+  for (const d of made.splice(0).reverse()) await rmdir(d).catch(() => undefined);
 }
 
 /** Writes `data` to `target` (see {@link FileTarget}). */

@@ -1,12 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm, rmdir } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseOutputSpec, parseReference, type ExportSpec } from '@kiln/runtime';
 import type { CliIo } from '../io.js';
 import { EngineError } from './errors.js';
-import { fileTarget, type FileTarget } from './file-target.js';
+import { fileTarget, removeMadeDirs, type FileTarget } from './file-target.js';
 
 /** The caller's standard output as the CLI sees it (a process stream, or a daemon client's frames). */
 export interface OutputStream {
@@ -54,7 +54,7 @@ export async function parseOutputs(values: readonly string[], io: CliIo, tags: r
   const made: string[] = [];
   const remove = async (): Promise<void> => {
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-    for (const d of made.splice(0).reverse()) await rmdir(d).catch(() => undefined);
+    await removeMadeDirs(made);
   };
   // As buildx, before anything runs: a bad -t failed only when the built image was exported.
   for (const tag of tags) {
