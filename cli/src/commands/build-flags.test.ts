@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -62,4 +62,10 @@ describe('--push', () => {
 test('--iidfile and --metadata-file parents made while parsing go again when nothing was written there (a refused or failed build)', async () => {
   await parse({ tag: ['x:1'], iidfile: 'made-i/a/iid', metadataFile: 'made-m/meta.json' });
   expect([existsSync(join(cwd, 'made-i')), existsSync(join(cwd, 'made-m'))]).toEqual([false, false]);
+});
+
+test('-f naming a directory says so (it said "no such file"), with the Dockerfile inside it when there is one', async () => {
+  await mkdir(join(cwd, 'svc'), { recursive: true });
+  await writeFile(join(cwd, 'svc', 'Dockerfile'), 'FROM busybox\n');
+  await expect(parse({ file: 'svc' })).rejects.toMatchObject({ code: 'KLN0702', message: 'cannot read Dockerfile svc: it is a directory', hint: '-f names the file itself: -f svc/Dockerfile' });
 });

@@ -382,6 +382,13 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   if ((remote === undefined || dockerfile !== undefined) && dockerfileText === undefined && !(await stat(target).then((s) => s.isFile(), () => false))) {
     if (flags.frontend === TS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read build file ${join(context, DEFAULT_BUILD_FILE)}: no such file`, { hint: 'pass -f FILE.ts' });
     if (flags.frontend === BUILDPACKS_FRONTEND && flags.file === undefined) throw new EngineError('KLN0702', `cannot read project file ${join(context, DEFAULT_PROJECT_FILE)}: no such file`, { hint: 'add a project.toml (it may be empty) or pass -f FILE' });
+    // `-f DIR`: the file is missing only in the sense that a directory is not one.
+    if (await isDir(target)) {
+      const inside = join(flags.file ?? join(context, 'Dockerfile'), 'Dockerfile');
+      throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: it is a directory`, {
+        hint: (await isFile(join(target, 'Dockerfile'))) ? `-f names the file itself: -f ${inside}` : '-f names the Dockerfile itself, not its directory',
+      });
+    }
     // A project.toml without its `# syntax=kiln/buildpacks` line is not picked: say how to pick it.
     const project = flags.file === undefined && flags.frontend === undefined && remote === undefined && (await isFile(join(ctx, DEFAULT_PROJECT_FILE)));
     throw new EngineError('KLN0702', `cannot read Dockerfile ${flags.file ?? join(context, 'Dockerfile')}: no such file`, {
