@@ -288,7 +288,8 @@ export function printResolved(r: Resolved): string {
   }
   const target: Record<string, unknown> = {};
   for (const [name, rt] of r.targets) target[name] = printTarget(rt.target);
-  return `${JSON.stringify({ group, target }, null, 2)}\n`;
+  // Go's json.MarshalIndent (buildx's --print) escapes <, >, & and U+2028/U+2029.
+  return `${JSON.stringify({ group, target }, null, 2).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`;
 }
 
 export type { Override };

@@ -71,11 +71,30 @@ function variableList(config: BakeConfig): { name: string; description?: string;
   });
 }
 
+/** buildx's printTargetList table: the JSON list's entries (no `_` names, a group's members after its description), in tabwriter columns. */
 function targetTable(config: BakeConfig): string {
-  const rows = [['TARGET', 'DESCRIPTION']];
-  for (const [name, g] of [...config.groups].sort(([a], [b]) => (a < b ? -1 : 1))) rows.push([name, g.description ?? '']);
-  for (const name of [...config.targets.keys()].sort()) if (!config.groups.has(name)) rows.push([name, config.targets.get(name)?.description ?? '']);
-  return table(rows);
+  return goTabwriter([['TARGET', 'DESCRIPTION'], ...targetList(config).map((e) => [e.name, e.description ?? ''])]);
+}
+
+/**
+ * Go's tabwriter.NewWriter(w, 1, 8, 1, '\t', 0), as buildx's tables: every cell but a line's last
+ * is padded with tabs to the column's width (its widest cell plus one) rounded up to 8.
+ */
+export function goTabwriter(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.slice(0, -1).forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 1, [...c].length + 1)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => {
+          if (i === r.length - 1) return c;
+          const cellw = Math.ceil((widths[i] ?? 1) / 8) * 8;
+          return c + '\t'.repeat(Math.ceil((cellw - [...c].length) / 8));
+        })
+        .join(''),
+    )
+    .map((l) => `${l}\n`)
+    .join('');
 }
 
 function variableTable(config: BakeConfig): string {

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { parseOverrides, resolveTargets } from './config.js';
+import { parseOverrides, printResolved, resolveTargets } from './config.js';
 import { targetBuild } from './flags.js';
 import { listBake, parseList } from './list.js';
 import { loadConfig } from './load.js';
@@ -40,6 +40,15 @@ describe('arguments', () => {
     expect(isSshGitUrl('ssh://git@host/r.git')).toBe(true);
     expect(isSshGitUrl('https://host/r.git')).toBe(false);
     expect(isSshGitUrl('git://host/r.git')).toBe(false);
+  });
+});
+
+describe('--print', () => {
+  test("escapes <, > and & as Go's json.MarshalIndent (buildx's --print)", () => {
+    const r = resolved('target "a" {\n  args = { X = "<a> & b" }\n}\n', ['a']);
+    const out = printResolved(r);
+    expect(out).toContain('"X": "\\u003ca\\u003e \\u0026 b"');
+    expect((JSON.parse(out) as { target: { a: { args: { X: string } } } }).target.a.args.X).toBe('<a> & b');
   });
 });
 
@@ -117,6 +126,9 @@ describe('--list', () => {
     expect(JSON.parse(listBake(config, 'type=variables,format=json'))).toEqual([{ name: 'E' }, { name: 'L', value: '["a"]' }]);
     const empty = loadConfig([{ name: 'docker-bake.hcl', text: '' }], {});
     expect(listBake(empty, 'type=targets,format=json')).toBe('null\n');
+    // the table as buildx's printTargetList: no _ names, members after a group's description, Go tabwriter columns
+    const t = loadConfig([{ name: 'docker-bake.hcl', text: 'group "all" {\n  description = "every one"\n  targets = ["b", "a-long-target"]\n}\ntarget "_base" {}\ntarget "a-long-target" {\n  description = "x"\n}\ntarget "b" {}\n' }], {});
+    expect(listBake(t, 'targets')).toBe('TARGET\t\tDESCRIPTION\na-long-target\tx\nall\t\tevery one (a-long-target, b)\nb\t\t\n');
     expect(listBake(empty, 'type=variables,format=json')).toBe('[]\n');
   });
 });
