@@ -1,13 +1,32 @@
 import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, readlink, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
+import { processAlive } from '../api/process-alive.js';
 
 /** A temp path next to `dest` (same filesystem, so rename is atomic). */
 export function siblingTempPath(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Removes the temp siblings of `path` ({@link siblingTempPath}; for a symlink, of its target) that
+ * kiln processes no longer running left: one killed mid-write leaves its temp file (or the old
+ * directory it renamed away) behind. Exports call it before they write their output, so a CI
+ * whose builds get killed does not collect hidden copies of the output beside it.
+ */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const dest = await linkTarget(path);
+  const dir = dirname(dest);
+  const prefix = `.${basename(dest)}.`;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = Number(/^(\d+)-[0-9a-f]{12}$/.exec(name.slice(prefix.length, -'.tmp'.length))?.[1] ?? Number.NaN);
+    if (!Number.isNaN(pid) && pid !== process.pid && !processAlive(pid)) await rm(join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /** Links followed at most, as Linux does (ELOOP after 40). */

@@ -1,6 +1,6 @@
 import type { Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
-import { writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
+import { removeStaleTemps, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
 import type { ContentStore } from '../content/store.js';
 import type { ImageStore } from '../image/image-store.js';
 import { AnnotationCreated } from '../image/media-types.js';
@@ -75,6 +75,7 @@ export async function runExport(spec: ExportSpec, input: ExportInput, ctx: Expor
   switch (spec.type) {
     case 'local':
     case 'tar': {
+      if (spec.dest !== '-') await removeStaleTemps(spec.dest);
       const copy = { mtime: ctx.sourceDateEpoch !== undefined ? new Date(ctx.sourceDateEpoch * 1000) : undefined, signal: ctx.signal };
       const pack = { sourceDateEpoch: ctx.sourceDateEpoch };
       // BuildKit's local/tar attestation files: mode 0600, the epoch or the export time (seconds).

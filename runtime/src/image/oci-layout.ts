@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { digestHex, isDigest, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
-import { siblingTempPath, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
+import { removeStaleTemps, siblingTempPath, writeDirAtomic, writeFileAtomic } from '../content/atomic-file.js';
 import { copyImageGraph, listImageBlobs, storeProvider, type BlobProvider } from './copy.js';
 import { jsonBytes, sortedKeys } from './manifest.js';
 import { AnnotationImageName, AnnotationRefName, MediaTypes } from './media-types.js';
@@ -155,6 +155,7 @@ async function collectBlobs(store: ContentStore, images: ReadonlyArray<LayoutIma
 /** Writes images from the store as an OCI layout directory (atomically replacing `dest`). */
 export async function writeOciLayoutDir(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>, opts: { signal?: AbortSignal | undefined } = {}): Promise<void> {
   const blobs = await collectBlobs(store, images);
+  await removeStaleTemps(dest);
   await writeDirAtomic(dest, async (dir) => {
     await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
     for (const b of blobs) {
@@ -255,5 +256,6 @@ export async function layoutTarEntries(store: ContentStore, images: ReadonlyArra
 
 /** Writes images from the store as an OCI layout tarball at `dest` (temp file, then rename). */
 export async function writeOciLayoutTar(store: ContentStore, dest: string, images: ReadonlyArray<LayoutImage>, opts: LayoutTarOptions = {}): Promise<void> {
+  await removeStaleTemps(dest);
   await writeFileAtomic(dest, abortable(packTar(await layoutTarEntries(store, images, opts)), opts.signal));
 }

@@ -221,6 +221,21 @@ describe('filesystem exporters', () => {
     expect(await readdir(join(dest, 'sub'))).toEqual([]);
   });
 
+  test('type=tar and type=oci remove the temp files beside their dest that a killed kiln left (pid no longer running), not those of a live one', async () => {
+    const dir = await mkdtemp(join(root, 'stale-'));
+    const dead = (name: string): string => join(dir, `.${name}.${2 ** 22 + 9}-0123456789ab.tmp`);
+    const live = (name: string): string => join(dir, `.${name}.1-0123456789ab.tmp`);
+    for (const name of ['out.tar', 'img.tar']) {
+      await writeFile(dead(name), 'half a tar');
+      await writeFile(live(name), 'being written');
+    }
+    await mkdir(dead('local-out'));
+    await runExport(parseOutputSpec(`type=tar,dest=${join(dir, 'out.tar')}`), { rootfs: tree }, { store });
+    await runExport(parseOutputSpec(`type=oci,dest=${join(dir, 'img.tar')},name=kiln/stale:1`), { image: source }, { store });
+    await runExport(parseOutputSpec(`type=local,dest=${join(dir, 'local-out')}`), { rootfs: tree }, { store });
+    expect((await readdir(dir)).sort()).toEqual([live('img.tar'), live('out.tar')].map((p) => p.slice(dir.length + 1)).concat(['img.tar', 'local-out', 'out.tar']).sort());
+  });
+
   test('type=tar writes a deterministic tar of the tree', async () => {
     const dest = join(root, 'fs.tar');
     await runExport(parseOutputSpec(`type=tar,dest=${dest}`), { rootfs: tree }, { store, sourceDateEpoch: 1_700_000_000 });
