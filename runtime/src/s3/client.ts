@@ -1,11 +1,31 @@
 import { createHash } from 'node:crypto';
 import type { LookupFunction } from 'node:net';
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { lookup as dnsLookup } from 'node:dns';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { S3Error } from './errors.js';
 import { EMPTY_SHA256, signV4, uriEncode, type AwsCredentials } from './sigv4.js';
+
+/**
+ * aws.isVirtualHostableS3Bucket of the SDKs' S3 endpoint rules: 3 to 63 lower-case letters, digits
+ * and `-`, starting and ending with a letter or digit, not an IP address; dots (each label so) only
+ * when `allowDots` (plain http, where no certificate has to match).
+ */
+export function virtualHostable(bucket: string, allowDots: boolean): boolean {
+  if (bucket.length < 3 || bucket.length > 63 || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) return false;
+  const label = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
+  return allowDots ? bucket.split('.').every((l) => label.test(l)) : label.test(bucket);
+}
+
+/** S3's most parts in one multipart upload. */
+const MAX_PARTS = 10_000;
+
+/** The part size for a body of `size`: `preferred`, or larger (whole MiB) when that would need more than 10,000 parts. */
+export function multipartPartSize(size: number, preferred: number): number {
+  const least = Math.ceil(size / MAX_PARTS);
+  return least <= preferred ? preferred : Math.ceil(least / MiB) * MiB;
+}
 
 /** Options of an {@link S3Client}. */
 export interface S3ClientOptions {
@@ -78,14 +98,19 @@ export class S3Client {
   #creds: Promise<AwsCredentials> | undefined;
   readonly #threshold: number;
   readonly #partSize: number;
+  /** S3's clock minus ours (ms), learnt from a RequestTimeTooSkewed answer, as the AWS SDKs correct it. */
+  #clockOffset = 0;
 
   constructor(opts: S3ClientOptions) {
     this.bucket = opts.bucket;
     this.region = opts.region;
     const endpoint = opts.endpointUrl !== undefined && opts.endpointUrl !== '' ? opts.endpointUrl : undefined;
     this.#base = new URL(endpoint === undefined ? `https://s3.${opts.region}.amazonaws.com` : /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `https://${endpoint}`);
-    // A bucket name with dots does not fit AWS's wildcard certificate as a host name: path style.
-    this.#pathStyle = (endpoint !== undefined && opts.usePathStyle === true) || (endpoint === undefined && opts.bucket.includes('.'));
+    // As the AWS SDKs' endpoint rules: a bucket that is no host name (upper case, `_`; a host name
+    // is lower-cased on the way, which names another bucket) or whose dots do not fit the TLS
+    // wildcard certificate (https), or an endpoint that is an IP address, is addressed by path.
+    const ip = /^\d+\.\d+\.\d+\.\d+$|^\[/.test(this.#base.hostname);
+    this.#pathStyle = (endpoint !== undefined && opts.usePathStyle === true) || ip || !virtualHostable(opts.bucket, this.#base.protocol === 'http:');
     this.#credentials = opts.credentials;
     this.#threshold = opts.multipartThreshold ?? 64 * MiB;
     this.#partSize = opts.partSize ?? 16 * MiB;
@@ -157,7 +182,7 @@ export class S3Client {
     try {
       const parts: string[] = [];
       let n = 0;
-      for await (const chunk of fixedChunks(await body.open(), this.#partSize)) {
+      for await (const chunk of fixedChunks(await body.open(), multipartPartSize(body.size, this.#partSize))) {
         n++;
         const a = await this.#call({ method: 'PUT', key, query: [['partNumber', String(n)], ['uploadId', uploadId]], body: chunk, signal });
         a.body.resume();
@@ -184,6 +209,7 @@ export class S3Client {
   async #call(c: Call, missingOk: true): Promise<Answer | undefined>;
   async #call(c: Call, missingOk?: false): Promise<Answer>;
   async #call(c: Call, missingOk = false): Promise<Answer | undefined> {
+    let skewed = false;
     for (let attempt = 1; ; attempt++) {
       c.signal?.throwIfAborted();
       let a: Answer;
@@ -210,6 +236,16 @@ export class S3Client {
         if (a.status !== 404 && a.status < 500) body = await this.#send({ ...c, method: 'GET', headers: { ...c.headers, range: 'bytes=0-0' } }).then((g) => text(g.body), () => '');
       }
       if (a.status === 404 && missingOk && !/<Code>NoSuchBucket<\/Code>/.test(body)) return undefined;
+      // A clock more than 15 minutes off: S3 says its time (<ServerTime>, else the Date header);
+      // signed again with that offset once, as the AWS SDKs do (BuildKit's build goes on there).
+      if (!skewed && /<Code>RequestTimeTooSkewed<\/Code>/.test(body)) {
+        const server = Date.parse(/<ServerTime>([^<]*)<\/ServerTime>/.exec(body)?.[1] ?? String(a.headers['date'] ?? ''));
+        if (!Number.isNaN(server)) {
+          skewed = true;
+          this.#clockOffset = server - Date.now();
+          continue;
+        }
+      }
       if (a.status >= 500 && attempt < ATTEMPTS) {
         await sleep(100 * 2 ** attempt, undefined, c.signal === undefined ? {} : { signal: c.signal });
         continue;
@@ -225,6 +261,9 @@ export class S3Client {
     const detail = `${status}${s3Code === undefined ? '' : ` ${s3Code}`}${msg === undefined ? '' : `: ${unescapeXml(msg)}`}`;
     const opts = { status, ...(s3Code === undefined ? {} : { s3Code }) };
     if (status === 404) return new S3Error('S3_NOT_FOUND', `${what}: not found (${detail})`, { ...opts, ...(s3Code === 'NoSuchBucket' ? { hint: `create the bucket ${this.bucket} first` } : {}) });
+    if (s3Code === 'RequestTimeTooSkewed') {
+      return new S3Error('S3_DENIED', `${what}: ${detail}`, { ...opts, hint: "this machine's clock is more than 15 minutes off S3's: set it right (NTP, e.g. timedatectl set-ntp true)" });
+    }
     if (status === 403 || status === 401) {
       return new S3Error('S3_DENIED', `${what}: access denied (${detail})`, {
         ...opts,
@@ -240,7 +279,8 @@ export class S3Client {
     const url = new URL(this.#base.href);
     const path = this.#pathStyle ? `${basePath}/${uriEncode(this.bucket)}/${uriEncode(key, true)}` : `${basePath}/${uriEncode(key, true)}`;
     if (!this.#pathStyle) url.hostname = `${this.bucket}.${url.hostname}`;
-    url.pathname = path;
+    // The path is sent as signed (see #send), not through URL's pathname, which would resolve
+    // `.`/`..` segments of a key and so ask for (and sign) another object.
     url.search = query.map(([k, v]) => (v === '' ? uriEncode(k) : `${uriEncode(k)}=${uriEncode(v)}`)).join('&');
     return { url, path };
   }
@@ -252,13 +292,19 @@ export class S3Client {
     const stream = c.body !== undefined && !(c.body instanceof Uint8Array) ? c.body : undefined;
     const payloadHash = whole !== undefined ? createHash('sha256').update(whole).digest('hex') : stream !== undefined ? (stream.sha256 ?? 'UNSIGNED-PAYLOAD') : EMPTY_SHA256;
     const signed = { ...c.headers, 'x-amz-content-sha256': payloadHash };
-    const sig = signV4({ method: c.method, host: url.host, path, query: c.query ?? [], headers: signed, payloadHash, region: this.region, service: 's3', date: new Date() }, creds);
+    const sig = signV4({ method: c.method, host: url.host, path, query: c.query ?? [], headers: signed, payloadHash, region: this.region, service: 's3', date: new Date(Date.now() + this.#clockOffset) }, creds);
     const length = whole?.length ?? stream?.size;
-    const headers: OutgoingHttpHeaders = { ...signed, ...sig.headers, ...(length === undefined ? (c.method === 'PUT' || c.method === 'POST' ? { 'content-length': 0 } : {}) : { 'content-length': length }) };
+    const headers: OutgoingHttpHeaders = { ...signed, ...sig.headers, host: url.host, ...(length === undefined ? (c.method === 'PUT' || c.method === 'POST' ? { 'content-length': 0 } : {}) : { 'content-length': length }) };
     const body = stream === undefined ? undefined : await stream.open();
     return new Promise<Answer>((resolve, reject) => {
       const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-      const req = send(url, { method: c.method, headers, lookup: loopbackLookup, ...(c.signal === undefined ? {} : { signal: c.signal }) }, (res) => {
+      const target = {
+        protocol: url.protocol,
+        hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        ...(url.port === '' ? {} : { port: Number(url.port) }),
+        path: `${path}${url.search}`,
+      };
+      const req = send({ ...target, method: c.method, headers, lookup: loopbackLookup, ...(c.signal === undefined ? {} : { signal: c.signal }) }, (res) => {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
       });
       req.on('error', reject);
@@ -266,10 +312,13 @@ export class S3Client {
       else if (body !== undefined) {
         void (async () => {
           try {
+            // S3 may answer (an error) and close before the body is sent: then stop reading it
+            // (leaving the loop closes the source), rather than wait for a drain that never comes.
             for await (const chunk of body) {
-              if (!req.write(chunk)) await new Promise<void>((r) => req.once('drain', r));
+              if (req.destroyed) break;
+              if (!req.write(chunk)) await drainOrClose(req);
             }
-            req.end();
+            if (!req.destroyed) req.end();
           } catch (e) {
             req.destroy(e instanceof Error ? e : new Error(String(e)));
           }
@@ -277,6 +326,19 @@ export class S3Client {
       } else req.end();
     });
   }
+}
+
+/** Resolves when a request can take more body, or is gone. */
+function drainOrClose(req: ClientRequest): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      req.off('drain', done);
+      req.off('close', done);
+      resolve();
+    };
+    req.on('drain', done);
+    req.on('close', done);
+  });
 }
 
 /** Re-chunks a stream into buffers of exactly `size` bytes (the last one shorter, never empty but for an empty stream). */

@@ -19,7 +19,7 @@ const set = (v: string | undefined): v is string => v !== undefined && v !== '';
 /**
  * The AWS SDK for Go v2's default credential chain as far as it needs no network: the
  * environment (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or the older `AWS_ACCESS_KEY`/
- * `AWS_SECRET_KEY`, with `AWS_SESSION_TOKEN`), then profile `AWS_PROFILE` (else `default`) of the
+ * `AWS_SECRET_KEY`, with `AWS_SESSION_TOKEN`), then profile `AWS_PROFILE` (else `AWS_DEFAULT_PROFILE`, else `default`) of the
  * shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`) and of the
  * shared config file (`AWS_CONFIG_FILE`, else `~/.aws/config`, section `[profile NAME]`), the
  * credentials file's keys first. Web identity, SSO, `credential_process` and the instance metadata
@@ -30,7 +30,8 @@ export async function defaultAwsCredentials(ctx: AwsCredentialContext): Promise<
   const id = set(env['AWS_ACCESS_KEY_ID']) ? env['AWS_ACCESS_KEY_ID'] : env['AWS_ACCESS_KEY'];
   const secret = set(env['AWS_SECRET_ACCESS_KEY']) ? env['AWS_SECRET_ACCESS_KEY'] : env['AWS_SECRET_KEY'];
   if (set(id) && set(secret)) return { accessKeyId: id, secretAccessKey: secret, ...(set(env['AWS_SESSION_TOKEN']) ? { sessionToken: env['AWS_SESSION_TOKEN'] } : {}) };
-  const profile = set(env['AWS_PROFILE']) ? env['AWS_PROFILE'] : 'default';
+  // envconfig's profileEnvKeys: AWS_PROFILE, then AWS_DEFAULT_PROFILE.
+  const profile = set(env['AWS_PROFILE']) ? env['AWS_PROFILE'] : set(env['AWS_DEFAULT_PROFILE']) ? env['AWS_DEFAULT_PROFILE'] : 'default';
   const path = (v: string | undefined, def: string): string => (set(v) ? (isAbsolute(v) ? v : resolve(ctx.cwd, v.replace(/^~(?=\/)/, ctx.home))) : join(ctx.home, '.aws', def));
   const credsFile = path(env['AWS_SHARED_CREDENTIALS_FILE'], 'credentials');
   const configFile = path(env['AWS_CONFIG_FILE'], 'config');

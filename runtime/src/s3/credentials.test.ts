@@ -1,0 +1,32 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { defaultAwsCredentials } from './credentials.js';
+
+// The AWS SDK for Go v2's chain as BuildKit's s3 cache gets it (config.LoadDefaultConfig), without network.
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kiln-aws-'));
+  await writeFile(join(dir, 'credentials'), '[default]\naws_access_key_id = DEFAULTID\naws_secret_access_key = defaultsecret\n\n[ci]\naws_access_key_id = CIID\naws_secret_access_key = cisecret\n');
+  await writeFile(join(dir, 'config'), '[profile cfg]\naws_access_key_id = CFGID\naws_secret_access_key = cfgsecret\naws_session_token = cfgtoken\n');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const files = (env: Record<string, string> = {}): Record<string, string> => ({ AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'), AWS_CONFIG_FILE: join(dir, 'config'), ...env });
+const creds = (env: Record<string, string>) => defaultAwsCredentials({ env, home: dir, cwd: dir });
+
+describe('default AWS credentials', () => {
+  test('the environment before the files; AWS_PROFILE, then AWS_DEFAULT_PROFILE, then default', async () => {
+    expect(await creds(files({ AWS_ACCESS_KEY_ID: 'ENVID', AWS_SECRET_ACCESS_KEY: 'envsecret', AWS_PROFILE: 'ci' }))).toEqual({ accessKeyId: 'ENVID', secretAccessKey: 'envsecret' });
+    expect((await creds(files())).accessKeyId).toBe('DEFAULTID');
+    expect((await creds(files({ AWS_PROFILE: 'ci', AWS_DEFAULT_PROFILE: 'cfg' }))).accessKeyId).toBe('CIID');
+    // envconfig reads AWS_DEFAULT_PROFILE when AWS_PROFILE is not set.
+    expect(await creds(files({ AWS_DEFAULT_PROFILE: 'cfg' }))).toEqual({ accessKeyId: 'CFGID', secretAccessKey: 'cfgsecret', sessionToken: 'cfgtoken' });
+    // One key alone in the environment is not a credential: the files are read.
+    expect((await creds(files({ AWS_ACCESS_KEY_ID: 'ENVID' }))).accessKeyId).toBe('DEFAULTID');
+    await expect(creds(files({ AWS_PROFILE: 'none' }))).rejects.toMatchObject({ code: 'S3_CREDENTIALS' });
+  });
+});
