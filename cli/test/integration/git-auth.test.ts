@@ -20,6 +20,24 @@ let hostPort: string;
 let served: string;
 /** The Authorization headers of the requests since the last reset. */
 let seen: (string | undefined)[] = [];
+/** When set, the command lines (as `ps` shows them to any user) holding it while git asks the server. */
+let watchArgv: string | undefined;
+let argvHolding: string[] = [];
+
+/** Every process's command line that holds `secret` (/proc/PID/cmdline is world-readable). */
+function commandLinesHolding(secret: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+      if (cmd.includes(secret)) out.push(cmd.replace(/\0/g, ' '));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
 const TOKEN = `ghp_${token()}`;
 const BEARER = `Bearer hdr-${token()}`;
 const URL_PASSWORD = `pw-${token()}`;
@@ -94,6 +112,8 @@ beforeAll(async () => {
   git(work, 'push', '-q', bare, 'main');
   server = createServer((req, res) => {
     seen.push(req.headers.authorization);
+    // git-remote-http is the client of this request: it is running now
+    if (watchArgv !== undefined) argvHolding.push(...commandLinesHolding(watchArgv));
     if (!allowed(req.headers.authorization)) return void res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="kiln"' }).end();
     backend(req, res);
   });
@@ -182,12 +202,20 @@ test('ADD http://…/app.git in a Dockerfile fetches with the GIT_AUTH_TOKEN sec
   expect(filesHolding(sb.root, TOKEN)).toEqual([]);
 }, 120_000);
 
-test('credentials in the URL fetch the repository; the shared repository\'s config does not keep them', async () => {
+test('credentials in the URL fetch the repository; no command line and not the shared repository\'s config holds them', async () => {
   const out = join(sb.dir, `url-out-${token()}`);
-  const r = await runKiln(sb, ['build', `http://kiln:${URL_PASSWORD}@${hostPort}/app.git#main`, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]);
+  seen = [];
+  watchArgv = URL_PASSWORD;
+  argvHolding = [];
+  const r = await runKiln(sb, ['build', `http://kiln:${URL_PASSWORD}@${hostPort}/app.git#main`, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}`]).finally(() => (watchArgv = undefined));
   expect(r.stderr).not.toContain('kiln: error');
   expect(r.code).toBe(0);
   expect(readFileSync(join(out, 'version'), 'utf8')).toBe('private\n');
+  expect(seen).toContain(basic('kiln', URL_PASSWORD));
+  // git-remote-http's arguments hold the URL git fetches: with a url.insteadOf to the URL with
+  // them, that one, for any user's `ps` to read. kiln's own command line holds what it was given.
+  expect(argvHolding.length).toBeGreaterThan(0);
+  expect(argvHolding.filter((c) => !c.includes('/bin/kiln.js build '))).toEqual([]);
   expect(r.stderr).not.toContain(URL_PASSWORD);
   // the password is in the LLB (the source's identifier, as in BuildKit), but nothing under the
   // kiln root keeps it: not the history, not the shared bare repository's config (BuildKit's does)

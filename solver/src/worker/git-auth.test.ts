@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { authSecretNames, authorization, credentialRewrite, storedRemote } from './git.js';
+import { authSecretNames, authorization, credentialRewrite, storedRemote, urlCredentials } from './git.js';
 
 // BuildKit's git source (source/git authSecretNames / getAuthToken): which secrets authenticate an
 // http(s) fetch, in which order, and the Authorization value each gives.
@@ -40,6 +40,36 @@ describe('authorization', () => {
     expect(authorization(spec('http://h:1/app.git'), secrets({ ...all, 'GIT_AUTH_HEADER.h:1': 'Bearer for-h' }))).toBe('Bearer for-h');
     expect(authorization(spec('http://g/app.git'), secrets(all))).toBe('Bearer generic');
     expect(authorization(spec('http://g/app.git'), secrets({}))).toBeUndefined();
+  });
+});
+
+describe('a secret with a line break', () => {
+  test('is refused naming the secret, never its value: BuildKit would send it (401, or a header cut short)', () => {
+    for (const [id, value] of [['GIT_AUTH_TOKEN', 'tok-123\n'], ['GIT_AUTH_HEADER.h', 'Bearer tok-123\r\n'], ['GIT_AUTH_TOKEN.h', 'tok\n-123']]) {
+      let err: unknown;
+      try {
+        authorization(spec('https://h/app.git'), secrets({ [id]: value }));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'SOLVER_GIT_FAILED' });
+      const text = `${(err as Error).message} ${JSON.stringify(err)}`;
+      expect(text).toContain(`the secret ${id} (auth for https://h/app.git) holds a line break`);
+      expect(text).not.toContain('123');
+    }
+  });
+});
+
+describe('urlCredentials (what the credential helper answers)', () => {
+  test('user and password of an http(s) URL, percent-decoded as git decodes them', () => {
+    expect(urlCredentials('https://user:p%40ss@h:8443/org/app.git')).toEqual({ username: 'user', password: 'p@ss' });
+    expect(urlCredentials('http://u:a@b@[::1]:9000/app.git')).toEqual({ username: 'u', password: 'a@b' });
+    // a token as the user: git sends `TOKEN:` for it
+    expect(urlCredentials('https://ghp_tok@github.com/org/app.git')).toEqual({ username: 'ghp_tok', password: '' });
+  });
+
+  test('none without user info, nor for git:// and ssh:// (no http auth there)', () => {
+    for (const remote of ['https://h/org/@scope/app.git', 'git://u:p@h/app.git', 'ssh://git@h/app.git', 'git@h:app.git']) expect(urlCredentials(remote)).toBeUndefined();
   });
 });
 

@@ -288,16 +288,28 @@ export class GitSources {
 
   async #gitEnv(spec: GitSpec, gitDir: string, ctx: WorkerOpContext): Promise<GitRun> {
     const signal = ctx.signal;
-    const home = await mkdtemp(join(tmpdir(), 'kiln-git-'));
     const config: [string, string][] = [['protocol.file.allow', 'user']];
     // A git source is shared by the builds that need it: auth comes from one still attached.
     const session = sessionOf(this.#deps, ctx);
+    // First: a refused secret leaves no temporary HOME behind.
     const auth = authorization(spec, (id) => session.secret(id));
     if (auth !== undefined) config.push([`http.${tokenScope(redactRemote(spec.remote))}.extraheader`, `Authorization: ${auth}`]);
     // The repository's config names the remote without its credentials (see #withRepo): git
-    // gets them back through its environment, for the remote's host.
+    // gets them back through its environment, for the remote's host. Not as a url.insteadOf to
+    // the URL with them: git hands the URL it fetches to git-remote-http(s) as an argument, which
+    // every user of the host reads in `ps`. A credential helper that prints two variables of
+    // git's environment keeps them out of every command line.
+    const extra: NodeJS.ProcessEnv = {};
     const rewrite = credentialRewrite(spec.remote);
-    if (rewrite !== undefined) config.push([`url.${rewrite.real}.insteadOf`, rewrite.stored]);
+    const creds = urlCredentials(spec.remote);
+    if (creds !== undefined && rewrite !== undefined) {
+      config.push([`credential.${rewrite.stored}.helper`, CREDENTIAL_HELPER]);
+      extra[CREDENTIAL_USER_VAR] = creds.username;
+      extra[CREDENTIAL_PASSWORD_VAR] = creds.password;
+    } else if (rewrite !== undefined) {
+      config.push([`url.${rewrite.real}.insteadOf`, rewrite.stored]);
+    }
+    const home = await mkdtemp(join(tmpdir(), 'kiln-git-'));
     const env: NodeJS.ProcessEnv = {
       PATH: process.env['PATH'] ?? '/usr/bin:/bin',
       HOME: home,
@@ -305,6 +317,7 @@ export class GitSources {
       GIT_CONFIG_NOSYSTEM: '1',
       GIT_CONFIG_GLOBAL: '/dev/null',
       GIT_CONFIG_COUNT: String(config.length),
+      ...extra,
     };
     config.forEach(([k, v], i) => {
       env[`GIT_CONFIG_KEY_${i}`] = k;
@@ -408,6 +421,13 @@ export function authorization(spec: Pick<GitSpec, 'remote' | 'authHeaderSecret' 
     const v = secret(s.name);
     if (v === undefined) continue;
     const text = Buffer.from(v).toString('utf8');
+    // BuildKit sends it as it is: a token file written by `echo` fails with 401 there, a header
+    // with a line break ends git's request headers early. Said here, with the secret's name.
+    if (/[\r\n]/.test(text)) {
+      throw new SolverError('SOLVER_GIT_FAILED', `the secret ${s.name} (auth for ${redactRemote(spec.remote)}) holds a line break, which would be sent as part of the ${s.token ? 'token' : 'Authorization header'}`, {
+        hint: `write it without one: printf %s "$TOKEN" > FILE (echo adds a newline), or --secret id=${s.name},env=VARIABLE`,
+      });
+    }
     return s.token ? `basic ${Buffer.from(`x-access-token:${text}`).toString('base64')}` : text;
   }
   return undefined;
@@ -428,6 +448,36 @@ export function credentialRewrite(remote: string): { readonly real: string; read
   const at = authority.lastIndexOf('@');
   if (at < 0 || (!/^https?:\/\//i.test(scheme) && !authority.slice(0, at).includes(':'))) return undefined;
   return { real: `${scheme}${authority}/`, stored: `${scheme}${authority.slice(at + 1)}/` };
+}
+
+/** git's environment variables the {@link CREDENTIAL_HELPER} answers with. */
+const CREDENTIAL_USER_VAR = 'KILN_GIT_USERNAME';
+const CREDENTIAL_PASSWORD_VAR = 'KILN_GIT_PASSWORD';
+/**
+ * A git credential helper (run by git through sh) that answers `get` with the URL's user and
+ * password from git's environment: its command line names the variables, not their values.
+ */
+const CREDENTIAL_HELPER = `!f() { test "$1" = get || exit 0; cat >/dev/null; printf 'username=%s\\npassword=%s\\n' "$${CREDENTIAL_USER_VAR}" "$${CREDENTIAL_PASSWORD_VAR}"; }; f`;
+
+/**
+ * The user and password of an http(s) remote's URL, percent-decoded as git's credential_from_url
+ * decodes them (a user alone has an empty password: git sends `user:` for it too). Undefined for
+ * a URL without user info and for other schemes (git:// and ssh:// send no password).
+ */
+export function urlCredentials(remote: string): { readonly username: string; readonly password: string } | undefined {
+  const authority = /^https?:\/\/([^/?#]*)/i.exec(remote)?.[1];
+  const at = authority?.lastIndexOf('@') ?? -1;
+  if (authority === undefined || at < 0) return undefined;
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  const decode = (s: string): string => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  return { username: decode(colon < 0 ? userinfo : userinfo.slice(0, colon)), password: decode(colon < 0 ? '' : userinfo.slice(colon + 1)) };
 }
 
 /** The remote as the shared repository's config names it: without the credentials {@link credentialRewrite} maps. */
