@@ -47,6 +47,8 @@ describe('parseBuildContext: --build-context NAME=oci-layout://PATH[:TAG][@DIGES
     expect(parseBuildContext('x=../dir')).toEqual({ kind: 'local', name: 'x', path: '../dir' });
     expect(parseBuildContext('x=git://h/r.git#v1')).toEqual({ kind: 'url', name: 'x', url: 'git://h/r.git#v1' });
     expect(parseBuildContext('x=git@github.com:o/r.git')).toEqual({ kind: 'url', name: 'x', url: 'git@github.com:o/r.git' });
+    // As `kiln build ssh://…` takes it: the frontend fetches it as git (with --ssh).
+    expect(parseBuildContext('x=ssh://git@h/r.git#v1')).toEqual({ kind: 'url', name: 'x', url: 'ssh://git@h/r.git#v1' });
     expect(parseBuildContext('x=https://h/f.tar.gz')).toEqual({ kind: 'url', name: 'x', url: 'https://h/f.tar.gz' });
     expect(() => parseBuildContext('x=ftp://h/r')).toThrow(expect.objectContaining({ code: 'KLN0702' }));
   });

@@ -261,8 +261,8 @@ export function parseBuildContext(value: string): BuildContext {
     }
   }
   // As buildx: the frontend resolves a git or http(s) source itself (BuildKit's named contexts).
-  if (/^(https?|git):\/\//.test(v) || /^git@[^:/]+:/.test(v)) return { kind: 'url', name, url: v };
-  if (/^[a-z][a-z0-9+.-]*:\/\//.test(v)) throw badFlag('--build-context', value, 'supported sources: a directory, docker-image://, oci-layout://, a git URL (https://…/REPO.git#REF, git://…, git@HOST:…) or an https:// URL');
+  if (/^(https?|git|ssh):\/\//.test(v) || /^git@[^:/]+:/.test(v)) return { kind: 'url', name, url: v };
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(v)) throw badFlag('--build-context', value, 'supported sources: a directory, docker-image://, oci-layout://, a git URL (https://…/REPO.git#REF, git://…, ssh://…, git@HOST:…) or an https:// URL');
   return { kind: 'local', name, path: v };
 }
 
