@@ -106,7 +106,7 @@ export { ExecFailedError, type FailedExecState, type FailedExecMount, type Worke
 export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';
 export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';
-export { EMPTY_SNAPSHOT, chainIds, type PrefetchImageOptions } from './worker/sources.js';
+export { EMPTY_SNAPSHOT, chainIds, removeLocalMirrors, type PrefetchImageOptions } from './worker/sources.js';
 export { ensureLayer, layerSnapshotId, type EnsureLayerOptions, type EnsuredLayer, type LayerChainDeps } from './worker/layer-chain.js';
 export { withFileLock, pidAlive } from './worker/file-lock.js';
 export { gitRepoUsage, removeGitRepo, type GitRepoUsage } from './worker/git.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { pruneContent } from '@kiln/runtime';
-import { formatBytes, gitRepoUsage, removeGitRepo, type CacheRecordKind, type DiskUsageRecord, type GitRepoUsage } from '@kiln/solver';
+import { formatBytes, gitRepoUsage, removeGitRepo, removeLocalMirrors, type CacheRecordKind, type DiskUsageRecord, type GitRepoUsage } from '@kiln/solver';
 import { processIo, type CliIo } from '../io.js';
 import { acquireEngine } from '../engine/lease.js';
 import { kilnRoot } from '../engine/cli-support.js';
@@ -98,6 +98,12 @@ export async function pruneRules(engine: KilnEngine, rules: readonly PruneRule[]
       total -= repo.size;
       removed.push(row);
     }
+  }
+  // The local-context mirrors share their files with the local- snapshots (hard links): once no
+  // source.local record is left, they are the last copy of every context built, listed nowhere.
+  if (!engine.cache.du().some((u) => u.kind === 'source.local')) {
+    const size = await removeLocalMirrors(engine.root);
+    if (size > 0) removed.push({ id: 'local context mirrors', kind: 'source.local', size, reclaimable: true, lastUsed: Date.now(), description: 'build contexts kept for incremental transfer' });
   }
   // Then the content store: blobs no image record and no remaining cache result needs (exported
   // layers of pruned results). Blobs younger than a minute are left to builds still running.

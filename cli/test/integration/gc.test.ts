@@ -2,7 +2,7 @@
  * Build cache GC through the CLI on real runc: `kiln prune --filter until=…|type=…`,
  * `kiln du --filter`, and the automatic GC after builds (process mode and `kiln daemon`).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
@@ -100,6 +100,22 @@ describe('kiln prune / du filters', { timeout: 180_000 }, () => {
     const before = await sb.containersStarted();
     await build('mounts', df);
     expect(await sb.containersStarted()).toBe(before);
+  });
+
+  test('prune --all removes the local-context mirrors with the last source.local record (du listed neither); a rebuild sends the context again', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `mirror-${t}`);
+    const out = join(sb.dir, `mirror-${t}-out`);
+    await writeTree(ctx, { Dockerfile: 'FROM busybox\nCOPY f /f\n', f: `ctx-${t}\n` });
+    const run = (): Promise<KilnRun> => runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'quiet', '--output', `type=local,dest=${out}`], { env: NO_GC });
+    expect((await run()).code).toBe(0);
+    const mirrors = async (): Promise<string[]> => (await readdir(join(sb.root, 'solver', 'local')).catch(() => [])).filter((n) => !n.endsWith('.lock'));
+    expect((await mirrors()).length).toBeGreaterThan(0);
+    expect(await kiln(['prune', '--all', '-v'])).toMatch(/^local context mirrors\t/m);
+    expect(await mirrors()).toEqual([]);
+    await rm(out, { recursive: true });
+    expect((await run()).code).toBe(0);
+    expect(await readFile(join(out, 'f'), 'utf8')).toBe(`ctx-${t}\n`);
   });
 
   test('a bad filter or duration is KLN0707 with a hint', async () => {

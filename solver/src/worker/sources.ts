@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import type { EnsuredImage, Platform } from '@kiln/runtime';
 import type { SourceOp } from '@kiln/llb-core';
 import { SolverError } from '../errors.js';
@@ -10,7 +10,7 @@ import type { LocalFilter } from '../local/walk.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
-import { Leases, commitNew, hasSnapshot, withLeases } from './snapshots.js';
+import { Leases, commitNew, dirSize, hasSnapshot, withLeases } from './snapshots.js';
 import { withFileLock } from './file-lock.js';
 import { ensureLayer, layerSnapshotId } from './layer-chain.js';
 
@@ -187,6 +187,27 @@ function localSnapshotKey(synced: SyncLocalResult): string {
   const h = createHash('sha256').update(synced.rootDigest);
   for (const e of synced.entries) h.update(`\0${e.path}\0${e.stat.mtimeMs}`);
   return h.digest('hex');
+}
+
+/**
+ * Removes the local-context mirrors under `root` (see {@link LocalSources}), each under its sync
+ * lock, and returns how many bytes they held. Their files are those of the `local-` snapshots
+ * (hard links): once a prune has removed every such snapshot, the mirrors hold the last copy of
+ * every context ever built, which nothing lists. The next build of a context sends it in full, as
+ * after BuildKit prunes its local source records.
+ */
+export async function removeLocalMirrors(root: string): Promise<number> {
+  const base = join(root, 'solver', 'local');
+  let bytes = 0;
+  for (const name of await readdir(base).catch(() => [] as string[])) {
+    if (name.endsWith('.lock')) continue;
+    const dir = join(base, name);
+    await withFileLock(`${dir}.lock`, undefined, async () => {
+      bytes += await dirSize(dir).catch(() => 0);
+      await rm(dir, { recursive: true, force: true });
+    });
+  }
+  return bytes;
 }
 
 /**
