@@ -46,13 +46,15 @@ const SECRET_ATTRS = new Set(['secret_access_key', 'session_token']);
 
 /** A `--cache-to`/`--cache-from` value for messages: secret attributes' values replaced by `xxxxx`. */
 export function redactCacheValue(value: string): string {
-  if (![...SECRET_ATTRS].some((k) => value.includes(k))) return value;
+  // Keys are case-insensitive (the CSV parser lower-cases them, as buildx): SECRET_ACCESS_KEY= is one.
+  const lower = value.toLowerCase();
+  if (![...SECRET_ATTRS].some((k) => lower.includes(k))) return value;
   try {
     return splitCsvFields(value)
       .map(([k, v]) => (SECRET_ATTRS.has(k) ? `${k}=xxxxx` : `${k}=${v}`))
       .join(',');
   } catch {
-    return value.replace(/((?:secret_access_key|session_token)=)[^,"]*/g, '$1xxxxx');
+    return value.replace(/((?:secret_access_key|session_token)=)[^,"]*/gi, '$1xxxxx');
   }
 }
 

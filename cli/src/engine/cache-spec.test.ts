@@ -116,7 +116,7 @@ describe('type=s3 (BuildKit v0.11 s3 cache attributes)', () => {
     }
   });
 
-  test('secrets are masked in every message that shows the value', () => {
+  test('secrets are masked in every message that shows the value', async () => {
     expect(redactCacheValue(`type=s3,secret_access_key=${secret},session_token=tok,access_key_id=AK`)).toBe('type=s3,secret_access_key=xxxxx,session_token=xxxxx,access_key_id=AK');
     const e = (() => {
       try {
@@ -130,5 +130,11 @@ describe('type=s3 (BuildKit v0.11 s3 cache attributes)', () => {
     expect(e?.message).not.toContain(secret);
     const w = parseCacheImportSpec(`type=s3,bucket=b,secret_access_key=${secret}`, none);
     expect(JSON.stringify(w)).not.toContain(secret);
+    // Keys are read case-insensitively (buildx lower-cases them): SECRET_ACCESS_KEY= is the secret too.
+    const upper = parseCacheExportSpec(`type=s3,region=r,bucket=b,access_key_id=AK,Secret_Access_Key=${secret}`, none);
+    await expect(upper.type === 's3' ? upper.credentials() : undefined).resolves.toMatchObject({ secretAccessKey: secret });
+    expect(redactCacheValue(`type=s3,SECRET_ACCESS_KEY=${secret},Session_Token=tok`)).toBe('type=s3,secret_access_key=xxxxx,session_token=xxxxx');
+    const w2 = parseCacheImportSpec(`type=s3,bucket=b,SECRET_ACCESS_KEY=${secret}`, none);
+    expect(JSON.stringify(w2)).not.toContain(secret);
   });
 });
