@@ -296,6 +296,21 @@ async function cacheFlags(flags: BuildFlags, io: CliIo): Promise<Pick<BuildReque
   };
 }
 
+/** buildx's buildflags.IsGitSSH: `ssh://…`, or `USER@HOST:PATH` (BuildKit's sshutil.IsImplicitSSHTransport). */
+const isGitSsh = (ref: string): boolean => ref.startsWith('ssh://') || /^[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:/.test(ref);
+
+/**
+ * For a missing context that reads as HOST/ORG/REPO (`gitlab.com/org/app`): the https git URL
+ * kiln would fetch. Only github.com is read so without a scheme (BuildKit, buildx).
+ */
+function gitUrlHint(context: string): string | undefined {
+  const hash = context.indexOf('#');
+  const path = hash < 0 ? context : context.slice(0, hash);
+  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}\/[^/]+\/[^/]/i.test(path)) return undefined;
+  const url = `https://${path.replace(/\/+$/, '')}${path.endsWith('.git') ? '' : '.git'}${hash < 0 ? '' : context.slice(hash)}`;
+  return `to build the git repository, pass its URL: ${url}`;
+}
+
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
 const isDir = (p: string): Promise<boolean> => stat(p).then((s) => s.isDirectory(), () => false);
 
@@ -357,7 +372,10 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     if (flags.file !== undefined) dockerfile = resolve(ctx, flags.file);
   } else {
     const st = await stat(ctx).catch((e: NodeJS.ErrnoException) => e);
-    if (st instanceof Error) throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`);
+    if (st instanceof Error) {
+      const hint = st.code === 'ENOENT' ? gitUrlHint(context) : undefined;
+      throw new EngineError('KLN0702', `cannot use build context ${context}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}`, hint === undefined ? {} : { hint });
+    }
     if (!st.isDirectory()) throw new EngineError('KLN0702', `build context ${context} is not a directory`);
     if (flags.file === '-') dockerfileText = new TextDecoder().decode(await readAll(io.stdin));
     else if (flags.file !== undefined) dockerfile = callerPath(io, flags.file);
@@ -428,7 +446,13 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   for (const c of flags.buildContext) buildContexts.push(await resolveBuildContext(c, callerPath(io, '.')));
   const secrets = await parseSecrets(flags.secret, env, callerPath(io, '.'));
   const sourcePolicy = await loadSourcePolicy(io, flags.sourcePolicyFile);
-  const ssh = await parseSsh(flags.ssh, env, callerPath(io, '.'));
+  // buildx: an ssh git context without any --ssh gets `--ssh default` (your SSH_AUTH_SOCK agent),
+  // which its git source asks for.
+  const impliedSsh = flags.ssh.length === 0 && remote !== undefined && isGitSsh(context);
+  const ssh = await parseSsh(impliedSsh ? ['default'] : flags.ssh, env, callerPath(io, '.')).catch((e: unknown) => {
+    if (!impliedSsh || !(e instanceof EngineError)) throw e;
+    throw new EngineError(e.code, `the build context ${redactUrl(context)} is fetched over ssh with your agent (an implied --ssh default, as buildx): ${e.message.replace(/^--ssh default: /, '')}`, { hint: e.hint });
+  });
   cleanup.push(ssh.close);
   const req: BuildRequest = {
     context: ctx,
