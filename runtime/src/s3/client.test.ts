@@ -117,6 +117,48 @@ describe('S3 client answers', () => {
   });
 });
 
+describe('S3 client retries and interrupts', () => {
+  test('a 5xx answer to a streamed PUT: the body is opened again and sent whole', async () => {
+    const got: number[] = [];
+    const { port } = await serve((req, res) => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => {
+        got.push(n);
+        if (got.length === 1) res.writeHead(503, { 'content-type': 'application/xml' }).end('<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>');
+        else res.writeHead(200).end();
+      });
+    });
+    let opened = 0;
+    const size = 3 << 20;
+    const open = async function* (): AsyncGenerator<Uint8Array> {
+      opened++;
+      for (let i = 0; i < size; i += 1 << 20) yield Buffer.alloc(1 << 20);
+    };
+    await client(port, 'b', true).put('k', { size, open });
+    expect({ opened, got }).toEqual({ opened: 2, got: [size, size] });
+  });
+
+  test('an interrupted multipart upload is aborted (AbortMultipartUpload), not left in the bucket', async () => {
+    const ac = new AbortController();
+    const { port, seen } = await serve((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.method === 'POST') return res.end('<InitiateMultipartUploadResult><UploadId>U-1</UploadId></InitiateMultipartUploadResult>');
+        if (req.method === 'DELETE') return res.writeHead(204).end();
+        // The first part: Ctrl-C while it is sent.
+        ac.abort(new Error('interrupted'));
+      });
+    });
+    const c = new S3Client({ bucket: 'b', region: 'us-east-1', endpointUrl: `http://127.0.0.1:${port}`, multipartThreshold: 1 << 20, partSize: 1 << 20, credentials: () => Promise.resolve({ accessKeyId: 'AKID', secretAccessKey: 'secret' }) });
+    const open = async function* (): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 4; i++) yield Buffer.alloc(1 << 20);
+    };
+    await expect(c.put('k', { size: 4 << 20, open }, ac.signal)).rejects.toBeTruthy();
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /b/k?uploads', 'PUT /b/k?partNumber=1&uploadId=U-1', 'DELETE /b/k?uploadId=U-1']);
+  });
+});
+
 describe('multipart part size', () => {
   test('16 MiB parts, larger ones when 10,000 of them would not hold the blob', () => {
     const MiB = 1 << 20;
