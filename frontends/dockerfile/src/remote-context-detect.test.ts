@@ -106,6 +106,15 @@ describe('contextsubdir (BuildKit v0.11 builder: scopeToSubDir of a remote or in
     expect(json(scope[0])).toBe(json(wantOp));
   });
 
+  test('DIR stays inside the context: .. and a leading / are cleaned away, as Go llb.Copy does', async () => {
+    for (const [sub, src] of [['../../etc', '/etc'], ['/services/api/', '/services/api'], ['', '/']]) {
+      const { c } = client({ Dockerfile: 'FROM busybox\nCOPY . /src\n' }, { context: 'git://example.com/app.git#main', contextsubdir: sub });
+      const scope = scoping((await dockerfileFrontend(c)).ref?.definition as Definition);
+      expect(scope).toHaveLength(1);
+      expect(json(scope[0])).toContain(`"src":"${src}"`);
+    }
+  });
+
   test('an input context is scoped too; without the option nothing is', async () => {
     const input = await git('git://example.com/lib.git', 'v1').marshal();
     const { c } = client({ Dockerfile: 'FROM busybox\nCOPY . /src\n' }, { contextsubdir: 'pkg' }, new Map([['context', input]]));
