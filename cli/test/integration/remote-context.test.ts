@@ -219,8 +219,8 @@ test('errors name the URL and what to do, without a stack trace', async () => {
   const dead = `git://127.0.0.1:1/app.git`;
   const cases: Array<[string[], RegExp]> = [
     [[`${gitUrl}#no-such-branch`], /cannot load the build context .*#no-such-branch: .*does not contain ref no-such-branch \[KLN0504\]\nhint: check the branch or tag after # in the git URL/],
-    // an ssh remote without --ssh: the git source's own hint
-    [['git@127.0.0.1:app.git#main'], /cannot load the build context git@127\.0\.0\.1:app\.git#main: no SSH agent "default" .*\[KLN0504\]\nhint: pass --ssh default/],
+    // an ssh remote without --ssh and without SSH_AUTH_SOCK (buildx implies --ssh default): before the build
+    [['git@127.0.0.1:app.git#main'], /the build context git@127\.0\.0\.1:app\.git#main is fetched over ssh with your agent \(an implied --ssh default, as buildx\): SSH_AUTH_SOCK is not set\nhint: start an agent/],
     [[dead], /cannot load the build context git:\/\/127\.0\.0\.1:1\/app\.git: .*\[KLN0504\]\nhint: .*host answers/],
     [[gitUrl, '-f', 'nope/Dockerfile'], /the build context git:\/\/127\.0\.0\.1:\d+\/app\.git has no nope\/Dockerfile \[KLN0504\]\nhint: pass -f PATH relative to the repository/],
     [[`${httpBase}/page.html`], /the build context http:\/\/127\.0\.0\.1:\d+\/page\.html is neither a tar archive \(plain, gzip, bzip2, xz\) nor a Dockerfile: it starts with "<!DOCTYPE html>" \[KLN0504\]/],
@@ -235,7 +235,7 @@ test('errors name the URL and what to do, without a stack trace', async () => {
     [[`${httpBase}/Dockerfile`, '-f', '-'], /the build context http:\/\/127\.0\.0\.1:\d+\/Dockerfile is a Dockerfile, not an archive/],
   ];
   for (const [args, want] of cases) {
-    const r = await runKiln(sb, ['build', ...args, '--root', sb.root, '--progress', 'plain'], args.includes('-') ? { stdin: 'FROM busybox\n' } : {});
+    const r = await runKiln(sb, ['build', ...args, '--root', sb.root, '--progress', 'plain'], { env: { SSH_AUTH_SOCK: '' }, ...(args.includes('-') ? { stdin: 'FROM busybox\n' } : {}) });
     expect(r.code, args.join(' ')).toBe(1);
     expect(r.stderr).toMatch(want);
     expect(r.stderr).not.toMatch(/\n\s+at /);
