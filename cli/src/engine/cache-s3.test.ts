@@ -3,8 +3,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { marshalCacheConfig, rootKey, type MarshaledCache } from '@kiln/solver';
-import { importS3Cache, s3CacheConfig } from './cache-s3.js';
+import { exportS3Cache, importS3Cache, s3CacheConfig } from './cache-s3.js';
 import type { S3CacheLocation } from './cache-s3-spec.js';
+import type { KilnEngine } from './engine.js';
 
 // kiln and BuildKit v0.11 sharing a bucket: a cache config written by hand as BuildKit's s3
 // exporter writes it (cache/remotecache/s3 Finalize: v1.CacheConfig with each layer's
@@ -109,5 +110,54 @@ describe('s3 cache shared with BuildKit v0.11', () => {
       ],
     };
     expect(marshalCacheConfig(s3CacheConfig(cache))).toBe(buildkitConfig);
+  });
+});
+
+describe('s3 cache export', () => {
+  test('the first failed blob stops the other uploads: a multipart upload in flight is aborted before the export fails', async () => {
+    const small = sha('small blob');
+    const big = sha('big blob');
+    const seen: string[] = [];
+    const srv = createServer((req, res) => {
+      const what = `${req.method ?? ''} ${req.url ?? ''}`;
+      seen.push(what);
+      req.resume();
+      req.on('end', () => {
+        if (req.method === 'HEAD') return res.writeHead(404).end();
+        if (what.includes('?uploads')) return res.end('<InitiateMultipartUploadResult><UploadId>U-big</UploadId></InitiateMultipartUploadResult>');
+        if (what.includes('?partNumber=')) return setTimeout(() => res.writeHead(200, { etag: '"p"' }).end(), 1000);
+        if (req.method === 'DELETE') return res.writeHead(204).end();
+        // The small blob fails once the big one is being sent.
+        if (req.method === 'PUT') return setTimeout(() => res.writeHead(403, { 'content-type': 'application/xml' }).end('<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'), 300);
+        return res.end('<CompleteMultipartUploadResult/>');
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const bigSize = 80 << 20; // above the 64 MiB multipart threshold
+      const engine = {
+        content: {
+          readStream: (d: string) =>
+            (async function* (): AsyncGenerator<Uint8Array> {
+              if (d === small) yield Buffer.from('small blob');
+              else for (let i = 0; i < bigSize; i += 1 << 20) yield Buffer.alloc(1 << 20);
+            })(),
+        },
+      } as unknown as KilnEngine;
+      const layer = (digest: string, size: number) => ({ mediaType: GZ, digest, size, annotations: { 'containerd.io/uncompressed': sha(`${digest}-diff`), 'buildkit/createdat': '2023-03-01T09:00:00Z' } });
+      const cache: MarshaledCache = {
+        config: { layers: [{ blob: small, parent: -1 }, { blob: big, parent: -1 }], records: [{ digest: rootKey(op, 0), inputs: [], results: [{ layer: 1, createdAt: '2023-03-01T09:00:00Z' }] }] },
+        layers: [layer(small, 10), layer(big, bigSize)],
+      };
+      const spec = { ...location(), endpointUrl: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, prefix: 'x/', uploadParallelism: 2, touchRefreshMs: 86_400_000 };
+      await expect(exportS3Cache(engine, spec, cache, { onStatus: () => undefined })).rejects.toMatchObject({ s3Code: 'AccessDenied' });
+      // By the time the export fails, the big blob's upload was aborted, not completed or left open.
+      const bigKey = `/ci/x/cache/blobs/${big.replace(':', '%3A')}`;
+      expect(seen).toContain(`DELETE ${bigKey}?uploadId=U-big`);
+      expect(seen.filter((r) => r.startsWith(`POST ${bigKey}?uploadId=`))).toEqual([]);
+      expect(seen.some((r) => r.includes('manifests/'))).toBe(false);
+    } finally {
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });

@@ -82,29 +82,35 @@ export async function exportS3Cache(
   const config = s3CacheConfig(cache);
   const descs = new Map(cache.layers.map((l) => [l.digest, l]));
   const queue = [...new Set(config.layers.map((l) => l.blob))];
+  // The first failure stops the other uploads (BuildKit's errgroup context): an upload in flight
+  // ends, a multipart one with AbortMultipartUpload, before the export fails.
+  const stop = new AbortController();
+  const signal = opts.signal === undefined ? stop.signal : AbortSignal.any([opts.signal, stop.signal]);
   const worker = async (): Promise<void> => {
     for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
-      opts.signal?.throwIfAborted();
+      signal.throwIfAborted();
       const d = descs.get(blob) as CacheLayerDescriptor;
       const key = blobKey(spec, blob);
-      const there = await s3.head(key, opts.signal);
+      const there = await s3.head(key, signal);
       if (there !== undefined) {
         // CopyObject takes at most 5 GiB (BuildKit copies larger blobs in parts; kiln leaves them untouched).
-        if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs && there.size < 5 * 1024 ** 3) await s3.touch(key, opts.signal);
+        if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs && there.size < 5 * 1024 ** 3) await s3.touch(key, signal);
         continue;
       }
       opts.onStatus(`writing layer ${blob}`);
       const digest = parseDigest(blob);
-      await s3.put(key, { size: d.size, sha256: digest.slice('sha256:'.length), open: () => engine.content.readStream(digest, { highWaterMark: 1 << 20 }) }, opts.signal);
+      await s3.put(key, { size: d.size, sha256: digest.slice('sha256:'.length), open: () => engine.content.readStream(digest, { highWaterMark: 1 << 20 }) }, signal);
     }
   };
-  // The first failure empties the queue: the other uploads stop after the blob they are sending.
+  let failure: { readonly error: unknown } | undefined;
   const run = (): Promise<void> =>
     worker().catch((e: unknown) => {
+      failure ??= { error: e };
       queue.length = 0;
-      throw e;
+      stop.abort(e);
     });
   await Promise.all(Array.from({ length: Math.min(spec.uploadParallelism, Math.max(queue.length, 1)) }, run));
+  if (failure !== undefined) throw failure.error;
   const bytes = Buffer.from(marshalCacheConfig(config));
   for (const name of spec.names) {
     opts.onStatus(`writing manifest ${name}`);
