@@ -107,7 +107,7 @@ describe('contextsubdir (BuildKit v0.11 builder: scopeToSubDir of a remote or in
   });
 
   test('DIR stays inside the context: .. and a leading / are cleaned away, as Go llb.Copy does', async () => {
-    for (const [sub, src] of [['../../etc', '/etc'], ['/services/api/', '/services/api'], ['', '/']]) {
+    for (const [sub, src] of [['../../etc', '/etc'], ['/services/api/', '/services/api'], ['', '/']] as const) {
       const { c } = client({ Dockerfile: 'FROM busybox\nCOPY . /src\n' }, { context: 'git://example.com/app.git#main', contextsubdir: sub });
       const scope = scoping((await dockerfileFrontend(c)).ref?.definition as Definition);
       expect(scope).toHaveLength(1);

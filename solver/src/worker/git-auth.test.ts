@@ -45,7 +45,7 @@ describe('authorization', () => {
 
 describe('a secret with a line break', () => {
   test('is refused naming the secret, never its value: BuildKit would send it (401, or a header cut short)', () => {
-    for (const [id, value] of [['GIT_AUTH_TOKEN', 'tok-123\n'], ['GIT_AUTH_HEADER.h', 'Bearer tok-123\r\n'], ['GIT_AUTH_TOKEN.h', 'tok\n-123']]) {
+    for (const [id, value] of [['GIT_AUTH_TOKEN', 'tok-123\n'], ['GIT_AUTH_HEADER.h', 'Bearer tok-123\r\n'], ['GIT_AUTH_TOKEN.h', 'tok\n-123']] as const) {
       let err: unknown;
       try {
         authorization(spec('https://h/app.git'), secrets({ [id]: value }));
