@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, lstatSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, lstatSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -223,4 +223,12 @@ test('credentials in the URL fetch the repository; no command line and not the s
   expect(filesHolding(sb.root, URL_PASSWORD)).toEqual([]);
   const du = await runKiln(sb, ['du', '--root', sb.root, '--verbose']);
   expect(du.stdout).not.toContain(URL_PASSWORD);
+
+  // a shared repository an older kiln made kept them in its config: the next use rewrites it
+  const [config] = filesHolding(join(sb.root, 'solver', 'git'), `url = http://${hostPort}/app.git`).filter((p) => p.endsWith('/config'));
+  if (config === undefined) return expect.fail('no shared repository config');
+  writeFileSync(config, readFileSync(config, 'utf8').replace(`url = http://${hostPort}/app.git`, `url = http://kiln:${URL_PASSWORD}@${hostPort}/app.git`));
+  const again = await runKiln(sb, ['build', `http://kiln:${URL_PASSWORD}@${hostPort}/app.git#main`, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}-2`]);
+  expect(again.code).toBe(0);
+  expect(filesHolding(sb.root, URL_PASSWORD)).toEqual([]);
 }, 120_000);
