@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { S3Client, multipartPartSize, virtualHostable } from './client.js';
+import { S3Client, awsEndpoint, multipartPartSize, virtualHostable } from './client.js';
 
 // The client's requests as a bare HTTP server on 127.0.0.1 sees them (no S3 behind it): the
 // host and path it addresses, and how it reacts to S3 answers no real S3 gives on demand.
@@ -157,6 +157,12 @@ describe('S3 client retries and interrupts', () => {
     await expect(c.put('k', { size: 4 << 20, open }, ac.signal)).rejects.toBeTruthy();
     expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /b/k?uploads', 'PUT /b/k?partNumber=1&uploadId=U-1', 'DELETE /b/k?uploadId=U-1']);
   });
+});
+
+test('AWS endpoints by partition', () => {
+  expect(awsEndpoint('eu-west-1')).toBe('https://s3.eu-west-1.amazonaws.com');
+  expect(awsEndpoint('us-gov-west-1')).toBe('https://s3.us-gov-west-1.amazonaws.com');
+  expect(awsEndpoint('cn-north-1')).toBe('https://s3.cn-north-1.amazonaws.com.cn');
 });
 
 describe('multipart part size', () => {

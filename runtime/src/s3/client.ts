@@ -18,6 +18,11 @@ export function virtualHostable(bucket: string, allowDots: boolean): boolean {
   return allowDots ? bucket.split('.').every((l) => label.test(l)) : label.test(bucket);
 }
 
+/** AWS's S3 endpoint of a region: its partition's domain (`amazonaws.com.cn` for the China regions). */
+export function awsEndpoint(region: string): string {
+  return `https://s3.${region}.${region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`;
+}
+
 /** S3's most parts in one multipart upload. */
 const MAX_PARTS = 10_000;
 
@@ -105,7 +110,7 @@ export class S3Client {
     this.bucket = opts.bucket;
     this.region = opts.region;
     const endpoint = opts.endpointUrl !== undefined && opts.endpointUrl !== '' ? opts.endpointUrl : undefined;
-    this.#base = new URL(endpoint === undefined ? `https://s3.${opts.region}.amazonaws.com` : /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `https://${endpoint}`);
+    this.#base = new URL(endpoint === undefined ? awsEndpoint(opts.region) : /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `https://${endpoint}`);
     // As the AWS SDKs' endpoint rules: a bucket that is no host name (upper case, `_`; a host name
     // is lower-cased on the way, which names another bucket) or whose dots do not fit the TLS
     // wildcard certificate (https), or an endpoint that is an IP address, is addressed by path.
