@@ -60,4 +60,5 @@ test('github.com/ORG/REPO: a local directory of that name is the context; gitlab
   const other = await runKiln(sb, ['build', 'gitlab.com/org/app', '--root', sb.root], { cwd });
   expect(other.code).not.toBe(0);
   expect(other.stderr).toContain('cannot use build context gitlab.com/org/app: no such directory');
+  expect(other.stderr).toContain('hint: to build the git repository, pass its URL: https://gitlab.com/org/app.git');
 }, 120_000);
