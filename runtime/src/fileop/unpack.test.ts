@@ -24,8 +24,8 @@ async function archive(entries: readonly Entry[]): Promise<string> {
   const root = await mkdtemp(join(dir, 'src-'));
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: Buffer) => chunks.push(c));
-  const ended = new Promise((r) => p.on('end', r));
+  p.on('data', (c: unknown) => void chunks.push(c as Buffer));
+  const ended = new Promise<void>((r) => p.on('end', () => r()));
   for (const e of entries) {
     if ('body' in e) p.entry({ name: e.name, mode: 0o644, mtime: new Date(0) }, e.body);
     else p.entry({ name: e.name, type: 'link', linkname: e.link, mode: 0o644, mtime: new Date(0) });
