@@ -113,8 +113,11 @@ async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: Coll
   }));
 }
 
-/** Blobs of imported results not fetched are fetched into the content store (for writing them out). */
-async function ensureBlobs(engine: KilnEngine, results: readonly BuildResult[], cache: MarshaledCache, signal?: AbortSignal): Promise<void> {
+/**
+ * Fetches a blob of an imported result not fetched into the content store (for writing it out);
+ * a blob already there is left as it is.
+ */
+function blobFetcher(engine: KilnEngine, results: readonly BuildResult[], signal?: AbortSignal): (l: CacheLayerDescriptor) => Promise<void> {
   const sources = new Map<string, ImportedResult>();
   const walk = (result: BuildResult, k: NonNullable<BuildResult['cacheKey']>, seen: Set<object>): void => {
     if (seen.has(k)) return;
@@ -124,13 +127,13 @@ async function ensureBlobs(engine: KilnEngine, results: readonly BuildResult[], 
     for (const deps of k.deps) for (const d of deps) walk(result, d.key, seen);
   };
   for (const result of results) if (result.cacheKey !== undefined) walk(result, result.cacheKey, new Set());
-  for (const l of cache.layers) {
+  return async (l) => {
     const digest = parseDigest(l.digest);
-    if (await engine.content.has(digest)) continue;
+    if (await engine.content.has(digest)) return;
     const src = sources.get(l.digest);
     if (src === undefined) throw new EngineError('KLN0711', `cache blob ${l.digest} is not available`);
     await engine.content.ingest(await src.source.open(l, signal), { expected: digest, expectedSize: l.size, ...(signal === undefined ? {} : { signal }) });
-  }
+  };
 }
 
 /**
@@ -171,13 +174,17 @@ export async function exportCache(
       ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }),
       ...(opts.imports === undefined ? {} : { imports: opts.imports }),
     });
-    await ensureBlobs(engine, results, cache, opts.signal);
+    const fetchBlob = blobFetcher(engine, results, opts.signal);
     if (spec.type === 's3') {
-      // BuildKit v0.11's s3 exporter has a fixed compression (Config: compression.Default) and no manifest list.
-      const manifest = await exportS3Cache(engine, spec, cache, { onStatus: (line) => v.status(line), signal: opts.signal });
+      // BuildKit v0.11's s3 exporter has a fixed compression (Config: compression.Default) and no
+      // manifest list. A blob is fetched only when the bucket lacks it: re-exporting the cache a
+      // build imported from the same bucket downloads nothing (BuildKit reads a blob's provider
+      // only to upload it).
+      const manifest = await exportS3Cache(engine, spec, cache, { onStatus: (line) => v.status(line), signal: opts.signal, fetchBlob });
       v.done();
       return { manifest };
     }
+    for (const l of cache.layers) await fetchBlob(l);
     cache = await compressLayers(engine, cache, spec.compression, given);
     const configBytes = Buffer.from(marshalCacheConfig(cache.config));
     const configDesc: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: digestOf(configBytes), size: configBytes.length };

@@ -76,7 +76,12 @@ export async function exportS3Cache(
   engine: KilnEngine,
   spec: S3CacheExport,
   cache: MarshaledCache,
-  opts: { onStatus: (line: string) => void; signal?: AbortSignal | undefined },
+  opts: {
+    onStatus: (line: string) => void;
+    signal?: AbortSignal | undefined;
+    /** Makes a blob the bucket lacks available in the content store (an imported result's, not fetched yet). */
+    fetchBlob?: (l: CacheLayerDescriptor) => Promise<void>;
+  },
 ): Promise<Descriptor> {
   const s3 = clientOf(spec);
   const config = s3CacheConfig(cache);
@@ -98,6 +103,7 @@ export async function exportS3Cache(
         continue;
       }
       opts.onStatus(`writing layer ${blob}`);
+      await opts.fetchBlob?.(d);
       const digest = parseDigest(blob);
       await s3.put(key, { size: d.size, sha256: digest.slice('sha256:'.length), open: () => engine.content.readStream(digest, { highWaterMark: 1 << 20 }) }, signal);
     }

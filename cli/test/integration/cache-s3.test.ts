@@ -37,7 +37,11 @@ const cache = (name: string, extra = ''): string => `type=s3,bucket=ci-cache,nam
 
 async function context(sb: KilnSandbox, t: string): Promise<string> {
   const ctx = join(sb.dir, `ctx-${t}`);
-  await writeTree(ctx, { Dockerfile: `FROM busybox\nRUN echo built-${t} > /a.txt\nCOPY app.txt /app.txt\nRUN cat /app.txt >> /a.txt\n`, 'app.txt': `app ${t}\n` });
+  // Two stages: an import that hits the final steps never fetches the builder's result.
+  await writeTree(ctx, {
+    Dockerfile: `FROM busybox AS builder\nRUN echo built-${t} > /b.txt\nFROM busybox\nCOPY --from=builder /b.txt /a.txt\nCOPY app.txt /app.txt\nRUN cat /app.txt >> /a.txt\n`,
+    'app.txt': `app ${t}\n`,
+  });
   return ctx;
 }
 
@@ -80,10 +84,12 @@ describe('type=s3 cache', () => {
     expect(second.file).toBe(first.file);
     expect(second.stderr).toContain(`importing cache manifest from s3://ci-cache/manifests/app-${t}`);
 
-    // Exporting the same cache again from the importing root: every blob is there already.
+    // Exporting the same cache again from the importing root: every blob is there already, and
+    // none is downloaded for it (the builder's layer, never fetched by the import, included).
     const mark2 = s3.requests.length;
     await build(b, ctx, ['--cache-from', cache(`app-${t}`), '--cache-to', cache(`app-${t}`, ',mode=max')], aws());
     expect(puts(mark2, 'blobs/')).toEqual([]);
+    expect(s3.requests.slice(mark2).filter((q) => q.method === 'GET' && q.key.startsWith('blobs/'))).toEqual([]);
     expect(s3.requests.slice(mark2).filter((q) => q.method === 'HEAD').length).toBe(blobs.length);
     expect(puts(mark2, 'manifests/')).toEqual([`manifests/app-${t}`]);
 
