@@ -13,8 +13,8 @@ const CONTEXT = 'context:';
 
 /**
  * `context:NAME` values, as BuildKit's dockerui accepts them: `docker-image://REF`, `local:NAME`,
- * `git://…`/`git@…` (a git repository), `http(s)://…` (a git repository when the path ends in
- * `.git`, else a downloaded file),
+ * `git://…`/`git@…` (a git repository), `http(s)://…` (a git repository when the URL ends in
+ * `.git` or `.git#REF[:DIR]`, else a downloaded file),
  * or `input:INPUT` — a Definition the gateway client passed among its inputs (another build's
  * result, as buildx bake's `target:` contexts), with its image config from `input-metadata:INPUT`.
  */
@@ -31,7 +31,7 @@ export async function namedContexts(client: FrontendClient, sessionId: string | 
       if (st === undefined) throw new KilnError('KLN0504', `invalid git context ${redactUrl(v)}`, { hint: 'use git://HOST/REPO.git[#REF[:DIR]] or git@HOST:REPO.git[#REF[:DIR]]' });
       out.set(name, { state: st });
     } else if (v.startsWith('http://') || v.startsWith('https://')) {
-      // A URL that is a git repository (path ending in .git) is cloned; any other is downloaded.
+      // A URL that is a git repository (ending in .git or .git#REF[:DIR]) is cloned; any other is downloaded.
       // Named without the URL's credentials, as a git context is (progress and history show it).
       out.set(name, { state: gitContext(v, true) ?? http(v, { customName: `[context ${name}] ${redactUrl(v)}` }) });
     } else {

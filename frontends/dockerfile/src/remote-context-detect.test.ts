@@ -85,6 +85,21 @@ describe('github.com/ORG/REPO without a scheme', () => {
   });
 });
 
+describe('git or download: the callers of parseGitRef read a URL as BuildKit v0.11.6 does', () => {
+  test('ADD, a named context and the main context: ?query and a bare # are downloads, .git#REF is git', async () => {
+    const add = client({ Dockerfile: 'FROM busybox\nADD https://h/a.git?x=1 /a\nADD https://h/b.git# /b\nADD https://h/c.git#main /c\n' }, {});
+    const addSrcs = sources((await dockerfileFrontend(add.c)).ref?.definition as Definition);
+    expect(addSrcs).toEqual(expect.arrayContaining(['https://h/a.git?x=1', 'https://h/b.git#', 'git://h/c.git#main']));
+    expect(addSrcs.filter((s) => s.startsWith('git://'))).toEqual(['git://h/c.git#main']);
+
+    const named = client({ Dockerfile: 'FROM busybox\nCOPY --from=x / /x\n' }, { 'context:x': 'https://h/app.git?ref=main' });
+    expect(sources((await dockerfileFrontend(named.c)).ref?.definition as Definition)).toContain('https://h/app.git?ref=main');
+
+    expect(gitContext('https://h/app.git?ref=main', false)).toBeUndefined();
+    expect(gitContext('https://h/app.git#:svc', false)).toBeDefined();
+  });
+});
+
 describe('contextsubdir (BuildKit v0.11 builder: scopeToSubDir of a remote or input context)', () => {
   /** The file op that scopes the context: a copy of DIR's contents to / of scratch (COPY's go to /src/). */
   const scoping = (d: Definition): Op[] => ops(d).filter((o) => o.kind === 'file' && json(o).includes('"dest":"/",') && json(o).includes('"dirCopyContents":true'));
