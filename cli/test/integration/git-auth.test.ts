@@ -181,6 +181,13 @@ test('without credentials the fetch fails, naming the URL; GIT_AUTH_HEADER.HOST:
     expect(denied.stderr).not.toContain(Buffer.from(`x-access-token:${env.KILN_TEST_WRONG}`).toString('base64'));
   }
 
+  // a token read from a file `echo` wrote: refused before git sends it, the token not shown
+  const nl = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', '--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_NL'], { env: { KILN_TEST_NL: `${TOKEN}\n` } });
+  expect(nl.code).not.toBe(0);
+  expect(nl.stderr).toContain(`the secret GIT_AUTH_TOKEN (auth for ${base}/app.git) holds a line break`);
+  expect(nl.stderr).toContain('hint: write it without one');
+  expect(nl.stderr).not.toContain(TOKEN);
+
   seen = [];
   const r = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', '--secret', 'id=GIT_AUTH_TOKEN,env=KILN_TEST_WRONG', '--secret', `id=GIT_AUTH_HEADER.${hostPort},env=KILN_TEST_HEADER`], { env });
   expect(r.stderr).not.toContain('kiln: error');
