@@ -96,6 +96,15 @@ describe('S3 client answers', () => {
     await expect(client(port, 'b', true).put('k', Buffer.from('x'))).rejects.toMatchObject({ s3Code: 'RequestTimeTooSkewed', hint: expect.stringContaining('clock') });
   });
 
+  test('a bucket in another region: the hint names the region S3 gives (x-amz-bucket-region), for HEAD too', async () => {
+    const { port } = await serve((req, res) => {
+      req.resume();
+      res.writeHead(301, { 'content-type': 'application/xml', 'x-amz-bucket-region': 'eu-central-1' });
+      res.end(req.method === 'HEAD' ? undefined : '<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message></Error>');
+    });
+    await expect(client(port, 'b', true).head('k')).rejects.toMatchObject({ s3Code: 'PermanentRedirect', hint: 'the bucket is in eu-central-1, not us-east-1: set region=eu-central-1' });
+  });
+
   test('an answer before the body is sent (then the connection closed) stops reading the streamed body', async () => {
     const { port } = await serve((req, res) => {
       res.writeHead(403, { 'content-type': 'application/xml', connection: 'close' }).end('<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');

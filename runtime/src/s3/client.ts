@@ -255,11 +255,11 @@ export class S3Client {
         await sleep(100 * 2 ** attempt, undefined, c.signal === undefined ? {} : { signal: c.signal });
         continue;
       }
-      throw this.#error(c.key, a.status, body, c.method);
+      throw this.#error(c.key, a.status, body, c.method, a.headers['x-amz-bucket-region']);
     }
   }
 
-  #error(key: string, status: number, body: string, method?: string): S3Error {
+  #error(key: string, status: number, body: string, method?: string, bucketRegion?: string | string[]): S3Error {
     const s3Code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1];
     const msg = /<Message>([^<]*)<\/Message>/.exec(body)?.[1];
     const what = `${method === undefined ? '' : `${method} `}${this.describe(key)}`;
@@ -275,7 +275,12 @@ export class S3Client {
         hint: 'check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ~/.aws/credentials, or access_key_id=/secret_access_key=) and their permissions on the bucket',
       });
     }
-    if (status === 301 || s3Code === 'PermanentRedirect' || s3Code === 'AuthorizationHeaderMalformed') return new S3Error('S3_ERROR', `${what}: ${detail}`, { ...opts, hint: `the bucket may be in another region than ${this.region}: set region=` });
+    if (status === 301 || s3Code === 'PermanentRedirect' || s3Code === 'AuthorizationHeaderMalformed') {
+      // S3 names the bucket's region in x-amz-bucket-region (a HEAD's 301 has nothing else).
+      const region = typeof bucketRegion === 'string' && bucketRegion !== '' ? bucketRegion : undefined;
+      const hint = region === undefined ? `the bucket may be in another region than ${this.region}: set region=` : `the bucket is in ${region}, not ${this.region}: set region=${region}`;
+      return new S3Error('S3_ERROR', `${what}: ${detail}`, { ...opts, hint });
+    }
     return new S3Error('S3_ERROR', `${what}: ${detail}`, opts);
   }
 
