@@ -29,4 +29,15 @@ describe('default AWS credentials', () => {
     expect((await creds(files({ AWS_ACCESS_KEY_ID: 'ENVID' }))).accessKeyId).toBe('DEFAULTID');
     await expect(creds(files({ AWS_PROFILE: 'none' }))).rejects.toMatchObject({ code: 'S3_CREDENTIALS' });
   });
+
+  test('the config file\'s default profile is [default] or [profile default] (which wins)', async () => {
+    const config = join(dir, 'config-default');
+    const env = { AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_CONFIG_FILE: config };
+    await writeFile(config, '[profile default]\naws_access_key_id = PDID\naws_secret_access_key = pdsecret\n');
+    expect((await creds(env)).accessKeyId).toBe('PDID');
+    await writeFile(config, '[default]\naws_access_key_id = DID\naws_secret_access_key = dsecret\n[profile default]\naws_access_key_id = PDID\naws_secret_access_key = pdsecret\n');
+    expect((await creds(env)).accessKeyId).toBe('PDID');
+    await writeFile(config, '[default]\naws_access_key_id = DID\naws_secret_access_key = dsecret\n');
+    expect((await creds(env)).accessKeyId).toBe('DID');
+  });
 });

@@ -36,7 +36,9 @@ export async function defaultAwsCredentials(ctx: AwsCredentialContext): Promise<
   const credsFile = path(env['AWS_SHARED_CREDENTIALS_FILE'], 'credentials');
   const configFile = path(env['AWS_CONFIG_FILE'], 'config');
   const fromCreds = (await readIni(credsFile)).get(profile);
-  const fromConfig = (await readIni(configFile)).get(profile === 'default' ? 'default' : `profile ${profile}`);
+  // The config file names profiles `[profile NAME]`; `[default]` too, which a `[profile default]` overrides (the SDK's renameProfileSection).
+  const config = await readIni(configFile);
+  const fromConfig = config.get(`profile ${profile}`) ?? (profile === 'default' ? config.get('default') : undefined);
   const key = (k: string): string | undefined => (set(fromCreds?.get(k)) ? fromCreds?.get(k) : fromConfig?.get(k));
   const fid = key('aws_access_key_id');
   const fsecret = key('aws_secret_access_key');
