@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, lstatSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, lstatSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -215,6 +215,8 @@ test('ADD http://…/app.git in a Dockerfile fetches with the GIT_AUTH_TOKEN sec
 
 test('credentials in the URL fetch the repository; no command line and not the shared repository\'s config holds them', async () => {
   const out = join(sb.dir, `url-out-${token()}`);
+  const gitRepos = join(sb.root, 'solver', 'git');
+  const reposBefore = new Set(existsSync(gitRepos) ? readdirSync(gitRepos) : []);
   seen = [];
   watchArgv = URL_PASSWORD;
   argvHolding = [];
@@ -236,8 +238,10 @@ test('credentials in the URL fetch the repository; no command line and not the s
   expect(du.stdout).not.toContain(URL_PASSWORD);
 
   // a shared repository an older kiln made kept them in its config: the next use rewrites it
-  const [config] = filesHolding(join(sb.root, 'solver', 'git'), `url = http://${hostPort}/app.git`).filter((p) => p.endsWith('/config'));
-  if (config === undefined) return expect.fail('no shared repository config');
+  const made = readdirSync(gitRepos).filter((n) => !reposBefore.has(n) && !n.endsWith('.lock'));
+  expect(made).toHaveLength(1);
+  const config = join(gitRepos, made[0] ?? '', 'config');
+  expect(readFileSync(config, 'utf8')).toContain(`url = http://${hostPort}/app.git`);
   writeFileSync(config, readFileSync(config, 'utf8').replace(`url = http://${hostPort}/app.git`, `url = http://kiln:${URL_PASSWORD}@${hostPort}/app.git`));
   const again = await runKiln(sb, ['build', `http://kiln:${URL_PASSWORD}@${hostPort}/app.git#main`, '--root', sb.root, '--progress', 'plain', '-o', `type=local,dest=${out}-2`]);
   expect(again.code).toBe(0);
