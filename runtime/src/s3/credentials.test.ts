@@ -30,6 +30,17 @@ describe('default AWS credentials', () => {
     await expect(creds(files({ AWS_PROFILE: 'none' }))).rejects.toMatchObject({ code: 'S3_CREDENTIALS' });
   });
 
+  test('a profile with a role, SSO or a credential process: the error says kiln does not read it and how to export them', async () => {
+    const config = join(dir, 'config-sso');
+    await writeFile(config, '[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Dev\n[profile ops]\nrole_arn = arn:aws:iam::123456789012:role/ops\nsource_profile = default\n');
+    const env = (p: string) => ({ AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_CONFIG_FILE: config, AWS_PROFILE: p });
+    await expect(creds(env('dev'))).rejects.toMatchObject({ code: 'S3_CREDENTIALS', message: expect.stringContaining('through sso_session'), hint: expect.stringContaining('aws configure export-credentials --profile dev') });
+    await expect(creds(env('ops'))).rejects.toMatchObject({ message: expect.stringContaining('through role_arn') });
+    // A role beside keys: the SDK assumes the role, so the keys alone are not what BuildKit would use.
+    await writeFile(config, '[profile both]\naws_access_key_id = BID\naws_secret_access_key = bsecret\nrole_arn = arn:aws:iam::123456789012:role/ops\n');
+    await expect(creds(env('both'))).rejects.toMatchObject({ message: expect.stringContaining('through role_arn') });
+  });
+
   test('the config file\'s default profile is [default] or [profile default] (which wins)', async () => {
     const config = join(dir, 'config-default');
     const env = { AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_CONFIG_FILE: config };

@@ -42,10 +42,19 @@ export async function defaultAwsCredentials(ctx: AwsCredentialContext): Promise<
   const key = (k: string): string | undefined => (set(fromCreds?.get(k)) ? fromCreds?.get(k) : fromConfig?.get(k));
   const fid = key('aws_access_key_id');
   const fsecret = key('aws_secret_access_key');
+  // The SDK assumes a profile's role_arn (STS) even over keys beside it; keys used as they are would be another identity.
+  const unread = (k: string): S3Error =>
+    new S3Error('S3_CREDENTIALS', `no AWS credentials: profile "${profile}" of ${configFile} gets them through ${k}, which kiln does not read (it asks no service for credentials)`, {
+      hint: `export them first: eval "$(aws configure export-credentials --profile ${profile} --format env)", or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+    });
+  if (set(key('role_arn'))) throw unread('role_arn');
   if (set(fid) && set(fsecret)) {
     const token = key('aws_session_token');
     return { accessKeyId: fid, secretAccessKey: fsecret, ...(set(token) ? { sessionToken: token } : {}) };
   }
+  // A profile that gets its credentials another way (SSO, a process, web identity): say which.
+  const other = ['sso_session', 'sso_start_url', 'credential_process', 'web_identity_token_file'].find((k) => set(key(k)));
+  if (other !== undefined) throw unread(other);
   throw new S3Error('S3_CREDENTIALS', `no AWS credentials: neither AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set nor does profile "${profile}" of ${credsFile} or ${configFile} have keys`, {
     hint: 'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials), or pass access_key_id=…,secret_access_key=… in the cache attributes',
   });
