@@ -126,6 +126,11 @@ export function redactUrl(url: string): string {
   return colon < 0 ? url : `${u.scheme}${u.userinfo.slice(0, colon)}@${rest}`;
 }
 
+/** `text` with {@link redactUrl} applied to every URL in it (an ADD's step name, its history entry). */
+export function redactUrlsIn(text: string): string {
+  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s/?#]*@[^\s]*/gi, (url) => redactUrl(url));
+}
+
 /**
  * The scheme (`https://`) and user info of a URL: up to the authority's last `@` (a password
  * may hold an unescaped one; Go's url.Parse and WHATWG URL split there too).

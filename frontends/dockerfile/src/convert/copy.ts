@@ -12,6 +12,7 @@ import { envOf, prefixCommand, processCmdEnv, uppercaseCmd, type DispatchOptions
 import { commitToHistory } from './image.js';
 import { parseGitRef } from './git-ref.js';
 import { rootJoin } from './run-mounts.js';
+import { redactUrlsIn } from '../remote-context.js';
 import { DOCKERFILE_COMMAND, InternalName } from './names.js';
 
 /** What dispatchCopy needs from a COPY or ADD. */
@@ -75,7 +76,8 @@ export function dispatchCopy(d: DispatchState, cfg: CopyConfig, opt: DispatchOpt
   let msg = cfg.isAdd ? 'ADD' : 'COPY';
   const platform = d.platform ?? opt.targetPlatform;
   const env = envOf(d.state);
-  const name = uppercaseCmd(processCmdEnv(opt.shlex, c.code, env));
+  // A URL's credentials (`ADD https://user:${TOKEN}@host/f`) stay out of the step name and the image history.
+  const name = redactUrlsIn(uppercaseCmd(processCmdEnv(opt.shlex, c.code, env)));
   const pgName = prefixCommand(d, name, opt.multiPlatform, platform, env);
 
   let a: FileAction | undefined;
@@ -83,7 +85,7 @@ export function dispatchCopy(d: DispatchState, cfg: CopyConfig, opt: DispatchOpt
     a = a === undefined ? copy(from, src, dest, o) : a.copy(from, src, dest, o);
   };
   for (const src of c.sourcePaths) {
-    msg += ` ${src}`;
+    msg += ` ${redactUrlsIn(src)}`;
     const gitRef = cfg.isAdd || !isHTTPSource(src) ? parseGitRef(src) : undefined;
     if (gitRef !== undefined) {
       if (!cfg.isAdd) throw new KilnError('KLN0506', "source can't be a git ref for COPY", { hint: 'use ADD for git repositories' });
