@@ -1,4 +1,5 @@
 import { homedir } from 'node:os';
+import { resolve } from 'node:path';
 import { defaultAwsCredentials, splitCsvFields, type AwsCredentialContext, type AwsCredentials } from '@kiln/runtime';
 import { callerEnv, callerPath, type CliIo } from '../io.js';
 
@@ -25,6 +26,8 @@ export interface S3CacheLocation {
   readonly names: readonly string[];
   readonly endpointUrl?: string;
   readonly usePathStyle: boolean;
+  /** `AWS_CA_BUNDLE` of the caller's environment (a path from the caller's directory): the CAs an https endpoint is checked against. */
+  readonly caBundle?: string;
   /**
    * The credentials, resolved on first use: `access_key_id`/`secret_access_key`/`session_token`
    * when both keys are given, else the caller's environment and AWS files. The secrets live in
@@ -107,6 +110,7 @@ export function parseS3Attrs(a: ReadonlyMap<string, string>, aws: AwsCredentialC
   const secret = a.get('secret_access_key') ?? '';
   const token = a.get('session_token') ?? '';
   const ctx: AwsCredentialContext = aws ?? { env: process.env, home: homedir(), cwd: process.cwd() };
+  const ca = ctx.env['AWS_CA_BUNDLE'];
   // BuildKit takes static credentials only when both keys are given; otherwise the SDK's chain.
   const credentials = id !== '' && secret !== '' ? () => Promise.resolve({ accessKeyId: id, secretAccessKey: secret, ...(token === '' ? {} : { sessionToken: token }) }) : () => defaultAwsCredentials(ctx);
   return {
@@ -118,6 +122,7 @@ export function parseS3Attrs(a: ReadonlyMap<string, string>, aws: AwsCredentialC
     names,
     ...(endpointUrl === undefined || endpointUrl === '' ? {} : { endpointUrl }),
     usePathStyle: goBool(a.get('use_path_style') ?? '') ?? false,
+    ...(ca === undefined || ca === '' ? {} : { caBundle: resolve(ctx.cwd, ca) }),
     credentials,
     uploadParallelism,
     touchRefreshMs,

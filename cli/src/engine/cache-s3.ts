@@ -27,6 +27,7 @@ function clientOf(loc: S3CacheLocation): S3Client {
     region: loc.region,
     ...(loc.endpointUrl === undefined ? {} : { endpointUrl: loc.endpointUrl }),
     usePathStyle: loc.usePathStyle,
+    ...(loc.caBundle === undefined ? {} : { caBundle: loc.caBundle }),
     credentials: loc.credentials,
   });
 }

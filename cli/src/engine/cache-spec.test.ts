@@ -116,6 +116,12 @@ describe('type=s3 (BuildKit v0.11 s3 cache attributes)', () => {
     }
   });
 
+  test('AWS_CA_BUNDLE of the caller\'s environment, from the caller\'s directory', () => {
+    const s = parseCacheImportSpec('type=s3,region=r,bucket=b', { env: { AWS_CA_BUNDLE: 'certs/ca.pem' }, home: '/home/u', cwd: '/work/ci' });
+    expect(s).toMatchObject({ type: 's3', caBundle: '/work/ci/certs/ca.pem' });
+    expect(parseCacheImportSpec('type=s3,region=r,bucket=b', { env: {}, home: '/home/u', cwd: '/work/ci' })).not.toHaveProperty('caBundle');
+  });
+
   test('secrets are masked in every message that shows the value', async () => {
     expect(redactCacheValue(`type=s3,secret_access_key=${secret},session_token=tok,access_key_id=AK`)).toBe('type=s3,secret_access_key=xxxxx,session_token=xxxxx,access_key_id=AK');
     const e = (() => {

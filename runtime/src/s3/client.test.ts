@@ -1,5 +1,10 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeTestPki } from '../../test/helpers/pki.js';
 import { afterEach, describe, expect, test } from 'vitest';
 import { S3Client, awsEndpoint, multipartPartSize, virtualHostable } from './client.js';
 
@@ -166,6 +171,24 @@ describe('S3 client retries and interrupts', () => {
     await expect(c.put('k', { size: 4 << 20, open }, ac.signal)).rejects.toBeTruthy();
     expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /b/k?uploads', 'PUT /b/k?partNumber=1&uploadId=U-1', 'DELETE /b/k?uploadId=U-1']);
   });
+});
+
+test('AWS_CA_BUNDLE: an https endpoint whose CA is not the system\'s is trusted through the bundle, and only then', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kiln-s3-ca-'));
+  const pki = makeTestPki(dir);
+  const tls = createTlsServer({ cert: await readFile(pki.serverCert), key: await readFile(pki.serverKey) }, (req, res) => ok(req, res));
+  await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  try {
+    const port = (tls.address() as AddressInfo).port;
+    const c = (caBundle?: string): S3Client =>
+      new S3Client({ bucket: 'b', region: 'us-east-1', endpointUrl: `https://127.0.0.1:${port}`, ...(caBundle === undefined ? {} : { caBundle }), credentials: () => Promise.resolve({ accessKeyId: 'AKID', secretAccessKey: 'secret' }) });
+    await c(pki.ca).put('k', Buffer.from('x'));
+    await expect(c().put('k', Buffer.from('x'))).rejects.toMatchObject({ code: 'S3_UNREACHABLE', hint: expect.stringContaining('AWS_CA_BUNDLE') });
+    await expect(c(join(dir, 'missing.pem')).put('k', Buffer.from('x'))).rejects.toMatchObject({ message: expect.stringContaining('missing.pem cannot be read') });
+  } finally {
+    await new Promise<void>((r) => tls.close(() => r()));
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('AWS endpoints by partition', () => {

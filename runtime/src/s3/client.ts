@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { LookupFunction } from 'node:net';
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -42,6 +43,11 @@ export interface S3ClientOptions {
   readonly usePathStyle?: boolean;
   /** Called once, on the first request (a missing key fails the request that needs it, not before). */
   readonly credentials: () => Promise<AwsCredentials>;
+  /**
+   * A PEM file of the certificate authorities an https endpoint is checked against instead of the
+   * system's (`AWS_CA_BUNDLE`, as the AWS SDKs read it); read on the first request.
+   */
+  readonly caBundle?: string;
   /** Bodies larger than this go as a multipart upload (default 64 MiB). */
   readonly multipartThreshold?: number;
   /** Part size of multipart uploads (default 16 MiB; S3's least is 5 MiB but for the last part). */
@@ -103,6 +109,8 @@ export class S3Client {
   #creds: Promise<AwsCredentials> | undefined;
   readonly #threshold: number;
   readonly #partSize: number;
+  readonly #caBundle: string | undefined;
+  #ca: Promise<Buffer> | undefined;
   /** S3's clock minus ours (ms), learnt from a RequestTimeTooSkewed answer, as the AWS SDKs correct it. */
   #clockOffset = 0;
 
@@ -117,6 +125,7 @@ export class S3Client {
     const ip = /^\d+\.\d+\.\d+\.\d+$|^\[/.test(this.#base.hostname);
     this.#pathStyle = (endpoint !== undefined && opts.usePathStyle === true) || ip || !virtualHostable(opts.bucket, this.#base.protocol === 'http:');
     this.#credentials = opts.credentials;
+    this.#caBundle = opts.caBundle === '' ? undefined : opts.caBundle;
     this.#threshold = opts.multipartThreshold ?? 64 * MiB;
     this.#partSize = opts.partSize ?? 16 * MiB;
   }
@@ -221,11 +230,13 @@ export class S3Client {
       try {
         a = await this.#send(c);
       } catch (e) {
-        if (c.signal?.aborted === true || attempt >= ATTEMPTS) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // A certificate that is not trusted stays so: not tried again (nor is kiln's own error).
+        const untrusted = /CERT|SSL|TLS|ISSUER|LEAF_SIGNATURE/.test(code ?? '');
+        if (c.signal?.aborted === true || attempt >= ATTEMPTS || untrusted || e instanceof S3Error) {
           if (e instanceof S3Error || c.signal?.aborted === true) throw e;
-          const code = (e as NodeJS.ErrnoException).code;
           throw new S3Error('S3_UNREACHABLE', `${c.method} ${this.describe(c.key)}: ${this.#base.host} did not answer (${code ?? (e instanceof Error ? e.message : String(e))})`, {
-            hint: 'check endpoint_url (and use_path_style) or the network',
+            hint: untrusted ? "the endpoint's certificate is not trusted: AWS_CA_BUNDLE=FILE names a PEM file of its certificate authorities" : 'check endpoint_url (and use_path_style) or the network',
             cause: e,
           });
         }
@@ -298,6 +309,13 @@ export class S3Client {
   async #send(c: Call): Promise<Answer> {
     const creds = await (this.#creds ??= this.#credentials());
     const { url, path } = this.#url(c.key, c.query ?? []);
+    const bundle = this.#caBundle;
+    const ca =
+      bundle === undefined || url.protocol !== 'https:'
+        ? undefined
+        : await (this.#ca ??= readFile(bundle).catch((e: unknown) => {
+            throw new S3Error('S3_ERROR', `AWS_CA_BUNDLE ${bundle} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { hint: 'name a PEM file of certificate authorities, or unset AWS_CA_BUNDLE' });
+          }));
     const whole = c.body instanceof Uint8Array ? c.body : undefined;
     const stream = c.body !== undefined && !(c.body instanceof Uint8Array) ? c.body : undefined;
     const payloadHash = whole !== undefined ? createHash('sha256').update(whole).digest('hex') : stream !== undefined ? (stream.sha256 ?? 'UNSIGNED-PAYLOAD') : EMPTY_SHA256;
@@ -314,7 +332,7 @@ export class S3Client {
         ...(url.port === '' ? {} : { port: Number(url.port) }),
         path: `${path}${url.search}`,
       };
-      const req = send({ ...target, method: c.method, headers, lookup: loopbackLookup, ...(c.signal === undefined ? {} : { signal: c.signal }) }, (res) => {
+      const req = send({ ...target, method: c.method, headers, lookup: loopbackLookup, ...(ca === undefined ? {} : { ca }), ...(c.signal === undefined ? {} : { signal: c.signal }) }, (res) => {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
       });
       req.on('error', reject);
