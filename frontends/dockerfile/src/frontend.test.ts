@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { decodeOp, ResultMetadataKey } from '@kiln/llb-core';
+import { decodeOp, defaultPlatform, formatPlatform, ResultMetadataKey } from '@kiln/llb-core';
 import type { Definition, Digest, FrontendClient, Ref } from '@kiln/llb-core';
 import { dockerfileFrontend } from './frontend.js';
 
@@ -64,6 +64,17 @@ describe('dockerfileFrontend', () => {
     const platforms = JSON.parse(new TextDecoder().decode(res.metadata.get(ResultMetadataKey.platforms))) as { platforms: { id: string }[] };
     expect(platforms.platforms.map((p) => p.id)).toEqual(['linux/amd64', 'linux/arm64']);
     expect(res.metadata.has(`${ResultMetadataKey.imageConfig}/linux/arm64`)).toBe(true);
+  });
+
+  test('BUILDPLATFORM is the host for every target: a --platform=$BUILDPLATFORM stage is one op for both platforms', async () => {
+    const host = defaultPlatform();
+    const { c } = client({ Dockerfile: 'FROM --platform=$BUILDPLATFORM busybox AS b\nARG BUILDPLATFORM\nRUN echo $BUILDPLATFORM > /x\nFROM scratch\nCOPY --from=b /x /x\n' }, { platform: 'linux/amd64,linux/arm64,linux/s390x' });
+    const res = await dockerfileFrontend(c);
+    const execs = [...(res.refs?.values() ?? [])].map((r) => r.definition.def.slice(0, -1).find((b) => decodeOp(b).kind === 'exec'));
+    expect(execs).toHaveLength(3);
+    // The same op bytes (so the same digest): the solver runs the stage once for all three.
+    expect(new Set(execs.map((b) => Buffer.from(b as Uint8Array).toString('hex'))).size).toBe(1);
+    expect(decodeOp(execs[0] as Uint8Array)).toMatchObject({ platform: { architecture: host.architecture, os: host.os }, exec: { meta: { env: expect.arrayContaining([`BUILDPLATFORM=${formatPlatform(host)}`]) } } });
   });
 
   test('multi-platform / BUILDKIT_MULTI_PLATFORM return a platform map even for one platform', async () => {

@@ -9,7 +9,7 @@
  * and returns the solved ref (or one per platform) plus `containerimage.config`.
  * It solves nothing itself beyond reading the Dockerfile and handing over the Definition.
  */
-import { ResultMetadataKey, formatPlatform, fromDefinition, local, parsePlatform } from '@kiln/llb-core';
+import { ResultMetadataKey, defaultPlatform, formatPlatform, fromDefinition, local, parsePlatform } from '@kiln/llb-core';
 import type { Definition, Frontend, FrontendAttestation, FrontendClient, FrontendResult, Ref } from '@kiln/llb-core';
 import { KilnError } from './errors.js';
 import { convertDockerfile } from './convert/convert.js';
@@ -251,6 +251,10 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       buildArgs,
       onWarning,
       metaResolver: client,
+      // BUILDPLATFORM is the worker's (the host: kiln runs no emulator), as dockerui takes it from
+      // the worker's platforms. Left out, every target platform became its own build platform:
+      // a `FROM --platform=$BUILDPLATFORM` stage ran once per target, on the target's image.
+      buildPlatforms: [defaultPlatform()],
       namedContexts: named,
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
