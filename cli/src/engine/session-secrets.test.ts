@@ -38,6 +38,15 @@ describe('--secret', () => {
     expect(text(await parseSecrets(['type=file,id=a,src=tok'], { tok: 'env' }, dir), 'a')).toBe('from-file');
   });
 
+  // buildx's NewStore stats src= even when env= is read, and parseSecret leaves type=env without
+  // src= to the id-alone rule: kiln accepted the first and refused the second, buildx the other way.
+  test('env= with src=: the file must still exist and fit; type=env with neither falls back to the file ID', async () => {
+    await expect(parseSecrets(['id=a,src=missing,env=V'], { V: 'v' }, dir)).rejects.toMatchObject({ code: 'KLN0702', message: '--secret a: cannot read missing' });
+    await expect(parseSecrets(['id=a,src=big,env=V'], { V: 'v' }, dir)).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringContaining('at most 500 KB') });
+    expect(text(await parseSecrets(['type=env,id=tok'], {}, dir), 'tok')).toBe('from-file');
+    expect(text(await parseSecrets(['type=env,id=tok'], { tok: 'from-env' }, dir), 'tok')).toBe('from-env');
+  });
+
   test('a file above 500 KB is refused before the build, as buildx refuses it; 500 KB is fine', async () => {
     await expect(parseSecrets(['id=b,src=big'], {}, dir)).rejects.toMatchObject({ code: 'KLN0702', message: expect.stringContaining('at most 500 KB') });
     expect((await parseSecrets(['id=l,src=limit'], {}, dir))['l']?.length).toBe(MAX_SECRET_SIZE);

@@ -13,9 +13,9 @@ export const MAX_SECRET_SIZE = 500 * 1024;
 
 /**
  * Parses buildx's `--secret` forms: `id=ID,src=FILE` (alias `source`), `id=ID,env=VAR`, with an
- * optional `type=file|env`. `type=env` without `env=` reads the variable named like `src=`, else
- * like the id; `env=` wins over `src=`; neither reads the variable `ID` if it is set, else the
- * file `ID` (BuildKit's secretsprovider, in that order). Values are read now and never written
+ * optional `type=file|env`. `type=env` without `env=` reads the variable named like `src=`; `env=`
+ * wins over `src=` (which must still be a file of at most 500 KB); with neither (`type=env` too)
+ * the variable `ID` if it is set, else the file `ID` (BuildKit's secretsprovider, in that order). Values are read now and never written
  * anywhere; a file above 500 KB is refused, as buildx refuses it.
  */
 export async function parseSecrets(values: readonly string[], env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Promise<SecretMap> {
@@ -36,8 +36,9 @@ export async function parseSecrets(values: readonly string[], env: Readonly<Reco
     }
     let src = fields.get('src') ?? fields.get('source');
     let envName = fields.get('env');
-    if (type === 'env' && envName === undefined) {
-      envName = src ?? id;
+    // buildx's parseSecret: type=env takes src= as the variable; with neither it is the id alone.
+    if (type === 'env' && envName === undefined && src !== undefined) {
+      envName = src;
       src = undefined;
     }
     const implicit = src === undefined && envName === undefined;
@@ -45,8 +46,10 @@ export async function parseSecrets(values: readonly string[], env: Readonly<Reco
       if (env[id] !== undefined) envName = id;
       else src = id;
     }
-    // BuildKit's GetSecret reads env= first, whatever src= says.
+    // BuildKit's GetSecret reads env= first, whatever src= says; NewStore still stats src= (it
+    // must exist and fit), so a build that passes here does not fail under buildx.
     if (envName !== undefined) {
+      if (src !== undefined) await checkSecretFile(id, src, resolve(cwd, src), false);
       const v = env[envName];
       if (v === undefined) throw new EngineError('KLN0702', `--secret ${id}: environment variable ${envName} is not set`);
       out[id] = Buffer.from(v);
@@ -59,17 +62,25 @@ export async function parseSecrets(values: readonly string[], env: Readonly<Reco
 
 /** A `--secret` file, at most {@link MAX_SECRET_SIZE} bytes. `implicit`: named by the id alone. */
 async function readSecretFile(id: string, given: string, path: string, implicit: boolean): Promise<Buffer> {
-  const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
-  if (st instanceof Error && st.code === 'ENOENT' && implicit) {
-    throw new EngineError('KLN0702', `--secret ${id}: no environment variable ${id} is set and there is no file ${given}`, { hint: `name the source: --secret id=${id},src=FILE or --secret id=${id},env=VAR` });
-  }
-  if (!(st instanceof Error) && st.isFile() && st.size > MAX_SECRET_SIZE) {
-    throw new EngineError('KLN0702', `--secret ${id}: ${given} is ${st.size} bytes; a secret may be at most 500 KB (BuildKit's limit)`, { hint: 'pass a smaller file, e.g. a token or a config that points at the rest' });
-  }
+  await checkSecretFile(id, given, path, implicit);
   try {
     return await readFile(path);
   } catch (cause) {
     throw new EngineError('KLN0702', `--secret ${id}: cannot read ${given}`, { cause, hint: 'src= must be a readable file' });
+  }
+}
+
+/** What BuildKit's NewStore checks of a `--secret` file before the build: it exists and is at most {@link MAX_SECRET_SIZE} bytes. */
+async function checkSecretFile(id: string, given: string, path: string, implicit: boolean): Promise<void> {
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
+  if (st instanceof Error && st.code === 'ENOENT' && implicit) {
+    throw new EngineError('KLN0702', `--secret ${id}: no environment variable ${id} is set and there is no file ${given}`, { hint: `name the source: --secret id=${id},src=FILE or --secret id=${id},env=VAR` });
+  }
+  if (st instanceof Error) {
+    throw new EngineError('KLN0702', `--secret ${id}: cannot read ${given}`, { cause: st, hint: 'src= must be a readable file (buildx checks it even when env= is the one read)' });
+  }
+  if (st.size > MAX_SECRET_SIZE) {
+    throw new EngineError('KLN0702', `--secret ${id}: ${given} is ${st.size} bytes; a secret may be at most 500 KB (BuildKit's limit)`, { hint: 'pass a smaller file, e.g. a token or a config that points at the rest' });
   }
 }
 
