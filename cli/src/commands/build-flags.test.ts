@@ -53,6 +53,13 @@ describe('--push', () => {
     const req = await parse({ push: true, output: ['type=image,name=localhost:5000/a:1'] });
     expect(req.outputs).toMatchObject([{ type: 'image', push: true, names: ['localhost:5000/a:1'] }]);
   });
+  test('pushes every image output, and -t names them (buildx replaces name= with the tags)', async () => {
+    const req = await parse({ push: true, tag: ['localhost:5000/t:1'], output: ['type=image,name=localhost:5000/a:1', 'type=image,name=localhost:5000/b:1'] });
+    expect(req.outputs).toMatchObject([
+      { type: 'image', push: true, names: ['localhost:5000/t:1'] },
+      { type: 'image', push: true, names: ['localhost:5000/t:1'] },
+    ]);
+  });
   test('with -t and no image output it is type=registry of the tags; with neither it is refused', async () => {
     expect((await parse({ push: true, tag: ['localhost:5000/b:1'] })).outputs).toMatchObject([{ type: 'image', push: true, names: ['localhost:5000/b:1'] }]);
     await expect(parse({ push: true })).rejects.toMatchObject({ code: 'KLN0702', message: '--push needs at least one -t NAME' });

@@ -549,12 +549,11 @@ function outputSpecs(parsed: readonly ExportSpec[], flags: BuildFlags, io: CliIo
     });
   }
   const specs = [...parsed];
-  // buildx's --push pushes an image output given with --output (its name= or the -t names);
-  // without one it is --output type=registry of the -t names.
-  const image = specs.findIndex((s) => s.type === 'image');
-  const given = specs[image];
-  if (flags.push === true && given?.type === 'image') {
-    specs[image] = { ...given, push: true };
+  // buildx's --push sets push=true on every image output given with --output (named by the -t
+  // names, else its name=); without one it is --output type=registry of the -t names.
+  const pushed = specs.map((s) => (s.type === 'image' ? { ...s, push: true } : s));
+  if (flags.push === true && specs.some((s) => s.type === 'image')) {
+    specs.splice(0, specs.length, ...pushed);
   } else if (flags.push === true) {
     if (flags.tag.length === 0) throw new EngineError('KLN0702', '--push needs at least one -t NAME', { hint: 'or an image output: --output type=image,name=REPO[:TAG]' });
     specs.push(parseOutputSpec(`type=image,push=true,name=${flags.tag.join(',')}`));

@@ -39,14 +39,18 @@ describe('parseOutputSpec (buildx --output)', () => {
   });
 });
 
-describe('parseOutputSpec with -t names (buildx fills an output without name= from the tags)', () => {
+describe('parseOutputSpec with -t names (buildx sets the image outputs\' name= to the tags)', () => {
   test('type=registry and type=image take the tags as their names', () => {
     expect(parseOutputSpec('type=registry', { names: ['localhost:5000/app:1'] })).toMatchObject({ type: 'image', push: true, names: ['localhost:5000/app:1'] });
     expect(parseOutputSpec('type=image,push=true', { names: ['a', 'b'] })).toMatchObject({ names: ['a', 'b'] });
     expect(parseOutputSpec('type=oci,dest=o.tar', { names: ['a'] })).toMatchObject({ names: ['a'] });
   });
-  test('a name= given stays; local and tar outputs have no names', () => {
-    expect(parseOutputSpec('type=image,name=x', { names: ['a'] })).toMatchObject({ names: ['x'] });
+  // buildx's toSolveOpt: `opt.Exports[i].Attrs["name"] = strings.Join(tags, ",")` for image, oci
+  // and docker outputs whenever -t is given; kiln kept name= and dropped the tags.
+  test('-t replaces a name= given; without -t name= stays; local and tar outputs have no names', () => {
+    expect(parseOutputSpec('type=image,name=x', { names: ['a', 'b'] })).toMatchObject({ names: ['a', 'b'] });
+    expect(parseOutputSpec('type=docker,dest=i.tar,name=x', { names: ['a'] })).toMatchObject({ names: ['a'] });
+    expect(parseOutputSpec('type=image,name=x', { names: [] })).toMatchObject({ names: ['x'] });
     expect(parseOutputSpec('type=local,dest=d', { names: ['a'] })).toEqual({ type: 'local', dest: 'd' });
   });
   test('without either, the refusal says both ways to name it', () => {

@@ -91,8 +91,9 @@ function bool(spec: string, key: string, v: string | undefined, dflt: boolean): 
  * Parses one `--output` value the way buildx does: `type=…` plus attributes; a bare path means
  * `type=local,dest=PATH`. `type=registry` is `type=image,push=true`. Defaults follow BuildKit:
  * `oci` uses OCI media types, `docker`/`image` Docker schema 2; layers gzip. `opts.names` (buildx's
- * `-t` values) name an `oci`, `docker` or `image` output that names none, before `image` checks it
- * has a name: `--output type=registry -t REPO` is a whole output in buildx.
+ * `-t` values) name every `oci`, `docker` or `image` output, before `image` checks it has a name:
+ * `--output type=registry -t REPO` is a whole output in buildx, whose toSolveOpt sets name= to the
+ * tags whenever there are any (a name= of the output is replaced, not kept).
  */
 export function parseOutputSpec(spec: string, opts: { readonly names?: ReadonlyArray<string> } = {}): ExportSpec {
   if (!spec.includes('=')) {
@@ -121,7 +122,7 @@ export function parseOutputSpec(spec: string, opts: { readonly names?: ReadonlyA
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-  const names = given.length > 0 ? given : [...(opts.names ?? [])];
+  const names = opts.names !== undefined && opts.names.length > 0 ? [...opts.names] : given;
   const compression = attrs.get('compression') ?? 'gzip';
   if (compression !== 'gzip' && compression !== 'uncompressed' && compression !== 'zstd') {
     throw invalid(spec, `compression "${compression}" is not supported`, 'use compression=gzip, zstd or uncompressed');
