@@ -401,4 +401,14 @@ describe('ADD of a URL with credentials', () => {
     expect(JSON.stringify(res.imageConfig)).not.toContain('tok-9431');
     expect(res.imageConfigJson).toContain('ADD https://example.com/f.tgz /f');
   });
+
+  // The download's own vertex is named by its identifier (progress, history records) unless it
+  // has a custom name: the ADD's name was clean, that vertex showed the token.
+  test('the download vertex is named without them; one without credentials keeps no custom name (as BuildKit)', async () => {
+    const res = await convert('FROM busybox\nARG TOKEN\nADD https://user:${TOKEN}@example.com/f.tgz /f\nADD https://example.com/h /h\n', { buildArgs: { TOKEN: 'tok-9431' } });
+    const meta = [...res.definition.metadata.values()].map((m) => m.description ?? new Map<string, string>());
+    expect(meta.some((d) => [...d.values()].some((v) => v.includes('tok-9431')))).toBe(false);
+    const names = meta.map((d) => d.get('llb.customname')).filter((n) => n?.startsWith('https://'));
+    expect(names).toEqual(['https://example.com/f.tgz']);
+  });
 });

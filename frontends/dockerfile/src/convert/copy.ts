@@ -95,7 +95,15 @@ export function dispatchCopy(d: DispatchState, cfg: CopyConfig, opt: DispatchOpt
     } else if (isHTTPSource(src)) {
       if (!cfg.isAdd) throw new KilnError('KLN0506', "source can't be a URL for COPY", { hint: 'use ADD to download a URL' });
       const f = httpFilename(src);
-      const st = http(src, { filename: f, ...(cfg.checksum !== '' ? { checksum: cfg.checksum } : {}), description: { [DOCKERFILE_COMMAND]: '' } });
+      // The source vertex is named by its identifier in progress and history records (BuildKit's
+      // llbOpName): with credentials in the URL it is named by the URL without them.
+      const shown = redactUrlsIn(src);
+      const st = http(src, {
+        filename: f,
+        ...(cfg.checksum !== '' ? { checksum: cfg.checksum } : {}),
+        ...(shown === src ? {} : { customName: shown }),
+        description: { [DOCKERFILE_COMMAND]: '' },
+      });
       add(st, f, { ...common, createDestPath: true });
     } else {
       let from = src;
