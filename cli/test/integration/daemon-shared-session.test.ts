@@ -204,7 +204,9 @@ test('bake: a target that fails elsewhere leaves a shared RUN --mount=type=ssh; 
       '',
     ].join('\n'),
   });
-  const r = await runKiln(sb, ['bake', '--root', sb.root, '--progress', 'plain', '--execution', 'defer-error'], { cwd: dir, env: { KILN_HOST: `unix://${socket}` } });
+  // The keys live outside the bake's directory: reading them is granted, as buildx asks.
+  const allow = ['--allow', `fs.read=${keyA.key}`, '--allow', `fs.read=${keyB.key}`];
+  const r = await runKiln(sb, ['bake', '--root', sb.root, '--progress', 'plain', '--execution', 'defer-error', ...allow], { cwd: dir, env: { KILN_HOST: `unix://${socket}` } });
   expect(r.code).not.toBe(0);
   expect(r.stderr).toMatch(/1 target failed: a/);
   expect(r.stderr.match(new RegExp(`^#\\d+ [\\d.]+ listed-${t}$`, 'gm'))?.length).toBe(1);

@@ -169,7 +169,8 @@ describe('kiln history records real builds', () => {
       Dockerfile: ['FROM busybox AS base', `RUN echo base-${t} > /b`, 'FROM busybox AS app', 'COPY --from=based /b /b', ''].join('\n'),
       'docker-bake.hcl': ['group "default" {', '  targets = ["base", "app"]', '}', 'target "base" {', '  target = "base"', `  output = ["type=local,dest=${out}/base"]`, '}', 'target "app" {', '  target = "app"', '  contexts = { based = "target:base" }', `  output = ["type=local,dest=${out}/app"]`, '}', ''].join('\n'),
     });
-    const r = await runKiln(sb, ['bake', '--root', sb.root, '--progress', 'plain', '--execution', 'defer-output', '-f', join(dir, 'docker-bake.hcl')], { env: OWN, cwd: dir });
+    // The outputs go beside the bake's directory: writing there is granted, as buildx asks.
+    const r = await runKiln(sb, ['bake', '--root', sb.root, '--progress', 'plain', '--execution', 'defer-output', '-f', join(dir, 'docker-bake.hcl'), '--allow', `fs.write=${sb.dir}`], { env: OWN, cwd: dir });
     expect(r.stderr).not.toContain('kiln: error');
     expect(r.code).toBe(0);
     const base = (await records()).find((x) => x.name === 'base');
