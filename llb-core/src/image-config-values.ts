@@ -4,8 +4,6 @@
  * frontend and the kiln/ts DSL so both accept and refuse the same values.
  */
 
-import { isIPv4, isIPv6 } from 'node:net';
-
 const PROTOS = ['tcp', 'udp', 'sctp'];
 
 /** A port or signal an image config cannot take; the message is the Go library's. */
@@ -66,7 +64,42 @@ function splitHostPort(ip: string): string {
 
 /** Go's net.ParseIP: dotted IPv4 (no leading zeros) or IPv6 (an IPv4 tail allowed), no zone. */
 function isGoIp(s: string): boolean {
-  return isIPv4(s) || (isIPv6(s) && !s.includes('%'));
+  return isIPv4(s) || isIPv6(s);
+}
+
+// Parsed here, not with node:net: kiln/ts bundles llb-core into build files, and every module a
+// bundle imports is one its build code may import() too (the evaluator's resolve hooks allow the
+// bundle's own imports), so node:net here let build code reach unix sockets.
+const IPV4_PART = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])$/;
+const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
+
+function isIPv4(s: string): boolean {
+  const parts = s.split('.');
+  return parts.length === 4 && parts.every((p) => IPV4_PART.test(p));
+}
+
+/** RFC 4291 text form: eight hex groups, one `::` standing for one or more, an IPv4 tail as two. */
+function isIPv6(s: string): boolean {
+  let rest = s;
+  let tail = 0;
+  const lastColon = s.lastIndexOf(':');
+  if (lastColon >= 0 && s.slice(lastColon + 1).includes('.')) {
+    if (!isIPv4(s.slice(lastColon + 1))) return false;
+    rest = s.slice(0, lastColon + 1) + '0';
+    tail = 1; // the placeholder group counts one of the tail's two
+  }
+  const halves = rest.split('::');
+  if (halves.length > 2) return false;
+  const groups = (h: string): string[] | undefined => {
+    if (h === '') return [];
+    const g = h.split(':');
+    return g.every((x) => HEX_GROUP.test(x)) ? g : undefined;
+  };
+  const left = groups(halves[0] ?? '');
+  const right = halves.length === 2 ? groups(halves[1] ?? '') : [];
+  if (left === undefined || right === undefined) return false;
+  const n = left.length + right.length + tail;
+  return halves.length === 2 ? n <= 7 : n === 8;
 }
 
 /**

@@ -125,3 +125,11 @@ describe('evaluator sandbox', () => {
     await expect(p).rejects.toMatchObject({ code: 'KLN0804', message: expect.stringContaining('ran out of memory (64 MB)') });
   });
 });
+
+describe('what a bundle may import', () => {
+  test('only the Node modules the DSL runtime needs: any other one kiln code imports becomes importable by build code', async () => {
+    const bundle = await bundleBuildFile('kiln.build.ts', memory({ 'kiln.build.ts': 'import { image } from "kiln";\nexport default () => image("busybox").run("true");\n' }));
+    // node:net came in with an IP check in llb-core once, and build code could then import() it.
+    expect(bundle.imports.filter((i) => /^(node:)?(net|child_process|worker_threads|module|fs|fs\/promises|http|https|dgram|tls|dns|vm|inspector|cluster)$/.test(i))).toEqual([]);
+  });
+});
