@@ -1,9 +1,8 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
-import { SSHD, startSshd, until } from '../../../solver/test/integration/sshd.js';
+import { runKiln, token, useSandbox, type KilnSandbox } from './build-helpers.js';
+import { startGitOverSsh, type GitOverSsh } from './git-over-ssh.js';
 
 // `kiln bake ssh://…` end to end: the definition and the target's context come over ssh from a
 // real sshd on 127.0.0.1, with the agent buildx's way (SSH_AUTH_SOCK, or BUILDX_BAKE_GIT_SSH).
@@ -11,50 +10,22 @@ import { SSHD, startSshd, until } from '../../../solver/test/integration/sshd.js
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
-let sshd: ChildProcess;
-let agent: ChildProcess;
 let agentSock: string;
 let url: string;
+let server: GitOverSsh | undefined;
 const t = token();
 
 beforeAll(async () => {
-  for (const bin of [SSHD, 'ssh-agent', 'ssh-keygen']) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
-    } catch {
-      throw new Error(`${bin} is required for this test: apt-get install -y openssh-server openssh-client`);
-    }
-  }
-  const work = join(sb.dir, 'ssh');
-  mkdirSync(work);
-  for (const k of ['host', 'user']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', k, '-f', join(work, k)]);
-  const repo = join(work, 'app');
-  mkdirSync(repo);
-  const git = (...args: string[]): string => execFileSync('git', args, { cwd: repo, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' } });
-  git('-c', 'init.defaultBranch=main', 'init', '-q');
-  await writeTree(repo, {
+  server = await startGitOverSsh(join(sb.dir, 'ssh'), {
     'docker-bake.hcl': 'target "default" {\n  output = ["type=local,dest=out"]\n}\n',
     Dockerfile: 'FROM scratch\nCOPY msg /msg\n',
     msg: `over ssh ${t}\n`,
   });
-  git('add', '-A');
-  git('commit', '-qm', 'one');
-  writeFileSync(join(work, 'authorized_keys'), readFileSync(join(work, 'user.pub'), 'utf8'));
-  const started = await startSshd(work);
-  sshd = started.process;
-  agentSock = join(work, 'agent.sock');
-  rmSync(agentSock, { force: true });
-  agent = spawn('ssh-agent', ['-D', '-a', agentSock], { stdio: 'ignore' });
-  await until('the ssh agent', () => existsSync(agentSock));
-  execFileSync('ssh-add', ['-q', join(work, 'user')], { env: { ...process.env, SSH_AUTH_SOCK: agentSock }, stdio: 'ignore' });
-  const user = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
-  url = `ssh://${user}@127.0.0.1:${started.port}${repo}#main`;
+  agentSock = server.agentSock;
+  url = `${server.url}#main`;
 }, 60_000);
 
-afterAll(() => {
-  agent?.kill();
-  sshd?.kill();
-});
+afterAll(() => server?.stop());
 
 test('an ssh remote: fetched and built with the agent of BUILDX_BAKE_GIT_SSH (the target gets it as its default agent); without an agent, KLN0850 says how to give one', async () => {
   const dir = join(sb.dir, `ssh-bake-${token()}`);
