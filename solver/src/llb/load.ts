@@ -1,7 +1,7 @@
 import { loadDefinition, type Definition, type LlbVertex, type Op, type Source } from '@kiln/llb-core';
 import { SolverError, type SourceLocation } from '../errors.js';
 import { applySourcePolicy } from '../policy/apply.js';
-import type { SourcePolicyEngine } from '../policy/engine.js';
+import { redactIdentifier, type SourcePolicyEngine } from '../policy/engine.js';
 import type { SolverEdge, SolverVertex } from '../scheduler/types.js';
 
 /** A Definition loaded into solver vertices. */
@@ -104,7 +104,9 @@ export function defaultName(op: Op): string {
     case 'exec':
       return (op.exec.meta?.args ?? []).join(' ');
     case 'source':
-      return op.source.identifier ?? 'source';
+      // Progress and history records show it: a URL's user and password stay out (any frontend's
+      // `https://user:token@…` download, raw LLB included).
+      return redactIdentifier(op.source.identifier ?? 'source');
     case 'file': {
       const a = op.file.actions?.[0]?.action;
       if (a === undefined) return 'file';
