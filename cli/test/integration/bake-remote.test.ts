@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { runKiln, startDaemon, token, useSandbox, writeTree, type KilnRun, type KilnSandbox } from './build-helpers.js';
+import { bareRepo, gitIn } from './git-repo.js';
 import { startGitDaemon } from '../../../solver/test/integration/git-daemon.js';
 
 // `kiln bake URL` (buildx's remote definitions) end to end, offline: a repository served by `git
@@ -18,8 +19,6 @@ let http: Server;
 let httpBase: string;
 /** Written into the repository and the tarball: each run of the file has its own. */
 const t = token();
-const gitEnv = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' };
-const git = (cwd: string, ...args: string[]): string => execFileSync('git', args, { cwd, encoding: 'utf8', env: gitEnv }).trim();
 
 const BAKE_HCL = `variable "GREETING" {
   default = "hi"
@@ -72,11 +71,7 @@ beforeAll(async () => {
   const served = join(sb.dir, 'git');
   const bare = join(served, 'app.git');
   const work = join(sb.dir, 'app-work');
-  mkdirSync(bare, { recursive: true });
-  git(bare, '-c', 'init.defaultBranch=main', 'init', '-q', '--bare');
-  mkdirSync(work);
-  git(work, '-c', 'init.defaultBranch=main', 'init', '-q');
-  await writeTree(work, {
+  await bareRepo(bare, work, {
     'docker-bake.hcl': BAKE_HCL,
     'ci.hcl': 'target "app" {\n  tags = ["ci/app"]\n}\n',
     Dockerfile: 'FROM scratch\nCOPY version /version\n',
@@ -86,11 +81,8 @@ beforeAll(async () => {
     'extra/e.txt': 'extra\n',
     'deploy/docker-bake.hcl': 'target "default" {}\n',
   });
-  git(work, 'add', '-A');
-  git(work, 'commit', '-qm', 'one');
-  git(work, 'push', '-q', bare, 'main');
   // git's dumb http protocol reads info/refs and objects/info/packs
-  git(bare, 'update-server-info');
+  gitIn(bare, 'update-server-info');
   ({ url: gitUrl, process: gitd } = await startGitDaemon(served, 'app.git'));
 
   const tarDir = join(sb.dir, 'tar-src');

@@ -1,10 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, lstatSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, lstatSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
+import { bareRepo } from './git-repo.js';
 
 // Git over smart HTTP with credentials, end to end: `git http-backend` (CGI) behind a node server
 // on 127.0.0.1 that demands an Authorization header, fetched by `kiln build URL` and by ADD with
@@ -41,8 +42,6 @@ function commandLinesHolding(secret: string): string[] {
 const TOKEN = `ghp_${token()}`;
 const BEARER = `Bearer hdr-${token()}`;
 const URL_PASSWORD = `pw-${token()}`;
-const gitEnv = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' };
-const git = (cwd: string, ...args: string[]): string => execFileSync('git', args, { cwd, encoding: 'utf8', env: gitEnv }).trim();
 const basic = (user: string, pass: string): string => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
 
 /** What the server takes: the token as BuildKit sends it, the header secret, the URL's user. */
@@ -102,14 +101,7 @@ beforeAll(async () => {
   served = join(sb.dir, 'served');
   const bare = join(served, 'app.git');
   const work = join(sb.dir, 'app-work');
-  mkdirSync(bare, { recursive: true });
-  git(bare, '-c', 'init.defaultBranch=main', 'init', '-q', '--bare');
-  mkdirSync(work);
-  git(work, '-c', 'init.defaultBranch=main', 'init', '-q');
-  await writeTree(work, { Dockerfile: 'FROM scratch\nCOPY version /version\n', version: 'private\n' });
-  git(work, 'add', '-A');
-  git(work, 'commit', '-qm', 'one');
-  git(work, 'push', '-q', bare, 'main');
+  await bareRepo(bare, work, { Dockerfile: 'FROM scratch\nCOPY version /version\n', version: 'private\n' });
   server = createServer((req, res) => {
     seen.push(req.headers.authorization);
     // git-remote-http is the client of this request: it is running now

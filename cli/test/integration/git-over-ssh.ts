@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeTree } from './build-helpers.js';
+import { commitRepo } from './git-repo.js';
 import { SSHD, startSshd, until } from '../../../solver/test/integration/sshd.js';
 
 /** A git repository served by a real sshd on 127.0.0.1, and an ssh agent holding the key it accepts. */
@@ -28,13 +28,7 @@ export async function startGitOverSsh(work: string, files: Record<string, string
   mkdirSync(work);
   for (const k of ['host', 'user']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', k, '-f', join(work, k)]);
   const repo = join(work, 'app');
-  mkdirSync(repo);
-  const git = (...args: string[]): string =>
-    execFileSync('git', args, { cwd: repo, encoding: 'utf8', env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'k', GIT_AUTHOR_EMAIL: 'k@x', GIT_COMMITTER_NAME: 'k', GIT_COMMITTER_EMAIL: 'k@x' } });
-  git('-c', 'init.defaultBranch=main', 'init', '-q');
-  await writeTree(repo, files);
-  git('add', '-A');
-  git('commit', '-qm', 'one');
+  await commitRepo(repo, files);
   writeFileSync(join(work, 'authorized_keys'), readFileSync(join(work, 'user.pub'), 'utf8'));
   const sshd = await startSshd(work);
   const agentSock = join(work, 'agent.sock');
