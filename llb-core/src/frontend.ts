@@ -5,6 +5,7 @@
  */
 import type { Definition } from './op.js';
 import type { ImageMetaResolver } from './image-config.js';
+import type { Platform } from './platform.js';
 
 /** Metadata of one file in a solved result, like BuildKit's `fstypes.Stat`. */
 export interface FileStat {
@@ -276,6 +277,11 @@ export interface FrontendClient extends ImageMetaResolver {
   readonly opts: ReadonlyMap<string, string>;
   /** Named inputs as LLB. */
   readonly inputs: ReadonlyMap<string, Definition>;
+  /**
+   * The platforms of the worker that runs the build (BuildKit's first worker record in `Ping`),
+   * its native one first: a frontend's BUILDPLATFORM. Left out, the frontend's own host is meant.
+   */
+  readonly workerPlatforms?: readonly Platform[];
   /** Solves a Definition and returns a ref to its result. */
   solve(request: SolveRequest): Promise<Ref>;
   /**

@@ -77,6 +77,14 @@ describe('dockerfileFrontend', () => {
     expect(decodeOp(execs[0] as Uint8Array)).toMatchObject({ platform: { architecture: host.architecture, os: host.os }, exec: { meta: { env: expect.arrayContaining([`BUILDPLATFORM=${formatPlatform(host)}`]) } } });
   });
 
+  test("BUILDPLATFORM and the default target are the worker's first platform when the client names one (under buildkitd)", async () => {
+    const { c } = client({ Dockerfile: 'FROM --platform=$BUILDPLATFORM busybox AS b\nARG BUILDPLATFORM TARGETPLATFORM\nRUN echo $BUILDPLATFORM $TARGETPLATFORM > /x\n' }, {});
+    const worker: FrontendClient = { ...c, workerPlatforms: [{ os: 'linux', architecture: 's390x' }, { os: 'linux', architecture: 'amd64' }] };
+    const res = await dockerfileFrontend(worker);
+    const exec = res.ref?.definition.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ platform: { architecture: 's390x', os: 'linux' }, exec: { meta: { env: expect.arrayContaining(['BUILDPLATFORM=linux/s390x', 'TARGETPLATFORM=linux/s390x']) } } });
+  });
+
   test('multi-platform / BUILDKIT_MULTI_PLATFORM return a platform map even for one platform', async () => {
     // BuildKit frontend/dockerui config.go: MultiPlatformRequested = len(platforms) > 1, or the
     // `multi-platform` option (the BUILDKIT_MULTI_PLATFORM build arg replaces it when non-empty),

@@ -251,10 +251,11 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       buildArgs,
       onWarning,
       metaResolver: client,
-      // BUILDPLATFORM is the worker's (the host: kiln runs no emulator), as dockerui takes it from
-      // the worker's platforms. Left out, every target platform became its own build platform:
-      // a `FROM --platform=$BUILDPLATFORM` stage ran once per target, on the target's image.
-      buildPlatforms: [defaultPlatform()],
+      // BUILDPLATFORM is the worker's, as dockerui takes it from the first worker's platforms
+      // (under buildkitd, its Ping; in kiln, the host: kiln runs no emulator). Left out, every
+      // target platform became its own build platform: a `FROM --platform=$BUILDPLATFORM` stage
+      // ran once per target, on the target's image.
+      buildPlatforms: client.workerPlatforms !== undefined && client.workerPlatforms.length > 0 ? client.workerPlatforms : [defaultPlatform()],
       namedContexts: named,
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),

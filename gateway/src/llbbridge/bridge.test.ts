@@ -98,6 +98,8 @@ describe('LLBBridge serve + connect over an in-memory stream pair', () => {
       ['filename', 'Dockerfile'],
       ['build-arg:A', 'x=y'],
     ]);
+    // The Pong's first worker's platforms, normalized (arm64/v8 is arm64): the frontend's BUILDPLATFORM.
+    expect(client.workerPlatforms).toEqual([{ os: 'linux', architecture: 'arm64' }, { os: 'linux', architecture: 'arm', variant: 'v7' }]);
     // The input came over the wire as Definition bytes, byte for byte.
     expect(encodeDefinition(client.inputs.get('context') as Definition)).toEqual(encodeDefinition(input));
 

@@ -13,6 +13,7 @@ import type {
   FrontendWarning,
   ReadFileOptions,
   NewContainerRequest,
+  Platform,
   Ref,
   ResolveImageConfigOptions,
   ResolvedImageConfig,
@@ -20,7 +21,7 @@ import type {
   SolveRequest,
 } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
-import { enabledCaps, platformToWire, resultFromWire, statFromWire, warningToWire } from './convert.js';
+import { enabledCaps, platformFromWire, platformToWire, resultFromWire, statFromWire, warningToWire } from './convert.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import { GrpcClient } from './grpc-client.js';
 import { LLBBridgeCodec, type WireMessages, type WireRef, type WireResult } from './messages.js';
@@ -105,7 +106,9 @@ export async function connectLLBBridge(
       const r = await rpc.call('Inputs', 'InputsRequest', 'InputsResponse', {});
       for (const [k, v] of Object.entries(r.Definitions ?? {})) inputs.set(k, decodeDefinition(v));
     }
-    return new LLBBridgeFrontendClient(codec, rpc, caps, frontendOptsFromEnv(env), inputs, options);
+    // dockerui's BUILDPLATFORM: the first worker's platforms, when it names any.
+    const workerPlatforms = (pong.Workers?.[0]?.platforms ?? []).map(platformFromWire);
+    return new LLBBridgeFrontendClient(codec, rpc, caps, frontendOptsFromEnv(env), inputs, workerPlatforms, options);
   } catch (e) {
     grpc.destroy();
     throw e;
@@ -188,6 +191,7 @@ const REMEMBER_TOTAL_MAX = 8 << 20;
 class LLBBridgeFrontendClient implements BridgeFrontendClient {
   readonly opts: ReadonlyMap<string, string>;
   readonly inputs: ReadonlyMap<string, Definition>;
+  readonly workerPlatforms?: readonly Platform[];
   readonly signal?: AbortSignal;
   readonly #codec: LLBBridgeCodec;
   readonly #rpc: BridgeRpc;
@@ -210,6 +214,7 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     caps: ReadonlySet<string>,
     opts: ReadonlyMap<string, string>,
     inputs: ReadonlyMap<string, Definition>,
+    workerPlatforms: readonly Platform[],
     options: BridgeConnectOptions,
   ) {
     this.#codec = codec;
@@ -217,6 +222,7 @@ class LLBBridgeFrontendClient implements BridgeFrontendClient {
     this.#caps = caps;
     this.opts = opts;
     this.inputs = inputs;
+    if (workerPlatforms.length > 0) this.workerPlatforms = workerPlatforms;
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     if (options.signal !== undefined) this.signal = options.signal;
   }
