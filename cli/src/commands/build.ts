@@ -11,6 +11,7 @@ import { acquireEngine, type EngineLease } from '../engine/lease.js';
 import { gcAfterBuild } from '../engine/auto-gc.js';
 import { callerCredentials } from '../engine/credentials.js';
 import { EngineError } from '../engine/errors.js';
+import { parsePlatformList } from '../engine/platform-list.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import { runBuild, type BuildRequest, type HeldBuild, type RemoteBuildContext } from '../engine/build.js';
 import { loadSourcePolicy } from '../engine/source-policy.js';
@@ -421,6 +422,8 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     const kv = parseBuildArg(a, env);
     if (kv !== undefined) buildArgs.set(kv[0], kv[1]);
   }
+  // Checked here as well as by the engine: a typo fails before the context is sent.
+  if (flags.platform !== undefined) parsePlatformList(flags.platform);
   for (const a of flags.allow) {
     if (a !== 'security.insecure' && a !== 'network.host') throw new EngineError('KLN0702', `unknown entitlement "${a}"`, { hint: 'use --allow security.insecure or --allow network.host' });
   }

@@ -33,6 +33,7 @@ import { SnapshotRef } from './snapshot-ref.js';
 import type { CacheExportSpec, CacheImportSpec } from './cache-spec.js';
 import { exportCache, inlineCacheRecords } from './cache-export.js';
 import { findCause } from './report.js';
+import { parsePlatformList } from './platform-list.js';
 import { importCaches, importedResultLoader } from './cache-import.js';
 // The attestation modules (provenance, SBOM, unbundling) load only in a build that asks for
 // attestations or whose frontend returns some: `await import(…)` where they are used.
@@ -162,7 +163,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     await writeFile(dockerfilePath, req.dockerfileText);
   }
   // `--platform A,B`: the frontend builds each; ops without a platform of their own get the first.
-  const platforms = req.platform === undefined ? [] : req.platform.split(',').map((p) => p.trim()).filter((p) => p !== '').map(parsePlatform);
+  const platforms = req.platform === undefined ? [] : parsePlatformList(req.platform);
   const platform: Platform = platforms[0] ?? hostPlatform();
   // A remote context with a Dockerfile of the caller's (-f -, an absolute -f): buildx sends that
   // as the local source `dockerfile` and names it with `dockerfilekey`.
