@@ -187,6 +187,35 @@ test('credentials in git and http URLs never reach the materials or configSource
   expect(meta['vcs']).toEqual({ source: 'https://xxxxx:xxxxx@example.com/repo.git' });
 });
 
+test('mode=max: credentials in named-context args and in the source steps of buildConfig never reach the attestation', async () => {
+  const { http, git } = await import('@kiln/llb-core');
+  const commit = '4b220de5058abfd01ff619c9d2ff6b09a049bea0';
+  const def = await image(`busybox@${DIGEST}`)
+    .file(copy(http('https://alice:hunter2@example.com/a.tgz'), '/a.tgz', '/a.tgz'))
+    .file(copy(git('https://ghp_tok3n@github.com/moby/buildkit.git', commit), '/', '/src'))
+    .marshal({ platform: 'linux/amd64' });
+  const opts = new Map([
+    ['context:extra', 'https://dave:pa55w0rd@example.com/extra.tar'],
+    ['context:base', 'docker-image://busybox:latest'],
+  ]);
+  const bytes = provenancePredicate(capture(def, { frontendOpts: opts, resolvedImages: [] }), { mode: 'max' }, inputs(def));
+  const text = Buffer.from(bytes).toString('utf8');
+  for (const secret of ['hunter2', 'ghp_tok3n', 'pa55w0rd', 'alice', 'dave']) expect(text.includes(secret), secret).toBe(false);
+  const p = parse(bytes);
+  expect(((p['invocation'] as Json)['parameters'] as Json)['args']).toEqual({
+    'context:base': 'docker-image://busybox:latest',
+    'context:extra': 'https://xxxxx:xxxxx@example.com/extra.tar',
+  });
+  const steps = (p['buildConfig'] as Json)['llbDefinition'] as { id: string; op: { Op?: { source?: { identifier: string; attrs?: Record<string, string> } } } }[];
+  const sources = steps.map((s) => s.op.Op?.source).filter((s) => s !== undefined);
+  expect(sources.map((s) => s.identifier)).toContain('https://xxxxx:xxxxx@example.com/a.tgz');
+  const gitStep = sources.find((s) => s.identifier.startsWith('git://'));
+  expect(gitStep?.attrs?.['git.fullurl']).toBe('https://xxxxx@github.com/moby/buildkit.git');
+  // The mapping still names the ops by the digests the solver ran.
+  const mapping = (p['buildConfig'] as Json)['digestMapping'] as Record<string, string>;
+  for (const bytes of def.def.slice(0, -1)) expect(mapping[digestOf(bytes)]).toMatch(/^step\d+$/);
+});
+
 test('redactCredentials: as BuildKit urlutil (user and password each xxxxx; not a URL: unchanged)', () => {
   expect(redactCredentials('https://user:password@host.tld/this:that')).toBe('https://xxxxx:xxxxx@host.tld/this:that');
   expect(redactCredentials('https://user@host.tld/this:that')).toBe('https://xxxxx@host.tld/this:that');

@@ -240,6 +240,8 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
     configSource['entryPoint'] = filename;
     args.delete('filename');
   }
+  // Named contexts are sources as the main context is: their URL credentials go (BuildKit keeps them here).
+  for (const [k, v] of args) if (k.startsWith('context:')) args.set(k, redactCredentials(v));
   const vcs = new Map<string, string>();
   for (const [k, v] of [...args]) {
     if (!k.startsWith('vcs:')) continue;
@@ -369,7 +371,7 @@ export function buildSteps(def: Definition): { steps: GoJsonValue[]; indexes: Ma
   const steps = order.map((d, i) => {
     const op = ops.get(d) as Op;
     const inputs = op.inputs.map((inp) => `step${indexes.get(inp.digest) ?? 0}:${inp.index}`);
-    const bare = withoutSessionAttrs({ ...op, inputs: [] });
+    const bare = redactedSource(withoutSessionAttrs({ ...op, inputs: [] }));
     return { id: `step${i}`, op: new RawJson(opJson(bare)), inputs: inputs.length === 0 ? undefined : inputs };
   });
   return { steps, indexes };
@@ -379,6 +381,20 @@ function withoutSessionAttrs(op: Op): Op {
   if (op.kind !== 'source' || op.source.attrs === undefined) return op;
   const attrs = new Map([...op.source.attrs].filter(([k]) => k !== 'local.session' && k !== 'local.unique'));
   return { ...op, source: { ...op.source, attrs } };
+}
+
+/**
+ * A source step as the attestation shows it: the URL credentials of an http or git identifier
+ * and of `git.fullurl` become `xxxxx`, as in the materials. BuildKit copies the op as it is, so a
+ * `--build-context NAME=https://user:token@…` or an ADD of such a URL put the token into every
+ * pushed mode=max attestation; the digest mapping still names the op's real digest.
+ */
+function redactedSource(op: Op): Op {
+  if (op.kind !== 'source') return op;
+  const identifier = op.source.identifier === undefined ? undefined : redactCredentials(op.source.identifier);
+  const fullUrl = op.source.attrs?.get('git.fullurl');
+  const attrs = fullUrl === undefined || op.source.attrs === undefined ? op.source.attrs : new Map([...op.source.attrs, ['git.fullurl', redactCredentials(fullUrl)]]);
+  return { ...op, source: { ...op.source, ...(identifier === undefined ? {} : { identifier }), ...(attrs === undefined ? {} : { attrs }) } };
 }
 
 function digestMapping(indexes: ReadonlyMap<Digest, number>): Record<string, string> {
