@@ -62,7 +62,7 @@ export class KilnDaemon {
     }
     await mkdir(dirname(opts.socket), { recursive: true, mode: 0o700 });
     await checkSocketDir(dirname(opts.socket));
-    await unlink(opts.socket).catch(() => undefined); // a stale socket of a daemon that died
+    await removeStaleSocket(opts.socket);
     const engine = await KilnEngine.open({ root: opts.root, ...(opts.hosts === undefined ? {} : { registry: { hosts: opts.hosts } }) });
     const server = createServer();
     const daemon = new KilnDaemon(opts, server, engine);
@@ -198,6 +198,26 @@ async function checkSocketDir(dir: string): Promise<void> {
       hint: 'use a directory only you can write to (--addr unix:///run/user/UID/kilnd.sock)',
     });
   }
+}
+
+/**
+ * Removes the socket a daemon that died left at `path`, and nothing else: `--addr` naming a file
+ * or directory by mistake (`--addr kiln.toml`) is refused instead of deleting the file (it was
+ * unlinked, as buildkitd does) or failing as "address already in use".
+ */
+export async function removeStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (st === undefined) return;
+  if (!st.isSocket()) {
+    const what = st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : st.isFile() ? 'a regular file' : 'not a socket';
+    throw new EngineError('KLN0709', `cannot listen on ${path}: it is ${what}, not a socket`, {
+      hint: 'give --addr (or KILN_HOST) the path of the socket to create, e.g. unix:///run/kiln/kilnd.sock; only a stale socket there is replaced',
+    });
+  }
+  await unlink(path).catch(() => undefined);
 }
 
 /** True when something accepts connections on `path`. */
