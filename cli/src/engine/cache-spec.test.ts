@@ -144,3 +144,27 @@ describe('type=s3 (BuildKit v0.11 s3 cache attributes)', () => {
     expect(JSON.stringify(w2)).not.toContain(secret);
   });
 });
+
+describe('--cache-to / --cache-from typos refused before the build (typo tour 4)', () => {
+  test('a field without = fails as in buildx, instead of joining the previous value', () => {
+    // was: dest "/tmp/c,max", a cache written to a directory of that name
+    expect(() => parseCacheExportSpec('type=local,dest=/tmp/c,max')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('invalid value "max": every field is KEY=VALUE (did you mean mode=max?)') }));
+    expect(() => parseCacheExportSpec('type=registry,ref=r/c:1,zstd')).toThrow(expect.objectContaining({ message: expect.stringContaining('(did you mean compression=zstd?)') }));
+    expect(() => parseCacheImportSpec('type=local,src=/tmp/c,latest')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('invalid value "latest"') }));
+    // a quoted field keeps its comma; a bare reference stays a registry reference
+    expect(parseCacheExportSpec('type=local,"dest=/tmp/c,max"')).toMatchObject({ dest: '/tmp/c,max' });
+    expect(parseCacheImportSpec('r/c:1')).toEqual({ type: 'registry', ref: 'r/c:1' });
+  });
+
+  test('compression-level is an integer, -1..9 for gzip', () => {
+    expect(() => parseCacheExportSpec('type=local,dest=/c,compression-level=99')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('gzip: invalid compression level: 99') }));
+    expect(() => parseCacheExportSpec('type=local,dest=/c,compression=zstd,compression-level=fast')).toThrow(expect.objectContaining({ message: expect.stringContaining('non-integer value fast specified for compression-level') }));
+    expect(parseCacheExportSpec('type=local,dest=/c,compression=zstd,compression-level=19')).toMatchObject({ compression: 'zstd' });
+  });
+
+  test('a registry reference is checked before the build; a path is pointed at type=local', () => {
+    expect(() => parseCacheExportSpec('type=registry,ref=Bad:Ref')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('repository names must be lowercase') }));
+    expect(() => parseCacheExportSpec('/tmp/cache')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('"/tmp/cache" is a path, not an image reference'), hint: 'a cache directory is type=local,dest=/tmp/cache' }));
+    expect(parseCacheImportSpec('./cache')).toEqual({ warning: expect.stringContaining('a cache directory is type=local,src=./cache') });
+  });
+});

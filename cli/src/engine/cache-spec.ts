@@ -1,4 +1,4 @@
-import { splitCsvFields, type AwsCredentialContext, type AwsCredentials, type ExportCompression } from '@kiln/runtime';
+import { parseReference, splitCsvFields, type AwsCredentialContext, type AwsCredentials, type ExportCompression } from '@kiln/runtime';
 import type { CacheExportMode } from '@kiln/solver';
 import { EngineError } from './errors.js';
 import { parseS3Attrs, redactCacheValue, type S3CacheExport, type S3CacheLocation } from './cache-s3-spec.js';
@@ -29,6 +29,8 @@ export type CacheImportSpec =
 
 const HINT_TO = 'e.g. --cache-to type=local,dest=DIR,mode=max  --cache-to type=registry,ref=HOST/REPO:TAG  --cache-to type=s3,region=R,bucket=B,name=N  --cache-to type=inline';
 
+const HINT_FROM = 'e.g. --cache-from type=local,src=DIR  --cache-from type=registry,ref=HOST/REPO:TAG';
+
 /** The value is shown with its secrets (secret_access_key=, session_token=) masked. */
 function bad(flag: string, value: string, why: string, hint: string): EngineError {
   return new EngineError('KLN0710', `invalid ${flag} "${redactCacheValue(value)}": ${why}`, { hint });
@@ -37,10 +39,59 @@ function bad(flag: string, value: string, why: string, hint: string): EngineErro
 /** Where s3 credentials come from when the attributes have none: the caller's environment and home. */
 export type { AwsCredentialContext, AwsCredentials };
 
-function attrsOf(value: string): Map<string, string> {
-  // buildx: a value without `=` is a registry reference.
+/** The CSV fields of a value as Go's encoding/csv reads one record (quotes group, `""` is a quote). */
+function csvFieldsOf(value: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of value) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === ',' && !quoted) {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out.map((f) => f.trim()).filter((f) => f !== '');
+}
+
+/**
+ * The attributes of a value. buildx's ParseCacheEntry: a value without `=` is a registry
+ * reference; otherwise every field is KEY=VALUE, and one that is not fails ("invalid value
+ * max"). kiln's output-spec splitter would glue it to the previous value instead, so
+ * `dest=/c,max` silently wrote the cache to a directory named `/c,max`.
+ */
+function attrsOf(flag: string, value: string, hint: string): Map<string, string> {
   if (!value.includes('=')) return new Map([['type', 'registry'], ['ref', value]]);
+  const loose = csvFieldsOf(value).find((f) => !f.includes('='));
+  if (loose !== undefined) {
+    const near = /^(min|max)$/.test(loose) ? `mode=${loose}` : /^(gzip|zstd|uncompressed)$/.test(loose) ? `compression=${loose}` : undefined;
+    throw bad(flag, value, `invalid value "${loose}": every field is KEY=VALUE${near === undefined ? '' : ` (did you mean ${near}?)`}`, near === undefined ? `quote a value that holds a comma: "dest=/a,b". ${hint}` : hint);
+  }
   return new Map(splitCsvFields(value));
+}
+
+/**
+ * A registry cache reference, checked before the build rather than after it (KLN0711, with the
+ * build's work done): a path given as the bare value is meant as a local cache.
+ */
+function checkRegistryRef(flag: string, value: string, ref: string, hint: string): void {
+  if (/^(\/|\.{1,2}\/|~)/.test(ref) || ref === '.') {
+    throw bad(flag, value, `"${ref}" is a path, not an image reference`, `a cache directory is type=local,${flag === '--cache-to' ? 'dest' : 'src'}=${ref}`);
+  }
+  try {
+    parseReference(ref);
+  } catch (e) {
+    throw bad(flag, value, e instanceof Error ? e.message : String(e), hint);
+  }
+}
+
+/** buildx/BuildKit: an integer; gzip takes -1..9 (gzip.NewWriterLevel), zstd any level. */
+function checkCompressionLevel(flag: string, value: string, level: string | undefined, compression: string, hint: string): void {
+  if (level === undefined) return;
+  if (!/^-?\d+$/.test(level)) throw bad(flag, value, `non-integer value ${level} specified for compression-level`, hint);
+  const n = Number(level);
+  if (compression === 'gzip' && (n < -1 || n > 9)) throw bad(flag, value, `gzip: invalid compression level: ${n}`, 'use compression-level=0..9 with gzip');
 }
 
 /** A boolean attribute as buildx reads them (`true`/`1`/empty, `false`/`0`); undefined when absent or neither. */
@@ -52,8 +103,8 @@ export const bool = (v: string | undefined): boolean | undefined => (v === undef
  * exporters ignore attributes they do not know.
  */
 export function parseCacheExportSpec(value: string, aws?: AwsCredentialContext): CacheExportSpec {
-  const a = attrsOf(value);
   const flag = '--cache-to';
+  const a = attrsOf(flag, value, HINT_TO);
   const ie = a.get('ignore-error');
   const ignore = bool(ie);
   if (ie !== undefined && ignore === undefined) throw bad(flag, value, 'ignore-error must be true or false', HINT_TO);
@@ -62,6 +113,7 @@ export function parseCacheExportSpec(value: string, aws?: AwsCredentialContext):
   if (mode !== 'min' && mode !== 'max') throw bad(flag, value, `mode must be min or max, not "${mode}"`, HINT_TO);
   const compression = a.get('compression') ?? 'gzip';
   if (compression !== 'gzip' && compression !== 'zstd' && compression !== 'uncompressed') throw bad(flag, value, `compression must be gzip, zstd or uncompressed`, HINT_TO);
+  checkCompressionLevel(flag, value, a.get('compression-level'), compression, HINT_TO);
   const oci = a.get('oci-mediatypes');
   const ociFlag = bool(oci);
   if (oci !== undefined && ociFlag === undefined) throw bad(flag, value, 'oci-mediatypes must be true or false', HINT_TO);
@@ -76,6 +128,7 @@ export function parseCacheExportSpec(value: string, aws?: AwsCredentialContext):
     case 'registry': {
       const ref = a.get('ref');
       if (ref === undefined || ref === '') throw bad(flag, value, 'type=registry needs ref=HOST/REPO:TAG', HINT_TO);
+      checkRegistryRef(flag, value, ref, HINT_TO);
       return { type, ref, mode, compression, ociMediaTypes, ...ignoreError };
     }
     case 's3': {
@@ -95,7 +148,8 @@ export function parseCacheExportSpec(value: string, aws?: AwsCredentialContext):
  * does not import: buildx warns about an unusable cache source and builds without it.
  */
 export function parseCacheImportSpec(value: string, aws?: AwsCredentialContext): CacheImportSpec | { readonly warning: string } {
-  const a = attrsOf(value);
+  // a malformed value fails the command, as buildx's ParseCacheEntry does; an unusable source warns
+  const a = attrsOf('--cache-from', value, HINT_FROM);
   const type = a.get('type') ?? '';
   switch (type) {
     case 'local': {
@@ -107,6 +161,7 @@ export function parseCacheImportSpec(value: string, aws?: AwsCredentialContext):
     case 'registry': {
       const ref = a.get('ref');
       if (ref === undefined || ref === '') return { warning: `--cache-from "${redactCacheValue(value)}": type=registry needs ref=HOST/REPO:TAG` };
+      if (/^(\/|\.{1,2}\/|~)/.test(ref)) return { warning: `--cache-from "${redactCacheValue(value)}": "${ref}" is a path, not an image reference (a cache directory is type=local,src=${ref})` };
       return { type, ref };
     }
     case 's3': {
