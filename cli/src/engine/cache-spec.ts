@@ -40,7 +40,7 @@ function bad(flag: string, value: string, why: string, hint: string): EngineErro
 export type { AwsCredentialContext, AwsCredentials };
 
 /** The CSV fields of a value as Go's encoding/csv reads one record (quotes group, `""` is a quote). */
-function csvFieldsOf(value: string): string[] {
+export function csvFieldsOf(value: string): string[] {
   const out: string[] = [];
   let cur = '';
   let quoted = false;

@@ -27,6 +27,10 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
     ['mode=max', ['type=provenance,mode=min'], /duplicate attestation field provenance/],
     ['false', ['type=provenance,mode=max'], /duplicate attestation field provenance/],
     ['maybe', [], /invalid --provenance value "maybe"/],
+    // typo tour 4: a field without = (was read as the type "provenance,true", or glued to mode)
+    ['true,mode=max', [], /^invalid --provenance=true,mode=max: invalid value "true": every field is KEY=VALUE$/],
+    [undefined, ['type=provenance,max'], /invalid value "max"/],
+    [undefined, ['type=sbom,generator=img,x'], /invalid value "x"/],
   ] as const)('--provenance %s --attest %j is refused', ([provenance, attest, message]) => {
     let err: unknown;
     try {

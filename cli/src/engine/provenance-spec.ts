@@ -1,6 +1,6 @@
 import { splitCsvFields } from '@kiln/runtime';
 import { EngineError } from './errors.js';
-import { bool } from './cache-spec.js';
+import { bool, csvFieldsOf } from './cache-spec.js';
 
 /** A provenance attestation request (BuildKit's `attest:provenance` attributes). */
 export interface ProvenanceOptions {
@@ -68,6 +68,16 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
   const seen = new Set<string>();
   let result: AttestationRequest = {};
   for (const { flag, value } of entries) {
+    // buildx's parseAttest: every field is KEY=VALUE ("invalid value true"); the output-spec
+    // splitter would glue a loose one to the previous value (--provenance=true,mode=max read as
+    // the type "provenance,true")
+    const loose = csvFieldsOf(value).find((f) => !f.includes('='));
+    if (loose !== undefined) {
+      const shorthandBool = /^(true|false|1|0)$/.test(loose) && !flag.startsWith('--attest');
+      throw new EngineError('KLN0702', `invalid ${flag}: invalid value "${loose}": every field is KEY=VALUE`, {
+        hint: shorthandBool ? `a true/false value stands alone: ${flag.split('=')[0] ?? flag}=mode=max turns it on with attributes` : /^(min|max)$/.test(loose) ? `write mode=${loose}` : 'e.g. --attest type=provenance,mode=max or --attest type=sbom,generator=IMAGE',
+      });
+    }
     const attrs = new Map(splitCsvFields(value));
     const type = attrs.get('type');
     if (type === undefined || type === '') throw new EngineError('KLN0702', `invalid ${flag}: missing attestation type`, { hint: 'use --attest type=provenance[,mode=min|max]' });
