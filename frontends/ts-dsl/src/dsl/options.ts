@@ -19,6 +19,8 @@ export interface Field {
 export function describeValue(v: unknown): string {
   if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return 'an array';
+  // an async helper called without await: the likeliest way to pass a Promise
+  if (v instanceof Promise) return 'a Promise (an await missing?)';
   // bundled, the DSL's classes are renamed (_State, State2): show the name the user knows
   if (typeof v === 'object') return `an object (${((v as object).constructor?.name ?? 'Object').replace(/^_+|\d+$/g, '') || 'Object'})`;
   return `a ${typeof v}`;
@@ -47,7 +49,7 @@ export function oneOf(...values: readonly string[]): Field {
 
 /** A plain object whose values are each `of`. */
 export function recordOf(of: Field, hint?: string): Field {
-  return { what: `an object of ${of.what} values`, ok: (v) => isRecord(v) && Object.values(v).every(of.ok), ...(hint === undefined ? {} : { hint }) };
+  return { what: `an object of ${of.what.replace(/^an? /, '')} values`, ok: (v) => isRecord(v) && Object.values(v).every(of.ok), ...(hint === undefined ? {} : { hint }) };
 }
 
 /** `f` with its own hint. */
@@ -77,7 +79,9 @@ export function checkOptions(fn: string, opts: unknown, fields: Readonly<Record<
       if (near === undefined) continue;
       fail(fn, `unknown option "${key}" (did you mean "${near}"?)`, `${fn} takes { ${names.join(', ')} }`);
     }
-    if (v !== undefined && !f.ok(v)) fail(fn, `option "${key}" must be ${f.what} (got ${describeValue(v)})`, f.hint ?? `${fn} takes { ${names.join(', ')} }`);
+    // a string that is none of oneOf's values is shown, so the near miss is seen ("lock")
+    const got = typeof v === 'string' && f.what.startsWith('"') ? JSON.stringify(v) : describeValue(v);
+    if (v !== undefined && !f.ok(v)) fail(fn, `option "${key}" must be ${f.what} (got ${got})`, f.hint ?? `${fn} takes { ${names.join(', ')} }`);
   }
 }
 

@@ -7,7 +7,7 @@ import type { LowerContext } from './lower.js';
 import type { Mount, SecretMount, SshMount } from './mounts.js';
 import { Sh } from './sh.js';
 import { TsDslError } from '../errors.js';
-import { bool, checkOptions, oneOf, recordOf, state, str, type Field } from './options.js';
+import { bool, checkOptions, describeValue, oneOf, recordOf, state, str, type Field } from './options.js';
 
 /** Something that lowers to an llb-core State (a DSL State). */
 interface Lowerable {
@@ -116,10 +116,10 @@ export function validateCommand(cmd: Command): void {
     if ((cmd instanceof Sh ? cmd.script : cmd).trim() === '') throw new TsDslError('KLN0805', 'run: the command is empty', { hint });
     return;
   }
-  if (!Array.isArray(cmd)) throw new TsDslError('KLN0805', `run: the command must be a string[], an sh\`…\` script or a string (got ${typeof cmd})`, { hint });
+  if (!Array.isArray(cmd)) throw new TsDslError('KLN0805', `run: the command must be a string[], an sh\`…\` script or a string (got ${describeValue(cmd)})`, { hint });
   if (cmd.length === 0) throw new TsDslError('KLN0805', 'run: the command is empty', { hint });
   const bad = cmd.findIndex((a) => typeof a !== 'string');
-  if (bad >= 0) throw new TsDslError('KLN0805', `run: argument ${bad} of the command is a ${typeof cmd[bad]}, not a string`, { hint });
+  if (bad >= 0) throw new TsDslError('KLN0805', `run: argument ${bad} of the command is ${describeValue(cmd[bad])}, not a string`, { hint });
 }
 
 /** @internal For `Exec.output`: each mount target, undefined when it has an output, else why not. */

@@ -221,6 +221,8 @@ async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: 
     platform,
     targetPlatforms: init.platforms,
     async platforms(fn) {
+      // ctx.platforms("linux/arm64") failed as "fn is not a function", naming kiln's variable
+      checkArg('ctx.platforms', 'the argument', fn, { what: 'a function of the platform', ok: (v) => typeof v === 'function', hint: 'ctx.platforms((p) => image("busybox", { platform: p })); --platform picks the platforms' });
       const results = new Map<string, SingleResult>();
       // one platform at a time, so ctx.solve inside fn knows which one it is building for
       for (const p of init.platforms) {
@@ -276,7 +278,10 @@ async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: 
   const one = async (p: string, r: unknown): Promise<WireResult> => {
     const img = r instanceof ImageResult ? r : r instanceof State ? new ImageResult(r, {}) : undefined;
     if (img === undefined) {
-      throw withBuildLocation(new CallError(`the default export returned ${describeValue(r)}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), defaultExportAt(entry, init.sources?.[entry]));
+      // ctx.solve's Ref is a plain object: say what it is, not "an object (Object)"
+      const isRef = typeof r === 'object' && r !== null && typeof (r as Partial<Ref>).readFile === 'function' && typeof (r as Partial<Ref>).readDir === 'function';
+      const what = isRef ? "a Ref (ctx.solve's result: return the State it solved)" : describeValue(r);
+      throw withBuildLocation(new CallError(`the default export returned ${what}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), defaultExportAt(entry, init.sources?.[entry]));
     }
     const def = await marshal(img.state, marshalOpts(p));
     if (init.imageConfig === false) return { platform: p, definition: b64(encodeDefinition(def)), config: '' };

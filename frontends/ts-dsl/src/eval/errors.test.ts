@@ -76,7 +76,7 @@ describe('located errors', () => {
       ['image("busybox").run(["ls"], { mount: { "/c": cache("x") } })', 20, /run: unknown option "mount" \(did you mean "mounts"\?\)/, /run takes \{ mounts, ssh, secretEnv, env, /],
       ['image("busybox").run(["ls"], { mounts: [cache("x")] })', 20, /run: option "mounts" must be an object of a cache\(\), secret\(\), bind\(\), tmpfs\(\) or ssh\(\) mount or a State values by absolute target path \(got an array\)/],
       ['image("busybox").run(["ls"], { mounts: { "/c": "npm-cache" } })', 20, /run: option "mounts" must be/],
-      ['image("busybox").run(["ls"], { env: { PORT: 3000 } })', 20, /run: option "env" must be an object of a string values \(got an object \(Object\)\)/, /PORT: "3000"/],
+      ['image("busybox").run(["ls"], { env: { PORT: 3000 } })', 20, /run: option "env" must be an object of string values \(got an object \(Object\)\)/, /PORT: "3000"/],
       ['image("busybox").image({ cmd: "npm start" })', 20, /image: option "cmd" must be a string\[\] \(got a string\)/, /cmd: \["npm", "start"\]/],
       ['image("busybox").image({ entryPoint: ["node"] })', 20, /image: unknown option "entryPoint" \(did you mean "entrypoint"\?\)/],
       ['scratch().copy(image("busybox"), "/a", "/b", { chmod: "755" })', 13, /copy: option "chmod" must be a number such as 0o755 \(got a string\)/, /0o755/],
@@ -93,6 +93,26 @@ describe('located errors', () => {
       await expect(p, expr).rejects.toThrow(message);
       if (hint !== undefined) await expect(p, expr).rejects.toMatchObject({ hint: expect.stringMatching(hint) });
     }
+  });
+
+  test('typo tour 4: sh called as a function, a missing await, a near-miss string value, ctx.platforms without a function, a Ref returned', async () => {
+    // sh("echo hi") built `/bin/sh -c e` (the string indexed as a template's parts)
+    const cases: readonly (readonly [string, string, RegExp])[] = [
+      ['KLN0805', 'image("busybox").run(sh("echo hi"))', /sh is a template tag: write sh`…`, not sh\("echo hi"\)/],
+      ['KLN0805', 'image("busybox").run(["echo", Promise.resolve("x")])', /run: argument 1 of the command is a Promise \(an await missing\?\), not a string/],
+      ['KLN0805', 'image("busybox").run(["ls"], { mounts: { "/c": cache("x", { sharing: "lock" }) } })', /cache: option "sharing" must be "shared" \| "private" \| "locked" \(got "lock"\)/],
+    ];
+    for (const [code, expr, message] of cases) {
+      const p = run('import { cache, image, sh } from "kiln";', 'export default () =>', `  ${expr} as never;`);
+      await expect(p, expr).rejects.toMatchObject({ code, location: { file: 'kiln.build.ts', line: 3 } });
+      await expect(p, expr).rejects.toThrow(message);
+    }
+    // was KLN0803 "fn is not a function" (kiln's parameter name)
+    const platforms = run(IMPORT, 'export default (ctx: Ctx) =>', '  ctx.platforms("linux/arm64" as never);');
+    await expect(platforms).rejects.toMatchObject({ code: 'KLN0805', location: { file: 'kiln.build.ts', line: 3 }, hint: expect.stringContaining('ctx.platforms((p) =>') });
+    await expect(platforms).rejects.toThrow(/ctx.platforms: the argument must be a function of the platform \(got a string\)/);
+    const ref = run(IMPORT, 'export default async (ctx: Ctx) =>', '  ctx.solve(image("busybox")) as never;');
+    await expect(ref).rejects.toThrow(/the default export returned a Ref \(ctx.solve's result: return the State it solved\)/);
   });
 
   test('options that are right, and undefined ones a spread leaves, still build', async () => {
