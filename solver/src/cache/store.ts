@@ -92,6 +92,13 @@ export interface ReleaseContext {
    * snapshot and rejects.
    */
   stillUnused(): boolean;
+  /**
+   * Whether the store has any claim on another snapshot: a cache record of any process refers to
+   * it, it waits for its removal, or a build of this store leases it. The lower layers of an image
+   * (`layer-<chain>` below the one a FROM records) are no record's: the hook removes them with
+   * their last child while this says false, as BuildKit releases a ref's parents with it.
+   */
+  owns?(snapshot: string): boolean;
 }
 
 /**
@@ -460,7 +467,7 @@ export class CacheStore {
         if (this.#releasing.has(u.snapshot) || !this.#unused(u.snapshot)) continue;
         this.#releasing.add(u.snapshot);
         try {
-          await this.#release?.(u.snapshot, { stillUnused: () => this.#unused(u.snapshot) });
+          await this.#release?.(u.snapshot, { stillUnused: () => this.#unused(u.snapshot), owns: (other) => this.#owns(other) });
         } catch (e) {
           // Still there. Recorded again meanwhile: its pending row is gone and it stays; only
           // leased: it stays pending and the next prune tries again.
@@ -498,6 +505,15 @@ export class CacheStore {
   /** Records `snapshot` as pending removal (a prune dropped its records), from now. */
   #markPending(snapshot: string, size: number, description: string, error: string): void {
     this.#stmt('INSERT OR REPLACE INTO pending_release (snapshot, size, since, description, attempts, error) VALUES (?, ?, ?, ?, 0, ?)').run(snapshot, size, this.#now(), description, error);
+  }
+
+  /** Referred to by a record of any process, pending removal, or leased here. */
+  #owns(snapshot: string): boolean {
+    return (
+      this.#inUse.has(snapshot) ||
+      this.#stmt('SELECT 1 FROM results WHERE snapshot = ? LIMIT 1').get(snapshot) !== undefined ||
+      this.#stmt('SELECT 1 FROM pending_release WHERE snapshot = ?').get(snapshot) !== undefined
+    );
   }
 
   /** Pending removal (no record of any process refers to it) and not leased here. */

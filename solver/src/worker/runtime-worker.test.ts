@@ -2,7 +2,8 @@ import { lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import type { Snapshotter } from '@kiln/runtime';
+import { LocalSnapshotter, type Snapshotter } from '@kiln/runtime';
+import { CacheStore } from '../cache/store.js';
 import { ContentHashTree, type ChecksumOptions } from '../contenthash/tree.js';
 import { headerDigest } from '../contenthash/tarsum.js';
 import { toLocalStat, walkLocal } from '../local/walk.js';
@@ -85,5 +86,53 @@ describe('RuntimeWorker.diff', () => {
     await worker.diff({ upper: { input: 1 } }, inputs, ctx);
     await worker.diff({ lower: { input: -1 }, upper: { input: 1 } }, inputs, ctx);
     expect(calls).toEqual(['diffLayers a c', 'diffLayers undefined c']);
+  });
+});
+
+describe('RuntimeWorker.releaseSnapshot', () => {
+  /** A committed snapshot `id` on `parent` holding one file. */
+  async function layer(s: LocalSnapshotter, id: string, parent?: string): Promise<void> {
+    const active = await s.prepare(`${id}-active`, parent);
+    const m = await s.mounts(active.id);
+    const upper = m[0]?.type === 'bind' ? m[0].source : (m[0]?.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length) ?? '');
+    writeFileSync(join(upper, id), id);
+    await s.commit(id, active.id);
+  }
+  const ids = async (s: LocalSnapshotter): Promise<string[]> => (await s.list()).map((i) => i.id).sort();
+
+  // An image source records only its image's top layer; the lower `layer-<chain>` snapshots it
+  // unpacked below (as a cache import does) are no record's. BuildKit's refs release their
+  // parents with them; kiln's prune left those on disk for ever, out of `kiln du`.
+  test("an image's lower layers go with its top layer, unless something else still owns or stacks on them", async () => {
+    const root = mkdtempSync(join(tmpdir(), 'kiln-release-'));
+    dirs.push(root);
+    const snapshotter = new LocalSnapshotter({ root, driver: 'copy' });
+    const worker = snapshotterOnlyWorker(root, snapshotter);
+    const store = CacheStore.open({ path: ':memory:', releaseSnapshot: (id, ctx) => worker.releaseSnapshot(id, ctx) });
+    try {
+      // Image 1: a <- b <- c, only c recorded. Image 2: a <- b <- d, d recorded and leased by a build.
+      // Image 3: x (recorded: another FROM of the base) <- y <- z (recorded).
+      await layer(snapshotter, 'layer-a');
+      await layer(snapshotter, 'layer-b', 'layer-a');
+      await layer(snapshotter, 'layer-c', 'layer-b');
+      await layer(snapshotter, 'layer-d', 'layer-b');
+      await layer(snapshotter, 'layer-x');
+      await layer(snapshotter, 'layer-y', 'layer-x');
+      await layer(snapshotter, 'layer-z', 'layer-y');
+      store.save('kc', [], { id: 'rc', snapshot: 'layer-c', size: 1, description: 'FROM c' });
+      store.save('kd', [], { id: 'rd', snapshot: 'layer-d', size: 1, description: 'FROM d' });
+      store.save('kx', [], { id: 'rx', snapshot: 'layer-x', size: 1, description: 'FROM x' });
+      store.save('kz', [], { id: 'rz', snapshot: 'layer-z', size: 1, description: 'FROM z' });
+      const unlease = store.lease('layer-d');
+      await store.prune({ all: true });
+      // c goes; b and a stay under the leased d; x, y and z all go (x once y is gone).
+      expect(await ids(snapshotter)).toEqual(['layer-a', 'layer-b', 'layer-d']);
+      unlease();
+      await store.prune({ all: true });
+      expect(await ids(snapshotter)).toEqual([]);
+      expect(store.du()).toEqual([]);
+    } finally {
+      store.close();
+    }
   });
 });

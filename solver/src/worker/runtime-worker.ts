@@ -235,8 +235,27 @@ export class RuntimeWorker implements Worker {
       if (!(await this.#cacheMounts.remove(dir))) throw new SolverError('SOLVER_BUSY', `cache mount ${dir} is in use`);
       return;
     }
-    await this.#deps.snapshotter.remove(id, ctx === undefined ? {} : { confirm: () => ctx.stillUnused() }).catch((e: unknown) => {
+    const snapshotter = this.#deps.snapshotter;
+    const parent = (await snapshotter.stat(id).catch(() => undefined))?.parent;
+    await snapshotter.remove(id, ctx === undefined ? {} : { confirm: () => ctx.stillUnused() }).catch((e: unknown) => {
       if ((e as { code?: unknown }).code !== 'SNAPSHOT_NOT_FOUND') throw e;
     });
+    // The lower layers of an image or of an imported cache chain: an image source records only
+    // the top `layer-<chain>`, so nothing else would ever remove them. Each goes once it has no
+    // child left and the store has no claim on it; one with another child, a record or a lease
+    // stays, and so does everything below it.
+    const owns = ctx?.owns;
+    if (owns === undefined) return;
+    let next = parent;
+    while (next !== undefined && next.startsWith('layer-') && !owns(next)) {
+      const lower = next;
+      const below = (await snapshotter.stat(lower).catch(() => undefined))?.parent;
+      const removed = await snapshotter.remove(lower, { confirm: () => !owns(lower) }).then(
+        () => true,
+        () => false,
+      );
+      if (!removed) return;
+      next = below;
+    }
   }
 }
