@@ -78,6 +78,7 @@ async function run(argv: readonly string[], io0: CliIo): Promise<number> {
     // `kiln … | head`: the reader had what it wanted.
     if (e instanceof BrokenPipeError) return 0;
     reportError(io, e, program.opts<{ debug?: boolean }>().debug === true);
-    return 1;
+    // Interrupted (Ctrl-C, SIGTERM): 130, as `kiln build` and `kiln bake` exit.
+    return (e as { code?: unknown }).code === 'KLN0705' ? 130 : 1;
   }
 }

@@ -71,7 +71,8 @@ export function registerImages(program: Command, io: CliIo): void {
       withEngine(io, flags.root, async ({ engine }) => {
         const rec = await findImage(engine.images, name);
         const dest = target ?? rec.name;
-        const res = await engine.credentials.run(callerCredentials(io), () => pushImage(engine.registry, engine.content, rec.target, [dest]));
+        // Ctrl-C or SIGTERM stops the uploads and says so (KLN0705), as a build does.
+        const res = await engine.credentials.run(callerCredentials(io), () => withInterrupt(io, (signal) => pushImage(engine.registry, engine.content, rec.target, [dest], { signal })));
         io.stdout.write(`${formatReference(parseReference(dest))}@${res.digest}\n`);
       }),
     );

@@ -224,7 +224,7 @@ async function hasManifest(client: RegistryClient, to: ImageReference, desc: Des
 
 /** Copies one blob into a registry: skipped if the target has it, mounted on the same registry, else streamed. */
 export async function copyBlob(client: RegistryClient, from: GraphReader, desc: Descriptor, to: ImageReference, signal?: AbortSignal): Promise<'exists' | 'mounted' | 'uploaded'> {
-  if (await client.hasBlob(to, desc.digest, [pushScope(to)])) return 'exists';
+  if (await client.hasBlob(to, desc.digest, [pushScope(to)], signal)) return 'exists';
   for (let attempt = 0; ; attempt++) {
     try {
       return await transferBlob(client, from, desc, to, signal);

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { startRegistry } from '../../../runtime/test/helpers/registry.js';
@@ -58,3 +59,27 @@ test('an image built with -t is listed, saved as OCI and Docker tarballs, pushed
   expect(missing.code).toBe(1);
   expect(missing.stderr).toContain('KLN0701');
 }, 180_000);
+
+test('SIGTERM stops a push that is waiting on its registry: exit 130 with the interrupt named', async () => {
+  // A registry that takes connections and never answers: the push waits until it is stopped.
+  const sockets: Socket[] = [];
+  let connected!: () => void;
+  const accepted = new Promise<void>((r) => (connected = r));
+  const server = createServer((s) => {
+    sockets.push(s);
+    connected();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const run = runKiln(sb, ['push', 'busybox', `127.0.0.1:${port}/stuck/busybox:1`, '--root', sb.root], { env: { KILN_DAEMON: '0' }});
+    await accepted;
+    execFileSync('pkill', ['-TERM', '-f', `127.0.0.1:${port}/stuck/busybox`]);
+    const r = await run;
+    expect(r.stderr).toContain('KLN0705: interrupted (SIGTERM)');
+    expect(r.code).toBe(130);
+  } finally {
+    for (const s of sockets) s.destroy();
+    server.close();
+  }
+}, 60_000);

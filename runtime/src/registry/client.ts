@@ -233,8 +233,8 @@ export class RegistryClient {
   }
 
   /** True if the repository has the blob (HEAD). */
-  async hasBlob(ref: ImageReference, digest: Digest, scopes: ReadonlyArray<string> = [pullScope(ref)]): Promise<boolean> {
-    const res = await this.transport.request(ref.domain, { method: 'HEAD', url: `/v2/${ref.path}/blobs/${digest}`, scopes });
+  async hasBlob(ref: ImageReference, digest: Digest, scopes: ReadonlyArray<string> = [pullScope(ref)], signal?: AbortSignal): Promise<boolean> {
+    const res = await this.transport.request(ref.domain, { method: 'HEAD', url: `/v2/${ref.path}/blobs/${digest}`, scopes, signal });
     await res.body?.cancel().catch(() => undefined);
     if (res.ok) return true;
     if (res.status === 404) return false;

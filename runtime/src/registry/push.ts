@@ -148,7 +148,7 @@ async function pushBlobOnce(
   opts: Pick<PushOptions, 'chunkSize' | 'signal'>,
 ): Promise<BlobPushStatus> {
   const push = `repository:${ref.path}:pull,push`;
-  if (await client.hasBlob(ref, desc.digest, [push])) return 'exists';
+  if (await client.hasBlob(ref, desc.digest, [push], opts.signal)) return 'exists';
   const known = (await knownSources(store, desc, ref)).filter((k) => !mountFrom.some((s) => s.path === k.path));
   const sources = [...mountFrom, ...known];
   // An upload session cannot be resumed after a failed PUT/PATCH, so retry the whole upload.
