@@ -176,5 +176,6 @@ export { cleanPath, joinPath } from './state/paths.js';
 export { PatternMatcher, Pattern, matches, matchesOrParentMatches, NO_MATCH_INFO, type MatchInfo } from './patternmatcher/pattern-matcher.js';
 export { parseDockerignore } from './patternmatcher/ignorefile.js';
 export { suggest } from './suggest.js';
+export { findJsonSyntaxError, type JsonSyntaxError } from './json-syntax.js';
 export { parseGoDuration, formatGoDuration } from './go-duration.js';
 export { ImageConfigValueError, parsePortSpecs, parseSignal } from './image-config-values.js';

@@ -1,3 +1,4 @@
+import { findJsonSyntaxError } from '@kiln/llb-core';
 import { SourcePolicyError } from './errors.js';
 import { compileGoRegexp, compileWildcard, PatternError } from './pattern.js';
 
@@ -71,7 +72,7 @@ export function parseSourcePolicy(text: string, file: string): SourcePolicy {
   try {
     doc = JSON.parse(text) as Json;
   } catch (e) {
-    throw new SourcePolicyError('KLN0951', `${file}: ${jsonSyntaxMessage(text, e)}`, { hint: 'a source policy file is JSON: {"rules": [{"action": "DENY", "selector": {"identifier": "docker-image://*"}}]}' });
+    throw new SourcePolicyError('KLN0951', jsonSyntaxMessage(file, text, e), { hint: 'a source policy file is JSON: {"rules": [{"action": "DENY", "selector": {"identifier": "docker-image://*"}}]}' });
   }
   const p = new FieldReader(file);
   const root = p.object(doc, '', ['version', 'rules']);
@@ -192,13 +193,13 @@ function describe(v: Json | undefined): string {
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
-/** JSON.parse's message with its offset as a line and column of the file. */
-function jsonSyntaxMessage(text: string, e: unknown): string {
+/**
+ * Where and how the file is malformed, as `file:line:col: invalid JSON: …`: JSON.parse names no
+ * offset for a trailing comma, and its message then holds the text's tail, newlines included.
+ */
+function jsonSyntaxMessage(file: string, text: string, e: unknown): string {
+  const at = findJsonSyntaxError(text);
+  if (at !== undefined) return `${file}:${at.line}:${at.column}: invalid JSON: ${at.message}`;
   const msg = e instanceof Error ? e.message : String(e);
-  const pos = /at position (\d+)/.exec(msg)?.[1];
-  if (pos === undefined) return `invalid JSON: ${msg}`;
-  const before = text.slice(0, Number(pos));
-  const line = before.split('\n').length;
-  const column = Number(pos) - before.lastIndexOf('\n');
-  return `invalid JSON at line ${line}, column ${column}: ${msg.replace(/ in JSON at position \d+.*$/, '')}`;
+  return `${file}: invalid JSON: ${msg.split('\n')[0] ?? msg}`;
 }

@@ -293,6 +293,10 @@ describe('errors name the file, line and column, with a hint', () => {
 
   test('JSON syntax errors point at the line', () => {
     expect(() => loadConfig([{ name: 'docker-bake.json', text: '{\n  "target": {\n    "a": {,}\n  }\n}\n' }], {})).toThrow(expect.objectContaining({ code: 'KLN0851', location: expect.objectContaining({ line: 3 }) }));
+    // a trailing comma: JSON.parse names no position (the error was at 1:1, its message the file's tail)
+    expect(() => loadConfig([{ name: 'docker-bake.json', text: '{\n  "target": {\n    "a": {"tags": ["x",]}\n  }\n}\n' }], {})).toThrow(
+      expect.objectContaining({ code: 'KLN0851', location: { file: 'docker-bake.json', line: 3, column: 24 }, message: expect.stringContaining('invalid JSON: expected a value after the comma (JSON allows no trailing comma), found "]"') }),
+    );
   });
 
   test('an empty config resolves nothing by default: failed to find target default', () => {

@@ -1,3 +1,4 @@
+import { findJsonSyntaxError } from '@kiln/llb-core';
 import { BakeError } from '../errors.js';
 import type { BakeFile } from '../files.js';
 import type { Attribute, Block, Expr, HclFile, Pos } from './ast.js';
@@ -18,9 +19,13 @@ export function jsonToHcl(f: BakeFile): HclFile {
   try {
     value = JSON.parse(f.text);
   } catch (e) {
+    // JSON.parse names no position for some mistakes (a trailing comma), and then its message
+    // holds the file's tail, newlines included
+    const found = findJsonSyntaxError(f.text);
     const m = /position (\d+)/.exec(e instanceof Error ? e.message : '');
-    const at = m === null ? { line: 1, column: 1 } : lineColumn(lineStarts(f.text), Number(m[1]));
-    throw new BakeError('KLN0851', `invalid JSON: ${e instanceof Error ? e.message.replace(/ in JSON at position \d+.*$/, '') : String(e)}`, { location: { file: f.name, ...at }, hint: 'a bake JSON file is {"group": {...}, "target": {...}}' });
+    const at = found !== undefined ? { line: found.line, column: found.column } : m === null ? { line: 1, column: 1 } : lineColumn(lineStarts(f.text), Number(m[1]));
+    const why = found?.message ?? (e instanceof Error ? (e.message.replace(/ in JSON at position \d+.*$/, '').split('\n')[0] ?? '') : String(e));
+    throw new BakeError('KLN0851', `invalid JSON: ${why}`, { location: { file: f.name, ...at }, hint: 'a bake JSON file is {"group": {...}, "target": {...}}' });
   }
   // Keys are found in file order from a cursor (a label after its block type, an attribute after
   // its label), and lines by binary search: linear in the file, however many targets it has.
