@@ -12,6 +12,7 @@ import {
   applyFileAction,
   ensureImage,
   hostPlatform,
+  proxiedGlobalFetch,
   unpackLayer,
   type EnsuredImage,
   type Platform,
@@ -217,6 +218,8 @@ export class KilnEngine {
       },
       unpackLayer,
       applyFileAction,
+      // http(s) sources honour this process's HTTP(S)_PROXY/NO_PROXY (a daemon's own, as buildkitd's).
+      fetch: proxiedGlobalFetch,
       localDirs: session.localDirs,
       ...(session.secrets === undefined ? {} : { secrets: session.secrets }),
       ...(session.ssh === undefined ? {} : { ssh: session.ssh }),

@@ -4,6 +4,8 @@ import { ImageStoreError } from '../content/errors.js';
 import { basicAuthorization, parseWwwAuthenticate, type AuthChallenge, type CredentialProvider, type RegistryCredentials } from './auth.js';
 import { hasTlsSettings, hostScheme, type RegistryHostOptions, type RegistryHosts } from './hosts.js';
 import { DOCKER_HUB_API_HOST, DOCKER_HUB_DOMAIN } from './reference.js';
+import { ProxyError } from '../net/proxy-error.js';
+import { proxyAwareFetch } from '../net/proxy-fetch.js';
 import { tlsFetch } from './tls-fetch.js';
 
 export type { RegistryHostOptions } from './hosts.js';
@@ -17,7 +19,11 @@ export interface RegistryTransportOptions {
   readonly retries?: number | undefined;
   /** First backoff delay; doubles each attempt (default 200 ms). */
   readonly retryBaseMs?: number | undefined;
-  /** The fetch implementation (default: Node's global fetch); hosts with TLS settings use their own for https. */
+  /**
+   * The fetch for requests sent directly (default: Node's global fetch); hosts with TLS settings
+   * use their own for https, and a request the environment's HTTP(S)_PROXY applies to goes
+   * through that proxy with undici instead (see proxyAwareFetch).
+   */
   readonly fetch?: typeof globalThis.fetch | undefined;
   /** Makes the fetch for https to a host with TLS settings (default: undici with those settings, see tlsFetch). */
   readonly tlsFetch?: ((host: RegistryHostOptions) => typeof globalThis.fetch) | undefined;
@@ -63,7 +69,7 @@ export class RegistryTransport {
   private readonly fellBack = new Set<string>();
 
   constructor(private readonly opts: RegistryTransportOptions = {}) {
-    this.fetchImpl = opts.fetch ?? globalThis.fetch;
+    this.fetchImpl = proxyAwareFetch(opts.fetch ?? globalThis.fetch);
   }
 
   /** The host settings this transport was made with. */
@@ -119,6 +125,8 @@ export class RegistryTransport {
         res = await this.fetchFor(domain, url)(url, init);
       } catch (e) {
         if (req.signal?.aborted === true) throw e;
+        // The proxy is as wrong on the next attempt, and plain http would go through it too.
+        if (e instanceof ProxyError) throw new ImageStoreError('REGISTRY_UNREACHABLE', `${req.method} ${redact(url)}: ${e.message}`, { cause: e, hint: e.hint });
         const tls = url.startsWith('https:') ? tlsProblem(e) : undefined;
         // An insecure host that may speak plain http: https failed, so plain http from now on
         // (BuildKit's httpFallback: the server answered TLS in plain http, or nothing listens on 443.)
@@ -236,6 +244,7 @@ export class RegistryTransport {
         res = await fetch(u, { headers });
       }
     } catch (e) {
+      if (e instanceof ProxyError) throw new ImageStoreError('REGISTRY_UNREACHABLE', `${domain}: token service ${redact(realm)}: ${e.message}`, { cause: e, hint: e.hint });
       const tls = realm.startsWith('https:') ? tlsProblem(e) : undefined;
       if (tls !== undefined) throw tlsError(domain, `token service ${redact(realm)}`, tls, e);
       throw new ImageStoreError('REGISTRY_UNREACHABLE', `${domain}: token service ${redact(realm)} unreachable: ${errorText(e)}`, { cause: e });

@@ -1,10 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { LookupFunction } from 'node:net';
-import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { lookup as dnsLookup } from 'node:dns';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { proxyFailure, proxyRouter } from '../net/proxy-dispatcher.js';
+import { ProxyError } from '../net/proxy-error.js';
+import { proxyFor } from '../net/proxy-env.js';
+import type { TlsSettings } from '../net/undici.js';
 import { S3Error } from './errors.js';
 import { EMPTY_SHA256, signV4, uriEncode, type AwsCredentials } from './sigv4.js';
 
@@ -73,8 +78,8 @@ interface Call {
 
 interface Answer {
   readonly status: number;
-  readonly headers: IncomingMessage['headers'];
-  readonly body: IncomingMessage;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Readable;
 }
 
 const MiB = 1 << 20;
@@ -111,6 +116,8 @@ export class S3Client {
   readonly #partSize: number;
   readonly #caBundle: string | undefined;
   #ca: Promise<Buffer> | undefined;
+  /** The CA bundle as TLS settings of proxied requests (one object: the proxy router is kept per settings). */
+  #proxyTls: TlsSettings | undefined;
   /** S3's clock minus ours (ms), learnt from a RequestTimeTooSkewed answer, as the AWS SDKs correct it. */
   #clockOffset = 0;
 
@@ -230,6 +237,8 @@ export class S3Client {
       try {
         a = await this.#send(c);
       } catch (e) {
+        // The proxy is as wrong on the next attempt.
+        if (e instanceof ProxyError) throw new S3Error('S3_UNREACHABLE', `${c.method} ${this.describe(c.key)}: ${e.message}`, { hint: e.hint, cause: e });
         const code = (e as NodeJS.ErrnoException).code;
         // A certificate that is not trusted stays so: not tried again (nor is kiln's own error).
         const untrusted = /CERT|SSL|TLS|ISSUER|LEAF_SIGNATURE/.test(code ?? '');
@@ -323,7 +332,10 @@ export class S3Client {
     const sig = signV4({ method: c.method, host: url.host, path, query: c.query ?? [], headers: signed, payloadHash, region: this.region, service: 's3', date: new Date(Date.now() + this.#clockOffset) }, creds);
     const length = whole?.length ?? stream?.size;
     const headers: OutgoingHttpHeaders = { ...signed, ...sig.headers, host: url.host, ...(length === undefined ? (c.method === 'PUT' || c.method === 'POST' ? { 'content-length': 0 } : {}) : { 'content-length': length }) };
+    // HTTP(S)_PROXY and NO_PROXY of this process, as the AWS SDK's transport reads them (Go's rules).
+    const proxy = proxyFor(url);
     const body = stream === undefined ? undefined : await stream.open();
+    if (proxy !== undefined) return this.#sendProxied(url, path, c, headers, whole ?? body, ca);
     return new Promise<Answer>((resolve, reject) => {
       const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
       const target = {
@@ -353,6 +365,20 @@ export class S3Client {
         })();
       } else req.end();
     });
+  }
+
+  /** {@link #send} through the environment's proxy: undici's request (the signed path sent as it is). */
+  async #sendProxied(url: URL, path: string, c: Call, headers: OutgoingHttpHeaders, body: Uint8Array | AsyncIterable<Uint8Array> | undefined, ca: Buffer | undefined): Promise<Answer> {
+    const tls = ca === undefined ? undefined : (this.#proxyTls ??= { ca: [ca.toString('utf8')] });
+    const dispatcher = await proxyRouter(tls);
+    const h: Record<string, string> = {};
+    for (const [k, v] of Object.entries(headers)) if (v !== undefined) h[k] = Array.isArray(v) ? v.join(', ') : String(v);
+    try {
+      const res = await dispatcher.request({ origin: url.origin, path: `${path}${url.search}`, method: c.method, headers: h, ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : Readable.from(body, { objectMode: false }) }), ...(c.signal === undefined ? {} : { signal: c.signal }) });
+      return { status: res.statusCode, headers: res.headers as IncomingHttpHeaders, body: res.body };
+    } catch (e) {
+      throw proxyFailure(e, url) ?? e;
+    }
   }
 }
 
@@ -392,7 +418,7 @@ async function* fixedChunks(src: AsyncIterable<Uint8Array>, size: number): Async
   if (n > 0 || !any) yield buf.subarray(0, n);
 }
 
-async function text(body: IncomingMessage): Promise<string> {
+async function text(body: Readable): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of body as AsyncIterable<Buffer>) {

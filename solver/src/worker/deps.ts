@@ -35,6 +35,11 @@ export interface RuntimeWorkerDeps {
   ): Promise<{ readonly snapshot: SnapshotInfo }>;
   /** Runtime's applyFileAction. */
   applyFileAction(action: RuntimeFileAction, roots: FileActionRoots, opts?: FileOpOptions): Promise<void>;
+  /**
+   * The fetch of http(s) sources (ADD URL, remote contexts and bake files): the runtime's, which
+   * honours HTTP_PROXY/HTTPS_PROXY/NO_PROXY. Default: Node's global fetch.
+   */
+  readonly fetch?: typeof globalThis.fetch;
   /** Build context directories by local source name (`context`, `dockerfile`, named contexts). */
   readonly localDirs: Readonly<Record<string, string>>;
   /** Secret values by id (`--secret`); never logged or stored. */

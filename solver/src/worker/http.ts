@@ -96,12 +96,15 @@ export class HttpSources {
     const { url, shown, headers } = withoutUserInfo(a.url);
     let res: Response;
     try {
-      res = await fetch(url, { signal: ctx.signal, redirect: 'follow', headers });
+      res = await (this.#deps.fetch ?? fetch)(url, { signal: ctx.signal, redirect: 'follow', headers });
     } catch (err) {
       // fetch says only "fetch failed"; what failed (ECONNREFUSED, ENOTFOUND, a TLS error) is its cause.
       const cause = (err as { cause?: unknown }).cause;
-      const why = err instanceof Error ? (cause instanceof Error ? `${err.message} (${cause.message})` : err.message) : String(err);
-      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: ${why.split(a.url).join(shown)}`, { cause: err });
+      // (A proxy's error, KLN0880, says what failed itself: its cause is fetch's "fetch failed".)
+      const why = err instanceof Error ? (cause instanceof Error && cause.message !== 'fetch failed' ? `${err.message} (${cause.message})` : err.message) : String(err);
+      // A failure at a proxy (KLN0880) says what to change in its hint.
+      const hint = (err as { hint?: unknown }).hint;
+      throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: ${why.split(a.url).join(shown)}`, { cause: err, ...(typeof hint === 'string' ? { hint } : {}) });
     }
     if (!res.ok || res.body === null) throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: HTTP ${res.status}`);
     const total = Number(res.headers.get('content-length') ?? '0') || undefined;

@@ -1,0 +1,113 @@
+import type { Dispatcher } from 'undici';
+import { ProxyError } from './proxy-error.js';
+import { proxyFor, type ProxySetting } from './proxy-env.js';
+import { loadUndici, tlsConnectOptions, type TlsSettings } from './undici.js';
+
+/**
+ * The undici dispatcher kiln sends requests with while a proxy variable is set: each request
+ * (each redirect hop too, as Go's transport asks its Proxy func per request) goes through the
+ * proxy the environment names for its origin, or directly; both with the TLS settings of `tls`
+ * for the server. One per TLS settings object (kept while that object lives).
+ */
+export function proxyRouter(tls?: TlsSettings): Promise<Dispatcher> {
+  if (tls === undefined) return (plainRouter ??= makeRouter(undefined));
+  let r = routers.get(tls);
+  if (r === undefined) routers.set(tls, (r = makeRouter(tls)));
+  return r;
+}
+
+let plainRouter: Promise<Dispatcher> | undefined;
+const routers = new WeakMap<TlsSettings, Promise<Dispatcher>>();
+
+async function makeRouter(tls: TlsSettings | undefined): Promise<Dispatcher> {
+  const { Agent, Dispatcher: Base, ProxyAgent } = await loadUndici();
+  const requestTls = tlsConnectOptions(tls);
+  const direct = tls === undefined ? new Agent() : new Agent({ connect: requestTls });
+  const proxies = new Map<string, Dispatcher>();
+  const via = (p: ProxySetting): Dispatcher => {
+    let d = proxies.get(p.key);
+    if (d === undefined) {
+      const socks = p.url.protocol === 'socks5:';
+      const credentials = p.username !== undefined || p.password !== undefined;
+      // The URI never holds the credentials, so no undici error can show them.
+      const opts = {
+        uri: p.url.href,
+        // Go sends Proxy-Authorization for a URL user even without a password (undici only with both).
+        ...(credentials && !socks ? { token: `Basic ${Buffer.from(`${p.username ?? ''}:${p.password ?? ''}`).toString('base64')}` } : {}),
+        ...(credentials && socks ? { username: p.username ?? '', password: p.password ?? '' } : {}),
+        // http URLs are forwarded (absolute-form request), https ones tunnelled with CONNECT, as
+        // Go's transport does: proxies often allow CONNECT to port 443 only.
+        proxyTunnel: false,
+        ...(tls === undefined ? {} : { requestTls }),
+      };
+      proxies.set(p.key, (d = new ProxyAgent(opts)));
+    }
+    return d;
+  };
+  class Router extends Base {
+    override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+      const origin = opts.origin;
+      const proxy = origin === undefined ? undefined : proxyFor(String(origin));
+      return (proxy === undefined ? direct : via(proxy)).dispatch(opts, handler);
+    }
+    override async close(): Promise<void> {
+      await Promise.all([direct.close(), ...[...proxies.values()].map((d) => d.close())]);
+    }
+    override async destroy(): Promise<void> {
+      await Promise.all([direct.destroy(), ...[...proxies.values()].map((d) => d.destroy())]);
+    }
+  }
+  return new Router() as unknown as Dispatcher;
+}
+
+/**
+ * The {@link ProxyError} for a request to `target` that failed at its proxy (the proxy the
+ * environment names for it): refused or unreachable, a name that does not resolve, a 407, a
+ * tunnel it would not open, a TLS failure with an https proxy. Undefined for other failures
+ * (the server's own, which reach the caller as they are).
+ */
+export function proxyFailure(e: unknown, target: URL): ProxyError | undefined {
+  let proxy: ProxySetting | undefined;
+  try {
+    proxy = proxyFor(target);
+  } catch (err) {
+    return err instanceof ProxyError ? err : undefined;
+  }
+  if (proxy === undefined) return undefined;
+  const shown = `${proxy.url.protocol}//${proxy.url.host}`;
+  const v = proxy.variable;
+  const named = `proxy ${shown} (from ${v})`;
+  const port = proxy.url.port !== '' ? proxy.url.port : proxy.url.protocol === 'https:' ? '443' : proxy.url.protocol === 'socks5:' ? '1080' : '80';
+  const bypass = `to reach ${target.hostname} without a proxy, add it to NO_PROXY`;
+  // host:port as in the CONNECT request (URL.host leaves the scheme's default port out)
+  const address = target.port !== '' ? target.host : `${target.host}:${target.protocol === 'https:' ? 443 : 80}`;
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) {
+    if (c instanceof ProxyError) return c;
+    const err = c as Error & { code?: unknown; port?: unknown; hostname?: unknown };
+    const status = /Proxy response \((\d+)\) !== 200/.exec(err.message)?.[1] ?? (/Proxy Authentication Required \(407\)/.test(err.message) ? '407' : undefined);
+    if (status === '407') {
+      return proxy.username === undefined
+        ? new ProxyError(`${named} requires credentials (407 Proxy Authentication Required)`, { hint: `give them in the proxy URL: ${v}=${proxy.url.protocol}//USER:PASSWORD@${proxy.url.host}`, cause: e })
+        : new ProxyError(`${named} refused the credentials in ${v} (407 Proxy Authentication Required)`, { hint: `check the user and password in ${v} (URL-encode special characters)`, cause: e });
+    }
+    if (status !== undefined) {
+      return new ProxyError(`${named} would not open a connection to ${address} (${status})`, {
+        hint: `the proxy cannot reach ${address} or its rules refuse it: ask its administrator; ${bypass}`,
+        cause: e,
+      });
+    }
+    if (err.code === 'UND_ERR_PRX_TLS') {
+      return new ProxyError(`${named}: the TLS handshake with the proxy failed (${err.cause instanceof Error ? err.cause.message : err.message})`, { hint: `check ${v} (an http:// proxy URL if the proxy does not speak TLS)`, cause: e });
+    }
+    const atProxy = String(err.port) === port || String(err.hostname) === proxy.url.hostname || err.message.includes(`${proxy.url.hostname}:${port}`);
+    if (!atProxy) continue;
+    if (err.code === 'ECONNREFUSED') return new ProxyError(`${named} refused the connection`, { hint: `start the proxy or correct ${v}; ${bypass}`, cause: e });
+    if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
+      return new ProxyError(`${named}: ${proxy.url.hostname} does not resolve`, { hint: `correct the proxy host in ${v}; ${bypass}`, cause: e });
+    }
+    if (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' || err.code === 'UND_ERR_CONNECT_TIMEOUT') {
+      return new ProxyError(`${named} did not answer (${String(err.code)})`, { hint: `check ${v} and the network path to the proxy; ${bypass}`, cause: e });
+    }
+  }
+  return undefined;
+}
