@@ -208,7 +208,9 @@ export interface GitOptions extends ConstraintsOptions {
   readonly mountSshSock?: string;
 }
 
-const SCP_LIKE = /^[A-Za-z0-9_.+-]+@[^:/]+:.+$/;
+// BuildKit v0.11.6 sshutil.IsImplicitSSHTransport: `user@host:path` with these characters only
+// (`first.last@host:repo` is no ssh remote there, so not here: the identifier must agree).
+const SCP_LIKE = /^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+:/;
 
 /**
  * A git repository (Go `llb.Git`): `git://<host/path>[#ref]`, with `git.fullurl`
@@ -233,11 +235,12 @@ export function git(remote: string, ref = '', opts: GitOptions = {}): State {
   }
   if (protocol === 'unknown' && SCP_LIKE.test(rest)) protocol = 'ssh';
   if (protocol === 'ssh') {
-    // user@host:path → host/path, keeping the identifier consistent with http(s).
+    // As gitutil.ParseProtocol and llb.Git: drop up to the first `@`, then the first `:` becomes
+    // `/` (user@host:path → host/path, consistent with http(s)).
     const at = rest.indexOf('@');
-    const hostPath = at >= 0 && at < rest.indexOf(':') ? rest.slice(at + 1) : rest;
-    const colon = hostPath.indexOf(':');
-    if (colon >= 0 && !hostPath.startsWith('/')) rest = `${hostPath.slice(0, colon)}/${hostPath.slice(colon + 1)}`;
+    if (at >= 0) rest = rest.slice(at + 1);
+    const colon = rest.indexOf(':');
+    if (colon >= 0) rest = `${rest.slice(0, colon)}/${rest.slice(colon + 1)}`;
   }
   if (protocol === 'unknown') url = `https://${url}`;
   let id = rest;

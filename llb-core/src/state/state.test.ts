@@ -9,7 +9,7 @@ import { copy, mkdir, mkfile } from './file.js';
 import { merge } from './merge-diff.js';
 import { normalizePath } from './paths.js';
 import { shlexSplit } from './shlex.js';
-import { image, local } from './source.js';
+import { git, image, local } from './source.js';
 import { scratch } from './state.js';
 
 const ops = (d: Definition): Op[] => d.def.map((b) => decodeOp(b));
@@ -154,6 +154,29 @@ describe('helpers', () => {
     expect(formatIP('10.0.0.5')).toBe('10.0.0.5');
     expect(formatIP('FD00:0:0::1')).toBe('fd00::1');
     expect(formatIP('::ffff:1.2.3.4')).toBe('1.2.3.4');
+  });
+});
+
+describe('git remotes as BuildKit v0.11.6 llb.Git reads them', () => {
+  const source = async (remote: string): Promise<{ id: string; url: string | undefined; ssh: boolean }> => {
+    const op = ops(await git(remote).marshal(M))[0] as Op & { kind: 'source' };
+    const attrs = op.source.attrs;
+    return { id: op.source.identifier, url: attrs.get('git.fullurl'), ssh: attrs.has('git.mountsshsock') };
+  };
+
+  test.each([
+    // scp-style: user and host of sshutil's characters only
+    ['git@github.com:org/repo.git', 'git://github.com/org/repo.git', 'git@github.com:org/repo.git', true],
+    ['deploy-bot_1@git.example.com:repo', 'git://git.example.com/repo', 'deploy-bot_1@git.example.com:repo', true],
+    // a dot or plus in the user, or a host outside [A-Za-z0-9.-], is no ssh remote: https
+    ['first.last@host:repo', 'git://first.last@host:repo', 'https://first.last@host:repo', false],
+    ['u+x@host:repo', 'git://u+x@host:repo', 'https://u+x@host:repo', false],
+    // ssh://: drop through the first @, then the first : becomes /
+    ['ssh://git@host:22/org/repo.git', 'git://host/22/org/repo.git', 'ssh://git@host:22/org/repo.git', true],
+    ['ssh://host:/srv/repo', 'git://host//srv/repo', 'ssh://host:/srv/repo', true],
+    ['https://github.com/org/repo.git', 'git://github.com/org/repo.git', 'https://github.com/org/repo.git', false],
+  ])('%s', async (remote, id, url, ssh) => {
+    expect(await source(remote)).toEqual({ id, url, ssh });
   });
 });
 
