@@ -2,12 +2,16 @@
  * The secret-leak search: one build uses secrets in every supported way (file mount at the default
  * path, at a target, as an env var, `--secret src=`/`env=`/`type=file`/`type=env`, in a step with
  * a cache mount, and a multi-stage COPY of a derived file), exported as OCI and docker tarballs,
- * a local directory and into the image store; then every exported byte (layers decompressed),
- * the whole kiln root (SQLite db included), the executor's runtime dir, the CLI's output with
- * `--progress=plain` and `rawjson`, an error report, and the LLB (`kiln llb`) are searched for
- * the secret values. Zero hits allowed.
+ * a local directory and into the image store, again with a mode=max provenance attestation, a
+ * metadata file and local and inline cache exports; a failing RUN with secrets runs in-process
+ * and through `kiln daemon`; a `--build-context` URL carries a password. Then every exported byte
+ * (layers decompressed), the whole kiln root (SQLite db and history records included), the
+ * executor's runtime dir, the CLI's output with `--progress=plain` and `rawjson`, the error
+ * reports, `kiln history inspect` and `logs`, the daemon's log and the LLB (`kiln llb`) are
+ * searched for the secret values and the password. Zero hits allowed.
  */
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -15,7 +19,7 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, test } from 'vitest';
 import { startRegistry } from '../../../runtime/test/helpers/registry.js';
-import { kilnBin, type KilnSandbox, rawJsonLogs, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
+import { kilnBin, type KilnSandbox, rawJsonLogs, runKiln, startDaemon, token, useSandbox, writeTree } from './build-helpers.js';
 
 let sb: KilnSandbox;
 useSandbox((s) => (sb = s));
@@ -62,7 +66,9 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
       s3: `s3-${randomBytes(16).toString('hex')}`,
       s4: `s4-${randomBytes(16).toString('hex')}`,
     };
-    const needles = Object.values(secret).flatMap((v) => [v, Buffer.from(v).toString('hex'), Buffer.from(v).toString('base64')]);
+    // The password of a --build-context URL: BuildKit's materials redact it, kiln redacts it everywhere.
+    const urlPassword = `url-${randomBytes(16).toString('hex')}`;
+    const needles = [...Object.values(secret), urlPassword].flatMap((v) => [v, Buffer.from(v).toString('hex'), Buffer.from(v).toString('base64')]);
     const ctx = join(sb.dir, `leak-${t}`);
     await writeTree(sb.dir, { [`leak-${t}.s4`]: secret.s4 });
     await writeTree(ctx, {
@@ -117,9 +123,18 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
     expect(await readFile(join(local, 'out/ok'), 'utf8')).toBe('ok\n');
     expect(plain.stderr).toContain(`token length ${secret.s3.length}`);
 
-    // The same build with rawjson progress and no cache (every step runs and logs again).
-    const raw = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--no-cache', ...secretFlags], { env });
+    // The same build with rawjson progress and no cache (every step runs and logs again), with a
+    // mode=max provenance attestation (the LLB as steps, secret ids), a metadata file and cache exports.
+    const prov = join(exports, 'prov.oci.tar');
+    const raw = await runKiln(
+      sb,
+      ['build', ctx, '--root', sb.root, '--progress', 'rawjson', '--no-cache', ...secretFlags,
+        '--provenance', 'mode=max', '--output', `type=oci,dest=${prov},name=leak-prov:${t}`, '--metadata-file', join(exports, 'metadata.json'),
+        '--cache-to', `type=local,dest=${join(exports, 'cache')},mode=max`, '--cache-to', 'type=inline'],
+      { env },
+    );
     expect(raw.code, raw.stderr).toBe(0);
+    expect(existsSync(join(exports, 'cache/index.json'))).toBe(true);
     expect([...rawJsonLogs(raw.stderr).values()].join('')).toContain(`token length ${secret.s3.length}`);
 
     // A failing RUN with secrets as a file and an env var: the error report names the command, not the values.
@@ -133,6 +148,49 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
     expect(failed.stderr).toContain(`failing-${t}`);
     const failedDebug = await runKiln(sb, ['--debug', 'build', failCtx, '--root', sb.root, '--progress', 'rawjson', ...secretFlags], { env });
     expect(failedDebug.code).toBe(1);
+    const record = await runKiln(sb, ['history', 'inspect', '--root', sb.root, '--format', 'json']);
+    expect(record.stdout).toContain(`failing-${t}`);
+    const recordLogs = await runKiln(sb, ['history', 'logs', '--root', sb.root]);
+    expect(recordLogs.code, recordLogs.stderr).toBe(0);
+
+    // The failing build again through `kiln daemon`: the client sends its environment (the env=
+    // secrets) and the secret files' paths; neither the daemon's log nor the client's report shows a value.
+    const socket = join(sb.dir, `leak-run-${t}`, 'kilnd.sock');
+    const daemon = await startDaemon(sb, ['--root', sb.root, '--addr', `unix://${socket}`]);
+    let viaDaemon: Awaited<ReturnType<typeof runKiln>>;
+    try {
+      viaDaemon = await runKiln(sb, ['--debug', 'build', failCtx, '--root', sb.root, '--progress', 'plain', '--no-cache', ...secretFlags], { env: { ...env, KILN_HOST: `unix://${socket}` } });
+      expect(viaDaemon.code).toBe(1);
+      expect(viaDaemon.stderr).toContain(`failing-${t}`);
+      expect(daemon.log()).toMatch(/build: client pid \d+ → exit 1/);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
+    }
+
+    // A named context fetched over http with a password in its URL, into an image with a mode=max
+    // attestation: the password reaches the server, not the attestation, the record or the output.
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.authorization ?? '');
+      if (req.headers.authorization !== `Basic ${Buffer.from(`kiln:${urlPassword}`).toString('base64')}`) res.writeHead(401).end();
+      else res.end(`extra ${t}\n`);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const urlCtx = join(sb.dir, `leak-url-${t}`);
+    await writeTree(urlCtx, { Dockerfile: 'FROM busybox\nCOPY --from=extra extra.txt /extra.txt\n' });
+    let urlBuild: Awaited<ReturnType<typeof runKiln>>;
+    try {
+      const port = (server.address() as import('node:net').AddressInfo).port;
+      urlBuild = await runKiln(sb, ['build', urlCtx, '--root', sb.root, '--progress', 'plain', '--provenance', 'mode=max',
+        '--build-context', `extra=http://kiln:${urlPassword}@127.0.0.1:${port}/extra.txt`, '--output', `type=oci,dest=${join(exports, 'url.oci.tar')},name=leak-url:${t}`]);
+    } finally {
+      server.close();
+    }
+    expect(urlBuild.code, urlBuild.stderr).toBe(0);
+    expect(seen.length).toBeGreaterThan(0);
+    const urlRecord = await runKiln(sb, ['history', 'inspect', '--root', sb.root, '--format', 'json']);
+    expect(urlRecord.stdout).toContain('http://127.0.0.1:');
 
     // The LLB, as JSON and as marshaled pb bytes (`kiln llb` resolves the base from a registry:
     // push the busybox base to a local one first).
@@ -153,12 +211,17 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
     expect(llbJson).toContain('"secretenv":[{"ID":"s3","name":"TOKEN"');
 
     // Unpack both tarballs so every blob (config, manifest, index, compressed layers) is a file.
-    for (const [tar, dir] of [[oci, 'oci'], [docker, 'docker']] as const) {
+    for (const [tar, dir] of [[oci, 'oci'], [docker, 'docker'], [prov, 'prov'], [join(exports, 'url.oci.tar'), 'url']] as const) {
       await mkdir(join(exports, dir));
       execFileSync('tar', ['-xf', tar, '-C', join(exports, dir)]);
     }
     const layers = walk(join(exports, 'oci')).filter((f) => readFileSync(f).subarray(0, 2).equals(Buffer.from([0x1f, 0x8b])));
     expect(layers.length).toBeGreaterThanOrEqual(2);
+    // The attestations are there to search: they name the secrets by id, and the URL's host.
+    const statements = [...walk(join(exports, 'prov')), ...walk(join(exports, 'url'))].map((f) => readFileSync(f, 'utf8')).filter((x) => x.includes('"predicateType":"https://slsa.dev/provenance/v0.2"'));
+    expect(statements).toHaveLength(2);
+    expect(statements.join('')).toContain('"secrets":[{"id":"s1"}');
+    expect(statements.join('')).toContain(`127.0.0.1:`);
     const bundle = join(exports, 'bundle');
     execFileSync('umoci', ['unpack', '--image', `${join(exports, 'oci')}:${t}`, bundle], { stdio: 'pipe' });
     expect(existsSync(join(bundle, 'rootfs/out/derived4'))).toBe(true);
@@ -180,6 +243,12 @@ describe('secret-leak search', { timeout: 180_000 }, () => {
       failedStderr: failed.stderr,
       failedDebugStderr: failedDebug.stderr,
       failedDebugLogs: [...rawJsonLogs(failedDebug.stderr).values()].join(''),
+      recordJson: record.stdout,
+      recordLogs: recordLogs.stdout + recordLogs.stderr,
+      daemonClient: viaDaemon.stdout + viaDaemon.stderr,
+      daemonLog: daemon.log(),
+      urlBuild: urlBuild.stdout + urlBuild.stderr,
+      urlRecord: urlRecord.stdout,
       llbJson,
       llbPb: llbPb.toString('latin1'),
     };
