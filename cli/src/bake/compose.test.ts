@@ -63,7 +63,18 @@ describe('Compose files', () => {
     expect(() => interpolate('${NEED:?set it}', {}, 'compose.yaml')).toThrow(expect.objectContaining({ code: 'KLN0852', message: 'compose.yaml: required variable NEED is not set: set it' }));
   });
 
+  test('an unknown key of a build section is refused at its line, as compose-go refuses it (was dropped: the default Dockerfile was built)', () => {
+    expect(() => compose('services:\n  web:\n    build:\n      context: .\n      dockerfil: web.Dockerfile\n')).toThrow(
+      expect.objectContaining({ code: 'KLN0853', message: 'compose.yaml:5:7: service web: build: unknown key "dockerfil" (did you mean dockerfile?)', location: { file: 'compose.yaml', line: 5, column: 7 } }),
+    );
+    // x-* extensions are Compose's own escape hatch
+    expect([...compose('services:\n  web:\n    build:\n      context: .\n      x-kiln-note: hi\n').targets.keys()]).toEqual(['web']);
+  });
+
   test('YAML errors point at the line', () => {
     expect(() => compose('services:\n  a:\n    build: [\n')).toThrow(expect.objectContaining({ code: 'KLN0851', location: expect.objectContaining({ file: 'compose.yaml' }) }));
+    expect(() => compose('services:\n  web:\n    build: .\n     image: foo\n')).toThrow(
+      expect.objectContaining({ code: 'KLN0851', message: 'compose.yaml:3:12: invalid YAML: Nested mappings are not allowed in compact mappings', location: { file: 'compose.yaml', line: 3, column: 12 } }),
+    );
   });
 });

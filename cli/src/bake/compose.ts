@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import { parse } from 'yaml';
+import { suggest } from '@kiln/llb-core';
 import type { BakeConfig } from './config.js';
 import { BakeError } from './errors.js';
 import type { BakeFile } from './files.js';
@@ -82,6 +83,25 @@ function namedContexts(m: Readonly<Record<string, string | null>>): Record<strin
   return out;
 }
 
+/**
+ * The keys of a service's build section, as compose-go's schema has them (additionalProperties
+ * false, `x-*` extensions aside): buildx fails the file on any other ("Additional property
+ * dockerfil is not allowed"), where kiln dropped it and built with the default Dockerfile.
+ */
+const BUILD_KEYS = ['context', 'dockerfile', 'dockerfile_inline', 'args', 'ssh', 'labels', 'cache_from', 'cache_to', 'no_cache', 'additional_contexts', 'network', 'provenance', 'sbom', 'pull', 'target', 'shm_size', 'extra_hosts', 'isolation', 'privileged', 'secrets', 'tags', 'ulimits', 'platforms', 'entitlements'];
+
+/** The first line of `text` that writes `key:` after `after` (a YAML key; best effort: the place to look). */
+function keyLocation(file: string, text: string, key: string, after: string): { file: string; line: number; column: number } {
+  const lines = text.split('\n');
+  const esc = (k: string): string => k.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const start = Math.max(0, lines.findIndex((l) => new RegExp(`^\\s*["']?${esc(after)}["']?\\s*:`).test(l)));
+  for (let i = start; i < lines.length; i++) {
+    const m = new RegExp(`^(\\s*)["']?${esc(key)}["']?\\s*:`).exec(lines[i] ?? '');
+    if (m !== null) return { file, line: i + 1, column: (m[1]?.length ?? 0) + 1 };
+  }
+  return { file, line: 1, column: 1 };
+}
+
 const listOf = (v: unknown): string[] | undefined => (v === undefined || v === null ? undefined : Array.isArray(v) ? v.map(String) : [String(v)]);
 
 /**
@@ -98,7 +118,9 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
       doc = parse(f.text, { logLevel: 'error' });
     } catch (e) {
       const pos = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
-      throw new BakeError('KLN0851', `invalid YAML: ${(e instanceof Error ? e.message : String(e)).split('\n')[0] ?? ''}`, {
+      // the yaml package ends its first line with "at line 3, column 12:", which the location says
+      const first = ((e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      throw new BakeError('KLN0851', `invalid YAML: ${first}`, {
         location: { file: f.name, line: pos?.line ?? 1, column: pos?.col ?? 1 },
         hint: 'a Compose file is YAML with a services: map',
       });
@@ -111,6 +133,14 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
       const b = def['build'];
       if (b === undefined || b === null) continue;
       const build: Record<string, unknown> = typeof b === 'string' ? { context: b } : isRecord(b) ? b : {};
+      for (const k of Object.keys(build)) {
+        if (BUILD_KEYS.includes(k) || k.startsWith('x-')) continue;
+        const near = suggest(k, BUILD_KEYS);
+        throw new BakeError('KLN0853', `service ${service}: build: unknown key "${k}"${near === undefined ? '' : ` (did you mean ${near}?)`}`, {
+          location: keyLocation(f.name, f.text, k, service),
+          hint: `a Compose build section takes ${BUILD_KEYS.join(', ')} and x-* extensions (x-bake for bake keys)`,
+        });
+      }
       const name = service.replaceAll('.', '_');
       const t: Target = {};
       if (typeof build['context'] === 'string') t.context = build['context'];
