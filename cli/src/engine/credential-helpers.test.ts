@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerCredentialsWithHelpers, helperFor, jsonErrorWithoutExcerpt, runCredentialHelper } from './credential-helpers.js';
+import { dockerCredentialsWithHelpers, helperFor, runCredentialHelper } from './credential-helpers.js';
 
 // Real helper processes: small sh scripts speaking the docker-credential-helpers protocol.
 let dir: string;
@@ -95,22 +95,9 @@ describe('dockerCredentialsWithHelpers', () => {
       await writeFile(config(), text);
       const err = await dockerCredentialsWithHelpers(config(), env, async () => undefined)('x.example').catch((e: unknown) => e);
       const message = err instanceof Error ? err.message : '';
-      expect(message).toContain('not valid JSON (');
+      expect(message).toMatch(/not valid JSON at line 1, column \d+: expected /);
       for (const secret of [token, auth]) for (let i = 0; i + 4 <= secret.length; i++) expect(message, text).not.toContain(secret.slice(i, i + 4));
     }
-  });
-  it('jsonErrorWithoutExcerpt: offsets as line and column, V8 excerpts dropped', () => {
-    const at = (text: string): string => {
-      try {
-        JSON.parse(text);
-        return '';
-      } catch (e) {
-        return jsonErrorWithoutExcerpt(text, e);
-      }
-    };
-    expect(at('{\n  "a": 1\n  "b": 2\n}')).toBe("Expected ',' or '}' after property value at line 3, column 3");
-    expect(at('{"a": tru}')).toMatch(/^Unexpected token '?[}u]'?$/);
-    expect(at('{"a":')).toBe('Unexpected end of JSON input');
   });
   it('lets credsStore answer for every registry instead of auths', async () => {
     await writeFile(config(), JSON.stringify({ credsStore: 'none', auths: { 'plain.example': {} } }));

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { findJsonSyntaxError } from '@kiln/llb-core';
 import type { CredentialProvider, RegistryCredentials } from '@kiln/runtime/registry';
 import { CliError } from '../io.js';
 
@@ -27,9 +28,13 @@ async function readHelperConfig(path: string): Promise<HelperConfig> {
   let v: unknown;
   try {
     v = JSON.parse(text);
-  } catch (e) {
-    // as the docker CLI: a broken config is an error, not silently anonymous
-    throw new CliError('KLN_CLI_CREDS', `${path}: not valid JSON (${jsonErrorWithoutExcerpt(text, e)})`, 'fix or remove the Docker config file, or point DOCKER_CONFIG elsewhere');
+  } catch {
+    // As the docker CLI: a broken config is an error, not silently anonymous. Where it is broken,
+    // not JSON.parse's message: V8 quotes up to 20 characters around the fault in some (`..."ytoken":
+    // CANARYIDTO"...`), which can be part of an auth or identitytoken value.
+    const at = findJsonSyntaxError(text);
+    const where = at === undefined ? '' : ` at line ${at.line}, column ${at.column}: ${at.message}`;
+    throw new CliError('KLN_CLI_CREDS', `${path}: not valid JSON${where}`, 'fix or remove the Docker config file, or point DOCKER_CONFIG elsewhere');
   }
   if (typeof v !== 'object' || v === null) return {};
   const o = v as Record<string, unknown>;
@@ -41,22 +46,6 @@ async function readHelperConfig(path: string): Promise<HelperConfig> {
     ...(typeof o['credsStore'] === 'string' && o['credsStore'] !== '' ? { credsStore: o['credsStore'] } : {}),
     credHelpers: helpers,
   };
-}
-
-/**
- * JSON.parse's complaint about a file that holds credentials, without the excerpt of the file V8
- * puts into some of its messages (`Unexpected token 'C', ..."ytoken":CANARYIDTO"... is not valid
- * JSON`): up to 20 characters around the fault, which may be part of an `auth` or `identitytoken`
- * value, and the message reaches terminals and CI logs. An offset becomes a line and column
- * instead; the token alone stays (one character, as Go's json error in the docker CLI names it).
- */
-export function jsonErrorWithoutExcerpt(text: string, e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  const withoutExcerpt = msg.replace(/, (?:\.\.\.)?"[\s\S]*"(?:\.\.\.)? is not valid JSON$/, '');
-  const pos = /^(.*?) in JSON at position (\d+)/s.exec(withoutExcerpt);
-  if (pos === null) return withoutExcerpt;
-  const before = text.slice(0, Number(pos[2]));
-  return `${pos[1] ?? ''} at line ${before.split('\n').length}, column ${Number(pos[2]) - before.lastIndexOf('\n')}`;
 }
 
 /**
