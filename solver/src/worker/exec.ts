@@ -1,4 +1,4 @@
-import { CacheSharingOpt, MountType, NetMode, SecurityMode, type ExecOp, type Mount as LlbMount } from '@kiln/llb-core';
+import { CacheSharingOpt, MountType, NetMode, SecurityMode, type ExecOp, type Mount as LlbMount, type ProxyEnv } from '@kiln/llb-core';
 import type { ExecMount, NetworkMode } from '@kiln/runtime';
 import { SolverError } from '../errors.js';
 import { ExecFailedError, type FailedExecMount, type FailedExecState, type WorkerOpContext } from '../llb/worker.js';
@@ -201,8 +201,11 @@ export async function runExec(
       }
     }
     if (rootfs === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no root mount');
+    // The proxy build args (HTTP_PROXY…, kept out of the cache key and the image history) reach
+    // the process in both cases, as BuildKit's exec op appends proxyEnvList(Meta.ProxyEnv).
+    const processEnv = [...(meta.env ?? []), ...proxyEnvList(meta.proxyEnv)];
     // Secrets exposed as environment variables of this exec only (RUN --mount=type=secret,env=…).
-    const env = [...(meta.env ?? [])];
+    const env = [...processEnv];
     for (const se of op.secretenv ?? []) {
       const data = session.secret(se.id ?? '');
       if (data === undefined) {
@@ -237,7 +240,7 @@ export async function runExec(
       if (onFailedExec === undefined) throw new ExecFailedError(args.join(' '), result.exitCode);
       // Unmount before committing (the kept state must not hold this run's host mounts).
       for (const r of releases.splice(0).reverse()) await r().catch(() => undefined);
-      const proc = { args, env: meta.env ?? [], cwd: meta.cwd ?? '/', user: meta.user ?? '' };
+      const proc = { args, env: processEnv, cwd: meta.cwd ?? '/', user: meta.user ?? '' };
       const netMode = op.network === NetMode.NONE ? 'none' : op.network === NetMode.HOST ? 'host' : 'sandbox';
       const state = await keepFailedState(deps, kept, actives, { process: proc, network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
       onFailedExec(state);
@@ -306,4 +309,19 @@ async function keepFailedState(
   }
   let released: Promise<void> | undefined;
   return { ...run, mounts, release: () => (released ??= release()) };
+}
+
+/** BuildKit's proxyEnvList (solver/llbsolver/ops/exec.go): each set field as NAME=value and name=value. */
+function proxyEnvList(p: ProxyEnv | undefined): string[] {
+  if (p === undefined) return [];
+  const out: string[] = [];
+  const add = (name: string, v: string | undefined): void => {
+    if (v !== undefined && v !== '') out.push(`${name}=${v}`, `${name.toLowerCase()}=${v}`);
+  };
+  add('HTTP_PROXY', p.httpProxy);
+  add('HTTPS_PROXY', p.httpsProxy);
+  add('FTP_PROXY', p.ftpProxy);
+  add('NO_PROXY', p.noProxy);
+  add('ALL_PROXY', p.allProxy);
+  return out;
 }

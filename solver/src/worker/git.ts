@@ -317,6 +317,7 @@ export class GitSources {
       GIT_CONFIG_NOSYSTEM: '1',
       GIT_CONFIG_GLOBAL: '/dev/null',
       GIT_CONFIG_COUNT: String(config.length),
+      ...proxyEnv(),
       ...extra,
     };
     config.forEach(([k, v], i) => {
@@ -353,6 +354,21 @@ export class GitSources {
     };
     return { gitDir, env, signal, remote: spec.remote, ssh: { id, sockets: () => session.sshSockets(id), silent }, cleanup };
   }
+}
+
+/**
+ * The proxy variables git (curl) reads, passed through from this process's environment as
+ * BuildKit's gitutil passes them (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ALL_PROXY, either case).
+ * curl applies its own rules to them: the lower-case name wins, http_proxy counts only in lower
+ * case, and ALL_PROXY serves any scheme without a variable of its own.
+ */
+function proxyEnv(): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const n of ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'all_proxy']) {
+    const v = process.env[n];
+    if (v !== undefined) out[n] = v;
+  }
+  return out;
 }
 
 /** Where the shared bare repositories of a kiln root live. */
