@@ -14,7 +14,7 @@ describe('descriptor readers', () => {
     );
   });
   test('wrong shapes name the file and key', () => {
-    expect(() => readBuildpackToml('api = "0.10"\n[buildpack]\nversion = "1"\n', 'b.toml')).toThrow(/b.toml: buildpack.id is required/);
+    expect(() => readBuildpackToml('api = "0.10"\n[buildpack]\nversion = "1"\n', 'b.toml')).toThrow(/b.toml:2:1: buildpack.id is required/);
     expect(() => readBuildpackToml('api = 10\n[buildpack]\nid="a"\nversion = "1"\n', 'b.toml')).toThrow(/api must be a string/);
     expect(() => readBuildpackToml('api = "0.10"\n[buildpack]\nid = "app"\nversion = "1"\n')).toThrow(/not a valid buildpack id/);
   });
@@ -56,7 +56,7 @@ describe('descriptor readers', () => {
     expect(x).toEqual({ api: '0.10', id: 'kt/ext', version: '0.0.1', homepage: 'h', clearEnv: false, targets: [{ os: 'linux' }], extension: { detect: false, generate: true, detectPlan: '[[provides]]\nname = "x"\n' } });
     expect(() => readExtensionToml('api = "0.10"\n[buildpack]\nid = "a"\nversion = "1"\n', 'kt/x/extension.toml')).toThrow(expect.objectContaining({ code: 'KLN0901', message: 'kt/x/extension.toml: extension table is required' }));
     expect(() => readExtensionToml('api = "0.10"\n[extension]\nid = "a"\nversion = "1"\n[[order]]\n', 'e.toml')).toThrow(/e.toml: order is not allowed/);
-    expect(() => readExtensionToml('api = "0.10"\n[extension]\nversion = "1"\n', 'e.toml')).toThrow(/e.toml: extension.id is required/);
+    expect(() => readExtensionToml('api = "0.10"\n[extension]\nversion = "1"\n', 'e.toml')).toThrow(/e.toml:2:1: extension.id is required/);
   });
   test('order.toml [[order-extensions]]: every entry an optional extension', () => {
     const text = '[[order]]\n[[order.group]]\nid = "bp"\n[[order-extensions]]\n[[order-extensions.group]]\nid = "x"\nversion = "1"\n[[order-extensions.group]]\nid = "y"\noptional = false\n';
@@ -69,6 +69,6 @@ describe('descriptor readers', () => {
     expect(() => readExtendConfigToml('[[run.args]]\nname = "user_id"\nvalue = "0"\n', 'kt/x: extend-config.toml')).toThrow(expect.objectContaining({ code: 'KLN0908', message: expect.stringMatching(/^kt\/x: extend-config.toml: run.args name "user_id" is reserved/) }));
     // the image being extended is the platform's: another one would not be the run image the metadata names
     expect(() => readExtendConfigToml('[[run.args]]\nname = "base_image"\nvalue = "kt/run-alt"\n', 'kt/x: extend-config.toml')).toThrow(expect.objectContaining({ code: 'KLN0908', message: expect.stringMatching(/^kt\/x: extend-config.toml: run.args name "base_image" is reserved/) }));
-    expect(() => readExtendConfigToml('[[build.args]]\nvalue = "1"\n', 'c.toml')).toThrow(/c.toml: build.args\[0\].name is required/);
+    expect(() => readExtendConfigToml('[[build.args]]\nvalue = "1"\n', 'c.toml')).toThrow(/c.toml:1:1: build.args\[0\].name is required/);
   });
 });

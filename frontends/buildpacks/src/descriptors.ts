@@ -5,7 +5,7 @@
  * place (TOML syntax errors carry line and column).
  */
 import { BuildpacksError } from './errors.js';
-import { Fields, parseToml, type Table } from './toml.js';
+import { Fields, type Table } from './toml.js';
 
 /** One entry of an order group: a buildpack (or image extension) id, an optional version, optional-ness. */
 export interface GroupEntry {
@@ -58,7 +58,7 @@ function readOrder(f: Fields): Order {
 
 /** Reads a buildpack.toml (Buildpack API 0.7-0.12). */
 export function readBuildpackToml(text: string, file = 'buildpack.toml'): BuildpackDescriptor {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   const api = root.requiredString('api');
   if (!/^\d+\.\d+$/.test(api)) root.fail('api', `must be MAJOR.MINOR, not ${JSON.stringify(api)}`);
   const bp = root.subtable('buildpack') ?? root.fail('buildpack', 'table is required');
@@ -81,7 +81,7 @@ export function readBuildpackToml(text: string, file = 'buildpack.toml'): Buildp
 
 /** Reads a builder's `/cnb/order.toml` (`[[order]] [[order.group]]`). */
 export function readOrderToml(text: string, file = 'order.toml'): Order {
-  return readOrder(new Fields(file, parseToml(text, file)));
+  return readOrder(Fields.parse(file, text));
 }
 
 /**
@@ -90,7 +90,7 @@ export function readOrderToml(text: string, file = 'order.toml'): Order {
  * as lifecycle's PrependExtensions marks them, whatever the file says.
  */
 export function readOrderExtensionsToml(text: string, file = 'order.toml'): Order {
-  return new Fields(file, parseToml(text, file)).tables('order-extensions').map((o) => readGroups(o, 'group').map((e) => ({ ...e, optional: true, extension: true })));
+  return Fields.parse(file, text).tables('order-extensions').map((o) => readGroups(o, 'group').map((e) => ({ ...e, optional: true, extension: true })));
 }
 
 /**
@@ -99,7 +99,7 @@ export function readOrderExtensionsToml(text: string, file = 'order.toml'): Orde
  * and `bin/generate` exist (the caller looked).
  */
 export function readExtensionToml(text: string, file = 'extension.toml', programs: ExtensionPrograms = { detect: true, generate: true }): BuildpackDescriptor {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   const api = root.requiredString('api');
   if (!/^\d+\.\d+$/.test(api)) root.fail('api', `must be MAJOR.MINOR, not ${JSON.stringify(api)}`);
   const ext = root.subtable('extension') ?? root.fail('extension', 'table is required');
@@ -136,13 +136,13 @@ export interface SystemGroups {
 
 /** Reads `/cnb/system.toml` (`[system.pre] [[system.pre.buildpacks]]`). */
 export function readSystemToml(text: string, file = 'system.toml'): SystemGroups {
-  const sys = new Fields(file, parseToml(text, file)).subtable('system');
+  const sys = Fields.parse(file, text).subtable('system');
   return { pre: readGroups(sys?.subtable('pre') ?? new Fields(file, {}), 'buildpacks'), post: readGroups(sys?.subtable('post') ?? new Fields(file, {}), 'buildpacks') };
 }
 
 /** Reads `/cnb/run.toml` (`[[images]] image, mirrors`; the older `[run-image] image`). Returns the run image references. */
 export function readRunToml(text: string, file = 'run.toml'): readonly string[] {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   const images = root.tables('images').map((i) => i.requiredString('image'));
   const legacy = root.subtable('run-image')?.string('image');
   return legacy === undefined ? images : [...images, legacy];
@@ -179,7 +179,7 @@ function readSections(f: Fields): PlanSections {
 
 /** Reads the build plan a detect wrote to `$CNB_BUILD_PLAN_PATH` (empty text: nothing). */
 export function readDetectPlan(text: string, file = 'plan.toml'): DetectPlan {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   return { sections: readSections(root), or: root.tables('or').map(readSections) };
 }
 
@@ -193,7 +193,7 @@ export interface LayerMetadata {
 
 /** Reads `<layers>/<bp>/<layer>.toml`: flags under `[types]` (API >= 0.6), else at the top level (older APIs). */
 export function readLayerToml(text: string, file: string): LayerMetadata {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   const flags = root.subtable('types') ?? root;
   const md = root.metadata('metadata');
   return { launch: flags.bool('launch') ?? false, build: flags.bool('build') ?? false, cache: flags.bool('cache') ?? false, metadata: md ?? {} };
@@ -221,7 +221,7 @@ const PROCESS_TYPE_RE = /^[a-zA-Z0-9._-]+$/;
 
 /** Reads a launch.toml written by `buildpackId` (API >= 0.9: `command` is an array; a string is accepted for older APIs). */
 export function readLaunchToml(text: string, file: string, buildpackId: string): LaunchToml {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   return {
     labels: root.tables('labels').map((l) => ({ key: l.requiredString('key'), value: l.string('value') ?? '' })),
     processes: root.tables('processes').map((p) => {
@@ -247,13 +247,13 @@ export function readLaunchToml(text: string, file: string, buildpackId: string):
 
 /** Reads build.toml: the `[[unmet]]` entry names a buildpack did not meet. */
 export function readBuildToml(text: string, file: string): { readonly unmet: readonly string[] } {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   return { unmet: root.tables('unmet').map((u) => u.requiredString('name')) };
 }
 
 /** Reads store.toml: its `[metadata]` table. */
 export function readStoreToml(text: string, file: string): Table {
-  return new Fields(file, parseToml(text, file)).metadata('metadata') ?? {};
+  return Fields.parse(file, text).metadata('metadata') ?? {};
 }
 
 /** One build arg of extend-config.toml. */
@@ -278,7 +278,7 @@ export const RESERVED_EXTEND_ARGS: ReadonlySet<string> = new Set(['base_image', 
 
 /** Reads extend-config.toml (`[[build.args]]`, `[[run.args]]` with name and value); a reserved name is KLN0908. */
 export function readExtendConfigToml(text: string, file = 'extend-config.toml'): ExtendConfig {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   const args = (kind: 'build' | 'run'): ExtendArg[] =>
     (root.subtable(kind)?.tables('args') ?? []).map((a) => {
       const name = a.requiredString('name');

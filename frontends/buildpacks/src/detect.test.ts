@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { BuildpackDescriptor } from './descriptors.js';
-import { targetMatches } from './detect.js';
+import { detectHint, targetMatches } from './detect.js';
 import type { ResolvedEntry } from './order.js';
 
 const entry = (targets: BuildpackDescriptor['targets']): ResolvedEntry => ({
@@ -25,5 +25,16 @@ describe('targetMatches', () => {
     { name: 'one of several', targets: [{ os: 'linux', arch: 'arm64' }, { os: 'linux', arch: 'amd64' }], ok: true },
   ])('$name', ({ targets, ok }) => {
     expect(targetMatches(entry(targets), linuxAmd64)).toBe(ok);
+  });
+});
+
+describe('detectHint (typo tour 4)', () => {
+  test('126 and 127 are the shell failing to run bin/detect, not the program deciding', () => {
+    const e = entry([]);
+    // was "a detect program must exit 0 (pass) or 100" for a bin/detect without its exec bit
+    expect(detectHint({ code: 126, entry: e })).toBe('/cnb/buildpacks/kt_x/1/bin/detect could not be executed: give it the exec bit (chmod 755) in the buildpack and rebuild the builder');
+    expect(detectHint({ code: 127, entry: { ...e, extension: true } })).toBe('/cnb/extensions/kt_x/1/bin/detect or the interpreter of its #! line was not found in the builder image');
+    expect(detectHint({ code: 7, entry: e })).toBe('a detect program must exit 0 (pass) or 100 (does not apply)');
+    expect(detectHint(undefined)).toBe('a detect program must exit 0 (pass) or 100 (does not apply)');
   });
 });

@@ -68,6 +68,18 @@ export interface DetectResult {
   readonly plan: readonly PlanEntry[];
 }
 
+/**
+ * What to do about a failed detect. Statuses 126 and 127 come from the shell that could not run
+ * bin/detect (a file without its exec bit, a `#!` interpreter the builder lacks), where "must exit
+ * 0 or 100" would send the author looking at their program's logic.
+ */
+export function detectHint(f: { code: number; entry: ResolvedEntry } | undefined): string {
+  const program = f === undefined ? undefined : `/cnb/${f.entry.extension === true ? 'extensions' : 'buildpacks'}/${f.entry.id.replaceAll('/', '_')}/${f.entry.version}/bin/detect`;
+  if (f?.code === 126) return `${program} could not be executed: give it the exec bit (chmod 755) in the ${f.entry.extension === true ? 'extension' : 'buildpack'} and rebuild the builder`;
+  if (f?.code === 127) return `${program} or the interpreter of its #! line was not found in the builder image`;
+  return 'a detect program must exit 0 (pass) or 100 (does not apply)';
+}
+
 /** Runs detect over `groups` and returns the first group that passes. */
 export async function detect(ctx: LifecycleContext, groups: readonly (readonly ResolvedEntry[])[]): Promise<DetectResult> {
   if (groups.length === 0) throw new BuildpacksError('KLN0903', 'no buildpack groups to detect', { hint: 'the builder has no /cnb/order.toml and project.toml names no buildpacks' });
@@ -79,6 +91,8 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
     return r;
   };
   const errors: string[] = [];
+  /** The first failing detect's status and buildpack: 126 and 127 are the shell's, not the program's. */
+  let firstFailure: { code: number; entry: ResolvedEntry } | undefined;
   for (const all of groups) {
     // lifecycle skips an optional buildpack whose targets exclude the run image
     const group = all.filter((e) => !e.optional || targetMatches(e, ctx.targetEnv));
@@ -91,10 +105,11 @@ export async function detect(ctx: LifecycleContext, groups: readonly (readonly R
     if (res.kind === 'error') {
       const failing = group.map((e, i) => ({ e, r: results[i] })).find(({ r }) => r !== undefined && r.code !== 0 && r.code !== 100);
       errors.push(`${res.reason}${failing?.r?.output ? `: ${failing.r.output.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+      if (firstFailure === undefined && failing?.r !== undefined) firstFailure = { code: failing.r.code, entry: failing.e };
     }
   }
   if (errors.length > 0) {
-    throw new BuildpacksError('KLN0904', `buildpack detect failed: ${errors[0]}`, { hint: 'a detect program must exit 0 (pass) or 100 (does not apply)' });
+    throw new BuildpacksError('KLN0904', `buildpack detect failed: ${errors[0]}`, { hint: detectHint(firstFailure) });
   }
   const tried = groups.map((g) => `[${g.map((e) => `${e.extension === true ? 'extension ' : ''}${e.id}${e.optional ? '?' : ''}`).join(', ')}]`).join(' ');
   throw new BuildpacksError('KLN0903', `no buildpack group passed detection (tried ${tried})`, { hint: 'check that the app has what the buildpacks look for' });

@@ -44,6 +44,10 @@ describe('resolveOrder', () => {
   test('a missing buildpack is KLN0902 naming it and the versions there are', () => {
     expect(() => resolveOrder({ order: [[e('nope')]] }, lookup)).toThrow(expect.objectContaining({ code: 'KLN0902', message: expect.stringContaining('nope') }));
     expect(() => resolveOrder({ order: [[e('A', false, '9')]] }, lookup)).toThrow(expect.objectContaining({ code: 'KLN0902', message: expect.stringContaining('1.0.0, 2.0.0') }));
+    // typo tour 4: a near id, and id@version written into the id
+    const kt = lookupIn([d('kt/httpd', '0.0.1'), d('kt/static-site', '0.0.1')]);
+    expect(() => resolveOrder({ order: [[e('kt/htpd')]] }, kt)).toThrow(expect.objectContaining({ message: 'buildpack kt/htpd is not in the builder (did you mean kt/httpd?)' }));
+    expect(() => resolveOrder({ order: [[e('kt/httpd@0.0.1')]] }, kt)).toThrow(expect.objectContaining({ message: 'buildpack kt/httpd@0.0.1 is not in the builder (write id = "kt/httpd" and version = "0.0.1")' }));
   });
   test('image extensions: each group behind every extension group, then alone; composites expand inside', () => {
     const l = lookupIn([...bps, { ...d('X'), extension: { detect: true, generate: true } }, { ...d('Y'), extension: { detect: false, generate: false } }]);

@@ -4,6 +4,7 @@
  * Composites expand depth-first, left to right; an optional composite adds a copy of its group
  * without it, right after (lifecycle's detectOrder appends an empty group to an optional order).
  */
+import { suggest } from '@kiln/llb-core';
 import type { BuildpackDescriptor, GroupEntry, Order } from './descriptors.js';
 import { BuildpacksError } from './errors.js';
 
@@ -96,7 +97,11 @@ export function lookupIn(descriptors: readonly BuildpackDescriptor[]): Buildpack
       const have = same.map((d) => d.version).join(', ');
       const what = ext ? 'image extension' : 'buildpack';
       const hint = ext ? 'an extension of [[order-extensions]] must be in /cnb/extensions/<id>/<version>/extension.toml' : 'list the builder buildpacks in /cnb/buildpacks, or fix the id in project.toml or order.toml';
-      throw new BuildpacksError('KLN0902', `${what} ${entryKey({ id: entry.id, version: entry.version })} is not in the builder${have === '' ? '' : ` (it has ${entry.id} ${have})`}`, { hint });
+      // a near id (kt/htpd), or the version written into the id as pack's --buildpack takes it
+      const [atId, atVersion] = entry.id.split('@');
+      const others = [...new Set(descriptors.filter((d) => (d.extension !== undefined) === ext).map((d) => d.id))];
+      const near = have !== '' ? undefined : entry.version === undefined && atVersion !== undefined && others.includes(atId ?? '') ? `write id = "${atId}" and version = "${atVersion}"` : suggest(entry.id, others);
+      throw new BuildpacksError('KLN0902', `${what} ${entryKey({ id: entry.id, version: entry.version })} is not in the builder${have === '' ? '' : ` (it has ${entry.id} ${have})`}${near === undefined ? '' : near.startsWith('write') ? ` (${near})` : ` (did you mean ${near}?)`}`, { hint });
     }
     return found;
   };

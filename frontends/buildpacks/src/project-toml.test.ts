@@ -39,6 +39,15 @@ describe('project.toml', () => {
     expect(() => readProjectToml('# syntax=kiln/buildpacks\n[[build.buildpacks]]\nid = \n')).toThrow(expect.objectContaining({ code: 'KLN0901', location: expect.objectContaining({ file: 'project.toml', line: 3 }) }));
     expect(() => readProjectToml('[[build.buildpacks]]\nversion = "1"\n')).toThrow(/build.buildpacks\[0\].id or uri is required/);
   });
+  test('typo tour 4: a value of the wrong type is located at its key (was the file name alone); an unclosed string is named', () => {
+    const text = '# syntax=kiln/buildpacks\n[_]\nschema-version = "0.2"\n[io.buildpacks]\nbuilder = "b"\n[[io.buildpacks.build.env]]\nname = "A"\nvalue = "1"\n[[io.buildpacks.build.env]]\nname = "B"\nvalue = 2\n';
+    expect(() => readProjectToml(text)).toThrow(expect.objectContaining({ code: 'KLN0901', message: 'project.toml:11:1: io.buildpacks.build.env[1].value must be a string, not number 2', location: { file: 'project.toml', line: 11, column: 1 } }));
+    expect(() => readProjectToml('[_]\nschema-version = "0.2"\n\n[io.buildpacks]\n  builder = ["b"]\n')).toThrow(expect.objectContaining({ message: 'project.toml:5:3: io.buildpacks.builder must be a string, not an array' }));
+    // a required key left out: its table's header
+    expect(() => readProjectToml('[[build.buildpacks]]\nversion = "1"\n')).toThrow(expect.objectContaining({ location: { file: 'project.toml', line: 1, column: 1 } }));
+    expect(() => readProjectToml('[_]\nid = "site\n')).toThrow(expect.objectContaining({ code: 'KLN0901', message: 'project.toml:2:11: invalid TOML: the string is not closed before the end of the line' }));
+  });
+
   test('gitignore patterns become local-source patterns', () => {
     expect(gitignoreToPatterns(['*.go', '/vendor', 'docs/', '!keep.md', '# c', ''])).toEqual(['**/*.go', 'vendor', '**/docs', '!**/keep.md']);
   });

@@ -4,7 +4,7 @@
  */
 import { suggest } from '@kiln/llb-core';
 import { BuildpacksError } from './errors.js';
-import { Fields, parseToml } from './toml.js';
+import { Fields } from './toml.js';
 
 /** A buildpack the project asks for: from the builder (`id[@version]`), a `uri`, or an inline script. */
 export interface ProjectBuildpack {
@@ -61,7 +61,7 @@ function readEnv(list: readonly Fields[]): [string, string][] {
 
 /** Parses a project.toml; invalid TOML and wrong shapes fail with KLN0901 naming the file. */
 export function readProjectToml(text: string, file = 'project.toml'): ProjectDescriptor {
-  const root = new Fields(file, parseToml(text, file));
+  const root = Fields.parse(file, text);
   const meta = root.subtable('_');
   const declared = meta?.string('schema-version');
   const schemaVersion = declared ?? '0.1';
