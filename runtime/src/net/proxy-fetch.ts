@@ -15,9 +15,9 @@ type Fetch = typeof globalThis.fetch;
 export function proxyAwareFetch(direct: Fetch, tls?: TlsSettings): Fetch {
   return async (input, init) => {
     const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    // (parses the URL only when a proxy variable is set; throws the ProxyError of one that names no proxy)
+    if (proxyFor(href) === undefined) return direct(input, init);
     const target = new URL(href);
-    // throws the ProxyError of a variable that names no proxy
-    if (proxyFor(target) === undefined) return direct(input, init);
     const fetch = await undiciFetch(await proxyRouter(tls));
     try {
       return await fetch(input, init);
