@@ -1,3 +1,4 @@
+import { suggest } from '@kiln/llb-core';
 import { BakeError, type BakeLocation } from './errors.js';
 import { addOverride, applyOverrides, mergeTarget, normalizeTarget, printTarget, type Override, type Target } from './target.js';
 
@@ -236,7 +237,8 @@ function inherit(config: BakeConfig, name: string, chain: readonly string[], ove
   }
   const def = config.targets.get(name);
   if (def === undefined) {
-    const what = chain.length === 0 ? `failed to find target "${name}"` : `target "${chain[chain.length - 1] ?? ''}" inherits "${name}", which is not defined`;
+    const near = suggest(name, [...config.groups.keys(), ...config.targets.keys()]);
+    const what = `${chain.length === 0 ? `failed to find target "${name}"` : `target "${chain[chain.length - 1] ?? ''}" inherits "${name}", which is not defined`}${near === undefined ? '' : ` (did you mean ${near}?)`}`;
     throw new BakeError('KLN0853', what, { location: chain.length === 0 ? undefined : config.locations.get(chain[chain.length - 1] ?? ''), hint: knownHint(config) });
   }
   if (chain.includes(name)) {

@@ -1,3 +1,4 @@
+import { suggest } from '@kiln/llb-core';
 import { BakeError, type BakeLocation } from './errors.js';
 import { redactCacheValue } from '../engine/cache-s3-spec.js';
 
@@ -98,7 +99,8 @@ export function decodeTarget(name: string, raw: Readonly<Record<string, unknown>
       if (key === 'inherits') t.inherits = out;
       else t[key as ListKey] = out;
     } else {
-      throw new BakeError('KLN0853', `target "${name}": unknown key "${key}"`, { location: where(key), hint: `a target takes ${TARGET_KEYS.join(', ')}` });
+      const near = suggest(key, TARGET_KEYS);
+      throw new BakeError('KLN0853', `target "${name}": unknown key "${key}"${near === undefined ? '' : ` (did you mean ${near}?)`}`, { location: where(key), hint: `a target takes ${TARGET_KEYS.join(', ')}` });
     }
   }
   return t;
@@ -274,12 +276,16 @@ export function applyOverrides(t: Target, overrides: ReadonlyMap<string, Overrid
           hint: 'tags without an output store the image in kiln\'s image store (kiln images); or use --set TARGET.output=type=docker,dest=FILE.tar',
         });
       default:
-        throw new BakeError('KLN0854', `unknown --set key "${head}"`, {
+        const near = suggest(head, SET_KEYS);
+        throw new BakeError('KLN0854', `unknown --set key "${head}"${near === undefined ? '' : ` (did you mean ${near}?)`}`, {
           hint: 'use context, dockerfile, target, args.NAME, labels.NAME, contexts.NAME, tags, platform, output, cache-from, cache-to, secrets, ssh, attest, annotations, entitlements, no-cache, no-cache-filter, pull, push, network, shm-size, ulimits, call or extra-hosts.NAME',
         });
     }
   }
 }
+
+/** The keys `--set` takes (and their singular spellings), for a near miss in an unknown one. */
+const SET_KEYS = ['context', 'dockerfile', 'target', 'args', 'arg', 'labels', 'label', 'contexts', 'tags', 'tag', 'platform', 'platforms', 'output', 'cache-from', 'cache-to', 'secrets', 'secret', 'ssh', 'attest', 'annotations', 'annotation', 'entitlements', 'entitlement', 'no-cache', 'no-cache-filter', 'pull', 'push', 'network', 'shm-size', 'ulimits', 'ulimit', 'call', 'extra-hosts', 'extra-host'];
 
 /** Keys in buildx's Target struct order (the order of `--print`). */
 const PRINT_ORDER = [

@@ -299,6 +299,14 @@ describe('errors name the file, line and column, with a hint', () => {
     );
   });
 
+  test('typo tour 4: unknown target key, --set key and target name each name the near one', () => {
+    expect(err('target "app" {\n  tag = ["a:1"]\n}\n')).toMatchObject({ code: 'KLN0853', message: expect.stringContaining('target "app": unknown key "tag" (did you mean tags?)') });
+    const config = loadConfig([{ name: 'docker-bake.hcl', text: 'target "app" {}\ntarget "_common" {}\ntarget "web" { inherits = ["_comon"] }\n' }], {});
+    expect(() => resolveTargets(config, ['ap'], new Map())).toThrow(expect.objectContaining({ code: 'KLN0853', message: 'failed to find target "ap" (did you mean app?)' }));
+    expect(() => resolveTargets(config, ['web'], new Map())).toThrow(expect.objectContaining({ message: expect.stringContaining('target "web" inherits "_comon", which is not defined (did you mean _common?)') }));
+    expect(() => resolveTargets(config, ['app'], parseOverrides(config, ['app.platfrom=linux/arm64'], {}))).toThrow(expect.objectContaining({ code: 'KLN0854', message: 'unknown --set key "platfrom" (did you mean platform?)' }));
+  });
+
   test('an empty config resolves nothing by default: failed to find target default', () => {
     expect(() => resolveTargets(new BakeConfig(), [], new Map())).toThrow(expect.objectContaining({ code: 'KLN0853', message: 'failed to find target "default"' }));
   });
