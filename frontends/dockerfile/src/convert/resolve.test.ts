@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { scratch, type ImageMetaResolver } from '@kiln/llb-core';
+import { decodeOp, scratch, type ImageMetaResolver } from '@kiln/llb-core';
 import { convertDockerfile } from './convert.js';
 
 /** A resolver that fails as kiln's registry client does offline: the error carries its hint. */
@@ -37,4 +37,33 @@ test('a hintless resolver error keeps the generic hint; a close stage name still
   expect(e).toMatchObject({ hint: 'check the image name and that the registry is reachable' });
   const s = await rejection(convertDockerfile('FROM node:20 AS builder\nFROM buidler\n', { metaResolver: offline, targetPlatform: 'linux/amd64' }));
   expect(s).toMatchObject({ hint: 'did you mean the stage "builder"?' });
+});
+
+// A source policy converts the image a FROM resolves (kiln's engine returns the converted
+// reference as `ref`): the stage is pinned under that reference, as BuildKit's dockerfile2llb
+// takes the resolver's mutated ref. Before, `FROM busybox` became busybox@<the converted image's
+// digest>, which the solver's policy no longer matched (busybox:latest is not busybox) and pulled
+// from Docker Hub, where that digest does not exist.
+test('a reference the resolver rewrote (source policy CONVERT) is the one the stage is pinned under', async () => {
+  const digest = `sha256:${'cd'.repeat(32)}`;
+  const config = new TextEncoder().encode(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] }, config: { Env: ['V=1'] } }));
+  const calls: string[] = [];
+  const converting: ImageMetaResolver = {
+    resolveImageConfig: (ref) => {
+      calls.push(ref);
+      return Promise.resolve(ref === 'docker.io/library/busybox:latest' ? { digest, config, ref: `registry.local/team/busybox@${digest}` } : { digest, config });
+    },
+  };
+  const ids = async (text: string): Promise<string[]> => {
+    const res = await convertDockerfile(text, { metaResolver: converting, targetPlatform: 'linux/amd64' });
+    return res.definition.def.slice(0, -1).flatMap((b) => {
+      const op = decodeOp(b);
+      return op.kind === 'source' && op.source.identifier !== undefined ? [op.source.identifier] : [];
+    });
+  };
+  expect(await ids('FROM busybox\nRUN true\n')).toEqual([`docker-image://registry.local/team/busybox@${digest}`]);
+  expect(await ids('FROM busybox:latest\nRUN true\n')).toEqual([`docker-image://registry.local/team/busybox@${digest}`]);
+  // Not rewritten: the name as written (no tag added), pinned, as BuildKit v0.11 marshals it.
+  expect(await ids('FROM alpine\nRUN true\n')).toEqual([`docker-image://docker.io/library/alpine@${digest}`]);
+  expect(calls).toEqual(['docker.io/library/busybox:latest', 'docker.io/library/busybox:latest', 'docker.io/library/alpine:latest']);
 });

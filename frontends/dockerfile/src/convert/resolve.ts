@@ -201,6 +201,21 @@ export async function resolveStageBase(d: DispatchState, reachable: boolean, ctx
     if (d.platform === undefined && ctx.platforms.implicitTarget) {
       platform = autoDetectPlatform(img.os, img.architecture, platform, ctx.platforms.buildPlatforms);
     }
+    // A resolver that rewrote the reference (a source policy's CONVERT) names the image the
+    // digest belongs to: the stage is pinned under it, as BuildKit's dockerfile2llb takes the
+    // resolver's mutated ref. Under the name as written, the solver would fetch that digest from
+    // the original repository (an untagged FROM no longer matches the policy's `name:latest`).
+    if (res.ref !== undefined && res.ref !== d.baseName) {
+      try {
+        ref = parseImageReference(res.ref);
+      } catch (e) {
+        throw new KilnError('KLN0503', `${origName}: the image resolver answered with the reference ${JSON.stringify(res.ref)}: ${(e as Error).message}`, {
+          location: locationOf(d, ctx.file),
+          source: d.stage.node.original,
+          cause: e,
+        });
+      }
+    }
     if (res.digest !== '') ref = { ...ref, digest: res.digest };
     d.baseName = formatImageReference(ref);
     if ((img.rootfs.diff_ids ?? []).length === 0) isScratch = !(img.history ?? []).some((h) => h.empty_layer !== true);
