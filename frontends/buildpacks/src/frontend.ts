@@ -14,7 +14,7 @@ import { BuildpacksError } from './errors.js';
 import { exportImage } from './export.js';
 import { builderEnv, runExtensions } from './extensions.js';
 import { helpersState } from './helpers.js';
-import { appSource, extensionsState, loadBuilder, loadProject, optOf, platformDir, prepareRoot, projectBuildpacks } from './inputs.js';
+import { appSource, extensionsState, loadBuilder, loadProject, optOf, platformDir, prepareRoot, projectBuildpacks, unknownBuildArgWarnings } from './inputs.js';
 import { lookupIn, resolveOrder } from './order.js';
 import { Opt } from './wire.js';
 
@@ -23,6 +23,7 @@ export function createBuildpacksFrontend(): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     const { project, filename } = await loadProject(client);
     for (const k of project.ignoredKeys) client.warn({ message: `${filename}: ignoring ${k}: not a project descriptor key kiln/buildpacks reads` });
+    for (const message of unknownBuildArgWarnings(client.opts)) client.warn({ message });
     const builderRef = optOf(client, Opt.builder) ?? project.builder;
     if (builderRef === undefined || builderRef === '') {
       const typo = project.ignoredKeys.find((k) => k.endsWith('(did you mean builder?)'));

@@ -2,6 +2,7 @@
  * The frontend's inputs: project.toml, the app, the builder (its order, run image, buildpacks)
  * and the platform directory, as States and parsed descriptors.
  */
+import { suggest } from '@kiln/llb-core';
 import { local, mkdir, scratch, copy, image } from '@kiln/llb-core';
 import type { Definition, FrontendClient, ImageConfig, Ref, State } from '@kiln/llb-core';
 import { readBuildpackToml, readExtensionToml, readOrderExtensionsToml, readOrderToml, readRunToml, readSystemToml, type BuildpackDescriptor, type GroupEntry, type Order } from './descriptors.js';
@@ -10,6 +11,27 @@ import { listOptional, normalizeRef, readEnvDir, readOptional, resolveConfig, so
 import { gitignoreToPatterns, readProjectToml, type ProjectBuildpack, type ProjectDescriptor } from './project-toml.js';
 import { BUILD_ENV_ALLOWLIST, envDirOps, envMap, type EnvOp } from './env.js';
 import { DEFAULT_PROJECT_FILE, Opt, Paths, escapeId } from './wire.js';
+
+/** Build args kiln/buildpacks knows and leaves alone: BuildKit's own and the predefined proxy args. */
+const PASSED_ARGS = /^(BUILDKIT_.*|(HTTPS?|FTP|NO|ALL)_PROXY|(https?|ftp|no|all)_proxy|SOURCE_DATE_EPOCH)$/;
+
+/**
+ * Warnings for `--build-arg`s that are no option of this frontend: a misspelt `builer=` was
+ * dropped silently (the builder of project.toml, or none, was used), and a `BP_*=…` meant as
+ * build-time env reaches no buildpack without the `env:` prefix.
+ */
+export function unknownBuildArgWarnings(opts: ReadonlyMap<string, string>): string[] {
+  const names = [Opt.builder, Opt.runImage, Opt.processType, Opt.previousImage, Opt.cacheId, Opt.launcher];
+  const out: string[] = [];
+  for (const k of opts.keys()) {
+    if (!k.startsWith('build-arg:')) continue;
+    const name = k.slice('build-arg:'.length);
+    if ((names as readonly string[]).includes(name) || name.startsWith(Opt.envPrefix) || PASSED_ARGS.test(name)) continue;
+    const near = suggest(name, names);
+    out.push(`--build-arg ${name} is not a kiln/buildpacks option and is ignored${near === undefined ? `: build-time env is --build-arg env:${name}=VALUE (or [[io.buildpacks.build.env]]); options are ${names.join(', ')}` : ` (did you mean ${near}?)`}`);
+  }
+  return out;
+}
 
 /** A frontend option, also accepted as `build-arg:<name>` (what `kiln build --build-arg` sends). */
 export const optOf = (client: FrontendClient, name: string): string | undefined => client.opts.get(name) ?? client.opts.get(`build-arg:${name}`);
