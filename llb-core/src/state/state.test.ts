@@ -160,8 +160,8 @@ describe('helpers', () => {
 describe('git remotes as BuildKit v0.11.6 llb.Git reads them', () => {
   const source = async (remote: string): Promise<{ id: string; url: string | undefined; ssh: boolean }> => {
     const op = ops(await git(remote).marshal(M))[0] as Op & { kind: 'source' };
-    const attrs = op.source.attrs;
-    return { id: op.source.identifier, url: attrs.get('git.fullurl'), ssh: attrs.has('git.mountsshsock') };
+    const attrs = op.source.attrs ?? new Map<string, string>();
+    return { id: op.source.identifier ?? '', url: attrs.get('git.fullurl'), ssh: attrs.has('git.mountsshsock') };
   };
 
   test.each([
