@@ -21,7 +21,8 @@ export async function registryError(res: Response, what: string, notFound: Runti
   const status = res.status;
   if (status === 401) {
     return new ImageStoreError('UNAUTHORIZED', `${what}: authentication required (${suffix})`, {
-      hint: 'add credentials for this registry to ~/.docker/config.json (docker login)',
+      // Basic-auth registries answer 401 both without credentials and to wrong ones.
+      hint: 'log in (docker login, or an auths entry in ~/.docker/config.json) if kiln has no credentials for this registry; if it has, check them',
       status,
     });
   }
