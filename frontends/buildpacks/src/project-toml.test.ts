@@ -48,6 +48,14 @@ describe('project.toml', () => {
     expect(() => readProjectToml('[_]\nid = "site\n')).toThrow(expect.objectContaining({ code: 'KLN0901', message: 'project.toml:2:11: invalid TOML: the string is not closed before the end of the line' }));
   });
 
+  test('typo tour 4: top-level tables the schema lacks are ignored keys (a 0.1 [[build.env]] in a 0.2 file set no env, silently)', () => {
+    const text = '[_]\nschema-version = "0.2"\n[io.buildpacks]\nbuilder = "b"\n[[build.env]]\nname = "A"\nvalue = "1"\n[io.other-tool]\nx = 1\n';
+    const p = readProjectToml(text);
+    expect(p.env).toEqual([]);
+    expect(p.ignoredKeys).toEqual(['build (the schema 0.1 layout: in 0.2, [build] keys go under [io.buildpacks], e.g. [[io.buildpacks.build.env]])']);
+    expect(readProjectToml('[build]\nbuilder = "b"\n[io.buildpacks]\nbuilder = "c"\n').ignoredKeys).toEqual(['io (a schema 0.2 table: declare [_] schema-version = "0.2")']);
+  });
+
   test('gitignore patterns become local-source patterns', () => {
     expect(gitignoreToPatterns(['*.go', '/vendor', 'docs/', '!keep.md', '# c', ''])).toEqual(['**/*.go', 'vendor', '**/docs', '!**/keep.md']);
   });
