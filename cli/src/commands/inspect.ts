@@ -88,7 +88,7 @@ export function formatBuilderInfo(i: BuilderInfo): string {
   ];
   if (i.config.ignored.length > 0) lines.push(`Ignored:    ${i.config.ignored.join(', ')}`);
   const hosts = Object.entries(i.registries);
-  if (hosts.length === 0) lines.push('Registries: defaults (plain http for localhost only)');
+  if (hosts.length === 0) lines.push('Registries: defaults (plain http for localhost, 127.* and ::1 only)');
   for (const [n, [host, settings]] of hosts.entries()) lines.push(`${n === 0 ? 'Registries: ' : '            '}${host}: ${settings.join('; ') || 'defaults'}`);
   lines.push(`Cache:      ${i.cache === undefined ? 'empty (no builds yet)' : `${i.cache.records} records, ${formatBytes(i.cache.bytes)}`}`);
   lines.push(`History:    ${i.history} build record(s)`);
