@@ -32,6 +32,32 @@ describe('RegistryTransport bearer tokens', () => {
   });
 });
 
+describe('RegistryTransport token service failures', () => {
+  /** A registry whose token service answers with `token`'s result. */
+  const challenged = (token: (init?: RequestInit) => Promise<Response>) =>
+    (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      if (new URL(String(input)).pathname === '/token') return token(init);
+      return new Response('', { status: 401, headers: { 'www-authenticate': `Bearer realm="http://127.0.0.1:9/token",service="reg"` } });
+    }) as typeof globalThis.fetch;
+  const req = { method: 'GET', url: '/v2/a/manifests/1', scopes: ['repository:a:pull'] } as const;
+
+  test('a body that is not JSON is named, never quoted (JSON.parse quotes the text around the fault)', async () => {
+    const secret = 'SECRETTOKENVALUE123';
+    const t = new RegistryTransport({ fetch: challenged(async () => new Response(`{"token":${secret}}`, { status: 200 })) });
+    const e = await t.request('127.0.0.1:9', req).then(() => undefined, (x: unknown) => x as Error);
+    expect(e).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringContaining('answered with a body that is not JSON (200)') });
+    expect(JSON.stringify({ m: e?.message, h: (e as { hint?: string }).hint })).not.toMatch(/SECRET|TOKENVALUE|VALUE123/);
+  });
+
+  test('an aborted request stops waiting for a token service that never answers', async () => {
+    const t = new RegistryTransport({ fetch: challenged(() => new Promise<Response>(() => undefined)) });
+    const ac = new AbortController();
+    const pending = t.request('127.0.0.1:9', { ...req, signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('interrupted')), 20);
+    await expect(pending).rejects.toThrow('interrupted');
+  });
+});
+
 describe('RegistryTransport uploads', () => {
   test('a streamed upload is not kept in memory: 128 MiB go through with the chunks already sent collectable', async () => {
     const { createServer } = await import('node:http');

@@ -107,7 +107,7 @@ export class RegistryTransport {
     for (;;) {
       req.signal?.throwIfAborted();
       const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kiln', ...req.headers };
-      const authz = own ? await this.authorization(domain, req.scopes) : undefined;
+      const authz = own ? await this.authorization(domain, req.scopes, req.signal) : undefined;
       if (authz !== undefined) headers['authorization'] = authz;
       const body = req.body !== undefined ? await req.body() : undefined;
       const streamed = body !== undefined && !(body instanceof Uint8Array);
@@ -191,7 +191,7 @@ export class RegistryTransport {
     return st;
   }
 
-  private async authorization(domain: string, scopes: ReadonlyArray<string>): Promise<string | undefined> {
+  private async authorization(domain: string, scopes: ReadonlyArray<string>, signal: AbortSignal | undefined): Promise<string | undefined> {
     const st = this.auth.get(domain);
     if (st?.challenge === undefined) return undefined;
     const creds = await this.opts.credentials?.(domain);
@@ -213,7 +213,9 @@ export class RegistryTransport {
       st.tokens.set(key, pending);
       pending.catch(() => st.tokens.delete(key));
     }
-    return `Bearer ${(await pending).token}`;
+    // The token request is shared by every caller of these scopes: an aborted caller stops
+    // waiting for it (a token service that never answers held Ctrl-C), the request goes on.
+    return `Bearer ${(await untilAborted(pending, signal)).token}`;
   }
 
   private async fetchToken(
@@ -255,7 +257,13 @@ export class RegistryTransport {
         hint: creds === undefined ? `log in: add credentials for ${domain} to ~/.docker/config.json` : `check the credentials for ${domain}`,
       });
     }
-    const body = (await res.json()) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      body = (await res.json()) as typeof body;
+    } catch {
+      // JSON.parse's message quotes the text around the fault: part of a token. Named, not quoted.
+      throw new ImageStoreError('UNAUTHORIZED', `${domain}: token service ${redact(realm)} answered with a body that is not JSON (${res.status})`, { hint: 'check the registry\'s token service (its realm)' });
+    }
     const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (token === undefined) throw new ImageStoreError('UNAUTHORIZED', `${domain}: token service returned no token`);
     const ttl = typeof body.expires_in === 'number' ? body.expires_in : 60;
@@ -372,4 +380,24 @@ function credentialIdentity(creds: RegistryCredentials | undefined): string {
   if (creds === undefined) return 'anonymous';
   const secret = creds.kind === 'basic' ? `basic\0${creds.username}\0${creds.password}` : `token\0${creds.identityToken}`;
   return createHash('sha256').update(secret).digest('hex').slice(0, 16);
+}
+
+/** `p`, or the signal's reason as soon as it aborts; `p` goes on for its other waiters. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
