@@ -120,7 +120,7 @@ async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers
     const name = f.name.slice(0, -'.toml'.length);
     if (RESERVED_LAYER_NAMES.has(name)) continue;
     const file = `${e.id}: layers/${esc}/${f.name}`;
-    const metadata = readLayerToml((await readOptional(ref, `${base}/${f.name}`)) ?? '', file);
+    const metadata = readLayerToml((await readOptional(ref, `${base}/${f.name}`)) ?? '', file, e.descriptor.api);
     if ((metadata.build || metadata.cache) && !dirs.has(name)) {
       throw new BuildpacksError('KLN0905', `${file}: layer ${name} has a toml but no directory`);
     }

@@ -38,7 +38,9 @@ describe('descriptor readers', () => {
   test('layer toml, launch.toml, build.toml, store.toml', () => {
     expect(readLayerToml('[types]\nlaunch = true\ncache = true\n[metadata]\nsum = "x"\n', 'l.toml')).toEqual({ launch: true, build: false, cache: true, metadata: { sum: 'x' } });
     // Buildpack API < 0.6: flags at the top level; a restored toml (metadata only) has no flags
-    expect(readLayerToml('launch = true\nbuild = true\n[metadata]\nv = 1\n', 'l.toml')).toEqual({ launch: true, build: true, cache: false, metadata: { v: 1 } });
+    expect(readLayerToml('launch = true\nbuild = true\n[metadata]\nv = 1\n', 'l.toml', '0.5')).toEqual({ launch: true, build: true, cache: false, metadata: { v: 1 } });
+    // typo tour 4: API 0.6+ with the old top-level flags fails as in lifecycle (kiln exported the layer)
+    expect(() => readLayerToml('launch = true\n', 'kt/x: layers/kt_x/l.toml', '0.10')).toThrow(expect.objectContaining({ code: 'KLN0905', message: 'kt/x: layers/kt_x/l.toml: the launch, cache and build flags should be in the types table (Buildpack API 0.10)' }));
     expect(readLayerToml('[metadata]\nv = 1\n', 'l.toml')).toEqual({ launch: false, build: false, cache: false, metadata: { v: 1 } });
     const l = readLaunchToml('[[labels]]\nkey = "k"\nvalue = "v"\n[[processes]]\ntype = "web"\ncommand = ["serve"]\nargs = ["/x"]\ndefault = true\n[[processes]]\ntype = "old"\ncommand = "run me"\n[[slices]]\npaths = ["*.txt"]\n', 'launch.toml', 'kt/a');
     expect(l.labels).toEqual([{ key: 'k', value: 'v' }]);

@@ -191,9 +191,25 @@ export interface LayerMetadata {
   readonly metadata: Table;
 }
 
-/** Reads `<layers>/<bp>/<layer>.toml`: flags under `[types]` (API >= 0.6), else at the top level (older APIs). */
-export function readLayerToml(text: string, file: string): LayerMetadata {
+/** Whether Buildpack API `api` (`0.10`) is at least `major.minor`; an unreadable one counts as current. */
+export function apiAtLeast(api: string | undefined, major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)$/.exec(api ?? '');
+  if (m === null) return true;
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  return a > major || (a === major && b >= minor);
+}
+
+/**
+ * Reads `<layers>/<bp>/<layer>.toml`: flags under `[types]` (API >= 0.6), else at the top level
+ * (older APIs). Top-level flags from a buildpack of API 0.6 or later fail (KLN0905), as they fail
+ * lifecycle's build ("should be in the types table"): kiln read them as the old format, so such
+ * a buildpack worked here and failed under pack.
+ */
+export function readLayerToml(text: string, file: string, api?: string): LayerMetadata {
   const root = Fields.parse(file, text);
+  if (apiAtLeast(api, 0, 6) && ['launch', 'build', 'cache'].some((k) => root.has(k))) {
+    throw new BuildpacksError('KLN0905', `${file}: the launch, cache and build flags should be in the types table (Buildpack API ${api ?? '0.6+'})`, { hint: 'write them in a [types] table: a [types] line, then launch = true' });
+  }
   const flags = root.subtable('types') ?? root;
   const md = root.metadata('metadata');
   return { launch: flags.bool('launch') ?? false, build: flags.bool('build') ?? false, cache: flags.bool('cache') ?? false, metadata: md ?? {} };
