@@ -20,7 +20,7 @@ import { checkDownloadedDockerfile, missingDockerfile, redactUrl, remoteContext,
 import { detectSyntax } from './parser/directives.js';
 import { parseDockerignore } from '@kiln/llb-core';
 import { checkWarningKey, formatCheckWarning, type CheckWarning } from './lint/linter.js';
-import { LINT_REQUEST, TARGETS_REQUEST, lint, targets } from './subrequests.js';
+import { subrequest } from './subrequests.js';
 import { ATTEST_SBOM, createSBOMScanner, parseAttestOptions, sbomBundle, type SBOMScanner } from './sbom.js';
 
 /** Defaults the frontend cannot get from the client options. */
@@ -264,8 +264,8 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       ...(client.signal === undefined ? {} : { signal: client.signal }),
     };
     const enc = new TextEncoder();
-    if (opts.get('requestid') === LINT_REQUEST) return lint(dockerfile, base, platforms, filename);
-    if (opts.get('requestid') === TARGETS_REQUEST) return targets(dockerfile, filename);
+    const answer = await subrequest(opts.get('requestid'), dockerfile, base, platforms, filename);
+    if (answer !== undefined) return answer;
     // `attest:sbom`: the scanner is resolved before the build, as builder/build.go does; no
     // option, no change (same LLB, same result).
     const scanner = await sbomScanner(client, opts);

@@ -9,6 +9,32 @@ import { convertDockerfile } from './convert/convert.js';
 import type { ConvertOptions } from './convert/options.js';
 import { parseDockerfile } from './instructions/parse.js';
 import { checkWarningKey, type CheckWarning } from './lint/linter.js';
+import { goBytes, goJsonIndent, pbLocation, tabwrite } from './subrequest-format.js';
+import { OUTLINE_REQUEST, outline } from './outline.js';
+
+/** The subrequests the Dockerfile frontend answers (buildx `--call=check|outline|targets`). */
+export const SUBREQUESTS: readonly string[] = ['frontend.lint', 'frontend.outline', 'frontend.targets'];
+
+/**
+ * Answers the `requestid` frontend option: undefined for none (a build), the answer for a
+ * known subrequest; an unknown one is refused before anything is built, as dockerui does.
+ */
+export async function subrequest(requestid: string | undefined, dockerfile: Uint8Array, base: ConvertOptions, platforms: readonly string[], filename: string): Promise<FrontendResult | undefined> {
+  if (requestid === undefined || requestid === '') return undefined;
+  if (requestid === LINT_REQUEST) return lint(dockerfile, base, platforms, filename);
+  if (requestid === TARGETS_REQUEST) return targets(dockerfile, filename);
+  if (requestid === OUTLINE_REQUEST) {
+    const buildArgs = base.buildArgs instanceof Map ? base.buildArgs : new Map(Object.entries(base.buildArgs ?? {}));
+    return outline(dockerfile, {
+      file: filename,
+      buildArgs,
+      ...(base.target === undefined ? {} : { target: base.target }),
+      ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }),
+      ...(base.buildPlatforms === undefined ? {} : { buildPlatforms: base.buildPlatforms }),
+    });
+  }
+  throw new KilnError('KLN0504', `unsupported request ${requestid}`, { hint: `the Dockerfile frontend answers ${SUBREQUESTS.join(', ')}` });
+}
 
 /** The `requestid` frontend option that asks for the checks instead of a build. */
 export const LINT_REQUEST = 'frontend.lint';
@@ -41,15 +67,26 @@ export async function lint(dockerfile: Uint8Array, base: ConvertOptions, platfor
     }
   }
   const enc = new TextEncoder();
-  const json = {
-    warnings: warnings.map((w) => ({ rule: w.rule, description: w.description, url: w.url, message: w.message, location: w.location })),
-    ...(error === undefined ? {} : { error: { code: error.code, message: error.message, ...(error.location === undefined ? {} : { location: error.location }) } }),
-  };
+  // BuildKit's lint.LintResults (a warnings list of null when empty, as Go marshals a nil slice);
+  // the source has no `definition` (the LLB of the Dockerfile's local source) in kiln.
+  const at = (line: number): { start: { line: number }; end: { line: number } } => ({ start: { line }, end: { line } });
+  const json = goJsonIndent({
+    warnings: warnings.length === 0 ? null : warnings.map((w) => ({
+      ruleName: w.rule,
+      description: w.description === '' ? undefined : w.description,
+      url: w.url === '' ? undefined : w.url,
+      detail: w.message === '' ? undefined : w.message,
+      location: pbLocation(w.ranges.length > 0 ? w.ranges : [at(w.location.line)]),
+    })),
+    sources: [{ filename, data: goBytes(dockerfile), language: 'Dockerfile' }],
+    buildError: error === undefined ? undefined : { message: error.message, location: pbLocation(error.location === undefined ? [] : [at(error.location.line)]) },
+  });
   return {
     metadata: new Map([
-      ['result.json', enc.encode(JSON.stringify(json))],
+      ['result.json', enc.encode(json)],
       ['result.txt', enc.encode(lintText(warnings, error, source, filename))],
       ['result.statuscode', enc.encode(warnings.length > 0 || error !== undefined ? '1' : '0')],
+      ['version', enc.encode('1.0.0')],
     ]),
   };
 }
@@ -82,30 +119,42 @@ function lintText(warnings: readonly CheckWarning[], error: KilnError | undefine
 export const TARGETS_REQUEST = 'frontend.targets';
 
 /**
- * The stages a build can target, as BuildKit's targets subrequest lists them: name, the comment
- * above FROM that starts with the name (its description), base, platform, and which one is the
- * default (the last).
+ * The stages a build can target, as BuildKit's ListTargets and targets.List: name, the comment
+ * above FROM that starts with the name (its description), whether it is the default (the last),
+ * base, platform and location, with the Dockerfile as the one source.
  */
 export function targets(dockerfile: Uint8Array, filename: string): FrontendResult {
   const parsed = parseDockerfile(new TextDecoder().decode(dockerfile), { file: filename });
   const last = parsed.stages.length - 1;
-  const list = parsed.stages.map((s, i) => ({
-    name: s.name,
-    ...(s.comment === '' ? {} : { description: s.comment }),
-    ...(i === last ? { default: true } : {}),
-    base: s.baseName,
-    ...(s.platform === '' ? {} : { platform: s.platform }),
-    location: { file: filename, line: s.location.start.line },
-  }));
-  const names = list.map((t) => (t.default === true ? (t.name === '' ? '(default)' : `${t.name} (default)`) : t.name));
-  const width = Math.max('TARGET'.length, ...names.map((n) => n.length));
-  const rows = [`${'TARGET'.padEnd(width)} DESCRIPTION`, ...list.map((t, i) => `${(names[i] ?? '').padEnd(width)} ${t.description ?? ''}`.trimEnd())];
+  const json = goJsonIndent({
+    targets: parsed.stages.map((s, i) => ({
+      name: s.name === '' ? undefined : s.name,
+      default: i === last ? true : undefined,
+      description: s.comment === '' ? undefined : s.comment,
+      base: s.baseName === '' ? undefined : s.baseName,
+      platform: s.platform === '' ? undefined : s.platform,
+      location: pbLocation([s.location]),
+    })),
+    sources: [goBytes(dockerfile)],
+  });
   const enc = new TextEncoder();
   return {
     metadata: new Map([
-      ['result.json', enc.encode(JSON.stringify({ targets: list }))],
-      ['result.txt', enc.encode(`${rows.join('\n')}\n`)],
+      ['result.json', enc.encode(json)],
+      ['result.txt', enc.encode(printTargets(json))],
       ['result.statuscode', enc.encode('0')],
+      ['version', enc.encode('1.0.0')],
     ]),
   };
+}
+
+/** BuildKit's targets.PrintTargets, which buildx prints for `--call=targets`. */
+export function printTargets(resultJson: string): string {
+  const l = JSON.parse(resultJson) as { targets?: { name?: string; default?: boolean; description?: string }[] | null };
+  const rows = (l.targets ?? []).map((t) => {
+    const name = t.name ?? '';
+    const shown = t.default === true ? (name === '' ? '(default)' : `${name} (default)`) : name;
+    return `${shown}\t${t.description ?? ''}\n`;
+  });
+  return tabwrite(`TARGET\tDESCRIPTION\n${rows.join('')}`, 1);
 }
