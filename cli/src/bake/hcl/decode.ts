@@ -240,6 +240,12 @@ export function loadHcl(config: BakeConfig, parsed: readonly { readonly file: Ba
       }
     }
   }
+  // buildx resolves and validates every declared variable, used or not (Parse, then
+  // validateVariables over p.vars): a validation block guards a value from the environment or
+  // --var even before a target reads it (kiln validated only the variables a target used)
+  for (const { hcl } of parsed) {
+    for (const b of hcl.body.blocks) if (b.type === 'variable' && b.labels[0] !== undefined) globals.value(b.labels[0], b.pos);
+  }
   for (const g of groups) {
     const name = g.labels[0] ?? '';
     let targetNames: string[] = [];

@@ -18,7 +18,11 @@ export const MAX_EVAL_DEPTH = 400;
 export const MAX_STRING = 16 * 1024 * 1024;
 export const MAX_LIST = 1_000_000;
 
-/** Errors of the limits above: try() and can() pass them on instead of taking them as a failed argument. */
+/**
+ * Errors of the limits above, and calls of a function kiln does not have: try() and can() pass
+ * them on instead of taking them as a failed argument (can(regex(…)) was false for every value
+ * while kiln had no regex, so a validation block refused every value with its own message).
+ */
 const limitErrors = new WeakSet<object>();
 
 /** A KLN0852 error of an evaluation limit (not caught by try()/can()). */
@@ -219,7 +223,11 @@ function evaluateExpr(e: Expr, scope: Scope): Value {
       // try() and can() take their arguments unevaluated: an argument that fails is a value.
       if ((e.name === 'try' || e.name === 'can') && scope.root.func(e.name) === undefined) return tryCall(e.name, e.args, scope, e.pos);
       const f = scope.root.func(e.name);
-      if (f === undefined) throw evalError(`unknown function "${e.name}"`, e.pos, 'see docs/bake.md for the functions kiln has');
+      if (f === undefined) {
+        const err = evalError(`unknown function "${e.name}"`, e.pos, 'see docs/bake.md for the functions kiln has');
+        limitErrors.add(err);
+        throw err;
+      }
       let args = e.args.map((a) => evaluate(a, scope));
       if (e.expand) {
         const last = args[args.length - 1] ?? null;

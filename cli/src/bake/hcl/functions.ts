@@ -160,8 +160,8 @@ let linearFallback = false;
  * such as `(a+)+$` cannot hang kiln. (A process-wide V8 flag, set once; it only changes what
  * happens to a regexp that backtracks that much.) Leading RE2 flags `(?ims)` become RegExp flags.
  */
-function re2(pattern: string, pos: Pos): RegExp {
-  if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(pattern)) throw evalError(`regex_replace(): "${pattern}" is not RE2 syntax (no backreferences or lookarounds)`, pos, 'Go\'s regexp package (RE2) has neither');
+function re2(pattern: string, pos: Pos, fn = 'regex_replace'): RegExp {
+  if (/\\[1-9]|\\k<|\(\?<?[=!]/.test(pattern)) throw evalError(`${fn}(): "${pattern}" is not RE2 syntax (no backreferences or lookarounds)`, pos, 'Go\'s regexp package (RE2) has neither');
   const m = /^\(\?([ims]+)\)/.exec(pattern);
   if (!linearFallback) {
     setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
@@ -170,9 +170,23 @@ function re2(pattern: string, pos: Pos): RegExp {
   try {
     return new RegExp(m === null ? pattern : pattern.slice(m[0].length), `g${[...new Set(m?.[1] ?? '')].join('')}`);
   } catch (e) {
-    throw evalError(`regex_replace(): invalid pattern: ${e instanceof Error ? e.message : String(e)}`, pos);
+    throw evalError(`${fn}(): invalid pattern: ${e instanceof Error ? e.message : String(e)}`, pos);
   }
 }
+
+/**
+ * One match as cty's regex returns it: the whole match when the pattern has no capture groups,
+ * a list of the groups, or an object of the named ones (RE2's `(?P<name>…)` is JavaScript's
+ * `(?<name>…)`); an unmatched group is "" as Go leaves it.
+ */
+function matchValue(m: RegExpMatchArray): Value {
+  if (m.length === 1) return m[0];
+  if (m.groups !== undefined) return Object.fromEntries(Object.entries(m.groups).map(([k, v]) => [k, v ?? '']));
+  return m.slice(1).map((g) => g ?? '');
+}
+
+/** RE2's `(?P<name>…)` named groups, which JavaScript writes `(?<name>…)`. */
+const jsPattern = (pattern: string): string => pattern.replace(/\(\?P</g, '(?<');
 
 const hash = (alg: string): Impl => fixed(1, (a, p, n) => createHash(alg).update(str(a, 0, p, n)).digest('hex'));
 const cmp = (f: (a: number, b: number) => boolean): Impl => fixed(2, (a, p, n) => f(num(a, 0, p, n), num(a, 1, p, n)));
@@ -205,6 +219,17 @@ const STDLIB: Readonly<Record<string, Impl>> = {
     return chars.slice(i, j).join('');
   }),
   replace: fixed(3, (a, p, n) => str(a, 0, p, n).split(str(a, 1, p, n)).join(str(a, 2, p, n))),
+  // cty's regex and regexall (buildx's stdlib; validation blocks use can(regex(…)))
+  regex: fixed(2, (a, p, n) => {
+    const re = re2(jsPattern(str(a, 0, p, n)), p, 'regex');
+    const m = re.exec(str(a, 1, p, n));
+    if (m === null) throw evalError('regex(): pattern did not match any part of the given string', p, 'can(regex(…)) tests for a match; regexall(…) gives a list of all of them');
+    return matchValue(m);
+  }),
+  regexall: fixed(2, (a, p, n) => {
+    const re = re2(jsPattern(str(a, 0, p, n)), p, 'regexall');
+    return [...str(a, 1, p, n).matchAll(re)].map((m) => matchValue(m));
+  }),
   regex_replace: fixed(3, (a, p, n) => str(a, 0, p, n).replace(re2(str(a, 1, p, n), p), str(a, 2, p, n).replace(/\$\{?(\d+)\}?/g, '$$$1'))),
   substr: fixed(3, (a, p, n) => {
     const chars = [...str(a, 0, p, n)];

@@ -84,6 +84,28 @@ describe('HCL syntax', () => {
     expect(t?.args).toEqual({ J: 'a-b-c', F: 'x-007-true-"y"', R: 'A/B/C', T: '1.2.3', C: 'first', L: '3', K: 'dflt', E: 'true', D: '2024-03-09T08:07', S: 'a_b_c', TS: 'true' });
   });
 
+  test('typo tour 4: regex and regexall as cty has them; can() no longer hides a function kiln lacks', () => {
+    const t = targetOf(
+      [
+        'target "a" {',
+        '  args = {',
+        '    WHOLE = regex("[0-9]+", "v12.3")',
+        '    GROUPS = jsonencode(regex("^v([0-9]+)\\\\.([0-9]+)$", "v12.3"))',
+        '    NAMED = jsonencode(regex("(?P<major>[0-9]+)\\\\.(?P<minor>[0-9]+)", "v12.3"))',
+        '    ALL = jsonencode(regexall("[0-9]+", "1a22b333"))',
+        '    NONE = can(regex("^[0-9]+$", "http"))',
+        '    YES = can(regex("^[0-9]+$", "80"))',
+        '  }',
+        '}',
+      ].join('\n'),
+      'a',
+    );
+    expect(t?.args).toEqual({ WHOLE: '12', GROUPS: '["12","3"]', NAMED: '{"major":"12","minor":"3"}', ALL: '["1","22","333"]', NONE: 'false', YES: 'true' });
+    expect(() => targetOf('target "a" {\n  tags = [regex("x", "y")]\n}\n', 'a')).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('regex(): pattern did not match any part of the given string') }));
+    // was false: a validation then refused every value with its own message
+    expect(() => targetOf('target "a" {\n  args = { X = can(regexp("a", "a")) }\n}\n', 'a')).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('unknown function "regexp"') }));
+  });
+
   test('template directives: %{if}/%{else}/%{endif}, %{for}/%{endfor}, ~ strip markers', () => {
     const t = targetOf(
       [
@@ -176,6 +198,10 @@ describe('variables', () => {
     const f = 'variable "V" {\n  default = "a"\n  validation {\n    condition = V != "bad"\n    error_message = "V must not be bad"\n  }\n}\ntarget "a" { tags = [V] }\n';
     expect(targetOf(f, 'a')?.tags).toEqual(['a']);
     expect(() => targetOf(f, 'a', { env: { V: 'bad' } })).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('V must not be bad') }));
+    // typo tour 4: as buildx, every declared variable is validated, whether a target reads it or not
+    const unused = 'variable "PORT" {\n  default = "80"\n  validation {\n    condition = can(regex("^[0-9]+$", PORT))\n    error_message = "PORT must be a number."\n  }\n}\ntarget "a" {}\n';
+    expect(targetOf(unused, 'a')).toBeDefined();
+    expect(() => targetOf(unused, 'a', { env: { PORT: 'http' } })).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('variable PORT: PORT must be a number.') }));
   });
 });
 
