@@ -22,9 +22,11 @@ process.on('exit', (code) => {
 });
 
 (async () => {
-  const { runViaDaemon } = fresh ? require(CLIENT) : await import('../dist/daemon/client.js');
+  const { runViaDaemon, runInUserNamespace } = fresh ? require(CLIENT) : await import('../dist/daemon/client.js');
   const viaDaemon = await runViaDaemon(process.argv);
-  process.exitCode = viaDaemon ?? (await runHere(process.argv));
+  // A non-root user's kiln runs its engine in a user namespace of its own (rootless kiln,
+  // cli/src/userns): re-executed there, unless this is that process already or root.
+  process.exitCode = viaDaemon ?? (await runInUserNamespace(process.argv)) ?? (await runHere(process.argv));
   settled = true;
 })();
 

@@ -10,6 +10,7 @@ import { commandConfig } from '../engine/config.js';
 import { EngineError } from '../engine/errors.js';
 import { resolveGcPolicy, type GcPolicy } from '../engine/gc-policy.js';
 import { formatBytes } from '@kiln/solver';
+import { callerUid } from '@kiln/runtime';
 
 /**
  * Registers `kiln daemon [--root DIR] [--addr unix:///PATH]`: serves this root's builds until
@@ -36,7 +37,7 @@ export function registerDaemon(program: Command, io: CliIo, run: (argv: readonly
       }
       const env = callerEnv(io);
       checkListenAddress(flags.addr ?? env['KILN_HOST'], flags.addr === undefined ? 'KILN_HOST' : '--addr');
-      const socket = callerPath(io, daemonSocketPath(flags.addr === undefined ? env : { ...env, KILN_HOST: flags.addr }, process.getuid?.(), tmpdir()));
+      const socket = callerPath(io, daemonSocketPath(flags.addr === undefined ? env : { ...env, KILN_HOST: flags.addr }, callerUid(), tmpdir()));
       const root = kilnRoot(flags.root, io).path;
       const log = (line: string): void => void io.stderr.write(`kiln daemon: ${line}\n`);
       // The config file, read once as buildkitd reads its own: its registries and GC serve every client.

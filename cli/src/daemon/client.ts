@@ -3,6 +3,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname } from 'node:path';
 import { isatty } from 'node:tty';
+// Rootless kiln's launcher rides in the same small bundle: kiln.js asks it right after the daemon.
+export { runInUserNamespace } from '../userns/reexec.js';
 import { commandOf, DAEMON_COMMANDS, daemonSocketPath, Frame, FrameReader, frame, PROTOCOL_VERSION, trustedSocket, type Hello } from './protocol.js';
 
 /** What the user can do when the daemon went away mid-command (the Perl client prints the same line). */

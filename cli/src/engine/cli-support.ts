@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { homedir } from 'node:os';
-import { resolveKilnRoot, type KilnRoot } from '@kiln/runtime';
+import { callerUid, resolveKilnRoot, type KilnRoot } from '@kiln/runtime';
 import { createRenderer, ProgressStream, renderProgress, type ProgressMode } from '@kiln/solver';
 import { callerEnv, callerPath, processInterrupts, type CliIo } from '../io.js';
 import { EngineError } from './errors.js';
@@ -14,9 +14,12 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
-/** The kiln root (an absolute path) from `--root`, the caller's `KILN_ROOT`, or the default for this user. */
+/**
+ * The kiln root (an absolute path) from `--root`, the caller's `KILN_ROOT`, or the default for this
+ * user (the user's own in rootless kiln's namespace, where this process is uid 0).
+ */
 export function kilnRoot(root: string | undefined, io: CliIo): KilnRoot {
-  const r = resolveKilnRoot({ root, env: callerEnv(io), uid: process.getuid?.(), home: homedir() });
+  const r = resolveKilnRoot({ root, env: callerEnv(io), uid: callerUid(), home: homedir() });
   return { ...r, path: callerPath(io, r.path) };
 }
 

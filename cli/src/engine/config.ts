@@ -77,7 +77,8 @@ export function configLocation(io: CliIo): ConfigLocation {
   const env = callerEnv(io);
   const named = env[CONFIG_ENV];
   if (named !== undefined && named !== '') return { path: callerPath(io, named), explicit: true };
-  if ((process.getuid?.() ?? 0) === 0) return { path: SYSTEM_CONFIG, explicit: false };
+  // Root on the host; rootless kiln is uid 0 of its own namespace (KILN_USERNS, cli/src/userns) and reads the user's file.
+  if ((process.getuid?.() ?? 0) === 0 && (process.env['KILN_USERNS'] ?? '') === '') return { path: SYSTEM_CONFIG, explicit: false };
   const xdg = env['XDG_CONFIG_HOME'];
   return { path: join(xdg !== undefined && xdg !== '' ? xdg : join(env['HOME'] ?? homedir(), '.config'), 'kiln', 'kiln.toml'), explicit: false };
 }

@@ -14,6 +14,8 @@ import {
   hostPlatform,
   proxiedGlobalFetch,
   unpackLayer,
+  explainUnmappedOwner,
+  usernsState,
   type EnsuredImage,
   type Platform,
   type RegistryClientOptions,
@@ -216,8 +218,13 @@ export class KilnEngine {
         await this.layers.rememberImage(img);
         return img;
       },
-      unpackLayer,
-      applyFileAction,
+      // Rootless kiln: a file whose owner has no id in kiln's namespace is named, with what to do.
+      ...(usernsState() === undefined
+        ? { unpackLayer, applyFileAction }
+        : {
+            unpackLayer: (...a: Parameters<typeof unpackLayer>) => explainUnmappedOwner(() => unpackLayer(...a)),
+            applyFileAction: (...a: Parameters<typeof applyFileAction>) => explainUnmappedOwner(() => applyFileAction(...a)),
+          }),
       // http(s) sources honour this process's HTTP(S)_PROXY/NO_PROXY (a daemon's own, as buildkitd's).
       fetch: proxiedGlobalFetch,
       localDirs: session.localDirs,

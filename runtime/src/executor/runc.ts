@@ -21,6 +21,7 @@ import { onKilnGone, sealViaHelper, spawnViaHelper, warmProcessHelper } from './
 import { RuncPrestarter, type PrestartedRunc, type RunDirs, type Started } from './prestart.js';
 import { processAlive } from '../api/process-alive.js';
 import type { Socket } from 'node:net';
+import { rootlessProcessIds, usernsState } from '../userns/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -160,7 +161,10 @@ export class RuncExecutor implements Executor {
     const mountPoints = mountPointLayers(join(this.runtimeDir, 'mount-points'));
     const root = await rootLayout(req, bundle, scratch, this.#lowerStats, mountPoints, req.security !== 'insecure');
     const view = root.view;
-    const user = await resolveUser(async (p) => view.readFile(p), req.process.user);
+    const resolved = await resolveUser(async (p) => view.readFile(p), req.process.user);
+    // Rootless kiln: only the ids of its user namespace exist (see runtime/src/userns).
+    const ns = usernsState();
+    const user = ns === undefined ? resolved : rootlessProcessIds(resolved, ns, req.process.user);
     const cwd = posix.normalize(`/${req.process.cwd ?? '/'}`);
     const extra = req.mounts ?? [];
     const network = req.network ?? 'none';
@@ -197,6 +201,7 @@ export class RuncExecutor implements Executor {
         ...(req.rlimits === undefined ? {} : { rlimits: req.rlimits }),
         ...(req.cgroupParent === undefined || req.cgroupParent === '' ? {} : { cgroupsPath: `/${req.cgroupParent.replace(/^\/+|\/+$/g, '')}/${id}` }),
         ...(terminal === undefined ? {} : { terminal }),
+        ...(ns === undefined ? {} : { idsInside: ns.ids }),
       });
       return { ...configured, spec };
     } catch (e) {

@@ -20,7 +20,7 @@ const base: SpecInput = {
 type Spec = {
   process: { env: string[]; user: unknown; capabilities: { effective: string[] } };
   linux: { namespaces: { type: string }[]; maskedPaths?: string[] };
-  mounts: { destination: string; type: string }[];
+  mounts: { destination: string; type: string; options: string[] }[];
 };
 
 describe('buildSpec', () => {
@@ -55,6 +55,13 @@ describe('buildSpec', () => {
     const s = buildSpec({ ...base, rootMount: { destination: '/', type: 'overlay', source: 'overlay', options: [] } }) as unknown as Spec;
     expect(s.mounts[0]?.destination).toBe('/');
     expect(s.mounts[1]?.destination).toBe('/proc');
+  });
+
+  test('devpts gets gid=5 (tty) unless the user namespace has no gid 5 (rootless kiln with one id)', () => {
+    const pts = (i: SpecInput): readonly string[] | undefined => (buildSpec(i) as unknown as Spec).mounts.find((m) => m.destination === '/dev/pts')?.options;
+    expect(pts(base)).toContain('gid=5');
+    expect(pts({ ...base, idsInside: 65537 })).toContain('gid=5');
+    expect(pts({ ...base, idsInside: 1 })).toEqual(['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620']);
   });
 });
 

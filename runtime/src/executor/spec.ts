@@ -95,10 +95,16 @@ export interface SpecInput {
    * only after the process started, which saw 0x0 in 3 of 15 `runc exec`s of `stty size`.
    */
   readonly terminal?: { readonly rows: number; readonly cols: number };
+  /** Ids that exist where runc runs (rootless kiln's namespace); default all. Below 6, devpts gets no `gid=5`. */
+  readonly idsInside?: number;
 }
 
-/** The standard container filesystem: /proc, /dev (+pts, shm, mqueue), /sys read-only. */
-export function standardMounts(network: NetworkMode): OciMount[] {
+/**
+ * The standard container filesystem: /proc, /dev (+pts, shm, mqueue), /sys read-only. `ttyGroup`
+ * false: devpts without `gid=5`, for a user namespace where gid 5 does not exist (rootless kiln
+ * with one id; runc's own `spec --rootless` drops it likewise), which the kernel refuses.
+ */
+export function standardMounts(network: NetworkMode, ttyGroup = true): OciMount[] {
   return [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
@@ -106,7 +112,7 @@ export function standardMounts(network: NetworkMode): OciMount[] {
       destination: '/dev/pts',
       type: 'devpts',
       source: 'devpts',
-      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'],
+      options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', ...(ttyGroup ? ['gid=5'] : [])],
     },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
@@ -169,7 +175,7 @@ export function buildSpec(i: SpecInput): Record<string, unknown> {
     hostname: i.hostname,
     mounts: [
       ...(i.rootMount === undefined ? [] : [i.rootMount]),
-      ...standardMounts(i.network),
+      ...standardMounts(i.network, (i.idsInside ?? Infinity) > 5),
       { destination: '/etc/hosts', type: 'bind', source: i.hostsFile, options: ['rbind', 'ro'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: i.resolvConfFile, options: ['rbind', 'ro'] },
       ...i.mounts,

@@ -260,7 +260,14 @@ class LayerApplier implements TarSink {
       const h = f.header;
       if (f.holeAtEnd) ftruncateSync(f.fd, f.pos);
       // chown before chmod: chown clears set-uid/set-gid bits.
-      if (this.#isRoot && !this.#ownedAsCreated(h, f.parent)) fchownSync(f.fd, h.uid, h.gid);
+      if (this.#isRoot && !this.#ownedAsCreated(h, f.parent)) {
+        try {
+          fchownSync(f.fd, h.uid, h.gid);
+        } catch (e) {
+          // fchown's error names no file: the one it was for (rootless kiln explains an unmapped owner)
+          throw Object.assign(e as Error, { path: f.target });
+        }
+      }
       fchmodSync(f.fd, h.mode & 0o7777);
       futimesSync(f.fd, h.mtime, h.mtime);
     } finally {
