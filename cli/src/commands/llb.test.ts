@@ -88,6 +88,8 @@ describe('kiln llb (runLlb)', () => {
 
   test('a missing Dockerfile is a CLI error', async () => {
     await expect(runLlb(join(dir, 'nope'), opts({}), bufferIo(), resolver)).rejects.toMatchObject({ code: 'KLN_CLI_READ' });
+    // typo tour 4: a missing path is named as given (was "cannot read missing.ts/Dockerfile")
+    await expect(runLlb(join(dir, 'missing.ts'), opts({}), bufferIo(), resolver)).rejects.toMatchObject({ code: 'KLN_CLI_READ', message: `cannot read ${join(dir, 'missing.ts')}: no such file or directory` });
   });
 
   test('CONTEXT/.dockerignore becomes local.excludepatterns', async () => {

@@ -188,6 +188,10 @@ export async function runLlb(contextArg: string, opts: LlbCommandOptions, io: Cl
   const context = callerPath(io, contextArg);
   const ts = await tsBuildFile(contextArg, opts, io);
   if (ts !== undefined) return runTsLlb(ts, opts, io, resolver, context);
+  // a context that does not exist (kiln llb missing.ts) is named as given, not as missing.ts/Dockerfile
+  if (opts.file === undefined && (await stat(context).catch(() => undefined)) === undefined) {
+    throw new CliError('KLN_CLI_READ', `cannot read ${contextArg}: no such file or directory`, 'kiln llb [CONTEXT | FILE.ts | -f DOCKERFILE]');
+  }
   const given = opts.file ?? join(contextArg, 'Dockerfile');
   const file = opts.file === '-' ? '-' : callerPath(io, given);
   let text: Uint8Array;
