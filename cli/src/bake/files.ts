@@ -50,7 +50,9 @@ export async function readBakeFiles(given: readonly string[], io: CliIo): Promis
     }
     const path = callerPath(io, n);
     const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      throw new BakeError('KLN0850', `cannot read bake file ${n}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`, { hint: 'pass -f with an existing docker-bake.hcl or .json file' });
+      // Node's EISDIR message ("illegal operation on a directory, read") names no file and no fix
+      const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.message;
+      throw new BakeError('KLN0850', `cannot read bake file ${n}: ${why}`, { hint: e.code === 'EISDIR' ? `name the file in it: -f ${n.replace(/\/$/, '')}/docker-bake.hcl (without -f, kiln reads the default files of the current directory)` : 'pass -f with an existing docker-bake.hcl or .json file' });
     });
     out.push({ name: n, path, text });
   }
