@@ -71,6 +71,14 @@ describe('Compose files', () => {
     expect([...compose('services:\n  web:\n    build:\n      context: .\n      x-kiln-note: hi\n').targets.keys()]).toEqual(['web']);
   });
 
+  test('YAML merge keys (<<: *anchor) are merged, as compose-go reads them: not an unknown key "<<"', () => {
+    const r = compose(
+      ['x-build: &build', '  context: ./app', '  args:', '    A: "1"', 'x-svc: &svc', '  image: example/web:1', 'services:', '  web:', '    build:', '      <<: *build', '      target: prod', '  api:', '    <<: *svc', '    build: ./api', ''].join('\n'),
+    );
+    expect(r.targets.get('web')?.target).toMatchObject({ context: './app', target: 'prod', args: { A: '1' } });
+    expect(r.targets.get('api')?.target).toMatchObject({ context: './api', tags: ['example/web:1'] });
+  });
+
   test('YAML errors point at the line', () => {
     expect(() => compose('services:\n  a:\n    build: [\n')).toThrow(expect.objectContaining({ code: 'KLN0851', location: expect.objectContaining({ file: 'compose.yaml' }) }));
     expect(() => compose('services:\n  web:\n    build: .\n     image: foo\n')).toThrow(

@@ -115,7 +115,9 @@ export function loadCompose(config: BakeConfig, files: readonly BakeFile[], env:
     let doc: unknown;
     try {
       // Warnings (an unknown tag, say) would go to stderr as Node process warnings, without the file's name.
-      doc = parse(f.text, { logLevel: 'error' });
+      // `<<: *anchor` merge keys are merged, as compose-go's yaml.v3 does (YAML 1.2 has none:
+      // the yaml package kept `<<` as a key, an unknown build key, and lost the anchor's keys).
+      doc = parse(f.text, { logLevel: 'error', merge: true });
     } catch (e) {
       const pos = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
       // the yaml package ends its first line with "at line 3, column 12:", which the location says
