@@ -191,6 +191,14 @@ export function proxyFor(url: string | URL, env: Env = process.env): ProxySettin
   return proxyForUrl(cached.cfg, u);
 }
 
+/** Whether any proxy variable is set (non-empty) in `env`: requests may then go through a proxy. */
+export function proxyVariableSet(env: Env = process.env): boolean {
+  return NAMES.some((n) => {
+    const v = env[n];
+    return v !== undefined && v !== '';
+  });
+}
+
 /** A host name in ASCII (punycode), as Go's idnaASCII; unchanged if it is not a valid name. */
 function asciiHost(h: string): string {
   // eslint-disable-next-line no-control-regex

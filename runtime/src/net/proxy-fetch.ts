@@ -1,5 +1,5 @@
 import { proxyFailure, proxyRouter } from './proxy-dispatcher.js';
-import { proxyFor } from './proxy-env.js';
+import { proxyFor, proxyVariableSet } from './proxy-env.js';
 import { undiciFetch, type TlsSettings } from './undici.js';
 
 type Fetch = typeof globalThis.fetch;
@@ -8,15 +8,26 @@ type Fetch = typeof globalThis.fetch;
  * A fetch that honours HTTP_PROXY, HTTPS_PROXY and NO_PROXY (Go's rules, see proxyFor) of this
  * process's environment, read per request: a request the environment sends direct goes to
  * `direct` unchanged (so with no proxy variable set nothing else runs: no undici load, no new
- * connection pool); any other goes through undici with {@link proxyRouter}, which also applies
+ * connection pool), unless it is redirected while a proxy variable is set (then it is sent again
+ * as the others, each hop deciding); any other goes through undici with {@link proxyRouter}, which also applies
  * `tls` (the server's CA, client certificates, insecure) inside the proxy's tunnel. A failure at
  * the proxy is thrown as a ProxyError (KLN0880) naming the proxy and its variable.
  */
 export function proxyAwareFetch(direct: Fetch, tls?: TlsSettings): Fetch {
   return async (input, init) => {
     const href = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    // (parses the URL only when a proxy variable is set; throws the ProxyError of one that names no proxy)
-    if (proxyFor(href) === undefined) return direct(input, init);
+    // The common case, no proxy variable at all: nothing parsed or matched.
+    if (!proxyVariableSet()) return direct(input, init);
+    // (throws the ProxyError of a variable that names no proxy)
+    if (proxyFor(href) === undefined) {
+      if (!followsRedirects(input, init)) return direct(input, init);
+      // Each redirect hop is a new request, which the environment may send through a proxy (Go
+      // asks its Proxy func per request): a redirect answered here is sent again through the
+      // router, which decides per hop (the first hop, direct, is asked twice: redirects only).
+      const res = await direct(input, { ...init, redirect: 'manual' });
+      if (!REDIRECTS.has(res.status) || !res.headers.has('location')) return res;
+      await res.body?.cancel().catch(() => undefined);
+    }
     const target = new URL(href);
     const fetch = await undiciFetch(await proxyRouter(tls));
     try {
@@ -26,6 +37,20 @@ export function proxyAwareFetch(direct: Fetch, tls?: TlsSettings): Fetch {
       throw proxyFailure(e, target) ?? e;
     }
   };
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Whether fetch would follow this request's redirects itself, and it can be sent twice: no
+ * body, or one held in memory (a stream is read by the first send; kiln sends those with
+ * `redirect: 'error'`).
+ */
+function followsRedirects(input: Parameters<Fetch>[0], init: RequestInit | undefined): boolean {
+  if (input instanceof Request) return init === undefined && input.redirect === 'follow' && input.body === null;
+  const body = init?.body;
+  const replayable = body === undefined || body === null || typeof body === 'string' || body instanceof URLSearchParams || body instanceof Uint8Array || body instanceof ArrayBuffer;
+  return (init?.redirect ?? 'follow') === 'follow' && replayable;
 }
 
 /** Node's global fetch, through the environment's proxies (see {@link proxyAwareFetch}). */
