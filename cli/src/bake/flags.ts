@@ -6,6 +6,8 @@ import type { ResolvedTarget } from './config.js';
 import { BakeError } from './errors.js';
 import { parseAnnotationFlags } from '../engine/annotation-flag.js';
 import { parseBuildContext } from '../engine/session.js';
+import { CALLS, parseCall, type CallSpec } from '../engine/call-spec.js';
+import { EngineError } from '../engine/errors.js';
 import type { ExportAnnotation } from '@kiln/runtime';
 import { isRemoteContext } from '@kiln/dockerfile';
 import { GIT_AUTH_ENV, GIT_SSH_ENV, isSshGitUrl, remotePath, type RemoteDefinition } from './remote.js';
@@ -104,9 +106,14 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
       if (layout !== undefined) inputs.push(callerPath(io, layout));
     }
   }
+  // buildx's call attribute is a --call value (NAME[,format=json]); the build parses it again
   const call = t.call;
-  if (call !== undefined && call !== 'build' && call !== 'check' && call !== 'targets') {
-    throw new BakeError('KLN0855', `target "${rt.name}": call "${call}" is not supported`, { hint: 'use build, check or targets' });
+  let callSpec: CallSpec | undefined;
+  try {
+    callSpec = parseCall(call, false, 'call');
+  } catch (e) {
+    if (!(e instanceof EngineError)) throw e;
+    throw new BakeError('KLN0855', `target "${rt.name}": ${e.message}`, { hint: `use ${CALLS.join(', ')}, with ,format=json for the frontend's JSON` });
   }
   const mapEntries = (m: Readonly<Record<string, string | null>> | undefined, sep: string): string[] =>
     Object.entries(m ?? {}).flatMap(([k, v]) => (v === null ? [] : [`${k}${sep}${v}`]));
@@ -145,7 +152,7 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     ...(t.network === undefined ? {} : { network: t.network }),
     ulimit: t.ulimits ?? [],
     ...(t['shm-size'] === undefined ? {} : { shmSize: t['shm-size'] }),
-    ...(call === 'check' || call === 'targets' ? { call } : {}),
+    ...(callSpec === undefined || call === undefined ? {} : { call }),
     cacheTo: (t['cache-to'] ?? []).map(cacheShorthand),
     cacheFrom: (t['cache-from'] ?? []).map(cacheShorthand),
     attest: t.attest ?? [],

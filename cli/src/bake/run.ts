@@ -17,6 +17,8 @@ import { canonicalKey, parseOverrides, printResolved, resolveTargets, type BakeC
 import { entitlementsError, fsChecksEnabled, missingEntitlements, parseEntitlements, setGrants, targetAccess, type EntitlementConf } from './entitlements.js';
 import { CodedError } from '../coded-error.js';
 import { BakeError, type BakeLocation } from './errors.js';
+import { CALLS, parseCall } from '../engine/call-spec.js';
+import { EngineError } from '../engine/errors.js';
 import { emitTargetResults, parseExecution, targetsFailedError } from './execution.js';
 import { CWD_PREFIX, readBakeFiles } from './files.js';
 import { targetBuild, type TargetBuild } from './flags.js';
@@ -86,8 +88,19 @@ function refuseLoad(flags: BakeFlags): void {
  * Reads the bake files (with `--var` values) into one definition: the local ones, or those of a
  * remote definition followed by the `-f cwd://FILE` ones, as buildx's readBakeFiles orders them.
  */
+/** A bad `--call` is refused before any file is read, not once per target as it starts. */
+function checkCall(flags: BakeFlags): void {
+  try {
+    parseCall(flags.call);
+  } catch (e) {
+    if (!(e instanceof EngineError)) throw e;
+    throw new BakeError('KLN0855', e.message, { hint: `use --call=${CALLS.join('|')}[,format=json]` });
+  }
+}
+
 export async function loadBake(flags: BakeFlags, io: CliIo, remote?: { readonly definition: RemoteDefinition; readonly cmdContext: string }): Promise<BakeConfig> {
   refuseLoad(flags);
+  checkCall(flags);
   const local = remote === undefined ? flags.file : flags.file.filter((f) => f.startsWith(CWD_PREFIX));
   const files = remote === undefined ? await readBakeFiles(local, io) : [...remote.definition.files, ...(local.length === 0 ? [] : await readBakeFiles(local, io))];
   return loadConfig(files, callerEnv(io), parseVars(flags.var ?? []), remote === undefined ? {} : { cmdContext: remote.cmdContext });

@@ -30,6 +30,7 @@ import { fileTarget, removeMadeDirs, removeTarget, writeTarget, type FileTarget 
 import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
 import { resultMetadata } from '../engine/result-metadata.js';
+import { parseCall } from '../engine/call-spec.js';
 
 /** The hint of KLN0702 (no Dockerfile): bake swaps it for its own terms. */
 export const MISSING_DOCKERFILE_HINT = 'pass -f PATH';
@@ -132,7 +133,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--source-policy-file <file>', 'source policy (JSON): allow, deny or convert the images, git and http sources of the build (default: $EXPERIMENTAL_BUILDKIT_SOURCE_POLICY)')
     .option('--check', 'run the build checks only (no build): print each finding with its lines; exit 1 if any (--call=check)')
-    .addOption(new Option('--call <request>', 'what the frontend does: build (default), check (as --check) or targets (list the stages)').choices(['build', 'check', 'targets']))
+    .option('--call <request>', 'what the frontend does: build (default), check (as --check), outline (the build args, secrets and ssh ids the target takes) or targets (list the stages); ,format=json prints the frontend\'s JSON')
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option(
@@ -168,10 +169,10 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     if (invokeSpec !== undefined && (context === '-' || flags.file === '-')) {
       throw new EngineError('KLN0712', 'a Dockerfile or context from stdin cannot be used with --invoke', { hint: 'stdin is the invoked command\'s: pass the Dockerfile with -f FILE and a context directory' });
     }
-    // --call=check and --call=targets build nothing: there is no result or failed step to run in.
-    const call = flags.check === true ? 'check' : flags.call;
-    if (invokeSpec !== undefined && call !== undefined && call !== 'build') {
-      throw new EngineError('KLN0712', `--invoke cannot be used with ${flags.check === true ? '--check' : `--call=${call}`}: it builds nothing to run a command in`, { hint: 'drop --invoke to only check or list targets; drop --call to build and invoke' });
+    // --call=check|outline|targets build nothing: there is no result or failed step to run in.
+    const call = parseCall(flags.call, flags.check === true);
+    if (invokeSpec !== undefined && call !== undefined) {
+      throw new EngineError('KLN0712', `--invoke cannot be used with ${flags.check === true ? '--check' : `--call=${call.name}`}: it builds nothing to run a command in`, { hint: 'drop --invoke to only check or list targets; drop --call to build and invoke' });
     }
     const { req, outputs, results } = await parseFlags(context, flags, io, cleanup);
     // buildx removes the file first: a failed build must not leave the previous build's ID there.
@@ -352,6 +353,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   // First: a bare `--provenance CONTEXT` took the context as its value (commander), and the
   // missing-Dockerfile error would hide that.
   const attestations = parseAttestations(flags.provenance, flags.attest ?? [], flags.sbom);
+  const call = parseCall(flags.call, flags.check === true);
   let ctx = callerPath(io, context);
   let dockerfile: string | undefined;
   let dockerfileText: string | undefined;
@@ -435,7 +437,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
   // Destinations are absolute already (the caller's directory).
   const outputs = outputSpecs(parsed.specs, flags, io);
   // Checked before anything runs: the build would otherwise succeed and only then fail here.
-  if (flags.iidfile !== undefined && flags.check !== true && flags.call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
+  if (flags.iidfile !== undefined && call === undefined && !outputs.some((o) => o.type === 'oci' || o.type === 'docker' || o.type === 'image')) {
     throw new EngineError('KLN0704', '--iidfile needs an image output (-t NAME or --output type=oci|docker|image)');
   }
   // Parents made for them go again if the build fails before writing there.
@@ -477,7 +479,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     // a .ts build file selects the TypeScript DSL frontend unless --frontend says otherwise
     ...(flags.frontend !== undefined ? { frontend: flags.frontend } : dockerfile?.endsWith('.ts') === true ? { frontend: TS_FRONTEND } : {}),
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
-    ...(flags.check === true || flags.call === 'check' ? { call: 'check' as const } : flags.call === 'targets' ? { call: 'targets' as const } : {}),
+    ...(call === undefined ? {} : { call: call.name, ...(call.format === undefined ? {} : { callFormat: call.format }) }),
     ...runFlags(flags),
     ...(await cacheFlags(flags, io)),
     ...(attestations.provenance === undefined && attestations.sbom === undefined ? {} : { attestations }),

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { local, ResultMetadataKey, type Definition, type FrontendWarning } from '@kiln/llb-core';
 import { Gateway, type GatewayResult } from '@kiln/gateway';
-import { LINT_REQUEST, TARGETS_REQUEST } from '@kiln/dockerfile';
+import { CALL_REQUESTS, callAnswer, type CallName } from './call-spec.js';
 import { ExecFailedError, readDockerignore, type FailedExecState, type ProgressSink, type SourcePolicyEngine } from '@kiln/solver';
 import {
   formatPlatform,
@@ -97,9 +97,12 @@ export interface BuildRequest {
   readonly onWarning?: (w: FrontendWarning) => void;
   /**
    * `--call`: a subrequest instead of the build: `check` runs only the build checks (the
-   * frontend's `frontend.lint`), `targets` lists the stages (`frontend.targets`).
+   * frontend's `frontend.lint`), `outline` lists the target's build args, secrets and ssh ids
+   * (`frontend.outline`), `targets` lists the stages (`frontend.targets`).
    */
-  readonly call?: 'check' | 'targets';
+  readonly call?: CallName;
+  /** `--call=…,format=json`: print the frontend's `result.json` instead of text. */
+  readonly callFormat?: 'json';
   /** `--cache-to` destinations, exported after the outputs. */
   readonly cacheTo?: readonly CacheExportSpec[];
   /** `--cache-from` sources, loaded before the build (an unusable one is a warning). */
@@ -194,7 +197,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
   if (req.ulimits !== undefined && req.ulimits.length > 0) opts.set('ulimit', req.ulimits.join(','));
   if (req.shmSize !== undefined) opts.set('shm-size', String(req.shmSize));
   if (req.cgroupParent !== undefined) opts.set('cgroup-parent', req.cgroupParent);
-  if (req.call !== undefined) opts.set('requestid', req.call === 'check' ? LINT_REQUEST : TARGETS_REQUEST);
+  if (req.call !== undefined) opts.set('requestid', CALL_REQUESTS[req.call]);
   if (req.noCache === true) opts.set('no-cache', '');
   else if (req.noCacheFilter !== undefined && req.noCacheFilter.length > 0) opts.set('no-cache', req.noCacheFilter.join(','));
   // buildx sends each --attest type as `attest:TYPE` with its other attributes: the Dockerfile
@@ -302,10 +305,9 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       })
       .finally(output.done);
     if (req.call !== undefined) {
-      const text = result.metadata.get('result.txt');
-      if (text === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not answer --call=${req.call}`, { hint: 'build without --call' });
-      const failed = new TextDecoder().decode(result.metadata.get('result.statuscode')) !== '0';
-      return { frontend: result.frontend, exports: [], call: { text: new TextDecoder().decode(text), failed } };
+      const answer = callAnswer({ name: req.call, ...(req.callFormat === undefined ? {} : { format: req.callFormat }) }, result.metadata);
+      if (answer === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not answer --call=${req.call}${req.callFormat === undefined ? '' : `,format=${req.callFormat}`}`, { hint: 'build without --call' });
+      return { frontend: result.frontend, exports: [], call: answer };
     }
     // The frontend's own attestations (an SBOM the Dockerfile frontend made, in process or in a
     // frontend image); the SBOM processor scans only when there is no SBOM among them.

@@ -92,7 +92,42 @@ describe('kiln build: Dockerfile build checks (real runc)', () => {
     const before = await sb.containersStarted();
     const res = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call', 'targets']);
     expect(res.code).toBe(0);
-    expect(res.stdout).toBe('TARGET        DESCRIPTION\nbase          the shared base\nbuild\napp (default) final image\n');
+    // buildx prints BuildKit's PrintTargets (Go tabwriter: a name without description keeps its padding)
+    expect(res.stdout).toBe('TARGET        DESCRIPTION\nbase          the shared base\nbuild         \napp (default) final image\n');
+    expect((await sb.containersStarted()) - before).toBe(0);
+  });
+
+  test('--call=outline prints the target\'s build args, secrets and ssh ids; ,format=json the frontend\'s JSON; a bad call is KLN0702', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `outline-${t}`);
+    await writeTree(ctx, {
+      Dockerfile: '# BASE image to start from\nARG BASE=busybox\nFROM $BASE AS deps\nRUN --mount=type=secret,id=npmrc true\n# app the service\nFROM scratch AS app\n# PORT it listens on\nARG PORT=8080\nCOPY --from=deps / /\nRUN --mount=type=ssh,required=true true\nFROM scratch AS other\nARG OTHER\n',
+    });
+    const before = await sb.containersStarted();
+    const res = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call=outline', '--target', 'app', '--build-arg', 'PORT=9000']);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe('TARGET:      app\nDESCRIPTION: the service\n\nBUILD ARG   VALUE     DESCRIPTION\nBASE        busybox   image to start from\nPORT        9000      it listens on\n\nSECRET   REQUIRED\nnpmrc    \n\nSSH       REQUIRED\ndefault   true\n\n');
+    const json = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call', 'outline,format=json', '--target', 'other']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ name: 'other', args: [{ name: 'OTHER', location: { ranges: [{ start: { line: 12 }, end: { line: 12 } }] } }] });
+    expect(json.stdout.startsWith('{\n  "name": "other",\n  "args": [\n')).toBe(true);
+    const targets = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call=targets,format=json']);
+    expect(JSON.parse(targets.stdout).targets.map((x: { name: string }) => x.name)).toEqual(['deps', 'app', 'other']);
+    const bad = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call=outline,format=yaml']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/KLN0702.*invalid --call format "yaml": the formats are json/);
+    const unknown = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call=describe']);
+    expect(unknown.stderr).toMatch(/KLN0702.*unknown --call "describe": the calls are build, check, outline, targets/);
+    // bake: --call for every target, or a target's call attribute (NAME[,format=json])
+    await writeTree(ctx, { 'docker-bake.hcl': 'target "app" {\n  target = "app"\n  args = { PORT = "9000" }\n}\ntarget "other" {\n  target = "other"\n  call = "outline,format=json"\n}\n' });
+    const baked = await runKiln(sb, ['bake', '--root', sb.root, '--call=outline', 'app'], { cwd: ctx });
+    expect(baked.code).toBe(0);
+    expect(baked.stdout).toBe(`app:\n${res.stdout}`);
+    const attr = await runKiln(sb, ['bake', '--root', sb.root, 'other'], { cwd: ctx });
+    expect(JSON.parse(attr.stdout.replace(/^other:\n/, ''))).toMatchObject({ name: 'other' });
+    const badBake = await runKiln(sb, ['bake', '--root', sb.root, '--call=outlines', 'app'], { cwd: ctx });
+    expect(badBake.stderr).toMatch(/KLN0855.*unknown --call "outlines"/);
     expect((await sb.containersStarted()) - before).toBe(0);
   });
 });
