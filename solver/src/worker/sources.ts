@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import type { EnsuredImage, Platform } from '@kiln/runtime';
 import type { SourceOp } from '@kiln/llb-core';
+import { suggest } from '@kiln/llb-core';
 import { SolverError } from '../errors.js';
 import { syncLocalSource, type SyncLocalResult } from '../local/sync.js';
 import { linkTree } from '../local/link-tree.js';
@@ -231,8 +232,11 @@ export class LocalSources {
     const { rest: name } = parseIdentifier(op);
     const dir = this.#deps.localDirs[name];
     if (dir === undefined) {
-      throw new SolverError('SOLVER_INVALID_DEFINITION', `no local directory was given for local source ${JSON.stringify(name)}`, {
-        hint: 'pass the build context (or --build-context NAME=path) for it',
+      // local("contxt") in a kiln/ts build file: name the directories the build has
+      const given = Object.keys(this.#deps.localDirs);
+      const near = suggest(name, given);
+      throw new SolverError('SOLVER_INVALID_DEFINITION', `no local directory was given for local source ${JSON.stringify(name)}${near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`}`, {
+        hint: `pass the build context (or --build-context NAME=path) for it${given.length === 0 ? '' : `; this build has ${given.map((g) => JSON.stringify(g)).join(', ')}`}`,
       });
     }
     const attrs = op.attrs;
