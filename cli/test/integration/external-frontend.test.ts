@@ -106,6 +106,21 @@ test('--frontend <image> runs the image for a Dockerfile without a syntax line',
   expect(/kiln-test-frontend-env: (.*)/.exec(r.stderr)?.[1]).toBe('BUILDKIT_EXPORTEDPRODUCT,BUILDKIT_SESSION_ID,BUILDKIT_WORKERS,HOME,NODE_OPTIONS,PATH leaked=false');
 }, 300_000);
 
+test('--call=outline and --call=targets,format=json through a frontend image answer as in process (metadata-only results over LLBBridge)', async () => {
+  const t = token();
+  const ctx = join(sb.dir, `call-${t}`);
+  await writeTree(ctx, { Dockerfile: `FROM scratch AS base\n# app the app ${t}\nFROM base AS app\n# V the version\nARG V=1\nRUN --mount=type=secret,id=tok --mount=type=ssh true\n` });
+  for (const call of ['--call=outline', '--call=outline,format=json', '--call=targets,format=json']) {
+    const external = await runKiln(sb, ['build', ctx, '--root', sb.root, '--frontend', frontendRef, call, '--build-arg', 'V=2']);
+    const inProcess = await runKiln(sb, ['build', ctx, '--root', sb.root, call, '--build-arg', 'V=2']);
+    expect(external.code).toBe(0);
+    expect(external.stderr).toMatch(/kiln-test-frontend: .*opts=\S*requestid/);
+    expect(external.stdout).toBe(inProcess.stdout);
+  }
+  const text = await runKiln(sb, ['build', ctx, '--root', sb.root, '--frontend', frontendRef, '--call=outline', '--build-arg', 'V=2']);
+  expect(text.stdout).toBe(`TARGET:      app\nDESCRIPTION: the app ${t}\n\nBUILD ARG   VALUE   DESCRIPTION\nV           2       the version\n\nSECRET   REQUIRED\ntok      \n\nSSH       REQUIRED\ndefault   \n\n`);
+}, 300_000);
+
 test('a named context with the frontend image\'s name wins: --build-context NAME=docker-image://REF runs REF', async () => {
   const t = token();
   const ctx = join(sb.dir, `named-${t}`);
