@@ -100,6 +100,21 @@ describe('the proxy variables', () => {
     expect(proxyForUrl(cfg, new URL('https://direct.example/'))).toBeUndefined();
   });
 
+  test('REQUEST_METHOD set (a CGI handler): HTTP_PROXY is refused for http URLs, before NO_PROXY, as Go does; https and no CGI unaffected', () => {
+    const cgi = proxyConfigFromEnv({ http_proxy: P, HTTPS_PROXY: P, NO_PROXY: 'direct.example', REQUEST_METHOD: 'GET' });
+    for (const url of ['http://a.example/', 'http://direct.example/', 'http://localhost:5000/']) {
+      expect(() => proxyForUrl(cgi, new URL(url))).toThrow(expect.objectContaining({ code: 'KLN0880', message: 'refusing to use http_proxy in a CGI environment (REQUEST_METHOD is set)' }));
+    }
+    expect(proxyForUrl(cgi, new URL('https://a.example/'))?.variable).toBe('HTTPS_PROXY');
+    expect(proxyForUrl(proxyConfigFromEnv({ HTTPS_PROXY: P, REQUEST_METHOD: 'GET' }), new URL('http://a.example/'))).toBeUndefined();
+    expect(proxyForUrl(proxyConfigFromEnv({ HTTP_PROXY: P, REQUEST_METHOD: '' }), new URL('http://a.example/'))?.variable).toBe('HTTP_PROXY');
+    // proxyFor notices REQUEST_METHOD change with the proxy variables unchanged
+    const env: Record<string, string | undefined> = { HTTP_PROXY: P };
+    expect(proxyFor('http://a.example/', env)?.variable).toBe('HTTP_PROXY');
+    env['REQUEST_METHOD'] = 'POST';
+    expect(() => proxyFor('http://a.example/', env)).toThrow(ProxyError);
+  });
+
   test('proxyFor reads the environment it is given on each call, and nothing without a proxy variable', () => {
     const env: Record<string, string | undefined> = {};
     expect(proxyFor('https://a.example/', env)).toBeUndefined();

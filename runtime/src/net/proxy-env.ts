@@ -22,6 +22,8 @@ export interface ProxyConfig {
   readonly https: ProxySetting | ProxyError | undefined;
   /** NO_PROXY (or no_proxy), parsed: a host matched here is reached directly. */
   readonly noProxy: NoProxy;
+  /** REQUEST_METHOD is set: this process serves a CGI request, whose client may have set HTTP_PROXY. */
+  readonly cgi: boolean;
 }
 
 /** A parsed NO_PROXY list (see {@link parseNoProxy}). */
@@ -129,7 +131,8 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     }
   };
   const no = envAny(env, ['NO_PROXY', 'no_proxy']);
-  return { http: one(['HTTP_PROXY', 'http_proxy']), https: one(['HTTPS_PROXY', 'https_proxy']), noProxy: parseNoProxy(no?.value ?? '') };
+  const cgi = (env['REQUEST_METHOD'] ?? '') !== '';
+  return { http: one(['HTTP_PROXY', 'http_proxy']), https: one(['HTTPS_PROXY', 'https_proxy']), noProxy: parseNoProxy(no?.value ?? ''), cgi };
 }
 
 /**
@@ -139,6 +142,13 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
  */
 export function proxyForUrl(cfg: ProxyConfig, url: URL): ProxySetting | undefined {
   const proxy = url.protocol === 'https:' ? cfg.https : url.protocol === 'http:' ? cfg.http : undefined;
+  // Go's CGI guard (golang.org/s/cgihttpproxy), checked before NO_PROXY as there: a CGI
+  // request's `Proxy:` header reaches its handler as HTTP_PROXY (httpoxy).
+  if (cfg.cgi && url.protocol === 'http:' && proxy !== undefined && !(proxy instanceof ProxyError)) {
+    throw new ProxyError(`refusing to use ${proxy.variable} in a CGI environment (REQUEST_METHOD is set)`, {
+      hint: `a CGI request's Proxy header sets ${proxy.variable} (httpoxy): when kiln serves no CGI request, unset REQUEST_METHOD for it`,
+    });
+  }
   if (proxy === undefined || !useProxy(cfg.noProxy, url)) return undefined;
   if (proxy instanceof ProxyError) throw proxy;
   return proxy;
@@ -183,6 +193,7 @@ export function proxyFor(url: string | URL, env: Env = process.env): ProxySettin
   }
   // The common case, no proxy variable at all: nothing to parse or match.
   if (!any) return undefined;
+  key += env['REQUEST_METHOD'] ?? '';
   const u = typeof url === 'string' ? new URL(url) : url;
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
   if (cached?.key !== key) {
