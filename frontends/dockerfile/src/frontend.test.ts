@@ -85,6 +85,17 @@ describe('dockerfileFrontend', () => {
     expect(exec).toMatchObject({ platform: { architecture: 's390x', os: 'linux' }, exec: { meta: { env: expect.arrayContaining(['BUILDPLATFORM=linux/s390x', 'TARGETPLATFORM=linux/s390x']) } } });
   });
 
+  test("only the worker's first platform is a build platform: an image of another platform it lists does not move the default target there", async () => {
+    // dockerui: buildPlatforms = [Workers[0].Platforms[0]]; dockerfile2llb's autoDetectPlatform
+    // looks for the image's platform among those alone. A buildkitd with qemu lists linux/arm64
+    // after its native linux/amd64: a FROM of an arm64-only image stays an amd64 stage there.
+    const { c } = client({ Dockerfile: 'FROM busybox\nARG TARGETPLATFORM\nRUN echo $TARGETPLATFORM\n' }, {});
+    const worker: FrontendClient = { ...c, workerPlatforms: [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64' }] };
+    const res = await dockerfileFrontend(worker);
+    const exec = res.ref?.definition.def.map((b) => decodeOp(b)).find((o) => o.kind === 'exec');
+    expect(exec).toMatchObject({ platform: { architecture: 'amd64', os: 'linux' }, exec: { meta: { env: expect.arrayContaining(['TARGETPLATFORM=linux/amd64']) } } });
+  });
+
   test('multi-platform / BUILDKIT_MULTI_PLATFORM return a platform map even for one platform', async () => {
     // BuildKit frontend/dockerui config.go: MultiPlatformRequested = len(platforms) > 1, or the
     // `multi-platform` option (the BUILDKIT_MULTI_PLATFORM build arg replaces it when non-empty),

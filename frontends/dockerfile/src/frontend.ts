@@ -251,11 +251,12 @@ export function createDockerfileFrontend(defaults: DockerfileFrontendOptions = {
       buildArgs,
       onWarning,
       metaResolver: client,
-      // BUILDPLATFORM is the worker's, as dockerui takes it from the first worker's platforms
-      // (under buildkitd, its Ping; in kiln, the host: kiln runs no emulator). Left out, every
-      // target platform became its own build platform: a `FROM --platform=$BUILDPLATFORM` stage
-      // ran once per target, on the target's image.
-      buildPlatforms: client.workerPlatforms !== undefined && client.workerPlatforms.length > 0 ? client.workerPlatforms : [defaultPlatform()],
+      // BUILDPLATFORM is the worker's, as dockerui takes it: the first platform of the first worker
+      // (under buildkitd, its Ping; in kiln, the host: kiln runs no emulator), that one alone, so
+      // an image of a platform the worker emulates does not become the default target's
+      // (autoDetectPlatform). Left out, every target platform became its own build platform: a
+      // `FROM --platform=$BUILDPLATFORM` stage ran once per target, on the target's image.
+      buildPlatforms: [client.workerPlatforms?.[0] ?? defaultPlatform()],
       namedContexts: named,
       ...(excludePatterns.length > 0 ? { excludePatterns } : {}),
       ...(defaults.sessionId === undefined ? {} : { sessionId: defaults.sessionId }),
