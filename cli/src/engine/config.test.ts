@@ -102,6 +102,11 @@ insecure-entitlements = [ "network.host" ]
     expect(c.ignored).toEqual(['wroker', 'registry."r.example".htpp', 'registry."r.example".mirror', 'worker.oci.gckeepstorge', 'worker.oci.enabled', 'worker.oci.gcpolicy.keepDurations']);
     expect(c.near).toEqual({ wroker: 'worker', 'registry."r.example".htpp': 'http', 'registry."r.example".mirror': 'mirrors', 'worker.oci.gckeepstorge': 'gckeepstorage', 'worker.oci.gcpolicy.keepDurations': 'keepDuration' });
     expect(parseText(buildkitd).near).toEqual({});
+    // typo tour 4: a URL as the registry key matches no registry (in buildkitd too): listed, with the key to write
+    const url = parseText('[registry."https://myreg:5000"]\nhttp = true\n');
+    expect(url.registry).toEqual({});
+    expect(url.ignored).toEqual(['registry."https://myreg:5000"']);
+    expect(url.near).toEqual({ 'registry."https://myreg:5000"': 'registry."myreg:5000"' });
     const file = join(dir, 'typo.toml');
     writeFileSync(file, '[registry."r.example"]\nhtpp = true\n');
     let err = '';

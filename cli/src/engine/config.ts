@@ -53,11 +53,11 @@ const KEYS = {
 class Ignored {
   readonly names: string[] = [];
   readonly near: Record<string, string> = {};
-  add(p: KeyPath, known: readonly string[]): void {
+  add(p: KeyPath, known: readonly string[], near?: string): void {
     const name = keyName(p);
     this.names.push(name);
     const key = p.at(-1);
-    const close = typeof key === 'string' ? suggest(key, known) : undefined;
+    const close = near ?? (typeof key === 'string' ? suggest(key, known) : undefined);
     if (close !== undefined) this.near[name] = close;
   }
 }
@@ -190,6 +190,13 @@ function readRegistries(r: Reader, v: unknown, ignored: Ignored): Record<string,
   const out: Record<string, RegistryHostOptions> = {};
   for (const [host, t] of Object.entries(r.table(['registry'], v))) {
     const at: KeyPath = ['registry', host];
+    // buildkitd looks a registry up by its host[:port]: a URL as the key matches no registry, so
+    // its settings were silently unused (in buildkitd too); listed with the key to write
+    const scheme = /^[a-z][a-z0-9+.-]*:\/\/([^/]+)\/?$/i.exec(host);
+    if (scheme !== null) {
+      ignored.add(at, [], keyName(['registry', scheme[1] ?? host]));
+      continue;
+    }
     const opts: { -readonly [K in keyof RegistryHostOptions]: RegistryHostOptions[K] } = {};
     const ca: string[] = [];
     const keypairs: RegistryKeyPair[] = [];
