@@ -168,6 +168,8 @@ test('without credentials the fetch fails, naming the URL; GIT_AUTH_HEADER.HOST:
     const denied = await runKiln(sb, ['build', `${base}/app.git#main`, '--root', sb.root, '--progress', 'plain', ...secret], { env });
     expect(denied.code).not.toBe(0);
     expect(denied.stderr).toContain(`cannot load the build context ${base}/app.git#main`);
+    // what to do: give a token, or check the one given
+    expect(denied.stderr).toContain(secret.length === 0 ? 'hint: a private repository: pass a token with --secret id=GIT_AUTH_TOKEN' : 'hint: the server refused the credentials given');
     // the refused token is not in the error either
     expect(denied.stderr).not.toContain(env.KILN_TEST_WRONG);
     expect(denied.stderr).not.toContain(Buffer.from(`x-access-token:${env.KILN_TEST_WRONG}`).toString('base64'));

@@ -115,6 +115,8 @@ interface GitRun {
   readonly env: NodeJS.ProcessEnv;
   readonly signal: AbortSignal | undefined;
   readonly remote: string;
+  /** Whether git was given http credentials (an auth secret or the URL's user:password). */
+  readonly httpAuth?: boolean;
   /** The ssh agents git's ssh authenticates with (absent: none), asked again for each git command. */
   readonly ssh?: SshAgents;
   cleanup(): Promise<void>;
@@ -337,7 +339,8 @@ export class GitSources {
     ssh.push('-o', 'BatchMode=yes');
     env['GIT_SSH_COMMAND'] = ssh.join(' ');
     const cleanup = (): Promise<void> => rm(home, { recursive: true, force: true });
-    if (spec.mountSshSock === '') return { gitDir, env, signal, remote: spec.remote, cleanup };
+    const httpAuth = auth !== undefined || creds !== undefined;
+    if (spec.mountSshSock === '') return { gitDir, env, signal, remote: spec.remote, httpAuth, cleanup };
     const id = spec.mountSshSock;
     if (session.sshSockets(id).length === 0) {
       await cleanup();
@@ -352,7 +355,7 @@ export class GitSources {
       if (p === undefined) checked.set(socket, (p = agentSilent(socket, agentTimeoutMs(), signal)));
       return p;
     };
-    return { gitDir, env, signal, remote: spec.remote, ssh: { id, sockets: () => session.sshSockets(id), silent }, cleanup };
+    return { gitDir, env, signal, remote: spec.remote, httpAuth, ssh: { id, sockets: () => session.sshSockets(id), silent }, cleanup };
   }
 }
 
@@ -540,6 +543,16 @@ async function exists(p: string): Promise<boolean> {
 /** git's advice after any failed connection to a remote; the line before it says what went wrong. */
 const GIT_REMOTE_ADVICE = new Set(['fatal: Could not read from remote repository.', 'Please make sure you have the correct access rights', 'and the repository exists.']);
 
+/** What git (curl) prints when an http(s) server wants credentials it did not get or refused. */
+const HTTP_AUTH_FAILED = /could not read (?:Username|Password)|Authentication failed|terminal prompts disabled/;
+
+/** The hint for an http(s) remote that asked for credentials: how to give them, or to check them. */
+function httpAuthHint(git: GitRun, stderr: string): { hint: string } | undefined {
+  if (!/^https?:\/\//.test(git.remote) || !HTTP_AUTH_FAILED.test(stderr)) return undefined;
+  if (git.httpAuth === true) return { hint: 'the server refused the credentials given: check the token (GIT_AUTH_TOKEN / GIT_AUTH_HEADER secret, or the URL\'s user:password)' };
+  return { hint: 'a private repository: pass a token with --secret id=GIT_AUTH_TOKEN,env=VARIABLE (GIT_AUTH_TOKEN.<host> for one host), as BuildKit\'s git source reads, or use an ssh URL with --ssh' };
+}
+
 /** What ssh prints when the server took none of the keys offered (OpenSSH: `user@host: Permission denied (publickey).`). */
 const SSH_DENIED = /^.*: Permission denied \((?:publickey|password|keyboard-interactive|hostbased|gssapi)[^)]*\)\.?\r?$/m;
 
@@ -702,7 +715,7 @@ function runOnce(git: GitRun, args: readonly string[], cwd: string | undefined, 
       if (denied !== null) return resolve({ denied: scrubRemote(denied[0].trim(), git.remote) });
       const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !GIT_REMOTE_ADVICE.has(l));
       const last = scrubRemote(lines.pop() ?? (stderr.includes('Could not read from remote repository') ? 'could not read from the remote repository' : `exit ${code ?? sig}`), git.remote);
-      reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${last}`));
+      reject(new SolverError('SOLVER_GIT_FAILED', `git ${subcommand(args)} failed for ${redactRemote(git.remote)}: ${last}`, httpAuthHint(git, stderr)));
     });
     function stop(): void {
       if (child.pid === undefined) return;
