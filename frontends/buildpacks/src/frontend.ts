@@ -18,9 +18,22 @@ import { appSource, extensionsState, loadBuilder, loadProject, optOf, platformDi
 import { lookupIn, resolveOrder } from './order.js';
 import { Opt } from './wire.js';
 
+/** The subrequest ids buildx's `--call` sends, by the flag a user typed. */
+const CALLS: ReadonlyMap<string, string> = new Map([
+  ['frontend.lint', '--check (--call=check)'],
+  ['frontend.outline', '--call=outline'],
+  ['frontend.targets', '--call=targets'],
+]);
+
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
+    // A subrequest (`--call=check|outline|targets`) has no answer here: refused before anything
+    // runs (the whole build ran first, then the CLI found no answer).
+    const request = client.opts.get('requestid');
+    if (request !== undefined && request !== '') {
+      throw new BuildpacksError('KLN0906', `the kiln/buildpacks frontend does not answer ${CALLS.get(request) ?? `requestid ${request}`}`, { hint: 'build without --call (or --check)' });
+    }
     const { project, filename } = await loadProject(client);
     for (const k of project.ignoredKeys) client.warn({ message: `${filename}: ignoring ${k}: not a project descriptor key kiln/buildpacks reads` });
     for (const message of unknownBuildArgWarnings(client.opts)) client.warn({ message });

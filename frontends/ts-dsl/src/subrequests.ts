@@ -32,8 +32,9 @@ export function targetsResult(targets: readonly WireTarget[]): FrontendResult {
  */
 export function checkRequest(requestid: string | undefined): void {
   if (requestid === undefined || requestid === '' || requestid === TARGETS_REQUEST) return;
-  const flag = requestid === 'frontend.lint' ? '--check (--call=check)' : `requestid ${requestid}`;
-  throw new TsDslError('KLN0805', `the kiln/ts frontend does not answer ${flag}: a build file has no Dockerfile build checks`, {
+  const lint = requestid === 'frontend.lint';
+  const flag = lint ? '--check (--call=check)' : requestid === 'frontend.outline' ? '--call=outline' : `requestid ${requestid}`;
+  throw new TsDslError('KLN0805', `the kiln/ts frontend does not answer ${flag}${lint ? ': a build file has no Dockerfile build checks' : ''}`, {
     hint: 'kiln check FILE type-checks a build file; --call=targets lists its targets',
   });
 }
