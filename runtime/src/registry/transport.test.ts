@@ -37,6 +37,7 @@ describe('RegistryTransport token service failures', () => {
   const challenged = (token: (init?: RequestInit) => Promise<Response>) =>
     (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
       if (new URL(String(input)).pathname === '/token') return token(init);
+      if (new Headers(init?.headers).get('authorization') === 'Bearer ok') return new Response('{}', { status: 200 });
       return new Response('', { status: 401, headers: { 'www-authenticate': `Bearer realm="http://127.0.0.1:9/token",service="reg"` } });
     }) as typeof globalThis.fetch;
   const req = { method: 'GET', url: '/v2/a/manifests/1', scopes: ['repository:a:pull'] } as const;
@@ -55,6 +56,66 @@ describe('RegistryTransport token service failures', () => {
     const pending = t.request('127.0.0.1:9', { ...req, signal: ac.signal });
     setTimeout(() => ac.abort(new Error('interrupted')), 20);
     await expect(pending).rejects.toThrow('interrupted');
+  });
+
+  test('a token fetch every waiter gave up on is cancelled and forgotten: the next request asks again (a daemon served none for that scope after one hung fetch)', async () => {
+    const asked: (AbortSignal | undefined)[] = [];
+    const t = new RegistryTransport({
+      fetch: challenged((init) => {
+        asked.push(init?.signal ?? undefined);
+        // the first token request hangs until it is cancelled; the next one answers
+        if (asked.length === 1) return new Promise<Response>((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal?.reason)));
+        return Promise.resolve(new Response(JSON.stringify({ token: 'ok' }), { status: 200 }));
+      }),
+    });
+    const first = new AbortController();
+    const pending = t.request('127.0.0.1:9', { ...req, signal: first.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    first.abort(new Error('interrupted'));
+    await expect(pending).rejects.toThrow('interrupted');
+    expect(asked[0]?.aborted).toBe(true);
+    const second = await t.request('127.0.0.1:9', { ...req, signal: AbortSignal.timeout(2000) });
+    expect(second.status).toBe(200);
+    expect(asked).toHaveLength(2);
+  });
+
+  test('a shared token fetch goes on while one of its waiters is still there', async () => {
+    let answer: ((r: Response) => void) | undefined;
+    let fetches = 0;
+    const t = new RegistryTransport({
+      fetch: challenged((init) => {
+        fetches++;
+        return new Promise<Response>((resolve, reject) => {
+          answer = resolve;
+          init?.signal?.addEventListener('abort', () => reject(init.signal?.reason));
+        });
+      }),
+    });
+    const leaving = new AbortController();
+    const a = t.request('127.0.0.1:9', { ...req, signal: leaving.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    // b comes once the challenge is known and a's token fetch is under way: it waits for that one
+    const b = t.request('127.0.0.1:9', req);
+    await new Promise((r) => setTimeout(r, 20));
+    leaving.abort(new Error('interrupted'));
+    await expect(a).rejects.toThrow('interrupted');
+    answer?.(new Response(JSON.stringify({ token: 'ok' }), { status: 200 }));
+    expect((await b).status).toBe(200);
+    expect(fetches).toBe(1);
+  });
+
+  test('a request that joined a token fetch in flight stops waiting when aborted too', async () => {
+    let answer: ((r: Response) => void) | undefined;
+    const t = new RegistryTransport({ fetch: challenged(() => new Promise<Response>((resolve) => (answer = resolve))) });
+    const a = t.request('127.0.0.1:9', req);
+    await new Promise((r) => setTimeout(r, 20));
+    const joining = new AbortController();
+    const b = t.request('127.0.0.1:9', { ...req, signal: joining.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    joining.abort(new Error('interrupted'));
+    await expect(b).rejects.toThrow('interrupted');
+    answer?.(new Response(JSON.stringify({ token: 'ok' }), { status: 200 }));
+    expect((await a).status).toBe(200);
   });
 });
 

@@ -53,6 +53,12 @@ interface HostAuth {
   tokens: Map<string, Promise<{ token: string; expires: number }>>;
 }
 
+/** A token fetch in flight: the requests waiting for it, and how to cancel it when none is left. */
+interface TokenFetch {
+  waiters: number;
+  readonly cancel: AbortController;
+}
+
 const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
 
 /**
@@ -62,6 +68,7 @@ const RETRY_STATUS = new Set([429, 500, 502, 503, 504]);
  */
 export class RegistryTransport {
   private readonly auth = new Map<string, HostAuth>();
+  private readonly tokenFetches = new WeakMap<Promise<{ token: string; expires: number }>, TokenFetch>();
   private readonly fetchImpl: typeof globalThis.fetch;
   /** Per host with TLS settings: the fetch that applies them (see tlsFetch). */
   private readonly tlsFetches = new Map<string, typeof globalThis.fetch>();
@@ -204,18 +211,38 @@ export class RegistryTransport {
     // with different credentials, and one caller's token must not serve another.
     const key = `${scopeKey(scopes)}|${credentialIdentity(creds)}`;
     let pending = st.tokens.get(key);
-    if (pending !== undefined) {
+    // A token fetched is used until it expires (a failed fetch is forgotten, see below).
+    if (pending !== undefined && !this.tokenFetches.has(pending)) {
       const cached = await pending.catch(() => undefined);
       if (cached === undefined || cached.expires <= Date.now()) pending = undefined;
     }
     if (pending === undefined) {
-      pending = this.fetchToken(domain, st.challenge, scopes, creds);
-      st.tokens.set(key, pending);
-      pending.catch(() => st.tokens.delete(key));
+      const cancel = new AbortController();
+      const p = this.fetchToken(domain, st.challenge, scopes, creds, cancel.signal);
+      st.tokens.set(key, (pending = p));
+      this.tokenFetches.set(p, { waiters: 0, cancel });
+      const settled = (): void => void this.tokenFetches.delete(p);
+      p.then(settled, () => {
+        settled();
+        if (st.tokens.get(key) === p) st.tokens.delete(key);
+      });
     }
-    // The token request is shared by every caller of these scopes: an aborted caller stops
-    // waiting for it (a token service that never answers held Ctrl-C), the request goes on.
-    return `Bearer ${(await untilAborted(pending, signal)).token}`;
+    // A token request in flight is shared by every caller of these scopes (parallel layer
+    // requests ask once). An aborted caller stops waiting for it (a token service that never
+    // answers held Ctrl-C); when the last one has gone, the request is cancelled and forgotten,
+    // so that the next caller asks again instead of waiting on it for ever (a daemon's later
+    // builds did), as each containerd request's context cancels its token fetch.
+    const inFlight = this.tokenFetches.get(pending);
+    if (inFlight === undefined) return `Bearer ${(await pending).token}`;
+    inFlight.waiters++;
+    try {
+      return `Bearer ${(await untilAborted(pending, signal)).token}`;
+    } finally {
+      if (--inFlight.waiters === 0 && signal?.aborted === true && this.tokenFetches.get(pending) === inFlight) {
+        if (st.tokens.get(key) === pending) st.tokens.delete(key);
+        inFlight.cancel.abort(signal.reason);
+      }
+    }
   }
 
   private async fetchToken(
@@ -223,6 +250,7 @@ export class RegistryTransport {
     challenge: AuthChallenge,
     scopes: ReadonlyArray<string>,
     creds: RegistryCredentials | undefined,
+    signal: AbortSignal,
   ): Promise<{ token: string; expires: number }> {
     const realm = challenge.params['realm'];
     if (realm === undefined) throw new ImageStoreError('UNAUTHORIZED', `${domain}: bearer challenge without realm`);
@@ -236,16 +264,17 @@ export class RegistryTransport {
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'kiln' });
         if (service !== undefined) form.set('service', service);
         if (allScopes.length > 0) form.set('scope', allScopes.join(' '));
-        res = await fetch(realm, { method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+        res = await fetch(realm, { method: 'POST', body: form, headers: { 'content-type': 'application/x-www-form-urlencoded' }, signal });
       } else {
         const u = new URL(realm);
         if (service !== undefined) u.searchParams.set('service', service);
         for (const s of allScopes) u.searchParams.append('scope', s);
         const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kiln' };
         if (creds?.kind === 'basic') headers['authorization'] = basicAuthorization(creds.username, creds.password);
-        res = await fetch(u, { headers });
+        res = await fetch(u, { headers, signal });
       }
     } catch (e) {
+      if (signal.aborted) throw signal.reason;
       if (e instanceof ProxyError) throw new ImageStoreError('REGISTRY_UNREACHABLE', `${domain}: token service ${redact(realm)}: ${e.message}`, { cause: e, hint: e.hint });
       const tls = realm.startsWith('https:') ? tlsProblem(e) : undefined;
       if (tls !== undefined) throw tlsError(domain, `token service ${redact(realm)}`, tls, e);
