@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { homedir } from 'node:os';
 import { callerUid, resolveKilnRoot, type KilnRoot } from '@kiln/runtime';
+import { checkRootlessRoot } from './root-dir.js';
 import { createRenderer, ProgressStream, renderProgress, type ProgressMode } from '@kiln/solver';
 import { callerEnv, callerPath, processInterrupts, type CliIo } from '../io.js';
 import { EngineError } from './errors.js';
@@ -20,7 +21,9 @@ export function parsePositiveInt(value: string): number {
  */
 export function kilnRoot(root: string | undefined, io: CliIo): KilnRoot {
   const r = resolveKilnRoot({ root, env: callerEnv(io), uid: callerUid(), home: homedir() });
-  return { ...r, path: callerPath(io, r.path) };
+  const path = callerPath(io, r.path);
+  checkRootlessRoot(path);
+  return { ...r, path };
 }
 
 /** A live progress display on stderr: events go to `sink`; `finish` flushes it. */

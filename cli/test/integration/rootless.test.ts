@@ -1,0 +1,186 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { compileCli, kilnBin, makeSandbox, requireTools, type KilnSandbox } from './build-helpers.js';
+
+// Rootless kiln (cli/src/userns, docs/rootless.md) as a real non-root user: this test makes the
+// user (useradd) and its /etc/subuid range (usermod --add-subuids) and removes what it made.
+const USER = 'kiln-rootless';
+/** The subordinate range the ranged case gives the user: uid N inside is SUB + N - 1 outside. */
+const SUB = 520000;
+const SUB_COUNT = 65536;
+
+let sb: KilnSandbox;
+let uid = -1;
+let gid = -1;
+let madeUser = false;
+/** The user's own ranges before the test (`START-END`, usermod's form), put back afterwards. */
+let savedRanges: { subuid: string[]; subgid: string[] } = { subuid: [], subgid: [] };
+
+/** The user's ranges in /etc/subuid or /etc/subgid, as usermod --add-subuids takes them. */
+function rangesOf(file: string): string[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter((f) => f.length === 3 && (f[0] === USER || f[0] === String(uid)))
+    .map(([, start, count]) => `${start}-${Number(start) + Number(count) - 1}`);
+}
+
+/** Sets the user's subordinate ranges to exactly `subuid` and `subgid`. */
+function setRanges(subuid: readonly string[], subgid: readonly string[]): void {
+  const del = [...rangesOf('/etc/subuid').flatMap((r) => ['--del-subuids', r]), ...rangesOf('/etc/subgid').flatMap((r) => ['--del-subgids', r])];
+  if (del.length > 0) sh('usermod', [...del, USER]);
+  const add = [...subuid.flatMap((r) => ['--add-subuids', r]), ...subgid.flatMap((r) => ['--add-subgids', r])];
+  if (add.length > 0) sh('usermod', [...add, USER]);
+}
+
+function sh(cmd: string, args: readonly string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function ids(): void {
+  uid = Number(sh('id', ['-u', USER]).trim());
+  gid = Number(sh('id', ['-g', USER]).trim());
+}
+
+interface Run {
+  readonly code: number | null;
+  readonly stderr: string;
+}
+
+/** The real CLI as the test user (setpriv: its uid, gid and groups alone), in `cwd`. */
+function kilnAsUser(args: readonly string[], cwd: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--', process.execPath, kilnBin, ...args], {
+      cwd,
+      env: { PATH: sb.path, HOME: sb.dir, KILN_DAEMON: '0', LANG: 'C' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+/** `path` and below owned by the test user, as a root the user made would be. */
+function chownTree(path: string): void {
+  sh('chown', ['-R', `${uid}:${gid}`, path]);
+}
+
+/** The layers of the single image in an OCI layout tarball, as `tar tv --numeric-owner` lines. */
+function layersListing(ociTar: string, dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  sh('tar', ['-xf', ociTar, '-C', dir]);
+  const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.replace('sha256:', ''));
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const manifest = JSON.parse(readFileSync(blob(index.manifests[0]?.digest ?? ''), 'utf8')) as { layers: { digest: string }[] };
+  return manifest.layers.map((l) => sh('tar', ['-tvzf', blob(l.digest), '--numeric-owner'])).join('');
+}
+
+beforeAll(() => {
+  requireTools();
+  if (spawnSync('sh', ['-c', 'command -v newuidmap && command -v newgidmap && command -v setpriv']).status !== 0) {
+    throw new Error('missing prerequisites: apt-get install -y uidmap util-linux');
+  }
+  compileCli();
+  if (spawnSync('id', ['-u', USER]).status !== 0) {
+    // -K …COUNT=0: no subordinate range of useradd's own (login.defs SUB_UID_COUNT)
+    sh('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', USER]);
+    madeUser = true;
+  }
+  ids();
+  // The single-mapping cases need no range: the user's (or a killed run's) go until the end.
+  savedRanges = madeUser ? { subuid: [], subgid: [] } : { subuid: rangesOf('/etc/subuid'), subgid: rangesOf('/etc/subgid') };
+  setRanges([], []);
+}, 300_000);
+
+beforeAll(async () => {
+  sb = await makeSandbox();
+  chmodSync(sb.dir, 0o755);
+  chownTree(sb.root);
+  // The runc wrapper's log, written by the user's runc
+  writeFileSync(sb.runcLog, '');
+  chownTree(sb.runcLog);
+  const ctx = join(sb.dir, 'ctx');
+  mkdirSync(ctx);
+  writeFileSync(join(ctx, 'Dockerfile'), 'FROM busybox\nCOPY f /f\nRUN chown 1000:1000 /f && touch /g && chown 1234:1234 /g && ls -ln /home\nRUN --network=none id -u > /id\n');
+  writeFileSync(join(ctx, 'f'), 'hello\n');
+  // kiln/ts-free image with root-owned files only: what a single mapping can build
+  const flat = join(sb.dir, 'flat');
+  mkdirSync(flat);
+  writeFileSync(join(flat, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sh", "-c", "/bin/busybox id -u > /id"]\n');
+  writeFileSync(join(flat, 'busybox'), readFileSync('/bin/busybox'));
+  chmodSync(join(flat, 'busybox'), 0o755);
+  chownTree(sb.dir);
+}, 120_000);
+
+afterAll(async () => {
+  if (uid >= 0) setRanges(savedRanges.subuid, savedRanges.subgid);
+  await sb?.cleanup();
+  if (madeUser) spawnSync('userdel', [USER]);
+});
+
+describe('rootless kiln: kiln build as a non-root user', () => {
+  test('without subordinate ids: root-owned images build; a file of another owner is named with how to add a range', async () => {
+    const flat = await kilnAsUser(['build', 'flat', '--root', sb.root, '--progress', 'plain', '-o', 'type=tar,dest=flat.tar'], sb.dir);
+    expect(flat.stderr).not.toMatch(/\n\s+at /);
+    expect(flat.code).toBe(0);
+    expect(sh('tar', ['-xOf', join(sb.dir, 'flat.tar'), 'id']).trim()).toBe('0');
+    expect(lstatSync(join(sb.dir, 'flat.tar')).uid).toBe(uid);
+
+    // busybox's /home/app belongs to uid 1000, which a single mapping does not have
+    const owned = await kilnAsUser(['build', 'ctx', '--root', sb.root, '--progress', 'plain'], sb.dir);
+    expect(owned.code).toBe(1);
+    expect(owned.stderr).not.toMatch(/\n\s+at /);
+    expect(owned.stderr).not.toMatch(/EPERM|EINVAL/);
+    expect(owned.stderr).toMatch(/cannot make \/home\/app owned by a user other than root: rootless kiln has only uid\/gid 0 \(kiln-rootless\)/);
+    expect(owned.stderr).toContain(`hint: give ${USER} subordinate ids`);
+    expect(owned.stderr).toContain(`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${USER}`);
+  });
+
+  test('a kiln root of another user is KLN0890', async () => {
+    const theirs = join(sb.dir, 'root-of-root');
+    mkdirSync(theirs);
+    const r = await kilnAsUser(['build', 'flat', '--root', theirs], sb.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`kiln: error KLN0890: cannot use the kiln root ${theirs}: it belongs to another user, and kiln runs rootless as ${USER}\nhint: use a root of your own (--root DIR, KILN_ROOT=DIR; default ~/.local/share/kiln), or run kiln as the root's owner\n`);
+  });
+
+  test('with a subuid range: image owners kept (uid N inside is the range outside), outputs the user\'s', async () => {
+    setRanges([`${SUB}-${SUB + SUB_COUNT - 1}`], [`${SUB}-${SUB + SUB_COUNT - 1}`]);
+    const r = await kilnAsUser(['build', 'ctx', '--root', sb.root, '--progress', 'plain', '-o', 'type=oci,dest=img.tar', '-o', 'type=local,dest=out'], sb.dir);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.code).toBe(0);
+    // the RUN ran as root of the namespace, with the image's uid-1000 directory as it is
+    expect(r.stderr).toMatch(/drwx\S+\s+2 1000\s+1000\s+\d+ .* app/);
+
+    const layer = layersListing(join(sb.dir, 'img.tar'), join(sb.dir, 'img'));
+    expect(layer).toMatch(/^d\S+ 1000\/1000 .* home\/app\/$/m);
+    expect(layer).toMatch(/^-\S+ 1000\/1000 .* f$/m);
+    expect(layer).toMatch(/^-\S+ 1234\/1234 .* g$/m);
+    expect(layer).toMatch(/^-\S+ 0\/0 .* id$/m);
+    expect(lstatSync(join(sb.dir, 'img.tar')).uid).toBe(uid);
+
+    // a local output belongs to the user running kiln, whatever the image owners
+    expect(readFileSync(join(sb.dir, 'out', 'id'), 'utf8')).toBe('0\n');
+    for (const f of ['f', 'g', 'home/app']) expect(lstatSync(join(sb.dir, 'out', f)).uid).toBe(uid);
+
+    // on the host, the snapshot's files belong to the subordinate ids: 1234 inside is SUB + 1233
+    const snaps = join(sb.root, 'snapshots');
+    const g = readdirSync(snaps)
+      .map((s) => lstatSync(join(snaps, s, 'fs', 'g'), { throwIfNoEntry: false }))
+      .find((st) => st !== undefined);
+    expect(g?.uid).toBe(SUB + 1233);
+    expect(g?.gid).toBe(SUB + 1233);
+  });
+});
