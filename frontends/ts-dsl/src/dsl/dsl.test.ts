@@ -18,6 +18,16 @@ describe('sh', () => {
   });
 });
 
+describe('long chains', () => {
+  test('a chain of 4,000 runs lowers and marshals (typo tour 4: the recursive lowering overflowed the stack at about 2,500)', async () => {
+    let st = image('busybox');
+    for (let i = 0; i < 4000; i++) st = st.run(['echo', String(i)]);
+    const def = await marshal(st, { platform: 'linux/amd64' });
+    // the image, 4,000 execs and the terminal op
+    expect(def.def.length).toBe(4002);
+  });
+});
+
 describe('file batching', () => {
   test('consecutive file calls are one FileOp, a value change in between starts another', async () => {
     const one = await ops(scratch().mkdir('/a').mkfile('/a/b', 'x').symlink('/a/b', '/c'));

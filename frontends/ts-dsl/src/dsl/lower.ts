@@ -35,11 +35,17 @@ export class LowerContext {
     return { sourceLocations: [map.location([{ start: { line: at.line, character: at.column - 1 }, end: { line: at.line, character: at.column } }])] };
   }
 
-  /** Lowers `key` once with `fn`. */
+  /**
+   * Lowers `key` once with `fn`. `fn` runs in a microtask of its own: each State's lowering
+   * lowers its parent first, and called directly that recursion ran on one stack, so a chain of
+   * some 2,500 steps (a generated build) overflowed it ("Maximum call stack size exceeded", with
+   * V8's PromiseRejectCallback noise quoting the bundle). Deferred, every level starts on an
+   * empty stack; a Dockerfile of any length was already fine.
+   */
   once(key: object, fn: () => Promise<LlbState>): Promise<LlbState> {
     let p = this.memo.get(key);
     if (p === undefined) {
-      p = fn();
+      p = Promise.resolve().then(fn);
       this.memo.set(key, p);
     }
     return p;
