@@ -159,6 +159,9 @@ export function runEvaluator(mod: BuildModule, entry: string): void {
     process.stdin.destroy();
   };
   process.on('unhandledRejection', (e) => send(failure(e)));
+  // A throw in a timer callback: Node printed it to stderr (the build's console output) and
+  // exited, which the exit handler below reported as a promise that never settles, at 1:1
+  process.on('uncaughtException', (e) => send(failure(e)));
   // Nothing left to wait for and no result: the build's promise can never settle. (stdout is a
   // pipe, written synchronously on Linux, so the notification gets out before the exit.)
   process.on('exit', () => send({ method: 'fail', params: { message: `the build function of ${entry} returned a promise that never settles (nothing left to wait for)`, location: { file: entry, line: 1, column: 1 } } }));

@@ -153,6 +153,12 @@ describe('evaluation', () => {
     await expect(evaluate({ 'kiln.build.ts': `export default () => new Promise(() => {});\n` })).rejects.toMatchObject({ code: 'KLN0803', message: expect.stringContaining('never settles') });
   });
 
+  test('a throw in a timer callback is the build error, at its place (typo tour 4: was "never settles" at 1:1)', async () => {
+    const p = evaluate({ 'kiln.build.ts': `export default () => {\n  setTimeout(() => {\n    throw new Error("late boom");\n  }, 0);\n  return new Promise(() => {});\n};\n` });
+    await expect(p).rejects.toMatchObject({ code: 'KLN0803', location: { file: 'kiln.build.ts', line: 3 } });
+    await expect(p).rejects.toThrow(/late boom/);
+  });
+
   test('a build waiting on ctx calls is kept alive until they answer', async () => {
     const slow = handlers();
     const r = await evaluateBundle(
