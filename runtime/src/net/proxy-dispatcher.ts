@@ -67,6 +67,8 @@ async function makeRouter(tls: TlsSettings | undefined): Promise<Dispatcher> {
  * (the server's own, which reach the caller as they are).
  */
 export function proxyFailure(e: unknown, target: URL): ProxyError | undefined {
+  // (a variable that names no proxy, thrown by the router for a redirect hop)
+  for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) if (c instanceof ProxyError) return c;
   let proxy: ProxySetting | undefined;
   try {
     proxy = proxyFor(target);

@@ -37,6 +37,28 @@ test('a redirect from a host reached direct to one the environment proxies goes 
   expect(proxy.log.map((l) => l.line)).toContain(`GET http://files.proxy.test:${port(files)}/blob/a?x=1`);
 });
 
+test('a redirect hop that fails at its proxy is a KLN0880 naming that proxy and that hop', async () => {
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const refusing = port(closed);
+  await new Promise((r) => closed.close(r));
+  restore = withProxyEnv({ HTTP_PROXY: `http://u:pw-secret@127.0.0.1:${refusing}` });
+  const e = await proxiedGlobalFetch(`http://127.0.0.1:${port(direct)}/c`).catch((x: unknown) => x);
+  expect(e).toMatchObject({
+    code: 'KLN0880',
+    message: `proxy http://127.0.0.1:${refusing} (from HTTP_PROXY) refused the connection`,
+    hint: 'start the proxy or correct HTTP_PROXY; to reach files.proxy.test without a proxy, add it to NO_PROXY',
+  });
+  restore();
+  // a variable that names no proxy, met at a hop of its scheme
+  restore = withProxyEnv({ HTTP_PROXY: proxy.url, HTTPS_PROXY: 'ftp://u:pw-secret@proxy.corp' });
+  const toHttps = createServer((_, res) => void res.writeHead(302, { location: 'https://files.proxy.test/x' }).end());
+  await new Promise<void>((r) => toHttps.listen(0, '127.0.0.1', r));
+  const bad = await proxiedGlobalFetch(`http://127.0.0.1:${port(toHttps)}/`).catch((x: unknown) => x);
+  await new Promise((r) => toHttps.close(r));
+  expect(bad).toMatchObject({ code: 'KLN0880', message: 'HTTPS_PROXY is not a proxy URL' });
+});
+
 test('redirect: manual still hands the redirect to the caller, sent direct', async () => {
   restore = withProxyEnv({ HTTP_PROXY: proxy.url });
   const before = proxy.log.length;

@@ -1,3 +1,4 @@
+import type { Dispatcher } from 'undici';
 import { proxyFailure, proxyRouter } from './proxy-dispatcher.js';
 import { proxyFor, proxyVariableSet } from './proxy-env.js';
 import { undiciFetch, type TlsSettings } from './undici.js';
@@ -28,13 +29,22 @@ export function proxyAwareFetch(direct: Fetch, tls?: TlsSettings): Fetch {
       if (!REDIRECTS.has(res.status) || !res.headers.has('location')) return res;
       await res.body?.cancel().catch(() => undefined);
     }
-    const target = new URL(href);
-    const fetch = await undiciFetch(await proxyRouter(tls));
+    const router = await proxyRouter(tls);
+    // The origin of the last hop sent: the one that failed, if the request fails (a redirect
+    // hop may go through another proxy than the first, or through one when the first went direct).
+    let hop = new URL(href);
+    const recorder = {
+      dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+        if (opts.origin !== undefined) hop = new URL(String(opts.origin));
+        return router.dispatch(opts, handler);
+      },
+    };
+    const fetch = await undiciFetch(recorder);
     try {
       return await fetch(input, init);
     } catch (e) {
       if (init?.signal?.aborted === true) throw e;
-      throw proxyFailure(e, target) ?? e;
+      throw proxyFailure(e, hop) ?? e;
     }
   };
 }
