@@ -151,6 +151,63 @@ function depthAtMost(v: unknown, max: number): boolean {
   return true;
 }
 
+/** RE2's ASCII classes (`[[:digit:]]`), which JavaScript has not: each as the ranges it stands for. */
+const POSIX_CLASSES: Readonly<Record<string, string>> = {
+  alnum: '0-9A-Za-z',
+  alpha: 'A-Za-z',
+  ascii: '\\x00-\\x7F',
+  blank: '\\t ',
+  cntrl: '\\x00-\\x1F\\x7F',
+  digit: '0-9',
+  graph: '!-~',
+  lower: 'a-z',
+  print: ' -~',
+  punct: '!-\\/:-@\\[-`{-~',
+  space: '\\t\\n\\v\\f\\r ',
+  upper: 'A-Z',
+  word: '0-9A-Za-z_',
+  xdigit: '0-9A-Fa-f',
+};
+
+/**
+ * The RE2 syntax JavaScript reads otherwise, rewritten: `[[:digit:]]` (JavaScript took it as the
+ * class `[[:digt]` and a `]`), `\A` and `\z` (the start and end of the text; JavaScript took them
+ * as the letters), and a `]` first in a class, which RE2 takes literally (JavaScript's `[]` is an
+ * empty class). Without this, can(regex("^[[:alnum:]]+$", NAME)) was false for every value.
+ */
+function re2Syntax(pattern: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] as string;
+    if (c === '\\') {
+      const e = pattern[i + 1] ?? '';
+      out += !inClass && e === 'A' ? '(?<![\\s\\S])' : !inClass && e === 'z' ? '(?![\\s\\S])' : `\\${e}`;
+      i++;
+    } else if (!inClass && c === '[') {
+      inClass = true;
+      out += c;
+      if (pattern[i + 1] === '^') out += pattern[++i] as string;
+      if (pattern[i + 1] === ']') {
+        out += '\\]';
+        i++;
+      }
+    } else if (inClass && c === '[' && pattern[i + 1] === ':' && pattern.indexOf(':]', i + 2) >= 0) {
+      // as Go's parseNamedClass: a name it does not know is an error, not a literal
+      const end = pattern.indexOf(':]', i + 2);
+      const name = pattern.slice(i + 2, end);
+      const ranges = Object.hasOwn(POSIX_CLASSES, name) ? POSIX_CLASSES[name] : undefined;
+      if (ranges === undefined) throw new Error(`invalid character class range: [:${name}:]${name.startsWith('^') ? ' (kiln has no negated ASCII classes: write [^…] with the ranges)' : ''}`);
+      out += ranges;
+      i = end + 1;
+    } else {
+      if (inClass && c === ']') inClass = false;
+      out += c;
+    }
+  }
+  return out;
+}
+
 let linearFallback = false;
 
 /**
@@ -168,7 +225,7 @@ function re2(pattern: string, pos: Pos, fn = 'regex_replace'): RegExp {
     linearFallback = true;
   }
   try {
-    return new RegExp(m === null ? pattern : pattern.slice(m[0].length), `g${[...new Set(m?.[1] ?? '')].join('')}`);
+    return new RegExp(re2Syntax(m === null ? pattern : pattern.slice(m[0].length)), `g${[...new Set(m?.[1] ?? '')].join('')}`);
   } catch (e) {
     throw evalError(`${fn}(): invalid pattern: ${e instanceof Error ? e.message : String(e)}`, pos);
   }
@@ -230,7 +287,7 @@ const STDLIB: Readonly<Record<string, Impl>> = {
     const re = re2(jsPattern(str(a, 0, p, n)), p, 'regexall');
     return [...str(a, 1, p, n).matchAll(re)].map((m) => matchValue(m));
   }),
-  regex_replace: fixed(3, (a, p, n) => str(a, 0, p, n).replace(re2(str(a, 1, p, n), p), str(a, 2, p, n).replace(/\$\{?(\d+)\}?/g, '$$$1'))),
+  regex_replace: fixed(3, (a, p, n) => str(a, 0, p, n).replace(re2(jsPattern(str(a, 1, p, n)), p), str(a, 2, p, n).replace(/\$\{?(\d+)\}?/g, '$$$1'))),
   substr: fixed(3, (a, p, n) => {
     const chars = [...str(a, 0, p, n)];
     let off = num(a, 1, p, n);

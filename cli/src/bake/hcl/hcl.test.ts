@@ -106,6 +106,30 @@ describe('HCL syntax', () => {
     expect(() => targetOf('target "a" {\n  args = { X = can(regexp("a", "a")) }\n}\n', 'a')).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('unknown function "regexp"') }));
   });
 
+  test("RE2 syntax JavaScript lacks: ASCII classes [[:digit:]], \\A and \\z, a ] first in a class (each was silently no match)", () => {
+    const t = targetOf(
+      [
+        'target "a" {',
+        '  args = {',
+        '    DIGITS = can(regex("^[[:digit:]]+$", "80"))',
+        '    NOT = can(regex("^[[:digit:]]+$", "d:"))',
+        '    NAME = regex("[[:alpha:]][[:alnum:]_-]*", "--my_app-2")',
+        '    NEG = regex("[^[:space:]]+", "  x1 ")',
+        '    WHOLE = can(regex("\\\\Av[0-9]+\\\\z", "v12"))',
+        '    TAIL = can(regex("\\\\Av[0-9]+\\\\z", "v12\\n"))',
+        '    BRACKET = regex("[]a]+", "x]a]y")',
+        '    REPL = regex_replace("a1b22", "[[:digit:]]+", "#")',
+        '    NAMED = regex_replace("v1.2", "(?P<major>[0-9]+)", "<$1>")',
+        '  }',
+        '}',
+      ].join('\n'),
+      'a',
+    );
+    expect(t?.args).toEqual({ DIGITS: 'true', NOT: 'false', NAME: 'my_app-2', NEG: 'x1', WHOLE: 'true', TAIL: 'false', BRACKET: ']a]', REPL: 'a#b#', NAMED: 'v<1>.<2>' });
+    // Go: "invalid character class range"
+    expect(() => targetOf('target "a" {\n  tags = [regex("[[:digits:]]", "1")]\n}\n', 'a')).toThrow(expect.objectContaining({ code: 'KLN0852', message: expect.stringContaining('invalid character class range: [:digits:]') }));
+  });
+
   test('template directives: %{if}/%{else}/%{endif}, %{for}/%{endfor}, ~ strip markers', () => {
     const t = targetOf(
       [
