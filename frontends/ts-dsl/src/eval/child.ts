@@ -34,11 +34,28 @@ class CallError extends Error {
  * Runs a ctx call, remembering (synchronously, while the build file is still on the stack) where
  * the build made it: a failure from the parent then points at that line.
  */
-function located<T>(call: () => Promise<T>): Promise<T> {
+/** ctx calls not answered yet, with where the build file made them. */
+const pending = new Map<Promise<unknown>, { readonly what: string; readonly at: BuildLocation | undefined }>();
+
+function located<T>(what: string, call: () => Promise<T>): Promise<T> {
   const at = buildFrame(new Error().stack);
-  return call().catch((e: unknown) => {
+  const p = call().catch((e: unknown) => {
     throw withBuildLocation(e, at);
   });
+  const settled = (): void => void pending.delete(p);
+  pending.set(p, { what, at });
+  p.then(settled, settled);
+  return p;
+}
+
+/**
+ * A ctx call still running when the build returned was not awaited: its result, and its error
+ * (a file that is not there), are lost without a word. One warning per call, at its place.
+ */
+function warnUnawaited(rpc: Rpc): void {
+  for (const { what, at } of pending.values()) {
+    rpc.notify({ method: 'warn', params: { message: `${what} was still running when the build returned: its result and any error are lost (an await missing?)`, ...(at === undefined ? {} : { location: at }) } });
+  }
 }
 
 class Rpc {
@@ -168,7 +185,13 @@ export function runEvaluator(mod: BuildModule, entry: string): void {
   watchNondeterminism(rpc);
   void rpc.init
     .then((init) => evaluate(mod, entry, init, rpc))
-    .then((done) => send(done), (e: unknown) => send(failure(e)));
+    .then(
+      (done) => {
+        warnUnawaited(rpc);
+        send(done);
+      },
+      (e: unknown) => send(failure(e)),
+    );
 }
 
 async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: Rpc): Promise<Notification> {
@@ -255,14 +278,14 @@ async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: 
       const ref = (): Promise<string> =>
         (id ??= marshal(state, marshalOpts(p)).then(async (def) => (await rpc.call('solve', { definition: b64(encodeDefinition(def)) })).ref));
       return {
-        readFile: (path) => located(async () => new TextDecoder().decode(unb64((await rpc.call('readFile', { ref: await ref(), path })).data))),
-        readBytes: (path) => located(async () => unb64((await rpc.call('readFile', { ref: await ref(), path })).data)),
-        readDir: (path, include) => located(async () => (await rpc.call('readDir', { ref: await ref(), path, ...(include === undefined ? {} : { include }) })).entries.map(fromWire)),
-        stat: (path) => located(async () => fromWire((await rpc.call('statFile', { ref: await ref(), path })).stat)),
+        readFile: (path) => located(`readFile(${JSON.stringify(path)})`, async () => new TextDecoder().decode(unb64((await rpc.call('readFile', { ref: await ref(), path })).data))),
+        readBytes: (path) => located(`readBytes(${JSON.stringify(path)})`, async () => unb64((await rpc.call('readFile', { ref: await ref(), path })).data)),
+        readDir: (path, include) => located(`readDir(${JSON.stringify(path)})`, async () => (await rpc.call('readDir', { ref: await ref(), path, ...(include === undefined ? {} : { include }) })).entries.map(fromWire)),
+        stat: (path) => located(`stat(${JSON.stringify(path)})`, async () => fromWire((await rpc.call('statFile', { ref: await ref(), path })).stat)),
       };
     },
     resolveImageConfig: (ref, opts) =>
-      located(async () => {
+      located(`resolveImageConfig(${JSON.stringify(ref)})`, async () => {
         const r = await rpc.call('resolveImageConfig', { ref, platform: opts?.platform ?? platform, ...pullMode(undefined) });
         return { digest: r.digest, config: JSON.parse(Buffer.from(r.config, 'base64').toString('utf8')) as Record<string, unknown> };
       }),

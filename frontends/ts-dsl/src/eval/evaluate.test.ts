@@ -159,6 +159,13 @@ describe('evaluation', () => {
     await expect(p).rejects.toThrow(/late boom/);
   });
 
+  test('a ctx call still running when the build returns is warned about at its place (typo tour 4: its error was lost silently)', async () => {
+    const log = { warnings: [] as string[], solved: [] as string[] };
+    const slow: Handlers = { ...handlers(log), readFile: () => new Promise((resolve) => setTimeout(() => resolve({ data: '' }), 300)) };
+    await evaluate({ 'kiln.build.ts': `import { scratch, type Ctx } from "kiln";\nexport default (ctx: Ctx) => {\n  ctx.solve(scratch()).readFile("/conf");\n  return scratch();\n};\n` }, slow);
+    expect(log.warnings).toEqual(['kiln.build.ts:3:24: readFile("/conf") was still running when the build returned: its result and any error are lost (an await missing?)']);
+  });
+
   test('a build waiting on ctx calls is kept alive until they answer', async () => {
     const slow = handlers();
     const r = await evaluateBundle(
