@@ -89,10 +89,13 @@ function readSmall(path: string): string | undefined {
   }
 }
 
-/** Why this kernel refuses an unprivileged user namespace, if its settings say so. */
-function usernsDisabled(): string | undefined {
-  if (readSmall('/proc/sys/user/max_user_namespaces')?.trim() === '0') return 'user namespaces are off (user.max_user_namespaces = 0): sudo sysctl -w user.max_user_namespaces=28633';
-  if (readSmall('/proc/sys/kernel/unprivileged_userns_clone')?.trim() === '0') return 'unprivileged user namespaces are off (kernel.unprivileged_userns_clone = 0): sudo sysctl -w kernel.unprivileged_userns_clone=1';
+/** Reads a small file, undefined when it is not there (the launcher's: {@link readSmall}). */
+export type SmallFileReader = (path: string) => string | undefined;
+
+/** Why this kernel refuses an unprivileged user namespace, if its settings (read by `read`) say so. */
+export function usernsDisabled(read: SmallFileReader = readSmall): string | undefined {
+  if (read('/proc/sys/user/max_user_namespaces')?.trim() === '0') return 'user namespaces are off (user.max_user_namespaces = 0): sudo sysctl -w user.max_user_namespaces=28633';
+  if (read('/proc/sys/kernel/unprivileged_userns_clone')?.trim() === '0') return 'unprivileged user namespaces are off (kernel.unprivileged_userns_clone = 0): sudo sysctl -w kernel.unprivileged_userns_clone=1';
   return undefined;
 }
 
@@ -153,8 +156,8 @@ async function launch(argv: readonly string[], env: NodeJS.ProcessEnv, uid: numb
 }
 
 /** What to check when unshare failed for `plan`. */
-function namespaceHint(plan: UsernsPlan): string {
-  if (readSmall('/proc/sys/kernel/apparmor_restrict_unprivileged_userns')?.trim() === '1') {
+export function namespaceHint(plan: UsernsPlan, read: SmallFileReader = readSmall): string {
+  if (read('/proc/sys/kernel/apparmor_restrict_unprivileged_userns')?.trim() === '1') {
     return 'AppArmor restricts unprivileged user namespaces here (kernel.apparmor_restrict_unprivileged_userns = 1): allow them for unshare with an AppArmor profile, or run kiln as root';
   }
   if (plan.mode === 'ranged') {
