@@ -115,6 +115,19 @@ describe('the proxy variables', () => {
     expect(() => proxyFor('http://a.example/', env)).toThrow(ProxyError);
   });
 
+  test('credentials with a stray % fail the requests they apply to with KLN0880, never quoted (was an uncoded URIError)', () => {
+    for (const value of ['http://u:100%@proxy.corp:3128', 'http://u:s3cr%zzet@proxy.corp:3128', 'http://us%er@proxy.corp:3128']) {
+      let err: unknown;
+      try {
+        proxyFor('https://a.example/', { HTTPS_PROXY: value });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'KLN0880', message: 'HTTPS_PROXY has a user or password that is not URL-encoded' });
+      expect(JSON.stringify({ m: (err as Error).message, h: (err as ProxyError).hint })).not.toMatch(/100%|s3cr|us%er/);
+    }
+  });
+
   test('proxyFor reads the environment it is given on each call, and nothing without a proxy variable', () => {
     const env: Record<string, string | undefined> = {};
     expect(proxyFor('https://a.example/', env)).toBeUndefined();

@@ -61,8 +61,17 @@ export function parseProxyValue(variable: string, value: string): ProxySetting {
       hint: `set ${variable} to http://HOST:PORT (or https://, socks5://; credentials as http://USER:PASSWORD@HOST:PORT), or unset it`,
     });
   }
-  const username = url.username === '' ? undefined : decodeURIComponent(url.username);
-  const password = url.password === '' ? undefined : decodeURIComponent(url.password);
+  let username: string | undefined;
+  let password: string | undefined;
+  try {
+    username = url.username === '' ? undefined : decodeURIComponent(url.username);
+    password = url.password === '' ? undefined : decodeURIComponent(url.password);
+  } catch {
+    // A `%` not followed by two hex digits (Go's url.Parse refuses such a URL too).
+    throw new ProxyError(`${variable} has a user or password that is not URL-encoded`, {
+      hint: `URL-encode the special characters of the user and password in ${variable} (% as %25, @ as %40, : as %3A)`,
+    });
+  }
   // Only scheme, host and port are used (as Go's transport does): the shown URL is just those.
   const bare = new URL(`${url.protocol}//${url.host}`);
   return { url: bare, variable, username, password, key: value };
