@@ -186,6 +186,29 @@ export function expandTemplate(template: string, m: RegExpExecArray): string {
   return out;
 }
 
+/** The group names (`1`, `tag`) a {@link expandTemplate} template refers to, as it reads them. */
+export function templateRefs(template: string): string[] {
+  const refs: string[] = [];
+  for (let i = template.indexOf('$'); i >= 0; i = template.indexOf('$', i + 1)) {
+    if (template[i + 1] === '$') {
+      i++;
+      continue;
+    }
+    const braced = template[i + 1] === '{';
+    let k = braced ? i + 2 : i + 1;
+    while (k < template.length && NAME_CHAR.test(template[k] as string)) k++;
+    const name = template.slice(braced ? i + 2 : i + 1, k);
+    if (name !== '' && (!braced || template[k] === '}')) refs.push(name);
+  }
+  return refs;
+}
+
+/** The numbered and named capture groups of `re`. */
+export function groupsOf(re: RegExp): { readonly count: number; readonly names: readonly string[] } {
+  const m = new RegExp(`${re.source}|`, re.flags.replace('g', '')).exec('') as RegExpExecArray;
+  return { count: m.length - 1, names: Object.keys(m.groups ?? {}) };
+}
+
 function groupValue(m: RegExpExecArray, name: string): string {
   if (/^[0-9]+$/.test(name) && name.length < 9) return m[Number(name)] ?? '';
   return m.groups?.[name] ?? '';

@@ -57,6 +57,13 @@ describe('parseSourcePolicy', () => {
     fails({ rules: {} }, 'KLN0951', 'policy.json: rules: expected an array, got an object');
     fails({ version: '1' }, 'KLN0951', 'policy.json: version: expected an integer, got string "1"');
     fails('[]', 'KLN0951', 'policy.json: expected an object, got an array');
+    // typo tour 4: an update naming a group the selector lacks expanded to nothing (busybox: at the FROM)
+    const convert = (identifier: string, update: string, matchType = 'WILDCARD') => ({ rules: [{ action: 'CONVERT', selector: { identifier, match_type: matchType }, updates: { identifier: update } }] });
+    fails(convert('docker-image://docker.io/library/busybox:*', 'docker-image://docker.io/library/busybox:${2}'), 'KLN0951', 'rules[0].updates.identifier: "2" names no group of the selector (its 1 "*": ${1})');
+    fails(convert('docker-image://docker.io/library/*:*', 'docker-image://mirror.local/$1x:${2}'), 'KLN0951', '"1x" names no group of the selector');
+    fails(convert('^docker-image://(?P<img>[a-z]+)$', 'docker-image://m/${image}', 'REGEX'), 'KLN0951', '"image" names no group of the selector (its groups: ${1}, ${img})');
+    expect(parse(convert('docker-image://docker.io/library/*:*', 'docker-image://mirror.local/${1}x:${2}$$')).rules).toHaveLength(1);
+    expect(parse(convert('^docker-image://(?P<img>[a-z]+)$', 'docker-image://m/${img}:$1', 'REGEX')).rules).toHaveLength(1);
     fails('{"rules": [\n  {"action": "DENY",}\n]}', 'KLN0951', 'policy.json:2:21: invalid JSON: expected a key after the comma (JSON allows no trailing comma), found "}"');
     // V8 names no position for this one, and its message held the file's tail with its newline
     fails('{"rules": [\n  {"action": "DENY", "selector": {"identifier": "docker-image://*"}},\n]}\n', 'KLN0951', 'policy.json:3:1: invalid JSON: expected a value after the comma (JSON allows no trailing comma), found "]"');

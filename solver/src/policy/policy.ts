@@ -1,6 +1,6 @@
 import { findJsonSyntaxError } from '@kiln/llb-core';
 import { SourcePolicyError } from './errors.js';
-import { compileGoRegexp, compileWildcard, PatternError } from './pattern.js';
+import { compileGoRegexp, compileWildcard, groupsOf, PatternError, templateRefs } from './pattern.js';
 
 /** `PolicyAction` of BuildKit's sourcepolicy/pb/policy.proto. */
 export type PolicyAction = 'ALLOW' | 'DENY' | 'CONVERT';
@@ -92,7 +92,26 @@ function parseRule(p: FieldReader, json: Json, index: number): PolicyRule {
   if (action === 'CONVERT' && (updates === undefined || (updates.identifier === '' && updates.attrs.size === 0))) {
     throw p.error(`${at}.updates`, 'a CONVERT rule needs updates with an identifier or attrs', 'add "updates": {"identifier": "docker-image://…@sha256:…"} or {"attrs": {"http.checksum": "sha256:…"}}');
   }
+  if (action === 'CONVERT' && updates !== undefined && selector.pattern !== undefined) checkTemplate(p, selector, updates.identifier, `${at}.updates.identifier`);
   return { index, action, selector, ...(updates === undefined ? {} : { updates }) };
+}
+
+/**
+ * A reference of the update to a group the selector does not have expands to nothing (Go's
+ * Expand), so `docker-image://…/busybox:${2}` for a one-`*` selector became `busybox:` and failed
+ * as an invalid reference at the FROM; `$1x` is the group named `1x` (write `${1}x`). Refused
+ * here, naming the groups there are.
+ */
+function checkTemplate(p: FieldReader, selector: PolicySelector, template: string, at: string): void {
+  if (selector.pattern === undefined) return;
+  const { count, names } = groupsOf(selector.pattern);
+  for (const ref of templateRefs(template)) {
+    const ok = /^[0-9]+$/.test(ref) ? Number(ref) <= count : names.includes(ref);
+    if (ok) continue;
+    const have = [...Array.from({ length: count }, (_, i) => `\${${i + 1}}`), ...names.map((n) => `\${${n}}`)];
+    const what = selector.matchType === 'WILDCARD' ? `its ${count} "*"` : 'its groups';
+    throw p.error(at, `"${ref}" names no group of the selector (${have.length === 0 ? 'it has none' : `${what}: ${have.join(', ')}`})`, /^[0-9]+\D/.test(ref) ? `$${ref} is the group named "${ref}", as in Go: write \${${/^[0-9]+/.exec(ref)?.[0] ?? ''}}${ref.replace(/^[0-9]+/, '')}` : 'each "*" of a WILDCARD selector is ${1}, ${2}, …; a REGEX selector\'s groups are ${1}… or ${name}; $$ is a literal $');
+  }
 }
 
 function parseSelector(p: FieldReader, json: Json, at: string): PolicySelector {
