@@ -12,6 +12,7 @@ import { childExit } from './child-exit.js';
 import { onKilnGone } from './process-helper.js';
 import { processSpec, specJson } from './spec.js';
 import { resolveUser } from './user.js';
+import { rootlessProcessIds, usernsState } from '../userns/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -158,7 +159,10 @@ export class RuncContainer implements ExecContainer {
     const configured = this.#configured;
     if (configured === undefined) throw new WorkerError('CONTAINER_EXITED', `container ${this.id} has no init process`);
     const n = ++this.#execs;
-    const user = await resolveUser(async (path) => configured.view.readFile(path), p.user);
+    const resolved = await resolveUser(async (path) => configured.view.readFile(path), p.user);
+    // Rootless kiln: only the ids of its user namespace exist (as in RuncExecutor's #configure).
+    const ns = usernsState();
+    const user = ns === undefined ? resolved : rootlessProcessIds(resolved, ns, p.user);
     const security = p.security ?? 'sandbox';
     const spec = processSpec({
       args: p.args,
