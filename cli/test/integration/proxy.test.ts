@@ -126,9 +126,14 @@ test('ADD URL and a git remote context go through the proxy (its credentials, gi
 test('a proxy that refuses: a KLN0880 hint naming the proxy and its variable, without the password', async () => {
   const ctx = join(sb.dir, 'refused-ctx');
   await writeTree(ctx, { Dockerfile: `FROM scratch\nADD http://${filesHost}/hello.txt?refused /hello.txt\n` });
-  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain'], { env: { HTTP_PROXY: `http://bob:${PROXY_PASSWORD}@127.0.0.1:9` } });
+  // a port nothing listens on (not a fixed one: something may listen on 9)
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as { port: number }).port;
+  await new Promise((r) => closed.close(r));
+  const r = await runKiln(sb, ['build', ctx, '--root', sb.root, '--progress=plain'], { env: { HTTP_PROXY: `http://bob:${PROXY_PASSWORD}@127.0.0.1:${port}` } });
   expect(r.code).toBe(1);
-  expect(r.stderr).toContain(`proxy http://127.0.0.1:9 (from HTTP_PROXY) refused the connection`);
+  expect(r.stderr).toContain(`proxy http://127.0.0.1:${port} (from HTTP_PROXY) refused the connection`);
   expect(r.stderr).toContain(`hint: start the proxy or correct HTTP_PROXY; to reach files.proxy.test without a proxy, add it to NO_PROXY`);
   expect(r.stderr).not.toContain(PROXY_PASSWORD);
 });
