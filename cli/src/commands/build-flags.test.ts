@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { CliIo } from '../io.js';
 import { parseFlags, type BuildFlags } from './build.js';
+import { main } from '../main.js';
 
 // kiln build's flags as parseFlags turns them into a BuildRequest (nothing is built).
 let cwd: string;
@@ -75,4 +76,16 @@ test('-f naming a directory says so (it said "no such file"), with the Dockerfil
   await mkdir(join(cwd, 'svc'), { recursive: true });
   await writeFile(join(cwd, 'svc', 'Dockerfile'), 'FROM busybox\n');
   await expect(parse({ file: 'svc' })).rejects.toMatchObject({ code: 'KLN0702', message: 'cannot read Dockerfile svc: it is a directory', hint: '-f names the file itself: -f svc/Dockerfile' });
+});
+
+describe('--platform', () => {
+  // buildx's --platform is a string array: each flag adds its platforms (platformutil.Parse of all of them)
+  test('is repeatable, as buildx: the values of every --platform make one list', async () => {
+    let stderr = '';
+    const cliIo: CliIo = { ...io(), stderr: { write: (c: string | Uint8Array) => (stderr += String(c)) }, env: { KILN_ROOT: join(cwd, 'root') } };
+    // an empty last entry fails before anything is built, and the message shows the joined list
+    const code = await main(['node', 'kiln', 'build', '--platform', 'linux/amd64', '--platform', 'linux/arm64,', cwd], cliIo);
+    expect(code).toBe(1);
+    expect(stderr).toContain('--platform "linux/amd64,linux/arm64,": an empty platform in the list');
+  });
 });
