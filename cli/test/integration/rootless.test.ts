@@ -1,6 +1,7 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileCli, kilnBin, makeSandbox, requireTools, type KilnSandbox } from './build-helpers.js';
 
@@ -58,13 +59,17 @@ interface Run {
 }
 
 /** The real CLI as the test user (setpriv: its uid, gid and groups alone), in `cwd`. */
-function kilnAsUser(args: readonly string[], cwd: string): Promise<Run> {
+function spawnAsUser(args: readonly string[], cwd: string, env: Record<string, string> = { KILN_DAEMON: '0' }): ChildProcessByStdio<null, null, Readable> {
+  return spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--', process.execPath, kilnBin, ...args], {
+    cwd,
+    env: { PATH: sb.path, HOME: sb.dir, LANG: 'C', ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+function kilnAsUser(args: readonly string[], cwd: string, env?: Record<string, string>): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--', process.execPath, kilnBin, ...args], {
-      cwd,
-      env: { PATH: sb.path, HOME: sb.dir, KILN_DAEMON: '0', LANG: 'C' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawnAsUser(args, cwd, env);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
@@ -182,5 +187,29 @@ describe('rootless kiln: kiln build as a non-root user', () => {
       .find((st) => st !== undefined);
     expect(g?.uid).toBe(SUB + 1233);
     expect(g?.gid).toBe(SUB + 1233);
+  });
+
+  test('kiln daemon started by the user serves from inside its namespace; the client needs none', async () => {
+    const run = join(sb.dir, 'run');
+    mkdirSync(run, { mode: 0o700 });
+    chownTree(run);
+    const env = { KILN_HOST: `unix://${join(run, 'kilnd.sock')}` };
+    const daemon = spawnAsUser(['daemon', '--root', sb.root], sb.dir, env);
+    let log = '';
+    daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
+    try {
+      await expect.poll(() => log, { timeout: 30_000, interval: 100 }).toMatch(/serving /);
+      const r = await kilnAsUser(['build', 'ctx', '--root', sb.root, '--progress', 'plain', '-o', 'type=local,dest=out-daemon'], sb.dir, env);
+      expect(r.code).toBe(0);
+      expect(log).toMatch(/build: client pid \d+ → exit 0/);
+      expect(readFileSync(join(sb.dir, 'out-daemon', 'id'), 'utf8')).toBe('0\n');
+      expect(lstatSync(join(sb.dir, 'out-daemon', 'g')).uid).toBe(uid);
+    } finally {
+      // to the launcher's pid: it hands SIGTERM to the daemon inside
+      daemon.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(log).toMatch(/SIGTERM: stopping/);
   });
 });
