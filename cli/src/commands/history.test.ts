@@ -77,6 +77,17 @@ describe('kiln history', () => {
     expect(unknown.stderr).toBe('kiln: error KLN0930: no build record "nosuchbuild"\nhint: list the recorded builds with kiln history ls (kept: the last 50, and every build of the last 48 h)\n');
   });
 
+  test('typo tour 4: buildx-only history commands are refused with what kiln has (were commander\'s "unknown command" / "too many arguments")', async () => {
+    const r = root();
+    for (const argv of [['export', '^0', '-o', 'x.dockerbuild'], ['trace'], ['inspect', 'attachment', '^0', '--type', 'sbom']]) {
+      const res = await kiln(['history', ...argv, '--root', r]);
+      expect(res.code, argv.join(' ')).toBe(1);
+      expect(res.stderr, argv.join(' ')).toMatch(/^kiln: error KLN0931: kiln history (export|trace) is not supported|^kiln: error KLN0931: kiln history has no attachments/);
+    }
+    expect((await kiln(['history', 'inspect', 'a', 'b', '--root', r])).stderr).toContain('kiln history inspect takes one BUILD ID (got also "b")');
+    expect((await kiln(['history', 'inspect', '--fromat', 'json', '--root', r])).stderr).toContain('unknown option "--fromat" of kiln history inspect');
+  });
+
   test('logs replays the stored log (plain by default, rawjson as stored); a record without a log is KLN0933', async () => {
     const r = root();
     const s = new HistoryStore(r);

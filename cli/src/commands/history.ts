@@ -46,7 +46,20 @@ export function registerHistory(program: Command, io: CliIo, deps: HistoryDeps =
     .argument('[ref]', 'BUILD ID (or a unique prefix), or ^N: the Nth build before the latest (default: the latest)')
     .addOption(new Option('--format <format>', 'pretty or json').default('pretty'))
     .option('--root <dir>', 'kiln state directory')
-    .action(async (ref: string | undefined, flags: { format: string; root?: string }) => {
+    // buildx's `history inspect attachment REF [DIGEST] --type …` is answered below, not with
+    // commander's "too many arguments" / "unknown option '--type'"
+    .allowExcessArguments(true)
+    .allowUnknownOption(true)
+    .action(async (ref: string | undefined, flags: { format: string; root?: string }, cmd: Command) => {
+      if (ref === 'attachment') {
+        throw new HistoryError('KLN0931', 'kiln history has no attachments: provenance and SBOM attestations are not kept in the record', {
+          hint: 'they travel with the image: kiln imagetools inspect REF shows an exported image\'s attestation manifests',
+        });
+      }
+      const option = cmd.args.find((a) => a.startsWith('-'));
+      if (option !== undefined) throw new HistoryError('KLN0931', `unknown option "${option}" of kiln history inspect`, { hint: 'kiln history inspect [REF] [--format pretty|json] [--root DIR]' });
+      const extra = cmd.args[1];
+      if (extra !== undefined) throw new HistoryError('KLN0931', `kiln history inspect takes one BUILD ID (got also "${extra}")`, { hint: 'kiln history inspect [REF] [--format pretty|json] [--root DIR]' });
       const format = checkFormat(flags.format, ['pretty', 'json']);
       const { record } = await store(flags.root).find(ref);
       io.stdout.write(format === 'json' ? `${JSON.stringify(jsonView(record, alive), null, 2)}\n` : formatInspect(record, { now: now(), alive }));
@@ -65,6 +78,24 @@ export function registerHistory(program: Command, io: CliIo, deps: HistoryDeps =
       const found = await s.find(ref);
       await replay(s, found, mode, io, alive);
     });
+  // buildx's other history commands: a refusal that says what kiln has instead of "unknown command"
+  const buildxOnly: Readonly<Record<string, string>> = {
+    export: 'a Docker Desktop build bundle',
+    import: 'importing Docker Desktop build bundles',
+    open: 'opening a build in Docker Desktop',
+    trace: 'OpenTelemetry traces of a build',
+  };
+  for (const [name, what] of Object.entries(buildxOnly)) {
+    history
+      .command(name, { hidden: true })
+      .allowExcessArguments(true)
+      .allowUnknownOption(true)
+      .action(() => {
+        throw new HistoryError('KLN0931', `kiln history ${name} is not supported (${what}, as buildx has it)`, {
+          hint: 'kiln history inspect REF --format json and kiln history logs REF give a build\'s record and its progress log',
+        });
+      });
+  }
   history
     .command('rm')
     .description('remove build records')
