@@ -134,7 +134,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--source-policy-file <file>', 'source policy (JSON): allow, deny or convert the images, git and http sources of the build (default: $EXPERIMENTAL_BUILDKIT_SOURCE_POLICY)')
     .option('--check', 'run the build checks only (no build): print each finding with its lines; exit 1 if any (--call=check)')
-    .option('--call <request>', 'what the frontend does: build (default), check (as --check), outline (the build args, secrets and ssh ids the target takes) or targets (list the stages); ,format=json prints the frontend\'s JSON')
+    .option('--call <request>', 'what the frontend does: build (default), check (as --check), outline (the build args, secrets and ssh ids the target takes) or targets (list the stages); ,format=json prints the frontend\'s JSON; ,ignorestatus=true exits 0 whatever the answer\'s status')
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option(
@@ -480,7 +480,7 @@ export async function parseFlags(context: string, flags: BuildFlags, io: CliIo, 
     // a .ts build file selects the TypeScript DSL frontend unless --frontend says otherwise
     ...(flags.frontend !== undefined ? { frontend: flags.frontend } : dockerfile?.endsWith('.ts') === true ? { frontend: TS_FRONTEND } : {}),
     ...(flags.parallelism === undefined ? {} : { parallelism: flags.parallelism }),
-    ...(call === undefined ? {} : { call: call.name, ...(call.format === undefined ? {} : { callFormat: call.format }) }),
+    ...(call === undefined ? {} : { call: call.name, ...(call.format === undefined ? {} : { callFormat: call.format }), ...(call.ignoreStatus === true ? { callIgnoreStatus: true as const } : {}) }),
     ...runFlags(flags),
     ...(await cacheFlags(flags, io)),
     ...(attestations.provenance === undefined && attestations.sbom === undefined ? {} : { attestations }),

@@ -103,6 +103,8 @@ export interface BuildRequest {
   readonly call?: CallName;
   /** `--call=…,format=json`: print the frontend's `result.json` instead of text. */
   readonly callFormat?: 'json';
+  /** `--call=…,ignorestatus=true`: the answer's `result.statuscode` does not fail the command. */
+  readonly callIgnoreStatus?: true;
   /** `--cache-to` destinations, exported after the outputs. */
   readonly cacheTo?: readonly CacheExportSpec[];
   /** `--cache-from` sources, loaded before the build (an unusable one is a warning). */
@@ -305,7 +307,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
       })
       .finally(output.done);
     if (req.call !== undefined) {
-      const answer = callAnswer({ name: req.call, ...(req.callFormat === undefined ? {} : { format: req.callFormat }) }, result.metadata);
+      const answer = callAnswer({ name: req.call, ...(req.callFormat === undefined ? {} : { format: req.callFormat }), ...(req.callIgnoreStatus === true ? { ignoreStatus: true as const } : {}) }, result.metadata);
       if (answer === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not answer --call=${req.call}${req.callFormat === undefined ? '' : `,format=${req.callFormat}`}`, { hint: 'build without --call' });
       return { frontend: result.frontend, exports: [], call: answer };
     }

@@ -17,7 +17,8 @@ describe('--call values (buildx ParsePrintFunc)', () => {
   test('an unknown call, field or format, two names, or --check with another call are KLN0702 naming the value and the choices', () => {
     expect(() => parseCall('outlines')).toThrow(/unknown --call "outlines": the calls are build, check, outline, targets/);
     expect(() => parseCall('outline,format=yaml')).toThrow(/invalid --call format "yaml": the formats are json/);
-    expect(() => parseCall('outline,fmt=json')).toThrow(/invalid --call field "fmt=json" in "outline,fmt=json"/);
+    expect(() => parseCall('outline,fmt=json')).toThrow(/invalid --call field "fmt=json" in "outline,fmt=json": the fields are format and ignorestatus/);
+    expect(() => parseCall('check,ignorestatus=yes')).toThrow(/invalid --call ignorestatus value "yes": true or false/);
     expect(() => parseCall('outline,targets')).toThrow(/names two calls \(outline, targets\)/);
     expect(() => parseCall('outline', true)).toThrow(/--check cannot be used with --call=outline/);
     try {
@@ -26,6 +27,15 @@ describe('--call values (buildx ParsePrintFunc)', () => {
       expect((e as { code?: string }).code).toBe('KLN0702');
     }
   });
+});
+
+test('ignorestatus=BOOL (Go ParseBool), as buildx ParseCallFunc: the answer\'s status code then fails nothing', () => {
+  expect(parseCall('check,ignorestatus=true')).toEqual({ name: 'check', ignoreStatus: true });
+  expect(parseCall('ignorestatus=1', true)).toEqual({ name: 'check', ignoreStatus: true });
+  expect(parseCall('outline,format=json,ignorestatus=false')).toEqual({ name: 'outline', format: 'json' });
+  // buildx printResult: `!f.IgnoreStatus` guards the result.statuscode exit
+  expect(callAnswer({ name: 'check', ignoreStatus: true }, meta({ 'result.txt': 'WARNING: x\n', 'result.statuscode': '1' }))).toEqual({ text: 'WARNING: x\n', failed: false });
+  expect(callAnswer({ name: 'check' }, meta({ 'result.txt': 'WARNING: x\n', 'result.statuscode': '1' }))).toEqual({ text: 'WARNING: x\n', failed: true });
 });
 
 describe('what a call prints (buildx printResult)', () => {

@@ -16,6 +16,15 @@ export const CALL_FORMATS = ['json'] as const;
 export interface CallSpec {
   readonly name: CallName;
   readonly format?: (typeof CALL_FORMATS)[number];
+  /** `ignorestatus=true`: exit 0 whatever `result.statuscode` says (buildx's printResult). */
+  readonly ignoreStatus?: true;
+}
+
+/** Go's strconv.ParseBool, as buildx reads `ignorestatus=`. */
+function goBool(v: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
 }
 
 /** The `requestid` frontend option of each call. */
@@ -30,7 +39,8 @@ export function parseCall(value: string | undefined, check = false, flag = '--ca
   if (value === undefined || value === '') return check ? { name: 'check' } : undefined;
   let name: string | undefined;
   let format: string | undefined;
-  const usage = `${flag}=NAME[,format=json] with NAME one of ${CALLS.join(', ')}`;
+  let ignoreStatus = false;
+  const usage = `${flag}=NAME[,format=json][,ignorestatus=true] with NAME one of ${CALLS.join(', ')}`;
   for (const field of value.split(',')) {
     const eq = field.indexOf('=');
     if (eq < 0) {
@@ -39,7 +49,13 @@ export function parseCall(value: string | undefined, check = false, flag = '--ca
       continue;
     }
     const key = field.slice(0, eq).trim();
-    if (key !== 'format') throw new EngineError('KLN0702', `invalid ${flag} field ${JSON.stringify(field)} in ${JSON.stringify(value)}: the only field is format`, { hint: `use ${usage}` });
+    if (key === 'ignorestatus') {
+      const b = goBool(field.slice(eq + 1).trim());
+      if (b === undefined) throw new EngineError('KLN0702', `invalid ${flag} ignorestatus value ${JSON.stringify(field.slice(eq + 1))}: true or false`, { hint: `use ${usage}` });
+      ignoreStatus = b;
+      continue;
+    }
+    if (key !== 'format') throw new EngineError('KLN0702', `invalid ${flag} field ${JSON.stringify(field)} in ${JSON.stringify(value)}: the fields are format and ignorestatus`, { hint: `use ${usage}` });
     format = field.slice(eq + 1).trim();
   }
   if (format !== undefined && format !== '' && !(CALL_FORMATS as readonly string[]).includes(format)) {
@@ -50,11 +66,12 @@ export function parseCall(value: string | undefined, check = false, flag = '--ca
     throw new EngineError('KLN0702', `unknown ${flag} ${JSON.stringify(n)}: the calls are ${CALLS.join(', ')}`, { hint: `use ${usage}` });
   }
   if (check && n !== 'check' && n !== 'build') throw new EngineError('KLN0702', `--check cannot be used with ${flag}=${n}: --check is ${flag}=check`, { hint: 'drop one of them' });
-  if (n === 'build') return check ? { name: 'check' } : undefined;
-  return { name: n as CallName, ...(format === 'json' ? { format: 'json' as const } : {}) };
+  const ignore = ignoreStatus ? { ignoreStatus: true as const } : {};
+  if (n === 'build') return check ? { name: 'check', ...ignore } : undefined;
+  return { name: n as CallName, ...(format === 'json' ? { format: 'json' as const } : {}), ...ignore };
 }
 
-/** The text a call prints, and whether it exits 1 (`result.statuscode` other than 0). */
+/** The text a call prints, and whether it exits 1 (`result.statuscode` other than 0, unless `ignorestatus=true`). */
 export interface CallAnswer {
   readonly text: string;
   readonly failed: boolean;
@@ -74,7 +91,7 @@ export function callAnswer(call: CallSpec, metadata: ReadonlyMap<string, Uint8Ar
   const json = get('result.json');
   const txt = get('result.txt');
   const status = get('result.statuscode');
-  const failed = status !== undefined && status.trim() !== '0';
+  const failed = call.ignoreStatus !== true && status !== undefined && status.trim() !== '0';
   if (call.format === 'json') return json === undefined ? undefined : { text: `${json}\n`, failed };
   const version = get('version');
   const known = version === undefined || version === '' || compareVersions(version, '1.0.0') <= 0;
