@@ -71,6 +71,9 @@ describe('parseRecordFilters', () => {
     // `kiln prune --filter "$F"` with F unset must not become a prune of everything.
     ['', /invalid --filter "": expected KEY=VALUE/],
     [' , ', /invalid --filter " , ": expected KEY=VALUE/],
+    // typo tour 4: buildx refuses these; kiln kept the longer duration without a word
+    ['until=24h,until=1h', /filters expect only one value: until is given twice/],
+    ['until=24h,unused-for=1h', /conflicting filters "until" and "unused-for"/],
   ] as const)('rejects %s', ([f, msg]) => {
     expect(() => parseRecordFilters([f])).toThrow(expect.objectContaining({ code: 'KLN0707', message: expect.stringMatching(msg) }));
   });

@@ -55,11 +55,13 @@ interface Selector {
  * `type` (a record type, {@link RECORD_TYPES}), `id` (`=` matches as a regular expression, as
  * buildx turns `id=` into `id~=`), `description`. All selectors must match, except that several
  * `type=` selectors are alternatives (any of the types). `keepDuration` (buildctl
- * `--keep-duration`) combines with `until`: the longer one wins.
+ * `--keep-duration`) combines with `until`: the longer one wins. `until` (or `unused-for`) is
+ * given once, as buildx requires.
  */
 export function parseRecordFilters(filters: readonly string[], keepDuration?: string): RecordSelection {
   let keep = keepDuration === undefined ? undefined : parseGoDuration(keepDuration, '--keep-duration');
   const selectors: Selector[] = [];
+  let ageKey: string | undefined;
   // A blank value (`--filter "$F"` with F unset) selects nothing, not everything.
   const blank = filters.find((f) => f.split(',').every((p) => p.trim() === ''));
   if (blank !== undefined) throw new EngineError('KLN0707', `invalid --filter "${blank}": expected KEY=VALUE`, { hint: 'e.g. until=24h, type=exec.cachemount, description~=apt' });
@@ -72,6 +74,14 @@ export function parseRecordFilters(filters: readonly string[], keepDuration?: st
     const value = m[3] ?? '';
     if (key === 'until' || key === 'unused-for') {
       if (op !== '==') throw bad(`${key} takes "=" only`, 'e.g. until=24h');
+      // buildx refuses a second value ("filters expect only one value") and the two spellings
+      // together ("conflicting filters"); kiln kept the longer of them without a word
+      if (ageKey !== undefined) {
+        throw ageKey === key
+          ? bad(`filters expect only one value: ${key} is given twice`, `give one ${key}=DURATION`)
+          : bad(`conflicting filters "until" and "unused-for"`, 'unused-for is the older name of until: give one of them');
+      }
+      ageKey = key;
       const d = parseGoDuration(value, `--filter ${key}`);
       keep = Math.max(keep ?? 0, d);
       continue;
