@@ -212,4 +212,14 @@ describe('rootless kiln: kiln build as a non-root user', () => {
     expect(await exited).toBe(0);
     expect(log).toMatch(/SIGTERM: stopping/);
   });
+
+  test('a root built with a range is refused once the range is gone: its files would change owners', async () => {
+    setRanges([], []);
+    const r = await kilnAsUser(['build', 'ctx', '--root', sb.root, '--progress', 'plain'], sb.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `kiln: error KLN0890: cannot use the kiln root ${sb.root}: its snapshots were made with the uid map 0:${uid}:1,1:${SUB}:${SUB_COUNT}, and kiln's user namespace now has 0:${uid}:1 (inside:host:count): their files would change owners\n` +
+        `hint: give ${USER} that range again in /etc/subuid and /etc/subgid, or use another root (--root DIR); kiln prune --all with the old range empties this one\n`,
+    );
+  });
 });

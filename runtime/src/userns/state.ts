@@ -70,3 +70,36 @@ export function usernsState(): UsernsState | undefined {
 export function callerUid(): number | undefined {
   return usernsState()?.hostUid ?? process.getuid?.();
 }
+
+/** One line of a `/proc/PID/uid_map`: `count` ids from `inside` are `outside` … on the host. */
+export interface IdMapLine {
+  readonly inside: number;
+  readonly outside: number;
+  readonly count: number;
+}
+
+/** Parses `/proc/PID/uid_map` (or gid_map) text; malformed lines are skipped. Pure. */
+export function parseIdMap(text: string): IdMapLine[] {
+  const out: IdMapLine[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/).map(Number);
+    if (f.length === 3 && f.every((n) => Number.isInteger(n) && n >= 0)) out.push({ inside: f[0] as number, outside: f[1] as number, count: f[2] as number });
+  }
+  return out;
+}
+
+/**
+ * Whether every id `before` maps is mapped to the same host id by `now`: files a kiln root's
+ * snapshots got under `before` then keep their owners under `now` (one id → a range is fine;
+ * a range → one id, or another range, is not). Pure.
+ */
+export function idMapCovers(now: readonly IdMapLine[], before: readonly IdMapLine[]): boolean {
+  return before.every((b) => {
+    for (let id = b.inside; id < b.inside + b.count; ) {
+      const l = now.find((n) => id >= n.inside && id < n.inside + n.count);
+      if (l === undefined || l.outside - l.inside !== b.outside - b.inside) return false;
+      id = l.inside + l.count;
+    }
+    return true;
+  });
+}

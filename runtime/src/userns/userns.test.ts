@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { imagePath, unmappedOwnerError } from './errors.js';
 import { rootlessProcessIds } from './exec.js';
-import { mappedIds, parseUsernsEnv, type UsernsState } from './state.js';
+import { idMapCovers, mappedIds, parseIdMap, parseUsernsEnv, type UsernsState } from './state.js';
 
 const single: UsernsState = { mode: 'single', hostUid: 1000, hostGid: 1000, user: 'alice', ids: 1 };
 const ranged: UsernsState = { mode: 'ranged', hostUid: 1000, hostGid: 1000, user: 'alice', ids: 65537 };
@@ -20,6 +20,32 @@ describe('userns state', () => {
   test('ids a uid_map maps', () => {
     expect(mappedIds('         0       1000          1\n         1     200000      65536\n')).toBe(65537);
     expect(mappedIds('         0       1000          1\n')).toBe(1);
+  });
+});
+
+describe('idMapCovers (may a root made under one mapping be used under another)', () => {
+  const single = parseIdMap('         0       1000          1\n');
+  const ranged = parseIdMap('         0       1000          1\n         1     200000      65536\n');
+  test('parses uid_map lines', () => {
+    expect(ranged).toEqual([
+      { inside: 0, outside: 1000, count: 1 },
+      { inside: 1, outside: 200000, count: 65536 },
+    ]);
+    expect(parseIdMap('x y z\n\n')).toEqual([]);
+  });
+  test('same map, or more ids with the old ones where they were: yes', () => {
+    expect(idMapCovers(ranged, ranged)).toBe(true);
+    expect(idMapCovers(ranged, single)).toBe(true);
+    expect(idMapCovers(parseIdMap('0 1000 1\n1 200000 100000\n'), ranged)).toBe(true);
+  });
+  test('fewer ids, or the same ids elsewhere on the host: no', () => {
+    expect(idMapCovers(single, ranged)).toBe(false);
+    expect(idMapCovers(parseIdMap('0 1000 1\n1 300000 65536\n'), ranged)).toBe(false);
+    expect(idMapCovers(parseIdMap('0 1000 1\n1 200000 1000\n'), ranged)).toBe(false);
+    expect(idMapCovers(parseIdMap('0 1001 1\n'), single)).toBe(false);
+  });
+  test('a range split over two lines at the same offset still covers', () => {
+    expect(idMapCovers(parseIdMap('0 1000 1\n1 200000 10\n11 200010 65526\n'), ranged)).toBe(true);
   });
 });
 
