@@ -1,6 +1,11 @@
 import { describe, expect, test } from 'vitest';
 import { RegistryTransport } from './transport.js';
 
+/** Resolves once `cond` holds (polled: no fixed delay to be too short on a loaded machine). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 2));
+}
+
 /** A registry double: bearer auth whose tokens the test can revoke. */
 function registry() {
   let issued = 0;
@@ -70,7 +75,7 @@ describe('RegistryTransport token service failures', () => {
     });
     const first = new AbortController();
     const pending = t.request('127.0.0.1:9', { ...req, signal: first.signal });
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => asked.length === 1);
     first.abort(new Error('interrupted'));
     await expect(pending).rejects.toThrow('interrupted');
     expect(asked[0]?.aborted).toBe(true);
@@ -93,7 +98,7 @@ describe('RegistryTransport token service failures', () => {
     });
     const leaving = new AbortController();
     const a = t.request('127.0.0.1:9', { ...req, signal: leaving.signal });
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => fetches === 1);
     // b comes once the challenge is known and a's token fetch is under way: it waits for that one
     const b = t.request('127.0.0.1:9', req);
     await new Promise((r) => setTimeout(r, 20));
@@ -108,7 +113,7 @@ describe('RegistryTransport token service failures', () => {
     let answer: ((r: Response) => void) | undefined;
     const t = new RegistryTransport({ fetch: challenged(() => new Promise<Response>((resolve) => (answer = resolve))) });
     const a = t.request('127.0.0.1:9', req);
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => answer !== undefined);
     const joining = new AbortController();
     const b = t.request('127.0.0.1:9', { ...req, signal: joining.signal });
     await new Promise((r) => setTimeout(r, 20));
