@@ -28,7 +28,8 @@ function formatMap(map: readonly IdMapLine[]): string {
  * A rootless root's snapshot files carry the host ids of the mapping they were made under, kept
  * in `<root>/engine/userns-map` (uid_map and gid_map). A later mapping that gives one of those
  * ids another host id, or none (the user's /etc/subuid range removed or changed), would read
- * them as other owners or nobody, and build images with wrong owners: refused (KLN0890). A
+ * them as other owners or nobody: RUN steps then fail on them (chmod: Operation not permitted
+ * on busybox's /home/app) and copies cannot keep their owners. Refused (KLN0890). A
  * mapping that only adds ids (one id, then a range) is recorded and used.
  */
 async function checkIdMapping(root: string, ns: UsernsState): Promise<void> {
