@@ -16,7 +16,7 @@ describe('rootless launcher: why no user namespace can be made', () => {
     const ranged = { mode: 'ranged', uids: { start: 100000, count: 65536 }, gids: { start: 200000, count: 10 } } as const;
     expect(namespaceHint(ranged, sysctls({ '/proc/sys/kernel/apparmor_restrict_unprivileged_userns': '1\n' }))).toMatch(/^AppArmor restricts/);
     expect(namespaceHint(ranged, sysctls({}))).toBe(
-      'newuidmap/newgidmap refused the ranges 100000+65536 (/etc/subuid) and 200000+10 (/etc/subgid): check that they are setuid root (uidmap package) and that the ranges belong to this user',
+      'newuidmap/newgidmap refused the ranges 100000+65536 (/etc/subuid) and 200000+10 (/etc/subgid): check that they are setuid root (uidmap package) and that the ranges belong to this user; mapping a range needs unshare from util-linux 2.38 or later (--map-users)',
     );
     expect(namespaceHint({ mode: 'single', why: '' }, sysctls({}))).toMatch(/^unprivileged user namespaces may be disabled/);
   });

@@ -161,7 +161,7 @@ export function namespaceHint(plan: UsernsPlan, read: SmallFileReader = readSmal
     return 'AppArmor restricts unprivileged user namespaces here (kernel.apparmor_restrict_unprivileged_userns = 1): allow them for unshare with an AppArmor profile, or run kiln as root';
   }
   if (plan.mode === 'ranged') {
-    return `newuidmap/newgidmap refused the ranges ${plan.uids.start}+${plan.uids.count} (/etc/subuid) and ${plan.gids.start}+${plan.gids.count} (/etc/subgid): check that they are setuid root (uidmap package) and that the ranges belong to this user`;
+    return `newuidmap/newgidmap refused the ranges ${plan.uids.start}+${plan.uids.count} (/etc/subuid) and ${plan.gids.start}+${plan.gids.count} (/etc/subgid): check that they are setuid root (uidmap package) and that the ranges belong to this user; mapping a range needs unshare from util-linux 2.38 or later (--map-users)`;
   }
   return 'unprivileged user namespaces may be disabled (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone) or blocked by a seccomp profile of this container; or run kiln as root';
 }
