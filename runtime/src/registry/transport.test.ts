@@ -37,6 +37,28 @@ describe('RegistryTransport bearer tokens', () => {
   });
 });
 
+test('a 401 to a request sent without a token drops no token: parallel first requests ask the token service once', async () => {
+  let issued = 0;
+  let unauthenticated = 0;
+  const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  const fetch = (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    if (new URL(String(input)).pathname === '/token') {
+      issued++;
+      await delay(40);
+      return new Response(JSON.stringify({ token: 'ok', expires_in: 300 }), { status: 200 });
+    }
+    if (new Headers(init?.headers).get('authorization') === 'Bearer ok') return new Response('{}', { status: 200 });
+    // the first requests' 401s arrive while the first token fetch is under way
+    await delay(10 * unauthenticated++);
+    return new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://127.0.0.1:9/token",service="reg"' } });
+  }) as typeof globalThis.fetch;
+  const t = new RegistryTransport({ fetch });
+  const req = { method: 'GET', url: '/v2/a/manifests/1', scopes: ['repository:a:pull'] } as const;
+  const res = await Promise.all([1, 2, 3].map(() => t.request('127.0.0.1:9', req)));
+  expect(res.map((r) => r.status)).toEqual([200, 200, 200]);
+  expect(issued).toBe(1);
+});
+
 describe('RegistryTransport token service failures', () => {
   /** A registry whose token service answers with `token`'s result. */
   const challenged = (token: (init?: RequestInit) => Promise<Response>) =>

@@ -168,7 +168,8 @@ export class RegistryTransport {
           const st = this.hostAuth(domain);
           st.challenge = challenge;
           // The rejected token is this identity's for these scopes (the cache key of authorization()).
-          st.tokens.delete(`${scopeKey(req.scopes)}|${credentialIdentity(await this.opts.credentials?.(domain))}`);
+          // A request sent without one rejected none: the token a parallel request is fetching stays.
+          if (authz !== undefined) st.tokens.delete(`${scopeKey(req.scopes)}|${credentialIdentity(await this.opts.credentials?.(domain))}`);
           authRetried = true;
           continue;
         }
