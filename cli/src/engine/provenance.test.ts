@@ -248,3 +248,29 @@ test('filterImagePlatforms: an image resolved for every platform counts for its 
   expect(filterImagePlatforms(images, [amd64, arm64], amd64).map((i) => i.digest)).toEqual(['sha256:a', 'sha256:c']);
   expect(filterImagePlatforms(images, [amd64], amd64)).toHaveLength(3);
 });
+
+test('mode=max: a proxy URL with credentials (build arg and the exec step proxy env) shows without them', async () => {
+  const def = await image(`busybox@${DIGEST}`)
+    .run({ args: ['/bin/sh', '-c', 'true'], proxy: { httpsProxy: 'http://carol:s3cr3t@proxy.local:3128', noProxy: 'internal' } })
+    .root()
+    .marshal({ platform: 'linux/amd64' });
+  const opts = new Map([
+    ['build-arg:HTTPS_PROXY', 'http://carol:s3cr3t@proxy.local:3128'],
+    ['build-arg:no_proxy', 'internal'],
+    ['build-arg:VERSION', 'http://not:a-proxy@example.com'],
+  ]);
+  const bytes = provenancePredicate(capture(def, { frontendOpts: opts, resolvedImages: [] }), { mode: 'max' }, inputs(def));
+  const text = Buffer.from(bytes).toString('utf8');
+  expect(text.includes('s3cr3t'), 's3cr3t').toBe(false);
+  expect(text.includes('carol'), 'carol').toBe(false);
+  const p = parse(bytes);
+  // Only the proxy args: another arg is the user's value as given (as BuildKit records it).
+  expect(((p['invocation'] as Json)['parameters'] as Json)['args']).toEqual({
+    'build-arg:HTTPS_PROXY': 'http://xxxxx:xxxxx@proxy.local:3128',
+    'build-arg:VERSION': 'http://not:a-proxy@example.com',
+    'build-arg:no_proxy': 'internal',
+  });
+  const steps = (p['buildConfig'] as Json)['llbDefinition'] as { op: { Op?: { exec?: { meta?: { proxy_env?: Json } } } } }[];
+  const proxyEnv = steps.map((s) => s.op.Op?.exec?.meta?.proxy_env).find((e) => e !== undefined);
+  expect(proxyEnv).toEqual({ https_proxy: 'http://xxxxx:xxxxx@proxy.local:3128', no_proxy: 'internal' });
+});

@@ -240,8 +240,9 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
     configSource['entryPoint'] = filename;
     args.delete('filename');
   }
-  // Named contexts are sources as the main context is: their URL credentials go (BuildKit keeps them here).
-  for (const [k, v] of args) if (k.startsWith('context:')) args.set(k, redactCredentials(v));
+  // Named contexts are sources as the main context is: their URL credentials go (BuildKit keeps them
+  // here). So do a proxy's (`--build-arg HTTPS_PROXY=http://user:pass@…`), which BuildKit keeps too.
+  for (const [k, v] of args) if (k.startsWith('context:') || PROXY_ARGS.has(k)) args.set(k, redactCredentials(v));
   const vcs = new Map<string, string>();
   for (const [k, v] of [...args]) {
     if (!k.startsWith('vcs:')) continue;
@@ -371,7 +372,7 @@ export function buildSteps(def: Definition): { steps: GoJsonValue[]; indexes: Ma
   const steps = order.map((d, i) => {
     const op = ops.get(d) as Op;
     const inputs = op.inputs.map((inp) => `step${indexes.get(inp.digest) ?? 0}:${inp.index}`);
-    const bare = redactedSource(withoutSessionAttrs({ ...op, inputs: [] }));
+    const bare = redactedProxyEnv(redactedSource(withoutSessionAttrs({ ...op, inputs: [] })));
     return { id: `step${i}`, op: new RawJson(opJson(bare)), inputs: inputs.length === 0 ? undefined : inputs };
   });
   return { steps, indexes };
@@ -395,6 +396,19 @@ function redactedSource(op: Op): Op {
   const fullUrl = op.source.attrs?.get('git.fullurl');
   const attrs = fullUrl === undefined || op.source.attrs === undefined ? op.source.attrs : new Map([...op.source.attrs, ['git.fullurl', redactCredentials(fullUrl)]]);
   return { ...op, source: { ...op.source, ...(identifier === undefined ? {} : { identifier }), ...(attrs === undefined ? {} : { attrs }) } };
+}
+
+/** The predefined proxy build args (dockerfile2llb's proxy ARGs), as frontend options. */
+const PROXY_ARGS: ReadonlySet<string> = new Set(
+  ['HTTP_PROXY', 'HTTPS_PROXY', 'FTP_PROXY', 'NO_PROXY', 'ALL_PROXY'].flatMap((n) => [`build-arg:${n}`, `build-arg:${n.toLowerCase()}`]),
+);
+
+/** An exec step's proxy URLs without their user and password (see {@link PROXY_ARGS}). */
+function redactedProxyEnv(op: Op): Op {
+  const proxy = op.kind === 'exec' ? op.exec.meta?.proxyEnv : undefined;
+  if (op.kind !== 'exec' || proxy === undefined || op.exec.meta === undefined) return op;
+  const redacted = Object.fromEntries(Object.entries(proxy).map(([k, v]) => [k, typeof v === 'string' ? redactCredentials(v) : v]));
+  return { ...op, exec: { ...op.exec, meta: { ...op.exec.meta, proxyEnv: redacted } } };
 }
 
 function digestMapping(indexes: ReadonlyMap<Digest, number>): Record<string, string> {
