@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import { scratch } from '@kiln/llb-core';
 import { dockerfileOutline, outline, printOutline } from './outline.js';
 import { subrequest } from './subrequests.js';
 import { tabwrite } from './subrequest-format.js';
@@ -186,6 +187,34 @@ describe('frontend.outline', () => {
     expect(await subrequest(undefined, enc('FROM scratch\n'), {}, [], 'Dockerfile')).toBeUndefined();
     const viaDispatch = await subrequest('frontend.outline', enc(BUILDX_CASE), { target: 'target', buildArgs: new Map([['BAR', '9']]) }, [], 'Dockerfile');
     expect(JSON.parse(text(viaDispatch?.metadata ?? new Map(), 'result.json')).args).toEqual([{ name: 'BAR', value: '9', location: { ranges: [{ start: { line: 9 }, end: { line: 9 } }] } }]);
+  });
+});
+
+describe('frontend.outline with --build-context', () => {
+  // BuildKit's buildDispatchStates: a stage a named context replaces is that context (no base,
+  // its FROM's args unused, its instructions never dispatched), so it asks for nothing.
+  const DF = `ARG BASE=busybox
+FROM \${BASE} AS base
+ARG SA=1
+RUN --mount=type=secret,id=s1 --mount=type=ssh true
+
+FROM busybox AS other
+ARG OTHERARG
+RUN --mount=type=secret,id=os,env=OSENV --mount=type=ssh,id=gh,required true
+
+FROM base AS final
+ARG LOCAL
+COPY --from=other / /
+`;
+  const names = (o: ReturnType<typeof dockerfileOutline>): string[][] => [o.args.map((a) => a.name), o.secrets.map((s) => s.name), o.ssh.map((s) => s.name)];
+
+  test('a replaced stage (COPY --from or FROM) contributes no args, secrets or ssh ids', async () => {
+    expect(names(dockerfileOutline(DF))).toEqual([['BASE', 'SA', 'OTHERARG', 'LOCAL'], ['s1', 'os'], ['default', 'gh']]);
+    expect(names(dockerfileOutline(DF, { namedContexts: new Map([['other', { state: scratch() }]]) }))).toEqual([['BASE', 'SA', 'LOCAL'], ['s1'], ['default']]);
+    expect(names(dockerfileOutline(DF, { namedContexts: new Map([['base', { state: scratch() }]]) }))).toEqual([['OTHERARG', 'LOCAL'], ['os'], ['gh']]);
+    // the frontend passes its --build-context names through
+    const res = await subrequest('frontend.outline', enc(DF), { namedContexts: new Map([['other', { state: scratch() }]]) }, [], 'Dockerfile');
+    expect(text(res?.metadata ?? new Map(), 'result.txt')).not.toMatch(/OTHERARG|os|gh/);
   });
 });
 

@@ -16,9 +16,10 @@ import type { Range } from './parser/ast.js';
 import { ShellLex } from './shell/lex.js';
 import { DispatchState, DispatchStates } from './convert/dispatch-state.js';
 import { NON_ENV_ARGS } from './convert/names.js';
-import { argsEnv, platformArgs, platformOptions } from './convert/platform-args.js';
+import { argsEnv, platformArgs, platformOptions, toPlatformOption } from './convert/platform-args.js';
 import type { ArgValue } from './convert/dispatch-state.js';
-import type { ConvertOptions } from './convert/options.js';
+import type { ConvertOptions, NamedContext } from './convert/options.js';
+import { lookupNamedContext } from './convert/resolve.js';
 import { toCommand, validateCircularDependency } from './convert/stage-graph.js';
 import { goBytes, goJsonIndent, pbLocation, tabwrite, type GoJsonValue } from './subrequest-format.js';
 
@@ -59,6 +60,8 @@ export interface OutlineOptions {
   /** The target platform, for the TARGET* args a FROM may expand. */
   readonly targetPlatform?: ConvertOptions['targetPlatform'];
   readonly buildPlatforms?: ConvertOptions['buildPlatforms'];
+  /** `--build-context` names: a stage one replaces runs none of its instructions (nor its FROM). */
+  readonly namedContexts?: ReadonlyMap<string, NamedContext>;
 }
 
 interface ArgInfo {
@@ -93,6 +96,7 @@ export function dockerfileOutline(dockerfile: Uint8Array | string, options: Outl
   const parsed = parseDockerfile(text, { file });
   if (parsed.stages.length === 0) throw new KilnError('KLN0508', 'dockerfile contains no stages to build', { location: { file, line: 1, column: 1 }, hint: 'add a FROM instruction' });
   const buildArgs = options.buildArgs ?? new Map<string, string>();
+  const named = options.namedContexts ?? new Map<string, NamedContext>();
   const shlex = new ShellLex(parsed.ast.escapeToken);
   const platforms = platformOptions(options.targetPlatform, options.buildPlatforms);
   const located = (e: unknown, cmd: { location: Range; node: { original: string } }): unknown => {
@@ -137,12 +141,15 @@ export function dockerfileOutline(dockerfile: Uint8Array | string, options: Outl
     const c: Capture = { allArgs: new Map(global), usedArgs: new Set(), secrets: new Map(), ssh: new Map() };
     // the meta args FROM's image and --platform name are used by the stage
     let base = stage.baseName;
+    let platform = '';
+    const used = new Set<string>();
     try {
-      for (const word of [stage.baseName, stage.platform]) {
+      for (const [word, isBase] of [[stage.baseName, true], [stage.platform, false]] as const) {
         if (word === '') continue;
         const r = shlex.processWordWithMatches(word, metaEnv);
-        for (const k of r.matched) c.usedArgs.add(k);
-        if (word === stage.baseName) base = r.result;
+        for (const k of r.matched) used.add(k);
+        if (isBase) base = r.result;
+        else platform = r.result;
       }
     } catch (e) {
       throw located(e, stage);
@@ -150,6 +157,22 @@ export function dockerfileOutline(dockerfile: Uint8Array | string, options: Outl
     const ds = new DispatchState(stage, { baseName: base, stageName: stage.name === '' ? `stage-${i}` : stage.name });
     captures.set(ds, c);
     states.add(ds);
+    // A stage a --build-context replaces is that context, as in the build (convert.ts) and
+    // BuildKit's buildDispatchStates: no base, its FROM's args unused, its instructions not run.
+    if (stage.name !== '' && named.size > 0) {
+      let p = platforms.targetPlatform;
+      try {
+        if (platform !== '') p = toPlatformOption(platform);
+      } catch {
+        // a bad --platform fails the build at this FROM; the outline looks the name up as for the target
+      }
+      if (lookupNamedContext(named, stage.name, p) !== undefined) {
+        ds.base = undefined;
+        ds.fromNamedContext = true;
+        return;
+      }
+    }
+    for (const k of used) c.usedArgs.add(k);
   });
   let target: DispatchState | undefined;
   if (options.target === undefined || options.target === '') target = states.states[states.states.length - 1];
@@ -189,7 +212,7 @@ export function dockerfileOutline(dockerfile: Uint8Array | string, options: Outl
     const env = new Map(d.base === undefined ? [] : envs.get(d.base));
     envs.set(d, env);
     const c = capture(d);
-    for (const raw of d.stage.commands) {
+    for (const raw of d.fromNamedContext ? [] : d.stage.commands) {
       if (raw.name !== 'arg' && raw.name !== 'env' && raw.name !== 'run') continue;
       const cmd: Command = expandCommand(raw, { word: (w) => shlex.processWord(w, env) }, file);
       if (cmd.name === 'env') for (const kv of cmd.env) env.set(kv.key, kv.value);

@@ -31,6 +31,7 @@ export async function subrequest(requestid: string | undefined, dockerfile: Uint
       ...(base.target === undefined ? {} : { target: base.target }),
       ...(platforms[0] === undefined ? {} : { targetPlatform: platforms[0] }),
       ...(base.buildPlatforms === undefined ? {} : { buildPlatforms: base.buildPlatforms }),
+      ...(base.namedContexts === undefined ? {} : { namedContexts: base.namedContexts }),
     });
   }
   throw new KilnError('KLN0504', `unsupported request ${requestid}`, { hint: `the Dockerfile frontend answers ${SUBREQUESTS.join(', ')}` });
