@@ -274,3 +274,17 @@ test('mode=max: a proxy URL with credentials (build arg and the exec step proxy 
   const proxyEnv = steps.map((s) => s.op.Op?.exec?.meta?.proxy_env).find((e) => e !== undefined);
   expect(proxyEnv).toEqual({ https_proxy: 'http://xxxxx:xxxxx@proxy.local:3128', no_proxy: 'internal' });
 });
+
+test('mode=max: a proxy written without a scheme (user:pass@host:port, http:// to Go and to kiln) shows without its credentials too', async () => {
+  const def = await image(`busybox@${DIGEST}`)
+    .run({ args: ['/bin/sh', '-c', 'true'], proxy: { httpProxy: 'carol:s3cr3t@proxy.local:3128' } })
+    .root()
+    .marshal({ platform: 'linux/amd64' });
+  const opts = new Map([['build-arg:http_proxy', 'carol:s3cr3t@proxy.local:3128']]);
+  const bytes = provenancePredicate(capture(def, { frontendOpts: opts, resolvedImages: [] }), { mode: 'max' }, inputs(def));
+  expect(Buffer.from(bytes).toString('utf8').includes('s3cr3t'), 's3cr3t').toBe(false);
+  const p = parse(bytes);
+  expect(((p['invocation'] as Json)['parameters'] as Json)['args']).toEqual({ 'build-arg:http_proxy': 'xxxxx:xxxxx@proxy.local:3128' });
+  const steps = (p['buildConfig'] as Json)['llbDefinition'] as { op: { Op?: { exec?: { meta?: { proxy_env?: Json } } } } }[];
+  expect(steps.map((s) => s.op.Op?.exec?.meta?.proxy_env).find((e) => e !== undefined)).toEqual({ http_proxy: 'xxxxx:xxxxx@proxy.local:3128' });
+});

@@ -242,7 +242,7 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
   }
   // Named contexts are sources as the main context is: their URL credentials go (BuildKit keeps them
   // here). So do a proxy's (`--build-arg HTTPS_PROXY=http://user:pass@…`), which BuildKit keeps too.
-  for (const [k, v] of args) if (k.startsWith('context:') || PROXY_ARGS.has(k)) args.set(k, redactCredentials(v));
+  for (const [k, v] of args) if (k.startsWith('context:') || PROXY_ARGS.has(k)) args.set(k, PROXY_ARGS.has(k) ? redactProxy(v) : redactCredentials(v));
   const vcs = new Map<string, string>();
   for (const [k, v] of [...args]) {
     if (!k.startsWith('vcs:')) continue;
@@ -403,11 +403,21 @@ const PROXY_ARGS: ReadonlySet<string> = new Set(
   ['HTTP_PROXY', 'HTTPS_PROXY', 'FTP_PROXY', 'NO_PROXY', 'ALL_PROXY'].flatMap((n) => [`build-arg:${n}`, `build-arg:${n.toLowerCase()}`]),
 );
 
+/**
+ * A proxy value without its user and password: a URL as {@link redactCredentials}, and also the
+ * form without a scheme (`user:pass@proxy:3128`), which Go's httpproxy and kiln read as http://.
+ */
+function redactProxy(v: string): string {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return redactCredentials(v);
+  const at = /^([^/?#@]*)@/.exec(v);
+  return at === null ? v : redactCredentials(`http://${v}`).slice('http://'.length);
+}
+
 /** An exec step's proxy URLs without their user and password (see {@link PROXY_ARGS}). */
 function redactedProxyEnv(op: Op): Op {
   const proxy = op.kind === 'exec' ? op.exec.meta?.proxyEnv : undefined;
   if (op.kind !== 'exec' || proxy === undefined || op.exec.meta === undefined) return op;
-  const redacted = Object.fromEntries(Object.entries(proxy).map(([k, v]) => [k, typeof v === 'string' ? redactCredentials(v) : v]));
+  const redacted = Object.fromEntries(Object.entries(proxy).map(([k, v]) => [k, typeof v === 'string' ? redactProxy(v) : v]));
   return { ...op, exec: { ...op.exec, meta: { ...op.exec.meta, proxyEnv: redacted } } };
 }
 
