@@ -26,7 +26,7 @@ import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseAttestations } from '../engine/provenance-spec.js';
 import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
 import { callerAwsContext } from '../engine/cache-s3-spec.js';
-import { fileTarget, removeMadeDirs, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
+import { checkDirectoryTarget, fileTarget, removeMadeDirs, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
 import { resultMetadata } from '../engine/result-metadata.js';
@@ -283,6 +283,9 @@ async function cacheFlags(flags: BuildFlags, io: CliIo): Promise<Pick<BuildReque
       throw new EngineError('KLN0710', `invalid --cache-to "${flags.cacheTo?.[i] ?? ''}": ${s.dest} is not a directory`, {
         hint: 'type=local,dest=DIR writes the cache as a directory (an OCI layout): name a directory, or a path that does not exist yet',
       });
+    }
+    if (s.type === 'local') {
+      await checkDirectoryTarget(s.dest, (why) => new EngineError('KLN0710', `invalid --cache-to "${flags.cacheTo?.[i] ?? ''}": ${why}`, { hint: 'name a directory you can write (it is made if missing)' }));
     }
   }
   const cacheFrom: CacheImportSpec[] = [];

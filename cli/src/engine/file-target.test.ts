@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { CliIo } from '../io.js';
-import { fileTarget } from './file-target.js';
+import { checkDirectoryTarget, fileTarget } from './file-target.js';
 import { parseOutputs } from './output-targets.js';
 
 let cwd: string;
@@ -68,4 +68,15 @@ test('the writability probe leaves nothing behind', async () => {
   expect(await readdir(join(cwd, 'dir'))).toEqual([]);
   expect((await readdir(cwd)).filter((n) => n.startsWith('.kiln-probe'))).toEqual([]);
   expect(await readdir(join(cwd, 'new'))).toEqual([]);
+});
+
+test('checkDirectoryTarget: a new directory under /proc is refused at once, nothing is made (typo tour 4: --cache-to dest=/proc/x hung at full CPU after the build)', async () => {
+  const fail = (why: string): Error => Object.assign(new Error(why), { code: 'X' });
+  await expect(checkDirectoryTarget('/proc/kiln-typo-tour/cache', fail)).rejects.toThrow('/proc does not take new directories (ENOENT)');
+  await expect(checkDirectoryTarget(join(cwd, 'file', 'sub'), fail)).rejects.toThrow(`${join(cwd, 'file')} is not a directory`);
+  // a new or existing directory in a writable place passes, and leaves nothing behind
+  await checkDirectoryTarget(join(cwd, 'fresh-typo4', 'deeper'), fail);
+  await checkDirectoryTarget(join(cwd, 'dir'), fail);
+  expect(existsSync(join(cwd, 'fresh-typo4'))).toBe(false);
+  expect(await readdir(join(cwd, 'dir'))).toEqual([]);
 });

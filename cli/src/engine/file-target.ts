@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, open, realpath, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, realpath, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { makeDirs } from './make-dirs.js';
 import { writeFileAtomic } from '@kiln/runtime';
@@ -82,6 +82,33 @@ async function checkWritable(flag: string, given: string, dir: string): Promise<
     });
   }
   await rm(probe, { force: true });
+}
+
+/**
+ * Checks, before the build and without making anything, that a directory can be written at
+ * `path` (an existing one, or a new one under its nearest existing ancestor): a probe directory
+ * is made and removed there. Node's recursive mkdir never returns under /proc, where mkdir says
+ * ENOENT although the parent exists (`--cache-to type=local,dest=/proc/x` spun at full CPU after
+ * the build, deaf to SIGTERM); `fail` gets what is wrong.
+ */
+export async function checkDirectoryTarget(path: string, fail: (why: string) => Error): Promise<void> {
+  let d = path;
+  for (;;) {
+    const st = await stat(d).catch(() => undefined);
+    if (st !== undefined) {
+      if (!st.isDirectory()) throw fail(`${d} is not a directory`);
+      break;
+    }
+    if (dirname(d) === d) return;
+    d = dirname(d);
+  }
+  const probe = join(d, `.kiln-probe-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    await mkdir(probe);
+  } catch (e) {
+    throw fail(`${d} does not take new directories (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  await rmdir(probe).catch(() => undefined);
 }
 
 /** Removes what {@link fileTarget} added to `made` that is still empty (innermost first): nothing was written there. */
