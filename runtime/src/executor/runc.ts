@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { TerminalSize } from './pty-relay.js';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
@@ -404,6 +404,7 @@ export class RuncExecutor implements Executor {
 
   #ensureState(): void {
     if (!this.#stateReady) {
+      if (this.#sharedRuntimeParent) checkPrivateRuntimeDir(this.runtimeDir);
       mkdirSync(this.#state, { recursive: true, mode: 0o700 });
       // Whose runtime dir this is: recover() of another root drops it once that root is gone.
       if (this.#sharedRuntimeParent) writeFileSync(join(this.runtimeDir, ROOT_MARKER), this.#root);
@@ -717,6 +718,28 @@ export function killQuietly(proc: ObservedProcess): boolean {
 
 /** The file in a default runtime dir that names its kiln root. */
 const ROOT_MARKER = 'root';
+
+/**
+ * Makes the default runtime dir (`/dev/shm/kiln-<hash of root>`, a name anyone can compute) or
+ * checks the one there is kiln's own: a directory of this user, closed to others. One another
+ * user made first (rootless kiln puts every user's in /dev/shm) would let them swap the bundles,
+ * runc state and shared hosts files of every RUN (config.json holds secret env values).
+ */
+function checkPrivateRuntimeDir(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const st = lstatSync(dir);
+  const uid = process.geteuid?.() ?? st.uid;
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+    const what = st.isSymbolicLink() ? 'a symbolic link' : !st.isDirectory() ? 'not a directory' : `owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}`;
+    throw new WorkerError('EXEC_FAILED', `unsafe runtime directory ${dir} (${what}): kiln keeps the RUN steps' bundles and secrets there, and makes it private to its user (mode 700)`, {
+      hint: `remove it (sudo rm -rf ${dir}) and run kiln again: another user may have made it`,
+    });
+  }
+}
 
 /**
  * Removes the default runtime dirs (`/dev/shm/kiln-<hash>`) of kiln roots that no longer exist

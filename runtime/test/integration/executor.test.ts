@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, readlink, rm, lstat, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, readdir, readlink, rm, lstat, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -449,5 +449,27 @@ describe('runc executor', () => {
     expect(await readdir(join(sb.executor.runtimeDir, 'runc'))).toEqual([]);
     expect(await readdir(join(sb.executor.runtimeDir, 'bundles'))).toEqual([`kiln-${process.pid}-00000000`]);
     await rm(live, { recursive: true });
+  });
+
+  test("a default runtime dir someone else made first (/dev/shm/kiln-<hash of root>) is refused, not used", async () => {
+    const ex = new RuncExecutor({ root: join(await mkdtemp(join(tmpdir(), 'kiln-shm-')), 'root') });
+    const req = { rootfs: await sb.snapshotter.mounts('busybox'), process: { args: ['true'], env: [] } };
+    try {
+      // open to everyone, as another user could make it before kiln's first run
+      await mkdir(ex.runtimeDir, { mode: 0o777 });
+      await chmod(ex.runtimeDir, 0o777);
+      await expect(ex.run(req)).rejects.toThrow(`unsafe runtime directory ${ex.runtimeDir} (owner uid 0, mode 777)`);
+      expect(await readdir(ex.runtimeDir)).toEqual([]);
+      // private, but another user's (nobody)
+      await chmod(ex.runtimeDir, 0o700);
+      await chown(ex.runtimeDir, 65534, 65534);
+      await expect(ex.run(req)).rejects.toThrow(`unsafe runtime directory ${ex.runtimeDir} (owner uid 65534, mode 700)`);
+      await rm(ex.runtimeDir, { recursive: true });
+      // kiln's own (made by it) is used
+      expect((await ex.run(req)).exitCode).toBe(0);
+      expect(((await lstat(ex.runtimeDir)).mode & 0o777).toString(8)).toBe('700');
+    } finally {
+      await rm(ex.runtimeDir, { recursive: true, force: true });
+    }
   });
 });
