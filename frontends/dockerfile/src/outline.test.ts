@@ -190,6 +190,13 @@ describe('frontend.outline', () => {
   });
 });
 
+describe('frontend.outline: meta ARGs declared again', () => {
+  test('ARG A=${A}x keeps what the earlier A expanded in use (buildMetaArgs merges its deps), at the last declaration', () => {
+    const o = dockerfileOutline('ARG B=1\nARG A=${B}\nARG A=${A}x\nARG C=c\nFROM busybox:${A}\n');
+    expect(o.args.map((a) => [a.name, a.value, a.location.start.line])).toEqual([['B', '1', 1], ['A', '1x', 3]]);
+  });
+});
+
 describe('frontend.outline with --build-context', () => {
   // BuildKit's buildDispatchStates: a stage a named context replaces is that context (no base,
   // its FROM's args unused, its instructions never dispatched), so it asks for nothing.

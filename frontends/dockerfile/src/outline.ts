@@ -116,10 +116,12 @@ export function dockerfileOutline(dockerfile: Uint8Array | string, options: Outl
         try {
           const r = shlex.processWordWithMatches(arg.value, argsEnv(metaArgs));
           value = r.result;
-          deps = r.matched;
+          deps = new Set(r.matched);
         } catch (e) {
           throw located(e, cmd);
         }
+        // ARG A=${A}x: A stands for what its earlier declaration used (buildMetaArgs merges the deps)
+        if (deps.delete(arg.key)) for (const k of global.get(arg.key)?.deps ?? []) deps.add(k);
       }
       metaArgs.push({ key: arg.key, value });
       global.set(arg.key, { value: value ?? '', description: arg.comment, location: cmd.location, deps });
