@@ -7,7 +7,7 @@ import { CacheStore } from '@kiln/solver';
 import type { CliIo } from '../io.js';
 import type { KilnEngine } from '../engine/engine.js';
 import type { EngineSource } from '../engine/lease.js';
-import { registerDu } from './du.js';
+import { diskUsage, registerDu } from './du.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -53,4 +53,8 @@ describe('kiln du', () => {
     store.close();
     expect(await du(root)).toContain('Reclaimable:\t3kB\nTotal:\t\t3kB\n');
   });
+});
+
+test('a root under /proc is refused at once (typo tour 4: the store\'s recursive mkdir never returned)', async () => {
+  await expect(diskUsage('/proc/kiln-typo-tour')).rejects.toMatchObject({ code: 'KLN0707', message: expect.stringContaining('cannot use the kiln root /proc/kiln-typo-tour') });
 });

@@ -6,6 +6,7 @@ import type { CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { orphanRules, type OrphanSnapshot } from '../engine/engine.js';
 import { parseRecordFilters, type RecordSelection } from '../engine/prune-filter.js';
+import { ensureRootDir } from '../engine/root-dir.js';
 
 /** One row of `kiln du`. */
 export interface UsageRow {
@@ -28,6 +29,9 @@ export interface UsageRow {
 export async function diskUsage(root: string, selection: RecordSelection = {}, openStore?: CacheStore): Promise<UsageRow[]> {
   // `kiln daemon`'s own store knows what its running builds lease (not reclaimable); a store
   // opened here cannot know another process's builds.
+  // the root made one level at a time, as the engine makes it: the store's recursive mkdir never
+  // returned for a root under /proc (kiln du --root /proc/x spun at full CPU, deaf to SIGTERM)
+  if (openStore === undefined) await ensureRootDir(root);
   const store = openStore ?? CacheStore.open({ path: join(root, 'cache', 'solver.db') });
   let records: DiskUsageRecord[];
   const orphans: UsageRow[] = [];

@@ -29,6 +29,10 @@ describe('kiln daemon --addr naming something that is not a socket', () => {
     expect((await stat(sub)).isDirectory()).toBe(true);
   });
 
+  it('refuses a socket path under /proc at once (its recursive mkdir never returned)', async () => {
+    await expect(listen('/proc/kiln-typo-tour/kilnd.sock')).rejects.toMatchObject({ code: 'KLN0709', message: expect.stringContaining('cannot listen on /proc/kiln-typo-tour/kilnd.sock: cannot create /proc/kiln-typo-tour') });
+  });
+
   it('removes a socket (a dead daemon left it) and accepts a path that does not exist', async () => {
     const sock = join(dir, 'stale.sock');
     const server = createServer();

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { RegistryHostOptions } from '@kiln/runtime';
@@ -7,6 +7,7 @@ import { configDigest, configLocation } from '../engine/config.js';
 import { kilnRoot } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
+import { makeDirs } from '../engine/make-dirs.js';
 import type { EngineSource } from '../engine/lease.js';
 import { DaemonGc } from '../engine/auto-gc.js';
 import type { GcPolicy } from '../engine/gc-policy.js';
@@ -60,7 +61,8 @@ export class KilnDaemon {
     if (await answers(opts.socket)) {
       throw new EngineError('KLN0709', `a kiln daemon already listens on ${opts.socket}`, { hint: 'stop it first, or pass --addr unix:///other/path' });
     }
-    await mkdir(dirname(opts.socket), { recursive: true, mode: 0o700 });
+    // one level at a time: a recursive mkdir never returns under /proc (--addr /proc/x/kilnd.sock hung)
+    await makeDirs(dirname(opts.socket), (why, cause) => new EngineError('KLN0709', `cannot listen on ${opts.socket}: ${why}`, { hint: 'give --addr (or KILN_HOST) a socket path in a directory you can write', ...(cause === undefined ? {} : { cause }) }), 0o700);
     await checkSocketDir(dirname(opts.socket));
     await removeStaleSocket(opts.socket);
     const engine = await KilnEngine.open({ root: opts.root, ...(opts.hosts === undefined ? {} : { registry: { hosts: opts.hosts } }) });

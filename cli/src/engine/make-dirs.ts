@@ -6,9 +6,10 @@ import { dirname } from 'node:path';
  * never returns for a path under /proc (mkdir answers ENOENT there although the parent exists,
  * and Node retries for ever; in a daemon it holds a libuv thread at 100 % CPU), and its
  * EPERM/ENOTDIR named no path. The missing directories are made one at a time; a file on the
- * way up is named (`/x/file is not a directory`). Resolves with the directories it made, outermost first.
+ * way up is named (`/x/file is not a directory`). Resolves with the directories it made, outermost first;
+ * `mode` is theirs (under the umask).
  */
-export async function makeDirs(dir: string, fail: (why: string, cause?: unknown) => Error): Promise<string[]> {
+export async function makeDirs(dir: string, fail: (why: string, cause?: unknown) => Error, mode?: number): Promise<string[]> {
   const missing: string[] = [];
   for (let d = dir; ; d = dirname(d)) {
     const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
@@ -23,7 +24,7 @@ export async function makeDirs(dir: string, fail: (why: string, cause?: unknown)
   const made: string[] = [];
   for (const d of missing.reverse()) {
     try {
-      await mkdir(d);
+      await mkdir(d, mode === undefined ? undefined : { mode });
       made.push(d);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
