@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { namespaceHint, usernsDisabled } from './reexec.js';
+import { insideEnv, namespaceHint, usernsDisabled } from './reexec.js';
 
 const sysctls = (values: Record<string, string>) => (path: string): string | undefined => values[path];
 
@@ -19,5 +19,15 @@ describe('rootless launcher: why no user namespace can be made', () => {
       'newuidmap/newgidmap refused the ranges 100000+65536 (/etc/subuid) and 200000+10 (/etc/subgid): check that they are setuid root (uidmap package) and that the ranges belong to this user; mapping a range needs unshare from util-linux 2.38 or later (--map-users)',
     );
     expect(namespaceHint({ mode: 'single', why: '' }, sysctls({}))).toMatch(/^unprivileged user namespaces may be disabled/);
+  });
+});
+
+describe('rootless launcher: the environment of kiln inside', () => {
+  test("HOME from passwd when the caller has none (inside, homedir() would be uid 0's: /root)", () => {
+    expect(insideEnv({ PATH: '/bin' }, 'single:1000:1000:alice', '/home/alice')).toEqual({ PATH: '/bin', HOME: '/home/alice', KILN_USERNS: 'single:1000:1000:alice', KILN_USERNS_READY: '3' });
+    expect(insideEnv({ HOME: '' }, 'v', '/home/alice')['HOME']).toBe('/home/alice');
+    // the caller's own HOME stays; no passwd entry: nothing to set
+    expect(insideEnv({ HOME: '/srv/h' }, 'v', '/home/alice')['HOME']).toBe('/srv/h');
+    expect(insideEnv({}, 'v', undefined)).toEqual({ KILN_USERNS: 'v', KILN_USERNS_READY: '3' });
   });
 });

@@ -99,16 +99,27 @@ export function usernsDisabled(read: SmallFileReader = readSmall): string | unde
   return undefined;
 }
 
-function loginName(): string | undefined {
+function passwdEntry(): { readonly username: string; readonly homedir: string } | undefined {
   try {
-    return userInfo().username;
+    return userInfo();
   } catch {
     return undefined; // no passwd entry (a container's arbitrary uid): subuid lines may name the uid
   }
 }
 
+/**
+ * The environment of kiln inside: the caller's, its namespace described, and HOME set from the
+ * user's passwd entry when the caller has none (cron, `env -i`, systemd): inside, Node's homedir()
+ * falls back to uid 0's entry, so the default root and config file were looked for under /root.
+ */
+export function insideEnv(env: NodeJS.ProcessEnv, value: string, passwdHome: string | undefined): NodeJS.ProcessEnv {
+  const home = env['HOME'] === undefined || env['HOME'] === '' ? passwdHome : undefined;
+  return { ...env, ...(home === undefined || home === '' ? {} : { HOME: home }), [USERNS_ENV]: value, [READY_ENV]: '3' };
+}
+
 async function launch(argv: readonly string[], env: NodeJS.ProcessEnv, uid: number, gid: number): Promise<number> {
-  const user = loginName();
+  const pw = passwdEntry();
+  const user = pw?.username;
   const who = user ?? String(uid);
   const rootless = `kiln runs rootless for ${who} (uid ${uid}): it needs a user namespace of its own`;
   const disabled = usernsDisabled();
@@ -124,7 +135,7 @@ async function launch(argv: readonly string[], env: NodeJS.ProcessEnv, uid: numb
   });
   const child = spawn(unshare, [...unshareArgs(plan), '--', process.execPath, ...process.execArgv, ...argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
-    env: { ...env, [USERNS_ENV]: usernsEnvValue(plan, uid, gid, who), [READY_ENV]: '3' },
+    env: insideEnv(env, usernsEnvValue(plan, uid, gid, who), pw?.homedir),
   });
   // Ctrl-C on a terminal reaches kiln inside too (same process group): forwarding it would be a
   // second one (kiln's "stop now"). Without a terminal, a SIGINT can only be meant for this pid.

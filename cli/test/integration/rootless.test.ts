@@ -153,6 +153,13 @@ describe('rootless kiln: kiln build as a non-root user', () => {
     expect(owned.stderr).toContain(`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${USER}`);
   });
 
+  test("without HOME (cron, env -i) the default root is under the user's passwd home, not uid 0's /root", async () => {
+    const home = sh('getent', ['passwd', USER]).split(':')[5] ?? '';
+    const r = await kilnAsUser(['du'], sb.dir, { KILN_DAEMON: '0', HOME: '' });
+    expect(r.stderr).not.toContain('/root');
+    expect(r.stderr).toContain(`${home}/.local/share/kiln`);
+  });
+
   test('a kiln root of another user is KLN0890', async () => {
     const theirs = join(sb.dir, 'root-of-root');
     mkdirSync(theirs);
