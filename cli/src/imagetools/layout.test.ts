@@ -102,4 +102,11 @@ describe('OciLayoutDir: a target that cannot be written', () => {
     await expect(asFile.writeBlob(m, [manifest])).rejects.toMatchObject({ code: 'KLN0867', message: expect.stringContaining(`oci-layout://${file}`) });
     await expect(asFile.tag(m, 'v1')).rejects.toMatchObject({ code: 'KLN0867' });
   });
+
+  test('a layout under /proc is KLN0867 at once (typo tour 4: the recursive mkdir never returned)', async () => {
+    const m = desc(manifest);
+    const proc = new OciLayoutDir('/proc/kiln-typo-tour/layout');
+    await expect(proc.writeBlob(m, [manifest])).rejects.toMatchObject({ code: 'KLN0867', message: expect.stringContaining('cannot create /proc/kiln-typo-tour') });
+    await expect(proc.tag(m, 'v1')).rejects.toMatchObject({ code: 'KLN0867' });
+  });
 });

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, type ReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AnnotationRefName, LAYOUT_INDEX_LOCK, MAX_MANIFEST_SIZE, MediaTypes, OciLayoutReader, resolveLayoutImage, siblingTempPath, withLayoutLock, writeFileAtomic, type Descriptor, type ImageIndex } from '@kiln/runtime';
+import { makeDirs } from '../engine/make-dirs.js';
 import { ImagetoolsError } from './errors.js';
 import { goJson } from './go-json.js';
 import type { LayoutLocation } from './location.js';
@@ -59,7 +60,7 @@ export class OciLayoutDir extends OciLayoutReader {
 
   private async writeBlobIn(desc: Descriptor, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, signal: AbortSignal | undefined): Promise<void> {
     const to = this.blobPath(desc);
-    await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    await this.makeDir(join(this.dir, 'blobs', 'sha256'));
     const tmp = siblingTempPath(to);
     const hash = createHash('sha256');
     let n = 0;
@@ -96,9 +97,17 @@ export class OciLayoutDir extends OciLayoutReader {
    */
   async tag(desc: Descriptor, tag: string | undefined, signal?: AbortSignal): Promise<void> {
     await this.writing(async () => {
-      await mkdir(this.dir, { recursive: true });
+      await this.makeDir(this.dir);
       await withLayoutLock(join(this.dir, LAYOUT_INDEX_LOCK), signal, () => this.tagLocked(desc, tag));
     });
+  }
+
+  /**
+   * Makes `dir` one level at a time: a recursive mkdir never returns under /proc (an
+   * `oci-layout:///proc/x` target hung at full CPU); what stops it is KLN0867 naming the layout.
+   */
+  private async makeDir(dir: string): Promise<void> {
+    await makeDirs(dir, (why, cause) => new ImagetoolsError('KLN0867', `cannot write to ${this.name}: ${why}`, { hint: 'give a directory kiln can write to', ...(cause === undefined ? {} : { cause }) }));
   }
 
   /**
