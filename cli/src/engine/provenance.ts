@@ -2,6 +2,9 @@ import { decodeOp, digestOf, MountType, NetMode, opJson, type Definition, type D
 import { digestSet, formatPlatform, imagePurl, normalizePlatform, parseReference, type Descriptor, type Platform } from '@kiln/runtime';
 import { goJson, goTime, RawJson, sortedMap, type GoJsonValue } from './provenance-json.js';
 import type { ProvenanceOptions } from './provenance-spec.js';
+import { isProxyArg, redactCredentials, redactProxy } from './url-credentials.js';
+
+export { redactCredentials } from './url-credentials.js';
 
 /** The SLSA v0.2 provenance predicate type and BuildKit's build type (slsa-definitions.md). */
 export const SLSA_PROVENANCE_V02 = 'https://slsa.dev/provenance/v0.2';
@@ -242,7 +245,7 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
   }
   // Named contexts are sources as the main context is: their URL credentials go (BuildKit keeps them
   // here). So do a proxy's (`--build-arg HTTPS_PROXY=http://user:pass@…`), which BuildKit keeps too.
-  for (const [k, v] of args) if (k.startsWith('context:') || PROXY_ARGS.has(k)) args.set(k, PROXY_ARGS.has(k) ? redactProxy(v) : redactCredentials(v));
+  for (const [k, v] of args) if (k.startsWith('context:') || isProxyArg(k)) args.set(k, isProxyArg(k) ? redactProxy(v) : redactCredentials(v));
   const vcs = new Map<string, string>();
   for (const [k, v] of [...args]) {
     if (!k.startsWith('vcs:')) continue;
@@ -320,22 +323,6 @@ export function provenancePredicate(capture: ProvenanceCapture, opts: Provenance
   return Buffer.from(goJson(predicate), 'utf8');
 }
 
-/**
- * BuildKit's urlutil.RedactCredentials (v0.11.4+, GHSA-gc89-7gcr-jxqc, applied to git and http
- * materials, the configSource URI and vcs:source): a URL's user name and password each become
- * `xxxxx`. Only the authority's userinfo is touched (up to its last `@`); a string that is not a
- * `scheme://` URL (an scp-style `git@host:path`) stays as it is.
- */
-export function redactCredentials(s: string): string {
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/.exec(s);
-  if (m === null) return s;
-  const userinfo = m[2] ?? '';
-  const colon = userinfo.indexOf(':');
-  const user = colon < 0 ? userinfo : userinfo.slice(0, colon);
-  const redacted = `${user === '' ? '' : 'xxxxx'}${colon < 0 ? '' : ':xxxxx'}`;
-  return `${m[1] ?? ''}${redacted}@${s.slice(m[0].length)}`;
-}
-
 /** RemoveInternalLayerAnnotations: what a layer descriptor keeps in the provenance. */
 function publicAnnotations(a: Readonly<Record<string, string>> | undefined): { annotations?: Record<string, string> } {
   const kept = Object.entries(a ?? {}).filter(([k]) => k !== 'containerd.io/uncompressed' && k !== 'buildkit/createdat' && !k.startsWith('containerd.io/distribution.source.'));
@@ -398,22 +385,7 @@ function redactedSource(op: Op): Op {
   return { ...op, source: { ...op.source, ...(identifier === undefined ? {} : { identifier }), ...(attrs === undefined ? {} : { attrs }) } };
 }
 
-/** The predefined proxy build args (dockerfile2llb's proxy ARGs), as frontend options. */
-const PROXY_ARGS: ReadonlySet<string> = new Set(
-  ['HTTP_PROXY', 'HTTPS_PROXY', 'FTP_PROXY', 'NO_PROXY', 'ALL_PROXY'].flatMap((n) => [`build-arg:${n}`, `build-arg:${n.toLowerCase()}`]),
-);
-
-/**
- * A proxy value without its user and password: a URL as {@link redactCredentials}, and also the
- * form without a scheme (`user:pass@proxy:3128`), which Go's httpproxy and kiln read as http://.
- */
-function redactProxy(v: string): string {
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(v)) return redactCredentials(v);
-  const at = /^([^/?#@]*)@/.exec(v);
-  return at === null ? v : redactCredentials(`http://${v}`).slice('http://'.length);
-}
-
-/** An exec step's proxy URLs without their user and password (see {@link PROXY_ARGS}). */
+/** An exec step's proxy URLs without their user and password (see {@link redactProxy}). */
 function redactedProxyEnv(op: Op): Op {
   const proxy = op.kind === 'exec' ? op.exec.meta?.proxyEnv : undefined;
   if (op.kind !== 'exec' || proxy === undefined || op.exec.meta === undefined) return op;

@@ -17,4 +17,19 @@ describe('describeBuild', () => {
       dir: '/src/x',
     });
   });
+
+  test("a proxy arg's user and password are not recorded (either case, with or without a scheme); other args are", () => {
+    const buildArgs = new Map([
+      ['HTTPS_PROXY', 'http://carol:s3cr3t@proxy.local:3128'],
+      ['http_proxy', 'carol:s3cr3t@proxy.local:3128'],
+      ['NO_PROXY', 'internal'],
+      ['TOKEN_URL', 'https://u:kept@example.com'],
+    ]);
+    expect(describeBuild({ context: '/src', outputs: [], buildArgs }, '/src').buildArgs).toEqual({
+      HTTPS_PROXY: 'http://xxxxx:xxxxx@proxy.local:3128',
+      http_proxy: 'xxxxx:xxxxx@proxy.local:3128',
+      NO_PROXY: 'internal',
+      TOKEN_URL: 'https://u:kept@example.com',
+    });
+  });
 });

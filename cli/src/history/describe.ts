@@ -3,6 +3,7 @@ import type { BuildRequest } from '../engine/build.js';
 import { callerEnv, type CliIo } from '../io.js';
 import { formatOciLayoutRef, isDigest } from '@kiln/runtime';
 import { redactUrl } from '@kiln/dockerfile';
+import { isProxyArg, redactProxy } from '../engine/url-credentials.js';
 import type { ProgressSink } from '@kiln/solver';
 import { recording, startRecording, type BuildDescription, type BuildRecording, type RecordOptions } from './recorder.js';
 
@@ -61,7 +62,8 @@ export function describeBuild(req: BuildRequest, contextArg: string, target?: st
     dockerfile,
     ...(req.target === undefined ? {} : { target: req.target }),
     ...(platforms === undefined || platforms.length === 0 ? {} : { platforms }),
-    ...(req.buildArgs === undefined || req.buildArgs.size === 0 ? {} : { buildArgs: Object.fromEntries(req.buildArgs) }),
+    // A proxy arg's user and password stay out of the record, as out of provenance.
+    ...(req.buildArgs === undefined || req.buildArgs.size === 0 ? {} : { buildArgs: Object.fromEntries([...req.buildArgs].map(([k, v]) => [k, isProxyArg(k) ? redactProxy(v) : v])) }),
     ...(req.labels === undefined || req.labels.size === 0 ? {} : { labels: Object.fromEntries(req.labels) }),
     ...(Object.keys(contexts).length === 0 ? {} : { contexts }),
     ...(secrets.length === 0 ? {} : { secrets }),
