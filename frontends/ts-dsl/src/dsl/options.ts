@@ -13,6 +13,8 @@ export interface Field {
   readonly what: string;
   readonly ok: (v: unknown) => boolean;
   readonly hint?: string;
+  /** What is wrong inside a value `ok` refuses (the entry of an object), for the message's "got …". */
+  readonly got?: (v: unknown) => string | undefined;
 }
 
 /** A short description of a value of the wrong kind, for messages. */
@@ -49,7 +51,13 @@ export function oneOf(...values: readonly string[]): Field {
 
 /** A plain object whose values are each `of`. */
 export function recordOf(of: Field, hint?: string): Field {
-  return { what: `an object of ${of.what.replace(/^an? /, '')} values`, ok: (v) => isRecord(v) && Object.values(v).every(of.ok), ...(hint === undefined ? {} : { hint }) };
+  // the entry that is wrong: "an object (Object)" named nothing to fix
+  const got = (v: unknown): string | undefined => {
+    if (!isRecord(v)) return undefined;
+    const bad = Object.entries(v).find(([, x]) => !of.ok(x));
+    return bad === undefined ? undefined : `${JSON.stringify(bad[0])}: ${describeValue(bad[1])}`;
+  };
+  return { what: `an object of ${of.what.replace(/^an? /, '')} values`, ok: (v) => isRecord(v) && Object.values(v).every(of.ok), got, ...(hint === undefined ? {} : { hint }) };
 }
 
 /** `f` with its own hint. */
@@ -80,7 +88,7 @@ export function checkOptions(fn: string, opts: unknown, fields: Readonly<Record<
       fail(fn, `unknown option "${key}" (did you mean "${near}"?)`, `${fn} takes { ${names.join(', ')} }`);
     }
     // a string that is none of oneOf's values is shown, so the near miss is seen ("lock")
-    const got = typeof v === 'string' && f.what.startsWith('"') ? JSON.stringify(v) : describeValue(v);
+    const got = typeof v === 'string' && f.what.startsWith('"') ? JSON.stringify(v) : (f.got?.(v) ?? describeValue(v));
     if (v !== undefined && !f.ok(v)) fail(fn, `option "${key}" must be ${f.what} (got ${got})`, f.hint ?? `${fn} takes { ${names.join(', ')} }`);
   }
 }

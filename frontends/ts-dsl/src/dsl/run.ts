@@ -70,6 +70,7 @@ export function checkRunOptions(o: RunOpts): void {
       ...recordOf(mountValue, 'mounts by target path: { mounts: { "/root/.npm": cache("npm"), "/src": bind(src) } }'),
       what: `an object of ${mountValue.what} values by absolute target path`,
       ok: (v) => recordOf(mountValue).ok(v) && Object.keys(v as object).every((t) => t.startsWith('/')),
+      got: (v) => recordOf(mountValue).got?.(v) ?? (typeof v === 'object' && v !== null && !Array.isArray(v) ? Object.keys(v).filter((t) => !t.startsWith('/')).map((t) => `the relative target ${JSON.stringify(t)}`)[0] : undefined),
     },
     ssh: sshField,
     secretEnv: recordOf(ofKind('secret', 'secret()'), 'secretEnv: { NPM_TOKEN: secret("npm") }'),

@@ -76,7 +76,7 @@ describe('located errors', () => {
       ['image("busybox").run(["ls"], { mount: { "/c": cache("x") } })', 20, /run: unknown option "mount" \(did you mean "mounts"\?\)/, /run takes \{ mounts, ssh, secretEnv, env, /],
       ['image("busybox").run(["ls"], { mounts: [cache("x")] })', 20, /run: option "mounts" must be an object of a cache\(\), secret\(\), bind\(\), tmpfs\(\) or ssh\(\) mount or a State values by absolute target path \(got an array\)/],
       ['image("busybox").run(["ls"], { mounts: { "/c": "npm-cache" } })', 20, /run: option "mounts" must be/],
-      ['image("busybox").run(["ls"], { env: { PORT: 3000 } })', 20, /run: option "env" must be an object of string values \(got an object \(Object\)\)/, /PORT: "3000"/],
+      ['image("busybox").run(["ls"], { env: { PORT: 3000 } })', 20, /run: option "env" must be an object of string values \(got "PORT": a number\)/, /PORT: "3000"/],
       ['image("busybox").image({ cmd: "npm start" })', 20, /image: option "cmd" must be a string\[\] \(got a string\)/, /cmd: \["npm", "start"\]/],
       ['image("busybox").image({ entryPoint: ["node"] })', 20, /image: unknown option "entryPoint" \(did you mean "entrypoint"\?\)/],
       ['scratch().copy(image("busybox"), "/a", "/b", { chmod: "755" })', 13, /copy: option "chmod" must be a number such as 0o755 \(got a string\)/, /0o755/],
@@ -101,6 +101,8 @@ describe('located errors', () => {
       ['KLN0805', 'image("busybox").run(sh("echo hi"))', /sh is a template tag: write sh`…`, not sh\("echo hi"\)/],
       ['KLN0805', 'image("busybox").run(["echo", Promise.resolve("x")])', /run: argument 1 of the command is a Promise \(an await missing\?\), not a string/],
       ['KLN0805', 'image("busybox").run(["ls"], { mounts: { "/c": cache("x", { sharing: "lock" }) } })', /cache: option "sharing" must be "shared" \| "private" \| "locked" \(got "lock"\)/],
+      ['KLN0805', 'image("busybox").run(["ls"], { mounts: { "/c": 5 } })', /run: option "mounts" must be .* \(got "\/c": a number\)/],
+      ['KLN0805', 'image("busybox").run(["ls"], { mounts: { cache: cache("x") } })', /run: option "mounts" must be .* \(got the relative target "cache"\)/],
     ];
     for (const [code, expr, message] of cases) {
       const p = run('import { cache, image, sh } from "kiln";', 'export default () =>', `  ${expr} as never;`);
