@@ -7,7 +7,10 @@ import { compileCli, kilnBin, makeSandbox, requireTools, type KilnSandbox } from
 
 // Rootless kiln (cli/src/userns, docs/rootless.md) as a real non-root user: this test makes the
 // user (useradd) and its /etc/subuid range (usermod --add-subuids) and removes what it made.
-const USER = 'kiln-rootless';
+// One user per run: runs at the same time on one host (CI beside a developer) shared the user and
+// its /etc/subuid range, and one run's setRanges([]) or userdel pulled them from under the other.
+const USER_PREFIX = 'kiln-rootless-';
+const USER = `${USER_PREFIX}${process.pid}`;
 /** The subordinate range the ranged case gives the user: uid N inside is SUB + N - 1 outside. */
 const SUB = 520000;
 const SUB_COUNT = 65536;
@@ -46,6 +49,15 @@ function sh(cmd: string, args: readonly string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function ids(): void {
@@ -98,6 +110,11 @@ beforeAll(() => {
     throw new Error('missing prerequisites: apt-get install -y uidmap util-linux');
   }
   compileCli();
+  // users (and with them their ranges) of runs killed before their cleanup
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const pid = Number(line.startsWith(USER_PREFIX) ? line.slice(USER_PREFIX.length).split(':')[0] : NaN);
+    if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) spawnSync('userdel', [`${USER_PREFIX}${pid}`]);
+  }
   if (spawnSync('id', ['-u', USER]).status !== 0) {
     // -K …COUNT=0: no subordinate range of useradd's own (login.defs SUB_UID_COUNT)
     sh('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', '-K', 'SUB_UID_COUNT=0', '-K', 'SUB_GID_COUNT=0', USER]);
@@ -148,7 +165,7 @@ describe('rootless kiln: kiln build as a non-root user', () => {
     expect(owned.code).toBe(1);
     expect(owned.stderr).not.toMatch(/\n\s+at /);
     expect(owned.stderr).not.toMatch(/EPERM|EINVAL/);
-    expect(owned.stderr).toMatch(/cannot make \/home\/app owned by a user other than root: rootless kiln has only uid\/gid 0 \(kiln-rootless\)/);
+    expect(owned.stderr).toMatch(/cannot make \/home\/app owned by a user other than root: rootless kiln has only uid\/gid 0 \(kiln-rootless-\d+\)/);
     expect(owned.stderr).toContain(`hint: give ${USER} subordinate ids`);
     expect(owned.stderr).toContain(`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${USER}`);
   });
