@@ -17,7 +17,7 @@ import { checkArg, checkOptions, describeValue, str } from '../dsl/options.js';
 import { PlatformResults, type Ctx, type FileInfo, type Ref, type SingleResult } from '../dsl/ctx.js';
 import { TsDslError } from '../errors.js';
 import { buildFrame, buildLocationOf, withBuildLocation, type BuildLocation } from '../dsl/source-location.js';
-import { chooseBuild, listTargets, targetsOf, type BuildModule } from './targets.js';
+import { chooseBuild, listTargets, targetsExportAt, targetsOf, type BuildModule } from './targets.js';
 import { CALL_FAILED, type InitParams, type Methods, type Notification, type WireResult, type WireStat } from './protocol.js';
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -138,6 +138,8 @@ function refusedImport(err: Error): string | undefined {
   return /^(.+) cannot be imported in a build file$/.exec(err.message)?.[1];
 }
 
+const isPlainObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
+
 function failure(e: unknown): Notification {
   const err = e instanceof Error ? e : new Error(String(e));
   const location = buildLocationOf(err) ?? buildFrame(err.stack);
@@ -197,6 +199,11 @@ export function runEvaluator(mod: BuildModule, entry: string): void {
 async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: Rpc): Promise<Notification> {
   const text = init.sources?.[entry];
   const targets = targetsOf(mod, entry, text);
+  // `export const target = {…}` (singular) is no targets export: --target and --call=targets ignored it
+  if (targets === undefined && isPlainObject(mod.target)) {
+    const i = (text ?? '').split('\n').findIndex((l) => /^\s*export\s+(const|let|var)\s+target\b/.test(l));
+    rpc.notify({ method: 'warn', params: { message: 'the build file exports "target", which kiln does not read: named targets are export const targets = { … }', location: { file: entry, line: i < 0 ? 1 : i + 1, column: 1 } } });
+  }
   if (init.listTargets === true) return { method: 'done', params: { multi: false, results: [], targets: listTargets(mod, targets) } };
   const build = chooseBuild(mod, targets, init.target, entry, text);
   if (build === undefined) {
@@ -307,7 +314,10 @@ async function evaluate(mod: BuildModule, entry: string, init: InitParams, rpc: 
       // ctx.solve's Ref is a plain object: say what it is, not "an object (Object)"
       const isRef = typeof r === 'object' && r !== null && typeof (r as Partial<Ref>).readFile === 'function' && typeof (r as Partial<Ref>).readDir === 'function';
       const what = isRef ? "a Ref (ctx.solve's result: return the State it solved)" : describeValue(r);
-      throw withBuildLocation(new CallError(`the default export returned ${what}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), defaultExportAt(entry, init.sources?.[entry]));
+      // a target of the targets export is named as such, at that export (was "the default export", at 1:1 without one)
+      const picked = init.target !== undefined && targets?.has(init.target) === true ? init.target : undefined;
+      const who = picked === undefined ? 'the default export' : `targets.${picked}`;
+      throw withBuildLocation(new CallError(`${who} returned ${what}; return a State, state.image({...}) or ctx.platforms(...)`, 'KLN0803'), picked === undefined ? defaultExportAt(entry, init.sources?.[entry]) : targetsExportAt(entry, init.sources?.[entry]));
     }
     const def = await marshal(img.state, marshalOpts(p));
     if (init.imageConfig === false) return { platform: p, definition: b64(encodeDefinition(def)), config: '' };

@@ -74,6 +74,19 @@ describe('named targets', () => {
     await expect(build('import { scratch } from "kiln";\nexport const targets = { web: { build: scratch(), description: 7 } };\n', 'web')).rejects.toThrow(/targets\.web\.description is a number/);
   });
 
+  test('typo tour 4: a target returning nothing is named as the target, a near-miss key of a target object and a singular "target" export are named', async () => {
+    // was "the default export returned undefined" at 1:1, in a file without a default export
+    await expect(build('import { scratch } from "kiln";\nexport const targets = { web: () => undefined };\n', 'web')).rejects.toMatchObject({
+      code: 'KLN0803',
+      location: { line: 2 },
+      message: expect.stringContaining('targets.web returned undefined; return a State') as string,
+    });
+    await expect(build('import { scratch } from "kiln";\nexport const targets = { web: { buld: () => scratch() } };\n', 'web')).rejects.toThrow('targets.web has the key "buld" (did you mean build?); a target object is { build, description }');
+    warnings.length = 0;
+    await build('import { scratch } from "kiln";\nexport const target = { web: scratch() };\nexport default () => scratch();\n');
+    expect(warnings).toContain('the build file exports "target", which kiln does not read: named targets are export const targets = { … }');
+  });
+
   test('--call=targets lists them in order with descriptions and the default; a default that is none of them is "(default)"', async () => {
     expect(await list(file)).toEqual([{ name: 'web', default: true }, { name: 'api' }, { name: 'docs', description: 'the static site' }]);
     expect(await list(file.replace('export default web;', 'export default () => scratch();'))).toEqual([{ name: 'web' }, { name: 'api' }, { name: 'docs', description: 'the static site' }, { name: '', default: true }]);

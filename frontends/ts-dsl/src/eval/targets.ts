@@ -25,6 +25,8 @@ interface NamedTarget {
 export interface BuildModule {
   readonly default?: unknown;
   readonly targets?: unknown;
+  /** Not read: a misspelt `targets` export, warned about. */
+  readonly target?: unknown;
 }
 
 const isBuild = (v: unknown): v is TargetBuild => typeof v === 'function' || v instanceof State || v instanceof ImageResult;
@@ -56,6 +58,10 @@ export function targetsOf(mod: BuildModule, entry: string, text: string | undefi
       if (d !== undefined && typeof d !== 'string') return fail(`targets.${name}.description is ${describeValue(d)}; it must be a string`);
       out.set(name, { build: v['build'], ...(d === undefined ? {} : { description: d }) });
     } else {
+      // { buld: … }: name the key, not "an object (Object)"
+      const odd = isRecord(v) ? Object.keys(v).find((k) => k !== 'build' && k !== 'description') : undefined;
+      const near = odd === undefined ? undefined : suggest(odd, ['build', 'description']);
+      if (odd !== undefined) return fail(`targets.${name} has the key "${odd}"${near === undefined ? '' : ` (did you mean ${near}?)`}; a target object is { build, description }`);
       return fail(`targets.${name} is ${describeValue(v)}; a target is a State, state.image({...}), a function of ctx returning one, or { build, description }`);
     }
   }
