@@ -509,7 +509,9 @@ async function stdinContext(flags: BuildFlags, io: CliIo, cleanup: (() => Promis
     return { dir, dockerfileText: new TextDecoder().decode(bytes) };
   }
   try {
-    await applyLayer(dir, Readable.from([bytes]), { whiteouts: false });
+    // Owners are not kept: the context goes to the build as root's (buildx's resetUIDAndGID), and
+    // a rootless kiln without subordinate ids has no id for the archive's own owners.
+    await applyLayer(dir, Readable.from([bytes]), { whiteouts: false, owners: false });
   } catch (cause) {
     throw new EngineError('KLN0702', 'cannot unpack the context archive on standard input', { cause });
   }

@@ -43,6 +43,22 @@ describe('applyLayer', () => {
     expect(await readlink(join(dir, 'a/l'))).toBe('f.txt');
   });
 
+  test('owners: false leaves every node to this process (a build context), modes kept', async () => {
+    const dir = await tmp();
+    const tar = await tarOf([
+      { name: 'a/', type: 'directory', mode: 0o750, uid: 12, gid: 34 },
+      { name: 'a/f.txt', mode: 0o755, uid: 5, gid: 6, body: 'hello' },
+      { name: 'a/l', type: 'symlink', linkname: 'f.txt', uid: 7, gid: 8 },
+    ]);
+    await applyLayer(dir, Readable.from([tar]), { owners: false });
+    const me = [process.geteuid?.(), process.getegid?.()];
+    for (const p of ['a', 'a/f.txt', 'a/l']) {
+      const st = await lstat(join(dir, p));
+      expect([st.uid, st.gid], p).toEqual(me);
+    }
+    expect((await lstat(join(dir, 'a/f.txt'))).mode & 0o7777).toBe(0o755);
+  });
+
   test('whiteouts and opaque directories delete lower content but not same-layer content', async () => {
     const dir = await tmp();
     await mkdir(join(dir, 'keep'), { recursive: true });

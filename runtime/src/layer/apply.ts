@@ -39,6 +39,12 @@ export interface ApplyLayerOptions {
    * top of existing content (a merged overlay view or a copied parent); OCI whiteouts become deletions.
    */
   readonly whiteouts?: boolean;
+  /**
+   * Whether entries keep their owners (default true, when root). false: every node belongs to this
+   * process, for an archive whose owners are not used (a build context: kiln sends it as root's,
+   * as buildx resets them), so ids a rootless namespace lacks do not fail the unpack.
+   */
+  readonly owners?: boolean;
 }
 
 /** What {@link applyLayer} read. */
@@ -85,7 +91,7 @@ export async function applyLayer(
   const { compression, stream } = await decompress(input, signal);
   const hash = createHash('sha256');
   let size = 0;
-  const applier = new LayerApplier(dir, opts.whiteouts !== false);
+  const applier = new LayerApplier(dir, opts.whiteouts !== false, opts.owners !== false);
   const reader = new TarReader(applier);
   try {
     for await (const chunk of stream) {
@@ -109,7 +115,8 @@ export async function applyLayer(
 class LayerApplier implements TarSink {
   readonly #dir: string;
   readonly #whiteouts: boolean;
-  readonly #isRoot = process.getuid?.() === 0;
+  /** Whether entries get their owners: root, and owners asked for. */
+  readonly #isRoot: boolean;
   /** Owner a new node gets without a chown (this process's effective ids). */
   readonly #uid = process.geteuid?.() ?? -1;
   readonly #gid = process.getegid?.() ?? -1;
@@ -144,10 +151,11 @@ class LayerApplier implements TarSink {
       }
     | undefined;
 
-  constructor(dir: string, whiteouts: boolean) {
+  constructor(dir: string, whiteouts: boolean, owners: boolean) {
     // Host paths are built by concatenation (path.join's normalisation showed in profiles).
     this.#dir = posix.normalize(dir).replace(/(.)\/+$/, '$1');
     this.#whiteouts = whiteouts;
+    this.#isRoot = owners && process.getuid?.() === 0;
     const d = opendirSync(this.#dir);
     try {
       this.#empty = d.readSync() === null;
