@@ -152,7 +152,7 @@ describe('kiln/ts --call=targets', () => {
     );
     const r = await createTsFrontend()(client);
     const text = (k: string): string => new TextDecoder().decode(r.metadata.get(k));
-    expect(text('result.txt')).toBe('TARGET        DESCRIPTION\napi (default)\nweb-frontend  the React app\n');
+    expect(text('result.txt')).toBe('TARGET        DESCRIPTION\napi (default) \nweb-frontend  the React app\n');
     expect(JSON.parse(text('result.json'))).toEqual({ targets: [{ name: 'api', default: true }, { name: 'web-frontend', description: 'the React app' }] });
     expect(text('result.statuscode')).toBe('0');
     expect(r.ref).toBeUndefined();

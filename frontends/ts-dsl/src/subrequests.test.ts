@@ -7,7 +7,7 @@ const text = (meta: ReadonlyMap<string, Uint8Array> | undefined, key: string): s
 describe('targetsResult', () => {
   test('targets are a TARGET/DESCRIPTION table, the default marked', () => {
     const res = targetsResult([{ name: 'api', description: 'the API' }, { name: 'web', default: true }]);
-    expect(text(res.metadata, 'result.txt')).toBe('TARGET        DESCRIPTION\napi           the API\nweb (default)\n');
+    expect(text(res.metadata, 'result.txt')).toBe('TARGET        DESCRIPTION\napi           the API\nweb (default) \n');
     expect(JSON.parse(text(res.metadata, 'result.json'))).toEqual({ targets: [{ name: 'api', description: 'the API' }, { name: 'web', default: true }] });
   });
 

@@ -14,7 +14,8 @@ export const TARGETS_REQUEST = 'frontend.targets';
 export function targetsResult(targets: readonly WireTarget[]): FrontendResult {
   const names = targets.map((t) => (t.default === true ? (t.name === '' ? '(default)' : `${t.name} (default)`) : t.name));
   const width = Math.max('TARGET'.length, ...names.map((n) => n.length));
-  const rows = [`${'TARGET'.padEnd(width)} DESCRIPTION`, ...targets.map((t, i) => `${(names[i] ?? '').padEnd(width)} ${t.description ?? ''}`.trimEnd())];
+  // As Go's tabwriter: a name without a description keeps its padding (the Dockerfile frontend's table).
+  const rows = [`${'TARGET'.padEnd(width)} DESCRIPTION`, ...targets.map((t, i) => `${(names[i] ?? '').padEnd(width)} ${t.description ?? ''}`)];
   const enc = new TextEncoder();
   return {
     metadata: new Map([

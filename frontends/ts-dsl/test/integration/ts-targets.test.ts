@@ -66,7 +66,7 @@ describe('kiln/ts named targets', { timeout: 240_000 }, () => {
     await writeTree(ctx, { 'kiln.build.ts': buildFile });
     const r = await kiln(['build', ctx, '--root', sb.root, '--call=targets'], sb.dir);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe('TARGET        DESCRIPTION\napi\nweb (default) the static site\n');
+    expect(r.stdout).toBe('TARGET        DESCRIPTION\napi           \nweb (default) the static site\n');
   });
 
   test('kiln check accepts the targets shape and refuses a target that is none', async () => {
