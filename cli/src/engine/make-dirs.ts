@@ -27,7 +27,11 @@ export async function makeDirs(dir: string, fail: (why: string, cause?: unknown)
       await mkdir(d, mode === undefined ? undefined : { mode });
       made.push(d);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        // made meanwhile by another process; a dangling symlink is EEXIST too, and no directory
+        if ((await stat(d).catch(() => undefined))?.isDirectory() === true) continue;
+        throw fail(`${d} is not a directory (a symlink to nothing?)`, e);
+      }
       throw fail(`cannot create ${d}: ${(e as Error).message}`, e);
     }
   }
