@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, lstatSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { runKiln, token, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
-import { bareRepo } from './git-repo.js';
+import { bareRepo, gitHttpBackend } from './git-repo.js';
 
 // Git over smart HTTP with credentials, end to end: `git http-backend` (CGI) behind a node server
 // on 127.0.0.1 that demands an Authorization header, fetched by `kiln build URL` and by ADD with
@@ -52,51 +51,6 @@ function allowed(auth: string | undefined): boolean {
   return scheme.toLowerCase() === 'basic' && (value === basic('x-access-token', TOKEN).split(' ')[1] || value === basic('kiln', URL_PASSWORD).split(' ')[1]);
 }
 
-/** One CGI request to `git http-backend`: request body in, `Status:` and headers parsed off its output. */
-function backend(req: IncomingMessage, res: ServerResponse): void {
-  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-  const header = (k: string): string => String(req.headers[k] ?? '');
-  const cgi = spawn('git', ['http-backend'], {
-    env: {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      GIT_PROJECT_ROOT: served,
-      GIT_HTTP_EXPORT_ALL: '1',
-      GIT_CONFIG_NOSYSTEM: '1',
-      GIT_CONFIG_GLOBAL: '/dev/null',
-      REQUEST_METHOD: req.method ?? 'GET',
-      PATH_INFO: decodeURIComponent(url.pathname),
-      QUERY_STRING: url.search.slice(1),
-      CONTENT_TYPE: header('content-type'),
-      ...(req.headers['content-length'] === undefined ? {} : { CONTENT_LENGTH: header('content-length') }),
-      ...(req.headers['content-encoding'] === undefined ? {} : { HTTP_CONTENT_ENCODING: header('content-encoding') }),
-      ...(req.headers['git-protocol'] === undefined ? {} : { GIT_PROTOCOL: header('git-protocol') }),
-      REMOTE_USER: 'kiln',
-      REMOTE_ADDR: '127.0.0.1',
-    },
-    stdio: ['pipe', 'pipe', 'ignore'],
-  });
-  req.pipe(cgi.stdin);
-  let head = Buffer.alloc(0);
-  let started = false;
-  cgi.stdout.on('data', (chunk: Buffer) => {
-    if (started) return void res.write(chunk);
-    head = Buffer.concat([head, chunk]);
-    const end = head.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    started = true;
-    let status = 200;
-    for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
-      const colon = line.indexOf(':');
-      const [k, v] = [line.slice(0, colon).trim(), line.slice(colon + 1).trim()];
-      if (k.toLowerCase() === 'status') status = Number.parseInt(v, 10);
-      else res.setHeader(k, v);
-    }
-    res.writeHead(status);
-    res.write(head.subarray(end + 4));
-  });
-  cgi.once('close', () => res.end());
-}
-
 beforeAll(async () => {
   served = join(sb.dir, 'served');
   const bare = join(served, 'app.git');
@@ -107,7 +61,7 @@ beforeAll(async () => {
     // git-remote-http is the client of this request: it is running now
     if (watchArgv !== undefined) argvHolding.push(...commandLinesHolding(watchArgv));
     if (!allowed(req.headers.authorization)) return void res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="kiln"' }).end();
-    backend(req, res);
+    gitHttpBackend(served, req, res);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   hostPort = `127.0.0.1:${(server.address() as { port: number }).port}`;

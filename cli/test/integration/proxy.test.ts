@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startProxy, type TestProxy } from '../../../runtime/test/helpers/proxy.js';
 import { parseRawJson, runKiln, token, unpackLayout, useSandbox, writeTree, type KilnSandbox } from './build-helpers.js';
-import { bareRepo } from './git-repo.js';
+import { bareRepo, gitHttpBackend } from './git-repo.js';
 
 // kiln's own requests behind a proxy, end to end: an ADD URL and a git remote context reach
 // servers on 127.0.0.1 under names only the test proxy resolves (files.proxy.test,
@@ -34,38 +33,7 @@ beforeAll(async () => {
   git = createServer((req, res) => {
     gitAuth.push(req.headers.authorization);
     if (req.headers.authorization !== basic('kiln', GIT_PASSWORD)) return void res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="kiln"' }).end();
-    const url = new URL(req.url ?? '/', 'http://x');
-    const cgi = spawn('git', ['http-backend'], {
-      env: {
-        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-        GIT_PROJECT_ROOT: served,
-        GIT_HTTP_EXPORT_ALL: '1',
-        GIT_CONFIG_NOSYSTEM: '1',
-        GIT_CONFIG_GLOBAL: '/dev/null',
-        REQUEST_METHOD: req.method ?? 'GET',
-        PATH_INFO: decodeURIComponent(url.pathname),
-        QUERY_STRING: url.search.slice(1),
-        CONTENT_TYPE: String(req.headers['content-type'] ?? ''),
-        ...(req.headers['content-encoding'] === undefined ? {} : { HTTP_CONTENT_ENCODING: String(req.headers['content-encoding']) }),
-        ...(req.headers['git-protocol'] === undefined ? {} : { GIT_PROTOCOL: String(req.headers['git-protocol']) }),
-        REMOTE_USER: 'kiln',
-      },
-      stdio: ['pipe', 'pipe', 'ignore'],
-    });
-    req.pipe(cgi.stdin);
-    const out: Buffer[] = [];
-    cgi.stdout.on('data', (c: Buffer) => out.push(c));
-    cgi.once('close', () => {
-      const all = Buffer.concat(out);
-      const end = all.indexOf('\r\n\r\n');
-      let status = 200;
-      for (const line of all.subarray(0, end).toString('latin1').split('\r\n')) {
-        const i = line.indexOf(':');
-        if (line.slice(0, i).toLowerCase() === 'status') status = Number.parseInt(line.slice(i + 1), 10);
-        else res.setHeader(line.slice(0, i), line.slice(i + 1).trim());
-      }
-      res.writeHead(status).end(all.subarray(end + 4));
-    });
+    gitHttpBackend(served, req, res);
   });
   await Promise.all([files, git].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
   const port = (s: Server): number => (s.address() as { port: number }).port;
