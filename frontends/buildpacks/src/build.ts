@@ -93,7 +93,7 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
     });
     root = exec.root();
     const ref = (rootRef = await solveState(ctx.client, root));
-    const out = await readBuildpackOutput(ref, e);
+    const out = await readBuildpackOutput(ctx, ref, e);
     const unmet = new Set(out.unmet);
     for (const p of entries) if (!unmet.has(p.name)) met.add(p.name);
     for (const l of out.layers) {
@@ -110,7 +110,7 @@ export async function build(ctx: LifecycleContext, group: readonly ResolvedEntry
   return { buildpacks: built, root, rootRef };
 }
 
-async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table; sbom: string[] }> {
+async function readBuildpackOutput(ctx: LifecycleContext, ref: Ref, e: ResolvedEntry): Promise<{ layers: BuiltLayer[]; launch: LaunchToml; unmet: readonly string[]; store?: Table; sbom: string[] }> {
   const esc = escapeId(e.id);
   const base = `${Paths.layers}/${esc}`;
   const listing = await listOptional(ref, base);
@@ -120,7 +120,7 @@ async function readBuildpackOutput(ref: Ref, e: ResolvedEntry): Promise<{ layers
     const name = f.name.slice(0, -'.toml'.length);
     if (RESERVED_LAYER_NAMES.has(name)) continue;
     const file = `${e.id}: layers/${esc}/${f.name}`;
-    const metadata = readLayerToml((await readOptional(ref, `${base}/${f.name}`)) ?? '', file, e.descriptor.api);
+    const metadata = readLayerToml((await readOptional(ref, `${base}/${f.name}`)) ?? '', file, e.descriptor.api, (message) => ctx.client.warn({ message }));
     if ((metadata.build || metadata.cache) && !dirs.has(name)) {
       throw new BuildpacksError('KLN0905', `${file}: layer ${name} has a toml but no directory`);
     }

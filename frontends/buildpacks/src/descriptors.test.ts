@@ -41,6 +41,10 @@ describe('descriptor readers', () => {
     expect(readLayerToml('launch = true\nbuild = true\n[metadata]\nv = 1\n', 'l.toml', '0.5')).toEqual({ launch: true, build: true, cache: false, metadata: { v: 1 } });
     // typo tour 4: API 0.6+ with the old top-level flags fails as in lifecycle (kiln exported the layer)
     expect(() => readLayerToml('launch = true\n', 'kt/x: layers/kt_x/l.toml', '0.10')).toThrow(expect.objectContaining({ code: 'KLN0905', message: 'kt/x: layers/kt_x/l.toml: the launch, cache and build flags should be in the types table (Buildpack API 0.10)' }));
+    // ... and a [types] table of such a buildpack is ignored, with lifecycle's warning (kiln used it)
+    const warned: string[] = [];
+    expect(readLayerToml('build = true\n[types]\nlaunch = true\n', 'l.toml', '0.5', (m) => warned.push(m))).toEqual({ launch: false, build: true, cache: false, metadata: {} });
+    expect(warned).toEqual([expect.stringContaining("l.toml: types table isn't supported in Buildpack API 0.5")]);
     expect(readLayerToml('[metadata]\nv = 1\n', 'l.toml')).toEqual({ launch: false, build: false, cache: false, metadata: { v: 1 } });
     const l = readLaunchToml('[[labels]]\nkey = "k"\nvalue = "v"\n[[processes]]\ntype = "web"\ncommand = ["serve"]\nargs = ["/x"]\ndefault = true\n[[processes]]\ntype = "old"\ncommand = "run me"\n[[slices]]\npaths = ["*.txt"]\n', 'launch.toml', 'kt/a');
     expect(l.labels).toEqual([{ key: 'k', value: 'v' }]);

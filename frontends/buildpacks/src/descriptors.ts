@@ -205,12 +205,15 @@ export function apiAtLeast(api: string | undefined, major: number, minor: number
  * lifecycle's build ("should be in the types table"): kiln read them as the old format, so such
  * a buildpack worked here and failed under pack.
  */
-export function readLayerToml(text: string, file: string, api?: string): LayerMetadata {
+export function readLayerToml(text: string, file: string, api?: string, warn?: (message: string) => void): LayerMetadata {
   const root = Fields.parse(file, text);
-  if (apiAtLeast(api, 0, 6) && ['launch', 'build', 'cache'].some((k) => root.has(k))) {
+  const current = apiAtLeast(api, 0, 6);
+  if (current && ['launch', 'build', 'cache'].some((k) => root.has(k))) {
     throw new BuildpacksError('KLN0905', `${file}: the launch, cache and build flags should be in the types table (Buildpack API ${api ?? '0.6+'})`, { hint: 'write them in a [types] table: a [types] line, then launch = true' });
   }
-  const flags = root.subtable('types') ?? root;
+  // Before API 0.6 lifecycle reads the top-level flags only: a [types] table is ignored, with a warning.
+  if (!current && root.has('types')) warn?.(`${file}: types table isn't supported in Buildpack API ${api ?? ''}; the launch, build and cache flags should be in the top level. Ignoring the values in the types table.`);
+  const flags = current ? (root.subtable('types') ?? root) : root;
   const md = root.metadata('metadata');
   return { launch: flags.bool('launch') ?? false, build: flags.bool('build') ?? false, cache: flags.bool('cache') ?? false, metadata: md ?? {} };
 }
