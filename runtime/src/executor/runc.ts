@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { TerminalSize } from './pty-relay.js';
-import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
@@ -733,6 +733,13 @@ function checkPrivateRuntimeDir(dir: string): void {
   }
   const st = lstatSync(dir);
   const uid = process.geteuid?.() ?? st.uid;
+  // This user's, and writable by it alone (kiln before dca1bb1 made it 711 with its first bundle,
+  // as a bundle or shared-file mkdir still does if it was removed meanwhile): nobody else could
+  // have put anything there, so it is closed, not refused (an upgrade would fail until reboot).
+  if (st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0 && (st.mode & 0o077) !== 0) {
+    chmodSync(dir, 0o700);
+    return;
+  }
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
     const what = st.isSymbolicLink() ? 'a symbolic link' : !st.isDirectory() ? 'not a directory' : `owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}`;
     throw new WorkerError('EXEC_FAILED', `unsafe runtime directory ${dir} (${what}): kiln keeps the RUN steps' bundles and secrets there, and makes it private to its user (mode 700)`, {

@@ -452,7 +452,8 @@ describe('runc executor', () => {
   });
 
   test("a default runtime dir someone else made first (/dev/shm/kiln-<hash of root>) is refused, not used", async () => {
-    const ex = new RuncExecutor({ root: join(await mkdtemp(join(tmpdir(), 'kiln-shm-')), 'root') });
+    const exRoot = join(await mkdtemp(join(tmpdir(), 'kiln-shm-')), 'root');
+    const ex = new RuncExecutor({ root: exRoot });
     const req = { rootfs: await sb.snapshotter.mounts('busybox'), process: { args: ['true'], env: [] } };
     try {
       // open to everyone, as another user could make it before kiln's first run
@@ -467,6 +468,12 @@ describe('runc executor', () => {
       await rm(ex.runtimeDir, { recursive: true });
       // kiln's own (made by it) is used
       expect((await ex.run(req)).exitCode).toBe(0);
+      expect(((await lstat(ex.runtimeDir)).mode & 0o777).toString(8)).toBe('700');
+      // this user's, writable by it alone (kiln before dca1bb1 made it 711 with the first bundle):
+      // closed to others and used, not refused after an upgrade
+      await chmod(ex.runtimeDir, 0o711);
+      const upgraded = new RuncExecutor({ root: exRoot });
+      expect((await upgraded.run(req)).exitCode).toBe(0);
       expect(((await lstat(ex.runtimeDir)).mode & 0o777).toString(8)).toBe('700');
     } finally {
       await rm(ex.runtimeDir, { recursive: true, force: true });
