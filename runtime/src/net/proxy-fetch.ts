@@ -10,7 +10,7 @@ type Fetch = typeof globalThis.fetch;
  * process's environment, read per request: a request the environment sends direct goes to
  * `direct` unchanged (so with no proxy variable set nothing else runs: no undici load, no new
  * connection pool), unless it is redirected while a proxy variable is set (then it is sent again
- * as the others, each hop deciding); any other goes through undici with {@link proxyRouter}, which also applies
+ * as the others, each hop deciding); any other goes through undici with `proxyRouter`, which also applies
  * `tls` (the server's CA, client certificates, insecure) inside the proxy's tunnel. A failure at
  * the proxy is thrown as a ProxyError (KLN0880) naming the proxy and its variable.
  */

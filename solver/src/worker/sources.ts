@@ -191,7 +191,7 @@ function localSnapshotKey(synced: SyncLocalResult): string {
 }
 
 /**
- * Removes the local-context mirrors under `root` (see {@link LocalSources}), each under its sync
+ * Removes the local-context mirrors under `root` (see `LocalSources`), each under its sync
  * lock, and returns how many bytes they held. Their files are those of the `local-` snapshots
  * (hard links): once a prune has removed every such snapshot, the mirrors hold the last copy of
  * every context ever built, which nothing lists. The next build of a context sends it in full, as
