@@ -76,7 +76,7 @@ export { convertDockerfile } from './convert/convert.js';
 export type { ConvertOptions, ConvertResult, NamedContext } from './convert/options.js';
 export { dockerfileFrontend, createDockerfileFrontend } from './frontend.js';
 export { gitContext, isArchive, isRemoteContext, parseGitRef, redactUrl, scrubError } from './remote-context.js';
-export { LINT_REQUEST, SUBREQUESTS, TARGETS_REQUEST, printTargets } from './subrequests.js';
+export { DESCRIBE_REQUEST, LINT_REQUEST, SUBREQUESTS, TARGETS_REQUEST, printDescribe, printTargets } from './subrequests.js';
 export { OUTLINE_REQUEST, dockerfileOutline, printOutline, type Outline } from './outline.js';
 // SBOM attestations (`attest:sbom`): BuildKit's scanner protocol (frontend/attestations/sbom).
 export { createSBOMScanner, parseAttestOptions, sbomBundle, ATTEST_SBOM, DEFAULT_SBOM_GENERATOR, SPDX_PREDICATE_TYPE, CORE_SBOM_NAME, type SBOMScanner, type SBOMTargets } from './sbom.js';

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { lint, printTargets, targets } from './subrequests.js';
+import { describeResult, lint, printDescribe, printTargets, subrequest, targets } from './subrequests.js';
 
 const text = (m: ReadonlyMap<string, Uint8Array>, k: string): string => new TextDecoder().decode(m.get(k));
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -51,5 +51,32 @@ describe('frontend.lint result.json', () => {
     const broken = await lint(enc('FROM scratch\nCOPY --from=9 a /\n'), { file: 'Dockerfile' }, [], 'Dockerfile');
     expect(JSON.parse(text(broken.metadata, 'result.json')).buildError).toMatchObject({ message: expect.stringMatching(/invalid stage index 9/) });
     expect(text(broken.metadata, 'result.statuscode')).toBe('1');
+  });
+});
+
+describe('frontend.subrequests.describe', () => {
+  const meta = (name: string, opts: string): string =>
+    `  {\n    "name": "${name}",\n    "version": "1.0.0",\n    "type": "rpc",\n    "description": "${({ 'frontend.outline': 'List all parameters current build target supports', 'frontend.targets': 'List all targets current build supports', 'frontend.subrequests.describe': 'List available subrequest types' } as Record<string, string>)[name]}",\n    "opts": ${opts},\n    "inputs": null,\n    "metadata": [\n      {\n        "name": "result.json",\n        "description": ""\n      },\n      {\n        "name": "result.txt",\n        "description": ""\n      }\n    ],\n    "refs": null\n  }`;
+
+  test('the requestid is answered without a build: dockerui lists outline, targets and describe (not lint), as Go marshals []subrequests.Request', async () => {
+    const res = await subrequest('frontend.subrequests.describe', enc('FROM scratch\n'), {}, [], 'Dockerfile');
+    const target = '[\n      {\n        "name": "target",\n        "description": "Target build stage"\n      }\n    ]';
+    expect(text(res?.metadata ?? new Map(), 'result.json')).toBe(`[\n${meta('frontend.outline', target)},\n${meta('frontend.targets', '[]')},\n${meta('frontend.subrequests.describe', 'null')}\n]`);
+    expect(text(res?.metadata ?? new Map(), 'version')).toBe('1.0.0');
+    expect(res?.metadata.has('result.statuscode')).toBe(false);
+  });
+
+  test('result.txt is PrintDescribe: names without "frontend.", tabwriter padding 1 (the text buildx docs show)', () => {
+    expect(text(describeResult().metadata, 'result.txt')).toBe(
+      'NAME                 VERSION DESCRIPTION\n' +
+        'outline              1.0.0   List all parameters current build target supports\n' +
+        'targets              1.0.0   List all targets current build supports\n' +
+        'subrequests.describe 1.0.0   List available subrequest types\n',
+    );
+    expect(printDescribe('[{"name":"frontend.x","version":"2.0.0","description":"d"},{"name":"y","version":"1.0.0"}]')).toBe('NAME VERSION DESCRIPTION\nx    2.0.0   d\ny    1.0.0   \n');
+  });
+
+  test('an unknown requestid is still refused (KLN0504) and the message names describe among the answers', async () => {
+    await expect(subrequest('frontend.nope', enc('FROM scratch\n'), {}, [], 'Dockerfile')).rejects.toMatchObject({ code: 'KLN0504', hint: expect.stringContaining('frontend.subrequests.describe') });
   });
 });

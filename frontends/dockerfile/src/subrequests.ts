@@ -12,8 +12,64 @@ import { checkWarningKey, type CheckWarning } from './lint/linter.js';
 import { goBytes, goJsonIndent, pbLocation, tabwrite } from './subrequest-format.js';
 import { OUTLINE_REQUEST, outline } from './outline.js';
 
-/** The subrequests the Dockerfile frontend answers (buildx `--call=check|outline|targets`). */
-export const SUBREQUESTS: readonly string[] = ['frontend.lint', 'frontend.outline', 'frontend.targets'];
+/** The subrequests the Dockerfile frontend answers (buildx `--call=check|outline|targets|subrequests.describe`). */
+export const SUBREQUESTS: readonly string[] = ['frontend.lint', 'frontend.outline', 'frontend.targets', 'frontend.subrequests.describe'];
+
+/** The `requestid` frontend option that lists the frontend's subrequests (`--call=subrequests.describe`). */
+export const DESCRIBE_REQUEST = 'frontend.subrequests.describe';
+
+/** One entry of the describe answer: BuildKit's subrequests.Request, members in its field order. */
+export interface SubrequestDefinition {
+  readonly name: string;
+  readonly version: string;
+  readonly type: 'rpc';
+  readonly description: string;
+  /** Null where BuildKit's definition leaves the slice nil, `[]` where it sets an empty one. */
+  readonly opts: readonly { readonly name: string; readonly description: string }[] | null;
+  readonly metadata: readonly { readonly name: string; readonly description: string }[];
+}
+
+const RESULT_META = [{ name: 'result.json', description: '' }, { name: 'result.txt', description: '' }] as const;
+
+/** BuildKit's outline.SubrequestsOutlineDefinition. */
+export const OUTLINE_DEFINITION: SubrequestDefinition = { name: 'frontend.outline', version: '1.0.0', type: 'rpc', description: 'List all parameters current build target supports', opts: [{ name: 'target', description: 'Target build stage' }], metadata: RESULT_META };
+/** BuildKit's targets.SubrequestsTargetsDefinition. */
+export const TARGETS_DEFINITION: SubrequestDefinition = { name: 'frontend.targets', version: '1.0.0', type: 'rpc', description: 'List all targets current build supports', opts: [], metadata: RESULT_META };
+/** BuildKit's subrequests.SubrequestsDescribeDefinition. */
+export const DESCRIBE_DEFINITION: SubrequestDefinition = { name: DESCRIBE_REQUEST, version: '1.0.0', type: 'rpc', description: 'List available subrequest types', opts: null, metadata: RESULT_META };
+
+/**
+ * dockerui's describe: the definitions (outline and targets when answered, then describe itself;
+ * `frontend.lint` is answered but never listed, as in BuildKit) as `result.json` (Go's
+ * MarshalIndent of []subrequests.Request, `inputs` and `refs` nil), `result.txt` and `version`.
+ */
+export function describeResult(definitions: readonly SubrequestDefinition[] = [OUTLINE_DEFINITION, TARGETS_DEFINITION, DESCRIBE_DEFINITION]): FrontendResult {
+  const json = goJsonIndent(definitions.map((d) => ({
+    name: d.name,
+    version: d.version,
+    type: d.type,
+    description: d.description,
+    opts: d.opts === null ? null : d.opts.map((o) => ({ name: o.name, description: o.description })),
+    inputs: null,
+    metadata: d.metadata.map((m) => ({ name: m.name, description: m.description })),
+    refs: null,
+  })));
+  const enc = new TextEncoder();
+  return {
+    metadata: new Map([
+      ['result.json', enc.encode(json)],
+      ['result.txt', enc.encode(printDescribe(json))],
+      ['version', enc.encode(DESCRIBE_DEFINITION.version)],
+    ]),
+  };
+}
+
+/** BuildKit's subrequests.PrintDescribe: NAME (without `frontend.`), VERSION, DESCRIPTION, tabwriter padding 1. */
+export function printDescribe(resultJson: string): string {
+  const list = JSON.parse(resultJson) as { name?: string; version?: string; description?: string }[] | null;
+  const rows = (list ?? []).map((r) => `${(r.name ?? '').replace(/^frontend\./, '')}\t${r.version ?? ''}\t${r.description ?? ''}\n`);
+  return tabwrite(`NAME\tVERSION\tDESCRIPTION\n${rows.join('')}`, 1);
+}
 
 /**
  * Answers the `requestid` frontend option: undefined for none (a build), the answer for a
@@ -21,6 +77,7 @@ export const SUBREQUESTS: readonly string[] = ['frontend.lint', 'frontend.outlin
  */
 export async function subrequest(requestid: string | undefined, dockerfile: Uint8Array, base: ConvertOptions, platforms: readonly string[], filename: string): Promise<FrontendResult | undefined> {
   if (requestid === undefined || requestid === '') return undefined;
+  if (requestid === DESCRIBE_REQUEST) return describeResult();
   if (requestid === LINT_REQUEST) return lint(dockerfile, base, platforms, filename);
   if (requestid === TARGETS_REQUEST) return targets(dockerfile, filename);
   if (requestid === OUTLINE_REQUEST) {
