@@ -1,9 +1,9 @@
 import { describe, expect, test } from 'vitest';
-import { callAnswer, parseCall } from './call-spec.js';
+import { CALL_REQUESTS, callAnswer, parseCall } from './call-spec.js';
 
 const meta = (m: Record<string, string>): Map<string, Uint8Array> => new Map(Object.entries(m).map(([k, v]) => [k, new TextEncoder().encode(v)]));
 
-describe('--call values (buildx ParsePrintFunc)', () => {
+describe('--call values (buildx ParseCallFunc)', () => {
   test('NAME[,format=json]; build and no value are a build; --check is check', () => {
     expect(parseCall(undefined)).toBeUndefined();
     expect(parseCall('build')).toBeUndefined();
@@ -12,6 +12,18 @@ describe('--call values (buildx ParsePrintFunc)', () => {
     expect(parseCall('format=json,check')).toEqual({ name: 'check', format: 'json' });
     expect(parseCall(undefined, true)).toEqual({ name: 'check' });
     expect(parseCall('check,format=json', true)).toEqual({ name: 'check', format: 'json' });
+  });
+
+  test('lint is check (buildx takes both, sending requestid frontend.lint); subrequests.describe is a call', () => {
+    expect(parseCall('lint')).toEqual({ name: 'check' });
+    expect(parseCall('lint,format=json,ignorestatus=true')).toEqual({ name: 'check', format: 'json', ignoreStatus: true });
+    expect(parseCall('lint', true)).toEqual({ name: 'check' });
+    expect(parseCall('subrequests.describe')).toEqual({ name: 'subrequests.describe' });
+    expect(parseCall('subrequests.describe,format=json', false, 'call')).toEqual({ name: 'subrequests.describe', format: 'json' });
+    expect(CALL_REQUESTS['subrequests.describe']).toBe('frontend.subrequests.describe');
+    expect(CALL_REQUESTS.check).toBe('frontend.lint');
+    expect(() => parseCall('describe')).toThrow(/unknown --call "describe": the calls are build, check, outline, targets, subrequests.describe/);
+    expect(() => parseCall('subrequests.describe', true)).toThrow(/--check cannot be used with --call=subrequests.describe/);
   });
 
   test('an unknown call, field or format, two names, or --check with another call are KLN0702 naming the value and the choices', () => {
@@ -56,5 +68,13 @@ describe('what a call prints (buildx printResult)', () => {
     // check prints the frontend's report
     expect(callAnswer({ name: 'check' }, meta({ 'result.json': '{}', 'result.txt': 'Check complete, no warnings found.\n', 'result.statuscode': '0' }))).toEqual({ text: 'Check complete, no warnings found.\n', failed: false });
     expect(callAnswer({ name: 'outline' }, meta({}))).toBeUndefined();
+  });
+
+  test('subrequests.describe text is PrintDescribe of result.json; format=json prints the JSON; a newer version prints result.txt', () => {
+    const json = '[\n  {\n    "name": "frontend.targets",\n    "version": "1.0.0",\n    "type": "rpc",\n    "description": "List all targets current build supports"\n  },\n  {\n    "name": "frontend.subrequests.describe",\n    "version": "1.0.0",\n    "type": "rpc",\n    "description": "List available subrequest types"\n  }\n]';
+    const call = { name: 'subrequests.describe' } as const;
+    expect(callAnswer(call, meta({ 'result.json': json }))).toEqual({ text: 'NAME                 VERSION DESCRIPTION\ntargets              1.0.0   List all targets current build supports\nsubrequests.describe 1.0.0   List available subrequest types\n', failed: false });
+    expect(callAnswer({ ...call, format: 'json' }, meta({ 'result.json': json, 'result.txt': 'x' }))?.text).toBe(`${json}\n`);
+    expect(callAnswer(call, meta({ 'result.json': json, 'result.txt': 'newer\n', version: '2.0.0' }))?.text).toBe('newer\n');
   });
 });

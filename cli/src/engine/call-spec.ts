@@ -1,14 +1,16 @@
 /**
- * `--call=NAME[,format=json]`, as buildx's ParsePrintFunc reads it: a frontend subrequest
+ * `--call=NAME[,format=json]`, as buildx's ParseCallFunc reads it: a frontend subrequest
  * instead of the build, and how its answer is printed (buildx's printResult).
  */
-import { LINT_REQUEST, OUTLINE_REQUEST, TARGETS_REQUEST, printOutline, printTargets } from '@kiln/dockerfile';
+import { DESCRIBE_REQUEST, LINT_REQUEST, OUTLINE_REQUEST, TARGETS_REQUEST, printDescribe, printOutline, printTargets } from '@kiln/dockerfile';
 import { EngineError } from './errors.js';
 
 /** The subrequests `--call` names (`build` is no subrequest). */
-export const CALLS = ['build', 'check', 'outline', 'targets'] as const;
+export const CALLS = ['build', 'check', 'outline', 'targets', 'subrequests.describe'] as const;
 /** A subrequest `--call` names. */
 export type CallName = Exclude<(typeof CALLS)[number], 'build'>;
+/** Other names of a call: buildx's ParseCallFunc takes `lint` (the wire name) as well as `check`. */
+const CALL_ALIASES: Readonly<Record<string, CallName>> = { lint: 'check' };
 /** The `format=` values: buildx prints the frontend's `result.json` as it is. */
 export const CALL_FORMATS = ['json'] as const;
 
@@ -28,7 +30,7 @@ function goBool(v: string): boolean | undefined {
 }
 
 /** The `requestid` frontend option of each call. */
-export const CALL_REQUESTS: Readonly<Record<CallName, string>> = { check: LINT_REQUEST, outline: OUTLINE_REQUEST, targets: TARGETS_REQUEST };
+export const CALL_REQUESTS: Readonly<Record<CallName, string>> = { check: LINT_REQUEST, outline: OUTLINE_REQUEST, targets: TARGETS_REQUEST, 'subrequests.describe': DESCRIBE_REQUEST };
 
 /**
  * Parses a `--call` value; `--check` is `--call=check` (keeping a `format=` given with
@@ -40,7 +42,7 @@ export function parseCall(value: string | undefined, check = false, flag = '--ca
   let name: string | undefined;
   let format: string | undefined;
   let ignoreStatus = false;
-  const usage = `${flag}=NAME[,format=json][,ignorestatus=true] with NAME one of ${CALLS.join(', ')}`;
+  const usage = `${flag}=NAME[,format=json][,ignorestatus=true] with NAME one of ${CALLS.join(', ')}, lint`;
   for (const field of value.split(',')) {
     const eq = field.indexOf('=');
     if (eq < 0) {
@@ -61,9 +63,10 @@ export function parseCall(value: string | undefined, check = false, flag = '--ca
   if (format !== undefined && format !== '' && !(CALL_FORMATS as readonly string[]).includes(format)) {
     throw new EngineError('KLN0702', `invalid ${flag} format ${JSON.stringify(format)}: the formats are ${CALL_FORMATS.join(', ')} (text when none is given)`, { hint: `use ${usage}` });
   }
-  const n = name ?? (check ? 'check' : '');
+  const given = name ?? (check ? 'check' : '');
+  const n = CALL_ALIASES[given] ?? given;
   if (!(CALLS as readonly string[]).includes(n)) {
-    throw new EngineError('KLN0702', `unknown ${flag} ${JSON.stringify(n)}: the calls are ${CALLS.join(', ')}`, { hint: `use ${usage}` });
+    throw new EngineError('KLN0702', `unknown ${flag} ${JSON.stringify(n)}: the calls are ${CALLS.join(', ')} (lint is check)`, { hint: `use ${usage}` });
   }
   if (check && n !== 'check' && n !== 'build') throw new EngineError('KLN0702', `--check cannot be used with ${flag}=${n}: --check is ${flag}=check`, { hint: 'drop one of them' });
   const ignore = ignoreStatus ? { ignoreStatus: true as const } : {};
@@ -77,11 +80,14 @@ export interface CallAnswer {
   readonly failed: boolean;
 }
 
+/** buildx's printers of `result.json`, by call (its printResult: PrintOutline, PrintTargets, PrintDescribe). */
+const PRINTERS: Partial<Readonly<Record<CallName, (json: string) => string>>> = { outline: printOutline, targets: printTargets, 'subrequests.describe': printDescribe };
+
 /**
  * What buildx prints for a subrequest's answer: with `format=json` the frontend's `result.json`;
- * for outline and targets the text buildx renders from `result.json` itself (so a frontend image
- * that sends only JSON is printed the same), unless the answer's `version` is newer than 1.0.0;
- * otherwise `result.txt`. Undefined when the frontend sent nothing printable.
+ * for outline, targets and subrequests.describe the text buildx renders from `result.json` itself
+ * (so a frontend image that sends only JSON is printed the same), unless the answer's `version` is
+ * newer than 1.0.0; otherwise `result.txt`. Undefined when the frontend sent nothing printable.
  */
 export function callAnswer(call: CallSpec, metadata: ReadonlyMap<string, Uint8Array>): CallAnswer | undefined {
   const get = (k: string): string | undefined => {
@@ -95,9 +101,10 @@ export function callAnswer(call: CallSpec, metadata: ReadonlyMap<string, Uint8Ar
   if (call.format === 'json') return json === undefined ? undefined : { text: `${json}\n`, failed };
   const version = get('version');
   const known = version === undefined || version === '' || compareVersions(version, '1.0.0') <= 0;
-  if (call.name !== 'check' && json !== undefined && (known || txt === undefined || txt === '')) {
+  const printer = PRINTERS[call.name];
+  if (printer !== undefined && json !== undefined && (known || txt === undefined || txt === '')) {
     try {
-      return { text: (call.name === 'outline' ? printOutline : printTargets)(json), failed };
+      return { text: printer(json), failed };
     } catch {
       // not the JSON buildx knows: fall back to the frontend's own text
     }
