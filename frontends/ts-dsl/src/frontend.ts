@@ -190,7 +190,8 @@ async function frontendResult(client: FrontendClient, ev: Evaluation): Promise<F
 export function createTsFrontend(options: TsFrontendOptions = {}): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     const filename = client.opts.get('filename') ?? DEFAULT_BUILD_FILE;
-    checkRequest(client.opts.get('requestid'));
+    const described = checkRequest(client.opts.get('requestid'));
+    if (described !== undefined) return described;
     for (const [opt, flag, todo] of NOT_APPLIED) {
       if (client.opts.has(opt)) client.warn({ message: `the kiln/ts frontend does not apply ${flag} (${opt}): ${todo}` });
     }
