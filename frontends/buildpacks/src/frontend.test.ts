@@ -30,4 +30,14 @@ describe('kiln/buildpacks subrequests', () => {
     await expect(createBuildpacksFrontend()(client)).rejects.toMatchObject({ code: 'KLN0906', message: `the kiln/buildpacks frontend does not answer ${named}` });
     expect(asked).toEqual([]);
   });
+
+  test('subrequests.describe is answered, before anything is read, with describe alone (a dockerui frontend with no handlers)', async () => {
+    const { client, asked } = clientWith({ requestid: 'frontend.subrequests.describe' });
+    const res = await createBuildpacksFrontend()(client);
+    const text = (k: string): string => new TextDecoder().decode(res.metadata?.get(k));
+    expect(text('result.txt')).toBe('NAME                 VERSION DESCRIPTION\nsubrequests.describe 1.0.0   List available subrequest types\n');
+    expect(JSON.parse(text('result.json'))).toEqual([{ name: 'frontend.subrequests.describe', version: '1.0.0', type: 'rpc', description: 'List available subrequest types', opts: null, inputs: null, metadata: [{ name: 'result.json', description: '' }, { name: 'result.txt', description: '' }], refs: null }]);
+    expect(text('version')).toBe('1.0.0');
+    expect(asked).toEqual([]);
+  });
 });

@@ -25,14 +25,33 @@ const CALLS: ReadonlyMap<string, string> = new Map([
   ['frontend.targets', '--call=targets'],
 ]);
 
+/**
+ * `--call=subrequests.describe`: dockerui's describe of a frontend with no subrequest handlers
+ * lists only describe itself (BuildKit's definition; PrintDescribe's table as result.txt).
+ */
+function describeResult(): FrontendResult {
+  const meta = [{ name: 'result.json', description: '' }, { name: 'result.txt', description: '' }];
+  const defs = [{ name: 'frontend.subrequests.describe', version: '1.0.0', type: 'rpc', description: 'List available subrequest types', opts: null, inputs: null, metadata: meta, refs: null }];
+  const enc = new TextEncoder();
+  return {
+    metadata: new Map([
+      // JSON.stringify's 2-space layout is Go's MarshalIndent for this ASCII text
+      ['result.json', enc.encode(JSON.stringify(defs, null, 2))],
+      ['result.txt', enc.encode('NAME                 VERSION DESCRIPTION\nsubrequests.describe 1.0.0   List available subrequest types\n')],
+      ['version', enc.encode('1.0.0')],
+    ]),
+  };
+}
+
 /** Creates the `kiln/buildpacks` frontend. */
 export function createBuildpacksFrontend(): Frontend {
   return async (client: FrontendClient): Promise<FrontendResult> => {
     // A subrequest (`--call=check|outline|targets`) has no answer here: refused before anything
-    // runs (the whole build ran first, then the CLI found no answer).
+    // runs (the whole build ran first, then the CLI found no answer). Describe says so.
     const request = client.opts.get('requestid');
+    if (request === 'frontend.subrequests.describe') return describeResult();
     if (request !== undefined && request !== '') {
-      throw new BuildpacksError('KLN0906', `the kiln/buildpacks frontend does not answer ${CALLS.get(request) ?? `requestid ${request}`}`, { hint: 'build without --call (or --check)' });
+      throw new BuildpacksError('KLN0906', `the kiln/buildpacks frontend does not answer ${CALLS.get(request) ?? `requestid ${request}`}`, { hint: 'build without --call (or --check); --call=subrequests.describe lists what it answers' });
     }
     const { project, filename } = await loadProject(client);
     for (const k of project.ignoredKeys) client.warn({ message: `${filename}: ignoring ${k}: not a project descriptor key kiln/buildpacks reads` });
