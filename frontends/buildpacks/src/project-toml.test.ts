@@ -54,6 +54,9 @@ describe('project.toml', () => {
     expect(p.env).toEqual([]);
     expect(p.ignoredKeys).toEqual(['build (the schema 0.1 layout: in 0.2, [build] keys go under [io.buildpacks], e.g. [[io.buildpacks.build.env]])']);
     expect(readProjectToml('[build]\nbuilder = "b"\n[io.buildpacks]\nbuilder = "c"\n').ignoredKeys).toEqual(['io (a schema 0.2 table: declare [_] schema-version = "0.2")']);
+    // [_] that declares schema-version = "0.1" is that declaration, not a 0.2 table (pack says nothing)
+    expect(readProjectToml('[_]\nschema-version = "0.1"\n[build]\nbuilder = "b"\n').ignoredKeys).toEqual([]);
+    expect(readProjectToml('[_]\nid = "x"\n[build]\nbuilder = "b"\n').ignoredKeys).toEqual(['_ (a schema 0.2 table: declare [_] schema-version = "0.2")']);
   });
 
   test('gitignore patterns become local-source patterns', () => {

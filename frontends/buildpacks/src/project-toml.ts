@@ -101,10 +101,11 @@ export function readProjectToml(text: string, file = 'project.toml'): ProjectDes
     });
   // A table of the other schema's layout, as pack warns about keys its schema leaves undecoded:
   // a 0.1-style [[build.env]] in a 0.2 file set no env, silently. (Other top-level tables are
-  // other tools' reverse-DNS namespaces, [com.example], and theirs to read.)
+  // other tools' reverse-DNS namespaces, [com.example], and theirs to read; a [_] that declares
+  // schema-version = "0.1" is that declaration.)
   const otherLayout: Readonly<Record<string, string>> =
     schemaVersion === '0.1'
-      ? { _: 'a schema 0.2 table: declare [_] schema-version = "0.2"', ...(isTableOf(root.table['io'], 'buildpacks') ? { io: 'a schema 0.2 table: declare [_] schema-version = "0.2"' } : {}) }
+      ? { ...(declared === undefined ? { _: 'a schema 0.2 table: declare [_] schema-version = "0.2"' } : {}), ...(isTableOf(root.table['io'], 'buildpacks') ? { io: 'a schema 0.2 table: declare [_] schema-version = "0.2"' } : {}) }
       : { build: `the schema 0.1 layout: in ${schemaVersion}, [build] keys go under [io.buildpacks], e.g. [[io.buildpacks.build.env]]`, project: `the schema 0.1 layout: in ${schemaVersion}, [project] is [_]`, metadata: `the schema 0.1 layout: in ${schemaVersion}, [metadata] is [_.metadata]` };
   for (const k of Object.keys(root.table)) {
     const why = otherLayout[k];
