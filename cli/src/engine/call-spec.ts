@@ -66,7 +66,7 @@ export function parseCall(value: string | undefined, check = false, flag = '--ca
   const given = name ?? (check ? 'check' : '');
   const n = CALL_ALIASES[given] ?? given;
   if (!(CALLS as readonly string[]).includes(n)) {
-    throw new EngineError('KLN0702', `unknown ${flag} ${JSON.stringify(n)}: the calls are ${CALLS.join(', ')} (lint is check)`, { hint: `use ${usage}` });
+    throw new EngineError('KLN0702', `unknown ${flag} ${JSON.stringify(n)}: the calls are ${CALLS.join(', ')} (lint is another name for check)`, { hint: `use ${usage}` });
   }
   if (check && n !== 'check' && n !== 'build') throw new EngineError('KLN0702', `--check cannot be used with ${flag}=${n}: --check is ${flag}=check`, { hint: 'drop one of them' });
   const ignore = ignoreStatus ? { ignoreStatus: true as const } : {};
