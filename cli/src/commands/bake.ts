@@ -20,7 +20,7 @@ export function registerBake(program: Command, io: CliIo): void {
     .option('--list <what>', 'list the targets (and groups) or the variables: targets|variables, or type=targets|variables,format=table|json')
     .option('--metadata-file <file>', 'write each target\'s result metadata (image digests, names) as JSON, keyed by target')
     .option('--allow <entitlement>', 'grant an entitlement to every target: security.insecure, network.host (repeatable)', collect, [])
-    .option('--call <request>', 'what the frontend does for every target: build, check, outline or targets (,format=json: the frontend\'s JSON)')
+    .option('--call <request>', 'what the frontend does for every target: build, check (or lint), outline, targets or subrequests.describe (,format=json: the frontend\'s JSON)')
     .option('--check', 'run the build checks of every target (--call=check); exit 1 if any finds something')
     .option('--provenance [value]', 'provenance attestation for every target (--set *.attest=type=provenance,VALUE)')
     .option('--sbom [value]', 'SBOM attestation for every target (--set *.attest=type=sbom,VALUE)')

@@ -134,7 +134,7 @@ export function registerBuild(program: Command, io: CliIo): void {
     .option('--frontend <name>', 'frontend to use (default: # syntax= or dockerfile.v0)')
     .option('--source-policy-file <file>', 'source policy (JSON): allow, deny or convert the images, git and http sources of the build (default: $EXPERIMENTAL_BUILDKIT_SOURCE_POLICY)')
     .option('--check', 'run the build checks only (no build): print each finding with its lines; exit 1 if any (--call=check)')
-    .option('--call <request>', 'what the frontend does: build (default), check (as --check), outline (the build args, secrets and ssh ids the target takes) or targets (list the stages); ,format=json prints the frontend\'s JSON; ,ignorestatus=true exits 0 whatever the answer\'s status')
+    .option('--call <request>', 'what the frontend does: build (default), check or lint (as --check), outline (the build args, secrets and ssh ids the target takes), targets (list the stages) or subrequests.describe (what it answers); ,format=json prints the frontend\'s JSON; ,ignorestatus=true exits 0 whatever the answer\'s status')
     .option('--debug', 'show stack traces for errors')
     .option('--root <dir>', 'kiln state directory (default: $KILN_ROOT, /var/lib/kiln for root)')
     .option(
