@@ -66,3 +66,21 @@ test('redirect: manual still hands the redirect to the caller, sent direct', asy
   expect(res.status).toBe(302);
   expect(proxy.log.length).toBe(before);
 });
+
+test('a POST to a host reached direct is sent once, its redirect followed as fetch does (never replayed)', async () => {
+  let posts = 0;
+  const form = createServer((req, res) => {
+    if (req.method === 'POST') posts++;
+    req.resume();
+    req.on('end', () => void res.writeHead(req.method === 'POST' ? 303 : 200, req.method === 'POST' ? { location: '/done' } : {}).end(req.method === 'POST' ? '' : 'done'));
+  });
+  await new Promise<void>((r) => form.listen(0, '127.0.0.1', r));
+  restore = withProxyEnv({ HTTP_PROXY: proxy.url });
+  try {
+    const res = await proxiedGlobalFetch(`http://127.0.0.1:${port(form)}/submit`, { method: 'POST', body: 'a=1' });
+    expect(await res.text()).toBe('done');
+    expect(posts).toBe(1);
+  } finally {
+    await new Promise((r) => form.close(r));
+  }
+});

@@ -50,14 +50,18 @@ export function proxyAwareFetch(direct: Fetch, tls?: TlsSettings): Fetch {
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Methods that may be sent again without effect. */
+const SAFE: ReadonlySet<string> = new Set(['GET', 'HEAD']);
 
 /**
- * Whether fetch would follow this request's redirects itself, and it can be sent twice: no
- * body, or one held in memory (a stream is read by the first send; kiln sends those with
+ * Whether fetch would follow this request's redirects itself, and it can be sent twice: a GET or
+ * HEAD (a POST answered with a redirect has been acted on: sent again it would run twice) without
+ * a body, or with one held in memory (a stream is read by the first send; kiln sends those with
  * `redirect: 'error'`).
  */
 function followsRedirects(input: Parameters<Fetch>[0], init: RequestInit | undefined): boolean {
-  if (input instanceof Request) return init === undefined && input.redirect === 'follow' && input.body === null;
+  if (input instanceof Request) return init === undefined && SAFE.has(input.method) && input.redirect === 'follow' && input.body === null;
+  if (!SAFE.has((init?.method ?? 'GET').toUpperCase())) return false;
   const body = init?.body;
   const replayable = body === undefined || body === null || typeof body === 'string' || body instanceof URLSearchParams || body instanceof Uint8Array || body instanceof ArrayBuffer;
   return (init?.redirect ?? 'follow') === 'follow' && replayable;
