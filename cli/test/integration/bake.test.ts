@@ -264,12 +264,17 @@ test('docker-bake.hcl: a variable from the environment, a matrix, dockerfile-inl
 test('a target: context that fails after its private image was written (a --cache-to it cannot write) leaves no private image', async () => {
   const t = token();
   const dir = join(sb.dir, `bake-linkfail-${t}`);
+  // A registry nobody serves: the export fails after the build (a local dest that is no
+  // directory is refused before anything runs).
+  const closed = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
   await writeTree(dir, {
-    'not-a-dir': '',
     'docker-bake.hcl': [
       'target "base" {',
       `  dockerfile-inline = "FROM busybox\\nRUN echo base-${t} > /b\\n"`,
-      '  cache-to = ["type=local,dest=not-a-dir/cache"]',
+      `  cache-to = ["type=registry,ref=127.0.0.1:${port}/c/cache"]`,
       '}',
       'target "app" {',
       '  contexts = { base = "target:base" }',

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ContentStore, parseDigest } from '@kiln/runtime';
@@ -375,18 +376,27 @@ describe('cache sources and destinations that do not work', () => {
     expect(fallback.containers).toBe(2);
     expect(await readFile(join(c.dir, 'fs/out/copy.txt'), 'utf8')).toBe(`app-${t}\nran-${t}\n`);
 
-    // A destination that cannot be written: exit 1 with the error, not a stack trace.
+    // A destination that cannot be a directory: refused before the build, no stack trace.
     const blocker = join(a.dir, `file-${t}`);
     await writeFile(blocker, 'not a directory');
-    const failed = await runKiln(b, ['build', ctx, '--root', b.root, '--progress', 'plain', '--cache-to', `type=local,dest=${join(blocker, 'cache')}`]);
+    const refusedDest = await runKiln(b, ['build', ctx, '--root', b.root, '--progress', 'plain', '--cache-to', `type=local,dest=${join(blocker, 'cache')}`]);
+    expect(refusedDest.code).toBe(1);
+    expect(refusedDest.stderr).toContain(`KLN0710: invalid --cache-to "type=local,dest=${join(blocker, 'cache')}": ${blocker} is not a directory`);
+    expect(refusedDest.stderr).not.toMatch(/\n\s+at /);
+    // One that fails at export (a registry nobody serves): exit 1 with the error after the build.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    const failed = await runKiln(b, ['build', ctx, '--root', b.root, '--progress', 'plain', '--cache-to', `type=registry,ref=127.0.0.1:${port}/c/cache`]);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('KLN0711');
-    expect(failed.stderr).toContain(`failed to export cache to ${join(blocker, 'cache')}`);
+    expect(failed.stderr).toContain('failed to export cache to');
     expect(failed.stderr).not.toMatch(/\n\s+at /);
     // ignore-error=true (BuildKit v0.11): the same failure is a warning and the build succeeds.
-    const ignored = await runKiln(b, ['build', ctx, '--root', b.root, '--progress', 'plain', '--cache-to', `type=local,dest=${join(blocker, 'cache')},ignore-error=true`]);
+    const ignored = await runKiln(b, ['build', ctx, '--root', b.root, '--progress', 'plain', '--cache-to', `type=registry,ref=127.0.0.1:${port}/c/cache,ignore-error=true`]);
     expect(ignored.code).toBe(0);
-    expect(ignored.stderr).toContain(`WARNING: failed to export cache to ${join(blocker, 'cache')}`);
+    expect(ignored.stderr).toContain('WARNING: failed to export cache to');
 
     // An unknown --cache-to type is refused before anything runs.
     const refused = await runKiln(b, ['build', ctx, '--root', b.root, '--cache-to', 'type=s3,bucket=x']);
