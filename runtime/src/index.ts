@@ -70,3 +70,4 @@ export { S3Client, type S3ClientOptions, type S3Body } from './s3/client.js';
 export { S3Error, type S3ErrorCode } from './s3/errors.js';
 export { defaultAwsCredentials, type AwsCredentialContext } from './s3/credentials.js';
 export { signV4, uriEncode, type AwsCredentials } from './s3/sigv4.js';
+export { untilAborted } from './api/until-aborted.js';

@@ -1,3 +1,5 @@
+import { untilAborted as raceAbort } from '@kiln/runtime';
+
 /** Stable error codes raised by @kiln/solver. */
 export type SolverErrorCode =
   | 'SOLVER_EXEC_FAILED' // a vertex's op failed (see `vertex`, `exitCode`, `logTail`)
@@ -59,26 +61,5 @@ export function throwIfCancelled(signal: AbortSignal | undefined): void {
  * it already has). `p` goes on for whoever else waits on it.
  */
 export function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  throwIfCancelled(signal);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      try {
-        throwIfCancelled(signal);
-      } catch (e) {
-        reject(e);
-      }
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
+  return raceAbort(p, signal, () => new SolverError('SOLVER_CANCELLED', 'build cancelled', { cause: signal?.reason }));
 }

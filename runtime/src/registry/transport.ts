@@ -7,6 +7,7 @@ import { DOCKER_HUB_API_HOST, DOCKER_HUB_DOMAIN } from './reference.js';
 import { ProxyError } from '../net/proxy-error.js';
 import { proxyAwareFetch } from '../net/proxy-fetch.js';
 import { tlsFetch } from './tls-fetch.js';
+import { untilAborted } from '../api/until-aborted.js';
 
 export type { RegistryHostOptions } from './hosts.js';
 
@@ -410,24 +411,4 @@ function credentialIdentity(creds: RegistryCredentials | undefined): string {
   if (creds === undefined) return 'anonymous';
   const secret = creds.kind === 'basic' ? `basic\0${creds.username}\0${creds.password}` : `token\0${creds.identityToken}`;
   return createHash('sha256').update(secret).digest('hex').slice(0, 16);
-}
-
-/** `p`, or the signal's reason as soon as it aborts; `p` goes on for its other waiters. */
-function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
