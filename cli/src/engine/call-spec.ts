@@ -12,7 +12,7 @@ export type CallName = Exclude<(typeof CALLS)[number], 'build'>;
 /** Other names of a call: buildx's ParseCallFunc takes `lint` (the wire name) as well as `check`. */
 const CALL_ALIASES: Readonly<Record<string, CallName>> = { lint: 'check' };
 /** The `format=` values: buildx prints the frontend's `result.json` as it is. */
-export const CALL_FORMATS = ['json'] as const;
+const CALL_FORMATS = ['json'] as const;
 
 /** A parsed `--call`. */
 export interface CallSpec {
