@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, type ReadStream } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import type { ReadStream } from 'node:fs';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -64,6 +64,9 @@ export class OciLayoutDir extends OciLayoutReader {
     const tmp = siblingTempPath(to);
     const hash = createHash('sha256');
     let n = 0;
+    // Opened before the pipeline: a write stream opening on its own may create the file after a
+    // failed pipeline's rm, leaving the temp file behind.
+    const fh = await open(tmp, 'w', 0o644);
     try {
       await pipeline(
         Readable.from(source),
@@ -75,13 +78,14 @@ export class OciLayoutDir extends OciLayoutReader {
             yield c;
           }
         },
-        createWriteStream(tmp, { mode: 0o644 }),
+        fh.createWriteStream(),
         ...(signal === undefined ? [] : [{ signal }]),
       );
       const got = `sha256:${hash.digest('hex')}`;
       if (n !== desc.size || got !== desc.digest) throw new ImagetoolsError('KLN0862', `blob ${desc.digest}: got ${n} bytes with digest ${got}`);
       await rename(tmp, to);
     } catch (e) {
+      await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
       throw e;
     }
