@@ -53,7 +53,9 @@ function lockProcess(lock: string, body: string): ChildProcessByStdio<null, Read
     await withFileLock(${JSON.stringify(lock)}, undefined, async () => { process.stdout.write('held\\n'); ${body} }, { pollMs: 2 });`;
   return spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
 }
-const exited = (c: ChildProcessByStdio<null, Readable, null>): Promise<number | null> => new Promise((r) => c.once('exit', (code) => r(code)));
+/** The child's exit code, also when it has already exited (its 'exit' event would not come again). */
+const exited = (c: ChildProcessByStdio<null, Readable, null>): Promise<number | null> =>
+  c.exitCode !== null || c.signalCode !== null ? Promise.resolve(c.exitCode) : new Promise((r) => c.once('exit', (code) => r(code)));
 
 describe('withFileLock across processes', () => {
   test('processes contending for one lock run one at a time: a read-modify-write counter loses no update', async () => {
