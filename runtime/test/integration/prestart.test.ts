@@ -224,12 +224,14 @@ describe('runc started ahead for announced runs', () => {
       ],
       { stdio: 'ignore' },
     );
+    // Listened for now: the child exits on its own after 1.5 s, maybe before the waits below end.
+    const exited = new Promise((r) => child.once('exit', r));
     const before = (await invocations()).length;
     await until('the pre-started runc of the child', async () => (await invocations()).length === before + 1);
     const id = (await invocations())[before]?.id ?? '';
     expect(id).toMatch(new RegExp(`^kiln-${child.pid}-`));
     await until('the runc to start', () => runcAlive(id));
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     await until('the waiting runc to be killed', () => !runcAlive(id));
     expect(await readdir(join(executor.runtimeDir, 'runc'))).toEqual([]);
     expect(await new RuncExecutor({ root, runc: wrapper }).recover()).toBe(1);
