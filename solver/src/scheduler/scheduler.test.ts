@@ -389,6 +389,25 @@ describe('Scheduler', () => {
     expect(s.activeVertices).toBe(0);
   });
 
+  test("a step's output is clipped in progress at the step log limit, per step and stream, while the failure keeps the real last lines", async () => {
+    const w = new FakeWorker();
+    const s = new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(CacheStore.open({ path: ':memory:' })), stepLogLimits: { maxSize: 16, maxSpeed: -1 } });
+    const base = vertex('base', { kind: 'source' });
+    const bad = vertex('bad', { kind: 'exec', fail: { exitCode: 1, output: `${'x'.repeat(40)}\nthe real reason\n` } }, [base]);
+    const progress = new ProgressStream();
+    await expect(s.build(edge(bad), { progress })).rejects.toMatchObject({ logTail: ['running bad', 'x'.repeat(40), 'the real reason'] });
+    progress.close();
+    const logs = (name: string, stream: 1 | 2): string =>
+      progress
+        .events()
+        .filter((e) => e.kind === 'log' && e.vertex === D(name) && e.stream === stream)
+        .map((e) => (e.kind === 'log' ? Buffer.from(e.data).toString() : ''))
+        .join('');
+    expect(logs('base', 1)).toBe('running base\n');
+    expect(logs('bad', 1)).toBe('running bad\n');
+    expect(logs('bad', 2)).toBe(`${'x'.repeat(16)}\n[output clipped, log limit 16B reached]\n`);
+  });
+
   test('what a COPY selects cannot be found (its content key fails): the COPY fails as a vertex, shown by its name, at its location', async () => {
     const { w, s } = setup();
     const ctx = vertex('context', { kind: 'source', cacheable: false });

@@ -6,6 +6,7 @@ import type { ImportedCache } from '../cache/remote-import.js';
 import { SolverError, throwIfCancelled } from '../errors.js';
 import type { ProgressEvent, ProgressSink } from '../progress/events.js';
 import { LineBuffer } from '../progress/lines.js';
+import { StepLogLimiter, stepLogLimitsFromEnv, type StepLogLimits } from '../progress/step-log-limit.js';
 import { InflightIndex, NO_DIGESTS, mergeId } from './inflight.js';
 import { Semaphore } from './semaphore.js';
 import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SessionAttachables, SessionGroup, SolverEdge, SolverVertex, WorkerRef } from './types.js';
@@ -44,6 +45,11 @@ export interface SchedulerOptions {
   readonly now?: () => number;
   /** Output lines kept for a failed vertex's error. Default 20. */
   readonly logTailLines?: number;
+  /**
+   * How much of a step's output reaches the progress stream. Default: BuildKit's, or
+   * `BUILDKIT_STEP_LOG_MAX_SIZE`/`BUILDKIT_STEP_LOG_MAX_SPEED` of this process.
+   */
+  readonly stepLogLimits?: StepLogLimits;
   /**
    * Given each op run (with the recording of its results) as it starts. A cancelled build ends
    * at once, while its ops run on until their containers are killed, or finish, commit and record
@@ -142,6 +148,8 @@ class VertexState {
   error: unknown;
   /** The log's unfinished last line, for {@link logTail}. */
   readonly lines = new LineBuffer();
+  /** The log limits of the current run (made when it starts). */
+  logLimit: StepLogLimiter | undefined;
   /** The attachables of the builds in {@link jobs}, made when an op first asks. */
   #group: SessionGroup | undefined;
 
@@ -196,6 +204,7 @@ export class Scheduler {
   readonly #sems: Readonly<Record<OpResourceClass, Semaphore>>;
   readonly #now: () => number;
   readonly #tailLines: number;
+  readonly #logLimits: StepLogLimits;
   readonly #track: ((run: Promise<unknown>) => void) | undefined;
   readonly #actives = new Map<string, VertexState>();
   /** Vertices running or about to, by the merge id of each output asked for (see EdgeKey.id). */
@@ -214,6 +223,7 @@ export class Scheduler {
     };
     this.#now = opts.now ?? Date.now;
     this.#tailLines = opts.logTailLines ?? 20;
+    this.#logLimits = opts.stepLogLimits ?? stepLogLimitsFromEnv(process.env);
     this.#track = opts.track;
   }
 
@@ -371,8 +381,11 @@ export class Scheduler {
   }
 
   #emit(st: VertexState, ev: ProgressEvent): void {
-    if (ev.kind === 'vertex.started') st.running = true;
-    else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error' || ev.kind === 'vertex.cached') st.running = false;
+    if (ev.kind === 'vertex.started') {
+      st.running = true;
+      // Each run is limited on its own, its speed allowance counted from its start.
+      st.logLimit = new StepLogLimiter(this.#logLimits, ev.time);
+    } else if (ev.kind === 'vertex.done' || ev.kind === 'vertex.error' || ev.kind === 'vertex.cached') st.running = false;
     st.history.push(ev);
     // The builds that follow this run see it as it is (one event object: bake shows it once).
     for (const j of st.jobs) if (st.roles.size === 0 || st.roles.get(j) !== 'quiet') j.progress?.emit(ev);
@@ -397,9 +410,13 @@ export class Scheduler {
       group: st.group,
       log: (stream, data) => {
         this.#announce(st);
+        // The failure's last lines come from the real output, not the clipped stream: a test
+        // suite that failed after 3 MB of output still shows the lines that say why.
         for (const line of st.lines.push(data)) st.logTail.push(line.toString('utf8'));
         if (st.logTail.length > this.#tailLines) st.logTail.splice(0, st.logTail.length - this.#tailLines);
-        this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data, time: this.#now() });
+        const time = this.#now();
+        const shown = (st.logLimit ??= new StepLogLimiter(this.#logLimits, time)).clip(stream, data, time);
+        if (shown !== undefined) this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data: shown, time });
       },
       status: (id, current, total, done) => {
         this.#announce(st);
