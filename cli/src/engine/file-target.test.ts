@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -12,6 +12,8 @@ beforeAll(async () => {
   cwd = await mkdtemp(join(tmpdir(), 'kiln-file-target-'));
   await mkdir(join(cwd, 'dir'));
   await writeFile(join(cwd, 'file'), 'kept');
+  await symlink(join(cwd, 'nowhere'), join(cwd, 'dangling'));
+  await symlink('loop', join(cwd, 'loop'));
 });
 afterAll(async () => {
   await rm(cwd, { recursive: true, force: true });
@@ -79,4 +81,20 @@ test('checkDirectoryTarget: a new directory under /proc is refused at once, noth
   await checkDirectoryTarget(join(cwd, 'dir'), fail);
   expect(existsSync(join(cwd, 'fresh-typo4'))).toBe(false);
   expect(await readdir(join(cwd, 'dir'))).toEqual([]);
+});
+
+// BuildKit's local export target is made with os.MkdirAll, which does not follow a symlink to
+// nothing (EEXIST); kiln's failed the same way, but after the build and without a code.
+test.for([
+  ['dangling', `${'CWD'}/dangling is a symbolic link to CWD/nowhere, which does not exist`],
+  ['dangling/sub', `${'CWD'}/dangling is a symbolic link to CWD/nowhere, which does not exist`],
+  ['loop', 'CWD/loop is a symbolic link to loop, which does not resolve (ELOOP)'],
+] as const)('a local directory target through a dangling symlink (%s) is refused before the build, naming the flag and the link', async ([given, why]) => {
+  const expected = why.replaceAll('CWD', cwd);
+  await expect(fileTarget(io, '--output', given, 'directory')).rejects.toMatchObject({ code: 'KLN0702', message: `cannot write --output ${given}: ${expected}`, hint: expect.stringMatching(/^(make the directory it points to|name a path)/) });
+  const fail = (w: string): Error => new Error(`--cache-to: ${w}`);
+  await expect(checkDirectoryTarget(join(cwd, given), fail)).rejects.toThrow(`--cache-to: ${expected}`);
+  // nothing made, the link left as it was
+  expect(existsSync(join(cwd, 'nowhere'))).toBe(false);
+  expect(await readlink(join(cwd, 'dangling'))).toBe(join(cwd, 'nowhere'));
 });

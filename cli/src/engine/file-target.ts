@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, realpath, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { makeDirs } from './make-dirs.js';
+import { danglingLink, makeDirs } from './make-dirs.js';
 import { writeFileAtomic } from '@kiln/runtime';
 import { callerPath, type CliIo } from '../io.js';
 import { EngineError } from './errors.js';
@@ -46,20 +46,29 @@ export async function fileTarget(io: CliIo, flag: string, given: string, want: '
       hint: 'use a file path, /dev/stdout or /dev/stderr, or run without the daemon (KILN_DAEMON=0)',
     });
   }
-  const st = await stat(path).catch(() => undefined);
-  if (st !== undefined && !st.isFile() && !st.isDirectory()) return { kind: 'special', given, path };
+  const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
+  if (st instanceof Error) {
+    const link = want === 'directory' ? await danglingLink(path, st) : undefined;
+    if (link !== undefined) throw new EngineError('KLN0702', `cannot write ${flag} ${given}: ${link}`, { hint: DANGLING_HINT });
+    return newFileTarget(flag, given, path, made);
+  }
+  if (!st.isFile() && !st.isDirectory()) return { kind: 'special', given, path };
   if (st?.isDirectory() === true && want === 'file') {
     throw new EngineError('KLN0702', `cannot write ${flag} ${given}: it is a directory`, { hint: 'name a file, not a directory (a missing file is created)' });
   }
   if (st?.isFile() === true && want === 'directory') {
     throw new EngineError('KLN0702', `cannot write ${flag} ${given}: it is a file, and this output writes a directory`, { hint: 'name a directory (a new one is made) or use type=tar,dest=FILE for a tarball' });
   }
-  if (st !== undefined) {
-    const real = await realpath(path);
-    // A directory output copies into an existing directory; anything else is renamed into place.
-    await checkWritable(flag, given, st.isDirectory() ? real : dirname(real));
-    return { kind: 'file', given, path: real };
-  }
+  const real = await realpath(path);
+  // A directory output copies into an existing directory; anything else is renamed into place.
+  await checkWritable(flag, given, st.isDirectory() ? real : dirname(real));
+  return { kind: 'file', given, path: real };
+}
+
+const DANGLING_HINT = 'make the directory it points to, remove the link, or name another path';
+
+/** A target at `path`, which does not exist yet: its parents are made (and added to `made`). */
+async function newFileTarget(flag: string, given: string, path: string, made: string[] | undefined): Promise<FileTarget> {
   const parents = await makeParents(flag, given, dirname(path));
   made?.push(...parents);
   await checkWritable(flag, given, dirname(path));
@@ -89,16 +98,20 @@ async function checkWritable(flag: string, given: string, dir: string): Promise<
  * `path` (an existing one, or a new one under its nearest existing ancestor): a probe directory
  * is made and removed there. Node's recursive mkdir never returns under /proc, where mkdir says
  * ENOENT although the parent exists (`--cache-to type=local,dest=/proc/x` spun at full CPU after
- * the build, deaf to SIGTERM); `fail` gets what is wrong.
+ * the build, deaf to SIGTERM); a symlink to nothing on the way is refused (mkdir fails on it);
+ * `fail` gets what is wrong.
  */
 export async function checkDirectoryTarget(path: string, fail: (why: string) => Error): Promise<void> {
   let d = path;
   for (;;) {
-    const st = await stat(d).catch(() => undefined);
-    if (st !== undefined) {
+    const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
+    if (!(st instanceof Error)) {
       if (!st.isDirectory()) throw fail(`${d} is not a directory`);
       break;
     }
+    // mkdir -p stops at a symlink to nothing (EEXIST), as Go's os.MkdirAll does
+    const link = await danglingLink(d, st);
+    if (link !== undefined) throw fail(link);
     if (dirname(d) === d) return;
     d = dirname(d);
   }
@@ -139,5 +152,5 @@ export async function removeTarget(target: FileTarget): Promise<void> {
 
 /** The parents of an output file, as {@link makeDirs} makes them; KLN0702 naming the flag. */
 async function makeParents(flag: string, given: string, dir: string): Promise<string[]> {
-  return makeDirs(dir, (why, cause) => new EngineError('KLN0702', `cannot write ${flag} ${given}: ${why}`, cause === undefined ? {} : { cause }));
+  return makeDirs(dir, (why, cause) => new EngineError('KLN0702', `cannot write ${flag} ${given}: ${why}`, { hint: 'name a path kiln can make its directories in', ...(cause === undefined ? {} : { cause }) }));
 }

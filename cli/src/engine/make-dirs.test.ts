@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,9 @@ test('a file on the way is named', async () => {
   await expect(makeDirs(join(cwd, 'file', 'sub'), fail)).rejects.toThrow(`${join(cwd, 'file')} is not a directory`);
 });
 
-test('a dangling symlink is no directory: refused, not reported as made (mkdir says EEXIST for it)', async () => {
-  await expect(makeDirs(join(cwd, 'dangling'), fail)).rejects.toThrow(`${join(cwd, 'dangling')} is not a directory`);
+test('a dangling symlink is no directory: refused, named with where it points, nothing made (mkdir says EEXIST for it)', async () => {
+  const why = `${join(cwd, 'dangling')} is a symbolic link to ${join(cwd, 'nowhere')}, which does not exist`;
+  await expect(makeDirs(join(cwd, 'dangling'), fail)).rejects.toThrow(why);
+  await expect(makeDirs(join(cwd, 'dangling', 'sub'), fail)).rejects.toThrow(why);
+  expect(existsSync(join(cwd, 'nowhere'))).toBe(false);
 });

@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, readlink, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -17,6 +17,8 @@ export async function makeDirs(dir: string, fail: (why: string, cause?: unknown)
       if (!st.isDirectory()) throw fail(`${d} is not a directory`);
       break;
     }
+    const link = await danglingLink(d, st);
+    if (link !== undefined) throw fail(link, st);
     // ENOTDIR: a file further up, named when the walk reaches it
     if ((st.code !== 'ENOENT' && st.code !== 'ENOTDIR') || dirname(d) === d) throw fail(st.message, st);
     missing.push(d);
@@ -36,4 +38,16 @@ export async function makeDirs(dir: string, fail: (why: string, cause?: unknown)
     }
   }
   return made;
+}
+
+/**
+ * Why `path`, which `stat` failed on with `err`, cannot be made a directory when it is a symlink
+ * that leads nowhere (to a missing path, or a loop); undefined when it is no symlink. mkdir would
+ * fail on it with EEXIST, as Go's os.MkdirAll does (BuildKit's local export target).
+ */
+export async function danglingLink(path: string, err: NodeJS.ErrnoException): Promise<string | undefined> {
+  if (err.code !== 'ENOENT' && err.code !== 'ELOOP') return undefined;
+  if ((await lstat(path).catch(() => undefined))?.isSymbolicLink() !== true) return undefined;
+  const to = await readlink(path).catch(() => '?');
+  return `${path} is a symbolic link to ${to}, which ${err.code === 'ELOOP' ? 'does not resolve (ELOOP)' : 'does not exist'}`;
 }
