@@ -211,6 +211,12 @@ export interface ContainerProcessRequest {
   readonly args: readonly string[];
   /** `KEY=value` entries, as they are. */
   readonly env?: readonly string[];
+  /**
+   * Build secrets set as environment variables (StartRequest.SecretEnv, pb.SecretEnv): `name`
+   * gets the value of secret `id` from the build's session, as a `secret` mount does; a missing
+   * one is an error unless `optional`. Not on the LLBBridge wire kiln speaks (v0.11.6's).
+   */
+  readonly secretEnv?: readonly { readonly name: string; readonly id: string; readonly optional?: boolean }[];
   /** Default `/`. */
   readonly cwd?: string;
   /** `name`, `uid`, `name:group` or `uid:gid`, resolved in the container's /etc files. Default root. */

@@ -102,7 +102,7 @@ export { SourcePolicyEngine, redactIdentifier, type PolicySource, type PolicyDec
 export { applySourcePolicy } from './policy/apply.js';
 export { readSourcePolicyFile, SOURCE_POLICY_ENV } from './policy/file.js';
 export { resolveLlbOp } from './llb/ops.js';
-export { ExecFailedError, type FailedExecState, type FailedExecMount, type Worker, type WorkerOpContext } from './llb/worker.js';
+export { ExecFailedError, type FailedExecState, type FailedExecMount, type FailedExecSecretEnv, type Worker, type WorkerOpContext } from './llb/worker.js';
 export { execCacheMap, fileCacheMap, sourceCacheMap, plainCacheMap, contentHashFunc, defaultPlatform, type Selector, type ChecksumFn } from './llb/cache-map.js';
 export { RuntimeWorker } from './worker/runtime-worker.js';
 export type { RuntimeWorkerDeps } from './worker/deps.js';

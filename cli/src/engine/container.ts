@@ -143,8 +143,19 @@ class EngineContainer implements Container {
     if (r.security === 'insecure' && this.#session.allowInsecure !== true) {
       throw refused('security insecure is not allowed', 'pass --allow security.insecure');
     }
+    // Secret env values come from the session here, as a secret mount's do (never from the caller).
+    const env = [...(r.env ?? [])];
+    for (const se of r.secretEnv ?? []) {
+      const data = this.#session.secrets?.[se.id];
+      if (data === undefined) {
+        if (se.optional === true) continue;
+        throw refused(`secret ${se.id} (environment variable ${se.name}) not found`, `pass --secret id=${se.id},src=FILE`);
+      }
+      env.push(`${se.name}=${Buffer.from(data).toString('utf8')}`);
+    }
     // The runtime's process spec is the request's shape (args, env, cwd, user, streams, tty, security).
-    const p = await this.#inner.start({ ...r, env: r.env ?? [] });
+    const { secretEnv: _resolved, ...rest } = r;
+    const p = await this.#inner.start({ ...rest, env });
     return {
       wait: () => p.wait(),
       signal: (name) => p.signal(name),

@@ -155,6 +155,8 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
     const proc: ContainerProcessRequest = {
       args,
       env: target.env,
+      // A failed RUN's env= secrets, set again from this build's --secret as its secret mounts are.
+      ...(target.secretEnv.length === 0 ? {} : { secretEnv: target.secretEnv }),
       cwd: target.cwd,
       ...(target.user === '' ? {} : { user: target.user }),
       // A failed RUN --security=insecure: its shell has what the step had (buildx passes exec.Security).
@@ -205,6 +207,7 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
 interface InvokeTarget {
   readonly mounts: readonly BackendContainerMount[];
   readonly env: readonly string[];
+  readonly secretEnv: NonNullable<ContainerProcessRequest['secretEnv']>;
   readonly cwd: string;
   readonly user: string;
   readonly network: 'sandbox' | 'none' | 'host';
@@ -239,6 +242,7 @@ function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined): InvokeT
   return {
     mounts: [{ dest: '/', ref }],
     env: c.Env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    secretEnv: [],
     cwd: c.WorkingDir === undefined || c.WorkingDir === '' ? '/' : c.WorkingDir,
     user: c.User ?? '',
     network: 'sandbox',
@@ -249,7 +253,7 @@ function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined): InvokeT
   };
 }
 
-/** A failed RUN's mounts (each snapshot writable on a throw-away layer as it was), env, dir and user. */
+/** A failed RUN's mounts (each snapshot writable on a throw-away layer as it was), env (its env= secrets by id), dir and user. */
 function failedTarget(engine: KilnEngine, st: FailedExecState): InvokeTarget {
   const refs: SnapshotRef[] = [];
   const mounts: BackendContainerMount[] = st.mounts.map((m) => {
@@ -273,6 +277,7 @@ function failedTarget(engine: KilnEngine, st: FailedExecState): InvokeTarget {
   return {
     mounts,
     env: st.process.env,
+    secretEnv: st.process.secretEnv.map((se) => ({ name: se.name, id: se.secretId, optional: se.optional })),
     cwd: st.process.cwd,
     user: st.process.user,
     network: st.network,

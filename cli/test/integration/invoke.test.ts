@@ -42,6 +42,17 @@ async function snapshotIds(prefix: string): Promise<string[]> {
   return (await readdir(join(sb.root, 'snapshots', 'by-id')).catch(() => [])).filter((n) => n.startsWith(prefix));
 }
 
+/** Regular files under `dir` whose bytes contain `text` (symlinks and special files skipped). */
+async function filesContaining(dir: string, text: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
+    if (!e.isFile()) continue;
+    const path = join(e.parentPath, e.name);
+    if ((await readFile(path).catch(() => Buffer.alloc(0))).includes(text)) found.push(path);
+  }
+  return found;
+}
+
 const OK_DOCKERFILE = 'FROM busybox\nENV GREETING=hello\nWORKDIR /app\nRUN echo built > /app/f\n';
 
 describe('kiln build --invoke', () => {
@@ -66,21 +77,26 @@ describe('kiln build --invoke', () => {
     expect((await readdir(join(out, 'bin'))).includes('ls')).toBe(true);
   }, 120_000);
 
-  test('on-error after a failed RUN: the error first, then /bin/sh in the state it left (its files, env, workdir; no secret values); exit 1; nothing kept afterwards', async () => {
+  test('on-error after a failed RUN: the error first, then /bin/sh in the state it left (its files, env, workdir, env= secrets set again from --secret and written nowhere); exit 1; nothing kept afterwards', async () => {
     const r = await onError(
-      { Dockerfile: 'FROM busybox\nENV MODE=debug\nWORKDIR /work\nRUN --mount=type=secret,id=tok,env=TOKEN echo half > /work/half && exit 5\n', 'tok.txt': 'sekrit-value\n' },
+      {
+        Dockerfile: 'FROM busybox\nENV MODE=debug\nWORKDIR /work\nRUN --mount=type=secret,id=tok,env=TOKEN --mount=type=secret,id=gone,env=GONE,required=false echo half > /work/half && exit 5\n',
+        'tok.txt': 'sekrit-value',
+      },
       (ctx) => ['--secret', `id=tok,src=${join(ctx, 'tok.txt')}`],
-      'pwd; cat half; echo "mode=$MODE token=[$TOKEN]"; exit 0\n',
+      'pwd; cat half; echo "mode=$MODE token=[$TOKEN] gone=[${GONE-unset}]"; exit 0\n',
       'plain',
     );
     expect(r.code).toBe(1);
-    expect(r.stdout).toBe('/work\nhalf\nmode=debug token=[]\n');
+    // As in the RUN: TOKEN set, the missing optional secret's GONE not set at all.
+    expect(r.stdout).toBe('/work\nhalf\nmode=debug token=[sekrit-value] gone=[unset]\n');
     // The build error is printed before the shell starts.
     const errAt = r.stderr.indexOf('did not complete successfully: exit code: 5');
     const shellAt = r.stderr.indexOf('--invoke: running');
     expect(errAt).toBeGreaterThan(-1);
     expect(shellAt).toBeGreaterThan(errAt);
     expect(r.stderr).not.toContain('sekrit-value');
+    expect(await filesContaining(sb.root, 'sekrit-value')).toEqual([]);
     expect(await snapshotIds('failed-')).toEqual([]);
   }, 120_000);
 

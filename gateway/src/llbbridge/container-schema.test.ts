@@ -4,6 +4,7 @@
 // and checked by the conformance data), which must give the same sub-message bytes.
 import { describe, expect, test } from 'vitest';
 import { CacheSharingOpt, MountType, NetMode, SecurityMode, encodeOp } from '@kiln/llb-core';
+import { processToWire } from './container-wire.js';
 import { LLBBridgeCodec } from './messages.js';
 import { bytes, len, num, str } from '../../test/wire-bytes.js';
 
@@ -109,6 +110,11 @@ describe('container messages against gateway.proto (v0.11.6) field numbers', () 
       expect(got).toMatchObject(want);
       expect(codec.encode('ExecMessage', got)).toEqual(wire);
     }
+  });
+
+  test('a process with secretEnv is refused, not sent without it: v0.11.6 InitMessage has no secretenv (6)', () => {
+    expect(() => processToWire('ctr1', { args: ['sh'], secretEnv: [{ name: 'TOKEN', id: 'tok' }] })).toThrow(expect.objectContaining({ code: 'KLN0615' }));
+    expect(processToWire('ctr1', { args: ['sh'], secretEnv: [] })).toEqual({ ContainerID: 'ctr1', Meta: { args: ['sh'] } });
   });
 
   test('pb.Meta and pb.Mount bytes are the ones llb-core writes inside an ExecOp (Op.exec 2: meta 1, mounts 2)', () => {

@@ -143,6 +143,10 @@ export function processFromWire(init: WireInitMessage): Omit<ContainerProcessReq
  * only those.
  */
 export function processToWire(containerId: string, r: ContainerProcessRequest): WireInitMessage {
+  // v0.11.6's InitMessage has no secretenv (6): dropping them would start the process without them.
+  if (r.secretEnv !== undefined && r.secretEnv.length > 0) {
+    throw new GatewayError('KLN0615', 'a container process with secret environment variables (secretEnv) cannot be started over LLBBridge', { hint: 'mount the secret as a file instead (a `secret` mount)' });
+  }
   const fds: number[] = [];
   if (r.stdin !== undefined) fds.push(0);
   if (r.stdout !== undefined) fds.push(1);

@@ -88,12 +88,29 @@ export type FailedExecMount =
   | { readonly kind: 'ssh'; readonly dest: string; readonly sshId: string; readonly mode?: number };
 
 /**
+ * A secret the failed exec had as an environment variable (`RUN --mount=type=secret,env=NAME`,
+ * pb.SecretEnv): by id only, as a secret mount; a debugger sets it again from the build's session.
+ */
+export interface FailedExecSecretEnv {
+  readonly name: string;
+  readonly secretId: string;
+  readonly optional: boolean;
+}
+
+/**
  * The state of an exec that failed, kept for a debugger (BuildKit keeps the failed exec's mounts
- * for buildx's `--invoke on-error`): its process as it ran (secret environment values left out)
- * and its mounts. The snapshots stay (leased against prune) until `release()`.
+ * for buildx's `--invoke on-error`): its process as it ran (secret environment values left out,
+ * `secretEnv` names them by id) and its mounts. The snapshots stay (leased against prune) until
+ * `release()`.
  */
 export interface FailedExecState {
-  readonly process: { readonly args: readonly string[]; readonly env: readonly string[]; readonly cwd: string; readonly user: string };
+  readonly process: {
+    readonly args: readonly string[];
+    readonly env: readonly string[];
+    readonly secretEnv: readonly FailedExecSecretEnv[];
+    readonly cwd: string;
+    readonly user: string;
+  };
   /** The exec's pb.NetMode: `sandbox` (unset, RUN's default), `none` or `host`. */
   readonly network: 'sandbox' | 'none' | 'host';
   readonly security: 'sandbox' | 'insecure';

@@ -240,7 +240,8 @@ export async function runExec(
       if (onFailedExec === undefined) throw new ExecFailedError(args.join(' '), result.exitCode);
       // Unmount before committing (the kept state must not hold this run's host mounts).
       for (const r of releases.splice(0).reverse()) await r().catch(() => undefined);
-      const proc = { args, env: processEnv, cwd: meta.cwd ?? '/', user: meta.user ?? '' };
+      const secretEnv = (op.secretenv ?? []).map((se) => ({ name: se.name ?? '', secretId: se.id ?? '', optional: se.optional === true }));
+      const proc = { args, env: processEnv, secretEnv, cwd: meta.cwd ?? '/', user: meta.user ?? '' };
       const netMode = op.network === NetMode.NONE ? 'none' : op.network === NetMode.HOST ? 'host' : 'sandbox';
       const state = await keepFailedState(deps, kept, actives, { process: proc, network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
       onFailedExec(state);

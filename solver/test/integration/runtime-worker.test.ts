@@ -233,7 +233,8 @@ describe('RuntimeWorker + Solver with real runc', () => {
     const state = failure?.state;
     expect(states).toEqual([state]);
     if (state === undefined) return;
-    expect(state.process).toEqual({ args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], cwd: '/work', user: 'root' });
+    // The env= secret by id (a debugger sets it again from the session), never its value.
+    expect(state.process).toEqual({ args: ['/bin/sh', '-c', 'echo half > /half-done; echo c > /cache/c; exit 7'], env: [...ENV, 'MODE=debug'], secretEnv: [{ name: 'TOKEN', secretId: 'tok', optional: false }], cwd: '/work', user: 'root' });
     expect(JSON.stringify(state)).not.toContain('sekrit');
     expect([state.network, state.security]).toEqual(['sandbox', 'sandbox']);
     expect(state.mounts.map((m) => [m.kind, m.dest, 'readonly' in m ? m.readonly : undefined])).toEqual([
