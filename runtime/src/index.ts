@@ -19,6 +19,7 @@ export { ImageStoreError, type ImageStoreErrorOptions, type RuntimeErrorCode } f
 export { parseDigest, isDigest, digestOf, digestHex, Digester, type Digest } from './content/digest.js';
 export { ContentStore, BlobWriter, type BlobInfo, type ByteSource, type IngestOptions, type ContentUsage } from './content/store.js';
 export { siblingTempPath, writeFileAtomic, writeDirAtomic } from './content/atomic-file.js';
+export { danglingLink, makeDirs } from './content/make-dirs.js';
 export { MediaTypes, AnnotationRefName, AnnotationImageName, AnnotationCreated, isIndexMediaType, isManifestMediaType, layerCompression, layerMediaType, type BlobCompression, type ImageFormat } from './image/media-types.js';
 export type { Platform, Descriptor, ImageManifest, ImageIndex, ImageConfig, ContainerConfig, HealthConfig, HistoryEntry } from './image/types.js';
 export { normalizePlatform, parsePlatform, formatPlatform, hostPlatform, compatiblePlatforms, platformEquals, selectPlatformManifest } from './image/platform.js';

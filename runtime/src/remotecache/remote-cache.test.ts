@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -69,6 +70,29 @@ describe('local cache layout', () => {
     await expect(openLocalCache(dest, 'nope')).rejects.toMatchObject({ code: 'IMAGE_NOT_FOUND' });
     await expect(openLocalCache(join(root, 'missing'))).rejects.toMatchObject({ code: 'LAYOUT_INVALID' });
   });
+
+  test('a destination the layout cannot be made in is refused at once, naming it: under /proc (Node\'s recursive mkdir spun there for ever), under a file, through a symlink to nothing', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));
+    dirs.push(root);
+    const store = await ContentStore.open(join(root, 'store'));
+    const blob = await store.writeBlob(Buffer.from('layer bytes'));
+    const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob.digest, size: blob.size };
+    const cfgBytes = Buffer.from('{}');
+    const cfg = { mediaType: 'application/vnd.buildkit.cacheconfig.v0', digest: digestOf(cfgBytes), size: cfgBytes.length };
+    const list = cacheManifestList([layer], cfg, true);
+    const write = (dest: string): Promise<void> => writeLocalCache(store, dest, 'latest', [layer], [{ descriptor: cfg, bytes: cfgBytes }, { descriptor: list.descriptor, bytes: list.bytes }], list.descriptor);
+    await writeFile(join(root, 'file'), 'x');
+    await symlink(join(root, 'nowhere'), join(root, 'dangling'));
+    const cases: [string, string][] = [
+      ['/proc/kiln-rc-test/cache', 'cannot create /proc/kiln-rc-test'],
+      [join(root, 'file', 'cache'), `${join(root, 'file')} is not a directory`],
+      [join(root, 'dangling', 'cache'), `${join(root, 'dangling')} is a symbolic link to ${join(root, 'nowhere')}, which does not exist`],
+    ];
+    for (const [dest, why] of cases) {
+      await expect(write(dest)).rejects.toMatchObject({ code: 'EXPORT_FAILED', message: expect.stringContaining(`cannot make the cache directory: ${why}`), hint: expect.stringMatching(/^name a directory/) });
+    }
+    expect(existsSync(join(root, 'nowhere'))).toBe(false);
+  }, 10_000);
 
   test('concurrent exports into one directory keep every tag (index.json is updated under a lock)', async () => {
     const root = await mkdtemp(join(tmpdir(), 'kiln-rc-'));

@@ -1,10 +1,11 @@
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestHex, digestOf, isDigest, type Digest } from '../content/digest.js';
 import { ImageStoreError } from '../content/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { siblingTempPath, writeFileAtomic } from '../content/atomic-file.js';
+import { makeDirs } from '../content/make-dirs.js';
 import { LAYOUT_INDEX_LOCK, withLayoutLock } from './layout-lock.js';
 import { goJsonBytes, sortedKeys } from '../image/manifest.js';
 import { AnnotationRefName, MediaTypes, isIndexMediaType, layerCompression } from '../image/media-types.js';
@@ -86,7 +87,8 @@ export async function writeLocalCache(
   signal?: AbortSignal,
 ): Promise<void> {
   const blobDir = join(dest, 'blobs', 'sha256');
-  await mkdir(blobDir, { recursive: true });
+  // Not mkdir's recursive: it never returns for a path under /proc (see makeDirs).
+  await makeDirs(blobDir, (why, cause) => new ImageStoreError('EXPORT_FAILED', `cannot make the cache directory: ${why}`, { hint: 'name a directory you can write (it is made if missing)', cause }));
   for (const l of layers) {
     signal?.throwIfAborted();
     onBlob?.(l);
