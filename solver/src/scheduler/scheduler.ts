@@ -5,9 +5,9 @@ import type { CacheManager, CacheMatch, ImportedMatch } from '../cache/cache-man
 import type { ImportedCache } from '../cache/remote-import.js';
 import { SolverError, throwIfCancelled } from '../errors.js';
 import type { ProgressEvent, ProgressSink } from '../progress/events.js';
-import { LineBuffer } from '../progress/lines.js';
 import { StepLogLimiter, stepLogLimitsFromEnv, type StepLogLimits } from '../progress/step-log-limit.js';
 import { InflightIndex, NO_DIGESTS, mergeId } from './inflight.js';
+import { LogTail } from './log-tail.js';
 import { Semaphore } from './semaphore.js';
 import type { BuildOptions, BuildResult, CacheMap, KeyResult, LoadImportedResult, Op, OpContext, OpResourceClass, ResolveOp, SessionAttachables, SessionGroup, SolverEdge, SolverVertex, WorkerRef } from './types.js';
 import { VertexError, execDetails } from './vertex-error.js';
@@ -114,7 +114,8 @@ class VertexState {
   /** The role of each build in `jobs` that is not `own`. */
   readonly roles = new Map<Job, Exclude<Role, 'own'>>();
   readonly history: ProgressEvent[] = [];
-  readonly logTail: string[] = [];
+  /** The last lines of its output, for its error (made at its first output). */
+  tail: LogTail | undefined;
   readonly controller = new AbortController();
   op: Op | undefined;
   cacheMap: Promise<CacheMap> | undefined;
@@ -146,8 +147,6 @@ class VertexState {
    */
   failedOwned = false;
   error: unknown;
-  /** The log's unfinished last line, for {@link logTail}. */
-  readonly lines = new LineBuffer();
   /** The log limits of the current run (made when it starts). */
   logLimit: StepLogLimiter | undefined;
   /** The attachables of the builds in {@link jobs}, made when an op first asks. */
@@ -412,8 +411,7 @@ export class Scheduler {
         this.#announce(st);
         // The failure's last lines come from the real output, not the clipped stream: a test
         // suite that failed after 3 MB of output still shows the lines that say why.
-        for (const line of st.lines.push(data)) st.logTail.push(line.toString('utf8'));
-        if (st.logTail.length > this.#tailLines) st.logTail.splice(0, st.logTail.length - this.#tailLines);
+        (st.tail ??= new LogTail(this.#tailLines)).push(data);
         const time = this.#now();
         const shown = (st.logLimit ??= new StepLogLimiter(this.#logLimits, time)).clip(stream, data, time);
         if (shown !== undefined) this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data: shown, time });
@@ -765,8 +763,6 @@ export class Scheduler {
     if (st.error !== undefined) return st.error;
     const v = st.vertex;
     const cancelled = st.controller.signal.aborted || (err instanceof SolverError && err.code === 'SOLVER_CANCELLED');
-    const rest = st.lines.take();
-    if (rest !== undefined) st.logTail.push(rest.toString('utf8'));
     const details = execDetails(err);
     const verr = cancelled
       ? new SolverError('SOLVER_CANCELLED', `${v.name}: cancelled`, { cause: err })
@@ -778,7 +774,7 @@ export class Scheduler {
             locations: v.options.locations ?? [],
             command: details.command,
             exitCode: details.exitCode,
-            logTail: [...st.logTail],
+            logTail: st.tail?.lines() ?? [],
           },
           err,
         );
