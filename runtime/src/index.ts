@@ -58,7 +58,7 @@ export { importImageArchive, type ImportedImage, type ImportImageArchiveOptions 
 export { readImageArchive, type ArchiveContents, type ArchiveBlob, type ReadImageArchiveOptions } from './image/archive-reader.js';
 export { exportLayerToStore } from './layer/store-export.js';
 export { openKilnStores, type KilnStores } from './root.js';
-export { USERNS_ENV, RootlessError, callerUid, explainUnmappedOwner, idMapCovers, parseIdMap, parseUsernsEnv, subidHint, unmappedOwnerError, usernsState, type IdMapLine, type UsernsMode, type UsernsState } from './userns/index.js';
+export { USERNS_ENV, RootlessError, callerUid, explainUnmappedOwner, idMapCovers, parseIdMap, parseUsernsEnv, subidHint, unmappedOwnerError, usernsMaps, usernsState, type IdMapLine, type RootlessErrorCode, type UsernsMode, type UsernsState } from './userns/index.js';
 export { runStreaming, type StreamingRun } from './executor/stream.js';
 export { normalizeHistory } from './image/image-writer.js';
 export { zstdTransform } from './image/zstd.js';

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Option, type Command } from 'commander';
-import { formatPlatform, hostPlatform, type RegistryHostOptions } from '@kiln/runtime';
+import { formatPlatform, hostPlatform, usernsMaps, usernsState, type IdMapLine, type RegistryHostOptions } from '@kiln/runtime';
 import { CacheStore, formatBytes } from '@kiln/solver';
 import { callerEnv, type CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
@@ -20,6 +20,11 @@ export interface BuilderInfo {
   /** Where the root came from: `--root`, `KILN_ROOT` or the default. */
   readonly rootSource: string;
   readonly runtime: string;
+  /**
+   * Rootless kiln (docs/rootless.md): the user whose namespace the engine runs in and its id maps
+   * (inside → host), as BuildKit's rootless worker runs under rootlesskit; false for root.
+   */
+  readonly rootless: RootlessInfo | false;
   readonly platforms: readonly string[];
   readonly config: { readonly path: string; readonly exists: boolean; readonly ignored: readonly string[] };
   readonly registries: Readonly<Record<string, readonly string[]>>;
@@ -27,6 +32,16 @@ export interface BuilderInfo {
   readonly gc: { readonly source: string; readonly rules: readonly GcRuleInfo[] } | undefined;
   readonly cache: { readonly records: number; readonly bytes: number } | undefined;
   readonly history: number;
+}
+
+/** The user namespace of a rootless builder. */
+export interface RootlessInfo {
+  readonly user: string;
+  readonly uid: number;
+  /** `single`: only uid/gid 0 (the user); `ranged`: its /etc/subuid and /etc/subgid ranges after it. */
+  readonly mode: 'single' | 'ranged';
+  readonly uidMap: readonly IdMapLine[];
+  readonly gidMap: readonly IdMapLine[];
 }
 
 /** One GC rule as buildx inspect prints it. */
@@ -67,6 +82,7 @@ export async function inspectBuilder(rootFlag: string | undefined, io: CliIo): P
     root: root.path,
     rootSource: rootFlag !== undefined ? '--root' : env['KILN_ROOT'] !== undefined && env['KILN_ROOT'] !== '' ? 'KILN_ROOT' : 'default',
     runtime: await runcVersion(),
+    rootless: rootlessInfo(),
     platforms: [formatPlatform(hostPlatform())],
     config: { path: loc.path, exists: config.path !== undefined, ignored: config.ignored },
     registries: Object.fromEntries(Object.entries(config.registry).map(([host, o]) => [host, registrySettings(o)])),
@@ -83,6 +99,7 @@ export function formatBuilderInfo(i: BuilderInfo): string {
     `Version:    ${i.version}`,
     `Root:       ${i.root} (${i.rootSource})`,
     `Runtime:    ${i.runtime}, overlayfs snapshots`,
+    `Rootless:   ${i.rootless === false ? 'no' : rootlessLine(i.rootless)}`,
     `Platforms:  ${i.platforms.join(', ')}`,
     `Config:     ${i.config.exists ? i.config.path : `none (${i.config.path} does not exist)`}`,
   ];
@@ -104,6 +121,21 @@ export function formatBuilderInfo(i: BuilderInfo): string {
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** This process's user namespace, when it is rootless kiln's (inspect runs in it for a non-root user). */
+function rootlessInfo(): RootlessInfo | false {
+  const ns = usernsState();
+  const maps = usernsMaps();
+  if (ns === undefined || maps === undefined) return false;
+  return { user: ns.user, uid: ns.hostUid, mode: ns.mode, uidMap: maps.uids, gidMap: maps.gids };
+}
+
+/** `yes, as alice (uid 1000); uids 0:1000:1 1:100000:65536, gids … (inside:host:count)`, as docs/rootless.md writes maps. */
+export function rootlessLine(r: RootlessInfo): string {
+  const map = (m: readonly IdMapLine[]): string => m.map((l) => `${l.inside}:${l.outside}:${l.count}`).join(' ');
+  const note = r.mode === 'single' ? '; no subordinate ids: only root inside' : '';
+  return `yes, as ${r.user} (uid ${r.uid}); uids ${map(r.uidMap)}, gids ${map(r.gidMap)} (inside:host:count${note})`;
 }
 
 function registrySettings(o: RegistryHostOptions): string[] {

@@ -55,6 +55,11 @@ export function configFlagOf(argv: readonly string[]): string | undefined {
   return flagOf(argv, '--config');
 }
 
+/** `--addr ADDRESS` or `--addr=ADDRESS` from argv (kiln daemon's), if given (the last one wins). */
+export function addrFlagOf(argv: readonly string[]): string | undefined {
+  return flagOf(argv, '--addr');
+}
+
 /** `--root DIR` or `--root=DIR` from argv, if given (the last one wins, as in commander). */
 export function rootFlagOf(argv: readonly string[]): string | undefined {
   return flagOf(argv, '--root');

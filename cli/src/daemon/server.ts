@@ -8,6 +8,7 @@ import { kilnRoot } from '../engine/cli-support.js';
 import { KilnEngine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import { makeDirs } from '../engine/make-dirs.js';
+import { rootlessSocketDir } from '../userns/socket-dir.js';
 import type { EngineSource } from '../engine/lease.js';
 import { DaemonGc } from '../engine/auto-gc.js';
 import type { GcPolicy } from '../engine/gc-policy.js';
@@ -194,8 +195,12 @@ function isHello(h: unknown): h is Hello {
 async function checkSocketDir(dir: string): Promise<void> {
   const st = await lstat(dir);
   const uid = process.getuid?.() ?? 0;
+  // Rootless kiln sees root's /tmp as owned by 65534: the launcher vouched for it, or KLN0891.
+  const rootless = rootlessSocketDir(dir, st);
+  if (rootless instanceof Error) throw rootless;
+  const owner = rootless === 'root' ? 0 : st.uid;
   const open = (st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0;
-  if (!st.isDirectory() || (st.uid !== uid && st.uid !== 0) || open) {
+  if (!st.isDirectory() || (owner !== uid && owner !== 0) || open) {
     throw new EngineError('KLN0709', `unsafe directory for the daemon socket: ${dir} (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`, {
       hint: 'use a directory only you can write to (--addr unix:///run/user/UID/kilnd.sock)',
     });

@@ -1,7 +1,8 @@
 /**
  * The id maps of rootless kiln's user namespace, from /etc/subuid and /etc/subgid (subuid(5)):
- * root inside is the user, and 1…N the user's first subordinate range, as rootlesskit maps
- * (and util-linux `unshare --map-auto` picks the first range). Pure: the launcher reads the files.
+ * root inside is the user, and 1…N all of the user's subordinate ranges one after the other, in
+ * file order, as rootlesskit maps them (parent.go newugidmapArgsFromSubIDRanges). Pure: the
+ * launcher reads the files.
  */
 
 /** A block of subordinate ids: `start` … `start + count - 1` on the host. */
@@ -33,14 +34,39 @@ export function subIdRanges(text: string, name: string | undefined, id: number):
   return out;
 }
 
+/** Lines a uid_map may have (the kernel's UID_GID_MAP_MAX_EXTENTS since Linux 4.15): one is 0 → the user. */
+const MAX_MAP_LINES = 340;
+
+/**
+ * The ranges of `ranges` (file order) that can go into one id map beside `own` (the user's id,
+ * root inside): the kernel refuses a map whose host ids overlap, so a range that overlaps the
+ * user's id or an earlier range (a user listed by name and by uid with the same block) is left
+ * out rather than failing the whole namespace; so are ranges past the kernel's 340 lines, or past
+ * the last 32-bit id inside. Pure.
+ */
+export function mappableRanges(ranges: readonly IdRange[], own: number): IdRange[] {
+  const out: IdRange[] = [];
+  let inside = 1;
+  const overlaps = (a: IdRange, b: IdRange): boolean => a.start < b.start + b.count && b.start < a.start + a.count;
+  for (const r of ranges) {
+    if (out.length === MAX_MAP_LINES - 1) break;
+    if (overlaps(r, { start: own, count: 1 }) || out.some((o) => overlaps(o, r))) continue;
+    if (inside + r.count > 0xffffffff) continue;
+    out.push(r);
+    inside += r.count;
+  }
+  return out;
+}
+
 /** How the launcher makes the namespace (see {@link planUserns}). */
 export type UsernsPlan =
-  | { readonly mode: 'ranged'; readonly uids: IdRange; readonly gids: IdRange }
+  | { readonly mode: 'ranged'; readonly uids: readonly IdRange[]; readonly gids: readonly IdRange[] }
   | { readonly mode: 'single'; readonly why: string };
 
 /** What {@link planUserns} looks at. */
 export interface UsernsHost {
   readonly uid: number;
+  readonly gid: number;
   /** The user's login name (from passwd), if any: subuid lines may name it or its uid. */
   readonly user: string | undefined;
   /** /etc/subuid and /etc/subgid text; undefined when a file is missing. */
@@ -51,16 +77,17 @@ export interface UsernsHost {
 }
 
 /**
- * Ranged when the user has a subordinate uid and gid range and the tools to map them, else a
- * single mapping (uid/gid 0 only) and why, for the error a file of another owner gets.
+ * Ranged when the user has subordinate uids and gids and the tools to map them (every range, see
+ * {@link mappableRanges}), else a single mapping (uid/gid 0 only) and why, for the error a file
+ * of another owner gets.
  */
 export function planUserns(h: UsernsHost): UsernsPlan {
-  const uids = subIdRanges(h.subuid ?? '', h.user, h.uid)[0];
+  const uids = mappableRanges(subIdRanges(h.subuid ?? '', h.user, h.uid), h.uid);
   // subgid(5) lines name the user too (its login or uid), not a group.
-  const gids = subIdRanges(h.subgid ?? '', h.user, h.uid)[0];
+  const gids = mappableRanges(subIdRanges(h.subgid ?? '', h.user, h.uid), h.gid);
   const who = h.user ?? String(h.uid);
-  if (uids === undefined || gids === undefined) {
-    const missing = [uids === undefined ? '/etc/subuid' : undefined, gids === undefined ? '/etc/subgid' : undefined].filter((f) => f !== undefined).join(' and ');
+  if (uids.length === 0 || gids.length === 0) {
+    const missing = [uids.length === 0 ? '/etc/subuid' : undefined, gids.length === 0 ? '/etc/subgid' : undefined].filter((f) => f !== undefined).join(' and ');
     return { mode: 'single', why: `${who} has no range in ${missing}` };
   }
   if (!h.idmapTools) return { mode: 'single', why: 'newuidmap/newgidmap (the uidmap package) are not installed' };
@@ -68,13 +95,31 @@ export function planUserns(h: UsernsHost): UsernsPlan {
 }
 
 /**
- * The `unshare(1)` options (util-linux ≥ 2.38) that make kiln's namespaces for `plan`: a user
- * namespace whose root is the user, and a private mount namespace (mounts stay inside and go
- * with the process). For a range, unshare forks a helper that runs newuidmap/newgidmap on the
- * waiting process: the parent/child handshake rootlesskit does.
+ * newuidmap/newgidmap's arguments after the pid: `0 OWN 1`, then each range at the next free id
+ * inside (`1 START COUNT`, `1+COUNT START2 COUNT2` …), as rootlesskit passes them. Pure.
+ */
+export function idMapArgs(own: number, ranges: readonly IdRange[]): string[] {
+  const args = ['0', String(own), '1'];
+  let inside = 1;
+  for (const r of ranges) {
+    args.push(String(inside), String(r.start), String(r.count));
+    inside += r.count;
+  }
+  return args;
+}
+
+/** `ranges` as `START+COUNT` items, for messages. */
+export function rangesText(ranges: readonly IdRange[]): string {
+  return ranges.map((r) => `${r.start}+${r.count}`).join(', ');
+}
+
+/**
+ * The `unshare(1)` options that make kiln's namespaces for `plan`: a user namespace and a private
+ * mount namespace (mounts stay inside and go with the process). A single mapping is unshare's
+ * own `--map-root-user`. A range is mapped by the launcher with newuidmap/newgidmap while the
+ * process inside waits (the parent/child handshake rootlesskit does): unshare ≤ 2.39 maps one
+ * range only (`--map-users` once).
  */
 export function unshareArgs(plan: UsernsPlan): string[] {
-  const args = ['--user', '--map-root-user', '--mount', '--propagation', 'private'];
-  if (plan.mode === 'ranged') args.push(`--map-users=${plan.uids.start},1,${plan.uids.count}`, `--map-groups=${plan.gids.start},1,${plan.gids.count}`);
-  return args;
+  return ['--user', ...(plan.mode === 'single' ? ['--map-root-user'] : []), '--mount', '--propagation', 'private'];
 }

@@ -1,8 +1,9 @@
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
 import { compileCli, kilnBin, makeSandbox, requireTools, type KilnSandbox } from './build-helpers.js';
 
 // Rootless kiln (cli/src/userns, docs/rootless.md) as a real non-root user: this test makes the
@@ -14,6 +15,9 @@ const USER = `${USER_PREFIX}${process.pid}`;
 /** The subordinate range the ranged case gives the user: uid N inside is SUB + N - 1 outside. */
 const SUB = 520000;
 const SUB_COUNT = 65536;
+/** Two more ranges for the several-ranges case: 1000 ids, then 65536 (as usermod --add-subuids twice). */
+const SUB_SMALL = 610000;
+const SUB_LARGE = 700000;
 
 let sb: KilnSandbox;
 let uid = -1;
@@ -60,6 +64,52 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Whether `pid` still runs (a zombie nobody reaped yet has ended). */
+function running(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Pids of running processes whose command line (arguments joined by spaces) contains `marker`. */
+function processesWith(marker: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ').includes(marker) && running(Number(d));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** The host id of `inside` in the map rootless kiln makes from the user's `file` ranges (file order, from 1). */
+function hostIdOf(inside: number, file: string): number {
+  let first = 1;
+  for (const r of rangesOf(file)) {
+    const [start, end] = r.split('-').map(Number) as [number, number];
+    if (inside < first + end - start + 1) return start + inside - first;
+    first += end - start + 1;
+  }
+  throw new Error(`${inside} is not mapped by ${file}`);
+}
+
+/** The uid_map lines (`inside:host:count`) rootless kiln makes from the user's `file` ranges. */
+function expectedMap(own: number, file: string): string {
+  let first = 1;
+  const lines = [`0:${own}:1`];
+  for (const r of rangesOf(file)) {
+    const [start, end] = r.split('-').map(Number) as [number, number];
+    lines.push(`${first}:${start}:${end - start + 1}`);
+    first += end - start + 1;
+  }
+  return lines.join(' ');
+}
+
 function ids(): void {
   uid = Number(sh('id', ['-u', USER]).trim());
   gid = Number(sh('id', ['-g', USER]).trim());
@@ -76,6 +126,23 @@ function spawnAsUser(args: readonly string[], cwd: string, env: Record<string, s
     cwd,
     env: { PATH: sb.path, HOME: sb.dir, LANG: 'C', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+/** {@link kilnAsUser}, with its stdout. */
+function kilnAsUserOut(args: readonly string[], cwd: string): Promise<Run & { readonly stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--init-groups', '--', process.execPath, kilnBin, ...args], {
+      cwd,
+      env: { PATH: sb.path, HOME: sb.dir, LANG: 'C', KILN_DAEMON: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
@@ -148,6 +215,16 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (uid >= 0) setRanges(savedRanges.subuid, savedRanges.subgid);
+  // the runtime directories (/dev/shm/kiln-HASH, naming their root in `root`) of this run's roots
+  for (const d of readdirSync('/dev/shm').filter((n) => n.startsWith('kiln-'))) {
+    let owner = '';
+    try {
+      owner = readFileSync(join('/dev/shm', d, 'root'), 'utf8');
+    } catch {
+      continue; // not a runtime directory that names its root
+    }
+    if (sb !== undefined && owner.startsWith(`${sb.dir}/`)) rmSync(join('/dev/shm', d), { recursive: true, force: true });
+  }
   await sb?.cleanup();
   if (madeUser) spawnSync('userdel', [USER]);
 });
@@ -175,6 +252,14 @@ describe('rootless kiln: kiln build as a non-root user', () => {
     const r = await kilnAsUser(['du'], sb.dir, { KILN_DAEMON: '0', HOME: '' });
     expect(r.stderr).not.toContain('/root');
     expect(r.stderr).toContain(`${home}/.local/share/kiln`);
+  });
+
+  test('kiln inspect says the builder is rootless, as whom, and its id maps (one id here)', async () => {
+    const r = await kilnAsUserOut(['inspect', '--root', sb.root], sb.dir);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Rootless:   yes, as ${USER} (uid ${uid}); uids 0:${uid}:1, gids 0:${gid}:1 (inside:host:count; no subordinate ids: only root inside)\n`);
+    const json = await kilnAsUserOut(['inspect', '--root', sb.root, '--format', 'json'], sb.dir);
+    expect(JSON.parse(json.stdout)).toMatchObject({ rootless: { user: USER, uid, mode: 'single', uidMap: [{ inside: 0, outside: uid, count: 1 }], gidMap: [{ inside: 0, outside: gid, count: 1 }] } });
   });
 
   test('a kiln root of another user is KLN0890', async () => {
@@ -245,5 +330,99 @@ describe('rootless kiln: kiln build as a non-root user', () => {
       `kiln: error KLN0890: cannot use the kiln root ${sb.root}: its snapshots were made with the uid map 0:${uid}:1,1:${SUB}:${SUB_COUNT}, and kiln's user namespace now has 0:${uid}:1 (inside:host:count): their files would change owners\n` +
         `hint: give ${USER} that range again in /etc/subuid and /etc/subgid, or use another root (--root DIR); kiln prune --all with the old range empties this one\n`,
     );
+  });
+});
+
+describe('rootless kiln with several subordinate ranges', () => {
+  let root2 = '';
+  beforeAll(async () => {
+    // as usermod --add-subuids twice: both ranges are mapped, one after the other from uid 1
+    setRanges([`${SUB_SMALL}-${SUB_SMALL + 999}`, `${SUB_LARGE}-${SUB_LARGE + 65535}`], [`${SUB_SMALL}-${SUB_SMALL + 999}`, `${SUB_LARGE}-${SUB_LARGE + 65535}`]);
+    // a root of its own (sb.root's snapshots were made under one range), with busybox as makeSandbox's
+    root2 = join(sb.dir, 'root-ranges');
+    await createBusyboxImage(await ContentStore.open(root2), { names: ['docker.io/library/busybox:latest'], images: await ImageStore.open(root2) });
+    chownTree(root2);
+  });
+
+  test('every range is mapped, in /etc/subuid order: ids past the first range keep their owners', async () => {
+    const r = await kilnAsUser(['build', 'ctx', '--root', root2, '--progress', 'plain', '-o', 'type=oci,dest=img-ranges.tar'], sb.dir);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.code, r.stderr).toBe(0);
+    const layer = layersListing(join(sb.dir, 'img-ranges.tar'), join(sb.dir, 'img-ranges'));
+    expect(layer).toMatch(/^-\S+ 1234\/1234 .* g$/m);
+    // on the host, /g (1234 inside) belongs to the id the file-order map gives it
+    const snaps = join(root2, 'snapshots');
+    const g = readdirSync(snaps)
+      .map((s) => lstatSync(join(snaps, s, 'fs', 'g'), { throwIfNoEntry: false }))
+      .find((st) => st !== undefined);
+    expect(g?.uid).toBe(hostIdOf(1234, '/etc/subuid'));
+    expect(g?.gid).toBe(hostIdOf(1234, '/etc/subgid'));
+
+    const inspect = await kilnAsUserOut(['inspect', '--root', root2], sb.dir);
+    expect(inspect.stdout).toContain(`Rootless:   yes, as ${USER} (uid ${uid}); uids ${expectedMap(uid, '/etc/subuid')}, gids ${expectedMap(gid, '/etc/subgid')} (inside:host:count)\n`);
+    expect(expectedMap(uid, '/etc/subuid').split(' ')).toHaveLength(3);
+  });
+
+  test('a SIGKILLed kiln: the kiln inside and its RUN container stop within seconds, and the next build works', async () => {
+    const marker = `sleep 30${process.pid % 1000}`;
+    const ctx = join(sb.dir, 'sleepy');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'Dockerfile'), `FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sh", "-c", "echo started-run; /bin/busybox ${marker}"]\n`);
+    writeFileSync(join(ctx, 'busybox'), readFileSync('/bin/busybox'));
+    chmodSync(join(ctx, 'busybox'), 0o755);
+    chownTree(ctx);
+    const launcher = spawnAsUser(['build', 'sleepy', '--root', root2, '--progress', 'plain'], sb.dir);
+    let log = '';
+    launcher.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const closed = new Promise<void>((resolve) => launcher.once('close', () => resolve()));
+    let inner = 0;
+    try {
+      // the RUN's own output line, not its title
+      await expect.poll(() => log, { timeout: 60_000, interval: 100 }).toMatch(/^#\d+ [\d.]+ started-run$/m);
+      const pid = launcher.pid ?? 0;
+      inner = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0]);
+      expect(running(inner)).toBe(true);
+      expect(processesWith(marker).length).toBeGreaterThan(0);
+      launcher.kill('SIGKILL');
+      const t0 = Date.now();
+      await expect.poll(() => running(inner) || processesWith(marker).length > 0, { timeout: 10_000, interval: 100 }).toBe(false);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      await closed;
+      expect(log).toContain('is gone: stopping as for SIGTERM');
+      expect(log).toMatch(/KLN0705: interrupted \(SIGTERM\)/);
+    } finally {
+      launcher.kill('SIGKILL');
+      for (const p of [inner, ...processesWith(marker)]) if (p > 0 && running(p)) process.kill(p, 'SIGKILL');
+    }
+    // the store was left consistent: the root builds again (the cancelled RUN anew)
+    writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sh", "-c", "/bin/busybox id -u > /id"]\n');
+    const again = await kilnAsUser(['build', 'sleepy', '--root', root2, '--progress', 'plain', '-o', 'type=local,dest=out-again'], sb.dir);
+    expect(again.stderr).not.toMatch(/\n\s+at /);
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(join(sb.dir, 'out-again', 'id'), 'utf8')).toBe('0\n');
+  });
+
+  test("kiln daemon --addr in root's /tmp (65534 inside the namespace) listens, and a client builds through it", async () => {
+    const sock = `/tmp/${USER}-${Date.now()}.sock`;
+    const env = { KILN_HOST: `unix://${sock}` };
+    const daemon = spawnAsUser(['daemon', '--root', root2, '--addr', sock], sb.dir);
+    let log = '';
+    daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<number | null>((resolve) => daemon.once('close', (code) => resolve(code)));
+    try {
+      await expect.poll(() => log, { timeout: 30_000, interval: 100 }).toMatch(/serving |error/);
+      expect(log).toContain(`on unix://${sock}`);
+      expect(lstatSync(sock).uid).toBe(uid);
+      const r = await kilnAsUser(['build', 'ctx', '--root', root2, '--progress', 'plain'], sb.dir, env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(log).toMatch(/build: client pid \d+ → exit 0/);
+    } finally {
+      daemon.kill('SIGTERM');
+    }
+    const code = await exited;
+    const left = lstatSync(sock, { throwIfNoEntry: false });
+    rmSync(sock, { force: true });
+    expect(code).toBe(0);
+    expect(left).toBeUndefined();
   });
 });

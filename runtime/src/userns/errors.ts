@@ -1,14 +1,18 @@
 import { usernsState, type UsernsState } from './state.js';
 
-/** What rootless kiln cannot do, and what to change (KLN0890). */
+/** Rootless kiln's codes: KLN0890 what its namespace cannot do; KLN0891 a `kiln daemon` socket directory it cannot vouch for. */
+export type RootlessErrorCode = 'KLN0890' | 'KLN0891';
+
+/** What rootless kiln cannot do, and what to change (KLN0890, KLN0891). */
 export class RootlessError extends Error {
   override readonly name = 'RootlessError';
-  readonly code = 'KLN0890';
+  readonly code: RootlessErrorCode;
   readonly hint: string | undefined;
 
-  constructor(message: string, opts: { hint?: string; cause?: unknown } = {}) {
+  constructor(message: string, opts: { hint?: string; cause?: unknown; code?: RootlessErrorCode } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.hint = opts.hint;
+    this.code = opts.code ?? 'KLN0890';
   }
 }
 

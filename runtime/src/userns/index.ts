@@ -1,3 +1,3 @@
-export { USERNS_ENV, callerUid, idMapCovers, mappedIds, parseIdMap, parseUsernsEnv, usernsState, type IdMapLine, type UsernsMode, type UsernsState } from './state.js';
+export { USERNS_ENV, callerUid, idMapCovers, mappedIds, parseIdMap, parseUsernsEnv, usernsMaps, usernsState, type IdMapLine, type UsernsMode, type UsernsState } from './state.js';
 export { rootlessProcessIds, type ProcessIds } from './exec.js';
-export { RootlessError, explainUnmappedOwner, imagePath, subidHint, unmappedOwnerError } from './errors.js';
+export { RootlessError, type RootlessErrorCode, explainUnmappedOwner, imagePath, subidHint, unmappedOwnerError } from './errors.js';

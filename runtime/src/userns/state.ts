@@ -19,7 +19,10 @@ export interface UsernsState {
   readonly hostGid: number;
   /** The user's name (or uid when there is no passwd entry), for hints. */
   readonly user: string;
-  /** How many ids exist inside: 1 for `single`, 1 + the subordinate range's size for `ranged`. */
+  /**
+   * How many ids exist inside (0 … ids-1, uids and gids alike): 1 for `single`, 1 + the sizes of
+   * the subordinate ranges for `ranged` (the smaller total when /etc/subuid and /etc/subgid differ).
+   */
   readonly ids: number;
 }
 
@@ -54,7 +57,7 @@ export function usernsState(): UsernsState | undefined {
     try {
       const map = readFileSync('/proc/self/uid_map', 'utf8');
       const first = map.trim().split('\n')[0]?.trim().split(/\s+/) ?? [];
-      if (first[0] === '0' && Number(first[1]) === parsed.hostUid) state = { ...parsed, ids: mappedIds(map) };
+      if (first[0] === '0' && Number(first[1]) === parsed.hostUid) state = { ...parsed, ids: Math.min(mappedIds(map), mappedIds(readFileSync('/proc/self/gid_map', 'utf8'))) };
     } catch {
       // no /proc: not kiln's namespace
     }
@@ -76,6 +79,16 @@ export interface IdMapLine {
   readonly inside: number;
   readonly outside: number;
   readonly count: number;
+}
+
+/** This process's id maps (`/proc/self/uid_map`, `gid_map`) in kiln's user namespace; undefined outside one. */
+export function usernsMaps(): { readonly uids: IdMapLine[]; readonly gids: IdMapLine[] } | undefined {
+  if (usernsState() === undefined) return undefined;
+  try {
+    return { uids: parseIdMap(readFileSync('/proc/self/uid_map', 'utf8')), gids: parseIdMap(readFileSync('/proc/self/gid_map', 'utf8')) };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Parses `/proc/PID/uid_map` (or gid_map) text; malformed lines are skipped. Pure. */
