@@ -1,6 +1,8 @@
-import type { Dispatcher } from 'undici';
-import { ProxyError } from './proxy-error.js';
+import type { Dispatcher, ProxyAgent, buildConnector } from 'undici';
+import { isIP } from 'node:net';
+import { ProxyError, proxyName, refusedTunnel } from './proxy-error.js';
 import { proxyFor, type ProxySetting } from './proxy-env.js';
+import { atProxy, socks5Connector } from './socks5.js';
 import { loadUndici, tlsConnectOptions, type TlsSettings } from './undici.js';
 
 /**
@@ -20,28 +22,49 @@ let plainRouter: Promise<Dispatcher> | undefined;
 const routers = new WeakMap<TlsSettings, Promise<Dispatcher>>();
 
 async function makeRouter(tls: TlsSettings | undefined): Promise<Dispatcher> {
-  const { Agent, Dispatcher: Base, ProxyAgent } = await loadUndici();
+  const { Agent, Dispatcher: Base, Pool, ProxyAgent, buildConnector } = await loadUndici();
   const requestTls = tlsConnectOptions(tls);
   const direct = tls === undefined ? new Agent() : new Agent({ connect: requestTls });
   const proxies = new Map<string, Dispatcher>();
   const via = (p: ProxySetting): Dispatcher => {
     let d = proxies.get(p.key);
-    if (d === undefined) {
-      const socks = p.url.protocol === 'socks5:';
+    if (d !== undefined) return d;
+    if (p.url.protocol === 'socks5:' || p.url.protocol === 'socks5h:') {
+      // kiln's own SOCKS5 client (socks5.ts), not undici's: that one is experimental (it prints
+      // an ExperimentalWarning), offers a user only with a password, and sends bracketed IPv6.
+      d = new Agent({ connect: socks5Connector(p, buildConnector({}), buildConnector({ ...requestTls })) });
+    } else {
       const credentials = p.username !== undefined || p.password !== undefined;
       // The URI never holds the credentials, so no undici error can show them.
-      const opts = {
+      const opts: ProxyAgent.Options = {
         uri: p.url.href,
         // Go sends Proxy-Authorization for a URL user even without a password (undici only with both).
-        ...(credentials && !socks ? { token: `Basic ${Buffer.from(`${p.username ?? ''}:${p.password ?? ''}`).toString('base64')}` } : {}),
-        ...(credentials && socks ? { username: p.username ?? '', password: p.password ?? '' } : {}),
+        ...(credentials ? { token: `Basic ${Buffer.from(`${p.username ?? ''}:${p.password ?? ''}`).toString('base64')}` } : {}),
         // http URLs are forwarded (absolute-form request), https ones tunnelled with CONNECT, as
         // Go's transport does: proxies often allow CONNECT to port 443 only.
         proxyTunnel: false,
         ...(tls === undefined ? {} : { requestTls }),
+        // The handshake with an https:// proxy uses the request's TLS settings too (Go's transport
+        // uses its one TLSClientConfig for both): the registry host's ca trusts the proxy as well.
+        ...(p.url.protocol === 'https:' && tls !== undefined ? { proxyTls: requestTls } : {}),
+        // The connections to the proxy itself: their failures are the proxy's (proxyFailure), a
+        // TLS one included, which would otherwise read as the server's.
+        clientFactory: (origin: URL, o: object) => {
+          const { connect } = o as { connect: buildConnector.connector };
+          return new Pool(origin, {
+            ...o,
+            // (an IP address is no TLS server name: Node warns, DEP0123, when given one)
+            connect: ({ servername, ...co }, cb) =>
+              connect({ ...co, ...(servername === undefined || isIP(servername) !== 0 ? {} : { servername }) }, (err, socket) => {
+                if (err !== null) atProxy.add(err);
+                (cb as (e: Error | null, s: unknown) => void)(err, socket);
+              }),
+          });
+        },
       };
-      proxies.set(p.key, (d = new ProxyAgent(opts)));
+      d = new ProxyAgent(opts);
     }
+    proxies.set(p.key, d);
     return d;
   };
   class Router extends Base {
@@ -67,7 +90,7 @@ async function makeRouter(tls: TlsSettings | undefined): Promise<Dispatcher> {
  * (the server's own, which reach the caller as they are).
  */
 export function proxyFailure(e: unknown, target: URL): ProxyError | undefined {
-  // (a variable that names no proxy, thrown by the router for a redirect hop)
+  // (a variable that names no proxy, thrown by the router for a redirect hop; a SOCKS5 refusal)
   for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) if (c instanceof ProxyError) return c;
   let proxy: ProxySetting | undefined;
   try {
@@ -76,15 +99,13 @@ export function proxyFailure(e: unknown, target: URL): ProxyError | undefined {
     return err instanceof ProxyError ? err : undefined;
   }
   if (proxy === undefined) return undefined;
-  const shown = `${proxy.url.protocol}//${proxy.url.host}`;
   const v = proxy.variable;
-  const named = `proxy ${shown} (from ${v})`;
-  const port = proxy.url.port !== '' ? proxy.url.port : proxy.url.protocol === 'https:' ? '443' : proxy.url.protocol === 'socks5:' ? '1080' : '80';
+  const named = proxyName(proxy);
+  const port = proxy.url.port !== '' ? proxy.url.port : proxy.url.protocol === 'https:' ? '443' : proxy.url.protocol.startsWith('socks5') ? '1080' : '80';
   const bypass = `to reach ${target.hostname} without a proxy, add it to NO_PROXY`;
   // host:port as in the CONNECT request (URL.host leaves the scheme's default port out)
   const address = target.port !== '' ? target.host : `${target.host}:${target.protocol === 'https:' ? 443 : 80}`;
   for (let c: unknown = e, depth = 0; c instanceof Error && depth < 5; c = c.cause, depth++) {
-    if (c instanceof ProxyError) return c;
     const err = c as Error & { code?: unknown; port?: unknown; hostname?: unknown };
     const status = /Proxy response \((\d+)\) !== 200/.exec(err.message)?.[1] ?? (/Proxy Authentication Required \(407\)/.test(err.message) ? '407' : undefined);
     if (status === '407') {
@@ -92,24 +113,27 @@ export function proxyFailure(e: unknown, target: URL): ProxyError | undefined {
         ? new ProxyError(`${named} requires credentials (407 Proxy Authentication Required)`, { hint: `give them in the proxy URL: ${v}=${proxy.url.protocol}//USER:PASSWORD@${proxy.url.host}`, cause: e })
         : new ProxyError(`${named} refused the credentials in ${v} (407 Proxy Authentication Required)`, { hint: `check the user and password in ${v} (URL-encode special characters)`, cause: e });
     }
-    if (status !== undefined) {
-      return new ProxyError(`${named} would not open a connection to ${address} (${status})`, {
-        hint: `the proxy cannot reach ${address} or its rules refuse it: ask its administrator; ${bypass}`,
+    if (status !== undefined) return refusedTunnel(proxy, address, target.hostname, status, e);
+    const tagged = atProxy.has(err);
+    const atPort = tagged || String(err.port) === port || String(err.hostname) === proxy.url.hostname || err.message.includes(`${proxy.url.hostname}:${port}`);
+    if (atPort && err.code === 'ECONNREFUSED') return new ProxyError(`${named} refused the connection`, { hint: `start the proxy or correct ${v}; ${bypass}`, cause: e });
+    if (atPort && (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN')) {
+      return new ProxyError(`${named}: ${proxy.url.hostname} does not resolve`, { hint: `correct the proxy host in ${v}; ${bypass}`, cause: e });
+    }
+    if (atPort && (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' || err.code === 'UND_ERR_CONNECT_TIMEOUT')) {
+      return new ProxyError(`${named} did not answer (${String(err.code)})`, { hint: `check ${v} and the network path to the proxy; ${bypass}`, cause: e });
+    }
+    // Any other failure of a connection to an https:// proxy is its TLS handshake's (an untrusted
+    // or misnamed certificate, a proxy that speaks no TLS): not the server's, whose TLS comes after.
+    if (err.code === 'UND_ERR_PRX_TLS' || (tagged && proxy.url.protocol === 'https:')) {
+      const detail = err.code === 'UND_ERR_PRX_TLS' && err.cause instanceof Error ? err.cause : err;
+      const code = (detail as { code?: unknown }).code;
+      return new ProxyError(`${named}: the TLS handshake with the proxy failed (${typeof code === 'string' ? `${code}: ` : ''}${detail.message})`, {
+        hint: `trust the proxy's certificate authority (NODE_EXTRA_CA_CERTS=FILE, a PEM file, in kiln's environment), or use an http:// URL in ${v} if the proxy speaks no TLS`,
         cause: e,
       });
     }
-    if (err.code === 'UND_ERR_PRX_TLS') {
-      return new ProxyError(`${named}: the TLS handshake with the proxy failed (${err.cause instanceof Error ? err.cause.message : err.message})`, { hint: `check ${v} (an http:// proxy URL if the proxy does not speak TLS)`, cause: e });
-    }
-    const atProxy = String(err.port) === port || String(err.hostname) === proxy.url.hostname || err.message.includes(`${proxy.url.hostname}:${port}`);
-    if (!atProxy) continue;
-    if (err.code === 'ECONNREFUSED') return new ProxyError(`${named} refused the connection`, { hint: `start the proxy or correct ${v}; ${bypass}`, cause: e });
-    if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
-      return new ProxyError(`${named}: ${proxy.url.hostname} does not resolve`, { hint: `correct the proxy host in ${v}; ${bypass}`, cause: e });
-    }
-    if (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH' || err.code === 'UND_ERR_CONNECT_TIMEOUT') {
-      return new ProxyError(`${named} did not answer (${String(err.code)})`, { hint: `check ${v} and the network path to the proxy; ${bypass}`, cause: e });
-    }
+    if (tagged) return new ProxyError(`${named}: the connection to the proxy failed (${typeof err.code === 'string' ? `${err.code}: ` : ''}${err.message})`, { hint: `check ${v} and the network path to the proxy; ${bypass}`, cause: e });
   }
   return undefined;
 }

@@ -48,17 +48,23 @@ function envAny(env: Env, names: readonly string[]): { name: string; value: stri
 }
 
 /**
- * A proxy variable's value as Go's parseProxy reads it: a URL with scheme http, https or
- * socks5, or `host[:port]` taken as `http://host[:port]`. Go ignores a value that is neither
- * (and goes direct); kiln refuses it (KLN0880), as going direct would fail later and less clearly.
+ * A proxy variable's value as Go's parseProxy reads it: a URL with scheme http, https, socks5 or
+ * socks5h (which Go's transport dials as socks5: both send the host name to the proxy), or
+ * `host[:port]` taken as `http://host[:port]`. Go ignores a value that is neither (and goes
+ * direct); kiln refuses it (KLN0880), as going direct would fail later and less clearly.
  */
 export function parseProxyValue(variable: string, value: string): ProxySetting {
   // Go also tries `http://` before a value with another scheme; WHATWG URLs would make a host
   // of that scheme's name (`http://ftp://…` is host "ftp"), so only a value without one gets it.
   const url = tryUrl(value.includes('://') ? value : `http://${value}`);
-  if (url === undefined || !['http:', 'https:', 'socks5:'].includes(url.protocol) || url.hostname === '') {
+  if (url !== undefined && ['socks:', 'socks4:', 'socks4a:'].includes(url.protocol)) {
+    throw new ProxyError(`${variable} names a ${url.protocol.slice(0, -1)} proxy, which kiln does not support (as Go's net/http)`, {
+      hint: `use a SOCKS5 proxy (socks5://HOST:PORT) or an HTTP one (http://HOST:PORT) in ${variable}, or unset it`,
+    });
+  }
+  if (url === undefined || !['http:', 'https:', 'socks5:', 'socks5h:'].includes(url.protocol) || url.hostname === '') {
     throw new ProxyError(`${variable} is not a proxy URL`, {
-      hint: `set ${variable} to http://HOST:PORT (or https://, socks5://; credentials as http://USER:PASSWORD@HOST:PORT), or unset it`,
+      hint: `set ${variable} to http://HOST:PORT (or https://, socks5://, socks5h://; credentials as http://USER:PASSWORD@HOST:PORT), or unset it`,
     });
   }
   let username: string | undefined;

@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 
 /** TLS settings for the servers a request goes to (a registry host's from the kiln config). */
 export interface TlsSettings {
   /** PEM CA certificates trusted besides the system's. */
   readonly ca?: readonly string[] | undefined;
+  /** `ca` is trusted instead of the system's CAs, not besides them (AWS_CA_BUNDLE, as the AWS SDKs read it). */
+  readonly caOnly?: boolean | undefined;
   /** Client certificates (mutual TLS). */
   readonly keypairs?: ReadonlyArray<{ readonly cert: string; readonly key: string }> | undefined;
   /** No certificate verification. */
@@ -18,15 +21,39 @@ export interface TlsConnectOptions {
   readonly rejectUnauthorized: boolean;
 }
 
-/** The connector options for `tls`: its CAs added to the system's, as BuildKit's loadTLSConfig appends to the system pool. */
+/**
+ * The connector options for `tls`: its CAs added to the system's, as BuildKit's loadTLSConfig
+ * appends to the system pool (or alone, with `caOnly`).
+ */
 export function tlsConnectOptions(tls: TlsSettings | undefined): TlsConnectOptions {
   const keypairs = tls?.keypairs ?? [];
+  const ca = tls?.ca ?? [];
   return {
-    ...((tls?.ca?.length ?? 0) > 0 ? { ca: [...rootCertificates, ...(tls?.ca ?? [])] } : {}),
+    ...(ca.length > 0 ? { ca: tls?.caOnly === true ? [...ca] : [...systemCas(), ...ca] } : {}),
     // Node pairs the n-th key with the n-th certificate.
     ...(keypairs.length > 0 ? { cert: keypairs.map((k) => k.cert), key: keypairs.map((k) => k.key) } : {}),
     rejectUnauthorized: tls?.insecure !== true,
   };
+}
+
+let system: readonly string[] | undefined;
+
+/**
+ * The CAs Node trusts when given none: its bundled roots and the file NODE_EXTRA_CA_CERTS names
+ * (read by Node at startup, and left out by an explicit `ca` list, which replaces them all).
+ */
+function systemCas(): readonly string[] {
+  if (system !== undefined) return system;
+  const extra = process.env['NODE_EXTRA_CA_CERTS'];
+  let added: string[] = [];
+  if (extra !== undefined && extra !== '') {
+    try {
+      added = [readFileSync(extra, 'utf8')];
+    } catch {
+      // Node has warned about the file at startup; it trusts the bundled roots only, as here.
+    }
+  }
+  return (system = [...rootCertificates, ...added]);
 }
 
 let loading: Promise<typeof import('undici')> | undefined;

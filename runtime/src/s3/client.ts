@@ -244,7 +244,8 @@ export class S3Client {
         const untrusted = /CERT|SSL|TLS|ISSUER|LEAF_SIGNATURE/.test(code ?? '');
         if (c.signal?.aborted === true || attempt >= ATTEMPTS || untrusted || e instanceof S3Error) {
           if (e instanceof S3Error || c.signal?.aborted === true) throw e;
-          throw new S3Error('S3_UNREACHABLE', `${c.method} ${this.describe(c.key)}: ${this.#base.host} did not answer (${code ?? (e instanceof Error ? e.message : String(e))})`, {
+          const why = untrusted ? `the TLS certificate of ${this.#base.host} is not trusted` : `${this.#base.host} did not answer`;
+          throw new S3Error('S3_UNREACHABLE', `${c.method} ${this.describe(c.key)}: ${why} (${code ?? (e instanceof Error ? e.message : String(e))})`, {
             hint: untrusted ? "the endpoint's certificate is not trusted: AWS_CA_BUNDLE=FILE names a PEM file of its certificate authorities" : 'check endpoint_url (and use_path_style) or the network',
             cause: e,
           });
@@ -369,7 +370,8 @@ export class S3Client {
 
   /** {@link #send} through the environment's proxy: undici's request (the signed path sent as it is). */
   async #sendProxied(url: URL, path: string, c: Call, headers: OutgoingHttpHeaders, body: Uint8Array | AsyncIterable<Uint8Array> | undefined, ca: Buffer | undefined): Promise<Answer> {
-    const tls = ca === undefined ? undefined : (this.#proxyTls ??= { ca: [ca.toString('utf8')] });
+    // The bundle replaces the system's CAs, as on the direct path (Node's `ca`), for the proxy's TLS too.
+    const tls = ca === undefined ? undefined : (this.#proxyTls ??= { ca: [ca.toString('utf8')], caOnly: true });
     const dispatcher = await proxyRouter(tls);
     const h: Record<string, string> = {};
     for (const [k, v] of Object.entries(headers)) if (v !== undefined) h[k] = Array.isArray(v) ? v.join(', ') : String(v);

@@ -1,4 +1,6 @@
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { connect, type Socket } from 'node:net';
 
 /**
@@ -8,7 +10,7 @@ import { connect, type Socket } from 'node:net';
  * it logs every request, so a test can tell what went through it.
  */
 export interface TestProxy {
-  /** `http://127.0.0.1:PORT`, without credentials. */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`), without credentials. */
   readonly url: string;
   readonly port: number;
   /** Every request that reached the proxy: `GET http://host:port/path` or `CONNECT host:port`, and its Proxy-Authorization. */
@@ -22,6 +24,8 @@ export interface StartProxyOptions {
   readonly hosts: Readonly<Record<string, number>>;
   /** `user:password` the proxy requires (407 without it). */
   readonly credentials?: string;
+  /** Serve TLS (an `https://` proxy): PEM files of its certificate and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 /** Starts the proxy; close it with `stop()`. */
@@ -31,7 +35,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<TestProxy> {
   const expected = opts.credentials === undefined ? undefined : `Basic ${Buffer.from(opts.credentials).toString('base64')}`;
   const allowed = (req: IncomingMessage): boolean => expected === undefined || req.headers['proxy-authorization'] === expected;
   const target = (host: string): number | undefined => opts.hosts[host.toLowerCase()];
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     log.push({ line: `${req.method ?? ''} ${req.url ?? ''}`, authorization: req.headers['proxy-authorization'] });
     if (!allowed(req)) {
       res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"' }).end();
@@ -58,7 +62,8 @@ export async function startProxy(opts: StartProxyOptions): Promise<TestProxy> {
     });
     up.on('error', () => res.writeHead(502).end());
     req.pipe(up);
-  });
+  };
+  const server: Server = opts.tls === undefined ? createServer(handler) : createTlsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, handler);
   server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
     log.push({ line: `CONNECT ${req.url ?? ''}`, authorization: req.headers['proxy-authorization'] });
     sockets.add(client);
@@ -92,7 +97,7 @@ export async function startProxy(opts: StartProxyOptions): Promise<TestProxy> {
   const addr = server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${opts.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
     port,
     log,
     stop: () =>
