@@ -24,7 +24,7 @@ import { BUILDPACKS_FRONTEND, DEFAULT_PROJECT_FILE, selectsBuildpacks } from '@k
 import { parseBuildArg, parseSecrets, parseSize, parseSsh, resolveBuildContext, type BuildContext } from '../engine/session.js';
 import { parseOutputs, type ParsedOutputs } from '../engine/output-targets.js';
 import { parseAttestations } from '../engine/provenance-spec.js';
-import { parseCacheExportSpec, parseCacheImportSpec, type CacheImportSpec } from '../engine/cache-spec.js';
+import { parseCacheExportSpecs, parseCacheImportSpecs, type CacheImportSpec } from '../engine/cache-spec.js';
 import { callerAwsContext } from '../engine/cache-s3-spec.js';
 import { checkDirectoryTarget, fileTarget, removeMadeDirs, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 import { startRecording } from '../history/recorder.js';
@@ -276,22 +276,23 @@ async function invokeHeld(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec 
 /** `--cache-to` / `--cache-from`, local paths taken from the caller's directory; unusable imports are warnings. */
 async function cacheFlags(flags: BuildFlags, io: CliIo): Promise<Pick<BuildRequest, 'cacheTo' | 'cacheFrom' | 'cacheWarnings'>> {
   const aws = callerAwsContext(io);
-  const cacheTo = (flags.cacheTo ?? []).map((v) => parseCacheExportSpec(v, aws)).map((s) => (s.type === 'local' ? { ...s, dest: callerPath(io, s.dest) } : s));
+  // One value may name several caches (`a,b`): each keeps the value it came from, for errors.
+  const given = (flags.cacheTo ?? []).flatMap((v) => parseCacheExportSpecs(v, aws).map((s) => ({ v, s: s.type === 'local' ? { ...s, dest: callerPath(io, s.dest) } : s })));
+  const cacheTo = given.map((g) => g.s);
   // A local cache is a directory (an OCI layout): a file there would fail only after the build.
-  for (const [i, s] of cacheTo.entries()) {
+  for (const { v, s } of given) {
     if (s.type === 'local' && (await stat(s.dest).then((st) => !st.isDirectory(), () => false))) {
-      throw new EngineError('KLN0710', `invalid --cache-to "${flags.cacheTo?.[i] ?? ''}": ${s.dest} is not a directory`, {
+      throw new EngineError('KLN0710', `invalid --cache-to "${v}": ${s.dest} is not a directory`, {
         hint: 'type=local,dest=DIR writes the cache as a directory (an OCI layout): name a directory, or a path that does not exist yet',
       });
     }
     if (s.type === 'local') {
-      await checkDirectoryTarget(s.dest, (why) => new EngineError('KLN0710', `invalid --cache-to "${flags.cacheTo?.[i] ?? ''}": ${why}`, { hint: 'name a directory you can write (it is made if missing)' }));
+      await checkDirectoryTarget(s.dest, (why) => new EngineError('KLN0710', `invalid --cache-to "${v}": ${why}`, { hint: 'name a directory you can write (it is made if missing)' }));
     }
   }
   const cacheFrom: CacheImportSpec[] = [];
   const cacheWarnings: string[] = [];
-  for (const v of flags.cacheFrom ?? []) {
-    const s = parseCacheImportSpec(v, aws);
+  for (const s of (flags.cacheFrom ?? []).flatMap((v) => parseCacheImportSpecs(v, aws))) {
     if ('warning' in s) cacheWarnings.push(s.warning);
     else cacheFrom.push(s.type === 'local' ? { ...s, src: callerPath(io, s.src) } : s);
   }

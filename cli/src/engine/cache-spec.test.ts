@@ -2,8 +2,17 @@ import { describe, expect, test } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCacheExportSpec, parseCacheImportSpec } from './cache-spec.js';
+import type { AwsCredentialContext } from '@kiln/runtime';
+import { parseCacheExportSpecs, parseCacheImportSpecs, type CacheExportSpec, type CacheImportSpec } from './cache-spec.js';
 import { parseGoDuration, redactCacheValue } from './cache-s3-spec.js';
+
+/** The one cache a value names. */
+function only<T>(specs: readonly T[]): T {
+  expect(specs).toHaveLength(1);
+  return specs[0] as T;
+}
+const parseCacheExportSpec = (v: string, aws?: AwsCredentialContext): CacheExportSpec => only(parseCacheExportSpecs(v, aws));
+const parseCacheImportSpec = (v: string, aws?: AwsCredentialContext): CacheImportSpec | { readonly warning: string } => only(parseCacheImportSpecs(v, aws));
 
 describe('--cache-to / --cache-from (buildx CSV)', () => {
   test('export specs with buildx defaults: mode=min, gzip, OCI media types, tag latest', () => {
@@ -166,5 +175,47 @@ describe('--cache-to / --cache-from typos refused before the build (typo tour 4)
     expect(() => parseCacheExportSpec('type=registry,ref=Bad:Ref')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('repository names must be lowercase') }));
     expect(() => parseCacheExportSpec('/tmp/cache')).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining('"/tmp/cache" is a path, not an image reference'), hint: 'a cache directory is type=local,dest=/tmp/cache' }));
     expect(parseCacheImportSpec('./cache')).toEqual({ warning: expect.stringContaining('a cache directory is type=local,src=./cache') });
+  });
+});
+
+// buildx's ParseCacheEntry reads each value with Go's encoding/csv (go-csvvalue), then: no field
+// with `=` means one registry cache per field; otherwise every field is KEY=VALUE and type= is needed.
+describe('--cache-to / --cache-from values split as buildx splits them (encoding/csv)', () => {
+  const none: AwsCredentialContext = { env: {}, home: '/nonexistent', cwd: '/' };
+  test.for([
+    // quotes holding commas, "" inside quotes
+    ['type=local,"dest=/a,b",mode=max', [{ type: 'local', dest: '/a,b', mode: 'max' }]],
+    ['"type=local","dest=/a ""b"" c"', [{ type: 'local', dest: '/a "b" c' }]],
+    ['type=local,"dest=/c",""tag=x""', 'parse error on line 1, column 23: extraneous or missing " in quoted-field'],
+    // a quote inside an unquoted field, or never closed
+    ['type=local,dest="/a,b"', 'parse error on line 1, column 17: bare " in non-quoted-field'],
+    ['type=local,"dest=/a', 'parse error on line 1, column 13: extraneous or missing " in quoted-field'],
+    // empty fields and a trailing comma are fields, not skipped
+    ['type=local,dest=/c,', 'an empty field (a comma too many?)'],
+    ['type=local,,dest=/c', 'an empty field (a comma too many?)'],
+    ['', 'the value is empty'],
+    // values are not trimmed; a key with spaces is no key buildx knows
+    ['type=local,dest=/c ', [{ type: 'local', dest: '/c ' }]],
+    ['type=local,dest=/c, mode=max', 'invalid key " mode": the spaces are part of it'],
+    // keys are case-insensitive, the last of a key wins
+    ['TYPE=local,Dest=/x,dest=/c', [{ type: 'local', dest: '/c' }]],
+    ['dest=/c', 'type= is required'],
+    // bare references: one registry cache each
+    ['r/a:1,r/b:2', [{ type: 'registry', ref: 'r/a:1' }, { type: 'registry', ref: 'r/b:2' }]],
+    ['"r/a:1","r/b:2"', [{ type: 'registry', ref: 'r/a:1' }, { type: 'registry', ref: 'r/b:2' }]],
+    ['r/a:1,', 'an empty reference (a comma too many?)'],
+  ] as const)('--cache-to %j', ([value, want]) => {
+    if (typeof want === 'string') {
+      expect(() => parseCacheExportSpecs(value, none)).toThrow(expect.objectContaining({ code: 'KLN0710', message: expect.stringContaining(want) }));
+      expect(() => parseCacheImportSpecs(value.replace('dest=', 'src='), none)).toThrow(expect.objectContaining({ code: 'KLN0710' }));
+    } else {
+      expect(parseCacheExportSpecs(value, none)).toMatchObject(want);
+    }
+  });
+
+  test('--cache-from a,b imports both; an unusable entry warns and the others are kept', () => {
+    expect(parseCacheImportSpecs('r/a:1,r/b:2', none)).toEqual([{ type: 'registry', ref: 'r/a:1' }, { type: 'registry', ref: 'r/b:2' }]);
+    expect(parseCacheImportSpecs('r/a:1,./dir', none)).toEqual([{ type: 'registry', ref: 'r/a:1' }, { warning: expect.stringContaining('a cache directory is type=local,src=./dir') }]);
+    expect(parseCacheImportSpecs('type=local,"src=/a,b"', none)).toEqual([{ type: 'local', src: '/a,b', tag: 'latest' }]);
   });
 });

@@ -1,5 +1,6 @@
-import { parseReference, splitCsvFields, type AwsCredentialContext, type AwsCredentials, type ExportCompression } from '@kiln/runtime';
+import { parseReference, type AwsCredentialContext, type AwsCredentials, type ExportCompression } from '@kiln/runtime';
 import type { CacheExportMode } from '@kiln/solver';
+import { CsvError, readCsvRecord } from './csv-record.js';
 import { EngineError } from './errors.js';
 import { parseS3Attrs, redactCacheValue, type S3CacheExport, type S3CacheLocation } from './cache-s3-spec.js';
 
@@ -56,19 +57,41 @@ export function csvFieldsOf(value: string): string[] {
 }
 
 /**
- * The attributes of a value. buildx's ParseCacheEntry: a value without `=` is a registry
- * reference; otherwise every field is KEY=VALUE, and one that is not fails ("invalid value
- * max"). kiln's output-spec splitter would glue it to the previous value instead, so
+ * The cache entries of one value, as buildx's ParseCacheEntry reads them: its fields as Go's
+ * encoding/csv splits them ({@link readCsvRecord}); fields without `=` are registry references,
+ * one cache each (`--cache-from a,b` is two); otherwise every field is KEY=VALUE (keys
+ * lower-cased, values as they are) and one that is not fails ("invalid value max"), as does a
+ * missing `type=`. kiln's output-spec splitter glued a loose field to the previous value, so
  * `dest=/c,max` silently wrote the cache to a directory named `/c,max`.
  */
-function attrsOf(flag: string, value: string, hint: string): Map<string, string> {
-  if (!value.includes('=')) return new Map([['type', 'registry'], ['ref', value]]);
-  const loose = csvFieldsOf(value).find((f) => !f.includes('='));
-  if (loose !== undefined) {
-    const near = /^(min|max)$/.test(loose) ? `mode=${loose}` : /^(gzip|zstd|uncompressed)$/.test(loose) ? `compression=${loose}` : undefined;
-    throw bad(flag, value, `invalid value "${loose}": every field is KEY=VALUE${near === undefined ? '' : ` (did you mean ${near}?)`}`, near === undefined ? `quote a value that holds a comma: "dest=/a,b". ${hint}` : hint);
+function cacheEntries(flag: string, value: string, hint: string): Map<string, string>[] {
+  let fields: string[];
+  try {
+    fields = readCsvRecord(value);
+  } catch (e) {
+    if (!(e instanceof CsvError)) throw e;
+    throw bad(flag, value, e.message, 'quote a whole field from its first character, a quote in it doubled: "dest=/a,b" or "ref=…"');
   }
-  return new Map(splitCsvFields(value));
+  if (fields.length === 0) throw bad(flag, value, 'the value is empty', hint);
+  if (fields.every((f) => !f.includes('='))) {
+    if (fields.includes('')) throw bad(flag, value, 'an empty reference (a comma too many?)', hint);
+    return fields.map((ref) => new Map([['type', 'registry'], ['ref', ref]]));
+  }
+  const attrs = new Map<string, string>();
+  for (const f of fields) {
+    const eq = f.indexOf('=');
+    if (eq < 0) {
+      if (f === '') throw bad(flag, value, 'an empty field (a comma too many?): every field is KEY=VALUE', `remove the extra comma. ${hint}`);
+      const near = /^(min|max)$/.test(f) ? `mode=${f}` : /^(gzip|zstd|uncompressed)$/.test(f) ? `compression=${f}` : undefined;
+      throw bad(flag, value, `invalid value "${f}": every field is KEY=VALUE${near === undefined ? '' : ` (did you mean ${near}?)`}`, near === undefined ? `quote a value that holds a comma: "dest=/a,b". ${hint}` : hint);
+    }
+    const key = f.slice(0, eq).toLowerCase();
+    // buildx keeps the spaces: " mode=max" is an attribute " mode" that nothing reads (mode stays min).
+    if (key.trim() !== key) throw bad(flag, value, `invalid key ${JSON.stringify(key)}: the spaces are part of it`, 'write the fields without spaces around the commas: type=local,dest=DIR,mode=max');
+    attrs.set(key, f.slice(eq + 1));
+  }
+  if (!attrs.has('type')) throw bad(flag, value, 'type= is required', hint);
+  return [attrs];
 }
 
 /**
@@ -98,13 +121,16 @@ function checkCompressionLevel(flag: string, value: string, level: string | unde
 export const bool = (v: string | undefined): boolean | undefined => (v === undefined ? undefined : ['true', '1', ''].includes(v) ? true : ['false', '0'].includes(v) ? false : undefined);
 
 /**
- * Parses one `--cache-to` value; an unknown type or an invalid value of a known attribute is an
+ * Parses one `--cache-to` value (several caches for `a,b`); an unknown type or an invalid value of a known attribute is an
  * error (the export could not do what was asked); other attributes are ignored, as BuildKit's
  * exporters ignore attributes they do not know.
  */
-export function parseCacheExportSpec(value: string, aws?: AwsCredentialContext): CacheExportSpec {
+export function parseCacheExportSpecs(value: string, aws?: AwsCredentialContext): CacheExportSpec[] {
+  return cacheEntries('--cache-to', value, HINT_TO).map((a) => exportSpecOf(value, a, aws));
+}
+
+function exportSpecOf(value: string, a: ReadonlyMap<string, string>, aws: AwsCredentialContext | undefined): CacheExportSpec {
   const flag = '--cache-to';
-  const a = attrsOf(flag, value, HINT_TO);
   const ie = a.get('ignore-error');
   const ignore = bool(ie);
   if (ie !== undefined && ignore === undefined) throw bad(flag, value, 'ignore-error must be true or false', HINT_TO);
@@ -144,12 +170,15 @@ export function parseCacheExportSpec(value: string, aws?: AwsCredentialContext):
 }
 
 /**
- * Parses one `--cache-from` value. Returns an error message instead of throwing for a type kiln
- * does not import: buildx warns about an unusable cache source and builds without it.
+ * Parses one `--cache-from` value (several caches for `a,b`). An entry of a type kiln does not
+ * import is a warning instead: buildx warns about an unusable cache source and builds without it.
  */
-export function parseCacheImportSpec(value: string, aws?: AwsCredentialContext): CacheImportSpec | { readonly warning: string } {
+export function parseCacheImportSpecs(value: string, aws?: AwsCredentialContext): (CacheImportSpec | { readonly warning: string })[] {
   // a malformed value fails the command, as buildx's ParseCacheEntry does; an unusable source warns
-  const a = attrsOf('--cache-from', value, HINT_FROM);
+  return cacheEntries('--cache-from', value, HINT_FROM).map((a) => importSpecOf(value, a, aws));
+}
+
+function importSpecOf(value: string, a: ReadonlyMap<string, string>, aws: AwsCredentialContext | undefined): CacheImportSpec | { readonly warning: string } {
   const type = a.get('type') ?? '';
   switch (type) {
     case 'local': {
