@@ -7,6 +7,29 @@ const MAX_LINE = 1 << 20;
 const NEWLINE = 0x0a;
 
 /**
+ * A line whose text is decoded when first read: the solver forwards the bytes and never reads
+ * it, and a RUN printing 500 MB would make millions of strings nobody looks at.
+ */
+class Line implements OutputLine {
+  readonly stream: OutputLine['stream'];
+  readonly data: Buffer;
+  readonly time: number;
+  readonly #end: number;
+  #line: string | undefined;
+
+  constructor(stream: OutputLine['stream'], data: Buffer, end: number, time: number) {
+    this.stream = stream;
+    this.data = data;
+    this.#end = end;
+    this.time = time;
+  }
+
+  get line(): string {
+    return (this.#line ??= this.data.toString('utf8', 0, this.#end));
+  }
+}
+
+/**
  * Calls `emit` for each line of `stream` as soon as its newline arrives; resolves at end of
  * stream. Lines are cut on bytes, so `data` is exactly what the process wrote (any encoding; a
  * newline never occurs inside a UTF-8 sequence), and `line` is its UTF-8 reading.
@@ -18,7 +41,7 @@ export function splitLines(stream: Readable, name: OutputLine['stream'], emit: (
     for (let off = 0; off < data.length; off += MAX_LINE) {
       const piece = data.subarray(off, off + MAX_LINE);
       const end = piece.length > 0 && piece[piece.length - 1] === NEWLINE ? piece.length - 1 : piece.length;
-      emit({ stream: name, line: piece.toString('utf8', 0, end), data: piece, time });
+      emit(new Line(name, piece, end, time));
     }
   };
   return new Promise((resolve) => {
