@@ -21,6 +21,7 @@ export { PlainRenderer } from './progress/plain.js';
 export { TtyRenderer, type TtyRendererOptions } from './progress/tty.js';
 export { RawJsonRenderer } from './progress/rawjson.js';
 export { createRenderer, renderProgress, type ProgressMode } from './progress/render.js';
+export { DEFAULT_STEP_LOG_LIMITS, stepLogLimitsFromEnv, type StepLogLimits } from './progress/step-log-limit.js';
 export { parseDockerignore, readDockerignore, type DockerignoreResult } from './local/dockerignore.js';
 export { walkLocal, followLinks, type LocalEntry, type LocalStat, type LocalFilter } from './local/walk.js';
 export { ContentHashTree, hashFile, type ChecksumOptions, type HashedEntry, type RecordType } from './contenthash/tree.js';
