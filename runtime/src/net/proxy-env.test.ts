@@ -81,7 +81,17 @@ describe('the proxy variables', () => {
     expect(s.url.href).toBe('http://proxy.corp:3128/');
     expect([s.username, s.password]).toEqual(['al@ice', 'p:ss']);
     expect(parseProxyValue('HTTPS_PROXY', 'socks5://gw:1080').url.protocol).toBe('socks5:');
+    const h = parseProxyValue('HTTPS_PROXY', 'socks5h://u:p%40ss@[fd00::1]:1080');
+    expect([h.url.href, h.url.hostname, h.username, h.password]).toEqual(['socks5h://[fd00::1]:1080', '[fd00::1]', 'u', 'p@ss']);
     expect(parseProxyValue('HTTPS_PROXY', 'https://proxy.corp').url.href).toBe('https://proxy.corp/');
+  });
+
+  test('SOCKS4 (socks://, socks4://, socks4a://) is refused naming the scheme, never the value', () => {
+    for (const scheme of ['socks', 'socks4', 'socks4a']) {
+      expect(() => parseProxyValue('ALL', `${scheme}://u:s3cret@gw:1080`)).toThrow(
+        expect.objectContaining({ code: 'KLN0880', message: `ALL names a ${scheme} proxy, which kiln does not support (as Go's net/http)`, hint: expect.not.stringContaining('s3cret') }),
+      );
+    }
   });
 
   test('a value that names no proxy fails the requests it applies to, naming the variable and never the value', () => {

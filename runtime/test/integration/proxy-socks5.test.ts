@@ -243,6 +243,16 @@ describe('socks5:// and socks5h:// proxies', () => {
     });
     restore();
 
+    // an IPv6 address goes as one (ATYP 4), not as a bracketed name
+    restore = withProxyEnv({ HTTP_PROXY: guardedUrl('socks5') });
+    const before = guarded.log.length;
+    const v6 = await client('[2001:db8::5]:5000', { plainHttp: true })
+      .resolve('[2001:db8::5]:5000/app:1')
+      .catch((x: unknown) => x);
+    expect(guarded.log.slice(before)).toEqual([{ host: '2001:0db8:0000:0000:0000:0000:0000:0005', type: 'ipv6', port: 5000, user: USER }]);
+    expect(v6).toMatchObject({ message: expect.stringContaining(`would not open a connection to [2001:db8::5]:5000 (SOCKS5: host unreachable)`) });
+    restore();
+
     const closed = await closedPort();
     restore = withProxyEnv({ HTTP_PROXY: `socks5://${USER}:${encodeURIComponent(PASSWORD)}@127.0.0.1:${closed}` });
     const refused = await resolve();
@@ -254,7 +264,7 @@ describe('socks5:// and socks5h:// proxies', () => {
     const notSocks = await resolve();
     expect(notSocks).toMatchObject({ message: expect.stringContaining(`proxy socks5://127.0.0.1:${http.port} (from HTTP_PROXY) does not speak SOCKS5`) });
 
-    for (const e of [denied, missing, unknown, refused, notSocks]) {
+    for (const e of [denied, missing, unknown, v6, refused, notSocks]) {
       expect(shown(e)).not.toContain(PASSWORD);
       expect(shown(e)).not.toContain(encodeURIComponent(PASSWORD));
     }
