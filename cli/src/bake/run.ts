@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { formatReference, parseOutputSpec, parseReference, type ExportResult } from '@kiln/runtime';
-import { resultMetadata } from '../engine/result-metadata.js';
+import { callMetadata, resultMetadata } from '../engine/result-metadata.js';
 import { MISSING_DOCKERFILE_HINT, parseFlags } from '../commands/build.js';
 import { BrokenPipeError, callerEnv, callerPath, writeWarning, type BuildWarning, type CliIo } from '../io.js';
 import { kilnRoot, ReportedError, startProgress, withInterrupt } from '../engine/cli-support.js';
@@ -255,7 +255,10 @@ export async function bakeCommand(names: readonly string[], flags: BakeFlags, io
       } else await o.outputs.deliver(io);
       const privateRef = requests.get(name)?.link?.ref;
       printExports(name, o.report.exports, privateRef, io);
-      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) metadata[name] = (await resultMetadata(e.content, o.report.exports.filter((x) => !x.names.includes(privateRef ?? '\0')), o.historyRef)).meta;
+      if (metaFile !== undefined && !(resolved.targets.get(name)?.linked ?? false)) {
+        // A --call target: its result metadata, as buildx bake writes it.
+        metadata[name] = o.report.call !== undefined ? callMetadata(o.report.call.metadata) : (await resultMetadata(e.content, o.report.exports.filter((x) => !x.names.includes(privateRef ?? '\0')), o.historyRef)).meta;
+      }
     }
     // As buildx: after a failure, the metadata of the targets that succeeded only with defer-error.
     if (metaFile !== undefined && (ok || mode === 'defer-error')) await writeTarget(io, metaFile, Buffer.from(`${JSON.stringify(metadata, null, 2)}\n`));

@@ -29,7 +29,7 @@ import { callerAwsContext } from '../engine/cache-s3-spec.js';
 import { checkDirectoryTarget, fileTarget, removeMadeDirs, removeTarget, writeTarget, type FileTarget } from '../engine/file-target.js';
 import { startRecording } from '../history/recorder.js';
 import { describeBuild, recordOptions } from '../history/describe.js';
-import { resultMetadata } from '../engine/result-metadata.js';
+import { callMetadata, resultMetadata } from '../engine/result-metadata.js';
 import { parseCall } from '../engine/call-spec.js';
 
 /** The hint of KLN0702 (no Dockerfile): bake swaps it for its own terms. */
@@ -206,6 +206,8 @@ export async function buildCommand(context: string, flags: BuildFlags, io: CliIo
     await display.finish();
     progress = undefined;
     if (report.call !== undefined) {
+      // buildx (v0.14+) writes the call's result metadata, also when checks fail (exit 1).
+      if (results.meta !== undefined) await writeTarget(io, results.meta, Buffer.from(`${JSON.stringify(callMetadata(report.call.metadata), null, 2)}\n`));
       io.stdout.write(report.call.text);
       callFailed = report.call.failed;
     }

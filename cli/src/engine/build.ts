@@ -133,8 +133,11 @@ export interface BuildReport {
   readonly exports: readonly ExportResult[];
   /** The Dockerfile text (for error reports). */
   readonly dockerfileText?: string;
-  /** With `call`: the frontend's answer, and whether it failed (exit status 1: checks found something). */
-  readonly call?: { readonly text: string; readonly failed: boolean };
+  /**
+   * With `call`: the frontend's answer, whether it failed (exit status 1: checks found
+   * something), and its result metadata (`result.json`, `result.txt`…, for `--metadata-file`).
+   */
+  readonly call?: { readonly text: string; readonly failed: boolean; readonly metadata: ReadonlyMap<string, Uint8Array> };
 }
 
 /** A build kept for a debug shell ({@link BuildRequest.hold}). */
@@ -309,7 +312,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     if (req.call !== undefined) {
       const answer = callAnswer({ name: req.call, ...(req.callFormat === undefined ? {} : { format: req.callFormat }), ...(req.callIgnoreStatus === true ? { ignoreStatus: true as const } : {}) }, result.metadata);
       if (answer === undefined) throw new EngineError('KLN0702', `frontend ${result.frontend} does not answer --call=${req.call}${req.callFormat === undefined ? '' : `,format=${req.callFormat}`}`, { hint: 'build without --call' });
-      return { frontend: result.frontend, exports: [], call: answer };
+      return { frontend: result.frontend, exports: [], call: { ...answer, metadata: result.metadata } };
     }
     // The frontend's own attestations (an SBOM the Dockerfile frontend made, in process or in a
     // frontend image); the SBOM processor scans only when there is no SBOM among them.

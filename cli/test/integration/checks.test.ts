@@ -1,3 +1,4 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { type KilnSandbox, runKiln, token, useSandbox, writeTree } from './build-helpers.js';
@@ -83,6 +84,34 @@ describe('kiln build: Dockerfile build checks (real runc)', () => {
     const bad = await runKiln(sb, ['build', broken, '--root', sb.root, '--check']);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/ERROR: .*nowhere.* \[KLN\d+\]\nDockerfile:2\n/);
+  });
+
+  test('--metadata-file with --check / --call writes the call\'s result metadata, as buildx (v0.14+): result.json inlined, no build ref; also when the checks fail', async () => {
+    const t = token();
+    const ctx = join(sb.dir, `checks-meta-${t}`);
+    await writeTree(ctx, { Dockerfile: dockerfile(t) });
+    const checkMeta = join(sb.dir, `check-meta-${t}`, 'm.json');
+    const check = await runKiln(sb, ['build', ctx, '--root', sb.root, '--check', '--metadata-file', checkMeta]);
+    expect(check.code).toBe(1);
+    const m = JSON.parse(await readFile(checkMeta, 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(m)).toEqual(['result.json', 'result.statuscode', 'result.txt', 'version']);
+    expect(m['result.statuscode']).toBe('1');
+    expect((m['result.json'] as { warnings: { ruleName: string }[] }).warnings.map((w) => w.ruleName).sort()).toEqual(['FromAsCasing', 'JSONArgsRecommended']);
+    expect(m['result.txt']).toContain('FromAsCasing');
+
+    const targetsMeta = join(sb.dir, `targets-meta-${t}.json`);
+    const targets = await runKiln(sb, ['build', ctx, '--root', sb.root, '--call=targets', '--metadata-file', targetsMeta]);
+    expect(targets.code).toBe(0);
+    const tm = JSON.parse(await readFile(targetsMeta, 'utf8')) as Record<string, unknown>;
+    expect(tm).toMatchObject({ 'result.json': { targets: [{ name: 'build', default: true }] }, version: expect.any(String), 'result.txt': expect.stringContaining('build') });
+    expect(tm).not.toHaveProperty('buildx.build.ref');
+
+    // bake: each target's call metadata under its name
+    await writeFile(join(ctx, 'docker-bake.hcl'), 'target "app" {\n  target = "build"\n}\n');
+    const bakeMeta = join(sb.dir, `bake-meta-${t}.json`);
+    const baked = await runKiln(sb, ['bake', '--root', sb.root, '--call=outline', '--metadata-file', bakeMeta, 'app'], { cwd: ctx });
+    expect(baked.code).toBe(0);
+    expect(JSON.parse(await readFile(bakeMeta, 'utf8'))).toMatchObject({ app: { 'result.json': { name: 'build' }, version: '1.0.0' } });
   });
 
   test('--call=targets lists the stages with the comment that describes each, the last as default', async () => {
