@@ -29,6 +29,7 @@ const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<Regist
   ['rebase', async () => (await import('./commands/rebase.js')).registerRebase],
   ['history', async () => (await import('./commands/history.js')).registerHistory],
   ['inspect', async () => (await import('./commands/inspect.js')).registerInspect],
+  ['binfmt', async () => (await import('./commands/binfmt.js')).registerBinfmt],
   [
     'daemon',
     async () => {

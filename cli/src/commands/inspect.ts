@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Option, type Command } from 'commander';
-import { formatPlatform, hostPlatform, usernsMaps, usernsState, type IdMapLine, type RegistryHostOptions } from '@kiln/runtime';
+import { runnablePlatforms, usernsMaps, usernsState, type IdMapLine, type RegistryHostOptions } from '@kiln/runtime';
 import { CacheStore, formatBytes } from '@kiln/solver';
 import { callerEnv, type CliIo } from '../io.js';
 import { kilnRoot } from '../engine/cli-support.js';
@@ -83,7 +83,8 @@ export async function inspectBuilder(rootFlag: string | undefined, io: CliIo): P
     rootSource: rootFlag !== undefined ? '--root' : env['KILN_ROOT'] !== undefined && env['KILN_ROOT'] !== '' ? 'KILN_ROOT' : 'default',
     runtime: await runcVersion(),
     rootless: rootlessInfo(),
-    platforms: [formatPlatform(hostPlatform())],
+    // The host's, then those a binfmt_misc emulator runs (kiln binfmt), as buildx inspect lists them.
+    platforms: runnablePlatforms(),
     config: { path: loc.path, exists: config.path !== undefined, ignored: config.ignored },
     registries: Object.fromEntries(Object.entries(config.registry).map(([host, o]) => [host, registrySettings(o)])),
     gc: policy === undefined ? undefined : { source: gcSource, rules: gcRules(policy, config, gcSource, cache?.bytes ?? 0) },

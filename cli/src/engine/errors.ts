@@ -13,7 +13,8 @@ export type EngineErrorCode =
   | 'KLN0709' // kiln daemon: the socket is taken, or the daemon went away mid-command
   | 'KLN0710' // a --cache-to value is malformed or names an unsupported cache type
   | 'KLN0711' // a --cache-to export failed
-  | 'KLN0712'; // --invoke: no command, nothing to run it in (--call=check|targets), or a Dockerfile/context on stdin (stdin is the command's)
+  | 'KLN0712' // --invoke: no command, nothing to run it in (--call=check|targets), or a Dockerfile/context on stdin (stdin is the command's)
+  | 'KLN0713'; // kiln binfmt: not root, binfmt_misc not mountable, or no QEMU emulator for an architecture
 
 /** An error the user can act on: stable code, one-line message, optional hint. */
 export class EngineError extends CodedError<EngineErrorCode> {

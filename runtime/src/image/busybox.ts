@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { createGzip, constants as zc } from 'node:zlib';
 import { Writable } from 'node:stream';
@@ -11,14 +11,15 @@ import type { ImageStore } from './image-store.js';
 import { writeImage, type WrittenImage } from './image-writer.js';
 import { layerMediaType, type ImageFormat } from './media-types.js';
 import { writeOciLayoutDir } from './oci-layout.js';
-import { hostPlatform } from './platform.js';
+import { formatPlatform, hostPlatform, platformEquals } from './platform.js';
+import { elfPlatform, qemuArch } from '../executor/emulation.js';
 import type { PackEntry } from './tar-pack.js';
 import { packUstar } from './ustar.js';
-import type { Descriptor } from './types.js';
+import type { Descriptor, Platform } from './types.js';
 
 /** Options for {@link createBusyboxImage}. */
 export interface BusyboxImageOptions {
-  /** The static busybox binary (Debian `busybox-static`). Default `/bin/busybox`. */
+  /** The static busybox binary (Debian `busybox-static`, of any architecture). Default `/bin/busybox`. */
   readonly busybox?: string | undefined;
   /** Record the image under these names in the image store (needs `images`). */
   readonly names?: ReadonlyArray<string> | undefined;
@@ -48,18 +49,21 @@ const GROUP = 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n';
  * Builds a deterministic busybox base image from the host's static busybox: `/bin/busybox`, one
  * symlink to it per applet of `busybox --list-full` (without `linuxrc`), `/etc/passwd` and
  * `/etc/group` (root, app 1000, nobody/nogroup), `/root` 0700, `/tmp` 1777, `/home/app` owned by
- * 1000. Same binary in → same digests out. Fails with `PREREQUISITE_MISSING` without busybox-static.
+ * 1000. Same binary in → same digests out. The image's platform is the binary's (its ELF
+ * header), so another architecture's busybox-static makes that platform's base. Fails with
+ * `PREREQUISITE_MISSING` without busybox-static.
  */
 export async function createBusyboxImage(store: ContentStore, opts: BusyboxImageOptions = {}): Promise<BusyboxImage> {
   const bin = opts.busybox ?? '/bin/busybox';
-  let list: string;
+  let platform: Platform;
   try {
     const st = await stat(bin);
-    list = (await promisify(execFile)(bin, ['--list-full'])).stdout;
     if (!st.isFile()) throw new Error('not a file');
+    platform = await binaryPlatform(bin);
   } catch (e) {
     throw new ImageStoreError('PREREQUISITE_MISSING', `static busybox not found at ${bin}`, { cause: e, hint: 'apt-get install -y busybox-static' });
   }
+  const list = await appletList(bin, platform);
   const applets = list
     .split('\n')
     .map((s) => s.trim())
@@ -116,7 +120,6 @@ export async function createBusyboxImage(store: ContentStore, opts: BusyboxImage
   const format = opts.format ?? 'oci';
   const layer: Descriptor = { mediaType: layerMediaType(format, compression), digest: layerInfo.digest, size: layerInfo.size };
   const diffID = diff.digest();
-  const platform = hostPlatform();
   const created = EPOCH.toISOString().replace('.000Z', 'Z');
   const img = await writeImage(
     store,
@@ -137,6 +140,40 @@ export async function createBusyboxImage(store: ContentStore, opts: BusyboxImage
     await writeOciLayoutDir(store, opts.layoutDir, [{ descriptor: img.manifest, names }]);
   }
   return { ...img, layer, diffID, applets };
+}
+
+/** The platform of the busybox binary (another architecture's, e.g. Debian's `busybox-static:arm64`, makes that platform's image). */
+async function binaryPlatform(bin: string): Promise<Platform> {
+  const fh = await open(bin, 'r');
+  try {
+    const head = Buffer.alloc(20);
+    await fh.read(head, 0, 20, 0);
+    return elfPlatform(head) ?? hostPlatform();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * `busybox --list-full`: run directly (the host's binary, or another platform's through a
+ * binfmt_misc emulator), else through `qemu-<arch>-static` from PATH.
+ */
+async function appletList(bin: string, platform: Platform): Promise<string> {
+  const run = promisify(execFile);
+  try {
+    return (await run(bin, ['--list-full'])).stdout;
+  } catch (e) {
+    if (platformEquals(platform, hostPlatform())) throw new ImageStoreError('PREREQUISITE_MISSING', `${bin} --list-full failed`, { cause: e, hint: 'apt-get install -y busybox-static' });
+    const qemu = `qemu-${qemuArch(platform.architecture)}-static`;
+    try {
+      return (await run(qemu, [bin, '--list-full'])).stdout;
+    } catch (e2) {
+      throw new ImageStoreError('PREREQUISITE_MISSING', `${bin} is a ${formatPlatform(platform)} program, which this machine runs only through an emulator`, {
+        cause: e2,
+        hint: `apt-get install -y qemu-user-static (kiln runs ${qemu} itself; see docs/multi-platform.md)`,
+      });
+    }
+  }
 }
 
 function cmpPath(a: string, b: string): number {

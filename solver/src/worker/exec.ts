@@ -5,6 +5,7 @@ import { ExecFailedError, type FailedExecMount, type FailedExecState, type Worke
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { sessionOf } from './session.js';
+import { checkExecPlatform } from './exec-platform.js';
 import { emptySnapshot } from './sources.js';
 import type { CacheMounts } from './cache-mounts.js';
 import { rootPath } from './root-path.js';
@@ -68,6 +69,7 @@ export async function runExec(
   const args = meta.args ?? [];
   if (args.length === 0) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no command');
   validateExecEntitlements(deps, op);
+  checkExecPlatform(ctx.platform);
   const session = sessionOf(deps, ctx);
   const prepared: Prepared[] = [];
   const releases: Array<() => Promise<void>> = [];
