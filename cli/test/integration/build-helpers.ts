@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -79,6 +80,8 @@ export async function makeSandbox(opts: { copyRootOf?: KilnSandbox } = {}): Prom
     async cleanup() {
       // Leftover mounts would make rm fail; the engine unmounts everything it mounted.
       await rm(dir, { recursive: true, force: true });
+      // The root's runtime dir (bundles, runc state) outlives its builds: it is kiln's per root, not the test's.
+      await rm(`/dev/shm/kiln-${createHash('sha256').update(root).digest('hex').slice(0, 12)}`, { recursive: true, force: true });
     },
   };
 }
