@@ -88,12 +88,16 @@ async function handshake(socket: Socket, proxy: ProxySetting, host: string, port
   socket.write(connectRequest(host, port));
   const [v, reply, , type] = await read(4);
   if (v !== 5) throw notSocks(proxy, `it answered version ${String(v)}`);
+  // The reply code first, as Go's client reads it: a proxy that refuses may send no valid bound
+  // address (or close before it), and the refusal is what the user needs to see.
+  if (reply !== 0) {
+    const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+    throw refusedTunnel(proxy, address, host, `SOCKS5: ${REPLIES[reply ?? 1] ?? `reply ${String(reply)}`}`);
+  }
   // The bound address, unused (its length depends on its type).
   const rest = type === 1 ? 4 : type === 4 ? 16 : type === 3 ? ((await read(1))[0] ?? 0) : undefined;
   if (rest === undefined) throw notSocks(proxy, `it answered address type ${String(type)}`);
   await read(rest + 2);
-  const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-  if (reply !== 0) throw refusedTunnel(proxy, address, host, `SOCKS5: ${REPLIES[reply ?? 1] ?? `reply ${String(reply)}`}`);
 }
 
 function connectRequest(host: string, port: number): Buffer {
