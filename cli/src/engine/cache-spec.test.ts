@@ -193,7 +193,9 @@ describe('--cache-to / --cache-from values split as buildx splits them (encoding
     // empty fields and a trailing comma are fields, not skipped
     ['type=local,dest=/c,', 'an empty field (a comma too many?)'],
     ['type=local,,dest=/c', 'an empty field (a comma too many?)'],
-    ['', 'the value is empty'],
+    // an empty value is skipped (buildx: `if in == "" { continue }`); a newline alone is no record
+    ['', []],
+    ['\n', 'the value is empty'],
     // values are not trimmed; a key with spaces is no key buildx knows
     ['type=local,dest=/c ', [{ type: 'local', dest: '/c ' }]],
     ['type=local,dest=/c, mode=max', 'invalid key " mode": the spaces are part of it'],
@@ -217,5 +219,8 @@ describe('--cache-to / --cache-from values split as buildx splits them (encoding
     expect(parseCacheImportSpecs('r/a:1,r/b:2', none)).toEqual([{ type: 'registry', ref: 'r/a:1' }, { type: 'registry', ref: 'r/b:2' }]);
     expect(parseCacheImportSpecs('r/a:1,./dir', none)).toEqual([{ type: 'registry', ref: 'r/a:1' }, { warning: expect.stringContaining('a cache directory is type=local,src=./dir') }]);
     expect(parseCacheImportSpecs('type=local,"src=/a,b"', none)).toEqual([{ type: 'local', src: '/a,b', tag: 'latest' }]);
+    // buildx skips an empty value: --cache-from "$CACHE" with CACHE unset builds without a cache
+    expect(parseCacheImportSpecs('', none)).toEqual([]);
+    expect(parseCacheExportSpecs('', none)).toEqual([]);
   });
 });

@@ -65,6 +65,8 @@ export function csvFieldsOf(value: string): string[] {
  * `dest=/c,max` silently wrote the cache to a directory named `/c,max`.
  */
 function cacheEntries(flag: string, value: string, hint: string): Map<string, string>[] {
+  // buildx skips an empty value (`--cache-from "$CACHE"` with CACHE unset, a bake list's ""): no cache.
+  if (value === '') return [];
   let fields: string[];
   try {
     fields = readCsvRecord(value);
