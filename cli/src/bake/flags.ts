@@ -153,8 +153,10 @@ export async function targetBuild(rt: ResolvedTarget, common: BakeCommonFlags, i
     ulimit: t.ulimits ?? [],
     ...(t['shm-size'] === undefined ? {} : { shmSize: t['shm-size'] }),
     ...(callSpec === undefined || call === undefined ? {} : { call }),
-    cacheTo: (t['cache-to'] ?? []).map(cacheShorthand),
-    cacheFrom: (t['cache-from'] ?? []).map(cacheShorthand),
+    // As given: the build reads them as buildx's ParseCacheEntry (a value without `=` is registry
+    // references, `a,b` two of them; "" none), which bake's string entries go through too.
+    cacheTo: t['cache-to'] ?? [],
+    cacheFrom: t['cache-from'] ?? [],
     attest: t.attest ?? [],
   };
   return { name: rt.name, context, flags, links, warnings, inputs, impliedAgent: impliedSsh };
@@ -188,9 +190,6 @@ function remoteSecrets(def: RemoteDefinition | undefined, own: readonly string[]
     .filter(([id, name]) => env[name] !== undefined && !own.some((s) => s.split(',').includes(`id=${id}`)))
     .map(([id, name]) => `id=${id},env=${name}`);
 }
-
-/** buildx's ParseCacheEntry: a value without `=` is a registry reference (`user/app:cache`). */
-const cacheShorthand = (v: string): string => (v.includes('=') ? v : `type=registry,ref=${v}`);
 
 /** The directory of a bake file (for BUILDX_BAKE_FILE_RELATIVE_PATHS). */
 export const fileDirOf = (path: string | undefined): string | undefined => (path === undefined ? undefined : dirname(path));

@@ -1,6 +1,7 @@
 import { describe, expect, test, vi } from 'vitest';
 import { parseOverrides, printResolved, resolveTargets } from './config.js';
 import { targetBuild } from './flags.js';
+import { parseCacheExportSpecs, parseCacheImportSpecs } from '../engine/cache-spec.js';
 import { loadConfig } from './load.js';
 
 // buildx behaviours that the first version of kiln bake got wrong (each test failed before its fix).
@@ -123,13 +124,21 @@ describe('patterns', () => {
 });
 
 describe('build flags', () => {
-  test('cache-to / cache-from without "=" are registry references, as buildx reads them', async () => {
-    const r = resolve([{ name: H, text: 'target "a" {\n  cache-from = ["user/app:cache", "type=local,src=c"]\n  cache-to = ["user/app:cache"]\n}\n' }], ['a']);
+  test('cache-to / cache-from without "=" are registry references, as buildx reads them (a,b two of them; "" none)', async () => {
+    const r = resolve([{ name: H, text: 'target "a" {\n  cache-from = ["user/app:cache", "type=local,src=c", "r/a:1,r/b:2", ""]\n  cache-to = ["user/app:cache"]\n}\n' }], ['a']);
     const rt = r.targets.get('a');
     if (rt === undefined) throw new Error('no target a');
     const io = { stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: () => true }, cwd: '/work', env: {} };
     const b = await targetBuild(rt, { progress: 'quiet' }, io, { fileRelative: false, inlineDir: '/tmp' });
-    expect(b.flags).toMatchObject({ cacheFrom: ['type=registry,ref=user/app:cache', 'type=local,src=c'], cacheTo: ['type=registry,ref=user/app:cache'] });
+    // buildx's bake reads a string entry with ParseCacheEntry, as the --cache-from flag: the build's parser gets it as written.
+    const none = { env: {}, home: '/nonexistent', cwd: '/' };
+    expect((b.flags.cacheFrom ?? []).flatMap((v) => parseCacheImportSpecs(v, none))).toEqual([
+      { type: 'registry', ref: 'user/app:cache' },
+      { type: 'local', src: 'c', tag: 'latest' },
+      { type: 'registry', ref: 'r/a:1' },
+      { type: 'registry', ref: 'r/b:2' },
+    ]);
+    expect((b.flags.cacheTo ?? []).flatMap((v) => parseCacheExportSpecs(v, none))).toMatchObject([{ type: 'registry', ref: 'user/app:cache' }]);
   });
 });
 
