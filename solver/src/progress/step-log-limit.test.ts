@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { DEFAULT_STEP_LOG_LIMITS, StepLogLimiter, formatLimit, stepLogLimitsFromEnv } from './step-log-limit.js';
+import { CLIPPED_TAIL_BYTES, DEFAULT_STEP_LOG_LIMITS, StepLogLimiter, formatLimit, stepLogLimitsFromEnv } from './step-log-limit.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -99,5 +99,56 @@ describe('StepLogLimiter', () => {
 
   test('a write in the start millisecond gets the first second of allowance', () => {
     expect(shown(new StepLogLimiter({ maxSize: 100, maxSpeed: 10 }, 5000), [bytes(4)], () => 5000)).toBe('xxxx');
+  });
+});
+
+describe('StepLogLimiter.flush (a failed run: BuildKit keeps the last 256 KiB of a clipped stream)', () => {
+  const flushed = (lim: StepLogLimiter): Array<[number, string]> => lim.flush().map(({ stream, data }) => [stream, text(data)]);
+
+  test('nothing for streams never clipped', () => {
+    const lim = new StepLogLimiter({ maxSize: 10, maxSpeed: -1 }, 0);
+    lim.clip(1, bytes(10), 0);
+    lim.clip(2, bytes(3), 0);
+    expect(lim.flush()).toEqual([]);
+  });
+
+  test('each clipped stream, stdout first: every byte written from the first clipped write on (its shown head too), once', () => {
+    const lim = new StepLogLimiter({ maxSize: 10, maxSpeed: -1 }, 0);
+    lim.clip(2, Buffer.from('err-1\n'), 0);
+    lim.clip(1, Buffer.from('before\n'), 0);
+    lim.clip(1, Buffer.from('crosses\n'), 0);
+    lim.clip(1, Buffer.from('dropped\n'), 0);
+    lim.clip(2, Buffer.from('err-2 clipped\n'), 0);
+    expect(flushed(lim)).toEqual([
+      [1, 'crosses\ndropped\n'],
+      [2, 'err-2 clipped\n'],
+    ]);
+    expect(lim.flush()).toEqual([]);
+  });
+
+  test('a speed clip starts keeping too, and what shows again afterwards is kept as well', () => {
+    const lim = new StepLogLimiter({ maxSize: 1000, maxSpeed: 10 }, 0);
+    lim.clip(1, bytes(8, 'a'), 1);
+    lim.clip(1, bytes(8, 'b'), 1);
+    expect(text(lim.clip(1, bytes(5, 'd'), 3200))).toBe('ddddd');
+    expect(flushed(lim)).toEqual([[1, 'bbbbbbbbddddd']]);
+  });
+
+  test('only the last 256 KiB are kept, however the writes were cut', () => {
+    const total = 3 * CLIPPED_TAIL_BYTES + 12345;
+    const all = Buffer.alloc(total);
+    for (let i = 0; i < total; i++) all[i] = (i * 7919) % 251;
+    const want = all.subarray(total - CLIPPED_TAIL_BYTES);
+    for (const piece of [1000, 4093, CLIPPED_TAIL_BYTES, CLIPPED_TAIL_BYTES + 1, total]) {
+      const lim = new StepLogLimiter({ maxSize: 0, maxSpeed: -1 }, 0);
+      for (let off = 0; off < total; off += piece) lim.clip(1, all.subarray(off, off + piece), 0);
+      const [out] = lim.flush();
+      expect(out?.stream, String(piece)).toBe(1);
+      expect(Buffer.from(out?.data ?? []).equals(want), String(piece)).toBe(true);
+    }
+    // Exactly filled, then less than full.
+    const exact = new StepLogLimiter({ maxSize: 0, maxSpeed: -1 }, 0);
+    exact.clip(1, all.subarray(0, CLIPPED_TAIL_BYTES), 0);
+    expect(Buffer.from(exact.flush()[0]?.data ?? []).equals(all.subarray(0, CLIPPED_TAIL_BYTES))).toBe(true);
   });
 });

@@ -56,11 +56,46 @@ function clipMessage(limit: string): Uint8Array {
   return Buffer.from(`\n[output clipped, log limit ${limit} reached]\n`);
 }
 
+/** How much of a clipped stream is kept for a failure: BuildKit's circular buffer (256 KiB). */
+export const CLIPPED_TAIL_BYTES = 256 * 1024;
+
+/** The last `size` bytes written (circbuf.Buffer): one fixed buffer, the writes copied in. */
+class ByteRing {
+  readonly #buf: Buffer;
+  #pos = 0;
+  #full = false;
+
+  constructor(size: number) {
+    this.#buf = Buffer.alloc(size);
+  }
+
+  write(data: Uint8Array): void {
+    const size = this.#buf.length;
+    if (data.length >= size) {
+      this.#buf.set(data.subarray(data.length - size));
+      this.#pos = 0;
+      this.#full = true;
+      return;
+    }
+    const first = Math.min(data.length, size - this.#pos);
+    this.#buf.set(data.subarray(0, first), this.#pos);
+    if (first < data.length) this.#buf.set(data.subarray(first), 0);
+    if (this.#pos + data.length >= size) this.#full = true;
+    this.#pos = (this.#pos + data.length) % size;
+  }
+
+  bytes(): Buffer {
+    return this.#full ? Buffer.concat([this.#buf.subarray(this.#pos), this.#buf.subarray(0, this.#pos)]) : Buffer.from(this.#buf.subarray(0, this.#pos));
+  }
+}
+
 interface StreamCount {
   /** Bytes written so far, shown or not (BuildKit counts the dropped ones too). */
   size: number;
   /** The last write was clipped: the message has been shown for this stretch. */
   clipping: boolean;
+  /** Everything written from the first clipped write on (its last 256 KiB), for {@link StepLogLimiter.flush}. */
+  kept: ByteRing | undefined;
 }
 
 /**
@@ -71,8 +106,8 @@ export class StepLogLimiter {
   readonly #limits: StepLogLimits;
   readonly #started: number;
   readonly #streams: [StreamCount, StreamCount] = [
-    { size: 0, clipping: false },
-    { size: 0, clipping: false },
+    { size: 0, clipping: false, kept: undefined },
+    { size: 0, clipping: false, kept: undefined },
   ];
   #sizeMessage: Uint8Array | undefined;
   #speedMessage: Uint8Array | undefined;
@@ -97,6 +132,9 @@ export class StepLogLimiter {
     if (s === undefined) return data;
     const n = data.length;
     const keep = this.#allowed(s, n, now);
+    // From the first clipped write on, the whole of each write is kept too (BuildKit's buffer).
+    if (s.kept === undefined && keep < n) s.kept = new ByteRing(CLIPPED_TAIL_BYTES);
+    s.kept?.write(data);
     if (keep === n) {
       s.clipping = false;
       return n === 0 ? undefined : data;
@@ -105,6 +143,21 @@ export class StepLogLimiter {
     s.clipping = true;
     const message = this.#bySpeed ? (this.#speedMessage ??= clipMessage(`${formatLimit(this.#limits.maxSpeed)}/s`)) : (this.#sizeMessage ??= clipMessage(formatLimit(this.#limits.maxSize)));
     return keep === 0 ? message : Buffer.concat([data.subarray(0, keep), message]);
+  }
+
+  /**
+   * For a run that failed, BuildKit's flushBuffer: the last 256 KiB each clipped stream was
+   * written from its first clip on (stdout, then stderr), shown after the clip line as they are,
+   * so the progress (terminal, history, daemon clients) ends with why the step failed. Once.
+   */
+  flush(): Array<{ readonly stream: 1 | 2; readonly data: Uint8Array }> {
+    const out: Array<{ stream: 1 | 2; data: Uint8Array }> = [];
+    for (const [i, s] of this.#streams.entries()) {
+      const data = s.kept?.bytes();
+      s.kept = undefined;
+      if (data !== undefined && data.length > 0) out.push({ stream: i === 0 ? 1 : 2, data });
+    }
+    return out;
   }
 
   /**

@@ -405,7 +405,33 @@ describe('Scheduler', () => {
         .join('');
     expect(logs('base', 1)).toBe('running base\n');
     expect(logs('bad', 1)).toBe('running bad\n');
-    expect(logs('bad', 2)).toBe(`${'x'.repeat(16)}\n[output clipped, log limit 16B reached]\n`);
+    // Then, as the step failed, the clipped stream's last bytes from its first clip on (BuildKit's flushBuffer).
+    expect(logs('bad', 2)).toBe(`${'x'.repeat(16)}\n[output clipped, log limit 16B reached]\n${'x'.repeat(40)}\nthe real reason\n`);
+    expect(progress.events().filter((e) => e.vertex === D('bad')).at(-1)?.kind).toBe('vertex.error');
+  });
+
+  test('a step that succeeds, one that fails unclipped and a clipped one that is cancelled show no kept output', async () => {
+    const w = new FakeWorker();
+    // 12 bytes: "running bad\n" fits, "running slow\n" and "running fine\n" are clipped.
+    const s = new Scheduler({ resolveOp: w.resolve, cache: new CacheManager(CacheStore.open({ path: ':memory:' })), stepLogLimits: { maxSize: 12, maxSpeed: -1 } });
+    const base = vertex('base', { kind: 'source' });
+    const fine = vertex('fine', { kind: 'exec' }, [base]);
+    const progress = new ProgressStream();
+    await s.build(edge(fine), { progress });
+    const slow = vertex('slow', { kind: 'exec', delay: 5_000 }, [base]);
+    const bad = vertex('bad', { kind: 'exec', delay: 50, fail: { exitCode: 1, output: 'nope\n' } }, [base]);
+    await expect(s.build({ vertex: vertex('both', { kind: 'file' }, [slow, bad]), index: 0 }, { progress })).rejects.toBeInstanceOf(VertexError);
+    progress.close();
+    const text = (name: string): string =>
+      progress
+        .events()
+        .filter((e) => e.kind === 'log' && e.vertex === D(name))
+        .map((e) => (e.kind === 'log' ? Buffer.from(e.data).toString() : ''))
+        .join('');
+    expect(text('fine')).toBe('running fine\n[output clipped, log limit 12B reached]\n');
+    expect(text('bad')).toBe('running bad\nnope\n');
+    expect(text('slow')).toBe('running slow\n[output clipped, log limit 12B reached]\n');
+    expect(progress.events().some((e) => e.kind === 'vertex.error' && e.vertex === D('slow') && e.error === 'cancelled')).toBe(true);
   });
 
   test('what a COPY selects cannot be found (its content key fails): the COPY fails as a vertex, shown by its name, at its location', async () => {

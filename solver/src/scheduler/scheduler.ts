@@ -793,6 +793,9 @@ export class Scheduler {
     if (error !== 'cancelled' && !st.history.some((e) => e.kind === 'vertex.started')) {
       this.#emit(st, { kind: 'vertex.started', vertex: v.digest, name: v.name, inputs: v.inputs.map((e) => e.vertex.digest), time: this.#now() });
     }
+    // As BuildKit's exec op on an error: each clipped stream's last 256 KiB after its clip line.
+    // (Not for a cancelled run, nor one abandoned to its followers, which run it again.)
+    if (error !== 'cancelled') for (const { stream, data } of st.logLimit?.flush() ?? []) this.#emit(st, { kind: 'log', vertex: v.digest, stream, data, time: this.#now() });
     this.#emit(st, { kind: 'vertex.error', vertex: v.digest, error, time: this.#now() });
     // Builds that follow this run report the failure with their own vertex (#mirror).
     if (verr instanceof VertexError) for (const j of st.jobs) if (!st.roles.has(j)) j.failed(verr);
