@@ -40,22 +40,6 @@ function bad(flag: string, value: string, why: string, hint: string): EngineErro
 /** Where s3 credentials come from when the attributes have none: the caller's environment and home. */
 export type { AwsCredentialContext, AwsCredentials };
 
-/** The CSV fields of a value as Go's encoding/csv reads one record (quotes group, `""` is a quote). */
-export function csvFieldsOf(value: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  for (const ch of value) {
-    if (ch === '"') quoted = !quoted;
-    else if (ch === ',' && !quoted) {
-      out.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  out.push(cur);
-  return out.map((f) => f.trim()).filter((f) => f !== '');
-}
-
 /**
  * The cache entries of one value, as buildx's ParseCacheEntry reads them: its fields as Go's
  * encoding/csv splits them ({@link readCsvRecord}); fields without `=` are registry references,

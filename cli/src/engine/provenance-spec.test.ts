@@ -14,6 +14,10 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
     [undefined, ['type=provenance,mode=max'], { provenance: { mode: 'max' } }],
     [undefined, ['type=provenance,disabled=true'], {}],
     [undefined, ['type=sbom,disabled=true', 'type=provenance'], { provenance: { mode: 'min' } }],
+    // fields as encoding/csv reads them: a whole quoted field holds commas, "" is a quote in it; type and disabled trimmed, as buildx trims them
+    [undefined, ['type=provenance,"builder-id=https://ci.example/a,b"'], { provenance: { mode: 'min', builderId: 'https://ci.example/a,b' } }],
+    [undefined, ['"type=provenance","builder-id=x ""y"""'], { provenance: { mode: 'min', builderId: 'x "y"' } }],
+    [undefined, [' type=provenance, disabled=true'], {}],
   ] as const)('--provenance %s --attest %j', ([provenance, attest, expected]) => {
     expect(parseAttestations(provenance, attest)).toEqual(expected);
   });
@@ -31,6 +35,14 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
     ['true,mode=max', [], /^invalid --provenance=true,mode=max: invalid value "true": every field is KEY=VALUE$/],
     [undefined, ['type=provenance,max'], /invalid value "max"/],
     [undefined, ['type=sbom,generator=img,x'], /invalid value "x"/],
+    // buildx's encoding/csv: a quote inside a field, a quote never closed, an empty field, a trailing comma; values are not trimmed
+    [undefined, ['type=provenance,builder-id="a,b"'], /^invalid --attest type=provenance,builder-id="a,b": parse error on line 1, column 28: bare " in non-quoted-field$/],
+    [undefined, ['type=provenance,"mode=max'], /parse error on line 1, column 18: extraneous or missing " in quoted-field/],
+    [undefined, ['type=provenance,,mode=max'], /invalid value "": every field is KEY=VALUE/],
+    ['mode=max,', [], /invalid value "": every field is KEY=VALUE/],
+    [undefined, ['type=provenance,mode=max '], /invalid mode "max "/],
+    // buildx passes " mode" on as an attribute nothing reads (the mode stays min): refused
+    [undefined, ['type=provenance, mode=max'], /unknown provenance attribute " mode"/],
   ] as const)('--provenance %s --attest %j is refused', ([provenance, attest, message]) => {
     let err: unknown;
     try {

@@ -1,6 +1,6 @@
-import { splitCsvFields } from '@kiln/runtime';
 import { EngineError } from './errors.js';
-import { bool, csvFieldsOf } from './cache-spec.js';
+import { bool } from './cache-spec.js';
+import { CsvError, readCsvRecord } from './csv-record.js';
 
 /** A provenance attestation request (BuildKit's `attest:provenance` attributes). */
 export interface ProvenanceOptions {
@@ -46,6 +46,48 @@ function shorthand(type: 'provenance' | 'sbom', value: string | boolean): { flag
   return { flag: `--${type}=${v}`, value: b === undefined ? `type=${type},${v}` : `type=${type},disabled=${String(!b)}` };
 }
 
+/**
+ * The attributes of one attestation value as buildx's Attest.UnmarshalText reads them: fields as
+ * Go's encoding/csv splits a line ({@link readCsvRecord}: quotes only around a whole field, nothing
+ * trimmed, an empty field is one), each KEY=VALUE ("invalid value true": the output-spec splitter
+ * glued a loose field to the previous value, --provenance=true,mode=max read as the type
+ * "provenance,true"). Keys are lower-cased; `type` and `disabled` trimmed, as buildx trims them.
+ * Another key is kept as written: buildx would pass " mode" on as an attribute nothing reads, so
+ * it is refused as unknown below.
+ */
+function attestFields(flag: string, value: string): Map<string, string> {
+  let fields: string[];
+  try {
+    fields = readCsvRecord(value);
+  } catch (e) {
+    if (!(e instanceof CsvError)) throw e;
+    throw new EngineError('KLN0702', `invalid ${flag}: ${e.message}`, { hint: 'quote a whole field from its first character, a quote in it doubled: "builder-id=https://ci.example/a,b"' });
+  }
+  const attrs = new Map<string, string>();
+  for (const f of fields) {
+    const eq = f.indexOf('=');
+    if (eq < 0) {
+      const shorthandBool = /^(true|false|1|0)$/.test(f) && !flag.startsWith('--attest');
+      throw new EngineError('KLN0702', `invalid ${flag}: invalid value "${f}": every field is KEY=VALUE`, {
+        hint: shorthandBool
+          ? `a true/false value stands alone: ${flag.split('=')[0] ?? flag}=mode=max turns it on with attributes`
+          : /^(min|max)$/.test(f)
+            ? `write mode=${f}`
+            : f === ''
+              ? 'remove the extra comma'
+              : 'e.g. --attest type=provenance,mode=max or --attest type=sbom,generator=IMAGE',
+      });
+    }
+    const key = f.slice(0, eq).toLowerCase();
+    const trimmed = key.trim();
+    attrs.set(trimmed === 'type' || trimmed === 'disabled' ? trimmed : key, f.slice(eq + 1));
+  }
+  return attrs;
+}
+
+/** The hint for an unknown attribute `k`: one with spaces around it is a known one written with them. */
+const spaced = (k: string, hint: string): string => (k.trim() === k ? hint : 'write the fields without spaces around the commas: type=provenance,mode=max');
+
 function parseBool(flag: string, key: string, v: string): boolean {
   const b = bool(v);
   if (b === undefined) throw new EngineError('KLN0702', `invalid ${flag}: ${key} must be true or false, not "${v}"`);
@@ -68,17 +110,7 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
   const seen = new Set<string>();
   let result: AttestationRequest = {};
   for (const { flag, value } of entries) {
-    // buildx's parseAttest: every field is KEY=VALUE ("invalid value true"); the output-spec
-    // splitter would glue a loose one to the previous value (--provenance=true,mode=max read as
-    // the type "provenance,true")
-    const loose = csvFieldsOf(value).find((f) => !f.includes('='));
-    if (loose !== undefined) {
-      const shorthandBool = /^(true|false|1|0)$/.test(loose) && !flag.startsWith('--attest');
-      throw new EngineError('KLN0702', `invalid ${flag}: invalid value "${loose}": every field is KEY=VALUE`, {
-        hint: shorthandBool ? `a true/false value stands alone: ${flag.split('=')[0] ?? flag}=mode=max turns it on with attributes` : /^(min|max)$/.test(loose) ? `write mode=${loose}` : 'e.g. --attest type=provenance,mode=max or --attest type=sbom,generator=IMAGE',
-      });
-    }
-    const attrs = new Map(splitCsvFields(value));
+    const attrs = attestFields(flag, value);
     const type = attrs.get('type');
     if (type === undefined || type === '') throw new EngineError('KLN0702', `invalid ${flag}: missing attestation type`, { hint: 'use --attest type=provenance[,mode=min|max]' });
     if (seen.has(type)) throw new EngineError('KLN0702', `duplicate attestation field ${type}`, { hint: 'give each attestation type once (--provenance is --attest type=provenance)' });
@@ -87,7 +119,7 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
     if (disabled) continue;
     if (type === 'sbom') {
       for (const k of attrs.keys()) {
-        if (!SBOM_KEYS.has(k)) throw new EngineError('KLN0702', `invalid ${flag}: unknown sbom attribute "${k}"`, { hint: 'use generator=<scanner image>' });
+        if (!SBOM_KEYS.has(k)) throw new EngineError('KLN0702', `invalid ${flag}: unknown sbom attribute "${k}"`, { hint: spaced(k, 'use generator=<scanner image>') });
       }
       const generator = attrs.get('generator');
       if (generator === '') throw new EngineError('KLN0702', `invalid ${flag}: sbom scanner cannot be empty`, { hint: 'use generator=<scanner image>, or leave it out for docker/buildkit-syft-scanner:stable-1' });
@@ -96,7 +128,7 @@ export function parseAttestations(provenance: string | boolean | undefined, atte
     }
     if (type !== 'provenance') throw new EngineError('KLN0702', `invalid ${flag}: unknown attestation type "${type}"`, { hint: 'use --attest type=provenance or type=sbom' });
     for (const k of attrs.keys()) {
-      if (!KEYS.has(k)) throw new EngineError('KLN0702', `invalid ${flag}: unknown provenance attribute "${k}"`, { hint: 'use mode=min|max, builder-id=URL, reproducible=true' });
+      if (!KEYS.has(k)) throw new EngineError('KLN0702', `invalid ${flag}: unknown provenance attribute "${k}"`, { hint: spaced(k, 'use mode=min|max, builder-id=URL, reproducible=true') });
     }
     const mode = attrs.get('mode') ?? 'min';
     if (mode !== 'min' && mode !== 'max' && mode !== 'full') throw new EngineError('KLN0702', `invalid ${flag}: invalid mode "${mode}"`, { hint: 'use mode=min or mode=max' });
