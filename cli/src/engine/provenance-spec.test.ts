@@ -18,6 +18,13 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
     [undefined, ['type=provenance,"builder-id=https://ci.example/a,b"'], { provenance: { mode: 'min', builderId: 'https://ci.example/a,b' } }],
     [undefined, ['"type=provenance","builder-id=x ""y"""'], { provenance: { mode: 'min', builderId: 'x "y"' } }],
     [undefined, [' type=provenance, disabled=true'], {}],
+    // booleans as Go's strconv.ParseBool reads them (buildx's CanonicalizeAttest and disabled=, BuildKit's reproducible=)
+    ['True', [], { provenance: { mode: 'min' } }],
+    ['F', [], {}],
+    [undefined, ['type=provenance,disabled=TRUE'], {}],
+    [undefined, ['type=provenance,reproducible=t'], { provenance: { mode: 'min', reproducible: true } }],
+    // an empty --provenance= asks for nothing, as in buildx
+    ['', [], {}],
   ] as const)('--provenance %s --attest %j', ([provenance, attest, expected]) => {
     expect(parseAttestations(provenance, attest)).toEqual(expected);
   });
@@ -43,6 +50,9 @@ describe('parseAttestations (buildx --provenance / --attest)', () => {
     [undefined, ['type=provenance,mode=max '], /invalid mode "max "/],
     // buildx passes " mode" on as an attribute nothing reads (the mode stays min): refused
     [undefined, ['type=provenance, mode=max'], /unknown provenance attribute " mode"/],
+    // an empty boolean is none (strconv.ParseBool("") fails): disabled= did disable, reproducible= was true
+    [undefined, ['type=provenance,disabled='], /disabled must be true or false, not ""/],
+    [undefined, ['type=provenance,reproducible='], /reproducible must be true or false, not ""/],
   ] as const)('--provenance %s --attest %j is refused', ([provenance, attest, message]) => {
     let err: unknown;
     try {

@@ -1,5 +1,4 @@
 import { EngineError } from './errors.js';
-import { bool } from './cache-spec.js';
 import { CsvError, readCsvRecord } from './csv-record.js';
 
 /** A provenance attestation request (BuildKit's `attest:provenance` attributes). */
@@ -37,12 +36,12 @@ const SBOM_KEYS = new Set(['type', 'disabled', 'generator']);
  */
 function shorthand(type: 'provenance' | 'sbom', value: string | boolean): { flag: string; value: string } {
   const v = value === true ? 'true' : String(value).trim();
-  if (!v.includes('=') && !/^(true|false|1|0)$/.test(v)) {
+  const b = goParseBool(v);
+  if (!v.includes('=') && b === undefined) {
     throw new EngineError('KLN0702', `invalid --${type} value "${v}"`, {
       hint: type === 'provenance' ? 'use --provenance=true|false|mode=min|mode=max (with "="), or put the context before --provenance' : 'use --sbom=true|false|generator=<image> (with "="), or put the context before --sbom',
     });
   }
-  const b = v === 'true' || v === 'false' || v === '1' || v === '0' ? parseBool(`--${type}`, 'the value', v) : undefined;
   return { flag: `--${type}=${v}`, value: b === undefined ? `type=${type},${v}` : `type=${type},disabled=${String(!b)}` };
 }
 
@@ -88,8 +87,18 @@ function attestFields(flag: string, value: string): Map<string, string> {
 /** The hint for an unknown attribute `k`: one with spaces around it is a known one written with them. */
 const spaced = (k: string, hint: string): string => (k.trim() === k ? hint : 'write the fields without spaces around the commas: type=provenance,mode=max');
 
+/**
+ * Go's strconv.ParseBool: how buildx reads a `--provenance`/`--sbom` value (CanonicalizeAttest)
+ * and `disabled=`, and BuildKit `reproducible=` (`True`, `t`, `0` are booleans; an empty value is not).
+ */
+function goParseBool(v: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
+}
+
 function parseBool(flag: string, key: string, v: string): boolean {
-  const b = bool(v);
+  const b = goParseBool(v);
   if (b === undefined) throw new EngineError('KLN0702', `invalid ${flag}: ${key} must be true or false, not "${v}"`);
   return b;
 }
@@ -104,9 +113,10 @@ function parseBool(flag: string, key: string, v: string): boolean {
  */
 export function parseAttestations(provenance: string | boolean | undefined, attest: readonly string[], sbom?: string | boolean): AttestationRequest {
   const entries: { flag: string; value: string }[] = [];
-  if (provenance !== undefined && provenance !== false) entries.push(shorthand('provenance', provenance));
+  // buildx: an empty --provenance= / --sbom= asks for nothing (`if provenance != ""`)
+  if (provenance !== undefined && provenance !== false && provenance !== '') entries.push(shorthand('provenance', provenance));
   for (const a of attest) entries.push({ flag: `--attest ${a}`, value: a });
-  if (sbom !== undefined && sbom !== false) entries.push(shorthand('sbom', sbom));
+  if (sbom !== undefined && sbom !== false && sbom !== '') entries.push(shorthand('sbom', sbom));
   const seen = new Set<string>();
   let result: AttestationRequest = {};
   for (const { flag, value } of entries) {
