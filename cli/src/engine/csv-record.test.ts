@@ -47,6 +47,10 @@ test.for([
   ['"', 2, 'extraneous or missing " in quoted-field'],
   ['"""', 4, 'extraneous or missing " in quoted-field'],
   ['type=local,"dest=/a', 13, 'extraneous or missing " in quoted-field'],
+  // Go counts bytes: é is two, 🙂 four
+  ['dest=/é"', 9, 'bare " in non-quoted-field'],
+  ['"é"x', 4, 'extraneous or missing " in quoted-field'],
+  ['🙂,"x', 7, 'extraneous or missing " in quoted-field'],
 ] as const)('%j is refused as encoding/csv refuses it (column %i)', ([line, column, what]) => {
   let err: unknown;
   try {

@@ -9,13 +9,16 @@
 /** encoding/csv's ParseError for a line: `parse error on line 1, column N: …`. */
 export class CsvError extends Error {
   override readonly name = 'CsvError';
-  /** 1-based, the character the error is at (Go counts bytes: the same for ASCII). */
+  /** 1-based, in UTF-8 bytes as Go counts it: `dest=/é"` is column 9, not 8. */
   readonly column: number;
   constructor(column: number, what: string) {
     super(`parse error on line 1, column ${column}: ${what}`);
     this.column = column;
   }
 }
+
+/** The 1-based byte column of `text[index]` (Go's ParseError counts bytes, JS strings UTF-16 units). */
+const columnAt = (text: string, index: number): number => Buffer.byteLength(text.slice(0, index), 'utf8') + 1;
 
 /** csv.ErrBareQuote. */
 const BARE_QUOTE = 'bare " in non-quoted-field';
@@ -36,7 +39,7 @@ export function readCsvRecord(line: string): string[] {
       const comma = text.indexOf(',', i);
       const field = text.slice(i, comma < 0 ? text.length : comma);
       const q = field.indexOf('"');
-      if (q >= 0) throw new CsvError(i + q + 1, BARE_QUOTE);
+      if (q >= 0) throw new CsvError(columnAt(text, i + q), BARE_QUOTE);
       fields.push(field);
       if (comma < 0) return fields;
       i = comma + 1;
@@ -47,7 +50,7 @@ export function readCsvRecord(line: string): string[] {
     i += 1;
     for (;;) {
       const q = text.indexOf('"', i);
-      if (q < 0) throw new CsvError(i + 1, QUOTE);
+      if (q < 0) throw new CsvError(columnAt(text, i), QUOTE);
       field += text.slice(i, q);
       i = q + 1;
       const next = text[i];
@@ -61,7 +64,7 @@ export function readCsvRecord(line: string): string[] {
       } else if (next === undefined) {
         fields.push(field);
         return fields;
-      } else throw new CsvError(q + 1, QUOTE);
+      } else throw new CsvError(columnAt(text, q), QUOTE);
     }
   }
 }
