@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parseCacheExportSpecs, parseCacheImportSpecs } from '../engine/cache-spec.js';
 import { entitlementsError, existingPath, fsChecksEnabled, isUnder, missingEntitlements, parseEntitlements, targetAccess, type TargetAccess } from './entitlements.js';
 
 // buildx's bake/entitlements.go rules (its entitlements_test.go cases where they apply).
@@ -132,5 +133,19 @@ describe('what a target uses', () => {
     expect(a.read).toEqual([join(wd, 'ctx'), join(wd, 'cache-in'), '/run/s1', join(wd, 's3'), '/keys/id', '/keys/id2']);
     expect(a.sshAgent).toBe(true);
     expect(a.entitlements).toEqual(['network.host']);
+  });
+  test('a cache path is the one the build reads (encoding/csv: "" in a quoted field is a quote), so a link named x" to outside asks for outside', async () => {
+    await symlink(outside, join(wd, 'x"'));
+    const cacheTo = 'type=local,"dest=x""/c"';
+    const cacheFrom = 'type=local,"src=x""/in"';
+    // what the build writes and reads
+    expect(parseCacheExportSpecs(cacheTo)).toMatchObject([{ dest: 'x"/c' }]);
+    expect(parseCacheImportSpecs(cacheFrom)).toMatchObject([{ src: 'x"/in' }]);
+    const a = targetAccess('a', [], { output: [], cacheTo: [cacheTo], cacheFrom: [cacheFrom], secret: [], ssh: [], allow: [] }, wd, {});
+    expect(a.write).toEqual([join(wd, 'x"/c')]);
+    expect(a.read).toEqual([join(wd, 'x"/in')]);
+    const m = await missingEntitlements(none, [a], wd);
+    expect(m.fsWrite.map((p) => p.path)).toEqual([outside]);
+    expect(m.fsRead.map((p) => p.path)).toEqual([outside]);
   });
 });

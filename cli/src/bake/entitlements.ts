@@ -2,6 +2,7 @@ import { lstat, readlink, realpath } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { splitCsvFields } from '@kiln/runtime';
 import { BakeError } from './errors.js';
+import { readCsvRecord } from '../engine/csv-record.js';
 
 /**
  * What `kiln bake --allow` grants, as buildx's EntitlementConf (bake/entitlements.go, buildx ≥
@@ -74,6 +75,23 @@ const fieldsOf = (v: string): Map<string, string> => {
 };
 
 /**
+ * A `--cache-to`/`--cache-from` value's fields as the build reads them (encoding/csv, cache-spec.ts):
+ * the lenient splitter above drops the quote of `"dest=x""/c"`, and the build writes to `x"/c`.
+ */
+const cacheFieldsOf = (v: string): Map<string, string> => {
+  try {
+    const pairs = readCsvRecord(v).flatMap((f): [string, string][] => {
+      const i = f.indexOf('=');
+      return i < 0 ? [] : [[f.slice(0, i).toLowerCase(), f.slice(i + 1)]];
+    });
+    return new Map(pairs);
+  } catch {
+    // A malformed value is the build flag parser's to report (before anything runs).
+    return new Map();
+  }
+};
+
+/**
  * The paths and privileges of one target, from its `kiln build` flags; `inputs` are its local
  * context, Dockerfile and named contexts (buildx's collectLocalPaths). Relative paths are the
  * caller's (`cwd`), as the build resolves them; `env` decides which secrets are files.
@@ -94,12 +112,12 @@ export function targetAccess(name: string, inputs: readonly string[], flags: Acc
     if (dest !== undefined && dest !== '-' && dest !== '' && (type === 'local' || type === 'tar' || type === 'oci' || type === 'docker')) write.push(abs(dest));
   }
   for (const c of flags.cacheTo) {
-    const f = fieldsOf(c);
+    const f = cacheFieldsOf(c);
     const dest = f.get('dest');
     if (f.get('type') === 'local' && dest !== undefined) write.push(abs(dest));
   }
   for (const c of flags.cacheFrom) {
-    const f = fieldsOf(c);
+    const f = cacheFieldsOf(c);
     const src = f.get('src');
     if (f.get('type') === 'local' && src !== undefined) read.push(abs(src));
   }
