@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Container, ContainerMount, Definition, FileStat, ImageMetaResolver, NewContainerRequest, ReadFileOptions, ResolveImageConfigOptions } from '@kiln/llb-core';
+import type { Container, ContainerMount, Definition, FileStat, ImageMetaResolver, NewContainerRequest, Platform, ReadFileOptions, ResolveImageConfigOptions } from '@kiln/llb-core';
 
 /**
  * A solved result as the gateway needs it: readable, and released when the build is done.
@@ -47,6 +47,12 @@ export interface SolveBackend extends ImageMetaResolver {
    * its release. Without it, frontends get no `newContainer`.
    */
   newContainer?(request: BackendContainerRequest): Promise<Container>;
+  /**
+   * Optional: the platforms this worker runs programs of, its own first, then those it emulates
+   * (BuildKit's worker platforms, from archutil): what an external frontend reads in
+   * `BUILDKIT_WORKERS` and LLBBridge's Ping. Without it, the host's platform alone.
+   */
+  workerPlatforms?(): readonly Platform[];
   /** The build's session id (`BUILDKIT_SESSION_ID` of an external frontend); optional. */
   readonly sessionId?: string;
 }

@@ -199,6 +199,8 @@ export interface NewContainerRequest {
   /** Default `buildkitsandbox`. */
   readonly hostname?: string;
   readonly extraHosts?: readonly { readonly host: string; readonly ip: string }[];
+  /** The platform of its programs (NewContainerRequest.platform): refused or emulated as a RUN of it; default the host's. */
+  readonly platform?: Platform;
   /** Releases the container when aborted (as the end of the build does). */
   readonly signal?: AbortSignal;
 }

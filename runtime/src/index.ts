@@ -46,7 +46,7 @@ export type { Executor, ExecPreparation, ExecRequest, ExecResult, ExecMount, Exe
 export { RuncExecutor, type RuncExecutorOptions } from './executor/runc.js';
 export { onKilnGone } from './executor/process-helper.js';
 export { DEFAULT_CAPABILITIES } from './executor/spec.js';
-export { BINFMT_MISC_DIR, elfPlatform, parseBinfmtHandler, platformRunner, qemuArch, readBinfmtHandlers, runnablePlatforms, type BinfmtHandler, type PlatformRunner } from './executor/emulation.js';
+export { BINFMT_MISC_DIR, QEMU_EMULATOR_PATH, amd64Level, elfPlatform, exitProgram, findQemuEmulator, parseBinfmtHandler, platformRunner, qemuArch, readBinfmtHandlers, runnablePlatforms, runsNatively, type BinfmtHandler, type PlatformRunner, type PlatformRunnerOptions } from './executor/emulation.js';
 export { parseOutputSpec, splitFields as splitCsvFields, EXPORT_TYPES, type ExportSpec, type ExportCompression, type ExportAnnotation, type ExportAnnotationType } from './exporter/spec.js';
 export { runExport, type ExportInput, type ExportContext, type ExportResult } from './exporter/export.js';
 export { materializeImage, exportOciLayout, exportDockerArchive, type ExportImage, type ExportImageSource, type ImageWriteSettings, type ArchiveExportOptions } from './exporter/image-exporters.js';

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Container, Definition, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
+import type { Container, Definition, Platform, ResolveImageConfigOptions, ResolvedImageConfig } from '@kiln/llb-core';
+import { parsePlatform, runnablePlatforms } from '@kiln/runtime';
 import type { BackendContainerRequest, BackendSolveOptions, FrontendContainerRequest, FrontendContainerResult, SolveBackend } from '@kiln/gateway';
 import { EMPTY_SNAPSHOT, applySourcePolicy, loadGraph, type BuildResult, type ImportedCache, type LoadImportedResult, type ProgressSink, type SolverVertex, type SourcePolicyEngine } from '@kiln/solver';
 import type { BuildSolver, KilnEngine } from './engine.js';
@@ -92,6 +93,11 @@ export class SolverBackend implements SolveBackend {
   protected converted(definition: Definition): Definition {
     const policy = this.#opts.sourcePolicy;
     return policy === undefined ? definition : applySourcePolicy(definition, policy, () => undefined);
+  }
+
+  /** What this machine runs, as `kiln inspect` lists it: the host's platform, then the emulated ones (binfmt_misc). */
+  workerPlatforms(): readonly Platform[] {
+    return runnablePlatforms().map(parsePlatform);
   }
 
   /** The build's session id: local sources of every solve share it; an external frontend gets it as `BUILDKIT_SESSION_ID`. */

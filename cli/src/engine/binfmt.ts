@@ -45,7 +45,7 @@ export interface BinfmtStatus {
 export function binfmtStatus(paths: BinfmtPaths = {}): BinfmtStatus {
   const dir = paths.dir ?? BINFMT_MISC_DIR;
   const emulators = readBinfmtHandlers(dir).filter((h) => h.platform !== undefined);
-  return { mounted: existsSync(join(dir, 'register')), supported: runnablePlatforms(emulators), emulators };
+  return { mounted: existsSync(join(dir, 'register')), supported: runnablePlatforms({ handlers: emulators }), emulators };
 }
 
 /** `arm64`, `linux/arm64`, `aarch64` or `qemu-aarch64` as a Go architecture name. */

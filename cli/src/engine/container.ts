@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CacheSharingOpt, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
 import { GatewayError, type BackendContainerMount, type BackendContainerRequest } from '@kiln/gateway';
-import { CacheMounts } from '@kiln/solver';
+import { CacheMounts, checkExecPlatform, emulatedCommand, type ExecEmulation } from '@kiln/solver';
 import { resolveInRoot, type ExecContainer, type ExecMount, type Mount } from '@kiln/runtime';
 import type { KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
@@ -39,6 +39,8 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
   }
   const makeContainer = engine.executor.newContainer;
   if (makeContainer === undefined) throw refused('the executor cannot make containers', 'use the runc executor');
+  // Its processes are the platform's programs: refused, or run through an emulator, as a RUN's.
+  const emulation = checkExecPlatform(request.platform, { subject: 'this container' });
   const undo: Undo[] = [];
   const s = engine.snapshotter;
   const cacheMounts = new CacheMounts(engine.root);
@@ -113,13 +115,13 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
     const inner = await makeContainer.call(engine.executor, {
       rootfs,
       readonlyRootfs,
-      mounts,
+      mounts: [...mounts, ...emulatedCommand(emulation, []).mounts],
       // sandbox: RUN's default, the host's namespace here (see the solver's exec).
       network: request.network === 'none' ? 'none' : 'host',
       ...(request.hostname === undefined ? {} : { hostname: request.hostname }),
       ...(request.extraHosts === undefined ? {} : { extraHosts: request.extraHosts }),
     });
-    return new EngineContainer(inner, undo, session);
+    return new EngineContainer(inner, undo, session, emulation);
   } catch (e) {
     for (const u of undo.reverse()) await u().catch(() => undefined);
     throw e;
@@ -131,12 +133,14 @@ class EngineContainer implements Container {
   readonly #inner: ExecContainer;
   readonly #undo: Undo[];
   readonly #session: ContainerSession;
+  readonly #emulation: ExecEmulation;
   #released: Promise<void> | undefined;
 
-  constructor(inner: ExecContainer, undo: Undo[], session: ContainerSession) {
+  constructor(inner: ExecContainer, undo: Undo[], session: ContainerSession, emulation: ExecEmulation) {
     this.#inner = inner;
     this.#undo = undo;
     this.#session = session;
+    this.#emulation = emulation;
   }
 
   async start(r: ContainerProcessRequest): Promise<ContainerProcess> {
@@ -155,7 +159,7 @@ class EngineContainer implements Container {
     }
     // The runtime's process spec is the request's shape (args, env, cwd, user, streams, tty, security).
     const { secretEnv: _resolved, ...rest } = r;
-    const p = await this.#inner.start({ ...rest, env });
+    const p = await this.#inner.start({ ...rest, args: emulatedCommand(this.#emulation, r.args).args, env });
     return {
       wait: () => p.wait(),
       signal: (name) => p.signal(name),

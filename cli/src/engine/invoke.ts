@@ -1,6 +1,6 @@
 import { suggest } from '@kiln/dockerfile';
 import { formatPlatform } from '@kiln/runtime';
-import { shlexSplit, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
+import { shlexSplit, type Container, type ContainerProcess, type ContainerProcessRequest, type Platform } from '@kiln/llb-core';
 import type { BackendContainerMount } from '@kiln/gateway';
 import type { FailedExecState } from '@kiln/solver';
 import { signalInterrupts, type Interrupts } from '../io.js';
@@ -115,7 +115,7 @@ const FAILED_DEFAULT = ['/bin/sh'];
 export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSpec, io: InvokeIo): Promise<number> {
   const newContainer = held.backend.newContainer?.bind(held.backend);
   if (newContainer === undefined) throw new EngineError('KLN0712', 'this kiln cannot start containers for --invoke');
-  const target = held.failed !== undefined ? failedTarget(engine, held.failed) : held.output !== undefined ? resultTarget(held.output.ref, held.output.config) : undefined;
+  const target = held.failed !== undefined ? failedTarget(engine, held.failed) : held.output !== undefined ? resultTarget(held.output.ref, held.output.config, held.output.platform) : undefined;
   if (target === undefined) throw new EngineError('KLN0712', 'the build left nothing to --invoke');
   const args = spec.args ?? target.defaultArgs;
   const where = held.failed !== undefined
@@ -149,7 +149,14 @@ export async function invoke(engine: KilnEngine, held: HeldBuild, spec: InvokeSp
   });
   const interrupted = (sig: string): EngineError => new EngineError('KLN0705', `interrupted (${sig})`);
   try {
-    container = await newContainer({ mounts: target.mounts, network: target.network, ...(target.hostname === undefined ? {} : { hostname: target.hostname }), extraHosts: target.extraHosts });
+    container = await newContainer({
+      mounts: target.mounts,
+      network: target.network,
+      ...(target.hostname === undefined ? {} : { hostname: target.hostname }),
+      extraHosts: target.extraHosts,
+      // Another platform's stage: its programs are emulated (or refused) as its RUN steps were.
+      ...(target.platform === undefined ? {} : { platform: target.platform }),
+    });
     if (stopped !== undefined) throw interrupted(stopped);
     const term = io.terminal;
     const proc: ContainerProcessRequest = {
@@ -214,6 +221,7 @@ interface InvokeTarget {
   readonly security: 'sandbox' | 'insecure';
   readonly hostname?: string;
   readonly extraHosts: readonly { readonly host: string; readonly ip: string }[];
+  readonly platform?: Platform;
   readonly defaultArgs: readonly string[];
   /** Refs made here for the failed state's snapshots (released with the container). */
   readonly refs: readonly SnapshotRef[];
@@ -229,7 +237,7 @@ interface ImageRunConfig {
 }
 
 /** The result's root, writable with a throw-away layer, run as its image config says. */
-function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined): InvokeTarget {
+function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined, platform: Platform): InvokeTarget {
   let c: ImageRunConfig = {};
   if (config !== undefined) {
     try {
@@ -248,6 +256,7 @@ function resultTarget(ref: SnapshotRef, config: Uint8Array | undefined): InvokeT
     network: 'sandbox',
     security: 'sandbox',
     extraHosts: [],
+    platform,
     defaultArgs: entry.length > 0 ? entry : ['/bin/sh'],
     refs: [],
   };
@@ -284,6 +293,7 @@ function failedTarget(engine: KilnEngine, st: FailedExecState): InvokeTarget {
     security: st.security,
     ...(st.hostname === undefined ? {} : { hostname: st.hostname }),
     extraHosts: st.extraHosts,
+    ...(st.platform?.os && st.platform.architecture ? { platform: { os: st.platform.os, architecture: st.platform.architecture, ...(st.platform.variant ? { variant: st.platform.variant } : {}) } } : {}),
     defaultArgs: FAILED_DEFAULT,
     refs,
   };

@@ -1,48 +1,27 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ContentStore, ImageStore, createBusyboxImage, readBinfmtHandlers, writeIndex } from '@kiln/runtime';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { compileCli, kilnBin, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
-
-// Debian's arm64 busybox-static, unpacked by .ci/run (dpkg --add-architecture arm64; apt-get download busybox-static:arm64).
-const ARM64_BUSYBOX = '/var/cache/kiln-test/busybox-arm64/bin/busybox';
-const QEMU_HANDLER = '/proc/sys/fs/binfmt_misc/qemu-aarch64';
-
-/** Whether the kernel has the arm64 emulator registered, enabled and with F (as kiln binfmt leaves it). */
-const registered = (): boolean => readBinfmtHandlers().some((h) => h.name === 'qemu-aarch64' && h.enabled && h.flags.includes('F'));
+import { compileCli, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
+import { QEMU_HANDLER, holdBinfmt, multiPlatformBusybox, registered, requireEmulation } from './multi-platform-helpers.js';
 
 describe('RUN steps of another platform (arm64 on this amd64 machine) through a QEMU binfmt_misc emulator', () => {
   let sb: KilnSandbox;
-  let hadEmulator = false;
+  let restore: (() => Promise<void>) | undefined;
   const kiln = (args: readonly string[]): ReturnType<typeof runKiln> => runKiln(sb, args);
 
   beforeAll(async () => {
     requireTools();
-    if (!existsSync(ARM64_BUSYBOX) || spawnSync('sh', ['-c', 'command -v qemu-aarch64-static']).status !== 0) {
-      throw new Error(`missing prerequisites: apt-get install -y qemu-user-static, and ${ARM64_BUSYBOX} from busybox-static:arm64 (.ci/run fetches it)`);
-    }
+    requireEmulation();
     compileCli();
     sb = await makeSandbox();
-    hadEmulator = existsSync(QEMU_HANDLER);
-    // `busybox` names an index of the host's busybox and the arm64 one, as a multi-platform base on a registry would.
-    const content = await ContentStore.open(sb.root);
-    const images = await ImageStore.open(sb.root);
-    const host = await createBusyboxImage(content, {});
-    const arm = await createBusyboxImage(content, { busybox: ARM64_BUSYBOX });
-    expect(JSON.parse(arm.configBytes.toString()) as unknown).toMatchObject({ architecture: 'arm64', os: 'linux' });
-    const index = await writeIndex(content, [
-      { ...host.manifest, platform: { os: 'linux', architecture: 'amd64' } },
-      { ...arm.manifest, platform: { os: 'linux', architecture: 'arm64' } },
-    ]);
-    await images.put('docker.io/library/busybox:latest', index);
+    await multiPlatformBusybox(sb);
+    // The kernel's handler table is the machine's: held while this file changes it, then put back as it was.
+    restore = await holdBinfmt();
   }, 300_000);
 
   afterAll(async () => {
-    // The kernel's handler table is the machine's: leave it as it was.
-    const k = (args: string[]): void => void spawnSync(process.execPath, [kilnBin, 'binfmt', ...args]);
-    if (hadEmulator && !registered()) k(['--install', 'arm64']);
-    if (!hadEmulator && existsSync(QEMU_HANDLER)) k(['--uninstall', 'arm64']);
+    await restore?.();
     await sb?.cleanup();
   });
 
@@ -56,8 +35,8 @@ describe('RUN steps of another platform (arm64 on this amd64 machine) through a 
     expect(r.stderr).toContain('Dockerfile:2:1: this step runs linux/arm64 programs, and this linux/amd64 machine has no emulator for them');
     expect(r.stderr).toContain('kiln binfmt --install arm64');
     expect(r.stderr).not.toContain('exec format error');
-    // kiln inspect lists only the host's platform.
-    expect((await kiln(['inspect', '--root', sb.root])).stdout).toMatch(/^Platforms: {2}linux\/amd64$/m);
+    // kiln inspect lists the host's platform, the CPU's x86-64 levels and 386 (IA-32), no arm64.
+    expect((await kiln(['inspect', '--root', sb.root])).stdout).toMatch(/^Platforms: {2}linux\/amd64(, linux\/amd64\/v[234])*(, linux\/386)?$/m);
   });
 
   test('kiln binfmt --install arm64 registers QEMU with F; a two-platform build then runs each RUN on its own platform', async () => {
@@ -67,7 +46,8 @@ describe('RUN steps of another platform (arm64 on this amd64 machine) through a 
     expect(registered()).toBe(true);
     // Installing again keeps it.
     expect((await kiln(['binfmt', '--install', 'arm64'])).stderr).toContain('already registered: arm64');
-    expect((await kiln(['inspect', '--root', sb.root])).stdout).toMatch(/^Platforms: {2}linux\/amd64, linux\/arm64$/m);
+    // then arm64, in archutil's order (before 386)
+    expect((await kiln(['inspect', '--root', sb.root])).stdout).toMatch(/^Platforms: {2}linux\/amd64(, linux\/amd64\/v[234])*, linux\/arm64(, linux\/386)?$/m);
 
     const t = token();
     const ctx = join(sb.dir, `emu-${t}`);

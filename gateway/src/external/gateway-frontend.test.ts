@@ -170,6 +170,24 @@ describe('gateway.v0: how the frontend container is run', () => {
     expect(backend.runs[0]?.cwd).toBe('/');
   });
 
+  test("the worker's platforms (host first, then the emulated ones) reach BUILDKIT_WORKERS and LLBBridge's Ping", async () => {
+    const listed = [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'amd64', variant: 'v2' }, { os: 'linux', architecture: 'arm64' }, { os: 'linux', architecture: 'arm', variant: 'v7' }];
+    const backend: Fake = { ...fakeBackend({ [NORMALIZED]: config({}) }, returnsOk), workerPlatforms: () => listed };
+    const served: (readonly unknown[] | undefined)[] = [];
+    const serve = fakeServe();
+    const registry = new FrontendRegistry();
+    const gateway = new Gateway(backend, registry, { serveLLBBridge: (stream, client, options) => (served.push(options?.platforms), serve(stream, client, options)) });
+    await gateway.build({ frontend: 'gateway.v0', opts: new Map([['source', IMAGE]]), inputs: new Map() });
+    const workers = backend.runs[0]?.env.find((e) => e.startsWith('BUILDKIT_WORKERS='))?.slice('BUILDKIT_WORKERS='.length) ?? '';
+    expect((JSON.parse(workers) as { platforms: unknown[] }[])[0]?.platforms).toEqual([
+      { architecture: 'amd64', os: 'linux' },
+      { architecture: 'amd64', os: 'linux', variant: 'v2' },
+      { architecture: 'arm64', os: 'linux' },
+      { architecture: 'arm', os: 'linux', variant: 'v7' },
+    ]);
+    expect(served).toEqual([listed]);
+  });
+
   test('every cap of frontend.caps must be in the image label (+suffix ignored); inputs need moby.buildkit.frontend.inputs', async () => {
     const backend = fakeBackend({ [NORMALIZED]: config({ Labels: CAPS }), '127.0.0.1:5000/bare:1': config({}) }, returnsOk);
     await expect(build(backend, { source: IMAGE, 'frontend.caps': 'moby.buildkit.frontend.contexts+forward' })).resolves.toBeTruthy();

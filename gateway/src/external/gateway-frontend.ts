@@ -78,7 +78,9 @@ async function runExternalFrontend(client: FrontendClient, options: GatewayFront
   checkFrontendCaps(image.config, client.opts, client.inputs.size > 0, image.ref);
   const signal = client.signal;
   const rootfs = await backend.solve(image.definition, signal === undefined ? {} : { signal });
-  const platforms = [defaultPlatform()];
+  // The host's platform, then those the worker emulates, as buildkitd's worker lists them.
+  const listed = backend.workerPlatforms?.() ?? [];
+  const platforms = listed.length > 0 ? listed : [defaultPlatform()];
   const proc = frontendProcess(image.config, client.opts, { sessionId: backend.sessionId ?? randomUUID(), workers: kilnWorkers(platforms) });
 
   const toFrontend = new PassThrough();

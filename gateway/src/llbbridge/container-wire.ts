@@ -7,6 +7,7 @@ import { constants as os } from 'node:os';
 import { CacheSharingOpt, MountType, NetMode, SecurityMode } from '@kiln/llb-core';
 import type { ContainerMount, ContainerProcessRequest, NewContainerRequest, Ref } from '@kiln/llb-core';
 import { GatewayError } from '../errors.js';
+import { platformFromWire, platformToWire } from './convert.js';
 import { GrpcCode, GrpcStatusError } from './grpc.js';
 import type { WireInitMessage, WireMount, WireNewContainerRequest, WireStatus } from './messages.js';
 
@@ -95,8 +96,9 @@ function mountToWire(m: ContainerMount, refId: (ref: Ref) => string): WireMount 
 
 /**
  * A NewContainerRequest from the wire, mounts through {@link mountFromWire}. `Network` UNSET is
- * the contract's default `sandbox` (left out), HOST and NONE map as named. `platform` and
- * `constraints` pick a worker in BuildKit; kiln has one, so they are ignored.
+ * the contract's default `sandbox` (left out), HOST and NONE map as named. `platform` says which
+ * programs it runs (checked and emulated as a RUN's); `constraints` pick a worker in BuildKit,
+ * kiln has one, so they are ignored.
  */
 export function newContainerFromWire(r: WireNewContainerRequest, ref: (id: string) => Ref | undefined, signal: AbortSignal): NewContainerRequest {
   const mounts = (r.Mounts ?? []).map((m) => mountFromWire(m, ref));
@@ -109,6 +111,7 @@ export function newContainerFromWire(r: WireNewContainerRequest, ref: (id: strin
     ...(network === NetMode.HOST ? { network: 'host' as const } : network === NetMode.NONE ? { network: 'none' as const } : {}),
     ...(r.hostname ? { hostname: r.hostname } : {}),
     ...(hosts.length > 0 ? { extraHosts: hosts } : {}),
+    ...(r.platform?.OS && r.platform.Architecture ? { platform: platformFromWire(r.platform) } : {}),
   };
 }
 
@@ -119,6 +122,7 @@ export function newContainerToWire(id: string, r: NewContainerRequest, refId: (r
   else if (r.network === 'none') out.Network = NetMode.NONE;
   if (r.hostname !== undefined) out.hostname = r.hostname;
   if (r.extraHosts !== undefined && r.extraHosts.length > 0) out.extraHosts = r.extraHosts.map((h) => ({ Host: h.host, IP: h.ip }));
+  if (r.platform !== undefined) out.platform = platformToWire(r.platform);
   return out;
 }
 

@@ -82,6 +82,7 @@ describe('LLBBridge containers: serve + connect', () => {
       network: 'host',
       hostname: 'box',
       extraHosts: [{ host: 'db', ip: '10.0.0.2' }],
+      platform: { os: 'linux', architecture: 'arm64' },
     });
     const made = fake.containers[0] as MemContainer;
     expect(made.request.mounts[0]?.ref).toBe(fake.solved[0]);
@@ -92,7 +93,8 @@ describe('LLBBridge containers: serve + connect', () => {
       { dest: '/ssh', type: 'ssh' },
       { dest: '/tmp', type: 'tmpfs' },
     ]);
-    expect(made.request).toMatchObject({ network: 'host', hostname: 'box', extraHosts: [{ host: 'db', ip: '10.0.0.2' }] });
+    // NewContainerRequest.platform: the container's programs are checked and emulated as a RUN's.
+    expect(made.request).toMatchObject({ network: 'host', hostname: 'box', extraHosts: [{ host: 'db', ip: '10.0.0.2' }], platform: { os: 'linux', architecture: 'arm64' } });
 
     const big = new Uint8Array(3 * 1024 * 1024 + 7).map((_, i) => i % 251);
     const out: Uint8Array[] = [];

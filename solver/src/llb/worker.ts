@@ -111,6 +111,8 @@ export interface FailedExecState {
     readonly cwd: string;
     readonly user: string;
   };
+  /** The exec's platform (a debug shell in it runs that platform's programs, emulated or refused as the step was). */
+  readonly platform?: PbPlatform;
   /** The exec's pb.NetMode: `sandbox` (unset, RUN's default), `none` or `host`. */
   readonly network: 'sandbox' | 'none' | 'host';
   readonly security: 'sandbox' | 'insecure';

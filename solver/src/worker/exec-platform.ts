@@ -1,29 +1,85 @@
-import type { PbPlatform } from '@kiln/llb-core';
-import { formatPlatform, hostPlatform, normalizePlatform, platformEquals, platformRunner, qemuArch, readBinfmtHandlers, BINFMT_MISC_DIR, type Platform } from '@kiln/runtime';
+import { realpathSync } from 'node:fs';
+import {
+  BINFMT_MISC_DIR,
+  QEMU_EMULATOR_PATH,
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  platformEquals,
+  platformRunner,
+  qemuArch,
+  readBinfmtHandlers,
+  runnablePlatforms,
+  type ExecMount,
+  type Platform,
+  type PlatformRunnerOptions,
+} from '@kiln/runtime';
 import { SolverError } from '../errors.js';
 
+/** Where {@link checkExecPlatform} looks (this machine's by default; tests point it elsewhere). */
+export interface ExecPlatformOptions extends Omit<PlatformRunnerOptions, 'handlers'> {
+  /** What runs, for the message: `this step` (default), `this container`. */
+  readonly subject?: string;
+  /** The binfmt_misc mount. */
+  readonly binfmtDir?: string;
+}
+
+/** An op's pb.Platform, or a container's platform. */
+export type ExecPlatform = { readonly os?: string | undefined; readonly architecture?: string | undefined; readonly variant?: string | undefined };
+
+/** How an exec of another platform runs: `emulator`, BuildKit's `buildkit-qemu-<arch>` to mount and run the command through. */
+export interface ExecEmulation {
+  readonly emulator?: string;
+}
+
 /**
- * Refuses an exec whose platform this machine cannot run, before anything is mounted: BuildKit
- * starts it anyway and the user reads `exec /bin/sh: exec format error`. The host's own platform
- * never reads the handler table.
+ * The one check for every process kiln starts in a container of some platform (a RUN, `kiln build
+ * --invoke`, a frontend's NewContainer): refuses a platform this machine cannot run before
+ * anything is mounted (BuildKit starts it anyway and the user reads `exec /bin/sh: exec format
+ * error`), and says when BuildKit's `buildkit-qemu-<arch>` on PATH runs it instead of a
+ * binfmt_misc handler. The host's own platform reads no handler table.
  */
-export function checkExecPlatform(p: PbPlatform | undefined, binfmtDir: string = BINFMT_MISC_DIR): void {
-  if (p?.os === undefined || p.os === '' || p.architecture === undefined || p.architecture === '') return;
+export function checkExecPlatform(p: ExecPlatform | undefined, opts: ExecPlatformOptions = {}): ExecEmulation {
+  if (p?.os === undefined || p.os === '' || p.architecture === undefined || p.architecture === '') return {};
   const want: Platform = normalizePlatform({ os: p.os, architecture: p.architecture, ...(p.variant === undefined || p.variant === '' ? {} : { variant: p.variant }) });
-  const host = hostPlatform();
-  if (platformEquals(want, host)) return;
-  const runner = platformRunner(want, readBinfmtHandlers(binfmtDir), host);
-  if (runner.kind !== 'none') return;
+  const host = opts.host ?? hostPlatform();
+  if (platformEquals(want, host)) return {};
+  const binfmtDir = opts.binfmtDir ?? BINFMT_MISC_DIR;
+  const runOpts: PlatformRunnerOptions = { ...opts, host, handlers: readBinfmtHandlers(binfmtDir) };
+  const runner = platformRunner(want, runOpts);
+  if (runner.kind === 'qemu') return { emulator: realpathSync(runner.path) };
+  if (runner.kind !== 'none') return {};
   const name = formatPlatform(want);
+  const subject = opts.subject ?? 'this step';
+  if (runner.level !== undefined) {
+    const supported = runnablePlatforms(runOpts).filter((x) => x.startsWith('linux/amd64'));
+    throw new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and this CPU runs x86-64 up to v${runner.level} (supported: ${supported.join(', ')})`, {
+      hint: `build for ${supported[supported.length - 1] ?? 'linux/amd64'} or lower, or on a machine whose CPU has the x86-64-${want.variant ?? ''} instructions`,
+    });
+  }
+  const arch = want.architecture;
+  const install = `install QEMU's user-mode emulator and register it: apt-get install -y qemu-user-static && kiln binfmt --install ${arch} (qemu-${qemuArch(arch)}), or put BuildKit's buildkit-qemu-${qemuArch(arch)} on kiln's PATH; or run this stage on the build platform (FROM --platform=$BUILDPLATFORM) and cross-compile`;
   const off = runner.unusable.find((h) => !h.enabled);
   const noF = runner.unusable.find((h) => h.enabled && !h.flags.includes('F'));
   const hint =
     want.os !== 'linux'
       ? 'kiln runs Linux containers only'
-      : off !== undefined
-        ? `its emulator is registered but disabled: echo 1 > ${binfmtDir}/${off.name}`
-        : noF !== undefined
-          ? `its emulator (${noF.name}) is registered without the F flag, so containers cannot reach it: kiln binfmt --install ${want.architecture} registers it again with F`
-          : `install QEMU's user-mode emulator and register it: apt-get install -y qemu-user-static && kiln binfmt --install ${want.architecture} (qemu-${qemuArch(want.architecture)}); or run this stage on the build platform (FROM --platform=$BUILDPLATFORM) and cross-compile`;
-  throw new SolverError('SOLVER_UNSUPPORTED', `this step runs ${name} programs, and this ${formatPlatform(host)} machine has no emulator for them`, { hint });
+      : off?.disabledBy === 'binfmt_misc'
+        ? `binfmt_misc is disabled, so no emulator runs: echo 1 > ${binfmtDir}/status`
+        : off !== undefined
+          ? `its emulator is registered but disabled: echo 1 > ${binfmtDir}/${off.name}`
+          : noF !== undefined
+            ? `its emulator (${noF.name}) is registered without the F flag, so containers cannot reach it: kiln binfmt --install ${arch} registers it again with F`
+            : install;
+  const why = runner.kernel === true ? `this ${formatPlatform(host)} machine's kernel does not run them itself (tried) and has no emulator for them` : `this ${formatPlatform(host)} machine has no emulator for them`;
+  throw new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and ${why}`, { hint });
+}
+
+/**
+ * BuildKit's emulator mount and command (exec_binfmt.go): the emulator read-only at
+ * /dev/.buildkit_qemu_emulator, the command run through it. Unchanged without an emulator.
+ */
+export function emulatedCommand(e: ExecEmulation, args: readonly string[]): { readonly args: readonly string[]; readonly mounts: readonly ExecMount[] } {
+  if (e.emulator === undefined) return { args, mounts: [] };
+  return { args: [QEMU_EMULATOR_PATH, ...args], mounts: [{ kind: 'bind', target: QEMU_EMULATOR_PATH, source: e.emulator, readonly: true }] };
 }

@@ -5,7 +5,7 @@ import { ExecFailedError, type FailedExecMount, type FailedExecState, type Worke
 import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { sessionOf } from './session.js';
-import { checkExecPlatform } from './exec-platform.js';
+import { checkExecPlatform, emulatedCommand } from './exec-platform.js';
 import { emptySnapshot } from './sources.js';
 import type { CacheMounts } from './cache-mounts.js';
 import { rootPath } from './root-path.js';
@@ -69,7 +69,7 @@ export async function runExec(
   const args = meta.args ?? [];
   if (args.length === 0) throw new SolverError('SOLVER_INVALID_DEFINITION', 'exec has no command');
   validateExecEntitlements(deps, op);
-  checkExecPlatform(ctx.platform);
+  const emulation = checkExecPlatform(ctx.platform);
   const session = sessionOf(deps, ctx);
   const prepared: Prepared[] = [];
   const releases: Array<() => Promise<void>> = [];
@@ -219,11 +219,13 @@ export async function runExec(
     const network: NetworkMode = op.network === NetMode.NONE ? 'none' : 'host';
     const security = op.security === SecurityMode.INSECURE ? 'insecure' : 'sandbox';
     const extraHosts = (meta.extraHosts ?? []).map((h) => ({ host: h.host ?? '', ip: h.ip ?? '' }));
+    // Without a binfmt_misc handler, BuildKit's buildkit-qemu-<arch> from PATH runs the command.
+    const emulated = emulatedCommand(emulation, args);
     const result = await deps.executor.run({
       rootfs,
       readonlyRootfs: readonlyRoot,
-      process: { args, env, ...(meta.cwd === undefined ? {} : { cwd: meta.cwd }), ...(meta.user === undefined || meta.user === '' ? {} : { user: meta.user }) },
-      mounts,
+      process: { args: emulated.args, env, ...(meta.cwd === undefined ? {} : { cwd: meta.cwd }), ...(meta.user === undefined || meta.user === '' ? {} : { user: meta.user }) },
+      mounts: [...mounts, ...emulated.mounts],
       network,
       security,
       ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }),
@@ -245,7 +247,7 @@ export async function runExec(
       const secretEnv = (op.secretenv ?? []).map((se) => ({ name: se.name ?? '', secretId: se.id ?? '', optional: se.optional === true }));
       const proc = { args, env: processEnv, secretEnv, cwd: meta.cwd ?? '/', user: meta.user ?? '' };
       const netMode = op.network === NetMode.NONE ? 'none' : op.network === NetMode.HOST ? 'host' : 'sandbox';
-      const state = await keepFailedState(deps, kept, actives, { process: proc, network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
+      const state = await keepFailedState(deps, kept, actives, { process: proc, ...(ctx.platform === undefined ? {} : { platform: ctx.platform }), network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
       onFailedExec(state);
       throw new ExecFailedError(args.join(' '), result.exitCode, state);
     }
