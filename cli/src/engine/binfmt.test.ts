@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { binfmtArch, binfmtStatus, formatBinfmtStatus, qemuRegistration } from './binfmt.js';
+import { binfmtArch, binfmtStatus, formatBinfmtStatus, installEmulators, qemuRegistration } from './binfmt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-binfmt-conf-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,5 +42,16 @@ describe('kiln binfmt', () => {
     expect(text).toMatch(/^qemu-aarch64 +linux\/arm64 +enabled +OC +\/usr\/bin\/qemu-aarch64-static$/m);
     expect(text).toContain('qemu-aarch64: no F flag, so RUN steps in containers cannot use it');
     expect(binfmtStatus({ dir: misc }).supported).toEqual(binfmtStatus({ dir: join(dir, 'nowhere') }).supported);
+  });
+
+  test("a write the kernel's table refuses is KLN0713 naming the file and the reason, never a raw error", async () => {
+    // register as a directory: the write fails (EISDIR), as a rootless write fails with EACCES
+    const misc = join(dir, 'refusing');
+    mkdirSync(join(misc, 'register'), { recursive: true });
+    await expect(installEmulators(['arm64'], { dir: misc, confDirs: [usr] })).rejects.toMatchObject({
+      code: 'KLN0713',
+      message: `cannot register qemu-aarch64: writing ${join(misc, 'register')} failed (EISDIR)`,
+      hint: expect.stringContaining('needs root on the host'),
+    });
   });
 });

@@ -96,6 +96,23 @@ async function ensureMounted(dir: string): Promise<void> {
   }
 }
 
+/**
+ * A write to the kernel's handler table, its refusal as KLN0713: ENOENT for a registration whose
+ * interpreter is missing (F opens it now), EPERM/EACCES without the right to (rootless, a container).
+ */
+function writeTable(file: string, data: string, what: string): void {
+  try {
+    writeFileSync(file, data);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    const hint =
+      code === 'ENOENT' && what.startsWith('register')
+        ? `the emulator the registration names is missing: apt-get install --reinstall -y qemu-user-static`
+        : 'kiln binfmt needs root on the host (a container needs --privileged; rootless kiln cannot change it)';
+    throw new EngineError('KLN0713', `cannot ${what}: writing ${file} failed (${code})`, { hint });
+  }
+}
+
 function needRoot(what: string): void {
   if (process.getuid?.() !== 0) throw new EngineError('KLN0713', `kiln binfmt ${what} needs root: it registers emulators with the kernel, for every user of this machine`, { hint: `sudo kiln binfmt ${what} …` });
 }
@@ -134,8 +151,8 @@ export async function installEmulators(arches: readonly string[], paths: BinfmtP
       kept.push(arch);
       continue;
     }
-    if (have !== undefined) writeFileSync(join(dir, reg.name), '-1');
-    writeFileSync(join(dir, 'register'), reg.line);
+    if (have !== undefined) writeTable(join(dir, reg.name), '-1', `remove ${reg.name}`);
+    writeTable(join(dir, 'register'), reg.line, `register ${reg.name}`);
     installed.push(arch);
   }
   return { installed, kept };
@@ -151,7 +168,7 @@ export async function uninstallEmulators(arches: readonly string[], paths: Binfm
   for (const h of readBinfmtHandlers(dir)) {
     if (h.platform === undefined || !h.name.startsWith('qemu-')) continue;
     if (wanted !== undefined && !wanted.has(h.platform.architecture)) continue;
-    writeFileSync(join(dir, h.name), '-1');
+    writeTable(join(dir, h.name), '-1', `remove ${h.name}`);
     removed.push(h.name);
   }
   return removed;
