@@ -2,6 +2,7 @@ import { describe, expect, test, vi } from 'vitest';
 import { parseOverrides, printResolved, resolveTargets } from './config.js';
 import { targetBuild } from './flags.js';
 import { parseCacheExportSpecs, parseCacheImportSpecs } from '../engine/cache-spec.js';
+import { parseAttestations } from '../engine/provenance-spec.js';
 import { loadConfig } from './load.js';
 
 // buildx behaviours that the first version of kiln bake got wrong (each test failed before its fix).
@@ -139,6 +140,18 @@ describe('build flags', () => {
       { type: 'registry', ref: 'r/b:2' },
     ]);
     expect((b.flags.cacheTo ?? []).flatMap((v) => parseCacheExportSpecs(v, none))).toMatchObject([{ type: 'registry', ref: 'user/app:cache' }]);
+  });
+
+  test('an object entry of cache-from / cache-to / attest keeps a value with a comma or quote, as buildx takes the object itself', async () => {
+    const text = 'target "a" {\n  cache-from = [{ type = "local", src = "c,1" }]\n  cache-to = [{ type = "local", dest = "d\\"x,2" }]\n  attest = [{ type = "provenance", builder-id = "https://ci.example/a,b" }]\n}\n';
+    const rt = resolve([{ name: H, text }], ['a']).targets.get('a');
+    if (rt === undefined) throw new Error('no target a');
+    const io = { stdin: (async function* () {})(), stdout: { write: () => true }, stderr: { write: () => true }, cwd: '/work', env: {} };
+    const b = await targetBuild(rt, { progress: 'quiet' }, io, { fileRelative: false, inlineDir: '/tmp' });
+    const none = { env: {}, home: '/nonexistent', cwd: '/' };
+    expect((b.flags.cacheFrom ?? []).flatMap((v) => parseCacheImportSpecs(v, none))).toEqual([{ type: 'local', src: 'c,1', tag: 'latest' }]);
+    expect((b.flags.cacheTo ?? []).flatMap((v) => parseCacheExportSpecs(v, none))).toMatchObject([{ type: 'local', dest: 'd"x,2' }]);
+    expect(parseAttestations(undefined, b.flags.attest ?? [])).toEqual({ provenance: { mode: 'min', builderId: 'https://ci.example/a,b' } });
   });
 });
 

@@ -37,8 +37,13 @@ function scalarString(v: unknown): string | undefined {
   return undefined;
 }
 
-/** buildx accepts `{type = "local", dest = "out"}` for CSV list values (output, cache-*, secret, attest). */
-function csvOf(v: unknown): string | undefined {
+/**
+ * buildx accepts `{type = "local", dest = "out"}` for CSV list values (output, cache-*, secret,
+ * attest), as the entry itself (no CSV). `quote`: the value is read back with encoding/csv rules
+ * (cache-*, attest: csv-record.ts), so a field with a comma or quote is quoted whole, `""` for a
+ * quote, and `src = "a,b"` stays a,b.
+ */
+function csvOf(v: unknown, quote = false): string | undefined {
   const s = scalarString(v);
   if (s !== undefined) return s;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
@@ -49,7 +54,8 @@ function csvOf(v: unknown): string | undefined {
   for (const [k, x] of entries) {
     const sx = scalarString(x);
     if (sx === undefined) return undefined;
-    parts.push(`${k}=${sx}`);
+    const field = `${k}=${sx}`;
+    parts.push(quote && /[",\r\n]/.test(field) ? `"${field.replaceAll('"', '""')}"` : field);
   }
   return parts.join(',');
 }
@@ -92,7 +98,7 @@ export function decodeTarget(name: string, raw: Readonly<Record<string, unknown>
       const out: string[] = [];
       for (const x of list as unknown[]) {
         if (x === null) continue;
-        const s = key === 'inherits' ? scalarString(x) : csvOf(x);
+        const s = key === 'inherits' ? scalarString(x) : csvOf(x, key === 'cache-from' || key === 'cache-to' || key === 'attest');
         if (s === undefined) throw bad(key, 'a list of strings');
         out.push(s);
       }
