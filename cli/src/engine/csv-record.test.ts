@@ -27,6 +27,8 @@ test.for([
   ['"a",', ['a', '']],
   ['"a",b,"c"', ['a', 'b', 'c']],
   ['"x={""k"":""v, w""}"', ['x={"k":"v, w"}']],
+  // go-csvvalue (what buildx calls) strips one trailing \n or \r\n only: a lone \r stays
+  ['a,b\r', ['a', 'b\r']],
 ] as const)('%j reads as encoding/csv reads it', ([line, fields]) => {
   expect(readCsvRecord(line)).toEqual(fields);
 });
@@ -43,6 +45,9 @@ test.for([
   ['foo,aa"bb,cc', 7, 'bare " in non-quoted-field'],
   ['a""b,c', 2, 'bare " in non-quoted-field'],
   ['"a word",b"', 11, 'bare " in non-quoted-field'],
+  // a space before the quote: the field is not quoted (no TrimLeadingSpace), so its quote is bare
+  [' "a,b"', 2, 'bare " in non-quoted-field'],
+  ['type=local, "dest=/a,b"', 13, 'bare " in non-quoted-field'],
   ['"a "word","b"', 4, 'extraneous or missing " in quoted-field'],
   ['"', 2, 'extraneous or missing " in quoted-field'],
   ['"""', 4, 'extraneous or missing " in quoted-field'],
