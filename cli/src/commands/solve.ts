@@ -96,7 +96,7 @@ export async function solveCommand(file: string | undefined, flags: SolveFlags, 
       const backend = new SolverBackend(e, solver, { progress, signal, noCache: !flags.cache, ...(sourcePolicy === undefined ? {} : { sourcePolicy }) });
       try {
         const ref = await backend.solve(def, { signal });
-        await recording.completed({ exports: outputs.length > 0 ? await exportOutputs(e, outputs, { ref, platform }, { progress, signal, displayDests }) : [] });
+        await recording.completed({ exports: outputs.length > 0 ? await exportOutputs(e, outputs, { ref, platform }, { progress, signal, displayDests, ...(solver.images === undefined ? {} : { images: solver.images }) }) : [] });
       } catch (err) {
         await recording.failed(err);
         throw err;

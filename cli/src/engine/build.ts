@@ -23,6 +23,7 @@ import {
 import { randomBytes } from 'node:crypto';
 import { SolverBackend } from './backend.js';
 import type { KilnEngine } from './engine.js';
+import type { BuildImages } from './layers.js';
 import { EngineError } from './errors.js';
 import { exportOutputs, type BuildOutput } from './export.js';
 import { frontendLog } from './frontend-log.js';
@@ -323,13 +324,13 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
     }
     const provenanceOf = recorder === undefined || provenance === undefined
       ? undefined
-      : await provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn });
+      : await provenanceAttestations(recorder, provenance, { engine, results: Array.isArray(outputs) ? outputs : [outputs], frontend: result.frontend, opts, startedOn, ...(solver.images === undefined ? {} : { images: solver.images }) });
     const attested = (Array.isArray(outputs) ? outputs : [outputs]).some((o) => (o.attestations?.length ?? 0) > 0);
     // The solver's results of the exported refs (one per platform): their cache key graphs are what --cache-to exports.
     const all = Array.isArray(outputs) ? outputs : [outputs];
     const first = all[0];
     const solved = all.flatMap((o) => backend.buildResultOf(o.ref) ?? []);
-    const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }), imports: cacheImports };
+    const cacheOpts = { ...(req.signal === undefined ? {} : { signal: req.signal }), ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }), imports: cacheImports, ...(solver.images === undefined ? {} : { images: solver.images }) };
     const inline = req.cacheTo?.some((c) => c.type === 'inline') === true;
     await req.beforeExport?.();
     const exports: ExportResult[] = [];
@@ -339,6 +340,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
           ...(req.progress === undefined ? {} : { progress: req.progress }),
           ...(req.signal === undefined ? {} : { signal: req.signal }),
           ...(epoch === undefined ? {} : { sourceDateEpoch: epoch }),
+          ...(solver.images === undefined ? {} : { images: solver.images }),
           ...(req.displayDests === undefined ? {} : { displayDests: req.displayDests }),
           ...(inline
             ? {
@@ -402,7 +404,7 @@ export async function runBuild(engine: KilnEngine, req: BuildRequest): Promise<B
 async function provenanceAttestations(
   recorder: RecordingBackend,
   options: ProvenanceOptions,
-  build: { readonly engine: KilnEngine; readonly results: readonly BuildOutput[]; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date },
+  build: { readonly engine: KilnEngine; readonly results: readonly BuildOutput[]; readonly frontend: string; readonly opts: ReadonlyMap<string, string>; readonly startedOn: Date; readonly images?: BuildImages },
 ): Promise<(output: BuildOutput, layers: readonly Descriptor[] | undefined, sourceDateEpoch: number | undefined) => Promise<InTotoAttestation[]>> {
   const { filterImagePlatforms, newInvocationId, provenancePredicate, SLSA_PROVENANCE_V02 } = await import('./provenance.js');
   const { resultLayers } = await import('./provenance-layers.js');
@@ -417,7 +419,7 @@ async function provenanceAttestations(
     const result = recorder.definitionOf(output.ref);
     const predicate = provenancePredicate(capture, options, {
       result,
-      ...(options.mode === 'max' ? { layers: await resultLayers(build.engine, recorder.buildResultOf(output.ref), result, layers === undefined ? undefined : { snapshot: output.ref.snapshot, layers, sourceDateEpoch }) } : {}),
+      ...(options.mode === 'max' ? { layers: await resultLayers(build.engine, recorder.buildResultOf(output.ref), result, layers === undefined ? undefined : { snapshot: output.ref.snapshot, layers, sourceDateEpoch }, build.images) } : {}),
       invocationId,
       startedOn: build.startedOn,
       finishedOn: new Date(),

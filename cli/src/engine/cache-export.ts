@@ -33,6 +33,7 @@ import {
 } from '@kiln/solver';
 import type { CacheExportSpec } from './cache-spec.js';
 import type { KilnEngine } from './engine.js';
+import type { BuildImages } from './layers.js';
 import { EngineError } from './errors.js';
 import { progressVertex } from './cache-progress.js';
 import { LABEL_CREATED_AT } from './cache-import.js';
@@ -48,6 +49,8 @@ interface CollectOptions {
   readonly signal?: AbortSignal;
   /** The build's `--cache-from` caches: their links into the build's keys are exported too. */
   readonly imports?: readonly ImportedCache[];
+  /** The images the build resolved: image layers are given with their blobs, as the image export (see BuildImages). */
+  readonly images?: BuildImages;
 }
 
 /**
@@ -88,14 +91,14 @@ async function addResult(engine: KilnEngine, chains: CacheChains, result: BuildR
     }
     // Below the final result, min keeps what exists as blobs without making any (RemoteOnly):
     // the layers of the final image, and a result that came from a cache or image as it was.
-    if (opts.mode === 'min' && !final && !below.has(kr.snapshot) && (await engine.layers.remoteLayersOf(kr.snapshot)) === undefined) return undefined;
+    if (opts.mode === 'min' && !final && !below.has(kr.snapshot) && (await engine.layers.remoteLayersOf(kr.snapshot, opts.images)) === undefined) return undefined;
     return { layers: await layerDescriptors(engine, kr.snapshot, opts), createdAt: kr.created };
   }, backlinks);
 }
 
 /** The layer chain of a snapshot as cache descriptors (diffID and creation time annotated). */
 async function layerDescriptors(engine: KilnEngine, snapshot: string, opts: CollectOptions): Promise<CacheLayerDescriptor[]> {
-  const refs = await engine.layers.layersOf(snapshot, opts.signal, opts.sourceDateEpoch);
+  const refs = await engine.layers.layersOf(snapshot, opts.signal, opts.sourceDateEpoch, opts.images);
   const created: string[] = [];
   for (let cur: string | undefined = snapshot; cur !== undefined; ) {
     const info = await engine.snapshotter.stat(cur);
@@ -161,7 +164,7 @@ export async function exportCache(
   engine: KilnEngine,
   spec: Exclude<CacheExportSpec, { type: 'inline' }>,
   results: readonly BuildResult[],
-  opts: { index: number; progress?: ProgressSink; signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[] },
+  opts: { index: number; progress?: ProgressSink; signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[]; images?: BuildImages },
 ): Promise<{ readonly manifest: Descriptor }> {
   const v = progressVertex(opts.progress, `cache-export-${opts.index}`, 'exporting cache');
   try {
@@ -173,6 +176,7 @@ export async function exportCache(
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: opts.sourceDateEpoch }),
       ...(opts.imports === undefined ? {} : { imports: opts.imports }),
+      ...(opts.images === undefined ? {} : { images: opts.images }),
     });
     const fetchBlob = blobFetcher(engine, results, opts.signal);
     if (spec.type === 's3') {
@@ -227,7 +231,7 @@ export async function inlineCacheRecords(
   engine: KilnEngine,
   result: BuildResult,
   imageLayers: readonly LayerRef[],
-  opts: { signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[] },
+  opts: { signal?: AbortSignal; sourceDateEpoch?: number; imports?: readonly ImportedCache[]; images?: BuildImages },
 ): Promise<string | undefined> {
   const cache = await collectCache(engine, [result], { mode: 'min', ...opts });
   let any = false;

@@ -24,13 +24,15 @@ import { RootActivity } from './activity.js';
 import { CallerCredentials } from './credentials.js';
 import { emptySnapshot } from './backend.js';
 import { StoreFirstMetaResolver } from './image-meta.js';
-import { LayerCache } from './layers.js';
+import { BuildImages, LayerCache } from './layers.js';
 import { ensureRootDir } from './root-dir.js';
 
 /** What a build needs of a solver: building a loaded edge (see {@link KilnEngine.solver}). */
 export type BuildSolver = Pick<Solver, 'build'> & {
   /** Starts resolving and unpacking an image a FROM will need (see RuntimeWorker.prefetchImage). */
   prefetchImage?(reference: string, opts: PrefetchImageOptions): void;
+  /** The images this build resolved: its exports take their layer blobs (see {@link BuildImages}). */
+  readonly images?: BuildImages;
 };
 
 /** What a sweep of a root's snapshots may take (see {@link orphanRules}). */
@@ -71,6 +73,8 @@ export interface BuildSession {
   readonly parallelism?: number;
   /** Receives the state of each failed exec, for a debug shell (`--invoke`); see RuntimeWorkerDeps.onFailedExec. */
   readonly onFailedExec?: (state: FailedExecState) => void;
+  /** Collects the images this session's worker resolves (see {@link BuildImages}). */
+  readonly images?: BuildImages;
 }
 
 /**
@@ -187,13 +191,14 @@ export class KilnEngine {
    * own `--parallelism` gets a solver of its own.
    */
   solver(session: BuildSession): BuildSolver {
-    const worker = new RuntimeWorker(this.workerDeps(session));
+    const images = session.images ?? new BuildImages();
+    const worker = new RuntimeWorker(this.workerDeps({ ...session, images }));
     // A frontend resolving a base image's config is about to need its layers: unpack them meanwhile.
     const prefetchImage = (reference: string, opts: PrefetchImageOptions): void => void worker.prefetchImage(reference, opts);
     const n = session.parallelism ?? this.#parallelism;
     if (n !== undefined) {
       const own = new Solver({ worker, store: this.cache, execParallelism: n, parallelism: Math.min(n, availableParallelism()), track: this.#trackOp });
-      return { build: (edge, opts) => own.build(edge, opts), prefetchImage };
+      return { build: (edge, opts) => own.build(edge, opts), prefetchImage, images };
     }
     const key = `${session.allowInsecure === true}|${session.allowNetworkHost === true}`;
     let shared = this.#shared.get(key);
@@ -202,7 +207,7 @@ export class KilnEngine {
       this.#shared.set(key, shared);
     }
     const solver = shared;
-    return { build: (edge, opts = {}) => solver.build(edge, { ...opts, worker }), prefetchImage };
+    return { build: (edge, opts = {}) => solver.build(edge, { ...opts, worker }), prefetchImage, images };
   }
 
   /** The runtime services the solver's worker uses (the one place they are bound). */
@@ -216,6 +221,7 @@ export class KilnEngine {
       ensureImage: async (reference, o): Promise<EnsuredImage> => {
         const img = await ensureImage(reference, { ...o, store: this.content, images: this.images, registry: this.registry });
         await this.layers.rememberImage(img);
+        session.images?.add(img);
         return img;
       },
       // Rootless kiln: a file whose owner has no id in kiln's namespace is named, with what to do.

@@ -2,6 +2,7 @@ import { runExport, type Descriptor, type ExportResult, type ExportSpec, type Im
 import { INLINE_CACHE_KEY } from '@kiln/solver';
 import type { ProgressSink } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
+import type { BuildImages } from './layers.js';
 import { EngineError } from './errors.js';
 import { fillLayerLabels, parseLayerLabels } from './layer-labels.js';
 import type { SnapshotRef } from './snapshot-ref.js';
@@ -40,6 +41,8 @@ export async function exportOutputs(
     readonly progress?: ProgressSink;
     readonly signal?: AbortSignal;
     readonly sourceDateEpoch?: number;
+    /** The images the build resolved: its image layers are exported with their blobs (see BuildImages). */
+    readonly images?: BuildImages;
     /** Destinations shown otherwise in progress (a temporary file that stands for `dest=-`). */
     readonly displayDests?: ReadonlyMap<string, string>;
     /** `--cache-to type=inline`: the base64 cache records for `output`'s image with these layers (BuildKit's `moby.buildkit.cache.v0`). */
@@ -79,7 +82,7 @@ export async function exportOutputs(
         opts.progress?.emit({ kind: 'status', vertex, id: 'exporting layers', current: 0, started, time: started });
         const sources = await Promise.all(
           list.map(async (o) => {
-            const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch);
+            const layers = await engine.layers.layersOf(o.ref.snapshot, opts.signal, opts.sourceDateEpoch, opts.images);
             const draft = imageConfig(o, layers.length, opts.sourceDateEpoch);
             const config = o.layerLabels === undefined ? draft : fillLayerLabels(draft, parseLayerLabels(o.layerLabels), layers.map((l) => l.diffID));
             // Each platform's config gets the inline cache of its own result (BuildKit: inline-cache/<platform>).

@@ -12,7 +12,7 @@ import {
   type LayerRef,
   type Snapshotter,
 } from '@kiln/runtime';
-import { EMPTY_SNAPSHOT } from '@kiln/solver';
+import { EMPTY_SNAPSHOT, chainIds, layerSnapshotId } from '@kiln/solver';
 
 interface StoredLayer {
   readonly mediaType: string;
@@ -21,12 +21,68 @@ interface StoredLayer {
   readonly diffID: string;
 }
 
+/** One image a build resolved: its layer snapshots (by chain ID, root first) and their blobs. */
+interface BuildImage {
+  readonly manifest: string;
+  readonly snapshots: readonly string[];
+  readonly layers: readonly LayerRef[];
+}
+
+/**
+ * The images one build resolved (its FROMs, image build contexts, the configs its frontend
+ * looked up), so its exports give each image layer the blob of the image the build used. Image
+ * layer snapshots are shared by chain ID (`layer-<chainID>`): two images with the same layers
+ * under other blobs (gzip and zstd, another gzip level) unpack once, and the store-wide record
+ * by diffID names whichever blob the store met first. BuildKit keeps the blob per ref instead
+ * (cache.Manager GetByBlob: one record per blob chain over a shared snapshot). Kept per build,
+ * not per snapshot, so a RUN taken from the cache (its key is the chain ID below it, not the
+ * blobs) exports the same base blobs as one that ran. In memory only: nothing to prune.
+ */
+export class BuildImages {
+  readonly #images = new Map<string, BuildImage>();
+
+  /** Adds an image the build resolved (called for every image its worker ensures). */
+  add(img: EnsuredImage): void {
+    const manifest = img.manifestDescriptor.digest;
+    if (this.#images.has(manifest)) return;
+    const diffIds = img.config.rootfs.diff_ids;
+    const chain = chainIds(diffIds);
+    const snapshots: string[] = [];
+    const layers: LayerRef[] = [];
+    for (const [i, l] of img.manifest.layers.entries()) {
+      const diffID = diffIds[i];
+      const c = chain[i];
+      if (diffID === undefined || c === undefined) break;
+      snapshots.push(layerSnapshotId(c));
+      layers.push({ descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size }, diffID: parseDigest(diffID), fromImage: true });
+    }
+    this.#images.set(manifest, { manifest, snapshots, layers });
+  }
+
+  /**
+   * The blobs to prefer for a snapshot chain (ids root first), by diffID: first those of the
+   * image that covers most of the chain from its root (its FROM; equal ones by manifest digest,
+   * so never by the order they were resolved in), then those of the build's other images (a
+   * layer re-stacked by a merge or `COPY --link` keeps its diffID, not its snapshot id).
+   */
+  blobsFor(chain: readonly string[]): Map<string, LayerRef> {
+    const depth = (img: BuildImage): number => (img.snapshots.every((id, i) => chain[i] === id) ? img.snapshots.length : 0);
+    const ranked = [...this.#images.values()].map((img) => ({ img, depth: depth(img) }));
+    ranked.sort((a, b) => b.depth - a.depth || (a.img.manifest < b.img.manifest ? -1 : a.img.manifest > b.img.manifest ? 1 : 0));
+    const out = new Map<string, LayerRef>();
+    for (const { img } of ranked) for (const l of img.layers) if (!out.has(l.diffID)) out.set(l.diffID, l);
+    return out;
+  }
+}
+
 /**
  * Remembers which layer blob a committed snapshot's diff became, so an image is exported from a
  * result snapshot without re-taring unchanged layers. Entries live in `<root>/engine/layers/`
  * (one JSON file each, written atomically): by snapshot id for built snapshots, and by diffID for
  * snapshots unpacked from an image (labelled `kiln.diffID`), which reuse the image's own blob.
- * An entry whose blob is gone from the content store is ignored and recomputed.
+ * An entry whose blob is gone from the content store is ignored and recomputed. The by-diffID
+ * entry is the first blob the store met for that diffID: a build passes its {@link BuildImages}
+ * so its image layers get the blobs of the images it used instead.
  */
 export class LayerCache {
   readonly #dir: string;
@@ -72,8 +128,20 @@ export class LayerCache {
     }
   }
 
-  /** The layers (root first) of committed snapshot `id` and its parents, as OCI layer blobs in the store. */
-  async layersOf(id: string, signal?: AbortSignal, sourceDateEpoch?: number): Promise<LayerRef[]> {
+  /**
+   * The layers (root first) of committed snapshot `id` and its parents, as OCI layer blobs in the
+   * store. An image layer takes the blob `images` (the build's) give for it, else the store's record.
+   */
+  async layersOf(id: string, signal?: AbortSignal, sourceDateEpoch?: number, images?: BuildImages): Promise<LayerRef[]> {
+    const chain = await this.#chain(id);
+    const own = images?.blobsFor(chain.map((s) => s.id));
+    // The build's images were found complete in the store when it resolved them (ensureImage),
+    // and content is pruned only while no build runs: their blobs are taken without a look.
+    return Promise.all(chain.map((s) => (s.diffID === undefined ? undefined : own?.get(s.diffID)) ?? this.#layer(s.id, s.diffID, signal, sourceDateEpoch)));
+  }
+
+  /** The snapshots (root first) of `id`'s chain that are layers, with their diffID labels. */
+  async #chain(id: string): Promise<{ id: string; diffID: string | undefined }[]> {
     const chain: { id: string; diffID: string | undefined }[] = [];
     for (let cur: string | undefined = id; cur !== undefined; ) {
       const info = await this.#snapshotter.stat(cur);
@@ -81,7 +149,7 @@ export class LayerCache {
       if (info.id !== EMPTY_SNAPSHOT) chain.unshift({ id: info.id, diffID: info.labels['kiln.diffID'] });
       cur = info.parent;
     }
-    return Promise.all(chain.map((s) => this.#layer(s.id, s.diffID, signal, sourceDateEpoch)));
+    return chain;
   }
 
   #layer(id: string, diffID: string | undefined, signal: AbortSignal | undefined, sde: number | undefined): Promise<LayerRef> {
@@ -141,16 +209,27 @@ export class LayerCache {
    * imported cache's, remembered by diffID), without computing any: BuildKit's
    * LoadRemotes(createIfNeeded=false) of a ref made from a remote. Undefined when one was built here.
    */
-  async remoteLayersOf(id: string): Promise<LayerRef[] | undefined> {
-    const out: LayerRef[] = [];
+  async remoteLayersOf(id: string, images?: BuildImages): Promise<LayerRef[] | undefined> {
+    const chain: { id: string; diffID: string }[] = [];
     for (let cur: string | undefined = id; cur !== undefined; ) {
       const info = await this.#snapshotter.stat(cur);
       cur = info.parent;
       if (info.id === EMPTY_SNAPSHOT) continue;
       const diffID = info.labels['kiln.diffID'];
-      const hit = diffID === undefined ? undefined : await this.#read(join(this.#dir, `diff-${diffID.replace('sha256:', '')}.json`));
+      if (diffID === undefined) return undefined; // built here: the walk stops at once
+      chain.unshift({ id: info.id, diffID });
+    }
+    const own = images?.blobsFor(chain.map((s) => s.id));
+    const out: LayerRef[] = [];
+    for (const s of chain) {
+      const mine = own?.get(s.diffID); // in the store (see layersOf)
+      if (mine !== undefined) {
+        out.push(mine);
+        continue;
+      }
+      const hit = await this.#read(join(this.#dir, `diff-${s.diffID.replace('sha256:', '')}.json`));
       if (hit === undefined) return undefined;
-      out.unshift({ ...hit, fromImage: true });
+      out.push({ ...hit, fromImage: true });
     }
     return out;
   }

@@ -2,6 +2,7 @@ import { decodeOp, digestOf, type Definition, type Digest, type Op } from '@kiln
 import type { Descriptor } from '@kiln/runtime';
 import type { BuildResult, CacheKey } from '@kiln/solver';
 import type { KilnEngine } from './engine.js';
+import type { BuildImages } from './layers.js';
 import type { StepLayers } from './provenance.js';
 
 /**
@@ -10,13 +11,15 @@ import type { StepLayers } from './provenance.js';
  * chain (`exported`, the layers the image got) and, for every key of the result's graph whose
  * snapshot already has its blobs (base image layers, the steps below the exported result) or
  * that came from an imported cache, that chain. A key's deps follow the op's inputs by index.
- * Makes no blob; a result without blobs (another stage, never exported) is left out.
+ * Makes no blob; a result without blobs (another stage, never exported) is left out. Image
+ * layers are given with the blobs of the build's `images`, as the image export gives them.
  */
 export async function resultLayers(
   engine: KilnEngine,
   result: BuildResult | undefined,
   def: Definition | undefined,
   exported: { readonly snapshot: string; readonly layers: readonly Descriptor[]; readonly sourceDateEpoch?: number | undefined } | undefined,
+  images?: BuildImages,
 ): Promise<StepLayers[]> {
   if (def === undefined || def.def.length === 0) return [];
   const ops = new Map<Digest, Op>();
@@ -51,8 +54,8 @@ export async function resultLayers(
           : kr.kind === 'imported'
             ? kr.result.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest as Descriptor['digest'], size: l.size, ...(l.annotations === undefined ? {} : { annotations: l.annotations }) }))
             : below.has(kr.snapshot)
-              ? (await engine.layers.layersOf(kr.snapshot, undefined, exported?.sourceDateEpoch)).map((l) => l.descriptor)
-              : (await engine.layers.remoteLayersOf(kr.snapshot))?.map((l) => l.descriptor);
+              ? (await engine.layers.layersOf(kr.snapshot, undefined, exported?.sourceDateEpoch, images)).map((l) => l.descriptor)
+              : (await engine.layers.remoteLayersOf(kr.snapshot, images))?.map((l) => l.descriptor);
       if (layers !== undefined && layers.length > 0) out.push({ op, output: key.output, layers });
     }
     const inputs = ops.get(op)?.inputs ?? [];
