@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { CacheSharingOpt, type Container, type ContainerProcess, type ContainerProcessRequest } from '@kiln/llb-core';
 import { GatewayError, type BackendContainerMount, type BackendContainerRequest } from '@kiln/gateway';
-import { CacheMounts, checkExecPlatform, emulatedCommand, type ExecEmulation } from '@kiln/solver';
-import { resolveInRoot, type ExecContainer, type ExecMount, type Mount } from '@kiln/runtime';
+import { CacheMounts, checkExecPlatform, emulatedCommand, foreignProgramError, type ExecEmulation } from '@kiln/solver';
+import { resolveInRoot, type ExecContainer, type ExecMount, type Mount, type Snapshotter } from '@kiln/runtime';
 import type { KilnEngine } from './engine.js';
 import { SnapshotRef } from './snapshot-ref.js';
 
@@ -39,7 +39,7 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
   }
   const makeContainer = engine.executor.newContainer;
   if (makeContainer === undefined) throw refused('the executor cannot make containers', 'use the runc executor');
-  // Its processes are the platform's programs: refused, or run through an emulator, as a RUN's.
+  // Its processes are the platform's programs: run through an emulator as a RUN's (or refused, see start).
   const emulation = checkExecPlatform(request.platform, { subject: 'this container' });
   const undo: Undo[] = [];
   const s = engine.snapshotter;
@@ -59,6 +59,7 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
   try {
     let rootfs: readonly Mount[] | undefined;
     let readonlyRootfs = false;
+    let root: string | undefined;
     const mounts: ExecMount[] = [];
     for (const m of request.mounts) {
       const type = m.type ?? 'bind';
@@ -70,6 +71,7 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
           const selector = m.selector ?? '';
           if (target === '/') {
             if (selector !== '' && selector !== '/') throw refused('the root mount cannot have a selector', 'mount the ref itself at /, its sub-directory elsewhere');
+            root = parent;
             rootfs = await s.mounts(writable ? await active(parent) : parent);
             readonlyRootfs = !writable;
           } else if (selector !== '' && selector !== '/') {
@@ -121,7 +123,8 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
       ...(request.hostname === undefined ? {} : { hostname: request.hostname }),
       ...(request.extraHosts === undefined ? {} : { extraHosts: request.extraHosts }),
     });
-    return new EngineContainer(inner, undo, session, emulation);
+    const rootOf = { snapshotter: s, snapshot: root };
+    return new EngineContainer(inner, undo, session, emulation, rootOf);
   } catch (e) {
     for (const u of undo.reverse()) await u().catch(() => undefined);
     throw e;
@@ -134,13 +137,15 @@ class EngineContainer implements Container {
   readonly #undo: Undo[];
   readonly #session: ContainerSession;
   readonly #emulation: ExecEmulation;
+  readonly #root: { readonly snapshotter: Snapshotter; readonly snapshot: string | undefined };
   #released: Promise<void> | undefined;
 
-  constructor(inner: ExecContainer, undo: Undo[], session: ContainerSession, emulation: ExecEmulation) {
+  constructor(inner: ExecContainer, undo: Undo[], session: ContainerSession, emulation: ExecEmulation, root: { readonly snapshotter: Snapshotter; readonly snapshot: string | undefined }) {
     this.#inner = inner;
     this.#undo = undo;
     this.#session = session;
     this.#emulation = emulation;
+    this.#root = root;
   }
 
   async start(r: ContainerProcessRequest): Promise<ContainerProcess> {
@@ -156,6 +161,12 @@ class EngineContainer implements Container {
         throw refused(`secret ${se.id} (environment variable ${se.name}) not found`, `pass --secret id=${se.id},src=FILE`);
       }
       env.push(`${se.name}=${Buffer.from(data).toString('utf8')}`);
+    }
+    // A program nothing here runs is refused before it starts (runc would say exec format error);
+    // one the root's own image holds for the host runs, whatever the container's platform says.
+    if (this.#emulation.emulator === undefined) {
+      const foreign = await foreignProgramError(this.#root.snapshotter, this.#root.snapshot, { args: r.args, env, cwd: r.cwd }, undefined, undefined, { subject: 'this container' });
+      if (foreign !== undefined) throw foreign;
     }
     // The runtime's process spec is the request's shape (args, env, cwd, user, streams, tty, security).
     const { secretEnv: _resolved, ...rest } = r;

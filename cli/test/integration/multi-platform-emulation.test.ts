@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ContentStore, ImageStore, createBusyboxImage } from '@kiln/runtime';
 import { startRegistry, type TestRegistry } from '../../../runtime/test/helpers/registry.js';
 import { compileCli, makeSandbox, requireTools, runKiln, token, writeTree, type KilnSandbox } from './build-helpers.js';
 import { pushShellImage } from './external-frontend-image.js';
@@ -52,7 +53,7 @@ describe('arm64 processes outside RUN, and buildkit-qemu-<arch> from PATH', () =
     expect(f.code).toBe(1);
   });
 
-  test('--invoke of an arm64 result without an emulator is refused before the container starts (not exec format error)', async () => {
+  test('--invoke of an arm64 result without an emulator is refused before the container starts (not exec format error); of an amd64-only base it runs', async () => {
     binfmt('--uninstall', 'arm64');
     expect(existsSync(QEMU_HANDLER)).toBe(false);
     // No RUN: the arm64 build itself needs no emulator, its debug shell does.
@@ -64,6 +65,14 @@ describe('arm64 processes outside RUN, and buildkit-qemu-<arch> from PATH', () =
     expect(r.stderr).toContain('kiln binfmt --install arm64');
     expect(r.stderr).not.toContain('exec format error');
     expect(r.stdout).toBe('');
+    // The container's platform is arm64, but an amd64-only base's programs are the host's: they run.
+    const content = await ContentStore.open(sb.root);
+    await createBusyboxImage(content, { names: ['localhost/host-only-invoke:latest'], images: await ImageStore.open(sb.root) });
+    const host = join(sb.dir, `invoke-host-${token()}`);
+    await writeTree(host, { Dockerfile: 'FROM localhost/host-only-invoke\nCOPY f /f\n', f: 'x\n' });
+    const h = await kiln(['build', host, '--root', sb.root, '--progress', 'quiet', '--platform', 'linux/arm64', '--invoke', 'uname -m']);
+    expect(h.code, h.stderr).toBe(0);
+    expect(h.stdout).toBe('x86_64\n');
   });
 
   test("without a handler, BuildKit's buildkit-qemu-aarch64 on PATH runs the RUN steps (and --invoke) of an arm64 stage", async () => {

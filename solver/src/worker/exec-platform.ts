@@ -34,29 +34,50 @@ export interface ExecEmulation {
 
 /**
  * The one check for every process kiln starts in a container of some platform (a RUN, `kiln build
- * --invoke`, a frontend's NewContainer): refuses a platform this machine cannot run before
- * anything is mounted (BuildKit starts it anyway and the user reads `exec /bin/sh: exec format
- * error`), and says when BuildKit's `buildkit-qemu-<arch>` on PATH runs it instead of a
- * binfmt_misc handler. The host's own platform reads no handler table.
+ * --invoke`, a frontend's NewContainer): says when BuildKit's `buildkit-qemu-<arch>` on PATH runs
+ * it instead of a binfmt_misc handler, and refuses an amd64 variant above the CPU's level as
+ * BuildKit's getEmulator does. A platform nothing here runs is not refused: the stage's programs
+ * may be the host's all the same (a single-platform base image resolves for any platform, as in
+ * containerd), so the exec runs, and when it fails {@link noEmulatorError} says why (see
+ * exec-foreign.ts). The host's own platform reads no handler table.
  */
 export function checkExecPlatform(p: ExecPlatform | undefined, opts: ExecPlatformOptions = {}): ExecEmulation {
-  if (p?.os === undefined || p.os === '' || p.architecture === undefined || p.architecture === '') return {};
-  const want: Platform = normalizePlatform({ os: p.os, architecture: p.architecture, ...(p.variant === undefined || p.variant === '' ? {} : { variant: p.variant }) });
+  const want = platformOf(p);
+  if (want === undefined) return {};
   const host = opts.host ?? hostPlatform();
   if (platformEquals(want, host)) return {};
-  const binfmtDir = opts.binfmtDir ?? BINFMT_MISC_DIR;
-  const runOpts: PlatformRunnerOptions = { ...opts, host, handlers: readBinfmtHandlers(binfmtDir) };
+  const runOpts: PlatformRunnerOptions = { ...opts, host, handlers: readBinfmtHandlers(opts.binfmtDir ?? BINFMT_MISC_DIR) };
   const runner = platformRunner(want, runOpts);
   if (runner.kind === 'qemu') return { emulator: realpathSync(runner.path) };
-  if (runner.kind !== 'none') return {};
-  const name = formatPlatform(want);
-  const subject = opts.subject ?? 'this step';
-  if (runner.level !== undefined) {
+  if (runner.kind === 'none' && runner.level !== undefined) {
     const supported = runnablePlatforms(runOpts).filter((x) => x.startsWith('linux/amd64'));
-    throw new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and this CPU runs x86-64 up to v${runner.level} (supported: ${supported.join(', ')})`, {
+    throw new SolverError('SOLVER_UNSUPPORTED', `${opts.subject ?? 'this step'} runs ${formatPlatform(want)} programs, and this CPU runs x86-64 up to v${runner.level} (supported: ${supported.join(', ')})`, {
       hint: `build for ${supported[supported.length - 1] ?? 'linux/amd64'} or lower, or on a machine whose CPU has the x86-64-${want.variant ?? ''} instructions`,
     });
   }
+  return {};
+}
+
+/** A pb.Platform as a normalized Platform, or undefined when it names none. */
+function platformOf(p: ExecPlatform | undefined): Platform | undefined {
+  if (p?.os === undefined || p.os === '' || p.architecture === undefined || p.architecture === '') return undefined;
+  return normalizePlatform({ os: p.os, architecture: p.architecture, ...(p.variant === undefined || p.variant === '' ? {} : { variant: p.variant }) });
+}
+
+/**
+ * Why programs of platform `p` cannot run here (no usable emulator; the kernel refuses the host's
+ * 32-bit ones), with a hint for each reason; undefined when something runs them.
+ */
+export function noEmulatorError(p: ExecPlatform, opts: ExecPlatformOptions = {}): SolverError | undefined {
+  const want = platformOf(p);
+  if (want === undefined) return undefined;
+  const host = opts.host ?? hostPlatform();
+  if (platformEquals(want, host)) return undefined;
+  const binfmtDir = opts.binfmtDir ?? BINFMT_MISC_DIR;
+  const runner = platformRunner(want, { ...opts, host, handlers: readBinfmtHandlers(binfmtDir) });
+  if (runner.kind !== 'none' || runner.level !== undefined) return undefined;
+  const name = formatPlatform(want);
+  const subject = opts.subject ?? 'this step';
   const arch = want.architecture;
   const install = `install QEMU's user-mode emulator and register it: apt-get install -y qemu-user-static && kiln binfmt --install ${arch} (qemu-${qemuArch(arch)}), or put BuildKit's buildkit-qemu-${qemuArch(arch)} on kiln's PATH; or run this stage on the build platform (FROM --platform=$BUILDPLATFORM) and cross-compile`;
   const off = runner.unusable.find((h) => !h.enabled);
@@ -72,7 +93,7 @@ export function checkExecPlatform(p: ExecPlatform | undefined, opts: ExecPlatfor
             ? `its emulator (${noF.name}) is registered without the F flag, so containers cannot reach it: kiln binfmt --install ${arch} registers it again with F`
             : install;
   const why = runner.kernel === true ? `this ${formatPlatform(host)} machine's kernel does not run them itself (tried) and has no emulator for them` : `this ${formatPlatform(host)} machine has no emulator for them`;
-  throw new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and ${why}`, { hint });
+  return new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and ${why}`, { hint });
 }
 
 /**

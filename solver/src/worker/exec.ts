@@ -6,6 +6,7 @@ import type { WorkerRef } from '../scheduler/types.js';
 import type { RuntimeWorkerDeps } from './deps.js';
 import { sessionOf } from './session.js';
 import { checkExecPlatform, emulatedCommand } from './exec-platform.js';
+import { foreignProgramError } from './exec-foreign.js';
 import { emptySnapshot } from './sources.js';
 import type { CacheMounts } from './cache-mounts.js';
 import { rootPath } from './root-path.js';
@@ -78,6 +79,8 @@ export async function runExec(
   const kept: KeptMount[] = [];
   let rootfs: readonly import('@kiln/runtime').Mount[] | undefined;
   let readonlyRoot = false;
+  // The root's input: where a failed exec's program is looked at (see foreignProgramError).
+  let rootInput: string | undefined;
   try {
     for (const m of op.mounts ?? []) {
       const dest = m.dest ?? '/';
@@ -158,6 +161,7 @@ export async function runExec(
       const parent = input >= 0 ? inputs[input]?.snapshot : await emptySnapshot(deps);
       if (parent === undefined) throw new SolverError('SOLVER_INVALID_DEFINITION', `mount ${dest} refers to missing input ${input}`);
       const writable = m.readonly !== true;
+      if (dest === '/') rootInput = parent;
       const selector = cleanSelector(m.selector);
       if (selector !== '' && dest !== '/') {
         // A subpath of an input (RUN --mount=type=bind,source=…): mount the snapshot on the host
@@ -221,6 +225,9 @@ export async function runExec(
     const extraHosts = (meta.extraHosts ?? []).map((h) => ({ host: h.host ?? '', ip: h.ip ?? '' }));
     // Without a binfmt_misc handler, BuildKit's buildkit-qemu-<arch> from PATH runs the command.
     const emulated = emulatedCommand(emulation, args);
+    // A program nothing here runs fails at exec (runc: exec format error): that is the error then.
+    const foreign = async (cause: unknown): Promise<unknown> =>
+      emulation.emulator === undefined ? ((await foreignProgramError(s, rootInput, { args, env: processEnv, cwd: meta.cwd }, ctx.signal, cause)) ?? cause) : cause;
     const result = await deps.executor.run({
       rootfs,
       readonlyRootfs: readonlyRoot,
@@ -235,9 +242,13 @@ export async function runExec(
       signal: ctx.signal,
       onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, l.data),
       ...(ctx.prepared === undefined ? {} : { prepared: ctx.prepared }),
+    }).catch(async (e: unknown) => {
+      throw await foreign(e);
     });
     const valid = meta.validExitCodes ?? [0];
     if (!valid.includes(result.exitCode)) {
+      const why = await foreign(new ExecFailedError(args.join(' '), result.exitCode));
+      if (why instanceof SolverError) throw why;
       // A shared step's state goes to a build still attached (the one whose worker made the op may
       // have left: its state would be released at once, and the build that stayed would get none).
       const onFailedExec = session.onFailedExec();

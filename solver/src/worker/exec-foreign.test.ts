@@ -1,0 +1,60 @@
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Snapshotter } from '@kiln/runtime';
+import { afterAll, expect, test } from 'vitest';
+import { foreignProgramError } from './exec-foreign.js';
+import type { ExecPlatformOptions } from './exec-platform.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kiln-exec-foreign-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const root = join(dir, 'root');
+const misc = join(dir, 'misc');
+for (const d of ['bin', 'usr/bin', 'work', 'host'].map((x) => join(root, x)).concat(misc)) mkdirSync(d, { recursive: true });
+const ARM64 = Buffer.from('7f454c460201010000000000000000000200b700', 'hex');
+writeFileSync(join(root, 'bin', 'busybox'), Buffer.concat([ARM64, Buffer.alloc(100)]));
+symlinkSync('/bin/busybox', join(root, 'bin', 'sh'));
+// The host's own program (node is an ELF for this machine).
+writeFileSync(join(root, 'usr', 'bin', 'env'), readFileSync(process.execPath).subarray(0, 64));
+writeFileSync(join(root, 'work', 'run.sh'), '#!/bin/sh\necho hi\n');
+chmodSync(join(root, 'work', 'run.sh'), 0o755);
+// A link out of the root reads inside it (rootPath): /host/sh -> /usr/bin/env, never the host's file.
+symlinkSync('/usr/bin/env', join(root, 'host', 'sh'));
+
+/** The only part of a snapshotter the check uses: mounting the root's input (here, a directory). */
+let mounts = 0;
+const snapshotter = {
+  mount: (): Promise<{ path: string; release: () => Promise<void> }> => {
+    mounts += 1;
+    return Promise.resolve({ path: root, release: () => Promise.resolve() });
+  },
+} as unknown as Snapshotter;
+const opts: ExecPlatformOptions = { host: { os: 'linux', architecture: 'amd64' }, path: '', binfmtDir: misc, runsNatively: () => false };
+const check = (args: string[], env: string[] = [], cwd?: string): ReturnType<typeof foreignProgramError> =>
+  foreignProgramError(snapshotter, 'snap', { args, env, cwd }, undefined, new Error('exit code 1'), opts);
+
+test('a program nothing here runs explains the failure: found by path or on PATH, through links inside the root', async () => {
+  const e = await check(['/bin/sh', '-c', 'true']);
+  expect(e).toMatchObject({ code: 'SOLVER_UNSUPPORTED', message: 'this step runs linux/arm64 programs, and this linux/amd64 machine has no emulator for them (/bin/sh is a linux/arm64 program)', hint: expect.stringContaining('kiln binfmt --install arm64') });
+  expect((e?.cause as Error).message).toBe('exit code 1');
+  expect((await check(['sh'], ['PATH=/nowhere:/bin']))?.message).toContain('(/bin/sh is a linux/arm64 program)');
+  // runc's default PATH when the env has none
+  expect((await check(['busybox']))?.message).toContain('(/bin/busybox is');
+  expect((await check(['../bin/sh'], [], '/work'))?.message).toContain('(/bin/sh is');
+});
+
+test("the host's programs, scripts, missing programs and a registered emulator explain nothing (the exec's own error stands)", async () => {
+  expect(await check(['/usr/bin/env'])).toBeUndefined();
+  expect(await check(['/host/sh'])).toBeUndefined();
+  expect(await check(['/work/run.sh'])).toBeUndefined();
+  expect(await check(['/bin/nothing'])).toBeUndefined();
+  expect(await check(['nothing'])).toBeUndefined();
+  expect(await check([])).toBeUndefined();
+  writeFileSync(join(misc, 'qemu-aarch64'), `enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\noffset 0\nmagic ${ARM64.toString('hex')}\n`);
+  expect(await check(['/bin/sh'])).toBeUndefined();
+  rmSync(join(misc, 'qemu-aarch64'));
+  // a cancelled exec looks at nothing
+  const before = mounts;
+  expect(await foreignProgramError(snapshotter, 'snap', { args: ['/bin/sh'], env: [] }, AbortSignal.abort(), undefined, opts)).toBeUndefined();
+  expect(mounts).toBe(before);
+});
