@@ -117,4 +117,26 @@ describe('socks5Connector', () => {
     const r4 = await connectVia(`socks5://127.0.0.1:${v4.port}`);
     expect('error' in r4 && r4.error.message).toContain('does not speak SOCKS5 (it answered version 0)');
   });
+
+  test('an address is sent as one (IPv4; IPv6 as 16 bytes; IPv4-mapped IPv6 as IPv4, as Go types it), a name over 255 bytes is refused before it is sent', async () => {
+    const cases: Array<[string, number[]]> = [
+      ['10.1.2.3', [1, 10, 1, 2, 3]],
+      ['2001:db8::1', [4, 0x20, 0x01, 0x0d, 0xb8, ...Array<number>(11).fill(0), 1]],
+      ['::ffff:10.1.2.3', [1, 10, 1, 2, 3]],
+    ];
+    for (const [host, addr] of cases) {
+      const proxy = await scripted([
+        { read: 3, write: [5, 0] },
+        { read: 3 + addr.length + 2, write: [5, 5, 0, 1, 0, 0, 0, 0, 0, 0], close: true },
+      ]);
+      const r = await connectVia(`socks5://127.0.0.1:${proxy.port}`, host.includes(':') ? `[${host}]` : host);
+      expect('error' in r && r.error.message).toContain('(SOCKS5: connection refused)');
+      expect(proxy.got.map((b) => [...b])[1]).toEqual([5, 1, 0, ...addr, 0x13, 0x88]);
+    }
+    const long = `${'a'.repeat(63)}.`.repeat(4) + 'test';
+    const proxy = await scripted([{ read: 3, write: [5, 0] }]);
+    const r = await connectVia(`socks5h://127.0.0.1:${proxy.port}`, long);
+    expect('error' in r && r.error.message).toContain(`a SOCKS5 host name is at most 255 bytes (this one is ${long.length})`);
+    expect(proxy.got).toHaveLength(1);
+  });
 });

@@ -1,7 +1,7 @@
 import { isIP, type Socket } from 'node:net';
 import type { buildConnector } from 'undici';
 import { ProxyError, proxyName, refusedTunnel } from './proxy-error.js';
-import type { ProxySetting } from './proxy-env.js';
+import { parseIp, type ProxySetting } from './proxy-env.js';
 
 type Connector = buildConnector.connector;
 
@@ -85,7 +85,7 @@ async function handshake(socket: Socket, proxy: ProxySetting, host: string, port
   } else if (method !== 0) {
     throw notSocks(proxy, `it chose authentication method ${String(method)}, which was not offered`);
   }
-  socket.write(connectRequest(host, port));
+  socket.write(connectRequest(proxy, host, port));
   const [v, reply, , type] = await read(4);
   if (v !== 5) throw notSocks(proxy, `it answered version ${String(v)}`);
   // The reply code first, as Go's client reads it: a proxy that refuses may send no valid bound
@@ -100,35 +100,20 @@ async function handshake(socket: Socket, proxy: ProxySetting, host: string, port
   await read(rest + 2);
 }
 
-function connectRequest(host: string, port: number): Buffer {
-  const kind = isIP(host);
+/** The CONNECT request, its address typed as Go's SOCKS client types it (an IPv4-mapped IPv6 one as IPv4). */
+function connectRequest(proxy: ProxySetting, host: string, port: number): Buffer {
+  const ip = parseIp(host);
   let addr: Buffer;
-  if (kind === 4) addr = Buffer.from([1, ...host.split('.').map(Number)]);
-  else if (kind === 6) addr = Buffer.concat([Buffer.from([4]), ipv6Bytes(host)]);
+  if (ip !== undefined) addr = Buffer.concat([Buffer.from([ip.length === 4 ? 1 : 4]), ip]);
   else {
     const name = Buffer.from(host, 'ascii');
+    // Its length is one byte: Go's client refuses a longer name too (FQDN too long).
+    if (name.length > 255) throw new ProxyError(`cannot ask ${proxyName(proxy)} for ${host.slice(0, 40)}…: a SOCKS5 host name is at most 255 bytes (this one is ${name.length})`, { hint: `use a shorter name or the host's address, or an HTTP proxy in ${proxy.variable}` });
     addr = Buffer.concat([Buffer.from([3, name.length]), name]);
   }
   const p = Buffer.alloc(2);
   p.writeUInt16BE(port);
   return Buffer.concat([Buffer.from([5, 1, 0]), addr, p]);
-}
-
-/** An IPv6 address (isIP 6, no zone) as its 16 bytes. */
-function ipv6Bytes(s: string): Buffer {
-  let text = s;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)?.[1];
-  if (v4 !== undefined) {
-    const q = v4.split('.').map(Number);
-    text = `${text.slice(0, -v4.length)}${(((q[0] ?? 0) << 8) | (q[1] ?? 0)).toString(16)}:${(((q[2] ?? 0) << 8) | (q[3] ?? 0)).toString(16)}`;
-  }
-  const [head = '', tail] = text.split('::');
-  const hs = head === '' ? [] : head.split(':');
-  const ts = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = [...hs, ...Array<string>(8 - hs.length - ts.length).fill('0'), ...ts];
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
-  return b;
 }
 
 function notSocks(proxy: ProxySetting, detail: string): ProxyError {
