@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, closeSync, constants, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Snapshotter } from '@kiln/runtime';
@@ -12,10 +13,10 @@ const root = join(dir, 'root');
 const misc = join(dir, 'misc');
 for (const d of ['bin', 'usr/bin', 'work', 'host'].map((x) => join(root, x)).concat(misc)) mkdirSync(d, { recursive: true });
 const ARM64 = Buffer.from('7f454c460201010000000000000000000200b700', 'hex');
-writeFileSync(join(root, 'bin', 'busybox'), Buffer.concat([ARM64, Buffer.alloc(100)]));
+writeFileSync(join(root, 'bin', 'busybox'), Buffer.concat([ARM64, Buffer.alloc(100)]), { mode: 0o755 });
 symlinkSync('/bin/busybox', join(root, 'bin', 'sh'));
 // The host's own program (node is an ELF for this machine).
-writeFileSync(join(root, 'usr', 'bin', 'env'), readFileSync(process.execPath).subarray(0, 64));
+writeFileSync(join(root, 'usr', 'bin', 'env'), readFileSync(process.execPath).subarray(0, 64), { mode: 0o755 });
 writeFileSync(join(root, 'work', 'run.sh'), '#!/bin/sh\necho hi\n');
 chmodSync(join(root, 'work', 'run.sh'), 0o755);
 // A link out of the root reads inside it (rootPath): /host/sh -> /usr/bin/env, never the host's file.
@@ -57,4 +58,40 @@ test("the host's programs, scripts, missing programs and a registered emulator e
   const before = mounts;
   expect(await foreignProgramError(snapshotter, 'snap', { args: ['/bin/sh'], env: [] }, AbortSignal.abort(), undefined, opts)).toBeUndefined();
   expect(mounts).toBe(before);
+});
+
+test('only what the exec could have run is looked at: a regular file with an execute bit, as runc finds it on PATH', async () => {
+  // An arm64 file without an execute bit before the host's program on PATH: runc's LookPath skips
+  // it and runs the host's, whose own failure (exit 1) stands.
+  mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
+  writeFileSync(join(root, 'usr', 'local', 'bin', 'tool'), ARM64, { mode: 0o644 });
+  writeFileSync(join(root, 'usr', 'bin', 'tool'), readFileSync(join(root, 'usr', 'bin', 'env')), { mode: 0o755 });
+  expect(await check(['tool'], ['PATH=/usr/local/bin:/usr/bin'])).toBeUndefined();
+  // named by its path, it is not run at all (permission denied): runc's error stands
+  expect(await check(['/usr/local/bin/tool'])).toBeUndefined();
+  chmodSync(join(root, 'usr', 'local', 'bin', 'tool'), 0o755);
+  expect((await check(['tool'], ['PATH=/usr/local/bin:/usr/bin']))?.message).toContain('(/usr/local/bin/tool is a linux/arm64 program)');
+});
+
+test('a FIFO where the program would be is passed over without waiting for a writer', async () => {
+  const fifo = join(root, 'bin', 'fifo');
+  execFileSync('mkfifo', ['-m', '755', fifo]);
+  const pending = check(['/bin/fifo']);
+  const got = await Promise.race([pending, new Promise((r) => setTimeout(() => r('blocked'), 2000))]);
+  if (got === 'blocked') closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)); // let the blocked open go
+  await pending;
+  expect(got).toBeUndefined();
+});
+
+test("an emulator registered without F runs an image that ships its interpreter (old balena images): that image's failures stand", async () => {
+  writeFileSync(join(misc, 'qemu-aarch64'), `enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: OC\noffset 0\nmagic ${ARM64.toString('hex')}\n`);
+  try {
+    expect((await check(['/bin/sh']))?.hint).toContain('without the F flag');
+    // the kernel opens the interpreter in the container: this root has it, so /bin/sh ran
+    writeFileSync(join(root, 'usr', 'bin', 'qemu-aarch64-static'), ARM64, { mode: 0o755 });
+    expect(await check(['/bin/sh'])).toBeUndefined();
+  } finally {
+    rmSync(join(misc, 'qemu-aarch64'));
+    rmSync(join(root, 'usr', 'bin', 'qemu-aarch64-static'), { force: true });
+  }
 });

@@ -1,8 +1,9 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { elfPlatform, formatPlatform, type Snapshotter } from '@kiln/runtime';
 import { SolverError } from '../errors.js';
-import { noEmulatorError, type ExecPlatformOptions } from './exec-platform.js';
+import { noEmulator, type ExecPlatformOptions } from './exec-platform.js';
 import { rootPath } from './root-path.js';
 import { withMounted } from './snapshots.js';
 
@@ -12,11 +13,18 @@ function pathDirs(env: readonly string[]): string[] {
   return path.split(':').filter((d) => d.startsWith('/'));
 }
 
-/** The first 20 bytes of a file, or undefined when it cannot be read as one. */
+/**
+ * The first 20 bytes of a file the kernel would run: a regular file with an execute bit (runc's
+ * LookPath passes over anything else on PATH, and execve refuses it). Undefined otherwise, or when
+ * it cannot be read. Opened without following a last link (rootPath resolved them inside the
+ * root) and without blocking, so a FIFO there never waits for a writer.
+ */
 async function head(path: string): Promise<Buffer | undefined> {
   let fh;
   try {
-    fh = await open(path, 'r');
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const st = await fh.stat();
+    if (!st.isFile() || (st.mode & 0o111) === 0) return undefined;
     const b = Buffer.alloc(20);
     const { bytesRead } = await fh.read(b, 0, 20, 0);
     return b.subarray(0, bytesRead);
@@ -33,7 +41,8 @@ async function head(path: string): Promise<Buffer | undefined> {
  * failure (one mount of the root's input, a 20-byte read), so a step whose stage names another
  * platform but whose programs are the host's (a single-platform base image, which containerd
  * resolves for any platform) runs as in BuildKit, and a foreign image in a host stage is
- * explained as well. Undefined when the program is the host's, emulated, a script, or unreadable.
+ * explained as well. Undefined when the program is the host's, emulated (also by a handler
+ * without `F` whose interpreter the root holds), a script, not executable, or unreadable.
  */
 export async function foreignProgramError(
   s: Snapshotter,
@@ -54,8 +63,12 @@ export async function foreignProgramError(
         const platform = elfPlatform(bytes);
         // a script, or an ELF machine kiln does not know: its interpreter's failure stands
         if (platform === undefined) return undefined;
-        const e = noEmulatorError(platform, opts);
-        return e === undefined ? undefined : new SolverError(e.code, `${e.message} (${c} is a ${formatPlatform(platform)} program)`, { cause, ...(e.hint === undefined ? {} : { hint: e.hint }) });
+        const none = noEmulator(platform, opts);
+        if (none === undefined) return undefined;
+        // A handler without F whose interpreter this root holds ran the program: its failure stands.
+        for (const i of none.interpreters) if ((await head(await rootPath(dir, i))) !== undefined) return undefined;
+        const e = none.error;
+        return new SolverError(e.code, `${e.message} (${c} is a ${formatPlatform(platform)} program)`, { cause, ...(e.hint === undefined ? {} : { hint: e.hint }) });
       }
       return undefined;
     });

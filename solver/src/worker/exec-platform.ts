@@ -69,6 +69,16 @@ function platformOf(p: ExecPlatform | undefined): Platform | undefined {
  * 32-bit ones), with a hint for each reason; undefined when something runs them.
  */
 export function noEmulatorError(p: ExecPlatform, opts: ExecPlatformOptions = {}): SolverError | undefined {
+  return noEmulator(p, opts)?.error;
+}
+
+/**
+ * {@link noEmulatorError}, and the interpreters of the enabled handlers for `p` registered without
+ * `F`: the kernel opens such an interpreter by its path inside the container when the program
+ * starts, so a root that holds it (an image shipping its own `qemu-*-static`, as old balena
+ * images do) runs `p`'s programs all the same.
+ */
+export function noEmulator(p: ExecPlatform, opts: ExecPlatformOptions = {}): { readonly error: SolverError; readonly interpreters: readonly string[] } | undefined {
   const want = platformOf(p);
   if (want === undefined) return undefined;
   const host = opts.host ?? hostPlatform();
@@ -93,7 +103,8 @@ export function noEmulatorError(p: ExecPlatform, opts: ExecPlatformOptions = {})
             ? `its emulator (${noF.name}) is registered without the F flag, so containers cannot reach it: kiln binfmt --install ${arch} registers it again with F`
             : install;
   const why = runner.kernel === true ? `this ${formatPlatform(host)} machine's kernel does not run them itself (tried) and has no emulator for them` : `this ${formatPlatform(host)} machine has no emulator for them`;
-  return new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and ${why}`, { hint });
+  const interpreters = runner.unusable.filter((h) => h.enabled && !h.flags.includes('F')).map((h) => h.interpreter);
+  return { error: new SolverError('SOLVER_UNSUPPORTED', `${subject} runs ${name} programs, and ${why}`, { hint }), interpreters };
 }
 
 /**
