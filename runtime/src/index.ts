@@ -72,4 +72,7 @@ export { S3Client, type S3ClientOptions, type S3Body } from './s3/client.js';
 export { S3Error, type S3ErrorCode } from './s3/errors.js';
 export { defaultAwsCredentials, type AwsCredentialContext } from './s3/credentials.js';
 export { signV4, uriEncode, type AwsCredentials } from './s3/sigv4.js';
+export { AzblobClient, type AzblobClientOptions, type AzblobBody, type AzureCredential } from './azblob/client.js';
+export { AzblobError, type AzblobErrorCode } from './azblob/errors.js';
+export { isAccountKey } from './azblob/shared-key.js';
 export { untilAborted } from './api/until-aborted.js';
