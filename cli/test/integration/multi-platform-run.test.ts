@@ -37,6 +37,12 @@ describe('RUN steps of another platform (arm64 on this amd64 machine) through a 
     expect(r.stderr).toContain('Dockerfile:2:1: this step runs linux/arm64 programs, and this linux/amd64 machine has no emulator for them (/bin/sh is a linux/arm64 program)');
     expect(r.stderr).toContain('kiln binfmt --install arm64');
     expect(existsSync(join(ctx, 'out'))).toBe(false);
+    // The failed step's state is kept all the same: --invoke on-error opens its shell there, which
+    // is an arm64 program too, so the container refuses it by name.
+    const inv = await runKiln(sb, ['build', '--root', sb.root, '--progress=quiet', '--platform', 'linux/arm64', '--invoke', 'on-error', ctx], { stdin: 'exit 0\n' });
+    expect(inv.code).toBe(1);
+    expect(inv.stderr).toContain('this step runs linux/arm64 programs');
+    expect(inv.stderr).toMatch(/this container runs linux\/arm64 programs, and this linux\/amd64 machine has no emulator for them \(\/bin\/\S+ is a linux\/arm64 program\)/);
     // kiln inspect lists the host's platform, the CPU's x86-64 levels and 386 (IA-32), no arm64.
     expect((await kiln(['inspect', '--root', sb.root])).stdout).toMatch(/^Platforms: {2}linux\/amd64(, linux\/amd64\/v[234])*(, linux\/386)?$/m);
 

@@ -247,12 +247,10 @@ export async function runExec(
     });
     const valid = meta.validExitCodes ?? [0];
     if (!valid.includes(result.exitCode)) {
-      const why = await foreign(new ExecFailedError(args.join(' '), result.exitCode));
-      if (why instanceof SolverError) throw why;
       // A shared step's state goes to a build still attached (the one whose worker made the op may
       // have left: its state would be released at once, and the build that stayed would get none).
       const onFailedExec = session.onFailedExec();
-      if (onFailedExec === undefined) throw new ExecFailedError(args.join(' '), result.exitCode);
+      if (onFailedExec === undefined) throw await foreign(new ExecFailedError(args.join(' '), result.exitCode));
       // Unmount before committing (the kept state must not hold this run's host mounts).
       for (const r of releases.splice(0).reverse()) await r().catch(() => undefined);
       const secretEnv = (op.secretenv ?? []).map((se) => ({ name: se.name ?? '', secretId: se.id ?? '', optional: se.optional === true }));
@@ -260,7 +258,9 @@ export async function runExec(
       const netMode = op.network === NetMode.NONE ? 'none' : op.network === NetMode.HOST ? 'host' : 'sandbox';
       const state = await keepFailedState(deps, kept, actives, { process: proc, ...(ctx.platform === undefined ? {} : { platform: ctx.platform }), network: netMode, security, ...(meta.hostname === undefined ? {} : { hostname: meta.hostname }), extraHosts });
       onFailedExec(state);
-      throw new ExecFailedError(args.join(' '), result.exitCode, state);
+      // A foreign program's explanation keeps the state as its cause: a debug shell of the host's
+      // programs (a host stage on a foreign image's files) still opens there.
+      throw await foreign(new ExecFailedError(args.join(' '), result.exitCode, state));
     }
     const outputs: WorkerRef[] = [];
     for (const p of prepared) {
