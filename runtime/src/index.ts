@@ -68,6 +68,7 @@ export { proxyAwareFetch, proxiedGlobalFetch } from './net/proxy-fetch.js';
 export { proxyFor, proxyConfigFromEnv, proxyForUrl, parseNoProxy, type ProxySetting, type ProxyConfig, type NoProxy } from './net/proxy-env.js';
 export { ProxyError } from './net/proxy-error.js';
 export type { TlsSettings } from './net/undici.js';
+export { trustedFetch, trustedSecureContext } from './net/trust.js';
 export { S3Client, type S3ClientOptions, type S3Body } from './s3/client.js';
 export { S3Error, type S3ErrorCode } from './s3/errors.js';
 export { defaultAwsCredentials, type AwsCredentialContext } from './s3/credentials.js';

@@ -7,4 +7,5 @@
 export { RegistryClient, type RegistryClientOptions, type ResolvedReference } from './registry/client.js';
 export { registryMetaResolver, type ImageMetaResolver, type ResolveImageConfigOptions, type ResolvedImageConfig } from './registry/meta-resolver.js';
 export type { RegistryHostOptions, RegistryHosts, RegistryKeyPair } from './registry/hosts.js';
+export { trustedFetch, trustedSecureContext } from './net/trust.js';
 export { dockerConfigCredentials, staticCredentials, type CredentialProvider, type RegistryCredentials } from './registry/auth.js';

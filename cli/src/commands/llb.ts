@@ -7,7 +7,7 @@ import type { ImageMetaResolver } from '@kiln/llb-core';
 import { KilnError, convertDockerfile, detectSyntax, formatCheckWarning, formatError, parseDockerignore } from '@kiln/dockerfile';
 import { DEFAULT_BUILD_FILE, TsDslError, compileBuildFile, directoryReader } from '@kiln/ts-dsl';
 // The registry alone: the full @kiln/runtime (stores, executor, exporters) loads only for --root.
-import { RegistryClient, registryMetaResolver } from '@kiln/runtime/registry';
+import { RegistryClient, registryMetaResolver, trustedFetch, trustedSecureContext } from '@kiln/runtime/registry';
 import type { Platform } from '@kiln/llb-core';
 import { commandConfig } from '../engine/config.js';
 import { callerCredentials } from '../engine/credentials.js';
@@ -89,26 +89,28 @@ class HttpResponse {
 /**
  * `fetch` for the registry client over node:http/https, for bodiless GET and HEAD (what image
  * lookups send), following redirects as fetch does; anything else goes to the global fetch. Node's
- * fetch loads undici on first use, which costs `kiln llb` about 80 ms of a sub-second run.
+ * fetch loads undici on first use, which costs `kiln llb` about 80 ms of a sub-second run. Both
+ * trust kiln's CAs (Node's bundled ones, the system's, NODE_EXTRA_CA_CERTS), as `kiln build` does.
  */
 const registryFetch: typeof globalThis.fetch = async (input, init) => {
   const method = init?.method ?? 'GET';
   const url0 = typeof input === 'string' ? input : input instanceof URL ? input.href : undefined;
-  if (url0 === undefined || (method !== 'GET' && method !== 'HEAD') || init?.body !== undefined) return globalThis.fetch(input, init);
+  if (url0 === undefined || (method !== 'GET' && method !== 'HEAD') || init?.body !== undefined) return trustedFetch(input, init);
   const headers: Record<string, string> = {};
   if (init?.headers !== undefined) {
     // a plain record (what the registry client passes); arrays and Headers objects go to fetch
     const h = init.headers as Record<string, string> & { forEach?: unknown };
-    if (Array.isArray(h) || typeof h.forEach === 'function') return globalThis.fetch(input, init);
+    if (Array.isArray(h) || typeof h.forEach === 'function') return trustedFetch(input, init);
     Object.assign(headers, h);
   }
   let url = new URL(url0);
   for (let hops = 0; ; hops++) {
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return globalThis.fetch(url, { ...init, headers });
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return trustedFetch(url, { ...init, headers });
     // node:https (and tls) load only for https registries
-    const request = url.protocol === 'https:' ? (await import('node:https')).request : httpRequest;
+    const https = url.protocol === 'https:';
+    const request = https ? (await import('node:https')).request : httpRequest;
     const msg = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(url, { method, headers, ...(init?.signal ? { signal: init.signal } : {}) }, resolve);
+      const req = request(url, { method, headers, ...(https ? { secureContext: trustedSecureContext() } : {}), ...(init?.signal ? { signal: init.signal } : {}) }, resolve);
       // errors read as fetch's: TypeError('fetch failed') caused by the socket error
       req.once('error', (e) => reject(init?.signal?.aborted === true ? e : new TypeError('fetch failed', { cause: e })));
       req.end();

@@ -23,8 +23,9 @@ const routers = new WeakMap<TlsSettings, Promise<Dispatcher>>();
 
 async function makeRouter(tls: TlsSettings | undefined): Promise<Dispatcher> {
   const { Agent, Dispatcher: Base, Pool, ProxyAgent, buildConnector } = await loadUndici();
+  // (kiln's trust, see trust.ts, also without settings: Node's default CAs are the bundled ones only)
   const requestTls = tlsConnectOptions(tls);
-  const direct = tls === undefined ? new Agent() : new Agent({ connect: requestTls });
+  const direct = new Agent({ connect: requestTls });
   const proxies = new Map<string, Dispatcher>();
   const via = (p: ProxySetting): Dispatcher => {
     let d = proxies.get(p.key);
@@ -43,10 +44,10 @@ async function makeRouter(tls: TlsSettings | undefined): Promise<Dispatcher> {
         // http URLs are forwarded (absolute-form request), https ones tunnelled with CONNECT, as
         // Go's transport does: proxies often allow CONNECT to port 443 only.
         proxyTunnel: false,
-        ...(tls === undefined ? {} : { requestTls }),
+        requestTls,
         // The handshake with an https:// proxy uses the request's TLS settings too (Go's transport
         // uses its one TLSClientConfig for both): the registry host's ca trusts the proxy as well.
-        ...(p.url.protocol === 'https:' && tls !== undefined ? { proxyTls: requestTls } : {}),
+        ...(p.url.protocol === 'https:' ? { proxyTls: requestTls } : {}),
         // The connections to the proxy itself: their failures are the proxy's (proxyFailure), a
         // TLS one included, which would otherwise read as the server's.
         clientFactory: (origin: URL, o: object) => {
@@ -129,7 +130,7 @@ export function proxyFailure(e: unknown, target: URL): ProxyError | undefined {
       const detail = err.code === 'UND_ERR_PRX_TLS' && err.cause instanceof Error ? err.cause : err;
       const code = (detail as { code?: unknown }).code;
       return new ProxyError(`${named}: the TLS handshake with the proxy failed (${typeof code === 'string' ? `${code}: ` : ''}${detail.message})`, {
-        hint: `trust the proxy's certificate authority (NODE_EXTRA_CA_CERTS=FILE, a PEM file, in kiln's environment), or use an http:// URL in ${v} if the proxy speaks no TLS`,
+        hint: `trust the proxy's certificate authority (NODE_EXTRA_CA_CERTS=FILE or SSL_CERT_FILE=FILE, a PEM file, in kiln's environment, or the system's CA store: update-ca-certificates), or use an http:// URL in ${v} if the proxy speaks no TLS`,
         cause: e,
       });
     }

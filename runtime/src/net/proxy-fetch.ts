@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { proxyFailure, proxyRouter } from './proxy-dispatcher.js';
 import { proxyFor, proxyVariableSet } from './proxy-env.js';
+import { trustedFetch } from './trust.js';
 import { undiciFetch, type TlsSettings } from './undici.js';
 
 type Fetch = typeof globalThis.fetch;
@@ -67,5 +68,8 @@ function followsRedirects(input: Parameters<Fetch>[0], init: RequestInit | undef
   return (init?.redirect ?? 'follow') === 'follow' && replayable;
 }
 
-/** Node's global fetch, through the environment's proxies (see {@link proxyAwareFetch}). */
-export const proxiedGlobalFetch: Fetch = proxyAwareFetch((input, init) => globalThis.fetch(input, init));
+/**
+ * Node's global fetch with kiln's CAs (the system's too: see trustedFetch), through the
+ * environment's proxies (see {@link proxyAwareFetch}).
+ */
+export const proxiedGlobalFetch: Fetch = proxyAwareFetch(trustedFetch);

@@ -1,11 +1,11 @@
-import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
+import { rootCertificates, type SecureContext } from 'node:tls';
+import { addedRoots, trustedSecureContext } from './trust.js';
 
 /** TLS settings for the servers a request goes to (a registry host's from the kiln config). */
 export interface TlsSettings {
-  /** PEM CA certificates trusted besides the system's. */
+  /** PEM CA certificates trusted besides kiln's (Node's bundled, the system's: see trust.ts). */
   readonly ca?: readonly string[] | undefined;
-  /** `ca` is trusted instead of the system's CAs, not besides them (AWS_CA_BUNDLE, as the AWS SDKs read it). */
+  /** `ca` is trusted instead of every other CA, not besides them (AWS_CA_BUNDLE, as the AWS SDKs read it). */
   readonly caOnly?: boolean | undefined;
   /** Client certificates (mutual TLS). */
   readonly keypairs?: ReadonlyArray<{ readonly cert: string; readonly key: string }> | undefined;
@@ -15,6 +15,9 @@ export interface TlsSettings {
 
 /** What undici's connector takes of {@link TlsSettings}. */
 export interface TlsConnectOptions {
+  /** The trusted CAs and client certificates, built once (see trustedSecureContext). */
+  readonly secureContext?: SecureContext;
+  /** Only when the context cannot be built (a key that does not match its certificate): tls.connect fails as it did. */
   readonly ca?: string[];
   readonly cert?: string[];
   readonly key?: string[];
@@ -22,38 +25,25 @@ export interface TlsConnectOptions {
 }
 
 /**
- * The connector options for `tls`: its CAs added to the system's, as BuildKit's loadTLSConfig
- * appends to the system pool (or alone, with `caOnly`).
+ * The connector options for `tls`: kiln's trust (Node's bundled CAs, the system's, NODE_EXTRA_CA_CERTS)
+ * with its CAs added, as BuildKit's loadTLSConfig appends to the system pool (or its CAs alone,
+ * with `caOnly`), and its client certificates: one `secureContext` per settings object.
  */
 export function tlsConnectOptions(tls: TlsSettings | undefined): TlsConnectOptions {
-  const keypairs = tls?.keypairs ?? [];
-  const ca = tls?.ca ?? [];
-  return {
-    ...(ca.length > 0 ? { ca: tls?.caOnly === true ? [...ca] : [...systemCas(), ...ca] } : {}),
-    // Node pairs the n-th key with the n-th certificate.
-    ...(keypairs.length > 0 ? { cert: keypairs.map((k) => k.cert), key: keypairs.map((k) => k.key) } : {}),
-    rejectUnauthorized: tls?.insecure !== true,
-  };
-}
-
-let system: readonly string[] | undefined;
-
-/**
- * The CAs Node trusts when given none: its bundled roots and the file NODE_EXTRA_CA_CERTS names
- * (read by Node at startup, and left out by an explicit `ca` list, which replaces them all).
- */
-function systemCas(): readonly string[] {
-  if (system !== undefined) return system;
-  const extra = process.env['NODE_EXTRA_CA_CERTS'];
-  let added: string[] = [];
-  if (extra !== undefined && extra !== '') {
-    try {
-      added = [readFileSync(extra, 'utf8')];
-    } catch {
-      // Node has warned about the file at startup; it trusts the bundled roots only, as here.
-    }
+  const rejectUnauthorized = tls?.insecure !== true;
+  try {
+    return { secureContext: trustedSecureContext(tls), rejectUnauthorized };
+  } catch {
+    // The settings as tls.connect options: each connection fails with createSecureContext's error
+    // (a request error the caller explains), as before contexts were shared.
+    const keypairs = tls?.keypairs ?? [];
+    const ca = tls?.ca ?? [];
+    return {
+      ...(ca.length > 0 ? { ca: tls?.caOnly === true ? [...ca] : [...rootCertificates, ...addedRoots(), ...ca] } : {}),
+      ...(keypairs.length > 0 ? { cert: keypairs.map((k) => k.cert), key: keypairs.map((k) => k.key) } : {}),
+      rejectUnauthorized,
+    };
   }
-  return (system = [...rootCertificates, ...added]);
 }
 
 let loading: Promise<typeof import('undici')> | undefined;

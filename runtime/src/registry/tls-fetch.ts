@@ -5,7 +5,7 @@ import type { RegistryHostOptions } from './hosts.js';
 type Fetch = typeof globalThis.fetch;
 
 /**
- * A fetch whose TLS connections use a host's settings: its CAs (added to the system's, as
+ * A fetch whose TLS connections use a host's settings: its CAs (added to kiln's, the system's among them, as
  * BuildKit's loadTLSConfig appends to the system pool), its client certificates, and no
  * verification when `insecure`; through the environment's proxy when one applies (the settings
  * then hold inside the proxy's tunnel). Node's global fetch takes no TLS options, so this is

@@ -6,6 +6,7 @@ import { hasTlsSettings, hostScheme, type RegistryHostOptions, type RegistryHost
 import { DOCKER_HUB_API_HOST, DOCKER_HUB_DOMAIN } from './reference.js';
 import { ProxyError } from '../net/proxy-error.js';
 import { proxyAwareFetch } from '../net/proxy-fetch.js';
+import { trustedFetch } from '../net/trust.js';
 import { tlsFetch } from './tls-fetch.js';
 import { untilAborted } from '../api/until-aborted.js';
 
@@ -21,7 +22,8 @@ export interface RegistryTransportOptions {
   /** First backoff delay; doubles each attempt (default 200 ms). */
   readonly retryBaseMs?: number | undefined;
   /**
-   * The fetch for requests sent directly (default: Node's global fetch); hosts with TLS settings
+   * The fetch for requests sent directly (default: Node's global fetch with kiln's CAs, the
+   * system's included: see trustedFetch); hosts with TLS settings
    * use their own for https, and a request the environment's HTTP(S)_PROXY applies to goes
    * through that proxy with undici instead (see proxyAwareFetch).
    */
@@ -77,7 +79,7 @@ export class RegistryTransport {
   private readonly fellBack = new Set<string>();
 
   constructor(private readonly opts: RegistryTransportOptions = {}) {
-    this.fetchImpl = proxyAwareFetch(opts.fetch ?? globalThis.fetch);
+    this.fetchImpl = proxyAwareFetch(opts.fetch ?? trustedFetch);
   }
 
   /** The host settings this transport was made with. */
@@ -369,7 +371,7 @@ function tlsError(domain: string, what: string, p: TlsProblem, cause: unknown): 
       // The key to set is in the message too: a frontend that wraps this error keeps only the message.
       return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry's TLS certificate is not trusted (${p.detail}); set ca (or insecure) under ${table} in the kiln config`, {
         cause,
-        hint: `trust its CA in the kiln config: ${table} ca = ["/path/to/ca.pem"] (or insecure = true to skip verification); see docs/config.md`,
+        hint: `trust its CA in the kiln config: ${table} ca = ["/path/to/ca.pem"] (or insecure = true to skip verification), or for every host in the system's CA store (update-ca-certificates, or SSL_CERT_FILE=FILE in kiln's environment); see docs/config.md`,
       });
     case 'plain-http':
       return new ImageStoreError('REGISTRY_UNREACHABLE', `${what}: the registry does not speak TLS (${p.detail}); set http = true under ${table} in the kiln config if it serves plain http`, {

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { proxyFailure, proxyRouter } from '../net/proxy-dispatcher.js';
 import { ProxyError } from '../net/proxy-error.js';
 import { proxyFor } from '../net/proxy-env.js';
+import { trustedSecureContext } from '../net/trust.js';
 import type { TlsSettings } from '../net/undici.js';
 import { S3Error } from './errors.js';
 import { EMPTY_SHA256, signV4, uriEncode, type AwsCredentials } from './sigv4.js';
@@ -345,7 +346,10 @@ export class S3Client {
         ...(url.port === '' ? {} : { port: Number(url.port) }),
         path: `${path}${url.search}`,
       };
-      const req = send({ ...target, method: c.method, headers, lookup: loopbackLookup, ...(ca === undefined ? {} : { ca }), ...(c.signal === undefined ? {} : { signal: c.signal }) }, (res) => {
+      // https: AWS_CA_BUNDLE alone (as `ca`, which also keys the agent's pooled connections apart),
+      // else kiln's CAs (Node's, the system's: see trust.ts), one context for every connection.
+      const trust = url.protocol !== 'https:' ? {} : ca === undefined ? { secureContext: trustedSecureContext() } : { ca };
+      const req = send({ ...target, method: c.method, headers, lookup: loopbackLookup, ...trust, ...(c.signal === undefined ? {} : { signal: c.signal }) }, (res) => {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
       });
       req.on('error', reject);

@@ -1,6 +1,8 @@
 import { createHash, createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -14,7 +16,7 @@ import S3rver from 's3rver';
  * the access key id up and skips the V4 signature. The payload hash is checked against the body.
  */
 export interface TestS3 {
-  /** `http://s3.localhost:PORT`: path style or virtual-hosted (`BUCKET.s3.localhost`). */
+  /** `http://s3.localhost:PORT`: path style or virtual-hosted (`BUCKET.s3.localhost`); with `tls`, `https://127.0.0.1:PORT` (path style). */
   readonly endpoint: string;
   readonly region: string;
   readonly accessKeyId: string;
@@ -56,8 +58,8 @@ function refuse(res: ServerResponse, status: number, code: string, message: stri
 /** `20130524T000000Z` → Date. */
 const amzDate = (s: string): Date => new Date(`${s.slice(0, 4)}-${s.slice(4, 6)}-${s.slice(6, 11)}:${s.slice(11, 13)}:${s.slice(13, 15)}Z`);
 
-/** Starts s3rver and its signature-checking front; `buckets` exist from the start. */
-export async function startS3(opts: { buckets: readonly string[]; region?: string; accessKeyId?: string; secretAccessKey?: string }): Promise<TestS3> {
+/** Starts s3rver and its signature-checking front (https with `tls`: PEM files of its certificate and key); `buckets` exist from the start. */
+export async function startS3(opts: { buckets: readonly string[]; region?: string; accessKeyId?: string; secretAccessKey?: string; tls?: { cert: string; key: string } }): Promise<TestS3> {
   const region = opts.region ?? 'us-east-1';
   const accessKeyId = opts.accessKeyId ?? 'AKIAKILNTEST';
   const secretAccessKey = opts.secretAccessKey ?? 'kiln/test+secret/KEY';
@@ -67,7 +69,7 @@ export async function startS3(opts: { buckets: readonly string[]; region?: strin
   const requests: TestS3['requests'] = [];
   const refused: TestS3['refused'] = [];
 
-  const front: Server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     void (async () => {
       const body = await readBody(req);
       const [rawPath = '/', rawQuery = ''] = (req.url ?? '/').split('?', 2);
@@ -121,12 +123,13 @@ export async function startS3(opts: { buckets: readonly string[]; region?: strin
       out.on('error', (e) => refuse(res, 500, 'InternalError', e.message));
       out.end(body);
     })().catch((e: unknown) => refuse(res, 500, 'InternalError', e instanceof Error ? e.message : String(e)));
-  });
+  };
+  const front: Server | HttpsServer = opts.tls === undefined ? createServer(handle) : createHttpsServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, handle);
   await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
   const addr = front.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
   return {
-    endpoint: `http://s3.localhost:${port}`,
+    endpoint: opts.tls === undefined ? `http://s3.localhost:${port}` : `https://127.0.0.1:${port}`,
     region,
     accessKeyId,
     secretAccessKey,
