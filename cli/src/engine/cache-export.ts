@@ -39,6 +39,8 @@ import { progressVertex } from './cache-progress.js';
 import { LABEL_CREATED_AT } from './cache-import.js';
 import { exportS3Cache } from './cache-s3.js';
 import { s3ManifestUrl } from './cache-s3-spec.js';
+import { exportAzblobCache } from './cache-azblob.js';
+import { azblobManifestUrl } from './cache-azblob-spec.js';
 
 /** Options of {@link collectCache}. */
 interface CollectOptions {
@@ -179,12 +181,13 @@ export async function exportCache(
       ...(opts.images === undefined ? {} : { images: opts.images }),
     });
     const fetchBlob = blobFetcher(engine, results, opts.signal);
-    if (spec.type === 's3') {
-      // BuildKit v0.11's s3 exporter has a fixed compression (Config: compression.Default) and no
-      // manifest list. A blob is fetched only when the bucket lacks it: re-exporting the cache a
-      // build imported from the same bucket downloads nothing (BuildKit reads a blob's provider
-      // only to upload it).
-      const manifest = await exportS3Cache(engine, spec, cache, { onStatus: (line) => v.status(line), signal: opts.signal, fetchBlob });
+    if (spec.type === 's3' || spec.type === 'azblob') {
+      // BuildKit v0.11's s3 and azblob exporters have a fixed compression (Config:
+      // compression.Default) and no manifest list. A blob is fetched only when the bucket lacks
+      // it: re-exporting the cache a build imported from the same bucket downloads nothing
+      // (BuildKit reads a blob's provider only to upload it).
+      const o = { onStatus: (line: string) => v.status(line), signal: opts.signal, fetchBlob };
+      const manifest = spec.type === 's3' ? await exportS3Cache(engine, spec, cache, o) : await exportAzblobCache(engine, spec, cache, o);
       v.done();
       return { manifest };
     }
@@ -211,12 +214,13 @@ export async function exportCache(
     return { manifest: list.descriptor };
   } catch (e) {
     v.fail(e);
-    const where = spec.type === 'local' ? spec.dest : spec.type === 's3' ? s3ManifestUrl(spec) : spec.ref;
-    // An S3 error says what to check (credentials, bucket, region, endpoint).
-    const own = spec.type === 's3' && e instanceof Error && 'hint' in e && typeof e.hint === 'string' ? e.hint : undefined;
+    const where = spec.type === 'local' ? spec.dest : spec.type === 's3' ? s3ManifestUrl(spec) : spec.type === 'azblob' ? azblobManifestUrl(spec) : spec.ref;
+    // An S3 or Azure error says what to check (credentials, bucket, region, endpoint).
+    const own = (spec.type === 's3' || spec.type === 'azblob') && e instanceof Error && 'hint' in e && typeof e.hint === 'string' ? e.hint : undefined;
+    const hints = { s3: 'check bucket=, region=, endpoint_url= and the AWS credentials', azblob: 'check account_url=, container= and secret_access_key= (or the SAS token)' } as const;
     throw new EngineError('KLN0711', `failed to export cache to ${where}: ${e instanceof Error ? e.message : String(e)}`, {
       cause: e,
-      hint: own ?? (spec.type === 's3' ? 'check bucket=, region=, endpoint_url= and the AWS credentials' : 'check the destination (a writable directory, a reachable registry you may push to)'),
+      hint: own ?? (spec.type === 's3' || spec.type === 'azblob' ? hints[spec.type] : 'check the destination (a writable directory, a reachable registry you may push to)'),
     });
   }
 }

@@ -33,6 +33,8 @@ import { EngineError } from './errors.js';
 import { progressVertex } from './cache-progress.js';
 import { importS3Cache } from './cache-s3.js';
 import { s3ManifestUrl } from './cache-s3-spec.js';
+import { importAzblobCaches } from './cache-azblob.js';
+import { azblobManifestUrl } from './cache-azblob-spec.js';
 
 /** Snapshot label holding the creation time of a layer unpacked from a cache (its `buildkit/createdat`). */
 export const LABEL_CREATED_AT = 'kiln.cache.createdat';
@@ -50,11 +52,11 @@ export async function importCaches(
 ): Promise<ImportedCache[]> {
   const out: ImportedCache[] = [];
   for (const [i, spec] of specs.entries()) {
-    const what = spec.type === 'local' ? `type=local,src=${spec.src}` : spec.type === 's3' ? s3ManifestUrl(spec) : spec.ref;
+    const what = spec.type === 'local' ? `type=local,src=${spec.src}` : spec.type === 's3' ? s3ManifestUrl(spec) : spec.type === 'azblob' ? azblobManifestUrl(spec) : spec.ref;
     const v = progressVertex(opts.progress, `cache-import-${i}`, `importing cache manifest from ${what}`);
     try {
-      if (spec.type === 's3') {
-        out.push(await importS3Cache(spec, opts.signal));
+      if (spec.type === 's3' || spec.type === 'azblob') {
+        out.push(...(spec.type === 's3' ? [await importS3Cache(spec, opts.signal)] : await importAzblobCaches(spec, opts.signal)));
         v.done();
         continue;
       }

@@ -47,17 +47,21 @@ export interface S3CacheExport extends S3CacheLocation {
 /** Attributes whose values are secrets: masked wherever a cache value is shown. */
 const SECRET_ATTRS = new Set(['secret_access_key', 'session_token']);
 
-/** A `--cache-to`/`--cache-from` value for messages: secret attributes' values replaced by `xxxxx`. */
+/**
+ * A `--cache-to`/`--cache-from` value for messages: secret attributes' values replaced by `xxxxx`,
+ * and the signature of a SAS token (an azblob `account_url`'s `sig=`).
+ */
 export function redactCacheValue(value: string): string {
+  const masked = value.replace(/([?&]sig=)[^&,"]*/gi, '$1xxxxx');
   // Keys are case-insensitive (the CSV parser lower-cases them, as buildx): SECRET_ACCESS_KEY= is one.
-  const lower = value.toLowerCase();
-  if (![...SECRET_ATTRS].some((k) => lower.includes(k))) return value;
+  const lower = masked.toLowerCase();
+  if (![...SECRET_ATTRS].some((k) => lower.includes(k))) return masked;
   try {
-    return splitCsvFields(value)
+    return splitCsvFields(masked)
       .map(([k, v]) => (SECRET_ATTRS.has(k) ? `${k}=xxxxx` : `${k}=${v}`))
       .join(',');
   } catch {
-    return value.replace(/((?:secret_access_key|session_token)=)[^,"]*/gi, '$1xxxxx');
+    return masked.replace(/((?:secret_access_key|session_token)=)[^,"]*/gi, '$1xxxxx');
   }
 }
 

@@ -16,8 +16,8 @@ import type { KilnEngine } from './engine.js';
 import { EngineError } from './errors.js';
 import { s3ManifestUrl, type S3CacheExport, type S3CacheLocation } from './cache-s3-spec.js';
 
-/** The largest cache config read from a bucket (kiln reads a registry's 1 MiB; a mode=max config of a big build is larger). */
-const MAX_CONFIG = 16 << 20;
+/** The largest cache config read from a bucket or container (kiln reads a registry's 1 MiB; a mode=max config of a big build is larger). */
+export const MAX_CACHE_CONFIG = 16 << 20;
 /** Go's zero time.Time as encoding/json writes it (LayerAnnotations.CreatedAt has no usable omitempty). */
 const GO_ZERO_TIME = '0001-01-01T00:00:00Z';
 
@@ -66,47 +66,46 @@ export function s3CacheConfig(cache: MarshaledCache): CacheConfig {
   };
 }
 
+/** Options of a cache export to an object store ({@link exportS3Cache}, the azblob export). */
+export interface ObjectCacheExportOptions {
+  readonly onStatus: (line: string) => void;
+  readonly signal?: AbortSignal | undefined;
+  /** Makes a blob the store lacks available in the content store (an imported result's, not fetched yet). */
+  readonly fetchBlob?: (l: CacheLayerDescriptor) => Promise<void>;
+}
+
+/** Where {@link exportObjectCache} writes: a bucket's or container's blobs and manifests. */
+export interface CacheObjectStore {
+  /** Whether a layer blob is there already (what keeps it alive done too: s3's touch). */
+  readonly has: (digest: string, signal: AbortSignal) => Promise<boolean>;
+  /** Writes a layer blob (`size` bytes, `open` streams it from the content store). */
+  readonly putBlob: (digest: string, body: { readonly size: number; readonly open: () => Promise<AsyncIterable<Uint8Array>> }, signal: AbortSignal) => Promise<void>;
+  /** Writes the cache config under a name. */
+  readonly putManifest: (name: string, bytes: Buffer, signal?: AbortSignal) => Promise<void>;
+}
+
 /**
- * Writes a cache to S3 as BuildKit v0.11 does: each layer blob to `PREFIX BLOBS_PREFIX DIGEST`
- * unless it is there already (then only touched when older than `touch_refresh`),
- * `upload_parallelism` at a time, then the config to `PREFIX MANIFESTS_PREFIX NAME` for every
- * name. Blobs are streamed from the content store with their digest as the payload hash.
- * Returns the config's descriptor.
+ * Writes a cache as BuildKit v0.11's s3 and azblob exporters do: the config of {@link s3CacheConfig};
+ * each layer blob the store lacks, streamed from the content store, `parallelism` at a time, then the
+ * config under every name. The first failed blob stops the other uploads (BuildKit's errgroup
+ * context: their signal aborts, an S3 multipart upload in flight ends with AbortMultipartUpload)
+ * and fails the export once they have ended. Returns the config's descriptor.
  */
-export async function exportS3Cache(
-  engine: KilnEngine,
-  spec: S3CacheExport,
-  cache: MarshaledCache,
-  opts: {
-    onStatus: (line: string) => void;
-    signal?: AbortSignal | undefined;
-    /** Makes a blob the bucket lacks available in the content store (an imported result's, not fetched yet). */
-    fetchBlob?: (l: CacheLayerDescriptor) => Promise<void>;
-  },
-): Promise<Descriptor> {
-  const s3 = clientOf(spec);
+export async function exportObjectCache(engine: KilnEngine, cache: MarshaledCache, names: readonly string[], parallelism: number, store: CacheObjectStore, opts: ObjectCacheExportOptions): Promise<Descriptor> {
   const config = s3CacheConfig(cache);
   const descs = new Map(cache.layers.map((l) => [l.digest, l]));
   const queue = [...new Set(config.layers.map((l) => l.blob))];
-  // The first failure stops the other uploads (BuildKit's errgroup context): an upload in flight
-  // ends, a multipart one with AbortMultipartUpload, before the export fails.
   const stop = new AbortController();
   const signal = opts.signal === undefined ? stop.signal : AbortSignal.any([opts.signal, stop.signal]);
   const worker = async (): Promise<void> => {
     for (let blob = queue.shift(); blob !== undefined; blob = queue.shift()) {
       signal.throwIfAborted();
+      if (await store.has(blob, signal)) continue;
       const d = descs.get(blob) as CacheLayerDescriptor;
-      const key = blobKey(spec, blob);
-      const there = await s3.head(key, signal);
-      if (there !== undefined) {
-        // CopyObject takes at most 5 GiB (BuildKit copies larger blobs in parts; kiln leaves them untouched).
-        if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs && there.size < 5 * 1024 ** 3) await s3.touch(key, signal);
-        continue;
-      }
       opts.onStatus(`writing layer ${blob}`);
       await opts.fetchBlob?.(d);
       const digest = parseDigest(blob);
-      await s3.put(key, { size: d.size, sha256: digest.slice('sha256:'.length), open: () => engine.content.readStream(digest, { highWaterMark: 1 << 20 }) }, signal);
+      await store.putBlob(blob, { size: d.size, open: () => engine.content.readStream(digest, { highWaterMark: 1 << 20 }) }, signal);
     }
   };
   let failure: { readonly error: unknown } | undefined;
@@ -116,14 +115,36 @@ export async function exportS3Cache(
       queue.length = 0;
       stop.abort(e);
     });
-  await Promise.all(Array.from({ length: Math.min(spec.uploadParallelism, Math.max(queue.length, 1)) }, run));
+  await Promise.all(Array.from({ length: Math.min(parallelism, Math.max(queue.length, 1)) }, run));
   if (failure !== undefined) throw failure.error;
   const bytes = Buffer.from(marshalCacheConfig(config));
-  for (const name of spec.names) {
+  for (const name of names) {
     opts.onStatus(`writing manifest ${name}`);
-    await s3.put(manifestKey(spec, name), bytes, opts.signal);
+    await store.putManifest(name, bytes, opts.signal);
   }
   return { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: digestOf(bytes), size: bytes.length };
+}
+
+/**
+ * Writes a cache to S3 as BuildKit v0.11 does ({@link exportObjectCache}): each layer blob to
+ * `PREFIX BLOBS_PREFIX DIGEST` unless it is there already (then only touched when older than
+ * `touch_refresh`), `upload_parallelism` at a time, with its digest as the payload hash, then the
+ * config to `PREFIX MANIFESTS_PREFIX NAME` for every name.
+ */
+export async function exportS3Cache(engine: KilnEngine, spec: S3CacheExport, cache: MarshaledCache, opts: ObjectCacheExportOptions): Promise<Descriptor> {
+  const s3 = clientOf(spec);
+  return exportObjectCache(engine, cache, spec.names, spec.uploadParallelism, {
+    has: async (digest, signal) => {
+      const key = blobKey(spec, digest);
+      const there = await s3.head(key, signal);
+      if (there === undefined) return false;
+      // CopyObject takes at most 5 GiB (BuildKit copies larger blobs in parts; kiln leaves them untouched).
+      if (Date.now() - there.lastModified.getTime() > spec.touchRefreshMs && there.size < 5 * 1024 ** 3) await s3.touch(key, signal);
+      return true;
+    },
+    putBlob: (digest, body, signal) => s3.put(blobKey(spec, digest), { ...body, sha256: digest.slice('sha256:'.length) }, signal),
+    putManifest: (name, bytes, signal) => s3.put(manifestKey(spec, name), bytes, signal),
+  }, opts);
 }
 
 /**
@@ -135,8 +156,17 @@ export async function importS3Cache(spec: S3CacheLocation, signal?: AbortSignal)
   const s3 = clientOf(spec);
   const name = spec.names[0] ?? '';
   const where = s3ManifestUrl(spec);
-  const bytes = await s3.getSmall(manifestKey(spec, name), MAX_CONFIG, signal);
+  const bytes = await s3.getSmall(manifestKey(spec, name), MAX_CACHE_CONFIG, signal);
   if (bytes === undefined) throw new EngineError('KLN0704', `${where}: no cache manifest there`);
+  return annotatedCache(where, bytes, (digest, s) => s3.open(blobKey(spec, digest), s ?? signal));
+}
+
+/**
+ * A cache config as BuildKit's s3 and azblob backends store it, read as a cache (s3.go and
+ * azblob importer.go loadManifest): each layer's descriptor from its annotations; a layer without
+ * a diffID makes the cache unusable. `open` reads a blob by its digest.
+ */
+export function annotatedCache(where: string, bytes: Buffer, open: (digest: string, signal?: AbortSignal) => Promise<AsyncIterable<Uint8Array>>): ImportedCache {
   const config = parseCacheConfig(bytes);
   const blobs = new Map<string, CacheLayerDescriptor>();
   for (const l of config.layers) {
@@ -148,5 +178,5 @@ export async function importS3Cache(spec: S3CacheLocation, signal?: AbortSignal)
     if (a.createdAt !== undefined && a.createdAt !== '' && !a.createdAt.startsWith('0001-01-01T00:00:00')) annotations[ANNOTATION_CREATED_AT] = a.createdAt;
     blobs.set(l.blob, { mediaType: a.mediaType ?? '', digest: l.blob, size: a.size ?? 0, annotations });
   }
-  return new ImportedCache(where, config, blobs, (d, s) => s3.open(blobKey(spec, d.digest), s ?? signal));
+  return new ImportedCache(where, config, blobs, (d, s) => open(d.digest, s));
 }

@@ -48,7 +48,7 @@ describe('--cache-to / --cache-from (buildx CSV)', () => {
     expect(parseCacheImportSpec('type=local,src=/c,digest=sha256:abc')).toEqual({ type: 'local', src: '/c', tag: 'latest', digest: 'sha256:abc' });
     expect(parseCacheImportSpec('type=registry,ref=r/c:1')).toEqual({ type: 'registry', ref: 'r/c:1' });
     expect(parseCacheImportSpec('r/c:1')).toEqual({ type: 'registry', ref: 'r/c:1' });
-    expect(parseCacheImportSpec('type=gha,scope=b')).toEqual({ warning: '--cache-from "type=gha,scope=b": cache type "gha" is not supported (kiln imports local, registry and s3 caches)' });
+    expect(parseCacheImportSpec('type=gha,scope=b')).toEqual({ warning: '--cache-from "type=gha,scope=b": cache type "gha" is not supported (kiln imports local, registry, s3 and azblob caches)' });
     expect(parseCacheImportSpec('type=local')).toHaveProperty('warning');
   });
 });

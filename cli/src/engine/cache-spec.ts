@@ -3,14 +3,17 @@ import type { CacheExportMode } from '@kiln/solver';
 import { CsvError, readCsvRecord } from './csv-record.js';
 import { EngineError } from './errors.js';
 import { parseS3Attrs, redactCacheValue, type S3CacheExport, type S3CacheLocation } from './cache-s3-spec.js';
+import { parseAzblobAttrs, type AzblobCacheExport, type AzblobCacheLocation } from './cache-azblob-spec.js';
 
 export type { S3CacheExport, S3CacheLocation } from './cache-s3-spec.js';
+export type { AzblobCacheExport, AzblobCacheLocation } from './cache-azblob-spec.js';
 
 /** A parsed `--cache-to` value (buildx's CSV syntax). */
 export type CacheExportSpec =
   | ({ readonly type: 'local'; readonly dest: string; readonly tag: string } & CacheExportCommon)
   | ({ readonly type: 'registry'; readonly ref: string } & CacheExportCommon)
   | ({ readonly type: 's3' } & S3CacheExport & CacheExportCommon)
+  | ({ readonly type: 'azblob' } & AzblobCacheExport & CacheExportCommon)
   | { readonly type: 'inline'; readonly mode: CacheExportMode };
 
 interface CacheExportCommon {
@@ -26,7 +29,8 @@ interface CacheExportCommon {
 export type CacheImportSpec =
   | { readonly type: 'local'; readonly src: string; readonly tag: string; readonly digest?: string }
   | { readonly type: 'registry'; readonly ref: string }
-  | ({ readonly type: 's3' } & S3CacheLocation);
+  | ({ readonly type: 's3' } & S3CacheLocation)
+  | ({ readonly type: 'azblob' } & AzblobCacheLocation);
 
 const HINT_TO = 'e.g. --cache-to type=local,dest=DIR,mode=max  --cache-to type=registry,ref=HOST/REPO:TAG  --cache-to type=s3,region=R,bucket=B,name=N  --cache-to type=inline';
 
@@ -148,10 +152,15 @@ function exportSpecOf(value: string, a: ReadonlyMap<string, string>, aws: AwsCre
       if (typeof s3 === 'string') throw bad(flag, value, s3, HINT_TO);
       return { type, ...s3, mode, compression, ociMediaTypes, ...ignoreError };
     }
+    case 'azblob': {
+      const az = parseAzblobAttrs(a, aws?.env ?? process.env);
+      if ('why' in az) throw bad(flag, value, az.why, az.hint);
+      return { type, ...az, mode, compression, ociMediaTypes, ...ignoreError };
+    }
     case 'inline':
       return { type, mode };
     default:
-      throw bad(flag, value, `cache type "${type}" is not supported (kiln exports local, registry, s3 and inline caches)`, HINT_TO);
+      throw bad(flag, value, `cache type "${type}" is not supported (kiln exports local, registry, s3, azblob and inline caches)`, HINT_TO);
   }
 }
 
@@ -184,7 +193,12 @@ function importSpecOf(value: string, a: ReadonlyMap<string, string>, aws: AwsCre
       if (typeof s3 === 'string') return { warning: `--cache-from "${redactCacheValue(value)}": ${s3}` };
       return { type, ...s3 };
     }
+    case 'azblob': {
+      const az = parseAzblobAttrs(a, aws?.env ?? process.env);
+      if ('why' in az) return { warning: `--cache-from "${redactCacheValue(value)}": ${az.why} (${az.hint})` };
+      return { type, ...az };
+    }
     default:
-      return { warning: `--cache-from "${redactCacheValue(value)}": cache type "${type}" is not supported (kiln imports local, registry and s3 caches)` };
+      return { warning: `--cache-from "${redactCacheValue(value)}": cache type "${type}" is not supported (kiln imports local, registry, s3 and azblob caches)` };
   }
 }

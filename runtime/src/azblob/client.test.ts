@@ -1,19 +1,14 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { startAzurite, type TestAzurite } from '../../test/helpers/azurite.js';
+import { describe, expect, test, vi } from 'vitest';
+import { useAzurite, type TestAzurite } from '../../test/helpers/azurite.js';
 import { AzblobClient, blockId, blockSizeFor, type AzureCredential } from './client.js';
 
 // The client against Azurite, the Azure Storage emulator, which checks each request's Shared Key
 // signature, SAS token, Content-MD5 and conditions as the service does.
 
 let az: TestAzurite;
-beforeAll(async () => {
-  az = await startAzurite();
-}, 60_000);
-afterAll(async () => {
-  await az?.stop();
-});
+useAzurite((a) => (az = a));
 
 const client = (container: string, credential?: AzureCredential, blockSize?: number): AzblobClient =>
   new AzblobClient({

@@ -84,9 +84,9 @@ export class AzblobClient {
     this.#blockSize = opts.blockSize ?? 16 * MiB;
   }
 
-  /** The URL of a blob (of the container without one), for messages. */
+  /** The URL of a blob (of the container without one), for messages: names as they are, no SAS token. */
   describe(blob?: string): string {
-    return `${this.#base.origin}${this.#path(blob)}`;
+    return `${this.#base.origin}${this.#base.pathname.replace(/\/+$/, '')}/${this.container}${blob === undefined ? '' : `/${blob}`}`;
   }
 
   /**

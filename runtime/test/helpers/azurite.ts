@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 
 /**
  * Azurite's blob service (the Azure Storage emulator, the npm devDependency `azurite`) on
@@ -73,4 +74,16 @@ export async function startAzurite(accountName = 'kilncache'): Promise<TestAzuri
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Registers hooks that start Azurite before a file's tests (handing it to `use`) and stop it after them. */
+export function useAzurite(use: (az: TestAzurite) => void): void {
+  let az: TestAzurite | undefined;
+  beforeAll(async () => {
+    az = await startAzurite();
+    use(az);
+  }, 60_000);
+  afterAll(async () => {
+    await az?.stop();
+  });
 }
