@@ -37,7 +37,7 @@ export { ustarHeader, packUstar } from './image/ustar.js';
 export { createBusyboxImage, type BusyboxImageOptions, type BusyboxImage } from './image/busybox.js';
 export { parseReference, formatReference, familiarReference, repositoryName, withTarget, isLocalhost, DOCKER_HUB_DOMAIN, DOCKER_HUB_API_HOST, type ImageReference } from './registry/reference.js';
 export { parseWwwAuthenticate, dockerConfigCredentials, staticCredentials, basicAuthorization, type RegistryCredentials, type CredentialProvider, type AuthChallenge } from './registry/auth.js';
-export { RegistryTransport, type RegistryTransportOptions, type RegistryHostOptions, type RegistryRequest, type RequestBody } from './registry/transport.js';
+export { RegistryTransport, tlsProblem, type TlsProblem, type RegistryTransportOptions, type RegistryHostOptions, type RegistryRequest, type RequestBody } from './registry/transport.js';
 export { hostScheme, pullEndpoints, type RegistryHosts, type RegistryKeyPair, type PullEndpoint } from './registry/hosts.js';
 export { RegistryClient, MANIFEST_ACCEPT, pullScope, pushScope, type RegistryClientOptions, type ResolvedReference, type PullOptions } from './registry/client.js';
 export { pushImage, pushBlob, putManifest, type PushOptions, type PushResult, type BlobPushStatus } from './registry/push.js';

@@ -133,6 +133,7 @@ describe("the system's CAs (SSL_CERT_FILE, SSL_CERT_DIR), as Go reads them", { t
     const refused = await build(`FROM ${host}/base:1\nADD ${url} /tool.txt\n`, { ...NO_GC, SSL_CERT_FILE: join(sb.dir, 'missing.pem') }, ['--config', baseCa]);
     expect(refused.r.code).toBe(1);
     expect(refused.r.stderr).toContain(`failed to fetch ${url}: fetch failed (unable to verify the first certificate)`);
+    expect(refused.r.stderr).toContain("hint: the server's certificate is not trusted (UNABLE_TO_VERIFY_LEAF_SIGNATURE: unable to verify the first certificate): add its certificate authority to the system's CA store");
   });
 
   test('through an https:// proxy: the proxy and the registry behind it, both trusted through SSL_CERT_FILE', async () => {

@@ -305,7 +305,7 @@ export class RegistryTransport {
 }
 
 /** What went wrong in a TLS handshake, from the error fetch threw. */
-interface TlsProblem {
+export interface TlsProblem {
   readonly kind: 'untrusted' | 'plain-http' | 'handshake';
   /** OpenSSL's/Node's code and message: `SELF_SIGNED_CERT_IN_CHAIN: self-signed certificate in certificate chain`. */
   readonly detail: string;
@@ -314,7 +314,7 @@ interface TlsProblem {
 const UNTRUSTED = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTNAME/;
 
 /** Classifies a fetch failure as a TLS problem (fetch wraps the socket error as its cause), else undefined. */
-function tlsProblem(e: unknown): TlsProblem | undefined {
+export function tlsProblem(e: unknown): TlsProblem | undefined {
   for (let c: unknown = e, depth = 0; c instanceof Error && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
     const code = (c as { code?: unknown }).code;
     if (typeof code !== 'string') continue;

@@ -7,6 +7,7 @@ import { Readable, Transform } from 'node:stream';
 import type { SourceOp } from '@kiln/llb-core';
 import { digestFromBytes } from '../cache/cache-key.js';
 import { SolverError } from '../errors.js';
+import { tlsProblem } from '@kiln/runtime';
 import { basePath } from '../local/clean-path.js';
 import type { WorkerOpContext } from '../llb/worker.js';
 import type { WorkerRef } from '../scheduler/types.js';
@@ -103,7 +104,7 @@ export class HttpSources {
       // (A proxy's error, KLN0880, says what failed itself: its cause is fetch's "fetch failed".)
       const why = err instanceof Error ? (cause instanceof Error && cause.message !== 'fetch failed' ? `${err.message} (${cause.message})` : err.message) : String(err);
       // A failure at a proxy (KLN0880) says what to change in its hint.
-      const hint = (err as { hint?: unknown }).hint;
+      const hint = (err as { hint?: unknown }).hint ?? tlsHint(err);
       throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: ${why.split(a.url).join(shown)}`, { cause: err, ...(typeof hint === 'string' ? { hint } : {}) });
     }
     if (!res.ok || res.body === null) throw new SolverError('SOLVER_NOT_FOUND', `failed to fetch ${shown}: HTTP ${res.status}`);
@@ -187,4 +188,16 @@ function withoutUserInfo(raw: string): { url: string; shown: string; headers: Re
   u.username = '';
   u.password = '';
   return { url: u.href, shown: u.href, headers: { authorization: `Basic ${auth}` } };
+}
+
+/**
+ * What to do about a TLS failure of an `ADD https://` download. There is no per-URL setting (as in
+ * BuildKit, whose HTTP source trusts the system's store): the CA goes in the system's store.
+ */
+function tlsHint(err: unknown): string | undefined {
+  const p = tlsProblem(err);
+  if (p === undefined) return undefined;
+  if (p.kind === 'plain-http') return `the server does not speak TLS (${p.detail}): use an http:// URL if it serves plain http`;
+  if (p.kind === 'handshake') return `the TLS handshake with the server failed (${p.detail}): check the URL's host and port`;
+  return `the server's certificate is not trusted (${p.detail}): add its certificate authority to the system's CA store (update-ca-certificates), or name a PEM file of it with SSL_CERT_FILE=FILE in kiln's environment (docs/config.md)`;
 }
