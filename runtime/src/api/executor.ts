@@ -90,6 +90,13 @@ export interface ExecRequest {
   readonly signal?: AbortSignal;
   /** Called for every complete line of output as it arrives (a last unterminated line too). */
   readonly onOutput?: (line: OutputLine) => void;
+  /**
+   * Called (besides `onOutput`) with the lines of each read at once: whole lines with their
+   * newlines, or alone a piece without one (a last unterminated line, a 1 MiB piece of a longer
+   * line), so the lines in `data` are exactly the lines `onOutput` gets. For a consumer that
+   * needs no object per line: a RUN printing 200 MB is 3 million lines, a few thousand reads.
+   */
+  readonly onOutputLines?: (stream: OutputLine['stream'], data: Uint8Array) => void;
   /** What {@link Executor.prepare} returned for this run, if it was announced; the run uses it up. */
   readonly prepared?: ExecPreparation;
   /**

@@ -6,13 +6,13 @@ import { chmod, chown, mkdir, readFile, readdir, statfs, writeFile } from 'node:
 import { dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { WorkerError, throwIfAborted } from '../api/errors.js';
-import type { ContainerRequest, ExecContainer, ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry, OutputLine } from '../api/executor.js';
+import type { ContainerRequest, ExecContainer, ExecMount, ExecPreparation, ExecRequest, ExecResult, ExecStdio, Executor, HostEntry } from '../api/executor.js';
 import { RuncContainer, runcFailure, type Cleanup, type Configured } from './container.js';
 import { childExit } from './child-exit.js';
 import type { Mount } from '../api/snapshot.js';
 import { mountAt, unmount } from '../snapshot/mount.js';
 import { mountPointLayers, rootLayout } from './rootfs.js';
-import { splitLines } from './output.js';
+import { splitLines, type OutputSinks } from './output.js';
 import { boundingCapabilities, buildSpec, specJson, type OciMount } from './spec.js';
 import { startSshProxy } from './ssh-proxy.js';
 import { LowerStatCache, type Stub } from './root-view.js';
@@ -139,8 +139,8 @@ export class RuncExecutor implements Executor {
       pre = undefined;
       const exitCode =
         req.stdio === undefined
-          ? await this.#runc_run({ id, bundle }, specJson(spec), waiting, req.onOutput, signal)
-          : await this.#runStdio({ id, bundle }, specJson(spec), req.stdio, req.onOutput, signal);
+          ? await this.#runc_run({ id, bundle }, specJson(spec), waiting, req, signal)
+          : await this.#runStdio({ id, bundle }, specJson(spec), req.stdio, req, signal);
       return { exitCode, durationMs: Date.now() - started };
     } finally {
       pre?.discard();
@@ -438,7 +438,7 @@ export class RuncExecutor implements Executor {
     run: RunDirs,
     config: string,
     pre: PrestartedRunc | undefined,
-    onOutput: ((l: OutputLine) => void) | undefined,
+    output: OutputSinks,
     signal: AbortSignal | undefined,
     afterPrestart = pre !== undefined,
   ): Promise<number> {
@@ -456,8 +456,7 @@ export class RuncExecutor implements Executor {
       writeFileSync(join(bundle, 'config.json'), config, { mode: 0o600 });
       child = await this.#start(run);
     }
-    const emit = onOutput ?? ((): void => undefined);
-    const streams = Promise.all([splitLines(child.stdout, 'stdout', emit), splitLines(child.stderr, 'stderr', emit)]);
+    const streams = Promise.all([splitLines(child.stdout, 'stdout', output), splitLines(child.stderr, 'stderr', output)]);
     let cancelled = false;
     const started = child;
     const onAbort = (): void => {
@@ -485,7 +484,7 @@ export class RuncExecutor implements Executor {
       }
       if (unread) {
         signal?.removeEventListener('abort', onAbort);
-        return await this.#runc_run(run, config, undefined, onOutput, signal, true);
+        return await this.#runc_run(run, config, undefined, output, signal, true);
       }
       const failed = await this.#runcFailed(id, log, code);
       if (failed !== undefined) throw failed;
@@ -500,14 +499,14 @@ export class RuncExecutor implements Executor {
    * fds 0-2. `runc run` (no terminal, not detached) gives the container pipes of its own and copies
    * between them and its fds 0-2 byte for byte; it exits only once the container's fds 1/2 are
    * copied out, so its stdout is always read to the end (see onAbort). Not through the process
-   * helper, which relays output as hex lines and gives /dev/null as stdin. Cancellation, runc
+   * helper, which relays output only and gives /dev/null as stdin. Cancellation, runc
    * errors and cleanup as in {@link RuncExecutor.#runc_run}.
    */
   async #runStdio(
     run: RunDirs,
     config: string,
     stdio: ExecStdio,
-    onOutput: ((l: OutputLine) => void) | undefined,
+    output: OutputSinks,
     signal: AbortSignal | undefined,
   ): Promise<number> {
     const { id, bundle } = run;
@@ -535,8 +534,7 @@ export class RuncExecutor implements Executor {
       stdio.stdout.once('close', gone);
     });
     child.stdout.pipe(stdio.stdout);
-    const emit = onOutput ?? ((): void => undefined);
-    const errors = splitLines(child.stderr, 'stderr', emit);
+    const errors = splitLines(child.stderr, 'stderr', output);
     const started: Started = {
       stdout: child.stdout,
       stderr: child.stderr,

@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { CLIPPED_TAIL_BYTES, DEFAULT_STEP_LOG_LIMITS, StepLogLimiter, formatLimit, stepLogLimitsFromEnv } from './step-log-limit.js';
 
 const KIB = 1024;
@@ -150,5 +150,68 @@ describe('StepLogLimiter.flush (a failed run: BuildKit keeps the last 256 KiB of
     const exact = new StepLogLimiter({ maxSize: 0, maxSpeed: -1 }, 0);
     exact.clip(1, all.subarray(0, CLIPPED_TAIL_BYTES), 0);
     expect(Buffer.from(exact.flush()[0]?.data ?? []).equals(all.subarray(0, CLIPPED_TAIL_BYTES))).toBe(true);
+  });
+});
+
+describe('StepLogLimiter.clipLines (a read of many lines at once)', () => {
+  /** What each line shows, as `clip` of the lines one by one gives it, and the flush after. */
+  function lineByLine(limits: { maxSize: number; maxSpeed: number }, writes: ReadonlyArray<readonly [Buffer, number]>): { shown: string[]; flushed: string[] } {
+    const lim = new StepLogLimiter(limits, 0);
+    const shown: string[] = [];
+    for (const [data, at] of writes) {
+      for (const line of text(data).split(/(?<=\n)/)) {
+        const s = lim.clip(1, Buffer.from(line, 'latin1'), at);
+        if (s !== undefined) shown.push(text(s));
+      }
+    }
+    return { shown, flushed: lim.flush().map((f) => text(f.data)) };
+  }
+  function atOnce(limits: { maxSize: number; maxSpeed: number }, writes: ReadonlyArray<readonly [Buffer, number]>): { shown: string[]; flushed: string[] } {
+    const lim = new StepLogLimiter(limits, 0);
+    const shown: string[] = [];
+    for (const [data, at] of writes) lim.clipLines(1, data, at, (s) => shown.push(text(s)));
+    return { shown, flushed: lim.flush().map((f) => text(f.data)) };
+  }
+  const lines = (from: number, n: number, end = '\n'): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => `line ${from + i}`).join('\n') + end);
+
+  test('shows what the lines one by one show (an event per line, the clip message with the line it cuts) and keeps the same bytes', () => {
+    const writes: ReadonlyArray<readonly [Buffer, number]> = [
+      [lines(0, 3), 10],
+      [lines(3, 40), 20],
+      [lines(43, 500, ''), 900],
+      [Buffer.from(' the rest of it\n'), 1500],
+      [lines(543, 30), 2100],
+      [lines(573, 2000), 9000],
+      [Buffer.alloc(0), 9000],
+      [lines(2573, 5), 60_000],
+    ];
+    for (const limits of [
+      { maxSize: 100, maxSpeed: -1 },
+      { maxSize: 70, maxSpeed: -1 }, // the limit at a line's end
+      { maxSize: 5000, maxSpeed: 150 },
+      { maxSize: 0, maxSpeed: -1 },
+      { maxSize: -1, maxSpeed: -1 },
+      DEFAULT_STEP_LOG_LIMITS,
+    ]) {
+      const want = lineByLine(limits, writes);
+      expect(atOnce(limits, writes), JSON.stringify(limits)).toEqual(want);
+      // More than an event per read where lines show.
+      if (limits.maxSize !== 0) expect(want.shown.length).toBeGreaterThan(writes.length);
+    }
+  });
+
+  test('a stream past its limit is counted and kept a read at a time, not a line at a time', () => {
+    const lim = new StepLogLimiter({ maxSize: 100, maxSpeed: -1 }, 0);
+    const clip = vi.spyOn(lim, 'clip');
+    const shown: string[] = [];
+    lim.clipLines(1, lines(0, 10_000), 0, (s) => shown.push(text(s)));
+    // The lines up to the one the limit cuts, one by one; then the rest at once.
+    expect(clip.mock.calls.length).toBeLessThan(20);
+    // "line 0\n" … "line 9\n" (70 bytes), "line 10\n" … "line 12\n" (94), then 6 bytes of "line 13".
+    expect(shown).toHaveLength(14);
+    expect(shown.at(-1)).toBe('line 1\n[output clipped, log limit 100B reached]\n');
+    clip.mockClear();
+    lim.clipLines(1, lines(10_000, 10_000), 1, (s) => shown.push(text(s)));
+    expect(clip.mock.calls.length).toBe(1);
   });
 });

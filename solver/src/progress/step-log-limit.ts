@@ -51,6 +51,8 @@ export function formatLimit(bytes: number): string {
   return `${unit === 0 ? bytes : bytes / base}${UNITS[unit] ?? 'B'}`;
 }
 
+const NEWLINE = 0x0a;
+
 /** The line that replaces clipped output; the leading newline ends a line the clip cut. */
 function clipMessage(limit: string): Uint8Array {
   return Buffer.from(`\n[output clipped, log limit ${limit} reached]\n`);
@@ -151,6 +153,39 @@ export class StepLogLimiter {
   }
 
   /**
+   * {@link StepLogLimiter.clip} for each line of `data` (lines as a process wrote them, the last
+   * one maybe without its newline), in order: `show` gets what of each line is shown, so each is
+   * a progress event of its own, as if the lines had come one by one. Once nothing more of the
+   * stream can be shown (it is being clipped and the allowance has not caught up), all of `data`
+   * is counted and kept at once, which comes to the same: a RUN printing 200 MB (3 million lines)
+   * is cut into lines only as far as its log shows it.
+   */
+  clipLines(stream: 1 | 2, data: Uint8Array, now: number, show: (shown: Uint8Array) => void): void {
+    const s = this.#streams[stream - 1];
+    if (data.length === 0 || (s !== undefined && s.clipping && !this.#room(s, now))) {
+      const shown = this.clip(stream, data, now);
+      if (shown !== undefined) show(shown);
+      return;
+    }
+    // Buffer's indexOf (memchr) is several times faster than Uint8Array's.
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    let start = 0;
+    while (start < buf.length) {
+      const nl = buf.indexOf(NEWLINE, start);
+      const end = nl < 0 ? buf.length : nl + 1;
+      const shown = this.clip(stream, buf.subarray(start, end), now);
+      if (shown !== undefined) show(shown);
+      start = end;
+      // The rest at once once nothing of it would show.
+      if (start < buf.length && s !== undefined && s.clipping && !this.#room(s, now)) {
+        const rest = this.clip(stream, buf.subarray(start), now);
+        if (rest !== undefined) show(rest);
+        return;
+      }
+    }
+  }
+
+  /**
    * For a run that failed, BuildKit's flushBuffer: the last 256 KiB each clipped stream was
    * written from its first clip on (stdout, then stderr), shown after the clip line as they are,
    * so the progress (terminal, history, daemon clients) ends with why the step failed. Once.
@@ -170,9 +205,26 @@ export class StepLogLimiter {
    * {@link #bySpeed} to whether the speed limit is the one that applies.
    */
   #allowed(s: StreamCount, n: number, now: number): number {
-    const { maxSize, maxSpeed } = this.#limits;
     const old = s.size;
     s.size += n;
+    const max = this.#max(now);
+    if (max === -1) return n;
+    if (max < old) return 0;
+    return s.size > max ? max - old : n;
+  }
+
+  /** Whether a byte more of stream `s` written at `now` would be shown. */
+  #room(s: StreamCount, now: number): boolean {
+    const max = this.#max(now);
+    return max === -1 || max > s.size;
+  }
+
+  /**
+   * How many bytes of a stream may have been shown by `now` (-1: no limit); sets
+   * {@link #bySpeed} to whether the speed limit is the one that applies.
+   */
+  #max(now: number): number {
+    const { maxSize, maxSpeed } = this.#limits;
     let max = -1;
     this.#bySpeed = false;
     if (maxSpeed !== -1) {
@@ -187,8 +239,6 @@ export class StepLogLimiter {
       max = maxSize;
       this.#bySpeed = false;
     }
-    if (max === -1) return n;
-    if (max < old) return 0;
-    return s.size > max ? max - old : n;
+    return max;
   }
 }

@@ -35,4 +35,22 @@ describe('LogTail', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toBe(`${'z'.repeat(1024 - 7)}the end`);
   });
+
+  test('reads of many lines (as a RUN\'s output comes) next to small ones: the same last lines as the text whole', () => {
+    const text = Array.from({ length: 400 }, (_, i) => `l${i}${i % 13 === 0 ? '\n' : ''}`).join('\n') + '\n';
+    const buf = Buffer.from(text);
+    for (const keep of [0, 1, 3, 5, 20]) {
+      const want = text.split('\n').slice(0, -1).slice(-keep || buf.length);
+      // Chunks with exactly `keep`, `keep + 1` and many more lines than kept, then single lines.
+      for (const sizes of [[buf.length], [keep * 4, keep * 4 + 4, 600, 3, 1], [1000, 5, 5, 5, 5, 5], [2, 997]]) {
+        const t = new LogTail(keep);
+        for (let off = 0, i = 0; off < buf.length; i++) {
+          const n = Math.max(1, sizes[i % sizes.length] ?? 1);
+          t.push(buf.subarray(off, off + n));
+          off += n;
+        }
+        expect(t.lines(), `${keep} ${JSON.stringify(sizes)}`).toEqual(keep === 0 ? [] : want);
+      }
+    }
+  });
 });

@@ -413,8 +413,10 @@ export class Scheduler {
         // suite that failed after 3 MB of output still shows the lines that say why.
         (st.tail ??= new LogTail(this.#tailLines)).push(data);
         const time = this.#now();
-        const shown = (st.logLimit ??= new StepLogLimiter(this.#logLimits, time)).clip(stream, data, time);
-        if (shown !== undefined) this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data: shown, time });
+        // A progress event per line shown (a RUN's output comes a read of many lines at a time).
+        (st.logLimit ??= new StepLogLimiter(this.#logLimits, time)).clipLines(stream, data, time, (shown) =>
+          this.#emit(st, { kind: 'log', vertex: st.vertex.digest, stream, data: shown, time }),
+        );
       },
       status: (id, current, total, done) => {
         this.#announce(st);

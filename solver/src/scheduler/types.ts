@@ -94,8 +94,8 @@ export interface OpContext {
   /** The builds attached to the vertex, for their secrets and ssh agents (absent outside a scheduler). */
   readonly group?: SessionGroup;
   /**
-   * Output of the running op as it wrote it (any encoding), shown as `#N 0.123 text` and kept
-   * for error reports.
+   * Output of the running op as it wrote it (any encoding), shown as `#N 0.123 text` (a progress
+   * event per line; `data` may hold many) and kept for error reports.
    */
   log(stream: 1 | 2, data: Uint8Array): void;
   /** Progress of a sub-task (pull, transfer): current/total bytes or items. */

@@ -240,7 +240,8 @@ export async function runExec(
       ...(meta.ulimit === undefined ? {} : { rlimits: meta.ulimit.map((u) => ({ name: u.name ?? '', soft: Number(u.soft ?? 0n), hard: Number(u.hard ?? 0n) })) }),
       ...(meta.cgroupParent === undefined || meta.cgroupParent === '' ? {} : { cgroupParent: meta.cgroupParent }),
       signal: ctx.signal,
-      onOutput: (l) => ctx.log(l.stream === 'stdout' ? 1 : 2, l.data),
+      // The lines of each read at once: the step log cuts them apart only as far as it shows them.
+      onOutputLines: (stream, data) => ctx.log(stream === 'stdout' ? 1 : 2, data),
       ...(ctx.prepared === undefined ? {} : { prepared: ctx.prepared }),
     }).catch(async (e: unknown) => {
       throw await foreign(e);
