@@ -123,7 +123,7 @@ export async function newEngineContainer(engine: KilnEngine, session: ContainerS
       ...(request.hostname === undefined ? {} : { hostname: request.hostname }),
       ...(request.extraHosts === undefined ? {} : { extraHosts: request.extraHosts }),
     });
-    const rootOf = { snapshotter: s, snapshot: root };
+    const rootOf = { snapshotter: s, snapshot: root, mounts: request.mounts.map((m) => m.dest) };
     return new EngineContainer(inner, undo, session, emulation, rootOf);
   } catch (e) {
     for (const u of undo.reverse()) await u().catch(() => undefined);
@@ -137,10 +137,10 @@ class EngineContainer implements Container {
   readonly #undo: Undo[];
   readonly #session: ContainerSession;
   readonly #emulation: ExecEmulation;
-  readonly #root: { readonly snapshotter: Snapshotter; readonly snapshot: string | undefined };
+  readonly #root: { readonly snapshotter: Snapshotter; readonly snapshot: string | undefined; readonly mounts: readonly string[] };
   #released: Promise<void> | undefined;
 
-  constructor(inner: ExecContainer, undo: Undo[], session: ContainerSession, emulation: ExecEmulation, root: { readonly snapshotter: Snapshotter; readonly snapshot: string | undefined }) {
+  constructor(inner: ExecContainer, undo: Undo[], session: ContainerSession, emulation: ExecEmulation, root: { readonly snapshotter: Snapshotter; readonly snapshot: string | undefined; readonly mounts: readonly string[] }) {
     this.#inner = inner;
     this.#undo = undo;
     this.#session = session;
@@ -165,7 +165,7 @@ class EngineContainer implements Container {
     // A program nothing here runs is refused before it starts (runc would say exec format error);
     // one the root's own image holds for the host runs, whatever the container's platform says.
     if (this.#emulation.emulator === undefined) {
-      const foreign = await foreignProgramError(this.#root.snapshotter, this.#root.snapshot, { args: r.args, env, cwd: r.cwd }, undefined, undefined, { subject: 'this container' });
+      const foreign = await foreignProgramError(this.#root.snapshotter, this.#root.snapshot, { args: r.args, env, cwd: r.cwd, mounts: this.#root.mounts }, undefined, undefined, { subject: 'this container' });
       if (foreign !== undefined) throw foreign;
     }
     // The runtime's process spec is the request's shape (args, env, cwd, user, streams, tty, security).

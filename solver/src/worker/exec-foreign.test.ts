@@ -95,3 +95,15 @@ test("an emulator registered without F runs an image that ships its interpreter 
     rmSync(join(root, 'usr', 'bin', 'qemu-aarch64-static'), { force: true });
   }
 });
+
+test('a program under another mount (a bind or cache at its path or on PATH before it) is not judged from the root', async () => {
+  const at = (args: string[], mounts: string[], env: string[] = []): ReturnType<typeof foreignProgramError> =>
+    foreignProgramError(snapshotter, 'snap', { args, env, mounts }, undefined, undefined, opts);
+  expect(await at(['/bin/sh'], ['/bin'])).toBeUndefined();
+  expect(await at(['/bin/sh'], ['/bin/sh'])).toBeUndefined();
+  // runc finds `sh` in /tools first (a mount the root knows nothing of): the root's /bin/sh says nothing
+  expect(await at(['sh'], ['/tools'], ['PATH=/tools:/bin'])).toBeUndefined();
+  // mounts elsewhere, and the root itself, change nothing
+  expect((await at(['/bin/sh'], ['/', '/bin2', '/tmp']))?.message).toContain('(/bin/sh is a linux/arm64 program)');
+  expect((await at(['sh'], ['/tools'], ['PATH=/bin:/tools']))?.message).toContain('(/bin/sh is');
+});

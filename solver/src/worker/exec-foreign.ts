@@ -47,7 +47,7 @@ async function head(path: string): Promise<Buffer | undefined> {
 export async function foreignProgramError(
   s: Snapshotter,
   root: string | undefined,
-  proc: { readonly args: readonly string[]; readonly env: readonly string[]; readonly cwd?: string | undefined },
+  proc: { readonly args: readonly string[]; readonly env: readonly string[]; readonly cwd?: string | undefined; readonly mounts?: readonly string[] },
   signal: AbortSignal | undefined,
   cause: unknown,
   opts: ExecPlatformOptions = {},
@@ -58,6 +58,8 @@ export async function foreignProgramError(
   try {
     return await withMounted(s, root, signal, async (dir) => {
       for (const c of candidates) {
+        // Under another mount (a bind, a cache): what runc found there is not in the root.
+        if (under(c, proc.mounts)) return undefined;
         const bytes = await head(await rootPath(dir, c));
         if (bytes === undefined) continue;
         const platform = elfPlatform(bytes);
@@ -75,4 +77,12 @@ export async function foreignProgramError(
   } catch {
     return undefined; // the explanation is a bonus: the exec's own failure stands
   }
+}
+
+/** Whether `path` is at or below one of `mounts` (container paths; `/` itself is the root, left out). */
+function under(path: string, mounts: readonly string[] | undefined): boolean {
+  return (mounts ?? []).some((m) => {
+    const d = posix.resolve('/', m);
+    return d !== '/' && (path === d || path.startsWith(`${d}/`));
+  });
 }

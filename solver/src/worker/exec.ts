@@ -227,7 +227,7 @@ export async function runExec(
     const emulated = emulatedCommand(emulation, args);
     // A program nothing here runs fails at exec (runc: exec format error): that is the error then.
     const foreign = async (cause: unknown): Promise<unknown> =>
-      emulation.emulator === undefined ? ((await foreignProgramError(s, rootInput, { args, env: processEnv, cwd: meta.cwd }, ctx.signal, cause)) ?? cause) : cause;
+      emulation.emulator === undefined ? ((await foreignProgramError(s, rootInput, { args, env: processEnv, cwd: meta.cwd, mounts: (op.mounts ?? []).map((m) => m.dest ?? '/') }, ctx.signal, cause)) ?? cause) : cause;
     const result = await deps.executor.run({
       rootfs,
       readonlyRootfs: readonlyRoot,
