@@ -113,5 +113,5 @@ export { withFileLock, pidAlive } from './worker/file-lock.js';
 export { gitRepoUsage, removeGitRepo, type GitRepoUsage } from './worker/git.js';
 // Cache mount directories with BuildKit's sharing modes: RUN --mount=type=cache and a frontend's containers share them.
 export { CacheMounts, type AcquiredCacheMount } from './worker/cache-mounts.js';
-export { checkExecPlatform, emulatedCommand, noEmulatorError, type ExecEmulation, type ExecPlatformOptions } from './worker/exec-platform.js';
+export { checkExecPlatform, emulatedCommand, type ExecEmulation, type ExecPlatformOptions } from './worker/exec-platform.js';
 export { foreignProgramError } from './worker/exec-foreign.js';

@@ -53,10 +53,10 @@ export function goPathJoin(...parts: readonly string[]): string {
 }
 
 /** The blob holding a cache config (utils.go manifestKey). */
-export const azblobManifestKey = (loc: AzblobCacheLocation, name: string): string => goPathJoin(loc.prefix, loc.manifestsPrefix, name);
+export const azblobManifestKey = (loc: Pick<AzblobCacheLocation, 'prefix' | 'manifestsPrefix'>, name: string): string => goPathJoin(loc.prefix, loc.manifestsPrefix, name);
 
 /** The blob holding a layer (utils.go blobKey). */
-export const azblobBlobKey = (loc: AzblobCacheLocation, digest: string): string => goPathJoin(loc.prefix, loc.blobsPrefix, digest);
+export const azblobBlobKey = (loc: Pick<AzblobCacheLocation, 'prefix' | 'blobsPrefix'>, digest: string): string => goPathJoin(loc.prefix, loc.blobsPrefix, digest);
 
 /** `ACCOUNT_URL/CONTAINER/KEY` of the manifest an azblob location names first (no SAS token). */
 export function azblobManifestUrl(loc: AzblobCacheLocation): string {
@@ -105,7 +105,7 @@ export function parseAzblobAttrs(a: ReadonlyMap<string, string>, env: Env): Azbl
     names: name === undefined ? ['buildkit'] : name.split(';'),
   };
   // A key that climbs out of the container (`..`) would address another one: the URL resolves it.
-  const keys = [...loc.names.map((n) => goPathJoin(loc.prefix, loc.manifestsPrefix, n)), goPathJoin(loc.prefix, loc.blobsPrefix, 'sha256:0')];
+  const keys = [...loc.names.map((n) => azblobManifestKey(loc, n)), azblobBlobKey(loc, 'sha256:0')];
   const outside = keys.find((k) => k === '' || k === '.' || k === '..' || k.startsWith('../'));
   if (outside !== undefined) return { why: `${JSON.stringify(outside)} names no blob in the container`, hint: 'remove the ".." from prefix=, manifests_prefix=, blobs_prefix= or name=' };
   const key = a.get('secret_access_key') ?? '';

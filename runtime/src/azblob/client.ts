@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProxyError } from '../net/proxy-error.js';
+import { tlsProblem } from '../net/tls-problem.js';
 import { proxiedGlobalFetch } from '../net/proxy-fetch.js';
 import { uriEncode } from '../s3/sigv4.js';
+import { unescapeXml } from '../s3/xml.js';
 import { AzblobError, type AzblobErrorDetail } from './errors.js';
 import { sharedKeyAuthorization } from './shared-key.js';
 
@@ -152,7 +154,7 @@ export class AzblobClient {
     const ifAbsent = { 'if-none-match': '*' };
     try {
       if (body.size <= this.#blockSize) {
-        const [whole] = await collectBlocks(await body.open(), Math.max(body.size, 1), signal);
+        const whole = await firstBlock(await body.open(), Math.max(body.size, 1), signal);
         await this.#putBlob(blob, whole ?? Buffer.alloc(0), ifAbsent, signal);
         return true;
       }
@@ -212,14 +214,15 @@ export class AzblobClient {
         // The proxy is as wrong on the next attempt.
         if (e instanceof ProxyError) throw new AzblobError('AZBLOB_UNREACHABLE', `${what}: ${e.message}`, { hint: e.hint, cause: e });
         const code = networkCode(e);
-        // A certificate that is not trusted stays so: not tried again.
-        const untrusted = /CERT|SSL|TLS|ISSUER|LEAF_SIGNATURE/.test(code);
-        if (attempt < ATTEMPTS && !untrusted) {
+        // A TLS failure (read as the registry client reads it) stays so: not tried again.
+        const tls = tlsProblem(e);
+        if (attempt < ATTEMPTS && tls === undefined) {
           await sleep(100 * 2 ** attempt, undefined, c.signal === undefined ? {} : { signal: c.signal });
           continue;
         }
         const host = this.#base.host;
-        throw new AzblobError('AZBLOB_UNREACHABLE', `${what}: ${untrusted ? `the TLS certificate of ${host} is not trusted` : `${host} did not answer`} (${code})`, {
+        const untrusted = tls?.kind === 'untrusted';
+        throw new AzblobError('AZBLOB_UNREACHABLE', `${what}: ${untrusted ? `the TLS certificate of ${host} is not trusted` : tls !== undefined ? `TLS with ${host} failed` : `${host} did not answer`} (${code})`, {
           hint: untrusted ? "add the endpoint's certificate authority to the system's CA store (update-ca-certificates), or name a PEM file of it in NODE_EXTRA_CA_CERTS" : 'check account_url or the network',
           cause: e,
         });
@@ -271,7 +274,7 @@ function bodyOf(res: Response): AsyncIterable<Buffer> {
 
 /** The start of an error answer (an error document is small; more is not kept). */
 async function errorText(res: Response): Promise<string> {
-  const [head] = await collectBlocks(bodyOf(res), 64 * 1024).catch(() => []);
+  const head = await firstBlock(bodyOf(res), 64 * 1024).catch(() => undefined);
   await res.body?.cancel().catch(() => undefined);
   return head?.toString('utf8') ?? '';
 }
@@ -287,13 +290,13 @@ function networkCode(e: unknown): string {
   return inner;
 }
 
-/** The first blocks of `size` bytes of a stream, read up to `size` bytes in all (for small bodies and error documents). */
-async function collectBlocks(src: AsyncIterable<Uint8Array>, size: number, signal?: AbortSignal): Promise<Buffer[]> {
+/** The first `size` bytes of a stream (fewer when it is shorter; undefined when empty): small bodies and error documents. */
+async function firstBlock(src: AsyncIterable<Uint8Array>, size: number, signal?: AbortSignal): Promise<Buffer | undefined> {
   for await (const block of blocks(src, size)) {
     signal?.throwIfAborted();
-    return [block];
+    return block;
   }
-  return [];
+  return undefined;
 }
 
 /**
@@ -320,4 +323,3 @@ async function* blocks(src: AsyncIterable<Uint8Array>, size: number): AsyncGener
   if (held > 0) yield Buffer.concat(pending, held);
 }
 
-const unescapeXml = (s: string): string => s.replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');

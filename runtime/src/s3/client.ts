@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { proxyFailure, proxyRouter } from '../net/proxy-dispatcher.js';
 import { ProxyError } from '../net/proxy-error.js';
+import { escapeXml, unescapeXml } from './xml.js';
 import { proxyFor } from '../net/proxy-env.js';
 import { trustedSecureContext } from '../net/trust.js';
 import type { TlsSettings } from '../net/undici.js';
@@ -434,5 +435,3 @@ async function text(body: Readable): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const unescapeXml = (s: string): string => s.replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QEMU_EMULATOR_PATH } from '@kiln/runtime';
 import { afterAll, expect, test } from 'vitest';
-import { checkExecPlatform, emulatedCommand, noEmulatorError, type ExecPlatformOptions } from './exec-platform.js';
+import { checkExecPlatform, emulatedCommand, noEmulator, type ExecPlatformOptions } from './exec-platform.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-exec-platform-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,31 +22,31 @@ test('an exec of the host platform, or of none, is never refused (and reads no h
 
 test('an exec of another platform is not refused up front (its programs may be the host\'s); without a usable emulator the error says why, with a hint for each reason', () => {
   expect(checkExecPlatform(arm64, opts())).toEqual({});
-  expect(noEmulatorError(amd64, opts())).toBeUndefined();
-  expect(noEmulatorError(arm64, opts())).toEqual(
+  expect(noEmulator(amd64, opts())?.error).toBeUndefined();
+  expect(noEmulator(arm64, opts())?.error).toEqual(
     expect.objectContaining({
       code: 'SOLVER_UNSUPPORTED',
       message: 'this step runs linux/arm64 programs, and this linux/amd64 machine has no emulator for them',
       hint: expect.stringContaining('kiln binfmt --install arm64 (qemu-aarch64), or put BuildKit\'s buildkit-qemu-aarch64 on kiln\'s PATH'),
     }),
   );
-  expect(noEmulatorError(arm64, opts({ subject: 'this container' }))).toEqual(expect.objectContaining({ message: expect.stringMatching(/^this container runs linux\/arm64 programs/) }));
+  expect(noEmulator(arm64, opts({ subject: 'this container' }))?.error).toEqual(expect.objectContaining({ message: expect.stringMatching(/^this container runs linux\/arm64 programs/) }));
   writeFileSync(join(misc, 'qemu-x'), `disabled\ninterpreter /usr/bin/qemu-x-static\nflags: F\noffset 0\nmagic ${ARM64_MAGIC}\n`);
-  expect(noEmulatorError(arm64, opts())).toEqual(expect.objectContaining({ hint: `its emulator is registered but disabled: echo 1 > ${misc}/qemu-x` }));
+  expect(noEmulator(arm64, opts())?.error).toEqual(expect.objectContaining({ hint: `its emulator is registered but disabled: echo 1 > ${misc}/qemu-x` }));
   writeFileSync(join(misc, 'qemu-x'), `enabled\ninterpreter /usr/bin/qemu-x-static\nflags: OC\noffset 0\nmagic ${ARM64_MAGIC}\n`);
-  expect(noEmulatorError(arm64, opts())).toEqual(expect.objectContaining({ hint: expect.stringContaining('without the F flag') }));
+  expect(noEmulator(arm64, opts())?.error).toEqual(expect.objectContaining({ hint: expect.stringContaining('without the F flag') }));
   writeFileSync(join(misc, 'qemu-x'), `enabled\ninterpreter /usr/bin/qemu-x-static\nflags: OCF\noffset 0\nmagic ${ARM64_MAGIC}\n`);
-  expect(noEmulatorError(arm64, opts())).toBeUndefined();
+  expect(noEmulator(arm64, opts())?.error).toBeUndefined();
   writeFileSync(join(misc, 'status'), 'disabled\n');
-  expect(noEmulatorError(arm64, opts())).toEqual(expect.objectContaining({ hint: `binfmt_misc is disabled, so no emulator runs: echo 1 > ${misc}/status` }));
+  expect(noEmulator(arm64, opts())?.error).toEqual(expect.objectContaining({ hint: `binfmt_misc is disabled, so no emulator runs: echo 1 > ${misc}/status` }));
   rmSync(join(misc, 'status'));
   rmSync(join(misc, 'qemu-x'));
 });
 
 test('386 on amd64 is refused when the kernel does not run it (tried once), run when it does', () => {
   const i386 = { os: 'linux', architecture: '386' };
-  expect(noEmulatorError(i386, opts())).toEqual(expect.objectContaining({ message: "this step runs linux/386 programs, and this linux/amd64 machine's kernel does not run them itself (tried) and has no emulator for them" }));
-  expect(noEmulatorError(i386, opts({ runsNatively: () => true }))).toBeUndefined();
+  expect(noEmulator(i386, opts())?.error).toEqual(expect.objectContaining({ message: "this step runs linux/386 programs, and this linux/amd64 machine's kernel does not run them itself (tried) and has no emulator for them" }));
+  expect(noEmulator(i386, opts({ runsNatively: () => true }))?.error).toBeUndefined();
 });
 
 test('an amd64 variant above the CPU level is refused naming the supported ones (BuildKit getEmulator); v2 is tried', () => {

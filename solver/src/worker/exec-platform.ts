@@ -38,7 +38,7 @@ export interface ExecEmulation {
  * it instead of a binfmt_misc handler, and refuses an amd64 variant above the CPU's level as
  * BuildKit's getEmulator does. A platform nothing here runs is not refused: the stage's programs
  * may be the host's all the same (a single-platform base image resolves for any platform, as in
- * containerd), so the exec runs, and when it fails {@link noEmulatorError} says why (see
+ * containerd), so the exec runs, and when it fails {@link noEmulator} says why (see
  * exec-foreign.ts). The host's own platform reads no handler table.
  */
 export function checkExecPlatform(p: ExecPlatform | undefined, opts: ExecPlatformOptions = {}): ExecEmulation {
@@ -66,15 +66,8 @@ function platformOf(p: ExecPlatform | undefined): Platform | undefined {
 
 /**
  * Why programs of platform `p` cannot run here (no usable emulator; the kernel refuses the host's
- * 32-bit ones), with a hint for each reason; undefined when something runs them.
- */
-export function noEmulatorError(p: ExecPlatform, opts: ExecPlatformOptions = {}): SolverError | undefined {
-  return noEmulator(p, opts)?.error;
-}
-
-/**
- * {@link noEmulatorError}, and the interpreters of the enabled handlers for `p` registered without
- * `F`: the kernel opens such an interpreter by its path inside the container when the program
+ * 32-bit ones), with a hint for each reason, and the interpreters of the enabled handlers for `p`
+ * registered without `F`: the kernel opens such an interpreter by its path inside the container when the program
  * starts, so a root that holds it (an image shipping its own `qemu-*-static`, as old balena
  * images do) runs `p`'s programs all the same.
  */
