@@ -162,27 +162,18 @@ export class StepLogLimiter {
    */
   clipLines(stream: 1 | 2, data: Uint8Array, now: number, show: (shown: Uint8Array) => void): void {
     const s = this.#streams[stream - 1];
-    if (data.length === 0 || (s !== undefined && s.clipping && !this.#room(s, now))) {
-      const shown = this.clip(stream, data, now);
-      if (shown !== undefined) show(shown);
-      return;
-    }
     // Buffer's indexOf (memchr) is several times faster than Uint8Array's.
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     let start = 0;
-    while (start < buf.length) {
-      const nl = buf.indexOf(NEWLINE, start);
+    do {
+      // The rest at once once nothing of it would show.
+      const all = s !== undefined && s.clipping && !this.#room(s, now);
+      const nl = all ? -1 : buf.indexOf(NEWLINE, start);
       const end = nl < 0 ? buf.length : nl + 1;
       const shown = this.clip(stream, buf.subarray(start, end), now);
       if (shown !== undefined) show(shown);
       start = end;
-      // The rest at once once nothing of it would show.
-      if (start < buf.length && s !== undefined && s.clipping && !this.#room(s, now)) {
-        const rest = this.clip(stream, buf.subarray(start), now);
-        if (rest !== undefined) show(rest);
-        return;
-      }
-    }
+    } while (start < buf.length);
   }
 
   /**
